@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole YAML file. Every scalar key can be overridden from
+// the environment: QXTD_ + the key path in upper case with dots as
+// underscores (QXTD_SMPP_LISTEN). Lists (upstreams, accounts) come from
+// the file only.
+type Config struct {
+	SMPP      SMPPConfig       `mapstructure:"smpp"`
+	HTTP      HTTPConfig       `mapstructure:"http"`
+	Store     StoreConfig      `mapstructure:"store"`
+	Simulator SimulatorConfig  `mapstructure:"simulator"`
+	Upstreams []UpstreamConfig `mapstructure:"upstreams"`
+	Accounts  []AccountConfig  `mapstructure:"accounts"`
+	Delivery  DeliveryConfig   `mapstructure:"delivery"`
+	Log       LogConfig        `mapstructure:"log"`
+}
+
+type SMPPConfig struct {
+	Listen   string        `mapstructure:"listen"`
+	SystemID string        `mapstructure:"system_id"`
+	Window   int           `mapstructure:"window"`
+	Idle     time.Duration `mapstructure:"idle_timeout"`
+}
+
+type HTTPConfig struct {
+	Listen string `mapstructure:"listen"`
+}
+
+type StoreConfig struct {
+	Path string `mapstructure:"path"`
+}
+
+type SimulatorConfig struct {
+	Enabled  bool          `mapstructure:"enabled"`
+	Listen   string        `mapstructure:"listen"`
+	SystemID string        `mapstructure:"system_id"`
+	Password string        `mapstructure:"password"`
+	DLRDelay time.Duration `mapstructure:"dlr_delay"`
+	Undeliv  float64       `mapstructure:"undeliv_rate"`
+	Throttle float64       `mapstructure:"throttle_rate"`
+	IDFormat string        `mapstructure:"id_format"`
+}
+
+type UpstreamConfig struct {
+	Name        string        `mapstructure:"name"`
+	Addr        string        `mapstructure:"addr"`
+	SystemID    string        `mapstructure:"system_id"`
+	Password    string        `mapstructure:"password"`
+	SystemType  string        `mapstructure:"system_type"`
+	Binds       int           `mapstructure:"binds"`
+	Window      int           `mapstructure:"window"`
+	TPS         float64       `mapstructure:"tps"`
+	RespTimeout time.Duration `mapstructure:"resp_timeout"`
+	EnquireLink time.Duration `mapstructure:"enquire_link"`
+	Concat      string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
+	GSMPacked   bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
+}
+
+type AccountConfig struct {
+	SystemID   string `mapstructure:"system_id"`
+	Password   string `mapstructure:"password"`
+	Enterprise string `mapstructure:"enterprise"`
+	Signature  string `mapstructure:"signature"`
+}
+
+type DeliveryConfig struct {
+	Validity time.Duration `mapstructure:"validity"`
+	RetryMin time.Duration `mapstructure:"retry_min"`
+	RetryMax time.Duration `mapstructure:"retry_max"`
+	DLRRetry time.Duration `mapstructure:"dlr_retry"`
+}
+
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // json | text
+}
+
+func defaults(v *viper.Viper) {
+	v.SetDefault("smpp.listen", "127.0.0.1:2775")
+	v.SetDefault("smpp.system_id", "qxtd")
+	v.SetDefault("smpp.window", 64)
+	v.SetDefault("smpp.idle_timeout", "30m")
+	v.SetDefault("http.listen", "127.0.0.1:8080")
+	v.SetDefault("store.path", "./data/qxtd.db")
+	v.SetDefault("simulator.enabled", false)
+	v.SetDefault("simulator.listen", "127.0.0.1:2776")
+	v.SetDefault("simulator.system_id", "")
+	v.SetDefault("simulator.password", "")
+	v.SetDefault("simulator.dlr_delay", "1s")
+	v.SetDefault("simulator.undeliv_rate", 0.0)
+	v.SetDefault("simulator.throttle_rate", 0.0)
+	v.SetDefault("simulator.id_format", "hex")
+	v.SetDefault("delivery.validity", "48h")
+	v.SetDefault("delivery.retry_min", "1s")
+	v.SetDefault("delivery.retry_max", "1m")
+	v.SetDefault("delivery.dlr_retry", "30s")
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "json")
+}
+
+// LoadConfig reads path (if not empty), applies QXTD_* overrides and
+// validates. Unknown keys are errors naming the key.
+func LoadConfig(path string) (*Config, error) {
+	v := viper.New()
+	defaults(v)
+	v.SetEnvPrefix("QXTD")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	var cfg Config
+	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// Validate checks values; every error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	addr := func(key, v string) {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s: required", key))
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: bad address %q: %w", key, v, err))
+		}
+	}
+	addr("smpp.listen", c.SMPP.Listen)
+	addr("http.listen", c.HTTP.Listen)
+	if c.Store.Path == "" {
+		errs = append(errs, errors.New("store.path: required"))
+	}
+	if c.Simulator.Enabled {
+		addr("simulator.listen", c.Simulator.Listen)
+		if c.Simulator.IDFormat != "hex" && c.Simulator.IDFormat != "dec" {
+			errs = append(errs, fmt.Errorf("simulator.id_format: %q is not hex or dec", c.Simulator.IDFormat))
+		}
+		for k, r := range map[string]float64{"simulator.undeliv_rate": c.Simulator.Undeliv, "simulator.throttle_rate": c.Simulator.Throttle} {
+			if r < 0 || r > 1 {
+				errs = append(errs, fmt.Errorf("%s: %v is not a fraction in [0,1]", k, r))
+			}
+		}
+	}
+	if len(c.Upstreams) == 0 {
+		errs = append(errs, errors.New("upstreams: at least one is required"))
+	}
+	names := map[string]bool{}
+	for i, u := range c.Upstreams {
+		k := fmt.Sprintf("upstreams[%d]", i)
+		if u.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: required", k))
+		} else if names[u.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q used twice", k, u.Name))
+		}
+		names[u.Name] = true
+		addr(k+".addr", u.Addr)
+		if u.SystemID == "" {
+			errs = append(errs, fmt.Errorf("%s.system_id: required", k))
+		}
+		if u.Password == "" {
+			errs = append(errs, fmt.Errorf("%s.password: required", k))
+		}
+		if u.Binds < 0 || u.Window < 0 || u.TPS < 0 {
+			errs = append(errs, fmt.Errorf("%s: binds, window and tps must not be negative", k))
+		}
+		if _, err := parseConcat(u.Concat); err != nil {
+			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))
+		}
+	}
+	ids := map[string]bool{}
+	for i, a := range c.Accounts {
+		k := fmt.Sprintf("accounts[%d]", i)
+		if a.SystemID == "" {
+			errs = append(errs, fmt.Errorf("%s.system_id: required", k))
+		} else if ids[a.SystemID] {
+			errs = append(errs, fmt.Errorf("%s.system_id: %q used twice", k, a.SystemID))
+		}
+		ids[a.SystemID] = true
+		if a.Password == "" {
+			errs = append(errs, fmt.Errorf("%s.password: required", k))
+		}
+		if len(a.SystemID) > 15 || len(a.Password) > 8 {
+			errs = append(errs, fmt.Errorf("%s: SMPP limits system_id to 15 and password to 8 characters", k))
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}

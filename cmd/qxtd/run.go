@@ -1,0 +1,56 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+)
+
+const usage = `usage: qxtd <command> [flags]
+
+commands:
+  serve   --config FILE [--check]   run the daemon (--check: validate the config and exit)
+  version                           print the version
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		path := fs.String("config", "configs/qxtd.yaml", "configuration file")
+		check := fs.Bool("check", false, "validate the configuration and exit")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		cfg, err := LoadConfig(*path)
+		if err != nil {
+			fmt.Fprintln(stderr, "qxtd:", err)
+			return 1
+		}
+		if *check {
+			fmt.Fprintln(stdout, "configuration ok:", *path)
+			return 0
+		}
+		if err := serve(cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "qxtd:", err)
+			return 1
+		}
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, "qxtd", version)
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "qxtd: unknown command %q\n%s", args[0], usage)
+	return 2
+}

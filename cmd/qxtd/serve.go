@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	_ "time/tzdata" // billing months follow Asia/Shanghai on any machine
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+func newLogger(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), lv
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), lv
+}
+
+func parseConcat(s string) (segment.Concat, error) {
+	if s == "" {
+		return segment.ConcatUDH8, nil
+	}
+	return segment.ParseConcat(s)
+}
+
+// daemon is a running qxtd: everything serve starts, in the order it
+// must stop.
+type daemon struct {
+	log   *slog.Logger
+	store *queue.Store
+	sim   *smpp.Simulator
+	gw    *gateway.Gateway
+	smpp  *smpp.Server
+	http  *http.Server
+	wg    sync.WaitGroup
+
+	smppAddr, httpAddr, simAddr net.Addr
+}
+
+func serve(cfg *Config, logw io.Writer) error {
+	log, _ := newLogger(cfg.Log, logw)
+	d, err := start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sigs
+	log.Info("shutting down", "signal", s.String())
+	go func() {
+		<-sigs
+		log.Warn("second signal: exiting at once")
+		os.Exit(1)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return d.shutdown(ctx)
+}
+
+// start opens the store and brings every listener up; on error what was
+// started is stopped again.
+func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
+	d := &daemon{log: log}
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = d.shutdown(ctx)
+		}
+	}()
+	if dir := filepath.Dir(cfg.Store.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("store.path: %w", err)
+		}
+	}
+	// The store calls back into the gateway, which needs the store: the
+	// pointer is filled once both exist.
+	var gwp atomic.Pointer[gateway.Gateway]
+	d.store, err = queue.Open(cfg.Store.Path, queue.Options{
+		Logger:     log.With("component", "store"),
+		OnDLRReady: func(account string) { gwp.Load().OnDLRReady(account) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store.path: %w", err)
+	}
+
+	if cfg.Simulator.Enabled {
+		d.sim = smpp.NewSimulator(smpp.SimOptions{
+			SystemID: cfg.Simulator.SystemID,
+			Password: cfg.Simulator.Password,
+			DLRDelay: cfg.Simulator.DLRDelay,
+			IDFormat: cfg.Simulator.IDFormat,
+			Faults:   smpp.Faults{Undeliv: cfg.Simulator.Undeliv, Throttle: cfg.Simulator.Throttle},
+			Logger:   log,
+		})
+		l, err := net.Listen("tcp", cfg.Simulator.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("simulator.listen: %w", err)
+		}
+		d.simAddr = l.Addr()
+		d.goServe("simulator", func() error { return d.sim.Serve(l) })
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gcfg := gateway.Config{
+		Validity: cfg.Delivery.Validity,
+		RetryMin: cfg.Delivery.RetryMin,
+		RetryMax: cfg.Delivery.RetryMax,
+		DLRRetry: cfg.Delivery.DLRRetry,
+		ESMEIdle: cfg.SMPP.Idle,
+	}
+	for _, u := range cfg.Upstreams {
+		concat, _ := parseConcat(u.Concat) // validated
+		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
+			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
+			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, TPS: u.TPS,
+			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink,
+			Segment: segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+		})
+	}
+	accounts := gateway.StaticAccounts{}
+	for _, a := range cfg.Accounts {
+		accounts[a.SystemID] = gateway.StaticAccount{
+			Account:  gateway.Account{SystemID: a.SystemID, Enterprise: a.Enterprise, Signature: a.Signature},
+			Password: a.Password,
+		}
+	}
+	d.gw, err = gateway.New(gcfg, d.store, accounts, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	gwp.Store(d.gw)
+	d.gw.Start()
+
+	d.smpp = smpp.NewServer(d.gw, smpp.ServerOptions{
+		SystemID: cfg.SMPP.SystemID,
+		Conn: smpp.ConnOptions{
+			Window:        cfg.SMPP.Window,
+			InboundWindow: cfg.SMPP.Window,
+			IdleTimeout:   cfg.SMPP.Idle,
+			RespTimeout:   30 * time.Second,
+		},
+		Logger: log.With("component", "smpp"),
+	})
+	sl, err := net.Listen("tcp", cfg.SMPP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("smpp.listen: %w", err)
+	}
+	d.smppAddr = sl.Addr()
+	d.goServe("smpp", func() error { return d.smpp.Serve(sl) })
+
+	hl, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	d.httpAddr = hl.Addr()
+	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
+	d.goServe("http", func() error { return d.http.Serve(hl) })
+
+	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
+		"simulator", addrString(d.simAddr), "store", cfg.Store.Path, "version", version)
+	return d, nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// goServe runs a Serve loop; an error other than a normal close is logged.
+func (d *daemon) goServe(name string, serve func() error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		err := serve()
+		if err != nil && !errors.Is(err, smpp.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("serve", "listener", name, "err", err)
+		}
+	}()
+}
+
+// shutdown stops taking work, lets what is in flight finish (SMPP peers
+// are unbound after their outstanding requests are answered), unbinds the
+// upstreams and closes the store. Anything not yet sent stays in the store.
+func (d *daemon) shutdown(ctx context.Context) error {
+	if d.smpp != nil {
+		_ = d.smpp.Shutdown(ctx)
+	}
+	if d.http != nil {
+		_ = d.http.Shutdown(ctx)
+	}
+	if d.gw != nil {
+		d.gw.Stop()
+	}
+	if d.sim != nil {
+		_ = d.sim.Close()
+	}
+	d.wg.Wait()
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			return fmt.Errorf("close store: %w", err)
+		}
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.gw.Ready() {
+			http.Error(w, "no upstream bind is up", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}

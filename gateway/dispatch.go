@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// dispatcher moves due segments from the store to the upstreams. The
+// store is the buffer: in memory there is only the in-flight set, at most
+// the sum of the upstreams' windows, so nothing is lost by a crash and
+// nothing in memory grows with the backlog.
+type dispatcher struct {
+	g    *Gateway
+	wake chan struct{}
+
+	mu       sync.Mutex
+	inflight map[queue.Key]struct{}
+	free     chan struct{} // signalled when a job finishes
+}
+
+func newDispatcher(g *Gateway) *dispatcher {
+	return &dispatcher{
+		g:        g,
+		wake:     make(chan struct{}, 1),
+		inflight: make(map[queue.Key]struct{}),
+		free:     make(chan struct{}, 1),
+	}
+}
+
+func (d *dispatcher) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) done(k queue.Key) {
+	d.mu.Lock()
+	delete(d.inflight, k)
+	d.mu.Unlock()
+	select {
+	case d.free <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) skip(k queue.Key) bool {
+	_, ok := d.inflight[k] // called with d.mu held
+	return ok
+}
+
+// idlePoll is how often the store is looked at when nothing woke us:
+// it catches retries coming due.
+const idlePoll = 200 * time.Millisecond
+
+func (d *dispatcher) run(ctx context.Context) {
+	g := d.g
+	capacity := 0
+	for _, u := range g.ups {
+		capacity += u.capacity()
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		room := capacity - len(d.inflight)
+		var jobs []queue.Job
+		var err error
+		if room > 0 {
+			jobs, err = g.store.Due(time.Now(), room, d.skip)
+			for _, j := range jobs {
+				d.inflight[j.Key] = struct{}{}
+			}
+		}
+		d.mu.Unlock()
+		if err != nil {
+			g.log.Error("store scan", "err", err)
+		}
+		for _, j := range jobs {
+			u := g.byName[j.Msg.Upstream]
+			if u == nil {
+				u = g.ups[0] // its upstream left the configuration
+			}
+			select {
+			case u.jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(jobs) == room && room > 0 {
+			// There may be more: wait for a slot, not for a timer.
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.free:
+			}
+			continue
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(idlePoll)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-d.free:
+			if len(jobs) == 0 && room > 0 {
+				// A slot freed but nothing was due: no need to rescan
+				// until something is enqueued or the poll fires.
+				select {
+				case <-ctx.Done():
+					return
+				case <-d.wake:
+				case <-t.C:
+				}
+			}
+		case <-t.C:
+		}
+	}
+}

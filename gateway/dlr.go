@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// router forwards stored receipts to the ESMEs. Each account with at
+// least one receiver or transceiver bound has one forwarder goroutine;
+// it ends when the account's last such bind goes. Receipts stay in the
+// store until an ESME acknowledged them with deliver_sm_resp.
+type router struct {
+	g  *Gateway
+	mu sync.Mutex
+	fw map[string]*forwarder
+	wg sync.WaitGroup
+}
+
+type forwarder struct {
+	account string
+	conns   []*smpp.Conn
+	wake    chan struct{}
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex
+	inflight map[uint64]struct{}
+	rr       int
+}
+
+func newRouter(g *Gateway) *router {
+	return &router{g: g, fw: make(map[string]*forwarder)}
+}
+
+func (r *router) attach(account string, c *smpp.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.fw[account]
+	if f == nil {
+		ctx, cancel := context.WithCancel(r.g.ctx)
+		f = &forwarder{account: account, wake: make(chan struct{}, 1), cancel: cancel, inflight: make(map[uint64]struct{})}
+		r.fw[account] = f
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.run(ctx, f)
+		}()
+	}
+	f.mu.Lock()
+	f.conns = append(f.conns, c)
+	f.mu.Unlock()
+	f.kick()
+}
+
+func (r *router) detach(account string, c *smpp.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.fw[account]
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	for i, x := range f.conns {
+		if x == c {
+			f.conns = append(f.conns[:i:i], f.conns[i+1:]...)
+			break
+		}
+	}
+	empty := len(f.conns) == 0
+	f.mu.Unlock()
+	if empty {
+		f.cancel()
+		delete(r.fw, account)
+	}
+}
+
+func (r *router) kick(account string) {
+	r.mu.Lock()
+	f := r.fw[account]
+	r.mu.Unlock()
+	if f != nil {
+		f.kick()
+	}
+}
+
+func (r *router) stop() {
+	r.mu.Lock()
+	for _, f := range r.fw {
+		f.cancel()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (f *forwarder) kick() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *forwarder) conn() *smpp.Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.conns) == 0 {
+		return nil
+	}
+	f.rr++
+	return f.conns[f.rr%len(f.conns)]
+}
+
+func (r *router) run(ctx context.Context, f *forwarder) {
+	g := r.g
+	window := g.cfg.DLRWindow
+	sem := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		room := window - len(sem)
+		var msgs []*queue.Message
+		if room > 0 {
+			var err error
+			f.mu.Lock()
+			msgs, err = g.store.PendingDLRs(f.account, room, func(id uint64) bool {
+				_, busy := f.inflight[id]
+				return busy
+			})
+			for _, m := range msgs {
+				f.inflight[m.ID] = struct{}{}
+			}
+			f.mu.Unlock()
+			if err != nil {
+				g.log.Error("pending receipts", "account", f.account, "err", err)
+			}
+		}
+		for _, m := range msgs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ok := r.deliver(ctx, f, m)
+				if !ok {
+					// Not acknowledged: keep it in flight (so the scan
+					// skips it) until the retry delay has passed.
+					rt := time.NewTimer(g.cfg.DLRRetry)
+					select {
+					case <-rt.C:
+					case <-ctx.Done():
+						rt.Stop()
+					}
+				}
+				f.mu.Lock()
+				delete(f.inflight, m.ID)
+				f.mu.Unlock()
+				f.kick()
+			}()
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(g.cfg.DLRRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// deliver sends one receipt and, once the ESME acknowledged it, removes it
+// from the store. false means it must be tried again later.
+func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bool {
+	c := f.conn()
+	if c == nil {
+		return false
+	}
+	rc := ReceiptFor(m)
+	p := smpp.NewReceiptPDU(rc, m.Dest, m.Source, m.DestTON, m.DestNPI, m.SourceTON, m.SourceNPI)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.Request(rctx, p); err != nil {
+		r.g.metrics.dlrForward.WithLabelValues("error").Inc()
+		return false
+	}
+	if err := r.g.store.AckDLR(context.WithoutCancel(ctx), f.account, m.ID); err != nil {
+		r.g.log.Error("ack receipt", "account", f.account, "id", m.ID, "err", err)
+		return false
+	}
+	r.g.metrics.dlrForward.WithLabelValues("ok").Inc()
+	return true
+}
+
+// ReceiptFor is the receipt an ESME gets for a message: one per message
+// (the id it got in submit_sm_resp), delivered only if every segment was.
+func ReceiptFor(m *queue.Message) smpp.Receipt {
+	rc := smpp.Receipt{
+		ID:         FormatID(m.ID),
+		Sub:        1,
+		SubmitDate: m.AcceptedAt,
+		State:      smpp.StateDelivered,
+		Err:        "000",
+		Text:       m.Text,
+	}
+	for _, p := range m.Parts {
+		if p.DoneAt.After(rc.DoneDate) {
+			rc.DoneDate = p.DoneAt
+		}
+		if p.State != queue.StateDelivered && rc.State == smpp.StateDelivered {
+			rc.State = wireState(p.State)
+			if p.ErrCode != "" {
+				rc.Err = p.ErrCode
+			}
+		}
+	}
+	if rc.State == smpp.StateDelivered {
+		rc.Dlvrd = 1
+	}
+	if rc.DoneDate.IsZero() {
+		rc.DoneDate = time.Now()
+	}
+	return rc
+}
+
+func wireState(s queue.State) smpp.MessageState {
+	switch s {
+	case queue.StateDelivered:
+		return smpp.StateDelivered
+	case queue.StateExpired:
+		return smpp.StateExpired
+	case queue.StateUndeliverable:
+		return smpp.StateUndeliverable
+	case queue.StateRejected:
+		return smpp.StateRejected
+	case queue.StateAccepted, queue.StateSubmitted:
+		return smpp.StateEnroute
+	}
+	return smpp.StateUnknown
+}

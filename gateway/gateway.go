@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// UpstreamConfig is one carrier SMSC.
+type UpstreamConfig struct {
+	Name        string
+	Addr        string
+	SystemID    string
+	Password    string
+	SystemType  string
+	Binds       int           // persistent binds
+	Window      int           // outstanding submit_sm per bind
+	TPS         float64       // submit_sm per second over all binds; 0 = no cap
+	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
+	EnquireLink time.Duration
+	Segment     segment.Options // concatenation and GSM packing this SMSC wants
+}
+
+// Config is what the gateway needs; cmd/qxtd fills it from the YAML file.
+type Config struct {
+	Upstreams []UpstreamConfig
+	// Validity is how long a message is tried when the ESME gives none.
+	Validity time.Duration
+	// RetryMin and RetryMax bound the delay before a temporary failure
+	// (throttled, queue full, timeout, lost connection) is tried again.
+	RetryMin, RetryMax time.Duration
+	// DLRRetry is how long a receipt deliver_sm that the ESME did not
+	// acknowledge waits before it is sent again.
+	DLRRetry time.Duration
+	// DLRWindow bounds receipts awaiting deliver_sm_resp per account.
+	DLRWindow int
+	// ESMEIdle ends an ESME bind that sends nothing for this long.
+	ESMEIdle time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Validity <= 0 {
+		c.Validity = 48 * time.Hour
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = time.Minute
+	}
+	if c.DLRRetry <= 0 {
+		c.DLRRetry = 30 * time.Second
+	}
+	if c.DLRWindow <= 0 {
+		c.DLRWindow = 32
+	}
+	if c.ESMEIdle <= 0 {
+		c.ESMEIdle = 30 * time.Minute
+	}
+}
+
+// Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),
+// the durable store, the upstream binds and the receipt router.
+type Gateway struct {
+	cfg     Config
+	store   *queue.Store
+	policy  Policy
+	log     *slog.Logger
+	metrics *Metrics
+
+	ups    []*upstream
+	byName map[string]*upstream
+
+	disp *dispatcher
+	dlrs *router
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a gateway over an open store. Start it with Start.
+func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
+	cfg.defaults()
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("gateway: no upstream configured")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{
+		cfg:     cfg,
+		store:   store,
+		policy:  pol,
+		log:     log,
+		metrics: newMetrics(reg, store),
+		byName:  make(map[string]*upstream),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	for _, uc := range cfg.Upstreams {
+		if _, dup := g.byName[uc.Name]; dup {
+			cancel()
+			return nil, fmt.Errorf("gateway: upstream %q configured twice", uc.Name)
+		}
+		u := newUpstream(g, uc)
+		g.ups = append(g.ups, u)
+		g.byName[uc.Name] = u
+	}
+	g.metrics.upstreamsUp(g.ups)
+	g.disp = newDispatcher(g)
+	g.dlrs = newRouter(g)
+	return g, nil
+}
+
+// Start brings up the upstream binds, the dispatcher and the receipt
+// router. Everything stops with Stop.
+func (g *Gateway) Start() {
+	for _, u := range g.ups {
+		u.start(g.ctx, &g.wg)
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.disp.run(g.ctx)
+	}()
+}
+
+// Stop unbinds upstreams and stops every goroutine of the gateway. What
+// is in flight stays in the store and is sent again at the next start.
+func (g *Gateway) Stop() {
+	g.cancel()
+	g.dlrs.stop()
+	g.wg.Wait()
+}
+
+// Ready reports whether at least one upstream bind is up.
+func (g *Gateway) Ready() bool {
+	for _, u := range g.ups {
+		if u.upCount() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// OnDLRReady is the store's callback: receipts for account can be
+// forwarded. It must not block.
+func (g *Gateway) OnDLRReady(account string) {
+	if g != nil && g.dlrs != nil {
+		g.dlrs.kick(account)
+	}
+}
+
+// Notify wakes the dispatcher: new messages are due.
+func (g *Gateway) notify() { g.disp.kick() }
+
+var _ smpp.Backend = (*Gateway)(nil)

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Metrics are the gateway's Prometheus series. Labels come from closed
+// sets only: ingress kind, refusal reason, upstream name, state.
+type Metrics struct {
+	accepted      *prometheus.CounterVec
+	refusedTotal  *prometheus.CounterVec
+	relayed       *prometheus.CounterVec
+	submitErrors  *prometheus.CounterVec
+	submitLatency *prometheus.HistogramVec
+	reconnects    *prometheus.CounterVec
+	dlrs          *prometheus.CounterVec
+	dlrForward    *prometheus.CounterVec
+	binds         *prometheus.CounterVec
+	boundESMEs    *prometheus.GaugeVec
+	reg           prometheus.Registerer
+}
+
+func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := promauto.With(reg)
+	m := &Metrics{
+		reg: reg,
+		accepted: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_messages_accepted_total", Help: "Messages accepted and stored, by ingress.",
+		}, []string{"ingress"}),
+		refusedTotal: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_messages_refused_total", Help: "Submissions refused, by reason.",
+		}, []string{"reason"}),
+		relayed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_segments_relayed_total", Help: "Segments accepted by an upstream SMSC (submit_sm_resp OK).",
+		}, []string{"upstream"}),
+		submitErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_upstream_submit_errors_total", Help: "submit_sm outcomes other than OK, by kind.",
+		}, []string{"upstream", "kind"}),
+		submitLatency: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "qxtd_upstream_submit_seconds", Help: "submit_sm to submit_sm_resp latency.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"upstream"}),
+		reconnects: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_upstream_disconnects_total", Help: "Upstream binds lost.",
+		}, []string{"upstream"}),
+		dlrs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_dlrs_received_total", Help: "Final receipts from upstreams, by state and match result.",
+		}, []string{"state", "result"}),
+		dlrForward: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome.",
+		}, []string{"outcome"}),
+		binds: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome.",
+		}, []string{"kind", "outcome"}),
+		boundESMEs: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "qxtd_esme_bound", Help: "ESME binds up now, by kind.",
+		}, []string{"kind"}),
+	}
+	if store != nil {
+		states := []queue.State{queue.StateAccepted, queue.StateSubmitted, queue.StateDelivered,
+			queue.StateUndeliverable, queue.StateExpired, queue.StateRejected, queue.StateUnknown}
+		for _, st := range states {
+			f.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "qxtd_queue_segments", Help: "Segments in the store, by state.",
+				ConstLabels: prometheus.Labels{"state": st.String()},
+			}, func() float64 { return float64(store.Counts()[st]) })
+		}
+	}
+	return m
+}
+
+// upstreamsUp exports the number of binds up per upstream.
+func (m *Metrics) upstreamsUp(ups []*upstream) {
+	f := promauto.With(m.reg)
+	for _, u := range ups {
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_binds_up", Help: "Upstream binds up now.",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 { return float64(u.upCount()) })
+	}
+}
+
+func (m *Metrics) refused(err error) {
+	reason := "other"
+	var r *Refusal
+	if errors.As(err, &r) {
+		reason = r.Reason
+	}
+	m.refusedTotal.WithLabelValues(reason).Inc()
+}

@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"crypto/subtle"
+	"errors"
+	"strings"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+)
+
+// Account is the sender behind a bind or an API call, as the gateway
+// needs it: who owns the messages, who pays, what signs them.
+type Account struct {
+	SystemID      string // owner of messages and receipts
+	Enterprise    string // billing owner
+	Signature     string // enterprise signature, e.g. 【某某公司】; "" = none
+	UserSignature string // appended when the user's name is shown
+}
+
+// Policy is the operator's rules as the gateway sees them. The policy
+// package implements it; StaticAccounts is the minimal one for a demo.
+type Policy interface {
+	// Authenticate checks SMPP credentials: ErrAuth (or a pdu.Status) if wrong.
+	Authenticate(systemID, password string) (*Account, error)
+	// Admit checks one recipient and returns it normalised, or a refusal
+	// (an error carrying a pdu.Status and a reason, see Refusal).
+	Admit(acct *Account, dest string) (string, error)
+	// Allow is the per-enterprise rate limit.
+	Allow(acct *Account) bool
+	// Limit is the most segments the enterprise may have reserved plus
+	// charged this month; -1 for no limit.
+	Limit(acct *Account) int64
+}
+
+// ErrAuth is a failed authentication.
+var ErrAuth = errors.New("gateway: authentication failed")
+
+// Refusal is a policy refusal with its wire status and metric reason.
+type Refusal struct {
+	Status pdu.Status
+	Reason string // closed set: a metrics label and an HTTP reason
+	Detail string
+}
+
+func (r *Refusal) Error() string {
+	if r.Detail != "" {
+		return r.Reason + ": " + r.Detail
+	}
+	return r.Reason
+}
+
+// Unwrap lets errors.As find the pdu.Status.
+func (r *Refusal) Unwrap() error { return r.Status }
+
+// Refusal reasons of the gateway itself; the policy package has the
+// operator's (whitelist, scope, quota) with codes in 0x400–0x4FF.
+var (
+	refuseThrottled = func() error {
+		return &Refusal{Status: 0x58, Reason: "rate_limited"}
+	}
+	refuseBinary = func(d string) error {
+		return &Refusal{Status: StatusBinary, Reason: "binary_refused", Detail: d}
+	}
+	refuseTooLong = func(d string) error {
+		return &Refusal{Status: StatusTooLong, Reason: "too_long", Detail: d}
+	}
+	refuseQuota = func() error {
+		return &Refusal{Status: StatusQuota, Reason: "quota_exceeded"}
+	}
+)
+
+// Vendor-specific statuses the gateway itself returns; they match the
+// policy package's table (README, "Error codes").
+const (
+	StatusQuota   pdu.Status = 0x404
+	StatusBinary  pdu.Status = 0x405
+	StatusTooLong pdu.Status = 0x406
+)
+
+// StaticAccount is one account of StaticAccounts.
+type StaticAccount struct {
+	Account
+	Password string
+}
+
+// StaticAccounts is a Policy with fixed accounts, no whitelist, no scope
+// and no quota: the demo and protocol tests use it.
+type StaticAccounts map[string]StaticAccount
+
+// Authenticate implements Policy.
+func (s StaticAccounts) Authenticate(systemID, password string) (*Account, error) {
+	a, ok := s[systemID]
+	if !ok || subtle.ConstantTimeCompare([]byte(a.Password), []byte(password)) != 1 {
+		return nil, ErrAuth
+	}
+	acct := a.Account
+	if acct.SystemID == "" {
+		acct.SystemID = systemID
+	}
+	if acct.Enterprise == "" {
+		acct.Enterprise = systemID
+	}
+	return &acct, nil
+}
+
+// Admit implements Policy: any non-empty address of digits (and a leading +).
+func (StaticAccounts) Admit(_ *Account, dest string) (string, error) {
+	d := strings.TrimPrefix(strings.TrimSpace(dest), "+")
+	if d == "" || strings.Trim(d, "0123456789") != "" {
+		return "", &Refusal{Status: 0x0B, Reason: "invalid_number", Detail: dest}
+	}
+	return d, nil
+}
+
+// Allow implements Policy.
+func (StaticAccounts) Allow(*Account) bool { return true }
+
+// Limit implements Policy.
+func (StaticAccounts) Limit(*Account) int64 { return -1 }
+
+var _ Policy = StaticAccounts(nil)

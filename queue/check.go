@@ -1,0 +1,240 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Check verifies the store's invariants (listed in doc.go) by reading all of
+// it, and the in-memory usage and state counters against a recomputation
+// from the records. It costs a full scan: for tests, and for an operator's
+// offline check. Call it while no writes are in progress. It returns every
+// violation found (up to 50), joined, each wrapping ErrCorrupt.
+func (s *Store) Check() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		if len(errs) < 50 {
+			errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...))
+		}
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		msgB, dueB, waitB := tx.Bucket(bucketMsg), tx.Bucket(bucketDue), tx.Bucket(bucketWait)
+		smscB, dlroutB := tx.Bucket(bucketSMSC), tx.Bucket(bucketDLROut)
+
+		var counts [stateEnd]int
+		use := make(map[string]usage)
+		var maxID uint64
+		nDue, nWait := 0, 0
+		partAt := func(k Key) *Part {
+			v := msgB.Get(msgKey(k.ID))
+			if v == nil {
+				return nil
+			}
+			m, err := DecodeMessage(v)
+			if err != nil || int(k.Part) >= len(m.Parts) {
+				return nil
+			}
+			return &m.Parts[k.Part]
+		}
+
+		err := msgB.ForEach(func(kb, v []byte) error {
+			m, err := DecodeMessage(v)
+			if err != nil {
+				bad("message %x: %v", kb, err)
+				return nil
+			}
+			if len(kb) != 8 || binary.BigEndian.Uint64(kb) != m.ID {
+				bad("message key %x holds id %d", kb, m.ID)
+			}
+			maxID = max(maxID, m.ID)
+			if len(m.Parts) > 1 && m.Ref == 0 {
+				bad("message %d: %d parts and no ref", m.ID, len(m.Parts))
+			}
+			uk := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
+			u := use[uk]
+			for i, p := range m.Parts {
+				k := Key{m.ID, uint16(i)}
+				counts[p.State]++
+				switch {
+				case p.State == StateDelivered:
+					u.Charged++
+				case !p.State.Final():
+					u.Reserved++
+				}
+				switch p.State {
+				case StateAccepted:
+					nDue++
+					if dueB.Get(timeKey(p.DueAt, k)) == nil {
+						bad("part %s: accepted without its due key", k)
+					}
+				case StateSubmitted:
+					nWait++
+					if waitB.Get(timeKey(p.SubmittedAt, k)) == nil {
+						bad("part %s: submitted without its wait key", k)
+					}
+				}
+				if p.State != StateAccepted && p.SMSCID != "" {
+					for _, id := range append([]string{p.SMSCID}, p.DupSMSCIDs...) {
+						if smscB.Get(smscKey(m.Upstream, CanonicalSMSCID(id))) == nil {
+							bad("part %s: smsc id %q not indexed", k, id)
+						}
+					}
+				}
+			}
+			use[uk] = u
+			pending := dlroutB.Get(dlroutKey(m.Account, m.ID)) != nil
+			switch {
+			case !m.Final() && (pending || m.DLRForwarded):
+				bad("message %d: not final but DLR pending=%v forwarded=%v", m.ID, pending, m.DLRForwarded)
+			case m.Final() && pending == m.DLRForwarded:
+				bad("message %d: final with DLR pending=%v forwarded=%v", m.ID, pending, m.DLRForwarded)
+			case m.Final() && pending && !m.wantsDLR():
+				bad("message %d: DLR pending but none requested", m.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if seq := msgB.Sequence(); seq < maxID {
+			bad("message sequence %d below the highest id %d", seq, maxID)
+		}
+
+		n := 0
+		err = dueB.ForEach(func(kb, _ []byte) error {
+			n++
+			ts, k, ok := parseTimeKey(kb)
+			p := partAt(k)
+			switch {
+			case !ok:
+				bad("due key %x malformed", kb)
+			case p == nil:
+				bad("due key %s: no such part", k)
+			case p.State != StateAccepted:
+				bad("due key %s: part is %s", k, p.State)
+			case !bytes.Equal(kb, timeKey(p.DueAt, k)):
+				bad("due key %s at %d: part due at %v", k, ts, p.DueAt)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n != nDue {
+			bad("%d due keys for %d accepted parts", n, nDue)
+		}
+
+		n = 0
+		err = waitB.ForEach(func(kb, _ []byte) error {
+			n++
+			_, k, ok := parseTimeKey(kb)
+			if p := partAt(k); !ok || p == nil || p.State != StateSubmitted {
+				bad("wait key %x: no submitted part", kb)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n != nWait {
+			bad("%d wait keys for %d submitted parts", n, nWait)
+		}
+
+		err = smscB.ForEach(func(kb, v []byte) error {
+			k, ok := parsePartRef(v)
+			if p := partAt(k); !ok || p == nil || p.State == StateAccepted {
+				bad("smsc key %q: points to %x, no submitted or final part", kb, v)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		err = dlroutB.ForEach(func(kb, _ []byte) error {
+			i := bytes.IndexByte(kb, sep)
+			if i < 0 || len(kb)-i-1 != 8 {
+				bad("dlrout key %q malformed", kb)
+				return nil
+			}
+			id := binary.BigEndian.Uint64(kb[i+1:])
+			v := msgB.Get(kb[i+1:])
+			if v == nil {
+				bad("dlrout key %q: no message %d", kb, id)
+				return nil
+			}
+			if m, err := DecodeMessage(v); err == nil && m.Account != string(kb[:i]) {
+				bad("dlrout key %q: message %d belongs to %q", kb, id, m.Account)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		err = tx.Bucket(bucketOrphan).ForEach(func(kb, v []byte) error {
+			if _, err := decodeOrphan(v); err != nil {
+				bad("orphan %q: %v", kb, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketRef).ForEach(func(kb, v []byte) error {
+			if len(v) != 2 {
+				bad("ref %q: %d bytes", kb, len(v))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		stored := make(map[string]usage)
+		err = tx.Bucket(bucketUsage).ForEach(func(kb, v []byte) error {
+			u, err := decodeUsage(v)
+			if err != nil {
+				bad("usage %q: %v", kb, err)
+			} else if u != (usage{}) {
+				stored[string(kb)] = u
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		maps.DeleteFunc(use, func(_ string, u usage) bool { return u == (usage{}) })
+		for k, u := range use {
+			if stored[k] != u {
+				bad("usage %q: stored %+v, records say %+v", k, stored[k], u)
+			}
+		}
+		for k, u := range stored {
+			if _, ok := use[k]; !ok {
+				bad("usage %q: stored %+v, records say none", k, u)
+			}
+		}
+
+		s.memMu.RLock()
+		defer s.memMu.RUnlock()
+		if counts != s.counts {
+			bad("in-memory state counts %v, records say %v", s.counts, counts)
+		}
+		mem := maps.Clone(s.usage)
+		maps.DeleteFunc(mem, func(_ string, u usage) bool { return u == (usage{}) })
+		if !maps.Equal(mem, stored) {
+			bad("in-memory usage %v, stored %v", mem, stored)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: check: %w", err)
+	}
+	return errors.Join(errs...)
+}

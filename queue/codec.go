@@ -1,0 +1,360 @@
+package queue
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Record encodings. Each record starts with a version byte; version 1 is a
+// sequence of fields in a fixed order: unsigned integers as uvarints, signed
+// ones as zig-zag varints, strings and byte slices as a uvarint length then
+// the bytes, times as the varint of their Unix nanoseconds (0 = zero time).
+// Decoders check every length against the bytes left, reject unknown
+// versions, invalid states and trailing bytes, and never panic.
+
+const (
+	msgVersion    = 1
+	orphanVersion = 1
+	usageVersion  = 1
+
+	usageLen = 1 + 8 + 8
+
+	// Bounds checked by the decoder; the encoder's inputs are validated by
+	// Enqueue against the same limits.
+	maxParts = 255 // a UDH concatenation counter is one byte
+)
+
+type encoder struct{ b []byte }
+
+func (e *encoder) u8(v uint8)       { e.b = append(e.b, v) }
+func (e *encoder) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) time(t time.Time) { e.varint(timeNanos(t)) }
+
+// timeNanos maps t to Unix nanoseconds, 0 for the zero time, clamped to the
+// representable range (years 1678-2262).
+func timeNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if t.Before(minTime) {
+		return math.MinInt64
+	}
+	if t.After(maxTime) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+func nanosTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	}
+}
+
+func (d *decoder) u8(field string) uint8 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail("%s: truncated", field)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) u16(field string) uint16 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 2 {
+		d.fail("%s: truncated", field)
+		return 0
+	}
+	v := binary.BigEndian.Uint16(d.b)
+	d.b = d.b[2:]
+	return v
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad uvarint", field)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(field string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("%s: bad varint", field)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// raw returns the next length-prefixed field, not copied.
+func (d *decoder) raw(field string) []byte {
+	n := d.uvarint(field)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("%s: length %d exceeds the %d bytes left", field, n, len(d.b))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns a copy (nil when empty): decoded records never alias the
+// database's memory.
+func (d *decoder) bytes(field string) []byte {
+	v := d.raw(field)
+	if len(v) == 0 {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+func (d *decoder) str(field string) string { return string(d.raw(field)) }
+
+func (d *decoder) time(field string) time.Time { return nanosTime(d.varint(field)) }
+
+func (d *decoder) state(field string) State {
+	s := State(d.u8(field))
+	if d.err == nil && !s.Valid() {
+		d.fail("%s: invalid state %d", field, uint8(s))
+	}
+	return s
+}
+
+func (d *decoder) version(want uint8, what string) {
+	if v := d.u8(what + " version"); d.err == nil && v != want {
+		d.fail("%s: unknown version %d", what, v)
+	}
+}
+
+func (d *decoder) end(what string) {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%s: %d trailing bytes", what, len(d.b))
+	}
+}
+
+const flagDLRForwarded = 1 << 0
+
+// encodeMessage appends the record of m to b.
+func encodeMessage(b []byte, m *Message) []byte {
+	e := encoder{b}
+	e.u8(msgVersion)
+	e.uvarint(m.ID)
+	e.str(m.Account)
+	e.str(m.Enterprise)
+	e.str(m.Source)
+	e.str(m.Dest)
+	e.u8(m.SourceTON)
+	e.u8(m.SourceNPI)
+	e.u8(m.DestTON)
+	e.u8(m.DestNPI)
+	e.u8(m.DataCoding)
+	e.u8(m.Concat)
+	e.u8(m.RegisteredDelivery)
+	e.u16(m.Ref)
+	e.str(m.Upstream)
+	e.str(m.Text)
+	e.time(m.AcceptedAt)
+	e.time(m.SendAt)
+	e.time(m.ValidUntil)
+	var flags uint8
+	if m.DLRForwarded {
+		flags |= flagDLRForwarded
+	}
+	e.u8(flags)
+	e.uvarint(uint64(len(m.Parts)))
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		e.bytes(p.Body)
+		e.u8(uint8(p.State))
+		e.str(p.SMSCID)
+		e.time(p.DueAt)
+		e.time(p.SubmittedAt)
+		e.time(p.DoneAt)
+		e.str(p.ErrCode)
+		e.uvarint(uint64(max(p.Attempts, 0)))
+		e.uvarint(uint64(len(p.DupSMSCIDs)))
+		for _, id := range p.DupSMSCIDs {
+			e.str(id)
+		}
+	}
+	return e.b
+}
+
+// minPartLen is the fewest bytes an encoded part can take.
+const minPartLen = 1 + 1 + 1 + 3 + 1 + 1 + 1
+
+// DecodeMessage decodes a message record. It copies everything it keeps, so
+// b may be reused afterwards. Errors wrap ErrCorrupt.
+func DecodeMessage(b []byte) (*Message, error) {
+	d := decoder{b: b}
+	d.version(msgVersion, "message")
+	m := &Message{
+		ID:                 d.uvarint("id"),
+		Account:            d.str("account"),
+		Enterprise:         d.str("enterprise"),
+		Source:             d.str("source"),
+		Dest:               d.str("dest"),
+		SourceTON:          d.u8("source_ton"),
+		SourceNPI:          d.u8("source_npi"),
+		DestTON:            d.u8("dest_ton"),
+		DestNPI:            d.u8("dest_npi"),
+		DataCoding:         d.u8("data_coding"),
+		Concat:             d.u8("concat"),
+		RegisteredDelivery: d.u8("registered_delivery"),
+		Ref:                d.u16("ref"),
+		Upstream:           d.str("upstream"),
+		Text:               d.str("text"),
+		AcceptedAt:         d.time("accepted_at"),
+		SendAt:             d.time("send_at"),
+		ValidUntil:         d.time("valid_until"),
+	}
+	flags := d.u8("flags")
+	if d.err == nil && flags&^flagDLRForwarded != 0 {
+		d.fail("unknown flags %#x", flags)
+	}
+	m.DLRForwarded = flags&flagDLRForwarded != 0
+	n := d.uvarint("parts")
+	if d.err == nil && (n == 0 || n > maxParts || n > uint64(len(d.b)/minPartLen)) {
+		d.fail("parts: bad count %d", n)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	m.Parts = make([]Part, n)
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		p.Body = d.bytes("body")
+		p.State = d.state("state")
+		p.SMSCID = d.str("smsc_id")
+		p.DueAt = d.time("due_at")
+		p.SubmittedAt = d.time("submitted_at")
+		p.DoneAt = d.time("done_at")
+		p.ErrCode = d.str("err_code")
+		a := d.uvarint("attempts")
+		if d.err == nil && a > math.MaxInt32 {
+			d.fail("attempts: %d out of range", a)
+		}
+		p.Attempts = int(a)
+		nd := d.uvarint("dup_smsc_ids")
+		if d.err == nil && nd > uint64(len(d.b)) {
+			d.fail("dup_smsc_ids: bad count %d", nd)
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		for j := uint64(0); j < nd; j++ {
+			p.DupSMSCIDs = append(p.DupSMSCIDs, d.str("dup_smsc_id"))
+		}
+	}
+	d.end("message")
+	if d.err != nil {
+		return nil, d.err
+	}
+	return m, nil
+}
+
+// orphan is a DLR stored before the submit_sm_resp that names its id.
+type orphan struct {
+	DLR
+	ReceivedAt time.Time
+}
+
+func encodeOrphan(b []byte, o *orphan) []byte {
+	e := encoder{b}
+	e.u8(orphanVersion)
+	e.str(o.Upstream)
+	e.str(o.SMSCID)
+	e.u8(uint8(o.State))
+	e.str(o.ErrCode)
+	e.time(o.DoneAt)
+	e.time(o.ReceivedAt)
+	return e.b
+}
+
+func decodeOrphan(b []byte) (*orphan, error) {
+	d := decoder{b: b}
+	d.version(orphanVersion, "orphan")
+	o := &orphan{DLR: DLR{
+		Upstream: d.str("upstream"),
+		SMSCID:   d.str("smsc_id"),
+		State:    d.state("state"),
+		ErrCode:  d.str("err_code"),
+		DoneAt:   d.time("done_at"),
+	}}
+	o.ReceivedAt = d.time("received_at")
+	d.end("orphan")
+	if d.err == nil && !o.State.Final() {
+		d.fail("orphan: state %s is not final", o.State)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return o, nil
+}
+
+// usage is one enterprise's segment counters for one month.
+type usage struct {
+	Reserved int64 // accepted, outcome not yet known
+	Charged  int64 // delivered: billable
+}
+
+func encodeUsage(u usage) []byte {
+	b := make([]byte, 0, usageLen)
+	b = append(b, usageVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(u.Reserved))
+	b = binary.BigEndian.AppendUint64(b, uint64(u.Charged))
+	return b
+}
+
+func decodeUsage(b []byte) (usage, error) {
+	if len(b) != usageLen || b[0] != usageVersion {
+		return usage{}, fmt.Errorf("%w: usage record of %d bytes", ErrCorrupt, len(b))
+	}
+	return usage{
+		Reserved: int64(binary.BigEndian.Uint64(b[1:])),
+		Charged:  int64(binary.BigEndian.Uint64(b[9:])),
+	}, nil
+}

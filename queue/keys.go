@@ -1,0 +1,146 @@
+package queue
+
+import (
+	"encoding/binary"
+	"math/big"
+	"strings"
+	"time"
+	_ "time/tzdata" // billing months follow Asia/Shanghai; minimal machines have no zoneinfo
+)
+
+// Bucket names. The layout is described in doc.go.
+var (
+	bucketMsg    = []byte("msg")
+	bucketDue    = []byte("due")
+	bucketWait   = []byte("wait")
+	bucketSMSC   = []byte("smsc")
+	bucketOrphan = []byte("orphan")
+	bucketDLROut = []byte("dlrout")
+	bucketRef    = []byte("ref")
+	bucketUsage  = []byte("usage")
+
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage}
+)
+
+const (
+	sep        = 0x00 // separates a variable-length prefix from the rest of a key
+	timeKeyLen = 8 + 8 + 2
+	maxField   = 255 // longest Account, Enterprise, Upstream, Dest, SMSC id accepted
+)
+
+func msgKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
+
+// timeKey is the key of the due and wait buckets: time (Unix ns, big
+// endian, clamped at 0) | id | part, so key order is time order.
+func timeKey(t time.Time, k Key) []byte {
+	n := max(timeNanos(t), 0)
+	b := make([]byte, 0, timeKeyLen)
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	b = binary.BigEndian.AppendUint64(b, k.ID)
+	return binary.BigEndian.AppendUint16(b, k.Part)
+}
+
+func parseTimeKey(b []byte) (int64, Key, bool) {
+	if len(b) != timeKeyLen {
+		return 0, Key{}, false
+	}
+	return int64(binary.BigEndian.Uint64(b)), Key{binary.BigEndian.Uint64(b[8:]), binary.BigEndian.Uint16(b[16:])}, true
+}
+
+func partRef(k Key) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 10), k.ID)
+	return binary.BigEndian.AppendUint16(b, k.Part)
+}
+
+func parsePartRef(b []byte) (Key, bool) {
+	if len(b) != 10 {
+		return Key{}, false
+	}
+	return Key{binary.BigEndian.Uint64(b), binary.BigEndian.Uint16(b[8:])}, true
+}
+
+// prefixKey is prefix | 0x00 | rest.
+func prefixKey(prefix string, rest []byte) []byte {
+	b := make([]byte, 0, len(prefix)+1+len(rest))
+	b = append(b, prefix...)
+	b = append(b, sep)
+	return append(b, rest...)
+}
+
+func smscKey(upstream, canon string) []byte { return prefixKey(upstream, []byte(canon)) }
+
+func dlroutKey(account string, id uint64) []byte { return prefixKey(account, msgKey(id)) }
+
+func usageKey(enterprise, month string) string { return enterprise + "\x00" + month }
+
+var shanghai = loadShanghai()
+
+func loadShanghai() *time.Location {
+	if loc, err := time.LoadLocation("Asia/Shanghai"); err == nil {
+		return loc
+	}
+	return time.FixedZone("CST", 8*3600) // no DST since 1991: the same offsets
+}
+
+// BillingMonth is the month, in Asia/Shanghai, that t is billed in, as
+// "2006-01". Usage is keyed by the BillingMonth of a message's AcceptedAt.
+func BillingMonth(t time.Time) string { return t.In(shanghai).Format("2006-01") }
+
+// CanonicalSMSCID normalises an SMSC message id for matching: surrounding
+// white space and NULs trimmed, lowercased, leading zeros stripped ("0" when
+// the id is all zeros). It returns "" for an empty id.
+func CanonicalSMSCID(id string) string {
+	id = strings.ToLower(strings.Trim(id, " \t\r\n\x00"))
+	if id == "" {
+		return ""
+	}
+	t := strings.TrimLeft(id, "0")
+	if t == "" {
+		return "0"
+	}
+	return t
+}
+
+// smscCandidates lists the canonical forms an id may be stored under, most
+// specific first: the canonical id itself; if it is all decimal digits, the
+// hex form of its value; if it is all hex digits, the decimal form of its
+// value. SMSCs disagree on hex vs decimal between submit_sm_resp and the
+// DLR; the exact form always wins over a conversion (see doc.go).
+func smscCandidates(id string) []string {
+	c := CanonicalSMSCID(id)
+	if c == "" {
+		return nil
+	}
+	out := []string{c}
+	dec, hex := true, true
+	for i := 0; i < len(c); i++ {
+		switch ch := c[i]; {
+		case ch >= '0' && ch <= '9':
+		case ch >= 'a' && ch <= 'f':
+			dec = false
+		default:
+			dec, hex = false, false
+		}
+	}
+	var v big.Int
+	if dec {
+		if _, ok := v.SetString(c, 10); ok {
+			out = appendNew(out, v.Text(16))
+		}
+	}
+	if hex {
+		if _, ok := v.SetString(c, 16); ok {
+			out = appendNew(out, v.Text(10))
+		}
+	}
+	return out
+}
+
+func appendNew(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}

@@ -1,0 +1,432 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// NoLimit passed to EnqueueLimit disables the quota check.
+const NoLimit int64 = -1
+
+// Enqueue stores msgs durably, all or nothing, in one transaction shared
+// with other writers (group commit). When it returns nil every message is
+// on disk and has its ID, Ref (for more than one part), Enterprise
+// (Account if empty) and AcceptedAt (now if zero) set, every part is
+// Accepted and due at max(AcceptedAt, SendAt). Caller-set part states, ids
+// and times are ignored. On error the messages are unchanged.
+//
+// If ctx ends while waiting for the commit Enqueue returns ctx.Err(); the
+// messages may still have been stored (without the caller learning their
+// IDs), so a client retry may duplicate them.
+func (s *Store) Enqueue(ctx context.Context, msgs ...*Message) error {
+	_, err := s.enqueue(ctx, NoLimit, msgs)
+	return err
+}
+
+// EnqueueLimit is Enqueue with a monthly quota: each message is refused,
+// with nothing written for it, when its enterprise's reserved + charged
+// segments for the billing month plus len(Parts) would exceed limit
+// (NoLimit = no check). The check runs per message inside the commit
+// transaction, so concurrent callers cannot overshoot together, and later
+// messages of one call see the reservations of earlier ones.
+//
+// errs[i] is nil when msgs[i] was stored and wraps ErrQuota when it was
+// refused; err is non-nil when nothing was stored (invalid message, closed
+// store, context, I/O), and then errs is nil.
+func (s *Store) EnqueueLimit(ctx context.Context, limit int64, msgs ...*Message) (errs []error, err error) {
+	return s.enqueue(ctx, limit, msgs)
+}
+
+func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]error, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	work := make([]*Message, len(msgs))
+	for i, m := range msgs {
+		if err := validate(m); err != nil {
+			return nil, fmt.Errorf("queue: enqueue message %d of %d: %w", i+1, len(msgs), err)
+		}
+		c := m.Clone()
+		if c.Enterprise == "" {
+			c.Enterprise = c.Account
+		}
+		if c.AcceptedAt.IsZero() {
+			c.AcceptedAt = now
+		}
+		c.ID, c.Ref, c.DLRForwarded = 0, 0, false
+		due := c.AcceptedAt
+		if c.SendAt.After(due) {
+			due = c.SendAt
+		}
+		for j := range c.Parts {
+			c.Parts[j] = Part{Body: c.Parts[j].Body, State: StateAccepted, DueAt: due}
+		}
+		work[i] = c
+	}
+	errs := make([]error, len(msgs))
+	err := s.exec(ctx, func(t *txn) error {
+		for i, m := range work {
+			errs[i] = nil
+			n := int64(len(m.Parts))
+			if limit >= 0 {
+				month := BillingMonth(m.AcceptedAt)
+				u, err := t.getUsage(usageKey(m.Enterprise, month))
+				if err != nil {
+					return err
+				}
+				if u.Reserved+u.Charged+n > limit {
+					errs[i] = fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d > limit %d",
+						ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, n, limit)
+					continue
+				}
+			}
+			id, err := t.msg.NextSequence()
+			if err != nil {
+				return err
+			}
+			m.ID, m.Ref = id, 0
+			if n > 1 {
+				if m.Ref, err = t.nextRef(m.Dest); err != nil {
+					return err
+				}
+			}
+			if err := t.putMsg(m); err != nil {
+				return err
+			}
+			for j := range m.Parts {
+				if err := t.due.Put(timeKey(m.Parts[j].DueAt, Key{id, uint16(j)}), nil); err != nil {
+					return err
+				}
+			}
+			if err := t.addUsage(m, n, 0); err != nil {
+				return err
+			}
+			t.counts[StateAccepted] += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	for i, m := range msgs {
+		if errs[i] == nil {
+			*m = *work[i]
+		}
+	}
+	return errs, nil
+}
+
+func validate(m *Message) error {
+	if m == nil {
+		return fmt.Errorf("%w: nil message", ErrInvalid)
+	}
+	if n := len(m.Parts); n == 0 || n > maxParts {
+		return fmt.Errorf("%w: %d parts (1 to %d)", ErrInvalid, n, maxParts)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"account", m.Account}, {"enterprise", m.Enterprise}, {"upstream", m.Upstream}, {"dest", m.Dest},
+	} {
+		if len(f.v) > maxField {
+			return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, f.name, maxField)
+		}
+		if strings.IndexByte(f.v, sep) >= 0 {
+			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, f.name)
+		}
+	}
+	if m.Account == "" || m.Dest == "" {
+		return fmt.Errorf("%w: account and dest are required", ErrInvalid)
+	}
+	return nil
+}
+
+func validSMSCID(id string) error {
+	c := CanonicalSMSCID(id)
+	if c == "" {
+		return fmt.Errorf("%w: empty SMSC id", ErrInvalid)
+	}
+	if len(c) > maxField {
+		return fmt.Errorf("%w: SMSC id longer than %d bytes", ErrInvalid, maxField)
+	}
+	return nil
+}
+
+// Submitted records that the SMSC accepted part k (submit_sm_resp OK) under
+// smscID at time at: the part leaves the due index, becomes Submitted, and
+// smscID is indexed under the message's Upstream for DLR matching. A DLR
+// that arrived earlier (orphan) is applied in the same transaction.
+//
+// Idempotent: recording the same id again changes nothing. A different id
+// for a part already Submitted or final means the part was accepted twice
+// (a retry after a lost response): the extra id is indexed too and kept in
+// DupSMSCIDs, the part's state and billing are unchanged, and whichever DLR
+// comes first settles the part.
+func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Time) error {
+	if err := validSMSCID(smscID); err != nil {
+		return fmt.Errorf("queue: submitted %s: %w", k, err)
+	}
+	canon := CanonicalSMSCID(smscID)
+	if at.IsZero() {
+		at = time.Now()
+	}
+	err := s.exec(ctx, func(t *txn) error {
+		m, p, err := t.getPart(k)
+		if err != nil {
+			return err
+		}
+		if p.State != StateAccepted {
+			if CanonicalSMSCID(p.SMSCID) == canon {
+				return nil
+			}
+			for _, id := range p.DupSMSCIDs {
+				if CanonicalSMSCID(id) == canon {
+					return nil
+				}
+			}
+			t.s.log.Warn("queue: part accepted twice by the SMSC", "key", k.String(),
+				"smsc_id", p.SMSCID, "dup_smsc_id", smscID)
+			p.DupSMSCIDs = append(p.DupSMSCIDs, smscID)
+		} else {
+			if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+				return err
+			}
+			t.counts[StateAccepted]--
+			t.counts[StateSubmitted]++
+			p.State, p.SMSCID, p.SubmittedAt = StateSubmitted, smscID, at
+			p.Attempts++
+			if err := t.wait.Put(timeKey(at, k), nil); err != nil {
+				return err
+			}
+		}
+		if err := t.indexSMSC(m, k, smscID); err != nil {
+			return err
+		}
+		o, err := t.takeOrphan(m.Upstream, smscID, at)
+		if err != nil {
+			return err
+		}
+		if o != nil && p.State == StateSubmitted {
+			if err := t.setFinal(m, k.Part, o.State, o.DoneAt, o.ErrCode); err != nil {
+				return err
+			}
+		}
+		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: submitted %s: %w", k, err)
+	}
+	return nil
+}
+
+// Retry moves part k, still waiting for SMSC acceptance, to be due again at
+// at, counting an attempt and recording errCode (e.g. a throttling status
+// "0x00000058"). It fails with ErrState once the part has left Accepted
+// (a late response was recorded meanwhile): the caller must not resend.
+// Not idempotent in Attempts: a repeated call counts twice.
+func (s *Store) Retry(ctx context.Context, k Key, at time.Time, errCode string) error {
+	err := s.exec(ctx, func(t *txn) error {
+		m, p, err := t.getPart(k)
+		if err != nil {
+			return err
+		}
+		if p.State != StateAccepted {
+			return soft(fmt.Errorf("%w: part is %s", ErrState, p.State))
+		}
+		if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+			return err
+		}
+		p.DueAt, p.ErrCode = at, errCode
+		p.Attempts++
+		if err := t.due.Put(timeKey(at, k), nil); err != nil {
+			return err
+		}
+		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry %s: %w", k, err)
+	}
+	return nil
+}
+
+// Fail ends part k before SMSC acceptance with a final state other than
+// Delivered: a permanent submit_sm_resp error (Rejected, errCode the status
+// as "0x%08x"), validity ran out (Expired), cancelled (Unknown). Its
+// reservation is released. Idempotent: failing a part already in that
+// state returns nil; any other state after Accepted is ErrState.
+func (s *Store) Fail(ctx context.Context, k Key, state State, errCode string, at time.Time) error {
+	if !state.Final() || state == StateDelivered {
+		return fmt.Errorf("queue: fail %s: %w: state %s", k, ErrInvalid, state)
+	}
+	err := s.exec(ctx, func(t *txn) error {
+		m, p, err := t.getPart(k)
+		if err != nil {
+			return err
+		}
+		if p.State == state {
+			return nil
+		}
+		if p.State != StateAccepted {
+			return soft(fmt.Errorf("%w: part is %s", ErrState, p.State))
+		}
+		if err := t.setFinal(m, k.Part, state, at, errCode); err != nil {
+			return err
+		}
+		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: fail %s: %w", k, err)
+	}
+	return nil
+}
+
+// ApplyDLR records a delivery receipt. It finds the part by (Upstream,
+// SMSCID) trying the id's candidate forms in order — canonical id, then its
+// decimal value in hex, then its hex value in decimal — and takes the first
+// indexed one. Matched: the part moved to d.State (usage: a delivered
+// segment moves from reserved to charged, any other outcome releases it).
+// Duplicate: the part was already final; nothing changed (a receipt applied
+// twice is counted once). Orphaned: no part has that id yet (the DLR beat
+// the submit_sm_resp); it is stored and Submitted applies it.
+//
+// When the last part of a message becomes final and its registered_delivery
+// asks for a receipt, the message is queued for PendingDLRs and
+// Options.OnDLRReady is called after the commit.
+func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
+	if !d.State.Final() {
+		return 0, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
+	}
+	if err := validSMSCID(d.SMSCID); err != nil {
+		return 0, fmt.Errorf("queue: dlr: %w", err)
+	}
+	if len(d.Upstream) > maxField || strings.IndexByte(d.Upstream, sep) >= 0 {
+		return 0, fmt.Errorf("queue: dlr: %w: bad upstream", ErrInvalid)
+	}
+	if d.DoneAt.IsZero() {
+		d.DoneAt = time.Now()
+	}
+	var res Result
+	err := s.exec(ctx, func(t *txn) error {
+		res = 0
+		for _, c := range smscCandidates(d.SMSCID) {
+			v := t.smsc.Get(smscKey(d.Upstream, c))
+			if v == nil {
+				continue
+			}
+			k, ok := parsePartRef(v)
+			if !ok {
+				return fmt.Errorf("%w: smsc index %q: bad value", ErrCorrupt, c)
+			}
+			m, p, err := t.getPart(k)
+			if err != nil {
+				return fmt.Errorf("smsc index %q points to a missing part: %w", c, err)
+			}
+			if p.State.Final() {
+				res = Duplicate
+				return nil
+			}
+			if err := t.setFinal(m, k.Part, d.State, d.DoneAt, d.ErrCode); err != nil {
+				return err
+			}
+			res = Matched
+			return t.putMsg(m)
+		}
+		o := &orphan{DLR: d, ReceivedAt: time.Now()}
+		res = Orphaned
+		return t.orphan.Put(smscKey(d.Upstream, CanonicalSMSCID(d.SMSCID)), encodeOrphan(nil, o))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
+	}
+	return res, nil
+}
+
+// AckDLR records that the final DLR of message id was delivered to account
+// (deliver_sm_resp OK): it leaves PendingDLRs for good. Idempotent: acking
+// again returns nil. ErrNotFound if the message does not exist or belongs
+// to another account; ErrState if it has no final DLR yet.
+func (s *Store) AckDLR(ctx context.Context, account string, id uint64) error {
+	err := s.exec(ctx, func(t *txn) error {
+		m, err := t.getMsg(id)
+		if err != nil {
+			return err
+		}
+		if m.Account != account {
+			return soft(fmt.Errorf("%w: message %d of account %q", ErrNotFound, id, account))
+		}
+		key := dlroutKey(account, id)
+		if t.dlrout.Get(key) == nil {
+			if m.DLRForwarded {
+				return nil
+			}
+			return soft(fmt.Errorf("%w: message %d has no final DLR pending", ErrState, id))
+		}
+		if err := t.dlrout.Delete(key); err != nil {
+			return err
+		}
+		m.DLRForwarded = true
+		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack dlr %d: %w", id, err)
+	}
+	return nil
+}
+
+// ExpireSubmitted gives up waiting for the DLR of parts submitted before
+// cutoff: up to limit of them (oldest first) become Unknown at time at, their
+// reservation is released and their message's DLR queued as usual. A DLR
+// arriving later is a Duplicate (so a segment delivered after that is not
+// billed). Call it periodically with cutoff = now - (validity + grace).
+// It returns how many parts it expired.
+func (s *Store) ExpireSubmitted(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	until := timeNanos(cutoff)
+	var n int
+	err := s.exec(ctx, func(t *txn) error {
+		n = 0
+		var keys []Key
+		c := t.wait.Cursor()
+		for kb, _ := c.First(); kb != nil && len(keys) < limit; kb, _ = c.Next() {
+			ts, k, ok := parseTimeKey(kb)
+			if !ok {
+				return fmt.Errorf("%w: wait key %x", ErrCorrupt, kb)
+			}
+			if ts >= until {
+				break
+			}
+			keys = append(keys, k)
+		}
+		msgs := make(map[uint64]*Message)
+		for _, k := range keys {
+			m := msgs[k.ID]
+			if m == nil {
+				var err error
+				if m, err = t.getMsg(k.ID); err != nil {
+					return fmt.Errorf("wait key %s: %w", k, err)
+				}
+				msgs[k.ID] = m
+			}
+			if int(k.Part) >= len(m.Parts) || m.Parts[k.Part].State != StateSubmitted {
+				return fmt.Errorf("%w: wait key %s for a part not submitted", ErrCorrupt, k)
+			}
+			if err := t.setFinal(m, k.Part, StateUnknown, at, m.Parts[k.Part].ErrCode); err != nil {
+				return err
+			}
+			n++
+		}
+		for _, m := range msgs {
+			if err := t.putMsg(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: expire submitted: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,126 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Due returns up to limit parts (limit <= 0: no limit) that wait for SMSC
+// acceptance and are due at or before now, earliest first, skipping those
+// for which skip returns true (e.g. already in flight; skip may be nil). It
+// reads a snapshot in a read-only transaction and never blocks writers for
+// long; the cost is the number of due keys it walks (returned + skipped).
+//
+// A part stays due until Submitted, Retry or Fail moves it: the caller must
+// remember what it has in flight (skip) so it does not send it twice.
+func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error) {
+	until := max(timeNanos(now), 0)
+	var jobs []Job
+	err := s.view(func(tx *bolt.Tx) error {
+		msgB := tx.Bucket(bucketMsg)
+		cache := make(map[uint64]*Message)
+		c := tx.Bucket(bucketDue).Cursor()
+		for kb, _ := c.First(); kb != nil; kb, _ = c.Next() {
+			ts, k, ok := parseTimeKey(kb)
+			if !ok {
+				return fmt.Errorf("%w: due key %x", ErrCorrupt, kb)
+			}
+			if ts > until {
+				break
+			}
+			if skip != nil && skip(k) {
+				continue
+			}
+			m := cache[k.ID]
+			if m == nil {
+				v := msgB.Get(msgKey(k.ID))
+				if v == nil {
+					s.log.Error("queue: due key without message (run Check)", "key", k.String())
+					continue
+				}
+				var err error
+				if m, err = DecodeMessage(v); err != nil {
+					return fmt.Errorf("message %d: %w", k.ID, err)
+				}
+				cache[k.ID] = m
+			}
+			if int(k.Part) >= len(m.Parts) {
+				s.log.Error("queue: due key without part (run Check)", "key", k.String())
+				continue
+			}
+			jobs = append(jobs, Job{Key: k, Msg: m, Part: m.Parts[k.Part]})
+			if limit > 0 && len(jobs) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: due: %w", err)
+	}
+	return jobs, nil
+}
+
+// Get returns a copy of message id, or ErrNotFound. It does not check the
+// owner: the caller compares Account / Enterprise before showing it.
+func (s *Store) Get(id uint64) (*Message, error) {
+	var m *Message
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMsg).Get(msgKey(id))
+		if v == nil {
+			return fmt.Errorf("%w: message %d", ErrNotFound, id)
+		}
+		var err error
+		m, err = DecodeMessage(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: get: %w", err)
+	}
+	return m, nil
+}
+
+// PendingDLRs returns up to limit messages of account (limit <= 0: no limit),
+// oldest id first, that are final and whose DLR has not been acknowledged
+// with AckDLR, skipping ids for which skip returns true (skip may be nil).
+// Each is a copy.
+func (s *Store) PendingDLRs(account string, limit int, skip func(id uint64) bool) ([]*Message, error) {
+	var out []*Message
+	prefix := prefixKey(account, nil)
+	err := s.view(func(tx *bolt.Tx) error {
+		msgB := tx.Bucket(bucketMsg)
+		c := tx.Bucket(bucketDLROut).Cursor()
+		for kb, _ := c.Seek(prefix); kb != nil && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
+			rest := kb[len(prefix):]
+			if len(rest) != 8 {
+				continue // a longer account that shares the prefix cannot: accounts contain no NUL
+			}
+			id := binary.BigEndian.Uint64(rest)
+			if skip != nil && skip(id) {
+				continue
+			}
+			v := msgB.Get(rest)
+			if v == nil {
+				s.log.Error("queue: dlrout key without message (run Check)", "account", account, "id", id)
+				continue
+			}
+			m, err := DecodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", id, err)
+			}
+			out = append(out, m)
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: pending dlrs: %w", err)
+	}
+	return out, nil
+}

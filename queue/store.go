@@ -1,0 +1,403 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// MaxBatch is the most operations committed in one transaction, and the
+	// capacity of the channel into the commit loop. Default 1024.
+	MaxBatch int
+
+	// NoSync skips fsync on commit. Only for tests of logic: a crash loses
+	// acknowledged writes.
+	NoSync bool
+
+	// Logger receives warnings (reused SMSC ids, stale orphans, failed
+	// commits). Default: discard.
+	Logger *slog.Logger
+
+	// OnDLRReady is called from the commit goroutine, after the commit that
+	// queued a final DLR for account, once per account per commit. It must
+	// not block and must not wait for a Store write (that would deadlock the
+	// commit loop): signal a channel or a condition and return.
+	OnDLRReady func(account string)
+
+	// OrphanMaxAge bounds how long before a submit_sm_resp a stored orphan
+	// DLR may have arrived and still be applied to it by Submitted; older
+	// orphans are for an earlier message that reused the id and are
+	// dropped. Default 1h.
+	OrphanMaxAge time.Duration
+
+	// OpenTimeout bounds the wait for the file lock held by another process.
+	// Default 1s.
+	OpenTimeout time.Duration
+}
+
+// Store is the durable message store and send queue. All methods are safe
+// for concurrent use.
+type Store struct {
+	db  *bolt.DB
+	opt Options
+	log *slog.Logger
+
+	ops  chan *op      // into the commit loop; closed by Close
+	done chan struct{} // closed when the commit loop has returned
+
+	closeMu sync.RWMutex // held for reading while sending on ops
+	closed  bool
+
+	memMu  sync.RWMutex // guards the in-memory mirrors below
+	usage  map[string]usage
+	counts [stateEnd]int
+
+	stats struct {
+		txns, ops, rollbacks, failedCommits, maxBatch atomic.Uint64
+	}
+}
+
+// Stats are counters of the commit loop since Open.
+type Stats struct {
+	Txns          uint64 // committed write transactions (one fsync each)
+	Ops           uint64 // operations those transactions carried
+	Rollbacks     uint64 // transactions rolled back because one operation failed hard (the others were retried)
+	FailedCommits uint64 // transactions whose commit failed (every operation in it failed)
+	MaxBatch      uint64 // most operations seen in one transaction
+}
+
+// op is one write operation queued for the commit loop.
+type op struct {
+	ctx  context.Context
+	fn   func(*txn) error
+	done chan error // buffered: the commit loop never blocks on it
+}
+
+// softError marks an operation's own failure (not found, wrong state,
+// invalid): the operation wrote nothing and the batch commits without it.
+// Any other error returned by an op is hard: the transaction is rolled back.
+type softError struct{ err error }
+
+func (e softError) Error() string { return e.err.Error() }
+func (e softError) Unwrap() error { return e.err }
+
+func soft(err error) error { return softError{err} }
+
+// Open opens (creating if needed) the store at path and starts its commit
+// goroutine. At most one process may hold the file; a second Open fails
+// after Options.OpenTimeout.
+func Open(path string, opt Options) (*Store, error) {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 1024
+	}
+	if opt.OrphanMaxAge <= 0 {
+		opt.OrphanMaxAge = time.Hour
+	}
+	if opt.OpenTimeout <= 0 {
+		opt.OpenTimeout = time.Second
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        opt.OpenTimeout,
+		NoSync:         opt.NoSync,
+		NoFreelistSync: true, // less to write per commit; the freelist is rebuilt at open
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:    db,
+		opt:   opt,
+		log:   log,
+		ops:   make(chan *op, opt.MaxBatch),
+		done:  make(chan struct{}),
+		usage: make(map[string]usage),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+	}
+	go s.loop()
+	return s, nil
+}
+
+// load creates the buckets and fills the in-memory mirrors.
+func (s *Store) load() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
+			u, err := decodeUsage(v)
+			if err != nil {
+				return fmt.Errorf("usage %q: %w", k, err)
+			}
+			s.usage[string(k)] = u
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMsg).ForEach(func(k, v []byte) error {
+			m, err := DecodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %x: %w", k, err)
+			}
+			for _, p := range m.Parts {
+				s.counts[p.State]++
+			}
+			return nil
+		})
+	})
+}
+
+// Close stops accepting operations, commits those already queued, stops the
+// commit goroutine and closes the file. Operations after Close fail with
+// ErrClosed. Close waits for read transactions in progress. Calling Close
+// again returns nil.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.ops)
+	s.closeMu.Unlock()
+	<-s.done
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
+	}
+	return nil
+}
+
+// Stats returns the commit loop's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Txns:          s.stats.txns.Load(),
+		Ops:           s.stats.ops.Load(),
+		Rollbacks:     s.stats.rollbacks.Load(),
+		FailedCommits: s.stats.failedCommits.Load(),
+		MaxBatch:      s.stats.maxBatch.Load(),
+	}
+}
+
+// exec queues fn for the commit loop and waits for its outcome. When ctx
+// ends first it returns ctx.Err(); the operation may still commit later (an
+// operation whose ctx has ended by the time its batch starts is skipped).
+func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.ops <- o:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-o.done: // decided already: report the outcome
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// loop is the only writer: it drains whatever operations are queued (up to
+// MaxBatch) and commits them in one transaction, so one fsync serves every
+// writer that arrived while the previous commit was in progress. An idle
+// loop commits a lone operation at once.
+func (s *Store) loop() {
+	defer close(s.done)
+	batch := make([]*op, 0, s.opt.MaxBatch)
+	for {
+		o, ok := <-s.ops
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < s.opt.MaxBatch {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+		clear(batch) // drop references to finished ops
+	}
+}
+
+// commit runs batch in one transaction and reports each op's result.
+func (s *Store) commit(batch []*op) {
+	live := make([]*op, 0, len(batch))
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.done <- err
+			continue
+		}
+		live = append(live, o)
+	}
+	results := make([]error, len(live))
+	for len(live) > 0 {
+		t := &txn{s: s}
+		bad, badErr := -1, error(nil)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			t.bind(tx)
+			for i, o := range live {
+				cp := t.checkpoint()
+				err := runOp(o, t)
+				var se softError
+				switch {
+				case err == nil:
+					results[i] = nil
+				case errors.As(err, &se):
+					t.restore(cp)
+					results[i] = se.err
+				default:
+					bad, badErr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			s.apply(t)
+			n := uint64(len(live))
+			s.stats.txns.Add(1)
+			s.stats.ops.Add(n)
+			if n > s.stats.maxBatch.Load() {
+				s.stats.maxBatch.Store(n) // only this goroutine stores
+			}
+			for i, o := range live {
+				o.done <- results[i]
+			}
+			s.notify(t.ready)
+			return
+		}
+		if bad < 0 {
+			s.stats.failedCommits.Add(1)
+			s.log.Error("queue: commit failed", "ops", len(live), "err", err)
+			for _, o := range live {
+				o.done <- fmt.Errorf("queue: commit: %w", err)
+			}
+			return
+		}
+		// One operation failed hard: it alone fails, the others run again
+		// in a fresh transaction (their closures are re-run from scratch).
+		s.stats.rollbacks.Add(1)
+		s.log.Error("queue: operation failed, batch retried without it", "err", badErr)
+		live[bad].done <- badErr
+		live = slices.Delete(live, bad, bad+1)
+		results = results[:len(live)]
+	}
+}
+
+func runOp(o *op, t *txn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
+		}
+	}()
+	return o.fn(t)
+}
+
+// apply folds a committed transaction's deltas into the in-memory mirrors.
+func (s *Store) apply(t *txn) {
+	if len(t.usageDelta) == 0 && t.counts == [stateEnd]int{} {
+		return
+	}
+	s.memMu.Lock()
+	defer s.memMu.Unlock()
+	for _, d := range t.usageDelta {
+		u := s.usage[d.key]
+		u.Reserved += d.reserved
+		u.Charged += d.charged
+		s.usage[d.key] = u
+	}
+	for st, n := range t.counts {
+		s.counts[st] += n
+	}
+}
+
+func (s *Store) notify(accounts []string) {
+	if s.opt.OnDLRReady == nil || len(accounts) == 0 {
+		return
+	}
+	slices.Sort(accounts)
+	for _, a := range slices.Compact(accounts) {
+		s.opt.OnDLRReady(a)
+	}
+}
+
+// Usage returns the segment counters of enterprise for month ("2006-01",
+// see BillingMonth): reserved = accepted with no final outcome yet, charged
+// = delivered (billable). It reads the in-memory mirror of the committed
+// state: no disk access.
+func (s *Store) Usage(enterprise, month string) (reserved, charged int64) {
+	s.memMu.RLock()
+	u := s.usage[usageKey(enterprise, month)]
+	s.memMu.RUnlock()
+	return u.Reserved, u.Charged
+}
+
+// Counts returns the number of parts in each state, from in-memory counters
+// kept with each commit. Every valid state is present.
+func (s *Store) Counts() map[State]int {
+	out := make(map[State]int, len(States))
+	s.memMu.RLock()
+	for _, st := range States {
+		out[st] = s.counts[st]
+	}
+	s.memMu.RUnlock()
+	return out
+}
+
+// view runs a read-only transaction, mapping a closed database to ErrClosed.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}

@@ -1,0 +1,800 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+var bg = context.Background()
+
+func TestLifecycle(t *testing.T) {
+	s := newStore(t, Options{})
+	m := msg("alice", "13712345678", 2)
+	m.Enterprise = "ent1"
+	s.enqueue(m)
+	if m.ID == 0 || m.Ref == 0 || m.AcceptedAt.IsZero() {
+		t.Fatalf("enqueue did not assign id/ref/accepted_at: %+v", m)
+	}
+	for i, p := range m.Parts {
+		if p.State != StateAccepted {
+			t.Errorf("part %d is %s", i, p.State)
+		}
+	}
+	s.wantCounts(map[State]int{StateAccepted: 2})
+	s.wantUsage("ent1", 2, 0)
+
+	jobs, err := s.Due(time.Now(), 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 || jobs[0].Key != (Key{m.ID, 0}) || jobs[1].Key != (Key{m.ID, 1}) {
+		t.Fatalf("due: %+v", jobs)
+	}
+	if jobs[0].Msg.Dest != m.Dest || string(jobs[1].Part.Body) != string(m.Parts[1].Body) {
+		t.Errorf("due job content: %+v", jobs[1])
+	}
+	// skip (in flight) and max
+	jobs, _ = s.Due(time.Now(), 1, func(k Key) bool { return k.Part == 0 })
+	if len(jobs) != 1 || jobs[0].Key.Part != 1 {
+		t.Errorf("due with skip: %+v", jobs)
+	}
+
+	s.submitted(Key{m.ID, 0}, "0A1B")
+	s.submitted(Key{m.ID, 1}, "0A1C")
+	s.wantCounts(map[State]int{StateSubmitted: 2})
+	s.wantUsage("ent1", 2, 0)
+	if got := s.dueKeys(time.Now()); len(got) != 0 {
+		t.Errorf("due after submit: %v", got)
+	}
+
+	if r := s.dlr("up1", "2587", StateDelivered); r != Matched { // decimal of 0x0A1B
+		t.Fatalf("dlr part 0: %s", r)
+	}
+	s.wantCounts(map[State]int{StateSubmitted: 1, StateDelivered: 1})
+	s.wantUsage("ent1", 1, 1)
+	if p, _ := s.PendingDLRs("alice", 0, nil); len(p) != 0 {
+		t.Errorf("DLR pending before every part is final: %d", len(p))
+	}
+
+	if r := s.dlr("up1", "a1c", StateUndeliverable); r != Matched {
+		t.Fatalf("dlr part 1: %s", r)
+	}
+	s.wantCounts(map[State]int{StateDelivered: 1, StateUndeliverable: 1})
+	s.wantUsage("ent1", 0, 1)
+	if got := s.readyCalls(); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("OnDLRReady calls: %v", got)
+	}
+	got := s.get(m.ID)
+	if got.State() != StateUndeliverable || got.DLRForwarded {
+		t.Errorf("message state %s forwarded %v", got.State(), got.DLRForwarded)
+	}
+	if p := got.Parts[0]; p.SMSCID != "0A1B" || p.SubmittedAt.IsZero() || p.DoneAt.IsZero() || p.ErrCode != "000" || p.Attempts != 1 {
+		t.Errorf("part 0: %+v", p)
+	}
+
+	pend, err := s.PendingDLRs("alice", 10, nil)
+	if err != nil || len(pend) != 1 || pend[0].ID != m.ID {
+		t.Fatalf("pending: %v %+v", err, pend)
+	}
+	if p, _ := s.PendingDLRs("alice", 10, func(id uint64) bool { return id == m.ID }); len(p) != 0 {
+		t.Errorf("pending with skip: %d", len(p))
+	}
+	if p, _ := s.PendingDLRs("bob", 10, nil); len(p) != 0 {
+		t.Errorf("bob sees alice's DLRs: %d", len(p))
+	}
+	if p, _ := s.PendingDLRs("alic", 10, nil); len(p) != 0 {
+		t.Errorf("a prefix of alice sees alice's DLRs: %d", len(p))
+	}
+
+	if err := s.AckDLR(bg, "bob", m.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ack by another account: %v", err)
+	}
+	if err := s.AckDLR(bg, "alice", m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AckDLR(bg, "alice", m.ID); err != nil {
+		t.Errorf("second ack: %v", err)
+	}
+	if p, _ := s.PendingDLRs("alice", 10, nil); len(p) != 0 {
+		t.Errorf("pending after ack: %d", len(p))
+	}
+	if !s.get(m.ID).DLRForwarded {
+		t.Error("DLRForwarded not set")
+	}
+	s.wantUsage("ent1", 0, 1)
+	if st := s.Stats(); st.Txns == 0 || st.Ops < st.Txns {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+func TestReopenRecoversEveryStep(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	now := time.Now()
+	a, b, c := msg("alice", "111", 3), msg("alice", "222", 1), msg("alice", "333", 1)
+	s.enqueue(a, b, c)
+	s.reopen()
+	want := []Key{{a.ID, 0}, {a.ID, 1}, {a.ID, 2}, {b.ID, 0}, {c.ID, 0}}
+	if got := s.dueKeys(now.Add(time.Second)); !slices.Equal(got, want) {
+		t.Fatalf("due after reopen: %v, want %v", got, want)
+	}
+	s.wantUsage("alice", 5, 0)
+
+	// Submitted: exactly the other parts stay due (restart resend).
+	s.submitted(Key{a.ID, 1}, "100")
+	s.submitted(Key{b.ID, 0}, "101")
+	s.reopen()
+	if got := s.dueKeys(now.Add(time.Second)); !slices.Equal(got, []Key{{a.ID, 0}, {a.ID, 2}, {c.ID, 0}}) {
+		t.Fatalf("due after submitted+reopen: %v", got)
+	}
+	s.wantCounts(map[State]int{StateAccepted: 3, StateSubmitted: 2})
+
+	// Retry moves a part into the future.
+	later := now.Add(time.Hour)
+	if err := s.Retry(bg, Key{a.ID, 0}, later, "0x00000058"); err != nil {
+		t.Fatal(err)
+	}
+	s.reopen()
+	if got := s.dueKeys(now.Add(time.Second)); !slices.Equal(got, []Key{{a.ID, 2}, {c.ID, 0}}) {
+		t.Fatalf("due after retry+reopen: %v", got)
+	}
+	if got := s.dueKeys(later); !slices.Equal(got, []Key{{a.ID, 2}, {c.ID, 0}, {a.ID, 0}}) {
+		t.Fatalf("due later: %v", got)
+	}
+	if p := s.get(a.ID).Parts[0]; p.Attempts != 1 || p.ErrCode != "0x00000058" || !p.DueAt.Equal(later) {
+		t.Errorf("retried part: %+v", p)
+	}
+
+	// Fail.
+	if err := s.Fail(bg, Key{c.ID, 0}, StateRejected, "0x0000000b", now); err != nil {
+		t.Fatal(err)
+	}
+	s.reopen()
+	if got := s.get(c.ID); got.State() != StateRejected || got.Parts[0].ErrCode != "0x0000000b" {
+		t.Errorf("failed message: %+v", got.Parts[0])
+	}
+	s.wantUsage("alice", 4, 0)
+	if p, _ := s.PendingDLRs("alice", 0, nil); len(p) != 1 || p[0].ID != c.ID {
+		t.Errorf("pending after fail: %+v", p)
+	}
+
+	// DLR, and an orphan that waits across a restart.
+	if r := s.dlr("up1", "101", StateDelivered); r != Matched {
+		t.Fatalf("dlr: %s", r)
+	}
+	if r := s.dlr("up1", "102", StateExpired); r != Orphaned {
+		t.Fatalf("early dlr: %s", r)
+	}
+	s.reopen()
+	s.wantUsage("alice", 3, 1)
+	s.submitted(Key{a.ID, 2}, "102")
+	if got := s.get(a.ID).Parts[2]; got.State != StateExpired {
+		t.Errorf("orphan not applied after reopen: %s", got.State)
+	}
+	s.reopen()
+	s.wantUsage("alice", 2, 1)
+	s.wantCounts(map[State]int{StateAccepted: 1, StateSubmitted: 1, StateDelivered: 1, StateExpired: 1, StateRejected: 1})
+
+	// Ack.
+	if err := s.AckDLR(bg, "alice", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.reopen()
+	if p, _ := s.PendingDLRs("alice", 0, nil); len(p) != 1 || p[0].ID != b.ID {
+		t.Errorf("pending after ack+reopen: %+v", p)
+	}
+
+	// Ids keep growing after a restart.
+	d := msg("alice", "444", 1)
+	s.enqueue(d)
+	if d.ID <= c.ID {
+		t.Errorf("id %d after restart not above %d", d.ID, c.ID)
+	}
+}
+
+func TestOrphanDLR(t *testing.T) {
+	s := newStore(t, Options{})
+	m := msg("alice", "111", 1)
+	s.enqueue(m)
+	if r := s.dlr("up1", "00FF", StateDelivered); r != Orphaned {
+		t.Fatalf("dlr before resp: %s", r)
+	}
+	if r := s.dlr("up1", "00FF", StateDelivered); r != Orphaned {
+		t.Fatalf("repeated dlr before resp: %s", r)
+	}
+	if n := s.bucketLen(bucketOrphan); n != 1 {
+		t.Fatalf("%d orphans", n)
+	}
+	s.wantCounts(map[State]int{StateAccepted: 1})
+	s.wantUsage("alice", 1, 0)
+
+	s.submitted(Key{m.ID, 0}, "255") // decimal of 0xFF
+	got := s.get(m.ID)
+	if got.Parts[0].State != StateDelivered || got.Parts[0].SMSCID != "255" {
+		t.Fatalf("part after submitted: %+v", got.Parts[0])
+	}
+	if n := s.bucketLen(bucketOrphan); n != 0 {
+		t.Errorf("%d orphans left", n)
+	}
+	s.wantCounts(map[State]int{StateDelivered: 1})
+	s.wantUsage("alice", 0, 1)
+	if r := s.dlr("up1", "ff", StateDelivered); r != Duplicate {
+		t.Errorf("dlr after orphan applied: %s", r)
+	}
+	s.wantUsage("alice", 0, 1)
+	if got := s.readyCalls(); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("OnDLRReady: %v", got)
+	}
+
+	// An orphan on another upstream is not applied.
+	m2 := msg("alice", "111", 1)
+	s.enqueue(m2)
+	s.dlr("up2", "77", StateDelivered)
+	s.submitted(Key{m2.ID, 0}, "77")
+	if st := s.get(m2.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("orphan from another upstream applied: %s", st)
+	}
+}
+
+func TestStaleOrphanDropped(t *testing.T) {
+	s := newStore(t, Options{OrphanMaxAge: time.Minute})
+	m := msg("alice", "111", 1)
+	s.enqueue(m)
+	s.dlr("up1", "abc", StateDelivered)
+	// The resp comes (by its timestamp) long after the orphan arrived:
+	// the orphan was for an earlier message that had the same id.
+	if err := s.Submitted(bg, Key{m.ID, 0}, "ABC", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.get(m.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("stale orphan applied: %s", st)
+	}
+	if n := s.bucketLen(bucketOrphan); n != 0 {
+		t.Errorf("stale orphan kept")
+	}
+}
+
+func TestDuplicateDLRChargedOnce(t *testing.T) {
+	s := newStore(t, Options{})
+	m := msg("alice", "111", 1)
+	s.enqueue(m)
+	s.submitted(Key{m.ID, 0}, "12345")
+	if r := s.dlr("up1", "12345", StateDelivered); r != Matched {
+		t.Fatal(r)
+	}
+	for _, id := range []string{"12345", "0012345", "3039" /* hex */} {
+		if r := s.dlr("up1", id, StateDelivered); r != Duplicate {
+			t.Errorf("dlr %q again: %s", id, r)
+		}
+	}
+	// A contradicting late receipt changes nothing either.
+	if r := s.dlr("up1", "12345", StateUndeliverable); r != Duplicate {
+		t.Errorf("contradicting dlr: %s", r)
+	}
+	s.wantUsage("alice", 0, 1)
+	s.wantCounts(map[State]int{StateDelivered: 1})
+	if got := s.readyCalls(); len(got) != 1 {
+		t.Errorf("OnDLRReady %d times", len(got))
+	}
+	if p, _ := s.PendingDLRs("alice", 0, nil); len(p) != 1 {
+		t.Errorf("%d pending DLRs", len(p))
+	}
+}
+
+func TestDLRIDVariants(t *testing.T) {
+	tests := []struct{ resp, dlr string }{
+		{"0A1B", "2587"},     // hex in resp, decimal in DLR
+		{"2587", "a1b"},      // decimal in resp, hex in DLR
+		{"2587", "0000a1b"},  // with leading zeros
+		{"000123", "123"},    // leading zeros
+		{"ABCDEF", "abcdef"}, // case
+		{" 42\x00", "42"},    // padding and a C string's NUL
+		{"0000", "0"},        // all zeros
+		{"18446744073709551616123", "3e8000000000000007b"}, // wider than 64 bits
+		{"msg-7F", "MSG-7f"},                                // neither decimal nor hex: exact only
+	}
+	for _, tc := range tests {
+		t.Run(tc.resp+"~"+tc.dlr, func(t *testing.T) {
+			for _, orphanFirst := range []bool{false, true} {
+				s := newStore(t, Options{NoSync: true})
+				m := msg("alice", "111", 1)
+				s.enqueue(m)
+				if orphanFirst {
+					if r := s.dlr("up1", tc.dlr, StateDelivered); r != Orphaned {
+						t.Fatalf("orphan: %s", r)
+					}
+					s.submitted(Key{m.ID, 0}, tc.resp)
+				} else {
+					s.submitted(Key{m.ID, 0}, tc.resp)
+					if r := s.dlr("up1", tc.dlr, StateDelivered); r != Matched {
+						t.Fatalf("dlr: %s", r)
+					}
+				}
+				if st := s.get(m.ID).Parts[0].State; st != StateDelivered {
+					t.Errorf("orphanFirst=%v: part %s", orphanFirst, st)
+				}
+			}
+		})
+	}
+}
+
+func TestDLRAmbiguityExactFirst(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	m1, m2 := msg("alice", "111", 1), msg("alice", "222", 1)
+	s.enqueue(m1, m2)
+	s.submitted(Key{m1.ID, 0}, "10") // read as hex: 16
+	s.submitted(Key{m2.ID, 0}, "16")
+	s.dlr("up1", "16", StateDelivered)
+	if st := s.get(m2.ID).Parts[0].State; st != StateDelivered {
+		t.Errorf("exact match not preferred: m2 is %s", st)
+	}
+	if st := s.get(m1.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("m1 is %s", st)
+	}
+}
+
+func TestSubmittedTwice(t *testing.T) {
+	s := newStore(t, Options{})
+	m := msg("alice", "111", 1)
+	s.enqueue(m)
+	k := Key{m.ID, 0}
+	s.submitted(k, "A1")
+	s.submitted(k, "a1") // same id again: no change
+	got := s.get(m.ID)
+	if p := got.Parts[0]; p.Attempts != 1 || len(p.DupSMSCIDs) != 0 {
+		t.Fatalf("repeated Submitted changed the part: %+v", p)
+	}
+	s.submitted(k, "B2") // accepted twice (retry after a lost response)
+	if p := s.get(m.ID).Parts[0]; p.SMSCID != "A1" || !slices.Equal(p.DupSMSCIDs, []string{"B2"}) || p.State != StateSubmitted {
+		t.Fatalf("dup submission: %+v", p)
+	}
+	if r := s.dlr("up1", "B2", StateDelivered); r != Matched {
+		t.Errorf("dlr of the duplicate: %s", r)
+	}
+	if r := s.dlr("up1", "A1", StateDelivered); r != Duplicate {
+		t.Errorf("dlr of the original: %s", r)
+	}
+	s.wantUsage("alice", 0, 1)
+	if err := s.Retry(bg, k, time.Now(), ""); !errors.Is(err, ErrState) {
+		t.Errorf("retry of a delivered part: %v", err)
+	}
+	if err := s.Submitted(bg, Key{m.ID, 5}, "x", time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("submitted of a missing part: %v", err)
+	}
+	if err := s.Submitted(bg, Key{999, 0}, "x", time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("submitted of a missing message: %v", err)
+	}
+	if err := s.Submitted(bg, k, " \x00", time.Now()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("submitted with an empty id: %v", err)
+	}
+}
+
+func TestFailRetryAndReceiptRequests(t *testing.T) {
+	s := newStore(t, Options{})
+	now := time.Now()
+
+	// registered_delivery 2 (failure only): all delivered → no DLR.
+	ok := msg("alice", "111", 2)
+	ok.RegisteredDelivery = 2
+	// registered_delivery 2: one part failed → DLR.
+	failed := msg("alice", "222", 2)
+	failed.RegisteredDelivery = 2
+	// registered_delivery 0: never.
+	none := msg("alice", "333", 1)
+	none.RegisteredDelivery = 0
+	s.enqueue(ok, failed, none)
+
+	s.submitted(Key{ok.ID, 0}, "1")
+	s.submitted(Key{ok.ID, 1}, "2")
+	s.dlr("up1", "1", StateDelivered)
+	s.dlr("up1", "2", StateDelivered)
+	if m := s.get(ok.ID); !m.DLRForwarded {
+		t.Error("failure-only receipt for a delivered message: DLRForwarded not set")
+	}
+
+	if err := s.Retry(bg, Key{failed.ID, 0}, now.Add(time.Minute), "0x00000058"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fail(bg, Key{failed.ID, 0}, StateRejected, "0x0000000b", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fail(bg, Key{failed.ID, 0}, StateRejected, "0x0000000b", now); err != nil {
+		t.Errorf("second Fail: %v", err)
+	}
+	if err := s.Fail(bg, Key{failed.ID, 0}, StateExpired, "", now); !errors.Is(err, ErrState) {
+		t.Errorf("Fail of a failed part with another state: %v", err)
+	}
+	if p := s.get(failed.ID).Parts[0]; p.Attempts != 1 || p.ErrCode != "0x0000000b" {
+		t.Errorf("failed part: %+v", p)
+	}
+	s.submitted(Key{failed.ID, 1}, "3")
+	if err := s.Fail(bg, Key{failed.ID, 1}, StateRejected, "", now); !errors.Is(err, ErrState) {
+		t.Errorf("Fail of a submitted part: %v", err)
+	}
+	s.dlr("up1", "3", StateDelivered)
+
+	if err := s.Fail(bg, Key{none.ID, 0}, StateExpired, "", now); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.get(none.ID); !m.DLRForwarded {
+		t.Error("no receipt requested: DLRForwarded not set")
+	}
+	pend, _ := s.PendingDLRs("alice", 0, nil)
+	if len(pend) != 1 || pend[0].ID != failed.ID || pend[0].State() != StateRejected {
+		t.Errorf("pending: %+v", pend)
+	}
+	s.wantUsage("alice", 0, 3)
+	s.wantCounts(map[State]int{StateDelivered: 3, StateRejected: 1, StateExpired: 1})
+
+	if err := s.Fail(bg, Key{none.ID, 0}, StateDelivered, "", now); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Fail as delivered: %v", err)
+	}
+	if err := s.Fail(bg, Key{none.ID, 0}, StateSubmitted, "", now); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Fail as submitted: %v", err)
+	}
+	if _, err := s.ApplyDLR(bg, DLR{Upstream: "up1", SMSCID: "1", State: StateSubmitted}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("DLR with a transient state: %v", err)
+	}
+	if err := s.AckDLR(bg, "alice", 12345); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ack of a missing message: %v", err)
+	}
+	m := msg("alice", "444", 1)
+	s.enqueue(m)
+	if err := s.AckDLR(bg, "alice", m.ID); !errors.Is(err, ErrState) {
+		t.Errorf("ack of a message without DLR: %v", err)
+	}
+}
+
+func TestRefPerDestination(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	var refs []uint16
+	for range 3 {
+		m := msg("alice", "111", 2)
+		s.enqueue(m)
+		refs = append(refs, m.Ref)
+	}
+	single := msg("alice", "111", 1)
+	other := msg("alice", "222", 3)
+	s.enqueue(single, other)
+	if !slices.Equal(refs, []uint16{1, 2, 3}) || single.Ref != 0 || other.Ref != 1 {
+		t.Fatalf("refs %v, single %d, other dest %d", refs, single.Ref, other.Ref)
+	}
+	s.reopen()
+	m := msg("alice", "111", 2)
+	s.enqueue(m)
+	if m.Ref != 4 {
+		t.Errorf("ref after reopen: %d", m.Ref)
+	}
+	if got := s.get(m.ID).Ref; got != 4 {
+		t.Errorf("stored ref %d", got)
+	}
+	// Wrap-around skips 0 (0 means "no reference").
+	if err := s.exec(bg, func(t *txn) error { return t.ref.Put([]byte("111"), []byte{0xFF, 0xFF}) }); err != nil {
+		t.Fatal(err)
+	}
+	m = msg("alice", "111", 2)
+	s.enqueue(m)
+	if m.Ref != 1 {
+		t.Errorf("ref after 0xFFFF: %d", m.Ref)
+	}
+}
+
+func TestQuotaConcurrent(t *testing.T) {
+	s := newStore(t, Options{})
+	const limit, writers, parts = 100, 50, 3
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			m := msg("alice", "111", parts)
+			m.Enterprise = "ent"
+			e, err := s.EnqueueLimit(bg, limit, m)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = e[0]
+		})
+	}
+	wg.Wait()
+	ok, refused := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrQuota):
+			refused++
+		default:
+			t.Errorf("enqueue: %v", err)
+		}
+	}
+	if ok != limit/parts || refused != writers-limit/parts {
+		t.Errorf("%d stored, %d refused; want %d, %d", ok, refused, limit/parts, writers-limit/parts)
+	}
+	s.wantUsage("ent", limit/parts*parts, 0)
+
+	// Charged segments count too, and later messages of one call see the
+	// reservations of earlier ones; a refused message leaves nothing.
+	s2 := newStore(t, Options{NoSync: true})
+	a := msg("bob", "1", 2)
+	s2.enqueue(a)
+	s2.submitted(Key{a.ID, 0}, "1")
+	s2.dlr("up1", "1", StateDelivered) // reserved 1, charged 1
+	x, y, z := msg("bob", "2", 2), msg("bob", "3", 3), msg("bob", "4", 1)
+	e, err := s2.EnqueueLimit(bg, 5, x, y, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e[0] != nil || !errors.Is(e[1], ErrQuota) || e[2] != nil {
+		t.Fatalf("per-message results: %v", e)
+	}
+	if x.ID == 0 || y.ID != 0 || z.ID == 0 {
+		t.Errorf("ids: %d %d %d", x.ID, y.ID, z.ID)
+	}
+	s2.wantUsage("bob", 4, 1)
+	if e, err := s2.EnqueueLimit(bg, NoLimit, y); err != nil || e[0] != nil {
+		t.Errorf("no limit: %v %v", e, err)
+	}
+}
+
+func TestGroupCommitBatches(t *testing.T) {
+	s := newStore(t, Options{})
+	const n = 1000
+	before := s.Stats()
+	release := s.block()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Enqueue(bg, msg("alice", string(rune('0'+i%10)), 1)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	s.waitQueued(n)
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := s.Stats()
+	txns, ops := st.Txns-before.Txns, st.Ops-before.Ops
+	t.Logf("%d enqueues (+1 blocker) in %d transactions, max batch %d", n, txns, st.MaxBatch)
+	if ops != n+1 || txns > 2 {
+		t.Errorf("%d ops in %d txns; want %d in at most 2", ops, txns, n+1)
+	}
+	s.wantCounts(map[State]int{StateAccepted: n})
+}
+
+func TestGroupCommitConcurrent(t *testing.T) {
+	s := newStore(t, Options{}) // fsync on
+	const n = 1000
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		wg.Go(func() {
+			if err := s.Enqueue(bg, msg("alice", "111", 1)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	st := s.Stats()
+	t.Logf("%d concurrent enqueues: %d transactions (%.1f ops/txn, max %d) in %v",
+		n, st.Txns, float64(st.Ops)/float64(st.Txns), st.MaxBatch, time.Since(start))
+	if st.Ops != n || st.Txns > n/4 {
+		t.Errorf("%d ops in %d transactions: no group commit", st.Ops, st.Txns)
+	}
+}
+
+func TestHardErrorFailsOnlyItsOp(t *testing.T) {
+	s := newStore(t, Options{})
+	release := s.block()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	results := make([]error, 6)
+	for i := range 6 {
+		wg.Go(func() {
+			switch i {
+			case 2:
+				results[i] = s.exec(bg, func(t *txn) error {
+					if err := t.ref.Put([]byte("half"), []byte{1, 2}); err != nil {
+						return err
+					}
+					return boom // after a write: must be rolled back
+				})
+			case 4:
+				results[i] = s.exec(bg, func(*txn) error { panic("bug") })
+			default:
+				results[i] = s.Enqueue(bg, msg("alice", "111", 1))
+			}
+		})
+	}
+	s.waitQueued(6)
+	release()
+	wg.Wait()
+	for i, err := range results {
+		switch i {
+		case 2:
+			if !errors.Is(err, boom) {
+				t.Errorf("op %d: %v", i, err)
+			}
+		case 4:
+			if !errors.Is(err, ErrPanic) {
+				t.Errorf("op %d: %v", i, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("op %d: %v", i, err)
+			}
+		}
+	}
+	if n := s.bucketLen(bucketRef); n != 0 {
+		t.Errorf("the failed op's write survived")
+	}
+	if st := s.Stats(); st.Rollbacks != 2 {
+		t.Errorf("stats: %+v", st)
+	}
+	s.wantCounts(map[State]int{StateAccepted: 4})
+	s.wantUsage("alice", 4, 0)
+}
+
+func TestContextAndClose(t *testing.T) {
+	s := newStore(t, Options{})
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if err := s.Enqueue(ctx, msg("alice", "1", 1)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled ctx: %v", err)
+	}
+
+	// Cancelled while waiting for the commit: ctx.Err() at once; an op whose
+	// ctx ended before its batch began is skipped.
+	release := s.block()
+	ctx, cancel = context.WithCancel(bg)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Enqueue(ctx, msg("alice", "1", 1)) }()
+	s.waitQueued(1)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancel while waiting: %v", err)
+	}
+
+	// Operations queued before Close are committed by Close.
+	queued := make(chan error, 1)
+	go func() { queued <- s.Enqueue(bg, msg("alice", "2", 1)) }()
+	s.waitQueued(2)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	release()
+	if err := <-queued; err != nil {
+		t.Errorf("op queued before Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(bg, msg("alice", "3", 1)); !errors.Is(err, ErrClosed) {
+		t.Errorf("enqueue after close: %v", err)
+	}
+	if _, err := s.Due(time.Now(), 1, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("due after close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+	s.open()
+	s.wantCounts(map[State]int{StateAccepted: 1})
+}
+
+func TestEnqueueInvalid(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	good := msg("alice", "1", 1)
+	tests := map[string]func(*Message){
+		"no parts":       func(m *Message) { m.Parts = nil },
+		"256 parts":      func(m *Message) { m.Parts = make([]Part, 256) },
+		"NUL in account": func(m *Message) { m.Account = "a\x00b" },
+		"NUL upstream":   func(m *Message) { m.Upstream = "\x00" },
+		"no dest":        func(m *Message) { m.Dest = "" },
+		"no account":     func(m *Message) { m.Account = "" },
+		"long dest":      func(m *Message) { m.Dest = string(make([]byte, 300)) },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			bad := msg("alice", "1", 1)
+			mutate(bad)
+			if err := s.Enqueue(bg, good.Clone(), bad); !errors.Is(err, ErrInvalid) {
+				t.Errorf("got %v", err)
+			}
+		})
+	}
+	if err := s.Enqueue(bg, good.Clone(), nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil message: %v", err)
+	}
+	s.wantCounts(nil)
+}
+
+func TestScheduledAndMonth(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	now := time.Now()
+	sched := msg("alice", "1", 1)
+	sched.SendAt = now.Add(time.Hour)
+	// 2025-12-31 17:30 UTC is already January 2026 in Shanghai.
+	dec := msg("alice", "2", 2)
+	dec.AcceptedAt = time.Date(2025, 12, 31, 17, 30, 0, 0, time.UTC)
+	s.enqueue(sched, dec)
+	if got := s.dueKeys(now.Add(time.Minute)); !slices.Equal(got, []Key{{dec.ID, 0}, {dec.ID, 1}}) {
+		t.Errorf("due now: %v", got)
+	}
+	if got := s.dueKeys(sched.SendAt); len(got) != 3 || got[2] != (Key{sched.ID, 0}) {
+		t.Errorf("due at send time: %v", got)
+	}
+	if r, _ := s.Usage("alice", "2026-01"); r != 2 {
+		t.Errorf("January usage %d", r)
+	}
+	if r, _ := s.Usage("alice", "2025-12"); r != 0 {
+		t.Errorf("December usage %d", r)
+	}
+	if got := BillingMonth(time.Date(2026, 1, 31, 16, 0, 0, 0, time.UTC)); got != "2026-02" {
+		t.Errorf("BillingMonth: %s", got)
+	}
+}
+
+func TestExpireSubmitted(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	now := time.Now()
+	a, b := msg("alice", "1", 2), msg("alice", "2", 1)
+	s.enqueue(a, b)
+	for i, k := range []Key{{a.ID, 0}, {a.ID, 1}, {b.ID, 0}} {
+		if err := s.Submitted(bg, k, string(rune('a'+i)), now.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.ExpireSubmitted(bg, now.Add(90*time.Minute), now, 10)
+	if err != nil || n != 2 {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	if m := s.get(a.ID); m.State() != StateUnknown {
+		t.Errorf("a: %s", m.State())
+	}
+	if st := s.get(b.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("b: %s", st)
+	}
+	if r := s.dlr("up1", "a", StateDelivered); r != Duplicate {
+		t.Errorf("late DLR: %s", r)
+	}
+	s.wantUsage("alice", 1, 0)
+	if p, _ := s.PendingDLRs("alice", 0, nil); len(p) != 1 || p[0].ID != a.ID {
+		t.Errorf("pending: %v", p)
+	}
+}
+
+func TestStateStrings(t *testing.T) {
+	want := "accepted submitted delivered undeliverable expired rejected unknown"
+	var got []string
+	for _, st := range States {
+		got = append(got, st.String())
+		if st.Final() != (st >= StateDelivered) {
+			t.Errorf("%s.Final() = %v", st, st.Final())
+		}
+	}
+	if g := joinSpace(got); g != want {
+		t.Errorf("names %q", g)
+	}
+	if State(0).Valid() || State(8).Valid() || State(0).Final() {
+		t.Error("invalid states")
+	}
+}
+
+func joinSpace(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out
+}

@@ -1,0 +1,200 @@
+package queue
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// txn is one write transaction of the commit loop plus the in-memory deltas
+// its operations produced, folded into the Store's mirrors after commit.
+type txn struct {
+	s                                                *Store
+	tx                                               *bolt.Tx
+	msg, due, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
+
+	usageDelta []usageDelta
+	counts     [stateEnd]int
+	ready      []string // accounts with a newly queued DLR
+}
+
+type usageDelta struct {
+	key               string
+	reserved, charged int64
+}
+
+type checkpoint struct {
+	usage, ready int
+	counts       [stateEnd]int
+}
+
+func (t *txn) bind(tx *bolt.Tx) {
+	t.tx = tx
+	t.msg = tx.Bucket(bucketMsg)
+	t.due = tx.Bucket(bucketDue)
+	t.wait = tx.Bucket(bucketWait)
+	t.smsc = tx.Bucket(bucketSMSC)
+	t.orphan = tx.Bucket(bucketOrphan)
+	t.dlrout = tx.Bucket(bucketDLROut)
+	t.ref = tx.Bucket(bucketRef)
+	t.usage = tx.Bucket(bucketUsage)
+}
+
+func (t *txn) checkpoint() checkpoint {
+	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), counts: t.counts}
+}
+
+func (t *txn) restore(c checkpoint) {
+	t.usageDelta = t.usageDelta[:c.usage]
+	t.ready = t.ready[:c.ready]
+	t.counts = c.counts
+}
+
+// getMsg loads message id; a missing one is a soft ErrNotFound.
+func (t *txn) getMsg(id uint64) (*Message, error) {
+	v := t.msg.Get(msgKey(id))
+	if v == nil {
+		return nil, soft(fmt.Errorf("%w: message %d", ErrNotFound, id))
+	}
+	m, err := DecodeMessage(v)
+	if err != nil {
+		return nil, fmt.Errorf("message %d: %w", id, err)
+	}
+	return m, nil
+}
+
+// getPart loads the message and checks the part exists.
+func (t *txn) getPart(k Key) (*Message, *Part, error) {
+	m, err := t.getMsg(k.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if int(k.Part) >= len(m.Parts) {
+		return nil, nil, soft(fmt.Errorf("%w: part %s (message has %d)", ErrNotFound, k, len(m.Parts)))
+	}
+	return m, &m.Parts[k.Part], nil
+}
+
+func (t *txn) putMsg(m *Message) error {
+	return t.msg.Put(msgKey(m.ID), encodeMessage(nil, m))
+}
+
+func (t *txn) getUsage(key string) (usage, error) {
+	v := t.usage.Get([]byte(key))
+	if v == nil {
+		return usage{}, nil
+	}
+	return decodeUsage(v)
+}
+
+func (t *txn) addUsage(m *Message, reserved, charged int64) error {
+	key := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
+	u, err := t.getUsage(key)
+	if err != nil {
+		return err
+	}
+	u.Reserved += reserved
+	u.Charged += charged
+	if err := t.usage.Put([]byte(key), encodeUsage(u)); err != nil {
+		return err
+	}
+	t.usageDelta = append(t.usageDelta, usageDelta{key, reserved, charged})
+	return nil
+}
+
+// nextRef returns the next concatenation reference for dest (never 0).
+func (t *txn) nextRef(dest string) (uint16, error) {
+	var ref uint16
+	if v := t.ref.Get([]byte(dest)); len(v) == 2 {
+		ref = binary.BigEndian.Uint16(v)
+	}
+	ref++
+	if ref == 0 {
+		ref = 1
+	}
+	return ref, t.ref.Put([]byte(dest), binary.BigEndian.AppendUint16(nil, ref))
+}
+
+// setFinal moves a transient part to a final state, keeping every index,
+// counter and the usage exact, and queues the message's DLR when this was
+// its last transient part. The caller stores m afterwards.
+func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCode string) error {
+	p := &m.Parts[idx]
+	k := Key{m.ID, idx}
+	switch p.State {
+	case StateAccepted:
+		if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+			return err
+		}
+	case StateSubmitted:
+		if err := t.wait.Delete(timeKey(p.SubmittedAt, k)); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("queue: setFinal of %s part %s", p.State, k) // callers check first
+	}
+	t.counts[p.State]--
+	t.counts[state]++
+	p.State, p.DoneAt, p.ErrCode = state, at, errCode
+	charged := int64(0)
+	if state == StateDelivered {
+		charged = 1
+	}
+	if err := t.addUsage(m, -1, charged); err != nil {
+		return err
+	}
+	if !m.Final() {
+		return nil
+	}
+	if !m.wantsDLR() {
+		m.DLRForwarded = true
+		return nil
+	}
+	if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
+		return err
+	}
+	t.ready = append(t.ready, m.Account)
+	return nil
+}
+
+// indexSMSC records that smscID (on m.Upstream) names part k.
+func (t *txn) indexSMSC(m *Message, k Key, smscID string) error {
+	key := smscKey(m.Upstream, CanonicalSMSCID(smscID))
+	if old := t.smsc.Get(key); old != nil {
+		if ok, _ := parsePartRef(old); ok != k {
+			t.s.log.Warn("queue: SMSC id reused, index moved to the newer part",
+				"upstream", m.Upstream, "smsc_id", smscID, "old", ok.String(), "new", k.String())
+		}
+	}
+	return t.smsc.Put(key, partRef(k))
+}
+
+// takeOrphan finds a stored DLR for smscID on upstream that arrived no
+// earlier than OrphanMaxAge before at, deletes every orphan under the id's
+// candidate forms it looked at, and returns the one to apply (or nil).
+func (t *txn) takeOrphan(upstream, smscID string, at time.Time) (*orphan, error) {
+	for _, c := range smscCandidates(smscID) {
+		key := smscKey(upstream, c)
+		v := t.orphan.Get(key)
+		if v == nil {
+			continue
+		}
+		o, err := decodeOrphan(v)
+		if err := t.orphan.Delete(key); err != nil {
+			return nil, err
+		}
+		if err != nil {
+			t.s.log.Warn("queue: corrupt orphan DLR dropped", "upstream", upstream, "smsc_id", c, "err", err)
+			continue
+		}
+		if o.ReceivedAt.Before(at.Add(-t.s.opt.OrphanMaxAge)) {
+			t.s.log.Warn("queue: stale orphan DLR dropped (SMSC id reused)",
+				"upstream", upstream, "smsc_id", o.SMSCID, "received_at", o.ReceivedAt)
+			continue
+		}
+		return o, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,203 @@
+package queue
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is the life-cycle state of one part (one segment on the air).
+type State uint8
+
+// Part states. Accepted and Submitted are transient; every other state is
+// final and never changes again.
+const (
+	StateAccepted      State = 1 + iota // stored, not yet accepted by the SMSC
+	StateSubmitted                      // SMSC answered submit_sm_resp OK with its id
+	StateDelivered                      // DLR stat DELIVRD
+	StateUndeliverable                  // DLR stat UNDELIV
+	StateExpired                        // DLR stat EXPIRED, or validity ran out before submission
+	StateRejected                       // DLR stat REJECTD, or a permanent submit_sm_resp error
+	StateUnknown                        // DLR stat UNKNOWN / ACCEPTD-final / DELETED, or no DLR in time
+	stateEnd                            // first invalid value
+)
+
+var stateNames = [...]string{
+	StateAccepted:      "accepted",
+	StateSubmitted:     "submitted",
+	StateDelivered:     "delivered",
+	StateUndeliverable: "undeliverable",
+	StateExpired:       "expired",
+	StateRejected:      "rejected",
+	StateUnknown:       "unknown",
+}
+
+// States lists every valid state in order, e.g. to pre-create metric series.
+var States = []State{StateAccepted, StateSubmitted, StateDelivered, StateUndeliverable, StateExpired, StateRejected, StateUnknown}
+
+// Valid reports whether s is one of the defined states.
+func (s State) Valid() bool { return s >= StateAccepted && s < stateEnd }
+
+// Final reports whether s is a final state (no further transition).
+func (s State) Final() bool { return s >= StateDelivered && s < stateEnd }
+
+// String returns the lowercase name of s ("delivered"), suitable as a metric
+// label value.
+func (s State) String() string {
+	if s.Valid() {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Message is one message as an ESME submitted it: one destination, one or
+// more parts. The Store returns copies; changing them changes nothing stored.
+type Message struct {
+	ID         uint64 // assigned by Enqueue: monotonic, durable, never reused
+	Account    string // SMPP system_id / user that submitted it; owner, DLR routing
+	Enterprise string // billing owner (group code); Enqueue sets it to Account if empty
+
+	Source, Dest                           string
+	SourceTON, SourceNPI, DestTON, DestNPI uint8
+	DataCoding                             uint8
+	Concat                                 uint8  // opaque to queue (segment mode)
+	Ref                                    uint16 // concatenation reference, assigned by Enqueue when len(Parts) > 1, else 0
+	RegisteredDelivery                     uint8  // SMPP registered_delivery as submitted
+	Upstream                               string // route chosen at acceptance; SMSC ids are indexed under it
+	Text                                   string // the signed text, for lookups / the DLR text field
+
+	AcceptedAt time.Time // set by Enqueue if zero; its month (Asia/Shanghai) is the billing month
+	SendAt     time.Time // scheduled send: parts are not due before it (zero = at once)
+	ValidUntil time.Time // zero = the upstream's default validity
+
+	Parts        []Part
+	DLRForwarded bool // the final DLR was delivered to the ESME (or none was requested)
+}
+
+// Part is one segment of a Message.
+type Part struct {
+	Body        []byte // encoded segment body (opaque)
+	State       State
+	SMSCID      string    // as returned by the SMSC in submit_sm_resp
+	DueAt       time.Time // while Accepted: when the part is next due for submission
+	SubmittedAt time.Time
+	DoneAt      time.Time
+	ErrCode     string // SMSC error: DLR err: field, or submit_sm_resp status as "0x%08x"
+	Attempts    int    // submissions that ended (Retry or Submitted)
+
+	// DupSMSCIDs holds the ids of further SMSC acceptances of this same part
+	// (a submit_sm answered after its retry was sent too). Each is indexed so
+	// that whichever DLR comes first settles the part and the rest are
+	// duplicates.
+	DupSMSCIDs []string
+}
+
+// Key names one part of one message.
+type Key struct {
+	ID   uint64
+	Part uint16 // index into Message.Parts
+}
+
+func (k Key) String() string { return fmt.Sprintf("%d/%d", k.ID, k.Part) }
+
+// Job is one part due for submission, as returned by Due.
+type Job struct {
+	Key  Key
+	Msg  *Message // a copy; jobs for parts of the same message in one Due call share it: treat as read-only
+	Part Part     // a copy of Msg.Parts[Key.Part]
+}
+
+// DLR is a delivery receipt from an upstream SMSC, already parsed.
+type DLR struct {
+	Upstream string // the upstream (bind) it came from: SMSC ids are unique per upstream only
+	SMSCID   string // id: field or receipted_message_id, raw
+	State    State  // must be final
+	ErrCode  string // err: field
+	DoneAt   time.Time
+}
+
+// Result says what ApplyDLR did with a receipt.
+type Result uint8
+
+// Results of ApplyDLR.
+const (
+	Matched   Result = 1 + iota // the part moved to its final state
+	Duplicate                   // the part was already final: nothing changed
+	Orphaned                    // no part known under that id yet: stored until Submitted records it
+)
+
+func (r Result) String() string {
+	switch r {
+	case Matched:
+		return "matched"
+	case Duplicate:
+		return "duplicate"
+	case Orphaned:
+		return "orphaned"
+	}
+	return fmt.Sprintf("result(%d)", uint8(r))
+}
+
+// Clone returns a deep copy of m.
+func (m *Message) Clone() *Message {
+	if m == nil {
+		return nil
+	}
+	c := *m
+	c.Parts = make([]Part, len(m.Parts))
+	for i, p := range m.Parts {
+		c.Parts[i] = p.clone()
+	}
+	return &c
+}
+
+func (p Part) clone() Part {
+	p.Body = slices.Clone(p.Body)
+	p.DupSMSCIDs = slices.Clone(p.DupSMSCIDs)
+	return p
+}
+
+// Final reports whether every part of m is in a final state.
+func (m *Message) Final() bool {
+	for i := range m.Parts {
+		if !m.Parts[i].State.Final() {
+			return false
+		}
+	}
+	return len(m.Parts) > 0
+}
+
+// State summarises the parts as one state, the one an ESME sees for the
+// whole message: while any part is transient, the least advanced transient
+// state (Accepted before Submitted); once all are final, Delivered if every
+// part was delivered, else the final state of the first part that was not.
+func (m *Message) State() State {
+	var transient State
+	for _, p := range m.Parts {
+		if !p.State.Final() && (transient == 0 || p.State < transient) {
+			transient = p.State
+		}
+	}
+	if transient != 0 {
+		return transient
+	}
+	for _, p := range m.Parts {
+		if p.State != StateDelivered {
+			return p.State
+		}
+	}
+	return StateDelivered
+}
+
+// wantsDLR reports whether a final message needs a receipt forwarded to its
+// ESME, from registered_delivery bits 0-1 (SMPP 3.4 §5.2.17): 1 = on success
+// or failure, 2 = on failure only, 3 (reserved) is treated as 1.
+func (m *Message) wantsDLR() bool {
+	switch m.RegisteredDelivery & 0x03 {
+	case 0:
+		return false
+	case 2:
+		return m.State() != StateDelivered
+	}
+	return true
+}

@@ -1,0 +1,174 @@
+package segment
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestDecodeIncoming(t *testing.T) {
+	hello := []byte("Hello")
+	tests := []struct {
+		name    string
+		dc, esm byte
+		sm, pl  []byte
+		packed  bool
+		want    string
+		wantErr error
+		udh     *UDHInfo
+	}{
+		{name: "gsm unpacked", dc: 0x00, sm: []byte{0x48, 0x1B, 0x65, 0x00}, want: "H€@"},
+		{name: "gsm packed", dc: 0x00, sm: []byte{0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37}, packed: true, want: "hellohello"},
+		{name: "gsm unpacked high octet", dc: 0x00, sm: []byte{0x48, 0xC8}, wantErr: ErrMalformed},
+		{name: "ia5", dc: 0x01, sm: hello, want: "Hello"},
+		{name: "ia5 high octet", dc: 0x01, sm: []byte{0x48, 0xE9}, wantErr: ErrMalformed},
+		{name: "latin1", dc: 0x03, sm: []byte{0x63, 0x61, 0x66, 0xE9}, want: "café"},
+		{name: "ucs2", dc: 0x08, sm: []byte{0x4F, 0x60, 0x59, 0x7D, 0xD8, 0x3D, 0xDE, 0x00}, want: "你好😀"},
+		{name: "ucs2 odd", dc: 0x08, sm: []byte{0x4F, 0x60, 0x59}, wantErr: ErrMalformed},
+		{name: "ucs2 keeps bom", dc: 0x08, sm: []byte{0xFE, 0xFF, 0x00, 0x41}, want: "\uFEFFA"},
+		{name: "ucs2 flash 0x18", dc: 0x18, sm: []byte{0x00, 0x41}, want: "A"},
+		{name: "gsm class 1 0xF1", dc: 0xF1, sm: hello, want: "Hello"},
+		{name: "payload", dc: 0x00, pl: hello, want: "Hello"},
+		{name: "both bodies", dc: 0x00, sm: hello, pl: hello, wantErr: ErrMalformed},
+		{name: "empty", dc: 0x00, wantErr: ErrEmpty},
+		{name: "binary 0x02", dc: 0x02, sm: hello, wantErr: ErrBinary},
+		{name: "binary 0x04", dc: 0x04, sm: hello, wantErr: ErrBinary},
+		{name: "binary 0xF5", dc: 0xF5, sm: hello, wantErr: ErrBinary},
+		{name: "binary 0xF4", dc: 0xF4, sm: hello, wantErr: ErrBinary},
+		{name: "binary 0x15 class 1 8-bit", dc: 0x15, sm: hello, wantErr: ErrBinary},
+		{name: "jis", dc: 0x05, sm: hello, wantErr: ErrUnsupportedCoding},
+		{name: "ksc5601", dc: 0x0E, sm: hello, wantErr: ErrUnsupportedCoding},
+		{name: "compressed", dc: 0x20, sm: hello, wantErr: ErrUnsupportedCoding},
+		{name: "reserved 0x80", dc: 0x80, sm: hello, wantErr: ErrUnsupportedCoding},
+		{name: "mwi 0xC8", dc: 0xC8, sm: hello, wantErr: ErrUnsupportedCoding},
+		{name: "reserved 0xF8", dc: 0xF8, sm: hello, wantErr: ErrUnsupportedCoding},
+		{
+			name: "udh concat 8", dc: 0x00, esm: 0x40, sm: append([]byte{0x05, 0x00, 0x03, 0x2A, 0x02, 0x01}, hello...),
+			want: "Hello", udh: &UDHInfo{Len: 6, Concat: true, Ref: 0x2A, Total: 2, Seq: 1},
+		},
+		{
+			name: "udh concat 16 in payload", dc: 0x08, esm: 0x40, pl: []byte{0x06, 0x08, 0x04, 0x12, 0x34, 0x03, 0x03, 0x00, 0x41},
+			want: "A", udh: &UDHInfo{Len: 7, Concat: true, Ref: 0x1234, Ref16: true, Total: 3, Seq: 3},
+		},
+		{
+			// Packed after a 6-octet UDH: 1 fill bit, 'H' = 0x48 → 0x90.
+			name: "udh concat packed fill", dc: 0x00, esm: 0xC0, packed: true,
+			sm:   []byte{0x05, 0x00, 0x03, 0x01, 0x01, 0x01, 0x90, 0x65, 0x36, 0xFB, 0x0D},
+			want: "Hello", udh: &UDHInfo{Len: 6, Concat: true, Ref: 1, Total: 1, Seq: 1},
+		},
+		{
+			name: "udh unknown IE skipped", dc: 0x00, esm: 0x40, sm: append([]byte{0x04, 0x24, 0x02, 0x01, 0x02}, hello...),
+			want: "Hello", udh: &UDHInfo{Len: 5},
+		},
+		{
+			name: "wap push port 2948", dc: 0x00, esm: 0x40,
+			sm: append([]byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0}, hello...), wantErr: ErrBinary,
+		},
+		{
+			name: "wap port 9200", dc: 0x00, esm: 0x40,
+			sm: append([]byte{0x06, 0x05, 0x04, 0x23, 0xF0, 0x00, 0x00}, hello...), wantErr: ErrBinary,
+		},
+		{
+			name: "other port is text", dc: 0x00, esm: 0x40, sm: append([]byte{0x06, 0x05, 0x04, 0x15, 0x81, 0x00, 0x00}, hello...),
+			want: "Hello", udh: &UDHInfo{Len: 7, Ports: true, DestPort: 0x1581},
+		},
+		{name: "udh truncated", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x03}, wantErr: ErrBadUDH},
+		{name: "udh concat seq 0", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x00, 0x41}, wantErr: ErrBadUDH},
+		{name: "udh concat seq > total", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x03, 0x41}, wantErr: ErrBadUDH},
+		{name: "udh concat wrong length", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x02, 0x01, 0x02, 0x41}, wantErr: ErrBadUDH},
+		// UDHI clear: the same octets are text, not a header.
+		{name: "no udhi", dc: 0x01, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x01}, want: "\x05\x00\x03\x01\x02\x01"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, udh, err := DecodeIncoming(tt.dc, tt.esm, tt.sm, tt.pl, tt.packed)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("= %q, %v; want %q", got, err, tt.want)
+			}
+			if (udh == nil) != (tt.udh == nil) || (udh != nil && *udh != *tt.udh) {
+				t.Errorf("udh = %+v, want %+v", udh, tt.udh)
+			}
+		})
+	}
+}
+
+func TestParseIncomingSAR(t *testing.T) {
+	in := Incoming{DataCoding: 0x00, ShortMessage: []byte("Hi"), SARRef: []byte{0x01, 0x02}, SARTotal: []byte{3}, SARSeq: []byte{2}}
+	f, err := ParseIncoming(in, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (UDHInfo{Concat: true, Ref16: true, Ref: 0x0102, Total: 3, Seq: 2}); f.Info == nil || *f.Info != want {
+		t.Errorf("info = %+v", f.Info)
+	}
+	for _, bad := range []Incoming{
+		{ShortMessage: []byte("Hi"), SARRef: []byte{1}, SARTotal: []byte{3}, SARSeq: []byte{2}},
+		{ShortMessage: []byte("Hi"), SARRef: []byte{0, 1}, SARTotal: []byte{3}},
+		{ShortMessage: []byte("Hi"), SARRef: []byte{0, 1}, SARTotal: []byte{0}, SARSeq: []byte{0}},
+		{ShortMessage: []byte("Hi"), SARRef: []byte{0, 1}, SARTotal: []byte{2}, SARSeq: []byte{3}},
+	} {
+		if _, err := ParseIncoming(bad, false); !errors.Is(err, ErrBadSAR) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	wap := Incoming{ShortMessage: []byte("Hi"), DestPort: []byte{0x0B, 0x84}}
+	if _, err := ParseIncoming(wap, false); !errors.Is(err, ErrBinary) {
+		t.Errorf("destination_port 2948: %v", err)
+	}
+}
+
+func TestParseUDHRest(t *testing.T) {
+	b := []byte{0x05, 0x00, 0x03, 0x09, 0x02, 0x02, 'x', 'y'}
+	u, rest, err := ParseUDH(b)
+	if err != nil || !bytes.Equal(rest, []byte("xy")) || u.Ref != 9 || u.Seq != 2 {
+		t.Fatalf("%+v %q %v", u, rest, err)
+	}
+	// A repeated IE: the last one counts (TS 23.040 §9.2.3.24).
+	b = []byte{0x0A, 0x00, 0x03, 0x01, 0x02, 0x01, 0x00, 0x03, 0x07, 0x03, 0x03}
+	if u, _, err := ParseUDH(b); err != nil || u.Ref != 7 || u.Total != 3 || u.Seq != 3 {
+		t.Fatalf("repeated IE: %+v %v", u, err)
+	}
+	for _, bad := range [][]byte{nil, {0x01}, {0x02, 0x00}, {0x03, 0x00, 0x05, 0x00}} {
+		if _, _, err := ParseUDH(bad); !errors.Is(err, ErrBadUDH) {
+			t.Errorf("% X: %v", bad, err)
+		}
+	}
+	// An empty UDH is legal.
+	if _, rest, err := ParseUDH([]byte{0x00, 'a'}); err != nil || string(rest) != "a" {
+		t.Errorf("empty UDH: %q %v", rest, err)
+	}
+}
+
+func TestReassembleErrors(t *testing.T) {
+	_, frames := roundTrip(t, rep(han, 200), Options{}, 5)
+	tests := []struct {
+		name   string
+		frames []Frame
+	}{
+		{"missing part", frames[:2]},
+		{"repeated part", []Frame{frames[0], frames[0], frames[2]}},
+		{"mixed single", []Frame{frames[0], {DataCoding: 8, ShortMessage: []byte{0, 0x41}}, frames[2]}},
+	}
+	for _, tt := range tests {
+		if _, err := Reassemble(tt.frames, Options{}); !errors.Is(err, ErrBadConcat) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	_, other := roundTrip(t, rep(han, 200), Options{}, 6)
+	if _, err := Reassemble([]Frame{frames[0], other[1], frames[2]}, Options{}); !errors.Is(err, ErrBadConcat) {
+		t.Errorf("mixed refs: %v", err)
+	}
+	// Out of order is fine.
+	if got, err := Reassemble([]Frame{frames[2], frames[0], frames[1]}, Options{}); err != nil || got != rep(han, 200) {
+		t.Errorf("out of order: %v", err)
+	}
+	if _, err := Reassemble(nil, Options{}); !errors.Is(err, ErrEmpty) {
+		t.Errorf("no frames: %v", err)
+	}
+}

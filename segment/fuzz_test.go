@@ -1,0 +1,118 @@
+package segment
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzRoundTrip: any valid UTF-8 text within the limit survives
+// Encode → BuildFrames → Reassemble (and the Reassembler) in every concat
+// mode, packed or not, and Count agrees with Encode.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add("Hello, world!", byte(0), false, uint16(1))
+	f.Add(rep("a", 152)+"€"+rep("b", 152), byte(1), true, uint16(0xFFFF))
+	f.Add(rep(han, 66)+emoji+rep(han, 66), byte(2), false, uint16(0))
+	f.Add(rep("a", 152)+"\r"+rep("b", 153), byte(0), true, uint16(7))
+	f.Add("1234567\r", byte(3), true, uint16(7))
+	f.Fuzz(func(t *testing.T, text string, mode byte, packed bool, ref uint16) {
+		opt := Options{Concat: Concat(mode % 4), GSMPacked: packed}
+		p, err := Encode(text, opt)
+		n, cerr := Count(text, opt)
+		if fmt.Sprint(err) != fmt.Sprint(cerr) {
+			t.Fatalf("Encode err %v, Count err %v", err, cerr)
+		}
+		if err != nil {
+			if !utf8.ValidString(text) || text == "" || utf8.RuneCountInString(text) > DefaultMaxChars {
+				return
+			}
+			t.Fatalf("Encode(%q): %v", text, err)
+		}
+		if n != p.Segments() {
+			t.Fatalf("Count %d, Segments %d", n, p.Segments())
+		}
+		if err := checkPlan(text, opt, ref, p); err != nil {
+			t.Fatal(err)
+		}
+		frames, err := BuildFrames(p.DataCoding, p.Parts, ref, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkFrames(text, opt, p, frames); err != nil {
+			t.Fatal(err)
+		}
+		// The gateway's ingress path: parse each frame as a submit_sm and
+		// join with the Reassembler, last part first.
+		r := NewReassembler(ReassemblerConfig{})
+		var got string
+		for i := len(frames) - 1; i >= 0; i-- {
+			fr := frames[i]
+			frag, err := ParseIncoming(Incoming{
+				DataCoding: fr.DataCoding, ESMClass: fr.ESMClass, ShortMessage: fr.ShortMessage,
+				Payload: fr.TLVs[TagMessagePayload], SARRef: fr.TLVs[TagSARMsgRefNum],
+				SARTotal: fr.TLVs[TagSARTotalSegments], SARSeq: fr.TLVs[TagSARSegmentSeqnum],
+			}, packed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, done, err := r.Add("k", frag, t0)
+			if err != nil || done != (i == 0) {
+				t.Fatalf("Add part %d: done=%v %v", i, done, err)
+			}
+			got = s
+		}
+		if got != text && !lostTrailingCR(p, frames, opt, text, got) {
+			t.Fatalf("Reassembler = %q, want %q", got, text)
+		}
+	})
+}
+
+// FuzzParseUDH: never panics; on success the rest is a suffix of the input
+// and the concatenation values are possible.
+func FuzzParseUDH(f *testing.F) {
+	f.Add([]byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x01, 'h', 'i'})
+	f.Add([]byte{0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x02})
+	f.Add([]byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0})
+	f.Add([]byte{0xFF})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, rest, err := ParseUDH(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadUDH) {
+				t.Fatalf("error %v is not ErrBadUDH", err)
+			}
+			return
+		}
+		if !bytes.HasSuffix(b, rest) || u.Len+len(rest) != len(b) {
+			t.Fatalf("rest %x of %x, Len %d", rest, b, u.Len)
+		}
+		if u.Concat && (u.Total == 0 || u.Seq == 0 || u.Seq > u.Total) {
+			t.Fatalf("impossible concat %+v", u)
+		}
+	})
+}
+
+// FuzzDecodeIncoming: never panics on arbitrary PDU content, and every
+// error is one of the documented sentinels.
+func FuzzDecodeIncoming(f *testing.F) {
+	f.Add(byte(0x00), byte(0x00), []byte("Hello"), []byte(nil), false)
+	f.Add(byte(0x08), byte(0x40), []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x01, 0x4F, 0x60}, []byte(nil), false)
+	f.Add(byte(0x00), byte(0x40), []byte{0x05, 0x00, 0x03, 0x01, 0x01, 0x01, 0x90, 0x65, 0x36, 0xFB, 0x0D}, []byte(nil), true)
+	f.Add(byte(0xF5), byte(0x40), []byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x01}, []byte(nil), false)
+	f.Add(byte(0x03), byte(0x00), []byte(nil), []byte{0xE9, 0x41}, false)
+	f.Fuzz(func(t *testing.T, dc, esm byte, sm, payload []byte, packed bool) {
+		text, _, err := DecodeIncoming(dc, esm, sm, payload, packed)
+		if err != nil {
+			for _, e := range []error{ErrBinary, ErrUnsupportedCoding, ErrMalformed, ErrBadUDH, ErrEmpty} {
+				if errors.Is(err, e) {
+					return
+				}
+			}
+			t.Fatalf("undocumented error %v", err)
+		}
+		if !utf8.ValidString(text) {
+			t.Fatalf("invalid UTF-8 %q", text)
+		}
+	})
+}

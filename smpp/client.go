@@ -1,0 +1,212 @@
+package smpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+)
+
+// ClientOptions configure one persistent outbound bind.
+type ClientOptions struct {
+	Addr       string
+	SystemID   string
+	Password   string
+	SystemType string
+	Kind       BindKind // default transceiver
+	Conn       ConnOptions
+	// DialTimeout bounds connect + bind.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
+	// after each failure, with ±50 % jitter so many binds do not reconnect
+	// in step.
+	MinBackoff, MaxBackoff time.Duration
+	// Handler receives the SMSC's requests (deliver_sm, data_sm …).
+	Handler Handler
+	// OnState reports bind up (true) and down (false).
+	OnState func(up bool)
+	Logger  *slog.Logger
+}
+
+// Client keeps one bind to an SMSC up: dial, bind, serve until the
+// connection ends, wait, repeat — until Run's context ends, when it
+// unbinds. Submit waits for the bind to be up.
+type Client struct {
+	opt ClientOptions
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conn  *Conn
+	ready chan struct{} // closed while conn is up; replaced when it goes down
+}
+
+// NewClient returns a Client; call Run to start it.
+func NewClient(opt ClientOptions) *Client {
+	if opt.Kind == 0 {
+		opt.Kind = BindTransceiver
+	}
+	if opt.DialTimeout <= 0 {
+		opt.DialTimeout = 10 * time.Second
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 200 * time.Millisecond
+	}
+	if opt.MaxBackoff <= 0 {
+		opt.MaxBackoff = 30 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Conn.EnquireLink == 0 {
+		opt.Conn.EnquireLink = 30 * time.Second
+	}
+	opt.Conn.Logger = opt.Logger
+	return &Client{opt: opt, log: opt.Logger.With("upstream", opt.Addr), ready: make(chan struct{})}
+}
+
+// Run keeps the bind up until ctx ends, then unbinds (bounded by
+// DialTimeout) and returns.
+func (c *Client) Run(ctx context.Context) {
+	backoff := c.opt.MinBackoff
+	for ctx.Err() == nil {
+		conn, err := c.dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := jitter(backoff)
+			c.log.Warn("upstream bind failed", "err", err, "retry_in", wait)
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+			backoff = min(backoff*2, c.opt.MaxBackoff)
+			continue
+		}
+		backoff = c.opt.MinBackoff
+		c.setConn(conn)
+		c.log.Info("upstream bound", "system_id", c.opt.SystemID)
+		select {
+		case <-conn.Done():
+			c.log.Warn("upstream connection lost", "err", conn.Err())
+		case <-ctx.Done():
+			uctx, cancel := context.WithTimeout(context.Background(), c.opt.DialTimeout)
+			_ = conn.Unbind(uctx)
+			cancel()
+		}
+		c.setConn(nil)
+		if ctx.Err() == nil && !sleepCtx(ctx, jitter(c.opt.MinBackoff)) {
+			return
+		}
+	}
+}
+
+func (c *Client) setConn(conn *Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn != nil {
+		c.conn = conn
+		close(c.ready)
+	} else if c.conn != nil {
+		c.conn = nil
+		c.ready = make(chan struct{})
+	}
+	if c.opt.OnState != nil {
+		c.opt.OnState(conn != nil)
+	}
+}
+
+// Up reports whether the bind is up now.
+func (c *Client) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// Conn waits until the bind is up and returns its connection.
+func (c *Client) Conn(ctx context.Context) (*Conn, error) {
+	for {
+		c.mu.Lock()
+		conn, ready := c.conn, c.ready
+		c.mu.Unlock()
+		if conn != nil && conn.Context().Err() == nil {
+			return conn, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Submit sends p on the bind, waiting for the bind and a window slot.
+func (c *Client) Submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	conn, err := c.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn.Request(ctx, p)
+}
+
+func (c *Client) dial(ctx context.Context) (*Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(dctx, "tcp", c.opt.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", c.opt.Addr, err)
+	}
+	conn := NewConn(nc, c.opt.Handler, c.opt.Conn)
+	var bind pdu.Body
+	switch c.opt.Kind {
+	case BindTransmitter:
+		bind = pdu.NewBindTransmitter()
+	case BindReceiver:
+		bind = pdu.NewBindReceiver()
+	default:
+		bind = pdu.NewBindTransceiver()
+	}
+	f := bind.Fields()
+	_ = f.Set(pdufield.SystemID, c.opt.SystemID)
+	_ = f.Set(pdufield.Password, c.opt.Password)
+	_ = f.Set(pdufield.SystemType, c.opt.SystemType)
+	_ = f.Set(pdufield.InterfaceVersion, uint8(0x34))
+	if _, err := conn.Request(dctx, bind); err != nil {
+		_ = conn.Close()
+		var st pdu.Status
+		if errors.As(err, &st) {
+			return nil, fmt.Errorf("bind %s as %q: status %#x (%w)", c.opt.Addr, c.opt.SystemID, uint32(st), st)
+		}
+		return nil, fmt.Errorf("bind %s: %w", c.opt.Addr, err)
+	}
+	return conn, nil
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d+1)
+}
+
+// sleepCtx waits d or until ctx ends; false if ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Dial binds once (no reconnect): for tests and tools acting as an ESME.
+func Dial(ctx context.Context, opt ClientOptions) (*Conn, error) {
+	c := NewClient(opt)
+	return c.dial(ctx)
+}

@@ -1,0 +1,585 @@
+package smpp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+)
+
+// Handler answers the requests a peer sends on a Conn. It is called from
+// its own goroutine for each request (at most ConnOptions.InboundWindow at
+// once), so a slow request does not hold up the others: SMPP is windowed.
+// The returned PDU is the response; its sequence number is set by the Conn.
+// A nil response sends nothing. enquire_link and unbind never reach the
+// Handler: the Conn answers them itself.
+type Handler interface {
+	HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Body
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Conn, p pdu.Body) pdu.Body
+
+// HandlePDU implements Handler.
+func (f HandlerFunc) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
+	return f(ctx, c, p)
+}
+
+var _ Handler = HandlerFunc(nil)
+
+// ConnOptions tune one SMPP session. Zero values take the defaults below.
+type ConnOptions struct {
+	// Window is the number of our requests that may await a response at
+	// once. Request waits (it does not fail) while the window is full.
+	Window int
+	// InboundWindow bounds the peer's requests handled concurrently; when
+	// it is full the reader stops reading and TCP pushes back.
+	InboundWindow int
+	// RespTimeout is how long Request waits for a response. The request
+	// is remembered after that: a late response goes to OnLateResponse.
+	RespTimeout time.Duration
+	// EnquireLink is the keepalive interval; 0 disables it.
+	EnquireLink time.Duration
+	// IdleTimeout closes the session when nothing at all arrives for
+	// that long (not even enquire_link); 0 disables it.
+	IdleTimeout time.Duration
+	// WriteQueue bounds the frames waiting for the writer goroutine.
+	WriteQueue int
+	// OnLateResponse receives a response that arrived after its Request
+	// gave up with ErrTimeout. It runs on the reader goroutine: keep it short.
+	OnLateResponse func(req, resp pdu.Body)
+	// OnClose is called once, after both goroutines stopped.
+	OnClose func(c *Conn, err error)
+	Logger  *slog.Logger
+}
+
+func (o *ConnOptions) defaults() {
+	if o.Window <= 0 {
+		o.Window = 10
+	}
+	if o.InboundWindow <= 0 {
+		o.InboundWindow = 64
+	}
+	if o.RespTimeout <= 0 {
+		o.RespTimeout = 10 * time.Second
+	}
+	if o.WriteQueue <= 0 {
+		o.WriteQueue = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Errors a Request can return, besides a pdu.Status from the peer.
+var (
+	ErrClosed  = errors.New("smpp: connection closed")
+	ErrTimeout = errors.New("smpp: response timeout")
+)
+
+// maxLatePending bounds how many timed-out requests are remembered per
+// window slot before the peer is considered broken and the session reset.
+const maxLatePending = 4
+
+type outFrame struct {
+	b          []byte
+	closeAfter bool
+}
+
+type call struct {
+	req      pdu.Body
+	done     chan pdu.Body // buffered 1
+	timedOut atomic.Bool
+}
+
+// Conn is one SMPP session over one TCP connection, either direction.
+// One reader goroutine decodes frames and routes responses to waiting
+// requests by sequence number; one writer goroutine drains a bounded
+// channel of encoded frames. Both stop when the Conn closes, and Close
+// waits for them and for the handlers in flight.
+type Conn struct {
+	nc      net.Conn
+	opt     ConnOptions
+	handler Handler
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	seq    atomic.Uint32
+	window chan struct{}
+	inbox  chan struct{} // inbound handler slots
+
+	mu      sync.Mutex
+	pending map[uint32]*call
+	late    int
+
+	out    chan outFrame
+	closed chan struct{}
+	errMu  sync.Mutex
+	err    error
+
+	handlers sync.WaitGroup
+	loops    sync.WaitGroup
+	once     sync.Once
+	unbound  atomic.Bool
+
+	// Value is free for the owner of the Conn (the server keeps the bound
+	// session here).
+	Value atomic.Value
+}
+
+// NewConn starts a session on nc. h may be nil for a client that expects
+// no requests (every request then gets generic_nack).
+func NewConn(nc net.Conn, h Handler, opt ConnOptions) *Conn {
+	opt.defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Conn{
+		nc:      nc,
+		opt:     opt,
+		handler: h,
+		log:     opt.Logger.With("peer", nc.RemoteAddr().String()),
+		ctx:     ctx,
+		cancel:  cancel,
+		window:  make(chan struct{}, opt.Window),
+		inbox:   make(chan struct{}, opt.InboundWindow),
+		pending: make(map[uint32]*call),
+		out:     make(chan outFrame, opt.WriteQueue),
+		closed:  make(chan struct{}),
+	}
+	c.loops.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+	if opt.EnquireLink > 0 {
+		c.loops.Add(1)
+		go c.keepalive()
+	}
+	return c
+}
+
+// Context is cancelled when the session ends.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Done is closed when the session has ended and its goroutines stopped.
+func (c *Conn) Done() <-chan struct{} { return c.closed }
+
+// Err reports why the session ended (nil while it runs; io.EOF for a
+// clean close by the peer).
+func (c *Conn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// nextSeq returns the session's next sequence number, in the range the
+// spec allows (0x00000001–0x7FFFFFFF), wrapping around.
+func (c *Conn) nextSeq() uint32 {
+	for {
+		s := c.seq.Add(1) & 0x7FFFFFFF
+		if s != 0 {
+			return s
+		}
+	}
+}
+
+// Request sends p and waits for its response. It waits for a window slot
+// first. A response with a non-zero command_status is returned together
+// with that pdu.Status as the error. After RespTimeout it returns
+// ErrTimeout but keeps the request, so a late answer still reaches
+// OnLateResponse instead of being taken for another request's.
+func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	select {
+	case c.window <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, ErrClosed
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-c.window
+		}
+	}
+	defer release()
+
+	seq := c.nextSeq()
+	p.Header().Seq = seq
+	frame, err := encode(p)
+	if err != nil {
+		return nil, err
+	}
+	cl := &call{req: p, done: make(chan pdu.Body, 1)}
+	c.mu.Lock()
+	c.pending[seq] = cl
+	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.pending, seq)
+		c.mu.Unlock()
+	}
+	if err := c.send(ctx, frame); err != nil {
+		forget()
+		return nil, err
+	}
+	timer := time.NewTimer(c.opt.RespTimeout)
+	defer timer.Stop()
+	select {
+	case resp := <-cl.done:
+		if resp == nil {
+			return nil, ErrClosed
+		}
+		if st := resp.Header().Status; st != 0 {
+			return resp, st
+		}
+		if resp.Header().ID == pdu.GenericNACKID {
+			return resp, pdu.Status(0x00000003) // a nack without status: treat as invalid command
+		}
+		return resp, nil
+	case <-timer.C:
+		c.markLate(seq, cl)
+		return nil, ErrTimeout
+	case <-ctx.Done():
+		c.markLate(seq, cl)
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		forget()
+		return nil, ErrClosed
+	}
+}
+
+// markLate keeps a request whose caller stopped waiting. Too many of them
+// means the peer has stopped answering: the session is reset.
+func (c *Conn) markLate(seq uint32, cl *call) {
+	cl.timedOut.Store(true)
+	c.mu.Lock()
+	_, still := c.pending[seq]
+	if still {
+		c.late++
+	}
+	tooMany := c.late > maxLatePending*c.opt.Window
+	c.mu.Unlock()
+	if tooMany {
+		c.fail(fmt.Errorf("smpp: %d requests without response", c.late))
+	}
+}
+
+// Send writes a PDU without waiting for anything (responses, generic_nack).
+func (c *Conn) send(ctx context.Context, frame []byte) error {
+	select {
+	case c.out <- outFrame{b: frame}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+func (c *Conn) respond(req *pdu.Header, resp pdu.Body) {
+	resp.Header().Seq = req.Seq
+	frame, err := encode(resp)
+	if err != nil {
+		c.log.Error("encode response", "cmd", resp.Header().ID.String(), "err", err)
+		return
+	}
+	_ = c.send(c.ctx, frame)
+}
+
+func (c *Conn) nack(seq uint32, st pdu.Status) {
+	n := pdu.NewGenericNACK()
+	n.Header().Status = st
+	n.Header().Seq = seq
+	frame, _ := encode(n)
+	_ = c.send(c.ctx, frame)
+}
+
+func encode(p pdu.Body) ([]byte, error) {
+	var b bytes.Buffer
+	if err := p.SerializeTo(&b); err != nil {
+		return nil, fmt.Errorf("smpp: encode %s: %w", p.Header().ID, err)
+	}
+	return b.Bytes(), nil
+}
+
+// Unbind ends the session politely: unbind, wait for unbind_resp (or ctx),
+// then close.
+func (c *Conn) Unbind(ctx context.Context) error {
+	c.unbound.Store(true)
+	_, err := c.Request(ctx, pdu.NewUnbind())
+	c.closeWith(io.EOF)
+	<-c.closed
+	return err
+}
+
+// Close ends the session at once and waits for its goroutines.
+func (c *Conn) Close() error {
+	c.closeWith(ErrClosed)
+	<-c.closed
+	return nil
+}
+
+func (c *Conn) fail(err error) {
+	c.log.Warn("smpp session failed", "err", err)
+	c.closeWith(err)
+}
+
+func (c *Conn) closeWith(err error) {
+	c.once.Do(func() {
+		c.errMu.Lock()
+		c.err = err
+		c.errMu.Unlock()
+		c.cancel()
+		_ = c.nc.Close()
+		go c.finish()
+	})
+}
+
+// finish runs once: it waits for every goroutine of the session, then
+// wakes every request still waiting and reports the end.
+func (c *Conn) finish() {
+	c.loops.Wait()
+	c.handlers.Wait()
+	c.mu.Lock()
+	for seq, cl := range c.pending {
+		delete(c.pending, seq)
+		select {
+		case cl.done <- nil:
+		default:
+		}
+	}
+	c.mu.Unlock()
+	if c.opt.OnClose != nil {
+		c.opt.OnClose(c, c.Err())
+	}
+	close(c.closed)
+}
+
+func (c *Conn) writeLoop() {
+	defer c.loops.Done()
+	w := bufio.NewWriterSize(c.nc, 16<<10)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case f := <-c.out:
+			if _, err := w.Write(f.b); err != nil {
+				c.closeWith(fmt.Errorf("smpp: write: %w", err))
+				return
+			}
+			if f.closeAfter {
+				_ = w.Flush()
+				c.closeWith(io.EOF)
+				return
+			}
+			// Flush only when nothing else is queued: frames written
+			// together share one syscall.
+			if len(c.out) == 0 {
+				if err := w.Flush(); err != nil {
+					c.closeWith(fmt.Errorf("smpp: write: %w", err))
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *Conn) readLoop() {
+	defer c.loops.Done()
+	r := bufio.NewReaderSize(c.nc, 16<<10)
+	for {
+		if c.opt.IdleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.opt.IdleTimeout))
+		}
+		frame, err := ReadFrame(r)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, io.EOF) || c.ctx.Err() != nil:
+				c.closeWith(io.EOF)
+			case errors.As(err, &ne) && ne.Timeout():
+				c.closeWith(fmt.Errorf("smpp: idle for %s: %w", c.opt.IdleTimeout, err))
+			default:
+				c.fail(err)
+			}
+			return
+		}
+		if !c.dispatch(frame) {
+			return
+		}
+	}
+}
+
+// dispatch handles one frame; false ends the read loop.
+func (c *Conn) dispatch(frame []byte) bool {
+	h := headerOf(frame)
+	if h.ID&0x80000000 != 0 {
+		c.deliverResponse(h, frame)
+		return true
+	}
+	switch h.ID {
+	case pdu.EnquireLinkID:
+		c.respond(&h, pdu.NewEnquireLinkResp())
+		return true
+	case pdu.UnbindID:
+		c.unbound.Store(true)
+		// Answer what is in flight before saying goodbye: a submit_sm the
+		// peer sent before unbind still gets its submit_sm_resp.
+		c.handlers.Wait()
+		resp := pdu.NewUnbindResp()
+		resp.Header().Seq = h.Seq
+		frame, _ := encode(resp)
+		// The writer closes the session once unbind_resp is on the wire.
+		select {
+		case c.out <- outFrame{b: frame, closeAfter: true}:
+		case <-c.ctx.Done():
+		}
+		return false
+	}
+	p, err := Decode(frame)
+	if err != nil {
+		var unk *UnknownCommandError
+		if errors.As(err, &unk) {
+			c.nack(h.Seq, StatusInvalidCommandID)
+		} else {
+			c.log.Info("malformed pdu", "cmd", h.ID.String(), "err", err)
+			c.nack(h.Seq, StatusInvalidCommandLen)
+		}
+		return true
+	}
+	select {
+	case c.inbox <- struct{}{}:
+	case <-c.ctx.Done():
+		return false
+	}
+	c.handlers.Add(1)
+	go c.handle(p)
+	return true
+}
+
+func (c *Conn) handle(p pdu.Body) {
+	defer c.handlers.Done()
+	defer func() { <-c.inbox }()
+	hdr := *p.Header()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in smpp handler", "cmd", hdr.ID.String(), "panic", r, "stack", string(debug.Stack()))
+			c.nack(hdr.Seq, StatusSystemError)
+		}
+	}()
+	if c.handler == nil {
+		c.nack(hdr.Seq, StatusInvalidCommandID)
+		return
+	}
+	resp := c.handler.HandlePDU(c.ctx, c, p)
+	if resp != nil {
+		c.respond(&hdr, resp)
+	}
+}
+
+func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
+	c.mu.Lock()
+	cl, ok := c.pending[h.Seq]
+	if ok && (h.ID == pdu.GenericNACKID || h.ID == cl.req.Header().ID|0x80000000) {
+		delete(c.pending, h.Seq)
+		if cl.timedOut.Load() {
+			c.late--
+		}
+	} else {
+		ok = false
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.log.Debug("response to no request", "cmd", h.ID.String(), "seq", h.Seq)
+		return
+	}
+	resp, err := Decode(frame)
+	if err != nil {
+		// A response we cannot parse still answers the request: keep its
+		// status, which is all most callers need.
+		resp = pdu.NewGenericNACK()
+		*resp.Header() = h
+		if h.Status == 0 {
+			resp.Header().Status = StatusInvalidCommandLen
+		}
+	}
+	if cl.timedOut.Load() {
+		if c.opt.OnLateResponse != nil {
+			c.opt.OnLateResponse(cl.req, resp)
+		}
+		return
+	}
+	cl.done <- resp
+}
+
+func (c *Conn) keepalive() {
+	defer c.loops.Done()
+	t := time.NewTicker(c.opt.EnquireLink)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.opt.RespTimeout)
+			_, err := c.Request(ctx, pdu.NewEnquireLink())
+			cancel()
+			if err != nil && c.ctx.Err() == nil {
+				c.fail(fmt.Errorf("smpp: enquire_link: %w", err))
+				return
+			}
+		}
+	}
+}
+
+func headerOf(frame []byte) pdu.Header {
+	return pdu.Header{
+		Len:    binary.BigEndian.Uint32(frame[0:4]),
+		ID:     pdu.ID(binary.BigEndian.Uint32(frame[4:8])),
+		Status: pdu.Status(binary.BigEndian.Uint32(frame[8:12])),
+		Seq:    binary.BigEndian.Uint32(frame[12:16]),
+	}
+}
+
+// ErrFrameLength is a command_length outside 16..MaxFrame: the stream
+// cannot be resynchronised, so the session closes.
+var ErrFrameLength = errors.New("smpp: bad command_length")
+
+// MaxFrame is the largest PDU accepted (go-smpp's limit).
+const MaxFrame = pdu.MaxSize
+
+// ReadFrame reads one whole PDU (header included) from r.
+func ReadFrame(r io.Reader) ([]byte, error) {
+	var hb [pdu.HeaderLen]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hb[0:4])
+	if n < pdu.HeaderLen || n > MaxFrame {
+		return nil, fmt.Errorf("%w: %d", ErrFrameLength, n)
+	}
+	frame := make([]byte, n)
+	copy(frame, hb[:])
+	if _, err := io.ReadFull(r, frame[pdu.HeaderLen:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return frame, nil
+}

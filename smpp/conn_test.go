@@ -1,0 +1,591 @@
+package smpp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// request runs c.Request in a goroutine.
+func request(ctx context.Context, c *smpp.Conn, p pdu.Body) <-chan reqResult {
+	return goResult(func() reqResult {
+		resp, err := c.Request(ctx, p)
+		return reqResult{resp, err}
+	})
+}
+
+// roundTrip sends one submit_sm, answers it from the peer and returns
+// the sequence number the Conn chose.
+func roundTrip(t *testing.T, c *smpp.Conn, p *peer) uint32 {
+	t.Helper()
+	ch := request(testCtx(t), c, newSubmitSM("1", "2", "x", 0))
+	h, _ := p.next()
+	p.sendPDU(submitResp("ok"), h.Seq)
+	if r := recvWithin(t, "response", ch); r.err != nil {
+		t.Fatalf("request: %v", r.err)
+	}
+	return h.Seq
+}
+
+func TestConnRequestsMatchedOutOfOrder(t *testing.T) {
+	const n = 60
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: n})
+	ctx := testCtx(t)
+	results := make([]<-chan reqResult, n)
+	for i := range n {
+		results[i] = request(ctx, c, newSubmitSM("10086", "13712345678", fmt.Sprintf("msg-%03d", i), 0))
+	}
+	type sent struct {
+		seq  uint32
+		text string
+	}
+	var reqs []sent
+	seen := make(map[uint32]bool)
+	for range n {
+		b := p.nextPDU()
+		seq := b.Header().Seq
+		if b.Header().ID != pdu.SubmitSMID {
+			t.Fatalf("peer got %s", b.Header().ID)
+		}
+		// A fresh session numbers its requests 1, 2, 3 … whatever the
+		// process-wide counter of go-smpp says.
+		if seq < 1 || seq > n || seen[seq] {
+			t.Fatalf("sequence number %d: want unique in 1..%d", seq, n)
+		}
+		seen[seq] = true
+		reqs = append(reqs, sent{seq, string(smpp.Bytes(b, pdufield.ShortMessage))})
+	}
+	for i := len(reqs) - 1; i >= 0; i-- { // answer in reverse order
+		p.sendPDU(submitResp("id-"+reqs[i].text), reqs[i].seq)
+	}
+	for i, ch := range results {
+		r := recvWithin(t, "response", ch)
+		if r.err != nil {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+		if got, want := smpp.Str(r.resp, pdufield.MessageID), fmt.Sprintf("id-msg-%03d", i); got != want {
+			t.Errorf("request %d got message_id %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestConnWindowWaitsWhenFull(t *testing.T) {
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 2})
+	ctx := testCtx(t)
+	var results []<-chan reqResult
+	for i := range 3 {
+		results = append(results, request(ctx, c, newSubmitSM("1", "2", fmt.Sprint(i), 0)))
+	}
+	h1, _ := p.next()
+	h2, _ := p.next()
+	p.expectQuiet(150 * time.Millisecond) // the third waits for a slot
+	for i, ch := range results {
+		select {
+		case r := <-ch:
+			t.Fatalf("request %d returned while the window was full: %v", i, r.err)
+		default:
+		}
+	}
+	p.sendPDU(submitResp("a"), h1.Seq)
+	h3, _ := p.next() // a slot freed: the third goes out
+	p.sendPDU(submitResp("b"), h2.Seq)
+	p.sendPDU(submitResp("c"), h3.Seq)
+	for i, ch := range results {
+		if r := recvWithin(t, "response", ch); r.err != nil {
+			t.Fatalf("request %d: %v (the window must wait, not fail)", i, r.err)
+		}
+	}
+}
+
+func TestConnSequenceNumbers(t *testing.T) {
+	t.Run("start at 1", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+		for want := uint32(1); want <= 5; want++ {
+			if got := roundTrip(t, c, p); got != want {
+				t.Fatalf("request %d has sequence number %d", want, got)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		last uint32
+		want []uint32
+	}{
+		{0x7FFFFFFD, []uint32{0x7FFFFFFE, 0x7FFFFFFF, 1, 2}},
+		{0xFFFFFFFE, []uint32{0x7FFFFFFF, 1}},
+	} {
+		t.Run(fmt.Sprintf("wrap after %#x", tc.last), func(t *testing.T) {
+			c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+			smpp.SetLastSeq(c, tc.last)
+			for _, want := range tc.want {
+				if got := roundTrip(t, c, p); got != want {
+					t.Fatalf("sequence number %#x, want %#x", got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestConnTimeoutThenLateResponse(t *testing.T) {
+	type late struct{ req, resp pdu.Body }
+	lates := newRecorder[late]()
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{
+		RespTimeout:    100 * time.Millisecond,
+		OnLateResponse: func(req, resp pdu.Body) { lates.add(late{req, resp}) },
+	})
+	ctx := testCtx(t)
+	first := request(ctx, c, newSubmitSM("1", "2", "first", 0))
+	h1, _ := p.next()
+	start := time.Now()
+	if r := recvWithin(t, "timeout", first); !errors.Is(r.err, smpp.ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", r.err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Errorf("timed out after %s, RespTimeout is 100ms", d)
+	}
+	second := request(ctx, c, newSubmitSM("1", "2", "second", 0))
+	h2, _ := p.next()
+	if h2.Seq == h1.Seq {
+		t.Fatalf("sequence number %d reused while its request may still be answered", h1.Seq)
+	}
+	p.sendPDU(submitResp("id-first"), h1.Seq) // late
+	p.sendPDU(submitResp("id-second"), h2.Seq)
+	r := recvWithin(t, "second response", second)
+	if r.err != nil || smpp.Str(r.resp, pdufield.MessageID) != "id-second" {
+		t.Fatalf("second request got %v, %v", r.resp, r.err)
+	}
+	got := lates.waitN(t, "late response", 1)
+	if len(got) != 1 || string(smpp.Bytes(got[0].req, pdufield.ShortMessage)) != "first" ||
+		smpp.Str(got[0].resp, pdufield.MessageID) != "id-first" {
+		t.Fatalf("OnLateResponse got %+v", got)
+	}
+}
+
+// A response that races with the timeout is either returned by Request
+// or passed to OnLateResponse, never lost: the SMSC's message id is what
+// matches the receipt later.
+func TestConnResponseRacingTimeoutIsNotLost(t *testing.T) {
+	const n = 300
+	const d = 2 * time.Millisecond
+	var late atomic.Int64
+	lateSeen := newRecorder[struct{}]()
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{
+		Window:      1,
+		RespTimeout: d,
+		OnLateResponse: func(req, resp pdu.Body) {
+			late.Add(1)
+			lateSeen.add(struct{}{})
+		},
+	})
+	answered := make(chan error, 1)
+	go func() { // the peer answers every request about when it times out
+		for range n {
+			_ = p.nc.SetReadDeadline(time.Now().Add(waitLimit))
+			f, err := smpp.ReadFrame(p.r)
+			if err != nil {
+				answered <- err
+				return
+			}
+			timer := time.NewTimer(d)
+			<-timer.C
+			if _, err := p.nc.Write(encodePDU(t, submitResp("x"), hdr(f).Seq)); err != nil {
+				answered <- err
+				return
+			}
+		}
+		answered <- nil
+	}()
+	ctx := testCtx(t)
+	var direct int
+	for i := range n {
+		_, err := c.Request(ctx, newSubmitSM("1", "2", "x", 0))
+		switch {
+		case err == nil:
+			direct++
+		case errors.Is(err, smpp.ErrTimeout):
+		default:
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if err := recvWithin(t, "peer", answered); err != nil {
+		t.Fatal(err)
+	}
+	lateSeen.wait(t, "every response accounted for", func([]struct{}) bool {
+		return direct+int(late.Load()) == n
+	})
+	t.Logf("%d answered in time, %d late", direct, late.Load())
+}
+
+// go-smpp #87: a deliver_sm that happens to carry the sequence number of
+// our outstanding submit_sm is a request, not the submit_sm_resp; and a
+// response of the wrong command does not complete the request either.
+func TestConnRequestWithPendingSeqIsARequest(t *testing.T) {
+	delivered := newRecorder[pdu.Body]()
+	h := smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		delivered.add(p)
+		return pdu.NewDeliverSMResp()
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{})
+	res := request(testCtx(t), c, newSubmitSM("1", "2", "hello", 0))
+	h1, _ := p.next()
+	p.send(frame(pdu.DeliverSMID, 0, h1.Seq, submitSMBody("13712345678", "10086", "MO text", 0)))
+	p.expect(pdu.DeliverSMRespID, 0, h1.Seq)
+	got := delivered.waitN(t, "deliver_sm at the handler", 1)
+	if string(smpp.Bytes(got[0], pdufield.ShortMessage)) != "MO text" {
+		t.Fatalf("handler got %v", got[0].Fields())
+	}
+	p.send(frame(pdu.DeliverSMRespID, 0, h1.Seq, cs(""))) // wrong command for seq
+	p.sendPDU(submitResp("id-1"), h1.Seq)
+	r := recvWithin(t, "submit_sm_resp", res)
+	if r.err != nil || r.resp.Header().ID != pdu.SubmitSMRespID || smpp.Str(r.resp, pdufield.MessageID) != "id-1" {
+		t.Fatalf("request got %v %v", r.resp, r.err)
+	}
+}
+
+func TestConnAnswersEnquireLink(t *testing.T) {
+	handled := newRecorder[pdu.ID]()
+	h := smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		handled.add(p.Header().ID)
+		return nil
+	})
+	_, p := newConnPeer(t, h, smpp.ConnOptions{})
+	for _, seq := range []uint32{7, 0x7FFFFFFF} {
+		p.send(frame(pdu.EnquireLinkID, 0, seq))
+		p.expect(pdu.EnquireLinkRespID, 0, seq)
+	}
+	if got := handled.all(); len(got) != 0 {
+		t.Fatalf("handler saw %v; enquire_link is the engine's", got)
+	}
+}
+
+func TestConnInboundUnbindAfterInFlight(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	h := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body {
+		if calls.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return submitResp("id-1")
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{})
+	p.send(frame(pdu.SubmitSMID, 0, 1, submitSMBody("1", "2", "x", 0)))
+	waitDone(t, "handler start", started)
+	p.send(frame(pdu.UnbindID, 0, 2))
+	p.expectQuiet(100 * time.Millisecond) // no unbind_resp while submit_sm is in flight
+	close(release)
+	p.expect(pdu.SubmitSMRespID, 0, 1)
+	p.expect(pdu.UnbindRespID, 0, 2)
+	p.expectClosed()
+	waitDone(t, "conn done", c.Done())
+	if !errors.Is(c.Err(), io.EOF) {
+		t.Fatalf("Err = %v, want io.EOF", c.Err())
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler called %d times", calls.Load())
+	}
+}
+
+func TestConnUnbind(t *testing.T) {
+	t.Run("answered", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+		res := goResult(func() error { return c.Unbind(testCtx(t)) })
+		h, _ := p.next()
+		if h.ID != pdu.UnbindID {
+			t.Fatalf("peer got %s, want unbind", h.ID)
+		}
+		p.send(frame(pdu.UnbindRespID, 0, h.Seq))
+		if err := recvWithin(t, "Unbind", res); err != nil {
+			t.Fatalf("Unbind: %v", err)
+		}
+		p.expectClosed()
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Unbind returned before the session ended")
+		}
+	})
+	t.Run("not answered", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		res := goResult(func() error { return c.Unbind(ctx) })
+		p.expect(pdu.UnbindID, 0, 1)
+		if err := recvWithin(t, "Unbind", res); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Unbind = %v, want deadline exceeded", err)
+		}
+		p.expectClosed()
+		waitDone(t, "conn done", c.Done())
+	})
+}
+
+// Bad input that keeps the framing intact gets generic_nack, and the
+// session goes on (SMPP 3.4 §5.1.3).
+func TestConnGenericNack(t *testing.T) {
+	full := submitSMBody("10086", "13712345678", "hello", 1)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  pdu.Status
+	}{
+		{"unknown command", frame(0x00000099, 0, 11), smpp.StatusInvalidCommandID},
+		{"unknown command with body", frame(0x00010004, 0, 12, []byte("junk")), smpp.StatusInvalidCommandID},
+		{"reserved id between extras", frame(0x0000000A, 0, 13), smpp.StatusInvalidCommandID},
+		{"submit_sm truncated in destination_addr", frame(pdu.SubmitSMID, 0, 14, full[:12]), smpp.StatusInvalidCommandLen},
+		{"submit_sm truncated before sm_length", frame(pdu.SubmitSMID, 0, 15, full[:len(full)-6]), smpp.StatusInvalidCommandLen},
+		{"submit_sm sm_length past the end", frame(pdu.SubmitSMID, 0, 16, full[:len(full)-2]), smpp.StatusInvalidCommandLen},
+		{"submit_sm empty body", frame(pdu.SubmitSMID, 0, 17), smpp.StatusInvalidCommandLen},
+		{"submit_sm TLV length past the end", frame(pdu.SubmitSMID, 0, 18, full, []byte{0x04, 0x24, 0x00, 0x10, 'a', 'b'}), smpp.StatusInvalidCommandLen},
+		{"bind truncated", frame(pdu.BindTransmitterID, 0, 19, cs("user"), []byte("pa")), smpp.StatusInvalidCommandLen},
+		{"cancel_sm truncated", frame(pdu.CancelSMID, 0, 20, cs(""), cs("abc"), []byte{1}), smpp.StatusInvalidCommandLen},
+		{"data_sm TLV length past the end", frame(pdu.DataSMID, 0, 21, cs(""), []byte{1, 1}, cs("1"), []byte{1, 1}, cs("2"), []byte{0, 0, 0}, []byte{0x04, 0x24, 0xFF, 0xFF}), smpp.StatusInvalidCommandLen},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			handled := newRecorder[pdu.Body]()
+			h := smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+				handled.add(p)
+				return pdu.NewGenericNACK()
+			})
+			c, p := newConnPeer(t, h, smpp.ConnOptions{})
+			seq := hdr(tc.frame).Seq
+			p.send(tc.frame)
+			p.expect(pdu.GenericNACKID, tc.want, seq)
+			p.send(frame(pdu.EnquireLinkID, 0, 99)) // the session goes on
+			p.expect(pdu.EnquireLinkRespID, 0, 99)
+			if got := handled.all(); len(got) != 0 {
+				t.Fatalf("handler got %v", got[0].Fields())
+			}
+			if c.Err() != nil {
+				t.Fatalf("session ended: %v", c.Err())
+			}
+		})
+	}
+}
+
+// A command_length outside 16..4096 loses the framing: the session ends.
+func TestConnBadCommandLengthCloses(t *testing.T) {
+	for _, n := range []uint32{0, 1, 15, 4097, 0x7FFFFFFF, 0xFFFFFFFF} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+			f := frame(pdu.EnquireLinkID, 0, 1)
+			f[0], f[1], f[2], f[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+			p.send(f)
+			p.expectClosed()
+			waitDone(t, "conn done", c.Done())
+			if !errors.Is(c.Err(), smpp.ErrFrameLength) {
+				t.Fatalf("Err = %v, want ErrFrameLength", c.Err())
+			}
+		})
+	}
+	t.Run("4096 accepted", func(t *testing.T) {
+		got := newRecorder[int]()
+		h := smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+			got.add(len(smpp.TLV(p, 0x0424)))
+			return submitResp("big")
+		})
+		_, p := newConnPeer(t, h, smpp.ConnOptions{})
+		body := submitSMBody("1", "2", "", 0)
+		payload := make([]byte, 4096-16-len(body)-4)
+		f := frame(pdu.SubmitSMID, 0, 3, body, tlv(0x0424, payload))
+		if len(f) != 4096 {
+			t.Fatalf("test frame is %d bytes", len(f))
+		}
+		p.send(f)
+		p.expect(pdu.SubmitSMRespID, 0, 3)
+		if n := got.waitN(t, "handler", 1)[0]; n != len(payload) {
+			t.Fatalf("message_payload of %d bytes, want %d", n, len(payload))
+		}
+	})
+}
+
+func TestConnHandlerPanic(t *testing.T) {
+	h := smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if string(smpp.Bytes(p, pdufield.ShortMessage)) == "boom" {
+			panic("handler bug")
+		}
+		return submitResp("fine")
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{})
+	p.send(frame(pdu.SubmitSMID, 0, 5, submitSMBody("1", "2", "boom", 0)))
+	p.expect(pdu.GenericNACKID, smpp.StatusSystemError, 5)
+	p.send(frame(pdu.EnquireLinkID, 0, 6))
+	p.expect(pdu.EnquireLinkRespID, 0, 6)
+	p.send(frame(pdu.SubmitSMID, 0, 7, submitSMBody("1", "2", "ok", 0)))
+	p.expect(pdu.SubmitSMRespID, 0, 7)
+	if c.Err() != nil {
+		t.Fatalf("session ended: %v", c.Err())
+	}
+}
+
+func TestConnNilHandlerNacks(t *testing.T) {
+	_, p := newConnPeer(t, nil, smpp.ConnOptions{})
+	p.send(frame(pdu.DeliverSMID, 0, 3, submitSMBody("1", "2", "MO", 0)))
+	p.expect(pdu.GenericNACKID, smpp.StatusInvalidCommandID, 3)
+}
+
+func TestConnIdleTimeout(t *testing.T) {
+	t.Run("silent peer", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{IdleTimeout: 100 * time.Millisecond})
+		start := time.Now()
+		waitDone(t, "idle close", c.Done())
+		if d := time.Since(start); d < 90*time.Millisecond {
+			t.Errorf("closed after %s, IdleTimeout is 100ms", d)
+		}
+		var ne net.Error
+		if !errors.As(c.Err(), &ne) || !ne.Timeout() {
+			t.Fatalf("Err = %v, want a timeout", c.Err())
+		}
+		p.expectClosed()
+	})
+	t.Run("traffic keeps it open", func(t *testing.T) {
+		const idle = 300 * time.Millisecond
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{IdleTimeout: idle})
+		tick := time.NewTicker(idle / 3)
+		defer tick.Stop()
+		start := time.Now()
+		for seq := uint32(1); time.Since(start) < 2*idle; seq++ {
+			<-tick.C
+			p.send(frame(pdu.EnquireLinkID, 0, seq))
+			p.expect(pdu.EnquireLinkRespID, 0, seq)
+		}
+		if c.Err() != nil {
+			t.Fatalf("session ended while the peer kept talking: %v", c.Err())
+		}
+	})
+}
+
+func TestConnKeepalive(t *testing.T) {
+	t.Run("answered", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{EnquireLink: 20 * time.Millisecond, RespTimeout: time.Second})
+		for range 3 {
+			h, _ := p.next()
+			if h.ID != pdu.EnquireLinkID {
+				t.Fatalf("peer got %s", h.ID)
+			}
+			p.send(frame(pdu.EnquireLinkRespID, 0, h.Seq))
+		}
+		if c.Err() != nil {
+			t.Fatalf("session ended: %v", c.Err())
+		}
+	})
+	t.Run("unanswered", func(t *testing.T) {
+		c, p := newConnPeer(t, nil, smpp.ConnOptions{EnquireLink: 20 * time.Millisecond, RespTimeout: 100 * time.Millisecond})
+		if h, _ := p.next(); h.ID != pdu.EnquireLinkID {
+			t.Fatalf("peer got %s", h.ID)
+		}
+		waitDone(t, "keepalive failure", c.Done())
+		if !errors.Is(c.Err(), smpp.ErrTimeout) {
+			t.Fatalf("Err = %v, want ErrTimeout", c.Err())
+		}
+		p.expectClosed()
+	})
+}
+
+func TestConnRequestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply func(seq uint32) []byte
+		want  pdu.Status
+	}{
+		{"status in submit_sm_resp", func(seq uint32) []byte { return frame(pdu.SubmitSMRespID, smpp.StatusThrottled, seq) }, smpp.StatusThrottled},
+		{"generic_nack with status", func(seq uint32) []byte { return frame(pdu.GenericNACKID, smpp.StatusInvalidCommandLen, seq) }, smpp.StatusInvalidCommandLen},
+		{"generic_nack without status", func(seq uint32) []byte { return frame(pdu.GenericNACKID, 0, seq) }, smpp.StatusInvalidCommandID},
+		{"unparsable submit_sm_resp", func(seq uint32) []byte { return frame(pdu.SubmitSMRespID, 0, seq, cs("id"), []byte{0x04, 0x24, 0, 9}) }, smpp.StatusInvalidCommandLen},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+			res := request(testCtx(t), c, newSubmitSM("1", "2", "x", 0))
+			h, _ := p.next()
+			p.send(tc.reply(h.Seq))
+			r := recvWithin(t, "response", res)
+			var st pdu.Status
+			if !errors.As(r.err, &st) || st != tc.want {
+				t.Fatalf("err = %v, want status %#x", r.err, uint32(tc.want))
+			}
+			if r.resp == nil {
+				t.Fatal("no response returned with the status")
+			}
+		})
+	}
+}
+
+func TestConnEndWakesRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(c *smpp.Conn, p *peer)
+	}{
+		{"Close", func(c *smpp.Conn, _ *peer) { _ = c.Close() }},
+		{"peer hangs up", func(_ *smpp.Conn, p *peer) { _ = p.nc.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 1})
+			ctx := testCtx(t)
+			first := request(ctx, c, newSubmitSM("1", "2", "x", 0))
+			p.next()
+			second := request(ctx, c, newSubmitSM("1", "2", "y", 0)) // waits for the window
+			tc.end(c, p)
+			for _, ch := range []<-chan reqResult{first, second} {
+				if r := recvWithin(t, "request end", ch); !errors.Is(r.err, smpp.ErrClosed) {
+					t.Fatalf("err = %v, want ErrClosed", r.err)
+				}
+			}
+			waitDone(t, "conn done", c.Done())
+			if _, err := c.Request(ctx, newSubmitSM("1", "2", "z", 0)); !errors.Is(err, smpp.ErrClosed) {
+				t.Fatalf("Request after end: %v", err)
+			}
+		})
+	}
+}
+
+func TestConnRequestContextWhileWindowFull(t *testing.T) {
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 1})
+	first := request(testCtx(t), c, newSubmitSM("1", "2", "x", 0))
+	h, _ := p.next()
+	ctx, cancel := context.WithCancel(context.Background())
+	second := request(ctx, c, newSubmitSM("1", "2", "y", 0))
+	cancel()
+	if r := recvWithin(t, "cancelled request", second); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", r.err)
+	}
+	p.sendPDU(submitResp("a"), h.Seq)
+	if r := recvWithin(t, "first", first); r.err != nil {
+		t.Fatal(r.err)
+	}
+	p.expectQuiet(50 * time.Millisecond) // the cancelled request never went out
+}
+
+// A peer that stops answering altogether is reset once the timed-out
+// requests it owes pile up.
+func TestConnResetAfterTooManyTimeouts(t *testing.T) {
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 1, RespTimeout: 10 * time.Millisecond})
+	go func() { _, _ = io.Copy(io.Discard, p.nc) }()
+	ctx := testCtx(t)
+	timeouts := 0
+	for {
+		_, err := c.Request(ctx, newSubmitSM("1", "2", "x", 0))
+		if errors.Is(err, smpp.ErrClosed) {
+			break
+		}
+		if !errors.Is(err, smpp.ErrTimeout) {
+			t.Fatalf("err = %v", err)
+		}
+		if timeouts++; timeouts > 20 {
+			t.Fatal("session not reset after 20 unanswered requests")
+		}
+	}
+	waitDone(t, "conn done", c.Done())
+	if c.Err() == nil || errors.Is(c.Err(), io.EOF) {
+		t.Fatalf("Err = %v, want a failure", c.Err())
+	}
+	t.Logf("reset after %d timeouts", timeouts)
+}

@@ -1,0 +1,34 @@
+// Package smpp is qxtd's SMPP 3.4 session engine, server, upstream client
+// and SMSC simulator, built on go-smpp's codec (smpp/pdu and its
+// subpackages) and nothing else of go-smpp.
+//
+// One engine serves both directions. A Conn owns one TCP connection: one
+// reader goroutine that frames (command_length 16..4096, else the session
+// closes), decodes and routes responses to their request by sequence
+// number and command id; one writer goroutine that drains a bounded
+// channel; a window of outstanding requests that makes Request wait, not
+// fail, when full; response timeouts that keep the request so a late
+// answer is not mistaken for another's (OnLateResponse gets it); enquire_link
+// keepalive and idle timeout; unbind in both directions (an inbound unbind
+// is answered after the requests in flight). Sequence numbers are per
+// session, 0x00000001–0x7FFFFFFF (§3.2, §5.1.4).
+//
+// Decode adds the PDUs go-smpp cannot decode (cancel_sm §4.9, replace_sm
+// §4.10, data_sm §4.7, outbind §4.1.7, alert_notification §4.12) and never
+// panics on bad input: an unknown command_id gets generic_nack
+// ESME_RINVCMDID, a malformed body generic_nack ESME_RINVCMDLEN, and the
+// session goes on (§5.1.3). A panic in a handler is recovered and answered
+// ESME_RSYSERR.
+//
+// Server is shaped like go-smtp: a Backend authenticates binds and returns a
+// Session per bound peer; Serve, Close and Shutdown (unbind every peer).
+// Client keeps one bind to an SMSC up with capped, jittered backoff.
+// Simulator is the SMSC used by `make run` and the tests, with faults.
+//
+// Receipts follow SMPP 3.4 Appendix B (text) plus the receipted_message_id
+// and message_state TLVs (§5.3.2.12, §5.3.2.35).
+//
+// go-smpp quirks handled here: NewDeliverSM writes a spurious UDH length
+// octet (#73) — NewReceiptPDU clears it; go-smpp numbers PDUs from one
+// process-wide counter — Conn sets every sequence number itself.
+package smpp

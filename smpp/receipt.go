@@ -1,0 +1,224 @@
+package smpp
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+)
+
+// MessageState is the message_state TLV (SMPP 3.4 §5.2.28).
+type MessageState uint8
+
+// Message states.
+const (
+	StateEnroute       MessageState = 1
+	StateDelivered     MessageState = 2
+	StateExpired       MessageState = 3
+	StateDeleted       MessageState = 4
+	StateUndeliverable MessageState = 5
+	StateAccepted      MessageState = 6
+	StateUnknown       MessageState = 7
+	StateRejected      MessageState = 8
+)
+
+var statWords = map[MessageState]string{
+	StateEnroute: "ENROUTE", StateDelivered: "DELIVRD", StateExpired: "EXPIRED",
+	StateDeleted: "DELETED", StateUndeliverable: "UNDELIV", StateAccepted: "ACCEPTD",
+	StateUnknown: "UNKNOWN", StateRejected: "REJECTD",
+}
+
+// Stat is the 7-letter word of the receipt text (SMPP 3.4 Appendix B).
+func (s MessageState) Stat() string {
+	if w, ok := statWords[s]; ok {
+		return w
+	}
+	return "UNKNOWN"
+}
+
+// Final reports whether no further receipt can follow.
+func (s MessageState) Final() bool {
+	return s != StateEnroute && s != StateAccepted && s != 0
+}
+
+func stateFromStat(w string) MessageState {
+	w = strings.ToUpper(strings.TrimSpace(w))
+	for s, word := range statWords {
+		if word == w {
+			return s
+		}
+	}
+	switch w { // spellings seen in the wild
+	case "DELIVERED":
+		return StateDelivered
+	case "UNDELIVERABLE":
+		return StateUndeliverable
+	case "REJECTED":
+		return StateRejected
+	}
+	return StateUnknown
+}
+
+// Receipt is a delivery receipt (esm_class 0x04) in either direction.
+type Receipt struct {
+	ID         string // message id the receipt is about
+	Sub, Dlvrd int
+	SubmitDate time.Time
+	DoneDate   time.Time
+	State      MessageState
+	Err        string // network error code, three digits in the text form
+	Text       string // first 20 characters of the original text
+}
+
+// ErrNotReceipt is returned by ParseReceipt for a deliver_sm that is not
+// a delivery receipt (a mobile-originated message).
+var ErrNotReceipt = errors.New("smpp: not a delivery receipt")
+
+const receiptDate = "0601021504"
+
+// Format renders the receipt text of SMPP 3.4 Appendix B.
+func (r Receipt) Format() string {
+	text := r.Text
+	if n := len([]rune(text)); n > 20 {
+		text = string([]rune(text)[:20])
+	}
+	errCode := r.Err
+	if errCode == "" {
+		errCode = "000"
+	}
+	return fmt.Sprintf("id:%s sub:%03d dlvrd:%03d submit date:%s done date:%s stat:%s err:%s text:%s",
+		r.ID, r.Sub, r.Dlvrd, r.SubmitDate.Format(receiptDate), r.DoneDate.Format(receiptDate),
+		r.State.Stat(), errCode, text)
+}
+
+// receiptKeys in the order of Appendix B; values run up to the next key.
+var receiptKeys = []string{"id:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:"}
+
+// ParseReceiptText parses the Appendix B text. Keys are matched without
+// regard to case; missing keys leave fields empty; only id and stat are
+// required. Dates accept yyMMddhhmm and yyMMddhhmmss.
+func ParseReceiptText(s string) (Receipt, error) {
+	var r Receipt
+	lower := strings.ToLower(s)
+	type span struct {
+		key string
+		at  int
+	}
+	var found []span
+	from := 0
+	for _, k := range receiptKeys {
+		i := strings.Index(lower[from:], k)
+		if i < 0 {
+			continue
+		}
+		found = append(found, span{k, from + i})
+		from += i + len(k)
+	}
+	vals := make(map[string]string, len(found))
+	for i, sp := range found {
+		end := len(s)
+		if i+1 < len(found) {
+			end = found[i+1].at
+		}
+		v := s[sp.at+len(sp.key) : end]
+		if sp.key != "text:" {
+			v = strings.TrimSpace(v)
+		}
+		vals[sp.key] = v
+	}
+	id, okID := vals["id:"]
+	stat, okStat := vals["stat:"]
+	if !okID || !okStat || id == "" {
+		return r, fmt.Errorf("%w: no id/stat in %q", ErrNotReceipt, truncate(s, 64))
+	}
+	r.ID = id
+	r.State = stateFromStat(stat)
+	r.Sub, _ = strconv.Atoi(vals["sub:"])
+	r.Dlvrd, _ = strconv.Atoi(vals["dlvrd:"])
+	r.SubmitDate = parseReceiptDate(vals["submit date:"])
+	r.DoneDate = parseReceiptDate(vals["done date:"])
+	r.Err = vals["err:"]
+	r.Text = vals["text:"]
+	return r, nil
+}
+
+func parseReceiptDate(v string) time.Time {
+	for _, layout := range []string{"060102150405", receiptDate} {
+		if len(v) == len(layout) {
+			if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
+				return t
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// ParseReceipt reads a deliver_sm (or data_sm) receipt. TLVs
+// receipted_message_id and message_state win over the text where both are
+// present, since SMSCs fill them from the same record the id came from.
+func ParseReceipt(p pdu.Body) (Receipt, error) {
+	if Byte(p, pdufield.ESMClass)&0x3C == 0 && TLV(p, pdutlv.TagReceiptedMessageID) == nil {
+		return Receipt{}, ErrNotReceipt
+	}
+	r, err := ParseReceiptText(string(Bytes(p, pdufield.ShortMessage)))
+	if err != nil {
+		if pl := TLV(p, pdutlv.TagMessagePayload); pl != nil {
+			r, err = ParseReceiptText(string(pl))
+		}
+	}
+	if id := TLV(p, pdutlv.TagReceiptedMessageID); len(id) > 0 {
+		r.ID = strings.TrimRight(string(id), "\x00")
+		err = nil
+	}
+	if st := TLV(p, tagMessageState); len(st) == 1 {
+		r.State = MessageState(st[0])
+	} else if r.State == 0 && err == nil {
+		r.State = StateUnknown
+	}
+	if ne := TLV(p, pdutlv.TagNetworkErrorCode); len(ne) == 3 && r.Err == "" {
+		r.Err = fmt.Sprintf("%03d", uint16(ne[1])<<8|uint16(ne[2]))
+	}
+	if err != nil {
+		return Receipt{}, err
+	}
+	return r, nil
+}
+
+// tagMessageState is message_state (0x0427); go-smpp calls it
+// TagMessageStateOption.
+const tagMessageState = pdutlv.TagMessageStateOption
+
+// NewReceiptPDU builds the deliver_sm carrying r from src (the original
+// recipient) to dst (the original sender). It works around go-smpp #73:
+// NewDeliverSM would write a UDH length octet before short_message.
+func NewReceiptPDU(r Receipt, src, dst string, srcTON, srcNPI, dstTON, dstNPI uint8) pdu.Body {
+	p := pdu.NewDeliverSM()
+	f := p.Fields()
+	_ = f.Set(pdufield.SourceAddrTON, srcTON)
+	_ = f.Set(pdufield.SourceAddrNPI, srcNPI)
+	_ = f.Set(pdufield.SourceAddr, src)
+	_ = f.Set(pdufield.DestAddrTON, dstTON)
+	_ = f.Set(pdufield.DestAddrNPI, dstNPI)
+	_ = f.Set(pdufield.DestinationAddr, dst)
+	_ = f.Set(pdufield.ESMClass, uint8(0x04))
+	_ = f.Set(pdufield.DataCoding, uint8(0x00))
+	_ = f.Set(pdufield.ShortMessage, []byte(r.Format()))
+	f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
+	f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
+	t := p.TLVFields()
+	_ = t.Set(pdutlv.TagReceiptedMessageID, pdutlv.CString(r.ID))
+	_ = t.Set(tagMessageState, []byte{byte(r.State)})
+	return p
+}

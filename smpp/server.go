@@ -1,0 +1,451 @@
+package smpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+)
+
+// BindKind is the kind of bind a peer asked for.
+type BindKind uint8
+
+// Bind kinds.
+const (
+	BindTransmitter BindKind = iota + 1
+	BindReceiver
+	BindTransceiver
+)
+
+func (k BindKind) String() string {
+	switch k {
+	case BindTransmitter:
+		return "transmitter"
+	case BindReceiver:
+		return "receiver"
+	case BindTransceiver:
+		return "transceiver"
+	}
+	return "unknown"
+}
+
+// CanSend reports whether the peer may submit on this bind.
+func (k BindKind) CanSend() bool { return k == BindTransmitter || k == BindTransceiver }
+
+// CanReceive reports whether we may deliver to the peer on this bind.
+func (k BindKind) CanReceive() bool { return k == BindReceiver || k == BindTransceiver }
+
+// BindRequest is what a peer presented in bind_*.
+type BindRequest struct {
+	Kind       BindKind
+	SystemID   string
+	Password   string
+	SystemType string
+	Conn       *Conn
+}
+
+// Backend authenticates binds and creates a Session for each.
+type Backend interface {
+	// Bind returns a Session, or a pdu.Status refusal (ESME_RBINDFAIL,
+	// ESME_RINVPASWD …); any other error is answered ESME_RBINDFAIL.
+	Bind(ctx context.Context, req BindRequest) (Session, error)
+}
+
+// Session is one bound peer. Every request other than bind, unbind and
+// enquire_link goes to Handle, which returns the response PDU (or a
+// pdu.Status error, sent as the response of the same command with that
+// status). Optional capabilities are checked by the Session itself.
+type Session interface {
+	Handle(ctx context.Context, p pdu.Body) (pdu.Body, error)
+	// Close is called once when the bind ends for any reason.
+	Close()
+}
+
+// BackendFunc adapts a function to Backend.
+type BackendFunc func(ctx context.Context, req BindRequest) (Session, error)
+
+// Bind implements Backend.
+func (f BackendFunc) Bind(ctx context.Context, req BindRequest) (Session, error) { return f(ctx, req) }
+
+var _ Backend = BackendFunc(nil)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	SystemID string // ours, sent in bind_*_resp
+	Conn     ConnOptions
+	// BindTimeout closes a connection that has not bound in time.
+	BindTimeout time.Duration
+	// FailDelay is the base delay before answering a failed bind; it
+	// doubles with each consecutive failure from the same IP, up to
+	// MaxFailDelay, to slow password guessing.
+	FailDelay, MaxFailDelay time.Duration
+	Logger                  *slog.Logger
+}
+
+// Server accepts SMPP binds, shaped like net/http's Server: Serve,
+// Close (hard stop), Shutdown (unbind every peer, then stop).
+type Server struct {
+	backend Backend
+	opt     ServerOptions
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*Conn]struct{}
+	failures  map[string]int // by IP, bounded by maxFailureEntries
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+const maxFailureEntries = 10000
+
+// NewServer returns a Server that sends binds to b.
+func NewServer(b Backend, opt ServerOptions) *Server {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.SystemID == "" {
+		opt.SystemID = "qxtd"
+	}
+	if opt.BindTimeout <= 0 {
+		opt.BindTimeout = 30 * time.Second
+	}
+	if opt.FailDelay <= 0 {
+		opt.FailDelay = 100 * time.Millisecond
+	}
+	if opt.MaxFailDelay <= 0 {
+		opt.MaxFailDelay = 5 * time.Second
+	}
+	opt.Conn.Logger = opt.Logger
+	return &Server{
+		backend:   b,
+		opt:       opt,
+		log:       opt.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*Conn]struct{}),
+		failures:  make(map[string]int),
+	}
+}
+
+// ErrServerClosed is returned by Serve after Close or Shutdown.
+var ErrServerClosed = errors.New("smpp: server closed")
+
+// Serve accepts connections on l until the server closes.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Temporary: back off 5 ms → 1 s, as net/http does.
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff *= 2; backoff > time.Second {
+					backoff = time.Second
+				}
+				s.log.Warn("smpp accept", "err", err, "retry_in", backoff)
+				t := time.NewTimer(backoff)
+				<-t.C
+				continue
+			}
+			return fmt.Errorf("smpp: accept: %w", err)
+		}
+		backoff = 0
+		s.startConn(nc)
+	}
+}
+
+// ListenAndServe listens on addr and serves.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("smpp: listen %s: %w", addr, err)
+	}
+	return s.Serve(l)
+}
+
+type serverConn struct {
+	s       *Server
+	mu      sync.Mutex
+	kind    BindKind
+	session Session
+	bindTmr *time.Timer
+}
+
+func (s *Server) startConn(nc net.Conn) {
+	sc := &serverConn{s: s}
+	opt := s.opt.Conn
+	opt.OnClose = func(c *Conn, err error) {
+		sc.mu.Lock()
+		sess := sc.session
+		sc.session = nil
+		if sc.bindTmr != nil {
+			sc.bindTmr.Stop()
+		}
+		sc.mu.Unlock()
+		if sess != nil {
+			sess.Close()
+		}
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	c := NewConn(nc, sc, opt)
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	sc.mu.Lock()
+	sc.bindTmr = time.AfterFunc(s.opt.BindTimeout, func() {
+		sc.mu.Lock()
+		bound := sc.kind != 0
+		sc.mu.Unlock()
+		if !bound {
+			c.fail(errors.New("smpp: no bind in time"))
+		}
+	})
+	sc.mu.Unlock()
+}
+
+// HandlePDU implements Handler for one server-side connection.
+func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
+	id := p.Header().ID
+	switch id {
+	case pdu.BindTransmitterID, pdu.BindReceiverID, pdu.BindTransceiverID:
+		return sc.bind(ctx, c, p)
+	}
+	sc.mu.Lock()
+	sess := sc.session
+	sc.mu.Unlock()
+	if sess == nil {
+		return errorResponse(p, StatusInvalidBindStatus)
+	}
+	resp, err := sess.Handle(ctx, p)
+	if err != nil {
+		var st pdu.Status
+		if !errors.As(err, &st) {
+			sc.s.log.Error("smpp handler", "cmd", id.String(), "err", err)
+			st = StatusSystemError
+		}
+		return errorResponse(p, st)
+	}
+	return resp
+}
+
+func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
+	var kind BindKind
+	var resp pdu.Body
+	switch p.Header().ID {
+	case pdu.BindTransmitterID:
+		kind, resp = BindTransmitter, pdu.NewBindTransmitterResp()
+	case pdu.BindReceiverID:
+		kind, resp = BindReceiver, pdu.NewBindReceiverResp()
+	default:
+		kind, resp = BindTransceiver, pdu.NewBindTransceiverResp()
+	}
+	_ = resp.Fields().Set(pdufield.SystemID, sc.s.opt.SystemID)
+	sc.mu.Lock()
+	already := sc.kind != 0
+	sc.mu.Unlock()
+	if already {
+		resp.Header().Status = StatusAlreadyBound
+		return resp
+	}
+	req := BindRequest{
+		Kind:       kind,
+		SystemID:   Str(p, pdufield.SystemID),
+		Password:   Str(p, pdufield.Password),
+		SystemType: Str(p, pdufield.SystemType),
+		Conn:       c,
+	}
+	ip := remoteIP(c.RemoteAddr())
+	sess, err := sc.s.backend.Bind(ctx, req)
+	if err != nil {
+		var st pdu.Status
+		if !errors.As(err, &st) {
+			st = StatusBindFailed
+		}
+		sc.s.log.Info("bind refused", "system_id", req.SystemID, "kind", kind.String(), "remote", ip, "err", err)
+		sc.s.delayFailure(ctx, ip)
+		resp.Header().Status = st
+		return resp
+	}
+	sc.s.clearFailures(ip)
+	sc.mu.Lock()
+	sc.kind, sc.session = kind, sess
+	if sc.bindTmr != nil {
+		sc.bindTmr.Stop()
+	}
+	sc.mu.Unlock()
+	if c.Context().Err() != nil { // closed while binding: OnClose may have run
+		sess.Close()
+	}
+	sc.s.log.Info("bound", "system_id", req.SystemID, "kind", kind.String(), "remote", ip)
+	return resp
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// delayFailure slows the answer to a failed bind: FailDelay doubled per
+// consecutive failure from the IP. The delay runs in the request's own
+// goroutine, so other peers are not held up.
+func (s *Server) delayFailure(ctx context.Context, ip string) {
+	s.mu.Lock()
+	n := s.failures[ip]
+	if _, ok := s.failures[ip]; !ok && len(s.failures) >= maxFailureEntries {
+		for k := range s.failures { // drop an arbitrary entry to stay bounded
+			delete(s.failures, k)
+			break
+		}
+	}
+	s.failures[ip] = n + 1
+	s.mu.Unlock()
+	d := s.opt.FailDelay << min(n, 16)
+	if d > s.opt.MaxFailDelay || d <= 0 {
+		d = s.opt.MaxFailDelay
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Server) clearFailures(ip string) {
+	s.mu.Lock()
+	delete(s.failures, ip)
+	s.mu.Unlock()
+}
+
+// Sessions returns how many connections are open.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) connections() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+func (s *Server) stopListening() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// Close stops listening and drops every connection at once.
+func (s *Server) Close() error {
+	for _, c := range s.stopListening() {
+		c.closeWith(ErrClosed)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Shutdown stops listening, sends unbind to every peer and waits for them
+// to answer (or ctx to end, then closes what is left).
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns := s.stopListening()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Unbind(ctx)
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return s.Close()
+	}
+}
+
+// errorResponse builds the response of p's command carrying status st
+// (generic_nack for commands without a response body of their own).
+func errorResponse(p pdu.Body, st pdu.Status) pdu.Body {
+	var r pdu.Body
+	switch p.Header().ID {
+	case pdu.SubmitSMID:
+		r = pdu.NewSubmitSMResp()
+	case pdu.SubmitMultiID:
+		r = pdu.NewSubmitMultiResp()
+	case pdu.DeliverSMID:
+		r = pdu.NewDeliverSMResp()
+	case pdu.QuerySMID:
+		r = pdu.NewQuerySMResp()
+	case pdu.CancelSMID:
+		r = NewPDU(pdu.CancelSMRespID)
+	case pdu.ReplaceSMID:
+		r = NewPDU(pdu.ReplaceSMRespID)
+	case pdu.DataSMID:
+		r = NewPDU(pdu.DataSMRespID)
+	default:
+		r = pdu.NewGenericNACK()
+	}
+	r.Header().Status = st
+	return r
+}
+
+// ErrorResponse is errorResponse for Session implementations.
+func ErrorResponse(p pdu.Body, st pdu.Status) pdu.Body { return errorResponse(p, st) }

@@ -1,0 +1,392 @@
+package smpp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+)
+
+// Faults are what the simulator does wrong on purpose. Fractions are in
+// [0,1] and drawn per submit_sm.
+type Faults struct {
+	Throttle   float64       // answer ESME_RTHROTTLED
+	QueueFull  float64       // answer ESME_RMSGQFUL
+	Reject     float64       // answer ESME_RSUBMITFAIL (permanent)
+	Undeliv    float64       // accept, then DLR stat UNDELIV err 001
+	Expire     float64       // accept, then DLR stat EXPIRED
+	NoResponse float64       // never answer (the client must time out)
+	RespDelay  time.Duration // answer every submit_sm this late
+	DropAfter  int           // close the connection after this many submit_sm (0 = never)
+}
+
+// SimOptions configure the SMSC simulator.
+type SimOptions struct {
+	// SystemID and Password accepted at bind; empty Password accepts any.
+	SystemID, Password string
+	DLRDelay           time.Duration
+	// IDFormat is "hex" (default) or "dec": SMSCs differ, and the gateway
+	// must match receipts either way. With ReceiptDecimal the receipt
+	// carries the id in decimal although submit_sm_resp gave it in hex.
+	IDFormat       string
+	ReceiptDecimal bool
+	Faults         Faults
+	// Record keeps every accepted submit_sm for Received (tests).
+	Record bool
+	Logger *slog.Logger
+}
+
+// SimMessage is one submit_sm the simulator accepted.
+type SimMessage struct {
+	ID           string
+	SystemID     string
+	Source, Dest string
+	DataCoding   uint8
+	ESMClass     uint8
+	ShortMessage []byte
+	TLVs         map[uint16][]byte
+	RegDelivery  uint8
+}
+
+type simDLR struct {
+	due      time.Time
+	systemID string
+	msg      SimMessage
+	state    MessageState
+	err      string
+	submit   time.Time
+}
+
+// Simulator is an SMSC for make run and the tests: it accepts binds,
+// answers submit_sm, sends delivery receipts after DLRDelay and injects
+// the configured faults. It runs on the same Server and Conn as qxtd.
+type Simulator struct {
+	opt    SimOptions
+	srv    *Server
+	log    *slog.Logger
+	faults atomic.Pointer[Faults]
+	nextID atomic.Uint64
+
+	mu       sync.Mutex
+	received []SimMessage
+	accepted int
+	dlrSent  int
+	rx       map[string][]*Conn // receiver-capable binds per system_id
+	dlrs     []simDLR           // FIFO: a constant delay keeps it in due order
+	wake     chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewSimulator returns a simulator; call Serve or ListenAndServe.
+func NewSimulator(opt SimOptions) *Simulator {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Simulator{
+		opt:    opt,
+		log:    opt.Logger.With("component", "simulator"),
+		rx:     make(map[string][]*Conn),
+		wake:   make(chan struct{}, 1),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	f := opt.Faults
+	s.faults.Store(&f)
+	s.nextID.Store(uint64(time.Now().UnixNano()) & 0xFFFFFFFFFF) // ids differ across runs
+	s.srv = NewServer(BackendFunc(s.bind), ServerOptions{
+		SystemID: "qxtdsim",
+		Conn:     ConnOptions{Window: 100, InboundWindow: 256, RespTimeout: 5 * time.Second},
+		Logger:   s.log,
+	})
+	s.wg.Add(1)
+	go s.dlrLoop()
+	return s
+}
+
+// SetFaults changes the injected faults at once.
+func (s *Simulator) SetFaults(f Faults) { s.faults.Store(&f) }
+
+// Serve accepts binds on l.
+func (s *Simulator) Serve(l net.Listener) error { return s.srv.Serve(l) }
+
+// Close stops the simulator and drops its connections.
+func (s *Simulator) Close() error {
+	s.cancel()
+	err := s.srv.Close()
+	s.wg.Wait()
+	return err
+}
+
+// Received returns a copy of the accepted messages (Record must be set).
+func (s *Simulator) Received() []SimMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SimMessage(nil), s.received...)
+}
+
+// Stats returns how many submit_sm were accepted and receipts delivered.
+func (s *Simulator) Stats() (accepted, dlrsSent int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted, s.dlrSent
+}
+
+// DropConnections closes every bound connection (a network failure).
+func (s *Simulator) DropConnections() {
+	for _, c := range s.srv.connections() {
+		c.closeWith(ErrClosed)
+	}
+}
+
+func (s *Simulator) bind(_ context.Context, req BindRequest) (Session, error) {
+	if s.opt.SystemID != "" && req.SystemID != s.opt.SystemID {
+		return nil, StatusInvalidSystemID
+	}
+	if s.opt.Password != "" && req.Password != s.opt.Password {
+		return nil, StatusInvalidPassword
+	}
+	ss := &simSession{s: s, systemID: req.SystemID, conn: req.Conn, kind: req.Kind}
+	if req.Kind.CanReceive() {
+		s.mu.Lock()
+		s.rx[req.SystemID] = append(s.rx[req.SystemID], req.Conn)
+		s.mu.Unlock()
+		s.kick()
+	}
+	return ss, nil
+}
+
+func (s *Simulator) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+type simSession struct {
+	s        *Simulator
+	systemID string
+	conn     *Conn
+	kind     BindKind
+	submits  atomic.Int64
+}
+
+func (ss *simSession) Close() {
+	s := ss.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.rx[ss.systemID]
+	for i, c := range list {
+		if c == ss.conn {
+			s.rx[ss.systemID] = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+}
+
+func (ss *simSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	switch p.Header().ID {
+	case pdu.SubmitSMID:
+		if !ss.kind.CanSend() {
+			return nil, StatusInvalidBindStatus
+		}
+		return ss.submit(ctx, p)
+	case pdu.DataSMID:
+		return nil, StatusInvalidCommandID
+	}
+	return nil, StatusInvalidCommandID
+}
+
+func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	s := ss.s
+	f := s.faults.Load()
+	n := ss.submits.Add(1)
+	if f.DropAfter > 0 && n > int64(f.DropAfter) {
+		ss.conn.closeWith(ErrClosed)
+		return nil, nil
+	}
+	if f.RespDelay > 0 && !sleepCtx(ctx, f.RespDelay) {
+		return nil, nil
+	}
+	r := rand.Float64()
+	switch {
+	case r < f.NoResponse:
+		return nil, nil
+	case r < f.NoResponse+f.Throttle:
+		return nil, StatusThrottled
+	case r < f.NoResponse+f.Throttle+f.QueueFull:
+		return nil, StatusMsgQueueFull
+	case r < f.NoResponse+f.Throttle+f.QueueFull+f.Reject:
+		return nil, StatusSubmitFailed
+	}
+	idn := s.nextID.Add(1)
+	id := strconv.FormatUint(idn, 16)
+	if s.opt.IDFormat == "dec" {
+		id = strconv.FormatUint(idn, 10)
+	}
+	m := SimMessage{
+		ID:           id,
+		SystemID:     ss.systemID,
+		Source:       Str(p, pdufield.SourceAddr),
+		Dest:         Str(p, pdufield.DestinationAddr),
+		DataCoding:   Byte(p, pdufield.DataCoding),
+		ESMClass:     Byte(p, pdufield.ESMClass),
+		ShortMessage: append([]byte(nil), Bytes(p, pdufield.ShortMessage)...),
+		RegDelivery:  Byte(p, pdufield.RegisteredDelivery),
+	}
+	if t := p.TLVFields(); len(t) > 0 {
+		m.TLVs = make(map[uint16][]byte, len(t))
+		for tag, v := range t {
+			m.TLVs[uint16(tag)] = append([]byte(nil), v.Bytes()...)
+		}
+	}
+	state, errCode := StateDelivered, "000"
+	r2 := rand.Float64()
+	switch {
+	case r2 < f.Undeliv:
+		state, errCode = StateUndeliverable, "001"
+	case r2 < f.Undeliv+f.Expire:
+		state, errCode = StateExpired, "002"
+	}
+	s.mu.Lock()
+	s.accepted++
+	if s.opt.Record {
+		s.received = append(s.received, m)
+	}
+	if m.RegDelivery&0x03 != 0 {
+		s.dlrs = append(s.dlrs, simDLR{
+			due: time.Now().Add(s.opt.DLRDelay), systemID: ss.systemID,
+			msg: m, state: state, err: errCode, submit: time.Now(),
+		})
+	}
+	s.mu.Unlock()
+	s.kick()
+	resp := pdu.NewSubmitSMResp()
+	_ = resp.Fields().Set(pdufield.MessageID, id)
+	return resp, nil
+}
+
+// dlrLoop sends due receipts, at most 64 awaiting their deliver_sm_resp
+// at once; a receipt that fails goes back to the queue.
+func (s *Simulator) dlrLoop() {
+	defer s.wg.Done()
+	sem := make(chan struct{}, 64)
+	var rr int
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		var next time.Duration = -1
+		var batch []simDLR
+		now := time.Now()
+		var keep []simDLR
+		for i, d := range s.dlrs {
+			if d.due.After(now) {
+				if next < 0 {
+					next = d.due.Sub(now)
+				}
+				keep = append(keep, s.dlrs[i:]...)
+				break
+			}
+			if len(s.rx[d.systemID]) == 0 || len(batch) >= cap(sem) {
+				keep = append(keep, d)
+				continue
+			}
+			batch = append(batch, d)
+		}
+		s.dlrs = keep
+		s.mu.Unlock()
+		for _, d := range batch {
+			select {
+			case sem <- struct{}{}:
+			case <-s.ctx.Done():
+				return
+			}
+			rr++
+			n := rr
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() { <-sem }()
+				s.sendDLR(d, n)
+			}()
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		if next < 0 {
+			next = time.Second // nothing due, or no receiver bound: look again
+		}
+		timer.Reset(next)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+func (s *Simulator) sendDLR(d simDLR, rr int) {
+	s.mu.Lock()
+	list := s.rx[d.systemID]
+	var c *Conn
+	if len(list) > 0 {
+		c = list[rr%len(list)]
+	}
+	s.mu.Unlock()
+	requeue := func() {
+		s.mu.Lock()
+		d.due = time.Now().Add(time.Second)
+		s.dlrs = append(s.dlrs, d)
+		s.mu.Unlock()
+	}
+	if c == nil {
+		requeue()
+		return
+	}
+	id := d.msg.ID
+	if s.opt.ReceiptDecimal && s.opt.IDFormat != "dec" {
+		if v, err := strconv.ParseUint(id, 16, 64); err == nil {
+			id = fmt.Sprintf("%d", v)
+		}
+	}
+	text := ""
+	if d.msg.DataCoding == 0 || d.msg.DataCoding == 1 {
+		text = string(d.msg.ShortMessage)
+	}
+	r := Receipt{ID: id, Sub: 1, Dlvrd: 0, SubmitDate: d.submit, DoneDate: time.Now(), State: d.state, Err: d.err, Text: text}
+	if d.state == StateDelivered {
+		r.Dlvrd = 1
+	}
+	p := NewReceiptPDU(r, d.msg.Dest, d.msg.Source, 1, 1, 0, 0)
+	// Some SMSCs send only the text; this one sends TLVs too, but with
+	// the id in its own format.
+	_ = p.TLVFields().Set(pdutlv.TagReceiptedMessageID, pdutlv.CString(id))
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Request(ctx, p); err != nil {
+		if s.ctx.Err() == nil {
+			requeue()
+		}
+		return
+	}
+	s.mu.Lock()
+	s.dlrSent++
+	s.mu.Unlock()
+}
