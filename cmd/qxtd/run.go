@@ -10,6 +10,7 @@ const usage = `usage: qxtd <command> [flags]
 
 commands:
   serve   --config FILE [--check]   run the daemon (--check: validate the config and exit)
+  send    --to N --text T [flags]   submit one message over SMPP and print its receipt
   version                           print the version
 `
 
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "send":
+		return sendCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "qxtd", version)
 		return 0

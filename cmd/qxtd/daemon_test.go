@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// The test binary doubles as the daemon: with QXTD_TEST_MAIN=1 it runs
+// main's run() instead of the tests, so crash tests use the real daemon
+// as a subprocess (with the race detector) without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("QXTD_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd      *exec.Cmd
+	smppAddr string
+	httpAddr string
+	exited   chan struct{}
+	logs     *strings.Builder
+	logMu    *sync.Mutex
+}
+
+// startDaemon runs qxtd serve with cfgPath and waits for its ready line.
+func startDaemon(t *testing.T, cfgPath string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "QXTD_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, exited: make(chan struct{}), logs: &strings.Builder{}, logMu: &sync.Mutex{}}
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logMu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.logMu.Unlock()
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "qxtd ready" {
+				ready <- rec
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	select {
+	case rec := <-ready:
+		p.smppAddr, _ = rec["smpp"].(string)
+		p.httpAddr, _ = rec["http"].(string)
+	case <-p.exited:
+		t.Fatalf("daemon exited before ready:\n%s", p.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon not ready in time:\n%s", p.log())
+	}
+	return p
+}
+
+func (p *proc) log() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.logs.String()
+}
+
+func writeConfig(t *testing.T, dir, simAddr string, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`smpp: { listen: 127.0.0.1:0 }
+http: { listen: 127.0.0.1:0 }
+store: { path: %s }
+simulator: { enabled: false }
+upstreams:
+  - name: sim
+    addr: %s
+    system_id: up
+    password: uppw
+    binds: 2
+    window: 50
+    resp_timeout: 2s
+delivery: { retry_min: 100ms, retry_max: 1s, dlr_retry: 500ms }
+accounts:
+  - system_id: esme
+    password: pw
+    signature: "【测试】"
+%s`, filepath.Join(dir, "qxtd.db"), simAddr, extra)
+	path := filepath.Join(dir, "qxtd.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startSim(t *testing.T, opt smpp.SimOptions) (*smpp.Simulator, string) {
+	t.Helper()
+	opt.SystemID, opt.Password, opt.Record = "up", "uppw", true
+	sim := smpp.NewSimulator(opt)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = sim.Serve(l) }()
+	t.Cleanup(func() { _ = sim.Close() })
+	return sim, l.Addr().String()
+}
+
+// receiptSink binds as an ESME transceiver and collects receipts by id.
+type receiptSink struct {
+	mu   sync.Mutex
+	ids  map[string]smpp.MessageState
+	wake chan struct{}
+}
+
+func newSink() *receiptSink {
+	return &receiptSink{ids: make(map[string]smpp.MessageState), wake: make(chan struct{}, 1)}
+}
+
+func (s *receiptSink) handler() smpp.Handler {
+	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if rc, err := smpp.ParseReceipt(p); err == nil {
+			s.mu.Lock()
+			s.ids[rc.ID] = rc.State
+			s.mu.Unlock()
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+		return pdu.NewDeliverSMResp()
+	})
+}
+
+func (s *receiptSink) missing(ids []string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if _, ok := s.ids[id]; !ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (s *receiptSink) waitAll(t *testing.T, ids []string, d time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		miss := s.missing(ids)
+		if len(miss) == 0 {
+			return
+		}
+		select {
+		case <-s.wake:
+		case <-deadline.C:
+			t.Fatalf("%d of %d receipts missing, e.g. %v", len(miss), len(ids), miss[:min(5, len(miss))])
+		}
+	}
+}
+
+func dialESME(t *testing.T, addr string, h smpp.Handler) *smpp.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver, Handler: h,
+		Conn: smpp.ConnOptions{Window: 64, RespTimeout: 5 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func submit(ctx context.Context, c *smpp.Conn, dst, text string) (string, error) {
+	p := pdu.NewSubmitSM(nil)
+	f := p.Fields()
+	_ = f.Set(pdufield.SourceAddr, "10690001")
+	_ = f.Set(pdufield.DestinationAddr, dst)
+	_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
+	_ = f.Set(pdufield.ShortMessage, []byte(text))
+	resp, err := c.Request(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	return smpp.Str(resp, pdufield.MessageID), nil
+}
+
+// TestCrashKill9 kills the daemon with SIGKILL while an ESME is submitting
+// with a full window, restarts it on the same store and checks that every
+// message acknowledged before the kill reaches the SMSC and that its
+// receipt reaches the ESME.
+func TestCrashKill9(t *testing.T) {
+	dir := t.TempDir()
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
+	cfg := writeConfig(t, dir, simAddr, "")
+	d := startDaemon(t, cfg)
+
+	sink := newSink()
+	c := dialESME(t, d.smppAddr, sink.handler())
+	var (
+		mu    sync.Mutex
+		acked = map[string]string{} // our id → destination
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const workers, killAfter = 32, 400
+	reached := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil && i < 1000; i++ {
+				dst := fmt.Sprintf("139%02d%06d", w, i)
+				id, err := submit(ctx, c, dst, "crash test "+dst)
+				if err != nil {
+					return // the daemon died under us
+				}
+				mu.Lock()
+				acked[id] = dst
+				n := len(acked)
+				mu.Unlock()
+				if n >= killAfter {
+					once.Do(func() { close(reached) })
+				}
+			}
+		}()
+	}
+	select {
+	case <-reached:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("only %d acks before the deadline", len(acked))
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	wg.Wait() // every submitter saw its connection die
+	cancel()
+
+	mu.Lock()
+	ids := make([]string, 0, len(acked))
+	for id := range acked {
+		ids = append(ids, id)
+	}
+	mu.Unlock()
+	t.Logf("%d messages acknowledged before SIGKILL", len(ids))
+
+	d2 := startDaemon(t, cfg)
+	_ = dialESME(t, d2.smppAddr, sink.handler())
+	sink.waitAll(t, ids, 60*time.Second)
+
+	got := map[string]int{}
+	for _, m := range sim.Received() {
+		got[m.Dest]++
+	}
+	dups := 0
+	for _, id := range ids {
+		n := got[acked[id]]
+		if n == 0 {
+			t.Errorf("message %s to %s acknowledged but never reached the SMSC", id, acked[id])
+		}
+		if n > 1 {
+			dups++
+		}
+	}
+	t.Logf("duplicates at the SMSC after the crash: %d of %d", dups, len(ids))
+}
+
+// TestGracefulShutdown: SIGTERM makes the daemon unbind its ESMEs, keep
+// what it has not sent, and exit 0; a restart delivers the rest.
+func TestGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	// An upstream that throttles everything keeps messages in the store.
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{Throttle: 1}})
+	cfg := writeConfig(t, dir, simAddr, "")
+	d := startDaemon(t, cfg)
+	sink := newSink()
+	c := dialESME(t, d.smppAddr, sink.handler())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ids []string
+	for i := range 20 {
+		id, err := submit(ctx, c, fmt.Sprintf("1370000%04d", i), "graceful")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done(): // the daemon unbound us
+	case <-time.After(20 * time.Second):
+		t.Fatal("ESME not unbound after SIGTERM")
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not exit after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log())
+	}
+	if n := len(sim.Received()); n != 0 {
+		t.Fatalf("throttling simulator accepted %d messages", n)
+	}
+	sim.SetFaults(smpp.Faults{})
+	d2 := startDaemon(t, cfg)
+	_ = dialESME(t, d2.smppAddr, sink.handler())
+	sink.waitAll(t, ids, 30*time.Second)
+}
