@@ -1,0 +1,113 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// submitN submits n messages to distinct destinations concurrently and
+// returns their ids.
+func submitN(t *testing.T, e *esme, n int, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, err := e.submit(ctx, submitSM("1069", fmt.Sprintf("%s%04d", prefix, i), "fault "+prefix))
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids[i] = id
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("submit: %v", err)
+	}
+	return ids
+}
+
+// TestUpstreamFaults: whatever the SMSC does wrong — throttling, a full
+// queue, dropped connections, late or missing answers — every accepted
+// message ends with a receipt at the ESME.
+func TestUpstreamFaults(t *testing.T) {
+	cases := []struct {
+		name   string
+		faults smpp.Faults
+		up     func(*gateway.UpstreamConfig)
+	}{
+		{name: "throttled", faults: smpp.Faults{Throttle: 0.5}},
+		{name: "queue_full", faults: smpp.Faults{QueueFull: 0.5}},
+		{name: "dropped_connections", faults: smpp.Faults{DropAfter: 15}},
+		{name: "no_response", faults: smpp.Faults{NoResponse: 0.2},
+			up: func(u *gateway.UpstreamConfig) { u.RespTimeout = 100 * time.Millisecond }},
+		{name: "slow_responses", faults: smpp.Faults{RespDelay: 150 * time.Millisecond},
+			up: func(u *gateway.UpstreamConfig) { u.RespTimeout = 100 * time.Millisecond }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: tc.faults}, upstream: tc.up})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := submitN(t, e, 60, "1380013")
+			got := e.waitReceipts(t, len(ids), 40*time.Second)
+			for _, id := range ids {
+				if rc, ok := got[id]; !ok || rc.State != smpp.StateDelivered {
+					t.Errorf("message %s: receipt %+v present=%v", id, rc, ok)
+				}
+			}
+			if n := len(r.sim.Received()); n < len(ids) {
+				t.Errorf("simulator accepted %d, want at least %d", n, len(ids))
+			}
+		})
+	}
+}
+
+// TestRejectedAndUndeliverable: a permanent submit error and a failed
+// delivery both reach the ESME as final receipts with their states.
+func TestRejectedAndUndeliverable(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		faults smpp.Faults
+		want   smpp.MessageState
+		stored queue.State
+	}{
+		{"rejected", smpp.Faults{Reject: 1}, smpp.StateRejected, queue.StateRejected},
+		{"undeliverable", smpp.Faults{Undeliv: 1}, smpp.StateUndeliverable, queue.StateUndeliverable},
+		{"expired", smpp.Faults{Expire: 1}, smpp.StateExpired, queue.StateExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: tc.faults}})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := submitN(t, e, 5, "1390013")
+			got := e.waitReceipts(t, len(ids), 20*time.Second)
+			for _, id := range ids {
+				if got[id].State != tc.want {
+					t.Errorf("%s: receipt state %s, want %s", id, got[id].State.Stat(), tc.want.Stat())
+				}
+			}
+			if n := r.store.Counts()[tc.stored]; n != len(ids) {
+				t.Errorf("store has %d parts %s, want %d", n, tc.stored, len(ids))
+			}
+		})
+	}
+}
