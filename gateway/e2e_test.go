@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/text/encoding/unicode"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/queue"
@@ -22,7 +26,7 @@ import (
 // rig is a whole gateway on loopback: simulator, store, gateway, SMPP
 // server. Everything is real; only the carrier is the simulator.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	sim   *smpp.Simulator
 	store *queue.Store
 	gw    *gateway.Gateway
@@ -38,7 +42,7 @@ type rigOpts struct {
 	gwcfg    func(*gateway.Config)
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +51,7 @@ func listen(t *testing.T) net.Listener {
 	return l
 }
 
-func newRig(t *testing.T, o rigOpts) *rig {
+func newRig(t testing.TB, o rigOpts) *rig {
 	t.Helper()
 	r := &rig{t: t, reg: prometheus.NewRegistry()}
 	o.sim.Record = true
@@ -347,5 +351,69 @@ func waitABit(ctx context.Context) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+	}
+}
+
+// TestLongChineseSegmentsReassemble: a 100-character Chinese text with the
+// enterprise signature reaches the SMSC as 2 UCS-2 segments (106 UTF-16
+// units > 70, ≤ 134) sharing one reference, and a handset-style
+// reassembly of what the SMSC got gives back exactly the signed text.
+func TestLongChineseSegmentsReassemble(t *testing.T) {
+	for _, concat := range []segment.Concat{segment.ConcatUDH8, segment.ConcatUDH16, segment.ConcatSAR} {
+		t.Run(concat.String(), func(t *testing.T) {
+			r := newRig(t, rigOpts{
+				sim:      smpp.SimOptions{DLRDelay: time.Millisecond},
+				upstream: func(u *gateway.UpstreamConfig) { u.Segment.Concat = concat },
+			})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Repeat("企业短信测试内容十字", 10) // 100 characters
+			ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := submitSM("1069", "13800138000", "")
+			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+			_ = p.Fields().Set(pdufield.ShortMessage, []byte{})
+			_ = p.TLVFields().Set(pdutlv.TagMessagePayload, ucs2)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			id, err := e.submit(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := e.waitReceipts(t, 1, 10*time.Second)[id]
+			if rc.State != smpp.StateDelivered {
+				t.Fatalf("receipt %+v", rc)
+			}
+			recv := r.sim.Received()
+			if len(recv) != 2 {
+				t.Fatalf("simulator got %d segments, want 2", len(recv))
+			}
+			frames := make([]segment.Frame, len(recv))
+			for i, m := range recv {
+				frames[i] = segment.Frame{ESMClass: m.ESMClass, DataCoding: m.DataCoding, ShortMessage: m.ShortMessage, TLVs: m.TLVs}
+				if m.DataCoding != 0x08 {
+					t.Errorf("segment %d data_coding %#x, want 0x08", i, m.DataCoding)
+				}
+			}
+			got, err := segment.Reassemble(frames, segment.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "【测试】" + text; got != want {
+				t.Fatalf("reassembled %q\nwant        %q", got, want)
+			}
+			msgID, _ := strconv.ParseUint(id, 10, 64)
+			m, err := r.store.Get(msgID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Parts) != 2 {
+				t.Fatalf("store bills %d segments, want 2", len(m.Parts))
+			}
+		})
 	}
 }
