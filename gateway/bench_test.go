@@ -59,4 +59,3 @@ func runSubmits(b *testing.B, e *esme) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
-

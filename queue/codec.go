@@ -63,10 +63,19 @@ func nanosTime(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// decoder reads fields from b at pos. Strings are substrings of s, one copy
+// of the whole record made up front, so decoding a record costs one string
+// allocation plus one per non-empty byte slice.
 type decoder struct {
 	b   []byte
+	s   string
+	pos int
 	err error
 }
+
+func newDecoder(b []byte) *decoder { return &decoder{b: b, s: string(b)} }
+
+func (d *decoder) left() int { return len(d.b) - d.pos }
 
 func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
@@ -78,12 +87,12 @@ func (d *decoder) u8(field string) uint8 {
 	if d.err != nil {
 		return 0
 	}
-	if len(d.b) < 1 {
+	if d.left() < 1 {
 		d.fail("%s: truncated", field)
 		return 0
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
+	v := d.b[d.pos]
+	d.pos++
 	return v
 }
 
@@ -91,12 +100,12 @@ func (d *decoder) u16(field string) uint16 {
 	if d.err != nil {
 		return 0
 	}
-	if len(d.b) < 2 {
+	if d.left() < 2 {
 		d.fail("%s: truncated", field)
 		return 0
 	}
-	v := binary.BigEndian.Uint16(d.b)
-	d.b = d.b[2:]
+	v := binary.BigEndian.Uint16(d.b[d.pos:])
+	d.pos += 2
 	return v
 }
 
@@ -104,12 +113,12 @@ func (d *decoder) uvarint(field string) uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.b[d.pos:])
 	if n <= 0 {
 		d.fail("%s: bad uvarint", field)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.pos += n
 	return v
 }
 
@@ -117,41 +126,44 @@ func (d *decoder) varint(field string) int64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.b[d.pos:])
 	if n <= 0 {
 		d.fail("%s: bad varint", field)
 		return 0
 	}
-	d.b = d.b[n:]
+	d.pos += n
 	return v
 }
 
-// raw returns the next length-prefixed field, not copied.
-func (d *decoder) raw(field string) []byte {
+// span returns the bounds of the next length-prefixed field.
+func (d *decoder) span(field string) (int, int) {
 	n := d.uvarint(field)
 	if d.err != nil {
-		return nil
+		return 0, 0
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("%s: length %d exceeds the %d bytes left", field, n, len(d.b))
-		return nil
+	if n > uint64(d.left()) {
+		d.fail("%s: length %d exceeds the %d bytes left", field, n, d.left())
+		return 0, 0
 	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
+	start := d.pos
+	d.pos += int(n)
+	return start, d.pos
 }
 
 // bytes returns a copy (nil when empty): decoded records never alias the
 // database's memory.
 func (d *decoder) bytes(field string) []byte {
-	v := d.raw(field)
-	if len(v) == 0 {
+	i, j := d.span(field)
+	if i == j {
 		return nil
 	}
-	return append([]byte(nil), v...)
+	return append([]byte(nil), d.b[i:j]...)
 }
 
-func (d *decoder) str(field string) string { return string(d.raw(field)) }
+func (d *decoder) str(field string) string {
+	i, j := d.span(field)
+	return d.s[i:j]
+}
 
 func (d *decoder) time(field string) time.Time { return nanosTime(d.varint(field)) }
 
@@ -170,8 +182,8 @@ func (d *decoder) version(want uint8, what string) {
 }
 
 func (d *decoder) end(what string) {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%s: %d trailing bytes", what, len(d.b))
+	if d.err == nil && d.left() != 0 {
+		d.fail("%s: %d trailing bytes", what, d.left())
 	}
 }
 
@@ -179,6 +191,9 @@ const flagDLRForwarded = 1 << 0
 
 // encodeMessage appends the record of m to b.
 func encodeMessage(b []byte, m *Message) []byte {
+	if b == nil {
+		b = make([]byte, 0, encodedSizeHint(m))
+	}
 	e := encoder{b}
 	e.u8(msgVersion)
 	e.uvarint(m.ID)
@@ -223,13 +238,26 @@ func encodeMessage(b []byte, m *Message) []byte {
 	return e.b
 }
 
+// encodedSizeHint is a little above the encoded size of m.
+func encodedSizeHint(m *Message) int {
+	n := 64 + len(m.Account) + len(m.Enterprise) + len(m.Source) + len(m.Dest) + len(m.Upstream) + len(m.Text)
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		n += 64 + len(p.Body) + len(p.SMSCID) + len(p.ErrCode)
+		for _, id := range p.DupSMSCIDs {
+			n += 2 + len(id)
+		}
+	}
+	return n
+}
+
 // minPartLen is the fewest bytes an encoded part can take.
 const minPartLen = 1 + 1 + 1 + 3 + 1 + 1 + 1
 
 // DecodeMessage decodes a message record. It copies everything it keeps, so
 // b may be reused afterwards. Errors wrap ErrCorrupt.
 func DecodeMessage(b []byte) (*Message, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version(msgVersion, "message")
 	m := &Message{
 		ID:                 d.uvarint("id"),
@@ -257,7 +285,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
 	n := d.uvarint("parts")
-	if d.err == nil && (n == 0 || n > maxParts || n > uint64(len(d.b)/minPartLen)) {
+	if d.err == nil && (n == 0 || n > maxParts || n > uint64(d.left()/minPartLen)) {
 		d.fail("parts: bad count %d", n)
 	}
 	if d.err != nil {
@@ -279,7 +307,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		}
 		p.Attempts = int(a)
 		nd := d.uvarint("dup_smsc_ids")
-		if d.err == nil && nd > uint64(len(d.b)) {
+		if d.err == nil && nd > uint64(d.left()) {
 			d.fail("dup_smsc_ids: bad count %d", nd)
 		}
 		if d.err != nil {
@@ -315,7 +343,7 @@ func encodeOrphan(b []byte, o *orphan) []byte {
 }
 
 func decodeOrphan(b []byte) (*orphan, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version(orphanVersion, "orphan")
 	o := &orphan{DLR: DLR{
 		Upstream: d.str("upstream"),

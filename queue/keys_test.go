@@ -32,12 +32,12 @@ func TestSMSCCandidates(t *testing.T) {
 		in   string
 		want []string
 	}{
-		{"0A1B", []string{"a1b", "2587"}},              // hex only
-		{"2587", []string{"2587", "a1b", "9607"}},      // decimal (→ hex) and hex (→ decimal)
-		{"10", []string{"10", "a", "16"}},              // ambiguous: exact first
-		{"0", []string{"0"}},                           // all conversions agree
-		{"9", []string{"9"}},                           // single digit: same in both
-		{"msg-1", []string{"msg-1"}},                   // neither
+		{"0A1B", []string{"a1b", "2587"}},         // hex only
+		{"2587", []string{"2587", "a1b", "9607"}}, // decimal (→ hex) and hex (→ decimal)
+		{"10", []string{"10", "a", "16"}},         // ambiguous: exact first
+		{"0", []string{"0"}},                      // all conversions agree
+		{"9", []string{"9"}},                      // single digit: same in both
+		{"msg-1", []string{"msg-1"}},              // neither
 		{"FFFFFFFFFFFFFFFFFF", []string{"ffffffffffffffffff", "4722366482869645213695"}}, // > 64 bits
 		{"", nil},
 	}

@@ -430,3 +430,44 @@ func (s *Store) ExpireSubmitted(ctx context.Context, cutoff, at time.Time, limit
 	}
 	return n, nil
 }
+
+// PurgeOrphans deletes up to limit orphan DLRs received before cutoff. An
+// orphan that old will never be matched: its submit_sm_resp was lost (the
+// process died between the SMSC accepting a part and Submitted committing,
+// and the part was sent again under a new id), or it belongs to traffic
+// that is not ours. Call it periodically, e.g. hourly with cutoff = now -
+// 24h. It scans the orphan bucket, which normally holds only the few DLRs
+// racing their responses.
+func (s *Store) PurgeOrphans(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	var n int
+	err := s.exec(ctx, func(t *txn) error {
+		n = 0
+		var old [][]byte
+		err := t.orphan.ForEach(func(k, v []byte) error {
+			if len(old) >= limit {
+				return nil
+			}
+			if o, err := decodeOrphan(v); err != nil || o.ReceivedAt.Before(cutoff) {
+				old = append(old, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := t.orphan.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: purge orphans: %w", err)
+	}
+	return n, nil
+}

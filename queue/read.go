@@ -20,6 +20,9 @@ import (
 func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error) {
 	until := max(timeNanos(now), 0)
 	var jobs []Job
+	if limit > 0 {
+		jobs = make([]Job, 0, min(limit, 1024))
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		msgB := tx.Bucket(bucketMsg)
 		cache := make(map[uint64]*Message)

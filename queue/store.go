@@ -309,10 +309,10 @@ func (s *Store) commit(batch []*op) {
 			if n > s.stats.maxBatch.Load() {
 				s.stats.maxBatch.Store(n) // only this goroutine stores
 			}
+			s.notify(t.ready) // before the results: a caller that hears of its DLR's commit finds the callback done
 			for i, o := range live {
 				o.done <- results[i]
 			}
-			s.notify(t.ready)
 			return
 		}
 		if bad < 0 {

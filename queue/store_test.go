@@ -294,7 +294,7 @@ func TestDLRIDVariants(t *testing.T) {
 		{" 42\x00", "42"},    // padding and a C string's NUL
 		{"0000", "0"},        // all zeros
 		{"18446744073709551616123", "3e8000000000000007b"}, // wider than 64 bits
-		{"msg-7F", "MSG-7f"},                                // neither decimal nor hex: exact only
+		{"msg-7F", "MSG-7f"}, // neither decimal nor hex: exact only
 	}
 	for _, tc := range tests {
 		t.Run(tc.resp+"~"+tc.dlr, func(t *testing.T) {
@@ -797,4 +797,22 @@ func joinSpace(s []string) string {
 		out += x
 	}
 	return out
+}
+
+func TestPurgeOrphans(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	s.dlr("up1", "1", StateDelivered)
+	s.dlr("up1", "2", StateDelivered)
+	if n, err := s.PurgeOrphans(bg, time.Now().Add(-time.Hour), 10); err != nil || n != 0 {
+		t.Errorf("purge of fresh orphans: %d %v", n, err)
+	}
+	if n, err := s.PurgeOrphans(bg, time.Now().Add(time.Hour), 1); err != nil || n != 1 {
+		t.Errorf("purge with limit 1: %d %v", n, err)
+	}
+	if n, err := s.PurgeOrphans(bg, time.Now().Add(time.Hour), 10); err != nil || n != 1 {
+		t.Errorf("purge of the rest: %d %v", n, err)
+	}
+	if n := s.bucketLen(bucketOrphan); n != 0 {
+		t.Errorf("%d orphans left", n)
+	}
 }

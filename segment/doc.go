@@ -50,10 +50,10 @@
 //	GSM 7-bit     160      153                    152
 //	UCS-2         70       67                     66
 //
-// A message that fits the single capacity is one segment with no UDH and
-// no SAR TLVs, whatever the mode. Longer text is split greedily, but a
-// segment never ends inside an escape pair or a surrogate pair (it is one
-// unit short instead). So 70 Chinese characters (signature included) are
+// A message that fits the single capacity is one segment; in the UDH and
+// SAR modes it is sent with no UDH and no SAR TLVs. Longer text is split
+// greedily, but a segment never ends inside an escape pair or a surrogate
+// pair (it is one unit short instead). So 70 Chinese characters (signature included) are
 // one segment, 71 are two, 134 two, 135 three.
 //
 // ConcatSAR bodies use the UDH8 capacity: the SMSC adds the header. An

@@ -156,16 +156,20 @@ func inspect(text string, opt Options) (textInfo, error) {
 	if text == "" {
 		return ti, ErrEmpty
 	}
-	if !utf8.ValidString(text) {
-		return ti, ErrNotUTF8
-	}
 	max := opt.MaxChars
 	if max == 0 {
 		max = DefaultMaxChars
 	}
 	ti.gsm = true
 	septets, utf16 := 0, 0
-	for _, r := range text {
+	for i, r := range text {
+		// range yields U+FFFD for an invalid byte; tell it from a real
+		// U+FFFD by its width, saving a separate utf8.ValidString pass.
+		if r == utf8.RuneError {
+			if _, w := utf8.DecodeRuneInString(text[i:]); w == 1 {
+				return ti, ErrNotUTF8
+			}
+		}
 		ti.chars++
 		if r >= 0x10000 {
 			utf16 += 2

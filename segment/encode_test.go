@@ -276,8 +276,23 @@ func TestBuildFramesErrors(t *testing.T) {
 	if _, err := BuildFrames(0, make([][]byte, 256), 1, Options{}); !errors.Is(err, ErrBadOptions) {
 		t.Errorf("256 parts: %v", err)
 	}
-	if _, err := BuildFrames(0, [][]byte{make([]byte, 300)}, 1, Options{}); !errors.Is(err, ErrBadOptions) {
+	if _, err := BuildFrames(0, [][]byte{make([]byte, 161)}, 1, Options{}); !errors.Is(err, ErrBadOptions) {
 		t.Errorf("oversized part: %v", err)
+	}
+	// Parts split for UDH8 do not fit UDH16 frames.
+	p, err := Encode(rep("a", 400), Options{Concat: ConcatUDH8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildFrames(p.DataCoding, p.Parts, 1, Options{Concat: ConcatUDH16}); !errors.Is(err, ErrBadOptions) {
+		t.Errorf("udh8 parts as udh16: %v", err)
+	}
+	p, err = Encode(rep(han, 400), Options{Concat: ConcatUDH8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildFrames(p.DataCoding, p.Parts, 1, Options{Concat: ConcatUDH16}); !errors.Is(err, ErrBadOptions) {
+		t.Errorf("ucs2 udh8 parts as udh16: %v", err)
 	}
 	if _, err := BuildFrames(0, [][]byte{{1}}, 1, Options{Concat: 4}); !errors.Is(err, ErrBadOptions) {
 		t.Errorf("bad concat: %v", err)
@@ -299,6 +314,53 @@ func TestBuildFramesDeterministic(t *testing.T) {
 		}
 		if frameHex(again) != frameHex(frames) {
 			t.Errorf("%s: frames differ", optName(o))
+		}
+	}
+}
+
+// TestBoundarySweep puts each awkward character at every position around
+// the segment boundaries, in every mode, and round-trips the text.
+func TestBoundarySweep(t *testing.T) {
+	specials := []struct {
+		fill, x string
+	}{
+		{"a", "€"}, {"a", "\r"}, {"a", "\r\r"}, {"a", "€\r"}, {"a", "\r€"}, {"a", "@"},
+		{han, emoji}, {han, emoji + emoji}, {"a", emoji},
+	}
+	for _, s := range specials {
+		for _, pos := range []int{60, 64, 65, 66, 67, 68, 69, 70, 71, 130, 131, 132, 133, 134, 135, 136,
+			150, 151, 152, 153, 154, 155, 158, 159, 160, 161, 302, 303, 304, 305, 306, 307} {
+			for _, tail := range []int{0, 1, 2, 10, 150} {
+				text := rep(s.fill, pos-1) + s.x + rep(s.fill, tail)
+				if len([]rune(text)) > DefaultMaxChars {
+					continue
+				}
+				for _, o := range allOptions() {
+					roundTrip(t, text, o, uint16(pos))
+				}
+			}
+		}
+	}
+}
+
+// The one documented loss: in packed GSM a final CR that exactly fills the
+// last octet is indistinguishable from CR padding, and decoders drop it.
+func TestPackedTrailingCR(t *testing.T) {
+	opt := Options{GSMPacked: true}
+	text := rep("a", 159) + "\r" // 160 septets = 140 octets exactly
+	p, frames := roundTrip(t, text, opt, 1)
+	got, err := Reassemble(frames, opt)
+	if err != nil || got != text[:159] || !lostTrailingCR(p, frames, opt, text, got) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	// Unpacked, or one septet earlier, nothing is lost.
+	for _, tc := range []struct {
+		text string
+		opt  Options
+	}{{text, Options{}}, {rep("a", 158) + "\r", opt}, {rep("a", 150) + "\r", opt}} {
+		_, frames := roundTrip(t, tc.text, tc.opt, 1)
+		if got, _ := Reassemble(frames, tc.opt); got != tc.text {
+			t.Errorf("%q lost its CR", tc.text)
 		}
 	}
 }

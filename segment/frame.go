@@ -5,14 +5,18 @@ import "fmt"
 // SMPP 3.4 §5.3.2 TLV tags used here. Plain constants, so that this package
 // does not depend on go-smpp; they equal pdutlv.TagSarMsgRefNum etc.
 const (
-	TagDestinationPort    uint16 = 0x020B // 2 octets
-	TagSARMsgRefNum       uint16 = 0x020C // 2 octets
-	TagSARTotalSegments   uint16 = 0x020E // 1 octet
-	TagSARSegmentSeqnum   uint16 = 0x020F // 1 octet
-	TagMessagePayload     uint16 = 0x0424 // variable
-	ESMClassUDHI          byte   = 0x40   // esm_class bit: short_message starts with a UDH
-	maxShortMessageOctets        = 254    // sm_length is one octet; SMPP 3.4 §5.2.21 caps at 254
+	TagDestinationPort  uint16 = 0x020B // 2 octets
+	TagSARMsgRefNum     uint16 = 0x020C // 2 octets
+	TagSARTotalSegments uint16 = 0x020E // 1 octet
+	TagSARSegmentSeqnum uint16 = 0x020F // 1 octet
+	TagMessagePayload   uint16 = 0x0424 // variable
 )
+
+// ESMClassUDHI is the esm_class bit saying short_message starts with a UDH.
+const ESMClassUDHI byte = 0x40
+
+// maxUserData is the octets of TP-User-Data in one SMS on the air.
+const maxUserData = 140
 
 // Frame is the message part of one submit_sm: esm_class, data_coding,
 // short_message and TLVs. The caller ORs its own esm_class bits (messaging
@@ -68,17 +72,25 @@ func BuildFrames(dataCoding byte, parts [][]byte, ref uint16, opt Options) ([]Fr
 		}}, nil
 	}
 	if len(parts) == 1 {
-		f := Frame{DataCoding: dataCoding, ShortMessage: body(nil, parts[0], 0)}
-		if err := checkLen(f.ShortMessage, 1); err != nil {
+		if err := checkFits(dataCoding, 0, parts[0], 1); err != nil {
 			return nil, err
 		}
-		return []Frame{f}, nil
+		return []Frame{{DataCoding: dataCoding, ShortMessage: body(nil, parts[0], 0)}}, nil
 	}
 
 	total := byte(len(parts))
 	frames := make([]Frame, len(parts))
 	for i, p := range parts {
 		seq := byte(i + 1)
+		udhLen := 0
+		if opt.Concat == ConcatUDH8 {
+			udhLen = 6
+		} else if opt.Concat == ConcatUDH16 {
+			udhLen = 7
+		}
+		if err := checkFits(dataCoding, udhLen, p, i+1); err != nil {
+			return nil, err
+		}
 		f := Frame{DataCoding: dataCoding}
 		switch opt.Concat {
 		case ConcatUDH8:
@@ -97,20 +109,22 @@ func BuildFrames(dataCoding byte, parts [][]byte, ref uint16, opt Options) ([]Fr
 				TagSARSegmentSeqnum: {seq},
 			}
 		}
-		if err := checkLen(f.ShortMessage, i+1); err != nil {
-			return nil, err
-		}
 		frames[i] = f
 	}
 	return frames, nil
 }
 
-// checkLen refuses a short_message that cannot be sent. Parts from Encode
-// never trip it; stored parts that were tampered with or built for other
-// options might.
-func checkLen(sm []byte, seq int) error {
-	if len(sm) > maxShortMessageOctets {
-		return fmt.Errorf("%w: part %d is %d octets, short_message holds %d", ErrBadOptions, seq, len(sm), maxShortMessageOctets)
+// checkFits refuses a part that would not fit one SMS with its UDH: GSM
+// counted in septets as the SMSC packs them (fill bits included), other
+// codings in octets. Parts from Encode always fit when BuildFrames gets
+// the same Options; stored parts framed with other options might not.
+func checkFits(dataCoding byte, udhLen int, part []byte, seq int) error {
+	bits := 8 * (udhLen + len(part))
+	if dataCoding == DataCodingGSM7 {
+		bits = 8*udhLen + packFill(udhLen) + 7*len(part)
+	}
+	if bits > 8*maxUserData {
+		return fmt.Errorf("%w: part %d needs %d bits of user data, an SMS holds %d", ErrBadOptions, seq, bits, 8*maxUserData)
 	}
 	return nil
 }

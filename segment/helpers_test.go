@@ -137,4 +137,3 @@ func checkFrames(text string, opt Options, p *Plan, frames []Frame) error {
 	}
 	return nil
 }
-

@@ -58,7 +58,7 @@ func TestReassemblerOutOfOrder(t *testing.T) {
 // or a GSM escape can straddle two parts. Joining before decoding repairs it.
 func TestReassemblerSplitCharacters(t *testing.T) {
 	ucs := []byte{0x00, 0x41, 0xD8, 0x3D, 0xDE, 0x00, 0x00, 0x42} // "A😀B"
-	gsm := []byte{0x41, 0x1B, 0x65, 0x42}                       // "A€B"
+	gsm := []byte{0x41, 0x1B, 0x65, 0x42}                         // "A€B"
 	tests := []struct {
 		name  string
 		dc    byte

@@ -239,44 +239,53 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	}
 	timer := time.NewTimer(c.opt.RespTimeout)
 	defer timer.Stop()
+	var resp pdu.Body
 	select {
-	case resp := <-cl.done:
-		if resp == nil {
-			return nil, ErrClosed
-		}
-		if st := resp.Header().Status; st != 0 {
-			return resp, st
-		}
-		if resp.Header().ID == pdu.GenericNACKID {
-			return resp, pdu.Status(0x00000003) // a nack without status: treat as invalid command
-		}
-		return resp, nil
+	case resp = <-cl.done:
 	case <-timer.C:
-		c.markLate(seq, cl)
-		return nil, ErrTimeout
+		if c.markLate(seq, cl) {
+			return nil, ErrTimeout
+		}
+		resp = <-cl.done // answered meanwhile: the reader is handing it over
 	case <-ctx.Done():
-		c.markLate(seq, cl)
-		return nil, ctx.Err()
+		if c.markLate(seq, cl) {
+			return nil, ctx.Err()
+		}
+		resp = <-cl.done
 	case <-c.ctx.Done():
 		forget()
 		return nil, ErrClosed
 	}
+	if resp == nil {
+		return nil, ErrClosed
+	}
+	if st := resp.Header().Status; st != 0 {
+		return resp, st
+	}
+	if resp.Header().ID == pdu.GenericNACKID {
+		return resp, pdu.Status(0x00000003) // a nack without status: treat as invalid command
+	}
+	return resp, nil
 }
 
-// markLate keeps a request whose caller stopped waiting. Too many of them
-// means the peer has stopped answering: the session is reset.
-func (c *Conn) markLate(seq uint32, cl *call) {
-	cl.timedOut.Store(true)
+// markLate keeps a request whose caller stopped waiting; false means its
+// response was already taken by the reader and is on its way to cl.done.
+// Too many late requests means the peer has stopped answering: the
+// session is reset.
+func (c *Conn) markLate(seq uint32, cl *call) bool {
 	c.mu.Lock()
 	_, still := c.pending[seq]
 	if still {
+		cl.timedOut.Store(true) // under mu: deliverResponse decides under mu too
 		c.late++
 	}
-	tooMany := c.late > maxLatePending*c.opt.Window
+	late := c.late
+	tooMany := late > maxLatePending*c.opt.Window
 	c.mu.Unlock()
 	if tooMany {
-		c.fail(fmt.Errorf("smpp: %d requests without response", c.late))
+		c.fail(fmt.Errorf("smpp: %d requests without response", late))
 	}
+	return still
 }
 
 // Send writes a PDU without waiting for anything (responses, generic_nack).
@@ -495,9 +504,10 @@ func (c *Conn) handle(p pdu.Body) {
 func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
 	c.mu.Lock()
 	cl, ok := c.pending[h.Seq]
+	var late bool
 	if ok && (h.ID == pdu.GenericNACKID || h.ID == cl.req.Header().ID|0x80000000) {
 		delete(c.pending, h.Seq)
-		if cl.timedOut.Load() {
+		if late = cl.timedOut.Load(); late {
 			c.late--
 		}
 	} else {
@@ -518,7 +528,7 @@ func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
 			resp.Header().Status = StatusInvalidCommandLen
 		}
 	}
-	if cl.timedOut.Load() {
+	if late {
 		if c.opt.OnLateResponse != nil {
 			c.opt.OnLateResponse(cl.req, resp)
 		}

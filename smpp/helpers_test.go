@@ -215,6 +215,13 @@ func frame(id pdu.ID, st pdu.Status, seq uint32, body ...[]byte) []byte {
 	return append(f, b...)
 }
 
+// badLength is an enquire_link header claiming command_length n.
+func badLength(n uint32) []byte {
+	f := frame(pdu.EnquireLinkID, 0, 1)
+	binary.BigEndian.PutUint32(f[0:4], n)
+	return f
+}
+
 // cs is a C-octet string.
 func cs(s string) []byte { return append([]byte(s), 0) }
 

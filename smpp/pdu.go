@@ -188,11 +188,26 @@ func Decode(frame []byte) (p pdu.Body, err error) {
 			return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
 		}
 		hh := h
-		return &body{h: &hh, l: l, f: f, t: t}, nil
+		p = &body{h: &hh, l: l, f: f, t: t}
+	} else {
+		p, err = pdu.Decode(bytes.NewReader(frame))
+		if err != nil {
+			return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+		}
 	}
-	p, err = pdu.Decode(bytes.NewReader(frame))
-	if err != nil {
-		return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+	// go-smpp stops without an error where a body ends early, leaving
+	// the remaining fields out of the map: a request must carry every
+	// mandatory field. Responses may lack their body (§4: not returned
+	// with a non-zero command_status; deliver_sm_resp often empty).
+	if h.ID&0x80000000 == 0 {
+		for _, k := range p.FieldList() {
+			if k == pdufield.UDHLength || k == pdufield.GSMUserData {
+				continue // present only with UDHI, handled by go-smpp
+			}
+			if _, ok := p.Fields()[k]; !ok {
+				return nil, fmt.Errorf("smpp: decode %s: body ends before %s", h.ID, k)
+			}
+		}
 	}
 	return p, nil
 }

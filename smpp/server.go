@@ -193,6 +193,7 @@ type serverConn struct {
 	s       *Server
 	mu      sync.Mutex
 	kind    BindKind
+	binding bool // a bind is with the backend: requests are concurrent
 	session Session
 	bindTmr *time.Timer
 }
@@ -276,7 +277,8 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	}
 	_ = resp.Fields().Set(pdufield.SystemID, sc.s.opt.SystemID)
 	sc.mu.Lock()
-	already := sc.kind != 0
+	already := sc.kind != 0 || sc.binding
+	sc.binding = true
 	sc.mu.Unlock()
 	if already {
 		resp.Header().Status = StatusAlreadyBound
@@ -298,6 +300,9 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 		}
 		sc.s.log.Info("bind refused", "system_id", req.SystemID, "kind", kind.String(), "remote", ip, "err", err)
 		sc.s.delayFailure(ctx, ip)
+		sc.mu.Lock()
+		sc.binding = false
+		sc.mu.Unlock()
 		resp.Header().Status = st
 		return resp
 	}
@@ -308,9 +313,8 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 		sc.bindTmr.Stop()
 	}
 	sc.mu.Unlock()
-	if c.Context().Err() != nil { // closed while binding: OnClose may have run
-		sess.Close()
-	}
+	// Closed while binding: nothing to do here. OnClose runs only after
+	// every handler, this one included, has returned, so it closes sess.
 	sc.s.log.Info("bound", "system_id", req.SystemID, "kind", kind.String(), "remote", ip)
 	return resp
 }
