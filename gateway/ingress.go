@@ -88,18 +88,30 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 	if err != nil {
 		return "", err
 	}
-	esm := smpp.Byte(p, pdufield.ESMClass)
-	text, udh, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), esm,
-		smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
-	switch {
-	case errors.Is(err, segment.ErrBinary):
+	frag, err := segment.ParseIncoming(segment.Incoming{
+		DataCoding:   smpp.Byte(p, pdufield.DataCoding),
+		ESMClass:     smpp.Byte(p, pdufield.ESMClass),
+		ShortMessage: smpp.Bytes(p, pdufield.ShortMessage),
+		Payload:      smpp.TLV(p, pdutlv.TagMessagePayload),
+		SARRef:       smpp.TLV(p, pdutlv.TagSarMsgRefNum),
+		SARTotal:     smpp.TLV(p, pdutlv.TagSarTotalSegments),
+		SARSeq:       smpp.TLV(p, pdutlv.TagSarSegmentSeqnum),
+		DestPort:     smpp.TLV(p, pdutlv.TagDestinationPort),
+	}, false)
+	if errors.Is(err, segment.ErrBinary) {
 		return "", refuseBinary(err.Error())
-	case err != nil:
+	}
+	if err != nil {
 		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
-	if udh != nil || smpp.TLV(p, pdutlv.TagSarMsgRefNum) != nil {
-		// Reassembling ESME-split messages is not done yet (segment issue).
+	if frag.Info != nil && frag.Info.Concat {
+		// Reassembling ESME-split messages is not done yet: it needs the
+		// parts stored durably before each is acknowledged.
 		return "", &Refusal{Status: smpp.StatusInvalidESMClass, Reason: "presplit_unsupported"}
+	}
+	text, err := frag.Text()
+	if err != nil {
+		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
 	up := g.route(dest)
 	signed := segment.Sign(text, acct.Signature, acct.UserSignature)

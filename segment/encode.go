@@ -142,6 +142,9 @@ type textInfo struct {
 	chars int  // code points
 	gsm   bool // every code point is in the GSM alphabet or extension
 	units int  // septets if gsm, else UTF-16 code units
+	// simple: every character is one unit and there is no CR, so the split
+	// is plain arithmetic (see segmentCount).
+	simple bool
 }
 
 // inspect validates the text against opt and measures it, without allocating.
@@ -156,12 +159,13 @@ func inspect(text string, opt Options) (textInfo, error) {
 	if text == "" {
 		return ti, ErrEmpty
 	}
-	max := opt.MaxChars
-	if max == 0 {
-		max = DefaultMaxChars
+	limit := opt.MaxChars
+	if limit == 0 {
+		limit = DefaultMaxChars
 	}
 	ti.gsm = true
 	septets, utf16 := 0, 0
+	pairs, escapes, crs := false, false, false
 	for i, r := range text {
 		// range yields U+FFFD for an invalid byte; tell it from a real
 		// U+FFFD by its width, saving a separate utf8.ValidString pass.
@@ -173,25 +177,28 @@ func inspect(text string, opt Options) (textInfo, error) {
 		ti.chars++
 		if r >= 0x10000 {
 			utf16 += 2
+			pairs = true
 		} else {
 			utf16++
 		}
+		crs = crs || r == '\r'
 		if ti.gsm {
 			if _, esc, ok := gsmLookup(r); !ok {
 				ti.gsm = false
 			} else if esc {
 				septets += 2
+				escapes = true
 			} else {
 				septets++
 			}
 		}
 	}
-	if ti.chars > max {
-		return ti, fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, ti.chars, max)
+	if ti.chars > limit {
+		return ti, fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, ti.chars, limit)
 	}
-	ti.units = utf16
+	ti.units, ti.simple = utf16, !pairs
 	if ti.gsm {
-		ti.units = septets
+		ti.units, ti.simple = septets, !escapes && !crs
 	}
 	return ti, nil
 }
@@ -270,7 +277,15 @@ func segmentCount(text string, ti textInfo, opt Options) (int, error) {
 	n := 1
 	if ti.units > single {
 		packed := opt.GSMPacked && opt.Concat != ConcatPayload
-		n = newSplitter(ti.gsm, opt.Concat, packed).split(text, nil)
+		sp := newSplitter(ti.gsm, opt.Concat, packed)
+		if ti.simple {
+			// Nothing to keep together and no CR to move: the greedy split
+			// is a division. Saves Count a second pass over the text; the
+			// tests check it agrees with the walk Encode does.
+			n = (ti.units + sp.capacity - 1) / sp.capacity
+		} else {
+			n = sp.split(text, nil)
+		}
 	}
 	if n > maxSegments {
 		return n, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, maxSegments)
