@@ -78,8 +78,11 @@ func (s *Store) Check() error {
 						bad("part %s: submitted without its wait key", k)
 					}
 				}
-				if p.State != StateAccepted && p.SMSCID != "" {
+				if p.State != StateAccepted {
 					for _, id := range append([]string{p.SMSCID}, p.DupSMSCIDs...) {
+						if validSMSCID(id) != nil {
+							continue // accepted without a usable id: not indexed
+						}
 						if smscB.Get(smscKey(m.Upstream, CanonicalSMSCID(id))) == nil {
 							bad("part %s: smsc id %q not indexed", k, id)
 						}

@@ -7,29 +7,29 @@ import "errors"
 // the database) with %w; test them with errors.Is.
 var (
 	// ErrClosed: the Store was closed before the operation was accepted.
-	ErrClosed = errors.New("queue: store closed")
+	ErrClosed = errors.New("store closed")
 
 	// ErrInvalid: an argument is unusable (a message without parts, a
 	// separator byte in a key field, a non-final state where a final one is
 	// required, an empty SMSC id). Nothing was written.
-	ErrInvalid = errors.New("queue: invalid argument")
+	ErrInvalid = errors.New("invalid argument")
 
 	// ErrNotFound: no such message or part (or it belongs to another
 	// account). Nothing was written.
-	ErrNotFound = errors.New("queue: not found")
+	ErrNotFound = errors.New("not found")
 
 	// ErrState: the part is not in a state that allows the transition, e.g.
 	// Retry of a part the SMSC has already accepted. Nothing was written.
-	ErrState = errors.New("queue: part not in the required state")
+	ErrState = errors.New("part not in the required state")
 
 	// ErrQuota: accepting the message would take its enterprise's monthly
 	// reserved+charged segments past the limit. Nothing was written for it.
-	ErrQuota = errors.New("queue: monthly quota exceeded")
+	ErrQuota = errors.New("monthly quota exceeded")
 
 	// ErrCorrupt: a stored record cannot be decoded.
-	ErrCorrupt = errors.New("queue: corrupt record")
+	ErrCorrupt = errors.New("corrupt record")
 
 	// ErrPanic: an operation panicked inside the commit loop; it was rolled
 	// back and the other operations of its batch were retried without it.
-	ErrPanic = errors.New("queue: operation panicked")
+	ErrPanic = errors.New("operation panicked")
 )

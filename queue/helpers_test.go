@@ -27,7 +27,13 @@ type testStore struct {
 // store's consistency and closes it.
 func newStore(t testing.TB, opt Options) *testStore {
 	t.Helper()
-	ts := &testStore{t: t, path: filepath.Join(t.TempDir(), "queue.db"), opt: opt}
+	return openStoreAt(t, filepath.Join(t.TempDir(), "queue.db"), opt)
+}
+
+// openStoreAt is newStore on an existing (or new) file.
+func openStoreAt(t testing.TB, path string, opt Options) *testStore {
+	t.Helper()
+	ts := &testStore{t: t, path: path, opt: opt}
 	ts.open()
 	t.Cleanup(func() {
 		if err := ts.Check(); err != nil && !errors.Is(err, ErrClosed) {

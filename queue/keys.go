@@ -25,7 +25,8 @@ var (
 const (
 	sep        = 0x00 // separates a variable-length prefix from the rest of a key
 	timeKeyLen = 8 + 8 + 2
-	maxField   = 255 // longest Account, Enterprise, Upstream, Dest, SMSC id accepted
+	maxField   = 255  // longest Account, Enterprise, Upstream, Dest accepted
+	maxSMSCID  = 1024 // longest canonical SMSC id indexed (SMPP allows 65 octets)
 )
 
 func msgKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }

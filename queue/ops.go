@@ -147,8 +147,8 @@ func validSMSCID(id string) error {
 	if c == "" {
 		return fmt.Errorf("%w: empty SMSC id", ErrInvalid)
 	}
-	if len(c) > maxField {
-		return fmt.Errorf("%w: SMSC id longer than %d bytes", ErrInvalid, maxField)
+	if len(c) > maxSMSCID {
+		return fmt.Errorf("%w: SMSC id longer than %d bytes", ErrInvalid, maxSMSCID)
 	}
 	return nil
 }
@@ -163,11 +163,17 @@ func validSMSCID(id string) error {
 // (a retry after a lost response): the extra id is indexed too and kept in
 // DupSMSCIDs, the part's state and billing are unchanged, and whichever DLR
 // comes first settles the part.
+//
+// A part that Fail already ended keeps its final state when a late
+// acceptance arrives (its id is recorded so the DLR is a Duplicate): a
+// segment failed by the sender is not billed even if the SMSC delivers it.
+//
+// An SMSC that accepts with an empty (or absurdly long) message_id still
+// accepted the part: it becomes Submitted, so it is not sent again, but no
+// DLR can match it; ExpireSubmitted settles it as Unknown in the end.
 func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Time) error {
-	if err := validSMSCID(smscID); err != nil {
-		return fmt.Errorf("queue: submitted %s: %w", k, err)
-	}
 	canon := CanonicalSMSCID(smscID)
+	indexable := validSMSCID(smscID) == nil
 	if at.IsZero() {
 		at = time.Now()
 	}
@@ -177,7 +183,7 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 			return err
 		}
 		if p.State != StateAccepted {
-			if CanonicalSMSCID(p.SMSCID) == canon {
+			if !indexable || CanonicalSMSCID(p.SMSCID) == canon {
 				return nil
 			}
 			for _, id := range p.DupSMSCIDs {
@@ -185,9 +191,17 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 					return nil
 				}
 			}
-			t.s.log.Warn("queue: part accepted twice by the SMSC", "key", k.String(),
-				"smsc_id", p.SMSCID, "dup_smsc_id", smscID)
-			p.DupSMSCIDs = append(p.DupSMSCIDs, smscID)
+			if p.SMSCID == "" {
+				// Failed by the sender (e.g. validity) before this late
+				// acceptance came: keep the id so its DLR is a Duplicate.
+				t.s.log.Warn("queue: SMSC accepted a part already failed", "key", k.String(),
+					"state", p.State.String(), "smsc_id", smscID)
+				p.SMSCID = smscID
+			} else {
+				t.s.log.Warn("queue: part accepted twice by the SMSC", "key", k.String(),
+					"smsc_id", p.SMSCID, "dup_smsc_id", smscID)
+				p.DupSMSCIDs = append(p.DupSMSCIDs, smscID)
+			}
 		} else {
 			if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
 				return err
@@ -199,6 +213,11 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 			if err := t.wait.Put(timeKey(at, k), nil); err != nil {
 				return err
 			}
+		}
+		if !indexable {
+			t.s.log.Warn("queue: SMSC accepted a part without a usable id: its DLR cannot be matched",
+				"key", k.String(), "smsc_id", smscID)
+			return t.putMsg(m)
 		}
 		if err := t.indexSMSC(m, k, smscID); err != nil {
 			return err

@@ -319,7 +319,7 @@ func (s *Store) commit(batch []*op) {
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit failed", "ops", len(live), "err", err)
 			for _, o := range live {
-				o.done <- fmt.Errorf("queue: commit: %w", err)
+				o.done <- fmt.Errorf("commit: %w", err)
 			}
 			return
 		}

@@ -367,8 +367,36 @@ func TestSubmittedTwice(t *testing.T) {
 	if err := s.Submitted(bg, Key{999, 0}, "x", time.Now()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("submitted of a missing message: %v", err)
 	}
-	if err := s.Submitted(bg, k, " \x00", time.Now()); !errors.Is(err, ErrInvalid) {
-		t.Errorf("submitted with an empty id: %v", err)
+
+	// A late acceptance of a part the sender already failed.
+	late := msg("alice", "333", 1)
+	s.enqueue(late)
+	if err := s.Fail(bg, Key{late.ID, 0}, StateExpired, "validity", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.submitted(Key{late.ID, 0}, "C3")
+	if p := s.get(late.ID).Parts[0]; p.State != StateExpired || p.SMSCID != "C3" || len(p.DupSMSCIDs) != 0 {
+		t.Errorf("late acceptance of a failed part: %+v", p)
+	}
+	if r := s.dlr("up1", "c3", StateDelivered); r != Duplicate {
+		t.Errorf("DLR of a failed part: %s", r)
+	}
+
+	// Accepted without an id: Submitted (never resent), unmatched, expired later.
+	m2 := msg("alice", "222", 1)
+	s.enqueue(m2)
+	s.submitted(Key{m2.ID, 0}, " \x00")
+	if p := s.get(m2.ID).Parts[0]; p.State != StateSubmitted {
+		t.Errorf("accepted without id: %s", p.State)
+	}
+	if got := s.dueKeys(time.Now()); len(got) != 0 {
+		t.Errorf("due: %v", got)
+	}
+	if n, err := s.ExpireSubmitted(bg, time.Now().Add(time.Second), time.Now(), 10); n != 1 || err != nil {
+		t.Errorf("expire: %d %v", n, err)
+	}
+	if _, err := s.ApplyDLR(bg, DLR{Upstream: "up1", SMSCID: " ", State: StateDelivered}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("DLR without id: %v", err)
 	}
 }
 

@@ -133,7 +133,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 			return err
 		}
 	default:
-		return fmt.Errorf("queue: setFinal of %s part %s", p.State, k) // callers check first
+		return fmt.Errorf("setFinal of %s part %s", p.State, k) // callers check first
 	}
 	t.counts[p.State]--
 	t.counts[state]++

@@ -1,0 +1,166 @@
+// Package queue is qxtd's durable message store and send queue. It keeps
+// every accepted message, the parts still to submit, the SMSC ids to match
+// delivery receipts (DLRs) against, the final DLRs still to forward to the
+// submitting ESME, and each enterprise's monthly segment usage for billing.
+// It hides bbolt behind a small API; it imports nothing else of qxtd.
+//
+// # Durability
+//
+// Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR, AckDLR,
+// ExpireSubmitted, PurgeOrphans) returns nil only after its change is
+// committed and fsync'd (unless Options.NoSync): a caller may acknowledge
+// upstream (submit_sm_resp, HTTP 2xx, deliver_sm_resp handling) as soon as
+// the method returns. Each change, with its index, counter and usage
+// updates, is one atomic step: a crash leaves it wholly done or not done.
+//
+// Writes use group commit. One goroutine owns all writes; each method
+// queues an operation (a closure over the write transaction) on a bounded
+// channel and waits. The goroutine takes every operation queued (up to
+// Options.MaxBatch) and applies them in one bbolt transaction — one fsync —
+// then reports each result. An idle loop commits a lone operation at once;
+// under load, the operations that arrive during one commit share the next
+// (see Stats). Throughput therefore grows with the number of concurrent
+// writers: one writer gets one fsync per operation.
+//
+// An operation checks its preconditions before it writes, so its own
+// failure (ErrNotFound, ErrState, ErrQuota, ErrInvalid) leaves nothing
+// written and the rest of the batch commits. Any other error in an
+// operation (or a panic) rolls the transaction back; that operation fails
+// and the others are run again, from scratch, in a new transaction. A
+// failed commit (I/O) fails every operation of the batch. Operations
+// therefore never act on captured state that a rerun would double.
+//
+// If a caller's context ends while it waits, the method returns ctx.Err()
+// at once, but the operation may still commit. An operation whose context
+// has ended before its batch starts is skipped.
+//
+// Reads (Due, Get, PendingDLRs, Check) use read-only transactions that run
+// concurrently with the writer; everything they return is decoded into
+// fresh memory, never aliasing the database's pages. Usage and Counts are
+// served from in-memory mirrors that the commit goroutine updates after
+// each commit (loaded at Open: usage from its bucket, counts by one scan of
+// the messages).
+//
+// # Life cycle of a part
+//
+//	Enqueue ──► Accepted ──Submitted──► Submitted ──ApplyDLR──► Delivered / Undeliverable /
+//	              │  ▲                     │                    Expired / Rejected / Unknown
+//	              │  └─Retry (due later)   └─ExpireSubmitted──► Unknown
+//	              └─Fail──► Rejected / Expired / Undeliverable / Unknown
+//
+// A final state never changes. When the last part of a message becomes
+// final and its registered_delivery asks for a receipt (bits 0-1: 1 or 3 =
+// always, 2 = on failure only), the message is queued for its Account
+// (PendingDLRs) and Options.OnDLRReady(account) is called; AckDLR dequeues
+// it. Otherwise DLRForwarded is set at once.
+//
+// # Buckets
+//
+//	msg     id (8 BE)                                → message record (version byte, then fields)
+//	due     due time (Unix ns, 8 BE) | id | part (2) → empty   parts Accepted, due-time order
+//	wait    submitted time (8 BE) | id | part        → empty   parts Submitted, oldest first
+//	smsc    upstream 0x00 canonical SMSC id          → id | part
+//	orphan  upstream 0x00 canonical SMSC id          → DLR record, received before its submit_sm_resp
+//	dlrout  account 0x00 id                          → empty   final DLRs to forward to the ESME
+//	ref     dest                                     → uint16 (2 BE) last concatenation reference
+//	usage   enterprise 0x00 "2006-01"                → version | reserved (8 BE) | charged (8 BE)
+//
+// Hot paths never scan the store: Due walks the due keys from the first
+// (stopping at the first key later than now), PendingDLRs walks one
+// account's dlrout keys, DLR matching is at most three point lookups, and
+// every transition is point reads and writes. Account, Enterprise,
+// Upstream and Dest are at most 255 bytes and contain no NUL (Enqueue
+// refuses them otherwise), so prefixes never collide.
+//
+// # Invariants (verified by Check)
+//
+//   - Every Accepted part has exactly one due key, at its DueAt; every due
+//     key names an Accepted part.
+//   - Every Submitted part has exactly one wait key, at its SubmittedAt;
+//     every wait key names a Submitted part.
+//   - Every SMSC id a part was accepted under (SMSCID and DupSMSCIDs) is
+//     indexed in smsc; every smsc key names a part past Accepted.
+//   - A message has a dlrout key iff it is final, a receipt was requested
+//     and AckDLR has not run; DLRForwarded is set iff it is final and has
+//     no dlrout key.
+//   - For each enterprise and billing month, reserved = parts not yet final
+//     and charged = parts Delivered, over the messages accepted that month;
+//     the in-memory mirrors equal the buckets.
+//   - Ids come from the msg bucket's sequence: monotonic, never reused.
+//   - A multi-part message has a non-zero Ref; for one destination, Refs
+//     are consecutive (wrapping 0xFFFF → 1) and survive restarts, so a
+//     reference does not repeat for a recipient while earlier parts may be
+//     in flight. Single-part messages have Ref 0.
+//
+// # Billing
+//
+// Usage is kept per enterprise and billing month: the month, in
+// Asia/Shanghai, of the message's AcceptedAt (see BillingMonth); a DLR
+// arriving next month still counts in the month of acceptance. Enqueue
+// adds len(Parts) to reserved; a part becoming Delivered moves one segment
+// from reserved to charged; any other final state releases one. These
+// updates are in the transition's transaction, so they are exact across
+// crashes, and a receipt applied twice counts once. EnqueueLimit refuses a
+// message (ErrQuota) when reserved + charged + len(Parts) would exceed the
+// caller's limit, checked inside the commit, so concurrent senders cannot
+// overshoot.
+//
+// # Matching DLRs
+//
+// SMSC ids are unique per upstream, so they are indexed under the
+// message's Upstream, in canonical form (CanonicalSMSCID: trimmed of white
+// space and NULs, lowercased, leading zeros stripped). SMSCs differ in
+// whether the DLR repeats the id in the same base as submit_sm_resp, so a
+// lookup tries, in order: the canonical id; if it is all decimal digits, the
+// hex form of its value; if it is all hex digits, the decimal form of its
+// value. The first indexed form wins. An id such as "10" is ambiguous
+// (decimal 10 or hex 16); the exact form always wins, so a mismatch needs
+// an upstream that converts bases and two in-flight messages whose ids
+// collide across bases. An upstream known to convert should have its ids
+// normalised by the caller before they reach the store. The same rule finds
+// an orphan when Submitted records the id. If an SMSC reuses an id, the
+// index moves to the newer part (logged); an orphan that arrived more than
+// Options.OrphanMaxAge before the submit_sm_resp is taken to be for an
+// earlier message and dropped.
+//
+// # What can duplicate
+//
+// The store never loses an acknowledged message; the price is that a few
+// cases can send or report twice:
+//
+//   - A crash (or kill -9) after the SMSC accepted a part but before
+//     Submitted committed leaves the part due: it is sent again after the
+//     restart. The recipient may get it twice; billing counts it once (the
+//     second id is the one indexed; the first id's DLR stays an orphan and
+//     is removed by PurgeOrphans).
+//   - A submit_sm whose response timed out, retried, and then answered
+//     twice: both ids are indexed (DupSMSCIDs); the first DLR settles the
+//     part and the other is a Duplicate. Sent twice, billed once.
+//   - Due returns the same parts until Submitted, Retry or Fail moves them:
+//     the sender must skip what it has in flight.
+//   - Enqueue whose context ended before the commit was reported may have
+//     stored the messages; a client that retries creates a second message.
+//   - A final DLR forwarded to the ESME but not yet acknowledged with
+//     AckDLR (lost deliver_sm_resp, crash, unbind) is returned again by
+//     PendingDLRs and forwarded again.
+//   - Retry is not idempotent in Attempts (a repeated call counts twice).
+//   - A part the sender ended with Fail (validity ran out while a timed-out
+//     submit_sm was pending) that the SMSC then turns out to have accepted
+//     stays failed: if the SMSC delivers it, it was sent but is not billed.
+//
+// Everything else is idempotent: Submitted with the same id, Fail with the
+// same state, a repeated DLR (Duplicate), a repeated orphan, AckDLR.
+//
+// # Caveats
+//
+//   - Options.OnDLRReady runs on the commit goroutine: it must not block
+//     and must not call a Store write method.
+//   - Get, Due and PendingDLRs do not check ownership; callers compare
+//     Account / Enterprise before showing or changing a message.
+//   - Parts whose DLR never comes stay Submitted (and reserved) until
+//     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
+//     sender Fails them as Expired. Call both policies from the daemon.
+//   - Nothing is deleted yet except orphans: msg, smsc and ref grow with
+//     traffic. Retention (deleting old final, forwarded messages and their
+//     smsc keys while keeping usage) is future work.
+package queue
