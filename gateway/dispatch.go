@@ -82,7 +82,15 @@ func (d *dispatcher) run(ctx context.Context) {
 		for _, j := range jobs {
 			u := g.byName[j.Msg.Upstream]
 			if u == nil {
-				u = g.ups[0] // its upstream left the configuration
+				// Its upstream left the configuration. Sending it through
+				// another would index its SMSC id under the wrong name and
+				// its receipt would never match: fail it, loudly.
+				g.log.Error("message routed to an upstream no longer configured", "id", j.Key.String(), "upstream", j.Msg.Upstream)
+				if err := g.store.Fail(ctx, j.Key, queue.StateRejected, "no_route", time.Now()); err != nil {
+					g.log.Error("store update", "err", err)
+				}
+				d.done(j.Key)
+				continue
 			}
 			select {
 			case u.jobs <- j:

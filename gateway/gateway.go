@@ -45,6 +45,9 @@ type Config struct {
 	DLRWindow int
 	// ESMEIdle ends an ESME bind that sends nothing for this long.
 	ESMEIdle time.Duration
+	// ReceiptGrace is how long past its validity a submitted segment
+	// waits for its receipt before it is settled as unknown.
+	ReceiptGrace time.Duration
 }
 
 func (c *Config) defaults() {
@@ -62,6 +65,9 @@ func (c *Config) defaults() {
 	}
 	if c.DLRWindow <= 0 {
 		c.DLRWindow = 32
+	}
+	if c.ReceiptGrace <= 0 {
+		c.ReceiptGrace = 24 * time.Hour
 	}
 	if c.ESMEIdle <= 0 {
 		c.ESMEIdle = 30 * time.Minute
@@ -129,10 +135,14 @@ func (g *Gateway) Start() {
 	for _, u := range g.ups {
 		u.start(g.ctx, &g.wg)
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go func() {
 		defer g.wg.Done()
 		g.disp.run(g.ctx)
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.maintain(g.ctx)
 	}()
 }
 

@@ -1,0 +1,45 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// maintainEvery is how often the store's housekeeping runs.
+const maintainEvery = time.Minute
+
+// maintain settles what will never finish on its own: parts whose receipt
+// never came (after the validity period plus a grace period) become
+// unknown, which releases their quota reservation and sends the ESME a
+// final receipt; receipts that never matched a message are dropped after
+// a day. Both work in bounded batches so the hot path is never held up.
+func (g *Gateway) maintain(ctx context.Context) {
+	t := time.NewTicker(maintainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for {
+			n, err := g.store.ExpireSubmitted(ctx, now.Add(-g.cfg.Validity-g.cfg.ReceiptGrace), now, 1000)
+			if err != nil {
+				g.log.Error("expire submitted", "err", err)
+				break
+			}
+			if n > 0 {
+				g.log.Info("settled parts without receipt as unknown", "parts", n)
+			}
+			if n < 1000 || ctx.Err() != nil {
+				break
+			}
+		}
+		if n, err := g.store.PurgeOrphans(ctx, now.Add(-24*time.Hour), 10000); err != nil {
+			g.log.Error("purge orphan receipts", "err", err)
+		} else if n > 0 {
+			g.log.Info("dropped receipts that matched no message", "receipts", n)
+		}
+	}
+}
