@@ -76,8 +76,9 @@ func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }
 // submit turns one submit_sm into a stored message and returns its id.
 // The id goes back only after the store committed the message.
 func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string, error) {
-	if !g.policy.Allow(acct) {
-		return "", refuseThrottled()
+	acct, limit, err := g.policy.Prepare(acct)
+	if err != nil {
+		return "", err
 	}
 	if smpp.Str(p, pdufield.ScheduleDeliveryTime) != "" {
 		// Scheduled sends are not implemented yet: refuse rather than
@@ -143,7 +144,7 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 	for _, body := range plan.Parts {
 		m.Parts = append(m.Parts, queue.Part{Body: body})
 	}
-	errs, err := g.store.EnqueueLimit(ctx, g.policy.Limit(acct), m)
+	errs, err := g.store.EnqueueLimit(ctx, limit, m)
 	if err != nil {
 		g.log.Error("enqueue", "account", acct.SystemID, "err", err)
 		return "", fmt.Errorf("gateway: store: %w", smpp.StatusSystemError)

@@ -17,19 +17,19 @@ type Account struct {
 	UserSignature string // appended when the user's name is shown
 }
 
-// Policy is the operator's rules as the gateway sees them. The policy
-// package implements it; StaticAccounts is the minimal one for a demo.
+// Policy is the operator's rules as the gateway sees them. Rules adapts
+// the policy package; StaticAccounts is the minimal one for protocol tests.
 type Policy interface {
-	// Authenticate checks SMPP credentials: ErrAuth (or a pdu.Status) if wrong.
+	// Authenticate checks SMPP credentials: ErrAuth (or a Refusal) if wrong.
 	Authenticate(systemID, password string) (*Account, error)
-	// Admit checks one recipient and returns it normalised, or a refusal
-	// (an error carrying a pdu.Status and a reason, see Refusal).
+	// Prepare is called once per submission: the account as it is now
+	// (signatures may have changed since the bind) and the most segments
+	// the enterprise may have reserved plus charged this month (-1: no
+	// limit), or a refusal (disabled, no signature, rate limited).
+	Prepare(acct *Account) (*Account, int64, error)
+	// Admit checks one recipient and returns it as it goes to the SMSC,
+	// or a Refusal.
 	Admit(acct *Account, dest string) (string, error)
-	// Allow is the per-enterprise rate limit.
-	Allow(acct *Account) bool
-	// Limit is the most segments the enterprise may have reserved plus
-	// charged this month; -1 for no limit.
-	Limit(acct *Account) int64
 }
 
 // ErrAuth is a failed authentication.
@@ -55,9 +55,6 @@ func (r *Refusal) Unwrap() error { return r.Status }
 // Refusal reasons of the gateway itself; the policy package has the
 // operator's (whitelist, scope, quota) with codes in 0x400–0x4FF.
 var (
-	refuseThrottled = func() error {
-		return &Refusal{Status: 0x58, Reason: "rate_limited"}
-	}
 	refuseBinary = func(d string) error {
 		return &Refusal{Status: StatusBinary, Reason: "binary_refused", Detail: d}
 	}
@@ -112,10 +109,7 @@ func (StaticAccounts) Admit(_ *Account, dest string) (string, error) {
 	return d, nil
 }
 
-// Allow implements Policy.
-func (StaticAccounts) Allow(*Account) bool { return true }
-
-// Limit implements Policy.
-func (StaticAccounts) Limit(*Account) int64 { return -1 }
+// Prepare implements Policy: no limits.
+func (StaticAccounts) Prepare(a *Account) (*Account, int64, error) { return a, -1, nil }
 
 var _ Policy = StaticAccounts(nil)

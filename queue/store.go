@@ -401,3 +401,10 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	}
 	return err
 }
+
+// DB is the bbolt file the store lives in, for sibling stores that keep
+// their own buckets in the same file (the policy package's policy_*), so
+// one file is the whole state and one backup takes all of it. They must
+// not touch the store's buckets, and their writes (plain db.Update) wait
+// for the commit loop's transaction like any other writer.
+func (s *Store) DB() *bolt.DB { return s.db }

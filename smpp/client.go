@@ -133,10 +133,16 @@ func (c *Client) Up() bool {
 func (c *Client) Conn(ctx context.Context) (*Conn, error) {
 	for {
 		c.mu.Lock()
-		conn, ready := c.conn, c.ready
+		conn := c.conn
+		var ready <-chan struct{} = c.ready
 		c.mu.Unlock()
 		if conn != nil && conn.Context().Err() == nil {
 			return conn, nil
+		}
+		if conn != nil {
+			// Ending, but Run has not noticed yet (ready is still
+			// closed): wait for it to finish instead of spinning.
+			ready = conn.Done()
 		}
 		select {
 		case <-ready:

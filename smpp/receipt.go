@@ -104,7 +104,7 @@ var receiptKeys = []string{"id:", "sub:", "dlvrd:", "submit date:", "done date:"
 // required. Dates accept yyMMddhhmm and yyMMddhhmmss.
 func ParseReceiptText(s string) (Receipt, error) {
 	var r Receipt
-	lower := strings.ToLower(s)
+	lower := asciiLower(s) // same byte offsets as s, whatever the bytes
 	type span struct {
 		key string
 		at  int
@@ -145,6 +145,19 @@ func ParseReceiptText(s string) (Receipt, error) {
 	r.Err = vals["err:"]
 	r.Text = vals["text:"]
 	return r, nil
+}
+
+// asciiLower lower-cases A–Z only. strings.ToLower may change the length
+// (invalid UTF-8 becomes U+FFFD, U+212A K becomes k), which would make
+// offsets found in the lower-cased copy point elsewhere in s.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func parseReceiptDate(v string) time.Time {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/qxtd/qxtd/policy"
 )
 
 // Config is the whole YAML file. Every scalar key can be overridden from
@@ -16,14 +18,16 @@ import (
 // underscores (QXTD_SMPP_LISTEN). Lists (upstreams, accounts) come from
 // the file only.
 type Config struct {
-	SMPP      SMPPConfig       `mapstructure:"smpp"`
-	HTTP      HTTPConfig       `mapstructure:"http"`
-	Store     StoreConfig      `mapstructure:"store"`
-	Simulator SimulatorConfig  `mapstructure:"simulator"`
-	Upstreams []UpstreamConfig `mapstructure:"upstreams"`
-	Accounts  []AccountConfig  `mapstructure:"accounts"`
-	Delivery  DeliveryConfig   `mapstructure:"delivery"`
-	Log       LogConfig        `mapstructure:"log"`
+	SMPP        SMPPConfig         `mapstructure:"smpp"`
+	HTTP        HTTPConfig         `mapstructure:"http"`
+	Store       StoreConfig        `mapstructure:"store"`
+	Simulator   SimulatorConfig    `mapstructure:"simulator"`
+	Upstreams   []UpstreamConfig   `mapstructure:"upstreams"`
+	Accounts    []AccountConfig    `mapstructure:"accounts"`
+	Enterprises []EnterpriseConfig `mapstructure:"enterprises"`
+	Policy      PolicyConfig       `mapstructure:"policy"`
+	Delivery    DeliveryConfig     `mapstructure:"delivery"`
+	Log         LogConfig          `mapstructure:"log"`
 }
 
 type SMPPConfig struct {
@@ -67,11 +71,55 @@ type UpstreamConfig struct {
 	GSMPacked   bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
 }
 
+// AccountConfig is a user seeded from the file (an SMPP login).
 type AccountConfig struct {
-	SystemID   string `mapstructure:"system_id"`
-	Password   string `mapstructure:"password"`
-	Enterprise string `mapstructure:"enterprise"`
-	Signature  string `mapstructure:"signature"`
+	SystemID      string `mapstructure:"system_id"`
+	Password      string `mapstructure:"password"`
+	Enterprise    string `mapstructure:"enterprise"` // group code; default: the system_id
+	Signature     string `mapstructure:"signature"`  // for an enterprise not listed under enterprises
+	Name          string `mapstructure:"name"`       // user name (the user signature); default: system_id
+	Mobile        string `mapstructure:"mobile"`     // registered mobile (password reset)
+	ShowSignature bool   `mapstructure:"show_signature"`
+	Admin         bool   `mapstructure:"admin"` // enterprise admin
+}
+
+// EnterpriseConfig is an enterprise seeded from the file.
+type EnterpriseConfig struct {
+	Code        string   `mapstructure:"code"`
+	Name        string   `mapstructure:"name"`
+	Signature   string   `mapstructure:"signature"`
+	Package     int      `mapstructure:"package"`
+	National    bool     `mapstructure:"national"`
+	OffNet      bool     `mapstructure:"offnet"`
+	CapYuan     string   `mapstructure:"cap_yuan"` // monthly spending cap, e.g. "300.00"; empty = none
+	NoOverage   bool     `mapstructure:"no_overage"`
+	TPS         int      `mapstructure:"tps"`
+	NoWhitelist bool     `mapstructure:"no_whitelist"`
+	Whitelist   []string `mapstructure:"whitelist"` // approved numbers
+}
+
+// PolicyConfig is the operator's rules that are not per enterprise.
+type PolicyConfig struct {
+	HomeProvince string           `mapstructure:"home_province"`
+	DefaultTPS   int              `mapstructure:"default_tps"`
+	BcryptCost   int              `mapstructure:"bcrypt_cost"`
+	Packages     []PackageConfig  `mapstructure:"packages"` // empty: the FAQ's 12 tiers
+	Overrides    []OverrideConfig `mapstructure:"overrides"`
+	SeedForce    bool             `mapstructure:"seed_force"`
+}
+
+type PackageConfig struct {
+	ID          int    `mapstructure:"id"`
+	FeeYuan     string `mapstructure:"fee_yuan"`
+	Included    int64  `mapstructure:"included"`
+	OverageYuan string `mapstructure:"overage_yuan"`
+}
+
+// OverrideConfig marks ported numbers (携号转网) or whole number blocks.
+type OverrideConfig struct {
+	Prefix   string `mapstructure:"prefix"`
+	Carrier  string `mapstructure:"carrier"` // china_mobile | china_unicom | china_telecom | china_broadnet
+	Province string `mapstructure:"province"`
 }
 
 type DeliveryConfig struct {
@@ -105,6 +153,10 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("delivery.retry_min", "1s")
 	v.SetDefault("delivery.retry_max", "1m")
 	v.SetDefault("delivery.dlr_retry", "30s")
+	v.SetDefault("policy.home_province", "广东省")
+	v.SetDefault("policy.default_tps", 200)
+	v.SetDefault("policy.bcrypt_cost", 10)
+	v.SetDefault("policy.seed_force", false)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "json")
 }
@@ -210,6 +262,38 @@ func (c *Config) Validate() error {
 		if len(a.SystemID) > 15 || len(a.Password) > 8 {
 			errs = append(errs, fmt.Errorf("%s: SMPP limits system_id to 15 and password to 8 characters", k))
 		}
+	}
+	codes := map[string]bool{}
+	for i, e := range c.Enterprises {
+		k := fmt.Sprintf("enterprises[%d]", i)
+		if e.Code == "" {
+			errs = append(errs, fmt.Errorf("%s.code: required", k))
+		} else if codes[e.Code] {
+			errs = append(errs, fmt.Errorf("%s.code: %q used twice", k, e.Code))
+		}
+		codes[e.Code] = true
+		if e.CapYuan != "" {
+			if _, err := policy.ParseYuan(e.CapYuan); err != nil {
+				errs = append(errs, fmt.Errorf("%s.cap_yuan: %w", k, err))
+			}
+		}
+	}
+	for i, p := range c.Policy.Packages {
+		k := fmt.Sprintf("policy.packages[%d]", i)
+		if _, err := policy.ParseYuan(p.FeeYuan); err != nil {
+			errs = append(errs, fmt.Errorf("%s.fee_yuan: %w", k, err))
+		}
+		if _, err := policy.ParseYuan(p.OverageYuan); err != nil {
+			errs = append(errs, fmt.Errorf("%s.overage_yuan: %w", k, err))
+		}
+	}
+	for i, o := range c.Policy.Overrides {
+		if _, ok := policy.ParseCarrier(o.Carrier); !ok && o.Carrier != "" {
+			errs = append(errs, fmt.Errorf("policy.overrides[%d].carrier: %q is not a known carrier", i, o.Carrier))
+		}
+	}
+	if _, ok := policy.NormalizeProvince(c.Policy.HomeProvince); !ok {
+		errs = append(errs, fmt.Errorf("policy.home_province: %q is not a province", c.Policy.HomeProvince))
 	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":

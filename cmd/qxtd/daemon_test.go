@@ -111,10 +111,19 @@ upstreams:
     window: 50
     resp_timeout: 2s
 delivery: { retry_min: 100ms, retry_max: 1s, dlr_retry: 500ms }
+policy: { bcrypt_cost: 4 }
+enterprises:
+  - code: T1
+    signature: "【测试】"
+    package: 12
+    national: true
+    offnet: true
+    no_whitelist: true
+    tps: 100000
 accounts:
   - system_id: esme
-    password: pw
-    signature: "【测试】"
+    password: secret1
+    enterprise: T1
 %s`, filepath.Join(dir, "qxtd.db"), simAddr, extra)
 	path := filepath.Join(dir, "qxtd.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -196,7 +205,7 @@ func dialESME(t *testing.T, addr string, h smpp.Handler) *smpp.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver, Handler: h,
+		Addr: addr, SystemID: "esme", Password: "secret1", Kind: smpp.BindTransceiver, Handler: h,
 		Conn: smpp.ConnOptions{Window: 64, RespTimeout: 5 * time.Second},
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"golang.org/x/text/encoding/unicode"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -23,7 +25,7 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("smpp", "127.0.0.1:2775", "qxtd SMPP address")
 	sysID := fs.String("system-id", "demo", "SMPP system_id")
-	pass := fs.String("password", "demo", "SMPP password")
+	pass := fs.String("password", "demo1234", "SMPP password")
 	from := fs.String("from", "10690001", "source address")
 	to := fs.String("to", "", "destination number (required)")
 	text := fs.String("text", "", "message text (required)")
@@ -80,7 +82,7 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	resp, err := c.Request(ctx, p)
 	if err != nil {
-		fmt.Fprintln(stderr, "qxtd send: submit_sm:", err)
+		fmt.Fprintln(stderr, "qxtd send: submit_sm:", describeStatus(err))
 		return 1
 	}
 	id := smpp.Str(resp, pdufield.MessageID)
@@ -101,4 +103,19 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+}
+
+// describeStatus names a refusal: the policy reason for vendor codes,
+// go-smpp's text for standard ones.
+func describeStatus(err error) string {
+	var st pdu.Status
+	if !errors.As(err, &st) {
+		return err.Error()
+	}
+	for _, r := range policy.Reasons() {
+		if r.Status() == uint32(st) {
+			return fmt.Sprintf("command_status 0x%08X %s: %s", uint32(st), r, r.Message())
+		}
+	}
+	return fmt.Sprintf("command_status 0x%08X: %v", uint32(st), st)
 }

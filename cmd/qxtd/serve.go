@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -49,13 +50,14 @@ func parseConcat(s string) (segment.Concat, error) {
 // daemon is a running qxtd: everything serve starts, in the order it
 // must stop.
 type daemon struct {
-	log   *slog.Logger
-	store *queue.Store
-	sim   *smpp.Simulator
-	gw    *gateway.Gateway
-	smpp  *smpp.Server
-	http  *http.Server
-	wg    sync.WaitGroup
+	log    *slog.Logger
+	store  *queue.Store
+	policy *policy.Policy
+	sim    *smpp.Simulator
+	gw     *gateway.Gateway
+	smpp   *smpp.Server
+	http   *http.Server
+	wg     sync.WaitGroup
 
 	smppAddr, httpAddr, simAddr net.Addr
 }
@@ -142,14 +144,27 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 			Segment: segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
 		})
 	}
-	accounts := gateway.StaticAccounts{}
-	for _, a := range cfg.Accounts {
-		accounts[a.SystemID] = gateway.StaticAccount{
-			Account:  gateway.Account{SystemID: a.SystemID, Enterprise: a.Enterprise, Signature: a.Signature},
-			Password: a.Password,
-		}
+	pcfg, err := policyConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
-	d.gw, err = gateway.New(gcfg, d.store, accounts, reg, log)
+	pol, err := policy.New(d.store.DB(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	seed, err := seedData(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := pol.Seed(context.Background(), seed)
+	if err != nil {
+		return nil, fmt.Errorf("seeding enterprises and accounts from the configuration: %w", err)
+	}
+	log.Info("seeded from configuration", "enterprises_created", rep.EnterprisesCreated,
+		"enterprises_kept", rep.EnterprisesKept, "users_created", rep.UsersCreated, "users_kept", rep.UsersKept,
+		"whitelist_added", rep.WhitelistAdded)
+	d.policy = pol
+	d.gw, err = gateway.New(gcfg, d.store, gateway.Rules{P: pol}, reg, log)
 	if err != nil {
 		return nil, err
 	}

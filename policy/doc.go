@@ -1,0 +1,138 @@
+// Package policy is the business-rule core of qxtd, the 企信通 enterprise SMS
+// gateway: accounts (enterprises, users, passwords, API keys), whitelists,
+// network scope, packages and billing, rate limits, and the refusals that
+// follow from them. It implements the rules of DOMAIN.md (FAQ questions 1, 2,
+// 4, 7, 12–14, 16, 18, 20). It knows nothing of SMPP, HTTP or the queue: it
+// imports none of smpp, queue, segment or cmd; callers map its refusals to
+// command_status values and HTTP answers with Reason.Status and Reason.String.
+//
+// # Basics
+//
+// New(db, Config) opens the policy data in the daemon's bbolt file, in buckets
+// prefixed "policy_" (policy_meta, policy_enterprises, policy_users,
+// policy_whitelist, policy_overrides). The caller owns and closes db.
+//
+// The sending path asks, per submission and per recipient:
+//
+//	ent, ok := p.Lookup(user.Enterprise)   // fresh copy: grants and Disabled apply at once
+//	p.CheckEnterprise(ent)                 // account_disabled, no_signature
+//	p.Allow(ent.Code)                      // false → rate_limited (ESME_RTHROTTLED)
+//	CheckContent(dataCoding, udh)          // binary_refused
+//	signed := SignedText(ent, user, text)  // signatures are part of the text on the air
+//	CheckLength(signed)                    // too_long
+//	class, err := p.CheckRecipient(ent, destination) // invalid_number, scope_*, not_whitelisted
+//	limit := p.Limit(ent)                  // the queue refuses past it: quota_exceeded
+//
+// # Invariants
+//
+//   - Nothing on the sending path touches the file: Lookup, Authenticate,
+//     AuthenticateAPIKey, Allowed, WhitelistStatus, CheckRecipient, Allow and
+//     Limit read an immutable in-memory snapshot. Each admin write is one
+//     db.Update; the parts it touched (an enterprise record, a whitelist, the
+//     user index, the overrides) are rebuilt from that same transaction and the
+//     new snapshot is published after the commit, so memory never shows
+//     uncommitted state and a failed write changes nothing.
+//   - Memory is bounded by the data: one entry per enterprise, user and
+//     whitelist number; the classifier caches per 7-digit number block (at
+//     most 10^6), never per number; rate-limit buckets exist only for existing
+//     enterprises.
+//   - Money is int64 fen, never a float; months are "2006-01" in Asia/Shanghai
+//     (time/tzdata is embedded).
+//   - No secret is stored in clear or returned: passwords are bcrypt
+//     (DefaultBcryptCost 10 ≈ 70 ms on the reference machine; tests use cost 4),
+//     API keys SHA-256. Unknown system_id and wrong password are the same
+//     ErrAuth after the same work; so are the three ways a password reset can
+//     mismatch.
+//   - Every refusal is a *Refusal of the closed Reason set: errors.As or
+//     ReasonOf, never string matching.
+//
+// # Roles
+//
+// Every administrative method takes an Actor.
+//
+//   - The operator (account managers; OperatorActor) creates enterprises and
+//     changes every enterprise field — signature, package, grants, cap, TPS,
+//     disabled — approves and rejects whitelist entries (DecideWhitelist,
+//     Approve, Reject), maintains number overrides, and can do anything an
+//     enterprise admin can. Entries the operator adds are approved at once.
+//   - An enterprise admin (ActorFor a RoleAdmin user) manages its own
+//     enterprise's users (create, update, delete, show user signature,
+//     passwords, API keys) and whitelist (add, import, remove: entries become
+//     pending). It cannot change its enterprise record.
+//   - A plain user reads its enterprise, its whitelist and itself, and sets its
+//     own password and API key.
+//
+// An enterprise actor can never read, list, change or approve anything of
+// another enterprise: such calls return ErrForbidden, whether the target
+// exists or not (system_ids being global, CreateUser's ErrExists is the one
+// thing that tells a system_id is taken elsewhere).
+//
+// # Seeding
+//
+// Store.Seed loads enterprises, users (clear passwords, hashed on the way in),
+// grants, packages, approved whitelist numbers and overrides from
+// configuration, in one transaction. Seeding creates what does not exist and
+// never changes or deletes what does: once a record is in the file, admin
+// changes (a reset password, a rejected number, a new grant) survive every
+// restart, and removing a record from the configuration does not delete it.
+// SeedData.Force makes the configuration overwrite existing records (still
+// deleting nothing), for a deliberate one-off run.
+//
+// # Numbers
+//
+// Classifier normalises "13712345678", "+86 137-1234-5678", "008613712345678",
+// "8613712345678" to E.164 and asks github.com/nyaruka/phonenumbers for the
+// type, carrier (zh carrier data) and province (zh geocoding: "广东省东莞市" →
+// "广东省"). Only type MOBILE is a mobile number (for CN the library never
+// answers FIXED_LINE_OR_MOBILE; if it ever did, it would count only where the
+// carrier data names a mobile network): landlines, service numbers and
+// foreign numbers are invalid_number. A China Mobile number of the home
+// province is always reachable; of another province, or of unknown province
+// (blocks such as 172, 195, 197, 198 have no location data), it needs the
+// National grant; every other carrier — China Unicom, China Telecom, China
+// Broadnet, and numbers whose carrier the data does not name — needs OffNet.
+// Operator overrides (携号转网 and block corrections), by full number or by
+// 3–7 digit block, are consulted first.
+//
+// # Packages
+//
+// DefaultPackages is the FAQ's table of 12 tiers. Limit returns the segments
+// an enterprise may have charged plus reserved in a month: NoOverage → the
+// included segments; a cap → included + (cap − fee) / overage rate, rounded
+// down (a cap at or below the fee allows no overage); else -1, no limit.
+// ComputeBill bills delivered segments only.
+//
+// # Refusals
+//
+// Reason strings are HTTP JSON values and Prometheus label values; the
+// command_status is what an SMPP client sees. This table is ReasonTable():
+//
+//	| reason | command_status | meaning |
+//	|---|---|---|
+//	| `not_whitelisted` | `0x00000400` | destination is not an approved whitelist entry of the enterprise (号码不在已审批的白名单内) |
+//	| `scope_national` | `0x00000401` | China Mobile number outside the home province requires the national-sending grant (省外移动号码需开通全网发送) |
+//	| `scope_offnet` | `0x00000402` | number of another carrier requires the off-net sending grant (非移动号码需开通外网发送) |
+//	| `invalid_number` | `0x00000403` | not a valid Chinese mobile number (不是有效的中国手机号码) |
+//	| `quota_exceeded` | `0x00000404` | monthly package or spending cap exhausted (已超出本月套餐或消费上限) |
+//	| `binary_refused` | `0x00000405` | binary, MMS and WAP-push content is not supported (不支持彩信、二进制或WAP推送) |
+//	| `too_long` | `0x00000406` | message longer than 500 characters including signatures (短信超过500个字（含签名）) |
+//	| `no_signature` | `0x00000407` | the enterprise has no enterprise signature (企业未设置企业签名) |
+//	| `account_disabled` | `0x00000408` | the enterprise account is disabled (企业账号已停用) |
+//	| `rate_limited` | `0x00000058` | submission rate limit exceeded, retry later (提交速度超限，请稍后重试) |
+//
+// A whitelist entry still pending approval, or rejected, is not_whitelisted
+// like an absent one (one SMPP status); the Refusal's Detail ("whitelist entry
+// pending") tells the enterprise which, in HTTP answers and logs.
+//
+// Refusals the policy package does not detect itself have helpers:
+// NewRefusal(ReasonQuotaExceeded, …) for the queue's limit check,
+// NewRefusal(ReasonRateLimited, …) when Allow fails.
+//
+// # Caveats
+//
+//   - Values returned by the Store are copies; changing them changes nothing.
+//   - ListWhitelist reads the file (it is an admin operation), everything else
+//     that reads is memory.
+//   - Authenticate waits while AuthConcurrency bcrypt operations run; callers
+//     should bound bind attempts per connection and rate-limit ResetPassword.
+package policy

@@ -1,0 +1,80 @@
+package policy
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRateLimit(t *testing.T) {
+	f := newFixture(t) // DefaultTPS 10 in tests
+	if _, err := f.p.UpdateEnterprise(op, entB, func(e *Enterprise) error { e.TPS = 3; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	take := func(code string) (n int) {
+		for f.p.Allow(code) {
+			n++
+			if n > 1000 {
+				t.Fatal("no limit")
+			}
+		}
+		return n
+	}
+	if n := take(entA); n != 10 {
+		t.Errorf("default TPS: burst %d, want 10", n)
+	}
+	if n := take(entB); n != 3 {
+		t.Errorf("TPS 3: burst %d", n)
+	}
+	f.clk.Advance(time.Second / 10) // one token for A, 0.3 for B
+	if n := take(entA); n != 1 {
+		t.Errorf("A after 100ms: %d", n)
+	}
+	if n := take(entB); n != 0 {
+		t.Errorf("B after 100ms: %d", n)
+	}
+	f.clk.Advance(time.Second)
+	if !f.p.AllowN(entB, 3) || f.p.AllowN(entB, 1) {
+		t.Error("AllowN")
+	}
+	// A TPS change takes effect at once, with a fresh bucket.
+	if _, err := f.p.UpdateEnterprise(op, entB, func(e *Enterprise) error { e.TPS = 5; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := take(entB); n != 5 {
+		t.Errorf("after TPS change: %d", n)
+	}
+	// Unknown enterprises get nothing and no bucket.
+	for i := range 100 {
+		if f.p.Allow(string(rune('a' + i))) {
+			t.Fatal("unknown enterprise allowed")
+		}
+	}
+	if n := f.p.limiter.size(); n != 2 {
+		t.Errorf("%d buckets for 2 enterprises", n)
+	}
+}
+
+func TestRateLimitConcurrent(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	allowed := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				if f.p.Allow(entA) {
+					mu.Lock()
+					allowed++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed != 10 { // the clock does not move: exactly the burst
+		t.Errorf("allowed %d, want 10", allowed)
+	}
+}

@@ -1,0 +1,191 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Reason is one of the closed set of policy refusals. Each reason has a stable
+// string (HTTP JSON, Prometheus label), an SMPP command_status and a message for
+// people. The zero value is not a valid reason.
+type Reason uint8
+
+// The refusal reasons. Their strings and command_status values are part of the
+// public interface (README, client integrations, dashboards): never renumber.
+const (
+	_ Reason = iota
+	// ReasonNotWhitelisted: the destination is not an approved whitelist entry
+	// of the enterprise (absent, still pending approval, or rejected; the
+	// Refusal's Detail says which).
+	ReasonNotWhitelisted
+	// ReasonScopeNational: a China Mobile number outside the home province (or
+	// of unknown province) without the national-sending grant (全网发送).
+	ReasonScopeNational
+	// ReasonScopeOffNet: a number of another carrier (China Unicom, China
+	// Telecom, China Broadnet, virtual operators) without the off-net grant (外网发送).
+	ReasonScopeOffNet
+	// ReasonInvalidNumber: not a Chinese mobile number (malformed, landline,
+	// service number, foreign).
+	ReasonInvalidNumber
+	// ReasonQuotaExceeded: the monthly package / spending cap is exhausted.
+	ReasonQuotaExceeded
+	// ReasonBinaryRefused: binary, MMS or WAP-push content.
+	ReasonBinaryRefused
+	// ReasonTooLong: the text including signatures exceeds MaxMessageChars.
+	ReasonTooLong
+	// ReasonNoSignature: the enterprise has no enterprise signature yet.
+	ReasonNoSignature
+	// ReasonAccountDisabled: the enterprise is disabled by the operator.
+	ReasonAccountDisabled
+	// ReasonRateLimited: the enterprise's submission rate is exceeded. This one
+	// maps to the standard ESME_RTHROTTLED: clients retry it on their own.
+	ReasonRateLimited
+
+	numReasons = iota - 1
+)
+
+// StatusThrottled is the standard SMPP 3.4 ESME_RTHROTTLED command_status.
+const StatusThrottled uint32 = 0x00000058
+
+type reasonInfo struct {
+	name    string
+	status  uint32
+	message string
+	zh      string
+}
+
+var reasonTable = [numReasons + 1]reasonInfo{
+	ReasonNotWhitelisted:  {"not_whitelisted", 0x400, "destination is not an approved whitelist entry of the enterprise", "号码不在已审批的白名单内"},
+	ReasonScopeNational:   {"scope_national", 0x401, "China Mobile number outside the home province requires the national-sending grant", "省外移动号码需开通全网发送"},
+	ReasonScopeOffNet:     {"scope_offnet", 0x402, "number of another carrier requires the off-net sending grant", "非移动号码需开通外网发送"},
+	ReasonInvalidNumber:   {"invalid_number", 0x403, "not a valid Chinese mobile number", "不是有效的中国手机号码"},
+	ReasonQuotaExceeded:   {"quota_exceeded", 0x404, "monthly package or spending cap exhausted", "已超出本月套餐或消费上限"},
+	ReasonBinaryRefused:   {"binary_refused", 0x405, "binary, MMS and WAP-push content is not supported", "不支持彩信、二进制或WAP推送"},
+	ReasonTooLong:         {"too_long", 0x406, "message longer than 500 characters including signatures", "短信超过500个字（含签名）"},
+	ReasonNoSignature:     {"no_signature", 0x407, "the enterprise has no enterprise signature", "企业未设置企业签名"},
+	ReasonAccountDisabled: {"account_disabled", 0x408, "the enterprise account is disabled", "企业账号已停用"},
+	ReasonRateLimited:     {"rate_limited", StatusThrottled, "submission rate limit exceeded, retry later", "提交速度超限，请稍后重试"},
+}
+
+// Reasons returns every reason in numbering order (for docs and metrics: pre-create
+// one label value per reason).
+func Reasons() []Reason {
+	rs := make([]Reason, 0, numReasons)
+	for r := Reason(1); r <= numReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// Valid reports whether r is one of the defined reasons.
+func (r Reason) Valid() bool { return r >= 1 && r <= numReasons }
+
+// String returns the stable name, e.g. "not_whitelisted" ("unknown" if invalid).
+func (r Reason) String() string {
+	if !r.Valid() {
+		return "unknown"
+	}
+	return reasonTable[r].name
+}
+
+// Status returns the SMPP command_status: vendor-specific 0x400–0x4FF for policy
+// refusals, ESME_RTHROTTLED (0x58) for ReasonRateLimited, ESME_RSYSERR (0x08)
+// for an invalid reason.
+func (r Reason) Status() uint32 {
+	if !r.Valid() {
+		return 0x08
+	}
+	return reasonTable[r].status
+}
+
+// Message returns an English explanation for people.
+func (r Reason) Message() string {
+	if !r.Valid() {
+		return "unknown policy refusal"
+	}
+	return reasonTable[r].message
+}
+
+// MessageZH returns the Chinese explanation shown to enterprise users.
+func (r Reason) MessageZH() string {
+	if !r.Valid() {
+		return "未知原因"
+	}
+	return reasonTable[r].zh
+}
+
+// ParseReason is the inverse of Reason.String.
+func ParseReason(s string) (Reason, bool) {
+	for r := Reason(1); r <= numReasons; r++ {
+		if reasonTable[r].name == s {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// MarshalText implements encoding.TextMarshaler (JSON uses the stable string).
+func (r Reason) MarshalText() ([]byte, error) {
+	if !r.Valid() {
+		return nil, fmt.Errorf("policy: invalid reason %d", uint8(r))
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Reason) UnmarshalText(b []byte) error {
+	v, ok := ParseReason(string(b))
+	if !ok {
+		return fmt.Errorf("policy: unknown reason %q", b)
+	}
+	*r = v
+	return nil
+}
+
+// Refusal is a policy refusal: a Reason plus a detail for this occurrence (the
+// number, the limit, …). It implements error; get the reason back with ReasonOf.
+type Refusal struct {
+	Reason
+	Detail string
+}
+
+func (e *Refusal) Error() string {
+	if e.Detail == "" {
+		return "policy: " + e.Reason.String() + ": " + e.Reason.Message()
+	}
+	return "policy: " + e.Reason.String() + ": " + e.Detail
+}
+
+// Is makes errors.Is(err, &Refusal{Reason: r}) match any refusal with reason r.
+func (e *Refusal) Is(target error) bool {
+	t, ok := target.(*Refusal)
+	return ok && t.Reason == e.Reason && t.Detail == ""
+}
+
+func refuse(r Reason, detail string) error { return &Refusal{Reason: r, Detail: detail} }
+
+// ReasonOf returns the reason of the first *Refusal in err's chain.
+func ReasonOf(err error) (Reason, bool) {
+	var r *Refusal
+	if errors.As(err, &r) && r.Reason.Valid() {
+		return r.Reason, true
+	}
+	return 0, false
+}
+
+// ReasonTable returns the markdown table of all reasons (reason, command_status,
+// meaning) as documented in doc.go and the README.
+func ReasonTable() string {
+	var b strings.Builder
+	b.WriteString("| reason | command_status | meaning |\n|---|---|---|\n")
+	for _, r := range Reasons() {
+		fmt.Fprintf(&b, "| `%s` | `0x%08X` | %s (%s) |\n", r, r.Status(), r.Message(), r.MessageZH())
+	}
+	return b.String()
+}
+
+// NewRefusal returns a *Refusal, for layers that detect a refusal themselves
+// (the queue's quota check → ReasonQuotaExceeded, the rate limiter →
+// ReasonRateLimited, segment's length count → ReasonTooLong).
+func NewRefusal(r Reason, detail string) error { return refuse(r, detail) }

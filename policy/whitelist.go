@@ -1,0 +1,618 @@
+package policy
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xuri/excelize/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// WhitelistState is the state of a whitelist entry.
+type WhitelistState uint8
+
+// Whitelist states. Only Approved entries may receive.
+const (
+	WhitelistPending  WhitelistState = iota + 1 // added by the enterprise, awaiting the account manager
+	WhitelistApproved                           // usable
+	WhitelistRejected                           // refused by the account manager
+)
+
+func (s WhitelistState) String() string {
+	switch s {
+	case WhitelistPending:
+		return "pending"
+	case WhitelistApproved:
+		return "approved"
+	case WhitelistRejected:
+		return "rejected"
+	}
+	return "invalid"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s WhitelistState) MarshalText() ([]byte, error) {
+	if s < WhitelistPending || s > WhitelistRejected {
+		return nil, fmt.Errorf("%w: whitelist state %d", ErrInvalid, uint8(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *WhitelistState) UnmarshalText(b []byte) error {
+	for v := WhitelistPending; v <= WhitelistRejected; v++ {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: unknown whitelist state %q", ErrInvalid, b)
+}
+
+// WhitelistEntry is one number of an enterprise's whitelist.
+type WhitelistEntry struct {
+	Number    string         `json:"number"` // E.164
+	State     WhitelistState `json:"state"`
+	AddedAt   time.Time      `json:"added_at"`
+	AddedBy   string         `json:"added_by"`
+	DecidedAt time.Time      `json:"decided_at,omitzero"`
+	DecidedBy string         `json:"decided_by,omitempty"`
+}
+
+// wlMeta is stored after the state byte (the snapshot reads only that byte).
+type wlMeta struct {
+	AddedAt   time.Time `json:"a"`
+	AddedBy   string    `json:"ab"`
+	DecidedAt time.Time `json:"d,omitzero"`
+	DecidedBy string    `json:"db,omitempty"`
+}
+
+func encodeEntry(st WhitelistState, m *wlMeta) ([]byte, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(st)}, js...), nil
+}
+
+func decodeEntry(k, v []byte) (WhitelistEntry, error) {
+	if len(v) == 0 {
+		return WhitelistEntry{}, fmt.Errorf("policy: whitelist entry %q: empty", k)
+	}
+	var m wlMeta
+	if err := json.Unmarshal(v[1:], &m); err != nil {
+		return WhitelistEntry{}, fmt.Errorf("policy: whitelist entry %q: %w", k, err)
+	}
+	return WhitelistEntry{Number: string(k), State: WhitelistState(v[0]), AddedAt: m.AddedAt,
+		AddedBy: m.AddedBy, DecidedAt: m.DecidedAt, DecidedBy: m.DecidedBy}, nil
+}
+
+// RowError is one refused input row (or list item) of an import or a bulk
+// operation: Row is 1-based (the line of a CSV file, the row of a sheet, the
+// position in a list).
+type RowError struct {
+	Row    int    `json:"row"`
+	Value  string `json:"value"`
+	Reason Reason `json:"reason"` // ReasonInvalidNumber
+	Detail string `json:"detail"`
+}
+
+func (e RowError) Error() string {
+	return fmt.Sprintf("row %d: %q: %s", e.Row, e.Value, e.Detail)
+}
+
+// ImportResult accounts for every row: Rows == Added + Duplicates + len(Errors).
+type ImportResult struct {
+	Rows       int        `json:"rows"`       // data rows read (header and blank rows excluded)
+	Added      int        `json:"added"`      // entries created, or moved back to pending (re-submitted after a rejection) or, by the operator, to approved
+	Duplicates int        `json:"duplicates"` // already in that state, or repeated within the input
+	HeaderRow  int        `json:"header_row"` // 1 if the first row was taken as a header (its column A has no digit), else 0
+	Errors     []RowError `json:"errors"`
+}
+
+// BulkResult is the outcome of a bulk decision or removal.
+type BulkResult struct {
+	Changed   int        `json:"changed"`
+	Unchanged int        `json:"unchanged"` // already in the requested state
+	NotFound  []string   `json:"not_found"` // valid numbers that are not on the whitelist
+	Errors    []RowError `json:"errors"`    // invalid numbers
+}
+
+type inputRow struct {
+	row   int
+	value string
+}
+
+type validRow struct {
+	row  int
+	e164 string
+}
+
+// classifyRows normalises the rows' numbers; empty and invalid ones become errors.
+func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
+	for _, r := range rows {
+		v := strings.TrimSpace(r.value)
+		if v == "" {
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber, Detail: "empty number"})
+			continue
+		}
+		e164, err := s.cls.normalizeMobile(v)
+		if err != nil {
+			var ref *Refusal
+			detail := err.Error()
+			if errors.As(err, &ref) {
+				detail = ref.Detail
+			}
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber, Detail: detail})
+			continue
+		}
+		ok = append(ok, validRow{r.row, e164})
+	}
+	return ok, errs
+}
+
+func listRows(numbers []string) []inputRow {
+	rows := make([]inputRow, len(numbers))
+	for i, n := range numbers {
+		rows[i] = inputRow{i + 1, n}
+	}
+	return rows
+}
+
+// AddWhitelist adds numbers to an enterprise's whitelist (its admins, or the
+// operator). Entries added by the enterprise are pending; a rejected entry
+// added again goes back to pending. Entries added by the operator are approved
+// at once. Invalid numbers are reported per item, the others are added.
+func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResult, error) {
+	if !a.admin(code) {
+		return ImportResult{}, ErrForbidden
+	}
+	return s.addRows(a, code, listRows(numbers), 0)
+}
+
+// ImportFormat is the format of a whitelist file.
+type ImportFormat uint8
+
+// Import formats.
+const (
+	FormatCSV ImportFormat = iota + 1
+	FormatXLSX
+)
+
+// FormatOf picks the import format from a file name's extension.
+func FormatOf(name string) (ImportFormat, bool) {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv", ".txt":
+		return FormatCSV, true
+	case ".xlsx":
+		return FormatXLSX, true
+	}
+	return 0, false
+}
+
+// xlsxUnzipLimit bounds what an uploaded XLSX may inflate to (zip bombs).
+const xlsxUnzipLimit = 64 << 20
+
+// ImportWhitelist imports column A of a CSV (UTF-8, BOM allowed) or XLSX (first
+// sheet) file as AddWhitelist does. A first row whose column A has no digit is
+// a header. Rows with no content at all are not rows; a row with content but
+// an empty column A is an error, as is every invalid number: each reported with
+// its row number, never dropped. More than MaxImportRows rows, or an unreadable
+// file, fails the whole import (nothing is added). The caller bounds r's size.
+func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f ImportFormat) (ImportResult, error) {
+	if !a.admin(code) {
+		return ImportResult{}, ErrForbidden
+	}
+	var rows []inputRow
+	var err error
+	switch f {
+	case FormatCSV:
+		rows, err = readCSVColumnA(r, s.opts.MaxImportRows)
+	case FormatXLSX:
+		rows, err = readXLSXColumnA(r, s.opts.MaxImportRows)
+	default:
+		return ImportResult{}, invalid("import format %d", f)
+	}
+	if err != nil {
+		return ImportResult{}, err
+	}
+	header := 0
+	if len(rows) > 0 && rows[0].row == 1 && strings.TrimSpace(rows[0].value) != "" &&
+		!strings.ContainsAny(rows[0].value, "0123456789") {
+		header = 1
+		rows = rows[1:]
+	}
+	return s.addRows(a, code, rows, header)
+}
+
+func tooManyRows(max int) error { return invalid("import: more than %d rows", max) }
+
+func readCSVColumnA(r io.Reader, maxRows int) ([]inputRow, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.LazyQuotes = true
+	cr.ReuseRecord = true
+	var rows []inputRow
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: CSV: %w", ErrInvalid, err)
+		}
+		line, _ := cr.FieldPos(0)
+		v := rec[0]
+		if len(rows) == 0 {
+			v = strings.TrimPrefix(v, "\ufeff")
+		}
+		if blankRecord(rec) {
+			continue
+		}
+		if len(rows) == maxRows {
+			return nil, tooManyRows(maxRows)
+		}
+		rows = append(rows, inputRow{line, v})
+	}
+}
+
+func blankRecord(rec []string) bool {
+	for _, f := range rec {
+		if strings.TrimSpace(strings.TrimPrefix(f, "\ufeff")) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func readXLSXColumnA(r io.Reader, maxRows int) ([]inputRow, error) {
+	f, err := excelize.OpenReader(r, excelize.Options{UnzipSizeLimit: xlsxUnzipLimit, UnzipXMLSizeLimit: xlsxUnzipLimit})
+	if err != nil {
+		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
+	}
+	defer f.Close()
+	sheets := f.GetSheetList()
+	if len(sheets) == 0 {
+		return nil, invalid("XLSX: no sheet")
+	}
+	it, err := f.Rows(sheets[0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
+	}
+	defer it.Close()
+	var rows []inputRow
+	for n := 1; it.Next(); n++ {
+		cols, err := it.Columns(excelize.Options{RawCellValue: true})
+		if err != nil {
+			return nil, fmt.Errorf("%w: XLSX row %d: %w", ErrInvalid, n, err)
+		}
+		if blankRecord(cols) {
+			continue
+		}
+		if len(rows) == maxRows {
+			return nil, tooManyRows(maxRows)
+		}
+		v := ""
+		if len(cols) > 0 {
+			v = numericCell(cols[0])
+		}
+		rows = append(rows, inputRow{n, v})
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
+	}
+	return rows, nil
+}
+
+// numericCell turns a number cell written in scientific or decimal notation
+// ("1.3712345678E+10", "13712345678.0") back into its digits; other text is
+// returned unchanged.
+func numericCell(v string) string {
+	if !strings.ContainsAny(v, "eE.") {
+		return v
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f <= 0 || f >= 1e15 || f != math.Trunc(f) {
+		return v
+	}
+	return strconv.FormatFloat(f, 'f', 0, 64)
+}
+
+func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (ImportResult, error) {
+	res := ImportResult{Rows: len(rows), HeaderRow: header}
+	valid, errs := s.classifyRows(rows)
+	res.Errors = errs
+	target := WhitelistPending
+	if a.Operator {
+		target = WhitelistApproved
+	}
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx, ch *change) error {
+		if e, err := loadEnterprise(tx, code); err != nil {
+			return err
+		} else if e == nil {
+			return fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
+		}
+		b, err := tx.Bucket(bucketWhitelist).CreateBucketIfNotExists([]byte(code))
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(valid))
+		for _, r := range valid {
+			if seen[r.e164] {
+				res.Duplicates++
+				continue
+			}
+			seen[r.e164] = true
+			m := wlMeta{AddedAt: now, AddedBy: a.who()}
+			if v := b.Get([]byte(r.e164)); v != nil {
+				old, err := decodeEntry([]byte(r.e164), v)
+				if err != nil {
+					return err
+				}
+				if old.State == target || old.State == WhitelistApproved && !a.Operator {
+					res.Duplicates++
+					continue
+				}
+				if old.State == WhitelistPending || a.Operator {
+					m.AddedAt, m.AddedBy = old.AddedAt, old.AddedBy
+				}
+			}
+			if a.Operator {
+				m.DecidedAt, m.DecidedBy = now, a.who()
+			}
+			val, err := encodeEntry(target, &m)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(r.e164), val); err != nil {
+				return err
+			}
+			res.Added++
+		}
+		if res.Added > 0 {
+			ch.wl = append(ch.wl, code)
+		}
+		return nil
+	})
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return res, nil
+}
+
+// RemoveWhitelist removes numbers, in any state (the enterprise's admins, or
+// the operator). Effective for sending at once.
+func (s *Store) RemoveWhitelist(a Actor, code string, numbers []string) (BulkResult, error) {
+	if !a.admin(code) {
+		return BulkResult{}, ErrForbidden
+	}
+	return s.bulk(code, numbers, func(b *bolt.Bucket, key []byte, _ WhitelistEntry) (bool, error) {
+		return true, b.Delete(key)
+	})
+}
+
+// DecideWhitelist sets numbers of an enterprise's whitelist to Approved or
+// Rejected (operator only). numbers == nil decides every pending entry.
+func (s *Store) DecideWhitelist(a Actor, code string, st WhitelistState, numbers []string) (BulkResult, error) {
+	if !a.Operator {
+		return BulkResult{}, ErrForbidden
+	}
+	if st != WhitelistApproved && st != WhitelistRejected {
+		return BulkResult{}, invalid("decision %v: want approved or rejected", st)
+	}
+	now := s.now()
+	decide := func(b *bolt.Bucket, key []byte, e WhitelistEntry) (bool, error) {
+		if e.State == st {
+			return false, nil
+		}
+		val, err := encodeEntry(st, &wlMeta{AddedAt: e.AddedAt, AddedBy: e.AddedBy, DecidedAt: now, DecidedBy: a.who()})
+		if err != nil {
+			return false, err
+		}
+		return true, b.Put(key, val)
+	}
+	if numbers == nil {
+		var res BulkResult
+		err := s.update(func(tx *bolt.Tx, ch *change) error {
+			b, err := s.wlBucket(tx, code)
+			if err != nil || b == nil {
+				return err
+			}
+			var pending [][]byte
+			var entries []WhitelistEntry
+			err = b.ForEach(func(k, v []byte) error {
+				if len(v) > 0 && WhitelistState(v[0]) == WhitelistPending {
+					e, err := decodeEntry(k, v)
+					pending = append(pending, []byte(e.Number))
+					entries = append(entries, e)
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for i, k := range pending { // not inside ForEach: no writes while iterating
+				if _, err := decide(b, k, entries[i]); err != nil {
+					return err
+				}
+				res.Changed++
+			}
+			if res.Changed > 0 {
+				ch.wl = append(ch.wl, code)
+			}
+			return nil
+		})
+		return res, err
+	}
+	return s.bulk(code, numbers, decide)
+}
+
+// Approve approves numbers (nil: all pending) of an enterprise's whitelist.
+func (s *Store) Approve(a Actor, code string, numbers ...string) (BulkResult, error) {
+	return s.DecideWhitelist(a, code, WhitelistApproved, numbers)
+}
+
+// Reject rejects numbers (nil: all pending) of an enterprise's whitelist.
+func (s *Store) Reject(a Actor, code string, numbers ...string) (BulkResult, error) {
+	return s.DecideWhitelist(a, code, WhitelistRejected, numbers)
+}
+
+func (s *Store) wlBucket(tx *bolt.Tx, code string) (*bolt.Bucket, error) {
+	if e, err := loadEnterprise(tx, code); err != nil {
+		return nil, err
+	} else if e == nil {
+		return nil, fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
+	}
+	return tx.Bucket(bucketWhitelist).Bucket([]byte(code)), nil
+}
+
+func (s *Store) bulk(code string, numbers []string, fn func(*bolt.Bucket, []byte, WhitelistEntry) (bool, error)) (BulkResult, error) {
+	var res BulkResult
+	valid, errs := s.classifyRows(listRows(numbers))
+	res.Errors = errs
+	err := s.update(func(tx *bolt.Tx, ch *change) error {
+		b, err := s.wlBucket(tx, code)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, r := range valid {
+			if seen[r.e164] {
+				continue
+			}
+			seen[r.e164] = true
+			var v []byte
+			if b != nil {
+				v = b.Get([]byte(r.e164))
+			}
+			if v == nil {
+				res.NotFound = append(res.NotFound, r.e164)
+				continue
+			}
+			e, err := decodeEntry([]byte(r.e164), v)
+			if err != nil {
+				return err
+			}
+			changed, err := fn(b, []byte(r.e164), e)
+			if err != nil {
+				return err
+			}
+			if changed {
+				res.Changed++
+			} else {
+				res.Unchanged++
+			}
+		}
+		if res.Changed > 0 {
+			ch.wl = append(ch.wl, code)
+		}
+		return nil
+	})
+	if err != nil {
+		return BulkResult{}, err
+	}
+	return res, nil
+}
+
+// Page size bounds of ListWhitelist.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// ListWhitelist returns up to limit entries of an enterprise's whitelist in
+// the given state (0: all), in number order, starting after the number
+// `after` (""; the first page). next is the cursor of the following page, ""
+// at the end. Members of the enterprise and the operator may list. This reads
+// the file (an admin operation, not the sending path).
+func (s *Store) ListWhitelist(a Actor, code string, st WhitelistState, after string, limit int) (entries []WhitelistEntry, next string, err error) {
+	if !a.member(code) {
+		return nil, "", ErrForbidden
+	}
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	limit = min(limit, MaxPageSize)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.wlBucket(tx, code)
+		if err != nil || b == nil {
+			return err
+		}
+		c := b.Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if st != 0 && (len(v) == 0 || WhitelistState(v[0]) != st) {
+				continue
+			}
+			if len(entries) == limit {
+				next = entries[len(entries)-1].Number
+				return nil
+			}
+			e, err := decodeEntry(k, v)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", dbErr(err)
+	}
+	return entries, next, nil
+}
+
+// WhitelistCounts returns the number of entries per state (members and the
+// operator; from memory).
+func (s *Store) WhitelistCounts(a Actor, code string) (map[WhitelistState]int, error) {
+	if !a.member(code) {
+		return nil, ErrForbidden
+	}
+	es := s.snap.Load().ents[code]
+	if es == nil {
+		return nil, fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
+	}
+	out := map[WhitelistState]int{}
+	for _, st := range es.wl {
+		out[st]++
+	}
+	return out, nil
+}
+
+// Allowed reports whether e164 ("+86…") is an approved whitelist entry of the
+// enterprise. Memory only, O(1); for the daemon's use (no actor check).
+func (s *Store) Allowed(code, e164 string) bool {
+	st, ok := s.WhitelistStatus(code, e164)
+	return ok && st == WhitelistApproved
+}
+
+// WhitelistStatus returns the state of e164 in the enterprise's whitelist
+// (ok false: not on it). Memory only.
+func (s *Store) WhitelistStatus(code, e164 string) (WhitelistState, bool) {
+	es := s.snap.Load().ents[code]
+	if es == nil {
+		return 0, false
+	}
+	nat, ok := nationalOf(e164)
+	if !ok {
+		return 0, false
+	}
+	st, ok := es.wl[nat]
+	return st, ok
+}
