@@ -38,7 +38,8 @@ type SMPPConfig struct {
 }
 
 type HTTPConfig struct {
-	Listen string `mapstructure:"listen"`
+	Listen     string `mapstructure:"listen"`
+	AdminToken string `mapstructure:"admin_token"` // operator token for /admin/v1; empty disables it
 }
 
 type StoreConfig struct {
@@ -140,6 +141,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("smpp.window", 64)
 	v.SetDefault("smpp.idle_timeout", "30m")
 	v.SetDefault("http.listen", "127.0.0.1:8080")
+	v.SetDefault("http.admin_token", "")
 	v.SetDefault("store.path", "./data/qxtd.db")
 	v.SetDefault("simulator.enabled", false)
 	v.SetDefault("simulator.listen", "127.0.0.1:2776")

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -53,6 +54,7 @@ type daemon struct {
 	log    *slog.Logger
 	store  *queue.Store
 	policy *policy.Policy
+	api    *api.Server
 	sim    *smpp.Simulator
 	gw     *gateway.Gateway
 	smpp   *smpp.Server
@@ -193,6 +195,7 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.httpAddr = hl.Addr()
+	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Logger: log.With("component", "api")})
 	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
 	d.goServe("http", func() error { return d.http.Serve(hl) })
 
@@ -259,5 +262,6 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/admin/", d.api.Handler())
 	return mux
 }

@@ -1,0 +1,110 @@
+// Package api is qxtd's HTTP/JSON surface: the operator's admin API under
+// /admin/v1 (bearer token from the configuration) used by `qxtd admin …`,
+// `qxtd bill`, `qxtd export` and `qxtd backup`. The daemon owns the bbolt
+// file, so every tool goes through this API rather than opening the file.
+//
+// Errors are JSON {"error": {"reason": "...", "message": "..."}} with the
+// same reason strings as SMPP refusals and metrics labels where one fits.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Config is what the API needs from the daemon.
+type Config struct {
+	// AdminToken authenticates the operator (account managers); empty
+	// disables the admin API (every call answers 401).
+	AdminToken string
+	Store      *queue.Store
+	Policy     *policy.Policy
+	Logger     *slog.Logger
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API; mount Handler on the daemon's HTTP server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// Handler is the API's root handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// routes registers every endpoint. Each group lives in its own file and
+// registers itself here.
+func (s *Server) routes() {
+	s.adminRoutes()
+	s.opsRoutes()
+}
+
+// operator wraps an admin handler with the bearer-token check.
+func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.cfg.AdminToken == "" || !ok ||
+			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, reason, msg string) {
+	var b errorBody
+	b.Error.Reason, b.Error.Message = reason, msg
+	writeJSON(w, code, b)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeErr maps store and policy errors to HTTP answers.
+func writeErr(w http.ResponseWriter, err error) {
+	if r, ok := policy.ReasonOf(err); ok {
+		writeError(w, http.StatusUnprocessableEntity, r.String(), err.Error())
+		return
+	}
+	switch {
+	case errors.Is(err, policy.ErrNotFound), errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, policy.ErrForbidden):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, policy.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
