@@ -15,6 +15,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
 	"golang.org/x/text/encoding/unicode"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -38,6 +39,9 @@ type rig struct {
 type rigOpts struct {
 	sim      smpp.SimOptions
 	accounts gateway.StaticAccounts
+	// rules, when set, builds the real policy on the store's file
+	// instead of StaticAccounts.
+	rules    func(t testing.TB, db *bbolt.DB) gateway.Policy
 	upstream func(*gateway.UpstreamConfig)
 	gwcfg    func(*gateway.Config)
 }
@@ -98,7 +102,11 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.accounts == nil {
 		o.accounts = gateway.StaticAccounts{"esme": {Password: "pw", Account: gateway.Account{Signature: "【测试】"}}}
 	}
-	r.gw, err = gateway.New(cfg, r.store, o.accounts, r.reg, nil)
+	var pol gateway.Policy = o.accounts
+	if o.rules != nil {
+		pol = o.rules(t, r.store.DB())
+	}
+	r.gw, err = gateway.New(cfg, r.store, pol, r.reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,172 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// A small package so the quota is reached in a few messages: 1 CNY for 3
+// segments, 0.10 CNY per extra segment; with a 1.20 CNY cap the limit is
+// 3 + (120-100)/10 = 5 segments.
+var testPackages = policy.PackageTable{{ID: 1, FeeFen: 100, Included: 3, OverageFen: 10}}
+
+func policyRig(t *testing.T, sim smpp.SimOptions) (*rig, *policy.Policy) {
+	t.Helper()
+	var pol *policy.Policy
+	r := newRig(t, rigOpts{sim: sim, rules: func(t testing.TB, db *bbolt.DB) gateway.Policy {
+		var err error
+		pol, err = policy.New(db, policy.Config{Packages: testPackages, BcryptCost: 4, DefaultTPS: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{
+			{
+				Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1, CapFen: 120},
+				Users:      []policy.NewUser{{Name: "甲", SystemID: "alice", Password: "secret1"}},
+				Whitelist:  []string{"13712345678", "13012345678", "13923412345"},
+			},
+			{
+				Enterprise: policy.Enterprise{Code: "E2", Name: "乙公司", Signature: "【乙公司】", Package: 1},
+				Users:      []policy.NewUser{{Name: "乙", SystemID: "bob", Password: "secret2"}},
+				Whitelist:  []string{"13712345678"},
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A pending entry: added by the enterprise, not yet approved.
+		if _, err := pol.AddWhitelist(policy.Actor{Enterprise: "E1", Admin: true, Name: "alice"}, "E1", []string{"13712345679"}); err != nil {
+			t.Fatal(err)
+		}
+		return gateway.Rules{P: pol}
+	}})
+	return r, pol
+}
+
+func wantStatus(t *testing.T, err error, want pdu.Status) {
+	t.Helper()
+	var st pdu.Status
+	if !errors.As(err, &st) || st != want {
+		t.Fatalf("got %v, want command_status %#x", err, uint32(want))
+	}
+}
+
+// TestPolicyOverSMPP walks the operator's rules over a real SMPP bind:
+// whitelist approval, off-net scope, the monthly cap, a failed receipt
+// releasing its reservation, and the bill matching what was delivered.
+func TestPolicyOverSMPP(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	delivered := map[string]bool{}
+	send := func(dst string) (string, error) {
+		return alice.submit(ctx, submitSM("1069", dst, "policy"))
+	}
+	mustDeliver := func(dst string, want smpp.MessageState) {
+		t.Helper()
+		id, err := send(dst)
+		if err != nil {
+			t.Fatalf("submit to %s: %v", dst, err)
+		}
+		delivered[id] = true
+		got := alice.waitReceipts(t, len(delivered), 10*time.Second)
+		if got[id].State != want {
+			t.Fatalf("receipt for %s: %s, want %s", dst, got[id].State.Stat(), want.Stat())
+		}
+	}
+
+	// Pending whitelist entry and a number never added: refused.
+	_, err = send("13712345679")
+	wantStatus(t, err, 0x400)
+	_, err = send("13712340000")
+	wantStatus(t, err, 0x400)
+	// Approved, in-province China Mobile: delivered.
+	mustDeliver("13712345678", smpp.StateDelivered)
+	// China Unicom without the off-net grant: refused; with it: delivered.
+	_, err = send("13012345678")
+	wantStatus(t, err, 0x402)
+	if _, err := pol.UpdateEnterprise(policy.OperatorActor("test"), "E1", func(e *policy.Enterprise) error {
+		e.OffNet = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustDeliver("13012345678", smpp.StateDelivered)
+	// Not a mobile number at all.
+	_, err = send("02088888888")
+	wantStatus(t, err, 0x403)
+
+	// A failed delivery releases its reservation.
+	r.sim.SetFaults(smpp.Faults{Undeliv: 1})
+	mustDeliver("13923412345", smpp.StateUndeliverable)
+	r.sim.SetFaults(smpp.Faults{})
+	month := queue.BillingMonth(time.Now())
+	if res, ch := r.store.Usage("E1", month); res != 0 || ch != 2 {
+		t.Fatalf("usage reserved=%d charged=%d, want 0 and 2", res, ch)
+	}
+	// Up to the limit of 5 segments, then quota_exceeded.
+	for range 3 {
+		mustDeliver("13712345678", smpp.StateDelivered)
+	}
+	_, err = send("13712345678")
+	wantStatus(t, err, 0x404)
+
+	// The bill: 5 delivered = 3 included + 2 overage × 10 fen, + 100 fen fee.
+	_, charged := r.store.Usage("E1", month)
+	ent, _ := pol.Lookup("E1")
+	bill, err := pol.Bill(ent, month, charged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bill.Delivered != 5 || bill.Overage != 2 || bill.OverageFen != 20 || bill.TotalFen != 120 {
+		t.Fatalf("bill %+v, want 5 delivered, 2 overage, 20 + 100 = 120 fen", bill)
+	}
+
+	// Isolation: bob's bind never saw one of alice's receipts, and bob's
+	// own enterprise is untouched.
+	if got := bob.receipts(); len(got) != 0 {
+		t.Fatalf("enterprise E2 received E1's receipts: %v", got)
+	}
+	if res, ch := r.store.Usage("E2", month); res != 0 || ch != 0 {
+		t.Fatalf("E2 usage reserved=%d charged=%d, want 0", res, ch)
+	}
+	// bob may send to his own approved number, not to alice's others.
+	if _, err := bob.submit(ctx, submitSM("1069", "13012345678", "x")); err == nil {
+		t.Fatal("E2 sent to a number only E1 approved")
+	}
+}
+
+// TestPolicyBindRefusals: wrong password and a disabled enterprise.
+func TestPolicyBindRefusals(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{})
+	_, err := r.bind("alice", "wrong00", smpp.BindTransmitter)
+	wantStatus(t, err, smpp.StatusBindFailed)
+	_, err = r.bind("nobody", "secret1", smpp.BindTransmitter)
+	wantStatus(t, err, smpp.StatusBindFailed)
+	if _, err := pol.UpdateEnterprise(policy.OperatorActor("test"), "E1", func(e *policy.Enterprise) error {
+		e.Disabled = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.bind("alice", "secret1", smpp.BindTransmitter)
+	wantStatus(t, err, 0x408)
+}
