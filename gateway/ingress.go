@@ -66,8 +66,41 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		resp := pdu.NewSubmitSMResp()
 		_ = resp.Fields().Set(pdufield.MessageID, id)
 		return resp, nil
+	case pdu.QuerySMID:
+		return s.g.query(s.acct, p)
 	}
 	return nil, smpp.StatusInvalidCommandID
+}
+
+// query answers query_sm (§4.8) for a message of the caller's own
+// enterprise. Another enterprise's message is answered exactly like one
+// that does not exist, so ids cannot be probed.
+func (g *Gateway) query(acct *Account, p pdu.Body) (pdu.Body, error) {
+	idStr := smpp.Str(p, pdufield.MessageID)
+	id, err := strconv.ParseUint(idStr, 10, 64)
+	if err != nil {
+		return nil, smpp.StatusQueryFailed
+	}
+	m, err := g.store.Get(id)
+	if err != nil || m.Enterprise != acct.Enterprise {
+		return nil, smpp.StatusQueryFailed
+	}
+	// Until every segment is final the message is ENROUTE, whether it
+	// waits in our store or at the SMSC.
+	state, final := smpp.StateEnroute, time.Time{}
+	if m.Final() {
+		rc := ReceiptFor(m)
+		state, final = rc.State, rc.DoneDate
+	}
+	resp := pdu.NewQuerySMResp()
+	f := resp.Fields()
+	_ = f.Set(pdufield.MessageID, idStr)
+	_ = f.Set(pdufield.FinalDate, smpp.FormatTime(final))
+	// go-smpp takes message_state and error_code for C-strings; they are
+	// one octet each on the wire (§4.8.2).
+	f[pdufield.MessageState] = &pdufield.Fixed{Data: uint8(state)}
+	f[pdufield.ErrorCode] = &pdufield.Fixed{Data: 0}
+	return resp, nil
 }
 
 // FormatID is how our message ids appear on the wire (decimal).

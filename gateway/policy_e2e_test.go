@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -148,6 +149,30 @@ func TestPolicyOverSMPP(t *testing.T) {
 	if res, ch := r.store.Usage("E2", month); res != 0 || ch != 0 {
 		t.Fatalf("E2 usage reserved=%d charged=%d, want 0", res, ch)
 	}
+	// query_sm: alice sees her message; bob's query for it is answered
+	// exactly like a query for an id that does not exist.
+	var anyID string
+	for id := range delivered {
+		anyID = id
+		break
+	}
+	q := func(e *esme, id string) (pdu.Body, error) {
+		p := pdu.NewQuerySM()
+		_ = p.Fields().Set(pdufield.MessageID, id)
+		return e.conn.Request(ctx, p)
+	}
+	resp, err := q(alice, anyID)
+	if err != nil {
+		t.Fatalf("query own message: %v", err)
+	}
+	if st := smpp.Byte(resp, pdufield.MessageState); st != uint8(smpp.StateDelivered) && st != uint8(smpp.StateUndeliverable) {
+		t.Fatalf("query_sm_resp message_state %d", st)
+	}
+	_, err = q(bob, anyID)
+	wantStatus(t, err, smpp.StatusQueryFailed)
+	_, err = q(bob, "999999999")
+	wantStatus(t, err, smpp.StatusQueryFailed)
+
 	// bob may send to his own approved number, not to alice's others.
 	if _, err := bob.submit(ctx, submitSM("1069", "13012345678", "x")); err == nil {
 		t.Fatal("E2 sent to a number only E1 approved")

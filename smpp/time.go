@@ -42,3 +42,18 @@ func ParseTime(v string, now time.Time) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
+
+// FormatTime writes t as an absolute SMPP time (§7.1.1) in t's zone;
+// the zero time is the empty string (a NULL field).
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	_, off := t.Zone()
+	sign := byte('+')
+	if off < 0 {
+		sign, off = '-', -off
+	}
+	return t.Format("060102150405") + strconv.Itoa(t.Nanosecond()/1e8) +
+		string([]byte{byte('0' + off/900/10), byte('0' + off/900%10), sign})
+}
