@@ -19,6 +19,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -355,4 +356,15 @@ func TestGracefulShutdown(t *testing.T) {
 	d2 := startDaemon(t, cfg)
 	_ = dialESME(t, d2.smppAddr, sink.handler())
 	sink.waitAll(t, ids, 30*time.Second)
+}
+
+// TestReadmeErrorTable keeps the README's refusal table equal to the code's.
+func TestReadmeErrorTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), policy.ReasonTable()) {
+		t.Fatalf("README.md does not contain policy.ReasonTable():\n%s", policy.ReasonTable())
+	}
 }
