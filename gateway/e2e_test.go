@@ -425,3 +425,41 @@ func TestLongChineseSegmentsReassemble(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduledSubmitSM: schedule_delivery_time (relative form) keeps the
+// message in the store until it is due; then it goes out and its receipt
+// comes back.
+func TestScheduledSubmitSM(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := submitSM("1069", "13800138000", "later")
+	_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000000001000R") // in 1 s
+	start := time.Now()
+	id, err := e.submit(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.sim.Received()); n != 0 {
+		t.Fatalf("scheduled message reached the SMSC at once (%d)", n)
+	}
+	rc := e.waitReceipts(t, 1, 10*time.Second)[id]
+	if rc.State != smpp.StateDelivered {
+		t.Fatalf("receipt %+v", rc)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("delivered after %v, before its schedule", waited)
+	}
+	// A malformed schedule is refused with ESME_RINVSCHED.
+	bad := submitSM("1069", "13800138000", "x")
+	_ = bad.Fields().Set(pdufield.ScheduleDeliveryTime, "not a time at all")
+	_, err = e.submit(ctx, bad)
+	var st pdu.Status
+	if !asStatus(err, &st) || st != smpp.StatusInvalidSchedule {
+		t.Fatalf("bad schedule: %v, want ESME_RINVSCHED", err)
+	}
+}

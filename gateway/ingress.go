@@ -11,7 +11,6 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
-	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -59,10 +58,8 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		}
 		id, err := s.g.submit(ctx, s.acct, p)
 		if err != nil {
-			s.g.metrics.refused(err)
 			return nil, err
 		}
-		s.g.metrics.accepted.WithLabelValues("smpp").Inc()
 		resp := pdu.NewSubmitSMResp()
 		_ = resp.Fields().Set(pdufield.MessageID, id)
 		return resp, nil
@@ -109,19 +106,55 @@ func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }
 // submit turns one submit_sm into a stored message and returns its id.
 // The id goes back only after the store committed the message.
 func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string, error) {
-	acct, limit, err := g.policy.Prepare(acct)
+	text, err := incomingText(p)
 	if err != nil {
+		g.metrics.refused(err)
 		return "", err
 	}
-	if smpp.Str(p, pdufield.ScheduleDeliveryTime) != "" {
-		// Scheduled sends are not implemented yet: refuse rather than
-		// send at once what the ESME wanted later.
-		return "", smpp.StatusInvalidSchedule
+	now := time.Now()
+	req := SendRequest{
+		Ingress:            "smpp",
+		Source:             smpp.Str(p, pdufield.SourceAddr),
+		SourceTON:          smpp.Byte(p, pdufield.SourceAddrTON),
+		SourceNPI:          smpp.Byte(p, pdufield.SourceAddrNPI),
+		DestTON:            smpp.Byte(p, pdufield.DestAddrTON),
+		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
+		Dests:              []string{smpp.Str(p, pdufield.DestinationAddr)},
+		Text:               text,
+		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
 	}
-	dest, err := g.policy.Admit(acct, smpp.Str(p, pdufield.DestinationAddr))
+	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {
+		t, ok := smpp.ParseTime(v, now)
+		if !ok {
+			return "", smpp.StatusInvalidSchedule
+		}
+		req.SendAt = t
+	}
+	if v := smpp.Str(p, pdufield.ValidityPeriod); v != "" {
+		t, ok := smpp.ParseTime(v, now)
+		if !ok {
+			return "", smpp.StatusInvalidExpiry
+		}
+		req.ValidUntil = t
+	}
+	res, err := g.Send(ctx, acct, req)
 	if err != nil {
+		if errors.Is(err, ErrStore) {
+			return "", fmt.Errorf("%w: %w", err, smpp.StatusSystemError)
+		}
 		return "", err
 	}
+	if res[0].Err != nil {
+		return "", res[0].Err
+	}
+	return FormatID(res[0].ID), nil
+}
+
+// incomingText decodes the text of a submit_sm: short_message or
+// message_payload in any text data_coding. Binary content and WAP ports
+// are the MMS refusal; a message the ESME split itself is refused until
+// reassembly is stored durably.
+func incomingText(p pdu.Body) (string, error) {
 	frag, err := segment.ParseIncoming(segment.Incoming{
 		DataCoding:   smpp.Byte(p, pdufield.DataCoding),
 		ESMClass:     smpp.Byte(p, pdufield.ESMClass),
@@ -139,63 +172,13 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
 	if frag.Info != nil && frag.Info.Concat {
-		// Reassembling ESME-split messages is not done yet: it needs the
-		// parts stored durably before each is acknowledged.
 		return "", &Refusal{Status: smpp.StatusInvalidESMClass, Reason: "presplit_unsupported"}
 	}
 	text, err := frag.Text()
 	if err != nil {
 		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
-	up := g.route(dest)
-	signed := segment.Sign(text, acct.Signature, acct.UserSignature)
-	plan, err := segment.Encode(signed, up.cfg.Segment)
-	switch {
-	case errors.Is(err, segment.ErrTooLong):
-		return "", refuseTooLong(err.Error())
-	case err != nil:
-		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
-	}
-	now := time.Now()
-	m := &queue.Message{
-		Account:            acct.SystemID,
-		Enterprise:         acct.Enterprise,
-		Source:             smpp.Str(p, pdufield.SourceAddr),
-		Dest:               dest,
-		SourceTON:          smpp.Byte(p, pdufield.SourceAddrTON),
-		SourceNPI:          smpp.Byte(p, pdufield.SourceAddrNPI),
-		DestTON:            smpp.Byte(p, pdufield.DestAddrTON),
-		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
-		DataCoding:         plan.DataCoding,
-		Concat:             uint8(up.cfg.Segment.Concat),
-		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
-		Upstream:           up.cfg.Name,
-		Text:               signed,
-		AcceptedAt:         now,
-		ValidUntil:         g.validity(now, smpp.Str(p, pdufield.ValidityPeriod)),
-	}
-	for _, body := range plan.Parts {
-		m.Parts = append(m.Parts, queue.Part{Body: body})
-	}
-	errs, err := g.store.EnqueueLimit(ctx, limit, m)
-	if err != nil {
-		g.log.Error("enqueue", "account", acct.SystemID, "err", err)
-		return "", fmt.Errorf("gateway: store: %w", smpp.StatusSystemError)
-	}
-	if errs[0] != nil {
-		return "", refuseQuota()
-	}
-	g.notify()
-	return FormatID(m.ID), nil
-}
-
-// validity parses an SMPP time (§7.1.1), absolute or relative; the
-// default applies when it is empty or unreadable.
-func (g *Gateway) validity(now time.Time, v string) time.Time {
-	if t, ok := smpp.ParseTime(v, now); ok && t.After(now) {
-		return t
-	}
-	return now.Add(g.cfg.Validity)
+	return text, nil
 }
 
 // route picks the upstream for a destination. One route table per

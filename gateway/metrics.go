@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -63,6 +64,17 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		boundESMEs: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "qxtd_esme_bound", Help: "ESME binds up now, by kind.",
 		}, []string{"kind"}),
+	}
+	// Every series exists from the start (at zero), so rate() and alerts
+	// see a refusal reason before its first occurrence.
+	for _, in := range []string{"smpp", "http", "batch"} {
+		m.accepted.WithLabelValues(in)
+	}
+	for _, r := range policy.Reasons() {
+		m.refusedTotal.WithLabelValues(r.String())
+	}
+	for _, r := range []string{"bad_text", "presplit_unsupported", "other"} {
+		m.refusedTotal.WithLabelValues(r)
 	}
 	if store != nil {
 		states := []queue.State{queue.StateAccepted, queue.StateSubmitted, queue.StateDelivered,

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// SendRequest is one text for one or more recipients, from any ingress
+// (submit_sm, submit_multi, HTTP). Text is already decoded.
+type SendRequest struct {
+	Ingress                                string // metrics label: smpp | http | batch
+	Source                                 string
+	SourceTON, SourceNPI, DestTON, DestNPI uint8
+	Dests                                  []string
+	Text                                   string
+	// SendAt schedules the message (zero: at once); ValidUntil ends its
+	// tries (zero: the configured validity after SendAt).
+	SendAt, ValidUntil time.Time
+	// RegisteredDelivery is SMPP's registered_delivery: 1 asks for a final
+	// receipt, 2 for a receipt on failure only, 0 for none.
+	RegisteredDelivery uint8
+}
+
+// SendResult is the outcome for one recipient: an id, or a refusal.
+type SendResult struct {
+	Dest string
+	ID   uint64 // 0 when refused
+	Err  error  // a *Refusal, or an internal error
+}
+
+// ErrStore means the store failed: nothing of the request was accepted.
+var ErrStore = errors.New("gateway: store unavailable")
+
+// Send checks, signs, encodes and durably stores one message per
+// recipient. Refusals are per recipient; the others are stored in one
+// group commit. A non-nil error means nothing was stored (account-level
+// refusal such as rate limit or disabled account, or the store failed).
+func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]SendResult, error) {
+	acct, limit, err := g.policy.Prepare(acct)
+	if err != nil {
+		g.metrics.refused(err)
+		return nil, err
+	}
+	if len(req.Dests) == 0 {
+		return nil, &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "invalid_number", Detail: "no recipient"}
+	}
+	now := time.Now()
+	if req.SendAt.Before(now) {
+		req.SendAt = time.Time{} // in the past: at once
+	}
+	start := now
+	if !req.SendAt.IsZero() {
+		start = req.SendAt
+	}
+	if req.ValidUntil.IsZero() || !req.ValidUntil.After(start) {
+		req.ValidUntil = start.Add(g.cfg.Validity)
+	}
+	signed := segment.Sign(req.Text, acct.Signature, acct.UserSignature)
+	results := make([]SendResult, len(req.Dests))
+	var msgs []*queue.Message
+	var slots []int // results index of each message
+	plans := map[string]*segment.Plan{}
+	for i, raw := range req.Dests {
+		results[i].Dest = raw
+		dest, err := g.policy.Admit(acct, raw)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		up := g.route(dest)
+		plan, ok := plans[up.cfg.Name]
+		if !ok {
+			// One text, one encoding per upstream's options.
+			plan, err = segment.Encode(signed, up.cfg.Segment)
+			switch {
+			case errors.Is(err, segment.ErrTooLong):
+				return nil, refuseTooLong(err.Error())
+			case err != nil:
+				return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+			}
+			plans[up.cfg.Name] = plan
+		}
+		m := &queue.Message{
+			Account:            acct.SystemID,
+			Enterprise:         acct.Enterprise,
+			Source:             req.Source,
+			Dest:               dest,
+			SourceTON:          req.SourceTON,
+			SourceNPI:          req.SourceNPI,
+			DestTON:            req.DestTON,
+			DestNPI:            req.DestNPI,
+			DataCoding:         plan.DataCoding,
+			Concat:             uint8(up.cfg.Segment.Concat),
+			RegisteredDelivery: req.RegisteredDelivery,
+			Upstream:           up.cfg.Name,
+			Text:               signed,
+			AcceptedAt:         now,
+			SendAt:             req.SendAt,
+			ValidUntil:         req.ValidUntil,
+		}
+		for _, body := range plan.Parts {
+			m.Parts = append(m.Parts, queue.Part{Body: body})
+		}
+		msgs = append(msgs, m)
+		slots = append(slots, i)
+	}
+	if len(msgs) > 0 {
+		errs, err := g.store.EnqueueLimit(ctx, limit, msgs...)
+		if err != nil {
+			g.log.Error("enqueue", "account", acct.SystemID, "err", err)
+			return nil, fmt.Errorf("%w: %w", ErrStore, err)
+		}
+		for k, m := range msgs {
+			i := slots[k]
+			if errs[k] != nil {
+				results[i].Err = refuseQuota()
+				continue
+			}
+			results[i].ID = m.ID
+		}
+		g.notify()
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			g.metrics.refused(r.Err)
+		} else {
+			g.metrics.accepted.WithLabelValues(req.Ingress).Inc()
+		}
+	}
+	return results, nil
+}
