@@ -1,4 +1,5 @@
-// Package api is qxtd's HTTP/JSON surface: the operator's admin API under
+// Package api is qxtd's HTTP/JSON surface: the enterprises' user API under
+// /v1 (API keys and console logins), the operator's admin API under
 // /admin/v1 (bearer token from the configuration) used by `qxtd admin …`,
 // `qxtd bill`, `qxtd export` and `qxtd backup`. The daemon owns the bbolt
 // file, so every tool goes through this API rather than opening the file.
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
@@ -26,7 +28,9 @@ type Config struct {
 	AdminToken string
 	Store      *queue.Store
 	Policy     *policy.Policy
-	Logger     *slog.Logger
+	// Gateway accepts messages for the user API (/v1).
+	Gateway *gateway.Gateway
+	Logger  *slog.Logger
 }
 
 // Server serves the HTTP API.
@@ -54,6 +58,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 func (s *Server) routes() {
 	s.adminRoutes()
 	s.opsRoutes()
+	s.userRoutes()
 }
 
 // operator wraps an admin handler with the bearer-token check.

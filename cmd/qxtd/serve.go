@@ -195,7 +195,7 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.httpAddr = hl.Addr()
-	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Logger: log.With("component", "api")})
+	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Logger: log.With("component", "api")})
 	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
 	d.goServe("http", func() error { return d.http.Serve(hl) })
 
@@ -263,5 +263,6 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/admin/", d.api.Handler())
+	mux.Handle("/v1/", d.api.Handler())
 	return mux
 }
