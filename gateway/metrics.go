@@ -73,10 +73,19 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	for _, r := range policy.Reasons() {
 		m.refusedTotal.WithLabelValues(r.String())
 	}
-	for _, r := range []string{"bad_text", "presplit_unsupported", "other"} {
+	for _, r := range []string{"bad_text", "presplit_unsupported", "store_error", "other"} {
 		m.refusedTotal.WithLabelValues(r)
 	}
 	if store != nil {
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Name: "qxtd_store_commits_total", Help: "bbolt write transactions (each one fsync) of the store's commit loop.",
+		}, func() float64 { return float64(store.Stats().Txns) })
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Name: "qxtd_store_ops_total", Help: "Store operations committed; ops/commits is the group-commit batch size.",
+		}, func() float64 { return float64(store.Stats().Ops) })
+		f.NewCounterFunc(prometheus.CounterOpts{
+			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error).",
+		}, func() float64 { return float64(store.Stats().FailedCommits) })
 		states := []queue.State{queue.StateAccepted, queue.StateSubmitted, queue.StateDelivered,
 			queue.StateUndeliverable, queue.StateExpired, queue.StateRejected, queue.StateUnknown}
 		for _, st := range states {

@@ -48,7 +48,9 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		return nil, err
 	}
 	if len(req.Dests) == 0 {
-		return nil, &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "invalid_number", Detail: "no recipient"}
+		err := &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "invalid_number", Detail: "no recipient"}
+		g.metrics.refused(err)
+		return nil, err
 	}
 	now := time.Now()
 	if req.SendAt.Before(now) {
@@ -80,9 +82,13 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			plan, err = segment.Encode(signed, up.cfg.Segment)
 			switch {
 			case errors.Is(err, segment.ErrTooLong):
-				return nil, refuseTooLong(err.Error())
+				err = refuseTooLong(err.Error())
 			case err != nil:
-				return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+				err = &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+			}
+			if err != nil {
+				g.metrics.refused(err) // the whole request: one text for every recipient
+				return nil, err
 			}
 			plans[up.cfg.Name] = plan
 		}
@@ -114,6 +120,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		errs, err := g.store.EnqueueLimit(ctx, limit, msgs...)
 		if err != nil {
 			g.log.Error("enqueue", "account", acct.SystemID, "err", err)
+			g.metrics.refusedTotal.WithLabelValues("store_error").Inc()
 			return nil, fmt.Errorf("%w: %w", ErrStore, err)
 		}
 		for k, m := range msgs {

@@ -187,7 +187,10 @@ func (d *decoder) end(what string) {
 	}
 }
 
-const flagDLRForwarded = 1 << 0
+const (
+	flagDLRForwarded = 1 << 0
+	flagGroup        = 1 << 1 // a group id follows the parts (added after version 1 shipped: absent in older records)
+)
 
 // encodeMessage appends the record of m to b.
 func encodeMessage(b []byte, m *Message) []byte {
@@ -218,6 +221,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.DLRForwarded {
 		flags |= flagDLRForwarded
 	}
+	if m.Group != 0 {
+		flags |= flagGroup
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -234,6 +240,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 		for _, id := range p.DupSMSCIDs {
 			e.str(id)
 		}
+	}
+	if m.Group != 0 {
+		e.uvarint(m.Group)
 	}
 	return e.b
 }
@@ -280,7 +289,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^flagDLRForwarded != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
@@ -316,6 +325,9 @@ func DecodeMessage(b []byte) (*Message, error) {
 		for j := uint64(0); j < nd; j++ {
 			p.DupSMSCIDs = append(p.DupSMSCIDs, d.str("dup_smsc_id"))
 		}
+	}
+	if flags&flagGroup != 0 {
+		m.Group = d.uvarint("group")
 	}
 	d.end("message")
 	if d.err != nil {

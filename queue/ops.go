@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// GroupWithFirst, as a Message's Group for Enqueue, is replaced by the
+// ID of the first message of the same call that was stored: the messages
+// of one submit_multi share the id its client was given.
+const GroupWithFirst = ^uint64(0)
+
 // NoLimit passed to EnqueueLimit disables the quota check.
 const NoLimit int64 = -1
 
@@ -68,6 +73,7 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 	}
 	errs := make([]error, len(msgs))
 	err := s.exec(ctx, func(t *txn) error {
+		var first uint64 // the first id stored in this call, for GroupWithFirst
 		for i, m := range work {
 			errs[i] = nil
 			n := int64(len(m.Parts))
@@ -88,6 +94,12 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 				return err
 			}
 			m.ID, m.Ref = id, 0
+			if m.Group == GroupWithFirst {
+				if first == 0 {
+					first = id
+				}
+				m.Group = first
+			}
 			if n > 1 {
 				if m.Ref, err = t.nextRef(m.Dest); err != nil {
 					return err

@@ -72,6 +72,10 @@ type Message struct {
 
 	Parts        []Part
 	DLRForwarded bool // the final DLR was delivered to the ESME (or none was requested)
+	// Group is the id the client was given when it is not ID: one
+	// submit_multi gets one message_id for all its recipients, and their
+	// receipts must carry it. 0 = ID. See GroupWithFirst.
+	Group uint64
 }
 
 // Part is one segment of a Message.
