@@ -207,8 +207,12 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bo
 // ReceiptFor is the receipt an ESME gets for a message: one per message
 // (the id it got in submit_sm_resp), delivered only if every segment was.
 func ReceiptFor(m *queue.Message) smpp.Receipt {
+	id := m.ID
+	if m.Group != 0 {
+		id = m.Group // the submit_multi's id, which the client knows
+	}
 	rc := smpp.Receipt{
-		ID:         FormatID(m.ID),
+		ID:         FormatID(id),
 		Sub:        1,
 		SubmitDate: m.AcceptedAt,
 		State:      smpp.StateDelivered,

@@ -134,11 +134,14 @@ type esme struct {
 	conn *smpp.Conn
 	mu   sync.Mutex
 	dlrs map[string]smpp.Receipt
+	// byRecipient maps each receipt's source_addr (the original
+	// recipient) to the id it carried.
+	byRecipient map[string]string
 	got  chan struct{}
 }
 
 func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error) {
-	e := &esme{dlrs: make(map[string]smpp.Receipt), got: make(chan struct{}, 1)}
+	e := &esme{dlrs: make(map[string]smpp.Receipt), byRecipient: make(map[string]string), got: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
@@ -152,6 +155,7 @@ func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error)
 			if err == nil {
 				e.mu.Lock()
 				e.dlrs[rc.ID] = rc
+				e.byRecipient[smpp.Str(p, pdufield.SourceAddr)] = rc.ID
 				e.mu.Unlock()
 				select {
 				case e.got <- struct{}{}:

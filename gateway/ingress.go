@@ -63,6 +63,11 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		resp := pdu.NewSubmitSMResp()
 		_ = resp.Fields().Set(pdufield.MessageID, id)
 		return resp, nil
+	case pdu.SubmitMultiID:
+		if !s.kind.CanSend() {
+			return nil, smpp.StatusInvalidBindStatus
+		}
+		return s.g.submitMulti(ctx, s.acct, p)
 	case pdu.QuerySMID:
 		return s.g.query(s.acct, p)
 	}
@@ -106,37 +111,12 @@ func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }
 // submit turns one submit_sm into a stored message and returns its id.
 // The id goes back only after the store committed the message.
 func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string, error) {
-	text, err := incomingText(p)
+	req, err := requestFrom(p)
 	if err != nil {
 		g.metrics.refused(err)
 		return "", err
 	}
-	now := time.Now()
-	req := SendRequest{
-		Ingress:            "smpp",
-		Source:             smpp.Str(p, pdufield.SourceAddr),
-		SourceTON:          smpp.Byte(p, pdufield.SourceAddrTON),
-		SourceNPI:          smpp.Byte(p, pdufield.SourceAddrNPI),
-		DestTON:            smpp.Byte(p, pdufield.DestAddrTON),
-		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
-		Dests:              []string{smpp.Str(p, pdufield.DestinationAddr)},
-		Text:               text,
-		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
-	}
-	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {
-		t, ok := smpp.ParseTime(v, now)
-		if !ok {
-			return "", smpp.StatusInvalidSchedule
-		}
-		req.SendAt = t
-	}
-	if v := smpp.Str(p, pdufield.ValidityPeriod); v != "" {
-		t, ok := smpp.ParseTime(v, now)
-		if !ok {
-			return "", smpp.StatusInvalidExpiry
-		}
-		req.ValidUntil = t
-	}
+	req.Dests = []string{smpp.Str(p, pdufield.DestinationAddr)}
 	res, err := g.Send(ctx, acct, req)
 	if err != nil {
 		if errors.Is(err, ErrStore) {
@@ -148,6 +128,97 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 		return "", res[0].Err
 	}
 	return FormatID(res[0].ID), nil
+}
+
+// statusDLName is ESME_RINVDLNAME: distribution lists (address-book
+// groups) are not served over SMPP yet.
+const statusDLName pdu.Status = 0x00000034
+
+// submitMulti handles submit_multi (§4.5): one text to many recipients,
+// one message id for all, refusals per recipient in unsuccess_sme.
+func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
+	var failed smpp.UnsuccessList
+	req, err := requestFrom(p)
+	if err != nil {
+		return nil, err
+	}
+	req.Multi = true
+	var dests []smpp.DestAddress
+	for _, d := range smpp.Dests(p) {
+		if d.DL {
+			failed = append(failed, smpp.Unsuccess{Addr: d.Addr, Status: statusDLName})
+			continue
+		}
+		dests = append(dests, d)
+		req.Dests = append(req.Dests, d.Addr)
+	}
+	var group uint64
+	if len(req.Dests) > 0 {
+		res, err := g.Send(ctx, acct, req)
+		if err != nil {
+			if errors.Is(err, ErrStore) {
+				return nil, fmt.Errorf("%w: %w", err, smpp.StatusSystemError)
+			}
+			return nil, err
+		}
+		for i, r := range res {
+			if r.Err != nil {
+				st := smpp.StatusSubmitFailed
+				var ref *Refusal
+				if errors.As(r.Err, &ref) {
+					st = ref.Status
+				}
+				failed = append(failed, smpp.Unsuccess{TON: dests[i].TON, NPI: dests[i].NPI, Addr: dests[i].Addr, Status: st})
+				continue
+			}
+			if group == 0 {
+				group = r.ID
+			}
+		}
+	}
+	if group == 0 {
+		// Nothing accepted: the command fails with the first reason.
+		if len(failed) > 0 {
+			return nil, failed[0].Status
+		}
+		return nil, smpp.StatusInvalidDstAddr
+	}
+	return smpp.NewSubmitMultiResp(FormatID(group), failed), nil
+}
+
+// requestFrom reads what submit_sm and submit_multi share: text, source,
+// schedule, validity, receipt request.
+func requestFrom(p pdu.Body) (SendRequest, error) {
+	text, err := incomingText(p)
+	if err != nil {
+		return SendRequest{}, err
+	}
+	now := time.Now()
+	req := SendRequest{
+		Ingress:            "smpp",
+		Source:             smpp.Str(p, pdufield.SourceAddr),
+		SourceTON:          smpp.Byte(p, pdufield.SourceAddrTON),
+		SourceNPI:          smpp.Byte(p, pdufield.SourceAddrNPI),
+		DestTON:            smpp.Byte(p, pdufield.DestAddrTON),
+		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
+		Text:               text,
+		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
+	}
+	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {
+		t, ok := smpp.ParseTime(v, now)
+		if !ok {
+			return req, smpp.StatusInvalidSchedule
+		}
+		req.SendAt = t
+	}
+	if v := smpp.Str(p, pdufield.ValidityPeriod); v != "" {
+		t, ok := smpp.ParseTime(v, now)
+		if !ok {
+			return req, smpp.StatusInvalidExpiry
+		}
+		req.ValidUntil = t
+	}
+	return req, nil
 }
 
 // incomingText decodes the text of a submit_sm: short_message or

@@ -195,3 +195,68 @@ func TestPolicyBindRefusals(t *testing.T) {
 	_, err = r.bind("alice", "secret1", smpp.BindTransmitter)
 	wantStatus(t, err, 0x408)
 }
+
+// TestSubmitMulti: one text to several recipients; refusals come back per
+// recipient in unsuccess_sme with their codes, the others are delivered
+// and every receipt carries the submit_multi's message id.
+func TestSubmitMulti(t *testing.T) {
+	r, _ := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := smpp.NewSubmitMulti(smpp.DestList{
+		{TON: 1, NPI: 1, Addr: "13712345678"},
+		{TON: 1, NPI: 1, Addr: "13712345679"}, // pending whitelist entry
+		{DL: true, Addr: "sales"},             // distribution lists: not served
+		{TON: 1, NPI: 1, Addr: "13923412345"},
+	})
+	f := p.Fields()
+	_ = f.Set(pdufield.SourceAddr, "1069")
+	_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
+	_ = f.Set(pdufield.ShortMessage, []byte("group send"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := alice.conn.Request(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := smpp.Str(resp, pdufield.MessageID)
+	failed, err := smpp.ParseUnsuccess(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]pdu.Status{"13712345679": 0x400, "sales": 0x34}
+	if len(failed) != len(want) {
+		t.Fatalf("unsuccess_sme %+v, want %v", failed, want)
+	}
+	for _, u := range failed {
+		if want[u.Addr] != u.Status {
+			t.Errorf("unsuccess %s: %#x, want %#x", u.Addr, uint32(u.Status), uint32(want[u.Addr]))
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond) // the receipt map has no signal per recipient
+	defer tick.Stop()
+	for {
+		alice.mu.Lock()
+		a, b := alice.byRecipient["13712345678"], alice.byRecipient["13923412345"]
+		alice.mu.Unlock()
+		if a != "" && b != "" {
+			if a != id || b != id {
+				t.Fatalf("receipts carry ids %q and %q, want the submit_multi id %q", a, b, id)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipts missing: %q %q", a, b)
+		}
+		select {
+		case <-alice.got:
+		case <-tick.C:
+		}
+	}
+	if n := len(r.sim.Received()); n != 2 {
+		t.Fatalf("simulator got %d messages, want 2", n)
+	}
+}

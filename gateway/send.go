@@ -25,6 +25,9 @@ type SendRequest struct {
 	// RegisteredDelivery is SMPP's registered_delivery: 1 asks for a final
 	// receipt, 2 for a receipt on failure only, 0 for none.
 	RegisteredDelivery uint8
+	// Multi gives every message of the request one id, the first's, as
+	// submit_multi does; their receipts carry it.
+	Multi bool
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -109,6 +112,9 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			AcceptedAt:         now,
 			SendAt:             req.SendAt,
 			ValidUntil:         req.ValidUntil,
+		}
+		if req.Multi {
+			m.Group = queue.GroupWithFirst
 		}
 		for _, body := range plan.Parts {
 			m.Parts = append(m.Parts, queue.Part{Body: body})

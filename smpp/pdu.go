@@ -177,6 +177,18 @@ func Decode(frame []byte) (p pdu.Body, err error) {
 			p, err = nil, fmt.Errorf("smpp: decode %s: %v", h.ID, r)
 		}
 	}()
+	switch h.ID {
+	case pdu.SubmitMultiID:
+		if p, err = decodeSubmitMulti(h, frame[pdu.HeaderLen:]); err != nil {
+			return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+		}
+		return p, nil
+	case pdu.SubmitMultiRespID:
+		if p, err = decodeSubmitMultiResp(h, frame[pdu.HeaderLen:]); err != nil {
+			return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+		}
+		return p, nil
+	}
 	if l, ok := extraLists[h.ID]; ok {
 		r := bytes.NewBuffer(frame[pdu.HeaderLen:])
 		f, err := l.Decode(r)
