@@ -89,7 +89,7 @@ type Simulator struct {
 	wg     sync.WaitGroup
 }
 
-// NewSimulator returns a simulator; call Serve or ListenAndServe.
+// NewSimulator returns a simulator; call Serve with a listener.
 func NewSimulator(opt SimOptions) *Simulator {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)

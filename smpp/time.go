@@ -13,16 +13,15 @@ func ParseTime(v string, now time.Time) (time.Time, bool) {
 	if len(v) != 16 {
 		return time.Time{}, false
 	}
-	n := make([]int, 0, 7)
-	for _, w := range [][2]int{{0, 2}, {2, 4}, {4, 6}, {6, 8}, {8, 10}, {10, 12}, {13, 15}} {
-		x, err := strconv.Atoi(v[w[0]:w[1]])
-		if err != nil || x < 0 {
+	for i := 0; i < 15; i++ {
+		if v[i] < '0' || v[i] > '9' { // Atoi would take "+1"
 			return time.Time{}, false
 		}
-		n = append(n, x)
 	}
-	if v[12] < '0' || v[12] > '9' {
-		return time.Time{}, false
+	n := make([]int, 0, 7)
+	for _, w := range [][2]int{{0, 2}, {2, 4}, {4, 6}, {6, 8}, {8, 10}, {10, 12}, {13, 15}} {
+		x, _ := strconv.Atoi(v[w[0]:w[1]])
+		n = append(n, x)
 	}
 	tenths := int(v[12] - '0')
 	switch v[15] {
