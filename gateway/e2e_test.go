@@ -467,3 +467,55 @@ func TestScheduledSubmitSM(t *testing.T) {
 		t.Fatalf("bad schedule: %v, want ESME_RINVSCHED", err)
 	}
 }
+
+// TestReceiptRetriedUntilAcknowledged: an ESME that does not acknowledge
+// a receipt (here: answers deliver_sm with an error) gets it again later;
+// once acknowledged it leaves the store.
+func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
+	var mu sync.Mutex
+	attempts := 0
+	acked := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
+		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			if attempts == 1 {
+				return smpp.ErrorResponse(p, smpp.StatusSystemError) // not acknowledged
+			}
+			if attempts == 2 {
+				close(acked)
+			}
+			return pdu.NewDeliverSMResp()
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Request(ctx, submitSM("1069", "13800138000", "retry me")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		t.Fatalf("receipt not sent again after a failed deliver_sm (attempts %d)", attempts)
+	}
+	for {
+		msgs, err := r.store.PendingDLRs("esme", 10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("acknowledged receipt still pending in the store")
+		}
+		waitABit(ctx)
+	}
+}
