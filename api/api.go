@@ -38,6 +38,9 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+
+	admin adminState // admin.go
+	user  userState  // user.go
 }
 
 // New returns the API; mount Handler on the daemon's HTTP server.

@@ -1,4 +1,321 @@
 package api
 
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// The operations endpoints (OPS.md documents them): DLR export, monthly
+// bill, online backup. All need the operator token.
+
+// RowsTrailer is the HTTP trailer of a complete export: the number of rows
+// sent. An export cut short by an error has no trailer (and the connection
+// is aborted, so the client sees an unexpected EOF).
+const RowsTrailer = "X-Qxtd-Rows"
+
+// opsFlushRows is how many export rows go out between explicit flushes.
+const opsFlushRows = 1000
+
 // opsRoutes registers the operations endpoints (bill, DLR export, backup).
-func (s *Server) opsRoutes() {}
+func (s *Server) opsRoutes() {
+	s.mux.HandleFunc("GET /admin/v1/export/dlr", s.operator(s.exportDLR))
+	s.mux.HandleFunc("GET /admin/v1/bill", s.operator(s.bill))
+	backups := make(chan struct{}, 1) // one backup at a time
+	s.mux.HandleFunc("GET /admin/v1/backup", s.operator(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case backups <- struct{}{}:
+			defer func() { <-backups }()
+			s.backup(w, r)
+		default:
+			writeError(w, http.StatusConflict, "busy", "another backup is running")
+		}
+	}))
+}
+
+var shanghai = func() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return time.FixedZone("CST", 8*3600)
+	}
+	return loc
+}()
+
+// ParseWindowTime reads an export bound: RFC 3339 ("2026-11-01T00:00:00+08:00")
+// or a date ("2026-11-01"), which is midnight in Asia/Shanghai.
+func ParseWindowTime(s string) (time.Time, error) {
+	if t, err := time.ParseInLocation(time.DateOnly, s, shanghai); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither YYYY-MM-DD (Asia/Shanghai) nor RFC 3339", s)
+	}
+	return t, nil
+}
+
+// ParseMonth reads a billing month "2006-01" and returns its first
+// instant in Asia/Shanghai.
+func ParseMonth(s string) (time.Time, error) {
+	t, err := time.ParseInLocation("2006-01", s, shanghai)
+	if err != nil || t.Format("2006-01") != s {
+		return time.Time{}, fmt.Errorf("month %q: want YYYY-MM", s)
+	}
+	return t, nil
+}
+
+// lazyHeader sends the response header on the first write, so that an
+// export that fails before producing anything still gets an error status.
+type lazyHeader struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (l *lazyHeader) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.w.WriteHeader(http.StatusOK)
+	}
+	return l.w.Write(p)
+}
+
+// exportDLR: GET /admin/v1/export/dlr?from=&to=[&enterprise=][&format=csv|jsonl]
+func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var from, to time.Time
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		v := q.Get(b.name)
+		if v == "" {
+			writeError(w, http.StatusBadRequest, "invalid", b.name+" is required (RFC 3339 or YYYY-MM-DD)")
+			return
+		}
+		t, err := ParseWindowTime(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid", b.name+": "+err.Error())
+			return
+		}
+		*b.t = t
+	}
+	if to.Before(from) {
+		writeError(w, http.StatusBadRequest, "invalid", "to is before from")
+		return
+	}
+	format := q.Get("format")
+	if format == "" {
+		format = queue.FormatCSV
+	}
+	ctype := map[string]string{queue.FormatCSV: "text/csv; charset=utf-8", queue.FormatJSONL: "application/x-ndjson"}[format]
+	if ctype == "" {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
+		return
+	}
+	ent := q.Get("enterprise")
+
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="dlr-%s-%s.%s"`,
+		from.In(shanghai).Format("20060102T150405"), to.In(shanghai).Format("20060102T150405"), format))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Trailer", RowsTrailer)
+	out := &lazyHeader{w: w}
+	enc, err := queue.NewRowWriter(out, format)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	var n int64
+	start := time.Now()
+	err = s.cfg.Store.ExportParts(from, to, ent, func(row queue.Row) error {
+		if err := enc.Write(row); err != nil {
+			return err
+		}
+		n++
+		if n%opsFlushRows == 0 {
+			if err := enc.Flush(); err != nil {
+				return err
+			}
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = enc.Flush()
+	}
+	if err != nil {
+		if !out.started {
+			h.Del("Content-Disposition")
+			h.Del("Trailer")
+			writeErr(w, err)
+			return
+		}
+		s.log.Warn("dlr export cut short", "rows", n, "err", err)
+		panic(http.ErrAbortHandler) // no trailer, no terminating chunk: the client sees the export is incomplete
+	}
+	if !out.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	h.Set(RowsTrailer, strconv.FormatInt(n, 10))
+	s.log.Info("dlr export", "from", from, "to", to, "enterprise", ent, "format", format, "rows", n,
+		"elapsed", time.Since(start).Round(time.Millisecond))
+}
+
+// BillLine is one enterprise's bill for one month, as GET /admin/v1/bill
+// answers it (a JSON array of them, sorted by enterprise). Money is integer
+// fen (分) with the same amount as a yuan string beside it.
+type BillLine struct {
+	Enterprise string `json:"enterprise"`
+	Name       string `json:"name"` // "" if the enterprise is not configured
+	policy.Bill
+	OverageRateFen int64  `json:"overage_rate_fen"` // price of one segment beyond Included
+	FeeYuan        string `json:"fee_yuan"`
+	OverageYuan    string `json:"overage_yuan"`
+	TotalYuan      string `json:"total_yuan"`
+	// Pending: segments accepted in the month with no final outcome yet.
+	// While it is not 0 the bill may still grow (a late DELIVRD counts in
+	// the month of acceptance).
+	Pending int64 `json:"pending"`
+	// Purged: delivered segments of the month whose messages retention has
+	// deleted; they are billed but no longer in the DLR export.
+	Purged int64 `json:"purged"`
+	// Error: the bill could not be computed (the enterprise is not
+	// configured, or its package is not in the package table); Delivered
+	// is still right, the amounts are 0.
+	Error string `json:"error,omitempty"`
+}
+
+// bill: GET /admin/v1/bill?month=2006-01[&enterprise=X]
+func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Policy == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no policy store configured")
+		return
+	}
+	month := r.URL.Query().Get("month")
+	start, err := ParseMonth(month)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	end := start.AddDate(0, 1, 0)
+	only := r.URL.Query().Get("enterprise")
+
+	usage, err := s.cfg.Store.UsageByMonth(month)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	byEnt := make(map[string]queue.EnterpriseUsage, len(usage))
+	for _, u := range usage {
+		byEnt[u.Enterprise] = u
+	}
+	// Every configured enterprise that existed in the month owes its fee;
+	// every enterprise with traffic in the month is listed, configured or not.
+	codes := make(map[string]*policy.Enterprise)
+	for _, e := range s.cfg.Policy.Enterprises(policy.OperatorActor("ops")) {
+		if e.CreatedAt.Before(end) {
+			codes[e.Code] = &e
+		}
+	}
+	for code := range byEnt {
+		if _, ok := codes[code]; !ok {
+			codes[code] = nil
+			if e, ok := s.cfg.Policy.Lookup(code); ok {
+				codes[code] = e
+			}
+		}
+	}
+	if only != "" {
+		e, _ := s.cfg.Policy.Lookup(only)
+		if _, traffic := byEnt[only]; e == nil && !traffic {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("enterprise %s: not configured and no traffic in %s", only, month))
+			return
+		}
+		codes = map[string]*policy.Enterprise{only: e}
+	}
+	out := make([]BillLine, 0, len(codes))
+	for code, e := range codes {
+		u := byEnt[code]
+		line := BillLine{Enterprise: code, Pending: u.Reserved, Purged: u.PurgedCharged}
+		line.Month, line.Delivered = month, u.Charged
+		switch {
+		case e == nil:
+			line.Error = "enterprise not configured"
+		default:
+			line.Name = e.Name
+			b, err := s.cfg.Policy.Bill(e, month, u.Charged)
+			if err != nil {
+				line.Package = e.Package
+				line.Error = err.Error()
+				break
+			}
+			line.Bill = b
+			if pkg, ok := s.cfg.Policy.Packages().Lookup(e.Package); ok {
+				line.OverageRateFen = pkg.OverageFen
+			}
+		}
+		line.FeeYuan, line.OverageYuan, line.TotalYuan =
+			policy.FormatFen(line.FeeFen), policy.FormatFen(line.OverageFen), policy.FormatFen(line.TotalFen)
+		out = append(out, line)
+	}
+	slices.SortFunc(out, func(a, b BillLine) int { return strings.Compare(a.Enterprise, b.Enterprise) })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// backup: GET /admin/v1/backup. The snapshot is first written to a
+// temporary file beside the store (unlinked at once: nothing is left
+// behind, even by a crash), so that the read transaction lasts as long
+// as a local copy, not as long as the client's download; then it is sent
+// with its Content-Length, so a client can tell a cut-short download.
+// The store's filesystem needs room for one more copy of the file.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	dir := filepath.Dir(s.cfg.Store.DB().Path())
+	f, err := os.CreateTemp(dir, ".qxtd-backup-*")
+	if err != nil {
+		writeErr(w, fmt.Errorf("backup: spool file: %w", err))
+		return
+	}
+	removed := os.Remove(f.Name()) == nil // Unix: the open file lives on, unnamed
+	defer func() {
+		f.Close()
+		if !removed {
+			os.Remove(f.Name())
+		}
+	}()
+	start := time.Now()
+	n, err := s.cfg.Store.Backup(f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.log.Info("backup snapshot taken", "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="qxtd-%s.db"`, time.Now().In(shanghai).Format("20060102T150405")))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if c, err := io.Copy(w, f); err != nil && !errors.Is(err, r.Context().Err()) {
+		s.log.Warn("backup download cut short", "sent", c, "bytes", n, "err", err)
+	}
+}

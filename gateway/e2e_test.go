@@ -137,7 +137,7 @@ type esme struct {
 	// byRecipient maps each receipt's source_addr (the original
 	// recipient) to the id it carried.
 	byRecipient map[string]string
-	got  chan struct{}
+	got         chan struct{}
 }
 
 func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error) {

@@ -48,6 +48,9 @@ type Config struct {
 	// ReceiptGrace is how long past its validity a submitted segment
 	// waits for its receipt before it is settled as unknown.
 	ReceiptGrace time.Duration
+	// Retention is how long finished messages are kept (then purged in
+	// the background); 0 keeps them forever.
+	Retention time.Duration
 }
 
 func (c *Config) defaults() {

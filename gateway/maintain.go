@@ -8,7 +8,8 @@ import (
 // maintainEvery is how often the store's housekeeping runs.
 const maintainEvery = time.Minute
 
-// maintain settles what will never finish on its own: parts whose receipt
+// maintain purges finished messages past the retention period and
+// settles what will never finish on its own: parts whose receipt
 // never came (after the validity period plus a grace period) become
 // unknown, which releases their quota reservation and sends the ESME a
 // final receipt; receipts that never matched a message are dropped after
@@ -36,10 +37,34 @@ func (g *Gateway) maintain(ctx context.Context) {
 				break
 			}
 		}
+		if g.cfg.Retention > 0 {
+			g.purge(ctx, now.Add(-g.cfg.Retention))
+		}
 		if n, err := g.store.PurgeOrphans(ctx, now.Add(-24*time.Hour), 10000); err != nil {
 			g.log.Error("purge orphan receipts", "err", err)
 		} else if n > 0 {
 			g.log.Info("dropped receipts that matched no message", "receipts", n)
 		}
+	}
+}
+
+// purge deletes finished messages accepted before cutoff, a bounded batch
+// at a time so that the commit loop keeps serving the hot path between
+// batches. Usage counters (bills) are not affected.
+func (g *Gateway) purge(ctx context.Context, cutoff time.Time) {
+	total := 0
+	for ctx.Err() == nil {
+		n, err := g.store.Purge(ctx, cutoff, 512)
+		if err != nil {
+			g.log.Error("retention purge", "err", err)
+			break
+		}
+		total += n
+		if n < 512 {
+			break
+		}
+	}
+	if total > 0 {
+		g.log.Info("purged finished messages past retention", "messages", total, "cutoff", cutoff)
 	}
 }

@@ -27,13 +27,7 @@ func (r Rules) Authenticate(systemID, password string) (*Account, error) {
 	return account(u, ent), nil
 }
 
-func account(u *policy.User, ent *policy.Enterprise) *Account {
-	a := &Account{SystemID: u.SystemID, Enterprise: ent.Code, Signature: ent.Signature}
-	if u.ShowSignature {
-		a.UserSignature = policy.UserSignatureSeparator + u.Name
-	}
-	return a
-}
+func account(u *policy.User, ent *policy.Enterprise) *Account { return AccountFor(u, ent) }
 
 // Prepare implements Policy with the enterprise as it is now.
 func (r Rules) Prepare(acct *Account) (*Account, int64, error) {

@@ -7,7 +7,7 @@
 // # Durability
 //
 // Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR, AckDLR,
-// ExpireSubmitted, PurgeOrphans) returns nil only after its change is
+// ExpireSubmitted, PurgeOrphans, Purge) returns nil only after its change is
 // committed and fsync'd (unless Options.NoSync): a caller may acknowledge
 // upstream (submit_sm_resp, HTTP 2xx, deliver_sm_resp handling) as soon as
 // the method returns. Each change, with its index, counter and usage
@@ -34,12 +34,12 @@
 // at once, but the operation may still commit. An operation whose context
 // has ended before its batch starts is skipped.
 //
-// Reads (Due, Get, PendingDLRs, Check) use read-only transactions that run
-// concurrently with the writer; everything they return is decoded into
-// fresh memory, never aliasing the database's pages. Usage and Counts are
-// served from in-memory mirrors that the commit goroutine updates after
-// each commit (loaded at Open: usage from its bucket, counts by one scan of
-// the messages).
+// Reads (Due, Get, PendingDLRs, ExportParts, Backup, Check) use read-only
+// transactions that run concurrently with the writer; everything they
+// return is decoded into fresh memory, never aliasing the database's
+// pages. Usage and Counts are served from in-memory mirrors that the commit
+// goroutine updates after each commit (loaded at Open: usage from its
+// bucket, counts by one scan of the messages).
 //
 // # Life cycle of a part
 //
@@ -64,6 +64,7 @@
 //	dlrout  account 0x00 id                          → empty   final DLRs to forward to the ESME
 //	ref     dest                                     → uint16 (2 BE) last concatenation reference
 //	usage   enterprise 0x00 "2006-01"                → version | reserved (8 BE) | charged (8 BE)
+//	purged  enterprise 0x00 "2006-01"                → version | parts (8 BE) | delivered (8 BE)   deleted by Purge
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -79,13 +80,16 @@
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
 //     every wait key names a Submitted part.
 //   - Every SMSC id a part was accepted under (SMSCID and DupSMSCIDs) is
-//     indexed in smsc; every smsc key names a part past Accepted.
+//     indexed in smsc — for a final part, unless the id was reused for a
+//     newer message that Purge has deleted (with its key); every smsc key
+//     names a part past Accepted.
 //   - A message has a dlrout key iff it is final, a receipt was requested
 //     and AckDLR has not run; DLRForwarded is set iff it is final and has
 //     no dlrout key.
 //   - For each enterprise and billing month, reserved = parts not yet final
-//     and charged = parts Delivered, over the messages accepted that month;
-//     the in-memory mirrors equal the buckets.
+//     and charged = parts Delivered, over the messages accepted that month,
+//     plus the delivered parts Purge deleted (purged bucket); the in-memory
+//     mirrors equal the buckets.
 //   - Ids come from the msg bucket's sequence: monotonic, never reused.
 //   - A multi-part message has a non-zero Ref; for one destination, Refs
 //     are consecutive (wrapping 0xFFFF → 1) and survive restarts, so a
@@ -160,7 +164,29 @@
 //   - Parts whose DLR never comes stay Submitted (and reserved) until
 //     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
 //     sender Fails them as Expired. Call both policies from the daemon.
-//   - Nothing is deleted yet except orphans: msg, smsc and ref grow with
-//     traffic. Retention (deleting old final, forwarded messages and their
-//     smsc keys while keeping usage) is future work.
+//   - Only Purge (retention) and PurgeOrphans delete. Without a Purge loop
+//     msg and smsc grow with traffic; ref always grows with the number of
+//     distinct destinations (two bytes each).
+//
+// # Operations: export, retention, backup
+//
+// ExportParts streams one Row per part of the messages accepted in a time
+// window (by AcceptedAt, like the bill), in id order, in bounded memory:
+// chunks of 1000 messages per read-only transaction, the callback run
+// between transactions. The window's first id is found by binary search
+// over ids; AcceptedAt need only follow id order within ExportSkew (15
+// min) for the result to be exact. RowWriter writes rows as CSV or JSON
+// Lines (columns: ExportColumns, stable). UsageByMonth lists every
+// enterprise's counters for a month.
+//
+// Purge deletes, oldest first and in batches of at most 512 messages per
+// commit-loop operation, messages accepted before a cutoff whose parts are
+// all final and whose receipt was forwarded (or not requested), with their
+// smsc keys; usage is kept, and what it deleted is counted in the purged
+// bucket. bbolt reuses the freed pages, so with a periodic Purge the file
+// stops growing.
+//
+// Backup writes the whole file (policy buckets included) from one
+// read-only transaction: a consistent copy while the daemon runs, which
+// Open opens as it is.
 package queue

@@ -18,8 +18,9 @@ var (
 	bucketDLROut = []byte("dlrout")
 	bucketRef    = []byte("ref")
 	bucketUsage  = []byte("usage")
+	bucketPurged = []byte("purged") // retention.go
 
-	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage}
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged}
 )
 
 const (

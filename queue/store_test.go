@@ -800,7 +800,7 @@ func TestExpireSubmitted(t *testing.T) {
 }
 
 func TestStateStrings(t *testing.T) {
-	want := "accepted submitted delivered undeliverable expired rejected unknown"
+	want := "accepted submitted delivered undeliverable expired rejected unknown cancelled"
 	var got []string
 	for _, st := range States {
 		got = append(got, st.String())
@@ -811,7 +811,7 @@ func TestStateStrings(t *testing.T) {
 	if g := joinSpace(got); g != want {
 		t.Errorf("names %q", g)
 	}
-	if State(0).Valid() || State(8).Valid() || State(0).Final() {
+	if State(0).Valid() || State(9).Valid() || State(0).Final() {
 		t.Error("invalid states")
 	}
 }

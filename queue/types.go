@@ -19,6 +19,7 @@ const (
 	StateExpired                        // DLR stat EXPIRED, or validity ran out before submission
 	StateRejected                       // DLR stat REJECTD, or a permanent submit_sm_resp error
 	StateUnknown                        // DLR stat UNKNOWN / ACCEPTD-final / DELETED, or no DLR in time
+	StateCancelled                      // scheduled, cancelled before it was sent (Cancel); last, so stored values keep their meaning
 	stateEnd                            // first invalid value
 )
 
@@ -30,10 +31,11 @@ var stateNames = [...]string{
 	StateExpired:       "expired",
 	StateRejected:      "rejected",
 	StateUnknown:       "unknown",
+	StateCancelled:     "cancelled",
 }
 
 // States lists every valid state in order, e.g. to pre-create metric series.
-var States = []State{StateAccepted, StateSubmitted, StateDelivered, StateUndeliverable, StateExpired, StateRejected, StateUnknown}
+var States = []State{StateAccepted, StateSubmitted, StateDelivered, StateUndeliverable, StateExpired, StateRejected, StateUnknown, StateCancelled}
 
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool { return s >= StateAccepted && s < stateEnd }

@@ -43,7 +43,8 @@ type HTTPConfig struct {
 }
 
 type StoreConfig struct {
-	Path string `mapstructure:"path"`
+	Path      string        `mapstructure:"path"`
+	Retention time.Duration `mapstructure:"retention"` // keep finished messages this long; 0 = forever
 }
 
 type SimulatorConfig struct {
@@ -107,6 +108,11 @@ type PolicyConfig struct {
 	Packages     []PackageConfig  `mapstructure:"packages"` // empty: the FAQ's 12 tiers
 	Overrides    []OverrideConfig `mapstructure:"overrides"`
 	SeedForce    bool             `mapstructure:"seed_force"`
+	// NotifyEnterprise is the group code of the operator's own enterprise
+	// whose messages carry password resets (qxtd sends them itself);
+	// empty disables password reset by SMS.
+	NotifyEnterprise string `mapstructure:"notify_enterprise"`
+	NotifySource     string `mapstructure:"notify_source"` // source address of those SMS
 }
 
 type PackageConfig struct {
@@ -143,6 +149,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("http.listen", "127.0.0.1:8080")
 	v.SetDefault("http.admin_token", "")
 	v.SetDefault("store.path", "./data/qxtd.db")
+	v.SetDefault("store.retention", "2160h")
 	v.SetDefault("simulator.enabled", false)
 	v.SetDefault("simulator.listen", "127.0.0.1:2776")
 	v.SetDefault("simulator.system_id", "")
@@ -159,6 +166,8 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("policy.default_tps", 200)
 	v.SetDefault("policy.bcrypt_cost", 10)
 	v.SetDefault("policy.seed_force", false)
+	v.SetDefault("policy.notify_enterprise", "")
+	v.SetDefault("policy.notify_source", "10658000")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "json")
 }

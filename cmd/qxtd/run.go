@@ -11,6 +11,10 @@ const usage = `usage: qxtd <command> [flags]
 commands:
   serve   --config FILE [--check]   run the daemon (--check: validate the config and exit)
   send    --to N --text T [flags]   submit one message over SMPP and print its receipt
+  admin   <command> [flags]         enterprises, users, whitelists, scope, packages (qxtd admin help)
+  export  dlr --from D --to D       DLR export, CSV or JSON Lines (qxtd export --help)
+  bill    --month YYYY-MM           the monthly bill per enterprise, in yuan
+  backup  FILE                      a consistent copy of the running daemon's store
   version                           print the version
 `
 
@@ -47,6 +51,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "send":
 		return sendCmd(args[1:], stdout, stderr)
+	case "admin":
+		return adminCmd(args[1:], stdout, stderr)
+	case "export":
+		return exportCmd(args[1:], stdout, stderr)
+	case "bill":
+		return billCmd(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "qxtd", version)
 		return 0

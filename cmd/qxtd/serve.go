@@ -131,11 +131,12 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gcfg := gateway.Config{
-		Validity: cfg.Delivery.Validity,
-		RetryMin: cfg.Delivery.RetryMin,
-		RetryMax: cfg.Delivery.RetryMax,
-		DLRRetry: cfg.Delivery.DLRRetry,
-		ESMEIdle: cfg.SMPP.Idle,
+		Validity:  cfg.Delivery.Validity,
+		RetryMin:  cfg.Delivery.RetryMin,
+		RetryMax:  cfg.Delivery.RetryMax,
+		DLRRetry:  cfg.Delivery.DLRRetry,
+		ESMEIdle:  cfg.SMPP.Idle,
+		Retention: cfg.Store.Retention,
 	}
 	for _, u := range cfg.Upstreams {
 		concat, _ := parseConcat(u.Concat) // validated
@@ -196,6 +197,9 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 	}
 	d.httpAddr = hl.Addr()
 	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Logger: log.With("component", "api")})
+	if code := cfg.Policy.NotifyEnterprise; code != "" {
+		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
+	}
 	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
 	d.goServe("http", func() error { return d.http.Serve(hl) })
 
@@ -265,4 +269,18 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 	mux.Handle("/admin/", d.api.Handler())
 	mux.Handle("/v1/", d.api.Handler())
 	return mux
+}
+
+// notifier sends qxtd's own SMS (password resets) as the operator's
+// notification enterprise, through the same durable path as every other
+// message. No receipt is requested: nobody binds to collect it.
+func (d *daemon) notifier(enterprise, source string) func(ctx context.Context, mobile, text string) error {
+	acct := &gateway.Account{SystemID: "qxtd-system", Enterprise: enterprise}
+	return func(ctx context.Context, mobile, text string) error {
+		res, err := d.gw.Send(ctx, acct, gateway.SendRequest{Ingress: "http", Source: source, Dests: []string{mobile}, Text: text})
+		if err != nil {
+			return err
+		}
+		return res[0].Err
+	}
 }

@@ -1,0 +1,294 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// Client calls the admin API (it is what `qxtd admin` uses).
+type Client struct {
+	Base  string       // "http://127.0.0.1:8080"
+	Token string       // the operator's admin token (http.admin_token)
+	HTTP  *http.Client // nil: a client with a 2-minute timeout
+}
+
+// APIError is an error answer of the API.
+type APIError struct {
+	Status  int    // HTTP status
+	Reason  string // "not_found", "invalid", "not_whitelisted", …
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Reason, e.Message, e.Status)
+}
+
+var defaultHTTP = &http.Client{Timeout: 2 * time.Minute}
+
+// Do sends a request with body (nil: none; otherwise encoded as JSON) and
+// decodes a 2xx answer's JSON into out (nil: discarded). An error answer is
+// an *APIError.
+func (c *Client) Do(method, path string, body, out any) error {
+	return c.DoContext(context.Background(), method, path, body, out)
+}
+
+// DoContext is Do with a context.
+func (c *Client) DoContext(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	ct := ""
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd, ct = bytes.NewReader(b), "application/json"
+	}
+	return c.send(ctx, method, path, ct, rd, out)
+}
+
+// Upload sends body as is, with the given Content-Type.
+func (c *Client) Upload(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	return c.send(ctx, method, path, contentType, body, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = defaultHTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return readAPIError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func readAPIError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	e := &APIError{Status: resp.StatusCode}
+	var b errorBody
+	if json.Unmarshal(data, &b) == nil && b.Error.Reason != "" {
+		e.Reason, e.Message = b.Error.Reason, b.Error.Message
+		return e
+	}
+	// Not one of ours (a proxy, or no such route: the mux answers text).
+	e.Reason = strings.ReplaceAll(strings.ToLower(http.StatusText(resp.StatusCode)), " ", "_")
+	if e.Reason == "" {
+		e.Reason = "http_" + strconv.Itoa(resp.StatusCode)
+	}
+	e.Message = strings.TrimSpace(string(data))
+	if len(e.Message) > 200 {
+		e.Message = e.Message[:200] + "…"
+	}
+	return e
+}
+
+func seg(s string) string { return url.PathEscape(s) }
+
+// call is Do decoding into a new T.
+func call[T any](c *Client, method, path string, body any) (*T, error) {
+	var out T
+	if err := c.Do(method, path, body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// --- enterprises ---
+
+// CreateEnterprise creates an enterprise.
+func (c *Client) CreateEnterprise(e NewEnterprise) (*Enterprise, error) {
+	return call[Enterprise](c, http.MethodPost, "/admin/v1/enterprises", e)
+}
+
+// Enterprises lists the enterprises.
+func (c *Client) Enterprises() ([]Enterprise, error) {
+	out, err := call[EnterpriseList](c, http.MethodGet, "/admin/v1/enterprises", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Enterprises, nil
+}
+
+// Enterprise shows an enterprise with its usage in month ("": this month).
+func (c *Client) Enterprise(code, month string) (*EnterpriseDetail, error) {
+	p := "/admin/v1/enterprises/" + seg(code)
+	if month != "" {
+		p += "?month=" + url.QueryEscape(month)
+	}
+	return call[EnterpriseDetail](c, http.MethodGet, p, nil)
+}
+
+// UpdateEnterprise changes the fields set in p.
+func (c *Client) UpdateEnterprise(code string, p EnterprisePatch) (*Enterprise, error) {
+	return call[Enterprise](c, http.MethodPatch, "/admin/v1/enterprises/"+seg(code), p)
+}
+
+// --- users ---
+
+// CreateUser creates a user of an enterprise.
+func (c *Client) CreateUser(code string, u NewUser) (*User, error) {
+	return call[User](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/users", u)
+}
+
+// Users lists an enterprise's users.
+func (c *Client) Users(code string) ([]User, error) {
+	out, err := call[UserList](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/users", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Users, nil
+}
+
+// User shows a user.
+func (c *Client) User(systemID string) (*User, error) {
+	return call[User](c, http.MethodGet, "/admin/v1/users/"+seg(systemID), nil)
+}
+
+// UpdateUser changes the fields set in p.
+func (c *Client) UpdateUser(systemID string, p UserPatch) (*User, error) {
+	return call[User](c, http.MethodPatch, "/admin/v1/users/"+seg(systemID), p)
+}
+
+// DeleteUser deletes a user.
+func (c *Client) DeleteUser(systemID string) error {
+	return c.Do(http.MethodDelete, "/admin/v1/users/"+seg(systemID), nil, nil)
+}
+
+// SetPassword sets a user's SMPP password.
+func (c *Client) SetPassword(systemID, password string) error {
+	return c.Do(http.MethodPut, "/admin/v1/users/"+seg(systemID)+"/password", PasswordSet{Password: password}, nil)
+}
+
+// IssueAPIKey issues a new API key (replacing any previous one); the key is
+// returned this once.
+func (c *Client) IssueAPIKey(systemID string) (*APIKey, error) {
+	return call[APIKey](c, http.MethodPost, "/admin/v1/users/"+seg(systemID)+"/apikey", nil)
+}
+
+// RevokeAPIKey removes a user's API key.
+func (c *Client) RevokeAPIKey(systemID string) error {
+	return c.Do(http.MethodDelete, "/admin/v1/users/"+seg(systemID)+"/apikey", nil, nil)
+}
+
+// ResetPassword asks for the forgotten-password flow; the answer does not
+// tell whether the details matched.
+func (c *Client) ResetPassword(r PasswordReset) (*Status, error) {
+	return call[Status](c, http.MethodPost, "/admin/v1/password-reset", r)
+}
+
+// --- whitelist ---
+
+func wlPath(code, suffix string) string {
+	return "/admin/v1/enterprises/" + seg(code) + "/whitelist" + suffix
+}
+
+// AddWhitelist adds numbers (approved at once when the operator adds them).
+func (c *Client) AddWhitelist(code string, numbers []string) (*policy.ImportResult, error) {
+	return call[policy.ImportResult](c, http.MethodPost, wlPath(code, ""), Numbers{Numbers: numbers})
+}
+
+// ImportWhitelist uploads a CSV or XLSX file (column A: numbers).
+func (c *Client) ImportWhitelist(ctx context.Context, code string, f policy.ImportFormat, file io.Reader) (*policy.ImportResult, error) {
+	ct := "text/csv"
+	if f == policy.FormatXLSX {
+		ct = XLSXContentType
+	}
+	var out policy.ImportResult
+	if err := c.Upload(ctx, http.MethodPost, wlPath(code, "/import"), ct, file, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListWhitelist returns one page of entries in state ("" or "all": every
+// state) after the cursor after; limit 0 is the server's default.
+func (c *Client) ListWhitelist(code, state, after string, limit int) (*WhitelistPage, error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	p := wlPath(code, "")
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return call[WhitelistPage](c, http.MethodGet, p, nil)
+}
+
+// Approve approves numbers, or every pending entry when allPending.
+func (c *Client) Approve(code string, numbers []string, allPending bool) (*policy.BulkResult, error) {
+	return c.decide(code, "/approve", numbers, allPending)
+}
+
+// Reject rejects numbers, or every pending entry when allPending.
+func (c *Client) Reject(code string, numbers []string, allPending bool) (*policy.BulkResult, error) {
+	return c.decide(code, "/reject", numbers, allPending)
+}
+
+func (c *Client) decide(code, suffix string, numbers []string, allPending bool) (*policy.BulkResult, error) {
+	return call[policy.BulkResult](c, http.MethodPost, wlPath(code, suffix), Decision{Numbers: numbers, AllPending: allPending})
+}
+
+// RemoveWhitelist removes numbers in any state.
+func (c *Client) RemoveWhitelist(code string, numbers []string) (*policy.BulkResult, error) {
+	return call[policy.BulkResult](c, http.MethodPost, wlPath(code, "/remove"), Numbers{Numbers: numbers})
+}
+
+// --- overrides ---
+
+// Overrides lists the number overrides.
+func (c *Client) Overrides() ([]policy.Override, error) {
+	out, err := call[OverrideList](c, http.MethodGet, "/admin/v1/overrides", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Overrides, nil
+}
+
+// SetOverride adds or replaces the override of prefix.
+func (c *Client) SetOverride(prefix string, o OverrideSet) error {
+	return c.Do(http.MethodPut, "/admin/v1/overrides/"+seg(prefix), o, nil)
+}
+
+// RemoveOverride removes the override of prefix.
+func (c *Client) RemoveOverride(prefix string) error {
+	return c.Do(http.MethodDelete, "/admin/v1/overrides/"+seg(prefix), nil, nil)
+}

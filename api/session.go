@@ -1,0 +1,181 @@
+package api
+
+import (
+	"container/list"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Console sessions: POST /v1/login exchanges a user's system_id and
+// password for a token that the console sends as "Authorization: Bearer"
+// like an API key. Tokens are 32 random bytes, kept only in memory (a
+// restart logs everyone out) and only as their SHA-256. A session ends 30
+// minutes after its last request (FAQ 19: each request slides the expiry),
+// at logout, or when the table is full and it is the least recently used.
+
+const (
+	// SessionIdle ends a console session this long after its last request.
+	SessionIdle = 30 * time.Minute
+	// MaxSessions bounds the session table; when it is full, a login ends
+	// the least recently used session.
+	MaxSessions = 10_000
+
+	sessionPrefix = "qxs_" // tells console tokens from API keys ("qxtd_")
+)
+
+type session struct {
+	key        [32]byte // SHA-256 of the token
+	systemID   string
+	enterprise string
+	last       time.Time // last use; the session ends at last + idle
+}
+
+// sessionStore is the table of console sessions. Its list is in order of
+// last use, least recent first, so expired sessions are always at the
+// front and both expiry and eviction are O(1) per session.
+type sessionStore struct {
+	now  func() time.Time // injectable for tests
+	idle time.Duration
+	max  int
+
+	mu    sync.Mutex
+	byKey map[[32]byte]*list.Element // of *session
+	lru   list.List
+}
+
+func newSessionStore(max int, idle time.Duration, now func() time.Time) *sessionStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &sessionStore{now: now, idle: idle, max: max, byKey: make(map[[32]byte]*list.Element)}
+}
+
+func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// isSessionToken tells a console token from an API key by its prefix.
+func isSessionToken(tok string) bool { return strings.HasPrefix(tok, sessionPrefix) }
+
+// create starts a session for a user and returns its token.
+func (s *sessionStore) create(systemID, enterprise string) (string, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	token := sessionPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	se := &session{key: tokenKey(token), systemID: systemID, enterprise: enterprise}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.expire(now)
+	for s.lru.Len() >= s.max {
+		s.remove(s.lru.Front())
+	}
+	se.last = now
+	s.byKey[se.key] = s.lru.PushBack(se)
+	return token, nil
+}
+
+// touch returns the session of token, if it is live, and slides its
+// expiry: the session now ends idle after this call.
+func (s *sessionStore) touch(token string) (session, bool) {
+	key := tokenKey(token)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.expire(now)
+	el, ok := s.byKey[key]
+	if !ok {
+		return session{}, false
+	}
+	se := el.Value.(*session)
+	se.last = now
+	s.lru.MoveToBack(el)
+	return *se, true
+}
+
+// end removes the session of token (logout); unknown tokens are ignored.
+func (s *sessionStore) end(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.byKey[tokenKey(token)]; ok {
+		s.remove(el)
+	}
+}
+
+// len is the number of live sessions.
+func (s *sessionStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(s.now())
+	return s.lru.Len()
+}
+
+// expire drops every session idle for s.idle or longer at now.
+func (s *sessionStore) expire(now time.Time) {
+	for el := s.lru.Front(); el != nil; el = s.lru.Front() {
+		if now.Sub(el.Value.(*session).last) < s.idle {
+			return
+		}
+		s.remove(el)
+	}
+}
+
+func (s *sessionStore) remove(el *list.Element) {
+	delete(s.byKey, el.Value.(*session).key)
+	s.lru.Remove(el)
+}
+
+// loginThrottle slows down repeated failed logins from one address as
+// SMPP binds are: the n-th failure in a row is answered after 100 ms ×
+// 2^(n-1), at most 5 s. A success clears it; so does a quiet 10 minutes.
+type loginThrottle struct {
+	now func() time.Time
+
+	mu    sync.Mutex
+	fails map[string]failures
+}
+
+type failures struct {
+	n    int
+	last time.Time
+}
+
+const (
+	loginDelayMin   = 100 * time.Millisecond
+	loginDelayMax   = 5 * time.Second
+	loginForget     = 10 * time.Minute
+	maxThrottledIPs = 10_000
+)
+
+// failed records a failure from ip and returns how long to wait before
+// answering it.
+func (l *loginThrottle) failed(ip string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.fails == nil || len(l.fails) >= maxThrottledIPs {
+		l.fails = make(map[string]failures) // bounded: forget everyone rather than grow
+	}
+	f := l.fails[ip]
+	if now.Sub(f.last) > loginForget {
+		f.n = 0
+	}
+	f.n++
+	f.last = now
+	l.fails[ip] = f
+	d := loginDelayMin
+	for i := 1; i < f.n && d < loginDelayMax; i++ {
+		d *= 2
+	}
+	return min(d, loginDelayMax)
+}
+
+func (l *loginThrottle) succeeded(ip string) {
+	l.mu.Lock()
+	delete(l.fails, ip)
+	l.mu.Unlock()
+}
