@@ -249,6 +249,8 @@ func wireState(s queue.State) smpp.MessageState {
 		return smpp.StateUndeliverable
 	case queue.StateRejected:
 		return smpp.StateRejected
+	case queue.StateCancelled:
+		return smpp.StateDeleted // cancel_sm / HTTP cancel (§5.2.28: DELETED)
 	case queue.StateAccepted, queue.StateSubmitted:
 		return smpp.StateEnroute
 	}

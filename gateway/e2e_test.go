@@ -519,3 +519,61 @@ func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
 		waitABit(ctx)
 	}
 }
+
+// TestCancelAndReplaceSM: a scheduled message is replaced (new text, new
+// time) with replace_sm and goes out with the new text; another is
+// cancelled with cancel_sm, never reaches the SMSC and its receipt says
+// DELETED; a message already sent cannot be cancelled.
+func TestCancelAndReplaceSM(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	scheduled := func(dst, text string) string {
+		p := submitSM("1069", dst, text)
+		_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000001000000R") // in 10 min
+		id, err := e.submit(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	keep := scheduled("13800138001", "old text")
+	drop := scheduled("13800138002", "never sent")
+
+	rp := smpp.NewPDU(smpp.ReplaceSMID)
+	_ = rp.Fields().Set(pdufield.MessageID, keep)
+	_ = rp.Fields().Set(pdufield.ScheduleDeliveryTime, "000000000001000R") // in 1 s
+	_ = rp.Fields().Set(pdufield.ShortMessage, []byte("new text"))
+	if _, err := e.conn.Request(ctx, rp); err != nil {
+		t.Fatalf("replace_sm: %v", err)
+	}
+	cp := smpp.NewPDU(smpp.CancelSMID)
+	_ = cp.Fields().Set(pdufield.MessageID, drop)
+	if _, err := e.conn.Request(ctx, cp); err != nil {
+		t.Fatalf("cancel_sm: %v", err)
+	}
+	got := e.waitReceipts(t, 2, 10*time.Second)
+	if got[keep].State != smpp.StateDelivered || got[drop].State != smpp.StateDeleted {
+		t.Fatalf("receipts: replaced %s, cancelled %s", got[keep].State.Stat(), got[drop].State.Stat())
+	}
+	recv := r.sim.Received()
+	if len(recv) != 1 || recv[0].Dest != "13800138001" {
+		t.Fatalf("simulator received %+v, want only the replaced message", recv)
+	}
+	text, err := segment.Reassemble([]segment.Frame{{ESMClass: recv[0].ESMClass, DataCoding: recv[0].DataCoding, ShortMessage: recv[0].ShortMessage}}, segment.Options{})
+	if err != nil || text != "【测试】new text" {
+		t.Fatalf("simulator got %q (%v), want the replaced, signed text", text, err)
+	}
+	// Sent already: cancel_sm fails.
+	cp2 := smpp.NewPDU(smpp.CancelSMID)
+	_ = cp2.Fields().Set(pdufield.MessageID, keep)
+	_, err = e.conn.Request(ctx, cp2)
+	var st pdu.Status
+	if !asStatus(err, &st) || st != smpp.StatusCancelFailed {
+		t.Fatalf("cancel of a sent message: %v, want ESME_RCANCELFAIL", err)
+	}
+}

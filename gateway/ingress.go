@@ -70,6 +70,10 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		return s.g.submitMulti(ctx, s.acct, p)
 	case pdu.QuerySMID:
 		return s.g.query(s.acct, p)
+	case smpp.CancelSMID:
+		return s.g.cancelSM(ctx, s.acct, p)
+	case smpp.ReplaceSMID:
+		return s.g.replaceSM(ctx, s.acct, p)
 	}
 	return nil, smpp.StatusInvalidCommandID
 }
@@ -128,6 +132,71 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 		return "", res[0].Err
 	}
 	return FormatID(res[0].ID), nil
+}
+
+// cancelSM answers cancel_sm (§4.9) for a scheduled message of the
+// caller's enterprise (the scheduled outbox: once a message went to the
+// SMSC it can no longer be withdrawn). Cancelling by source and
+// destination without a message_id is not supported.
+func (g *Gateway) cancelSM(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
+	id, err := strconv.ParseUint(smpp.Str(p, pdufield.MessageID), 10, 64)
+	if err != nil {
+		return nil, smpp.StatusCancelFailed
+	}
+	if err := g.Cancel(ctx, acct, id); err != nil {
+		if errors.Is(err, ErrStore) {
+			return nil, smpp.StatusSystemError
+		}
+		return nil, smpp.StatusCancelFailed // unknown, another enterprise's, or already sent
+	}
+	return smpp.NewPDU(smpp.CancelSMRespID), nil
+}
+
+// replaceSM answers replace_sm (§4.10): new text and/or schedule for a
+// scheduled message of the caller's enterprise. replace_sm has no
+// data_coding: the new short_message is read in the data_coding of the
+// original submit_sm, as the spec intends.
+func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
+	id, err := strconv.ParseUint(smpp.Str(p, pdufield.MessageID), 10, 64)
+	if err != nil {
+		return nil, smpp.StatusReplaceFailed
+	}
+	m, err := g.Message(acct, id)
+	if err != nil {
+		return nil, smpp.StatusReplaceFailed
+	}
+	var sendAt time.Time
+	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {
+		t, ok := smpp.ParseTime(v, time.Now())
+		if !ok {
+			return nil, smpp.StatusInvalidSchedule
+		}
+		sendAt = t
+	}
+	text := ""
+	if sm := smpp.Bytes(p, pdufield.ShortMessage); len(sm) > 0 {
+		frag, err := segment.ParseIncoming(segment.Incoming{DataCoding: m.ClientCoding, ShortMessage: sm}, false)
+		if err == nil {
+			text, err = frag.Text()
+		}
+		if err != nil {
+			return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		}
+	}
+	if text == "" && sendAt.IsZero() {
+		return smpp.NewPDU(smpp.ReplaceSMRespID), nil // nothing to change
+	}
+	if err := g.Reschedule(ctx, acct, id, sendAt, text); err != nil {
+		var ref *Refusal
+		switch {
+		case errors.As(err, &ref):
+			return nil, ref
+		case errors.Is(err, ErrStore):
+			return nil, smpp.StatusSystemError
+		}
+		return nil, smpp.StatusReplaceFailed
+	}
+	return smpp.NewPDU(smpp.ReplaceSMRespID), nil
 }
 
 // statusDLName is ESME_RINVDLNAME: distribution lists (address-book
@@ -203,6 +272,7 @@ func requestFrom(p pdu.Body) (SendRequest, error) {
 		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
 		Text:               text,
 		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
+		ClientCoding:       smpp.Byte(p, pdufield.DataCoding),
 	}
 	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {
 		t, ok := smpp.ParseTime(v, now)

@@ -86,9 +86,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		f.NewCounterFunc(prometheus.CounterOpts{
 			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error).",
 		}, func() float64 { return float64(store.Stats().FailedCommits) })
-		states := []queue.State{queue.StateAccepted, queue.StateSubmitted, queue.StateDelivered,
-			queue.StateUndeliverable, queue.StateExpired, queue.StateRejected, queue.StateUnknown}
-		for _, st := range states {
+		for _, st := range queue.States {
 			f.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "qxtd_queue_segments", Help: "Segments in the store, by state.",
 				ConstLabels: prometheus.Labels{"state": st.String()},

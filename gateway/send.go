@@ -28,6 +28,9 @@ type SendRequest struct {
 	// Multi gives every message of the request one id, the first's, as
 	// submit_multi does; their receipts carry it.
 	Multi bool
+	// ClientCoding is the data_coding the text came in (SMPP), kept for
+	// replace_sm.
+	ClientCoding uint8
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -116,6 +119,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		if req.Multi {
 			m.Group = queue.GroupWithFirst
 		}
+		m.ClientCoding = req.ClientCoding
 		for _, body := range plan.Parts {
 			m.Parts = append(m.Parts, queue.Part{Body: body})
 		}

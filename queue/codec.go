@@ -190,6 +190,7 @@ func (d *decoder) end(what string) {
 const (
 	flagDLRForwarded = 1 << 0
 	flagGroup        = 1 << 1 // a group id follows the parts (added after version 1 shipped: absent in older records)
+	flagClientCoding = 1 << 2 // the client's data_coding follows (idem)
 )
 
 // encodeMessage appends the record of m to b.
@@ -224,6 +225,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.Group != 0 {
 		flags |= flagGroup
 	}
+	if m.ClientCoding != 0 {
+		flags |= flagClientCoding
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -243,6 +247,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	}
 	if m.Group != 0 {
 		e.uvarint(m.Group)
+	}
+	if m.ClientCoding != 0 {
+		e.u8(m.ClientCoding)
 	}
 	return e.b
 }
@@ -289,7 +296,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup) != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
@@ -328,6 +335,9 @@ func DecodeMessage(b []byte) (*Message, error) {
 	}
 	if flags&flagGroup != 0 {
 		m.Group = d.uvarint("group")
+	}
+	if flags&flagClientCoding != 0 {
+		m.ClientCoding = d.u8("client_coding")
 	}
 	d.end("message")
 	if d.err != nil {

@@ -78,6 +78,10 @@ type Message struct {
 	// submit_multi gets one message_id for all its recipients, and their
 	// receipts must carry it. 0 = ID. See GroupWithFirst.
 	Group uint64
+	// ClientCoding is the data_coding the client sent the text in (0: GSM
+	// default). replace_sm carries no data_coding: its new text is read
+	// in this one.
+	ClientCoding uint8
 }
 
 // Part is one segment of a Message.
