@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test bench fuzz vet clean
+.PHONY: build run test bench bench-retention fuzz vet clean check-configs
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qxtd
@@ -15,8 +15,14 @@ vet:
 test: vet
 	$(GO) test -race -count=1 -timeout 8m ./...
 
+# Benchmarks come in pairs with a baseline measured in the same run
+# (see each package's bench_test.go); compare runs with benchstat.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+	$(GO) test -run '^$$' -bench . -skip 'SteadyTrafficWithPurge' -benchmem -count 5 ./...
+
+# The retention soak: file size per round under steady load with purge.
+bench-retention:
+	$(GO) test -run '^$$' -bench SteadyTrafficWithPurge -benchtime 1x -v ./queue/
 
 # Short fuzzing pass over every fuzz target; FUZZTIME=1m make fuzz for longer.
 FUZZTIME ?= 10s
@@ -29,3 +35,8 @@ fuzz:
 
 clean:
 	rm -rf bin data
+
+# Optional: validate the alert rules with promtool
+# (apt-get install -y --no-install-recommends prometheus).
+check-configs:
+	promtool check rules configs/alerts.yml
