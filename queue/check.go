@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,9 +14,14 @@ import (
 // Check verifies the store's invariants (listed in doc.go) by reading all of
 // it, and the in-memory usage and state counters against a recomputation
 // from the records. It costs a full scan: for tests, and for an operator's
-// offline check. Call it while no writes are in progress. It returns every
-// violation found (up to 50), joined, each wrapping ErrCorrupt.
+// offline check. It first waits for the writes already queued (an op may
+// commit after its caller gave up on a cancelled context), then reads; call
+// it while no new writes are issued. It returns every violation found (up
+// to 50), joined, each wrapping ErrCorrupt.
 func (s *Store) Check() error {
+	// An empty op queued behind every pending one: when it is done, they
+	// are committed and the in-memory counters updated.
+	_ = s.exec(context.Background(), func(*txn) error { return nil })
 	var errs []error
 	bad := func(format string, args ...any) {
 		if len(errs) < 50 {
