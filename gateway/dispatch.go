@@ -52,6 +52,10 @@ func (d *dispatcher) skip(k queue.Key) bool {
 	return ok
 }
 
+// refill is how many free slots make a rescan worth it while the queue is
+// backed up: an eighth of the windows, so they never run dry.
+func refill(capacity int) int { return max(1, capacity/8) }
+
 // idlePoll is how often the store is looked at when nothing woke us:
 // it catches retries coming due.
 const idlePoll = 200 * time.Millisecond
@@ -99,11 +103,21 @@ func (d *dispatcher) run(ctx context.Context) {
 			}
 		}
 		if len(jobs) == room && room > 0 {
-			// There may be more: wait for a slot, not for a timer.
-			select {
-			case <-ctx.Done():
-				return
-			case <-d.free:
+			// There may be more: wait for slots, not for a timer. Each
+			// scan skips the whole in-flight set, so rescan only once a
+			// batch's worth of slots is free, not for every single one.
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-d.free:
+				}
+				d.mu.Lock()
+				free := capacity - len(d.inflight)
+				d.mu.Unlock()
+				if free >= refill(capacity) {
+					break
+				}
 			}
 			continue
 		}
