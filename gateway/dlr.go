@@ -29,6 +29,10 @@ type forwarder struct {
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
 	rr       int
+	// acked holds, per message with several receipts (Aliases), the
+	// receipt ids the ESME acknowledged while another was not: a retry
+	// sends only the rest. Dropped once the message is acknowledged.
+	acked map[uint64]map[string]bool
 }
 
 func newRouter(g *Gateway) *router {
@@ -41,7 +45,8 @@ func (r *router) attach(account string, c *smpp.Conn) {
 	f := r.fw[account]
 	if f == nil {
 		ctx, cancel := context.WithCancel(r.g.ctx)
-		f = &forwarder{account: account, wake: make(chan struct{}, 1), cancel: cancel, inflight: make(map[uint64]struct{})}
+		f = &forwarder{account: account, wake: make(chan struct{}, 1), cancel: cancel, inflight: make(map[uint64]struct{}),
+			acked: make(map[uint64]map[string]bool)}
 		r.fw[account] = f
 		r.wg.Add(1)
 		go func() {
@@ -181,27 +186,68 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	}
 }
 
-// deliver sends one receipt and, once the ESME acknowledged it, removes it
-// from the store. false means it must be tried again later.
+// deliver sends a message's receipts — one, or one per alias for a
+// message the ESME split itself — and, once the ESME acknowledged every
+// one, removes the message from the pending receipts. false means it must
+// be tried again later; receipts already acknowledged are not sent again
+// by this forwarder (a restart or another bind may repeat them: receipts
+// are at-least-once).
 func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bool {
 	c := f.conn()
 	if c == nil {
 		return false
 	}
-	rc := ReceiptFor(m)
-	p := smpp.NewReceiptPDU(rc, m.Dest, m.Source, m.DestTON, m.DestNPI, m.SourceTON, m.SourceNPI)
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := c.Request(rctx, p); err != nil {
-		r.g.metrics.dlrForward.WithLabelValues("error").Inc()
-		return false
+	sent := 0
+	for _, rc := range ReceiptsFor(m) {
+		f.mu.Lock()
+		done := f.acked[m.ID][rc.ID]
+		f.mu.Unlock()
+		if done {
+			continue
+		}
+		p := smpp.NewReceiptPDU(rc, m.Dest, m.Source, m.DestTON, m.DestNPI, m.SourceTON, m.SourceNPI)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := c.Request(rctx, p)
+		cancel()
+		if err != nil {
+			r.g.metrics.dlrForward.WithLabelValues("error").Inc()
+			return false
+		}
+		sent++
+		if len(m.Aliases) > 1 {
+			f.mu.Lock()
+			if f.acked[m.ID] == nil {
+				f.acked[m.ID] = make(map[string]bool)
+			}
+			f.acked[m.ID][rc.ID] = true
+			f.mu.Unlock()
+		}
 	}
 	if err := r.g.store.AckDLR(context.WithoutCancel(ctx), f.account, m.ID); err != nil {
 		r.g.log.Error("ack receipt", "account", f.account, "id", m.ID, "err", err)
 		return false
 	}
-	r.g.metrics.dlrForward.WithLabelValues("ok").Inc()
+	f.mu.Lock()
+	delete(f.acked, m.ID)
+	f.mu.Unlock()
+	r.g.metrics.dlrForward.WithLabelValues("ok").Add(float64(sent))
 	return true
+}
+
+// ReceiptsFor is every receipt an ESME gets for a message: ReceiptFor's,
+// or for a message the ESME split itself one per part id it was given
+// (Aliases), each with the message's state.
+func ReceiptsFor(m *queue.Message) []smpp.Receipt {
+	rc := ReceiptFor(m)
+	if len(m.Aliases) == 0 {
+		return []smpp.Receipt{rc}
+	}
+	out := make([]smpp.Receipt, len(m.Aliases))
+	for i, a := range m.Aliases {
+		out[i] = rc
+		out[i].ID = FormatID(a)
+	}
+	return out
 }
 
 // ReceiptFor is the receipt an ESME gets for a message: one per message

@@ -51,6 +51,18 @@ type Config struct {
 	// Retention is how long finished messages are kept (then purged in
 	// the background); 0 keeps them forever.
 	Retention time.Duration
+	// ReassemblyTimeout is how long the parts of a message the ESME split
+	// itself wait, from the first one's arrival, for the rest; then the
+	// parts that came are rejected (presplit.go). Default 5 minutes.
+	ReassemblyTimeout time.Duration
+	// ReassemblyMaxGroups caps incomplete split messages per account, and
+	// ReassemblyMaxBytes the text they hold in all; a part beyond either
+	// is refused with ESME_RMSGQFUL. Defaults 10,000 and 16 MiB.
+	ReassemblyMaxGroups int
+	ReassemblyMaxBytes  int64
+	// MaintainInterval is how often housekeeping runs (maintain.go).
+	// Default 1 minute.
+	MaintainInterval time.Duration
 }
 
 func (c *Config) defaults() {
@@ -74,6 +86,12 @@ func (c *Config) defaults() {
 	}
 	if c.ESMEIdle <= 0 {
 		c.ESMEIdle = 30 * time.Minute
+	}
+	if c.ReassemblyTimeout <= 0 {
+		c.ReassemblyTimeout = 5 * time.Minute
+	}
+	if c.MaintainInterval <= 0 {
+		c.MaintainInterval = time.Minute
 	}
 }
 

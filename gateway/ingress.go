@@ -11,6 +11,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -88,6 +89,11 @@ func (g *Gateway) query(acct *Account, p pdu.Body) (pdu.Body, error) {
 		return nil, smpp.StatusQueryFailed
 	}
 	m, err := g.store.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		// The id of one part of a message the ESME split itself: the
+		// message's state, or ENROUTE while the parts wait for the rest.
+		m, err = g.partMessage(id)
+	}
 	if err != nil || m.Enterprise != acct.Enterprise {
 		return nil, smpp.StatusQueryFailed
 	}
@@ -115,7 +121,19 @@ func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }
 // submit turns one submit_sm into a stored message and returns its id.
 // The id goes back only after the store committed the message.
 func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string, error) {
-	req, err := requestFrom(p)
+	frag, err := incomingFragment(p)
+	if err == nil && presplit(frag) {
+		// One part of a message the ESME split itself: stored on its own
+		// and reassembled once the last part is in (presplit.go).
+		return g.submitPart(ctx, acct, p, frag)
+	}
+	var req SendRequest
+	if err == nil {
+		var text string
+		if text, err = fragmentText(frag); err == nil {
+			req, err = requestWith(p, text)
+		}
+	}
 	if err != nil {
 		g.metrics.refused(err)
 		return "", err
@@ -262,6 +280,11 @@ func requestFrom(p pdu.Body) (SendRequest, error) {
 	if err != nil {
 		return SendRequest{}, err
 	}
+	return requestWith(p, text)
+}
+
+// requestWith is requestFrom with the text already decoded.
+func requestWith(p pdu.Body, text string) (SendRequest, error) {
 	now := time.Now()
 	req := SendRequest{
 		Ingress:            "smpp",
@@ -293,9 +316,22 @@ func requestFrom(p pdu.Body) (SendRequest, error) {
 
 // incomingText decodes the text of a submit_sm: short_message or
 // message_payload in any text data_coding. Binary content and WAP ports
-// are the MMS refusal; a message the ESME split itself is refused until
-// reassembly is stored durably.
+// are the MMS refusal. One part of a message the ESME split itself is
+// refused here: submit_sm takes it apart before (submit → submitPart);
+// submit_multi does not reassemble (one part for many recipients).
 func incomingText(p pdu.Body) (string, error) {
+	frag, err := incomingFragment(p)
+	if err != nil {
+		return "", err
+	}
+	if presplit(frag) {
+		return "", &Refusal{Status: smpp.StatusInvalidESMClass, Reason: "presplit_unsupported", Detail: "submit_multi with a concatenation header"}
+	}
+	return fragmentText(frag)
+}
+
+// incomingFragment parses the content of a submit_sm or submit_multi.
+func incomingFragment(p pdu.Body) (segment.Fragment, error) {
 	frag, err := segment.ParseIncoming(segment.Incoming{
 		DataCoding:   smpp.Byte(p, pdufield.DataCoding),
 		ESMClass:     smpp.Byte(p, pdufield.ESMClass),
@@ -307,14 +343,23 @@ func incomingText(p pdu.Body) (string, error) {
 		DestPort:     smpp.TLV(p, pdutlv.TagDestinationPort),
 	}, false)
 	if errors.Is(err, segment.ErrBinary) {
-		return "", refuseBinary(err.Error())
+		return frag, refuseBinary(err.Error())
 	}
 	if err != nil {
-		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		return frag, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
-	if frag.Info != nil && frag.Info.Concat {
-		return "", &Refusal{Status: smpp.StatusInvalidESMClass, Reason: "presplit_unsupported"}
-	}
+	return frag, nil
+}
+
+// presplit reports whether frag is one part of several (UDH
+// concatenation IE or SAR TLVs with a total above 1). A "part 1 of 1" is
+// a whole message.
+func presplit(frag segment.Fragment) bool {
+	return frag.Info != nil && frag.Info.Concat && frag.Info.Total > 1
+}
+
+// fragmentText decodes a whole message's text.
+func fragmentText(frag segment.Fragment) (string, error) {
 	text, err := frag.Text()
 	if err != nil {
 		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}

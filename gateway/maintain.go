@@ -5,17 +5,22 @@ import (
 	"time"
 )
 
-// maintainEvery is how often the store's housekeeping runs.
-const maintainEvery = time.Minute
-
 // maintain purges finished messages past the retention period and
 // settles what will never finish on its own: parts whose receipt
 // never came (after the validity period plus a grace period) become
 // unknown, which releases their quota reservation and sends the ESME a
 // final receipt; receipts that never matched a message are dropped after
 // a day. Both work in bounded batches so the hot path is never held up.
+// It runs every Config.MaintainInterval.
+//
+// Messages the ESME split itself (presplit.go): at start-up and on every
+// run, groups whose parts are all in but that were never assembled (a
+// crash after the last part's ack) are assembled, and groups still
+// incomplete Config.ReassemblyTimeout after their first part are
+// rejected.
 func (g *Gateway) maintain(ctx context.Context) {
-	t := time.NewTicker(maintainEvery)
+	g.reassemblyHousekeeping(ctx, time.Now())
+	t := time.NewTicker(g.cfg.MaintainInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -24,6 +29,7 @@ func (g *Gateway) maintain(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		g.reassemblyHousekeeping(ctx, now)
 		for {
 			n, err := g.store.ExpireSubmitted(ctx, now.Add(-g.cfg.Validity-g.cfg.ReceiptGrace), now, 1000)
 			if err != nil {

@@ -31,6 +31,16 @@ type SendRequest struct {
 	// ClientCoding is the data_coding the text came in (SMPP), kept for
 	// replace_sm.
 	ClientCoding uint8
+	// ConsumeFragments, for a message the ESME split itself and qxtd
+	// reassembled (presplit.go): the stored group of parts it was joined
+	// from. The message (exactly one recipient) is stored and the parts
+	// deleted in one transaction, or nothing is stored if the parts are
+	// gone (assembled already): the result's Err then wraps
+	// queue.ErrFragmentsGone. The rate limit is not applied again (each
+	// part paid it). Aliases are the part ids the ESME was given, in
+	// sequence order; each gets a receipt.
+	ConsumeFragments *queue.FragmentGroup
+	Aliases          []uint64
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -48,7 +58,11 @@ var ErrStore = errors.New("gateway: store unavailable")
 // group commit. A non-nil error means nothing was stored (account-level
 // refusal such as rate limit or disabled account, or the store failed).
 func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]SendResult, error) {
-	acct, limit, err := g.policy.Prepare(acct)
+	prepare := g.policy.Prepare
+	if req.ConsumeFragments != nil {
+		prepare = g.prepareAssembled
+	}
+	acct, limit, err := prepare(acct)
 	if err != nil {
 		g.metrics.refused(err)
 		return nil, err
@@ -120,6 +134,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			m.Group = queue.GroupWithFirst
 		}
 		m.ClientCoding = req.ClientCoding
+		m.Aliases = req.Aliases
 		for _, body := range plan.Parts {
 			m.Parts = append(m.Parts, queue.Part{Body: body})
 		}
@@ -127,7 +142,12 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		slots = append(slots, i)
 	}
 	if len(msgs) > 0 {
-		errs, err := g.store.EnqueueLimit(ctx, limit, msgs...)
+		var errs []error
+		if req.ConsumeFragments != nil {
+			errs, err = g.enqueueAssembled(ctx, limit, *req.ConsumeFragments, msgs)
+		} else {
+			errs, err = g.store.EnqueueLimit(ctx, limit, msgs...)
+		}
 		if err != nil {
 			g.log.Error("enqueue", "account", acct.SystemID, "err", err)
 			g.metrics.refusedTotal.WithLabelValues("store_error").Inc()
@@ -135,6 +155,10 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		}
 		for k, m := range msgs {
 			i := slots[k]
+			if errors.Is(errs[k], queue.ErrFragmentsGone) {
+				results[i].Err = errs[k] // assembled before: nothing refused
+				continue
+			}
 			if errs[k] != nil {
 				results[i].Err = refuseQuota()
 				continue
@@ -144,6 +168,9 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		g.notify()
 	}
 	for _, r := range results {
+		if errors.Is(r.Err, queue.ErrFragmentsGone) {
+			continue
+		}
 		if r.Err != nil {
 			g.metrics.refused(r.Err)
 		} else {

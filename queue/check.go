@@ -37,6 +37,7 @@ func (s *Store) Check() error {
 		use := make(map[string]usage)
 		var maxID uint64
 		nDue, nWait := 0, 0
+		aliasOf := make(map[uint64]uint64) // alias id → the message listing it
 		partAt := func(k Key) *Part {
 			v := msgB.Get(msgKey(k.ID))
 			if v == nil {
@@ -59,7 +60,13 @@ func (s *Store) Check() error {
 				bad("message key %x holds id %d", kb, m.ID)
 			}
 			maxID = max(maxID, m.ID)
-			if len(m.Parts) > 1 && m.Ref == 0 {
+			for _, a := range m.Aliases {
+				if prev, dup := aliasOf[a]; dup {
+					bad("alias %d listed by messages %d and %d", a, prev, m.ID)
+				}
+				aliasOf[a] = m.ID
+			}
+			if len(m.Parts) > 1 && m.Ref == 0 && !neverSent(m) {
 				bad("message %d: %d parts and no ref", m.ID, len(m.Parts))
 			}
 			uk := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
@@ -130,6 +137,7 @@ func (s *Store) Check() error {
 		if err != nil {
 			return err
 		}
+		maxID = max(maxID, checkFragments(tx, aliasOf, bad))
 		if seq := msgB.Sequence(); seq < maxID {
 			bad("message sequence %d below the highest id %d", seq, maxID)
 		}

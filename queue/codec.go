@@ -191,6 +191,7 @@ const (
 	flagDLRForwarded = 1 << 0
 	flagGroup        = 1 << 1 // a group id follows the parts (added after version 1 shipped: absent in older records)
 	flagClientCoding = 1 << 2 // the client's data_coding follows (idem)
+	flagAliases      = 1 << 3 // the part ids of a reassembled message follow: count, then each id (idem)
 )
 
 // encodeMessage appends the record of m to b.
@@ -228,6 +229,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.ClientCoding != 0 {
 		flags |= flagClientCoding
 	}
+	if len(m.Aliases) > 0 {
+		flags |= flagAliases
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -251,12 +255,18 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.ClientCoding != 0 {
 		e.u8(m.ClientCoding)
 	}
+	if len(m.Aliases) > 0 {
+		e.uvarint(uint64(len(m.Aliases)))
+		for _, a := range m.Aliases {
+			e.uvarint(a)
+		}
+	}
 	return e.b
 }
 
 // encodedSizeHint is a little above the encoded size of m.
 func encodedSizeHint(m *Message) int {
-	n := 64 + len(m.Account) + len(m.Enterprise) + len(m.Source) + len(m.Dest) + len(m.Upstream) + len(m.Text)
+	n := 64 + len(m.Account) + len(m.Enterprise) + len(m.Source) + len(m.Dest) + len(m.Upstream) + len(m.Text) + 10*len(m.Aliases)
 	for i := range m.Parts {
 		p := &m.Parts[i]
 		n += 64 + len(p.Body) + len(p.SMSCID) + len(p.ErrCode)
@@ -296,7 +306,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding) != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
@@ -338,6 +348,15 @@ func DecodeMessage(b []byte) (*Message, error) {
 	}
 	if flags&flagClientCoding != 0 {
 		m.ClientCoding = d.u8("client_coding")
+	}
+	if flags&flagAliases != 0 {
+		na := d.uvarint("aliases")
+		if d.err == nil && (na == 0 || na > maxParts || na > uint64(d.left())) {
+			d.fail("aliases: bad count %d", na)
+		}
+		for j := uint64(0); d.err == nil && j < na; j++ {
+			m.Aliases = append(m.Aliases, d.uvarint("alias"))
+		}
 	}
 	d.end("message")
 	if d.err != nil {

@@ -7,7 +7,9 @@
 // # Durability
 //
 // Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR, AckDLR,
-// ExpireSubmitted, PurgeOrphans, Purge) returns nil only after its change is
+// ExpireSubmitted, PurgeOrphans, Purge, and StoreFragment,
+// EnqueueAssembled, RejectFragments for messages the client split
+// itself: fragments.go) returns nil only after its change is
 // committed and fsync'd (unless Options.NoSync): a caller may acknowledge
 // upstream (submit_sm_resp, HTTP 2xx, deliver_sm_resp handling) as soon as
 // the method returns. Each change, with its index, counter and usage
@@ -65,6 +67,10 @@
 //	ref     dest                                     → uint16 (2 BE) last concatenation reference
 //	usage   enterprise 0x00 "2006-01"                → version | reserved (8 BE) | charged (8 BE)
 //	purged  enterprise 0x00 "2006-01"                → version | parts (8 BE) | delivered (8 BE)   deleted by Purge
+//	frag    account 0x00 source 0x00 dest 0x00 ref (2) total (1) 0x00 seq (1) → part of a client-split message (fragments.go)
+//	fragid  part id (8 BE)                           → frag key
+//	fragn   account, or 0x00 for all                 → version | pending groups | bytes
+//	alias   part id (8 BE)                           → id of the message the part was reassembled into
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -91,7 +97,12 @@
 //     plus the delivered parts Purge deleted (purged bucket); the in-memory
 //     mirrors equal the buckets.
 //   - Ids come from the msg bucket's sequence: monotonic, never reused.
-//   - A multi-part message has a non-zero Ref; for one destination, Refs
+//     Part ids of client-split messages (fragments.go) come from it too:
+//     each names a pending part (fragid) or an alias of one message that
+//     lists it in Aliases, never both, never a message id. fragn equals
+//     the pending groups and Data bytes counted from frag.
+//   - A multi-part message has a non-zero Ref (except one that
+//     RejectFragments settled at once: nothing of it is sent); for one destination, Refs
 //     are consecutive (wrapping 0xFFFF → 1) and survive restarts, so a
 //     reference does not repeat for a recipient while earlier parts may be
 //     in flight. Single-part messages have Ref 0.

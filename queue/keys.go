@@ -19,8 +19,14 @@ var (
 	bucketRef    = []byte("ref")
 	bucketUsage  = []byte("usage")
 	bucketPurged = []byte("purged") // retention.go
+	// Messages the client split itself (fragments.go).
+	bucketFrag   = []byte("frag")   // parts waiting for the rest of their message
+	bucketFragID = []byte("fragid") // part id → its frag key
+	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
+	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
 
-	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged}
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
+		bucketFrag, bucketFragID, bucketFragN, bucketAlias}
 )
 
 const (

@@ -54,69 +54,27 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 		if err := validate(m); err != nil {
 			return nil, fmt.Errorf("queue: enqueue message %d of %d: %w", i+1, len(msgs), err)
 		}
-		c := m.Clone()
-		if c.Enterprise == "" {
-			c.Enterprise = c.Account
+		if len(m.Aliases) > 0 {
+			return nil, fmt.Errorf("queue: enqueue message %d of %d: %w: aliases are set by EnqueueAssembled only", i+1, len(msgs), ErrInvalid)
 		}
-		if c.AcceptedAt.IsZero() {
-			c.AcceptedAt = now
-		}
-		c.ID, c.Ref, c.DLRForwarded = 0, 0, false
-		due := c.AcceptedAt
-		if c.SendAt.After(due) {
-			due = c.SendAt
-		}
-		for j := range c.Parts {
-			c.Parts[j] = Part{Body: c.Parts[j].Body, State: StateAccepted, DueAt: due}
-		}
-		work[i] = c
+		work[i] = prepareNew(m, now)
 	}
 	errs := make([]error, len(msgs))
 	err := s.exec(ctx, func(t *txn) error {
 		var first uint64 // the first id stored in this call, for GroupWithFirst
 		for i, m := range work {
 			errs[i] = nil
-			n := int64(len(m.Parts))
-			if limit >= 0 {
-				month := BillingMonth(m.AcceptedAt)
-				u, err := t.getUsage(usageKey(m.Enterprise, month))
-				if err != nil {
-					return err
-				}
-				if u.Reserved+u.Charged+n > limit {
-					errs[i] = fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d > limit %d",
-						ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, n, limit)
-					continue
-				}
-			}
-			id, err := t.msg.NextSequence()
+			q, err := t.checkQuota(m, limit)
 			if err != nil {
 				return err
 			}
-			m.ID, m.Ref = id, 0
-			if m.Group == GroupWithFirst {
-				if first == 0 {
-					first = id
-				}
-				m.Group = first
+			if q != nil {
+				errs[i] = q
+				continue
 			}
-			if n > 1 {
-				if m.Ref, err = t.nextRef(m.Dest); err != nil {
-					return err
-				}
-			}
-			if err := t.putMsg(m); err != nil {
+			if err := t.storeNew(m, &first); err != nil {
 				return err
 			}
-			for j := range m.Parts {
-				if err := t.due.Put(timeKey(m.Parts[j].DueAt, Key{id, uint16(j)}), nil); err != nil {
-					return err
-				}
-			}
-			if err := t.addUsage(m, n, 0); err != nil {
-				return err
-			}
-			t.counts[StateAccepted] += int(n)
 		}
 		return nil
 	})
@@ -129,6 +87,88 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 		}
 	}
 	return errs, nil
+}
+
+// prepareNew is the copy of m that Enqueue stores: Enterprise and
+// AcceptedAt defaulted, ids cleared, every part Accepted and due at
+// max(AcceptedAt, SendAt).
+func prepareNew(m *Message, now time.Time) *Message {
+	c := m.Clone()
+	if c.Enterprise == "" {
+		c.Enterprise = c.Account
+	}
+	if c.AcceptedAt.IsZero() {
+		c.AcceptedAt = now
+	}
+	c.ID, c.Ref, c.DLRForwarded = 0, 0, false
+	due := c.AcceptedAt
+	if c.SendAt.After(due) {
+		due = c.SendAt
+	}
+	for j := range c.Parts {
+		c.Parts[j] = Part{Body: c.Parts[j].Body, State: StateAccepted, DueAt: due}
+	}
+	return c
+}
+
+// checkQuota returns an error wrapping ErrQuota (not an operation failure:
+// nothing is written) when storing m would take its enterprise past limit
+// this month; NoLimit never refuses. The second result is a hard error.
+func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
+	if limit < 0 {
+		return nil, nil
+	}
+	n := int64(len(m.Parts))
+	month := BillingMonth(m.AcceptedAt)
+	u, err := t.getUsage(usageKey(m.Enterprise, month))
+	if err != nil {
+		return nil, err
+	}
+	if u.Reserved+u.Charged+n > limit {
+		return fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d > limit %d",
+			ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, n, limit), nil
+	}
+	return nil, nil
+}
+
+// storeNew stores m (prepared by prepareNew) as a new message: id,
+// concatenation reference, due keys, usage reservation, counts, and the
+// alias keys of its Aliases. first is the first id stored by the calling
+// operation, for GroupWithFirst.
+func (t *txn) storeNew(m *Message, first *uint64) error {
+	n := int64(len(m.Parts))
+	id, err := t.msg.NextSequence()
+	if err != nil {
+		return err
+	}
+	m.ID, m.Ref = id, 0
+	if m.Group == GroupWithFirst {
+		if *first == 0 {
+			*first = id
+		}
+		m.Group = *first
+	}
+	if n > 1 {
+		if m.Ref, err = t.nextRef(m.Dest); err != nil {
+			return err
+		}
+	}
+	if err := t.putMsg(m); err != nil {
+		return err
+	}
+	if err := t.putAliases(m); err != nil {
+		return err
+	}
+	for j := range m.Parts {
+		if err := t.due.Put(timeKey(m.Parts[j].DueAt, Key{id, uint16(j)}), nil); err != nil {
+			return err
+		}
+	}
+	if err := t.addUsage(m, n, 0); err != nil {
+		return err
+	}
+	t.counts[StateAccepted] += int(n)
+	return nil
 }
 
 func validate(m *Message) error {

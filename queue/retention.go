@@ -196,6 +196,15 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 			if err := t.msg.Delete(key); err != nil {
 				return err
 			}
+			// The part ids of a reassembled message go with it.
+			ab := t.tx.Bucket(bucketAlias)
+			for _, a := range m.Aliases {
+				if bytes.Equal(ab.Get(msgKey(a)), key) {
+					if err := ab.Delete(msgKey(a)); err != nil {
+						return err
+					}
+				}
+			}
 			uk := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
 			a := add[uk]
 			a.Parts += p.Parts

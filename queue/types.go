@@ -82,6 +82,11 @@ type Message struct {
 	// default). replace_sm carries no data_coding: its new text is read
 	// in this one.
 	ClientCoding uint8
+	// Aliases are the ids the client was given for the parts of a
+	// message it split itself (one submit_sm per part, reassembled here;
+	// see StoreFragment), in sequence order. Each gets its own receipt,
+	// and each resolves to this message (AliasOf). nil for other messages.
+	Aliases []uint64
 }
 
 // Part is one segment of a Message.
@@ -154,6 +159,7 @@ func (m *Message) Clone() *Message {
 		return nil
 	}
 	c := *m
+	c.Aliases = slices.Clone(m.Aliases)
 	c.Parts = make([]Part, len(m.Parts))
 	for i, p := range m.Parts {
 		c.Parts[i] = p.clone()

@@ -1,0 +1,319 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// Messages the ESME split itself.
+//
+// Kannel, Jasmin and most SMPP libraries split long text themselves: N
+// submit_sm, each with a concatenation UDH (IEI 0x00, 8-bit reference, or
+// 0x08, 16-bit) or SAR TLVs, each expecting its own message_id. qxtd
+// reassembles them and sends the whole text, signed and re-segmented for
+// the upstream, like any other message:
+//
+//  1. Each part is checked as far as a part can be — its text decodes,
+//     the account may send (disabled, rate limit: one token per PDU), the
+//     recipient is admitted, the monthly quota is not already used up —
+//     and refused on its own submit_sm_resp otherwise. Then it is stored
+//     durably (queue.StoreFragment, grouped by account, source,
+//     destination, reference and total) and answered with its own id. A
+//     retried identical part gets its first id again; a different part
+//     under the same sequence number is refused (ESME_RSUBMITFAIL,
+//     reason part_conflict); a part beyond the caps on pending messages
+//     (Config.ReassemblyMaxGroups per account, ReassemblyMaxBytes in all)
+//     is refused with ESME_RMSGQFUL (reason reassembly_full).
+//  2. The part that completes its group triggers assembly at once: the
+//     parts' data joined in sequence order (so a surrogate or GSM escape
+//     pair split across parts is whole again) and decoded, then Send
+//     with ConsumeFragments: the message is stored and the parts deleted
+//     in one transaction, so a crash or a second assembly can neither
+//     lose nor duplicate it. Its Aliases are the part ids.
+//  3. Each part id gets its own receipt with the message's state; the
+//     message counts as forwarded once all were acknowledged. query_sm
+//     on a part id answers the message's state (ENROUTE while parts are
+//     missing). cancel_sm and replace_sm take message ids only: on a part
+//     id they fail (ESME_RCANCELFAIL / ESME_RREPLACEFAIL), since a part
+//     cannot be cancelled or replaced alone.
+//  4. A message refused as a whole (longer than 500 characters with the
+//     signature, quota, a policy change since the parts came, undecodable
+//     text) cannot be refused on the parts' responses any more: it
+//     becomes a message rejected at once, its error code the reason, and
+//     each part id gets a REJECTD receipt. Nothing is sent or billed.
+//  5. Housekeeping (maintain.go) rejects groups still incomplete
+//     Config.ReassemblyTimeout after their first part the same way (error
+//     code "incomplete"), and assembles complete groups that a crash left
+//     behind.
+//
+// submit_multi parts with concatenation headers are still refused
+// (ESME_RINVESMCLASS, presplit_unsupported).
+
+// Refusal reasons of pre-split parts and messages (metrics labels; also
+// the error code of a message rejected after its parts were acknowledged).
+const (
+	reasonPartConflict   = "part_conflict"
+	reasonReassemblyFull = "reassembly_full"
+	reasonIncomplete     = "incomplete"
+)
+
+// submitPart checks and stores one part of a message the ESME split
+// itself and returns the part's id. If it completes its message, the
+// message is assembled before the answer goes back (a failure there is
+// logged: housekeeping assembles it later, the part is safe either way).
+func (g *Gateway) submitPart(ctx context.Context, acct *Account, p pdu.Body, frag segment.Fragment) (string, error) {
+	id, group, complete, err := g.storePart(ctx, acct, p, frag)
+	if err != nil {
+		if errors.Is(err, ErrStore) {
+			return "", fmt.Errorf("%w: %w", err, smpp.StatusSystemError)
+		}
+		g.metrics.refused(err)
+		return "", err
+	}
+	if complete {
+		// Not bound to the ESME's connection: once started, finish.
+		if err := g.assemble(context.WithoutCancel(ctx), group); err != nil {
+			g.log.Error("assemble split message (housekeeping retries)", "group", group.String(), "err", err)
+		}
+	}
+	return FormatID(id), nil
+}
+
+func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag segment.Fragment) (uint64, queue.FragmentGroup, bool, error) {
+	var group queue.FragmentGroup
+	req, err := requestWith(p, "")
+	if err != nil {
+		return 0, group, false, err
+	}
+	a, limit, err := g.policy.Prepare(acct)
+	if err != nil {
+		return 0, group, false, err
+	}
+	dest, err := g.policy.Admit(a, smpp.Str(p, pdufield.DestinationAddr))
+	if err != nil {
+		return 0, group, false, err
+	}
+	if limit >= 0 {
+		// The message's segments are known only once it is whole (and
+		// checked then, in the store); a quota already used up is known now.
+		if r, c := g.store.Usage(a.Enterprise, queue.BillingMonth(time.Now())); r+c >= limit {
+			return 0, group, false, refuseQuota()
+		}
+	}
+	group = queue.FragmentGroup{Account: a.SystemID, Source: req.Source, Dest: dest, Ref: frag.Info.Ref, Total: frag.Info.Total}
+	f := &queue.Fragment{
+		FragmentGroup: group, Seq: frag.Info.Seq,
+		Enterprise: a.Enterprise,
+		Coding:     uint8(frag.Coding), Data: frag.Data,
+		ClientCoding: req.ClientCoding, RegisteredDelivery: req.RegisteredDelivery,
+		SourceTON: req.SourceTON, SourceNPI: req.SourceNPI, DestTON: req.DestTON, DestNPI: req.DestNPI,
+		SendAt: req.SendAt, ValidUntil: req.ValidUntil,
+		Signature: a.Signature, UserSignature: a.UserSignature,
+	}
+	res, err := g.store.StoreFragment(ctx, f, queue.FragmentLimits{MaxGroups: g.cfg.ReassemblyMaxGroups, MaxBytes: g.cfg.ReassemblyMaxBytes})
+	switch {
+	case errors.Is(err, queue.ErrFragmentConflict):
+		return 0, group, false, &Refusal{Status: smpp.StatusSubmitFailed, Reason: reasonPartConflict, Detail: err.Error()}
+	case errors.Is(err, queue.ErrFragmentsFull):
+		return 0, group, false, &Refusal{Status: smpp.StatusMsgQueueFull, Reason: reasonReassemblyFull, Detail: err.Error()}
+	case errors.Is(err, queue.ErrInvalid):
+		return 0, group, false, &Refusal{Status: smpp.StatusSubmitFailed, Reason: "bad_text", Detail: err.Error()}
+	case err != nil:
+		g.log.Error("store part", "account", a.SystemID, "err", err)
+		g.metrics.refusedTotal.WithLabelValues("store_error").Inc()
+		return 0, group, false, fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return res.ID, group, res.Complete, nil
+}
+
+// assemble joins the complete group g and stores its message, or rejects
+// the parts when the message is refused as a whole. Nothing happens if g
+// is not complete or was assembled already. An error means it may be
+// tried again (store failure).
+func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error {
+	frags, err := g.store.Fragments(group)
+	if err != nil {
+		return err
+	}
+	if len(frags) != int(group.Total) {
+		return nil // consumed meanwhile (or not complete)
+	}
+	first := frags[0]
+	ids := make([]uint64, len(frags))
+	for i, f := range frags {
+		ids[i] = f.ID
+	}
+	acct := &Account{SystemID: group.Account, Enterprise: first.Enterprise, Signature: first.Signature, UserSignature: first.UserSignature}
+	text, err := joinParts(frags)
+	if err != nil {
+		refusal := &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		g.metrics.refused(refusal)
+		return g.rejectParts(ctx, group, ids, refusal, "")
+	}
+	res, err := g.Send(ctx, acct, SendRequest{
+		Ingress: "smpp", Source: group.Source, Dests: []string{group.Dest}, Text: text,
+		SourceTON: first.SourceTON, SourceNPI: first.SourceNPI, DestTON: first.DestTON, DestNPI: first.DestNPI,
+		SendAt: first.SendAt, ValidUntil: first.ValidUntil,
+		RegisteredDelivery: first.RegisteredDelivery, ClientCoding: first.ClientCoding,
+		ConsumeFragments: &group, Aliases: ids,
+	})
+	switch {
+	case err == nil && res[0].Err == nil:
+		return nil
+	case err == nil && errors.Is(res[0].Err, queue.ErrFragmentsGone):
+		return nil // assembled (or rejected) by another call
+	case err == nil:
+		err = res[0].Err
+	}
+	var ref *Refusal
+	if !errors.As(err, &ref) {
+		return err // the store, or the context: try again later
+	}
+	// Refused as a whole after its parts were acknowledged (Send counted
+	// the refusal): every part id gets a REJECTD receipt.
+	return g.rejectParts(ctx, group, ids, err, segment.Sign(text, acct.Signature, acct.UserSignature))
+}
+
+// rejectParts settles the parts ids of group as a message rejected at
+// once, with the reason of refusal as its error code.
+func (g *Gateway) rejectParts(ctx context.Context, group queue.FragmentGroup, ids []uint64, refusal error, text string) error {
+	code := "rejected"
+	var ref *Refusal
+	if errors.As(refusal, &ref) {
+		code = ref.Reason
+	}
+	id, err := g.store.RejectFragments(ctx, group, ids, code, text)
+	switch {
+	case errors.Is(err, queue.ErrFragmentsGone):
+		return nil
+	case err != nil:
+		return err
+	}
+	g.log.Info("split message rejected after its parts were acknowledged", "group", group.String(),
+		"parts", len(ids), "reason", code, "id", id)
+	return nil
+}
+
+// joinParts decodes the parts of a message in sequence order, joining the
+// data of neighbours that share a coding before decoding, so that a
+// character split across parts (a UTF-16 surrogate pair, a GSM escape
+// and its character, even one UTF-16 unit's two octets) is whole again.
+func joinParts(frags []*queue.Fragment) (string, error) {
+	var text []byte
+	for i := 0; i < len(frags); {
+		run := segment.Fragment{Coding: segment.Coding(frags[i].Coding)}
+		j := i
+		for ; j < len(frags) && frags[j].Coding == frags[i].Coding; j++ {
+			run.Data = append(run.Data, frags[j].Data...)
+		}
+		s, err := run.Text()
+		if err != nil {
+			return "", err
+		}
+		text = append(text, s...)
+		i = j
+	}
+	return string(text), nil
+}
+
+// reassemblyHousekeeping assembles complete groups that were never
+// assembled (a crash after the last part's ack) and rejects groups still
+// incomplete ReassemblyTimeout after their first part arrived.
+func (g *Gateway) reassemblyHousekeeping(ctx context.Context, now time.Time) {
+	groups, err := g.store.FragmentGroups()
+	if err != nil {
+		g.log.Error("pending split messages", "err", err)
+		return
+	}
+	for _, gi := range groups {
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case gi.Complete:
+			if err := g.assemble(ctx, gi.Group); err != nil {
+				g.log.Error("assemble split message", "group", gi.Group.String(), "err", err)
+			}
+		case now.Sub(gi.Started) >= g.cfg.ReassemblyTimeout:
+			refusal := &Refusal{Status: smpp.StatusSubmitFailed, Reason: reasonIncomplete,
+				Detail: fmt.Sprintf("%d of %d parts in %v", len(gi.IDs), gi.Group.Total, g.cfg.ReassemblyTimeout)}
+			// A part arriving meanwhile changes the group: RejectFragments
+			// then refuses, and the next run looks again.
+			if err := g.rejectParts(ctx, gi.Group, gi.IDs, refusal, ""); err != nil {
+				g.log.Error("expire split message", "group", gi.Group.String(), "err", err)
+				continue
+			}
+			g.metrics.refused(refusal)
+		}
+	}
+}
+
+// partMessage resolves the id of one part of a message the ESME split
+// itself: the message it was assembled into, or, while the part waits for
+// the rest, a stand-in with the part's owner and no final state.
+func (g *Gateway) partMessage(id uint64) (*queue.Message, error) {
+	if mid, err := g.store.AliasOf(id); err == nil {
+		return g.store.Get(mid)
+	} else if !errors.Is(err, queue.ErrNotFound) {
+		return nil, err
+	}
+	f, err := g.store.FragmentByID(id)
+	if err != nil {
+		return nil, err
+	}
+	return &queue.Message{ID: id, Account: f.Account, Enterprise: f.Enterprise, Source: f.Source, Dest: f.Dest,
+		AcceptedAt: f.ArrivedAt, Parts: []queue.Part{{State: queue.StateAccepted}}}, nil
+}
+
+// prepareAssembled is Policy.Prepare for a message joined from parts that
+// each passed Prepare already: the account as it is now and its quota,
+// without taking another rate-limit token (a message refused for the rate
+// at this point could not be retried by the ESME: its parts were
+// acknowledged).
+func (g *Gateway) prepareAssembled(acct *Account) (*Account, int64, error) {
+	if p, ok := g.policy.(interface {
+		prepareUnthrottled(*Account) (*Account, int64, error)
+	}); ok {
+		return p.prepareUnthrottled(acct)
+	}
+	return g.policy.Prepare(acct)
+}
+
+// prepareUnthrottled is Prepare without the rate limit.
+func (r Rules) prepareUnthrottled(acct *Account) (*Account, int64, error) {
+	ent, ok := r.P.Lookup(acct.Enterprise)
+	if !ok {
+		return nil, 0, refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists"))
+	}
+	if err := r.P.CheckEnterprise(ent); err != nil {
+		return nil, 0, refusal(err)
+	}
+	a := *acct
+	a.Signature = ent.Signature
+	return &a, r.P.Limit(ent), nil
+}
+
+// enqueueAssembled stores the one message of an assembled request and
+// consumes its parts (SendRequest.ConsumeFragments), with EnqueueLimit's
+// result shape: errs[0] wraps queue.ErrQuota or queue.ErrFragmentsGone
+// when nothing was stored for a reason of the message's own.
+func (g *Gateway) enqueueAssembled(ctx context.Context, limit int64, group queue.FragmentGroup, msgs []*queue.Message) ([]error, error) {
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("%w: an assembled message has one recipient, not %d", queue.ErrInvalid, len(msgs))
+	}
+	err := g.store.EnqueueAssembled(ctx, limit, group, msgs[0])
+	if err == nil || errors.Is(err, queue.ErrQuota) || errors.Is(err, queue.ErrFragmentsGone) {
+		return []error{err}, nil
+	}
+	return nil, err
+}
