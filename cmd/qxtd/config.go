@@ -31,10 +31,13 @@ type Config struct {
 }
 
 type SMPPConfig struct {
-	Listen   string        `mapstructure:"listen"`
-	SystemID string        `mapstructure:"system_id"`
-	Window   int           `mapstructure:"window"`
-	Idle     time.Duration `mapstructure:"idle_timeout"`
+	// ReassemblyTimeout: parts of a message the ESME split itself wait
+	// this long for the rest, then are rejected (receipts REJECTD).
+	ReassemblyTimeout time.Duration `mapstructure:"reassembly_timeout"`
+	Listen            string        `mapstructure:"listen"`
+	SystemID          string        `mapstructure:"system_id"`
+	Window            int           `mapstructure:"window"`
+	Idle              time.Duration `mapstructure:"idle_timeout"`
 }
 
 type HTTPConfig struct {
@@ -146,6 +149,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("smpp.system_id", "qxtd")
 	v.SetDefault("smpp.window", 64)
 	v.SetDefault("smpp.idle_timeout", "30m")
+	v.SetDefault("smpp.reassembly_timeout", "5m")
 	v.SetDefault("http.listen", "127.0.0.1:8080")
 	v.SetDefault("http.admin_token", "")
 	v.SetDefault("store.path", "./data/qxtd.db")

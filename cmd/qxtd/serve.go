@@ -137,6 +137,8 @@ func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
 		DLRRetry:  cfg.Delivery.DLRRetry,
 		ESMEIdle:  cfg.SMPP.Idle,
 		Retention: cfg.Store.Retention,
+
+		ReassemblyTimeout: cfg.SMPP.ReassemblyTimeout,
 	}
 	for _, u := range cfg.Upstreams {
 		concat, _ := parseConcat(u.Concat) // validated
