@@ -82,10 +82,21 @@ var ErrNotReceipt = errors.New("smpp: not a delivery receipt")
 const receiptDate = "0601021504"
 
 // Format renders the receipt text of SMPP 3.4 Appendix B.
+//
+// The receipt goes out with data_coding 0, so the text: field keeps only
+// the printable ASCII of the first 20 characters: a Chinese original would
+// otherwise put UTF-8 octets where the peer reads GSM 7-bit (Kannel logs
+// "Could not convert GSM" for every one of them).
 func (r Receipt) Format() string {
-	text := r.Text
-	if n := len([]rune(text)); n > 20 {
-		text = string([]rune(text)[:20])
+	text := []rune(r.Text)
+	if len(text) > 20 {
+		text = text[:20]
+	}
+	ascii := make([]byte, 0, len(text))
+	for _, c := range text {
+		if c >= 0x20 && c < 0x7F {
+			ascii = append(ascii, byte(c))
+		}
 	}
 	errCode := r.Err
 	if errCode == "" {
@@ -93,7 +104,7 @@ func (r Receipt) Format() string {
 	}
 	return fmt.Sprintf("id:%s sub:%03d dlvrd:%03d submit date:%s done date:%s stat:%s err:%s text:%s",
 		r.ID, r.Sub, r.Dlvrd, r.SubmitDate.Format(receiptDate), r.DoneDate.Format(receiptDate),
-		r.State.Stat(), errCode, text)
+		r.State.Stat(), errCode, ascii)
 }
 
 // receiptKeys in the order of Appendix B; values run up to the next key.

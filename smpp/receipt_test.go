@@ -97,7 +97,7 @@ func TestReceiptFormatRoundTrip(t *testing.T) {
 		{ID: "0a1b2c", Sub: 1, Dlvrd: 1, SubmitDate: localTime(2025, 1, 2, 3, 4, 0), DoneDate: localTime(2025, 1, 2, 3, 5, 0),
 			State: smpp.StateDelivered, Err: "000", Text: "hello"},
 		{ID: "123456789012", Sub: 3, Dlvrd: 0, SubmitDate: localTime(2024, 12, 31, 23, 59, 0), DoneDate: localTime(2025, 1, 1, 0, 0, 0),
-			State: smpp.StateUndeliverable, Err: "001", Text: "【某某公司】验证码 1234"},
+			State: smpp.StateUndeliverable, Err: "001", Text: "code 1234"},
 		{ID: "x", State: smpp.StateExpired, Err: "002", SubmitDate: localTime(2025, 6, 1, 0, 0, 0), DoneDate: localTime(2025, 6, 2, 0, 0, 0)},
 		{ID: "r", State: smpp.StateRejected, Err: "000", Text: "at 10:30 id:x stat:y", SubmitDate: localTime(2025, 6, 1, 0, 0, 0), DoneDate: localTime(2025, 6, 1, 0, 0, 0)},
 	} {
@@ -112,7 +112,13 @@ func TestReceiptFormatRoundTrip(t *testing.T) {
 	}
 	r := smpp.Receipt{ID: "1", Sub: 1, Dlvrd: 1, SubmitDate: localTime(2025, 11, 25, 14, 30, 59), DoneDate: localTime(2025, 11, 25, 14, 31, 0),
 		State: smpp.StateDelivered, Text: "一二三四五六七八九十一二三四五六七八九十overflow"}
-	if got, want := r.Format(), "id:1 sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:一二三四五六七八九十一二三四五六七八九十"; got != want {
+	// The receipt is sent as GSM 7-bit: only the printable ASCII of the
+	// first 20 characters stays (here: none).
+	if got, want := r.Format(), "id:1 sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:"; got != want {
+		t.Errorf("Format() =\n%q\nwant\n%q", got, want)
+	}
+	r.Text = "【某某公司】验证码 1234 is your code"
+	if got, want := r.Format(), "id:1 sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text: 1234 is yo"; got != want {
 		t.Errorf("Format() =\n%q\nwant\n%q", got, want)
 	}
 	if !smpp.StateDelivered.Final() || smpp.StateEnroute.Final() || smpp.StateAccepted.Final() || !smpp.StateRejected.Final() {
