@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,11 @@ type Faults struct {
 	NoResponse float64       // never answer (the client must time out)
 	RespDelay  time.Duration // answer every submit_sm this late
 	DropAfter  int           // close the connection after this many submit_sm (0 = never)
+	// Deterministic faults, for tests that count exactly: the first
+	// ThrottleFirst submit_sm are throttled, and every message to a
+	// destination starting with UndelivPrefix is undeliverable.
+	ThrottleFirst int
+	UndelivPrefix string
 }
 
 // SimOptions configure the SMSC simulator.
@@ -75,6 +81,8 @@ type Simulator struct {
 	log    *slog.Logger
 	faults atomic.Pointer[Faults]
 	nextID atomic.Uint64
+	// throttled counts submit_sm against Faults.ThrottleFirst.
+	throttled atomic.Int64
 
 	mu       sync.Mutex
 	received []SimMessage
@@ -220,6 +228,9 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	if f.RespDelay > 0 && !sleepCtx(ctx, f.RespDelay) {
 		return nil, nil
 	}
+	if f.ThrottleFirst > 0 && s.throttled.Add(1) <= int64(f.ThrottleFirst) {
+		return nil, StatusThrottled
+	}
 	r := rand.Float64()
 	switch {
 	case r < f.NoResponse:
@@ -255,6 +266,8 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	state, errCode := StateDelivered, "000"
 	r2 := rand.Float64()
 	switch {
+	case f.UndelivPrefix != "" && strings.HasPrefix(m.Dest, f.UndelivPrefix):
+		state, errCode = StateUndeliverable, "001"
 	case r2 < f.Undeliv:
 		state, errCode = StateUndeliverable, "001"
 	case r2 < f.Undeliv+f.Expire:
