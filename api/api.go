@@ -41,6 +41,7 @@ type Server struct {
 
 	admin adminState // admin.go
 	user  userState  // user.go
+	jobs  jobState   // jobs.go
 }
 
 // New returns the API; mount Handler on the daemon's HTTP server.
@@ -116,3 +117,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
 }
+
+// Operator wraps a handler of the daemon's own (outside this package)
+// with the operator token check.
+func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }

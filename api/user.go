@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,11 +19,12 @@ import (
 )
 
 // The enterprises' user API under /v1: group sends (one text, up to 1,000
-// recipients, refusals per recipient), scheduled sends, message status
-// ("why wasn't it received?"), the sent and scheduled outboxes, and
-// changing or cancelling a scheduled message. openapi.yaml (served at
-// GET /v1/openapi.yaml) documents every route; a test keeps it and
-// userRouteList equal.
+// recipients and address book groups, refusals per recipient), scheduled
+// sends, message status ("why wasn't it received?"), the sent and scheduled
+// outboxes, and changing or cancelling a scheduled message; batch and
+// templated sends from files (jobs.go) and the address books (contacts.go).
+// openapi.yaml (served at GET /v1/openapi.yaml) documents every route; a
+// test keeps it and userRouteList equal.
 //
 // Authentication: "Authorization: Bearer <key>" with the user's API key
 // (issued by an admin) or a console token from POST /v1/login.
@@ -96,6 +98,24 @@ func (s *Server) userRouteList() []userRoute {
 		{"PATCH", "/v1/messages/{id}", true, s.editMessage},
 		{"DELETE", "/v1/messages/{id}", true, s.cancelMessage},
 		{"GET", "/v1/scheduled", true, s.listScheduled},
+		{"POST", "/v1/batches", true, s.createBatch},
+		{"GET", "/v1/batches", true, s.listBatches},
+		{"GET", "/v1/batches/{id}", true, s.showBatch},
+		{"DELETE", "/v1/batches/{id}", true, s.cancelBatch},
+		{"GET", "/v1/batches/template.csv", true, s.batchTemplateCSV},
+		{"GET", "/v1/batches/template.xlsx", true, s.batchTemplateXLSX},
+		{"GET", "/v1/contacts", true, s.listContacts(bookPersonal)},
+		{"POST", "/v1/contacts", true, s.addContact(bookPersonal)},
+		{"DELETE", "/v1/contacts/{id}", true, s.deleteContact(bookPersonal)},
+		{"POST", "/v1/contacts/import", true, s.importContacts(bookPersonal)},
+		{"GET", "/v1/contacts/template.csv", true, s.contactsTemplateCSV},
+		{"GET", "/v1/contacts/template.xlsx", true, s.contactsTemplateXLSX},
+		{"GET", "/v1/enterprise-contacts", true, s.listContacts(bookEnterprise)},
+		{"POST", "/v1/enterprise-contacts", true, s.addContact(bookEnterprise)},
+		{"DELETE", "/v1/enterprise-contacts/{id}", true, s.deleteContact(bookEnterprise)},
+		{"POST", "/v1/enterprise-contacts/import", true, s.importContacts(bookEnterprise)},
+		{"GET", "/v1/enterprise-contacts/template.csv", true, s.contactsTemplateCSV},
+		{"GET", "/v1/enterprise-contacts/template.xlsx", true, s.contactsTemplateXLSX},
 		{"GET", "/v1/openapi.yaml", false, s.openAPI},
 	}
 }
@@ -174,9 +194,11 @@ type Me struct {
 }
 
 // SendRequest is the body of POST /v1/messages: one text to 1 to 1,000
-// recipients.
+// recipients, plus the members of address book groups.
 type SendRequest struct {
 	To         []string `json:"to"`
+	Groups     []string `json:"groups,omitempty"` // address book groups (departments): their members are added to to, each number once
+	Book       string   `json:"book,omitempty"`   // the book of groups: personal (default) | enterprise
 	Text       string   `json:"text"`
 	Source     string   `json:"source,omitempty"`      // sender extension, digits
 	SendAt     string   `json:"send_at,omitempty"`     // RFC 3339; the past = at once
@@ -439,8 +461,14 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 	}
 	now := time.Now()
 	switch {
-	case len(req.To) == 0 || len(req.To) > MaxRecipients:
+	case len(req.To) == 0 && len(req.Groups) == 0:
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("to: 1 to %d numbers (or groups), got none", MaxRecipients))
+		return
+	case len(req.To) > MaxRecipients:
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("to: 1 to %d numbers, got %d", MaxRecipients, len(req.To)))
+		return
+	case req.Book != "" && len(req.Groups) == 0:
+		writeError(w, http.StatusBadRequest, "invalid", "book: only with groups")
 		return
 	case req.Text == "":
 		writeError(w, http.StatusBadRequest, "invalid", "text is required")
@@ -465,10 +493,18 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 	if req.Receipt {
 		reg = 1
 	}
+	dests := req.To
+	if len(req.Groups) > 0 {
+		members, ok := s.expandGroups(c, w, req.To, req.Groups, req.Book)
+		if !ok {
+			return
+		}
+		dests = append(slices.Clip(req.To), members...)
+	}
 	res, err := s.cfg.Gateway.Send(r.Context(), c.acct, gateway.SendRequest{
 		Ingress:            "http",
 		Source:             req.Source,
-		Dests:              req.To,
+		Dests:              dests,
 		Text:               req.Text,
 		SendAt:             sendAt,
 		ValidUntil:         validUntil,

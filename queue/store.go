@@ -65,6 +65,9 @@ type Store struct {
 
 	stats struct {
 		txns, ops, rollbacks, failedCommits, maxBatch atomic.Uint64
+		// lastFailed is whether the most recent commit failed: the
+		// store is not writable (disk full, I/O error) until one succeeds.
+		lastFailed atomic.Bool
 	}
 }
 
@@ -304,6 +307,7 @@ func (s *Store) commit(batch []*op) {
 		if err == nil {
 			s.apply(t)
 			n := uint64(len(live))
+			s.stats.lastFailed.Store(false)
 			s.stats.txns.Add(1)
 			s.stats.ops.Add(n)
 			if n > s.stats.maxBatch.Load() {
@@ -316,6 +320,7 @@ func (s *Store) commit(batch []*op) {
 			return
 		}
 		if bad < 0 {
+			s.stats.lastFailed.Store(true)
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit failed", "ops", len(live), "err", err)
 			for _, o := range live {
@@ -408,3 +413,7 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 // not touch the store's buckets, and their writes (plain db.Update) wait
 // for the commit loop's transaction like any other writer.
 func (s *Store) DB() *bolt.DB { return s.db }
+
+// Writable reports whether the last commit succeeded (true before the
+// first): /readyz turns false while the disk refuses writes.
+func (s *Store) Writable() bool { return !s.stats.lastFailed.Load() }

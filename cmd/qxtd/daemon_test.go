@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +101,7 @@ func (p *proc) log() string {
 func writeConfig(t *testing.T, dir, simAddr string, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`smpp: { listen: 127.0.0.1:0 }
-http: { listen: 127.0.0.1:0 }
+http: { listen: 127.0.0.1:0, admin_token: test-token }
 store: { path: %s }
 simulator: { enabled: false }
 upstreams:
@@ -366,5 +367,65 @@ func TestReadmeErrorTable(t *testing.T) {
 	}
 	if !strings.Contains(string(b), policy.ReasonTable()) {
 		t.Fatalf("README.md does not contain policy.ReasonTable():\n%s", policy.ReasonTable())
+	}
+}
+
+// TestDaemonHealthAndLogLevel: /readyz turns ready once an upstream bind
+// is up; the log level changes at run time through the admin API (debug
+// lines appear only after the change), and only with the token.
+func TestDaemonHealthAndLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	d := startDaemon(t, writeConfig(t, dir, simAddr, ""))
+	base := "http://" + d.httpAddr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d", resp.StatusCode)
+		}
+		tm := time.NewTimer(50 * time.Millisecond) // readiness has no event to wait on from outside
+		<-tm.C
+	}
+	put := func(token, body string) int {
+		req, _ := http.NewRequest(http.MethodPut, base+"/admin/v1/log-level", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put("", "debug"); code != http.StatusUnauthorized {
+		t.Fatalf("log level without token: %d", code)
+	}
+	if code := put("test-token", "loud"); code != http.StatusBadRequest {
+		t.Fatalf("bad log level: %d", code)
+	}
+	if strings.Contains(d.log(), `"level":"DEBUG"`) {
+		t.Fatal("debug lines before the level was lowered")
+	}
+	if code := put("test-token", "debug"); code != http.StatusOK {
+		t.Fatalf("log level debug: %d", code)
+	}
+	// Any activity now logs at debug: an SMPP bind attempt does.
+	c := dialESME(t, d.smppAddr, nil)
+	_ = c
+	for !strings.Contains(d.log(), `"level":"DEBUG"`) {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("no debug line after the change:\n%s", d.log())
+		}
+		tm := time.NewTimer(50 * time.Millisecond)
+		<-tm.C
 	}
 }

@@ -55,6 +55,7 @@ type daemon struct {
 	store  *queue.Store
 	policy *policy.Policy
 	api    *api.Server
+	level  *slog.LevelVar // changed at run time: PUT /admin/v1/log-level
 	sim    *smpp.Simulator
 	gw     *gateway.Gateway
 	smpp   *smpp.Server
@@ -65,8 +66,8 @@ type daemon struct {
 }
 
 func serve(cfg *Config, logw io.Writer) error {
-	log, _ := newLogger(cfg.Log, logw)
-	d, err := start(cfg, log)
+	log, level := newLogger(cfg.Log, logw)
+	d, err := start(cfg, log, level)
 	if err != nil {
 		return err
 	}
@@ -86,8 +87,8 @@ func serve(cfg *Config, logw io.Writer) error {
 
 // start opens the store and brings every listener up; on error what was
 // started is stopped again.
-func start(cfg *Config, log *slog.Logger) (_ *daemon, err error) {
-	d := &daemon{log: log}
+func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
+	d := &daemon{log: log, level: level}
 	defer func() {
 		if err != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -265,9 +266,14 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 			http.Error(w, "no upstream bind is up", http.StatusServiceUnavailable)
 			return
 		}
+		if !d.store.Writable() {
+			http.Error(w, "the store's last commit failed (disk full or I/O error)", http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("PUT /admin/v1/log-level", d.api.Operator(d.setLogLevel))
 	mux.Handle("/admin/", d.api.Handler())
 	mux.Handle("/v1/", d.api.Handler())
 	return mux
@@ -285,4 +291,19 @@ func (d *daemon) notifier(enterprise, source string) func(ctx context.Context, m
 		}
 		return res[0].Err
 	}
+}
+
+// setLogLevel changes the log level of the running daemon: the body is
+// one of debug, info, warn, error.
+func (d *daemon) setLogLevel(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 64))
+	name := strings.Trim(strings.TrimSpace(string(b)), `"`)
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(name))); err != nil || d.level == nil {
+		http.Error(w, "log level: want debug, info, warn or error", http.StatusBadRequest)
+		return
+	}
+	d.level.Set(lv)
+	d.log.Warn("log level changed", "level", lv.String())
+	_, _ = io.WriteString(w, lv.String()+"\n")
 }
