@@ -15,16 +15,16 @@ import (
 func TestSubmitMultiDistributionList(t *testing.T) {
 	var b bytes.Buffer
 	b.Write([]byte{0, 0, 0, 0, 0, 0, 0, 0x21, 0, 0, 0, 0, 0, 0, 0, 7}) // header, length patched below
-	b.WriteString("\x00")                                            // service_type
-	b.Write([]byte{1, 1})                                            // source ton, npi
-	b.WriteString("1069\x00")                                        // source_addr
-	b.WriteByte(2)                                                   // number_of_dests
-	b.WriteString("\x02sales\x00")                                   // a distribution list
-	b.WriteString("\x01\x01\x0113800138000\x00")                     // an SME address
-	b.Write([]byte{0, 0, 0})                                         // esm_class, protocol_id, priority
-	b.WriteString("\x00\x00")                                        // schedule, validity
-	b.Write([]byte{1, 0, 8, 0})                                      // registered_delivery, replace, data_coding, default id
-	b.Write([]byte{4, 0x4f, 0x60, 0x59, 0x7d})                       // sm_length, "你好" in UCS-2
+	b.WriteString("\x00")                                              // service_type
+	b.Write([]byte{1, 1})                                              // source ton, npi
+	b.WriteString("1069\x00")                                          // source_addr
+	b.WriteByte(2)                                                     // number_of_dests
+	b.WriteString("\x02sales\x00")                                     // a distribution list
+	b.WriteString("\x01\x01\x0113800138000\x00")                       // an SME address
+	b.Write([]byte{0, 0, 0})                                           // esm_class, protocol_id, priority
+	b.WriteString("\x00\x00")                                          // schedule, validity
+	b.Write([]byte{1, 0, 8, 0})                                        // registered_delivery, replace, data_coding, default id
+	b.Write([]byte{4, 0x4f, 0x60, 0x59, 0x7d})                         // sm_length, "你好" in UCS-2
 	frame := b.Bytes()
 	frame[3] = byte(len(frame))
 	p, err := Decode(frame)
