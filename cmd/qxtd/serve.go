@@ -240,6 +240,9 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	if d.http != nil {
 		_ = d.http.Shutdown(ctx)
 	}
+	if d.api != nil {
+		d.api.Close() // running batch jobs stop ("failed: shutdown"); what they accepted is stored
+	}
 	if d.gw != nil {
 		d.gw.Stop()
 	}
