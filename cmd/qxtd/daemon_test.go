@@ -21,6 +21,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -427,5 +428,131 @@ func TestDaemonHealthAndLogLevel(t *testing.T) {
 		}
 		tm := time.NewTimer(50 * time.Millisecond)
 		<-tm.C
+	}
+}
+
+// postJSON sends body to the daemon's HTTP API with a bearer token.
+func postJSON(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReceived waits until the simulator accepted a message for dest.
+func waitReceived(t *testing.T, sim *smpp.Simulator, dest string, d time.Duration) []smpp.SimMessage {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var got []smpp.SimMessage
+		for _, m := range sim.Received() {
+			if m.Dest == dest {
+				got = append(got, m)
+			}
+		}
+		if len(got) > 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing reached the SMSC for %s", dest)
+		}
+		tm := time.NewTimer(20 * time.Millisecond) // the simulator has no per-destination signal
+		<-tm.C
+	}
+}
+
+// TestPasswordResetSMS: a password reset sends the new password by SMS to
+// the registered mobile, through qxtd itself, signed as the operator's
+// notification enterprise; the new password then binds.
+func TestPasswordResetSMS(t *testing.T) {
+	dir := t.TempDir()
+	sim, simAddr := startSim(t, smpp.SimOptions{})
+	cfg := writeConfig(t, dir, simAddr, `  - system_id: reset1
+    password: oldpw01
+    enterprise: T1
+    name: 王五
+    mobile: "13712345670"
+`)
+	b, _ := os.ReadFile(cfg)
+	extra := strings.Replace(string(b), "policy: { bcrypt_cost: 4 }",
+		"policy: { bcrypt_cost: 4, notify_enterprise: SYS, notify_source: \"10658000\" }", 1)
+	extra = strings.Replace(extra, "enterprises:\n", "enterprises:\n  - { code: SYS, signature: \"【企信通】\", national: true, offnet: true, no_whitelist: true, tps: 1000 }\n", 1)
+	if err := os.WriteFile(cfg, []byte(extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, cfg)
+	base := "http://" + d.httpAddr
+	code, body := postJSON(t, http.MethodPost, base+"/admin/v1/password-reset", "test-token",
+		`{"group_code":"T1","user_name":"王五","mobile":"13712345670"}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("reset: %d %s", code, body)
+	}
+	msgs := waitReceived(t, sim, "13712345670", 20*time.Second)
+	frames := []segment.Frame{{ESMClass: msgs[0].ESMClass, DataCoding: msgs[0].DataCoding, ShortMessage: msgs[0].ShortMessage, TLVs: msgs[0].TLVs}}
+	text, err := segment.Reassemble(frames, segment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text, "【企信通】") {
+		t.Fatalf("reset SMS %q is not signed by the notification enterprise", text)
+	}
+	// The new password is the last run of printable non-space ASCII.
+	fields := strings.FieldsFunc(text, func(r rune) bool { return r > 0x7E || r <= ' ' || r == ':' || r == '：' })
+	if len(fields) == 0 {
+		t.Fatalf("no password in %q", text)
+	}
+	pw := fields[len(fields)-1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := smpp.Dial(ctx, smpp.ClientOptions{Addr: d.smppAddr, SystemID: "reset1", Password: pw, Kind: smpp.BindTransmitter})
+	if err != nil {
+		t.Fatalf("bind with the new password %q from %q: %v", pw, text, err)
+	}
+	_ = c.Close()
+}
+
+// TestScheduledAcrossRestart: a message due while the daemon is down goes
+// out once, at once, after the restart.
+func TestScheduledAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	sim, simAddr := startSim(t, smpp.SimOptions{})
+	cfg := writeConfig(t, dir, simAddr, "")
+	d := startDaemon(t, cfg)
+	c := dialESME(t, d.smppAddr, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := pdu.NewSubmitSM(nil)
+	_ = p.Fields().Set(pdufield.SourceAddr, "1069")
+	_ = p.Fields().Set(pdufield.DestinationAddr, "13700000001")
+	_ = p.Fields().Set(pdufield.ShortMessage, []byte("due during downtime"))
+	_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000000001000R") // in 1 s
+	if _, err := c.Request(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	if n := len(sim.Received()); n != 0 {
+		t.Fatalf("sent before its time (%d)", n)
+	}
+	// Stay down past the due time: the store is closed, nothing can send.
+	tm := time.NewTimer(1500 * time.Millisecond)
+	<-tm.C
+	start := time.Now()
+	_ = startDaemon(t, cfg)
+	got := waitReceived(t, sim, "13700000001", 15*time.Second)
+	t.Logf("sent %v after the restart", time.Since(start))
+	if len(got) != 1 {
+		t.Fatalf("sent %d times, want once", len(got))
 	}
 }
