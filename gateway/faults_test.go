@@ -111,3 +111,23 @@ func TestRejectedAndUndeliverable(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamTPSCap: with tps set, the upstream never gets more than the
+// cap (plus its burst) per second, however many are queued.
+func TestUpstreamTPSCap(t *testing.T) {
+	const tps, n = 40, 30
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.TPS = tps }})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ids := submitN(t, e, n, "1370000")
+	e.waitReceipts(t, len(ids), 20*time.Second)
+	// The limiter's burst is tps/10 = 4: the rest go at 40/s, so all 30
+	// take at least (30-4)/40 s = 650 ms. Without the cap they take a few ms.
+	if el, min := time.Since(start), time.Duration(n-tps/10)*time.Second/tps; el < min {
+		t.Fatalf("%d messages relayed in %v, faster than %d/s allows (%v)", n, el, tps, min)
+	}
+}
