@@ -176,6 +176,17 @@ func (c *adminCLI) parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([
 	return pos, nil
 }
 
+// begin is how a command that calls the API starts: its flags and
+// positional arguments, then the client.
+func (c *adminCLI) begin(fs *flag.FlagSet, args []string, minPos, maxPos int) (*api.Client, []string, error) {
+	pos, err := c.parse(fs, args, minPos, maxPos)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.client()
+	return cl, pos, err
+}
+
 func (c *adminCLI) client() (*api.Client, error) {
 	if c.token == "" {
 		return nil, usagef("no admin token: give --token or set QXTD_ADMIN_TOKEN")
@@ -332,11 +343,7 @@ func entList(c *adminCLI, fs *flag.FlagSet, args []string) error {
 
 func entShow(c *adminCLI, fs *flag.FlagSet, args []string) error {
 	month := fs.String("month", "", "billing month YYYY-MM (default: this month)")
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -511,11 +518,7 @@ func userAdd(c *adminCLI, fs *flag.FlagSet, args []string) error {
 }
 
 func userList(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -532,11 +535,7 @@ func userList(c *adminCLI, fs *flag.FlagSet, args []string) error {
 }
 
 func userShow(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -585,11 +584,7 @@ func userSet(c *adminCLI, fs *flag.FlagSet, args []string) error {
 
 func userPasswd(c *adminCLI, fs *flag.FlagSet, args []string) error {
 	pw := fs.String("password", "", "the new SMPP password (default: read from stdin)")
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -604,11 +599,7 @@ func userPasswd(c *adminCLI, fs *flag.FlagSet, args []string) error {
 }
 
 func userDelete(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -620,11 +611,7 @@ func userDelete(c *adminCLI, fs *flag.FlagSet, args []string) error {
 
 func userAPIKey(c *adminCLI, fs *flag.FlagSet, args []string) error {
 	revoke := fs.Bool("revoke", false, "remove the user's API key")
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -673,11 +660,7 @@ func printBulk(w io.Writer, verb string, r *policy.BulkResult) {
 }
 
 func wlAdd(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 2, -1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -729,11 +712,7 @@ func wlList(c *adminCLI, fs *flag.FlagSet, args []string) error {
 	after := fs.String("after", "", "start after this number (the previous page's next)")
 	limit := fs.Int("limit", 0, "entries per page (default 100, at most 1000)")
 	all := fs.Bool("all", false, "fetch every page")
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -791,11 +770,7 @@ func wlDecide(approve bool) adminFunc {
 }
 
 func wlRemove(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 2, -1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -857,11 +832,7 @@ func ovSet(c *adminCLI, fs *flag.FlagSet, args []string) error {
 }
 
 func ovRemove(c *adminCLI, fs *flag.FlagSet, args []string) error {
-	pos, err := c.parse(fs, args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	cl, pos, err := c.begin(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
