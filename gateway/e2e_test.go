@@ -227,28 +227,7 @@ func TestEndToEndWindowedSubmitAndReceipts(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 500
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id, err := e.submit(ctx, submitSM("10690001", fmt.Sprintf("1380000%04d", i), fmt.Sprintf("hello %d", i)))
-			if err != nil {
-				errs <- err
-				return
-			}
-			ids[i] = id
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("submit: %v", err)
-	}
+	ids := submitN(t, e, n, "1380000")
 	seen := map[string]bool{}
 	for _, id := range ids {
 		if id == "" || seen[id] {

@@ -80,13 +80,7 @@ func (g *Gateway) Reschedule(ctx context.Context, acct *Account, id uint64, send
 	opt := up.cfg.Segment
 	opt.Concat = segment.Concat(m.Concat) // framed later with the mode stored with the message
 	signed := segment.Sign(text, a.Signature, a.UserSignature)
-	plan, err := segment.Encode(signed, opt)
-	switch {
-	case errors.Is(err, segment.ErrTooLong):
-		err = refuseTooLong(err.Error())
-	case err != nil:
-		err = &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
-	}
+	plan, err := encode(signed, opt)
 	if err != nil {
 		return err
 	}

@@ -99,13 +99,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		plan, ok := plans[up.cfg.Name]
 		if !ok {
 			// One text, one encoding per upstream's options.
-			plan, err = segment.Encode(signed, up.cfg.Segment)
-			switch {
-			case errors.Is(err, segment.ErrTooLong):
-				err = refuseTooLong(err.Error())
-			case err != nil:
-				err = &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
-			}
+			plan, err = encode(signed, up.cfg.Segment)
 			if err != nil {
 				g.metrics.refused(err) // the whole request: one text for every recipient
 				return nil, err
@@ -178,4 +172,17 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		}
 	}
 	return results, nil
+}
+
+// encode splits a signed text for an upstream's options; what cannot be
+// encoded is a refusal of the whole text.
+func encode(signed string, opt segment.Options) (*segment.Plan, error) {
+	plan, err := segment.Encode(signed, opt)
+	switch {
+	case errors.Is(err, segment.ErrTooLong):
+		return nil, refuseTooLong(err.Error())
+	case err != nil:
+		return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+	}
+	return plan, nil
 }
