@@ -47,6 +47,12 @@ func (d *dispatcher) done(k queue.Key) {
 	}
 }
 
+func (d *dispatcher) inflightCount() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return float64(len(d.inflight))
+}
+
 func (d *dispatcher) skip(k queue.Key) bool {
 	_, ok := d.inflight[k] // called with d.mu held
 	return ok

@@ -79,6 +79,14 @@ func newRig(t testing.TB, o rigOpts) *rig {
 			gwp.Unlock()
 			g.OnDLRReady(a)
 		},
+		OnCommit: func(d time.Duration, ops int) {
+			gwp.Lock()
+			g := gwp.g
+			gwp.Unlock()
+			if g != nil {
+				g.ObserveCommit(d, ops)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

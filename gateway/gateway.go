@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
@@ -146,6 +147,9 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	}
 	g.metrics.upstreamsUp(g.ups)
 	g.disp = newDispatcher(g)
+	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstreams and not yet answered (the windows in use, all upstreams).",
+	}, g.disp.inflightCount)
 	g.dlrs = newRouter(g)
 	return g, nil
 }

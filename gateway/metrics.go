@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -23,6 +24,8 @@ type Metrics struct {
 	dlrForward    *prometheus.CounterVec
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
+	commitSeconds prometheus.Histogram
+	commitOps     prometheus.Histogram
 	reg           prometheus.Registerer
 }
 
@@ -64,6 +67,19 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		boundESMEs: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "qxtd_esme_bound", Help: "ESME binds up now, by kind.",
 		}, []string{"kind"}),
+	}
+	m.commitSeconds = f.NewHistogram(prometheus.HistogramOpts{
+		Name: "qxtd_store_commit_seconds", Help: "Duration of one group commit of the store, fsync included.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+	})
+	m.commitOps = f.NewHistogram(prometheus.HistogramOpts{
+		Name: "qxtd_store_commit_batch_ops", Help: "Operations carried by one group commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
+	if store != nil {
+		reg.MustRegister(quotaCollector{store: store, desc: prometheus.NewDesc("qxtd_quota_segments",
+			"Segments of the current month (Asia/Shanghai) per enterprise: reserved (in flight) and charged (delivered).",
+			[]string{"enterprise", "kind"}, nil)})
 	}
 	// Every series exists from the start (at zero), so rate() and alerts
 	// see a refusal reason before its first occurrence.
@@ -114,4 +130,32 @@ func (m *Metrics) refused(err error) {
 		reason = r.Reason
 	}
 	m.refusedTotal.WithLabelValues(reason).Inc()
+}
+
+// ObserveCommit records one store commit; cmd/qxtd passes it to the
+// store's OnCommit.
+func (g *Gateway) ObserveCommit(d time.Duration, ops int) {
+	g.metrics.commitSeconds.Observe(d.Seconds())
+	g.metrics.commitOps.Observe(float64(ops))
+}
+
+// quotaCollector exports each enterprise's usage of the month at scrape
+// time from the store's in-memory counters. Enterprises are a bounded set
+// (configured by the operator), so the label is allowed.
+type quotaCollector struct {
+	store *queue.Store
+	desc  *prometheus.Desc
+}
+
+func (c quotaCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
+	us, err := c.store.UsageByMonth(queue.BillingMonth(time.Now()))
+	if err != nil {
+		return
+	}
+	for _, u := range us {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Reserved), u.Enterprise, "reserved")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Charged), u.Enterprise, "charged")
+	}
 }

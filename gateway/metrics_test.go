@@ -100,6 +100,9 @@ func TestMetricsExactCounts(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
+	if got["qxtd_store_commit_seconds_count"] < 1 {
+		t.Error("no store commit observed")
+	}
 	// A receipt is "matched" or, when it beat its submit_sm_resp to the
 	// store, "orphaned" then applied: by state the totals are exact.
 	byState := map[string]float64{}

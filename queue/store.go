@@ -41,6 +41,11 @@ type Options struct {
 	// dropped. Default 1h.
 	OrphanMaxAge time.Duration
 
+	// OnCommit is told the duration (fsync included) and the number of
+	// operations of every successful commit, for metrics. It runs on the
+	// commit goroutine: it must be quick and must not call the Store.
+	OnCommit func(d time.Duration, ops int)
+
 	// OpenTimeout bounds the wait for the file lock held by another process.
 	// Default 1s.
 	OpenTimeout time.Duration
@@ -285,6 +290,7 @@ func (s *Store) commit(batch []*op) {
 	for len(live) > 0 {
 		t := &txn{s: s}
 		bad, badErr := -1, error(nil)
+		began := time.Now()
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			t.bind(tx)
 			for i, o := range live {
@@ -305,6 +311,9 @@ func (s *Store) commit(batch []*op) {
 			return nil
 		})
 		if err == nil {
+			if s.opt.OnCommit != nil {
+				s.opt.OnCommit(time.Since(began), len(live))
+			}
 			s.apply(t)
 			n := uint64(len(live))
 			s.stats.lastFailed.Store(false)

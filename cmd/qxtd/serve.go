@@ -107,6 +107,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.store, err = queue.Open(cfg.Store.Path, queue.Options{
 		Logger:     log.With("component", "store"),
 		OnDLRReady: func(account string) { gwp.Load().OnDLRReady(account) },
+		OnCommit: func(dur time.Duration, ops int) {
+			if g := gwp.Load(); g != nil {
+				g.ObserveCommit(dur, ops)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
