@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutext"
 
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -71,5 +73,67 @@ func TestInteropGoSMPPClient(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("receipts missing for %v", ids)
 		}
+	}
+}
+
+// TestInteropGoSMPPSubmitLongMsg: go-smpp's own splitter (16-bit UDH
+// reference, byte slices of 132 octets that can cut a UTF-16 surrogate
+// pair in two) sends a long text with an emoji across a cut; qxtd
+// reassembles it, signs and re-segments it, and answers one receipt per
+// part id.
+func TestInteropGoSMPPSubmitLongMsg(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
+	receipts := make(chan pdu.Body, 8)
+	tc := &gosmpp.Transceiver{
+		Addr: r.addr, User: "esme", Passwd: "pw", RespTimeout: 5 * time.Second,
+		Handler: func(p pdu.Body) {
+			if p.Header().ID == pdu.DeliverSMID {
+				receipts <- p
+			}
+		},
+	}
+	if st := <-tc.Bind(); st.Status() != gosmpp.Connected {
+		t.Fatalf("go-smpp bind: %v", st.Error())
+	}
+	defer tc.Close()
+	// 65 Chinese characters then an emoji: octets 130–133 hold the
+	// surrogate pair, which go-smpp's 132-octet cut splits.
+	text := strings.Repeat("长", 65) + "😀" + strings.Repeat("文", 20)
+	parts, err := tc.SubmitLongMsg(&gosmpp.ShortMessage{
+		Src: "10690001", Dst: "13800138000", Text: pdutext.UCS2(text), Register: pdufield.FinalDeliveryReceipt,
+	})
+	if err != nil {
+		t.Fatalf("SubmitLongMsg: %v", err)
+	}
+	ids := map[string]bool{}
+	for i := range parts {
+		ids[parts[i].RespID()] = true
+	}
+	if len(ids) != 2 {
+		t.Fatalf("go-smpp sent %d parts with ids %v, want 2", len(parts), ids)
+	}
+	deadline := time.After(15 * time.Second)
+	for len(ids) > 0 {
+		select {
+		case p := <-receipts:
+			rc, err := smpp.ParseReceipt(p)
+			if err != nil || !ids[rc.ID] || rc.State != smpp.StateDelivered {
+				t.Fatalf("receipt %+v, %v (waiting for %v)", rc, err, ids)
+			}
+			delete(ids, rc.ID)
+		case <-deadline:
+			t.Fatalf("receipts missing for %v", ids)
+		}
+	}
+	var frames []segment.Frame
+	for _, m := range r.sim.Received() {
+		frames = append(frames, segment.Frame{ESMClass: m.ESMClass, DataCoding: m.DataCoding, ShortMessage: m.ShortMessage, TLVs: m.TLVs})
+	}
+	got, err := segment.Reassemble(frames, segment.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "【测试】" + text; got != want {
+		t.Fatalf("the SMSC got %q\nwant           %q", got, want)
 	}
 }
