@@ -40,10 +40,11 @@ type rigOptions struct {
 	window int
 }
 
-// newBulkRig is newUserRig's daemon with a given simulator, plus enterprise
-// E ("bulk": no whitelist, national and off-net grants, 100,000
-// submissions per second) with its user erin, and Close of the API's jobs
-// before the rest stops.
+// newBulkRig is the in-process daemon of the API tests (newUserRig is it
+// with the default simulator): enterprises A–E with their users, E being
+// "bulk" (no whitelist, national and off-net grants, 100,000 submissions
+// per second) for erin's batches; the API's jobs close before the rest
+// stops.
 func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	t.Helper()
 	tt, _ := t.(*testing.T)
@@ -94,6 +95,12 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 			Whitelist:  []string{uNumA1},
 		},
 		{
+			// Package 1 without a cap has no limit; D has no overage: 3 segments.
+			Enterprise: policy.Enterprise{Code: "D", Name: "丁公司", Signature: "【丁公司】", Package: 1, National: true, NoOverage: true},
+			Users:      []policy.NewUser{{Name: "丁", SystemID: "dave", Password: "secret4"}},
+			Whitelist:  []string{uNumA1},
+		},
+		{
 			Enterprise: policy.Enterprise{Code: "E", Name: "戊公司", Signature: "【戊公司】", Package: 1,
 				National: true, OffNet: true, NoWhitelist: true, TPS: 100_000},
 			Users: []policy.NewUser{{Name: "戊", SystemID: "erin", Password: "secret5"}},
@@ -105,7 +112,7 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	if _, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "A", Admin: true, Name: "amy"}, "A", []string{uNumPending}); err != nil {
 		t.Fatal(err)
 	}
-	for _, sid := range []string{"alice", "al2", "amy", "bob", "carl", "erin"} {
+	for _, sid := range []string{"alice", "al2", "amy", "bob", "carl", "dave", "erin"} {
 		k, err := r.pol.IssueAPIKey(policy.OperatorActor("test"), sid)
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +144,6 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 		hs.Close()
 		r.srv.Close()
 		g.Stop()
-		_ = r.store.Cancel(context.Background(), 0, "-")
 		if err := r.store.Check(); err != nil {
 			t.Errorf("store consistency: %v", err)
 		}

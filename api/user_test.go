@@ -2,21 +2,16 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -51,103 +46,7 @@ const (
 
 func newUserRig(t *testing.T) *userRig {
 	t.Helper()
-	r := &userRig{t: t, keys: map[string]string{}}
-	r.sim = smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: 10 * time.Millisecond, Record: true})
-	sl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = r.sim.Serve(sl) }()
-
-	var gwMu sync.Mutex
-	var gw *gateway.Gateway
-	r.store, err = queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{
-		OnDLRReady: func(a string) {
-			gwMu.Lock()
-			g := gw
-			gwMu.Unlock()
-			g.OnDLRReady(a)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Package 1 without a cap has no limit; D has no overage: 3 segments.
-	packages := policy.PackageTable{{ID: 1, FeeFen: 100, Included: 3, OverageFen: 10}}
-	r.pol, err = policy.New(r.store.DB(), policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = r.pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{
-		{
-			Enterprise: policy.Enterprise{Code: "A", Name: "甲公司", Signature: "【甲公司】", Package: 1, National: true},
-			Users: []policy.NewUser{
-				{Name: "甲", SystemID: "alice", Password: "secret1"},
-				{Name: "甲二", SystemID: "al2", Password: "secret1", ShowSignature: true},
-				{Name: "甲管", SystemID: "amy", Password: "secret1", Role: policy.RoleAdmin},
-			},
-			Whitelist: []string{uNumA1, uNumA2, uNumA3},
-		},
-		{
-			Enterprise: policy.Enterprise{Code: "B", Name: "乙公司", Signature: "【乙公司】", Package: 1, National: true},
-			Users:      []policy.NewUser{{Name: "乙", SystemID: "bob", Password: "secret2"}},
-			Whitelist:  []string{uNumA1},
-		},
-		{
-			Enterprise: policy.Enterprise{Code: "C", Name: "丙公司", Signature: "【丙公司】", Package: 1, National: true, TPS: 1},
-			Users:      []policy.NewUser{{Name: "丙", SystemID: "carl", Password: "secret3"}},
-			Whitelist:  []string{uNumA1},
-		},
-		{
-			Enterprise: policy.Enterprise{Code: "D", Name: "丁公司", Signature: "【丁公司】", Package: 1, National: true, NoOverage: true},
-			Users:      []policy.NewUser{{Name: "丁", SystemID: "dave", Password: "secret4"}},
-			Whitelist:  []string{uNumA1},
-		},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "A", Admin: true, Name: "amy"}, "A", []string{uNumPending}); err != nil {
-		t.Fatal(err)
-	}
-	for _, sid := range []string{"alice", "al2", "amy", "bob", "carl", "dave"} {
-		k, err := r.pol.IssueAPIKey(policy.OperatorActor("test"), sid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.keys[sid] = k
-	}
-
-	g, err := gateway.New(gateway.Config{
-		Upstreams: []gateway.UpstreamConfig{{
-			Name: "sim", Addr: sl.Addr().String(), SystemID: "up", Password: "uppw",
-			Binds: 1, Window: 10, RespTimeout: 2 * time.Second,
-			Segment: segment.Options{Concat: segment.ConcatUDH8},
-		}},
-		RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-	}, r.store, gateway.Rules{P: r.pol}, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwMu.Lock()
-	gw = g
-	gwMu.Unlock()
-	r.gw = g
-	g.Start()
-
-	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g})
-	hs := httptest.NewServer(r.srv.Handler())
-	r.url = hs.URL
-	t.Cleanup(func() {
-		hs.Close()
-		g.Stop()
-		if err := r.store.Check(); err != nil {
-			t.Errorf("store consistency: %v", err)
-		}
-		_ = r.store.Close()
-		_ = r.sim.Close()
-	})
-	return r
+	return newBulkRig(t, rigOptions{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Record: true}})
 }
 
 // call sends a JSON request with a bearer token ("" = none) and decodes a
