@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
