@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -322,29 +321,7 @@ type Status struct {
 // JSON value, no unknown fields (a misspelt field of a PATCH must not be
 // silently ignored). It writes the error answer itself and returns false.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.admin.maxJSON))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if dec.More() {
-			err = errors.New("more than one JSON value")
-		} else if _, e := dec.Token(); e != io.EOF {
-			err = errors.New("trailing data after the JSON value")
-		}
-	}
-	if err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-		case errors.Is(err, io.EOF):
-			writeError(w, http.StatusBadRequest, "invalid", "request body: a JSON object is required")
-		default:
-			writeError(w, http.StatusBadRequest, "invalid", "request body: "+err.Error())
-		}
-		return false
-	}
-	return true
+	return decodeJSON(w, r, v, s.admin.maxJSON)
 }
 
 func invalidf(format string, args ...any) error {

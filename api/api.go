@@ -12,6 +12,8 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -121,3 +123,32 @@ func writeErr(w http.ResponseWriter, err error) {
 // Operator wraps a handler of the daemon's own (outside this package)
 // with the operator token check.
 func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }
+
+// decodeJSON decodes the request body into v: at most limit bytes, one
+// JSON value, no unknown fields (a misspelt field of a PATCH must not be
+// silently ignored). It writes the error answer itself and returns false.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			err = errors.New("more than one JSON value")
+		} else if _, e := dec.Token(); e != io.EOF {
+			err = errors.New("trailing data after the JSON value")
+		}
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, "invalid", "request body: a JSON object is required")
+		default:
+			writeError(w, http.StatusBadRequest, "invalid", "request body: "+err.Error())
+		}
+		return false
+	}
+	return true
+}

@@ -2,10 +2,8 @@ package api
 
 import (
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -832,25 +830,5 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 // into v, refusing unknown fields and trailing data; it writes the error
 // answer itself.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxUserBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, e := dec.Token(); e != io.EOF {
-			err = errors.New("trailing data after the JSON object")
-		}
-	}
-	if err == nil {
-		return true
-	}
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
-	case errors.Is(err, io.EOF):
-		writeError(w, http.StatusBadRequest, "invalid", "request body: a JSON object is required")
-	default:
-		writeError(w, http.StatusBadRequest, "invalid", "request body: "+err.Error())
-	}
-	return false
+	return decodeJSON(w, r, v, maxUserBody)
 }
