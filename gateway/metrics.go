@@ -24,6 +24,7 @@ type Metrics struct {
 	dlrForward    *prometheus.CounterVec
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
+	dlrDelay      *prometheus.HistogramVec
 	commitSeconds prometheus.Histogram
 	commitOps     prometheus.Histogram
 	reg           prometheus.Registerer
@@ -68,6 +69,10 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_esme_bound", Help: "ESME binds up now, by kind.",
 		}, []string{"kind"}),
 	}
+	m.dlrDelay = f.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "qxtd_dlr_delay_seconds", Help: "From submit_sm_resp to the final receipt, per upstream.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 16), // 50 ms … ~27 min
+	}, []string{"upstream"})
 	m.commitSeconds = f.NewHistogram(prometheus.HistogramOpts{
 		Name: "qxtd_store_commit_seconds", Help: "Duration of one group commit of the store, fsync included.",
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),

@@ -100,6 +100,9 @@ func TestMetricsExactCounts(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
+	if n := got[`qxtd_dlr_delay_seconds_count{upstream="sim"}`]; n < 1 || n > 5 {
+		t.Errorf("receipt delays observed: %v, want 1 to 5 (matched receipts)", n)
+	}
 	if got["qxtd_store_commit_seconds_count"] < 1 {
 		t.Error("no store commit observed")
 	}

@@ -356,8 +356,9 @@ func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu
 	}
 	// DoneAt is our receipt time, not the SMSC's done date: the billing
 	// month must follow a clock we trust, and the SMSC's has minutes only.
-	res, err := u.g.store.ApplyDLR(ctx, queue.DLR{
-		Upstream: u.cfg.Name, SMSCID: r.ID, State: state, ErrCode: r.Err, DoneAt: time.Now(),
+	now := time.Now()
+	res, submitted, err := u.g.store.ApplyDLRSubmitted(ctx, queue.DLR{
+		Upstream: u.cfg.Name, SMSCID: r.ID, State: state, ErrCode: r.Err, DoneAt: now,
 	})
 	if err != nil {
 		u.g.log.Error("store receipt", "upstream", u.cfg.Name, "err", err)
@@ -365,6 +366,9 @@ func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu
 		return resp
 	}
 	u.g.metrics.dlrs.WithLabelValues(state.String(), res.String()).Inc()
+	if res == queue.Matched && !submitted.IsZero() {
+		u.g.metrics.dlrDelay.WithLabelValues(u.cfg.Name).Observe(now.Sub(submitted).Seconds())
+	}
 	return resp
 }
 

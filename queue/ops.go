@@ -365,21 +365,29 @@ func (s *Store) Fail(ctx context.Context, k Key, state State, errCode string, at
 // asks for a receipt, the message is queued for PendingDLRs and
 // Options.OnDLRReady is called after the commit.
 func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
+	res, _, err := s.ApplyDLRSubmitted(ctx, d)
+	return res, err
+}
+
+// ApplyDLRSubmitted is ApplyDLR that also returns, for a Matched receipt,
+// when its part was submitted (the receipt delay is DoneAt minus that).
+func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time, error) {
 	if !d.State.Final() {
-		return 0, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
 	}
 	if err := validSMSCID(d.SMSCID); err != nil {
-		return 0, fmt.Errorf("queue: dlr: %w", err)
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w", err)
 	}
 	if len(d.Upstream) > maxField || strings.IndexByte(d.Upstream, sep) >= 0 {
-		return 0, fmt.Errorf("queue: dlr: %w: bad upstream", ErrInvalid)
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: bad upstream", ErrInvalid)
 	}
 	if d.DoneAt.IsZero() {
 		d.DoneAt = time.Now()
 	}
 	var res Result
+	var submitted time.Time
 	err := s.exec(ctx, func(t *txn) error {
-		res = 0
+		res, submitted = 0, time.Time{}
 		for _, c := range smscCandidates(d.SMSCID) {
 			v := t.smsc.Get(smscKey(d.Upstream, c))
 			if v == nil {
@@ -397,6 +405,7 @@ func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
 				res = Duplicate
 				return nil
 			}
+			submitted = p.SubmittedAt
 			if err := t.setFinal(m, k.Part, d.State, d.DoneAt, d.ErrCode); err != nil {
 				return err
 			}
@@ -408,9 +417,9 @@ func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
 		return t.orphan.Put(smscKey(d.Upstream, CanonicalSMSCID(d.SMSCID)), encodeOrphan(nil, o))
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
+		return 0, time.Time{}, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
 	}
-	return res, nil
+	return res, submitted, nil
 }
 
 // AckDLR records that the final DLR of message id was delivered to account
