@@ -564,3 +564,43 @@ func TestCancelAndReplaceSM(t *testing.T) {
 		t.Fatalf("cancel of a sent message: %v, want ESME_RCANCELFAIL", err)
 	}
 }
+
+// TestPayloadModeBillsSegmentsOnAir: with concat: payload the SMSC gets
+// one submit_sm carrying the whole text in message_payload and splits it
+// itself; quota and bill still count the segments on the air (here 2).
+func TestPayloadModeBillsSegmentsOnAir(t *testing.T) {
+	r := newRig(t, rigOpts{
+		sim:      smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Segment.Concat = segment.ConcatPayload },
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("企业短信测试内容十字", 10) // 100 characters + 4 of signature: 2 segments
+	ucs2, _ := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
+	p := submitSM("1069", "13800138000", "")
+	_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+	_ = p.Fields().Set(pdufield.ShortMessage, []byte{})
+	_ = p.TLVFields().Set(pdutlv.TagMessagePayload, ucs2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := e.submit(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	month := queue.BillingMonth(time.Now())
+	if res, ch := r.store.Usage("esme", month); res != 2 || ch != 0 {
+		t.Fatalf("reserved %d charged %d after acceptance, want 2 and 0", res, ch)
+	}
+	if rc := e.waitReceipts(t, 1, 10*time.Second)[id]; rc.State != smpp.StateDelivered {
+		t.Fatalf("receipt %+v", rc)
+	}
+	recv := r.sim.Received()
+	if len(recv) != 1 || len(recv[0].ShortMessage) != 0 || len(recv[0].TLVs[uint16(pdutlv.TagMessagePayload)]) == 0 {
+		t.Fatalf("simulator got %d submit_sm, want one with message_payload", len(recv))
+	}
+	if res, ch := r.store.Usage("esme", month); res != 0 || ch != 2 {
+		t.Fatalf("reserved %d charged %d after delivery, want 0 and 2", res, ch)
+	}
+}

@@ -84,7 +84,7 @@ func (g *Gateway) Reschedule(ctx context.Context, acct *Account, id uint64, send
 	if err != nil {
 		return err
 	}
-	err = g.store.Reschedule(ctx, id, acct.Enterprise, sendAt, signed, plan.Parts, plan.DataCoding, limit)
+	err = g.store.RescheduleWeighted(ctx, id, acct.Enterprise, sendAt, signed, plan.Parts, plan.DataCoding, weightOf(plan), limit)
 	if errors.Is(err, queue.ErrQuota) {
 		return refuseQuota()
 	}

@@ -127,6 +127,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		if req.Multi {
 			m.Group = queue.GroupWithFirst
 		}
+		m.Weight = weightOf(plan)
 		m.ClientCoding = req.ClientCoding
 		m.Aliases = req.Aliases
 		for _, body := range plan.Parts {
@@ -185,4 +186,14 @@ func encode(signed string, opt segment.Options) (*segment.Plan, error) {
 		return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
 	}
 	return plan, nil
+}
+
+// weightOf is the billable segments each stored part stands for: with
+// message_payload one part goes to the SMSC, which splits it into
+// plan.Segments() on the air; quota and bill count those.
+func weightOf(plan *segment.Plan) uint16 {
+	if n := len(plan.Parts); n == 1 && plan.Segments() > 1 {
+		return uint16(plan.Segments())
+	}
+	return 0
 }

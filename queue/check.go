@@ -76,9 +76,9 @@ func (s *Store) Check() error {
 				counts[p.State]++
 				switch {
 				case p.State == StateDelivered:
-					u.Charged++
+					u.Charged += m.PartWeight()
 				case !p.State.Final():
-					u.Reserved++
+					u.Reserved += m.PartWeight()
 				}
 				switch p.State {
 				case StateAccepted:

@@ -192,6 +192,7 @@ const (
 	flagGroup        = 1 << 1 // a group id follows the parts (added after version 1 shipped: absent in older records)
 	flagClientCoding = 1 << 2 // the client's data_coding follows (idem)
 	flagAliases      = 1 << 3 // the part ids of a reassembled message follow: count, then each id (idem)
+	flagWeight       = 1 << 4 // the part weight follows (idem)
 )
 
 // encodeMessage appends the record of m to b.
@@ -232,6 +233,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if len(m.Aliases) > 0 {
 		flags |= flagAliases
 	}
+	if m.Weight > 1 {
+		flags |= flagWeight
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -260,6 +264,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 		for _, a := range m.Aliases {
 			e.uvarint(a)
 		}
+	}
+	if m.Weight > 1 {
+		e.u16(m.Weight)
 	}
 	return e.b
 }
@@ -306,7 +313,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases) != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
@@ -356,6 +363,12 @@ func DecodeMessage(b []byte) (*Message, error) {
 		}
 		for j := uint64(0); d.err == nil && j < na; j++ {
 			m.Aliases = append(m.Aliases, d.uvarint("alias"))
+		}
+	}
+	if flags&flagWeight != 0 {
+		m.Weight = d.u16("weight")
+		if d.err == nil && m.Weight < 2 {
+			d.fail("weight: %d", m.Weight)
 		}
 	}
 	d.end("message")

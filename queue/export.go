@@ -56,6 +56,10 @@ type Row struct {
 	State       State
 	ErrCode     string // SMSC error code (DLR err:, or submit_sm_resp status "0x%08x")
 	Billed      bool   // State == StateDelivered: the part is billable
+	// Segments is how many billable segments the part stands for: 1, or
+	// more for a message_payload part the SMSC splits. A bill is the sum
+	// of Segments over billed rows.
+	Segments int64
 }
 
 // ExportParts calls fn with one Row per part of every message accepted in
@@ -149,6 +153,7 @@ func appendRows(rows []Row, m *Message) []Row {
 			Upstream: m.Upstream, SMSCID: p.SMSCID,
 			AcceptedAt: m.AcceptedAt, SubmittedAt: p.SubmittedAt, DoneAt: p.DoneAt,
 			State: p.State, ErrCode: p.ErrCode, Billed: p.State == StateDelivered,
+			Segments: m.PartWeight(),
 		})
 	}
 	return rows
@@ -263,7 +268,7 @@ const (
 // added at the end, never removed, renamed or reordered.
 var ExportColumns = []string{
 	"id", "part", "parts", "enterprise", "account", "source", "dest", "upstream", "smsc_id",
-	"accepted_at", "submitted_at", "done_at", "state", "err_code", "billed",
+	"accepted_at", "submitted_at", "done_at", "state", "err_code", "billed", "segments",
 }
 
 // ExportTimeLayout is the export's time format: RFC 3339 with milliseconds
@@ -332,6 +337,7 @@ type jsonRow struct {
 	State       string  `json:"state"`
 	ErrCode     string  `json:"err_code"`
 	Billed      bool    `json:"billed"`
+	Segments    int64   `json:"segments"`
 }
 
 // Write encodes one row.
@@ -342,6 +348,7 @@ func (rw *RowWriter) Write(r Row) error {
 			Source: r.Source, Dest: r.Dest, Upstream: r.Upstream, SMSCID: r.SMSCID,
 			AcceptedAt: exportTimePtr(r.AcceptedAt), SubmittedAt: exportTimePtr(r.SubmittedAt),
 			DoneAt: exportTimePtr(r.DoneAt), State: r.State.String(), ErrCode: r.ErrCode, Billed: r.Billed,
+			Segments: r.Segments,
 		})
 	}
 	rec := rw.rec
@@ -360,6 +367,7 @@ func (rw *RowWriter) Write(r Row) error {
 	rec[12] = r.State.String()
 	rec[13] = r.ErrCode
 	rec[14] = strconv.FormatBool(r.Billed)
+	rec[15] = strconv.FormatInt(r.Segments, 10)
 	return rw.csv.Write(rec)
 }
 

@@ -118,7 +118,7 @@ func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
 	if limit < 0 {
 		return nil, nil
 	}
-	n := int64(len(m.Parts))
+	n := m.Segments()
 	month := BillingMonth(m.AcceptedAt)
 	u, err := t.getUsage(usageKey(m.Enterprise, month))
 	if err != nil {
@@ -136,7 +136,7 @@ func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
 // alias keys of its Aliases. first is the first id stored by the calling
 // operation, for GroupWithFirst.
 func (t *txn) storeNew(m *Message, first *uint64) error {
-	n := int64(len(m.Parts))
+	n := m.Segments()
 	id, err := t.msg.NextSequence()
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func (t *txn) storeNew(m *Message, first *uint64) error {
 	if err := t.addUsage(m, n, 0); err != nil {
 		return err
 	}
-	t.counts[StateAccepted] += int(n)
+	t.counts[StateAccepted] += len(m.Parts) // counts are parts; usage is segments
 	return nil
 }
 

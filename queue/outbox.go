@@ -291,6 +291,12 @@ func (m *Message) cancelled() bool {
 // ErrQuota (NoLimit: no check). A message that becomes multi-part gets a
 // new concatenation reference; one that becomes single-part gets Ref 0.
 func (s *Store) Reschedule(ctx context.Context, id uint64, enterprise string, sendAt time.Time, text string, parts [][]byte, dataCoding uint8, limit int64) error {
+	return s.RescheduleWeighted(ctx, id, enterprise, sendAt, text, parts, dataCoding, 0, limit)
+}
+
+// RescheduleWeighted is Reschedule for a new text whose parts each stand
+// for weight segments on the air (Message.Weight; 0 or 1: one each).
+func (s *Store) RescheduleWeighted(ctx context.Context, id uint64, enterprise string, sendAt time.Time, text string, parts [][]byte, dataCoding uint8, weight uint16, limit int64) error {
 	if parts != nil {
 		if n := len(parts); n == 0 || n > maxParts {
 			return fmt.Errorf("queue: reschedule %d: %w: %d parts (1 to %d)", id, ErrInvalid, n, maxParts)
@@ -305,9 +311,9 @@ func (s *Store) Reschedule(ctx context.Context, id uint64, enterprise string, se
 		if err := checkScheduled(m, enterprise, now); err != nil {
 			return err
 		}
-		diff := int64(0)
+		diff := int64(0) // in billable segments
 		if parts != nil {
-			diff = int64(len(parts) - len(m.Parts))
+			diff = int64(len(parts))*max(int64(weight), 1) - m.Segments()
 		}
 		if diff > 0 && limit >= 0 {
 			month := BillingMonth(m.AcceptedAt)
@@ -338,7 +344,12 @@ func (s *Store) Reschedule(ctx context.Context, id uint64, enterprise string, se
 		}
 		m.SendAt = due
 		if parts != nil {
+			oldParts := len(m.Parts)
 			m.Text, m.DataCoding = text, dataCoding
+			m.Weight = 0
+			if weight > 1 {
+				m.Weight = weight
+			}
 			m.Parts = make([]Part, len(parts))
 			for i, b := range parts {
 				m.Parts[i] = Part{Body: append([]byte(nil), b...), State: StateAccepted}
@@ -355,8 +366,8 @@ func (s *Store) Reschedule(ctx context.Context, id uint64, enterprise string, se
 				if err := t.addUsage(m, diff, 0); err != nil {
 					return err
 				}
-				t.counts[StateAccepted] += int(diff)
 			}
+			t.counts[StateAccepted] += len(parts) - oldParts
 		}
 		for i := range m.Parts {
 			m.Parts[i].DueAt = due

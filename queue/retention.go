@@ -190,7 +190,7 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 				t.counts[part.State]--
 				p.Parts++
 				if part.State == StateDelivered {
-					p.Delivered++
+					p.Delivered += m.PartWeight()
 				}
 			}
 			if err := t.msg.Delete(key); err != nil {

@@ -138,11 +138,12 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 	t.counts[p.State]--
 	t.counts[state]++
 	p.State, p.DoneAt, p.ErrCode = state, at, errCode
+	w := m.PartWeight()
 	charged := int64(0)
 	if state == StateDelivered {
-		charged = 1
+		charged = w
 	}
-	if err := t.addUsage(m, -1, charged); err != nil {
+	if err := t.addUsage(m, -w, charged); err != nil {
 		return err
 	}
 	if !m.Final() {

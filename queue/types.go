@@ -82,6 +82,10 @@ type Message struct {
 	// default). replace_sm carries no data_coding: its new text is read
 	// in this one.
 	ClientCoding uint8
+	// Weight is how many segments on the air each part stands for: more
+	// than 1 when the SMSC splits the part itself (message_payload), so
+	// that quota and bill count what the handset receives. 0 means 1.
+	Weight uint16
 	// Aliases are the ids the client was given for the parts of a
 	// message it split itself (one submit_sm per part, reassembled here;
 	// see StoreFragment), in sequence order. Each gets its own receipt,
@@ -154,6 +158,17 @@ func (r Result) String() string {
 }
 
 // Clone returns a deep copy of m.
+// PartWeight is the number of billable segments each part stands for.
+func (m *Message) PartWeight() int64 {
+	if m.Weight == 0 {
+		return 1
+	}
+	return int64(m.Weight)
+}
+
+// Segments is the number of billable segments of the message.
+func (m *Message) Segments() int64 { return int64(len(m.Parts)) * m.PartWeight() }
+
 func (m *Message) Clone() *Message {
 	if m == nil {
 		return nil
