@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TestCodecOptionalFields: Group and ClientCoding, added after version 1
+// TestCodecOptionalFields: Group, ClientCoding and Weight, added after version 1
 // records were written, round-trip when set and stay absent (zero) in a
 // record written without them.
 func TestCodecOptionalFields(t *testing.T) {
@@ -15,13 +15,13 @@ func TestCodecOptionalFields(t *testing.T) {
 	if err != nil || plain.Group != 0 || plain.ClientCoding != 0 {
 		t.Fatalf("plain record: %+v, %v", plain, err)
 	}
-	m.Group, m.ClientCoding = 5, 0x08
+	m.Group, m.ClientCoding, m.Weight = 5, 0x08, 3
 	got, err := DecodeMessage(encodeMessage(nil, m))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Group != 5 || got.ClientCoding != 0x08 {
-		t.Fatalf("group %d client coding %#x, want 5 and 0x08", got.Group, got.ClientCoding)
+	if got.Group != 5 || got.ClientCoding != 0x08 || got.Weight != 3 || got.Segments() != 3 {
+		t.Fatalf("group %d client coding %#x weight %d, want 5, 0x08, 3", got.Group, got.ClientCoding, got.Weight)
 	}
 	// Old records (flags without the new bits) are byte-identical to what
 	// version 1 wrote: the new fields cost nothing when unused.
