@@ -24,9 +24,15 @@ import (
 // refused edit leaves the message as it was and is not counted in
 // qxtd_messages_refused_total (no message was refused).
 
-// Message returns message id if it belongs to acct's enterprise.
+// Message returns message id if it belongs to acct's enterprise. The id
+// of one part of a message the ESME split itself finds the whole message.
 func (g *Gateway) Message(acct *Account, id uint64) (*queue.Message, error) {
 	m, err := g.store.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		if mid, aerr := g.store.AliasOf(id); aerr == nil {
+			m, err = g.store.Get(mid)
+		}
+	}
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		return nil, err
