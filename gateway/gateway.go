@@ -29,6 +29,10 @@ type UpstreamConfig struct {
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
 	EnquireLink time.Duration
 	Segment     segment.Options // concatenation and GSM packing this SMSC wants
+	// Carriers this upstream serves (policy carrier names); empty: any.
+	// A destination goes to the first upstream listing its carrier, else
+	// to the first listing none.
+	Carriers []string
 }
 
 // Config is what the gateway needs; cmd/qxtd fills it from the YAML file.

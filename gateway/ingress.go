@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -367,6 +368,21 @@ func fragmentText(frag segment.Fragment) (string, error) {
 	return text, nil
 }
 
-// route picks the upstream for a destination. One route table per
-// carrier is future work; today every message takes the first upstream.
-func (g *Gateway) route(string) *upstream { return g.ups[0] }
+// route picks the upstream for a destination's carrier: the first that
+// lists the carrier, else the first that lists none (serves any); nil when
+// no upstream serves it.
+func (g *Gateway) route(carrier string) *upstream {
+	var any *upstream
+	for _, u := range g.ups {
+		if len(u.cfg.Carriers) == 0 {
+			if any == nil {
+				any = u
+			}
+			continue
+		}
+		if slices.Contains(u.cfg.Carriers, carrier) {
+			return u
+		}
+	}
+	return any
+}

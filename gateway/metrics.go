@@ -94,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	for _, r := range policy.Reasons() {
 		m.refusedTotal.WithLabelValues(r.String())
 	}
-	for _, r := range []string{"bad_text", "presplit_unsupported", "part_conflict", "reassembly_full", "store_error", "other"} {
+	for _, r := range []string{"bad_text", "presplit_unsupported", "part_conflict", "reassembly_full", "no_route", "store_error", "other"} {
 		m.refusedTotal.WithLabelValues(r)
 	}
 	if store != nil {

@@ -29,7 +29,15 @@ type Policy interface {
 	Prepare(acct *Account) (*Account, int64, error)
 	// Admit checks one recipient and returns it as it goes to the SMSC,
 	// or a Refusal.
-	Admit(acct *Account, dest string) (string, error)
+	Admit(acct *Account, dest string) (Recipient, error)
+}
+
+// Recipient is an admitted destination: the number as the SMSC gets it
+// and its carrier (policy.Carrier names: china_mobile, china_unicom, …;
+// "" when unknown), which picks the upstream.
+type Recipient struct {
+	Number  string
+	Carrier string
 }
 
 // ErrAuth is a failed authentication.
@@ -101,12 +109,12 @@ func (s StaticAccounts) Authenticate(systemID, password string) (*Account, error
 }
 
 // Admit implements Policy: any non-empty address of digits (and a leading +).
-func (StaticAccounts) Admit(_ *Account, dest string) (string, error) {
+func (StaticAccounts) Admit(_ *Account, dest string) (Recipient, error) {
 	d := strings.TrimPrefix(strings.TrimSpace(dest), "+")
 	if d == "" || strings.Trim(d, "0123456789") != "" {
-		return "", &Refusal{Status: 0x0B, Reason: "invalid_number", Detail: dest}
+		return Recipient{}, &Refusal{Status: 0x0B, Reason: "invalid_number", Detail: dest}
 	}
-	return d, nil
+	return Recipient{Number: d}, nil
 }
 
 // Prepare implements Policy: no limits.

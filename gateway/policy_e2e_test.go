@@ -260,3 +260,58 @@ func TestSubmitMulti(t *testing.T) {
 		t.Fatalf("simulator got %d messages, want 2", n)
 	}
 }
+
+// TestRouteByCarrier: with two upstreams, China Mobile numbers go to the
+// one that lists china_mobile and the others to the catch-all; with no
+// catch-all an unserved carrier is refused per recipient (no_route).
+func TestRouteByCarrier(t *testing.T) {
+	other := smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: time.Millisecond, Record: true})
+	l := listen(t)
+	go func() { _ = other.Serve(l) }()
+	t.Cleanup(func() { _ = other.Close() })
+	var pol *policy.Policy
+	r := newRig(t, rigOpts{
+		sim:      smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Carriers = []string{"china_mobile"} },
+		gwcfg: func(c *gateway.Config) {
+			up := c.Upstreams[0]
+			up.Name, up.Addr, up.Carriers = "other", l.Addr().String(), []string{"china_unicom"}
+			c.Upstreams = append(c.Upstreams, up)
+		},
+		rules: func(t testing.TB, db *bbolt.DB) gateway.Policy {
+			var err error
+			pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
+				Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1, National: true, OffNet: true, NoWhitelist: true},
+				Users:      []policy.NewUser{{Name: "甲", SystemID: "alice", Password: "secret1"}},
+			}}}); err != nil {
+				t.Fatal(err)
+			}
+			return gateway.Rules{P: pol}
+		},
+	})
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, dst := range []string{"13712345678", "13012345678"} { // China Mobile, China Unicom
+		if _, err := alice.submit(ctx, submitSM("1069", dst, "route")); err != nil {
+			t.Fatalf("submit to %s: %v", dst, err)
+		}
+	}
+	// China Telecom: neither upstream serves it and there is no catch-all.
+	_, err = alice.submit(ctx, submitSM("1069", "13312345678", "route"))
+	wantStatus(t, err, smpp.StatusInvalidDstAddr)
+	alice.waitReceipts(t, 2, 10*time.Second)
+	if got := r.sim.Received(); len(got) != 1 || got[0].Dest != "13712345678" {
+		t.Fatalf("China Mobile upstream got %+v", got)
+	}
+	if got := other.Received(); len(got) != 1 || got[0].Dest != "13012345678" {
+		t.Fatalf("China Unicom upstream got %+v", got)
+	}
+}

@@ -99,10 +99,11 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 	if err != nil {
 		return 0, group, false, err
 	}
-	dest, err := g.policy.Admit(a, smpp.Str(p, pdufield.DestinationAddr))
+	rcpt, err := g.policy.Admit(a, smpp.Str(p, pdufield.DestinationAddr))
 	if err != nil {
 		return 0, group, false, err
 	}
+	dest := rcpt.Number
 	if limit >= 0 {
 		// The message's segments are known only once it is whole (and
 		// checked then, in the store); a quota already used up is known now.

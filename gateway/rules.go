@@ -47,16 +47,16 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 }
 
 // Admit implements Policy: the SMSC gets the national number (11 digits).
-func (r Rules) Admit(acct *Account, dest string) (string, error) {
+func (r Rules) Admit(acct *Account, dest string) (Recipient, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
-		return "", refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise))
+		return Recipient{}, refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise))
 	}
 	c, err := r.P.CheckRecipient(ent, dest)
 	if err != nil {
-		return "", refusal(err)
+		return Recipient{}, refusal(err)
 	}
-	return c.National, nil
+	return Recipient{Number: c.National, Carrier: c.Carrier.String()}, nil
 }
 
 // refusal turns a policy refusal into the gateway's, keeping its reason

@@ -90,12 +90,18 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 	plans := map[string]*segment.Plan{}
 	for i, raw := range req.Dests {
 		results[i].Dest = raw
-		dest, err := g.policy.Admit(acct, raw)
+		rcpt, err := g.policy.Admit(acct, raw)
 		if err != nil {
 			results[i].Err = err
 			continue
 		}
-		up := g.route(dest)
+		dest := rcpt.Number
+		up := g.route(rcpt.Carrier)
+		if up == nil {
+			results[i].Err = &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "no_route",
+				Detail: "no upstream serves carrier " + rcpt.Carrier}
+			continue
+		}
 		plan, ok := plans[up.cfg.Name]
 		if !ok {
 			// One text, one encoding per upstream's options.

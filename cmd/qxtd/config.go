@@ -74,6 +74,7 @@ type UpstreamConfig struct {
 	EnquireLink time.Duration `mapstructure:"enquire_link"`
 	Concat      string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
 	GSMPacked   bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
+	Carriers    []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
 }
 
 // AccountConfig is a user seeded from the file (an SMPP login).
@@ -260,6 +261,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))
+		}
+		for j, c := range u.Carriers {
+			if _, ok := policy.ParseCarrier(c); !ok {
+				errs = append(errs, fmt.Errorf("%s.carriers[%d]: %q is not a carrier (china_mobile, china_unicom, china_telecom, china_broadnet, unknown)", k, j, c))
+			}
 		}
 	}
 	ids := map[string]bool{}

@@ -152,7 +152,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink,
-			Segment: segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+			Segment:  segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+			Carriers: carrierNames(u.Carriers),
 		})
 	}
 	pcfg, err := policyConfig(cfg)
@@ -314,4 +315,16 @@ func (d *daemon) setLogLevel(w http.ResponseWriter, r *http.Request) {
 	d.level.Set(lv)
 	d.log.Warn("log level changed", "level", lv.String())
 	_, _ = io.WriteString(w, lv.String()+"\n")
+}
+
+// carrierNames turns configured carrier names (any spelling ParseCarrier
+// takes) into the canonical ones the gateway routes by.
+func carrierNames(in []string) []string {
+	var out []string
+	for _, c := range in {
+		if car, ok := policy.ParseCarrier(c); ok {
+			out = append(out, car.String())
+		}
+	}
+	return out
 }
