@@ -53,6 +53,7 @@ const (
 type userState struct {
 	sessions *sessionStore
 	logins   loginThrottle
+	idem     *idemStore
 }
 
 // caller is who makes an authenticated /v1 request, as it is now.
@@ -90,7 +91,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/login", false, s.login},
 		{"POST", "/v1/logout", true, s.logout},
 		{"GET", "/v1/me", true, s.me},
-		{"POST", "/v1/messages", true, s.sendMessages},
+		{"POST", "/v1/messages", true, s.idempotent(s.sendMessages)},
 		{"GET", "/v1/messages", true, s.listSent},
 		{"GET", "/v1/messages/{id}", true, s.showMessage},
 		{"PATCH", "/v1/messages/{id}", true, s.editMessage},
@@ -121,6 +122,7 @@ func (s *Server) userRouteList() []userRoute {
 // userRoutes registers the enterprises' user API under /v1.
 func (s *Server) userRoutes() {
 	s.user.sessions = newSessionStore(MaxSessions, SessionIdle, time.Now)
+	s.user.idem = newIdemStore(time.Now)
 	s.user.logins.now = time.Now
 	routes := s.userRouteList()
 	for _, rt := range routes {
