@@ -438,6 +438,9 @@ func TestScheduledSubmitSM(t *testing.T) {
 	if n := len(r.sim.Received()); n != 0 {
 		t.Fatalf("scheduled message reached the SMSC at once (%d)", n)
 	}
+	if n, err := r.store.Waiting(time.Now(), 10); err != nil || n != 1 {
+		t.Fatalf("waiting segments %d (%v), want the scheduled one", n, err)
+	}
 	rc := e.waitReceipts(t, 1, 10*time.Second)[id]
 	if rc.State != smpp.StateDelivered {
 		t.Fatalf("receipt %+v", rc)

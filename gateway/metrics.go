@@ -107,6 +107,13 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		f.NewCounterFunc(prometheus.CounterOpts{
 			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error).",
 		}, func() float64 { return float64(store.Stats().FailedCommits) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_queue_waiting_segments",
+			Help: "Segments due later: scheduled sends and retries waiting out their backoff (counted up to 1,000,000).",
+		}, func() float64 {
+			n, _ := store.Waiting(time.Now(), 1_000_000)
+			return float64(n)
+		})
 		for _, st := range queue.States {
 			f.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "qxtd_queue_segments", Help: "Segments in the store, by state.",

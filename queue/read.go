@@ -127,3 +127,19 @@ func (s *Store) PendingDLRs(account string, limit int, skip func(id uint64) bool
 	}
 	return out, nil
 }
+
+// Waiting counts the parts due after now: scheduled sends and retries
+// waiting out their backoff. It reads the due index from now on, at most
+// limit keys (the count is then a lower bound): for metrics, not the hot
+// path.
+func (s *Store) Waiting(now time.Time, limit int) (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDue).Cursor()
+		for k, _ := c.Seek(timeKey(now, Key{})); k != nil && n < limit; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
