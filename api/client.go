@@ -83,7 +83,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readAPIError(resp)
+		return ReadAPIError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		_, _ = io.Copy(io.Discard, resp.Body)
@@ -95,7 +95,9 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	return nil
 }
 
-func readAPIError(resp *http.Response) error {
+// ReadAPIError turns a non-2xx answer into an *APIError (for callers that
+// stream answers themselves and cannot use Do).
+func ReadAPIError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	e := &APIError{Status: resp.StatusCode}
 	var b errorBody

@@ -146,26 +146,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"MessagePage":     MessagePage{},
 		"MessagePatch":    MessagePatch{},
 	}
-	for name, v := range types {
-		sc, ok := doc.Comps.Schemas[name]
-		if !ok {
-			t.Errorf("schema %s missing", name)
-			continue
-		}
-		var props []string
-		for p := range sc.Properties {
-			props = append(props, p)
-		}
-		sort.Strings(props)
-		if fields := jsonFields(reflect.TypeOf(v)); !slices.Equal(fields, props) {
-			t.Errorf("schema %s: properties %v, struct fields %v", name, props, fields)
-		}
-		for _, req := range sc.Required {
-			if _, ok := sc.Properties[req]; !ok {
-				t.Errorf("schema %s: required %q is not a property", name, req)
-			}
-		}
-	}
+	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.
 	inner := doc.Comps.Schemas["Error"].Properties["error"]
 	var props []string
@@ -266,5 +247,31 @@ func TestOpenAPIServed(t *testing.T) {
 	code, b := r.call("GET", "/v1/openapi.yaml", "", nil, nil)
 	if code != http.StatusOK || string(b) != string(openAPIDoc) {
 		t.Fatalf("GET /v1/openapi.yaml: %d, %d bytes", code, len(b))
+	}
+}
+
+// checkSchemas compares each named schema of the document with the JSON
+// fields of its Go type, both ways, and checks its required list.
+func checkSchemas(t *testing.T, doc openAPISpec, types map[string]any) {
+	t.Helper()
+	for name, v := range types {
+		sc, ok := doc.Comps.Schemas[name]
+		if !ok {
+			t.Errorf("schema %s missing", name)
+			continue
+		}
+		var props []string
+		for p := range sc.Properties {
+			props = append(props, p)
+		}
+		sort.Strings(props)
+		if fields := jsonFields(reflect.TypeOf(v)); !slices.Equal(fields, props) {
+			t.Errorf("schema %s: properties %v, struct fields %v", name, props, fields)
+		}
+		for _, req := range sc.Required {
+			if _, ok := sc.Properties[req]; !ok {
+				t.Errorf("schema %s: required %q is not a property", name, req)
+			}
+		}
 	}
 }

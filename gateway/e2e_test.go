@@ -220,6 +220,21 @@ func submitSM(src, dst, text string) pdu.Body {
 	return p
 }
 
+// payloadSM is a submit_sm carrying text in UCS-2 in message_payload, as
+// clients send long text they do not split themselves.
+func payloadSM(t testing.TB, dst, text string) pdu.Body {
+	t.Helper()
+	ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := submitSM("1069", dst, "")
+	_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+	_ = p.Fields().Set(pdufield.ShortMessage, []byte{})
+	_ = p.TLVFields().Set(pdutlv.TagMessagePayload, ucs2)
+	return p
+}
+
 func (e *esme) submit(ctx context.Context, p pdu.Body) (string, error) {
 	resp, err := e.conn.Request(ctx, p)
 	if err != nil {
@@ -369,14 +384,7 @@ func TestLongChineseSegmentsReassemble(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.Repeat("企业短信测试内容十字", 10) // 100 characters
-			ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := submitSM("1069", "13800138000", "")
-			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
-			_ = p.Fields().Set(pdufield.ShortMessage, []byte{})
-			_ = p.TLVFields().Set(pdutlv.TagMessagePayload, ucs2)
+			p := payloadSM(t, "13800138000", text)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			id, err := e.submit(ctx, p)
@@ -581,11 +589,7 @@ func TestPayloadModeBillsSegmentsOnAir(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Repeat("企业短信测试内容十字", 10) // 100 characters + 4 of signature: 2 segments
-	ucs2, _ := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
-	p := submitSM("1069", "13800138000", "")
-	_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
-	_ = p.Fields().Set(pdufield.ShortMessage, []byte{})
-	_ = p.TLVFields().Set(pdutlv.TagMessagePayload, ucs2)
+	p := payloadSM(t, "13800138000", text)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	id, err := e.submit(ctx, p)

@@ -58,16 +58,6 @@ type opsUsageError string
 
 func (e opsUsageError) Error() string { return string(e) }
 
-// opsAPIError is an error answer of the API.
-type opsAPIError struct {
-	status          int
-	reason, message string
-}
-
-func (e *opsAPIError) Error() string {
-	return fmt.Sprintf("%s: %s (HTTP %d)", e.reason, e.message, e.status)
-}
-
 func newOpsCLI(name string, stdout, stderr io.Writer) *opsCLI {
 	return &opsCLI{name: name, api: "http://127.0.0.1:8080", token: os.Getenv("QXTD_ADMIN_TOKEN"),
 		stdout: stdout, stderr: stderr,
@@ -108,7 +98,7 @@ func (c *opsCLI) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func (c *opsCLI) exit(err error) int {
 	var ue opsUsageError
-	var ae *opsAPIError
+	var ae *api.APIError
 	switch {
 	case err == nil:
 		return 0
@@ -119,14 +109,14 @@ func (c *opsCLI) exit(err error) int {
 		fmt.Fprintf(c.stderr, "qxtd %s: %s\n%s", c.name, ue, opsUsage)
 		return 2
 	case errors.As(err, &ae):
-		fmt.Fprintf(c.stderr, "qxtd %s: %s: %s\n", c.name, ae.reason, ae.message)
+		fmt.Fprintf(c.stderr, "qxtd %s: %s: %s\n", c.name, ae.Reason, ae.Message)
 		return 1
 	}
 	fmt.Fprintf(c.stderr, "qxtd %s: %v\n", c.name, err)
 	return 1
 }
 
-// get calls the admin API; a non-2xx answer becomes an *opsAPIError. The
+// get calls the admin API; a non-2xx answer becomes an *api.APIError. The
 // caller closes the body of a successful answer.
 func (c *opsCLI) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	if c.token == "" {
@@ -149,14 +139,7 @@ func (c *opsCLI) get(ctx context.Context, path string, q url.Values) (*http.Resp
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Error struct{ Reason, Message string } `json:"error"`
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if json.Unmarshal(b, &body) != nil || body.Error.Reason == "" {
-		body.Error.Reason, body.Error.Message = "http_error", strings.TrimSpace(string(b))
-	}
-	return nil, &opsAPIError{status: resp.StatusCode, reason: body.Error.Reason, message: body.Error.Message}
+	return nil, api.ReadAPIError(resp)
 }
 
 // opsContext ends on SIGINT / SIGTERM, so that a cut-short command removes
