@@ -754,21 +754,15 @@ func (s *Server) cancelMessage(c *caller, w http.ResponseWriter, r *http.Request
 // refusalOf is a refusal's reason, SMPP command_status and message, as
 // SMPP and the metrics name them.
 func refusalOf(err error) (reason, code, msg string) {
-	var gr *gateway.Refusal
-	if errors.As(err, &gr) {
-		msg = gr.Reason
-		if r, ok := policy.ParseReason(gr.Reason); ok {
-			msg = r.Message()
+	var ref *policy.Refusal
+	if errors.As(err, &ref) && ref.Reason.Valid() {
+		msg = ref.Reason.Message()
+		if ref.Detail != "" {
+			msg += ": " + ref.Detail
 		}
-		if gr.Detail != "" {
-			msg += ": " + gr.Detail
-		}
-		return gr.Reason, fmt.Sprintf("0x%08x", uint32(gr.Status)), msg
+		return ref.Reason.String(), fmt.Sprintf("0x%08x", ref.Status()), msg
 	}
-	if r, ok := policy.ReasonOf(err); ok {
-		return r.String(), fmt.Sprintf("0x%08x", r.Status()), err.Error()
-	}
-	return "internal", "0x00000008", err.Error()
+	return "internal", fmt.Sprintf("0x%08x", policy.StatusSystemError), err.Error()
 }
 
 // refusalStatus is the HTTP status of a request-level refusal.
@@ -798,7 +792,7 @@ type refusalBody struct {
 // recipient) or a store failure.
 func writeRefusal(w http.ResponseWriter, err error) {
 	if errors.Is(err, gateway.ErrStore) {
-		writeError(w, http.StatusServiceUnavailable, "store_error", "the message store failed: nothing was accepted; retry later")
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 		return
 	}
 	var b refusalBody

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -96,7 +97,7 @@ func (d *dispatcher) run(ctx context.Context) {
 				// another would index its SMSC id under the wrong name and
 				// its receipt would never match: fail it, loudly.
 				g.log.Error("message routed to an upstream no longer configured", "id", j.Key.String(), "upstream", j.Msg.Upstream)
-				if err := g.store.Fail(ctx, j.Key, queue.StateRejected, "no_route", time.Now()); err != nil {
+				if err := g.store.Fail(ctx, j.Key, queue.StateRejected, policy.ReasonNoRoute.String(), time.Now()); err != nil {
 					g.log.Error("store update", "err", err)
 				}
 				d.done(j.Key)

@@ -12,6 +12,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -23,9 +24,8 @@ func (g *Gateway) Bind(_ context.Context, req smpp.BindRequest) (smpp.Session, e
 	acct, err := g.policy.Authenticate(req.SystemID, req.Password)
 	if err != nil {
 		g.metrics.binds.WithLabelValues(req.Kind.String(), "refused").Inc()
-		var st pdu.Status
-		if errors.As(err, &st) {
-			return nil, st
+		if r, ok := policy.ReasonOf(err); ok {
+			return nil, pdu.Status(r.Status())
 		}
 		return nil, smpp.StatusBindFailed
 	}
@@ -53,6 +53,25 @@ func (s *esmeSession) Close() {
 }
 
 func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	resp, err := s.handle(ctx, p)
+	return resp, wireError(err)
+}
+
+// wireError gives a refusal its command_status from the policy package's
+// table: the SMPP layer answers with the pdu.Status it finds in the
+// error's chain (ESME_RSYSERR where there is none).
+func wireError(err error) error {
+	var st pdu.Status
+	if err == nil || errors.As(err, &st) {
+		return err
+	}
+	if r, ok := policy.ReasonOf(err); ok {
+		return fmt.Errorf("%w (%w)", err, pdu.Status(r.Status()))
+	}
+	return err
+}
+
+func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	switch p.Header().ID {
 	case pdu.SubmitSMID:
 		if !s.kind.CanSend() {
@@ -199,14 +218,14 @@ func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu
 			text, err = frag.Text()
 		}
 		if err != nil {
-			return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+			return nil, policy.NewRefusal(policy.ReasonBadText, err.Error())
 		}
 	}
 	if text == "" && sendAt.IsZero() {
 		return smpp.NewPDU(smpp.ReplaceSMRespID), nil // nothing to change
 	}
 	if err := g.Reschedule(ctx, acct, id, sendAt, text); err != nil {
-		var ref *Refusal
+		var ref *policy.Refusal
 		switch {
 		case errors.As(err, &ref):
 			return nil, ref
@@ -252,9 +271,9 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 		for i, r := range res {
 			if r.Err != nil {
 				st := smpp.StatusSubmitFailed
-				var ref *Refusal
+				var ref *policy.Refusal
 				if errors.As(r.Err, &ref) {
-					st = ref.Status
+					st = pdu.Status(ref.Status())
 				}
 				failed = append(failed, smpp.Unsuccess{TON: dests[i].TON, NPI: dests[i].NPI, Addr: dests[i].Addr, Status: st})
 				continue
@@ -326,7 +345,7 @@ func incomingText(p pdu.Body) (string, error) {
 		return "", err
 	}
 	if presplit(frag) {
-		return "", &Refusal{Status: smpp.StatusInvalidESMClass, Reason: "presplit_unsupported", Detail: "submit_multi with a concatenation header"}
+		return "", policy.NewRefusal(policy.ReasonPresplitUnsupported, "submit_multi with a concatenation header")
 	}
 	return fragmentText(frag)
 }
@@ -344,10 +363,10 @@ func incomingFragment(p pdu.Body) (segment.Fragment, error) {
 		DestPort:     smpp.TLV(p, pdutlv.TagDestinationPort),
 	}, false)
 	if errors.Is(err, segment.ErrBinary) {
-		return frag, refuseBinary(err.Error())
+		return frag, policy.NewRefusal(policy.ReasonBinaryRefused, err.Error())
 	}
 	if err != nil {
-		return frag, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		return frag, policy.NewRefusal(policy.ReasonBadText, err.Error())
 	}
 	return frag, nil
 }
@@ -363,7 +382,7 @@ func presplit(frag segment.Fragment) bool {
 func fragmentText(frag segment.Fragment) (string, error) {
 	text, err := frag.Text()
 	if err != nil {
-		return "", &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		return "", policy.NewRefusal(policy.ReasonBadText, err.Error())
 	}
 	return text, nil
 }

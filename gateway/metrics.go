@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,9 +93,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	for _, r := range policy.Reasons() {
 		m.refusedTotal.WithLabelValues(r.String())
 	}
-	for _, r := range []string{"bad_text", "presplit_unsupported", "part_conflict", "reassembly_full", "no_route", "store_error", "other"} {
-		m.refusedTotal.WithLabelValues(r)
-	}
+	m.refusedTotal.WithLabelValues(reasonOther)
 	if store != nil {
 		f.NewCounterFunc(prometheus.CounterOpts{
 			Name: "qxtd_store_commits_total", Help: "bbolt write transactions (each one fsync) of the store's commit loop.",
@@ -135,11 +132,14 @@ func (m *Metrics) upstreamsUp(ups []*upstream) {
 	}
 }
 
+// reasonOther labels a refusal that is none of policy.Reasons (it should
+// not happen: an alert on it finds a bug).
+const reasonOther = "other"
+
 func (m *Metrics) refused(err error) {
-	reason := "other"
-	var r *Refusal
-	if errors.As(err, &r) {
-		reason = r.Reason
+	reason := reasonOther
+	if r, ok := policy.ReasonOf(err); ok {
+		reason = r.String()
 	}
 	m.refusedTotal.WithLabelValues(reason).Inc()
 }

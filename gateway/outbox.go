@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
-	"github.com/qxtd/qxtd/smpp"
 )
 
 // The outbox as an enterprise sees it: one of its messages, and its
@@ -75,13 +75,13 @@ func (g *Gateway) Reschedule(ctx context.Context, acct *Account, id uint64, send
 	if !m.Scheduled(time.Now()) {
 		return fmt.Errorf("%w: message %d", queue.ErrNotScheduled, id) // the store checks again, in the commit
 	}
-	a, limit, err := g.policy.Prepare(acct)
+	a, limit, err := g.prepare(acct)
 	if err != nil {
 		return err
 	}
 	up := g.byName[m.Upstream]
 	if up == nil {
-		return &Refusal{Status: smpp.StatusReplaceFailed, Reason: "no_route", Detail: "upstream " + m.Upstream + " is no longer configured"}
+		return policy.NewRefusal(policy.ReasonNoRoute, "upstream "+m.Upstream+" is no longer configured")
 	}
 	opt := up.cfg.Segment
 	opt.Concat = segment.Concat(m.Concat) // framed later with the mode stored with the message
@@ -92,7 +92,7 @@ func (g *Gateway) Reschedule(ctx context.Context, acct *Account, id uint64, send
 	}
 	err = g.store.RescheduleWeighted(ctx, id, acct.Enterprise, sendAt, signed, plan.Parts, plan.DataCoding, weightOf(plan), limit)
 	if errors.Is(err, queue.ErrQuota) {
-		return refuseQuota()
+		return policy.NewRefusal(policy.ReasonQuotaExceeded, "")
 	}
 	if err = storeErr(err); err == nil {
 		g.notify()

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/qxtd/qxtd/policy"
 )
 
 // Account is the sender behind a bind or an API call, as the gateway
@@ -20,15 +20,21 @@ type Account struct {
 // Policy is the operator's rules as the gateway sees them. Rules adapts
 // the policy package; StaticAccounts is the minimal one for protocol tests.
 type Policy interface {
-	// Authenticate checks SMPP credentials: ErrAuth (or a Refusal) if wrong.
+	// Authenticate checks SMPP credentials: ErrAuth (or a *policy.Refusal)
+	// if wrong.
 	Authenticate(systemID, password string) (*Account, error)
 	// Prepare is called once per submission: the account as it is now
 	// (signatures may have changed since the bind) and the most segments
 	// the enterprise may have reserved plus charged this month (-1: no
-	// limit), or a refusal (disabled, no signature, rate limited).
+	// limit), or a *policy.Refusal (disabled, no signature).
 	Prepare(acct *Account) (*Account, int64, error)
+	// Allow takes one token of the enterprise's submission rate limit or
+	// refuses (rate_limited). Every new submission pays one (a submit_sm,
+	// each part of a message the ESME split, an HTTP request, a
+	// replace_sm); a message joined from its parts pays none again.
+	Allow(acct *Account) error
 	// Admit checks one recipient and returns it as it goes to the SMSC,
-	// or a Refusal.
+	// or a *policy.Refusal.
 	Admit(acct *Account, dest string) (Recipient, error)
 }
 
@@ -42,45 +48,6 @@ type Recipient struct {
 
 // ErrAuth is a failed authentication.
 var ErrAuth = errors.New("gateway: authentication failed")
-
-// Refusal is a policy refusal with its wire status and metric reason.
-type Refusal struct {
-	Status pdu.Status
-	Reason string // closed set: a metrics label and an HTTP reason
-	Detail string
-}
-
-func (r *Refusal) Error() string {
-	if r.Detail != "" {
-		return r.Reason + ": " + r.Detail
-	}
-	return r.Reason
-}
-
-// Unwrap lets errors.As find the pdu.Status.
-func (r *Refusal) Unwrap() error { return r.Status }
-
-// Refusal reasons of the gateway itself; the policy package has the
-// operator's (whitelist, scope, quota) with codes in 0x400–0x4FF.
-var (
-	refuseBinary = func(d string) error {
-		return &Refusal{Status: StatusBinary, Reason: "binary_refused", Detail: d}
-	}
-	refuseTooLong = func(d string) error {
-		return &Refusal{Status: StatusTooLong, Reason: "too_long", Detail: d}
-	}
-	refuseQuota = func() error {
-		return &Refusal{Status: StatusQuota, Reason: "quota_exceeded"}
-	}
-)
-
-// Vendor-specific statuses the gateway itself returns; they match the
-// policy package's table (README, "Error codes").
-const (
-	StatusQuota   pdu.Status = 0x404
-	StatusBinary  pdu.Status = 0x405
-	StatusTooLong pdu.Status = 0x406
-)
 
 // StaticAccount is one account of StaticAccounts.
 type StaticAccount struct {
@@ -112,12 +79,15 @@ func (s StaticAccounts) Authenticate(systemID, password string) (*Account, error
 func (StaticAccounts) Admit(_ *Account, dest string) (Recipient, error) {
 	d := strings.TrimPrefix(strings.TrimSpace(dest), "+")
 	if d == "" || strings.Trim(d, "0123456789") != "" {
-		return Recipient{}, &Refusal{Status: 0x0B, Reason: "invalid_number", Detail: dest}
+		return Recipient{}, policy.NewRefusal(policy.ReasonInvalidNumber, dest)
 	}
 	return Recipient{Number: d}, nil
 }
 
 // Prepare implements Policy: no limits.
 func (StaticAccounts) Prepare(a *Account) (*Account, int64, error) { return a, -1, nil }
+
+// Allow implements Policy: no rate limit.
+func (StaticAccounts) Allow(*Account) error { return nil }
 
 var _ Policy = StaticAccounts(nil)

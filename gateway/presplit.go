@@ -36,10 +36,11 @@ import (
 //     is refused with ESME_RMSGQFUL (reason reassembly_full).
 //  2. The part that completes its group triggers assembly at once: the
 //     parts' data joined in sequence order (so a surrogate or GSM escape
-//     pair split across parts is whole again) and decoded, then Send
-//     with ConsumeFragments: the message is stored and the parts deleted
-//     in one transaction, so a crash or a second assembly can neither
-//     lose nor duplicate it. Its Aliases are the part ids.
+//     pair split across parts is whole again) and decoded, then built
+//     like any other message (Send's builder) and stored by
+//     storeAssembled: the message is stored and the parts deleted in one
+//     transaction, so a crash or a second assembly can neither lose nor
+//     duplicate it. Its Aliases are the part ids.
 //  3. Each part id gets its own receipt with the message's state; the
 //     message counts as forwarded once all were acknowledged. query_sm
 //     on a part id answers the message's state (ENROUTE while parts are
@@ -58,14 +59,6 @@ import (
 //
 // submit_multi parts with concatenation headers are still refused
 // (ESME_RINVESMCLASS, presplit_unsupported).
-
-// Refusal reasons of pre-split parts and messages (metrics labels; also
-// the error code of a message rejected after its parts were acknowledged).
-const (
-	reasonPartConflict   = "part_conflict"
-	reasonReassemblyFull = "reassembly_full"
-	reasonIncomplete     = "incomplete"
-)
 
 // submitPart checks and stores one part of a message the ESME split
 // itself and returns the part's id. If it completes its message, the
@@ -95,7 +88,7 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 	if err != nil {
 		return 0, group, false, err
 	}
-	a, limit, err := g.policy.Prepare(acct)
+	a, limit, err := g.prepare(acct)
 	if err != nil {
 		return 0, group, false, err
 	}
@@ -108,7 +101,7 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 		// The message's segments are known only once it is whole (and
 		// checked then, in the store); a quota already used up is known now.
 		if r, c := g.store.Usage(a.Enterprise, queue.BillingMonth(time.Now())); r+c >= limit {
-			return 0, group, false, refuseQuota()
+			return 0, group, false, policy.NewRefusal(policy.ReasonQuotaExceeded, "")
 		}
 	}
 	group = queue.FragmentGroup{Account: a.SystemID, Source: req.Source, Dest: dest, Ref: frag.Info.Ref, Total: frag.Info.Total}
@@ -124,14 +117,14 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 	res, err := g.store.StoreFragment(ctx, f, queue.FragmentLimits{MaxGroups: g.cfg.ReassemblyMaxGroups, MaxBytes: g.cfg.ReassemblyMaxBytes})
 	switch {
 	case errors.Is(err, queue.ErrFragmentConflict):
-		return 0, group, false, &Refusal{Status: smpp.StatusSubmitFailed, Reason: reasonPartConflict, Detail: err.Error()}
+		return 0, group, false, policy.NewRefusal(policy.ReasonPartConflict, err.Error())
 	case errors.Is(err, queue.ErrFragmentsFull):
-		return 0, group, false, &Refusal{Status: smpp.StatusMsgQueueFull, Reason: reasonReassemblyFull, Detail: err.Error()}
+		return 0, group, false, policy.NewRefusal(policy.ReasonReassemblyFull, err.Error())
 	case errors.Is(err, queue.ErrInvalid):
-		return 0, group, false, &Refusal{Status: smpp.StatusSubmitFailed, Reason: "bad_text", Detail: err.Error()}
+		return 0, group, false, policy.NewRefusal(policy.ReasonBadText, err.Error())
 	case err != nil:
 		g.log.Error("store part", "account", a.SystemID, "err", err)
-		g.metrics.refusedTotal.WithLabelValues("store_error").Inc()
+		g.metrics.refusedTotal.WithLabelValues(policy.ReasonStoreError.String()).Inc()
 		return 0, group, false, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	return res.ID, group, res.Complete, nil
@@ -157,31 +150,25 @@ func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error
 	acct := &Account{SystemID: group.Account, Enterprise: first.Enterprise, Signature: first.Signature, UserSignature: first.UserSignature}
 	text, err := joinParts(frags)
 	if err != nil {
-		refusal := &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		refusal := policy.NewRefusal(policy.ReasonBadText, err.Error())
 		g.metrics.refused(refusal)
 		return g.rejectParts(ctx, group, ids, refusal, "")
 	}
-	res, err := g.Send(ctx, acct, SendRequest{
+	err = g.storeAssembled(ctx, acct, group, ids, SendRequest{
 		Ingress: "smpp", Source: group.Source, Dests: []string{group.Dest}, Text: text,
 		SourceTON: first.SourceTON, SourceNPI: first.SourceNPI, DestTON: first.DestTON, DestNPI: first.DestNPI,
 		SendAt: first.SendAt, ValidUntil: first.ValidUntil,
 		RegisteredDelivery: first.RegisteredDelivery, ClientCoding: first.ClientCoding,
-		ConsumeFragments: &group, Aliases: ids,
 	})
-	switch {
-	case err == nil && res[0].Err == nil:
-		return nil
-	case err == nil && errors.Is(res[0].Err, queue.ErrFragmentsGone):
-		return nil // assembled (or rejected) by another call
-	case err == nil:
-		err = res[0].Err
+	if err == nil || errors.Is(err, queue.ErrFragmentsGone) {
+		return nil // stored, or assembled (or rejected) by another call
 	}
-	var ref *Refusal
+	var ref *policy.Refusal
 	if !errors.As(err, &ref) {
 		return err // the store, or the context: try again later
 	}
-	// Refused as a whole after its parts were acknowledged (Send counted
-	// the refusal): every part id gets a REJECTD receipt.
+	// Refused as a whole after its parts were acknowledged (counted
+	// already): every part id gets a REJECTD receipt.
 	return g.rejectParts(ctx, group, ids, err, segment.Sign(text, acct.Signature, acct.UserSignature))
 }
 
@@ -189,9 +176,9 @@ func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error
 // once, with the reason of refusal as its error code.
 func (g *Gateway) rejectParts(ctx context.Context, group queue.FragmentGroup, ids []uint64, refusal error, text string) error {
 	code := "rejected"
-	var ref *Refusal
+	var ref *policy.Refusal
 	if errors.As(refusal, &ref) {
-		code = ref.Reason
+		code = ref.Reason.String()
 	}
 	id, err := g.store.RejectFragments(ctx, group, ids, code, text)
 	switch {
@@ -205,26 +192,13 @@ func (g *Gateway) rejectParts(ctx context.Context, group queue.FragmentGroup, id
 	return nil
 }
 
-// joinParts decodes the parts of a message in sequence order, joining the
-// data of neighbours that share a coding before decoding, so that a
-// character split across parts (a UTF-16 surrogate pair, a GSM escape
-// and its character, even one UTF-16 unit's two octets) is whole again.
+// joinParts decodes the stored parts of a message (in sequence order).
 func joinParts(frags []*queue.Fragment) (string, error) {
-	var text []byte
-	for i := 0; i < len(frags); {
-		run := segment.Fragment{Coding: segment.Coding(frags[i].Coding)}
-		j := i
-		for ; j < len(frags) && frags[j].Coding == frags[i].Coding; j++ {
-			run.Data = append(run.Data, frags[j].Data...)
-		}
-		s, err := run.Text()
-		if err != nil {
-			return "", err
-		}
-		text = append(text, s...)
-		i = j
+	parts := make([]*segment.Fragment, len(frags))
+	for i, f := range frags {
+		parts[i] = &segment.Fragment{Coding: segment.Coding(f.Coding), Data: f.Data}
 	}
-	return string(text), nil
+	return segment.JoinText(parts)
 }
 
 // reassemblyHousekeeping assembles complete groups that were never
@@ -246,8 +220,7 @@ func (g *Gateway) reassemblyHousekeeping(ctx context.Context, now time.Time) {
 				g.log.Error("assemble split message", "group", gi.Group.String(), "err", err)
 			}
 		case now.Sub(gi.Started) >= g.cfg.ReassemblyTimeout:
-			refusal := &Refusal{Status: smpp.StatusSubmitFailed, Reason: reasonIncomplete,
-				Detail: fmt.Sprintf("%d of %d parts in %v", len(gi.IDs), gi.Group.Total, g.cfg.ReassemblyTimeout)}
+			refusal := policy.NewRefusal(policy.ReasonIncomplete, fmt.Sprintf("%d of %d parts in %v", len(gi.IDs), gi.Group.Total, g.cfg.ReassemblyTimeout))
 			// A part arriving meanwhile changes the group: RejectFragments
 			// then refuses, and the next run looks again.
 			if err := g.rejectParts(ctx, gi.Group, gi.IDs, refusal, ""); err != nil {
@@ -276,45 +249,44 @@ func (g *Gateway) partMessage(id uint64) (*queue.Message, error) {
 		AcceptedAt: f.ArrivedAt, Parts: []queue.Part{{State: queue.StateAccepted}}}, nil
 }
 
-// prepareAssembled is Policy.Prepare for a message joined from parts that
-// each passed Prepare already: the account as it is now and its quota,
-// without taking another rate-limit token (a message refused for the rate
-// at this point could not be retried by the ESME: its parts were
-// acknowledged).
-func (g *Gateway) prepareAssembled(acct *Account) (*Account, int64, error) {
-	if p, ok := g.policy.(interface {
-		prepareUnthrottled(*Account) (*Account, int64, error)
-	}); ok {
-		return p.prepareUnthrottled(acct)
+// storeAssembled stores the message joined from the complete group of
+// parts (req has its one recipient) and deletes the parts in the same
+// transaction, so that a crash or a second assembly can neither lose nor
+// duplicate it; the part ids become its aliases, each gets a receipt. The
+// account is checked as it is now, but no rate-limit token is taken: each
+// part paid one, and a message refused for the rate at this point could
+// not be retried by the ESME (its parts were acknowledged). It returns a
+// *policy.Refusal when the message is refused as a whole, an error
+// wrapping queue.ErrFragmentsGone when the group was assembled already,
+// or an ErrStore.
+func (g *Gateway) storeAssembled(ctx context.Context, acct *Account, group queue.FragmentGroup, ids []uint64, req SendRequest) error {
+	acct, limit, err := g.policy.Prepare(acct)
+	if err != nil {
+		g.metrics.refused(err)
+		return err
 	}
-	return g.policy.Prepare(acct)
-}
-
-// prepareUnthrottled is Prepare without the rate limit.
-func (r Rules) prepareUnthrottled(acct *Account) (*Account, int64, error) {
-	ent, ok := r.P.Lookup(acct.Enterprise)
-	if !ok {
-		return nil, 0, refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists"))
+	b, err := g.build(acct, req, time.Now())
+	if err == nil && b.results[0].Err != nil {
+		err = b.results[0].Err
 	}
-	if err := r.P.CheckEnterprise(ent); err != nil {
-		return nil, 0, refusal(err)
+	if err != nil {
+		g.metrics.refused(err)
+		return err
 	}
-	a := *acct
-	a.Signature = ent.Signature
-	return &a, r.P.Limit(ent), nil
-}
-
-// enqueueAssembled stores the one message of an assembled request and
-// consumes its parts (SendRequest.ConsumeFragments), with EnqueueLimit's
-// result shape: errs[0] wraps queue.ErrQuota or queue.ErrFragmentsGone
-// when nothing was stored for a reason of the message's own.
-func (g *Gateway) enqueueAssembled(ctx context.Context, limit int64, group queue.FragmentGroup, msgs []*queue.Message) ([]error, error) {
-	if len(msgs) != 1 {
-		return nil, fmt.Errorf("%w: an assembled message has one recipient, not %d", queue.ErrInvalid, len(msgs))
+	m := b.msgs[0]
+	m.Aliases = ids
+	err = g.store.EnqueueAssembled(ctx, limit, group, m)
+	switch {
+	case errors.Is(err, queue.ErrFragmentsGone):
+		return err
+	case errors.Is(err, queue.ErrQuota):
+		err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+		g.metrics.refused(err)
+		return err
+	case err != nil:
+		return g.storeFailed(acct, err)
 	}
-	err := g.store.EnqueueAssembled(ctx, limit, group, msgs[0])
-	if err == nil || errors.Is(err, queue.ErrQuota) || errors.Is(err, queue.ErrFragmentsGone) {
-		return []error{err}, nil
-	}
-	return nil, err
+	g.notify()
+	g.count(req.Ingress, b.results)
+	return nil
 }

@@ -3,14 +3,13 @@ package gateway
 import (
 	"errors"
 
-	"github.com/fiorix/go-smpp/smpp/pdu"
-
 	"github.com/qxtd/qxtd/policy"
 )
 
 // Rules adapts the policy package to the gateway: accounts, signatures,
-// whitelist, scope, package quota and rate limits, with policy refusals
-// turned into wire statuses.
+// whitelist, scope, package quota and rate limits. Its refusals are the
+// policy package's *Refusal values; the SMPP and HTTP layers turn them
+// into command_status and JSON.
 type Rules struct{ P *policy.Policy }
 
 var _ Policy = Rules{}
@@ -22,7 +21,7 @@ func (r Rules) Authenticate(systemID, password string) (*Account, error) {
 		if errors.Is(err, policy.ErrAuth) {
 			return nil, ErrAuth
 		}
-		return nil, refusal(err)
+		return nil, err
 	}
 	return account(u, ent), nil
 }
@@ -33,43 +32,33 @@ func account(u *policy.User, ent *policy.Enterprise) *Account { return AccountFo
 func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
-		return nil, 0, refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists"))
+		return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists")
 	}
 	if err := r.P.CheckEnterprise(ent); err != nil {
-		return nil, 0, refusal(err)
-	}
-	if !r.P.Allow(ent.Code) {
-		return nil, 0, refusal(policy.NewRefusal(policy.ReasonRateLimited, ""))
+		return nil, 0, err
 	}
 	a := *acct
 	a.Signature = ent.Signature
 	return &a, r.P.Limit(ent), nil
 }
 
+// Allow implements Policy with the enterprise's token bucket.
+func (r Rules) Allow(acct *Account) error {
+	if !r.P.Allow(acct.Enterprise) {
+		return policy.NewRefusal(policy.ReasonRateLimited, "")
+	}
+	return nil
+}
+
 // Admit implements Policy: the SMSC gets the national number (11 digits).
 func (r Rules) Admit(acct *Account, dest string) (Recipient, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
-		return Recipient{}, refusal(policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise))
+		return Recipient{}, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise)
 	}
 	c, err := r.P.CheckRecipient(ent, dest)
 	if err != nil {
-		return Recipient{}, refusal(err)
+		return Recipient{}, err
 	}
 	return Recipient{Number: c.National, Carrier: c.Carrier.String()}, nil
-}
-
-// refusal turns a policy refusal into the gateway's, keeping its reason
-// string and status; anything else is an internal error.
-func refusal(err error) error {
-	reason, ok := policy.ReasonOf(err)
-	if !ok {
-		return err
-	}
-	detail := ""
-	var pr *policy.Refusal
-	if errors.As(err, &pr) {
-		detail = pr.Detail
-	}
-	return &Refusal{Status: pdu.Status(reason.Status()), Reason: reason.String(), Detail: detail}
 }

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
-	"github.com/qxtd/qxtd/smpp"
 )
 
 // SendRequest is one text for one or more recipients, from any ingress
@@ -31,23 +31,13 @@ type SendRequest struct {
 	// ClientCoding is the data_coding the text came in (SMPP), kept for
 	// replace_sm.
 	ClientCoding uint8
-	// ConsumeFragments, for a message the ESME split itself and qxtd
-	// reassembled (presplit.go): the stored group of parts it was joined
-	// from. The message (exactly one recipient) is stored and the parts
-	// deleted in one transaction, or nothing is stored if the parts are
-	// gone (assembled already): the result's Err then wraps
-	// queue.ErrFragmentsGone. The rate limit is not applied again (each
-	// part paid it). Aliases are the part ids the ESME was given, in
-	// sequence order; each gets a receipt.
-	ConsumeFragments *queue.FragmentGroup
-	Aliases          []uint64
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
 type SendResult struct {
 	Dest string
 	ID   uint64 // 0 when refused
-	Err  error  // a *Refusal, or an internal error
+	Err  error  // a *policy.Refusal, or an internal error
 }
 
 // ErrStore means the store failed: nothing of the request was accepted.
@@ -58,21 +48,64 @@ var ErrStore = errors.New("gateway: store unavailable")
 // group commit. A non-nil error means nothing was stored (account-level
 // refusal such as rate limit or disabled account, or the store failed).
 func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]SendResult, error) {
-	prepare := g.policy.Prepare
-	if req.ConsumeFragments != nil {
-		prepare = g.prepareAssembled
-	}
-	acct, limit, err := prepare(acct)
+	acct, limit, err := g.prepare(acct)
 	if err != nil {
 		g.metrics.refused(err)
 		return nil, err
 	}
-	if len(req.Dests) == 0 {
-		err := &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "invalid_number", Detail: "no recipient"}
+	b, err := g.build(acct, req, time.Now())
+	if err != nil {
 		g.metrics.refused(err)
 		return nil, err
 	}
-	now := time.Now()
+	if len(b.msgs) > 0 {
+		errs, err := g.store.EnqueueLimit(ctx, limit, b.msgs...)
+		if err != nil {
+			return nil, g.storeFailed(acct, err)
+		}
+		for k, m := range b.msgs {
+			r := &b.results[b.slots[k]]
+			if errs[k] != nil {
+				r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+				continue
+			}
+			r.ID = m.ID
+		}
+		g.notify()
+	}
+	g.count(req.Ingress, b.results)
+	return b.results, nil
+}
+
+// prepare is the account-level check of every new submission: the
+// account as it is now (Policy.Prepare) and one token of its rate limit.
+func (g *Gateway) prepare(acct *Account) (*Account, int64, error) {
+	a, limit, err := g.policy.Prepare(acct)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := g.policy.Allow(a); err != nil {
+		return nil, 0, err
+	}
+	return a, limit, nil
+}
+
+// batch is what Send and the assembly of split messages store: one
+// message per admitted recipient, and a result for every recipient.
+type batch struct {
+	results []SendResult
+	msgs    []*queue.Message
+	slots   []int // results index of each message
+}
+
+// build admits each recipient, routes it, signs and encodes the text
+// (once per upstream's options) and builds the messages to store. A
+// recipient's refusal is its result's Err; an error refuses the whole
+// request (no recipient, a text that cannot be encoded).
+func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*batch, error) {
+	if len(req.Dests) == 0 {
+		return nil, policy.NewRefusal(policy.ReasonInvalidNumber, "no recipient")
+	}
 	if req.SendAt.Before(now) {
 		req.SendAt = time.Time{} // in the past: at once
 	}
@@ -84,22 +117,18 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		req.ValidUntil = start.Add(g.cfg.Validity)
 	}
 	signed := segment.Sign(req.Text, acct.Signature, acct.UserSignature)
-	results := make([]SendResult, len(req.Dests))
-	var msgs []*queue.Message
-	var slots []int // results index of each message
+	b := &batch{results: make([]SendResult, len(req.Dests))}
 	plans := map[string]*segment.Plan{}
 	for i, raw := range req.Dests {
-		results[i].Dest = raw
+		b.results[i].Dest = raw
 		rcpt, err := g.policy.Admit(acct, raw)
 		if err != nil {
-			results[i].Err = err
+			b.results[i].Err = err
 			continue
 		}
-		dest := rcpt.Number
 		up := g.route(rcpt.Carrier)
 		if up == nil {
-			results[i].Err = &Refusal{Status: smpp.StatusInvalidDstAddr, Reason: "no_route",
-				Detail: "no upstream serves carrier " + rcpt.Carrier}
+			b.results[i].Err = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
 			continue
 		}
 		plan, ok := plans[up.cfg.Name]
@@ -107,8 +136,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			// One text, one encoding per upstream's options.
 			plan, err = encode(signed, up.cfg.Segment)
 			if err != nil {
-				g.metrics.refused(err) // the whole request: one text for every recipient
-				return nil, err
+				return nil, err // one text for every recipient
 			}
 			plans[up.cfg.Name] = plan
 		}
@@ -116,7 +144,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			Account:            acct.SystemID,
 			Enterprise:         acct.Enterprise,
 			Source:             req.Source,
-			Dest:               dest,
+			Dest:               rcpt.Number,
 			SourceTON:          req.SourceTON,
 			SourceNPI:          req.SourceNPI,
 			DestTON:            req.DestTON,
@@ -124,61 +152,42 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			DataCoding:         plan.DataCoding,
 			Concat:             uint8(up.cfg.Segment.Concat),
 			RegisteredDelivery: req.RegisteredDelivery,
+			ClientCoding:       req.ClientCoding,
 			Upstream:           up.cfg.Name,
 			Text:               signed,
 			AcceptedAt:         now,
 			SendAt:             req.SendAt,
 			ValidUntil:         req.ValidUntil,
+			Weight:             weightOf(plan),
 		}
 		if req.Multi {
 			m.Group = queue.GroupWithFirst
 		}
-		m.Weight = weightOf(plan)
-		m.ClientCoding = req.ClientCoding
-		m.Aliases = req.Aliases
 		for _, body := range plan.Parts {
 			m.Parts = append(m.Parts, queue.Part{Body: body})
 		}
-		msgs = append(msgs, m)
-		slots = append(slots, i)
+		b.msgs = append(b.msgs, m)
+		b.slots = append(b.slots, i)
 	}
-	if len(msgs) > 0 {
-		var errs []error
-		if req.ConsumeFragments != nil {
-			errs, err = g.enqueueAssembled(ctx, limit, *req.ConsumeFragments, msgs)
-		} else {
-			errs, err = g.store.EnqueueLimit(ctx, limit, msgs...)
-		}
-		if err != nil {
-			g.log.Error("enqueue", "account", acct.SystemID, "err", err)
-			g.metrics.refusedTotal.WithLabelValues("store_error").Inc()
-			return nil, fmt.Errorf("%w: %w", ErrStore, err)
-		}
-		for k, m := range msgs {
-			i := slots[k]
-			if errors.Is(errs[k], queue.ErrFragmentsGone) {
-				results[i].Err = errs[k] // assembled before: nothing refused
-				continue
-			}
-			if errs[k] != nil {
-				results[i].Err = refuseQuota()
-				continue
-			}
-			results[i].ID = m.ID
-		}
-		g.notify()
-	}
+	return b, nil
+}
+
+// storeFailed logs and counts a failed store commit and returns ErrStore.
+func (g *Gateway) storeFailed(acct *Account, err error) error {
+	g.log.Error("enqueue", "account", acct.SystemID, "err", err)
+	g.metrics.refusedTotal.WithLabelValues(policy.ReasonStoreError.String()).Inc()
+	return fmt.Errorf("%w: %w", ErrStore, err)
+}
+
+// count records the outcome of each recipient in the metrics.
+func (g *Gateway) count(ingress string, results []SendResult) {
 	for _, r := range results {
-		if errors.Is(r.Err, queue.ErrFragmentsGone) {
-			continue
-		}
 		if r.Err != nil {
 			g.metrics.refused(r.Err)
 		} else {
-			g.metrics.accepted.WithLabelValues(req.Ingress).Inc()
+			g.metrics.accepted.WithLabelValues(ingress).Inc()
 		}
 	}
-	return results, nil
 }
 
 // encode splits a signed text for an upstream's options; what cannot be
@@ -187,9 +196,9 @@ func encode(signed string, opt segment.Options) (*segment.Plan, error) {
 	plan, err := segment.Encode(signed, opt)
 	switch {
 	case errors.Is(err, segment.ErrTooLong):
-		return nil, refuseTooLong(err.Error())
+		return nil, policy.NewRefusal(policy.ReasonTooLong, err.Error())
 	case err != nil:
-		return nil, &Refusal{Status: smpp.StatusInvalidMsgLen, Reason: "bad_text", Detail: err.Error()}
+		return nil, policy.NewRefusal(policy.ReasonBadText, err.Error())
 	}
 	return plan, nil
 }

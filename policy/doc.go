@@ -104,21 +104,13 @@
 //
 // # Refusals
 //
-// Reason strings are HTTP JSON values and Prometheus label values; the
-// command_status is what an SMPP client sees. This table is ReasonTable():
-//
-//	| reason | command_status | meaning |
-//	|---|---|---|
-//	| `not_whitelisted` | `0x00000400` | destination is not an approved whitelist entry of the enterprise (号码不在已审批的白名单内) |
-//	| `scope_national` | `0x00000401` | China Mobile number outside the home province requires the national-sending grant (省外移动号码需开通全网发送) |
-//	| `scope_offnet` | `0x00000402` | number of another carrier requires the off-net sending grant (非移动号码需开通外网发送) |
-//	| `invalid_number` | `0x00000403` | not a valid Chinese mobile number (不是有效的中国手机号码) |
-//	| `quota_exceeded` | `0x00000404` | monthly package or spending cap exhausted (已超出本月套餐或消费上限) |
-//	| `binary_refused` | `0x00000405` | binary, MMS and WAP-push content is not supported (不支持彩信、二进制或WAP推送) |
-//	| `too_long` | `0x00000406` | message longer than 500 characters including signatures (短信超过500个字（含签名）) |
-//	| `no_signature` | `0x00000407` | the enterprise has no enterprise signature (企业未设置企业签名) |
-//	| `account_disabled` | `0x00000408` | the enterprise account is disabled (企业账号已停用) |
-//	| `rate_limited` | `0x00000058` | submission rate limit exceeded, retry later (提交速度超限，请稍后重试) |
+// reasons.go holds qxtd's one vocabulary of refusals: every Reason, its
+// string (HTTP JSON, Prometheus label, stored error code), its SMPP
+// command_status and its messages in English and Chinese. The operator's
+// rules have vendor-specific codes 0x400–0x4FF; the gateway's own reasons
+// (bad_text, no_route, part_conflict, …) map to standard SMPP codes.
+// ReasonTable() prints the table; the README's "Error codes" section is
+// that output, and a test keeps the two equal.
 //
 // A whitelist entry still pending approval, or rejected, is not_whitelisted
 // like an absent one (one SMPP status); the Refusal's Detail ("whitelist entry

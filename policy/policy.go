@@ -1,10 +1,7 @@
 package policy
 
 import (
-	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -96,70 +93,10 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	return c, refuse(ReasonNotWhitelisted, detail)
 }
 
-// MaxMessageChars is the longest message, signatures included (FAQ 20).
-const MaxMessageChars = 500
-
-// CheckLength refuses a signed text (see SignedText) longer than
-// MaxMessageChars characters (Unicode code points) with too_long.
-func CheckLength(signed string) error {
-	if n := utf8.RuneCountInString(signed); n > MaxMessageChars {
-		return refuse(ReasonTooLong, fmt.Sprintf("%d characters, at most %d", n, MaxMessageChars))
-	}
-	return nil
-}
-
-// CheckContent refuses binary content (binary_refused): data_coding 8-bit
-// binary (0x02, 0x04; message-class codings 0xF4–0xF7 and 0xFC–0xFF; GSM
-// general codings 0x10–0x3F with the 8-bit alphabet), and a user data header
-// (udh, including its length octet, when esm_class has UDHI) with application
-// port addressing (IEI 0x04/0x05: WAP push, MMS notifications, ringtones) or
-// that cannot be parsed. Concatenation IEs (0x00, 0x08) are fine.
-func CheckContent(dataCoding byte, udh []byte) error {
-	switch {
-	case dataCoding == 0x02 || dataCoding == 0x04:
-		return refuse(ReasonBinaryRefused, fmt.Sprintf("data_coding 0x%02X is 8-bit binary", dataCoding))
-	case dataCoding&0xF0 == 0xF0 && dataCoding&0x04 != 0:
-		return refuse(ReasonBinaryRefused, fmt.Sprintf("data_coding 0x%02X is 8-bit data", dataCoding))
-	case dataCoding >= 0x10 && dataCoding <= 0x3F && dataCoding>>2&0x03 == 0x01:
-		return refuse(ReasonBinaryRefused, fmt.Sprintf("data_coding 0x%02X is 8-bit data", dataCoding))
-	}
-	if len(udh) == 0 {
-		return nil
-	}
-	if int(udh[0])+1 != len(udh) {
-		return refuse(ReasonBinaryRefused, "malformed user data header")
-	}
-	for i := 1; i < len(udh); {
-		if i+1 >= len(udh) || i+2+int(udh[i+1]) > len(udh) {
-			return refuse(ReasonBinaryRefused, "malformed user data header")
-		}
-		if iei := udh[i]; iei == 0x04 || iei == 0x05 {
-			return refuse(ReasonBinaryRefused, "application port addressing (WAP push / MMS)")
-		}
-		i += 2 + int(udh[i+1])
-	}
-	return nil
-}
-
-// UserSignatureSeparator goes between the text and a shown user signature.
+// UserSignatureSeparator goes between the text and a shown user signature
+// (the gateway appends it with the user's registered name; segment.Sign
+// puts the signatures on the text).
 const UserSignatureSeparator = "——"
-
-// SignedText returns the text as it goes on the air: the enterprise signature
-// first (not doubled if the text already starts with it), then the text, then
-// — if the user's ShowSignature is on — UserSignatureSeparator and the user's
-// registered name. Signatures count toward the length and the segments.
-func SignedText(ent *Enterprise, u *User, text string) string {
-	var b strings.Builder
-	if !strings.HasPrefix(text, ent.Signature) {
-		b.WriteString(ent.Signature)
-	}
-	b.WriteString(text)
-	if u != nil && u.ShowSignature {
-		b.WriteString(UserSignatureSeparator)
-		b.WriteString(u.Name)
-	}
-	return b.String()
-}
 
 // Limit returns Limit(ent, the configured packages): the monthly segment limit
 // to pass to the queue, -1 for none.

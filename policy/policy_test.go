@@ -152,65 +152,6 @@ func TestConcurrentWritesAndChecks(t *testing.T) {
 	wg.Wait()
 }
 
-func TestCheckContent(t *testing.T) {
-	concat := []byte{0x05, 0x00, 0x03, 0x2A, 0x02, 0x01}
-	concat16 := []byte{0x06, 0x08, 0x04, 0x01, 0x2A, 0x02, 0x01}
-	wapPush := []byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0}
-	for _, tc := range []struct {
-		name string
-		dc   byte
-		udh  []byte
-		ok   bool
-	}{
-		{"GSM default", 0x00, nil, true},
-		{"UCS2", 0x08, nil, true},
-		{"Latin1", 0x03, nil, true},
-		{"UCS2 concatenated", 0x08, concat, true},
-		{"16-bit reference", 0x00, concat16, true},
-		{"8-bit binary 0x04", 0x04, nil, false},
-		{"8-bit binary 0x02", 0x02, nil, false},
-		{"class 1 8-bit 0xF5", 0xF5, nil, false},
-		{"class 0 text 0xF0", 0xF0, nil, true},
-		{"GSM general 8-bit 0x14", 0x14, nil, false},
-		{"WAP push", 0x04, wapPush, false},
-		{"WAP push as UCS2", 0x08, wapPush, false},
-		{"malformed UDH", 0x08, []byte{0x05, 0x00, 0x03}, false},
-		{"truncated IE", 0x08, []byte{0x02, 0x00, 0x03}, false},
-	} {
-		err := CheckContent(tc.dc, tc.udh)
-		if tc.ok != (err == nil) || !tc.ok && !isReason(err, ReasonBinaryRefused) {
-			t.Errorf("%s: %v", tc.name, err)
-		}
-	}
-}
-
-func TestSignedTextAndLength(t *testing.T) {
-	ent := &Enterprise{Signature: "【某某公司】"}
-	u := &User{Name: "张三", ShowSignature: true}
-	for _, tc := range []struct {
-		text string
-		u    *User
-		want string
-	}{
-		{"会议改到三点", nil, "【某某公司】会议改到三点"},
-		{"【某某公司】会议改到三点", nil, "【某某公司】会议改到三点"},
-		{"会议改到三点", u, "【某某公司】会议改到三点——张三"},
-		{"会议改到三点", &User{Name: "张三"}, "【某某公司】会议改到三点"},
-	} {
-		if got := SignedText(ent, tc.u, tc.text); got != tc.want {
-			t.Errorf("%q: %q, want %q", tc.text, got, tc.want)
-		}
-	}
-	sig := SignedText(ent, u, "")
-	max := strings.Repeat("字", MaxMessageChars-len([]rune(sig)))
-	if err := CheckLength(SignedText(ent, u, max)); err != nil {
-		t.Errorf("exactly 500: %v", err)
-	}
-	if err := CheckLength(SignedText(ent, u, max+"x")); !isReason(err, ReasonTooLong) {
-		t.Errorf("501: %v", err)
-	}
-}
-
 func TestCheckEnterprise(t *testing.T) {
 	p := &Policy{}
 	for _, tc := range []struct {

@@ -6,9 +6,13 @@ import (
 	"strings"
 )
 
-// Reason is one of the closed set of policy refusals. Each reason has a stable
-// string (HTTP JSON, Prometheus label), an SMPP command_status and a message for
-// people. The zero value is not a valid reason.
+// Reason is one of the closed set of refusals: qxtd's whole vocabulary for
+// "not accepted", the operator's rules (whitelist, scope, quota, …) and the
+// gateway's own (undecodable text, no route, split-message trouble, a store
+// that cannot write). Each reason has a stable string (HTTP JSON, Prometheus
+// label, the error code stored with a rejected message), one SMPP
+// command_status and a message for people. This table is the only place
+// either is defined. The zero value is not a valid reason.
 type Reason uint8
 
 // The refusal reasons. Their strings and command_status values are part of the
@@ -32,7 +36,8 @@ const (
 	ReasonQuotaExceeded
 	// ReasonBinaryRefused: binary, MMS or WAP-push content.
 	ReasonBinaryRefused
-	// ReasonTooLong: the text including signatures exceeds MaxMessageChars.
+	// ReasonTooLong: the text including signatures exceeds 500 characters
+	// (segment.DefaultMaxChars).
 	ReasonTooLong
 	// ReasonNoSignature: the enterprise has no enterprise signature yet.
 	ReasonNoSignature
@@ -42,11 +47,45 @@ const (
 	// maps to the standard ESME_RTHROTTLED: clients retry it on their own.
 	ReasonRateLimited
 
+	// The gateway's own refusals, with standard command_status values.
+
+	// ReasonBadText: a text that cannot be decoded (odd UCS-2 length, an
+	// unsupported data_coding, a malformed header).
+	ReasonBadText
+	// ReasonNoRoute: no configured upstream serves the destination's carrier
+	// (or the upstream a scheduled message was routed to is gone).
+	ReasonNoRoute
+	// ReasonPresplitUnsupported: submit_multi with a concatenation header.
+	ReasonPresplitUnsupported
+	// ReasonPartConflict: a part of a message the ESME split itself differs
+	// from the part already stored under the same reference and number.
+	ReasonPartConflict
+	// ReasonReassemblyFull: a new split message beyond the cap on incomplete
+	// ones (smpp.reassembly_max_groups / _bytes).
+	ReasonReassemblyFull
+	// ReasonIncomplete: a split message whose parts did not all arrive
+	// within smpp.reassembly_timeout; its acknowledged parts get a failure
+	// receipt with this error code.
+	ReasonIncomplete
+	// ReasonStoreError: the message store could not commit; nothing of the
+	// request was accepted.
+	ReasonStoreError
+
 	numReasons = iota - 1
 )
 
-// StatusThrottled is the standard SMPP 3.4 ESME_RTHROTTLED command_status.
-const StatusThrottled uint32 = 0x00000058
+// Standard SMPP 3.4 command_status values (§5.1.3) that refusals map to.
+// The policy package does not import the SMPP codec; the gateway turns
+// these into its pdu.Status.
+const (
+	StatusInvalidMsgLen   uint32 = 0x00000001 // ESME_RINVMSGLEN
+	StatusSystemError     uint32 = 0x00000008 // ESME_RSYSERR
+	StatusInvalidDstAddr  uint32 = 0x0000000B // ESME_RINVDSTADR
+	StatusMsgQueueFull    uint32 = 0x00000014 // ESME_RMSGQFUL
+	StatusInvalidESMClass uint32 = 0x00000043 // ESME_RINVESMCLASS
+	StatusSubmitFailed    uint32 = 0x00000045 // ESME_RSUBMITFAIL
+	StatusThrottled       uint32 = 0x00000058 // ESME_RTHROTTLED
+)
 
 type reasonInfo struct {
 	name    string
@@ -66,6 +105,22 @@ var reasonTable = [numReasons + 1]reasonInfo{
 	ReasonNoSignature:     {"no_signature", 0x407, "the enterprise has no enterprise signature", "企业未设置企业签名"},
 	ReasonAccountDisabled: {"account_disabled", 0x408, "the enterprise account is disabled", "企业账号已停用"},
 	ReasonRateLimited:     {"rate_limited", StatusThrottled, "submission rate limit exceeded, retry later", "提交速度超限，请稍后重试"},
+
+	ReasonBadText:             {"bad_text", StatusInvalidMsgLen, "text that cannot be decoded (odd UCS-2 length, unsupported data_coding, malformed header)", "短信内容无法解码"},
+	ReasonNoRoute:             {"no_route", StatusInvalidDstAddr, "no upstream serves the destination's carrier", "没有可发往该号码运营商的通道"},
+	ReasonPresplitUnsupported: {"presplit_unsupported", StatusInvalidESMClass, "submit_multi with a concatenation header: send each part with submit_sm", "群发不支持自行拆分的长短信"},
+	ReasonPartConflict:        {"part_conflict", StatusSubmitFailed, "a part of a split message differs from the part already received under the same reference and sequence number", "长短信分段与已收到的同序号分段不一致"},
+	ReasonReassemblyFull:      {"reassembly_full", StatusMsgQueueFull, "too many split messages are waiting for their parts", "等待拼接的长短信过多"},
+	ReasonIncomplete:          {"incomplete", StatusSubmitFailed, "not every part of a split message arrived in time", "长短信分段未按时到齐"},
+	ReasonStoreError:          {"store_error", StatusSystemError, "the message store failed: nothing was accepted; retry later", "存储失败，未接收，请稍后重试"},
+}
+
+// Vendor reports whether r's command_status is one of qxtd's own in the
+// vendor-specific range 0x400–0x4FF (the operator's rules); the others map
+// to standard SMPP codes.
+func (r Reason) Vendor() bool {
+	st := r.Status()
+	return st >= 0x400 && st <= 0x4FF
 }
 
 // Reasons returns every reason in numbering order (for docs and metrics: pre-create
@@ -89,12 +144,12 @@ func (r Reason) String() string {
 	return reasonTable[r].name
 }
 
-// Status returns the SMPP command_status: vendor-specific 0x400–0x4FF for policy
-// refusals, ESME_RTHROTTLED (0x58) for ReasonRateLimited, ESME_RSYSERR (0x08)
-// for an invalid reason.
+// Status returns the SMPP command_status: vendor-specific 0x400–0x4FF for the
+// operator's rules, a standard code for the others (ESME_RTHROTTLED for
+// ReasonRateLimited, …), ESME_RSYSERR (0x08) for an invalid reason.
 func (r Reason) Status() uint32 {
 	if !r.Valid() {
-		return 0x08
+		return StatusSystemError
 	}
 	return reasonTable[r].status
 }
@@ -152,9 +207,9 @@ type Refusal struct {
 
 func (e *Refusal) Error() string {
 	if e.Detail == "" {
-		return "policy: " + e.Reason.String() + ": " + e.Reason.Message()
+		return e.Reason.String() + ": " + e.Reason.Message()
 	}
-	return "policy: " + e.Reason.String() + ": " + e.Detail
+	return e.Reason.String() + ": " + e.Detail
 }
 
 // Is makes errors.Is(err, &Refusal{Reason: r}) match any refusal with reason r.
@@ -175,7 +230,7 @@ func ReasonOf(err error) (Reason, bool) {
 }
 
 // ReasonTable returns the markdown table of all reasons (reason, command_status,
-// meaning) as documented in doc.go and the README.
+// meaning), the README's "Error codes" table.
 func ReasonTable() string {
 	var b strings.Builder
 	b.WriteString("| reason | command_status | meaning |\n|---|---|---|\n")
@@ -186,6 +241,6 @@ func ReasonTable() string {
 }
 
 // NewRefusal returns a *Refusal, for layers that detect a refusal themselves
-// (the queue's quota check → ReasonQuotaExceeded, the rate limiter →
-// ReasonRateLimited, segment's length count → ReasonTooLong).
+// (the queue's quota check → ReasonQuotaExceeded, segment's length count →
+// ReasonTooLong, the gateway's routing → ReasonNoRoute, …).
 func NewRefusal(r Reason, detail string) error { return refuse(r, detail) }

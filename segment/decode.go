@@ -278,10 +278,13 @@ func decodeData(c Coding, data []byte) (string, error) {
 	return "", fmt.Errorf("%w: coding %v", ErrUnsupportedCoding, c)
 }
 
-// joinText decodes fragments in order, joining the Data of neighbours that
-// share a coding before decoding so that characters split across parts are
-// restored.
-func joinText(frags []*Fragment) (string, error) {
+// JoinText decodes the parts of one message, given in sequence order,
+// joining the Data of neighbours that share a coding before decoding, so
+// that a character a sender split across parts (a UTF-16 surrogate pair,
+// a GSM escape and its character, even one UTF-16 unit's two octets) is
+// whole again. The gateway stores ESME-split parts on disk and calls it
+// once every part has arrived.
+func JoinText(frags []*Fragment) (string, error) {
 	var out strings.Builder
 	for i := 0; i < len(frags); {
 		j := i + 1
@@ -306,9 +309,8 @@ func joinText(frags []*Fragment) (string, error) {
 }
 
 // DecodeIncoming decodes one received part on its own; udh is nil when
-// there was no UDH. For a part of a concatenated message, feed the
-// Fragment from ParseIncoming to a Reassembler instead, which decodes the
-// joined parts.
+// there was no UDH. For a part of a concatenated message, collect the
+// Fragments from ParseIncoming and decode them together with JoinText.
 func DecodeIncoming(dataCoding, esmClass byte, shortMessage, payload []byte, packedGSM bool) (text string, udh *UDHInfo, err error) {
 	f, err := ParseIncoming(Incoming{
 		DataCoding: dataCoding, ESMClass: esmClass, ShortMessage: shortMessage, Payload: payload,
@@ -368,5 +370,5 @@ func Reassemble(frames []Frame, opt Options) (string, error) {
 			return "", fmt.Errorf("%w: sequence number %d missing or repeated", ErrBadConcat, i+1)
 		}
 	}
-	return joinText(frags)
+	return JoinText(frags)
 }

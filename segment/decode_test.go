@@ -172,3 +172,36 @@ func TestReassembleErrors(t *testing.T) {
 		t.Errorf("no frames: %v", err)
 	}
 }
+
+// JoinText restores a character that the sender split across parts.
+func TestJoinTextSplitCharacters(t *testing.T) {
+	ucs := []byte{0x00, 0x41, 0xD8, 0x3D, 0xDE, 0x00, 0x00, 0x42} // "A😀B"
+	gsm := []byte{0x41, 0x1B, 0x65, 0x42}                         // "A€B"
+	tests := []struct {
+		name  string
+		dc    byte
+		parts [][]byte
+		want  string
+	}{
+		{"surrogate pair", 0x08, [][]byte{ucs[:4], ucs[4:]}, "A😀B"},
+		{"odd split", 0x08, [][]byte{ucs[:3], ucs[3:]}, "A😀B"},
+		{"escape", 0x00, [][]byte{gsm[:2], gsm[2:]}, "A€B"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var frags []*Fragment
+			for i, p := range tt.parts {
+				sm := append([]byte{0x05, 0x00, 0x03, 0x77, byte(len(tt.parts)), byte(i + 1)}, p...)
+				f, err := ParseIncoming(Incoming{DataCoding: tt.dc, ESMClass: 0x40, ShortMessage: sm}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				frags = append(frags, &f)
+			}
+			got, err := JoinText(frags)
+			if err != nil || got != tt.want {
+				t.Errorf("JoinText = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

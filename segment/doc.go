@@ -84,7 +84,7 @@
 // that no handset shows. It is the one case where packed round trips are
 // not exact.
 //
-// # Receiving: ParseIncoming, DecodeIncoming, Reassembler
+// # Receiving: ParseIncoming, DecodeIncoming, JoinText
 //
 // ParseIncoming decodes one part an ESME sent: data_coding 0x00 (GSM,
 // packed or not per ESME), 0x01 (IA5), 0x03 (Latin-1), 0x08 (UCS-2), and
@@ -95,11 +95,12 @@
 // ErrUnsupportedCoding. The text is taken from message_payload when
 // short_message is empty; both set is ErrMalformed.
 //
-// The Reassembler joins the parts of ESME-split messages by (caller key,
-// reference, total). It joins the raw septets or UTF-16 units before
-// decoding, so a surrogate or escape pair that a sender split across parts
-// survives. It is bounded (groups, parts ≤ 255, bytes), expires groups on
-// the caller's clock, and holds its state in memory only.
+// JoinText decodes the parts of one ESME-split message. It joins the raw
+// septets or UTF-16 units before decoding, so a surrogate or escape pair
+// that a sender split across parts survives. Collecting the parts is not
+// this package's job: the gateway keeps them on disk until the last one
+// arrives (queue's fragment store), so that an acknowledged part survives
+// a crash.
 //
 // Reassemble is an independent decoder of frames, the way a handset reads
 // them, used to check BuildFrames and what an SMSC simulator received.

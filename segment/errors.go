@@ -45,14 +45,3 @@ var (
 	// (missing or repeated sequence numbers, mixed references).
 	ErrBadConcat = errors.New("segment: inconsistent concatenated parts")
 )
-
-// Refusals of the Reassembler, which is bounded:
-var (
-	// ErrTooManyPending: accepting the part would exceed MaxGroups or MaxBytes.
-	ErrTooManyPending = errors.New("segment: too many pending concatenated messages")
-	// ErrTooManyParts: the part announces more segments than MaxParts.
-	ErrTooManyParts = errors.New("segment: too many parts in concatenated message")
-	// ErrDuplicatePart: a part with the same sequence number but different
-	// content already arrived. (An identical repeat is accepted silently.)
-	ErrDuplicatePart = errors.New("segment: conflicting duplicate part")
-)

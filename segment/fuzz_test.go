@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzRoundTrip: any valid UTF-8 text within the limit survives
-// Encode → BuildFrames → Reassemble (and the Reassembler) in every concat
+// Encode → BuildFrames → Reassemble (and ParseIncoming + JoinText) in every concat
 // mode, packed or not, and Count agrees with Encode.
 func FuzzRoundTrip(f *testing.F) {
 	f.Add("Hello, world!", byte(0), byte(0), false, uint16(1))
@@ -50,10 +50,10 @@ func FuzzRoundTrip(f *testing.F) {
 		if err := checkFrames(text, opt, p, frames); err != nil {
 			t.Fatal(err)
 		}
-		// The gateway's ingress path: parse each frame as a submit_sm and
-		// join with the Reassembler, last part first.
-		r := NewReassembler(ReassemblerConfig{})
-		var got string
+		// The gateway's ingress path: parse each frame as a submit_sm
+		// (last part first, as a sender may), put the parts in sequence
+		// order by their headers, and join them with JoinText.
+		parts := make([]*Fragment, len(frames))
 		for i := len(frames) - 1; i >= 0; i-- {
 			fr := frames[i]
 			frag, err := ParseIncoming(Incoming{
@@ -64,14 +64,24 @@ func FuzzRoundTrip(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, done, err := r.Add("k", frag, t0)
-			if err != nil || done != (i == 0) {
-				t.Fatalf("Add part %d: done=%v %v", i, done, err)
+			seq := 1
+			if frag.Info != nil && frag.Info.Concat {
+				seq = int(frag.Info.Seq)
+				if int(frag.Info.Total) != len(frames) {
+					t.Fatalf("part %d announces %d parts, %d built", i, frag.Info.Total, len(frames))
+				}
 			}
-			got = s
+			if seq < 1 || seq > len(frames) || parts[seq-1] != nil {
+				t.Fatalf("part %d: sequence number %d", i, seq)
+			}
+			parts[seq-1] = &frag
+		}
+		got, err := JoinText(parts)
+		if err != nil {
+			t.Fatal(err)
 		}
 		if got != text && !lostTrailingCR(p, frames, opt, text, got) {
-			t.Fatalf("Reassembler = %q, want %q", got, text)
+			t.Fatalf("JoinText = %q, want %q", got, text)
 		}
 	})
 }
