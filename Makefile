@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test bench bench-retention fuzz vet clean check-configs
+.PHONY: build run test lint bench bench-retention fuzz vet clean check-configs
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qxtd
@@ -12,7 +12,13 @@ run: build
 vet:
 	$(GO) vet ./...
 
-test: vet
+# gofmt, go vet and staticcheck (pinned as a tool in go.mod: `go tool`
+# builds it from the module cache, nothing to install).
+lint: vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) tool staticcheck ./...
+
+test: lint
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 # Benchmarks come in pairs with a baseline measured in the same run

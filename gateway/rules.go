@@ -23,10 +23,8 @@ func (r Rules) Authenticate(systemID, password string) (*Account, error) {
 		}
 		return nil, err
 	}
-	return account(u, ent), nil
+	return AccountFor(u, ent), nil
 }
-
-func account(u *policy.User, ent *policy.Enterprise) *Account { return AccountFor(u, ent) }
 
 // Prepare implements Policy with the enterprise as it is now.
 func (r Rules) Prepare(acct *Account) (*Account, int64, error) {

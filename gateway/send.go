@@ -90,9 +90,9 @@ func (g *Gateway) prepare(acct *Account) (*Account, int64, error) {
 	return a, limit, nil
 }
 
-// batch is what Send and the assembly of split messages store: one
+// outgoing is what Send and the assembly of split messages store: one
 // message per admitted recipient, and a result for every recipient.
-type batch struct {
+type outgoing struct {
 	results []SendResult
 	msgs    []*queue.Message
 	slots   []int // results index of each message
@@ -102,7 +102,7 @@ type batch struct {
 // (once per upstream's options) and builds the messages to store. A
 // recipient's refusal is its result's Err; an error refuses the whole
 // request (no recipient, a text that cannot be encoded).
-func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*batch, error) {
+func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoing, error) {
 	if len(req.Dests) == 0 {
 		return nil, policy.NewRefusal(policy.ReasonInvalidNumber, "no recipient")
 	}
@@ -117,7 +117,7 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*batch, 
 		req.ValidUntil = start.Add(g.cfg.Validity)
 	}
 	signed := segment.Sign(req.Text, acct.Signature, acct.UserSignature)
-	b := &batch{results: make([]SendResult, len(req.Dests))}
+	b := &outgoing{results: make([]SendResult, len(req.Dests))}
 	plans := map[string]*segment.Plan{}
 	for i, raw := range req.Dests {
 		b.results[i].Dest = raw

@@ -1,0 +1,82 @@
+// Package gateway joins qxtd's pieces into the SMS gateway: the SMPP
+// ingress (it is smpp.Backend), the operator's rules (Policy, adapted
+// from package policy by Rules), the text encoder (segment), the durable
+// store (queue), the binds to the carrier SMSCs and the receipt router.
+// The HTTP API (package api) and the batch sends call Send, Message,
+// Cancel and Reschedule; cmd/qxtd builds a Gateway from its
+// configuration and starts it.
+//
+// # The life of one message
+//
+//  1. In. An ESME's submit_sm arrives on a session (ingress.go: Bind,
+//     Handle) or an HTTP request calls Send (send.go). The text is
+//     decoded from the client's data_coding.
+//  2. Checked. Policy.Prepare gives the account as it is now (disabled?
+//     enterprise signature?) and the enterprise's monthly segment limit;
+//     Policy.Allow takes one token of its rate limit; Policy.Admit checks
+//     each recipient (number, network scope, whitelist) and names its
+//     carrier, which picks the upstream (route). Every refusal is a
+//     *policy.Refusal: its reason and command_status come from the one
+//     table in package policy; wireError turns it into the pdu.Status of
+//     the SMPP answer, api into JSON.
+//  3. Encoded. segment.Sign puts the signatures on the text, and
+//     segment.Encode splits it for the upstream's options (GSM 7-bit or
+//     UCS-2, UDH / SAR / message_payload). build (send.go) makes the
+//     queue.Messages.
+//  4. Stored. queue.EnqueueLimit commits the messages with the quota
+//     check in one group commit (fsync). Only then does the answer go
+//     back: submit_sm_resp with our decimal message id, or HTTP 2xx.
+//  5. Relayed. The dispatcher (dispatch.go) leases due segments from the
+//     store, at most the upstreams' windows in flight; each upstream
+//     (upstream.go) keeps its binds, paces them at its TPS and records
+//     the SMSC's answer durably: Submitted with the SMSC's id, Retry with
+//     a backoff (throttled, timeout, connection lost), or Fail.
+//  6. Receipts. A deliver_sm (or data_sm) receipt from the SMSC is
+//     matched to its segment by the SMSC's id and stored before its
+//     deliver_sm_resp goes out (upstream.go). When the message is final
+//     the store calls OnDLRReady, and the router (dlr.go) forwards one
+//     receipt per message (per part id for a split message) to the
+//     account's receiver or transceiver binds, until an ESME acknowledges
+//     it; ReceiptFor builds it from the stored states.
+//  7. Housekeeping (maintain.go) purges what is past retention and
+//     handles messages the ESME split itself (presplit.go): parts are
+//     stored one by one, joined by segment.JoinText once complete, and
+//     stored as one message by storeAssembled, through the same builder
+//     as step 3; a group that never completes is rejected with reason
+//     incomplete.
+//
+// # Files
+//
+//	gateway.go   Config, New, Start, Stop, Ready
+//	policy.go    the Policy boundary, Account, StaticAccounts (demo, tests)
+//	rules.go     Rules: Policy over package policy
+//	account.go   AccountFor: a policy user as the gateway's Account
+//	ingress.go   the SMPP session: submit_sm, submit_multi, query_sm,
+//	             cancel_sm, replace_sm
+//	send.go      Send and its message builder
+//	presplit.go  messages the ESME split itself
+//	outbox.go    Message, Cancel, Reschedule (the scheduled outbox)
+//	dispatch.go  due segments from the store to the upstreams
+//	upstream.go  one carrier SMSC: binds, pacing, answers, receipts in
+//	dlr.go       receipts out to the ESMEs
+//	maintain.go  retention purge and split-message housekeeping
+//	metrics.go   the Prometheus series (on an injected registerer)
+//
+// # Invariants
+//
+//   - Nothing is acknowledged before the store committed it; nothing in
+//     memory grows with the backlog (the store is the buffer, the
+//     dispatcher holds at most the windows in flight).
+//   - A segment the SMSC accepted is recorded before its slot is freed; a
+//     receipt is stored before it is acknowledged to the SMSC.
+//   - One enterprise never sees another's messages: Message, Cancel,
+//     Reschedule and query_sm answer "not found" for them.
+//
+// # Caveats
+//
+//   - Send refuses per recipient in its results; its error refuses the
+//     whole request (account-level refusals, a text that cannot be
+//     encoded, ErrStore).
+//   - Every goroutine belongs to the Gateway's context: Stop cancels it
+//     and waits.
+package gateway
