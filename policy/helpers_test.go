@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -31,7 +33,7 @@ func reopenDB(t testing.TB, path string) *bolt.DB {
 				return err
 			}
 			return nil
-		}); err != nil && err != bolt.ErrDatabaseNotOpen {
+		}); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			t.Errorf("bbolt consistency: %v", err)
 		}
 		db.Close()

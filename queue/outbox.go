@@ -117,7 +117,7 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 		var k, v []byte
 		if after == 0 {
 			k, v = c.Last()
-		} else if k, v = c.Seek(msgKey(after)); k == nil {
+		} else if k, _ = c.Seek(msgKey(after)); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()
