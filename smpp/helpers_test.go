@@ -194,14 +194,7 @@ func bindPDU(id pdu.ID, systemID, password string) pdu.Body {
 	return b
 }
 
-func hdr(f []byte) pdu.Header {
-	return pdu.Header{
-		Len:    binary.BigEndian.Uint32(f[0:4]),
-		ID:     pdu.ID(binary.BigEndian.Uint32(f[4:8])),
-		Status: pdu.Status(binary.BigEndian.Uint32(f[8:12])),
-		Seq:    binary.BigEndian.Uint32(f[12:16]),
-	}
-}
+func hdr(f []byte) pdu.Header { return smpp.HeaderOf(f) }
 
 // frame builds a PDU by hand: header with the right command_length, then
 // the body parts in order.
