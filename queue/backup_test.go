@@ -19,7 +19,7 @@ import (
 // before the backup started, and the sibling buckets of the same file.
 func TestBackupDuringWrites(t *testing.T) {
 	s := newStore(t, Options{NoSync: true})
-	err := s.DB().Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("policy_test"))
 		if err != nil {
 			return err
@@ -111,7 +111,7 @@ func TestBackupDuringWrites(t *testing.T) {
 			t.Fatalf("message %d acknowledged before the backup is missing: %v", id, err)
 		}
 	}
-	err = c.DB().View(func(tx *bolt.Tx) error {
+	err = c.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte("policy_test")); b == nil || string(b.Get([]byte("G1"))) != `{"code":"G1"}` {
 			return errors.New("policy_test bucket missing from the backup")
 		}
