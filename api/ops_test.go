@@ -425,6 +425,9 @@ func TestOpsBackup(t *testing.T) {
 		t.Errorf("spool files left: %v", left)
 	}
 
+	if err := queue.VerifyBackup(path); err != nil {
+		t.Fatal(err)
+	}
 	db, err := queue.OpenDB(path, queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,9 @@ func TestBackupDuringWrites(t *testing.T) {
 		t.Errorf("backup wrote %d bytes, file has %d", n, fi.Size())
 	}
 
+	if err := VerifyBackup(path); err != nil {
+		t.Fatalf("verify the backup: %v", err)
+	}
 	c, err := Open(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
