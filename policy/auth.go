@@ -101,8 +101,8 @@ func (s *Store) randomPassword() (string, error) {
 	return string(out[:]), nil
 }
 
-// ResetPassword is the forgotten-password flow (FAQ 2): group code, user name
-// and registered mobile must all match. It sets and returns a new random
+// ResetPassword is the forgotten-password flow of the FAQ: group code, user
+// name and registered mobile must all match. It sets and returns a new random
 // 8-character password, which the caller sends by SMS to user.Mobile (and to
 // nothing else). Any mismatch gives ErrAuth, after the same bcrypt work as a
 // success, so neither the error nor the timing tells which field was wrong.
