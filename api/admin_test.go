@@ -56,11 +56,16 @@ type adminEnv struct {
 // the daemon does) behind a real HTTP server on 127.0.0.1.
 func newAdminEnv(t *testing.T, opts ...func(*Server)) *adminEnv {
 	t.Helper()
-	q, err := queue.Open(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(q.DB(), policy.Config{BcryptCost: 4})
+	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
+	q, err := queue.New(db, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4})
 	if err != nil {
 		q.Close()
 		t.Fatal(err)

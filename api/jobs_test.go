@@ -58,7 +58,12 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	go func() { _ = r.sim.Serve(sl) }()
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
-	r.store, err = queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
+	r.store, err = queue.New(db, queue.Options{
 		OnDLRReady: func(a string) {
 			gwMu.Lock()
 			g := gw
@@ -70,7 +75,7 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 		t.Fatal(err)
 	}
 	packages := policy.PackageTable{{ID: 1, FeeFen: 100, Included: 3, OverageFen: 10}}
-	r.pol, err = policy.New(r.store.DB(), policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages})
+	r.pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -283,7 +283,7 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 // with its Content-Length, so a client can tell a cut-short download.
 // The store's filesystem needs room for one more copy of the file.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
-	dir := filepath.Dir(s.cfg.Store.DB().Path())
+	dir := filepath.Dir(s.cfg.Store.Path())
 	f, err := os.CreateTemp(dir, ".qxtd-backup-*")
 	if err != nil {
 		writeErr(w, fmt.Errorf("backup: spool file: %w", err))

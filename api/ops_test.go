@@ -52,12 +52,18 @@ var opsPackages = policy.PackageTable{
 
 func newOpsEnv(t *testing.T) *opsEnv {
 	t.Helper()
-	st, err := queue.Open(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
+	// One file, two stores on it, as the daemon has them.
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
+	st, err := queue.New(db, queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := &opsClock{now: time.Date(2026, 10, 15, 0, 0, 0, 0, shanghai)}
-	pol, err := policy.New(st.DB(), policy.Config{BcryptCost: 4, Packages: opsPackages, Now: clk.Now})
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4, Packages: opsPackages, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,11 +421,19 @@ func TestOpsBackup(t *testing.T) {
 		resp.ContentLength != n || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), `attachment; filename="qxtd-`) {
 		t.Fatalf("backup: %d, %d bytes, %v", resp.StatusCode, n, resp.Header)
 	}
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(e.store.DB().Path()), ".qxtd-backup-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(e.store.Path()), ".qxtd-backup-*")); len(left) != 0 {
 		t.Errorf("spool files left: %v", left)
 	}
 
-	c, err := queue.Open(path, queue.Options{NoSync: true})
+	if err := queue.VerifyBackup(path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := queue.OpenDB(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := queue.New(db, queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +449,7 @@ func TestOpsBackup(t *testing.T) {
 	if _, charged := c.Usage("G1", "2026-11"); charged != 50 {
 		t.Errorf("usage in the backup: %d", charged)
 	}
-	pol, err := policy.New(c.DB(), policy.Config{BcryptCost: 4, Packages: opsPackages})
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4, Packages: opsPackages})
 	if err != nil {
 		t.Fatal(err)
 	}

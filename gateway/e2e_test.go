@@ -71,8 +71,12 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		sync.Mutex
 		g *gateway.Gateway
 	}
-	var err error
-	r.store, err = queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
+	r.store, err = queue.New(db, queue.Options{
 		OnDLRReady: func(a string) {
 			gwp.Lock()
 			g := gwp.g
@@ -112,7 +116,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	}
 	var pol gateway.Policy = o.accounts
 	if o.rules != nil {
-		pol = o.rules(t, r.store.DB())
+		pol = o.rules(t, db)
 	}
 	r.gw, err = gateway.New(cfg, r.store, pol, r.reg, nil)
 	if err != nil {

@@ -1,27 +1,38 @@
 // Package policy is the business-rule core of qxtd, the 企信通 enterprise SMS
 // gateway: accounts (enterprises, users, passwords, API keys), whitelists,
 // network scope, packages and billing, rate limits, and the refusals that
-// follow from them. It implements the rules of DOMAIN.md (FAQ questions 1, 2,
-// 4, 7, 12–14, 16, 18, 20). It knows nothing of SMPP, HTTP or the queue: it
-// imports none of smpp, queue, segment or cmd; callers map its refusals to
-// command_status values and HTTP answers with Reason.Status and Reason.String.
+// follow from them. It implements the operator's rules of DOMAIN.md —
+// accounts and signatures, the forgotten-password reset, the whitelist,
+// national and off-net scope, packages, billing of delivered segments only.
+// It knows nothing of SMPP, HTTP or the queue: it imports none of smpp,
+// queue, segment or cmd; callers map its refusals to command_status values
+// and HTTP answers with Reason.Status and Reason.String.
 //
 // # Basics
 //
-// New(db, Config) opens the policy data in the daemon's bbolt file, in buckets
-// prefixed "policy_" (policy_meta, policy_enterprises, policy_users,
-// policy_whitelist, policy_overrides). The caller owns and closes db.
+// New(db, Config) opens the policy data in the daemon's state file and
+// loads all of it into memory. The daemon opens that file once
+// (queue.OpenDB) and gives it to the queue and to policy as peers; the
+// caller owns and closes db. Everything policy persists lives there, in its
+// own buckets (Caveats), one transaction per admin write, so one backup of
+// the file holds messages and accounts together.
 //
-// The sending path asks, per submission and per recipient:
+// The sending path is the gateway's Rules adapter (gateway/rules.go). It
+// authenticates an SMPP bind (the HTTP API authenticates its clients with
+// AuthenticateAPIKey instead), then asks, for SMPP and HTTP submissions
+// alike:
 //
-//	ent, ok := p.Lookup(user.Enterprise)   // fresh copy: grants and Disabled apply at once
-//	p.CheckEnterprise(ent)                 // account_disabled, no_signature
-//	p.Allow(ent.Code)                      // false → rate_limited (ESME_RTHROTTLED)
-//	CheckContent(dataCoding, udh)          // binary_refused
-//	signed := SignedText(ent, user, text)  // signatures are part of the text on the air
-//	CheckLength(signed)                    // too_long
-//	class, err := p.CheckRecipient(ent, destination) // invalid_number, scope_*, not_whitelisted
-//	limit := p.Limit(ent)                  // the queue refuses past it: quota_exceeded
+//	u, ent, err := p.Authenticate(systemID, password) // at bind: ErrAuth, account_disabled
+//	ent, ok := p.Lookup(code)                 // per submission, fresh: grants and Disabled apply at once
+//	err = p.CheckEnterprise(ent)              // account_disabled, no_signature
+//	ok = p.Allow(ent.Code)                    // false → rate_limited (ESME_RTHROTTLED)
+//	limit := p.Limit(ent)                     // the queue refuses past it: quota_exceeded
+//	class, err := p.CheckRecipient(ent, dest) // per recipient: invalid_number, scope_*, not_whitelisted
+//
+// The text is the gateway's: it adds the enterprise signature and, when
+// the user shows it, the user signature (UserSignatureSeparator and the
+// user's name), and refuses binary content (binary_refused) and text that
+// segment cannot fit (too_long), with the statuses of the table below.
 //
 // # Invariants
 //
@@ -96,7 +107,8 @@
 //
 // # Packages
 //
-// DefaultPackages is the FAQ's table of 12 tiers. Limit returns the segments
+// DefaultPackages is the operator's table of 12 monthly packages (fee,
+// included segments, overage rate per segment). Limit returns the segments
 // an enterprise may have charged plus reserved in a month: NoOverage → the
 // included segments; a cap → included + (cap − fee) / overage rate, rounded
 // down (a cap at or below the fee allows no overage); else -1, no limit.
@@ -122,6 +134,13 @@
 //
 // # Caveats
 //
+//   - The state file is shared. Policy owns the buckets named "policy_"
+//     (policy_meta with the schema version, policy_enterprises,
+//     policy_users, policy_whitelist, policy_overrides, and
+//     policy_contacts for the address books); the queue owns the rest
+//     (listed in the queue's doc).
+//     Neither reads nor writes the other's. Policy's writes are plain
+//     db.Update calls: they wait for the queue's commit like any writer.
 //   - Values returned by the Store are copies; changing them changes nothing.
 //   - ListWhitelist reads the file (it is an admin operation), everything else
 //     that reads is memory.

@@ -19,7 +19,7 @@ import (
 // before the backup started, and the sibling buckets of the same file.
 func TestBackupDuringWrites(t *testing.T) {
 	s := newStore(t, Options{NoSync: true})
-	err := s.DB().Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("policy_test"))
 		if err != nil {
 			return err
@@ -98,6 +98,9 @@ func TestBackupDuringWrites(t *testing.T) {
 		t.Errorf("backup wrote %d bytes, file has %d", n, fi.Size())
 	}
 
+	if err := VerifyBackup(path); err != nil {
+		t.Fatalf("verify the backup: %v", err)
+	}
 	c, err := Open(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +114,7 @@ func TestBackupDuringWrites(t *testing.T) {
 			t.Fatalf("message %d acknowledged before the backup is missing: %v", id, err)
 		}
 	}
-	err = c.DB().View(func(tx *bolt.Tx) error {
+	err = c.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte("policy_test")); b == nil || string(b.Get([]byte("G1"))) != `{"code":"G1"}` {
 			return errors.New("policy_test bucket missing from the backup")
 		}

@@ -4,6 +4,17 @@
 // submitting ESME, and each enterprise's monthly segment usage for billing.
 // It hides bbolt behind a small API; it imports nothing else of qxtd.
 //
+// # The state file
+//
+// The daemon keeps its whole state — the queue's buckets and the policy
+// package's — in one bbolt file, so that one Backup is all of it. The file
+// is opened once, by OpenDB, and handed to New and to policy.New as peers:
+// each creates and owns its buckets, neither reaches into the other's, and
+// the caller closes the file after closing both (see Caveats). Open is
+// OpenDB and New for a store alone in its file (tests, tools), which it
+// then owns and closes. Store.Path names the file; nothing else of bbolt
+// leaves the package.
+//
 // # Durability
 //
 // Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR, AckDLR,
@@ -168,6 +179,13 @@
 //
 // # Caveats
 //
+//   - The file is shared. The queue owns the buckets listed under Buckets
+//     and no others; the policy package owns those named "policy_" (its
+//     doc lists them). Peer writes are plain bbolt transactions that wait
+//     for the commit loop's transaction like any writer (and it for
+//     them). A Store made by New does not close the file: Close stops the
+//     commit loop, later calls return ErrClosed, and the caller closes the
+//     file once every store on it is closed.
 //   - Options.OnDLRReady runs on the commit goroutine: it must not block
 //     and must not call a Store write method.
 //   - Get, Due and PendingDLRs do not check ownership; callers compare
@@ -199,5 +217,7 @@
 //
 // Backup writes the whole file (policy buckets included) from one
 // read-only transaction: a consistent copy while the daemon runs, which
-// Open opens as it is.
+// Open opens as it is. VerifyBackup checks such a copy before it is
+// trusted: whole (not cut short), bbolt's page check, the queue's buckets
+// present, and the invariants above as Check verifies them.
 package queue

@@ -26,8 +26,13 @@ var (
 	// reserved+charged segments past the limit. Nothing was written for it.
 	ErrQuota = errors.New("monthly quota exceeded")
 
-	// ErrCorrupt: a stored record cannot be decoded.
+	// ErrCorrupt: a stored record cannot be decoded, or a check (Check,
+	// VerifyBackup) found the file inconsistent.
 	ErrCorrupt = errors.New("corrupt record")
+
+	// ErrNotStore: VerifyBackup was given a file that is not a store: not
+	// a bbolt file, or one without the queue's buckets.
+	ErrNotStore = errors.New("not a qxtd store")
 
 	// ErrPanic: an operation panicked inside the commit loop; it was rolled
 	// back and the other operations of its batch were retried without it.

@@ -54,9 +54,10 @@ type Options struct {
 // Store is the durable message store and send queue. All methods are safe
 // for concurrent use.
 type Store struct {
-	db  *bolt.DB
-	opt Options
-	log *slog.Logger
+	db    *bolt.DB
+	ownDB bool // opened by Open: Close closes it
+	opt   Options
+	log   *slog.Logger
 
 	ops  chan *op      // into the commit loop; closed by Close
 	done chan struct{} // closed when the commit loop has returned
@@ -102,23 +103,34 @@ func (e softError) Unwrap() error { return e.err }
 
 func soft(err error) error { return softError{err} }
 
-// Open opens (creating if needed) the store at path and starts its commit
-// goroutine. At most one process may hold the file; a second Open fails
-// after Options.OpenTimeout.
+// Open opens (creating if needed) the file at path and a Store on it that
+// owns the file: Close closes it. At most one process may hold the file; a
+// second Open fails after Options.OpenTimeout. A daemon that keeps other
+// packages' buckets in the same file uses OpenDB and New instead.
 func Open(path string, opt Options) (*Store, error) {
-	if opt.MaxBatch <= 0 {
-		opt.MaxBatch = 1024
+	db, err := OpenDB(path, opt)
+	if err != nil {
+		return nil, err
 	}
-	if opt.OrphanMaxAge <= 0 {
-		opt.OrphanMaxAge = time.Hour
+	s, err := New(db, opt)
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
-	if opt.OpenTimeout <= 0 {
-		opt.OpenTimeout = time.Second
-	}
-	log := opt.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	s.ownDB = true
+	return s, nil
+}
+
+// OpenDB opens (creating if needed) the bbolt file at path with the settings
+// the store needs (Options.NoSync and OpenTimeout; the other options are
+// New's), for a daemon that keeps several stores in one file, so that one
+// file is the whole state and one Backup takes all of it. Hand the file to
+// New and to each peer store (policy.New); each creates and owns its own
+// buckets (doc.go, Caveats) and leaves the others' alone. The caller closes
+// the file after every store on it is closed. At most one process may hold
+// the file; a second OpenDB fails after Options.OpenTimeout.
+func OpenDB(path string, opt Options) (*bolt.DB, error) {
+	opt = opt.withDefaults()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opt.OpenTimeout,
 		NoSync:         opt.NoSync,
@@ -128,20 +140,45 @@ func Open(path string, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
+	return db, nil
+}
+
+// New creates the store's buckets in db if needed (db as OpenDB returns it),
+// loads the in-memory mirrors and starts the commit goroutine. The Store
+// does not own db: Close stops the store and leaves db open for the caller
+// to close. Writes of peer stores on the same file wait for the commit
+// loop's transaction like any other bbolt writer.
+func New(db *bolt.DB, opt Options) (*Store, error) {
+	opt = opt.withDefaults()
 	s := &Store{
 		db:    db,
 		opt:   opt,
-		log:   log,
+		log:   opt.Logger,
 		ops:   make(chan *op, opt.MaxBatch),
 		done:  make(chan struct{}),
 		usage: make(map[string]usage),
 	}
 	if err := s.load(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
 	}
 	go s.loop()
 	return s, nil
+}
+
+func (opt Options) withDefaults() Options {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 1024
+	}
+	if opt.OrphanMaxAge <= 0 {
+		opt.OrphanMaxAge = time.Hour
+	}
+	if opt.OpenTimeout <= 0 {
+		opt.OpenTimeout = time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	return opt
 }
 
 // load creates the buckets and fills the in-memory mirrors.
@@ -183,9 +220,9 @@ func (s *Store) load() error {
 }
 
 // Close stops accepting operations, commits those already queued, stops the
-// commit goroutine and closes the file. Operations after Close fail with
-// ErrClosed. Close waits for read transactions in progress. Calling Close
-// again returns nil.
+// commit goroutine and, for a Store made by Open, closes the file (waiting
+// for read transactions in progress). Operations after Close, reads
+// included, fail with ErrClosed. Calling Close again returns nil.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -196,6 +233,9 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.closeMu.Unlock()
 	<-s.done
+	if !s.ownDB {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("queue: close: %w", err)
 	}
@@ -407,8 +447,15 @@ func (s *Store) Counts() map[State]int {
 	return out
 }
 
-// view runs a read-only transaction, mapping a closed database to ErrClosed.
+// view runs a read-only transaction, mapping a closed store or database to
+// ErrClosed.
 func (s *Store) view(fn func(*bolt.Tx) error) error {
+	s.closeMu.RLock()
+	closed := s.closed
+	s.closeMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
 	err := s.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -416,12 +463,8 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// DB is the bbolt file the store lives in, for sibling stores that keep
-// their own buckets in the same file (the policy package's policy_*), so
-// one file is the whole state and one backup takes all of it. They must
-// not touch the store's buckets, and their writes (plain db.Update) wait
-// for the commit loop's transaction like any other writer.
-func (s *Store) DB() *bolt.DB { return s.db }
+// Path is the path of the store's bbolt file.
+func (s *Store) Path() string { return s.db.Path() }
 
 // Writable reports whether the last commit succeeded (true before the
 // first): /readyz turns false while the disk refuses writes.

@@ -25,11 +25,16 @@ const opsTestToken = "t0ken"
 // and 1 pending in November 2026; one delivered segment in October.
 func opsServer(t *testing.T) (*httptest.Server, *queue.Store) {
 	t.Helper()
-	st, err := queue.Open(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.New(st.DB(), policy.Config{BcryptCost: 4,
+	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
+	st, err := queue.New(db, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4,
 		Now: func() time.Time { return time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +192,12 @@ func TestOpsCLIBackup(t *testing.T) {
 		t.Errorf("temporary file left: %v", err)
 	}
 	// The backup is the store: open it as the daemon would, and compare.
-	c, err := queue.Open(file, queue.Options{NoSync: true})
+	db, err := queue.OpenDB(file, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := queue.New(db, queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +212,7 @@ func TestOpsCLIBackup(t *testing.T) {
 			t.Errorf("message %d: %v %v", id, err1, err2)
 		}
 	}
-	pol, err := policy.New(c.DB(), policy.Config{BcryptCost: 4})
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/gateway"
@@ -52,6 +53,7 @@ func parseConcat(s string) (segment.Concat, error) {
 // must stop.
 type daemon struct {
 	log    *slog.Logger
+	db     *bolt.DB // the state file: the queue's and the policy's buckets (queue.OpenDB)
 	store  *queue.Store
 	policy *policy.Policy
 	api    *api.Server
@@ -104,7 +106,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	// The store calls back into the gateway, which needs the store: the
 	// pointer is filled once both exist.
 	var gwp atomic.Pointer[gateway.Gateway]
-	d.store, err = queue.Open(cfg.Store.Path, queue.Options{
+	qopt := queue.Options{
 		Logger:     log.With("component", "store"),
 		OnDLRReady: func(account string) { gwp.Load().OnDLRReady(account) },
 		OnCommit: func(dur time.Duration, ops int) {
@@ -112,7 +114,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 				g.ObserveCommit(dur, ops)
 			}
 		},
-	})
+	}
+	if d.db, err = queue.OpenDB(cfg.Store.Path, qopt); err != nil {
+		return nil, fmt.Errorf("store.path: %w", err)
+	}
+	d.store, err = queue.New(d.db, qopt)
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
@@ -160,7 +166,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.New(d.store.DB(), pcfg)
+	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -259,6 +265,11 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			return fmt.Errorf("close store: %w", err)
+		}
+	}
+	if d.db != nil {
+		if err := d.db.Close(); err != nil {
+			return fmt.Errorf("close store file: %w", err)
 		}
 	}
 	d.log.Info("stopped")

@@ -1,0 +1,223 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// snapshot is the immutable in-memory state the sending path reads. The
+// one way it changes is update: a write in one transaction, the parts it
+// touched reloaded from that transaction, the new snapshot published after
+// the commit.
+type snapshot struct {
+	ents   map[string]*entSnap            // code →
+	bySID  map[string]*userRec            // system_id →
+	byKey  map[[sha256.Size]byte]*userRec // API key hash →
+	byName map[string]map[string]*userRec // code → name →
+}
+
+type entSnap struct {
+	ent Enterprise
+	wl  map[uint64]WhitelistState // national number → state
+}
+
+func loadAll(tx *bolt.Tx) (*snapshot, error) {
+	snap := &snapshot{ents: map[string]*entSnap{}}
+	err := tx.Bucket(bucketEnterprises).ForEach(func(k, v []byte) error {
+		es := &entSnap{}
+		if err := json.Unmarshal(v, &es.ent); err != nil {
+			return fmt.Errorf("policy: enterprise %q: %w", k, err)
+		}
+		wl, err := loadWhitelist(tx, es.ent.Code)
+		if err != nil {
+			return err
+		}
+		es.wl = wl
+		snap.ents[es.ent.Code] = es
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snap, loadUsers(tx, snap)
+}
+
+func loadEnterprise(tx *bolt.Tx, code string) (*Enterprise, error) {
+	v := tx.Bucket(bucketEnterprises).Get([]byte(code))
+	if v == nil {
+		return nil, nil
+	}
+	var e Enterprise
+	if err := json.Unmarshal(v, &e); err != nil {
+		return nil, fmt.Errorf("policy: enterprise %q: %w", code, err)
+	}
+	return &e, nil
+}
+
+func loadWhitelist(tx *bolt.Tx, code string) (map[uint64]WhitelistState, error) {
+	wl := map[uint64]WhitelistState{}
+	b := tx.Bucket(bucketWhitelist).Bucket([]byte(code))
+	if b == nil {
+		return wl, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		nat, ok := nationalOf(string(k))
+		if !ok || len(v) == 0 {
+			return fmt.Errorf("policy: whitelist %q: bad entry %q", code, k)
+		}
+		wl[nat] = WhitelistState(v[0])
+		return nil
+	})
+	return wl, err
+}
+
+func loadUsers(tx *bolt.Tx, snap *snapshot) error {
+	snap.bySID = map[string]*userRec{}
+	snap.byKey = map[[sha256.Size]byte]*userRec{}
+	snap.byName = map[string]map[string]*userRec{}
+	return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+		u := &userRec{}
+		if err := json.Unmarshal(v, u); err != nil {
+			return fmt.Errorf("policy: user %q: %w", k, err)
+		}
+		snap.bySID[u.SystemID] = u
+		if len(u.APIKeyHash) == sha256.Size {
+			snap.byKey[[sha256.Size]byte(u.APIKeyHash)] = u
+		}
+		m := snap.byName[u.Enterprise]
+		if m == nil {
+			m = map[string]*userRec{}
+			snap.byName[u.Enterprise] = m
+		}
+		m[u.Name] = u
+		return nil
+	})
+}
+
+func loadOverrides(tx *bolt.Tx) ([]Override, error) {
+	var ovs []Override
+	err := tx.Bucket(bucketOverrides).ForEach(func(k, v []byte) error {
+		var o Override
+		if err := json.Unmarshal(v, &o); err != nil {
+			return fmt.Errorf("policy: override %q: %w", k, err)
+		}
+		ovs = append(ovs, o)
+		return nil
+	})
+	return ovs, err
+}
+
+// nationalOf returns the national number of "+861xxxxxxxxxx".
+func nationalOf(e164 string) (uint64, bool) {
+	if len(e164) != 14 || e164[:3] != "+86" {
+		return 0, false
+	}
+	var n uint64
+	for i := 3; i < 14; i++ {
+		c := e164[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}
+
+// change lists what a write touched, so that only that is reloaded.
+type change struct {
+	ents      []string // enterprise records
+	wl        []string // whitelists
+	users     bool
+	overrides bool
+}
+
+// update runs fn in one read-write transaction, rebuilds the touched parts of
+// the snapshot from that same transaction and publishes it once committed.
+func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next *snapshot
+	var ovs []Override
+	var ch change
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx, &ch); err != nil {
+			return err
+		}
+		var err error
+		if next, err = rebuild(tx, s.snap.Load(), &ch); err != nil {
+			return err
+		}
+		if ch.overrides {
+			ovs, err = loadOverrides(tx)
+		}
+		return err
+	})
+	if err != nil {
+		return dbErr(err)
+	}
+	if ch.overrides {
+		if err := s.cls.SetOverrides(ovs); err != nil {
+			return err // cannot happen: overrides are validated before they are stored
+		}
+	}
+	s.snap.Store(next)
+	return nil
+}
+
+func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
+	next := *old
+	slices.Sort(ch.ents)
+	ch.ents = slices.Compact(ch.ents)
+	slices.Sort(ch.wl)
+	ch.wl = slices.Compact(ch.wl)
+	if len(ch.ents)+len(ch.wl) > 0 {
+		next.ents = maps.Clone(old.ents)
+	}
+	for _, code := range ch.ents {
+		e, err := loadEnterprise(tx, code)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			delete(next.ents, code)
+			continue
+		}
+		es := &entSnap{ent: *e}
+		if o := old.ents[code]; o != nil {
+			es.wl = o.wl
+		} else if es.wl, err = loadWhitelist(tx, code); err != nil {
+			return nil, err
+		}
+		next.ents[code] = es
+	}
+	for _, code := range ch.wl {
+		o := next.ents[code]
+		if o == nil {
+			continue
+		}
+		wl, err := loadWhitelist(tx, code)
+		if err != nil {
+			return nil, err
+		}
+		next.ents[code] = &entSnap{ent: o.ent, wl: wl}
+	}
+	if ch.users {
+		if err := loadUsers(tx, &next); err != nil {
+			return nil, err
+		}
+	}
+	return &next, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
