@@ -1,9 +1,10 @@
 // Package policy is the business-rule core of qxtd, the 企信通 enterprise SMS
 // gateway: accounts (enterprises, users, passwords, API keys), whitelists,
 // network scope, packages and billing, rate limits, and the refusals that
-// follow from them. It implements the operator's rules of DOMAIN.md —
-// accounts and signatures, the forgotten-password reset, the whitelist,
-// national and off-net scope, packages, billing of delivered segments only.
+// follow from them. It implements the operator's rules of the 企信通
+// service: accounts and signatures, the forgotten-password reset, the
+// whitelist, national and off-net scope, packages, billing of delivered
+// segments only.
 // It knows nothing of SMPP, HTTP or the queue: it imports none of smpp,
 // queue, segment or cmd; callers map its refusals to command_status values
 // and HTTP answers with Reason.Status and Reason.String.
@@ -32,7 +33,8 @@
 // The text is the gateway's: it adds the enterprise signature and, when
 // the user shows it, the user signature (UserSignatureSeparator and the
 // user's name), and refuses binary content (binary_refused) and text that
-// segment cannot fit (too_long), with the statuses of the table below.
+// segment cannot fit (too_long), with the reasons of this package's table
+// (Refusals).
 //
 // # Invariants
 //
