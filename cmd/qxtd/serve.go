@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/gateway"
@@ -63,6 +64,36 @@ type daemon struct {
 	wg     sync.WaitGroup
 
 	smppAddr, httpAddr, simAddr net.Addr
+}
+
+// serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
+func serveCmd() *cobra.Command {
+	var path string
+	var check bool
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--check]",
+		Short: "Run the daemon (--check: validate the configuration and exit)",
+		Long: `Run the daemon: SMPP ingress, HTTP API, upstream binds, the store.
+SIGTERM or SIGINT stops it gracefully; a second signal exits at once.
+
+--check loads and validates the configuration (unknown keys and bad values
+are errors naming the key) and exits.`,
+		Args: nargs(0, 0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
+				return nil
+			}
+			return serve(cfg, c.ErrOrStderr())
+		},
+	}
+	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
+	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
+	return c
 }
 
 func serve(cfg *Config, logw io.Writer) error {
