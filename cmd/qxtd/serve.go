@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -132,18 +131,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return nil, fmt.Errorf("store.path: %w", err)
 		}
 	}
-	// The store calls back into the gateway, which needs the store: the
-	// pointer is filled once both exist.
-	var gwp atomic.Pointer[gateway.Gateway]
-	d.store, err = queue.Open(cfg.Store.Path, queue.Options{
-		Logger:     log.With("component", "store"),
-		OnDLRReady: func(account string) { gwp.Load().OnDLRReady(account) },
-		OnCommit: func(dur time.Duration, ops int) {
-			if g := gwp.Load(); g != nil {
-				g.ObserveCommit(dur, ops)
-			}
-		},
-	})
+	// The store calls back into the gateway, which is built over the
+	// store: the gateway registers once both exist, before any traffic.
+	d.store, err = queue.Open(cfg.Store.Path, queue.Options{Logger: log.With("component", "store")})
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
@@ -211,7 +201,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	gwp.Store(d.gw)
+	d.store.SetCallbacks(d.gw.OnDLRReady, d.gw.ObserveCommit)
 	d.gw.Start()
 
 	d.smpp = smpp.NewServer(d.gw, smpp.ServerOptions{
