@@ -126,6 +126,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 // error naming them, and "c help" prints c's help.
 func group(c *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 	c.AddCommand(subs...)
+	c.SuggestionsMinimumDistance = 2
 	c.Args = cobra.ArbitraryArgs // checked below, as a usage error
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
