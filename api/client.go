@@ -326,8 +326,8 @@ type ExportQuery struct {
 
 // ExportDLR streams the DLR export into w as it arrives and returns the
 // rows the daemon counted and the bytes written. An export the daemon did
-// not finish (no RowsTrailer) is an error wrapping ErrIncomplete, whatever
-// reached w.
+// not finish (cut short, or no RowsTrailer) is an error wrapping
+// ErrIncomplete, whatever reached w.
 func (c *Client) ExportDLR(ctx context.Context, q ExportQuery, w io.Writer) (rows, n int64, err error) {
 	v := url.Values{"from": {q.From.Format(time.RFC3339Nano)}, "to": {q.To.Format(time.RFC3339Nano)}}
 	if q.Format != "" {
@@ -343,7 +343,7 @@ func (c *Client) ExportDLR(ctx context.Context, q ExportQuery, w io.Writer) (row
 	defer resp.Body.Close()
 	n, err = io.Copy(w, resp.Body)
 	if err != nil {
-		return 0, n, fmt.Errorf("export cut short after %d bytes: %w", n, err)
+		return 0, n, fmt.Errorf("export %w: cut short after %d bytes: %w", ErrIncomplete, n, err)
 	}
 	trailer := resp.Trailer.Get(RowsTrailer)
 	if trailer == "" {
@@ -371,8 +371,8 @@ func (c *Client) Bill(ctx context.Context, month, enterprise string) ([]BillLine
 }
 
 // Backup streams a consistent snapshot of the daemon's store into w and
-// returns its size. A download shorter than the announced length is an
-// error wrapping ErrIncomplete (or the read error that cut it).
+// returns its size. A download cut short (shorter than the announced
+// length, or a read error) is an error wrapping ErrIncomplete.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	resp, err := c.open(ctx, http.MethodGet, "/admin/v1/backup", "", nil, streamHTTP)
 	if err != nil {
@@ -381,10 +381,10 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	defer resp.Body.Close()
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return n, fmt.Errorf("backup cut short after %d bytes: %w", n, err)
+		return n, fmt.Errorf("backup %w: cut short after %d bytes: %w", ErrIncomplete, n, err)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
-		return n, fmt.Errorf("backup cut short: %d of %d bytes: %w", n, resp.ContentLength, ErrIncomplete)
+		return n, fmt.Errorf("backup %w: cut short: %d of %d bytes", ErrIncomplete, n, resp.ContentLength)
 	}
 	return n, nil
 }
