@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,14 @@ func (e *APIError) Error() string {
 
 var defaultHTTP = &http.Client{Timeout: 2 * time.Minute}
 
+// streamHTTP carries exports and backups: no overall timeout, they take
+// as long as they take (the caller's context bounds them).
+var streamHTTP = &http.Client{}
+
+// ErrIncomplete is a stream (export, backup) that ended before the daemon
+// confirmed its end: the bytes received are not the whole answer.
+var ErrIncomplete = errors.New("incomplete")
+
 // Do sends a request with body (nil: none; otherwise encoded as JSON) and
 // decodes a 2xx answer's JSON into out (nil: discarded). An error answer is
 // an *APIError.
@@ -62,29 +71,11 @@ func (c *Client) Upload(ctx context.Context, method, path, contentType string, b
 }
 
 func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultHTTP
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.open(ctx, method, path, contentType, body, defaultHTTP)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return ReadAPIError(resp)
-	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
@@ -93,6 +84,34 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// open sends a request and returns a 2xx answer, whose body the caller
+// closes; any other answer is an *APIError. hc is used when c.HTTP is nil.
+func (c *Client) open(ctx context.Context, method, path, contentType string, body io.Reader, hc *http.Client) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.HTTP != nil {
+		hc = c.HTTP
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, ReadAPIError(resp)
+	}
+	return resp, nil
 }
 
 // ReadAPIError turns a non-2xx answer into an *APIError (for callers that
@@ -293,4 +312,79 @@ func (c *Client) SetOverride(prefix string, o OverrideSet) error {
 // RemoveOverride removes the override of prefix.
 func (c *Client) RemoveOverride(prefix string) error {
 	return c.Do(http.MethodDelete, "/admin/v1/overrides/"+seg(prefix), nil, nil)
+}
+
+// --- operations (OPS.md) ---
+
+// ExportQuery selects a DLR export: the messages accepted in [From, To),
+// of one enterprise or ("") all, as csv or jsonl ("": csv).
+type ExportQuery struct {
+	From, To   time.Time
+	Enterprise string
+	Format     string
+}
+
+// ExportDLR streams the DLR export into w as it arrives and returns the
+// rows the daemon counted and the bytes written. An export the daemon did
+// not finish (cut short, or no RowsTrailer) is an error wrapping
+// ErrIncomplete, whatever reached w.
+func (c *Client) ExportDLR(ctx context.Context, q ExportQuery, w io.Writer) (rows, n int64, err error) {
+	v := url.Values{"from": {q.From.Format(time.RFC3339Nano)}, "to": {q.To.Format(time.RFC3339Nano)}}
+	if q.Format != "" {
+		v.Set("format", q.Format)
+	}
+	if q.Enterprise != "" {
+		v.Set("enterprise", q.Enterprise)
+	}
+	resp, err := c.open(ctx, http.MethodGet, "/admin/v1/export/dlr?"+v.Encode(), "", nil, streamHTTP)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	n, err = io.Copy(w, resp.Body)
+	if err != nil {
+		return 0, n, fmt.Errorf("export %w: cut short after %d bytes: %w", ErrIncomplete, n, err)
+	}
+	trailer := resp.Trailer.Get(RowsTrailer)
+	if trailer == "" {
+		return 0, n, fmt.Errorf("export %w: the daemon did not confirm the end (%d bytes received)", ErrIncomplete, n)
+	}
+	rows, err = strconv.ParseInt(trailer, 10, 64)
+	if err != nil {
+		return 0, n, fmt.Errorf("export: trailer %s %q: %w", RowsTrailer, trailer, err)
+	}
+	return rows, n, nil
+}
+
+// Bill returns the bill of month ("2006-01", Asia/Shanghai) per
+// enterprise, or of one enterprise.
+func (c *Client) Bill(ctx context.Context, month, enterprise string) ([]BillLine, error) {
+	v := url.Values{"month": {month}}
+	if enterprise != "" {
+		v.Set("enterprise", enterprise)
+	}
+	var out []BillLine
+	if err := c.DoContext(ctx, http.MethodGet, "/admin/v1/bill?"+v.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Backup streams a consistent snapshot of the daemon's store into w and
+// returns its size. A download cut short (shorter than the announced
+// length, or a read error) is an error wrapping ErrIncomplete.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.open(ctx, http.MethodGet, "/admin/v1/backup", "", nil, streamHTTP)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("backup %w: cut short after %d bytes: %w", ErrIncomplete, n, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return n, fmt.Errorf("backup %w: cut short: %d of %d bytes", ErrIncomplete, n, resp.ContentLength)
+	}
+	return n, nil
 }

@@ -70,30 +70,43 @@ type Config struct {
 	MaintainInterval time.Duration
 }
 
+// Defaults of Config: a field left zero (or negative) takes these.
+// cmd/qxtd's configuration defaults refer to them.
+const (
+	DefaultValidity          = 48 * time.Hour
+	DefaultRetryMin          = time.Second
+	DefaultRetryMax          = time.Minute
+	DefaultDLRRetry          = 30 * time.Second
+	DefaultDLRWindow         = 32
+	DefaultReceiptGrace      = 24 * time.Hour
+	DefaultESMEIdle          = 30 * time.Minute
+	DefaultReassemblyTimeout = 5 * time.Minute
+)
+
 func (c *Config) defaults() {
 	if c.Validity <= 0 {
-		c.Validity = 48 * time.Hour
+		c.Validity = DefaultValidity
 	}
 	if c.RetryMin <= 0 {
-		c.RetryMin = time.Second
+		c.RetryMin = DefaultRetryMin
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = time.Minute
+		c.RetryMax = DefaultRetryMax
 	}
 	if c.DLRRetry <= 0 {
-		c.DLRRetry = 30 * time.Second
+		c.DLRRetry = DefaultDLRRetry
 	}
 	if c.DLRWindow <= 0 {
-		c.DLRWindow = 32
+		c.DLRWindow = DefaultDLRWindow
 	}
 	if c.ReceiptGrace <= 0 {
-		c.ReceiptGrace = 24 * time.Hour
+		c.ReceiptGrace = DefaultReceiptGrace
 	}
 	if c.ESMEIdle <= 0 {
-		c.ESMEIdle = 30 * time.Minute
+		c.ESMEIdle = DefaultESMEIdle
 	}
 	if c.ReassemblyTimeout <= 0 {
-		c.ReassemblyTimeout = 5 * time.Minute
+		c.ReassemblyTimeout = DefaultReassemblyTimeout
 	}
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = time.Minute

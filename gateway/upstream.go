@@ -35,18 +35,27 @@ type upstream struct {
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
 }
 
+// Defaults of UpstreamConfig: a field left zero (or negative) takes
+// these. cmd/qxtd's configuration defaults refer to them.
+const (
+	DefaultBinds       = 1
+	DefaultWindow      = 10
+	DefaultRespTimeout = 10 * time.Second
+	DefaultEnquireLink = 30 * time.Second
+)
+
 func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	if cfg.Binds <= 0 {
-		cfg.Binds = 1
+		cfg.Binds = DefaultBinds
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 10
+		cfg.Window = DefaultWindow
 	}
 	if cfg.RespTimeout <= 0 {
-		cfg.RespTimeout = 10 * time.Second
+		cfg.RespTimeout = DefaultRespTimeout
 	}
 	if cfg.EnquireLink <= 0 {
-		cfg.EnquireLink = 30 * time.Second
+		cfg.EnquireLink = DefaultEnquireLink
 	}
 	u := &upstream{
 		g:    g,

@@ -212,19 +212,18 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "frobnicate"}, code: 2, errOut: []string{"unknown command"}},
 		{args: []string{"frobnicate"}, code: 2, errOut: []string{"unknown command"}},
 		{args: []string{"enterprise", "show"}, code: 2, errOut: []string{"wrong number of arguments"}},
-		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"flag provided but not defined: -bogus"}},
-		{args: []string{"help"}, out: []string{"whitelist approve|reject"}},
-		{args: []string{"enterprise", "list", "-h"}, out: []string{"usage: qxtd admin"}},
-		{args: []string{}, code: 2, errOut: []string{"usage: qxtd admin"}},
+		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"unknown flag: --bogus", "Run 'qxtd admin enterprise list --help' for usage."}},
+		{args: []string{"help"}, out: []string{"whitelist approve CODE (NUMBER... | --all-pending)", "user add CODE SYSTEM_ID --name N"}},
+		{args: []string{"enterprise", "list", "-h"}, out: []string{"qxtd admin enterprise list [flags]", "--api string"}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of enterprise, override, package, scope, user, whitelist"}},
 	}
 	for _, s := range steps {
 		args := append([]string{"admin"}, s.args...)
 		if !s.noToken {
 			args = append([]string{"admin", "--api", url, "--token", "tok"}, s.args...)
 		}
-		adminStdin = strings.NewReader(s.stdin) // only this test reads it
 		var stdout, stderr bytes.Buffer
-		code := run(args, &stdout, &stderr)
+		code := runIO(strings.NewReader(s.stdin), args, &stdout, &stderr)
 		name := strings.Join(s.args, " ")
 		if code != s.code {
 			t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", name, code, s.code, stdout.String(), stderr.String())

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
 )
 
 // Config is the whole YAML file. Every scalar key can be overridden from
@@ -145,36 +148,70 @@ type LogConfig struct {
 	Format string `mapstructure:"format"` // json | text
 }
 
+// defaultValues are the defaults of the file's scalar keys, the one place
+// they are written: the README's configuration table is tested against
+// them, and configs/qxtd.yaml loads with them. Keys the gateway also
+// defaults take the gateway's exported values, so that a key left out of
+// the file and a gateway.Config field left zero mean the same.
+func defaultValues() map[string]any {
+	return map[string]any{
+		"smpp.listen":              "127.0.0.1:2775",
+		"smpp.system_id":           "qxtd",
+		"smpp.window":              64,
+		"smpp.idle_timeout":        gateway.DefaultESMEIdle,
+		"smpp.reassembly_timeout":  gateway.DefaultReassemblyTimeout,
+		"http.listen":              "127.0.0.1:8080",
+		"http.admin_token":         "",
+		"store.path":               "./data/qxtd.db",
+		"store.retention":          90 * 24 * time.Hour, // 0 keeps finished messages forever
+		"simulator.enabled":        false,
+		"simulator.listen":         "127.0.0.1:2776",
+		"simulator.system_id":      "",
+		"simulator.password":       "",
+		"simulator.dlr_delay":      time.Second,
+		"simulator.undeliv_rate":   0.0,
+		"simulator.throttle_rate":  0.0,
+		"simulator.id_format":      "hex",
+		"delivery.validity":        gateway.DefaultValidity,
+		"delivery.retry_min":       gateway.DefaultRetryMin,
+		"delivery.retry_max":       gateway.DefaultRetryMax,
+		"delivery.dlr_retry":       gateway.DefaultDLRRetry,
+		"policy.home_province":     "广东省",
+		"policy.default_tps":       200,
+		"policy.bcrypt_cost":       10,
+		"policy.seed_force":        false,
+		"policy.notify_enterprise": "",
+		"policy.notify_source":     "10658000",
+		"log.level":                "info",
+		"log.format":               "json",
+	}
+}
+
 func defaults(v *viper.Viper) {
-	v.SetDefault("smpp.listen", "127.0.0.1:2775")
-	v.SetDefault("smpp.system_id", "qxtd")
-	v.SetDefault("smpp.window", 64)
-	v.SetDefault("smpp.idle_timeout", "30m")
-	v.SetDefault("smpp.reassembly_timeout", "5m")
-	v.SetDefault("http.listen", "127.0.0.1:8080")
-	v.SetDefault("http.admin_token", "")
-	v.SetDefault("store.path", "./data/qxtd.db")
-	v.SetDefault("store.retention", "2160h")
-	v.SetDefault("simulator.enabled", false)
-	v.SetDefault("simulator.listen", "127.0.0.1:2776")
-	v.SetDefault("simulator.system_id", "")
-	v.SetDefault("simulator.password", "")
-	v.SetDefault("simulator.dlr_delay", "1s")
-	v.SetDefault("simulator.undeliv_rate", 0.0)
-	v.SetDefault("simulator.throttle_rate", 0.0)
-	v.SetDefault("simulator.id_format", "hex")
-	v.SetDefault("delivery.validity", "48h")
-	v.SetDefault("delivery.retry_min", "1s")
-	v.SetDefault("delivery.retry_max", "1m")
-	v.SetDefault("delivery.dlr_retry", "30s")
-	v.SetDefault("policy.home_province", "广东省")
-	v.SetDefault("policy.default_tps", 200)
-	v.SetDefault("policy.bcrypt_cost", 10)
-	v.SetDefault("policy.seed_force", false)
-	v.SetDefault("policy.notify_enterprise", "")
-	v.SetDefault("policy.notify_source", "10658000")
-	v.SetDefault("log.level", "info")
-	v.SetDefault("log.format", "json")
+	for k, val := range defaultValues() {
+		v.SetDefault(k, val)
+	}
+}
+
+// setDefaults fills the keys of an upstreams[] entry that the file leaves
+// out or sets to 0 (viper's defaults do not reach into lists): the
+// gateway's defaults, named here so that the file's meaning is complete.
+func (u *UpstreamConfig) setDefaults() {
+	if u.Binds == 0 {
+		u.Binds = gateway.DefaultBinds
+	}
+	if u.Window == 0 {
+		u.Window = gateway.DefaultWindow
+	}
+	if u.RespTimeout == 0 {
+		u.RespTimeout = gateway.DefaultRespTimeout
+	}
+	if u.EnquireLink == 0 {
+		u.EnquireLink = gateway.DefaultEnquireLink
+	}
+	if u.Concat == "" {
+		u.Concat = segment.ConcatUDH8.String()
+	}
 }
 
 // LoadConfig reads path (if not empty), applies QXTD_* overrides and
@@ -192,19 +229,41 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
+	cfg, err := decode(v)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// decode turns v into a Config; unknown keys are errors. List entries get
+// their defaults.
+func decode(v *viper.Viper) (*Config, error) {
 	var cfg Config
+	var md mapstructure.Metadata
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
+		dc.Metadata = &md // unknown keys are reported below, by their full name
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	if len(md.Unused) > 0 {
+		slices.Sort(md.Unused)
+		var errs []error
+		for _, k := range md.Unused {
+			errs = append(errs, fmt.Errorf("%s: unknown key", k))
+		}
+		return nil, errors.Join(errs...)
+	}
+	for i := range cfg.Upstreams {
+		cfg.Upstreams[i].setDefaults()
 	}
 	return &cfg, nil
 }
@@ -222,6 +281,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	addr("smpp.listen", c.SMPP.Listen)
+	if c.SMPP.Window < 0 {
+		errs = append(errs, fmt.Errorf("smpp.window: %d must not be negative", c.SMPP.Window))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"smpp.idle_timeout", c.SMPP.Idle}, {"smpp.reassembly_timeout", c.SMPP.ReassemblyTimeout},
+		{"store.retention", c.Store.Retention}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
+		{"delivery.validity", c.Delivery.Validity}, {"delivery.retry_min", c.Delivery.RetryMin},
+		{"delivery.retry_max", c.Delivery.RetryMax}, {"delivery.dlr_retry", c.Delivery.DLRRetry},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %v must not be negative", d.key, d.v))
+		}
+	}
 	addr("http.listen", c.HTTP.Listen)
 	if c.Store.Path == "" {
 		errs = append(errs, errors.New("store.path: required"))
@@ -256,8 +331,17 @@ func (c *Config) Validate() error {
 		if u.Password == "" {
 			errs = append(errs, fmt.Errorf("%s.password: required", k))
 		}
-		if u.Binds < 0 || u.Window < 0 || u.TPS < 0 {
-			errs = append(errs, fmt.Errorf("%s: binds, window and tps must not be negative", k))
+		for _, n := range []struct {
+			key string
+			v   any
+			neg bool
+		}{
+			{"binds", u.Binds, u.Binds < 0}, {"window", u.Window, u.Window < 0}, {"tps", u.TPS, u.TPS < 0},
+			{"resp_timeout", u.RespTimeout, u.RespTimeout < 0}, {"enquire_link", u.EnquireLink, u.EnquireLink < 0},
+		} {
+			if n.neg {
+				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))
+			}
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))
@@ -280,8 +364,11 @@ func (c *Config) Validate() error {
 		if a.Password == "" {
 			errs = append(errs, fmt.Errorf("%s.password: required", k))
 		}
-		if len(a.SystemID) > 15 || len(a.Password) > 8 {
-			errs = append(errs, fmt.Errorf("%s: SMPP limits system_id to 15 and password to 8 characters", k))
+		if len(a.SystemID) > 15 {
+			errs = append(errs, fmt.Errorf("%s.system_id: %d characters; SMPP allows at most 15", k, len(a.SystemID)))
+		}
+		if len(a.Password) > 8 {
+			errs = append(errs, fmt.Errorf("%s.password: %d characters; SMPP allows at most 8", k, len(a.Password)))
 		}
 	}
 	codes := map[string]bool{}

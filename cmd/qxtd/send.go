@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -11,37 +10,51 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+	"github.com/spf13/cobra"
 	"golang.org/x/text/encoding/unicode"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
 
-// sendCmd is a small SMPP client: it binds as a transceiver, submits one
-// message and prints its receipt. It is how the README shows a DLR
-// without installing anything else.
-func sendCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("smpp", "127.0.0.1:2775", "qxtd SMPP address")
-	sysID := fs.String("system-id", "demo", "SMPP system_id")
-	pass := fs.String("password", "demo1234", "SMPP password")
-	from := fs.String("from", "10690001", "source address")
-	to := fs.String("to", "", "destination number (required)")
-	text := fs.String("text", "", "message text (required)")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the receipt (0 = do not wait)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// sendCmd is `qxtd send`, a small SMPP client: it binds as a
+// transceiver, submits one message and prints its receipt. It is how the
+// README shows a DLR without installing anything else.
+func sendCmd() *cobra.Command {
+	var o sendOptions
+	c := &cobra.Command{
+		Use:   "send --to N --text T [flags]",
+		Short: "Submit one message over SMPP and print its receipt",
+		Args:  nargs(0, 0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.to == "" || o.text == "" {
+				return usagef("--to and --text are required")
+			}
+			return o.send(c.Context(), c.OutOrStdout())
+		},
 	}
-	if *to == "" || *text == "" {
-		fmt.Fprintln(stderr, "qxtd send: --to and --text are required")
-		return 2
-	}
+	fs := c.Flags()
+	fs.StringVar(&o.addr, "smpp", "127.0.0.1:2775", "qxtd SMPP address")
+	fs.StringVar(&o.sysID, "system-id", "demo", "SMPP system_id")
+	fs.StringVar(&o.pass, "password", "demo1234", "SMPP password")
+	fs.StringVar(&o.from, "from", "10690001", "source address")
+	fs.StringVar(&o.to, "to", "", "destination number (required)")
+	fs.StringVar(&o.text, "text", "", "message text (required)")
+	fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the receipt (0 = do not wait)")
+	return c
+}
+
+type sendOptions struct {
+	addr, sysID, pass, from, to, text string
+	wait                              time.Duration
+}
+
+func (o *sendOptions) send(ctx context.Context, stdout io.Writer) error {
 	receipts := make(chan smpp.Receipt, 16)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+*wait)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second+o.wait)
 	defer cancel()
 	c, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: *addr, SystemID: *sysID, Password: *pass, Kind: smpp.BindTransceiver,
+		Addr: o.addr, SystemID: o.sysID, Password: o.pass, Kind: smpp.BindTransceiver,
 		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
 			if rc, err := smpp.ParseReceipt(p); err == nil {
 				select {
@@ -53,8 +66,7 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 		}),
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "qxtd send:", err)
-		return 1
+		return err
 	}
 	defer func() {
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -63,15 +75,14 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 	}()
 	p := pdu.NewSubmitSM(nil)
 	f := p.Fields()
-	_ = f.Set(pdufield.SourceAddr, *from)
-	_ = f.Set(pdufield.DestinationAddr, *to)
+	_ = f.Set(pdufield.SourceAddr, o.from)
+	_ = f.Set(pdufield.DestinationAddr, o.to)
 	_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
 	// UCS-2 carries any text; long text goes in message_payload, which the
 	// gateway splits itself.
-	ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(*text))
+	ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(o.text))
 	if err != nil {
-		fmt.Fprintln(stderr, "qxtd send: text:", err)
-		return 1
+		return fmt.Errorf("text: %w", err)
 	}
 	_ = f.Set(pdufield.DataCoding, uint8(0x08))
 	if len(ucs2) <= 140 {
@@ -82,13 +93,12 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	resp, err := c.Request(ctx, p)
 	if err != nil {
-		fmt.Fprintln(stderr, "qxtd send: submit_sm:", describeStatus(err))
-		return 1
+		return fmt.Errorf("submit_sm: %w", statusError{err})
 	}
 	id := smpp.Str(resp, pdufield.MessageID)
 	fmt.Fprintln(stdout, "submitted, message_id:", id)
-	if *wait == 0 {
-		return 0
+	if o.wait == 0 {
+		return nil
 	}
 	for {
 		select {
@@ -97,13 +107,18 @@ func sendCmd(args []string, stdout, stderr io.Writer) int {
 				continue // a receipt for an earlier message of this account
 			}
 			fmt.Fprintln(stdout, "receipt:", rc.Format())
-			return 0
+			return nil
 		case <-ctx.Done():
-			fmt.Fprintln(stderr, "qxtd send: no receipt within", *wait)
-			return 1
+			return fmt.Errorf("no receipt within %v", o.wait)
 		}
 	}
 }
+
+// statusError is a refused submit_sm, described by describeStatus.
+type statusError struct{ err error }
+
+func (e statusError) Error() string { return describeStatus(e.err) }
+func (e statusError) Unwrap() error { return e.err }
 
 // describeStatus names a refusal: the policy reason for vendor codes,
 // go-smpp's text for standard ones.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/api"
@@ -67,6 +67,36 @@ type daemon struct {
 	smppAddr, httpAddr, simAddr net.Addr
 }
 
+// serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
+func serveCmd() *cobra.Command {
+	var path string
+	var check bool
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--check]",
+		Short: "Run the daemon (--check: validate the configuration and exit)",
+		Long: `Run the daemon: SMPP ingress, HTTP API, upstream binds, the store.
+SIGTERM or SIGINT stops it gracefully; a second signal exits at once.
+
+--check loads and validates the configuration (unknown keys and bad values
+are errors naming the key) and exits.`,
+		Args: nargs(0, 0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
+				return nil
+			}
+			return serve(cfg, c.ErrOrStderr())
+		},
+	}
+	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
+	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
+	return c
+}
+
 func serve(cfg *Config, logw io.Writer) error {
 	log, level := newLogger(cfg.Log, logw)
 	d, err := start(cfg, log, level)
@@ -103,18 +133,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return nil, fmt.Errorf("store.path: %w", err)
 		}
 	}
-	// The store calls back into the gateway, which needs the store: the
-	// pointer is filled once both exist.
-	var gwp atomic.Pointer[gateway.Gateway]
-	qopt := queue.Options{
-		Logger:     log.With("component", "store"),
-		OnDLRReady: func(account string) { gwp.Load().OnDLRReady(account) },
-		OnCommit: func(dur time.Duration, ops int) {
-			if g := gwp.Load(); g != nil {
-				g.ObserveCommit(dur, ops)
-			}
-		},
-	}
+	// The store calls back into the gateway, which is built over the
+	// store: the gateway registers once both exist, before any traffic.
+	qopt := queue.Options{Logger: log.With("component", "store")}
 	if d.db, err = queue.OpenDB(cfg.Store.Path, qopt); err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
@@ -186,7 +207,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	gwp.Store(d.gw)
+	d.store.SetCallbacks(d.gw.OnDLRReady, d.gw.ObserveCommit)
 	d.gw.Start()
 
 	d.smpp = smpp.NewServer(d.gw, smpp.ServerOptions{

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/qxtd/qxtd/gateway"
+)
+
+// The configuration fixtures are shared: the repository's top-level
+// testdata/config. Every invalid-*.yaml there has its expected error here
+// (the key it names), as blackbox_exporter keeps its config/testdata.
+const configTestdata = "../../testdata/config"
+
+func TestConfigInvalid(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"invalid-unknown-key.yaml":              "smpp.listn: unknown key",
+		"invalid-bad-duration.yaml":             "'smpp.idle_timeout' time: unknown unit",
+		"invalid-negative-smpp-window.yaml":     "smpp.window: -1 must not be negative",
+		"invalid-negative-upstream-window.yaml": "upstreams[0].window: -5 must not be negative",
+		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
+		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
+		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",
+		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
+		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",
+		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,
+		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
+		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
+	}
+	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d invalid-*.yaml files, %d expected errors: every file needs one", len(files), len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			w, ok := want[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected error for %s", f)
+			}
+			_, err := LoadConfig(f)
+			if err == nil {
+				t.Fatalf("loaded; want an error naming the key: %s", w)
+			}
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error:\n%v\nwant it to contain:\n%s", err, w)
+			}
+		})
+	}
+}
+
+func TestConfigValid(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join(configTestdata, "valid-*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../configs/qxtd.yaml") // what `make run` starts with
+	if len(files) < 3 {
+		t.Fatalf("fixtures missing: %v", files)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := LoadConfig(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// What a file leaves out takes the defaults, in lists too.
+	cfg, err := LoadConfig(filepath.Join(configTestdata, "valid-minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Upstreams[0]
+	if u.Binds != gateway.DefaultBinds || u.Window != gateway.DefaultWindow || u.RespTimeout != gateway.DefaultRespTimeout ||
+		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" {
+		t.Errorf("upstream defaults: %+v", u)
+	}
+	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 {
+		t.Errorf("defaults: %+v %+v %+v", cfg.Store, cfg.Delivery, cfg.SMPP)
+	}
+}
+
+// TestReadmeConfigTable holds the README's configuration table to the
+// code: every key of Config has a row (or, for a list documented in one
+// row, is named in it), every row is a key, and every default in the
+// table is the code's.
+func TestReadmeConfigTable(t *testing.T) {
+	t.Parallel()
+	rows := readmeConfigRows(t)
+
+	// The defaults as the code has them: a file with nothing in it, and
+	// one upstream entry with nothing in it.
+	v := viper.New()
+	defaults(v)
+	def, err := decode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withUpstream := *def
+	withUpstream.Upstreams = []UpstreamConfig{{}}
+	withUpstream.Upstreams[0].setDefaults()
+	values := map[string]reflect.Value{}
+	flattenConfig(reflect.ValueOf(withUpstream), "", values)
+	for _, list := range []string{"upstreams[]", "enterprises[]", "accounts[]", "policy.packages[]", "policy.overrides[]"} {
+		values[list] = listValue(reflect.ValueOf(*def), list)
+	}
+	keys := configKeys(reflect.TypeOf(Config{}), "")
+
+	documented := map[string]bool{}
+	for _, r := range rows {
+		for i, k := range r.keys {
+			documented[k] = true
+			val, ok := values[k]
+			if !ok {
+				t.Errorf("README row %q: no such key in Config", k)
+				continue
+			}
+			checkDefault(t, k, r.defaults, i, len(r.keys), val)
+		}
+	}
+	for _, k := range keys {
+		if documented[k] {
+			continue
+		}
+		list, field, isElem := strings.Cut(k, "[].")
+		if isElem && documented[list+"[]"] && strings.Contains(rowOf(rows, list+"[]").meaning, "`"+field+"`") {
+			continue
+		}
+		t.Errorf("key %s is not in the README's configuration table", k)
+	}
+}
+
+type configRow struct {
+	keys     []string
+	defaults string // the default cell as written
+	meaning  string
+}
+
+func rowOf(rows []configRow, key string) configRow {
+	for _, r := range rows {
+		if slices.Contains(r.keys, key) {
+			return r
+		}
+	}
+	return configRow{}
+}
+
+var backticked = regexp.MustCompile("`([^`]*)`")
+
+// readmeConfigRows parses the table under "## Configuration".
+func readmeConfigRows(t *testing.T) []configRow {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var rows []configRow
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) != 3 {
+			t.Fatalf("README configuration row with %d cells, want 3: %s", len(cells), line)
+		}
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		r := configRow{defaults: cells[1], meaning: cells[2]}
+		for _, m := range backticked.FindAllStringSubmatch(cells[0], -1) {
+			k := m[1]
+			if strings.HasPrefix(k, ".") { // `upstreams[].system_id`, `.password`
+				k = r.keys[0][:strings.LastIndex(r.keys[0], ".")] + k
+			}
+			r.keys = append(r.keys, k)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) < 30 {
+		t.Fatalf("only %d rows in the README's configuration table", len(rows))
+	}
+	return rows
+}
+
+// checkDefault compares the README's default cell (for the i-th of n keys
+// of its row) with the code's value.
+func checkDefault(t *testing.T, key, cell string, i, n int, val reflect.Value) {
+	t.Helper()
+	if val.Kind() == reflect.Slice {
+		if val.Len() != 0 {
+			t.Errorf("%s: the code has a default list, the README says %q", key, cell)
+		}
+		return
+	}
+	quoted := backticked.FindAllStringSubmatch(cell, -1)
+	switch {
+	case len(quoted) == 0:
+		if cell != "required" && !strings.HasPrefix(cell, "empty") {
+			t.Errorf("%s: README default %q: want `value`, required or empty", key, cell)
+		} else if !val.IsZero() {
+			t.Errorf("%s: README says %s, the code's default is %s", key, cell, formatDefault(val))
+		}
+	case len(quoted) == n || len(quoted) == 1:
+		want := quoted[0][1]
+		if len(quoted) == n {
+			want = quoted[i][1]
+		}
+		if got := formatDefault(val); got != want {
+			t.Errorf("%s: README default %q, code %q", key, want, got)
+		}
+	default:
+		t.Errorf("%s: README default %q: %d values for %d keys", key, cell, len(quoted), n)
+	}
+}
+
+// formatDefault writes a value as the README does (durations as 2160h,
+// 30m, 1s).
+func formatDefault(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case time.Duration:
+		s := x.String() // 2160h0m0s, 30m0s, 1s, 0s
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return strings.TrimSpace(strings.ReplaceAll(reflectString(v), "\n", " "))
+}
+
+func reflectString(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.String:
+		return v.String()
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Int, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	}
+	return v.String()
+}
+
+// configKeys lists the YAML keys of t: "smpp.listen", "upstreams[].addr".
+func configKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for f := range t.Fields() {
+		k := prefix + f.Tag.Get("mapstructure")
+		switch {
+		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
+			keys = append(keys, configKeys(f.Type, k+".")...)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			keys = append(keys, configKeys(f.Type.Elem(), k+"[].")...)
+		default:
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// flattenConfig maps every leaf key of v to its value; a list of structs
+// contributes its first entry's fields.
+func flattenConfig(v reflect.Value, prefix string, out map[string]reflect.Value) {
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		k := prefix + f.Tag.Get("mapstructure")
+		switch {
+		case f.Type.Kind() == reflect.Struct:
+			flattenConfig(fv, k+".", out)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			if fv.Len() > 0 {
+				flattenConfig(fv.Index(0), k+"[].", out)
+			}
+		default:
+			out[k] = fv
+		}
+	}
+}
+
+// listValue is the list at key "a.b[]" of v.
+func listValue(v reflect.Value, key string) reflect.Value {
+	for _, name := range strings.Split(strings.TrimSuffix(key, "[]"), ".") {
+		for i := range v.NumField() {
+			if v.Type().Field(i).Tag.Get("mapstructure") == name {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	return v
+}
