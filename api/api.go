@@ -42,7 +42,7 @@ type Server struct {
 	mux *http.ServeMux
 
 	admin adminState // admin.go
-	user  userState  // user.go
+	user  userState  // v1.go
 	jobs  jobState   // jobs.go
 }
 
@@ -80,44 +80,10 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// errorBody is every error answer.
-type errorBody struct {
-	Error struct {
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, code int, reason, msg string) {
-	var b errorBody
-	b.Error.Reason, b.Error.Message = reason, msg
-	writeJSON(w, code, b)
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeErr maps store and policy errors to HTTP answers.
-func writeErr(w http.ResponseWriter, err error) {
-	if r, ok := policy.ReasonOf(err); ok {
-		writeError(w, http.StatusUnprocessableEntity, r.String(), err.Error())
-		return
-	}
-	switch {
-	case errors.Is(err, policy.ErrNotFound), errors.Is(err, queue.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, policy.ErrForbidden):
-		writeError(w, http.StatusForbidden, "forbidden", err.Error())
-	case errors.Is(err, policy.ErrExists):
-		writeError(w, http.StatusConflict, "exists", err.Error())
-	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
-	default:
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
-	}
 }
 
 // Operator wraps a handler of the daemon's own (outside this package)
