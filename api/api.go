@@ -9,14 +9,12 @@
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -67,28 +65,11 @@ func (s *Server) routes() {
 	s.userRoutes()
 }
 
-// operator wraps an admin handler with the bearer-token check.
-func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.cfg.AdminToken == "" || !ok ||
-			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
-			return
-		}
-		h(w, r)
-	}
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-// Operator wraps a handler of the daemon's own (outside this package)
-// with the operator token check.
-func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }
 
 // decodeJSON decodes the request body into v: at most limit bytes, one
 // JSON value, no unknown fields (a misspelt field of a PATCH must not be
