@@ -149,6 +149,16 @@ func (s *Server) userRoutes() {
 	})
 }
 
+// accountStore reports whether the daemon has an account store (users,
+// enterprises, address books). Without one it writes the 503 answer.
+func (s *Server) accountStore(w http.ResponseWriter) bool {
+	if s.cfg.Policy == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+		return false
+	}
+	return true
+}
+
 // pathMatches matches a path against a route pattern whose {name}
 // segments match any one segment.
 func pathMatches(pattern, path string) bool {

@@ -102,8 +102,7 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if s.cfg.Policy == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+	if !s.accountStore(w) {
 		return
 	}
 	ip, _, err := net.SplitHostPort(r.RemoteAddr)
