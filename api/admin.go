@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -104,7 +103,7 @@ func (s *Server) adminRoutes() {
 // operator wraps an admin handler with the bearer-token check.
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := bearerToken(r)
 		if s.cfg.AdminToken == "" || !ok ||
 			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -63,6 +64,12 @@ func (s *Server) routes() {
 	s.adminRoutes()
 	s.opsRoutes()
 	s.userRoutes()
+}
+
+// bearerToken is the token of the request's "Authorization: Bearer"
+// header, as the admin API (operator) and /v1 (authenticated) read it.
+func bearerToken(r *http.Request) (string, bool) {
+	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -45,7 +44,7 @@ type Me struct {
 // enterprise or a deleted user stops at once.
 func (s *Server) authenticated(h userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok, ok := bearerToken(r)
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qxtd"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization: Bearer <API key or console token> required")
