@@ -1,11 +1,3 @@
-// Package api is qxtd's HTTP/JSON surface: the enterprises' user API under
-// /v1 (API keys and console logins), the operator's admin API under
-// /admin/v1 (bearer token from the configuration) used by `qxtd admin …`,
-// `qxtd bill`, `qxtd export` and `qxtd backup`. The daemon owns the bbolt
-// file, so every tool goes through this API rather than opening the file.
-//
-// Errors are JSON {"error": {"reason": "...", "message": "..."}} with the
-// same reason strings as SMPP refusals and metrics labels where one fits.
 package api
 
 import (
