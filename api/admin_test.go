@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xuri/excelize/v2"
-
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
@@ -152,6 +150,8 @@ func (r adminResult[T]) get(t *testing.T) T {
 	return r.v
 }
 
+func adminPtr[T any](v T) *T { return &v }
+
 var routeWildcard = regexp.MustCompile(`\{[a-z_]+\}`)
 
 func TestAdminRoutesNeedToken(t *testing.T) {
@@ -196,62 +196,6 @@ func TestAdminRoutesNeedToken(t *testing.T) {
 	if ents := e.pol.Enterprises(policy.OperatorActor("t")); len(ents) != 0 {
 		t.Errorf("enterprises after refused calls: %v", ents)
 	}
-}
-
-// adminCSV is a whitelist upload with a header, good rows and planted bad ones.
-const adminCSV = "\ufeffnumber,name\n" + // row 1: header (no digit in column A)
-	"13800138000,a\n" + // row 2: ok
-	",missing number\n" + // row 3: empty column A
-	"abc,bad\n" + // row 4: not a number
-	"13800138001,b\n" + // row 5: ok
-	"\n" + // row 6: blank, not a row
-	"13800138000,repeated\n" // row 7: duplicate of row 2
-
-func adminXLSX(t *testing.T) []byte {
-	t.Helper()
-	f := excelize.NewFile()
-	defer f.Close()
-	sh := f.GetSheetName(0)
-	for _, c := range []struct {
-		cell string
-		v    any
-	}{
-		{"A1", "手机号"},         // header
-		{"A2", 13900139000},   // numeric cell
-		{"A3", "1390013900x"}, // bad
-		{"A4", "+8613900139001"},
-		{"B5", "no number"},    // row with content but empty column A
-		{"A6", "020-12345678"}, // landline
-		{"A7", 13900139000},    // duplicate
-	} {
-		if err := f.SetCellValue(sh, c.cell, c.v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var b bytes.Buffer
-	if err := f.Write(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func errorRows(errs []policy.RowError) []int {
-	var rows []int
-	for _, e := range errs {
-		if e.Reason != policy.ReasonInvalidNumber {
-			panic("reason " + e.Reason.String())
-		}
-		rows = append(rows, e.Row)
-	}
-	return rows
-}
-
-func pageNumbers(p *WhitelistPage) []string {
-	var out []string
-	for _, e := range p.Entries {
-		out = append(out, e.Number)
-	}
-	return out
 }
 
 func TestAdminFlow(t *testing.T) {
@@ -543,161 +487,6 @@ func TestAdminFlow(t *testing.T) {
 		if !strings.Contains(e.logs.String(), s) {
 			t.Errorf("log lacks %q", s)
 		}
-	}
-}
-
-func adminPtr[T any](v T) *T { return &v }
-
-func TestImportTooLarge(t *testing.T) {
-	t.Parallel()
-	e := newAdminEnv(t, func(s *Server) { s.admin.maxImport, s.admin.maxJSON = 64<<10, 16<<10 })
-	adminMust(e.c.CreateEnterprise(NewEnterprise{Code: "ACME", Name: "Acme", Package: 1})).get(t)
-	for _, f := range []policy.ImportFormat{policy.FormatCSV, policy.FormatXLSX} {
-		// CSV: one endless field, so that the size, not the row count, stops it.
-		_, err := e.c.ImportWhitelist(context.Background(), "ACME", f, io.LimitReader(repeatByte('1'), 64<<10+1))
-		wantAPIError(t, err, http.StatusRequestEntityTooLarge, "too_large")
-	}
-	err := e.c.Upload(context.Background(), "POST", "/admin/v1/enterprises/ACME/whitelist", "application/json",
-		io.MultiReader(strings.NewReader(`{"numbers":["`), io.LimitReader(repeatByte('1'), 16<<10)), nil)
-	wantAPIError(t, err, http.StatusRequestEntityTooLarge, "too_large")
-	// Just under the limits is fine (and still refused per row).
-	res := adminMust(e.c.ImportWhitelist(context.Background(), "ACME", policy.FormatCSV,
-		strings.NewReader(strings.Repeat("13800138000\n", (64<<10)/12)))).get(t)
-	if res.Added != 1 || res.Duplicates != (64<<10)/12-1 {
-		t.Fatalf("under the limit: %+v", res.Rows)
-	}
-}
-
-func TestListLimit(t *testing.T) {
-	t.Parallel()
-	e := newAdminEnv(t)
-	adminMust(e.c.CreateEnterprise(NewEnterprise{Code: "ACME", Name: "Acme", Package: 1})).get(t)
-	many := make([]string, maxListItems+1)
-	for i := range many {
-		many[i] = "1"
-	}
-	for _, p := range []string{"", "/approve"} { // readNumbers, and the decision path
-		err := e.c.Do("POST", "/admin/v1/enterprises/ACME/whitelist"+p, Numbers{Numbers: many}, nil)
-		wantAPIError(t, err, http.StatusBadRequest, "invalid")
-		if !strings.Contains(err.Error(), "at most 100000") {
-			t.Fatal(err)
-		}
-	}
-}
-
-// repeatByte reads as an endless run of one byte.
-type repeatByte byte
-
-func (r repeatByte) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = byte(r)
-	}
-	return len(p), nil
-}
-
-type sentSMS struct{ mobile, text string }
-
-type smsRecorder struct {
-	mu   sync.Mutex
-	sent []sentSMS
-	err  error
-}
-
-func (r *smsRecorder) notify(_ context.Context, mobile, text string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent = append(r.sent, sentSMS{mobile, text})
-	return r.err
-}
-
-func (r *smsRecorder) take() []sentSMS {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.sent
-	r.sent = nil
-	return s
-}
-
-var newPasswordRE = regexp.MustCompile(`新密码：([^。]+)。`)
-
-func TestPasswordReset(t *testing.T) {
-	t.Parallel()
-	e := newAdminEnv(t)
-	adminMust(e.c.CreateEnterprise(NewEnterprise{Code: "ACME", Name: "Acme", Signature: "【阿克米】", Package: 1})).get(t)
-	adminMust(e.c.CreateUser("ACME", NewUser{SystemID: "acme_u1", Password: "old12345", Name: "Alice", Mobile: "13712345678"})).get(t)
-	adminMust(e.c.CreateUser("ACME", NewUser{SystemID: "acme_u2", Password: "old12345", Name: "Bob"})).get(t) // no mobile
-	post := func(body string) (int, []byte) {
-		code, b, _ := adminRaw(t, "POST", e.url+"/admin/v1/password-reset", "Bearer "+adminToken, "application/json", strings.NewReader(body))
-		return code, b
-	}
-
-	// No notifier: refused before anything is looked up.
-	code, body := post(`{"group_code":"ACME","user_name":"Alice","mobile":"13712345678"}`)
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "notifier_unavailable") {
-		t.Fatalf("no notifier: %d %s", code, body)
-	}
-	if _, _, err := e.pol.Authenticate("acme_u1", "old12345"); err != nil {
-		t.Fatal("password changed without a notifier")
-	}
-
-	rec := &smsRecorder{}
-	e.s.SetPasswordNotifier(rec.notify)
-	code, match := post(`{"group_code":"ACME","user_name":"Alice","mobile":"+86 137 1234 5678"}`)
-	if code != http.StatusAccepted {
-		t.Fatalf("match: %d %s", code, match)
-	}
-	calls := rec.take()
-	if len(calls) != 1 || calls[0].mobile != "+8613712345678" {
-		t.Fatalf("notifier calls %+v", calls)
-	}
-	m := newPasswordRE.FindStringSubmatch(calls[0].text)
-	if m == nil {
-		t.Fatalf("no password in %q", calls[0].text)
-	}
-	pw := m[1]
-	if _, _, err := e.pol.Authenticate("acme_u1", pw); err != nil {
-		t.Fatalf("new password %q: %v", pw, err)
-	}
-	if _, _, err := e.pol.Authenticate("acme_u1", "old12345"); err == nil {
-		t.Fatal("old password still works")
-	}
-	if strings.Contains(string(match), pw) || strings.Contains(e.logs.String(), pw) {
-		t.Fatal("the new password leaked into the answer or the log")
-	}
-	if !strings.Contains(e.logs.String(), "password reset") || !strings.Contains(e.logs.String(), "system_id=acme_u1") {
-		t.Fatalf("reset not logged:\n%s", e.logs)
-	}
-
-	for _, body := range []string{
-		`{"group_code":"ACME","user_name":"Alice","mobile":"13712345679"}`, // wrong mobile
-		`{"group_code":"ACME","user_name":"alice","mobile":"13712345678"}`, // wrong name
-		`{"group_code":"OTHER","user_name":"Alice","mobile":"13712345678"}`,
-		`{"group_code":"ACME","user_name":"Bob","mobile":"13712345678"}`, // user without a mobile
-		`{"group_code":"ACME","user_name":"Alice","mobile":"not a number"}`,
-		`{}`,
-	} {
-		code, got := post(body)
-		if code != http.StatusAccepted || !bytes.Equal(got, match) {
-			t.Errorf("%s: %d %s, want the same answer as a match (%s)", body, code, got, match)
-		}
-	}
-	if calls := rec.take(); len(calls) != 0 {
-		t.Fatalf("notifier called for non-matching details: %+v", calls)
-	}
-	if _, _, err := e.pol.Authenticate("acme_u1", pw); err != nil {
-		t.Fatal("a non-matching reset changed the password")
-	}
-
-	// A failing notifier does not change the answer (it is logged).
-	rec.err = errors.New("smsc down")
-	if code, got := post(`{"group_code":"ACME","user_name":"Alice","mobile":"13712345678"}`); code != http.StatusAccepted || !bytes.Equal(got, match) {
-		t.Fatalf("failing notifier: %d %s", code, got)
-	}
-	if !strings.Contains(e.logs.String(), "smsc down") {
-		t.Fatal("notifier failure not logged")
-	}
-	if code, body := post(`{"group_code":"ACME"`); code != http.StatusBadRequest {
-		t.Fatalf("bad JSON: %d %s", code, body)
 	}
 }
 

@@ -1,15 +1,6 @@
-// Package api is qxtd's HTTP/JSON surface: the enterprises' user API under
-// /v1 (API keys and console logins), the operator's admin API under
-// /admin/v1 (bearer token from the configuration) used by `qxtd admin …`,
-// `qxtd bill`, `qxtd export` and `qxtd backup`. The daemon owns the bbolt
-// file, so every tool goes through this API rather than opening the file.
-//
-// Errors are JSON {"error": {"reason": "...", "message": "..."}} with the
-// same reason strings as SMPP refusals and metrics labels where one fits.
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +33,7 @@ type Server struct {
 	mux *http.ServeMux
 
 	admin adminState // admin.go
-	user  userState  // user.go
+	user  userState  // v1.go
 	jobs  jobState   // jobs.go
 }
 
@@ -67,31 +58,10 @@ func (s *Server) routes() {
 	s.userRoutes()
 }
 
-// operator wraps an admin handler with the bearer-token check.
-func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.cfg.AdminToken == "" || !ok ||
-			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
-			return
-		}
-		h(w, r)
-	}
-}
-
-// errorBody is every error answer.
-type errorBody struct {
-	Error struct {
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, code int, reason, msg string) {
-	var b errorBody
-	b.Error.Reason, b.Error.Message = reason, msg
-	writeJSON(w, code, b)
+// bearerToken is the token of the request's "Authorization: Bearer"
+// header, as the admin API (operator) and /v1 (authenticated) read it.
+func bearerToken(r *http.Request) (string, bool) {
+	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -99,30 +69,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-// writeErr maps store and policy errors to HTTP answers.
-func writeErr(w http.ResponseWriter, err error) {
-	if r, ok := policy.ReasonOf(err); ok {
-		writeError(w, http.StatusUnprocessableEntity, r.String(), err.Error())
-		return
-	}
-	switch {
-	case errors.Is(err, policy.ErrNotFound), errors.Is(err, queue.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, policy.ErrForbidden):
-		writeError(w, http.StatusForbidden, "forbidden", err.Error())
-	case errors.Is(err, policy.ErrExists):
-		writeError(w, http.StatusConflict, "exists", err.Error())
-	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
-	default:
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
-	}
-}
-
-// Operator wraps a handler of the daemon's own (outside this package)
-// with the operator token check.
-func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }
 
 // decodeJSON decodes the request body into v: at most limit bytes, one
 // JSON value, no unknown fields (a misspelt field of a PATCH must not be

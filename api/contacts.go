@@ -79,6 +79,15 @@ func bookOf(c *caller, kind string) policy.Book {
 	return policy.PersonalBook(c.user)
 }
 
+// callerBook is who acts on which book in a handler of the caller's book of
+// that kind. Without an account store it writes the answer itself.
+func (s *Server) callerBook(c *caller, w http.ResponseWriter, kind string) (policy.Actor, policy.Book, bool) {
+	if !s.accountStore(w) {
+		return policy.Actor{}, policy.Book{}, false
+	}
+	return policy.ActorFor(c.user), bookOf(c, kind), true
+}
+
 func contactOut(c policy.Contact) Contact {
 	return Contact{Name: c.Name, Number: c.Number, Groups: c.Groups, AddedAt: c.AddedAt, AddedBy: c.AddedBy, UpdatedAt: c.UpdatedAt}
 }
@@ -99,11 +108,10 @@ func writeContactsErr(w http.ResponseWriter, err error) {
 
 func (s *Server) listContacts(kind string) userHandler {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Policy == nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+		a, b, ok := s.callerBook(c, w, kind)
+		if !ok {
 			return
 		}
-		a, b := policy.ActorFor(c.user), bookOf(c, kind)
 		all, err := s.cfg.Policy.Contacts(a, b, "")
 		if err != nil {
 			writeContactsErr(w, err)
@@ -134,11 +142,11 @@ func (s *Server) addContact(kind string) userHandler {
 		if !decodeBody(w, r, &in) {
 			return
 		}
-		if s.cfg.Policy == nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+		a, b, ok := s.callerBook(c, w, kind)
+		if !ok {
 			return
 		}
-		ct, err := s.cfg.Policy.AddContact(policy.ActorFor(c.user), bookOf(c, kind),
+		ct, err := s.cfg.Policy.AddContact(a, b,
 			policy.ContactInput{Name: in.Name, Number: in.Number, Groups: in.Groups})
 		if err != nil {
 			writeContactsErr(w, err)
@@ -150,11 +158,11 @@ func (s *Server) addContact(kind string) userHandler {
 
 func (s *Server) deleteContact(kind string) userHandler {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Policy == nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+		a, b, ok := s.callerBook(c, w, kind)
+		if !ok {
 			return
 		}
-		if err := s.cfg.Policy.DeleteContact(policy.ActorFor(c.user), bookOf(c, kind), r.PathValue("id")); err != nil {
+		if err := s.cfg.Policy.DeleteContact(a, b, r.PathValue("id")); err != nil {
 			writeContactsErr(w, err)
 			return
 		}
@@ -164,11 +172,10 @@ func (s *Server) deleteContact(kind string) userHandler {
 
 func (s *Server) importContacts(kind string) userHandler {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Policy == nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+		a, b, ok := s.callerBook(c, w, kind)
+		if !ok {
 			return
 		}
-		a, b := policy.ActorFor(c.user), bookOf(c, kind)
 		if kind == bookEnterprise && !c.admin() {
 			writeContactsErr(w, policy.ErrForbidden) // before reading the upload
 			return
@@ -234,8 +241,7 @@ func (s *Server) expandGroups(c *caller, w http.ResponseWriter, to, groups []str
 		writeError(w, http.StatusBadRequest, "invalid", `book: "personal" or "enterprise"`)
 		return nil, false
 	}
-	if s.cfg.Policy == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "no account store")
+	if !s.accountStore(w) {
 		return nil, false
 	}
 	if len(groups) > maxGroupsPerSend {

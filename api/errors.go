@@ -1,0 +1,106 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Error answers. Every error is JSON {"error": {"reason", "message"}}; a
+// refusal also carries the SMPP command_status as "code". Refusal reasons
+// come from policy's reason table (policy.Refusal, policy.ReasonTable), so
+// HTTP, SMPP and the metrics name a refusal alike.
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, reason, msg string) {
+	var b errorBody
+	b.Error.Reason, b.Error.Message = reason, msg
+	writeJSON(w, code, b)
+}
+
+// writeErr maps store and policy errors to HTTP answers.
+func writeErr(w http.ResponseWriter, err error) {
+	if r, ok := policy.ReasonOf(err); ok {
+		writeError(w, http.StatusUnprocessableEntity, r.String(), err.Error())
+		return
+	}
+	switch {
+	case errors.Is(err, policy.ErrNotFound), errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, policy.ErrForbidden):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, policy.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// refusalOf is a refusal's reason, SMPP command_status and message, as
+// SMPP and the metrics name them.
+func refusalOf(err error) (reason, code, msg string) {
+	var ref *policy.Refusal
+	if errors.As(err, &ref) && ref.Reason.Valid() {
+		msg = ref.Reason.Message()
+		if ref.Detail != "" {
+			msg += ": " + ref.Detail
+		}
+		return ref.Reason.String(), fmt.Sprintf("0x%08x", ref.Status()), msg
+	}
+	return "internal", fmt.Sprintf("0x%08x", policy.StatusSystemError), err.Error()
+}
+
+// refusalStatus is the HTTP status of a request-level refusal.
+func refusalStatus(reason string) int {
+	switch reason {
+	case policy.ReasonRateLimited.String():
+		return http.StatusTooManyRequests
+	case policy.ReasonAccountDisabled.String(), policy.ReasonNoSignature.String():
+		return http.StatusForbidden
+	case "internal":
+		return http.StatusInternalServerError
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// refusalBody is an error answer that carries the SMPP command_status of
+// a refusal besides its reason (the error schema's optional "code").
+type refusalBody struct {
+	Error struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+		Code    string `json:"code,omitempty"`
+	} `json:"error"`
+}
+
+// writeRefusal answers a request-level refusal (the whole request, not one
+// recipient) or a store failure.
+func writeRefusal(w http.ResponseWriter, err error) {
+	if errors.Is(err, gateway.ErrStore) {
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
+		return
+	}
+	var b refusalBody
+	b.Error.Reason, b.Error.Code, b.Error.Message = refusalOf(err)
+	if b.Error.Reason == "internal" {
+		b.Error.Code = ""
+	}
+	code := refusalStatus(b.Error.Reason)
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, code, b)
+}

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// Authentication of /v1: an API key issued by an admin, or a console token
+// from POST /v1/login (session.go keeps the console sessions). The caller
+// is looked up afresh on every request.
+
+// LoginRequest is the body of POST /v1/login.
+type LoginRequest struct {
+	SystemID string `json:"system_id"`
+	Password string `json:"password"`
+}
+
+// LoginResponse is the answer of POST /v1/login.
+type LoginResponse struct {
+	Token     string `json:"token"`      // send as "Authorization: Bearer <token>"
+	ExpiresIn int    `json:"expires_in"` // seconds of inactivity until it ends
+}
+
+// Me is the answer of GET /v1/me.
+type Me struct {
+	SystemID       string `json:"system_id"`
+	Name           string `json:"name"`
+	Role           string `json:"role"`
+	Enterprise     string `json:"enterprise"`
+	EnterpriseName string `json:"enterprise_name"`
+	Signature      string `json:"signature"`      // the enterprise signature
+	UserSignature  string `json:"user_signature"` // appended to the text, "" = none
+	Session        bool   `json:"session"`        // authenticated by a console token
+}
+
+// authenticated wraps a handler with the caller's authentication: an API
+// key or a live console token (whose expiry the request slides). The user
+// and enterprise are looked up afresh on every request, so a disabled
+// enterprise or a deleted user stops at once.
+func (s *Server) authenticated(h userHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearerToken(r)
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="qxtd"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization: Bearer <API key or console token> required")
+			return
+		}
+		c, err := s.callerOf(tok)
+		if err != nil {
+			if errors.Is(err, policy.ErrAuth) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="qxtd", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "unknown API key, or console session ended (30 minutes without use, or logout)")
+				return
+			}
+			writeRefusal(w, err)
+			return
+		}
+		h(c, w, r)
+	}
+}
+
+func (s *Server) callerOf(tok string) (*caller, error) {
+	pol := s.cfg.Policy
+	if pol == nil {
+		return nil, policy.ErrAuth
+	}
+	if !isSessionToken(tok) {
+		u, ent, err := pol.AuthenticateAPIKey(tok)
+		if err != nil {
+			return nil, err
+		}
+		return &caller{user: u, ent: ent, acct: gateway.AccountFor(u, ent)}, nil
+	}
+	se, ok := s.user.sessions.touch(tok)
+	if !ok {
+		return nil, policy.ErrAuth
+	}
+	u, err := pol.User(policy.Actor{Enterprise: se.enterprise, Name: se.systemID}, se.systemID)
+	if err != nil || u.Enterprise != se.enterprise {
+		s.user.sessions.end(tok) // the user was deleted or moved
+		return nil, policy.ErrAuth
+	}
+	ent, ok := pol.Lookup(u.Enterprise)
+	if !ok {
+		s.user.sessions.end(tok)
+		return nil, policy.ErrAuth
+	}
+	if ent.Disabled {
+		return nil, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+ent.Code)
+	}
+	return &caller{user: u, ent: ent, acct: gateway.AccountFor(u, ent), session: tok}, nil
+}
+
+func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
+	var req LoginRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !s.accountStore(w) {
+		return
+	}
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	u, ent, err := s.cfg.Policy.Authenticate(req.SystemID, req.Password)
+	if err != nil {
+		if errors.Is(err, policy.ErrAuth) {
+			d := s.user.logins.failed(ip)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", "wrong system_id or password")
+			return
+		}
+		writeRefusal(w, err)
+		return
+	}
+	s.user.logins.succeeded(ip)
+	tok, err := s.user.sessions.create(u.SystemID, ent.Code)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, LoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
+}
+
+func (s *Server) logout(c *caller, w http.ResponseWriter, _ *http.Request) {
+	if c.session == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "logout ends console sessions; an API key is revoked by an admin")
+		return
+	}
+	s.user.sessions.end(c.session)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) me(c *caller, w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, Me{
+		SystemID: c.user.SystemID, Name: c.user.Name, Role: c.user.Role.String(),
+		Enterprise: c.ent.Code, EnterpriseName: c.ent.Name,
+		Signature: c.acct.Signature, UserSignature: c.acct.UserSignature, Session: c.session != "",
+	})
+}

@@ -1,0 +1,334 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Messages: the status of one message (GET /v1/messages/{id}), the sent and
+// scheduled outboxes (GET /v1/messages, GET /v1/scheduled), and changing or
+// cancelling a message that waits for its send time (PATCH and DELETE
+// /v1/messages/{id}).
+
+// Message is a message as the user API shows it.
+type Message struct {
+	ID          string    `json:"id"`
+	Account     string    `json:"account"` // the user who sent it
+	To          string    `json:"to"`
+	Source      string    `json:"source,omitempty"`
+	Text        string    `json:"text"` // as on the air, signatures included
+	State       string    `json:"state"`
+	StateZH     string    `json:"state_zh"`
+	Scheduled   bool      `json:"scheduled"` // waiting for its send time: can be changed or cancelled
+	Segments    int       `json:"segments"`
+	Receipt     bool      `json:"receipt"`
+	ErrorCode   string    `json:"error_code,omitempty"` // the SMSC's error of the first part not delivered
+	AcceptedAt  time.Time `json:"accepted_at"`
+	SendAt      time.Time `json:"send_at,omitzero"`
+	ValidUntil  time.Time `json:"valid_until,omitzero"`
+	SubmittedAt time.Time `json:"submitted_at,omitzero"` // first segment accepted by the SMSC
+	DoneAt      time.Time `json:"done_at,omitzero"`      // last segment final
+	Parts       []Part    `json:"parts,omitempty"`       // in GET /v1/messages/{id} only
+}
+
+// Part is one segment of a Message: each step's time and the SMSC's
+// answer, to tell why a message was not received.
+type Part struct {
+	Index       int       `json:"index"`
+	State       string    `json:"state"`
+	SMSCID      string    `json:"smsc_id,omitempty"`
+	ErrorCode   string    `json:"error_code,omitempty"` // DLR err: field, or a submit_sm_resp status "0x…"
+	Attempts    int       `json:"attempts"`
+	DueAt       time.Time `json:"due_at,omitzero"` // while waiting to be sent
+	SubmittedAt time.Time `json:"submitted_at,omitzero"`
+	DoneAt      time.Time `json:"done_at,omitzero"`
+}
+
+// MessagePage is the answer of GET /v1/messages and GET /v1/scheduled.
+type MessagePage struct {
+	Messages []Message `json:"messages"`
+	Next     string    `json:"next,omitempty"` // pass as after= for the next page; absent at the end
+}
+
+// MessagePatch is the body of PATCH /v1/messages/{id}: only the fields
+// present change.
+type MessagePatch struct {
+	SendAt *string `json:"send_at,omitempty"`
+	Text   *string `json:"text,omitempty"`
+}
+
+// stateZH is how a state is shown to people (FAQ 17: 接收成功).
+var stateZH = map[queue.State]string{
+	queue.StateAccepted:      "等待发送",
+	queue.StateSubmitted:     "已发送，等待回执",
+	queue.StateDelivered:     "接收成功",
+	queue.StateUndeliverable: "接收失败",
+	queue.StateExpired:       "已过期",
+	queue.StateRejected:      "被拒绝",
+	queue.StateUnknown:       "状态未知",
+	queue.StateCancelled:     "已取消",
+}
+
+func messageOut(m *queue.Message, now time.Time, parts bool) Message {
+	st := m.State()
+	out := Message{
+		ID:         gateway.FormatID(m.ID),
+		Account:    m.Account,
+		To:         m.Dest,
+		Source:     m.Source,
+		Text:       m.Text,
+		State:      st.String(),
+		StateZH:    stateZH[st],
+		Scheduled:  m.Scheduled(now),
+		Segments:   len(m.Parts),
+		Receipt:    m.RegisteredDelivery&0x03 != 0,
+		AcceptedAt: m.AcceptedAt,
+		SendAt:     m.SendAt,
+		ValidUntil: m.ValidUntil,
+	}
+	if out.Scheduled {
+		out.StateZH = "定时待发"
+	}
+	final := m.Final()
+	for i, p := range m.Parts {
+		if !p.SubmittedAt.IsZero() && (out.SubmittedAt.IsZero() || p.SubmittedAt.Before(out.SubmittedAt)) {
+			out.SubmittedAt = p.SubmittedAt
+		}
+		if final && p.DoneAt.After(out.DoneAt) {
+			out.DoneAt = p.DoneAt
+		}
+		if out.ErrorCode == "" && p.State.Final() && p.State != queue.StateDelivered {
+			out.ErrorCode = p.ErrCode
+		}
+		if parts {
+			op := Part{Index: i, State: p.State.String(), SMSCID: p.SMSCID, ErrorCode: p.ErrCode,
+				Attempts: p.Attempts, SubmittedAt: p.SubmittedAt, DoneAt: p.DoneAt}
+			if p.State == queue.StateAccepted {
+				op.DueAt = p.DueAt
+			}
+			out.Parts = append(out.Parts, op)
+		}
+	}
+	return out
+}
+
+// messageID parses the {id} of a path; a malformed id is as unknown as a
+// missing one.
+func messageID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeNotFound(w)
+		return 0, false
+	}
+	return id, true
+}
+
+// writeNotFound is the one answer for an unknown id and another
+// enterprise's: nothing tells them apart.
+func writeNotFound(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, "not_found", "no such message")
+}
+
+func (s *Server) showMessage(c *caller, w http.ResponseWriter, r *http.Request) {
+	id, ok := messageID(w, r)
+	if !ok {
+		return
+	}
+	s.writeMessage(c, w, id)
+}
+
+func (s *Server) writeMessage(c *caller, w http.ResponseWriter, id uint64) {
+	if m, ok := s.visible(c, w, id); ok {
+		writeJSON(w, http.StatusOK, messageOut(m, time.Now(), true))
+	}
+}
+
+// visible returns message id if the caller may see it; otherwise it
+// writes the answer (404 as for an unknown id, or the store failure).
+func (s *Server) visible(c *caller, w http.ResponseWriter, id uint64) (*queue.Message, bool) {
+	if s.cfg.Gateway == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
+		return nil, false
+	}
+	m, err := s.cfg.Gateway.Message(c.acct, id)
+	if err != nil {
+		writeOutboxErr(w, err)
+		return nil, false
+	}
+	if !c.sees(m) {
+		writeNotFound(w)
+		return nil, false
+	}
+	return m, true
+}
+
+func (s *Server) listSent(c *caller, w http.ResponseWriter, r *http.Request) {
+	s.list(c, w, r, queue.ListFilter{Sent: true})
+}
+
+func (s *Server) listScheduled(c *caller, w http.ResponseWriter, r *http.Request) {
+	s.list(c, w, r, queue.ListFilter{Scheduled: true})
+}
+
+func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue.ListFilter) {
+	if s.cfg.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
+		return
+	}
+	q := r.URL.Query()
+	f.Enterprise = c.ent.Code
+	f.Account = q.Get("account")
+	f.Now = time.Now()
+	if !c.admin() {
+		if f.Account != "" && f.Account != c.user.SystemID {
+			writeJSON(w, http.StatusOK, MessagePage{Messages: []Message{}}) // another user's: none visible
+			return
+		}
+		f.Account = c.user.SystemID
+	}
+	if v := q.Get("state"); v != "" {
+		st, ok := queue.ParseState(v)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid", "state: one of accepted, submitted, delivered, undeliverable, expired, rejected, unknown, cancelled")
+			return
+		}
+		f.State = st
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
+				return
+			}
+			*p.dst = t
+		}
+	}
+	var after uint64
+	if v := q.Get("after"); v != "" {
+		var err error
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid", "after: the next cursor of the previous page")
+			return
+		}
+	}
+	limit := queue.DefaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit: 1 to %d", MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	ms, next, err := s.cfg.Store.List(f, after, limit)
+	if err != nil {
+		s.log.Error("list messages", "enterprise", f.Enterprise, "err", err)
+		writeOutboxErr(w, fmt.Errorf("%w: %w", gateway.ErrStore, err))
+		return
+	}
+	page := MessagePage{Messages: make([]Message, len(ms))}
+	for i, m := range ms {
+		page.Messages[i] = messageOut(m, f.Now, false)
+	}
+	if next != 0 {
+		page.Next = strconv.FormatUint(next, 10)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) {
+	id, ok := messageID(w, r)
+	if !ok {
+		return
+	}
+	var p MessagePatch
+	if !decodeBody(w, r, &p) {
+		return
+	}
+	if p.SendAt == nil && p.Text == nil {
+		writeError(w, http.StatusBadRequest, "invalid", "send_at or text is required")
+		return
+	}
+	var sendAt time.Time
+	if p.SendAt != nil {
+		if *p.SendAt == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "send_at: empty")
+			return
+		}
+		if sendAt, ok = parseTimeField(w, "send_at", *p.SendAt, time.Now()); !ok {
+			return
+		}
+	}
+	text := ""
+	if p.Text != nil {
+		if *p.Text == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "text: empty")
+			return
+		}
+		text = *p.Text
+	}
+	m, ok := s.visible(c, w, id)
+	if !ok {
+		return
+	}
+	if err := s.cfg.Gateway.Reschedule(r.Context(), s.ownerAccount(c, m), id, sendAt, text); err != nil {
+		writeOutboxErr(w, err)
+		return
+	}
+	s.writeMessage(c, w, id)
+}
+
+// ownerAccount is the account a changed message is signed and sent as:
+// its sender's, also when an admin edits it (the user signature stays the
+// sender's). A sender deleted since signs with the enterprise signature
+// only.
+func (s *Server) ownerAccount(c *caller, m *queue.Message) *gateway.Account {
+	if m.Account == c.user.SystemID {
+		return c.acct
+	}
+	if u, err := s.cfg.Policy.User(policy.OperatorActor("user-api"), m.Account); err == nil && u.Enterprise == c.ent.Code {
+		return gateway.AccountFor(u, c.ent)
+	}
+	return &gateway.Account{SystemID: m.Account, Enterprise: c.ent.Code, Signature: c.ent.Signature}
+}
+
+func (s *Server) cancelMessage(c *caller, w http.ResponseWriter, r *http.Request) {
+	id, ok := messageID(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := s.visible(c, w, id); !ok {
+		return
+	}
+	if err := s.cfg.Gateway.Cancel(r.Context(), c.acct, id); err != nil {
+		writeOutboxErr(w, err)
+		return
+	}
+	s.writeMessage(c, w, id)
+}
+
+// writeOutboxErr answers an error of Message, Cancel or Reschedule.
+func writeOutboxErr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		writeNotFound(w)
+	case errors.Is(err, queue.ErrNotScheduled):
+		writeError(w, http.StatusConflict, "not_scheduled",
+			fmt.Sprintf("the message is not waiting for its send time (already sent, being sent, or due within %v): it can no longer be changed or cancelled", queue.ScheduleMargin))
+	case errors.Is(err, queue.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	default:
+		writeRefusal(w, err)
+	}
+}

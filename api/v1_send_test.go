@@ -1,0 +1,121 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+func TestUserSendPerRecipientAndStatus(t *testing.T) {
+	r := newUserRig(t)
+	key := r.keys["alice"]
+	out := r.send(key, SendRequest{To: []string{uNumA1, uNumPending, uNumA2}, Text: "会议改到三点"})
+	if out.Accepted != 2 || out.Refused != 1 {
+		t.Fatalf("accepted %d refused %d: %+v", out.Accepted, out.Refused, out.Results)
+	}
+	ok1, bad, ok2 := out.Results[0], out.Results[1], out.Results[2]
+	if ok1.To != uNumA1 || ok1.Status != "accepted" || ok1.ID == "" || ok2.To != uNumA2 || ok2.Status != "accepted" || ok2.ID == "" {
+		t.Fatalf("accepted results %+v %+v", ok1, ok2)
+	}
+	if bad.To != uNumPending || bad.Status != "refused" || bad.ID != "" || bad.Reason != "not_whitelisted" ||
+		bad.Code != "0x00000400" || !strings.Contains(bad.Message, "whitelist") {
+		t.Fatalf("refused result %+v", bad)
+	}
+	// The SMSC gets the signed text, for the accepted numbers only.
+	const signed = "【甲公司】会议改到三点"
+	r.waitReceived(uNumA1, signed, 10*time.Second)
+	r.waitReceived(uNumA2, signed, 10*time.Second)
+	if got := r.received(uNumPending); len(got) != 0 {
+		t.Fatalf("refused number reached the SMSC: %q", got)
+	}
+	// "Why wasn't it received?": the status after the receipt.
+	m := r.waitState(key, ok1.ID, "delivered", 10*time.Second)
+	if m.ID != ok1.ID || m.To != uNumA1 || m.Text != signed || m.Account != "alice" || m.StateZH != "接收成功" ||
+		m.Scheduled || m.Segments != 1 || m.ErrorCode != "" || m.Receipt {
+		t.Fatalf("message %+v", m)
+	}
+	if len(m.Parts) != 1 {
+		t.Fatalf("parts %+v", m.Parts)
+	}
+	p := m.Parts[0]
+	if p.State != "delivered" || p.SMSCID == "" || p.ErrorCode != "000" || p.Attempts != 1 || !p.DueAt.IsZero() ||
+		p.SubmittedAt.Before(m.AcceptedAt) || p.DoneAt.Before(p.SubmittedAt) || !m.SubmittedAt.Equal(p.SubmittedAt) || !m.DoneAt.Equal(p.DoneAt) {
+		t.Fatalf("part %+v of %+v", p, m)
+	}
+	// The wire form: ids are strings, zero times are absent.
+	_, raw := r.call("GET", "/v1/messages/"+ok1.ID, key, nil, nil)
+	if !bytes.Contains(raw, []byte(`"id":"`+ok1.ID+`"`)) || bytes.Contains(raw, []byte(`"send_at"`)) || bytes.Contains(raw, []byte(`"due_at"`)) {
+		t.Errorf("wire form %s", raw)
+	}
+
+	// A failed delivery shows the SMSC's error code.
+	r.sim.SetFaults(smpp.Faults{Undeliv: 1})
+	out = r.send(key, SendRequest{To: []string{uNumA3}, Text: "fail me"})
+	m = r.waitState(key, out.Results[0].ID, "undeliverable", 10*time.Second)
+	if m.ErrorCode != "001" || m.Parts[0].ErrorCode != "001" || m.StateZH != "接收失败" {
+		t.Fatalf("undelivered %+v", m)
+	}
+}
+
+func TestUserSendErrors(t *testing.T) {
+	r := newUserRig(t)
+	key := r.keys["alice"]
+	r.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/v1/messages", "", SendRequest{To: []string{uNumA1}, Text: "x"})
+	r.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/v1/messages", "qxtd_wrong", SendRequest{To: []string{uNumA1}, Text: "x"})
+	r.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/v1/me", "qxs_unknown", nil)
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{Text: "x"})
+	many := make([]string, MaxRecipients+1)
+	for i := range many {
+		many[i] = uNumA1
+	}
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: many, Text: "x"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, map[string]any{"to": []string{uNumA1}, "text": "x", "sendat": "typo"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: "x", SendAt: "tomorrow"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: "x", SendAt: time.Now().AddDate(2, 0, 0).Format(time.RFC3339)})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: "x", Source: "10657abc"})
+	e := r.wantError(http.StatusUnprocessableEntity, "too_long", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: strings.Repeat("长", 600)})
+	if e.Error.Code != "0x00000406" {
+		t.Errorf("too_long code %q", e.Error.Code)
+	}
+	// An empty number is refused for itself, never dropped.
+	out := r.send(key, SendRequest{To: []string{"", uNumA1}, Text: "x"})
+	if out.Results[0].Reason != "invalid_number" || out.Results[1].Status != "accepted" {
+		t.Fatalf("empty number: %+v", out.Results)
+	}
+
+	// C may submit once per second: the second request at once is 429.
+	carl := r.keys["carl"]
+	r.send(carl, SendRequest{To: []string{uNumA1}, Text: "one"})
+	code, b := r.call("POST", "/v1/messages", carl, SendRequest{To: []string{uNumA1}, Text: "two"}, nil)
+	if code != http.StatusTooManyRequests || !bytes.Contains(b, []byte(`"reason":"rate_limited"`)) || !bytes.Contains(b, []byte(`"code":"0x00000058"`)) {
+		t.Fatalf("rate limit: %d %s", code, b)
+	}
+
+	// A disabled enterprise: every call is 403 account_disabled.
+	if _, err := r.pol.UpdateEnterprise(policy.OperatorActor("test"), "C", func(e *policy.Enterprise) error {
+		e.Disabled = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e = r.wantError(http.StatusForbidden, "account_disabled", "POST", "/v1/messages", carl, SendRequest{To: []string{uNumA1}, Text: "x"})
+	if e.Error.Code != "0x00000408" {
+		t.Errorf("account_disabled code %q", e.Error.Code)
+	}
+	r.wantError(http.StatusForbidden, "account_disabled", "POST", "/v1/login", "", LoginRequest{SystemID: "carl", Password: "secret3"})
+
+	// Unknown routes and methods answer in JSON.
+	r.wantError(http.StatusNotFound, "unknown_route", "GET", "/v1/nope", key, nil)
+	code, b = r.call("PUT", "/v1/messages", key, nil, nil)
+	if code != http.StatusMethodNotAllowed || !bytes.Contains(b, []byte("method_not_allowed")) {
+		t.Fatalf("PUT /v1/messages: %d %s", code, b)
+	}
+	r.wantError(http.StatusNotFound, "not_found", "GET", "/v1/messages/abc", key, nil)
+	r.wantError(http.StatusNotFound, "not_found", "GET", "/v1/messages/0", key, nil)
+}
