@@ -23,6 +23,7 @@ import (
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // Batch and templated sends (FAQ 5, 10). POST /v1/batches takes a CSV or
@@ -467,14 +468,14 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	sr, err := policy.OpenSheet(f, up.format)
+	sr, err := sheet.Open(f, sheet.Options{Format: up.format, Limits: sheet.Limits{MaxBytes: MaxBatchBody}, TempDir: s.jobs.tmpDir})
 	if err != nil {
 		_ = f.Close()
 		writeError(w, http.StatusBadRequest, "invalid", "the file cannot be read: "+err.Error())
 		return
 	}
 	src := &rowSource{sr: sr, file: f}
-	if up.format == policy.FormatXLSX { // read whole by OpenSheet
+	if sr.Format() == sheet.XLSX { // read whole by Open
 		_ = f.Close()
 		src.file = nil
 	}
@@ -712,7 +713,7 @@ func (s *Server) cancelBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 
 // rowSource is an open batch file.
 type rowSource struct {
-	sr      *policy.SheetReader
+	sr      *sheet.Reader
 	file    *os.File // CSV: the spooled file being read
 	pending *pendingRow
 }
@@ -732,14 +733,14 @@ func (rs *rowSource) close() {
 // readAhead reads the first data row (to be returned by next), or fails
 // with msg when there is none.
 func (rs *rowSource) readAhead(msg string) error {
-	n, cells, err := rs.sr.Next()
+	row, err := rs.sr.Next()
 	if err == io.EOF {
 		return errors.New(msg)
 	}
 	if err != nil {
 		return err
 	}
-	rs.pending = &pendingRow{n, slices.Clone(cells)}
+	rs.pending = &pendingRow{row.N, slices.Clone(row.Cells)}
 	return nil
 }
 
@@ -749,7 +750,8 @@ func (rs *rowSource) next() (int, []string, error) {
 		rs.pending = nil
 		return p.n, p.cells, nil
 	}
-	return rs.sr.Next()
+	row, err := rs.sr.Next()
+	return row.N, row.Cells, err
 }
 
 // rowSpec turns a row's cells into a number and a text, or a row error.
@@ -770,7 +772,8 @@ func (e *fieldError) Error() string { return e.msg }
 // batchSpec: column A the number, column B the text; a first row whose
 // column A has no digit is a header.
 func (rs *rowSource) batchSpec() (rowSpec, error) {
-	n, cells, err := rs.sr.Next()
+	row, err := rs.sr.Next()
+	n, cells := row.N, row.Cells
 	if err == io.EOF {
 		return nil, errors.New("the file has no rows")
 	}
@@ -785,7 +788,7 @@ func (rs *rowSource) batchSpec() (rowSpec, error) {
 		rs.pending = &pendingRow{n, slices.Clone(cells)}
 	}
 	return func(cells []string) (string, string, string, string) {
-		number := policy.NumericCell(strings.TrimSpace(cellAt(cells, 0)))
+		number := sheet.NumericCell(strings.TrimSpace(cellAt(cells, 0)))
 		text := strings.TrimSpace(cellAt(cells, 1))
 		switch {
 		case number == "":
@@ -803,7 +806,8 @@ var numberHeaders = []string{"号码", "手机号", "手机号码", "手机", "�
 
 // templateSpec reads the header row and compiles the template against it.
 func (rs *rowSource) templateSpec(tmpl, numberColumn string) (rowSpec, error) {
-	_, cells, err := rs.sr.Next()
+	row, err := rs.sr.Next()
+	cells := row.Cells
 	if err == io.EOF {
 		return nil, errors.New("the file has no header row")
 	}
@@ -866,7 +870,7 @@ func (rs *rowSource) templateSpec(tmpl, numberColumn string) (rowSpec, error) {
 		return nil, err
 	}
 	return func(cells []string) (string, string, string, string) {
-		number := policy.NumericCell(strings.TrimSpace(cellAt(cells, numCol)))
+		number := sheet.NumericCell(strings.TrimSpace(cellAt(cells, numCol)))
 		if number == "" {
 			return "", "", policy.ReasonInvalidNumber.String(), "empty number (column " + strings.TrimSpace(numName) + ")"
 		}

@@ -30,7 +30,9 @@
 // when called CSV (Format is a hint), and a file given as XLSX that is not a
 // zip archive is refused. XLS (Excel 97–2003, an OLE2 compound file) is
 // recognised and refused with ErrUnsupported; Sniff tells it from the first
-// bytes, before anything is parsed.
+// bytes, before anything is parsed. Open refuses a file only after reading
+// it whole (as excelize does anyway): a file over Limits.MaxBytes is
+// ErrLimit, and a failing source its own error, whatever its content.
 //
 // # Invariants
 //

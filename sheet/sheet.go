@@ -153,23 +153,14 @@ func Open(r io.Reader, opts Options) (*Reader, error) {
 	if err != nil && err != io.EOF {
 		return nil, csvErr(0, lim, err)
 	}
-	format := opts.Format
-	switch Sniff(head) {
-	case XLS:
-		return nil, rowErr(0, ErrUnsupported, "XLS (Excel 97–2003) files are not supported: save the sheet as .xlsx or .csv")
-	case XLSX:
-		format = XLSX
-	default:
-		switch format {
-		case XLSX:
-			return nil, rowErr(0, ErrMalformed, "not an XLSX file (no zip archive)")
-		case XLS:
-			return nil, rowErr(0, ErrMalformed, "not an XLS file")
-		case Detect, CSV:
-			format = CSV
-		default:
-			return nil, rowErr(0, ErrUnsupported, "%v", format)
+	format, refusal := decide(opts.Format, Sniff(head))
+	if refusal != nil {
+		// As excelize would: read the file whole first, so that a file over
+		// the limit (or a failing source) is that, whatever else is wrong.
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return nil, csvErr(0, lim, err)
 		}
+		return nil, refusal
 	}
 	sr := &Reader{format: format, lim: lim}
 	if format == XLSX {
@@ -181,6 +172,23 @@ func Open(r io.Reader, opts Options) (*Reader, error) {
 		return nil, err
 	}
 	return sr, nil
+}
+
+// decide is the format to read, given the caller's hint and the content.
+func decide(hint, content Format) (Format, error) {
+	switch {
+	case content == XLS:
+		return 0, rowErr(0, ErrUnsupported, "XLS (Excel 97–2003) files are not supported: save the sheet as .xlsx or .csv")
+	case content == XLSX:
+		return XLSX, nil
+	case hint == XLSX:
+		return 0, rowErr(0, ErrMalformed, "not an XLSX file (no zip archive)")
+	case hint == XLS:
+		return 0, rowErr(0, ErrMalformed, "not an XLS file")
+	case hint == Detect, hint == CSV:
+		return CSV, nil
+	}
+	return 0, rowErr(0, ErrUnsupported, "%v", hint)
 }
 
 // Format is the format being read: CSV or XLSX.
@@ -284,8 +292,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if int64(len(p)) > c.max-c.n+1 {
-		p = p[:c.max-c.n+1]
+	if rem := c.max - c.n; rem < int64(len(p)) { // read one byte past max to tell
+		p = p[:rem+1]
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -154,6 +155,7 @@ func TestLimitsAndErrors(t *testing.T) {
 		msg  string
 	}{
 		{"rows", rows(5), Options{Limits: Limits{MaxRows: 4}}, ErrLimit, 5, "more than 4 rows"},
+		{"no byte bound", rows(3), Options{Limits: Limits{MaxBytes: math.MaxInt64}}, nil, 0, ""},
 		{"rows exactly", rows(3), Options{Limits: Limits{MaxRows: 4}}, nil, 0, ""},
 		{"rows xlsx", big, Options{Limits: Limits{MaxRows: 2}}, ErrLimit, 3, "more than 2 rows"},
 		{"cell", []byte("a,b\n1," + strings.Repeat("x", 11) + "\n"), Options{Limits: Limits{MaxCell: 10}}, ErrLimit, 2, "cell B holds 11 bytes"},
@@ -161,6 +163,7 @@ func TestLimitsAndErrors(t *testing.T) {
 		{"row", []byte("a,b\n" + strings.Repeat("x,", 200_000) + "\n"), Options{Limits: Limits{MaxRow: 1000}}, ErrLimit, 2, "more than 1000 bytes"},
 		{"row sum", []byte("a,b\n" + strings.Repeat("xx,", 600) + "\n"), Options{Limits: Limits{MaxRow: 1000}}, ErrLimit, 2, "the row holds"},
 		{"bytes", rows(1000), Options{Limits: Limits{MaxBytes: 1000}}, ErrLimit, 0, "larger than 1000 bytes"},
+		{"bytes before content", bytes.Repeat([]byte("1"), 2000), Options{Format: XLSX, Limits: Limits{MaxBytes: 1000}}, ErrLimit, 0, "larger than 1000 bytes"},
 		{"bytes xlsx", big, Options{Limits: Limits{MaxBytes: 1000}}, ErrLimit, 0, "larger than 1000 bytes"},
 		{"xls", []byte("\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1rest"), Options{}, ErrUnsupported, 0, "XLS (Excel 97–2003)"},
 		{"not a zip", []byte("PK not a zip"), Options{Format: XLSX}, ErrMalformed, 0, "no zip archive"},
