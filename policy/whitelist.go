@@ -187,8 +187,12 @@ const (
 	FormatXLSX = sheet.XLSX
 )
 
-// FormatOf picks the import format from a file name's extension.
-func FormatOf(name string) (ImportFormat, bool) { return sheet.FormatOf(name) }
+// FormatOf picks the import format from a file name's extension: CSV
+// (.csv, .txt) or XLSX (.xlsx).
+func FormatOf(name string) (ImportFormat, bool) {
+	f, ok := sheet.FormatOf(name)
+	return f, ok && f != sheet.XLS
+}
 
 // openImport starts reading an imported file: maxRows rows with content at
 // most (a header included), its size bounded by the caller; raw: XLSX cells
