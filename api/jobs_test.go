@@ -31,6 +31,7 @@ import (
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/sheet"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -575,17 +576,17 @@ func TestBatchRequests(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("XLSX template: %d", code)
 	}
-	sr, err := policy.OpenSheet(bytes.NewReader(xlsxT), policy.FormatXLSX)
+	sr, err := sheet.Open(bytes.NewReader(xlsxT), sheet.Options{Format: sheet.XLSX})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rows [][]string
 	for {
-		_, cells, err := sr.Next()
+		row, err := sr.Next()
 		if err != nil {
 			break
 		}
-		rows = append(rows, cells)
+		rows = append(rows, row.Cells)
 	}
 	sr.Close()
 	if len(rows) != 3 || !slices.Equal(rows[0], []string{"号码", "内容"}) || rows[1][0] != "13800138000" {

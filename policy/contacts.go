@@ -1,9 +1,6 @@
 package policy
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,13 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/xuri/excelize/v2"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/text/encoding/simplifiedchinese"
-	"golang.org/x/text/encoding/unicode"
-	"golang.org/x/text/transform"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // Address books (FAQ 3). Every user has a personal book of up to 3,000
@@ -431,7 +425,8 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f ImportFormat) (Co
 	if err != nil {
 		return ContactImportResult{}, err
 	}
-	sr, err := OpenSheet(r, f)
+	// The header and a row past the limit are read, then refused below.
+	sr, err := openImport(r, f, MaxContactImportRows+2, false)
 	if err != nil {
 		return ContactImportResult{}, err
 	}
@@ -445,20 +440,15 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f ImportFormat) (Co
 	res := ContactImportResult{Errors: []ContactRowError{}}
 	first := true
 	for {
-		n, cells, err := sr.Next()
+		in, err := sr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return ContactImportResult{}, err
+			return ContactImportResult{}, importErr(err)
 		}
-		cell := func(i int) string {
-			if i < len(cells) {
-				return cells[i]
-			}
-			return ""
-		}
-		num := NumericCell(strings.TrimSpace(cell(1)))
+		n, cell := in.N, in.Cell
+		num := sheet.NumericCell(strings.TrimSpace(cell(1)))
 		if first {
 			first = false
 			if !strings.ContainsAny(num, "0123456789") && strings.TrimSpace(cell(0)+cell(1)) != "" && num != "" {
@@ -536,170 +526,6 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f ImportFormat) (Co
 	}
 	slices.SortStableFunc(res.Errors, func(x, y ContactRowError) int { return x.Row - y.Row })
 	return res, nil
-}
-
-// --- reading CSV and XLSX files row by row ---
-
-// SheetReader reads the rows of a CSV or XLSX file one at a time, in memory
-// bounded by the longest row (CSV) or by the compressed file (XLSX: the
-// archive is read into memory, sheets and shared strings larger than
-// xlsxInMemory are unpacked to temporary files and streamed).
-//
-// CSV files may be UTF-8 (with or without a byte order mark), UTF-16 with a
-// byte order mark (Excel's "Unicode text", tab-separated) or GB18030 / GBK
-// (what Excel writes on Chinese Windows; chosen when the first 64 KiB are
-// not UTF-8). The delimiter is a tab when the first line has tabs and no
-// commas, else a comma. Of an XLSX file the first sheet is read, each cell as
-// Excel shows it (NumericCell turns a number shown in scientific notation
-// back into its digits).
-type SheetReader struct {
-	cr *csv.Reader
-	xf *excelize.File
-	xr *excelize.Rows
-	n  int // XLSX: the current row number
-}
-
-// Sizes of XLSX reading.
-const (
-	xlsxUnpackLimit = 1 << 30 // what a sheet may inflate to in all (temporary files)
-	xlsxInMemory    = 1 << 20 // larger sheets and shared strings are read from temporary files
-	sniffSize       = 64 << 10
-)
-
-// OpenSheet starts reading r. Close the reader when done.
-func OpenSheet(r io.Reader, f ImportFormat) (*SheetReader, error) {
-	switch f {
-	case FormatCSV:
-		src, comma, err := decodeCSV(r)
-		if err != nil {
-			return nil, fmt.Errorf("%w: CSV: %w", ErrInvalid, err)
-		}
-		cr := csv.NewReader(src)
-		cr.Comma = comma
-		cr.FieldsPerRecord = -1
-		cr.LazyQuotes = true
-		cr.ReuseRecord = true
-		return &SheetReader{cr: cr}, nil
-	case FormatXLSX:
-		xf, err := excelize.OpenReader(r, excelize.Options{UnzipSizeLimit: xlsxUnpackLimit, UnzipXMLSizeLimit: xlsxInMemory})
-		if err != nil {
-			return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-		}
-		sheets := xf.GetSheetList()
-		if len(sheets) == 0 {
-			_ = xf.Close()
-			return nil, invalid("XLSX: no sheet")
-		}
-		xr, err := xf.Rows(sheets[0])
-		if err != nil {
-			_ = xf.Close()
-			return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-		}
-		return &SheetReader{xf: xf, xr: xr}, nil
-	}
-	return nil, invalid("file format %d", f)
-}
-
-// Next returns the next row with any content: its 1-based row number (the
-// line of a CSV file, the row of the sheet) and its cells, valid until the
-// next call. It returns io.EOF at the end, and ErrInvalid for a malformed
-// file.
-func (sr *SheetReader) Next() (int, []string, error) {
-	if sr.cr != nil {
-		for {
-			rec, err := sr.cr.Read()
-			if err == io.EOF {
-				return 0, nil, io.EOF
-			}
-			if err != nil {
-				return 0, nil, fmt.Errorf("%w: CSV: %w", ErrInvalid, err)
-			}
-			if blankRecord(rec) {
-				continue
-			}
-			line, _ := sr.cr.FieldPos(0)
-			return line, rec, nil
-		}
-	}
-	for sr.xr.Next() {
-		sr.n++
-		cols, err := sr.xr.Columns()
-		if err != nil {
-			return 0, nil, fmt.Errorf("%w: XLSX row %d: %w", ErrInvalid, sr.n, err)
-		}
-		if blankRecord(cols) {
-			continue
-		}
-		return sr.n, cols, nil
-	}
-	if err := sr.xr.Error(); err != nil {
-		return 0, nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-	}
-	return 0, nil, io.EOF
-}
-
-// Close releases the reader's temporary files.
-func (sr *SheetReader) Close() error {
-	if sr.xf == nil {
-		return nil
-	}
-	err := sr.xr.Close()
-	if e := sr.xf.Close(); err == nil {
-		err = e
-	}
-	return err
-}
-
-// NumericCell turns a number cell shown in scientific or decimal notation
-// ("1.3712345678E+10", "13712345678.0") back into its digits; anything else
-// is returned unchanged.
-func NumericCell(v string) string { return numericCell(v) }
-
-// decodeCSV picks the text encoding and the delimiter of a CSV file.
-func decodeCSV(r io.Reader) (io.Reader, rune, error) {
-	br := bufio.NewReaderSize(r, sniffSize)
-	head, err := br.Peek(sniffSize)
-	full := err == nil || errors.Is(err, bufio.ErrBufferFull)
-	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, 0, err
-	}
-	var src io.Reader = br
-	switch {
-	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}) || bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
-		src = transform.NewReader(br, unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder())
-	case bytes.HasPrefix(head, []byte("\xEF\xBB\xBF")):
-		_, _ = br.Discard(3)
-	case !utf8Prefix(head, full):
-		src = transform.NewReader(br, simplifiedchinese.GB18030.NewDecoder())
-	}
-	// The delimiter, from the first (decoded) line.
-	dr := bufio.NewReaderSize(src, sniffSize)
-	line, err := dr.Peek(sniffSize)
-	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, 0, err
-	}
-	if i := bytes.IndexByte(line, '\n'); i >= 0 {
-		line = line[:i]
-	}
-	comma := ','
-	if bytes.IndexByte(line, '\t') >= 0 && bytes.IndexByte(line, ',') < 0 {
-		comma = '\t'
-	}
-	return dr, comma, nil
-}
-
-// utf8Prefix reports whether head is UTF-8; if more follows (truncated), a
-// rune cut at the end is allowed.
-func utf8Prefix(head []byte, truncated bool) bool {
-	if !truncated {
-		return utf8.Valid(head)
-	}
-	for i := 0; i < utf8.UTFMax && i <= len(head); i++ {
-		if utf8.Valid(head[:len(head)-i]) {
-			return true
-		}
-	}
-	return false
 }
 
 // SubmitTPS is the submission rate (submissions per second) the rate limiter

@@ -246,43 +246,71 @@ func TestContactsImportRows(t *testing.T) {
 	}
 }
 
-func TestSheetReaderEncodings(t *testing.T) {
-	read := func(data []byte, f ImportFormat) [][]string {
-		t.Helper()
-		sr, err := OpenSheet(bytes.NewReader(data), f)
+// TestImportEncodings: the whitelist and both address books read files
+// alike (package sheet): a GBK CSV into the whitelist (which once refused
+// it), UTF-16 text into a book, XLSX into both.
+func TestImportEncodings(t *testing.T) {
+	f := newFixture(t)
+	xlsx := func(rows ...[]any) io.Reader {
+		x := excelize.NewFile()
+		defer x.Close()
+		for i, r := range rows {
+			if err := x.SetSheetRow("Sheet1", fmt.Sprintf("A%d", i+1), &r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var buf bytes.Buffer
+		if err := x.Write(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return &buf
+	}
+
+	// GBK, comma- or tab-separated, into the whitelist: the refused value is
+	// reported as written, not as mojibake.
+	for _, sep := range []string{",", "\t"} {
+		gbk, err := simplifiedchinese.GBK.NewEncoder().String("手机号码" + sep + "备注\n13712345601" + sep + "张三\n无号码" + sep + "李四\n")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sr.Close()
-		var out [][]string
-		for {
-			n, cells, err := sr.Next()
-			if err == io.EOF {
-				return out
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, append([]string{fmt.Sprint(n)}, cells...))
+		res, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader(gbk), FormatCSV)
+		if err != nil {
+			t.Fatalf("GBK %q: %v", sep, err)
+		}
+		if res.HeaderRow != 1 || res.Rows != 2 || len(res.Errors) != 1 || res.Errors[0].Row != 3 || res.Errors[0].Value != "无号码" {
+			t.Errorf("GBK %q: %+v", sep, res)
 		}
 	}
-	want := [][]string{{"1", "号码", "内容"}, {"3", "13800138000", "你好"}}
-	utf16 := []byte{0xFF, 0xFE}
-	for _, r := range "号码\t内容\r\n\r\n13800138000\t你好\r\n" {
-		utf16 = append(utf16, byte(r), byte(r>>8))
+	if st, ok := f.p.WhitelistStatus(entA, "+8613712345601"); !ok || st != WhitelistPending {
+		t.Errorf("GBK number: %v %v", st, ok)
 	}
-	gb, _ := simplifiedchinese.GB18030.NewEncoder().String("号码,内容\n\n13800138000,你好\n")
-	for name, data := range map[string][]byte{
-		"utf8":     []byte("号码,内容\n,\n13800138000,你好\n"),
-		"utf8-bom": []byte("\xEF\xBB\xBF号码,内容\n\n13800138000,你好\n"),
-		"utf16":    utf16,
-		"gb18030":  []byte(gb),
-	} {
-		if got := read(data, FormatCSV); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: %q", name, got)
-		}
+	res, err := f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{"号码"}, []any{13712345602}), FormatXLSX)
+	if err != nil || res.Added != 1 || res.HeaderRow != 1 {
+		t.Errorf("XLSX whitelist: %+v %v", res, err)
 	}
-	if NumericCell("1.38001380E+10") != "13800138000" || NumericCell("13800138000.0") != "13800138000" || NumericCell("12.5") != "12.5" {
-		t.Error("NumericCell")
+
+	// UTF-16 LE with a byte order mark (Excel's "Unicode text"), tab-separated,
+	// into the personal book; XLSX into the enterprise book.
+	u16 := []byte{0xFF, 0xFE}
+	for _, r := range "姓名\t号码\t分组\r\n周一\t13800138011\t客服部\r\n" {
+		u16 = append(u16, byte(r), byte(r>>8))
+	}
+	book := Book{Enterprise: entA, User: "a_user"}
+	cres, err := f.p.ImportContacts(f.aUser, book, bytes.NewReader(u16), FormatCSV)
+	if err != nil || cres.Added != 1 || cres.HeaderRow != 1 || len(cres.Errors) != 0 {
+		t.Fatalf("UTF-16: %+v %v", cres, err)
+	}
+	if cs, _ := f.p.Contacts(f.aUser, book, "客服部"); len(cs) != 1 || cs[0].Name != "周一" || cs[0].Number != "+8613800138011" {
+		t.Errorf("UTF-16 contact %+v", cs)
+	}
+	cres, err = f.p.ImportContacts(f.aAdmin, EnterpriseBook(entA), xlsx([]any{"姓名", "号码", "分组"}, []any{"吴二", 13800138012, "研发部"}), FormatXLSX)
+	if err != nil || cres.Added != 1 {
+		t.Fatalf("XLSX contacts: %+v %v", cres, err)
+	}
+
+	// The content decides: an XLSX file sent as CSV is still XLSX.
+	res, err = f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{13712345603}), FormatCSV)
+	if err != nil || res.Added != 1 {
+		t.Errorf("XLSX named CSV: %+v %v", res, err)
 	}
 }

@@ -1,19 +1,17 @@
 package policy
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/xuri/excelize/v2"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // WhitelistState is the state of a whitelist entry.
@@ -178,51 +176,66 @@ func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResu
 	return s.addRows(a, code, listRows(numbers), 0)
 }
 
-// ImportFormat is the format of a whitelist file.
-type ImportFormat uint8
+// ImportFormat is the format of an imported file: sheet.Format, named here
+// so that callers of ImportWhitelist and ImportContacts need not import
+// sheet. It is a hint: the content decides (see package sheet).
+type ImportFormat = sheet.Format
 
 // Import formats.
 const (
-	FormatCSV ImportFormat = iota + 1
-	FormatXLSX
+	FormatCSV  = sheet.CSV
+	FormatXLSX = sheet.XLSX
 )
 
-// FormatOf picks the import format from a file name's extension.
+// FormatOf picks the import format from a file name's extension: CSV
+// (.csv, .txt) or XLSX (.xlsx).
 func FormatOf(name string) (ImportFormat, bool) {
-	switch strings.ToLower(filepath.Ext(name)) {
-	case ".csv", ".txt":
-		return FormatCSV, true
-	case ".xlsx":
-		return FormatXLSX, true
-	}
-	return 0, false
+	f, ok := sheet.FormatOf(name)
+	return f, ok && f != sheet.XLS
 }
 
-// xlsxUnzipLimit bounds what an uploaded XLSX may inflate to (zip bombs).
-const xlsxUnzipLimit = 64 << 20
+// openImport starts reading an imported file: maxRows rows with content at
+// most (a header included), its size bounded by the caller; raw: XLSX cells
+// as stored, not as shown.
+func openImport(r io.Reader, f ImportFormat, maxRows int, raw bool) (*sheet.Reader, error) {
+	sr, err := sheet.Open(r, sheet.Options{Format: f, Limits: sheet.Limits{MaxBytes: math.MaxInt64, MaxRows: maxRows}, Raw: raw})
+	if err != nil {
+		return nil, importErr(err)
+	}
+	return sr, nil
+}
 
-// ImportWhitelist imports column A of a CSV (UTF-8, BOM allowed) or XLSX (first
-// sheet) file as AddWhitelist does. A first row whose column A has no digit is
-// a header. Rows with no content at all are not rows; a row with content but
-// an empty column A is an error, as is every invalid number: each reported with
-// its row number, never dropped. More than MaxImportRows rows, or an unreadable
-// file, fails the whole import (nothing is added). The caller bounds r's size.
+// importErr is a file that cannot be read: ErrInvalid, the sheet's error
+// (and the reader's, e.g. an http.MaxBytesError) still reachable.
+func importErr(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+
+// ImportWhitelist imports column A of a file as AddWhitelist does: CSV
+// (UTF-8, GB18030, UTF-16; comma or tab separated) or XLSX (first sheet),
+// as package sheet reads them. A first row whose column A has no digit is a
+// header. Rows with no content at all are not rows; a row with content but
+// an empty column A is an error, as is every invalid number: each reported
+// with its row number, never dropped. More than MaxImportRows rows, or an
+// unreadable file, fails the whole import (nothing is added). The caller
+// bounds r's size.
 func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f ImportFormat) (ImportResult, error) {
 	if !a.admin(code) {
 		return ImportResult{}, ErrForbidden
 	}
-	var rows []inputRow
-	var err error
-	switch f {
-	case FormatCSV:
-		rows, err = readCSVColumnA(r, s.opts.MaxImportRows)
-	case FormatXLSX:
-		rows, err = readXLSXColumnA(r, s.opts.MaxImportRows)
-	default:
-		return ImportResult{}, invalid("import format %d", f)
-	}
+	sr, err := openImport(r, f, s.opts.MaxImportRows, true)
 	if err != nil {
 		return ImportResult{}, err
+	}
+	defer sr.Close()
+	var rows []inputRow
+	for {
+		row, err := sr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return ImportResult{}, importErr(err)
+		}
+		rows = append(rows, inputRow{row.N, sheet.NumericCell(row.Cell(0))})
 	}
 	header := 0
 	if len(rows) > 0 && rows[0].row == 1 && strings.TrimSpace(rows[0].value) != "" &&
@@ -234,97 +247,6 @@ func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f ImportForma
 }
 
 func tooManyRows(max int) error { return invalid("import: more than %d rows", max) }
-
-func readCSVColumnA(r io.Reader, maxRows int) ([]inputRow, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.LazyQuotes = true
-	cr.ReuseRecord = true
-	var rows []inputRow
-	for {
-		rec, err := cr.Read()
-		if err == io.EOF {
-			return rows, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: CSV: %w", ErrInvalid, err)
-		}
-		line, _ := cr.FieldPos(0)
-		v := rec[0]
-		if len(rows) == 0 {
-			v = strings.TrimPrefix(v, "\ufeff")
-		}
-		if blankRecord(rec) {
-			continue
-		}
-		if len(rows) == maxRows {
-			return nil, tooManyRows(maxRows)
-		}
-		rows = append(rows, inputRow{line, v})
-	}
-}
-
-func blankRecord(rec []string) bool {
-	for _, f := range rec {
-		if strings.TrimSpace(strings.TrimPrefix(f, "\ufeff")) != "" {
-			return false
-		}
-	}
-	return true
-}
-
-func readXLSXColumnA(r io.Reader, maxRows int) ([]inputRow, error) {
-	f, err := excelize.OpenReader(r, excelize.Options{UnzipSizeLimit: xlsxUnzipLimit, UnzipXMLSizeLimit: xlsxUnzipLimit})
-	if err != nil {
-		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-	}
-	defer f.Close()
-	sheets := f.GetSheetList()
-	if len(sheets) == 0 {
-		return nil, invalid("XLSX: no sheet")
-	}
-	it, err := f.Rows(sheets[0])
-	if err != nil {
-		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-	}
-	defer it.Close()
-	var rows []inputRow
-	for n := 1; it.Next(); n++ {
-		cols, err := it.Columns(excelize.Options{RawCellValue: true})
-		if err != nil {
-			return nil, fmt.Errorf("%w: XLSX row %d: %w", ErrInvalid, n, err)
-		}
-		if blankRecord(cols) {
-			continue
-		}
-		if len(rows) == maxRows {
-			return nil, tooManyRows(maxRows)
-		}
-		v := ""
-		if len(cols) > 0 {
-			v = numericCell(cols[0])
-		}
-		rows = append(rows, inputRow{n, v})
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("%w: XLSX: %w", ErrInvalid, err)
-	}
-	return rows, nil
-}
-
-// numericCell turns a number cell written in scientific or decimal notation
-// ("1.3712345678E+10", "13712345678.0") back into its digits; other text is
-// returned unchanged.
-func numericCell(v string) string {
-	if !strings.ContainsAny(v, "eE.") {
-		return v
-	}
-	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || f <= 0 || f >= 1e15 || f != math.Trunc(f) {
-		return v
-	}
-	return strconv.FormatFloat(f, 'f', 0, 64)
-}
 
 func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (ImportResult, error) {
 	res := ImportResult{Rows: len(rows), HeaderRow: header}

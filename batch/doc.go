@@ -1,0 +1,53 @@
+// Package batch is the engine of batch and templated sends (FAQ 5, 10): it
+// reads an uploaded sheet row by row (package sheet), turns each row into a
+// number and a text — column A and B of a batch file, or a template whose
+// {column} fields are filled from the row — and hands the rows to the
+// gateway at the enterprise's pace, accounting for every one. The HTTP
+// handlers that start, show and cancel jobs live in package api, which
+// imports this one; batch never imports api.
+//
+// # Basics
+//
+//	r := batch.New(batch.Config{Gateway: gw, Policy: pol, Refusal: describe})
+//	slot, err := r.Reserve(enterprise)      // ErrTooManyJobs, ErrClosed
+//	rows, err := batch.OpenRows(file, template, numberColumn, opts) // *FieldError: the header does not fit
+//	job := slot.Start(batch.JobSpec{…}, rows) // or slot.Release()
+//	job.Progress(true)                      // rows read, accepted, refused, unsent, row errors
+//	job.Cancel()                            // the user's DELETE
+//	r.Close()                               // before stopping the gateway
+//
+// Batch file: column A the number, column B the text, one SMS per row; a
+// first row whose column A has no digit is a header. Templated send: the
+// first row is a header naming the columns; the number is in the column
+// the caller names, or in the first one headed 号码, 手机号, … (see
+// numberHeaders); "{{" and "}}" are literal braces. A template field or a
+// number column that names no column is a *FieldError before any row is
+// sent.
+//
+// # Invariants
+//
+//   - Every data row is accounted for: RowsRead == Accepted + Refused +
+//     Unsent when a job has ended. Accepted rows are durable messages of
+//     the outbox; refused rows carry their row number and reason (an empty
+//     number, text or field, or the gateway's refusal); unsent rows were
+//     read but not handed over because the job was cancelled or failed.
+//     Rows with no content are not rows.
+//   - Memory is bounded: rows stream from the sheet, at most BatchInFlight
+//     rows of a job are with the gateway unanswered, a job lists at most
+//     MaxJobErrors row errors, finished jobs are forgotten after JobKeep
+//     (at most jobsKeptPerEnterprise per enterprise, jobsKept in all).
+//   - Every job's goroutine is owned by the Runner: Close cancels them and
+//     waits; a gateway call that started is answered first, so what the
+//     gateway accepted is counted as accepted.
+//   - Jobs pace themselves at the enterprise's TPS (policy.SubmitTPS),
+//     shared by its jobs: each gateway call is one submission, as a
+//     submit_sm is; consecutive rows with the same text go in one call (up
+//     to BatchChunk recipients).
+//
+// # Caveats
+//
+//   - Jobs live in memory: a restart forgets them and stops a running job
+//     where it was (what it accepted stays in the outbox).
+//   - Row errors list the first MaxJobErrors by row; Progress.ErrorCount
+//     counts all.
+package batch

@@ -1,0 +1,184 @@
+package batch
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Job states.
+const (
+	JobRunning   = "running"
+	JobDone      = "done"
+	JobCancelled = "cancelled"
+	JobFailed    = "failed"
+)
+
+// Row error reasons besides the gateway's refusals (and invalid_number for
+// an empty number).
+const (
+	ReasonEmptyText  = "empty_text"
+	ReasonEmptyField = "empty_field"
+)
+
+// RowError is a refused row of a batch file (or of a contact import).
+type RowError struct {
+	Row     int    `json:"row"`    // the line of a CSV file, the row of a sheet
+	Number  string `json:"number"` // as in the file
+	Reason  string `json:"reason"`
+	Code    string `json:"code,omitempty"` // the SMPP command_status of a gateway refusal
+	Message string `json:"message"`
+}
+
+// Progress is a job as its owner sees it.
+type Progress struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`    // batch | template
+	Account    string     `json:"account"` // the user who started it
+	File       string     `json:"file,omitempty"`
+	State      string     `json:"state"` // running | done | cancelled | failed
+	RowsRead   int        `json:"rows_read"`
+	Accepted   int        `json:"accepted"`
+	Refused    int        `json:"refused"`
+	Unsent     int        `json:"unsent"` // read but not sent: the job was cancelled or failed first
+	ErrorCount int        `json:"error_count"`
+	Errors     []RowError `json:"errors,omitempty"` // the first MaxJobErrors, by row
+	Reason     string     `json:"reason,omitempty"` // why a job failed
+	Message    string     `json:"message,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt time.Time  `json:"finished_at,omitzero"`
+}
+
+// Job is one batch job.
+type Job struct {
+	id, ent, owner, kind, file string
+	created                    time.Time
+	cancel                     context.CancelFunc
+	done                       chan struct{}
+
+	mu         sync.Mutex
+	state      string
+	ended      time.Time
+	rowsRead   int
+	accepted   int
+	refused    int
+	unsent     int
+	errCount   int
+	errs       []RowError
+	failReason string
+	failMsg    string
+	userCancel bool
+}
+
+// ID is the job's id.
+func (j *Job) ID() string { return j.id }
+
+// Enterprise is the code of the job's enterprise.
+func (j *Job) Enterprise() string { return j.ent }
+
+// Owner is the system_id of the user who started the job.
+func (j *Job) Owner() string { return j.owner }
+
+// Done is closed when the job has ended.
+func (j *Job) Done() <-chan struct{} { return j.done }
+
+// Cancel stops a running job (it ends cancelled once the gateway calls in
+// flight are answered; wait on Done) and returns the state it was in.
+func (j *Job) Cancel() (was string) {
+	j.mu.Lock()
+	was = j.state
+	if was == JobRunning {
+		j.userCancel = true
+	}
+	j.mu.Unlock()
+	if was == JobRunning {
+		j.cancel()
+	}
+	return was
+}
+
+func (j *Job) finished() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state != JobRunning
+}
+
+func (j *Job) finishedAt() time.Time {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ended
+}
+
+func (j *Job) read() {
+	j.mu.Lock()
+	j.rowsRead++
+	j.mu.Unlock()
+}
+
+func (j *Job) ok(n int) {
+	j.mu.Lock()
+	j.accepted += n
+	j.mu.Unlock()
+}
+
+func (j *Job) notSent(n int) {
+	j.mu.Lock()
+	j.unsent += n
+	j.mu.Unlock()
+}
+
+func (j *Job) rowError(e RowError) {
+	j.mu.Lock()
+	j.refused++
+	j.errCount++
+	if len(j.errs) < MaxJobErrors {
+		j.errs = append(j.errs, e)
+	}
+	j.mu.Unlock()
+}
+
+// fail records the first fatal error and stops the job.
+func (j *Job) fail(reason, msg string) {
+	j.mu.Lock()
+	if j.failReason == "" {
+		j.failReason, j.failMsg = reason, msg
+	}
+	j.mu.Unlock()
+	j.cancel()
+}
+
+// end sets the final state.
+func (j *Job) end(ctxErr error) {
+	j.mu.Lock()
+	switch {
+	case j.failReason != "":
+		j.state = JobFailed
+	case j.userCancel:
+		j.state = JobCancelled
+	case ctxErr != nil:
+		j.state, j.failReason, j.failMsg = JobFailed, "shutdown", "the daemon stopped before the job ended"
+	default:
+		j.state = JobDone
+	}
+	j.ended = time.Now().UTC()
+	j.mu.Unlock()
+	j.cancel()
+	close(j.done)
+}
+
+// Progress is the job now; its row errors (sorted by row) if withErrors.
+func (j *Job) Progress(withErrors bool) Progress {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	p := Progress{ID: j.id, Kind: j.kind, Account: j.owner, File: j.file, State: j.state,
+		RowsRead: j.rowsRead, Accepted: j.accepted, Refused: j.refused, Unsent: j.unsent,
+		ErrorCount: j.errCount, Reason: j.failReason, Message: j.failMsg,
+		CreatedAt: j.created, FinishedAt: j.ended}
+	if withErrors && len(j.errs) > 0 {
+		p.Errors = slices.Clone(j.errs)
+		slices.SortStableFunc(p.Errors, func(x, y RowError) int { return cmp.Compare(x.Row, y.Row) })
+	}
+	return p
+}

@@ -1,0 +1,235 @@
+package batch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// Limits of batch jobs.
+const (
+	MaxJobsPerEnterprise  = 2    // running jobs of one enterprise
+	MaxJobs               = 8    // running jobs in all
+	MaxJobErrors          = 1000 // row errors listed in a job's progress (ErrorCount counts all)
+	BatchInFlight         = 1024 // rows of a job handed to the gateway and not yet answered
+	BatchChunk            = 64   // most recipients of one gateway call (rows with the same text)
+	JobKeep               = 24 * time.Hour
+	jobsKeptPerEnterprise = 20   // finished jobs kept per enterprise
+	jobsKept              = 1000 // finished jobs kept in all
+	rateBackoffMin        = 20 * time.Millisecond
+	rateBackoffMax        = time.Second
+)
+
+// Errors of Reserve.
+var (
+	ErrTooManyJobs = errors.New("batch: too many jobs")
+	ErrClosed      = errors.New("batch: the daemon is stopping")
+)
+
+// Config is what a Runner needs.
+type Config struct {
+	Gateway *gateway.Gateway // accepts the rows
+	Policy  *policy.Policy   // the enterprises' pace (SubmitTPS)
+	// Refusal describes an error of Gateway.Send as a row error shows it:
+	// its reason string, its SMPP command_status ("0x00000400") and a
+	// message — the same words as a single send's answer.
+	Refusal func(err error) (reason, code, msg string)
+	// Running jobs at most per enterprise and in all (0: MaxJobsPerEnterprise, MaxJobs).
+	MaxPerEnterprise, MaxRunning int
+}
+
+// Runner runs batch jobs and remembers them.
+type Runner struct {
+	cfg Config
+
+	mu      sync.Mutex
+	byID    map[string]*Job
+	all     []*Job // in creation order
+	running int
+	perEnt  map[string]int
+	pacers  map[string]*rate.Limiter
+	closed  bool
+	ctx     context.Context // cancelled by Close
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New returns a Runner; Close it before stopping the gateway.
+func New(cfg Config) *Runner {
+	if cfg.MaxPerEnterprise <= 0 {
+		cfg.MaxPerEnterprise = MaxJobsPerEnterprise
+	}
+	if cfg.MaxRunning <= 0 {
+		cfg.MaxRunning = MaxJobs
+	}
+	r := &Runner{cfg: cfg, byID: map[string]*Job{}, perEnt: map[string]int{}, pacers: map[string]*rate.Limiter{}}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	return r
+}
+
+// Slot is a running job's place, taken before its file is read.
+type Slot struct {
+	r    *Runner
+	ent  string
+	once sync.Once
+}
+
+// Reserve takes a running slot for a job of the enterprise: ErrTooManyJobs
+// when it or everyone has as many running as allowed, ErrClosed after
+// Close. Start the job in it, or Release it.
+func (r *Runner) Reserve(enterprise string) (*Slot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.closed:
+		return nil, ErrClosed
+	case r.perEnt[enterprise] >= r.cfg.MaxPerEnterprise:
+		return nil, fmt.Errorf("%w: %d batch jobs of the enterprise are running (at most %d); wait for one to finish",
+			ErrTooManyJobs, r.perEnt[enterprise], r.cfg.MaxPerEnterprise)
+	case r.running >= r.cfg.MaxRunning:
+		return nil, fmt.Errorf("%w: %d batch jobs are running (at most %d); retry later", ErrTooManyJobs, r.running, r.cfg.MaxRunning)
+	}
+	r.perEnt[enterprise]++
+	r.running++
+	r.wg.Add(1)
+	return &Slot{r: r, ent: enterprise}, nil
+}
+
+// Release gives back a slot no job was started in (again: nothing).
+func (s *Slot) Release() {
+	s.once.Do(func() {
+		r := s.r
+		r.mu.Lock()
+		r.perEnt[s.ent]--
+		if r.perEnt[s.ent] <= 0 {
+			delete(r.perEnt, s.ent)
+		}
+		r.running--
+		r.mu.Unlock()
+		r.wg.Done()
+	})
+}
+
+// JobSpec is what a job sends and for whom.
+type JobSpec struct {
+	Owner   string           // system_id of the user who started it
+	Account *gateway.Account // the sender, as the gateway sees it
+	Kind    string           // KindBatch or KindTemplate
+	File    string           // the uploaded file's name
+	Request gateway.SendRequest
+	// Finally runs once the job ended (say, to remove the spooled file).
+	Finally func()
+}
+
+// Job kinds.
+const (
+	KindBatch    = "batch"
+	KindTemplate = "template"
+)
+
+// Start runs a job in the slot, in the background, and takes ownership of
+// rows (closed when the job ends).
+func (s *Slot) Start(spec JobSpec, rows *Rows) *Job {
+	r := s.r
+	ctx, cancel := context.WithCancel(r.ctx)
+	j := &Job{id: newJobID(), ent: s.ent, owner: spec.Owner, kind: spec.Kind, file: spec.File,
+		created: time.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
+	r.add(j)
+	go func() {
+		defer s.Release()
+		if spec.Finally != nil {
+			defer spec.Finally()
+		}
+		defer rows.Close()
+		r.run(ctx, j, spec.Account, spec.Request, rows)
+	}()
+	return j
+}
+
+func newJobID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>1|1<<40, 10)
+}
+
+// add registers a new job and forgets old finished ones.
+func (r *Runner) add(j *Job) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byID[j.id] = j
+	r.all = append(r.all, j)
+	now := time.Now()
+	kept := map[string]int{}
+	for i := len(r.all) - 1; i >= 0; i-- {
+		o := r.all[i]
+		if !o.finished() {
+			continue
+		}
+		kept[o.ent]++
+		if kept[o.ent] > jobsKeptPerEnterprise || now.Sub(o.finishedAt()) > JobKeep {
+			delete(r.byID, o.id)
+			r.all[i] = nil
+		}
+	}
+	r.all = slices.DeleteFunc(r.all, func(o *Job) bool { return o == nil })
+	for i := 0; len(r.all) > jobsKept && i < len(r.all); {
+		if o := r.all[i]; o.finished() {
+			delete(r.byID, o.id)
+			r.all = slices.Delete(r.all, i, i+1)
+			continue
+		}
+		i++
+	}
+}
+
+// Get is the job id, nil if unknown (or forgotten).
+func (r *Runner) Get(id string) *Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id]
+}
+
+// List is every job remembered, in creation order.
+func (r *Runner) List() []*Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.all)
+}
+
+// pacer is the enterprise's submission pace for its jobs.
+func (r *Runner) pacer(ent string) *rate.Limiter {
+	tps := max(r.cfg.Policy.SubmitTPS(ent), 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.pacers[ent]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(tps), max(1, tps/10))
+		r.pacers[ent] = l
+	} else if l.Limit() != rate.Limit(tps) {
+		l.SetLimit(rate.Limit(tps))
+		l.SetBurst(max(1, tps/10))
+	}
+	return l
+}
+
+// Close cancels the running jobs and waits until they stop (the gateway
+// calls in flight are answered first, so every row is accounted for). No
+// job starts after.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.stop()
+	r.mu.Unlock()
+	r.wg.Wait()
+}

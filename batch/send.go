@@ -1,0 +1,154 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+)
+
+type chunkRow struct {
+	row    int
+	number string
+}
+
+// chunk is consecutive rows with the same text: one gateway call.
+type chunk struct {
+	text string
+	rows []chunkRow
+}
+
+// run reads the rows and hands them to the gateway, at most BatchInFlight
+// unanswered, paced in file order; it returns once every call is answered.
+func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, rows *Rows) {
+	sem := make(chan struct{}, BatchInFlight)
+	var wg sync.WaitGroup
+	var cur chunk
+	flush := func() {
+		n := len(cur.rows)
+		if n == 0 {
+			return
+		}
+		c := cur
+		cur = chunk{}
+		for i := range n {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				for range i {
+					<-sem
+				}
+				j.notSent(n)
+				return
+			}
+		}
+		// Paced here, in file order: calls start in the order of the rows.
+		if err := r.pacer(j.ent).Wait(ctx); err != nil {
+			for range n {
+				<-sem
+			}
+			j.notSent(n)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sendChunk(ctx, j, acct, req, c)
+			for range n {
+				<-sem
+			}
+		}()
+	}
+	for ctx.Err() == nil {
+		row, err := rows.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			j.fail("invalid", "the file cannot be read further: "+err.Error())
+			break
+		}
+		j.read()
+		number, text, reason, msg := rows.spec(row)
+		if reason != "" {
+			j.rowError(RowError{Row: row.N, Number: number, Reason: reason, Message: msg})
+			continue
+		}
+		if len(cur.rows) > 0 && (cur.text != text || len(cur.rows) == BatchChunk) {
+			flush()
+		}
+		cur.text = text
+		cur.rows = append(cur.rows, chunkRow{row.N, number})
+	}
+	if ctx.Err() != nil {
+		j.notSent(len(cur.rows))
+		cur = chunk{}
+	}
+	flush()
+	wg.Wait()
+	j.end(ctx.Err())
+}
+
+// sendChunk hands one chunk to the gateway and records its outcome per row.
+// A cancelled job still finishes a call once it started: what the gateway
+// accepted stays accepted.
+func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, c chunk) {
+	req.Text = c.text
+	req.Dests = make([]string, len(c.rows))
+	for i, cr := range c.rows {
+		req.Dests[i] = cr.number
+	}
+	backoff := rateBackoffMin
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 { // the first attempt was paced by the caller
+			if err := r.pacer(j.ent).Wait(ctx); err != nil {
+				j.notSent(len(c.rows))
+				return
+			}
+		}
+		res, err := r.cfg.Gateway.Send(context.WithoutCancel(ctx), acct, req)
+		if err == nil {
+			accepted := 0
+			for i, rr := range res {
+				if rr.Err == nil {
+					accepted++
+					continue
+				}
+				reason, code, msg := r.cfg.Refusal(rr.Err)
+				j.rowError(RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg})
+			}
+			j.ok(accepted)
+			return
+		}
+		reason, code, msg := r.cfg.Refusal(err)
+		switch {
+		case reason == policy.ReasonRateLimited.String():
+			// Other traffic of the enterprise took the tokens: wait.
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				j.notSent(len(c.rows))
+				return
+			}
+			backoff = min(2*backoff, rateBackoffMax)
+			continue
+		case errors.Is(err, gateway.ErrStore):
+			j.notSent(len(c.rows))
+			j.fail("store_error", "the message store failed: the rows not yet accepted were not sent")
+		case reason == policy.ReasonAccountDisabled.String(), reason == policy.ReasonNoSignature.String(), reason == "internal":
+			j.notSent(len(c.rows))
+			j.fail(reason, msg)
+		default: // the text: too_long, bad_text, binary_refused …
+			for _, cr := range c.rows {
+				j.rowError(RowError{Row: cr.row, Number: cr.number, Reason: reason, Code: code, Message: msg})
+			}
+		}
+		return
+	}
+}

@@ -1,0 +1,67 @@
+// Package sheet reads the spreadsheets enterprises upload — batch and
+// templated sends, address books, whitelist imports — row by row, in
+// bounded memory, whatever Excel or WPS on a Chinese Windows wrote them as.
+// It imports nothing of qxtd: callers decide what the columns mean.
+//
+// # Basics
+//
+//	f, _ := sheet.FormatOf(name) // a hint; Detect when the name tells nothing
+//	r, err := sheet.Open(file, sheet.Options{Format: f, Limits: lim})
+//	defer r.Close()
+//	for {
+//		row, err := r.Next() // io.EOF at the end
+//		…row.N, row.Cell(0)…
+//	}
+//
+// Formats:
+//
+//   - CSV (RFC 4180, quotes taken leniently) in UTF-8 with or without a
+//     byte order mark, UTF-16 LE or BE with a byte order mark (Excel's
+//     "Unicode text"), or GB18030 / GBK (Excel's "CSV" on Chinese Windows),
+//     chosen when the first 64 KiB are not UTF-8. The separator is a tab when
+//     the first line has tabs and no commas, else a comma.
+//   - XLSX (Office Open XML): the first sheet, through excelize's streaming
+//     row iterator. Each cell is read as Excel shows it, or with
+//     Options.Raw as it is stored. NumericCell turns a number shown in
+//     scientific or decimal notation ("1.3712345678E+10") back into its
+//     digits.
+//
+// The content decides, not the name: a zip archive is read as XLSX even
+// when called CSV (Format is a hint), and a file given as XLSX that is not a
+// zip archive is refused. XLS (Excel 97–2003, an OLE2 compound file) is
+// recognised and refused with ErrUnsupported; Sniff tells it from the first
+// bytes, before anything is parsed. Open refuses a file only after reading
+// it whole (as excelize does anyway): a file over Limits.MaxBytes is
+// ErrLimit, and a failing source its own error, whatever its content.
+//
+// # Invariants
+//
+//   - Next returns only rows with content: a row whose cells are all blank
+//     (or a line with no cells) is skipped, never returned and never
+//     counted. Row.N is the 1-based line of a CSV file where the row starts
+//     (blank lines and lines inside quoted cells count) or the row of the
+//     sheet, so that a message can name it as the user sees it.
+//   - Memory is bounded by the caller's Limits, never by the file: CSV holds
+//     one row (at most Limits.MaxRow bytes, plus a 64 KiB read-ahead); XLSX
+//     holds the compressed file (at most Limits.MaxBytes) and spills sheets
+//     and shared strings over 1 MiB to temporary files (at most
+//     Limits.MaxUnpacked in all), removed by Close.
+//   - Every limit passed, and every malformed file, is an *Error naming the
+//     row where it was found; errors.Is tells ErrLimit, ErrMalformed and
+//     ErrUnsupported apart, and an error of the underlying reader (an
+//     http.MaxBytesError, say) stays reachable with errors.As.
+//   - Bad input is an error, never a panic (FuzzRead holds the reader to it;
+//     a panic inside excelize is recovered and reported as ErrMalformed).
+//
+// # Caveats
+//
+//   - Row.Cells is valid until the next call of Next: copy what you keep.
+//   - The encoding of a CSV file is chosen from its first 64 KiB: a file
+//     that is ASCII there and GBK further on is read as UTF-8, its later
+//     cells carrying invalid UTF-8. UTF-16 without a byte order mark is not
+//     recognised.
+//   - excelize reads the whole compressed XLSX into memory before the first
+//     row: bound it with Limits.MaxBytes (or the caller's own reader).
+//   - A limit error in the middle of a CSV record names the row after the
+//     last one returned: the record being read.
+package sheet
