@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -49,20 +48,6 @@ func writeErr(w http.ResponseWriter, err error) {
 	}
 }
 
-// refusalOf is a refusal's reason, SMPP command_status and message, as
-// SMPP and the metrics name them.
-func refusalOf(err error) (reason, code, msg string) {
-	var ref *policy.Refusal
-	if errors.As(err, &ref) && ref.Reason.Valid() {
-		msg = ref.Reason.Message()
-		if ref.Detail != "" {
-			msg += ": " + ref.Detail
-		}
-		return ref.Reason.String(), fmt.Sprintf("0x%08x", ref.Status()), msg
-	}
-	return "internal", fmt.Sprintf("0x%08x", policy.StatusSystemError), err.Error()
-}
-
 // refusalStatus is the HTTP status of a request-level refusal.
 func refusalStatus(reason string) int {
 	switch reason {
@@ -94,7 +79,7 @@ func writeRefusal(w http.ResponseWriter, err error) {
 		return
 	}
 	var b refusalBody
-	b.Error.Reason, b.Error.Code, b.Error.Message = refusalOf(err)
+	b.Error.Reason, b.Error.Code, b.Error.Message = policy.Describe(err)
 	if b.Error.Reason == "internal" {
 		b.Error.Code = ""
 	}

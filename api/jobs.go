@@ -88,7 +88,7 @@ type jobState struct {
 // batches is the Server's job runner.
 func (s *Server) batches() *batch.Runner {
 	s.jobs.once.Do(func() {
-		s.jobs.runner = batch.New(batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, Refusal: refusalOf, MaxRunning: s.jobs.maxAll})
+		s.jobs.runner = batch.New(batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.jobs.maxAll})
 	})
 	return s.jobs.runner
 }

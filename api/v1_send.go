@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 )
 
 // Sending: POST /v1/messages, one text to up to MaxRecipients numbers and
@@ -118,7 +119,7 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 			out.Accepted++
 			continue
 		}
-		reason, code, msg := refusalOf(rr.Err)
+		reason, code, msg := policy.Describe(rr.Err)
 		out.Results[i] = RecipientResult{To: rr.Dest, Status: "refused", Reason: reason, Code: code, Message: msg}
 		out.Refused++
 	}

@@ -8,7 +8,7 @@
 //
 // # Basics
 //
-//	r := batch.New(batch.Config{Gateway: gw, Policy: pol, Refusal: describe})
+//	r := batch.New(batch.Config{Gateway: gw, Policy: pol})
 //	slot, err := r.Reserve(enterprise)      // ErrTooManyJobs, ErrClosed
 //	rows, err := batch.OpenRows(file, template, numberColumn, opts) // *FieldError: the header does not fit
 //	job := slot.Start(batch.JobSpec{…}, rows) // or slot.Release()

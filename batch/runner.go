@@ -41,10 +41,6 @@ var (
 type Config struct {
 	Gateway *gateway.Gateway // accepts the rows
 	Policy  *policy.Policy   // the enterprises' pace (SubmitTPS)
-	// Refusal describes an error of Gateway.Send as a row error shows it:
-	// its reason string, its SMPP command_status ("0x00000400") and a
-	// message — the same words as a single send's answer.
-	Refusal func(err error) (reason, code, msg string)
 	// Running jobs at most per enterprise and in all (0: MaxJobsPerEnterprise, MaxJobs).
 	MaxPerEnterprise, MaxRunning int
 }

@@ -118,13 +118,13 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 					accepted++
 					continue
 				}
-				reason, code, msg := r.cfg.Refusal(rr.Err)
+				reason, code, msg := policy.Describe(rr.Err)
 				j.rowError(RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg})
 			}
 			j.ok(accepted)
 			return
 		}
-		reason, code, msg := r.cfg.Refusal(err)
+		reason, code, msg := policy.Describe(err)
 		switch {
 		case reason == policy.ReasonRateLimited.String():
 			// Other traffic of the enterprise took the tokens: wait.

@@ -244,3 +244,19 @@ func ReasonTable() string {
 // (the queue's quota check → ReasonQuotaExceeded, segment's length count →
 // ReasonTooLong, the gateway's routing → ReasonNoRoute, …).
 func NewRefusal(r Reason, detail string) error { return refuse(r, detail) }
+
+// Describe is how the outcome of a send appears to its sender (an HTTP
+// answer, a batch row error): the refusal's reason, its command_status
+// ("0x00000400") and its message with the detail. An error that is no
+// refusal is reason "internal", ESME_RSYSERR, with the error's own text.
+func Describe(err error) (reason, code, msg string) {
+	var ref *Refusal
+	if errors.As(err, &ref) && ref.Reason.Valid() {
+		msg = ref.Reason.Message()
+		if ref.Detail != "" {
+			msg += ": " + ref.Detail
+		}
+		return ref.Reason.String(), fmt.Sprintf("0x%08x", ref.Status()), msg
+	}
+	return "internal", fmt.Sprintf("0x%08x", StatusSystemError), err.Error()
+}

@@ -74,3 +74,14 @@ func TestReasonOf(t *testing.T) {
 		t.Errorf("message %q", s)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	reason, code, msg := Describe(fmt.Errorf("send: %w", NewRefusal(ReasonNotWhitelisted, "+8613800138000: whitelist entry pending")))
+	if reason != "not_whitelisted" || code != "0x00000400" || !strings.Contains(msg, "pending") || !strings.Contains(msg, ReasonNotWhitelisted.Message()) {
+		t.Errorf("Describe(refusal) = %q %q %q", reason, code, msg)
+	}
+	reason, code, msg = Describe(errors.New("disk on fire"))
+	if reason != "internal" || code != "0x00000008" || msg != "disk on fire" {
+		t.Errorf("Describe(other) = %q %q %q", reason, code, msg)
+	}
+}
