@@ -19,6 +19,7 @@ import (
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 const adminToken = "test-admin-token"
@@ -269,11 +270,11 @@ func TestAdminFlow(t *testing.T) {
 	if res.Rows != 5 || res.Added != 2 || res.Duplicates != 1 || !slices.Equal(errorRows(res.Errors), []int{3, 4}) {
 		t.Fatalf("add: %+v", res)
 	}
-	res = adminMust(admin.ImportWhitelist(ctx, "ACME", policy.FormatCSV, strings.NewReader(adminCSV))).get(t)
+	res = adminMust(admin.ImportWhitelist(ctx, "ACME", sheet.CSV, strings.NewReader(adminCSV))).get(t)
 	if res.Rows != 5 || res.HeaderRow != 1 || res.Added != 2 || res.Duplicates != 1 || !slices.Equal(errorRows(res.Errors), []int{3, 4}) {
 		t.Fatalf("CSV import: %+v", res)
 	}
-	res = adminMust(admin.ImportWhitelist(ctx, "ACME", policy.FormatXLSX, bytes.NewReader(adminXLSX(t)))).get(t)
+	res = adminMust(admin.ImportWhitelist(ctx, "ACME", sheet.XLSX, bytes.NewReader(adminXLSX(t)))).get(t)
 	if res.Rows != 6 || res.HeaderRow != 1 || res.Added != 2 || res.Duplicates != 1 || !slices.Equal(errorRows(res.Errors), []int{3, 5, 6}) {
 		t.Fatalf("XLSX import: %+v", res)
 	}

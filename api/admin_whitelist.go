@@ -3,19 +3,19 @@ package api
 import (
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // An enterprise's whitelist: add numbers, import a CSV or XLSX file, list
 // by state, approve, reject and remove.
 
-// XLSXContentType is the media type of an XLSX whitelist upload.
-const XLSXContentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+// XLSXContentType is the media type of an XLSX upload.
+const XLSXContentType = sheet.XLSXContentType
 
 // Numbers is the body of whitelist add and remove.
 type Numbers struct {
@@ -85,26 +85,19 @@ func (s *Server) addWhitelist(a policy.Actor, w http.ResponseWriter, r *http.Req
 
 // importFormat picks the format of an uploaded whitelist file: ?format=
 // first, else the Content-Type.
-func importFormat(r *http.Request) (policy.ImportFormat, error) {
+func importFormat(r *http.Request) (sheet.Format, error) {
 	if f := r.URL.Query().Get("format"); f != "" {
 		switch strings.ToLower(f) {
 		case "csv":
-			return policy.FormatCSV, nil
+			return sheet.CSV, nil
 		case "xlsx":
-			return policy.FormatXLSX, nil
+			return sheet.XLSX, nil
 		}
 		return 0, fmt.Errorf("format %q: want csv or xlsx", f)
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return 0, fmt.Errorf("Content-Type %q: want text/csv or %s, or ?format=csv|xlsx", ct, XLSXContentType)
-	}
-	switch mt {
-	case "text/csv", "text/plain", "application/csv":
-		return policy.FormatCSV, nil
-	case XLSXContentType:
-		return policy.FormatXLSX, nil
+	if f, ok := sheet.FormatOfType(ct); ok {
+		return f, nil
 	}
 	return 0, fmt.Errorf("Content-Type %q: want text/csv or %s, or ?format=csv|xlsx", ct, XLSXContentType)
 }

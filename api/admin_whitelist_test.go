@@ -11,6 +11,7 @@ import (
 	"github.com/xuri/excelize/v2"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // adminCSV is a whitelist upload with a header, good rows and planted bad ones.
@@ -73,7 +74,7 @@ func TestImportTooLarge(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t, func(s *Server) { s.admin.maxImport, s.admin.maxJSON = 64<<10, 16<<10 })
 	adminMust(e.c.CreateEnterprise(NewEnterprise{Code: "ACME", Name: "Acme", Package: 1})).get(t)
-	for _, f := range []policy.ImportFormat{policy.FormatCSV, policy.FormatXLSX} {
+	for _, f := range []sheet.Format{sheet.CSV, sheet.XLSX} {
 		// CSV: one endless field, so that the size, not the row count, stops it.
 		_, err := e.c.ImportWhitelist(context.Background(), "ACME", f, io.LimitReader(repeatByte('1'), 64<<10+1))
 		wantAPIError(t, err, http.StatusRequestEntityTooLarge, "too_large")
@@ -82,7 +83,7 @@ func TestImportTooLarge(t *testing.T) {
 		io.MultiReader(strings.NewReader(`{"numbers":["`), io.LimitReader(repeatByte('1'), 16<<10)), nil)
 	wantAPIError(t, err, http.StatusRequestEntityTooLarge, "too_large")
 	// Just under the limits is fine (and still refused per row).
-	res := adminMust(e.c.ImportWhitelist(context.Background(), "ACME", policy.FormatCSV,
+	res := adminMust(e.c.ImportWhitelist(context.Background(), "ACME", sheet.CSV,
 		strings.NewReader(strings.Repeat("13800138000\n", (64<<10)/12)))).get(t)
 	if res.Added != 1 || res.Duplicates != (64<<10)/12-1 {
 		t.Fatalf("under the limit: %+v", res.Rows)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // Client calls the admin API (it is what `qxtd admin` uses).
@@ -242,9 +243,9 @@ func (c *Client) AddWhitelist(code string, numbers []string) (*policy.ImportResu
 }
 
 // ImportWhitelist uploads a CSV or XLSX file (column A: numbers).
-func (c *Client) ImportWhitelist(ctx context.Context, code string, f policy.ImportFormat, file io.Reader) (*policy.ImportResult, error) {
+func (c *Client) ImportWhitelist(ctx context.Context, code string, f sheet.Format, file io.Reader) (*policy.ImportResult, error) {
 	ct := "text/csv"
-	if f == policy.FormatXLSX {
+	if f == sheet.XLSX {
 		ct = XLSXContentType
 	}
 	var out policy.ImportResult

@@ -187,8 +187,8 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 	now := time.Now()
 	req := gateway.SendRequest{Ingress: "batch", Source: opts.source}
 	switch {
-	case len(opts.source) > maxSourceLen || strings.Trim(opts.source, "0123456789") != "":
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("source: up to %d digits", maxSourceLen))
+	case checkSource(opts.source) != nil:
+		writeError(w, http.StatusBadRequest, "invalid", checkSource(opts.source).Error())
 		return
 	case opts.receipt != "" && opts.receipt != "true" && opts.receipt != "false":
 		writeError(w, http.StatusBadRequest, "invalid", "receipt: true or false")
@@ -283,7 +283,7 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 				}
 				if f, ok := sheet.FormatOf(up.name); ok && f != sheet.XLS {
 					up.format = f
-				} else if f, ok := formatOfType(p.Header.Get("Content-Type")); ok {
+				} else if f, ok := sheet.FormatOfType(p.Header.Get("Content-Type")); ok {
 					up.format = f
 				}
 				continue
@@ -315,7 +315,7 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 			}
 		case mt == "application/octet-stream":
 		default:
-			f, ok := formatOfType(ct)
+			f, ok := sheet.FormatOfType(ct)
 			if !ok {
 				return fail(http.StatusUnsupportedMediaType, "unsupported_media_type",
 					fmt.Sprintf("Content-Type %q: want text/csv, %s or multipart/form-data (or ?format=csv|xlsx)", ct, XLSXContentType))
@@ -355,20 +355,6 @@ func (s *Server) spoolTo(up *upload, r io.Reader) error {
 		err = e
 	}
 	return err
-}
-
-func formatOfType(ct string) (sheet.Format, bool) {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return 0, false
-	}
-	switch mt {
-	case "text/csv", "text/plain", "application/csv", "text/comma-separated-values":
-		return sheet.CSV, true
-	case XLSXContentType:
-		return sheet.XLSX, true
-	}
-	return 0, false
 }
 
 func (s *Server) showBatch(c *caller, w http.ResponseWriter, r *http.Request) {

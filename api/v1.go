@@ -2,6 +2,7 @@ package api
 
 import (
 	_ "embed"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -184,4 +185,13 @@ func (s *Server) openAPI(_ *caller, w http.ResponseWriter, _ *http.Request) {
 // answer itself.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	return decodeJSON(w, r, v, maxUserBody)
+}
+
+// checkSource validates a sender extension given over HTTP (a single send
+// or a batch): at most maxSourceLen digits.
+func checkSource(source string) error {
+	if len(source) > maxSourceLen || strings.Trim(source, "0123456789") != "" {
+		return fmt.Errorf("source: up to %d digits", maxSourceLen)
+	}
+	return nil
 }

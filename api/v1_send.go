@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -71,8 +70,8 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 	case req.Text == "":
 		writeError(w, http.StatusBadRequest, "invalid", "text is required")
 		return
-	case len(req.Source) > maxSourceLen || strings.Trim(req.Source, "0123456789") != "":
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("source: up to %d digits", maxSourceLen))
+	case checkSource(req.Source) != nil:
+		writeError(w, http.StatusBadRequest, "invalid", checkSource(req.Source).Error())
 		return
 	}
 	sendAt, ok := parseTimeField(w, "send_at", req.SendAt, now)

@@ -420,7 +420,7 @@ func (s *Store) GroupNumbers(a Actor, b Book, groups []string) ([]string, error)
 // contact past the book's limit (contacts_limit); the other rows are stored in
 // one transaction. More than MaxContactImportRows rows, or an unreadable file,
 // fails the whole import. The caller bounds r's size.
-func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f ImportFormat) (ContactImportResult, error) {
+func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (ContactImportResult, error) {
 	key, err := s.bookKey(a, b, true)
 	if err != nil {
 		return ContactImportResult{}, err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/xuri/excelize/v2"
 	"golang.org/x/text/encoding/simplifiedchinese"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // cmcc returns the i-th number of a China Mobile block of Guangdong.
@@ -70,7 +72,7 @@ func TestContactsPermissions(t *testing.T) {
 	if err := f.p.DeleteContact(f.aUser, aEnt, "13800138000"); !errors.Is(err, ErrForbidden) {
 		t.Errorf("user deletes from the enterprise book: %v", err)
 	}
-	if _, err := f.p.ImportContacts(f.aUser, aEnt, strings.NewReader(contactsCSV(1, 0, "x")), FormatCSV); !errors.Is(err, ErrForbidden) {
+	if _, err := f.p.ImportContacts(f.aUser, aEnt, strings.NewReader(contactsCSV(1, 0, "x")), sheet.CSV); !errors.Is(err, ErrForbidden) {
 		t.Errorf("user imports into the enterprise book: %v", err)
 	}
 	// B's book of the same name is another book.
@@ -124,7 +126,7 @@ func TestContactsLimits(t *testing.T) {
 		{EnterpriseBook(entA), f.aAdmin, MaxEnterpriseContacts},
 	} {
 		// One more than the limit in one file: the last row is refused.
-		res, err := f.p.ImportContacts(tc.actor, tc.book, strings.NewReader(contactsCSV(tc.limit+1, 0, "全员")), FormatCSV)
+		res, err := f.p.ImportContacts(tc.actor, tc.book, strings.NewReader(contactsCSV(tc.limit+1, 0, "全员")), sheet.CSV)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +143,7 @@ func TestContactsLimits(t *testing.T) {
 		if !errors.Is(err, ErrContactsLimit) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: add past the limit: %v", tc.book, err)
 		}
-		res, err = f.p.ImportContacts(tc.actor, tc.book, strings.NewReader("改名,"+cmcc(0)+",新组\n"+cmcc(9998)+"\n"), FormatCSV)
+		res, err = f.p.ImportContacts(tc.actor, tc.book, strings.NewReader("改名,"+cmcc(0)+",新组\n"+cmcc(9998)+"\n"), sheet.CSV)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +180,7 @@ func TestContactsImportRows(t *testing.T) {
 		"老王,13800138009,财务部\n" + // 8: unchanged
 		"赵六,13800138002," + strings.Repeat("组", 33) + "\n" + // 9: group too long
 		"钱七,13800138003,\n" // 10: no group
-	res, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(file), FormatCSV)
+	res, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(file), sheet.CSV)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +217,7 @@ func TestContactsImportRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(gbk), FormatCSV); err != nil || res.Added != 1 {
+	if res, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(gbk), sheet.CSV); err != nil || res.Added != 1 {
 		t.Fatalf("GBK: %+v %v", res, err)
 	}
 	x := excelize.NewFile()
@@ -226,7 +228,7 @@ func TestContactsImportRows(t *testing.T) {
 	if err := x.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	res, err = f.p.ImportContacts(f.aAdmin, book, &buf, FormatXLSX)
+	res, err = f.p.ImportContacts(f.aAdmin, book, &buf, sheet.XLSX)
 	if err != nil || res.Added != 1 || len(res.Errors) != 1 || res.Errors[0].Row != 4 {
 		t.Fatalf("XLSX: %+v %v", res, err)
 	}
@@ -235,10 +237,10 @@ func TestContactsImportRows(t *testing.T) {
 	}
 	// Too many rows, or not a file at all: nothing is stored.
 	big := contactsCSV(MaxContactImportRows+1, 0, "x")
-	if _, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(big), FormatCSV); !errors.Is(err, ErrInvalid) {
+	if _, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader(big), sheet.CSV); !errors.Is(err, ErrInvalid) {
 		t.Errorf("too many rows: %v", err)
 	}
-	if _, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader("PK not a zip"), FormatXLSX); !errors.Is(err, ErrInvalid) {
+	if _, err := f.p.ImportContacts(f.aAdmin, book, strings.NewReader("PK not a zip"), sheet.XLSX); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad XLSX: %v", err)
 	}
 	if cs, _ := f.p.Contacts(f.aUser, book, "x"); len(cs) != 0 {
@@ -273,7 +275,7 @@ func TestImportEncodings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader(gbk), FormatCSV)
+		res, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader(gbk), sheet.CSV)
 		if err != nil {
 			t.Fatalf("GBK %q: %v", sep, err)
 		}
@@ -284,7 +286,7 @@ func TestImportEncodings(t *testing.T) {
 	if st, ok := f.p.WhitelistStatus(entA, "+8613712345601"); !ok || st != WhitelistPending {
 		t.Errorf("GBK number: %v %v", st, ok)
 	}
-	res, err := f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{"号码"}, []any{13712345602}), FormatXLSX)
+	res, err := f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{"号码"}, []any{13712345602}), sheet.XLSX)
 	if err != nil || res.Added != 1 || res.HeaderRow != 1 {
 		t.Errorf("XLSX whitelist: %+v %v", res, err)
 	}
@@ -296,20 +298,20 @@ func TestImportEncodings(t *testing.T) {
 		u16 = append(u16, byte(r), byte(r>>8))
 	}
 	book := Book{Enterprise: entA, User: "a_user"}
-	cres, err := f.p.ImportContacts(f.aUser, book, bytes.NewReader(u16), FormatCSV)
+	cres, err := f.p.ImportContacts(f.aUser, book, bytes.NewReader(u16), sheet.CSV)
 	if err != nil || cres.Added != 1 || cres.HeaderRow != 1 || len(cres.Errors) != 0 {
 		t.Fatalf("UTF-16: %+v %v", cres, err)
 	}
 	if cs, _ := f.p.Contacts(f.aUser, book, "客服部"); len(cs) != 1 || cs[0].Name != "周一" || cs[0].Number != "+8613800138011" {
 		t.Errorf("UTF-16 contact %+v", cs)
 	}
-	cres, err = f.p.ImportContacts(f.aAdmin, EnterpriseBook(entA), xlsx([]any{"姓名", "号码", "分组"}, []any{"吴二", 13800138012, "研发部"}), FormatXLSX)
+	cres, err = f.p.ImportContacts(f.aAdmin, EnterpriseBook(entA), xlsx([]any{"姓名", "号码", "分组"}, []any{"吴二", 13800138012, "研发部"}), sheet.XLSX)
 	if err != nil || cres.Added != 1 {
 		t.Fatalf("XLSX contacts: %+v %v", cres, err)
 	}
 
 	// The content decides: an XLSX file sent as CSV is still XLSX.
-	res, err = f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{13712345603}), FormatCSV)
+	res, err = f.p.ImportWhitelist(f.aAdmin, entA, xlsx([]any{13712345603}), sheet.CSV)
 	if err != nil || res.Added != 1 {
 		t.Errorf("XLSX named CSV: %+v %v", res, err)
 	}

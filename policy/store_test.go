@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 func TestEnterpriseValidation(t *testing.T) {
@@ -174,7 +176,7 @@ func TestIsolation(t *testing.T) {
 			"RevokeAPIKey(B's)": func() error { return f.p.RevokeAPIKey(actor, "b_admin") },
 			"AddWhitelist(B)":   func() error { _, err := f.p.AddWhitelist(actor, entB, []string{"13712345679"}); return err },
 			"ImportWhitelist(B)": func() error {
-				_, err := f.p.ImportWhitelist(actor, entB, strings.NewReader("13712345679\n"), FormatCSV)
+				_, err := f.p.ImportWhitelist(actor, entB, strings.NewReader("13712345679\n"), sheet.CSV)
 				return err
 			},
 			"RemoveWhitelist(B)": func() error { _, err := f.p.RemoveWhitelist(actor, entB, []string{"13712345678"}); return err },

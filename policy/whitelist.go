@@ -176,28 +176,10 @@ func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResu
 	return s.addRows(a, code, listRows(numbers), 0)
 }
 
-// ImportFormat is the format of an imported file: sheet.Format, named here
-// so that callers of ImportWhitelist and ImportContacts need not import
-// sheet. It is a hint: the content decides (see package sheet).
-type ImportFormat = sheet.Format
-
-// Import formats.
-const (
-	FormatCSV  = sheet.CSV
-	FormatXLSX = sheet.XLSX
-)
-
-// FormatOf picks the import format from a file name's extension: CSV
-// (.csv, .txt) or XLSX (.xlsx).
-func FormatOf(name string) (ImportFormat, bool) {
-	f, ok := sheet.FormatOf(name)
-	return f, ok && f != sheet.XLS
-}
-
 // openImport starts reading an imported file: maxRows rows with content at
 // most (a header included), its size bounded by the caller; raw: XLSX cells
 // as stored, not as shown.
-func openImport(r io.Reader, f ImportFormat, maxRows int, raw bool) (*sheet.Reader, error) {
+func openImport(r io.Reader, f sheet.Format, maxRows int, raw bool) (*sheet.Reader, error) {
 	sr, err := sheet.Open(r, sheet.Options{Format: f, Limits: sheet.Limits{MaxBytes: math.MaxInt64, MaxRows: maxRows}, Raw: raw})
 	if err != nil {
 		return nil, importErr(err)
@@ -217,7 +199,7 @@ func importErr(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
 // with its row number, never dropped. More than MaxImportRows rows, or an
 // unreadable file, fails the whole import (nothing is added). The caller
 // bounds r's size.
-func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f ImportFormat) (ImportResult, error) {
+func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Format) (ImportResult, error) {
 	if !a.admin(code) {
 		return ImportResult{}, ErrForbidden
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/xuri/excelize/v2"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 func TestWhitelistLifecycle(t *testing.T) {
@@ -145,14 +147,14 @@ func TestImportCSV(t *testing.T) {
 		"13712345678,dup\n" + // row 7: repeated
 		"\"139 1601 2345\"\n" + // quoted
 		"02088888888\n" // row 9: landline
-	res, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader(csv), FormatCSV)
+	res, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader(csv), sheet.CSV)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkImport(t, res, ImportResult{Rows: 7, Added: 3, Duplicates: 1, HeaderRow: 1}, []int{4, 6, 9})
 
 	// Without header, the first row is data.
-	res, err = f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("13712345600\r\n13712345601\r\n"), FormatCSV)
+	res, err = f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("13712345600\r\n13712345601\r\n"), sheet.CSV)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestImportCSV(t *testing.T) {
 	if _, err := p.CreateEnterprise(op, Enterprise{Code: "E", Name: "E", Package: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.ImportWhitelist(op, "E", strings.NewReader("13712345600\n13712345601\n13712345602\n13712345603\n"), FormatCSV); !errors.Is(err, ErrInvalid) {
+	if _, err := p.ImportWhitelist(op, "E", strings.NewReader("13712345600\n13712345601\n13712345602\n13712345603\n"), sheet.CSV); !errors.Is(err, ErrInvalid) {
 		t.Errorf("too many rows: %v", err)
 	}
 	if c, _ := p.WhitelistCounts(op, "E"); len(c) != 0 {
@@ -220,7 +222,7 @@ func TestImportXLSX(t *testing.T) {
 	if err := x.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.p.ImportWhitelist(f.aAdmin, entA, &buf, FormatXLSX)
+	res, err := f.p.ImportWhitelist(f.aAdmin, entA, &buf, sheet.XLSX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,11 +232,8 @@ func TestImportXLSX(t *testing.T) {
 			t.Errorf("%s: %v %v", n, st, ok)
 		}
 	}
-	if _, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("not a zip"), FormatXLSX); !errors.Is(err, ErrInvalid) {
+	if _, err := f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("not a zip"), sheet.XLSX); !errors.Is(err, ErrInvalid) {
 		t.Errorf("garbage XLSX: %v", err)
-	}
-	if ft, ok := FormatOf("名单.XLSX"); !ok || ft != FormatXLSX {
-		t.Error("FormatOf")
 	}
 }
 

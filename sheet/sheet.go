@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"mime"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,6 +50,27 @@ func FormatOf(name string) (f Format, ok bool) {
 	}
 	return Detect, false
 }
+
+// FormatOfType picks the format from an upload's Content-Type: CSV
+// (text/csv, text/plain, application/csv, text/comma-separated-values)
+// or XLSX (XLSXContentType). Like the name, it is a hint: Open looks at
+// the content.
+func FormatOfType(contentType string) (f Format, ok bool) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return Detect, false
+	}
+	switch mt {
+	case "text/csv", "text/plain", "application/csv", "text/comma-separated-values":
+		return CSV, true
+	case XLSXContentType:
+		return XLSX, true
+	}
+	return Detect, false
+}
+
+// XLSXContentType is the media type of an XLSX workbook.
+const XLSXContentType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 var (
 	zipMagic = []byte("PK\x03\x04")

@@ -302,3 +302,19 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestFormatOfType(t *testing.T) {
+	for ct, want := range map[string]Format{
+		"text/csv; charset=gbk":       CSV,
+		"text/comma-separated-values": CSV,
+		"text/plain":                  CSV,
+		XLSXContentType:               XLSX,
+		"application/octet-stream":    Detect,
+		"":                            Detect,
+	} {
+		got, ok := FormatOfType(ct)
+		if got != want || ok != (want != Detect) {
+			t.Errorf("FormatOfType(%q) = %v, %v; want %v", ct, got, ok, want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // --- whitelist ---
@@ -56,15 +57,15 @@ func (a *adminCLI) wlImport() *cobra.Command {
 	var format string
 	c := a.leaf("import CODE FILE [--format csv|xlsx]", "Import numbers from column A of a CSV or XLSX file (format from the extension)", 2, 2,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
-			var f policy.ImportFormat
+			var f sheet.Format
 			switch strings.ToLower(format) {
 			case "csv":
-				f = policy.FormatCSV
+				f = sheet.CSV
 			case "xlsx":
-				f = policy.FormatXLSX
+				f = sheet.XLSX
 			case "":
 				var ok bool
-				if f, ok = policy.FormatOf(args[1]); !ok {
+				if f, ok = sheet.FormatOf(args[1]); !ok || f == sheet.XLS {
 					return usagef("whitelist import: %s: unknown file type; give --format csv|xlsx", args[1])
 				}
 			default:
