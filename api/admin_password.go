@@ -10,7 +10,7 @@ import (
 	"github.com/qxtd/qxtd/policy"
 )
 
-// Password resets (FAQ 2): a new password goes by SMS to the user's
+// Forgotten passwords: a new password goes by SMS to the user's
 // registered mobile, through the notifier the daemon sets.
 
 // PasswordResetAnswer is the one answer of POST /admin/v1/password-reset,
@@ -50,7 +50,7 @@ func resetText(u *policy.User, pw string) string {
 	return fmt.Sprintf("您的企信通账号 %s（%s）密码已重置，新密码：%s。请登录后尽快修改。", u.SystemID, u.Name, pw)
 }
 
-// passwordReset is the forgotten-password flow (FAQ 2). The answer is the
+// passwordReset is the forgotten-password flow (group code + user name + registered mobile). The answer is the
 // same whether or not the details matched; the new password goes only to
 // the user's registered mobile, never into the answer or a log.
 func (s *Server) passwordReset(_ policy.Actor, w http.ResponseWriter, r *http.Request) {

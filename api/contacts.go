@@ -12,7 +12,7 @@ import (
 	"github.com/qxtd/qxtd/policy"
 )
 
-// Address books (FAQ 3): /v1/contacts is the caller's personal book (at most
+// Address books (个人通讯录 and the enterprise's 通讯录): /v1/contacts is the caller's personal book (at most
 // 3,000 contacts, its user only), /v1/enterprise-contacts the enterprise
 // book (at most 5,000; read by every user of the enterprise, written by its
 // admins). Both list (optionally one group), add, delete and import the

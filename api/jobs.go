@@ -20,7 +20,7 @@ import (
 	"github.com/qxtd/qxtd/sheet"
 )
 
-// Batch and templated sends (FAQ 5, 10): the HTTP side of package batch.
+// Batch and templated sends (批量发送, 定制发送): the HTTP side of package batch.
 // POST /v1/batches takes a CSV or XLSX file — a multipart upload (field
 // "file") or the raw body — and answers 202 with a job id at once; the rows
 // are sent by a job in the background, whose progress GET /v1/batches/{id}

@@ -14,7 +14,7 @@ import (
 // password for a token that the console sends as "Authorization: Bearer"
 // like an API key. Tokens are 32 random bytes, kept only in memory (a
 // restart logs everyone out) and only as their SHA-256. A session ends 30
-// minutes after its last request (FAQ 19: each request slides the expiry),
+// minutes after its last request (the portal's 30-minute idle logout: each request slides the expiry),
 // at logout, or when the table is full and it is the least recently used.
 
 const (

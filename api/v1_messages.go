@@ -64,7 +64,7 @@ type MessagePatch struct {
 	Text   *string `json:"text,omitempty"`
 }
 
-// stateZH is how a state is shown to people (FAQ 17: 接收成功).
+// stateZH is how a state is shown to people (a delivered message is 接收成功, received).
 var stateZH = map[queue.State]string{
 	queue.StateAccepted:      "等待发送",
 	queue.StateSubmitted:     "已发送，等待回执",

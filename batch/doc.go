@@ -1,4 +1,4 @@
-// Package batch is the engine of batch and templated sends (FAQ 5, 10): it
+// Package batch is the engine of batch and templated sends (批量发送, 定制发送): it
 // reads an uploaded sheet row by row (package sheet), turns each row into a
 // number and a text — column A and B of a batch file, or a template whose
 // {column} fields are filled from the row — and hands the rows to the

@@ -15,7 +15,7 @@ import (
 	"github.com/qxtd/qxtd/sheet"
 )
 
-// Address books (FAQ 3). Every user has a personal book of up to 3,000
+// Address books (the service's personal and enterprise 通讯录). Every user has a personal book of up to 3,000
 // contacts; every enterprise has one enterprise book of up to 5,000. A
 // contact is a name, a Chinese mobile number (stored in E.164, normalised by
 // the classifier like whitelist entries) and the groups (departments) it
@@ -38,8 +38,8 @@ var bucketContacts = []byte("policy_contacts")
 
 // Address book limits.
 const (
-	MaxPersonalContacts   = 3000   // contacts in a user's personal book (FAQ 3)
-	MaxEnterpriseContacts = 5000   // contacts in the enterprise book (FAQ 3)
+	MaxPersonalContacts   = 3000   // contacts in a user's personal book (the operator's limit)
+	MaxEnterpriseContacts = 5000   // contacts in the enterprise book (the operator's limit)
 	MaxContactGroups      = 16     // groups of one contact
 	MaxContactImportRows  = 10_000 // data rows of one import file
 	maxContactNameLen     = 32     // characters

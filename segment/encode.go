@@ -83,7 +83,7 @@ type Options struct {
 	MaxChars  int  // limit in Unicode code points, signature included; 0 → DefaultMaxChars
 }
 
-// DefaultMaxChars is the operator's limit for one long message (FAQ 20).
+// DefaultMaxChars is the operator's limit for one long message: 500 characters, signatures included.
 const DefaultMaxChars = 500
 
 // Segment capacities, in septets (GSM) or UTF-16 code units (UCS-2): one

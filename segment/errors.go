@@ -25,7 +25,7 @@ var (
 // ParseUDH, ParseSAR, Reassemble):
 var (
 	// ErrBinary: binary content — an 8-bit data_coding or WAP push port
-	// addressing. This is how MMS notifications are refused (FAQ 14).
+	// addressing. This is how MMS notifications are refused (the service sends no MMS).
 	ErrBinary = errors.New("segment: binary or WAP push content")
 	// ErrUnsupportedCoding: a data_coding we do not decode (JIS, Cyrillic,
 	// Hebrew, KS C 5601, compressed, message waiting indication, reserved).
