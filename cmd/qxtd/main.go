@@ -1,4 +1,3 @@
-// Command qxtd is the SMPP 3.4 gateway daemon. See the README for use.
 package main
 
 import "os"

@@ -1,0 +1,30 @@
+// Command qxtd is the SMPP 3.4 gateway daemon and its command line; the
+// README is the user's guide.
+//
+// # Commands
+//
+//	qxtd serve --config FILE    the daemon: SMPP ingress, HTTP API, upstream binds
+//	qxtd send …                 a test ESME: bind, submit, wait for the receipt
+//	qxtd admin …                the account manager's operations, over /admin/v1
+//	qxtd export dlr | bill | backup   billing exports and a hot backup, over /admin/v1
+//	qxtd version, completion    build information, shell completion
+//
+// One cobra command tree (run.go builds it; no package-level flags), run by
+// run(args, stdout, stderr), which main wraps in os.Exit: tests call run.
+// Exit status 0 done, 1 failure, 2 usage error.
+//
+// # Files
+//
+//	main.go, run.go     the command tree and exit codes
+//	config.go           Config: the YAML file and QXTD_* environment, its one
+//	                    table of defaults, validation naming the key
+//	seed.go             the configuration's enterprises and accounts, for policy.Seed
+//	serve.go            the daemon's wiring: the state file (queue.OpenDB) shared
+//	                    by the queue and policy stores, the gateway, the SMPP and
+//	                    HTTP listeners, signals and shutdown
+//	send.go             qxtd send
+//	admin*.go, ops.go   the admin and operations commands (api.Client)
+//
+// Only this package reads configuration: it fills each package's Config and
+// passes values to constructors.
+package main
