@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"strings"
 )
 
 // The records of the fragment buckets: keys, values and the per-account
@@ -175,16 +174,8 @@ func (t *txn) addFragCount(account string, groups, bytes int64) error {
 }
 
 func validGroup(g FragmentGroup) error {
-	for _, f := range []struct{ name, v string }{{"account", g.Account}, {"source", g.Source}, {"dest", g.Dest}} {
-		if len(f.v) > maxField {
-			return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, f.name, maxField)
-		}
-		if strings.IndexByte(f.v, sep) >= 0 {
-			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, f.name)
-		}
-	}
-	if g.Account == "" || g.Dest == "" {
-		return fmt.Errorf("%w: account and dest are required", ErrInvalid)
+	if err := checkKeyFields(keyField{"account", g.Account, true}, keyField{"source", g.Source, false}, keyField{"dest", g.Dest, true}); err != nil {
+		return err
 	}
 	if g.Total == 0 {
 		return fmt.Errorf("%w: total 0", ErrInvalid)

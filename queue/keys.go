@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/big"
 	"strings"
 	"time"
@@ -151,4 +152,27 @@ func appendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// keyField is a string that becomes part of a key, named for errors.
+type keyField struct {
+	name, v  string
+	required bool // must not be empty
+}
+
+// checkKeyFields refuses key fields that are too long, contain the key
+// separator, or are required and empty.
+func checkKeyFields(fields ...keyField) error {
+	for _, f := range fields {
+		if len(f.v) > maxField {
+			return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, f.name, maxField)
+		}
+		if strings.IndexByte(f.v, sep) >= 0 {
+			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, f.name)
+		}
+		if f.required && f.v == "" {
+			return fmt.Errorf("%w: %s is required", ErrInvalid, f.name)
+		}
+	}
+	return nil
 }

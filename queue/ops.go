@@ -178,18 +178,9 @@ func validate(m *Message) error {
 	if n := len(m.Parts); n == 0 || n > maxParts {
 		return fmt.Errorf("%w: %d parts (1 to %d)", ErrInvalid, n, maxParts)
 	}
-	for _, f := range []struct{ name, v string }{
-		{"account", m.Account}, {"enterprise", m.Enterprise}, {"upstream", m.Upstream}, {"dest", m.Dest},
-	} {
-		if len(f.v) > maxField {
-			return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, f.name, maxField)
-		}
-		if strings.IndexByte(f.v, sep) >= 0 {
-			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, f.name)
-		}
-	}
-	if m.Account == "" || m.Dest == "" {
-		return fmt.Errorf("%w: account and dest are required", ErrInvalid)
+	if err := checkKeyFields(keyField{"account", m.Account, true}, keyField{"enterprise", m.Enterprise, false},
+		keyField{"upstream", m.Upstream, false}, keyField{"dest", m.Dest, true}); err != nil {
+		return err
 	}
 	return nil
 }
