@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test lint bench bench-retention fuzz vet clean check-configs
+.PHONY: build run test soak lint bench bench-retention fuzz vet clean check-configs
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qxtd
@@ -20,6 +20,11 @@ lint: vet
 
 test: lint
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+# The hostile-world tests that take minutes (files with //go:build soak,
+# test names TestSoak*): not part of make test.
+soak:
+	$(GO) test -race -count=1 -tags soak -run '^TestSoak' -timeout 30m -v ./...
 
 # Benchmarks come in pairs with a baseline measured in the same run
 # (see each package's bench_test.go); compare runs with benchstat.
