@@ -19,9 +19,20 @@ import (
 )
 
 // Bind implements smpp.Backend: it authenticates an ESME and, for a
-// receiver or transceiver, registers it for receipts.
-func (g *Gateway) Bind(_ context.Context, req smpp.BindRequest) (smpp.Session, error) {
-	acct, err := g.policy.Authenticate(req.SystemID, req.Password)
+// receiver or transceiver, registers it for receipts. ctx is the
+// connection's: a bind whose peer hung up while it waited is dropped
+// before the password check.
+func (g *Gateway) Bind(ctx context.Context, req smpp.BindRequest) (smpp.Session, error) {
+	var acct *Account
+	var err error
+	if ba, ok := g.policy.(BindAuthenticator); ok {
+		acct, err = ba.AuthenticateBind(ctx, smpp.RemoteIP(req.Conn), req.SystemID, req.Password)
+	} else if err = ctx.Err(); err == nil {
+		acct, err = g.policy.Authenticate(req.SystemID, req.Password)
+	}
+	if errors.Is(err, ErrBindAbandoned) || ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", smpp.StatusBindFailed, err) // nobody reads the answer
+	}
 	if err != nil {
 		g.metrics.binds.WithLabelValues(req.Kind.String(), "refused").Inc()
 		if r, ok := policy.ReasonOf(err); ok {

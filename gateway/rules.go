@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 
 	"github.com/qxtd/qxtd/policy"
 )
@@ -9,10 +11,17 @@ import (
 // Rules adapts the policy package to the gateway: accounts, signatures,
 // whitelist, scope, package quota and rate limits. Its refusals are the
 // policy package's *Refusal values; the SMPP and HTTP layers turn them
-// into command_status and JSON.
-type Rules struct{ P *policy.Policy }
+// into command_status and JSON. Auth, when set, fronts the password
+// check of SMPP binds (AuthCache: remembered credentials, fair queueing).
+type Rules struct {
+	P    *policy.Policy
+	Auth *AuthCache
+}
 
-var _ Policy = Rules{}
+var (
+	_ Policy            = Rules{}
+	_ BindAuthenticator = Rules{}
+)
 
 // Authenticate implements Policy.
 func (r Rules) Authenticate(systemID, password string) (*Account, error) {
@@ -24,6 +33,35 @@ func (r Rules) Authenticate(systemID, password string) (*Account, error) {
 		return nil, err
 	}
 	return AccountFor(u, ent), nil
+}
+
+// AuthenticateBind implements BindAuthenticator: through Auth when set;
+// without it, a bind whose connection already closed is still dropped
+// before the password check.
+func (r Rules) AuthenticateBind(ctx context.Context, remoteIP, systemID, password string) (*Account, error) {
+	if r.Auth == nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w (%w)", ErrBindAbandoned, err)
+		}
+		return r.Authenticate(systemID, password)
+	}
+	return r.Auth.authenticate(ctx, remoteIP, systemID, password, r.Authenticate, r.credentialVersion)
+}
+
+// credentialVersion is the state a remembered bind depends on, read from
+// the policy's in-memory snapshot (no bcrypt, no disk): every change of a
+// user or an enterprise updates its UpdatedAt. false: the user or its
+// enterprise is gone or disabled.
+func (r Rules) credentialVersion(systemID string) (credentialVersion, bool) {
+	u, err := r.P.User(policy.OperatorActor("auth-cache"), systemID)
+	if err != nil {
+		return credentialVersion{}, false
+	}
+	ent, ok := r.P.Lookup(u.Enterprise)
+	if !ok || ent.Disabled {
+		return credentialVersion{}, false
+	}
+	return credentialVersion{user: u.UpdatedAt, enterprise: ent.UpdatedAt, code: ent.Code}, true
 }
 
 // Prepare implements Policy with the enterprise as it is now.

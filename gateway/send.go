@@ -173,7 +173,13 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 }
 
 // storeFailed logs and counts a failed store commit and returns ErrStore.
+// A request whose context ended (the ESME disconnected, the HTTP client
+// went away) is no store failure: logged at debug, not counted.
 func (g *Gateway) storeFailed(acct *Account, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		g.log.Debug("enqueue abandoned", "account", acct.SystemID, "err", err)
+		return fmt.Errorf("gateway: enqueue abandoned: %w", err)
+	}
 	g.log.Error("enqueue", "account", acct.SystemID, "err", err)
 	g.metrics.refusedTotal.WithLabelValues(policy.ReasonStoreError.String()).Inc()
 	return fmt.Errorf("%w: %w", ErrStore, err)

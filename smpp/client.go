@@ -68,7 +68,7 @@ func NewClient(opt ClientOptions) *Client {
 		opt.Conn.EnquireLink = 30 * time.Second
 	}
 	opt.Conn.Logger = opt.Logger
-	return &Client{opt: opt, log: opt.Logger.With("upstream", opt.Addr), ready: make(chan struct{})}
+	return &Client{opt: opt, log: opt.Logger.With("addr", opt.Addr), ready: make(chan struct{})}
 }
 
 // Run keeps the bind up until ctx ends, then unbinds (bounded by
@@ -82,7 +82,7 @@ func (c *Client) Run(ctx context.Context) {
 				return
 			}
 			wait := jitter(backoff)
-			c.log.Warn("upstream bind failed", "err", err, "retry_in", wait)
+			c.log.Warn("upstream bind failed", "err", err, "retry_in", wait.String())
 			if !sleepCtx(ctx, wait) {
 				return
 			}

@@ -149,7 +149,7 @@ func NewConn(nc net.Conn, h Handler, opt ConnOptions) *Conn {
 		nc:      nc,
 		opt:     opt,
 		handler: h,
-		log:     opt.Logger.With("peer", nc.RemoteAddr().String()),
+		log:     opt.Logger.With("remote", nc.RemoteAddr().String()),
 		ctx:     ctx,
 		cancel:  cancel,
 		window:  make(chan struct{}, opt.Window),

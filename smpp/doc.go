@@ -22,6 +22,14 @@
 //
 // Server is shaped like go-smtp: a Backend authenticates binds and returns a
 // Session per bound peer; Serve, Close and Shutdown (unbind every peer).
+// The server bounds what strangers can take: MaxConns connections in all
+// and MaxUnboundPerIP not-yet-bound ones per source address (more are
+// closed at accept, reported to OnReject), BindTimeout to bind, a growing
+// delay after each failed bind from an address. Accept errors (EMFILE at
+// the descriptor limit among them) are retried with backoff 5 ms → 1 s and
+// reported by Healthy; only a closed listener ends Serve. Its log lines
+// carry the peer's address (`remote`) and pass through loglimit, so one
+// peer repeating one mistake writes a few lines, not one per PDU.
 // Client keeps one bind to an SMSC up with capped, jittered backoff.
 // Simulator is the SMSC used by `make run` and the tests, with faults.
 //

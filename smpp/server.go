@@ -11,6 +11,8 @@ import (
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
+	"github.com/qxtd/qxtd/loglimit"
 )
 
 // BindKind is the kind of bind a peer asked for.
@@ -85,8 +87,31 @@ type ServerOptions struct {
 	// doubles with each consecutive failure from the same IP, up to
 	// MaxFailDelay, to slow password guessing.
 	FailDelay, MaxFailDelay time.Duration
-	Logger                  *slog.Logger
+	// MaxConns bounds the open connections, bound or not: past it a new
+	// connection is closed at once (OnReject RejectMaxConns). Default 2,000.
+	MaxConns int
+	// MaxUnboundPerIP bounds the connections from one source address that
+	// have not bound yet: past it a new one is closed at once (OnReject
+	// RejectUnboundPerIP). A bound connection does not count. Default 32.
+	MaxUnboundPerIP int
+	// OnReject is called for every connection closed by a bound above,
+	// with one of the Reject* reasons.
+	OnReject func(reason string)
+	// LogLimit limits repetitive log lines per peer (the "remote"
+	// attribute every connection's lines carry) and message; its
+	// OnSuppress counts what was dropped.
+	LogLimit loglimit.Options
+	Logger   *slog.Logger
 }
+
+// Reasons a connection is refused at accept (ServerOptions.OnReject).
+const (
+	RejectMaxConns     = "max_conns"
+	RejectUnboundPerIP = "unbound_per_ip"
+)
+
+// RejectReasons lists every reason OnReject may get.
+var RejectReasons = []string{RejectMaxConns, RejectUnboundPerIP}
 
 // Server accepts SMPP binds, shaped like net/http's Server: Serve,
 // Close (hard stop), Shutdown (unbind every peer, then stop).
@@ -96,10 +121,13 @@ type Server struct {
 	log     *slog.Logger
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
+	listeners map[net.Listener]error // → the last Accept error, nil while accepting
+	serveErr  error                  // a Serve that returned without Close/Shutdown
 	conns     map[*Conn]struct{}
+	unbound   map[string]int // by IP: connections not bound yet (≤ MaxConns entries)
 	failures  map[string]int // by IP, bounded by maxFailureEntries
 	closing   bool
+	done      chan struct{} // closed by Close/Shutdown: ends accept backoff
 	wg        sync.WaitGroup
 }
 
@@ -122,62 +150,117 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 	if opt.MaxFailDelay <= 0 {
 		opt.MaxFailDelay = 5 * time.Second
 	}
+	if opt.MaxConns <= 0 {
+		opt.MaxConns = 2000
+	}
+	if opt.MaxUnboundPerIP <= 0 {
+		opt.MaxUnboundPerIP = 32
+	}
+	opt.Logger = slog.New(loglimit.New(opt.Logger.Handler(), opt.LogLimit))
 	opt.Conn.Logger = opt.Logger
 	return &Server{
 		backend:   b,
 		opt:       opt,
 		log:       opt.Logger,
-		listeners: make(map[net.Listener]struct{}),
+		listeners: make(map[net.Listener]error),
 		conns:     make(map[*Conn]struct{}),
+		unbound:   make(map[string]int),
 		failures:  make(map[string]int),
+		done:      make(chan struct{}),
 	}
 }
 
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("smpp: server closed")
 
-// Serve accepts connections on l until the server closes.
+// ErrListenerClosed is returned by Serve, and reported by Healthy, when
+// its listener was closed by someone other than Close or Shutdown.
+var ErrListenerClosed = errors.New("smpp: listener closed")
+
+// Serve accepts connections on l until the server closes. Every Accept
+// error is retried with a backoff of 5 ms doubling to 1 s (as net/http
+// does: EMFILE at the descriptor limit passes once connections close), and
+// Healthy reports it meanwhile; only a closed listener ends Serve.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
+	s.listeners[l] = nil
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
+	err := s.serve(l)
+	s.mu.Lock()
+	delete(s.listeners, l)
+	if !errors.Is(err, ErrServerClosed) {
+		s.serveErr = err
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Server) serve(l net.Listener) error {
 	var backoff time.Duration
 	for {
 		nc, err := l.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closing := s.closing
+			if !closing {
+				s.listeners[l] = err
+			}
 			s.mu.Unlock()
 			if closing {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary: back off 5 ms → 1 s, as net/http does.
-				if backoff == 0 {
-					backoff = 5 * time.Millisecond
-				} else if backoff *= 2; backoff > time.Second {
-					backoff = time.Second
-				}
-				s.log.Warn("smpp accept", "err", err, "retry_in", backoff)
-				t := time.NewTimer(backoff)
-				<-t.C
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("%w: %s: %w", ErrListenerClosed, l.Addr(), err)
 			}
-			return fmt.Errorf("smpp: accept: %w", err)
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			s.log.Warn("smpp accept failed", "listener", l.Addr().String(), "err", err, "retry_in", backoff.String())
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
 		}
-		backoff = 0
+		if backoff != 0 {
+			backoff = 0
+			s.mu.Lock()
+			s.listeners[l] = nil
+			s.mu.Unlock()
+			s.log.Info("smpp accept recovered", "listener", l.Addr().String())
+		}
 		s.startConn(nc)
 	}
+}
+
+// Healthy reports whether every listener accepts: nil, or the error of a
+// listener whose last Accept failed (it is retrying) or of a Serve that
+// returned although the server was not closed. The daemon's readiness
+// check fails while it is non-nil.
+func (s *Server) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if s.serveErr != nil {
+		return s.serveErr
+	}
+	for l, err := range s.listeners {
+		if err != nil {
+			return fmt.Errorf("smpp: accept on %s failing: %w", l.Addr(), err)
+		}
+	}
+	return nil
 }
 
 // ListenAndServe listens on addr and serves.
@@ -191,7 +274,9 @@ func (s *Server) ListenAndServe(addr string) error {
 
 type serverConn struct {
 	s       *Server
+	ip      string
 	mu      sync.Mutex
+	counted bool // counts in s.unbound (not bound yet)
 	kind    BindKind
 	binding bool // a bind is with the backend: requests are concurrent
 	session Session
@@ -199,7 +284,7 @@ type serverConn struct {
 }
 
 func (s *Server) startConn(nc net.Conn) {
-	sc := &serverConn{s: s}
+	sc := &serverConn{s: s, ip: remoteIP(nc.RemoteAddr()), counted: true}
 	opt := s.opt.Conn
 	opt.OnClose = func(c *Conn, err error) {
 		sc.mu.Lock()
@@ -212,6 +297,7 @@ func (s *Server) startConn(nc net.Conn) {
 		if sess != nil {
 			sess.Close()
 		}
+		sc.uncount()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -223,6 +309,23 @@ func (s *Server) startConn(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	reason := ""
+	switch {
+	case len(s.conns) >= s.opt.MaxConns:
+		reason = RejectMaxConns
+	case s.unbound[sc.ip] >= s.opt.MaxUnboundPerIP:
+		reason = RejectUnboundPerIP
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		_ = nc.Close()
+		s.log.Debug("smpp connection refused", "remote", nc.RemoteAddr().String(), "reason", reason)
+		if s.opt.OnReject != nil {
+			s.opt.OnReject(reason)
+		}
+		return
+	}
+	s.unbound[sc.ip]++
 	s.wg.Add(1)
 	c := NewConn(nc, sc, opt)
 	s.conns[c] = struct{}{}
@@ -237,6 +340,24 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 	})
 	sc.mu.Unlock()
+}
+
+// uncount takes the connection out of its address's unbound count (once:
+// when it binds, or when it closes without having bound).
+func (sc *serverConn) uncount() {
+	sc.mu.Lock()
+	counted := sc.counted
+	sc.counted = false
+	sc.mu.Unlock()
+	if !counted {
+		return
+	}
+	s := sc.s
+	s.mu.Lock()
+	if s.unbound[sc.ip]--; s.unbound[sc.ip] <= 0 {
+		delete(s.unbound, sc.ip)
+	}
+	s.mu.Unlock()
 }
 
 // HandlePDU implements Handler for one server-side connection.
@@ -256,7 +377,7 @@ func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bo
 	if err != nil {
 		var st pdu.Status
 		if !errors.As(err, &st) {
-			sc.s.log.Error("smpp handler", "cmd", id.String(), "err", err)
+			c.log.Error("smpp handler", "cmd", id.String(), "err", err)
 			st = StatusSystemError
 		}
 		return errorResponse(p, st)
@@ -291,14 +412,17 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 		SystemType: Str(p, pdufield.SystemType),
 		Conn:       c,
 	}
-	ip := remoteIP(c.RemoteAddr())
+	ip := sc.ip
 	sess, err := sc.s.backend.Bind(ctx, req)
 	if err != nil {
 		var st pdu.Status
 		if !errors.As(err, &st) {
 			st = StatusBindFailed
 		}
-		sc.s.log.Info("bind refused", "system_id", req.SystemID, "kind", kind.String(), "remote", ip, "err", err)
+		if ctx.Err() != nil {
+			return nil // the peer left: nobody to answer, nothing to log
+		}
+		c.log.Info("bind refused", "system_id", req.SystemID, "kind", kind.String(), "err", err)
 		sc.s.delayFailure(ctx, ip)
 		sc.mu.Lock()
 		sc.binding = false
@@ -307,6 +431,7 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 		return resp
 	}
 	sc.s.clearFailures(ip)
+	sc.uncount()
 	sc.mu.Lock()
 	sc.kind, sc.session = kind, sess
 	if sc.bindTmr != nil {
@@ -315,8 +440,17 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	sc.mu.Unlock()
 	// Closed while binding: nothing to do here. OnClose runs only after
 	// every handler, this one included, has returned, so it closes sess.
-	sc.s.log.Info("bound", "system_id", req.SystemID, "kind", kind.String(), "remote", ip)
+	c.log.Info("bound", "system_id", req.SystemID, "kind", kind.String())
 	return resp
+}
+
+// RemoteIP is the host part of c's peer address ("" for a nil Conn): the
+// key of the per-address limits.
+func RemoteIP(c *Conn) string {
+	if c == nil {
+		return ""
+	}
+	return remoteIP(c.RemoteAddr())
 }
 
 func remoteIP(a net.Addr) string {
@@ -382,6 +516,9 @@ func (s *Server) connections() []*Conn {
 func (s *Server) stopListening() []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closing {
+		close(s.done)
+	}
 	s.closing = true
 	for l := range s.listeners {
 		_ = l.Close()

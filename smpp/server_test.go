@@ -520,12 +520,10 @@ func TestServerConcurrentPeers(t *testing.T) {
 	}
 }
 
-// flakyListener fails Accept with a temporary error n times, then with
-// final if set, else accepts.
+// flakyListener fails Accept with a temporary error n times, then accepts.
 type flakyListener struct {
 	net.Listener
 	temporary atomic.Int32
-	final     error
 }
 
 type timeoutError struct{}
@@ -537,9 +535,6 @@ func (timeoutError) Temporary() bool { return true }
 func (l *flakyListener) Accept() (net.Conn, error) {
 	if l.temporary.Add(-1) >= 0 {
 		return nil, timeoutError{}
-	}
-	if l.final != nil {
-		return nil, l.final
 	}
 	return l.Listener.Accept()
 }
@@ -556,15 +551,6 @@ func TestServerAcceptErrors(t *testing.T) {
 		_ = s.Close()
 		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
 			t.Fatalf("Serve = %v", err)
-		}
-	})
-	t.Run("other errors end Serve", func(t *testing.T) {
-		boom := errors.New("boom")
-		l := &flakyListener{Listener: listen(t), final: boom}
-		s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
-		defer s.Close()
-		if err := recvWithin(t, "Serve", goResult(func() error { return s.Serve(l) })); !errors.Is(err, boom) {
-			t.Fatalf("Serve = %v, want it to wrap %v", err, boom)
 		}
 	})
 	t.Run("ListenAndServe on a bad address", func(t *testing.T) {
