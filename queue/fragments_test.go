@@ -243,7 +243,7 @@ func TestFragmentsQuotaLeavesGroup(t *testing.T) {
 func TestFragmentsLimits(t *testing.T) {
 	s := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
-	lim := FragmentLimits{MaxGroups: 2, MaxBytes: 10}
+	lim := FragmentLimits{MaxGroups: 2, MaxBytes: 10, MaxEnterpriseBytes: 10}
 	g1, g2, g3 := testGroup, testGroup, testGroup
 	g2.Ref, g3.Ref = 8, 9
 	s.storeFrag(frag(g1, 1, "aa"), lim)
