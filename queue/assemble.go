@@ -27,6 +27,9 @@ func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragme
 	if !same {
 		return nil, soft(fmt.Errorf("%w: %s", ErrFragmentsGone, g))
 	}
+	if err := t.upgradeFragN(); err != nil {
+		return nil, err
+	}
 	groups := int64(-1)
 	for _, f := range frags {
 		if err := fb.Delete(fragKey(g, f.Seq)); err != nil {

@@ -199,6 +199,7 @@ func (t *txn) fragEntBytes(enterprise string) (int64, error) {
 // upgradeFragN adds the enterprises' counters to a file written before
 // they were kept (one scan of frag, bounded by FragmentLimits) and marks
 // the totals version 2. Idempotent; nothing to do in an upgraded file.
+// Every write to frag runs it first.
 func (t *txn) upgradeFragN() error {
 	ok, err := t.fragEntCounted()
 	if err != nil || ok {
@@ -233,11 +234,9 @@ func (t *txn) upgradeFragN() error {
 
 // addFragCount adds groups and bytes to the counters of account and to
 // the totals (fragAll), and bytes to those of enterprise. A counter that
-// drops to zero is deleted.
+// drops to zero is deleted. The caller ran upgradeFragN before it changed
+// frag, so that the upgrade's scan counts the parts as they were.
 func (t *txn) addFragCount(account, enterprise string, groups, bytes int64) error {
-	if err := t.upgradeFragN(); err != nil {
-		return err
-	}
 	b := t.tx.Bucket(bucketFragN)
 	for _, k := range []struct {
 		key     string

@@ -235,6 +235,9 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 			return soft(fmt.Errorf("%w: %d octets pending", ErrFragmentsFull, all.Bytes))
 		}
 		// Preconditions hold: from here on the operation writes.
+		if err := t.upgradeFragN(); err != nil {
+			return err
+		}
 		id, err := t.msg.NextSequence()
 		if err != nil {
 			return err
