@@ -12,8 +12,9 @@ import (
 
 // takeGroup checks that the pending parts of g are exactly ids (in
 // sequence order) — and all of them when complete — and deletes them,
-// their fragid keys and their counts (account, enterprise, totals). It returns the parts. A group that
-// differs is a soft ErrFragmentsGone, with nothing written.
+// their fragid keys and their counts (account, enterprise, totals). It
+// returns the parts. A group that differs is a soft ErrFragmentsGone,
+// with nothing written.
 func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragment, error) {
 	fb := t.tx.Bucket(bucketFrag)
 	frags, err := readGroup(fb, g)

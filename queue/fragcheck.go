@@ -15,8 +15,7 @@ import (
 // fragid, and fragid names only them; part ids are neither message ids
 // nor aliases; fragn equals a recount — per account, per enterprise (in a
 // file from before enterprises were counted, version 1 totals: none) and
-// in all. It returns the highest part id
-// seen, for the sequence check.
+// in all. It returns the highest part id seen, for the sequence check.
 func checkFragments(tx *bolt.Tx, aliasOf map[uint64]uint64, bad func(string, ...any)) uint64 {
 	msgB, aliasB := tx.Bucket(bucketMsg), tx.Bucket(bucketAlias)
 	fragB, fragIDB := tx.Bucket(bucketFrag), tx.Bucket(bucketFragID)
