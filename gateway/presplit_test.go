@@ -450,3 +450,59 @@ func TestPresplitPolicy(t *testing.T) {
 		t.Fatalf("SMSC received %d segments, want 1", n)
 	}
 }
+
+// TestPresplitEnterpriseShare: enterprise A, from two accounts, opens
+// split messages it never completes until it is refused with
+// ESME_RMSGQFUL — at its share of the reassembly pool (a quarter by
+// default), not when the pool is full — and enterprise B's split message
+// is still accepted and delivered whole.
+func TestPresplitEnterpriseShare(t *testing.T) {
+	r := newRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		accounts: gateway.StaticAccounts{
+			"a1": {Password: "pw", Account: gateway.Account{Enterprise: "A"}},
+			"a2": {Password: "pw", Account: gateway.Account{Enterprise: "A"}},
+			"b":  {Password: "pw", Account: gateway.Account{Enterprise: "B"}},
+		},
+		gwcfg: func(c *gateway.Config) { c.ReassemblyMaxBytes = 4000 }, // A's share: 1000 octets
+	})
+	var as []*esme
+	for _, id := range []string{"a1", "a2"} {
+		e, err := r.bind(id, "pw", smpp.BindTransceiver)
+		if err != nil {
+			t.Fatal(err)
+		}
+		as = append(as, e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	half := ucs2(t, strings.Repeat("未", 70)) // 140 octets: one part of two
+	n := 0
+	for ; ; n++ {
+		_, err := as[n%2].submit(ctx, partSM("13800138000", 0x08, splitUDH16, uint16(n), 2, 1, half))
+		if err != nil {
+			wantStatus(t, err, smpp.StatusMsgQueueFull)
+			break
+		}
+		if n > 100 {
+			t.Fatal("A never refused")
+		}
+	}
+	if n != 7 {
+		t.Errorf("A had %d parts of 140 octets accepted, want 7 (its share is 1000 octets)", n)
+	}
+	_, err := as[1].submit(ctx, partSM("13800138001", 0x08, splitUDH16, 1, 2, 1, half))
+	wantStatus(t, err, smpp.StatusMsgQueueFull) // the other account too
+
+	b, err := r.bind("b", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("乙公司的正常长短信", 14) // 126 characters: 2 parts
+	const dst = "13900139000"
+	ids := sendParts(t, b, dst, 0x08, splitUDH8, 9, chunks(ucs2(t, text), 134), []int{1, 2})
+	wantReceipts(t, b, ids, smpp.StateDelivered)
+	if got, _ := simText(t, r, dst); got != text {
+		t.Fatalf("SMSC got %q\nwant       %q", got, text)
+	}
+}

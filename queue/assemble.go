@@ -12,8 +12,9 @@ import (
 
 // takeGroup checks that the pending parts of g are exactly ids (in
 // sequence order) — and all of them when complete — and deletes them,
-// their fragid keys and their count. It returns the parts. A group that
-// differs is a soft ErrFragmentsGone, with nothing written.
+// their fragid keys and their counts (account, enterprise, totals). It
+// returns the parts. A group that differs is a soft ErrFragmentsGone,
+// with nothing written.
 func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragment, error) {
 	fb := t.tx.Bucket(bucketFrag)
 	frags, err := readGroup(fb, g)
@@ -27,7 +28,10 @@ func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragme
 	if !same {
 		return nil, soft(fmt.Errorf("%w: %s", ErrFragmentsGone, g))
 	}
-	var n int64
+	if err := t.upgradeFragN(); err != nil {
+		return nil, err
+	}
+	groups := int64(-1)
 	for _, f := range frags {
 		if err := fb.Delete(fragKey(g, f.Seq)); err != nil {
 			return nil, err
@@ -35,9 +39,13 @@ func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragme
 		if err := t.tx.Bucket(bucketFragID).Delete(msgKey(f.ID)); err != nil {
 			return nil, err
 		}
-		n += int64(len(f.Data))
+		// Per part: each counts against the enterprise it arrived under.
+		if err := t.addFragCount(g.Account, f.Enterprise, groups, -int64(len(f.Data))); err != nil {
+			return nil, err
+		}
+		groups = 0
 	}
-	return frags, t.addFragCount(g.Account, -1, -n)
+	return frags, nil
 }
 
 // putAliases maps each of m's Aliases to m.

@@ -80,7 +80,7 @@
 //	purged  enterprise 0x00 "2006-01"                → version | parts (8 BE) | delivered (8 BE)   deleted by Purge
 //	frag    account 0x00 source 0x00 dest 0x00 ref (2) total (1) 0x00 seq (1) → part of a client-split message (fragments.go)
 //	fragid  part id (8 BE)                           → frag key
-//	fragn   account, or 0x00 for all                 → version | pending groups | bytes
+//	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
 //
 // Hot paths never scan the store: Due walks the due keys from the first
@@ -111,7 +111,11 @@
 //     Part ids of client-split messages (fragments.go) come from it too:
 //     each names a pending part (fragid) or an alias of one message that
 //     lists it in Aliases, never both, never a message id. fragn equals
-//     the pending groups and Data bytes counted from frag.
+//     the pending groups and Data bytes counted from frag, per account,
+//     per enterprise (the enterprise each part arrived under) and in all;
+//     StoreFragment keeps each enterprise within its share of the bytes
+//     (FragmentLimits), so one enterprise's incomplete messages cannot
+//     fill the pool all share.
 //   - A multi-part message has a non-zero Ref (except one that
 //     RejectFragments settled at once: nothing of it is sent); for one destination, Refs
 //     are consecutive (wrapping 0xFFFF → 1) and survive restarts, so a

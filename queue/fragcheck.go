@@ -13,8 +13,9 @@ import (
 // scan) and every alias a message lists is indexed (Purge deletes a
 // message's aliases with it); frag records decode and are indexed in
 // fragid, and fragid names only them; part ids are neither message ids
-// nor aliases; fragn equals a recount. It returns the highest part id
-// seen, for the sequence check.
+// nor aliases; fragn equals a recount — per account, per enterprise (in a
+// file from before enterprises were counted, version 1 totals: none) and
+// in all. It returns the highest part id seen, for the sequence check.
 func checkFragments(tx *bolt.Tx, aliasOf map[uint64]uint64, bad func(string, ...any)) uint64 {
 	msgB, aliasB := tx.Bucket(bucketMsg), tx.Bucket(bucketAlias)
 	fragB, fragIDB := tx.Bucket(bucketFrag), tx.Bucket(bucketFragID)
@@ -54,17 +55,28 @@ func checkFragments(tx *bolt.Tx, aliasOf map[uint64]uint64, bad func(string, ...
 		if msgB.Get(msgKey(f.ID)) != nil || aliasB.Get(msgKey(f.ID)) != nil {
 			bad("frag %s part %d: id %d is also a message id or an alias", f.FragmentGroup, f.Seq, f.ID)
 		}
-		c, all := counts[f.Account], counts[fragAll]
+		c, all, ent := counts[f.Account], counts[fragAll], counts[fragEntKey(f.Enterprise)]
 		if prefix := k[:len(k)-1]; !bytes.Equal(prefix, prev) {
 			prev = append(prev[:0], prefix...)
 			c.Groups++
 			all.Groups++
 		}
-		c.Bytes += int64(len(f.Data))
-		all.Bytes += int64(len(f.Data))
+		n := int64(len(f.Data))
+		c.Bytes += n
+		all.Bytes += n
+		ent.Bytes += n
 		counts[f.Account], counts[fragAll] = c, all
+		if ent.Bytes > 0 { // a counter at zero is deleted
+			counts[fragEntKey(f.Enterprise)] = ent
+		}
 		return nil
 	})
+	entCounted := true
+	if v := tx.Bucket(bucketFragN).Get([]byte(fragAll)); v != nil {
+		if _, ver, err := decodeFragCount(v); err == nil {
+			entCounted = ver == fragNTotalsVersion
+		}
+	}
 	_ = fragIDB.ForEach(func(k, v []byte) error {
 		if len(k) != 8 || fragB.Get(v) == nil {
 			bad("fragid %x → %q: no such part", k, v)
@@ -72,10 +84,15 @@ func checkFragments(tx *bolt.Tx, aliasOf map[uint64]uint64, bad func(string, ...
 		return nil
 	})
 	_ = tx.Bucket(bucketFragN).ForEach(func(k, v []byte) error {
-		c, err := decodeFragCount(v)
+		c, ver, err := decodeFragCount(v)
+		total := string(k) == fragAll
 		switch {
 		case err != nil:
 			bad("fragn %q: %v", k, err)
+		case !total && ver != fragNVersion:
+			bad("fragn %q: version %d", k, ver)
+		case !total && k[0] == sep && !entCounted:
+			bad("fragn %q: enterprise counter beside version 1 totals", k)
 		case counts[string(k)] != c:
 			bad("fragn %q: stored %+v, parts say %+v", k, c, counts[string(k)])
 		}
@@ -83,6 +100,9 @@ func checkFragments(tx *bolt.Tx, aliasOf map[uint64]uint64, bad func(string, ...
 		return nil
 	})
 	for k, c := range counts {
+		if k != fragAll && k[0] == sep && !entCounted {
+			continue // not counted yet: the next write adds it (upgradeFragN)
+		}
 		bad("fragn %q: missing, parts say %+v", k, c)
 	}
 	return maxID

@@ -3,20 +3,26 @@ package queue
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
-// The records of the fragment buckets: keys, values and the per-account
-// counters behind FragmentLimits.
+// The records of the fragment buckets: keys, values and the per-account,
+// per-enterprise and total counters behind FragmentLimits.
 
 // fragAll is the fragn key of the totals over all accounts (no account
 // contains NUL; bbolt refuses an empty key).
 const fragAll = "\x00"
 
 const (
-	fragVersion  = 1
-	fragNVersion = 1
-	fragTailLen  = 2 + 1 + 1 + 1 // ref, total, 0x00, seq
+	fragVersion = 1
+	// fragn records: version | groups (uvarint) | bytes (uvarint). The
+	// totals (fragAll) are version 2 once the enterprises' counters are
+	// kept beside them; version 1 totals are a file from before, with no
+	// enterprise counters (upgradeFragN adds them on its next write).
+	fragNVersion       = 1
+	fragNTotalsVersion = 2
+	fragTailLen        = 2 + 1 + 1 + 1 // ref, total, 0x00, seq
 )
 
 // fragGroupPrefix is the frag key of g without its sequence number.
@@ -116,55 +122,140 @@ func decodeFragment(k, v []byte) (*Fragment, error) {
 	return f, nil
 }
 
-// fragCount is one fragn record.
+// fragCount is one fragn record. An enterprise's record counts bytes
+// only (Groups 0): a group is its account's, while the parts of one group
+// may name different enterprises (the account moved meanwhile).
 type fragCount struct {
 	Groups int64
 	Bytes  int64
 }
 
-func encodeFragCount(c fragCount) []byte {
-	b := []byte{fragNVersion}
+// fragEntKey is the fragn key of enterprise's counters: NUL, then the
+// name (no account is empty or contains NUL, no enterprise is empty).
+func fragEntKey(enterprise string) string { return fragAll + enterprise }
+
+func encodeFragCount(c fragCount, version uint8) []byte {
+	b := []byte{version}
 	b = binary.AppendUvarint(b, uint64(c.Groups))
 	return binary.AppendUvarint(b, uint64(c.Bytes))
 }
 
-func decodeFragCount(v []byte) (fragCount, error) {
+// decodeFragCount decodes a fragn record of either version.
+func decodeFragCount(v []byte) (fragCount, uint8, error) {
 	d := newDecoder(v)
-	d.version(fragNVersion, "fragment counters")
+	ver := d.u8("fragment counters version")
+	if d.err == nil && ver != fragNVersion && ver != fragNTotalsVersion {
+		d.fail("fragment counters: unknown version %d", ver)
+	}
 	c := fragCount{Groups: int64(d.uvarint("groups")), Bytes: int64(d.uvarint("bytes"))}
 	d.end("fragment counters")
 	if d.err == nil && (c.Groups < 0 || c.Bytes < 0) {
 		d.fail("fragment counters out of range")
 	}
-	return c, d.err
+	return c, ver, d.err
 }
 
-func (t *txn) fragCount(account string) (fragCount, error) {
-	v := t.tx.Bucket(bucketFragN).Get([]byte(account))
+func (t *txn) fragCount(key string) (fragCount, error) {
+	v := t.tx.Bucket(bucketFragN).Get([]byte(key))
 	if v == nil {
 		return fragCount{}, nil
 	}
-	return decodeFragCount(v)
+	c, _, err := decodeFragCount(v)
+	return c, err
 }
 
-// addFragCount adds to the counters of account and to the total (fragAll).
-// A counter that drops to zero is deleted.
-func (t *txn) addFragCount(account string, groups, bytes int64) error {
+// fragEntCounted reports whether fragn holds the enterprises' counters:
+// always, except in a file written before they were kept that still has
+// pending parts (its totals are version 1).
+func (t *txn) fragEntCounted() (bool, error) {
+	v := t.tx.Bucket(bucketFragN).Get([]byte(fragAll))
+	if v == nil {
+		return true, nil
+	}
+	_, ver, err := decodeFragCount(v)
+	return ver == fragNTotalsVersion, err
+}
+
+// fragEntBytes returns the Data bytes of the pending parts of enterprise:
+// its counter, or a count over frag in a file not yet upgraded (read
+// only: a precondition writes nothing).
+func (t *txn) fragEntBytes(enterprise string) (int64, error) {
+	ok, err := t.fragEntCounted()
+	if err != nil || ok {
+		c, cerr := t.fragCount(fragEntKey(enterprise))
+		return c.Bytes, errors.Join(err, cerr)
+	}
+	var n int64
+	err = t.tx.Bucket(bucketFrag).ForEach(func(k, v []byte) error {
+		f, err := decodeFragment(k, v)
+		if err == nil && f.Enterprise == enterprise {
+			n += int64(len(f.Data))
+		}
+		return err
+	})
+	return n, err
+}
+
+// upgradeFragN adds the enterprises' counters to a file written before
+// they were kept (one scan of frag, bounded by FragmentLimits) and marks
+// the totals version 2. Idempotent; nothing to do in an upgraded file.
+// Every write to frag runs it first.
+func (t *txn) upgradeFragN() error {
+	ok, err := t.fragEntCounted()
+	if err != nil || ok {
+		return err
+	}
+	sum := make(map[string]int64)
+	err = t.tx.Bucket(bucketFrag).ForEach(func(k, v []byte) error {
+		f, err := decodeFragment(k, v)
+		if err == nil {
+			sum[f.Enterprise] += int64(len(f.Data))
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	b := t.tx.Bucket(bucketFragN)
-	for _, k := range []string{account, fragAll} {
-		c, err := t.fragCount(k)
+	for ent, n := range sum {
+		if n == 0 {
+			continue
+		}
+		if err := b.Put([]byte(fragEntKey(ent)), encodeFragCount(fragCount{Bytes: n}, fragNVersion)); err != nil {
+			return err
+		}
+	}
+	all, err := t.fragCount(fragAll)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(fragAll), encodeFragCount(all, fragNTotalsVersion))
+}
+
+// addFragCount adds groups and bytes to the counters of account and to
+// the totals (fragAll), and bytes to those of enterprise. A counter that
+// drops to zero is deleted. The caller ran upgradeFragN before it changed
+// frag, so that the upgrade's scan counts the parts as they were.
+func (t *txn) addFragCount(account, enterprise string, groups, bytes int64) error {
+	b := t.tx.Bucket(bucketFragN)
+	for _, k := range []struct {
+		key     string
+		groups  int64
+		version uint8
+	}{{account, groups, fragNVersion}, {fragEntKey(enterprise), 0, fragNVersion}, {fragAll, groups, fragNTotalsVersion}} {
+		c, err := t.fragCount(k.key)
 		if err != nil {
 			return err
 		}
-		c.Groups += groups
+		c.Groups += k.groups
 		c.Bytes += bytes
 		if c.Groups < 0 || c.Bytes < 0 {
-			return fmt.Errorf("%w: fragment counters of %q below zero", ErrCorrupt, k)
+			return fmt.Errorf("%w: fragment counters of %q below zero", ErrCorrupt, k.key)
 		}
 		if c == (fragCount{}) {
-			err = b.Delete([]byte(k))
+			err = b.Delete([]byte(k.key))
 		} else {
-			err = b.Put([]byte(k), encodeFragCount(c))
+			err = b.Put([]byte(k.key), encodeFragCount(c, k.version))
 		}
 		if err != nil {
 			return err

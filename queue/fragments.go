@@ -26,13 +26,16 @@ import (
 //
 //	frag    account 0x00 source 0x00 dest 0x00 ref (2 BE) total (1) 0x00 seq (1) → fragment record
 //	fragid  part id (8 BE)                                → frag key
-//	fragn   account (0x00 = all accounts)                 → version | groups (uvarint) | bytes (uvarint)
+//	fragn   account                                       → version | groups (uvarint) | bytes (uvarint)
+//	        0x00 enterprise                               → version | 0 | bytes    (the enterprise's share)
+//	        0x00                                          → version | groups | bytes  (all accounts)
 //	alias   part id (8 BE)                                → message id (8 BE)
 //
 // Part ids come from the msg bucket's sequence, like message ids: an id
 // the client holds names either a pending part (fragid) or, once its group
 // was consumed, a part of a message (alias) — never both, never a message
-// id. The fragn counters make the caps (FragmentLimits) point reads.
+// id. The fragn counters make the caps (FragmentLimits) point reads; they
+// change in the transaction that stores or deletes the parts they count.
 //
 // Crash safety: a part is on disk before the client hears its id. The
 // message and the deletion of its parts are one transaction, and that
@@ -81,16 +84,45 @@ type Fragment struct {
 
 // FragmentLimits bound what pending groups may hold. Zero values take the
 // defaults.
+//
+// The bytes are a pool all enterprises share, so each enterprise has a
+// fixed share of it, MaxEnterpriseBytes: an enterprise that opens groups
+// it never completes fills its own share and is refused, while the rest
+// of the pool stays free for the others. While k enterprises hold their
+// whole share, the others still have MaxBytes − k·MaxEnterpriseBytes;
+// with the default quarter, up to three abusers at once leave a quarter
+// of the pool (4 MiB: some 30,000 parts of 140 octets) to everyone else.
+// A share that shrinks as more enterprises have parts pending (MaxBytes /
+// n) would not do: what an abuser stored while it was alone was
+// acknowledged and cannot be taken back, so the pool would still be full
+// when the next enterprise arrives.
 type FragmentLimits struct {
-	MaxGroups int   // incomplete groups per account; default 10,000
-	MaxBytes  int64 // Data of all pending parts of all accounts; default 16 MiB
+	MaxGroups          int   // incomplete groups per account; default 10,000
+	MaxBytes           int64 // Data of all pending parts of all accounts; default 16 MiB
+	MaxEnterpriseBytes int64 // Data of the pending parts of one enterprise; default MaxBytes / 4
 }
 
 // Defaults of FragmentLimits.
 const (
 	DefaultMaxFragmentGroups       = 10000
 	DefaultMaxFragmentBytes  int64 = 16 << 20
+	// DefaultEnterpriseFragmentShare: MaxEnterpriseBytes defaults to
+	// MaxBytes / DefaultEnterpriseFragmentShare.
+	DefaultEnterpriseFragmentShare = 4
 )
+
+func (lim FragmentLimits) withDefaults() FragmentLimits {
+	if lim.MaxGroups <= 0 {
+		lim.MaxGroups = DefaultMaxFragmentGroups
+	}
+	if lim.MaxBytes <= 0 {
+		lim.MaxBytes = DefaultMaxFragmentBytes
+	}
+	if lim.MaxEnterpriseBytes <= 0 {
+		lim.MaxEnterpriseBytes = lim.MaxBytes / DefaultEnterpriseFragmentShare
+	}
+	return lim
+}
 
 // maxFragmentData bounds one part's Data (message_payload is at most 64 KiB).
 const maxFragmentData = 64 << 10
@@ -122,8 +154,9 @@ var (
 // the same Coding and Data is a client's retry: its earlier id comes back
 // with Duplicate set and nothing is written. A different one fails with
 // ErrFragmentConflict. A part that would start a group beyond
-// lim.MaxGroups pending groups of its account, or take the Data of all
-// pending parts beyond lim.MaxBytes, fails with ErrFragmentsFull.
+// lim.MaxGroups pending groups of its account, or take the Data of the
+// pending parts of its enterprise beyond lim.MaxEnterpriseBytes or of all
+// beyond lim.MaxBytes, fails with ErrFragmentsFull.
 //
 // Complete is set when this part was the last one missing: the caller
 // should read the group (Fragments), join it and store the message with
@@ -139,12 +172,7 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 	if len(f.Data) > maxFragmentData {
 		return FragmentStored{}, fmt.Errorf("queue: store fragment: %w: %d octets of data", ErrInvalid, len(f.Data))
 	}
-	if lim.MaxGroups <= 0 {
-		lim.MaxGroups = DefaultMaxFragmentGroups
-	}
-	if lim.MaxBytes <= 0 {
-		lim.MaxBytes = DefaultMaxFragmentBytes
-	}
+	lim = lim.withDefaults()
 	c := *f
 	c.Data = slices.Clone(f.Data)
 	if c.Data == nil {
@@ -152,6 +180,9 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 	}
 	if c.Enterprise == "" {
 		c.Enterprise = c.Account
+	}
+	if err := checkKeyFields(keyField{"enterprise", c.Enterprise, true}); err != nil {
+		return FragmentStored{}, fmt.Errorf("queue: store fragment: %w", err)
 	}
 	if c.ArrivedAt.IsZero() {
 		c.ArrivedAt = time.Now()
@@ -189,6 +220,13 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 				return soft(fmt.Errorf("%w: account %q has %d incomplete messages", ErrFragmentsFull, c.Account, own.Groups))
 			}
 		}
+		ent, err := t.fragEntBytes(c.Enterprise)
+		if err != nil {
+			return err
+		}
+		if ent+int64(len(c.Data)) > lim.MaxEnterpriseBytes {
+			return soft(fmt.Errorf("%w: enterprise %q has %d octets pending (its share: %d)", ErrFragmentsFull, c.Enterprise, ent, lim.MaxEnterpriseBytes))
+		}
 		all, err := t.fragCount(fragAll)
 		if err != nil {
 			return err
@@ -197,6 +235,9 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 			return soft(fmt.Errorf("%w: %d octets pending", ErrFragmentsFull, all.Bytes))
 		}
 		// Preconditions hold: from here on the operation writes.
+		if err := t.upgradeFragN(); err != nil {
+			return err
+		}
 		id, err := t.msg.NextSequence()
 		if err != nil {
 			return err
@@ -209,7 +250,7 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 		if err := t.tx.Bucket(bucketFragID).Put(msgKey(id), key); err != nil {
 			return err
 		}
-		if err := t.addFragCount(c.Account, newGroup, int64(len(c.Data))); err != nil {
+		if err := t.addFragCount(c.Account, c.Enterprise, newGroup, int64(len(c.Data))); err != nil {
 			return err
 		}
 		res = FragmentStored{ID: id, Complete: have+1 == int(c.Total)}

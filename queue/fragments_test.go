@@ -3,9 +3,12 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var testGroup = FragmentGroup{Account: "acct", Source: "1069", Dest: "13800138000", Ref: 7, Total: 3}
@@ -243,7 +246,7 @@ func TestFragmentsQuotaLeavesGroup(t *testing.T) {
 func TestFragmentsLimits(t *testing.T) {
 	s := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
-	lim := FragmentLimits{MaxGroups: 2, MaxBytes: 10}
+	lim := FragmentLimits{MaxGroups: 2, MaxBytes: 10, MaxEnterpriseBytes: 10}
 	g1, g2, g3 := testGroup, testGroup, testGroup
 	g2.Ref, g3.Ref = 8, 9
 	s.storeFrag(frag(g1, 1, "aa"), lim)
@@ -307,5 +310,193 @@ func TestFragKeyRoundTrip(t *testing.T) {
 		if _, _, ok := parseFragKey([]byte(k)); ok {
 			t.Errorf("parsed %q", k)
 		}
+	}
+}
+
+// fragNCount reads one fragn record as stored.
+func (ts *testStore) fragNCount(key string) (fragCount, uint8) {
+	ts.t.Helper()
+	var c fragCount
+	var ver uint8
+	err := ts.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketFragN).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		var err error
+		c, ver, err = decodeFragCount(v)
+		return err
+	})
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return c, ver
+}
+
+// floodFragments stores first parts of two-part groups of enterprise ent,
+// from its accounts in turn, 140 octets each, until the store refuses
+// one; it returns how many it took.
+func (ts *testStore) floodFragments(ent string, accounts []string, lim FragmentLimits) int {
+	ts.t.Helper()
+	for n := 0; ; n++ {
+		g := FragmentGroup{Account: accounts[n%len(accounts)], Source: "1069", Dest: "13800138000", Ref: uint16(n), Total: 2}
+		f := frag(g, 1, strings.Repeat("x", 140))
+		f.Enterprise = ent
+		_, err := ts.StoreFragment(context.Background(), f, lim)
+		if errors.Is(err, ErrFragmentsFull) {
+			return n
+		}
+		if err != nil {
+			ts.t.Fatalf("part %d: %v", n, err)
+		}
+		if n > 1000 {
+			ts.t.Fatal("never refused")
+		}
+	}
+}
+
+// TestFragmentsEnterpriseShare: enterprise A, from two accounts, opens
+// groups it never completes until it is refused — at its share of the
+// pool (a quarter by default), not at the whole pool — and enterprise B's
+// split message is still stored and assembled. Rejecting one of A's
+// groups gives A room again. The counters survive reopening the file.
+func TestFragmentsEnterpriseShare(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	lim := FragmentLimits{MaxBytes: 4000} // A's share: 1000 octets
+	n := s.floodFragments("A", []string{"a1", "a2"}, lim)
+	if n != 7 {
+		t.Fatalf("A stored %d parts of 140 octets, want 7 (its share is 1000 octets)", n)
+	}
+	if c, _ := s.fragNCount(fragEntKey("A")); c.Bytes != 980 {
+		t.Fatalf("A's counter: %+v, want 980 octets", c)
+	}
+	s.reopen()
+	if got := s.floodFragments("A", []string{"a3"}, lim); got != 0 {
+		t.Fatalf("after reopening, A stored %d more parts (another account), want 0", got)
+	}
+
+	g := FragmentGroup{Account: "b", Source: "1069", Dest: "13900139000", Ref: 1, Total: 2}
+	for seq := uint8(1); seq <= 2; seq++ {
+		f := frag(g, seq, strings.Repeat("y", 140))
+		f.Enterprise = "B"
+		res, err := s.StoreFragment(ctx, f, lim)
+		if err != nil {
+			t.Fatalf("B's part %d refused while A is at its share: %v", seq, err)
+		}
+		if res.Complete != (seq == 2) {
+			t.Fatalf("B's part %d: %+v", seq, res)
+		}
+	}
+	frags, err := s.Fragments(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := assembled(g, frags)
+	m.Enterprise = "B"
+	if err := s.EnqueueAssembled(ctx, NoLimit, g, m); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.fragNCount(fragEntKey("B")); c != (fragCount{}) {
+		t.Fatalf("B's counter after assembly: %+v, want none", c)
+	}
+
+	// Settling one of A's groups frees its part of A's share.
+	groups, err := s.FragmentGroups()
+	if err != nil || len(groups) != 7 {
+		t.Fatalf("groups: %d, %v", len(groups), err)
+	}
+	if _, err := s.RejectFragments(ctx, groups[0].Group, groups[0].IDs, "incomplete", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.floodFragments("A", []string{"a1"}, lim); got != 1 {
+		t.Fatalf("A stored %d parts after one group was settled, want 1", got)
+	}
+	s.reopen()
+	all, ver := s.fragNCount(fragAll)
+	if all.Bytes != 980 || all.Groups != 7 || ver != fragNTotalsVersion {
+		t.Fatalf("totals: %+v version %d", all, ver)
+	}
+}
+
+// TestFragmentsEnterpriseUpgrade: a file written before enterprises were
+// counted (version 1 totals, no enterprise counters) passes Check, its
+// enterprises' shares are enforced from the parts, and the next write
+// adds exact counters. A wrong enterprise counter fails Check.
+func TestFragmentsEnterpriseUpgrade(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	lim := FragmentLimits{MaxBytes: 1000, MaxEnterpriseBytes: 10}
+	g1, g2 := testGroup, testGroup
+	g2.Account, g2.Ref = "other", 8
+	s.storeFrag(frag(g1, 1, "aaaa"), lim)
+	f := frag(g2, 1, "bb")
+	f.Enterprise = "ent2"
+	s.storeFrag(f, lim)
+
+	// Back to the old format.
+	setOld := func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketFragN)
+		all, _, err := decodeFragCount(b.Get([]byte(fragAll)))
+		if err != nil {
+			return err
+		}
+		for _, ent := range []string{"ent", "ent2"} {
+			if err := b.Delete([]byte(fragEntKey(ent))); err != nil {
+				return err
+			}
+		}
+		return b.Put([]byte(fragAll), encodeFragCount(all, fragNVersion))
+	}
+	if err := s.db.Update(setOld); err != nil {
+		t.Fatal(err)
+	}
+	s.reopen() // checks the old format
+
+	// The share is counted from the parts: "ent" holds 4 of its 10 octets.
+	if _, err := s.StoreFragment(ctx, frag(g1, 2, "1234567"), lim); !errors.Is(err, ErrFragmentsFull) {
+		t.Fatalf("over the share in an old file: %v", err)
+	}
+	if _, ver := s.fragNCount(fragAll); ver != fragNVersion {
+		t.Fatal("a refused part upgraded the file")
+	}
+	s.storeFrag(frag(g1, 2, "123456"), lim)
+	if c, _ := s.fragNCount(fragEntKey("ent")); c.Bytes != 10 {
+		t.Fatalf("ent's counter after the upgrade: %+v", c)
+	}
+	if c, _ := s.fragNCount(fragEntKey("ent2")); c.Bytes != 2 {
+		t.Fatalf("ent2's counter after the upgrade: %+v", c)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Check sees a wrong enterprise counter.
+	put := func(c fragCount) {
+		t.Helper()
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFragN).Put([]byte(fragEntKey("ent2")), encodeFragCount(c, fragNVersion))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(fragCount{Bytes: 3})
+	if err := s.Check(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("check with a wrong enterprise counter: %v", err)
+	}
+	put(fragCount{Bytes: 2})
+
+	// Settling takes each part off its own enterprise.
+	groups, err := s.FragmentGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gi := range groups {
+		if _, err := s.RejectFragments(ctx, gi.Group, gi.IDs, "incomplete", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.bucketLen(bucketFragN); n != 0 {
+		t.Fatalf("%d fragn records left", n)
 	}
 }
