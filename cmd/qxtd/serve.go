@@ -232,12 +232,21 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.httpAddr = hl.Addr()
-	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Logger: log.With("component", "api")})
+	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
+		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")})
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
 		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
 	}
-	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
-	d.goServe("http", func() error { return d.http.Serve(hl) })
+	d.http = &http.Server{
+		Handler:           d.routes(reg),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	limited := newLimitListener(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, reg)
+	d.goServe("http", func() error { return d.http.Serve(limited) })
 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
 		"simulator", addrString(d.simAddr), "store", cfg.Store.Path, "version", version)
