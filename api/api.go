@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -23,7 +24,12 @@ type Config struct {
 	Policy     *policy.Policy
 	// Gateway accepts messages for the user API (/v1).
 	Gateway *gateway.Gateway
-	Logger  *slog.Logger
+	// WriteTimeout is the HTTP server's write timeout: a streaming answer
+	// (DLR export, backup) moves its write deadline this far ahead as it
+	// goes, so that a long download is not cut while a stalled one is.
+	// 0: no deadline is set.
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Server serves the HTTP API.

@@ -19,7 +19,8 @@
 //     caller and what it may see, GET /v1/openapi.yaml.
 //   - v1_auth.go: authentication, POST /v1/login, POST /v1/logout,
 //     GET /v1/me; session.go holds the console sessions and the login
-//     throttle.
+//     throttle, login.go the admission of logins to the password check
+//     (per source address, clean addresses first).
 //   - v1_send.go: POST /v1/messages; idempotency.go answers a retried
 //     Idempotency-Key.
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},

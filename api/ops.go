@@ -137,6 +137,7 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
+	s.extendWrite(rc)
 	var n int64
 	start := time.Now()
 	err = s.cfg.Store.ExportParts(from, to, ent, func(row queue.Row) error {
@@ -145,6 +146,7 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 		}
 		n++
 		if n%opsFlushRows == 0 {
+			s.extendWrite(rc)
 			if err := enc.Flush(); err != nil {
 				return err
 			}
@@ -172,7 +174,26 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set(RowsTrailer, strconv.FormatInt(n, 10))
 	s.log.Info("dlr export", "from", from, "to", to, "enterprise", ent, "format", format, "rows", n,
-		"elapsed", time.Since(start).Round(time.Millisecond))
+		"elapsed", time.Since(start).Round(time.Millisecond).String())
+}
+
+// extendWrite moves the answer's write deadline WriteTimeout ahead; a
+// streaming answer calls it as it goes.
+func (s *Server) extendWrite(rc *http.ResponseController) {
+	if s.cfg.WriteTimeout > 0 {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout)) // ErrNotSupported: nothing to extend
+	}
+}
+
+// deadlineWriter extends the write deadline before each write.
+type deadlineWriter struct {
+	w      io.Writer
+	extend func()
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.extend()
+	return d.w.Write(p)
 }
 
 // BillLine is one enterprise's bill for one month, as GET /admin/v1/bill
@@ -305,7 +326,9 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	s.log.Info("backup snapshot taken", "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
+	s.log.Info("backup snapshot taken", "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond).String())
+	rc := http.NewResponseController(w)
+	s.extendWrite(rc) // the snapshot may have taken longer than the write timeout
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
@@ -315,7 +338,9 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	if c, err := io.Copy(w, f); err != nil && !errors.Is(err, r.Context().Err()) {
+	// Each write gets WriteTimeout: a slow download goes on, a stalled one
+	// is cut. io.Copy's 32 KiB chunks keep every write short.
+	if c, err := io.Copy(deadlineWriter{w: w, extend: func() { s.extendWrite(rc) }}, f); err != nil && !errors.Is(err, r.Context().Err()) {
 		s.log.Warn("backup download cut short", "sent", c, "bytes", n, "err", err)
 	}
 }

@@ -129,14 +129,18 @@ func (s *sessionStore) remove(el *list.Element) {
 	s.lru.Remove(el)
 }
 
-// loginThrottle slows down repeated failed logins from one address as
-// SMPP binds are: the n-th failure in a row is answered after 100 ms ×
-// 2^(n-1), at most 5 s. A success clears it; so does a quiet 10 minutes.
+// loginThrottle slows down repeated failed logins from one source key
+// (login.go says what a key is) as SMPP binds are: the n-th failure in a
+// row is answered after 100 ms × 2^(n-1), at most 5 s, and the key
+// makes no other attempt meanwhile. A success clears it; so does a quiet
+// 10 minutes. It also admits logins to the password check (login.go).
 type loginThrottle struct {
 	now func() time.Time
 
 	mu    sync.Mutex
 	fails map[string]failures
+	good  map[string]time.Time // source address + system_id → last successful login (login.go)
+	gate  loginGate
 }
 
 type failures struct {
@@ -151,22 +155,22 @@ const (
 	maxThrottledIPs = 10_000
 )
 
-// failed records a failure from ip and returns how long to wait before
+// failed records a failure of key and returns how long to wait before
 // answering it.
-func (l *loginThrottle) failed(ip string) time.Duration {
+func (l *loginThrottle) failed(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if l.fails == nil || len(l.fails) >= maxThrottledIPs {
 		l.fails = make(map[string]failures) // bounded: forget everyone rather than grow
 	}
-	f := l.fails[ip]
+	f := l.fails[key]
 	if now.Sub(f.last) > loginForget {
 		f.n = 0
 	}
 	f.n++
 	f.last = now
-	l.fails[ip] = f
+	l.fails[key] = f
 	d := loginDelayMin
 	for i := 1; i < f.n && d < loginDelayMax; i++ {
 		d *= 2
@@ -174,8 +178,16 @@ func (l *loginThrottle) failed(ip string) time.Duration {
 	return min(d, loginDelayMax)
 }
 
-func (l *loginThrottle) succeeded(ip string) {
+// suspect reports whether key failed a login in the last loginForget.
+func (l *loginThrottle) suspect(key string) bool {
 	l.mu.Lock()
-	delete(l.fails, ip)
+	defer l.mu.Unlock()
+	f, ok := l.fails[key]
+	return ok && l.now().Sub(f.last) <= loginForget
+}
+
+func (l *loginThrottle) succeeded(key string) {
+	l.mu.Lock()
+	delete(l.fails, key)
 	l.mu.Unlock()
 }

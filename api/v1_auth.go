@@ -96,6 +96,8 @@ func (s *Server) callerOf(tok string) (*caller, error) {
 	return &caller{user: u, ent: ent, acct: gateway.AccountFor(u, ent), session: tok}, nil
 }
 
+// login: POST /v1/login. login.go says how logins are admitted to the
+// password check.
 func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	var req LoginRequest
 	if !decodeBody(w, r, &req) {
@@ -108,14 +110,35 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		ip = r.RemoteAddr
 	}
+	// A cache of verified credentials would be consulted here, before the gate.
+	l := &s.user.logins
+	key, class := l.loginKey(ip, req.SystemID)
+	if !l.gate.hold(key) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), "a login from this address is already in progress; retry when it is answered")
+		return
+	}
+	defer l.gate.unhold(key) // after the failure delay below
+	ctx := r.Context()
+	if err := l.gate.wait(ctx, class); err != nil {
+		if errors.Is(err, errLoginBusy) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), "too many logins waiting; retry later")
+		}
+		return // otherwise the client hung up: nobody to answer
+	}
+	if ctx.Err() != nil { // admitted after the client hung up: no bcrypt for nobody
+		l.gate.done()
+		return
+	}
 	u, ent, err := s.cfg.Policy.Authenticate(req.SystemID, req.Password)
+	l.gate.done()
 	if err != nil {
 		if errors.Is(err, policy.ErrAuth) {
-			d := s.user.logins.failed(ip)
-			t := time.NewTimer(d)
+			t := time.NewTimer(l.failed(key))
 			select {
 			case <-t.C:
-			case <-r.Context().Done():
+			case <-ctx.Done():
 				t.Stop()
 			}
 			writeError(w, http.StatusUnauthorized, "unauthorized", "wrong system_id or password")
@@ -124,7 +147,7 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, err)
 		return
 	}
-	s.user.logins.succeeded(ip)
+	l.loggedIn(key, ip, u.SystemID)
 	tok, err := s.user.sessions.create(u.SystemID, ent.Code)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/time/rate"
 
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
@@ -204,6 +205,25 @@ func (g *Gateway) Ready() bool {
 		}
 	}
 	return false
+}
+
+// SetUpstreamTPS changes the TPS cap of the upstream named name at run
+// time (a configuration reload); tps 0 lifts the cap. An upstream that
+// started without a cap has no limiter to change: that needs a restart.
+func (g *Gateway) SetUpstreamTPS(name string, tps float64) error {
+	u, ok := g.byName[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("gateway: no upstream %q", name)
+	case u.limiter == nil:
+		return fmt.Errorf("gateway: upstream %q started without a tps cap: a restart sets one", name)
+	case tps <= 0:
+		u.limiter.SetLimit(rate.Inf)
+	default:
+		u.limiter.SetLimit(rate.Limit(tps))
+		u.limiter.SetBurst(max(1, int(tps/10))) // as newUpstream sizes it
+	}
+	return nil
 }
 
 // OnDLRReady is the store's callback: receipts for account can be

@@ -46,6 +46,19 @@ type SMPPConfig struct {
 type HTTPConfig struct {
 	Listen     string `mapstructure:"listen"`
 	AdminToken string `mapstructure:"admin_token"` // operator token for /admin/v1; empty disables it
+	// Bounds on every connection (net/http's Server timeouts): a request's
+	// headers, a whole request (headers and body), writing an answer (a
+	// streaming export or backup extends it as it goes), and an idle
+	// keep-alive connection.
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	// MaxConns caps open connections in all, MaxConnsPerAddr those from
+	// one source address; a connection beyond either is answered 503 and
+	// closed at once (connlimit.go).
+	MaxConns        int `mapstructure:"max_conns"`
+	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
 }
 
 type StoreConfig struct {
@@ -162,6 +175,12 @@ func defaultValues() map[string]any {
 		"smpp.reassembly_timeout":  gateway.DefaultReassemblyTimeout,
 		"http.listen":              "127.0.0.1:8080",
 		"http.admin_token":         "",
+		"http.read_header_timeout": 10 * time.Second,
+		"http.read_timeout":        2 * time.Minute,
+		"http.write_timeout":       2 * time.Minute,
+		"http.idle_timeout":        2 * time.Minute,
+		"http.max_conns":           1024,
+		"http.max_conns_per_addr":  64,
 		"store.path":               "./data/qxtd.db",
 		"store.retention":          90 * 24 * time.Hour, // 0 keeps finished messages forever
 		"simulator.enabled":        false,
@@ -292,12 +311,20 @@ func (c *Config) Validate() error {
 		{"store.retention", c.Store.Retention}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
 		{"delivery.validity", c.Delivery.Validity}, {"delivery.retry_min", c.Delivery.RetryMin},
 		{"delivery.retry_max", c.Delivery.RetryMax}, {"delivery.dlr_retry", c.Delivery.DLRRetry},
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_timeout", c.HTTP.ReadTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v must not be negative", d.key, d.v))
 		}
 	}
 	addr("http.listen", c.HTTP.Listen)
+	if c.HTTP.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("http.max_conns: %d must be at least 1", c.HTTP.MaxConns))
+	}
+	if c.HTTP.MaxConnsPerAddr < 1 {
+		errs = append(errs, fmt.Errorf("http.max_conns_per_addr: %d must be at least 1", c.HTTP.MaxConnsPerAddr))
+	}
 	if c.Store.Path == "" {
 		errs = append(errs, errors.New("store.path: required"))
 	}

@@ -36,6 +36,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,
 		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
+		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {

@@ -42,6 +42,7 @@ type proc struct {
 	exited   chan struct{}
 	logs     *strings.Builder
 	logMu    *sync.Mutex
+	wake     chan struct{} // a log line arrived (waitLog)
 }
 
 // startDaemon runs qxtd serve with cfgPath and waits for its ready line.
@@ -56,7 +57,7 @@ func startDaemon(t *testing.T, cfgPath string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{}), logs: &strings.Builder{}, logMu: &sync.Mutex{}}
+	p := &proc{cmd: cmd, exited: make(chan struct{}), logs: &strings.Builder{}, logMu: &sync.Mutex{}, wake: make(chan struct{}, 1)}
 	ready := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -66,6 +67,10 @@ func startDaemon(t *testing.T, cfgPath string) *proc {
 			p.logMu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.logMu.Unlock()
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
 			var rec map[string]any
 			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "qxtd ready" {
 				ready <- rec

@@ -22,6 +22,9 @@
 //	serve.go            the daemon's wiring: the state file (queue.OpenDB) shared
 //	                    by the queue and policy stores, the gateway, the SMPP and
 //	                    HTTP listeners, signals and shutdown
+//	reload.go           SIGHUP: re-read the file, apply what can change at run
+//	                    time, log what needs a restart; the reload gauges
+//	connlimit.go        the HTTP listener's connection caps (in all, per address)
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //

@@ -53,6 +53,7 @@ func parseConcat(s string) (segment.Concat, error) {
 // must stop.
 type daemon struct {
 	log    *slog.Logger
+	cfg    *Config  // what runs: the file at start and what reloads applied (reload.go)
 	db     *bolt.DB // the state file: the queue's and the policy's buckets (queue.OpenDB)
 	store  *queue.Store
 	policy *policy.Policy
@@ -63,6 +64,8 @@ type daemon struct {
 	smpp   *smpp.Server
 	http   *http.Server
 	wg     sync.WaitGroup
+
+	reloadMetrics reloadMetrics
 
 	smppAddr, httpAddr, simAddr net.Addr
 }
@@ -76,6 +79,10 @@ func serveCmd() *cobra.Command {
 		Short: "Run the daemon (--check: validate the configuration and exit)",
 		Long: `Run the daemon: SMPP ingress, HTTP API, upstream binds, the store.
 SIGTERM or SIGINT stops it gracefully; a second signal exits at once.
+SIGHUP re-reads the configuration file and applies what can change at run
+time (log.level, upstreams[].tps, new enterprises and accounts); the log
+names the changed keys that need a restart. An invalid file is logged and
+ignored.
 
 --check loads and validates the configuration (unknown keys and bad values
 are errors naming the key) and exits.`,
@@ -89,7 +96,7 @@ are errors naming the key) and exits.`,
 				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
 				return nil
 			}
-			return serve(cfg, c.ErrOrStderr())
+			return serve(path, cfg, c.ErrOrStderr())
 		},
 	}
 	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
@@ -97,15 +104,35 @@ are errors naming the key) and exits.`,
 	return c
 }
 
-func serve(cfg *Config, logw io.Writer) error {
+// serve runs the daemon of cfg (read from path) until SIGTERM or SIGINT;
+// SIGHUP reloads path (reload.go) and never stops it.
+func serve(path string, cfg *Config, logw io.Writer) error {
 	log, level := newLogger(cfg.Log, logw)
-	d, err := start(cfg, log, level)
-	if err != nil {
-		return err
-	}
+	// Signals are caught before anything starts: a SIGHUP while starting
+	// waits for the reload instead of killing the daemon.
+	hups := make(chan os.Signal, 1) // several HUPs during one reload: one more reload
+	signal.Notify(hups, syscall.SIGHUP)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sigs
+	d, err := start(cfg, log, level)
+	if err != nil {
+		signal.Stop(hups)
+		signal.Stop(sigs)
+		return err
+	}
+	var s os.Signal
+	for s == nil {
+		select {
+		case <-hups:
+			log.Info("SIGHUP: reloading the configuration", "config", path)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			d.reload(ctx, path)
+			cancel()
+		case s = <-sigs:
+		}
+	}
+	// From here on SIGHUP is still caught (hups is never read again): a
+	// reload during shutdown is ignored rather than killing the daemon.
 	log.Info("shutting down", "signal", s.String())
 	go func() {
 		<-sigs
@@ -120,7 +147,7 @@ func serve(cfg *Config, logw io.Writer) error {
 // start opens the store and brings every listener up; on error what was
 // started is stopped again.
 func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err error) {
-	d := &daemon{log: log, level: level}
+	d := &daemon{log: log, level: level, cfg: cfg}
 	defer func() {
 		if err != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -163,6 +190,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reloadMetrics = newReloadMetrics(reg)
 	gcfg := gateway.Config{
 		Validity:  cfg.Delivery.Validity,
 		RetryMin:  cfg.Delivery.RetryMin,
@@ -232,12 +260,21 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.httpAddr = hl.Addr()
-	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Logger: log.With("component", "api")})
+	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
+		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")})
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
 		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
 	}
-	d.http = &http.Server{Handler: d.routes(reg), ReadHeaderTimeout: 10 * time.Second}
-	d.goServe("http", func() error { return d.http.Serve(hl) })
+	d.http = &http.Server{
+		Handler:           d.routes(reg),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	limited := newLimitListener(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, reg)
+	d.goServe("http", func() error { return d.http.Serve(limited) })
 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
 		"simulator", addrString(d.simAddr), "store", cfg.Store.Path, "version", version)

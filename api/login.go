@@ -1,0 +1,189 @@
+package api
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Login admission. POST /v1/login costs a bcrypt comparison (≈ 70 ms of
+// a core at cost 10) for anyone who asks, so a flood of wrong passwords
+// from many addresses would queue real users behind it (200 addresses
+// held a real login 12 s). Logins therefore pass a gate before the
+// password check:
+//
+//   - A login is counted under a source key: the client's IP address
+//     (the connection's, X-Forwarded-For is not read), or, for an
+//     address from which this system_id logged in successfully in the
+//     last loginRemember, that address and system_id together. A key
+//     has at most one login in progress — waiting, being checked, or
+//     sitting out its failure delay (session.go's throttle); another
+//     login from it is answered 429 at once, without bcrypt work.
+//   - At most gateSlots password checks run at once (policy's own
+//     bound, AuthConcurrency, is the same); the others wait, in three
+//     classes served in order: keys that logged in before and have not
+//     failed since, then keys with no recent failure (newest first:
+//     under a flood of new addresses, the one who just arrived is the
+//     likeliest to still be waiting), then keys that failed lately (in
+//     arrival order; one login per key, so they take turns). A real user
+//     therefore waits for the checks in progress, not for the flood.
+//   - A login whose client hung up leaves the queue, and one admitted
+//     after its client hung up is not checked.
+//   - At most maxLoginWaiting logins wait in all; more are answered 429.
+//
+// There is no per-account lockout: it would let anyone lock a user out
+// of every address. An attacker sharing the user's address (a NAT) and
+// guessing other accounts fills that address's key, not the user's
+// (address, system_id) key; one guessing this very user's password
+// slows the user's key by its failure delay (≤ 5 s), never locks it. A
+// cache of verified credentials (a keyed hash of system_id + password,
+// as SMPP binds are to get one) would plug in before the gate in login:
+// a hit skips the gate and bcrypt alike.
+
+const (
+	loginRemember   = 30 * 24 * time.Hour // a successful (address, system_id) pair is known this long
+	maxGoodLogins   = 10_000              // known pairs kept; when full, forgotten all at once
+	maxLoginWaiting = 1024
+)
+
+var (
+	errLoginBusy = errors.New("too many logins waiting")
+	gateSlots    = max(1, runtime.GOMAXPROCS(0)/2)
+)
+
+// Waiting classes, served in this order.
+const (
+	classKnown   = iota // an (address, system_id) pair that logged in before, no failure since
+	classNew            // no recent failure; served newest first
+	classSuspect        // failed lately
+	numClasses
+)
+
+// loginKey is the source key of a login from ip for systemID and its
+// waiting class.
+func (l *loginThrottle) loginKey(ip, systemID string) (string, int) {
+	pair := ip + "\x00" + systemID
+	l.mu.Lock()
+	last, known := l.good[pair]
+	known = known && l.now().Sub(last) < loginRemember
+	l.mu.Unlock()
+	key, class := ip, classNew
+	if known {
+		key, class = pair, classKnown
+	}
+	if l.suspect(key) {
+		class = classSuspect
+	}
+	return key, class
+}
+
+// loggedIn records a successful login of systemID from ip.
+func (l *loginThrottle) loggedIn(key, ip, systemID string) {
+	l.succeeded(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.good == nil || len(l.good) >= maxGoodLogins {
+		l.good = make(map[string]time.Time) // bounded
+	}
+	l.good[ip+"\x00"+systemID] = l.now()
+}
+
+// loginGate holds the source keys with a login in progress and admits
+// logins to the password check by class.
+type loginGate struct {
+	mu      sync.Mutex
+	held    map[string]bool
+	running int
+	waiting int
+	queues  [numClasses]list.List // of *loginWaiter
+}
+
+type loginWaiter struct {
+	ready chan struct{} // closed when admitted
+	class int
+	el    *list.Element
+}
+
+// hold marks key as having a login in progress; false if it has one.
+func (g *loginGate) hold(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held[key] {
+		return false
+	}
+	if g.held == nil {
+		g.held = make(map[string]bool)
+	}
+	g.held[key] = true
+	return true
+}
+
+func (g *loginGate) unhold(key string) {
+	g.mu.Lock()
+	delete(g.held, key)
+	g.mu.Unlock()
+}
+
+// wait returns when a password check may start (call done after it), or
+// with ctx's error if the client hung up first, or errLoginBusy.
+func (g *loginGate) wait(ctx context.Context, class int) error {
+	g.mu.Lock()
+	if g.running < gateSlots && g.waiting == 0 {
+		g.running++
+		g.mu.Unlock()
+		return nil
+	}
+	if g.waiting >= maxLoginWaiting {
+		g.mu.Unlock()
+		return errLoginBusy
+	}
+	w := &loginWaiter{ready: make(chan struct{}), class: class}
+	if class == classNew {
+		w.el = g.queues[class].PushFront(w)
+	} else {
+		w.el = g.queues[class].PushBack(w)
+	}
+	g.waiting++
+	g.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		select {
+		case <-w.ready: // admitted meanwhile: pass the slot on
+			g.mu.Unlock()
+			g.done()
+		default:
+			g.queues[w.class].Remove(w.el)
+			g.waiting--
+			g.mu.Unlock()
+		}
+		return ctx.Err()
+	}
+}
+
+// done ends a password check: its slot goes to the first waiter.
+func (g *loginGate) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.queues {
+		if el := g.queues[c].Front(); el != nil {
+			g.queues[c].Remove(el)
+			g.waiting--
+			close(el.Value.(*loginWaiter).ready)
+			return
+		}
+	}
+	g.running--
+}
+
+// queued is the number of logins waiting.
+func (g *loginGate) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// limitListener caps the connections an HTTP listener holds open: in all
+// (http.max_conns) and from one source address (http.max_conns_per_addr).
+//
+// A connection beyond either cap is answered "503 Service Unavailable"
+// (Connection: close, Retry-After) and closed at once; it does not wait.
+// Waiting (as x/net/netutil.LimitListener does, by not accepting) would
+// leave new clients, /metrics scrapes and health checks included, in the
+// kernel's backlog behind whoever holds the slots, with no answer until
+// they time out; refusing tells them at once, and the accept loop keeps
+// draining the backlog, so a flood holds no descriptor beyond the caps.
+type limitListener struct {
+	net.Listener
+	max, perAddr int
+	refused      *prometheus.CounterVec
+
+	mu     sync.Mutex
+	open   int
+	byAddr map[string]int
+}
+
+func newLimitListener(l net.Listener, max, perAddr int, reg prometheus.Registerer) *limitListener {
+	ll := &limitListener{Listener: l, max: max, perAddr: perAddr, byAddr: make(map[string]int)}
+	ll.refused = promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "qxtd_http_connections_refused_total",
+		Help: "HTTP connections answered 503 and closed at accept, by the cap they were over (max_conns, max_conns_per_addr).",
+	}, []string{"cap"})
+	for _, c := range []string{"max_conns", "max_conns_per_addr"} {
+		ll.refused.WithLabelValues(c)
+	}
+	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qxtd_http_connections_open",
+		Help: "HTTP connections open (at most http.max_conns).",
+	}, func() float64 {
+		ll.mu.Lock()
+		defer ll.mu.Unlock()
+		return float64(ll.open)
+	})
+	return ll
+}
+
+// refusal is the whole answer to a connection over a cap.
+const refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Retry-After: 1\r\nConnection: close\r\nContent-Length: 30\r\n\r\ntoo many connections, retry.\r\n"
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key := sourceKey(c.RemoteAddr())
+		over := l.admit(key)
+		if over == "" {
+			return &limitConn{Conn: c, l: l, key: key}, nil
+		}
+		l.refused.WithLabelValues(over).Inc()
+		// A fresh socket's send buffer is empty: the write does not block,
+		// the deadline only guards against the impossible.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.WriteString(c, refusal)
+		_ = c.Close()
+	}
+}
+
+// admit takes a slot for key, or names the cap it is over.
+func (l *limitListener) admit(key string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.open >= l.max:
+		return "max_conns"
+	case l.byAddr[key] >= l.perAddr:
+		return "max_conns_per_addr"
+	}
+	l.open++
+	l.byAddr[key]++
+	return ""
+}
+
+func (l *limitListener) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.byAddr[key]--; l.byAddr[key] <= 0 {
+		delete(l.byAddr, key) // the map holds only addresses with open connections
+	}
+}
+
+// limitConn gives its slot back when closed (once, however often Close
+// is called).
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	key  string
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.key) })
+	return err
+}
+
+// sourceKey is the source address a connection is counted under: its IP.
+func sourceKey(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
