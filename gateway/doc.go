@@ -50,6 +50,8 @@
 //	gateway.go   Config, New, Start, Stop, Ready
 //	policy.go    the Policy boundary, Account, StaticAccounts (demo, tests)
 //	rules.go     Rules: Policy over package policy
+//	authcache.go AuthCache: known-good rebinds skip bcrypt; slow checks
+//	             queued fairly per source address
 //	account.go   AccountFor: a policy user as the gateway's Account
 //	ingress.go   the SMPP session: submit_sm, submit_multi, query_sm,
 //	             cancel_sm, replace_sm

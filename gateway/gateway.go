@@ -61,11 +61,16 @@ type Config struct {
 	// itself wait, from the first one's arrival, for the rest; then the
 	// parts that came are rejected (presplit.go). Default 5 minutes.
 	ReassemblyTimeout time.Duration
-	// ReassemblyMaxGroups caps incomplete split messages per account, and
-	// ReassemblyMaxBytes the text they hold in all; a part beyond either
-	// is refused with ESME_RMSGQFUL. Defaults 10,000 and 16 MiB.
-	ReassemblyMaxGroups int
-	ReassemblyMaxBytes  int64
+	// ReassemblyMaxGroups caps incomplete split messages per account,
+	// ReassemblyMaxBytes the text they hold in all, and
+	// ReassemblyMaxBytesPerEnterprise the text of one enterprise's (its
+	// share: one tenant's flood of parts it never completes cannot fill
+	// the buffer for the others); a part beyond any is refused with
+	// ESME_RMSGQFUL. Defaults 10,000, 16 MiB and a quarter of
+	// ReassemblyMaxBytes (queue.FragmentLimits).
+	ReassemblyMaxGroups             int
+	ReassemblyMaxBytes              int64
+	ReassemblyMaxBytesPerEnterprise int64
 	// MaintainInterval is how often housekeeping runs (maintain.go).
 	// Default 1 minute.
 	MaintainInterval time.Duration

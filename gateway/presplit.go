@@ -114,7 +114,9 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 		SendAt: req.SendAt, ValidUntil: req.ValidUntil,
 		Signature: a.Signature, UserSignature: a.UserSignature,
 	}
-	res, err := g.store.StoreFragment(ctx, f, queue.FragmentLimits{MaxGroups: g.cfg.ReassemblyMaxGroups, MaxBytes: g.cfg.ReassemblyMaxBytes})
+	res, err := g.store.StoreFragment(ctx, f, queue.FragmentLimits{
+		MaxGroups: g.cfg.ReassemblyMaxGroups, MaxBytes: g.cfg.ReassemblyMaxBytes, MaxEnterpriseBytes: g.cfg.ReassemblyMaxBytesPerEnterprise,
+	})
 	switch {
 	case errors.Is(err, queue.ErrFragmentConflict):
 		return 0, group, false, policy.NewRefusal(policy.ReasonPartConflict, err.Error())

@@ -151,10 +151,10 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 		opt.MaxFailDelay = 5 * time.Second
 	}
 	if opt.MaxConns <= 0 {
-		opt.MaxConns = 2000
+		opt.MaxConns = DefaultMaxConns
 	}
 	if opt.MaxUnboundPerIP <= 0 {
-		opt.MaxUnboundPerIP = 32
+		opt.MaxUnboundPerIP = DefaultMaxUnboundPerIP
 	}
 	opt.Logger = slog.New(loglimit.New(opt.Logger.Handler(), opt.LogLimit))
 	opt.Conn.Logger = opt.Logger
@@ -169,6 +169,12 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 		done:      make(chan struct{}),
 	}
 }
+
+// Defaults of ServerOptions' connection bounds.
+const (
+	DefaultMaxConns        = 2000
+	DefaultMaxUnboundPerIP = 32
+)
 
 // ErrServerClosed is returned by Serve after Close or Shutdown.
 var ErrServerClosed = errors.New("smpp: server closed")

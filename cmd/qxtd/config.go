@@ -13,7 +13,9 @@ import (
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // Config is the whole YAML file. Every scalar key can be overridden from
@@ -41,6 +43,16 @@ type SMPPConfig struct {
 	SystemID          string        `mapstructure:"system_id"`
 	Window            int           `mapstructure:"window"`
 	Idle              time.Duration `mapstructure:"idle_timeout"`
+	// MaxConns caps open SMPP connections in all, MaxUnboundPerIP those
+	// from one source address that have not bound yet; one more is
+	// closed at once.
+	MaxConns        int `mapstructure:"max_conns"`
+	MaxUnboundPerIP int `mapstructure:"max_unbound_per_ip"`
+	// Reassembly caps for messages the ESME split itself: incomplete
+	// messages per account, their text in all and per enterprise.
+	ReassemblyMaxGroups             int   `mapstructure:"reassembly_max_groups"`
+	ReassemblyMaxBytes              int64 `mapstructure:"reassembly_max_bytes"`
+	ReassemblyMaxBytesPerEnterprise int64 `mapstructure:"reassembly_max_bytes_per_enterprise"`
 }
 
 type HTTPConfig struct {
@@ -168,41 +180,46 @@ type LogConfig struct {
 // the file and a gateway.Config field left zero mean the same.
 func defaultValues() map[string]any {
 	return map[string]any{
-		"smpp.listen":              "127.0.0.1:2775",
-		"smpp.system_id":           "qxtd",
-		"smpp.window":              64,
-		"smpp.idle_timeout":        gateway.DefaultESMEIdle,
-		"smpp.reassembly_timeout":  gateway.DefaultReassemblyTimeout,
-		"http.listen":              "127.0.0.1:8080",
-		"http.admin_token":         "",
-		"http.read_header_timeout": 10 * time.Second,
-		"http.read_timeout":        2 * time.Minute,
-		"http.write_timeout":       2 * time.Minute,
-		"http.idle_timeout":        2 * time.Minute,
-		"http.max_conns":           1024,
-		"http.max_conns_per_addr":  64,
-		"store.path":               "./data/qxtd.db",
-		"store.retention":          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"simulator.enabled":        false,
-		"simulator.listen":         "127.0.0.1:2776",
-		"simulator.system_id":      "",
-		"simulator.password":       "",
-		"simulator.dlr_delay":      time.Second,
-		"simulator.undeliv_rate":   0.0,
-		"simulator.throttle_rate":  0.0,
-		"simulator.id_format":      "hex",
-		"delivery.validity":        gateway.DefaultValidity,
-		"delivery.retry_min":       gateway.DefaultRetryMin,
-		"delivery.retry_max":       gateway.DefaultRetryMax,
-		"delivery.dlr_retry":       gateway.DefaultDLRRetry,
-		"policy.home_province":     "广东省",
-		"policy.default_tps":       200,
-		"policy.bcrypt_cost":       10,
-		"policy.seed_force":        false,
-		"policy.notify_enterprise": "",
-		"policy.notify_source":     "10658000",
-		"log.level":                "info",
-		"log.format":               "json",
+		"smpp.listen":                              "127.0.0.1:2775",
+		"smpp.system_id":                           "qxtd",
+		"smpp.window":                              64,
+		"smpp.idle_timeout":                        gateway.DefaultESMEIdle,
+		"smpp.reassembly_timeout":                  gateway.DefaultReassemblyTimeout,
+		"smpp.max_conns":                           smpp.DefaultMaxConns,
+		"smpp.max_unbound_per_ip":                  smpp.DefaultMaxUnboundPerIP,
+		"smpp.reassembly_max_groups":               queue.DefaultMaxFragmentGroups,
+		"smpp.reassembly_max_bytes":                queue.DefaultMaxFragmentBytes,
+		"smpp.reassembly_max_bytes_per_enterprise": int64(0), // a quarter of smpp.reassembly_max_bytes
+		"http.listen":                              "127.0.0.1:8080",
+		"http.admin_token":                         "",
+		"http.read_header_timeout":                 10 * time.Second,
+		"http.read_timeout":                        2 * time.Minute,
+		"http.write_timeout":                       2 * time.Minute,
+		"http.idle_timeout":                        2 * time.Minute,
+		"http.max_conns":                           1024,
+		"http.max_conns_per_addr":                  64,
+		"store.path":                               "./data/qxtd.db",
+		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
+		"simulator.enabled":                        false,
+		"simulator.listen":                         "127.0.0.1:2776",
+		"simulator.system_id":                      "",
+		"simulator.password":                       "",
+		"simulator.dlr_delay":                      time.Second,
+		"simulator.undeliv_rate":                   0.0,
+		"simulator.throttle_rate":                  0.0,
+		"simulator.id_format":                      "hex",
+		"delivery.validity":                        gateway.DefaultValidity,
+		"delivery.retry_min":                       gateway.DefaultRetryMin,
+		"delivery.retry_max":                       gateway.DefaultRetryMax,
+		"delivery.dlr_retry":                       gateway.DefaultDLRRetry,
+		"policy.home_province":                     "广东省",
+		"policy.default_tps":                       200,
+		"policy.bcrypt_cost":                       10,
+		"policy.seed_force":                        false,
+		"policy.notify_enterprise":                 "",
+		"policy.notify_source":                     "10658000",
+		"log.level":                                "info",
+		"log.format":                               "json",
 	}
 }
 
@@ -302,6 +319,24 @@ func (c *Config) Validate() error {
 	addr("smpp.listen", c.SMPP.Listen)
 	if c.SMPP.Window < 0 {
 		errs = append(errs, fmt.Errorf("smpp.window: %d must not be negative", c.SMPP.Window))
+	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"smpp.max_conns", int64(c.SMPP.MaxConns)}, {"smpp.max_unbound_per_ip", int64(c.SMPP.MaxUnboundPerIP)},
+		{"smpp.reassembly_max_groups", int64(c.SMPP.ReassemblyMaxGroups)}, {"smpp.reassembly_max_bytes", c.SMPP.ReassemblyMaxBytes},
+	} {
+		if n.v < 1 {
+			errs = append(errs, fmt.Errorf("%s: %d must be at least 1", n.key, n.v))
+		}
+	}
+	if c.SMPP.ReassemblyMaxBytesPerEnterprise < 0 {
+		errs = append(errs, fmt.Errorf("smpp.reassembly_max_bytes_per_enterprise: %d must not be negative", c.SMPP.ReassemblyMaxBytesPerEnterprise))
+	}
+	if c.SMPP.ReassemblyMaxBytesPerEnterprise >= c.SMPP.ReassemblyMaxBytes {
+		errs = append(errs, fmt.Errorf("smpp.reassembly_max_bytes_per_enterprise: %d is not less than smpp.reassembly_max_bytes (%d): one enterprise could fill the buffer",
+			c.SMPP.ReassemblyMaxBytesPerEnterprise, c.SMPP.ReassemblyMaxBytes))
 	}
 	for _, d := range []struct {
 		key string

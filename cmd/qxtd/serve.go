@@ -26,6 +26,7 @@ import (
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/loglimit"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
@@ -199,7 +200,10 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ESMEIdle:  cfg.SMPP.Idle,
 		Retention: cfg.Store.Retention,
 
-		ReassemblyTimeout: cfg.SMPP.ReassemblyTimeout,
+		ReassemblyTimeout:               cfg.SMPP.ReassemblyTimeout,
+		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,
+		ReassemblyMaxBytes:              cfg.SMPP.ReassemblyMaxBytes,
+		ReassemblyMaxBytesPerEnterprise: cfg.SMPP.ReassemblyMaxBytesPerEnterprise,
 	}
 	for _, u := range cfg.Upstreams {
 		concat, _ := parseConcat(u.Concat) // validated
@@ -231,7 +235,12 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		"enterprises_kept", rep.EnterprisesKept, "users_created", rep.UsersCreated, "users_kept", rep.UsersKept,
 		"whitelist_added", rep.WhitelistAdded)
 	d.policy = pol
-	d.gw, err = gateway.New(gcfg, d.store, gateway.Rules{P: pol}, reg, log)
+	hm := newHostileMetrics(reg)
+	// Binds go through the credential cache: a known-good rebind skips
+	// bcrypt, and the slow checks of unknown ones are queued fairly per
+	// source address, as many at once as policy's bcrypt slots.
+	auth := gateway.NewAuthCache(gateway.AuthOptions{Concurrency: pcfg.AuthConcurrency, OnCheck: hm.bindCheck})
+	d.gw, err = gateway.New(gcfg, d.store, gateway.Rules{P: pol, Auth: auth}, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +248,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.gw.Start()
 
 	d.smpp = smpp.NewServer(d.gw, smpp.ServerOptions{
-		SystemID: cfg.SMPP.SystemID,
+		SystemID:        cfg.SMPP.SystemID,
+		MaxConns:        cfg.SMPP.MaxConns,
+		MaxUnboundPerIP: cfg.SMPP.MaxUnboundPerIP,
+		OnReject:        hm.smppReject,
+		LogLimit:        loglimit.Options{OnSuppress: hm.logSuppressed},
 		Conn: smpp.ConnOptions{
 			Window:        cfg.SMPP.Window,
 			InboundWindow: cfg.SMPP.Window,
@@ -340,6 +353,10 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := d.smpp.Healthy(); err != nil {
+			http.Error(w, "the SMPP listener is not accepting: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		if !d.gw.Ready() {
 			http.Error(w, "no upstream bind is up", http.StatusServiceUnavailable)
 			return
