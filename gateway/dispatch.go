@@ -63,6 +63,34 @@ func (d *dispatcher) skip(k queue.Key) bool {
 // backed up: an eighth of the windows, so they never run dry.
 func refill(capacity int) int { return max(1, capacity/8) }
 
+// probeEvery is how often a paused dispatcher asks the store whether it
+// takes writes again.
+const probeEvery = 500 * time.Millisecond
+
+// waitWritable holds new submissions back while the store cannot commit:
+// an SMSC's acceptance could not be recorded, and the segments in flight
+// already wait for theirs (upstream.persist). It probes the store until a
+// commit succeeds; false if ctx ended first.
+func (d *dispatcher) waitWritable(ctx context.Context) bool {
+	g := d.g
+	g.log.Warn("store not writable: dispatch paused")
+	start := time.Now()
+	t := time.NewTimer(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if err := g.store.Probe(ctx); err == nil {
+			g.log.Info("store writable again: dispatch resumed", "paused", time.Since(start).String())
+			return true
+		}
+		t.Reset(probeEvery)
+	}
+}
+
 // idlePoll is how often the store is looked at when nothing woke us:
 // it catches retries coming due.
 const idlePoll = 200 * time.Millisecond
@@ -76,6 +104,12 @@ func (d *dispatcher) run(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		if !g.store.Writable() {
+			if !d.waitWritable(ctx) {
+				return
+			}
+			continue
+		}
 		d.mu.Lock()
 		room := capacity - len(d.inflight)
 		var jobs []queue.Job

@@ -28,7 +28,11 @@ type UpstreamConfig struct {
 	TPS         float64       // submit_sm per second over all binds; 0 = no cap
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
 	EnquireLink time.Duration
-	Segment     segment.Options // concatenation and GSM packing this SMSC wants
+	// ReconnectMax caps the wait between attempts to bind again after a
+	// bind is lost or refused (the wait doubles from 200 ms up to it).
+	// Default DefaultReconnectMax.
+	ReconnectMax time.Duration
+	Segment      segment.Options // concatenation and GSM packing this SMSC wants
 	// Carriers this upstream serves (policy carrier names); empty: any.
 	// A destination goes to the first upstream listing its carrier, else
 	// to the first listing none.
@@ -204,6 +208,48 @@ func (g *Gateway) Ready() bool {
 		}
 	}
 	return false
+}
+
+// UpstreamHealth is one upstream's binds: how many are configured and how
+// many are up now.
+type UpstreamHealth struct {
+	Name            string
+	BindsConfigured int
+	BindsUp         int
+}
+
+// Health is the state of every upstream, in configuration order.
+type Health struct {
+	Upstreams []UpstreamHealth
+	// StoreWritable is false while the store's last commit failed: the
+	// dispatcher holds back new submissions meanwhile.
+	StoreWritable bool
+}
+
+// Degraded reports whether any configured bind is down or the store
+// cannot write: /readyz answers 503 with the details.
+func (h Health) Degraded() bool {
+	if !h.StoreWritable {
+		return true
+	}
+	for _, u := range h.Upstreams {
+		if u.BindsUp < u.BindsConfigured {
+			return true
+		}
+	}
+	return false
+}
+
+// Health returns the binds up and configured per upstream and whether the
+// store takes writes.
+func (g *Gateway) Health() Health {
+	h := Health{StoreWritable: g.store == nil || g.store.Writable()}
+	for _, u := range g.ups {
+		h.Upstreams = append(h.Upstreams, UpstreamHealth{
+			Name: u.cfg.Name, BindsConfigured: len(u.clients), BindsUp: u.upCount(),
+		})
+	}
+	return h
 }
 
 // OnDLRReady is the store's callback: receipts for account can be

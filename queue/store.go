@@ -49,6 +49,12 @@ type Options struct {
 	// OpenTimeout bounds the wait for the file lock held by another process.
 	// Default 1s.
 	OpenTimeout time.Duration
+
+	// CommitFault, if set, is called in every write transaction after its
+	// operations ran; a non-nil error fails that commit as a failed write
+	// would (disk full, I/O error): every operation of the batch fails and
+	// Writable turns false. For fault-injection tests; leave it nil.
+	CommitFault func() error
 }
 
 // Store is the durable message store and send queue. All methods are safe
@@ -348,6 +354,9 @@ func (s *Store) commit(batch []*op) {
 					return err
 				}
 			}
+			if s.opt.CommitFault != nil {
+				return s.opt.CommitFault()
+			}
 			return nil
 		})
 		if err == nil {
@@ -467,5 +476,17 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 func (s *Store) Path() string { return s.db.Path() }
 
 // Writable reports whether the last commit succeeded (true before the
-// first): /readyz turns false while the disk refuses writes.
+// first): /readyz turns false while the disk refuses writes, and the
+// sender holds back new submissions (their outcomes could not be
+// recorded). Only a commit makes it true again: see Probe.
 func (s *Store) Writable() bool { return !s.stats.lastFailed.Load() }
+
+// Probe commits a write transaction that changes nothing, through the
+// commit loop like any write, so that Writable turns true again once the
+// disk takes writes even when nothing else is written. It returns the
+// commit's error. bbolt still writes its meta page: an empty commit can
+// succeed on a disk too full for a real change, so a caller that resumes
+// on it must expect its next writes to fail again.
+func (s *Store) Probe(ctx context.Context) error {
+	return s.exec(ctx, func(*txn) error { return nil })
+}
