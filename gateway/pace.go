@@ -9,41 +9,43 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// pace is one bind's adaptive send rate: additive increase, multiplicative
-// decrease (AIMD), driven by the SMSC's flow-control answers
-// (ESME_RTHROTTLED, ESME_RMSGQFUL).
+// pace is one bind's adaptive send rate, driven by the SMSC's
+// flow-control answers (ESME_RTHROTTLED, ESME_RMSGQFUL): cut
+// multiplicatively on a throttle, raised additively on every success.
 //
 // It starts unlimited (or at the upstream's TPS). A throttle cuts the
-// limit to paceCut of the rate the bind had (its limit, or the rate it
-// was measured sending at when it had none), at most once per
+// limit to paceCut of the rate the bind had — its limit, or the rate it
+// was measured sending at when it had none — at most once per
 // paceInterval, so a burst of throttles from one overload counts once.
-// Every success raises the limit again, linearly, by as much as the cut
-// took over paceInterval; once it is back where it was and a further
-// paceInterval passed without a throttle, an uncapped bind is unlimited
-// again. The limit never exceeds the upstream's TPS and never falls below
-// paceFloor, so a bind always makes progress.
+// Every accepted submit_sm raises the limit by paceStep per second. The
+// limit never exceeds the upstream's TPS and never falls below paceFloor,
+// so a bind always makes progress; without a TPS, a limit grown to twice
+// the rate the bind really sends at is lifted.
 //
-// Under an SMSC that throttles above a rate C the limit saws between
-// paceCut·C and C; under throttles that come at random whatever the rate,
-// it saws between paceCut and 1 of the rate the bind can do.
+// Because the raise is per success, the limit regains paceStep·(1-t) of
+// itself per second when a fraction t is throttled, while the cuts take
+// (1-paceCut)/paceInterval of it: below a real rate cap of the SMSC (where
+// t grows with the rate) the two settle near the cap; under throttles
+// that come at random whatever the rate (t = 30 %: +1.4 against -0.6 per
+// second) the limit keeps up with what the bind can do.
 type pace struct {
 	ceil float64 // the upstream's TPS; +Inf: no cap
 
 	mu      sync.Mutex
 	lim     *rate.Limiter
 	limit   float64   // current limit; +Inf: none
-	top     float64   // what the last cut started from
-	rise    float64   // limit added per second of successes
 	lastCut time.Time // zero: never cut
-	lastUp  time.Time // last time rise was applied
-	// A two-bucket meter of submissions (for the cut of an unlimited bind).
+	// A two-bucket meter of submissions; full says prev covers a whole
+	// paceMeterWin (else the rate is cur over the time since winAt).
 	winAt     time.Time
 	cur, prev int
+	full      bool
 }
 
 const (
 	paceCut      = 0.7 // a throttle keeps this fraction of the rate
 	paceInterval = 500 * time.Millisecond
+	paceStep     = 2.0 // submit_sm per second added by each success
 	paceFloor    = 5.0 // submit_sm per second, whatever the SMSC says
 	paceMeterWin = time.Second
 )
@@ -86,16 +88,22 @@ func (p *pace) sent(now time.Time) {
 func (p *pace) roll(now time.Time) {
 	switch el := now.Sub(p.winAt); {
 	case el >= 2*paceMeterWin:
-		p.prev, p.cur, p.winAt = 0, 0, now
+		// Idle for a while: start afresh.
+		p.prev, p.cur, p.winAt, p.full = 0, 0, now, false
 	case el >= paceMeterWin:
-		p.prev, p.cur, p.winAt = p.cur, 0, p.winAt.Add(paceMeterWin)
+		p.prev, p.cur, p.winAt, p.full = p.cur, 0, p.winAt.Add(paceMeterWin), true
 	}
 }
 
-// measured is the submissions per second over about the last second.
+// measured is the submissions per second over about the last second (or
+// since sending started, if that is less).
 func (p *pace) measured(now time.Time) float64 {
 	p.roll(now)
-	frac := float64(now.Sub(p.winAt)) / float64(paceMeterWin)
+	el := now.Sub(p.winAt)
+	if !p.full {
+		return float64(p.cur) / max(el, 10*time.Millisecond).Seconds()
+	}
+	frac := float64(el) / float64(paceMeterWin)
 	return float64(p.prev)*(1-frac) + float64(p.cur)
 }
 
@@ -106,15 +114,12 @@ func (p *pace) throttled(now time.Time) {
 	if !p.lastCut.IsZero() && now.Sub(p.lastCut) < paceInterval {
 		return
 	}
+	p.lastCut = now
 	base := p.limit
 	if math.IsInf(base, 1) {
-		base = max(p.measured(now), paceFloor)
+		base = p.measured(now)
 	}
-	next := max(paceFloor, base*paceCut)
-	p.top = base
-	p.rise = (base - next) / paceInterval.Seconds()
-	p.lastCut, p.lastUp = now, now
-	p.set(now, next)
+	p.set(now, max(paceFloor, base*paceCut))
 }
 
 // ok raises the limit after a success.
@@ -124,15 +129,11 @@ func (p *pace) ok(now time.Time) {
 	if math.IsInf(p.limit, 1) || p.limit >= p.ceil {
 		return
 	}
-	next := p.limit + p.rise*now.Sub(p.lastUp).Seconds()
-	p.lastUp = now
-	if next >= p.top {
-		next = p.top
-		if math.IsInf(p.ceil, 1) && now.Sub(p.lastCut) >= 2*paceInterval {
-			next = math.Inf(1) // recovered and quiet: no limit
-		}
+	next := min(p.limit+paceStep, p.ceil)
+	if math.IsInf(p.ceil, 1) && next > 2*p.measured(now)+paceFloor {
+		next = math.Inf(1) // the limit no longer holds the bind back
 	}
-	p.set(now, min(next, p.ceil))
+	p.set(now, next)
 }
 
 func (p *pace) set(now time.Time, l float64) {

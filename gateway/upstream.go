@@ -161,7 +161,7 @@ func (u *upstream) pick(i int) int {
 // maxHeldThrottles is how many times in a row a segment the SMSC
 // throttles is tried again at once (paced by its bind) before it goes
 // back to the store with a backoff.
-const maxHeldThrottles = 8
+const maxHeldThrottles = 16
 
 // send submits one segment and records the outcome durably. Whatever
 // happens, the job leaves the dispatcher's in-flight set — but only once
