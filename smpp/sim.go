@@ -50,7 +50,7 @@ type SimOptions struct {
 	Record bool
 	// Seed, if not zero, makes the random faults (and receipt outcomes) a
 	// reproducible sequence; zero draws from the process's random source.
-	Seed uint64
+	Seed   uint64
 	Logger *slog.Logger
 }
 
