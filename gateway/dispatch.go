@@ -18,15 +18,17 @@ type dispatcher struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
-	inflight map[queue.Key]struct{}
-	free     chan struct{} // signalled when a job finishes
+	inflight map[queue.Key]string // → the part's enterprise
+	perEnt   map[string]int       // parts in flight per enterprise
+	free     chan struct{}        // signalled when a job finishes
 }
 
 func newDispatcher(g *Gateway) *dispatcher {
 	return &dispatcher{
 		g:        g,
 		wake:     make(chan struct{}, 1),
-		inflight: make(map[queue.Key]struct{}),
+		inflight: make(map[queue.Key]string),
+		perEnt:   make(map[string]int),
 		free:     make(chan struct{}, 1),
 	}
 }
@@ -40,7 +42,12 @@ func (d *dispatcher) kick() {
 
 func (d *dispatcher) done(k queue.Key) {
 	d.mu.Lock()
-	delete(d.inflight, k)
+	if ent, ok := d.inflight[k]; ok {
+		delete(d.inflight, k)
+		if d.perEnt[ent]--; d.perEnt[ent] <= 0 {
+			delete(d.perEnt, ent)
+		}
+	}
 	d.mu.Unlock()
 	select {
 	case d.free <- struct{}{}:
@@ -101,6 +108,10 @@ func (d *dispatcher) run(ctx context.Context) {
 	for _, u := range g.ups {
 		capacity += u.capacity()
 	}
+	// One enterprise gets at most this many slots while others have due
+	// parts; alone, it gets them all (queue.Store.DueShared).
+	perEnt := max(1, int(float64(capacity)*g.cfg.TenantShare))
+	share := func(ent string) int { return perEnt - d.perEnt[ent] } // d.mu held
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -115,9 +126,10 @@ func (d *dispatcher) run(ctx context.Context) {
 		var jobs []queue.Job
 		var err error
 		if room > 0 {
-			jobs, err = g.store.Due(time.Now(), room, d.skip)
+			jobs, err = g.store.DueShared(time.Now(), room, share, d.skip)
 			for _, j := range jobs {
-				d.inflight[j.Key] = struct{}{}
+				d.inflight[j.Key] = j.Msg.Enterprise
+				d.perEnt[j.Msg.Enterprise]++
 			}
 		}
 		d.mu.Unlock()

@@ -72,6 +72,11 @@ type Config struct {
 	// MaintainInterval is how often housekeeping runs (maintain.go).
 	// Default 1 minute.
 	MaintainInterval time.Duration
+	// TenantShare is the most of the upstreams' windows (in all) that one
+	// enterprise's segments may hold while another enterprise has
+	// segments due, in (0,1]; an enterprise alone may use every slot.
+	// Default DefaultTenantShare.
+	TenantShare float64
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -85,6 +90,7 @@ const (
 	DefaultReceiptGrace      = 24 * time.Hour
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute
+	DefaultTenantShare       = 0.5
 )
 
 func (c *Config) defaults() {
@@ -115,6 +121,10 @@ func (c *Config) defaults() {
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = time.Minute
 	}
+	if c.TenantShare <= 0 {
+		c.TenantShare = DefaultTenantShare
+	}
+	c.TenantShare = min(c.TenantShare, 1)
 }
 
 // Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),

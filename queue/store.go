@@ -190,10 +190,14 @@ func (opt Options) withDefaults() Options {
 // load creates the buckets and fills the in-memory mirrors.
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		hadEDue := tx.Bucket(bucketEDue) != nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		if !hadEDue {
+			return buildEDue(tx)
 		}
 		return nil
 	})
@@ -223,6 +227,31 @@ func (s *Store) load() error {
 			return nil
 		})
 	})
+}
+
+// buildEDue fills the per-enterprise due index of a file written before
+// it existed, from the due keys.
+func buildEDue(tx *bolt.Tx) error {
+	msgB, edue := tx.Bucket(bucketMsg), tx.Bucket(bucketEDue)
+	c := tx.Bucket(bucketDue).Cursor()
+	for kb, _ := c.First(); kb != nil; kb, _ = c.Next() {
+		ts, k, ok := parseTimeKey(kb)
+		if !ok {
+			return fmt.Errorf("%w: due key %x", ErrCorrupt, kb)
+		}
+		v := msgB.Get(msgKey(k.ID))
+		if v == nil {
+			continue // Check reports it
+		}
+		m, err := DecodeMessage(v)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", k.ID, err)
+		}
+		if err := edue.Put(edueKey(m.Enterprise, time.Unix(0, ts), k), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close stops accepting operations, commits those already queued, stops the
