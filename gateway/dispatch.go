@@ -18,15 +18,17 @@ type dispatcher struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
-	inflight map[queue.Key]struct{}
-	free     chan struct{} // signalled when a job finishes
+	inflight map[queue.Key]string // → the part's enterprise
+	perEnt   map[string]int       // parts in flight per enterprise
+	free     chan struct{}        // signalled when a job finishes
 }
 
 func newDispatcher(g *Gateway) *dispatcher {
 	return &dispatcher{
 		g:        g,
 		wake:     make(chan struct{}, 1),
-		inflight: make(map[queue.Key]struct{}),
+		inflight: make(map[queue.Key]string),
+		perEnt:   make(map[string]int),
 		free:     make(chan struct{}, 1),
 	}
 }
@@ -40,7 +42,12 @@ func (d *dispatcher) kick() {
 
 func (d *dispatcher) done(k queue.Key) {
 	d.mu.Lock()
-	delete(d.inflight, k)
+	if ent, ok := d.inflight[k]; ok {
+		delete(d.inflight, k)
+		if d.perEnt[ent]--; d.perEnt[ent] <= 0 {
+			delete(d.perEnt, ent)
+		}
+	}
 	d.mu.Unlock()
 	select {
 	case d.free <- struct{}{}:
@@ -63,6 +70,34 @@ func (d *dispatcher) skip(k queue.Key) bool {
 // backed up: an eighth of the windows, so they never run dry.
 func refill(capacity int) int { return max(1, capacity/8) }
 
+// probeEvery is how often a paused dispatcher asks the store whether it
+// takes writes again.
+const probeEvery = 500 * time.Millisecond
+
+// waitWritable holds new submissions back while the store cannot commit:
+// an SMSC's acceptance could not be recorded, and the segments in flight
+// already wait for theirs (upstream.persist). It probes the store until a
+// commit succeeds; false if ctx ended first.
+func (d *dispatcher) waitWritable(ctx context.Context) bool {
+	g := d.g
+	g.log.Warn("store not writable: dispatch paused")
+	start := time.Now()
+	t := time.NewTimer(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if err := g.store.Probe(ctx); err == nil {
+			g.log.Info("store writable again: dispatch resumed", "paused", time.Since(start).String())
+			return true
+		}
+		t.Reset(probeEvery)
+	}
+}
+
 // idlePoll is how often the store is looked at when nothing woke us:
 // it catches retries coming due.
 const idlePoll = 200 * time.Millisecond
@@ -73,17 +108,28 @@ func (d *dispatcher) run(ctx context.Context) {
 	for _, u := range g.ups {
 		capacity += u.capacity()
 	}
+	// One enterprise gets at most this many slots while others have due
+	// parts; alone, it gets them all (queue.Store.DueShared).
+	perEnt := max(1, int(float64(capacity)*g.cfg.TenantShare))
+	share := func(ent string) int { return perEnt - d.perEnt[ent] } // d.mu held
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		if !g.store.Writable() {
+			if !d.waitWritable(ctx) {
+				return
+			}
+			continue
+		}
 		d.mu.Lock()
 		room := capacity - len(d.inflight)
 		var jobs []queue.Job
 		var err error
 		if room > 0 {
-			jobs, err = g.store.Due(time.Now(), room, d.skip)
+			jobs, err = g.store.DueShared(time.Now(), room, share, d.skip)
 			for _, j := range jobs {
-				d.inflight[j.Key] = struct{}{}
+				d.inflight[j.Key] = j.Msg.Enterprise
+				d.perEnt[j.Msg.Enterprise]++
 			}
 		}
 		d.mu.Unlock()

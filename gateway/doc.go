@@ -27,10 +27,14 @@
 //     check in one group commit (fsync). Only then does the answer go
 //     back: submit_sm_resp with our decimal message id, or HTTP 2xx.
 //  5. Relayed. The dispatcher (dispatch.go) leases due segments from the
-//     store, at most the upstreams' windows in flight; each upstream
-//     (upstream.go) keeps its binds, paces them at its TPS and records
-//     the SMSC's answer durably: Submitted with the SMSC's id, Retry with
-//     a backoff (throttled, timeout, connection lost), or Fail.
+//     store, at most the upstreams' windows in flight, one enterprise at
+//     most Config.TenantShare of them while others have segments due
+//     (queue.Store.DueShared); it pauses while the store cannot write.
+//     Each upstream (upstream.go) keeps its binds, paces each bind
+//     (pace.go: cut on throttle, raised per success, under the TPS cap)
+//     and records the SMSC's answer durably, trying the record again
+//     until it commits: Submitted with the SMSC's id, Retry with a
+//     backoff (timeout, connection lost, repeated throttling), or Fail.
 //  6. Receipts. A deliver_sm (or data_sm) receipt from the SMSC is
 //     matched to its segment by the SMSC's id and stored before its
 //     deliver_sm_resp goes out (upstream.go). When the message is final
@@ -47,7 +51,7 @@
 //
 // # Files
 //
-//	gateway.go   Config, New, Start, Stop, Ready
+//	gateway.go   Config, New, Start, Stop, Ready, Health
 //	policy.go    the Policy boundary, Account, StaticAccounts (demo, tests)
 //	rules.go     Rules: Policy over package policy
 //	authcache.go AuthCache: known-good rebinds skip bcrypt; slow checks
@@ -59,7 +63,8 @@
 //	presplit.go  messages the ESME split itself
 //	outbox.go    Message, Cancel, Reschedule (the scheduled outbox)
 //	dispatch.go  due segments from the store to the upstreams
-//	upstream.go  one carrier SMSC: binds, pacing, answers, receipts in
+//	upstream.go  one carrier SMSC: binds, answers, receipts in
+//	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
 //	maintain.go  retention purge and split-message housekeeping
 //	metrics.go   the Prometheus series (on an injected registerer)
@@ -69,8 +74,9 @@
 //   - Nothing is acknowledged before the store committed it; nothing in
 //     memory grows with the backlog (the store is the buffer, the
 //     dispatcher holds at most the windows in flight).
-//   - A segment the SMSC accepted is recorded before its slot is freed; a
-//     receipt is stored before it is acknowledged to the SMSC.
+//   - A segment the SMSC accepted is recorded before its slot is freed
+//     (and stays in flight, not due, until it is); a receipt is stored
+//     before it is acknowledged to the SMSC.
 //   - One enterprise never sees another's messages: Message, Cancel,
 //     Reschedule and query_sm answer "not found" for them.
 //

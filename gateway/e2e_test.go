@@ -44,6 +44,8 @@ type rigOpts struct {
 	rules    func(t testing.TB, db *bbolt.DB) gateway.Policy
 	upstream func(*gateway.UpstreamConfig)
 	gwcfg    func(*gateway.Config)
+	// store, when set, changes the store's options (fault hooks).
+	store func(*queue.Options)
 }
 
 func listen(t testing.TB) net.Listener {
@@ -76,7 +78,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
-	r.store, err = queue.New(db, queue.Options{
+	sopt := queue.Options{
 		OnDLRReady: func(a string) {
 			gwp.Lock()
 			g := gwp.g
@@ -91,7 +93,11 @@ func newRig(t testing.TB, o rigOpts) *rig {
 				g.ObserveCommit(d, ops)
 			}
 		},
-	})
+	}
+	if o.store != nil {
+		o.store(&sopt)
+	}
+	r.store, err = queue.New(db, sopt)
 	if err != nil {
 		t.Fatal(err)
 	}

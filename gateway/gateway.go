@@ -29,7 +29,11 @@ type UpstreamConfig struct {
 	TPS         float64       // submit_sm per second over all binds; 0 = no cap
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
 	EnquireLink time.Duration
-	Segment     segment.Options // concatenation and GSM packing this SMSC wants
+	// ReconnectMax caps the wait between attempts to bind again after a
+	// bind is lost or refused (the wait doubles from 200 ms up to it).
+	// Default DefaultReconnectMax.
+	ReconnectMax time.Duration
+	Segment      segment.Options // concatenation and GSM packing this SMSC wants
 	// Carriers this upstream serves (policy carrier names); empty: any.
 	// A destination goes to the first upstream listing its carrier, else
 	// to the first listing none.
@@ -74,6 +78,11 @@ type Config struct {
 	// MaintainInterval is how often housekeeping runs (maintain.go).
 	// Default 1 minute.
 	MaintainInterval time.Duration
+	// TenantShare is the most of the upstreams' windows (in all) that one
+	// enterprise's segments may hold while another enterprise has
+	// segments due, in (0,1]; an enterprise alone may use every slot.
+	// Default DefaultTenantShare.
+	TenantShare float64
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -87,6 +96,7 @@ const (
 	DefaultReceiptGrace      = 24 * time.Hour
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute
+	DefaultTenantShare       = 0.5
 )
 
 func (c *Config) defaults() {
@@ -117,6 +127,10 @@ func (c *Config) defaults() {
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = time.Minute
 	}
+	if c.TenantShare <= 0 {
+		c.TenantShare = DefaultTenantShare
+	}
+	c.TenantShare = min(c.TenantShare, 1)
 }
 
 // Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),
@@ -228,7 +242,53 @@ func (g *Gateway) SetUpstreamTPS(name string, tps float64) error {
 		u.limiter.SetLimit(rate.Limit(tps))
 		u.limiter.SetBurst(max(1, int(tps/10))) // as newUpstream sizes it
 	}
+	now := time.Now()
+	for _, p := range u.paces {
+		p.setCeil(now, tps)
+	}
 	return nil
+}
+
+// UpstreamHealth is one upstream's binds: how many are configured and how
+// many are up now.
+type UpstreamHealth struct {
+	Name            string
+	BindsConfigured int
+	BindsUp         int
+}
+
+// Health is the state of every upstream, in configuration order.
+type Health struct {
+	Upstreams []UpstreamHealth
+	// StoreWritable is false while the store's last commit failed: the
+	// dispatcher holds back new submissions meanwhile.
+	StoreWritable bool
+}
+
+// Degraded reports whether any configured bind is down or the store
+// cannot write: /readyz answers 503 with the details.
+func (h Health) Degraded() bool {
+	if !h.StoreWritable {
+		return true
+	}
+	for _, u := range h.Upstreams {
+		if u.BindsUp < u.BindsConfigured {
+			return true
+		}
+	}
+	return false
+}
+
+// Health returns the binds up and configured per upstream and whether the
+// store takes writes.
+func (g *Gateway) Health() Health {
+	h := Health{StoreWritable: g.store == nil || g.store.Writable()}
+	for _, u := range g.ups {
+		h.Upstreams = append(h.Upstreams, UpstreamHealth{
+			Name: u.cfg.Name, BindsConfigured: len(u.clients), BindsUp: u.upCount(),
+		})
+	}
+	return h
 }
 
 // OnDLRReady is the store's callback: receipts for account can be

@@ -19,6 +19,7 @@ type Metrics struct {
 	submitErrors  *prometheus.CounterVec
 	submitLatency *prometheus.HistogramVec
 	reconnects    *prometheus.CounterVec
+	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
 	dlrForward    *prometheus.CounterVec
 	binds         *prometheus.CounterVec
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}, []string{"upstream"}),
 		reconnects: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_disconnects_total", Help: "Upstream binds lost.",
+		}, []string{"upstream"}),
+		recordRetries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_upstream_record_retries_total",
+			Help: "Failed attempts to record an SMSC's answer in the store (tried again; the segment stays in flight meanwhile).",
 		}, []string{"upstream"}),
 		dlrs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_dlrs_received_total", Help: "Final receipts from upstreams, by state and match result.",
@@ -121,7 +126,11 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	return m
 }
 
-// upstreamsUp exports the number of binds up per upstream.
+// submitErrorKinds are the kind labels of qxtd_upstream_submit_errors_total.
+var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"}
+
+// upstreamsUp exports the binds configured and up per upstream, and
+// starts every per-upstream series at zero.
 func (m *Metrics) upstreamsUp(ups []*upstream) {
 	f := promauto.With(m.reg)
 	for _, u := range ups {
@@ -129,6 +138,21 @@ func (m *Metrics) upstreamsUp(ups []*upstream) {
 			Name: "qxtd_upstream_binds_up", Help: "Upstream binds up now.",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(u.upCount()) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_binds_configured", Help: "Upstream binds configured (binds down = configured - up).",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 { return float64(len(u.clients)) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "qxtd_upstream_pace_per_second",
+			Help:        "Sum over the upstream's binds of their adaptive submit_sm rate limits after throttling (+Inf: not limited).",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, u.paceSum)
+		for _, k := range submitErrorKinds {
+			m.submitErrors.WithLabelValues(u.cfg.Name, k)
+		}
+		m.reconnects.WithLabelValues(u.cfg.Name)
+		m.recordRetries.WithLabelValues(u.cfg.Name)
+		m.relayed.WithLabelValues(u.cfg.Name)
 	}
 }
 

@@ -18,18 +18,16 @@ import (
 	"github.com/qxtd/qxtd/smpp"
 )
 
-// upstream is one SMSC: N persistent binds, each with its own window,
-// sharing one TPS cap and one throttle pause.
+// upstream is one SMSC: N persistent binds, each with its own window and
+// its own adaptive pace (pace.go), sharing one TPS cap.
 type upstream struct {
 	g       *Gateway
 	cfg     UpstreamConfig
 	clients []*smpp.Client
+	paces   []*pace       // one per bind, same index as clients
 	limiter *rate.Limiter // nil = no cap
 	jobs    chan queue.Job
 	up      atomic.Int32
-	// pausedUntil (unix nanos) holds every bind back after the SMSC said
-	// it is throttled or its queue is full.
-	pausedUntil atomic.Int64
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -42,6 +40,10 @@ const (
 	DefaultWindow      = 10
 	DefaultRespTimeout = 10 * time.Second
 	DefaultEnquireLink = 30 * time.Second
+	// DefaultReconnectMax caps the wait between two attempts to bind
+	// again, so every bind is back within about that long of the SMSC's
+	// return.
+	DefaultReconnectMax = 2 * time.Second
 )
 
 func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
@@ -57,6 +59,9 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	if cfg.EnquireLink <= 0 {
 		cfg.EnquireLink = DefaultEnquireLink
 	}
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = DefaultReconnectMax
+	}
 	u := &upstream{
 		g:    g,
 		cfg:  cfg,
@@ -68,7 +73,9 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	}
 	log := g.log.With("upstream", cfg.Name)
 	for range cfg.Binds {
+		u.paces = append(u.paces, newPace(cfg.TPS))
 		u.clients = append(u.clients, smpp.NewClient(smpp.ClientOptions{
+			MaxBackoff: cfg.ReconnectMax,
 			Addr:       cfg.Addr,
 			SystemID:   cfg.SystemID,
 			Password:   cfg.Password,
@@ -96,6 +103,14 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 }
 
 func (u *upstream) upCount() int { return int(u.up.Load()) }
+
+func (u *upstream) paceSum() float64 {
+	var sum float64
+	for _, p := range u.paces {
+		sum += p.current()
+	}
+	return sum
+}
 
 // capacity is how many segments this upstream can take at once.
 func (u *upstream) capacity() int { return u.cfg.Binds * u.cfg.Window }
@@ -125,7 +140,7 @@ func (u *upstream) work(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case j := <-u.jobs:
-			u.send(ctx, u.pick(i), j)
+			u.send(ctx, i, j)
 		}
 	}
 }
@@ -133,72 +148,153 @@ func (u *upstream) work(ctx context.Context, i int) {
 // pick prefers a bind that is up, starting from the worker's own so the
 // load spreads; with none up it returns the worker's own, whose Submit
 // waits for the reconnect.
-func (u *upstream) pick(i int) *smpp.Client {
+func (u *upstream) pick(i int) int {
 	n := len(u.clients)
 	for k := range n {
-		if c := u.clients[(i+k)%n]; c.Up() {
-			return c
+		if b := (i + k) % n; u.clients[b].Up() {
+			return b
 		}
 	}
-	return u.clients[i%n]
+	return i % n
 }
+
+// maxHeldThrottles is how many times in a row a segment the SMSC
+// throttles is tried again at once (paced by its bind) before it goes
+// back to the store with a backoff.
+const maxHeldThrottles = 16
 
 // send submits one segment and records the outcome durably. Whatever
-// happens, the job leaves the dispatcher's in-flight set.
-func (u *upstream) send(ctx context.Context, c *smpp.Client, j queue.Job) {
+// happens, the job leaves the dispatcher's in-flight set — but only once
+// its outcome is recorded (persist), so a segment the SMSC accepted is
+// never due again while its acceptance is not on disk.
+func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 	g := u.g
 	defer g.disp.done(j.Key)
-	now := time.Now()
-	if !j.Msg.ValidUntil.IsZero() && now.After(j.Msg.ValidUntil) {
-		u.record(g.store.Fail(ctx, j.Key, queue.StateExpired, "validity", now))
+	for throttles := 0; ; {
+		now := time.Now()
+		if !j.Msg.ValidUntil.IsZero() && now.After(j.Msg.ValidUntil) {
+			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
+				return g.store.Fail(ctx, j.Key, queue.StateExpired, "validity", now)
+			})
+			return
+		}
+		b := u.pick(worker)
+		if !u.waitTurn(ctx, b) {
+			return // shutting down: the segment stays due in the store
+		}
+		p, err := u.buildPDU(j)
+		if err != nil {
+			// A stored message that cannot be framed will never be: fail it
+			// rather than retry forever.
+			g.log.Error("cannot frame stored message", "id", j.Key.String(), "err", err)
+			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
+				return g.store.Fail(ctx, j.Key, queue.StateRejected, "frame", time.Now())
+			})
+			return
+		}
+		start := time.Now()
+		u.paces[b].sent(start)
+		resp, err := u.clients[b].Submit(ctx, p)
+		g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
+		var st pdu.Status
+		switch {
+		case err == nil:
+			u.paces[b].ok(time.Now())
+			id := smpp.Str(resp, pdufield.MessageID)
+			g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
+			u.persist(ctx, j.Key, "submitted", func(ctx context.Context) error {
+				return g.store.Submitted(ctx, j.Key, id, time.Now())
+			})
+		case errors.Is(err, smpp.ErrTimeout):
+			// The SMSC may have the message: remember the request so a late
+			// submit_sm_resp is still recorded, and try again only after a
+			// grace period long enough for that answer to come.
+			u.rememberLate(p, j.Key)
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "timeout").Inc()
+			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+				return g.store.Retry(ctx, j.Key, time.Now().Add(3*u.cfg.RespTimeout), "timeout")
+			})
+		case errors.As(err, &st) && flowControl(st):
+			// The SMSC asks us to slow down: this bind's pace drops, and
+			// the segment is tried again at that pace, without a store
+			// write, a few times before it waits in the store.
+			u.paces[b].throttled(time.Now())
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, throttleLabel(st)).Inc()
+			if throttles++; throttles < maxHeldThrottles {
+				continue
+			}
+			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+				return g.store.Retry(ctx, j.Key, time.Now().Add(u.backoff(j.Part.Attempts)), fmt.Sprintf("0x%08x", uint32(st)))
+			})
+		case errors.As(err, &st) && temporary(st):
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, throttleLabel(st)).Inc()
+			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+				return g.store.Retry(ctx, j.Key, time.Now().Add(u.backoff(j.Part.Attempts)), fmt.Sprintf("0x%08x", uint32(st)))
+			})
+		case errors.As(err, &st):
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "rejected").Inc()
+			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
+				return g.store.Fail(ctx, j.Key, queue.StateRejected, fmt.Sprintf("0x%08x", uint32(st)), time.Now())
+			})
+		case ctx.Err() != nil:
+			// Shutting down while the request was out: it stays due.
+		default:
+			// Connection lost with the request possibly written: retry.
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "connection").Inc()
+			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+				return g.store.Retry(ctx, j.Key, time.Now().Add(u.g.cfg.RetryMin), "connection")
+			})
+		}
 		return
-	}
-	if !u.waitTurn(ctx) {
-		return // shutting down: the segment stays due in the store
-	}
-	p, err := u.buildPDU(j)
-	if err != nil {
-		// A stored message that cannot be framed will never be: fail it
-		// rather than retry forever.
-		g.log.Error("cannot frame stored message", "id", j.Key.String(), "err", err)
-		u.record(g.store.Fail(context.WithoutCancel(ctx), j.Key, queue.StateRejected, "frame", time.Now()))
-		return
-	}
-	start := time.Now()
-	resp, err := c.Submit(ctx, p)
-	g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
-	var st pdu.Status
-	switch {
-	case err == nil:
-		id := smpp.Str(resp, pdufield.MessageID)
-		g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
-		u.record(g.store.Submitted(context.WithoutCancel(ctx), j.Key, id, time.Now()))
-	case errors.Is(err, smpp.ErrTimeout):
-		// The SMSC may have the message: remember the request so a late
-		// submit_sm_resp is still recorded, and try again only after a
-		// grace period long enough for that answer to come.
-		u.rememberLate(p, j.Key)
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "timeout").Inc()
-		u.record(g.store.Retry(context.WithoutCancel(ctx), j.Key, time.Now().Add(3*u.cfg.RespTimeout), "timeout"))
-	case errors.As(err, &st) && temporary(st):
-		u.pause(st)
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, throttleLabel(st)).Inc()
-		u.record(g.store.Retry(context.WithoutCancel(ctx), j.Key, time.Now().Add(u.backoff(j.Part.Attempts)), fmt.Sprintf("0x%08x", uint32(st))))
-	case errors.As(err, &st):
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "rejected").Inc()
-		u.record(g.store.Fail(context.WithoutCancel(ctx), j.Key, queue.StateRejected, fmt.Sprintf("0x%08x", uint32(st)), time.Now()))
-	case ctx.Err() != nil:
-		// Shutting down while the request was out: it stays due.
-	default:
-		// Connection lost with the request possibly written: retry.
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "connection").Inc()
-		u.record(g.store.Retry(context.WithoutCancel(ctx), j.Key, time.Now().Add(u.g.cfg.RetryMin), "connection"))
 	}
 }
 
-func (u *upstream) record(err error) {
-	if err != nil && !errors.Is(err, queue.ErrClosed) {
-		u.g.log.Error("store update", "upstream", u.cfg.Name, "err", err)
+// Backoff of persist between attempts to record an outcome.
+const (
+	persistMin = 10 * time.Millisecond
+	persistMax = 2 * time.Second
+)
+
+// persist records an outcome, trying again with a backoff while the store
+// fails to commit (disk full, I/O error), for as long as the gateway runs.
+// The caller holds the segment's window slot and in-flight entry
+// meanwhile, so what waits to be recorded is bounded by the windows and
+// the dispatcher cannot hand the segment out again. An error that a retry
+// cannot mend (the part is gone or in another state) is logged once. If
+// the gateway stops first, the outcome is lost and the segment is due
+// again at the next start (queue/doc.go, What can duplicate).
+func (u *upstream) persist(ctx context.Context, k queue.Key, what string, write func(context.Context) error) {
+	wait := persistMin
+	for tries := 1; ; tries++ {
+		err := write(context.WithoutCancel(ctx))
+		switch {
+		case err == nil:
+			if tries > 1 {
+				u.g.log.Info("outcome recorded after store failures", "upstream", u.cfg.Name,
+					"id", k.String(), "outcome", what, "tries", tries)
+			}
+			return
+		case errors.Is(err, queue.ErrClosed):
+			return
+		case errors.Is(err, queue.ErrNotFound), errors.Is(err, queue.ErrState), errors.Is(err, queue.ErrInvalid):
+			u.g.log.Error("store update", "id", k.String(), "outcome", what, "err", err)
+			return
+		}
+		u.g.metrics.recordRetries.WithLabelValues(u.cfg.Name).Inc()
+		if tries == 1 {
+			u.g.log.Warn("cannot record outcome; the segment stays in flight until it is recorded",
+				"upstream", u.cfg.Name, "id", k.String(), "outcome", what, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			u.g.log.Warn("outcome not recorded before shutdown; the segment is due again at the next start",
+				"upstream", u.cfg.Name, "id", k.String(), "outcome", what)
+			return
+		}
+		wait = min(2*wait, persistMax)
 	}
 }
 
@@ -218,7 +314,9 @@ func (u *upstream) lateResponse(req, resp pdu.Body) {
 	u.g.wg.Add(1)
 	go func() {
 		defer u.g.wg.Done()
-		u.record(u.g.store.Submitted(context.Background(), key, id, time.Now()))
+		u.persist(u.g.ctx, key, "submitted late", func(ctx context.Context) error {
+			return u.g.store.Submitted(ctx, key, id, time.Now())
+		})
 	}()
 }
 
@@ -242,12 +340,14 @@ func (u *upstream) rememberLate(p pdu.Body, k queue.Key) {
 	u.late[p] = lateReq{key: k, at: now}
 }
 
+// flowControl: the SMSC is alive and asks us to slow down.
+func flowControl(st pdu.Status) bool {
+	return st == smpp.StatusThrottled || st == smpp.StatusMsgQueueFull
+}
+
+// temporary: worth trying again later.
 func temporary(st pdu.Status) bool {
-	switch st {
-	case smpp.StatusThrottled, smpp.StatusMsgQueueFull, smpp.StatusSystemError:
-		return true
-	}
-	return false
+	return flowControl(st) || st == smpp.StatusSystemError
 }
 
 func throttleLabel(st pdu.Status) string {
@@ -268,27 +368,10 @@ func (u *upstream) backoff(attempts int) time.Duration {
 	return d
 }
 
-// pause holds the whole upstream back for a moment after a throttle.
-func (u *upstream) pause(pdu.Status) {
-	until := time.Now().Add(u.g.cfg.RetryMin).UnixNano()
-	for {
-		cur := u.pausedUntil.Load()
-		if cur >= until || u.pausedUntil.CompareAndSwap(cur, until) {
-			return
-		}
-	}
-}
-
-// waitTurn waits out a throttle pause and the TPS cap.
-func (u *upstream) waitTurn(ctx context.Context) bool {
-	if d := time.Until(time.Unix(0, u.pausedUntil.Load())); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		}
+// waitTurn waits for bind b's pace and the upstream's TPS cap.
+func (u *upstream) waitTurn(ctx context.Context, b int) bool {
+	if u.paces[b].wait(ctx) != nil {
+		return false
 	}
 	if u.limiter != nil {
 		return u.limiter.Wait(ctx) == nil

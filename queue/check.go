@@ -63,6 +63,7 @@ func (v *violations) add(format string, args ...any) {
 // with the in-memory mirrors. Every bucket of allBuckets must exist.
 func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, map[string]usage, error) {
 	msgB, dueB, waitB := tx.Bucket(bucketMsg), tx.Bucket(bucketDue), tx.Bucket(bucketWait)
+	edueB := tx.Bucket(bucketEDue) // nil in a backup older than the index (Open builds it)
 	smscB, dlroutB := tx.Bucket(bucketSMSC), tx.Bucket(bucketDLROut)
 
 	purgedAny, _ := tx.Bucket(bucketPurged).Cursor().First()
@@ -118,6 +119,9 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 				nDue++
 				if dueB.Get(timeKey(p.DueAt, k)) == nil {
 					bad("part %s: accepted without its due key", k)
+				}
+				if edueB != nil && edueB.Get(edueKey(m.Enterprise, p.DueAt, k)) == nil {
+					bad("part %s: accepted without its enterprise due key", k)
 				}
 			case StateSubmitted:
 				nWait++
@@ -197,6 +201,11 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	}
 	if n != nDue {
 		bad("%d due keys for %d accepted parts", n, nDue)
+	}
+	if edueB != nil {
+		if ne := edueB.Stats().KeyN; ne != nDue {
+			bad("%d enterprise due keys for %d accepted parts", ne, nDue)
+		}
 	}
 
 	n = 0

@@ -43,11 +43,15 @@
 // failed commit (I/O) fails every operation of the batch. Operations
 // therefore never act on captured state that a rerun would double.
 //
+// A failed commit makes Writable false until a commit succeeds; Probe
+// commits nothing to find out. Options.CommitFault fails commits on
+// purpose, for tests of what a full disk does to the callers.
+//
 // If a caller's context ends while it waits, the method returns ctx.Err()
 // at once, but the operation may still commit. An operation whose context
 // has ended before its batch starts is skipped.
 //
-// Reads (Due, Get, PendingDLRs, ExportParts, Backup, Check) use read-only
+// Reads (Due, DueShared, Get, PendingDLRs, ExportParts, Backup, Check) use read-only
 // transactions that run concurrently with the writer; everything they
 // return is decoded into fresh memory, never aliasing the database's
 // pages. Usage and Counts are served from in-memory mirrors that the commit
@@ -71,6 +75,7 @@
 //
 //	msg     id (8 BE)                                → message record (version byte, then fields)
 //	due     due time (Unix ns, 8 BE) | id | part (2) → empty   parts Accepted, due-time order
+//	edue    enterprise 0x00 due time | id | part     → empty   the same keys per enterprise (DueShared); built at Open if missing
 //	wait    submitted time (8 BE) | id | part        → empty   parts Submitted, oldest first
 //	smsc    upstream 0x00 canonical SMSC id          → id | part
 //	orphan  upstream 0x00 canonical SMSC id          → DLR record, received before its submit_sm_resp
@@ -92,8 +97,8 @@
 //
 // # Invariants (verified by Check)
 //
-//   - Every Accepted part has exactly one due key, at its DueAt; every due
-//     key names an Accepted part.
+//   - Every Accepted part has exactly one due key, at its DueAt, and one
+//     edue key under its Enterprise; every due key names an Accepted part.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
 //     every wait key names a Submitted part.
 //   - Every SMSC id a part was accepted under (SMSCID and DupSMSCIDs) is

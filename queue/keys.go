@@ -13,6 +13,7 @@ import (
 var (
 	bucketMsg    = []byte("msg")
 	bucketDue    = []byte("due")
+	bucketEDue   = []byte("edue") // the due keys again, per enterprise (fair dispatch)
 	bucketWait   = []byte("wait")
 	bucketSMSC   = []byte("smsc")
 	bucketOrphan = []byte("orphan")
@@ -26,7 +27,7 @@ var (
 	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
 
-	allBuckets = [][]byte{bucketMsg, bucketDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
 		bucketFrag, bucketFragID, bucketFragN, bucketAlias}
 )
 
@@ -77,6 +78,10 @@ func prefixKey(prefix string, rest []byte) []byte {
 }
 
 func smscKey(upstream, canon string) []byte { return prefixKey(upstream, []byte(canon)) }
+
+func edueKey(enterprise string, at time.Time, k Key) []byte {
+	return prefixKey(enterprise, timeKey(at, k))
+}
 
 func dlroutKey(account string, id uint64) []byte { return prefixKey(account, msgKey(id)) }
 

@@ -160,7 +160,7 @@ func (t *txn) storeNew(m *Message, first *uint64) error {
 		return err
 	}
 	for j := range m.Parts {
-		if err := t.due.Put(timeKey(m.Parts[j].DueAt, Key{id, uint16(j)}), nil); err != nil {
+		if err := t.putDue(m, m.Parts[j].DueAt, Key{id, uint16(j)}); err != nil {
 			return err
 		}
 	}
@@ -246,7 +246,7 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 				p.DupSMSCIDs = append(p.DupSMSCIDs, smscID)
 			}
 		} else {
-			if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+			if err := t.delDue(m, p.DueAt, k); err != nil {
 				return err
 			}
 			t.counts[StateAccepted]--
@@ -296,12 +296,12 @@ func (s *Store) Retry(ctx context.Context, k Key, at time.Time, errCode string) 
 		if p.State != StateAccepted {
 			return soft(fmt.Errorf("%w: part is %s", ErrState, p.State))
 		}
-		if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+		if err := t.delDue(m, p.DueAt, k); err != nil {
 			return err
 		}
 		p.DueAt, p.ErrCode = at, errCode
 		p.Attempts++
-		if err := t.due.Put(timeKey(at, k), nil); err != nil {
+		if err := t.putDue(m, at, k); err != nil {
 			return err
 		}
 		return t.putMsg(m)

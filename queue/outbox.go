@@ -328,7 +328,7 @@ func (s *Store) RescheduleWeighted(ctx context.Context, id uint64, enterprise st
 		}
 		// Preconditions hold: from here on the operation writes.
 		for i := range m.Parts {
-			if err := t.due.Delete(timeKey(m.Parts[i].DueAt, Key{id, uint16(i)})); err != nil {
+			if err := t.delDue(m, m.Parts[i].DueAt, Key{id, uint16(i)}); err != nil {
 				return err
 			}
 		}
@@ -371,7 +371,7 @@ func (s *Store) RescheduleWeighted(ctx context.Context, id uint64, enterprise st
 		}
 		for i := range m.Parts {
 			m.Parts[i].DueAt = due
-			if err := t.due.Put(timeKey(due, Key{id, uint16(i)}), nil); err != nil {
+			if err := t.putDue(m, due, Key{id, uint16(i)}); err != nil {
 				return err
 			}
 		}

@@ -68,6 +68,87 @@ func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error
 	return jobs, nil
 }
 
+// DueShared is Due in turns per enterprise, so that one enterprise's
+// backlog does not hide the others' parts behind it. It walks each
+// enterprise's due parts (earliest first, enterprises in name order) and
+// takes at most share(enterprise) of each (share <= 0: none); if fewer
+// than limit were taken, it fills up from what is left, in the same order,
+// so an enterprise alone with due parts still gets every slot. limit must
+// be positive. The cost is one seek per enterprise with due parts plus the
+// keys walked (returned + skipped); an enterprise whose share is used up
+// costs one seek.
+func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string) int, skip func(Key) bool) ([]Job, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
+	}
+	until := max(timeNanos(now), 0)
+	jobs := make([]Job, 0, min(limit, 1024))
+	taken := make(map[Key]bool)
+	err := s.view(func(tx *bolt.Tx) error {
+		msgB := tx.Bucket(bucketMsg)
+		cache := make(map[uint64]*Message)
+		c := tx.Bucket(bucketEDue).Cursor()
+		pass := func(quota func(enterprise string) int) error {
+			kb, _ := c.First()
+			for kb != nil && len(jobs) < limit {
+				i := bytes.IndexByte(kb, sep)
+				if i < 0 {
+					return fmt.Errorf("%w: enterprise due key %x", ErrCorrupt, kb)
+				}
+				ent := string(kb[:i])
+				prefix := kb[: i+1 : i+1]
+				for n, q := 0, quota(ent); kb != nil && n < q && len(jobs) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
+					ts, k, ok := parseTimeKey(kb[i+1:])
+					if !ok {
+						return fmt.Errorf("%w: enterprise due key %x", ErrCorrupt, kb)
+					}
+					if ts > until {
+						break
+					}
+					if taken[k] || skip != nil && skip(k) {
+						continue
+					}
+					m := cache[k.ID]
+					if m == nil {
+						v := msgB.Get(msgKey(k.ID))
+						if v == nil {
+							s.log.Error("queue: due key without message (run Check)", "key", k.String())
+							continue
+						}
+						var err error
+						if m, err = DecodeMessage(v); err != nil {
+							return fmt.Errorf("message %d: %w", k.ID, err)
+						}
+						cache[k.ID] = m
+					}
+					if int(k.Part) >= len(m.Parts) {
+						s.log.Error("queue: due key without part (run Check)", "key", k.String())
+						continue
+					}
+					jobs = append(jobs, Job{Key: k, Msg: m, Part: m.Parts[k.Part]})
+					taken[k] = true
+					n++
+				}
+				// The next enterprise: the first key past this one's prefix.
+				next := append([]byte(ent), sep+1)
+				kb, _ = c.Seek(next)
+			}
+			return nil
+		}
+		if err := pass(share); err != nil {
+			return err
+		}
+		if len(jobs) < limit {
+			return pass(func(string) int { return limit })
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: due: %w", err)
+	}
+	return jobs, nil
+}
+
 // Get returns a copy of message id, or ErrNotFound. It does not check the
 // owner: the caller compares Account / Enterprise before showing it.
 func (s *Store) Get(id uint64) (*Message, error) {

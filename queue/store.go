@@ -49,6 +49,12 @@ type Options struct {
 	// OpenTimeout bounds the wait for the file lock held by another process.
 	// Default 1s.
 	OpenTimeout time.Duration
+
+	// CommitFault, if set, is called in every write transaction after its
+	// operations ran; a non-nil error fails that commit as a failed write
+	// would (disk full, I/O error): every operation of the batch fails and
+	// Writable turns false. For fault-injection tests; leave it nil.
+	CommitFault func() error
 }
 
 // Store is the durable message store and send queue. All methods are safe
@@ -184,10 +190,14 @@ func (opt Options) withDefaults() Options {
 // load creates the buckets and fills the in-memory mirrors.
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		hadEDue := tx.Bucket(bucketEDue) != nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		if !hadEDue {
+			return buildEDue(tx)
 		}
 		return nil
 	})
@@ -217,6 +227,31 @@ func (s *Store) load() error {
 			return nil
 		})
 	})
+}
+
+// buildEDue fills the per-enterprise due index of a file written before
+// it existed, from the due keys.
+func buildEDue(tx *bolt.Tx) error {
+	msgB, edue := tx.Bucket(bucketMsg), tx.Bucket(bucketEDue)
+	c := tx.Bucket(bucketDue).Cursor()
+	for kb, _ := c.First(); kb != nil; kb, _ = c.Next() {
+		ts, k, ok := parseTimeKey(kb)
+		if !ok {
+			return fmt.Errorf("%w: due key %x", ErrCorrupt, kb)
+		}
+		v := msgB.Get(msgKey(k.ID))
+		if v == nil {
+			continue // Check reports it
+		}
+		m, err := DecodeMessage(v)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", k.ID, err)
+		}
+		if err := edue.Put(edueKey(m.Enterprise, time.Unix(0, ts), k), nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close stops accepting operations, commits those already queued, stops the
@@ -348,6 +383,9 @@ func (s *Store) commit(batch []*op) {
 					return err
 				}
 			}
+			if s.opt.CommitFault != nil {
+				return s.opt.CommitFault()
+			}
 			return nil
 		})
 		if err == nil {
@@ -467,5 +505,17 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 func (s *Store) Path() string { return s.db.Path() }
 
 // Writable reports whether the last commit succeeded (true before the
-// first): /readyz turns false while the disk refuses writes.
+// first): /readyz turns false while the disk refuses writes, and the
+// sender holds back new submissions (their outcomes could not be
+// recorded). Only a commit makes it true again: see Probe.
 func (s *Store) Writable() bool { return !s.stats.lastFailed.Load() }
+
+// Probe commits a write transaction that changes nothing, through the
+// commit loop like any write, so that Writable turns true again once the
+// disk takes writes even when nothing else is written. It returns the
+// commit's error. bbolt still writes its meta page: an empty commit can
+// succeed on a disk too full for a real change, so a caller that resumes
+// on it must expect its next writes to fail again.
+func (s *Store) Probe(ctx context.Context) error {
+	return s.exec(ctx, func(*txn) error { return nil })
+}

@@ -11,9 +11,9 @@ import (
 // txn is one write transaction of the commit loop plus the in-memory deltas
 // its operations produced, folded into the Store's mirrors after commit.
 type txn struct {
-	s                                                *Store
-	tx                                               *bolt.Tx
-	msg, due, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
+	s                                                      *Store
+	tx                                                     *bolt.Tx
+	msg, due, edue, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
 
 	usageDelta []usageDelta
 	counts     [stateEnd]int
@@ -34,12 +34,29 @@ func (t *txn) bind(tx *bolt.Tx) {
 	t.tx = tx
 	t.msg = tx.Bucket(bucketMsg)
 	t.due = tx.Bucket(bucketDue)
+	t.edue = tx.Bucket(bucketEDue)
 	t.wait = tx.Bucket(bucketWait)
 	t.smsc = tx.Bucket(bucketSMSC)
 	t.orphan = tx.Bucket(bucketOrphan)
 	t.dlrout = tx.Bucket(bucketDLROut)
 	t.ref = tx.Bucket(bucketRef)
 	t.usage = tx.Bucket(bucketUsage)
+}
+
+// putDue makes part k of m due at at: its due key and its enterprise's.
+func (t *txn) putDue(m *Message, at time.Time, k Key) error {
+	if err := t.due.Put(timeKey(at, k), nil); err != nil {
+		return err
+	}
+	return t.edue.Put(edueKey(m.Enterprise, at, k), nil)
+}
+
+// delDue removes the due keys putDue wrote.
+func (t *txn) delDue(m *Message, at time.Time, k Key) error {
+	if err := t.due.Delete(timeKey(at, k)); err != nil {
+		return err
+	}
+	return t.edue.Delete(edueKey(m.Enterprise, at, k))
 }
 
 func (t *txn) checkpoint() checkpoint {
@@ -125,7 +142,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 	k := Key{m.ID, idx}
 	switch p.State {
 	case StateAccepted:
-		if err := t.due.Delete(timeKey(p.DueAt, k)); err != nil {
+		if err := t.delDue(m, p.DueAt, k); err != nil {
 			return err
 		}
 	case StateSubmitted:

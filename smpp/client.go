@@ -26,7 +26,7 @@ type ClientOptions struct {
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// after each failure, with ±50 % jitter so many binds do not reconnect
-	// in step.
+	// in step; the jittered delay never exceeds MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Handler receives the SMSC's requests (deliver_sm, data_sm …).
 	Handler Handler
@@ -81,7 +81,7 @@ func (c *Client) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := jitter(backoff)
+			wait := min(jitter(backoff), c.opt.MaxBackoff)
 			c.log.Warn("upstream bind failed", "err", err, "retry_in", wait.String())
 			if !sleepCtx(ctx, wait) {
 				return

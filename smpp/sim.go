@@ -48,6 +48,9 @@ type SimOptions struct {
 	Faults         Faults
 	// Record keeps every accepted submit_sm for Received (tests).
 	Record bool
+	// Seed, if not zero, makes the random faults (and receipt outcomes) a
+	// reproducible sequence; zero draws from the process's random source.
+	Seed   uint64
 	Logger *slog.Logger
 }
 
@@ -83,6 +86,9 @@ type Simulator struct {
 	nextID atomic.Uint64
 	// throttled counts submit_sm against Faults.ThrottleFirst.
 	throttled atomic.Int64
+	// rng is the seeded source of SimOptions.Seed (nil: math/rand/v2's).
+	rngMu sync.Mutex
+	rng   *rand.Rand
 
 	mu       sync.Mutex
 	received []SimMessage
@@ -113,6 +119,9 @@ func NewSimulator(opt SimOptions) *Simulator {
 	}
 	f := opt.Faults
 	s.faults.Store(&f)
+	if opt.Seed != 0 {
+		s.rng = rand.New(rand.NewPCG(opt.Seed, opt.Seed^0x9e3779b97f4a7c15))
+	}
 	s.nextID.Store(uint64(time.Now().UnixNano()) & 0xFFFFFFFFFF) // ids differ across runs
 	s.srv = NewServer(BackendFunc(s.bind), ServerOptions{
 		SystemID: "qxtdsim",
@@ -231,7 +240,7 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	if f.ThrottleFirst > 0 && s.throttled.Add(1) <= int64(f.ThrottleFirst) {
 		return nil, StatusThrottled
 	}
-	r := rand.Float64()
+	r := s.float64()
 	switch {
 	case r < f.NoResponse:
 		return nil, nil
@@ -264,7 +273,7 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		}
 	}
 	state, errCode := StateDelivered, "000"
-	r2 := rand.Float64()
+	r2 := s.float64()
 	switch {
 	case f.UndelivPrefix != "" && strings.HasPrefix(m.Dest, f.UndelivPrefix):
 		state, errCode = StateUndeliverable, "001"
@@ -289,6 +298,16 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	resp := pdu.NewSubmitSMResp()
 	_ = resp.Fields().Set(pdufield.MessageID, id)
 	return resp, nil
+}
+
+// float64 draws a fault: from the seeded source if there is one.
+func (s *Simulator) float64() float64 {
+	if s.rng == nil {
+		return rand.Float64()
+	}
+	s.rngMu.Lock()
+	defer s.rngMu.Unlock()
+	return s.rng.Float64()
 }
 
 // dlrLoop sends due receipts, at most 64 awaiting their deliver_sm_resp

@@ -1,0 +1,209 @@
+package gateway_test
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+var errDiskFull = errors.New("test: no space left on device")
+
+// waitFor polls cond until it holds or d passes (the conditions are
+// counters of other goroutines: there is no event to wait on).
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestStoreFailureHoldsAcceptedParts: while the store cannot commit, a
+// segment the SMSC accepted stays in flight until its acceptance is
+// recorded — it is not sent again — and nothing new goes out; once the
+// store writes again everything is recorded and delivered, each message
+// exactly once at the SMSC.
+func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
+	const n, binds, window = 100, 2, 20
+	var failing atomic.Bool
+	r := newRig(t, rigOpts{
+		// Answers come late, so that the first windows are out at the
+		// SMSC when the disk fills.
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{RespDelay: time.Second}},
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Binds, u.Window = binds, window
+		},
+		store: func(o *queue.Options) {
+			o.CommitFault = func() error {
+				if failing.Load() {
+					return errDiskFull
+				}
+				return nil
+			}
+		},
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := submitN(t, e, n, "1380077")
+	failing.Store(true)
+	r.sim.SetFaults(smpp.Faults{})
+	failedAt := r.store.Stats().FailedCommits
+
+	// The windows' worth of segments reach the SMSC and are accepted;
+	// their acceptance cannot be recorded. Let the gateway try for a
+	// while (many failed commits) before the disk frees up.
+	waitFor(t, 20*time.Second, "the first windows accepted", func() bool {
+		acc, _ := r.sim.Stats()
+		return acc >= binds*window
+	})
+	waitFor(t, 20*time.Second, "failed commits", func() bool {
+		return r.store.Stats().FailedCommits >= failedAt+15
+	})
+	if r.gw.Health().StoreWritable {
+		t.Error("Health says the store is writable while its commits fail")
+	}
+	acc, _ := r.sim.Stats()
+	if acc > binds*window {
+		t.Errorf("SMSC got %d submit_sm while the store could not write, want at most the windows (%d)", acc, binds*window)
+	}
+	failing.Store(false)
+
+	got := e.waitReceipts(t, n, 30*time.Second)
+	for _, id := range ids {
+		if rc, ok := got[id]; !ok || rc.State != smpp.StateDelivered {
+			t.Errorf("message %s: receipt %+v present=%v", id, rc, ok)
+		}
+	}
+	perDest := map[string]int{}
+	for _, m := range r.sim.Received() {
+		perDest[m.Dest]++
+	}
+	if len(perDest) != n {
+		t.Errorf("SMSC got %d distinct messages, want %d", len(perDest), n)
+	}
+	for d, c := range perDest {
+		if c != 1 {
+			t.Errorf("%s reached the SMSC %d times, want once", d, c)
+		}
+	}
+	if !r.gw.Health().StoreWritable {
+		t.Error("Health says the store is not writable after commits succeed again")
+	}
+}
+
+// TestReconnectAllBindsPromptly: after an SMSC outage long enough for the
+// reconnect backoff to grow, every configured bind is up again within 5 s
+// of the SMSC's return, and Health reports the binds down meanwhile.
+func TestReconnectAllBindsPromptly(t *testing.T) {
+	const binds = 4
+	sl := listen(t)
+	addr := sl.Addr().String()
+	startSim := func(l net.Listener) *smpp.Simulator {
+		s := smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw"})
+		go func() { _ = s.Serve(l) }()
+		return s
+	}
+	sim := startSim(sl)
+	r := newRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
+		u.Addr, u.Binds = addr, binds
+	}})
+	up := func() int { return r.gw.Health().Upstreams[0].BindsUp }
+	waitFor(t, 10*time.Second, "all binds up", func() bool { return up() == binds })
+	if h := r.gw.Health(); h.Degraded() || h.Upstreams[0].BindsConfigured != binds {
+		t.Fatalf("health with every bind up: %+v", h)
+	}
+
+	_ = sim.Close() // the SMSC goes away: listener and binds
+	waitFor(t, 10*time.Second, "all binds down", func() bool { return up() == 0 })
+	if !r.gw.Health().Degraded() {
+		t.Error("health not degraded with every bind down")
+	}
+	// While it is away, its address takes connections and closes them at
+	// once (bind failed). Stay away until each bind failed six times in a
+	// row: a doubling backoff is then past 5 s (0.2, 0.4, … 6.4 s).
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	refused := make(chan struct{})
+	go func() {
+		defer close(refused)
+		for n := 0; n < 6*binds; n++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	select {
+	case <-refused:
+	case <-time.After(60 * time.Second):
+		t.Fatal("binds did not try again")
+	}
+	back := time.Now()
+	sim = startSim(l)
+	t.Cleanup(func() { _ = sim.Close() })
+	waitFor(t, 15*time.Second, "all binds up again", func() bool { return up() == binds })
+	if el := time.Since(back); el > 5*time.Second {
+		t.Errorf("all %d binds up %v after the SMSC returned, want within 5s", binds, el)
+	} else {
+		t.Logf("all %d binds up %v after the SMSC returned", binds, el)
+	}
+	if h := r.gw.Health(); h.Degraded() {
+		t.Errorf("health still degraded: %+v", h)
+	}
+}
+
+// TestUpstreamSeriesStartAtZero: the per-upstream series exist before
+// anything happened, so alerts and rate() see them from the start.
+func TestUpstreamSeriesStartAtZero(t *testing.T) {
+	r := newRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) { u.Binds = 3 }})
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				have[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				have[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{
+		"qxtd_upstream_binds_configured,upstream=sim":     3,
+		"qxtd_upstream_disconnects_total,upstream=sim":    0,
+		"qxtd_upstream_record_retries_total,upstream=sim": 0,
+	}
+	for _, k := range []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"} {
+		want["qxtd_upstream_submit_errors_total,kind="+k+",upstream=sim"] = 0
+	}
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+}

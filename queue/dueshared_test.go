@@ -1,0 +1,117 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func entMsg(enterprise, dest string) *Message {
+	m := msg("acct-"+enterprise, dest, 1)
+	m.Enterprise = enterprise
+	return m
+}
+
+func countByEnterprise(jobs []Job) map[string]int {
+	n := map[string]int{}
+	for _, j := range jobs {
+		n[j.Msg.Enterprise]++
+	}
+	return n
+}
+
+// TestDueSharedTakesTurns: an enterprise over its share yields to the
+// others' due parts however long its own backlog, and an enterprise alone
+// gets every slot.
+func TestDueSharedTakesTurns(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	var backlog []*Message
+	for i := range 300 {
+		backlog = append(backlog, entMsg("A", fmt.Sprintf("1380000%04d", i)))
+	}
+	ts.enqueue(backlog...)
+	ts.enqueue(entMsg("B", "13900000001"), entMsg("B", "13900000002"))
+	now := time.Now().Add(time.Second)
+
+	jobs, err := ts.DueShared(now, 10, func(string) int { return 4 }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countByEnterprise(jobs); got["A"] != 8 || got["B"] != 2 {
+		// Shares first (A 4, B 2), then the rest filled (A 4 more).
+		t.Errorf("took %v, want A 8, B 2", got)
+	}
+	// A has used its share: B's parts come first and A gets what is left.
+	jobs, err = ts.DueShared(now, 3, func(e string) int {
+		if e == "A" {
+			return 0
+		}
+		return 4
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countByEnterprise(jobs); got["B"] != 2 || got["A"] != 1 {
+		t.Errorf("took %v, want B 2, A 1", got)
+	}
+	// Skipped parts (in flight) are not returned; nothing is due early.
+	jobs, err = ts.DueShared(now, 1000, func(string) int { return 1000 }, func(k Key) bool { return k.ID%2 == 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.Key.ID%2 == 0 {
+			t.Fatalf("skipped part %s returned", j.Key)
+		}
+	}
+	if jobs, _ := ts.DueShared(time.Unix(1, 0), 10, func(string) int { return 10 }, nil); len(jobs) != 0 {
+		t.Errorf("%d parts due in 1970", len(jobs))
+	}
+	if _, err := ts.DueShared(now, 0, nil, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("limit 0: %v, want ErrInvalid", err)
+	}
+}
+
+// TestEnterpriseDueIndexFollowsParts: the per-enterprise due keys follow
+// every transition (Check compares them with the parts), and a file
+// written before the index existed gets it built at open.
+func TestEnterpriseDueIndexFollowsParts(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	ts.enqueue(entMsg("A", "13800000001"), entMsg("A", "13800000002"), entMsg("B", "13800000003"))
+	jobs, err := ts.Due(time.Now(), 0, nil)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("due: %d, %v", len(jobs), err)
+	}
+	if err := ts.Retry(ctx, jobs[0].Key, time.Now().Add(time.Hour), "throttled"); err != nil {
+		t.Fatal(err)
+	}
+	ts.submitted(jobs[1].Key, "abc1")
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// An older file: no index. Opening it builds one.
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(ts.path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketEDue) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ts.open()
+	if err := ts.Check(); err != nil {
+		t.Fatalf("after building the index: %v", err)
+	}
+	jobs, err = ts.DueShared(time.Now().Add(2*time.Hour), 10, func(string) int { return 10 }, nil)
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("due after reopen: %d, %v", len(jobs), err)
+	}
+}
