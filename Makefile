@@ -21,10 +21,11 @@ lint: vet
 test: lint
 	$(GO) test -race -count=1 -timeout 8m ./...
 
-# The hostile-world tests that take minutes (files with //go:build soak,
-# test names TestSoak*): not part of make test.
+# The hostile-world tests that take longer or measure time and memory at
+# production settings (files with //go:build soak, test names TestSoak*):
+# not part of make test, and without -race, which would distort them.
 soak:
-	$(GO) test -race -count=1 -tags soak -run '^TestSoak' -timeout 30m -v ./...
+	$(GO) test -count=1 -tags soak -run '^TestSoak' -timeout 30m -v ./...
 
 # Benchmarks come in pairs with a baseline measured in the same run
 # (see each package's bench_test.go); compare runs with benchstat.

@@ -100,9 +100,11 @@ type UpstreamConfig struct {
 	TPS         float64       `mapstructure:"tps"`
 	RespTimeout time.Duration `mapstructure:"resp_timeout"`
 	EnquireLink time.Duration `mapstructure:"enquire_link"`
-	Concat      string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
-	GSMPacked   bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
-	Carriers    []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
+	// ReconnectMax caps the wait between attempts to bind again.
+	ReconnectMax time.Duration `mapstructure:"reconnect_max"`
+	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
+	GSMPacked    bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
+	Carriers     []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
 }
 
 // AccountConfig is a user seeded from the file (an SMPP login).
@@ -166,6 +168,9 @@ type DeliveryConfig struct {
 	RetryMin time.Duration `mapstructure:"retry_min"`
 	RetryMax time.Duration `mapstructure:"retry_max"`
 	DLRRetry time.Duration `mapstructure:"dlr_retry"`
+	// TenantShare is the most of all upstream windows one enterprise's
+	// segments may hold while others have segments due, in (0, 1].
+	TenantShare float64 `mapstructure:"tenant_share"`
 }
 
 type LogConfig struct {
@@ -212,6 +217,7 @@ func defaultValues() map[string]any {
 		"delivery.retry_min":                       gateway.DefaultRetryMin,
 		"delivery.retry_max":                       gateway.DefaultRetryMax,
 		"delivery.dlr_retry":                       gateway.DefaultDLRRetry,
+		"delivery.tenant_share":                    gateway.DefaultTenantShare,
 		"policy.home_province":                     "广东省",
 		"policy.default_tps":                       200,
 		"policy.bcrypt_cost":                       10,
@@ -244,6 +250,9 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 	if u.EnquireLink == 0 {
 		u.EnquireLink = gateway.DefaultEnquireLink
+	}
+	if u.ReconnectMax == 0 {
+		u.ReconnectMax = gateway.DefaultReconnectMax
 	}
 	if u.Concat == "" {
 		u.Concat = segment.ConcatUDH8.String()
@@ -353,6 +362,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %v must not be negative", d.key, d.v))
 		}
 	}
+	if c.Delivery.TenantShare <= 0 || c.Delivery.TenantShare > 1 {
+		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))
+	}
 	addr("http.listen", c.HTTP.Listen)
 	if c.HTTP.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("http.max_conns: %d must be at least 1", c.HTTP.MaxConns))
@@ -400,6 +412,7 @@ func (c *Config) Validate() error {
 		}{
 			{"binds", u.Binds, u.Binds < 0}, {"window", u.Window, u.Window < 0}, {"tps", u.TPS, u.TPS < 0},
 			{"resp_timeout", u.RespTimeout, u.RespTimeout < 0}, {"enquire_link", u.EnquireLink, u.EnquireLink < 0},
+			{"reconnect_max", u.ReconnectMax, u.ReconnectMax < 0},
 		} {
 			if n.neg {
 				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))

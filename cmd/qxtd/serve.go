@@ -193,12 +193,13 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.reloadMetrics = newReloadMetrics(reg)
 	gcfg := gateway.Config{
-		Validity:  cfg.Delivery.Validity,
-		RetryMin:  cfg.Delivery.RetryMin,
-		RetryMax:  cfg.Delivery.RetryMax,
-		DLRRetry:  cfg.Delivery.DLRRetry,
-		ESMEIdle:  cfg.SMPP.Idle,
-		Retention: cfg.Store.Retention,
+		Validity:    cfg.Delivery.Validity,
+		RetryMin:    cfg.Delivery.RetryMin,
+		RetryMax:    cfg.Delivery.RetryMax,
+		DLRRetry:    cfg.Delivery.DLRRetry,
+		TenantShare: cfg.Delivery.TenantShare,
+		ESMEIdle:    cfg.SMPP.Idle,
+		Retention:   cfg.Store.Retention,
 
 		ReassemblyTimeout:               cfg.SMPP.ReassemblyTimeout,
 		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,
@@ -210,7 +211,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, TPS: u.TPS,
-			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink,
+			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
 			Segment:  segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
 			Carriers: carrierNames(u.Carriers),
 		})
@@ -357,12 +358,26 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 			http.Error(w, "the SMPP listener is not accepting: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		h := d.gw.Health()
+		if !h.StoreWritable {
+			http.Error(w, "the store's last commit failed (disk full or I/O error)", http.StatusServiceUnavailable)
+			return
+		}
 		if !d.gw.Ready() {
 			http.Error(w, "no upstream bind is up", http.StatusServiceUnavailable)
 			return
 		}
-		if !d.store.Writable() {
-			http.Error(w, "the store's last commit failed (disk full or I/O error)", http.StatusServiceUnavailable)
+		if h.Degraded() {
+			// Still ready: messages are accepted and relayed over the
+			// binds that are up. The body says which are down.
+			var b strings.Builder
+			b.WriteString("degraded:")
+			for _, u := range h.Upstreams {
+				if u.BindsUp < u.BindsConfigured {
+					fmt.Fprintf(&b, " upstream %s %d/%d binds up;", u.Name, u.BindsUp, u.BindsConfigured)
+				}
+			}
+			_, _ = io.WriteString(w, strings.TrimSuffix(b.String(), ";")+"\n")
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
