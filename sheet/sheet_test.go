@@ -118,7 +118,7 @@ func TestReadXLSX(t *testing.T) {
 		{"by name", Options{Format: XLSX}},
 		{"by content", Options{}},
 		{"named CSV", Options{Format: CSV}}, // a zip archive is never CSV
-		{"raw", Options{Raw: true, TempDir: t.TempDir()}},
+		{"shown", Options{Shown: true, TempDir: t.TempDir()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, format, err := readAll(t, data, tc.opts)
@@ -129,7 +129,7 @@ func TestReadXLSX(t *testing.T) {
 				t.Errorf("rows %q", got)
 			}
 			cells := strings.Split(got[2], "|")
-			if NumericCell(cells[3]) != "13916012345" {
+			if n, ok := NumericCell(cells[3]); !ok || n != "13916012345" {
 				t.Errorf("number cell %q", cells[3])
 			}
 		})
@@ -238,11 +238,21 @@ func TestFormatOfAndSniff(t *testing.T) {
 
 func TestNumericCell(t *testing.T) {
 	for in, want := range map[string]string{
-		"1.38001380E+10": "13800138000", "13800138000.0": "13800138000", "12.5": "12.5",
+		"1.3800138000E+10": "13800138000", "13800138000.0": "13800138000", "12.5": "12.5",
 		"13800138000": "13800138000", "-1E+3": "-1E+3", "1e20": "1e20", "abc.": "abc.",
+		"8.613800138000E+12": "8613800138000", " 1.3800138001e10 ": "13800138001",
+		"1.38001380001E+10": "1.38001380001E+10", // not a whole number: left for the caller to refuse
+		"1E-3": "1E-3", "138E": "138E",
 	} {
-		if got := NumericCell(in); got != want {
-			t.Errorf("NumericCell(%q) = %q, want %q", in, got, want)
+		if got, ok := NumericCell(in); got != want || !ok {
+			t.Errorf("NumericCell(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	// Excel's scientific notation with fewer digits than the number had:
+	// somebody else's number.
+	for _, in := range []string{"1.38001E+10", "8.6138E+12", "1.39E+13", "1.38001380E+10", "1E+10", "+1.38E+10", "1.38e10"} {
+		if got, ok := NumericCell(in); ok || got != in {
+			t.Errorf("NumericCell(%q) = %q, %v; want it refused", in, got, ok)
 		}
 	}
 }
