@@ -96,7 +96,7 @@ func contactOut(c policy.Contact) Contact {
 func writeContactsErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, policy.ErrContactsLimit):
-		writeError(w, http.StatusUnprocessableEntity, policy.ContactReasonLimit, strings.TrimPrefix(err.Error(), policy.ErrContactsLimit.Error()+": "))
+		writeError(w, http.StatusUnprocessableEntity, policy.RowContactsLimit, strings.TrimPrefix(err.Error(), policy.ErrContactsLimit.Error()+": "))
 	case errors.Is(err, policy.ErrForbidden):
 		writeError(w, http.StatusForbidden, "forbidden", "only the enterprise's admins change the enterprise book")
 	case errors.Is(err, policy.ErrNotFound):
