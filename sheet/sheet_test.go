@@ -242,7 +242,7 @@ func TestNumericCell(t *testing.T) {
 		"13800138000": "13800138000", "-1E+3": "-1E+3", "1e20": "1e20", "abc.": "abc.",
 		"8.613800138000E+12": "8613800138000", " 1.3800138001e10 ": "13800138001",
 		"1.38001380001E+10": "1.38001380001E+10", // not a whole number: left for the caller to refuse
-		"1E-3": "1E-3", "138E": "138E",
+		"1E-3":              "1E-3", "138E": "138E",
 	} {
 		if got, ok := NumericCell(in); got != want || !ok {
 			t.Errorf("NumericCell(%q) = %q, %v; want %q", in, got, ok, want)
