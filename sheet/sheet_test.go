@@ -280,7 +280,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte("\"a\nb"))
 	lim := Limits{MaxBytes: 1 << 20, MaxRows: 50, MaxCell: 64, MaxRow: 256, MaxUnpacked: 4 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := Open(bytes.NewReader(data), Options{Limits: lim, TempDir: t.TempDir()})
+		r, err := Open(bytes.NewReader(data), Options{Limits: lim, TempDir: t.TempDir(), Shown: len(data)%2 == 0})
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {
@@ -304,9 +304,12 @@ func FuzzRead(f *testing.F) {
 			if n >= lim.MaxRows || row.N < 1 || blank(row.Cells) {
 				t.Fatalf("row %d: %+v", n, row)
 			}
-			for _, c := range row.Cells {
+			for _, c := range append(row.Cells, row.Shown...) {
 				if len(c) > lim.MaxCell {
 					t.Fatalf("cell of %d bytes", len(c))
+				}
+				if n, ok := NumericCell(c); !ok && n != c {
+					t.Fatalf("NumericCell(%q) refused as %q", c, n)
 				}
 			}
 		}
