@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -48,5 +49,18 @@ func TestImportTruncatedNumbers(t *testing.T) {
 	if wl.Added != 1 || len(wl.Errors) != 1 || wl.Errors[0].Row != 2 || wl.Errors[0].Reason != RowNumberTruncated ||
 		!strings.Contains(wl.Errors[0].Detail, "8.6138E+12") {
 		t.Fatalf("%+v", wl)
+	}
+}
+
+// The README's error section lists every row reason.
+func TestRowReasonsInREADME(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range RowReasons() {
+		if !strings.Contains(string(b), "`"+r[0]+"`") || r[1] == "" {
+			t.Errorf("row reason %s: not in README.md, or no meaning", r[0])
+		}
 	}
 }
