@@ -109,14 +109,21 @@ func (s *Server) importWhitelist(a policy.Actor, w http.ResponseWriter, r *http.
 		return
 	}
 	code := r.PathValue("code")
+	release, ok := s.importSlot(w, code)
+	if !ok {
+		return
+	}
+	defer release()
 	res, err := s.cfg.Policy.ImportWhitelist(a, code, http.MaxBytesReader(w, r.Body, s.admin.maxImport), f)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("file larger than %d bytes", mbe.Limit))
-			return
+		case writeSheetLimit(w, err):
+		default:
+			writeErr(w, err)
 		}
-		writeErr(w, err)
 		return
 	}
 	s.audit(a, "whitelist imported", "enterprise", code, "rows", res.Rows, "added", res.Added, "errors", len(res.Errors))

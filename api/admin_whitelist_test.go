@@ -54,8 +54,8 @@ func adminXLSX(t *testing.T) []byte {
 func errorRows(errs []policy.RowError) []int {
 	var rows []int
 	for _, e := range errs {
-		if e.Reason != policy.ReasonInvalidNumber {
-			panic("reason " + e.Reason.String())
+		if e.Reason != policy.ReasonInvalidNumber.String() {
+			panic("reason " + e.Reason)
 		}
 		rows = append(rows, e.Row)
 	}

@@ -96,7 +96,7 @@ func contactOut(c policy.Contact) Contact {
 func writeContactsErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, policy.ErrContactsLimit):
-		writeError(w, http.StatusUnprocessableEntity, policy.ContactReasonLimit, strings.TrimPrefix(err.Error(), policy.ErrContactsLimit.Error()+": "))
+		writeError(w, http.StatusUnprocessableEntity, policy.RowContactsLimit, strings.TrimPrefix(err.Error(), policy.ErrContactsLimit.Error()+": "))
 	case errors.Is(err, policy.ErrForbidden):
 		writeError(w, http.StatusForbidden, "forbidden", "only the enterprise's admins change the enterprise book")
 	case errors.Is(err, policy.ErrNotFound):
@@ -190,6 +190,11 @@ func (s *Server) importContacts(kind string) userHandler {
 			writeError(w, http.StatusBadRequest, "invalid", "an import takes only the file")
 			return
 		}
+		release, ok := s.importSlot(w, c.ent.Code)
+		if !ok {
+			return
+		}
+		defer release()
 		f, err := os.Open(up.path)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -198,7 +203,9 @@ func (s *Server) importContacts(kind string) userHandler {
 		defer f.Close()
 		res, err := s.cfg.Policy.ImportContacts(a, b, f, up.format)
 		if err != nil {
-			writeContactsErr(w, err)
+			if !writeSheetLimit(w, err) {
+				writeContactsErr(w, err)
+			}
 			return
 		}
 		out := ContactImport{Rows: res.Rows, Added: res.Added, Updated: res.Updated, Unchanged: res.Unchanged,

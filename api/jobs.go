@@ -83,6 +83,8 @@ type jobState struct {
 	runner *batch.Runner
 	tmpDir string // spooled uploads and unpacked sheets; "" = os.TempDir()
 	maxAll int    // running jobs in all; 0 = batch.MaxJobs
+	// imports: the files being read, of every upload (uploads.go).
+	imports importLimiter
 }
 
 // batches is the Server's job runner.
@@ -207,18 +209,26 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		return
 	}
 
+	release, ok := s.importSlot(w, c.ent.Code)
+	if !ok {
+		return
+	}
 	f, err := os.Open(up.path)
 	if err != nil {
+		release()
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	rows, err := batch.OpenRows(f, batch.RowsOptions{Format: up.format, Template: opts.template,
 		NumberColumn: opts.numberColumn, MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir})
+	release() // an XLSX file is unpacked and checked; a CSV file streams
 	if err != nil {
 		var fe *batch.FieldError
-		if errors.As(err, &fe) {
+		switch {
+		case errors.As(err, &fe):
 			writeError(w, http.StatusBadRequest, fe.Reason, fe.Msg)
-		} else {
+		case writeSheetLimit(w, err):
+		default:
 			writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		}
 		return

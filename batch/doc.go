@@ -29,7 +29,10 @@
 //   - Every data row is accounted for: RowsRead == Accepted + Refused +
 //     Unsent when a job has ended. Accepted rows are durable messages of
 //     the outbox; refused rows carry their row number and reason (an empty
-//     number, text or field, or the gateway's refusal); unsent rows were
+//     number, text or field, a number Excel cut short — one of policy's
+//     row reasons, policy.RowEmptyText … — or the gateway's refusal). The
+//     number column is read as stored, template fields as Excel shows
+//     them (sheet.Options.Shown); unsent rows were
 //     read but not handed over because the job was cancelled or failed.
 //     Rows with no content are not rows.
 //   - Memory is bounded: rows stream from the sheet, at most BatchInFlight

@@ -16,13 +16,6 @@ const (
 	JobFailed    = "failed"
 )
 
-// Row error reasons besides the gateway's refusals (and invalid_number for
-// an empty number).
-const (
-	ReasonEmptyText  = "empty_text"
-	ReasonEmptyField = "empty_field"
-)
-
 // RowError is a refused row of a batch file (or of a contact import).
 type RowError struct {
 	Row     int    `json:"row"`    // the line of a CSV file, the row of a sheet

@@ -42,7 +42,8 @@ type rowSpec func(row sheet.Row) (number, text, reason, msg string)
 // options: a *FieldError if they do not fit, another error if the file
 // cannot be read or has no data row. It takes ownership of f.
 func OpenRows(f io.ReadCloser, o RowsOptions) (*Rows, error) {
-	sr, err := sheet.Open(f, sheet.Options{Format: o.Format, Limits: sheet.Limits{MaxBytes: o.MaxBytes}, TempDir: o.TempDir})
+	sr, err := sheet.Open(f, sheet.Options{Format: o.Format, Limits: sheet.Limits{MaxBytes: o.MaxBytes}, TempDir: o.TempDir,
+		Shown: o.Template != ""}) // template fields as Excel shows them (dates, amounts)
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("the file cannot be read: %w", err)
@@ -87,7 +88,7 @@ func (rs *Rows) readAhead(msg string) error {
 }
 
 func (rs *Rows) keep(row sheet.Row) {
-	rs.pending = &sheet.Row{N: row.N, Cells: slices.Clone(row.Cells)}
+	rs.pending = &sheet.Row{N: row.N, Cells: slices.Clone(row.Cells), Shown: slices.Clone(row.Shown)}
 }
 
 // next returns the next row, first the one read ahead by the spec.
@@ -117,13 +118,15 @@ func (rs *Rows) batchSpec() (rowSpec, error) {
 		rs.keep(row)
 	}
 	return func(row sheet.Row) (string, string, string, string) {
-		number := sheet.NumericCell(strings.TrimSpace(row.Cell(0)))
+		number, ok := sheet.NumericCell(strings.TrimSpace(row.Cell(0)))
 		text := strings.TrimSpace(row.Cell(1))
 		switch {
 		case number == "":
 			return "", "", policy.ReasonInvalidNumber.String(), "empty number (column A)"
+		case !ok:
+			return number, "", policy.RowNumberTruncated, "column A: " + policy.TruncatedDetail(number)
 		case text == "":
-			return number, "", ReasonEmptyText, "empty text (column B)"
+			return number, "", policy.RowEmptyText, "empty text (column B)"
 		}
 		return number, text, "", ""
 	}, nil
@@ -198,9 +201,12 @@ func (rs *Rows) templateSpec(tmpl, numberColumn string) (rowSpec, error) {
 		return nil, err
 	}
 	return func(row sheet.Row) (string, string, string, string) {
-		number := sheet.NumericCell(strings.TrimSpace(row.Cell(numCol)))
-		if number == "" {
+		number, ok := sheet.NumericCell(strings.TrimSpace(row.Cell(numCol)))
+		switch {
+		case number == "":
 			return "", "", policy.ReasonInvalidNumber.String(), "empty number (column " + numName + ")"
+		case !ok:
+			return number, "", policy.RowNumberTruncated, "column " + numName + ": " + policy.TruncatedDetail(number)
 		}
 		var b strings.Builder
 		for _, p := range parts {
@@ -208,9 +214,9 @@ func (rs *Rows) templateSpec(tmpl, numberColumn string) (rowSpec, error) {
 				b.WriteString(p.text)
 				continue
 			}
-			v := strings.TrimSpace(row.Cell(p.col))
+			v := strings.TrimSpace(row.ShownCell(p.col))
 			if v == "" {
-				return number, "", ReasonEmptyField, "empty field {" + p.text + "}"
+				return number, "", policy.RowEmptyField, "empty field {" + p.text + "}"
 			}
 			b.WriteString(v)
 		}

@@ -50,13 +50,6 @@ const (
 // wrapping error names the book and its limit.
 var ErrContactsLimit = errors.New("policy: address book full")
 
-// Row error reasons of contact imports (besides ReasonInvalidNumber's string).
-const (
-	ContactReasonInvalidName  = "invalid_name"
-	ContactReasonInvalidGroup = "invalid_group"
-	ContactReasonLimit        = "contacts_limit"
-)
-
 // Book names an address book: an enterprise's book (User "") or the personal
 // book of one of its users.
 type Book struct {
@@ -252,11 +245,11 @@ func (s *Store) checkContact(in ContactInput) (number string, rec contactRec, re
 	}
 	name := strings.TrimSpace(in.Name)
 	if err := validText("name", name, 1, maxContactNameLen); err != nil {
-		return "", rec, ContactReasonInvalidName, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		return "", rec, RowInvalidName, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
 	}
 	groups, err := cleanGroups(in.Groups)
 	if err != nil {
-		return "", rec, ContactReasonInvalidGroup, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		return "", rec, RowInvalidGroup, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
 	}
 	return e164, contactRec{Name: name, Groups: groups}, "", ""
 }
@@ -426,7 +419,7 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 		return ContactImportResult{}, err
 	}
 	// The header and a row past the limit are read, then refused below.
-	sr, err := openImport(r, f, MaxContactImportRows+2, false)
+	sr, err := openImport(r, f, MaxContactImportRows+2)
 	if err != nil {
 		return ContactImportResult{}, err
 	}
@@ -448,7 +441,7 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 			return ContactImportResult{}, importErr(err)
 		}
 		n, cell := in.N, in.Cell
-		num := sheet.NumericCell(strings.TrimSpace(cell(1)))
+		num, whole := sheet.NumericCell(strings.TrimSpace(cell(1)))
 		if first {
 			first = false
 			if !strings.ContainsAny(num, "0123456789") && strings.TrimSpace(cell(0)+cell(1)) != "" && num != "" {
@@ -459,6 +452,10 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 		res.Rows++
 		if res.Rows > MaxContactImportRows {
 			return ContactImportResult{}, tooManyRows(MaxContactImportRows)
+		}
+		if !whole {
+			res.Errors = append(res.Errors, ContactRowError{Row: n, Number: cell(1), Reason: RowNumberTruncated, Detail: TruncatedDetail(num)})
+			continue
 		}
 		e164, rec, reason, detail := s.checkContact(ContactInput{Name: cell(0), Number: num, Groups: splitGroups(cell(2))})
 		if reason != "" {
@@ -474,7 +471,7 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 		if i, ok := at[r.number]; ok {
 			merged, err := cleanGroups(append(slices.Clone(uniq[i].rec.Groups), r.rec.Groups...))
 			if err != nil {
-				res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: ContactReasonInvalidGroup,
+				res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: RowInvalidGroup,
 					Detail: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
 				continue
 			}
@@ -507,7 +504,7 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 				res.Updated++
 			} else {
 				if count >= b.Limit() {
-					res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: ContactReasonLimit,
+					res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: RowContactsLimit,
 						Detail: fmt.Sprintf("%s holds at most %d contacts", b, b.Limit())})
 					continue
 				}

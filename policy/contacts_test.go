@@ -135,7 +135,7 @@ func TestContactsLimits(t *testing.T) {
 		}
 		e := res.Errors[0]
 		want := fmt.Sprintf("holds at most %d contacts", tc.limit)
-		if e.Row != tc.limit+2 || e.Reason != ContactReasonLimit || !strings.Contains(e.Detail, want) || e.Number != cmcc(tc.limit) {
+		if e.Row != tc.limit+2 || e.Reason != RowContactsLimit || !strings.Contains(e.Detail, want) || e.Number != cmcc(tc.limit) {
 			t.Errorf("%s: limit error %+v", tc.book, e)
 		}
 		// Adding one more: a clear error; updating an existing one still works.

@@ -260,3 +260,42 @@ func Describe(err error) (reason, code, msg string) {
 	}
 	return "internal", fmt.Sprintf("0x%08x", StatusSystemError), err.Error()
 }
+
+// Row reasons: a row of an uploaded file (batch and templated sends,
+// address books, whitelist imports) refused before it became a submission
+// or an entry — over HTTP only, in each import's per-row errors, never an
+// SMPP answer. A row the gateway refuses carries that refusal's Reason
+// instead, and an empty or invalid number is ReasonInvalidNumber's
+// "invalid_number". This list is the only place they are defined.
+const (
+	RowEmptyText       = "empty_text"       // batch: column B (the text) is empty
+	RowEmptyField      = "empty_field"      // templated send: a {column} of the template is empty
+	RowNumberTruncated = "number_truncated" // the number is in scientific notation that lost digits
+	RowInvalidName     = "invalid_name"     // address book: the name is too long or not text
+	RowInvalidGroup    = "invalid_group"    // address book: a group name is invalid, or too many groups
+	RowContactsLimit   = "contacts_limit"   // address book: the book is full
+)
+
+var rowReasons = []struct{ name, message string }{
+	{RowEmptyText, "empty text (column B of a batch file)"},
+	{RowEmptyField, "a field of the template is empty in this row"},
+	{RowNumberTruncated, "the number is in scientific notation with digits missing (1.38001E+10): Excel cut it short; format the column as text and type the numbers again"},
+	{RowInvalidName, "the contact's name is too long or invalid"},
+	{RowInvalidGroup, "a group name is too long or invalid, or the contact has too many groups"},
+	{RowContactsLimit, "the address book is full"},
+}
+
+// RowReasons returns the row reasons, each with its meaning.
+func RowReasons() [][2]string {
+	out := make([][2]string, len(rowReasons))
+	for i, r := range rowReasons {
+		out[i] = [2]string{r.name, r.message}
+	}
+	return out
+}
+
+// TruncatedDetail is the message of a RowNumberTruncated row error for
+// the cell value v.
+func TruncatedDetail(v string) string {
+	return fmt.Sprintf("%q is in scientific notation with digits missing: Excel cut the number short; format the column as text and type the numbers again", v)
+}

@@ -99,7 +99,7 @@ func decodeEntry(k, v []byte) (WhitelistEntry, error) {
 type RowError struct {
 	Row    int    `json:"row"`
 	Value  string `json:"value"`
-	Reason Reason `json:"reason"` // ReasonInvalidNumber
+	Reason string `json:"reason"` // invalid_number or number_truncated
 	Detail string `json:"detail"`
 }
 
@@ -125,8 +125,9 @@ type BulkResult struct {
 }
 
 type inputRow struct {
-	row   int
-	value string
+	row       int
+	value     string
+	truncated bool // scientific notation that lost digits (sheet.NumericCell)
 }
 
 type validRow struct {
@@ -138,8 +139,12 @@ type validRow struct {
 func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
 	for _, r := range rows {
 		v := strings.TrimSpace(r.value)
-		if v == "" {
-			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber, Detail: "empty number"})
+		switch {
+		case v == "":
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: "empty number"})
+			continue
+		case r.truncated:
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: RowNumberTruncated, Detail: TruncatedDetail(v)})
 			continue
 		}
 		e164, err := s.cls.normalizeMobile(v)
@@ -149,7 +154,7 @@ func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
 			if errors.As(err, &ref) {
 				detail = ref.Detail
 			}
-			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber, Detail: detail})
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: detail})
 			continue
 		}
 		ok = append(ok, validRow{r.row, e164})
@@ -160,7 +165,7 @@ func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
 func listRows(numbers []string) []inputRow {
 	rows := make([]inputRow, len(numbers))
 	for i, n := range numbers {
-		rows[i] = inputRow{i + 1, n}
+		rows[i] = inputRow{row: i + 1, value: n}
 	}
 	return rows
 }
@@ -177,10 +182,9 @@ func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResu
 }
 
 // openImport starts reading an imported file: maxRows rows with content at
-// most (a header included), its size bounded by the caller; raw: XLSX cells
-// as stored, not as shown.
-func openImport(r io.Reader, f sheet.Format, maxRows int, raw bool) (*sheet.Reader, error) {
-	sr, err := sheet.Open(r, sheet.Options{Format: f, Limits: sheet.Limits{MaxBytes: math.MaxInt64, MaxRows: maxRows}, Raw: raw})
+// most (a header included), its size bounded by the caller.
+func openImport(r io.Reader, f sheet.Format, maxRows int) (*sheet.Reader, error) {
+	sr, err := sheet.Open(r, sheet.Options{Format: f, Limits: sheet.Limits{MaxBytes: math.MaxInt64, MaxRows: maxRows}})
 	if err != nil {
 		return nil, importErr(err)
 	}
@@ -203,7 +207,7 @@ func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Forma
 	if !a.admin(code) {
 		return ImportResult{}, ErrForbidden
 	}
-	sr, err := openImport(r, f, s.opts.MaxImportRows, true)
+	sr, err := openImport(r, f, s.opts.MaxImportRows)
 	if err != nil {
 		return ImportResult{}, err
 	}
@@ -217,7 +221,8 @@ func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Forma
 		if err != nil {
 			return ImportResult{}, importErr(err)
 		}
-		rows = append(rows, inputRow{row.N, sheet.NumericCell(row.Cell(0))})
+		v, whole := sheet.NumericCell(row.Cell(0))
+		rows = append(rows, inputRow{row: row.N, value: v, truncated: !whole})
 	}
 	header := 0
 	if len(rows) > 0 && rows[0].row == 1 && strings.TrimSpace(rows[0].value) != "" &&

@@ -21,8 +21,8 @@ func TestWhitelistLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ImportResult{Rows: 4, Added: 1, Duplicates: 1, Errors: []RowError{
-		{Row: 3, Value: "020-88888888", Reason: ReasonInvalidNumber, Detail: "+862088888888: not a mobile number"},
-		{Row: 4, Value: "", Reason: ReasonInvalidNumber, Detail: "empty number"},
+		{Row: 3, Value: "020-88888888", Reason: ReasonInvalidNumber.String(), Detail: "+862088888888: not a mobile number"},
+		{Row: 4, Value: "", Reason: ReasonInvalidNumber.String(), Detail: "empty number"},
 	}}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("add: %+v\nwant %+v", res, want)
@@ -184,7 +184,7 @@ func checkImport(t *testing.T, got, want ImportResult, errRows []int) {
 	var rows []int
 	for _, e := range got.Errors {
 		rows = append(rows, e.Row)
-		if e.Reason != ReasonInvalidNumber || e.Detail == "" {
+		if e.Reason != ReasonInvalidNumber.String() || e.Detail == "" {
 			t.Errorf("row error %+v", e)
 		}
 	}

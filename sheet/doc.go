@@ -21,10 +21,13 @@
 //     chosen when the first 64 KiB are not UTF-8. The separator is a tab when
 //     the first line has tabs and no commas, else a comma.
 //   - XLSX (Office Open XML): the first sheet, through excelize's streaming
-//     row iterator. Each cell is read as Excel shows it, or with
-//     Options.Raw as it is stored. NumericCell turns a number shown in
-//     scientific or decimal notation ("1.3712345678E+10") back into its
-//     digits.
+//     row iterator. Row.Cells are the values as stored (a number cell
+//     formatted "0.00E+00" is "8613912345678", not "8.61E+12"); with
+//     Options.Shown, Row.Shown has them as Excel shows them too (for
+//     template text: dates, amounts). NumericCell turns a number written
+//     in scientific or decimal notation back into its digits, and refuses
+//     scientific notation that lost digits ("1.38001E+10": nobody's
+//     number).
 //
 // The content decides, not the name: a zip archive is read as XLSX even
 // when called CSV (Format is a hint), and a file given as XLSX that is not a
@@ -42,10 +45,17 @@
 //     (blank lines and lines inside quoted cells count) or the row of the
 //     sheet, so that a message can name it as the user sees it.
 //   - Memory is bounded by the caller's Limits, never by the file: CSV holds
-//     one row (at most Limits.MaxRow bytes, plus a 64 KiB read-ahead); XLSX
-//     holds the compressed file (at most Limits.MaxBytes) and spills sheets
-//     and shared strings over 1 MiB to temporary files (at most
-//     Limits.MaxUnpacked in all), removed by Close.
+//     one row (at most Limits.MaxRow bytes, plus a 64 KiB read-ahead). XLSX
+//     is spooled to a temporary file and read once, streaming, before
+//     excelize parses it (guard.go): more than 10,000 archive entries, a
+//     part other than a sheet over 4 MiB (16 MiB in all), an XML token,
+//     cell or shared string over 4 × Limits.MaxCell + 4 KiB, a row of more
+//     than 1024 cells, more than Limits.MaxSharedStrings shared strings or
+//     an archive unpacking to more than Limits.MaxUnpacked fail the file
+//     with ErrLimit before excelize holds any of it. excelize then holds
+//     the compressed file while it opens it (at most Limits.MaxBytes) and
+//     spills sheets and shared strings over 256 KiB to temporary files,
+//     removed by Close.
 //   - Every limit passed, and every malformed file, is an *Error naming the
 //     row where it was found; errors.Is tells ErrLimit, ErrMalformed and
 //     ErrUnsupported apart, and an error of the underlying reader (an
@@ -60,8 +70,11 @@
 //     that is ASCII there and GBK further on is read as UTF-8, its later
 //     cells carrying invalid UTF-8. UTF-16 without a byte order mark is not
 //     recognised.
-//   - excelize reads the whole compressed XLSX into memory before the first
-//     row: bound it with Limits.MaxBytes (or the caller's own reader).
+//   - excelize reads the whole compressed XLSX into memory while it opens
+//     it: bound it with Limits.MaxBytes (or the caller's own reader).
+//   - An XLSX value stored in scientific notation with fewer digits than
+//     its size ("1.38E10") is refused by NumericCell like displayed text:
+//     Excel stores plain digits, so such a value came through a lossy copy.
 //   - A limit error in the middle of a CSV record names the row after the
 //     last one returned: the record being read.
 package sheet

@@ -98,6 +98,9 @@ type Limits struct {
 	MaxCell     int   // bytes of one cell, as UTF-8
 	MaxRow      int   // bytes of one row: a CSV record as decoded, the cells of a sheet row
 	MaxUnpacked int64 // XLSX: bytes the archive may inflate to (temporary files)
+	// MaxSharedStrings: XLSX: strings of the shared strings table (excelize
+	// keeps an index of about 50 bytes per string in memory).
+	MaxSharedStrings int
 }
 
 // DefaultLimits are the limits of a zero Limits field.
@@ -107,6 +110,8 @@ var DefaultLimits = Limits{
 	MaxCell:     32 << 10,
 	MaxRow:      1 << 20,
 	MaxUnpacked: 1 << 30,
+
+	MaxSharedStrings: 1_000_000,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -126,6 +131,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxUnpacked <= 0 {
 		l.MaxUnpacked = d.MaxUnpacked
 	}
+	if l.MaxSharedStrings <= 0 {
+		l.MaxSharedStrings = d.MaxSharedStrings
+	}
 	return l
 }
 
@@ -135,17 +143,35 @@ type Options struct {
 	// is XLSX whatever it says; given XLSX, anything else is ErrMalformed.
 	Format Format
 	Limits Limits
-	// Raw reads XLSX cells as stored rather than as shown (a number cell
-	// formatted "0.00" is "13712345678", not "13712345678.00").
-	Raw bool
-	// TempDir holds an XLSX file's unpacked sheets ("": os.TempDir()).
+	// Shown also reads each XLSX cell as Excel shows it, into Row.Shown:
+	// for text that fills a template (a date, an amount with its format).
+	// Row.Cells are always the values as stored, so that a number cell
+	// formatted "0.00E+00" is "8613912345678", not "8.61E+12".
+	Shown bool
+	// TempDir holds an XLSX file as uploaded and its unpacked sheets ("":
+	// os.TempDir()).
 	TempDir string
 }
 
 // Row is one row with content.
 type Row struct {
 	N     int      // 1-based: the CSV line where it starts, the sheet's row
-	Cells []string // valid until the next call of Next
+	Cells []string // as stored; valid until the next call of Next
+	// Shown: with Options.Shown, the cells of an XLSX row as Excel shows
+	// them (for CSV the same as Cells); else nil.
+	Shown []string
+}
+
+// ShownCell is cell i as shown, "" past the row's end; Cell(i) when the
+// reader was opened without Options.Shown.
+func (r Row) ShownCell(i int) string {
+	if r.Shown == nil {
+		return r.Cell(i)
+	}
+	if i >= 0 && i < len(r.Shown) {
+		return r.Shown[i]
+	}
+	return ""
 }
 
 // Cell is cell i of the row, "" past its end.
@@ -160,7 +186,8 @@ func (r Row) Cell(i int) string {
 type Reader struct {
 	format Format
 	lim    Limits
-	rows   int // rows returned
+	shown  bool // Options.Shown
+	rows   int  // rows returned
 	csv    *csvReader
 	xlsx   *xlsxReader
 	err    error // sticky
@@ -184,7 +211,7 @@ func Open(r io.Reader, opts Options) (*Reader, error) {
 		}
 		return nil, refusal
 	}
-	sr := &Reader{format: format, lim: lim}
+	sr := &Reader{format: format, lim: lim, shown: opts.Shown}
 	if format == XLSX {
 		sr.xlsx, err = openXLSX(br, src, lim, opts)
 	} else {
@@ -230,6 +257,9 @@ func (r *Reader) Next() (Row, error) {
 		row, err = r.xlsx.next()
 	}
 	if err == nil {
+		if r.shown && row.Shown == nil {
+			row.Shown = row.Cells
+		}
 		err = r.check(row)
 	}
 	if err != nil {
@@ -251,6 +281,11 @@ func (r *Reader) check(row Row) error {
 			return rowErr(row.N, ErrLimit, "cell %s holds %d bytes (at most %d)", columnName(i), len(c), r.lim.MaxCell)
 		}
 		total += len(c)
+	}
+	for i, c := range row.Shown {
+		if len(c) > r.lim.MaxCell {
+			return rowErr(row.N, ErrLimit, "cell %s holds %d bytes as shown (at most %d)", columnName(i), len(c), r.lim.MaxCell)
+		}
 	}
 	if total > r.lim.MaxRow {
 		return rowErr(row.N, ErrLimit, "the row holds %d bytes (at most %d)", total, r.lim.MaxRow)
@@ -286,17 +321,30 @@ func columnName(i int) string {
 }
 
 // NumericCell turns a number written in scientific or decimal notation
-// ("1.3712345678E+10", "13712345678.0") back into its digits; anything else
-// (a fraction, a negative or huge number, text) is returned unchanged.
-func NumericCell(v string) string {
+// ("1.3800138000E+10", "13800138000.0") back into its digits; anything
+// else (a fraction, a negative or huge number, text) is returned unchanged.
+// ok is false for scientific notation that lost digits: "1.38001E+10"
+// (Excel's display of 13800138000, or of 13800112345, in a narrow column)
+// stands for a number nobody wrote, so the caller must refuse the row, not
+// guess. A mantissa with at least as many decimals as the exponent
+// ("1.3800138000E+10") has every digit and is read.
+func NumericCell(v string) (digits string, ok bool) {
 	if !strings.ContainsAny(v, "eE.") {
-		return v
+		return v, true
 	}
-	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	t := strings.TrimSpace(v)
+	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || f <= 0 || f >= 1e15 || f != math.Trunc(f) {
-		return v
+		return v, true
 	}
-	return strconv.FormatFloat(f, 'f', 0, 64)
+	if mant, exp, sci := strings.Cut(strings.ToUpper(t), "E"); sci {
+		e, err := strconv.Atoi(strings.TrimPrefix(exp, "+"))
+		_, frac, _ := strings.Cut(mant, ".")
+		if err != nil || len(frac) < e {
+			return v, false
+		}
+	}
+	return strconv.FormatFloat(f, 'f', 0, 64), true
 }
 
 // countingReader fails once more than max bytes were read, and keeps the

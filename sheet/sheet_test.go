@@ -118,7 +118,7 @@ func TestReadXLSX(t *testing.T) {
 		{"by name", Options{Format: XLSX}},
 		{"by content", Options{}},
 		{"named CSV", Options{Format: CSV}}, // a zip archive is never CSV
-		{"raw", Options{Raw: true, TempDir: t.TempDir()}},
+		{"shown", Options{Shown: true, TempDir: t.TempDir()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, format, err := readAll(t, data, tc.opts)
@@ -129,7 +129,7 @@ func TestReadXLSX(t *testing.T) {
 				t.Errorf("rows %q", got)
 			}
 			cells := strings.Split(got[2], "|")
-			if NumericCell(cells[3]) != "13916012345" {
+			if n, ok := NumericCell(cells[3]); !ok || n != "13916012345" {
 				t.Errorf("number cell %q", cells[3])
 			}
 		})
@@ -238,11 +238,21 @@ func TestFormatOfAndSniff(t *testing.T) {
 
 func TestNumericCell(t *testing.T) {
 	for in, want := range map[string]string{
-		"1.38001380E+10": "13800138000", "13800138000.0": "13800138000", "12.5": "12.5",
+		"1.3800138000E+10": "13800138000", "13800138000.0": "13800138000", "12.5": "12.5",
 		"13800138000": "13800138000", "-1E+3": "-1E+3", "1e20": "1e20", "abc.": "abc.",
+		"8.613800138000E+12": "8613800138000", " 1.3800138001e10 ": "13800138001",
+		"1.38001380001E+10": "1.38001380001E+10", // not a whole number: left for the caller to refuse
+		"1E-3":              "1E-3", "138E": "138E",
 	} {
-		if got := NumericCell(in); got != want {
-			t.Errorf("NumericCell(%q) = %q, want %q", in, got, want)
+		if got, ok := NumericCell(in); got != want || !ok {
+			t.Errorf("NumericCell(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	// Excel's scientific notation with fewer digits than the number had:
+	// somebody else's number.
+	for _, in := range []string{"1.38001E+10", "8.6138E+12", "1.39E+13", "1.38001380E+10", "1E+10", "+1.38E+10", "1.38e10"} {
+		if got, ok := NumericCell(in); ok || got != in {
+			t.Errorf("NumericCell(%q) = %q, %v; want it refused", in, got, ok)
 		}
 	}
 }
@@ -270,7 +280,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte("\"a\nb"))
 	lim := Limits{MaxBytes: 1 << 20, MaxRows: 50, MaxCell: 64, MaxRow: 256, MaxUnpacked: 4 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := Open(bytes.NewReader(data), Options{Limits: lim, TempDir: t.TempDir()})
+		r, err := Open(bytes.NewReader(data), Options{Limits: lim, TempDir: t.TempDir(), Shown: len(data)%2 == 0})
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {
@@ -294,9 +304,12 @@ func FuzzRead(f *testing.F) {
 			if n >= lim.MaxRows || row.N < 1 || blank(row.Cells) {
 				t.Fatalf("row %d: %+v", n, row)
 			}
-			for _, c := range row.Cells {
+			for _, c := range append(row.Cells, row.Shown...) {
 				if len(c) > lim.MaxCell {
 					t.Fatalf("cell of %d bytes", len(c))
+				}
+				if n, ok := NumericCell(c); !ok && n != c {
+					t.Fatalf("NumericCell(%q) refused as %q", c, n)
 				}
 			}
 		}
