@@ -11,6 +11,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -71,6 +72,11 @@ type HTTPConfig struct {
 	// closed at once (connlimit.go).
 	MaxConns        int `mapstructure:"max_conns"`
 	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
+	// MaxImports caps the uploaded files (batch sends, address books,
+	// whitelist imports) being read at once, in all and per enterprise;
+	// one more is answered 429 too_many_imports.
+	MaxImports              int `mapstructure:"max_imports"`
+	MaxImportsPerEnterprise int `mapstructure:"max_imports_per_enterprise"`
 }
 
 type StoreConfig struct {
@@ -203,6 +209,8 @@ func defaultValues() map[string]any {
 		"http.idle_timeout":                        2 * time.Minute,
 		"http.max_conns":                           1024,
 		"http.max_conns_per_addr":                  64,
+		"http.max_imports":                         api.DefaultUploadLimits.Total,
+		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
 		"simulator.enabled":                        false,
@@ -368,6 +376,12 @@ func (c *Config) Validate() error {
 	addr("http.listen", c.HTTP.Listen)
 	if c.HTTP.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("http.max_conns: %d must be at least 1", c.HTTP.MaxConns))
+	}
+	if c.HTTP.MaxImports < 1 {
+		errs = append(errs, fmt.Errorf("http.max_imports: %d must be at least 1", c.HTTP.MaxImports))
+	}
+	if c.HTTP.MaxImportsPerEnterprise < 1 {
+		errs = append(errs, fmt.Errorf("http.max_imports_per_enterprise: %d must be at least 1", c.HTTP.MaxImportsPerEnterprise))
 	}
 	if c.HTTP.MaxConnsPerAddr < 1 {
 		errs = append(errs, fmt.Errorf("http.max_conns_per_addr: %d must be at least 1", c.HTTP.MaxConnsPerAddr))

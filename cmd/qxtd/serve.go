@@ -276,6 +276,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.httpAddr = hl.Addr()
 	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
 		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")})
+	d.api.SetUploadLimits(api.UploadLimits{Total: cfg.HTTP.MaxImports, PerEnterprise: cfg.HTTP.MaxImportsPerEnterprise})
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
 		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
 	}
