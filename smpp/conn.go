@@ -158,11 +158,17 @@ func NewConn(nc net.Conn, h Handler, opt ConnOptions) *Conn {
 		out:     make(chan outFrame, opt.WriteQueue),
 		closed:  make(chan struct{}),
 	}
-	c.loops.Add(2)
+	// Every loop is counted before any starts: the reader can fail at
+	// once (the peer closed) and finish then waits on loops, which must
+	// not grow after that.
+	loops := 2
+	if opt.EnquireLink > 0 {
+		loops++
+	}
+	c.loops.Add(loops)
 	go c.readLoop()
 	go c.writeLoop()
 	if opt.EnquireLink > 0 {
-		c.loops.Add(1)
 		go c.keepalive()
 	}
 	return c
