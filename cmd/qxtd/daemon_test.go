@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +31,13 @@ import (
 // as a subprocess (with the race detector) without a separate build.
 func TestMain(m *testing.M) {
 	if os.Getenv("QXTD_TEST_MAIN") == "1" {
+		if n, err := strconv.ParseUint(os.Getenv("QXTD_TEST_NOFILE"), 10, 64); err == nil {
+			// A daemon with few descriptors (TestDescriptorExhaustion).
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(1)
+			}
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -45,11 +53,12 @@ type proc struct {
 	wake     chan struct{} // a log line arrived (waitLog)
 }
 
-// startDaemon runs qxtd serve with cfgPath and waits for its ready line.
-func startDaemon(t *testing.T, cfgPath string) *proc {
+// startDaemon runs qxtd serve with cfgPath (and env, NAME=value) and
+// waits for its ready line.
+func startDaemon(t *testing.T, cfgPath string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "QXTD_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "QXTD_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
