@@ -1,0 +1,216 @@
+package reminder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// kick wakes the scheduler (a change may have brought an occurrence into
+// the Ahead window); it never blocks.
+func (s *Service) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run is the scheduler: a pass at once (occurrences missed while the
+// daemon was down are sent or marked missed), then one per Tick and after
+// every change, until ctx ends. A pass that is sending finishes the
+// occurrence at hand (its message and its record) before Run returns.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+		if err := s.Materialise(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("reminder: scheduler pass", "err", err)
+		}
+		t.Reset(s.cfg.Tick)
+	}
+}
+
+// Materialise hands every occurrence whose send time is within Ahead to
+// the gateway as a scheduled message (through Send: policy, quota and
+// signatures apply), once: the occurrence's record (its message ids) is
+// written right after Send committed. An occurrence more than Grace late
+// is marked missed instead; one less late goes at once.
+func (s *Service) Materialise(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*Reminder
+	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+		return each(tx, "", func(r *Reminder) error { all = append(all, r); return nil })
+	})
+	if err != nil {
+		return fmt.Errorf("reminder: read: %w", err)
+	}
+	for _, r := range all {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := s.materialise(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) materialise(ctx context.Context, r *Reminder) error {
+	now := s.cfg.Now()
+	horizon := now.Add(s.cfg.Ahead)
+	before := time.Duration(r.Rule.Before) * time.Minute
+	for _, o := range r.occurrences(r.From.Add(-before), horizon.Add(before)) {
+		if _, done := r.Occ[o.Date]; done || o.SendAt.After(horizon) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		st, retry := s.fire(ctx, r, o, now)
+		if retry {
+			continue // the next pass tries again
+		}
+		if err := s.record(r, o.Date, st, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fire sends one occurrence, or marks it missed. retry: nothing was
+// stored and nothing is to be recorded (rate limit, store failure).
+func (s *Service) fire(ctx context.Context, r *Reminder, o Occurrence, now time.Time) (st OccState, retry bool) {
+	st.SendAt = o.SendAt
+	if o.SendAt.Before(now.Add(-s.cfg.Grace)) {
+		st.State = StateMissed
+		s.log.Warn("reminder: occurrence missed", "reminder", r.ID, "enterprise", r.Enterprise, "date", o.Date, "send_at", o.SendAt)
+		return st, false
+	}
+	owner, err := s.cfg.Policy.User(policy.OperatorActor("reminders"), r.Account)
+	if err != nil {
+		return refused(st, "the reminder's owner no longer exists"), false
+	}
+	ent, ok := s.cfg.Policy.Lookup(r.Enterprise)
+	if !ok {
+		return refused(st, "the enterprise no longer exists"), false
+	}
+	dests, err := s.recipients(r, owner)
+	if err != nil {
+		return refused(st, err.Error()), false
+	}
+	text := r.Text
+	if ex := r.Exceptions[o.Date]; ex.Text != "" {
+		text = ex.Text
+	}
+	sendAt := o.SendAt
+	if !sendAt.After(now) {
+		sendAt = time.Time{} // late (within the grace period): at once
+	}
+	// The message and its record are one step: a shutdown waits for both.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	res, err := s.cfg.Gateway.Send(sctx, gateway.AccountFor(owner, ent), gateway.SendRequest{
+		Ingress: "http", Source: r.Source, Dests: dests, Text: text, SendAt: sendAt,
+	})
+	reason, _ := policy.ReasonOf(err)
+	switch {
+	case reason == policy.ReasonRateLimited, errors.Is(err, gateway.ErrStore):
+		s.log.Warn("reminder: send deferred", "reminder", r.ID, "date", o.Date, "err", err)
+		return st, true
+	case err != nil:
+		_, _, msg := policy.Describe(err)
+		return refused(st, msg), false
+	}
+	var reasons []string
+	for _, rr := range res {
+		if rr.Err != nil {
+			_, _, msg := policy.Describe(rr.Err)
+			reasons = append(reasons, rr.Dest+": "+msg)
+			continue
+		}
+		st.IDs = append(st.IDs, rr.ID)
+	}
+	st.Reason = strings.Join(reasons, "; ")
+	if len(st.IDs) == 0 {
+		return refused(st, st.Reason), false
+	}
+	st.State = StateScheduled
+	return st, false
+}
+
+func refused(st OccState, reason string) OccState {
+	st.State, st.Reason = StateRefused, reason
+	return st
+}
+
+// recipients are the numbers of r, its groups' members (as they are now)
+// or, with neither, the owner's registered mobile.
+func (s *Service) recipients(r *Reminder, owner *policy.User) ([]string, error) {
+	if len(r.To) == 0 && len(r.Groups) == 0 {
+		if owner.Mobile == "" {
+			return nil, errors.New("the user has no registered mobile")
+		}
+		return []string{strings.TrimPrefix(owner.Mobile, "+86")}, nil
+	}
+	out := append([]string(nil), r.To...)
+	if len(r.Groups) == 0 {
+		return out, nil
+	}
+	numbers, err := s.cfg.Policy.GroupNumbers(policy.ActorFor(owner), book(owner, r.Book), r.Groups)
+	if err != nil {
+		_, _, msg := policy.Describe(err)
+		return nil, errors.New(msg)
+	}
+	seen := map[string]bool{}
+	cls := s.cfg.Policy.Classifier()
+	for _, n := range r.To {
+		if cl, err := cls.Classify(n); err == nil && cl.Mobile {
+			seen[cl.E164] = true
+		}
+	}
+	for _, n := range numbers {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, strings.TrimPrefix(n, "+86"))
+		}
+	}
+	return out, nil
+}
+
+// record stores what became of one occurrence (a series deleted in the
+// meantime cannot be: the scheduler holds s.mu).
+func (s *Service) record(r *Reminder, date string, st OccState, now time.Time) error {
+	if r.Occ == nil {
+		r.Occ = map[string]OccState{}
+	}
+	r.Occ[date] = st
+	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+		cur, err := getTx(tx, r.Enterprise, r.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Occ == nil {
+			cur.Occ = map[string]OccState{}
+		}
+		cur.Occ[date] = st
+		return putTx(tx, cur, now)
+	})
+	if err != nil {
+		return fmt.Errorf("reminder %d: record occurrence %s: %w", r.ID, date, err)
+	}
+	return nil
+}

@@ -1,0 +1,435 @@
+package reminder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Defaults of Config.
+const (
+	DefaultGrace = time.Hour
+	DefaultAhead = 24 * time.Hour
+	DefaultTick  = time.Minute
+)
+
+// maxMove bounds how far an edited occurrence may move from its day.
+const maxMove = 7 * 24 * time.Hour
+
+// Config configures a Service.
+type Config struct {
+	DB      *bolt.DB // the daemon's state file (queue.OpenDB); the caller closes it
+	Gateway *gateway.Gateway
+	Policy  *policy.Policy
+	// Grace: an occurrence whose send time passed while the daemon was
+	// down is sent at start if it is at most this late, else marked
+	// missed. 0: DefaultGrace.
+	Grace time.Duration
+	// Ahead: occurrences are handed to the gateway as scheduled messages
+	// this long before their send time. 0: DefaultAhead.
+	Ahead time.Duration
+	// Tick: how often the scheduler looks for occurrences entering the
+	// Ahead window (every change wakes it too). 0: DefaultTick.
+	Tick   time.Duration
+	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger
+}
+
+// Service keeps the reminders and sends their occurrences.
+type Service struct {
+	cfg  Config
+	log  *slog.Logger
+	mu   sync.Mutex // serialises every change of a series and the scheduler's pass
+	wake chan struct{}
+}
+
+// New opens (creating its bucket if needed) the reminders in cfg.DB.
+func New(cfg Config) (*Service, error) {
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.Ahead <= 0 {
+		cfg.Ahead = DefaultAhead
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	err := cfg.DB.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketSeries)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reminder: open: %w", err)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}, nil
+}
+
+// Viewer is who looks: an enterprise, and one of its users (Account) or
+// all of them (Account "", an enterprise admin).
+type Viewer struct {
+	Enterprise, Account string
+}
+
+func (v Viewer) sees(r *Reminder) bool {
+	return r.Enterprise == v.Enterprise && (v.Account == "" || v.Account == r.Account)
+}
+
+// Spec is a new series, or the whole of a changed one.
+type Spec struct {
+	Text   string
+	To     []string
+	Groups []string
+	Book   string
+	Source string
+	Rule   Rule
+}
+
+// Create stores a new series owned by owner.
+func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
+	now := s.cfg.Now()
+	r := &Reminder{Enterprise: owner.Enterprise, Account: owner.SystemID, Created: now, Updated: now, From: now}
+	if err := s.apply(r, owner, sp, now); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+		id, err := tx.Bucket(bucketSeries).NextSequence()
+		if err != nil {
+			return err
+		}
+		r.ID = id
+		return putTx(tx, r, now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reminder: save: %w", err)
+	}
+	s.kick()
+	return r, nil
+}
+
+// apply checks sp and sets it on r.
+func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time) error {
+	switch {
+	case strings.TrimSpace(sp.Text) == "":
+		return invalid("text: required")
+	case sp.Book != "" && sp.Book != BookPersonal && sp.Book != BookEnterprise:
+		return invalid(`book: "personal" or "enterprise"`)
+	case sp.Book != "" && len(sp.Groups) == 0:
+		return invalid("book: only with groups")
+	case len(sp.To) == 0 && len(sp.Groups) == 0 && owner.Mobile == "":
+		return invalid("to: the user has no registered mobile; name the recipients")
+	}
+	if err := sp.Rule.Check(now); err != nil {
+		return err
+	}
+	if len(sp.Groups) > 0 {
+		if _, err := s.cfg.Policy.GroupNumbers(policy.ActorFor(owner), book(owner, sp.Book), sp.Groups); err != nil {
+			return err
+		}
+	}
+	r.Text, r.To, r.Groups, r.Book, r.Source, r.Rule = sp.Text, sp.To, sp.Groups, sp.Book, sp.Source, sp.Rule
+	return nil
+}
+
+func book(u *policy.User, kind string) policy.Book {
+	if kind == BookEnterprise {
+		return policy.EnterpriseBook(u.Enterprise)
+	}
+	return policy.PersonalBook(u)
+}
+
+// Get returns series id if v sees it.
+func (s *Service) Get(v Viewer, id uint64) (*Reminder, error) {
+	var r *Reminder
+	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getTx(tx, v.Enterprise, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !v.sees(r) {
+		return nil, fmt.Errorf("%w: reminder %d", ErrNotFound, id)
+	}
+	return r, nil
+}
+
+// List returns every series v sees, oldest first.
+func (s *Service) List(v Viewer) ([]*Reminder, error) {
+	var out []*Reminder
+	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+		return each(tx, v.Enterprise, func(r *Reminder) error {
+			if v.sees(r) {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Update replaces the series' text, recipients and rule with sp, checked
+// as Create checks them (the owner stays). Messages already scheduled for
+// its occurrences are cancelled and made again from the new series; what
+// was sent stays sent. A changed rule starts from now: earlier
+// occurrences of the new rule are not sent late.
+func (s *Service) Update(ctx context.Context, v Viewer, id uint64, sp Spec) (*Reminder, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(v, id)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := s.cfg.Policy.User(policy.OperatorActor("reminders"), r.Account)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the reminder's owner %s no longer exists", ErrInvalid, r.Account)
+	}
+	now := s.cfg.Now()
+	ruleChanged := !sameRule(r.Rule, sp.Rule)
+	if err := s.apply(r, owner, sp, now); err != nil {
+		return nil, err
+	}
+	s.unschedule(ctx, r, func(string) bool { return true }, now)
+	if ruleChanged {
+		r.From = now
+		r.Exceptions = nil
+	}
+	r.Updated = now
+	if err := s.put(r, now); err != nil {
+		return nil, err
+	}
+	s.kick()
+	return r, nil
+}
+
+func sameRule(a, b Rule) bool {
+	return a.Freq == b.Freq && a.Start.Equal(b.Start) && slices.Equal(a.Weekdays, b.Weekdays) &&
+		a.MonthDay == b.MonthDay && a.Until == b.Until && a.Count == b.Count && a.Before == b.Before
+}
+
+// Delete removes the series and cancels its scheduled messages.
+func (s *Service) Delete(ctx context.Context, v Viewer, id uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(v, id)
+	if err != nil {
+		return err
+	}
+	s.unschedule(ctx, r, func(string) bool { return true }, s.cfg.Now())
+	err = s.cfg.DB.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSeries).Delete(key(r.Enterprise, r.ID)) })
+	if err != nil {
+		return fmt.Errorf("reminder: delete: %w", err)
+	}
+	return nil
+}
+
+// OccurrenceEdit changes one occurrence: its event time (zero: as the
+// rule says; at most a week from its day) and/or its text ("" = the
+// series').
+type OccurrenceEdit struct {
+	At   time.Time
+	Text string
+}
+
+// EditOccurrence changes one occurrence of series id: an exception stored
+// with the series. Its scheduled message, if any, is cancelled and made
+// again. ErrSent if it is sent or being sent.
+func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date string, e OccurrenceEdit) error {
+	return s.except(ctx, v, id, date, func(r *Reminder, o Occurrence, now time.Time) (Exception, error) {
+		ex := r.Exceptions[date]
+		if !e.At.IsZero() {
+			if d := e.At.Sub(o.At); d > maxMove || d < -maxMove {
+				return ex, invalid("at: at most 7 days from the occurrence's day")
+			}
+			if !e.At.Add(-time.Duration(r.Rule.Before) * time.Minute).After(now) {
+				return ex, invalid("at: the occurrence's message would be in the past")
+			}
+			ex.At = e.At
+		}
+		if e.Text != "" {
+			ex.Text = e.Text
+		}
+		return ex, nil
+	})
+}
+
+// DeleteOccurrence deletes one occurrence of series id (an exception
+// stored with the series) and cancels its scheduled message. ErrSent if
+// it is sent or being sent.
+func (s *Service) DeleteOccurrence(ctx context.Context, v Viewer, id uint64, date string) error {
+	return s.except(ctx, v, id, date, func(r *Reminder, _ Occurrence, _ time.Time) (Exception, error) {
+		return Exception{Deleted: true}, nil
+	})
+}
+
+func (s *Service) except(ctx context.Context, v Viewer, id uint64, date string, fn func(*Reminder, Occurrence, time.Time) (Exception, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(v, id)
+	if err != nil {
+		return err
+	}
+	d, err := time.ParseInLocation(Date, date, Shanghai)
+	if err != nil {
+		return fmt.Errorf("%w: occurrence %q of reminder %d", ErrNotFound, date, id)
+	}
+	var occ *Occurrence
+	for _, o := range r.Rule.Between(d, d.AddDate(0, 0, 1)) {
+		occ = &o
+	}
+	if occ == nil || r.Exceptions[date].Deleted || r.effective(*occ).SendAt.Before(r.From) {
+		return fmt.Errorf("%w: occurrence %s of reminder %d", ErrNotFound, date, id)
+	}
+	now := s.cfg.Now()
+	if st, ok := r.Occ[date]; ok && (st.State != StateScheduled || !st.SendAt.After(now)) {
+		return fmt.Errorf("%w: occurrence %s is %s", ErrSent, date, st.State)
+	}
+	ex, err := fn(r, *occ, now)
+	if err != nil {
+		return err
+	}
+	if left := s.unschedule(ctx, r, func(d string) bool { return d == date }, now); left > 0 {
+		return fmt.Errorf("%w: occurrence %s", ErrSent, date)
+	}
+	if r.Exceptions == nil {
+		r.Exceptions = map[string]Exception{}
+	}
+	r.Exceptions[date] = ex
+	r.Updated = now
+	if err := s.put(r, now); err != nil {
+		return err
+	}
+	s.kick()
+	return nil
+}
+
+// unschedule cancels the scheduled messages of the occurrences of r that
+// match and forgets them (they are made again by the next pass). An
+// occurrence whose message is already going out is kept; unschedule
+// returns how many were kept.
+func (s *Service) unschedule(ctx context.Context, r *Reminder, match func(date string) bool, now time.Time) int {
+	acct := &gateway.Account{SystemID: r.Account, Enterprise: r.Enterprise}
+	kept := 0
+	for date, st := range r.Occ {
+		if !match(date) || st.State != StateScheduled || !st.SendAt.After(now) {
+			continue
+		}
+		var left []uint64
+		for _, id := range st.IDs {
+			err := s.cfg.Gateway.Cancel(ctx, acct, id)
+			if err != nil && !errors.Is(err, queue.ErrNotFound) {
+				left = append(left, id)
+				if !errors.Is(err, queue.ErrNotScheduled) {
+					s.log.Warn("reminder: cancel of a scheduled occurrence failed", "reminder", r.ID, "date", date, "message", id, "err", err)
+				}
+			}
+		}
+		if len(left) > 0 {
+			st.IDs = left
+			r.Occ[date] = st
+			kept++
+			continue
+		}
+		delete(r.Occ, date)
+	}
+	return kept
+}
+
+func (s *Service) put(r *Reminder, now time.Time) error {
+	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketSeries).Get(key(r.Enterprise, r.ID)) == nil {
+			return fmt.Errorf("%w: reminder %d", ErrNotFound, r.ID)
+		}
+		return putTx(tx, r, now)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("reminder: save: %w", err)
+	}
+	return err
+}
+
+// effective is o with its exception applied (Deleted is the caller's).
+func (r *Reminder) effective(o Occurrence) Occurrence {
+	if ex, ok := r.Exceptions[o.Date]; ok && !ex.At.IsZero() {
+		o.At = ex.At
+		o.SendAt = ex.At.Add(-time.Duration(r.Rule.Before) * time.Minute)
+	}
+	return o
+}
+
+// Listed is one occurrence in a week's listing.
+type Listed struct {
+	Reminder   uint64
+	Account    string
+	Date       string
+	At, SendAt time.Time
+	Text       string
+	State      string // StatePending, StateScheduled, StateMissed, StateRefused
+	MessageIDs []uint64
+	Reason     string
+	Edited     bool
+}
+
+// Week lists every occurrence, of the series v sees, whose event is in
+// week w, in time order. Deleted occurrences are not listed.
+func (s *Service) Week(v Viewer, w Week) ([]Listed, error) {
+	rs, err := s.List(v)
+	if err != nil {
+		return nil, err
+	}
+	from, to := w.Start(), w.Next().Start()
+	var out []Listed
+	for _, r := range rs {
+		for _, o := range r.occurrences(from, to) {
+			l := Listed{Reminder: r.ID, Account: r.Account, Date: o.Date, At: o.At, SendAt: o.SendAt, Text: r.Text, State: StatePending}
+			if ex, ok := r.Exceptions[o.Date]; ok {
+				l.Edited = true
+				if ex.Text != "" {
+					l.Text = ex.Text
+				}
+			}
+			if st, ok := r.Occ[o.Date]; ok {
+				l.State, l.MessageIDs, l.Reason = st.State, st.IDs, st.Reason
+			}
+			out = append(out, l)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Listed) int { return a.At.Compare(b.At) })
+	return out, nil
+}
+
+// occurrences are r's live occurrences (exceptions applied, deleted ones
+// left out, none before r.From) whose event is in [from, to).
+func (r *Reminder) occurrences(from, to time.Time) []Occurrence {
+	var out []Occurrence
+	for _, o := range r.Rule.Between(from.Add(-maxMove), to.Add(maxMove)) {
+		if r.Exceptions[o.Date].Deleted {
+			continue
+		}
+		o = r.effective(o)
+		if o.At.Before(from) || !o.At.Before(to) || o.SendAt.Before(r.From) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
