@@ -53,7 +53,7 @@ type Reminder struct {
 // Exception is one occurrence changed or deleted by its owner.
 type Exception struct {
 	Deleted bool      `json:"deleted,omitempty"`
-	At      time.Time `json:"at,omitzero"`   // the event moved (zero: as the rule says)
+	At      time.Time `json:"at,omitzero"`    // the event moved (zero: as the rule says)
 	Text    string    `json:"text,omitempty"` // "" = the series' text
 }
 
