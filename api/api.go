@@ -13,6 +13,7 @@ import (
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/reminder"
 )
 
 // Config is what the API needs from the daemon.
@@ -24,6 +25,8 @@ type Config struct {
 	Policy     *policy.Policy
 	// Gateway accepts messages for the user API (/v1).
 	Gateway *gateway.Gateway
+	// Reminders keeps the reminders of /v1/reminders (nil: 503).
+	Reminders *reminder.Service
 	// WriteTimeout is the HTTP server's write timeout: a streaming answer
 	// (DLR export, backup) moves its write deadline this far ahead as it
 	// goes, so that a long download is not cut while a stalled one is.

@@ -27,6 +27,8 @@
 //     GET /v1/messages (sent outbox), GET /v1/scheduled.
 //   - jobs.go: /v1/batches (batch and templated sends from files).
 //   - contacts.go: /v1/contacts and /v1/enterprise-contacts (address books).
+//   - v1_reminders.go: /v1/reminders (日程提醒: series, the occurrences of
+//     an ISO week, one occurrence changed or deleted; package reminder).
 //
 // The admin API, /admin/v1 (ADMIN.md and OPS.md document every route):
 //

@@ -30,6 +30,7 @@ import (
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/sheet"
 	"github.com/qxtd/qxtd/smpp"
@@ -142,7 +143,11 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	gwMu.Unlock()
 	r.gw = g
 	g.Start()
-	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g})
+	r.rem, err = reminder.New(reminder.Config{DB: db, Gateway: g, Policy: r.pol, Tick: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g, Reminders: r.rem})
 	r.srv.jobs.tmpDir = t.TempDir()
 	hs := httptest.NewServer(r.srv.Handler())
 	r.url = hs.URL
@@ -160,6 +165,11 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 			t.Errorf("temporary files left: %v", left)
 		}
 	})
+	// The reminders' scheduler, as the daemon runs it; stopped first.
+	remCtx, remStop := context.WithCancel(context.Background())
+	remDone := make(chan struct{})
+	go func() { defer close(remDone); r.rem.Run(remCtx) }()
+	t.Cleanup(func() { remStop(); <-remDone })
 	return r
 }
 

@@ -114,6 +114,13 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/enterprise-contacts/template.csv", true, s.contactsTemplateCSV},
 		{"GET", "/v1/enterprise-contacts/template.xlsx", true, s.contactsTemplateXLSX},
 		{"GET", "/v1/openapi.yaml", false, s.openAPI},
+		{"POST", "/v1/reminders", true, s.createReminder},
+		{"GET", "/v1/reminders", true, s.listReminders},
+		{"GET", "/v1/reminders/{id}", true, s.showReminder},
+		{"PATCH", "/v1/reminders/{id}", true, s.editReminder},
+		{"DELETE", "/v1/reminders/{id}", true, s.deleteReminder},
+		{"PATCH", "/v1/reminders/{id}/occurrences/{date}", true, s.editOccurrence},
+		{"DELETE", "/v1/reminders/{id}/occurrences/{date}", true, s.deleteOccurrence},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -28,6 +29,7 @@ type userRig struct {
 	pol   *policy.Policy
 	gw    *gateway.Gateway
 	srv   *Server
+	rem   *reminder.Service
 	url   string
 
 	keys map[string]string // system_id → API key

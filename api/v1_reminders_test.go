@@ -1,0 +1,174 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/reminder"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+func TestOpenAPIReminderSchemas(t *testing.T) {
+	checkSchemas(t, loadOpenAPI(t), map[string]any{
+		"ReminderRequest":    ReminderRequest{},
+		"Reminder":           Reminder{},
+		"ReminderWeek":       ReminderWeek{},
+		"ReminderOccurrence": ReminderOccurrence{},
+		"OccurrenceRequest":  OccurrenceRequest{},
+	})
+}
+
+// waitSMSC waits until the SMSC simulator has a message whose text
+// contains want, or fails the test at the deadline.
+func (r *userRig) waitSMSC(want string, d time.Duration) smpp.SimMessage {
+	r.t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, m := range r.sim.Received() {
+			if strings.Contains(ucs2(m.ShortMessage), want) {
+				return m
+			}
+		}
+		select {
+		case <-deadline.C:
+			r.t.Fatalf("after %v the SMSC has no message with %q", d, want)
+		case <-tick.C:
+		}
+	}
+}
+
+func ucs2(b []byte) string {
+	var rs []rune
+	for i := 0; i+1 < len(b); i += 2 {
+		rs = append(rs, rune(b[i])<<8|rune(b[i+1]))
+	}
+	return string(rs)
+}
+
+func TestRemindersOverHTTP(t *testing.T) {
+	r := newUserRig(t)
+	alice, bob, al2, amy := r.keys["alice"], r.keys["bob"], r.keys["al2"], r.keys["amy"]
+	mobile := uNumA1
+	if _, err := r.pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{Mobile: &mobile}); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	now := time.Now()
+
+	// Refused with the reason.
+	for _, tc := range []struct {
+		req  ReminderRequest
+		want string
+	}{
+		{ReminderRequest{Text: str("x"), Freq: str("weekly"), Start: str(now.Add(time.Hour).Format(time.RFC3339))}, "weekly: no weekday chosen"},
+		{ReminderRequest{Text: str("x"), Freq: str("once"), Start: str(now.Add(-time.Minute).Format(time.RFC3339))}, "the reminder is in the past"},
+		{ReminderRequest{Text: str("x"), Freq: str("monthly"), Start: str("2027-02-01T09:00:00+08:00"), MonthDay: new(31), Until: str("2027-02-28")}, "the rule never fires"},
+		{ReminderRequest{Text: str("x"), Freq: str("weekly"), Weekdays: &[]string{"moon"}, Start: str(now.Add(time.Hour).Format(time.RFC3339))}, `weekdays: "moon"`},
+		{ReminderRequest{Freq: str("once"), Start: str(now.Add(time.Hour).Format(time.RFC3339))}, "text: required"},
+		{ReminderRequest{Text: str("x"), Freq: str("once"), Start: str(now.Add(time.Hour).Format(time.RFC3339)), Groups: &[]string{"无此部门"}}, "无此部门"},
+	} {
+		e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/reminders", alice, tc.req)
+		if !strings.Contains(e.Error.Message, tc.want) {
+			t.Errorf("%+v: %q, want %q", tc.req, e.Error.Message, tc.want)
+		}
+	}
+
+	// A one-off two seconds ahead, to the user's own mobile: at the SMSC at
+	// its time, listed in its week with its message, in the outbox.
+	at := now.Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+	var rem Reminder
+	r.must(http.StatusCreated, "POST", "/v1/reminders", alice, ReminderRequest{
+		Text: str("周会提醒"), Freq: str("once"), Start: str(at.Format(time.RFC3339)),
+	}, &rem)
+	m := r.waitSMSC("周会提醒", 15*time.Second)
+	if time.Now().Before(at) {
+		t.Errorf("at the SMSC before its time %v", at)
+	}
+	if m.Dest != uNumA1 {
+		t.Errorf("sent to %s, want alice's mobile", m.Dest)
+	}
+	week := reminder.WeekOf(at).String()
+	var wk ReminderWeek
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+week, alice, nil, &wk)
+	if wk.Week != week || len(wk.Occurrences) != 1 || wk.Occurrences[0].State != reminder.StateScheduled || len(wk.Occurrences[0].MessageIDs) != 1 {
+		t.Fatalf("week %+v", wk)
+	}
+	msg := r.message(alice, wk.Occurrences[0].MessageIDs[0])
+	if msg.Account != "alice" || msg.Text != "【甲公司】周会提醒" {
+		t.Errorf("the occurrence's message %+v", msg)
+	}
+	// The default week is the current one.
+	var cur ReminderWeek
+	r.must(http.StatusOK, "GET", "/v1/reminders", alice, nil, &cur)
+	if cur.Week != reminder.WeekOf(time.Now()).String() {
+		t.Errorf("default week %s", cur.Week)
+	}
+
+	// Nobody else sees it: another enterprise, another user; the admin does.
+	for _, key := range []string{bob, al2} {
+		r.wantError(http.StatusNotFound, "not_found", "GET", "/v1/reminders/"+rem.ID, key, nil)
+		r.wantError(http.StatusNotFound, "not_found", "PATCH", "/v1/reminders/"+rem.ID, key, ReminderRequest{Text: str("改")})
+		r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/reminders/"+rem.ID, key, nil)
+		r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/reminders/"+rem.ID+"/occurrences/"+at.In(reminder.Shanghai).Format(reminder.Date), key, nil)
+		var other ReminderWeek
+		r.must(http.StatusOK, "GET", "/v1/reminders?week="+week, key, nil, &other)
+		if len(other.Occurrences) != 0 {
+			t.Errorf("another's listing %+v", other)
+		}
+	}
+	r.must(http.StatusOK, "GET", "/v1/reminders/"+rem.ID, amy, nil, nil)
+
+	// Weekly on Monday and Thursday next week: listed in that week, not
+	// in this one (FAQ 11); one occurrence deleted, one moved.
+	next, _ := reminder.ParseWeek(cur.Next)
+	mon := next.Start().Add(9 * time.Hour)
+	var wkly Reminder
+	r.must(http.StatusCreated, "POST", "/v1/reminders", alice, ReminderRequest{
+		Text: str("例会"), To: &[]string{uNumA2}, Freq: str("weekly"), Weekdays: &[]string{"mon", "thu"},
+		Start: str(mon.Format(time.RFC3339)), Count: new(4), Before: new(15),
+	}, &wkly)
+	if wkly.Freq != "weekly" || strings.Join(wkly.Weekdays, ",") != "mon,thu" || wkly.Before != 15 {
+		t.Errorf("stored %+v", wkly)
+	}
+	var nw ReminderWeek
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+cur.Next, alice, nil, &nw)
+	if len(nw.Occurrences) != 2 || !nw.Occurrences[0].At.Equal(mon) || !nw.Occurrences[0].SendAt.Equal(mon.Add(-15*time.Minute)) {
+		t.Fatalf("next week %+v", nw)
+	}
+	for _, o := range cur.Occurrences {
+		if o.Reminder == wkly.ID {
+			t.Errorf("next week's reminder listed this week: %+v", o)
+		}
+	}
+	r.must(http.StatusNoContent, "DELETE", "/v1/reminders/"+wkly.ID+"/occurrences/"+nw.Occurrences[0].Date, alice, nil, nil)
+	thu := nw.Occurrences[1]
+	r.must(http.StatusNoContent, "PATCH", "/v1/reminders/"+wkly.ID+"/occurrences/"+thu.Date, alice,
+		OccurrenceRequest{At: thu.At.Add(time.Hour).Format(time.RFC3339), Text: "例会改到十点"}, nil)
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+cur.Next, alice, nil, &nw)
+	if len(nw.Occurrences) != 1 || nw.Occurrences[0].Text != "例会改到十点" || !nw.Occurrences[0].At.Equal(thu.At.Add(time.Hour)) || !nw.Occurrences[0].Edited {
+		t.Fatalf("after the changes %+v", nw)
+	}
+	// The week after: the other two events (count 4).
+	var nn ReminderWeek
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+nw.Next, alice, nil, &nn)
+	if len(nn.Occurrences) != 2 || nn.Prev != cur.Next {
+		t.Fatalf("the week after %+v", nn)
+	}
+
+	// The series changed, then deleted.
+	var changed Reminder
+	r.must(http.StatusOK, "PATCH", "/v1/reminders/"+wkly.ID, alice, ReminderRequest{Text: str("例会（新）")}, &changed)
+	if changed.Text != "例会（新）" || changed.Freq != "weekly" {
+		t.Errorf("changed %+v", changed)
+	}
+	r.must(http.StatusNoContent, "DELETE", "/v1/reminders/"+wkly.ID, alice, nil, nil)
+	r.wantError(http.StatusNotFound, "not_found", "GET", "/v1/reminders/"+wkly.ID, alice, nil)
+
+	r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/reminders?week=2027-W53", alice, nil)
+}
