@@ -190,7 +190,7 @@
 //
 //   - The file is shared. The queue owns the buckets listed under Buckets
 //     and no others; the policy package owns those named "policy_" (its
-//     doc lists them). Peer writes are plain bbolt transactions that wait
+//     doc lists them), package reminder the one named "reminder_series". Peer writes are plain bbolt transactions that wait
 //     for the commit loop's transaction like any writer (and it for
 //     them). A Store made by New does not close the file: Close stops the
 //     commit loop, later calls return ErrClosed, and the caller closes the

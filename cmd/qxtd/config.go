@@ -15,6 +15,7 @@ import (
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -34,6 +35,17 @@ type Config struct {
 	Policy      PolicyConfig       `mapstructure:"policy"`
 	Delivery    DeliveryConfig     `mapstructure:"delivery"`
 	Log         LogConfig          `mapstructure:"log"`
+	Reminders   RemindersConfig    `mapstructure:"reminders"`
+}
+
+// RemindersConfig is the reminders' scheduler (package reminder).
+type RemindersConfig struct {
+	// Grace: an occurrence due while the daemon was down is sent at start
+	// if at most this late, else marked missed.
+	Grace time.Duration `mapstructure:"grace"`
+	// Ahead: occurrences become scheduled messages of the outbox this long
+	// before their send time.
+	Ahead time.Duration `mapstructure:"ahead"`
 }
 
 type SMPPConfig struct {
@@ -213,6 +225,8 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
+		"reminders.grace":                          reminder.DefaultGrace,
+		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
 		"simulator.listen":                         "127.0.0.1:2776",
 		"simulator.system_id":                      "",
@@ -368,6 +382,14 @@ func (c *Config) Validate() error {
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v must not be negative", d.key, d.v))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"reminders.grace", c.Reminders.Grace}, {"reminders.ahead", c.Reminders.Ahead}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %v must be positive", d.key, d.v))
 		}
 	}
 	if c.Delivery.TenantShare <= 0 || c.Delivery.TenantShare > 1 {

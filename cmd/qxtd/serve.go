@@ -29,6 +29,7 @@ import (
 	"github.com/qxtd/qxtd/loglimit"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -62,6 +63,9 @@ type daemon struct {
 	level  *slog.LevelVar // changed at run time: PUT /admin/v1/log-level
 	sim    *smpp.Simulator
 	gw     *gateway.Gateway
+	rem    *reminder.Service
+	remRun context.CancelFunc // stops the reminders' scheduler
+	remWG  sync.WaitGroup
 	smpp   *smpp.Server
 	http   *http.Server
 	wg     sync.WaitGroup
@@ -274,7 +278,17 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	d.httpAddr = hl.Addr()
-	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
+	// The reminders' scheduler: its first pass sends what came due while
+	// the daemon was down (within reminders.grace).
+	d.rem, err = reminder.New(reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy,
+		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")})
+	if err != nil {
+		return nil, err
+	}
+	remCtx, remRun := context.WithCancel(context.Background())
+	d.remRun = remRun
+	d.remWG.Go(func() { d.rem.Run(remCtx) })
+	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Reminders: d.rem,
 		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")})
 	d.api.SetUploadLimits(api.UploadLimits{Total: cfg.HTTP.MaxImports, PerEnterprise: cfg.HTTP.MaxImportsPerEnterprise})
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
@@ -327,6 +341,10 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	}
 	if d.api != nil {
 		d.api.Close() // running batch jobs stop ("failed: shutdown"); what they accepted is stored
+	}
+	if d.remRun != nil {
+		d.remRun() // an occurrence being sent is recorded first
+		d.remWG.Wait()
 	}
 	if d.gw != nil {
 		d.gw.Stop()
