@@ -197,8 +197,13 @@ func TestLoginFlood(t *testing.T) {
 	})
 	t.Logf("correct login: %v unloaded; under a 200-address flood %v (worst of 3), from a shared flooded address %v; attackers' answers %v; waiting now %d",
 		quiet, worst, nd, summary, r.srv.user.logins.gate.queued())
-	if worst > time.Second || nd > time.Second {
-		t.Errorf("a correct login under the flood took %v (shared address: %v), want < 1s", worst, nd)
+	// The bound is relative to one unloaded login (bcrypt is several
+	// times slower under -race, and the machine is shared), with a floor
+	// of the 1 s: without the gate a correct login waits behind
+	// the flood's queue, 10 s and more.
+	limit := max(time.Second, 8*quiet)
+	if worst > limit || nd > limit {
+		t.Errorf("a correct login under the flood took %v (shared address: %v), want < %v", worst, nd, limit)
 	}
 }
 
