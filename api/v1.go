@@ -114,6 +114,9 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/enterprise-contacts/template.csv", true, s.contactsTemplateCSV},
 		{"GET", "/v1/enterprise-contacts/template.xlsx", true, s.contactsTemplateXLSX},
 		{"GET", "/v1/openapi.yaml", false, s.openAPI},
+		// Usage and bills (v1_usage.go).
+		{"GET", "/v1/usage", true, s.usage},
+		{"GET", "/v1/bills", true, s.bills},
 	}
 }
 
