@@ -117,6 +117,10 @@ func (s *Server) userRouteList() []userRoute {
 		// Usage and bills (v1_usage.go).
 		{"GET", "/v1/usage", true, s.usage},
 		{"GET", "/v1/bills", true, s.bills},
+		// The enterprise signature (v1_signature.go).
+		{"GET", "/v1/signature", true, s.showSignature},
+		{"POST", "/v1/signature/requests", true, s.requestSignature},
+		{"GET", "/v1/signature/requests", true, s.listSignatureRequests},
 	}
 }
 
