@@ -121,6 +121,11 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/signature", true, s.showSignature},
 		{"POST", "/v1/signature/requests", true, s.requestSignature},
 		{"GET", "/v1/signature/requests", true, s.listSignatureRequests},
+		// The enterprise admin's users (v1_users.go).
+		{"GET", "/v1/users", true, s.listEnterpriseUsers},
+		{"POST", "/v1/users", true, s.addEnterpriseUser},
+		{"PATCH", "/v1/users/{system_id}", true, s.patchEnterpriseUser},
+		{"POST", "/v1/users/{system_id}/password-reset", true, s.resetEnterpriseUserPassword},
 	}
 }
 
