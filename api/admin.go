@@ -82,6 +82,10 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"DELETE /admin/v1/overrides/{prefix}", s.removeOverride},
 
 		{"POST /admin/v1/password-reset", s.passwordReset},
+
+		{"GET /admin/v1/signature-requests", s.adminSignatureRequests},
+		{"POST /admin/v1/signature-requests/{id}/approve", s.decideSignature(true)},
+		{"POST /admin/v1/signature-requests/{id}/reject", s.decideSignature(false)},
 	}
 }
 

@@ -27,6 +27,7 @@ type NewEnterprise struct {
 	NoOverage   bool   `json:"no_overage"`
 	TPS         int    `json:"tps"`
 	NoWhitelist bool   `json:"no_whitelist"`
+	MaxUsers    int    `json:"max_users,omitempty"` // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
 }
 
 // EnterprisePatch is the body of PATCH /admin/v1/enterprises/{code}: only
@@ -42,11 +43,13 @@ type EnterprisePatch struct {
 	TPS         *int    `json:"tps,omitempty"`
 	Disabled    *bool   `json:"disabled,omitempty"`
 	NoWhitelist *bool   `json:"no_whitelist,omitempty"`
+	MaxUsers    *int    `json:"max_users,omitempty"` // 0 = policy.DefaultMaxUsers
 }
 
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
-		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil
+		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
+		p.MaxUsers == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
@@ -63,6 +66,7 @@ type Enterprise struct {
 	TPS         int       `json:"tps"` // 0 = the daemon's default
 	Disabled    bool      `json:"disabled"`
 	NoWhitelist bool      `json:"no_whitelist"`
+	MaxUsers    int       `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
@@ -70,7 +74,7 @@ type Enterprise struct {
 func enterpriseOut(e *policy.Enterprise) Enterprise {
 	return Enterprise{Code: e.Code, Name: e.Name, Signature: e.Signature, Package: e.Package,
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
-		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist,
+		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
@@ -122,7 +126,7 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	}
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
-		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist})
+		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -211,6 +215,7 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.TPS, in.TPS)
 		set(&e.Disabled, in.Disabled)
 		set(&e.NoWhitelist, in.NoWhitelist)
+		set(&e.MaxUsers, in.MaxUsers)
 		return nil
 	})
 	if err != nil {

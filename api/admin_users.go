@@ -27,6 +27,7 @@ type UserPatch struct {
 	Mobile        *string `json:"mobile,omitempty"`
 	ShowSignature *bool   `json:"show_signature,omitempty"`
 	Role          *string `json:"role,omitempty"`
+	Disabled      *bool   `json:"disabled,omitempty"`
 }
 
 // User is a user as the API shows it (never a secret).
@@ -37,6 +38,7 @@ type User struct {
 	Mobile        string    `json:"mobile"`
 	ShowSignature bool      `json:"show_signature"`
 	Role          string    `json:"role"`
+	Disabled      bool      `json:"disabled"`
 	HasAPIKey     bool      `json:"has_api_key"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
@@ -44,7 +46,7 @@ type User struct {
 
 func userOut(u *policy.User) User {
 	return User{SystemID: u.SystemID, Enterprise: u.Enterprise, Name: u.Name, Mobile: u.Mobile,
-		ShowSignature: u.ShowSignature, Role: u.Role.String(), HasAPIKey: u.HasAPIKey,
+		ShowSignature: u.ShowSignature, Role: u.Role.String(), Disabled: u.Disabled, HasAPIKey: u.HasAPIKey,
 		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
@@ -124,26 +126,34 @@ func (s *Server) updateUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 	if !s.readJSON(w, r, &in) {
 		return
 	}
-	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil {
-		writeErr(w, invalidf("nothing to change"))
-		return
-	}
-	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature}
-	if in.Role != nil {
-		role, err := parseRole(*in.Role)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		upd.Role = &role
-	}
-	u, err := s.cfg.Policy.UpdateUser(a, r.PathValue("system_id"), upd)
+	u, err := s.patchUser(a, r.PathValue("system_id"), in)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	s.audit(a, "user updated", "enterprise", u.Enterprise, "system_id", u.SystemID)
 	writeJSON(w, http.StatusOK, userOut(u))
+}
+
+// patchUser applies a UserPatch as a (PATCH /admin/v1/users/{system_id} and
+// PATCH /v1/users/{system_id}).
+func (s *Server) patchUser(a policy.Actor, sid string, in UserPatch) (*policy.User, error) {
+	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil && in.Disabled == nil {
+		return nil, invalidf("nothing to change")
+	}
+	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature, Disabled: in.Disabled}
+	if in.Role != nil {
+		role, err := parseRole(*in.Role)
+		if err != nil {
+			return nil, err
+		}
+		upd.Role = &role
+	}
+	u, err := s.cfg.Policy.UpdateUser(a, sid, upd)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(a, "user updated", "enterprise", u.Enterprise, "system_id", u.SystemID)
+	return u, nil
 }
 
 func (s *Server) deleteUser(a policy.Actor, w http.ResponseWriter, r *http.Request) {

@@ -105,7 +105,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	for path, item := range doc.Paths {
 		if strings.Contains(path, "{") {
 			raw, _ := yaml.Marshal(item)
-			if !strings.Contains(string(raw), "#/components/parameters/id") {
+			if !strings.Contains(string(raw), "#/components/parameters/") {
 				t.Errorf("%s: path parameter not declared", path)
 			}
 		}

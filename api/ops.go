@@ -220,6 +220,34 @@ type BillLine struct {
 	Error string `json:"error,omitempty"`
 }
 
+// billLine computes one enterprise's bill for month from its usage, with
+// the package in force in that month. e is nil for an enterprise that is
+// not configured. GET /admin/v1/bill, GET /v1/usage and GET /v1/bills all
+// compute bills here.
+func (s *Server) billLine(code string, e *policy.Enterprise, month string, u queue.EnterpriseUsage) BillLine {
+	line := BillLine{Enterprise: code, Pending: u.Reserved, Purged: u.PurgedCharged}
+	line.Month, line.Delivered = month, u.Charged
+	switch {
+	case e == nil:
+		line.Error = "enterprise not configured"
+	default:
+		line.Name = e.Name
+		b, err := s.cfg.Policy.Bill(e, month, u.Charged)
+		if err != nil {
+			line.Package = e.PackageIn(month)
+			line.Error = err.Error()
+			break
+		}
+		line.Bill = b
+		if pkg, ok := s.cfg.Policy.Packages().Lookup(b.Package); ok {
+			line.OverageRateFen = pkg.OverageFen
+		}
+	}
+	line.FeeYuan, line.OverageYuan, line.TotalYuan =
+		policy.FormatFen(line.FeeFen), policy.FormatFen(line.OverageFen), policy.FormatFen(line.TotalFen)
+	return line
+}
+
 // bill: GET /admin/v1/bill?month=2006-01[&enterprise=X]
 func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Policy == nil {
@@ -270,28 +298,7 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]BillLine, 0, len(codes))
 	for code, e := range codes {
-		u := byEnt[code]
-		line := BillLine{Enterprise: code, Pending: u.Reserved, Purged: u.PurgedCharged}
-		line.Month, line.Delivered = month, u.Charged
-		switch {
-		case e == nil:
-			line.Error = "enterprise not configured"
-		default:
-			line.Name = e.Name
-			b, err := s.cfg.Policy.Bill(e, month, u.Charged)
-			if err != nil {
-				line.Package = e.Package
-				line.Error = err.Error()
-				break
-			}
-			line.Bill = b
-			if pkg, ok := s.cfg.Policy.Packages().Lookup(e.Package); ok {
-				line.OverageRateFen = pkg.OverageFen
-			}
-		}
-		line.FeeYuan, line.OverageYuan, line.TotalYuan =
-			policy.FormatFen(line.FeeFen), policy.FormatFen(line.OverageFen), policy.FormatFen(line.TotalFen)
-		out = append(out, line)
+		out = append(out, s.billLine(code, e, month, byEnt[code]))
 	}
 	slices.SortFunc(out, func(a, b BillLine) int { return strings.Compare(a.Enterprise, b.Enterprise) })
 	writeJSON(w, http.StatusOK, out)

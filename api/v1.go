@@ -121,6 +121,18 @@ func (s *Server) userRouteList() []userRoute {
 		{"DELETE", "/v1/reminders/{id}", true, s.deleteReminder},
 		{"PATCH", "/v1/reminders/{id}/occurrences/{date}", true, s.editOccurrence},
 		{"DELETE", "/v1/reminders/{id}/occurrences/{date}", true, s.deleteOccurrence},
+		// Usage and bills (v1_usage.go).
+		{"GET", "/v1/usage", true, s.usage},
+		{"GET", "/v1/bills", true, s.bills},
+		// The enterprise signature (v1_signature.go).
+		{"GET", "/v1/signature", true, s.showSignature},
+		{"POST", "/v1/signature/requests", true, s.requestSignature},
+		{"GET", "/v1/signature/requests", true, s.listSignatureRequests},
+		// The enterprise admin's users (v1_users.go).
+		{"GET", "/v1/users", true, s.listEnterpriseUsers},
+		{"POST", "/v1/users", true, s.addEnterpriseUser},
+		{"PATCH", "/v1/users/{system_id}", true, s.patchEnterpriseUser},
+		{"POST", "/v1/users/{system_id}/password-reset", true, s.resetEnterpriseUserPassword},
 	}
 }
 

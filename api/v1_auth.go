@@ -93,6 +93,10 @@ func (s *Server) callerOf(tok string) (*caller, error) {
 	if ent.Disabled {
 		return nil, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+ent.Code)
 	}
+	if u.Disabled {
+		s.user.sessions.end(tok)
+		return nil, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+u.SystemID)
+	}
 	return &caller{user: u, ent: ent, acct: gateway.AccountFor(u, ent), session: tok}, nil
 }
 

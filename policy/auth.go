@@ -68,6 +68,9 @@ func (s *Store) loggedIn(snap *snapshot, rec *userRec) (*User, *Enterprise, erro
 	if es.ent.Disabled {
 		return nil, nil, refuse(ReasonAccountDisabled, "enterprise "+es.ent.Code)
 	}
+	if rec.Disabled {
+		return nil, nil, refuse(ReasonAccountDisabled, "user "+rec.SystemID)
+	}
 	u, e := rec.User, es.ent
 	return &u, &e, nil
 }

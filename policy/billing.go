@@ -173,3 +173,6 @@ func FormatFen(fen int64) string {
 	}
 	return fmt.Sprintf("%s%d.%02d", sign, fen/100, fen%100)
 }
+
+// Month returns the current billing month by the store's clock.
+func (s *Store) Month() string { return MonthOf(s.opts.Now()) }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -128,5 +129,57 @@ func TestPackageTableValidate(t *testing.T) {
 		if err := tbl.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// A package change bills the month it is made in and every later month with
+// the new package; earlier months keep theirs, across a reopen too.
+func TestPackageHistory(t *testing.T) {
+	f := newFixture(t) // A created 2024-03 with package 1
+	set := func(pkg int) {
+		t.Helper()
+		if _, err := f.p.UpdateEnterprise(op, entA, func(e *Enterprise) error { e.Package = pkg; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bill := func(p *Policy, month string) int {
+		t.Helper()
+		e, _ := p.Lookup(entA)
+		b, err := p.Bill(e, month, 300)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Package
+	}
+	f.clk.Advance(40 * 24 * time.Hour) // 2024-04-24
+	set(3)
+	set(4)                             // same month: replaces 3
+	f.clk.Advance(60 * 24 * time.Hour) // 2024-06-23
+	set(1)
+	set(1) // unchanged: no entry
+	e, _ := f.p.Lookup(entA)
+	want := []PackageChange{{"2024-03", 1}, {"2024-04", 4}, {"2024-06", 1}}
+	if !reflect.DeepEqual(e.PackageHistory, want) {
+		t.Fatalf("history %+v, want %+v", e.PackageHistory, want)
+	}
+	// Callers cannot rewrite the history.
+	if _, err := f.p.UpdateEnterprise(op, entA, func(e *Enterprise) error { e.PackageHistory = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.db.Close()
+	p := newPolicy(t, reopenDB(t, f.path), f.clk)
+	for month, pkg := range map[string]int{"2024-02": 1, "2024-03": 1, "2024-04": 4, "2024-05": 4, "2024-06": 1, "2025-01": 1} {
+		if got := bill(p, month); got != pkg {
+			t.Errorf("%s billed with package %d, want %d", month, got, pkg)
+		}
+	}
+	// The 2024-04 bill is package 4's: 300 CNY fee, 3,500 included.
+	e, _ = p.Lookup(entA)
+	if b, _ := p.Bill(e, "2024-04", 3600); b.FeeFen != 300_00 || b.Overage != 100 || b.OverageFen != 900 {
+		t.Errorf("2024-04 bill %+v", b)
+	}
+	// A record stored before histories were kept bills with its package.
+	if got := (&Enterprise{Package: 7}).PackageIn("2020-01"); got != 7 {
+		t.Errorf("no history: package %d", got)
 	}
 }

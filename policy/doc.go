@@ -114,7 +114,10 @@
 // an enterprise may have charged plus reserved in a month: NoOverage → the
 // included segments; a cap → included + (cap − fee) / overage rate, rounded
 // down (a cap at or below the fee allows no overage); else -1, no limit.
-// ComputeBill bills delivered segments only.
+// ComputeBill bills delivered segments only. Each enterprise keeps a
+// package history (Enterprise.PackageHistory, written by the store): a month
+// is billed with the package in force in it (PackageIn), so a package change
+// never re-prices earlier months.
 //
 // # Refusals
 //
@@ -138,13 +141,14 @@
 //
 //   - The state file is shared. Policy owns the buckets named "policy_"
 //     (policy_meta with the schema version, policy_enterprises,
-//     policy_users, policy_whitelist, policy_overrides, and
-//     policy_contacts for the address books); the queue owns the rest
+//     policy_users, policy_whitelist, policy_overrides,
+//     policy_contacts for the address books, and policy_signatures for
+//     signature change requests); the queue owns the rest
 //     (listed in the queue's doc).
 //     Neither reads nor writes the other's. Policy's writes are plain
 //     db.Update calls: they wait for the queue's commit like any writer.
 //   - Values returned by the Store are copies; changing them changes nothing.
-//   - ListWhitelist reads the file (it is an admin operation), everything else
+//   - ListWhitelist and SignatureRequests read the file (it is an admin operation), everything else
 //     that reads is memory.
 //   - Authenticate waits while AuthConcurrency bcrypt operations run; callers
 //     should bound bind attempts per connection and rate-limit ResetPassword.

@@ -27,9 +27,73 @@ type Enterprise struct {
 	// NoWhitelist exempts the enterprise from the whitelist (an operator
 	// grant for the operator's own notification accounts, load tests and
 	// demos); scope rules still apply.
-	NoWhitelist bool      `json:"no_whitelist"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	NoWhitelist bool `json:"no_whitelist"`
+	// MaxUsers caps the users an enterprise admin may have in its
+	// enterprise (0 = DefaultMaxUsers); the operator is not held to it.
+	MaxUsers int `json:"max_users,omitempty"`
+	// PackageHistory is the package in force from each month on, oldest
+	// first; the store keeps it (what callers put there is ignored). Bills
+	// of a month use the package in force in that month (PackageIn).
+	PackageHistory []PackageChange `json:"package_history,omitempty"`
+	CreatedAt      time.Time       `json:"created_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// DefaultMaxUsers is the cap on an enterprise's users when the operator set
+// none (Enterprise.MaxUsers 0); MaxUsersLimit is the highest cap.
+const (
+	DefaultMaxUsers = 50
+	MaxUsersLimit   = 10_000
+)
+
+// UserCap returns the most users an enterprise admin may have.
+func (e *Enterprise) UserCap() int {
+	if e.MaxUsers == 0 {
+		return DefaultMaxUsers
+	}
+	return e.MaxUsers
+}
+
+// PackageChange is one entry of an enterprise's package history: Package is
+// in force from the month From ("2006-01", Asia/Shanghai) on.
+type PackageChange struct {
+	From    string `json:"from"`
+	Package int    `json:"package"`
+}
+
+// PackageIn returns the package in force in month ("2006-01"): the last
+// history entry from that month or before. A month before the first entry
+// gets the first entry's package; an enterprise without history (stored
+// before histories were kept) its current package. A package change
+// applies to the whole month it is made in: that month is billed, and its
+// quota computed, with the new package; earlier months keep theirs.
+func (e *Enterprise) PackageIn(month string) int {
+	pkg := e.Package
+	for i, c := range e.PackageHistory {
+		if i > 0 && c.From > month {
+			break
+		}
+		pkg = c.Package
+	}
+	return pkg
+}
+
+// notePackage records the current package in the history from the month of
+// now; prev is the package before the change (0 for a new enterprise).
+func (e *Enterprise) notePackage(prev int, now time.Time) {
+	h := e.PackageHistory
+	if len(h) == 0 && prev != 0 {
+		h = []PackageChange{{From: MonthOf(e.CreatedAt), Package: prev}}
+	}
+	month := MonthOf(now)
+	switch n := len(h); {
+	case n > 0 && h[n-1].Package == e.Package:
+	case n > 0 && h[n-1].From >= month:
+		h[n-1].Package = e.Package
+	default:
+		h = append(h, PackageChange{From: month, Package: e.Package})
+	}
+	e.PackageHistory = h
 }
 
 // Grants returns the enterprise's scope grants.
@@ -54,6 +118,9 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 	if e.TPS < 0 || e.TPS > 100_000 {
 		return invalid("enterprise %s: tps %d: 0–100000", e.Code, e.TPS)
 	}
+	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
+		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
+	}
 	return nil
 }
 
@@ -67,6 +134,8 @@ func (s *Store) CreateEnterprise(a Actor, e Enterprise) (*Enterprise, error) {
 	}
 	e.CreatedAt = s.now()
 	e.UpdatedAt = e.CreatedAt
+	e.PackageHistory = nil
+	e.notePackage(0, e.CreatedAt)
 	err := s.update(func(tx *bolt.Tx, ch *change) error {
 		b := tx.Bucket(bucketEnterprises)
 		if b.Get([]byte(e.Code)) != nil {
@@ -96,7 +165,7 @@ func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) erro
 		if e == nil {
 			return fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
 		}
-		created := e.CreatedAt
+		created, prev, hist := e.CreatedAt, e.Package, slices.Clone(e.PackageHistory)
 		if err := fn(e); err != nil {
 			return err
 		}
@@ -106,7 +175,8 @@ func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) erro
 		if err := s.validEnterprise(e); err != nil {
 			return err
 		}
-		e.CreatedAt, e.UpdatedAt = created, s.now()
+		e.CreatedAt, e.UpdatedAt, e.PackageHistory = created, s.now(), hist
+		e.notePackage(prev, e.UpdatedAt)
 		ch.ents = append(ch.ents, code)
 		out = *e
 		return putJSON(tx.Bucket(bucketEnterprises), code, e)

@@ -102,11 +102,13 @@ const UserSignatureSeparator = "——"
 // to pass to the queue, -1 for none.
 func (p *Policy) Limit(ent *Enterprise) int64 { return Limit(ent, p.opts.Packages) }
 
-// Bill computes an enterprise's bill for a month from its delivered segments.
+// Bill computes an enterprise's bill for a month from its delivered
+// segments, with the package in force in that month (Enterprise.PackageIn).
 func (p *Policy) Bill(ent *Enterprise, month string, delivered int64) (Bill, error) {
-	pkg, ok := p.opts.Packages.Lookup(ent.Package)
+	id := ent.PackageIn(month)
+	pkg, ok := p.opts.Packages.Lookup(id)
 	if !ok {
-		return Bill{}, invalid("enterprise %s: package %d is not in the package table", ent.Code, ent.Package)
+		return Bill{}, invalid("enterprise %s: package %d (in force in %s) is not in the package table", ent.Code, id, month)
 	}
 	return ComputeBill(month, pkg, delivered), nil
 }

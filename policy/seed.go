@@ -135,8 +135,11 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 			switch {
 			case old == nil:
 				rep.EnterprisesCreated++
+				e.PackageHistory = nil
+				e.notePackage(0, e.CreatedAt)
 			case d.Force:
-				e.CreatedAt = old.CreatedAt
+				e.CreatedAt, e.PackageHistory = old.CreatedAt, old.PackageHistory
+				e.notePackage(old.Package, e.UpdatedAt)
 				rep.EnterprisesForced++
 			default:
 				rep.EnterprisesKept++

@@ -110,7 +110,8 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 		} else if err := meta.Put(keySchema, []byte{schemaVersion}); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketEnterprises, bucketUsers, bucketWhitelist, bucketOverrides} {
+		for _, b := range [][]byte{bucketEnterprises, bucketUsers, bucketWhitelist, bucketOverrides,
+			bucketSignatures} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ func TestEnterpriseValidation(t *testing.T) {
 	if err != nil || e.Signature != "【乙方】" || !e.National || e.CreatedAt.IsZero() {
 		t.Fatalf("update: %+v %v", e, err)
 	}
-	if got, _ := f.p.Lookup("X2"); *got != *e {
+	if got, _ := f.p.Lookup("X2"); !reflect.DeepEqual(got, e) {
 		t.Errorf("Lookup after update: %+v, want %+v", got, e)
 	}
 }
@@ -248,7 +249,7 @@ func TestReopen(t *testing.T) {
 
 	db := reopenDB(t, f.path)
 	p := newPolicy(t, db, f.clk)
-	if got := p.Enterprises(op); len(got) != len(before) || got[0] != before[0] || got[1] != before[1] {
+	if got := p.Enterprises(op); !reflect.DeepEqual(got, before) {
 		t.Errorf("enterprises after reopen:\n%+v\nwant\n%+v", got, before)
 	}
 	if _, _, err := p.Authenticate("a_user", "secret2"); err != nil {

@@ -64,6 +64,7 @@ type User struct {
 	SystemID      string    `json:"system_id"` // SMPP system_id, globally unique
 	ShowSignature bool      `json:"show_signature"`
 	Role          Role      `json:"role"`
+	Disabled      bool      `json:"disabled,omitempty"` // cannot log in, bind or use its API key
 	HasAPIKey     bool      `json:"has_api_key"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
@@ -132,6 +133,11 @@ func (s *Store) CreateUser(a Actor, nu NewUser) (*User, error) {
 	u.UpdatedAt = u.CreatedAt
 	rec := &userRec{User: u, PassHash: h}
 	err = s.update(func(tx *bolt.Tx, ch *change) error {
+		if !a.Operator {
+			if err := userCap(tx, nu.Enterprise); err != nil {
+				return err
+			}
+		}
 		return s.putNewUser(tx, ch, rec)
 	})
 	if err != nil {
@@ -155,6 +161,33 @@ func (s *Store) putNewUser(tx *bolt.Tx, ch *change, rec *userRec) error {
 	}
 	ch.users = true
 	return putJSON(b, rec.SystemID, rec)
+}
+
+// ErrUserCap: an enterprise admin adding a user past the enterprise's cap
+// (Enterprise.MaxUsers); it wraps ErrInvalid.
+var ErrUserCap = fmt.Errorf("%w: user cap reached", ErrInvalid)
+
+// userCap refuses one more user of an enterprise at its cap.
+func userCap(tx *bolt.Tx, code string) error {
+	e, err := loadEnterprise(tx, code)
+	if err != nil || e == nil {
+		return err // putNewUser reports a missing enterprise
+	}
+	n := 0
+	c := tx.Bucket(bucketUsers).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var u User
+		if err := json.Unmarshal(v, &u); err != nil {
+			return err
+		}
+		if u.Enterprise == code {
+			n++
+		}
+	}
+	if n >= e.UserCap() {
+		return fmt.Errorf("%w: enterprise %s has %d users, its cap (ask the account manager for more)", ErrUserCap, code, n)
+	}
+	return nil
 }
 
 // nameTaken scans the enterprise's users in the transaction (the snapshot may
@@ -223,12 +256,19 @@ type UserUpdate struct {
 	Mobile        *string
 	ShowSignature *bool
 	Role          *Role
+	Disabled      *bool
 }
 
-// UpdateUser changes a user (its enterprise admins, or the operator).
+// UpdateUser changes a user (its enterprise admins, or the operator). An
+// enterprise admin cannot disable or demote itself (the enterprise would be
+// left without anyone to manage it).
 func (s *Store) UpdateUser(a Actor, systemID string, upd UserUpdate) (*User, error) {
 	if _, err := s.userFor(a, systemID, true); err != nil {
 		return nil, err
+	}
+	if !a.Operator && a.Name == systemID &&
+		(upd.Disabled != nil && *upd.Disabled || upd.Role != nil && *upd.Role != RoleAdmin) {
+		return nil, invalid("user %s: an admin cannot disable or demote itself", systemID)
 	}
 	var out User
 	err := s.modifyUser(systemID, func(tx *bolt.Tx, rec *userRec) error {
@@ -243,6 +283,9 @@ func (s *Store) UpdateUser(a Actor, systemID string, upd UserUpdate) (*User, err
 		}
 		if upd.Role != nil {
 			rec.Role = *upd.Role
+		}
+		if upd.Disabled != nil {
+			rec.Disabled = *upd.Disabled
 		}
 		if err := s.validUser(&rec.User); err != nil {
 			return err
@@ -336,6 +379,23 @@ func (s *Store) IssueAPIKey(a Actor, systemID string) (string, error) {
 		return "", err
 	}
 	return key, nil
+}
+
+// ResetUserPassword gives a user a new random password of MaxPasswordLen
+// characters (its enterprise admins, or the operator) and returns it; only
+// its hash is stored.
+func (s *Store) ResetUserPassword(a Actor, systemID string) (string, error) {
+	if _, err := s.userFor(a, systemID, true); err != nil {
+		return "", err
+	}
+	pw, err := s.randomPassword()
+	if err != nil {
+		return "", err
+	}
+	if err := s.SetPassword(a, systemID, pw); err != nil {
+		return "", err
+	}
+	return pw, nil
 }
 
 // RevokeAPIKey removes a user's API key.

@@ -149,6 +149,7 @@ type EnterpriseConfig struct {
 	NoOverage   bool     `mapstructure:"no_overage"`
 	TPS         int      `mapstructure:"tps"`
 	NoWhitelist bool     `mapstructure:"no_whitelist"`
+	MaxUsers    int      `mapstructure:"max_users"` // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
 	Whitelist   []string `mapstructure:"whitelist"` // approved numbers
 }
 

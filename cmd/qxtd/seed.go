@@ -56,7 +56,7 @@ func seedData(c *Config) (policy.SeedData, error) {
 			Enterprise: policy.Enterprise{
 				Code: e.Code, Name: name, Signature: e.Signature, Package: pkg,
 				National: e.National, OffNet: e.OffNet, CapFen: capFen, NoOverage: e.NoOverage,
-				TPS: e.TPS, NoWhitelist: e.NoWhitelist,
+				TPS: e.TPS, NoWhitelist: e.NoWhitelist, MaxUsers: e.MaxUsers,
 			},
 			Whitelist: e.Whitelist,
 		})

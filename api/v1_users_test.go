@@ -1,0 +1,112 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The enterprise admin's users: add within the operator's cap, change,
+// turn the user signature off (seen on the air), disable, reset a
+// password; users cannot, and another enterprise's users are not found.
+func TestEnterpriseUsers(t *testing.T) {
+	r := newUserRig(t)
+	const tok = "op-token"
+	adm := &userRig{t: t, url: r.adminServer(tok)}
+	amy, alice, al2 := r.keys["amy"], r.keys["alice"], r.keys["al2"]
+
+	r.wantError(http.StatusForbidden, "forbidden", "GET", "/v1/users", alice, nil)
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/users", alice, NewUser{SystemID: "x1", Password: "abc12345", Name: "x"})
+	r.wantError(http.StatusForbidden, "forbidden", "PATCH", "/v1/users/al2", alice, UserPatch{ShowSignature: new(bool)})
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/users/al2/password-reset", alice, nil)
+	var list UserList
+	r.must(http.StatusOK, "GET", "/v1/users", amy, nil, &list)
+	if len(list.Users) != 3 {
+		t.Fatalf("A's users: %+v", list.Users)
+	}
+
+	// The operator caps A at 4 users: one more fits.
+	var ent Enterprise
+	adm.must(http.StatusOK, "PATCH", "/admin/v1/enterprises/A", tok, EnterprisePatch{MaxUsers: ptr(4)}, &ent)
+	if ent.MaxUsers != 4 {
+		t.Fatalf("max_users: %+v", ent)
+	}
+	adm.wantError(http.StatusBadRequest, "invalid", "PATCH", "/admin/v1/enterprises/A", tok, EnterprisePatch{MaxUsers: ptr(-1)})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_new", Password: "123456789", Name: "甲三"}) // SMPP passwords are at most 8 characters
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Mobile: "12345"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Role: "boss"})
+	r.wantError(http.StatusConflict, "exists", "POST", "/v1/users", amy,
+		NewUser{SystemID: "bob", Password: "abc12345", Name: "甲三"})
+	var u User
+	r.must(http.StatusCreated, "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Mobile: "13712340001"}, &u)
+	if u.Enterprise != "A" || u.Role != "user" || u.Mobile != "+8613712340001" {
+		t.Fatalf("created: %+v", u)
+	}
+	e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_more", Password: "abc12345", Name: "甲四"})
+	if !strings.Contains(e.Error.Message, "cap") {
+		t.Errorf("cap refusal: %q", e.Error.Message)
+	}
+
+	// Another enterprise's user, or none: not found.
+	r.wantError(http.StatusNotFound, "not_found", "PATCH", "/v1/users/bob", amy, UserPatch{Disabled: ptr(true)})
+	r.wantError(http.StatusNotFound, "not_found", "PATCH", "/v1/users/nobody", amy, UserPatch{Disabled: ptr(true)})
+	r.wantError(http.StatusNotFound, "not_found", "POST", "/v1/users/bob/password-reset", amy, nil)
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/amy", amy, UserPatch{Disabled: ptr(true)})
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/amy", amy, UserPatch{Role: ptr("user")})
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/al2", amy, UserPatch{})
+
+	// The user signature: on for al2, then turned off by the admin.
+	r.send(al2, SendRequest{To: []string{uNumA2}, Text: "签名开"})
+	r.waitReceived(uNumA2, "【甲公司】签名开——甲二", 10*time.Second)
+	r.must(http.StatusOK, "PATCH", "/v1/users/al2", amy, UserPatch{ShowSignature: ptr(false), Mobile: ptr("13712340002")}, &u)
+	if u.ShowSignature || u.Mobile != "+8613712340002" {
+		t.Fatalf("patched: %+v", u)
+	}
+	r.send(al2, SendRequest{To: []string{uNumA2}, Text: "签名关"})
+	r.waitReceived(uNumA2, "【甲公司】签名关", 10*time.Second)
+
+	// A password reset: 8 characters, shown once, and it logs in.
+	var pr UserPasswordReset
+	r.must(http.StatusOK, "POST", "/v1/users/a_new/password-reset", amy, nil, &pr)
+	if pr.SystemID != "a_new" || len(pr.Password) != 8 {
+		t.Fatalf("reset: %+v", pr)
+	}
+	r.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/v1/login", "", LoginRequest{SystemID: "a_new", Password: "abc12345"})
+	var lr LoginResponse
+	r.must(http.StatusOK, "POST", "/v1/login", "", LoginRequest{SystemID: "a_new", Password: pr.Password}, &lr)
+	r.must(http.StatusOK, "GET", "/v1/me", lr.Token, nil, nil)
+
+	// Disabled: the session stops at once, and it cannot log in.
+	r.must(http.StatusOK, "PATCH", "/v1/users/a_new", amy, UserPatch{Disabled: ptr(true)}, &u)
+	if !u.Disabled {
+		t.Fatalf("disabled: %+v", u)
+	}
+	r.wantError(http.StatusForbidden, "account_disabled", "GET", "/v1/me", lr.Token, nil)
+	code, _ := r.call("POST", "/v1/login", "", LoginRequest{SystemID: "a_new", Password: pr.Password}, nil)
+	if code/100 == 2 {
+		t.Errorf("a disabled user logged in: %d", code)
+	}
+	if _, _, err := r.pol.Authenticate("a_new", pr.Password); err == nil {
+		t.Errorf("a disabled user binds")
+	}
+	r.must(http.StatusOK, "PATCH", "/v1/users/a_new", amy, UserPatch{Disabled: ptr(false)}, &u)
+	r.must(http.StatusOK, "POST", "/v1/login", "", LoginRequest{SystemID: "a_new", Password: pr.Password}, &lr)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// The user wire types are their openapi.yaml schemas.
+func TestOpenAPIUserSchemas(t *testing.T) {
+	checkSchemas(t, loadOpenAPI(t), map[string]any{
+		"User":              User{},
+		"UserIn":            NewUser{},
+		"UserPatch":         UserPatch{},
+		"UserPasswordReset": UserPasswordReset{},
+	})
+}
