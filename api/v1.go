@@ -114,6 +114,12 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/enterprise-contacts/template.csv", true, s.contactsTemplateCSV},
 		{"GET", "/v1/enterprise-contacts/template.xlsx", true, s.contactsTemplateXLSX},
 		{"GET", "/v1/openapi.yaml", false, s.openAPI},
+		{"GET", "/v1/whitelist", true, s.listMyWhitelist},
+		{"POST", "/v1/whitelist", true, s.addMyWhitelist},
+		{"DELETE", "/v1/whitelist/{id}", true, s.removeMyWhitelist},
+		{"POST", "/v1/whitelist/import", true, s.importMyWhitelist},
+		{"GET", "/v1/whitelist/template.csv", true, s.whitelistTemplateCSV},
+		{"GET", "/v1/whitelist/template.xlsx", true, s.whitelistTemplateXLSX},
 	}
 }
 

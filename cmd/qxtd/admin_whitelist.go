@@ -128,27 +128,36 @@ func (a *adminCLI) wlList() *cobra.Command {
 // wlDecide is `whitelist approve` (approve) or `whitelist reject`.
 func (a *adminCLI) wlDecide(approve bool) *cobra.Command {
 	var allPending bool
-	name, verb := "reject", "rejected"
+	var reason string
+	name, verb, use := "reject", "rejected", " --reason R"
 	if approve {
-		name, verb = "approve", "approved"
+		name, verb, use = "approve", "approved", ""
 	}
-	c := a.leaf(name+" CODE (NUMBER... | --all-pending)", "Decide pending entries: "+verb, 1, -1,
+	c := a.leaf(name+" CODE (NUMBER... | --all-pending)"+use, "Decide pending entries: "+verb, 1, -1,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
 			numbers := args[1:]
 			if allPending == (len(numbers) > 0) {
 				return usagef("whitelist %s: give numbers or --all-pending", name)
 			}
-			decide := cl.Reject
-			if approve {
-				decide = cl.Approve
+			if !approve && strings.TrimSpace(reason) == "" {
+				return usagef("whitelist reject: give --reason (the enterprise sees it)")
 			}
-			r, err := decide(args[0], numbers, allPending)
+			var r *policy.BulkResult
+			var err error
+			if approve {
+				r, err = cl.Approve(args[0], numbers, allPending)
+			} else {
+				r, err = cl.Reject(args[0], reason, numbers, allPending)
+			}
 			if err != nil {
 				return err
 			}
 			return a.out(c, r, func(w io.Writer) { printBulk(w, verb, r) })
 		})
 	c.Flags().BoolVar(&allPending, "all-pending", false, "decide every pending entry")
+	if !approve {
+		c.Flags().StringVar(&reason, "reason", "", "why the numbers are rejected (shown to the enterprise)")
+	}
 	return c
 }
 
