@@ -125,6 +125,44 @@ func (a *adminCLI) wlList() *cobra.Command {
 	return c
 }
 
+// wlPending is the account manager's queue: pending entries of every
+// enterprise, oldest first.
+func (a *adminCLI) wlPending() *cobra.Command {
+	var after string
+	var limit int
+	var all bool
+	c := a.leaf("pending [--after CURSOR] [--limit N] [--all]", "List the entries of every enterprise awaiting approval, oldest first", 0, 0,
+		func(c *cobra.Command, cl *api.Client, _ []string) error {
+			page, err := cl.ListPending(after, limit)
+			if err != nil {
+				return err
+			}
+			for all && page.Next != "" {
+				next, err := cl.ListPending(page.Next, limit)
+				if err != nil {
+					return err
+				}
+				page.Entries, page.Next = append(page.Entries, next.Entries...), next.Next
+			}
+			return a.out(c, page, func(w io.Writer) {
+				fmt.Fprintln(w, "ENTERPRISE\tNUMBER\tADDED\tBY\tWAITING")
+				now := time.Now()
+				for _, e := range page.Entries {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Enterprise, e.Number, e.AddedAt.Local().Format(time.DateTime), e.AddedBy,
+						now.Sub(e.AddedAt).Truncate(time.Second))
+				}
+				if page.Next != "" {
+					fmt.Fprintf(w, "more: --after %s (or --all)\n", page.Next)
+				}
+			})
+		})
+	fs := c.Flags()
+	fs.StringVar(&after, "after", "", "start after this cursor (the previous page's next)")
+	fs.IntVar(&limit, "limit", 0, "entries per page (default 100, at most 1000)")
+	fs.BoolVar(&all, "all", false, "fetch every page")
+	return c
+}
+
 // wlDecide is `whitelist approve` (approve) or `whitelist reject`.
 func (a *adminCLI) wlDecide(approve bool) *cobra.Command {
 	var allPending bool
