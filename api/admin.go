@@ -76,6 +76,9 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/enterprises/{code}/whitelist/approve", s.decideWhitelist(policy.WhitelistApproved)},
 		{"POST /admin/v1/enterprises/{code}/whitelist/reject", s.decideWhitelist(policy.WhitelistRejected)},
 		{"POST /admin/v1/enterprises/{code}/whitelist/remove", s.removeWhitelist},
+		{"GET /admin/v1/whitelist/pending", s.listPending},
+		{"POST /admin/v1/whitelist/approve", s.decideEntries(policy.WhitelistApproved)},
+		{"POST /admin/v1/whitelist/reject", s.decideEntries(policy.WhitelistRejected)},
 
 		{"GET /admin/v1/overrides", s.listOverrides},
 		{"PUT /admin/v1/overrides/{prefix}", s.setOverride},

@@ -332,7 +332,7 @@ func TestAdminFlow(t *testing.T) {
 	if br.Changed != 2 || br.Unchanged != 0 || !slices.Equal(br.NotFound, []string{"+8613600136000"}) || !slices.Equal(errorRows(br.Errors), []int{4}) {
 		t.Fatalf("approve: %+v", br)
 	}
-	br = adminMust(c.Reject("ACME", []string{"13800138001"}, false)).get(t)
+	br = adminMust(c.Reject("ACME", "not a customer", []string{"13800138001"}, false)).get(t)
 	if br.Changed != 1 {
 		t.Fatalf("reject: %+v", br)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -23,10 +24,11 @@ type Numbers struct {
 }
 
 // Decision is the body of whitelist approve and reject: either numbers, or
-// all_pending true.
+// all_pending true; a rejection needs a reason (the enterprise sees it).
 type Decision struct {
 	Numbers    []string `json:"numbers,omitempty"`
 	AllPending bool     `json:"all_pending,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
 }
 
 // WhitelistPage is the answer of GET /admin/v1/enterprises/{code}/whitelist.
@@ -37,6 +39,7 @@ type WhitelistPage struct {
 
 func importOut(res policy.ImportResult) policy.ImportResult {
 	res.Errors = nonNil(res.Errors)
+	res.Listed = nonNil(res.Listed)
 	return res
 }
 
@@ -131,28 +134,42 @@ func (s *Server) importWhitelist(a policy.Actor, w http.ResponseWriter, r *http.
 }
 
 func (s *Server) listWhitelist(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	s.writeWhitelistPage(a, r.PathValue("code"), w, r)
+}
+
+// pageQuery reads ?limit= and ?after= of a paged list.
+func pageQuery(r *http.Request) (after string, limit int, err error) {
 	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return "", 0, invalidf("limit %q: want a number from 1 to %d", v, policy.MaxPageSize)
+		}
+		limit = n
+	}
+	after = q.Get("after")
+	if strings.HasPrefix(after, " ") { // an unescaped "+86…" in a query string reads as " 86…"
+		after = "+" + after[1:]
+	}
+	return after, limit, nil
+}
+
+// writeWhitelistPage answers a page of an enterprise's whitelist
+// (?state=, ?after=, ?limit=).
+func (s *Server) writeWhitelistPage(a policy.Actor, code string, w http.ResponseWriter, r *http.Request) {
 	var st policy.WhitelistState
-	if v := q.Get("state"); v != "" && v != "all" {
+	if v := r.URL.Query().Get("state"); v != "" && v != "all" {
 		if err := st.UnmarshalText([]byte(v)); err != nil {
 			writeErr(w, err)
 			return
 		}
 	}
-	limit := 0
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeErr(w, invalidf("limit %q: want a number from 1 to %d", v, policy.MaxPageSize))
-			return
-		}
-		limit = n
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		writeErr(w, err)
+		return
 	}
-	after := q.Get("after")
-	if strings.HasPrefix(after, " ") { // an unescaped "+86…" in a query string reads as " 86…"
-		after = "+" + after[1:]
-	}
-	entries, next, err := s.cfg.Policy.ListWhitelist(a, r.PathValue("code"), st, after, limit)
+	entries, next, err := s.cfg.Policy.ListWhitelist(a, code, st, after, limit)
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -181,7 +198,7 @@ func (s *Server) decideWhitelist(st policy.WhitelistState) actorHandler {
 			numbers = in.Numbers
 		}
 		code := r.PathValue("code")
-		res, err := s.cfg.Policy.DecideWhitelist(a, code, st, numbers)
+		res, err := s.cfg.Policy.DecideWhitelist(a, code, st, in.Reason, numbers)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -204,4 +221,84 @@ func (s *Server) removeWhitelist(a policy.Actor, w http.ResponseWriter, r *http.
 	}
 	s.audit(a, "whitelist removed", "enterprise", code, "changed", res.Changed)
 	writeJSON(w, http.StatusOK, bulkOut(res))
+}
+
+// The account manager's queue across enterprises: pending entries oldest
+// first, decided in bulk.
+
+// PendingPage is the answer of GET /admin/v1/whitelist/pending.
+type PendingPage struct {
+	Entries []policy.PendingEntry `json:"entries"`
+	Next    string                `json:"next"` // pass as ?after= for the next page; "" at the end
+}
+
+// EntryDecision is the body of POST /admin/v1/whitelist/approve and
+// /reject: entries of any enterprises; a rejection needs a reason.
+type EntryDecision struct {
+	Entries []policy.EntryRef `json:"entries"`
+	Reason  string            `json:"reason,omitempty"`
+}
+
+func (s *Server) listPending(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	entries, next, err := s.cfg.Policy.ListPending(a, after, limit)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PendingPage{Entries: nonNil(entries), Next: next})
+}
+
+func (s *Server) decideEntries(st policy.WhitelistState) actorHandler {
+	return func(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+		var in EntryDecision
+		if !s.readJSON(w, r, &in) {
+			return
+		}
+		switch {
+		case len(in.Entries) == 0:
+			writeErr(w, invalidf("entries: at least one {enterprise, number} is required"))
+			return
+		case len(in.Entries) > maxListItems:
+			writeErr(w, invalidf("entries: at most %d per request", maxListItems))
+			return
+		}
+		res, err := s.cfg.Policy.DecideEntries(a, st, in.Reason, in.Entries)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		s.audit(a, "whitelist decided", "state", st.String(), "entries", len(in.Entries), "changed", res.Changed)
+		res.NotFound, res.Errors = nonNil(res.NotFound), nonNil(res.Errors)
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// ListPending returns a page of the account manager's queue.
+func (c *Client) ListPending(after string, limit int) (*PendingPage, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	p := "/admin/v1/whitelist/pending"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return call[PendingPage](c, http.MethodGet, p, nil)
+}
+
+// DecideEntries approves (reason "") or rejects entries of any enterprises.
+func (c *Client) DecideEntries(approve bool, reason string, entries []policy.EntryRef) (*policy.DecideResult, error) {
+	p := "/admin/v1/whitelist/reject"
+	if approve {
+		p = "/admin/v1/whitelist/approve"
+	}
+	return call[policy.DecideResult](c, http.MethodPost, p, EntryDecision{Entries: entries, Reason: reason})
 }

@@ -277,16 +277,17 @@ func (c *Client) ListWhitelist(code, state, after string, limit int) (*Whitelist
 
 // Approve approves numbers, or every pending entry when allPending.
 func (c *Client) Approve(code string, numbers []string, allPending bool) (*policy.BulkResult, error) {
-	return c.decide(code, "/approve", numbers, allPending)
+	return c.decide(code, "/approve", "", numbers, allPending)
 }
 
-// Reject rejects numbers, or every pending entry when allPending.
-func (c *Client) Reject(code string, numbers []string, allPending bool) (*policy.BulkResult, error) {
-	return c.decide(code, "/reject", numbers, allPending)
+// Reject rejects numbers, or every pending entry when allPending, for a
+// reason the enterprise sees.
+func (c *Client) Reject(code, reason string, numbers []string, allPending bool) (*policy.BulkResult, error) {
+	return c.decide(code, "/reject", reason, numbers, allPending)
 }
 
-func (c *Client) decide(code, suffix string, numbers []string, allPending bool) (*policy.BulkResult, error) {
-	return call[policy.BulkResult](c, http.MethodPost, wlPath(code, suffix), Decision{Numbers: numbers, AllPending: allPending})
+func (c *Client) decide(code, suffix, reason string, numbers []string, allPending bool) (*policy.BulkResult, error) {
+	return call[policy.BulkResult](c, http.MethodPost, wlPath(code, suffix), Decision{Numbers: numbers, AllPending: allPending, Reason: reason})
 }
 
 // RemoveWhitelist removes numbers in any state.

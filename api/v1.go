@@ -133,6 +133,12 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/users", true, s.addEnterpriseUser},
 		{"PATCH", "/v1/users/{system_id}", true, s.patchEnterpriseUser},
 		{"POST", "/v1/users/{system_id}/password-reset", true, s.resetEnterpriseUserPassword},
+		{"GET", "/v1/whitelist", true, s.listMyWhitelist},
+		{"POST", "/v1/whitelist", true, s.addMyWhitelist},
+		{"DELETE", "/v1/whitelist/{id}", true, s.removeMyWhitelist},
+		{"POST", "/v1/whitelist/import", true, s.importMyWhitelist},
+		{"GET", "/v1/whitelist/template.csv", true, s.whitelistTemplateCSV},
+		{"GET", "/v1/whitelist/template.xlsx", true, s.whitelistTemplateXLSX},
 	}
 }
 

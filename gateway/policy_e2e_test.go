@@ -315,3 +315,31 @@ func TestRouteByCarrier(t *testing.T) {
 		t.Fatalf("China Unicom upstream got %+v", got)
 	}
 }
+
+// TestWhitelistApprovalOverSMPP: a bind submitting to a number the
+// enterprise asked for is refused not_whitelisted (0x400) while it waits;
+// once the account manager approves it the same submit is accepted and
+// delivered.
+func TestWhitelistApprovalOverSMPP(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const dst = "13712345679" // pending in the rig
+	_, err = alice.submit(ctx, submitSM("1069", dst, "approval"))
+	wantStatus(t, err, 0x400)
+	if _, err := pol.DecideEntries(policy.OperatorActor("manager"), policy.WhitelistApproved, "",
+		[]policy.EntryRef{{Enterprise: "E1", Number: dst}}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := alice.submit(ctx, submitSM("1069", dst, "approval"))
+	if err != nil {
+		t.Fatalf("submit after approval: %v", err)
+	}
+	if got := alice.waitReceipts(t, 1, 10*time.Second); got[id].State != smpp.StateDelivered {
+		t.Fatalf("receipt: %s", got[id].State.Stat())
+	}
+}

@@ -66,7 +66,7 @@
 //   - The operator (account managers; OperatorActor) creates enterprises and
 //     changes every enterprise field — signature, package, grants, cap, TPS,
 //     disabled — approves and rejects whitelist entries (DecideWhitelist,
-//     Approve, Reject), maintains number overrides, and can do anything an
+//     DecideEntries, Approve, Reject), maintains number overrides, and can do anything an
 //     enterprise admin can. Entries the operator adds are approved at once.
 //   - An enterprise admin (ActorFor a RoleAdmin user) manages its own
 //     enterprise's users (create, update, delete, show user signature,
@@ -130,8 +130,23 @@
 // that output, and a test keeps the two equal.
 //
 // A whitelist entry still pending approval, or rejected, is not_whitelisted
-// like an absent one (one SMPP status); the Refusal's Detail ("whitelist entry
-// pending") tells the enterprise which, in HTTP answers and logs.
+// like an absent one (one SMPP status); the Refusal's Detail tells the
+// enterprise which (WhitelistDetail: "whitelist entry pending, awaits the
+// account manager's approval", "whitelist entry rejected by the account
+// manager: <reason>"), in HTTP answers and logs.
+//
+// # Whitelist requests
+//
+// An enterprise admin adds or imports numbers: they are pending. The
+// account managers see the pending entries of every enterprise, oldest
+// first (ListPending), and approve or reject them one enterprise at a time
+// (DecideWhitelist) or across enterprises (DecideEntries); a rejection
+// carries a reason the enterprise sees. Each entry keeps who added it and
+// when, who decided and when. Numbers the operator adds itself are approved
+// at once: the operator is the account manager, so its adding is its
+// approval. PendingStats (memory only) gives the number of pending entries
+// and the age of the oldest, for the daemon's metrics; policy itself exports
+// no metrics.
 //
 // Refusals the policy package does not detect itself have helpers:
 // NewRefusal(ReasonQuotaExceeded, …) for the queue's limit check,

@@ -82,15 +82,26 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	if ent.NoWhitelist {
 		return c, nil
 	}
-	st, ok := p.WhitelistStatus(ent.Code, c.E164)
+	st, why, ok := p.whitelistInfo(ent.Code, c.E164)
 	if ok && st == WhitelistApproved {
 		return c, nil
 	}
-	detail := c.E164 + ": not on the whitelist"
-	if ok {
-		detail = c.E164 + ": whitelist entry " + st.String()
+	return c, refuse(ReasonNotWhitelisted, WhitelistDetail(c.E164, st, why, ok))
+}
+
+// WhitelistDetail is the Detail of a not_whitelisted refusal of e164:
+// absent (ok false), pending (awaits approval), or rejected (with the
+// account manager's reason).
+func WhitelistDetail(e164 string, st WhitelistState, why string, ok bool) string {
+	switch {
+	case !ok:
+		return e164 + ": not on the whitelist"
+	case st == WhitelistPending:
+		return e164 + ": whitelist entry pending, awaits the account manager's approval"
+	case st == WhitelistRejected && why != "":
+		return e164 + ": whitelist entry rejected by the account manager: " + why
 	}
-	return c, refuse(ReasonNotWhitelisted, detail)
+	return e164 + ": whitelist entry " + st.String()
 }
 
 // UserSignatureSeparator goes between the text and a shown user signature

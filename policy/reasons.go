@@ -274,6 +274,7 @@ const (
 	RowInvalidName     = "invalid_name"     // address book: the name is too long or not text
 	RowInvalidGroup    = "invalid_group"    // address book: a group name is invalid, or too many groups
 	RowContactsLimit   = "contacts_limit"   // address book: the book is full
+	RowAlreadyListed   = "already_listed"   // whitelist: the number is already on it (or repeated in the input)
 )
 
 var rowReasons = []struct{ name, message string }{
@@ -283,6 +284,7 @@ var rowReasons = []struct{ name, message string }{
 	{RowInvalidName, "the contact's name is too long or invalid"},
 	{RowInvalidGroup, "a group name is too long or invalid, or the contact has too many groups"},
 	{RowContactsLimit, "the address book is full"},
+	{RowAlreadyListed, "the number is already on the whitelist (the detail says in which state) or repeats an earlier row"},
 }
 
 // RowReasons returns the row reasons, each with its meaning.

@@ -46,7 +46,7 @@ func TestSeedRule(t *testing.T) {
 	if _, err := p.UpdateEnterprise(op, "GD001", func(e *Enterprise) error { e.Package = 5; e.National = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Reject(op, "GD001", "13712345678"); err != nil {
+	if _, err := p.Reject(op, "GD001", "no", "13712345678"); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.RemoveOverride(op, "13012345678"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -23,7 +24,15 @@ type snapshot struct {
 
 type entSnap struct {
 	ent Enterprise
-	wl  map[uint64]WhitelistState // national number → state
+	wlSnap
+}
+
+// wlSnap is an enterprise's whitelist in memory.
+type wlSnap struct {
+	wl      map[uint64]WhitelistState // national number → state
+	why     map[uint64]string         // rejected entries with a reason → the reason
+	pending int                       // pending entries
+	oldest  time.Time                 // when the oldest pending entry was added (zero: none)
 }
 
 func loadAll(tx *bolt.Tx) (*snapshot, error) {
@@ -37,7 +46,7 @@ func loadAll(tx *bolt.Tx) (*snapshot, error) {
 		if err != nil {
 			return err
 		}
-		es.wl = wl
+		es.wlSnap = wl
 		snap.ents[es.ent.Code] = es
 		return nil
 	})
@@ -59,21 +68,40 @@ func loadEnterprise(tx *bolt.Tx, code string) (*Enterprise, error) {
 	return &e, nil
 }
 
-func loadWhitelist(tx *bolt.Tx, code string) (map[uint64]WhitelistState, error) {
-	wl := map[uint64]WhitelistState{}
+func loadWhitelist(tx *bolt.Tx, code string) (wlSnap, error) {
+	ws := wlSnap{wl: map[uint64]WhitelistState{}}
 	b := tx.Bucket(bucketWhitelist).Bucket([]byte(code))
 	if b == nil {
-		return wl, nil
+		return ws, nil
 	}
 	err := b.ForEach(func(k, v []byte) error {
 		nat, ok := nationalOf(string(k))
 		if !ok || len(v) == 0 {
 			return fmt.Errorf("policy: whitelist %q: bad entry %q", code, k)
 		}
-		wl[nat] = WhitelistState(v[0])
+		st := WhitelistState(v[0])
+		ws.wl[nat] = st
+		if st != WhitelistPending && st != WhitelistRejected {
+			return nil
+		}
+		e, err := decodeEntry(k, v)
+		if err != nil {
+			return err
+		}
+		if st == WhitelistPending {
+			ws.pending++
+			if ws.oldest.IsZero() || e.AddedAt.Before(ws.oldest) {
+				ws.oldest = e.AddedAt
+			}
+		} else if e.Reason != "" {
+			if ws.why == nil {
+				ws.why = map[uint64]string{}
+			}
+			ws.why[nat] = e.Reason
+		}
 		return nil
 	})
-	return wl, err
+	return ws, err
 }
 
 func loadUsers(tx *bolt.Tx, snap *snapshot) error {
@@ -189,8 +217,8 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 		}
 		es := &entSnap{ent: *e}
 		if o := old.ents[code]; o != nil {
-			es.wl = o.wl
-		} else if es.wl, err = loadWhitelist(tx, code); err != nil {
+			es.wlSnap = o.wlSnap
+		} else if es.wlSnap, err = loadWhitelist(tx, code); err != nil {
 			return nil, err
 		}
 		next.ents[code] = es
@@ -204,7 +232,7 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		next.ents[code] = &entSnap{ent: o.ent, wl: wl}
+		next.ents[code] = &entSnap{ent: o.ent, wlSnap: wl}
 	}
 	if ch.users {
 		if err := loadUsers(tx, &next); err != nil {

@@ -185,7 +185,7 @@ func TestIsolation(t *testing.T) {
 			"WhitelistCounts(B)": func() error { _, err := f.p.WhitelistCounts(actor, entB); return err },
 			"Approve(B)":         func() error { _, err := f.p.Approve(actor, entB); return err },
 			"Approve(own)":       func() error { _, err := f.p.Approve(actor, entA); return err },
-			"Reject(B)":          func() error { _, err := f.p.Reject(actor, entB, "13712345678"); return err },
+			"Reject(B)":          func() error { _, err := f.p.Reject(actor, entB, "no", "13712345678"); return err },
 			"SetOverride":        func() error { return f.p.SetOverride(actor, Override{Prefix: "137", Province: "广东"}) },
 			"RemoveOverride":     func() error { return f.p.RemoveOverride(actor, "137") },
 			"Overrides":          func() error { _, err := f.p.Overrides(actor); return err },
@@ -235,7 +235,7 @@ func TestReopen(t *testing.T) {
 	if _, err := f.p.Approve(op, entA, "13712345678"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.p.Reject(op, entA, "13800138000"); err != nil {
+	if _, err := f.p.Reject(op, entA, "no", "13800138000"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.p.SetOverride(op, Override{Prefix: "13012345678", Carrier: ChinaMobile, Province: "广东"}); err != nil {

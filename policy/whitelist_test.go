@@ -23,7 +23,7 @@ func TestWhitelistLifecycle(t *testing.T) {
 	want := ImportResult{Rows: 4, Added: 1, Duplicates: 1, Errors: []RowError{
 		{Row: 3, Value: "020-88888888", Reason: ReasonInvalidNumber.String(), Detail: "+862088888888: not a mobile number"},
 		{Row: 4, Value: "", Reason: ReasonInvalidNumber.String(), Detail: "empty number"},
-	}}
+	}, Listed: []RowError{{Row: 2, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 1"}}}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("add: %+v\nwant %+v", res, want)
 	}
@@ -45,7 +45,7 @@ func TestWhitelistLifecycle(t *testing.T) {
 	if _, err := f.p.Approve(f.aAdmin, entA, n); err != ErrForbidden {
 		t.Errorf("enterprise admin approves: %v", err)
 	}
-	res2, err := f.p.Reject(op, entA, n, "13800138000", "bad")
+	res2, err := f.p.Reject(op, entA, "not the enterprise's customer", n, "13800138000", "bad")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestDecideAllPendingAndList(t *testing.T) {
 	if res, err := f.p.AddWhitelist(f.aAdmin, entA, nums); err != nil || res.Added != 25 {
 		t.Fatal(res, err)
 	}
-	if _, err := f.p.Reject(op, entA, nums[:5]...); err != nil {
+	if _, err := f.p.Reject(op, entA, "unknown numbers", nums[:5]...); err != nil {
 		t.Fatal(err)
 	}
 	res, err := f.p.Approve(op, entA) // all pending
@@ -151,7 +151,8 @@ func TestImportCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkImport(t, res, ImportResult{Rows: 7, Added: 3, Duplicates: 1, HeaderRow: 1}, []int{4, 6, 9})
+	checkImport(t, res, ImportResult{Rows: 7, Added: 3, Duplicates: 1, HeaderRow: 1, Listed: []RowError{
+		{Row: 7, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2"}}}, []int{4, 6, 9})
 
 	// Without header, the first row is data.
 	res, err = f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("13712345600\r\n13712345601\r\n"), sheet.CSV)
@@ -195,7 +196,7 @@ func checkImport(t *testing.T, got, want ImportResult, errRows []int) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("import %+v, want %+v", got, want)
 	}
-	if got.Rows != got.Added+got.Duplicates+len(rows) {
+	if got.Rows != got.Added+got.Duplicates+len(rows) || len(got.Listed) != got.Duplicates {
 		t.Errorf("rows do not add up: %+v", got)
 	}
 }
@@ -226,7 +227,8 @@ func TestImportXLSX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkImport(t, res, ImportResult{Rows: 6, Added: 3, Duplicates: 1, HeaderRow: 1}, []int{4, 7})
+	checkImport(t, res, ImportResult{Rows: 6, Added: 3, Duplicates: 1, HeaderRow: 1, Listed: []RowError{
+		{Row: 8, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2"}}}, []int{4, 7})
 	for _, n := range []string{"+8613712345678", "+8613800138000", "+8613916012345"} {
 		if st, ok := f.p.WhitelistStatus(entA, n); !ok || st != WhitelistPending {
 			t.Errorf("%s: %v %v", n, st, ok)

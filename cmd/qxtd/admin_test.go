@@ -148,8 +148,12 @@ func TestAdminCLI(t *testing.T) {
 		}},
 		{args: []string{"whitelist", "list", "ACME", "--state", "pending"}, out: []string{"+8613600136000", "+8613600136001", "pending", "acme_adm"}},
 		{args: []string{"whitelist", "approve", "ACME"}, code: 2, errOut: []string{"give numbers or --all-pending"}},
-		{args: []string{"whitelist", "reject", "ACME", "13600136001", "13500135000"},
+		{args: []string{"whitelist", "pending"}, out: []string{"ENTERPRISE", "ACME\t+8613600136000\t", "ACME\t+8613600136001\t", "acme_adm"}},
+		{args: []string{"whitelist", "pending", "--limit", "1"}, out: []string{"+8613600136000", "more: --after "}},
+		{args: []string{"whitelist", "reject", "ACME", "13600136001"}, code: 2, errOut: []string{"--reason"}},
+		{args: []string{"whitelist", "reject", "ACME", "13600136001", "13500135000", "--reason", "空号"},
 			out: []string{"rejected 1, unchanged 0, not on the whitelist 1", "+8613500135000"}},
+		{args: []string{"whitelist", "list", "ACME", "--state", "rejected", "--json"}, out: []string{`"reason"`, "空号", `"decided_by"`, "admin-api"}},
 		{args: []string{"whitelist", "approve", "ACME", "--all-pending"}, out: []string{"approved 1, unchanged 0"}},
 		{args: []string{"whitelist", "list", "ACME", "--state", "approved", "--limit", "2"}, out: []string{"more: --after +8613712345678"}},
 		{args: []string{"whitelist", "list", "ACME", "--json", "--state", "approved", "--limit", "2", "--all"}, check: func(t *testing.T, out string) {

@@ -125,30 +125,77 @@ func (a *adminCLI) wlList() *cobra.Command {
 	return c
 }
 
+// wlPending is the account manager's queue: pending entries of every
+// enterprise, oldest first.
+func (a *adminCLI) wlPending() *cobra.Command {
+	var after string
+	var limit int
+	var all bool
+	c := a.leaf("pending [--after CURSOR] [--limit N] [--all]", "List the entries of every enterprise awaiting approval, oldest first", 0, 0,
+		func(c *cobra.Command, cl *api.Client, _ []string) error {
+			page, err := cl.ListPending(after, limit)
+			if err != nil {
+				return err
+			}
+			for all && page.Next != "" {
+				next, err := cl.ListPending(page.Next, limit)
+				if err != nil {
+					return err
+				}
+				page.Entries, page.Next = append(page.Entries, next.Entries...), next.Next
+			}
+			return a.out(c, page, func(w io.Writer) {
+				fmt.Fprintln(w, "ENTERPRISE\tNUMBER\tADDED\tBY\tWAITING")
+				now := time.Now()
+				for _, e := range page.Entries {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Enterprise, e.Number, e.AddedAt.Local().Format(time.DateTime), e.AddedBy,
+						now.Sub(e.AddedAt).Truncate(time.Second))
+				}
+				if page.Next != "" {
+					fmt.Fprintf(w, "more: --after %s (or --all)\n", page.Next)
+				}
+			})
+		})
+	fs := c.Flags()
+	fs.StringVar(&after, "after", "", "start after this cursor (the previous page's next)")
+	fs.IntVar(&limit, "limit", 0, "entries per page (default 100, at most 1000)")
+	fs.BoolVar(&all, "all", false, "fetch every page")
+	return c
+}
+
 // wlDecide is `whitelist approve` (approve) or `whitelist reject`.
 func (a *adminCLI) wlDecide(approve bool) *cobra.Command {
 	var allPending bool
-	name, verb := "reject", "rejected"
+	var reason string
+	name, verb, use := "reject", "rejected", " --reason R"
 	if approve {
-		name, verb = "approve", "approved"
+		name, verb, use = "approve", "approved", ""
 	}
-	c := a.leaf(name+" CODE (NUMBER... | --all-pending)", "Decide pending entries: "+verb, 1, -1,
+	c := a.leaf(name+" CODE (NUMBER... | --all-pending)"+use, "Decide pending entries: "+verb, 1, -1,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
 			numbers := args[1:]
 			if allPending == (len(numbers) > 0) {
 				return usagef("whitelist %s: give numbers or --all-pending", name)
 			}
-			decide := cl.Reject
-			if approve {
-				decide = cl.Approve
+			if !approve && strings.TrimSpace(reason) == "" {
+				return usagef("whitelist reject: give --reason (the enterprise sees it)")
 			}
-			r, err := decide(args[0], numbers, allPending)
+			var r *policy.BulkResult
+			var err error
+			if approve {
+				r, err = cl.Approve(args[0], numbers, allPending)
+			} else {
+				r, err = cl.Reject(args[0], reason, numbers, allPending)
+			}
 			if err != nil {
 				return err
 			}
 			return a.out(c, r, func(w io.Writer) { printBulk(w, verb, r) })
 		})
 	c.Flags().BoolVar(&allPending, "all-pending", false, "decide every pending entry")
+	if !approve {
+		c.Flags().StringVar(&reason, "reason", "", "why the numbers are rejected (shown to the enterprise)")
+	}
 	return c
 }
 

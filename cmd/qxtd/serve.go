@@ -240,6 +240,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		"enterprises_kept", rep.EnterprisesKept, "users_created", rep.UsersCreated, "users_kept", rep.UsersKept,
 		"whitelist_added", rep.WhitelistAdded)
 	d.policy = pol
+	registerWhitelistMetrics(reg, pol, time.Now)
 	hm := newHostileMetrics(reg)
 	// Binds go through the credential cache: a known-good rebind skips
 	// bcrypt, and the slow checks of unknown ones are queued fairly per
