@@ -82,6 +82,11 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"DELETE /admin/v1/overrides/{prefix}", s.removeOverride},
 
 		{"POST /admin/v1/password-reset", s.passwordReset},
+
+		{"GET /admin/v1/applications", s.listApplications},
+		{"GET /admin/v1/applications/{number}", s.showAdminApplication},
+		{"POST /admin/v1/applications/{number}/approve", s.approveApplication},
+		{"POST /admin/v1/applications/{number}/reject", s.rejectApplication},
 	}
 }
 

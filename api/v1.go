@@ -114,6 +114,11 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/enterprise-contacts/template.csv", true, s.contactsTemplateCSV},
 		{"GET", "/v1/enterprise-contacts/template.xlsx", true, s.contactsTemplateXLSX},
 		{"GET", "/v1/openapi.yaml", false, s.openAPI},
+
+		{"POST", "/v1/applications", false, s.apply},
+		{"GET", "/v1/applications/{number}", false, s.showApplication},
+		{"PUT", "/v1/me/password", true, s.changePassword},
+		{"POST", "/v1/password-reset", false, s.publicPasswordReset},
 	}
 }
 
