@@ -103,10 +103,6 @@ func (s *Server) apply(_ *caller, w http.ResponseWriter, r *http.Request) {
 	if !s.accountStore(w) {
 		return
 	}
-	if !s.selfService().applyAddr.allow(sourceAddr(r)) {
-		writeRateLimited(w, "600", "too many applications from this address; retry later")
-		return
-	}
 	var in ApplicationRequest
 	if !decodeJSON(w, r, &in, maxPublicBody) {
 		return
@@ -120,8 +116,18 @@ func (s *Server) apply(_ *caller, w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "package: required (a package number of the table)")
 		return
 	}
-	app, err := s.cfg.Policy.SubmitApplication(policy.NewApplication{GroupCode: in.GroupCode, Name: in.Name,
-		ContactMobile: in.ContactMobile, Package: in.Package, Signature: in.Signature})
+	na := policy.NewApplication{GroupCode: in.GroupCode, Name: in.Name, ContactMobile: in.ContactMobile,
+		Package: in.Package, Signature: in.Signature}
+	if err := s.cfg.Policy.CheckApplication(&na); err != nil {
+		writeErr(w, err)
+		return
+	}
+	// Only applications that would be stored count against the address.
+	if !s.selfService().applyAddr.allow(sourceAddr(r)) {
+		writeRateLimited(w, "600", "too many applications from this address; retry later")
+		return
+	}
+	app, err := s.cfg.Policy.SubmitApplication(na)
 	if errors.Is(err, policy.ErrApplicationsFull) {
 		w.Header().Set("Retry-After", "3600")
 		writeError(w, http.StatusServiceUnavailable, "too_many_applications",

@@ -98,9 +98,10 @@ func (s *Store) applicationNumber() (string, error) {
 	return applicationPrefix + strings.ToLower(applicationEncoding.EncodeToString(raw[:])), nil
 }
 
-// validApplication checks and normalises an application. It does not look at
-// the enterprises.
-func (s *Store) validApplication(na *NewApplication) error {
+// CheckApplication checks and normalises an application as
+// SubmitApplication does, without storing it (callers check before they
+// charge a rate limit). It does not look at the enterprises.
+func (s *Store) CheckApplication(na *NewApplication) error {
 	if err := validCode(na.GroupCode); err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func (s *Store) validApplication(na *NewApplication) error {
 // rate-limit it). The answer and the work are the same whether the group
 // code is taken or not.
 func (s *Store) SubmitApplication(na NewApplication) (*Application, error) {
-	if err := s.validApplication(&na); err != nil {
+	if err := s.CheckApplication(&na); err != nil {
 		return nil, err
 	}
 	num, err := s.applicationNumber()
