@@ -45,6 +45,7 @@ func adminCmd() *cobra.Command {
 			a.wlAdd(), a.wlImport(), a.wlList(), a.wlDecide(true), a.wlDecide(false), a.wlRemove()),
 		group(&cobra.Command{Use: "override", Short: "Number overrides (ported numbers, block corrections)"},
 			a.ovList(), a.ovSet(), a.ovRemove()),
+		a.applicationCmd(),
 	)
 	pf := c.PersistentFlags()
 	a.register(pf)
