@@ -138,8 +138,9 @@
 //
 //   - The state file is shared. Policy owns the buckets named "policy_"
 //     (policy_meta with the schema version, policy_enterprises,
-//     policy_users, policy_whitelist, policy_overrides, and
-//     policy_contacts for the address books); the queue owns the rest
+//     policy_users, policy_whitelist, policy_overrides,
+//     policy_contacts for the address books, and policy_applications for
+//     the applications for an account); the queue owns the rest
 //     (listed in the queue's doc).
 //     Neither reads nor writes the other's. Policy's writes are plain
 //     db.Update calls: they wait for the queue's commit like any writer.
