@@ -89,6 +89,10 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"GET /admin/v1/signature-requests", s.adminSignatureRequests},
 		{"POST /admin/v1/signature-requests/{id}/approve", s.decideSignature(true)},
 		{"POST /admin/v1/signature-requests/{id}/reject", s.decideSignature(false)},
+		{"GET /admin/v1/applications", s.listApplications},
+		{"GET /admin/v1/applications/{number}", s.showAdminApplication},
+		{"POST /admin/v1/applications/{number}/approve", s.approveApplication},
+		{"POST /admin/v1/applications/{number}/reject", s.rejectApplication},
 	}
 }
 

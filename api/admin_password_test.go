@@ -44,6 +44,7 @@ func TestPasswordReset(t *testing.T) {
 	adminMust(e.c.CreateUser("ACME", NewUser{SystemID: "acme_u2", Password: "old12345", Name: "Bob"})).get(t) // no mobile
 	post := func(body string) (int, []byte) {
 		code, b, _ := adminRaw(t, "POST", e.url+"/admin/v1/password-reset", "Bearer "+adminToken, "application/json", strings.NewReader(body))
+		e.s.self.wg.Wait() // the work after the answer
 		return code, b
 	}
 

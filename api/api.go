@@ -44,6 +44,7 @@ type Server struct {
 	admin adminState // admin.go
 	user  userState  // v1.go
 	jobs  jobState   // jobs.go
+	self  selfState  // v1_applications.go, v1_password.go
 }
 
 // New returns the API; mount Handler on the daemon's HTTP server.

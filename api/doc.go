@@ -26,6 +26,11 @@
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},
 //     GET /v1/messages (sent outbox), GET /v1/scheduled.
 //   - jobs.go: /v1/batches (batch and templated sends from files).
+//   - v1_applications.go: POST /v1/applications, GET
+//     /v1/applications/{number} (opening an account, public).
+//   - v1_password.go: PUT /v1/me/password, POST /v1/password-reset
+//     (public), the one reset flow both reset routes use; keylimit.go the
+//     per-address and per-account limits of the public routes.
 //   - contacts.go: /v1/contacts and /v1/enterprise-contacts (address books).
 //   - v1_reminders.go: /v1/reminders (日程提醒: series, the occurrences of
 //     an ISO week, one occurrence changed or deleted; package reminder).
@@ -41,6 +46,8 @@
 //     import, list, approve, reject, remove).
 //   - admin_overrides.go: /admin/v1/overrides[/{prefix}].
 //   - admin_password.go: POST /admin/v1/password-reset and its notifier.
+//   - admin_applications.go: /admin/v1/applications (list, show,
+//     approve, reject).
 //   - ops.go: /admin/v1/bill, /admin/v1/export/dlr, /admin/v1/backup.
 //
 // Wire types (stable snake_case JSON, also used by Client) sit beside the

@@ -98,7 +98,10 @@ func (s *Server) batches() *batch.Runner {
 // Close cancels the running batch jobs and waits until they stop (the
 // gateway calls in flight are answered first, so every row is accounted
 // for). Call it before stopping the gateway; the API takes no new job after.
-func (s *Server) Close() { s.batches().Close() }
+func (s *Server) Close() {
+	s.batches().Close()
+	s.selfService().close() // password resets answered, still writing or sending
+}
 
 // visibleJob is job id if the caller may see it.
 func (s *Server) visibleJob(c *caller, id string) *batch.Job {

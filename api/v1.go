@@ -139,6 +139,11 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/whitelist/import", true, s.importMyWhitelist},
 		{"GET", "/v1/whitelist/template.csv", true, s.whitelistTemplateCSV},
 		{"GET", "/v1/whitelist/template.xlsx", true, s.whitelistTemplateXLSX},
+
+		{"POST", "/v1/applications", false, s.apply},
+		{"GET", "/v1/applications/{number}", false, s.showApplication},
+		{"PUT", "/v1/me/password", true, s.changePassword},
+		{"POST", "/v1/password-reset", false, s.publicPasswordReset},
 	}
 }
 

@@ -157,8 +157,9 @@
 //   - The state file is shared. Policy owns the buckets named "policy_"
 //     (policy_meta with the schema version, policy_enterprises,
 //     policy_users, policy_whitelist, policy_overrides,
-//     policy_contacts for the address books, and policy_signatures for
-//     signature change requests); the queue owns the rest
+//     policy_contacts for the address books, policy_signatures for
+//     signature change requests, and policy_applications for the
+//     applications for an account); the queue owns the rest
 //     (listed in the queue's doc).
 //     Neither reads nor writes the other's. Policy's writes are plain
 //     db.Update calls: they wait for the queue's commit like any writer.

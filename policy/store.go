@@ -116,6 +116,9 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 				return err
 			}
 		}
+		if err := createApplicationBuckets(tx); err != nil {
+			return err
+		}
 		snap, err = loadAll(tx)
 		if err != nil {
 			return err

@@ -46,6 +46,7 @@ func adminCmd() *cobra.Command {
 		group(&cobra.Command{Use: "override", Short: "Number overrides (ported numbers, block corrections)"},
 			a.ovList(), a.ovSet(), a.ovRemove()),
 		a.signatureCmd(),
+		a.applicationCmd(),
 	)
 	pf := c.PersistentFlags()
 	a.register(pf)

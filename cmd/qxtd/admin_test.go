@@ -219,7 +219,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"unknown flag: --bogus", "Run 'qxtd admin enterprise list --help' for usage."}},
 		{args: []string{"help"}, out: []string{"whitelist approve CODE (NUMBER... | --all-pending)", "user add CODE SYSTEM_ID --name N"}},
 		{args: []string{"enterprise", "list", "-h"}, out: []string{"qxtd admin enterprise list [flags]", "--api string"}},
-		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of enterprise, override, package, scope, signature, user, whitelist"}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, enterprise, override, package, scope, signature, user, whitelist"}},
 	}
 	for _, s := range steps {
 		args := append([]string{"admin"}, s.args...)
