@@ -53,9 +53,10 @@
 //     than 1024 cells, more than Limits.MaxSharedStrings shared strings or
 //     an archive unpacking to more than Limits.MaxUnpacked fail the file
 //     with ErrLimit before excelize holds any of it. excelize then holds
-//     the compressed file while it opens it (at most Limits.MaxBytes) and
-//     spills sheets and shared strings over 256 KiB to temporary files,
-//     removed by Close.
+//     the compressed file while it opens it (at most Limits.MaxBytes, read
+//     into twice that: growing chunks, then one copy; handed back to the
+//     system as soon as it is opened) and spills sheets and shared strings
+//     over 256 KiB to temporary files, removed by Close.
 //   - Every limit passed, and every malformed file, is an *Error naming the
 //     row where it was found; errors.Is tells ErrLimit, ErrMalformed and
 //     ErrUnsupported apart, and an error of the underlying reader (an

@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/xuri/excelize/v2"
 )
+
+// xlsxFree: after excelize opened a file larger than this, the memory it
+// read the file into is returned to the system at once.
+const xlsxFree = 4 << 20
 
 type xlsxReader struct {
 	f     *excelize.File
@@ -49,7 +54,14 @@ func openXLSX(r io.Reader, src *countingReader, lim Limits, o Options) (_ *xlsxR
 		return nil, &Error{Err: fmt.Errorf("XLSX: %w", err)}
 	}
 	opts := excelize.Options{UnzipSizeLimit: lim.MaxUnpacked, UnzipXMLSizeLimit: min(xlsxInMemory, lim.MaxUnpacked), TmpDir: o.TempDir}
-	if x.f, err = excelize.OpenReader(spool, opts); err != nil {
+	x.f, err = excelize.OpenReader(spool, opts)
+	if size > xlsxFree {
+		// excelize read the whole file (twice its size, in growing
+		// chunks and the final copy): hand that back to the system now
+		// rather than let the heap grow to twice it before collecting.
+		debug.FreeOSMemory()
+	}
+	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("%w: XLSX: %w", ErrMalformed, err)}
 	}
 	sheets := x.f.GetSheetList()
