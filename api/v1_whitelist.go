@@ -10,9 +10,9 @@ import (
 // The enterprise's whitelist (白名单, FAQ 4) under /v1/whitelist: every user
 // of the enterprise lists it with each entry's state (pending, approved,
 // rejected with the account manager's reason, who added and decided it,
-// when); its admins add numbers one by one or in a list, import the
-// template file (CSV or XLSX, column A) and remove entries. What they add
-// is pending until an account manager approves it (/admin/v1/whitelist):
+// when), adds numbers one by one or in a list and imports the template
+// file (CSV or XLSX, column A); its admins also remove entries. What the
+// enterprise adds is pending until an account manager approves it (/admin/v1/whitelist):
 // a send to it is refused not_whitelisted, saying it awaits approval.
 // Numbers of another enterprise's whitelist are "not found".
 
@@ -37,7 +37,7 @@ func (s *Server) callerWhitelist(c *caller, w http.ResponseWriter) (policy.Actor
 // writeWhitelistErr answers a whitelist error of the user API.
 func writeWhitelistErr(w http.ResponseWriter, err error) {
 	if err == policy.ErrForbidden {
-		writeError(w, http.StatusForbidden, "forbidden", "only the enterprise's admins change the whitelist")
+		writeError(w, http.StatusForbidden, "forbidden", "only the enterprise's admins remove whitelist entries")
 		return
 	}
 	writeErr(w, err)

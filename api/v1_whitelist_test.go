@@ -69,7 +69,8 @@ func TestWhitelistRequests(t *testing.T) {
 		onAdmin(func() { r.must(want, method, path, "op-token", body, out) })
 	}
 
-	// Ask for one number: pending. Again: already_listed. A user may not.
+	// Ask for one number: pending. Again: already_listed. A plain user may
+	// ask too (pending all the same).
 	var added policy.ImportResult
 	r.must(http.StatusCreated, "POST", "/v1/whitelist", amy, WhitelistAdd{Number: n1}, &added)
 	if added.Added != 1 || added.Rows != 1 {
@@ -80,7 +81,14 @@ func TestWhitelistRequests(t *testing.T) {
 		t.Errorf("already listed: %+v", e)
 	}
 	r.wantError(http.StatusUnprocessableEntity, "invalid_number", "POST", "/v1/whitelist", amy, WhitelistAdd{Number: "02088888888"})
-	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/whitelist", alice, WhitelistAdd{Number: n2})
+	var byUser policy.ImportResult
+	r.must(http.StatusCreated, "POST", "/v1/whitelist", alice, WhitelistAdd{Number: "13712345099"}, &byUser)
+	if byUser.Added != 1 {
+		t.Errorf("a plain user's request: %+v", byUser)
+	}
+	// Removing is the enterprise admin's: a plain user may not, amy may.
+	r.wantError(http.StatusForbidden, "forbidden", "DELETE", "/v1/whitelist/13712345099", alice, nil)
+	r.must(http.StatusNoContent, "DELETE", "/v1/whitelist/13712345099", amy, nil, nil)
 	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/whitelist", amy, WhitelistAdd{Number: n2, Numbers: []string{n2}})
 
 	// A send to it: refused, awaiting approval.

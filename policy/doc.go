@@ -72,7 +72,8 @@
 //     enterprise's users (create, update, delete, show user signature,
 //     passwords, API keys) and whitelist (add, import, remove: entries become
 //     pending). It cannot change its enterprise record.
-//   - A plain user reads its enterprise, its whitelist and itself, and sets its
+//   - A plain user reads its enterprise, its whitelist and itself, asks for
+//     whitelist numbers (add, import: pending like an admin's), and sets its
 //     own password and API key.
 //
 // An enterprise actor can never read, list, change or approve anything of

@@ -200,9 +200,19 @@ func TestIsolation(t *testing.T) {
 			}
 		}
 	}
-	// Plain users cannot change their own enterprise's whitelist or users.
-	if _, err := f.p.AddWhitelist(f.aUser, entA, []string{"13712345678"}); err != ErrForbidden {
-		t.Errorf("plain user adds to whitelist: %v", err)
+	// A plain user may ask for numbers (pending: only the account manager
+	// makes them usable) but not remove entries, nor manage users.
+	if _, err := f.p.AddWhitelist(f.aUser, entA, []string{"13712345679"}); err != nil {
+		t.Errorf("plain user asks for a number: %v", err)
+	}
+	if st, ok := f.p.WhitelistStatus(entA, "+8613712345679"); !ok || st != WhitelistPending {
+		t.Errorf("a plain user's request: %v %v, want pending", st, ok)
+	}
+	if _, err := f.p.RemoveWhitelist(f.aUser, entA, []string{"13712345679"}); err != ErrForbidden {
+		t.Errorf("plain user removes from whitelist: %v", err)
+	}
+	if _, err := f.p.AddWhitelist(f.aUser, entB, []string{"13712345679"}); err != ErrForbidden {
+		t.Errorf("plain user adds to another enterprise's whitelist: %v", err)
 	}
 	if _, err := f.p.CreateUser(f.aUser, NewUser{Enterprise: entA, Name: "x", Mobile: "13712345678", SystemID: "x", Password: "123456"}); err != ErrForbidden {
 		t.Errorf("plain user creates user: %v", err)

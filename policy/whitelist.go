@@ -192,12 +192,14 @@ func listRows(numbers []string) []inputRow {
 	return rows
 }
 
-// AddWhitelist adds numbers to an enterprise's whitelist (its admins, or the
-// operator). Entries added by the enterprise are pending; a rejected entry
-// added again goes back to pending. Entries added by the operator are approved
-// at once. Invalid numbers are reported per item, the others are added.
+// AddWhitelist adds numbers to an enterprise's whitelist (any of its users,
+// or the operator). Entries added by the enterprise are pending until the
+// account manager decides, so a plain user's request gives nobody a number
+// to send to; a rejected entry added again goes back to pending. Entries
+// added by the operator are approved at once. Invalid numbers are reported
+// per item, the others are added.
 func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResult, error) {
-	if !a.admin(code) {
+	if !a.member(code) {
 		return ImportResult{}, ErrForbidden
 	}
 	return s.addRows(a, code, listRows(numbers), 0)
@@ -226,7 +228,7 @@ func importErr(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
 // unreadable file, fails the whole import (nothing is added). The caller
 // bounds r's size.
 func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Format) (ImportResult, error) {
-	if !a.admin(code) {
+	if !a.member(code) {
 		return ImportResult{}, ErrForbidden
 	}
 	sr, err := openImport(r, f, s.opts.MaxImportRows)
