@@ -105,6 +105,12 @@ func (s *Server) listUsers(a policy.Actor, w http.ResponseWriter, r *http.Reques
 		writeErr(w, err)
 		return
 	}
+	writeUsers(w, users)
+}
+
+// writeUsers answers a list of users (the operator's and the enterprise
+// admin's listings).
+func writeUsers(w http.ResponseWriter, users []policy.User) {
 	out := UserList{Users: []User{}}
 	for i := range users {
 		out.Users = append(out.Users, userOut(&users[i]))

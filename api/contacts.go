@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -180,28 +179,12 @@ func (s *Server) importContacts(kind string) userHandler {
 			writeContactsErr(w, policy.ErrForbidden) // before reading the upload
 			return
 		}
-		var opts batchOptions
-		up, ok := s.spoolUpload(w, r, maxContactsBody, &opts)
+		f, format, done, ok := s.importFile(w, r, maxContactsBody, c.ent.Code)
 		if !ok {
 			return
 		}
-		defer os.Remove(up.path)
-		if opts != (batchOptions{}) {
-			writeError(w, http.StatusBadRequest, "invalid", "an import takes only the file")
-			return
-		}
-		release, ok := s.importSlot(w, c.ent.Code)
-		if !ok {
-			return
-		}
-		defer release()
-		f, err := os.Open(up.path)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "internal", err.Error())
-			return
-		}
-		defer f.Close()
-		res, err := s.cfg.Policy.ImportContacts(a, b, f, up.format)
+		defer done()
+		res, err := s.cfg.Policy.ImportContacts(a, b, f, format)
 		if err != nil {
 			if !writeSheetLimit(w, err) {
 				writeContactsErr(w, err)

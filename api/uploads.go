@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -101,4 +102,38 @@ func writeSheetLimit(w http.ResponseWriter, err error) bool {
 	}
 	writeError(w, http.StatusUnprocessableEntity, "file_limit", msg)
 	return true
+}
+
+// importFile receives an import upload (an address book, a whitelist: the
+// file alone, at most limit bytes), takes an import slot for ent and opens
+// the spooled file. It answers errors itself; when ok, read the file with
+// its format and call done once finished.
+func (s *Server) importFile(w http.ResponseWriter, r *http.Request, limit int64, ent string) (f *os.File, format sheet.Format, done func(), ok bool) {
+	var opts batchOptions
+	up, ok := s.spoolUpload(w, r, limit, &opts)
+	if !ok {
+		return nil, 0, nil, false
+	}
+	if opts != (batchOptions{}) {
+		os.Remove(up.path)
+		writeError(w, http.StatusBadRequest, "invalid", "an import takes only the file")
+		return nil, 0, nil, false
+	}
+	release, ok := s.importSlot(w, ent)
+	if !ok {
+		os.Remove(up.path)
+		return nil, 0, nil, false
+	}
+	f, err := os.Open(up.path)
+	if err != nil {
+		release()
+		os.Remove(up.path)
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return nil, 0, nil, false
+	}
+	return f, up.format, func() {
+		f.Close()
+		os.Remove(up.path)
+		release()
+	}, true
 }

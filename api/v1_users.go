@@ -31,11 +31,7 @@ func (s *Server) listEnterpriseUsers(c *caller, w http.ResponseWriter, _ *http.R
 		writeErr(w, err)
 		return
 	}
-	out := UserList{Users: []User{}}
-	for i := range users {
-		out.Users = append(out.Users, userOut(&users[i]))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeUsers(w, users)
 }
 
 // addEnterpriseUser: POST /v1/users

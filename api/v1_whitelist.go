@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"os"
 
 	"github.com/qxtd/qxtd/policy"
 )
@@ -98,32 +97,12 @@ func (s *Server) importMyWhitelist(c *caller, w http.ResponseWriter, r *http.Req
 	if !ok {
 		return
 	}
-	if !c.admin() {
-		writeWhitelistErr(w, policy.ErrForbidden) // before reading the upload
-		return
-	}
-	var opts batchOptions
-	up, ok := s.spoolUpload(w, r, maxWhitelistBody, &opts)
+	f, format, done, ok := s.importFile(w, r, maxWhitelistBody, c.ent.Code)
 	if !ok {
 		return
 	}
-	defer os.Remove(up.path)
-	if opts != (batchOptions{}) {
-		writeError(w, http.StatusBadRequest, "invalid", "an import takes only the file")
-		return
-	}
-	release, ok := s.importSlot(w, c.ent.Code)
-	if !ok {
-		return
-	}
-	defer release()
-	f, err := os.Open(up.path)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	defer f.Close()
-	res, err := s.cfg.Policy.ImportWhitelist(a, c.ent.Code, f, up.format)
+	defer done()
+	res, err := s.cfg.Policy.ImportWhitelist(a, c.ent.Code, f, format)
 	if err != nil {
 		if !writeSheetLimit(w, err) {
 			writeWhitelistErr(w, err)
