@@ -182,6 +182,7 @@ func (s *Server) setPassword(a policy.Actor, w http.ResponseWriter, r *http.Requ
 		writeErr(w, err)
 		return
 	}
+	s.user.sessions.endUser(sid, "")
 	s.audit(a, "password set", "system_id", sid)
 	w.WriteHeader(http.StatusNoContent)
 }

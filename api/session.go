@@ -106,6 +106,24 @@ func (s *sessionStore) end(token string) {
 	}
 }
 
+// endUser removes every session of the user systemID but keep's (a
+// password change ends the user's other sessions; keep "" ends all).
+func (s *sessionStore) endUser(systemID, keep string) {
+	kept := [32]byte{}
+	if keep != "" {
+		kept = tokenKey(keep)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for el := s.lru.Front(); el != nil; {
+		next := el.Next()
+		if se := el.Value.(*session); se.systemID == systemID && (keep == "" || se.key != kept) {
+			s.remove(el)
+		}
+		el = next
+	}
+}
+
 // len is the number of live sessions.
 func (s *sessionStore) len() int {
 	s.mu.Lock()

@@ -72,6 +72,7 @@ func (s *Server) changePassword(c *caller, w http.ResponseWriter, r *http.Reques
 		writeErr(w, err)
 		return
 	}
+	s.user.sessions.endUser(u.SystemID, c.session) // the user's other console sessions end
 	s.log.Info("password changed", "enterprise", u.Enterprise, "system_id", u.SystemID)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -166,6 +167,7 @@ func (s *Server) finishReset(notify PasswordNotifier, in PasswordReset) {
 		s.log.Error("password reset", "group_code", in.GroupCode, "err", err)
 		return
 	}
+	s.user.sessions.endUser(u.SystemID, "")
 	s.log.Info("password reset", "enterprise", u.Enterprise, "system_id", u.SystemID)
 	ctx, cancel := context.WithTimeout(context.Background(), resetSMSTime)
 	defer cancel()

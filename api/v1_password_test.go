@@ -18,6 +18,10 @@ func TestPasswordChange(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("login %d", code)
 	}
+	other, code := e.login(t, "acme_u1", "old12345") // another browser
+	if code != http.StatusOK {
+		t.Fatalf("login %d", code)
+	}
 	put := func(old, pw string) (int, []byte) {
 		return e.selfCall(t, "PUT", "/v1/me/password", tok, PasswordChange{OldPassword: old, NewPassword: pw}, nil)
 	}
@@ -29,6 +33,13 @@ func TestPasswordChange(t *testing.T) {
 	}
 	if c, b := put("old12345", "new12345"); c != http.StatusNoContent {
 		t.Fatalf("change: %d %s", c, b)
+	}
+	// The change ends the user's other sessions, not the one it came from.
+	if c, b := e.selfCall(t, "GET", "/v1/me", other, nil, nil); c != http.StatusUnauthorized {
+		t.Errorf("the other session after a password change: %d %s", c, b)
+	}
+	if c, b := e.selfCall(t, "GET", "/v1/me", tok, nil, nil); c != http.StatusOK {
+		t.Errorf("the changing session after a password change: %d %s", c, b)
 	}
 	if _, code := e.login(t, "acme_u1", "old12345"); code != http.StatusUnauthorized {
 		t.Fatalf("old password still logs in: %d", code)

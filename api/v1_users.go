@@ -87,6 +87,7 @@ func (s *Server) resetEnterpriseUserPassword(c *caller, w http.ResponseWriter, r
 		notFoundIfForbidden(w, err)
 		return
 	}
+	s.user.sessions.endUser(sid, "")
 	s.log.Info("user password reset", "enterprise", c.ent.Code, "by", c.user.SystemID, "system_id", sid)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, UserPasswordReset{SystemID: sid, Password: pw})
