@@ -176,6 +176,7 @@ func (a *adminCLI) entAdd() *cobra.Command {
 	fs.StringVar(&in.CapYuan, "cap", "", "monthly spending cap in CNY")
 	fs.BoolVar(&in.NoOverage, "no-overage", false, "no usage beyond the package")
 	fs.IntVar(&in.TPS, "tps", 0, "submissions per second (0: default)")
+	fs.IntVar(&in.MaxUsers, "max-users", 0, "users the enterprise's admin may have (0: the default, 50)")
 	fs.BoolVar(&in.NoWhitelist, "no-whitelist", false, "exempt from the whitelist")
 	return c
 }
@@ -228,42 +229,18 @@ func (a *adminCLI) entShow() *cobra.Command {
 func (a *adminCLI) entSet() *cobra.Command {
 	var v struct {
 		name, sig, capYuan                        string
-		pkg, tps                                  int
+		pkg, tps, maxUsers                        int
 		national, offnet, noOverage, disabled, nw bool
 	}
-	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--disabled=BOOL] [--no-whitelist=BOOL]",
+	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL]",
 		"Change an enterprise", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
-			var p api.EnterprisePatch
-			set := c.Flags().Changed
-			if set("name") {
-				p.Name = &v.name
-			}
-			if set("signature") {
-				p.Signature = &v.sig
-			}
-			if set("package") {
-				p.Package = &v.pkg
-			}
-			if set("national") {
-				p.National = &v.national
-			}
-			if set("offnet") {
-				p.OffNet = &v.offnet
-			}
-			if set("cap") {
-				p.CapYuan = &v.capYuan
-			}
-			if set("no-overage") {
-				p.NoOverage = &v.noOverage
-			}
-			if set("tps") {
-				p.TPS = &v.tps
-			}
-			if set("disabled") {
-				p.Disabled = &v.disabled
-			}
-			if set("no-whitelist") {
-				p.NoWhitelist = &v.nw
+			p := api.EnterprisePatch{
+				Name: given(c, "name", &v.name), Signature: given(c, "signature", &v.sig),
+				Package: given(c, "package", &v.pkg), National: given(c, "national", &v.national),
+				OffNet: given(c, "offnet", &v.offnet), CapYuan: given(c, "cap", &v.capYuan),
+				NoOverage: given(c, "no-overage", &v.noOverage), TPS: given(c, "tps", &v.tps),
+				MaxUsers: given(c, "max-users", &v.maxUsers), Disabled: given(c, "disabled", &v.disabled),
+				NoWhitelist: given(c, "no-whitelist", &v.nw),
 			}
 			if p == (api.EnterprisePatch{}) {
 				return usagef("enterprise set: nothing to change")
@@ -279,9 +256,19 @@ func (a *adminCLI) entSet() *cobra.Command {
 	fs.StringVar(&v.capYuan, "cap", "", "monthly spending cap in CNY, 0 = none")
 	fs.BoolVar(&v.noOverage, "no-overage", false, "no usage beyond the package")
 	fs.IntVar(&v.tps, "tps", 0, "submissions per second (0: default)")
+	fs.IntVar(&v.maxUsers, "max-users", 0, "users the enterprise's admin may have (0: the default, 50)")
 	fs.BoolVar(&v.disabled, "disabled", false, "disable the enterprise")
 	fs.BoolVar(&v.nw, "no-whitelist", false, "exempt from the whitelist")
 	return c
+}
+
+// given is v when the flag name was given on the command line, else nil:
+// a PATCH field that changes only what was asked for.
+func given[T any](c *cobra.Command, name string, v *T) *T {
+	if c.Flags().Changed(name) {
+		return v
+	}
+	return nil
 }
 
 func (a *adminCLI) patchEnterprise(c *cobra.Command, cl *api.Client, code string, p api.EnterprisePatch) error {
