@@ -143,6 +143,9 @@ func (s *Store) RejectFragments(ctx context.Context, g FragmentGroup, ids []uint
 		}
 		id = m.ID
 		t.counts[StateRejected] += len(m.Parts)
+		if err := t.putHook(m, now); err != nil {
+			return err
+		}
 		if m.wantsDLR() {
 			if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
 				return err

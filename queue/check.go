@@ -67,6 +67,7 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	smscB, dlroutB := tx.Bucket(bucketSMSC), tx.Bucket(bucketDLROut)
 
 	purgedAny, _ := tx.Bucket(bucketPurged).Cursor().First()
+	hooks := checkHooks(tx, bad)
 	var counts [stateEnd]int
 	use := make(map[string]usage)
 	var maxID uint64
@@ -152,6 +153,10 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 			bad("message %d: final with DLR pending=%v forwarded=%v", m.ID, pending, m.DLRForwarded)
 		case m.Final() && pending && !m.wantsDLR():
 			bad("message %d: DLR pending but none requested", m.ID)
+		}
+		wantHook := m.Final() && m.ReceiptURL != "" && !m.ReceiptDone
+		if n := hooks[m.ID]; (wantHook && n != 1) || (!wantHook && n != 0) {
+			bad("message %d: %d receipt webhook keys (final %v, url %q, done %v)", m.ID, n, m.Final(), m.ReceiptURL, m.ReceiptDone)
 		}
 		return nil
 	})

@@ -193,6 +193,8 @@ const (
 	flagClientCoding = 1 << 2 // the client's data_coding follows (idem)
 	flagAliases      = 1 << 3 // the part ids of a reassembled message follow: count, then each id (idem)
 	flagWeight       = 1 << 4 // the part weight follows (idem)
+	flagReceiptURL   = 1 << 5 // the receipt webhook URL follows (idem)
+	flagReceiptDone  = 1 << 6 // the receipt webhook was delivered or given up
 )
 
 // encodeMessage appends the record of m to b.
@@ -236,6 +238,12 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.Weight > 1 {
 		flags |= flagWeight
 	}
+	if m.ReceiptURL != "" {
+		flags |= flagReceiptURL
+	}
+	if m.ReceiptDone {
+		flags |= flagReceiptDone
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -268,12 +276,15 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.Weight > 1 {
 		e.u16(m.Weight)
 	}
+	if m.ReceiptURL != "" {
+		e.str(m.ReceiptURL)
+	}
 	return e.b
 }
 
 // encodedSizeHint is a little above the encoded size of m.
 func encodedSizeHint(m *Message) int {
-	n := 64 + len(m.Account) + len(m.Enterprise) + len(m.Source) + len(m.Dest) + len(m.Upstream) + len(m.Text) + 10*len(m.Aliases)
+	n := 64 + len(m.Account) + len(m.Enterprise) + len(m.Source) + len(m.Dest) + len(m.Upstream) + len(m.Text) + len(m.ReceiptURL) + 10*len(m.Aliases)
 	for i := range m.Parts {
 		p := &m.Parts[i]
 		n += 64 + len(p.Body) + len(p.SMSCID) + len(p.ErrCode)
@@ -313,10 +324,11 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight) != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight|flagReceiptURL|flagReceiptDone) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
+	m.ReceiptDone = flags&flagReceiptDone != 0
 	n := d.uvarint("parts")
 	if d.err == nil && (n == 0 || n > maxParts || n > uint64(d.left()/minPartLen)) {
 		d.fail("parts: bad count %d", n)
@@ -370,6 +382,9 @@ func DecodeMessage(b []byte) (*Message, error) {
 		if d.err == nil && m.Weight < 2 {
 			d.fail("weight: %d", m.Weight)
 		}
+	}
+	if flags&flagReceiptURL != 0 {
+		m.ReceiptURL = d.str("receipt_url")
 	}
 	d.end("message")
 	if d.err != nil {

@@ -69,7 +69,10 @@
 // final and its registered_delivery asks for a receipt (bits 0-1: 1 or 3 =
 // always, 2 = on failure only), the message is queued for its Account
 // (PendingDLRs) and Options.OnDLRReady(account) is called; AckDLR dequeues
-// it. Otherwise DLRForwarded is set at once.
+// it. Otherwise DLRForwarded is set at once. In the same commit, a message
+// with a ReceiptURL (an HTTP sender's) gets a hook key, due at once: the
+// webhook sender reads them per enterprise (DueHooks) and ends each with
+// AckHook (delivered or given up: ReceiptDone) or RetryHook (due later).
 //
 // # Buckets
 //
@@ -87,6 +90,7 @@
 //	fragid  part id (8 BE)                           → frag key
 //	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
+//	hook    enterprise 0x00 due time (8 BE) | id     → attempts (uvarint)   receipt webhooks to POST (hooks.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -108,6 +112,9 @@
 //   - A message has a dlrout key iff it is final, a receipt was requested
 //     and AckDLR has not run; DLRForwarded is set iff it is final and has
 //     no dlrout key.
+//   - A message has exactly one hook key iff it is final, has a
+//     ReceiptURL and ReceiptDone is not set; the key is under its
+//     Enterprise. Purge keeps it until then.
 //   - For each enterprise and billing month, reserved = parts not yet final
 //     and charged = parts Delivered, over the messages accepted that month,
 //     plus the delivered parts Purge deleted (purged bucket); the in-memory

@@ -26,9 +26,10 @@ var (
 	bucketFragID = []byte("fragid") // part id → its frag key
 	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
+	bucketHook   = []byte("hook")   // receipt webhooks to POST (hooks.go)
 
 	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
-		bucketFrag, bucketFragID, bucketFragN, bucketAlias}
+		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook}
 )
 
 const (

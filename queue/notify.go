@@ -18,3 +18,9 @@ func (s *Store) SetCallbacks(onDLRReady func(account string), onCommit func(d ti
 		s.opt.OnCommit = onCommit
 	}
 }
+
+// SetHookCallback sets Options.OnHookReady after Open, under the same
+// rules as SetCallbacks: at most once, before the first write.
+func (s *Store) SetHookCallback(fn func()) {
+	s.opt.OnHookReady = fn
+}

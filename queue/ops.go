@@ -100,7 +100,7 @@ func prepareNew(m *Message, now time.Time) *Message {
 	if c.AcceptedAt.IsZero() {
 		c.AcceptedAt = now
 	}
-	c.ID, c.Ref, c.DLRForwarded = 0, 0, false
+	c.ID, c.Ref, c.DLRForwarded, c.ReceiptDone = 0, 0, false, false
 	due := c.AcceptedAt
 	if c.SendAt.After(due) {
 		due = c.SendAt
@@ -181,6 +181,9 @@ func validate(m *Message) error {
 	if err := checkKeyFields(keyField{"account", m.Account, true}, keyField{"enterprise", m.Enterprise, false},
 		keyField{"upstream", m.Upstream, false}, keyField{"dest", m.Dest, true}); err != nil {
 		return err
+	}
+	if len(m.ReceiptURL) > maxReceiptURL {
+		return fmt.Errorf("%w: receipt_url of %d bytes (at most %d)", ErrInvalid, len(m.ReceiptURL), maxReceiptURL)
 	}
 	return nil
 }

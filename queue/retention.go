@@ -52,7 +52,7 @@ func decodePurged(b []byte) (purged, error) {
 // purgeable reports whether retention may delete m: every part final, its
 // receipt forwarded to the ESME (or none requested), accepted before cutoff.
 func purgeable(m *Message, cutoff time.Time) bool {
-	return m.Final() && m.DLRForwarded && m.AcceptedAt.Before(cutoff)
+	return m.Final() && m.DLRForwarded && (m.ReceiptURL == "" || m.ReceiptDone) && m.AcceptedAt.Before(cutoff)
 }
 
 // Purge deletes up to limit messages (limit <= 0: none) accepted before

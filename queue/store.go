@@ -35,6 +35,11 @@ type Options struct {
 	// commit loop): signal a channel or a condition and return.
 	OnDLRReady func(account string)
 
+	// OnHookReady is called from the commit goroutine after a commit
+	// that queued a receipt webhook (hooks.go); the same rules as
+	// OnDLRReady. Set it with SetHookCallback.
+	OnHookReady func()
+
 	// OrphanMaxAge bounds how long before a submit_sm_resp a stored orphan
 	// DLR may have arrived and still be applied to it by Submitted; older
 	// orphans are for an earlier message that reused the id and are
@@ -399,6 +404,9 @@ func (s *Store) commit(batch []*op) {
 			s.stats.ops.Add(n)
 			if n > s.stats.maxBatch.Load() {
 				s.stats.maxBatch.Store(n) // only this goroutine stores
+			}
+			if t.hookReady && s.opt.OnHookReady != nil {
+				s.opt.OnHookReady()
 			}
 			s.notify(t.ready) // before the results: a caller that hears of its DLR's commit finds the callback done
 			for i, o := range live {

@@ -18,6 +18,8 @@ type txn struct {
 	usageDelta []usageDelta
 	counts     [stateEnd]int
 	ready      []string // accounts with a newly queued DLR
+	hook       *bolt.Bucket
+	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
 }
 
 type usageDelta struct {
@@ -41,6 +43,7 @@ func (t *txn) bind(tx *bolt.Tx) {
 	t.dlrout = tx.Bucket(bucketDLROut)
 	t.ref = tx.Bucket(bucketRef)
 	t.usage = tx.Bucket(bucketUsage)
+	t.hook = tx.Bucket(bucketHook)
 }
 
 // putDue makes part k of m due at at: its due key and its enterprise's.
@@ -165,6 +168,9 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 	}
 	if !m.Final() {
 		return nil
+	}
+	if err := t.putHook(m, at); err != nil {
+		return err
 	}
 	if !m.wantsDLR() {
 		m.DLRForwarded = true

@@ -91,6 +91,13 @@ type Message struct {
 	// see StoreFragment), in sequence order. Each gets its own receipt,
 	// and each resolves to this message (AliasOf). nil for other messages.
 	Aliases []uint64
+	// ReceiptURL is where the message's final receipt is POSTed (an HTTP
+	// sender's receipt_url, or its enterprise's): when the message becomes
+	// final a receipt webhook is queued (hooks.go). Empty: none.
+	ReceiptURL string
+	// ReceiptDone is set once the receipt webhook was delivered or given
+	// up (AckHook). Retention keeps the message until then.
+	ReceiptDone bool
 }
 
 // Part is one segment of a Message.

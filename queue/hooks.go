@@ -1,0 +1,203 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Receipts pushed over HTTP (receipt webhooks). A message stored with a
+// ReceiptURL gets a key in the hook bucket in the same commit that makes
+// it final: enterprise 0x00 due time (Unix ns, 8 BE) | id (8 BE) → attempts
+// (uvarint). The webhook sender (package webhook) reads the keys that are
+// due per enterprise (DueHooks), and either acknowledges a delivery
+// (AckHook: the key goes and ReceiptDone is set) or moves the key to a
+// later time (RetryHook). Like dlrout, this is at-least-once: a POST whose
+// AckHook did not commit (crash) is made again.
+
+const (
+	hookKeyIDOff  = 8
+	maxReceiptURL = 2048
+)
+
+func hookKey(enterprise string, due time.Time, id uint64) []byte {
+	rest := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(max(timeNanos(due), 0)))
+	return prefixKey(enterprise, binary.BigEndian.AppendUint64(rest, id))
+}
+
+// Hook is one receipt webhook due, as DueHooks returns it.
+type Hook struct {
+	Enterprise string
+	Due        time.Time // when it became (or becomes) due
+	Attempts   int       // POSTs that failed so far
+	Msg        *Message  // a copy
+}
+
+// putHook queues m's receipt webhook, due at once. m is final.
+func (t *txn) putHook(m *Message, at time.Time) error {
+	if m.ReceiptURL == "" || m.ReceiptDone {
+		return nil
+	}
+	t.hookReady = true
+	return t.hook.Put(hookKey(m.Enterprise, at, m.ID), binary.AppendUvarint(nil, 0))
+}
+
+// HookEnterprises lists the enterprises with at least one receipt webhook
+// pending (due now or later), in key order.
+func (s *Store) HookEnterprises() ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketHook).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, sep)
+			if i < 0 {
+				k, _ = c.Next()
+				continue
+			}
+			out = append(out, string(k[:i]))
+			next := append(append([]byte(nil), k[:i]...), sep+1)
+			k, _ = c.Seek(next)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HookPending is the number of receipt webhooks not yet delivered or given
+// up, for metrics. It counts keys: O(pending).
+func (s *Store) HookPending() (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketHook).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// DueHooks returns up to limit receipt webhooks of enterprise due at or
+// before now, oldest due first, skipping ids for which skip returns true.
+func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(id uint64) bool) ([]Hook, error) {
+	var out []Hook
+	prefix := prefixKey(enterprise, nil)
+	end := timeNanos(now)
+	err := s.view(func(tx *bolt.Tx) error {
+		msgB := tx.Bucket(bucketMsg)
+		c := tx.Bucket(bucketHook).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) != 16 {
+				continue
+			}
+			due := int64(binary.BigEndian.Uint64(rest))
+			if due > end {
+				break
+			}
+			id := binary.BigEndian.Uint64(rest[hookKeyIDOff:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			mv := msgB.Get(rest[hookKeyIDOff:])
+			if mv == nil {
+				s.log.Error("queue: hook key without message (run Check)", "enterprise", enterprise, "id", id)
+				continue
+			}
+			m, err := DecodeMessage(mv)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", id, err)
+			}
+			a, _ := binary.Uvarint(v)
+			out = append(out, Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m})
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: due hooks: %w", err)
+	}
+	return out, nil
+}
+
+// AckHook ends receipt webhook h: delivered, or given up. The message's
+// ReceiptDone is set. Idempotent: a key already gone is not an error.
+func (s *Store) AckHook(ctx context.Context, h Hook) error {
+	err := s.exec(ctx, func(t *txn) error {
+		key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
+		if t.hook.Get(key) == nil {
+			return nil
+		}
+		m, err := t.getMsg(h.Msg.ID)
+		if err != nil {
+			return err
+		}
+		if err := t.hook.Delete(key); err != nil {
+			return err
+		}
+		m.ReceiptDone = true
+		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack hook %d: %w", h.Msg.ID, err)
+	}
+	return nil
+}
+
+// RetryHook moves receipt webhook h to next, one more failed attempt
+// counted. A key already gone (acknowledged meanwhile) is left alone.
+func (s *Store) RetryHook(ctx context.Context, h Hook, next time.Time) error {
+	err := s.exec(ctx, func(t *txn) error {
+		key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
+		v := t.hook.Get(key)
+		if v == nil {
+			return nil
+		}
+		a, _ := binary.Uvarint(v)
+		if err := t.hook.Delete(key); err != nil {
+			return err
+		}
+		return t.hook.Put(hookKey(h.Enterprise, next, h.Msg.ID), binary.AppendUvarint(nil, a+1))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry hook %d: %w", h.Msg.ID, err)
+	}
+	return nil
+}
+
+// checkHooks verifies the hook bucket against the messages: every key names
+// a final message with a ReceiptURL, not ReceiptDone, of that enterprise;
+// each such message has exactly one key. It returns the ids with a key.
+func checkHooks(tx *bolt.Tx, bad func(string, ...any)) map[uint64]int {
+	seen := make(map[uint64]int)
+	msgB, hookB := tx.Bucket(bucketMsg), tx.Bucket(bucketHook)
+	if hookB == nil {
+		return seen // a backup older than receipt webhooks
+	}
+	_ = hookB.ForEach(func(k, _ []byte) error {
+		i := bytes.IndexByte(k, sep)
+		if i < 0 || len(k)-i-1 != 16 {
+			bad("hook key %q malformed", k)
+			return nil
+		}
+		id := binary.BigEndian.Uint64(k[i+1+hookKeyIDOff:])
+		seen[id]++
+		v := msgB.Get(msgKey(id))
+		if v == nil {
+			bad("hook key %q: no message %d", k, id)
+			return nil
+		}
+		m, err := DecodeMessage(v)
+		if err != nil {
+			return nil // reported by the message scan
+		}
+		if m.Enterprise != string(k[:i]) || !m.Final() || m.ReceiptURL == "" || m.ReceiptDone {
+			bad("hook key %q: message %d (enterprise %q, final %v, url %q, done %v)", k, id, m.Enterprise, m.Final(), m.ReceiptURL, m.ReceiptDone)
+		}
+		return nil
+	})
+	return seen
+}

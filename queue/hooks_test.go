@@ -1,0 +1,121 @@
+package queue
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestReceiptHookLifecycle(t *testing.T) {
+	var wakes atomic.Int32
+	s := newStore(t, Options{})
+	s.SetHookCallback(func() { wakes.Add(1) })
+	ctx := context.Background()
+
+	m := msg("alice", "13712345678", 2)
+	m.Enterprise = "ent1"
+	m.ReceiptURL = "https://example.com/r"
+	plain := msg("alice", "13712345679", 1)
+	plain.Enterprise = "ent1"
+	m.RegisteredDelivery, plain.RegisteredDelivery = 0, 0 // no ESME receipts: only the webhook holds m back
+	s.enqueue(m, plain)
+	if got := s.get(m.ID).ReceiptURL; got != m.ReceiptURL {
+		t.Fatalf("receipt url stored as %q", got)
+	}
+	s.submitted(Key{m.ID, 0}, "a1")
+	s.submitted(Key{m.ID, 1}, "a2")
+	s.submitted(Key{plain.ID, 0}, "a3")
+	s.dlr("up1", "a3", StateDelivered)
+	s.dlr("up1", "a1", StateDelivered)
+	if hs, _ := s.DueHooks("ent1", time.Now(), 0, nil); len(hs) != 0 {
+		t.Fatalf("hook due before the message is final: %+v", hs)
+	}
+	s.dlr("up1", "a2", StateUndeliverable)
+	if wakes.Load() == 0 {
+		t.Error("OnHookReady not called")
+	}
+	ents, err := s.HookEnterprises()
+	if err != nil || len(ents) != 1 || ents[0] != "ent1" {
+		t.Fatalf("hook enterprises: %v %v", ents, err)
+	}
+	hs, err := s.DueHooks("ent1", time.Now(), 0, nil)
+	if err != nil || len(hs) != 1 || hs[0].Msg.ID != m.ID || hs[0].Attempts != 0 {
+		t.Fatalf("due hooks: %+v %v", hs, err)
+	}
+	// A failure moves it later: not due now, due then, the attempt counted.
+	next := time.Now().Add(time.Minute)
+	if err := s.RetryHook(ctx, hs[0], next); err != nil {
+		t.Fatal(err)
+	}
+	if hs2, _ := s.DueHooks("ent1", time.Now(), 0, nil); len(hs2) != 0 {
+		t.Fatalf("hook due before its retry time: %+v", hs2)
+	}
+	s.reopen() // durable
+	hs, _ = s.DueHooks("ent1", next, 0, nil)
+	if len(hs) != 1 || hs[0].Attempts != 1 {
+		t.Fatalf("after retry and reopen: %+v", hs)
+	}
+	if n, _ := s.HookPending(); n != 1 {
+		t.Errorf("pending %d", n)
+	}
+	// Purge keeps it until the hook is done.
+	if n, err := s.Purge(ctx, time.Now().Add(time.Hour), 100); err != nil || n != 1 {
+		t.Fatalf("purge before ack: %d %v (want only the plain message)", n, err)
+	}
+	if err := s.AckHook(ctx, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AckHook(ctx, hs[0]); err != nil {
+		t.Fatalf("second ack: %v", err)
+	}
+	if !s.get(m.ID).ReceiptDone {
+		t.Error("ReceiptDone not set")
+	}
+	if n, _ := s.HookPending(); n != 0 {
+		t.Errorf("pending %d after ack", n)
+	}
+	if ents, _ := s.HookEnterprises(); len(ents) != 0 {
+		t.Errorf("enterprises after ack: %v", ents)
+	}
+}
+
+func TestReceiptHookOnCancelAndFairList(t *testing.T) {
+	s := newStore(t, Options{})
+	ctx := context.Background()
+	var ids []uint64
+	for _, e := range []string{"b", "a", "ab", "c"} {
+		m := msg("u"+e, "13712345678", 1)
+		m.Enterprise = e
+		m.ReceiptURL = "http://127.0.0.1/x"
+		m.SendAt = time.Now().Add(time.Hour)
+		s.enqueue(m)
+		ids = append(ids, m.ID)
+		if err := s.Cancel(ctx, m.ID, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := s.HookEnterprises()
+	if err != nil || len(ents) != 4 || ents[0] != "a" || ents[1] != "ab" || ents[2] != "b" || ents[3] != "c" {
+		t.Fatalf("enterprises: %v %v", ents, err)
+	}
+	hs, _ := s.DueHooks("a", time.Now(), 0, nil)
+	if len(hs) != 1 || hs[0].Msg.ID != ids[1] || hs[0].Msg.State() != StateCancelled {
+		t.Fatalf("due for a: %+v", hs)
+	}
+	if hs, _ := s.DueHooks("a", time.Now(), 0, func(uint64) bool { return true }); len(hs) != 0 {
+		t.Fatalf("skip ignored: %+v", hs)
+	}
+}
+
+func TestReceiptURLRoundTrip(t *testing.T) {
+	m := msg("alice", "13712345678", 1)
+	m.ID = 7
+	m.Parts[0].State = StateDelivered
+	m.ReceiptURL = "https://example.com/receipts?x=1"
+	m.ReceiptDone = true
+	got, err := DecodeMessage(encodeMessage(nil, m))
+	if err != nil || got.ReceiptURL != m.ReceiptURL || !got.ReceiptDone {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
