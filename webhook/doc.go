@@ -1,0 +1,51 @@
+// Package webhook pushes delivery receipts to HTTP senders (receipt
+// webhooks, like Kannel's dlr-url and Jasmin's HTTP receipts). A message
+// stored with a ReceiptURL gets a key in the queue's hook bucket in the
+// commit that makes it final (queue/hooks.go); a Sender reads those keys
+// and POSTs one JSON Receipt per message.
+//
+// # Basics
+//
+// The body is a Receipt as JSON. It is signed with HMAC-SHA256 under the
+// enterprise's receipt secret over the text
+//
+//	<X-Qxtd-Timestamp> "." <body>
+//
+// (the decimal Unix seconds of the header, a full stop, then the body bytes
+// exactly as sent), and the signature goes in X-Qxtd-Signature as
+// "sha256=" and the lowercase hex digest. A receiver recomputes it, compares
+// in constant time and refuses timestamps far from its clock (replay). An
+// enterprise without a secret gets unsigned receipts (no signature header).
+//
+// Any 2xx answer is a delivery. Anything else (an error status, a timeout,
+// a refused connection, a refused address) is tried again after an
+// exponential backoff (Config.Backoff doubled per attempt up to
+// Config.MaxBackoff); a receipt still undelivered Config.MaxAge after the
+// message became final is given up and counted.
+//
+// # Invariants
+//
+//   - At-least-once: a receipt leaves the store only by AckHook after a 2xx
+//     or when given up. A crash between the POST and the AckHook posts it
+//     again; receivers deduplicate by id.
+//   - Bounded: at most Config.Workers POSTs in flight, at most
+//     Config.PerEnterprise of them for one enterprise, so one enterprise's
+//     dead endpoint cannot take every worker; each POST ends within
+//     Config.Timeout. Nothing is buffered in memory beyond the POSTs in
+//     flight: the store is the buffer. Sending SMS never waits for this
+//     package.
+//   - Every goroutine belongs to Run's context; Run returns after they end.
+//
+// # Caveats (SSRF)
+//
+// A receipt_url is chosen by a customer, so the daemon would otherwise
+// POST wherever it is told — its own admin API on loopback, a cloud
+// metadata address, the operator's internal network. Unless
+// Config.AllowPrivate is set (configuration webhooks.allow_private,
+// default false), the address each connection goes to is checked after
+// name resolution, at dial time (so DNS rebinding does not pass), and
+// loopback, private (RFC 1918, fc00::/7), link-local, unspecified and
+// multicast addresses are refused. Proxies from the environment are not
+// used. Only http and https URLs are accepted when a URL is set
+// (policy.CheckReceiptURL).
+package webhook

@@ -1,0 +1,383 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Receipt is the JSON body POSTed for one message.
+type Receipt struct {
+	ID          string    `json:"id"`           // our message id, as the send returned it
+	State       string    `json:"state"`        // delivered, undeliverable, expired, rejected, unknown, cancelled
+	Error       string    `json:"error"`        // the SMSC's error code of the first part not delivered ("000" if none)
+	Recipient   string    `json:"recipient"`    // the destination number
+	Segments    int       `json:"segments"`     // segments on the air
+	Delivered   int       `json:"delivered"`    // of which delivered (billed)
+	SubmittedAt time.Time `json:"submitted_at"` // accepted by qxtd
+	DoneAt      time.Time `json:"done_at"`      // the final state was reached
+}
+
+// ReceiptOf builds the receipt of a final message.
+func ReceiptOf(m *queue.Message) Receipt {
+	id := m.ID
+	if m.Group != 0 {
+		id = m.Group
+	}
+	r := Receipt{ID: strconv.FormatUint(id, 10), State: m.State().String(), Error: "000", Recipient: m.Dest,
+		SubmittedAt: m.AcceptedAt}
+	w := int(max(m.Weight, 1))
+	for _, p := range m.Parts {
+		r.Segments += w
+		if p.State == queue.StateDelivered {
+			r.Delivered += w
+		} else if r.Error == "000" && p.ErrCode != "" {
+			r.Error = p.ErrCode
+		}
+		if p.DoneAt.After(r.DoneAt) {
+			r.DoneAt = p.DoneAt
+		}
+	}
+	return r
+}
+
+// Sign returns the X-Qxtd-Signature value of body sent at timestamp ts
+// (decimal Unix seconds) under secret: "sha256=" + hex(HMAC-SHA256(secret,
+// ts + "." + body)).
+func Sign(secret, ts string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Verify reports whether sig is the signature of body at ts under secret
+// (constant time). Receivers written in Go may use it as it is.
+func Verify(secret, ts string, body []byte, sig string) bool {
+	return hmac.Equal([]byte(Sign(secret, ts, body)), []byte(sig))
+}
+
+// Config configures a Sender. Store is required.
+type Config struct {
+	Store *queue.Store
+	// Secret returns an enterprise's receipt secret ("" = unsigned).
+	Secret func(enterprise string) string
+	// Workers bounds the POSTs in flight (default 8); PerEnterprise those
+	// of one enterprise (default Workers/4, at least 1).
+	Workers, PerEnterprise int
+	// Timeout bounds one POST, connection included (default 10s).
+	Timeout time.Duration
+	// Backoff is the first retry delay (default 10s), doubled per failed
+	// attempt up to MaxBackoff (default 1h).
+	Backoff, MaxBackoff time.Duration
+	// MaxAge is how long after the message became final a receipt is
+	// tried before it is given up (default 24h).
+	MaxAge time.Duration
+	// AllowPrivate lets receipts go to loopback and private addresses
+	// (doc.go, Caveats). Default false.
+	AllowPrivate bool
+	// Poll is how often the store is read when nothing woke the sender
+	// (default 1s): retries come due without a wake.
+	Poll       time.Duration
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Sender POSTs stored receipts. Build it with New, call Wake from the
+// store's OnHookReady, run Run.
+type Sender struct {
+	cfg    Config
+	client *http.Client
+	wake   chan struct{}
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	inflight map[uint64]struct{}
+	perEnt   map[string]int
+	rr       int
+
+	total   *prometheus.CounterVec
+	latency prometheus.Histogram
+}
+
+// ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
+// would have to allow.
+var ErrRefusedAddress = errors.New("webhook: address refused (loopback, private or link-local; see webhooks.allow_private)")
+
+// New builds a Sender and registers its metrics.
+func New(cfg Config) (*Sender, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("webhook: no store")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.PerEnterprise <= 0 {
+		cfg.PerEnterprise = max(cfg.Workers/4, 1)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 10 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Hour
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 24 * time.Hour
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.Secret == nil {
+		cfg.Secret = func(string) string { return "" }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sender{cfg: cfg, wake: make(chan struct{}, 1), log: cfg.Logger,
+		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int)}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: s.control}
+	s.client = &http.Client{
+		Timeout: cfg.Timeout,
+		Transport: &http.Transport{
+			Proxy:               nil, // a proxy would hide the address checked
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	s.total = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxtd_receipt_webhooks_total",
+		Help: "Receipt webhook POSTs by outcome: delivered (2xx), failed (to be retried), gave_up (past the maximum age)."}, []string{"outcome"})
+	for _, o := range []string{"delivered", "failed", "gave_up"} {
+		s.total.WithLabelValues(o)
+	}
+	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "qxtd_receipt_webhook_delivery_seconds",
+		Help:    "Time from a message's final state to its receipt webhook's 2xx.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400}})
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qxtd_receipt_webhook_pending",
+		Help: "Receipt webhooks stored and not yet delivered or given up."}, func() float64 {
+		n, _ := cfg.Store.HookPending()
+		return float64(n)
+	})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.total, s.latency, pending} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("webhook: metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// control refuses connections to loopback, private and link-local
+// addresses unless AllowPrivate: it runs after name resolution, on the
+// address actually dialled.
+func (s *Sender) control(_, address string, _ syscall.RawConn) error {
+	if s.cfg.AllowPrivate {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return fmt.Errorf("%w: %s", ErrRefusedAddress, host)
+	}
+	return nil
+}
+
+// Wake tells the sender that receipts were queued. It never blocks: call
+// it from queue.Options.OnHookReady.
+func (s *Sender) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends receipts until ctx ends, then waits for the POSTs in flight.
+func (s *Sender) Run(ctx context.Context) {
+	sem := make(chan struct{}, s.cfg.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		s.fill(ctx, sem, &wg)
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(s.cfg.Poll)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// fill starts POSTs for due receipts, round robin over the enterprises,
+// within the worker and per-enterprise bounds.
+func (s *Sender) fill(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) {
+	ents, err := s.cfg.Store.HookEnterprises()
+	if err != nil {
+		s.log.Error("receipt webhooks: list", "err", err)
+		return
+	}
+	if len(ents) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.rr++
+	start := s.rr % len(ents)
+	s.mu.Unlock()
+	now := time.Now()
+	for i := range ents {
+		e := ents[(start+i)%len(ents)]
+		free := cap(sem) - len(sem)
+		if free <= 0 {
+			return
+		}
+		s.mu.Lock()
+		room := min(s.cfg.PerEnterprise-s.perEnt[e], free)
+		s.mu.Unlock()
+		if room <= 0 {
+			continue
+		}
+		hs, err := s.cfg.Store.DueHooks(e, now, room, func(id uint64) bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			_, busy := s.inflight[id]
+			return busy
+		})
+		if err != nil {
+			s.log.Error("receipt webhooks: due", "enterprise", e, "err", err)
+			continue
+		}
+		for _, h := range hs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			s.mu.Lock()
+			s.inflight[h.Msg.ID] = struct{}{}
+			s.perEnt[e]++
+			s.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.deliver(ctx, h)
+				s.mu.Lock()
+				delete(s.inflight, h.Msg.ID)
+				if s.perEnt[e]--; s.perEnt[e] <= 0 {
+					delete(s.perEnt, e)
+				}
+				s.mu.Unlock()
+				<-sem
+				s.Wake()
+			}()
+		}
+	}
+}
+
+// deliver POSTs one receipt and records the outcome in the store.
+func (s *Sender) deliver(ctx context.Context, h queue.Hook) {
+	rc := ReceiptOf(h.Msg)
+	err := s.post(ctx, h, rc)
+	if ctx.Err() != nil {
+		return // stopping: the receipt stays due
+	}
+	wctx := context.WithoutCancel(ctx)
+	if err == nil {
+		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
+			s.log.Error("receipt webhook: ack", "id", h.Msg.ID, "err", aerr)
+			return
+		}
+		s.total.WithLabelValues("delivered").Inc()
+		s.latency.Observe(time.Since(rc.DoneAt).Seconds())
+		return
+	}
+	now := time.Now()
+	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
+		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
+			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
+			return
+		}
+		s.total.WithLabelValues("gave_up").Inc()
+		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
+		return
+	}
+	s.total.WithLabelValues("failed").Inc()
+	d := s.cfg.Backoff
+	for i := 0; i < h.Attempts && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.MaxBackoff)
+	if rerr := s.cfg.Store.RetryHook(wctx, h, now.Add(d)); rerr != nil {
+		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
+	}
+	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
+}
+
+// errStatus is a non-2xx answer.
+type errStatus int
+
+func (e errStatus) Error() string { return "webhook: HTTP status " + strconv.Itoa(int(e)) }
+
+func (s *Sender) post(ctx context.Context, h queue.Hook, rc Receipt) error {
+	body, err := json.Marshal(rc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.Msg.ReceiptURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "qxtd-receipts")
+	req.Header.Set("X-Qxtd-Timestamp", ts)
+	if secret := s.cfg.Secret(h.Enterprise); secret != "" {
+		req.Header.Set("X-Qxtd-Signature", Sign(secret, ts, body))
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return errStatus(resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// receiver is a real HTTP endpoint on 127.0.0.1 that records what it got
+// and answers with the statuses queued in fail (then 200).
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	got  []posted
+	fail []int
+	ch   chan posted
+}
+
+type posted struct {
+	body      []byte
+	ts, sig   string
+	at        time.Time
+	status    int
+	receiptID string
+}
+
+func newReceiver(t *testing.T, fail ...int) *receiver {
+	r := &receiver{fail: fail, ch: make(chan posted, 64)}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		var rc Receipt
+		_ = json.Unmarshal(b, &rc)
+		p := posted{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature"), at: time.Now(), status: 200, receiptID: rc.ID}
+		r.mu.Lock()
+		if len(r.fail) > 0 {
+			p.status, r.fail = r.fail[0], r.fail[1:]
+		}
+		r.got = append(r.got, p)
+		r.mu.Unlock()
+		w.WriteHeader(p.status)
+		r.ch <- p
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) next(t *testing.T) posted {
+	t.Helper()
+	select {
+	case p := <-r.ch:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("no POST within 10s")
+	}
+	return posted{}
+}
+
+// finalMessage stores a message with url for enterprise and makes it
+// delivered (or, with fail, undeliverable).
+func finalMessage(t *testing.T, s *queue.Store, enterprise, url string, st queue.State) *queue.Message {
+	t.Helper()
+	ctx := context.Background()
+	m := &queue.Message{Account: enterprise + "-u", Enterprise: enterprise, Dest: "13712345678", Upstream: "up",
+		ReceiptURL: url, Parts: []queue.Part{{Body: []byte("hi")}}}
+	if err := s.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	smsc := "s" + strconv.FormatUint(m.ID, 10)
+	if err := s.Submitted(ctx, queue.Key{ID: m.ID}, smsc, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyDLR(ctx, queue.DLR{Upstream: "up", SMSCID: smsc, State: st, ErrCode: "000", DoneAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+type rig struct {
+	path  string
+	store *queue.Store
+	snd   *Sender
+	reg   *prometheus.Registry
+	stop  func()
+}
+
+func start(t *testing.T, path string, cfg Config) *rig {
+	t.Helper()
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	cfg.Store, cfg.Registerer, cfg.AllowPrivate = s, reg, true
+	if cfg.Secret == nil {
+		cfg.Secret = func(string) string { return "s3cret" }
+	}
+	snd, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetHookCallback(snd.Wake)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); snd.Run(ctx) }()
+	r := &rig{path: path, store: s, snd: snd, reg: reg}
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			if err := s.Check(); err != nil {
+				t.Errorf("check: %v", err)
+			}
+			s.Close()
+		})
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func TestSignedOnce(t *testing.T) {
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{})
+	m := finalMessage(t, r.store, "ent1", rcv.URL+"/dlr", queue.StateDelivered)
+	p := rcv.next(t)
+	if !Verify("s3cret", p.ts, p.body, p.sig) {
+		t.Fatalf("signature %q does not verify over %q", p.sig, p.body)
+	}
+	if Verify("other", p.ts, p.body, p.sig) || Verify("s3cret", p.ts+"1", p.body, p.sig) {
+		t.Fatal("signature verifies under the wrong secret or timestamp")
+	}
+	var rc Receipt
+	if err := json.Unmarshal(p.body, &rc); err != nil {
+		t.Fatal(err)
+	}
+	if rc.ID != strconv.FormatUint(m.ID, 10) || rc.State != "delivered" || rc.Segments != 1 || rc.Delivered != 1 || rc.Recipient != m.Dest {
+		t.Fatalf("receipt %+v", rc)
+	}
+	waitPending(t, r, 0)
+	// Exactly one: a message that becomes final later is the next POST,
+	// not a repeat of the first.
+	m2 := finalMessage(t, r.store, "ent1", rcv.URL+"/dlr", queue.StateUndeliverable)
+	if p := rcv.next(t); p.receiptID != strconv.FormatUint(m2.ID, 10) {
+		t.Fatalf("second POST is for %s, want %d", p.receiptID, m2.ID)
+	}
+	waitPending(t, r, 0)
+	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")); n != 2 {
+		t.Errorf("delivered %v", n)
+	}
+}
+
+// waitPending waits until the store holds n receipts (every event is a
+// commit the test awaits through the store; polling the store is the
+// only observable).
+func waitPending(t *testing.T, r *rig, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got, err := r.store.HookPending()
+		if err == nil && got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending %d, want %d", got, n)
+		}
+		<-tick.C
+	}
+}
+
+func TestRetryWithBackoff(t *testing.T) {
+	rcv := newReceiver(t, 500, 500)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+	a, b, c := rcv.next(t), rcv.next(t), rcv.next(t)
+	if a.status != 500 || b.status != 500 || c.status != 200 {
+		t.Fatalf("statuses %d %d %d", a.status, b.status, c.status)
+	}
+	if d1, d2 := b.at.Sub(a.at), c.at.Sub(b.at); d1 < 50*time.Millisecond || d2 < 100*time.Millisecond {
+		t.Errorf("backoff %v then %v, want ≥ 50ms then ≥ 100ms", d1, d2)
+	}
+	waitPending(t, r, 0)
+	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("failed")); n != 2 {
+		t.Errorf("failed %v", n)
+	}
+}
+
+func TestGiveUpAfterMaxAge(t *testing.T) {
+	rcv := newReceiver(t, 500, 500, 500, 500, 500, 500, 500, 500)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 10 * time.Millisecond, MaxAge: 30 * time.Millisecond, Poll: 5 * time.Millisecond})
+	m := finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+	waitPending(t, r, 0)
+	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("gave_up")); n != 1 {
+		t.Errorf("gave_up %v", n)
+	}
+	got, _ := r.store.Get(m.ID)
+	if !got.ReceiptDone {
+		t.Error("message not marked done after giving up")
+	}
+}
+
+func TestDurableAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503)
+	r := start(t, path, Config{Backoff: 200 * time.Millisecond, Poll: 10 * time.Millisecond})
+	m := finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("first status %d", p.status)
+	}
+	waitRetried(t, r)
+	r.stop() // the daemon stops with the receipt pending
+	r2 := start(t, path, Config{Poll: 10 * time.Millisecond})
+	p := rcv.next(t)
+	if p.status != 200 || p.receiptID != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("after restart: %+v", p)
+	}
+	waitPending(t, r2, 0)
+}
+
+// waitRetried waits until the failed attempt is recorded in the store.
+func waitRetried(t *testing.T, r *rig) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		hs, _ := r.store.DueHooks("ent1", time.Now().Add(time.Hour), 0, nil)
+		if len(hs) == 1 && hs[0].Attempts == 1 {
+			return
+		}
+		<-tick.C
+	}
+	t.Fatal("retry not recorded")
+}
+
+// A dead endpoint of one enterprise takes at most PerEnterprise workers:
+// another enterprise's receipts still go at once.
+func TestDeadEndpointIsolated(t *testing.T) {
+	hang := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case <-hang:
+		case <-req.Context().Done():
+		}
+	}))
+	t.Cleanup(dead.Close)
+	t.Cleanup(func() { close(hang) })
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Workers: 4, PerEnterprise: 2, Timeout: 5 * time.Second, Poll: 10 * time.Millisecond})
+	for range 20 {
+		finalMessage(t, r.store, "deadco", dead.URL, queue.StateDelivered)
+	}
+	began := time.Now()
+	m := finalMessage(t, r.store, "liveco", rcv.URL, queue.StateDelivered)
+	p := rcv.next(t)
+	if p.receiptID != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("got %+v", p)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("live enterprise waited %v behind a dead endpoint", d)
+	}
+}
+
+func TestPrivateAddressRefused(t *testing.T) {
+	s := &Sender{}
+	for _, a := range []string{"127.0.0.1:80", "10.1.2.3:443", "192.168.0.1:80", "169.254.169.254:80", "[::1]:80", "0.0.0.0:80"} {
+		if err := s.control("tcp", a, nil); !errors.Is(err, ErrRefusedAddress) {
+			t.Errorf("%s: %v", a, err)
+		}
+	}
+	if err := s.control("tcp", "93.184.216.34:443", nil); err != nil {
+		t.Errorf("public address: %v", err)
+	}
+	s.cfg.AllowPrivate = true
+	if err := s.control("tcp", "127.0.0.1:80", nil); err != nil {
+		t.Errorf("allowed: %v", err)
+	}
+}
