@@ -27,7 +27,8 @@ type NewEnterprise struct {
 	NoOverage   bool   `json:"no_overage"`
 	TPS         int    `json:"tps"`
 	NoWhitelist bool   `json:"no_whitelist"`
-	MaxUsers    int    `json:"max_users,omitempty"` // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
+	MaxUsers    int    `json:"max_users,omitempty"`   // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
+	ReceiptURL  string `json:"receipt_url,omitempty"` // receipt webhook of its HTTP sends (http/https)
 }
 
 // EnterprisePatch is the body of PATCH /admin/v1/enterprises/{code}: only
@@ -43,13 +44,14 @@ type EnterprisePatch struct {
 	TPS         *int    `json:"tps,omitempty"`
 	Disabled    *bool   `json:"disabled,omitempty"`
 	NoWhitelist *bool   `json:"no_whitelist,omitempty"`
-	MaxUsers    *int    `json:"max_users,omitempty"` // 0 = policy.DefaultMaxUsers
+	MaxUsers    *int    `json:"max_users,omitempty"`   // 0 = policy.DefaultMaxUsers
+	ReceiptURL  *string `json:"receipt_url,omitempty"` // "" removes it
 }
 
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
 		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
-		p.MaxUsers == nil
+		p.MaxUsers == nil && p.ReceiptURL == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
@@ -67,6 +69,8 @@ type Enterprise struct {
 	Disabled    bool      `json:"disabled"`
 	NoWhitelist bool      `json:"no_whitelist"`
 	MaxUsers    int       `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
+	ReceiptURL  string    `json:"receipt_url,omitempty"`
+	ReceiptSig  bool      `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
@@ -75,6 +79,7 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 	return Enterprise{Code: e.Code, Name: e.Name, Signature: e.Signature, Package: e.Package,
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
+		ReceiptURL: e.Receipt.URL, ReceiptSig: e.Receipt.Secret != "",
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
@@ -126,7 +131,8 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	}
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
-		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers})
+		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers,
+		Receipt: policy.ReceiptHook{URL: in.ReceiptURL}})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -216,6 +222,7 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.Disabled, in.Disabled)
 		set(&e.NoWhitelist, in.NoWhitelist)
 		set(&e.MaxUsers, in.MaxUsers)
+		set(&e.Receipt.URL, in.ReceiptURL)
 		return nil
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ type SendRequest struct {
 	SendAt     string   `json:"send_at,omitempty"`     // RFC 3339; the past = at once
 	ValidUntil string   `json:"valid_until,omitempty"` // RFC 3339; default: the daemon's validity after the send time
 	Receipt    bool     `json:"receipt,omitempty"`     // forward the final receipt to the account's SMPP receiver bind
+	ReceiptURL string   `json:"receipt_url,omitempty"` // POST the final receipt here (http/https); default: the enterprise's receipt_url
 }
 
 // SendResponse is the answer of POST /v1/messages: one result per
@@ -74,6 +75,12 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 		writeError(w, http.StatusBadRequest, "invalid", checkSource(req.Source).Error())
 		return
 	}
+	if req.ReceiptURL != "" {
+		if err := policy.CheckReceiptURL("receipt_url", req.ReceiptURL); err != nil {
+			writeErr(w, err)
+			return
+		}
+	}
 	sendAt, ok := parseTimeField(w, "send_at", req.SendAt, now)
 	if !ok {
 		return
@@ -106,6 +113,7 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 		SendAt:             sendAt,
 		ValidUntil:         validUntil,
 		RegisteredDelivery: reg,
+		ReceiptURL:         req.ReceiptURL,
 	})
 	if err != nil {
 		writeRefusal(w, err)

@@ -15,6 +15,7 @@ type Account struct {
 	Enterprise    string // billing owner
 	Signature     string // enterprise signature, e.g. 【某某公司】; "" = none
 	UserSignature string // appended when the user's name is shown
+	ReceiptURL    string // the enterprise's receipt webhook for HTTP sends; "" = none
 }
 
 // Policy is the operator's rules as the gateway sees them. Rules adapts

@@ -31,6 +31,10 @@ type SendRequest struct {
 	// ClientCoding is the data_coding the text came in (SMPP), kept for
 	// replace_sm.
 	ClientCoding uint8
+	// ReceiptURL is where the final receipt of each message is POSTed
+	// (package webhook). Empty: the account's ReceiptURL for HTTP and
+	// batch sends; none for SMPP (its receipts are deliver_sm).
+	ReceiptURL string
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -117,6 +121,10 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 		req.ValidUntil = start.Add(g.cfg.Validity)
 	}
 	signed := segment.Sign(req.Text, acct.Signature, acct.UserSignature)
+	receiptURL := req.ReceiptURL
+	if receiptURL == "" && req.Ingress != "smpp" {
+		receiptURL = acct.ReceiptURL
+	}
 	b := &outgoing{results: make([]SendResult, len(req.Dests))}
 	plans := map[string]*segment.Plan{}
 	for i, raw := range req.Dests {
@@ -141,6 +149,7 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 			plans[up.cfg.Name] = plan
 		}
 		m := &queue.Message{
+			ReceiptURL:         receiptURL,
 			Account:            acct.SystemID,
 			Enterprise:         acct.Enterprise,
 			Source:             req.Source,

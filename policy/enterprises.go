@@ -31,6 +31,9 @@ type Enterprise struct {
 	// MaxUsers caps the users an enterprise admin may have in its
 	// enterprise (0 = DefaultMaxUsers); the operator is not held to it.
 	MaxUsers int `json:"max_users,omitempty"`
+	// Receipt is where the final receipts of the enterprise's HTTP sends
+	// are POSTed (package webhook) and the secret they are signed with.
+	Receipt ReceiptHook `json:"receipt,omitzero"`
 	// PackageHistory is the package in force from each month on, oldest
 	// first; the store keeps it (what callers put there is ignored). Bills
 	// of a month use the package in force in that month (PackageIn).
@@ -117,6 +120,11 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 	}
 	if e.TPS < 0 || e.TPS > 100_000 {
 		return invalid("enterprise %s: tps %d: 0–100000", e.Code, e.TPS)
+	}
+	if e.Receipt.URL != "" {
+		if err := CheckReceiptURL("receipt_url", e.Receipt.URL); err != nil {
+			return err
+		}
 	}
 	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
 		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)

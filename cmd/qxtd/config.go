@@ -36,6 +36,18 @@ type Config struct {
 	Delivery    DeliveryConfig     `mapstructure:"delivery"`
 	Log         LogConfig          `mapstructure:"log"`
 	Reminders   RemindersConfig    `mapstructure:"reminders"`
+	Webhooks    WebhooksConfig     `mapstructure:"webhooks"`
+}
+
+// WebhooksConfig is the receipt webhooks' sender (package webhook).
+type WebhooksConfig struct {
+	// AllowPrivate lets receipts go to loopback and private addresses
+	// (refused by default: SSRF, see package webhook).
+	AllowPrivate  bool          `mapstructure:"allow_private"`
+	Workers       int           `mapstructure:"workers"`
+	PerEnterprise int           `mapstructure:"per_enterprise"`
+	Timeout       time.Duration `mapstructure:"timeout"`
+	MaxAge        time.Duration `mapstructure:"max_age"`
 }
 
 // RemindersConfig is the reminders' scheduler (package reminder).
@@ -149,8 +161,9 @@ type EnterpriseConfig struct {
 	NoOverage   bool     `mapstructure:"no_overage"`
 	TPS         int      `mapstructure:"tps"`
 	NoWhitelist bool     `mapstructure:"no_whitelist"`
-	MaxUsers    int      `mapstructure:"max_users"` // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
-	Whitelist   []string `mapstructure:"whitelist"` // approved numbers
+	MaxUsers    int      `mapstructure:"max_users"`   // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
+	ReceiptURL  string   `mapstructure:"receipt_url"` // receipt webhook of its HTTP sends
+	Whitelist   []string `mapstructure:"whitelist"`   // approved numbers
 }
 
 // PolicyConfig is the operator's rules that are not per enterprise.
@@ -247,6 +260,11 @@ func defaultValues() map[string]any {
 		"policy.seed_force":                        false,
 		"policy.notify_enterprise":                 "",
 		"policy.notify_source":                     "10658000",
+		"webhooks.allow_private":                   false,
+		"webhooks.workers":                         8,
+		"webhooks.per_enterprise":                  2,
+		"webhooks.timeout":                         10 * time.Second,
+		"webhooks.max_age":                         24 * time.Hour,
 		"log.level":                                "info",
 		"log.format":                               "json",
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 func newLogger(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
@@ -66,9 +67,13 @@ type daemon struct {
 	rem    *reminder.Service
 	remRun context.CancelFunc // stops the reminders' scheduler
 	remWG  sync.WaitGroup
-	smpp   *smpp.Server
-	http   *http.Server
-	wg     sync.WaitGroup
+
+	hooks    *webhook.Sender
+	hooksRun context.CancelFunc // stops the receipt webhooks' sender
+	hooksWG  sync.WaitGroup
+	smpp     *smpp.Server
+	http     *http.Server
+	wg       sync.WaitGroup
 
 	reloadMetrics reloadMetrics
 
@@ -251,6 +256,21 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, err
 	}
 	d.store.SetCallbacks(d.gw.OnDLRReady, d.gw.ObserveCommit)
+	d.hooks, err = webhook.New(webhook.Config{Store: d.store, Secret: func(code string) string {
+		if e, ok := pol.Lookup(code); ok {
+			return e.Receipt.Secret
+		}
+		return ""
+	}, Workers: cfg.Webhooks.Workers, PerEnterprise: cfg.Webhooks.PerEnterprise, Timeout: cfg.Webhooks.Timeout,
+		MaxAge: cfg.Webhooks.MaxAge, AllowPrivate: cfg.Webhooks.AllowPrivate, Registerer: reg,
+		Logger: log.With("component", "webhooks")})
+	if err != nil {
+		return nil, err
+	}
+	d.store.SetHookCallback(d.hooks.Wake)
+	hooksCtx, hooksRun := context.WithCancel(context.Background())
+	d.hooksRun = hooksRun
+	d.hooksWG.Go(func() { d.hooks.Run(hooksCtx) })
 	d.gw.Start()
 
 	d.smpp = smpp.NewServer(d.gw, smpp.ServerOptions{
@@ -349,6 +369,10 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	}
 	if d.gw != nil {
 		d.gw.Stop()
+	}
+	if d.hooksRun != nil {
+		d.hooksRun() // a POST in flight stays due and is made again after a restart
+		d.hooksWG.Wait()
 	}
 	if d.sim != nil {
 		_ = d.sim.Close()

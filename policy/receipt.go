@@ -1,0 +1,47 @@
+package policy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+)
+
+// ReceiptHook is an enterprise's receipt webhook: the URL its HTTP sends'
+// final receipts are POSTed to unless a send names its own, and the
+// secret that signs them (HMAC-SHA256; package webhook). Empty URL: none.
+type ReceiptHook struct {
+	URL    string `json:"url,omitempty"`
+	Secret string `json:"secret,omitempty"` // never shown after it was generated
+}
+
+// MaxReceiptURL is the longest receipt_url accepted (bytes).
+const MaxReceiptURL = 2048
+
+// CheckReceiptURL checks a receipt_url: an absolute http or https URL with
+// a host, no user information, at most MaxReceiptURL bytes. field names
+// the field in the error (ErrInvalid). Where the URL points is checked
+// when it is used (package webhook: private addresses).
+func CheckReceiptURL(field, s string) error {
+	if len(s) > MaxReceiptURL {
+		return invalid("%s: longer than %d bytes", field, MaxReceiptURL)
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return invalid("%s: not a URL", field)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return invalid("%s: only http and https URLs are accepted, not %q", field, u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return invalid("%s: the URL has no host", field)
+	case u.User != nil:
+		return invalid("%s: user information in the URL is not accepted", field)
+	}
+	return nil
+}
+
+// NewReceiptSecret returns a fresh random secret (32 bytes, hex).
+func NewReceiptSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "whsec_" + hex.EncodeToString(b)
+}
