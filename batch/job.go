@@ -74,7 +74,7 @@ func (j *Job) Enterprise() string { return j.ent }
 // Owner is the system_id of the user who started the job.
 func (j *Job) Owner() string { return j.owner }
 
-// Done is closed when the job has ended.
+// Done is closed when the job has ended and given back its running slot.
 func (j *Job) Done() <-chan struct{} { return j.done }
 
 // Cancel stops a running job (it ends cancelled once the gateway calls in
@@ -142,7 +142,9 @@ func (j *Job) fail(reason, msg string) {
 	j.cancel()
 }
 
-// end sets the final state.
+// end sets the final state. Done is closed later, once the job's file is
+// closed and its running slot given back (Slot.Start), so that whoever
+// waited on Done can start the next job at once.
 func (j *Job) end(ctxErr error) {
 	j.mu.Lock()
 	switch {
@@ -158,7 +160,6 @@ func (j *Job) end(ctxErr error) {
 	j.ended = time.Now().UTC()
 	j.mu.Unlock()
 	j.cancel()
-	close(j.done)
 }
 
 // Progress is the job now; its row errors (sorted by row) if withErrors.

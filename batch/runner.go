@@ -143,6 +143,7 @@ func (s *Slot) Start(spec JobSpec, rows *Rows) *Job {
 		created: time.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
 	r.add(j)
 	go func() {
+		defer close(j.done) // last: the slot is free when Done says the job ended
 		defer s.Release()
 		if spec.Finally != nil {
 			defer spec.Finally()
