@@ -411,6 +411,20 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %v must be positive", d.key, d.v))
 		}
 	}
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{
+		{"webhooks.workers", int64(c.Webhooks.Workers)}, {"webhooks.per_enterprise", int64(c.Webhooks.PerEnterprise)},
+		{"webhooks.timeout", int64(c.Webhooks.Timeout)}, {"webhooks.max_age", int64(c.Webhooks.MaxAge)},
+	} {
+		if n.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", n.key))
+		}
+	}
+	if c.Webhooks.PerEnterprise > c.Webhooks.Workers {
+		errs = append(errs, fmt.Errorf("webhooks.per_enterprise: %d is more than webhooks.workers (%d)", c.Webhooks.PerEnterprise, c.Webhooks.Workers))
+	}
 	if c.Delivery.TenantShare <= 0 || c.Delivery.TenantShare > 1 {
 		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))
 	}

@@ -38,6 +38,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
+		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
