@@ -178,6 +178,12 @@ func (c *Client) UpdateEnterprise(code string, p EnterprisePatch) (*Enterprise, 
 	return call[Enterprise](c, http.MethodPatch, "/admin/v1/enterprises/"+seg(code), p)
 }
 
+// SetReceiptSecret sets the secret that signs an enterprise's receipt
+// webhooks, or generates one when secret is empty; the answer holds it.
+func (c *Client) SetReceiptSecret(code, secret string) (*ReceiptSecret, error) {
+	return call[ReceiptSecret](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-secret", ReceiptSecretRequest{Secret: secret})
+}
+
 // --- users ---
 
 // CreateUser creates a user of an enterprise.

@@ -34,7 +34,7 @@ func adminCmd() *cobra.Command {
 		Short: "Enterprises, users, whitelists, scope, packages (qxtd admin help)",
 	},
 		group(&cobra.Command{Use: "enterprise", Short: "Enterprises (集团)"},
-			a.entAdd(), a.entList(), a.entShow(), a.entSet()),
+			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret()),
 		group(&cobra.Command{Use: "scope", Short: "National (全网) and off-net (外网) sending grants"},
 			a.scope(true), a.scope(false)),
 		group(&cobra.Command{Use: "package", Short: "An enterprise's package"},
@@ -228,7 +228,7 @@ func (a *adminCLI) entShow() *cobra.Command {
 
 func (a *adminCLI) entSet() *cobra.Command {
 	var v struct {
-		name, sig, capYuan                        string
+		name, sig, capYuan, receiptURL            string
 		pkg, tps, maxUsers                        int
 		national, offnet, noOverage, disabled, nw bool
 	}
@@ -240,7 +240,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 				OffNet: given(c, "offnet", &v.offnet), CapYuan: given(c, "cap", &v.capYuan),
 				NoOverage: given(c, "no-overage", &v.noOverage), TPS: given(c, "tps", &v.tps),
 				MaxUsers: given(c, "max-users", &v.maxUsers), Disabled: given(c, "disabled", &v.disabled),
-				NoWhitelist: given(c, "no-whitelist", &v.nw),
+				NoWhitelist: given(c, "no-whitelist", &v.nw), ReceiptURL: given(c, "receipt-url", &v.receiptURL),
 			}
 			if p == (api.EnterprisePatch{}) {
 				return usagef("enterprise set: nothing to change")
@@ -259,6 +259,24 @@ func (a *adminCLI) entSet() *cobra.Command {
 	fs.IntVar(&v.maxUsers, "max-users", 0, "users the enterprise's admin may have (0: the default, 50)")
 	fs.BoolVar(&v.disabled, "disabled", false, "disable the enterprise")
 	fs.BoolVar(&v.nw, "no-whitelist", false, "exempt from the whitelist")
+	fs.StringVar(&v.receiptURL, "receipt-url", "", `receipt webhook of its HTTP sends (http/https; "" removes it)`)
+	return c
+}
+
+// entReceiptSecret sets or generates the secret that signs an
+// enterprise's receipt webhooks; it is printed this once.
+func (a *adminCLI) entReceiptSecret() *cobra.Command {
+	var secret string
+	c := a.leaf("receipt-secret CODE [--secret S]", "Set or generate the secret that signs receipt webhooks (printed once)", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			rs, err := cl.SetReceiptSecret(args[0], secret)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.OutOrStdout(), rs.Secret)
+			return nil
+		})
+	c.Flags().StringVar(&secret, "secret", "", "the secret (16 to 128 bytes); none: a random one")
 	return c
 }
 
