@@ -26,9 +26,12 @@ var (
 	bucketFragID = []byte("fragid") // part id → its frag key
 	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
+	// Parts in the order they became final (final.go).
+	bucketFinal     = []byte("final")     // seq → part
+	bucketFinalPart = []byte("finalpart") // part → seq, time
 
 	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
-		bucketFrag, bucketFragID, bucketFragN, bucketAlias}
+		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketFinal, bucketFinalPart}
 )
 
 const (

@@ -50,9 +50,20 @@ func decodePurged(b []byte) (purged, error) {
 }
 
 // purgeable reports whether retention may delete m: every part final, its
-// receipt forwarded to the ESME (or none requested), accepted before cutoff.
+// receipt forwarded to the ESME (or none requested), accepted before cutoff,
+// and every part done before cutoff too (a message that became final
+// recently, e.g. one scheduled long after its acceptance, stays for the
+// incremental export: ExportFinal).
 func purgeable(m *Message, cutoff time.Time) bool {
-	return m.Final() && m.DLRForwarded && m.AcceptedAt.Before(cutoff)
+	if !m.Final() || !m.DLRForwarded || !m.AcceptedAt.Before(cutoff) {
+		return false
+	}
+	for i := range m.Parts {
+		if !m.Parts[i].DoneAt.Before(cutoff) {
+			return false
+		}
+	}
+	return true
 }
 
 // Purge deletes up to limit messages (limit <= 0: none) accepted before
@@ -186,6 +197,9 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 							return err
 						}
 					}
+				}
+				if err := delFinal(t.tx, Key{m.ID, uint16(i)}); err != nil {
+					return err
 				}
 				t.counts[part.State]--
 				p.Parts++
