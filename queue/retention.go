@@ -67,9 +67,9 @@ func purgeable(m *Message, cutoff time.Time) bool {
 }
 
 // Purge deletes up to limit messages (limit <= 0: none) accepted before
-// cutoff whose every part is final and whose receipt was forwarded to the
-// ESME (AckDLR) or not requested, with the SMSC id index keys of all their
-// parts (SMSCID and DupSMSCIDs, where the index still names that part: an
+// cutoff whose every part is final, with a DoneAt before cutoff too, and
+// whose receipt was forwarded to the ESME (AckDLR) or not requested, with
+// the final index keys and the SMSC id index keys of all their parts (SMSCID and DupSMSCIDs, where the index still names that part: an
 // id the SMSC reused for a newer message keeps indexing the newer one). It
 // returns how many messages it deleted.
 //
