@@ -28,7 +28,7 @@ var (
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
 	// Parts in the order they became final (final.go).
 	bucketFinal     = []byte("final")     // seq → part
-	bucketFinalPart = []byte("finalpart") // part → seq, time
+	bucketFinalPart = []byte("finalpart") // part → seq
 
 	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
 		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketFinal, bucketFinalPart}
