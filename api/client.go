@@ -338,6 +338,31 @@ type ExportQuery struct {
 // ErrIncomplete, whatever reached w.
 func (c *Client) ExportDLR(ctx context.Context, q ExportQuery, w io.Writer) (rows, n int64, err error) {
 	v := url.Values{"from": {q.From.Format(time.RFC3339Nano)}, "to": {q.To.Format(time.RFC3339Nano)}}
+	res, err := c.exportDLR(ctx, v, q, w)
+	return res.Rows, res.Bytes, err
+}
+
+// ExportResult is what a complete incremental export reports.
+type ExportResult struct {
+	Rows  int64  // rows sent (RowsTrailer)
+	Bytes int64  // bytes written
+	Next  string // the cursor to ask after next time (NextCursorHeader)
+	// Purged: parts final within the range that retention deleted before
+	// they could be exported (PurgedTrailer); 0 unless the job polls less
+	// often than the retention period.
+	Purged int64
+}
+
+// ExportDLRAfter streams into w the rows of the parts that became final
+// after cursor after ("" for the start), in that order; q.From and q.To are
+// not used. Keep res.Next only when err is nil: an incomplete export is an
+// error wrapping ErrIncomplete, and asking again after the same cursor
+// gives the rows again.
+func (c *Client) ExportDLRAfter(ctx context.Context, after string, q ExportQuery, w io.Writer) (res ExportResult, err error) {
+	return c.exportDLR(ctx, url.Values{"after": {after}}, q, w)
+}
+
+func (c *Client) exportDLR(ctx context.Context, v url.Values, q ExportQuery, w io.Writer) (res ExportResult, err error) {
 	if q.Format != "" {
 		v.Set("format", q.Format)
 	}
@@ -346,22 +371,33 @@ func (c *Client) ExportDLR(ctx context.Context, q ExportQuery, w io.Writer) (row
 	}
 	resp, err := c.open(ctx, http.MethodGet, "/admin/v1/export/dlr?"+v.Encode(), "", nil, streamHTTP)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	defer resp.Body.Close()
-	n, err = io.Copy(w, resp.Body)
+	res.Bytes, err = io.Copy(w, resp.Body)
 	if err != nil {
-		return 0, n, fmt.Errorf("export %w: cut short after %d bytes: %w", ErrIncomplete, n, err)
+		return res, fmt.Errorf("export %w: cut short after %d bytes: %w", ErrIncomplete, res.Bytes, err)
 	}
 	trailer := resp.Trailer.Get(RowsTrailer)
 	if trailer == "" {
-		return 0, n, fmt.Errorf("export %w: the daemon did not confirm the end (%d bytes received)", ErrIncomplete, n)
+		return res, fmt.Errorf("export %w: the daemon did not confirm the end (%d bytes received)", ErrIncomplete, res.Bytes)
 	}
-	rows, err = strconv.ParseInt(trailer, 10, 64)
-	if err != nil {
-		return 0, n, fmt.Errorf("export: trailer %s %q: %w", RowsTrailer, trailer, err)
+	if res.Rows, err = strconv.ParseInt(trailer, 10, 64); err != nil {
+		return res, fmt.Errorf("export: trailer %s %q: %w", RowsTrailer, trailer, err)
 	}
-	return rows, n, nil
+	if !v.Has("after") {
+		return res, nil
+	}
+	res.Next = resp.Header.Get(NextCursorHeader)
+	if res.Next == "" {
+		return res, fmt.Errorf("export: no %s header: the daemon does not know incremental exports", NextCursorHeader)
+	}
+	if p := resp.Trailer.Get(PurgedTrailer); p != "" {
+		if res.Purged, err = strconv.ParseInt(p, 10, 64); err != nil {
+			return res, fmt.Errorf("export: trailer %s %q: %w", PurgedTrailer, p, err)
+		}
+	}
+	return res, nil
 }
 
 // Bill returns the bill of month ("2006-01", Asia/Shanghai) per

@@ -24,6 +24,17 @@ import (
 // is aborted, so the client sees an unexpected EOF).
 const RowsTrailer = "X-Qxtd-Rows"
 
+// NextCursorHeader is the response header of an incremental export
+// (?after=CURSOR): the cursor to ask after next time. It is sent before the
+// rows, but is valid only once the export is complete (RowsTrailer came).
+const NextCursorHeader = "X-Qxtd-Next-Cursor"
+
+// PurgedTrailer is the HTTP trailer of a complete incremental export: how
+// many parts that became final within the cursor range retention deleted
+// before this export (0 unless the job polls less often than the retention
+// period).
+const PurgedTrailer = "X-Qxtd-Purged"
+
 // opsFlushRows is how many export rows go out between explicit flushes.
 const opsFlushRows = 1000
 
@@ -89,9 +100,14 @@ func (l *lazyHeader) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// exportDLR: GET /admin/v1/export/dlr?from=&to=[&enterprise=][&format=csv|jsonl]
+// exportDLR: GET /admin/v1/export/dlr?from=&to=[&enterprise=][&format=csv|jsonl],
+// or ?after=CURSOR[&enterprise=][&format=] (the parts final since the cursor).
 func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Has("after") {
+		s.exportFinal(w, r)
+		return
+	}
 	var from, to time.Time
 	for _, b := range []struct {
 		name string
@@ -99,7 +115,7 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	}{{"from", &from}, {"to", &to}} {
 		v := q.Get(b.name)
 		if v == "" {
-			writeError(w, http.StatusBadRequest, "invalid", b.name+" is required (RFC 3339 or YYYY-MM-DD)")
+			writeError(w, http.StatusBadRequest, "invalid", b.name+" is required (RFC 3339 or YYYY-MM-DD), or after (a cursor)")
 			return
 		}
 		t, err := ParseWindowTime(v)
@@ -113,12 +129,62 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", "to is before from")
 		return
 	}
+	name := fmt.Sprintf("dlr-%s-%s", from.In(shanghai).Format("20060102T150405"), to.In(shanghai).Format("20060102T150405"))
+	s.streamRows(w, r, name, func(fn func(queue.Row) error) error {
+		return s.cfg.Store.ExportParts(from, to, q.Get("enterprise"), fn)
+	}, nil, "from", from, "to", to)
+}
+
+// exportFinal: GET /admin/v1/export/dlr?after=CURSOR: the parts that became
+// final after the cursor, up to the store's end when the request came; that
+// end is the next cursor (NextCursorHeader), known before the first row.
+func (s *Server) exportFinal(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Has("from") || q.Has("to") {
+		writeError(w, http.StatusBadRequest, "invalid", "after (a cursor) and a from/to window exclude each other")
+		return
+	}
+	after, err := queue.ParseCursor(q.Get("after"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	until, err := s.cfg.Store.FinalCursor()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if after > until {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("cursor %s is ahead of this store (at %s): not one of its cursors, or the store was restored from an older backup", after, until))
+		return
+	}
+	w.Header().Set(NextCursorHeader, until.String())
+	var purged int64
+	s.streamRows(w, r, "dlr-after-"+after.String(), func(fn func(queue.Row) error) (err error) {
+		purged, err = s.cfg.Store.ExportFinal(after, until, q.Get("enterprise"), fn)
+		return err
+	}, func(h http.Header) {
+		h.Set(PurgedTrailer, strconv.FormatInt(purged, 10))
+		if purged > 0 {
+			s.log.Warn("dlr export: parts final after the cursor were purged before this export (retention shorter than the polling interval?)",
+				"after", after.String(), "purged", purged)
+		}
+	}, "after", after.String(), "next", until.String())
+}
+
+// streamRows answers the rows export produces as CSV or JSON Lines (the
+// format parameter), as an attachment named name, with RowsTrailer (and
+// whatever trailers sets) when complete; logArgs go to the log line.
+func (s *Server) streamRows(w http.ResponseWriter, r *http.Request, name string, export func(func(queue.Row) error) error,
+	trailers func(http.Header), logArgs ...any) {
+	q := r.URL.Query()
 	format := q.Get("format")
 	if format == "" {
 		format = queue.FormatCSV
 	}
 	ctype := map[string]string{queue.FormatCSV: "text/csv; charset=utf-8", queue.FormatJSONL: "application/x-ndjson"}[format]
 	if ctype == "" {
+		w.Header().Del(NextCursorHeader)
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
 		return
 	}
@@ -126,10 +192,12 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	h.Set("Content-Type", ctype)
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="dlr-%s-%s.%s"`,
-		from.In(shanghai).Format("20060102T150405"), to.In(shanghai).Format("20060102T150405"), format))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, name, format))
 	h.Set("Cache-Control", "no-store")
 	h.Set("Trailer", RowsTrailer)
+	if trailers != nil {
+		h.Add("Trailer", PurgedTrailer)
+	}
 	out := &lazyHeader{w: w}
 	enc, err := queue.NewRowWriter(out, format)
 	if err != nil {
@@ -140,7 +208,7 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	s.extendWrite(rc)
 	var n int64
 	start := time.Now()
-	err = s.cfg.Store.ExportParts(from, to, ent, func(row queue.Row) error {
+	err = export(func(row queue.Row) error {
 		if err := enc.Write(row); err != nil {
 			return err
 		}
@@ -163,6 +231,7 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 		if !out.started {
 			h.Del("Content-Disposition")
 			h.Del("Trailer")
+			h.Del(NextCursorHeader)
 			writeErr(w, err)
 			return
 		}
@@ -173,8 +242,11 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	}
 	h.Set(RowsTrailer, strconv.FormatInt(n, 10))
-	s.log.Info("dlr export", "from", from, "to", to, "enterprise", ent, "format", format, "rows", n,
-		"elapsed", time.Since(start).Round(time.Millisecond).String())
+	if trailers != nil {
+		trailers(h)
+	}
+	s.log.Info("dlr export", append(logArgs, "enterprise", ent, "format", format, "rows", n,
+		"elapsed", time.Since(start).Round(time.Millisecond).String())...)
 }
 
 // extendWrite moves the answer's write deadline WriteTimeout ahead; a

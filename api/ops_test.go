@@ -457,3 +457,101 @@ func TestOpsBackup(t *testing.T) {
 		t.Errorf("policy data in the backup: %+v", ents)
 	}
 }
+
+// TestOpsExportAfter: a billing job polling with the cursor over real HTTP
+// gets disjoint rows whose union is every final part, CSV or JSON Lines;
+// parts still in flight come in the poll after they become final.
+func TestOpsExportAfter(t *testing.T) {
+	e := newOpsEnv(t)
+	ctx := context.Background()
+	cl := &Client{Base: e.srv.URL, Token: opsToken, HTTP: e.srv.Client()}
+	nov := time.Date(2026, 11, 1, 0, 0, 0, 0, shanghai)
+	a := e.send("G1", nov, nov.Add(time.Hour), queue.StateDelivered, queue.StateSubmitted)
+	e.send("G2", nov, nov.Add(time.Hour), queue.StateRejected)
+	e.send("G1", nov, nov.Add(time.Hour), queue.StateAccepted)
+
+	// csvParts reads a CSV export into its (id, part) keys.
+	csvParts := func(body string) []queue.Key {
+		t.Helper()
+		recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+		if err != nil || len(recs) == 0 || strings.Join(recs[0], ",") != strings.Join(queue.ExportColumns, ",") {
+			t.Fatalf("CSV export %q: %v", body, err)
+		}
+		var keys []queue.Key
+		for _, r := range recs[1:] {
+			id, _ := strconv.ParseUint(r[0], 10, 64)
+			part, _ := strconv.Atoi(r[1])
+			keys = append(keys, queue.Key{ID: id, Part: uint16(part - 1)})
+		}
+		return keys
+	}
+	var first strings.Builder
+	res1, err := cl.ExportDLRAfter(ctx, "", ExportQuery{}, &first)
+	if err != nil || res1.Rows != 2 || res1.Purged != 0 || res1.Next == "" {
+		t.Fatalf("first poll: %+v %v", res1, err)
+	}
+	// Meanwhile: the in-flight part gets its receipt, a new message fails.
+	if _, err := e.store.ApplyDLR(ctx, queue.DLR{Upstream: "up1", SMSCID: fmt.Sprintf("x%d", e.smsc), State: queue.StateUndeliverable, DoneAt: nov.Add(2 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	e.send("G2", nov.Add(time.Hour), nov.Add(2*time.Hour), queue.StateRejected)
+	var second strings.Builder
+	res2, err := cl.ExportDLRAfter(ctx, res1.Next, ExportQuery{}, &second)
+	if err != nil || res2.Rows != 2 || res2.Next == res1.Next {
+		t.Fatalf("second poll: %+v %v", res2, err)
+	}
+	seen := map[queue.Key]int{}
+	for _, k := range append(csvParts(first.String()), csvParts(second.String())...) {
+		seen[k]++
+	}
+	var want int
+	for id := a.ID; id <= a.ID+3; id++ {
+		m, err := e.store.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range m.Parts {
+			k := queue.Key{ID: id, Part: uint16(i)}
+			switch {
+			case p.State.Final() && seen[k] != 1:
+				t.Errorf("final part %v exported %d times", k, seen[k])
+			case !p.State.Final() && seen[k] != 0:
+				t.Errorf("part %v in flight exported", k)
+			}
+			if p.State.Final() {
+				want++
+			}
+		}
+	}
+	if len(seen) != want {
+		t.Errorf("exported %d parts, %d are final: %v", len(seen), want, seen)
+	}
+	// Nothing new: no rows, the same cursor.
+	var third strings.Builder
+	res3, err := cl.ExportDLRAfter(ctx, res2.Next, ExportQuery{Format: "jsonl"}, &third)
+	if err != nil || res3.Rows != 0 || res3.Next != res2.Next || third.Len() != 0 {
+		t.Fatalf("third poll: %+v %q %v", res3, third.String(), err)
+	}
+	// JSON Lines, one enterprise, from the start.
+	resp := e.get("/admin/v1/export/dlr", url.Values{"after": {""}, "enterprise": {"G2"}, "format": {"jsonl"}})
+	body := opsBody(t, resp)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(NextCursorHeader) != res2.Next ||
+		resp.Trailer.Get(RowsTrailer) != "2" || resp.Trailer.Get(PurgedTrailer) != "0" ||
+		strings.Count(body, `"enterprise":"G2"`) != 2 || strings.Count(body, "\n") != 2 {
+		t.Errorf("G2 jsonl: %d %v trailer %v\n%s", resp.StatusCode, resp.Header, resp.Trailer, body)
+	}
+	ahead := queue.Cursor(1 << 40).String()
+	for _, q := range []url.Values{
+		{"after": {"not-a-cursor"}},
+		{"after": {ahead}},
+		{"after": {""}, "from": {"2026-11-01"}, "to": {"2026-12-01"}},
+		{"after": {""}, "format": {"xml"}},
+	} {
+		resp := e.get("/admin/v1/export/dlr", q)
+		var eb errorBody
+		if err := json.NewDecoder(resp.Body).Decode(&eb); resp.StatusCode != http.StatusBadRequest || err != nil || eb.Error.Reason != "invalid" ||
+			resp.Header.Get(NextCursorHeader) != "" {
+			t.Errorf("export?%s: %d %v %+v %v", q.Encode(), resp.StatusCode, err, eb, resp.Header)
+		}
+	}
+}

@@ -146,6 +146,11 @@ func (s *Store) RejectFragments(ctx context.Context, g FragmentGroup, ids []uint
 		if err := t.putHook(m, now); err != nil {
 			return err
 		}
+		for i := range m.Parts {
+			if err := t.indexFinal(Key{m.ID, uint16(i)}); err != nil {
+				return err
+			}
+		}
 		if m.wantsDLR() {
 			if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
 				return err

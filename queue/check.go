@@ -304,5 +304,8 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 			bad("usage %q: stored %+v, records say none", k, u)
 		}
 	}
+	if err := checkFinal(tx, counts, bad); err != nil {
+		return counts, nil, err
+	}
 	return counts, stored, nil
 }

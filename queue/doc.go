@@ -91,6 +91,8 @@
 //	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
 //	hook    enterprise 0x00 due time (8 BE) | id     → attempts (uvarint)   receipt webhooks to POST (hooks.go)
+//	final   seq (8 BE)                               → id | part   parts in the order they became final (final.go)
+//	finalpart id | part                              → seq (8 BE)  the same keys, by part; both built at Open if missing
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -128,6 +130,11 @@
 //     StoreFragment keeps each enterprise within its share of the bytes
 //     (FragmentLimits), so one enterprise's incomplete messages cannot
 //     fill the pool all share.
+//   - Every final part has exactly one final key and one finalpart key,
+//     naming each other, numbered by the final bucket's sequence in the
+//     transaction that made it final; no other part has one. Numbers are
+//     never reused and never above the sequence; the only holes are keys
+//     Purge deleted (ExportFinal counts them).
 //   - A multi-part message has a non-zero Ref (except one that
 //     RejectFragments settled at once: nothing of it is sent); for one destination, Refs
 //     are consecutive (wrapping 0xFFFF → 1) and survive restarts, so a
@@ -224,10 +231,18 @@
 // Lines (columns: ExportColumns, stable). UsageByMonth lists every
 // enterprise's counters for a month.
 //
+// ExportFinal is the incremental export: the parts that became final
+// after a Cursor, up to the store's position (FinalCursor), in the order
+// they became final. Consecutive exports chained by the cursor give each
+// final part exactly once, whatever becomes final meanwhile and across
+// restarts, because the number is taken in the transaction that makes the
+// part final. A cursor is opaque text (Cursor.String, ParseCursor).
+//
 // Purge deletes, oldest first and in batches of at most 512 messages per
 // commit-loop operation, messages accepted before a cutoff whose parts are
-// all final and whose receipt was forwarded (or not requested), with their
-// smsc keys; usage is kept, and what it deleted is counted in the purged
+// all final, done before the cutoff too (so an incremental export polled
+// more often than the retention period sees every part), and whose receipt
+// was forwarded (or not requested), with their smsc and final keys; usage is kept, and what it deleted is counted in the purged
 // bucket. bbolt reuses the freed pages, so with a periodic Purge the file
 // stops growing.
 //

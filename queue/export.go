@@ -146,17 +146,22 @@ func (s *Store) ExportParts(from, to time.Time, enterprise string, fn func(Row) 
 
 func appendRows(rows []Row, m *Message) []Row {
 	for i := range m.Parts {
-		p := &m.Parts[i]
-		rows = append(rows, Row{
-			ID: m.ID, Part: i + 1, Parts: len(m.Parts),
-			Enterprise: m.Enterprise, Account: m.Account, Source: m.Source, Dest: m.Dest,
-			Upstream: m.Upstream, SMSCID: p.SMSCID,
-			AcceptedAt: m.AcceptedAt, SubmittedAt: p.SubmittedAt, DoneAt: p.DoneAt,
-			State: p.State, ErrCode: p.ErrCode, Billed: p.State == StateDelivered,
-			Segments: m.PartWeight(),
-		})
+		rows = append(rows, partRow(m, i))
 	}
 	return rows
+}
+
+// partRow is the Row of part i of m.
+func partRow(m *Message, i int) Row {
+	p := &m.Parts[i]
+	return Row{
+		ID: m.ID, Part: i + 1, Parts: len(m.Parts),
+		Enterprise: m.Enterprise, Account: m.Account, Source: m.Source, Dest: m.Dest,
+		Upstream: m.Upstream, SMSCID: p.SMSCID,
+		AcceptedAt: m.AcceptedAt, SubmittedAt: p.SubmittedAt, DoneAt: p.DoneAt,
+		State: p.State, ErrCode: p.ErrCode, Billed: p.State == StateDelivered,
+		Segments: m.PartWeight(),
+	}
 }
 
 // searchAccepted returns an id such that every message with a lower id

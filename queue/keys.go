@@ -27,9 +27,12 @@ var (
 	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
 	bucketHook   = []byte("hook")   // receipt webhooks to POST (hooks.go)
+	// Parts in the order they became final (final.go).
+	bucketFinal     = []byte("final")     // seq → part
+	bucketFinalPart = []byte("finalpart") // part → seq
 
 	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
-		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook}
+		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook, bucketFinal, bucketFinalPart}
 )
 
 const (

@@ -50,15 +50,26 @@ func decodePurged(b []byte) (purged, error) {
 }
 
 // purgeable reports whether retention may delete m: every part final, its
-// receipt forwarded to the ESME (or none requested), accepted before cutoff.
+// receipt forwarded to the ESME (or none requested), accepted before cutoff,
+// and every part done before cutoff too (a message that became final
+// recently, e.g. one scheduled long after its acceptance, stays for the
+// incremental export: ExportFinal).
 func purgeable(m *Message, cutoff time.Time) bool {
-	return m.Final() && m.DLRForwarded && (m.ReceiptURL == "" || m.ReceiptDone) && m.AcceptedAt.Before(cutoff)
+	if !m.Final() || !m.DLRForwarded || (m.ReceiptURL != "" && !m.ReceiptDone) || !m.AcceptedAt.Before(cutoff) {
+		return false
+	}
+	for i := range m.Parts {
+		if !m.Parts[i].DoneAt.Before(cutoff) {
+			return false
+		}
+	}
+	return true
 }
 
 // Purge deletes up to limit messages (limit <= 0: none) accepted before
-// cutoff whose every part is final and whose receipt was forwarded to the
-// ESME (AckDLR) or not requested, with the SMSC id index keys of all their
-// parts (SMSCID and DupSMSCIDs, where the index still names that part: an
+// cutoff whose every part is final, with a DoneAt before cutoff too, and
+// whose receipt was forwarded to the ESME (AckDLR) or not requested, with
+// the final index keys and the SMSC id index keys of all their parts (SMSCID and DupSMSCIDs, where the index still names that part: an
 // id the SMSC reused for a newer message keeps indexing the newer one). It
 // returns how many messages it deleted.
 //
@@ -186,6 +197,9 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 							return err
 						}
 					}
+				}
+				if err := delFinal(t.tx, Key{m.ID, uint16(i)}); err != nil {
+					return err
 				}
 				t.counts[part.State]--
 				p.Parts++

@@ -47,7 +47,9 @@ func TestPurge(t *testing.T) {
 	if err := s.Submitted(bg, Key{reused.ID, 0}, "r2", at(6)); err != nil {
 		t.Fatal(err)
 	}
-	s.dlr("up1", "r1", StateDelivered)
+	if _, err := s.ApplyDLR(bg, DLR{Upstream: "up1", SMSCID: "r1", State: StateDelivered, DoneAt: at(8)}); err != nil {
+		t.Fatal(err)
+	}
 	s.submitted(Key{newer.ID, 0}, "r2")
 	for _, m := range []*Message{acked, failed, reused, young} {
 		if err := s.AckDLR(bg, m.Account, m.ID); err != nil {

@@ -196,9 +196,15 @@ func (opt Options) withDefaults() Options {
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		hadEDue := tx.Bucket(bucketEDue) != nil
+		hadFinal := tx.Bucket(bucketFinal) != nil
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
+			}
+		}
+		if !hadFinal {
+			if err := buildFinal(tx); err != nil {
+				return fmt.Errorf("final index: %w", err)
 			}
 		}
 		if !hadEDue {

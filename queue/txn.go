@@ -158,6 +158,9 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 	t.counts[p.State]--
 	t.counts[state]++
 	p.State, p.DoneAt, p.ErrCode = state, at, errCode
+	if err := t.indexFinal(k); err != nil {
+		return err
+	}
 	w := m.PartWeight()
 	charged := int64(0)
 	if state == StateDelivered {

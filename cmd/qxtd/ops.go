@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -92,26 +94,50 @@ func writeAtomically(path string, write func(f *os.File) error) (err error) {
 // exportCmd is `qxtd export dlr`.
 func exportCmd() *cobra.Command {
 	var af apiFlags
-	var from, to, ent, format, out string
+	var from, to, ent, format, out, after, saveCursor string
 	dlr := &cobra.Command{
-		Use:   "dlr --from DATE --to DATE [--enterprise CODE] [--format csv|jsonl] [--out FILE]",
-		Short: "One row per segment of the messages accepted in [from, to)",
+		Use:   "dlr (--from DATE --to DATE | --after CURSOR | --save-cursor FILE) [--enterprise CODE] [--format csv|jsonl] [--out FILE]",
+		Short: "One row per segment of the messages accepted in [from, to), or final since a cursor",
 		Long: `One row per segment of the messages accepted in [from, to), CSV or JSON Lines;
 to standard output, or to FILE (written as FILE.tmp, renamed when complete).
 
-DATE is YYYY-MM-DD (midnight in Asia/Shanghai) or RFC 3339.`,
+DATE is YYYY-MM-DD (midnight in Asia/Shanghai) or RFC 3339.
+
+Incremental (for billing jobs): --after CURSOR exports the segments whose final
+state was reached after the cursor ("" for the start), and prints the next
+cursor on standard error. --save-cursor FILE keeps the cursor in FILE: the
+export starts after the cursor FILE holds (from the start if there is no
+FILE; --after overrides it), and FILE gets the next cursor only once the
+export is complete (and, with --out, renamed into place), so a cron job run
+twice never gets a row twice nor misses one.`,
 		Args: nargs(0, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if format != "csv" && format != "jsonl" {
 				return usagef("--format %q: want csv or jsonl", format)
 			}
 			q := api.ExportQuery{Enterprise: ent, Format: format}
+			incremental := c.Flags().Changed("after") || saveCursor != ""
+			if incremental && (from != "" || to != "") {
+				return usagef("--after / --save-cursor and --from / --to exclude each other")
+			}
+			if incremental && !c.Flags().Changed("after") {
+				b, err := os.ReadFile(saveCursor)
+				switch {
+				case err == nil:
+					after = strings.TrimSpace(string(b))
+				case !errors.Is(err, os.ErrNotExist):
+					return fmt.Errorf("--save-cursor: %w", err)
+				}
+			}
 			for _, b := range []struct {
 				name, v string
 				t       *time.Time
 			}{{"from", from, &q.From}, {"to", to, &q.To}} {
+				if incremental {
+					break
+				}
 				if b.v == "" {
-					return usagef("--%s is required", b.name)
+					return usagef("--%s is required (or --after / --save-cursor)", b.name)
 				}
 				t, err := api.ParseWindowTime(b.v)
 				if err != nil {
@@ -125,25 +151,51 @@ DATE is YYYY-MM-DD (midnight in Asia/Shanghai) or RFC 3339.`,
 			}
 			ctx, cancel := opsContext(c.Context())
 			defer cancel()
-			if out == "" {
-				_, _, err := cl.ExportDLR(ctx, q, c.OutOrStdout())
+			var res api.ExportResult
+			export := func(w io.Writer) (err error) {
+				if incremental {
+					res, err = cl.ExportDLRAfter(ctx, after, q, w)
+				} else {
+					res.Rows, res.Bytes, err = cl.ExportDLR(ctx, q, w)
+				}
 				return err
 			}
-			var rows, n int64
-			err = writeAtomically(out, func(f *os.File) error {
-				rows, n, err = cl.ExportDLR(ctx, q, f)
-				return err
-			})
+			if out == "" {
+				err = export(c.OutOrStdout())
+			} else {
+				err = writeAtomically(out, func(f *os.File) error { return export(f) })
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.ErrOrStderr(), "exported %d rows (%d bytes) to %s\n", rows, n, out)
+			stderr := c.ErrOrStderr()
+			if out != "" {
+				fmt.Fprintf(stderr, "exported %d rows (%d bytes) to %s\n", res.Rows, res.Bytes, out)
+			}
+			if !incremental {
+				return nil
+			}
+			if res.Purged > 0 {
+				fmt.Fprintf(stderr, "warning: %d segments final after cursor %q were purged by retention before this export: poll more often than store.retention\n", res.Purged, after)
+			}
+			if saveCursor != "" {
+				err := writeAtomically(saveCursor, func(f *os.File) error {
+					_, err := fmt.Fprintln(f, res.Next)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("export complete, but the cursor %s was not saved: %w", res.Next, err)
+				}
+			}
+			fmt.Fprintf(stderr, "next cursor: %s\n", res.Next)
 			return nil
 		},
 	}
 	fs := dlr.Flags()
 	fs.StringVar(&from, "from", "", "start of the window (YYYY-MM-DD or RFC 3339), inclusive")
 	fs.StringVar(&to, "to", "", "end of the window, exclusive")
+	fs.StringVar(&after, "after", "", `export the segments final after this cursor ("" for the start)`)
+	fs.StringVar(&saveCursor, "save-cursor", "", "read the cursor from FILE and save the next one there once the export is complete")
 	fs.StringVar(&ent, "enterprise", "", "only this enterprise's messages")
 	fs.StringVar(&format, "format", "csv", "csv or jsonl")
 	fs.StringVar(&out, "out", "", "output file (default: standard output)")

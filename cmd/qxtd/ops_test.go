@@ -248,3 +248,92 @@ func TestOpsCLIBackup(t *testing.T) {
 		t.Errorf("backup without token: %d %q", code, errs)
 	}
 }
+
+// TestOpsCLIExportSaveCursor: a cron job with --save-cursor run twice, with
+// segments becoming final in between, gets every final segment once; a
+// failed run leaves the cursor as it was.
+func TestOpsCLIExportSaveCursor(t *testing.T) {
+	srv, st := opsServer(t)
+	dir := t.TempDir()
+	cur := filepath.Join(dir, "cursor")
+	args := func(out string) []string {
+		return []string{"export", "dlr", "--api", srv.URL, "--token", opsTestToken, "--save-cursor", cur, "--out", out}
+	}
+	rows := func(file string) []string {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if lines[0] != strings.Join(queue.ExportColumns, ",") {
+			t.Fatalf("%s: no header:\n%s", file, b)
+		}
+		return lines[1:]
+	}
+	code, out, errs := runOps(args(filepath.Join(dir, "1.csv"))...)
+	if code != 0 || out != "" || !strings.Contains(errs, "exported 5 rows") || !strings.Contains(errs, "next cursor: ") {
+		t.Fatalf("first run: %d %q %q", code, out, errs)
+	}
+	first := rows(filepath.Join(dir, "1.csv"))
+	saved, err := os.ReadFile(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The pending segment fails; a run against a dead daemon changes nothing.
+	jobs, err := st.Due(time.Now(), 0, nil)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("due: %v %v", jobs, err)
+	}
+	if err := st.Fail(context.Background(), jobs[0].Key, queue.StateExpired, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	dead := append(args(filepath.Join(dir, "x.csv")), "--api", "http://127.0.0.1:1")
+	if code, _, _ := runOps(dead...); code != 1 {
+		t.Fatalf("dead daemon: exit %d", code)
+	}
+	if b, _ := os.ReadFile(cur); string(b) != string(saved) {
+		t.Fatalf("a failed run changed the cursor: %q → %q", saved, b)
+	}
+
+	code, _, errs = runOps(args(filepath.Join(dir, "2.csv"))...)
+	if code != 0 || !strings.Contains(errs, "exported 1 rows") {
+		t.Fatalf("second run: %d %q", code, errs)
+	}
+	second := rows(filepath.Join(dir, "2.csv"))
+	if len(second) != 1 || !strings.Contains(second[0], ",expired,") {
+		t.Errorf("second run: %q", second)
+	}
+	seen := map[string]bool{}
+	for _, r := range append(first, second...) {
+		key := strings.Join(strings.SplitN(r, ",", 3)[:2], ",") // id,part
+		if seen[key] {
+			t.Errorf("row %s exported twice", key)
+		}
+		seen[key] = true
+	}
+	if len(seen) != 6 {
+		t.Errorf("%d segments exported, 6 are final", len(seen))
+	}
+	// A third run: nothing new, same cursor; --after on stdout.
+	code, _, errs = runOps(args(filepath.Join(dir, "3.csv"))...)
+	if code != 0 || len(rows(filepath.Join(dir, "3.csv"))) != 0 {
+		t.Errorf("third run: %d %q", code, errs)
+	}
+	code, out, _ = runOps("export", "dlr", "--api", srv.URL, "--token", opsTestToken, "--after", "", "--format", "jsonl")
+	if code != 0 || strings.Count(out, "\n") != 6 {
+		t.Errorf("--after \"\": %d %q", code, out)
+	}
+	for _, bad := range [][]string{
+		{"--after", "", "--from", "2026-11-01", "--to", "2026-12-01"},
+		{"--save-cursor", cur, "--to", "2026-12-01"},
+	} {
+		if code, _, errs := runOps(append([]string{"export", "dlr", "--api", srv.URL, "--token", opsTestToken}, bad...)...); code != 2 {
+			t.Errorf("%v: exit %d %q", bad, code, errs)
+		}
+	}
+	if code, _, errs := runOps("export", "dlr", "--api", srv.URL, "--token", opsTestToken, "--after", "bogus"); code != 1 || !strings.Contains(errs, "invalid") {
+		t.Errorf("--after bogus: exit %d %q", code, errs)
+	}
+}

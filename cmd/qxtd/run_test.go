@@ -20,7 +20,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"version"}, out: []string{"qxtd " + version + "\n"}, emptyStderr: true},
 		{args: []string{"--version"}, out: []string{"qxtd " + version + "\n"}, emptyStderr: true},
 		{args: []string{"--help"}, out: []string{"Exit status: 0 done, 1 failed", "admin", "backup", "bill", "export", "send", "serve", "version", "completion"}},
-		{args: []string{"help", "export", "dlr"}, out: []string{"qxtd export dlr --from DATE --to DATE", "--token string"}},
+		{args: []string{"help", "export", "dlr"}, out: []string{"qxtd export dlr (--from DATE --to DATE | --after CURSOR | --save-cursor FILE)", "--token string"}},
 		{args: []string{"completion", "bash"}, out: []string{"bash completion V2 for qxtd"}, emptyStderr: true},
 		{args: []string{}, code: 2, errOut: []string{"qxtd: want a command: one of admin, backup, bill, export, send, serve, version", "Run 'qxtd --help' for usage."}},
 		{args: []string{"frobnicate"}, code: 2, errOut: []string{`qxtd: unknown command "frobnicate"`}},
