@@ -105,9 +105,10 @@ func TestRejectedAndUndeliverable(t *testing.T) {
 					t.Errorf("%s: receipt state %s, want %s", id, got[id].State.Stat(), tc.want.Stat())
 				}
 			}
-			if n := r.store.Counts()[tc.stored]; n != len(ids) {
-				t.Errorf("store has %d parts %s, want %d", n, tc.stored, len(ids))
-			}
+			// The counters follow each commit a moment later: a receipt
+			// read from a committed transaction can reach the ESME first.
+			waitFor(t, 10*time.Second, fmt.Sprintf("%d parts %s in the store's counts", len(ids), tc.stored),
+				func() bool { return r.store.Counts()[tc.stored] == len(ids) })
 		})
 	}
 }
