@@ -28,6 +28,10 @@ type NewEnterprise struct {
 	TPS         int    `json:"tps"`
 	NoWhitelist bool   `json:"no_whitelist"`
 	MaxUsers    int    `json:"max_users,omitempty"` // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
+	// ServiceNumber (接入号) is the source of the enterprise's messages;
+	// "" = none (sources relayed as given). ExtLen: extension digits.
+	ServiceNumber string `json:"service_number,omitempty"`
+	ExtLen        int    `json:"ext_len,omitempty"`
 }
 
 // EnterprisePatch is the body of PATCH /admin/v1/enterprises/{code}: only
@@ -44,38 +48,44 @@ type EnterprisePatch struct {
 	Disabled    *bool   `json:"disabled,omitempty"`
 	NoWhitelist *bool   `json:"no_whitelist,omitempty"`
 	MaxUsers    *int    `json:"max_users,omitempty"` // 0 = policy.DefaultMaxUsers
+	// ServiceNumber "" removes it (and needs ext_len 0).
+	ServiceNumber *string `json:"service_number,omitempty"`
+	ExtLen        *int    `json:"ext_len,omitempty"`
 }
 
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
 		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
-		p.MaxUsers == nil
+		p.MaxUsers == nil && p.ServiceNumber == nil && p.ExtLen == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
 type Enterprise struct {
-	Code        string    `json:"code"`
-	Name        string    `json:"name"`
-	Signature   string    `json:"signature"`
-	Package     int       `json:"package"`
-	National    bool      `json:"national"`
-	OffNet      bool      `json:"offnet"`
-	CapFen      int64     `json:"cap_fen"`  // 0 = no cap
-	CapYuan     string    `json:"cap_yuan"` // the same, "1500.00"
-	NoOverage   bool      `json:"no_overage"`
-	TPS         int       `json:"tps"` // 0 = the daemon's default
-	Disabled    bool      `json:"disabled"`
-	NoWhitelist bool      `json:"no_whitelist"`
-	MaxUsers    int       `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	Code        string `json:"code"`
+	Name        string `json:"name"`
+	Signature   string `json:"signature"`
+	Package     int    `json:"package"`
+	National    bool   `json:"national"`
+	OffNet      bool   `json:"offnet"`
+	CapFen      int64  `json:"cap_fen"`  // 0 = no cap
+	CapYuan     string `json:"cap_yuan"` // the same, "1500.00"
+	NoOverage   bool   `json:"no_overage"`
+	TPS         int    `json:"tps"` // 0 = the daemon's default
+	Disabled    bool   `json:"disabled"`
+	NoWhitelist bool   `json:"no_whitelist"`
+	MaxUsers    int    `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
+	// ServiceNumber (接入号, "" = none) and ExtLen: see NewEnterprise.
+	ServiceNumber string    `json:"service_number"`
+	ExtLen        int       `json:"ext_len"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 func enterpriseOut(e *policy.Enterprise) Enterprise {
 	return Enterprise{Code: e.Code, Name: e.Name, Signature: e.Signature, Package: e.Package,
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
-		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
 // EnterpriseList is the answer of GET /admin/v1/enterprises.
@@ -126,7 +136,8 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	}
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
-		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers})
+		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers,
+		ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -216,6 +227,8 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.Disabled, in.Disabled)
 		set(&e.NoWhitelist, in.NoWhitelist)
 		set(&e.MaxUsers, in.MaxUsers)
+		set(&e.ServiceNumber, in.ServiceNumber)
+		set(&e.ExtLen, in.ExtLen)
 		return nil
 	})
 	if err != nil {
