@@ -87,6 +87,9 @@
 //	fragid  part id (8 BE)                           → frag key
 //	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
+//	mo      id (8 BE)                                → version | JSON: a mobile-originated message (MO, mo.go)
+//	moout   enterprise 0x00 id                       → empty   MOs still to forward to the enterprise's ESMEs
+//	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -97,6 +100,10 @@
 //
 // # Invariants (verified by Check)
 //
+//   - Every MO has its moin key; it has a moout key iff it has an
+//     enterprise and AckMO has not run (ForwardedAt zero). StoreMO
+//     returns once committed, so the SMSC is answered after; the queue
+//     does not resolve owners (the caller sets Enterprise and Account).
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
@@ -202,6 +209,7 @@
 //   - Parts whose DLR never comes stay Submitted (and reserved) until
 //     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
 //     sender Fails them as Expired. Call both policies from the daemon.
+//   - MOs are not purged yet: the mo buckets grow with replies.
 //   - Only Purge (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).
