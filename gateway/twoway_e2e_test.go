@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -111,5 +113,143 @@ func TestServiceNumberSources(t *testing.T) {
 		if got[w] != 1 {
 			t.Errorf("the SMSC got source %s %d times, want once (all: %v)", w, got[w], got)
 		}
+	}
+}
+
+// waitMOs waits until the ESME received n replies; their texts decoded.
+func (e *esme) waitMOs(t *testing.T, n int) []smpp.SimMessage {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		e.mu.Lock()
+		got := append([]smpp.SimMessage(nil), e.mos...)
+		e.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-e.got:
+		case <-deadline.C:
+			t.Fatalf("the ESME got %d replies, want %d", len(got), n)
+		}
+	}
+}
+
+func moText(t *testing.T, m smpp.SimMessage) string {
+	t.Helper()
+	text, _, err := segment.DecodeIncoming(m.DataCoding, m.ESMClass, m.ShortMessage, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// TestRepliesRouted: replies to a service number + extension reach the
+// enterprise's receiver (the user's, by extension), are listed in its
+// inbox, and a reply to an unknown number is kept and counted.
+func TestRepliesRouted(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{})
+	alice, err := r.bind("alice", "secret1", smpp.BindReceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r) // an upstream bind receives the replies
+	inject := func(src, dst, text string) {
+		t.Helper()
+		if err := r.sim.InjectMO(src, dst, text); err != nil {
+			t.Fatalf("inject %s → %s: %v", src, dst, err)
+		}
+	}
+	inject("13712345678", "10657500112", "你好，收到")       // alice's extension
+	inject("13923412345", "1065750029", "reply to bob") // E2's number + an extension nobody has
+	inject("13923412345", "106999", "nobody's")         // no enterprise
+
+	got := alice.waitMOs(t, 1)
+	if got[0].Source != "13712345678" || got[0].Dest != "10657500112" || got[0].ESMClass != 0 || moText(t, got[0]) != "你好，收到" {
+		t.Fatalf("alice got %+v (%q)", got[0], moText(t, got[0]))
+	}
+	got = bob.waitMOs(t, 1)
+	if got[0].Dest != "1065750029" || moText(t, got[0]) != "reply to bob" {
+		t.Fatalf("bob got %+v", got[0])
+	}
+
+	list, _, err := r.store.Inbox("E1", "", 0, 10)
+	if err != nil || len(list) != 1 || list[0].Account != "alice" || list[0].Extension != "12" || list[0].Text != "你好，收到" {
+		t.Fatalf("E1 inbox %+v, %v", list, err)
+	}
+	list, _, err = r.store.Inbox("", "", 0, 10)
+	if err != nil || len(list) != 1 || list[0].Dest != "106999" || list[0].Text != "nobody's" {
+		t.Fatalf("unmatched %+v, %v", list, err)
+	}
+	for key, want := range map[string]float64{
+		"qxtd_mo_received_total,result=matched":   2,
+		"qxtd_mo_received_total,result=unmatched": 1,
+		"qxtd_mo_unmatched_total":                 1,
+	} {
+		if got := counters(t, r)[key]; got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// counters reads every counter of the rig's registry, keyed
+// name,label=value,….
+func counters(t *testing.T, r *rig) map[string]float64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			if m.Counter != nil {
+				have[key] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return have
+}
+
+// TestReplyKeptAcrossRestart: a reply acknowledged to the SMSC while no
+// receiver of its enterprise is bound is forwarded after a restart.
+func TestReplyKeptAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	r, _ := twoWayRig(t, rigOpts{dbPath: path})
+	waitReady(t, r)
+	if err := r.sim.InjectMO("13712345678", "106575001", "TD之前的回复"); err != nil {
+		t.Fatal(err) // acknowledged: stored
+	}
+	r.stop()
+
+	r2, _ := twoWayRig(t, rigOpts{dbPath: path})
+	amy, err := r2.bind("amy", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := amy.waitMOs(t, 1)
+	if got[0].Dest != "106575001" || moText(t, got[0]) != "TD之前的回复" {
+		t.Fatalf("after restart amy got %+v", got[0])
+	}
+}
+
+func waitReady(t *testing.T, r *rig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for !r.gw.Ready() {
+		if ctx.Err() != nil {
+			t.Fatal("no upstream bind")
+		}
+		waitABit(ctx)
 	}
 }
