@@ -58,21 +58,21 @@ func (r *Role) UnmarshalText(b []byte) error {
 // User is a login of an enterprise: an SMPP system_id with password, and
 // optionally an HTTP API key. No secret is ever part of a User.
 type User struct {
-	Enterprise    string    `json:"enterprise"`
-	Name          string    `json:"name"`      // unique within the enterprise; the user signature
-	Mobile        string    `json:"mobile"`    // registered mobile, E.164 (password resets go there)
-	SystemID      string    `json:"system_id"` // SMPP system_id, globally unique
-	ShowSignature bool      `json:"show_signature"`
-	Role          Role      `json:"role"`
-	Disabled      bool      `json:"disabled,omitempty"` // cannot log in, bind or use its API key
-	HasAPIKey     bool      `json:"has_api_key"`
+	Enterprise    string `json:"enterprise"`
+	Name          string `json:"name"`      // unique within the enterprise; the user signature
+	Mobile        string `json:"mobile"`    // registered mobile, E.164 (password resets go there)
+	SystemID      string `json:"system_id"` // SMPP system_id, globally unique
+	ShowSignature bool   `json:"show_signature"`
+	Role          Role   `json:"role"`
+	Disabled      bool   `json:"disabled,omitempty"` // cannot log in, bind or use its API key
+	HasAPIKey     bool   `json:"has_api_key"`
 	// Extension is the user's extension of the enterprise's service
 	// number (digits, at most the enterprise's ExtLen): its messages go
 	// out from the service number plus it, and replies to that number
 	// reach it. "" = the service number alone. Unique in the enterprise.
 	Extension string    `json:"extension,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type userRec struct {
