@@ -29,6 +29,10 @@ type NewEnterprise struct {
 	NoWhitelist bool   `json:"no_whitelist"`
 	MaxUsers    int    `json:"max_users,omitempty"`   // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
 	ReceiptURL  string `json:"receipt_url,omitempty"` // receipt webhook of its HTTP sends (http/https)
+	// ServiceNumber (接入号) is the source of the enterprise's messages;
+	// "" = none (sources relayed as given). ExtLen: extension digits.
+	ServiceNumber string `json:"service_number,omitempty"`
+	ExtLen        int    `json:"ext_len,omitempty"`
 }
 
 // EnterprisePatch is the body of PATCH /admin/v1/enterprises/{code}: only
@@ -46,33 +50,39 @@ type EnterprisePatch struct {
 	NoWhitelist *bool   `json:"no_whitelist,omitempty"`
 	MaxUsers    *int    `json:"max_users,omitempty"`   // 0 = policy.DefaultMaxUsers
 	ReceiptURL  *string `json:"receipt_url,omitempty"` // "" removes it
+	// ServiceNumber "" removes it (and needs ext_len 0).
+	ServiceNumber *string `json:"service_number,omitempty"`
+	ExtLen        *int    `json:"ext_len,omitempty"`
 }
 
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
 		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
-		p.MaxUsers == nil && p.ReceiptURL == nil
+		p.MaxUsers == nil && p.ReceiptURL == nil && p.ServiceNumber == nil && p.ExtLen == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
 type Enterprise struct {
-	Code        string    `json:"code"`
-	Name        string    `json:"name"`
-	Signature   string    `json:"signature"`
-	Package     int       `json:"package"`
-	National    bool      `json:"national"`
-	OffNet      bool      `json:"offnet"`
-	CapFen      int64     `json:"cap_fen"`  // 0 = no cap
-	CapYuan     string    `json:"cap_yuan"` // the same, "1500.00"
-	NoOverage   bool      `json:"no_overage"`
-	TPS         int       `json:"tps"` // 0 = the daemon's default
-	Disabled    bool      `json:"disabled"`
-	NoWhitelist bool      `json:"no_whitelist"`
-	MaxUsers    int       `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
-	ReceiptURL  string    `json:"receipt_url,omitempty"`
-	ReceiptSig  bool      `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	Code        string `json:"code"`
+	Name        string `json:"name"`
+	Signature   string `json:"signature"`
+	Package     int    `json:"package"`
+	National    bool   `json:"national"`
+	OffNet      bool   `json:"offnet"`
+	CapFen      int64  `json:"cap_fen"`  // 0 = no cap
+	CapYuan     string `json:"cap_yuan"` // the same, "1500.00"
+	NoOverage   bool   `json:"no_overage"`
+	TPS         int    `json:"tps"` // 0 = the daemon's default
+	Disabled    bool   `json:"disabled"`
+	NoWhitelist bool   `json:"no_whitelist"`
+	MaxUsers    int    `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
+	ReceiptURL  string `json:"receipt_url,omitempty"`
+	ReceiptSig  bool   `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
+	// ServiceNumber (接入号, "" = none) and ExtLen: see NewEnterprise.
+	ServiceNumber string    `json:"service_number"`
+	ExtLen        int       `json:"ext_len"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 func enterpriseOut(e *policy.Enterprise) Enterprise {
@@ -80,7 +90,7 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
 		ReceiptURL: e.Receipt.URL, ReceiptSig: e.Receipt.Secret != "",
-		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
 // EnterpriseList is the answer of GET /admin/v1/enterprises.
@@ -132,7 +142,7 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
 		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers,
-		Receipt: policy.ReceiptHook{URL: in.ReceiptURL}})
+		Receipt: policy.ReceiptHook{URL: in.ReceiptURL}, ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -223,6 +233,8 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.NoWhitelist, in.NoWhitelist)
 		set(&e.MaxUsers, in.MaxUsers)
 		set(&e.Receipt.URL, in.ReceiptURL)
+		set(&e.ServiceNumber, in.ServiceNumber)
+		set(&e.ExtLen, in.ExtLen)
 		return nil
 	})
 	if err != nil {

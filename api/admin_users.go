@@ -18,7 +18,8 @@ type NewUser struct {
 	Name          string `json:"name"`
 	Mobile        string `json:"mobile,omitempty"`
 	ShowSignature bool   `json:"show_signature"`
-	Role          string `json:"role,omitempty"` // "user" (default) or "admin"
+	Role          string `json:"role,omitempty"`      // "user" (default) or "admin"
+	Extension     string `json:"extension,omitempty"` // of the enterprise's service number
 }
 
 // UserPatch is the body of PATCH /admin/v1/users/{system_id}.
@@ -28,6 +29,7 @@ type UserPatch struct {
 	ShowSignature *bool   `json:"show_signature,omitempty"`
 	Role          *string `json:"role,omitempty"`
 	Disabled      *bool   `json:"disabled,omitempty"`
+	Extension     *string `json:"extension,omitempty"` // "" removes it
 }
 
 // User is a user as the API shows it (never a secret).
@@ -40,6 +42,7 @@ type User struct {
 	Role          string    `json:"role"`
 	Disabled      bool      `json:"disabled"`
 	HasAPIKey     bool      `json:"has_api_key"`
+	Extension     string    `json:"extension"` // of the service number; "" = none
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 }
@@ -47,7 +50,7 @@ type User struct {
 func userOut(u *policy.User) User {
 	return User{SystemID: u.SystemID, Enterprise: u.Enterprise, Name: u.Name, Mobile: u.Mobile,
 		ShowSignature: u.ShowSignature, Role: u.Role.String(), Disabled: u.Disabled, HasAPIKey: u.HasAPIKey,
-		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+		Extension: u.Extension, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
 // UserList is the answer of GET /admin/v1/enterprises/{code}/users.
@@ -89,7 +92,8 @@ func (s *Server) createUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	u, err := s.cfg.Policy.CreateUser(a, policy.NewUser{Enterprise: r.PathValue("code"), Name: in.Name,
-		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role})
+		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role,
+		Extension: in.Extension})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -143,10 +147,12 @@ func (s *Server) updateUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 // patchUser applies a UserPatch as a (PATCH /admin/v1/users/{system_id} and
 // PATCH /v1/users/{system_id}).
 func (s *Server) patchUser(a policy.Actor, sid string, in UserPatch) (*policy.User, error) {
-	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil && in.Disabled == nil {
+	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil && in.Disabled == nil &&
+		in.Extension == nil {
 		return nil, invalidf("nothing to change")
 	}
-	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature, Disabled: in.Disabled}
+	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature, Disabled: in.Disabled,
+		Extension: in.Extension}
 	if in.Role != nil {
 		role, err := parseRole(*in.Role)
 		if err != nil {

@@ -25,6 +25,7 @@
 //     Idempotency-Key.
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},
 //     GET /v1/messages (sent outbox), GET /v1/scheduled.
+//   - v1_inbox.go: GET /v1/inbox (replies to the service number).
 //   - jobs.go: /v1/batches (batch and templated sends from files).
 //   - v1_applications.go: POST /v1/applications, GET
 //     /v1/applications/{number} (opening an account, public).

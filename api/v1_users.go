@@ -49,7 +49,8 @@ func (s *Server) addEnterpriseUser(c *caller, w http.ResponseWriter, r *http.Req
 		return
 	}
 	u, err := s.cfg.Policy.CreateUser(c.actor(), policy.NewUser{Enterprise: c.ent.Code, Name: in.Name,
-		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role})
+		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role,
+		Extension: in.Extension})
 	if err != nil {
 		writeErr(w, err)
 		return

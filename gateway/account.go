@@ -6,7 +6,8 @@ import "github.com/qxtd/qxtd/policy"
 // an SMPP bind and an HTTP call (API key or console login), so a message
 // is owned, billed and signed alike whatever the ingress.
 func AccountFor(u *policy.User, ent *policy.Enterprise) *Account {
-	a := &Account{SystemID: u.SystemID, Enterprise: ent.Code, Signature: ent.Signature, ReceiptURL: ent.Receipt.URL}
+	a := &Account{SystemID: u.SystemID, Enterprise: ent.Code, Signature: ent.Signature, ReceiptURL: ent.Receipt.URL,
+		ServiceNumber: ent.ServiceNumber, ExtLen: ent.ExtLen, Extension: u.Extension}
 	if u.ShowSignature {
 		a.UserSignature = policy.UserSignatureSeparator + u.Name
 	}

@@ -66,6 +66,8 @@
 //	upstream.go  one carrier SMSC: binds, answers, receipts in
 //	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
+//	mo.go        replies (MO) in from the SMSC: routed by service number
+//	             and extension, stored, forwarded to the enterprise's binds
 //	maintain.go  retention purge and split-message housekeeping
 //	metrics.go   the Prometheus series (on an injected registerer)
 //

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -34,6 +35,9 @@ type rig struct {
 	srv   *smpp.Server
 	addr  string
 	reg   *prometheus.Registry
+	// stop shuts the whole rig down and closes its file (a daemon
+	// stopped; newRig on the same dbPath starts it again).
+	stop func()
 }
 
 type rigOpts struct {
@@ -46,6 +50,8 @@ type rigOpts struct {
 	gwcfg    func(*gateway.Config)
 	// store, when set, changes the store's options (fault hooks).
 	store func(*queue.Options)
+	// dbPath, when set, is the state file (a restart opens it again).
+	dbPath string
 }
 
 func listen(t testing.TB) net.Listener {
@@ -73,7 +79,10 @@ func newRig(t testing.TB, o rigOpts) *rig {
 		sync.Mutex
 		g *gateway.Gateway
 	}
-	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
+	if o.dbPath == "" {
+		o.dbPath = filepath.Join(t.TempDir(), "q.db")
+	}
+	db, err := queue.OpenDB(o.dbPath, queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,14 +145,17 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	l := listen(t)
 	r.addr = l.Addr().String()
 	go func() { _ = r.srv.Serve(l) }()
-	t.Cleanup(func() {
+	r.stop = sync.OnceFunc(func() {
 		_ = r.srv.Close()
 		r.gw.Stop()
 		if err := r.store.Check(); err != nil {
 			t.Errorf("store consistency: %v", err)
 		}
 		_ = r.store.Close()
+		_ = db.Close()
+		_ = r.sim.Close()
 	})
+	t.Cleanup(r.stop)
 	return r
 }
 
@@ -156,6 +168,8 @@ type esme struct {
 	// recipient) to the id it carried.
 	byRecipient map[string]string
 	got         chan struct{}
+	// mos are the replies (deliver_sm without the receipt bit) received.
+	mos []smpp.SimMessage
 }
 
 func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error) {
@@ -170,6 +184,16 @@ func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error)
 				return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
 			}
 			rc, err := smpp.ParseReceipt(p)
+			if errors.Is(err, smpp.ErrNotReceipt) {
+				e.mu.Lock()
+				e.mos = append(e.mos, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
+					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.Bytes(p, pdufield.ShortMessage)})
+				e.mu.Unlock()
+				select {
+				case e.got <- struct{}{}:
+				default:
+				}
+			}
 			if err == nil {
 				e.mu.Lock()
 				e.dlrs[rc.ID] = rc

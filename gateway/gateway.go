@@ -147,6 +147,7 @@ type Gateway struct {
 
 	disp *dispatcher
 	dlrs *router
+	mos  *moRouter
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -188,6 +189,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 		Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstreams and not yet answered (the windows in use, all upstreams).",
 	}, g.disp.inflightCount)
 	g.dlrs = newRouter(g)
+	g.mos = newMORouter(g)
 	return g, nil
 }
 
@@ -213,6 +215,7 @@ func (g *Gateway) Start() {
 func (g *Gateway) Stop() {
 	g.cancel()
 	g.dlrs.stop()
+	g.mos.stop()
 	g.wg.Wait()
 }
 

@@ -44,6 +44,7 @@ func (g *Gateway) Bind(ctx context.Context, req smpp.BindRequest) (smpp.Session,
 	s := &esmeSession{g: g, acct: acct, kind: req.Kind, conn: req.Conn}
 	if req.Kind.CanReceive() {
 		g.dlrs.attach(acct.SystemID, req.Conn)
+		g.mos.attach(acct, req.Conn)
 	}
 	g.metrics.boundESMEs.WithLabelValues(req.Kind.String()).Inc()
 	return s, nil
@@ -59,6 +60,7 @@ type esmeSession struct {
 func (s *esmeSession) Close() {
 	if s.kind.CanReceive() {
 		s.g.dlrs.detach(s.acct.SystemID, s.conn)
+		s.g.mos.detach(s.acct, s.conn)
 	}
 	s.g.metrics.boundESMEs.WithLabelValues(s.kind.String()).Dec()
 }

@@ -22,6 +22,9 @@ type Metrics struct {
 	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
 	dlrForward    *prometheus.CounterVec
+	moReceived    *prometheus.CounterVec
+	moUnmatched   prometheus.Counter
+	moForward     *prometheus.CounterVec
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
 	dlrDelay      *prometheus.HistogramVec
@@ -65,6 +68,15 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}, []string{"state", "result"}),
 		dlrForward: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome.",
+		}, []string{"outcome"}),
+		moReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams, by result: matched, unmatched (kept, no enterprise owns the number), store_error (not acknowledged).",
+		}, []string{"result"}),
+		moUnmatched: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_mo_unmatched_total", Help: "Mobile-originated messages kept for no enterprise (their destination is no service number).",
+		}),
+		moForward: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome.",
 		}, []string{"outcome"}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome.",

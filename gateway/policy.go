@@ -16,6 +16,13 @@ type Account struct {
 	Signature     string // enterprise signature, e.g. 【某某公司】; "" = none
 	UserSignature string // appended when the user's name is shown
 	ReceiptURL    string // the enterprise's receipt webhook for HTTP sends; "" = none
+	// ServiceNumber, ExtLen and Extension decide the source of its
+	// messages (policy.Source): the enterprise's service number (接入号,
+	// "" = none: sources relayed as given), the extension digits a
+	// message may add, the user's own extension.
+	ServiceNumber string
+	ExtLen        int
+	Extension     string
 }
 
 // Policy is the operator's rules as the gateway sees them. Rules adapts

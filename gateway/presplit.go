@@ -92,6 +92,11 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 	if err != nil {
 		return 0, group, false, err
 	}
+	// The source is settled per part, so that the parts of one message
+	// group under the source it goes out with.
+	if req.Source, err = policy.Source(a.ServiceNumber, a.ExtLen, a.Extension, req.Source); err != nil {
+		return 0, group, false, err
+	}
 	rcpt, err := g.policy.Admit(a, smpp.Str(p, pdufield.DestinationAddr))
 	if err != nil {
 		return 0, group, false, err

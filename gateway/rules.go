@@ -75,6 +75,7 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	}
 	a := *acct
 	a.Signature = ent.Signature
+	a.ServiceNumber, a.ExtLen = ent.ServiceNumber, ent.ExtLen
 	return &a, r.P.Limit(ent), nil
 }
 

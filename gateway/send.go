@@ -120,6 +120,11 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 	if req.ValidUntil.IsZero() || !req.ValidUntil.After(start) {
 		req.ValidUntil = start.Add(g.cfg.Validity)
 	}
+	src, err := policy.Source(acct.ServiceNumber, acct.ExtLen, acct.Extension, req.Source)
+	if err != nil {
+		return nil, err // one source for every recipient
+	}
+	req.Source = src
 	signed := segment.Sign(req.Text, acct.Signature, acct.UserSignature)
 	receiptURL := req.ReceiptURL
 	if receiptURL == "" && req.Ingress != "smpp" {

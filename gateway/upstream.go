@@ -418,8 +418,9 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 }
 
 // handleSMSC answers what the SMSC sends us: receipts (deliver_sm or
-// data_sm with a receipt esm_class). The response goes out only after the
-// receipt is stored, so a crash makes the SMSC send it again.
+// data_sm with a receipt esm_class) and replies (MO, the others). The
+// response goes out only after the receipt or reply is stored, so a crash
+// makes the SMSC send it again.
 func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
 	var resp pdu.Body
 	switch p.Header().ID {
@@ -432,11 +433,7 @@ func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu
 	}
 	r, err := smpp.ParseReceipt(p)
 	if errors.Is(err, smpp.ErrNotReceipt) {
-		// Mobile-originated messages have no route to an ESME yet: say so
-		// in the log and accept, so the SMSC does not retry forever.
-		u.g.log.Warn("mobile-originated message dropped: MO routing not implemented",
-			"upstream", u.cfg.Name, "from", smpp.Str(p, pdufield.SourceAddr))
-		return resp
+		return u.g.receiveMO(ctx, u.cfg.Name, p, resp) // a reply (mo.go)
 	}
 	if err != nil {
 		u.g.log.Warn("unreadable receipt", "upstream", u.cfg.Name, "err", err)

@@ -34,6 +34,13 @@ type Enterprise struct {
 	// Receipt is where the final receipts of the enterprise's HTTP sends
 	// are POSTed (package webhook) and the secret they are signed with.
 	Receipt ReceiptHook `json:"receipt,omitzero"`
+	// ServiceNumber is the enterprise's service number (接入号, e.g.
+	// "106575000001"), the source of all its messages and where replies
+	// come back; "" = none: sources are relayed as given (the behaviour
+	// before service numbers). ExtLen is the most extension digits a
+	// message may append to it (0 = none). See Source.
+	ServiceNumber string `json:"service_number,omitempty"`
+	ExtLen        int    `json:"ext_len,omitempty"`
 	// PackageHistory is the package in force from each month on, oldest
 	// first; the store keeps it (what callers put there is ignored). Bills
 	// of a month use the package in force in that month (PackageIn).
@@ -129,7 +136,7 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
 		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
 	}
-	return nil
+	return validServiceNumber(e)
 }
 
 // CreateEnterprise creates an enterprise (operator only).
@@ -148,6 +155,9 @@ func (s *Store) CreateEnterprise(a Actor, e Enterprise) (*Enterprise, error) {
 		b := tx.Bucket(bucketEnterprises)
 		if b.Get([]byte(e.Code)) != nil {
 			return fmt.Errorf("%w: enterprise %s", ErrExists, e.Code)
+		}
+		if err := serviceNumberTaken(tx, &e); err != nil {
+			return err
 		}
 		ch.ents = append(ch.ents, e.Code)
 		return putJSON(b, e.Code, &e)
@@ -181,6 +191,12 @@ func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) erro
 			return invalid("enterprise %s: the group code cannot change", code)
 		}
 		if err := s.validEnterprise(e); err != nil {
+			return err
+		}
+		if err := serviceNumberTaken(tx, e); err != nil {
+			return err
+		}
+		if err := extensionsFit(tx, e); err != nil {
 			return err
 		}
 		e.CreatedAt, e.UpdatedAt, e.PackageHistory = created, s.now(), hist

@@ -71,6 +71,16 @@ const (
 	// request was accepted.
 	ReasonStoreError
 
+	// Two-way SMS: the operator's rules added later, vendor codes again
+	// (appended: the numbering above never changes).
+
+	// ReasonBadSource: the source address is not the enterprise's service
+	// number (接入号) plus an extension of at most its extension length.
+	ReasonBadSource
+	// ReasonOptedOut: the recipient replied TD (回复TD退订) to the
+	// enterprise and is on its opt-out list.
+	ReasonOptedOut
+
 	numReasons = iota - 1
 )
 
@@ -113,6 +123,9 @@ var reasonTable = [numReasons + 1]reasonInfo{
 	ReasonReassemblyFull:      {"reassembly_full", StatusMsgQueueFull, "too many split messages are waiting for their parts", "等待拼接的长短信过多"},
 	ReasonIncomplete:          {"incomplete", StatusSubmitFailed, "not every part of a split message arrived in time", "长短信分段未按时到齐"},
 	ReasonStoreError:          {"store_error", StatusSystemError, "the message store failed: nothing was accepted; retry later", "存储失败，未接收，请稍后重试"},
+
+	ReasonBadSource: {"bad_source", 0x409, "the source is not the enterprise's service number plus an allowed extension", "发送号码不是本企业的接入号（或其扩展号）"},
+	ReasonOptedOut:  {"opted_out", 0x40A, "the recipient replied TD and is on the enterprise's opt-out list", "该号码已回复退订"},
 }
 
 // Vendor reports whether r's command_status is one of qxtd's own in the

@@ -15,6 +15,7 @@ func TestReasons(t *testing.T) {
 		"account_disabled": 0x408, "rate_limited": 0x58,
 		"bad_text": 0x01, "no_route": 0x0B, "presplit_unsupported": 0x43, "part_conflict": 0x45,
 		"reassembly_full": 0x14, "incomplete": 0x45, "store_error": 0x08,
+		"bad_source": 0x409, "opted_out": 0x40A,
 	}
 	rs := Reasons()
 	if len(rs) != len(want) {
@@ -33,7 +34,7 @@ func TestReasons(t *testing.T) {
 			}
 			seenStatus[r.Status()] = true
 		}
-		if vendor := r <= ReasonAccountDisabled; vendor != r.Vendor() {
+		if vendor := r <= ReasonAccountDisabled || r >= ReasonBadSource; vendor != r.Vendor() {
 			t.Errorf("%v: Vendor() = %v, want %v (the operator's rules have codes in 0x400–0x4FF)", r, r.Vendor(), vendor)
 		}
 		if r.Message() == "" || r.MessageZH() == "" {

@@ -78,7 +78,7 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 				nu.Role = RoleUser
 			}
 			u := User{Enterprise: nu.Enterprise, Name: nu.Name, Mobile: nu.Mobile, SystemID: nu.SystemID,
-				ShowSignature: nu.ShowSignature, Role: nu.Role, CreatedAt: now, UpdatedAt: now}
+				ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension, CreatedAt: now, UpdatedAt: now}
 			if err := s.validUser(&u); err != nil {
 				return rep, fmt.Errorf("seed: %w", err)
 			}
@@ -146,6 +146,9 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 				ents[i] = *old
 				continue
 			}
+			if err := serviceNumberTaken(tx, &e); err != nil {
+				return err
+			}
 			if err := putJSON(eb, e.Code, &e); err != nil {
 				return err
 			}
@@ -180,6 +183,9 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 				continue
 			}
 			if err := nameTaken(tx, su.rec.Enterprise, su.rec.Name, su.rec.SystemID); err != nil {
+				return err
+			}
+			if err := extensionTaken(tx, &su.rec.User); err != nil {
 				return err
 			}
 			rec := *su.rec

@@ -20,6 +20,8 @@ type snapshot struct {
 	bySID  map[string]*userRec            // system_id →
 	byKey  map[[sha256.Size]byte]*userRec // API key hash →
 	byName map[string]map[string]*userRec // code → name →
+	bySvc  map[string]string              // service number → code
+	byExt  map[string]map[string]*userRec // code → extension →
 }
 
 type entSnap struct {
@@ -53,6 +55,7 @@ func loadAll(tx *bolt.Tx) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	indexServiceNumbers(snap)
 	return snap, loadUsers(tx, snap)
 }
 
@@ -108,6 +111,7 @@ func loadUsers(tx *bolt.Tx, snap *snapshot) error {
 	snap.bySID = map[string]*userRec{}
 	snap.byKey = map[[sha256.Size]byte]*userRec{}
 	snap.byName = map[string]map[string]*userRec{}
+	snap.byExt = map[string]map[string]*userRec{}
 	return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
 		u := &userRec{}
 		if err := json.Unmarshal(v, u); err != nil {
@@ -123,6 +127,14 @@ func loadUsers(tx *bolt.Tx, snap *snapshot) error {
 			snap.byName[u.Enterprise] = m
 		}
 		m[u.Name] = u
+		if u.Extension != "" {
+			x := snap.byExt[u.Enterprise]
+			if x == nil {
+				x = map[string]*userRec{}
+				snap.byExt[u.Enterprise] = x
+			}
+			x[u.Extension] = u
+		}
 		return nil
 	})
 }
@@ -206,6 +218,7 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 	if len(ch.ents)+len(ch.wl) > 0 {
 		next.ents = maps.Clone(old.ents)
 	}
+
 	for _, code := range ch.ents {
 		e, err := loadEnterprise(tx, code)
 		if err != nil {
@@ -238,6 +251,9 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 		if err := loadUsers(tx, &next); err != nil {
 			return nil, err
 		}
+	}
+	if len(ch.ents) > 0 {
+		indexServiceNumbers(&next)
 	}
 	return &next, nil
 }

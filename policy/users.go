@@ -58,16 +58,21 @@ func (r *Role) UnmarshalText(b []byte) error {
 // User is a login of an enterprise: an SMPP system_id with password, and
 // optionally an HTTP API key. No secret is ever part of a User.
 type User struct {
-	Enterprise    string    `json:"enterprise"`
-	Name          string    `json:"name"`      // unique within the enterprise; the user signature
-	Mobile        string    `json:"mobile"`    // registered mobile, E.164 (password resets go there)
-	SystemID      string    `json:"system_id"` // SMPP system_id, globally unique
-	ShowSignature bool      `json:"show_signature"`
-	Role          Role      `json:"role"`
-	Disabled      bool      `json:"disabled,omitempty"` // cannot log in, bind or use its API key
-	HasAPIKey     bool      `json:"has_api_key"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	Enterprise    string `json:"enterprise"`
+	Name          string `json:"name"`      // unique within the enterprise; the user signature
+	Mobile        string `json:"mobile"`    // registered mobile, E.164 (password resets go there)
+	SystemID      string `json:"system_id"` // SMPP system_id, globally unique
+	ShowSignature bool   `json:"show_signature"`
+	Role          Role   `json:"role"`
+	Disabled      bool   `json:"disabled,omitempty"` // cannot log in, bind or use its API key
+	HasAPIKey     bool   `json:"has_api_key"`
+	// Extension is the user's extension of the enterprise's service
+	// number (digits, at most the enterprise's ExtLen): its messages go
+	// out from the service number plus it, and replies to that number
+	// reach it. "" = the service number alone. Unique in the enterprise.
+	Extension string    `json:"extension,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type userRec struct {
@@ -84,7 +89,8 @@ type NewUser struct {
 	SystemID      string
 	Password      string // clear; hashed with bcrypt, never stored
 	ShowSignature bool
-	Role          Role // 0 = RoleUser
+	Role          Role   // 0 = RoleUser
+	Extension     string // of the service number; "" = none
 }
 
 func (s *Store) validUser(u *User) error {
@@ -118,7 +124,7 @@ func (s *Store) CreateUser(a Actor, nu NewUser) (*User, error) {
 		nu.Role = RoleUser
 	}
 	u := User{Enterprise: nu.Enterprise, Name: nu.Name, Mobile: nu.Mobile, SystemID: nu.SystemID,
-		ShowSignature: nu.ShowSignature, Role: nu.Role}
+		ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension}
 	if err := s.validUser(&u); err != nil {
 		return nil, err
 	}
@@ -157,6 +163,9 @@ func (s *Store) putNewUser(tx *bolt.Tx, ch *change, rec *userRec) error {
 		return fmt.Errorf("%w: system_id %s", ErrExists, rec.SystemID)
 	}
 	if err := nameTaken(tx, rec.Enterprise, rec.Name, rec.SystemID); err != nil {
+		return err
+	}
+	if err := extensionTaken(tx, &rec.User); err != nil {
 		return err
 	}
 	ch.users = true
@@ -257,6 +266,7 @@ type UserUpdate struct {
 	ShowSignature *bool
 	Role          *Role
 	Disabled      *bool
+	Extension     *string // "" removes it
 }
 
 // UpdateUser changes a user (its enterprise admins, or the operator). An
@@ -287,10 +297,16 @@ func (s *Store) UpdateUser(a Actor, systemID string, upd UserUpdate) (*User, err
 		if upd.Disabled != nil {
 			rec.Disabled = *upd.Disabled
 		}
+		if upd.Extension != nil {
+			rec.Extension = *upd.Extension
+		}
 		if err := s.validUser(&rec.User); err != nil {
 			return err
 		}
 		if err := nameTaken(tx, rec.Enterprise, rec.Name, rec.SystemID); err != nil {
+			return err
+		}
+		if err := extensionTaken(tx, &rec.User); err != nil {
 			return err
 		}
 		out = rec.User

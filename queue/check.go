@@ -29,6 +29,9 @@ func (s *Store) Check() error {
 		if err != nil {
 			return err
 		}
+		if err := checkMOs(tx, bad); err != nil {
+			return err
+		}
 		s.memMu.RLock()
 		defer s.memMu.RUnlock()
 		if counts != s.counts {

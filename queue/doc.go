@@ -93,6 +93,9 @@
 //	hook    enterprise 0x00 due time (8 BE) | id     → attempts (uvarint)   receipt webhooks to POST (hooks.go)
 //	final   seq (8 BE)                               → id | part   parts in the order they became final (final.go)
 //	finalpart id | part                              → seq (8 BE)  the same keys, by part; both built at Open if missing
+//	mo      id (8 BE)                                → version | JSON: a mobile-originated message (MO, mo.go)
+//	moout   enterprise 0x00 id                       → empty   MOs still to forward to the enterprise's ESMEs
+//	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -103,6 +106,10 @@
 //
 // # Invariants (verified by Check)
 //
+//   - Every MO has its moin key; it has a moout key iff it has an
+//     enterprise and AckMO has not run (ForwardedAt zero). StoreMO
+//     returns once committed, so the SMSC is answered after; the queue
+//     does not resolve owners (the caller sets Enterprise and Account).
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
@@ -216,6 +223,7 @@
 //   - Parts whose DLR never comes stay Submitted (and reserved) until
 //     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
 //     sender Fails them as Expired. Call both policies from the daemon.
+//   - MOs are not purged yet: the mo buckets grow with replies.
 //   - Only Purge (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).

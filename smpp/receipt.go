@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
@@ -245,4 +246,45 @@ func NewReceiptPDU(r Receipt, src, dst string, srcTON, srcNPI, dstTON, dstNPI ui
 	_ = t.Set(pdutlv.TagReceiptedMessageID, pdutlv.CString(r.ID))
 	_ = t.Set(tagMessageState, []byte{byte(r.State)})
 	return p
+}
+
+// NewTextPDU builds a deliver_sm carrying a text (esm_class 0, a
+// mobile-originated message) from src to dst: ASCII as data_coding 0,
+// anything else UCS-2 (0x08); a body longer than short_message's 254
+// octets goes in message_payload. Like NewReceiptPDU it works around
+// go-smpp #73.
+func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
+	coding, body := uint8(0x00), []byte(text)
+	for _, r := range text {
+		if r >= 0x80 {
+			coding, body = 0x08, ucs2(text)
+			break
+		}
+	}
+	p := pdu.NewDeliverSM()
+	f := p.Fields()
+	_ = f.Set(pdufield.SourceAddrTON, srcTON)
+	_ = f.Set(pdufield.SourceAddrNPI, srcNPI)
+	_ = f.Set(pdufield.SourceAddr, src)
+	_ = f.Set(pdufield.DestinationAddr, dst)
+	_ = f.Set(pdufield.ESMClass, uint8(0))
+	_ = f.Set(pdufield.DataCoding, coding)
+	f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
+	f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
+	if len(body) > 254 {
+		_ = f.Set(pdufield.ShortMessage, []byte{})
+		_ = p.TLVFields().Set(pdutlv.TagMessagePayload, body)
+	} else {
+		_ = f.Set(pdufield.ShortMessage, body)
+	}
+	return p
+}
+
+func ucs2(s string) []byte {
+	u := utf16.Encode([]rune(s))
+	b := make([]byte, 0, 2*len(u))
+	for _, c := range u {
+		b = append(b, byte(c>>8), byte(c))
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package smpp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -421,4 +422,31 @@ func (s *Simulator) sendDLR(d simDLR, rr int) {
 	s.mu.Lock()
 	s.dlrSent++
 	s.mu.Unlock()
+}
+
+// ErrNoReceiver: InjectMO found no receiver or transceiver bound.
+var ErrNoReceiver = errors.New("smpp: simulator: no receiver bound")
+
+// InjectMO sends a mobile-originated message, as a handset's reply
+// reaches the SMSC: a deliver_sm (esm_class 0, the text in ASCII or
+// UCS-2) from source to dest on one receiver-capable bind. It returns
+// once the client answered: nil for deliver_sm_resp OK, the pdu.Status it
+// answered otherwise, ErrNoReceiver when nobody is bound.
+func (s *Simulator) InjectMO(source, dest, text string) error {
+	s.mu.Lock()
+	var c *Conn
+	for _, list := range s.rx {
+		if len(list) > 0 {
+			c = list[0]
+			break
+		}
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return ErrNoReceiver
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Request(ctx, NewTextPDU(text, source, dest, 1, 1))
+	return err
 }

@@ -148,6 +148,11 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 	fmt.Fprintf(w, "tps\t%s\n", tps)
 	fmt.Fprintf(w, "disabled\t%s\n", yesNo(e.Disabled))
 	fmt.Fprintf(w, "no_whitelist\t%s\n", yesNo(e.NoWhitelist))
+	if e.ServiceNumber == "" {
+		fmt.Fprintf(w, "service_number\t(none: sources relayed as given)\n")
+	} else {
+		fmt.Fprintf(w, "service_number\t%s (+ up to %d extension digits)\n", e.ServiceNumber, e.ExtLen)
+	}
 	fmt.Fprintf(w, "updated\t%s\n", e.UpdatedAt.Local().Format(time.DateTime))
 }
 
@@ -155,7 +160,7 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 
 func (a *adminCLI) entAdd() *cobra.Command {
 	var in api.NewEnterprise
-	c := a.leaf("add CODE --name N --package P [--signature S] [--national] [--offnet] [--cap YUAN] [--no-overage] [--tps N] [--no-whitelist]",
+	c := a.leaf("add CODE --name N --package P [--signature S] [--national] [--offnet] [--cap YUAN] [--no-overage] [--tps N] [--no-whitelist] [--service-number N --ext-len L]",
 		"Create an enterprise", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			in.Code = args[0]
 			if in.Name == "" || in.Package == 0 {
@@ -178,6 +183,8 @@ func (a *adminCLI) entAdd() *cobra.Command {
 	fs.IntVar(&in.TPS, "tps", 0, "submissions per second (0: default)")
 	fs.IntVar(&in.MaxUsers, "max-users", 0, "users the enterprise's admin may have (0: the default, 50)")
 	fs.BoolVar(&in.NoWhitelist, "no-whitelist", false, "exempt from the whitelist")
+	fs.StringVar(&in.ServiceNumber, "service-number", "", "service number (接入号), the source of its messages")
+	fs.IntVar(&in.ExtLen, "ext-len", 0, "extension digits a message may add to the service number")
 	return c
 }
 
@@ -228,11 +235,11 @@ func (a *adminCLI) entShow() *cobra.Command {
 
 func (a *adminCLI) entSet() *cobra.Command {
 	var v struct {
-		name, sig, capYuan, receiptURL            string
-		pkg, tps, maxUsers                        int
+		name, sig, capYuan, receiptURL, svc       string
+		pkg, tps, maxUsers, extLen                int
 		national, offnet, noOverage, disabled, nw bool
 	}
-	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL]",
+	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL] [--service-number N (\"\": none)] [--ext-len L]",
 		"Change an enterprise", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			p := api.EnterprisePatch{
 				Name: given(c, "name", &v.name), Signature: given(c, "signature", &v.sig),
@@ -241,6 +248,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 				NoOverage: given(c, "no-overage", &v.noOverage), TPS: given(c, "tps", &v.tps),
 				MaxUsers: given(c, "max-users", &v.maxUsers), Disabled: given(c, "disabled", &v.disabled),
 				NoWhitelist: given(c, "no-whitelist", &v.nw), ReceiptURL: given(c, "receipt-url", &v.receiptURL),
+				ServiceNumber: given(c, "service-number", &v.svc), ExtLen: given(c, "ext-len", &v.extLen),
 			}
 			if p == (api.EnterprisePatch{}) {
 				return usagef("enterprise set: nothing to change")
@@ -259,6 +267,8 @@ func (a *adminCLI) entSet() *cobra.Command {
 	fs.IntVar(&v.maxUsers, "max-users", 0, "users the enterprise's admin may have (0: the default, 50)")
 	fs.BoolVar(&v.disabled, "disabled", false, "disable the enterprise")
 	fs.BoolVar(&v.nw, "no-whitelist", false, "exempt from the whitelist")
+	fs.StringVar(&v.svc, "service-number", "", "service number (接入号); \"\" removes it")
+	fs.IntVar(&v.extLen, "ext-len", 0, "extension digits a message may add to the service number")
 	fs.StringVar(&v.receiptURL, "receipt-url", "", `receipt webhook of its HTTP sends (http/https; "" removes it)`)
 	return c
 }

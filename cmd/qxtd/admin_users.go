@@ -34,12 +34,15 @@ func printUser(w io.Writer, u *api.User) {
 	fmt.Fprintf(w, "role\t%s\n", u.Role)
 	fmt.Fprintf(w, "show_signature\t%s\n", yesNo(u.ShowSignature))
 	fmt.Fprintf(w, "api_key\t%s\n", yesNo(u.HasAPIKey))
+	if u.Extension != "" {
+		fmt.Fprintf(w, "extension\t%s\n", u.Extension)
+	}
 }
 
 func (a *adminCLI) userAdd() *cobra.Command {
 	var in api.NewUser
 	var pw string
-	c := a.leaf("add CODE SYSTEM_ID --name N [--mobile M] [--role user|admin] [--show-signature] [--password P]",
+	c := a.leaf("add CODE SYSTEM_ID --name N [--mobile M] [--role user|admin] [--show-signature] [--extension E] [--password P]",
 		"Create a user of an enterprise", 2, 2, func(c *cobra.Command, cl *api.Client, args []string) error {
 			in.SystemID = args[1]
 			if in.Name == "" {
@@ -60,6 +63,7 @@ func (a *adminCLI) userAdd() *cobra.Command {
 	fs.StringVar(&in.Mobile, "mobile", "", "registered mobile (password resets)")
 	fs.StringVar(&in.Role, "role", "user", "user or admin")
 	fs.BoolVar(&in.ShowSignature, "show-signature", false, "append the user's name to its messages")
+	fs.StringVar(&in.Extension, "extension", "", "extension of the enterprise's service number (its messages' source, its replies)")
 	fs.StringVar(&pw, "password", "", "SMPP password, 6–8 characters (default: read from stdin)")
 	return c
 }
@@ -90,9 +94,9 @@ func (a *adminCLI) userShow() *cobra.Command {
 }
 
 func (a *adminCLI) userSet() *cobra.Command {
-	var name, mobile, role string
+	var name, mobile, role, ext string
 	var show bool
-	c := a.leaf("set SYSTEM_ID [--name N] [--mobile M] [--role user|admin] [--show-signature=BOOL]",
+	c := a.leaf("set SYSTEM_ID [--name N] [--mobile M] [--role user|admin] [--show-signature=BOOL] [--extension E (\"\": none)]",
 		"Change a user", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			var p api.UserPatch
 			set := c.Flags().Changed
@@ -108,6 +112,9 @@ func (a *adminCLI) userSet() *cobra.Command {
 			if set("show-signature") {
 				p.ShowSignature = &show
 			}
+			if set("extension") {
+				p.Extension = &ext
+			}
 			if p == (api.UserPatch{}) {
 				return usagef("user set: nothing to change")
 			}
@@ -122,6 +129,7 @@ func (a *adminCLI) userSet() *cobra.Command {
 	fs.StringVar(&mobile, "mobile", "", "registered mobile")
 	fs.StringVar(&role, "role", "", "user or admin")
 	fs.BoolVar(&show, "show-signature", false, "append the user's name to its messages")
+	fs.StringVar(&ext, "extension", "", "extension of the enterprise's service number; \"\" removes it")
 	return c
 }
 

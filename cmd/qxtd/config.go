@@ -146,7 +146,8 @@ type AccountConfig struct {
 	Name          string `mapstructure:"name"`       // user name (the user signature); default: system_id
 	Mobile        string `mapstructure:"mobile"`     // registered mobile (password reset)
 	ShowSignature bool   `mapstructure:"show_signature"`
-	Admin         bool   `mapstructure:"admin"` // enterprise admin
+	Admin         bool   `mapstructure:"admin"`     // enterprise admin
+	Extension     string `mapstructure:"extension"` // of its enterprise's service number; empty = none
 }
 
 // EnterpriseConfig is an enterprise seeded from the file.
@@ -164,6 +165,10 @@ type EnterpriseConfig struct {
 	MaxUsers    int      `mapstructure:"max_users"`   // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
 	ReceiptURL  string   `mapstructure:"receipt_url"` // receipt webhook of its HTTP sends
 	Whitelist   []string `mapstructure:"whitelist"`   // approved numbers
+	// ServiceNumber (接入号) is the source of its messages and where replies
+	// come; empty = none (sources relayed as given). ExtLen: extension digits.
+	ServiceNumber string `mapstructure:"service_number"`
+	ExtLen        int    `mapstructure:"ext_len"`
 }
 
 // PolicyConfig is the operator's rules that are not per enterprise.

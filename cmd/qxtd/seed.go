@@ -57,7 +57,8 @@ func seedData(c *Config) (policy.SeedData, error) {
 				Code: e.Code, Name: name, Signature: e.Signature, Package: pkg,
 				National: e.National, OffNet: e.OffNet, CapFen: capFen, NoOverage: e.NoOverage,
 				TPS: e.TPS, NoWhitelist: e.NoWhitelist, MaxUsers: e.MaxUsers,
-				Receipt: policy.ReceiptHook{URL: e.ReceiptURL},
+				Receipt:       policy.ReceiptHook{URL: e.ReceiptURL},
+				ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen,
 			},
 			Whitelist: e.Whitelist,
 		})
@@ -85,7 +86,7 @@ func seedData(c *Config) (policy.SeedData, error) {
 		}
 		d.Enterprises[i].Users = append(d.Enterprises[i].Users, policy.NewUser{
 			Enterprise: code, Name: name, Mobile: a.Mobile, SystemID: a.SystemID,
-			Password: a.Password, ShowSignature: a.ShowSignature, Role: role,
+			Password: a.Password, ShowSignature: a.ShowSignature, Role: role, Extension: a.Extension,
 		})
 	}
 	for i, o := range c.Policy.Overrides {

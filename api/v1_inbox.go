@@ -1,0 +1,80 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// GET /v1/inbox: the replies (MO) to the enterprise's service number,
+// newest first. An enterprise admin sees them all; a user those to its
+// extension.
+
+// InboxItem is one reply as the API shows it.
+type InboxItem struct {
+	ID         string    `json:"id"`
+	From       string    `json:"from"` // the handset
+	To         string    `json:"to"`   // service number + extension
+	Extension  string    `json:"extension"`
+	Account    string    `json:"account"` // the user with that extension; "" = the enterprise
+	Text       string    `json:"text"`
+	ReceivedAt time.Time `json:"received_at"`
+	Forwarded  bool      `json:"forwarded"` // an SMPP receiver acknowledged it
+}
+
+// InboxPage is the answer of GET /v1/inbox; Next is the before= of the
+// following page ("" at the end).
+type InboxPage struct {
+	Replies []InboxItem `json:"replies"`
+	Next    string      `json:"next,omitempty"`
+}
+
+func inboxItem(m *queue.MO) InboxItem {
+	return InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero()}
+}
+
+func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			writeError(w, http.StatusBadRequest, "invalid", "limit: 1–"+strconv.Itoa(MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	var before uint64
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, "invalid", "before: an id from next")
+			return
+		}
+		before = n
+	}
+	account := ""
+	if !c.admin() {
+		account = c.user.SystemID
+	}
+	list, next, err := s.cfg.Store.Inbox(c.ent.Code, account, before, limit)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := InboxPage{Replies: make([]InboxItem, 0, len(list))}
+	for _, m := range list {
+		out.Replies = append(out.Replies, inboxItem(m))
+	}
+	if next != 0 {
+		out.Next = strconv.FormatUint(next, 10)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

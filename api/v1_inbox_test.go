@@ -1,0 +1,78 @@
+package api
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// TestServiceNumberAndInboxOverHTTP: over HTTP, a source not of the
+// enterprise's service number is refused bad_source, an empty one goes
+// out as the number plus the user's extension; replies to it are listed
+// in the inbox, all to the admin, a user's own to the user.
+func TestServiceNumberAndInboxOverHTTP(t *testing.T) {
+	r := newUserRig(t)
+	op := policy.OperatorActor("test")
+	if _, err := r.pol.UpdateEnterprise(op, "A", func(e *policy.Enterprise) error {
+		e.ServiceNumber, e.ExtLen = "106575001", 2
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pol.UpdateEnterprise(op, "B", func(e *policy.Enterprise) error {
+		e.ServiceNumber = "106575002"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ext := "12"
+	if _, err := r.pol.UpdateUser(op, "alice", policy.UserUpdate{Extension: &ext}); err != nil {
+		t.Fatal(err)
+	}
+	e := r.wantError(http.StatusUnprocessableEntity, "bad_source", "POST", "/v1/messages", r.keys["alice"],
+		SendRequest{To: []string{uNumA1}, Text: "冒充", Source: "106575002"})
+	if e.Error.Code != "0x00000409" {
+		t.Errorf("bad_source code %q", e.Error.Code)
+	}
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "来自接入号"})
+	r.waitReceived(uNumA1, "【甲公司】来自接入号", 10*time.Second)
+	for _, m := range r.sim.Received() {
+		if m.Dest == uNumA1 && m.Source != "10657500112" {
+			t.Errorf("the SMSC got source %q, want the service number + alice's extension", m.Source)
+		}
+	}
+
+	// The message above reached the SMSC: an upstream bind is up to
+	// carry the replies.
+	inject := func(dst, text string) {
+		t.Helper()
+		if err := r.sim.InjectMO(uNumA2, dst, text); err != nil {
+			t.Fatalf("inject: %v", err)
+		}
+	}
+	inject("10657500112", "给alice")
+	inject("106575001", "给企业")
+	var page InboxPage
+	r.must(http.StatusOK, "GET", "/v1/inbox?limit=1", r.keys["amy"], nil, &page)
+	if len(page.Replies) != 1 || page.Replies[0].Text != "给企业" || page.Next == "" {
+		t.Fatalf("amy page 1: %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/inbox?limit=1&before="+page.Next, r.keys["amy"], nil, &page)
+	if len(page.Replies) != 1 || page.Replies[0].Text != "给alice" || page.Replies[0].Account != "alice" || page.Replies[0].From != uNumA2 {
+		t.Fatalf("amy page 2: %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["alice"], nil, &page)
+	if len(page.Replies) != 1 || page.Replies[0].Text != "给alice" {
+		t.Fatalf("alice: %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["al2"], nil, &page)
+	if len(page.Replies) != 0 {
+		t.Fatalf("al2 sees %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["bob"], nil, &page)
+	if len(page.Replies) != 0 {
+		t.Fatalf("bob sees %+v", page)
+	}
+}

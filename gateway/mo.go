@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// Replies (MO): a deliver_sm or data_sm from the SMSC that is no receipt
+// is a handset's reply to a service number (+ extension). It is routed to
+// the enterprise owning the number (and the user with the extension),
+// stored, and only then acknowledged; the moRouter forwards stored MOs to
+// the enterprise's receiver and transceiver binds until one acknowledges.
+
+// ReplyRouter is the optional Policy part that routes replies: the owner
+// of a destination number. Rules implements it; without it every MO is
+// kept as matching no enterprise.
+type ReplyRouter interface {
+	ReplyTo(dest string) (policy.ReplyOwner, bool)
+}
+
+// ReplyTo implements ReplyRouter.
+func (r Rules) ReplyTo(dest string) (policy.ReplyOwner, bool) { return r.P.ReplyTo(dest) }
+
+var _ ReplyRouter = Rules{}
+
+// receiveMO stores one MO and answers the SMSC: OK once stored, a system
+// error (the SMSC sends it again) when the store failed.
+func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
+	text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
+		smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
+	if err != nil {
+		// Binary or undecodable: kept with an empty text, never dropped.
+		g.log.Warn("undecodable mobile-originated message", "upstream", upstream, "err", err)
+	}
+	m := &queue.MO{
+		Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
+		SourceTON: smpp.Byte(p, pdufield.SourceAddrTON), SourceNPI: smpp.Byte(p, pdufield.SourceAddrNPI),
+		Text: text, Upstream: upstream, ReceivedAt: time.Now(),
+	}
+	result := "unmatched"
+	if rr, ok := g.policy.(ReplyRouter); ok {
+		if o, ok := rr.ReplyTo(m.Dest); ok {
+			m.Enterprise, m.Account, m.Extension = o.Enterprise, o.SystemID, o.Extension
+			result = "matched"
+		}
+	}
+	if err := g.store.StoreMO(ctx, m); err != nil {
+		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
+		g.metrics.moReceived.WithLabelValues("store_error").Inc()
+		resp.Header().Status = smpp.StatusSystemError
+		return resp
+	}
+	g.metrics.moReceived.WithLabelValues(result).Inc()
+	if m.Enterprise == "" {
+		g.metrics.moUnmatched.Inc()
+		g.log.Warn("mobile-originated message for no enterprise: kept", "upstream", upstream, "dest", m.Dest, "id", m.ID)
+		return resp
+	}
+	g.afterMO(m)
+	g.mos.kick(m.Enterprise)
+	return resp
+}
+
+// afterMO runs after an MO of an enterprise is stored (the opt-out check).
+func (g *Gateway) afterMO(*queue.MO) {}
+
+// moRouter forwards stored MOs to the ESMEs: one forwarder per
+// enterprise with a receiver or transceiver bound, ending with its last
+// such bind. An MO for a user goes to that user's binds only (it waits
+// for one); an MO for the enterprise as a whole to any of its binds.
+type moRouter struct {
+	g  *Gateway
+	mu sync.Mutex
+	fw map[string]*moForwarder
+	wg sync.WaitGroup
+}
+
+type moBind struct {
+	account string
+	conn    *smpp.Conn
+}
+
+type moForwarder struct {
+	enterprise string
+	wake       chan struct{}
+	cancel     context.CancelFunc
+
+	mu    sync.Mutex
+	binds []moBind
+	rr    int
+}
+
+func newMORouter(g *Gateway) *moRouter {
+	return &moRouter{g: g, fw: make(map[string]*moForwarder)}
+}
+
+func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.fw[acct.Enterprise]
+	if f == nil {
+		ctx, cancel := context.WithCancel(r.g.ctx)
+		f = &moForwarder{enterprise: acct.Enterprise, wake: make(chan struct{}, 1), cancel: cancel}
+		r.fw[acct.Enterprise] = f
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.run(ctx, f)
+		}()
+	}
+	f.mu.Lock()
+	f.binds = append(f.binds, moBind{acct.SystemID, c})
+	f.mu.Unlock()
+	f.kick()
+}
+
+func (r *moRouter) detach(acct *Account, c *smpp.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.fw[acct.Enterprise]
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	for i, b := range f.binds {
+		if b.conn == c {
+			f.binds = append(f.binds[:i:i], f.binds[i+1:]...)
+			break
+		}
+	}
+	empty := len(f.binds) == 0
+	f.mu.Unlock()
+	if empty {
+		f.cancel()
+		delete(r.fw, acct.Enterprise)
+	}
+}
+
+func (r *moRouter) kick(enterprise string) {
+	r.mu.Lock()
+	f := r.fw[enterprise]
+	r.mu.Unlock()
+	if f != nil {
+		f.kick()
+	}
+}
+
+func (r *moRouter) stop() {
+	r.mu.Lock()
+	for _, f := range r.fw {
+		f.cancel()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (f *moForwarder) kick() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// conn picks a bind for an MO: account's, or any for account "".
+func (f *moForwarder) conn(account string) *smpp.Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.binds)
+	for i := range n {
+		b := f.binds[(f.rr+i)%n]
+		if account == "" || b.account == account {
+			f.rr = (f.rr + i + 1) % n
+			return b.conn
+		}
+	}
+	return nil
+}
+
+const moBatch = 64
+
+// run forwards the enterprise's pending MOs in id order, one at a time;
+// a failure waits for the retry delay (or a new bind, or a new MO).
+func (r *moRouter) run(ctx context.Context, f *moForwarder) {
+	g := r.g
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		mos, err := g.store.PendingMOs(f.enterprise, moBatch, nil)
+		if err != nil {
+			g.log.Error("pending replies", "enterprise", f.enterprise, "err", err)
+		}
+		more := len(mos) == moBatch
+		for _, m := range mos {
+			if ctx.Err() != nil {
+				return
+			}
+			if !r.deliver(ctx, f, m) {
+				more = false
+			}
+		}
+		if more {
+			continue
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(g.cfg.DLRRetry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) bool {
+	c := f.conn(m.Account)
+	if c == nil {
+		return false // the user has no receiver bound: it waits
+	}
+	p := smpp.NewTextPDU(m.Text, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err := c.Request(rctx, p)
+	cancel()
+	if err != nil {
+		r.g.metrics.moForward.WithLabelValues("error").Inc()
+		return false
+	}
+	if err := r.g.store.AckMO(context.WithoutCancel(ctx), f.enterprise, m.ID, time.Now()); err != nil {
+		r.g.log.Error("ack reply", "enterprise", f.enterprise, "id", m.ID, "err", err)
+		return false
+	}
+	r.g.metrics.moForward.WithLabelValues("ok").Inc()
+	return true
+}

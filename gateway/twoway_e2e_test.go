@@ -1,0 +1,255 @@
+package gateway_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// twoWayRig: two enterprises with service numbers (E1 106575001 with
+// 2-digit extensions, alice on extension 12; E2 106575002), and E3
+// without one (sources relayed as before).
+func twoWayRig(t *testing.T, o rigOpts) (*rig, *policy.Policy) {
+	t.Helper()
+	var pol *policy.Policy
+	o.rules = func(t testing.TB, db *bbolt.DB) gateway.Policy {
+		var err error
+		pol, err = policy.New(db, policy.Config{Packages: testPackages, BcryptCost: 4, DefaultTPS: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wl := []string{"13712345678", "13923412345"}
+		_, err = pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{
+			{
+				Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1, ServiceNumber: "106575001", ExtLen: 2},
+				Users: []policy.NewUser{
+					{Name: "甲", SystemID: "alice", Password: "secret1", Extension: "12"},
+					{Name: "甲管理员", SystemID: "amy", Password: "secret1", Role: policy.RoleAdmin},
+				},
+				Whitelist: wl,
+			},
+			{
+				Enterprise: policy.Enterprise{Code: "E2", Name: "乙公司", Signature: "【乙公司】", Package: 1, ServiceNumber: "106575002"},
+				Users:      []policy.NewUser{{Name: "乙", SystemID: "bob", Password: "secret2"}},
+				Whitelist:  wl,
+			},
+			{
+				Enterprise: policy.Enterprise{Code: "E3", Name: "丙公司", Signature: "【丙公司】", Package: 1},
+				Users:      []policy.NewUser{{Name: "丙", SystemID: "carol", Password: "secret3"}},
+				Whitelist:  wl,
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gateway.Rules{P: pol}
+	}
+	return newRig(t, o), pol
+}
+
+// waitReceived waits until the simulator accepted n messages.
+func (r *rig) waitReceived(t *testing.T, n int) []smpp.SimMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if got := r.sim.Received(); len(got) >= n {
+			return got
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the SMSC received %d messages, want %d", len(r.sim.Received()), n)
+		}
+		waitABit(ctx)
+	}
+}
+
+// TestServiceNumberSources: the source of every message is the
+// enterprise's service number plus an allowed extension, over SMPP.
+func TestServiceNumberSources(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, err := r.bind("carol", "secret3", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{"106575002", "10086", "106575001123", "10657500"} {
+		_, err := alice.submit(ctx, submitSM(src, "13712345678", "x"))
+		wantStatus(t, err, 0x409)
+	}
+	want := []string{}
+	for _, tc := range []struct{ src, want string }{
+		{"", "10657500112"},            // empty: the service number + alice's extension
+		{"106575001", "106575001"},     // the service number alone
+		{"10657500199", "10657500199"}, // another extension of at most ext_len digits
+	} {
+		if _, err := alice.submit(ctx, submitSM(tc.src, "13712345678", "x")); err != nil {
+			t.Fatalf("source %q: %v", tc.src, err)
+		}
+		want = append(want, tc.want)
+	}
+	// Without a service number, the source is relayed as given.
+	if _, err := carol.submit(ctx, submitSM("1069", "13712345678", "x")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "1069")
+	got := map[string]int{}
+	for _, m := range r.waitReceived(t, len(want)) {
+		got[m.Source]++
+	}
+	for _, w := range want {
+		if got[w] != 1 {
+			t.Errorf("the SMSC got source %s %d times, want once (all: %v)", w, got[w], got)
+		}
+	}
+}
+
+// waitMOs waits until the ESME received n replies; their texts decoded.
+func (e *esme) waitMOs(t *testing.T, n int) []smpp.SimMessage {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		e.mu.Lock()
+		got := append([]smpp.SimMessage(nil), e.mos...)
+		e.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-e.got:
+		case <-deadline.C:
+			t.Fatalf("the ESME got %d replies, want %d", len(got), n)
+		}
+	}
+}
+
+func moText(t *testing.T, m smpp.SimMessage) string {
+	t.Helper()
+	text, _, err := segment.DecodeIncoming(m.DataCoding, m.ESMClass, m.ShortMessage, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// TestRepliesRouted: replies to a service number + extension reach the
+// enterprise's receiver (the user's, by extension), are listed in its
+// inbox, and a reply to an unknown number is kept and counted.
+func TestRepliesRouted(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{})
+	alice, err := r.bind("alice", "secret1", smpp.BindReceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r) // an upstream bind receives the replies
+	inject := func(src, dst, text string) {
+		t.Helper()
+		if err := r.sim.InjectMO(src, dst, text); err != nil {
+			t.Fatalf("inject %s → %s: %v", src, dst, err)
+		}
+	}
+	inject("13712345678", "10657500112", "你好，收到")       // alice's extension
+	inject("13923412345", "1065750029", "reply to bob") // E2's number + an extension nobody has
+	inject("13923412345", "106999", "nobody's")         // no enterprise
+
+	got := alice.waitMOs(t, 1)
+	if got[0].Source != "13712345678" || got[0].Dest != "10657500112" || got[0].ESMClass != 0 || moText(t, got[0]) != "你好，收到" {
+		t.Fatalf("alice got %+v (%q)", got[0], moText(t, got[0]))
+	}
+	got = bob.waitMOs(t, 1)
+	if got[0].Dest != "1065750029" || moText(t, got[0]) != "reply to bob" {
+		t.Fatalf("bob got %+v", got[0])
+	}
+
+	list, _, err := r.store.Inbox("E1", "", 0, 10)
+	if err != nil || len(list) != 1 || list[0].Account != "alice" || list[0].Extension != "12" || list[0].Text != "你好，收到" {
+		t.Fatalf("E1 inbox %+v, %v", list, err)
+	}
+	list, _, err = r.store.Inbox("", "", 0, 10)
+	if err != nil || len(list) != 1 || list[0].Dest != "106999" || list[0].Text != "nobody's" {
+		t.Fatalf("unmatched %+v, %v", list, err)
+	}
+	for key, want := range map[string]float64{
+		"qxtd_mo_received_total,result=matched":   2,
+		"qxtd_mo_received_total,result=unmatched": 1,
+		"qxtd_mo_unmatched_total":                 1,
+	} {
+		if got := counters(t, r)[key]; got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// counters reads every counter of the rig's registry, keyed
+// name,label=value,….
+func counters(t *testing.T, r *rig) map[string]float64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			if m.Counter != nil {
+				have[key] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return have
+}
+
+// TestReplyKeptAcrossRestart: a reply acknowledged to the SMSC while no
+// receiver of its enterprise is bound is forwarded after a restart.
+func TestReplyKeptAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	r, _ := twoWayRig(t, rigOpts{dbPath: path})
+	waitReady(t, r)
+	if err := r.sim.InjectMO("13712345678", "106575001", "TD之前的回复"); err != nil {
+		t.Fatal(err) // acknowledged: stored
+	}
+	r.stop()
+
+	r2, _ := twoWayRig(t, rigOpts{dbPath: path})
+	amy, err := r2.bind("amy", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := amy.waitMOs(t, 1)
+	if got[0].Dest != "106575001" || moText(t, got[0]) != "TD之前的回复" {
+		t.Fatalf("after restart amy got %+v", got[0])
+	}
+}
+
+func waitReady(t *testing.T, r *rig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for !r.gw.Ready() {
+		if ctx.Err() != nil {
+			t.Fatal("no upstream bind")
+		}
+		waitABit(ctx)
+	}
+}

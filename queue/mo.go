@@ -1,0 +1,262 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Mobile-originated messages (MO, replies to an enterprise's service
+// number). The gateway resolves the owner (enterprise, account) before it
+// stores one; the queue keeps it, the index of those still to forward to
+// the ESMEs, and the inbox index.
+var (
+	bucketMO    = []byte("mo")    // id (8 BE) → version | JSON record
+	bucketMOOut = []byte("moout") // enterprise 0x00 id → empty: still to forward
+	bucketMOIn  = []byte("moin")  // enterprise 0x00 id → empty: the inbox, id order
+
+	// moBuckets are created at Open; a backup older than MOs lacks them.
+	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn}
+)
+
+const moVersion = 1
+
+// MO is one mobile-originated message as stored. Enterprise "" is an MO
+// no enterprise owns (kept, listed under "", never forwarded); Account ""
+// an MO of the enterprise as a whole (no user has its extension).
+type MO struct {
+	ID         uint64    `json:"-"`
+	Enterprise string    `json:"enterprise"`
+	Account    string    `json:"account,omitempty"`
+	Extension  string    `json:"extension,omitempty"`
+	Source     string    `json:"source"` // the handset
+	Dest       string    `json:"dest"`   // service number + extension, as the SMSC gave it
+	SourceTON  uint8     `json:"source_ton,omitempty"`
+	SourceNPI  uint8     `json:"source_npi,omitempty"`
+	Text       string    `json:"text"`
+	Upstream   string    `json:"upstream"`
+	ReceivedAt time.Time `json:"received_at"`
+	// ForwardedAt is when an ESME acknowledged it (zero: not yet, or
+	// never for an MO without enterprise).
+	ForwardedAt time.Time `json:"forwarded_at,omitzero"`
+}
+
+func moIndexKey(enterprise string, id uint64) []byte {
+	return prefixKey(enterprise, msgKey(id))
+}
+
+func decodeMO(k, v []byte) (*MO, error) {
+	if len(v) < 1 || v[0] != moVersion || len(k) != 8 {
+		return nil, fmt.Errorf("%w: mo record %x", ErrCorrupt, k)
+	}
+	m := &MO{}
+	if err := json.Unmarshal(v[1:], m); err != nil {
+		return nil, fmt.Errorf("%w: mo %x: %v", ErrCorrupt, k, err)
+	}
+	m.ID = binary.BigEndian.Uint64(k)
+	return m, nil
+}
+
+func putMO(tx *bolt.Tx, m *MO) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMO).Put(msgKey(m.ID), append([]byte{moVersion}, data...))
+}
+
+// StoreMO stores an MO (m.ID is set) and, when it has an enterprise, queues
+// it for forwarding. It returns once committed: the caller may then answer
+// the SMSC. An SMSC that repeats an MO (its deliver_sm_resp lost) gets two.
+func (s *Store) StoreMO(ctx context.Context, m *MO) error {
+	if len(m.Enterprise) > maxField || len(m.Account) > maxField || bytes.IndexByte([]byte(m.Enterprise), sep) >= 0 {
+		return fmt.Errorf("queue: store mo: %w: enterprise or account", ErrInvalid)
+	}
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = time.Now()
+	}
+	var id uint64
+	err := s.exec(ctx, func(t *txn) error {
+		b := t.tx.Bucket(bucketMO)
+		// A rerun of the batch takes a fresh id: nothing was written.
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		rec := *m
+		rec.ID, rec.ForwardedAt = n, time.Time{}
+		if err := putMO(t.tx, &rec); err != nil {
+			return err
+		}
+		if err := t.tx.Bucket(bucketMOIn).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
+			return err
+		}
+		if rec.Enterprise != "" {
+			if err := t.tx.Bucket(bucketMOOut).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
+				return err
+			}
+		}
+		id = n
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: store mo: %w", err)
+	}
+	m.ID = id
+	return nil
+}
+
+// PendingMOs returns up to limit MOs of an enterprise still to forward,
+// oldest first, leaving out those skip names (in flight).
+func (s *Store) PendingMOs(enterprise string, limit int, skip func(id uint64) bool) ([]*MO, error) {
+	var out []*MO
+	prefix := prefixKey(enterprise, nil)
+	err := s.view(func(tx *bolt.Tx) error {
+		moB := tx.Bucket(bucketMO)
+		c := tx.Bucket(bucketMOOut).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) != 8 {
+				continue
+			}
+			if skip != nil && skip(binary.BigEndian.Uint64(rest)) {
+				continue
+			}
+			m, err := decodeMO(rest, moB.Get(rest))
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: pending mos: %w", err)
+	}
+	return out, nil
+}
+
+// AckMO records that an ESME acknowledged an MO: it is no longer pending.
+// Idempotent.
+func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time.Time) error {
+	err := s.exec(ctx, func(t *txn) error {
+		key := moIndexKey(enterprise, id)
+		out := t.tx.Bucket(bucketMOOut)
+		if out.Get(key) == nil {
+			return nil
+		}
+		v := t.tx.Bucket(bucketMO).Get(msgKey(id))
+		m, err := decodeMO(msgKey(id), v)
+		if err != nil {
+			return err
+		}
+		if err := out.Delete(key); err != nil {
+			return err
+		}
+		m.ForwardedAt = at
+		return putMO(t.tx, m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack mo %d: %w", id, err)
+	}
+	return nil
+}
+
+// Inbox lists an enterprise's MOs newest first: those with an id below
+// before (0: from the newest), at most limit, only account's when account
+// is not "" (an enterprise "" lists the MOs no enterprise owns). next is
+// the before of the following page, 0 at the end. Filtering by account
+// reads the enterprise's index: a user's page costs as many records as
+// the enterprise received since.
+func (s *Store) Inbox(enterprise, account string, before uint64, limit int) (list []*MO, next uint64, err error) {
+	prefix := prefixKey(enterprise, nil)
+	err = s.view(func(tx *bolt.Tx) error {
+		moB := tx.Bucket(bucketMO)
+		c := tx.Bucket(bucketMOIn).Cursor()
+		var k []byte
+		if before == 0 {
+			k, _ = c.Seek(prefixKey(enterprise+"\x01", nil)) // past the enterprise's keys
+			if k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		} else {
+			k, _ = c.Seek(moIndexKey(enterprise, before))
+			if k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+			rest := k[len(prefix):]
+			if len(rest) != 8 {
+				continue
+			}
+			if len(list) >= limit {
+				next = list[len(list)-1].ID
+				return nil
+			}
+			m, err := decodeMO(rest, moB.Get(rest))
+			if err != nil {
+				return err
+			}
+			if account != "" && m.Account != account {
+				continue
+			}
+			list = append(list, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: inbox: %w", err)
+	}
+	return list, next, nil
+}
+
+// checkMOs verifies the MO indexes: every MO has its inbox key under its
+// enterprise; a forward key iff it has an enterprise and no ForwardedAt.
+func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
+	moB, outB, inB := tx.Bucket(bucketMO), tx.Bucket(bucketMOOut), tx.Bucket(bucketMOIn)
+	if moB == nil {
+		return nil // a backup older than MOs
+	}
+	n := 0
+	err := moB.ForEach(func(k, v []byte) error {
+		m, err := decodeMO(k, v)
+		if err != nil {
+			bad("%v", err)
+			return nil
+		}
+		n++
+		key := moIndexKey(m.Enterprise, m.ID)
+		if inB.Get(key) == nil {
+			bad("mo %d: no inbox key", m.ID)
+		}
+		if want := m.Enterprise != "" && m.ForwardedAt.IsZero(); (outB.Get(key) != nil) != want {
+			bad("mo %d: forward key %v, want %v", m.ID, !want, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if in := inB.Stats().KeyN; in != n {
+		bad("%d inbox keys for %d mos", in, n)
+	}
+	return outB.ForEach(func(k, _ []byte) error {
+		if i := bytes.IndexByte(k, sep); i < 0 || len(k)-i-1 != 8 || moB.Get(k[i+1:]) == nil {
+			bad("forward key %x names no mo", k)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,88 @@
+package queue
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestMOStoreForwardInbox(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	store := func(ent, acct, text string) uint64 {
+		t.Helper()
+		m := &MO{Enterprise: ent, Account: acct, Source: "13712345678", Dest: "10657500112", Text: text, Upstream: "sim"}
+		if err := ts.StoreMO(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	a1 := store("E1", "alice", "one")
+	e1 := store("E1", "", "two")
+	b1 := store("E2", "bob", "three")
+	u1 := store("", "", "nobody's")
+	a2 := store("E1", "alice", "four")
+
+	pending := func(ent string) []uint64 {
+		t.Helper()
+		list, err := ts.PendingMOs(ent, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, m := range list {
+			ids = append(ids, m.ID)
+		}
+		return ids
+	}
+	if got := pending("E1"); len(got) != 3 || got[0] != a1 || got[1] != e1 || got[2] != a2 {
+		t.Fatalf("pending E1 %v, want %d %d %d", got, a1, e1, a2)
+	}
+	if got := pending(""); len(got) != 0 {
+		t.Fatalf("an MO without enterprise is never forwarded: %v", got)
+	}
+	if err := ts.AckMO(ctx, "E1", e1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.AckMO(ctx, "E1", e1, time.Now()); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	ts.reopen()
+	if got := pending("E1"); len(got) != 2 || got[0] != a1 || got[1] != a2 {
+		t.Fatalf("pending E1 after ack and reopen %v", got)
+	}
+
+	inbox := func(ent, acct string, before uint64, limit int) ([]uint64, uint64) {
+		t.Helper()
+		list, next, err := ts.Inbox(ent, acct, before, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for _, m := range list {
+			ids = append(ids, m.ID)
+		}
+		return ids, next
+	}
+	got, next := inbox("E1", "", 0, 2)
+	if len(got) != 2 || got[0] != a2 || got[1] != e1 || next != e1 {
+		t.Fatalf("E1 page 1: %v next %d", got, next)
+	}
+	got, next = inbox("E1", "", next, 2)
+	if len(got) != 1 || got[0] != a1 || next != 0 {
+		t.Fatalf("E1 page 2: %v next %d", got, next)
+	}
+	if got, _ := inbox("E1", "alice", 0, 10); len(got) != 2 || got[0] != a2 || got[1] != a1 {
+		t.Fatalf("alice: %v", got)
+	}
+	if got, _ := inbox("E2", "", 0, 10); len(got) != 1 || got[0] != b1 {
+		t.Fatalf("E2: %v", got)
+	}
+	if got, _ := inbox("", "", 0, 10); len(got) != 1 || got[0] != u1 {
+		t.Fatalf("unmatched: %v", got)
+	}
+	list, _, _ := ts.Inbox("E1", "", 0, 10)
+	if list[1].ForwardedAt.IsZero() || list[1].Text != "two" {
+		t.Fatalf("acknowledged MO: %+v", list[1])
+	}
+}
