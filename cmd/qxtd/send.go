@@ -37,7 +37,7 @@ func sendCmd() *cobra.Command {
 	fs.StringVar(&o.addr, "smpp", "127.0.0.1:2775", "qxtd SMPP address")
 	fs.StringVar(&o.sysID, "system-id", "demo", "SMPP system_id")
 	fs.StringVar(&o.pass, "password", "demo1234", "SMPP password")
-	fs.StringVar(&o.from, "from", "10690001", "source address")
+	fs.StringVar(&o.from, "from", "", "source address (empty: the enterprise's service number and the user's extension)")
 	fs.StringVar(&o.to, "to", "", "destination number (required)")
 	fs.StringVar(&o.text, "text", "", "message text (required)")
 	fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the receipt (0 = do not wait)")
