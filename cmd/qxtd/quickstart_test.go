@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// freePort returns a loopback address nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestQuickStart is the README's quick start: the daemon with
+// configs/qxtd.yaml (its addresses and store moved so tests can run side
+// by side) and `qxtd send` with its defaults get a DELIVRD receipt, and a
+// number off the whitelist is refused 0x400.
+func TestQuickStart(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "qxtd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	smppAddr, httpAddr, simAddr := freePort(t), freePort(t), freePort(t)
+	cfg := strings.NewReplacer(
+		"127.0.0.1:2775", smppAddr, "127.0.0.1:8080", httpAddr, "127.0.0.1:2776", simAddr,
+		"./data/qxtd.db", filepath.Join(dir, "qxtd.db"),
+	).Replace(string(b))
+	path := filepath.Join(dir, "qxtd.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, path)
+
+	var out, errOut bytes.Buffer
+	if code := run([]string{"send", "--smpp", d.smppAddr, "--to", "13800138000", "--text", "你好，这是一条测试短信"}, &out, &errOut); code != 0 {
+		t.Fatalf("qxtd send: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "stat:DELIVRD") {
+		t.Errorf("qxtd send printed %q, want a DELIVRD receipt", out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code := run([]string{"send", "--smpp", d.smppAddr, "--to", "13800138009", "--text", "hi"}, &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), fmt.Sprintf("0x%08X not_whitelisted", 0x400)) {
+		t.Errorf("send off the whitelist: exit %d, %q", code, errOut.String())
+	}
+}
