@@ -39,6 +39,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
+		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
