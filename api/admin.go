@@ -81,6 +81,8 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/whitelist/approve", s.decideEntries(policy.WhitelistApproved)},
 		{"POST /admin/v1/whitelist/reject", s.decideEntries(policy.WhitelistRejected)},
 
+		{"GET /admin/v1/optouts", s.exportOptOuts},
+
 		{"GET /admin/v1/overrides", s.listOverrides},
 		{"PUT /admin/v1/overrides/{prefix}", s.setOverride},
 		{"DELETE /admin/v1/overrides/{prefix}", s.removeOverride},

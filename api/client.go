@@ -432,3 +432,22 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// ExportOptOuts streams the opt-out lists (one enterprise's, or every
+// enterprise's when code is "") as format "csv" or "json" into w.
+func (c *Client) ExportOptOuts(ctx context.Context, code, format string, w io.Writer) error {
+	v := url.Values{}
+	if code != "" {
+		v.Set("enterprise", code)
+	}
+	if format != "" {
+		v.Set("format", format)
+	}
+	resp, err := c.open(ctx, http.MethodGet, "/admin/v1/optouts?"+v.Encode(), "", nil, streamHTTP)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}

@@ -134,6 +134,9 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/users", true, s.addEnterpriseUser},
 		{"PATCH", "/v1/users/{system_id}", true, s.patchEnterpriseUser},
 		{"POST", "/v1/users/{system_id}/password-reset", true, s.resetEnterpriseUserPassword},
+		// Opt-outs: numbers that replied TD (v1_optouts.go).
+		{"GET", "/v1/optouts", true, s.listMyOptOuts},
+		{"DELETE", "/v1/optouts/{id}", true, s.removeMyOptOut},
 		{"GET", "/v1/whitelist", true, s.listMyWhitelist},
 		{"POST", "/v1/whitelist", true, s.addMyWhitelist},
 		{"DELETE", "/v1/whitelist/{id}", true, s.removeMyWhitelist},

@@ -14,7 +14,7 @@
 //  2. Checked. Policy.Prepare gives the account as it is now (disabled?
 //     enterprise signature?) and the enterprise's monthly segment limit;
 //     Policy.Allow takes one token of its rate limit; Policy.Admit checks
-//     each recipient (number, network scope, whitelist) and names its
+//     each recipient (number, network scope, opt-out, whitelist) and names its
 //     carrier, which picks the upstream (route). Every refusal is a
 //     *policy.Refusal: its reason and command_status come from the one
 //     table in package policy; wireError turns it into the pdu.Status of
@@ -67,7 +67,8 @@
 //	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
 //	mo.go        replies (MO) in from the SMSC: routed by service number
-//	             and extension, stored, forwarded to the enterprise's binds
+//	             and extension, stored, forwarded to the enterprise's binds;
+//	             a TD reply opts its sender out (afterMO)
 //	maintain.go  retention purge and split-message housekeeping
 //	metrics.go   the Prometheus series (on an injected registerer)
 //

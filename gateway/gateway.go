@@ -83,6 +83,10 @@ type Config struct {
 	// segments due, in (0,1]; an enterprise alone may use every slot.
 	// Default DefaultTenantShare.
 	TenantShare float64
+	// OptOutKeywords are the replies that put their sender on the
+	// enterprise's opt-out list (policy.IsOptOut); nil:
+	// policy.DefaultOptOutKeywords.
+	OptOutKeywords []string
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.

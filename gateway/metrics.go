@@ -25,6 +25,8 @@ type Metrics struct {
 	moReceived    *prometheus.CounterVec
 	moUnmatched   prometheus.Counter
 	moForward     *prometheus.CounterVec
+	optOuts       prometheus.Counter
+	optOutErrors  prometheus.Counter
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
 	dlrDelay      *prometheus.HistogramVec
@@ -78,6 +80,12 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		moForward: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome.",
 		}, []string{"outcome"}),
+		optOuts: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_optouts_total", Help: "Numbers added to an enterprise's opt-out list by a reply of TD (退订); a repeated reply adds none.",
+		}),
+		optOutErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_optout_errors_total", Help: "Opt-out replies that could not be recorded (logged; the reply stays in the inbox, the enterprise can act on it).",
+		}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome.",
 		}, []string{"kind", "outcome"}),

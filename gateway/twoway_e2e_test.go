@@ -253,3 +253,64 @@ func waitReady(t *testing.T, r *rig) {
 		waitABit(ctx)
 	}
 }
+
+// TestOptOutOverSMPP: a handset replies "td " to E1's service number → E1's
+// next submit_sm to it is refused opted_out (0x40A), E2 still sends to it;
+// replies that merely contain the keyword opt nobody out; E1's admin
+// removes the number and sends again; the list survives a restart.
+func TestOptOutOverSMPP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	r, pol := twoWayRig(t, rigOpts{dbPath: path})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waitReady(t, r)
+	// InjectMO returns once the gateway acknowledged the reply: stored,
+	// and the opt-out recorded before the acknowledgement.
+	for _, mo := range []struct{ src, text string }{
+		{"13923412345", "TDX"}, {"13923412345", "请退订吧"}, // not opt-outs
+		{"13712345678", "td "}, {"13712345678", "退订"}, // the second adds nothing
+	} {
+		if err := r.sim.InjectMO(mo.src, "10657500112", mo.text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, err := r.bind("alice", "secret1", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := r.bind("bob", "secret2", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.submit(ctx, submitSM("", "13712345678", "sale"))
+	wantStatus(t, err, 0x40A)
+	if _, err := alice.submit(ctx, submitSM("", "13923412345", "sale")); err != nil {
+		t.Fatalf("E1 to a number that replied TDX / 请退订吧: %v", err)
+	}
+	if _, err := bob.submit(ctx, submitSM("", "13712345678", "x")); err != nil {
+		t.Fatalf("E2 to E1's opted-out number: %v", err)
+	}
+	if got := counters(t, r)["qxtd_optouts_total"]; got != 1 {
+		t.Errorf("qxtd_optouts_total = %v, want 1", got)
+	}
+	list, _, err := pol.ListOptOuts(policy.OperatorActor("op"), "E1", "", 0)
+	if err != nil || len(list) != 1 || list[0].Number != "+8613712345678" || list[0].MOID == 0 {
+		t.Fatalf("E1's opt-outs: %+v, %v", list, err)
+	}
+	r.stop()
+
+	r2, pol2 := twoWayRig(t, rigOpts{dbPath: path})
+	alice, err = r2.bind("alice", "secret1", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.submit(ctx, submitSM("", "13712345678", "sale"))
+	wantStatus(t, err, 0x40A) // after the restart too
+	amy := policy.Actor{Enterprise: "E1", Admin: true, Name: "amy"}
+	if err := pol2.RemoveOptOut(amy, "E1", "13712345678"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.submit(ctx, submitSM("", "13712345678", "sale")); err != nil {
+		t.Fatalf("after the admin removed it: %v", err)
+	}
+}

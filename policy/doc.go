@@ -28,7 +28,7 @@
 //	err = p.CheckEnterprise(ent)              // account_disabled, no_signature
 //	ok = p.Allow(ent.Code)                    // false → rate_limited (ESME_RTHROTTLED)
 //	limit := p.Limit(ent)                     // the queue refuses past it: quota_exceeded
-//	class, err := p.CheckRecipient(ent, dest) // per recipient: invalid_number, scope_*, not_whitelisted
+//	class, err := p.CheckRecipient(ent, dest) // per recipient: invalid_number, scope_*, opted_out, not_whitelisted
 //
 // The text is the gateway's: it adds the enterprise signature and, when
 // the user shows it, the user signature (UserSignatureSeparator and the
@@ -149,6 +149,18 @@
 // and the age of the oldest, for the daemon's metrics; policy itself exports
 // no metrics.
 //
+// # Opt-outs
+//
+// A handset that replies an opt-out keyword (IsOptOut: TD, T, 退订 by
+// default, trimmed of spaces and punctuation, any case) to an enterprise's
+// service number goes on that enterprise's opt-out list: the gateway calls
+// OptOut after storing the reply, through the same update as every admin
+// write, so CheckRecipient sees it at once and refuses opted_out — before
+// the whitelist, and for enterprises without one. OptOut is idempotent (the
+// first reply's time and id stay). The enterprise lists its list and its
+// admins remove numbers (ListOptOuts, RemoveOptOut); the operator exports
+// every list (ExportOptOuts). Other enterprises are unaffected.
+//
 // Refusals the policy package does not detect itself have helpers:
 // NewRefusal(ReasonQuotaExceeded, …) for the queue's limit check,
 // NewRefusal(ReasonRateLimited, …) when Allow fails.
@@ -158,14 +170,15 @@
 //   - The state file is shared. Policy owns the buckets named "policy_"
 //     (policy_meta with the schema version, policy_enterprises,
 //     policy_users, policy_whitelist, policy_overrides,
-//     policy_contacts for the address books, policy_signatures for
+//     policy_contacts for the address books, policy_optouts for the
+//     opt-out lists, policy_signatures for
 //     signature change requests, and policy_applications for the
 //     applications for an account); the queue owns the rest
 //     (listed in the queue's doc).
 //     Neither reads nor writes the other's. Policy's writes are plain
 //     db.Update calls: they wait for the queue's commit like any writer.
 //   - Values returned by the Store are copies; changing them changes nothing.
-//   - ListWhitelist and SignatureRequests read the file (it is an admin operation), everything else
+//   - ListWhitelist, ListOptOuts, ExportOptOuts and SignatureRequests read the file (it is an admin operation), everything else
 //     that reads is memory.
 //   - Authenticate waits while AuthConcurrency bcrypt operations run; callers
 //     should bound bind attempts per connection and rate-limit ResetPassword.

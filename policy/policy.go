@@ -68,8 +68,11 @@ func (p *Policy) CheckEnterprise(ent *Enterprise) error {
 
 // CheckRecipient is the per-recipient check of the sending path, from memory
 // only: invalid_number (not a Chinese mobile), scope_national / scope_offnet
-// (grants), then not_whitelisted (not an approved entry; the Detail says
-// whether it is pending, rejected or absent). The Class is returned in every
+// (grants), then opted_out (the number replied TD to this enterprise), then
+// not_whitelisted (not an approved entry; the Detail says whether it is
+// pending, rejected or absent). The opt-out comes before the whitelist: the
+// handset's own wish is the more useful answer, and it binds enterprises
+// without a whitelist too. The Class is returned in every
 // case where the number could be read, for logs and HTTP answers.
 func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	c, err := p.cls.Classify(number)
@@ -78,6 +81,9 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	}
 	if err := ScopeCheck(c, ent.Grants(), p.home); err != nil {
 		return c, err
+	}
+	if p.OptedOut(ent.Code, c.E164) {
+		return c, refuse(ReasonOptedOut, c.E164+": replied to unsubscribe (退订); the enterprise may remove it from its opt-out list")
 	}
 	if ent.NoWhitelist {
 		return c, nil

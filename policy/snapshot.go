@@ -22,6 +22,7 @@ type snapshot struct {
 	byName map[string]map[string]*userRec // code → name →
 	bySvc  map[string]string              // service number → code
 	byExt  map[string]map[string]*userRec // code → extension →
+	opt    optSnap                        // code → opted-out national numbers
 }
 
 type entSnap struct {
@@ -56,6 +57,9 @@ func loadAll(tx *bolt.Tx) (*snapshot, error) {
 		return nil, err
 	}
 	indexServiceNumbers(snap)
+	if snap.opt, err = loadAllOptOuts(tx); err != nil {
+		return nil, err
+	}
 	return snap, loadUsers(tx, snap)
 }
 
@@ -172,6 +176,7 @@ func nationalOf(e164 string) (uint64, bool) {
 type change struct {
 	ents      []string // enterprise records
 	wl        []string // whitelists
+	opt       []string // opt-out lists
 	users     bool
 	overrides bool
 }
@@ -246,6 +251,20 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 			return nil, err
 		}
 		next.ents[code] = &entSnap{ent: o.ent, wlSnap: wl}
+	}
+	if len(ch.opt) > 0 {
+		next.opt = maps.Clone(old.opt)
+		for _, code := range ch.opt {
+			set, err := loadOptOuts(tx, code)
+			if err != nil {
+				return nil, err
+			}
+			if len(set) == 0 {
+				delete(next.opt, code)
+			} else {
+				next.opt[code] = set
+			}
+		}
 	}
 	if ch.users {
 		if err := loadUsers(tx, &next); err != nil {

@@ -111,7 +111,7 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 			return err
 		}
 		for _, b := range [][]byte{bucketEnterprises, bucketUsers, bucketWhitelist, bucketOverrides,
-			bucketSignatures} {
+			bucketSignatures, bucketOptOuts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

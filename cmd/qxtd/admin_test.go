@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
 
@@ -100,6 +101,20 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "add", "BAD", "--name", "bad", "--package", "99"}, code: 1, errOut: []string{"invalid:", "package 99"}},
 		{args: []string{"enterprise", "list"}, out: []string{"CODE", "ACME", "Acme", "200.00 CNY"}},
 		{args: []string{"enterprise", "show", "NOPE"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
+
+		// Opt-outs: the header alone, then a number that replied TD.
+		{args: []string{"optouts", "export"}, out: []string{"enterprise,number,at,mo_id"}, check: func(t *testing.T, out string) {
+			if strings.Count(out, "\n") != 1 {
+				t.Errorf("export with no opt-outs: %q", out)
+			}
+			if _, err := pol.OptOut("ACME", "8613800138000", 5, time.Date(2024, 3, 15, 10, 0, 0, 0, time.UTC)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{args: []string{"optouts", "export", "--enterprise", "ACME"}, out: []string{"ACME,+8613800138000,2024-03-15T10:00:00Z,5"}},
+		{args: []string{"optouts", "export", "--format", "json"}, out: []string{`"number":"+8613800138000"`, `"mo_id":5`}},
+		{args: []string{"optouts", "export", "--enterprise", "NOPE"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
+		{args: []string{"optouts", "export", "--format", "xml"}, code: 2, errOut: []string{"want csv or json"}},
 
 		{args: []string{"user", "add", "ACME", "acme_adm", "--name", "管理员", "--role", "admin", "--mobile", "13712345678", "--password", "adm12345"},
 			out: []string{"acme_adm", "+8613712345678"}},
@@ -219,7 +234,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"unknown flag: --bogus", "Run 'qxtd admin enterprise list --help' for usage."}},
 		{args: []string{"help"}, out: []string{"whitelist approve CODE (NUMBER... | --all-pending)", "user add CODE SYSTEM_ID --name N"}},
 		{args: []string{"enterprise", "list", "-h"}, out: []string{"qxtd admin enterprise list [flags]", "--api string"}},
-		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, enterprise, override, package, scope, signature, user, whitelist"}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, enterprise, optouts, override, package, scope, signature, user, whitelist"}},
 	}
 	for _, s := range steps {
 		args := append([]string{"admin"}, s.args...)

@@ -37,6 +37,15 @@ type Config struct {
 	Log         LogConfig          `mapstructure:"log"`
 	Reminders   RemindersConfig    `mapstructure:"reminders"`
 	Webhooks    WebhooksConfig     `mapstructure:"webhooks"`
+	OptOut      OptOutConfig       `mapstructure:"optout"`
+}
+
+// OptOutConfig is the opt-out of replies (回复TD退订, policy.IsOptOut).
+type OptOutConfig struct {
+	// Keywords are the replies that put their sender on the enterprise's
+	// opt-out list, compared case-insensitively after trimming spaces and
+	// punctuation.
+	Keywords []string `mapstructure:"keywords"`
 }
 
 // WebhooksConfig is the receipt webhooks' sender (package webhook).
@@ -270,6 +279,7 @@ func defaultValues() map[string]any {
 		"webhooks.per_enterprise":                  2,
 		"webhooks.timeout":                         10 * time.Second,
 		"webhooks.max_age":                         24 * time.Hour,
+		"optout.keywords":                          slices.Clone(policy.DefaultOptOutKeywords),
 		"log.level":                                "info",
 		"log.format":                               "json",
 	}
@@ -429,6 +439,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhooks.PerEnterprise > c.Webhooks.Workers {
 		errs = append(errs, fmt.Errorf("webhooks.per_enterprise: %d is more than webhooks.workers (%d)", c.Webhooks.PerEnterprise, c.Webhooks.Workers))
+	}
+	if len(c.OptOut.Keywords) == 0 {
+		errs = append(errs, errors.New("optout.keywords: at least one keyword (replies could not opt out)"))
+	}
+	for _, k := range c.OptOut.Keywords {
+		if !policy.IsOptOut(k, []string{k}) {
+			errs = append(errs, fmt.Errorf("optout.keywords: %q has no letter or digit once spaces and punctuation are trimmed", k))
+		}
 	}
 	if c.Delivery.TenantShare <= 0 || c.Delivery.TenantShare > 1 {
 		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))

@@ -202,13 +202,14 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.reloadMetrics = newReloadMetrics(reg)
 	gcfg := gateway.Config{
-		Validity:    cfg.Delivery.Validity,
-		RetryMin:    cfg.Delivery.RetryMin,
-		RetryMax:    cfg.Delivery.RetryMax,
-		DLRRetry:    cfg.Delivery.DLRRetry,
-		TenantShare: cfg.Delivery.TenantShare,
-		ESMEIdle:    cfg.SMPP.Idle,
-		Retention:   cfg.Store.Retention,
+		Validity:       cfg.Delivery.Validity,
+		RetryMin:       cfg.Delivery.RetryMin,
+		RetryMax:       cfg.Delivery.RetryMax,
+		DLRRetry:       cfg.Delivery.DLRRetry,
+		TenantShare:    cfg.Delivery.TenantShare,
+		OptOutKeywords: cfg.OptOut.Keywords,
+		ESMEIdle:       cfg.SMPP.Idle,
+		Retention:      cfg.Store.Retention,
 
 		ReassemblyTimeout:               cfg.SMPP.ReassemblyTimeout,
 		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,

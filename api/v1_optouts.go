@@ -1,0 +1,119 @@
+package api
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// Opt-outs (回复TD退订): numbers that replied TD to the enterprise's
+// service number; sends to them are refused opted_out. Every user of the
+// enterprise lists them (GET /v1/optouts, paged by number); its admins
+// remove one (DELETE /v1/optouts/{id}, id = the number), after which
+// sends to it go out again. The operator exports every list
+// (GET /admin/v1/optouts).
+
+// OptOutPage is a page of an enterprise's opt-out list.
+type OptOutPage struct {
+	Entries []policy.OptOutEntry `json:"entries"`
+	Next    string               `json:"next"` // pass as ?after= for the next page; "" at the end
+}
+
+func (s *Server) listMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) {
+		return
+	}
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	entries, next, err := s.cfg.Policy.ListOptOuts(policy.ActorFor(c.user), c.ent.Code, after, limit)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, OptOutPage{Entries: nonNil(entries), Next: next})
+}
+
+func (s *Server) removeMyOptOut(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) {
+		return
+	}
+	a := policy.ActorFor(c.user)
+	number := r.PathValue("id")
+	err := s.cfg.Policy.RemoveOptOut(a, c.ent.Code, number)
+	switch {
+	case err == policy.ErrForbidden:
+		writeError(w, http.StatusForbidden, "forbidden", "only the enterprise's admins remove opt-outs")
+	case err != nil:
+		writeErr(w, err)
+	default:
+		s.log.Info("opt-out removed", "user", a.Name, "enterprise", c.ent.Code, "number", number)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// exportOptOuts answers GET /admin/v1/optouts?enterprise=CODE&format=csv|json:
+// one enterprise's opt-outs, or every enterprise's without ?enterprise,
+// as a JSON array (the default) or CSV (enterprise,number,at,mo_id).
+func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) {
+		return
+	}
+	code := r.URL.Query().Get("enterprise")
+	format := r.URL.Query().Get("format")
+	switch format {
+	case "":
+		format = "json"
+	case "csv", "json":
+	default:
+		writeErr(w, invalidf("format %q: want csv or json", format))
+		return
+	}
+	if code != "" {
+		if _, ok := s.cfg.Policy.Lookup(code); !ok {
+			writeError(w, http.StatusNotFound, "not_found", "enterprise "+code)
+			return
+		}
+	}
+	// The answer starts with the first row: an error after it can only
+	// cut the body short (the client sees a truncated file).
+	var write func(policy.OptOutEntry) error
+	var end func()
+	if format == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"enterprise", "number", "at", "mo_id"})
+		write = func(e policy.OptOutEntry) error {
+			return cw.Write([]string{e.Enterprise, e.Number, e.At.UTC().Format(time.RFC3339), strconv.FormatUint(e.MOID, 10)})
+		}
+		end = cw.Flush
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("["))
+		n := 0
+		write = func(e policy.OptOutEntry) error {
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				b = append([]byte(","), b...)
+			}
+			n++
+			_, err = w.Write(b)
+			return err
+		}
+		end = func() { _, _ = w.Write([]byte("]\n")) }
+	}
+	if err := s.cfg.Policy.ExportOptOuts(a, code, write); err != nil {
+		s.log.Error("export opt-outs", "enterprise", code, "err", err)
+		return
+	}
+	end()
+}

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// TestOptOutOverHTTP: a handset replies "TD" to A's service number →
+// A's send to it over POST /v1/messages is refused opted_out, B's is not;
+// A lists it, a user cannot remove it, A's admin can (then a second time
+// is 404), and A sends again; the operator exports the lists.
+func TestOptOutOverHTTP(t *testing.T) {
+	r := newUserRig(t)
+	op := policy.OperatorActor("test")
+	for code, svc := range map[string]string{"A": "106575001", "B": "106575002"} {
+		if _, err := r.pol.UpdateEnterprise(op, code, func(e *policy.Enterprise) error {
+			e.ServiceNumber = svc
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A first message brings an upstream bind up to carry the replies.
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA2}, Text: "开始"})
+	r.waitReceived(uNumA2, "【甲公司】开始", 10*time.Second)
+	for _, text := range []string{"请退订吧", "TD。"} {
+		if err := r.sim.InjectMO(uNumA1, "106575001", text); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	res := r.sendOne(r.keys["alice"], uNumA1)
+	if res.Status != "refused" || res.Reason != "opted_out" || res.Code != "0x0000040a" {
+		t.Fatalf("A to an opted-out number: %+v", res)
+	}
+	if res := r.sendOne(r.keys["bob"], uNumA1); res.Status != "accepted" {
+		t.Fatalf("B to A's opted-out number: %+v", res)
+	}
+
+	var page OptOutPage
+	r.must(http.StatusOK, "GET", "/v1/optouts", r.keys["alice"], nil, &page)
+	if len(page.Entries) != 1 || page.Entries[0].Number != "+86"+uNumA1 || page.Entries[0].MOID == 0 || page.Next != "" {
+		t.Fatalf("A's opt-outs: %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/optouts", r.keys["bob"], nil, &page)
+	if len(page.Entries) != 0 {
+		t.Fatalf("B's opt-outs: %+v", page)
+	}
+
+	// The operator's export, before the removal.
+	adminURL := r.adminAPI("op-token")
+	get := func(query string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", adminURL+"/admin/v1/optouts"+query, nil)
+		req.Header.Set("Authorization", "Bearer op-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("?format=csv")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if code != 200 || err != nil || len(rows) != 2 || rows[1][0] != "A" || rows[1][1] != "+86"+uNumA1 {
+		t.Fatalf("csv export: %d %q %v", code, body, err)
+	}
+	code, body = get("?enterprise=B")
+	var none []policy.OptOutEntry
+	if code != 200 || json.Unmarshal([]byte(body), &none) != nil || len(none) != 0 {
+		t.Fatalf("B's json export: %d %s", code, body)
+	}
+	if code, body = get("?enterprise=NOPE"); code != 404 {
+		t.Errorf("unknown enterprise: %d %s", code, body)
+	}
+	if code, body = get("?format=xml"); code != 400 {
+		t.Errorf("bad format: %d %s", code, body)
+	}
+
+	r.wantError(http.StatusForbidden, "forbidden", "DELETE", "/v1/optouts/"+uNumA1, r.keys["alice"], nil)
+	r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/optouts/"+uNumA1, r.keys["bob"], nil)
+	r.must(http.StatusNoContent, "DELETE", "/v1/optouts/"+uNumA1, r.keys["amy"], nil, nil)
+	r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/optouts/"+uNumA1, r.keys["amy"], nil)
+	if res := r.sendOne(r.keys["alice"], uNumA1); res.Status != "accepted" {
+		t.Fatalf("A after the removal: %+v", res)
+	}
+}

@@ -1,0 +1,106 @@
+package policy
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestIsOptOut(t *testing.T) {
+	kw := append(DefaultOptOutKeywords, "0000")
+	for text, want := range map[string]bool{
+		"TD": true, "td ": true, " Td。": true, "T": true, "t!": true, "退订": true, "【退订】": true,
+		"0000": true, "TDX": false, "请退订吧": false, "": false, "  ": false, "TD TD": false, "D": false,
+	} {
+		if got := IsOptOut(text, kw); got != want {
+			t.Errorf("IsOptOut(%q) = %v, want %v", text, got, want)
+		}
+	}
+	if IsOptOut("0000", DefaultOptOutKeywords) {
+		t.Error("0000 opts out without being configured")
+	}
+}
+
+func TestOptOut(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.p.AddWhitelist(op, entA, []string{"13712345678"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.AddWhitelist(op, entB, []string{"13712345678"}); err != nil {
+		t.Fatal(err)
+	}
+	at := f.clk.Now()
+	for i, want := range []bool{true, false} { // idempotent: the first entry stays
+		added, err := f.p.OptOut(entA, "8613712345678", uint64(7+i), at)
+		if err != nil || added != want {
+			t.Fatalf("OptOut #%d: %v, %v; want added %v", i, added, err, want)
+		}
+	}
+	if _, err := f.p.OptOut(entA, "10086", 9, at); !isReason(err, ReasonInvalidNumber) {
+		t.Errorf("OptOut of a service number: %v", err)
+	}
+	check := func(ent *Enterprise, want Reason) {
+		t.Helper()
+		_, err := f.p.CheckRecipient(ent, "13712345678")
+		if r, _ := ReasonOf(err); r != want || (err == nil) != (want == 0) {
+			t.Errorf("%s: %v, want %v", ent.Code, err, want)
+		}
+	}
+	check(f.a, ReasonOptedOut)
+	check(f.b, 0)
+
+	// Durable: a reopened file still has it, with the reply's id and time.
+	f.db.Close()
+	p := newPolicy(t, reopenDB(t, f.path), f.clk)
+	f.p = p
+	check(f.a, ReasonOptedOut)
+	list, next, err := p.ListOptOuts(f.aUser, entA, "", 0)
+	if err != nil || next != "" || len(list) != 1 || list[0].Number != "+8613712345678" || list[0].MOID != 7 || !list[0].At.Equal(at) {
+		t.Fatalf("list: %+v %q %v", list, next, err)
+	}
+	if _, _, err := p.ListOptOuts(f.bAdmin, entA, "", 0); err != ErrForbidden {
+		t.Errorf("B lists A's opt-outs: %v", err)
+	}
+	var all []OptOutEntry
+	if err := p.ExportOptOuts(op, "", func(e OptOutEntry) error { all = append(all, e); return nil }); err != nil || len(all) != 1 || all[0].Enterprise != entA {
+		t.Errorf("export: %+v %v", all, err)
+	}
+	if err := p.ExportOptOuts(f.aAdmin, entA, func(OptOutEntry) error { return nil }); err != ErrForbidden {
+		t.Errorf("export by an enterprise: %v", err)
+	}
+	if err := p.ExportOptOuts(op, "NOPE", func(OptOutEntry) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("export of an unknown enterprise: %v", err)
+	}
+
+	// Removal: admins only; absent → not found.
+	if err := p.RemoveOptOut(f.aUser, entA, "13712345678"); err != ErrForbidden {
+		t.Errorf("user removes: %v", err)
+	}
+	if err := p.RemoveOptOut(f.bAdmin, entA, "13712345678"); err != ErrForbidden {
+		t.Errorf("B removes A's: %v", err)
+	}
+	if err := p.RemoveOptOut(f.aAdmin, entA, "13712345678"); err != nil {
+		t.Fatal(err)
+	}
+	check(f.a, 0)
+	if err := p.RemoveOptOut(f.aAdmin, entA, "13712345678"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("remove again: %v", err)
+	}
+}
+
+// An enterprise without a whitelist is bound by its opt-outs too.
+func TestOptOutWithoutWhitelist(t *testing.T) {
+	f := newFixture(t)
+	e, err := f.p.CreateEnterprise(op, Enterprise{Code: "GD0755009", Name: "丙公司", Signature: "【丙公司】", Package: 1, NoWhitelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.CheckRecipient(e, "13712345678"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.OptOut(e.Code, "13712345678", 1, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.CheckRecipient(e, "13712345678"); !isReason(err, ReasonOptedOut) {
+		t.Errorf("no-whitelist enterprise: %v", err)
+	}
+}
