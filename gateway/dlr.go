@@ -14,17 +14,14 @@ import (
 // it ends when the account's last such bind goes. Receipts stay in the
 // store until an ESME acknowledged them with deliver_sm_resp.
 type router struct {
-	g  *Gateway
-	mu sync.Mutex
-	fw map[string]*forwarder
-	wg sync.WaitGroup
+	g   *Gateway
+	set *forwarders[*forwarder]
 }
 
 type forwarder struct {
 	account string
 	conns   []*smpp.Conn
 	wake    chan struct{}
-	cancel  context.CancelFunc
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
@@ -36,76 +33,42 @@ type forwarder struct {
 }
 
 func newRouter(g *Gateway) *router {
-	return &router{g: g, fw: make(map[string]*forwarder)}
+	return &router{g: g, set: newForwarders[*forwarder]()}
 }
 
 func (r *router) attach(account string, c *smpp.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.fw[account]
-	if f == nil {
-		ctx, cancel := context.WithCancel(r.g.ctx)
-		f = &forwarder{account: account, wake: make(chan struct{}, 1), cancel: cancel, inflight: make(map[uint64]struct{}),
-			acked: make(map[uint64]map[string]bool)}
-		r.fw[account] = f
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.run(ctx, f)
-		}()
-	}
-	f.mu.Lock()
-	f.conns = append(f.conns, c)
-	f.mu.Unlock()
-	f.kick()
+	r.set.attach(r.g.ctx, account,
+		func(wake chan struct{}) *forwarder {
+			return &forwarder{account: account, wake: wake, inflight: make(map[uint64]struct{}),
+				acked: make(map[uint64]map[string]bool)}
+		},
+		func(f *forwarder) {
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+		},
+		r.run)
 }
 
 func (r *router) detach(account string, c *smpp.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.fw[account]
-	if f == nil {
-		return
-	}
-	f.mu.Lock()
-	for i, x := range f.conns {
-		if x == c {
-			f.conns = append(f.conns[:i:i], f.conns[i+1:]...)
-			break
+	r.set.detach(account, func(f *forwarder) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, x := range f.conns {
+			if x == c {
+				f.conns = append(f.conns[:i:i], f.conns[i+1:]...)
+				break
+			}
 		}
-	}
-	empty := len(f.conns) == 0
-	f.mu.Unlock()
-	if empty {
-		f.cancel()
-		delete(r.fw, account)
-	}
+		return len(f.conns) == 0
+	})
 }
 
-func (r *router) kick(account string) {
-	r.mu.Lock()
-	f := r.fw[account]
-	r.mu.Unlock()
-	if f != nil {
-		f.kick()
-	}
-}
+func (r *router) kick(account string) { r.set.kick(account) }
 
-func (r *router) stop() {
-	r.mu.Lock()
-	for _, f := range r.fw {
-		f.cancel()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
+func (r *router) stop() { r.set.stop() }
 
-func (f *forwarder) kick() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
+func (f *forwarder) kick() { wakeUp(f.wake) }
 
 func (f *forwarder) conn() *smpp.Conn {
 	f.mu.Lock()

@@ -127,10 +127,8 @@ func isReason(err error, want policy.Reason) bool {
 // such bind. An MO for a user goes to that user's binds only (it waits
 // for one); an MO for the enterprise as a whole to any of its binds.
 type moRouter struct {
-	g  *Gateway
-	mu sync.Mutex
-	fw map[string]*moForwarder
-	wg sync.WaitGroup
+	g   *Gateway
+	set *forwarders[*moForwarder]
 }
 
 type moBind struct {
@@ -141,7 +139,6 @@ type moBind struct {
 type moForwarder struct {
 	enterprise string
 	wake       chan struct{}
-	cancel     context.CancelFunc
 
 	mu    sync.Mutex
 	binds []moBind
@@ -149,75 +146,37 @@ type moForwarder struct {
 }
 
 func newMORouter(g *Gateway) *moRouter {
-	return &moRouter{g: g, fw: make(map[string]*moForwarder)}
+	return &moRouter{g: g, set: newForwarders[*moForwarder]()}
 }
 
 func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.fw[acct.Enterprise]
-	if f == nil {
-		ctx, cancel := context.WithCancel(r.g.ctx)
-		f = &moForwarder{enterprise: acct.Enterprise, wake: make(chan struct{}, 1), cancel: cancel}
-		r.fw[acct.Enterprise] = f
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.run(ctx, f)
-		}()
-	}
-	f.mu.Lock()
-	f.binds = append(f.binds, moBind{acct.SystemID, c})
-	f.mu.Unlock()
-	f.kick()
+	r.set.attach(r.g.ctx, acct.Enterprise,
+		func(wake chan struct{}) *moForwarder { return &moForwarder{enterprise: acct.Enterprise, wake: wake} },
+		func(f *moForwarder) {
+			f.mu.Lock()
+			f.binds = append(f.binds, moBind{acct.SystemID, c})
+			f.mu.Unlock()
+		},
+		r.run)
 }
 
 func (r *moRouter) detach(acct *Account, c *smpp.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f := r.fw[acct.Enterprise]
-	if f == nil {
-		return
-	}
-	f.mu.Lock()
-	for i, b := range f.binds {
-		if b.conn == c {
-			f.binds = append(f.binds[:i:i], f.binds[i+1:]...)
-			break
+	r.set.detach(acct.Enterprise, func(f *moForwarder) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, b := range f.binds {
+			if b.conn == c {
+				f.binds = append(f.binds[:i:i], f.binds[i+1:]...)
+				break
+			}
 		}
-	}
-	empty := len(f.binds) == 0
-	f.mu.Unlock()
-	if empty {
-		f.cancel()
-		delete(r.fw, acct.Enterprise)
-	}
+		return len(f.binds) == 0
+	})
 }
 
-func (r *moRouter) kick(enterprise string) {
-	r.mu.Lock()
-	f := r.fw[enterprise]
-	r.mu.Unlock()
-	if f != nil {
-		f.kick()
-	}
-}
+func (r *moRouter) kick(enterprise string) { r.set.kick(enterprise) }
 
-func (r *moRouter) stop() {
-	r.mu.Lock()
-	for _, f := range r.fw {
-		f.cancel()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-}
-
-func (f *moForwarder) kick() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
+func (r *moRouter) stop() { r.set.stop() }
 
 // conn picks a bind for an MO: account's, or any for account "".
 func (f *moForwarder) conn(account string) *smpp.Conn {
