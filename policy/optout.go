@@ -158,23 +158,14 @@ func (s *Store) ListOptOuts(a Actor, code, after string, limit int) (entries []O
 	if !a.member(code) {
 		return nil, "", ErrForbidden
 	}
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit = pageLimit(limit)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOptOuts).Bucket([]byte(code))
 		if b == nil {
 			return nil
 		}
 		c := b.Cursor()
-		k, v := c.First()
-		if after != "" {
-			k, v = c.Seek([]byte(after))
-			if k != nil && string(k) == after {
-				k, v = c.Next()
-			}
-		}
+		k, v := seekAfter(c, after)
 		for ; k != nil; k, v = c.Next() {
 			if len(entries) == limit {
 				next = entries[len(entries)-1].Number

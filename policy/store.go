@@ -150,3 +150,25 @@ func dbErr(err error) error {
 }
 
 func (s *Store) now() time.Time { return s.opts.Now().UTC().Truncate(time.Second) }
+
+// pageLimit is a page size asked for, bounded: DefaultPageSize for none,
+// at most MaxPageSize.
+func pageLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultPageSize
+	}
+	return min(limit, MaxPageSize)
+}
+
+// seekAfter positions c at the first key after the key after, or at the
+// first key when after is "" (paging by the last key of the page before).
+func seekAfter(c *bolt.Cursor, after string) (k, v []byte) {
+	if after == "" {
+		return c.First()
+	}
+	k, v = c.Seek([]byte(after))
+	if k != nil && string(k) == after {
+		k, v = c.Next()
+	}
+	return k, v
+}

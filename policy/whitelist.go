@@ -551,10 +551,7 @@ func (s *Store) ListPending(a Actor, after string, limit int) (entries []Pending
 	if !a.Operator {
 		return nil, "", ErrForbidden
 	}
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit = pageLimit(limit)
 	var from *PendingEntry
 	if after != "" {
 		c, err := parsePendingCursor(after)
@@ -685,23 +682,14 @@ func (s *Store) ListWhitelist(a Actor, code string, st WhitelistState, after str
 	if !a.member(code) {
 		return nil, "", ErrForbidden
 	}
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit = pageLimit(limit)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		b, err := s.wlBucket(tx, code)
 		if err != nil || b == nil {
 			return err
 		}
 		c := b.Cursor()
-		k, v := c.First()
-		if after != "" {
-			k, v = c.Seek([]byte(after))
-			if k != nil && string(k) == after {
-				k, v = c.Next()
-			}
-		}
+		k, v := seekAfter(c, after)
 		for ; k != nil; k, v = c.Next() {
 			if st != 0 && (len(v) == 0 || WhitelistState(v[0]) != st) {
 				continue
