@@ -54,9 +54,10 @@ func (g *Gateway) maintain(ctx context.Context) {
 	}
 }
 
-// purge deletes finished messages accepted before cutoff, a bounded batch
-// at a time so that the commit loop keeps serving the hot path between
-// batches. Usage counters (bills) are not affected.
+// purge deletes finished messages accepted before cutoff, then replies
+// (MO) received before it that were forwarded or have no owner, a bounded
+// batch at a time so that the commit loop keeps serving the hot path
+// between batches. Usage counters (bills) are not affected.
 func (g *Gateway) purge(ctx context.Context, cutoff time.Time) {
 	total := 0
 	for ctx.Err() == nil {
@@ -72,5 +73,20 @@ func (g *Gateway) purge(ctx context.Context, cutoff time.Time) {
 	}
 	if total > 0 {
 		g.log.Info("purged finished messages past retention", "messages", total, "cutoff", cutoff)
+	}
+	mos := 0
+	for ctx.Err() == nil {
+		n, err := g.store.PurgeMOs(ctx, cutoff, 512)
+		if err != nil {
+			g.log.Error("retention purge of replies", "err", err)
+			break
+		}
+		mos += n
+		if n < 512 {
+			break
+		}
+	}
+	if mos > 0 {
+		g.log.Info("purged replies past retention", "replies", mos, "cutoff", cutoff)
 	}
 }

@@ -223,8 +223,10 @@
 //   - Parts whose DLR never comes stay Submitted (and reserved) until
 //     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
 //     sender Fails them as Expired. Call both policies from the daemon.
-//   - MOs are not purged yet: the mo buckets grow with replies.
-//   - Only Purge (retention) and PurgeOrphans delete. Without a Purge loop
+//   - PurgeMOs deletes MOs received before the retention cutoff once they
+//     were forwarded (or have no enterprise); one still waiting for its
+//     enterprise's receiver is kept, as a receipt is.
+//   - Only Purge, PurgeMOs (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).
 //

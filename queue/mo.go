@@ -260,3 +260,46 @@ func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
 		return nil
 	})
 }
+
+// PurgeMOs deletes up to limit MOs received before cutoff that are done
+// with: forwarded to an ESME, or owned by no enterprise (kept for the
+// operator, counted, never forwarded). One still waiting for its
+// enterprise's receiver stays, as a receipt does. MOs are read oldest
+// first (ids follow arrival) and the scan ends at the first one received
+// at or after cutoff. It returns how many were deleted.
+func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	var n int
+	err := s.exec(ctx, func(t *txn) error {
+		n = 0
+		moB, inB := t.tx.Bucket(bucketMO), t.tx.Bucket(bucketMOIn)
+		var dead [][]byte
+		c := moB.Cursor()
+		for k, v := c.First(); k != nil && len(dead) < limit; k, v = c.Next() {
+			m, err := decodeMO(k, v)
+			if err != nil {
+				return err
+			}
+			if !m.ReceivedAt.Before(cutoff) {
+				break
+			}
+			if m.Enterprise != "" && m.ForwardedAt.IsZero() {
+				continue // still to forward
+			}
+			dead = append(dead, bytes.Clone(k))
+			if err := inB.Delete(moIndexKey(m.Enterprise, m.ID)); err != nil {
+				return err
+			}
+		}
+		for _, k := range dead {
+			if err := moB.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: purge mos: %w", err)
+	}
+	return n, nil
+}

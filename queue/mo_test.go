@@ -86,3 +86,59 @@ func TestMOStoreForwardInbox(t *testing.T) {
 		t.Fatalf("acknowledged MO: %+v", list[1])
 	}
 }
+
+// Retention deletes replies that are done with (forwarded, or owned by no
+// enterprise) once received before the cutoff; one still to forward stays,
+// and so does every newer one. The indexes stay consistent (Check).
+func TestPurgeMOs(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	old := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	store := func(ent string, at time.Time) uint64 {
+		t.Helper()
+		m := &MO{Enterprise: ent, Source: "13712345678", Dest: "10657500112", Text: "TD", Upstream: "sim", ReceivedAt: at}
+		if err := ts.StoreMO(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m.ID
+	}
+	forwarded := store("E1", old)
+	unowned := store("", old)
+	waiting := store("E1", old)
+	fresh := store("E1", old.Add(48*time.Hour))
+	if err := ts.AckMO(ctx, "E1", forwarded, old.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.AckMO(ctx, "E1", fresh, old.Add(49*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := old.Add(24 * time.Hour)
+	n, err := ts.PurgeMOs(ctx, cutoff, 100)
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeMOs = %d, %v; want 2 (the forwarded and the unowned)", n, err)
+	}
+	ids := func(ent string) map[uint64]bool {
+		list, _, err := ts.Inbox(ent, "", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[uint64]bool{}
+		for _, m := range list {
+			got[m.ID] = true
+		}
+		return got
+	}
+	if got := ids("E1"); len(got) != 2 || !got[waiting] || !got[fresh] || got[forwarded] {
+		t.Errorf("E1's inbox after the purge: %v, want %d and %d", got, waiting, fresh)
+	}
+	if got := ids(""); got[unowned] {
+		t.Errorf("the unowned reply was kept: %v", got)
+	}
+	if n, err := ts.PurgeMOs(ctx, cutoff, 100); err != nil || n != 0 {
+		t.Errorf("a second purge: %d, %v", n, err)
+	}
+	ts.reopen()
+	if got := ids("E1"); len(got) != 2 {
+		t.Errorf("after reopen: %v", got)
+	}
+}
