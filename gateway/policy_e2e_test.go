@@ -343,3 +343,34 @@ func TestWhitelistApprovalOverSMPP(t *testing.T) {
 		t.Fatalf("receipt: %s", got[id].State.Stat())
 	}
 }
+
+// TestDisabledUserOpenBind: a user disabled (or deleted) while its bind
+// is open sends nothing more on it: account_disabled (0x408) from the
+// next submit_sm on.
+func TestDisabledUserOpenBind(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := alice.submit(ctx, submitSM("1069", "13712345678", "before")); err != nil {
+		t.Fatalf("submit before: %v", err)
+	}
+	off := true
+	if _, err := pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{Disabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.submit(ctx, submitSM("1069", "13712345678", "after"))
+	wantStatus(t, err, 0x408)
+	if err := pol.DeleteUser(policy.OperatorActor("test"), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bob.submit(ctx, submitSM("1069", "13712345678", "deleted"))
+	wantStatus(t, err, 0x408)
+}

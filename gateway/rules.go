@@ -64,7 +64,14 @@ func (r Rules) credentialVersion(systemID string) (credentialVersion, bool) {
 	return credentialVersion{user: u.UpdatedAt, enterprise: ent.UpdatedAt, code: ent.Code}, true
 }
 
-// Prepare implements Policy with the enterprise as it is now.
+// SystemAccount is the account qxtd's own messages (password resets, the
+// first password of an approved application) are sent as: no policy user
+// has to exist for it.
+const SystemAccount = "qxtd-system"
+
+// Prepare implements Policy with the enterprise and the user as they are
+// now: a user disabled, deleted or moved since its bind (or since its API
+// key was checked) sends nothing more.
 func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
@@ -72,6 +79,15 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	}
 	if err := r.P.CheckEnterprise(ent); err != nil {
 		return nil, 0, err
+	}
+	if acct.SystemID != SystemAccount {
+		u, err := r.P.User(policy.OperatorActor("gateway"), acct.SystemID)
+		switch {
+		case err != nil || u.Enterprise != acct.Enterprise:
+			return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+acct.SystemID+" no longer exists")
+		case u.Disabled:
+			return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+acct.SystemID)
+		}
 	}
 	a := *acct
 	a.Signature = ent.Signature

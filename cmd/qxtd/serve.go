@@ -438,7 +438,7 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 // notification enterprise, through the same durable path as every other
 // message. No receipt is requested: nobody binds to collect it.
 func (d *daemon) notifier(enterprise, source string) func(ctx context.Context, mobile, text string) error {
-	acct := &gateway.Account{SystemID: "qxtd-system", Enterprise: enterprise}
+	acct := &gateway.Account{SystemID: gateway.SystemAccount, Enterprise: enterprise}
 	return func(ctx context.Context, mobile, text string) error {
 		res, err := d.gw.Send(ctx, acct, gateway.SendRequest{Ingress: "http", Source: source, Dests: []string{mobile}, Text: text})
 		if err != nil {
