@@ -24,8 +24,7 @@ func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error
 		jobs = make([]Job, 0, min(limit, 1024))
 	}
 	err := s.view(func(tx *bolt.Tx) error {
-		msgB := tx.Bucket(bucketMsg)
-		cache := make(map[uint64]*Message)
+		due := s.dueReader(tx)
 		c := tx.Bucket(bucketDue).Cursor()
 		for kb, _ := c.First(); kb != nil; kb, _ = c.Next() {
 			ts, k, ok := parseTimeKey(kb)
@@ -38,24 +37,14 @@ func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error
 			if skip != nil && skip(k) {
 				continue
 			}
-			m := cache[k.ID]
-			if m == nil {
-				v := msgB.Get(msgKey(k.ID))
-				if v == nil {
-					s.log.Error("queue: due key without message (run Check)", "key", k.String())
-					continue
-				}
-				var err error
-				if m, err = DecodeMessage(v); err != nil {
-					return fmt.Errorf("message %d: %w", k.ID, err)
-				}
-				cache[k.ID] = m
+			j, ok, err := due.job(k)
+			if err != nil {
+				return err
 			}
-			if int(k.Part) >= len(m.Parts) {
-				s.log.Error("queue: due key without part (run Check)", "key", k.String())
+			if !ok {
 				continue
 			}
-			jobs = append(jobs, Job{Key: k, Msg: m, Part: m.Parts[k.Part]})
+			jobs = append(jobs, j)
 			if limit > 0 && len(jobs) >= limit {
 				break
 			}
@@ -85,8 +74,7 @@ func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string
 	jobs := make([]Job, 0, min(limit, 1024))
 	taken := make(map[Key]bool)
 	err := s.view(func(tx *bolt.Tx) error {
-		msgB := tx.Bucket(bucketMsg)
-		cache := make(map[uint64]*Message)
+		due := s.dueReader(tx)
 		c := tx.Bucket(bucketEDue).Cursor()
 		pass := func(quota func(enterprise string) int) error {
 			kb, _ := c.First()
@@ -108,24 +96,14 @@ func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string
 					if taken[k] || skip != nil && skip(k) {
 						continue
 					}
-					m := cache[k.ID]
-					if m == nil {
-						v := msgB.Get(msgKey(k.ID))
-						if v == nil {
-							s.log.Error("queue: due key without message (run Check)", "key", k.String())
-							continue
-						}
-						var err error
-						if m, err = DecodeMessage(v); err != nil {
-							return fmt.Errorf("message %d: %w", k.ID, err)
-						}
-						cache[k.ID] = m
+					j, ok, err := due.job(k)
+					if err != nil {
+						return err
 					}
-					if int(k.Part) >= len(m.Parts) {
-						s.log.Error("queue: due key without part (run Check)", "key", k.String())
+					if !ok {
 						continue
 					}
-					jobs = append(jobs, Job{Key: k, Msg: m, Part: m.Parts[k.Part]})
+					jobs = append(jobs, j)
 					taken[k] = true
 					n++
 				}
@@ -147,6 +125,41 @@ func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string
 		return nil, fmt.Errorf("queue: due: %w", err)
 	}
 	return jobs, nil
+}
+
+// dueReader turns due keys into Jobs within one read transaction,
+// decoding each message once however many of its parts are due.
+type dueReader struct {
+	s     *Store
+	msgB  *bolt.Bucket
+	cache map[uint64]*Message
+}
+
+func (s *Store) dueReader(tx *bolt.Tx) *dueReader {
+	return &dueReader{s: s, msgB: tx.Bucket(bucketMsg), cache: make(map[uint64]*Message)}
+}
+
+// job is k's Job; ok is false for a key whose message or part is missing
+// (logged: Check reports it).
+func (r *dueReader) job(k Key) (Job, bool, error) {
+	m := r.cache[k.ID]
+	if m == nil {
+		v := r.msgB.Get(msgKey(k.ID))
+		if v == nil {
+			r.s.log.Error("queue: due key without message (run Check)", "key", k.String())
+			return Job{}, false, nil
+		}
+		var err error
+		if m, err = DecodeMessage(v); err != nil {
+			return Job{}, false, fmt.Errorf("message %d: %w", k.ID, err)
+		}
+		r.cache[k.ID] = m
+	}
+	if int(k.Part) >= len(m.Parts) {
+		r.s.log.Error("queue: due key without part (run Check)", "key", k.String())
+		return Job{}, false, nil
+	}
+	return Job{Key: k, Msg: m, Part: m.Parts[k.Part]}, true, nil
 }
 
 // Get returns a copy of message id, or ErrNotFound. It does not check the
