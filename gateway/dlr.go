@@ -133,18 +133,8 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 				f.kick()
 			}()
 		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		t.Reset(g.cfg.DLRRetry)
-		select {
-		case <-ctx.Done():
+		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
 			return
-		case <-f.wake:
-		case <-t.C:
 		}
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // forwarders is the set of forwarder goroutines of a router (receipts,
@@ -94,4 +95,23 @@ func wakeUp(wake chan struct{}) {
 	case wake <- struct{}{}:
 	default:
 	}
+}
+
+// waitWake waits for a wake-up or d on the reusable timer t, whichever
+// comes first, and reports false once ctx ends (the forwarder stops).
+func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan struct{}) bool {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
 }

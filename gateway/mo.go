@@ -218,18 +218,8 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 		if more {
 			continue
 		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		t.Reset(g.cfg.DLRRetry)
-		select {
-		case <-ctx.Done():
+		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
 			return
-		case <-f.wake:
-		case <-t.C:
 		}
 	}
 }
