@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test soak lint bench bench-retention fuzz vet clean check-configs
+.PHONY: build run test soak lint bench bench-retention fuzz vet clean check-configs screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qxtd
@@ -20,6 +20,14 @@ lint: vet
 
 test: lint
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+# A PNG of every console page (desktop and phone sizes), written by the
+# browser suite in headless Chromium, for a reviewer to look at.
+SHOTS ?= screenshots
+screenshots:
+	rm -rf $(SHOTS) && mkdir -p $(SHOTS)
+	QXTD_SCREENSHOTS=$(abspath $(SHOTS)) $(GO) test -count=1 -run 'Browser' ./console/
+	@ls $(SHOTS)
 
 # The hostile-world tests that take longer or measure time and memory at
 # production settings (files with //go:build soak, test names TestSoak*):

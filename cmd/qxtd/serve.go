@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/console"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/loglimit"
 	"github.com/qxtd/qxtd/policy"
@@ -61,12 +62,15 @@ type daemon struct {
 	store  *queue.Store
 	policy *policy.Policy
 	api    *api.Server
-	level  *slog.LevelVar // changed at run time: PUT /admin/v1/log-level
-	sim    *smpp.Simulator
-	gw     *gateway.Gateway
-	rem    *reminder.Service
-	remRun context.CancelFunc // stops the reminders' scheduler
-	remWG  sync.WaitGroup
+	// console is the browser console (enterprise pages at /, the account
+	// manager's desk at /ops/), made of the API's answers.
+	console *console.Server
+	level   *slog.LevelVar // changed at run time: PUT /admin/v1/log-level
+	sim     *smpp.Simulator
+	gw      *gateway.Gateway
+	rem     *reminder.Service
+	remRun  context.CancelFunc // stops the reminders' scheduler
+	remWG   sync.WaitGroup
 
 	hooks    *webhook.Sender
 	hooksRun context.CancelFunc // stops the receipt webhooks' sender
@@ -316,6 +320,10 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
 		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
 	}
+	d.console, err = console.New(console.Config{API: d.api.Handler(), Logger: log.With("component", "console")})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	d.http = &http.Server{
 		Handler:           d.routes(reg),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
@@ -431,6 +439,7 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("PUT /admin/v1/log-level", d.api.Operator(d.setLogLevel))
 	mux.Handle("/admin/", d.api.Handler())
 	mux.Handle("/v1/", d.api.Handler())
+	mux.Handle("/", d.console.Handler())
 	return mux
 }
 

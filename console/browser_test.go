@@ -1,0 +1,217 @@
+package console
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The browser suite drives Debian's headless Chromium with chromedp, as a
+// person uses the console: typing, clicking, reading what the page says.
+// It never skips: a machine without Chromium fails here, with the
+// command that installs it (.ci/run runs it).
+
+// chromiumPath is where Debian's chromium package puts the browser
+// (QXTD_CHROMIUM overrides it).
+func chromiumPath() string {
+	if p := os.Getenv("QXTD_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// browser is one headless Chromium per test: its own profile, so no
+// cookie crosses tests.
+type browser struct {
+	t      *testing.T
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string // console errors, exceptions and CSP violations seen
+}
+
+// shotDir is where `make screenshots` collects a PNG of every page.
+var shotDir = os.Getenv("QXTD_SCREENSHOTS")
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := chromiumPath()
+	if path == "" {
+		t.Fatal("headless Chromium is required for the browser tests: apt-get install -y chromium (or set QXTD_CHROMIUM)")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		// The machine's network is closed: no background connections.
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("lang", "zh-CN"),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	b := &browser{t: t, ctx: ctx}
+	// Start the browser now, so a broken install fails here, clearly.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		acancel()
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	// Every console error, uncaught exception and CSP violation the pages
+	// cause fails the test at its end.
+	msgs := chromedp.Console(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if formAnswer(m) {
+				continue
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				b.record(m.String())
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		acancel()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, e := range b.errors {
+			t.Errorf("browser console: %s", e)
+		}
+	})
+	return b
+}
+
+func (b *browser) record(s string) {
+	b.mu.Lock()
+	b.errors = append(b.errors, s)
+	b.mu.Unlock()
+}
+
+// run runs actions with a deadline; a failure fails the test with what
+// the page showed.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tctx, tcancel := context.WithTimeout(b.ctx, 3*time.Second)
+		body, _ := chromedp.Run(tctx, chromedp.Text(chromedp.CSS("body")))
+		tcancel()
+		b.t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
+	}
+}
+
+// text is the visible text of the first element matching sel.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+	if err != nil {
+		b.t.Fatalf("read %s: %v", sel, err)
+	}
+	return s
+}
+
+// waitText waits until the element sel contains want (a page updated by
+// htmx, a message's state changing), reloading the page each time if
+// reload is set.
+func (b *browser) waitText(sel, want string, reload bool) {
+	b.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var s string
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		var err error
+		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+		cancel()
+		if err == nil && strings.Contains(s, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s never showed %q; last: %q (err %v)", sel, want, s, err)
+		}
+		if reload {
+			b.run("reload", chromedp.Reload())
+		} else {
+			b.run("wait", chromedp.Sleep(100*time.Millisecond)) // polling a page, not synchronising goroutines
+		}
+	}
+}
+
+// login opens the login page and logs in as systemID.
+func (b *browser) login(base, systemID string) {
+	b.t.Helper()
+	b.run("log in as "+systemID,
+		chromedp.Navigate(base+"/login"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=system_id]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=system_id]`), systemID),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`nav.side`)),
+	)
+}
+
+// shot writes a PNG of the whole page to $QXTD_SCREENSHOTS/name.png
+// (`make screenshots`); without the variable it does nothing.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	if shotDir == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.MkdirAll(shotDir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(shotDir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// mobile makes the window phone-sized (and back with desktop).
+func (b *browser) mobile() {
+	b.run("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+}
+
+func (b *browser) desktop() { b.run("desktop size", chromedp.EmulateReset()) }
+
+// formAnswer tells the browser's log entry for a page answered with a
+// 4xx status — a refused form (422), a failed login (401) — which is the
+// console working as meant, not a defect of the page.
+func formAnswer(m chromedp.ConsoleMessage) bool {
+	return m.Source == "network" && strings.Contains(m.Text, "the server responded with a status of 4")
+}

@@ -1,0 +1,6 @@
+package console
+
+// Stub: the pages of this group are being written.
+var accountRoutes = []route{}
+
+var accountPublicRoutes = []route{}

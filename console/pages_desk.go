@@ -1,0 +1,4 @@
+package console
+
+// Stub: the pages of this group are being written.
+var deskRoutes = []route{}

@@ -1,0 +1,83 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// The console speaks Chinese. A refusal of the operator's rules or the
+// gateway's has its Chinese text in policy's reason table (the one
+// vocabulary); the API's other error reasons are named here.
+
+// reasonText is the Chinese of the API's error reasons that are not
+// refusals (api/errors.go and the handlers).
+var reasonText = map[string]string{
+	"invalid":                "输入有误",
+	"not_found":              "未找到：记录不存在，或不属于您的企业",
+	"forbidden":              "无权执行此操作",
+	"exists":                 "已存在",
+	"unauthorized":           "用户名或密码错误",
+	"wrong_password":         "原密码错误",
+	"too_large":              "文件或内容太大",
+	"unsupported_media_type": "不支持的文件格式，请上传 CSV 或 XLSX 文件",
+	"too_many_jobs":          "同时进行的发送任务过多，请稍后再试",
+	"too_many_uploads":       "待处理的上传文件过多，请先发送或删除已上传的文件",
+	"too_many_requests":      "操作太频繁，请稍后再试",
+	"not_scheduled":          "短信已发出，不能再修改或删除",
+	"finished":               "任务已结束",
+	"file_limit":             "超出上限",
+	"busy":                   "系统繁忙，请稍后再试",
+	"already_decided":        "已审批过",
+	"unknown_field":          "模板中的字段在文件中不存在",
+	"unavailable":            "服务暂不可用",
+	"internal":               "系统内部错误，请稍后再试或联系客户经理",
+}
+
+// reasonZH is the Chinese text of an API reason string ("" if unknown).
+func reasonZH(reason string) string {
+	if r, ok := policy.ParseReason(reason); ok {
+		return r.MessageZH()
+	}
+	return reasonText[reason]
+}
+
+// zhError is the Chinese text of an error of an API call, with the API's
+// own detail after it where it says more (a limit, the field, the number).
+func zhError(err error) string {
+	var ae *api.APIError
+	if !errors.As(err, &ae) {
+		return "系统内部错误，请稍后再试"
+	}
+	zh := reasonZH(ae.Reason)
+	switch {
+	case zh == "" && ae.Status == http.StatusTooManyRequests:
+		zh = reasonText["too_many_requests"]
+	case zh == "":
+		zh = reasonText["internal"]
+		if ae.Status < 500 {
+			zh = reasonText["invalid"]
+		}
+	}
+	if ae.Message != "" && ae.Reason != "unauthorized" && ae.Reason != "not_found" {
+		return zh + "（" + ae.Message + "）"
+	}
+	return zh
+}
+
+// stateClass is the colour class of a message state in lists: ok
+// (接收成功), fail (接收失败 and the other final failures), wait (发送中).
+func stateClass(state string) string {
+	switch state {
+	case "delivered":
+		return "ok"
+	case "undeliverable", "expired", "rejected", "unknown":
+		return "fail"
+	case "cancelled":
+		return "muted"
+	default:
+		return "wait"
+	}
+}
