@@ -40,8 +40,8 @@ const (
 type adminState struct {
 	notify       atomic.Pointer[PasswordNotifier]
 	resetLimiter *rate.Limiter
-	maxJSON      int64 // maxJSONBody (tests lower these before serving)
-	maxImport    int64 // maxImportBody
+	maxJSON      int64         // maxJSONBody (tests lower these before serving)
+	maxImport    int64         // maxImportBody
 	sessions     *sessionStore // operator sessions (admin_session.go)
 	logins       loginThrottle // failed operator logins, per address
 }
