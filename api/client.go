@@ -17,10 +17,12 @@ import (
 	"github.com/qxtd/qxtd/sheet"
 )
 
-// Client calls the admin API (it is what `qxtd admin` uses).
+// Client calls the admin API (it is what `qxtd admin` uses) and, with a
+// user's token, the user API routes it has methods for (Preview, the
+// staged uploads).
 type Client struct {
 	Base  string       // "http://127.0.0.1:8080"
-	Token string       // the operator's admin token (http.admin_token)
+	Token string       // the operator's admin token (http.admin_token) or session, or a user's API key or console token
 	HTTP  *http.Client // nil: a client with a 2-minute timeout
 }
 
