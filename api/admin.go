@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -41,8 +40,10 @@ const (
 type adminState struct {
 	notify       atomic.Pointer[PasswordNotifier]
 	resetLimiter *rate.Limiter
-	maxJSON      int64 // maxJSONBody (tests lower these before serving)
-	maxImport    int64 // maxImportBody
+	maxJSON      int64         // maxJSONBody (tests lower these before serving)
+	maxImport    int64         // maxImportBody
+	sessions     *sessionStore // operator sessions (admin_session.go)
+	logins       loginThrottle // failed operator logins, per address
 }
 
 // actorHandler is an admin handler; a is who acts.
@@ -83,6 +84,9 @@ func (s *Server) adminRouteList() []adminRoute {
 
 		{"GET /admin/v1/optouts", s.exportOptOuts},
 
+		{"POST /admin/v1/logout", s.operatorLogout},
+		{"GET /admin/v1/status", s.status},
+
 		{"GET /admin/v1/overrides", s.listOverrides},
 		{"PUT /admin/v1/overrides/{prefix}", s.setOverride},
 		{"DELETE /admin/v1/overrides/{prefix}", s.removeOverride},
@@ -107,6 +111,10 @@ func (s *Server) adminRoutes() {
 	// tells nothing about the details either.
 	s.admin.resetLimiter = rate.NewLimiter(rate.Every(time.Second), 10)
 	s.admin.maxJSON, s.admin.maxImport = maxJSONBody, maxImportBody
+	s.admin.sessions = newSessionStore(MaxOperatorSessions, SessionIdle, s.cfg.Clock)
+	s.admin.sessions.prefix = operatorPrefix
+	s.admin.logins.now = time.Now
+	s.mux.HandleFunc("POST /admin/v1/login", s.operatorLogin) // the one route without the operator check
 	op := policy.OperatorActor(operatorName)
 	for _, rt := range s.adminRouteList() {
 		h := rt.h
@@ -114,13 +122,14 @@ func (s *Server) adminRoutes() {
 	}
 }
 
-// operator wraps an admin handler with the bearer-token check.
+// operator wraps an admin handler with the bearer-token check: the
+// operator token of the configuration or an operator session
+// (admin_session.go).
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)
-		if s.cfg.AdminToken == "" || !ok ||
-			subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
+		if !ok || !s.operatorOK(tok) {
+			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong, or operator session ended")
 			return
 		}
 		h(w, r)
@@ -128,7 +137,7 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // Operator wraps a handler of the daemon's own (outside this package)
-// with the operator token check.
+// with the operator check (token or operator session).
 func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }
 
 // Status is a plain acknowledgement.

@@ -33,6 +33,10 @@ type Config struct {
 	// 0: no deadline is set.
 	WriteTimeout time.Duration
 	Logger       *slog.Logger
+	// Clock is the time of the console and operator sessions' idle
+	// expiry and of the staged uploads' (nil: time.Now), so that a test
+	// can move it past 30 minutes.
+	Clock func() time.Time
 }
 
 // Server serves the HTTP API.
@@ -51,6 +55,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()

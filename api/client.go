@@ -17,10 +17,12 @@ import (
 	"github.com/qxtd/qxtd/sheet"
 )
 
-// Client calls the admin API (it is what `qxtd admin` uses).
+// Client calls the admin API (it is what `qxtd admin` uses) and, with a
+// user's token, the user API routes it has methods for (Preview, the
+// staged uploads).
 type Client struct {
 	Base  string       // "http://127.0.0.1:8080"
-	Token string       // the operator's admin token (http.admin_token)
+	Token string       // the operator's admin token (http.admin_token) or session, or a user's API key or console token
 	HTTP  *http.Client // nil: a client with a 2-minute timeout
 }
 
@@ -450,4 +452,64 @@ func (c *Client) ExportOptOuts(ctx context.Context, code, format string, w io.Wr
 	defer resp.Body.Close()
 	_, err = io.Copy(w, resp.Body)
 	return err
+}
+
+// --- the console's additions ---
+
+// OperatorLogin exchanges the operator token (c.Token is not used) for an
+// operator session token ("qxo_…", ended by 30 minutes without use);
+// set it as c.Token to act with it.
+func (c *Client) OperatorLogin(token string) (*OperatorLoginResponse, error) {
+	return call[OperatorLoginResponse](c, http.MethodPost, "/admin/v1/login", OperatorLoginRequest{Token: token})
+}
+
+// OperatorLogout ends the operator session of c.Token.
+func (c *Client) OperatorLogout() error {
+	return c.Do(http.MethodPost, "/admin/v1/logout", nil, nil)
+}
+
+// Status is the daemon's health summary (GET /admin/v1/status).
+func (c *Client) Status() (*SystemStatus, error) {
+	return call[SystemStatus](c, http.MethodGet, "/admin/v1/status", nil)
+}
+
+// Preview signs and counts a text as sending it would, for the user of
+// c.Token (an API key or a console token: POST /v1/messages/preview).
+func (c *Client) Preview(text string) (*PreviewResponse, error) {
+	return call[PreviewResponse](c, http.MethodPost, "/v1/messages/preview", PreviewRequest{Text: text})
+}
+
+// StageUpload stages a templated send's file (POST /v1/uploads) for the
+// user of c.Token; f is the file's format.
+func (c *Client) StageUpload(ctx context.Context, f sheet.Format, file io.Reader) (*Upload, error) {
+	ct := "text/csv"
+	if f == sheet.XLSX {
+		ct = XLSXContentType
+	}
+	var out Upload
+	if err := c.Upload(ctx, http.MethodPost, "/v1/uploads", ct, file, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// PreviewUpload is the first rows of a staged upload as the templated send
+// would send them (GET /v1/uploads/{id}/preview).
+func (c *Client) PreviewUpload(id, template, numberColumn string) (*UploadPreview, error) {
+	v := url.Values{"template": {template}}
+	if numberColumn != "" {
+		v.Set("number_column", numberColumn)
+	}
+	return call[UploadPreview](c, http.MethodGet, "/v1/uploads/"+seg(id)+"/preview?"+v.Encode(), nil)
+}
+
+// SendUpload starts the templated send of a staged upload (POST
+// /v1/batches with a JSON body); the upload is consumed.
+func (c *Client) SendUpload(req StagedBatchRequest) (*BatchCreated, error) {
+	return call[BatchCreated](c, http.MethodPost, "/v1/batches", req)
+}
+
+// DeleteUpload deletes a staged upload.
+func (c *Client) DeleteUpload(id string) error {
+	return c.Do(http.MethodDelete, "/v1/uploads/"+seg(id), nil, nil)
 }

@@ -23,10 +23,17 @@
 //     (per source address, clean addresses first).
 //   - v1_send.go: POST /v1/messages; idempotency.go answers a retried
 //     Idempotency-Key.
+//   - v1_preview.go: POST /v1/messages/preview (a text signed and counted
+//     as a send would, by gateway.Preview: the console's live counter).
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},
 //     GET /v1/messages (sent outbox), GET /v1/scheduled.
 //   - v1_inbox.go: GET /v1/inbox (replies to the service number).
-//   - jobs.go: /v1/batches (batch and templated sends from files).
+//   - jobs.go: /v1/batches (batch and templated sends from files, or from
+//     a staged upload).
+//   - v1_uploads.go: /v1/uploads (a templated send's file staged: its
+//     columns and first rows, a preview of the filled rows, delete);
+//     staged.go keeps the staged files (expiry, bounds); uploads.go the
+//     admission of every uploaded sheet.
 //   - v1_applications.go: POST /v1/applications, GET
 //     /v1/applications/{number} (opening an account, public).
 //   - v1_password.go: PUT /v1/me/password, POST /v1/password-reset
@@ -38,8 +45,12 @@
 //
 // The admin API, /admin/v1 (ADMIN.md and OPS.md document every route):
 //
-//   - admin.go: the route table (adminRouteList), the operator token check,
+//   - admin.go: the route table (adminRouteList), the operator check,
 //     helpers shared by the admin handlers.
+//   - admin_session.go: POST /admin/v1/login and /admin/v1/logout
+//     (operator sessions for the browser console).
+//   - admin_status.go: GET /admin/v1/status (binds, store, queue,
+//     refusals since the start).
 //   - admin_enterprises.go: /admin/v1/enterprises[/{code}].
 //   - admin_users.go: /admin/v1/enterprises/{code}/users and
 //     /admin/v1/users/{system_id} (password, API key).
@@ -64,7 +75,10 @@
 // only its own messages, an enterprise admin the enterprise's, and anything
 // else is answered like an unknown id. On /admin/v1 the token is the
 // operator token of the configuration (Config.AdminToken; empty disables
-// the admin API), and handlers act as policy.OperatorActor.
+// the admin API) or an operator session from POST /admin/v1/login
+// ("qxo_…", in memory only, ended like a console session), and handlers
+// act as policy.OperatorActor. Both session tables expire by
+// Config.Clock.
 //
 // # Errors
 //

@@ -85,6 +85,8 @@ type jobState struct {
 	maxAll int    // running jobs in all; 0 = batch.MaxJobs
 	// imports: the files being read, of every upload (uploads.go).
 	imports importLimiter
+	// staged: the templated sends' files uploaded ahead (staged.go).
+	staged stagedStore
 }
 
 // batches is the Server's job runner.
@@ -100,6 +102,7 @@ func (s *Server) batches() *batch.Runner {
 // for). Call it before stopping the gateway; the API takes no new job after.
 func (s *Server) Close() {
 	s.batches().Close()
+	s.jobs.staged.close()   // staged uploads no batch took
 	s.selfService().close() // password resets answered, still writing or sending
 }
 
@@ -123,6 +126,7 @@ type batchOptions struct {
 	template, numberColumn string
 	sendAt, source         string
 	receipt                string
+	upload                 string // a staged upload's id (staged.go) instead of a file
 }
 
 func (o *batchOptions) set(name, v string) bool {
@@ -137,10 +141,36 @@ func (o *batchOptions) set(name, v string) bool {
 		o.source = v
 	case "receipt":
 		o.receipt = v
+	case "upload":
+		o.upload = v
 	default:
 		return false
 	}
 	return true
+}
+
+// StagedBatchRequest is the JSON body of POST /v1/batches that starts the
+// templated send of a staged upload (POST /v1/uploads).
+type StagedBatchRequest struct {
+	Upload       string `json:"upload"`                  // "upl_…"
+	Template     string `json:"template"`                // required
+	NumberColumn string `json:"number_column,omitempty"` // "": the column headed 号码, 手机号 …
+	SendAt       string `json:"send_at,omitempty"`       // RFC 3339; absent = at once
+	Source       string `json:"source,omitempty"`        // sender extension, digits
+	Receipt      bool   `json:"receipt,omitempty"`
+}
+
+// set applies the request's fields over the query's.
+func (b *StagedBatchRequest) set(o *batchOptions) {
+	for _, f := range [][2]string{{"upload", b.Upload}, {"template", b.Template}, {"number_column", b.NumberColumn},
+		{"send_at", b.SendAt}, {"source", b.Source}} {
+		if f[1] != "" {
+			o.set(f[0], f[1])
+		}
+	}
+	if b.Receipt {
+		o.receipt = "true"
+	}
 }
 
 // upload is a batch file spooled to a temporary file.
@@ -179,15 +209,55 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 			return
 		}
 	}
-	up, ok := s.spoolUpload(w, r, MaxBatchBody, &opts)
-	if !ok {
-		return
-	}
-	defer func() {
-		if !started {
-			_ = os.Remove(up.path)
+	// The file: uploaded with the request (multipart or raw body), or
+	// staged before (a JSON body or a multipart field "upload").
+	var up *upload
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		var req StagedBatchRequest
+		if !decodeBody(w, r, &req) {
+			return
 		}
-	}()
+		req.set(&opts)
+		if opts.upload == "" {
+			// As before staged uploads: JSON is no file format.
+			writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+				`a JSON body sends a staged upload ({"upload": "upl_…", "template": …}); a file is sent as multipart/form-data, text/csv or `+XLSXContentType)
+			return
+		}
+	} else {
+		var ok bool
+		if up, ok = s.spoolUpload(w, r, MaxBatchBody, &opts); !ok {
+			return
+		}
+		if opts.upload != "" && up.path != "" {
+			_ = os.Remove(up.path)
+			writeError(w, http.StatusBadRequest, "invalid", "upload: give a file or a staged upload, not both")
+			return
+		}
+	}
+	if opts.upload != "" {
+		if opts.template == "" {
+			writeError(w, http.StatusBadRequest, "invalid", "template: required with a staged upload (it is a templated send)")
+			return
+		}
+		su := s.jobs.staged.take(opts.upload, visibleTo(c)) // consumed: a second use is 404
+		if su == nil {
+			writeUploadNotFound(w)
+			return
+		}
+		up = su.up
+		defer func() {
+			if !started { // the request failed: the upload stays staged, to be sent corrected
+				s.jobs.staged.restore(su)
+			}
+		}()
+	} else {
+		defer func() {
+			if !started {
+				_ = os.Remove(up.path)
+			}
+		}()
+	}
 
 	now := time.Now()
 	req := gateway.SendRequest{Ingress: "batch", Source: opts.source}
@@ -208,9 +278,11 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 	if opts.receipt == "true" {
 		req.RegisteredDelivery = 1
 	}
-	if req.SendAt, ok = parseTimeField(w, "send_at", opts.sendAt, now); !ok {
+	sendAt, ok := parseTimeField(w, "send_at", opts.sendAt, now)
+	if !ok {
 		return
 	}
+	req.SendAt = sendAt
 
 	release, ok := s.importSlot(w, c.ent.Code)
 	if !ok {
@@ -226,14 +298,7 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		NumberColumn: opts.numberColumn, MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir})
 	release() // an XLSX file is unpacked and checked; a CSV file streams
 	if err != nil {
-		var fe *batch.FieldError
-		switch {
-		case errors.As(err, &fe):
-			writeError(w, http.StatusBadRequest, fe.Reason, fe.Msg)
-		case writeSheetLimit(w, err):
-		default:
-			writeError(w, http.StatusBadRequest, "invalid", err.Error())
-		}
+		writeRowsError(w, err)
 		return
 	}
 	kind := batch.KindBatch
@@ -311,6 +376,9 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 			if !opts.set(name, string(v)) {
 				return fail(http.StatusBadRequest, "invalid", "unknown field "+strconv.Quote(name))
 			}
+		}
+		if up.path == "" && opts.upload != "" {
+			return up, true // a staged upload instead of a file (createBatch)
 		}
 		if up.path == "" {
 			return fail(http.StatusBadRequest, "invalid", `no file: send it as the multipart field "file"`)

@@ -40,6 +40,7 @@ import (
 type rigOptions struct {
 	sim    smpp.SimOptions
 	window int
+	clock  func() time.Time // Config.Clock (nil: time.Now)
 }
 
 // newBulkRig is the in-process daemon of the API tests (newUserRig is it
@@ -147,7 +148,7 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g, Reminders: r.rem})
+	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g, Reminders: r.rem, Clock: o.clock})
 	r.srv.jobs.tmpDir = t.TempDir()
 	hs := httptest.NewServer(r.srv.Handler())
 	r.url = hs.URL

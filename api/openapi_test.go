@@ -149,6 +149,14 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Part":            Part{},
 		"MessagePage":     MessagePage{},
 		"MessagePatch":    MessagePatch{},
+		// The console's additions.
+		"PreviewRequest":     PreviewRequest{},
+		"PreviewResponse":    PreviewResponse{},
+		"PreviewRefusal":     PreviewRefusal{},
+		"Upload":             Upload{},
+		"UploadPreview":      UploadPreview{},
+		"UploadPreviewRow":   UploadPreviewRow{},
+		"StagedBatchRequest": StagedBatchRequest{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

@@ -38,9 +38,10 @@ type session struct {
 // last use, least recent first, so expired sessions are always at the
 // front and both expiry and eviction are O(1) per session.
 type sessionStore struct {
-	now  func() time.Time // injectable for tests
-	idle time.Duration
-	max  int
+	now    func() time.Time // Config.Clock
+	idle   time.Duration
+	max    int
+	prefix string // of its tokens: sessionPrefix, or operatorPrefix (admin_session.go)
 
 	mu    sync.Mutex
 	byKey map[[32]byte]*list.Element // of *session
@@ -51,7 +52,7 @@ func newSessionStore(max int, idle time.Duration, now func() time.Time) *session
 	if now == nil {
 		now = time.Now
 	}
-	return &sessionStore{now: now, idle: idle, max: max, byKey: make(map[[32]byte]*list.Element)}
+	return &sessionStore{now: now, idle: idle, max: max, prefix: sessionPrefix, byKey: make(map[[32]byte]*list.Element)}
 }
 
 func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
@@ -65,7 +66,7 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
-	token := sessionPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	token := s.prefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	se := &session{key: tokenKey(token), systemID: systemID, enterprise: enterprise}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -90,6 +90,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/logout", true, s.logout},
 		{"GET", "/v1/me", true, s.me},
 		{"POST", "/v1/messages", true, s.idempotent(s.sendMessages)},
+		{"POST", "/v1/messages/preview", true, s.previewMessage},
 		{"GET", "/v1/messages", true, s.listSent},
 		{"GET", "/v1/messages/{id}", true, s.showMessage},
 		{"PATCH", "/v1/messages/{id}", true, s.editMessage},
@@ -101,6 +102,10 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/batches/{id}", true, s.showBatch},
 		{"DELETE", "/v1/batches/{id}", true, s.cancelBatch},
 		{"GET", "/v1/batches/template.csv", true, s.batchTemplateCSV},
+		// Staged uploads of templated sends (v1_uploads.go).
+		{"POST", "/v1/uploads", true, s.stageUpload},
+		{"GET", "/v1/uploads/{id}/preview", true, s.previewUpload},
+		{"DELETE", "/v1/uploads/{id}", true, s.deleteUpload},
 		{"GET", "/v1/batches/template.xlsx", true, s.batchTemplateXLSX},
 		{"GET", "/v1/contacts", true, s.listContacts(bookPersonal)},
 		{"POST", "/v1/contacts", true, s.addContact(bookPersonal)},
@@ -153,7 +158,8 @@ func (s *Server) userRouteList() []userRoute {
 
 // userRoutes registers the enterprises' user API under /v1.
 func (s *Server) userRoutes() {
-	s.user.sessions = newSessionStore(MaxSessions, SessionIdle, time.Now)
+	s.user.sessions = newSessionStore(MaxSessions, SessionIdle, s.cfg.Clock)
+	s.jobs.staged.now = s.cfg.Clock
 	s.user.idem = newIdemStore(time.Now)
 	s.user.logins.now = time.Now
 	routes := s.userRouteList()

@@ -110,10 +110,7 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	if !s.accountStore(w) {
 		return
 	}
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
+	ip := clientIP(r)
 	// A cache of verified credentials would be consulted here, before the gate.
 	l := &s.user.logins
 	key, class := l.loginKey(ip, req.SystemID)
@@ -158,6 +155,16 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, LoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
+}
+
+// clientIP is the request's source address as the login throttles key
+// it: the connection's IP (X-Forwarded-For is not read).
+func clientIP(r *http.Request) string {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return ip
 }
 
 func (s *Server) logout(c *caller, w http.ResponseWriter, _ *http.Request) {

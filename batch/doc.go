@@ -12,6 +12,8 @@
 //	slot, err := r.Reserve(enterprise)      // ErrTooManyJobs, ErrClosed
 //	rows, err := batch.OpenRows(file, template, numberColumn, opts) // *FieldError: the header does not fit
 //	job := slot.Start(batch.JobSpec{…}, rows) // or slot.Release()
+//	row, err := rows.Next()                 // a row as a job sends it (a preview reads the first few)
+//	header, first, err := batch.Head(file, opts, 5) // a templated send's columns and first rows
 //	job.Progress(true)                      // rows read, accepted, refused, unsent, row errors
 //	job.Cancel()                            // the user's DELETE
 //	r.Close()                               // before stopping the gateway

@@ -42,16 +42,9 @@ type rowSpec func(row sheet.Row) (number, text, reason, msg string)
 // options: a *FieldError if they do not fit, another error if the file
 // cannot be read or has no data row. It takes ownership of f.
 func OpenRows(f io.ReadCloser, o RowsOptions) (*Rows, error) {
-	sr, err := sheet.Open(f, sheet.Options{Format: o.Format, Limits: sheet.Limits{MaxBytes: o.MaxBytes}, TempDir: o.TempDir,
-		Shown: o.Template != ""}) // template fields as Excel shows them (dates, amounts)
+	rs, err := openSheet(f, o, o.Template != "") // template fields as Excel shows them (dates, amounts)
 	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("the file cannot be read: %w", err)
-	}
-	rs := &Rows{sr: sr, file: f}
-	if sr.Format() == sheet.XLSX { // read whole by Open
-		_ = f.Close()
-		rs.file = nil
+		return nil, err
 	}
 	if o.Template != "" {
 		rs.spec, err = rs.templateSpec(o.Template, o.NumberColumn)
@@ -63,6 +56,83 @@ func OpenRows(f io.ReadCloser, o RowsOptions) (*Rows, error) {
 		return nil, err
 	}
 	return rs, nil
+}
+
+// openSheet opens f as a sheet, with cells as Excel shows them too if
+// shown. It takes ownership of f.
+func openSheet(f io.ReadCloser, o RowsOptions, shown bool) (*Rows, error) {
+	sr, err := sheet.Open(f, sheet.Options{Format: o.Format, Limits: sheet.Limits{MaxBytes: o.MaxBytes}, TempDir: o.TempDir,
+		Shown: shown})
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("the file cannot be read: %w", err)
+	}
+	rs := &Rows{sr: sr, file: f}
+	if sr.Format() == sheet.XLSX { // read whole by Open
+		_ = f.Close()
+		rs.file = nil
+	}
+	return rs, nil
+}
+
+// Head reads the header row and the first n data rows of a templated
+// send's file as OpenRows reads them with a template: the header's cells
+// trimmed (what a {column} field and number_column name), the data cells
+// as Excel shows them, each row cut or padded to the header's width. It
+// takes ownership of f (closed on return). A file without a header row
+// is an error; one without data rows is not (the send refuses it).
+func Head(f io.ReadCloser, o RowsOptions, n int) (header []string, rows [][]string, err error) {
+	rs, err := openSheet(f, o, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rs.Close()
+	h, err := rs.sr.Next()
+	if err == io.EOF {
+		return nil, nil, errors.New("the file has no header row")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range h.Cells {
+		header = append(header, strings.TrimSpace(c))
+	}
+	for len(rows) < n {
+		row, err := rs.sr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		cells := make([]string, len(header))
+		for i := range cells {
+			cells[i] = strings.TrimSpace(row.ShownCell(i))
+		}
+		rows = append(rows, cells)
+	}
+	return header, rows, nil
+}
+
+// Row is a data row of a batch file as a job sends it: the number and the
+// text (a templated send's filled in), or the row error that refuses it.
+type Row struct {
+	N       int // the line of a CSV file, the row of a sheet
+	Number  string
+	Text    string
+	Reason  string // "" unless the row is refused before it is sent
+	Message string
+}
+
+// Next returns the next data row as a job reads it (io.EOF at the end): a
+// preview of a templated send reads its first rows with it.
+func (rs *Rows) Next() (Row, error) {
+	row, err := rs.next()
+	if err != nil {
+		return Row{}, err
+	}
+	number, text, reason, msg := rs.spec(row)
+	return Row{N: row.N, Number: number, Text: text, Reason: reason, Message: msg}, nil
 }
 
 // Close releases the file.

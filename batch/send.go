@@ -64,7 +64,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 		}()
 	}
 	for ctx.Err() == nil {
-		row, err := rows.next()
+		row, err := rows.Next()
 		if err == io.EOF {
 			break
 		}
@@ -73,16 +73,15 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			break
 		}
 		j.read()
-		number, text, reason, msg := rows.spec(row)
-		if reason != "" {
-			j.rowError(RowError{Row: row.N, Number: number, Reason: reason, Message: msg})
+		if row.Reason != "" {
+			j.rowError(RowError{Row: row.N, Number: row.Number, Reason: row.Reason, Message: row.Message})
 			continue
 		}
-		if len(cur.rows) > 0 && (cur.text != text || len(cur.rows) == BatchChunk) {
+		if len(cur.rows) > 0 && (cur.text != row.Text || len(cur.rows) == BatchChunk) {
 			flush()
 		}
-		cur.text = text
-		cur.rows = append(cur.rows, chunkRow{row.N, number})
+		cur.text = row.Text
+		cur.rows = append(cur.rows, chunkRow{row.N, row.Number})
 	}
 	if ctx.Err() != nil {
 		j.notSent(len(cur.rows))

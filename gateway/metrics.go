@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -214,4 +215,31 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Reserved), u.Enterprise, "reserved")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Charged), u.Enterprise, "charged")
 	}
+}
+
+// RefusalCount is how many submissions were refused for one reason.
+type RefusalCount struct {
+	Reason string // a policy reason's string, or "other"
+	Count  uint64
+}
+
+// Refusals reads qxtd_messages_refused_total, the counters the metrics
+// export (since the start), one per policy reason in the reason table's
+// order, then "other" if it is not zero.
+func (g *Gateway) Refusals() []RefusalCount {
+	read := func(reason string) uint64 {
+		var m dto.Metric
+		if err := g.metrics.refusedTotal.WithLabelValues(reason).Write(&m); err != nil {
+			return 0
+		}
+		return uint64(m.GetCounter().GetValue())
+	}
+	var out []RefusalCount
+	for _, r := range policy.Reasons() {
+		out = append(out, RefusalCount{Reason: r.String(), Count: read(r.String())})
+	}
+	if n := read(reasonOther); n > 0 {
+		out = append(out, RefusalCount{Reason: reasonOther, Count: n})
+	}
+	return out
 }

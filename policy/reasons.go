@@ -290,14 +290,14 @@ const (
 	RowAlreadyListed   = "already_listed"   // whitelist: the number is already on it (or repeated in the input)
 )
 
-var rowReasons = []struct{ name, message string }{
-	{RowEmptyText, "empty text (column B of a batch file)"},
-	{RowEmptyField, "a field of the template is empty in this row"},
-	{RowNumberTruncated, "the number is in scientific notation with digits missing (1.38001E+10): Excel cut it short; format the column as text and type the numbers again"},
-	{RowInvalidName, "the contact's name is too long or invalid"},
-	{RowInvalidGroup, "a group name is too long or invalid, or the contact has too many groups"},
-	{RowContactsLimit, "the address book is full"},
-	{RowAlreadyListed, "the number is already on the whitelist (the detail says in which state) or repeats an earlier row"},
+var rowReasons = []struct{ name, message, zh string }{
+	{RowEmptyText, "empty text (column B of a batch file)", "短信内容为空"},
+	{RowEmptyField, "a field of the template is empty in this row", "本行的模板字段为空"},
+	{RowNumberTruncated, "the number is in scientific notation with digits missing (1.38001E+10): Excel cut it short; format the column as text and type the numbers again", "号码被Excel显示为科学计数法而缺少位数，请将该列设为文本格式后重新输入"},
+	{RowInvalidName, "the contact's name is too long or invalid", "联系人姓名过长或无效"},
+	{RowInvalidGroup, "a group name is too long or invalid, or the contact has too many groups", "分组名称过长或无效，或联系人分组过多"},
+	{RowContactsLimit, "the address book is full", "通讯录已满"},
+	{RowAlreadyListed, "the number is already on the whitelist (the detail says in which state) or repeats an earlier row", "号码已在白名单中或与前面的行重复"},
 }
 
 // RowReasons returns the row reasons, each with its meaning.
@@ -307,6 +307,17 @@ func RowReasons() [][2]string {
 		out[i] = [2]string{r.name, r.message}
 	}
 	return out
+}
+
+// RowReasonZH returns the Chinese explanation of a row reason shown to
+// enterprise users ("未知原因" for an unknown name), as Reason.MessageZH.
+func RowReasonZH(name string) string {
+	for _, r := range rowReasons {
+		if r.name == name {
+			return r.zh
+		}
+	}
+	return "未知原因"
 }
 
 // TruncatedDetail is the message of a RowNumberTruncated row error for

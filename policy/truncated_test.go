@@ -64,3 +64,15 @@ func TestRowReasonsInREADME(t *testing.T) {
 		}
 	}
 }
+
+// Every row reason has a Chinese explanation for the console.
+func TestRowReasonZH(t *testing.T) {
+	for _, r := range RowReasons() {
+		if zh := RowReasonZH(r[0]); zh == "" || zh == "未知原因" {
+			t.Errorf("row reason %s: no Chinese explanation", r[0])
+		}
+	}
+	if RowReasonZH("nonsense") != "未知原因" {
+		t.Error("an unknown row reason has an explanation")
+	}
+}

@@ -345,3 +345,40 @@ func Encode(text string, opt Options) (*Plan, error) {
 	})
 	return p, nil
 }
+
+// Measure is what Encode counts of a text: its coding, code points and
+// segments.
+type Measure struct {
+	Coding   Coding
+	Chars    int // code points, the figure checked against MaxChars
+	Segments int // the billing count, as Plan.Segments
+}
+
+// MeasureText counts text as Encode would, and goes on counting a text that
+// is too long (more than MaxChars, or more than 255 segments): it then
+// returns the whole count with the ErrTooLong error, so that a live
+// character counter can show how far over the limit a text is. Other
+// errors (empty text, invalid UTF-8, bad options) return a zero Measure.
+func MeasureText(text string, opt Options) (Measure, error) {
+	limit := opt.MaxChars
+	if limit == 0 {
+		limit = DefaultMaxChars
+	}
+	unlimited := opt
+	if opt.MaxChars >= 0 {
+		unlimited.MaxChars = int(^uint(0) >> 1)
+	}
+	ti, err := inspect(text, unlimited)
+	if err != nil {
+		return Measure{}, err
+	}
+	m := Measure{Coding: UCS2, Chars: ti.chars}
+	if ti.gsm {
+		m.Coding = GSM7
+	}
+	m.Segments, err = segmentCount(text, ti, opt)
+	if err == nil && ti.chars > limit {
+		err = fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, ti.chars, limit)
+	}
+	return m, err
+}

@@ -1,0 +1,111 @@
+package api
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// Operator sessions: POST /admin/v1/login exchanges the operator token of
+// the configuration for a session token ("qxo_…") that the browser
+// console keeps instead of the configured token, so that the long-lived
+// secret is typed once and not stored in a browser. A session is like a
+// console session of /v1 (session.go, the same table type and clock): in
+// memory only, ended 30 minutes after its last request, at logout, or
+// when the table is full and it is the least recently used. It acts as
+// policy.OperatorActor like the token does. Wrong tokens are answered
+// after the failure delay of POST /v1/login (loginThrottle, per source
+// address) and one login per address is checked at a time, so guessing
+// the token is as slow as guessing a password.
+
+const (
+	// MaxOperatorSessions bounds the operator session table (account
+	// managers, a few browsers each).
+	MaxOperatorSessions = 1000
+
+	operatorPrefix = "qxo_" // tells operator sessions from the configured token
+)
+
+// OperatorLoginRequest is the body of POST /admin/v1/login.
+type OperatorLoginRequest struct {
+	Token string `json:"token"` // the operator token of the configuration
+}
+
+// OperatorLoginResponse is the answer of POST /admin/v1/login.
+type OperatorLoginResponse struct {
+	Token     string `json:"token"`      // "qxo_…": send as "Authorization: Bearer <token>"
+	ExpiresIn int    `json:"expires_in"` // seconds of inactivity until it ends
+}
+
+// isOperatorSession tells an operator session token by its prefix.
+func isOperatorSession(tok string) bool { return strings.HasPrefix(tok, operatorPrefix) }
+
+// adminTokenOK compares tok with the configured operator token in
+// constant time; an empty configuration matches nothing.
+func (s *Server) adminTokenOK(tok string) bool {
+	return s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1
+}
+
+// operatorOK reports whether tok authenticates the operator: the
+// configured token, or a live operator session (whose expiry it slides).
+func (s *Server) operatorOK(tok string) bool {
+	if s.cfg.AdminToken == "" {
+		return false // the admin API is disabled, sessions included
+	}
+	if isOperatorSession(tok) {
+		_, ok := s.admin.sessions.touch(tok)
+		return ok
+	}
+	return s.adminTokenOK(tok)
+}
+
+// operatorLogin: POST /admin/v1/login (no authentication).
+func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
+	var req OperatorLoginRequest
+	if !decodeJSON(w, r, &req, 4<<10) {
+		return
+	}
+	ip := clientIP(r)
+	l := &s.admin.logins
+	// One login per address at a time: parallel guesses would not wait
+	// out each other's failure delay.
+	if !l.gate.hold(ip) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), "a login from this address is already in progress; retry when it is answered")
+		return
+	}
+	defer l.gate.unhold(ip) // after the failure delay below
+	if !s.adminTokenOK(req.Token) {
+		t := time.NewTimer(l.failed(ip))
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+		writeError(w, http.StatusUnauthorized, "unauthorized", "wrong operator token (or the admin API is disabled)")
+		return
+	}
+	l.succeeded(ip)
+	tok, err := s.admin.sessions.create(operatorName, "")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	s.log.Info("admin: operator login", "addr", ip)
+	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
+}
+
+// operatorLogout: POST /admin/v1/logout ends the session of the token
+// sent; the configured token cannot log out.
+func (s *Server) operatorLogout(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
+	tok, _ := bearerToken(r)
+	if !isOperatorSession(tok) {
+		writeError(w, http.StatusBadRequest, "invalid", "logout ends operator sessions; the configured token is changed in the configuration")
+		return
+	}
+	s.admin.sessions.end(tok)
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// operatorServer serves the admin API over the rig's daemon with the
+// operator token and clock given.
+func operatorServer(t *testing.T, r *userRig, token string, clock func() time.Time) (*Server, string) {
+	t.Helper()
+	s := New(Config{AdminToken: token, Store: r.store, Policy: r.pol, Gateway: r.gw, Clock: clock})
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); s.Close() })
+	return s, hs.URL
+}
+
+// TestOperatorSession: the operator token is exchanged for a session that
+// the admin API accepts like the token, ends 30 minutes after its last use
+// (Config.Clock) or at logout; a wrong token waits out the login
+// throttle's delay.
+func TestOperatorSession(t *testing.T) {
+	r := newUserRig(t)
+	clock := &uClock{now: time.Now()}
+	s, url := operatorServer(t, r, adminToken, clock.Now)
+	adm := &userRig{t: t, url: url}
+
+	start := time.Now()
+	adm.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/admin/v1/login", "", OperatorLoginRequest{Token: "wrong"})
+	if d := time.Since(start); d < loginDelayMin {
+		t.Errorf("a wrong token answered after %v", d)
+	}
+	start = time.Now()
+	adm.wantError(http.StatusUnauthorized, "unauthorized", "POST", "/admin/v1/login", "", OperatorLoginRequest{Token: adminToken[:5]})
+	if d := time.Since(start); d < 2*loginDelayMin {
+		t.Errorf("a second wrong token answered after %v, want the doubled delay", d)
+	}
+	adm.wantError(http.StatusBadRequest, "invalid", "POST", "/admin/v1/login", "", map[string]string{"password": adminToken})
+
+	c := &Client{Base: url}
+	lr, err := c.OperatorLogin(adminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(lr.Token, operatorPrefix) || lr.ExpiresIn != 1800 {
+		t.Fatalf("login %+v", lr)
+	}
+	c.Token = lr.Token
+	if _, err := c.Enterprises(); err != nil {
+		t.Fatalf("with the session: %v", err)
+	}
+	// It acts as the operator: an operator-only change goes through.
+	if _, err := c.CreateEnterprise(NewEnterprise{Code: "OPS1", Name: "运维测试", Package: 1, Signature: "【运维】"}); err != nil {
+		t.Fatalf("create as the operator: %v", err)
+	}
+	// Each request slides the expiry; 30 minutes idle ends it.
+	clock.Add(29 * time.Minute)
+	if _, err := c.Status(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(29 * time.Minute)
+	if _, err := c.Enterprises(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(30 * time.Minute)
+	_, err = c.Enterprises()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+
+	// Logout ends it at once; the configured token cannot log out.
+	lr, _ = c.OperatorLogin(adminToken)
+	c.Token = lr.Token
+	if err := c.OperatorLogout(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Enterprises()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+	c.Token = adminToken
+	wantAPIError(t, c.OperatorLogout(), http.StatusBadRequest, "invalid")
+	if _, err := c.Enterprises(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.admin.sessions.len(); n != 0 {
+		t.Errorf("%d operator sessions left", n)
+	}
+
+	// Operator sessions and console sessions do not cross.
+	lr, _ = c.OperatorLogin(adminToken)
+	r.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/v1/me", lr.Token, nil)
+	var ul LoginResponse
+	r.must(http.StatusOK, "POST", "/v1/login", "", LoginRequest{SystemID: "amy", Password: "secret1"}, &ul)
+	adm.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises", ul.Token, nil)
+	adm.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises", r.keys["amy"], nil)
+
+	// Without an operator token every login is refused.
+	_, off := operatorServer(t, r, "", nil)
+	_, err = (&Client{Base: off}).OperatorLogin("")
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+}
+
+// TestConsoleSessionClock: the console sessions follow Config.Clock.
+func TestConsoleSessionClock(t *testing.T) {
+	clock := &uClock{now: time.Now()}
+	r := newBulkRig(t, rigOptions{clock: clock.Now})
+	var lr LoginResponse
+	r.must(http.StatusOK, "POST", "/v1/login", "", LoginRequest{SystemID: "alice", Password: "secret1"}, &lr)
+	clock.Add(SessionIdle - time.Second)
+	r.must(http.StatusOK, "GET", "/v1/me", lr.Token, nil, nil)
+	clock.Add(SessionIdle)
+	r.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/v1/me", lr.Token, nil)
+}
+
+// TestAdminStatus: the desk's summary reads the binds, the store and the
+// refusal counters the metrics export.
+func TestAdminStatus(t *testing.T) {
+	r := newUserRig(t)
+	_, url := operatorServer(t, r, adminToken, nil)
+	c := &Client{Base: url, Token: adminToken}
+	out := r.send(r.keys["alice"], SendRequest{To: []string{uNumA1, uNumPending}, Text: "状态"})
+	if out.Accepted != 1 {
+		t.Fatalf("%+v", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var st *SystemStatus
+	for {
+		var err error
+		if st, err = c.Status(); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Upstreams) == 1 && st.Upstreams[0].BindsUp == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(st.Upstreams) != 1 || st.Upstreams[0] != (UpstreamStatus{Name: "sim", BindsUp: 1, BindsConfigured: 1}) || !st.StoreWritable {
+		t.Fatalf("status %+v", st)
+	}
+	if _, ok := st.Queue["accepted"]; !ok || st.Queue["waiting"] != 0 {
+		t.Fatalf("queue %v", st.Queue)
+	}
+	total := 0
+	for _, n := range st.Queue {
+		total += n
+	}
+	if total == 0 {
+		t.Fatalf("queue %v: the accepted message is not counted", st.Queue)
+	}
+	counts := map[string]uint64{}
+	for _, rc := range st.Refusals {
+		counts[rc.Reason] = rc.Count
+	}
+	if len(st.Refusals) != len(policy.Reasons()) || counts["not_whitelisted"] != 1 || counts["too_long"] != 0 {
+		t.Fatalf("refusals %+v", st.Refusals)
+	}
+	// Operator only.
+	_, err := (&Client{Base: url, Token: r.keys["amy"]}).Status()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+}

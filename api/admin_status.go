@@ -1,0 +1,71 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// GET /admin/v1/status: the health summary of the account manager's desk,
+// from what the daemon already keeps for /readyz and /metrics — the
+// upstream binds (gateway.Health), whether the store takes writes, the
+// store's in-memory segment counts by state, the segments waiting for a
+// later time (one read of the due index, capped like the metric), and the
+// refusals since the start (the qxtd_messages_refused_total counters,
+// read through gateway.Refusals: no second count is kept).
+
+// maxWaitingCount caps the count of waiting segments, as the metric does.
+const maxWaitingCount = 1_000_000
+
+// SystemStatus is the answer of GET /admin/v1/status.
+type SystemStatus struct {
+	Upstreams     []UpstreamStatus `json:"upstreams"`
+	StoreWritable bool             `json:"store_writable"`
+	// Queue is the store's segments by state (accepted, submitted,
+	// delivered, …, as qxtd_queue_segments) and "waiting": segments due
+	// later (scheduled sends and retries), at most 1,000,000.
+	Queue    map[string]int  `json:"queue"`
+	Refusals []RefusalStatus `json:"refusals"`
+}
+
+// UpstreamStatus is one upstream's binds.
+type UpstreamStatus struct {
+	Name            string `json:"name"`
+	BindsUp         int    `json:"binds_up"`
+	BindsConfigured int    `json:"binds_configured"`
+}
+
+// RefusalStatus is how many submissions were refused for a reason since
+// the daemon started.
+type RefusalStatus struct {
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+}
+
+func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) {
+	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{}}
+	if g := s.cfg.Gateway; g != nil {
+		h := g.Health()
+		out.StoreWritable = h.StoreWritable
+		for _, u := range h.Upstreams {
+			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured})
+		}
+		for _, rc := range g.Refusals() {
+			out.Refusals = append(out.Refusals, RefusalStatus{Reason: rc.Reason, Count: rc.Count})
+		}
+	}
+	if st := s.cfg.Store; st != nil {
+		out.StoreWritable = st.Writable()
+		for state, n := range st.Counts() {
+			out.Queue[state.String()] = n
+		}
+		n, err := st.Waiting(time.Now(), maxWaitingCount)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		out.Queue["waiting"] = n
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"errors"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
+)
+
+// Preview is what sending a text would put on the air for an account: the
+// text signed as Send signs it, and what Send would count. The console's
+// live character counter asks for it on every keystroke.
+type Preview struct {
+	Signed   string         // the text with the enterprise and user signatures
+	Chars    int            // code points of Signed, the figure checked against MaxChars
+	Segments int            // the billing count (segment.Plan.Segments)
+	Coding   segment.Coding // segment.GSM7 or segment.UCS2
+	MaxChars int            // the most characters Send takes (signatures included)
+	// Refusal is why Send would refuse the text (too_long, bad_text); nil
+	// if it would take it. The counts are still those that can be made:
+	// a text too long is counted whole.
+	Refusal *policy.Refusal
+}
+
+// Preview signs and counts text for acct as Send does: the account as it
+// is now (Policy.Prepare: signatures may have changed since the bind),
+// segment.Sign, and the encoding of the first configured upstream's
+// segment.Options. Send encodes per upstream a recipient is routed to;
+// upstreams configured with other options can count differently, which
+// a preview without recipients cannot know. It takes no token of the
+// rate limit and reads nothing but what Prepare reads. An error is an
+// account-level refusal (disabled, no signature), as Send would answer.
+//
+// An empty text is previewed as the signatures alone (Send refuses an
+// empty text before it gets here; a console shows what the signature
+// costs before the first keystroke), with no Refusal.
+func (g *Gateway) Preview(acct *Account, text string) (Preview, error) {
+	acct, _, err := g.policy.Prepare(acct)
+	if err != nil {
+		return Preview{}, err
+	}
+	opt := g.ups[0].cfg.Segment // New refuses a gateway without upstreams
+	p := Preview{Signed: segment.Sign(text, acct.Signature, acct.UserSignature), MaxChars: opt.MaxChars}
+	if p.MaxChars == 0 {
+		p.MaxChars = segment.DefaultMaxChars
+	}
+	if p.Signed == "" { // no text, no signature: nothing on the air
+		return p, nil
+	}
+	plan, err := encode(p.Signed, opt) // the very check and split of Send
+	if err == nil {
+		p.Chars, p.Segments, p.Coding = plan.Chars, plan.Segments(), plan.Coding
+		return p, nil
+	}
+	if !errors.As(err, &p.Refusal) {
+		return Preview{}, err
+	}
+	// Refused: count what can be counted (a text too long, in full).
+	m, _ := segment.MeasureText(p.Signed, opt)
+	p.Chars, p.Segments, p.Coding = m.Chars, m.Segments, m.Coding
+	return p, nil
+}

@@ -1,0 +1,80 @@
+package gateway_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/segment"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestPreview: a preview signs and counts as Send does, counts a text too
+// long in full with its refusal, and is no submission (no refusal counted).
+func TestPreview(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	op := policy.OperatorActor("test")
+	u, err := pol.User(op, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, _ := pol.Lookup("E1")
+	acct := gateway.AccountFor(u, ent)
+
+	p, err := r.gw.Preview(acct, "您好")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Signed != "【甲公司】您好" || p.Chars != 7 || p.Segments != 1 || p.Coding != segment.UCS2 || p.MaxChars != 500 || p.Refusal != nil {
+		t.Fatalf("preview %+v", p)
+	}
+	// What Send stores is what the preview showed.
+	res, err := r.gw.Send(context.Background(), acct, gateway.SendRequest{Ingress: "http", Dests: []string{"13712345678"}, Text: "您好"})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res)
+	}
+	m, err := r.store.Get(res[0].ID)
+	if err != nil || m.Text != p.Signed {
+		t.Fatalf("stored %q (%v), previewed %q", m.Text, err, p.Signed)
+	}
+	// Too long: counted whole, refused as Send refuses it.
+	p, err = r.gw.Preview(acct, strings.Repeat("长", 500))
+	if err != nil || p.Refusal == nil || p.Refusal.Reason != policy.ReasonTooLong || p.Chars != 505 || p.Segments != 8 {
+		t.Fatalf("too long: %+v %v", p, err)
+	}
+	// GSM text, two segments.
+	p, _ = r.gw.Preview(acct, strings.Repeat("a", 160))
+	if p.Coding != segment.UCS2 || p.Segments != 3 { // the signature is Chinese: UCS-2
+		t.Fatalf("latin: %+v", p)
+	}
+	// Empty: the signature alone.
+	p, _ = r.gw.Preview(acct, "")
+	if p.Signed != "【甲公司】" || p.Chars != 5 || p.Segments != 1 || p.Refusal != nil {
+		t.Fatalf("empty: %+v", p)
+	}
+	// A disabled enterprise: refused as Send refuses it.
+	if _, err := pol.UpdateEnterprise(op, "E1", func(e *policy.Enterprise) error { e.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.gw.Preview(acct, "x"); err == nil {
+		t.Fatal("preview of a disabled enterprise")
+	} else if reason, _ := policy.ReasonOf(err); reason != policy.ReasonAccountDisabled {
+		t.Fatalf("disabled: %v", err)
+	}
+
+	// Refusals reads the metrics' counters: previews count nothing.
+	if _, err := r.gw.Send(context.Background(), &gateway.Account{SystemID: "bob", Enterprise: "E2"},
+		gateway.SendRequest{Ingress: "http", Dests: []string{"13012345678"}, Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, c := range r.gw.Refusals() {
+		counts[c.Reason] = c.Count
+	}
+	if len(counts) != len(policy.Reasons()) || counts["scope_offnet"] != 1 || counts["too_long"] != 0 || counts["account_disabled"] != 0 {
+		t.Fatalf("refusals %v", counts)
+	}
+}
