@@ -139,7 +139,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem})
+	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now})
 	r.con, err = New(Config{API: r.api.Handler()})
 	if err != nil {
 		t.Fatal(err)
