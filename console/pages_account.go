@@ -43,8 +43,8 @@ func accountErrZH(err error) string {
 	var ae *api.APIError
 	if errors.As(err, &ae) {
 		switch {
-		case ae.Reason == "invalid_password":
-			return reasonText["invalid_password"]
+		case ae.Reason == "invalid_password", ae.Reason == "wrong_password":
+			return reasonText[ae.Reason]
 		case ae.Status == http.StatusTooManyRequests:
 			return reasonText["too_many_requests"]
 		case ae.Reason == "notifier_unavailable":
