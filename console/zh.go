@@ -21,6 +21,8 @@ var reasonText = map[string]string{
 	"exists":                 "已存在",
 	"unauthorized":           "用户名或密码错误",
 	"wrong_password":         "原密码错误",
+	"invalid_password":       "密码须为 6–8 位字母、数字或英文符号，不能有空格或中文",
+	"notifier_unavailable":   "系统暂不能发送短信，无法在线重置密码，请联系客户经理",
 	"too_large":              "文件或内容太大",
 	"unsupported_media_type": "不支持的文件格式，请上传 CSV 或 XLSX 文件",
 	"too_many_jobs":          "同时进行的发送任务过多，请稍后再试",
