@@ -65,7 +65,7 @@ func TestBrowserOpsLoginAndIdleLogout(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`nav.side`)),
 	)
 	r.clock.Add(api.SessionIdle + time.Second)
-	b.run("come back after 30 minutes", chromedp.Navigate(r.url+"/ops/enterprises"))
+	b.run("come back after 30 minutes", chromedp.Navigate(r.url+"/ops/"))
 	b.waitText("h1", "客户经理工作台", false)
 	if n := b.text(".notice"); !strings.Contains(n, "30 分钟") {
 		t.Errorf("desk login notice %q, want the idle notice", n)
