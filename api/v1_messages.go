@@ -76,6 +76,16 @@ var stateZH = map[queue.State]string{
 	queue.StateCancelled:     "已取消",
 }
 
+// outcomeStates are the groups of states that GET /v1/messages?outcome=
+// lists, as the outbox's tabs show them: received (接收成功: the handset
+// got it, the only billed outcome), failed (接收失败: every final state
+// but delivered and cancelled) and pending (发送中: not final yet).
+var outcomeStates = map[string][]queue.State{
+	"received": {queue.StateDelivered},
+	"failed":   {queue.StateUndeliverable, queue.StateExpired, queue.StateRejected, queue.StateUnknown},
+	"pending":  {queue.StateAccepted, queue.StateSubmitted},
+}
+
 func messageOut(m *queue.Message, now time.Time, parts bool) Message {
 	st := m.State()
 	out := Message{
@@ -200,6 +210,14 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 			return
 		}
 		f.State = st
+	}
+	if v := q.Get("outcome"); v != "" {
+		sts, ok := outcomeStates[v]
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid", "outcome: one of received, failed, pending")
+			return
+		}
+		f.States = sts
 	}
 	for _, p := range []struct {
 		name string

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,6 +53,7 @@ type ListFilter struct {
 	Enterprise string    // only this enterprise's messages (required)
 	Account    string    // only this account's (user's) messages
 	State      State     // only messages whose Message.State is this
+	States     []State   // only messages whose Message.State is one of these (nil: any)
 	From, To   time.Time // AcceptedAt at or after From, and before To
 	Scheduled  bool      // only messages waiting for their send time (the scheduled outbox)
 	Sent       bool      // only the others: sent, being sent, or over (the sent outbox)
@@ -100,6 +102,11 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 	}
 	if f.State != 0 && !f.State.Valid() {
 		return nil, 0, fmt.Errorf("queue: list: %w: state %d", ErrInvalid, uint8(f.State))
+	}
+	for _, st := range f.States {
+		if !st.Valid() {
+			return nil, 0, fmt.Errorf("queue: list: %w: state %d", ErrInvalid, uint8(st))
+		}
 	}
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -166,6 +173,8 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 func (f *ListFilter) match(m *Message, now time.Time) bool {
 	switch {
 	case f.State != 0 && m.State() != f.State:
+		return false
+	case f.States != nil && !slices.Contains(f.States, m.State()):
 		return false
 	case !f.From.IsZero() && m.AcceptedAt.Before(f.From):
 		return false

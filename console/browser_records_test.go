@@ -1,0 +1,98 @@
+package console
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/reminder"
+)
+
+// A person checks that a message was received (FAQ 17) and why not (FAQ
+// 6), changes and deletes a scheduled message (FAQ 8, 9), reads a reply
+// and the month's costs (FAQ 16, 18).
+func TestBrowserRecords(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "周五下午三点开会"})[0]
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+
+	// 首页: the month and the last messages.
+	b.run("home", chromedp.Navigate(r.url+"/"))
+	b.waitText("main", "本月用量", false)
+	b.waitText("main", "周五下午三点开会", false)
+	b.shot("home")
+
+	// 发件箱: reload until the SMSC's receipt says 接收成功.
+	b.run("open the outbox", chromedp.Click(chromedp.CSS(`nav.side a[href="/outbox"]`)), chromedp.WaitVisible(chromedp.CSS(`nav.tabs`)))
+	b.waitText("table.list tbody", "接收成功", true)
+	b.run("tab 接收成功", chromedp.Click(chromedp.CSS(`nav.tabs a[href="/outbox?outcome=received"]`)), chromedp.WaitVisible(chromedp.CSS(`nav.tabs a.on[href="/outbox?outcome=received"]`)))
+	b.waitText("table.list tbody", numA1, false)
+	b.shot("outbox")
+
+	// Its detail: why (not) received.
+	b.run("open the message", chromedp.Click(chromedp.CSS(`table.list a[href="/outbox/`+id+`"]`)), chromedp.WaitVisible(chromedp.CSS(`section.why`)))
+	b.waitText("h1", "短信详情", false)
+	if why := b.text("section.why"); !strings.Contains(why, "对方手机已经收到") || !strings.Contains(why, "计 1 条") {
+		t.Errorf("为什么没有收到 says %q", why)
+	}
+	if parts := b.text("table.parts"); !strings.Contains(parts, "接收成功") {
+		t.Errorf("parts: %q", parts)
+	}
+	b.shot("message")
+
+	// 定时发件箱: tomorrow's message, moved and reworded, then deleted.
+	at := time.Now().Add(24 * time.Hour).Truncate(time.Minute)
+	sid := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "明天上午开会", SendAt: at.Format(time.RFC3339)})[0]
+	b.run("open 定时发件箱", chromedp.Click(chromedp.CSS(`nav.side a[href="/scheduled"]`)), chromedp.WaitVisible(chromedp.CSS(`table.scheduled`)))
+	b.waitText("table.scheduled", "明天上午开会", false)
+	b.waitText("table.scheduled", at.In(reminder.Shanghai).Format("2006-01-02 15:04"), false)
+	b.shot("scheduled")
+	later := at.Add(5 * time.Hour).In(reminder.Shanghai)
+	b.run("修改", chromedp.Click(chromedp.CSS(`a[href="/scheduled/`+sid+`"]`)), chromedp.WaitVisible(chromedp.CSS(`textarea[name=text]`)))
+	b.shot("scheduled-edit")
+	b.run("change time and text",
+		chromedp.SetValue(chromedp.CSS(`input[name=send_at]`), later.Format(localLayout)),
+		chromedp.Clear(chromedp.CSS(`textarea[name=text]`)),
+		chromedp.SendKeys(chromedp.CSS(`textarea[name=text]`), "改到明天下午开会"),
+		chromedp.Click(chromedp.CSS(`form.form button.primary`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.scheduled`)),
+	)
+	b.waitText("main", "定时短信已修改", false)
+	b.waitText("table.scheduled", "【甲公司】改到明天下午开会", false)
+	b.waitText("table.scheduled", later.Format("2006-01-02 15:04"), false)
+	if m := r.waitState(key, sid, "accepted"); !m.SendAt.Equal(later) {
+		t.Errorf("send_at %v, want %v", m.SendAt, later)
+	}
+	b.run("删除", chromedp.Click(chromedp.CSS(`form[action="/scheduled/`+sid+`/delete"] button`)))
+	b.waitText("main", "定时短信已删除", false)
+	b.waitText("main", "没有等待发送的定时短信", false)
+	r.waitState(key, sid, "cancelled")
+
+	// 收件箱: a reply to the enterprise's service number, which its admin
+	// sees (a user sees the replies to its own extension).
+	b.run("log out", chromedp.Click(chromedp.CSS(`header form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.CSS(`input[name=system_id]`)))
+	b.login(r.url, "amy")
+	r.injectMO(numA1, "106575000001", "收到，准时参加")
+	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
+	b.waitText("main", "收到，准时参加", true)
+	b.shot("inbox")
+
+	// 费用: the month against the package, the note of FAQ 18.
+	b.run("open 费用", chromedp.Click(chromedp.CSS(`nav.side a[href="/billing"]`)), chromedp.WaitVisible(chromedp.CSS(`meter.usage`)))
+	if s := b.text("section.usage"); !strings.Contains(s, "1 条") || !strings.Contains(s, "150.00 元") {
+		t.Errorf("usage: %q", s)
+	}
+	b.waitText("section.note", "只有接收成功的短信收费", false)
+	b.shot("billing")
+
+	// The 发件箱 on a phone (last: the window stays phone-sized).
+	b.run("outbox again", chromedp.Navigate(r.url+"/outbox"))
+	b.mobile()
+	b.waitText("table.list tbody", "接收成功", false)
+	b.shot("outbox-mobile")
+}

@@ -1,0 +1,333 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/reminder"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// apiKey issues an API key of systemID, as the daemon's operator would.
+func (r *rig) apiKey(systemID string) string {
+	r.t.Helper()
+	k, err := r.pol.IssueAPIKey(policy.OperatorActor("test"), systemID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return k
+}
+
+// apiSend sends through the HTTP API with key, as a program of the
+// enterprise would; it returns the message ids.
+func (r *rig) apiSend(key string, req api.SendRequest) []string {
+	r.t.Helper()
+	c := &api.Client{Base: r.url, Token: key}
+	var out api.SendResponse
+	if err := c.DoContext(context.Background(), http.MethodPost, "/v1/messages", req, &out); err != nil {
+		r.t.Fatalf("send: %v", err)
+	}
+	var ids []string
+	for _, res := range out.Results {
+		if res.Status != "accepted" {
+			r.t.Fatalf("send refused: %+v", res)
+		}
+		ids = append(ids, res.ID)
+	}
+	return ids
+}
+
+// waitState waits until message id (of key's user) is in state.
+func (r *rig) waitState(key, id, state string) api.Message {
+	r.t.Helper()
+	c := &api.Client{Base: r.url, Token: key}
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var m api.Message
+		if err := c.DoContext(context.Background(), http.MethodGet, "/v1/messages/"+id, nil, &m); err != nil {
+			r.t.Fatal(err)
+		}
+		if m.State == state {
+			return m
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("message %s is %s, want %s", id, m.State, state)
+		}
+		<-tick.C
+	}
+}
+
+// injectMO sends a reply from a handset to dest through the SMSC.
+func (r *rig) injectMO(from, dest, text string) {
+	r.t.Helper()
+	if err := r.sim.InjectMO(from, dest, text); err != nil {
+		r.t.Fatalf("inject: %v", err)
+	}
+}
+
+func TestHomePage(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "首页可见"})[0]
+	r.waitState(key, id, "delivered")
+	c := r.client()
+	c.login("alice")
+	c.get("/").wantPage(t, "本月用量", "已计费 <b>1</b> / 包含 1700 条", "套餐 3",
+		`href="/send/group"`, `href="/outbox"`, `href="/whitelist"`, "首页可见", `href="/outbox/`+id+`"`, "接收成功")
+}
+
+func TestOutboxTabsAndPaging(t *testing.T) {
+	r := newRig(t)
+	r.sim.SetFaults(smpp.Faults{UndelivPrefix: numA2[:4]})
+	key := r.apiKey("alice")
+	ok := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "收到了"})[0]
+	bad := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "收不到"})[0]
+	r.waitState(key, ok, "delivered")
+	r.waitState(key, bad, "undeliverable")
+	c := r.client()
+	c.login("alice")
+	all := c.get("/outbox")
+	all.wantPage(t, "收到了", "收不到", `href="/outbox?outcome=failed"`, `class="on" aria-current="page">全部`)
+	a := c.get("/outbox?outcome=received")
+	a.wantPage(t, "收到了", `aria-current="page">接收成功`)
+	if strings.Contains(a.Body, "收不到") {
+		t.Errorf("接收成功 lists the failed message")
+	}
+	a = c.get("/outbox?outcome=failed")
+	a.wantPage(t, "收不到", "接收失败")
+	if strings.Contains(a.Body, "收到了") {
+		t.Errorf("接收失败 lists the delivered message")
+	}
+	a = c.get("/outbox?outcome=pending")
+	a.wantPage(t, "没有记录")
+	if a = c.get("/outbox?outcome=bogus"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "输入有误") {
+		t.Errorf("unknown tab: %d", a.Status)
+	}
+
+	// 51 more: two pages of 50, the second reached by 下一页.
+	to := make([]string, 51)
+	for i := range to {
+		to[i] = numA3
+	}
+	r.apiSend(key, api.SendRequest{To: to, Text: "分页"})
+	a = c.get("/outbox")
+	a.wantPage(t, "下一页")
+	if n := strings.Count(a.Body, `<td data-label="接收号码">`); n != 50 {
+		t.Errorf("first page: %d rows, want 50", n)
+	}
+	m := regexpNext.FindStringSubmatch(a.Body)
+	if m == nil {
+		t.Fatal("no 下一页 link")
+	}
+	a = c.get(strings.ReplaceAll(m[1], "&amp;", "&"))
+	a.wantPage(t, "回到第一页", "收到了", "收不到")
+	if n := strings.Count(a.Body, `<td data-label="接收号码">`); n != 3 || strings.Contains(a.Body, "下一页") {
+		t.Errorf("second page: %d rows, want 3 and no 下一页", n)
+	}
+}
+
+func TestMessageDetailWhy(t *testing.T) {
+	r := newRig(t)
+	r.sim.SetFaults(smpp.Faults{UndelivPrefix: numA2[:4]})
+	key := r.apiKey("alice")
+	ok := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "你好", Receipt: true})[0]
+	bad := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "你好"})[0]
+	okm := r.waitState(key, ok, "delivered")
+	r.waitState(key, bad, "undeliverable")
+	c := r.client()
+	c.login("alice")
+	c.get("/outbox/"+ok).wantPage(t, "短信详情", ok, numA1, "【甲公司】你好", "接收成功", "已请求",
+		"为什么没有收到？", stateWhy["delivered"], "这条短信计 1 条", "<code>"+okm.Parts[0].SMSCID+"</code>", "分条明细")
+	a := c.get("/outbox/" + bad)
+	a.wantPage(t, "接收失败", stateWhy["undeliverable"], "001（号码无法送达", "手机内存已满", "屏蔽了短信",
+		"没有向该号码发送的权限", "不收费")
+	if strings.Contains(a.Body, "这条短信计") {
+		t.Errorf("a failed message is said to be charged")
+	}
+
+	// Another enterprise's message, and one that does not exist: the 404 page.
+	b := r.client()
+	b.login("bob")
+	for _, path := range []string{"/outbox/" + ok, "/outbox/99999999", "/outbox/x"} {
+		if a := b.get(path); a.Status != http.StatusNotFound || !strings.Contains(a.Body, "未找到") || strings.Contains(a.Body, "你好") {
+			t.Errorf("bob GET %s: %d, want the 404 page", path, a.Status)
+		}
+	}
+}
+
+// TestWhyTable: every state has its words, failures list FAQ 6's causes
+// and are not charged, the error codes are explained.
+func TestWhyTable(t *testing.T) {
+	for _, st := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled"} {
+		if stateWhy[st] == "" || partStateZH[st] == "" {
+			t.Errorf("state %s has no words", st)
+		}
+		w := whyFor(api.Message{State: st, StateZH: "x", Segments: 2})
+		failed := st == "undeliverable" || st == "expired" || st == "rejected" || st == "unknown"
+		if w.Failed != failed || (len(w.Causes) > 0) != failed {
+			t.Errorf("%s: failed %v causes %d", st, w.Failed, len(w.Causes))
+		}
+		if failed && !strings.Contains(w.Charge, "不收费") {
+			t.Errorf("%s: charge %q", st, w.Charge)
+		}
+		if st == "delivered" && !strings.Contains(w.Charge, "计 2 条") {
+			t.Errorf("delivered: charge %q", w.Charge)
+		}
+	}
+	if w := whyFor(api.Message{State: "accepted", Scheduled: true}); !strings.Contains(w.Verdict, "定时待发") {
+		t.Errorf("scheduled: %q", w.Verdict)
+	}
+	if w := whyFor(api.Message{State: "expired", ErrorCode: "002"}); !strings.Contains(w.Verdict, "关机") || !strings.Contains(w.Code, "002（有效期内未能送达") {
+		t.Errorf("expired: %+v", w)
+	}
+	for code, want := range map[string]string{
+		"":           "",
+		"0x00000045": "0x00000045（短信中心拒绝提交）",
+		"0x0000000B": "0x0000000B（接收号码无效）",
+		"no_route":   "no_route（" + reasonZH("no_route") + "）",
+		"0x12345678": "0x12345678",
+	} {
+		if got := codeZH(code); got != want {
+			t.Errorf("codeZH(%q) = %q, want %q", code, got, want)
+		}
+	}
+	if reasonZH("no_route") == "" {
+		t.Error("no_route has no Chinese in policy's table")
+	}
+}
+
+func TestScheduledEditAndDelete(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	at := time.Now().Add(24 * time.Hour).Truncate(time.Minute)
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "明天开会", SendAt: at.Format(time.RFC3339)})[0]
+	c := r.client()
+	c.login("alice")
+	c.get("/scheduled").wantPage(t, "定时发件箱", "【甲公司】明天开会", `href="/scheduled/`+id+`"`, `action="/scheduled/`+id+`/delete"`)
+	edit := "/scheduled/" + id
+	local := at.In(reminder.Shanghai).Format(localLayout)
+	a := c.get(edit)
+	a.wantPage(t, "修改定时短信", `value="`+local+`"`, `<textarea name="text" required>明天开会</textarea>`, "企业签名 【甲公司】")
+
+	// Without the token: refused, nothing changed.
+	if a = c.post(edit, url.Values{"send_at": {local}, "text": {"改了"}}); a.Status != http.StatusForbidden {
+		t.Errorf("edit without CSRF token: %d, want 403", a.Status)
+	}
+	if a = c.post(edit+"/delete", url.Values{}); a.Status != http.StatusForbidden {
+		t.Errorf("delete without CSRF token: %d, want 403", a.Status)
+	}
+	// Refusals next to their field, the user's input kept.
+	a = c.submit(edit, edit, url.Values{"send_at": {local}, "text": {strings.Repeat("长", 600)}})
+	if a.Status != http.StatusUnprocessableEntity || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+reasonZH("too_long")) {
+		t.Errorf("too long: %d\n%s", a.Status, a.Body)
+	}
+	a = c.submit(edit, edit, url.Values{"send_at": {"明天"}, "text": {"改了"}})
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "输入有误（send_at") || !strings.Contains(a.Body, `value="明天"`) {
+		t.Errorf("bad time: %d\n%s", a.Status, a.Body)
+	}
+	// Changed: new time (Asia/Shanghai) and text.
+	later := at.Add(90 * time.Minute).In(reminder.Shanghai)
+	a = c.submit(edit, edit, url.Values{"send_at": {later.Format(localLayout)}, "text": {"改到下午开会"}})
+	if a.Status != http.StatusSeeOther || a.Location != "/scheduled" {
+		t.Fatalf("edit: %d %s", a.Status, a.Body)
+	}
+	c.get("/scheduled").wantPage(t, "定时短信已修改", "【甲公司】改到下午开会", later.Format("2006-01-02 15:04"))
+	m := r.waitState(key, id, "accepted")
+	if !m.SendAt.Equal(later) || m.Text != "【甲公司】改到下午开会" {
+		t.Errorf("after the edit: %v %q, want %v", m.SendAt, m.Text, later)
+	}
+
+	// bob cannot open, change or delete it.
+	b := r.client()
+	b.login("bob")
+	if a := b.get(edit); a.Status != http.StatusNotFound {
+		t.Errorf("bob opens alice's: %d", a.Status)
+	}
+	if a := b.submit("/scheduled", edit+"/delete", url.Values{}); a.Status != http.StatusNotFound {
+		t.Errorf("bob deletes alice's: %d", a.Status)
+	}
+	if a := b.submit("/scheduled", edit, url.Values{"send_at": {local}, "text": {"x"}}); a.Status != http.StatusNotFound {
+		t.Errorf("bob edits alice's: %d", a.Status)
+	}
+
+	// Deleted: gone from the list, cancelled in the outbox.
+	a = c.submit("/scheduled", edit+"/delete", url.Values{})
+	if a.Status != http.StatusSeeOther || a.Location != "/scheduled" {
+		t.Fatalf("delete: %d %s", a.Status, a.Body)
+	}
+	a = c.get("/scheduled")
+	a.wantPage(t, "定时短信已删除", "没有等待发送的定时短信")
+	r.waitState(key, id, "cancelled")
+	// A message already sent: the API's not_scheduled, in Chinese, on the
+	// message's page in the 发件箱 (FAQ 9).
+	sent := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "已发出"})[0]
+	r.waitState(key, sent, "delivered")
+	edit = "/scheduled/" + sent
+	for what, try := range map[string]func() answer{
+		"edit":   func() answer { return c.submit("/scheduled", edit, url.Values{"send_at": {local}, "text": {"再改"}}) },
+		"delete": func() answer { return c.submit("/scheduled", edit+"/delete", url.Values{}) },
+		"open":   func() answer { return c.get(edit) },
+	} {
+		a = try()
+		if a.Status != http.StatusSeeOther || a.Location != "/outbox/"+sent {
+			t.Fatalf("%s a sent message: %d → %q", what, a.Status, a.Location)
+		}
+		c.get(a.Location).wantPage(t, "不能再修改或删除", "发件箱", "接收成功", "【甲公司】已发出")
+	}
+	if m := r.waitState(key, sent, "delivered"); m.Text != "【甲公司】已发出" {
+		t.Errorf("the sent message changed: %q", m.Text)
+	}
+}
+
+func TestInboxPage(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	// A message out first: the upstream bind that carries replies is up.
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "请回复"})[0]
+	r.waitState(key, id, "delivered")
+	r.injectMO(numA1, "106575000001", "收到，谢谢")
+	c := r.client()
+	c.login("amy")
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(c.get("/inbox").Body, "收到，谢谢") {
+		if time.Now().After(deadline) {
+			t.Fatal("the reply never reached the inbox")
+		}
+		<-tick.C // polling the page, as a person reloads it
+	}
+	c.get("/inbox").wantPage(t, "收件箱", numA1, "106575000001", "收到，谢谢")
+	b := r.client()
+	b.login("bob")
+	a := b.get("/inbox")
+	a.wantPage(t, "没有收到回复")
+	if strings.Contains(a.Body, "收到，谢谢") {
+		t.Error("bob sees A's reply")
+	}
+}
+
+func TestBillingPage(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "计费"})[0]
+	r.waitState(key, id, "delivered")
+	c := r.client()
+	c.login("alice")
+	c.get("/billing").wantPage(t, "本月用量", "套餐 3", "月租 150.00 元", "1700 条", "已计费（接收成功）</span><b>1 条",
+		"0.10 元/条", "150.00 元", "历史账单仅企业管理员可以查看", "只有<b>接收成功</b>的短信收费")
+	a := r.client()
+	a.login("amy")
+	a.get("/billing").wantPage(t, "历史账单", "还没有历史账单", "收费说明")
+}
+
+var regexpNext = regexp.MustCompile(`href="(/outbox\?[^"]*after=[0-9]+)"`)
