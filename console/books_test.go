@@ -231,7 +231,7 @@ func TestWhitelistPage(t *testing.T) {
 	a.wantStatus(t, http.StatusBadRequest)
 	fieldError(t, a.Body, "输入有误")
 	// Several, pasted: each one's fate.
-	a = c.submit("/whitelist", "/whitelist", url.Values{"numbers": {"13900000002\n13900000003，12345 " + numA2}})
+	a = c.submit("/whitelist", "/whitelist", url.Values{"numbers": {"13900000002\n13900000003，12345\t" + numA2}})
 	a.wantPage(t, "处理结果", "新增 2 个待审批，1 个已在白名单中，1 个有误", "不是有效的中国手机号码", "号码已在白名单中")
 
 	// Import a file.

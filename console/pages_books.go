@@ -345,15 +345,23 @@ func innerReason(msg string) (zh, detail string) {
 }
 
 // splitList splits what a person types or pastes into a list: numbers or
-// group names separated by spaces, new lines, commas, semicolons or 、.
+// group names one a line, or separated by commas, semicolons, 、 or tabs
+// (a column pasted from a sheet). Spaces stay: "137 1234 5678" is one
+// number.
 func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool {
 		switch r {
-		case ' ', '\t', '\r', '\n', ',', '，', ';', '；', '、', '|', '｜', '\u3000':
+		case '\t', '\r', '\n', ',', '，', ';', '；', '、', '|', '｜':
 			return true
 		}
 		return false
-	})
+	}) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // back is the list page to return to: the form's "back" field if it is a
