@@ -55,6 +55,9 @@ type Reminder struct {
 	Before   int       `json:"before,omitempty"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
+	// Next is the event of the first occurrence still to be sent (absent
+	// when none is left): its week is where the reminder shows next.
+	Next time.Time `json:"next,omitzero"`
 }
 
 // ReminderWeek is the answer of GET /v1/reminders: one ISO week.
@@ -213,6 +216,9 @@ func reminderOut(r *reminder.Reminder) Reminder {
 		Book: r.Book, Source: r.Source, Freq: string(r.Rule.Freq), Start: r.Rule.Start.In(reminder.Shanghai),
 		MonthDay: r.Rule.MonthDay, Until: r.Rule.Until, Count: r.Rule.Count, Before: r.Rule.Before,
 		Created: r.Created, Updated: r.Updated}
+	if o, ok := r.Next(time.Now()); ok {
+		out.Next = o.At.In(reminder.Shanghai)
+	}
 	for _, d := range r.Rule.Weekdays {
 		out.Weekdays = append(out.Weekdays, weekdayNames[d])
 	}

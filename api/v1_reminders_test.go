@@ -136,6 +136,9 @@ func TestRemindersOverHTTP(t *testing.T) {
 	if wkly.Freq != "weekly" || strings.Join(wkly.Weekdays, ",") != "mon,thu" || wkly.Before != 15 {
 		t.Errorf("stored %+v", wkly)
 	}
+	if !wkly.Next.Equal(mon) {
+		t.Errorf("next %v, want the first Monday %v", wkly.Next, mon)
+	}
 	var nw ReminderWeek
 	r.must(http.StatusOK, "GET", "/v1/reminders?week="+cur.Next, alice, nil, &nw)
 	if len(nw.Occurrences) != 2 || !nw.Occurrences[0].At.Equal(mon) || !nw.Occurrences[0].SendAt.Equal(mon.Add(-15*time.Minute)) {
