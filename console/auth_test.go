@@ -123,3 +123,16 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// A url-encoded form is read up to maxForm bytes: a bigger one is refused
+// before any handler, without the console holding it.
+func TestFormBodyIsBounded(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	tok := c.csrf("/login")
+	a := c.post("/login", url.Values{"csrf": {tok}, "system_id": {"alice"}, "password": {strings.Repeat("x", maxForm)}})
+	if a.Status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte form: status %d, want 413", maxForm, a.Status)
+	}
+	c.login("alice") // and the next normal form still works
+}

@@ -59,7 +59,26 @@ func New(cfg Config) (*Server, error) {
 // browser-side protections every answer carries.
 func (s *Server) Handler() http.Handler {
 	cop := http.NewCrossOriginProtection()
-	return cop.Handler(securityHeaders(s.mux))
+	return cop.Handler(securityHeaders(boundForms(s.mux)))
+}
+
+// maxForm bounds the body of a url-encoded form (the Go default is
+// 10 MB). File uploads are multipart: they pass unread to the API, whose
+// own limits bound them.
+const maxForm = 256 << 10
+
+// boundForms caps the body of every POST that is not a multipart upload.
+func boundForms(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "表单内容过大或格式错误（form too large or malformed）", http.StatusRequestEntityTooLarge)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // csp allows scripts and styles from the console itself only: no inline
