@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -54,5 +59,37 @@ func TestQuickStart(t *testing.T) {
 	code := run([]string{"send", "--smpp", d.smppAddr, "--to", "13800138009", "--text", "hi"}, &out, &errOut)
 	if code == 0 || !strings.Contains(errOut.String(), fmt.Sprintf("0x%08X not_whitelisted", 0x400)) {
 		t.Errorf("send off the whitelist: exit %d, %q", code, errOut.String())
+	}
+
+	// The README's console addresses: the portal and the desk answer with
+	// their login pages, and the demo account logs in to the portal.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	base := "http://" + d.httpAddr
+	for path, want := range map[string]string{"/": "用户登录", "/ops/": "客户经理工作台"} {
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want 200 with %q", path, resp.StatusCode, want)
+		}
+		if path == "/" {
+			m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(string(body))
+			if m == nil {
+				t.Fatal("the login page has no CSRF token")
+			}
+			resp, err = hc.PostForm(base+"/login", url.Values{"csrf": {m[1]}, "system_id": {"demo"}, "password": {"demo1234"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "演示企业") {
+				t.Errorf("demo login: %d, want the console of 演示企业", resp.StatusCode)
+			}
+		}
 	}
 }
