@@ -33,7 +33,8 @@
 //   - v1_uploads.go: /v1/uploads (a templated send's file staged: its
 //     columns and first rows, a preview of the filled rows, delete);
 //     staged.go keeps the staged files (expiry, bounds); uploads.go the
-//     admission of every uploaded sheet.
+//     admission of every uploaded sheet; v1_uploads_show.go GET
+//     /v1/uploads/{id} (the columns and first rows again).
 //   - v1_applications.go: POST /v1/applications, GET
 //     /v1/applications/{number} (opening an account, public).
 //   - v1_password.go: PUT /v1/me/password, POST /v1/password-reset

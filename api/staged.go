@@ -37,7 +37,8 @@ const (
 type stagedUpload struct {
 	id, ent, owner string
 	up             *upload
-	columns        []string // the header, cells trimmed
+	columns        []string   // the header, cells trimmed
+	rows           [][]string // the first data rows (GET /v1/uploads/{id})
 	created        time.Time
 }
 

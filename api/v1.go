@@ -105,6 +105,7 @@ func (s *Server) userRouteList() []userRoute {
 		// Staged uploads of templated sends (v1_uploads.go).
 		{"POST", "/v1/uploads", true, s.stageUpload},
 		{"GET", "/v1/uploads/{id}/preview", true, s.previewUpload},
+		{"GET", "/v1/uploads/{id}", true, s.showUpload},
 		{"DELETE", "/v1/uploads/{id}", true, s.deleteUpload},
 		{"GET", "/v1/batches/template.xlsx", true, s.batchTemplateXLSX},
 		{"GET", "/v1/contacts", true, s.listContacts(bookPersonal)},

@@ -112,7 +112,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 		}
 		return
 	}
-	su := &stagedUpload{ent: c.ent.Code, owner: c.user.SystemID, up: up, columns: columns}
+	su := &stagedUpload{ent: c.ent.Code, owner: c.user.SystemID, up: up, columns: columns, rows: rows}
 	if err := st.add(su); err != nil {
 		staged = true // add gave the reservation back
 		_ = os.Remove(up.path)
