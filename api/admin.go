@@ -86,6 +86,7 @@ func (s *Server) adminRouteList() []adminRoute {
 
 		{"POST /admin/v1/logout", s.operatorLogout},
 		{"GET /admin/v1/status", s.status},
+		{"GET /admin/v1/packages", s.listPackages},
 
 		{"GET /admin/v1/overrides", s.listOverrides},
 		{"PUT /admin/v1/overrides/{prefix}", s.setOverride},

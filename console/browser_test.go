@@ -207,7 +207,11 @@ func (b *browser) mobile() {
 	b.run("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
 }
 
-func (b *browser) desktop() { b.run("desktop size", chromedp.EmulateReset()) }
+// desktop is the window of newBrowser again: EmulateReset alone leaves
+// the phone's width, so the desktop size is set explicitly.
+func (b *browser) desktop() {
+	b.run("desktop size", chromedp.EmulateReset(), chromedp.EmulateViewport(1280, 900))
+}
 
 // formAnswer tells the browser's log entry for a page answered with a
 // 4xx status — a refused form (422), a failed login (401) — which is the

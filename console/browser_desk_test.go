@@ -1,0 +1,163 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The workflow of the issue: alice adds a whitelist number and sees it
+// 待审批; the account manager logs in at /ops/ (in the same browser: the
+// desk's cookie is its own, path /ops/), approves it at 待审批, and
+// alice's list shows it 已通过. Then the account manager creates an
+// enterprise with 全网发送, changes its package, disables it, and
+// downloads the month's bill.
+func TestBrowserDeskWorkflow(t *testing.T) {
+	r := newRig(t)
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+	b.run("alice adds a number",
+		chromedp.Navigate(r.url+"/whitelist"),
+		chromedp.WaitVisible(chromedp.CSS(`#wl-add textarea[name=numbers]`)),
+		chromedp.SendKeys(chromedp.CSS(`#wl-add textarea[name=numbers]`), "13900000031"),
+		chromedp.Click(chromedp.CSS(`#wl-add button[type=submit]`)),
+	)
+	b.waitText(".notice[role=status]", "待客户经理审批", false)
+	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "待审批")
+
+	b.run("the account manager opens the desk", chromedp.Navigate(r.url+"/ops/"))
+	b.run("and logs in",
+		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+	)
+	b.waitText("h1", "运行概况", false)
+	b.waitText("#pending", "白名单号码", false)
+	if got := b.text(`#pending a[href="/ops/approvals#whitelist"] b`); got != "2" { // numPending and alice's
+		t.Errorf("pending whitelist count %q, want 2", got)
+	}
+	b.shot("ops-home")
+
+	b.run("open 待审批", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/approvals"]`)))
+	b.waitText("#whitelist", "13900000031", false)
+	b.shot("ops-approvals")
+	b.run("approve alice's number", chromedp.Click(chromedp.CSS(`#wl-A-13900000031 button[name=approve]`)))
+	b.waitText(".notice[role=status]", "已通过 1 个号码", false)
+	if strings.Contains(b.text("#whitelist"), "13900000031") {
+		t.Error("the approved number is still in the queue")
+	}
+	b.run("reject the other without a reason", chromedp.Click(chromedp.CSS(`#wl-A-13712345679 button[name=reject]`)))
+	b.waitText(`#wl-A-13712345679 .ferr`, "拒绝时须填写原因", false)
+
+	b.run("alice's list", chromedp.Navigate(r.url+"/whitelist"))
+	b.waitText("#whitelist", "13900000031", false)
+	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "已通过")
+
+	b.mobile()
+	b.run("phone: 待审批", chromedp.Navigate(r.url+"/ops/approvals"))
+	b.waitText("h1", "待审批", false)
+	b.shot("ops-approvals-mobile")
+	b.desktop()
+
+	b.run("open 企业", chromedp.Navigate(r.url+"/ops/enterprises"))
+	b.waitText("#enterprises", "甲公司", false)
+	b.shot("ops-enterprises")
+	b.run("新建企业",
+		chromedp.Click(chromedp.CSS(`a[href="/ops/enterprises/new"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#ent-form input[name=code]`)),
+	)
+	b.shot("ops-enterprise-new")
+	b.run("fill in 丁公司",
+		chromedp.SendKeys(chromedp.CSS(`#ent-form input[name=code]`), "D"),
+		chromedp.SendKeys(chromedp.CSS(`#ent-form input[name=name]`), "丁公司"),
+		chromedp.SendKeys(chromedp.CSS(`#ent-form input[name=signature]`), "【丁公司】"),
+		chromedp.SetValue(chromedp.CSS(`#ent-form select[name=package]`), "2"),
+		chromedp.Click(chromedp.CSS(`#ent-form input[name=national]`)),
+		chromedp.Click(chromedp.CSS(`#ent-form button[type=submit]`)),
+	)
+	b.waitText(".notice[role=status]", "已新建企业 丁公司（D）", false)
+	b.waitText("#facts", "全网发送", false)
+	b.waitText("#facts", "套餐 2", false)
+	b.run("change the package to 4",
+		chromedp.SetValue(chromedp.CSS(`#ent-form select[name=package]`), "4"),
+		chromedp.Click(chromedp.CSS(`#ent-form button[type=submit]`)),
+	)
+	b.waitText(".notice[role=status]", "已保存企业 D 的修改", false)
+	b.waitText("#facts", "套餐 4：月租 300.00 元", false)
+	b.run("停用", chromedp.Click(chromedp.CSS(`#ent-toggle button[type=submit]`)))
+	b.waitText("#ent-state", "已停用", false)
+	b.shot("ops-enterprise")
+	if e, ok := r.pol.Lookup("D"); !ok || !e.Disabled || !e.National || e.Package != 4 {
+		t.Errorf("D: %+v", e)
+	}
+
+	b.run("open 账单", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/bills"]`)))
+	b.waitText("#bills", "丁公司", false)
+	b.shot("ops-bills")
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#bill-csv`), "href"))
+	cancel()
+	if err != nil || !strings.HasPrefix(href.Value, "/ops/bills.csv?month=") {
+		t.Fatalf("下载 CSV link: %+v %v", href, err)
+	}
+	c := r.client()
+	c.opsLogin()
+	csv := c.get(href.Value)
+	csv.wantStatus(t, http.StatusOK, "\uFEFF集团编码", "\nD,丁公司,")
+
+	b.run("open 回执导出", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/export"]`)))
+	b.waitText("h1", "回执导出", false)
+	b.shot("ops-export")
+}
+
+// wantRow fails unless the list text has num with state after it.
+func wantRow(t *testing.T, list, num, state string) {
+	t.Helper()
+	i := strings.Index(list, num)
+	if i < 0 {
+		t.Fatalf("%s is not in the list:\n%s", num, list)
+	}
+	line := list[i:]
+	if j := strings.Index(line, "\n"); j >= 0 {
+		line = line[:j]
+	}
+	if !strings.Contains(line, state) {
+		t.Errorf("%s is not %s: %q", num, state, line)
+	}
+}
+
+// b.desktop() brings back the desktop window after b.mobile().
+func TestBrowserDesktopAfterMobile(t *testing.T) {
+	r := newRig(t)
+	b := newBrowser(t)
+	width := func() int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(bytes.NewReader(shot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Width
+	}
+	b.run("open", chromedp.Navigate(r.url+"/ops/login"))
+	desk := width()
+	b.mobile()
+	if w := width(); w != 390*2 {
+		t.Errorf("phone screenshot %d px wide, want %d", w, 390*2)
+	}
+	b.desktop()
+	if w := width(); w != desk || w != 1280 {
+		t.Errorf("after desktop(): %d px wide, want %d (1280 at the start: %d)", w, 1280, desk)
+	}
+}

@@ -1,0 +1,327 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// deskPages are the desk's pages (GET).
+var deskPages = []string{"/ops/", "/ops/enterprises", "/ops/enterprises/new", "/ops/enterprises/A",
+	"/ops/approvals", "/ops/bills", "/ops/bills.csv", "/ops/export", "/ops/export/dlr.csv?from=2026-01-01&to=2026-02-01"}
+
+// deskPosts are the desk's forms' actions.
+var deskPosts = []string{"/ops/enterprises/new", "/ops/enterprises/A", "/ops/enterprises/A/state",
+	"/ops/enterprises/A/users", "/ops/enterprises/A/users/alice/password", "/ops/approvals/whitelist",
+	"/ops/approvals/signatures/1/approve", "/ops/approvals/signatures/1/reject",
+	"/ops/approvals/applications/x/approve", "/ops/approvals/applications/x/reject", "/ops/logout"}
+
+// Without an operator session no desk page opens: no cookie, an
+// enterprise user's session, or an enterprise token in the desk's cookie
+// all land on /ops/login.
+func TestDeskNeedsOperator(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	for _, pg := range deskPages {
+		c.get(pg).wantRedirect(t, "/ops/login")
+	}
+	c.login("amy") // an enterprise admin
+	for _, pg := range deskPages {
+		c.get(pg).wantRedirect(t, "/ops/login")
+	}
+	for _, a := range deskPosts {
+		if got := c.post(a, url.Values{}); got.Status != http.StatusSeeOther || !strings.HasPrefix(got.Location, "/ops/login") {
+			t.Errorf("POST %s as an enterprise user: %d → %q, want 303 → /ops/login", a, got.Status, got.Location)
+		}
+	}
+	// The enterprise session's token in the desk's cookie: the admin API refuses it.
+	u, _ := url.Parse(r.url)
+	var tok string
+	for _, ck := range c.hc.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			tok = ck.Value
+		}
+	}
+	if tok == "" {
+		t.Fatal("no enterprise session cookie")
+	}
+	ou, _ := url.Parse(r.url + "/ops/")
+	c.hc.Jar.SetCookies(ou, []*http.Cookie{{Name: opsCookie, Value: tok, Path: "/ops/"}})
+	for _, pg := range []string{"/ops/", "/ops/enterprises", "/ops/approvals", "/ops/bills"} {
+		c.get(pg).wantRedirect(t, "/ops/login")
+	}
+	// A wrong operator session likewise.
+	c.hc.Jar.SetCookies(ou, []*http.Cookie{{Name: opsCookie, Value: "qxo_wrong", Path: "/ops/"}})
+	c.get("/ops/enterprises").wantRedirect(t, "/ops/login")
+	// Logged in at the desk: the pages open, and each POST needs its token.
+	c.opsLogin()
+	c.get("/ops/").wantPage(t, "运行概况")
+	for _, a := range deskPosts {
+		if got := c.post(a, url.Values{"disabled": {"true"}, "code": {"X"}, "name": {"x"}, "package": {"1"}}); got.Status != http.StatusForbidden {
+			t.Errorf("POST %s without CSRF token: %d, want 403", a, got.Status)
+		}
+	}
+	if e, _ := r.pol.Lookup("A"); e.Disabled {
+		t.Error("a POST without token disabled A")
+	}
+	if _, ok := r.pol.Lookup("X"); ok {
+		t.Error("a POST without token created X")
+	}
+}
+
+// deskSend sends text to numbers as alice over the HTTP API, whatever
+// the answer (a refusal is counted by the gateway).
+func deskSend(t *testing.T, r *rig, to ...string) api.SendResponse {
+	t.Helper()
+	c := &api.Client{Base: r.url, Token: r.apiKey("alice")}
+	var out api.SendResponse
+	if err := c.DoContext(context.Background(), http.MethodPost, "/v1/messages", api.SendRequest{To: to, Text: "账单测试"}, &out); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	return out
+}
+
+func TestDeskHome(t *testing.T) {
+	r := newRig(t)
+	deskSend(t, r, "13900000001") // not on A's whitelist: refused
+	c := r.client()
+	c.opsLogin()
+	a := c.get("/ops/")
+	a.wantPage(t, "运行概况", "通道 sim", "存储", "正常", "白名单号码", `href="/ops/approvals#whitelist"`,
+		"已受理（待提交）", "接收成功", "等待定时或重试", "<code>not_whitelisted</code>", reasonZH("not_whitelisted"), "未出现的原因")
+	// The pending count: numPending.
+	if !strings.Contains(a.Body, "<span>白名单号码</span><b>1</b>") {
+		t.Errorf("pending whitelist count is not 1:\n%s", a.Body)
+	}
+	// The refusal row with its count, the zero reasons collapsed apart.
+	i := strings.Index(a.Body, "<code>not_whitelisted</code>")
+	j := strings.Index(a.Body, "未出现的原因")
+	if i < 0 || j < i || !strings.Contains(a.Body[i:j], "<b>1</b>") {
+		t.Errorf("not_whitelisted is not counted once before the zero reasons:\n%s", a.Body)
+	}
+	if strings.Contains(a.Body[i+10:j], "<code>quota_exceeded</code>") {
+		t.Error("a reason with no refusal is listed with the counted ones")
+	}
+}
+
+func TestDeskEnterprises(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/enterprises").wantPage(t, "甲公司", "乙公司", `href="/ops/enterprises/A"`, "套餐 3", "106575000001", "开通", "正常")
+
+	// 新建: the package select is the API's table (FAQ 16).
+	c.get("/ops/enterprises/new").wantPage(t, "新建企业", `<option value="12"`, "套餐 12：月租 50000.00 元，含 1000000 条，超出 0.05 元/条")
+	form := url.Values{"code": {"a b"}, "name": {"丙公司"}, "signature": {"【丙公司】"}, "package": {"2"}, "national": {"1"}}
+	a := c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
+	a.wantStatus(t, http.StatusBadRequest, `value="丙公司"`)
+	wantFieldError(t, a, "code", "集团编码：只能包含字母、数字、- 和 _")
+	form.Set("code", "A")
+	a = c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
+	a.wantStatus(t, http.StatusConflict)
+	wantFieldError(t, a, "code", "集团编码：已被使用")
+	form.Set("code", "C")
+	form.Set("package", "99")
+	a = c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
+	a.wantStatus(t, http.StatusBadRequest)
+	wantFieldError(t, a, "package", "套餐：套餐表中没有这个套餐")
+	form.Set("package", "2")
+	c.submit("/ops/enterprises/new", "/ops/enterprises/new", form).wantRedirect(t, "/ops/enterprises/C")
+	e, ok := r.pol.Lookup("C")
+	if !ok || e.Name != "丙公司" || !e.National || e.OffNet || e.Package != 2 {
+		t.Fatalf("C after creation: %+v", e)
+	}
+	c.get("/ops/enterprises/C").wantPage(t, "已新建企业 丙公司（C）", "丙公司（C）", "全网发送", "套餐 2：月租 50.00 元",
+		`<option value="2" selected>`, `name="national" value="1" checked`)
+
+	// 修改: package 5 and 外网发送; a bad TPS is refused next to its field.
+	edit := url.Values{"name": {"丙公司"}, "signature": {"【丙公司】"}, "package": {"5"}, "national": {"1"}, "offnet": {"1"},
+		"ext_len": {"0"}, "tps": {"-5"}, "max_users": {"50"}}
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C", edit)
+	a.wantStatus(t, http.StatusBadRequest, `<option value="5" selected>`)
+	wantFieldError(t, a, "tps", "每秒条数")
+	if e, _ := r.pol.Lookup("C"); e.Package != 2 {
+		t.Errorf("a refused edit changed the package: %d", e.Package)
+	}
+	edit.Set("tps", "0")
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C", edit).wantRedirect(t, "/ops/enterprises/C")
+	if e, _ := r.pol.Lookup("C"); e.Package != 5 || !e.OffNet || !e.National {
+		t.Errorf("C after the edit: %+v", e)
+	}
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C", edit).wantRedirect(t, "/ops/enterprises/C")
+	c.get("/ops/enterprises/C").wantPage(t, "没有修改")
+
+	// 停用 / 启用.
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/state", url.Values{"disabled": {"true"}}).wantRedirect(t, "/ops/enterprises/C")
+	if e, _ := r.pol.Lookup("C"); !e.Disabled {
+		t.Error("C is not disabled")
+	}
+	c.get("/ops/enterprises/C").wantPage(t, "已停用企业 C", `<span class="badge fail" id="ent-state">已停用</span>`, ">启用</button>")
+	c.get("/ops/enterprises").wantPage(t, "已停用")
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/C")
+	if e, _ := r.pol.Lookup("C"); e.Disabled {
+		t.Error("C is still disabled")
+	}
+
+	// Users: A's are listed; add one (a bad password first); set a password.
+	c.get("/ops/enterprises/A").wantPage(t, "甲用户", "alice", "甲管理员", "企业管理员")
+	user := url.Values{"name": {"丙一"}, "system_id": {"c1"}, "password": {"1"}, "role": {"admin"}}
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
+	a.wantStatus(t, http.StatusBadRequest, `value="c1"`, `value="丙公司"`)
+	i := strings.Index(a.Body, `id="user-add"`)
+	if i < 0 {
+		t.Fatal("no user form")
+	}
+	wantFieldError(t, answer{Body: a.Body[i:]}, "password", "密码：密码须为 6–8 位")
+	user.Set("password", "abc12345")
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user).wantRedirect(t, "/ops/enterprises/C")
+	c.get("/ops/enterprises/C").wantPage(t, "已添加用户 丙一（c1）", `id="user-c1"`)
+	user.Set("name", "丙二")
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
+	a.wantStatus(t, http.StatusConflict)
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "system_id", "登录账号：已被使用")
+
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/password", url.Values{"password": {"x"}})
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "密码须为 6–8 位")
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/password", url.Values{"password": {"newpw12"}}).wantRedirect(t, "/ops/enterprises/C")
+	if st := loginAs(r, "c1", "newpw12"); st != http.StatusSeeOther {
+		t.Errorf("c1 cannot log in with the password set at the desk: %d", st)
+	}
+	// A user of another enterprise through C's page: not found.
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/alice/password", url.Values{"password": {"newpw12"}}).wantStatus(t, http.StatusNotFound, "未找到")
+	c.get("/ops/enterprises/NOPE").wantStatus(t, http.StatusNotFound, "未找到")
+}
+
+func TestDeskApprovals(t *testing.T) {
+	r := newRig(t)
+	amy := policy.Actor{Enterprise: "A", Admin: true, Name: "amy"}
+	if _, err := r.pol.AddWhitelist(amy, "A", []string{"13900000021", "13900000022", "13900000023"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pol.RequestSignature(amy, "A", "【甲科技】"); err != nil {
+		t.Fatal(err)
+	}
+	c := r.client()
+	c.opsLogin()
+	a := c.get("/ops/approvals")
+	a.wantPage(t, "待审批", "13712345679", "13900000023", `value="A|8613712345679"`, "【甲科技】", "【甲公司】", "没有待审批的开户申请")
+	c.get("/ops/").wantPage(t, "<span>白名单号码</span><b>4</b>", "<span>签名修改申请</span><b>1</b>")
+
+	st := func(num string) policy.WhitelistState {
+		t.Helper()
+		entries, _, err := r.pol.ListWhitelist(policy.OperatorActor("t"), "A", 0, "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Number == "+86"+num {
+				return e.State
+			}
+		}
+		t.Fatalf("%s is not on A's whitelist", num)
+		return 0
+	}
+	// One entry: approve.
+	c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"approve": {"A|8613712345679"}}).wantRedirect(t, "/ops/approvals")
+	if s := st(numPending); s != policy.WhitelistApproved {
+		t.Errorf("numPending: %v", s)
+	}
+	c.get("/ops/approvals").wantPage(t, "已通过 1 个号码")
+	// One entry: reject without a reason → the reason's error beside the row.
+	a = c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"reject": {"A|8613900000021"}})
+	a.wantStatus(t, http.StatusBadRequest)
+	wantFieldError(t, a, "r:A|8613900000021", "拒绝时须填写原因")
+	c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"reject": {"A|8613900000021"}, "r:A|8613900000021": {"非本企业客户"}}).wantRedirect(t, "/ops/approvals")
+	if s := st("13900000021"); s != policy.WhitelistRejected {
+		t.Errorf("13900000021: %v", s)
+	}
+	// A selection: nothing ticked; reject without reason; approve.
+	a = c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"bulk": {"approve"}})
+	a.wantStatus(t, http.StatusUnprocessableEntity, "请先勾选要审批的号码")
+	sel := url.Values{"bulk": {"reject"}, "e": {"A|8613900000022", "A|8613900000023"}}
+	a = c.submit("/ops/approvals", "/ops/approvals/whitelist", sel)
+	a.wantStatus(t, http.StatusBadRequest)
+	wantFieldError(t, a, "reason", "原因：拒绝时须填写原因")
+	sel.Set("bulk", "approve")
+	c.submit("/ops/approvals", "/ops/approvals/whitelist", sel).wantRedirect(t, "/ops/approvals")
+	if st("13900000022") != policy.WhitelistApproved || st("13900000023") != policy.WhitelistApproved {
+		t.Error("the selection is not approved")
+	}
+	c.get("/ops/approvals").wantPage(t, "已通过 2 个号码", "没有待审批的号码")
+
+	// Signature requests: reject without a reason, then approve.
+	reqs, err := r.pol.SignatureRequests(policy.OperatorActor("t"), "", "pending")
+	if err != nil || len(reqs) != 1 {
+		t.Fatalf("signature requests: %v %v", reqs, err)
+	}
+	id := reqs[0].ID
+	a = c.submit("/ops/approvals", "/ops/approvals/signatures/"+id+"/reject", url.Values{})
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "原因")
+	c.submit("/ops/approvals", "/ops/approvals/signatures/"+id+"/approve", url.Values{}).wantRedirect(t, "/ops/approvals")
+	if e, _ := r.pol.Lookup("A"); e.Signature != "【甲科技】" {
+		t.Errorf("A's signature: %s", e.Signature)
+	}
+	c.get("/ops/approvals").wantPage(t, "已通过企业 A 的签名 【甲科技】", "没有待审批的签名修改申请")
+	c.submit("/ops/approvals", "/ops/approvals/signatures/"+id+"/approve", url.Values{}).wantStatus(t, http.StatusBadRequest)
+}
+
+func TestDeskBills(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	ids := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "账单"})
+	r.waitState(key, ids[0], "delivered")
+	c := r.client()
+	c.opsLogin()
+	month := policy.MonthOf(time.Now())
+	a := c.get("/ops/bills")
+	a.wantPage(t, `value="`+month+`"`, `id="bill-A"`, "甲公司", "套餐 3", "150.00", "1700", `href="/ops/bills.csv?month=`+month+`"`, "合计（2 家）")
+	i := strings.Index(a.Body, `id="bill-A"`)
+	if row := a.Body[i : i+strings.Index(a.Body[i:], "</tr>")]; !strings.Contains(row, `<td data-label="接收成功（条）">1`) {
+		t.Errorf("A's bill does not count the delivered message: %s", row)
+	}
+	csv := c.get("/ops/bills.csv?month=" + month)
+	csv.wantStatus(t, http.StatusOK, "\uFEFF集团编码,企业名称,月份,套餐,月租（元）", "\nA,甲公司,"+month+",3,150.00,1700,1,0,0.10,0.00,150.00,0,\n", "\nB,乙公司,")
+	if ct := csv.Header.Get("Content-Type"); ct != "text/csv; charset=utf-8" || !strings.Contains(csv.Header.Get("Content-Disposition"), "bill-"+month+".csv") {
+		t.Errorf("CSV headers: %v", csv.Header)
+	}
+	a = c.get("/ops/bills?month=2026-13")
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "月份：请选择月份")
+	c.get("/ops/bills?month=1999-01").wantPage(t, "1999-01 没有账单")
+}
+
+func TestDeskExport(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	ids := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "回执"})
+	r.waitState(key, ids[0], "delivered")
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/export").wantPage(t, "回执导出", `<option value="A"`, `name="from"`, `action="/ops/export/dlr.csv"`)
+	a := c.get("/ops/export/dlr.csv?enterprise=A&from=&to=2030-01-01")
+	a.wantStatus(t, http.StatusBadRequest, `<option value="A" selected>`)
+	wantFieldError(t, a, "from", "开始日期：必填")
+	a = c.get("/ops/export/dlr.csv?from=2030-01-01&to=2020-01-01")
+	a.wantStatus(t, http.StatusBadRequest)
+	wantFieldError(t, a, "to", "结束日期早于开始日期")
+
+	now := time.Now()
+	q := url.Values{"enterprise": {"A"}, "from": {now.AddDate(0, 0, -1).Format("2006-01-02")}, "to": {now.AddDate(0, 0, 2).Format("2006-01-02")}}
+	a = c.get("/ops/export/dlr.csv?" + q.Encode())
+	a.wantStatus(t, http.StatusOK, "id,part,parts,enterprise,account", ",A,alice,", ","+numA1+",", ",delivered,")
+	if !strings.HasPrefix(a.Header.Get("Content-Type"), "text/csv") || !strings.Contains(a.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("export headers: %v", a.Header)
+	}
+	q.Set("enterprise", "B")
+	if a = c.get("/ops/export/dlr.csv?" + q.Encode()); strings.Contains(a.Body, ",alice,") {
+		t.Errorf("B's export has A's message:\n%s", a.Body)
+	}
+}
