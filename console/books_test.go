@@ -114,7 +114,7 @@ func TestContactsPersonalBook(t *testing.T) {
 	fieldError(t, a.Body, "已存在")
 	a = c.submit("/contacts", "/contacts", url.Values{"name": {""}, "number": {numA3}})
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "姓名为空、过长或无效")
+	fieldError(t, a.Body, "联系人姓名过长或无效")
 
 	csrfRefused(t, c, "/contacts", "/contacts/+8613712345678/delete", "/contacts/import")
 	if a := booksUpload(c, "", "/contacts/import", "c.csv", "姓名,号码\n甲,13900000001\n"); a.Status != http.StatusForbidden {

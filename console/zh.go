@@ -9,8 +9,9 @@ import (
 )
 
 // The console speaks Chinese. A refusal of the operator's rules or the
-// gateway's has its Chinese text in policy's reason table (the one
-// vocabulary); the API's other error reasons are named here.
+// gateway's, and a refused row of an upload, has its Chinese text in
+// policy's reason tables (the one vocabulary); the API's other error
+// reasons are named here.
 
 // reasonText is the Chinese of the API's error reasons that are not
 // refusals (api/errors.go and the handlers).
@@ -42,6 +43,9 @@ var reasonText = map[string]string{
 func reasonZH(reason string) string {
 	if r, ok := policy.ParseReason(reason); ok {
 		return r.MessageZH()
+	}
+	if zh, ok := policy.LookupRowReasonZH(reason); ok {
+		return zh
 	}
 	return reasonText[reason]
 }

@@ -312,12 +312,20 @@ func RowReasons() [][2]string {
 // RowReasonZH returns the Chinese explanation of a row reason shown to
 // enterprise users ("未知原因" for an unknown name), as Reason.MessageZH.
 func RowReasonZH(name string) string {
-	for _, r := range rowReasons {
-		if r.name == name {
-			return r.zh
-		}
+	if zh, ok := LookupRowReasonZH(name); ok {
+		return zh
 	}
 	return "未知原因"
+}
+
+// LookupRowReasonZH is RowReasonZH that tells whether name is a row reason.
+func LookupRowReasonZH(name string) (string, bool) {
+	for _, r := range rowReasons {
+		if r.name == name {
+			return r.zh, true
+		}
+	}
+	return "", false
 }
 
 // TruncatedDetail is the message of a RowNumberTruncated row error for
