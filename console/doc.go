@@ -46,8 +46,12 @@
 //   - zh.go: the Chinese of API error reasons.
 //   - pages_auth.go: login and logout (enterprise and desk).
 //   - pages_records.go: 发件箱, 定时发件箱, 收件箱, 费用, the home page.
-//   - pages_send.go: 短信群发, 批量发送, 定制发送, the counter, send jobs.
-//   - pages_books.go: 个人通讯录, 企业通讯录, 白名单维护, 日程安排.
+//   - pages_send.go: 短信群发 and the live counter; send_files.go: 批量发送,
+//     定制发送 (uploads passed through part by part); send_jobs.go: 发送任务.
+//   - records_why.go: the words of "为什么没有收到？" per state and error code.
+//   - pages_books.go: 个人通讯录, 企业通讯录, 白名单维护; pages_reminders.go:
+//     日程安排; zh_books.go: their template helpers.
 //   - pages_account.go: forgotten and changed passwords, 企业管理.
-//   - pages_desk.go: the account manager's desk (/ops/).
+//   - pages_desk.go: the account manager's desk (/ops/), 运行概况;
+//     desk_enterprises.go, desk_approvals.go, desk_bills.go: its other pages.
 package console
