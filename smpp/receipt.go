@@ -109,7 +109,19 @@ func (r Receipt) Format() string {
 }
 
 // receiptKeys in the order of Appendix B; values run up to the next key.
-var receiptKeys = []string{"id:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:"}
+var receiptKeys = [...]string{"id:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:"}
+
+// Indexes into receiptKeys.
+const (
+	keyID = iota
+	keySub
+	keyDlvrd
+	keySubmitDate
+	keyDoneDate
+	keyStat
+	keyErr
+	keyText
+)
 
 // ParseReceiptText parses the Appendix B text. Keys are matched without
 // regard to case; missing keys leave fields empty; only id and stat are
@@ -117,45 +129,54 @@ var receiptKeys = []string{"id:", "sub:", "dlvrd:", "submit date:", "done date:"
 func ParseReceiptText(s string) (Receipt, error) {
 	var r Receipt
 	lower := asciiLower(s) // same byte offsets as s, whatever the bytes
-	type span struct {
-		key string
-		at  int
-	}
-	var found []span
+	// at[k] is where key k starts in s (-1: absent); keys are looked for
+	// in order, each after the previous one found. Fixed arrays, not a
+	// map: this runs once per receipt from the SMSC.
+	var at [len(receiptKeys)]int
 	from := 0
-	for _, k := range receiptKeys {
-		i := strings.Index(lower[from:], k)
+	for k, key := range receiptKeys {
+		at[k] = -1
+		i := strings.Index(lower[from:], key)
 		if i < 0 {
 			continue
 		}
-		found = append(found, span{k, from + i})
-		from += i + len(k)
+		at[k] = from + i
+		from += i + len(key)
 	}
-	vals := make(map[string]string, len(found))
-	for i, sp := range found {
-		end := len(s)
-		if i+1 < len(found) {
-			end = found[i+1].at
+	val := func(k int) (string, bool) {
+		if at[k] < 0 {
+			return "", false
 		}
-		v := s[sp.at+len(sp.key) : end]
-		if sp.key != "text:" {
+		end := len(s)
+		for j := k + 1; j < len(at); j++ {
+			if at[j] >= 0 {
+				end = at[j]
+				break
+			}
+		}
+		v := s[at[k]+len(receiptKeys[k]) : end]
+		if receiptKeys[k] != "text:" {
 			v = strings.TrimSpace(v)
 		}
-		vals[sp.key] = v
+		return v, true
 	}
-	id, okID := vals["id:"]
-	stat, okStat := vals["stat:"]
+	id, okID := val(keyID)
+	stat, okStat := val(keyStat)
 	if !okID || !okStat || id == "" {
 		return r, fmt.Errorf("%w: no id/stat in %q", ErrNotReceipt, truncate(s, 64))
 	}
 	r.ID = id
 	r.State = stateFromStat(stat)
-	r.Sub, _ = strconv.Atoi(vals["sub:"])
-	r.Dlvrd, _ = strconv.Atoi(vals["dlvrd:"])
-	r.SubmitDate = parseReceiptDate(vals["submit date:"])
-	r.DoneDate = parseReceiptDate(vals["done date:"])
-	r.Err = vals["err:"]
-	r.Text = vals["text:"]
+	v, _ := val(keySub)
+	r.Sub, _ = strconv.Atoi(v)
+	v, _ = val(keyDlvrd)
+	r.Dlvrd, _ = strconv.Atoi(v)
+	v, _ = val(keySubmitDate)
+	r.SubmitDate = parseReceiptDate(v)
+	v, _ = val(keyDoneDate)
+	r.DoneDate = parseReceiptDate(v)
+	r.Err, _ = val(keyErr)
+	r.Text, _ = val(keyText)
 	return r, nil
 }
 
@@ -172,15 +193,35 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
+// parseReceiptDate reads YYMMDDhhmm or YYMMDDhhmmss in local time (the
+// SMSC's), as time.ParseInLocation would with those layouts, but by hand:
+// it runs twice per receipt. Anything else is the zero time.
 func parseReceiptDate(v string) time.Time {
-	for _, layout := range []string{"060102150405", receiptDate} {
-		if len(v) == len(layout) {
-			if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
-				return t
-			}
-		}
+	if len(v) != 10 && len(v) != 12 {
+		return time.Time{}
 	}
-	return time.Time{}
+	var n [6]int
+	for i := 0; i < len(v)/2; i++ {
+		a, b := v[2*i], v[2*i+1]
+		if a < '0' || a > '9' || b < '0' || b > '9' {
+			return time.Time{}
+		}
+		n[i] = int(a-'0')*10 + int(b-'0')
+	}
+	yy, mo, dd, hh, mi, ss := n[0], n[1], n[2], n[3], n[4], n[5]
+	// time.Parse's two-digit years: 69–99 are 19xx, 00–68 are 20xx.
+	year := 2000 + yy
+	if yy >= 69 {
+		year = 1900 + yy
+	}
+	if mo < 1 || mo > 12 || dd < 1 || dd > daysIn(time.Month(mo), year) || hh > 23 || mi > 59 || ss > 59 {
+		return time.Time{}
+	}
+	return time.Date(year, time.Month(mo), dd, hh, mi, ss, 0, time.Local)
+}
+
+func daysIn(m time.Month, year int) int {
+	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 func truncate(s string, n int) string {

@@ -264,3 +264,4 @@ func TestNewReceiptPDUBytes(t *testing.T) {
 		t.Fatalf("ParseReceipt: %+v %v", got, err)
 	}
 }
+
