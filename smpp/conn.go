@@ -120,6 +120,13 @@ type Conn struct {
 	seq    atomic.Uint32
 	window chan struct{}
 	inbox  chan struct{} // inbound handler slots
+	// work carries inbound requests to the handler workers: long-lived
+	// goroutines, started as the load needs them up to the inbound window
+	// (one goroutine per request would grow a fresh stack each time).
+	work    chan pdu.Body
+	idle    atomic.Int32 // workers waiting for work
+	nworker int          // workers started (read loop only)
+	workers sync.WaitGroup
 
 	mu      sync.Mutex
 	pending map[uint32]*call
@@ -154,6 +161,7 @@ func NewConn(nc net.Conn, h Handler, opt ConnOptions) *Conn {
 		cancel:  cancel,
 		window:  make(chan struct{}, opt.Window),
 		inbox:   make(chan struct{}, opt.InboundWindow),
+		work:    make(chan pdu.Body, opt.InboundWindow),
 		pending: make(map[uint32]*call),
 		out:     make(chan outFrame, opt.WriteQueue),
 		closed:  make(chan struct{}),
@@ -368,7 +376,9 @@ func (c *Conn) closeWith(err error) {
 // finish runs once: it waits for every goroutine of the session, then
 // wakes every request still waiting and reports the end.
 func (c *Conn) finish() {
-	c.loops.Wait()
+	c.loops.Wait()   // the read loop queues no more requests
+	c.workers.Wait() // the context is cancelled: workers stop after the request in hand
+	c.dropQueued()
 	c.handlers.Wait()
 	c.mu.Lock()
 	for seq, cl := range c.pending {
@@ -483,8 +493,46 @@ func (c *Conn) dispatch(frame []byte) bool {
 		return false
 	}
 	c.handlers.Add(1)
-	go c.handle(p)
+	c.work <- p // never blocks: it holds as many as the inbox admits
+	// Start a worker when the queued requests outnumber the idle ones
+	// (an idle count read a moment early only delays a request until a
+	// worker frees, and there is always at least one worker).
+	if c.nworker < cap(c.inbox) && (c.nworker == 0 || int(c.idle.Load()) < len(c.work)) {
+		c.nworker++
+		c.workers.Add(1)
+		go c.worker()
+	}
 	return true
+}
+
+// worker handles inbound requests until the session ends.
+func (c *Conn) worker() {
+	defer c.workers.Done()
+	for {
+		c.idle.Add(1)
+		select {
+		case <-c.ctx.Done():
+			c.idle.Add(-1)
+			return
+		case p := <-c.work:
+			c.idle.Add(-1)
+			c.handle(p)
+		}
+	}
+}
+
+// dropQueued forgets the requests no worker took before the session
+// ended: nobody can be answered any more.
+func (c *Conn) dropQueued() {
+	for {
+		select {
+		case <-c.work:
+			<-c.inbox
+			c.handlers.Done()
+		default:
+			return
+		}
+	}
 }
 
 func (c *Conn) handle(p pdu.Body) {
