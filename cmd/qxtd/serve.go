@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,10 +87,10 @@ type daemon struct {
 
 // serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
 func serveCmd() *cobra.Command {
-	var path string
+	var path, cpuProfile string
 	var check bool
 	c := &cobra.Command{
-		Use:   "serve [--config FILE] [--check]",
+		Use:   "serve [--config FILE] [--check] [--cpuprofile FILE]",
 		Short: "Run the daemon (--check: validate the configuration and exit)",
 		Long: `Run the daemon: SMPP ingress, HTTP API, upstream binds, the store.
 SIGTERM or SIGINT stops it gracefully; a second signal exits at once.
@@ -99,7 +100,11 @@ names the changed keys that need a restart. An invalid file is logged and
 ignored.
 
 --check loads and validates the configuration (unknown keys and bad values
-are errors naming the key) and exits.`,
+are errors naming the key) and exits.
+
+--cpuprofile writes a Go CPU profile of the whole run to FILE when the
+daemon stops (for make bench-e2e and performance work; read it with
+go tool pprof).`,
 		Args: nargs(0, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := LoadConfig(path)
@@ -110,9 +115,21 @@ are errors naming the key) and exits.`,
 				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
 				return nil
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(path, cfg, c.ErrOrStderr())
 		},
 	}
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
 	return c
