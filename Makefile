@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test soak lint bench bench-retention fuzz vet clean check-configs screenshots
+.PHONY: build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/qxtd
@@ -39,6 +39,16 @@ soak:
 # (see each package's bench_test.go); compare runs with benchstat.
 bench:
 	$(GO) test -run '^$$' -bench . -skip 'SteadyTrafficWithPurge' -benchmem -count 5 ./...
+
+# End to end: one SMPP load client and one SMSC peer (cmd/qxtd-bench, on
+# go-smpp's codec) directly and with qxtd between them, with and without
+# receipts, side by side (see cmd/qxtd-bench/doc.go for how to read the
+# table); BENCH_FLAGS="-n 5000 -offered 5000 -json bench.jsonl" to vary.
+BENCH_FLAGS ?=
+bench-e2e:
+	$(GO) build -o $(BIN) ./cmd/qxtd
+	$(GO) build -o bin/qxtd-bench ./cmd/qxtd-bench
+	./bin/qxtd-bench -qxtd $(BIN) -config configs/qxtd.yaml $(BENCH_FLAGS)
 
 # The retention soak: file size per round under steady load with purge.
 bench-retention:

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDirect runs the peer and the client alone, as the direct scenarios
+// do: every submit is answered and, with receipts, every receipt is
+// matched to its submit.
+func TestDirect(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pctx, stopPeer := context.WithCancel(ctx)
+	peer, err := StartPeer(pctx, "127.0.0.1:0", 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopPeer(); peer.Wait() }()
+	cfg := benchConfig{N: 500, Warmup: 50, Window: 50, Stall: 5 * time.Second}
+	for _, sc := range allScenarios {
+		if sc.Qxtd {
+			continue
+		}
+		res, err := runScenario(ctx, cfg, sc, peer, peer.Addr(), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		if res.Answered != cfg.N || res.Errors != 0 {
+			t.Errorf("%s: %d of %d answered, %d errors", sc.Name, res.Answered, cfg.N, res.Errors)
+		}
+		want := 0
+		if sc.Receipts {
+			want = cfg.N
+			if res.ReceiptP50 < 10 {
+				t.Errorf("%s: receipt p50 %.2f ms, below the peer's 10 ms delay", sc.Name, res.ReceiptP50)
+			}
+		}
+		if res.ReceiptsGot != want || res.DupReceipts != 0 {
+			t.Errorf("%s: %d receipts matched (%d duplicate), want %d", sc.Name, res.ReceiptsGot, res.DupReceipts, want)
+		}
+		if res.AckedRate <= 0 || res.SubmitP99 <= 0 {
+			t.Errorf("%s: no rate or latency: %+v", sc.Name, res)
+		}
+	}
+	if n := peer.Binds.Load(); n != 2 {
+		t.Errorf("peer saw %d binds, want 2", n)
+	}
+}
+
+// TestStallFails: a target that answers nothing fails the run with the
+// counts, within the stall time, instead of hanging.
+func TestStallFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pctx, stopPeer := context.WithCancel(ctx)
+	peer, err := StartPeer(pctx, "127.0.0.1:0", time.Hour) // receipts never come
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopPeer(); peer.Wait() }()
+	cl, err := Dial(ctx, peer.Addr(), "x", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	start := time.Now()
+	r, err := cl.Run(ctx, RunSpec{N: 20, Window: 5, Receipts: true, FirstDst: 13800000000, Stall: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "stalled") || !strings.Contains(err.Error(), "0/20 receipts") {
+		t.Fatalf("err = %v, want a stall with 0/20 receipts", err)
+	}
+	if r.Answered != 20 {
+		t.Errorf("answered %d, want 20", r.Answered)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestReceiptID(t *testing.T) {
+	for in, want := range map[string]string{
+		"id:1a2b sub:001 dlvrd:001 stat:DELIVRD": "1a2b",
+		"id:42":                                  "42",
+		"stat:DELIVRD":                           "",
+	} {
+		if got := receiptID(in); got != want {
+			t.Errorf("receiptID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDerivedConfig: the demo file with the benchmark's changes keeps
+// its sections and gets the peer upstream and the bench account.
+func TestDerivedConfig(t *testing.T) {
+	base, err := os.ReadFile("../../configs/qxtd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100},
+		t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	for _, want := range []string{"addr: 127.0.0.1:9", "system_id: bench", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("derived configuration lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "cmcc-gd") {
+		t.Errorf("derived configuration keeps the demo's upstream:\n%s", s)
+	}
+}

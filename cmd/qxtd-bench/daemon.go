@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Bench account on qxtd (SMPP passwords are 6–8 characters).
+const (
+	benchSystemID = "bench"
+	benchPassword = "bench123"
+)
+
+// daemonOpts is how qxtd is set up for a run.
+type daemonOpts struct {
+	Bin, BaseConfig, PeerAddr string
+	Binds, Window             int // of the upstream to the peer
+	IngressWindow             int // smpp.window; 0 keeps the base file's
+}
+
+// daemon is a running `qxtd serve`.
+type daemon struct {
+	cmd      *exec.Cmd
+	dir      string
+	SMPPAddr string
+	HTTPAddr string
+	LogPath  string
+	exited   chan struct{}
+	waitErr  error
+}
+
+// freeAddr is a loopback address nobody listens on (now).
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// derivedConfig is the base file with the benchmark's changes: the
+// simulator off, one upstream (the peer), the bench enterprise (no
+// whitelist, every scope, the biggest package with no cap, the highest
+// rate) and account, the store in dir, log level warn.
+func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([]byte, error) {
+	m := map[string]any{}
+	if err := yaml.Unmarshal(base, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.BaseConfig, err)
+	}
+	section := func(k string) map[string]any {
+		s, ok := m[k].(map[string]any)
+		if !ok {
+			s = map[string]any{}
+			m[k] = s
+		}
+		return s
+	}
+	section("smpp")["listen"] = smppAddr
+	if o.IngressWindow > 0 {
+		section("smpp")["window"] = o.IngressWindow
+	}
+	section("http")["listen"] = httpAddr
+	section("store")["path"] = filepath.Join(dir, "qxtd.db")
+	section("simulator")["enabled"] = false
+	section("log")["level"] = "warn"
+	m["upstreams"] = []any{map[string]any{
+		"name": "bench-peer", "addr": o.PeerAddr, "system_id": "qxtd", "password": "qxtd",
+		"binds": o.Binds, "window": o.Window, "tps": 0, "concat": "udh8",
+	}}
+	ents, _ := m["enterprises"].([]any)
+	m["enterprises"] = append(ents, map[string]any{
+		"code": "BENCH", "name": "压测企业", "signature": "【压测】", "package": 12,
+		"national": true, "offnet": true, "no_whitelist": true, "tps": 100000,
+	})
+	accts, _ := m["accounts"].([]any)
+	m["accounts"] = append(accts, map[string]any{
+		"system_id": benchSystemID, "password": benchPassword, "enterprise": "BENCH", "name": "bench",
+	})
+	return yaml.Marshal(m)
+}
+
+// startDaemon writes the derived configuration, checks it with
+// `qxtd serve --check`, starts `qxtd serve` and waits for /readyz to say
+// ready (every bind to the peer up).
+func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
+	base, err := os.ReadFile(o.BaseConfig)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "qxtd-bench-")
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{})}
+	if d.SMPPAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if d.HTTPAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	cfg, err := derivedConfig(base, o, dir, d.SMPPAddr, d.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "qxtd.yaml")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(cctx, o.Bin, "serve", "--check", "--config", path).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s serve --check: %v: %s", o.Bin, err, out)
+	}
+	logf, err := os.Create(d.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(o.Bin, "serve", "--config", path)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		logf.Close()
+		close(d.exited)
+	}()
+	if err := d.waitReady(ctx, 30*time.Second); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	hc := http.Client{Timeout: time.Second}
+	last := ""
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			return fmt.Errorf("qxtd exited at start (%v); its log:\n%s", d.waitErr, d.tail(20))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := hc.Get("http://" + d.HTTPAddr + "/readyz")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = strings.TrimSpace(string(b))
+		if resp.StatusCode == http.StatusOK && last == "ready" {
+			return nil
+		}
+	}
+	return fmt.Errorf("qxtd not ready after %v: /readyz said %q", limit, last)
+}
+
+// Stop ends qxtd: SIGTERM, then SIGKILL after 10 s.
+func (d *daemon) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+// Remove deletes the daemon's directory (store, configuration, log).
+func (d *daemon) Remove() { _ = os.RemoveAll(d.dir) }
+
+// CPU is qxtd's user+system CPU time so far, from /proc/<pid>/stat
+// (clock ticks of 10 ms: USER_HZ is 100 on Linux).
+func (d *daemon) CPU() (time.Duration, error) {
+	return procCPU(d.cmd.Process.Pid)
+}
+
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// selfCPU is this process's user+system CPU time (client and peer).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// LogLines are qxtd's log lines (warn and error: the level is warn).
+func (d *daemon) LogLines() []string {
+	f, err := os.Open(d.LogPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+func (d *daemon) tail(n int) string {
+	l := d.LogLines()
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}

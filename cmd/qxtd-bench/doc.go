@@ -1,0 +1,75 @@
+// Command qxtd-bench measures what qxtd costs on the path of a message:
+// the same SMPP load client and SMSC peer are run against each other
+// directly and with qxtd between them, in one run, and the two are
+// compared side by side (make bench-e2e).
+//
+// Both sides are this program's own code on go-smpp's PDU codec
+// (github.com/fiorix/go-smpp/smpp/pdu), not qxtd's smpp package, so qxtd
+// is measured against independent peers:
+//
+//   - the peer (peer.go), an SMSC on 127.0.0.1:0 in this process: any
+//     bind accepted, every submit_sm answered at once with a hex
+//     message_id, and when registered_delivery asks for it a DELIVRD
+//     receipt (esm_class 0x04, Appendix B text, receipted_message_id and
+//     message_state) -dlr-delay later, at most 1,000 per connection
+//     awaiting deliver_sm_resp. One writer goroutine per connection
+//     writes through a buffered writer, so the peer is not the
+//     bottleneck;
+//   - the load client (client.go), one transceiver bind keeping -window
+//     submit_sm outstanding (or paced at -offered msg/s), -n messages to
+//     distinct numbers 13800000000+i, receipts matched by
+//     receipted_message_id (or the text's id:) to their submit;
+//   - qxtd (daemon.go), `qxtd serve` as a subprocess, fresh for each qxtd
+//     scenario, with a configuration derived from -config: the simulator
+//     off, one upstream to the peer (-binds, -upstream-window), an
+//     enterprise with no whitelist, every scope, the biggest package with
+//     no cap and the highest rate, its store in a temporary directory, log
+//     level warn. It must say "ready" on /readyz (every bind up).
+//
+// The scenarios run in this order, each after a warm-up of -warmup
+// messages: direct/no-receipts, qxtd/no-receipts, direct/receipts,
+// qxtd/receipts.
+//
+// # Reading the table
+//
+//   - acked msg/s: -n over first submit → last submit_sm_resp at the
+//     client. Through qxtd that is the rate it stores messages (an answer
+//     means committed to disk), not yet the rate it relays them.
+//   - relayed msg/s: -n over first submit → the peer's last submit_sm: the
+//     throughput of the relay. Directly it equals acked.
+//   - full loop msg/s (with receipts): -n over first submit → last
+//     receipt at the client; it includes one -dlr-delay.
+//   - qxtd CPU µs/msg: qxtd's utime+stime (/proc/<pid>/stat, 10 ms
+//     ticks) over the measured interval, per message. The interval ends
+//     when the client has every answer (and receipt), the peer has every
+//     submit and every receipt it sent was acknowledged: qxtd always asks
+//     its SMSC for receipts, so through qxtd the peer sends them even in
+//     the no-receipts scenarios, and their handling is counted.
+//   - bench CPU µs/msg: this process (client and peer together) over the
+//     same interval, from getrusage.
+//   - submit_sm_resp p50 / p99: from each submit to its answer at the
+//     client. At full speed it is mostly queueing in the window (about
+//     window / rate); use -offered (e.g. 5000) below the saturation rate
+//     for the latency a paced sender sees.
+//   - receipt p50 / p99: from each submit to its receipt at the client;
+//     -dlr-delay (100 ms) of it is the peer's.
+//   - … vs direct: the qxtd row against the direct row with the same
+//     receipts setting (rates: below 1 is slower; latency: above 1 is
+//     slower).
+//
+// A run that makes no progress for -stall fails with the counts it got,
+// and the whole run is bounded by -timeout; the exit status is 1 if any
+// scenario failed or any submit_sm was refused. -json FILE writes one
+// JSON line per scenario. qxtd's log lines at warn or above are counted
+// and the first few printed per qxtd scenario.
+//
+// # Files
+//
+//	main.go      flags, the scenario loop, output
+//	scenario.go  one scenario: warm-up, measured run, CPU, percentiles
+//	client.go    the load client (windowed sender, receipt matching)
+//	peer.go      the SMSC peer
+//	wire.go      one connection: frames in, a buffered single writer out
+//	daemon.go    qxtd as a subprocess: derived configuration, /readyz, CPU
+//	report.go    ratios, the markdown table, JSON lines
+package main

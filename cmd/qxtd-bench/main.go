@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("qxtd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg       benchConfig
+		o         daemonOpts
+		only      = fs.String("scenarios", "", "comma-separated subset of: "+names())
+		jsonPath  = fs.String("json", "", "also write one JSON line per scenario to this file")
+		dlrDelay  = fs.Duration("dlr-delay", 100*time.Millisecond, "the peer's delay before a receipt")
+		timeout   = fs.Duration("timeout", 15*time.Minute, "the whole run at most")
+		showLines = fs.Int("log-lines", 5, "qxtd log lines (warn and error) to show per qxtd scenario")
+	)
+	fs.IntVar(&cfg.N, "n", 20000, "messages per measured run")
+	fs.IntVar(&cfg.Warmup, "warmup", 1000, "messages sent (and answered, and receipted) before each measured run")
+	fs.IntVar(&cfg.Window, "window", 100, "the client's outstanding submit_sm")
+	fs.Float64Var(&cfg.Offered, "offered", 0, "pace submits at this rate (msg/s); 0 = as fast as the window allows")
+	fs.DurationVar(&cfg.Stall, "stall", 20*time.Second, "a run with no progress for this long fails")
+	fs.StringVar(&o.Bin, "qxtd", "bin/qxtd", "the qxtd binary")
+	fs.StringVar(&o.BaseConfig, "config", "configs/qxtd.yaml", "qxtd configuration the run's is derived from")
+	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
+	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
+	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	scenarios := allScenarios
+	if *only != "" {
+		scenarios = nil
+		for _, n := range strings.Split(*only, ",") {
+			i := slices.IndexFunc(allScenarios, func(s scenario) bool { return s.Name == strings.TrimSpace(n) })
+			if i < 0 {
+				fmt.Fprintf(stderr, "qxtd-bench: unknown scenario %q (have %s)\n", n, names())
+				return 2
+			}
+			scenarios = append(scenarios, allScenarios[i])
+		}
+	}
+	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 {
+		fmt.Fprintln(stderr, "qxtd-bench: -n and -window must be at least 1, -warmup not negative")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	peerCtx, stopPeer := context.WithCancel(ctx)
+	peer, err := StartPeer(peerCtx, "127.0.0.1:0", *dlrDelay)
+	if err != nil {
+		stopPeer()
+		fmt.Fprintln(stderr, "qxtd-bench: peer:", err)
+		return 1
+	}
+	defer func() { stopPeer(); peer.Wait() }()
+	o.PeerAddr = peer.Addr()
+
+	began := time.Now()
+	var results []Result
+	failed := false
+	for _, sc := range scenarios {
+		t0 := time.Now()
+		res, lines, err := runOne(ctx, cfg, o, sc, peer)
+		if err != nil {
+			res.Err = err.Error()
+			failed = true
+		}
+		res.QxtdLogLines = len(lines)
+		results = append(results, res)
+		fmt.Fprintf(stderr, "qxtd-bench: %s done in %.1fs", sc.Name, time.Since(t0).Seconds())
+		if err != nil {
+			fmt.Fprintf(stderr, ": FAILED: %v", err)
+		}
+		fmt.Fprintln(stderr)
+		if sc.Qxtd {
+			fmt.Fprintf(stderr, "qxtd-bench: %s: qxtd logged %d lines at warn or above\n", sc.Name, len(lines))
+			for _, l := range lines[:min(len(lines), *showLines)] {
+				fmt.Fprintln(stderr, "  ", l)
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	compare(results)
+	fmt.Fprintf(stdout, "qxtd-bench: n=%d warm-up=%d window=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
+		cfg.N, cfg.Warmup, cfg.Window, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
+	writeTable(stdout, results)
+	fmt.Fprintf(stdout, "\nwhole run: %.1fs\n", time.Since(began).Seconds())
+	if *jsonPath != "" {
+		f, err := os.Create(*jsonPath)
+		if err == nil {
+			err = writeJSON(f, results)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "qxtd-bench: -json:", err)
+			return 1
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// runOne runs one scenario, starting (and stopping) qxtd for it when it
+// goes through qxtd; lines are qxtd's log lines.
+func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
+	if !sc.Qxtd {
+		res, err := runScenario(ctx, cfg, sc, peer, peer.Addr(), nil)
+		return res, nil, err
+	}
+	d, err := startDaemon(ctx, o)
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+	}
+	defer d.Remove()
+	res, err := runScenario(ctx, cfg, sc, peer, d.SMPPAddr, d)
+	d.Stop()
+	return res, d.LogLines(), err
+}
+
+func names() string {
+	var n []string
+	for _, s := range allScenarios {
+		n = append(n, s.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func offered(r float64) string {
+	if r == 0 {
+		return "max"
+	}
+	return fmt.Sprintf("%.0f/s", r)
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// compare fills each qxtd row's ratios against the direct row with the
+// same receipts setting.
+func compare(rs []Result) {
+	for i := range rs {
+		q := &rs[i]
+		if !strings.HasPrefix(q.Scenario, "qxtd/") || q.Err != "" {
+			continue
+		}
+		for _, d := range rs {
+			if !strings.HasPrefix(d.Scenario, "direct/") || d.Receipts != q.Receipts || d.Err != "" {
+				continue
+			}
+			q.RelayedVsDirect = ratio(q.RelayedRate, d.RelayedRate)
+			q.FullLoopVsDirect = ratio(q.FullLoopRate, d.FullLoopRate)
+			q.SubmitP50VsDir = ratio(q.SubmitP50, d.SubmitP50)
+		}
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// writeTable prints the markdown table.
+func writeTable(w io.Writer, rs []Result) {
+	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | qxtd CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rs {
+		if r.Err != "" {
+			fmt.Fprintf(w, "| %s | %d | FAILED: %s |||||||||\n", r.Scenario, r.N, strings.ReplaceAll(r.Err, "|", "/"))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Scenario, r.N, num(r.AckedRate, "%.0f"), num(r.RelayedRate, "%.0f"), num(r.FullLoopRate, "%.0f"),
+			num(r.QxtdCPU, "%.0f"), num(r.BenchCPU, "%.0f"),
+			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
+			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
+	}
+}
+
+func num(v float64, f string) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf(f, v)
+}
+
+func pair(a, b float64) string {
+	if a == 0 && b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f / %.2f", a, b)
+}
+
+func times(v float64, scenario string) string {
+	if strings.HasPrefix(scenario, "direct/") {
+		return "1"
+	}
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// writeJSON writes one line per result.
+func writeJSON(w io.Writer, rs []Result) error {
+	enc := json.NewEncoder(w)
+	for _, r := range rs {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// scenario is one row of the table.
+type scenario struct {
+	Name     string
+	Qxtd     bool // through qxtd; else the client binds to the peer directly
+	Receipts bool
+}
+
+// allScenarios in the order they run.
+var allScenarios = []scenario{
+	{"direct/no-receipts", false, false},
+	{"qxtd/no-receipts", true, false},
+	{"direct/receipts", false, true},
+	{"qxtd/receipts", true, true},
+}
+
+// benchConfig is the run's settings (the flags).
+type benchConfig struct {
+	N, Warmup, Window int
+	Offered           float64
+	Stall             time.Duration
+}
+
+// Result is one scenario's measurement (one JSON line with -json).
+type Result struct {
+	Scenario    string  `json:"scenario"`
+	Receipts    bool    `json:"receipts"`
+	N           int     `json:"n"`
+	Window      int     `json:"window"`
+	Offered     float64 `json:"offered_msg_s,omitempty"`
+	Answered    int     `json:"answered"`
+	Errors      int     `json:"errors"`
+	FirstErr    string  `json:"first_error,omitempty"`
+	ReceiptsGot int     `json:"receipts_matched"`
+	DupReceipts int     `json:"receipts_duplicate"`
+	// Rates over the measured interval from the first submit: acked =
+	// the client's last submit_sm_resp, relayed = the peer's last
+	// submit_sm, full loop = the client's last receipt.
+	AckedRate    float64 `json:"acked_msg_s"`
+	RelayedRate  float64 `json:"relayed_msg_s"`
+	FullLoopRate float64 `json:"full_loop_msg_s,omitempty"`
+	Seconds      float64 `json:"seconds"`
+	QxtdCPU      float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
+	BenchCPU     float64 `json:"bench_cpu_us_per_msg"`
+	SubmitP50    float64 `json:"submit_resp_p50_ms"`
+	SubmitP99    float64 `json:"submit_resp_p99_ms"`
+	ReceiptP50   float64 `json:"receipt_p50_ms,omitempty"`
+	ReceiptP99   float64 `json:"receipt_p99_ms,omitempty"`
+	// Against the direct scenario with the same receipts setting.
+	RelayedVsDirect  float64 `json:"relayed_vs_direct,omitempty"`
+	FullLoopVsDirect float64 `json:"full_loop_vs_direct,omitempty"`
+	SubmitP50VsDir   float64 `json:"submit_p50_vs_direct,omitempty"`
+	QxtdLogLines     int     `json:"qxtd_log_lines"`
+	Err              string  `json:"error,omitempty"`
+}
+
+// peerMark is the peer's counters at one moment.
+type peerMark struct{ submits, due, acked int64 }
+
+func markOf(p *Peer) peerMark {
+	return peerMark{p.Submits.Load(), p.ReceiptsDue.Load(), p.ReceiptsAcked.Load()}
+}
+
+// waitPeer waits until the peer got n submits since m and every receipt
+// it owes was acknowledged (qxtd asks for receipts whatever the client
+// asks, so through qxtd the peer sends them in every scenario).
+func waitPeer(ctx context.Context, p *Peer, m peerMark, n int, stall time.Duration) error {
+	last, lastAt := int64(-1), time.Now()
+	for {
+		now := markOf(p)
+		if now.submits-m.submits >= int64(n) && now.acked-m.acked >= now.due-m.due {
+			return nil
+		}
+		if prog := now.submits + now.acked; prog != last {
+			last, lastAt = prog, time.Now()
+		} else if time.Since(lastAt) > stall {
+			return fmt.Errorf("peer stalled: got %d/%d submit_sm, %d/%d receipts acknowledged",
+				now.submits-m.submits, n, now.acked-m.acked, now.due-m.due)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// runScenario measures one scenario on target (the peer or qxtd's SMPP
+// port): a warm-up batch, then the measured one; d is qxtd (nil direct).
+func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, target string, d *daemon) (Result, error) {
+	res := Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N, Window: cfg.Window, Offered: cfg.Offered}
+	cl, err := Dial(ctx, target, benchSystemID, benchPassword)
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	spec := RunSpec{N: cfg.Warmup, Window: cfg.Window, Receipts: sc.Receipts, FirstDst: 13900000000,
+		Offered: cfg.Offered, Stall: cfg.Stall}
+	m := markOf(p)
+	if _, err := cl.Run(ctx, spec); err != nil {
+		return res, fmt.Errorf("warm-up: %w", err)
+	}
+	if err := waitPeer(ctx, p, m, cfg.Warmup, cfg.Stall); err != nil {
+		return res, fmt.Errorf("warm-up: %w", err)
+	}
+
+	spec.N, spec.FirstDst = cfg.N, 13800000000
+	m = markOf(p)
+	var q0 time.Duration
+	if d != nil {
+		if q0, err = d.CPU(); err != nil {
+			return res, err
+		}
+	}
+	b0 := selfCPU()
+	r, runErr := cl.Run(ctx, spec)
+	if runErr == nil {
+		runErr = waitPeer(ctx, p, m, cfg.N, cfg.Stall)
+	}
+	end := time.Now()
+	b1 := selfCPU()
+	if d != nil {
+		q1, err := d.CPU()
+		if err != nil {
+			return res, err
+		}
+		res.QxtdCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+	}
+	res.BenchCPU = float64((b1 - b0).Microseconds()) / float64(cfg.N)
+	res.Answered, res.Errors, res.ReceiptsGot, res.DupReceipts = r.Answered, r.Errors, r.Receipts, r.DupReceipts
+	if r.FirstErr != 0 {
+		res.FirstErr = fmt.Sprintf("command_status %#08x", r.FirstErr)
+	}
+	res.Seconds = end.Sub(r.Start).Seconds()
+	rate := func(t time.Time) float64 {
+		if s := t.Sub(r.Start).Seconds(); s > 0 {
+			return float64(cfg.N) / s
+		}
+		return 0
+	}
+	if runErr != nil {
+		return res, runErr
+	}
+	res.AckedRate = rate(r.LastResp)
+	res.RelayedRate = rate(time.Unix(0, p.LastSubmit.Load()))
+	if sc.Receipts {
+		res.FullLoopRate = rate(r.LastRcpt)
+	}
+	res.SubmitP50, res.SubmitP99 = percentiles(r.RespLat)
+	res.ReceiptP50, res.ReceiptP99 = percentiles(r.RcptLat)
+	if res.Errors > 0 {
+		return res, fmt.Errorf("%d of %d submit_sm refused (first: %s)", res.Errors, cfg.N, res.FirstErr)
+	}
+	return res, nil
+}
+
+// percentiles are p50 and p99 in milliseconds of the answered ones.
+func percentiles(lat []time.Duration) (p50, p99 float64) {
+	s := make([]time.Duration, 0, len(lat))
+	for _, l := range lat {
+		if l > 0 {
+			s = append(s, l)
+		}
+	}
+	if len(s) == 0 {
+		return 0, 0
+	}
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		return float64(s[int(q*float64(len(s)-1)+0.5)]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.99)
+}
