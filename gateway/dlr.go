@@ -80,20 +80,64 @@ func (f *forwarder) conn() *smpp.Conn {
 	return f.conns[f.rr%len(f.conns)]
 }
 
+// run is one account's forwarder. The window bounds receipts sent and
+// not yet answered (deliver_sm_resp); an answered receipt leaves the
+// window at once, and its acknowledgement is committed to the store in a
+// batch with others by the acker, off the window: a slot is busy for the
+// ESME's round trip only, not for a commit too. A message stays in
+// f.inflight — skipped by the scans — from the scan that found it until
+// its acknowledgement is committed, or until DLRRetry after a failure.
 func (r *router) run(ctx context.Context, f *forwarder) {
 	g := r.g
 	window := g.cfg.DLRWindow
-	sem := make(chan struct{}, window)
+	jobs := make(chan *queue.Message, window) // never full: at most window are sending
+	acks := make(chan ackedDLR, window)
+	var sending int // handed to a worker and not yet answered; f.mu
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { r.acker(ctx, f, acks) })
+	for range window {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m := <-jobs:
+					sent, ok := r.deliver(ctx, f, m)
+					f.mu.Lock()
+					sending--
+					f.mu.Unlock()
+					f.kick() // a slot is free
+					if ok {
+						select {
+						case acks <- ackedDLR{id: m.ID, sent: sent}:
+						case <-ctx.Done():
+							return
+						}
+						continue
+					}
+					// Not answered: it stays in flight (skipped by the
+					// scans) until the retry delay has passed.
+					time.AfterFunc(g.cfg.DLRRetry, func() {
+						f.mu.Lock()
+						delete(f.inflight, m.ID)
+						f.mu.Unlock()
+						f.kick()
+					})
+				}
+			}
+		})
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		room := window - len(sem)
+		f.mu.Lock()
+		room := window - sending
 		var msgs []*queue.Message
-		if room > 0 {
-			var err error
-			f.mu.Lock()
+		var err error
+		// Scan when a worthwhile share of the window is free (or all of
+		// it): each scan skips the whole in-flight set.
+		if room > 0 && (room >= refill(window) || sending == 0) {
 			msgs, err = g.store.PendingDLRs(f.account, room, func(id uint64) bool {
 				_, busy := f.inflight[id]
 				return busy
@@ -101,37 +145,14 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 			for _, m := range msgs {
 				f.inflight[m.ID] = struct{}{}
 			}
-			f.mu.Unlock()
-			if err != nil {
-				g.log.Error("pending receipts", "account", f.account, "err", err)
-			}
+			sending += len(msgs)
+		}
+		f.mu.Unlock()
+		if err != nil {
+			g.log.Error("pending receipts", "account", f.account, "err", err)
 		}
 		for _, m := range msgs {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ok := r.deliver(ctx, f, m)
-				if !ok {
-					// Not acknowledged: keep it in flight (so the scan
-					// skips it) until the retry delay has passed.
-					rt := time.NewTimer(g.cfg.DLRRetry)
-					select {
-					case <-rt.C:
-					case <-ctx.Done():
-						rt.Stop()
-					}
-				}
-				f.mu.Lock()
-				delete(f.inflight, m.ID)
-				f.mu.Unlock()
-				f.kick()
-			}()
+			jobs <- m
 		}
 		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
 			return
@@ -139,16 +160,75 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	}
 }
 
+// ackedDLR is a message whose receipts the ESME answered: sent is how
+// many receipts went out (for the metrics, counted once committed).
+type ackedDLR struct {
+	id   uint64
+	sent int
+}
+
+// maxAckBatch bounds one commit of acknowledgements.
+const maxAckBatch = 512
+
+// acker commits the acknowledgements of answered receipts, as many as are
+// waiting in one store operation, and then lets their messages leave
+// f.inflight. A failed commit leaves them pending in the store: they are
+// sent again (receipts are at-least-once). When the forwarder stops, the
+// acknowledgements already received are still committed.
+func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) {
+	batch := make([]ackedDLR, 0, maxAckBatch)
+	ids := make([]uint64, 0, maxAckBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case a := <-acks:
+			batch = append(batch, a)
+		case <-ctx.Done():
+		}
+	drain:
+		for len(batch) < maxAckBatch {
+			select {
+			case a := <-acks:
+				batch = append(batch, a)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 0 {
+			return // stopped, nothing left
+		}
+		ids = ids[:0]
+		sent := 0
+		for _, a := range batch {
+			ids = append(ids, a.id)
+			sent += a.sent
+		}
+		err := r.g.store.AckDLRs(context.WithoutCancel(ctx), f.account, ids)
+		if err != nil {
+			r.g.log.Error("ack receipts", "account", f.account, "n", len(ids), "err", err)
+		} else {
+			r.g.metrics.dlrForward.WithLabelValues("ok").Add(float64(sent))
+		}
+		f.mu.Lock()
+		for _, id := range ids {
+			delete(f.inflight, id)
+			delete(f.acked, id)
+		}
+		f.mu.Unlock()
+		f.kick()
+	}
+}
+
 // deliver sends a message's receipts — one, or one per alias for a
-// message the ESME split itself — and, once the ESME acknowledged every
-// one, removes the message from the pending receipts. false means it must
-// be tried again later; receipts already acknowledged are not sent again
-// by this forwarder (a restart or another bind may repeat them: receipts
-// are at-least-once).
-func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bool {
+// message the ESME split itself — and reports how many went out and
+// whether the ESME answered every one (then the acker records it). false
+// means it must be tried again later; receipts already answered are not
+// sent again by this forwarder (a restart or another bind may repeat
+// them: receipts are at-least-once).
+func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (int, bool) {
 	c := f.conn()
 	if c == nil {
-		return false
+		return 0, false
 	}
 	sent := 0
 	for _, rc := range ReceiptsFor(m) {
@@ -164,7 +244,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bo
 		cancel()
 		if err != nil {
 			r.g.metrics.dlrForward.WithLabelValues("error").Inc()
-			return false
+			return sent, false
 		}
 		sent++
 		if len(m.Aliases) > 1 {
@@ -176,15 +256,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) bo
 			f.mu.Unlock()
 		}
 	}
-	if err := r.g.store.AckDLR(context.WithoutCancel(ctx), f.account, m.ID); err != nil {
-		r.g.log.Error("ack receipt", "account", f.account, "id", m.ID, "err", err)
-		return false
-	}
-	f.mu.Lock()
-	delete(f.acked, m.ID)
-	f.mu.Unlock()
-	r.g.metrics.dlrForward.WithLabelValues("ok").Add(float64(sent))
-	return true
+	return sent, true
 }
 
 // ReceiptsFor is every receipt an ESME gets for a message: ReceiptFor's,

@@ -51,7 +51,10 @@ type Config struct {
 	// DLRRetry is how long a receipt deliver_sm that the ESME did not
 	// acknowledge waits before it is sent again.
 	DLRRetry time.Duration
-	// DLRWindow bounds receipts awaiting deliver_sm_resp per account.
+	// DLRWindow bounds receipts awaiting deliver_sm_resp per account. A
+	// slot is busy for the ESME's round trip only (acknowledgements are
+	// committed in batches off the window), so this many per round trip
+	// is the most receipts per second one account can take.
 	DLRWindow int
 	// ESMEIdle ends an ESME bind that sends nothing for this long.
 	ESMEIdle time.Duration
@@ -96,7 +99,7 @@ const (
 	DefaultRetryMin          = time.Second
 	DefaultRetryMax          = time.Minute
 	DefaultDLRRetry          = 30 * time.Second
-	DefaultDLRWindow         = 32
+	DefaultDLRWindow         = 128
 	DefaultReceiptGrace      = 24 * time.Hour
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -444,6 +445,46 @@ func (s *Store) AckDLR(ctx context.Context, account string, id uint64) error {
 	})
 	if err != nil {
 		return fmt.Errorf("queue: ack dlr %d: %w", id, err)
+	}
+	return nil
+}
+
+// AckDLRs is AckDLR for many messages of one account in one commit (the
+// receipt forwarder acknowledges in batches). An id that is unknown, of
+// another account, or has no final DLR pending is skipped; the others
+// leave PendingDLRs.
+func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := s.exec(ctx, func(t *txn) error {
+		for _, id := range ids {
+			key := dlroutKey(account, id)
+			if t.dlrout.Get(key) == nil {
+				continue // acknowledged already, or never pending
+			}
+			m, err := t.getMsg(id)
+			if err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			if m.Account != account {
+				continue
+			}
+			if err := t.dlrout.Delete(key); err != nil {
+				return err
+			}
+			m.DLRForwarded = true
+			if err := t.putMsg(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack %d dlrs: %w", len(ids), err)
 	}
 	return nil
 }

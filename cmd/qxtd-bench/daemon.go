@@ -28,8 +28,10 @@ const (
 // daemonOpts is how qxtd is set up for a run.
 type daemonOpts struct {
 	Bin, BaseConfig, PeerAddr string
-	Binds, Window             int // of the upstream to the peer
-	IngressWindow             int // smpp.window; 0 keeps the base file's
+	Binds, Window             int    // of the upstream to the peer
+	IngressWindow             int    // smpp.window; 0 keeps the base file's
+	ProfileDir                string // where runOne puts each qxtd scenario's CPU profile; "" none
+	CPUProfile                string // qxtd serve --cpuprofile (written when it stops); "" none
 }
 
 // daemon is a running `qxtd serve`.
@@ -130,7 +132,11 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(o.Bin, "serve", "--config", path)
+	args := []string{"serve", "--config", path}
+	if o.CPUProfile != "" {
+		args = append(args, "--cpuprofile", o.CPUProfile)
+	}
+	d.cmd = exec.Command(o.Bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,6 +31,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		showLines = fs.Int("log-lines", 5, "qxtd log lines (warn and error) to show per qxtd scenario")
 	)
 	fs.IntVar(&cfg.N, "n", 20000, "messages per measured run")
+	rounds := fs.Int("rounds", 1, "run every scenario this many times, interleaved, and report the median run of each (by relayed rate)")
+	baseline := fs.String("baseline", "", "a second qxtd binary (e.g. the previous commit's): its qxtd scenarios run beside the -qxtd ones, named base:…")
 	fs.IntVar(&cfg.Warmup, "warmup", 1000, "messages sent (and answered, and receipted) before each measured run")
 	fs.IntVar(&cfg.Window, "window", 100, "the client's outstanding submit_sm")
 	fs.Float64Var(&cfg.Offered, "offered", 0, "pace submits at this rate (msg/s); 0 = as fast as the window allows")
@@ -39,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile of each qxtd scenario to DIR/<scenario>.pprof")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -73,10 +77,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer func() { stopPeer(); peer.Wait() }()
 	o.PeerAddr = peer.Addr()
 
+	if *baseline != "" {
+		var with []scenario
+		for _, sc := range scenarios {
+			with = append(with, sc)
+			if sc.Qxtd {
+				b := sc
+				b.Name, b.Bin = "base:"+sc.Name, *baseline
+				with = append(with, b)
+			}
+		}
+		scenarios = with
+	}
+	var runs []scenario
+	for range max(1, *rounds) {
+		runs = append(runs, scenarios...)
+	}
+
 	began := time.Now()
 	var results []Result
 	failed := false
-	for _, sc := range scenarios {
+	for _, sc := range runs {
 		t0 := time.Now()
 		res, lines, err := runOne(ctx, cfg, o, sc, peer)
 		if err != nil {
@@ -100,9 +121,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
+	results = medians(results)
 	compare(results)
-	fmt.Fprintf(stdout, "qxtd-bench: n=%d warm-up=%d window=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
-		cfg.N, cfg.Warmup, cfg.Window, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
+	fmt.Fprintf(stdout, "qxtd-bench: rounds=%d (median of each) n=%d warm-up=%d window=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
+		max(1, *rounds), cfg.N, cfg.Warmup, cfg.Window, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
 	writeTable(stdout, results)
 	fmt.Fprintf(stdout, "\nwhole run: %.1fs\n", time.Since(began).Seconds())
 	if *jsonPath != "" {
@@ -130,6 +152,12 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	if !sc.Qxtd {
 		res, err := runScenario(ctx, cfg, sc, peer, peer.Addr(), nil)
 		return res, nil, err
+	}
+	if sc.Bin != "" {
+		o.Bin = sc.Bin
+	}
+	if o.ProfileDir != "" {
+		o.CPUProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".pprof")
 	}
 	d, err := startDaemon(ctx, o)
 	if err != nil {

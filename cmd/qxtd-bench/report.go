@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -12,7 +13,7 @@ import (
 func compare(rs []Result) {
 	for i := range rs {
 		q := &rs[i]
-		if !strings.HasPrefix(q.Scenario, "qxtd/") || q.Err != "" {
+		if !strings.Contains(q.Scenario, "qxtd/") || q.Err != "" {
 			continue
 		}
 		for _, d := range rs {
@@ -83,4 +84,25 @@ func writeJSON(w io.Writer, rs []Result) error {
 		}
 	}
 	return nil
+}
+
+// medians keeps, of the rounds' results of each scenario, the one with the
+// median relayed rate (for an even count, the lower middle), in the order
+// the scenarios first ran. A failed result counts as rate 0.
+func medians(rs []Result) []Result {
+	var order []string
+	by := map[string][]Result{}
+	for _, r := range rs {
+		if _, ok := by[r.Scenario]; !ok {
+			order = append(order, r.Scenario)
+		}
+		by[r.Scenario] = append(by[r.Scenario], r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, name := range order {
+		xs := by[name]
+		sort.Slice(xs, func(i, j int) bool { return xs[i].RelayedRate < xs[j].RelayedRate })
+		out = append(out, xs[(len(xs)-1)/2])
+	}
+	return out
 }

@@ -12,14 +12,15 @@ type scenario struct {
 	Name     string
 	Qxtd     bool // through qxtd; else the client binds to the peer directly
 	Receipts bool
+	Bin      string // the qxtd binary of this scenario; "" the -qxtd one
 }
 
 // allScenarios in the order they run.
 var allScenarios = []scenario{
-	{"direct/no-receipts", false, false},
-	{"qxtd/no-receipts", true, false},
-	{"direct/receipts", false, true},
-	{"qxtd/receipts", true, true},
+	{"direct/no-receipts", false, false, ""},
+	{"qxtd/no-receipts", true, false, ""},
+	{"direct/receipts", false, true, ""},
+	{"qxtd/receipts", true, true, ""},
 }
 
 // benchConfig is the run's settings (the flags).

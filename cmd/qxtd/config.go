@@ -214,6 +214,9 @@ type DeliveryConfig struct {
 	RetryMin time.Duration `mapstructure:"retry_min"`
 	RetryMax time.Duration `mapstructure:"retry_max"`
 	DLRRetry time.Duration `mapstructure:"dlr_retry"`
+	// DLRWindow bounds the receipts sent to one account's binds and not
+	// yet answered with deliver_sm_resp.
+	DLRWindow int `mapstructure:"dlr_window"`
 	// TenantShare is the most of all upstream windows one enterprise's
 	// segments may hold while others have segments due, in (0, 1].
 	TenantShare float64 `mapstructure:"tenant_share"`
@@ -267,6 +270,7 @@ func defaultValues() map[string]any {
 		"delivery.retry_min":                       gateway.DefaultRetryMin,
 		"delivery.retry_max":                       gateway.DefaultRetryMax,
 		"delivery.dlr_retry":                       gateway.DefaultDLRRetry,
+		"delivery.dlr_window":                      gateway.DefaultDLRWindow,
 		"delivery.tenant_share":                    gateway.DefaultTenantShare,
 		"policy.home_province":                     "广东省",
 		"policy.default_tps":                       200,
@@ -391,6 +395,7 @@ func (c *Config) Validate() error {
 	}{
 		{"smpp.max_conns", int64(c.SMPP.MaxConns)}, {"smpp.max_unbound_per_ip", int64(c.SMPP.MaxUnboundPerIP)},
 		{"smpp.reassembly_max_groups", int64(c.SMPP.ReassemblyMaxGroups)}, {"smpp.reassembly_max_bytes", c.SMPP.ReassemblyMaxBytes},
+		{"delivery.dlr_window", int64(c.Delivery.DLRWindow)},
 	} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s: %d must be at least 1", n.key, n.v))

@@ -37,6 +37,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
+		"invalid-dlr-window.yaml":               "delivery.dlr_window: 0 must be at least 1",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,

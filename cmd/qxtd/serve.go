@@ -227,6 +227,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		RetryMin:       cfg.Delivery.RetryMin,
 		RetryMax:       cfg.Delivery.RetryMax,
 		DLRRetry:       cfg.Delivery.DLRRetry,
+		DLRWindow:      cfg.Delivery.DLRWindow,
 		TenantShare:    cfg.Delivery.TenantShare,
 		OptOutKeywords: cfg.OptOut.Keywords,
 		ESMEIdle:       cfg.SMPP.Idle,
