@@ -264,4 +264,3 @@ func TestNewReceiptPDUBytes(t *testing.T) {
 		t.Fatalf("ParseReceipt: %+v %v", got, err)
 	}
 }
-
