@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -115,6 +116,7 @@ go tool pprof).`,
 				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
 				return nil
 			}
+			tuneGC()
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -500,4 +502,17 @@ func carrierNames(in []string) []string {
 		}
 	}
 	return out
+}
+
+// gcPercent is the Go garbage collector's target unless the environment
+// sets GOGC: qxtd's live heap is small (the store is the buffer, not
+// memory), so letting it grow to five times its live size before a
+// collection costs little memory and saves about a tenth of the CPU per
+// message (make bench-e2e).
+const gcPercent = 400
+
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
