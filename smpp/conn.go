@@ -333,6 +333,9 @@ func (c *Conn) nack(seq uint32, st pdu.Status) {
 }
 
 func encode(p pdu.Body) ([]byte, error) {
+	if frame, ok := encodeResponse(p); ok {
+		return frame, nil
+	}
 	var b bytes.Buffer
 	if err := p.SerializeTo(&b); err != nil {
 		return nil, fmt.Errorf("smpp: encode %s: %w", p.Header().ID, err)
