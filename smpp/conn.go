@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -416,7 +417,12 @@ func (c *Conn) writeLoop() {
 				return
 			}
 			// Flush only when nothing else is queued: frames written
-			// together share one syscall.
+			// together share one syscall. Before flushing, yield once:
+			// under load another goroutine is often about to queue a
+			// frame, which then joins this write (a few µs at most).
+			if len(c.out) == 0 && w.Buffered() < w.Size()/2 {
+				runtime.Gosched()
+			}
 			if len(c.out) == 0 {
 				if err := w.Flush(); err != nil {
 					c.closeWith(fmt.Errorf("smpp: write: %w", err))
