@@ -37,6 +37,11 @@ func (s *Store) Check() error {
 		if counts != s.counts {
 			bad("in-memory state counts %v, records say %v", s.counts, counts)
 		}
+		if c, ok, err := storedCounts(tx); err != nil {
+			bad("stored state counts: %v", err)
+		} else if ok && c != counts {
+			bad("stored state counts %v, records say %v", c, counts)
+		}
 		mem := maps.Clone(s.usage)
 		maps.DeleteFunc(mem, func(_ string, u usage) bool { return u == (usage{}) })
 		if !maps.Equal(mem, stored) {

@@ -197,7 +197,7 @@ func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		hadEDue := tx.Bucket(bucketEDue) != nil
 		hadFinal := tx.Bucket(bucketFinal) != nil
-		for _, name := range append(allBuckets[:len(allBuckets):len(allBuckets)], moBuckets...) {
+		for _, name := range append(allBuckets[:len(allBuckets):len(allBuckets)], append(moBuckets, bucketMeta)...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
@@ -215,7 +215,8 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
+	counted := false
+	err = s.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
 			u, err := decodeUsage(v)
 			if err != nil {
@@ -227,6 +228,12 @@ func (s *Store) load() error {
 		if err != nil {
 			return err
 		}
+		if c, ok, err := storedCounts(tx); ok {
+			s.counts, counted = c, true
+			return nil
+		} else if err != nil {
+			s.log.Warn("queue: stored state counts unreadable: counting the messages", "err", err)
+		}
 		return tx.Bucket(bucketMsg).ForEach(func(k, v []byte) error {
 			m, err := DecodeMessage(v)
 			if err != nil {
@@ -237,6 +244,13 @@ func (s *Store) load() error {
 			}
 			return nil
 		})
+	})
+	if err != nil || counted {
+		return err
+	}
+	// Counted by scan: keep the result, so the next open reads it.
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyCounts, encodeCounts(s.counts))
 	})
 }
 
@@ -392,6 +406,11 @@ func (s *Store) commit(batch []*op) {
 				default:
 					bad, badErr = i, err
 					return err
+				}
+			}
+			if t.counts != ([stateEnd]int{}) {
+				if err := t.putCounts(); err != nil {
+					return fmt.Errorf("counts: %w", err)
 				}
 			}
 			if s.opt.CommitFault != nil {
