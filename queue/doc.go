@@ -56,7 +56,8 @@
 // return is decoded into fresh memory, never aliasing the database's
 // pages. Usage and Counts are served from in-memory mirrors that the commit
 // goroutine updates after each commit (loaded at Open: usage from its
-// bucket, counts by one scan of the messages).
+// bucket, counts from the meta bucket, which every commit that changes
+// them rewrites; a file without them is counted once by a scan: counts.go).
 //
 // # Life cycle of a part
 //
