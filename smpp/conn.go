@@ -436,9 +436,17 @@ func (c *Conn) writeLoop() {
 func (c *Conn) readLoop() {
 	defer c.loops.Done()
 	r := bufio.NewReaderSize(c.nc, 16<<10)
+	var armed time.Time // when the read deadline was last moved
+	rearm := min(time.Second, c.opt.IdleTimeout/4)
 	for {
+		// Move the idle deadline at most once per rearm, not per frame,
+		// and rearm further: a silent session ends between IdleTimeout
+		// and IdleTimeout + rearm after its last frame, never sooner.
 		if c.opt.IdleTimeout > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.opt.IdleTimeout))
+			if now := time.Now(); now.Sub(armed) >= rearm {
+				_ = c.nc.SetReadDeadline(now.Add(c.opt.IdleTimeout + rearm))
+				armed = now
+			}
 		}
 		frame, err := ReadFrame(r)
 		if err != nil {
