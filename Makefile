@@ -3,8 +3,18 @@ BIN := bin/qxtd
 
 .PHONY: build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots
 
+# What make build stamps into the binary (qxtd version, qxtd_build_info);
+# each can be given on the command line (make build VERSION=1.2.0, and
+# make deb reuses them). Outside a git checkout the version is "dev".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# := so that the shell commands run once per make, not once per use.
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.branch=$(BRANCH) -X main.buildDate=$(BUILD_DATE)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/qxtd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/qxtd
 
 run: build
 	./$(BIN) serve --config configs/qxtd.yaml

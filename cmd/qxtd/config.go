@@ -224,7 +224,7 @@ type DeliveryConfig struct {
 
 type LogConfig struct {
 	Level  string `mapstructure:"level"`  // debug | info | warn | error
-	Format string `mapstructure:"format"` // json | text
+	Format string `mapstructure:"format"` // auto | json | text (logFormat)
 }
 
 // defaultValues are the defaults of the file's scalar keys, the one place
@@ -285,7 +285,7 @@ func defaultValues() map[string]any {
 		"webhooks.max_age":                         24 * time.Hour,
 		"optout.keywords":                          slices.Clone(policy.DefaultOptOutKeywords),
 		"log.level":                                "info",
-		"log.format":                               "json",
+		"log.format":                               "auto",
 	}
 }
 
@@ -581,9 +581,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
 	}
 	switch c.Log.Format {
-	case "json", "text":
+	case "auto", "json", "text":
 	default:
-		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
+		errs = append(errs, fmt.Errorf("log.format: %q is not auto, json or text", c.Log.Format))
 	}
 	return errors.Join(errs...)
 }

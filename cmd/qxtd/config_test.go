@@ -34,6 +34,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
 		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",
 		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,
+		"invalid-log-format.yaml":               `log.format: "yaml" is not auto, json or text`,
 		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",

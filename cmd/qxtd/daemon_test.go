@@ -57,7 +57,14 @@ type proc struct {
 // waits for its ready line.
 func startDaemon(t *testing.T, cfgPath string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
+	return startDaemonBin(t, os.Args[0], cfgPath, env...)
+}
+
+// startDaemonBin is startDaemon of another binary (one built by make
+// build in TestMakeBuildStamps).
+func startDaemonBin(t *testing.T, bin, cfgPath string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Env = append(append(os.Environ(), "QXTD_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

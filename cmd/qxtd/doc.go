@@ -8,6 +8,7 @@
 //	qxtd admin …                the account manager's operations, over /admin/v1
 //	qxtd export dlr | bill | backup   billing exports and a hot backup, over /admin/v1
 //	qxtd version, completion    build information, shell completion
+//	                            (--version prints what version prints)
 //
 // One cobra command tree (run.go builds it; no package-level flags), run by
 // run(args, stdout, stderr), which main wraps in os.Exit: tests call run.
@@ -25,6 +26,11 @@
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
 //	connlimit.go        the HTTP listener's connection caps (in all, per address)
+//	version.go          what runs: the -ldflags values make build stamps
+//	                    (version, commit, branch, date), completed from
+//	                    runtime/debug.ReadBuildInfo; qxtd_build_info
+//	logging.go          log.format auto (text on a terminal, JSON
+//	                    otherwise) and UTC times in every log line
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //

@@ -12,9 +12,6 @@ import (
 	"github.com/qxtd/qxtd/api"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // run is the whole command line without the process: it runs args and
 // returns the exit status. Tests call it.
 func run(args []string, stdout, stderr io.Writer) int {
@@ -53,15 +50,16 @@ on stderr, unreachable, incomplete), 2 bad usage.`
 // variable of the command that owns it: nothing is shared between two
 // runs.
 func newRootCmd() *cobra.Command {
+	build := currentBuild()
 	root := &cobra.Command{
 		Use:           "qxtd",
 		Short:         "SMPP 3.4 gateway for enterprise SMS",
 		Long:          rootLong,
-		Version:       version,
+		Version:       build.Version + " " + build.details(),
 		SilenceErrors: true, // exitStatus reports errors
 		SilenceUsage:  true,
 	}
-	root.SetVersionTemplate("qxtd {{.Version}}\n")
+	root.SetVersionTemplate("qxtd {{.Version}}\n") // --version prints the line version prints
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
 	group(root,
 		serveCmd(),
@@ -72,9 +70,9 @@ func newRootCmd() *cobra.Command {
 		backupCmd(),
 		&cobra.Command{
 			Use:   "version",
-			Short: "Print the version",
+			Short: "Print the version, commit, build date and Go version",
 			Args:  nargs(0, 0),
-			Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), "qxtd", version) },
+			Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), build.String()) },
 		},
 	)
 	return root

@@ -17,8 +17,8 @@ func TestCommandLine(t *testing.T) {
 		out, errOut []string // substrings
 		emptyStderr bool
 	}{
-		{args: []string{"version"}, out: []string{"qxtd " + version + "\n"}, emptyStderr: true},
-		{args: []string{"--version"}, out: []string{"qxtd " + version + "\n"}, emptyStderr: true},
+		{args: []string{"version"}, out: []string{currentBuild().String() + "\n"}, emptyStderr: true},
+		{args: []string{"--version"}, out: []string{currentBuild().String() + "\n"}, emptyStderr: true},
 		{args: []string{"--help"}, out: []string{"Exit status: 0 done, 1 failed", "admin", "backup", "bill", "export", "send", "serve", "version", "completion"}},
 		{args: []string{"help", "export", "dlr"}, out: []string{"qxtd export dlr (--from DATE --to DATE | --after CURSOR | --save-cursor FILE)", "--token string"}},
 		{args: []string{"completion", "bash"}, out: []string{"bash completion V2 for qxtd"}, emptyStderr: true},

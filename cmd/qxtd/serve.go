@@ -41,8 +41,8 @@ import (
 func newLogger(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	_ = lv.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
-	opts := &slog.HandlerOptions{Level: lv}
-	if cfg.Format == "text" {
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: utcTimes}
+	if logFormat(cfg.Format, w) == "text" {
 		return slog.New(slog.NewTextHandler(w, opts)), lv
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), lv
@@ -223,6 +223,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := currentBuild()
+	reg.MustRegister(newBuildInfoCollector(build))
 	d.reloadMetrics = newReloadMetrics(reg)
 	gcfg := gateway.Config{
 		Validity:       cfg.Delivery.Validity,
@@ -356,7 +358,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.goServe("http", func() error { return d.http.Serve(limited) })
 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
-		"simulator", addrString(d.simAddr), "store", cfg.Store.Path, "version", version)
+		"simulator", addrString(d.simAddr), "store", cfg.Store.Path,
+		"version", build.Version, "revision", build.Revision)
 	return d, nil
 }
 
