@@ -25,6 +25,9 @@
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
 //	connlimit.go        the HTTP listener's connection caps (in all, per address)
+//	tls.go              TLS: SMPP over TLS, HTTPS (serveHTTP, for every
+//	                    http.Server), certificates and CA bundles reloaded on
+//	                    SIGHUP, the upstreams' TLS dialer
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //

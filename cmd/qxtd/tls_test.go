@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -343,5 +346,58 @@ func TestUpstreamTLSVerifies(t *testing.T) {
 				t.Errorf("error %v; want it to contain %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestHTTPSConnectionCap: over HTTPS a connection beyond http.max_conns is
+// closed without the plain-text 503 (which a TLS client could not read):
+// its handshake ends at once, while the held connection is served.
+func TestHTTPSConnectionCap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	certFile, keyFile := filepath.Join(dir, "http.crt"), filepath.Join(dir, "http.key")
+	ca.issueFiles(t, 7, certFile, keyFile, "127.0.0.1")
+	certs, err := newCertReloader("http", "http.tls_cert_file", certFile, "http.tls_key_file", keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	limited := newLimitListener(l, 1, 1, reg)
+	limited.tls = true
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})}
+	go func() { _ = serveHTTP(srv, limited, certs) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	// The first connection holds the one slot (kept alive after a request).
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	resp, err := c.Get("https://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", l.Addr().String())
+	if err == nil {
+		conn.Close()
+		t.Fatal("a second connection over the cap completed its handshake")
+	}
+	if strings.Contains(err.Error(), "record") || ctx.Err() != nil {
+		t.Fatalf("refused handshake: %v; want a plain close (EOF or reset), at once", err)
+	}
+	if got := testutil.ToFloat64(limited.refused.WithLabelValues("max_conns")); got != 1 {
+		t.Errorf("refused max_conns %v, want 1", got)
 	}
 }
