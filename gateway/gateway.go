@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type UpstreamConfig struct {
 	// A destination goes to the first upstream listing its carrier, else
 	// to the first listing none.
 	Carriers []string
+	// Dial opens the connections of its binds; nil is plain TCP (see
+	// smpp.ClientOptions.Dial: cmd/qxtd passes a TLS dialer).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Config is what the gateway needs; cmd/qxtd fills it from the YAML file.

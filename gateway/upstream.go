@@ -77,6 +77,7 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		u.clients = append(u.clients, smpp.NewClient(smpp.ClientOptions{
 			MaxBackoff: cfg.ReconnectMax,
 			Addr:       cfg.Addr,
+			Dial:       cfg.Dial,
 			SystemID:   cfg.SystemID,
 			Password:   cfg.Password,
 			SystemType: cfg.SystemType,

@@ -22,8 +22,13 @@ type ClientOptions struct {
 	SystemType string
 	Kind       BindKind // default transceiver
 	Conn       ConnOptions
-	// DialTimeout bounds connect + bind.
+	// DialTimeout bounds connect + bind (and a TLS handshake in Dial).
 	DialTimeout time.Duration
+	// Dial opens the connection; nil dials plain TCP. A *tls.Dialer's
+	// DialContext binds over TLS: it returns once the handshake (and the
+	// verification of the SMSC's certificate) is done, so a bad
+	// certificate is a dial error, retried with the backoff below.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MinBackoff and MaxBackoff bound the reconnect delay, which doubles
 	// after each failure, with ±50 % jitter so many binds do not reconnect
 	// in step; the jittered delay never exceeds MaxBackoff.
@@ -164,8 +169,11 @@ func (c *Client) Submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 func (c *Client) dial(ctx context.Context) (*Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.opt.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", c.opt.Addr)
+	dial := c.opt.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	nc, err := dial(dctx, "tcp", c.opt.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", c.opt.Addr, err)
 	}

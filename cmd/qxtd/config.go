@@ -87,6 +87,12 @@ type SMPPConfig struct {
 	ReassemblyMaxGroups             int   `mapstructure:"reassembly_max_groups"`
 	ReassemblyMaxBytes              int64 `mapstructure:"reassembly_max_bytes"`
 	ReassemblyMaxBytesPerEnterprise int64 `mapstructure:"reassembly_max_bytes_per_enterprise"`
+	// TLSListen is a second listener, SMPP over TLS, of the same server
+	// (max_conns counts both listeners together); empty = none. Its
+	// certificate and key (PEM) are reloaded on SIGHUP (tls.go).
+	TLSListen   string `mapstructure:"tls_listen"`
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
 }
 
 type HTTPConfig struct {
@@ -110,6 +116,10 @@ type HTTPConfig struct {
 	// one more is answered 429 too_many_imports.
 	MaxImports              int `mapstructure:"max_imports"`
 	MaxImportsPerEnterprise int `mapstructure:"max_imports_per_enterprise"`
+	// TLSCertFile and TLSKeyFile (PEM), both set: the HTTP listener serves
+	// HTTPS only; reloaded on SIGHUP (tls.go).
+	TLSCertFile string `mapstructure:"tls_cert_file"`
+	TLSKeyFile  string `mapstructure:"tls_key_file"`
 }
 
 type StoreConfig struct {
@@ -144,6 +154,14 @@ type UpstreamConfig struct {
 	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
 	GSMPacked    bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
 	Carriers     []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
+	// TLS binds over TLS, verifying the SMSC's certificate against
+	// TLSCAFile (PEM bundle; empty: the system's roots) and TLSServerName
+	// (empty: the host of addr). TLSInsecureSkipVerify turns verification
+	// off (warned at start).
+	TLS                   bool   `mapstructure:"tls"`
+	TLSCAFile             string `mapstructure:"tls_ca_file"`
+	TLSServerName         string `mapstructure:"tls_server_name"`
+	TLSInsecureSkipVerify bool   `mapstructure:"tls_insecure_skip_verify"`
 }
 
 // AccountConfig is a user seeded from the file (an SMPP login).
@@ -244,7 +262,12 @@ func defaultValues() map[string]any {
 		"smpp.reassembly_max_groups":               queue.DefaultMaxFragmentGroups,
 		"smpp.reassembly_max_bytes":                queue.DefaultMaxFragmentBytes,
 		"smpp.reassembly_max_bytes_per_enterprise": int64(0), // a quarter of smpp.reassembly_max_bytes
+		"smpp.tls_listen":                          "",       // no SMPP over TLS
+		"smpp.tls_cert_file":                       "",
+		"smpp.tls_key_file":                        "",
 		"http.listen":                              "127.0.0.1:8080",
+		"http.tls_cert_file":                       "", // both empty: plain HTTP
+		"http.tls_key_file":                        "",
 		"http.admin_token":                         "",
 		"http.read_header_timeout":                 10 * time.Second,
 		"http.read_timeout":                        2 * time.Minute,
@@ -575,6 +598,7 @@ func (c *Config) Validate() error {
 	if _, ok := policy.NormalizeProvince(c.Policy.HomeProvince); !ok {
 		errs = append(errs, fmt.Errorf("policy.home_province: %q is not a province", c.Policy.HomeProvince))
 	}
+	errs = append(errs, c.validateTLS()...)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -43,6 +43,11 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
+		"invalid-tls-cert-without-key.yaml":     "http.tls_cert_file and http.tls_key_file: set both or neither",
+		"invalid-tls-key-without-cert.yaml":     "smpp.tls_cert_file and smpp.tls_key_file: set both or neither",
+		"invalid-tls-unreadable.yaml":           "smpp.tls_cert_file: open /nonexistent/qxtd-testdata/smpp.crt: no such file or directory",
+		"invalid-upstream-tls-ca.yaml":          "upstreams[0].tls_ca_file: open /nonexistent/qxtd-testdata/ca.pem: no such file or directory",
+		"invalid-upstream-tls-off.yaml":         "upstreams[0].tls_insecure_skip_verify: set, but upstreams[0].tls is false",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {

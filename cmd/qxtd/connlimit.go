@@ -24,6 +24,10 @@ type limitListener struct {
 	net.Listener
 	max, perAddr int
 	refused      *prometheus.CounterVec
+	// tls: the connections speak TLS (HTTPS), so a refusal is a close
+	// without the 503: plain text would be garbage to a TLS client, and a
+	// handshake per refused connection would cost what refusing saves.
+	tls bool
 
 	mu     sync.Mutex
 	open   int
@@ -66,6 +70,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &limitConn{Conn: c, l: l, key: key}, nil
 		}
 		l.refused.WithLabelValues(over).Inc()
+		if l.tls {
+			_ = c.Close()
+			continue
+		}
 		// A fresh socket's send buffer is empty: the write does not block,
 		// the deadline only guards against the impossible.
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))

@@ -31,6 +31,9 @@
 //	                    runtime/debug.ReadBuildInfo; qxtd_build_info
 //	logging.go          log.format auto (text on a terminal, JSON
 //	                    otherwise) and UTC times in every log line
+//	tls.go              TLS: SMPP over TLS, HTTPS (serveHTTP, for every
+//	                    http.Server), certificates and CA bundles reloaded on
+//	                    SIGHUP, the upstreams' TLS dialer
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //

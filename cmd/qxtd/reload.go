@@ -59,9 +59,17 @@ func newReloadMetrics(reg prometheus.Registerer) reloadMetrics {
 func (d *daemon) reload(ctx context.Context, path string) {
 	start := time.Now()
 	err := d.applyConfig(ctx, path)
+	// Certificates, keys and CA bundles are read again from the files the
+	// running configuration names, whether or not the file changed or
+	// loaded (tls.go): renewing a certificate is a SIGHUP.
+	tlsOK := d.tls.reload(d.log)
 	if err != nil {
 		d.reloadMetrics.ok.Set(0)
 		d.log.Error("configuration reload failed; the running configuration stays", "config", path, "err", err)
+		return
+	}
+	if !tlsOK {
+		d.reloadMetrics.ok.Set(0)
 		return
 	}
 	d.reloadMetrics.ok.Set(1)

@@ -82,8 +82,10 @@ type daemon struct {
 	wg       sync.WaitGroup
 
 	reloadMetrics reloadMetrics
+	tls           tlsState // certificates, keys and CA bundles SIGHUP reloads (tls.go)
 
 	smppAddr, httpAddr, simAddr net.Addr
+	smppTLSAddr                 net.Addr // smpp.tls_listen; nil without
 }
 
 // serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
@@ -242,14 +244,19 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ReassemblyMaxBytes:              cfg.SMPP.ReassemblyMaxBytes,
 		ReassemblyMaxBytesPerEnterprise: cfg.SMPP.ReassemblyMaxBytesPerEnterprise,
 	}
-	for _, u := range cfg.Upstreams {
+	for i, u := range cfg.Upstreams {
 		concat, _ := parseConcat(u.Concat) // validated
+		dial, err := d.upstreamDial(i, u)
+		if err != nil {
+			return nil, err
+		}
 		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
 			Segment:  segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
 			Carriers: carrierNames(u.Carriers),
+			Dial:     dial,
 		})
 	}
 	pcfg, err := policyConfig(cfg)
@@ -320,6 +327,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	}
 	d.smppAddr = sl.Addr()
 	d.goServe("smpp", func() error { return d.smpp.Serve(sl) })
+	if err := d.listenSMPPTLS(cfg); err != nil {
+		return nil, err
+	}
 
 	hl, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -354,10 +364,15 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
+	if err := d.loadHTTPCerts(cfg); err != nil {
+		return nil, err
+	}
 	limited := newLimitListener(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, reg)
-	d.goServe("http", func() error { return d.http.Serve(limited) })
+	limited.tls = d.tls.http != nil
+	d.goServe("http", func() error { return serveHTTP(d.http, limited, d.tls.http) })
 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
+		"smpp_tls", addrString(d.smppTLSAddr), "https", d.tls.http != nil,
 		"simulator", addrString(d.simAddr), "store", cfg.Store.Path,
 		"version", build.Version, "revision", build.Revision)
 	return d, nil
