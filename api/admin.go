@@ -1,6 +1,7 @@
 package api
 
 import (
+	_ "embed"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -12,8 +13,10 @@ import (
 )
 
 // The administration API: enterprises, users, whitelists, scope grants,
-// packages, number overrides and password resets, under /admin/v1. Every
-// route is documented in ADMIN.md.
+// packages, number overrides and password resets, under /admin/v1.
+// admin.openapi.yaml (served at GET /admin/v1/openapi.yaml) is the
+// reference of every route; a test keeps it equal to adminRoutePatterns
+// and to the wire types. ADMIN.md explains them in prose.
 //
 // Handlers take the acting policy.Actor as a parameter: today every route is
 // reached with the operator token and acts as OperatorActor("admin-api");
@@ -36,6 +39,11 @@ const (
 	maxListItems  = 100_000  // numbers in one JSON whitelist request
 )
 
+// adminOpenAPIDoc is the OpenAPI 3.0 description of /admin/v1.
+//
+//go:embed admin.openapi.yaml
+var adminOpenAPIDoc []byte
+
 // adminState is the admin routes' own state (a field of Server).
 type adminState struct {
 	notify       atomic.Pointer[PasswordNotifier]
@@ -54,7 +62,8 @@ type adminRoute struct {
 	h       actorHandler
 }
 
-// adminRouteList is every admin route (ADMIN.md documents each).
+// adminRouteList is every admin route behind the operator check except the
+// operations endpoints (opsRouteList); admin.openapi.yaml documents each.
 func (s *Server) adminRouteList() []adminRoute {
 	return []adminRoute{
 		{"POST /admin/v1/enterprises", s.createEnterprise},
@@ -115,13 +124,61 @@ func (s *Server) adminRoutes() {
 	s.admin.sessions = newSessionStore(MaxOperatorSessions, SessionIdle, s.cfg.Clock)
 	s.admin.sessions.prefix = operatorPrefix
 	s.admin.logins.now = time.Now
-	s.mux.HandleFunc("POST /admin/v1/login", s.operatorLogin) // the one route without the operator check
+	for _, rt := range s.adminOpenRouteList() {
+		s.mux.HandleFunc(rt.pattern, rt.h)
+	}
 	op := policy.OperatorActor(operatorName)
 	for _, rt := range s.adminRouteList() {
 		h := rt.h
 		s.mux.HandleFunc(rt.pattern, s.operator(func(w http.ResponseWriter, r *http.Request) { h(op, w, r) }))
 	}
 }
+
+// plainRoute is an admin route whose handler takes no actor: the open
+// routes, and the operations endpoints (wrapped with the operator check).
+type plainRoute struct {
+	pattern string
+	h       http.HandlerFunc
+}
+
+// adminOpenRouteList is every admin route without the operator check: the
+// login, and the API's description, which holds no secret (as
+// GET /v1/openapi.yaml).
+func (s *Server) adminOpenRouteList() []plainRoute {
+	return []plainRoute{
+		{"POST /admin/v1/login", s.operatorLogin},
+		{"GET /admin/v1/openapi.yaml", serveAdminOpenAPI},
+	}
+}
+
+// adminRoutePatterns is every route under /admin/v1 this package registers
+// ("METHOD /path"): the open ones, adminRouteList and opsRouteList. The
+// OpenAPI test compares admin.openapi.yaml with it.
+func (s *Server) adminRoutePatterns() []string {
+	var out []string
+	for _, rt := range s.adminOpenRouteList() {
+		out = append(out, rt.pattern)
+	}
+	for _, rt := range s.adminRouteList() {
+		out = append(out, rt.pattern)
+	}
+	for _, rt := range s.opsRouteList() {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
+func serveAdminOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	_, _ = w.Write(adminOpenAPIDoc)
+}
+
+// AdminOpenAPI is the OpenAPI document of /admin/v1 (admin.openapi.yaml),
+// for the daemon's tests of the admin routes it registers itself.
+func AdminOpenAPI() []byte { return adminOpenAPIDoc }
+
+// operatorRefused is the message of the operator check's 401.
+const operatorRefused = "admin token missing or wrong, or operator session ended"
 
 // operator wraps an admin handler with the bearer-token check: the
 // operator token of the configuration or an operator session
@@ -130,7 +187,7 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)
 		if !ok || !s.operatorOK(tok) {
-			writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong, or operator session ended")
+			writeError(w, http.StatusUnauthorized, "unauthorized", operatorRefused)
 			return
 		}
 		h(w, r)

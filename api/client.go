@@ -513,3 +513,28 @@ func (c *Client) SendUpload(req StagedBatchRequest) (*BatchCreated, error) {
 func (c *Client) DeleteUpload(id string) error {
 	return c.Do(http.MethodDelete, "/v1/uploads/"+seg(id), nil, nil)
 }
+
+// Packages is the configured package table (GET /admin/v1/packages).
+func (c *Client) Packages() ([]PackageOut, error) {
+	out, err := call[PackageList](c, http.MethodGet, "/admin/v1/packages", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Packages, nil
+}
+
+// SetLogLevel changes the running daemon's log level (debug, info, warn or
+// error) until it restarts, and returns the level now in force. The route
+// is the daemon's own (PUT /admin/v1/log-level) and speaks plain text.
+func (c *Client) SetLogLevel(ctx context.Context, level string) (string, error) {
+	resp, err := c.open(ctx, http.MethodPut, "/admin/v1/log-level", "text/plain; charset=utf-8", strings.NewReader(level), defaultHTTP)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if err != nil {
+		return "", fmt.Errorf("log level: reading the answer: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -44,7 +44,9 @@
 //   - v1_reminders.go: /v1/reminders (日程提醒: series, the occurrences of
 //     an ISO week, one occurrence changed or deleted; package reminder).
 //
-// The admin API, /admin/v1 (ADMIN.md and OPS.md document every route):
+// The admin API, /admin/v1 (admin.openapi.yaml is the reference of every
+// route, served at GET /admin/v1/openapi.yaml; ADMIN.md and OPS.md explain
+// them):
 //
 //   - admin.go: the route table (adminRouteList), the operator check,
 //     helpers shared by the admin handlers.

@@ -33,12 +33,18 @@ var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "p
 
 func loadOpenAPI(t *testing.T) openAPISpec {
 	t.Helper()
+	return parseOpenAPI(t, "openapi.yaml", openAPIDoc)
+}
+
+// parseOpenAPI reads an OpenAPI 3.0 document (name is for messages).
+func parseOpenAPI(t *testing.T, name string, b []byte) openAPISpec {
+	t.Helper()
 	var doc openAPISpec
-	if err := yaml.Unmarshal(openAPIDoc, &doc); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	if !strings.HasPrefix(doc.OpenAPI, "3.0") {
-		t.Fatalf("openapi: %q, want 3.0.x", doc.OpenAPI)
+		t.Fatalf("%s: openapi %q, want 3.0.x", name, doc.OpenAPI)
 	}
 	return doc
 }
@@ -101,7 +107,12 @@ func TestOpenAPIRoutes(t *testing.T) {
 		}
 	}
 
-	// The document declares every {param} of its paths.
+	checkPathParams(t, doc)
+}
+
+// checkPathParams: the document declares every {param} of its paths.
+func checkPathParams(t *testing.T, doc openAPISpec) {
+	t.Helper()
 	for path, item := range doc.Paths {
 		if strings.Contains(path, "{") {
 			raw, _ := yaml.Marshal(item)
@@ -116,13 +127,19 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 }
 
-// jsonFields lists the JSON names of a struct's fields.
+// jsonFields lists the JSON names of a struct's fields; the fields of an
+// embedded struct without a JSON name are its own, as encoding/json
+// promotes them.
 func jsonFields(typ reflect.Type) []string {
 	var out []string
 	for i := range typ.NumField() {
 		f := typ.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, jsonFields(f.Type)...)
 			continue
 		}
 		if name == "" {
@@ -191,13 +208,18 @@ func TestOpenAPISchemas(t *testing.T) {
 
 // TestOpenAPIRefs: every $ref resolves, and every operation has a unique
 // operationId and responses.
-func TestOpenAPIRefs(t *testing.T) {
+func TestOpenAPIRefs(t *testing.T) { checkRefs(t, openAPIDoc) }
+
+// checkRefs: every $ref of the document resolves, and every operation has a
+// unique operationId and responses.
+func checkRefs(t *testing.T, doc []byte) {
+	t.Helper()
 	var root yaml.Node
-	if err := yaml.Unmarshal(openAPIDoc, &root); err != nil {
+	if err := yaml.Unmarshal(doc, &root); err != nil {
 		t.Fatal(err)
 	}
 	var raw map[string]any
-	if err := yaml.Unmarshal(openAPIDoc, &raw); err != nil {
+	if err := yaml.Unmarshal(doc, &raw); err != nil {
 		t.Fatal(err)
 	}
 	resolve := func(ref string) bool {

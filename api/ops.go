@@ -16,8 +16,9 @@ import (
 	"github.com/qxtd/qxtd/queue"
 )
 
-// The operations endpoints (OPS.md documents them): DLR export, monthly
-// bill, online backup. All need the operator token.
+// The operations endpoints: DLR export, monthly bill, online backup (OPS.md
+// explains them, admin.openapi.yaml is their reference). All need the
+// operator token.
 
 // RowsTrailer is the HTTP trailer of a complete export: the number of rows
 // sent. An export cut short by an error has no trailer (and the connection
@@ -40,18 +41,28 @@ const opsFlushRows = 1000
 
 // opsRoutes registers the operations endpoints (bill, DLR export, backup).
 func (s *Server) opsRoutes() {
-	s.mux.HandleFunc("GET /admin/v1/export/dlr", s.operator(s.exportDLR))
-	s.mux.HandleFunc("GET /admin/v1/bill", s.operator(s.bill))
+	for _, rt := range s.opsRouteList() {
+		s.mux.HandleFunc(rt.pattern, s.operator(rt.h))
+	}
+}
+
+// opsRouteList is every operations endpoint (admin.openapi.yaml documents
+// each); registered behind the operator check.
+func (s *Server) opsRouteList() []plainRoute {
 	backups := make(chan struct{}, 1) // one backup at a time
-	s.mux.HandleFunc("GET /admin/v1/backup", s.operator(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case backups <- struct{}{}:
-			defer func() { <-backups }()
-			s.backup(w, r)
-		default:
-			writeError(w, http.StatusConflict, "busy", "another backup is running")
-		}
-	}))
+	return []plainRoute{
+		{"GET /admin/v1/export/dlr", s.exportDLR},
+		{"GET /admin/v1/bill", s.bill},
+		{"GET /admin/v1/backup", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case backups <- struct{}{}:
+				defer func() { <-backups }()
+				s.backup(w, r)
+			default:
+				writeError(w, http.StatusConflict, "busy", "another backup is running")
+			}
+		}},
+	}
 }
 
 var shanghai = func() *time.Location {

@@ -37,8 +37,8 @@ func adminCmd() *cobra.Command {
 			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret()),
 		group(&cobra.Command{Use: "scope", Short: "National (全网) and off-net (外网) sending grants"},
 			a.scope(true), a.scope(false)),
-		group(&cobra.Command{Use: "package", Short: "An enterprise's package"},
-			a.packageSet()),
+		group(&cobra.Command{Use: "package", Short: "Packages: the table, an enterprise's package"},
+			a.packageSet(), a.packageList()),
 		group(&cobra.Command{Use: "user", Short: "Users (SMPP logins) of an enterprise"},
 			a.userAdd(), a.userList(), a.userShow(), a.userSet(), a.userPasswd(), a.userDelete(), a.userAPIKey()),
 		group(&cobra.Command{Use: "whitelist", Short: "Whitelists: the pending queue, decisions (numbers the operator adds are approved at once)"},
@@ -49,6 +49,8 @@ func adminCmd() *cobra.Command {
 			a.ovList(), a.ovSet(), a.ovRemove()),
 		a.signatureCmd(),
 		a.applicationCmd(),
+		group(&cobra.Command{Use: "daemon", Short: "The running daemon: health summary, log level"},
+			a.daemonStatus(), a.daemonLogLevel()),
 	)
 	pf := c.PersistentFlags()
 	a.register(pf)

@@ -102,6 +102,15 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "list"}, out: []string{"CODE", "ACME", "Acme", "200.00 CNY"}},
 		{args: []string{"enterprise", "show", "NOPE"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
 
+		// The daemon's own: the package table, the health summary, the log
+		// level (served by the daemon's mux, not this API server: 404 here;
+		// the daemon's test sets it).
+		{args: []string{"package", "list"}, out: []string{"ID", "FEE", "20.00 CNY", "0.10 CNY"}},
+		{args: []string{"package", "list", "--json"}, out: []string{`"fee_yuan": "20.00"`}},
+		{args: []string{"daemon", "status"}, out: []string{"store_writable", "yes", "queue waiting"}},
+		{args: []string{"daemon", "log-level", "loud"}, code: 2, errOut: []string{"want debug, info, warn or error"}},
+		{args: []string{"daemon", "log-level", "debug"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
+
 		// Opt-outs: the header alone, then a number that replied TD.
 		{args: []string{"optouts", "export"}, out: []string{"enterprise,number,at,mo_id"}, check: func(t *testing.T, out string) {
 			if strings.Count(out, "\n") != 1 {
@@ -234,7 +243,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"unknown flag: --bogus", "Run 'qxtd admin enterprise list --help' for usage."}},
 		{args: []string{"help"}, out: []string{"whitelist approve CODE (NUMBER... | --all-pending)", "user add CODE SYSTEM_ID --name N"}},
 		{args: []string{"enterprise", "list", "-h"}, out: []string{"qxtd admin enterprise list [flags]", "--api string"}},
-		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, enterprise, optouts, override, package, scope, signature, user, whitelist"}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, daemon, enterprise, optouts, override, package, scope, signature, user, whitelist"}},
 	}
 	for _, s := range steps {
 		args := append([]string{"admin"}, s.args...)

@@ -21,6 +21,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
+	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -437,8 +438,10 @@ func TestDaemonHealthAndLogLevel(t *testing.T) {
 	if strings.Contains(d.log(), `"level":"DEBUG"`) {
 		t.Fatal("debug lines before the level was lowered")
 	}
-	if code := put("test-token", "debug"); code != http.StatusOK {
-		t.Fatalf("log level debug: %d", code)
+	// Through api.Client, as `qxtd admin daemon log-level` sets it.
+	cl := &api.Client{Base: base, Token: "test-token"}
+	if now, err := cl.SetLogLevel(context.Background(), "debug"); err != nil || now != "DEBUG" {
+		t.Fatalf("log level debug: %q, %v", now, err)
 	}
 	// Any activity now logs at debug: an SMPP bind attempt does.
 	c := dialESME(t, d.smppAddr, nil)

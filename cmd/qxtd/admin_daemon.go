@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// The admin routes about the daemon rather than an enterprise: the package
+// table, the health summary and the log level, so that every admin route
+// `qxtd admin` has a use for is reachable without curl.
+
+func (a *adminCLI) packageList() *cobra.Command {
+	return a.leaf("list", "List the configured package table (套餐)", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
+		pkgs, err := cl.Packages()
+		if err != nil {
+			return err
+		}
+		return a.out(c, api.PackageList{Packages: pkgs}, func(w io.Writer) {
+			fmt.Fprintln(w, "ID\tFEE\tINCLUDED\tOVERAGE")
+			for _, p := range pkgs {
+				fmt.Fprintf(w, "%d\t%s CNY\t%d\t%s CNY\n", p.ID, p.FeeYuan, p.Included, p.OverageYuan)
+			}
+		})
+	})
+}
+
+func (a *adminCLI) daemonStatus() *cobra.Command {
+	return a.leaf("status", "Binds, store, queue and refusals of the running daemon", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
+		st, err := cl.Status()
+		if err != nil {
+			return err
+		}
+		return a.out(c, st, func(w io.Writer) {
+			fmt.Fprintf(w, "store_writable\t%s\n", yesNo(st.StoreWritable))
+			for _, u := range st.Upstreams {
+				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)
+			}
+			for _, s := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled", "waiting"} {
+				if n, ok := st.Queue[s]; ok {
+					fmt.Fprintf(w, "queue %s\t%d\n", s, n)
+				}
+			}
+			for _, r := range st.Refusals {
+				if r.Count > 0 {
+					fmt.Fprintf(w, "refused %s\t%d\n", r.Reason, r.Count)
+				}
+			}
+		})
+	})
+}
+
+func (a *adminCLI) daemonLogLevel() *cobra.Command {
+	return a.leaf("log-level debug|info|warn|error", "Change the running daemon's log level (until it restarts)", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
+		switch lv := strings.ToLower(args[0]); lv {
+		case "debug", "info", "warn", "error":
+			now, err := cl.SetLogLevel(c.Context(), lv)
+			if err != nil {
+				return err
+			}
+			return a.done(c, "log level "+now)
+		default:
+			return usagef("daemon log-level: %q: want debug, info, warn or error", args[0])
+		}
+	})
+}
