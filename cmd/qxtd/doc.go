@@ -25,6 +25,8 @@
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
 //	connlimit.go        the HTTP listener's connection caps (in all, per address)
+//	sdnotify.go         READY=1 to systemd once the listeners are up (Type=notify)
+//	placeholder.go      the Debian package's placeholder upstream, refused by serve
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //
