@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots
+.PHONY: build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots deb
 
 # What make build stamps into the binary (qxtd version, qxtd_build_info);
 # each can be given on the command line (make build VERSION=1.2.0, and
@@ -74,9 +74,24 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin data
+	rm -rf bin data dist
 
-# Optional: validate the alert rules with promtool
-# (apt-get install -y --no-install-recommends prometheus).
-check-configs:
-	promtool check rules configs/alerts.yml
+# The Debian package: $(DIST)/qxtd_<version>_<arch>.deb, built by nfpm
+# (pinned in go.mod as a tool) from configs/nfpm.yaml with a static binary;
+# README "Install on a server". VERSION (git describe) becomes a Debian
+# version: the leading v goes, -dirty and git describe's -N-gHASH become
+# +dirty and +N.gHASH (after the tag), any other - becomes ~ (a tag's
+# pre-release sorts before the release), and a bare commit (no tag yet)
+# becomes 0.0.0+git<commit>. GOARCH=arm64 make deb cross-builds.
+DEB_VERSION = $(shell echo '$(VERSION)' | sed -e 's/^v//' -e 's/-dirty$$/+dirty/' \
+  -e 's/-\([0-9][0-9]*\)-g\([0-9a-f][0-9a-f]*\)/+\1.g\2/' -e 's/-/~/g' -e '/^[0-9][0-9]*\./!s/^/0.0.0+git/')
+GOARCH ?= $(shell $(GO) env GOARCH)
+DIST ?= dist
+# A reproducible package: file times are the commit's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+deb:
+	mkdir -p $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath \
+	  -ldflags '$(LDFLAGS) -X main.version=$(DEB_VERSION)' -o $(DIST)/qxtd-linux-$(GOARCH) ./cmd/qxtd
+	env -u GOARCH VERSION='$(DEB_VERSION)' QXTD_DEB_ARCH=$(GOARCH) QXTD_DEB_BINARY=$(DIST)/qxtd-linux-$(GOARCH) \
+	  SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) tool nfpm pkg --config configs/nfpm.yaml --packager deb --target $(DIST)/

@@ -34,6 +34,8 @@
 //	tls.go              TLS: SMPP over TLS, HTTPS (serveHTTP, for every
 //	                    http.Server), certificates and CA bundles reloaded on
 //	                    SIGHUP, the upstreams' TLS dialer
+//	sdnotify.go         READY=1 to systemd once the listeners are up (Type=notify)
+//	placeholder.go      the Debian package's placeholder upstream, refused by serve
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //

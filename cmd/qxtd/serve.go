@@ -116,7 +116,13 @@ go tool pprof).`,
 			}
 			if check {
 				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
+				if err := placeholderUpstreams(cfg, path); err != nil {
+					fmt.Fprintln(c.ErrOrStderr(), "warning: qxtd serve will refuse to start:", err)
+				}
 				return nil
+			}
+			if err := placeholderUpstreams(cfg, path); err != nil {
+				return err
 			}
 			tuneGC()
 			if cpuProfile != "" {
@@ -155,6 +161,11 @@ func serve(path string, cfg *Config, logw io.Writer) error {
 		signal.Stop(sigs)
 		return err
 	}
+	// Type=notify: systemd's start completes once every listener is up.
+	notifySocket := os.Getenv("NOTIFY_SOCKET")
+	if err := sdNotify(notifySocket, "READY=1"); err != nil {
+		log.Warn("telling systemd the daemon is ready", "err", err)
+	}
 	var s os.Signal
 	for s == nil {
 		select {
@@ -169,6 +180,7 @@ func serve(path string, cfg *Config, logw io.Writer) error {
 	// From here on SIGHUP is still caught (hups is never read again): a
 	// reload during shutdown is ignored rather than killing the daemon.
 	log.Info("shutting down", "signal", s.String())
+	_ = sdNotify(notifySocket, "STOPPING=1") // best effort: systemd sees the stop anyway
 	go func() {
 		<-sigs
 		log.Warn("second signal: exiting at once")
