@@ -42,6 +42,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
+		"invalid-ops-listen.yaml":               `http.ops_listen: "127.0.0.1:8080" is http.listen too`,
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {

@@ -24,7 +24,7 @@
 //	                    HTTP listeners, signals and shutdown
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
-//	connlimit.go        the HTTP listener's connection caps (in all, per address)
+//	connlimit.go        the HTTP listeners' connection caps (in all, per address)
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //
