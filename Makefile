@@ -66,7 +66,9 @@ fuzz:
 clean:
 	rm -rf bin data
 
-# Optional: validate the alert rules with promtool
-# (apt-get install -y --no-install-recommends prometheus).
+# Validate the alert rules and run their unit tests (configs/alerts_test.yml)
+# with promtool (apt-get install -y --no-install-recommends prometheus; .ci/run
+# installs it, and make test runs the same through gateway's TestAlertRules).
 check-configs:
 	promtool check rules configs/alerts.yml
+	promtool test rules configs/alerts_test.yml
