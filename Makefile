@@ -95,3 +95,9 @@ deb:
 	  -ldflags '$(LDFLAGS) -X main.version=$(DEB_VERSION)' -o $(DIST)/qxtd-linux-$(GOARCH) ./cmd/qxtd
 	env -u GOARCH VERSION='$(DEB_VERSION)' QXTD_DEB_ARCH=$(GOARCH) QXTD_DEB_BINARY=$(DIST)/qxtd-linux-$(GOARCH) \
 	  SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) tool nfpm pkg --config configs/nfpm.yaml --packager deb --target $(DIST)/
+# Validate the alert rules and run their unit tests (configs/alerts_test.yml)
+# with promtool (apt-get install -y --no-install-recommends prometheus; .ci/run
+# installs it, and make test runs the same through gateway's TestAlertRules).
+check-configs:
+	promtool check rules configs/alerts.yml
+	promtool test rules configs/alerts_test.yml

@@ -29,7 +29,9 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     *http.ServeMux // both audiences: the demo's one port
+	entMux  *http.ServeMux // the enterprise console alone
+	deskMux *http.ServeMux // the account manager's desk alone
 	pages   map[string]*pageTemplate
 	csrfKey [32]byte
 }
@@ -43,7 +45,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), entMux: http.NewServeMux(), deskMux: http.NewServeMux()}
 	if _, err := rand.Read(s.csrfKey[:]); err != nil {
 		return nil, err
 	}
@@ -57,9 +59,21 @@ func New(cfg Config) (*Server, error) {
 
 // Handler is the console's root handler: pages, static files and the
 // browser-side protections every answer carries.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return protect(s.mux) }
+
+// EnterpriseHandler serves the enterprise console alone (the pages at /,
+// no /ops/): for the enterprise-facing listener when the desk has its own
+// (the daemon's http.ops_listen). /ops/ answers 404 there.
+func (s *Server) EnterpriseHandler() http.Handler { return protect(s.entMux) }
+
+// DeskHandler serves the account manager's desk alone (/ops/ and the
+// static files its pages load): for the operators' listener. Enterprise
+// pages answer 404 there.
+func (s *Server) DeskHandler() http.Handler { return protect(s.deskMux) }
+
+func protect(mux *http.ServeMux) http.Handler {
 	cop := http.NewCrossOriginProtection()
-	return cop.Handler(securityHeaders(boundForms(s.mux)))
+	return cop.Handler(securityHeaders(boundForms(mux)))
 }
 
 // maxForm bounds the body of a url-encoded form (the Go default is
@@ -110,19 +124,31 @@ type route struct {
 // (else: the login page), /ops/ pages an operator session; every POST
 // needs its CSRF token.
 func (s *Server) routes() {
-	s.mux.Handle("GET /static/", http.FileServerFS(staticFS))
-	s.mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	for _, rt := range publicRoutes {
-		s.mux.HandleFunc(rt.pattern, s.public(rt.h))
+	s.register(s.mux, true, true)
+	s.register(s.entMux, true, false)
+	s.register(s.deskMux, false, true)
+}
+
+// register adds the enterprise pages, the desk's, or both to mux; both
+// need the static files and the favicon.
+func (s *Server) register(mux *http.ServeMux, enterprise, desk bool) {
+	mux.Handle("GET /static/", http.FileServerFS(staticFS))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	if enterprise {
+		for _, rt := range publicRoutes {
+			mux.HandleFunc(rt.pattern, s.public(rt.h))
+		}
+		for _, rt := range enterpriseRoutes {
+			mux.HandleFunc(rt.pattern, s.enterprise(rt.h))
+		}
 	}
-	for _, rt := range enterpriseRoutes {
-		s.mux.HandleFunc(rt.pattern, s.enterprise(rt.h))
-	}
-	for _, rt := range opsPublicRoutes {
-		s.mux.HandleFunc(rt.pattern, s.opsPublic(rt.h))
-	}
-	for _, rt := range opsRoutes {
-		s.mux.HandleFunc(rt.pattern, s.operator(rt.h))
+	if desk {
+		for _, rt := range opsPublicRoutes {
+			mux.HandleFunc(rt.pattern, s.opsPublic(rt.h))
+		}
+		for _, rt := range opsRoutes {
+			mux.HandleFunc(rt.pattern, s.operator(rt.h))
+		}
 	}
 }
 

@@ -619,11 +619,18 @@ func isIdentChar(c byte) bool { return isIdentStart(c) || '0' <= c && c <= '9' }
 // __name__ matchers it cannot follow.
 func promqlMetricNames(expr string) ([]string, error) {
 	var names []string
-	add := func(n string) {
-		if !slices.Contains(names, n) {
+	err := walkPromQLSelectors(expr, func(n, _ string) {
+		if n != "" && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
-	}
+	})
+	return names, err
+}
+
+// walkPromQLSelectors calls visit with each vector or range selector of
+// expr: its metric name (from __name__ if in braces) and the text between
+// its braces ("" without).
+func walkPromQLSelectors(expr string, visit func(name, matchers string)) error {
 	n := len(expr)
 	skipSpace := func(i int) int {
 		for i < n && strings.IndexByte(" \t\r\n", expr[i]) >= 0 {
@@ -659,7 +666,7 @@ func promqlMetricNames(expr string) ([]string, error) {
 		case c == '"' || c == '\'' || c == '`':
 			j, err := skipPromQLString(expr, i)
 			if err != nil {
-				return names, err
+				return err
 			}
 			i = j
 		case c == '$': // Grafana variable: $name, ${name}, ${name:format}
@@ -667,7 +674,7 @@ func promqlMetricNames(expr string) ([]string, error) {
 			if i < n && expr[i] == '{' {
 				j := strings.IndexByte(expr[i:], '}')
 				if j < 0 {
-					return names, fmt.Errorf("unterminated ${ in %q", expr)
+					return fmt.Errorf("unterminated ${ in %q", expr)
 				}
 				i += j + 1
 			}
@@ -677,21 +684,19 @@ func promqlMetricNames(expr string) ([]string, error) {
 		case c == '[': // [5m], [$__rate_interval], [1h:5m]
 			j, err := closing(i+1, ']')
 			if err != nil {
-				return names, err
+				return err
 			}
 			i = j
 		case c == '{':
 			j, err := closing(i+1, '}')
 			if err != nil {
-				return names, err
+				return err
 			}
 			name, err := nameMatcher(expr[i+1 : j-1])
 			if err != nil {
-				return names, err
+				return err
 			}
-			if name != "" {
-				add(name)
-			}
+			visit(name, expr[i+1:j-1])
 			i = j
 		case '0' <= c && c <= '9' || c == '.': // numbers, durations, hex
 			for i < n && (isIdentChar(expr[i]) || expr[i] == '.') {
@@ -711,23 +716,36 @@ func promqlMetricNames(expr string) ([]string, error) {
 				if k < n && expr[k] == '(' {
 					j, err := closing(k+1, ')')
 					if err != nil {
-						return names, err
+						return err
 					}
 					i = j
 				}
 			case promqlKeywords[lower]:
 			case k < n && expr[k] == '(':
 				if !promqlFunctions[word] {
-					return names, fmt.Errorf("unknown function %s in %q", word, expr)
+					return fmt.Errorf("unknown function %s in %q", word, expr)
 				}
 			default:
-				add(word)
+				// A name and its braces are one selector.
+				matchers := ""
+				if k < n && expr[k] == '{' {
+					j, err := closing(k+1, '}')
+					if err != nil {
+						return err
+					}
+					matchers = expr[k+1 : j-1]
+					if _, err := nameMatcher(matchers); err != nil {
+						return err
+					}
+					i = j
+				}
+				visit(word, matchers)
 			}
 		default:
 			i++
 		}
 	}
-	return names, nil
+	return nil
 }
 
 // skipPromQLString returns the index just after the string starting at i.

@@ -18,17 +18,22 @@ type dispatcher struct {
 	wake chan struct{}
 
 	mu       sync.Mutex
-	inflight map[queue.Key]string // → the part's enterprise
-	perEnt   map[string]int       // parts in flight per enterprise
-	free     chan struct{}        // signalled when a job finishes
+	inflight map[queue.Key]flight
+	perEnt   map[string]int // parts in flight per enterprise
+	perUp    map[string]int // parts in flight per upstream (qxtd_upstream_window_in_use)
+	free     chan struct{}  // signalled when a job finishes
 }
+
+// flight is where a part in flight comes from and goes.
+type flight struct{ enterprise, upstream string }
 
 func newDispatcher(g *Gateway) *dispatcher {
 	return &dispatcher{
 		g:        g,
 		wake:     make(chan struct{}, 1),
-		inflight: make(map[queue.Key]string),
+		inflight: make(map[queue.Key]flight),
 		perEnt:   make(map[string]int),
+		perUp:    make(map[string]int),
 		free:     make(chan struct{}, 1),
 	}
 }
@@ -42,10 +47,13 @@ func (d *dispatcher) kick() {
 
 func (d *dispatcher) done(k queue.Key) {
 	d.mu.Lock()
-	if ent, ok := d.inflight[k]; ok {
+	if f, ok := d.inflight[k]; ok {
 		delete(d.inflight, k)
-		if d.perEnt[ent]--; d.perEnt[ent] <= 0 {
-			delete(d.perEnt, ent)
+		if d.perEnt[f.enterprise]--; d.perEnt[f.enterprise] <= 0 {
+			delete(d.perEnt, f.enterprise)
+		}
+		if d.perUp[f.upstream]--; d.perUp[f.upstream] <= 0 {
+			delete(d.perUp, f.upstream)
 		}
 	}
 	d.mu.Unlock()
@@ -55,10 +63,11 @@ func (d *dispatcher) done(k queue.Key) {
 	}
 }
 
-func (d *dispatcher) inflightCount() float64 {
+// inflightOf is the number of parts in flight to the upstream named up.
+func (d *dispatcher) inflightOf(up string) float64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return float64(len(d.inflight))
+	return float64(d.perUp[up])
 }
 
 func (d *dispatcher) skip(k queue.Key) bool {
@@ -128,8 +137,9 @@ func (d *dispatcher) run(ctx context.Context) {
 		if room > 0 {
 			jobs, err = g.store.DueShared(time.Now(), room, share, d.skip)
 			for _, j := range jobs {
-				d.inflight[j.Key] = j.Msg.Enterprise
+				d.inflight[j.Key] = flight{enterprise: j.Msg.Enterprise, upstream: j.Msg.Upstream}
 				d.perEnt[j.Msg.Enterprise]++
+				d.perUp[j.Msg.Upstream]++
 			}
 		}
 		d.mu.Unlock()

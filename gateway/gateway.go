@@ -196,9 +196,13 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	}
 	g.metrics.upstreamsUp(g.ups)
 	g.disp = newDispatcher(g)
-	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstreams and not yet answered (the windows in use, all upstreams).",
-	}, g.disp.inflightCount)
+	for _, u := range g.ups {
+		name := u.cfg.Name
+		promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstream and not yet answered (its binds' windows in use).",
+			ConstLabels: prometheus.Labels{"upstream": name},
+		}, func() float64 { return g.disp.inflightOf(name) })
+	}
 	g.dlrs = newRouter(g)
 	g.mos = newMORouter(g)
 	return g, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // Metrics are the gateway's Prometheus series. Labels come from closed
@@ -120,6 +121,24 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		m.refusedTotal.WithLabelValues(r.String())
 	}
 	m.refusedTotal.WithLabelValues(reasonOther)
+	for _, st := range receiptStates {
+		for _, r := range []queue.Result{queue.Matched, queue.Duplicate, queue.Orphaned} {
+			m.dlrs.WithLabelValues(st.String(), r.String())
+		}
+	}
+	for _, o := range []string{"ok", "error"} {
+		m.dlrForward.WithLabelValues(o)
+		m.moForward.WithLabelValues(o)
+	}
+	for _, r := range []string{"matched", "unmatched", "store_error"} {
+		m.moReceived.WithLabelValues(r)
+	}
+	for _, k := range []smpp.BindKind{smpp.BindTransmitter, smpp.BindReceiver, smpp.BindTransceiver} {
+		m.boundESMEs.WithLabelValues(k.String())
+		for _, o := range []string{"ok", "refused"} {
+			m.binds.WithLabelValues(k.String(), o)
+		}
+	}
 	if store != nil {
 		f.NewCounterFunc(prometheus.CounterOpts{
 			Name: "qxtd_store_commits_total", Help: "bbolt write transactions (each one fsync) of the store's commit loop.",
@@ -174,8 +193,14 @@ func (m *Metrics) upstreamsUp(ups []*upstream) {
 		m.reconnects.WithLabelValues(u.cfg.Name)
 		m.recordRetries.WithLabelValues(u.cfg.Name)
 		m.relayed.WithLabelValues(u.cfg.Name)
+		m.submitLatency.WithLabelValues(u.cfg.Name)
+		m.dlrDelay.WithLabelValues(u.cfg.Name)
 	}
 }
+
+// receiptStates are the final states a receipt can report (receiptState):
+// the state label of qxtd_dlrs_received_total.
+var receiptStates = []queue.State{queue.StateDelivered, queue.StateExpired, queue.StateUndeliverable, queue.StateRejected, queue.StateUnknown}
 
 // reasonOther labels a refusal that is none of policy.Reasons (it should
 // not happen: an alert on it finds a bug).

@@ -98,6 +98,10 @@ type SMPPConfig struct {
 type HTTPConfig struct {
 	Listen     string `mapstructure:"listen"`
 	AdminToken string `mapstructure:"admin_token"` // operator token for /admin/v1; empty disables it
+	// OpsListen, when set, is a second listener for the operators: it
+	// serves /metrics, /admin/v1 and the account manager's desk (/ops/),
+	// which Listen then no longer serves. Empty: everything on Listen.
+	OpsListen string `mapstructure:"ops_listen"`
 	// Bounds on every connection (net/http's Server timeouts): a request's
 	// headers, a whole request (headers and body), writing an answer (a
 	// streaming export or backup extends it as it goes), and an idle
@@ -269,6 +273,7 @@ func defaultValues() map[string]any {
 		"http.tls_cert_file":                       "", // both empty: plain HTTP
 		"http.tls_key_file":                        "",
 		"http.admin_token":                         "",
+		"http.ops_listen":                          "", // empty: metrics, admin API and desk on http.listen
 		"http.read_header_timeout":                 10 * time.Second,
 		"http.read_timeout":                        2 * time.Minute,
 		"http.write_timeout":                       2 * time.Minute,
@@ -480,6 +485,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))
 	}
 	addr("http.listen", c.HTTP.Listen)
+	if c.HTTP.OpsListen != "" {
+		addr("http.ops_listen", c.HTTP.OpsListen)
+		if c.HTTP.OpsListen == c.HTTP.Listen && !strings.HasSuffix(c.HTTP.Listen, ":0") {
+			errs = append(errs, fmt.Errorf("http.ops_listen: %q is http.listen too; give the operators another port", c.HTTP.OpsListen))
+		}
+	}
 	if c.HTTP.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("http.max_conns: %d must be at least 1", c.HTTP.MaxConns))
 	}

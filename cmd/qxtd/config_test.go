@@ -48,6 +48,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-tls-unreadable.yaml":           "smpp.tls_cert_file: open /nonexistent/qxtd-testdata/smpp.crt: no such file or directory",
 		"invalid-upstream-tls-ca.yaml":          "upstreams[0].tls_ca_file: open /nonexistent/qxtd-testdata/ca.pem: no such file or directory",
 		"invalid-upstream-tls-off.yaml":         "upstreams[0].tls_insecure_skip_verify: set, but upstreams[0].tls is false",
+		"invalid-ops-listen.yaml":               `http.ops_listen: "127.0.0.1:8080" is http.listen too`,
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {

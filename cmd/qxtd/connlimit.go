@@ -20,10 +20,14 @@ import (
 // kernel's backlog behind whoever holds the slots, with no answer until
 // they time out; refusing tells them at once, and the accept loop keeps
 // draining the backlog, so a flood holds no descriptor beyond the caps.
+//
+// With http.ops_listen each HTTP listener has caps of its own (of the same
+// values), so a flood on the enterprises' port cannot take the slots of
+// scrapes and operators on the other; the metrics count both together.
 type limitListener struct {
 	net.Listener
 	max, perAddr int
-	refused      *prometheus.CounterVec
+	m            *connMetrics
 	// tls: the connections speak TLS (HTTPS), so a refusal is a close
 	// without the 503: plain text would be garbage to a TLS client, and a
 	// handshake per refused connection would cost what refusing saves.
@@ -34,23 +38,47 @@ type limitListener struct {
 	byAddr map[string]int
 }
 
-func newLimitListener(l net.Listener, max, perAddr int, reg prometheus.Registerer) *limitListener {
-	ll := &limitListener{Listener: l, max: max, perAddr: perAddr, byAddr: make(map[string]int)}
-	ll.refused = promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+// connMetrics are the HTTP listeners' connection metrics, registered once
+// whatever the number of listeners.
+type connMetrics struct {
+	refused *prometheus.CounterVec
+
+	mu        sync.Mutex
+	listeners []*limitListener
+}
+
+func newConnMetrics(reg prometheus.Registerer) *connMetrics {
+	m := &connMetrics{}
+	m.refused = promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_http_connections_refused_total",
 		Help: "HTTP connections answered 503 and closed at accept, by the cap they were over (max_conns, max_conns_per_addr).",
 	}, []string{"cap"})
 	for _, c := range []string{"max_conns", "max_conns_per_addr"} {
-		ll.refused.WithLabelValues(c)
+		m.refused.WithLabelValues(c)
 	}
 	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "qxtd_http_connections_open",
-		Help: "HTTP connections open (at most http.max_conns).",
+		Help: "HTTP connections open (at most http.max_conns per HTTP listener).",
 	}, func() float64 {
-		ll.mu.Lock()
-		defer ll.mu.Unlock()
-		return float64(ll.open)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		n := 0
+		for _, l := range m.listeners {
+			l.mu.Lock()
+			n += l.open
+			l.mu.Unlock()
+		}
+		return float64(n)
 	})
+	return m
+}
+
+// limit wraps l with the caps max (in all) and perAddr (per source address).
+func (m *connMetrics) limit(l net.Listener, max, perAddr int) *limitListener {
+	ll := &limitListener{Listener: l, max: max, perAddr: perAddr, m: m, byAddr: make(map[string]int)}
+	m.mu.Lock()
+	m.listeners = append(m.listeners, ll)
+	m.mu.Unlock()
 	return ll
 }
 
@@ -69,7 +97,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if over == "" {
 			return &limitConn{Conn: c, l: l, key: key}, nil
 		}
-		l.refused.WithLabelValues(over).Inc()
+		l.m.refused.WithLabelValues(over).Inc()
 		if l.tls {
 			_ = c.Close()
 			continue

@@ -25,7 +25,7 @@
 //	                    HTTP listeners, signals and shutdown
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
-//	connlimit.go        the HTTP listener's connection caps (in all, per address)
+//	connlimit.go        the HTTP listeners' connection caps (in all, per address)
 //	version.go          what runs: the -ldflags values make build stamps
 //	                    (version, commit, branch, date), completed from
 //	                    runtime/debug.ReadBuildInfo; qxtd_build_info

@@ -79,6 +79,7 @@ type daemon struct {
 	hooksWG  sync.WaitGroup
 	smpp     *smpp.Server
 	http     *http.Server
+	ops      *http.Server // http.ops_listen: metrics, admin API, the desk; nil when unset
 	wg       sync.WaitGroup
 
 	reloadMetrics reloadMetrics
@@ -86,6 +87,7 @@ type daemon struct {
 
 	smppAddr, httpAddr, simAddr net.Addr
 	smppTLSAddr                 net.Addr // smpp.tls_listen; nil without
+	opsAddr                     net.Addr // nil without http.ops_listen
 }
 
 // serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
@@ -368,26 +370,51 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	d.http = &http.Server{
-		Handler:           d.routes(reg),
-		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTP.ReadTimeout,
-		WriteTimeout:      cfg.HTTP.WriteTimeout,
-		IdleTimeout:       cfg.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
-	}
+	// One listener for everyone (the demo), or with http.ops_listen two
+	// by audience: enterprises reach /v1 and their console, operators and
+	// Prometheus the rest. Both have the same timeouts and caps.
+	// HTTPS (http.tls_cert_file) applies to both listeners.
 	if err := d.loadHTTPCerts(cfg); err != nil {
 		return nil, err
 	}
-	limited := newLimitListener(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, reg)
+	conns := newConnMetrics(reg)
+	public := d.routes(reg)
+	if cfg.HTTP.OpsListen != "" {
+		ol, err := net.Listen("tcp", cfg.HTTP.OpsListen)
+		if err != nil {
+			_ = hl.Close()
+			return nil, fmt.Errorf("http.ops_listen: %w", err)
+		}
+		d.opsAddr = ol.Addr()
+		public = d.enterpriseRoutes()
+		d.ops = d.httpServer(cfg.HTTP, d.opsRoutes(reg), "ops")
+		opsLimited := conns.limit(ol, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
+		opsLimited.tls = d.tls.http != nil
+		d.goServe("ops", func() error { return serveHTTP(d.ops, opsLimited, d.tls.http) })
+	}
+	d.http = d.httpServer(cfg.HTTP, public, "http")
+	limited := conns.limit(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
 	limited.tls = d.tls.http != nil
 	d.goServe("http", func() error { return serveHTTP(d.http, limited, d.tls.http) })
 
-	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(),
+	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(), "ops", addrString(d.opsAddr),
 		"smpp_tls", addrString(d.smppTLSAddr), "https", d.tls.http != nil,
 		"simulator", addrString(d.simAddr), "store", cfg.Store.Path,
 		"version", build.Version, "revision", build.Revision)
 	return d, nil
+}
+
+// httpServer is an HTTP server of handler with the http.* timeouts; name
+// tells its listener's log lines apart.
+func (d *daemon) httpServer(cfg HTTPConfig, handler http.Handler, name string) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(d.log.With("component", "http", "listener", name).Handler(), slog.LevelWarn),
+	}
 }
 
 func addrString(a net.Addr) string {
@@ -418,6 +445,9 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	}
 	if d.http != nil {
 		_ = d.http.Shutdown(ctx)
+	}
+	if d.ops != nil {
+		_ = d.ops.Shutdown(ctx)
 	}
 	if d.api != nil {
 		d.api.Close() // running batch jobs stop ("failed: shutdown"); what they accepted is stored
@@ -451,8 +481,50 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	return nil
 }
 
+// routes is the one listener's handler without http.ops_listen: every
+// audience on one port (the demo).
 func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	d.health(mux)
+	d.operatorRoutes(mux, reg)
+	mux.Handle("/v1/", d.api.Handler())
+	mux.Handle("/", d.console.Handler())
+	return mux
+}
+
+// enterpriseRoutes is http.listen's handler with http.ops_listen set: the
+// user API and the enterprise console (the console's 404 answers
+// /metrics, /admin/ and /ops/ here), and the health checks.
+func (d *daemon) enterpriseRoutes() http.Handler {
+	mux := http.NewServeMux()
+	d.health(mux)
+	mux.Handle("/v1/", d.api.Handler())
+	mux.Handle("/", d.console.EnterpriseHandler())
+	return mux
+}
+
+// opsRoutes is http.ops_listen's handler: metrics, the admin API, the
+// account manager's desk (its 404 answers /v1/ and the enterprise pages),
+// and the health checks.
+func (d *daemon) opsRoutes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	d.health(mux)
+	d.operatorRoutes(mux, reg)
+	mux.Handle("/", d.console.DeskHandler())
+	return mux
+}
+
+// operatorRoutes are the operators' and Prometheus's: /metrics and the
+// admin API.
+func (d *daemon) operatorRoutes(mux *http.ServeMux, reg *prometheus.Registry) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("PUT /admin/v1/log-level", d.api.Operator(d.setLogLevel))
+	mux.Handle("/admin/", d.api.Handler())
+}
+
+// health adds /healthz and /readyz, served on every listener (a load
+// balancer checks the port it sends to).
+func (d *daemon) health(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -485,12 +557,6 @@ func (d *daemon) routes(reg *prometheus.Registry) http.Handler {
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("PUT /admin/v1/log-level", d.api.Operator(d.setLogLevel))
-	mux.Handle("/admin/", d.api.Handler())
-	mux.Handle("/v1/", d.api.Handler())
-	mux.Handle("/", d.console.Handler())
-	return mux
 }
 
 // notifier sends qxtd's own SMS (password resets) as the operator's

@@ -367,7 +367,7 @@ func TestHTTPSConnectionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	limited := newLimitListener(l, 1, 1, reg)
+	limited := newConnMetrics(reg).limit(l, 1, 1)
 	limited.tls = true
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -397,7 +397,7 @@ func TestHTTPSConnectionCap(t *testing.T) {
 	if strings.Contains(err.Error(), "record") || ctx.Err() != nil {
 		t.Fatalf("refused handshake: %v; want a plain close (EOF or reset), at once", err)
 	}
-	if got := testutil.ToFloat64(limited.refused.WithLabelValues("max_conns")); got != 1 {
+	if got := testutil.ToFloat64(limited.m.refused.WithLabelValues("max_conns")); got != 1 {
 		t.Errorf("refused max_conns %v, want 1", got)
 	}
 }
