@@ -42,6 +42,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
+		"invalid-secret-both.yaml":              "http.admin_token and http.admin_token_file: both set",
+		"invalid-secret-missing-file.yaml":      "upstreams[0].password_file: open /nonexistent/qxtd-test/smsc.password: no such file",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {
@@ -276,6 +278,7 @@ func configKeys(t reflect.Type, prefix string) []string {
 	for f := range t.Fields() {
 		k := prefix + f.Tag.Get("mapstructure")
 		switch {
+		case !f.IsExported(): // not read from the file (Config.secretWarnings)
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
 			keys = append(keys, configKeys(f.Type, k+".")...)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
@@ -294,6 +297,7 @@ func flattenConfig(v reflect.Value, prefix string, out map[string]reflect.Value)
 		f, fv := v.Type().Field(i), v.Field(i)
 		k := prefix + f.Tag.Get("mapstructure")
 		switch {
+		case !f.IsExported():
 		case f.Type.Kind() == reflect.Struct:
 			flattenConfig(fv, k+".", out)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
