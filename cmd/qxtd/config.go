@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -22,8 +23,9 @@ import (
 
 // Config is the whole YAML file. Every scalar key can be overridden from
 // the environment: QXTD_ + the key path in upper case with dots as
-// underscores (QXTD_SMPP_LISTEN). Lists (upstreams, accounts) come from
-// the file only.
+// underscores (QXTD_SMPP_LISTEN); any other QXTD_ variable is an error
+// (secrets.go). Lists (upstreams, accounts) come from the file only.
+// Every password and token may be given as <key>_file instead.
 type Config struct {
 	SMPP        SMPPConfig         `mapstructure:"smpp"`
 	HTTP        HTTPConfig         `mapstructure:"http"`
@@ -38,6 +40,10 @@ type Config struct {
 	Reminders   RemindersConfig    `mapstructure:"reminders"`
 	Webhooks    WebhooksConfig     `mapstructure:"webhooks"`
 	OptOut      OptOutConfig       `mapstructure:"optout"`
+
+	// secretWarnings: secret files readable by more than their owner,
+	// logged once the logger exists (secrets.go).
+	secretWarnings []secretWarning
 }
 
 // OptOutConfig is the opt-out of replies (回复TD退订, policy.IsOptOut).
@@ -124,6 +130,9 @@ type HTTPConfig struct {
 	// HTTPS only; reloaded on SIGHUP (tls.go).
 	TLSCertFile string `mapstructure:"tls_cert_file"`
 	TLSKeyFile  string `mapstructure:"tls_key_file"`
+
+	// AdminTokenFile holds AdminToken instead: a path (secrets.go).
+	AdminTokenFile string `mapstructure:"admin_token_file"`
 }
 
 type StoreConfig struct {
@@ -140,6 +149,9 @@ type SimulatorConfig struct {
 	Undeliv  float64       `mapstructure:"undeliv_rate"`
 	Throttle float64       `mapstructure:"throttle_rate"`
 	IDFormat string        `mapstructure:"id_format"`
+
+	// PasswordFile holds Password instead: a path (secrets.go).
+	PasswordFile string `mapstructure:"password_file"`
 }
 
 type UpstreamConfig struct {
@@ -166,6 +178,9 @@ type UpstreamConfig struct {
 	TLSCAFile             string `mapstructure:"tls_ca_file"`
 	TLSServerName         string `mapstructure:"tls_server_name"`
 	TLSInsecureSkipVerify bool   `mapstructure:"tls_insecure_skip_verify"`
+
+	// PasswordFile holds Password instead: a path (secrets.go).
+	PasswordFile string `mapstructure:"password_file"`
 }
 
 // AccountConfig is a user seeded from the file (an SMPP login).
@@ -179,6 +194,9 @@ type AccountConfig struct {
 	ShowSignature bool   `mapstructure:"show_signature"`
 	Admin         bool   `mapstructure:"admin"`     // enterprise admin
 	Extension     string `mapstructure:"extension"` // of its enterprise's service number; empty = none
+
+	// PasswordFile holds Password instead: a path (secrets.go).
+	PasswordFile string `mapstructure:"password_file"`
 }
 
 // EnterpriseConfig is an enterprise seeded from the file.
@@ -274,6 +292,7 @@ func defaultValues() map[string]any {
 		"http.tls_key_file":                        "",
 		"http.admin_token":                         "",
 		"http.ops_listen":                          "", // empty: metrics, admin API and desk on http.listen
+		"http.admin_token_file":                    "",
 		"http.read_header_timeout":                 10 * time.Second,
 		"http.read_timeout":                        2 * time.Minute,
 		"http.write_timeout":                       2 * time.Minute,
@@ -290,6 +309,7 @@ func defaultValues() map[string]any {
 		"simulator.listen":                         "127.0.0.1:2776",
 		"simulator.system_id":                      "",
 		"simulator.password":                       "",
+		"simulator.password_file":                  "",
 		"simulator.dlr_delay":                      time.Second,
 		"simulator.undeliv_rate":                   0.0,
 		"simulator.throttle_rate":                  0.0,
@@ -347,14 +367,17 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 }
 
-// LoadConfig reads path (if not empty), applies QXTD_* overrides and
-// validates. Unknown keys are errors naming the key.
+// LoadConfig reads path (if not empty), applies the process's QXTD_*
+// overrides, reads the secret files and validates. Unknown keys and
+// unknown QXTD_ variables are errors naming them.
 func LoadConfig(path string) (*Config, error) {
+	return loadConfig(path, os.Environ())
+}
+
+// loadConfig is LoadConfig with the environment given (KEY=value).
+func loadConfig(path string, environ []string) (*Config, error) {
 	v := viper.New()
 	defaults(v)
-	v.SetEnvPrefix("QXTD")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
 	if path != "" {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
@@ -362,8 +385,20 @@ func LoadConfig(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
+	// The environment is applied by name, not by viper's AutomaticEnv,
+	// so that a QXTD_ variable that is no key is an error (secrets.go).
+	fromEnv, err := applyEnv(v, environ)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	cfg, err := decode(v)
 	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	// Secrets before validation: "required" and length checks see the
+	// file's value. A secret that could not be read is reported alone,
+	// without the "required" it would also cause.
+	if cfg.secretWarnings, err = cfg.resolveSecrets(fromEnv); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -49,6 +49,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-upstream-tls-ca.yaml":          "upstreams[0].tls_ca_file: open /nonexistent/qxtd-testdata/ca.pem: no such file or directory",
 		"invalid-upstream-tls-off.yaml":         "upstreams[0].tls_insecure_skip_verify: set, but upstreams[0].tls is false",
 		"invalid-ops-listen.yaml":               `http.ops_listen: "127.0.0.1:8080" is http.listen too`,
+		"invalid-secret-both.yaml":              "http.admin_token and http.admin_token_file: both set",
+		"invalid-secret-missing-file.yaml":      "upstreams[0].password_file: open /nonexistent/qxtd-test/smsc.password: no such file",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {
@@ -283,6 +285,7 @@ func configKeys(t reflect.Type, prefix string) []string {
 	for f := range t.Fields() {
 		k := prefix + f.Tag.Get("mapstructure")
 		switch {
+		case !f.IsExported(): // not read from the file (Config.secretWarnings)
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
 			keys = append(keys, configKeys(f.Type, k+".")...)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
@@ -301,6 +304,7 @@ func flattenConfig(v reflect.Value, prefix string, out map[string]reflect.Value)
 		f, fv := v.Type().Field(i), v.Field(i)
 		k := prefix + f.Tag.Get("mapstructure")
 		switch {
+		case !f.IsExported():
 		case f.Type.Kind() == reflect.Struct:
 			flattenConfig(fv, k+".", out)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:

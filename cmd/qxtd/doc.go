@@ -19,6 +19,8 @@
 //	main.go, run.go     the command tree and exit codes
 //	config.go           Config: the YAML file and QXTD_* environment, its one
 //	                    table of defaults, validation naming the key
+//	secrets.go          passwords and tokens from <key>_file; the QXTD_ environment
+//	                    checked by name (an unknown variable is an error)
 //	seed.go             the configuration's enterprises and accounts, for policy.Seed
 //	serve.go            the daemon's wiring: the state file (queue.OpenDB) shared
 //	                    by the queue and policy stores, the gateway, the SMPP and

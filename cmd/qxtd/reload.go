@@ -82,6 +82,7 @@ func (d *daemon) applyConfig(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	logSecretWarnings(d.log, next.secretWarnings)
 	cur := *d.cfg
 	cur.Upstreams = slices.Clone(cur.Upstreams)
 	var applied, restart, ignored []string
@@ -195,6 +196,7 @@ func flattenValues(v reflect.Value, prefix string, out map[string]any) {
 		f, fv := v.Type().Field(i), v.Field(i)
 		k := prefix + f.Tag.Get("mapstructure")
 		switch {
+		case !f.IsExported(): // not a key (Config.secretWarnings)
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
 			flattenValues(fv, k+".", out)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:

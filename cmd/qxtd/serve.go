@@ -117,6 +117,9 @@ go tool pprof).`,
 				return err
 			}
 			if check {
+				for _, w := range cfg.secretWarnings {
+					fmt.Fprintf(c.ErrOrStderr(), "warning: %s: secret file %s is readable by group or others (%s); make it 0600 or 0400\n", w.key, w.path, w.mode)
+				}
 				fmt.Fprintln(c.OutOrStdout(), "configuration ok:", path)
 				if err := placeholderUpstreams(cfg, path); err != nil {
 					fmt.Fprintln(c.ErrOrStderr(), "warning: qxtd serve will refuse to start:", err)
@@ -151,6 +154,7 @@ go tool pprof).`,
 // SIGHUP reloads path (reload.go) and never stops it.
 func serve(path string, cfg *Config, logw io.Writer) error {
 	log, level := newLogger(cfg.Log, logw)
+	logSecretWarnings(log, cfg.secretWarnings)
 	// Signals are caught before anything starts: a SIGHUP while starting
 	// waits for the reload instead of killing the daemon.
 	hups := make(chan os.Signal, 1) // several HUPs during one reload: one more reload
