@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -359,21 +360,37 @@ func (s *Store) loop() {
 			return
 		}
 		batch = append(batch[:0], o)
-	drain:
-		for len(batch) < s.opt.MaxBatch {
-			select {
-			case o, ok := <-s.ops:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, o)
-			default:
-				break drain
+		// Take what is queued; then yield once and take what came
+		// meanwhile: under load, producers that are runnable now join
+		// this commit instead of paying for one of their own (a commit's
+		// cost is mostly per commit, not per operation).
+		for yielded := false; ; yielded = true {
+			closed := s.drain(&batch)
+			if closed || yielded || len(batch) >= s.opt.MaxBatch {
+				break
 			}
+			runtime.Gosched()
 		}
 		s.commit(batch)
 		clear(batch) // drop references to finished ops
 	}
+}
+
+// drain appends queued operations to batch, up to MaxBatch, without
+// waiting; true if the queue is closed.
+func (s *Store) drain(batch *[]*op) bool {
+	for len(*batch) < s.opt.MaxBatch {
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return true
+			}
+			*batch = append(*batch, o)
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // commit runs batch in one transaction and reports each op's result.

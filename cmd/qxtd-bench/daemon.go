@@ -260,3 +260,22 @@ func (d *daemon) tail(n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// SaveMetrics writes qxtd's /metrics, as it is now, to path.
+func (d *daemon) SaveMetrics(path string) error {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + d.HTTPAddr + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -42,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
-	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile of each qxtd scenario to DIR/<scenario>.pprof")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -165,6 +165,14 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	defer d.Remove()
 	res, err := runScenario(ctx, cfg, sc, peer, d.SMPPAddr, d)
+	if o.ProfileDir != "" {
+		// qxtd's own view of the run (commit durations and batch sizes,
+		// receipt delays…) beside its CPU profile.
+		path := filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".metrics")
+		if merr := d.SaveMetrics(path); merr != nil {
+			fmt.Fprintln(os.Stderr, "qxtd-bench: metrics:", merr)
+		}
+	}
 	d.Stop()
 	return res, d.LogLines(), err
 }
