@@ -80,6 +80,7 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	section("store")["path"] = filepath.Join(dir, "qxtd.db")
 	section("simulator")["enabled"] = false
 	section("log")["level"] = "warn"
+	section("log")["format"] = "json" // explicit: every qxtd version reads it (auto is newer)
 	m["upstreams"] = []any{map[string]any{
 		"name": "bench-peer", "addr": o.PeerAddr, "system_id": "qxtd", "password": "qxtd",
 		"binds": o.Binds, "window": o.Window, "tps": 0, "concat": "udh8",
