@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
@@ -67,10 +68,33 @@ func zhError(err error) string {
 			zh = reasonText["invalid"]
 		}
 	}
-	if ae.Message != "" && ae.Reason != "unauthorized" && ae.Reason != "not_found" {
-		return zh + "（" + ae.Message + "）"
+	if d := detail(ae.Message); d != "" && ae.Reason != "unauthorized" && ae.Reason != "not_found" {
+		return zh + "（" + d + "）"
 	}
 	return zh
+}
+
+// detail is the part of an API message that says more than its reason:
+// the number, the limit, the field — without the Go error's package and
+// category prefixes ("policy: invalid: signature …" → "signature …").
+func detail(msg string) string {
+	for {
+		rest, ok := "", false
+		for _, p := range []string{"policy: ", "queue: ", "gateway: ", "segment: ", "batch: ", "invalid: ", "invalid argument: "} {
+			if r, cut := strings.CutPrefix(msg, p); cut {
+				rest, ok = r, true
+				break
+			}
+		}
+		if !ok {
+			msg = strings.TrimSpace(msg)
+			if msg == "invalid" || msg == "invalid argument" {
+				return "" // the reason says it already
+			}
+			return msg
+		}
+		msg = rest
+	}
 }
 
 // stateClass is the colour class of a message state in lists: ok
