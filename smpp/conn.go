@@ -19,9 +19,9 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 )
 
-// Handler answers the requests a peer sends on a Conn. It is called from
-// its own goroutine for each request (at most ConnOptions.InboundWindow at
-// once), so a slow request does not hold up the others: SMPP is windowed.
+// Handler answers the requests a peer sends on a Conn. It is called on one
+// of the Conn's handler workers (at most ConnOptions.InboundWindow requests
+// at once), so a slow request does not hold up the others: SMPP is windowed.
 // The returned PDU is the response; its sequence number is set by the Conn.
 // A nil response sends nothing. enquire_link and unbind never reach the
 // Handler: the Conn answers them itself.

@@ -608,11 +608,20 @@ func carrierNames(in []string) []string {
 // sets GOGC: qxtd's live heap is small (the store is the buffer, not
 // memory), so letting it grow to five times its live size before a
 // collection costs little memory and saves about a tenth of the CPU per
-// message (make bench-e2e).
-const gcPercent = 400
+// message (make bench-e2e). memLimit keeps that growth bounded when the
+// live heap is not small (a large upload being read): near it the
+// collector runs as often as it must, as with GOGC=100 or below. Both
+// give way to GOGC and GOMEMLIMIT in the environment.
+const (
+	gcPercent = 400
+	memLimit  = 512 << 20
+)
 
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memLimit)
 	}
 }
