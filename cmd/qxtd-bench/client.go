@@ -56,42 +56,53 @@ type batch struct {
 
 // Dial binds a transceiver to addr.
 func Dial(ctx context.Context, addr, systemID, password string) (*Client, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	c, cctx, cancel, err := bind(ctx, addr, systemID, password)
 	if err != nil {
 		return nil, err
 	}
+	cl := &Client{c: c, cancel: cancel, seq: 2, done: make(chan struct{})}
+	go cl.reader(cctx)
+	return cl, nil
+}
+
+// bind connects to addr and binds a transceiver (sequence number 1); the
+// connection lives until cancel (cctx's end).
+func bind(ctx context.Context, addr, systemID, password string) (*conn, context.Context, context.CancelFunc, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	cctx, cancel := context.WithCancel(ctx)
-	cl := &Client{c: newConn(cctx, nc), cancel: cancel, seq: 2, done: make(chan struct{})}
+	c := newConn(cctx, nc)
 	b := pdu.NewBindTransceiver()
 	b.Header().Seq = 1
 	f := b.Fields()
 	_ = f.Set(pdufield.SystemID, systemID)
 	_ = f.Set(pdufield.Password, password)
 	_ = f.Set(pdufield.InterfaceVersion, uint8(0x34))
-	if err := cl.c.send(ctx, b); err != nil {
+	if err := c.send(ctx, b); err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, nil, err
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(15 * time.Second))
 	for {
-		p, h, err := cl.c.read()
+		p, h, err := c.read()
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("bind to %s: %w", addr, err)
+			return nil, nil, nil, fmt.Errorf("bind to %s: %w", addr, err)
 		}
 		if h.ID != pdu.BindTransceiverRespID || p == nil {
 			continue
 		}
 		if h.Status != 0 {
 			cancel()
-			return nil, fmt.Errorf("bind to %s as %s: command_status %#08x", addr, systemID, uint32(h.Status))
+			return nil, nil, nil, fmt.Errorf("bind to %s as %s: command_status %#08x", addr, systemID, uint32(h.Status))
 		}
 		break
 	}
 	_ = nc.SetReadDeadline(time.Time{})
-	go cl.reader(cctx)
-	return cl, nil
+	return c, cctx, cancel, nil
 }
 
 // Close unbinds (briefly) and closes.

@@ -43,6 +43,8 @@ type daemon struct {
 	LogPath  string
 	exited   chan struct{}
 	waitErr  error
+	bin      string
+	args     []string
 }
 
 // freeAddr is a loopback address nobody listens on (now).
@@ -110,6 +112,12 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Remove() // runOne removes it only once started
+		}
+	}()
 	if d.SMPPAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}
@@ -129,30 +137,58 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 	if out, err := exec.CommandContext(cctx, o.Bin, "serve", "--check", "--config", path).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%s serve --check: %v: %s", o.Bin, err, out)
 	}
-	logf, err := os.Create(d.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "--config", path}
+	d.args = []string{"serve", "--config", path}
 	if o.CPUProfile != "" {
-		args = append(args, "--cpuprofile", o.CPUProfile)
+		d.args = append(d.args, "--cpuprofile", o.CPUProfile)
 	}
-	d.cmd = exec.Command(o.Bin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	if err := d.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		logf.Close()
-		close(d.exited)
-	}()
-	if err := d.waitReady(ctx, 30*time.Second); err != nil {
+	d.bin = o.Bin
+	if err := d.start(ctx); err != nil {
 		d.Stop()
 		return nil, err
 	}
+	ok = true
 	return d, nil
+}
+
+// start runs `qxtd serve` (again, after a Kill: the same store,
+// configuration and ports), its output appended to the log, and waits for
+// /readyz to say ready.
+func (d *daemon) start(ctx context.Context) error {
+	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	cmd, exited := d.cmd, make(chan struct{})
+	d.exited = exited
+	go func() {
+		d.waitErr = cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	return d.waitReady(ctx, 30*time.Second)
+}
+
+// Kill ends qxtd with SIGKILL (no shutdown of any kind) and waits for it
+// to be gone.
+func (d *daemon) Kill() error {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return errors.New("qxtd not running")
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	select {
+	case <-d.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("qxtd still running 10 s after SIGKILL")
+	}
 }
 
 func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {

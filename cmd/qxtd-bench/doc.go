@@ -30,6 +30,26 @@
 // messages: direct/no-receipts, qxtd/no-receipts, direct/receipts,
 // qxtd/receipts.
 //
+// # The crash scenario
+//
+// qxtd/kill9 (kill.go) runs only when named: `bin/qxtd-bench -scenarios
+// qxtd/kill9 -n 20000` (with -baseline BIN also for that binary). With
+// receipts requested, the client submits -n messages, each text carrying
+// a token (its index); when half are acknowledged qxtd gets SIGKILL and is
+// started again on the same store, configuration and ports, the client
+// rebinds (retrying until -stall) and submits the rest, then the run waits
+// (until -stall without progress) for every acknowledged message at the
+// peer and its receipt at the client. A second table reports acked (and
+// before the kill), unanswered (submits the kill left without an answer:
+// neither acked nor lost), lost (acked, but neither its receipt at the
+// client nor its token at the peer: the scenario fails if any), receipts
+// missing and not at the peer (each alone; the peer does not resend a
+// receipt whose deliver_sm the kill cut off, so a few hundred receipts
+// due at the kill never come and the wait ends after -stall), peer
+// duplicates (extra submit_sm of a token: qxtd's at-least-once relay
+// window), duplicate receipts at the client, and the restart time
+// (SIGKILL → /readyz ready). -json puts these under "kill".
+//
 // # Reading the table
 //
 //   - acked msg/s: -n over first submit → last submit_sm_resp at the
@@ -71,5 +91,6 @@
 //	peer.go      the SMSC peer
 //	wire.go      one connection: frames in, a buffered single writer out
 //	daemon.go    qxtd as a subprocess: derived configuration, /readyz, CPU
+//	kill.go      the crash scenario (SIGKILL, restart, lost and duplicates)
 //	report.go    ratios, the markdown table, JSON lines
 package main

@@ -49,13 +49,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scenarios := allScenarios
 	if *only != "" {
 		scenarios = nil
+		known := slices.Concat(allScenarios, extraScenarios)
 		for _, n := range strings.Split(*only, ",") {
-			i := slices.IndexFunc(allScenarios, func(s scenario) bool { return s.Name == strings.TrimSpace(n) })
+			i := slices.IndexFunc(known, func(s scenario) bool { return s.Name == strings.TrimSpace(n) })
 			if i < 0 {
 				fmt.Fprintf(stderr, "qxtd-bench: unknown scenario %q (have %s)\n", n, names())
 				return 2
 			}
-			scenarios = append(scenarios, allScenarios[i])
+			scenarios = append(scenarios, known[i])
 		}
 	}
 	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 {
@@ -156,7 +157,7 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	if sc.Bin != "" {
 		o.Bin = sc.Bin
 	}
-	if o.ProfileDir != "" {
+	if o.ProfileDir != "" && !sc.Kill { // a killed qxtd writes no profile
 		o.CPUProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".pprof")
 	}
 	d, err := startDaemon(ctx, o)
@@ -164,7 +165,12 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 	}
 	defer d.Remove()
-	res, err := runScenario(ctx, cfg, sc, peer, d.SMPPAddr, d)
+	var res Result
+	if sc.Kill {
+		res, err = runKill(ctx, cfg, sc, peer, d)
+	} else {
+		res, err = runScenario(ctx, cfg, sc, peer, d.SMPPAddr, d)
+	}
 	if o.ProfileDir != "" {
 		// qxtd's own view of the run (commit durations and batch sizes,
 		// receipt delays…) beside its CPU profile.
@@ -181,6 +187,9 @@ func names() string {
 	var n []string
 	for _, s := range allScenarios {
 		n = append(n, s.Name)
+	}
+	for _, s := range extraScenarios {
+		n = append(n, s.Name+" (only when named)")
 	}
 	return strings.Join(n, ", ")
 }

@@ -31,6 +31,44 @@ type Peer struct {
 	LastSubmit    atomic.Int64 // unix nanoseconds of the latest submit_sm
 	ReceiptsDue   atomic.Int64 // submit_sm that asked for a receipt
 	ReceiptsAcked atomic.Int64 // deliver_sm_resp received
+
+	// The crash scenario's tokens (see tokenOf) counted per submit_sm,
+	// while TrackTokens is on.
+	tokMu  sync.Mutex
+	tokens map[int]int
+}
+
+// TrackTokens starts (a fresh count) or, with on false, stops counting
+// the tokens of the submit_sm the peer gets.
+func (p *Peer) TrackTokens(on bool) {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	p.tokens = nil
+	if on {
+		p.tokens = map[int]int{}
+	}
+}
+
+// Tokens is how many submit_sm carried each token so far.
+func (p *Peer) Tokens() map[int]int {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	m := make(map[int]int, len(p.tokens))
+	for k, v := range p.tokens {
+		m[k] = v
+	}
+	return m
+}
+
+func (p *Peer) countToken(req pdu.Body) {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	if p.tokens == nil {
+		return
+	}
+	if t := submitToken(req); t >= 0 {
+		p.tokens[t]++
+	}
 }
 
 // StartPeer listens on addr (127.0.0.1:0 for any port) until ctx ends.
@@ -113,6 +151,7 @@ func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 			_ = resp.Fields().Set(pdufield.MessageID, id)
 			p.Submits.Add(1)
 			p.LastSubmit.Store(now.UnixNano())
+			p.countToken(req)
 			if byteField(req, pdufield.RegisteredDelivery)&0x03 != 0 {
 				p.ReceiptsDue.Add(1)
 				r := dueReceipt{at: now.Add(p.DLRDelay), id: id, submit: now,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -13,7 +14,7 @@ import (
 func compare(rs []Result) {
 	for i := range rs {
 		q := &rs[i]
-		if !strings.Contains(q.Scenario, "qxtd/") || q.Err != "" {
+		if !strings.Contains(q.Scenario, "qxtd/") || q.Err != "" || q.Kill != nil {
 			continue
 		}
 		for _, d := range rs {
@@ -36,9 +37,18 @@ func ratio(a, b float64) float64 {
 
 // writeTable prints the markdown table.
 func writeTable(w io.Writer, rs []Result) {
+	var kills []Result
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Kill == nil }) {
+		writeKillTable(w, rs) // only crash scenarios
+		return
+	}
 	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | qxtd CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rs {
+		if r.Kill != nil {
+			kills = append(kills, r)
+			continue
+		}
 		if r.Err != "" {
 			fmt.Fprintf(w, "| %s | %d | FAILED: %s |||||||||\n", r.Scenario, r.N, strings.ReplaceAll(r.Err, "|", "/"))
 			continue
@@ -48,6 +58,32 @@ func writeTable(w io.Writer, rs []Result) {
 			num(r.QxtdCPU, "%.0f"), num(r.BenchCPU, "%.0f"),
 			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
+	}
+	if len(kills) > 0 {
+		fmt.Fprintln(w)
+		writeKillTable(w, kills)
+	}
+}
+
+// writeKillTable prints the crash scenarios' table (after the main one).
+func writeKillTable(w io.Writer, rs []Result) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| scenario | msgs | acked (before kill) | unanswered | lost | receipts missing | not at peer | peer duplicates | duplicate receipts | restart ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	for _, r := range rs {
+		k := r.Kill
+		verdict := "pass"
+		if r.Err != "" {
+			verdict = "FAILED: " + strings.ReplaceAll(r.Err, "|", "/")
+		}
+		if k.Wait != "" {
+			verdict += " (wait ended: " + k.Wait + ")"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d (%d) | %d | %d | %d | %d | %d | %d | %.0f | %s |\n",
+			r.Scenario, r.N, k.Acked, k.AckedBeforeKill, k.Unanswered, k.Lost, k.ReceiptsMissing, k.NotAtPeer,
+			k.PeerDups, r.DupReceipts, k.RestartMS, strings.ReplaceAll(verdict, "\n", " "))
 	}
 }
 

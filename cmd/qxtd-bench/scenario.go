@@ -13,14 +13,20 @@ type scenario struct {
 	Qxtd     bool // through qxtd; else the client binds to the peer directly
 	Receipts bool
 	Bin      string // the qxtd binary of this scenario; "" the -qxtd one
+	Kill     bool   // the crash scenario (kill.go)
 }
 
 // allScenarios in the order they run.
 var allScenarios = []scenario{
-	{"direct/no-receipts", false, false, ""},
-	{"qxtd/no-receipts", true, false, ""},
-	{"direct/receipts", false, true, ""},
-	{"qxtd/receipts", true, true, ""},
+	{"direct/no-receipts", false, false, "", false},
+	{"qxtd/no-receipts", true, false, "", false},
+	{"direct/receipts", false, true, "", false},
+	{"qxtd/receipts", true, true, "", false},
+}
+
+// extraScenarios run only when -scenarios names them.
+var extraScenarios = []scenario{
+	{"qxtd/kill9", true, true, "", true},
 }
 
 // benchConfig is the run's settings (the flags).
@@ -61,6 +67,24 @@ type Result struct {
 	SubmitP50VsDir   float64 `json:"submit_p50_vs_direct,omitempty"`
 	QxtdLogLines     int     `json:"qxtd_log_lines"`
 	Err              string  `json:"error,omitempty"`
+
+	Kill *KillResult `json:"kill,omitempty"` // the crash scenario's counts
+}
+
+// KillResult is the crash scenario's outcome (qxtd/kill9). Lost are
+// acknowledged messages (submit_sm_resp OK) of which neither the receipt
+// reached the client nor the text (its token) the peer; the scenario
+// passes when none is.
+type KillResult struct {
+	Acked           int     `json:"acked"`
+	AckedBeforeKill int     `json:"acked_before_kill"`
+	Unanswered      int     `json:"unanswered"` // submits the kill left without an answer: neither acked nor lost
+	Lost            int     `json:"lost"`
+	ReceiptsMissing int     `json:"receipts_missing"` // acked with no receipt at the client (lost or not)
+	NotAtPeer       int     `json:"not_at_peer"`      // acked whose token never reached the peer (lost or not)
+	PeerDups        int     `json:"peer_duplicates"`  // extra submit_sm of a token at the peer
+	RestartMS       float64 `json:"restart_ms"`       // SIGKILL → /readyz ready
+	Wait            string  `json:"wait,omitempty"`   // why the final wait ended early
 }
 
 // peerMark is the peer's counters at one moment.
