@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,28 +143,35 @@ func (b *browser) text(sel string) string {
 	return s
 }
 
-// waitText waits until the element sel contains want (a page updated by
-// htmx, a message's state changing), reloading the page each time if
-// reload is set.
+// waitText waits until the element sel shows want: a page updated in
+// place (htmx) is watched for DOM changes; with reload set, the page is
+// reloaded until it shows it (a message's state changing on the server).
 func (b *browser) waitText(sel, want string, reload bool) {
 	b.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	var s string
+	shows := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.offsetParent !== null && e.innerText.includes(%q); })()`, sel, want)
 	for {
-		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		ctx, cancel := context.WithDeadline(b.ctx, deadline)
 		var err error
-		s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+		if reload {
+			ctx2, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+			_, err = chromedp.Run(ctx2, chromedp.Poll[bool](shows, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(0)))
+			cancel2()
+		} else {
+			_, err = chromedp.Run(ctx, chromedp.Poll[bool](shows, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(0)))
+		}
 		cancel()
-		if err == nil && strings.Contains(s, want) {
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("%s never showed %q; last: %q (err %v)", sel, want, s, err)
+			tctx, tcancel := context.WithTimeout(b.ctx, 3*time.Second)
+			last, _ := chromedp.Run(tctx, chromedp.Text(chromedp.CSS("body")))
+			tcancel()
+			b.t.Fatalf("%s never showed %q (%v); page text:\n%s", sel, want, err, last)
 		}
 		if reload {
 			b.run("reload", chromedp.Reload())
-		} else {
-			b.run("wait", chromedp.Sleep(100*time.Millisecond)) // polling a page, not synchronising goroutines
 		}
 	}
 }
