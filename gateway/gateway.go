@@ -94,6 +94,9 @@ type Config struct {
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
 	OptOutKeywords []string
+	// Cluster shares carrier binds and quotas with the other nodes of a
+	// cluster (cluster.go); nil: this node is on its own.
+	Cluster Cluster
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.

@@ -282,7 +282,12 @@ func (g *Gateway) storeAssembled(ctx context.Context, acct *Account, group queue
 	}
 	m := b.msgs[0]
 	m.Aliases = ids
-	err = g.store.EnqueueAssembled(ctx, limit, group, m)
+	err = g.store.EnqueueAssembled(ctx, g.nodeLimit(acct.Enterprise, limit), group, m)
+	if errors.Is(err, queue.ErrQuota) {
+		if claim, ok := g.growQuota(ctx, acct.Enterprise, limit, m.Segments()); ok {
+			err = g.store.EnqueueAssembled(ctx, claim, group, m) // cluster.go: this node's claim grew
+		}
+	}
 	switch {
 	case errors.Is(err, queue.ErrFragmentsGone):
 		return err

@@ -63,7 +63,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		return nil, err
 	}
 	if len(b.msgs) > 0 {
-		errs, err := g.store.EnqueueLimit(ctx, limit, b.msgs...)
+		errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
 		if err != nil {
 			return nil, g.storeFailed(acct, err)
 		}

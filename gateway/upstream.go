@@ -117,10 +117,14 @@ func (u *upstream) paceSum() float64 {
 func (u *upstream) capacity() int { return u.cfg.Binds * u.cfg.Window }
 
 func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
-	for _, c := range u.clients {
+	for i, c := range u.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if u.g.cfg.Cluster != nil {
+				u.runShared(ctx, i, c) // cluster.go: only while this node holds one of the binds
+				return
+			}
 			c.Run(ctx)
 		}()
 	}

@@ -136,3 +136,7 @@ func (p *Policy) Allow(code string) bool { return p.limiter.Allow(code) }
 
 // AllowN takes n tokens of the enterprise's rate limit.
 func (p *Policy) AllowN(code string, n int) bool { return p.limiter.AllowN(code, n) }
+
+// SetNodes shares every enterprise's TPS among n live cluster nodes
+// (RateLimiter.SetNodes).
+func (p *Policy) SetNodes(n int) { p.limiter.SetNodes(n) }

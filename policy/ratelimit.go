@@ -2,6 +2,7 @@ package policy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -20,6 +21,9 @@ type RateLimiter struct {
 	store      *Store
 	defaultTPS int
 	now        func() time.Time
+	// nodes shares every enterprise's TPS among the nodes of a cluster
+	// (SetNodes): each node allows its part.
+	nodes atomic.Int32
 
 	mu sync.RWMutex
 	m  map[string]*entLimiter
@@ -59,6 +63,9 @@ func (r *RateLimiter) AllowN(code string, n int) bool {
 	if tps <= 0 {
 		tps = r.defaultTPS
 	}
+	if n := int(r.nodes.Load()); n > 1 {
+		tps = max(1, (tps+n-1)/n) // rounded up: a share is never 0
+	}
 	r.mu.RLock()
 	el := r.m[code]
 	r.mu.RUnlock()
@@ -79,6 +86,13 @@ func (r *RateLimiter) AllowN(code string, n int) bool {
 	}
 	return el.lim.AllowN(r.now(), n)
 }
+
+// SetNodes shares the enterprises' TPS among n live nodes of a cluster:
+// each bucket of this node refills at TPS/n (rounded up, at least 1) from
+// the next submission on. The cluster calls it when nodes join or leave,
+// so the enterprise's total stays its TPS (within the rounding) however
+// its clients spread over the nodes. n ≤ 1: the whole TPS.
+func (r *RateLimiter) SetNodes(n int) { r.nodes.Store(int32(max(n, 1))) }
 
 // size returns the number of buckets (tests).
 func (r *RateLimiter) size() int {

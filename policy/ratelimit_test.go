@@ -78,3 +78,29 @@ func TestRateLimitConcurrent(t *testing.T) {
 		t.Errorf("allowed %d, want 10", allowed)
 	}
 }
+
+func TestRateLimitSharedAmongNodes(t *testing.T) {
+	f := newFixture(t) // DefaultTPS 10 in tests
+	take := func() (n int) {
+		for f.p.Allow(entA) {
+			n++
+			if n > 1000 {
+				t.Fatal("no limit")
+			}
+		}
+		return n
+	}
+	if n := take(); n != 10 {
+		t.Fatalf("one node: burst %d, want the whole TPS 10", n)
+	}
+	f.p.SetNodes(3)
+	f.clk.Advance(time.Hour)
+	if n := take(); n != 4 {
+		t.Fatalf("three nodes: burst %d, want ceil(10/3) = 4", n)
+	}
+	f.p.SetNodes(1)
+	f.clk.Advance(time.Hour)
+	if n := take(); n != 10 {
+		t.Fatalf("back to one node: burst %d, want 10", n)
+	}
+}

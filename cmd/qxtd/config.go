@@ -40,6 +40,7 @@ type Config struct {
 	Reminders   RemindersConfig    `mapstructure:"reminders"`
 	Webhooks    WebhooksConfig     `mapstructure:"webhooks"`
 	OptOut      OptOutConfig       `mapstructure:"optout"`
+	Cluster     ClusterConfig      `mapstructure:"cluster"`
 
 	// secretWarnings: secret files readable by more than their owner,
 	// logged once the logger exists (secrets.go).
@@ -332,6 +333,19 @@ func defaultValues() map[string]any {
 		"webhooks.timeout":                         10 * time.Second,
 		"webhooks.max_age":                         24 * time.Hour,
 		"optout.keywords":                          slices.Clone(policy.DefaultOptOutKeywords),
+		"cluster.etcd_endpoints":                   []string{}, // empty: one node, no etcd
+		"cluster.node_id":                          0,
+		"cluster.name":                             "",
+		"cluster.peer_listen":                      "",
+		"cluster.peer_url":                         "",
+		"cluster.secret":                           "",
+		"cluster.secret_file":                      "",
+		"cluster.prefix":                           "/qxtd/",
+		"cluster.lease_ttl":                        10 * time.Second,
+		"cluster.quota_block":                      int64(500),
+		"cluster.etcd_username":                    "",
+		"cluster.etcd_password":                    "",
+		"cluster.etcd_password_file":               "",
 		"log.level":                                "info",
 		"log.format":                               "auto",
 	}
@@ -645,6 +659,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("policy.home_province: %q is not a province", c.Policy.HomeProvince))
 	}
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.Cluster.validate()...)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -64,6 +64,8 @@ func (c *Config) secretRefs() []secretRef {
 	refs := []secretRef{
 		{"http.admin_token", &c.HTTP.AdminToken, &c.HTTP.AdminTokenFile},
 		{"simulator.password", &c.Simulator.Password, &c.Simulator.PasswordFile},
+		{"cluster.secret", &c.Cluster.Secret, &c.Cluster.SecretFile},
+		{"cluster.etcd_password", &c.Cluster.EtcdPassword, &c.Cluster.EtcdPasswordFile},
 	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]

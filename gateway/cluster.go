@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// Cluster is what the gateway needs of cluster mode: the carrier's binds
+// and the enterprises' monthly quotas are shared by every node. cmd/qxtd
+// adapts package cluster to it; the gateway knows nothing of etcd.
+type Cluster interface {
+	// BindShare is how many of an upstream's total binds this node should
+	// hold now: total spread evenly over the live nodes, rounded up.
+	BindShare(total int) int
+	// Changed returns a channel closed at the next change of the live
+	// nodes (BindShare may then differ).
+	Changed() <-chan struct{}
+	// AcquireBind blocks until this node holds one of the total binds of
+	// upstream; the carrier never sees more than total at once.
+	AcquireBind(ctx context.Context, upstream string, total int) (BindSlot, error)
+	// QuotaClaim is how many segments of the enterprise's month this
+	// node may have reserved and charged: what it used when it last
+	// claimed plus the block it took then. Memory only.
+	QuotaClaim(enterprise, month string) int64
+	// QuotaGrow asks for room for need more segments over used (this
+	// node's reserved + charged) within the enterprise's limit for the
+	// whole cluster, and returns the new claim: less than used + need when
+	// the cluster has no more.
+	QuotaGrow(ctx context.Context, enterprise, month string, used, need, limit int64) (int64, error)
+}
+
+// BindSlot is one of an upstream's binds held by this node.
+type BindSlot interface {
+	// Done is closed when the slot is lost (the node lost its etcd lease,
+	// or an operator took it): the bind must end.
+	Done() <-chan struct{}
+	// Release gives the slot back.
+	Release()
+}
+
+// runShared runs bind i of the upstream while this node holds a slot for
+// it and i is within the node's share: when another node joins, the binds
+// past the share are unbound so that it can take theirs; when one leaves,
+// its slots free up (its lease expires) and ours take them.
+func (u *upstream) runShared(ctx context.Context, i int, c *smpp.Client) {
+	cl := u.g.cfg.Cluster
+	log := u.g.log.With("upstream", u.cfg.Name, "bind", i)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		for ctx.Err() == nil {
+			changed := cl.Changed()
+			if i < cl.BindShare(u.cfg.Binds) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			}
+		}
+		slot, err := cl.AcquireBind(ctx, u.cfg.Name, u.cfg.Binds)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("cluster: no bind slot", "err", err, "retry_in", backoff.String())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		bctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { // ends the bind when the slot is lost or the share shrinks
+			defer close(watched)
+			for {
+				changed := cl.Changed()
+				if i >= cl.BindShare(u.cfg.Binds) {
+					log.Info("cluster: giving this bind to another node")
+					cancel()
+					return
+				}
+				select {
+				case <-bctx.Done():
+					return
+				case <-slot.Done():
+					log.Warn("cluster: bind slot lost; unbinding")
+					cancel()
+					return
+				case <-changed:
+				}
+			}
+		}()
+		c.Run(bctx)
+		cancel()
+		<-watched
+		slot.Release()
+	}
+}
+
+// nodeLimit is the quota the store checks on this node: the enterprise's
+// limit on its own, this node's claim on it in a cluster.
+func (g *Gateway) nodeLimit(enterprise string, limit int64) int64 {
+	if g.cfg.Cluster == nil || limit < 0 {
+		return limit
+	}
+	return g.cfg.Cluster.QuotaClaim(enterprise, queue.BillingMonth(time.Now()))
+}
+
+// growQuota asks the cluster for room for need more segments of the
+// enterprise's month; ok is false when it has none (or etcd failed: a
+// quota that cannot be checked is not spent).
+func (g *Gateway) growQuota(ctx context.Context, enterprise string, limit, need int64) (claim int64, ok bool) {
+	if g.cfg.Cluster == nil || limit < 0 {
+		return limit, false
+	}
+	month := queue.BillingMonth(time.Now())
+	r, c := g.store.Usage(enterprise, month)
+	claim, err := g.cfg.Cluster.QuotaGrow(ctx, enterprise, month, r+c, need, limit)
+	if err != nil {
+		g.log.Warn("cluster: quota claim failed", "enterprise", enterprise, "err", err)
+		return 0, false
+	}
+	return claim, claim >= r+c+need
+}
+
+// enqueueLimited is store.EnqueueLimit under the enterprise's quota; in a
+// cluster, messages refused for this node's claim are tried once more
+// after the claim grew.
+func (g *Gateway) enqueueLimited(ctx context.Context, enterprise string, limit int64, msgs []*queue.Message) ([]error, error) {
+	errs, err := g.store.EnqueueLimit(ctx, g.nodeLimit(enterprise, limit), msgs...)
+	if err != nil || g.cfg.Cluster == nil || limit < 0 {
+		return errs, err
+	}
+	var again []*queue.Message
+	var at []int
+	var need int64
+	for k, e := range errs {
+		if e != nil {
+			again = append(again, msgs[k])
+			at = append(at, k)
+			need += msgs[k].Segments()
+		}
+	}
+	if len(again) == 0 {
+		return errs, nil
+	}
+	claim, ok := g.growQuota(ctx, enterprise, limit, need)
+	if claim <= 0 && !ok {
+		return errs, nil
+	}
+	errs2, err := g.store.EnqueueLimit(ctx, claim, again...)
+	if err != nil {
+		return nil, err
+	}
+	for j, k := range at {
+		errs[k] = errs2[j]
+	}
+	return errs, nil
+}
