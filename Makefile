@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/qxtd
 
-.PHONY: build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots deb
+.PHONY: cluster build run test soak lint bench bench-e2e bench-retention fuzz vet clean check-configs screenshots deb
 
 # What make build stamps into the binary (qxtd version, qxtd_build_info);
 # each can be given on the command line (make build VERSION=1.2.0, and
@@ -18,6 +18,12 @@ build:
 
 run: build
 	./$(BIN) serve --config configs/qxtd.yaml
+
+# Three nodes sharing one etcd on loopback (README "Cluster"); needs etcd
+# on PATH (Debian: apt-get install etcd-server). Data in $(CLUSTER_DIR).
+CLUSTER_DIR ?= data/cluster
+cluster: build
+	./configs/cluster.sh ./$(BIN) $(CLUSTER_DIR)
 
 vet:
 	$(GO) vet ./...

@@ -49,6 +49,10 @@ type SimOptions struct {
 	Faults         Faults
 	// Record keeps every accepted submit_sm for Received (tests).
 	Record bool
+	// MaxBinds refuses a bind (ESME_RBINDFAIL) while this many binds of
+	// the same system_id are open, as carriers cap binds per account
+	// (0: no cap). Binds reports the count and its peak.
+	MaxBinds int
 	// Seed, if not zero, makes the random faults (and receipt outcomes) a
 	// reproducible sequence; zero draws from the process's random source.
 	Seed   uint64
@@ -96,6 +100,8 @@ type Simulator struct {
 	accepted int
 	dlrSent  int
 	rx       map[string][]*Conn // receiver-capable binds per system_id
+	bound    map[string]int     // open binds per system_id
+	peak     map[string]int     // the most bound at once per system_id
 	dlrs     []simDLR           // FIFO: a constant delay keeps it in due order
 	wake     chan struct{}
 
@@ -114,6 +120,8 @@ func NewSimulator(opt SimOptions) *Simulator {
 		opt:    opt,
 		log:    opt.Logger.With("component", "simulator"),
 		rx:     make(map[string][]*Conn),
+		bound:  make(map[string]int),
+		peak:   make(map[string]int),
 		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
 		cancel: cancel,
@@ -162,6 +170,14 @@ func (s *Simulator) Stats() (accepted, dlrsSent int) {
 	return s.accepted, s.dlrSent
 }
 
+// Binds returns how many binds of systemID are open now, and the most
+// that were open at once.
+func (s *Simulator) Binds(systemID string) (now, peak int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bound[systemID], s.peak[systemID]
+}
+
 // DropConnections closes every bound connection (a network failure).
 func (s *Simulator) DropConnections() {
 	for _, c := range s.srv.connections() {
@@ -177,12 +193,18 @@ func (s *Simulator) bind(_ context.Context, req BindRequest) (Session, error) {
 		return nil, StatusInvalidPassword
 	}
 	ss := &simSession{s: s, systemID: req.SystemID, conn: req.Conn, kind: req.Kind}
-	if req.Kind.CanReceive() {
-		s.mu.Lock()
-		s.rx[req.SystemID] = append(s.rx[req.SystemID], req.Conn)
+	s.mu.Lock()
+	if s.opt.MaxBinds > 0 && s.bound[req.SystemID] >= s.opt.MaxBinds {
 		s.mu.Unlock()
-		s.kick()
+		return nil, StatusBindFailed
 	}
+	s.bound[req.SystemID]++
+	s.peak[req.SystemID] = max(s.peak[req.SystemID], s.bound[req.SystemID])
+	if req.Kind.CanReceive() {
+		s.rx[req.SystemID] = append(s.rx[req.SystemID], req.Conn)
+	}
+	s.mu.Unlock()
+	s.kick()
 	return ss, nil
 }
 
@@ -205,6 +227,7 @@ func (ss *simSession) Close() {
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.bound[ss.systemID]--
 	list := s.rx[ss.systemID]
 	for i, c := range list {
 		if c == ss.conn {

@@ -84,6 +84,34 @@ func TestSimulatorBind(t *testing.T) {
 	}
 }
 
+// A carrier caps binds per account: the third bind of the same system_id
+// is refused while two are open, and taken once one of them ends.
+func TestSimulatorMaxBinds(t *testing.T) {
+	sim, addr := startSim(t, smpp.SimOptions{SystemID: "gw", Password: "pw", MaxBinds: 2})
+	a := dialPeer(t, addr)
+	a.bind(pdu.BindTransceiverID, "gw", "pw", 1, smpp.StatusOK)
+	b := dialPeer(t, addr)
+	b.bind(pdu.BindTransmitterID, "gw", "pw", 1, smpp.StatusOK)
+	c := dialPeer(t, addr)
+	c.bind(pdu.BindReceiverID, "gw", "pw", 1, smpp.StatusBindFailed)
+	if now, peak := sim.Binds("gw"); now != 2 || peak != 2 {
+		t.Fatalf("Binds = %d now, %d peak; want 2, 2", now, peak)
+	}
+	_ = a.nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for now, _ := sim.Binds("gw"); now != 1; now, _ = sim.Binds("gw") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed bind still counted: %d open", now)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the count: the close is the server's event
+	}
+	d := dialPeer(t, addr)
+	d.bind(pdu.BindReceiverID, "gw", "pw", 1, smpp.StatusOK)
+	if _, peak := sim.Binds("gw"); peak != 2 {
+		t.Fatalf("peak %d, want 2", peak)
+	}
+}
+
 func TestSimulatorSubmitAndReceipt(t *testing.T) {
 	const delay = 50 * time.Millisecond
 	sim, addr := startSim(t, smpp.SimOptions{DLRDelay: delay, Record: true})

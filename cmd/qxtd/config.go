@@ -150,6 +150,9 @@ type SimulatorConfig struct {
 	Undeliv  float64       `mapstructure:"undeliv_rate"`
 	Throttle float64       `mapstructure:"throttle_rate"`
 	IDFormat string        `mapstructure:"id_format"`
+	// MaxBinds refuses binds past this many per system_id, as a carrier
+	// does (0: no cap): make cluster shows the nodes sharing them.
+	MaxBinds int `mapstructure:"max_binds"`
 
 	// PasswordFile holds Password instead: a path (secrets.go).
 	PasswordFile string `mapstructure:"password_file"`
@@ -315,6 +318,7 @@ func defaultValues() map[string]any {
 		"simulator.undeliv_rate":                   0.0,
 		"simulator.throttle_rate":                  0.0,
 		"simulator.id_format":                      "hex",
+		"simulator.max_binds":                      0,
 		"delivery.validity":                        gateway.DefaultValidity,
 		"delivery.retry_min":                       gateway.DefaultRetryMin,
 		"delivery.retry_max":                       gateway.DefaultRetryMax,

@@ -230,6 +230,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Password: cfg.Simulator.Password,
 			DLRDelay: cfg.Simulator.DLRDelay,
 			IDFormat: cfg.Simulator.IDFormat,
+			MaxBinds: cfg.Simulator.MaxBinds,
 			Faults:   smpp.Faults{Undeliv: cfg.Simulator.Undeliv, Throttle: cfg.Simulator.Throttle},
 			Logger:   log,
 		})
