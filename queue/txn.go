@@ -44,7 +44,16 @@ func (t *txn) bind(tx *bolt.Tx) {
 	t.ref = tx.Bucket(bucketRef)
 	t.usage = tx.Bucket(bucketUsage)
 	t.hook = tx.Bucket(bucketHook)
+	// Message ids and due times only grow, so these buckets are written
+	// at their end: bbolt's default half-full split would leave every
+	// page half empty behind the writes. Pages filled to 90 % keep room
+	// for a message that grows when its state changes.
+	t.msg.FillPercent = appendFill
+	t.due.FillPercent = appendFill
 }
+
+// appendFill is the FillPercent of the buckets written in key order.
+const appendFill = 0.9
 
 // putDue makes part k of m due at at: its due key and its enterprise's.
 func (t *txn) putDue(m *Message, at time.Time, k Key) error {
