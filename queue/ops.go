@@ -402,6 +402,12 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, t
 			if err != nil {
 				return fmt.Errorf("smsc index %q points to a missing part: %w", c, err)
 			}
+			if !keepOrphan && p.SubmittedAt.After(d.DoneAt.Add(PeerClockSlack)) {
+				// ApplyDLRIfKnown: the peer got the receipt before we
+				// submitted this part: it is for an earlier message whose
+				// id the SMSC reused.
+				continue
+			}
 			if p.State.Final() {
 				res = Duplicate
 				return nil

@@ -27,10 +27,17 @@ type OrphanDLR struct {
 	ReceivedAt time.Time
 }
 
+// PeerClockSlack is how much later than a peer's receipt (DLR.DoneAt, by
+// the peer's clock) ApplyDLRIfKnown still takes a part to have been
+// submitted: the nodes' clocks may differ by this much.
+const PeerClockSlack = time.Minute
+
 // ApplyDLRIfKnown is ApplyDLRSubmitted for a receipt that another node
 // received and still keeps as its orphan: a receipt no part here has the
 // id of is Unmatched and nothing is stored. Matched and Duplicate are as
-// for ApplyDLR.
+// for ApplyDLR. A part submitted more than PeerClockSlack after d.DoneAt
+// does not match: the receipt is for an earlier message whose id the SMSC
+// reused (what Options.OrphanMaxAge guards against for local orphans).
 func (s *Store) ApplyDLRIfKnown(ctx context.Context, d DLR) (Result, time.Time, error) {
 	return s.applyDLR(ctx, d, false)
 }

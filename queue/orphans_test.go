@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestNodeIDs(t *testing.T) {
@@ -98,7 +99,16 @@ func TestApplyDLRIfKnown(t *testing.T) {
 	if r, _, _ := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered}); r != Duplicate {
 		t.Errorf("again: %s", r)
 	}
-	s.wantUsage("alice", 0, 1)
+	// A receipt received long before the part was submitted is for an
+	// earlier message under the same (reused) id.
+	m2 := msg("alice", "111", 1)
+	s.enqueue(m2)
+	s.submitted(Key{m2.ID, 0}, "cd")
+	old := DLR{Upstream: "up1", SMSCID: "cd", State: StateDelivered, DoneAt: time.Now().Add(-time.Hour)}
+	if r, _, _ := s.ApplyDLRIfKnown(bg, old); r != Unmatched {
+		t.Errorf("receipt from before the submit: %s", r)
+	}
+	s.wantUsage("alice", 1, 1)
 }
 
 func TestOrphansListAndDelete(t *testing.T) {
