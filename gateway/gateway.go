@@ -94,6 +94,14 @@ type Config struct {
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
 	OptOutKeywords []string
+	// OrphanTTL is how long a receipt that matched no message is kept
+	// (for its submit_sm_resp, or in cluster mode for the node that owns
+	// it: peers.go) before housekeeping drops it. Default
+	// DefaultOrphanTTL.
+	OrphanTTL time.Duration
+	// Peers, in cluster mode, are the other nodes: receipts that match
+	// nothing here are offered to them (peers.go). nil: a single node.
+	Peers Peers
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -142,6 +150,9 @@ func (c *Config) defaults() {
 		c.TenantShare = DefaultTenantShare
 	}
 	c.TenantShare = min(c.TenantShare, 1)
+	if c.OrphanTTL <= 0 {
+		c.OrphanTTL = DefaultOrphanTTL
+	}
 }
 
 // Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),
@@ -159,6 +170,8 @@ type Gateway struct {
 	disp *dispatcher
 	dlrs *router
 	mos  *moRouter
+	// pusher offers orphan receipts to the peers (cluster mode only).
+	pusher *pusher
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -205,6 +218,9 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	}
 	g.dlrs = newRouter(g)
 	g.mos = newMORouter(g)
+	if cfg.Peers != nil {
+		g.pusher = newPusher(g, cfg.Peers)
+	}
 	return g, nil
 }
 
@@ -223,6 +239,9 @@ func (g *Gateway) Start() {
 		defer g.wg.Done()
 		g.maintain(g.ctx)
 	}()
+	if g.pusher != nil { // cluster mode
+		g.wg.Go(func() { g.pusher.run(g.ctx) })
+	}
 }
 
 // Stop unbinds upstreams and stops every goroutine of the gateway. What
