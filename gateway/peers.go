@@ -77,6 +77,7 @@ const (
 	MaxPeerBatch     = 512 // receipts in one PushReceipts (cluster.PeerMaxReceipts)
 	peerRetryMin     = time.Second
 	peerRetryMax     = 30 * time.Second
+	peerPushTimeout  = 10 * time.Second // one PushReceipts: a peer that hangs delays a round this long at most
 	DefaultOrphanTTL = 24 * time.Hour
 )
 
@@ -288,10 +289,12 @@ func (p *pusher) push(ctx context.Context, batch []queue.OrphanDLR) time.Time {
 	}
 	peers := p.peers.Live()
 	answers := make([][]PeerResult, len(peers))
+	pctx, cancel := context.WithTimeout(ctx, peerPushTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i, peer := range peers {
 		wg.Go(func() {
-			res, err := p.peers.PushReceipts(ctx, peer, rs)
+			res, err := p.peers.PushReceipts(pctx, peer, rs)
 			if err != nil || len(res) != len(rs) {
 				if ctx.Err() == nil {
 					p.g.log.Warn("offer receipts to a peer", "peer", peer.ID, "url", peer.URL, "receipts", len(rs), "err", err)

@@ -396,3 +396,41 @@ func peerStatus(err error, status int) bool {
 	pe, ok := errors.AsType[*cluster.PeerError](err)
 	return ok && pe.Status == status
 }
+
+// TestReceiptBeforeOwnerSubmitted: a receipt that reaches node B before
+// node A recorded the submission is unknown to A at first; B keeps it and
+// offers it again until A matches it.
+func TestReceiptBeforeOwnerSubmitted(t *testing.T) {
+	car, addr := newCarrier(t)
+	a := newNode(t, 1, addr, "")
+	b := newNode(t, 2, addr, "")
+	b.peers.set(a.peer())
+	waitReady(t, a.rig)
+	waitReady(t, b.rig)
+	e, err := a.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The carrier's ids are consecutive: the next is known in advance.
+	car.mu.Lock()
+	next := strconv.FormatUint(0xC0DE0000+car.next+1, 16)
+	car.mu.Unlock()
+	const dest = "13600000001"
+	car.receipt(t, "node2", next, dest)
+	eventually(t, 10*time.Second, "A does not know it yet", func() bool { return forwarded(t, b.rig, "unknown") >= 1 })
+
+	id, err := e.submit(t.Context(), submitSM("1069", dest, "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := car.smscID(t, dest); got != next {
+		t.Fatalf("carrier gave %s, want %s", got, next)
+	}
+	if rc := e.waitReceipts(t, 1, 10*time.Second)[id]; rc.State != smpp.StateDelivered {
+		t.Errorf("receipt of %s: %+v", id, rc)
+	}
+	eventually(t, 10*time.Second, "B deletes the orphan", func() bool { return b.orphans(t) == 0 })
+	if got := forwarded(t, b.rig, "matched"); got != 1 {
+		t.Errorf("matched %v, want 1", got)
+	}
+}
