@@ -212,14 +212,20 @@ type node struct {
 
 func newNode(t *testing.T, id uint16, carrierAddr, dbPath string) *node {
 	t.Helper()
+	return newNodeBound(t, id, dbPath, func(u *gateway.UpstreamConfig) {
+		u.Addr, u.SystemID, u.Password, u.Binds = carrierAddr, fmt.Sprintf("node%d", id), "pw", 1
+	})
+}
+
+// newNodeBound is newNode with the upstream set by up.
+func newNodeBound(t *testing.T, id uint16, dbPath string, up func(*gateway.UpstreamConfig)) *node {
+	t.Helper()
 	n := &node{id: id, peers: &peerList{client: cluster.NewPeerClient(id, peerSecret, nil)}}
 	n.rig = newRig(t, rigOpts{
-		dbPath: dbPath,
-		store:  func(o *queue.Options) { o.NodeID = id },
-		upstream: func(u *gateway.UpstreamConfig) {
-			u.Addr, u.SystemID, u.Password, u.Binds = carrierAddr, fmt.Sprintf("node%d", id), "pw", 1
-		},
-		gwcfg: func(c *gateway.Config) { c.Peers = n.peers },
+		dbPath:   dbPath,
+		store:    func(o *queue.Options) { o.NodeID = id },
+		upstream: up,
+		gwcfg:    func(c *gateway.Config) { c.Peers = n.peers },
 	})
 	srv := httptest.NewServer(cluster.PeerHandler(peerSecret, peerBackend{n.gw}, nil))
 	n.url = srv.URL
@@ -432,5 +438,46 @@ func TestReceiptBeforeOwnerSubmitted(t *testing.T) {
 	eventually(t, 10*time.Second, "B deletes the orphan", func() bool { return b.orphans(t) == 0 })
 	if got := forwarded(t, b.rig, "matched"); got != 1 {
 		t.Errorf("matched %v, want 1", got)
+	}
+}
+
+// TestSharedSimulatorBinds: both nodes bind to the simulator under the same
+// account, which sends each receipt on any of the account's binds (round
+// robin over both nodes'): every message submitted on A gets its receipt
+// at A's ESME, about half of them through B.
+func TestSharedSimulatorBinds(t *testing.T) {
+	sim := smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: 10 * time.Millisecond})
+	sl := listen(t)
+	go func() { _ = sim.Serve(sl) }()
+	t.Cleanup(func() { _ = sim.Close() })
+	shared := func(u *gateway.UpstreamConfig) {
+		u.Addr, u.SystemID, u.Password, u.Binds = sl.Addr().String(), "up", "uppw", 2
+	}
+	a := newNodeBound(t, 1, "", shared)
+	b := newNodeBound(t, 2, "", shared)
+	a.peers.set(b.peer())
+	b.peers.set(a.peer())
+	waitReady(t, a.rig)
+	waitReady(t, b.rig)
+	eventually(t, 10*time.Second, "all four binds up", func() bool {
+		return !a.gw.Health().Degraded() && !b.gw.Health().Degraded()
+	})
+	e, err := a.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	ids := submitN(t, e, n, "1350000")
+	got := e.waitReceipts(t, n, 20*time.Second)
+	for _, id := range ids {
+		if rc, ok := got[id]; !ok || rc.State != smpp.StateDelivered {
+			t.Errorf("receipt of %s: %+v, %v", id, rc, ok)
+		}
+	}
+	eventually(t, 10*time.Second, "B keeps no orphan", func() bool { return b.orphans(t) == 0 })
+	via := forwarded(t, b.rig, "matched")
+	t.Logf("%v of %d receipts came through node B", via, n)
+	if via == 0 || via == n {
+		t.Errorf("%v of %d receipts through B: the simulator did not share the binds", via, n)
 	}
 }
