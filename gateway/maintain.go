@@ -11,7 +11,8 @@ import (
 // unknown, which releases their quota reservation and sends the ESME a
 // final receipt; receipts that never matched a message are dropped after
 // Config.OrphanTTL (a day; in cluster mode the pusher offers them to the
-// other nodes until then: peers.go). Both work in bounded batches so the hot path is never held up.
+// other nodes until then: peers.go). Both work in bounded batches so the
+// hot path is never held up.
 // It runs every Config.MaintainInterval.
 //
 // Messages the ESME split itself (presplit.go): at start-up and on every
