@@ -70,7 +70,25 @@
 //	             and extension, stored, forwarded to the enterprise's binds;
 //	             a TD reply opts its sender out (afterMO)
 //	maintain.go  retention purge and split-message housekeeping
+//	peers.go     cluster mode: receipts another node must match
 //	metrics.go   the Prometheus series (on an injected registerer)
+//
+// # Cluster mode
+//
+// With Config.Peers set, several nodes share the carrier binds, each
+// with its own store; message ids carry the node in their top 16 bits
+// (queue.Options.NodeID, queue.NodeOf). A receipt that matches nothing
+// here is stored as an orphan as on a single node (durable before its
+// deliver_sm_resp) and the pusher, woken by each new orphan, offers the
+// orphans in batches to every live peer; the owner applies it
+// (MatchPeerReceipts, never orphaning it again) and forwards it to its
+// ESME like a local receipt. Orphans a peer took are deleted here; the
+// others are offered again with a per-orphan backoff (1 s doubling to 30
+// s; PeersChanged offers them all at once), so nothing is lost while the
+// owner is down, up to Config.OrphanTTL (a day). A local Submitted takes
+// a local orphan first. qxtd_dlrs_received_total counts such a receipt
+// on both nodes (orphaned here, matched at the owner);
+// qxtd_cluster_receipts_forwarded_total{result} counts the offers.
 //
 // # Invariants
 //

@@ -97,6 +97,14 @@ type Config struct {
 	// Cluster shares carrier binds and quotas with the other nodes of a
 	// cluster (cluster.go); nil: this node is on its own.
 	Cluster Cluster
+	// OrphanTTL is how long a receipt that matched no message is kept
+	// (for its submit_sm_resp, or in cluster mode for the node that owns
+	// it: peers.go) before housekeeping drops it. Default
+	// DefaultOrphanTTL.
+	OrphanTTL time.Duration
+	// Peers, in cluster mode, are the other nodes: receipts that match
+	// nothing here are offered to them (peers.go). nil: a single node.
+	Peers Peers
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -145,6 +153,9 @@ func (c *Config) defaults() {
 		c.TenantShare = DefaultTenantShare
 	}
 	c.TenantShare = min(c.TenantShare, 1)
+	if c.OrphanTTL <= 0 {
+		c.OrphanTTL = DefaultOrphanTTL
+	}
 }
 
 // Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),
@@ -162,6 +173,8 @@ type Gateway struct {
 	disp *dispatcher
 	dlrs *router
 	mos  *moRouter
+	// pusher offers orphan receipts to the peers (cluster mode only).
+	pusher *pusher
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -208,6 +221,9 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	}
 	g.dlrs = newRouter(g)
 	g.mos = newMORouter(g)
+	if cfg.Peers != nil {
+		g.pusher = newPusher(g, cfg.Peers)
+	}
 	return g, nil
 }
 
@@ -226,6 +242,9 @@ func (g *Gateway) Start() {
 		defer g.wg.Done()
 		g.maintain(g.ctx)
 	}()
+	if g.pusher != nil { // cluster mode
+		g.wg.Go(func() { g.pusher.run(g.ctx) })
+	}
 }
 
 // Stop unbinds upstreams and stops every goroutine of the gateway. What

@@ -10,7 +10,9 @@ import (
 // never came (after the validity period plus a grace period) become
 // unknown, which releases their quota reservation and sends the ESME a
 // final receipt; receipts that never matched a message are dropped after
-// a day. Both work in bounded batches so the hot path is never held up.
+// Config.OrphanTTL (a day; in cluster mode the pusher offers them to the
+// other nodes until then: peers.go). Both work in bounded batches so the
+// hot path is never held up.
 // It runs every Config.MaintainInterval.
 //
 // Messages the ESME split itself (presplit.go): at start-up and on every
@@ -46,7 +48,7 @@ func (g *Gateway) maintain(ctx context.Context) {
 		if g.cfg.Retention > 0 {
 			g.purge(ctx, now.Add(-g.cfg.Retention))
 		}
-		if n, err := g.store.PurgeOrphans(ctx, now.Add(-24*time.Hour), 10000); err != nil {
+		if n, err := g.store.PurgeOrphans(ctx, now.Add(-g.cfg.OrphanTTL), 10000); err != nil {
 			g.log.Error("purge orphan receipts", "err", err)
 		} else if n > 0 {
 			g.log.Info("dropped receipts that matched no message", "receipts", n)

@@ -460,6 +460,9 @@ func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu
 		return resp
 	}
 	u.g.metrics.dlrs.WithLabelValues(state.String(), res.String()).Inc()
+	if res == queue.Orphaned {
+		u.g.orphanStored() // cluster mode: offer it to the other nodes (peers.go)
+	}
 	if res == queue.Matched && !submitted.IsZero() {
 		u.g.metrics.dlrDelay.WithLabelValues(u.cfg.Name).Observe(now.Sub(submitted).Seconds())
 	}

@@ -17,8 +17,9 @@
 //
 // # Durability
 //
-// Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR, AckDLR,
-// ExpireSubmitted, PurgeOrphans, Purge, and StoreFragment,
+// Every write method (Enqueue, Submitted, Retry, Fail, ApplyDLR,
+// ApplyDLRIfKnown, AckDLR, ExpireSubmitted, PurgeOrphans, DeleteOrphans,
+// Purge, and StoreFragment,
 // EnqueueAssembled, RejectFragments for messages the client split
 // itself: fragments.go) returns nil only after its change is
 // committed and fsync'd (unless Options.NoSync): a caller may acknowledge
@@ -130,6 +131,12 @@
 //     plus the delivered parts Purge deleted (purged bucket); the in-memory
 //     mirrors equal the buckets.
 //   - Ids come from the msg bucket's sequence: monotonic, never reused.
+//     With Options.NodeID n > 0 (cluster mode) new ids (and MO ids, from
+//     the mo bucket's sequence) lie in [n<<48, (n+1)<<48): Open raises a
+//     lower sequence to n<<48, so ids of different nodes never collide
+//     and NodeOf(id) names the owner; ids given before cluster mode keep
+//     their values (NodeOf 0). A file whose sequence is past n's range
+//     (another node's) is refused.
 //     Part ids of client-split messages (fragments.go) come from it too:
 //     each names a pending part (fragid) or an alias of one message that
 //     lists it in Aliases, never both, never a message id. fragn equals
@@ -179,6 +186,14 @@
 // index moves to the newer part (logged); an orphan that arrived more than
 // Options.OrphanMaxAge before the submit_sm_resp is taken to be for an
 // earlier message and dropped.
+//
+// In cluster mode a receipt may reach a node that did not submit its
+// part (binds are shared). It is stored as an orphan like any other;
+// the gateway lists orphans (Orphans), offers them to the other nodes,
+// which apply them with ApplyDLRIfKnown (Unmatched, and nothing stored,
+// when they do not know the id either), and deletes what another node
+// took (DeleteOrphans: orphans.go). A local Submitted still takes a local
+// orphan first; PurgeOrphans still drops what nobody claimed.
 //
 // # What can duplicate
 //

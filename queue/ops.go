@@ -367,6 +367,12 @@ func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
 // ApplyDLRSubmitted is ApplyDLR that also returns, for a Matched receipt,
 // when its part was submitted (the receipt delay is DoneAt minus that).
 func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time, error) {
+	return s.applyDLR(ctx, d, true)
+}
+
+// applyDLR is ApplyDLRSubmitted; without keepOrphan, a receipt no part has the
+// id of is Unmatched and nothing is stored (ApplyDLRIfKnown: orphans.go).
+func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, time.Time, error) {
 	if !d.State.Final() {
 		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
 	}
@@ -396,6 +402,12 @@ func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time
 			if err != nil {
 				return fmt.Errorf("smsc index %q points to a missing part: %w", c, err)
 			}
+			if !keepOrphan && p.SubmittedAt.After(d.DoneAt.Add(PeerClockSlack)) {
+				// ApplyDLRIfKnown: the peer got the receipt before we
+				// submitted this part: it is for an earlier message whose
+				// id the SMSC reused.
+				continue
+			}
 			if p.State.Final() {
 				res = Duplicate
 				return nil
@@ -406,6 +418,10 @@ func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time
 			}
 			res = Matched
 			return t.putMsg(m)
+		}
+		if !keepOrphan { // ApplyDLRIfKnown: a peer's receipt, kept by the peer
+			res = Unmatched
+			return nil
 		}
 		o := &orphan{DLR: d, ReceivedAt: time.Now()}
 		res = Orphaned

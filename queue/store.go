@@ -61,7 +61,24 @@ type Options struct {
 	// would (disk full, I/O error): every operation of the batch fails and
 	// Writable turns false. For fault-injection tests; leave it nil.
 	CommitFault func() error
+
+	// NodeID, in cluster mode, is this node's id (1..65535): every new
+	// message id (part ids of client-split messages included) and MO id
+	// is then in [NodeID<<48, (NodeID+1)<<48), so ids of different nodes
+	// never collide and NodeOf names the node that owns one. Open raises
+	// the sequences to NodeID<<48 if they are below; ids given before
+	// cluster mode keep their values (NodeOf says 0 for them). 0 (single
+	// node) leaves the ids as they always were.
+	NodeID uint16
 }
+
+// NodeOf returns the cluster node whose store gave id (Options.NodeID): its
+// top 16 bits. 0 for an id of a single-node store or given before cluster
+// mode.
+func NodeOf(id uint64) uint16 { return uint16(id >> nodeShift) }
+
+// nodeShift places the node id in the top 16 bits of a message id.
+const nodeShift = 48
 
 // Store is the durable message store and send queue. All methods are safe
 // for concurrent use.
@@ -173,6 +190,9 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
 	}
+	if err := s.nodeSequences(); err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
+	}
 	go s.loop()
 	return s, nil
 }
@@ -252,6 +272,33 @@ func (s *Store) load() error {
 	// Counted by scan: keep the result, so the next open reads it.
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyCounts, encodeCounts(s.counts))
+	})
+}
+
+// nodeSequences, for a cluster node (Options.NodeID > 0), raises the
+// sequences that give message and MO ids to the start of the node's id
+// range. A sequence already past the range means the file was another
+// node's: refused, as its new ids would be attributed to that node.
+func (s *Store) nodeSequences() error {
+	n := uint64(s.opt.NodeID)
+	if n == 0 {
+		return nil
+	}
+	lo, hi := n<<nodeShift, (n+1)<<nodeShift
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMsg, bucketMO} {
+			b := tx.Bucket(name)
+			switch seq := b.Sequence(); {
+			case seq >= hi-1:
+				return fmt.Errorf("%w: %s sequence %d is past node %d's id range (another node's file?)",
+					ErrInvalid, name, seq, n)
+			case seq < lo:
+				if err := b.SetSequence(lo); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 }
 

@@ -150,6 +150,7 @@ const (
 	Matched   Result = 1 + iota // the part moved to its final state
 	Duplicate                   // the part was already final: nothing changed
 	Orphaned                    // no part known under that id yet: stored until Submitted records it
+	Unmatched                   // ApplyDLRIfKnown only: no part known under that id; nothing stored
 )
 
 func (r Result) String() string {
@@ -160,6 +161,8 @@ func (r Result) String() string {
 		return "duplicate"
 	case Orphaned:
 		return "orphaned"
+	case Unmatched:
+		return "unmatched"
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
 }

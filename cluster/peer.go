@@ -1,0 +1,367 @@
+package cluster
+
+// The peer protocol: node to node, HTTP and JSON, authenticated with a
+// secret all nodes share. Every request carries
+//
+//	Authorization: QXTD-HMAC <node-id>:<unix-time>:<mac>
+//
+// where mac is the hex HMAC-SHA256 under the secret of
+//
+//	method "\n" request-URI "\n" node-id "\n" unix-time "\n" hex(SHA-256(body))
+//
+// (request-URI: path and query as sent, e.g. /peer/v1/messages/7?enterprise=e).
+// The server refuses (401) a header it cannot parse, a time more than
+// PeerClockSkew away from its clock, or a MAC that does not match
+// (compared in constant time); a body over PeerMaxBody is 413. A request
+// replayed within the skew window is accepted again: every endpoint is
+// idempotent (a receipt matched twice is a duplicate).
+//
+// Endpoints (v1):
+//
+//	POST /peer/v1/receipts        {"receipts":[PeerReceipt…]} (at most PeerMaxReceipts)
+//	                              → {"results":["matched"|"duplicate"|"unknown"…]} in order
+//	GET  /peer/v1/messages/{id}?enterprise=E
+//	                              → the message as the owner's backend gives it; 404 if it
+//	                                has none (or it is another enterprise's)
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits of the peer protocol.
+const (
+	PeerClockSkew   = 60 * time.Second // accepted difference between a request's time and the server's clock
+	PeerMaxBody     = 4 << 20          // bytes of a request (or response) body
+	PeerMaxReceipts = 512              // receipts in one POST /peer/v1/receipts
+	// PeerTimeout bounds the backend's work on one request (server) and
+	// one request's round trip (client, unless the caller's context is
+	// shorter).
+	PeerTimeout = 10 * time.Second
+)
+
+const peerAuthScheme = "QXTD-HMAC"
+
+// PeerReceipt is a delivery receipt that one node received from an SMSC
+// and could not match: it offers it to the others.
+type PeerReceipt struct {
+	Upstream string    `json:"upstream"` // the upstream's name, the same on every node
+	SMSCID   string    `json:"smsc_id"`  // as the SMSC gave it
+	State    string    `json:"state"`    // final state: delivered, expired, undeliverable, rejected, unknown
+	Err      string    `json:"err,omitempty"`
+	DoneAt   time.Time `json:"done_at"` // when the receiving node got it
+}
+
+// PeerResult is what a node did with a PeerReceipt.
+type PeerResult string
+
+// Results of MatchReceipts.
+const (
+	PeerMatched   PeerResult = "matched"   // a part of its messages had the id: now final
+	PeerDuplicate PeerResult = "duplicate" // it had the id, the part was already final
+	PeerUnknown   PeerResult = "unknown"   // no part of its messages has the id (yet)
+)
+
+// PeerBackend is what the peer server needs of the node: the gateway
+// implements it (cmd/qxtd adapts it).
+type PeerBackend interface {
+	// MatchReceipts applies the receipts whose SMSC id one of the node's
+	// parts has and stores nothing for the others: one result per
+	// receipt, in order. An error fails the whole batch (500): the
+	// sender keeps the receipts and tries again.
+	MatchReceipts(ctx context.Context, rs []PeerReceipt) ([]PeerResult, error)
+	// Message returns message id of enterprise as JSON, as the node's
+	// API would show it, or ErrPeerNotFound.
+	Message(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error)
+}
+
+// ErrPeerNotFound: the node has no such message (or it is another
+// enterprise's). PeerBackend.Message returns it; PeerClient.Message
+// returns it for a 404.
+var ErrPeerNotFound = errors.New("cluster: peer: not found")
+
+// PeerError is a peer's refusal: an HTTP status other than 200 (and 404
+// for a message).
+type PeerError struct {
+	Status  int
+	Message string
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("cluster: peer answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+type receiptsRequest struct {
+	Receipts []PeerReceipt `json:"receipts"`
+}
+
+type receiptsResponse struct {
+	Results []PeerResult `json:"results"`
+}
+
+// peerMAC is the hex MAC of one request.
+func peerMAC(secret []byte, method, uri string, node uint16, unix int64, body []byte) string {
+	sum := sha256.Sum256(body)
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprintf(m, "%s\n%s\n%d\n%d\n%s", method, uri, node, unix, hex.EncodeToString(sum[:]))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// parseAuth splits an Authorization header value.
+func parseAuth(h string) (node uint16, unix int64, mac []byte, ok bool) {
+	rest, found := strings.CutPrefix(h, peerAuthScheme+" ")
+	if !found {
+		return 0, 0, nil, false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) != 3 {
+		return 0, 0, nil, false
+	}
+	n, err := strconv.ParseUint(parts[0], 10, 16)
+	if err != nil || n == 0 {
+		return 0, 0, nil, false
+	}
+	unix, err = strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return 0, 0, nil, false
+	}
+	mac, err = hex.DecodeString(parts[2])
+	if err != nil || len(mac) != sha256.Size {
+		return 0, 0, nil, false
+	}
+	return uint16(n), unix, mac, true
+}
+
+// peerServer is PeerHandler's handler.
+type peerServer struct {
+	secret  []byte
+	backend PeerBackend
+	log     *slog.Logger
+	mux     *http.ServeMux
+	now     func() time.Time // tests
+}
+
+type peerNodeKey struct{}
+
+// PeerNode returns the node id of the authenticated peer that sent the
+// request whose context ctx is (0 outside PeerHandler).
+func PeerNode(ctx context.Context) uint16 {
+	n, _ := ctx.Value(peerNodeKey{}).(uint16)
+	return n
+}
+
+// PeerHandler serves the peer protocol over backend: the daemon mounts it
+// on its peer listener. Requests must be signed with secret; log
+// receives refusals and backend errors (nil: discard).
+func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now}
+	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
+	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
+	return s
+}
+
+func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	node, unix, mac, ok := parseAuth(r.Header.Get("Authorization"))
+	if !ok {
+		s.refuse(w, r, http.StatusUnauthorized, "missing or malformed authorization")
+		return
+	}
+	if d := s.now().Sub(time.Unix(unix, 0)); d > PeerClockSkew || d < -PeerClockSkew {
+		s.refuse(w, r, http.StatusUnauthorized, "request time off by more than the accepted skew")
+		return
+	}
+	if r.ContentLength > PeerMaxBody {
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, "body too large")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, PeerMaxBody))
+	if err != nil {
+		if _, big := errors.AsType[*http.MaxBytesError](err); big {
+			s.refuse(w, r, http.StatusRequestEntityTooLarge, "body too large")
+			return
+		}
+		s.refuse(w, r, http.StatusBadRequest, "body unreadable")
+		return
+	}
+	want := peerMAC(s.secret, r.Method, r.URL.RequestURI(), node, unix, body)
+	if !hmac.Equal(mac, mustHex(want)) {
+		s.refuse(w, r, http.StatusUnauthorized, "bad signature")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), peerNodeKey{}, node), PeerTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	s.mux.ServeHTTP(w, r)
+}
+
+func mustHex(s string) []byte {
+	b, _ := hex.DecodeString(s)
+	return b
+}
+
+func (s *peerServer) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	s.log.Warn("peer request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", status, "reason", msg)
+	http.Error(w, msg, status)
+}
+
+func (s *peerServer) receipts(w http.ResponseWriter, r *http.Request) {
+	var req receiptsRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, "bad receipts: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(req.Receipts) > PeerMaxReceipts {
+		http.Error(w, fmt.Sprintf("more than %d receipts", PeerMaxReceipts), http.StatusRequestEntityTooLarge)
+		return
+	}
+	res, err := s.backend.MatchReceipts(r.Context(), req.Receipts)
+	if err == nil && len(res) != len(req.Receipts) {
+		err = fmt.Errorf("backend gave %d results for %d receipts", len(res), len(req.Receipts))
+	}
+	if err != nil {
+		s.log.Error("peer receipts", "node", PeerNode(r.Context()), "receipts", len(req.Receipts), "err", err)
+		http.Error(w, "receipts not applied", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, receiptsResponse{Results: res})
+}
+
+func (s *peerServer) message(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad message id", http.StatusBadRequest)
+		return
+	}
+	m, err := s.backend.Message(r.Context(), r.URL.Query().Get("enterprise"), id)
+	switch {
+	case errors.Is(err, ErrPeerNotFound):
+		http.Error(w, "no such message", http.StatusNotFound)
+		return
+	case err != nil:
+		s.log.Error("peer message", "node", PeerNode(r.Context()), "id", id, "err", err)
+		http.Error(w, "message unavailable", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(m)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encoding the answer failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// PeerClient calls other nodes' PeerHandler. It is safe for concurrent use.
+type PeerClient struct {
+	node   uint16
+	secret []byte
+	hc     *http.Client
+	now    func() time.Time // tests
+}
+
+// NewPeerClient returns a client that signs its requests as node with
+// secret and sends them with hc (nil: http.DefaultClient). Each request
+// is bounded by PeerTimeout unless the caller's context ends earlier.
+func NewPeerClient(node uint16, secret []byte, hc *http.Client) *PeerClient {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &PeerClient{node: node, secret: bytes.Clone(secret), hc: hc, now: time.Now}
+}
+
+// PushReceipts offers rs (at most PeerMaxReceipts) to the node at
+// peerURL (its base URL, e.g. "http://10.0.0.2:7946") and returns its
+// result for each, in order. An error means nothing is known of the
+// outcome: the caller keeps the receipts and tries again later (matching
+// is idempotent).
+func (c *PeerClient) PushReceipts(ctx context.Context, peerURL string, rs []PeerReceipt) ([]PeerResult, error) {
+	if len(rs) > PeerMaxReceipts {
+		return nil, fmt.Errorf("cluster: push receipts: %d receipts, at most %d", len(rs), PeerMaxReceipts)
+	}
+	body, err := json.Marshal(receiptsRequest{Receipts: rs})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: push receipts: %w", err)
+	}
+	data, err := c.do(ctx, http.MethodPost, peerURL, "/peer/v1/receipts", body)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: push receipts to %s: %w", peerURL, err)
+	}
+	var resp receiptsResponse
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return nil, fmt.Errorf("cluster: push receipts to %s: answer: %w", peerURL, err)
+	}
+	if len(resp.Results) != len(rs) {
+		return nil, fmt.Errorf("cluster: push receipts to %s: %d results for %d receipts", peerURL, len(resp.Results), len(rs))
+	}
+	return resp.Results, nil
+}
+
+// Message asks the node at peerURL for message id of enterprise (the
+// node NodeOf the id names). ErrPeerNotFound if it has none.
+func (c *PeerClient) Message(ctx context.Context, peerURL, enterprise string, id uint64) (json.RawMessage, error) {
+	uri := "/peer/v1/messages/" + strconv.FormatUint(id, 10) + "?" + url.Values{"enterprise": {enterprise}}.Encode()
+	data, err := c.do(ctx, http.MethodGet, peerURL, uri, nil)
+	if pe, ok := errors.AsType[*PeerError](err); ok && pe.Status == http.StatusNotFound {
+		return nil, fmt.Errorf("cluster: message %d at %s: %w", id, peerURL, ErrPeerNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: message %d at %s: %w", id, peerURL, err)
+	}
+	return data, nil
+}
+
+// do sends one signed request and returns the body of a 200 answer.
+func (c *PeerClient) do(ctx context.Context, method, base, uri string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, PeerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+uri, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	unix := c.now().Unix()
+	req.Header.Set("Authorization", fmt.Sprintf("%s %d:%d:%s", peerAuthScheme, c.node, unix,
+		peerMAC(c.secret, method, req.URL.RequestURI(), c.node, unix, body)))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, PeerMaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > PeerMaxBody {
+		return nil, fmt.Errorf("answer over %d bytes", PeerMaxBody)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &PeerError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+	}
+	return data, nil
+}
