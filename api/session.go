@@ -32,12 +32,15 @@ const (
 // are the SHA-256 of the tokens: the tokens themselves never leave api.
 // The store owns expiry: a session ends SessionIdle after its last Touch
 // (a store may slide it coarsely, e.g. at most once a minute), at End, or
-// at EndUser; there is no table size bound beyond the store's own.
+// at EndUser; there is no table size bound beyond the store's own. Its
+// methods take plain types so that an implementation need not import api.
+// A session has a kind (SessionUser or SessionOperator), a system_id (the
+// user's, or the operator's name) and an enterprise ("" for the operator).
 type SessionStore interface {
 	// Create stores a new session under key.
-	Create(key [32]byte, se SessionInfo) error
+	Create(key [32]byte, kind, systemID, enterprise string) error
 	// Touch returns the live session of key and slides its expiry.
-	Touch(key [32]byte) (SessionInfo, bool)
+	Touch(key [32]byte) (kind, systemID, enterprise string, ok bool)
 	// End ends the session of key (unknown keys are ignored).
 	End(key [32]byte)
 	// EndUser ends every session of kind of the user systemID but the
@@ -45,14 +48,7 @@ type SessionStore interface {
 	EndUser(kind, systemID string, keep [32]byte)
 }
 
-// SessionInfo is what a SessionStore keeps of a session.
-type SessionInfo struct {
-	Kind       string // SessionUser or SessionOperator
-	SystemID   string // the user's, or the operator's name
-	Enterprise string // the user's enterprise; "" for the operator
-}
-
-// Session kinds (SessionInfo.Kind).
+// Session kinds of a SessionStore.
 const (
 	SessionUser     = "user"     // console sessions of /v1 ("qxs_…")
 	SessionOperator = "operator" // operator sessions of /admin/v1 ("qxo_…")
@@ -103,7 +99,7 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 	}
 	token := s.prefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	if s.shared != nil {
-		if err := s.shared.Create(tokenKey(token), SessionInfo{Kind: s.kind, SystemID: systemID, Enterprise: enterprise}); err != nil {
+		if err := s.shared.Create(tokenKey(token), s.kind, systemID, enterprise); err != nil {
 			return "", err
 		}
 		return token, nil
@@ -126,11 +122,11 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 func (s *sessionStore) touch(token string) (session, bool) {
 	key := tokenKey(token)
 	if s.shared != nil {
-		in, ok := s.shared.Touch(key)
-		if !ok || in.Kind != s.kind {
+		kind, sid, ent, ok := s.shared.Touch(key)
+		if !ok || kind != s.kind {
 			return session{}, false
 		}
-		return session{key: key, systemID: in.SystemID, enterprise: in.Enterprise, last: s.now()}, true
+		return session{key: key, systemID: sid, enterprise: ent, last: s.now()}, true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

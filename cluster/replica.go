@@ -554,7 +554,7 @@ func (r *Replica) load(ctx context.Context, notify bool) error {
 	if err != nil {
 		return fmt.Errorf("cluster: replica: load into the local file: %w", err)
 	}
-	if onlyLocal+onlyRemote+differ > 0 && !notify {
+	if onlyLocal+differ > 0 && !notify {
 		r.log.Warn("cluster: replica: the local copy differed from the cluster's and was replaced",
 			"local_only", onlyLocal, "cluster_only", onlyRemote, "different", differ, "keys", len(remote))
 	}
@@ -843,16 +843,26 @@ func (r *Replica) emitBucket(b *bolt.Bucket, buckets [][]byte, del bool, ops *[]
 	}
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v == nil {
-			r.emitBucket(b.Bucket(k), append(slices.Clip(buckets), slices.Clone(k)), del, ops)
+		if sub := subBucket(b, k, v); sub != nil {
+			r.emitBucket(sub, append(slices.Clip(buckets), slices.Clone(k)), del, ops)
 			continue
 		}
 		if del {
 			*ops = append(*ops, op{key: keyOf(bk, k), del: true})
 		} else {
-			*ops = append(*ops, op{key: keyOf(bk, k), val: slices.Clone(v)})
+			*ops = append(*ops, op{key: keyOf(bk, k), val: append([]byte{}, v...)})
 		}
 	}
+}
+
+// subBucket returns the nested bucket at cursor position k, v, or nil for
+// a value. A cursor returns a nil v for a bucket, but also for a value put
+// as nil in the transaction at hand, hence the lookup.
+func subBucket(b *bolt.Bucket, k, v []byte) *bolt.Bucket {
+	if v != nil {
+		return nil
+	}
+	return b.Bucket(k)
 }
 
 // diffTx appends the ops that turn the mirrored buckets of old into new's.
@@ -898,18 +908,18 @@ func (r *Replica) diffBucket(ob, nb *bolt.Bucket, buckets [][]byte, ops *[]op) {
 		}
 	}
 	child := func(k []byte) [][]byte { return append(slices.Clip(buckets), slices.Clone(k)) }
-	removed := func(k, v []byte) {
-		if v == nil {
-			r.emitBucket(ob.Bucket(k), child(k), true, ops)
+	removed := func(k []byte, sub *bolt.Bucket) {
+		if sub != nil {
+			r.emitBucket(sub, child(k), true, ops)
 		} else {
 			*ops = append(*ops, op{key: keyOf(bk, k), del: true})
 		}
 	}
-	added := func(k, v []byte) {
-		if v == nil {
-			r.emitBucket(nb.Bucket(k), child(k), false, ops)
+	added := func(k, v []byte, sub *bolt.Bucket) {
+		if sub != nil {
+			r.emitBucket(sub, child(k), false, ops)
 		} else {
-			*ops = append(*ops, op{key: keyOf(bk, k), val: slices.Clone(v)})
+			*ops = append(*ops, op{key: keyOf(bk, k), val: append([]byte{}, v...)})
 		}
 	}
 	oc, nc := ob.Cursor(), nb.Cursor()
@@ -927,20 +937,21 @@ func (r *Replica) diffBucket(ob, nb *bolt.Bucket, buckets [][]byte, ops *[]op) {
 		}
 		switch {
 		case c < 0:
-			removed(ok, ov)
+			removed(ok, subBucket(ob, ok, ov))
 			ok, ov = oc.Next()
 		case c > 0:
-			added(nk, nv)
+			added(nk, nv, subBucket(nb, nk, nv))
 			nk, nv = nc.Next()
 		default:
+			os, ns := subBucket(ob, ok, ov), subBucket(nb, nk, nv)
 			switch {
-			case ov == nil && nv == nil:
-				r.diffBucket(ob.Bucket(ok), nb.Bucket(nk), child(nk), ops)
-			case ov == nil || nv == nil:
-				removed(ok, ov)
-				added(nk, nv)
+			case os != nil && ns != nil:
+				r.diffBucket(os, ns, child(nk), ops)
+			case os != nil || ns != nil:
+				removed(ok, os)
+				added(nk, nv, ns)
 			case !bytes.Equal(ov, nv):
-				*ops = append(*ops, op{key: keyOf(bk, nk), val: slices.Clone(nv)})
+				*ops = append(*ops, op{key: keyOf(bk, nk), val: append([]byte{}, nv...)})
 			}
 			ok, ov = oc.Next()
 			nk, nv = nc.Next()
