@@ -485,3 +485,27 @@ func TestReplicaDiffCost(t *testing.T) {
 		t.Logf("diff of one change beside %d keys: %v per write", n, time.Since(start)/runs)
 	}
 }
+
+// TestReplicaEtcdDown: a write etcd does not take changes nothing locally
+// and says why; Close still returns.
+func TestReplicaEtcdDown(t *testing.T) {
+	et := clustertest.Start(t)
+	cli := newClient(t, et)
+	a := openNode(t, cli, tempPath(t, "a.db"), false)
+	before := dump(t, a.rep, a.db)
+	et.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := a.rep.Update(ctx, func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("policy_x"))
+		return err
+	})
+	if err == nil {
+		t.Fatal("a write without etcd succeeded")
+	}
+	t.Logf("write without etcd: %v", err)
+	if !maps.Equal(dump(t, a.rep, a.db), before) {
+		t.Error("the failed write changed the local file")
+	}
+	a.close(t) // returns: the watcher stops without etcd
+}
