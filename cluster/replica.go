@@ -574,7 +574,8 @@ func (r *Replica) watch(ctx context.Context) {
 		from := r.applied + 1
 		r.mu.Unlock()
 		reload := false
-		wch := r.cli.Watch(clientv3.WithRequireLeader(ctx), r.prefix+"data", clientv3.WithPrefix(), clientv3.WithRev(from))
+		wctx, stop := context.WithCancel(ctx) // ends this watch when the loop leaves it
+		wch := r.cli.Watch(clientv3.WithRequireLeader(wctx), r.prefix+"data", clientv3.WithPrefix(), clientv3.WithRev(from))
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
 				r.log.Warn("cluster: replica watch compacted; reloading everything", "from", from, "compacted", resp.CompactRevision)
@@ -595,6 +596,7 @@ func (r *Replica) watch(ctx context.Context) {
 			}
 			backoff = watchRetryMin
 		}
+		stop()
 		if reload && ctx.Err() == nil {
 			if err := r.load(ctx, true); err != nil {
 				r.log.Error("cluster: replica reload", "err", err)

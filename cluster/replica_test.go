@@ -509,3 +509,43 @@ func TestReplicaEtcdDown(t *testing.T) {
 	}
 	a.close(t) // returns: the watcher stops without etcd
 }
+
+// TestReplicaCompacted: a watcher that resumes from a compacted revision
+// reloads everything and tells the hooks (policy's snapshot follows).
+func TestReplicaCompacted(t *testing.T) {
+	et := clustertest.Start(t)
+	cli := newClient(t, et)
+	a := openNode(t, cli, tempPath(t, "a.db"), true)
+	b := openNode(t, cli, tempPath(t, "b.db"), true)
+	ctx := context.Background()
+	if _, err := a.p.CreateEnterprise(operator, policy.Enterprise{Code: "GD0000001", Name: "甲", Package: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "first enterprise on b", func() bool { _, ok := b.p.Lookup("GD0000001"); return ok })
+	b.rep.Close() // b's watcher stops; its file and policy stay
+	if _, err := a.p.CreateEnterprise(operator, policy.Enterprise{Code: "GD0000002", Name: "乙", Package: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.p.UpdateEnterprise(operator, "GD0000001", func(e *policy.Enterprise) error { e.Name = "甲二"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	// Resume b's watcher from where it stopped, now compacted away.
+	wctx, cancel := context.WithCancel(context.Background())
+	b.rep.done, b.rep.cancel = make(chan struct{}), cancel
+	go b.rep.watch(wctx)
+	waitFor(t, 5*time.Second, "b reloaded", func() bool {
+		e, ok := b.p.Lookup("GD0000001")
+		_, ok2 := b.p.Lookup("GD0000002")
+		return ok && ok2 && e.Name == "甲二"
+	})
+	if !maps.Equal(dump(t, a.rep, a.db), dump(t, b.rep, b.db)) {
+		t.Error("a and b differ")
+	}
+}

@@ -288,7 +288,8 @@ func (s *Sessions) watch(ctx context.Context) {
 		from := s.rev + 1
 		s.mu.Unlock()
 		reload := false
-		for resp := range s.cli.Watch(clientv3.WithRequireLeader(ctx), s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
+		wctx, stop := context.WithCancel(ctx) // ends this watch when the loop leaves it
+		for resp := range s.cli.Watch(clientv3.WithRequireLeader(wctx), s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from)) {
 			if resp.CompactRevision != 0 {
 				reload = true
 				break
@@ -321,6 +322,7 @@ func (s *Sessions) watch(ctx context.Context) {
 			s.mu.Unlock()
 			backoff = watchRetryMin
 		}
+		stop()
 		if reload && ctx.Err() == nil {
 			if err := s.load(ctx); err != nil {
 				s.log.Error("cluster: sessions reload", "err", err)
