@@ -158,3 +158,6 @@ func dump(t testing.TB, r *Replica, db *bolt.DB) map[string]string {
 }
 
 func tempPath(t testing.TB, name string) string { return filepath.Join(t.TempDir(), name) }
+
+// The daemon passes a Replica as policy's and reminder's Committer.
+var _ policy.Committer = (*Replica)(nil)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/cluster/clustertest"
 )
 
@@ -111,3 +112,6 @@ func TestSessionsExpiry(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "used session expires once idle", func() bool { return a.Len() == 0 && b.Len() == 0 })
 }
+
+// The daemon passes Sessions as api.Config.Sessions.
+var _ api.SessionStore = (*Sessions)(nil)
