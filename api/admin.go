@@ -123,6 +123,7 @@ func (s *Server) adminRoutes() {
 	s.admin.maxJSON, s.admin.maxImport = maxJSONBody, maxImportBody
 	s.admin.sessions = newSessionStore(MaxOperatorSessions, SessionIdle, s.cfg.Clock)
 	s.admin.sessions.prefix = operatorPrefix
+	s.admin.sessions.shared, s.admin.sessions.kind = s.cfg.Sessions, SessionOperator
 	s.admin.logins.now = time.Now
 	for _, rt := range s.adminOpenRouteList() {
 		s.mux.HandleFunc(rt.pattern, rt.h)

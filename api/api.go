@@ -37,6 +37,11 @@ type Config struct {
 	// expiry and of the staged uploads' (nil: time.Now), so that a test
 	// can move it past 30 minutes.
 	Clock func() time.Time
+	// Sessions, when set, keeps the console and operator sessions instead
+	// of this process's memory, so that they are shared by the nodes of a
+	// cluster (cluster.Sessions implements it; the daemon passes it in
+	// cluster mode). nil: in memory, as session.go describes.
+	Sessions SessionStore
 }
 
 // Server serves the HTTP API.

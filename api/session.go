@@ -13,7 +13,8 @@ import (
 // Console sessions: POST /v1/login exchanges a user's system_id and
 // password for a token that the console sends as "Authorization: Bearer"
 // like an API key. Tokens are 32 random bytes, kept only in memory (a
-// restart logs everyone out) and only as their SHA-256. A session ends 30
+// restart logs everyone out) and only as their SHA-256 — or, in a cluster,
+// in a SessionStore shared by the nodes (Config.Sessions). A session ends 30
 // minutes after its last request (the portal's 30-minute idle logout: each request slides the expiry),
 // at logout, or when the table is full and it is the least recently used.
 
@@ -25,6 +26,32 @@ const (
 	MaxSessions = 10_000
 
 	sessionPrefix = "qxs_" // tells console tokens from API keys ("qxtd_")
+)
+
+// SessionStore keeps sessions outside this process (Config.Sessions). Keys
+// are the SHA-256 of the tokens: the tokens themselves never leave api.
+// The store owns expiry: a session ends SessionIdle after its last Touch
+// (a store may slide it coarsely, e.g. at most once a minute), at End, or
+// at EndUser; there is no table size bound beyond the store's own. Its
+// methods take plain types so that an implementation need not import api.
+// A session has a kind (SessionUser or SessionOperator), a system_id (the
+// user's, or the operator's name) and an enterprise ("" for the operator).
+type SessionStore interface {
+	// Create stores a new session under key.
+	Create(key [32]byte, kind, systemID, enterprise string) error
+	// Touch returns the live session of key and slides its expiry.
+	Touch(key [32]byte) (kind, systemID, enterprise string, ok bool)
+	// End ends the session of key (unknown keys are ignored).
+	End(key [32]byte)
+	// EndUser ends every session of kind of the user systemID but the
+	// one of key keep (the zero key keeps none).
+	EndUser(kind, systemID string, keep [32]byte)
+}
+
+// Session kinds of a SessionStore.
+const (
+	SessionUser     = "user"     // console sessions of /v1 ("qxs_…")
+	SessionOperator = "operator" // operator sessions of /admin/v1 ("qxo_…")
 )
 
 type session struct {
@@ -42,6 +69,10 @@ type sessionStore struct {
 	idle   time.Duration
 	max    int
 	prefix string // of its tokens: sessionPrefix, or operatorPrefix (admin_session.go)
+	// shared, when set (Config.Sessions), keeps the sessions instead of
+	// the table below, as sessions of kind.
+	shared SessionStore
+	kind   string
 
 	mu    sync.Mutex
 	byKey map[[32]byte]*list.Element // of *session
@@ -67,6 +98,12 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 		return "", err
 	}
 	token := s.prefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	if s.shared != nil {
+		if err := s.shared.Create(tokenKey(token), s.kind, systemID, enterprise); err != nil {
+			return "", err
+		}
+		return token, nil
+	}
 	se := &session{key: tokenKey(token), systemID: systemID, enterprise: enterprise}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,6 +121,13 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 // expiry: the session now ends idle after this call.
 func (s *sessionStore) touch(token string) (session, bool) {
 	key := tokenKey(token)
+	if s.shared != nil {
+		kind, sid, ent, ok := s.shared.Touch(key)
+		if !ok || kind != s.kind {
+			return session{}, false
+		}
+		return session{key: key, systemID: sid, enterprise: ent, last: s.now()}, true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -100,6 +144,10 @@ func (s *sessionStore) touch(token string) (session, bool) {
 
 // end removes the session of token (logout); unknown tokens are ignored.
 func (s *sessionStore) end(token string) {
+	if s.shared != nil {
+		s.shared.End(tokenKey(token))
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if el, ok := s.byKey[tokenKey(token)]; ok {
@@ -114,6 +162,10 @@ func (s *sessionStore) endUser(systemID, keep string) {
 	if keep != "" {
 		kept = tokenKey(keep)
 	}
+	if s.shared != nil {
+		s.shared.EndUser(s.kind, systemID, kept)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for el := s.lru.Front(); el != nil; {
@@ -125,7 +177,8 @@ func (s *sessionStore) endUser(systemID, keep string) {
 	}
 }
 
-// len is the number of live sessions.
+// len is the number of live sessions (of this table's memory: 0 with a
+// shared store).
 func (s *sessionStore) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -266,7 +266,7 @@ func (s *Store) AddContact(a Actor, b Book, in ContactInput) (*Contact, error) {
 		return nil, invalid("%s: %s", reason, detail)
 	}
 	rec.AddedAt, rec.AddedBy = s.now(), a.who()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.write(func(tx *bolt.Tx) error {
 		bb, err := bookBucket(tx, b.Enterprise, key, true)
 		if err != nil {
 			return err
@@ -296,7 +296,7 @@ func (s *Store) DeleteContact(a Actor, b Book, number string) error {
 	if err != nil {
 		return fmt.Errorf("%w: contact %s", ErrNotFound, number)
 	}
-	return dbErr(s.db.Update(func(tx *bolt.Tx) error {
+	return dbErr(s.write(func(tx *bolt.Tx) error {
 		bb, err := bookBucket(tx, b.Enterprise, key, false)
 		if err != nil {
 			return err
@@ -483,7 +483,11 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 		uniq = append(uniq, r)
 	}
 	now := s.now()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	res0 := res
+	res0.Errors = slices.Clone(res.Errors)
+	err = s.write(func(tx *bolt.Tx) error {
+		res = res0 // fn may run again (StoreOptions.Shared)
+		res.Errors = slices.Clone(res0.Errors)
 		bb, err := bookBucket(tx, b.Enterprise, key, true)
 		if err != nil {
 			return err

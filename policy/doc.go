@@ -177,6 +177,14 @@
 //     (listed in the queue's doc).
 //     Neither reads nor writes the other's. Policy's writes are plain
 //     db.Update calls: they wait for the queue's commit like any writer.
+//   - In a cluster (StoreOptions.Shared / Config.Shared, a Committer such
+//     as cluster.Replica), the policy buckets are shared by the nodes: each
+//     write runs through the committer (its fn may run again after a
+//     conflict with another node's write, so the closures reset what they
+//     return), and the snapshot is rebuilt by the committer's hook from
+//     what was applied to the file, this node's writes and others' alike,
+//     before the write returns. Invariant 1 still holds per node; other
+//     nodes see a write when their copy of the file has it (milliseconds).
 //   - Values returned by the Store are copies; changing them changes nothing.
 //   - ListWhitelist, ListOptOuts, ExportOptOuts and SignatureRequests read the file (it is an admin operation), everything else
 //     that reads is memory.

@@ -16,6 +16,9 @@ type Config struct {
 	AuthConcurrency int          // 0: max(1, GOMAXPROCS/2)
 	MaxImportRows   int          // 0: 100,000
 	Now             func() time.Time
+	// Shared makes the policy data shared by the nodes of a cluster
+	// (StoreOptions.Shared; cluster.Replica). nil: single node.
+	Shared Committer
 }
 
 // Policy is the business-rule core: the account Store (embedded: its admin and
@@ -43,6 +46,7 @@ func New(db *bolt.DB, cfg Config) (*Policy, error) {
 		AuthConcurrency: cfg.AuthConcurrency,
 		MaxImportRows:   cfg.MaxImportRows,
 		Now:             cfg.Now,
+		Shared:          cfg.Shared,
 	})
 	if err != nil {
 		return nil, err

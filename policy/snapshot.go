@@ -183,9 +183,21 @@ type change struct {
 
 // update runs fn in one read-write transaction, rebuilds the touched parts of
 // the snapshot from that same transaction and publishes it once committed.
+//
+// With opts.Shared, fn runs through the committer and the snapshot is
+// published by applyShared when the write comes back applied, before
+// update returns: s.mu still serialises this node's writes, and the hook
+// takes only pubMu, so update waiting for its write holds nothing the
+// hook needs.
 func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opts.Shared != nil {
+		return dbErr(s.write(func(tx *bolt.Tx) error {
+			var ch change // the hook finds what changed from the applied paths
+			return fn(tx, &ch)
+		}))
+	}
 	var next *snapshot
 	var ovs []Override
 	var ch change
@@ -283,4 +295,72 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 		return err
 	}
 	return b.Put([]byte(key), data)
+}
+
+// applyShared is the hook of StoreOptions.Shared: it rebuilds the parts of
+// the snapshot that the applied change touched, from the applied state,
+// and publishes the result. Its errors cannot be returned to a writer (the
+// change is applied already, maybe written by another node): it keeps the
+// previous snapshot for the parts that fail to load (a record that does not
+// decode would have failed the writer's own checks).
+func (s *Store) applyShared(tx *bolt.Tx, changed [][][]byte) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	old := s.snap.Load()
+	if old == nil {
+		return // OpenStore has not loaded yet: it will read this change
+	}
+	ch, all := changeOf(changed)
+	var next *snapshot
+	var err error
+	if all {
+		next, err = loadAll(tx)
+	} else {
+		next, err = rebuild(tx, old, &ch)
+	}
+	if err != nil {
+		return
+	}
+	if all || ch.overrides {
+		if ovs, err := loadOverrides(tx); err == nil {
+			_ = s.cls.SetOverrides(ovs)
+		}
+	}
+	s.snap.Store(next)
+}
+
+// changeOf maps the paths a Committer applied to the parts of the snapshot
+// they touch; all when one of the snapshot's buckets changed as a whole.
+func changeOf(changed [][][]byte) (ch change, all bool) {
+	if changed == nil {
+		return ch, true
+	}
+	for _, p := range changed {
+		if len(p) == 0 {
+			continue
+		}
+		var sub string
+		if len(p) >= 2 {
+			sub = string(p[1])
+		}
+		switch string(p[0]) {
+		case string(bucketEnterprises), string(bucketWhitelist), string(bucketOptOuts):
+			if len(p) < 2 {
+				return ch, true
+			}
+			switch string(p[0]) {
+			case string(bucketEnterprises):
+				ch.ents = append(ch.ents, sub)
+			case string(bucketWhitelist):
+				ch.wl = append(ch.wl, sub)
+			default:
+				ch.opt = append(ch.opt, sub)
+			}
+		case string(bucketUsers):
+			ch.users = true
+		case string(bucketOverrides):
+			ch.overrides = true
+		}
+	}
+	return ch, false
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -37,7 +38,36 @@ type StoreOptions struct {
 	MaxImportRows   int              // 0: 100,000 rows per whitelist import
 	Now             func() time.Time // nil: time.Now
 	Rand            io.Reader        // nil: crypto/rand.Reader
+	// Shared, when set, makes the policy buckets shared state of a
+	// cluster (cluster.Replica implements it): every write runs through
+	// Shared.Update instead of db.Update, and the snapshot is rebuilt by
+	// the OnChange hook from what was applied to the local file, whichever
+	// node wrote it. nil: single node, plain db.Update (see Committer).
+	Shared Committer
 }
+
+// Committer sends writes of the policy buckets elsewhere before they
+// reach the local file (cluster mode; cluster.Replica implements it).
+//
+// Update runs fn in a read-write transaction of the file, publishes what
+// it changed and returns once the local file — and the OnChange hooks —
+// reflect the write (read-your-writes). fn may run more than once and must
+// be idempotent; an error of fn is returned as is and nothing is written.
+//
+// OnChange registers a hook called after every change applied to the
+// local file, this node's writes included, with a read transaction of the
+// applied state and the changed paths: each a bucket path from the top
+// level followed by the key put or deleted (or the bucket path alone for a
+// bucket created, deleted or resequenced); nil means anything may have
+// changed. Hooks run one at a time, never inside Update's fn.
+type Committer interface {
+	Update(ctx context.Context, fn func(tx *bolt.Tx) error) error
+	OnChange(fn func(tx *bolt.Tx, changed [][][]byte))
+}
+
+// sharedTimeout bounds one write through StoreOptions.Shared (the
+// cluster's etcd unreachable: the admin call fails rather than hang).
+const sharedTimeout = 30 * time.Second
 
 // Store holds enterprises, users, whitelists and number overrides in bbolt.
 // Writes are rare admin operations, one db.Update each. Reads used on the
@@ -50,6 +80,7 @@ type Store struct {
 	cls   *Classifier
 	opts  StoreOptions
 	mu    sync.Mutex // serialises writes and the publication of their snapshot
+	pubMu sync.Mutex // with opts.Shared: serialises the publications of the hook and of OpenStore
 	snap  atomic.Pointer[snapshot]
 	dummy []byte // bcrypt hash compared against for unknown system_ids
 	sem   chan struct{}
@@ -96,9 +127,12 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	}
 	s.dummy = dummy
 
+	if opts.Shared != nil {
+		opts.Shared.OnChange(s.applyShared) // before anything is loaded: see applyShared
+	}
 	var snap *snapshot
 	var ovs []Override
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = s.write(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -116,11 +150,18 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 				return err
 			}
 		}
-		if err := createApplicationBuckets(tx); err != nil {
-			return err
-		}
-		snap, err = loadAll(tx)
-		if err != nil {
+		return createApplicationBuckets(tx)
+	})
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	// The hook may run from now on: it publishes nothing until the first
+	// snapshot is stored, and a change it skipped is in what View reads.
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	err = db.View(func(tx *bolt.Tx) error {
+		var err error
+		if snap, err = loadAll(tx); err != nil {
 			return err
 		}
 		ovs, err = loadOverrides(tx)
@@ -134,6 +175,17 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	}
 	s.snap.Store(snap)
 	return s, nil
+}
+
+// write runs fn in a read-write transaction: db.Update, or through
+// opts.Shared in cluster mode (where fn may run more than once).
+func (s *Store) write(fn func(tx *bolt.Tx) error) error {
+	if s.opts.Shared == nil {
+		return s.db.Update(fn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	return s.opts.Shared.Update(ctx, fn)
 }
 
 // Classifier returns the store's classifier.

@@ -264,7 +264,9 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 		target = WhitelistApproved
 	}
 	now := s.now()
+	res0 := res
 	err := s.update(func(tx *bolt.Tx, ch *change) error {
+		res = res0 // fn may run again (StoreOptions.Shared)
 		if e, err := loadEnterprise(tx, code); err != nil {
 			return err
 		} else if e == nil {
@@ -350,6 +352,7 @@ func (s *Store) bulk(code string, numbers []string, fn func(*bolt.Bucket, []byte
 	valid, errs := s.classifyRows(listRows(numbers))
 	res.Errors = errs
 	err := s.update(func(tx *bolt.Tx, ch *change) error {
+		res = BulkResult{Errors: errs} // fn may run again (StoreOptions.Shared)
 		b, err := s.wlBucket(tx, code)
 		if err != nil {
 			return err

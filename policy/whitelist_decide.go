@@ -65,6 +65,7 @@ func (s *Store) DecideWhitelist(a Actor, code string, st WhitelistState, reason 
 	if numbers == nil {
 		var res BulkResult
 		err := s.update(func(tx *bolt.Tx, ch *change) error {
+			res = BulkResult{} // fn may run again (StoreOptions.Shared)
 			b, err := s.wlBucket(tx, code)
 			if err != nil || b == nil {
 				return err
@@ -144,6 +145,7 @@ func (s *Store) DecideEntries(a Actor, st WhitelistState, reason string, refs []
 	res.Errors = errs
 	decide := decider(a, st, reason, s.now())
 	err = s.update(func(tx *bolt.Tx, ch *change) error {
+		res = DecideResult{Errors: errs} // fn may run again (StoreOptions.Shared)
 		seen := map[EntryRef]bool{}
 		for _, r := range valid {
 			ref := EntryRef{Enterprise: refs[r.row-1].Enterprise, Number: r.e164}

@@ -66,4 +66,15 @@
 //     occurrences and exceptions older than 400 days are dropped.
 //   - Working days are Monday to Friday: public holidays and the swapped
 //     working weekends of the Chinese calendar are not known.
+//   - In a cluster (Config.Shared, a policy.Committer such as
+//     cluster.Replica) reminder_series is shared by the nodes: every write
+//     runs through the committer (its fn may run again after another node's
+//     write; they are idempotent), a change applied from any node wakes the
+//     scheduler, and only one node — the daemon's choice, the leader — runs
+//     it (Run). The Service's mutex serialises only this node's changes,
+//     and an edit or delete cancels scheduled messages (gateway.Cancel) in
+//     this node's queue only: made on another node than the scheduler's,
+//     it does not cancel an occurrence already handed to the scheduler's
+//     gateway (within Ahead), which is still sent. Until the daemon routes
+//     reminder changes to the leader, that is a known gap of cluster mode.
 package reminder

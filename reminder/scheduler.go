@@ -198,7 +198,7 @@ func (s *Service) record(r *Reminder, date string, st OccState, now time.Time) e
 		r.Occ = map[string]OccState{}
 	}
 	r.Occ[date] = st
-	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		cur, err := getTx(tx, r.Enterprise, r.ID)
 		if err != nil {
 			return err

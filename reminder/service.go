@@ -44,7 +44,17 @@ type Config struct {
 	Tick   time.Duration
 	Now    func() time.Time // nil: time.Now
 	Logger *slog.Logger
+	// Shared, when set, makes the reminder buckets shared state of a
+	// cluster (cluster.Replica implements it, as for policy): every write
+	// runs through Shared.Update (fn may run again: the writes are
+	// idempotent) and a change applied from any node wakes the scheduler.
+	// Whether this node runs the scheduler (Run) is the daemon's choice: in
+	// a cluster, only the leader. nil: plain db.Update.
+	Shared policy.Committer
 }
+
+// sharedTimeout bounds one write through Config.Shared.
+const sharedTimeout = 30 * time.Second
 
 // Service keeps the reminders and sends their occurrences.
 type Service struct {
@@ -71,14 +81,35 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	err := cfg.DB.Update(func(tx *bolt.Tx) error {
+	s := &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	if cfg.Shared != nil {
+		cfg.Shared.OnChange(func(_ *bolt.Tx, changed [][][]byte) {
+			if changed == nil || slices.ContainsFunc(changed, func(p [][]byte) bool {
+				return len(p) > 0 && string(p[0]) == string(bucketSeries)
+			}) {
+				s.kick() // the scheduler, if this node runs it, looks again
+			}
+		})
+	}
+	err := s.write(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketSeries)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reminder: open: %w", err)
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}, nil
+	return s, nil
+}
+
+// write runs fn in a read-write transaction: db.Update, or through
+// cfg.Shared in cluster mode (where fn may run more than once).
+func (s *Service) write(fn func(tx *bolt.Tx) error) error {
+	if s.cfg.Shared == nil {
+		return s.cfg.DB.Update(fn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	return s.cfg.Shared.Update(ctx, fn)
 }
 
 // Viewer is who looks: an enterprise, and one of its users (Account) or
@@ -110,7 +141,7 @@ func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		id, err := tx.Bucket(bucketSeries).NextSequence()
 		if err != nil {
 			return err
@@ -235,7 +266,7 @@ func (s *Service) Delete(ctx context.Context, v Viewer, id uint64) error {
 		return err
 	}
 	s.unschedule(ctx, r, func(string) bool { return true }, s.cfg.Now())
-	err = s.cfg.DB.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSeries).Delete(key(r.Enterprise, r.ID)) })
+	err = s.write(func(tx *bolt.Tx) error { return tx.Bucket(bucketSeries).Delete(key(r.Enterprise, r.ID)) })
 	if err != nil {
 		return fmt.Errorf("reminder: delete: %w", err)
 	}
@@ -355,7 +386,7 @@ func (s *Service) unschedule(ctx context.Context, r *Reminder, match func(date s
 }
 
 func (s *Service) put(r *Reminder, now time.Time) error {
-	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := s.write(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketSeries).Get(key(r.Enterprise, r.ID)) == nil {
 			return fmt.Errorf("%w: reminder %d", ErrNotFound, r.ID)
 		}
