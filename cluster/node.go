@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -315,7 +316,8 @@ func (n *Node) Close() error {
 	n.markLost()
 	cerr := n.cli.Close()
 	n.log.Info("cluster: left")
-	if rerr != nil && !errors.Is(rerr, context.Canceled) {
+	// Not found: it expired or was revoked already, which is what we want.
+	if rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("cluster: close: revoke lease: %w", rerr)
 	}
 	if cerr != nil {

@@ -100,6 +100,9 @@ func TestLostOnRevoke(t *testing.T) {
 	if !n.fenced() {
 		t.Fatal("a lost node is not fenced")
 	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("Close of a node whose lease is gone: %v", err)
+	}
 }
 
 // Every etcd request counts, stream messages do not.
