@@ -57,6 +57,18 @@ type claim struct {
 	rev        int64 // etcd revision of the grant, so an older one never wins
 	block      int64 // adaptive block size
 	lastGrow   time.Time
+	// growing holds one token: one Grow per claim at a time on this node,
+	// and those that waited find the claim grown and ask etcd nothing.
+	growing chan struct{}
+}
+
+func (q *Quota) claimLocked(k quotaKey) *claim {
+	c := q.claims[k]
+	if c == nil {
+		c = &claim{block: q.block, growing: make(chan struct{}, 1)}
+		q.claims[k] = c
+	}
+	return c
 }
 
 // Quota returns the node's quota claims with the given base block (≤ 0:
@@ -99,6 +111,10 @@ func (q *Quota) prefix(ent, month string) string {
 // new claim. A claim below used+need is the answer "quota exceeded", not
 // an error. A limit < 0 is unlimited: math.MaxInt64 without a request.
 //
+// Goroutines of this node grow a claim one at a time; when the claim
+// already covers used+need (another one grew it meanwhile), Grow returns it
+// without a request.
+//
 // Grow never lowers this node's used+free in etcd: goroutines of this node
 // may charge under the previous claim while Grow runs, and what they spend
 // must stay counted. Shrink is the one that gives back.
@@ -110,6 +126,18 @@ func (q *Quota) Grow(ctx context.Context, ent, month string, used, need, limit i
 		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, err)
 	}
 	k := quotaKey{ent, month}
+	q.mu.Lock()
+	c := q.claimLocked(k)
+	q.mu.Unlock()
+	select {
+	case c.growing <- struct{}{}:
+		defer func() { <-c.growing }()
+	case <-ctx.Done():
+		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, ctx.Err())
+	}
+	if cl := q.Claim(ent, month); cl >= used+need {
+		return cl, nil // grown by another goroutine while we waited
+	}
 	block := q.nextBlock(k)
 	me := strconv.Itoa(int(q.n.cfg.NodeID))
 	p := q.prefix(ent, month)
@@ -184,11 +212,7 @@ func (q *Quota) Grow(ctx context.Context, ent, month string, used, need, limit i
 func (q *Quota) nextBlock(k quotaKey) int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	c := q.claims[k]
-	if c == nil {
-		c = &claim{block: q.block}
-		q.claims[k] = c
-	}
+	c := q.claimLocked(k)
 	now := time.Now()
 	switch {
 	case c.lastGrow.IsZero():
@@ -206,11 +230,7 @@ func (q *Quota) nextBlock(k quotaKey) int64 {
 func (q *Quota) record(k quotaKey, used, free, rev int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	c := q.claims[k]
-	if c == nil {
-		c = &claim{block: q.block}
-		q.claims[k] = c
-	}
+	c := q.claimLocked(k)
 	if rev > c.rev {
 		c.used, c.free, c.rev = used, free, rev
 	}
