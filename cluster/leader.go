@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -50,26 +51,63 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 func (n *Node) lead(ctx context.Context, el *concurrency.Election, name string, fn func(context.Context)) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Close waits for fn to end before it revokes the lease, so that the
+	// next leader never starts while this one still runs.
+	ran := make(chan struct{})
+	defer close(ran)
+	n.mu.Lock()
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		return
+	}
+	n.leads[ran] = struct{}{}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.leads, ran)
+		n.mu.Unlock()
+	}()
+
 	n.setLeading(name, true)
 	defer n.setLeading(name, false)
 	n.log.Info("cluster: leading", "leader", name)
-	// The key going (deleted, lease expired) ends the leadership even
-	// when our keepalive has not noticed yet.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer cancel()
-		wch := n.cli.Watch(clientv3.WithRequireLeader(lctx), el.Key(), clientv3.WithRev(el.Rev()+1), clientv3.WithFilterPut())
-		for resp := range wch {
-			if resp.Err() != nil || len(resp.Events) > 0 {
-				return
-			}
-		}
+		n.guardLead(lctx, el)
 	}()
 	fn(lctx)
 	cancel()
 	<-done
 	n.log.Info("cluster: no longer leading", "leader", name)
+}
+
+// guardLead returns when the leadership must end: our key went (deleted,
+// lease expired), or the keepalive has not been answered for TTL/2, so that
+// etcd may expire the lease soon and elect another node while we cannot
+// hear it: stopping then keeps two leaders from running at once.
+func (n *Node) guardLead(ctx context.Context, el *concurrency.Election) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := n.cli.Watch(wctx, el.Key(), clientv3.WithRev(el.Rev()+1), clientv3.WithFilterPut())
+	tick := time.NewTicker(max(n.cfg.TTL/10, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil || len(resp.Events) > 0 {
+				return
+			}
+		case <-tick.C:
+			if n.fenced() {
+				n.log.Warn("cluster: keepalive unanswered for ttl/2; stepping down")
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (n *Node) setLeading(name string, on bool) {

@@ -127,9 +127,10 @@ type Node struct {
 	mu       sync.Mutex
 	members  map[uint16]Member
 	subs     map[chan struct{}]struct{}
-	lastSlot map[string]int  // name → index held last, preferred next time
-	held     map[string]int  // name → slots held now (for metrics)
-	leading  map[string]bool // name → leader now (for metrics)
+	lastSlot map[string]int             // name → index held last, preferred next time
+	held     map[string]int             // name → slots held now (for metrics)
+	leading  map[string]bool            // name → leader now (for metrics)
+	leads    map[chan struct{}]struct{} // closed when a running fn of Lead ends
 }
 
 // Join connects to etcd, takes a lease and registers the member key, failing
@@ -150,6 +151,7 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		lastSlot: map[string]int{},
 		held:     map[string]int{},
 		leading:  map[string]bool{},
+		leads:    map[chan struct{}]struct{}{},
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
@@ -298,7 +300,8 @@ func (n *Node) fenced() bool {
 	return time.Since(last) > n.cfg.TTL/2
 }
 
-// Close revokes the lease, so the node's member key, slots, claims' free
+// Close ends the functions run by Lead and waits for them (they must
+// return when their context ends), then revokes the lease, so the node's member key, slots, claims' free
 // parts and leaderships free at once, stops the node's goroutines and closes
 // the client. It is idempotent.
 func (n *Node) Close() error {
@@ -306,6 +309,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.cancel()
+	n.waitLeads()
 	// Session.Close revokes with the session's context; bound it ourselves
 	// in case etcd is unreachable (the lease then expires by itself).
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.DialTimeout)
@@ -324,6 +328,19 @@ func (n *Node) Close() error {
 		return fmt.Errorf("cluster: close: %w", cerr)
 	}
 	return nil
+}
+
+// waitLeads waits for the functions run by Lead to return after n.ctx ended.
+func (n *Node) waitLeads() {
+	n.mu.Lock()
+	runs := make([]chan struct{}, 0, len(n.leads))
+	for ch := range n.leads {
+		runs = append(runs, ch)
+	}
+	n.mu.Unlock()
+	for _, ch := range runs {
+		<-ch
+	}
 }
 
 // abandon stops the node without revoking its lease, as a crash would: the
