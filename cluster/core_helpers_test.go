@@ -104,3 +104,16 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// abandon stops the node without revoking its lease, as a crash would: the
+// lease expires after TTL.
+func (n *Node) abandon() {
+	if !n.closed.CompareAndSwap(false, true) {
+		return
+	}
+	n.cancel()
+	n.sess.Orphan()
+	n.wg.Wait()
+	n.markLost()
+	n.cli.Close()
+}

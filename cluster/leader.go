@@ -15,7 +15,14 @@ import (
 // ends. When fn returns, the node resigns and campaigns again, so fn should
 // run until its context ends. Lead returns when ctx ends or the node's lease
 // is lost (an election needs a live lease; a new Join is needed).
+//
+// A name that is empty or holds a "/" is refused at once (logged): it would
+// share keys with another leadership.
 func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Context)) {
+	if err := checkName(name); err != nil {
+		n.log.Error("cluster: lead", "err", err)
+		return
+	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// Campaign blocks in etcd calls under ctx: end them with the node.

@@ -343,19 +343,6 @@ func (n *Node) waitLeads() {
 	}
 }
 
-// abandon stops the node without revoking its lease, as a crash would: the
-// lease expires after TTL. For tests of expiry.
-func (n *Node) abandon() {
-	if !n.closed.CompareAndSwap(false, true) {
-		return
-	}
-	n.cancel()
-	n.sess.Orphan()
-	n.wg.Wait()
-	n.markLost()
-	n.cli.Close()
-}
-
 func (n *Node) key(parts ...string) string {
 	k := n.cfg.Prefix
 	for i, p := range parts {

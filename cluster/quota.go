@@ -122,6 +122,9 @@ func (q *Quota) Grow(ctx context.Context, ent, month string, used, need, limit i
 	if limit < 0 {
 		return math.MaxInt64, nil
 	}
+	if err := checkQuotaNames(ent, month); err != nil {
+		return 0, fmt.Errorf("cluster: quota grow: %w", err)
+	}
 	if err := q.n.live(ctx); err != nil {
 		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, err)
 	}
@@ -241,6 +244,9 @@ func (q *Quota) record(k quotaKey, used, free, rev int64) {
 // can be charged on this node meanwhile (idle enterprise, month end);
 // a later charge needs a Grow first.
 func (q *Quota) Shrink(ctx context.Context, ent, month string, used int64) error {
+	if err := checkQuotaNames(ent, month); err != nil {
+		return fmt.Errorf("cluster: quota shrink: %w", err)
+	}
 	if err := q.n.live(ctx); err != nil {
 		return fmt.Errorf("cluster: quota shrink %s/%s: %w", month, ent, err)
 	}
@@ -276,5 +282,14 @@ func (q *Quota) Shrink(ctx context.Context, ent, month string, used int64) error
 		return fmt.Errorf("cluster: quota shrink %s/%s: write: %w", month, ent, err)
 	}
 	q.record(k, used, 0, tr.Header.Revision)
+	return nil
+}
+
+// checkQuotaNames refuses names that would make one month's or one
+// enterprise's keys look like another's (a "/" in them).
+func checkQuotaNames(ent, month string) error {
+	if ent == "" || month == "" || strings.Contains(ent, "/") || strings.Contains(month, "/") {
+		return fmt.Errorf("enterprise %q, month %q: must be non-empty, without '/'", ent, month)
+	}
 	return nil
 }

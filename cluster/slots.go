@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type Slot struct {
 // ≥ total, is total or more. It waits on a watch of the slot prefix, not by
 // polling.
 func (n *Node) AcquireSlot(ctx context.Context, name string, total int) (*Slot, error) {
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("cluster: acquire slot: %w", err)
+	}
 	if total <= 0 {
 		return nil, fmt.Errorf("cluster: acquire slot %s: total %d must be positive", name, total)
 	}
@@ -168,6 +172,7 @@ func (s *Slot) watch(ctx context.Context) {
 		// The watch failed (compaction, no leader): is the key still ours?
 		g, err := s.n.cli.Get(ctx, s.key)
 		if err != nil {
+			s.n.pause(200 * time.Millisecond)
 			continue
 		}
 		if len(g.Kvs) == 0 || g.Kvs[0].CreateRevision != s.rev {
@@ -239,4 +244,13 @@ func (s *Slot) Release() {
 			s.n.log.Warn("cluster: release slot; it frees when the lease expires", "key", s.key, "err", err)
 		}
 	})
+}
+
+// checkName refuses a slot or leadership name that would make its keys
+// overlap another's: a name with "/" would be inside another's prefix.
+func checkName(name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("name %q: must be non-empty, without '/'", name)
+	}
+	return nil
 }

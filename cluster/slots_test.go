@@ -183,3 +183,16 @@ func TestSlotStableAndShrink(t *testing.T) {
 	y.Release()
 	x.Release()
 }
+
+func TestSlotBadArgs(t *testing.T) {
+	et := clustertest.Start(t)
+	n := join(t, et, 1, 2*time.Second)
+	for _, tc := range []struct {
+		name  string
+		total int
+	}{{"", 1}, {"a/b", 1}, {"a", 0}} {
+		if _, err := n.AcquireSlot(ctxT(t, time.Second), tc.name, tc.total); err == nil {
+			t.Errorf("AcquireSlot(%q, %d) accepted", tc.name, tc.total)
+		}
+	}
+}
