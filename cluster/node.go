@@ -28,7 +28,7 @@ const (
 )
 
 // ErrIDHeld is wrapped by Join when a live node already holds the id.
-var ErrIDHeld = errors.New("node id is held by a live node")
+var ErrIDHeld = errors.New("held by a live node")
 
 // Config says how a node reaches etcd and who it is.
 type Config struct {
@@ -215,7 +215,7 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			_ = json.Unmarshal(kvs[0].Value, &m)
 		}
-		return fail(fmt.Errorf("cluster: node id %d: %w (name %q, started %s); it frees when that node's lease expires (ttl %v)",
+		return fail(fmt.Errorf("cluster: node id %d is %w (name %q, started %s); it frees when that node's lease expires (ttl %v)",
 			cfg.NodeID, ErrIDHeld, m.Name, m.Started.Format(time.RFC3339), cfg.TTL))
 	}
 

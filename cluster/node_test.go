@@ -50,7 +50,7 @@ func TestJoinFencesLiveID(t *testing.T) {
 	if !errors.Is(err, ErrIDHeld) {
 		t.Fatalf("second join of id 3: err = %v, want ErrIDHeld", err)
 	}
-	if !strings.Contains(err.Error(), "node id 3") || !strings.Contains(err.Error(), `"node-3"`) {
+	if !strings.Contains(err.Error(), "cluster: node id 3 is held by a live node (name") || !strings.Contains(err.Error(), `"node-3"`) {
 		t.Fatalf("error does not say who holds the id: %v", err)
 	}
 	if err := a.Close(); err != nil {

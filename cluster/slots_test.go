@@ -196,3 +196,24 @@ func TestSlotBadArgs(t *testing.T) {
 		}
 	}
 }
+
+// A crashed node (keepalive stopped, no revoke) holds its slot until its
+// lease expires, then another node takes it.
+func TestSlotFreedOnExpiry(t *testing.T) {
+	et := clustertest.Start(t)
+	a := join(t, et, 1, 2*time.Second)
+	b := join(t, et, 2, 2*time.Second)
+	s, err := a.AcquireSlot(ctxT(t, 5*time.Second), "c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.abandon()
+	closed(t, s.Done(), time.Second, "Done not closed when the node stopped")
+	start := time.Now()
+	if _, err := b.AcquireSlot(ctxT(t, 6*time.Second), "c", 1); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("slot taken %v after the crash: before the lease could expire", d)
+	}
+}
