@@ -31,6 +31,7 @@ func sameIDs(ms []Member, want ...uint16) bool {
 // Each node sees the live members sorted by id, with what they published,
 // and is signalled on joins and leaves.
 func TestMembersView(t *testing.T) {
+	t.Parallel() // mostly waiting for a lease to expire
 	et := clustertest.Start(t)
 	n3 := join(t, et, 3, 2*time.Second)
 	sig, cancel := n3.Subscribe()

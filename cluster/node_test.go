@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,7 @@ func TestJoinFencesLiveID(t *testing.T) {
 // A crashed node (no revoke) holds its id until its lease expires; then a
 // new process takes it, and the old one's Lost is closed.
 func TestJoinAfterExpiry(t *testing.T) {
+	t.Parallel() // mostly waiting for a lease to expire
 	et := clustertest.Start(t)
 	a := join(t, et, 4, 2*time.Second)
 	a.abandon()
@@ -129,4 +131,41 @@ func TestRequests(t *testing.T) {
 	if got := n.Requests() - before; got != 3 {
 		t.Fatalf("3 Gets counted as %d requests", got)
 	}
+}
+
+// Close stops every goroutine the node started: slot watches, the member
+// watch, the keepalive reader, leaders.
+func TestCloseStopsGoroutines(t *testing.T) {
+	et := clustertest.Start(t)
+	cycle := func() {
+		n := join(t, et, 9, 2*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if _, err := n.AcquireSlot(ctx, "c", 2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Quota(0).Grow(ctx, "e", "m", 0, 1, 100); err != nil {
+			t.Fatal(err)
+		}
+		leading := make(chan struct{})
+		led := make(chan struct{})
+		go func() {
+			defer close(led)
+			n.Lead(ctx, "r", func(lctx context.Context) {
+				close(leading)
+				<-lctx.Done()
+			})
+		}()
+		closed(t, leading, 3*time.Second, "not leading")
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed(t, led, 3*time.Second, "Lead did not return after Close")
+	}
+	cycle() // let gRPC's and etcd's package-level goroutines start
+	base := runtime.NumGoroutine()
+	for range 3 {
+		cycle()
+	}
+	waitFor(t, 5*time.Second, "goroutines left after Close", func() bool { return runtime.NumGoroutine() <= base })
 }

@@ -99,6 +99,7 @@ func TestQuotaExact(t *testing.T) {
 // A dead node's free part comes back when its lease expires; its used
 // part stays counted.
 func TestQuotaDeadNode(t *testing.T) {
+	t.Parallel() // mostly waiting for a lease to expire
 	et := clustertest.Start(t)
 	a := join(t, et, 1, 2*time.Second)
 	b := join(t, et, 2, 2*time.Second)

@@ -200,6 +200,7 @@ func TestSlotBadArgs(t *testing.T) {
 // A crashed node (keepalive stopped, no revoke) holds its slot until its
 // lease expires, then another node takes it.
 func TestSlotFreedOnExpiry(t *testing.T) {
+	t.Parallel() // mostly waiting for a lease to expire
 	et := clustertest.Start(t)
 	a := join(t, et, 1, 2*time.Second)
 	b := join(t, et, 2, 2*time.Second)
