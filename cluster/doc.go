@@ -39,7 +39,11 @@
 //   - A quota limit is never exceeded by grants: Σ used + Σ free ≤ limit,
 //     as every grant reads the month's keys in one Range and writes in a
 //     txn guarded by rev's ModRevision; a node charges only up to its claim.
-//   - At most one node runs a leadership's function while its lease holds.
+//   - At most one node runs a leadership's function at a time: Close ends
+//     the function before it revokes the lease, and a leader whose
+//     keepalive is unanswered for TTL/2 steps down before etcd can expire
+//     its lease and elect another (this assumes clocks run at about the
+//     same rate, not that they agree).
 //
 // # Caveats
 //
@@ -58,6 +62,8 @@
 //     exists to avoid.
 //   - etcd requests per message: about 2 per block of a quota claim (one
 //     Range, one Txn); nothing per message otherwise.
+//   - A Quota grant never lowers the node's own used+free (goroutines may
+//     spend under the old claim while it runs); only Shrink gives back.
 //   - The member view (Members, Share) follows a watch: it lags etcd by an
 //     event, and each node sees a change at its own moment.
 package cluster
