@@ -13,7 +13,7 @@ import (
 )
 
 // ErrLost is returned when the node's lease is gone: it can take nothing.
-var ErrLost = errors.New("cluster: node lease lost")
+var ErrLost = errors.New("node lease lost")
 
 // Slot is one of the total places of a counting semaphore shared by the
 // cluster: the key slots/<name>/<index>, attached to the holder's lease.
