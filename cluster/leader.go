@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// Lead campaigns for the leadership called name (an etcd election under
+// leader/<name>, on the node's lease) and runs fn while this node leads,
+// with a context that ends when the leadership or the lease is lost or ctx
+// ends. When fn returns, the node resigns and campaigns again, so fn should
+// run until its context ends. Lead returns when ctx ends or the node's lease
+// is lost (an election needs a live lease; a new Join is needed).
+//
+// A name that is empty or holds a "/" is refused at once (logged): it would
+// share keys with another leadership.
+func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Context)) {
+	if err := checkName(name); err != nil {
+		n.log.Error("cluster: lead", "err", err)
+		return
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Campaign blocks in etcd calls under ctx: end them with the node.
+	go func() {
+		select {
+		case <-n.lost:
+		case <-n.ctx.Done():
+		case <-ctx.Done():
+		}
+		stop()
+	}()
+	el := concurrency.NewElection(n.sess, n.key("leader", name))
+	val := n.cfg.Name
+	for ctx.Err() == nil {
+		if err := el.Campaign(ctx, val); err != nil {
+			if ctx.Err() == nil && !errors.Is(err, concurrency.ErrSessionExpired) {
+				n.log.Warn("cluster: campaign", "leader", name, "err", err)
+				n.pause(n.cfg.TTL / 4)
+			}
+			continue
+		}
+		n.lead(ctx, el, name, fn)
+		// Resign under a context of its own: ctx may be the reason we stop.
+		rctx, cancel := n.opCtx()
+		if err := el.Resign(rctx); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("cluster: resign; the lease frees it", "leader", name, "err", err)
+		}
+		cancel()
+	}
+}
+
+// lead runs fn while our leader key stands.
+func (n *Node) lead(ctx context.Context, el *concurrency.Election, name string, fn func(context.Context)) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Close waits for fn to end before it revokes the lease, so that the
+	// next leader never starts while this one still runs.
+	ran := make(chan struct{})
+	defer close(ran)
+	n.mu.Lock()
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		return
+	}
+	n.leads[ran] = struct{}{}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.leads, ran)
+		n.mu.Unlock()
+	}()
+
+	n.setLeading(name, true)
+	defer n.setLeading(name, false)
+	n.log.Info("cluster: leading", "leader", name)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		n.guardLead(lctx, el)
+	}()
+	fn(lctx)
+	cancel()
+	<-done
+	n.log.Info("cluster: no longer leading", "leader", name)
+}
+
+// guardLead returns when the leadership must end: our key went (deleted,
+// lease expired), or the keepalive has not been answered for TTL/2, so that
+// etcd may expire the lease soon and elect another node while we cannot
+// hear it: stopping then keeps two leaders from running at once.
+func (n *Node) guardLead(ctx context.Context, el *concurrency.Election) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := n.cli.Watch(wctx, el.Key(), clientv3.WithRev(el.Rev()+1), clientv3.WithFilterPut())
+	tick := time.NewTicker(max(n.cfg.TTL/10, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil || len(resp.Events) > 0 {
+				return
+			}
+		case <-tick.C:
+			if n.fenced() {
+				n.log.Warn("cluster: keepalive unanswered for ttl/2; stepping down")
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (n *Node) setLeading(name string, on bool) {
+	n.mu.Lock()
+	n.leading[name] = on
+	n.mu.Unlock()
+}

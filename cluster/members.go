@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Members are the live members (those whose lease holds their key), sorted
+// by ID, as of the node's watch: a view that lags etcd by a watch event.
+func (n *Node) Members() []Member {
+	n.mu.Lock()
+	out := make([]Member, 0, len(n.members))
+	for _, m := range n.members {
+		out = append(out, m)
+	}
+	n.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Peer is the live member with id, if any.
+func (n *Node) Peer(id uint16) (Member, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m, ok := n.members[id]
+	return m, ok
+}
+
+// Subscribe returns a channel that receives a signal after every change of
+// the member set. It has room for one signal: a slow reader sees one signal
+// for several changes and re-reads Members. cancel stops the signals.
+func (n *Node) Subscribe() (c <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	n.mu.Lock()
+	n.subs[ch] = struct{}{}
+	n.mu.Unlock()
+	return ch, func() {
+		n.mu.Lock()
+		delete(n.subs, ch)
+		n.mu.Unlock()
+	}
+}
+
+// notifyLocked signals every subscriber without blocking; n.mu is held.
+func (n *Node) notifyLocked() {
+	for ch := range n.subs {
+		select {
+		case ch <- struct{}{}:
+		default: // a signal is already pending
+		}
+	}
+}
+
+// listMembers replaces the view with one Range and returns its revision.
+func (n *Node) listMembers(ctx context.Context) error {
+	_, err := n.relistMembers(ctx)
+	return err
+}
+
+func (n *Node) relistMembers(ctx context.Context) (int64, error) {
+	prefix := n.key("members") + "/"
+	resp, err := n.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("cluster: list members: %w", err)
+	}
+	view := make(map[uint16]Member, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if m, ok := n.decodeMember(prefix, kv); ok {
+			view[m.ID] = m
+		}
+	}
+	n.mu.Lock()
+	changed := len(view) != len(n.members)
+	for id, m := range view {
+		if old, ok := n.members[id]; !ok || old != m {
+			changed = true
+		}
+	}
+	n.members = view
+	if changed {
+		n.notifyLocked()
+	}
+	n.mu.Unlock()
+	return resp.Header.Revision, nil
+}
+
+func (n *Node) decodeMember(prefix string, kv *mvccpb.KeyValue) (Member, bool) {
+	var m Member
+	if err := json.Unmarshal(kv.Value, &m); err != nil {
+		n.log.Warn("cluster: bad member value", "key", string(kv.Key), "err", err)
+		return m, false
+	}
+	id, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), prefix), 10, 16)
+	if err != nil || id == 0 {
+		n.log.Warn("cluster: bad member key", "key", string(kv.Key))
+		return m, false
+	}
+	m.ID = uint16(id) // the key is the truth, not the value
+	return m, true
+}
+
+// watchMembers keeps the view current until the node closes. On a
+// compaction or any watch error it lists again and watches from there.
+func (n *Node) watchMembers() {
+	defer n.wg.Done()
+	prefix := n.key("members") + "/"
+	rev := int64(0)
+	for n.ctx.Err() == nil {
+		if rev == 0 {
+			r, err := n.relistMembers(n.ctx)
+			if err != nil {
+				if n.ctx.Err() == nil {
+					n.log.Warn("cluster: members", "err", err)
+					n.pause(time.Second)
+				}
+				continue
+			}
+			rev = r
+		}
+		// RequireLeader: a member cut off from the etcd quorum ends the
+		// watch instead of serving a stale view forever.
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(n.ctx))
+		wch := n.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		for resp := range wch {
+			if err := resp.Err(); err != nil {
+				if n.ctx.Err() == nil {
+					n.log.Warn("cluster: members watch; listing again", "err", err)
+				}
+				break
+			}
+			n.mu.Lock()
+			for _, ev := range resp.Events {
+				switch ev.Type {
+				case clientv3.EventTypePut:
+					if m, ok := n.decodeMember(prefix, ev.Kv); ok {
+						n.members[m.ID] = m
+					}
+				case clientv3.EventTypeDelete:
+					id, err := strconv.ParseUint(strings.TrimPrefix(string(ev.Kv.Key), prefix), 10, 16)
+					if err == nil {
+						delete(n.members, uint16(id))
+					}
+				}
+			}
+			if len(resp.Events) > 0 {
+				n.notifyLocked()
+			}
+			n.mu.Unlock()
+			rev = resp.Header.Revision
+		}
+		cancel()
+		rev = 0 // list again: events may have been missed
+		// Not at once: a watch refused again and again (no leader) would
+		// otherwise spin.
+		n.pause(200 * time.Millisecond)
+	}
+}
+
+// pause waits d or until the node closes; for back-off after errors.
+func (n *Node) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.ctx.Done():
+	}
+}
