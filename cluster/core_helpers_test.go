@@ -62,21 +62,6 @@ func revoke(t testing.TB, cli *clientv3.Client, n *Node) {
 	}
 }
 
-// waitFor polls cond with short ticks until it holds or d passes; for state
-// that is only eventually consistent (watch views).
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 // closed waits for ch to close within d.
 func closed(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
 	t.Helper()
