@@ -204,6 +204,10 @@ func (v quotaView) plan(used, need, limit, block int64) grant {
 // already covers used+need (another one grew it meanwhile), Grow returns it
 // without a request.
 //
+// Grow does not wait for a keepalive answer: a step commits only while
+// the node's free key is still there (its txn compares its mod revision),
+// so etcd, not this node's clock, says whether the lease still holds F.
+//
 // Grow never lowers P, even when used is below it: goroutines of this node
 // may charge under the current claim while Grow runs, and what they spend
 // must stay counted. Shrink is the one that gives back.
