@@ -27,6 +27,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
 	"github.com/qxtd/qxtd/console"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/loglimit"
@@ -84,6 +85,9 @@ type daemon struct {
 
 	reloadMetrics reloadMetrics
 	tls           tlsState // certificates, keys and CA bundles SIGHUP reloads (tls.go)
+
+	cluster      *clusterState // nil on a node of its own
+	peerListener net.Listener  // cluster.peer_listen
 
 	smppAddr, httpAddr, simAddr net.Addr
 	smppTLSAddr                 net.Addr // smpp.tls_listen; nil without
@@ -173,8 +177,20 @@ func serve(path string, cfg *Config, logw io.Writer) error {
 		log.Warn("telling systemd the daemon is ready", "err", err)
 	}
 	var s os.Signal
+	var lost <-chan struct{}
+	if d.cluster != nil {
+		lost = d.cluster.lost
+	}
 	for s == nil {
 		select {
+		case <-lost:
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			_ = sdNotify(notifySocket, "STOPPING=1")
+			if err := d.shutdown(ctx); err != nil {
+				log.Error("shutdown", "err", err)
+			}
+			return errors.New("cluster membership lost")
 		case <-hups:
 			log.Info("SIGHUP: reloading the configuration", "config", path)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -215,13 +231,19 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	}
 	// The store calls back into the gateway, which is built over the
 	// store: the gateway registers once both exist, before any traffic.
-	qopt := queue.Options{Logger: log.With("component", "store")}
+	qopt := queue.Options{Logger: log.With("component", "store"), NodeID: uint16(cfg.Cluster.NodeID)}
 	if d.db, err = queue.OpenDB(cfg.Store.Path, qopt); err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
 	d.store, err = queue.New(d.db, qopt)
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
+	}
+	if cfg.Cluster.Enabled() {
+		// Before policy reads its buckets: they are loaded from etcd.
+		if d.cluster, err = d.joinCluster(cfg.Cluster, d.db); err != nil {
+			return nil, err
+		}
 	}
 
 	if cfg.Simulator.Enabled {
@@ -281,6 +303,12 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	pcfg, err := policyConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if d.cluster != nil {
+		pcfg.Shared = d.cluster.replica
+		gcfg.Cluster = d.cluster.gateway
+		gcfg.Peers = clusterPeers{node: d.cluster.node,
+			client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})}
 	}
 	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
@@ -357,16 +385,24 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.httpAddr = hl.Addr()
 	// The reminders' scheduler: its first pass sends what came due while
 	// the daemon was down (within reminders.grace).
-	d.rem, err = reminder.New(reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy,
-		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")})
-	if err != nil {
+	rcfg := reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy,
+		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")}
+	acfg := api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
+		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")}
+	if d.cluster != nil {
+		rcfg.Shared = d.cluster.replica
+		acfg.Sessions = d.cluster.sessions
+	}
+	if d.rem, err = reminder.New(rcfg); err != nil {
 		return nil, err
 	}
-	remCtx, remRun := context.WithCancel(context.Background())
-	d.remRun = remRun
-	d.remWG.Go(func() { d.rem.Run(remCtx) })
-	d.api = api.New(api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw, Reminders: d.rem,
-		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")})
+	if d.cluster == nil { // in a cluster, the leader runs it (startCluster)
+		remCtx, remRun := context.WithCancel(context.Background())
+		d.remRun = remRun
+		d.remWG.Go(func() { d.rem.Run(remCtx) })
+	}
+	acfg.Reminders = d.rem
+	d.api = api.New(acfg)
 	d.api.SetUploadLimits(api.UploadLimits{Total: cfg.HTTP.MaxImports, PerEnterprise: cfg.HTTP.MaxImportsPerEnterprise})
 	if code := cfg.Policy.NotifyEnterprise; code != "" {
 		d.api.SetPasswordNotifier(d.notifier(code, cfg.Policy.NotifySource))
@@ -383,6 +419,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, err
 	}
 	conns := newConnMetrics(reg)
+	if d.cluster != nil {
+		if err := d.startCluster(cfg, reg, conns); err != nil {
+			return nil, err
+		}
+	}
 	public := d.routes(reg)
 	if cfg.HTTP.OpsListen != "" {
 		ol, err := net.Listen("tcp", cfg.HTTP.OpsListen)
@@ -405,6 +446,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(), "ops", addrString(d.opsAddr),
 		"smpp_tls", addrString(d.smppTLSAddr), "https", d.tls.http != nil,
 		"simulator", addrString(d.simAddr), "store", cfg.Store.Path,
+		"node", cfg.Cluster.NodeID, "peer", addrString(d.peerAddr()),
 		"version", build.Version, "revision", build.Revision)
 	return d, nil
 }
@@ -461,12 +503,20 @@ func (d *daemon) shutdown(ctx context.Context) error {
 		d.remRun() // an occurrence being sent is recorded first
 		d.remWG.Wait()
 	}
+	if d.cluster != nil {
+		d.cluster.stopFollowing() // the reminders' scheduler too, if this node leads
+	}
 	if d.gw != nil {
 		d.gw.Stop()
 	}
 	if d.hooksRun != nil {
 		d.hooksRun() // a POST in flight stays due and is made again after a restart
 		d.hooksWG.Wait()
+	}
+	if d.cluster != nil {
+		d.cluster.stop(ctx) // after the gateway: its binds are unbound, their slots released
+	} else if d.peerListener != nil {
+		_ = d.peerListener.Close()
 	}
 	if d.sim != nil {
 		_ = d.sim.Close()

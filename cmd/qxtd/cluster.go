@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// clusterGateway adapts the cluster's membership, bind slots and quota
+// claims to gateway.Cluster.
+type clusterGateway struct {
+	node  *cluster.Node
+	quota *cluster.Quota
+
+	mu      sync.Mutex
+	changed chan struct{} // closed at the next membership change
+}
+
+var _ gateway.Cluster = (*clusterGateway)(nil)
+
+func newClusterGateway(node *cluster.Node, quota *cluster.Quota) *clusterGateway {
+	return &clusterGateway{node: node, quota: quota, changed: make(chan struct{})}
+}
+
+// run turns the node's membership signals into the broadcast Changed
+// promises, and calls onChange with the number of live nodes, until ctx
+// ends.
+func (c *clusterGateway) run(ctx context.Context, onChange func(live int)) {
+	sig, cancel := c.node.Subscribe()
+	defer cancel()
+	onChange(len(c.node.Members()))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		onChange(len(c.node.Members()))
+		c.mu.Lock()
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func (c *clusterGateway) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// BindShare spreads total over the live nodes, rounded up: with 4 binds
+// and 3 nodes each node binds twice at most while only 4 slots exist, so
+// every node has at least one bind when total ≥ nodes.
+func (c *clusterGateway) BindShare(total int) int {
+	n := max(1, len(c.node.Members()))
+	return (total + n - 1) / n
+}
+
+func (c *clusterGateway) AcquireBind(ctx context.Context, upstream string, total int) (gateway.BindSlot, error) {
+	// Slot names are one etcd path element: an upstream name with a "/"
+	// is escaped.
+	s, err := c.node.AcquireSlot(ctx, "upstream:"+url.PathEscape(upstream), total)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *clusterGateway) QuotaClaim(enterprise, month string) int64 {
+	return c.quota.Claim(enterprise, month)
+}
+
+func (c *clusterGateway) QuotaGrow(ctx context.Context, enterprise, month string, used, need, limit int64) (int64, error) {
+	return c.quota.Grow(ctx, enterprise, month, used, need, limit)
+}
+
+
+// clusterPeers is gateway.Peers over the membership and the node-to-node
+// client.
+type clusterPeers struct {
+	node   *cluster.Node
+	client *cluster.PeerClient
+}
+
+func (p clusterPeers) Live() []gateway.Peer {
+	var out []gateway.Peer
+	for _, m := range p.node.Members() {
+		if m.ID != p.node.ID() && m.PeerURL != "" {
+			out = append(out, gateway.Peer{ID: m.ID, URL: m.PeerURL})
+		}
+	}
+	return out
+}
+
+func (p clusterPeers) PushReceipts(ctx context.Context, peer gateway.Peer, rs []gateway.PeerReceipt) ([]gateway.PeerResult, error) {
+	in := make([]cluster.PeerReceipt, len(rs))
+	for i, r := range rs {
+		in[i] = cluster.PeerReceipt(r)
+	}
+	out, err := p.client.PushReceipts(ctx, peer.URL, in)
+	res := make([]gateway.PeerResult, len(out))
+	for i, r := range out {
+		res[i] = gateway.PeerResult(r)
+	}
+	return res, err
+}
+
+// peerBackend answers the other nodes (cluster.PeerHandler) with the
+// gateway.
+type peerBackend struct{ g *gateway.Gateway }
+
+func (b peerBackend) MatchReceipts(ctx context.Context, rs []cluster.PeerReceipt) ([]cluster.PeerResult, error) {
+	in := make([]gateway.PeerReceipt, len(rs))
+	for i, r := range rs {
+		in[i] = gateway.PeerReceipt(r)
+	}
+	out, err := b.g.MatchPeerReceipts(ctx, in)
+	res := make([]cluster.PeerResult, len(out))
+	for i, r := range out {
+		res[i] = cluster.PeerResult(r)
+	}
+	return res, err
+}
+
+func (b peerBackend) Message(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	m, err := b.g.PeerMessage(ctx, enterprise, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, cluster.ErrPeerNotFound
+	}
+	return m, err
+}
+
+// clusterState is the daemon's part of cluster mode; nil without it.
+type clusterState struct {
+	node     *cluster.Node
+	replica  *cluster.Replica
+	sessions *cluster.Sessions
+	gateway  *clusterGateway
+	peerAddr net.Addr
+	peer     *http.Server
+
+	run  context.CancelFunc // stops the membership follower and the leadership of reminders
+	wg   sync.WaitGroup
+	lost chan struct{} // closed when the node lost its membership for good
+}
+
+// sharedBuckets are the buckets of the state file that every node shares:
+// policy's and the reminders'. The queue's stay local.
+func sharedBuckets(name []byte) bool {
+	s := string(name)
+	return strings.HasPrefix(s, "policy_") || strings.HasPrefix(s, "reminder_")
+}
+
+// joinCluster listens for the other nodes, joins the cluster in etcd
+// (failing if a live node holds this node id) and loads the shared state
+// into db before policy reads it.
+func (d *daemon) joinCluster(cfg ClusterConfig, db *bolt.DB) (*clusterState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := &clusterState{lost: make(chan struct{})}
+	pl, err := net.Listen("tcp", cfg.PeerListen)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.peer_listen: %w", err)
+	}
+	cs.peerAddr = pl.Addr()
+	d.peerListener = pl
+	peerURL := cfg.AdvertisedPeerURL()
+	if cfg.PeerURL == "" {
+		peerURL = "http://" + pl.Addr().String() // the port the kernel chose, when peer_listen asks for :0
+	}
+	log := d.log.With("component", "cluster")
+	ccfg := cluster.Config{
+		Endpoints: cfg.EtcdEndpoints, NodeID: uint16(cfg.NodeID), Name: cfg.Name,
+		PeerURL: peerURL, Prefix: cfg.Prefix, TTL: cfg.LeaseTTL,
+		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
+	}
+	// A node restarted right after a crash finds its id still held by its
+	// previous lease: it waits for that to expire (at most lease_ttl), as
+	// the fencing wants. Another live process with the same id keeps it
+	// held, and start fails after the wait with the holder's name.
+	for {
+		cs.node, err = cluster.Join(ctx, ccfg, log)
+		if !errors.Is(err, cluster.ErrIDHeld) || ctx.Err() != nil {
+			break
+		}
+		log.Warn("cluster: node id still held; waiting for that lease to expire", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.LeaseTTL / 4):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cs.replica, err = cluster.OpenReplica(ctx, cs.node.Client(), cs.node.Prefix(), db, sharedBuckets, log)
+	if err != nil {
+		_ = cs.node.Close()
+		return nil, fmt.Errorf("cluster: shared state: %w", err)
+	}
+	cs.sessions, err = cluster.OpenSessions(ctx, cs.node.Client(), cs.node.Prefix(), api.SessionIdle, log)
+	if err != nil {
+		_ = cs.replica.Close()
+		_ = cs.node.Close()
+		return nil, fmt.Errorf("cluster: sessions: %w", err)
+	}
+	cs.gateway = newClusterGateway(cs.node, cs.node.Quota(cfg.QuotaBlock))
+	return cs, nil
+}
+
+// startCluster starts what needs the gateway: the peer endpoint, the
+// membership follower (TPS shares, receipts waiting for a node that came
+// back) and the reminders' scheduler on the one node that leads.
+func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *connMetrics) error {
+	cs := d.cluster
+	if err := cs.node.RegisterMetrics(reg); err != nil {
+		return fmt.Errorf("cluster: metrics: %w", err)
+	}
+	log := d.log.With("component", "cluster")
+	cs.peer = d.httpServer(cfg.HTTP, cluster.PeerHandler([]byte(cfg.Cluster.Secret), peerBackend{d.gw}, log), "peer")
+	limited := conns.limit(d.peerListener, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
+	d.goServe("peer", func() error { return cs.peer.Serve(limited) })
+
+	ctx, run := context.WithCancel(context.Background())
+	cs.run = run
+	cs.wg.Go(func() {
+		cs.gateway.run(ctx, func(live int) {
+			d.policy.SetNodes(live)
+			d.gw.PeersChanged()
+		})
+	})
+	cs.wg.Go(func() {
+		cs.node.Lead(ctx, "reminders", func(ctx context.Context) {
+			log.Info("leading: this node runs the reminders' scheduler")
+			d.rem.Run(ctx)
+		})
+	})
+	cs.wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-cs.node.Lost():
+			// Without its lease the node can no longer prove it holds its
+			// binds and quota blocks: it stops, and its supervisor starts
+			// it again (a new lease, the same store).
+			log.Error("cluster: membership lost (etcd unreachable for longer than cluster.lease_ttl); stopping")
+			close(cs.lost)
+		}
+	})
+	return nil
+}
+
+// peerAddr is where the other nodes reach this one; nil outside a cluster.
+func (d *daemon) peerAddr() net.Addr {
+	if d.cluster == nil {
+		return nil
+	}
+	return d.cluster.peerAddr
+}
+
+// stopFollowing stops the membership follower and, on the leader, the
+// reminders' scheduler.
+func (cs *clusterState) stopFollowing() {
+	if cs.run != nil {
+		cs.run()
+		cs.wg.Wait()
+		cs.run = nil
+	}
+}
+
+// stop ends cluster mode after the gateway stopped: the lease is revoked
+// so the binds, quota blocks and leadership free at once for the others.
+func (cs *clusterState) stop(ctx context.Context) {
+	if cs.peer != nil {
+		_ = cs.peer.Shutdown(ctx)
+	}
+	cs.stopFollowing()
+	_ = cs.sessions.Close()
+	_ = cs.replica.Close()
+	_ = cs.node.Close()
+}
