@@ -22,8 +22,9 @@ type Cluster interface {
 	// upstream; the carrier never sees more than total at once.
 	AcquireBind(ctx context.Context, upstream string, total int) (BindSlot, error)
 	// QuotaClaim is how many segments of the enterprise's month this
-	// node may have reserved and charged: what it used when it last
-	// claimed plus the block it took then. Memory only.
+	// node may have reserved and charged: the watermark it published in
+	// etcd (never spent beyond, so the cluster counts it even if this
+	// node dies). Memory only.
 	QuotaClaim(enterprise, month string) int64
 	// QuotaGrow asks for room for need more segments over used (this
 	// node's reserved + charged) within the enterprise's limit for the

@@ -28,6 +28,8 @@ type upstream struct {
 	limiter *rate.Limiter // nil = no cap
 	jobs    chan queue.Job
 	up      atomic.Int32
+	upMu    sync.Mutex
+	upSig   chan struct{} // closed when a bind comes up (waitUp)
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -65,7 +67,8 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	u := &upstream{
 		g:    g,
 		cfg:  cfg,
-		jobs: make(chan queue.Job, cfg.Binds*cfg.Window),
+		jobs:  make(chan queue.Job, cfg.Binds*cfg.Window),
+		upSig: make(chan struct{}),
 		late: make(map[pdu.Body]lateReq),
 	}
 	if cfg.TPS > 0 {
@@ -92,6 +95,10 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 			OnState: func(up bool) {
 				if up {
 					u.up.Add(1)
+					u.upMu.Lock()
+					close(u.upSig)
+					u.upSig = make(chan struct{})
+					u.upMu.Unlock()
 				} else {
 					u.up.Add(-1)
 					g.metrics.reconnects.WithLabelValues(cfg.Name).Inc()
@@ -104,6 +111,23 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 }
 
 func (u *upstream) upCount() int { return int(u.up.Load()) }
+
+// waitUp waits until at least one bind is up; false when ctx ended.
+func (u *upstream) waitUp(ctx context.Context) bool {
+	for {
+		u.upMu.Lock()
+		sig := u.upSig
+		u.upMu.Unlock()
+		if u.upCount() > 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-sig:
+		}
+	}
+}
 
 func (u *upstream) paceSum() float64 {
 	var sum float64
@@ -184,6 +208,15 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			return
 		}
 		b := u.pick(worker)
+		if !u.clients[b].Up() {
+			// No bind up: wait for any to come back rather than for this
+			// one, which may not (in a cluster its slot may be another
+			// node's now).
+			if !u.waitUp(ctx) {
+				return // shutting down: the segment stays due in the store
+			}
+			continue
+		}
 		if !u.waitTurn(ctx, b) {
 			return // shutting down: the segment stays due in the store
 		}
@@ -199,7 +232,10 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		}
 		start := time.Now()
 		u.paces[b].sent(start)
-		resp, err := u.clients[b].Submit(ctx, p)
+		resp, err := u.clients[b].SubmitIfUp(ctx, p)
+		if errors.Is(err, smpp.ErrNotBound) {
+			continue // it went down since pick: pick again
+		}
 		g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
 		var st pdu.Status
 		switch {

@@ -127,11 +127,12 @@ func (c *Client) setConn(conn *Conn) {
 	}
 }
 
-// Up reports whether the bind is up now.
+// Up reports whether the bind is up now: bound, and its connection not
+// ending (Run may not have noticed yet).
 func (c *Client) Up() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn != nil
+	return c.conn != nil && c.conn.Context().Err() == nil
 }
 
 // Conn waits until the bind is up and returns its connection.
@@ -155,6 +156,23 @@ func (c *Client) Conn(ctx context.Context) (*Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// ErrNotBound: SubmitIfUp found the bind down.
+var ErrNotBound = errors.New("smpp: not bound")
+
+// SubmitIfUp sends p on the bind if it is up now, waiting only for a
+// window slot; a bind that is down returns ErrNotBound at once, so that
+// the caller can use another bind rather than wait for this one, which
+// may not come back soon (in a cluster, another node may hold its slot).
+func (c *Client) SubmitIfUp(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil || conn.Context().Err() != nil {
+		return nil, ErrNotBound
+	}
+	return conn.Request(ctx, p)
 }
 
 // Submit sends p on the bind, waiting for the bind and a window slot.

@@ -269,8 +269,12 @@ func TestClusterThreeNodes(t *testing.T) {
 				for _, m := range sim.Received() {
 					got[m.Dest]++
 				}
+				_, body := postJSON(t, "POST", "http://"+nodes[i].proc.httpAddr+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+				var lr struct{ Token string }
+				_ = json.Unmarshal([]byte(body), &lr)
 				for _, id := range miss {
-					t.Errorf("no receipt for %s (node %d, to %s, at the carrier %d times)", id, i+1, acked[id].dst, got[acked[id].dst])
+					_, m := postJSON(t, "GET", "http://"+nodes[i].proc.httpAddr+"/v1/messages/"+id, lr.Token, "")
+					t.Errorf("no receipt for %s (node %d, to %s, at the carrier %d times): %s", id, i+1, acked[id].dst, got[acked[id].dst], m)
 				}
 				t.FailNow()
 			}
