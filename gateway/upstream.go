@@ -65,11 +65,11 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		cfg.ReconnectMax = DefaultReconnectMax
 	}
 	u := &upstream{
-		g:    g,
-		cfg:  cfg,
+		g:     g,
+		cfg:   cfg,
 		jobs:  make(chan queue.Job, cfg.Binds*cfg.Window),
 		upSig: make(chan struct{}),
-		late: make(map[pdu.Body]lateReq),
+		late:  make(map[pdu.Body]lateReq),
 	}
 	if cfg.TPS > 0 {
 		u.limiter = rate.NewLimiter(rate.Limit(cfg.TPS), max(1, int(cfg.TPS/10)))

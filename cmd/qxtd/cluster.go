@@ -90,7 +90,6 @@ func (c *clusterGateway) QuotaGrow(ctx context.Context, enterprise, month string
 	return c.quota.Grow(ctx, enterprise, month, used, need, limit)
 }
 
-
 // clusterPeers is gateway.Peers over the membership and the node-to-node
 // client.
 type clusterPeers struct {
