@@ -49,14 +49,14 @@ for n in 1 2 3; do
 		QXTD_CLUSTER_NODE_ID=$n \
 		QXTD_CLUSTER_PEER_LISTEN=127.0.0.1:710$n \
 		QXTD_CLUSTER_SECRET="$secret" \
-		QXTD_SMPP_LISTEN=127.0.0.1:27${n}5 \
+		QXTD_SMPP_LISTEN=127.0.0.1:$((2765 + 10 * n)) \
 		QXTD_HTTP_LISTEN=127.0.0.1:808$((n - 1)) \
 		QXTD_SIMULATOR_ENABLED=$sim \
 		QXTD_STORE_PATH="$dir/node$n.db" \
 		QXTD_LOG_FORMAT=text \
 		"$bin" serve --config configs/qxtd.yaml > >(sed -u "s/^/node$n  /") 2>&1 &
 	pids="$! $pids"
-	echo "node $n: SMPP 127.0.0.1:27${n}5, console http://127.0.0.1:808$((n - 1))/, peer 127.0.0.1:710$n"
+	echo "node $n: SMPP 127.0.0.1:$((2765 + 10 * n)), console http://127.0.0.1:808$((n - 1))/, peer 127.0.0.1:710$n"
 done
 pids="$pids $etcd_pid"
 wait

@@ -94,6 +94,9 @@ type Config struct {
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
 	OptOutKeywords []string
+	// Relay sends segments through another node when this one holds
+	// none of the upstream's binds (relay.go); nil: wait for a bind here.
+	Relay Relay
 	// Cluster shares carrier binds and quotas with the other nodes of a
 	// cluster (cluster.go); nil: this node is on its own.
 	Cluster Cluster

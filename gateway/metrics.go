@@ -18,6 +18,7 @@ type Metrics struct {
 	accepted      *prometheus.CounterVec
 	refusedTotal  *prometheus.CounterVec
 	relayed       *prometheus.CounterVec
+	relayedVia    *prometheus.CounterVec // relay.go
 	submitErrors  *prometheus.CounterVec
 	submitLatency *prometheus.HistogramVec
 	reconnects    *prometheus.CounterVec
@@ -52,6 +53,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}, []string{"reason"}),
 		relayed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_segments_relayed_total", Help: "Segments accepted by an upstream SMSC (submit_sm_resp OK).",
+		}, []string{"upstream"}),
+		relayedVia: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_cluster_segments_relayed_via_peer_total", Help: "Segments this node sent on another node's bind (it held none of the upstream's), counted in qxtd_segments_relayed_total too.",
 		}, []string{"upstream"}),
 		submitErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_submit_errors_total", Help: "submit_sm outcomes other than OK, by kind.",
@@ -193,6 +197,7 @@ func (m *Metrics) upstreamsUp(ups []*upstream) {
 		m.reconnects.WithLabelValues(u.cfg.Name)
 		m.recordRetries.WithLabelValues(u.cfg.Name)
 		m.relayed.WithLabelValues(u.cfg.Name)
+		m.relayedVia.WithLabelValues(u.cfg.Name)
 		m.submitLatency.WithLabelValues(u.cfg.Name)
 		m.dlrDelay.WithLabelValues(u.cfg.Name)
 	}

@@ -209,6 +209,18 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		}
 		b := u.pick(worker)
 		if !u.clients[b].Up() {
+			if g.cfg.Relay != nil && u.upCount() == 0 {
+				// In a cluster a node may hold none of the binds: another
+				// node sends it (relay.go), or it waits a moment.
+				if u.relay(ctx, j) {
+					return
+				}
+				u.waitUpFor(ctx, relayPause)
+				if ctx.Err() != nil {
+					return // shutting down: the segment stays due in the store
+				}
+				continue
+			}
 			// No bind up: wait for any to come back rather than for this
 			// one, which may not (in a cluster its slot may be another
 			// node's now).

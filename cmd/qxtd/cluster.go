@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -291,4 +292,42 @@ func (cs *clusterState) stop(ctx context.Context) {
 	_ = cs.sessions.Close()
 	_ = cs.replica.Close()
 	_ = cs.node.Close()
+}
+
+// clusterRelay is gateway.Relay over the live peers: the first that has a
+// bind of the upstream up sends the segment (starting from a different
+// peer each time, to spread the load over the nodes holding binds).
+type clusterRelay struct {
+	node   *cluster.Node
+	client *cluster.PeerClient
+	next   atomic.Uint32
+}
+
+func (r *clusterRelay) RelaySubmit(ctx context.Context, upstream string, frame []byte) (uint32, string, error) {
+	var peers []cluster.Member
+	for _, m := range r.node.Members() {
+		if m.ID != r.node.ID() && m.PeerURL != "" {
+			peers = append(peers, m)
+		}
+	}
+	start := int(r.next.Add(1))
+	for k := range peers {
+		p := peers[(start+k)%len(peers)]
+		st, id, err := r.client.Relay(ctx, p.PeerURL, upstream, frame)
+		if errors.Is(err, cluster.ErrPeerNoBind) {
+			continue
+		}
+		return st, id, err
+	}
+	return 0, "", gateway.ErrNoRelay
+}
+
+// Relay implements cluster.PeerRelayBackend: another node's segment sent on
+// this node's bind.
+func (b peerBackend) Relay(ctx context.Context, upstream string, frame []byte) (uint32, string, error) {
+	st, id, err := b.g.SubmitRelayed(ctx, upstream, frame)
+	if errors.Is(err, gateway.ErrNoBind) {
+		return 0, "", cluster.ErrPeerNoBind
+	}
+	return st, id, err
 }

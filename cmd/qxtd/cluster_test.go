@@ -101,7 +101,7 @@ func submitStatus(ctx context.Context, c *smpp.Conn, dst, text string) (string, 
 // another node than the one that sent the message).
 func TestClusterThreeNodes(t *testing.T) {
 	etcd := clustertest.Start(t)
-	const binds = 3
+	const binds = 2 // fewer than the nodes: one node relays through the others (gateway/relay.go)
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond, MaxBinds: binds})
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
@@ -290,7 +290,15 @@ func TestClusterThreeNodes(t *testing.T) {
 		if _, peak := sim.Binds("up"); peak > binds {
 			t.Errorf("the carrier saw %d binds at once; the cluster holds %d", peak, binds)
 		}
-		t.Logf("%d messages acknowledged through 3 nodes (node 2 killed halfway), every receipt delivered", len(acked))
+		var via float64
+		for _, n := range nodes {
+			via += metricSum(t, n.proc.httpAddr, "qxtd_cluster_segments_relayed_via_peer_total")
+		}
+		// With 2 binds for 3 nodes, one node holds none at any time.
+		if via == 0 {
+			t.Error("no segment was relayed through another node's bind")
+		}
+		t.Logf("%d messages acknowledged through 3 nodes (node 2 killed halfway), every receipt delivered; %v segments relayed through another node's bind", len(acked), via)
 	})
 }
 
@@ -323,4 +331,29 @@ func (s *receiptSink) waitMissing(ids []string, d time.Duration) []string {
 			return miss
 		}
 	}
+}
+
+// metricSum is the sum of every series of the named metric at addr's
+// /metrics.
+func metricSum(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			var v float64
+			if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }
