@@ -57,8 +57,11 @@ func TestClientSubmitWaitsQuietlyWhileConnEnds(t *testing.T) {
 	conn := recvWithin(t, "handler", entered)
 	_ = nc.Close() // the SMSC goes away while the handler runs
 	waitDone(t, "client conn to end", conn.Context().Done())
-	if !c.Up() {
-		t.Fatal("Run noticed the end before the handler returned")
+	if got := up.all(); len(got) != 1 {
+		t.Fatalf("bind state changes %v: Run noticed the end before the handler returned", got)
+	}
+	if c.Up() {
+		t.Fatal("Up with its connection ended: callers would pick a bind that cannot send")
 	}
 
 	const wait = 300 * time.Millisecond
