@@ -231,6 +231,12 @@ func (p *pusher) run(ctx context.Context) {
 // round scans every orphan once, offers those due, and returns when the
 // earliest of the others is due (zero: none waits).
 func (p *pusher) round(ctx context.Context) time.Time {
+	if len(p.peers.Live()) == 0 {
+		// Alone (a one-node cluster, or every other node gone): nobody
+		// to offer them to. PeersChanged wakes the pusher when a node
+		// joins or comes back.
+		return time.Time{}
+	}
 	now := time.Now()
 	var next time.Time
 	seen := make(map[string]struct{}, len(p.retry))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +33,10 @@ type daemonOpts struct {
 	IngressWindow             int    // smpp.window; 0 keeps the base file's
 	ProfileDir                string // where runOne puts each qxtd scenario's CPU profile; "" none
 	CPUProfile                string // qxtd serve --cpuprofile (written when it stops); "" none
+	// Etcd, for a cluster scenario: qxtd joins it as node 1 under
+	// EtcdPrefix (a new one per run, so runs share nothing).
+	Etcd       []string
+	EtcdPrefix string
 }
 
 // daemon is a running `qxtd serve`.
@@ -96,7 +101,44 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	m["accounts"] = append(accts, map[string]any{
 		"system_id": benchSystemID, "password": benchPassword, "enterprise": "BENCH", "name": "bench",
 	})
+	if len(o.Etcd) > 0 {
+		m["cluster"] = map[string]any{
+			"etcd_endpoints": o.Etcd, "node_id": 1, "peer_listen": "127.0.0.1:0",
+			"secret": "qxtd-bench-cluster-secret", "prefix": o.EtcdPrefix,
+		}
+		// A spending cap, so that the run takes its quota from the
+		// cluster's counter (blocks, not a request per message).
+		ents := m["enterprises"].([]any)
+		ents[len(ents)-1].(map[string]any)["cap_yuan"] = "100000000"
+	}
 	return yaml.Marshal(m)
+}
+
+// Metric is the sum of every series of the named metric at qxtd's
+// /metrics.
+func (d *daemon) Metric(name string) (float64, error) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + d.HTTPAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
 }
 
 // startDaemon writes the derived configuration, checks it with
@@ -211,7 +253,7 @@ func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		last = strings.TrimSpace(string(b))
-		if resp.StatusCode == http.StatusOK && last == "ready" {
+		if resp.StatusCode == http.StatusOK && (last == "ready" || allBindsHere(last)) {
 			return nil
 		}
 	}
@@ -315,4 +357,22 @@ func (d *daemon) SaveMetrics(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+var bindsHere = regexp.MustCompile(`(\d+) of (\d+) binds here`)
+
+// allBindsHere reads a cluster node's /readyz ("ready: cluster node 1;
+// upstream bench-peer 2 of 2 binds here"): ready with every bind of the
+// upstream on this node, as the single-node scenarios start.
+func allBindsHere(s string) bool {
+	if !strings.HasPrefix(s, "ready: cluster node") {
+		return false
+	}
+	ms := bindsHere.FindAllStringSubmatch(s, -1)
+	for _, m := range ms {
+		if m[1] != m[2] {
+			return false
+		}
+	}
+	return len(ms) > 0
 }

@@ -160,6 +160,13 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	if o.ProfileDir != "" && !sc.Kill { // a killed qxtd writes no profile
 		o.CPUProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".pprof")
 	}
+	if sc.Cluster {
+		endpoints, err := benchEtcd()
+		if err != nil {
+			return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+		}
+		o.Etcd, o.EtcdPrefix = endpoints, fmt.Sprintf("/qxtd-bench/%d/", time.Now().UnixNano())
+	}
 	d, err := startDaemon(ctx, o)
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err

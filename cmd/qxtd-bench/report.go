@@ -59,9 +59,29 @@ func writeTable(w io.Writer, rs []Result) {
 			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}
+	writeClusterCost(w, rs)
 	if len(kills) > 0 {
 		fmt.Fprintln(w)
 		writeKillTable(w, kills)
+	}
+}
+
+// writeClusterCost prints what cluster mode costs a node: etcd requests
+// per 1,000 messages, and its relayed rate and CPU against the same qxtd
+// on its own in the same run.
+func writeClusterCost(w io.Writer, rs []Result) {
+	for _, r := range rs {
+		alone, ok := strings.CutPrefix(r.Scenario, "qxtd-cluster/")
+		if !ok || r.Err != "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: %.2f etcd requests per 1,000 messages", r.Scenario, r.EtcdPer1000)
+		for _, a := range rs {
+			if a.Scenario == "qxtd/"+alone && a.Err == "" && a.RelayedRate > 0 && a.QxtdCPU > 0 {
+				fmt.Fprintf(w, "; relayed rate %.2f× and CPU per message %.2f× of qxtd/%s", r.RelayedRate/a.RelayedRate, r.QxtdCPU/a.QxtdCPU, alone)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 }
 

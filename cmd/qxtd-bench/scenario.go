@@ -14,19 +14,24 @@ type scenario struct {
 	Receipts bool
 	Bin      string // the qxtd binary of this scenario; "" the -qxtd one
 	Kill     bool   // the crash scenario (kill.go)
+	// Cluster runs qxtd in cluster mode, one node on an etcd the bench
+	// starts (cluster.go): what coordination costs a node.
+	Cluster bool
 }
 
 // allScenarios in the order they run.
 var allScenarios = []scenario{
-	{"direct/no-receipts", false, false, "", false},
-	{"qxtd/no-receipts", true, false, "", false},
-	{"direct/receipts", false, true, "", false},
-	{"qxtd/receipts", true, true, "", false},
+	{Name: "direct/no-receipts"},
+	{Name: "qxtd/no-receipts", Qxtd: true},
+	{Name: "direct/receipts", Receipts: true},
+	{Name: "qxtd/receipts", Qxtd: true, Receipts: true},
 }
 
 // extraScenarios run only when -scenarios names them.
 var extraScenarios = []scenario{
-	{"qxtd/kill9", true, true, "", true},
+	{Name: "qxtd/kill9", Qxtd: true, Receipts: true, Kill: true},
+	{Name: "qxtd-cluster/no-receipts", Qxtd: true, Cluster: true},
+	{Name: "qxtd-cluster/receipts", Qxtd: true, Receipts: true, Cluster: true},
 }
 
 // benchConfig is the run's settings (the flags).
@@ -58,9 +63,12 @@ type Result struct {
 	QxtdCPU      float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
 	BenchCPU     float64 `json:"bench_cpu_us_per_msg"`
 	SubmitP50    float64 `json:"submit_resp_p50_ms"`
-	SubmitP99    float64 `json:"submit_resp_p99_ms"`
-	ReceiptP50   float64 `json:"receipt_p50_ms,omitempty"`
-	ReceiptP99   float64 `json:"receipt_p99_ms,omitempty"`
+	// EtcdPer1000 is the etcd requests qxtd made per 1,000 messages
+	// (cluster scenarios).
+	EtcdPer1000 float64 `json:"etcd_requests_per_1000,omitempty"`
+	SubmitP99   float64 `json:"submit_resp_p99_ms"`
+	ReceiptP50  float64 `json:"receipt_p50_ms,omitempty"`
+	ReceiptP99  float64 `json:"receipt_p99_ms,omitempty"`
 	// Against the direct scenario with the same receipts setting.
 	RelayedVsDirect  float64 `json:"relayed_vs_direct,omitempty"`
 	FullLoopVsDirect float64 `json:"full_loop_vs_direct,omitempty"`
@@ -140,9 +148,13 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 	spec.N, spec.FirstDst = cfg.N, 13800000000
 	m = markOf(p)
 	var q0 time.Duration
+	var etcd0 float64
 	if d != nil {
 		if q0, err = d.CPU(); err != nil {
 			return res, err
+		}
+		if sc.Cluster {
+			etcd0, _ = d.Metric("qxtd_cluster_etcd_requests_total")
 		}
 	}
 	b0 := selfCPU()
@@ -158,6 +170,13 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 			return res, err
 		}
 		res.QxtdCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+		if sc.Cluster {
+			etcd1, err := d.Metric("qxtd_cluster_etcd_requests_total")
+			if err != nil {
+				return res, err
+			}
+			res.EtcdPer1000 = (etcd1 - etcd0) * 1000 / float64(cfg.N)
+		}
 	}
 	res.BenchCPU = float64((b1 - b0).Microseconds()) / float64(cfg.N)
 	res.Answered, res.Errors, res.ReceiptsGot, res.DupReceipts = r.Answered, r.Errors, r.Receipts, r.DupReceipts

@@ -594,6 +594,18 @@ func (d *daemon) health(mux *http.ServeMux) {
 			http.Error(w, "the store's last commit failed (disk full or I/O error)", http.StatusServiceUnavailable)
 			return
 		}
+		if d.cluster != nil {
+			// upstreams[].binds is the cluster's total: a node holding
+			// fewer, or none, sends through the nodes that hold them
+			// (gateway/relay.go), so its binds do not make it unready.
+			var b strings.Builder
+			fmt.Fprintf(&b, "ready: cluster node %d;", d.cluster.node.ID())
+			for _, u := range h.Upstreams {
+				fmt.Fprintf(&b, " upstream %s %d of %d binds here;", u.Name, u.BindsUp, u.BindsConfigured)
+			}
+			_, _ = io.WriteString(w, strings.TrimSuffix(b.String(), ";")+"\n")
+			return
+		}
 		if !d.gw.Ready() {
 			http.Error(w, "no upstream bind is up", http.StatusServiceUnavailable)
 			return
