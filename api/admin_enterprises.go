@@ -120,7 +120,7 @@ type Usage struct {
 	Reserved int64  `json:"reserved"` // accepted, no final outcome yet
 	Charged  int64  `json:"charged"`  // delivered (billable)
 	Limit    int64  `json:"limit"`    // reserved + charged allowed per month under the current settings; -1 = no limit
-	Partial
+	Missing
 }
 
 func parseCap(s string) (int64, error) {
@@ -202,7 +202,7 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 			writeUsageErr(w, err)
 			return
 		}
-		out.Usage.Reserved, out.Usage.Charged, out.Usage.Partial = u.Reserved, u.Charged, partial
+		out.Usage.Reserved, out.Usage.Charged, out.Usage.Missing = u.Reserved, u.Charged, partial
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -301,7 +301,7 @@ type BillLine struct {
 	// configured, or its package is not in the package table); Delivered
 	// is still right, the amounts are 0.
 	Error string `json:"error,omitempty"`
-	Partial
+	Missing
 }
 
 // billLine computes one enterprise's bill for month from its usage, with
@@ -381,7 +381,7 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	out := make([]BillLine, 0, len(codes))
 	for code, e := range codes {
 		line := s.billLine(code, e, month, byEnt[code])
-		line.Partial = partialOf(missing)
+		line.Missing = missingOf(missing)
 		out = append(out, line)
 	}
 	slices.SortFunc(out, func(a, b BillLine) int { return strings.Compare(a.Enterprise, b.Enterprise) })

@@ -29,9 +29,9 @@ type PeerUsage interface {
 	PeerUsage(ctx context.Context, month, enterprise string) (sum []queue.EnterpriseUsage, missing []uint16, err error)
 }
 
-// Partial marks an answer computed without some nodes' usage. It is
+// Missing marks an answer computed without some nodes' usage. It is
 // embedded in BillLine, MonthUsage and Usage.
-type Partial struct {
+type Missing struct {
 	// Partial: the usage of the nodes MissingNodes is not in this answer
 	// (cluster mode: they are down or did not answer), so its counts and
 	// amounts are too low. Ask again once they are back; do not bill it.
@@ -39,8 +39,8 @@ type Partial struct {
 	MissingNodes []uint16 `json:"missing_nodes,omitempty"`
 }
 
-func partialOf(missing []uint16) Partial {
-	return Partial{Partial: len(missing) > 0, MissingNodes: missing}
+func missingOf(missing []uint16) Missing {
+	return Missing{Partial: len(missing) > 0, MissingNodes: missing}
 }
 
 // usageByMonth returns the counters of month per enterprise (of enterprise

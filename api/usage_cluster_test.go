@@ -77,17 +77,17 @@ func TestUsageAcrossNodes(t *testing.T) {
 	// 3 + 4 = 7 delivered: 5 included + 2 × 0.10.
 	check := func(t *testing.T, missing []uint16) {
 		t.Helper()
-		wantPartial := Partial{Partial: len(missing) > 0, MissingNodes: missing}
+		wantPartial := Missing{Partial: len(missing) > 0, MissingNodes: missing}
 		var mu MonthUsage
 		e.must(http.StatusOK, "", "GET", "/v1/usage", g1admin, nil, &mu)
 		if mu.Delivered != 7 || mu.Reserved != 3 || mu.TotalFen != 20_20 || !slices.Equal(mu.MissingNodes, missing) ||
-			mu.Partial.Partial != wantPartial.Partial || mu.Remaining != -1 {
+			mu.Partial != wantPartial.Partial || mu.Remaining != -1 {
 			t.Errorf("GET /v1/usage: %+v", mu)
 		}
 		var bill BillLine
 		e.must(http.StatusOK, "", "GET", "/v1/bills?month=2026-10", g1admin, nil, &bill)
 		if bill.Delivered != 7 || bill.Pending != 3 || bill.Purged != 1 || bill.TotalYuan != "20.20" ||
-			bill.Partial.Partial != wantPartial.Partial || !slices.Equal(bill.MissingNodes, missing) {
+			bill.Partial != wantPartial.Partial || !slices.Equal(bill.MissingNodes, missing) {
 			t.Errorf("GET /v1/bills: %+v", bill)
 		}
 		var lines []BillLine
@@ -97,13 +97,13 @@ func TestUsageAcrossNodes(t *testing.T) {
 			t.Fatalf("GET /admin/v1/bill: %+v", lines)
 		}
 		for _, l := range lines {
-			if l.Partial.Partial != wantPartial.Partial || !slices.Equal(l.MissingNodes, missing) {
-				t.Errorf("GET /admin/v1/bill: %s: %+v, want %+v", l.Enterprise, l.Partial, wantPartial)
+			if l.Partial != wantPartial.Partial || !slices.Equal(l.MissingNodes, missing) {
+				t.Errorf("GET /admin/v1/bill: %s: %+v, want %+v", l.Enterprise, l.Missing, wantPartial)
 			}
 		}
 		var d EnterpriseDetail
 		e.must(http.StatusOK, "", "GET", "/admin/v1/enterprises/G1?month=2026-10", opsToken, nil, &d)
-		if d.Usage.Charged != 7 || d.Usage.Reserved != 3 || d.Usage.Partial.Partial != wantPartial.Partial ||
+		if d.Usage.Charged != 7 || d.Usage.Reserved != 3 || d.Usage.Partial != wantPartial.Partial ||
 			!slices.Equal(d.Usage.MissingNodes, missing) {
 			t.Errorf("GET /admin/v1/enterprises/G1: usage %+v", d.Usage)
 		}

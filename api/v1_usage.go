@@ -35,7 +35,7 @@ type MonthUsage struct {
 	// what is left of it (-1: no limit).
 	Limit     int64 `json:"limit"`
 	Remaining int64 `json:"remaining"`
-	Partial
+	Missing
 }
 
 // BillList is the answer of GET /v1/bills without a month.
@@ -45,16 +45,16 @@ type BillList struct {
 
 // enterpriseUsage returns one enterprise's counters of a month, summed
 // over the nodes of a cluster, and the nodes missing from the sum.
-func (s *Server) enterpriseUsage(ctx context.Context, code, month string) (queue.EnterpriseUsage, Partial, error) {
+func (s *Server) enterpriseUsage(ctx context.Context, code, month string) (queue.EnterpriseUsage, Missing, error) {
 	all, missing, err := s.usageByMonth(ctx, month, code)
 	if err != nil {
-		return queue.EnterpriseUsage{}, Partial{}, err
+		return queue.EnterpriseUsage{}, Missing{}, err
 	}
 	u, ok := all[code]
 	if !ok {
 		u.Enterprise = code
 	}
-	return u, partialOf(missing), nil
+	return u, missingOf(missing), nil
 }
 
 // usage: GET /v1/usage
@@ -75,7 +75,7 @@ func (s *Server) usage(c *caller, w http.ResponseWriter, r *http.Request) {
 	}
 	out := MonthUsage{Bill: line.Bill, Reserved: u.Reserved, OverageRateFen: line.OverageRateFen,
 		FeeYuan: line.FeeYuan, OverageYuan: line.OverageYuan, TotalYuan: line.TotalYuan,
-		Limit: s.cfg.Policy.Limit(c.ent), Remaining: -1, Partial: partial}
+		Limit: s.cfg.Policy.Limit(c.ent), Remaining: -1, Missing: partial}
 	if out.Limit >= 0 {
 		out.Remaining = max(0, out.Limit-u.Charged-u.Reserved)
 	}
@@ -135,6 +135,6 @@ func (s *Server) enterpriseBill(ctx context.Context, e *policy.Enterprise, month
 		return BillLine{}, err
 	}
 	line := s.billLine(e.Code, e, month, u)
-	line.Partial = partial
+	line.Missing = partial
 	return line, nil
 }

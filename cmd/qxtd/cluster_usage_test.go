@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +111,23 @@ func TestClusterUsage(t *testing.T) {
 		for _, n := range nodes {
 			if b := bill(n); b.Delivered != 5 || b.Partial || b.Enterprise != "T1" {
 				t.Errorf("bill on node %d: %+v, want 5 delivered, complete", n.id, b)
+			}
+		}
+	})
+
+	t.Run("the DLR export is per node, its rows say which", func(t *testing.T) {
+		for i, want := range []int{3, 2, 0} {
+			code, body := postJSON(t, "GET", "http://"+nodes[i].proc.httpAddr+"/admin/v1/export/dlr?"+
+				url.Values{"from": {month + "-01"}, "to": {"2100-01-01"}, "enterprise": {"T1"}}.Encode(), "test-token", "")
+			recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+			if code != http.StatusOK || err != nil || len(recs) != want+1 {
+				t.Fatalf("export of node %d: %d, %v: %s", i+1, code, err, body)
+			}
+			col := slices.Index(recs[0], "node")
+			for _, r := range recs[1:] {
+				if col < 0 || r[col] != strconv.Itoa(i+1) {
+					t.Errorf("node %d exports %v (node column %d)", i+1, r, col)
+				}
 			}
 		}
 	})
