@@ -120,6 +120,7 @@ type Usage struct {
 	Reserved int64  `json:"reserved"` // accepted, no final outcome yet
 	Charged  int64  `json:"charged"`  // delivered (billable)
 	Limit    int64  `json:"limit"`    // reserved + charged allowed per month under the current settings; -1 = no limit
+	Missing
 }
 
 func parseCap(s string) (int64, error) {
@@ -196,7 +197,12 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 		Approved: counts[policy.WhitelistApproved], Rejected: counts[policy.WhitelistRejected]}
 	out.Usage = Usage{Month: month, Limit: p.Limit(e)}
 	if s.cfg.Store != nil {
-		out.Usage.Reserved, out.Usage.Charged = s.cfg.Store.Usage(code, month)
+		u, partial, err := s.enterpriseUsage(r.Context(), code, month)
+		if err != nil {
+			writeUsageErr(w, err)
+			return
+		}
+		out.Usage.Reserved, out.Usage.Charged, out.Usage.Missing = u.Reserved, u.Charged, partial
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -409,7 +410,7 @@ func TestAdminFlow(t *testing.T) {
 	d := adminMust(c.Enterprise("ACME", "2025-06")).get(t)
 	// package 5: fee 500.00, 6,200 included, 0.09 overage; cap 600.00 → 6,200 + 10,000/9.
 	wantUsage := Usage{Month: "2025-06", Reserved: 2, Charged: 1, Limit: 6200 + 1111}
-	if d.Usage != wantUsage || d.Users != 3 || d.Whitelist != (WhitelistCounts{Approved: 5, Rejected: 1}) ||
+	if !reflect.DeepEqual(d.Usage, wantUsage) || d.Users != 3 || d.Whitelist != (WhitelistCounts{Approved: 5, Rejected: 1}) ||
 		d.PackageInfo == nil || d.PackageInfo.Included != 6200 || d.Enterprise.Code != "ACME" || !d.Enterprise.National {
 		t.Fatalf("show: %+v", d)
 	}

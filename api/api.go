@@ -42,6 +42,10 @@ type Config struct {
 	// cluster (cluster.Sessions implements it; the daemon passes it in
 	// cluster mode). nil: in memory, as session.go describes.
 	Sessions SessionStore
+	// PeerUsage, in a cluster, is the other nodes' usage: answers that show
+	// usage or bills add it to this node's (usage_cluster.go). nil: this
+	// node's store has all the usage.
+	PeerUsage PeerUsage
 }
 
 // Server serves the HTTP API.

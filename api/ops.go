@@ -301,6 +301,7 @@ type BillLine struct {
 	// configured, or its package is not in the package table); Delivered
 	// is still right, the amounts are 0.
 	Error string `json:"error,omitempty"`
+	Missing
 }
 
 // billLine computes one enterprise's bill for month from its usage, with
@@ -346,14 +347,12 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	end := start.AddDate(0, 1, 0)
 	only := r.URL.Query().Get("enterprise")
 
-	usage, err := s.cfg.Store.UsageByMonth(month)
+	// Every node's usage of the month (usage_cluster.go); a line lacking
+	// some is marked partial.
+	byEnt, missing, err := s.usageByMonth(r.Context(), month, only)
 	if err != nil {
-		writeErr(w, err)
+		writeUsageErr(w, err)
 		return
-	}
-	byEnt := make(map[string]queue.EnterpriseUsage, len(usage))
-	for _, u := range usage {
-		byEnt[u.Enterprise] = u
 	}
 	// Every configured enterprise that existed in the month owes its fee;
 	// every enterprise with traffic in the month is listed, configured or not.
@@ -381,7 +380,9 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]BillLine, 0, len(codes))
 	for code, e := range codes {
-		out = append(out, s.billLine(code, e, month, byEnt[code]))
+		line := s.billLine(code, e, month, byEnt[code])
+		line.Missing = missingOf(missing)
+		out = append(out, line)
 	}
 	slices.SortFunc(out, func(a, b BillLine) int { return strings.Compare(a.Enterprise, b.Enterprise) })
 	writeJSON(w, http.StatusOK, out)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -34,6 +35,7 @@ type MonthUsage struct {
 	// what is left of it (-1: no limit).
 	Limit     int64 `json:"limit"`
 	Remaining int64 `json:"remaining"`
+	Missing
 }
 
 // BillList is the answer of GET /v1/bills without a month.
@@ -41,29 +43,29 @@ type BillList struct {
 	Bills []BillLine `json:"bills"` // newest month first
 }
 
-// enterpriseUsage returns one enterprise's counters of a month.
-func (s *Server) enterpriseUsage(code, month string) (queue.EnterpriseUsage, error) {
-	all, err := s.cfg.Store.UsageByMonth(month)
+// enterpriseUsage returns one enterprise's counters of a month, summed
+// over the nodes of a cluster, and the nodes missing from the sum.
+func (s *Server) enterpriseUsage(ctx context.Context, code, month string) (queue.EnterpriseUsage, Missing, error) {
+	all, missing, err := s.usageByMonth(ctx, month, code)
 	if err != nil {
-		return queue.EnterpriseUsage{}, err
+		return queue.EnterpriseUsage{}, Missing{}, err
 	}
-	for _, u := range all {
-		if u.Enterprise == code {
-			return u, nil
-		}
+	u, ok := all[code]
+	if !ok {
+		u.Enterprise = code
 	}
-	return queue.EnterpriseUsage{Enterprise: code}, nil
+	return u, missingOf(missing), nil
 }
 
 // usage: GET /v1/usage
-func (s *Server) usage(c *caller, w http.ResponseWriter, _ *http.Request) {
+func (s *Server) usage(c *caller, w http.ResponseWriter, r *http.Request) {
 	if !s.accountStore(w) {
 		return
 	}
 	month := s.cfg.Policy.Month()
-	u, err := s.enterpriseUsage(c.ent.Code, month)
+	u, partial, err := s.enterpriseUsage(r.Context(), c.ent.Code, month)
 	if err != nil {
-		writeErr(w, err)
+		writeUsageErr(w, err)
 		return
 	}
 	line := s.billLine(c.ent.Code, c.ent, month, u)
@@ -73,7 +75,7 @@ func (s *Server) usage(c *caller, w http.ResponseWriter, _ *http.Request) {
 	}
 	out := MonthUsage{Bill: line.Bill, Reserved: u.Reserved, OverageRateFen: line.OverageRateFen,
 		FeeYuan: line.FeeYuan, OverageYuan: line.OverageYuan, TotalYuan: line.TotalYuan,
-		Limit: s.cfg.Policy.Limit(c.ent), Remaining: -1}
+		Limit: s.cfg.Policy.Limit(c.ent), Remaining: -1, Missing: partial}
 	if out.Limit >= 0 {
 		out.Remaining = max(0, out.Limit-u.Charged-u.Reserved)
 	}
@@ -101,9 +103,9 @@ func (s *Server) bills(c *caller, w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no bill for %s: the enterprise is billed from %s to %s", m, first, now))
 			return
 		}
-		line, err := s.enterpriseBill(c.ent, m)
+		line, err := s.enterpriseBill(r.Context(), c.ent, m)
 		if err != nil {
-			writeErr(w, err)
+			writeUsageErr(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, line)
@@ -117,9 +119,9 @@ func (s *Server) bills(c *caller, w http.ResponseWriter, r *http.Request) {
 		if m < first {
 			break
 		}
-		line, err := s.enterpriseBill(c.ent, m)
+		line, err := s.enterpriseBill(r.Context(), c.ent, m)
 		if err != nil {
-			writeErr(w, err)
+			writeUsageErr(w, err)
 			return
 		}
 		out.Bills = append(out.Bills, line)
@@ -127,10 +129,12 @@ func (s *Server) bills(c *caller, w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) enterpriseBill(e *policy.Enterprise, month string) (BillLine, error) {
-	u, err := s.enterpriseUsage(e.Code, month)
+func (s *Server) enterpriseBill(ctx context.Context, e *policy.Enterprise, month string) (BillLine, error) {
+	u, partial, err := s.enterpriseUsage(ctx, e.Code, month)
 	if err != nil {
 		return BillLine{}, err
 	}
-	return s.billLine(e.Code, e, month, u), nil
+	line := s.billLine(e.Code, e, month, u)
+	line.Missing = partial
+	return line, nil
 }

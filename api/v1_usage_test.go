@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -105,12 +106,12 @@ func TestUsageAndBills(t *testing.T) {
 
 	var again BillLine
 	e.must(http.StatusOK, "", "GET", "/v1/bills?month=2026-10", g1admin, nil, &again)
-	if again != octBill {
+	if !reflect.DeepEqual(again, octBill) {
 		t.Errorf("October after the package change:\n%+v\nwant\n%+v", again, octBill)
 	}
 	resp := e.get("/admin/v1/bill", map[string][]string{"month": {"2026-10"}, "enterprise": {"G1"}})
 	var lines []BillLine
-	if err := json.NewDecoder(resp.Body).Decode(&lines); err != nil || len(lines) != 1 || lines[0] != octBill {
+	if err := json.NewDecoder(resp.Body).Decode(&lines); err != nil || len(lines) != 1 || !reflect.DeepEqual(lines[0], octBill) {
 		t.Errorf("operator's October bill: %+v %v, want %+v", lines, err, octBill)
 	}
 
@@ -129,12 +130,12 @@ func TestUsageAndBills(t *testing.T) {
 
 	var list BillList
 	e.must(http.StatusOK, "", "GET", "/v1/bills", g1admin, nil, &list)
-	if len(list.Bills) != 1 || list.Bills[0] != octBill {
+	if len(list.Bills) != 1 || !reflect.DeepEqual(list.Bills[0], octBill) {
 		t.Errorf("past bills in November: %+v", list.Bills)
 	}
 	e.clock.Set(nov.AddDate(0, 1, 0))
 	e.must(http.StatusOK, "", "GET", "/v1/bills", g1admin, nil, &list)
-	if len(list.Bills) != 2 || list.Bills[1] != octBill || list.Bills[0].Month != "2026-11" ||
+	if len(list.Bills) != 2 || !reflect.DeepEqual(list.Bills[1], octBill) || list.Bills[0].Month != "2026-11" ||
 		list.Bills[0].Package != 2 || list.Bills[0].TotalFen != 50_00 || list.Bills[0].Pending != 1 {
 		t.Errorf("past bills in December: %+v", list.Bills)
 	}

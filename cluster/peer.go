@@ -23,6 +23,8 @@ package cluster
 //	GET  /peer/v1/messages/{id}?enterprise=E
 //	                              → the message as the owner's backend gives it; 404 if it
 //	                                has none (or it is another enterprise's)
+//	GET  /peer/v1/usage?month=M[&enterprise=E]
+//	                              → the node's usage counters (peer_usage.go)
 
 import (
 	"bytes"
@@ -174,6 +176,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/relay", s.relay) // peer_relay.go
+	s.usageRoutes()                                  // peer_usage.go
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -85,9 +86,22 @@ func (s *Server) opsBillsCSV(q *req) {
 	for _, l := range lines {
 		_ = w.Write([]string{l.Enterprise, l.Name, l.Month, strconv.Itoa(l.Package), l.FeeYuan,
 			strconv.FormatInt(l.Included, 10), strconv.FormatInt(l.Delivered, 10), strconv.FormatInt(l.Overage, 10),
-			yuan(l.OverageRateFen), l.OverageYuan, l.TotalYuan, strconv.FormatInt(l.Pending, 10), l.Error})
+			yuan(l.OverageRateFen), l.OverageYuan, l.TotalYuan, strconv.FormatInt(l.Pending, 10), billNote(l)})
 	}
 	w.Flush()
+}
+
+// billNote is a line's 备注: its error, and in a cluster the nodes whose
+// usage it lacks (the amounts are then too low: not to be billed).
+func billNote(l api.BillLine) string {
+	note := l.Error
+	if l.Partial {
+		if note != "" {
+			note += "；"
+		}
+		note += fmt.Sprintf("不完整：节点 %v 的用量缺失（节点停机或无应答），金额偏低，请待其恢复后重新导出", l.MissingNodes)
+	}
+	return note
 }
 
 // --- 回执导出 ---

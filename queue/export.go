@@ -273,7 +273,7 @@ const (
 // added at the end, never removed, renamed or reordered.
 var ExportColumns = []string{
 	"id", "part", "parts", "enterprise", "account", "source", "dest", "upstream", "smsc_id",
-	"accepted_at", "submitted_at", "done_at", "state", "err_code", "billed", "segments",
+	"accepted_at", "submitted_at", "done_at", "state", "err_code", "billed", "segments", "node",
 }
 
 // ExportTimeLayout is the export's time format: RFC 3339 with milliseconds
@@ -343,6 +343,7 @@ type jsonRow struct {
 	ErrCode     string  `json:"err_code"`
 	Billed      bool    `json:"billed"`
 	Segments    int64   `json:"segments"`
+	Node        uint16  `json:"node"`
 }
 
 // Write encodes one row.
@@ -353,7 +354,7 @@ func (rw *RowWriter) Write(r Row) error {
 			Source: r.Source, Dest: r.Dest, Upstream: r.Upstream, SMSCID: r.SMSCID,
 			AcceptedAt: exportTimePtr(r.AcceptedAt), SubmittedAt: exportTimePtr(r.SubmittedAt),
 			DoneAt: exportTimePtr(r.DoneAt), State: r.State.String(), ErrCode: r.ErrCode, Billed: r.Billed,
-			Segments: r.Segments,
+			Segments: r.Segments, Node: NodeOf(r.ID),
 		})
 	}
 	rec := rw.rec
@@ -373,6 +374,7 @@ func (rw *RowWriter) Write(r Row) error {
 	rec[13] = r.ErrCode
 	rec[14] = strconv.FormatBool(r.Billed)
 	rec[15] = strconv.FormatInt(r.Segments, 10)
+	rec[16] = strconv.FormatUint(uint64(NodeOf(r.ID)), 10)
 	return rw.csv.Write(rec)
 }
 

@@ -146,7 +146,7 @@ func TestExportFormats(t *testing.T) {
 		{ID: 42, Part: 1, Parts: 2, Enterprise: "G1", Account: "alice", Source: "10657", Dest: "13800138000",
 			Upstream: "cmcc", SMSCID: "0A1B", AcceptedAt: at, SubmittedAt: at.Add(time.Second), DoneAt: at.Add(time.Minute),
 			State: StateDelivered, ErrCode: "000", Billed: true, Segments: 1},
-		{ID: 42, Part: 2, Parts: 2, Enterprise: "G1", Account: "alice", Source: "a,\"b\"", Dest: "13800138000",
+		{ID: 2<<48 | 42, Part: 2, Parts: 2, Enterprise: "G1", Account: "alice", Source: "a,\"b\"", Dest: "13800138000",
 			Upstream: "cmcc", AcceptedAt: at, State: StateAccepted, Segments: 3},
 	}
 	var buf bytes.Buffer
@@ -162,9 +162,9 @@ func TestExportFormats(t *testing.T) {
 	if err := rw.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := "id,part,parts,enterprise,account,source,dest,upstream,smsc_id,accepted_at,submitted_at,done_at,state,err_code,billed,segments\n" +
-		"42,1,2,G1,alice,10657,13800138000,cmcc,0A1B,2026-11-25T14:59:03.123+08:00,2026-11-25T14:59:04.123+08:00,2026-11-25T15:00:03.123+08:00,delivered,000,true,1\n" +
-		"42,2,2,G1,alice,\"a,\"\"b\"\"\",13800138000,cmcc,,2026-11-25T14:59:03.123+08:00,,,accepted,,false,3\n"
+	wantCSV := "id,part,parts,enterprise,account,source,dest,upstream,smsc_id,accepted_at,submitted_at,done_at,state,err_code,billed,segments,node\n" +
+		"42,1,2,G1,alice,10657,13800138000,cmcc,0A1B,2026-11-25T14:59:03.123+08:00,2026-11-25T14:59:04.123+08:00,2026-11-25T15:00:03.123+08:00,delivered,000,true,1,0\n" +
+		"562949953421354,2,2,G1,alice,\"a,\"\"b\"\"\",13800138000,cmcc,,2026-11-25T14:59:03.123+08:00,,,accepted,,false,3,2\n"
 	if buf.String() != wantCSV {
 		t.Errorf("CSV:\n%s\nwant:\n%s", buf.String(), wantCSV)
 	}
@@ -184,12 +184,12 @@ func TestExportFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	wantFirst := `{"id":42,"part":1,"parts":2,"enterprise":"G1","account":"alice","source":"10657","dest":"13800138000","upstream":"cmcc","smsc_id":"0A1B","accepted_at":"2026-11-25T14:59:03.123+08:00","submitted_at":"2026-11-25T14:59:04.123+08:00","done_at":"2026-11-25T15:00:03.123+08:00","state":"delivered","err_code":"000","billed":true,"segments":1}`
+	wantFirst := `{"id":42,"part":1,"parts":2,"enterprise":"G1","account":"alice","source":"10657","dest":"13800138000","upstream":"cmcc","smsc_id":"0A1B","accepted_at":"2026-11-25T14:59:03.123+08:00","submitted_at":"2026-11-25T14:59:04.123+08:00","done_at":"2026-11-25T15:00:03.123+08:00","state":"delivered","err_code":"000","billed":true,"segments":1,"node":0}`
 	if len(lines) != 2 || lines[0] != wantFirst {
 		t.Errorf("JSONL:\n%s\nwant first line:\n%s", buf.String(), wantFirst)
 	}
 	var obj map[string]any
-	if err := json.Unmarshal([]byte(lines[1]), &obj); err != nil || obj["done_at"] != nil || obj["source"] != `a,"b"` {
+	if err := json.Unmarshal([]byte(lines[1]), &obj); err != nil || obj["done_at"] != nil || obj["source"] != `a,"b"` || obj["node"] != 2.0 {
 		t.Errorf("JSONL line 2: %v %v", err, obj)
 	}
 	var keys []string

@@ -232,7 +232,7 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 		return fmt.Errorf("cluster: metrics: %w", err)
 	}
 	log := d.log.With("component", "cluster")
-	cs.peer = d.httpServer(cfg.HTTP, cluster.PeerHandler([]byte(cfg.Cluster.Secret), peerBackend{d.gw}, log), "peer")
+	cs.peer = d.httpServer(cfg.HTTP, cluster.PeerHandler([]byte(cfg.Cluster.Secret), peerUsageBackend{peerBackend{d.gw}, d.store}, log), "peer")
 	limited := conns.limit(d.peerListener, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
 	d.goServe("peer", func() error { return cs.peer.Serve(limited) })
 

@@ -241,10 +241,13 @@ the API's JSON, money in fen. ` + "`qxtd bill 2026-11`" + ` reads as --month 202
 			if asJSON {
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(bills)
+				if err := enc.Encode(bills); err != nil {
+					return err
+				}
+				return partialBill(bills)
 			}
 			printBills(c.OutOrStdout(), month, bills)
-			return nil
+			return partialBill(bills)
 		},
 	}
 	fs := c.Flags()
@@ -293,6 +296,17 @@ func printBills(w io.Writer, month string, bills []api.BillLine) {
 			fmt.Fprintln(w, "note:", n)
 		}
 	}
+}
+
+// partialBill is the error of a bill that lacks some cluster node's usage
+// (api.Missing): printed, but the command fails, so that no job bills it.
+func partialBill(bills []api.BillLine) error {
+	for _, b := range bills {
+		if b.Partial {
+			return fmt.Errorf("the bill is partial: the usage of cluster nodes %v is missing (down or not answering), its amounts are too low; ask again once they are back", b.MissingNodes)
+		}
+	}
+	return nil
 }
 
 // backupCmd is `qxtd backup FILE`.

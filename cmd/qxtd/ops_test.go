@@ -109,7 +109,7 @@ func TestOpsCLIExport(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 6 || lines[0] != strings.Join(queue.ExportColumns, ",") ||
 		!strings.Contains(lines[1], ",G1,demo,10690001,13800138000,up1,00000002,2026-11-01T01:00:00.000+08:00,") ||
-		!strings.HasSuffix(lines[1], ",delivered,000,true,1") || !strings.HasSuffix(lines[5], ",accepted,,false,1") {
+		!strings.HasSuffix(lines[1], ",delivered,000,true,1,0") || !strings.HasSuffix(lines[5], ",accepted,,false,1,0") {
 		t.Errorf("CSV:\n%s", b)
 	}
 	if _, err := os.Stat(file + ".tmp"); !os.IsNotExist(err) {
@@ -121,7 +121,7 @@ func TestOpsCLIExport(t *testing.T) {
 	t.Setenv("QXTD_ADMIN_TOKEN", opsTestToken)
 	code, out, errs = runOps("export", "dlr", "--api", srv.URL, "--enterprise", "G1", "--format", "jsonl",
 		"--from", "2026-11-01T02:00:00+08:00", "--to", "2026-11-01T03:00:00+08:00")
-	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"state":"undeliverable","err_code":"000","billed":false,"segments":1}`) {
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"state":"undeliverable","err_code":"000","billed":false,"segments":1,"node":0}`) {
 		t.Errorf("jsonl export: %d %q %q", code, out, errs)
 	}
 

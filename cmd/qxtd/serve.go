@@ -393,6 +393,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
+		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
+			return nil, err
+		}
 	}
 	if d.rem, err = reminder.New(rcfg); err != nil {
 		return nil, err
