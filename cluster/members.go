@@ -154,7 +154,6 @@ func (n *Node) watchMembers() {
 				n.notifyLocked()
 			}
 			n.mu.Unlock()
-			rev = resp.Header.Revision
 		}
 		cancel()
 		rev = 0 // list again: events may have been missed
