@@ -23,6 +23,10 @@ package cluster
 //	GET  /peer/v1/messages/{id}?enterprise=E
 //	                              → the message as the owner's backend gives it; 404 if it
 //	                                has none (or it is another enterprise's)
+//	POST /peer/v1/messages/{id}/cancel, …/replace
+//	                              → PeerOutcome: the owner's answer to a cancel_sm /
+//	                                replace_sm (or the API's DELETE / PATCH) that another
+//	                                node received (peer_owner.go)
 
 import (
 	"bytes"
@@ -86,6 +90,13 @@ type PeerBackend interface {
 	// Message returns message id of enterprise as JSON, as the node's
 	// API would show it, or ErrPeerNotFound.
 	Message(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error)
+	// Cancel cancels scheduled message id for acct exactly as a local
+	// request of acct would, and returns the outcome (refusals are
+	// outcomes, not errors). An error (the store failed) is a 500: the
+	// caller tells its client to try later.
+	Cancel(ctx context.Context, id uint64, acct PeerAccount) (PeerOutcome, error)
+	// Replace changes scheduled message id as Cancel cancels it.
+	Replace(ctx context.Context, id uint64, req PeerReplace) (PeerOutcome, error)
 }
 
 // ErrPeerNotFound: the node has no such message (or it is another
@@ -173,6 +184,8 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
+	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
+	s.mux.HandleFunc("POST /peer/v1/messages/{id}/replace", s.replace)
 	return s
 }
 

@@ -23,6 +23,29 @@ type recordingBackend struct {
 	nodes    []uint16
 	messages map[string]json.RawMessage // enterprise/id → message
 	fail     error
+	changes  []string               // "cancel id system_id/enterprise", "replace id …"
+	outcomes map[uint64]PeerOutcome // id → outcome of a cancel or replace (none: not_found)
+}
+
+func (b *recordingBackend) change(op string, id uint64, acct PeerAccount, extra string) (PeerOutcome, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return PeerOutcome{}, b.fail
+	}
+	b.changes = append(b.changes, fmt.Sprintf("%s %d %s/%s%s", op, id, acct.SystemID, acct.Enterprise, extra))
+	if out, ok := b.outcomes[id]; ok {
+		return out, nil
+	}
+	return PeerOutcome{Result: "not_found"}, nil
+}
+
+func (b *recordingBackend) Cancel(_ context.Context, id uint64, acct PeerAccount) (PeerOutcome, error) {
+	return b.change("cancel", id, acct, "")
+}
+
+func (b *recordingBackend) Replace(_ context.Context, id uint64, req PeerReplace) (PeerOutcome, error) {
+	return b.change("replace", id, req.Account, fmt.Sprintf(" %s %q", req.SendAt.UTC().Format(time.RFC3339), req.Text))
 }
 
 func (b *recordingBackend) MatchReceipts(ctx context.Context, rs []PeerReceipt) ([]PeerResult, error) {

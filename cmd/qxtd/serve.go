@@ -307,8 +307,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if d.cluster != nil {
 		pcfg.Shared = d.cluster.replica
 		gcfg.Cluster = d.cluster.gateway
-		gcfg.Peers = clusterPeers{node: d.cluster.node,
-			client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})}
+		peerClient := cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})
+		gcfg.Peers = clusterPeers{node: d.cluster.node, client: peerClient}
+		gcfg.Owners = clusterOwners{node: d.cluster.node, client: peerClient} // cluster_route.go
 	}
 	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
