@@ -14,8 +14,8 @@ package cluster
 // refusals included, so that the caller answers its client exactly as
 // the owner would have. A 5xx (the owner's store failed) or no answer
 // leaves the outcome unknown: the caller reports a temporary failure.
-// Both are idempotent for a replay: a second cancel finds the message
-// cancelled (not_scheduled), a second replace sets the same values.
+// Both are idempotent for a replay: the owner cancels a cancelled message
+// again without error, and a second replace sets the same values.
 
 import (
 	"context"
