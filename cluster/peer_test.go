@@ -74,6 +74,14 @@ func (b *recordingBackend) Message(_ context.Context, enterprise string, id uint
 	return m, nil
 }
 
+// QueryMessage also knows the fragment "ent/281474976710658".
+func (b *recordingBackend) QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	if enterprise == "ent" && id == 281474976710658 {
+		return json.RawMessage(`{"id":281474976710658,"fragment":true}`), nil
+	}
+	return b.Message(ctx, enterprise, id)
+}
+
 var _ PeerBackend = (*recordingBackend)(nil)
 
 var secret = []byte("s3cret-shared-by-all-nodes")
@@ -130,6 +138,15 @@ func TestPeerMessage(t *testing.T) {
 		if _, err := c.Message(t.Context(), srv.URL, tc.ent, tc.id); !errors.Is(err, ErrPeerNotFound) {
 			t.Errorf("%s/%d: %v, want ErrPeerNotFound", tc.ent, tc.id, err)
 		}
+	}
+	if _, err := c.Message(t.Context(), srv.URL, "ent", 281474976710658); !errors.Is(err, ErrPeerNotFound) {
+		t.Errorf("a fragment without fragments=1: %v", err)
+	}
+	if m, err := c.QueryMessage(t.Context(), srv.URL, "ent", 281474976710658); err != nil || string(m) != `{"id":281474976710658,"fragment":true}` {
+		t.Errorf("QueryMessage of a fragment: %s, %v", m, err)
+	}
+	if m, err := c.QueryMessage(t.Context(), srv.URL, "ent", 281474976710657); err != nil || string(m) != `{"id":281474976710657}` {
+		t.Errorf("QueryMessage of a message: %s, %v", m, err)
 	}
 }
 

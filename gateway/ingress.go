@@ -123,14 +123,9 @@ func (g *Gateway) query(ctx context.Context, acct *Account, p pdu.Body) (pdu.Bod
 	if err != nil {
 		return nil, smpp.StatusQueryFailed
 	}
-	m, err := g.store.Get(id)
-	if errors.Is(err, queue.ErrNotFound) {
-		// The id of one part of a message the ESME split itself: the
-		// message's state, or ENROUTE while the parts wait for the rest.
-		m, err = g.partMessage(id)
-	}
+	m, err := g.queryLookup(id)
 	if owner, ok := g.remoteOwner(id); ok && errors.Is(err, queue.ErrNotFound) {
-		m, err = g.owners.OwnerMessage(ctx, owner, acct.Enterprise, id)
+		m, err = g.owners.OwnerQueryMessage(ctx, owner, acct.Enterprise, id)
 	}
 	if errors.Is(err, ErrOwnerUnavailable) {
 		return nil, fmt.Errorf("query_sm %d: %w: %w", id, err, smpp.StatusSystemError)
@@ -154,6 +149,17 @@ func (g *Gateway) query(ctx context.Context, acct *Account, p pdu.Body) (pdu.Bod
 	f[pdufield.MessageState] = &pdufield.Fixed{Data: uint8(state)}
 	f[pdufield.ErrorCode] = &pdufield.Fixed{Data: 0}
 	return resp, nil
+}
+
+// queryLookup finds the message of id as query_sm sees it, whatever its
+// enterprise: the id of one part of a message the ESME split itself
+// gives the message's state, or ENROUTE while the parts wait for the rest.
+func (g *Gateway) queryLookup(id uint64) (*queue.Message, error) {
+	m, err := g.store.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		m, err = g.partMessage(id)
+	}
+	return m, err
 }
 
 // FormatID is how our message ids appear on the wire (decimal).

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -42,6 +43,9 @@ var ErrOwnerUnavailable = errors.New("gateway: the node that owns the message is
 type Owners interface {
 	// OwnerMessage is the owner's Message(&Account{Enterprise: enterprise}, id).
 	OwnerMessage(ctx context.Context, owner uint16, enterprise string, id uint64) (*queue.Message, error)
+	// OwnerQueryMessage is the message as the owner's query_sm finds it
+	// (PeerQueryMessage): also the id of a part that waits for the rest.
+	OwnerQueryMessage(ctx context.Context, owner uint16, enterprise string, id uint64) (*queue.Message, error)
 	// OwnerCancel is the owner's Cancel(ctx, acct, id).
 	OwnerCancel(ctx context.Context, owner uint16, acct *Account, id uint64) error
 	// OwnerReschedule is the owner's Reschedule(ctx, acct, id, sendAt, text).
@@ -141,6 +145,24 @@ func (e *ownerError) Error() string {
 }
 
 func (e *ownerError) Unwrap() error { return e.kind }
+
+// PeerQueryMessage is PeerMessage as query_sm looks a message up
+// (cluster.PeerBackend.QueryMessage): the id of one part of a message
+// its ESME split itself, waiting for the others, is a message of one
+// Accepted part (query_sm answers ENROUTE). queue.ErrNotFound when there
+// is none (or it is another enterprise's).
+func (g *Gateway) PeerQueryMessage(_ context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	m, err := g.queryLookup(id)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
+	case m.Enterprise != enterprise:
+		return nil, fmt.Errorf("queue: get: %w: message %d", queue.ErrNotFound, id)
+	}
+	return json.Marshal(m)
+}
 
 // PeerCancel is Cancel for another node that routed it here
 // (cluster.PeerBackend.Cancel): the outcome as an OwnerAnswer, or an

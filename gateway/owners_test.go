@@ -54,6 +54,13 @@ func (o *recordingOwners) OwnerMessage(_ context.Context, owner uint16, enterpri
 	return o.find(enterprise, id)
 }
 
+func (o *recordingOwners) OwnerQueryMessage(_ context.Context, owner uint16, enterprise string, id uint64) (*queue.Message, error) {
+	if err := o.call(owner, "query %d for %s", id, enterprise); err != nil {
+		return nil, err
+	}
+	return o.find(enterprise, id)
+}
+
 func (o *recordingOwners) OwnerCancel(_ context.Context, owner uint16, acct *gateway.Account, id uint64) error {
 	if err := o.call(owner, "cancel %d for %s/%s", id, acct.SystemID, acct.Enterprise); err != nil {
 		return err
@@ -146,7 +153,7 @@ func TestRouteToOwner(t *testing.T) {
 		t.Errorf("replace_sm of node 2's message: %v", err)
 	}
 	want := []string{
-		"node 2: message 562949953421317 for E1",
+		"node 2: query 562949953421317 for E1",
 		"node 2: cancel 562949953421318 for alice/E1",
 		"node 2: message 562949953421318 for E1", // replace_sm reads the data_coding first
 		`node 2: reschedule 562949953421318 for alice/E1 "new" false`,

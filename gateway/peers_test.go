@@ -166,6 +166,14 @@ func (b peerBackend) Message(ctx context.Context, enterprise string, id uint64) 
 	return m, err
 }
 
+func (b peerBackend) QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	m, err := b.g.PeerQueryMessage(ctx, enterprise, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, cluster.ErrPeerNotFound
+	}
+	return m, err
+}
+
 func (b peerBackend) Cancel(ctx context.Context, id uint64, acct cluster.PeerAccount) (cluster.PeerOutcome, error) {
 	a := gateway.Account(acct)
 	out, err := b.g.PeerCancel(ctx, &a, id)

@@ -41,13 +41,23 @@ func (o clusterOwners) url(owner uint16) (string, error) {
 }
 
 func (o clusterOwners) OwnerMessage(ctx context.Context, owner uint16, enterprise string, id uint64) (*queue.Message, error) {
+	return o.message(ctx, owner, enterprise, id, o.client.Message)
+}
+
+func (o clusterOwners) OwnerQueryMessage(ctx context.Context, owner uint16, enterprise string, id uint64) (*queue.Message, error) {
+	return o.message(ctx, owner, enterprise, id, o.client.QueryMessage)
+}
+
+func (o clusterOwners) message(ctx context.Context, owner uint16, enterprise string, id uint64,
+	get func(ctx context.Context, peerURL, enterprise string, id uint64) (json.RawMessage, error),
+) (*queue.Message, error) {
 	u, err := o.url(owner)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, ownerTimeout)
 	defer cancel()
-	data, err := o.client.Message(ctx, u, enterprise, id)
+	data, err := get(ctx, u, enterprise, id)
 	if errors.Is(err, cluster.ErrPeerNotFound) {
 		return nil, fmt.Errorf("message %d at node %d: %w", id, owner, queue.ErrNotFound)
 	}
@@ -96,6 +106,14 @@ func (o clusterOwners) OwnerReschedule(ctx context.Context, owner uint16, acct *
 		return fmt.Errorf("%w: %w", gateway.ErrOwnerUnavailable, err)
 	}
 	return gateway.OwnerAnswer(out).Err()
+}
+
+func (b peerBackend) QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	m, err := b.g.PeerQueryMessage(ctx, enterprise, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, cluster.ErrPeerNotFound
+	}
+	return m, err
 }
 
 func (b peerBackend) Cancel(ctx context.Context, id uint64, acct cluster.PeerAccount) (cluster.PeerOutcome, error) {

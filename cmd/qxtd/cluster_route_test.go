@@ -148,6 +148,25 @@ func TestClusterRouteToOwner(t *testing.T) {
 		}
 	})
 
+	t.Run("query_sm on node 2 of one part of a message split by its ESME", func(t *testing.T) {
+		p := pdu.NewSubmitSM(nil)
+		f := p.Fields()
+		_ = f.Set(pdufield.SourceAddr, "10690001")
+		_ = f.Set(pdufield.DestinationAddr, "13800138106")
+		_ = f.Set(pdufield.ESMClass, uint8(0x40))
+		_ = f.Set(pdufield.ShortMessage, append([]byte{5, 0, 3, 0x42, 2, 1}, "first half, the second never comes"...))
+		resp, err := on1.Request(ctx, p)
+		if err != nil {
+			t.Fatalf("part 1 of 2: %v", err)
+		}
+		part := smpp.Str(resp, pdufield.MessageID)
+		want, err1 := querySM(ctx, on1, part)
+		got, err2 := querySM(ctx, on2, part)
+		if err1 != nil || err2 != nil || got != want || got.state != uint8(smpp.StateEnroute) {
+			t.Errorf("query_sm of a waiting part: node 2 %+v (%v), node 1 %+v (%v), want ENROUTE from both", got, err2, want, err1)
+		}
+	})
+
 	t.Run("cancel_sm on node 2 cancels at the owner", func(t *testing.T) {
 		if err := cancelSM(ctx, on2, dropped); err != nil {
 			t.Fatalf("cancel_sm: %v", err)
