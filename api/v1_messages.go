@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -151,23 +152,25 @@ func (s *Server) showMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	s.writeMessage(c, w, id)
+	s.writeMessage(r.Context(), c, w, id)
 }
 
-func (s *Server) writeMessage(c *caller, w http.ResponseWriter, id uint64) {
-	if m, ok := s.visible(c, w, id); ok {
+func (s *Server) writeMessage(ctx context.Context, c *caller, w http.ResponseWriter, id uint64) {
+	if m, ok := s.visible(ctx, c, w, id); ok {
 		writeJSON(w, http.StatusOK, messageOut(m, time.Now(), true))
 	}
 }
 
 // visible returns message id if the caller may see it; otherwise it
-// writes the answer (404 as for an unknown id, or the store failure).
-func (s *Server) visible(c *caller, w http.ResponseWriter, id uint64) (*queue.Message, bool) {
+// writes the answer (404 as for an unknown id, or the store failure). In
+// cluster mode an id of another node is asked of that node
+// (gateway.FindMessage), and its message renders as a local one.
+func (s *Server) visible(ctx context.Context, c *caller, w http.ResponseWriter, id uint64) (*queue.Message, bool) {
 	if s.cfg.Gateway == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
 		return nil, false
 	}
-	m, err := s.cfg.Gateway.Message(c.acct, id)
+	m, err := s.cfg.Gateway.FindMessage(ctx, c.acct, id)
 	if err != nil {
 		writeOutboxErr(w, err)
 		return nil, false
@@ -296,7 +299,7 @@ func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 		}
 		text = *p.Text
 	}
-	m, ok := s.visible(c, w, id)
+	m, ok := s.visible(r.Context(), c, w, id)
 	if !ok {
 		return
 	}
@@ -304,7 +307,7 @@ func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 		writeOutboxErr(w, err)
 		return
 	}
-	s.writeMessage(c, w, id)
+	s.writeMessage(r.Context(), c, w, id)
 }
 
 // ownerAccount is the account a changed message is signed and sent as:
@@ -326,19 +329,24 @@ func (s *Server) cancelMessage(c *caller, w http.ResponseWriter, r *http.Request
 	if !ok {
 		return
 	}
-	if _, ok := s.visible(c, w, id); !ok {
+	if _, ok := s.visible(r.Context(), c, w, id); !ok {
 		return
 	}
 	if err := s.cfg.Gateway.Cancel(r.Context(), c.acct, id); err != nil {
 		writeOutboxErr(w, err)
 		return
 	}
-	s.writeMessage(c, w, id)
+	s.writeMessage(r.Context(), c, w, id)
 }
 
-// writeOutboxErr answers an error of Message, Cancel or Reschedule.
+// writeOutboxErr answers an error of Message, Cancel or Reschedule. An
+// owner node that cannot be asked (cluster mode) is a 503 to retry, never
+// a 404.
 func writeOutboxErr(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, gateway.ErrOwnerUnavailable):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the node that holds this message cannot be reached: try again")
 	case errors.Is(err, queue.ErrNotFound):
 		writeNotFound(w)
 	case errors.Is(err, queue.ErrNotScheduled):

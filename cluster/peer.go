@@ -20,11 +20,19 @@ package cluster
 //
 //	POST /peer/v1/receipts        {"receipts":[PeerReceipt…]} (at most PeerMaxReceipts)
 //	                              → {"results":["matched"|"duplicate"|"unknown"…]} in order
-//	GET  /peer/v1/messages/{id}?enterprise=E
+//	GET  /peer/v1/messages/{id}?enterprise=E[&fragments=1]
 //	                              → the message as the owner's backend gives it; 404 if it
-//	                                has none (or it is another enterprise's)
+//	                                has none (or it is another enterprise's); fragments=1
+//	                                looks it up as query_sm does (QueryMessage)
+//	POST /peer/v1/messages/{id}/cancel, …/replace
+//	                              → PeerOutcome: the owner's answer to a cancel_sm /
+//	                                replace_sm (or the API's DELETE / PATCH) that another
+//	                                node received (peer_owner.go)
 //	GET  /peer/v1/usage?month=M[&enterprise=E]
 //	                              → the node's usage counters (peer_usage.go)
+//	POST /peer/v1/relay           {upstream, pdu} → the SMSC's submit_sm_resp status
+//	                                and message_id, sent on this node's bind for a
+//	                                node that holds none (peer_relay.go)
 
 import (
 	"bytes"
@@ -88,6 +96,17 @@ type PeerBackend interface {
 	// Message returns message id of enterprise as JSON, as the node's
 	// API would show it, or ErrPeerNotFound.
 	Message(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error)
+	// QueryMessage is Message as query_sm looks a message up: the id of
+	// one part of a message its ESME split itself, still waiting for the
+	// others, is found too (GET …?enterprise=E&fragments=1).
+	QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error)
+	// Cancel cancels scheduled message id for acct exactly as a local
+	// request of acct would, and returns the outcome (refusals are
+	// outcomes, not errors). An error (the store failed) is a 500: the
+	// caller tells its client to try later.
+	Cancel(ctx context.Context, id uint64, acct PeerAccount) (PeerOutcome, error)
+	// Replace changes scheduled message id as Cancel cancels it.
+	Replace(ctx context.Context, id uint64, req PeerReplace) (PeerOutcome, error)
 }
 
 // ErrPeerNotFound: the node has no such message (or it is another
@@ -175,8 +194,9 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
-	s.mux.HandleFunc("POST /peer/v1/relay", s.relay) // peer_relay.go
-	s.usageRoutes()                                  // peer_usage.go
+	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
+	s.mux.HandleFunc("POST /peer/v1/messages/{id}/replace", s.replace)
+	s.usageRoutes() // peer_usage.go
 	return s
 }
 
@@ -255,7 +275,12 @@ func (s *peerServer) message(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad message id", http.StatusBadRequest)
 		return
 	}
-	m, err := s.backend.Message(r.Context(), r.URL.Query().Get("enterprise"), id)
+	q := r.URL.Query()
+	lookup := s.backend.Message
+	if q.Get("fragments") == "1" {
+		lookup = s.backend.QueryMessage
+	}
+	m, err := lookup(r.Context(), q.Get("enterprise"), id)
 	switch {
 	case errors.Is(err, ErrPeerNotFound):
 		http.Error(w, "no such message", http.StatusNotFound)
@@ -327,7 +352,17 @@ func (c *PeerClient) PushReceipts(ctx context.Context, peerURL string, rs []Peer
 // Message asks the node at peerURL for message id of enterprise (the
 // node NodeOf the id names). ErrPeerNotFound if it has none.
 func (c *PeerClient) Message(ctx context.Context, peerURL, enterprise string, id uint64) (json.RawMessage, error) {
-	uri := "/peer/v1/messages/" + strconv.FormatUint(id, 10) + "?" + url.Values{"enterprise": {enterprise}}.Encode()
+	return c.message(ctx, peerURL, url.Values{"enterprise": {enterprise}}, id)
+}
+
+// QueryMessage is Message looked up as query_sm does
+// (PeerBackend.QueryMessage).
+func (c *PeerClient) QueryMessage(ctx context.Context, peerURL, enterprise string, id uint64) (json.RawMessage, error) {
+	return c.message(ctx, peerURL, url.Values{"enterprise": {enterprise}, "fragments": {"1"}}, id)
+}
+
+func (c *PeerClient) message(ctx context.Context, peerURL string, q url.Values, id uint64) (json.RawMessage, error) {
+	uri := "/peer/v1/messages/" + strconv.FormatUint(id, 10) + "?" + q.Encode()
 	data, err := c.do(ctx, http.MethodGet, peerURL, uri, nil)
 	if pe, ok := errors.AsType[*PeerError](err); ok && pe.Status == http.StatusNotFound {
 		return nil, fmt.Errorf("cluster: message %d at %s: %w", id, peerURL, ErrPeerNotFound)

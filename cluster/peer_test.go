@@ -23,6 +23,29 @@ type recordingBackend struct {
 	nodes    []uint16
 	messages map[string]json.RawMessage // enterprise/id → message
 	fail     error
+	changes  []string               // "cancel id system_id/enterprise", "replace id …"
+	outcomes map[uint64]PeerOutcome // id → outcome of a cancel or replace (none: not_found)
+}
+
+func (b *recordingBackend) change(op string, id uint64, acct PeerAccount, extra string) (PeerOutcome, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return PeerOutcome{}, b.fail
+	}
+	b.changes = append(b.changes, fmt.Sprintf("%s %d %s/%s%s", op, id, acct.SystemID, acct.Enterprise, extra))
+	if out, ok := b.outcomes[id]; ok {
+		return out, nil
+	}
+	return PeerOutcome{Result: "not_found"}, nil
+}
+
+func (b *recordingBackend) Cancel(_ context.Context, id uint64, acct PeerAccount) (PeerOutcome, error) {
+	return b.change("cancel", id, acct, "")
+}
+
+func (b *recordingBackend) Replace(_ context.Context, id uint64, req PeerReplace) (PeerOutcome, error) {
+	return b.change("replace", id, req.Account, fmt.Sprintf(" %s %q", req.SendAt.UTC().Format(time.RFC3339), req.Text))
 }
 
 func (b *recordingBackend) MatchReceipts(ctx context.Context, rs []PeerReceipt) ([]PeerResult, error) {
@@ -49,6 +72,14 @@ func (b *recordingBackend) Message(_ context.Context, enterprise string, id uint
 		return nil, ErrPeerNotFound
 	}
 	return m, nil
+}
+
+// QueryMessage also knows the fragment "ent/281474976710658".
+func (b *recordingBackend) QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	if enterprise == "ent" && id == 281474976710658 {
+		return json.RawMessage(`{"id":281474976710658,"fragment":true}`), nil
+	}
+	return b.Message(ctx, enterprise, id)
 }
 
 var _ PeerBackend = (*recordingBackend)(nil)
@@ -108,6 +139,15 @@ func TestPeerMessage(t *testing.T) {
 			t.Errorf("%s/%d: %v, want ErrPeerNotFound", tc.ent, tc.id, err)
 		}
 	}
+	if _, err := c.Message(t.Context(), srv.URL, "ent", 281474976710658); !errors.Is(err, ErrPeerNotFound) {
+		t.Errorf("a fragment without fragments=1: %v", err)
+	}
+	if m, err := c.QueryMessage(t.Context(), srv.URL, "ent", 281474976710658); err != nil || string(m) != `{"id":281474976710658,"fragment":true}` {
+		t.Errorf("QueryMessage of a fragment: %s, %v", m, err)
+	}
+	if m, err := c.QueryMessage(t.Context(), srv.URL, "ent", 281474976710657); err != nil || string(m) != `{"id":281474976710657}` {
+		t.Errorf("QueryMessage of a message: %s, %v", m, err)
+	}
 }
 
 func TestPeerBackendError(t *testing.T) {
@@ -145,7 +185,9 @@ func TestPeerAuthRefusals(t *testing.T) {
 		{"ok", signed(t, secret, "POST", srv.URL, rURI, now, body, body), http.StatusOK},
 		{"wrong secret", signed(t, []byte("guess"), "POST", srv.URL, rURI, now, body, body), http.StatusUnauthorized},
 		{"stale", signed(t, secret, "POST", srv.URL, rURI, now-61, body, body), http.StatusUnauthorized},
-		{"future", signed(t, secret, "POST", srv.URL, rURI, now+61, body, body), http.StatusUnauthorized},
+		// now is truncated to the second and the server reads its clock
+		// later: 62 s ahead is beyond the skew however late it reads it.
+		{"future", signed(t, secret, "POST", srv.URL, rURI, now+62, body, body), http.StatusUnauthorized},
 		{"tampered body", signed(t, secret, "POST", srv.URL, rURI, now, body, bytes.Replace(body, []byte("a1"), []byte("a9"), 1)), http.StatusUnauthorized},
 		{"other path", func() *http.Request {
 			r := signed(t, secret, "GET", srv.URL, "/peer/v1/messages/281474976710657?enterprise=ent", now, nil, nil)

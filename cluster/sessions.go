@@ -195,12 +195,13 @@ func (s *Sessions) fetch(hk string) (*cachedSession, bool) {
 		return nil, false
 	}
 	cs := &cachedSession{rec: rec, lease: clientv3.LeaseID(resp.Kvs[0].Lease), kept: s.now()}
+	out := *cs // the caller's copy: once cached, cs is the watch's to change (under s.mu)
 	s.mu.Lock()
 	if _, ok := s.cache[hk]; !ok && resp.Header.Revision > s.rev {
 		s.cache[hk] = cs // a delete seen by the watch after this read wins
 	}
 	s.mu.Unlock()
-	return cs, true
+	return &out, true
 }
 
 // drop removes a session from the cache if it still has lease.

@@ -71,6 +71,7 @@
 //	             a TD reply opts its sender out (afterMO)
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
+//	owners.go    cluster mode: query, cancel and replace of another node's message
 //	metrics.go   the Prometheus series (on an injected registerer)
 //
 // # Cluster mode
@@ -89,6 +90,12 @@
 // a local orphan first. qxtd_dlrs_received_total counts such a receipt
 // on both nodes (orphaned here, matched at the owner);
 // qxtd_cluster_receipts_forwarded_total{result} counts the offers.
+//
+// With Config.Owners set, an id that is not here and that another node
+// gave is asked of that node: query_sm, cancel_sm, replace_sm and the
+// API's FindMessage / Cancel / Reschedule answer with the owner's outcome
+// as if it were local (owners.go). An owner that cannot be asked is
+// ErrOwnerUnavailable (ESME_RSYSERR): never a "not found".
 //
 // # Invariants
 //

@@ -108,6 +108,9 @@ type Config struct {
 	// Peers, in cluster mode, are the other nodes: receipts that match
 	// nothing here are offered to them (peers.go). nil: a single node.
 	Peers Peers
+	// Owners, in cluster mode, reaches the node that owns a message this
+	// one does not have (owners.go). nil: every id is this node's.
+	Owners Owners
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -178,6 +181,8 @@ type Gateway struct {
 	mos  *moRouter
 	// pusher offers orphan receipts to the peers (cluster mode only).
 	pusher *pusher
+	// owners is Config.Owners (nil on a single node).
+	owners Owners
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -227,6 +232,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	if cfg.Peers != nil {
 		g.pusher = newPusher(g, cfg.Peers)
 	}
+	g.owners = cfg.Owners
 	return g, nil
 }
 

@@ -103,7 +103,7 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		}
 		return s.g.submitMulti(ctx, s.acct, p)
 	case pdu.QuerySMID:
-		return s.g.query(s.acct, p)
+		return s.g.query(ctx, s.acct, p)
 	case smpp.CancelSMID:
 		return s.g.cancelSM(ctx, s.acct, p)
 	case smpp.ReplaceSMID:
@@ -114,18 +114,21 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 
 // query answers query_sm (§4.8) for a message of the caller's own
 // enterprise. Another enterprise's message is answered exactly like one
-// that does not exist, so ids cannot be probed.
-func (g *Gateway) query(acct *Account, p pdu.Body) (pdu.Body, error) {
+// that does not exist, so ids cannot be probed. In cluster mode another
+// node's id is asked of that node (owners.go); when it cannot be asked
+// the answer is ESME_RSYSERR (try later), never ESME_RQUERYFAIL.
+func (g *Gateway) query(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
 	idStr := smpp.Str(p, pdufield.MessageID)
 	id, err := strconv.ParseUint(idStr, 10, 64)
 	if err != nil {
 		return nil, smpp.StatusQueryFailed
 	}
-	m, err := g.store.Get(id)
-	if errors.Is(err, queue.ErrNotFound) {
-		// The id of one part of a message the ESME split itself: the
-		// message's state, or ENROUTE while the parts wait for the rest.
-		m, err = g.partMessage(id)
+	m, err := g.queryLookup(id)
+	if owner, ok := g.remoteOwner(id); ok && errors.Is(err, queue.ErrNotFound) {
+		m, err = g.owners.OwnerQueryMessage(ctx, owner, acct.Enterprise, id)
+	}
+	if errors.Is(err, ErrOwnerUnavailable) {
+		return nil, fmt.Errorf("query_sm %d: %w: %w", id, err, smpp.StatusSystemError)
 	}
 	if err != nil || m.Enterprise != acct.Enterprise {
 		return nil, smpp.StatusQueryFailed
@@ -146,6 +149,17 @@ func (g *Gateway) query(acct *Account, p pdu.Body) (pdu.Body, error) {
 	f[pdufield.MessageState] = &pdufield.Fixed{Data: uint8(state)}
 	f[pdufield.ErrorCode] = &pdufield.Fixed{Data: 0}
 	return resp, nil
+}
+
+// queryLookup finds the message of id as query_sm sees it, whatever its
+// enterprise: the id of one part of a message the ESME split itself
+// gives the message's state, or ENROUTE while the parts wait for the rest.
+func (g *Gateway) queryLookup(id uint64) (*queue.Message, error) {
+	m, err := g.store.Get(id)
+	if errors.Is(err, queue.ErrNotFound) {
+		m, err = g.partMessage(id)
+	}
+	return m, err
 }
 
 // FormatID is how our message ids appear on the wire (decimal).
@@ -195,8 +209,8 @@ func (g *Gateway) cancelSM(ctx context.Context, acct *Account, p pdu.Body) (pdu.
 		return nil, smpp.StatusCancelFailed
 	}
 	if err := g.Cancel(ctx, acct, id); err != nil {
-		if errors.Is(err, ErrStore) {
-			return nil, smpp.StatusSystemError
+		if errors.Is(err, ErrStore) || errors.Is(err, ErrOwnerUnavailable) {
+			return nil, smpp.StatusSystemError // try later
 		}
 		return nil, smpp.StatusCancelFailed // unknown, another enterprise's, or already sent
 	}
@@ -206,13 +220,18 @@ func (g *Gateway) cancelSM(ctx context.Context, acct *Account, p pdu.Body) (pdu.
 // replaceSM answers replace_sm (§4.10): new text and/or schedule for a
 // scheduled message of the caller's enterprise. replace_sm has no
 // data_coding: the new short_message is read in the data_coding of the
-// original submit_sm, as the spec intends.
+// original submit_sm, as the spec intends. In cluster mode another
+// node's id is replaced at that node (owners.go); when it cannot be asked
+// the answer is ESME_RSYSERR (try later), as for cancel_sm.
 func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
 	id, err := strconv.ParseUint(smpp.Str(p, pdufield.MessageID), 10, 64)
 	if err != nil {
 		return nil, smpp.StatusReplaceFailed
 	}
-	m, err := g.Message(acct, id)
+	m, err := g.FindMessage(ctx, acct, id)
+	if errors.Is(err, ErrOwnerUnavailable) {
+		return nil, smpp.StatusSystemError
+	}
 	if err != nil {
 		return nil, smpp.StatusReplaceFailed
 	}
@@ -242,7 +261,7 @@ func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu
 		switch {
 		case errors.As(err, &ref):
 			return nil, ref
-		case errors.Is(err, ErrStore):
+		case errors.Is(err, ErrStore), errors.Is(err, ErrOwnerUnavailable):
 			return nil, smpp.StatusSystemError
 		}
 		return nil, smpp.StatusReplaceFailed

@@ -47,7 +47,16 @@ func (g *Gateway) Message(acct *Account, id uint64) (*queue.Message, error) {
 // Cancel cancels a scheduled message of acct's enterprise: it will never
 // be sent, its reservation is released, and its receipt (if one was
 // asked for) reports it as deleted.
+// In cluster mode another node's id is cancelled at that node (owners.go).
 func (g *Gateway) Cancel(ctx context.Context, acct *Account, id uint64) error {
+	err := g.cancelHere(ctx, acct, id)
+	if owner, ok := g.remoteOwner(id); ok && errors.Is(err, queue.ErrNotFound) {
+		return g.owners.OwnerCancel(ctx, owner, acct, id)
+	}
+	return err
+}
+
+func (g *Gateway) cancelHere(ctx context.Context, acct *Account, id uint64) error {
 	return storeErr(g.store.Cancel(ctx, id, acct.Enterprise))
 }
 
@@ -59,8 +68,17 @@ func (g *Gateway) Cancel(ctx context.Context, acct *Account, id uint64) error {
 // upstream exactly as Send does (with its stored concatenation mode); a
 // change in
 // its number of segments is checked against the enterprise's quota. The
-// validity window moves with the send time.
+// validity window moves with the send time. In cluster mode another
+// node's id is changed at that node (owners.go).
 func (g *Gateway) Reschedule(ctx context.Context, acct *Account, id uint64, sendAt time.Time, text string) error {
+	err := g.rescheduleHere(ctx, acct, id, sendAt, text)
+	if owner, ok := g.remoteOwner(id); ok && errors.Is(err, queue.ErrNotFound) {
+		return g.owners.OwnerReschedule(ctx, owner, acct, id, sendAt, text)
+	}
+	return err
+}
+
+func (g *Gateway) rescheduleHere(ctx context.Context, acct *Account, id uint64, sendAt time.Time, text string) error {
 	if text == "" {
 		err := storeErr(g.store.Reschedule(ctx, id, acct.Enterprise, sendAt, "", nil, 0, queue.NoLimit))
 		if err == nil {

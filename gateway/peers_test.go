@@ -166,6 +166,26 @@ func (b peerBackend) Message(ctx context.Context, enterprise string, id uint64) 
 	return m, err
 }
 
+func (b peerBackend) QueryMessage(ctx context.Context, enterprise string, id uint64) (json.RawMessage, error) {
+	m, err := b.g.PeerQueryMessage(ctx, enterprise, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return nil, cluster.ErrPeerNotFound
+	}
+	return m, err
+}
+
+func (b peerBackend) Cancel(ctx context.Context, id uint64, acct cluster.PeerAccount) (cluster.PeerOutcome, error) {
+	a := gateway.Account(acct)
+	out, err := b.g.PeerCancel(ctx, &a, id)
+	return cluster.PeerOutcome(out), err
+}
+
+func (b peerBackend) Replace(ctx context.Context, id uint64, req cluster.PeerReplace) (cluster.PeerOutcome, error) {
+	a := gateway.Account(req.Account)
+	out, err := b.g.PeerReschedule(ctx, &a, id, req.SendAt, req.Text)
+	return cluster.PeerOutcome(out), err
+}
+
 // peerList is what cmd/qxtd wires: gateway.Peers over the membership (here
 // a list the test changes) and cluster.PeerClient.
 type peerList struct {

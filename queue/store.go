@@ -598,6 +598,10 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	return err
 }
 
+// NodeID is Options.NodeID: the cluster node whose ids this store gives
+// (0: a single node).
+func (s *Store) NodeID() uint16 { return s.opt.NodeID }
+
 // Path is the path of the store's bbolt file.
 func (s *Store) Path() string { return s.db.Path() }
 

@@ -310,6 +310,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		pc := cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})
 		gcfg.Peers = clusterPeers{node: d.cluster.node, client: pc}
 		gcfg.Relay = &clusterRelay{node: d.cluster.node, client: pc}
+		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc} // cluster_route.go
 	}
 	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
