@@ -23,6 +23,7 @@ package cluster
 //	GET  /peer/v1/messages/{id}?enterprise=E
 //	                              → the message as the owner's backend gives it; 404 if it
 //	                                has none (or it is another enterprise's)
+//	POST /peer/v1/deliver         receipts and replies for an ESME bound there (peerdeliver.go)
 
 import (
 	"bytes"
@@ -173,6 +174,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
+	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
 	return s
 }
 

@@ -105,6 +105,9 @@ type Config struct {
 	// Peers, in cluster mode, are the other nodes: receipts that match
 	// nothing here are offered to them (peers.go). nil: a single node.
 	Peers Peers
+	// Relay, in cluster mode, hands receipts and replies to the node
+	// where their ESME is bound (relay.go). nil: a single node.
+	Relay Relay
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -175,6 +178,7 @@ type Gateway struct {
 	mos  *moRouter
 	// pusher offers orphan receipts to the peers (cluster mode only).
 	pusher *pusher
+	relay  *relay // cluster mode only
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -224,6 +228,9 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	if cfg.Peers != nil {
 		g.pusher = newPusher(g, cfg.Peers)
 	}
+	if cfg.Relay != nil {
+		g.relay = newRelay(g, cfg.Relay)
+	}
 	return g, nil
 }
 
@@ -244,6 +251,9 @@ func (g *Gateway) Start() {
 	}()
 	if g.pusher != nil { // cluster mode
 		g.wg.Go(func() { g.pusher.run(g.ctx) })
+	}
+	if g.relay != nil {
+		g.wg.Go(func() { g.relay.run(g.ctx) })
 	}
 }
 
@@ -336,6 +346,7 @@ func (g *Gateway) Health() Health {
 func (g *Gateway) OnDLRReady(account string) {
 	if g != nil && g.dlrs != nil {
 		g.dlrs.kick(account)
+		g.relayKick()
 	}
 }
 

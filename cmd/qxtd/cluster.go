@@ -151,6 +151,7 @@ type clusterState struct {
 	replica  *cluster.Replica
 	sessions *cluster.Sessions
 	gateway  *clusterGateway
+	binds    *cluster.ESMEBinds // receiver binds of every node (cluster_deliver.go)
 	peerAddr net.Addr
 	peer     *http.Server
 
@@ -288,6 +289,9 @@ func (cs *clusterState) stop(ctx context.Context) {
 		_ = cs.peer.Shutdown(ctx)
 	}
 	cs.stopFollowing()
+	if cs.binds != nil {
+		_ = cs.binds.Close()
+	}
 	_ = cs.sessions.Close()
 	_ = cs.replica.Close()
 	_ = cs.node.Close()

@@ -309,6 +309,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		gcfg.Cluster = d.cluster.gateway
 		gcfg.Peers = clusterPeers{node: d.cluster.node,
 			client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})}
+		if gcfg.Relay, err = d.cluster.openRelay(cfg.Cluster.Secret); err != nil {
+			return nil, err
+		}
 	}
 	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
