@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,14 +122,22 @@ type relay struct {
 	wake chan struct{} // 1-buffered
 
 	mu    sync.Mutex
-	retry map[string]peerRetry // "r:"+account, "m:"+enterprise → back-off
+	retry map[string]relayRetry // "r:"+account, "m:"+enterprise → back-off
 
 	relayed *prometheus.CounterVec // kind, result
 	served  *prometheus.CounterVec // kind, result
 }
 
+// relayRetry is the back-off of an account or enterprise whose turn
+// failed, and the nodes it had binds on then: a change of those (the
+// ESME bound elsewhere) ends the back-off.
+type relayRetry struct {
+	peerRetry
+	nodes string
+}
+
 func newRelay(g *Gateway, r Relay) *relay {
-	x := &relay{g: g, r: r, wake: make(chan struct{}, 1), retry: make(map[string]peerRetry)}
+	x := &relay{g: g, r: r, wake: make(chan struct{}, 1), retry: make(map[string]relayRetry)}
 	x.relayed = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_relayed_total",
 		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
@@ -197,33 +209,40 @@ func (x *relay) run(ctx context.Context) {
 func (x *relay) round(ctx context.Context) time.Time {
 	byAccount := map[string][]Peer{}
 	byEnterprise := map[string][]RemoteBind{}
-	for _, b := range x.r.RemoteBinds() {
+	nodes := map[string]string{} // key → the nodes of its binds, for relayRetry
+	binds := x.r.RemoteBinds()
+	slices.SortFunc(binds, func(a, b RemoteBind) int {
+		return cmp.Or(strings.Compare(a.Account, b.Account), cmp.Compare(a.Peer.ID, b.Peer.ID))
+	})
+	for _, b := range binds {
 		byAccount[b.Account] = append(byAccount[b.Account], b.Peer)
 		byEnterprise[b.Enterprise] = append(byEnterprise[b.Enterprise], b)
+		id := strconv.Itoa(int(b.Peer.ID)) + ","
+		nodes["r:"+b.Account] += id
+		nodes["m:"+b.Enterprise] += id + b.Account + ","
 	}
 	now := time.Now()
 	var wg sync.WaitGroup
 	x.mu.Lock()
-	for k := range x.retry {
-		if _, ok := byAccount[k[2:]]; k[0] == 'r' && !ok {
-			delete(x.retry, k) // no peer has it now: a new bind starts afresh
-		}
-		if _, ok := byEnterprise[k[2:]]; k[0] == 'm' && !ok {
-			delete(x.retry, k)
+	for k, r := range x.retry {
+		if r.nodes != nodes[k] {
+			delete(x.retry, k) // bound elsewhere now (or nowhere): afresh
 		}
 	}
 	due := func(k string) bool { r, ok := x.retry[k]; return !ok || !r.next.After(now) }
 	for account, peers := range byAccount {
-		if x.g.dlrs.bound(account) || !due("r:"+account) {
+		k := "r:" + account
+		if x.g.dlrs.bound(account) || !due(k) {
 			continue
 		}
-		wg.Go(func() { x.done("r:"+account, x.receipts(ctx, account, peers)) })
+		wg.Go(func() { x.done(k, nodes[k], x.receipts(ctx, account, peers)) })
 	}
 	for enterprise, binds := range byEnterprise {
-		if !due("m:" + enterprise) {
+		k := "m:" + enterprise
+		if !due(k) {
 			continue
 		}
-		wg.Go(func() { x.done("m:"+enterprise, x.replies(ctx, enterprise, binds)) })
+		wg.Go(func() { x.done(k, nodes[k], x.replies(ctx, enterprise, binds)) })
 	}
 	x.mu.Unlock()
 	wg.Wait()
@@ -239,8 +258,8 @@ func (x *relay) round(ctx context.Context) time.Time {
 }
 
 // done records the outcome of one account's or enterprise's turn: ok
-// clears its back-off, !ok doubles it.
-func (x *relay) done(key string, ok bool) {
+// clears its back-off, !ok doubles it (for binds on nodes).
+func (x *relay) done(key, nodes string, ok bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if ok {
@@ -250,6 +269,7 @@ func (x *relay) done(key string, ok bool) {
 	r := x.retry[key]
 	r.delay = min(max(2*r.delay, peerRetryMin), peerRetryMax)
 	r.next = time.Now().Add(r.delay)
+	r.nodes = nodes
 	x.retry[key] = r
 }
 
