@@ -146,6 +146,10 @@ func newRelay(g *Gateway, r Relay) *relay {
 		Name: "qxtd_cluster_deliveries_served_total",
 		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, no_bind, failed.",
 	}, []string{"kind", "result"})
+	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qxtd_cluster_remote_receiver_binds",
+		Help: "Accounts with a receiver-capable ESME bind on another live node, counted once per node: where this node can hand receipts and replies.",
+	}, func() float64 { return float64(len(r.RemoteBinds())) })
 	for _, k := range []string{DeliveryReceipt, DeliveryMO} {
 		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerNoBind, PeerFailed} {
 			x.relayed.WithLabelValues(k, string(res))
