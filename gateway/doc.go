@@ -71,6 +71,8 @@
 //	             a TD reply opts its sender out (afterMO)
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
+//	relay.go     cluster mode: receipts and replies for an ESME bound to
+//	             another node
 //	metrics.go   the Prometheus series (on an injected registerer)
 //
 // # Cluster mode
@@ -89,6 +91,12 @@
 // a local orphan first. qxtd_dlrs_received_total counts such a receipt
 // on both nodes (orphaned here, matched at the owner);
 // qxtd_cluster_receipts_forwarded_total{result} counts the offers.
+//
+// With Config.Relay set too, a receipt or reply waiting here for an ESME
+// whose receiver is bound to another node only is handed to that node
+// (relay.go), which sends it on its bind and confirms after the ESME's
+// deliver_sm_resp; it is acknowledged in the store only then. A local
+// bind is always preferred.
 //
 // # Invariants
 //
