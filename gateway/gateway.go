@@ -346,7 +346,7 @@ func (g *Gateway) Health() Health {
 func (g *Gateway) OnDLRReady(account string) {
 	if g != nil && g.dlrs != nil {
 		g.dlrs.kick(account)
-		g.relayKick()
+		g.relayKick("r:" + account)
 	}
 }
 

@@ -35,9 +35,11 @@ import (
 // down; a delivery whose answer was lost is sent again (at-least-once,
 // as locally).
 //
-// The relay wakes when a receipt or reply is stored, when a local
-// receiver bind comes or goes, when the view of the other nodes' binds
-// changes, and when a back-off ends. A local bind always wins: an account
+// The relay wakes when a receipt or reply is stored (and looks at that
+// account or enterprise only), when a local receiver bind comes or goes
+// or the view of the other nodes' binds changes (and looks at every
+// account and enterprise bound elsewhere: one store read each), and when
+// a back-off ends. A local bind always wins: an account
 // bound here is left to its forwarder. A local bind that appears while a
 // batch is with a peer may repeat a few of them.
 
@@ -123,6 +125,12 @@ type relay struct {
 
 	mu    sync.Mutex
 	retry map[string]relayRetry // "r:"+account, "m:"+enterprise → back-off
+	// dirty are the keys with something new stored since the last round;
+	// all asks the next round to look at every key (binds changed here
+	// or elsewhere). A round otherwise looks only at these and at the
+	// back-offs that ended: a receipt costs a look at its own account.
+	dirty map[string]bool
+	all   bool
 
 	relayed *prometheus.CounterVec // kind, result
 	served  *prometheus.CounterVec // kind, result
@@ -137,7 +145,8 @@ type relayRetry struct {
 }
 
 func newRelay(g *Gateway, r Relay) *relay {
-	x := &relay{g: g, r: r, wake: make(chan struct{}, 1), retry: make(map[string]relayRetry)}
+	x := &relay{g: g, r: r, wake: make(chan struct{}, 1), retry: make(map[string]relayRetry),
+		dirty: make(map[string]bool), all: true}
 	x.relayed = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_relayed_total",
 		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
@@ -159,13 +168,24 @@ func newRelay(g *Gateway, r Relay) *relay {
 	return x
 }
 
-func (x *relay) kick() { wakeUp(x.wake) }
+// touch marks key ("r:"+account, "m:"+enterprise, or "" for every key)
+// for the next round and wakes the relay.
+func (x *relay) touch(key string) {
+	x.mu.Lock()
+	if key == "" {
+		x.all = true
+	} else {
+		x.dirty[key] = true
+	}
+	x.mu.Unlock()
+	wakeUp(x.wake)
+}
 
-// relayKick wakes the relay, if any: something was stored, or a local
-// bind changed.
-func (g *Gateway) relayKick() {
+// relayKick wakes the relay, if any, for key: a receipt ("r:"+account) or
+// a reply ("m:"+enterprise) was stored.
+func (g *Gateway) relayKick(key string) {
 	if g.relay != nil {
-		g.relay.kick()
+		g.relay.touch(key)
 	}
 }
 
@@ -175,14 +195,14 @@ func (g *Gateway) relayKick() {
 func (g *Gateway) receiverBound(acct *Account) {
 	if g.relay != nil {
 		g.relay.r.Bound(acct.SystemID, acct.Enterprise)
-		g.relay.kick()
+		g.relay.touch("")
 	}
 }
 
 func (g *Gateway) receiverUnbound(acct *Account) {
 	if g.relay != nil {
 		g.relay.r.Unbound(acct.SystemID, acct.Enterprise)
-		g.relay.kick()
+		g.relay.touch("")
 	}
 }
 
@@ -197,6 +217,9 @@ func (x *relay) run(ctx context.Context) {
 			return
 		case <-x.wake:
 		case <-changed:
+			x.mu.Lock()
+			x.all = true
+			x.mu.Unlock()
 		case <-timer.C:
 		}
 		next := x.round(ctx)
@@ -228,12 +251,23 @@ func (x *relay) round(ctx context.Context) time.Time {
 	now := time.Now()
 	var wg sync.WaitGroup
 	x.mu.Lock()
+	all, dirty := x.all, x.dirty
+	x.all, x.dirty = false, make(map[string]bool)
 	for k, r := range x.retry {
 		if r.nodes != nodes[k] {
 			delete(x.retry, k) // bound elsewhere now (or nowhere): afresh
+			dirty[k] = true
 		}
 	}
-	due := func(k string) bool { r, ok := x.retry[k]; return !ok || !r.next.After(now) }
+	// due: a key to look at now — touched (or all are) and not backing
+	// off, or its back-off ended.
+	due := func(k string) bool {
+		r, ok := x.retry[k]
+		if ok {
+			return !r.next.After(now)
+		}
+		return all || dirty[k]
+	}
 	for account, peers := range byAccount {
 		k := "r:" + account
 		if x.g.dlrs.bound(account) || !due(k) {
