@@ -211,10 +211,14 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 		var mu sync.Mutex
 		acked := map[string]sent{}
+		// One ESME bound to every node: a receipt may reach it on any of
+		// its binds (a node without a bind of its own, as node 2 while it
+		// restarts, relays its receipts to another's: cluster_deliver.go).
 		sinks := make([]*receiptSink, len(nodes))
+		esme := newSink()
 		conns := make([]*smpp.Conn, len(nodes))
 		for i, n := range nodes {
-			sinks[i] = newSink()
+			sinks[i] = esme
 			conns[i] = dialAs(t, n.proc.smppAddr, "esme", "secret1", sinks[i].handler())
 		}
 		ctx, cancel := context.WithCancel(context.Background())
