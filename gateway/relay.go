@@ -319,13 +319,10 @@ func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool
 		if g.dlrs.bound(account) {
 			return true // bound here meanwhile: the forwarder's now
 		}
-		var msgs []*queue.Message
-		var ds []PeerDelivery
-		var owner []int // ds[k] is a receipt of msgs[owner[k]]
-		var err error
-		// A message can have several receipts (Aliases): fetch fewer
-		// messages than the batch holds, and cut at the limit.
-		msgs, err = g.store.PendingDLRs(account, MaxPeerDeliveries/4, nil)
+		// A message can have several receipts (Aliases, at most one per
+		// segment): fetch fewer messages than the batch holds, and cut at
+		// the limit.
+		msgs, err := g.store.PendingDLRs(account, MaxPeerDeliveries/4, nil)
 		if err != nil {
 			g.log.Error("pending receipts to relay", "account", account, "err", err)
 			return false
@@ -333,6 +330,8 @@ func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool
 		if len(msgs) == 0 {
 			return true
 		}
+		var ds []PeerDelivery
+		var owner []int // ds[k] is a receipt of msgs[owner[k]]
 		for j, m := range msgs {
 			rcs := ReceiptsFor(m)
 			if len(ds)+len(rcs) > MaxPeerDeliveries && j > 0 {
