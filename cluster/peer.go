@@ -33,6 +33,7 @@ package cluster
 //	POST /peer/v1/relay           {upstream, pdu} → the SMSC's submit_sm_resp status
 //	                                and message_id, sent on this node's bind for a
 //	                                node that holds none (peer_relay.go)
+//	POST /peer/v1/deliver         receipts and replies for an ESME bound there (peerdeliver.go)
 
 import (
 	"bytes"
@@ -196,7 +197,9 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/replace", s.replace)
-	s.usageRoutes() // peer_usage.go
+	s.usageRoutes()                                      // peer_usage.go
+	s.mux.HandleFunc("POST /peer/v1/relay", s.relay)     // peer_relay.go
+	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
 	return s
 }
 

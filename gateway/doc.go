@@ -72,6 +72,8 @@
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
 //	owners.go    cluster mode: query, cancel and replace of another node's message
+//	relay.go     cluster mode: receipts and replies for an ESME bound to
+//	             another node
 //	metrics.go   the Prometheus series (on an injected registerer)
 //
 // # Cluster mode
@@ -96,6 +98,11 @@
 // API's FindMessage / Cancel / Reschedule answer with the owner's outcome
 // as if it were local (owners.go). An owner that cannot be asked is
 // ErrOwnerUnavailable (ESME_RSYSERR): never a "not found".
+// With Config.Relay set too, a receipt or reply waiting here for an ESME
+// whose receiver is bound to another node only is handed to that node
+// (relay.go), which sends it on its bind and confirms after the ESME's
+// deliver_sm_resp; it is acknowledged in the store only then. A local
+// bind is always preferred.
 //
 // # Invariants
 //

@@ -94,9 +94,10 @@ type Config struct {
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
 	OptOutKeywords []string
-	// Relay sends segments through another node when this one holds
-	// none of the upstream's binds (relay.go); nil: wait for a bind here.
-	Relay Relay
+	// SubmitRelay sends segments through another node when this one
+	// holds none of the upstream's binds (submitrelay.go); nil: wait for
+	// a bind here.
+	SubmitRelay SubmitRelay
 	// Cluster shares carrier binds and quotas with the other nodes of a
 	// cluster (cluster.go); nil: this node is on its own.
 	Cluster Cluster
@@ -111,6 +112,9 @@ type Config struct {
 	// Owners, in cluster mode, reaches the node that owns a message this
 	// one does not have (owners.go). nil: every id is this node's.
 	Owners Owners
+	// Relay, in cluster mode, hands receipts and replies to the node
+	// where their ESME is bound (relay.go). nil: a single node.
+	Relay Relay
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.
@@ -183,6 +187,7 @@ type Gateway struct {
 	pusher *pusher
 	// owners is Config.Owners (nil on a single node).
 	owners Owners
+	relay  *relay // cluster mode only
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -233,6 +238,9 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 		g.pusher = newPusher(g, cfg.Peers)
 	}
 	g.owners = cfg.Owners
+	if cfg.Relay != nil {
+		g.relay = newRelay(g, cfg.Relay)
+	}
 	return g, nil
 }
 
@@ -253,6 +261,9 @@ func (g *Gateway) Start() {
 	}()
 	if g.pusher != nil { // cluster mode
 		g.wg.Go(func() { g.pusher.run(g.ctx) })
+	}
+	if g.relay != nil {
+		g.wg.Go(func() { g.relay.run(g.ctx) })
 	}
 }
 
@@ -345,6 +356,7 @@ func (g *Gateway) Health() Health {
 func (g *Gateway) OnDLRReady(account string) {
 	if g != nil && g.dlrs != nil {
 		g.dlrs.kick(account)
+		g.relayKick("r:" + account)
 	}
 }
 

@@ -45,6 +45,7 @@ func (g *Gateway) Bind(ctx context.Context, req smpp.BindRequest) (smpp.Session,
 	if req.Kind.CanReceive() {
 		g.dlrs.attach(acct.SystemID, req.Conn)
 		g.mos.attach(acct, req.Conn)
+		g.receiverBound(acct)
 	}
 	g.metrics.boundESMEs.WithLabelValues(req.Kind.String()).Inc()
 	return s, nil
@@ -61,6 +62,7 @@ func (s *esmeSession) Close() {
 	if s.kind.CanReceive() {
 		s.g.dlrs.detach(s.acct.SystemID, s.conn)
 		s.g.mos.detach(s.acct, s.conn)
+		s.g.receiverUnbound(s.acct)
 	}
 	s.g.metrics.boundESMEs.WithLabelValues(s.kind.String()).Dec()
 }

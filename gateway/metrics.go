@@ -18,7 +18,7 @@ type Metrics struct {
 	accepted      *prometheus.CounterVec
 	refusedTotal  *prometheus.CounterVec
 	relayed       *prometheus.CounterVec
-	relayedVia    *prometheus.CounterVec // relay.go
+	relayedVia    *prometheus.CounterVec // submitrelay.go
 	submitErrors  *prometheus.CounterVec
 	submitLatency *prometheus.HistogramVec
 	reconnects    *prometheus.CounterVec

@@ -68,6 +68,7 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 	}
 	g.afterMO(m)
 	g.mos.kick(m.Enterprise)
+	g.relayKick("m:" + m.Enterprise)
 	return resp
 }
 

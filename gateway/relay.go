@@ -1,145 +1,580 @@
 package gateway
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"errors"
-	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/fiorix/go-smpp/smpp/pdu"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
 
-// Relay sends a segment on another node's bind (cluster mode): the
-// carrier caps an account's binds, upstreams[].binds is the cluster's
-// total, and a node may hold none of them. Its messages stay in its store;
-// only the submit_sm crosses to a node that holds a bind, and the answer
-// comes back to be recorded here as if this node had sent it. cmd/qxtd
-// adapts the cluster's peer protocol to it.
+// Cluster mode: receipts and replies for an ESME bound to another node.
+//
+// Each node keeps its own store: a message's receipt waits in the dlrout
+// of the node that accepted it, a reply (MO) in the moout of the node
+// whose carrier bind it came on. When the account (for an MO: the user,
+// or any account of the enterprise) has a receiver-capable bind here, the
+// local forwarders (dlr.go, mo.go) send it, exactly as on a single node.
+// When it has none here but a live peer has one (Relay.RemoteBinds, a view
+// of what every node publishes at bind and unbind), the relay — one
+// goroutine of the Gateway — hands the pending ones to that peer in
+// batches (Relay.Deliver); the peer sends each as a deliver_sm on its bind
+// and answers per item after the ESME's deliver_sm_resp. Only what the
+// peer confirmed is acknowledged here (queue.Store.AckDLRs, AckMO); the
+// rest stays pending and is tried again with a back-off (1 s doubling to
+// 30 s per account or enterprise), on another peer if one has a bind, or
+// locally once the ESME binds here. Nothing is dropped while a peer is
+// down; a delivery whose answer was lost is sent again (at-least-once,
+// as locally).
+//
+// The relay wakes when a receipt or reply is stored (and looks at that
+// account or enterprise only), when a local receiver bind comes or goes
+// or the view of the other nodes' binds changes (and looks at every
+// account and enterprise bound elsewhere: one store read each), and when
+// a back-off ends. A local bind always wins: an account
+// bound here is left to its forwarder. A local bind that appears while a
+// batch is with a peer may repeat a few of them.
+
+// Relay is the cluster as the relay needs it; cmd/qxtd implements it over
+// cluster.ESMEBinds, the membership and cluster.PeerClient.
 type Relay interface {
-	// RelaySubmit sends frame (a submit_sm in SMPP wire format) on some
-	// live node's bind of upstream and returns the submit_sm_resp's
-	// command_status and message_id. ErrNoRelay: no node could take it
-	// (nothing was sent). Any other error: the frame may have reached the
-	// SMSC (a lost connection).
-	RelaySubmit(ctx context.Context, upstream string, frame []byte) (status uint32, messageID string, err error)
+	// Bound and Unbound tell the cluster that a receiver-capable ESME
+	// bind of account (of enterprise) came or went on this node. They
+	// must not block.
+	Bound(account, enterprise string)
+	Unbound(account, enterprise string)
+	// RemoteBinds lists the receiver-capable binds of the other live
+	// nodes, one entry per (node, account).
+	RemoteBinds() []RemoteBind
+	// Changed returns a channel closed at the next change of RemoteBinds.
+	Changed() <-chan struct{}
+	// Deliver hands ds (at most MaxPeerDeliveries) to p, which sends each
+	// on a local bind and answers, in order, once the ESME acknowledged
+	// it or it gave up. An error means the outcome is unknown.
+	Deliver(ctx context.Context, p Peer, ds []PeerDelivery) ([]PeerDeliveryResult, error)
 }
 
-// ErrNoRelay: no node has a bind of the upstream up.
-var ErrNoRelay = errors.New("gateway: no node has a bind of the upstream up")
-
-// relayPause is how long a segment with no bind anywhere waits before it
-// is tried again (or until a bind of this node comes up).
-const relayPause = time.Second
-
-// relay sends j through another node. It returns false when no node could
-// take it (the caller waits and tries again); otherwise the outcome is
-// recorded like a local submit's.
-func (u *upstream) relay(ctx context.Context, j queue.Job) bool {
-	g := u.g
-	p, err := u.buildPDU(j)
-	if err != nil {
-		g.log.Error("cannot frame stored message", "id", j.Key.String(), "err", err)
-		u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
-			return g.store.Fail(ctx, j.Key, queue.StateRejected, "frame", time.Now())
-		})
-		return true
-	}
-	var frame bytes.Buffer
-	if err := p.SerializeTo(&frame); err != nil {
-		g.log.Error("cannot frame stored message", "id", j.Key.String(), "err", err)
-		return false
-	}
-	start := time.Now()
-	st, id, err := g.cfg.Relay.RelaySubmit(ctx, u.cfg.Name, frame.Bytes())
-	if errors.Is(err, ErrNoRelay) {
-		return false
-	}
-	g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
-	status := pdu.Status(st)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// Shutting down while the request was out: it stays due.
-	case err != nil:
-		// The other node may have sent it: like a lost connection.
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "connection").Inc()
-		u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
-			return g.store.Retry(ctx, j.Key, time.Now().Add(g.cfg.RetryMin), "relay")
-		})
-	case status == smpp.StatusOK:
-		g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
-		g.metrics.relayedVia.WithLabelValues(u.cfg.Name).Inc()
-		u.persist(ctx, j.Key, "submitted", func(ctx context.Context) error {
-			return g.store.Submitted(ctx, j.Key, id, time.Now())
-		})
-	case flowControl(status) || temporary(status):
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, throttleLabel(status)).Inc()
-		u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
-			return g.store.Retry(ctx, j.Key, time.Now().Add(u.backoff(j.Part.Attempts)), fmt.Sprintf("0x%08x", st))
-		})
-	default:
-		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "rejected").Inc()
-		u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
-			return g.store.Fail(ctx, j.Key, queue.StateRejected, fmt.Sprintf("0x%08x", st), time.Now())
-		})
-	}
-	return true
+// RemoteBind is an account with a receiver-capable bind on another node.
+type RemoteBind struct {
+	Peer       Peer
+	Account    string
+	Enterprise string
 }
 
-// waitUpFor waits until a bind of the upstream is up, d passed or ctx
-// ended.
-func (u *upstream) waitUpFor(ctx context.Context, d time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	u.waitUp(ctx)
+// PeerDelivery is one deliver_sm handed between nodes; its fields are
+// cluster.PeerDelivery's, which converts to and from it.
+type PeerDelivery struct {
+	Kind       string    `json:"kind"` // DeliveryReceipt or DeliveryMO
+	Enterprise string    `json:"enterprise"`
+	Account    string    `json:"account,omitempty"`
+	Source     string    `json:"source"`
+	SourceTON  uint8     `json:"source_ton"`
+	SourceNPI  uint8     `json:"source_npi"`
+	Dest       string    `json:"dest"`
+	DestTON    uint8     `json:"dest_ton"`
+	DestNPI    uint8     `json:"dest_npi"`
+	Text       string    `json:"text,omitempty"`
+	ReceiptID  string    `json:"receipt_id,omitempty"`
+	Sub        int       `json:"sub,omitempty"`
+	Dlvrd      int       `json:"dlvrd,omitempty"`
+	SubmitDate time.Time `json:"submit_date,omitzero"`
+	DoneDate   time.Time `json:"done_date,omitzero"`
+	State      uint8     `json:"state,omitempty"`
+	Err        string    `json:"err,omitempty"`
 }
 
-// SubmitRelayed sends another node's submit_sm (its SMPP wire frame) on a
-// bind of upstream, at that bind's pace, and returns the SMSC's answer:
-// for the peer protocol (cmd/qxtd). ErrNoBind when this node has no bind
-// of it up; another error when the SMSC's answer is unknown.
-func (g *Gateway) SubmitRelayed(ctx context.Context, upstream string, frame []byte) (status uint32, messageID string, err error) {
-	u := g.byName[upstream]
-	if u == nil {
-		return 0, "", fmt.Errorf("%w: no upstream %q here", ErrNoBind, upstream)
-	}
-	p, err := smpp.Decode(frame)
-	if err != nil || p.Header().ID != pdu.SubmitSMID {
-		return 0, "", fmt.Errorf("gateway: relayed frame is not a submit_sm: %v", err)
-	}
-	for range len(u.clients) + 1 {
-		b := u.pick(0)
-		if !u.clients[b].Up() {
-			return 0, "", ErrNoBind
+// PeerDeliveryResult is what a peer did with a PeerDelivery
+// (cluster.PeerDeliveryResult).
+type PeerDeliveryResult string
+
+// Kinds and results of deliveries between nodes.
+const (
+	DeliveryReceipt = "receipt"
+	DeliveryMO      = "mo"
+
+	PeerDelivered PeerDeliveryResult = "delivered"
+	PeerNoBind    PeerDeliveryResult = "no_bind"
+	PeerFailed    PeerDeliveryResult = "failed"
+)
+
+// Relay tuning.
+const (
+	MaxPeerDeliveries = 256 // cluster.PeerMaxDeliveries
+	// peerDeliverTimeout bounds one Deliver round trip; the serving node
+	// gives its ESME less (peerServeTimeout) so that it answers in time.
+	peerDeliverTimeout = 10 * time.Second
+	peerServeTimeout   = 7 * time.Second
+	// peerServeParallel bounds the deliver_sm a node sends at once for
+	// one request (each bind's window bounds them further).
+	peerServeParallel = 32
+)
+
+// relay forwards pending receipts and replies to peers (see above).
+type relay struct {
+	g    *Gateway
+	r    Relay
+	wake chan struct{} // 1-buffered
+
+	mu    sync.Mutex
+	retry map[string]relayRetry // "r:"+account, "m:"+enterprise → back-off
+	// dirty are the keys with something new stored since the last round;
+	// all asks the next round to look at every key (binds changed here
+	// or elsewhere). A round otherwise looks only at these and at the
+	// back-offs that ended: a receipt costs a look at its own account.
+	dirty map[string]bool
+	all   bool
+
+	relayed *prometheus.CounterVec // kind, result
+	served  *prometheus.CounterVec // kind, result
+}
+
+// relayRetry is the back-off of an account or enterprise whose turn
+// failed, and the nodes it had binds on then: a change of those (the
+// ESME bound elsewhere) ends the back-off.
+type relayRetry struct {
+	peerRetry
+	nodes string
+}
+
+func newRelay(g *Gateway, r Relay) *relay {
+	x := &relay{g: g, r: r, wake: make(chan struct{}, 1), retry: make(map[string]relayRetry),
+		dirty: make(map[string]bool), all: true}
+	x.relayed = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "qxtd_cluster_deliveries_relayed_total",
+		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
+	}, []string{"kind", "result"})
+	x.served = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "qxtd_cluster_deliveries_served_total",
+		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, no_bind, failed.",
+	}, []string{"kind", "result"})
+	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "qxtd_cluster_remote_receiver_binds",
+		Help: "Accounts with a receiver-capable ESME bind on another live node, counted once per node: where this node can hand receipts and replies.",
+	}, func() float64 { return float64(len(r.RemoteBinds())) })
+	for _, k := range []string{DeliveryReceipt, DeliveryMO} {
+		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerNoBind, PeerFailed} {
+			x.relayed.WithLabelValues(k, string(res))
+			x.served.WithLabelValues(k, string(res))
 		}
-		if !u.waitTurn(ctx, b) {
-			return 0, "", ctx.Err()
+	}
+	return x
+}
+
+// touch marks key ("r:"+account, "m:"+enterprise, or "" for every key)
+// for the next round and wakes the relay.
+func (x *relay) touch(key string) {
+	x.mu.Lock()
+	if key == "" {
+		x.all = true
+	} else {
+		x.dirty[key] = true
+	}
+	x.mu.Unlock()
+	wakeUp(x.wake)
+}
+
+// relayKick wakes the relay, if any, for key: a receipt ("r:"+account) or
+// a reply ("m:"+enterprise) was stored.
+func (g *Gateway) relayKick(key string) {
+	if g.relay != nil {
+		g.relay.touch(key)
+	}
+}
+
+// receiverBound and receiverUnbound publish a local receiver-capable bind
+// (cluster mode) and wake the relay: an account bound here is its
+// forwarder's again, one unbound here may be another node's now.
+func (g *Gateway) receiverBound(acct *Account) {
+	if g.relay != nil {
+		g.relay.r.Bound(acct.SystemID, acct.Enterprise)
+		g.relay.touch("")
+	}
+}
+
+func (g *Gateway) receiverUnbound(acct *Account) {
+	if g.relay != nil {
+		g.relay.r.Unbound(acct.SystemID, acct.Enterprise)
+		g.relay.touch("")
+	}
+}
+
+// run relays until ctx ends.
+func (x *relay) run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		changed := x.r.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-x.wake:
+		case <-changed:
+			x.mu.Lock()
+			x.all = true
+			x.mu.Unlock()
+		case <-timer.C:
 		}
-		u.paces[b].sent(time.Now())
-		resp, err := u.clients[b].SubmitIfUp(ctx, p)
-		if errors.Is(err, smpp.ErrNotBound) {
+		next := x.round(ctx)
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
+		}
+	}
+}
+
+// round relays, for every account and enterprise with a bind on a peer
+// and none here, what is pending; concurrently, so that a slow peer
+// delays only its own. It returns the earliest back-off's end (zero: none).
+func (x *relay) round(ctx context.Context) time.Time {
+	byAccount := map[string][]Peer{}
+	byEnterprise := map[string][]RemoteBind{}
+	nodes := map[string]string{} // key → the nodes of its binds, for relayRetry
+	binds := x.r.RemoteBinds()
+	slices.SortFunc(binds, func(a, b RemoteBind) int {
+		return cmp.Or(strings.Compare(a.Account, b.Account), cmp.Compare(a.Peer.ID, b.Peer.ID))
+	})
+	for _, b := range binds {
+		byAccount[b.Account] = append(byAccount[b.Account], b.Peer)
+		byEnterprise[b.Enterprise] = append(byEnterprise[b.Enterprise], b)
+		id := strconv.Itoa(int(b.Peer.ID)) + ","
+		nodes["r:"+b.Account] += id
+		nodes["m:"+b.Enterprise] += id + b.Account + ","
+	}
+	now := time.Now()
+	var wg sync.WaitGroup
+	x.mu.Lock()
+	all, dirty := x.all, x.dirty
+	x.all, x.dirty = false, make(map[string]bool)
+	for k, r := range x.retry {
+		if r.nodes != nodes[k] {
+			delete(x.retry, k) // bound elsewhere now (or nowhere): afresh
+			dirty[k] = true
+		}
+	}
+	// due: a key to look at now — touched (or all are) and not backing
+	// off, or its back-off ended.
+	due := func(k string) bool {
+		r, ok := x.retry[k]
+		if ok {
+			return !r.next.After(now)
+		}
+		return all || dirty[k]
+	}
+	for account, peers := range byAccount {
+		k := "r:" + account
+		if x.g.dlrs.bound(account) || !due(k) {
 			continue
 		}
-		var st pdu.Status
-		switch {
-		case err == nil:
-			u.paces[b].ok(time.Now())
-			return uint32(smpp.StatusOK), smpp.Str(resp, pdufield.MessageID), nil
-		case errors.As(err, &st):
-			if flowControl(st) {
-				u.paces[b].throttled(time.Now())
-			}
-			return uint32(st), "", nil
-		default:
-			return 0, "", err
+		wg.Go(func() { x.done(k, nodes[k], x.receipts(ctx, account, peers)) })
+	}
+	for enterprise, binds := range byEnterprise {
+		k := "m:" + enterprise
+		if !due(k) {
+			continue
+		}
+		wg.Go(func() { x.done(k, nodes[k], x.replies(ctx, enterprise, binds)) })
+	}
+	x.mu.Unlock()
+	wg.Wait()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var next time.Time
+	for _, r := range x.retry {
+		if next.IsZero() || r.next.Before(next) {
+			next = r.next
 		}
 	}
-	return 0, "", ErrNoBind
+	return next
 }
 
-// ErrNoBind: this node has no bind of the upstream up (SubmitRelayed).
-var ErrNoBind = errors.New("gateway: no bind of the upstream up here")
+// done records the outcome of one account's or enterprise's turn: ok
+// clears its back-off, !ok doubles it (for binds on nodes).
+func (x *relay) done(key, nodes string, ok bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if ok {
+		delete(x.retry, key)
+		return
+	}
+	r := x.retry[key]
+	r.delay = min(max(2*r.delay, peerRetryMin), peerRetryMax)
+	r.next = time.Now().Add(r.delay)
+	r.nodes = nodes
+	x.retry[key] = r
+}
+
+// receipts hands account's pending receipts to its peers, batch by
+// batch, until none is left (true) or one was not taken (false: back off).
+func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool {
+	g := x.g
+	for i := 0; ctx.Err() == nil; i++ {
+		if g.dlrs.bound(account) {
+			return true // bound here meanwhile: the forwarder's now
+		}
+		// A message can have several receipts (Aliases, at most one per
+		// segment): fetch fewer messages than the batch holds, and cut at
+		// the limit.
+		msgs, err := g.store.PendingDLRs(account, MaxPeerDeliveries/4, nil)
+		if err != nil {
+			g.log.Error("pending receipts to relay", "account", account, "err", err)
+			return false
+		}
+		if len(msgs) == 0 {
+			return true
+		}
+		var ds []PeerDelivery
+		var owner []int // ds[k] is a receipt of msgs[owner[k]]
+		for j, m := range msgs {
+			rcs := ReceiptsFor(m)
+			if len(ds)+len(rcs) > MaxPeerDeliveries && j > 0 {
+				msgs = msgs[:j]
+				break
+			}
+			for _, rc := range rcs {
+				ds = append(ds, PeerDelivery{Kind: DeliveryReceipt, Enterprise: m.Enterprise, Account: account,
+					Source: m.Dest, SourceTON: m.DestTON, SourceNPI: m.DestNPI,
+					Dest: m.Source, DestTON: m.SourceTON, DestNPI: m.SourceNPI, Text: rc.Text,
+					ReceiptID: rc.ID, Sub: rc.Sub, Dlvrd: rc.Dlvrd, SubmitDate: rc.SubmitDate, DoneDate: rc.DoneDate,
+					State: uint8(rc.State), Err: rc.Err})
+				owner = append(owner, j)
+			}
+		}
+		res := x.deliver(ctx, DeliveryReceipt, peers[i%len(peers):], peers[:i%len(peers)], ds)
+		ok := make([]bool, len(msgs))
+		for j := range ok {
+			ok[j] = true
+		}
+		for k, r := range res {
+			if r != PeerDelivered {
+				ok[owner[k]] = false
+			}
+		}
+		var ids []uint64
+		for j, m := range msgs {
+			if ok[j] {
+				ids = append(ids, m.ID)
+			}
+		}
+		if len(ids) > 0 {
+			if err := g.store.AckDLRs(context.WithoutCancel(ctx), account, ids); err != nil {
+				g.log.Error("ack relayed receipts", "account", account, "n", len(ids), "err", err)
+				return false // sent again: at-least-once
+			}
+			g.metrics.dlrForward.WithLabelValues("ok").Add(float64(len(ids)))
+		}
+		if len(ids) < len(msgs) {
+			return false
+		}
+	}
+	return false
+}
+
+// replies hands the enterprise's pending MOs that no local bind can take
+// to a peer with a bind of their user (or any, for the enterprise as a
+// whole), until none is left (true) or one was not taken (false).
+func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBind) bool {
+	g := x.g
+	skipped := map[uint64]bool{} // left to a local bind, or no peer has the user
+	all := true
+	for ctx.Err() == nil {
+		mos, err := g.store.PendingMOs(enterprise, moBatch, func(id uint64) bool { return skipped[id] })
+		if err != nil {
+			g.log.Error("pending replies to relay", "enterprise", enterprise, "err", err)
+			return false
+		}
+		if len(mos) == 0 {
+			return all
+		}
+		byPeer := map[Peer][]*queue.MO{}
+		for _, m := range mos {
+			var to *Peer
+			if !g.mos.bound(enterprise, m.Account) {
+				for _, b := range binds {
+					if m.Account == "" || b.Account == m.Account {
+						to = &b.Peer
+						break
+					}
+				}
+			}
+			if to == nil {
+				skipped[m.ID] = true
+				continue
+			}
+			byPeer[*to] = append(byPeer[*to], m)
+		}
+		for p, list := range byPeer {
+			ds := make([]PeerDelivery, len(list))
+			for k, m := range list {
+				ds[k] = PeerDelivery{Kind: DeliveryMO, Enterprise: enterprise, Account: m.Account,
+					Source: m.Source, SourceTON: m.SourceTON, SourceNPI: m.SourceNPI, Dest: m.Dest, Text: m.Text}
+			}
+			res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
+			for k, m := range list {
+				if res[k] != PeerDelivered {
+					skipped[m.ID] = true
+					all = false
+					continue
+				}
+				if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now()); err != nil {
+					g.log.Error("ack relayed reply", "enterprise", enterprise, "id", m.ID, "err", err)
+					skipped[m.ID] = true
+					all = false
+					continue
+				}
+				g.metrics.moForward.WithLabelValues("ok").Inc()
+			}
+		}
+	}
+	return false
+}
+
+// deliver hands ds to the first of peers (then of more) that answers and
+// returns a result per delivery: PeerFailed for all when none answered.
+// Deliveries a peer had no bind for are offered to the next one.
+func (x *relay) deliver(ctx context.Context, kind string, peers, more []Peer, ds []PeerDelivery) []PeerDeliveryResult {
+	out := make([]PeerDeliveryResult, len(ds))
+	for k := range out {
+		out[k] = PeerFailed
+	}
+	todo := make([]int, len(ds)) // indexes of ds still to place
+	for k := range todo {
+		todo[k] = k
+	}
+	for _, p := range append(append([]Peer(nil), peers...), more...) {
+		if len(todo) == 0 || ctx.Err() != nil {
+			break
+		}
+		batch := make([]PeerDelivery, len(todo))
+		for k, i := range todo {
+			batch[k] = ds[i]
+		}
+		pctx, cancel := context.WithTimeout(ctx, peerDeliverTimeout)
+		res, err := x.r.Deliver(pctx, p, batch)
+		cancel()
+		if err != nil || len(res) != len(batch) {
+			if ctx.Err() == nil {
+				x.g.log.Warn("relay to a peer", "peer", p.ID, "url", p.URL, "kind", kind, "n", len(batch), "err", err)
+			}
+			continue
+		}
+		var left []int
+		for k, i := range todo {
+			out[i] = res[k]
+			if res[k] == PeerNoBind {
+				left = append(left, i)
+			}
+		}
+		todo = left
+	}
+	for _, r := range out {
+		x.relayed.WithLabelValues(kind, string(r)).Inc()
+	}
+	return out
+}
+
+// DeliverForPeer sends deliveries another node handed this one
+// (cluster.PeerDeliverer) on local binds: a receipt on a receiver bind of
+// its account, a reply on one of its user's (any of the enterprise's for
+// Account ""). Each result comes after the ESME's deliver_sm_resp
+// (PeerDelivered), or is PeerNoBind (none bound here) or PeerFailed. It
+// stores nothing: the sending node keeps what is not PeerDelivered.
+func (g *Gateway) DeliverForPeer(ctx context.Context, ds []PeerDelivery) ([]PeerDeliveryResult, error) {
+	out := make([]PeerDeliveryResult, len(ds))
+	ctx, cancel := context.WithTimeout(ctx, peerServeTimeout)
+	defer cancel()
+	sem := make(chan struct{}, peerServeParallel)
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			out[i] = g.deliverForPeer(ctx, d)
+			if g.relay != nil {
+				g.relay.served.WithLabelValues(d.Kind, string(out[i])).Inc()
+			}
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDeliveryResult {
+	var c *smpp.Conn
+	switch d.Kind {
+	case DeliveryReceipt:
+		c = g.dlrs.local(d.Account)
+	case DeliveryMO:
+		c = g.mos.local(d.Enterprise, d.Account)
+	default:
+		return PeerFailed
+	}
+	if c == nil {
+		return PeerNoBind
+	}
+	body := smpp.NewTextPDU(d.Text, d.Source, d.Dest, d.SourceTON, d.SourceNPI)
+	if d.Kind == DeliveryReceipt {
+		rc := smpp.Receipt{ID: d.ReceiptID, Sub: d.Sub, Dlvrd: d.Dlvrd, SubmitDate: d.SubmitDate, DoneDate: d.DoneDate,
+			State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
+		body = smpp.NewReceiptPDU(rc, d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)
+	}
+	if _, err := c.Request(ctx, body); err != nil {
+		return PeerFailed
+	}
+	return PeerDelivered
+}
+
+// bound reports whether account has a receiver-capable bind here.
+func (r *router) bound(account string) bool {
+	r.set.mu.Lock()
+	defer r.set.mu.Unlock()
+	return r.set.fw[account] != nil
+}
+
+// local picks one of account's receiver-capable binds here, or nil.
+func (r *router) local(account string) *smpp.Conn {
+	r.set.mu.Lock()
+	e := r.set.fw[account]
+	r.set.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.f.conn()
+}
+
+// bound reports whether an MO for account ("" : the enterprise as a
+// whole) has a bind to go to here.
+func (r *moRouter) bound(enterprise, account string) bool {
+	r.set.mu.Lock()
+	e := r.set.fw[enterprise]
+	r.set.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	e.f.mu.Lock()
+	defer e.f.mu.Unlock()
+	for _, b := range e.f.binds {
+		if account == "" || b.account == account {
+			return true
+		}
+	}
+	return false
+}
+
+// local picks a bind here for an MO of enterprise for account, or nil.
+func (r *moRouter) local(enterprise, account string) *smpp.Conn {
+	r.set.mu.Lock()
+	e := r.set.fw[enterprise]
+	r.set.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return e.f.conn(account)
+}

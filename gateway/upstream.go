@@ -209,9 +209,9 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		}
 		b := u.pick(worker)
 		if !u.clients[b].Up() {
-			if g.cfg.Relay != nil && u.upCount() == 0 {
+			if g.cfg.SubmitRelay != nil && u.upCount() == 0 {
 				// In a cluster a node may hold none of the binds: another
-				// node sends it (relay.go), or it waits a moment.
+				// node sends it (submitrelay.go), or it waits a moment.
 				if u.relay(ctx, j) {
 					return
 				}

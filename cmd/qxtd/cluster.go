@@ -152,6 +152,7 @@ type clusterState struct {
 	replica  *cluster.Replica
 	sessions *cluster.Sessions
 	gateway  *clusterGateway
+	binds    *cluster.ESMEBinds // receiver binds of every node (cluster_deliver.go)
 	peerAddr net.Addr
 	peer     *http.Server
 
@@ -289,21 +290,24 @@ func (cs *clusterState) stop(ctx context.Context) {
 		_ = cs.peer.Shutdown(ctx)
 	}
 	cs.stopFollowing()
+	if cs.binds != nil {
+		_ = cs.binds.Close()
+	}
 	_ = cs.sessions.Close()
 	_ = cs.replica.Close()
 	_ = cs.node.Close()
 }
 
-// clusterRelay is gateway.Relay over the live peers: the first that has a
+// clusterSubmitRelay is gateway.SubmitRelay over the live peers: the first that has a
 // bind of the upstream up sends the segment (starting from a different
 // peer each time, to spread the load over the nodes holding binds).
-type clusterRelay struct {
+type clusterSubmitRelay struct {
 	node   *cluster.Node
 	client *cluster.PeerClient
 	next   atomic.Uint32
 }
 
-func (r *clusterRelay) RelaySubmit(ctx context.Context, upstream string, frame []byte) (uint32, string, error) {
+func (r *clusterSubmitRelay) RelaySubmit(ctx context.Context, upstream string, frame []byte) (uint32, string, error) {
 	var peers []cluster.Member
 	for _, m := range r.node.Members() {
 		if m.ID != r.node.ID() && m.PeerURL != "" {

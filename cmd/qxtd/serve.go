@@ -309,8 +309,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		gcfg.Cluster = d.cluster.gateway
 		pc := cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})
 		gcfg.Peers = clusterPeers{node: d.cluster.node, client: pc}
-		gcfg.Relay = &clusterRelay{node: d.cluster.node, client: pc}
-		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc} // cluster_route.go
+		gcfg.SubmitRelay = &clusterSubmitRelay{node: d.cluster.node, client: pc}   // submit_sm through a node with a bind
+		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc}              // cluster_route.go
+		if gcfg.Relay, err = d.cluster.openRelay(cfg.Cluster.Secret); err != nil { // cluster_deliver.go
+			return nil, err
+		}
 	}
 	pol, err := policy.New(d.db, pcfg)
 	if err != nil {
@@ -601,7 +604,7 @@ func (d *daemon) health(mux *http.ServeMux) {
 		if d.cluster != nil {
 			// upstreams[].binds is the cluster's total: a node holding
 			// fewer, or none, sends through the nodes that hold them
-			// (gateway/relay.go), so its binds do not make it unready.
+			// (gateway/submitrelay.go), so its binds do not make it unready.
 			var b strings.Builder
 			fmt.Fprintf(&b, "ready: cluster node %d;", d.cluster.node.ID())
 			for _, u := range h.Upstreams {
