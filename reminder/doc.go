@@ -71,10 +71,10 @@
 //     runs through the committer (its fn may run again after another node's
 //     write; they are idempotent), a change applied from any node wakes the
 //     scheduler, and only one node — the daemon's choice, the leader — runs
-//     it (Run). The Service's mutex serialises only this node's changes,
-//     and an edit or delete cancels scheduled messages (gateway.Cancel) in
-//     this node's queue only: made on another node than the scheduler's,
-//     it does not cancel an occurrence already handed to the scheduler's
-//     gateway (within Ahead), which is still sent. Until the daemon routes
-//     reminder changes to the leader, that is a known gap of cluster mode.
+//     it (Run). The Service's mutex serialises only this node's changes.
+//     An edit or delete cancels the occurrences' scheduled messages with
+//     gateway.Cancel, which asks the node that owns each message (its id
+//     says which: the scheduler's node, for occurrences it already handed
+//     to its gateway within Ahead); an owner that cannot be reached keeps
+//     the occurrence (it is sent), and the edit says so in the log.
 package reminder
