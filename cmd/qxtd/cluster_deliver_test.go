@@ -17,7 +17,6 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
-	"github.com/qxtd/qxtd/cluster/clustertest"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -127,26 +126,8 @@ func metricSum(t *testing.T, p *proc, prefix string) float64 {
 // than the one holding its messages' receipts or its replies gets them:
 // three daemons, one etcd, the simulator as carrier (one bind per node).
 func TestClusterDeliverAcrossNodes(t *testing.T) {
-	etcd := clustertest.Start(t)
 	const binds = 3
-	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond, MaxBinds: binds})
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		n := &clusterNode{id: i + 1, cfg: writeDeliverConfig(t, i+1, etcd.Endpoints, simAddr, binds)}
-		n.proc = startDaemon(t, n.cfg)
-		nodes[i] = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("node %d log:\n%s", n.id, n.proc.log())
-			}
-		}
-	})
-	waitCond(t, 15*time.Second, "every bind of the upstream up", func() bool {
-		now, _ := sim.Binds("up")
-		return now == binds
-	})
+	nodes, sim, _ := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeDeliverConfig)
 	relayed := func(n *clusterNode, kind string) float64 {
 		return metricSum(t, n.proc, `qxtd_cluster_deliveries_relayed_total{kind="`+kind+`",result="delivered"}`)
 	}

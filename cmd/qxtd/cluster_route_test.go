@@ -15,7 +15,6 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
-	"github.com/qxtd/qxtd/cluster/clustertest"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -94,26 +93,8 @@ func login(t *testing.T, httpAddr, systemID, password string) string {
 // finds nothing; with node 1 killed the answers are temporary failures,
 // not "not found".
 func TestClusterRouteToOwner(t *testing.T) {
-	etcd := clustertest.Start(t)
 	const binds = 3
-	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond, MaxBinds: binds})
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		n := &clusterNode{id: i + 1, cfg: writeClusterConfig(t, i+1, etcd.Endpoints, simAddr, binds)}
-		n.proc = startDaemon(t, n.cfg)
-		nodes[i] = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("node %d log:\n%s", n.id, n.proc.log())
-			}
-		}
-	})
-	waitCond(t, 15*time.Second, "every bind of the upstream up", func() bool {
-		now, _ := sim.Binds("up")
-		return now == binds
-	})
+	nodes, _, _ := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 50 * time.Millisecond}, writeClusterConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	on1 := dialAs(t, nodes[0].proc.smppAddr, "esme", "secret1", newSink().handler())

@@ -100,34 +100,22 @@ func submitStatus(ctx context.Context, c *smpp.Conn, dst, text string) (string, 
 // receipts round-robin over every bind of the account, so most come in on
 // another node than the one that sent the message).
 func TestClusterThreeNodes(t *testing.T) {
-	etcd := clustertest.Start(t)
 	const binds = 2 // fewer than the nodes: one node relays through the others (gateway/submitrelay.go)
-	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond, MaxBinds: binds})
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		n := &clusterNode{id: i + 1, cfg: writeClusterConfig(t, i+1, etcd.Endpoints, simAddr, binds)}
-		n.proc = startDaemon(t, n.cfg)
-		nodes[i] = n
-	}
+	nodes, sim, _ := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 50 * time.Millisecond}, writeClusterConfig)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range nodes {
-				t.Logf("node %d log:\n%s", n.id, n.proc.log())
 				if resp, err := http.Get("http://" + n.proc.httpAddr + "/metrics"); err == nil {
 					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					for _, l := range strings.Split(string(b), "\n") {
-						if strings.Contains(l, "orphan") || strings.Contains(l, "forwarded") || strings.Contains(l, "qxtd_dlrs") || strings.Contains(l, "queue_messages") {
+						if strings.Contains(l, "orphan") || strings.Contains(l, "forwarded") || strings.Contains(l, "qxtd_dlrs") {
 							t.Logf("node %d: %s", n.id, l)
 						}
 					}
 				}
 			}
 		}
-	})
-	waitCond(t, 15*time.Second, "every bind of the upstream up", func() bool {
-		now, _ := sim.Binds("up")
-		return now == binds
 	})
 
 	t.Run("login on one node works on another", func(t *testing.T) {
@@ -304,6 +292,37 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 		t.Logf("%d messages acknowledged through 3 nodes (node 2 killed halfway), every receipt delivered; %v segments relayed through another node's bind", len(acked), via)
 	})
+}
+
+// startCluster runs n qxtd nodes on one embedded etcd, their one upstream
+// the simulator (sim options as given, capping binds at binds as a carrier
+// does), each node's configuration written by write (writeClusterConfig
+// or a variant), and waits until every bind is up. A failed test logs
+// every node's output.
+func startCluster(t *testing.T, n, binds int, simOpt smpp.SimOptions,
+	write func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string) ([]*clusterNode, *smpp.Simulator, *clustertest.Etcd) {
+	t.Helper()
+	etcd := clustertest.Start(t)
+	simOpt.MaxBinds = binds
+	sim, simAddr := startSim(t, simOpt)
+	nodes := make([]*clusterNode, n)
+	for i := range nodes {
+		c := &clusterNode{id: i + 1, cfg: write(t, i+1, etcd.Endpoints, simAddr, binds)}
+		c.proc = startDaemon(t, c.cfg)
+		nodes[i] = c
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range nodes {
+				t.Logf("node %d log:\n%s", c.id, c.proc.log())
+			}
+		}
+	})
+	waitCond(t, 15*time.Second, "every bind of the upstream up", func() bool {
+		now, _ := sim.Binds("up")
+		return now == binds
+	})
+	return nodes, sim, etcd
 }
 
 // waitCond polls cond until it holds or d passes: for state that changes

@@ -17,7 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/qxtd/qxtd/cluster"
-	"github.com/qxtd/qxtd/cluster/clustertest"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -35,26 +34,8 @@ type usageAnswer struct {
 // usage and bills on any node sum them, and say which node is missing
 // when one is down.
 func TestClusterUsage(t *testing.T) {
-	etcd := clustertest.Start(t)
 	const binds = 3
-	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond, MaxBinds: binds})
-	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
-		n := &clusterNode{id: i + 1, cfg: writeClusterConfig(t, i+1, etcd.Endpoints, simAddr, binds)}
-		n.proc = startDaemon(t, n.cfg)
-		nodes[i] = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("node %d log:\n%s", n.id, n.proc.log())
-			}
-		}
-	})
-	waitCond(t, 15*time.Second, "every bind of the upstream up", func() bool {
-		now, _ := sim.Binds("up")
-		return now == binds
-	})
+	nodes, _, etcd := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeClusterConfig)
 
 	// 3 messages through node 1, 2 through node 2, all delivered.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
