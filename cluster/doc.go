@@ -23,8 +23,15 @@
 //	quota/<month>/<ent>/free/<id>    lease: F, held by the node, unpublished, so unspent.
 //	leader/<name>/<lease>            a concurrency.Election; lease.
 //
-// The replica (data/, sessions/) and the node-to-node peer protocol
-// document their keys in their own files.
+//	data/…, data-rev, data-init       the shared policy and reminder buckets (replica.go, replica_keys.go).
+//	sessions/<sha256 of token>       JSON; a lease per session (sessions.go).
+//	esmebinds/<id>/<account>         accounts with a receiver bind on node id; lease (esmebinds.go).
+//	stores/<id>                      no lease: node id has a store with billable rows (peer_usage.go).
+//
+// Nodes talk to each other over HTTP on their peer listeners (peer.go and
+// its peer_*.go files: receipts, owner routing, relayed submit_sm,
+// deliveries to ESMEs bound elsewhere, usage), every request signed with
+// HMAC-SHA256 of the cluster's secret.
 //
 // # Invariants
 //
@@ -53,9 +60,12 @@
 //
 //   - A node cut off from etcd keeps spending its quota claim, its used
 //     key P, which stays counted without a lease; growing it needs etcd. Its
-//     slots and leaderships end when its keepalive ends (Node.Lost), which
-//     can take up to TTL: a partitioned node may keep a bind up to that
-//     long while another node takes the slot after the lease expired.
+//     slots and leaderships end once its keepalive has gone unanswered for
+//     TTL/2, before etcd can expire its lease and give them to another node
+//     (Slot.Done, the leader's context), so the carrier never sees its bind
+//     and the taker's at once — as long as the clocks run at about the same
+//     rate (a node paused for longer than TTL/2, e.g. a VM frozen, sees its
+//     own pause only when it resumes).
 //   - Quotas are conservative when a node dies: its P stays counted, and
 //     P may be ahead of what it spent by one step (half its current block,
 //     up to MaxBlock/2, or the need if larger; near the limit half of the

@@ -189,10 +189,22 @@ func (s *Slot) watchFrom(ctx context.Context, from int64) bool {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := s.n.cli.Watch(wctx, s.key, clientv3.WithRev(from), clientv3.WithFilterPut())
+	// A node whose keepalive has gone unanswered for TTL/2 gives its
+	// slots up before etcd can expire its lease and hand them to another
+	// node, as a leader steps down: the carrier never sees the old bind
+	// and the new one at once (assuming clocks that run at about the same
+	// rate, as leader.go does).
+	tick := time.NewTicker(max(s.n.cfg.TTL/10, 100*time.Millisecond))
+	defer tick.Stop()
 	for {
 		select {
 		case <-s.n.lost:
 			return true
+		case <-tick.C:
+			if s.n.fenced() {
+				s.n.log.Warn("cluster: keepalive unanswered for ttl/2; giving up bind slot", "slot", s.key)
+				return true
+			}
 		case resp, ok := <-wch:
 			switch {
 			case !ok:

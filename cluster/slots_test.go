@@ -132,6 +132,20 @@ func TestSlotLostWithLease(t *testing.T) {
 	}
 }
 
+// A node whose keepalive has gone unanswered for TTL/2 gives its slot up
+// (Done) before etcd could expire its lease and hand the slot to another
+// node: the carrier never sees both binds.
+func TestSlotGivenUpWhenFenced(t *testing.T) {
+	et := clustertest.Start(t)
+	a := join(t, et, 1, 2*time.Second)
+	s, err := a.AcquireSlot(ctxT(t, 5*time.Second), "c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.lastKeepAlive.Store(time.Now().Add(-2 * time.Second).UnixNano()) // as if etcd had not answered for a whole TTL
+	closed(t, s.Done(), 3*time.Second, "a fenced node kept its bind slot")
+}
+
 // A slot key deleted by someone else (an operator) closes Done.
 func TestSlotDeletedOutside(t *testing.T) {
 	et := clustertest.Start(t)
