@@ -161,6 +161,8 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"OperatorLoginResponse": OperatorLoginResponse{},
 		"SystemStatus":          SystemStatus{},
 		"UpstreamStatus":        UpstreamStatus{},
+		"ClusterStatus":         ClusterStatus{},
+		"ClusterMember":         ClusterMember{},
 		"RefusalStatus":         RefusalStatus{},
 		"Package":               policy.Package{},
 		"PackageOut":            PackageOut{},

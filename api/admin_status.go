@@ -27,6 +27,27 @@ type SystemStatus struct {
 	// later (scheduled sends and retries), at most 1,000,000.
 	Queue    map[string]int  `json:"queue"`
 	Refusals []RefusalStatus `json:"refusals"`
+	// Cluster is this node's view of its cluster; absent on a node of its
+	// own (Config.ClusterStatus nil).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is a cluster node's view: which node answered, the live
+// members and the leaderships it holds.
+type ClusterStatus struct {
+	Node    uint16          `json:"node"`
+	Members []ClusterMember `json:"members"`
+	// Leads lists the elections this node leads ("reminders": it runs
+	// the reminders' scheduler).
+	Leads []string `json:"leads"`
+}
+
+// ClusterMember is one live node.
+type ClusterMember struct {
+	ID      uint16    `json:"id"`
+	Name    string    `json:"name"`
+	PeerURL string    `json:"peer_url"`
+	Started time.Time `json:"started"`
 }
 
 // UpstreamStatus is one upstream's binds.
@@ -66,6 +87,9 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) 
 			return
 		}
 		out.Queue["waiting"] = n
+	}
+	if f := s.cfg.ClusterStatus; f != nil {
+		out.Cluster = f()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -46,6 +46,9 @@ type Config struct {
 	// usage or bills add it to this node's (usage_cluster.go). nil: this
 	// node's store has all the usage.
 	PeerUsage PeerUsage
+	// ClusterStatus, in a cluster, is this node's view of it for GET
+	// /admin/v1/status (admin_status.go). nil: a node of its own.
+	ClusterStatus func() *ClusterStatus
 }
 
 // Server serves the HTTP API.

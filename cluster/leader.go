@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -115,6 +116,20 @@ func (n *Node) guardLead(ctx context.Context, el *concurrency.Election) {
 			return
 		}
 	}
+}
+
+// Leads lists the elections this node leads now, sorted.
+func (n *Node) Leads() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for name, on := range n.leading {
+		if on {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (n *Node) setLeading(name string, on bool) {

@@ -265,6 +265,18 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 	return nil
 }
 
+// status is this node's view of the cluster for GET /admin/v1/status.
+func (cs *clusterState) status() *api.ClusterStatus {
+	out := &api.ClusterStatus{Node: cs.node.ID(), Members: []api.ClusterMember{}, Leads: cs.node.Leads()}
+	if out.Leads == nil {
+		out.Leads = []string{}
+	}
+	for _, m := range cs.node.Members() {
+		out.Members = append(out.Members, api.ClusterMember{ID: m.ID, Name: m.Name, PeerURL: m.PeerURL, Started: m.Started})
+	}
+	return out
+}
+
 // peerAddr is where the other nodes reach this one; nil outside a cluster.
 func (d *daemon) peerAddr() net.Addr {
 	if d.cluster == nil {

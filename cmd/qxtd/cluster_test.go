@@ -118,6 +118,37 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("every node's status shows the three members and one reminders leader", func(t *testing.T) {
+		leaders := 0
+		for _, n := range nodes {
+			var st struct {
+				Cluster *struct {
+					Node    int `json:"node"`
+					Members []struct {
+						ID      int    `json:"id"`
+						PeerURL string `json:"peer_url"`
+					} `json:"members"`
+					Leads []string `json:"leads"`
+				} `json:"cluster"`
+			}
+			waitCond(t, 5*time.Second, "three members in the status", func() bool {
+				_, body := postJSON(t, "GET", "http://"+n.proc.httpAddr+"/admin/v1/status", "test-token", "")
+				return json.Unmarshal([]byte(body), &st) == nil && st.Cluster != nil && len(st.Cluster.Members) == 3
+			})
+			if st.Cluster.Node != n.id {
+				t.Errorf("node %d's status says node %d", n.id, st.Cluster.Node)
+			}
+			for _, l := range st.Cluster.Leads {
+				if l == "reminders" {
+					leaders++
+				}
+			}
+		}
+		if leaders != 1 {
+			t.Errorf("%d nodes lead the reminders, want 1", leaders)
+		}
+	})
+
 	t.Run("login on one node works on another", func(t *testing.T) {
 		code, body := postJSON(t, "POST", "http://"+nodes[0].proc.httpAddr+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
 		if code != http.StatusOK {

@@ -397,6 +397,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
+		acfg.ClusterStatus = d.cluster.status
 		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
 			return nil, err
 		}
