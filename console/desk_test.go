@@ -110,6 +110,25 @@ func TestDeskHome(t *testing.T) {
 	}
 }
 
+// On a cluster node the desk shows the live nodes and what this node
+// leads, and labels the binds as this node's share of the cluster's total.
+func TestDeskHomeCluster(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.opsLogin()
+	if a := c.get("/ops/"); strings.Contains(a.Body, `id="cluster"`) {
+		t.Fatal("a node alone shows a cluster section")
+	}
+	started := time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC)
+	r.cluster.Store(&api.ClusterStatus{Node: 2, Leads: []string{"reminders"}, Members: []api.ClusterMember{
+		{ID: 1, Name: "node-1", PeerURL: "http://10.0.0.1:7101", Started: started},
+		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.2:7101", Started: started},
+	}})
+	a := c.get("/ops/")
+	a.wantPage(t, `id="cluster"`, "集群（本页来自节点 2）", "node-1", "<code>http://10.0.0.2:7101</code>", "2026-12-02 03:04:05",
+		"本节点负责：日程提醒的发送", "本节点的连接 / 集群共享的连接总数")
+}
+
 func TestDeskEnterprises(t *testing.T) {
 	r := newRig(t)
 	c := r.client()

@@ -77,7 +77,9 @@ func (s *Server) opsHome(q *req) {
 		return
 	}
 	for _, u := range d.St.Upstreams {
-		if u.BindsUp < u.BindsConfigured {
+		// In a cluster a node holds its share of the binds (or none: it
+		// relays through the others), so only a node alone is short.
+		if u.BindsUp < u.BindsConfigured && d.St.Cluster == nil {
 			d.AllUp = false
 		}
 	}

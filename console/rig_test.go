@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,15 +34,18 @@ import (
 // t.TempDir(), the gateway with a real upstream bind, the reminders, the
 // API, and the console in front of it, on a real HTTP listener.
 type rig struct {
-	t     *testing.T
-	sim   *smpp.Simulator
-	store *queue.Store
-	pol   *policy.Policy
-	gw    *gateway.Gateway
-	api   *api.Server
-	con   *Server
-	clock *clock
-	url   string
+	// cluster is what GET /admin/v1/status says of a cluster (nil: the
+	// node is alone), for the desk's cluster view.
+	cluster atomic.Pointer[api.ClusterStatus]
+	t       *testing.T
+	sim     *smpp.Simulator
+	store   *queue.Store
+	pol     *policy.Policy
+	gw      *gateway.Gateway
+	api     *api.Server
+	con     *Server
+	clock   *clock
+	url     string
 }
 
 // The fixtures: enterprise A (甲公司) with alice (user), al2 (user) and
@@ -139,7 +143,8 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now})
+	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
+		ClusterStatus: r.cluster.Load})
 	r.con, err = New(Config{API: r.api.Handler()})
 	if err != nil {
 		t.Fatal(err)
