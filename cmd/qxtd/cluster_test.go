@@ -386,3 +386,57 @@ func (s *receiptSink) waitMissing(ids []string, d time.Duration) []string {
 		}
 	}
 }
+
+// TestClusterReminderOnce: a reminder created on one node is sent once by
+// the cluster — by the node that leads the reminders — however many nodes
+// share it.
+func TestClusterReminderOnce(t *testing.T) {
+	nodes, sim, _ := startCluster(t, 3, 3, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeClusterConfig)
+	code, body := postJSON(t, "POST", "http://"+nodes[1].proc.httpAddr+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+	if code != http.StatusOK {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	var lr struct{ Token string }
+	if err := json.Unmarshal([]byte(body), &lr); err != nil {
+		t.Fatal(err)
+	}
+	const to = "13800138066"
+	start := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
+	code, body = postJSON(t, "POST", "http://"+nodes[1].proc.httpAddr+"/v1/reminders", lr.Token,
+		`{"text":"开会提醒","to":["`+to+`"],"freq":"once","start":"`+start+`"}`)
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("create reminder on node 2: %d %s", code, body)
+	}
+	waitReceived(t, sim, to, 30*time.Second)
+	// Every node's outbox: the reminder's message exists once in the
+	// cluster (a second scheduler would have stored its own).
+	total := 0
+	for _, n := range nodes {
+		_, body := postJSON(t, "GET", "http://"+n.proc.httpAddr+"/v1/messages", lr.Token, "")
+		var page struct {
+			Messages []struct {
+				To string `json:"to"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			t.Fatalf("node %d outbox: %v: %s", n.id, err, body)
+		}
+		for _, m := range page.Messages {
+			if m.To == to {
+				total++
+			}
+		}
+	}
+	if total != 1 {
+		t.Fatalf("the reminder's message is in %d stores, want 1", total)
+	}
+	got := 0
+	for _, m := range sim.Received() {
+		if m.Dest == to {
+			got++
+		}
+	}
+	if got != 1 {
+		t.Fatalf("the carrier got the reminder %d times, want 1", got)
+	}
+}
