@@ -30,6 +30,17 @@
 // messages: direct/no-receipts, qxtd/no-receipts, direct/receipts,
 // qxtd/receipts.
 //
+// # Scenarios run only when named
+//
+// qxtd-cluster/no-receipts and qxtd-cluster/receipts (cluster.go) run qxtd
+// in cluster mode as node 1 of an etcd the bench embeds, the bench
+// enterprise with a spending cap (so quota blocks are taken): the report
+// adds the etcd requests per 1,000 messages and the relayed rate and CPU
+// per message against qxtd/no-receipts and qxtd/receipts of the same run.
+// direct/no-receipts+hog, qxtd/no-receipts+hog and qxtd/receipts+hog
+// (hog.go) run with a busy loop at nice 19 beside them: the report adds
+// their relayed rate against the same scenario without it.
+//
 // # The crash scenario
 //
 // qxtd/kill9 (kill.go) runs only when named: `bin/qxtd-bench -scenarios

@@ -150,6 +150,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runOne runs one scenario, starting (and stopping) qxtd for it when it
 // goes through qxtd; lines are qxtd's log lines.
 func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
+	if sc.Hog {
+		stop, err := startHog()
+		if err != nil {
+			return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+		}
+		defer stop()
+	}
 	if !sc.Qxtd {
 		res, err := runScenario(ctx, cfg, sc, peer, peer.Addr(), nil)
 		return res, nil, err

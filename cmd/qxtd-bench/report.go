@@ -60,6 +60,7 @@ func writeTable(w io.Writer, rs []Result) {
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}
 	writeClusterCost(w, rs)
+	writeHogCost(w, rs)
 	if len(kills) > 0 {
 		fmt.Fprintln(w)
 		writeKillTable(w, kills)
@@ -161,4 +162,20 @@ func medians(rs []Result) []Result {
 		out = append(out, xs[(len(xs)-1)/2])
 	}
 	return out
+}
+
+// writeHogCost prints each +hog scenario's relayed rate against the same
+// scenario without the hog in the same run.
+func writeHogCost(w io.Writer, rs []Result) {
+	for _, r := range rs {
+		base, ok := strings.CutSuffix(r.Scenario, "+hog")
+		if !ok || r.Err != "" {
+			continue
+		}
+		for _, a := range rs {
+			if a.Scenario == base && a.Err == "" && a.RelayedRate > 0 {
+				fmt.Fprintf(w, "\n%s: relayed rate %.2f× of %s (a busy loop at nice 19 beside it)\n", r.Scenario, r.RelayedRate/a.RelayedRate, base)
+			}
+		}
+	}
 }

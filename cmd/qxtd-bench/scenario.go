@@ -17,6 +17,9 @@ type scenario struct {
 	// Cluster runs qxtd in cluster mode, one node on an etcd the bench
 	// starts (cluster.go): what coordination costs a node.
 	Cluster bool
+	// Hog runs a busy loop at nice 19 beside the scenario (hog.go): how
+	// much speed a background CPU hog on one core costs.
+	Hog bool
 }
 
 // allScenarios in the order they run.
@@ -31,6 +34,9 @@ var allScenarios = []scenario{
 var extraScenarios = []scenario{
 	{Name: "qxtd/kill9", Qxtd: true, Receipts: true, Kill: true},
 	{Name: "qxtd-cluster/no-receipts", Qxtd: true, Cluster: true},
+	{Name: "direct/no-receipts+hog", Hog: true},
+	{Name: "qxtd/no-receipts+hog", Qxtd: true, Hog: true},
+	{Name: "qxtd/receipts+hog", Qxtd: true, Receipts: true, Hog: true},
 	{Name: "qxtd-cluster/receipts", Qxtd: true, Receipts: true, Cluster: true},
 }
 

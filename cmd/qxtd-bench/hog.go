@@ -1,0 +1,22 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+)
+
+// startHog starts a CPU hog: one busy process at nice 19, as a backup
+// job or a neighbour on a shared machine would be. The scheduler should
+// give it only what qxtd, the client and the peer leave idle, so a
+// scenario's speed with it (name+hog) against without it (same run) tells
+// how well qxtd keeps its speed beside background load. stop kills it.
+func startHog() (stop func(), err error) {
+	cmd := exec.Command("nice", "-n", "19", "sh", "-c", "while :; do :; done")
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("cpu hog: %w", err)
+	}
+	return func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}, nil
+}
