@@ -74,6 +74,10 @@
 //	owners.go    cluster mode: query, cancel and replace of another node's message
 //	relay.go     cluster mode: receipts and replies for an ESME bound to
 //	             another node
+//	cluster.go   cluster mode: binds held only with a cluster slot, quotas
+//	             spent from this node's claim
+//	submitrelay.go  cluster mode: segments sent on another node's bind when
+//	             this one holds none of the upstream's
 //	metrics.go   the Prometheus series (on an injected registerer)
 //
 // # Cluster mode
@@ -103,6 +107,14 @@
 // (relay.go), which sends it on its bind and confirms after the ESME's
 // deliver_sm_resp; it is acknowledged in the store only then. A local
 // bind is always preferred.
+//
+// With Config.Cluster set, upstreams[].binds is the cluster's total: bind
+// i of an upstream runs only while i is within this node's share and the
+// node holds one of the upstream's slots (cluster.go), and the quota the
+// store checks is this node's claim, grown from the cluster's counter when
+// the store refuses (enqueueLimited). With Config.SubmitRelay set, a
+// node holding no bind of an upstream sends its segments through a node
+// that holds one (submitrelay.go), recording the answer as its own.
 //
 // # Invariants
 //

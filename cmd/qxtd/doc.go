@@ -38,6 +38,11 @@
 //	                    SIGHUP, the upstreams' TLS dialer
 //	sdnotify.go         READY=1 to systemd once the listeners are up (Type=notify)
 //	placeholder.go      the Debian package's placeholder upstream, refused by serve
+//	clusterconfig.go    the cluster: section (cluster mode, README "Cluster")
+//	cluster*.go         cluster mode's wiring: joining etcd, the shared state,
+//	                    sessions and bind slots, the peer listener and the
+//	                    adapters of package cluster to gateway and api (owners,
+//	                    relays, deliveries, usage)
 //	send.go             qxtd send
 //	admin*.go, ops.go   the admin and operations commands (api.Client)
 //
