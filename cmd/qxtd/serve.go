@@ -524,8 +524,9 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	}
 	if d.cluster != nil {
 		d.cluster.stop(ctx) // after the gateway: its binds are unbound, their slots released
-	} else if d.peerListener != nil {
-		_ = d.peerListener.Close()
+	}
+	if d.peerListener != nil && (d.cluster == nil || d.cluster.peer == nil) {
+		_ = d.peerListener.Close() // start failed before the peer server took it
 	}
 	if d.sim != nil {
 		_ = d.sim.Close()
