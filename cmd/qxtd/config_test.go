@@ -51,6 +51,9 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-ops-listen.yaml":               `http.ops_listen: "127.0.0.1:8080" is http.listen too`,
 		"invalid-secret-both.yaml":              "http.admin_token and http.admin_token_file: both set",
 		"invalid-secret-missing-file.yaml":      "upstreams[0].password_file: open /nonexistent/qxtd-test/smsc.password: no such file",
+		"invalid-cluster-node-id.yaml":          "cluster.node_id: 0 must be 1..65535",
+		"invalid-cluster-secret.yaml":           "cluster.secret: required in cluster mode, at least 16 bytes",
+		"invalid-cluster-peer-url.yaml":         `cluster.peer_url: required when cluster.peer_listen "0.0.0.0:7101" listens on every address`,
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {
