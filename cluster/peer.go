@@ -12,7 +12,8 @@ package cluster
 // (request-URI: path and query as sent, e.g. /peer/v1/messages/7?enterprise=e).
 // The server refuses (401) a header it cannot parse, a time more than
 // PeerClockSkew away from its clock, or a MAC that does not match
-// (compared in constant time); a body over PeerMaxBody is 413. A request
+// (compared in constant time); a body over PeerMaxBody is 413; more than
+// PeerMaxInFlight requests at once get 503 before their body is read. A request
 // replayed within the skew window is accepted again: every endpoint is
 // idempotent (a receipt matched twice is a duplicate).
 //
@@ -55,9 +56,15 @@ import (
 
 // Limits of the peer protocol.
 const (
-	PeerClockSkew   = 60 * time.Second // accepted difference between a request's time and the server's clock
-	PeerMaxBody     = 4 << 20          // bytes of a request (or response) body
-	PeerMaxReceipts = 512              // receipts in one POST /peer/v1/receipts
+	PeerClockSkew = 60 * time.Second // accepted difference between a request's time and the server's clock
+	PeerMaxBody   = 4 << 20          // bytes of a request (or response) body
+	// PeerMaxInFlight bounds the requests a node reads and serves at
+	// once; more get 503 at once (every caller retries: receipts and
+	// deliveries wait, a relay tries another node, a routed query is a
+	// temporary failure), so a flood of bodies, authenticated or not,
+	// holds at most PeerMaxInFlight × PeerMaxBody = 64 MiB.
+	PeerMaxInFlight = 16
+	PeerMaxReceipts = 512 // receipts in one POST /peer/v1/receipts
 	// PeerTimeout bounds the backend's work on one request (server) and
 	// one request's round trip (client, unless the caller's context is
 	// shorter).
@@ -174,6 +181,8 @@ type peerServer struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	now     func() time.Time // tests
+	// inflight holds a token per request being read or served.
+	inflight chan struct{}
 }
 
 type peerNodeKey struct{}
@@ -192,7 +201,8 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now}
+	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now,
+		inflight: make(chan struct{}, PeerMaxInFlight)}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
@@ -204,6 +214,14 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 }
 
 func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.inflight <- struct{}{}:
+		defer func() { <-s.inflight }()
+	default:
+		// Not logged: a flood would flood the log too.
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
 	node, unix, mac, ok := parseAuth(r.Header.Get("Authorization"))
 	if !ok {
 		s.refuse(w, r, http.StatusUnauthorized, "missing or malformed authorization")

@@ -254,3 +254,54 @@ func isStatus(err error, status int) bool {
 	pe, ok := errors.AsType[*PeerError](err)
 	return ok && pe.Status == status
 }
+
+// blockingBackend holds every receipts request until released.
+type blockingBackend struct {
+	recordingBackend
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingBackend) MatchReceipts(ctx context.Context, rs []PeerReceipt) ([]PeerResult, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.recordingBackend.MatchReceipts(ctx, rs)
+}
+
+// A node serves at most PeerMaxInFlight requests at once: one more is
+// refused (503, which every caller retries) before its body is read, so
+// memory is bounded however many connections send bodies.
+func TestPeerInFlightBound(t *testing.T) {
+	b := &blockingBackend{entered: make(chan struct{}, PeerMaxInFlight), release: make(chan struct{})}
+	srv := httptest.NewServer(PeerHandler(secret, b, nil))
+	t.Cleanup(srv.Close)
+	c := NewPeerClient(2, secret, srv.Client())
+	rs := []PeerReceipt{{Upstream: "up", SMSCID: "a1", State: "delivered", DoneAt: time.Unix(1_700_000_000, 0)}}
+	errs := make(chan error, PeerMaxInFlight)
+	for range PeerMaxInFlight {
+		go func() {
+			_, err := c.PushReceipts(context.Background(), srv.URL, rs)
+			errs <- err
+		}()
+	}
+	for range PeerMaxInFlight {
+		select {
+		case <-b.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first requests did not reach the backend")
+		}
+	}
+	if _, err := c.PushReceipts(context.Background(), srv.URL, rs); !isStatus(err, http.StatusServiceUnavailable) {
+		t.Fatalf("request %d while %d are served: %v, want 503", PeerMaxInFlight+1, PeerMaxInFlight, err)
+	}
+	close(b.release)
+	for range PeerMaxInFlight {
+		if err := <-errs; err != nil {
+			t.Errorf("a request within the bound: %v", err)
+		}
+	}
+	// Freed: served again.
+	if _, err := c.PushReceipts(context.Background(), srv.URL, rs); err != nil {
+		t.Fatalf("after the others ended: %v", err)
+	}
+}
