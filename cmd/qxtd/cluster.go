@@ -234,6 +234,10 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 	}
 	log := d.log.With("component", "cluster")
 	cs.peer = d.httpServer(cfg.HTTP, cluster.PeerHandler([]byte(cfg.Cluster.Secret), peerUsageBackend{peerBackend{d.gw}, d.store}, log), "peer")
+	// A peer's request is at most cluster.PeerMaxBody on the nodes'
+	// network: a body that takes longer than this is a slow attacker
+	// holding one of the PeerMaxInFlight places.
+	cs.peer.ReadTimeout = min(cfg.HTTP.ReadTimeout, 30*time.Second)
 	limited := conns.limit(d.peerListener, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
 	d.goServe("peer", func() error { return cs.peer.Serve(limited) })
 
