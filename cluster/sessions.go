@@ -53,6 +53,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/time/rate"
 )
 
 // sessionRequestTimeout bounds each etcd request of Sessions.
@@ -66,6 +67,14 @@ type Sessions struct {
 	slideEvery time.Duration
 	now        func() time.Time
 	log        *slog.Logger
+
+	// max bounds the sessions of the cluster (as api's in-memory table
+	// is bounded): a login past it ends the session kept alive least
+	// recently. fetches bounds the etcd reads of tokens this node has not
+	// seen, so that requests with made-up tokens cannot turn into a read
+	// of etcd each.
+	max     int
+	fetches *rate.Limiter
 
 	mu    sync.Mutex
 	cache map[string]*cachedSession // hex key →
@@ -97,7 +106,8 @@ func OpenSessions(ctx context.Context, client *clientv3.Client, prefix string, i
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sessions{cli: client, prefix: prefix + "sessions/", idle: idle, slideEvery: min(time.Minute, idle/4),
-		now: time.Now, log: log, done: make(chan struct{})}
+		now: time.Now, log: log, done: make(chan struct{}),
+		max: MaxSessions, fetches: rate.NewLimiter(sessionFetchRate, sessionFetchRate)}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -121,6 +131,16 @@ func (s *Sessions) ctx() (context.Context, context.CancelFunc) {
 }
 
 // Create stores a new session with its own lease.
+// MaxSessions bounds the console and operator sessions of a cluster
+// (api.MaxSessions is the same bound for one node).
+const MaxSessions = 10_000
+
+// sessionFetchRate is how many unknown tokens a second a node looks up
+// in etcd (a session created on another node an instant ago, before the
+// watch brought it); past it, such a token is refused until the watch
+// has it — a few milliseconds for a real one.
+const sessionFetchRate = 100
+
 func (s *Sessions) Create(key [32]byte, kind, systemID, enterprise string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -137,7 +157,24 @@ func (s *Sessions) Create(key [32]byte, kind, systemID, enterprise string) error
 	}
 	s.mu.Lock()
 	s.cache[hex.EncodeToString(key[:])] = &cachedSession{rec: rec, lease: lease.ID, kept: s.now()}
+	var evict []clientv3.LeaseID
+	for len(s.cache) > s.max {
+		// The session kept alive least recently: a scan, at a login
+		// (rare, and slower by its bcrypt than by this).
+		var oldK string
+		var old *cachedSession
+		for k, c := range s.cache {
+			if old == nil || c.kept.Before(old.kept) {
+				oldK, old = k, c
+			}
+		}
+		delete(s.cache, oldK)
+		evict = append(evict, old.lease)
+	}
 	s.mu.Unlock()
+	for _, l := range evict {
+		_, _ = s.cli.Revoke(ctx, l) // its key goes on every node
+	}
 	return nil
 }
 
@@ -184,6 +221,9 @@ func (s *Sessions) Touch(key [32]byte) (kind, systemID, enterprise string, ok bo
 
 // fetch reads a session missing from the cache and caches it.
 func (s *Sessions) fetch(hk string) (*cachedSession, bool) {
+	if !s.fetches.Allow() {
+		return nil, false
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+hk, clientv3.WithSerializable())

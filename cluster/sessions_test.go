@@ -3,8 +3,12 @@ package cluster
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/cluster/clustertest"
@@ -115,3 +119,49 @@ func TestSessionsExpiry(t *testing.T) {
 
 // The daemon passes Sessions as api.Config.Sessions.
 var _ api.SessionStore = (*Sessions)(nil)
+
+// The cluster's sessions are bounded: a login past the bound ends the
+// session kept alive least recently, on every node; made-up tokens cost at
+// most the fetch rate's reads of etcd.
+func TestSessionsBounded(t *testing.T) {
+	et := clustertest.Start(t)
+	a, b := openSessions(t, et, time.Minute), openSessions(t, et, time.Minute)
+	a.max = 3 // read by Create only, on this goroutine
+	keys := make([][32]byte, 4)
+	for i := range keys {
+		keys[i] = sha256.Sum256(fmt.Appendf(nil, "qxs_%d", i))
+		// Created in order: keys[0] is the one kept alive least recently.
+		if err := a.Create(keys[i], "user", "u", "E"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, "three sessions on both nodes", func() bool { return a.Len() == 3 && b.Len() == 3 })
+	if _, _, _, ok := b.Touch(keys[0]); ok {
+		t.Error("the evicted session still works on the other node")
+	}
+	for _, k := range keys[1:] {
+		if _, _, _, ok := b.Touch(k); !ok {
+			t.Error("a session within the bound was ended")
+		}
+	}
+
+	// Unknown tokens: past the fetch allowance they are refused without
+	// a read, and the allowance comes back with time.
+	b.fetches = rate.NewLimiter(0, 1) // read by Touch only, on this goroutine
+	unknown := sha256.Sum256([]byte("qxs_made_up"))
+	if err := a.Create(unknown, "user", "u", "E"); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	delete(b.cache, hex.EncodeToString(unknown[:])) // as if its watch had not brought it yet
+	b.mu.Unlock()
+	if _, _, _, ok := b.Touch(unknown); !ok {
+		t.Fatal("the one allowed read did not find a live session")
+	}
+	b.mu.Lock()
+	delete(b.cache, hex.EncodeToString(unknown[:]))
+	b.mu.Unlock()
+	if _, _, _, ok := b.Touch(unknown); ok {
+		t.Error("a second unknown token was read from etcd past the allowance")
+	}
+}
