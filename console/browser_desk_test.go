@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/qxtd/qxtd/api"
 )
 
 // The workflow of the issue: alice adds a whitelist number and sees it
@@ -64,6 +66,17 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	b.waitText("h1", "待审批", false)
 	b.shot("ops-approvals-mobile")
 	b.desktop()
+
+	// The same desk on a node of a cluster: its nodes, what it leads.
+	r.cluster.Store(&api.ClusterStatus{Node: 2, Leads: []string{"reminders"}, Members: []api.ClusterMember{
+		{ID: 1, Name: "node-1", PeerURL: "http://10.0.0.21:7101", Started: time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC)},
+		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.22:7101", Started: time.Date(2026, 12, 2, 3, 4, 9, 0, time.UTC)},
+		{ID: 3, Name: "node-3", PeerURL: "http://10.0.0.23:7101", Started: time.Date(2026, 12, 2, 3, 5, 1, 0, time.UTC)},
+	}})
+	b.run("a cluster node's desk", chromedp.Navigate(r.url+"/ops/"))
+	b.waitText("#cluster", "node-3", false)
+	b.shot("ops-home-cluster")
+	r.cluster.Store(nil)
 
 	b.run("open 企业", chromedp.Navigate(r.url+"/ops/enterprises"))
 	b.waitText("#enterprises", "甲公司", false)

@@ -126,7 +126,7 @@ func TestDeskHomeCluster(t *testing.T) {
 	}})
 	a := c.get("/ops/")
 	a.wantPage(t, `id="cluster"`, "集群（本页来自节点 2）", "node-1", "<code>http://10.0.0.2:7101</code>", "2026-12-02 03:04:05",
-		"本节点负责：日程提醒的发送", "本节点的连接 / 集群共享的连接总数")
+		"本节点负责：日程提醒的发送。", "本节点的连接 / 集群共享的连接总数")
 }
 
 func TestDeskEnterprises(t *testing.T) {
