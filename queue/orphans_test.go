@@ -76,6 +76,9 @@ func TestNodeIDOnOldFile(t *testing.T) {
 	if _, err := Open(path, Options{NodeID: 2}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("node 2 opened node 3's file: %v", err)
 	}
+	if _, err := Open(path, Options{NodeID: 4}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("node 4 opened node 3's file: %v", err) // its messages' ids name node 3
+	}
 	s.open()
 }
 

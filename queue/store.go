@@ -277,8 +277,10 @@ func (s *Store) load() error {
 
 // nodeSequences, for a cluster node (Options.NodeID > 0), raises the
 // sequences that give message and MO ids to the start of the node's id
-// range. A sequence already past the range means the file was another
-// node's: refused, as its new ids would be attributed to that node.
+// range. A sequence in another node's range (above or below) means the
+// file was that node's: refused, as its messages' ids name that node and
+// the cluster would route them there. A file of a single node (below
+// 1<<48) joins with its old ids kept.
 func (s *Store) nodeSequences() error {
 	n := uint64(s.opt.NodeID)
 	if n == 0 {
@@ -289,8 +291,8 @@ func (s *Store) nodeSequences() error {
 		for _, name := range [][]byte{bucketMsg, bucketMO} {
 			b := tx.Bucket(name)
 			switch seq := b.Sequence(); {
-			case seq >= hi-1:
-				return fmt.Errorf("%w: %s sequence %d is past node %d's id range (another node's file?)",
+			case seq >= hi-1 || seq >= 1<<nodeShift && seq < lo:
+				return fmt.Errorf("%w: %s sequence %d is outside node %d's id range (another node's file?)",
 					ErrInvalid, name, seq, n)
 			case seq < lo:
 				if err := b.SetSequence(lo); err != nil {
