@@ -350,12 +350,15 @@ func (b *ESMEBinds) sync(ctx context.Context) error {
 	return nil
 }
 
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) {
+// pause waits d or until ctx ends; false when ctx ended. Every back-off of
+// the package's watch and retry loops waits with it.
+func pause(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }

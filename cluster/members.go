@@ -164,11 +164,4 @@ func (n *Node) watchMembers() {
 }
 
 // pause waits d or until the node closes; for back-off after errors.
-func (n *Node) pause(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-n.ctx.Done():
-	}
-}
+func (n *Node) pause(d time.Duration) { pause(n.ctx, d) }

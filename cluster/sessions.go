@@ -372,11 +372,7 @@ func (s *Sessions) watch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, watchRetryMax)
