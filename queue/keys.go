@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // billing months follow Asia/Shanghai; minimal machines have no zoneinfo
@@ -140,14 +141,19 @@ func smscCandidates(id string) []string {
 			dec, hex = false, false
 		}
 	}
-	var v big.Int
+	// Ids that fit in 64 bits (nearly all) convert without big.Int's
+	// allocations: this runs for every receipt and every acceptance.
 	if dec {
-		if _, ok := v.SetString(c, 10); ok {
+		if u, err := strconv.ParseUint(c, 10, 64); err == nil {
+			out = appendNew(out, strconv.FormatUint(u, 16))
+		} else if v, ok := new(big.Int).SetString(c, 10); ok {
 			out = appendNew(out, v.Text(16))
 		}
 	}
 	if hex {
-		if _, ok := v.SetString(c, 16); ok {
+		if u, err := strconv.ParseUint(c, 16, 64); err == nil {
+			out = appendNew(out, strconv.FormatUint(u, 10))
+		} else if v, ok := new(big.Int).SetString(c, 16); ok {
 			out = appendNew(out, v.Text(10))
 		}
 	}

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"math/big"
 	"slices"
 	"testing"
 )
@@ -44,6 +45,32 @@ func TestSMSCCandidates(t *testing.T) {
 	for _, tc := range tests {
 		if got := smscCandidates(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("smscCandidates(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestSMSCCandidatesAt64Bits holds the uint64 fast path equal to big.Int's
+// conversions on both sides of the 64-bit boundary, where one takes over
+// from the other.
+func TestSMSCCandidatesAt64Bits(t *testing.T) {
+	ref := func(id string) []string {
+		c := CanonicalSMSCID(id)
+		out := []string{c}
+		if v, ok := new(big.Int).SetString(c, 10); ok {
+			out = appendNew(out, v.Text(16))
+		}
+		if v, ok := new(big.Int).SetString(c, 16); ok {
+			out = appendNew(out, v.Text(10))
+		}
+		return out
+	}
+	for _, in := range []string{
+		"18446744073709551615", "18446744073709551616", "99999999999999999999", // decimal around 2^64
+		"ffffffffffffffff", "10000000000000000", "1ffffffffffffffff", // hex around 2^64
+		"9223372036854775807", "123456789012345678", "deadbeef", "1",
+	} {
+		if got, want := smscCandidates(in), ref(in); !slices.Equal(got, want) {
+			t.Errorf("smscCandidates(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

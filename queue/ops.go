@@ -224,6 +224,13 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 	if at.IsZero() {
 		at = time.Now()
 	}
+	// Worked out here, outside the commit loop: the loop is the one
+	// serial stage every message passes, so what can run in the caller
+	// does.
+	var cands []string
+	if indexable {
+		cands = smscCandidates(smscID)
+	}
 	err := s.exec(ctx, func(t *txn) error {
 		m, p, err := t.getPart(k)
 		if err != nil {
@@ -269,7 +276,7 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 		if err := t.indexSMSC(m, k, smscID); err != nil {
 			return err
 		}
-		o, err := t.takeOrphan(m.Upstream, smscID, at)
+		o, err := t.takeOrphan(m.Upstream, cands, at)
 		if err != nil {
 			return err
 		}
@@ -387,10 +394,15 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, t
 	}
 	var res Result
 	var submitted time.Time
+	cands := smscCandidates(d.SMSCID) // outside the commit loop (see Submitted)
+	keys := make([][]byte, len(cands))
+	for i, c := range cands {
+		keys[i] = smscKey(d.Upstream, c)
+	}
 	err := s.exec(ctx, func(t *txn) error {
 		res, submitted = 0, time.Time{}
-		for _, c := range smscCandidates(d.SMSCID) {
-			v := t.smsc.Get(smscKey(d.Upstream, c))
+		for i, c := range cands {
+			v := t.smsc.Get(keys[i])
 			if v == nil {
 				continue
 			}
@@ -425,6 +437,7 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, t
 		}
 		o := &orphan{DLR: d, ReceivedAt: time.Now()}
 		res = Orphaned
+		t.orphans = orphansSome
 		return t.orphan.Put(smscKey(d.Upstream, CanonicalSMSCID(d.SMSCID)), encodeOrphan(nil, o))
 	})
 	if err != nil {

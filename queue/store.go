@@ -165,6 +165,11 @@ func OpenDB(path string, opt Options) (*bolt.DB, error) {
 		NoSync:         opt.NoSync,
 		NoFreelistSync: true, // less to write per commit; the freelist is rebuilt at open
 		FreelistType:   bolt.FreelistMapType,
+		// Address space, not memory: while the file stays under it,
+		// bbolt never remaps, and a remap waits for every open read
+		// transaction and holds up the commit loop meanwhile (each
+		// doubling of a young file was a latency spike).
+		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
@@ -196,6 +201,10 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 	go s.loop()
 	return s, nil
 }
+
+// initialMmapSize is 1 GiB: beyond it bbolt grows the map by 1 GiB at a
+// time anyway.
+const initialMmapSize = 1 << 30
 
 func (opt Options) withDefaults() Options {
 	if opt.MaxBatch <= 0 {

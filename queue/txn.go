@@ -20,6 +20,30 @@ type txn struct {
 	ready      []string // accounts with a newly queued DLR
 	hook       *bolt.Bucket
 	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
+	orphans    orphanState
+}
+
+// orphanState is what a transaction knows of the orphan bucket. Nearly
+// always it is empty (receipts come after the acceptance they follow), and
+// one look per transaction then spares every acceptance its lookups of
+// each candidate id there.
+type orphanState uint8
+
+const (
+	orphansUnknown orphanState = iota
+	orphansNone
+	orphansSome
+)
+
+// mayHaveOrphans reports whether the orphan bucket may hold a key.
+func (t *txn) mayHaveOrphans() bool {
+	if t.orphans == orphansUnknown {
+		t.orphans = orphansSome
+		if k, _ := t.orphan.Cursor().First(); k == nil {
+			t.orphans = orphansNone
+		}
+	}
+	return t.orphans == orphansSome
 }
 
 type usageDelta struct {
@@ -210,8 +234,11 @@ func (t *txn) indexSMSC(m *Message, k Key, smscID string) error {
 // takeOrphan finds a stored DLR for smscID on upstream that arrived no
 // earlier than OrphanMaxAge before at, deletes every orphan under the id's
 // candidate forms it looked at, and returns the one to apply (or nil).
-func (t *txn) takeOrphan(upstream, smscID string, at time.Time) (*orphan, error) {
-	for _, c := range smscCandidates(smscID) {
+func (t *txn) takeOrphan(upstream string, cands []string, at time.Time) (*orphan, error) {
+	if len(cands) == 0 || !t.mayHaveOrphans() {
+		return nil, nil
+	}
+	for _, c := range cands {
 		key := smscKey(upstream, c)
 		v := t.orphan.Get(key)
 		if v == nil {

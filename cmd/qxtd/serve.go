@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,10 +97,10 @@ type daemon struct {
 
 // serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
 func serveCmd() *cobra.Command {
-	var path, cpuProfile string
+	var path, cpuProfile, traceFile string
 	var check bool
 	c := &cobra.Command{
-		Use:   "serve [--config FILE] [--check] [--cpuprofile FILE]",
+		Use:   "serve [--config FILE] [--check] [--cpuprofile FILE] [--trace FILE]",
 		Short: "Run the daemon (--check: validate the configuration and exit)",
 		Long: `Run the daemon: SMPP ingress, HTTP API, upstream binds, the store.
 SIGTERM or SIGINT stops it gracefully; a second signal exits at once.
@@ -113,7 +114,9 @@ are errors naming the key) and exits.
 
 --cpuprofile writes a Go CPU profile of the whole run to FILE when the
 daemon stops (for make bench-e2e and performance work; read it with
-go tool pprof).`,
+go tool pprof). --trace writes a Go execution trace of the whole run to
+FILE (where latency goes: go tool trace -pprof=sched FILE shows the time
+goroutines waited for a CPU).`,
 		Args: nargs(0, 0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := LoadConfig(path)
@@ -145,10 +148,22 @@ go tool pprof).`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if traceFile != "" {
+				f, err := os.Create(traceFile)
+				if err != nil {
+					return fmt.Errorf("--trace: %w", err)
+				}
+				defer f.Close()
+				if err := trace.Start(f); err != nil {
+					return fmt.Errorf("--trace: %w", err)
+				}
+				defer trace.Stop()
+			}
 			return serve(path, cfg, c.ErrOrStderr())
 		},
 	}
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	c.Flags().StringVar(&traceFile, "trace", "", "write an execution trace of the run to this file")
 	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
 	return c
