@@ -385,10 +385,19 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 		s.closeMu.RUnlock()
 		return ErrClosed
 	}
+	done := ctx.Done()
+	if done == nil {
+		// A context that cannot end (the senders' context.WithoutCancel,
+		// the common case): plain channel operations, not two selects —
+		// every message passes here three times.
+		s.ops <- o
+		s.closeMu.RUnlock()
+		return <-o.done
+	}
 	select {
 	case s.ops <- o:
 		s.closeMu.RUnlock()
-	case <-ctx.Done():
+	case <-done:
 		s.closeMu.RUnlock()
 		return ctx.Err()
 	}
