@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var bg = context.Background()
@@ -842,5 +845,40 @@ func TestPurgeOrphans(t *testing.T) {
 	}
 	if n := s.bucketLen(bucketOrphan); n != 0 {
 		t.Errorf("%d orphans left", n)
+	}
+}
+
+// TestGrowthWithLongReader: a read transaction held open for a long time (a
+// DLR export streaming, a console page) must not stall the commit loop
+// while the file grows. bbolt remaps a file that outgrows its map, and a
+// remap waits for every open read transaction: with the default map (32
+// KiB, doubling) the first few MiB written here would wait for the reader.
+func TestGrowthWithLongReader(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	rtx, err := s.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rtx.Rollback() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	body := make([]byte, 140)
+	for i := range 200 { // ~8 MiB of messages
+		msgs := make([]*Message, 200)
+		for j := range msgs {
+			msgs[j] = &Message{Account: "a", Dest: "13800000000", Text: strings.Repeat("x", 40),
+				Parts: []Part{{Body: body}}}
+		}
+		if err := s.Enqueue(ctx, msgs...); err != nil {
+			t.Fatalf("batch %d with a reader open: %v", i, err)
+		}
+	}
+	if err := rtx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	_ = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	if size < 4<<20 {
+		t.Fatalf("the store grew to %d bytes only: the test wrote too little to outgrow a default map", size)
 	}
 }
