@@ -16,6 +16,10 @@ func DecodeCodec(frame []byte) (pdu.Body, error) { return decode(frame, false) }
 // Encode is what Conn writes for p.
 func Encode(p pdu.Body) ([]byte, error) { return encode(p) }
 
+// EncodeMaps is the one-allocation encoder of go-smpp-built submit_sm and
+// deliver_sm; ok false: left to the codec.
+func EncodeMaps(p pdu.Body) ([]byte, bool) { return encodeSM(p) }
+
 // RawFrame is a hot PDU's frame from its own fields; ok false when it is
 // not a hot PDU or must be written from its maps.
 func RawFrame(p pdu.Body) ([]byte, bool) {

@@ -116,6 +116,9 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	for name, f := range hotSeedFrames(t) {
 		files[filepath.Join("FuzzDecodeHot", "seed_"+name)] = seedFile(f)
 	}
+	for name, s := range encodeSeeds {
+		files[filepath.Join("FuzzEncodeHot", "seed_"+name)] = seedFile(s.args()...)
+	}
 	for name, want := range files {
 		path := filepath.Join("testdata", "fuzz", name)
 		if *updateSeeds {

@@ -244,6 +244,237 @@ func FuzzDecodeHot(f *testing.F) {
 	})
 }
 
+// smInput is a submit_sm or deliver_sm's values as FuzzEncodeHot takes
+// them.
+type smInput struct {
+	strs [5]string // service_type, source_addr, destination_addr, schedule_delivery_time, validity_period
+	octs [11]uint8 // source_addr_ton … sm_default_msg_id, wire order
+	sm   []byte
+	tlvs []smpp.TLVField
+}
+
+// smNames are the mandatory fields in wire order, sm_length left out.
+var smNames = [...]pdufield.Name{
+	pdufield.ServiceType, pdufield.SourceAddrTON, pdufield.SourceAddrNPI, pdufield.SourceAddr,
+	pdufield.DestAddrTON, pdufield.DestAddrNPI, pdufield.DestinationAddr,
+	pdufield.ESMClass, pdufield.ProtocolID, pdufield.PriorityFlag,
+	pdufield.ScheduleDeliveryTime, pdufield.ValidityPeriod,
+	pdufield.RegisteredDelivery, pdufield.ReplaceIfPresentFlag, pdufield.DataCoding,
+	pdufield.SMDefaultMsgID, pdufield.ShortMessage,
+}
+
+// smSlots says where each of smNames but short_message is in an
+// smInput: a string of strs or an octet of octs.
+var smSlots = [...]struct {
+	str bool
+	i   int
+}{
+	{true, 0}, {false, 0}, {false, 1}, {true, 1}, {false, 2}, {false, 3}, {true, 2},
+	{false, 4}, {false, 5}, {false, 6}, {true, 3}, {true, 4},
+	{false, 7}, {false, 8}, {false, 9}, {false, 10},
+}
+
+// value is field i of smNames.
+func (in *smInput) value(i int) any {
+	switch {
+	case i == len(smSlots):
+		return in.sm
+	case smSlots[i].str:
+		return in.strs[smSlots[i].i]
+	}
+	return in.octs[smSlots[i].i]
+}
+
+func (in *smInput) sm2() smpp.SM {
+	return smpp.SM{
+		ServiceType: in.strs[0], SourceAddrTON: in.octs[0], SourceAddrNPI: in.octs[1], SourceAddr: in.strs[1],
+		DestAddrTON: in.octs[2], DestAddrNPI: in.octs[3], DestinationAddr: in.strs[2],
+		ESMClass: in.octs[4], ProtocolID: in.octs[5], PriorityFlag: in.octs[6],
+		ScheduleDeliveryTime: in.strs[3], ValidityPeriod: in.strs[4],
+		RegisteredDelivery: in.octs[7], ReplaceIfPresentFlag: in.octs[8], DataCoding: in.octs[9],
+		SMDefaultMsgID: in.octs[10], ShortMessage: in.sm, TLVs: in.tlvs,
+	}
+}
+
+// codec builds the PDU with go-smpp: the fields whose bit is set in
+// mask, in wire order; for a deliver_sm with bit 20 the #73 work-around.
+func (in *smInput) codec(deliver bool, mask uint32) pdu.Body {
+	var p pdu.Body
+	if deliver {
+		p = pdu.NewDeliverSM()
+	} else {
+		p = pdu.NewSubmitSM(nil)
+	}
+	f := p.Fields()
+	for i, k := range smNames {
+		if mask&(1<<i) != 0 {
+			if err := f.Set(k, in.value(i)); err != nil {
+				panic(err)
+			}
+		}
+	}
+	if deliver && mask&(1<<20) != 0 {
+		f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
+		f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
+	}
+	for _, t := range in.tlvs {
+		_ = p.TLVFields().Set(t.Tag, t.Value)
+	}
+	return p
+}
+
+func parseSMInput(strs string, octs, sm, tlvs []byte) *smInput {
+	in := &smInput{sm: sm}
+	copy(in.strs[:], strings.SplitN(strs, "|", 5))
+	copy(in.octs[:], octs)
+	for len(tlvs) >= 3 { // tag (2 octets), length (1), value
+		n := min(int(tlvs[2]), len(tlvs)-3)
+		in.tlvs = append(in.tlvs, smpp.TLVField{Tag: pdutlv.Tag(binary.BigEndian.Uint16(tlvs)), Value: tlvs[3 : 3+n]})
+		tlvs = tlvs[3+n:]
+	}
+	return in
+}
+
+// FuzzEncodeHot: for any field values, the one-allocation encoders write
+// what go-smpp's SerializeTo writes (TLVs in any order): for a PDU built
+// by go-smpp with any subset of its fields set (mask), and for
+// NewSubmitSM / NewDeliverSM / NewSubmitSMResp / NewDeliverSMResp against
+// go-smpp's constructors and Sets, whose fields, maps and frames they
+// must also match.
+func FuzzEncodeHot(f *testing.F) {
+	for _, s := range encodeSeeds {
+		f.Add(s.kind, s.mask, s.strs, s.octs, s.sm, s.tlvs, s.seq, s.status)
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, mask uint32, strs string, octs, sm, tlvs []byte, seq, status uint32) {
+		if len(strs)+len(octs)+len(sm)+len(tlvs) > 2*pdu.MaxSize {
+			return // past any PDU (and quadratic in the checks' TLV look-ups)
+		}
+		in := parseSMInput(strs, octs, sm, tlvs)
+		if kind%4 >= 2 {
+			encodeResp(t, kind%4 == 2, in.strs[1], mask&1 != 0, seq, status)
+			return
+		}
+		deliver := kind%4 == 1
+		head := func(p pdu.Body) pdu.Body {
+			p.Header().Seq, p.Header().Status = seq, pdu.Status(status)
+			return p
+		}
+
+		// go-smpp's PDU, some fields set: encodeSM from the maps.
+		p := head(in.codec(deliver, mask))
+		extra := mask&(1<<21) != 0
+		if extra { // a field outside the list: command_length counts it
+			_ = p.Fields().Set(pdufield.MessageID, "x")
+		}
+		fast, ok := smpp.EncodeMaps(p)
+		if ok == extra {
+			t.Fatalf("fast path taken: %v, with a field outside the list: %v", ok, extra)
+		}
+		if want := serialize(t, p); ok {
+			sameFrame(t, "from the maps", fast, want, tlvLen(p))
+		}
+
+		// NewSubmitSM / NewDeliverSM against go-smpp with every field set.
+		want := head(in.codec(deliver, 1<<20|1<<len(smNames)-1))
+		var got pdu.Body
+		if deliver {
+			got = head(smpp.NewDeliverSM(in.sm2()))
+		} else {
+			got = head(smpp.NewSubmitSM(in.sm2()))
+		}
+		sameFields(t, "built", got, want)
+		if g, w := got.Len(), want.Len(); g != w {
+			t.Fatalf("Len %d, go-smpp %d", g, w)
+		}
+		raw, ok := smpp.RawFrame(got)
+		if !ok {
+			t.Fatal("a built PDU not written from its fields")
+		}
+		wantFrame := serialize(t, want)
+		sameFrame(t, "built", raw, wantFrame, tlvLen(want))
+		sameMaps(t, "built", got, want)
+		fromMaps, err := smpp.Encode(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameFrame(t, "built, from its maps", fromMaps, wantFrame, tlvLen(want))
+		sameFrame(t, "built, SerializeTo", serialize(t, got), wantFrame, tlvLen(want))
+		sameFields(t, "built, from its maps", got, want)
+	})
+}
+
+// encodeResp checks NewSubmitSMResp(id) (set) or NewDeliverSMResp()
+// against go-smpp's.
+func encodeResp(t *testing.T, submit bool, id string, set bool, seq, status uint32) {
+	var got, want pdu.Body
+	if submit {
+		got, want = smpp.NewSubmitSMResp(id), pdu.NewSubmitSMResp()
+		_ = want.Fields().Set(pdufield.MessageID, id)
+	} else {
+		got, want = smpp.NewDeliverSMResp(), pdu.NewDeliverSMResp()
+		if set {
+			// go-smpp's with an id has no hot twin: encodeResponse's.
+			_ = want.Fields().Set(pdufield.MessageID, id)
+			got = want
+		}
+	}
+	for _, p := range []pdu.Body{got, want} {
+		p.Header().Seq, p.Header().Status = seq, pdu.Status(status)
+	}
+	sameFields(t, "response", got, want)
+	if g, w := got.Len(), want.Len(); g != w {
+		t.Fatalf("response Len %d, go-smpp %d", g, w)
+	}
+	fast, err := smpp.Encode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFrame := serialize(t, want)
+	sameFrame(t, "response", fast, wantFrame, 0)
+	if got == want {
+		return
+	}
+	sameFrame(t, "response, SerializeTo", serialize(t, got), wantFrame, 0)
+	sameMaps(t, "response", got, want)
+}
+
+// encodeSeed is one FuzzEncodeHot input.
+type encodeSeed struct {
+	kind           uint8
+	mask           uint32
+	strs           string
+	octs, sm, tlvs []byte
+	seq, status    uint32
+}
+
+func (s encodeSeed) args() []any {
+	return []any{s.kind, s.mask, s.strs, s.octs, s.sm, s.tlvs, s.seq, s.status}
+}
+
+// buildPDUMask sets what gateway's buildPDU sets: source and destination
+// ton, npi and address, esm_class, registered_delivery, data_coding and
+// short_message (bits 1–7, 12, 14, 16 of smNames).
+const buildPDUMask = 1<<16 | 1<<14 | 1<<12 | 0b1111_1110
+
+// encodeSeeds start FuzzEncodeHot (testdata/fuzz/FuzzEncodeHot).
+var encodeSeeds = map[string]encodeSeed{
+	"upstream_ucs2":        {0, buildPDUMask, "|10086|13712345678||", []byte{1, 1, 1, 1, 0, 0, 0, 1, 0, 8, 0}, bytes.Repeat(ucs2Hello, 34)[:134], nil, 7, 0},
+	"upstream_udh":         {0, buildPDUMask, "|10086|13712345678||", []byte{1, 1, 1, 1, 0x40, 0, 0, 1, 0, 8, 0}, append([]byte{5, 0, 3, 9, 2, 1}, ucs2Hello...), nil, 8, 0},
+	"upstream_sar":         {0, buildPDUMask, "|10086|13712345678||", []byte{1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0}, []byte("part one"), []byte{0x02, 0x0C, 2, 0, 7, 0x02, 0x0E, 1, 2, 0x02, 0x0F, 1, 1}, 9, 0},
+	"upstream_payload":     {0, buildPDUMask, "|10086|13712345678||", []byte{1, 1, 1, 1, 0, 0, 0, 1, 0, 8, 0}, nil, append([]byte{0x04, 0x24, 200}, bytes.Repeat([]byte{0x4F}, 200)...), 10, 0},
+	"all_set_nuls":         {0, 0x1FFFF, "WAP\x00|a\x00b|\x00|251126120000000+|", []byte{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9}, []byte{}, nil, 11, 0},
+	"none_set":             {0, 0, "", nil, nil, nil, 12, 0},
+	"extra_field":          {0, 1<<21 | 0x1FFFF, "|1|2||", nil, []byte("x"), nil, 13, 0},
+	"receipt":              {1, 1<<20 | 0x4000 | 0x10000 | 0xFE, "|13712345678|10086||", []byte{1, 1, 0, 0, 4, 0, 0, 0, 0, 0, 0}, []byte("id:1f2e3d sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:hello"), []byte{0x00, 0x1E, 7, '1', 'f', '2', 'e', '3', 'd', 0, 0x04, 0x27, 1, 2}, 14, 0},
+	"deliver_73":           {1, 0x1FFFF, "|1|2||", nil, []byte("mo"), nil, 15, 0},
+	"dup_tlv":              {1, 1<<20 | 0x1FFFF, "|1|2||", nil, []byte("mo"), []byte{0, 5, 1, 1, 0, 5, 1, 2}, 16, 0},
+	"submit_sm_resp":       {2, 1, "|1234567890", nil, nil, nil, 17, 0},
+	"submit_sm_resp_long":  {2, 1, "|" + strings.Repeat("9", 64), nil, nil, nil, 18, 0},
+	"submit_sm_resp_error": {2, 0, "", nil, nil, nil, 19, 0x58},
+	"deliver_sm_resp":      {3, 0, "", nil, nil, nil, 20, 0},
+	"deliver_sm_resp_id":   {3, 1, "|abc", nil, nil, nil, 21, 0},
+}
+
 // A hot PDU is read from several goroutines at once (a request and its
 // late response, a handler and a logger): its maps are built once, and
 // every reader sees the same fields whether it asks before or after.
@@ -299,6 +530,46 @@ func fieldDump(p pdu.Body) string {
 	return b.String()
 }
 
+// Once someone has the maps of a hot PDU, they are the PDU: a value set
+// there is what the accessors read and what goes on the wire, as with
+// go-smpp's PDUs.
+func TestHotPDUMapsWin(t *testing.T) {
+	change := func(p pdu.Body) {
+		_ = p.Fields().Set(pdufield.SourceAddr, "1065")
+		_ = p.Fields().Set(pdufield.ShortMessage, []byte("changed"))
+		_ = p.TLVFields().Set(pdutlv.TagSarMsgRefNum, []byte{0, 9})
+		delete(p.TLVFields(), pdutlv.TagSarTotalSegments)
+		p.Header().Seq = 99
+	}
+	in := &smInput{strs: [5]string{"", "10086", "13712345678"}, octs: [11]uint8{1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0},
+		sm: []byte("hello"), tlvs: []smpp.TLVField{{Tag: pdutlv.TagSarMsgRefNum, Value: []byte{0, 7}}, {Tag: pdutlv.TagSarTotalSegments, Value: []byte{2}}}}
+	built := smpp.NewSubmitSM(in.sm2())
+	decoded, err := smpp.Decode(serialize(t, smpp.NewSubmitSM(in.sm2())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]pdu.Body{"built": built, "decoded": decoded} {
+		t.Run(name, func(t *testing.T) {
+			if smpp.Str(p, pdufield.SourceAddr) != "10086" || string(smpp.Bytes(p, pdufield.ShortMessage)) != "hello" {
+				t.Fatalf("before: %q %q", smpp.Str(p, pdufield.SourceAddr), smpp.Bytes(p, pdufield.ShortMessage))
+			}
+			change(p)
+			if smpp.Str(p, pdufield.SourceAddr) != "1065" || string(smpp.Bytes(p, pdufield.ShortMessage)) != "changed" ||
+				smpp.Byte(p, pdufield.SMLength) != 7 || !bytes.Equal(smpp.TLV(p, pdutlv.TagSarMsgRefNum), []byte{0, 9}) ||
+				smpp.TLV(p, pdutlv.TagSarTotalSegments) != nil {
+				t.Fatalf("after: %s", fieldDump(p))
+			}
+			got, err := smpp.Encode(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := in.codec(false, 1<<len(smNames)-1)
+			change(w)
+			sameFrame(t, "encode", got, serialize(t, w), tlvLen(w))
+		})
+	}
+}
+
 // A frame past go-smpp's 4096 octets is refused as go-smpp refuses it,
 // hot PDU or not (a relayed frame may be longer than ReadFrame allows).
 func TestDecodeHotTooLarge(t *testing.T) {
@@ -318,5 +589,20 @@ func TestDecodeHotTooLarge(t *testing.T) {
 	binary.BigEndian.PutUint16(fr[len(fr)-pad+1-2:], uint16(pad-1)) // the TLV one octet shorter
 	if _, err := smpp.Decode(fr); err != nil {
 		t.Fatalf("a frame of 4096 octets: %v", err)
+	}
+}
+
+// NewSubmitSM copies what it is given: the caller may reuse its buffers.
+func TestNewSubmitSMCopies(t *testing.T) {
+	sm, v := []byte("hello"), []byte{0, 7}
+	p := smpp.NewSubmitSM(smpp.SM{SourceAddr: "1", DestinationAddr: "2", ShortMessage: sm,
+		TLVs: []smpp.TLVField{{Tag: pdutlv.TagSarMsgRefNum, Value: v}}})
+	copy(sm, "xxxxx")
+	v[1] = 9
+	if got := smpp.Bytes(p, pdufield.ShortMessage); string(got) != "hello" {
+		t.Errorf("short_message %q", got)
+	}
+	if got := smpp.TLV(p, pdutlv.TagSarMsgRefNum); !bytes.Equal(got, []byte{0, 7}) {
+		t.Errorf("sar_msg_ref_num % x", got)
 	}
 }
