@@ -531,8 +531,13 @@ func (p *hotSM) rawFrame() ([]byte, bool) {
 	return frameOf(&p.h, p.body[:p.end]), true
 }
 
-// SerializeTo writes the PDU as go-smpp's codec does, from the maps.
+// SerializeTo writes what go-smpp's codec would: the body as it is while
+// that is the codec's (raw), else from the maps by the codec's steps.
 func (p *hotSM) SerializeTo(w io.Writer) error {
+	if frame, ok := p.rawFrame(); ok {
+		_, err := w.Write(frame)
+		return err
+	}
 	f, t := p.m.get(p.maps)
 	return serializeCodec(&p.h, p.FieldList(), f, t, w)
 }
@@ -643,7 +648,13 @@ func (p *hotResp) rawFrame() ([]byte, bool) {
 	return frameOf(&p.h, p.body), true
 }
 
+// SerializeTo writes what go-smpp's codec would. Without a message_id it
+// goes through the maps, where go-smpp adds the empty one it writes.
 func (p *hotResp) SerializeTo(w io.Writer) error {
+	if frame, ok := p.rawFrame(); ok && p.hasID {
+		_, err := w.Write(frame)
+		return err
+	}
 	f, t := p.m.get(p.maps)
 	return serializeCodec(&p.h, respList, f, t, w)
 }

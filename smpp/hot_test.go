@@ -376,12 +376,17 @@ func FuzzEncodeHot(f *testing.F) {
 
 		// NewSubmitSM / NewDeliverSM against go-smpp with every field set.
 		want := head(in.codec(deliver, 1<<20|1<<len(smNames)-1))
-		var got pdu.Body
-		if deliver {
-			got = head(smpp.NewDeliverSM(in.sm2()))
-		} else {
-			got = head(smpp.NewSubmitSM(in.sm2()))
+		build := func() pdu.Body {
+			if deliver {
+				return head(smpp.NewDeliverSM(in.sm2()))
+			}
+			return head(smpp.NewSubmitSM(in.sm2()))
 		}
+		wantFrame := serialize(t, want)
+		got := build()
+		sameFrame(t, "built, SerializeTo first", serialize(t, got), wantFrame, tlvLen(want))
+		sameMaps(t, "built, SerializeTo first", got, want)
+		got = build()
 		sameFields(t, "built", got, want)
 		if g, w := got.Len(), want.Len(); g != w {
 			t.Fatalf("Len %d, go-smpp %d", g, w)
@@ -390,7 +395,6 @@ func FuzzEncodeHot(f *testing.F) {
 		if !ok {
 			t.Fatal("a built PDU not written from its fields")
 		}
-		wantFrame := serialize(t, want)
 		sameFrame(t, "built", raw, wantFrame, tlvLen(want))
 		sameMaps(t, "built", got, want)
 		fromMaps, err := smpp.Encode(got)
