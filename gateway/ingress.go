@@ -96,9 +96,7 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		if err != nil {
 			return nil, err
 		}
-		resp := pdu.NewSubmitSMResp()
-		_ = resp.Fields().Set(pdufield.MessageID, id)
-		return resp, nil
+		return smpp.NewSubmitSMResp(id), nil
 	case pdu.SubmitMultiID:
 		if !s.kind.CanSend() {
 			return nil, smpp.StatusInvalidBindStatus

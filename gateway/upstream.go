@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -450,24 +452,22 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 		return nil, fmt.Errorf("part %d of %d frames", j.Key.Part, len(frames))
 	}
 	fr := frames[j.Key.Part]
-	p := pdu.NewSubmitSM(nil)
-	f := p.Fields()
-	_ = f.Set(pdufield.SourceAddrTON, m.SourceTON)
-	_ = f.Set(pdufield.SourceAddrNPI, m.SourceNPI)
-	_ = f.Set(pdufield.SourceAddr, m.Source)
-	_ = f.Set(pdufield.DestAddrTON, m.DestTON)
-	_ = f.Set(pdufield.DestAddrNPI, m.DestNPI)
-	_ = f.Set(pdufield.DestinationAddr, m.Dest)
-	_ = f.Set(pdufield.ESMClass, fr.ESMClass)
-	_ = f.Set(pdufield.DataCoding, fr.DataCoding)
-	// Receipts are always requested upstream: billing needs them even
-	// when the ESME asked for none.
-	_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
-	_ = f.Set(pdufield.ShortMessage, fr.ShortMessage)
+	var tlvs []smpp.TLVField
 	for tag, v := range fr.TLVs {
-		_ = p.TLVFields().Set(pdutlv.Tag(tag), v)
+		tlvs = append(tlvs, smpp.TLVField{Tag: pdutlv.Tag(tag), Value: v})
 	}
-	return p, nil
+	// By tag: the same frame whatever the map's order.
+	slices.SortFunc(tlvs, func(a, b smpp.TLVField) int { return cmp.Compare(a.Tag, b.Tag) })
+	return smpp.NewSubmitSM(smpp.SM{
+		SourceAddrTON: m.SourceTON, SourceAddrNPI: m.SourceNPI, SourceAddr: m.Source,
+		DestAddrTON: m.DestTON, DestAddrNPI: m.DestNPI, DestinationAddr: m.Dest,
+		ESMClass: fr.ESMClass, DataCoding: fr.DataCoding,
+		// Receipts are always requested upstream: billing needs them
+		// even when the ESME asked for none.
+		RegisteredDelivery: 1,
+		ShortMessage:       fr.ShortMessage,
+		TLVs:               tlvs,
+	}), nil
 }
 
 // handleSMSC answers what the SMSC sends us: receipts (deliver_sm or
@@ -478,7 +478,7 @@ func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu
 	var resp pdu.Body
 	switch p.Header().ID {
 	case pdu.DeliverSMID:
-		resp = pdu.NewDeliverSMResp()
+		resp = smpp.NewDeliverSMResp()
 	case pdu.DataSMID:
 		resp = smpp.NewPDU(pdu.DataSMRespID)
 	default:

@@ -333,8 +333,19 @@ func (c *Conn) nack(seq uint32, st pdu.Status) {
 	_ = c.send(c.ctx, frame)
 }
 
+// encode writes p's frame: the hot PDUs from their own fields, the
+// responses and submit_sm/deliver_sm from go-smpp's maps in one
+// allocation (fastenc.go), the rest by go-smpp's codec.
 func encode(p pdu.Body) ([]byte, error) {
+	if r, ok := p.(rawEncoder); ok {
+		if frame, ok := r.rawFrame(); ok {
+			return frame, nil
+		}
+	}
 	if frame, ok := encodeResponse(p); ok {
+		return frame, nil
+	}
+	if frame, ok := encodeSM(p); ok {
 		return frame, nil
 	}
 	var b bytes.Buffer

@@ -36,7 +36,15 @@
 // Receipts follow SMPP 3.4 Appendix B (text) plus the receipted_message_id
 // and message_state TLVs (§5.3.2.12, §5.3.2.35).
 //
-// go-smpp quirks handled here: NewDeliverSM writes a spurious UDH length
-// octet (#73) — NewReceiptPDU clears it; go-smpp numbers PDUs from one
-// process-wide counter — Conn sets every sequence number itself.
+// submit_sm, deliver_sm and their responses, a few of each per message,
+// skip go-smpp's map-based codec: Decode parses them into hot PDUs that
+// read their fields from the frame and build go-smpp's maps only when
+// asked (hot.go); NewSubmitSM, NewDeliverSM, NewSubmitSMResp and
+// NewDeliverSMResp build them directly (build.go); Conn encodes them, and
+// go-smpp-built ones, in one allocation (fastenc.go). FuzzDecodeHot and
+// FuzzEncodeHot hold them to go-smpp's results.
+//
+// go-smpp quirks handled here: pdu.NewDeliverSM writes a spurious UDH
+// length octet (#73) — NewDeliverSM does not; go-smpp numbers PDUs from
+// one process-wide counter — Conn sets every sequence number itself.
 package smpp

@@ -8,3 +8,23 @@ func SetLastSeq(c *Conn, v uint32) { c.seq.Store(v) }
 
 // HeaderOf reads the header of a raw frame, as the session engine does.
 func HeaderOf(frame []byte) pdu.Header { return headerOf(frame) }
+
+// DecodeCodec is Decode with go-smpp's codec for every PDU: the reference
+// the hot decoder is held to.
+func DecodeCodec(frame []byte) (pdu.Body, error) { return decode(frame, false) }
+
+// Encode is what Conn writes for p.
+func Encode(p pdu.Body) ([]byte, error) { return encode(p) }
+
+// EncodeMaps is the one-allocation encoder of go-smpp-built submit_sm and
+// deliver_sm; ok false: left to the codec.
+func EncodeMaps(p pdu.Body) ([]byte, bool) { return encodeSM(p) }
+
+// RawFrame is a hot PDU's frame from its own fields; ok false when it is
+// not a hot PDU or must be written from its maps.
+func RawFrame(p pdu.Body) ([]byte, bool) {
+	if r, ok := p.(rawEncoder); ok {
+		return r.rawFrame()
+	}
+	return nil, false
+}

@@ -78,14 +78,24 @@ var seedReceiptTexts = map[string]string{
 	"out_of_order": "stat:DELIVRD id:1",
 }
 
-func seedFile(v any) []byte {
-	switch v := v.(type) {
-	case []byte:
-		return fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", v)
-	case string:
-		return fmt.Appendf(nil, "go test fuzz v1\nstring(%q)\n", v)
+// seedFile is a corpus file of the fuzz arguments vs.
+func seedFile(vs ...any) []byte {
+	b := []byte("go test fuzz v1\n")
+	for _, v := range vs {
+		switch v := v.(type) {
+		case []byte:
+			b = fmt.Appendf(b, "[]byte(%q)\n", v)
+		case string:
+			b = fmt.Appendf(b, "string(%q)\n", v)
+		case uint8:
+			b = fmt.Appendf(b, "uint8(%d)\n", v)
+		case uint32:
+			b = fmt.Appendf(b, "uint32(%d)\n", v)
+		default:
+			panic("seed type")
+		}
 	}
-	panic("seed type")
+	return b
 }
 
 // TestFuzzSeedCorpus keeps testdata/fuzz in step with the seeds above;
@@ -102,6 +112,12 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	files[filepath.Join("FuzzReadFrame", "seed_bad_length")] = seedFile(badLength(4097))
 	for name, s := range seedReceiptTexts {
 		files[filepath.Join("FuzzParseReceiptText", "seed_"+name)] = seedFile(s)
+	}
+	for name, f := range hotSeedFrames(t) {
+		files[filepath.Join("FuzzDecodeHot", "seed_"+name)] = seedFile(f)
+	}
+	for name, s := range encodeSeeds {
+		files[filepath.Join("FuzzEncodeHot", "seed_"+name)] = seedFile(s.args()...)
 	}
 	for name, want := range files {
 		path := filepath.Join("testdata", "fuzz", name)

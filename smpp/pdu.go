@@ -164,19 +164,45 @@ func known(id pdu.ID) bool {
 // Decode decodes one whole frame (as returned by ReadFrame). It never
 // panics on bad input: go-smpp's decoder is guarded, and its result is
 // checked for fields the caller relies on.
-func Decode(frame []byte) (p pdu.Body, err error) {
+//
+// submit_sm, deliver_sm and their responses are decoded by the hot
+// decoder (hot.go), whose PDUs keep frame: the caller must not change
+// frame after. Every other PDU is go-smpp's or decoded by go-smpp's field
+// codec.
+func Decode(frame []byte) (pdu.Body, error) { return decode(frame, true) }
+
+// decode is Decode; hot false decodes every PDU with go-smpp's codec, the
+// reference the hot decoder is held to (FuzzDecodeHot).
+func decode(frame []byte, hot bool) (p pdu.Body, err error) {
 	if len(frame) < pdu.HeaderLen || int(binary.BigEndian.Uint32(frame[0:4])) != len(frame) {
 		return nil, fmt.Errorf("%w: frame of %d bytes", ErrFrameLength, len(frame))
 	}
 	h := headerOf(frame)
-	if !known(h.ID) {
-		return nil, &UnknownCommandError{ID: h.ID}
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			p, err = nil, fmt.Errorf("smpp: decode %s: %v", h.ID, r)
 		}
 	}()
+	// A frame past go-smpp's limit is left to go-smpp, which refuses it.
+	if hot && len(frame) <= pdu.MaxSize {
+		switch h.ID {
+		case pdu.SubmitSMID, pdu.DeliverSMID:
+			sm, err := decodeSM(h, frame)
+			if err != nil {
+				return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+			}
+			return sm, nil
+		case pdu.SubmitSMRespID, pdu.DeliverSMRespID:
+			r, err := decodeResp(h, frame)
+			if err != nil {
+				return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+			}
+			return r, nil
+		}
+	}
+	if !known(h.ID) {
+		return nil, &UnknownCommandError{ID: h.ID}
+	}
 	switch h.ID {
 	case pdu.SubmitMultiID:
 		if p, err = decodeSubmitMulti(h, frame[pdu.HeaderLen:]); err != nil {
@@ -225,8 +251,14 @@ func Decode(frame []byte) (p pdu.Body, err error) {
 }
 
 // Str returns a C-octet string field, "" when absent (go-smpp leaves
-// fields out of the map when a body is short).
+// fields out of the map when a body is short). The hot PDUs answer from
+// their frame, without building go-smpp's maps.
 func Str(p pdu.Body, k pdufield.Name) string {
+	if fp, ok := p.(fastPDU); ok {
+		if f, ok := fp.field(k); ok {
+			return f.str()
+		}
+	}
 	if f, ok := p.Fields()[k]; ok && f != nil {
 		return f.String()
 	}
@@ -235,6 +267,11 @@ func Str(p pdu.Body, k pdufield.Name) string {
 
 // Byte returns a one-octet field, 0 when absent.
 func Byte(p pdu.Body, k pdufield.Name) uint8 {
+	if fp, ok := p.(fastPDU); ok {
+		if f, ok := fp.field(k); ok {
+			return f.octet()
+		}
+	}
 	if f, ok := p.Fields()[k]; ok && f != nil {
 		if b := f.Bytes(); len(b) > 0 {
 			return b[0]
@@ -245,6 +282,11 @@ func Byte(p pdu.Body, k pdufield.Name) uint8 {
 
 // Bytes returns a field's raw bytes (short_message), nil when absent.
 func Bytes(p pdu.Body, k pdufield.Name) []byte {
+	if fp, ok := p.(fastPDU); ok {
+		if f, ok := fp.field(k); ok {
+			return f.bytes()
+		}
+	}
 	if f, ok := p.Fields()[k]; ok && f != nil {
 		if sm, ok := f.(*pdufield.SM); ok {
 			return sm.Data
@@ -256,6 +298,11 @@ func Bytes(p pdu.Body, k pdufield.Name) []byte {
 
 // TLV returns a TLV's value, nil when absent.
 func TLV(p pdu.Body, t pdutlv.Tag) []byte {
+	if fp, ok := p.(fastPDU); ok {
+		if v, ok := fp.tlvValue(t); ok {
+			return v
+		}
+	}
 	if f, ok := p.TLVFields()[t]; ok && f != nil {
 		return f.Bytes()
 	}

@@ -267,33 +267,25 @@ func ParseReceipt(p pdu.Body) (Receipt, error) {
 const tagMessageState = pdutlv.TagMessageStateOption
 
 // NewReceiptPDU builds the deliver_sm carrying r from src (the original
-// recipient) to dst (the original sender). It works around go-smpp #73:
-// NewDeliverSM would write a UDH length octet before short_message.
+// recipient) to dst (the original sender). NewDeliverSM writes it without
+// go-smpp's spurious UDH length octet (#73).
 func NewReceiptPDU(r Receipt, src, dst string, srcTON, srcNPI, dstTON, dstNPI uint8) pdu.Body {
-	p := pdu.NewDeliverSM()
-	f := p.Fields()
-	_ = f.Set(pdufield.SourceAddrTON, srcTON)
-	_ = f.Set(pdufield.SourceAddrNPI, srcNPI)
-	_ = f.Set(pdufield.SourceAddr, src)
-	_ = f.Set(pdufield.DestAddrTON, dstTON)
-	_ = f.Set(pdufield.DestAddrNPI, dstNPI)
-	_ = f.Set(pdufield.DestinationAddr, dst)
-	_ = f.Set(pdufield.ESMClass, uint8(0x04))
-	_ = f.Set(pdufield.DataCoding, uint8(0x00))
-	_ = f.Set(pdufield.ShortMessage, []byte(r.Format()))
-	f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
-	f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
-	t := p.TLVFields()
-	_ = t.Set(pdutlv.TagReceiptedMessageID, pdutlv.CString(r.ID))
-	_ = t.Set(tagMessageState, []byte{byte(r.State)})
-	return p
+	return NewDeliverSM(SM{
+		SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src,
+		DestAddrTON: dstTON, DestAddrNPI: dstNPI, DestinationAddr: dst,
+		ESMClass:     0x04,
+		ShortMessage: []byte(r.Format()),
+		TLVs: []TLVField{
+			{Tag: pdutlv.TagReceiptedMessageID, Value: append([]byte(r.ID), 0)}, // a C-octet string
+			{Tag: tagMessageState, Value: []byte{byte(r.State)}},
+		},
+	})
 }
 
 // NewTextPDU builds a deliver_sm carrying a text (esm_class 0, a
 // mobile-originated message) from src to dst: ASCII as data_coding 0,
 // anything else UCS-2 (0x08); a body longer than short_message's 254
-// octets goes in message_payload. Like NewReceiptPDU it works around
-// go-smpp #73.
+// octets goes in message_payload.
 func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 	coding, body := uint8(0x00), []byte(text)
 	for _, r := range text {
@@ -302,23 +294,13 @@ func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 			break
 		}
 	}
-	p := pdu.NewDeliverSM()
-	f := p.Fields()
-	_ = f.Set(pdufield.SourceAddrTON, srcTON)
-	_ = f.Set(pdufield.SourceAddrNPI, srcNPI)
-	_ = f.Set(pdufield.SourceAddr, src)
-	_ = f.Set(pdufield.DestinationAddr, dst)
-	_ = f.Set(pdufield.ESMClass, uint8(0))
-	_ = f.Set(pdufield.DataCoding, coding)
-	f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
-	f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
+	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst, DataCoding: coding}
 	if len(body) > 254 {
-		_ = f.Set(pdufield.ShortMessage, []byte{})
-		_ = p.TLVFields().Set(pdutlv.TagMessagePayload, body)
+		m.TLVs = []TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}
 	} else {
-		_ = f.Set(pdufield.ShortMessage, body)
+		m.ShortMessage = body
 	}
-	return p
+	return NewDeliverSM(m)
 }
 
 func ucs2(s string) []byte {

@@ -574,11 +574,11 @@ func errorResponse(p pdu.Body, st pdu.Status) pdu.Body {
 	var r pdu.Body
 	switch p.Header().ID {
 	case pdu.SubmitSMID:
-		r = pdu.NewSubmitSMResp()
+		r = newResp(pdu.SubmitSMRespID)
 	case pdu.SubmitMultiID:
 		r = pdu.NewSubmitMultiResp()
 	case pdu.DeliverSMID:
-		r = pdu.NewDeliverSMResp()
+		r = newResp(pdu.DeliverSMRespID)
 	case pdu.QuerySMID:
 		r = pdu.NewQuerySMResp()
 	case pdu.CancelSMID:
