@@ -136,11 +136,23 @@ func (b *browser) text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
-	if err != nil {
-		b.t.Fatalf("read %s: %v", sel, err)
+	// One evaluation finds the element and reads it: a query and a
+	// separate read (chromedp.Text) fail with "No node with given id"
+	// when htmx swaps the element in between (a page settling in place).
+	read := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.offsetParent !== null ? e.innerText : null; })()`, sel)
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[*string](read))
+		if err == nil && s != nil {
+			return *s
+		}
+		if ctx.Err() != nil {
+			b.t.Fatalf("read %s: not visible (%v)", sel, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond): // poll: nothing to wait on for "visible"
+		}
 	}
-	return s
 }
 
 // waitText waits until the element sel shows want: a page updated in
