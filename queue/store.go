@@ -427,13 +427,17 @@ func (s *Store) loop() {
 			return
 		}
 		batch = append(batch[:0], o)
-		// Take what is queued; then yield once and take what came
-		// meanwhile: under load, producers that are runnable now join
-		// this commit instead of paying for one of their own (a commit's
-		// cost is mostly per commit, not per operation).
-		for yielded := false; ; yielded = true {
+		// Take what is queued; then yield and take what came meanwhile,
+		// again while each yield brings more (at most three): under load,
+		// producers that are runnable now join this commit instead of
+		// paying for one of their own (a commit's cost is mostly per
+		// commit, not per operation: ~0.5 ms of CPU, two fdatasyncs).
+		// A yield that brings nothing ends it, so a lone operation is not
+		// held up.
+		for yields := 0; ; yields++ {
+			n := len(batch)
 			closed := s.drain(&batch)
-			if closed || yielded || len(batch) >= s.opt.MaxBatch {
+			if closed || len(batch) >= s.opt.MaxBatch || yields > 0 && (len(batch) == n || yields >= 3) {
 				break
 			}
 			runtime.Gosched()
