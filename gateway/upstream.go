@@ -168,6 +168,12 @@ func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 func (u *upstream) work(ctx context.Context, i int) {
 	for {
 		select {
+		case j := <-u.jobs: // one waiting: taken without locking ctx's Done channel, which every worker shares
+			u.send(ctx, i, j)
+			continue
+		default:
+		}
+		select {
 		case <-ctx.Done():
 			return
 		case j := <-u.jobs:

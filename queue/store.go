@@ -395,11 +395,16 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 		return <-o.done
 	}
 	select {
-	case s.ops <- o:
+	case s.ops <- o: // room in the queue: no select over ctx's Done channel
 		s.closeMu.RUnlock()
-	case <-done:
-		s.closeMu.RUnlock()
-		return ctx.Err()
+	default:
+		select {
+		case s.ops <- o:
+			s.closeMu.RUnlock()
+		case <-done:
+			s.closeMu.RUnlock()
+			return ctx.Err()
+		}
 	}
 	select {
 	case err := <-o.done:

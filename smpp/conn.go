@@ -217,12 +217,19 @@ func (c *Conn) nextSeq() uint32 {
 // ErrTimeout but keeps the request, so a late answer still reaches
 // OnLateResponse instead of being taken for another request's.
 func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	// A free slot is taken without the three-way select: a select locks
+	// every channel in it, and the contexts' Done channels are shared by
+	// every request in flight (hundreds of upstream workers).
 	select {
 	case c.window <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.ctx.Done():
-		return nil, ErrClosed
+	default:
+		select {
+		case c.window <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
 	}
 	released := false
 	release := func() {
@@ -305,6 +312,11 @@ func (c *Conn) markLate(seq uint32, cl *call) bool {
 
 // Send writes a PDU without waiting for anything (responses, generic_nack).
 func (c *Conn) send(ctx context.Context, frame []byte) error {
+	select {
+	case c.out <- outFrame{b: frame}: // room in the queue: no select over the shared Done channels (Request)
+		return nil
+	default:
+	}
 	select {
 	case c.out <- outFrame{b: frame}:
 		return nil
