@@ -92,10 +92,12 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		if !s.kind.CanSend() {
 			return nil, smpp.StatusInvalidBindStatus
 		}
+		start := time.Now()
 		id, err := s.g.submit(ctx, s.acct, p)
 		if err != nil {
 			return nil, err
 		}
+		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
 		return smpp.NewSubmitSMResp(id), nil
 	case pdu.SubmitMultiID:
 		if !s.kind.CanSend() {

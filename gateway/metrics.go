@@ -21,6 +21,7 @@ type Metrics struct {
 	relayedVia    *prometheus.CounterVec // submitrelay.go
 	submitErrors  *prometheus.CounterVec
 	submitLatency *prometheus.HistogramVec
+	esmeSubmit    prometheus.Histogram // accepted submit_sm: handled → submit_sm_resp (the commit included)
 	reconnects    *prometheus.CounterVec
 	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
@@ -64,6 +65,11 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_upstream_submit_seconds", Help: "submit_sm to submit_sm_resp latency.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"upstream"}),
+		esmeSubmit: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "qxtd_esme_submit_seconds",
+			Help:    "An ESME's accepted submit_sm, from a worker taking it to its submit_sm_resp: policy, encoding and the durable commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
 		reconnects: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_disconnects_total", Help: "Upstream binds lost.",
 		}, []string{"upstream"}),

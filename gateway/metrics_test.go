@@ -83,6 +83,7 @@ func TestMetricsExactCounts(t *testing.T) {
 		`qxtd_queue_segments{state="undeliverable"}`:                         2,
 		`qxtd_queue_segments{state="accepted"}`:                              0,
 		`qxtd_queue_segments{state="submitted"}`:                             0,
+		"qxtd_esme_submit_seconds_count":                                     5, // accepted ones only
 	}
 	// The last receipt's forwarded counter moves after the ESME answered:
 	// scrape until it settles, within the deadline.

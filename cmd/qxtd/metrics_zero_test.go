@@ -51,6 +51,7 @@ func zeroSeries() []series {
 	add("qxtd_upstream_window_in_use", "upstream", "sim")
 	add("qxtd_upstream_submit_seconds_count", "upstream", "sim")
 	add("qxtd_dlr_delay_seconds_count", "upstream", "sim")
+	add("qxtd_esme_submit_seconds_count")
 	for _, in := range []string{"smpp", "http", "batch"} {
 		add("qxtd_messages_accepted_total", "ingress", in)
 	}
