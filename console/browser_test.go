@@ -71,15 +71,29 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("lang", "zh-CN"),
 	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	b := &browser{t: t, ctx: ctx}
-	// Start the browser now, so a broken install fails here, clearly.
-	if err := chromedp.Do(ctx); err != nil {
+	// Start the browser now, so a broken install fails here, clearly. A
+	// launch that crashes (Chromium now and then dies in its first
+	// moments on a loaded machine: "chrome failed to start" with a
+	// crashpad dump) is tried again, twice at most: the launch is not
+	// what these tests test.
+	var ctx context.Context
+	var cancel, acancel context.CancelFunc
+	for try := 1; ; try++ {
+		var actx context.Context
+		actx, acancel = chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel = chromedp.NewContext(actx)
+		err := chromedp.Do(ctx)
+		if err == nil {
+			break
+		}
 		cancel()
 		acancel()
-		t.Fatalf("starting %s: %v", path, err)
+		if try == 3 {
+			t.Fatalf("starting %s: %v", path, err)
+		}
+		t.Logf("starting %s (try %d): %v", path, try, err)
 	}
+	b := &browser{t: t, ctx: ctx}
 	// Every console error, uncaught exception and CSP violation the pages
 	// cause fails the test at its end.
 	msgs := chromedp.Console(ctx)
@@ -123,12 +137,43 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
+	var err error
+	for _, a := range actions {
+		// An action that finds its node and then loses it to an htmx
+		// swap or a navigation (the page still settling after the last
+		// wait) fails before it did anything: it is run again.
+		for {
+			err = chromedp.Do(ctx, a)
+			if err == nil || !staleNode(err) || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond): // poll: the swap has no event to wait on here
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
 		tctx, tcancel := context.WithTimeout(b.ctx, 3*time.Second)
 		body, _ := chromedp.Run(tctx, chromedp.Text(chromedp.CSS("body")))
 		tcancel()
 		b.t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
 	}
+}
+
+// staleNode reports whether err is Chromium's answer for a node, page or
+// script context that went away under the action — an htmx swap or a
+// navigation still under way ("No node with given id found", "Could not
+// find node with given id", "Not attached to an active page", "Cannot
+// find context with specified id"): the action did nothing and can run
+// again.
+func staleNode(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "node with given id") || strings.Contains(s, "Not attached to an active page") ||
+		strings.Contains(s, "context with specified id")
 }
 
 // text is the visible text of the first element matching sel.
