@@ -202,17 +202,28 @@ func (m *lazyMaps) get(build func() (pdufield.Map, pdutlv.Map)) (pdufield.Map, p
 
 // decodeMaps runs go-smpp's decoder over body, as pdu.Decode would.
 // Decode accepted body, which go-smpp's decoder accepts too
-// (FuzzDecodeHot): an error here is a bug in the hot decoder.
-func decodeMaps(id pdu.ID, l pdufield.List, body []byte) (pdufield.Map, pdutlv.Map) {
+// (FuzzDecodeHot holds them to it). Were they ever to disagree, the maps
+// hold what go-smpp could read (nothing, if it panicked) rather than
+// crash the daemon from wherever Fields was first called: a missing
+// field reads as empty, and the request is refused for it.
+func decodeMaps(l pdufield.List, body []byte) (f pdufield.Map, t pdutlv.Map) {
+	defer func() {
+		if recover() != nil {
+			f, t = nil, nil
+		}
+		if f == nil {
+			f = pdufield.Map{}
+		}
+		if t == nil {
+			t = pdutlv.Map{}
+		}
+	}()
 	r := bytes.NewBuffer(body)
 	f, err := l.Decode(r)
 	if err != nil {
-		panic(fmt.Sprintf("smpp: %s accepted by Decode but not by go-smpp: %v", id, err))
+		return f, nil
 	}
-	t, err := pdutlv.DecodeTLV(r)
-	if err != nil {
-		panic(fmt.Sprintf("smpp: %s accepted by Decode but not by go-smpp: %v", id, err))
-	}
+	t, _ = pdutlv.DecodeTLV(r)
 	return f, t
 }
 
@@ -403,7 +414,7 @@ func (p *hotSM) TLVFields() pdutlv.Map {
 // and a Set of every field would, short_message last.
 func (p *hotSM) maps() (pdufield.Map, pdutlv.Map) {
 	if !p.built {
-		return decodeMaps(p.h.ID, p.FieldList(), p.body)
+		return decodeMaps(p.FieldList(), p.body)
 	}
 	f := make(pdufield.Map, len(p.FieldList()))
 	for _, l := range smLayout {
@@ -595,7 +606,7 @@ func (p *hotResp) TLVFields() pdutlv.Map {
 
 func (p *hotResp) maps() (pdufield.Map, pdutlv.Map) {
 	if !p.built {
-		return decodeMaps(p.h.ID, respList, p.body)
+		return decodeMaps(respList, p.body)
 	}
 	f := make(pdufield.Map, 1)
 	if p.hasID {
