@@ -24,8 +24,9 @@ import (
 // should be fast (a local file): while it is open, pages freed by later
 // commits cannot be reused (the file grows by what is written meanwhile),
 // and a commit that must grow the file past bbolt's memory map (1 GiB
-// mapped at open, then 1 GiB more at a time) waits for the backup to end. Do not hand it a slow network peer; spool to a file
-// first (as the HTTP API does).
+// mapped at open, then 1 GiB more at a time) waits for the backup to end.
+// Do not hand it a slow network peer; spool to a file first (as the HTTP
+// API does).
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
 	err := s.view(func(tx *bolt.Tx) error {
