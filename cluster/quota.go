@@ -97,6 +97,20 @@ func (q *Quota) claimLocked(k quotaKey) *claim {
 	return c
 }
 
+// hold waits for claim k's turn — one Grow or Shrink per claim at a time —
+// or for ctx, and returns the claim and the release of its turn.
+func (q *Quota) hold(ctx context.Context, k quotaKey) (*claim, func(), error) {
+	q.mu.Lock()
+	c := q.claimLocked(k)
+	q.mu.Unlock()
+	select {
+	case c.growing <- struct{}{}:
+		return c, func() { <-c.growing }, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
 // Quota returns the node's quota claims with the given base block (≤ 0:
 // DefaultBlock). Use one per node.
 func (n *Node) Quota(block int64) *Quota {
@@ -222,15 +236,11 @@ func (q *Quota) Grow(ctx context.Context, ent, month string, used, need, limit i
 		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, err)
 	}
 	k := quotaKey{ent, month}
-	q.mu.Lock()
-	c := q.claimLocked(k)
-	q.mu.Unlock()
-	select {
-	case c.growing <- struct{}{}:
-		defer func() { <-c.growing }()
-	case <-ctx.Done():
-		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, ctx.Err())
+	c, release, err := q.hold(ctx, k)
+	if err != nil {
+		return q.Claim(ent, month), fmt.Errorf("cluster: quota grow %s/%s: %w", month, ent, err)
 	}
+	defer release()
 	if cl := q.Claim(ent, month); cl >= used+need {
 		return cl, nil // grown by another goroutine while we waited
 	}
@@ -362,15 +372,11 @@ func (q *Quota) Shrink(ctx context.Context, ent, month string, used int64) error
 		return fmt.Errorf("cluster: quota shrink %s/%s: %w", month, ent, err)
 	}
 	k := quotaKey{ent, month}
-	q.mu.Lock()
-	c := q.claimLocked(k)
-	q.mu.Unlock()
-	select {
-	case c.growing <- struct{}{}:
-		defer func() { <-c.growing }()
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: quota shrink %s/%s: %w", month, ent, ctx.Err())
+	c, release, err := q.hold(ctx, k)
+	if err != nil {
+		return fmt.Errorf("cluster: quota shrink %s/%s: %w", month, ent, err)
 	}
+	defer release()
 	// The claim goes down first, so nothing is charged beyond used while
 	// the request is in flight.
 	q.mu.Lock()
@@ -381,7 +387,7 @@ func (q *Quota) Shrink(ctx context.Context, ent, month string, used int64) error
 	// Lowering the total needs no compare: a concurrent grant computed
 	// with our larger P + F, which only makes it more careful. rev moves
 	// so that a grant computed before does not reuse what we knew.
-	_, err := q.n.cli.Txn(ctx).Then(
+	_, err = q.n.cli.Txn(ctx).Then(
 		clientv3.OpPut(ks.rev, ""),
 		clientv3.OpPut(ks.used, strconv.FormatInt(used, 10)),
 		clientv3.OpDelete(ks.free),
