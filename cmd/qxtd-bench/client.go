@@ -268,6 +268,8 @@ type RunSpec struct {
 type RunResult struct {
 	N, Answered, Receipts, Errors, DupReceipts int
 	FirstErr                                   uint32
+	FirstErrText                               string // the HTTP clients' first refusal
+	Dropped                                    int    // receipts the gateway said it could not match (Kannel)
 	Start, LastResp, LastRcpt                  time.Time
 	RespLat, RcptLat                           []time.Duration
 }

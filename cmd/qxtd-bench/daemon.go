@@ -86,6 +86,13 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	section("http")["listen"] = httpAddr
 	section("store")["path"] = filepath.Join(dir, "qxtd.db")
 	section("simulator")["enabled"] = false
+	// The HTTP scenarios: the load client keeps -window connections from
+	// one address, and receipts go back to it on loopback, as many at
+	// once as Kannel's smsbox would call its dlr-urls.
+	section("http")["max_conns_per_addr"] = 512
+	section("webhooks")["allow_private"] = true
+	section("webhooks")["workers"] = 128
+	section("webhooks")["per_enterprise"] = 128
 	section("log")["level"] = "warn"
 	section("log")["format"] = "json" // explicit: every qxtd version reads it (auto is newer)
 	m["upstreams"] = []any{map[string]any{

@@ -41,6 +41,25 @@
 // (hog.go) run with a busy loop at nice 19 beside them: the report adds
 // their relayed rate against the same scenario without it.
 //
+// # Kannel, and qxtd over HTTP
+//
+// kannel/no-receipts and kannel/receipts (kannel.go) put Kannel 1.4.5
+// (bearerbox and smsbox from Debian's kannel package) where qxtd is, with
+// the same binds and window to the same peer: its file store, internal
+// DLR storage, no throughput cap. Kannel's own ingress is HTTP (an SMPP
+// server is the separate opensmppbox), so these run the HTTP load client
+// (httpload.go): -window requests outstanding on keep-alive connections
+// to smsbox's sendsms, and with receipts dlr-mask 3 and a dlr-url on a
+// server in this process. qxtd-http/no-receipts and qxtd-http/receipts
+// are qxtd behind the same client (POST /v1/messages, receipt_url;
+// the derived configuration lets webhooks reach loopback, 128 at once,
+// and 512 connections from one address). The report sets each qxtd row
+// against Kannel's with the same receipts setting (relayed rate, full
+// loop, CPU per message; the gateway CPU column is both boxes together
+// for Kannel). A receipt Kannel logs it could not match ("got DLR but
+// could not find message": it overtook its submit_sm_resp, on the other
+// bind) never comes: it is counted as dropped and not waited for.
+//
 // # The crash scenario
 //
 // qxtd/kill9 (kill.go) runs only when named: `bin/qxtd-bench -scenarios
@@ -70,7 +89,7 @@
 //     throughput of the relay. Directly it equals acked.
 //   - full loop msg/s (with receipts): -n over first submit → last
 //     receipt at the client; it includes one -dlr-delay.
-//   - qxtd CPU µs/msg: qxtd's utime+stime (/proc/<pid>/stat, 10 ms
+//   - gateway CPU µs/msg: qxtd's (or Kannel's two boxes') utime+stime (/proc/<pid>/stat, 10 ms
 //     ticks) over the measured interval, per message. The interval ends
 //     when the client has every answer (and receipt), the peer has every
 //     submit and every receipt it sent was acknowledged: qxtd always asks
@@ -103,5 +122,7 @@
 //	wire.go      one connection: frames in, a buffered single writer out
 //	daemon.go    qxtd as a subprocess: derived configuration, /readyz, CPU
 //	kill.go      the crash scenario (SIGKILL, restart, lost and duplicates)
+//	kannel.go    Kannel as the gateway (configuration, the two boxes, CPU)
+//	httpload.go  the HTTP load client and receipt server (Kannel, qxtd's API)
 //	report.go    ratios, the markdown table, JSON lines
 package main

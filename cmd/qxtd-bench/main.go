@@ -112,8 +112,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, ": FAILED: %v", err)
 		}
 		fmt.Fprintln(stderr)
-		if sc.Qxtd {
-			fmt.Fprintf(stderr, "qxtd-bench: %s: qxtd logged %d lines at warn or above\n", sc.Name, len(lines))
+		if sc.Qxtd || sc.Kannel {
+			fmt.Fprintf(stderr, "qxtd-bench: %s: the gateway logged %d lines at warn or above\n", sc.Name, len(lines))
 			for _, l := range lines[:min(len(lines), *showLines)] {
 				fmt.Fprintln(stderr, "  ", l)
 			}
@@ -157,6 +157,9 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 		}
 		defer stop()
 	}
+	if sc.Kannel {
+		return runKannel(ctx, cfg, o, sc, peer)
+	}
 	if !sc.Qxtd {
 		res, err := runScenario(ctx, cfg, sc, peer, peer.Addr(), nil)
 		return res, nil, err
@@ -180,9 +183,12 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	defer d.Remove()
 	var res Result
-	if sc.Kill {
+	switch {
+	case sc.Kill:
 		res, err = runKill(ctx, cfg, sc, peer, d)
-	} else {
+	case sc.HTTP:
+		res, err = runQxtdHTTP(ctx, cfg, sc, peer, d)
+	default:
 		res, err = runScenario(ctx, cfg, sc, peer, d.SMPPAddr, d)
 	}
 	if o.ProfileDir != "" {
@@ -195,6 +201,37 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	d.Stop()
 	return res, d.LogLines(), err
+}
+
+// runKannel runs a Kannel scenario: Kannel started for it (the same
+// binds and window to the peer as qxtd gets), the HTTP load client.
+func runKannel(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
+	k, err := startKannel(ctx, peer.Addr(), o.Binds, o.Window)
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+	}
+	defer k.Stop()
+	l, err := NewHTTPLoad(kannelTarget{addr: k.sendsmsAddr}, cfg.Window)
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+	}
+	l.Dropped = k.DroppedReceipts
+	res, err := measure(ctx, cfg, sc, peer, l, k, nil)
+	return res, k.LogLines(), err
+}
+
+// runQxtdHTTP runs a qxtd-http scenario: the HTTP load client on qxtd's
+// API, logged in as the bench account.
+func runQxtdHTTP(ctx context.Context, cfg benchConfig, sc scenario, peer *Peer, d *daemon) (Result, error) {
+	t, err := loginQxtd(ctx, d.HTTPAddr)
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
+	}
+	l, err := NewHTTPLoad(t, cfg.Window)
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
+	}
+	return measure(ctx, cfg, sc, peer, l, d, d)
 }
 
 func names() string {

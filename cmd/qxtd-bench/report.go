@@ -9,12 +9,12 @@ import (
 	"strings"
 )
 
-// compare fills each qxtd row's ratios against the direct row with the
-// same receipts setting.
+// compare fills each gateway row's ratios (qxtd's, Kannel's) against the
+// direct row with the same receipts setting.
 func compare(rs []Result) {
 	for i := range rs {
 		q := &rs[i]
-		if !strings.Contains(q.Scenario, "qxtd/") || q.Err != "" || q.Kill != nil {
+		if strings.HasPrefix(q.Scenario, "direct/") || q.Err != "" || q.Kill != nil {
 			continue
 		}
 		for _, d := range rs {
@@ -42,7 +42,7 @@ func writeTable(w io.Writer, rs []Result) {
 		writeKillTable(w, rs) // only crash scenarios
 		return
 	}
-	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | qxtd CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
+	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | gateway CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rs {
 		if r.Kill != nil {
@@ -55,12 +55,18 @@ func writeTable(w io.Writer, rs []Result) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.N, num(r.AckedRate, "%.0f"), num(r.RelayedRate, "%.0f"), num(r.FullLoopRate, "%.0f"),
-			num(r.QxtdCPU, "%.0f"), num(r.BenchCPU, "%.0f"),
+			num(r.GatewayCPU, "%.0f"), num(r.BenchCPU, "%.0f"),
 			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}
 	writeClusterCost(w, rs)
 	writeHogCost(w, rs)
+	writeKannelCost(w, rs)
+	for _, r := range rs {
+		if r.DroppedReceipts > 0 {
+			fmt.Fprintf(w, "\n%s: %d receipts dropped by the gateway (it could not match them to a message)\n", r.Scenario, r.DroppedReceipts)
+		}
+	}
 	if len(kills) > 0 {
 		fmt.Fprintln(w)
 		writeKillTable(w, kills)
@@ -78,8 +84,8 @@ func writeClusterCost(w io.Writer, rs []Result) {
 		}
 		fmt.Fprintf(w, "\n%s: %.2f etcd requests per 1,000 messages", r.Scenario, r.EtcdPer1000)
 		for _, a := range rs {
-			if a.Scenario == "qxtd/"+alone && a.Err == "" && a.RelayedRate > 0 && a.QxtdCPU > 0 {
-				fmt.Fprintf(w, "; relayed rate %.2f× and CPU per message %.2f× of qxtd/%s", r.RelayedRate/a.RelayedRate, r.QxtdCPU/a.QxtdCPU, alone)
+			if a.Scenario == "qxtd/"+alone && a.Err == "" && a.RelayedRate > 0 && a.GatewayCPU > 0 {
+				fmt.Fprintf(w, "; relayed rate %.2f× and CPU per message %.2f× of qxtd/%s", r.RelayedRate/a.RelayedRate, r.GatewayCPU/a.GatewayCPU, alone)
 			}
 		}
 		fmt.Fprintln(w)
@@ -176,6 +182,31 @@ func writeHogCost(w io.Writer, rs []Result) {
 			if a.Scenario == base && a.Err == "" && a.RelayedRate > 0 {
 				fmt.Fprintf(w, "\n%s: relayed rate %.2f× of %s (a busy loop at nice 19 beside it)\n", r.Scenario, r.RelayedRate/a.RelayedRate, base)
 			}
+		}
+	}
+}
+
+// writeKannelCost prints qxtd's rows against Kannel's with the same
+// receipts setting: relayed rate, full loop and CPU per message (qxtd/…
+// is SMPP in, qxtd-http/… the same HTTP client Kannel gets).
+func writeKannelCost(w io.Writer, rs []Result) {
+	for _, k := range rs {
+		setting, ok := strings.CutPrefix(k.Scenario, "kannel/")
+		if !ok || k.Err != "" || k.RelayedRate == 0 {
+			continue
+		}
+		for _, q := range rs {
+			if (q.Scenario != "qxtd/"+setting && q.Scenario != "qxtd-http/"+setting) || q.Err != "" {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s against %s: relayed rate %.2f×", q.Scenario, k.Scenario, q.RelayedRate/k.RelayedRate)
+			if q.FullLoopRate > 0 && k.FullLoopRate > 0 {
+				fmt.Fprintf(w, ", full loop %.2f×", q.FullLoopRate/k.FullLoopRate)
+			}
+			if q.GatewayCPU > 0 && k.GatewayCPU > 0 {
+				fmt.Fprintf(w, ", CPU per message %.2f×", q.GatewayCPU/k.GatewayCPU)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

@@ -20,6 +20,10 @@ type scenario struct {
 	// Hog runs a busy loop at nice 19 beside the scenario (hog.go): how
 	// much speed a background CPU hog on one core costs.
 	Hog bool
+	// HTTP submits through the gateway's HTTP interface with the HTTP
+	// load client (httpload.go) instead of SMPP; Kannel puts Kannel where
+	// qxtd is (kannel.go).
+	HTTP, Kannel bool
 }
 
 // allScenarios in the order they run.
@@ -38,6 +42,22 @@ var extraScenarios = []scenario{
 	{Name: "qxtd/no-receipts+hog", Qxtd: true, Hog: true},
 	{Name: "qxtd/receipts+hog", Qxtd: true, Receipts: true, Hog: true},
 	{Name: "qxtd-cluster/receipts", Qxtd: true, Receipts: true, Cluster: true},
+	{Name: "kannel/no-receipts", HTTP: true, Kannel: true},
+	{Name: "kannel/receipts", Receipts: true, HTTP: true, Kannel: true},
+	{Name: "qxtd-http/no-receipts", Qxtd: true, HTTP: true},
+	{Name: "qxtd-http/receipts", Qxtd: true, Receipts: true, HTTP: true},
+}
+
+// loader is a load client: SMPP (Client) or HTTP (HTTPLoad).
+type loader interface {
+	Run(ctx context.Context, spec RunSpec) (RunResult, error)
+	Close()
+}
+
+// cpuMeter is the measured gateway's CPU time so far: qxtd, or Kannel's
+// two boxes.
+type cpuMeter interface {
+	CPU() (time.Duration, error)
 }
 
 // benchConfig is the run's settings (the flags).
@@ -58,7 +78,11 @@ type Result struct {
 	Errors      int     `json:"errors"`
 	FirstErr    string  `json:"first_error,omitempty"`
 	ReceiptsGot int     `json:"receipts_matched"`
-	DupReceipts int     `json:"receipts_duplicate"`
+	// DroppedReceipts are receipts the gateway said it could not match to
+	// a message, so never sent on (Kannel's "got DLR but could not find
+	// message"): the run does not wait for them.
+	DroppedReceipts int `json:"receipts_dropped_by_gateway,omitempty"`
+	DupReceipts     int `json:"receipts_duplicate"`
 	// Rates over the measured interval from the first submit: acked =
 	// the client's last submit_sm_resp, relayed = the peer's last
 	// submit_sm, full loop = the client's last receipt.
@@ -66,9 +90,11 @@ type Result struct {
 	RelayedRate  float64 `json:"relayed_msg_s"`
 	FullLoopRate float64 `json:"full_loop_msg_s,omitempty"`
 	Seconds      float64 `json:"seconds"`
-	QxtdCPU      float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
-	BenchCPU     float64 `json:"bench_cpu_us_per_msg"`
-	SubmitP50    float64 `json:"submit_resp_p50_ms"`
+	// GatewayCPU is the gateway's CPU per message: qxtd's, or Kannel's
+	// two boxes together (the JSON name is older than the Kannel rows).
+	GatewayCPU float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
+	BenchCPU   float64 `json:"bench_cpu_us_per_msg"`
+	SubmitP50  float64 `json:"submit_resp_p50_ms"`
 	// EtcdPer1000 is the etcd requests qxtd made per 1,000 messages
 	// (cluster scenarios).
 	EtcdPer1000 float64 `json:"etcd_requests_per_1000,omitempty"`
@@ -135,11 +161,23 @@ func waitPeer(ctx context.Context, p *Peer, m peerMark, n int, stall time.Durati
 // runScenario measures one scenario on target (the peer or qxtd's SMPP
 // port): a warm-up batch, then the measured one; d is qxtd (nil direct).
 func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, target string, d *daemon) (Result, error) {
-	res := Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N, Window: cfg.Window, Offered: cfg.Offered}
 	cl, err := Dial(ctx, target, benchSystemID, benchPassword)
 	if err != nil {
-		return res, err
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N, Window: cfg.Window, Offered: cfg.Offered}, err
 	}
+	var gw cpuMeter
+	if d != nil {
+		gw = d
+	}
+	return measure(ctx, cfg, sc, p, cl, gw, d)
+}
+
+// measure runs a warm-up batch through cl, then the measured one; gw is
+// the gateway between client and peer (nil direct), d the same when it is
+// qxtd (for its metrics).
+func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl loader, gw cpuMeter, d *daemon) (Result, error) {
+	res := Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N, Window: cfg.Window, Offered: cfg.Offered}
+	var err error
 	defer cl.Close()
 	spec := RunSpec{N: cfg.Warmup, Window: cfg.Window, Receipts: sc.Receipts, FirstDst: 13900000000,
 		Offered: cfg.Offered, Stall: cfg.Stall}
@@ -155,10 +193,12 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 	m = markOf(p)
 	var q0 time.Duration
 	var etcd0 float64
-	if d != nil {
-		if q0, err = d.CPU(); err != nil {
+	if gw != nil {
+		if q0, err = gw.CPU(); err != nil {
 			return res, err
 		}
+	}
+	if d != nil {
 		if sc.Cluster {
 			etcd0, _ = d.Metric("qxtd_cluster_etcd_requests_total")
 		}
@@ -170,12 +210,14 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 	}
 	end := time.Now()
 	b1 := selfCPU()
-	if d != nil {
-		q1, err := d.CPU()
+	if gw != nil {
+		q1, err := gw.CPU()
 		if err != nil {
 			return res, err
 		}
-		res.QxtdCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+		res.GatewayCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+	}
+	if d != nil {
 		if sc.Cluster {
 			etcd1, err := d.Metric("qxtd_cluster_etcd_requests_total")
 			if err != nil {
@@ -186,8 +228,11 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 	}
 	res.BenchCPU = float64((b1 - b0).Microseconds()) / float64(cfg.N)
 	res.Answered, res.Errors, res.ReceiptsGot, res.DupReceipts = r.Answered, r.Errors, r.Receipts, r.DupReceipts
+	res.DroppedReceipts = r.Dropped
 	if r.FirstErr != 0 {
 		res.FirstErr = fmt.Sprintf("command_status %#08x", r.FirstErr)
+	} else if r.FirstErrText != "" {
+		res.FirstErr = r.FirstErrText
 	}
 	res.Seconds = end.Sub(r.Start).Seconds()
 	rate := func(t time.Time) float64 {
@@ -207,7 +252,7 @@ func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, tar
 	res.SubmitP50, res.SubmitP99 = percentiles(r.RespLat)
 	res.ReceiptP50, res.ReceiptP99 = percentiles(r.RcptLat)
 	if res.Errors > 0 {
-		return res, fmt.Errorf("%d of %d submit_sm refused (first: %s)", res.Errors, cfg.N, res.FirstErr)
+		return res, fmt.Errorf("%d of %d submits refused (first: %s)", res.Errors, cfg.N, res.FirstErr)
 	}
 	return res, nil
 }

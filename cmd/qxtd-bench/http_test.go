@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHTTPScenarios runs the HTTP scenarios small: qxtd (built from this
+// tree) behind its HTTP API and Kannel (Debian's kannel package, which
+// .ci/run installs) behind sendsms, each without and with receipts pushed
+// back to the client. Every message must be accepted and relayed, every
+// receipt matched once, and the report must set qxtd against Kannel.
+func TestHTTPScenarios(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "qxtd")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qxtd/qxtd/cmd/qxtd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	pctx, stopPeer := context.WithCancel(ctx)
+	peer, err := StartPeer(pctx, "127.0.0.1:0", 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopPeer(); peer.Wait() }()
+	cfg := benchConfig{N: 300, Warmup: 30, Window: 20, Stall: 10 * time.Second}
+	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
+	var results []Result
+	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts"} {
+		var sc scenario
+		for _, s := range extraScenarios {
+			if s.Name == name {
+				sc = s
+			}
+		}
+		res, lines, err := runOne(ctx, cfg, o, sc, peer)
+		if err != nil {
+			t.Fatalf("%s: %v (gateway log: %q)", name, err, lines)
+		}
+		if res.Answered != cfg.N || res.Errors != 0 {
+			t.Errorf("%s: %d of %d accepted, %d errors (%s)", name, res.Answered, cfg.N, res.Errors, res.FirstErr)
+		}
+		want := 0
+		if sc.Receipts {
+			want = cfg.N
+			if res.ReceiptP50 < 10 {
+				t.Errorf("%s: receipt p50 %.2f ms, below the peer's 10 ms delay", name, res.ReceiptP50)
+			}
+		}
+		if sc.Kannel {
+			// Kannel drops a receipt that overtakes its submit_sm_resp
+			// (it says so, and the report counts them); qxtd drops none.
+			want -= res.DroppedReceipts
+		} else if res.DroppedReceipts != 0 {
+			t.Errorf("%s: %d receipts dropped", name, res.DroppedReceipts)
+		}
+		if res.ReceiptsGot != want || res.DupReceipts != 0 {
+			t.Errorf("%s: %d receipts matched (%d duplicate), want %d", name, res.ReceiptsGot, res.DupReceipts, want)
+		}
+		if res.RelayedRate <= 0 || res.GatewayCPU <= 0 {
+			t.Errorf("%s: no relayed rate or gateway CPU: %+v", name, res)
+		}
+		results = append(results, res)
+	}
+	var buf bytes.Buffer
+	writeTable(&buf, results)
+	for _, want := range []string{"qxtd-http/no-receipts against kannel/no-receipts: relayed rate", "qxtd-http/receipts against kannel/receipts: relayed rate"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
