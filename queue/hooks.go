@@ -126,23 +126,41 @@ func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(
 // AckHook ends receipt webhook h: delivered, or given up. The message's
 // ReceiptDone is set. Idempotent: a key already gone is not an error.
 func (s *Store) AckHook(ctx context.Context, h Hook) error {
+	return s.AckHooks(ctx, []Hook{h})
+}
+
+// AckHooks is AckHook for many receipts in one store operation: a sender
+// acknowledging what its POSTs delivered in batches does not pass the
+// commit loop once per receipt.
+func (s *Store) AckHooks(ctx context.Context, hs []Hook) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(hs)) // worked out outside the commit loop
+	for i, h := range hs {
+		keys[i] = hookKey(h.Enterprise, h.Due, h.Msg.ID)
+	}
 	err := s.exec(ctx, func(t *txn) error {
-		key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
-		if t.hook.Get(key) == nil {
-			return nil
+		for i, h := range hs {
+			if t.hook.Get(keys[i]) == nil {
+				continue
+			}
+			m, err := t.getMsg(h.Msg.ID)
+			if err != nil {
+				return fmt.Errorf("%d: %w", h.Msg.ID, err)
+			}
+			if err := t.hook.Delete(keys[i]); err != nil {
+				return err
+			}
+			m.ReceiptDone = true
+			if err := t.putMsg(m); err != nil {
+				return err
+			}
 		}
-		m, err := t.getMsg(h.Msg.ID)
-		if err != nil {
-			return err
-		}
-		if err := t.hook.Delete(key); err != nil {
-			return err
-		}
-		m.ReceiptDone = true
-		return t.putMsg(m)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("queue: ack hook %d: %w", h.Msg.ID, err)
+		return fmt.Errorf("queue: ack hooks: %w", err)
 	}
 	return nil
 }

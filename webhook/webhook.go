@@ -80,8 +80,9 @@ type Config struct {
 	Store *queue.Store
 	// Secret returns an enterprise's receipt secret ("" = unsigned).
 	Secret func(enterprise string) string
-	// Workers bounds the POSTs in flight (default 8); PerEnterprise those
-	// of one enterprise (default Workers/4, at least 1).
+	// Workers bounds the POSTs in flight (default 64); PerEnterprise those
+	// of one enterprise (default Workers/4, at least 1). A receipt takes
+	// its slot for its POST only: the store records deliveries behind it.
 	Workers, PerEnterprise int
 	// Timeout bounds one POST, connection included (default 10s).
 	Timeout time.Duration
@@ -128,7 +129,7 @@ func New(cfg Config) (*Sender, error) {
 		return nil, errors.New("webhook: no store")
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = 64
 	}
 	if cfg.PerEnterprise <= 0 {
 		cfg.PerEnterprise = max(cfg.Workers/4, 1)
@@ -160,9 +161,14 @@ func New(cfg Config) (*Sender, error) {
 	s.client = &http.Client{
 		Timeout: cfg.Timeout,
 		Transport: &http.Transport{
-			Proxy:               nil, // a proxy would hide the address checked
-			DialContext:         dialer.DialContext,
-			MaxIdleConnsPerHost: 2,
+			Proxy:       nil, // a proxy would hide the address checked
+			DialContext: dialer.DialContext,
+			// Keep-alive for as many POSTs as may be in flight to one
+			// endpoint: with fewer idle connections kept than that,
+			// receipts to a busy endpoint each dialled a new connection
+			// (a fifth of qxtd's CPU under load, and TIME_WAITs).
+			MaxIdleConns:        cfg.Workers,
+			MaxIdleConnsPerHost: cfg.PerEnterprise,
 			IdleConnTimeout:     30 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -218,15 +224,26 @@ func (s *Sender) Wake() {
 	}
 }
 
-// Run sends receipts until ctx ends, then waits for the POSTs in flight.
+// Run sends receipts until ctx ends, then waits for the POSTs in flight
+// and for the store to record the ones that were delivered.
 func (s *Sender) Run(ctx context.Context) {
 	sem := make(chan struct{}, s.cfg.Workers)
+	acks := make(chan took, s.cfg.Workers)
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		s.acker(context.WithoutCancel(ctx), acks)
+	}()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		close(acks)
+		<-ackerDone
+	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		s.fill(ctx, sem, &wg)
+		s.fill(ctx, sem, acks, &wg)
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -243,9 +260,59 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 }
 
+// took is a receipt its endpoint took (2xx), for the acker.
+type took struct {
+	h       queue.Hook
+	latency time.Duration // the message's final state → the 2xx
+}
+
+// acker records delivered receipts in the store, as many in one store
+// operation as queued while the last one committed, and only then lets
+// them leave the in-flight set (until then a rescan must not POST them
+// again). A worker's slot is free once its POST is answered: with the
+// commit in the slot too, an enterprise's share of workers would spend
+// most of its time waiting for the disk, not for its endpoint.
+func (s *Sender) acker(ctx context.Context, acks <-chan took) {
+	batch := make([]took, 0, 256)
+	hooks := make([]queue.Hook, 0, 256)
+	for p := range acks {
+		batch = append(batch[:0], p)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case p, ok := <-acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		hooks = hooks[:0]
+		for _, p := range batch {
+			hooks = append(hooks, p.h)
+		}
+		if err := s.cfg.Store.AckHooks(ctx, hooks); err != nil {
+			// Still due: they are posted again (at-least-once).
+			s.log.Error("receipt webhooks: ack", "receipts", len(hooks), "err", err)
+		} else {
+			for _, p := range batch {
+				s.total.WithLabelValues("delivered").Inc()
+				s.latency.Observe(p.latency.Seconds())
+			}
+		}
+		s.mu.Lock()
+		for _, p := range batch {
+			delete(s.inflight, p.h.Msg.ID)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // fill starts POSTs for due receipts, round robin over the enterprises,
 // within the worker and per-enterprise bounds.
-func (s *Sender) fill(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) {
+func (s *Sender) fill(ctx context.Context, sem chan struct{}, acks chan<- took, wg *sync.WaitGroup) {
 	ents, err := s.cfg.Store.HookEnterprises()
 	if err != nil {
 		s.log.Error("receipt webhooks: list", "err", err)
@@ -294,9 +361,11 @@ func (s *Sender) fill(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.deliver(ctx, h)
+				handed := s.deliver(ctx, h, acks)
 				s.mu.Lock()
-				delete(s.inflight, h.Msg.ID)
+				if !handed { // else the acker ends it
+					delete(s.inflight, h.Msg.ID)
+				}
 				if s.perEnt[e]--; s.perEnt[e] <= 0 {
 					delete(s.perEnt, e)
 				}
@@ -308,32 +377,31 @@ func (s *Sender) fill(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup
 	}
 }
 
-// deliver POSTs one receipt and records the outcome in the store.
-func (s *Sender) deliver(ctx context.Context, h queue.Hook) {
+// deliver POSTs one receipt and records the outcome in the store: a
+// delivery through the acker (handed is true: it leaves the in-flight set
+// there), a retry or a give-up here.
+func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed bool) {
 	rc := ReceiptOf(h.Msg)
 	err := s.post(ctx, h, rc)
 	if ctx.Err() != nil {
-		return // stopping: the receipt stays due
+		return false // stopping: the receipt stays due
 	}
 	wctx := context.WithoutCancel(ctx)
 	if err == nil {
-		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
-			s.log.Error("receipt webhook: ack", "id", h.Msg.ID, "err", aerr)
-			return
-		}
-		s.total.WithLabelValues("delivered").Inc()
-		s.latency.Observe(time.Since(rc.DoneAt).Seconds())
-		return
+		// Never blocks for long: the acker drains in batches, and Run
+		// closes acks only after every delivery returned.
+		acks <- took{h: h, latency: time.Since(rc.DoneAt)}
+		return true
 	}
 	now := time.Now()
 	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
 		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
 			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
-			return
+			return false
 		}
 		s.total.WithLabelValues("gave_up").Inc()
 		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
-		return
+		return false
 	}
 	s.total.WithLabelValues("failed").Inc()
 	d := s.cfg.Backoff
@@ -345,6 +413,7 @@ func (s *Sender) deliver(ctx context.Context, h queue.Hook) {
 		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
 	}
 	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
+	return false
 }
 
 // errStatus is a non-2xx answer.

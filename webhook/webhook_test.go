@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,7 +100,12 @@ type rig struct {
 
 func start(t *testing.T, path string, cfg Config) *rig {
 	t.Helper()
-	s, err := queue.Open(path, queue.Options{NoSync: true})
+	return startWith(t, path, queue.Options{NoSync: true}, cfg)
+}
+
+func startWith(t *testing.T, path string, qopts queue.Options, cfg Config) *rig {
+	t.Helper()
+	s, err := queue.Open(path, qopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,5 +295,88 @@ func TestPrivateAddressRefused(t *testing.T) {
 	s.cfg.AllowPrivate = true
 	if err := s.control("tcp", "127.0.0.1:80", nil); err != nil {
 		t.Errorf("allowed: %v", err)
+	}
+}
+
+// Receipts to one endpoint reuse their connections: at most PerEnterprise
+// are ever opened to it, however many receipts go. (With two idle
+// connections kept per host, every POST beyond two in flight dialled a
+// new one.)
+func TestKeepAlive(t *testing.T) {
+	var dials atomic.Int64
+	var got atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		got.Add(1)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Workers: 8, PerEnterprise: 4, Poll: 10 * time.Millisecond})
+	const n = 200
+	for range n {
+		finalMessage(t, r.store, "ent1", srv.URL, queue.StateDelivered)
+	}
+	waitPending(t, r, 0)
+	if got.Load() < n {
+		t.Fatalf("%d POSTs for %d receipts", got.Load(), n)
+	}
+	if d := dials.Load(); d > 4 {
+		t.Errorf("%d connections opened for %d receipts, want at most PerEnterprise (4)", d, n)
+	}
+}
+
+// A worker's slot is free once its POST is answered, not once the store
+// has recorded the delivery: with the store's commits held up, an
+// enterprise's two slots still post more than two receipts, and every
+// receipt is recorded once the commits go on.
+func TestSlotFreeBeforeAck(t *testing.T) {
+	var gate sync.Mutex // held: commits wait after writing, before answering
+	var gated atomic.Bool
+	qopts := queue.Options{NoSync: true, OnCommit: func(time.Duration, int) {
+		if gated.Load() {
+			gate.Lock()
+			gate.Unlock() //nolint:staticcheck // waits for the test to let commits go on
+		}
+	}}
+	rcv := newReceiver(t)
+	// Ten final messages in a store the sender is not yet running on.
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := queue.Open(path, qopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		finalMessage(t, s, "ent1", rcv.URL, queue.StateDelivered)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gate.Lock()
+	gated.Store(true)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			gated.Store(false)
+			gate.Unlock()
+		}
+	}
+	defer release()
+	r := startWith(t, path, qopts, Config{Workers: 2, PerEnterprise: 2, Poll: 10 * time.Millisecond})
+	// Under the gate, four POSTs at least: two, whose acknowledgement is
+	// held at the gate, then two more in the freed slots.
+	seen := map[string]bool{}
+	for len(seen) < 4 {
+		seen[rcv.next(t).receiptID] = true
+	}
+	release()
+	waitPending(t, r, 0)
+	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")); n != 10 {
+		t.Errorf("delivered %v, want 10", n)
 	}
 }
