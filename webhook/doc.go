@@ -31,9 +31,15 @@
 //   - Bounded: at most Config.Workers POSTs in flight, at most
 //     Config.PerEnterprise of them for one enterprise, so one enterprise's
 //     dead endpoint cannot take every worker; each POST ends within
-//     Config.Timeout. Nothing is buffered in memory beyond the POSTs in
-//     flight: the store is the buffer. Sending SMS never waits for this
+//     Config.Timeout. A POST answered 2xx frees its worker and waits for
+//     the acker, which records deliveries many to a store operation; at
+//     most Config.Workers wait, then a worker keeps its slot until there
+//     is room. So memory holds at most about three times Config.Workers
+//     receipts: the store is the buffer. Sending SMS never waits for this
 //     package.
+//   - At most Config.Workers keep-alive connections are kept idle,
+//     Config.PerEnterprise to one host: receipts to a busy endpoint reuse
+//     their connections.
 //   - Every goroutine belongs to Run's context; Run returns after they end.
 //
 // # Caveats (SSRF)
