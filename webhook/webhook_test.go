@@ -335,12 +335,11 @@ func TestKeepAlive(t *testing.T) {
 // enterprise's two slots still post more than two receipts, and every
 // receipt is recorded once the commits go on.
 func TestSlotFreeBeforeAck(t *testing.T) {
-	var gate sync.Mutex // held: commits wait after writing, before answering
+	gate := make(chan struct{}) // while gated, commits wait for its close after writing, before answering
 	var gated atomic.Bool
 	qopts := queue.Options{NoSync: true, OnCommit: func(time.Duration, int) {
 		if gated.Load() {
-			gate.Lock()
-			gate.Unlock() //nolint:staticcheck // waits for the test to let commits go on
+			<-gate
 		}
 	}}
 	rcv := newReceiver(t)
@@ -356,14 +355,13 @@ func TestSlotFreeBeforeAck(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gate.Lock()
 	gated.Store(true)
 	released := false
 	release := func() {
 		if !released {
 			released = true
 			gated.Store(false)
-			gate.Unlock()
+			close(gate)
 		}
 	}
 	defer release()
