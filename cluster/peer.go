@@ -12,8 +12,10 @@ package cluster
 // (request-URI: path and query as sent, e.g. /peer/v1/messages/7?enterprise=e).
 // The server refuses (401) a header it cannot parse, a time more than
 // PeerClockSkew away from its clock, or a MAC that does not match
-// (compared in constant time); a body over PeerMaxBody is 413; more than
-// PeerMaxInFlight requests at once get 503 before their body is read. A request
+// (compared in constant time); a body over PeerMaxBody (a relay's over
+// PeerMaxRelayBody) is 413; more than PeerMaxInFlight requests at once
+// (PeerMaxRelayInFlight relays, counted apart) get 503 with the header
+// Qxtd-Peer-Busy before their body is read. A request
 // replayed within the skew window is accepted again: every endpoint is
 // idempotent (a receipt matched twice is a duplicate).
 //
@@ -47,6 +49,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -64,7 +67,19 @@ const (
 	// temporary failure), so a flood of bodies, authenticated or not,
 	// holds at most PeerMaxInFlight × PeerMaxBody = 64 MiB.
 	PeerMaxInFlight = 16
-	PeerMaxReceipts = 512 // receipts in one POST /peer/v1/receipts
+	// PeerMaxRelayInFlight bounds the relays (POST /peer/v1/relay) a
+	// node serves at once, beside the others: a relay holds its slot for
+	// the SMSC's answer, so with 16 in all a cluster relayed at most 16
+	// per SMSC round trip (320 a second at 50 ms). Their bodies are at
+	// most PeerMaxRelayBody, so a flood of them holds at most 32 MiB more.
+	PeerMaxRelayInFlight = 256
+	PeerMaxRelayBody     = 128 << 10
+	// PeerConnsPerNode is the most connections a node opens to another
+	// (and keeps idle): under the peer listener's per-address cap
+	// (http.max_conns_per_addr, 64 by default), and requests beyond it
+	// wait for one instead of dialling.
+	PeerConnsPerNode = 64
+	PeerMaxReceipts  = 512 // receipts in one POST /peer/v1/receipts
 	// PeerTimeout bounds the backend's work on one request (server) and
 	// one request's round trip (client, unless the caller's context is
 	// shorter).
@@ -127,7 +142,20 @@ var ErrPeerNotFound = errors.New("cluster: peer: not found")
 type PeerError struct {
 	Status  int
 	Message string
+	busy    bool
 }
+
+// peerBusyHeader marks a 503 that says "too many requests at once, try
+// again" rather than the endpoint's own 503 (a relay's "no bind").
+const peerBusyHeader = "Qxtd-Peer-Busy"
+
+// ErrPeerBusy: the peer served as many requests as it takes at once;
+// nothing was done, try again shortly.
+var ErrPeerBusy = errors.New("cluster: peer busy")
+
+// Busy says whether the peer refused the request for being at its
+// in-flight bound (nothing was done).
+func (e *PeerError) Busy() bool { return e.busy }
 
 func (e *PeerError) Error() string {
 	return fmt.Sprintf("cluster: peer answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
@@ -181,8 +209,9 @@ type peerServer struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	now     func() time.Time // tests
-	// inflight holds a token per request being read or served.
-	inflight chan struct{}
+	// inflight holds a token per request being read or served; relays
+	// the same for relays, which have their own bound (and body limit).
+	inflight, relays chan struct{}
 }
 
 type peerNodeKey struct{}
@@ -202,7 +231,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now,
-		inflight: make(chan struct{}, PeerMaxInFlight)}
+		inflight: make(chan struct{}, PeerMaxInFlight), relays: make(chan struct{}, PeerMaxRelayInFlight)}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
@@ -214,11 +243,16 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 }
 
 func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	pool, limit := s.inflight, int64(PeerMaxBody)
+	if r.Method == http.MethodPost && r.URL.Path == "/peer/v1/relay" {
+		pool, limit = s.relays, PeerMaxRelayBody
+	}
 	select {
-	case s.inflight <- struct{}{}:
-		defer func() { <-s.inflight }()
+	case pool <- struct{}{}:
+		defer func() { <-pool }()
 	default:
 		// Not logged: a flood would flood the log too.
+		w.Header().Set(peerBusyHeader, "1")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
 	}
@@ -231,11 +265,11 @@ func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUnauthorized, "request time off by more than the accepted skew")
 		return
 	}
-	if r.ContentLength > PeerMaxBody {
+	if r.ContentLength > limit {
 		s.refuse(w, r, http.StatusRequestEntityTooLarge, "body too large")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, PeerMaxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if _, big := errors.AsType[*http.MaxBytesError](err); big {
 			s.refuse(w, r, http.StatusRequestEntityTooLarge, "body too large")
@@ -333,12 +367,31 @@ type PeerClient struct {
 	now    func() time.Time // tests
 }
 
+// NewPeerHTTPClient is the HTTP client for NewPeerClient: at most
+// PeerConnsPerNode connections to each node, kept alive between requests
+// (http.DefaultClient keeps two idle per host, so a node relaying many
+// segments at once dialled a new connection for nearly every one), and
+// no proxy from the environment.
+func NewPeerHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: PeerTimeout,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxConnsPerHost:     PeerConnsPerNode,
+			MaxIdleConnsPerHost: PeerConnsPerNode,
+			MaxIdleConns:        4 * PeerConnsPerNode,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
+}
+
 // NewPeerClient returns a client that signs its requests as node with
-// secret and sends them with hc (nil: http.DefaultClient). Each request
+// secret and sends them with hc (nil: NewPeerHTTPClient). Each request
 // is bounded by PeerTimeout unless the caller's context ends earlier.
 func NewPeerClient(node uint16, secret []byte, hc *http.Client) *PeerClient {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = NewPeerHTTPClient()
 	}
 	return &PeerClient{node: node, secret: bytes.Clone(secret), hc: hc, now: time.Now}
 }
@@ -421,7 +474,8 @@ func (c *PeerClient) do(ctx context.Context, method, base, uri string, body []by
 		return nil, fmt.Errorf("answer over %d bytes", PeerMaxBody)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &PeerError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+		return nil, &PeerError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data)),
+			busy: resp.Header.Get(peerBusyHeader) != ""}
 	}
 	return data, nil
 }

@@ -77,7 +77,8 @@ func (s *peerServer) relay(w http.ResponseWriter, r *http.Request) {
 }
 
 // Relay asks the node at peerURL to send pdu on its bind of upstream. It
-// returns ErrPeerNoBind when the peer has none up (nothing was sent).
+// returns ErrPeerNoBind when the peer has none up, ErrPeerBusy when it
+// relays as many as it takes at once (nothing was sent in either case).
 func (c *PeerClient) Relay(ctx context.Context, peerURL, upstream string, pdu []byte) (uint32, string, error) {
 	body, err := json.Marshal(relayRequest{Upstream: upstream, PDU: pdu})
 	if err != nil {
@@ -85,6 +86,9 @@ func (c *PeerClient) Relay(ctx context.Context, peerURL, upstream string, pdu []
 	}
 	data, err := c.do(ctx, http.MethodPost, peerURL, "/peer/v1/relay", body)
 	if pe, ok := errors.AsType[*PeerError](err); ok && pe.Status == http.StatusServiceUnavailable {
+		if pe.Busy() {
+			return 0, "", ErrPeerBusy
+		}
 		return 0, "", ErrPeerNoBind
 	}
 	if err != nil {

@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // relayBackend relays for upstream "up" only, recording what it sent.
@@ -70,5 +76,124 @@ func TestPeerRelayUnsupported(t *testing.T) {
 	_, _, err := c.Relay(context.Background(), srv.URL, "up", []byte("x"))
 	if !isStatus(err, http.StatusNotFound) {
 		t.Fatalf("relay to a non-relaying node: %v, want 404", err)
+	}
+}
+
+// blockingRelay holds every relay until released.
+type blockingRelay struct {
+	blockingBackend
+	relayEntered chan struct{}
+}
+
+func (b *blockingRelay) Relay(ctx context.Context, _ string, _ []byte) (uint32, string, error) {
+	b.relayEntered <- struct{}{}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return 0, "", ctx.Err()
+	}
+	return 0, "smsc-1", nil
+}
+
+// Relays have their own bound, apart from the other requests: with every
+// slot of the others taken, relays are still served, PeerMaxRelayInFlight
+// of them at once; one more is refused as busy (ErrPeerBusy: try again),
+// not as "no bind" (which would send the segment elsewhere or make it
+// wait a second).
+func TestPeerRelayBound(t *testing.T) {
+	b := &blockingRelay{blockingBackend: blockingBackend{entered: make(chan struct{}, PeerMaxInFlight), release: make(chan struct{})},
+		relayEntered: make(chan struct{}, PeerMaxRelayInFlight)}
+	srv := httptest.NewServer(PeerHandler(secret, b, nil))
+	t.Cleanup(srv.Close)
+	// A client with enough connections for every request of the test.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * PeerMaxRelayInFlight}}
+	t.Cleanup(hc.CloseIdleConnections)
+	c := NewPeerClient(2, secret, hc)
+	ctx := context.Background()
+	rs := []PeerReceipt{{Upstream: "up", SMSCID: "a1", State: "delivered", DoneAt: time.Unix(1_700_000_000, 0)}}
+	errs := make(chan error, PeerMaxInFlight+PeerMaxRelayInFlight)
+	for range PeerMaxInFlight {
+		go func() {
+			_, err := c.PushReceipts(ctx, srv.URL, rs)
+			errs <- err
+		}()
+	}
+	for range PeerMaxRelayInFlight {
+		go func() {
+			_, _, err := c.Relay(ctx, srv.URL, "up", []byte("x"))
+			errs <- err
+		}()
+	}
+	deadline := time.After(20 * time.Second)
+	for range PeerMaxInFlight {
+		select {
+		case <-b.entered:
+		case <-deadline:
+			t.Fatal("the receipts requests did not reach the backend")
+		}
+	}
+	for i := range PeerMaxRelayInFlight {
+		select {
+		case <-b.relayEntered:
+		case <-deadline:
+			t.Fatalf("%d of %d relays reached the backend beside %d other requests", i, PeerMaxRelayInFlight, PeerMaxInFlight)
+		}
+	}
+	if _, _, err := c.Relay(ctx, srv.URL, "up", []byte("x")); !errors.Is(err, ErrPeerBusy) {
+		t.Fatalf("relay %d while %d are served: %v, want ErrPeerBusy", PeerMaxRelayInFlight+1, PeerMaxRelayInFlight, err)
+	}
+	if _, err := c.PushReceipts(ctx, srv.URL, rs); !isStatus(err, http.StatusServiceUnavailable) {
+		t.Fatalf("receipts request %d: %v, want 503", PeerMaxInFlight+1, err)
+	}
+	close(b.release)
+	for range PeerMaxInFlight + PeerMaxRelayInFlight {
+		if err := <-errs; err != nil {
+			t.Errorf("a request within the bounds: %v", err)
+		}
+	}
+	// A relay body is bounded apart too: one over PeerMaxRelayBody is 413
+	// before it is read.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/peer/v1/relay", bytes.NewReader(make([]byte, PeerMaxRelayBody+1)))
+	req.Header.Set("Authorization", "QXTD-HMAC 2:"+strconv.FormatInt(time.Now().Unix(), 10)+":"+strings.Repeat("0", 64))
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("relay body of %d bytes: %d, want 413", PeerMaxRelayBody+1, resp.StatusCode)
+	}
+}
+
+// The default peer client keeps its connections and opens at most
+// PeerConnsPerNode to a node: 1,280 relays, 128 at a time, open at most
+// that many (http.DefaultClient kept two idle and had no cap, so nearly
+// every relay beyond two in flight dialled anew).
+func TestPeerClientKeepAlive(t *testing.T) {
+	b := &relayBackend{}
+	var dials atomic.Int64
+	srv := httptest.NewUnstartedServer(PeerHandler(secret, b, nil))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := NewPeerClient(2, secret, nil)
+	var wg sync.WaitGroup
+	for range 128 {
+		wg.Go(func() {
+			for range 10 {
+				if _, _, err := c.Relay(context.Background(), srv.URL, "up", []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := dials.Load(); n > PeerConnsPerNode {
+		t.Errorf("%d connections for 1,280 relays 128 at a time, want at most %d", n, PeerConnsPerNode)
 	}
 }

@@ -155,6 +155,10 @@ type clusterState struct {
 	binds    *cluster.ESMEBinds // receiver binds of every node (cluster_deliver.go)
 	peerAddr net.Addr
 	peer     *http.Server
+	// peerHTTP carries every request to the other nodes: one pool of
+	// connections, so a node keeps at most cluster.PeerConnsPerNode to
+	// each (the peer listener's per-address cap).
+	peerHTTP *http.Client
 
 	run  context.CancelFunc // stops the membership follower and the leadership of reminders
 	wg   sync.WaitGroup
@@ -174,7 +178,7 @@ func sharedBuckets(name []byte) bool {
 func (d *daemon) joinCluster(cfg ClusterConfig, db *bolt.DB) (*clusterState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs := &clusterState{lost: make(chan struct{})}
+	cs := &clusterState{lost: make(chan struct{}), peerHTTP: cluster.NewPeerHTTPClient()}
 	pl, err := net.Listen("tcp", cfg.PeerListen)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.peer_listen: %w", err)
@@ -312,35 +316,63 @@ func (cs *clusterState) stop(ctx context.Context) {
 	_ = cs.sessions.Close()
 	_ = cs.replica.Close()
 	_ = cs.node.Close()
+	cs.peerHTTP.CloseIdleConnections()
 }
 
 // clusterSubmitRelay is gateway.SubmitRelay over the live peers: the first that has a
 // bind of the upstream up sends the segment (starting from a different
 // peer each time, to spread the load over the nodes holding binds).
 type clusterSubmitRelay struct {
-	node   *cluster.Node
-	client *cluster.PeerClient
-	next   atomic.Uint32
+	self    uint16                  // this node's id
+	members func() []cluster.Member // the live nodes (cluster.Node.Members)
+	client  *cluster.PeerClient
+	next    atomic.Uint32
 }
 
 func (r *clusterSubmitRelay) RelaySubmit(ctx context.Context, upstream string, frame []byte) (uint32, string, error) {
 	var peers []cluster.Member
-	for _, m := range r.node.Members() {
-		if m.ID != r.node.ID() && m.PeerURL != "" {
+	for _, m := range r.members() {
+		if m.ID != r.self && m.PeerURL != "" {
 			peers = append(peers, m)
 		}
 	}
 	start := int(r.next.Add(1))
-	for k := range peers {
-		p := peers[(start+k)%len(peers)]
-		st, id, err := r.client.Relay(ctx, p.PeerURL, upstream, frame)
-		if errors.Is(err, cluster.ErrPeerNoBind) {
-			continue
+	// A busy peer (at its bound of relays in flight) has a bind: the
+	// segment waits a moment for it rather than the second a segment
+	// with no bind anywhere waits (gateway.ErrNoRelay), at most
+	// relayBusyWait in all, then that second.
+	pause := time.Millisecond
+	deadline := time.Now().Add(relayBusyWait)
+	for {
+		busy := false
+		for k := range peers {
+			p := peers[(start+k)%len(peers)]
+			st, id, err := r.client.Relay(ctx, p.PeerURL, upstream, frame)
+			switch {
+			case errors.Is(err, cluster.ErrPeerNoBind):
+				continue
+			case errors.Is(err, cluster.ErrPeerBusy):
+				busy = true
+				continue
+			}
+			return st, id, err
 		}
-		return st, id, err
+		if !busy || time.Now().Add(pause).After(deadline) {
+			return 0, "", gateway.ErrNoRelay
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, "", gateway.ErrNoRelay
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
 	}
-	return 0, "", gateway.ErrNoRelay
 }
+
+// relayBusyWait is how long a segment waits in all for a busy peer.
+const relayBusyWait = 2 * time.Second
 
 // Relay implements cluster.PeerRelayBackend: another node's segment sent on
 // this node's bind.

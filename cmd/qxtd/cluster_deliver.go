@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/qxtd/qxtd/cluster"
@@ -32,7 +31,7 @@ func (cs *clusterState) openRelay(secret string) (gateway.Relay, error) {
 	}
 	cs.binds = b
 	return clusterRelay{node: cs.node, binds: b,
-		client: cluster.NewPeerClient(cs.node.ID(), []byte(secret), &http.Client{Timeout: cluster.PeerTimeout})}, nil
+		client: cluster.NewPeerClient(cs.node.ID(), []byte(secret), cs.peerHTTP)}, nil
 }
 
 func (r clusterRelay) Bound(account, enterprise string) { r.binds.Bound(account, enterprise) }

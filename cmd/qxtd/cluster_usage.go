@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -64,7 +63,7 @@ func (d *daemon) clusterUsage(cfg *Config) (*clusterUsage, error) {
 		return nil, err
 	}
 	return &clusterUsage{node: d.cluster.node, log: d.log.With("component", "cluster"),
-		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})}, nil
+		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP)}, nil
 }
 
 // PeerUsage sums the usage of every other registered store whose node is

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -555,6 +556,10 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxConnsPerAddr < 1 {
 		errs = append(errs, fmt.Errorf("http.max_conns_per_addr: %d must be at least 1", c.HTTP.MaxConnsPerAddr))
+	} else if c.Cluster.Enabled() && c.HTTP.MaxConnsPerAddr < cluster.PeerConnsPerNode {
+		// It caps the peer listener too, and a node keeps up to that
+		// many connections to each other node.
+		errs = append(errs, fmt.Errorf("http.max_conns_per_addr: %d is less than the %d connections a cluster node opens to another", c.HTTP.MaxConnsPerAddr, cluster.PeerConnsPerNode))
 	}
 	if c.Store.Path == "" {
 		errs = append(errs, errors.New("store.path: required"))

@@ -53,6 +53,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-secret-missing-file.yaml":      "upstreams[0].password_file: open /nonexistent/qxtd-test/smsc.password: no such file",
 		"invalid-cluster-node-id.yaml":          "cluster.node_id: 0 must be 1..65535",
 		"invalid-cluster-secret.yaml":           "cluster.secret: required in cluster mode, at least 16 bytes",
+		"invalid-cluster-peer-conns.yaml":       "http.max_conns_per_addr: 32 is less than the 64 connections a cluster node opens to another",
 		"invalid-cluster-peer-url.yaml":         `cluster.peer_url: required when cluster.peer_listen "0.0.0.0:7101" listens on every address`,
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))

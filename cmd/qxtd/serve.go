@@ -322,11 +322,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if d.cluster != nil {
 		pcfg.Shared = d.cluster.replica
 		gcfg.Cluster = d.cluster.gateway
-		pc := cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), &http.Client{Timeout: cluster.PeerTimeout})
+		pc := cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP)
 		gcfg.Peers = clusterPeers{node: d.cluster.node, client: pc}
-		gcfg.SubmitRelay = &clusterSubmitRelay{node: d.cluster.node, client: pc}   // submit_sm through a node with a bind
-		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc}              // cluster_route.go
-		if gcfg.Relay, err = d.cluster.openRelay(cfg.Cluster.Secret); err != nil { // cluster_deliver.go
+		gcfg.SubmitRelay = &clusterSubmitRelay{self: d.cluster.node.ID(), members: d.cluster.node.Members, client: pc} // submit_sm through a node with a bind
+		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc}                                                  // cluster_route.go
+		if gcfg.Relay, err = d.cluster.openRelay(cfg.Cluster.Secret); err != nil {                                     // cluster_deliver.go
 			return nil, err
 		}
 	}
