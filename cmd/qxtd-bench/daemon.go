@@ -37,6 +37,7 @@ type daemonOpts struct {
 	// EtcdPrefix (a new one per run, so runs share nothing).
 	Etcd       []string
 	EtcdPrefix string
+	NodeID     int // cluster.node_id; 0 is 1
 }
 
 // daemon is a running `qxtd serve`.
@@ -50,6 +51,7 @@ type daemon struct {
 	waitErr  error
 	bin      string
 	args     []string
+	relays   bool // a cluster node meant to hold no bind: ready without one
 }
 
 // freeAddr is a loopback address nobody listens on (now).
@@ -110,7 +112,7 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	})
 	if len(o.Etcd) > 0 {
 		m["cluster"] = map[string]any{
-			"etcd_endpoints": o.Etcd, "node_id": 1, "peer_listen": "127.0.0.1:0",
+			"etcd_endpoints": o.Etcd, "node_id": max(o.NodeID, 1), "peer_listen": "127.0.0.1:0",
 			"secret": "qxtd-bench-cluster-secret", "prefix": o.EtcdPrefix,
 		}
 		// A spending cap, so that the run takes its quota from the
@@ -160,7 +162,7 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{})}
+	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{}), relays: o.NodeID > 1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -260,7 +262,8 @@ func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		last = strings.TrimSpace(string(b))
-		if resp.StatusCode == http.StatusOK && (last == "ready" || allBindsHere(last)) {
+		if resp.StatusCode == http.StatusOK && (last == "ready" || allBindsHere(last) ||
+			(d.relays && strings.HasPrefix(last, "ready: cluster node"))) {
 			return nil
 		}
 	}

@@ -37,6 +37,12 @@
 // enterprise with a spending cap (so quota blocks are taken): the report
 // adds the etcd requests per 1,000 messages and the relayed rate and CPU
 // per message against qxtd/no-receipts and qxtd/receipts of the same run.
+// qxtd-cluster-relay/no-receipts and qxtd-cluster-relay/receipts run two
+// nodes on that etcd sharing one bind to the peer (upstreams[].binds is
+// the cluster's total): node 1 holds it, the client binds to node 2, so
+// every segment goes through node 1 (POST /peer/v1/relay) and every
+// receipt comes back through it (offered to node 2 as an orphan). The
+// gateway CPU is both nodes'.
 // direct/no-receipts+hog, qxtd/no-receipts+hog and qxtd/receipts+hog
 // (hog.go) run with a busy loop at nice 19 beside them: the report adds
 // their relayed rate against the same scenario without it.

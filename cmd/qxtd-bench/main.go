@@ -177,6 +177,9 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 		}
 		o.Etcd, o.EtcdPrefix = endpoints, fmt.Sprintf("/qxtd-bench/%d/", time.Now().UnixNano())
 	}
+	if sc.Relay {
+		return runRelay(ctx, cfg, o, sc, peer)
+	}
 	d, err := startDaemon(ctx, o)
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
@@ -201,6 +204,50 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	d.Stop()
 	return res, d.LogLines(), err
+}
+
+// runRelay runs a relay scenario: node 1 takes the one bind to the peer,
+// node 2 joins with none, and the client binds to node 2.
+func runRelay(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
+	fail := func(err error) (Result, []string, error) {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+	}
+	o.Binds, o.CPUProfile = 1, ""
+	o.NodeID = 1
+	n1, err := startDaemon(ctx, o)
+	if err != nil {
+		return fail(fmt.Errorf("node 1: %w", err))
+	}
+	defer n1.Remove()
+	defer n1.Stop()
+	o.NodeID = 2
+	n2, err := startDaemon(ctx, o)
+	if err != nil {
+		return fail(fmt.Errorf("node 2: %w", err))
+	}
+	defer n2.Remove()
+	defer n2.Stop()
+	cl, err := Dial(ctx, n2.SMPPAddr, benchSystemID, benchPassword)
+	if err != nil {
+		return fail(err)
+	}
+	res, err := measure(ctx, cfg, sc, peer, cl, daemons{n1, n2}, n2)
+	return res, append(n1.LogLines(), n2.LogLines()...), err
+}
+
+// daemons is the CPU of several qxtd nodes together.
+type daemons []*daemon
+
+func (ds daemons) CPU() (time.Duration, error) {
+	var sum time.Duration
+	for _, d := range ds {
+		c, err := d.CPU()
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
 }
 
 // runKannel runs a Kannel scenario: Kannel started for it (the same

@@ -20,6 +20,11 @@ type scenario struct {
 	// Hog runs a busy loop at nice 19 beside the scenario (hog.go): how
 	// much speed a background CPU hog on one core costs.
 	Hog bool
+	// Relay (with Cluster) runs two nodes sharing one bind to the peer:
+	// the client binds to node 2, which holds none, so every segment is
+	// relayed through node 1 (POST /peer/v1/relay) and its receipt comes
+	// back through node 1 too. The gateway CPU is both nodes'.
+	Relay bool
 	// HTTP submits through the gateway's HTTP interface with the HTTP
 	// load client (httpload.go) instead of SMPP; Kannel puts Kannel where
 	// qxtd is (kannel.go).
@@ -42,6 +47,8 @@ var extraScenarios = []scenario{
 	{Name: "qxtd/no-receipts+hog", Qxtd: true, Hog: true},
 	{Name: "qxtd/receipts+hog", Qxtd: true, Receipts: true, Hog: true},
 	{Name: "qxtd-cluster/receipts", Qxtd: true, Receipts: true, Cluster: true},
+	{Name: "qxtd-cluster-relay/no-receipts", Qxtd: true, Cluster: true, Relay: true},
+	{Name: "qxtd-cluster-relay/receipts", Qxtd: true, Receipts: true, Cluster: true, Relay: true},
 	{Name: "kannel/no-receipts", HTTP: true, Kannel: true},
 	{Name: "kannel/receipts", Receipts: true, HTTP: true, Kannel: true},
 	{Name: "qxtd-http/no-receipts", Qxtd: true, HTTP: true},
