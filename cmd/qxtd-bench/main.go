@@ -232,6 +232,14 @@ func runRelay(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, p
 		return fail(err)
 	}
 	res, err := measure(ctx, cfg, sc, peer, cl, daemons{n1, n2}, n2)
+	if o.ProfileDir != "" {
+		for i, d := range []*daemon{n1, n2} {
+			path := filepath.Join(o.ProfileDir, fmt.Sprintf("%s.node%d.metrics", strings.ReplaceAll(sc.Name, "/", "-"), i+1))
+			if merr := d.SaveMetrics(path); merr != nil {
+				fmt.Fprintln(os.Stderr, "qxtd-bench: metrics:", merr)
+			}
+		}
+	}
 	return res, append(n1.LogLines(), n2.LogLines()...), err
 }
 
