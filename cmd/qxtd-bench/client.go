@@ -296,7 +296,7 @@ func (cl *Client) Run(ctx context.Context, spec RunSpec) (RunResult, error) {
 	var err error
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	last, lastAt := int64(-1), time.Now()
+	progress := newStallClock()
 wait:
 	for {
 		select {
@@ -313,9 +313,7 @@ wait:
 			err = ctx.Err()
 			break wait
 		case now := <-tick.C:
-			if p := b.resps.Load() + b.rcpts.Load(); p != last {
-				last, lastAt = p, now
-			} else if now.Sub(lastAt) > spec.Stall {
+			if progress.stalled(now, b.resps.Load()+b.rcpts.Load(), spec.Stall) {
 				err = fmt.Errorf("stalled: nothing for %v", spec.Stall)
 				break wait
 			}
@@ -391,4 +389,23 @@ func (cl *Client) send(ctx context.Context, b *batch, spec RunSpec, start time.T
 		}
 	}
 	return nil
+}
+
+// stallClock says when a count has not moved for longer than a stall
+// time: the load clients' watchdog.
+type stallClock struct {
+	last int64
+	at   time.Time
+}
+
+func newStallClock() stallClock { return stallClock{last: -1, at: time.Now()} }
+
+// stalled records count p at now and says whether it has not changed for
+// more than stall.
+func (s *stallClock) stalled(now time.Time, p int64, stall time.Duration) bool {
+	if p != s.last {
+		s.last, s.at = p, now
+		return false
+	}
+	return now.Sub(s.at) > stall
 }

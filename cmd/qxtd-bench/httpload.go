@@ -180,7 +180,7 @@ func (l *HTTPLoad) Run(ctx context.Context, spec RunSpec) (RunResult, error) {
 	dropped0, dropped := l.dropped(), 0
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	last, lastAt := int64(-1), time.Now()
+	progress := newStallClock()
 wait:
 	for {
 		select {
@@ -196,9 +196,7 @@ wait:
 					break wait
 				}
 			}
-			if p := b.resps.Load() + b.errs.Load() + b.rcpts.Load(); p != last {
-				last, lastAt = p, now
-			} else if now.Sub(lastAt) > spec.Stall {
+			if progress.stalled(now, b.resps.Load()+b.errs.Load()+b.rcpts.Load(), spec.Stall) {
 				err = fmt.Errorf("stalled: nothing for %v", spec.Stall)
 				break wait
 			}
