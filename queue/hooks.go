@@ -102,12 +102,15 @@ func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(
 			}
 			mv := msgB.Get(rest[hookKeyIDOff:])
 			if mv == nil {
-				s.log.Error("queue: hook key without message (run Check)", "enterprise", enterprise, "id", id)
+				s.reportDamaged(damagedKey("hook", id), "queue: hook key without message (run Check)", "enterprise", enterprise, "id", id)
 				continue
 			}
 			m, err := DecodeMessage(mv)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", id, err)
+				// One damaged record must not hold back the enterprise's
+				// other receipts: it stays due, reported, for Check.
+				s.reportDamaged(damagedKey("hook", id), "queue: hook of a message that does not decode (run Check)", "enterprise", enterprise, "id", id, "err", err)
+				continue
 			}
 			a, _ := binary.Uvarint(v)
 			out = append(out, Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m})

@@ -146,17 +146,20 @@ func (r *dueReader) job(k Key) (Job, bool, error) {
 	if m == nil {
 		v := r.msgB.Get(msgKey(k.ID))
 		if v == nil {
-			r.s.log.Error("queue: due key without message (run Check)", "key", k.String())
+			r.s.reportDamaged("due/"+k.String(), "queue: due key without message (run Check)", "key", k.String())
 			return Job{}, false, nil
 		}
 		var err error
 		if m, err = DecodeMessage(v); err != nil {
-			return Job{}, false, fmt.Errorf("message %d: %w", k.ID, err)
+			// Skipped, not an error: one damaged record must not stop
+			// every message due after it. Check reports it.
+			r.s.reportDamaged("due/"+k.String(), "queue: due message does not decode (run Check)", "key", k.String(), "err", err)
+			return Job{}, false, nil
 		}
 		r.cache[k.ID] = m
 	}
 	if int(k.Part) >= len(m.Parts) {
-		r.s.log.Error("queue: due key without part (run Check)", "key", k.String())
+		r.s.reportDamaged("due/"+k.String(), "queue: due key without part (run Check)", "key", k.String())
 		return Job{}, false, nil
 	}
 	return Job{Key: k, Msg: m, Part: m.Parts[k.Part]}, true, nil
@@ -202,12 +205,15 @@ func (s *Store) PendingDLRs(account string, limit int, skip func(id uint64) bool
 			}
 			v := msgB.Get(rest)
 			if v == nil {
-				s.log.Error("queue: dlrout key without message (run Check)", "account", account, "id", id)
+				s.reportDamaged(damagedKey("dlrout", id), "queue: dlrout key without message (run Check)", "account", account, "id", id)
 				continue
 			}
 			m, err := DecodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", id, err)
+				// One damaged record must not hold back the account's
+				// other receipts: it stays pending, reported, for Check.
+				s.reportDamaged(damagedKey("dlrout", id), "queue: dlrout message does not decode (run Check)", "account", account, "id", id, "err", err)
+				continue
 			}
 			out = append(out, m)
 			if limit > 0 && len(out) >= limit {

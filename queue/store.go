@@ -87,6 +87,8 @@ type Store struct {
 	ownDB bool // opened by Open: Close closes it
 	opt   Options
 	log   *slog.Logger
+	// damaged is the set of damaged records already logged (damaged.go).
+	damaged damaged
 
 	ops  chan *op      // into the commit loop; closed by Close
 	done chan struct{} // closed when the commit loop has returned

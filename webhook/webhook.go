@@ -293,13 +293,25 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 		for _, p := range batch {
 			hooks = append(hooks, p.h)
 		}
-		if err := s.cfg.Store.AckHooks(ctx, hooks); err != nil {
-			// Still due: they are posted again (at-least-once).
-			s.log.Error("receipt webhooks: ack", "receipts", len(hooks), "err", err)
-		} else {
+		acked := func(p took) {
+			s.total.WithLabelValues("delivered").Inc()
+			s.latency.Observe(p.latency.Seconds())
+		}
+		if err := s.cfg.Store.AckHooks(ctx, hooks); err == nil {
 			for _, p := range batch {
-				s.total.WithLabelValues("delivered").Inc()
-				s.latency.Observe(p.latency.Seconds())
+				acked(p)
+			}
+		} else {
+			// One at a time, so that a receipt the store cannot record
+			// (its message damaged, say) does not keep the others of its
+			// batch due; those that fail stay due and are posted again
+			// (at-least-once).
+			for _, p := range batch {
+				if err := s.cfg.Store.AckHook(ctx, p.h); err != nil {
+					s.log.Error("receipt webhook: ack", "id", p.h.Msg.ID, "err", err)
+					continue
+				}
+				acked(p)
 			}
 		}
 		s.mu.Lock()

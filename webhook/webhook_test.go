@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/queue"
 )
@@ -174,19 +176,7 @@ func TestSignedOnce(t *testing.T) {
 // only observable).
 func waitPending(t *testing.T, r *rig, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		got, err := r.store.HookPending()
-		if err == nil && got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pending %d, want %d", got, n)
-		}
-		<-tick.C
-	}
+	waitPendingStore(t, r.store, n)
 }
 
 func TestRetryWithBackoff(t *testing.T) {
@@ -376,5 +366,86 @@ func TestSlotFreeBeforeAck(t *testing.T) {
 	waitPending(t, r, 0)
 	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")); n != 10 {
 		t.Errorf("delivered %v, want 10", n)
+	}
+}
+
+// A damaged message record does not hold back its enterprise's other
+// receipts: they are posted and recorded, the damaged one stays due
+// (reported, for Check). Before, the listing of due receipts failed on it,
+// and none of the enterprise's receipts went out again.
+func TestDamagedMessageDoesNotBlockReceipts(t *testing.T) {
+	rcv := newReceiver(t)
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 6 {
+		ids = append(ids, strconv.FormatUint(finalMessage(t, s, "ent1", rcv.URL, queue.StateDelivered).ID, 10))
+	}
+	bad := ids[2]
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage one message record behind the store's back.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badID, _ := strconv.ParseUint(bad, 10, 64)
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("msg")).Put(binary.BigEndian.AppendUint64(nil, badID), []byte{0xff})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	reg := prometheus.NewRegistry()
+	snd, err := New(Config{Store: s, Registerer: reg, AllowPrivate: true, Workers: 8, PerEnterprise: 8, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetHookCallback(snd.Wake)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); snd.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	got := map[string]int{}
+	for len(got) < 5 {
+		got[rcv.next(t).receiptID]++
+	}
+	if got[bad] != 0 {
+		t.Errorf("the damaged message's receipt was posted: %v", got)
+	}
+	waitPendingStore(t, s, 1)
+	if n := testutil.ToFloat64(snd.total.WithLabelValues("delivered")); n != 5 {
+		t.Errorf("delivered %v, want 5", n)
+	}
+}
+
+// waitPendingStore waits until s holds n receipts not yet delivered.
+func waitPendingStore(t *testing.T, s *queue.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got, err := s.HookPending()
+		if err == nil && got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending %d, want %d", got, n)
+		}
+		<-tick.C
 	}
 }
