@@ -61,9 +61,9 @@ import (
 const (
 	PeerClockSkew = 60 * time.Second // accepted difference between a request's time and the server's clock
 	PeerMaxBody   = 4 << 20          // bytes of a request (or response) body
-	// PeerMaxInFlight bounds the requests a node reads and serves at
-	// once; more get 503 at once (every caller retries: receipts and
-	// deliveries wait, a relay tries another node, a routed query is a
+	// PeerMaxInFlight bounds the requests other than relays a node
+	// reads and serves at once; more get 503 at once (every caller
+	// retries: receipts and deliveries wait, a routed query is a
 	// temporary failure), so a flood of bodies, authenticated or not,
 	// holds at most PeerMaxInFlight × PeerMaxBody = 64 MiB.
 	PeerMaxInFlight = 16
