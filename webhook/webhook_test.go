@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -98,6 +99,9 @@ type rig struct {
 	snd   *Sender
 	reg   *prometheus.Registry
 	stop  func()
+	// damaged: the test damaged the store on purpose, so stop does not
+	// check its consistency.
+	damaged bool
 }
 
 func start(t *testing.T, path string, cfg Config) *rig {
@@ -130,7 +134,7 @@ func startWith(t *testing.T, path string, qopts queue.Options, cfg Config) *rig 
 		once.Do(func() {
 			cancel()
 			<-done
-			if err := s.Check(); err != nil {
+			if err := s.Check(); err != nil && !r.damaged {
 				t.Errorf("check: %v", err)
 			}
 			s.Close()
@@ -166,9 +170,18 @@ func TestSignedOnce(t *testing.T) {
 		t.Fatalf("second POST is for %s, want %d", p.receiptID, m2.ID)
 	}
 	waitPending(t, r, 0)
-	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")); n != 2 {
-		t.Errorf("delivered %v", n)
-	}
+	waitDelivered(t, r, 2)
+}
+
+// waitDelivered waits until the sender has counted n deliveries: it counts
+// them once the store's commit has answered, a moment after HookPending
+// already sees it.
+func waitDelivered(t *testing.T, r *rig, n float64) {
+	t.Helper()
+	waitFor(t, func() (bool, string) {
+		got := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered"))
+		return got == n, fmt.Sprintf("delivered %v, want %v", got, n)
+	})
 }
 
 // waitPending waits until the store holds n receipts (every event is a
@@ -176,7 +189,29 @@ func TestSignedOnce(t *testing.T) {
 // only observable).
 func waitPending(t *testing.T, r *rig, n int) {
 	t.Helper()
-	waitPendingStore(t, r.store, n)
+	waitFor(t, func() (bool, string) {
+		got, err := r.store.HookPending()
+		return err == nil && got == n, fmt.Sprintf("pending %d (%v), want %d", got, err, n)
+	})
+}
+
+// waitFor polls cond until it holds, failing with its last word after
+// 10 s.
+func waitFor(t *testing.T, cond func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(state)
+		}
+		<-tick.C
+	}
 }
 
 func TestRetryWithBackoff(t *testing.T) {
@@ -231,17 +266,10 @@ func TestDurableAcrossRestart(t *testing.T) {
 // waitRetried waits until the failed attempt is recorded in the store.
 func waitRetried(t *testing.T, r *rig) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
+	waitFor(t, func() (bool, string) {
 		hs, _ := r.store.DueHooks("ent1", time.Now().Add(time.Hour), 0, nil)
-		if len(hs) == 1 && hs[0].Attempts == 1 {
-			return
-		}
-		<-tick.C
-	}
-	t.Fatal("retry not recorded")
+		return len(hs) == 1 && hs[0].Attempts == 1, "retry not recorded"
+	})
 }
 
 // A dead endpoint of one enterprise takes at most PerEnterprise workers:
@@ -364,9 +392,7 @@ func TestSlotFreeBeforeAck(t *testing.T) {
 	}
 	release()
 	waitPending(t, r, 0)
-	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")); n != 10 {
-		t.Errorf("delivered %v, want 10", n)
-	}
+	waitDelivered(t, r, 10)
 }
 
 // A damaged message record does not hold back its enterprise's other
@@ -403,21 +429,8 @@ func TestDamagedMessageDoesNotBlockReceipts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = queue.Open(path, queue.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	reg := prometheus.NewRegistry()
-	snd, err := New(Config{Store: s, Registerer: reg, AllowPrivate: true, Workers: 8, PerEnterprise: 8, Poll: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetHookCallback(snd.Wake)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); snd.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r := start(t, path, Config{Workers: 8, PerEnterprise: 8, Poll: 10 * time.Millisecond})
+	r.damaged = true
 
 	got := map[string]int{}
 	for len(got) < 5 {
@@ -426,26 +439,6 @@ func TestDamagedMessageDoesNotBlockReceipts(t *testing.T) {
 	if got[bad] != 0 {
 		t.Errorf("the damaged message's receipt was posted: %v", got)
 	}
-	waitPendingStore(t, s, 1)
-	if n := testutil.ToFloat64(snd.total.WithLabelValues("delivered")); n != 5 {
-		t.Errorf("delivered %v, want 5", n)
-	}
-}
-
-// waitPendingStore waits until s holds n receipts not yet delivered.
-func waitPendingStore(t *testing.T, s *queue.Store, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		got, err := s.HookPending()
-		if err == nil && got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pending %d, want %d", got, n)
-		}
-		<-tick.C
-	}
+	waitPending(t, r, 1)
+	waitDelivered(t, r, 5)
 }
