@@ -350,12 +350,20 @@ func (s *Sender) fill(ctx context.Context, sem chan struct{}, acks chan<- took, 
 		if room <= 0 {
 			continue
 		}
+		// s.mu is held across the scan, as the dispatcher and the receipt
+		// forwarder hold theirs: the scan reads a snapshot, and a receipt
+		// whose outcome is committed meanwhile must not leave the in-flight
+		// set before the scan is over, or the snapshot, older than that
+		// commit, shows it due and it is posted again.
+		s.mu.Lock()
 		hs, err := s.cfg.Store.DueHooks(e, now, room, func(id uint64) bool {
-			s.mu.Lock()
-			defer s.mu.Unlock()
 			_, busy := s.inflight[id]
 			return busy
 		})
+		for _, h := range hs {
+			s.inflight[h.Msg.ID] = struct{}{}
+		}
+		s.mu.Unlock()
 		if err != nil {
 			s.log.Error("receipt webhooks: due", "enterprise", e, "err", err)
 			continue
@@ -367,7 +375,6 @@ func (s *Sender) fill(ctx context.Context, sem chan struct{}, acks chan<- took, 
 				return
 			}
 			s.mu.Lock()
-			s.inflight[h.Msg.ID] = struct{}{}
 			s.perEnt[e]++
 			s.mu.Unlock()
 			wg.Add(1)
