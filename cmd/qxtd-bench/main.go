@@ -63,6 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "qxtd-bench: -n and -window must be at least 1, -warmup not negative")
 		return 2
 	}
+	if o.ProfileDir != "" {
+		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "qxtd-bench: -cpuprofile-dir:", err)
+			return 2
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
