@@ -31,8 +31,10 @@ package cluster
 //   - Writes are serialised cluster-wide: each etcd transaction commits only
 //     if data-rev's ModRevision is the one this node last applied, i.e. fn
 //     ran on the latest data. A node that lost the race waits until its
-//     watcher has applied the winner's write and runs fn again (at most
-//     maxAttempts times, then ErrConflict).
+//     watcher has applied the winner's write and runs fn again, for as
+//     long as conflictBudget after its first loss (then ErrConflict): a
+//     count of attempts let a node lose to another's burst of writes
+//     (16 losses in a row to a node writing in a loop, under -race).
 //   - Read-your-writes on the writing node: Update returns once the watcher
 //     applied the write to the local file and ran the OnChange hooks.
 //   - Other nodes apply it when their watch delivers it: typically a few
@@ -95,15 +97,15 @@ import (
 
 // Errors of a Replica.
 var (
-	// ErrConflict: Update lost the race to other nodes' writes maxAttempts
-	// times in a row.
+	// ErrConflict: Update kept losing the race to other nodes' writes for
+	// conflictBudget.
 	ErrConflict = errors.New("cluster: replica write conflicted with other nodes' writes too often")
 	// ErrReplicaClosed: the Replica was closed.
 	ErrReplicaClosed = errors.New("cluster: replica closed")
 )
 
 const (
-	maxAttempts      = 16
+	conflictBudget   = 10 * time.Second
 	defaultMaxOps    = 128
 	defaultMaxBytes  = 1 << 20 // below etcd's default 1.5 MiB request limit
 	loadPage         = 1000
@@ -242,7 +244,11 @@ func (r *Replica) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error 
 		return ErrReplicaClosed
 	default:
 	}
-	for range maxAttempts {
+	var lostSince time.Time // the first conflict
+	for {
+		if !lostSince.IsZero() && time.Since(lostSince) > conflictBudget {
+			return ErrConflict
+		}
 		ops, expect, err := r.prepare(fn)
 		if err != nil {
 			return err
@@ -255,6 +261,9 @@ func (r *Replica) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error 
 			return fmt.Errorf("cluster: replica write: %w", err)
 		}
 		if rev == 0 { // another node wrote first: apply it, then run fn again
+			if lostSince.IsZero() {
+				lostSince = time.Now()
+			}
 			if err := r.wait(ctx, func() bool { return r.dataRev >= cur }); err != nil {
 				return err
 			}
@@ -262,7 +271,6 @@ func (r *Replica) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error 
 		}
 		return r.wait(ctx, func() bool { return r.applied >= rev })
 	}
-	return ErrConflict
 }
 
 // prepare runs fn in a write transaction it rolls back and returns the
