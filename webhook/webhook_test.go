@@ -316,10 +316,14 @@ func TestPrivateAddressRefused(t *testing.T) {
 	}
 }
 
-// Receipts to one endpoint reuse their connections: at most PerEnterprise
-// are ever opened to it, however many receipts go. (With two idle
-// connections kept per host, every POST beyond two in flight dialled a
-// new one.)
+// Receipts to one endpoint reuse their connections: about PerEnterprise
+// are opened to it, however many receipts go. (With two idle connections
+// kept per host, every POST beyond two in flight dialled a new one: 47 for
+// these 200.) The bound is twice PerEnterprise, not PerEnterprise:
+// net/http drops a connection instead of reusing it when its writer has
+// not reported the request written within 50 ms of the answer, and a
+// machine starved of CPU (the whole suite under -race) made that happen
+// once in a run (net/http's own tests raise that wait for this reason).
 func TestKeepAlive(t *testing.T) {
 	var dials atomic.Int64
 	var got atomic.Int64
@@ -343,8 +347,8 @@ func TestKeepAlive(t *testing.T) {
 	if got.Load() < n {
 		t.Fatalf("%d POSTs for %d receipts", got.Load(), n)
 	}
-	if d := dials.Load(); d > 4 {
-		t.Errorf("%d connections opened for %d receipts, want at most PerEnterprise (4)", d, n)
+	if d := dials.Load(); d > 2*4 {
+		t.Errorf("%d connections opened for %d receipts, want at most twice PerEnterprise (4)", d, n)
 	}
 }
 
