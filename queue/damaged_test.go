@@ -22,9 +22,10 @@ func damage(t *testing.T, s *Store, id uint64) {
 }
 
 // One damaged message record does not stop the others: the dispatcher's
-// scan and an account's pending receipts skip it (and log it; Check
-// reports it). Before, both failed as a whole on it, so nothing due after
-// it was sent and none of the account's receipts went out.
+// scan, an account's pending receipts and the enterprise's outbox skip it
+// (and log it; Check reports it). Before, each failed as a whole on it, so
+// nothing due after it was sent, none of the account's receipts went out
+// and the outbox showed only an error.
 func TestDamagedMessageSkipped(t *testing.T) {
 	var logs bytes.Buffer
 	s := newStore(t, Options{NoSync: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -58,6 +59,16 @@ func TestDamagedMessageSkipped(t *testing.T) {
 	if err != nil || len(pend) != 2 || pend[0].ID != done[0].ID || pend[1].ID != done[2].ID {
 		t.Errorf("bob's pending receipts: %d, %v; want the two undamaged", len(pend), err)
 	}
+	// The enterprise's outbox lists the other four (it failed as a whole).
+	listed, next, err := s.List(ListFilter{Enterprise: "G1"}, 0, 100)
+	if err != nil || next != 0 || len(listed) != 4 {
+		t.Errorf("outbox: %d messages (next %d), %v; want the four undamaged", len(listed), next, err)
+	}
+	for _, m := range listed {
+		if m.ID == due[1].ID || m.ID == done[1].ID {
+			t.Errorf("outbox lists damaged message %d", m.ID)
+		}
+	}
 	// Each damaged record is logged once, not at every scan.
 	for range 3 {
 		if _, err := s.Due(time.Now().Add(time.Hour), 0, nil); err != nil {
@@ -66,6 +77,12 @@ func TestDamagedMessageSkipped(t *testing.T) {
 		if _, err := s.PendingDLRs("bob", 0, nil); err != nil {
 			t.Fatal(err)
 		}
+		if _, _, err := s.List(ListFilter{Enterprise: "G1"}, 0, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "outbox skips a message that does not decode"); n != 2 {
+		t.Errorf("the damaged messages were logged %d times by the outbox, want once each:\n%s", n, logs.String())
 	}
 	if n := strings.Count(logs.String(), "due message does not decode"); n != 1 {
 		t.Errorf("the damaged due message was logged %d times, want once:\n%s", n, logs.String())

@@ -135,21 +135,27 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 				next = last // the caller resumes below it
 				return nil
 			}
+			// A damaged record is skipped (logged once), not the whole
+			// page: one record a disk error garbled must not take every
+			// enterprise's outbox with it. Whose it was cannot be told.
 			if len(k) != 8 {
-				return fmt.Errorf("%w: message key %x", ErrCorrupt, k)
+				s.reportDamaged(fmt.Sprintf("listkey/%x", k), "queue: outbox skips a malformed message key (restore from a backup)", "key", fmt.Sprintf("%x", k))
+				continue
 			}
 			id := binary.BigEndian.Uint64(k)
 			scanned, last = scanned+1, id
 			a, e, ok := peekOwner(v)
 			if !ok {
-				return fmt.Errorf("%w: message %d: bad header", ErrCorrupt, id)
+				s.reportDamaged(damagedKey("list", id), "queue: outbox skips a message that does not decode (restore from a backup)", "id", id, "err", "bad header")
+				continue
 			}
 			if !bytes.Equal(e, ent) || len(acct) > 0 && !bytes.Equal(a, acct) {
 				continue
 			}
 			m, err := DecodeMessage(v)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", id, err)
+				s.reportDamaged(damagedKey("list", id), "queue: outbox skips a message that does not decode (restore from a backup)", "id", id, "enterprise", f.Enterprise, "err", err)
+				continue
 			}
 			if !f.match(m, now) {
 				continue
