@@ -88,24 +88,65 @@ const receiptDate = "0601021504"
 // the printable ASCII of the first 20 characters: a Chinese original would
 // otherwise put UTF-8 octets where the peer reads GSM 7-bit (Kannel logs
 // "Could not convert GSM" for every one of them).
-func (r Receipt) Format() string {
-	text := []rune(r.Text)
-	if len(text) > 20 {
-		text = text[:20]
+func (r Receipt) Format() string { return string(r.AppendFormat(nil)) }
+
+// AppendFormat appends Format's text to b. It runs once per receipt sent
+// to an ESME, so it appends digits itself instead of going through fmt and
+// time.Format (TestReceiptAppendFormat and FuzzReceiptFormat hold it to
+// the same text as fmt's %03d and time.Format's layout 0601021504).
+func (r Receipt) AppendFormat(b []byte) []byte {
+	b = append(b, "id:"...)
+	b = append(b, r.ID...)
+	b = append(b, " sub:"...)
+	b = append3d(b, r.Sub)
+	b = append(b, " dlvrd:"...)
+	b = append3d(b, r.Dlvrd)
+	b = append(b, " submit date:"...)
+	b = appendReceiptDate(b, r.SubmitDate)
+	b = append(b, " done date:"...)
+	b = appendReceiptDate(b, r.DoneDate)
+	b = append(b, " stat:"...)
+	b = append(b, r.State.Stat()...)
+	b = append(b, " err:"...)
+	if r.Err == "" {
+		b = append(b, "000"...)
+	} else {
+		b = append(b, r.Err...)
 	}
-	ascii := make([]byte, 0, len(text))
-	for _, c := range text {
+	b = append(b, " text:"...)
+	n := 0
+	for _, c := range r.Text { // the first 20 characters, as []rune counts them
+		if n == 20 {
+			break
+		}
+		n++
 		if c >= 0x20 && c < 0x7F {
-			ascii = append(ascii, byte(c))
+			b = append(b, byte(c))
 		}
 	}
-	errCode := r.Err
-	if errCode == "" {
-		errCode = "000"
+	return b
+}
+
+// append3d appends n as fmt's %03d does.
+func append3d(b []byte, n int) []byte {
+	if n < 0 || n > 999 {
+		return fmt.Appendf(b, "%03d", n)
 	}
-	return fmt.Sprintf("id:%s sub:%03d dlvrd:%03d submit date:%s done date:%s stat:%s err:%s text:%s",
-		r.ID, r.Sub, r.Dlvrd, r.SubmitDate.Format(receiptDate), r.DoneDate.Format(receiptDate),
-		r.State.Stat(), errCode, ascii)
+	return append(b, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10))
+}
+
+// appendReceiptDate appends t as t.Format(receiptDate) does (yyMMddhhmm,
+// in t's location).
+func appendReceiptDate(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	if year < 0 {
+		return t.AppendFormat(b, receiptDate)
+	}
+	hour, minute, _ := t.Clock()
+	for _, v := range [...]int{year % 100, int(month), day, hour, minute} {
+		b = append(b, byte('0'+v/10), byte('0'+v%10))
+	}
+	return b
 }
 
 // receiptKeys in the order of Appendix B; values run up to the next key.
@@ -274,7 +315,7 @@ func NewReceiptPDU(r Receipt, src, dst string, srcTON, srcNPI, dstTON, dstNPI ui
 		SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src,
 		DestAddrTON: dstTON, DestAddrNPI: dstNPI, DestinationAddr: dst,
 		ESMClass:     0x04,
-		ShortMessage: []byte(r.Format()),
+		ShortMessage: r.AppendFormat(make([]byte, 0, 128)),
 		TLVs: []TLVField{
 			{Tag: pdutlv.TagReceiptedMessageID, Value: append([]byte(r.ID), 0)}, // a C-octet string
 			{Tag: tagMessageState, Value: []byte{byte(r.State)}},
