@@ -114,3 +114,28 @@ func TestDerivedConfig(t *testing.T) {
 		t.Errorf("derived configuration keeps the demo's upstream:\n%s", s)
 	}
 }
+
+// The spread line gives each repeated scenario's lowest, median and
+// highest figures, leaves out failed rounds and scenarios run once.
+func TestSpread(t *testing.T) {
+	rs := []Result{
+		{Scenario: "qxtd/receipts", RelayedRate: 9000, GatewayCPU: 110, SubmitP99: 30},
+		{Scenario: "direct/receipts", RelayedRate: 50000, SubmitP99: 1},
+		{Scenario: "qxtd/receipts", RelayedRate: 11000, GatewayCPU: 90, SubmitP99: 6.5},
+		{Scenario: "qxtd/receipts", Err: "boom"},
+		{Scenario: "qxtd/receipts", RelayedRate: 10000, GatewayCPU: 100, SubmitP99: 8.25},
+		{Scenario: "qxtd/no-receipts", RelayedRate: 12000, GatewayCPU: 80, SubmitP99: 5},
+	}
+	var b strings.Builder
+	writeSpread(&b, rs)
+	want := "\nspread over the rounds (lowest / median / highest):\n" +
+		"  qxtd/receipts (3 rounds): relayed msg/s 9000 / 10000 / 11000; gateway CPU µs/msg 90 / 100 / 110; submit_sm_resp p99 ms 6.50 / 8.25 / 30.00\n"
+	if got := b.String(); got != want {
+		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
+	b.Reset()
+	writeSpread(&b, rs[1:2])
+	if b.Len() != 0 {
+		t.Errorf("a scenario run once got a spread line: %q", b.String())
+	}
+}

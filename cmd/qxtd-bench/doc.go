@@ -113,6 +113,12 @@
 //     receipts setting (rates: below 1 is slower; latency: above 1 is
 //     slower).
 //
+// With -rounds above 1 each row is the round with the median relayed
+// rate, and a line per scenario under the table gives the lowest, median
+// and highest relayed rate, gateway CPU and submit_sm_resp p99 over the
+// rounds: a tail latency or a CPU figure of one round on a shared machine
+// can sit anywhere in that range.
+//
 // A run that makes no progress for -stall fails with the counts it got,
 // and the whole run is bounded by -timeout; the exit status is 1 if any
 // scenario failed or any submit_sm was refused. -json FILE writes one

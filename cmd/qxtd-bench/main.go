@@ -128,11 +128,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
+	all := results
 	results = medians(results)
 	compare(results)
 	fmt.Fprintf(stdout, "qxtd-bench: rounds=%d (median of each) n=%d warm-up=%d window=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
 		max(1, *rounds), cfg.N, cfg.Warmup, cfg.Window, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
 	writeTable(stdout, results)
+	writeSpread(stdout, all)
 	fmt.Fprintf(stdout, "\nwhole run: %.1fs\n", time.Since(began).Seconds())
 	if *jsonPath != "" {
 		f, err := os.Create(*jsonPath)

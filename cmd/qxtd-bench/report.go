@@ -170,6 +170,52 @@ func medians(rs []Result) []Result {
 	return out
 }
 
+// writeSpread prints, for each scenario run more than once, the lowest,
+// median and highest of its rounds' relayed rate, gateway CPU and
+// submit_sm_resp p99. The table shows the round with the median rate; a
+// p99 or a CPU figure of that one round can sit anywhere in this range,
+// and a target is only met if the whole range says so.
+func writeSpread(w io.Writer, rs []Result) {
+	var order []string
+	by := map[string][]Result{}
+	for _, r := range rs {
+		if r.Err != "" || r.Kill != nil {
+			continue
+		}
+		if _, ok := by[r.Scenario]; !ok {
+			order = append(order, r.Scenario)
+		}
+		by[r.Scenario] = append(by[r.Scenario], r)
+	}
+	header := false
+	for _, name := range order {
+		xs := by[name]
+		if len(xs) < 2 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nspread over the rounds (lowest / median / highest):")
+			header = true
+		}
+		fmt.Fprintf(w, "  %s (%d rounds): relayed msg/s %s", name, len(xs), spread(xs, "%.0f", func(r Result) float64 { return r.RelayedRate }))
+		if xs[0].GatewayCPU > 0 {
+			fmt.Fprintf(w, "; gateway CPU µs/msg %s", spread(xs, "%.0f", func(r Result) float64 { return r.GatewayCPU }))
+		}
+		fmt.Fprintf(w, "; submit_sm_resp p99 ms %s\n", spread(xs, "%.2f", func(r Result) float64 { return r.SubmitP99 }))
+	}
+}
+
+// spread formats the lowest, median (for an even count, the lower middle,
+// as medians picks) and highest of f over rs.
+func spread(rs []Result, format string, f func(Result) float64) string {
+	vs := make([]float64, len(rs))
+	for i, r := range rs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	return fmt.Sprintf(format+" / "+format+" / "+format, vs[0], vs[(len(vs)-1)/2], vs[len(vs)-1])
+}
+
 // writeHogCost prints each +hog scenario's relayed rate against the same
 // scenario without the hog in the same run.
 func writeHogCost(w io.Writer, rs []Result) {
