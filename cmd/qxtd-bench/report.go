@@ -153,21 +153,33 @@ func writeJSON(w io.Writer, rs []Result) error {
 // median relayed rate (for an even count, the lower middle), in the order
 // the scenarios first ran. A failed result counts as rate 0.
 func medians(rs []Result) []Result {
-	var order []string
-	by := map[string][]Result{}
-	for _, r := range rs {
-		if _, ok := by[r.Scenario]; !ok {
-			order = append(order, r.Scenario)
-		}
-		by[r.Scenario] = append(by[r.Scenario], r)
-	}
-	out := make([]Result, 0, len(order))
-	for _, name := range order {
-		xs := by[name]
+	groups := byScenario(rs, func(Result) bool { return true })
+	out := make([]Result, 0, len(groups))
+	for _, xs := range groups {
 		sort.Slice(xs, func(i, j int) bool { return xs[i].RelayedRate < xs[j].RelayedRate })
 		out = append(out, xs[(len(xs)-1)/2])
 	}
 	return out
+}
+
+// byScenario groups the results keep accepts by scenario, in the order
+// the scenarios first ran.
+func byScenario(rs []Result, keep func(Result) bool) [][]Result {
+	var groups [][]Result
+	at := map[string]int{}
+	for _, r := range rs {
+		if !keep(r) {
+			continue
+		}
+		i, ok := at[r.Scenario]
+		if !ok {
+			i = len(groups)
+			at[r.Scenario] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
 }
 
 // writeSpread prints, for each scenario run more than once, the lowest,
@@ -176,23 +188,12 @@ func medians(rs []Result) []Result {
 // p99 or a CPU figure of that one round can sit anywhere in this range,
 // and a target is only met if the whole range says so.
 func writeSpread(w io.Writer, rs []Result) {
-	var order []string
-	by := map[string][]Result{}
-	for _, r := range rs {
-		if r.Err != "" || r.Kill != nil {
-			continue
-		}
-		if _, ok := by[r.Scenario]; !ok {
-			order = append(order, r.Scenario)
-		}
-		by[r.Scenario] = append(by[r.Scenario], r)
-	}
 	header := false
-	for _, name := range order {
-		xs := by[name]
+	for _, xs := range byScenario(rs, func(r Result) bool { return r.Err == "" && r.Kill == nil }) {
 		if len(xs) < 2 {
 			continue
 		}
+		name := xs[0].Scenario
 		if !header {
 			fmt.Fprintln(w, "\nspread over the rounds (lowest / median / highest):")
 			header = true
