@@ -100,6 +100,11 @@ func (l *emfileListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
+// SetDeadline is the TCP listener's: Serve retries with a deadline.
+func (l *emfileListener) SetDeadline(t time.Time) error {
+	return l.Listener.(*net.TCPListener).SetDeadline(t)
+}
+
 func (l *emfileListener) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return l.Listener.Close()
@@ -137,6 +142,50 @@ func TestServerSurvivesEMFILE(t *testing.T) {
 	_ = s.Close()
 	if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
 		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+}
+
+// TestServerRecoversEMFILEWithEmptyBacklog: Linux's accept fails with
+// EMFILE at the descriptor limit even when no connection waits, and once
+// descriptors are free it blocks on the empty backlog. Healthy must clear
+// then, not wait for the next client (it did: /readyz said 503 until one
+// came, and TestDescriptorExhaustion failed when the flood's last
+// connection had been accepted).
+func TestServerRecoversEMFILEWithEmptyBacklog(t *testing.T) {
+	l := newEMFILEListener(t)
+	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
+	defer s.Close()
+	go func() { _ = s.Serve(l) }()
+	recvWithin(t, "Accept", l.calls)
+	l.fail <- errEMFILE
+	recvWithin(t, "Accept again", l.calls)
+	if err := s.Healthy(); !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Healthy during the retry = %v, want EMFILE", err)
+	}
+	close(l.fail) // descriptors free, nobody connecting
+	recvWithin(t, "Accept after the empty retry", l.calls)
+	if err := s.Healthy(); err != nil {
+		t.Fatalf("Healthy after a retry found the backlog empty = %v, want nil", err)
+	}
+	p := dialPeer(t, l.Addr().String()) // and it still accepts
+	p.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+}
+
+// plainListener hides SetDeadline: a listener Serve cannot probe.
+type plainListener struct{ net.Listener }
+
+// TestServerRecoversEMFILEWithoutDeadline: a listener without deadlines is
+// taken to be well once its retry starts (a new failure sets it back).
+func TestServerRecoversEMFILEWithoutDeadline(t *testing.T) {
+	l := newEMFILEListener(t)
+	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
+	defer s.Close()
+	go func() { _ = s.Serve(plainListener{l}) }()
+	recvWithin(t, "Accept", l.calls)
+	l.fail <- errEMFILE
+	recvWithin(t, "Accept again", l.calls)
+	if err := s.Healthy(); err != nil {
+		t.Fatalf("Healthy while the retry waits on an empty backlog = %v, want nil", err)
 	}
 }
 

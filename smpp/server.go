@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -186,7 +187,8 @@ var ErrListenerClosed = errors.New("smpp: listener closed")
 // Serve accepts connections on l until the server closes. Every Accept
 // error is retried with a backoff of 5 ms doubling to 1 s (as net/http
 // does: EMFILE at the descriptor limit passes once connections close), and
-// Healthy reports it meanwhile; only a closed listener ends Serve.
+// Healthy reports it until the listener accepts again; only a closed
+// listener ends Serve.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -205,10 +207,44 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
+// acceptProbe is how long a retried Accept waits for a connection before
+// its timeout is taken as proof that the listener accepts again.
+const acceptProbe = 200 * time.Millisecond
+
+// deadliner is a listener whose Accept can time out (*net.TCPListener).
+type deadliner interface{ SetDeadline(time.Time) error }
+
 func (s *Server) serve(l net.Listener) error {
+	dl, _ := l.(deadliner)
 	var backoff time.Duration
 	for {
+		// Linux's accept takes a descriptor before it looks at the backlog:
+		// at the limit it fails with EMFILE even with no connection
+		// waiting, and once descriptors are free it blocks, with no
+		// success to clear the failure (and /readyz said 503 until the
+		// next client came). So a retry runs with a deadline: its timeout
+		// means Accept found an empty backlog, which it can only do with a
+		// descriptor to spare. A listener without deadlines is taken to be
+		// well when its retry starts; a failure sets it back at once.
+		probing := false
+		if backoff != 0 {
+			if dl != nil && dl.SetDeadline(time.Now().Add(acceptProbe)) == nil {
+				probing = true
+			} else {
+				s.mu.Lock()
+				s.listeners[l] = nil
+				s.mu.Unlock()
+			}
+		}
 		nc, err := l.Accept()
+		if probing {
+			_ = dl.SetDeadline(time.Time{})
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				backoff = 0
+				s.acceptOK(l)
+				continue
+			}
+		}
 		if err != nil {
 			s.mu.Lock()
 			closing := s.closing
@@ -239,12 +275,22 @@ func (s *Server) serve(l net.Listener) error {
 		}
 		if backoff != 0 {
 			backoff = 0
-			s.mu.Lock()
-			s.listeners[l] = nil
-			s.mu.Unlock()
-			s.log.Info("smpp accept recovered", "listener", l.Addr().String())
+			s.acceptOK(l)
 		}
 		s.startConn(nc)
+	}
+}
+
+// acceptOK clears l's Accept failure, if it has one.
+func (s *Server) acceptOK(l net.Listener) {
+	s.mu.Lock()
+	err, ok := s.listeners[l]
+	if ok && err != nil {
+		s.listeners[l] = nil
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Info("smpp accept recovered", "listener", l.Addr().String())
 	}
 }
 

@@ -305,8 +305,26 @@ func (d *daemon) listenSMPPTLS(cfg *Config) error {
 	d.tls.certs = append(d.tls.certs, certs)
 	d.smppTLSAddr = l.Addr()
 	d.log.Info("TLS certificate loaded", append([]any{"listener", "smpp", "cert_file", certs.certFile}, certAttrs(certs.cert.Load())...)...)
-	d.goServe("smpp-tls", func() error { return d.smpp.Serve(tls.NewListener(l, certs.serverConfig())) })
+	d.goServe("smpp-tls", func() error {
+		return d.smpp.Serve(tlsListener{l.(*net.TCPListener), certs.serverConfig()})
+	})
 	return nil
+}
+
+// tlsListener is what tls.NewListener returns, with the TCP listener's
+// SetDeadline kept: the SMPP server retries a failed Accept (EMFILE) with
+// a deadline, to learn that it accepts again without waiting for a client.
+type tlsListener struct {
+	*net.TCPListener
+	config *tls.Config
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.TCPListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(c, l.config), nil
 }
 
 // loadHTTPCerts loads http.tls_cert_file and http.tls_key_file, if set,
