@@ -154,8 +154,13 @@ func TestServerSurvivesEMFILE(t *testing.T) {
 func TestServerRecoversEMFILEWithEmptyBacklog(t *testing.T) {
 	l := newEMFILEListener(t)
 	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
-	defer s.Close()
-	go func() { _ = s.Serve(l) }()
+	served := goResult(func() error { return s.Serve(l) })
+	defer func() {
+		_ = s.Close()
+		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+	}()
 	recvWithin(t, "Accept", l.calls)
 	l.fail <- errEMFILE
 	recvWithin(t, "Accept again", l.calls)
@@ -179,8 +184,13 @@ type plainListener struct{ net.Listener }
 func TestServerRecoversEMFILEWithoutDeadline(t *testing.T) {
 	l := newEMFILEListener(t)
 	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
-	defer s.Close()
-	go func() { _ = s.Serve(plainListener{l}) }()
+	served := goResult(func() error { return s.Serve(plainListener{l}) })
+	defer func() {
+		_ = s.Close()
+		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+	}()
 	recvWithin(t, "Accept", l.calls)
 	l.fail <- errEMFILE
 	recvWithin(t, "Accept again", l.calls)

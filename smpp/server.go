@@ -239,7 +239,7 @@ func (s *Server) serve(l net.Listener) error {
 		nc, err := l.Accept()
 		if probing {
 			_ = dl.SetDeadline(time.Time{})
-			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				backoff = 0
 				s.acceptOK(l)
 				continue
