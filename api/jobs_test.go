@@ -67,11 +67,11 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	r.store, err = queue.New(db, queue.Options{
-		OnDLRReady: func(a string) {
+		OnDLRReady: func(a string, ready []*queue.Message) {
 			gwMu.Lock()
 			g := gw
 			gwMu.Unlock()
-			g.OnDLRReady(a)
+			g.OnDLRReady(a, ready)
 		},
 	})
 	if err != nil {

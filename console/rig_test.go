@@ -87,11 +87,11 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() { db.Close() })
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
-	r.store, err = queue.New(db, queue.Options{OnDLRReady: func(a string) {
+	r.store, err = queue.New(db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message) {
 		gwMu.Lock()
 		g := gw
 		gwMu.Unlock()
-		g.OnDLRReady(a)
+		g.OnDLRReady(a, ready)
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,15 @@ type forwarder struct {
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
 	rr       int
+	// handed holds messages the store handed over as it committed their
+	// receipts (OnDLRReady), oldest first, for the next turn to send
+	// without reading them back: at most handedMax. rescan says the store
+	// may hold pending receipts that are not in handed, so the next turn
+	// with room scans for them (PendingDLRs): set at the start, when one
+	// was dropped (handed full) or its delivery failed, and at every
+	// DLRRetry tick without a wake-up.
+	handed []*queue.Message
+	rescan bool
 	// acked holds, per message with several receipts (Aliases), the
 	// receipt ids the ESME acknowledged while another was not: a retry
 	// sends only the rest. Dropped once the message is acknowledged.
@@ -40,7 +50,7 @@ func (r *router) attach(account string, c *smpp.Conn) {
 	r.set.attach(r.g.ctx, account,
 		func(wake chan struct{}) *forwarder {
 			return &forwarder{account: account, wake: wake, inflight: make(map[uint64]struct{}),
-				acked: make(map[uint64]map[string]bool)}
+				acked: make(map[uint64]map[string]bool), rescan: true}
 		},
 		func(f *forwarder) {
 			f.mu.Lock()
@@ -65,6 +75,59 @@ func (r *router) detach(account string, c *smpp.Conn) {
 }
 
 func (r *router) kick(account string) { r.set.kick(account) }
+
+// offer hands account's forwarder, if it runs, the messages whose
+// receipts the store has just committed, and wakes it.
+func (r *router) offer(account string, ready []*queue.Message) {
+	if f, ok := r.set.get(account); ok {
+		f.offer(ready, handedMax(r.g.cfg.DLRWindow))
+		f.kick()
+	}
+}
+
+// handedMax bounds a forwarder's handed-over receipts: a few windows'
+// worth. Beyond it they are left to a scan of the store.
+func handedMax(window int) int { return 4 * window }
+
+// offer queues ready for sending, up to max waiting. A message already
+// in flight was found by a scan that ran after its commit: it is not
+// queued twice. (Its acknowledgement cannot have been committed yet — that
+// waits for the commit goroutine, which is the one calling here — so
+// in flight means not yet acknowledged.)
+func (f *forwarder) offer(ready []*queue.Message, max int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range ready {
+		if _, busy := f.inflight[m.ID]; busy {
+			continue
+		}
+		if len(f.handed) >= max {
+			f.rescan = true
+			return
+		}
+		f.handed = append(f.handed, m)
+	}
+}
+
+// takeHanded moves up to room handed-over messages into f.inflight and
+// returns them. f.mu held.
+func (f *forwarder) takeHanded(room int) []*queue.Message {
+	var out []*queue.Message
+	n := 0
+	for _, m := range f.handed {
+		if len(out) == room {
+			break
+		}
+		n++
+		if _, busy := f.inflight[m.ID]; busy {
+			continue
+		}
+		f.inflight[m.ID] = struct{}{}
+		out = append(out, m)
+	}
+	f.handed = slices.Delete(f.handed, 0, n)
+	return out
+}
 
 func (r *router) stop() { r.set.stop() }
 
@@ -117,10 +180,12 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 						continue
 					}
 					// Not answered: it stays in flight (skipped by the
-					// scans) until the retry delay has passed.
+					// scans) until the retry delay has passed; then a
+					// scan finds it again.
 					time.AfterFunc(g.cfg.DLRRetry, func() {
 						f.mu.Lock()
 						delete(f.inflight, m.ID)
+						f.rescan = true
 						f.mu.Unlock()
 						f.kick()
 					})
@@ -132,20 +197,28 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	defer t.Stop()
 	for {
 		f.mu.Lock()
+		// What the store handed over first: nothing to read back.
+		msgs := f.takeHanded(window - sending)
+		sending += len(msgs)
 		room := window - sending
-		var msgs []*queue.Message
 		var err error
-		// Scan when a worthwhile share of the window is free (or all of
-		// it): each scan skips the whole in-flight set.
-		if room > 0 && (room >= refill(window) || sending == 0) {
-			msgs, err = g.store.PendingDLRs(f.account, room, func(id uint64) bool {
+		// Scan when the store may hold more and a worthwhile share of
+		// the window is free (or all of it): each scan skips the whole
+		// in-flight set. handed is empty by now (room is left).
+		if f.rescan && room > 0 && (room >= refill(window) || sending == 0) {
+			var found []*queue.Message
+			found, err = g.store.PendingDLRs(f.account, room, func(id uint64) bool {
 				_, busy := f.inflight[id]
 				return busy
 			})
-			for _, m := range msgs {
+			if err == nil && len(found) < room {
+				f.rescan = false // every pending receipt is in flight now
+			}
+			for _, m := range found {
 				f.inflight[m.ID] = struct{}{}
 			}
-			sending += len(msgs)
+			sending += len(found)
+			msgs = append(msgs, found...)
 		}
 		f.mu.Unlock()
 		if err != nil {
@@ -154,8 +227,16 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 		for _, m := range msgs {
 			jobs <- m
 		}
-		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
+		alive, timedOut := waitWake(ctx, t, g.cfg.DLRRetry, f.wake)
+		if !alive {
 			return
+		}
+		if timedOut {
+			// Quiet for a while: look at the store anyway, in case a
+			// receipt was queued that no hand-over or flag accounts for.
+			f.mu.Lock()
+			f.rescan = true
+			f.mu.Unlock()
 		}
 	}
 }

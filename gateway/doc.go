@@ -38,10 +38,14 @@
 //  6. Receipts. A deliver_sm (or data_sm) receipt from the SMSC is
 //     matched to its segment by the SMSC's id and stored before its
 //     deliver_sm_resp goes out (upstream.go). When the message is final
-//     the store calls OnDLRReady, and the router (dlr.go) forwards one
-//     receipt per message (per part id for a split message) to the
-//     account's receiver or transceiver binds, until an ESME acknowledges
-//     it; ReceiptFor builds it from the stored states.
+//     the store calls OnDLRReady with the message as committed, and the
+//     router (dlr.go) forwards one receipt per message (per part id for a
+//     split message) to the account's receiver or transceiver binds,
+//     until an ESME acknowledges it; ReceiptFor builds it from the stored
+//     states. The router sends what the store handed over without reading
+//     it back, and scans the store (PendingDLRs) only for what it could
+//     not take: at a bind's start, after a hand-over overflowed or a
+//     delivery failed, and when idle for DLRRetry.
 //  7. Housekeeping (maintain.go) purges what is past retention and
 //     handles messages the ESME split itself (presplit.go): parts are
 //     stored one by one, joined by segment.JoinText once complete, and

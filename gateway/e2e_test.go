@@ -88,11 +88,11 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	sopt := queue.Options{
-		OnDLRReady: func(a string) {
+		OnDLRReady: func(a string, ready []*queue.Message) {
 			gwp.Lock()
 			g := gwp.g
 			gwp.Unlock()
-			g.OnDLRReady(a)
+			g.OnDLRReady(a, ready)
 		},
 		OnCommit: func(d time.Duration, ops int) {
 			gwp.Lock()
@@ -549,6 +549,100 @@ func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
 			t.Fatal("acknowledged receipt still pending in the store")
 		}
 		waitABit(ctx)
+	}
+}
+
+// TestReceiptsHandedOverExactlyOnce: receipts reach the ESME as the store
+// hands them over at commit, and those it cannot take (its hand-over
+// queue, four windows long, overflows here) are found by a scan of the
+// store, not left for the periodic one: with DLRRetry a minute away every
+// receipt still arrives within seconds, and each exactly once.
+func TestReceiptsHandedOverExactlyOnce(t *testing.T) {
+	r := newRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		gwcfg: func(c *gateway.Config) {
+			c.DLRWindow = 2
+			c.DLRRetry = time.Minute
+		},
+	})
+	const n = 300
+	var mu sync.Mutex
+	count := map[string]int{}
+	got := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
+		Conn: smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
+		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+			rc, err := smpp.ParseReceipt(p)
+			if err != nil {
+				return smpp.ErrorResponse(p, smpp.StatusSystemError)
+			}
+			mu.Lock()
+			count[rc.ID]++
+			mu.Unlock()
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+			return pdu.NewDeliverSMResp()
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := conn.Request(ctx, submitSM("1069", fmt.Sprintf("1390000%04d", i), "handed over"))
+			if err != nil {
+				t.Errorf("submit %d: %v", i, err)
+				return
+			}
+			ids[i] = smpp.Str(resp, pdufield.MessageID)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for {
+		mu.Lock()
+		have := len(count)
+		mu.Unlock()
+		if have == n {
+			break
+		}
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d receipts arrived", have, n)
+		}
+	}
+	// Any duplicate would come within the acknowledgements' commit; wait
+	// for the store to have none pending, then count.
+	for {
+		msgs, err := r.store.PendingDLRs("esme", 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("acknowledged receipts still pending in the store")
+		}
+		waitABit(ctx)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if count[id] != 1 {
+			t.Errorf("receipt for %s arrived %d times", id, count[id])
+		}
 	}
 }
 

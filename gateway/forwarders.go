@@ -66,6 +66,17 @@ func (s *forwarders[F]) detach(key string, remove func(F) (empty bool)) {
 	}
 }
 
+// get returns key's forwarder, if it runs.
+func (s *forwarders[F]) get(key string) (F, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.fw[key]; e != nil {
+		return e.f, true
+	}
+	var none F
+	return none, false
+}
+
 // kick wakes key's forwarder, if it runs.
 func (s *forwarders[F]) kick(key string) {
 	s.mu.Lock()
@@ -98,8 +109,9 @@ func wakeUp(wake chan struct{}) {
 }
 
 // waitWake waits for a wake-up or d on the reusable timer t, whichever
-// comes first, and reports false once ctx ends (the forwarder stops).
-func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan struct{}) bool {
+// comes first, and reports false once ctx ends (the forwarder stops);
+// timedOut says it was d.
+func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan struct{}) (alive, timedOut bool) {
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -109,9 +121,10 @@ func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan s
 	t.Reset(d)
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-wake:
+		return true, false
 	case <-t.C:
+		return true, true
 	}
-	return true
 }

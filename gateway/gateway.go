@@ -351,11 +351,11 @@ func (g *Gateway) Health() Health {
 	return h
 }
 
-// OnDLRReady is the store's callback: receipts for account can be
-// forwarded. It must not block.
-func (g *Gateway) OnDLRReady(account string) {
+// OnDLRReady is the store's callback: the receipts of ready (account's
+// messages, as just committed) can be forwarded. It must not block.
+func (g *Gateway) OnDLRReady(account string, ready []*queue.Message) {
 	if g != nil && g.dlrs != nil {
-		g.dlrs.kick(account)
+		g.dlrs.offer(account, ready)
 		g.relayKick("r:" + account)
 	}
 }

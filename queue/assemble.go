@@ -155,7 +155,7 @@ func (s *Store) RejectFragments(ctx context.Context, g FragmentGroup, ids []uint
 			if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
 				return err
 			}
-			t.ready = append(t.ready, m.Account)
+			t.ready = append(t.ready, m)
 		} else {
 			m.DLRForwarded = true
 		}

@@ -70,8 +70,8 @@
 // A final state never changes. When the last part of a message becomes
 // final and its registered_delivery asks for a receipt (bits 0-1: 1 or 3 =
 // always, 2 = on failure only), the message is queued for its Account
-// (PendingDLRs) and Options.OnDLRReady(account) is called; AckDLR dequeues
-// it. Otherwise DLRForwarded is set at once. In the same commit, a message
+// (PendingDLRs) and Options.OnDLRReady(account, messages) is called after
+// the commit, with the messages as committed; AckDLR dequeues it. Otherwise DLRForwarded is set at once. In the same commit, a message
 // with a ReceiptURL (an HTTP sender's) gets a hook key, due at once: the
 // webhook sender reads them per enterprise (DueHooks) and ends each with
 // AckHook (delivered or given up: ReceiptDone) or RetryHook (due later).
@@ -233,7 +233,8 @@
 //     commit loop, later calls return ErrClosed, and the caller closes the
 //     file once every store on it is closed.
 //   - Options.OnDLRReady runs on the commit goroutine: it must not block
-//     and must not call a Store write method.
+//     and must not call a Store write method. The messages it gets are
+//     handed over, not copied: it must not modify them.
 //   - Get, Due and PendingDLRs do not check ownership; callers compare
 //     Account / Enterprise before showing or changing a message.
 //   - Parts whose DLR never comes stay Submitted (and reserved) until

@@ -19,8 +19,9 @@ type testStore struct {
 	path string
 	opt  Options
 
-	mu    sync.Mutex
-	ready []string // OnDLRReady calls
+	mu     sync.Mutex
+	ready  []string   // OnDLRReady calls
+	handed []*Message // the messages they handed over
 }
 
 // newStore opens a store in a fresh temporary directory. Cleanup checks the
@@ -50,12 +51,13 @@ func (ts *testStore) open() {
 	ts.t.Helper()
 	opt := ts.opt
 	user := opt.OnDLRReady
-	opt.OnDLRReady = func(account string) {
+	opt.OnDLRReady = func(account string, ready []*Message) {
 		ts.mu.Lock()
 		ts.ready = append(ts.ready, account)
+		ts.handed = append(ts.handed, ready...)
 		ts.mu.Unlock()
 		if user != nil {
-			user(account)
+			user(account, ready)
 		}
 	}
 	s, err := Open(ts.path, opt)

@@ -10,7 +10,7 @@ import "time"
 // Call it at most once, before the first write: the commit goroutine reads
 // the callbacks without a lock, and a write's hand-over to that goroutine
 // is what orders this call before their use.
-func (s *Store) SetCallbacks(onDLRReady func(account string), onCommit func(d time.Duration, ops int)) {
+func (s *Store) SetCallbacks(onDLRReady func(account string, ready []*Message), onCommit func(d time.Duration, ops int)) {
 	if onDLRReady != nil {
 		s.opt.OnDLRReady = onDLRReady
 	}

@@ -31,10 +31,16 @@ type Options struct {
 	Logger *slog.Logger
 
 	// OnDLRReady is called from the commit goroutine, after the commit that
-	// queued a final DLR for account, once per account per commit. It must
+	// queued a final DLR for account, once per account per commit, with
+	// the messages whose DLRs that commit queued, as committed. It must
 	// not block and must not wait for a Store write (that would deadlock the
 	// commit loop): signal a channel or a condition and return.
-	OnDLRReady func(account string)
+	//
+	// The messages are handed over, not copied: the receiver must not
+	// modify them. They are a hint that spares the receiver a PendingDLRs
+	// scan; the store still lists them there until AckDLR, so a receiver
+	// that drops them (it is full, or not running) finds them again.
+	OnDLRReady func(account string, ready []*Message)
 
 	// OnHookReady is called from the commit goroutine after a commit
 	// that queued a receipt webhook (hooks.go); the same rules as
@@ -580,13 +586,27 @@ func (s *Store) apply(t *txn) {
 	}
 }
 
-func (s *Store) notify(accounts []string) {
-	if s.opt.OnDLRReady == nil || len(accounts) == 0 {
+// notify calls OnDLRReady once per account with the messages whose
+// receipts the commit queued, in the order they were queued.
+func (s *Store) notify(ready []*Message) {
+	if s.opt.OnDLRReady == nil || len(ready) == 0 {
 		return
 	}
+	if len(ready) == 1 {
+		s.opt.OnDLRReady(ready[0].Account, ready)
+		return
+	}
+	byAccount := make(map[string][]*Message)
+	var accounts []string
+	for _, m := range ready {
+		if byAccount[m.Account] == nil {
+			accounts = append(accounts, m.Account)
+		}
+		byAccount[m.Account] = append(byAccount[m.Account], m)
+	}
 	slices.Sort(accounts)
-	for _, a := range slices.Compact(accounts) {
-		s.opt.OnDLRReady(a)
+	for _, a := range accounts {
+		s.opt.OnDLRReady(a, byAccount[a])
 	}
 }
 

@@ -1,8 +1,10 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -880,5 +882,57 @@ func TestGrowthWithLongReader(t *testing.T) {
 	_ = s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
 	if size < 4<<20 {
 		t.Fatalf("the store grew to %d bytes only: the test wrote too little to outgrow a default map", size)
+	}
+}
+
+// The messages OnDLRReady hands over are the ones PendingDLRs lists, as
+// committed: one call per account per commit, none for a message that
+// asked for no receipt, so a receiver can forward them without a scan.
+func TestDLRReadyHandsCommittedMessages(t *testing.T) {
+	s := newStore(t, Options{})
+	a1, a2, b := msg("alice", "111", 1), msg("alice", "112", 2), msg("bob", "113", 1)
+	quiet := msg("alice", "114", 1)
+	quiet.RegisteredDelivery = 0
+	all := []*Message{a1, a2, b, quiet}
+	for _, m := range all {
+		s.enqueue(m)
+	}
+	at := time.Now().Add(-time.Hour)
+	for i, m := range all {
+		for j := range m.Parts {
+			if err := s.Submitted(context.Background(), Key{m.ID, uint16(j)}, fmt.Sprintf("%d-%d", i, j), at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// One operation ends every part: one commit, two accounts.
+	if n, err := s.ExpireSubmitted(context.Background(), time.Now(), time.Now(), 100); err != nil || n != 5 {
+		t.Fatalf("expire: %d, %v", n, err)
+	}
+	if got := s.readyCalls(); !slices.Equal(got, []string{"alice", "bob"}) {
+		t.Fatalf("OnDLRReady calls: %v", got)
+	}
+	s.mu.Lock()
+	handed := append([]*Message(nil), s.handed...)
+	s.mu.Unlock()
+	var pending []*Message
+	for _, acc := range []string{"alice", "bob"} {
+		p, err := s.PendingDLRs(acc, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, p...)
+	}
+	if len(handed) != len(pending) || len(handed) != 3 {
+		t.Fatalf("handed %d messages, %d pending", len(handed), len(pending))
+	}
+	for i := range handed {
+		h, p := encodeMessage(nil, handed[i]), encodeMessage(nil, pending[i])
+		if !bytes.Equal(h, p) {
+			t.Errorf("handed message %d differs from the stored one:\n%+v\n%+v", i, handed[i], pending[i])
+		}
+		if handed[i].State() != StateUnknown { // what ExpireSubmitted settles on
+			t.Errorf("handed message %d is %s", handed[i].ID, handed[i].State())
+		}
 	}
 }

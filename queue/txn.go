@@ -17,7 +17,7 @@ type txn struct {
 
 	usageDelta []usageDelta
 	counts     [stateEnd]int
-	ready      []string // accounts with a newly queued DLR
+	ready      []*Message // messages whose DLR this transaction queued, as stored
 	hook       *bolt.Bucket
 	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
 	orphans    orphanState
@@ -215,7 +215,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 	if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
 		return err
 	}
-	t.ready = append(t.ready, m.Account)
+	t.ready = append(t.ready, m)
 	return nil
 }
 
