@@ -67,11 +67,11 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	r.store, err = queue.New(db, queue.Options{
-		OnDLRReady: func(a string, ready []*queue.Message) {
+		OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 			gwMu.Lock()
 			g := gw
 			gwMu.Unlock()
-			g.OnDLRReady(a, ready)
+			g.OnDLRReady(a, ready, at)
 		},
 	})
 	if err != nil {

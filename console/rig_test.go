@@ -87,11 +87,11 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() { db.Close() })
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
-	r.store, err = queue.New(db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message) {
+	r.store, err = queue.New(db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 		gwMu.Lock()
 		g := gw
 		gwMu.Unlock()
-		g.OnDLRReady(a, ready)
+		g.OnDLRReady(a, ready, at)
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,38 +12,140 @@ import (
 
 // dispatcher moves due segments from the store to the upstreams. The
 // store is the buffer: in memory there is only the in-flight set, at most
-// the sum of the upstreams' windows, so nothing is lost by a crash and
+// the sum of the upstreams' windows, and the parts the store handed over
+// as it stored them (a bounded queue), so nothing is lost by a crash and
 // nothing in memory grows with the backlog.
 type dispatcher struct {
-	g    *Gateway
-	wake chan struct{}
+	g        *Gateway
+	wake     chan struct{}
+	capacity int // the upstreams' windows together
+	entMax   int // the most slots one enterprise takes while others wait (Config.TenantShare)
 
 	mu       sync.Mutex
 	inflight map[queue.Key]flight
 	perEnt   map[string]int // parts in flight per enterprise
 	perUp    map[string]int // parts in flight per upstream (qxtd_upstream_window_in_use)
 	free     chan struct{}  // signalled when a job finishes
+	// hand receives the parts the store hands over at the commit that
+	// stored them (offer); handed holds them, oldest first, until they
+	// go out without being read back. rescan says the store may hold due
+	// parts that are neither handed nor in flight, so the next turn with
+	// room scans for them: at the start, after a kick (something made
+	// parts due that was not handed over), when a hand-over did not fit.
+	// A scan also runs every idlePoll, for retries and scheduled sends
+	// coming due.
+	hand     *handOver[queue.Job]
+	handed   []handed[queue.Job]
+	rescan   bool
+	lastScan time.Time
+	scanned  queue.Snapshot // what the latest scan saw
 }
 
 // flight is where a part in flight comes from and goes.
 type flight struct{ enterprise, upstream string }
 
 func newDispatcher(g *Gateway) *dispatcher {
+	capacity := 0
+	for _, u := range g.ups {
+		capacity += u.capacity()
+	}
 	return &dispatcher{
 		g:        g,
+		capacity: capacity,
+		// One enterprise gets at most this many slots while others have
+		// due parts; alone, it gets them all (queue.Store.DueShared).
+		entMax:   max(1, int(float64(capacity)*g.cfg.TenantShare)),
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[queue.Key]flight),
 		perEnt:   make(map[string]int),
 		perUp:    make(map[string]int),
 		free:     make(chan struct{}, 1),
+		hand:     newHandOver[queue.Job](dueHandedMax(capacity)),
+		rescan:   true,
 	}
 }
 
+// kick wakes the dispatcher to scan the store: parts became due that the
+// store did not hand over (a reschedule, a cancelled backoff).
 func (d *dispatcher) kick() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	d.mu.Lock()
+	d.rescan = true
+	d.mu.Unlock()
+	wakeUp(d.wake)
+}
+
+// dueHandedMax bounds the handed-over parts waiting for a slot: twice the
+// windows. Beyond it they are left to a scan of the store.
+func dueHandedMax(capacity int) int { return 2 * capacity }
+
+// offer is the store's hand-over (queue.Store.SetDueCallback), on the
+// commit goroutine: parts stored at snapshot at, due at once.
+func (d *dispatcher) offer(jobs []queue.Job, at queue.Snapshot) {
+	d.hand.put(jobs, at)
+	wakeUp(d.wake)
+}
+
+// pull moves what the store handed over into d.handed; if some did not
+// fit, the store must be scanned for it. d.mu held.
+func (d *dispatcher) pull() {
+	var dropped bool
+	if d.handed, dropped = d.hand.drain(d.handed); dropped {
+		d.rescan = true
 	}
+}
+
+// takeHanded moves up to room handed-over parts in flight, in the turns
+// DueShared takes them from the store: first each within its enterprise's
+// share (share: d.mu held), then, if room is left, the rest in order.
+// Only for when no scan is pending: then handed and in flight are all the
+// due parts there are, so no other enterprise (and no older part) waits
+// in the store. Parts a scan saw are dropped: it took them, or they were
+// in flight (a part is handed over once, at the commit that stored it, so
+// one no scan saw cannot be in flight). d.mu held.
+func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Job {
+	var out []queue.Job
+	kept := d.handed[:0] // over their share, in order
+	for i, h := range d.handed {
+		if len(out) == room {
+			kept = append(kept, d.handed[i:]...)
+			break
+		}
+		if h.at <= d.scanned || d.skip(h.v.Key) {
+			continue
+		}
+		if share(h.v.Msg.Enterprise) <= 0 {
+			kept = append(kept, h)
+			continue
+		}
+		d.take(h.v)
+		out = append(out, h.v)
+	}
+	clear(d.handed[len(kept):])
+	d.handed = kept
+	if len(out) == room || len(d.handed) == 0 {
+		return out
+	}
+	n := 0
+	for _, h := range d.handed {
+		if len(out) == room {
+			break
+		}
+		n++
+		if h.at <= d.scanned || d.skip(h.v.Key) {
+			continue
+		}
+		d.take(h.v)
+		out = append(out, h.v)
+	}
+	d.handed = slices.Delete(d.handed, 0, n)
+	return out
+}
+
+// take puts j in flight. d.mu held.
+func (d *dispatcher) take(j queue.Job) {
+	d.inflight[j.Key] = flight{enterprise: j.Msg.Enterprise, upstream: j.Msg.Upstream}
+	d.perEnt[j.Msg.Enterprise]++
+	d.perUp[j.Msg.Upstream]++
 }
 
 func (d *dispatcher) done(k queue.Key) {
@@ -113,14 +216,8 @@ const idlePoll = 200 * time.Millisecond
 
 func (d *dispatcher) run(ctx context.Context) {
 	g := d.g
-	capacity := 0
-	for _, u := range g.ups {
-		capacity += u.capacity()
-	}
-	// One enterprise gets at most this many slots while others have due
-	// parts; alone, it gets them all (queue.Store.DueShared).
-	perEnt := max(1, int(float64(capacity)*g.cfg.TenantShare))
-	share := func(ent string) int { return perEnt - d.perEnt[ent] } // d.mu held
+	capacity := d.capacity
+	share := func(ent string) int { return d.entMax - d.perEnt[ent] } // d.mu held
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -128,19 +225,39 @@ func (d *dispatcher) run(ctx context.Context) {
 			if !d.waitWritable(ctx) {
 				return
 			}
+			d.mu.Lock()
+			d.rescan = true
+			d.mu.Unlock()
 			continue
 		}
 		d.mu.Lock()
+		d.pull()
 		room := capacity - len(d.inflight)
 		var jobs []queue.Job
 		var err error
-		if room > 0 {
-			jobs, err = g.store.DueShared(time.Now(), room, share, d.skip)
-			for _, j := range jobs {
-				d.inflight[j.Key] = flight{enterprise: j.Msg.Enterprise, upstream: j.Msg.Upstream}
-				d.perEnt[j.Msg.Enterprise]++
-				d.perUp[j.Msg.Upstream]++
+		if !d.rescan && time.Since(d.lastScan) < idlePoll {
+			// Every due part is handed over or in flight: send what
+			// the store handed over, nothing to read back.
+			jobs = d.takeHanded(room, share)
+		} else if room > 0 && (room >= refill(capacity) || len(d.inflight) == 0) {
+			// The store may hold due parts that were not handed over
+			// (or a poll is due): scan, in due order, before sending
+			// anything handed over, which must not overtake them. Only
+			// once a worthwhile share of the windows is free (or all of
+			// them): each scan skips the whole in-flight set.
+			var found []queue.Job
+			var at queue.Snapshot
+			found, at, err = g.store.DueSharedAt(time.Now(), room, share, d.skip)
+			if err == nil {
+				d.lastScan, d.scanned = time.Now(), at
+				// Short of room: every due part was taken or is in
+				// flight. Full: there may be more.
+				d.rescan = len(found) == room
 			}
+			for _, j := range found {
+				d.take(j)
+			}
+			jobs = append(jobs, found...)
 		}
 		d.mu.Unlock()
 		if err != nil {
@@ -165,25 +282,9 @@ func (d *dispatcher) run(ctx context.Context) {
 				return
 			}
 		}
-		if len(jobs) == room && room > 0 {
-			// There may be more: wait for slots, not for a timer. Each
-			// scan skips the whole in-flight set, so rescan only once a
-			// batch's worth of slots is free, not for every single one.
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-d.free:
-				}
-				d.mu.Lock()
-				free := capacity - len(d.inflight)
-				d.mu.Unlock()
-				if free >= refill(capacity) {
-					break
-				}
-			}
-			continue
-		}
+		// Wait for a hand-over, a kick, a free slot or the poll. A free
+		// slot with nothing handed and no scan due costs one look at
+		// the state above.
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -196,16 +297,6 @@ func (d *dispatcher) run(ctx context.Context) {
 			return
 		case <-d.wake:
 		case <-d.free:
-			if len(jobs) == 0 && room > 0 {
-				// A slot freed but nothing was due: no need to rescan
-				// until something is enqueued or the poll fires.
-				select {
-				case <-ctx.Done():
-					return
-				case <-d.wake:
-				case <-t.C:
-				}
-			}
 		case <-t.C:
 		}
 	}

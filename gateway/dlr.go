@@ -27,15 +27,17 @@ type forwarder struct {
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
 	rr       int
-	// handed holds messages the store handed over as it committed their
-	// receipts (OnDLRReady), oldest first, for the next turn to send
-	// without reading them back: at most handedMax. rescan says the store
-	// may hold pending receipts that are not in handed, so the next turn
-	// with room scans for them (PendingDLRs): set at the start, when one
-	// was dropped (handed full) or its delivery failed, and at every
-	// DLRRetry tick without a wake-up.
-	handed []*queue.Message
-	rescan bool
+	// hand receives the messages the store hands over as it commits their
+	// receipts (OnDLRReady); handed holds them, oldest first, for the next
+	// turns to send without reading them back. rescan says the store may
+	// hold pending receipts that are neither handed nor in flight, so the
+	// next turn with room scans for them (PendingDLRsAt): set at the
+	// start, when a hand-over did not fit or a delivery failed, and at
+	// every DLRRetry without a wake-up.
+	hand    *handOver[*queue.Message]
+	handed  []handed[*queue.Message]
+	rescan  bool
+	scanned queue.Snapshot // what the latest scan saw
 	// acked holds, per message with several receipts (Aliases), the
 	// receipt ids the ESME acknowledged while another was not: a retry
 	// sends only the rest. Dropped once the message is acknowledged.
@@ -50,7 +52,8 @@ func (r *router) attach(account string, c *smpp.Conn) {
 	r.set.attach(r.g.ctx, account,
 		func(wake chan struct{}) *forwarder {
 			return &forwarder{account: account, wake: wake, inflight: make(map[uint64]struct{}),
-				acked: make(map[uint64]map[string]bool), rescan: true}
+				acked: make(map[uint64]map[string]bool), rescan: true,
+				hand: newHandOver[*queue.Message](receiptsHandedMax(r.g.cfg.DLRWindow))}
 		},
 		func(f *forwarder) {
 			f.mu.Lock()
@@ -77,53 +80,46 @@ func (r *router) detach(account string, c *smpp.Conn) {
 func (r *router) kick(account string) { r.set.kick(account) }
 
 // offer hands account's forwarder, if it runs, the messages whose
-// receipts the store has just committed, and wakes it.
-func (r *router) offer(account string, ready []*queue.Message) {
+// receipts the store has just committed at at, and wakes it. On the
+// commit goroutine: it takes no lock a scan holds.
+func (r *router) offer(account string, ready []*queue.Message, at queue.Snapshot) {
 	if f, ok := r.set.get(account); ok {
-		f.offer(ready, handedMax(r.g.cfg.DLRWindow))
+		f.hand.put(ready, at)
 		f.kick()
 	}
 }
 
-// handedMax bounds a forwarder's handed-over receipts: a few windows'
+// receiptsHandedMax bounds a forwarder's handed-over receipts: a few windows'
 // worth. Beyond it they are left to a scan of the store.
-func handedMax(window int) int { return 4 * window }
+func receiptsHandedMax(window int) int { return 4 * window }
 
-// offer queues ready for sending, up to max waiting. A message already
-// in flight was found by a scan that ran after its commit: it is not
-// queued twice. (Its acknowledgement cannot have been committed yet — that
-// waits for the commit goroutine, which is the one calling here — so
-// in flight means not yet acknowledged.)
-func (f *forwarder) offer(ready []*queue.Message, max int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, m := range ready {
-		if _, busy := f.inflight[m.ID]; busy {
-			continue
-		}
-		if len(f.handed) >= max {
-			f.rescan = true
-			return
-		}
-		f.handed = append(f.handed, m)
+// pull moves what the store handed over into f.handed; if some did not
+// fit, the store must be scanned for it. f.mu held.
+func (f *forwarder) pull() {
+	var dropped bool
+	if f.handed, dropped = f.hand.drain(f.handed); dropped {
+		f.rescan = true
 	}
 }
 
 // takeHanded moves up to room handed-over messages into f.inflight and
-// returns them. f.mu held.
+// returns them, for when no scan is pending. A message a scan saw is dropped: the scan took it, found
+// it in flight, or found it acknowledged already (a message is handed
+// over once, at the commit that queued its receipt, so one no scan saw
+// was neither sent nor acknowledged). f.mu held.
 func (f *forwarder) takeHanded(room int) []*queue.Message {
 	var out []*queue.Message
 	n := 0
-	for _, m := range f.handed {
+	for _, h := range f.handed {
 		if len(out) == room {
 			break
 		}
 		n++
-		if _, busy := f.inflight[m.ID]; busy {
+		if _, busy := f.inflight[h.v.ID]; busy || h.at <= f.scanned {
 			continue
 		}
-		f.inflight[m.ID] = struct{}{}
-		out = append(out, m)
+		f.inflight[h.v.ID] = struct{}{}
+		out = append(out, h.v)
 	}
 	f.handed = slices.Delete(f.handed, 0, n)
 	return out
@@ -197,22 +193,31 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	defer t.Stop()
 	for {
 		f.mu.Lock()
-		// What the store handed over first: nothing to read back.
-		msgs := f.takeHanded(window - sending)
-		sending += len(msgs)
+		f.pull()
 		room := window - sending
+		var msgs []*queue.Message
 		var err error
-		// Scan when the store may hold more and a worthwhile share of
-		// the window is free (or all of it): each scan skips the whole
-		// in-flight set. handed is empty by now (room is left).
-		if f.rescan && room > 0 && (room >= refill(window) || sending == 0) {
+		if !f.rescan {
+			// Every pending receipt is handed over or in flight: send
+			// what the store handed over, nothing to read back.
+			msgs = f.takeHanded(room)
+			sending += len(msgs)
+		} else if room > 0 && (room >= refill(window) || sending == 0) {
+			// The store may hold receipts that were not handed over:
+			// scan, oldest first, before sending anything handed over,
+			// which must not overtake them. Only once a worthwhile share
+			// of the window is free (or all of it): each scan skips the
+			// whole in-flight set.
 			var found []*queue.Message
-			found, err = g.store.PendingDLRs(f.account, room, func(id uint64) bool {
+			var at queue.Snapshot
+			found, at, err = g.store.PendingDLRsAt(f.account, room, func(id uint64) bool {
 				_, busy := f.inflight[id]
 				return busy
 			})
-			if err == nil && len(found) < room {
-				f.rescan = false // every pending receipt is in flight now
+			if err == nil {
+				f.scanned = at
+				// Short of room: every pending receipt is in flight now.
+				f.rescan = len(found) == room
 			}
 			for _, m := range found {
 				f.inflight[m.ID] = struct{}{}

@@ -30,6 +30,12 @@
 //     store, at most the upstreams' windows in flight, one enterprise at
 //     most Config.TenantShare of them while others have segments due
 //     (queue.Store.DueShared); it pauses while the store cannot write.
+//     New segments due at once come to it from the commit that stored
+//     them (queue.Store.SetDueCallback, a bounded queue: handover.go);
+//     it scans the store only when that may hold more (at the start,
+//     after a hand-over did not fit, a kick, and every 200 ms for
+//     retries and scheduled sends), and sends nothing handed over while
+//     a scan is pending, so no segment overtakes an older one.
 //     Each upstream (upstream.go) keeps its binds, paces each bind
 //     (pace.go: cut on throttle, raised per success, under the TPS cap)
 //     and records the SMSC's answer durably, trying the record again
@@ -67,6 +73,7 @@
 //	presplit.go  messages the ESME split itself
 //	outbox.go    Message, Cancel, Reschedule (the scheduled outbox)
 //	dispatch.go  due segments from the store to the upstreams
+//	handover.go  the bounded queue of what the store hands over at commit
 //	upstream.go  one carrier SMSC: binds, answers, receipts in
 //	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
@@ -124,7 +131,8 @@
 //
 //   - Nothing is acknowledged before the store committed it; nothing in
 //     memory grows with the backlog (the store is the buffer, the
-//     dispatcher holds at most the windows in flight).
+//     dispatcher holds at most the windows in flight and twice that
+//     handed over; a receipt forwarder four windows handed over).
 //   - A segment the SMSC accepted is recorded before its slot is freed
 //     (and stays in flight, not due, until it is); a receipt is stored
 //     before it is acknowledged to the SMSC.

@@ -88,11 +88,11 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	sopt := queue.Options{
-		OnDLRReady: func(a string, ready []*queue.Message) {
+		OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 			gwp.Lock()
 			g := gwp.g
 			gwp.Unlock()
-			g.OnDLRReady(a, ready)
+			g.OnDLRReady(a, ready, at)
 		},
 		OnCommit: func(d time.Duration, ops int) {
 			gwp.Lock()

@@ -247,6 +247,11 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 // Start brings up the upstream binds, the dispatcher and the receipt
 // router. Everything stops with Stop.
 func (g *Gateway) Start() {
+	if g.store != nil {
+		// New messages due at once come to the dispatcher from the
+		// commit that stored them, not from a scan of the store.
+		g.store.SetDueCallback(g.disp.offer)
+	}
 	for _, u := range g.ups {
 		u.start(g.ctx, &g.wg)
 	}
@@ -270,6 +275,9 @@ func (g *Gateway) Start() {
 // Stop unbinds upstreams and stops every goroutine of the gateway. What
 // is in flight stays in the store and is sent again at the next start.
 func (g *Gateway) Stop() {
+	if g.store != nil {
+		g.store.SetDueCallback(nil)
+	}
 	g.cancel()
 	g.dlrs.stop()
 	g.mos.stop()
@@ -352,10 +360,10 @@ func (g *Gateway) Health() Health {
 }
 
 // OnDLRReady is the store's callback: the receipts of ready (account's
-// messages, as just committed) can be forwarded. It must not block.
-func (g *Gateway) OnDLRReady(account string, ready []*queue.Message) {
+// messages, as committed at at) can be forwarded. It must not block.
+func (g *Gateway) OnDLRReady(account string, ready []*queue.Message, at queue.Snapshot) {
 	if g != nil && g.dlrs != nil {
-		g.dlrs.offer(account, ready)
+		g.dlrs.offer(account, ready, at)
 		g.relayKick("r:" + account)
 	}
 }

@@ -298,7 +298,7 @@ func (g *Gateway) storeAssembled(ctx context.Context, acct *Account, group queue
 	case err != nil:
 		return g.storeFailed(acct, err)
 	}
-	g.notify()
+	// No kick: the store hands the dispatcher what it stored (Start).
 	g.count(req.Ingress, b.results)
 	return nil
 }

@@ -75,7 +75,8 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 			}
 			r.ID = m.ID
 		}
-		g.notify()
+		// No kick: the store hands the dispatcher what it stored
+		// (Start, queue.Store.SetDueCallback).
 	}
 	g.count(req.Ingress, b.results)
 	return b.results, nil

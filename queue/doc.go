@@ -232,9 +232,13 @@
 //     them). A Store made by New does not close the file: Close stops the
 //     commit loop, later calls return ErrClosed, and the caller closes the
 //     file once every store on it is closed.
-//   - Options.OnDLRReady runs on the commit goroutine: it must not block
-//     and must not call a Store write method. The messages it gets are
-//     handed over, not copied: it must not modify them.
+//   - Options.OnDLRReady and the SetDueCallback function run on the
+//     commit goroutine: they must not block and must not call a Store
+//     write method. What they get is handed over, not copied: they must
+//     not modify it. Both are hints with a Snapshot: a consumer that
+//     drops what it gets finds it again by a scan (PendingDLRsAt,
+//     DueSharedAt), and one that scanned at or past that snapshot has
+//     seen it already.
 //   - Get, Due and PendingDLRs do not check ownership; callers compare
 //     Account / Enterprise before showing or changing a message.
 //   - Parts whose DLR never comes stay Submitted (and reserved) until

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,5 +114,68 @@ func TestEnterpriseDueIndexFollowsParts(t *testing.T) {
 	jobs, err = ts.DueShared(time.Now().Add(2*time.Hour), 10, func(string) int { return 10 }, nil)
 	if err != nil || len(jobs) != 2 {
 		t.Fatalf("due after reopen: %d, %v", len(jobs), err)
+	}
+}
+
+// SetDueCallback hands over, at the commit that stored them, the parts of
+// new messages due at once — as DueShared would return them — and the
+// commit's snapshot, which a later DueSharedAt has reached; not the parts
+// of a scheduled message, nor those of one refused by its quota.
+func TestDueHandOver(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	type call struct {
+		jobs []Job
+		at   Snapshot
+	}
+	var calls []call
+	ts.SetDueCallback(func(jobs []Job, at Snapshot) { calls = append(calls, call{jobs, at}) })
+	now := time.Now()
+	two := entMsg("A", "13800000001")
+	two.Parts = append(two.Parts, Part{Body: []byte{1, 0xAB}})
+	later := entMsg("A", "13800000002")
+	later.SendAt = now.Add(time.Hour)
+	refused := entMsg("B", "13800000003")
+	for range 3 {
+		refused.Parts = append(refused.Parts, Part{Body: []byte{2, 0xAB}})
+	}
+	errs, err := ts.EnqueueLimit(context.Background(), 3, two, later, refused) // B's 4 segments are over 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrQuota) {
+		t.Fatalf("enqueue: %v", errs)
+	}
+	if len(calls) != 1 {
+		t.Fatalf("%d hand-overs for one commit", len(calls))
+	}
+	due, snap, err := ts.DueSharedAt(now.Add(time.Minute), 100, func(string) int { return 100 }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap < calls[0].at {
+		t.Errorf("a read after the commit reports snapshot %d, before the hand-over's %d", snap, calls[0].at)
+	}
+	got := calls[0].jobs
+	if len(got) != len(due) {
+		t.Fatalf("handed %d parts, the store has %d due", len(got), len(due))
+	}
+	for i := range due {
+		h, s := got[i], due[i]
+		if h.Key != s.Key || !bytes.Equal(h.Part.Body, s.Part.Body) || h.Part.State != StateAccepted ||
+			!bytes.Equal(encodeMessage(nil, h.Msg), encodeMessage(nil, s.Msg)) {
+			t.Errorf("handed part %d differs from the stored one:\n%+v\n%+v", i, h, s)
+		}
+		if h.Key.ID == later.ID {
+			t.Errorf("the scheduled message was handed over")
+		}
+	}
+	// A scan before the next commit sees the same snapshot: nothing new.
+	if _, again, _ := ts.DueSharedAt(now, 1, func(string) int { return 1 }, nil); again != snap {
+		t.Errorf("snapshot moved without a commit: %d then %d", snap, again)
+	}
+	ts.SetDueCallback(nil)
+	ts.enqueue(entMsg("C", "13800000004"))
+	if len(calls) != 1 {
+		t.Errorf("handed over after the callback was removed")
 	}
 }

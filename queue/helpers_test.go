@@ -51,13 +51,13 @@ func (ts *testStore) open() {
 	ts.t.Helper()
 	opt := ts.opt
 	user := opt.OnDLRReady
-	opt.OnDLRReady = func(account string, ready []*Message) {
+	opt.OnDLRReady = func(account string, ready []*Message, at Snapshot) {
 		ts.mu.Lock()
 		ts.ready = append(ts.ready, account)
 		ts.handed = append(ts.handed, ready...)
 		ts.mu.Unlock()
 		if user != nil {
-			user(account, ready)
+			user(account, ready, at)
 		}
 	}
 	s, err := Open(ts.path, opt)

@@ -169,6 +169,7 @@ func (t *txn) storeNew(m *Message, first *uint64) error {
 		return err
 	}
 	t.counts[StateAccepted] += len(m.Parts) // counts are parts; usage is segments
+	t.fresh = append(t.fresh, m)
 	return nil
 }
 

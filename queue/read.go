@@ -67,13 +67,23 @@ func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error
 // keys walked (returned + skipped); an enterprise whose share is used up
 // costs one seek.
 func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string) int, skip func(Key) bool) ([]Job, error) {
+	jobs, _, err := s.DueSharedAt(now, limit, share, skip)
+	return jobs, err
+}
+
+// DueSharedAt is DueShared that also returns the snapshot it read: every
+// part handed over (SetDueCallback) at or before it was seen, so that
+// unless limit cut the walk short each was either returned or skipped.
+func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise string) int, skip func(Key) bool) ([]Job, Snapshot, error) {
 	if limit <= 0 {
-		return nil, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
+		return nil, 0, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
 	}
+	var snap Snapshot
 	until := max(timeNanos(now), 0)
 	jobs := make([]Job, 0, min(limit, 1024))
 	taken := make(map[Key]bool)
 	err := s.view(func(tx *bolt.Tx) error {
+		snap = Snapshot(tx.ID())
 		due := s.dueReader(tx)
 		c := tx.Bucket(bucketEDue).Cursor()
 		pass := func(quota func(enterprise string) int) error {
@@ -122,9 +132,9 @@ func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: due: %w", err)
+		return nil, 0, fmt.Errorf("queue: due: %w", err)
 	}
-	return jobs, nil
+	return jobs, snap, nil
 }
 
 // dueReader turns due keys into Jobs within one read transaction,
@@ -189,9 +199,20 @@ func (s *Store) Get(id uint64) (*Message, error) {
 // with AckDLR, skipping ids for which skip returns true (skip may be nil).
 // Each is a copy.
 func (s *Store) PendingDLRs(account string, limit int, skip func(id uint64) bool) ([]*Message, error) {
+	out, _, err := s.PendingDLRsAt(account, limit, skip)
+	return out, err
+}
+
+// PendingDLRsAt is PendingDLRs that also returns the snapshot it read:
+// every message handed over by OnDLRReady at or before it was seen, so
+// that unless limit cut the walk short each was returned or skipped, or
+// its DLR was acknowledged already.
+func (s *Store) PendingDLRsAt(account string, limit int, skip func(id uint64) bool) ([]*Message, Snapshot, error) {
 	var out []*Message
+	var snap Snapshot
 	prefix := prefixKey(account, nil)
 	err := s.view(func(tx *bolt.Tx) error {
+		snap = Snapshot(tx.ID())
 		msgB := tx.Bucket(bucketMsg)
 		c := tx.Bucket(bucketDLROut).Cursor()
 		for kb, _ := c.Seek(prefix); kb != nil && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
@@ -223,9 +244,9 @@ func (s *Store) PendingDLRs(account string, limit int, skip func(id uint64) bool
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: pending dlrs: %w", err)
+		return nil, 0, fmt.Errorf("queue: pending dlrs: %w", err)
 	}
-	return out, nil
+	return out, snap, nil
 }
 
 // Waiting counts the parts due after now: scheduled sends and retries

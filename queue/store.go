@@ -32,7 +32,8 @@ type Options struct {
 
 	// OnDLRReady is called from the commit goroutine, after the commit that
 	// queued a final DLR for account, once per account per commit, with
-	// the messages whose DLRs that commit queued, as committed. It must
+	// the messages whose DLRs that commit queued, as committed, and the
+	// commit's snapshot (a PendingDLRsAt at or past it saw them). It must
 	// not block and must not wait for a Store write (that would deadlock the
 	// commit loop): signal a channel or a condition and return.
 	//
@@ -40,7 +41,7 @@ type Options struct {
 	// modify them. They are a hint that spares the receiver a PendingDLRs
 	// scan; the store still lists them there until AckDLR, so a receiver
 	// that drops them (it is full, or not running) finds them again.
-	OnDLRReady func(account string, ready []*Message)
+	OnDLRReady func(account string, ready []*Message, at Snapshot)
 
 	// OnHookReady is called from the commit goroutine after a commit
 	// that queued a receipt webhook (hooks.go); the same rules as
@@ -105,6 +106,9 @@ type Store struct {
 	memMu  sync.RWMutex // guards the in-memory mirrors below
 	usage  map[string]usage
 	counts [stateEnd]int
+
+	// onDue is the hand-over of parts due at once (SetDueCallback).
+	onDue atomic.Pointer[func(jobs []Job, at Snapshot)]
 
 	stats struct {
 		txns, ops, rollbacks, failedCommits, maxBatch atomic.Uint64
@@ -534,7 +538,8 @@ func (s *Store) commit(batch []*op) {
 			if t.hookReady && s.opt.OnHookReady != nil {
 				s.opt.OnHookReady()
 			}
-			s.notify(t.ready) // before the results: a caller that hears of its DLR's commit finds the callback done
+			s.notify(t.ready, t.snapshot) // before the results: a caller that hears of its DLR's commit finds the callback done
+			s.handDue(t)
 			for i, o := range live {
 				o.done <- results[i]
 			}
@@ -586,14 +591,44 @@ func (s *Store) apply(t *txn) {
 	}
 }
 
+// handDue hands the parts a transaction stored due at once to the
+// OnDue callback, each message a copy of its own. The copy shares the
+// part bodies and aliases with the stored message (and with Enqueue's
+// caller): nothing writes into those after the commit.
+func (s *Store) handDue(t *txn) {
+	fn := s.onDue.Load()
+	if fn == nil || len(t.fresh) == 0 {
+		return
+	}
+	now := time.Now()
+	var jobs []Job
+	for _, m := range t.fresh {
+		var c *Message
+		for j := range m.Parts {
+			if m.Parts[j].DueAt.After(now) {
+				continue
+			}
+			if c == nil {
+				cp := *m
+				cp.Parts = slices.Clone(m.Parts)
+				c = &cp
+			}
+			jobs = append(jobs, Job{Key: Key{m.ID, uint16(j)}, Msg: c, Part: c.Parts[j]})
+		}
+	}
+	if len(jobs) > 0 {
+		(*fn)(jobs, t.snapshot)
+	}
+}
+
 // notify calls OnDLRReady once per account with the messages whose
 // receipts the commit queued, in the order they were queued.
-func (s *Store) notify(ready []*Message) {
+func (s *Store) notify(ready []*Message, at Snapshot) {
 	if s.opt.OnDLRReady == nil || len(ready) == 0 {
 		return
 	}
 	if len(ready) == 1 {
-		s.opt.OnDLRReady(ready[0].Account, ready)
+		s.opt.OnDLRReady(ready[0].Account, ready, at)
 		return
 	}
 	byAccount := make(map[string][]*Message)
@@ -606,7 +641,7 @@ func (s *Store) notify(ready []*Message) {
 	}
 	slices.Sort(accounts)
 	for _, a := range accounts {
-		s.opt.OnDLRReady(a, byAccount[a])
+		s.opt.OnDLRReady(a, byAccount[a], at)
 	}
 }
 

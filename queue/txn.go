@@ -18,6 +18,8 @@ type txn struct {
 	usageDelta []usageDelta
 	counts     [stateEnd]int
 	ready      []*Message // messages whose DLR this transaction queued, as stored
+	fresh      []*Message // messages this transaction stored new (for OnDue)
+	snapshot   Snapshot   // the transaction's commit, as reads will see it
 	hook       *bolt.Bucket
 	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
 	orphans    orphanState
@@ -52,12 +54,13 @@ type usageDelta struct {
 }
 
 type checkpoint struct {
-	usage, ready int
-	counts       [stateEnd]int
+	usage, ready, fresh int
+	counts              [stateEnd]int
 }
 
 func (t *txn) bind(tx *bolt.Tx) {
 	t.tx = tx
+	t.snapshot = Snapshot(tx.ID())
 	t.msg = tx.Bucket(bucketMsg)
 	t.due = tx.Bucket(bucketDue)
 	t.edue = tx.Bucket(bucketEDue)
@@ -96,12 +99,13 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 }
 
 func (t *txn) checkpoint() checkpoint {
-	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), counts: t.counts}
+	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), fresh: len(t.fresh), counts: t.counts}
 }
 
 func (t *txn) restore(c checkpoint) {
 	t.usageDelta = t.usageDelta[:c.usage]
 	t.ready = t.ready[:c.ready]
+	t.fresh = t.fresh[:c.fresh]
 	t.counts = c.counts
 }
 

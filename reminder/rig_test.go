@@ -48,12 +48,12 @@ func openRig(t *testing.T, path string, sim net.Addr, skew time.Duration, cfg Co
 	}
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
-	r.store, err = queue.New(r.db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message) {
+	r.store, err = queue.New(r.db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 		gwMu.Lock()
 		g := gw
 		gwMu.Unlock()
 		if g != nil {
-			g.OnDLRReady(a, ready)
+			g.OnDLRReady(a, ready, at)
 		}
 	}})
 	if err != nil {

@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// testDispatcher is a dispatcher with capacity slots, at most entMax per
+// enterprise while others wait, and no scan pending.
+func testDispatcher(capacity, entMax int) *dispatcher {
+	return &dispatcher{
+		wake: make(chan struct{}, 1), free: make(chan struct{}, 1),
+		capacity: capacity, entMax: entMax, hand: newHandOver[queue.Job](dueHandedMax(capacity)),
+		inflight: make(map[queue.Key]flight), perEnt: make(map[string]int), perUp: make(map[string]int),
+	}
+}
+
+func (d *dispatcher) testShare(ent string) int { return d.entMax - d.perEnt[ent] }
+
+func job(id uint64, ent string) queue.Job {
+	return queue.Job{Key: queue.Key{ID: id}, Msg: &queue.Message{ID: id, Enterprise: ent, Upstream: "up"}}
+}
+
+func ids(jobs []queue.Job) []uint64 {
+	var out []uint64
+	for _, j := range jobs {
+		out = append(out, j.Key.ID)
+	}
+	return out
+}
+
+// A part the store handed over goes out once: not if a scan that saw its
+// commit came first (that scan took it, or found it in flight), not twice
+// if handed over while in flight.
+func TestDispatcherHandOverOnce(t *testing.T) {
+	d := testDispatcher(10, 10)
+	d.scanned = 5
+	d.offer([]queue.Job{job(1, "e")}, 5) // stored at or before the scan: it saw it
+	d.pull()
+	if got := d.takeHanded(10, d.testShare); len(got) != 0 {
+		t.Fatalf("a part the last scan saw was taken: %v", ids(got))
+	}
+	d.offer([]queue.Job{job(2, "e"), job(3, "e")}, 6)
+	d.take(job(3, "e")) // a scan took it meanwhile
+	d.scanned = 7
+	d.offer([]queue.Job{job(4, "e")}, 8)
+	d.pull()
+	got := d.takeHanded(10, d.testShare)
+	if !slices.Equal(ids(got), []uint64{4}) {
+		t.Errorf("taken %v, want [4] (2 and 3 were seen by the scan at 7)", ids(got))
+	}
+	if len(d.handed) != 0 || len(d.inflight) != 2 {
+		t.Errorf("left %d handed, %d in flight", len(d.handed), len(d.inflight))
+	}
+	if again := d.takeHanded(10, d.testShare); len(again) != 0 {
+		t.Errorf("taken twice: %v", ids(again))
+	}
+}
+
+// Handed-over parts are taken in DueShared's turns: each enterprise up to
+// its share first, then the rest in order.
+func TestDispatcherHandOverShares(t *testing.T) {
+	offer := func(d *dispatcher) {
+		d.offer([]queue.Job{job(1, "a"), job(2, "a"), job(3, "a"), job(4, "b"), job(5, "a")}, 1)
+	}
+	d := testDispatcher(10, 2)
+	offer(d)
+	d.pull()
+	if got := ids(d.takeHanded(10, d.testShare)); !slices.Equal(got, []uint64{1, 2, 4, 3, 5}) {
+		t.Errorf("no scan pending: taken %v, want [1 2 4 3 5]", got)
+	}
+
+	d = testDispatcher(10, 2)
+	offer(d)
+	d.pull()
+	if got := ids(d.takeHanded(3, d.testShare)); !slices.Equal(got, []uint64{1, 2, 4}) {
+		t.Errorf("room 3: taken %v, want [1 2 4]", got)
+	}
+	if got := ids(jobsOf(d.handed)); !slices.Equal(got, []uint64{3, 5}) {
+		t.Errorf("room 3: kept %v, want [3 5]", got)
+	}
+}
+
+// The hand-over queue is bounded (twice the windows); what does not fit
+// is left in the store for a scan, which the overflow asks for.
+func TestDispatcherHandOverBounded(t *testing.T) {
+	d := testDispatcher(4, 4)
+	var jobs []queue.Job
+	for i := range 3 * dueHandedMax(4) {
+		jobs = append(jobs, job(uint64(i+1), "e"))
+	}
+	d.offer(jobs, 1)
+	if d.pull(); len(d.handed) != dueHandedMax(4) || !d.rescan {
+		t.Errorf("handed %d (max %d), rescan %v", len(d.handed), dueHandedMax(4), d.rescan)
+	}
+	// Kept over their share, the handed parts and new ones stay within
+	// the bound too.
+	d.rescan = false
+	d.offer(jobs[:3], 2)
+	if d.pull(); len(d.handed) != dueHandedMax(4) || !d.rescan {
+		t.Errorf("after more: handed %d (max %d), rescan %v", len(d.handed), dueHandedMax(4), d.rescan)
+	}
+}
+
+func jobsOf(hs []handed[queue.Job]) []queue.Job {
+	var out []queue.Job
+	for _, h := range hs {
+		out = append(out, h.v)
+	}
+	return out
+}
