@@ -537,16 +537,23 @@ func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("receipt not sent again after a failed deliver_sm (attempts %d)", attempts)
 	}
+	r.waitNoPendingDLRs(ctx, t, "esme")
+}
+
+// waitNoPendingDLRs waits until the store holds no receipt of account
+// waiting for an acknowledgement, failing when ctx ends first.
+func (r *rig) waitNoPendingDLRs(ctx context.Context, t *testing.T, account string) {
+	t.Helper()
 	for {
-		msgs, err := r.store.PendingDLRs("esme", 10, nil)
+		msgs, err := r.store.PendingDLRs(account, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(msgs) == 0 {
-			break
+			return
 		}
 		if ctx.Err() != nil {
-			t.Fatal("acknowledged receipt still pending in the store")
+			t.Fatal("acknowledged receipts still pending in the store")
 		}
 		waitABit(ctx)
 	}
@@ -624,19 +631,7 @@ func TestReceiptsHandedOverExactlyOnce(t *testing.T) {
 	}
 	// Any duplicate would come within the acknowledgements' commit; wait
 	// for the store to have none pending, then count.
-	for {
-		msgs, err := r.store.PendingDLRs("esme", 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("acknowledged receipts still pending in the store")
-		}
-		waitABit(ctx)
-	}
+	r.waitNoPendingDLRs(ctx, t, "esme")
 	mu.Lock()
 	defer mu.Unlock()
 	for _, id := range ids {
