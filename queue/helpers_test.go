@@ -22,6 +22,7 @@ type testStore struct {
 	mu     sync.Mutex
 	ready  []string   // OnDLRReady calls
 	handed []*Message // the messages they handed over
+	at     []Snapshot // and the snapshot of each call
 }
 
 // newStore opens a store in a fresh temporary directory. Cleanup checks the
@@ -55,6 +56,7 @@ func (ts *testStore) open() {
 		ts.mu.Lock()
 		ts.ready = append(ts.ready, account)
 		ts.handed = append(ts.handed, ready...)
+		ts.at = append(ts.at, at)
 		ts.mu.Unlock()
 		if user != nil {
 			user(account, ready, at)

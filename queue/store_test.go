@@ -914,12 +914,16 @@ func TestDLRReadyHandsCommittedMessages(t *testing.T) {
 	}
 	s.mu.Lock()
 	handed := append([]*Message(nil), s.handed...)
+	snaps := append([]Snapshot(nil), s.at...)
 	s.mu.Unlock()
 	var pending []*Message
 	for _, acc := range []string{"alice", "bob"} {
-		p, err := s.PendingDLRs(acc, 0, nil)
+		p, snap, err := s.PendingDLRsAt(acc, 0, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(snaps) != 2 || snaps[0] != snaps[1] || snap != snaps[0] {
+			t.Errorf("hand-over snapshots %v, a read right after the commit %d: want the same", snaps, snap)
 		}
 		pending = append(pending, p...)
 	}
