@@ -180,9 +180,10 @@ type Gateway struct {
 	ups    []*upstream
 	byName map[string]*upstream
 
-	disp *dispatcher
-	dlrs *router
-	mos  *moRouter
+	disp   *dispatcher
+	unhand func() // ends the store's hand-over to disp (Start, Stop)
+	dlrs   *router
+	mos    *moRouter
 	// pusher offers orphan receipts to the peers (cluster mode only).
 	pusher *pusher
 	// owners is Config.Owners (nil on a single node).
@@ -250,7 +251,7 @@ func (g *Gateway) Start() {
 	if g.store != nil {
 		// New messages due at once come to the dispatcher from the
 		// commit that stored them, not from a scan of the store.
-		g.store.SetDueCallback(g.disp.offer)
+		g.unhand = g.store.SetDueCallback(g.disp.offer)
 	}
 	for _, u := range g.ups {
 		u.start(g.ctx, &g.wg)
@@ -275,8 +276,8 @@ func (g *Gateway) Start() {
 // Stop unbinds upstreams and stops every goroutine of the gateway. What
 // is in flight stays in the store and is sent again at the next start.
 func (g *Gateway) Stop() {
-	if g.store != nil {
-		g.store.SetDueCallback(nil)
+	if g.unhand != nil {
+		g.unhand()
 	}
 	g.cancel()
 	g.dlrs.stop()

@@ -129,7 +129,7 @@ func TestDueHandOver(t *testing.T) {
 		at   Snapshot
 	}
 	var calls []call
-	ts.SetDueCallback(func(jobs []Job, at Snapshot) { calls = append(calls, call{jobs, at}) })
+	remove := ts.SetDueCallback(func(jobs []Job, at Snapshot) { calls = append(calls, call{jobs, at}) })
 	now := time.Now()
 	two := entMsg("A", "13800000001")
 	two.Parts = append(two.Parts, Part{Body: []byte{1, 0xAB}})
@@ -180,9 +180,17 @@ func TestDueHandOver(t *testing.T) {
 	if _, again, _ := ts.DueSharedAt(now, 1, func(string) int { return 1 }, nil); again != snap {
 		t.Errorf("snapshot moved without a commit: %d then %d", snap, again)
 	}
-	ts.SetDueCallback(nil)
+	remove()
 	ts.enqueue(entMsg("C", "13800000004"))
 	if len(calls) != 1 {
 		t.Errorf("handed over after the callback was removed")
+	}
+	// remove takes away only its own callback, not one set since.
+	var newer []Job
+	ts.SetDueCallback(func(jobs []Job, _ Snapshot) { newer = append(newer, jobs...) })
+	remove()
+	ts.enqueue(entMsg("C", "13800000005"))
+	if len(newer) != 1 {
+		t.Errorf("a stale remove took away the newer callback: %d parts handed", len(newer))
 	}
 }

@@ -33,14 +33,12 @@ type Snapshot uint64
 // fn runs on the commit goroutine, under OnDLRReady's rules: it must not
 // block and must not call a Store write method. Each job's Msg is a copy
 // the store does not touch again (parts of one message share it): treat
-// it as read-only. A later call replaces fn; nil removes it. Safe to call
-// at any time.
-func (s *Store) SetDueCallback(fn func(jobs []Job, at Snapshot)) {
-	if fn == nil {
-		s.onDue.Store(nil)
-		return
-	}
-	s.onDue.Store(&fn)
+// it as read-only. A later call replaces fn. Safe to call at any time;
+// the returned remove takes fn away again unless it was replaced since.
+func (s *Store) SetDueCallback(fn func(jobs []Job, at Snapshot)) (remove func()) {
+	p := &fn
+	s.onDue.Store(p)
+	return func() { s.onDue.CompareAndSwap(p, nil) }
 }
 
 // SetHookCallback sets Options.OnHookReady after Open, under the same
