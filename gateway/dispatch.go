@@ -216,8 +216,6 @@ const idlePoll = 200 * time.Millisecond
 
 func (d *dispatcher) run(ctx context.Context) {
 	g := d.g
-	capacity := d.capacity
-	share := func(ent string) int { return d.entMax - d.perEnt[ent] } // d.mu held
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -230,61 +228,16 @@ func (d *dispatcher) run(ctx context.Context) {
 			d.mu.Unlock()
 			continue
 		}
-		d.mu.Lock()
-		d.pull()
-		room := capacity - len(d.inflight)
-		var jobs []queue.Job
-		var err error
-		if !d.rescan && time.Since(d.lastScan) < idlePoll {
-			// Every due part is handed over or in flight: send what
-			// the store handed over, nothing to read back.
-			jobs = d.takeHanded(room, share)
-		} else if room > 0 && (room >= refill(capacity) || len(d.inflight) == 0) {
-			// The store may hold due parts that were not handed over
-			// (or a poll is due): scan, in due order, before sending
-			// anything handed over, which must not overtake them. Only
-			// once a worthwhile share of the windows is free (or all of
-			// them): each scan skips the whole in-flight set.
-			var found []queue.Job
-			var at queue.Snapshot
-			found, at, err = g.store.DueSharedAt(time.Now(), room, share, d.skip)
-			if err == nil {
-				d.lastScan, d.scanned = time.Now(), at
-				// Short of room: every due part was taken or is in
-				// flight. Full: there may be more.
-				d.rescan = len(found) == room
-			}
-			for _, j := range found {
-				d.take(j)
-			}
-			jobs = append(jobs, found...)
-		}
-		d.mu.Unlock()
+		jobs, err := d.next()
 		if err != nil {
 			g.log.Error("store scan", "err", err)
 		}
-		for _, j := range jobs {
-			u := g.byName[j.Msg.Upstream]
-			if u == nil {
-				// Its upstream left the configuration. Sending it through
-				// another would index its SMSC id under the wrong name and
-				// its receipt would never match: fail it, loudly.
-				g.log.Error("message routed to an upstream no longer configured", "id", j.Key.String(), "upstream", j.Msg.Upstream)
-				if err := g.store.Fail(ctx, j.Key, queue.StateRejected, policy.ReasonNoRoute.String(), time.Now()); err != nil {
-					g.log.Error("store update", "err", err)
-				}
-				d.done(j.Key)
-				continue
-			}
-			select {
-			case u.jobs <- j:
-			case <-ctx.Done():
-				return
-			}
+		if !d.send(ctx, jobs) {
+			return
 		}
 		// Wait for a hand-over, a kick, a free slot or the poll. A free
 		// slot with nothing handed and no scan due costs one look at
-		// the state above.
+		// the state in next.
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -300,4 +253,65 @@ func (d *dispatcher) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// next puts the parts to send now in flight and returns them: what the
+// store handed over while it holds nothing else due, else (once there is
+// room worth a scan) what a scan of the store finds.
+func (d *dispatcher) next() ([]queue.Job, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	share := func(ent string) int { return d.entMax - d.perEnt[ent] }
+	d.pull()
+	room := d.capacity - len(d.inflight)
+	if !d.rescan && time.Since(d.lastScan) < idlePoll {
+		// Every due part is handed over or in flight: send what the
+		// store handed over, nothing to read back.
+		return d.takeHanded(room, share), nil
+	}
+	if room == 0 || room < refill(d.capacity) && len(d.inflight) > 0 {
+		return nil, nil
+	}
+	// The store may hold due parts that were not handed over (or a poll
+	// is due): scan, in due order, before sending anything handed over,
+	// which must not overtake them. Only once a worthwhile share of the
+	// windows is free (or all of them): each scan skips the whole
+	// in-flight set.
+	found, at, err := d.g.store.DueSharedAt(time.Now(), room, share, d.skip)
+	if err != nil {
+		return nil, err
+	}
+	d.lastScan, d.scanned = time.Now(), at
+	// Short of room: every due part was taken or is in flight. Full:
+	// there may be more.
+	d.rescan = len(found) == room
+	for _, j := range found {
+		d.take(j)
+	}
+	return found, nil
+}
+
+// send gives each job to its upstream's workers; false once ctx ended.
+func (d *dispatcher) send(ctx context.Context, jobs []queue.Job) bool {
+	g := d.g
+	for _, j := range jobs {
+		u := g.byName[j.Msg.Upstream]
+		if u == nil {
+			// Its upstream left the configuration. Sending it through
+			// another would index its SMSC id under the wrong name and
+			// its receipt would never match: fail it, loudly.
+			g.log.Error("message routed to an upstream no longer configured", "id", j.Key.String(), "upstream", j.Msg.Upstream)
+			if err := g.store.Fail(ctx, j.Key, queue.StateRejected, policy.ReasonNoRoute.String(), time.Now()); err != nil {
+				g.log.Error("store update", "err", err)
+			}
+			d.done(j.Key)
+			continue
+		}
+		select {
+		case u.jobs <- j:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }

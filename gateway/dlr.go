@@ -26,6 +26,7 @@ type forwarder struct {
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
+	sending  int // handed to a worker and not yet answered
 	rr       int
 	// hand receives the messages the store hands over as it commits their
 	// receipts (OnDLRReady); handed holds them, oldest first, for the next
@@ -144,88 +145,24 @@ func (f *forwarder) conn() *smpp.Conn {
 // window at once, and its acknowledgement is committed to the store in a
 // batch with others by the acker, off the window: a slot is busy for the
 // ESME's round trip only, not for a commit too. A message stays in
-// f.inflight — skipped by the scans — from the scan that found it until
-// its acknowledgement is committed, or until DLRRetry after a failure.
+// f.inflight — skipped by the scans — from the hand-over or scan that
+// gave it until its acknowledgement is committed, or until DLRRetry after
+// a failure.
 func (r *router) run(ctx context.Context, f *forwarder) {
 	g := r.g
 	window := g.cfg.DLRWindow
 	jobs := make(chan *queue.Message, window) // never full: at most window are sending
 	acks := make(chan ackedDLR, window)
-	var sending int // handed to a worker and not yet answered; f.mu
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { r.acker(ctx, f, acks) })
 	for range window {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case m := <-jobs:
-					sent, ok := r.deliver(ctx, f, m)
-					f.mu.Lock()
-					sending--
-					f.mu.Unlock()
-					f.kick() // a slot is free
-					if ok {
-						select {
-						case acks <- ackedDLR{id: m.ID, sent: sent}:
-						case <-ctx.Done():
-							return
-						}
-						continue
-					}
-					// Not answered: it stays in flight (skipped by the
-					// scans) until the retry delay has passed; then a
-					// scan finds it again.
-					time.AfterFunc(g.cfg.DLRRetry, func() {
-						f.mu.Lock()
-						delete(f.inflight, m.ID)
-						f.rescan = true
-						f.mu.Unlock()
-						f.kick()
-					})
-				}
-			}
-		})
+		wg.Go(func() { r.worker(ctx, f, jobs, acks) })
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		f.mu.Lock()
-		f.pull()
-		room := window - sending
-		var msgs []*queue.Message
-		var err error
-		if !f.rescan {
-			// Every pending receipt is handed over or in flight: send
-			// what the store handed over, nothing to read back.
-			msgs = f.takeHanded(room)
-			sending += len(msgs)
-		} else if room > 0 && (room >= refill(window) || sending == 0) {
-			// The store may hold receipts that were not handed over:
-			// scan, oldest first, before sending anything handed over,
-			// which must not overtake them. Only once a worthwhile share
-			// of the window is free (or all of it): each scan skips the
-			// whole in-flight set.
-			var found []*queue.Message
-			var at queue.Snapshot
-			found, at, err = g.store.PendingDLRsAt(f.account, room, func(id uint64) bool {
-				_, busy := f.inflight[id]
-				return busy
-			})
-			if err == nil {
-				f.scanned = at
-				// Short of room: every pending receipt is in flight now.
-				f.rescan = len(found) == room
-			}
-			for _, m := range found {
-				f.inflight[m.ID] = struct{}{}
-			}
-			sending += len(found)
-			msgs = append(msgs, found...)
-		}
-		f.mu.Unlock()
+		msgs, err := r.next(f, window)
 		if err != nil {
 			g.log.Error("pending receipts", "account", f.account, "err", err)
 		}
@@ -242,6 +179,79 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 			f.mu.Lock()
 			f.rescan = true
 			f.mu.Unlock()
+		}
+	}
+}
+
+// next puts the receipts to send now in flight and returns them: what the
+// store handed over while it holds nothing else pending, else (once there
+// is room worth a scan) what a scan of the store finds.
+func (r *router) next(f *forwarder, window int) ([]*queue.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pull()
+	room := window - f.sending
+	if !f.rescan {
+		// Every pending receipt is handed over or in flight: send what
+		// the store handed over, nothing to read back.
+		msgs := f.takeHanded(room)
+		f.sending += len(msgs)
+		return msgs, nil
+	}
+	if room == 0 || room < refill(window) && f.sending > 0 {
+		return nil, nil
+	}
+	// The store may hold receipts that were not handed over: scan, oldest
+	// first, before sending anything handed over, which must not overtake
+	// them. Only once a worthwhile share of the window is free (or all of
+	// it): each scan skips the whole in-flight set.
+	found, at, err := r.g.store.PendingDLRsAt(f.account, room, func(id uint64) bool {
+		_, busy := f.inflight[id]
+		return busy
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.scanned = at
+	// Short of room: every pending receipt is in flight now.
+	f.rescan = len(found) == room
+	for _, m := range found {
+		f.inflight[m.ID] = struct{}{}
+	}
+	f.sending += len(found)
+	return found, nil
+}
+
+// worker sends the receipts of the messages on jobs, one at a time. An
+// answered one goes to the acker; one not answered stays in flight
+// (skipped by the scans) until DLRRetry has passed, and then a scan finds
+// it again.
+func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Message, acks chan<- ackedDLR) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-jobs:
+			sent, ok := r.deliver(ctx, f, m)
+			f.mu.Lock()
+			f.sending--
+			f.mu.Unlock()
+			f.kick() // a slot is free
+			if ok {
+				select {
+				case acks <- ackedDLR{id: m.ID, sent: sent}:
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			time.AfterFunc(r.g.cfg.DLRRetry, func() {
+				f.mu.Lock()
+				delete(f.inflight, m.ID)
+				f.rescan = true
+				f.mu.Unlock()
+				f.kick()
+			})
 		}
 	}
 }
