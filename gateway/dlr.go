@@ -78,8 +78,6 @@ func (r *router) detach(account string, c *smpp.Conn) {
 	})
 }
 
-func (r *router) kick(account string) { r.set.kick(account) }
-
 // offer hands account's forwarder, if it runs, the messages whose
 // receipts the store has just committed at at, and wakes it. On the
 // commit goroutine: it takes no lock a scan holds.
