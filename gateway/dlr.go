@@ -102,10 +102,11 @@ func (f *forwarder) pull() {
 }
 
 // takeHanded moves up to room handed-over messages into f.inflight and
-// returns them, for when no scan is pending. A message a scan saw is dropped: the scan took it, found
-// it in flight, or found it acknowledged already (a message is handed
-// over once, at the commit that queued its receipt, so one no scan saw
-// was neither sent nor acknowledged). f.mu held.
+// returns them, for when no scan is pending. A message a scan saw is
+// dropped: the scan took it, found it in flight, or found it acknowledged
+// already (a message is handed over once, at the commit that queued its
+// receipt, so one no scan saw was neither sent nor acknowledged). f.mu
+// held.
 func (f *forwarder) takeHanded(room int) []*queue.Message {
 	var out []*queue.Message
 	n := 0
