@@ -153,14 +153,7 @@ func TestServerSurvivesEMFILE(t *testing.T) {
 // connection had been accepted).
 func TestServerRecoversEMFILEWithEmptyBacklog(t *testing.T) {
 	l := newEMFILEListener(t)
-	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
-	served := goResult(func() error { return s.Serve(l) })
-	defer func() {
-		_ = s.Close()
-		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
-			t.Errorf("Serve = %v, want ErrServerClosed", err)
-		}
-	}()
+	s := serveUntilCleanup(t, l)
 	recvWithin(t, "Accept", l.calls)
 	l.fail <- errEMFILE
 	recvWithin(t, "Accept again", l.calls)
@@ -176,6 +169,21 @@ func TestServerRecoversEMFILEWithEmptyBacklog(t *testing.T) {
 	p.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
 }
 
+// serveUntilCleanup serves l on a new server until the test ends, then
+// closes it and checks that Serve returned ErrServerClosed.
+func serveUntilCleanup(t *testing.T, l net.Listener) *smpp.Server {
+	t.Helper()
+	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
+	served := goResult(func() error { return s.Serve(l) })
+	t.Cleanup(func() {
+		_ = s.Close()
+		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
+			t.Errorf("Serve = %v, want ErrServerClosed", err)
+		}
+	})
+	return s
+}
+
 // plainListener hides SetDeadline: a listener Serve cannot probe.
 type plainListener struct{ net.Listener }
 
@@ -183,14 +191,7 @@ type plainListener struct{ net.Listener }
 // taken to be well once its retry starts (a new failure sets it back).
 func TestServerRecoversEMFILEWithoutDeadline(t *testing.T) {
 	l := newEMFILEListener(t)
-	s := smpp.NewServer(newRecBackend(), smpp.ServerOptions{})
-	served := goResult(func() error { return s.Serve(plainListener{l}) })
-	defer func() {
-		_ = s.Close()
-		if err := recvWithin(t, "Serve", served); !errors.Is(err, smpp.ErrServerClosed) {
-			t.Errorf("Serve = %v, want ErrServerClosed", err)
-		}
-	}()
+	s := serveUntilCleanup(t, plainListener{l})
 	recvWithin(t, "Accept", l.calls)
 	l.fail <- errEMFILE
 	recvWithin(t, "Accept again", l.calls)
