@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,22 @@ func benchMsg(i int) *Message {
 // parallelism returns the SetParallelism factor that gives about n
 // goroutines in RunParallel.
 func parallelism(n int) int { return max(1, (n+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0)) }
+
+// processCPU is the CPU (user and system) this process has used so far.
+// The machines benchmarks run on are shared: CPU per message drifts less
+// than time per message.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU per operation since cpu0.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+}
 
 func openBench(b *testing.B, opt Options) *Store {
 	b.Helper()
@@ -48,6 +65,7 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 			b.SetParallelism(parallelism(writers))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if err := s.Enqueue(context.Background(), benchMsg(int(n.Add(1)))); err != nil {
@@ -57,6 +75,7 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 				}
 			})
 			b.StopTimer()
+			reportCPU(b, cpu0)
 			st := s.Stats()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			b.ReportMetric(float64(st.Ops)/float64(max(st.Txns, 1)), "ops/txn")
@@ -90,6 +109,7 @@ func BenchmarkBoltUpdatePerMessage(b *testing.B) {
 	b.SetParallelism(parallelism(128))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			m := benchMsg(int(n.Add(1)))
@@ -126,6 +146,7 @@ func BenchmarkBoltUpdatePerMessage(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	reportCPU(b, cpu0)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
@@ -138,6 +159,7 @@ func BenchmarkLifecycleParallel(b *testing.B) {
 	b.SetParallelism(parallelism(128))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -159,6 +181,7 @@ func BenchmarkLifecycleParallel(b *testing.B) {
 		}
 	})
 	b.StopTimer()
+	reportCPU(b, cpu0)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
