@@ -403,7 +403,7 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, t
 	err := s.exec(ctx, func(t *txn) error {
 		res, submitted = 0, time.Time{}
 		for i, c := range cands {
-			v := t.smsc.Get(keys[i])
+			v := t.get(t.smsc, keys[i])
 			if v == nil {
 				continue
 			}
@@ -461,13 +461,13 @@ func (s *Store) AckDLR(ctx context.Context, account string, id uint64) error {
 			return soft(fmt.Errorf("%w: message %d of account %q", ErrNotFound, id, account))
 		}
 		key := dlroutKey(account, id)
-		if t.dlrout.Get(key) == nil {
+		if !t.has(t.dlrout, key) {
 			if m.DLRForwarded {
 				return nil
 			}
 			return soft(fmt.Errorf("%w: message %d has no final DLR pending", ErrState, id))
 		}
-		if err := t.dlrout.Delete(key); err != nil {
+		if err := t.del(t.dlrout, key); err != nil {
 			return err
 		}
 		m.DLRForwarded = true
@@ -490,7 +490,7 @@ func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error
 	err := s.exec(ctx, func(t *txn) error {
 		for _, id := range ids {
 			key := dlroutKey(account, id)
-			if t.dlrout.Get(key) == nil {
+			if !t.has(t.dlrout, key) {
 				continue // acknowledged already, or never pending
 			}
 			m, err := t.getMsg(id)
@@ -503,7 +503,7 @@ func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error
 			if m.Account != account {
 				continue
 			}
-			if err := t.dlrout.Delete(key); err != nil {
+			if err := t.del(t.dlrout, key); err != nil {
 				return err
 			}
 			m.DLRForwarded = true

@@ -513,6 +513,9 @@ func (s *Store) commit(batch []*op) {
 					return err
 				}
 			}
+			if err := t.putUsage(); err != nil {
+				return err
+			}
 			if t.counts != ([stateEnd]int{}) {
 				if err := t.putCounts(); err != nil {
 					return fmt.Errorf("counts: %w", err)

@@ -940,3 +940,92 @@ func TestDLRReadyHandsCommittedMessages(t *testing.T) {
 		}
 	}
 }
+
+// The usage rows are read and written once per commit: what a batch's
+// operations add is summed in memory, what a refused (soft) or failed
+// (hard) operation added is taken back, and the row written at the end
+// is what the messages say (the cleanup's Check) before and after a
+// reopen.
+func TestUsageSummedPerCommit(t *testing.T) {
+	s := newStore(t, Options{})
+	usageOf := func(parts int) *Message {
+		m := msg("alice", "111", parts)
+		m.Enterprise, m.AcceptedAt = "alice", time.Now()
+		return m
+	}
+	release := s.block()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	results := make([]error, 8)
+	for i := range results {
+		wg.Go(func() {
+			switch i {
+			case 2: // refused after adding: must leave no trace
+				results[i] = s.exec(bg, func(t *txn) error {
+					if err := t.addUsage(usageOf(1), 5, 1); err != nil {
+						return err
+					}
+					return soft(ErrQuota)
+				})
+			case 5: // failed after adding: the batch is run again without it
+				results[i] = s.exec(bg, func(t *txn) error {
+					if err := t.addUsage(usageOf(1), 7, 0); err != nil {
+						return err
+					}
+					return boom
+				})
+			default:
+				results[i] = s.Enqueue(bg, msg("alice", "111", 2))
+			}
+		})
+	}
+	s.waitQueued(len(results))
+	before := s.Stats()
+	release()
+	wg.Wait()
+	for i, err := range results {
+		switch i {
+		case 2:
+			if !errors.Is(err, ErrQuota) {
+				t.Errorf("op %d: %v", i, err)
+			}
+		case 5:
+			if !errors.Is(err, boom) {
+				t.Errorf("op %d: %v", i, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("op %d: %v", i, err)
+			}
+		}
+	}
+	if st := s.Stats(); st.Txns-before.Txns != 2 || st.Rollbacks-before.Rollbacks != 1 {
+		t.Errorf("%d commits, %d rollbacks; want the blocker's and the batch's, after one rollback",
+			st.Txns-before.Txns, st.Rollbacks-before.Rollbacks)
+	}
+	s.wantUsage("alice", 12, 0)
+
+	// A later operation of the same commit sees what the earlier ones added.
+	err := s.exec(bg, func(t *txn) error {
+		key := usageKey("alice", BillingMonth(time.Now()))
+		for i := range 3 {
+			u, err := t.getUsage(key)
+			if err != nil {
+				return err
+			}
+			if u.Reserved != int64(12+i) {
+				return fmt.Errorf("read %d: reserved %d, want %d", i, u.Reserved, 12+i)
+			}
+			if err := t.addUsage(usageOf(1), 1, 0); err != nil {
+				return err
+			}
+		}
+		return t.addUsage(usageOf(1), -3, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.wantUsage("alice", 12, 0)
+	s.reopen() // the usage mirror is loaded from the stored rows
+	s.wantUsage("alice", 12, 0)
+}

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -16,6 +17,7 @@ type txn struct {
 	msg, due, edue, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
 
 	usageDelta []usageDelta
+	usageNow   map[string]*usageEntry // the usage rows this transaction read, written once at its end
 	counts     [stateEnd]int
 	ready      []*Message // messages whose DLR this transaction queued, as stored
 	fresh      []*Message // messages this transaction stored new (for OnDue)
@@ -23,6 +25,48 @@ type txn struct {
 	hook       *bolt.Bucket
 	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
 	orphans    orphanState
+	cursors    map[*bolt.Bucket]*bolt.Cursor // see get
+}
+
+// get is b.Get(key) through one cursor per bucket for the whole
+// transaction: bbolt's Get and Delete make a cursor and grow its stack on
+// every call (four allocations), and each message passes a dozen of them.
+// A cursor is repositioned from the root by every Seek, so the writes
+// between two lookups do not matter.
+func (t *txn) get(b *bolt.Bucket, key []byte) []byte {
+	k, v := t.cursor(b).Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
+// has reports whether b holds key. (A key written with a nil value in
+// this transaction reads back as a nil value: Get cannot tell it apart.)
+func (t *txn) has(b *bolt.Bucket, key []byte) bool {
+	k, _ := t.cursor(b).Seek(key)
+	return bytes.Equal(k, key)
+}
+
+// del is b.Delete(key) through the transaction's cursor of b (see get).
+func (t *txn) del(b *bolt.Bucket, key []byte) error {
+	c := t.cursor(b)
+	if k, _ := c.Seek(key); !bytes.Equal(k, key) {
+		return nil
+	}
+	return c.Delete()
+}
+
+func (t *txn) cursor(b *bolt.Bucket) *bolt.Cursor {
+	c := t.cursors[b]
+	if c == nil {
+		if t.cursors == nil {
+			t.cursors = make(map[*bolt.Bucket]*bolt.Cursor, 8)
+		}
+		c = b.Cursor()
+		t.cursors[b] = c
+	}
+	return c
 }
 
 // orphanState is what a transaction knows of the orphan bucket. Nearly
@@ -51,6 +95,14 @@ func (t *txn) mayHaveOrphans() bool {
 type usageDelta struct {
 	key               string
 	reserved, charged int64
+}
+
+// usageEntry is one usage row as the transaction found it and as its
+// operations have left it so far. Every operation of a batch touches its
+// enterprise's row of the month; read once and written once per commit,
+// the row costs two B-tree lookups per commit instead of two per message.
+type usageEntry struct {
+	stored, now usage
 }
 
 type checkpoint struct {
@@ -92,10 +144,10 @@ func (t *txn) putDue(m *Message, at time.Time, k Key) error {
 
 // delDue removes the due keys putDue wrote.
 func (t *txn) delDue(m *Message, at time.Time, k Key) error {
-	if err := t.due.Delete(timeKey(at, k)); err != nil {
+	if err := t.del(t.due, timeKey(at, k)); err != nil {
 		return err
 	}
-	return t.edue.Delete(edueKey(m.Enterprise, at, k))
+	return t.del(t.edue, edueKey(m.Enterprise, at, k))
 }
 
 func (t *txn) checkpoint() checkpoint {
@@ -103,6 +155,11 @@ func (t *txn) checkpoint() checkpoint {
 }
 
 func (t *txn) restore(c checkpoint) {
+	for _, d := range t.usageDelta[c.usage:] { // exact: integer sums undone in any order
+		e := t.usageNow[d.key]
+		e.now.Reserved -= d.reserved
+		e.now.Charged -= d.charged
+	}
 	t.usageDelta = t.usageDelta[:c.usage]
 	t.ready = t.ready[:c.ready]
 	t.fresh = t.fresh[:c.fresh]
@@ -111,7 +168,7 @@ func (t *txn) restore(c checkpoint) {
 
 // getMsg loads message id; a missing one is a soft ErrNotFound.
 func (t *txn) getMsg(id uint64) (*Message, error) {
-	v := t.msg.Get(msgKey(id))
+	v := t.get(t.msg, msgKey(id))
 	if v == nil {
 		return nil, soft(fmt.Errorf("%w: message %d", ErrNotFound, id))
 	}
@@ -138,26 +195,59 @@ func (t *txn) putMsg(m *Message) error {
 	return t.msg.Put(msgKey(m.ID), encodeMessage(nil, m))
 }
 
+// getUsage is the usage row key as this transaction's operations have
+// left it so far.
 func (t *txn) getUsage(key string) (usage, error) {
-	v := t.usage.Get([]byte(key))
-	if v == nil {
-		return usage{}, nil
+	e, err := t.usageEntry(key)
+	if err != nil {
+		return usage{}, err
 	}
-	return decodeUsage(v)
+	return e.now, nil
+}
+
+// usageEntry reads the usage row key the first time the transaction
+// needs it.
+func (t *txn) usageEntry(key string) (*usageEntry, error) {
+	if e := t.usageNow[key]; e != nil {
+		return e, nil
+	}
+	var u usage
+	if v := t.usage.Get([]byte(key)); v != nil {
+		var err error
+		if u, err = decodeUsage(v); err != nil {
+			return nil, err
+		}
+	}
+	if t.usageNow == nil {
+		t.usageNow = make(map[string]*usageEntry)
+	}
+	e := &usageEntry{stored: u, now: u}
+	t.usageNow[key] = e
+	return e, nil
 }
 
 func (t *txn) addUsage(m *Message, reserved, charged int64) error {
 	key := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
-	u, err := t.getUsage(key)
+	e, err := t.usageEntry(key)
 	if err != nil {
 		return err
 	}
-	u.Reserved += reserved
-	u.Charged += charged
-	if err := t.usage.Put([]byte(key), encodeUsage(u)); err != nil {
-		return err
-	}
+	e.now.Reserved += reserved
+	e.now.Charged += charged
 	t.usageDelta = append(t.usageDelta, usageDelta{key, reserved, charged})
+	return nil
+}
+
+// putUsage writes the usage rows the transaction changed.
+func (t *txn) putUsage() error {
+	for key, e := range t.usageNow {
+		if e.now == e.stored {
+			continue
+		}
+		if err := t.usage.Put([]byte(key), encodeUsage(e.now)); err != nil {
+			return fmt.Errorf("usage %s: %w", key, err)
+		}
+	}
 	return nil
 }
 
@@ -186,7 +276,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 			return err
 		}
 	case StateSubmitted:
-		if err := t.wait.Delete(timeKey(p.SubmittedAt, k)); err != nil {
+		if err := t.del(t.wait, timeKey(p.SubmittedAt, k)); err != nil {
 			return err
 		}
 	default:
@@ -226,7 +316,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 // indexSMSC records that smscID (on m.Upstream) names part k.
 func (t *txn) indexSMSC(m *Message, k Key, smscID string) error {
 	key := smscKey(m.Upstream, CanonicalSMSCID(smscID))
-	if old := t.smsc.Get(key); old != nil {
+	if old := t.get(t.smsc, key); old != nil {
 		if ok, _ := parsePartRef(old); ok != k {
 			t.s.log.Warn("queue: SMSC id reused, index moved to the newer part",
 				"upstream", m.Upstream, "smsc_id", smscID, "old", ok.String(), "new", k.String())
