@@ -33,6 +33,7 @@ type daemonOpts struct {
 	IngressWindow             int    // smpp.window; 0 keeps the base file's
 	ProfileDir                string // where runOne puts each qxtd scenario's CPU profile; "" none
 	CPUProfile                string // qxtd serve --cpuprofile (written when it stops); "" none
+	MemProfile                string // qxtd serve --memprofile (written when it stops); "" none
 	// Etcd, for a cluster scenario: qxtd joins it as node 1 under
 	// EtcdPrefix (a new one per run, so runs share nothing).
 	Etcd       []string
@@ -191,6 +192,9 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 	d.args = []string{"serve", "--config", path}
 	if o.CPUProfile != "" {
 		d.args = append(d.args, "--cpuprofile", o.CPUProfile)
+	}
+	if o.MemProfile != "" {
+		d.args = append(d.args, "--memprofile", o.MemProfile)
 	}
 	d.bin = o.Bin
 	if err := d.start(ctx); err != nil {

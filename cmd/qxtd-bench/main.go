@@ -42,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
-	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -177,6 +177,7 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	if o.ProfileDir != "" && !sc.Kill { // a killed qxtd writes no profile
 		o.CPUProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".pprof")
+		o.MemProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".allocs.pprof")
 	}
 	if sc.Cluster {
 		endpoints, err := benchEtcd()
@@ -220,7 +221,7 @@ func runRelay(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, p
 	fail := func(err error) (Result, []string, error) {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 	}
-	o.Binds, o.CPUProfile = 1, ""
+	o.Binds, o.CPUProfile, o.MemProfile = 1, "", ""
 	o.NodeID = 1
 	n1, err := startDaemon(ctx, o)
 	if err != nil {

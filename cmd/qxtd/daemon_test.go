@@ -65,7 +65,13 @@ func startDaemon(t *testing.T, cfgPath string, env ...string) *proc {
 // build in TestMakeBuildStamps).
 func startDaemonBin(t *testing.T, bin, cfgPath string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	return startDaemonArgs(t, bin, []string{"serve", "--config", cfgPath}, env...)
+}
+
+// startDaemonArgs is startDaemonBin with the whole command line.
+func startDaemonArgs(t *testing.T, bin string, args []string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "QXTD_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -97,7 +97,7 @@ type daemon struct {
 
 // serveCmd is `qxtd serve`: run the daemon until SIGTERM or SIGINT.
 func serveCmd() *cobra.Command {
-	var path, cpuProfile, traceFile string
+	var path, cpuProfile, memProfile, traceFile string
 	var check bool
 	c := &cobra.Command{
 		Use:   "serve [--config FILE] [--check] [--cpuprofile FILE] [--trace FILE]",
@@ -114,7 +114,9 @@ are errors naming the key) and exits.
 
 --cpuprofile writes a Go CPU profile of the whole run to FILE when the
 daemon stops (for make bench-e2e and performance work; read it with
-go tool pprof). --trace writes a Go execution trace of the whole run to
+go tool pprof). --memprofile writes where the run allocated (a Go
+allocation profile: go tool pprof -sample_index=alloc_space) to FILE when
+the daemon stops. --trace writes a Go execution trace of the whole run to
 FILE (where latency goes: go tool trace -pprof=sched FILE shows the time
 goroutines waited for a CPU).`,
 		Args: nargs(0, 0),
@@ -148,6 +150,18 @@ goroutines waited for a CPU).`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memProfile != "" {
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return fmt.Errorf("--memprofile: %w", err)
+				}
+				defer f.Close()
+				defer func() {
+					if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+						fmt.Fprintln(c.ErrOrStderr(), "--memprofile:", err)
+					}
+				}()
+			}
 			if traceFile != "" {
 				f, err := os.Create(traceFile)
 				if err != nil {
@@ -163,6 +177,7 @@ goroutines waited for a CPU).`,
 		},
 	}
 	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	c.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file when it stops")
 	c.Flags().StringVar(&traceFile, "trace", "", "write an execution trace of the run to this file")
 	c.Flags().StringVar(&path, "config", "configs/qxtd.yaml", "configuration file")
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// serve --cpuprofile and --memprofile write Go profiles of the whole run
+// when the daemon stops: gzipped protocol buffers naming their sample
+// types (what go tool pprof reads).
+func TestServeWritesProfiles(t *testing.T) {
+	dir := t.TempDir()
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	cfg := writeConfig(t, dir, simAddr, "")
+	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "allocs.pprof")
+	d := startDaemonArgs(t, os.Args[0], []string{"serve", "--config", cfg, "--cpuprofile", cpu, "--memprofile", mem})
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not exit after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, d.log())
+	}
+	for path, sampleType := range map[string]string{cpu: "cpu", mem: "alloc_space"} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(path), err)
+		}
+		raw, err := io.ReadAll(zr)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(path), err)
+		}
+		if !bytes.Contains(raw, []byte(sampleType)) {
+			t.Errorf("%s: %d bytes without the sample type %q", filepath.Base(path), len(raw), sampleType)
+		}
+	}
+}
