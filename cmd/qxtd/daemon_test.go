@@ -121,6 +121,22 @@ func startDaemonArgs(t *testing.T, bin string, args []string, env ...string) *pr
 	return p
 }
 
+// stop sends SIGTERM and waits for the daemon to exit cleanly (status 0).
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not exit after SIGTERM:\n%s", p.log())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, p.log())
+	}
+}
+
 func (p *proc) log() string {
 	p.logMu.Lock()
 	defer p.logMu.Unlock()

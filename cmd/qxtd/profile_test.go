@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -22,17 +20,7 @@ func TestServeWritesProfiles(t *testing.T) {
 	cfg := writeConfig(t, dir, simAddr, "")
 	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "allocs.pprof")
 	d := startDaemonArgs(t, os.Args[0], []string{"serve", "--config", cfg, "--cpuprofile", cpu, "--memprofile", mem})
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not exit after SIGTERM")
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d:\n%s", code, d.log())
-	}
+	d.stop(t)
 	for path, sampleType := range map[string]string{cpu: "cpu", mem: "alloc_space"} {
 		f, err := os.Open(path)
 		if err != nil {

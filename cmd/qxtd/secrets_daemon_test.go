@@ -194,15 +194,7 @@ accounts:
 		t.Errorf("reload error: %v", rec)
 	}
 
-	// Stop it, so that the whole log is in.
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit after SIGTERM:\n%s", d.log())
-	}
+	d.stop(t) // so that the whole log is in
 	outputs = append(outputs, d.log())
 	if !strings.Contains(d.log(), `"msg":"stopped"`) {
 		t.Errorf("no clean stop in the log:\n%s", d.log())
