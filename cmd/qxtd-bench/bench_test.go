@@ -14,12 +14,7 @@ import (
 func TestDirect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	pctx, stopPeer := context.WithCancel(ctx)
-	peer, err := StartPeer(pctx, "127.0.0.1:0", 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stopPeer(); peer.Wait() }()
+	peer := startTestPeer(t, ctx, 10*time.Millisecond)
 	cfg := benchConfig{N: 500, Warmup: 50, Window: 50, Stall: 5 * time.Second}
 	for _, sc := range allScenarios {
 		if sc.Qxtd {
@@ -56,12 +51,7 @@ func TestDirect(t *testing.T) {
 func TestStallFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pctx, stopPeer := context.WithCancel(ctx)
-	peer, err := StartPeer(pctx, "127.0.0.1:0", time.Hour) // receipts never come
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stopPeer(); peer.Wait() }()
+	peer := startTestPeer(t, ctx, time.Hour) // receipts never come
 	cl, err := Dial(ctx, peer.Addr(), "x", "y")
 	if err != nil {
 		t.Fatal(err)

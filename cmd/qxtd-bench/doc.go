@@ -79,9 +79,11 @@
 // before the kill), unanswered (submits the kill left without an answer:
 // neither acked nor lost), lost (acked, but neither its receipt at the
 // client nor its token at the peer: the scenario fails if any), receipts
-// missing and not at the peer (each alone; the peer does not resend a
-// receipt whose deliver_sm the kill cut off, so a few hundred receipts
-// due at the kill never come and the wait ends after -stall), peer
+// missing (acked with no receipt at the client: the scenario fails if
+// any, since the peer, as an SMSC does, holds the receipts a closed
+// connection left unacknowledged or unsent and sends them on the next
+// bind), receipts resent by the peer (how many it held: about one receipt
+// delay's worth), not at the peer, peer
 // duplicates (extra submit_sm of a token: qxtd's at-least-once relay
 // window), duplicate receipts at the client, and the restart time
 // (SIGKILL → /readyz ready). -json puts these under "kill".

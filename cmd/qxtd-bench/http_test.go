@@ -22,12 +22,7 @@ func TestHTTPScenarios(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qxtd/qxtd/cmd/qxtd").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	pctx, stopPeer := context.WithCancel(ctx)
-	peer, err := StartPeer(pctx, "127.0.0.1:0", 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stopPeer(); peer.Wait() }()
+	peer := startTestPeer(t, ctx, 10*time.Millisecond)
 	cfg := benchConfig{N: 300, Warmup: 30, Window: 20, Stall: 10 * time.Second}
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
 	var results []Result

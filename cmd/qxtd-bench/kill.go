@@ -269,6 +269,7 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 	l := &killLedger{pending: map[uint32]int{}, acked: map[string]int{}, rcpts: map[string]int{}}
 	p.TrackTokens(true)
 	defer p.TrackTokens(false)
+	held0 := p.ReceiptsHeld.Load()
 	start := time.Now()
 
 	k, err := dialKill(ctx, d.SMPPAddr, l, cfg.Window)
@@ -396,6 +397,7 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 	res.Answered = c.Acked + res.Errors
 	kr.Acked, kr.Lost, kr.ReceiptsMissing, kr.NotAtPeer = c.Acked, c.Lost, c.NoReceipt, c.NotAtPeer
 	kr.PeerDups, res.DupReceipts = c.PeerDups, c.DupReceipts
+	kr.ReceiptsResent = int(p.ReceiptsHeld.Load() - held0)
 	if waitErr != nil {
 		kr.Wait = waitErr.Error()
 	}
@@ -404,10 +406,16 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 	if c.Lost > 0 {
 		errs = append(errs, fmt.Errorf("%d of %d acknowledged messages lost (no receipt, never at the peer)", c.Lost, c.Acked))
 	}
+	// The peer sends again what the kill cut off, as an SMSC does: every
+	// acknowledged message's receipt must come, matched after the restart
+	// to what was stored before the kill.
+	if c.NoReceipt > 0 {
+		errs = append(errs, fmt.Errorf("%d of %d acknowledged messages without their receipt at the client", c.NoReceipt, c.Acked))
+	}
 	if res.Errors > 0 {
 		errs = append(errs, fmt.Errorf("%d submit_sm refused (first: %s)", res.Errors, res.FirstErr))
 	}
-	if waitErr != nil && (c.Lost > 0 || res.Errors > 0) {
+	if waitErr != nil && (c.Lost > 0 || c.NoReceipt > 0 || res.Errors > 0) {
 		errs = append(errs, fmt.Errorf("waiting: %w", waitErr))
 	}
 	return res, errors.Join(errs...)

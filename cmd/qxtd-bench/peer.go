@@ -17,7 +17,11 @@ import (
 // Peer is the SMSC side: it accepts any bind, answers every submit_sm at
 // once with a hex message_id and, when registered_delivery asks for it,
 // sends a DELIVRD receipt DLRDelay later on the same connection, with at
-// most DLRWindow receipts awaiting deliver_sm_resp per connection.
+// most DLRWindow receipts awaiting deliver_sm_resp per connection. As an
+// SMSC keeps a system_id's receipts until they are acknowledged, a
+// receipt whose connection ended before its deliver_sm_resp came (or
+// before it was sent) is held and sent on the next receiver or
+// transceiver bind: the crash scenario counts on it.
 type Peer struct {
 	DLRDelay  time.Duration
 	DLRWindow int
@@ -31,6 +35,11 @@ type Peer struct {
 	LastSubmit    atomic.Int64 // unix nanoseconds of the latest submit_sm
 	ReceiptsDue   atomic.Int64 // submit_sm that asked for a receipt
 	ReceiptsAcked atomic.Int64 // deliver_sm_resp received
+	ReceiptsHeld  atomic.Int64 // receipts a closed connection left unacknowledged, to send again
+	Ended         atomic.Int64 // connections ended (what they left is held by then)
+
+	heldMu sync.Mutex
+	held   []dueReceipt // see Peer
 
 	// The crash scenario's tokens (see tokenOf) counted per submit_sm,
 	// while TrackTokens is on.
@@ -110,6 +119,70 @@ type dueReceipt struct {
 	submit   time.Time
 }
 
+// sentReceipts are a connection's receipts awaiting deliver_sm_resp, by
+// sequence number.
+type sentReceipts struct {
+	mu   sync.Mutex
+	byID map[uint32]dueReceipt
+}
+
+func (s *sentReceipts) add(seq uint32, r dueReceipt) {
+	s.mu.Lock()
+	s.byID[seq] = r
+	s.mu.Unlock()
+}
+
+func (s *sentReceipts) ack(seq uint32) {
+	s.mu.Lock()
+	delete(s.byID, seq)
+	s.mu.Unlock()
+}
+
+// hold keeps what a closed connection left: the receipts it sent and got
+// no answer for, and those it had not sent yet.
+func (p *Peer) hold(sent *sentReceipts, due chan dueReceipt) {
+	sent.mu.Lock()
+	left := make([]dueReceipt, 0, len(sent.byID)+len(due))
+	for _, r := range sent.byID {
+		left = append(left, r)
+	}
+	sent.mu.Unlock()
+	for len(due) > 0 {
+		left = append(left, <-due)
+	}
+	if len(left) == 0 {
+		return
+	}
+	p.ReceiptsHeld.Add(int64(len(left)))
+	p.heldMu.Lock()
+	p.held = append(p.held, left...)
+	p.heldMu.Unlock()
+}
+
+// putBack returns a receipt the sender took but did not send.
+func (p *Peer) putBack(due chan dueReceipt, r dueReceipt) {
+	select {
+	case due <- r:
+	default:
+		p.ReceiptsHeld.Add(1)
+		p.heldMu.Lock()
+		p.held = append(p.held, r)
+		p.heldMu.Unlock()
+	}
+}
+
+// release queues the held receipts on a new bind's connection, as many
+// as its queue takes.
+func (p *Peer) release(due chan dueReceipt) {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	n := min(len(p.held), cap(due)-len(due))
+	for _, r := range p.held[:n] {
+		due <- r
+	}
+	p.held = p.held[n:]
+}
+
 func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -117,7 +190,19 @@ func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 	defer c.fail(nil)
 	due := make(chan dueReceipt, 1<<16)
 	window := make(chan struct{}, p.DLRWindow)
-	go p.receipts(ctx, c, due, window)
+	sent := &sentReceipts{byID: map[uint32]dueReceipt{}}
+	rdone := make(chan struct{})
+	go func() {
+		defer close(rdone)
+		p.receipts(ctx, c, due, window, sent)
+	}()
+	defer func() { // first of the deferred: the sender stops, then what it left is held
+		cancel()
+		<-rdone
+		p.hold(sent, due)
+		p.Ended.Add(1)
+	}()
+	release := false
 	for {
 		req, h, err := c.read()
 		if err != nil {
@@ -134,6 +219,7 @@ func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 		var resp pdu.Body
 		switch h.ID {
 		case pdu.BindTransceiverID, pdu.BindTransmitterID, pdu.BindReceiverID:
+			release = h.ID != pdu.BindTransmitterID
 			switch h.ID {
 			case pdu.BindTransceiverID:
 				resp = pdu.NewBindTransceiverResp()
@@ -164,6 +250,7 @@ func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 			}
 		case pdu.DeliverSMRespID:
 			p.ReceiptsAcked.Add(1)
+			sent.ack(h.Seq)
 			select {
 			case <-window:
 			default:
@@ -188,12 +275,16 @@ func (p *Peer) serve(ctx context.Context, nc net.Conn) {
 		if err := c.send(ctx, resp); err != nil {
 			return
 		}
+		if release {
+			release = false
+			p.release(due)
+		}
 	}
 }
 
 // receipts sends each due receipt at its time, keeping at most the
 // window awaiting deliver_sm_resp.
-func (p *Peer) receipts(ctx context.Context, c *conn, due <-chan dueReceipt, window chan struct{}) {
+func (p *Peer) receipts(ctx context.Context, c *conn, due chan dueReceipt, window chan struct{}, sent *sentReceipts) {
 	var seq uint32
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
@@ -204,20 +295,25 @@ func (p *Peer) receipts(ctx context.Context, c *conn, due <-chan dueReceipt, win
 		case <-ctx.Done():
 			return
 		}
+		// From here until it is in sent, r is only here: an early return
+		// puts it back for hold.
 		if d := time.Until(r.at); d > 0 {
 			t.Reset(d)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
+				p.putBack(due, r)
 				return
 			}
 		}
 		select {
 		case window <- struct{}{}:
 		case <-ctx.Done():
+			p.putBack(due, r)
 			return
 		}
 		seq++
+		sent.add(seq, r)
 		if err := c.send(ctx, receiptPDU(seq, r)); err != nil {
 			return
 		}

@@ -97,8 +97,8 @@ func writeKillTable(w io.Writer, rs []Result) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| scenario | msgs | acked (before kill) | unanswered | lost | receipts missing | not at peer | peer duplicates | duplicate receipts | restart ms | result |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| scenario | msgs | acked (before kill) | unanswered | lost | receipts missing | receipts resent by the peer | not at peer | peer duplicates | duplicate receipts | restart ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		k := r.Kill
 		verdict := "pass"
@@ -108,8 +108,8 @@ func writeKillTable(w io.Writer, rs []Result) {
 		if k.Wait != "" {
 			verdict += " (wait ended: " + k.Wait + ")"
 		}
-		fmt.Fprintf(w, "| %s | %d | %d (%d) | %d | %d | %d | %d | %d | %d | %.0f | %s |\n",
-			r.Scenario, r.N, k.Acked, k.AckedBeforeKill, k.Unanswered, k.Lost, k.ReceiptsMissing, k.NotAtPeer,
+		fmt.Fprintf(w, "| %s | %d | %d (%d) | %d | %d | %d | %d | %d | %d | %d | %.0f | %s |\n",
+			r.Scenario, r.N, k.Acked, k.AckedBeforeKill, k.Unanswered, k.Lost, k.ReceiptsMissing, k.ReceiptsResent, k.NotAtPeer,
 			k.PeerDups, r.DupReceipts, k.RestartMS, strings.ReplaceAll(verdict, "\n", " "))
 	}
 }

@@ -128,6 +128,7 @@ type KillResult struct {
 	Unanswered      int     `json:"unanswered"` // submits the kill left without an answer: neither acked nor lost
 	Lost            int     `json:"lost"`
 	ReceiptsMissing int     `json:"receipts_missing"` // acked with no receipt at the client (lost or not)
+	ReceiptsResent  int     `json:"receipts_resent"`  // receipts the kill cut off that the peer held and sent again
 	NotAtPeer       int     `json:"not_at_peer"`      // acked whose token never reached the peer (lost or not)
 	PeerDups        int     `json:"peer_duplicates"`  // extra submit_sm of a token at the peer
 	RestartMS       float64 `json:"restart_ms"`       // SIGKILL → /readyz ready
