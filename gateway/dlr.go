@@ -21,24 +21,31 @@ type router struct {
 
 type forwarder struct {
 	account string
-	conns   []*smpp.Conn
 	wake    chan struct{}
+
+	// connMu guards the binds apart from mu: attach and detach take it
+	// under the forwarder set's lock, which the store's commit goroutine
+	// takes to hand receipts over (offer), and mu is held across scans.
+	connMu sync.Mutex
+	conns  []*smpp.Conn
+	rr     int
 
 	mu       sync.Mutex
 	inflight map[uint64]struct{}
 	sending  int // handed to a worker and not yet answered
-	rr       int
 	// hand receives the messages the store hands over as it commits their
 	// receipts (OnDLRReady); handed holds them, oldest first, for the next
 	// turns to send without reading them back. rescan says the store may
 	// hold pending receipts that are neither handed nor in flight, so the
 	// next turn with room scans for them (PendingDLRsAt): set at the
-	// start, when a hand-over did not fit or a delivery failed, and at
-	// every DLRRetry without a wake-up.
-	hand    *handOver[*queue.Message]
-	handed  []handed[*queue.Message]
-	rescan  bool
-	scanned queue.Snapshot // what the latest scan saw
+	// start, when a hand-over did not fit, a delivery failed or an
+	// acknowledgement could not be committed, and at least every DLRRetry
+	// (lastScan), busy or not.
+	hand     *handOver[*queue.Message]
+	handed   []handed[*queue.Message]
+	rescan   bool
+	scanned  queue.Snapshot // what the latest scan saw
+	lastScan time.Time
 	// acked holds, per message with several receipts (Aliases), the
 	// receipt ids the ESME acknowledged while another was not: a retry
 	// sends only the rest. Dropped once the message is acknowledged.
@@ -57,17 +64,17 @@ func (r *router) attach(account string, c *smpp.Conn) {
 				hand: newHandOver[*queue.Message](receiptsHandedMax(r.g.cfg.DLRWindow))}
 		},
 		func(f *forwarder) {
-			f.mu.Lock()
+			f.connMu.Lock()
 			f.conns = append(f.conns, c)
-			f.mu.Unlock()
+			f.connMu.Unlock()
 		},
 		r.run)
 }
 
 func (r *router) detach(account string, c *smpp.Conn) {
 	r.set.detach(account, func(f *forwarder) bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
+		f.connMu.Lock()
+		defer f.connMu.Unlock()
 		for i, x := range f.conns {
 			if x == c {
 				f.conns = append(f.conns[:i:i], f.conns[i+1:]...)
@@ -130,8 +137,8 @@ func (r *router) stop() { r.set.stop() }
 func (f *forwarder) kick() { wakeUp(f.wake) }
 
 func (f *forwarder) conn() *smpp.Conn {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.connMu.Lock()
+	defer f.connMu.Unlock()
 	if len(f.conns) == 0 {
 		return nil
 	}
@@ -190,6 +197,12 @@ func (r *router) next(f *forwarder, window int) ([]*queue.Message, error) {
 	defer f.mu.Unlock()
 	f.pull()
 	room := window - f.sending
+	if time.Since(f.lastScan) >= r.g.cfg.DLRRetry {
+		// A safety net under steady traffic, where the idle timeout in
+		// run never fires: whatever no flag accounts for waits one
+		// DLRRetry at most.
+		f.rescan = true
+	}
 	if !f.rescan {
 		// Every pending receipt is handed over or in flight: send what
 		// the store handed over, nothing to read back.
@@ -211,7 +224,7 @@ func (r *router) next(f *forwarder, window int) ([]*queue.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.scanned = at
+	f.scanned, f.lastScan = at, time.Now()
 	// Short of room: every pending receipt is in flight now.
 	f.rescan = len(found) == room
 	for _, m := range found {
@@ -308,6 +321,11 @@ func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) 
 		for _, id := range ids {
 			delete(f.inflight, id)
 			delete(f.acked, id)
+		}
+		if err != nil {
+			// Still pending in the store, and neither handed over nor in
+			// flight any more: only a scan finds them again.
+			f.rescan = true
 		}
 		f.mu.Unlock()
 		f.kick()

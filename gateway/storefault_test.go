@@ -1,11 +1,15 @@
 package gateway_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/queue"
@@ -205,5 +209,69 @@ func TestUpstreamSeriesStartAtZero(t *testing.T) {
 		if got, ok := have[k]; !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
 		}
+	}
+}
+
+// TestReceiptSentAgainAfterFailedAck: when the commit of a receipt's
+// acknowledgement fails, the receipt is still pending in the store and
+// neither handed over nor in flight: the forwarder scans for it at once
+// (not a DLRRetry later, a minute here), sends it again, and the second
+// acknowledgement is recorded.
+func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
+	var armed atomic.Bool
+	r := newRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		gwcfg: func(c *gateway.Config) {
+			c.DLRRetry = time.Minute
+		},
+		store: func(o *queue.Options) {
+			o.CommitFault = func() error {
+				if armed.CompareAndSwap(true, false) {
+					return errDiskFull // the next commit: the acknowledgement's
+				}
+				return nil
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	got := make(chan string, 4)
+	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
+		Conn: smpp.ConnOptions{Window: 10, RespTimeout: 5 * time.Second},
+		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+			rc, err := smpp.ParseReceipt(p)
+			if err != nil {
+				return smpp.ErrorResponse(p, smpp.StatusSystemError)
+			}
+			if len(got) == 0 {
+				armed.Store(true) // fail the commit of this answer
+			}
+			got <- rc.ID
+			return pdu.NewDeliverSMResp()
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := conn.Request(ctx, submitSM("1069", "13900001111", "ack fails once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := smpp.Str(resp, pdufield.MessageID)
+	for i := range 2 {
+		select {
+		case rid := <-got:
+			if rid != id {
+				t.Fatalf("receipt %d for %s, want %s", i+1, rid, id)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d receipts arrived, want the first and, after its acknowledgement failed to commit, a second", i)
+		}
+	}
+	r.waitNoPendingDLRs(ctx, t, "esme")
+	if armed.Load() {
+		t.Error("the injected commit failure never happened")
 	}
 }
