@@ -39,6 +39,7 @@ type dispatcher struct {
 	rescan   bool
 	lastScan time.Time
 	scanned  queue.Snapshot // what the latest scan saw
+	dueUntil time.Time      // the latest scan's clock: it saw parts due by then
 }
 
 // flight is where a part in flight comes from and goes.
@@ -110,7 +111,7 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 			kept = append(kept, d.handed[i:]...)
 			break
 		}
-		if h.at <= d.scanned || d.skip(h.v.Key) {
+		if d.seen(h) || d.skip(h.v.Key) {
 			continue
 		}
 		if share(h.v.Msg.Enterprise) <= 0 {
@@ -131,7 +132,7 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 			break
 		}
 		n++
-		if h.at <= d.scanned || d.skip(h.v.Key) {
+		if d.seen(h) || d.skip(h.v.Key) {
 			continue
 		}
 		d.take(h.v)
@@ -139,6 +140,14 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 	}
 	d.handed = slices.Delete(d.handed, 0, n)
 	return out
+}
+
+// seen reports whether the latest scan saw a handed-over part: the scan's
+// snapshot has its commit, and its clock was past the part's due time (a
+// part accepted after the scan read its clock, due a moment later, was
+// not looked at). d.mu held.
+func (d *dispatcher) seen(h handed[queue.Job]) bool {
+	return h.at <= d.scanned && !h.v.Part.DueAt.After(d.dueUntil)
 }
 
 // take puts j in flight. d.mu held.
@@ -277,11 +286,12 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	// which must not overtake them. Only once a worthwhile share of the
 	// windows is free (or all of them): each scan skips the whole
 	// in-flight set.
-	found, at, err := d.g.store.DueSharedAt(time.Now(), room, share, d.skip)
+	now := time.Now()
+	found, at, err := d.g.store.DueSharedAt(now, room, share, d.skip)
 	if err != nil {
 		return nil, err
 	}
-	d.lastScan, d.scanned = time.Now(), at
+	d.lastScan, d.scanned, d.dueUntil = time.Now(), at, now
 	// Short of room: every due part was taken or is in flight. Full:
 	// there may be more.
 	d.rescan = len(found) == room

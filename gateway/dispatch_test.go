@@ -3,6 +3,7 @@ package gateway
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/qxtd/qxtd/queue"
 )
@@ -56,6 +57,23 @@ func TestDispatcherHandOverOnce(t *testing.T) {
 	}
 	if again := d.takeHanded(10, d.testShare); len(again) != 0 {
 		t.Errorf("taken twice: %v", ids(again))
+	}
+}
+
+// A scan looks at the parts due by the clock it read before its read
+// transaction began: a part committed in between (its snapshot at or
+// below the scan's) but due after that clock was not looked at, and is
+// taken from the hand-over, not dropped.
+func TestDispatcherHandOverDueAfterScanClock(t *testing.T) {
+	d := testDispatcher(10, 10)
+	t0 := time.Now()
+	d.scanned, d.dueUntil = 5, t0
+	before, after := job(1, "e"), job(2, "e")
+	before.Part.DueAt, after.Part.DueAt = t0, t0.Add(time.Millisecond)
+	d.offer([]queue.Job{before, after}, 5)
+	d.pull()
+	if got := ids(d.takeHanded(10, d.testShare)); !slices.Equal(got, []uint64{2}) {
+		t.Errorf("taken %v, want [2] (1 was due by the scan's clock: it saw it)", got)
 	}
 }
 
