@@ -83,7 +83,9 @@ func (s *Store) EnqueueAssembled(ctx context.Context, limit int64, g FragmentGro
 		return fmt.Errorf("queue: enqueue assembled %s: %w: %d aliases, account %q", g, ErrInvalid, len(m.Aliases), m.Account)
 	}
 	work := prepareNew(m, time.Now())
+	group := work.Group
 	err := s.exec(ctx, func(t *txn) error {
+		work.Group = group // a rerun of the batch (storeNew replaced GroupWithFirst)
 		q, err := t.checkQuota(work, limit)
 		if err != nil {
 			return err

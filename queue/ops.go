@@ -61,10 +61,15 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 		work[i] = prepareNew(m, now)
 	}
 	errs := make([]error, len(msgs))
+	groups := make([]uint64, len(work))
+	for i, m := range work {
+		groups[i] = m.Group
+	}
 	err := s.exec(ctx, func(t *txn) error {
 		var first uint64 // the first id stored in this call, for GroupWithFirst
 		for i, m := range work {
 			errs[i] = nil
+			m.Group = groups[i] // a rerun of the batch (storeNew replaced GroupWithFirst)
 			q, err := t.checkQuota(m, limit)
 			if err != nil {
 				return err

@@ -1029,3 +1029,43 @@ func TestUsageSummedPerCommit(t *testing.T) {
 	s.reopen() // the usage mirror is loaded from the stored rows
 	s.wantUsage("alice", 12, 0)
 }
+
+// When one operation of a batch fails hard, the others run again in a
+// fresh transaction, and a message of submit_multi (GroupWithFirst) is
+// grouped by the id it is stored under in that run, not a rolled-back one.
+func TestRerunRegroups(t *testing.T) {
+	s := newStore(t, Options{})
+	release := s.block()
+	boom := errors.New("boom")
+	runs := 0
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	wg.Go(func() { // takes a message id on the batch's first run only
+		errs[0] = s.exec(bg, func(t *txn) error {
+			runs++
+			if runs == 1 {
+				_, err := t.msg.NextSequence()
+				return err
+			}
+			return nil
+		})
+	})
+	s.waitQueued(1)
+	m := msg("alice", "111", 1)
+	m.Group = GroupWithFirst
+	wg.Go(func() { errs[1] = s.Enqueue(bg, m) })
+	s.waitQueued(2)
+	wg.Go(func() { errs[2] = s.exec(bg, func(*txn) error { return boom }) })
+	s.waitQueued(3)
+	release()
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], boom) {
+		t.Fatalf("results %v", errs)
+	}
+	if runs != 2 {
+		t.Fatalf("the batch ran %d times, want 2", runs)
+	}
+	if got := s.get(m.ID); got.Group != m.ID {
+		t.Errorf("message %d stored with group %d, want its own id", m.ID, got.Group)
+	}
+}
