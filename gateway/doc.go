@@ -50,8 +50,9 @@
 //     until an ESME acknowledges it; ReceiptFor builds it from the stored
 //     states. The router sends what the store handed over without reading
 //     it back, and scans the store (PendingDLRs) only for what it could
-//     not take: at a bind's start, after a hand-over overflowed or a
-//     delivery failed, and when idle for DLRRetry.
+//     not take: at a bind's start, after a hand-over overflowed, a
+//     delivery failed or an acknowledgement could not be committed, and
+//     at least every DLRRetry.
 //  7. Housekeeping (maintain.go) purges what is past retention and
 //     handles messages the ESME split itself (presplit.go): parts are
 //     stored one by one, joined by segment.JoinText once complete, and
