@@ -172,6 +172,22 @@ type esme struct {
 	mos []smpp.SimMessage
 }
 
+// dialHandler binds the account esme as a transceiver whose deliver_sm
+// go to h; the bind is closed at the test's end.
+func (r *rig) dialHandler(ctx context.Context, t *testing.T, h smpp.HandlerFunc) *smpp.Conn {
+	t.Helper()
+	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
+		Conn:    smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
+		Handler: h,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error) {
 	e := &esme{dlrs: make(map[string]smpp.Receipt), byRecipient: make(map[string]string), got: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -510,25 +526,18 @@ func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
 	acked := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			mu.Lock()
-			defer mu.Unlock()
-			attempts++
-			if attempts == 1 {
-				return smpp.ErrorResponse(p, smpp.StatusSystemError) // not acknowledged
-			}
-			if attempts == 2 {
-				close(acked)
-			}
-			return pdu.NewDeliverSMResp()
-		}),
+	conn := r.dialHandler(ctx, t, func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		if attempts == 1 {
+			return smpp.ErrorResponse(p, smpp.StatusSystemError) // not acknowledged
+		}
+		if attempts == 2 {
+			close(acked)
+		}
+		return pdu.NewDeliverSMResp()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	if _, err := conn.Request(ctx, submitSM("1069", "13800138000", "retry me")); err != nil {
 		t.Fatal(err)
 	}
@@ -578,28 +587,20 @@ func TestReceiptsHandedOverExactlyOnce(t *testing.T) {
 	got := make(chan struct{}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
-		Conn: smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			rc, err := smpp.ParseReceipt(p)
-			if err != nil {
-				return smpp.ErrorResponse(p, smpp.StatusSystemError)
-			}
-			mu.Lock()
-			count[rc.ID]++
-			mu.Unlock()
-			select {
-			case got <- struct{}{}:
-			default:
-			}
-			return pdu.NewDeliverSMResp()
-		}),
+	conn := r.dialHandler(ctx, t, func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		rc, err := smpp.ParseReceipt(p)
+		if err != nil {
+			return smpp.ErrorResponse(p, smpp.StatusSystemError)
+		}
+		mu.Lock()
+		count[rc.ID]++
+		mu.Unlock()
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return pdu.NewDeliverSMResp()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	ids := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {

@@ -236,25 +236,17 @@ func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	got := make(chan string, 4)
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
-		Conn: smpp.ConnOptions{Window: 10, RespTimeout: 5 * time.Second},
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			rc, err := smpp.ParseReceipt(p)
-			if err != nil {
-				return smpp.ErrorResponse(p, smpp.StatusSystemError)
-			}
-			if len(got) == 0 {
-				armed.Store(true) // fail the commit of this answer
-			}
-			got <- rc.ID
-			return pdu.NewDeliverSMResp()
-		}),
+	conn := r.dialHandler(ctx, t, func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		rc, err := smpp.ParseReceipt(p)
+		if err != nil {
+			return smpp.ErrorResponse(p, smpp.StatusSystemError)
+		}
+		if len(got) == 0 {
+			armed.Store(true) // fail the commit of this answer
+		}
+		got <- rc.ID
+		return pdu.NewDeliverSMResp()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	resp, err := conn.Request(ctx, submitSM("1069", "13900001111", "ack fails once"))
 	if err != nil {
 		t.Fatal(err)
