@@ -175,16 +175,9 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 		for _, m := range msgs {
 			jobs <- m
 		}
-		alive, timedOut := waitWake(ctx, t, g.cfg.DLRRetry, f.wake)
-		if !alive {
+		// Quiet for DLRRetry: next scans the store anyway (lastScan).
+		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
 			return
-		}
-		if timedOut {
-			// Quiet for a while: look at the store anyway, in case a
-			// receipt was queued that no hand-over or flag accounts for.
-			f.mu.Lock()
-			f.rescan = true
-			f.mu.Unlock()
 		}
 	}
 }
@@ -198,9 +191,8 @@ func (r *router) next(f *forwarder, window int) ([]*queue.Message, error) {
 	f.pull()
 	room := window - f.sending
 	if time.Since(f.lastScan) >= r.g.cfg.DLRRetry {
-		// A safety net under steady traffic, where the idle timeout in
-		// run never fires: whatever no flag accounts for waits one
-		// DLRRetry at most.
+		// Whatever no hand-over or flag accounts for waits one DLRRetry
+		// at most, under steady traffic as when idle.
 		f.rescan = true
 	}
 	if !f.rescan {

@@ -109,9 +109,8 @@ func wakeUp(wake chan struct{}) {
 }
 
 // waitWake waits for a wake-up or d on the reusable timer t, whichever
-// comes first, and reports false once ctx ends (the forwarder stops);
-// timedOut says it was d.
-func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan struct{}) (alive, timedOut bool) {
+// comes first, and reports false once ctx ends (the forwarder stops).
+func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan struct{}) bool {
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -121,10 +120,9 @@ func waitWake(ctx context.Context, t *time.Timer, d time.Duration, wake <-chan s
 	t.Reset(d)
 	select {
 	case <-ctx.Done():
-		return false, false
+		return false
 	case <-wake:
-		return true, false
 	case <-t.C:
-		return true, true
 	}
+	return true
 }

@@ -219,7 +219,7 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 		if more {
 			continue
 		}
-		if alive, _ := waitWake(ctx, t, g.cfg.DLRRetry, f.wake); !alive {
+		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
 			return
 		}
 	}
