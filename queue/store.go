@@ -578,16 +578,15 @@ func runOp(o *op, t *txn) (err error) {
 
 // apply folds a committed transaction's deltas into the in-memory mirrors.
 func (s *Store) apply(t *txn) {
-	if len(t.usageDelta) == 0 && t.counts == [stateEnd]int{} {
+	if len(t.usageNow) == 0 && t.counts == [stateEnd]int{} {
 		return
 	}
 	s.memMu.Lock()
 	defer s.memMu.Unlock()
-	for _, d := range t.usageDelta {
-		u := s.usage[d.key]
-		u.Reserved += d.reserved
-		u.Charged += d.charged
-		s.usage[d.key] = u
+	for key, e := range t.usageNow {
+		if e.now != e.stored {
+			s.usage[key] = e.now // as putUsage wrote it
+		}
 	}
 	for st, n := range t.counts {
 		s.counts[st] += n

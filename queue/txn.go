@@ -16,8 +16,8 @@ type txn struct {
 	tx                                                     *bolt.Tx
 	msg, due, edue, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
 
-	usageDelta []usageDelta
 	usageNow   map[string]*usageEntry // the usage rows this transaction read, written once at its end
+	usageDelta []usageDelta           // each operation's changes to them, to undo a refused one (restore)
 	counts     [stateEnd]int
 	ready      []*Message // messages whose DLR this transaction queued, as stored
 	fresh      []*Message // messages this transaction stored new (for OnDue)
