@@ -1,11 +1,14 @@
 package policy
 
 import (
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestAuthenticate(t *testing.T) {
@@ -38,15 +41,29 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-// An unknown system_id costs a bcrypt comparison like a known one.
+// An unknown system_id costs a bcrypt comparison like a known one: at a
+// configured cost (the dummy hash generated at New) and at the default one
+// (the written-out dummy hash).
 func TestAuthenticateUnknownSpendsBcrypt(t *testing.T) {
+	for _, cost := range []int{8, DefaultBcryptCost} { // 8: ≈ 17 ms, measurable against the ~µs of a map miss
+		t.Run(strconv.Itoa(cost), func(t *testing.T) { testAuthenticateUnknownSpendsBcrypt(t, cost) })
+	}
+}
+
+func testAuthenticateUnknownSpendsBcrypt(t *testing.T, cost int) {
 	db, _ := openDB(t)
 	clk := newClock()
 	cfg := testConfig(clk)
-	cfg.BcryptCost = 8 // ≈ 17 ms: measurable against the ~µs of a map miss
+	cfg.BcryptCost = cost
 	p, err := New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, err := bcrypt.Cost(p.dummy); err != nil || got != cost {
+		t.Fatalf("dummy hash of cost %d, %v; want %d", got, err, cost)
+	}
+	if err := bcrypt.CompareHashAndPassword(p.dummy, []byte("wrong!!")); !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		t.Fatalf("comparing with the dummy hash: %v, want a mismatch", err)
 	}
 	if _, err := p.CreateEnterprise(op, Enterprise{Code: "E", Name: "E", Signature: "【某某公司】", Package: 1}); err != nil {
 		t.Fatal(err)

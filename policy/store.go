@@ -121,7 +121,7 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 		opts.Classifier = c
 	}
 	s := &Store{db: db, cls: opts.Classifier, opts: opts, sem: make(chan struct{}, opts.AuthConcurrency)}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("dummy-password"), opts.BcryptCost)
+	dummy, err := dummyHash(opts.BcryptCost)
 	if err != nil {
 		return nil, err
 	}
