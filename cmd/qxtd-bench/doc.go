@@ -86,7 +86,26 @@
 // delay's worth), not at the peer, peer
 // duplicates (extra submit_sm of a token: qxtd's at-least-once relay
 // window), duplicate receipts at the client, and the restart time
-// (SIGKILL → /readyz ready). -json puts these under "kill".
+// (SIGKILL → /readyz ready, polled every 5 ms). -json puts these under
+// "kill".
+//
+// # The restart scenario
+//
+// qxtd/restart (restart.go) runs only when named: `bin/qxtd-bench
+// -scenarios qxtd/restart -queued 1000000 -rounds 3`. It times how soon a
+// stopped qxtd serves again, on the same store and configuration: once on
+// an empty queue, and once on a backlog of -queued messages taken over
+// HTTP (POST /v1/messages, 1,000 numbers per request) while the upstream
+// pointed at an address nobody listens on, so that they stayed queued
+// (qxtd's qxtd_queue_segments must count them all, or the scenario
+// fails). Each timed start is a SIGTERM'd qxtd started again with the
+// upstream at the peer; from the exec, the table gives /readyz ready
+// (polled every 5 ms; every bind to the peer up), an ESME's bind_resp
+// (the client dials every 5 ms) and its first submit_sm_resp, while the
+// backlog drains to the peer. The receipts the stopped binds leave at the
+// peer are dropped, not sent to the next scenario's qxtd. -json puts
+// these under "restart"; with -rounds, the row is the round with the
+// median time to a bind on the backlog.
 //
 // # Reading the table
 //
@@ -136,6 +155,7 @@
 //	wire.go      one connection: frames in, a buffered single writer out
 //	daemon.go    qxtd as a subprocess: derived configuration, /readyz, CPU
 //	kill.go      the crash scenario (SIGKILL, restart, lost and duplicates)
+//	restart.go   the restart scenario (a backlog queued, timed starts)
 //	kannel.go    Kannel as the gateway (configuration, the two boxes, CPU)
 //	httpload.go  the HTTP load client and receipt server (Kannel, qxtd's API)
 //	report.go    ratios, the markdown table, JSON lines

@@ -18,10 +18,7 @@ import (
 func TestHTTPScenarios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "qxtd")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qxtd/qxtd/cmd/qxtd").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildQxtd(t, ctx)
 	peer := startTestPeer(t, ctx, 10*time.Millisecond)
 	cfg := benchConfig{N: 300, Warmup: 30, Window: 20, Stall: 10 * time.Second}
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
@@ -69,4 +66,14 @@ func TestHTTPScenarios(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, buf.String())
 		}
 	}
+}
+
+// buildQxtd builds qxtd from this tree into the test's directory.
+func buildQxtd(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "qxtd")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/qxtd/qxtd/cmd/qxtd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -327,10 +327,13 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 	l.mu.Unlock()
 	kr.AckedBeforeKill, _ = l.counts()
 
-	if err := d.start(ctx); err != nil {
+	d.poll = 5 * time.Millisecond // the restart's time to the millisecond, not to the default 100 ms poll
+	err = d.start(ctx)
+	kr.RestartMS = float64(time.Since(killedAt).Microseconds()) / 1000
+	d.poll = 0
+	if err != nil {
 		return res, fmt.Errorf("restart: %w", err)
 	}
-	kr.RestartMS = float64(time.Since(killedAt).Microseconds()) / 1000
 
 	// Rebind, retrying until the stall timeout.
 	deadline := time.Now().Add(cfg.Stall)

@@ -35,6 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	baseline := fs.String("baseline", "", "a second qxtd binary (e.g. the previous commit's): its qxtd scenarios run beside the -qxtd ones, named base:…")
 	fs.IntVar(&cfg.Warmup, "warmup", 1000, "messages sent (and answered, and receipted) before each measured run")
 	fs.IntVar(&cfg.Window, "window", 100, "the client's outstanding submit_sm")
+	fs.IntVar(&cfg.Queued, "queued", 1_000_000, "messages queued before the timed start of qxtd/restart")
 	fs.Float64Var(&cfg.Offered, "offered", 0, "pace submits at this rate (msg/s); 0 = as fast as the window allows")
 	fs.DurationVar(&cfg.Stall, "stall", 20*time.Second, "a run with no progress for this long fails")
 	fs.StringVar(&o.Bin, "qxtd", "bin/qxtd", "the qxtd binary")
@@ -59,8 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			scenarios = append(scenarios, known[i])
 		}
 	}
-	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 {
-		fmt.Fprintln(stderr, "qxtd-bench: -n and -window must be at least 1, -warmup not negative")
+	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 || cfg.Queued < 1 {
+		fmt.Fprintln(stderr, "qxtd-bench: -n, -window and -queued must be at least 1, -warmup not negative")
 		return 2
 	}
 	if o.ProfileDir != "" {
@@ -188,6 +189,10 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 	}
 	if sc.Relay {
 		return runRelay(ctx, cfg, o, sc, peer)
+	}
+	if sc.Restart {
+		o.CPUProfile, o.MemProfile = "", "" // several starts: a profile would be of the last only
+		return runRestart(ctx, cfg, o, sc, peer, cfg.Queued)
 	}
 	d, err := startDaemon(ctx, o)
 	if err != nil {

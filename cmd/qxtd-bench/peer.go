@@ -159,6 +159,13 @@ func (p *Peer) hold(sent *sentReceipts, due chan dueReceipt) {
 	p.heldMu.Unlock()
 }
 
+// DropHeld forgets the held receipts (of a store the bench threw away).
+func (p *Peer) DropHeld() {
+	p.heldMu.Lock()
+	p.held = nil
+	p.heldMu.Unlock()
+}
+
 // putBack returns a receipt the sender took but did not send.
 func (p *Peer) putBack(due chan dueReceipt, r dueReceipt) {
 	select {

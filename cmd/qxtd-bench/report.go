@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +15,7 @@ import (
 func compare(rs []Result) {
 	for i := range rs {
 		q := &rs[i]
-		if strings.HasPrefix(q.Scenario, "direct/") || q.Err != "" || q.Kill != nil {
+		if strings.HasPrefix(q.Scenario, "direct/") || q.Err != "" || !q.steady() {
 			continue
 		}
 		for _, d := range rs {
@@ -35,18 +36,34 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// writeTable prints the markdown table.
+// steady reports whether r is a row of the main table: a steady run, not
+// a crash or a restart.
+func (r Result) steady() bool { return r.Kill == nil && r.Restart == nil }
+
+// writeTable prints the markdown table, then the crash and restart
+// scenarios' own.
 func writeTable(w io.Writer, rs []Result) {
-	var kills []Result
-	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Kill == nil }) {
-		writeKillTable(w, rs) // only crash scenarios
+	var kills, restarts []Result
+	for _, r := range rs {
+		switch {
+		case r.Kill != nil:
+			kills = append(kills, r)
+		case r.Restart != nil:
+			restarts = append(restarts, r)
+		}
+	}
+	if !slices.ContainsFunc(rs, Result.steady) {
+		writeKillTable(w, kills)
+		if len(kills) > 0 && len(restarts) > 0 {
+			fmt.Fprintln(w)
+		}
+		writeRestartTable(w, restarts)
 		return
 	}
 	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | gateway CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rs {
-		if r.Kill != nil {
-			kills = append(kills, r)
+		if !r.steady() {
 			continue
 		}
 		if r.Err != "" {
@@ -71,6 +88,37 @@ func writeTable(w io.Writer, rs []Result) {
 		fmt.Fprintln(w)
 		writeKillTable(w, kills)
 	}
+	if len(restarts) > 0 {
+		fmt.Fprintln(w)
+		writeRestartTable(w, restarts)
+	}
+}
+
+// writeRestartTable prints the restart scenarios' table: from the exec of
+// a stopped qxtd to /readyz ready, to an ESME's bind_resp and to its
+// first submit_sm_resp, on an empty queue and on a backlog.
+func writeRestartTable(w io.Writer, rs []Result) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|---|")
+	for _, r := range rs {
+		x := r.Restart
+		verdict := "pass"
+		if r.Err != "" {
+			verdict = "FAILED: " + strings.ReplaceAll(strings.ReplaceAll(r.Err, "|", "/"), "\n", " ")
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
+			startup(x.Empty), startup(x.Full), verdict)
+	}
+}
+
+func startup(s Startup) string {
+	if s == (Startup{}) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f / %.0f / %.0f", s.ReadyMS, s.BindMS, s.SubmitMS)
 }
 
 // writeClusterCost prints what cluster mode costs a node: etcd requests
@@ -151,12 +199,23 @@ func writeJSON(w io.Writer, rs []Result) error {
 
 // medians keeps, of the rounds' results of each scenario, the one with the
 // median relayed rate (for an even count, the lower middle), in the order
-// the scenarios first ran. A failed result counts as rate 0.
+// the scenarios first ran. A failed result counts as rate 0. A restart
+// scenario's is the round with the median time to a bind on the backlog
+// (a failed one counts as the slowest).
 func medians(rs []Result) []Result {
 	groups := byScenario(rs, func(Result) bool { return true })
 	out := make([]Result, 0, len(groups))
 	for _, xs := range groups {
-		sort.Slice(xs, func(i, j int) bool { return xs[i].RelayedRate < xs[j].RelayedRate })
+		key := func(r Result) float64 { return r.RelayedRate }
+		if xs[0].Restart != nil {
+			key = func(r Result) float64 {
+				if r.Err != "" {
+					return math.Inf(-1)
+				}
+				return -r.Restart.Full.BindMS
+			}
+		}
+		sort.Slice(xs, func(i, j int) bool { return key(xs[i]) < key(xs[j]) })
 		out = append(out, xs[(len(xs)-1)/2])
 	}
 	return out
@@ -189,7 +248,7 @@ func byScenario(rs []Result, keep func(Result) bool) [][]Result {
 // and a target is only met if the whole range says so.
 func writeSpread(w io.Writer, rs []Result) {
 	header := false
-	for _, xs := range byScenario(rs, func(r Result) bool { return r.Err == "" && r.Kill == nil }) {
+	for _, xs := range byScenario(rs, func(r Result) bool { return r.Err == "" && r.steady() }) {
 		if len(xs) < 2 {
 			continue
 		}

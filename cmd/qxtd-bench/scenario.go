@@ -14,6 +14,7 @@ type scenario struct {
 	Receipts bool
 	Bin      string // the qxtd binary of this scenario; "" the -qxtd one
 	Kill     bool   // the crash scenario (kill.go)
+	Restart  bool   // the restart scenario (restart.go)
 	// Cluster runs qxtd in cluster mode, one node on an etcd the bench
 	// starts (cluster.go): what coordination costs a node.
 	Cluster bool
@@ -42,6 +43,7 @@ var allScenarios = []scenario{
 // extraScenarios run only when -scenarios names them.
 var extraScenarios = []scenario{
 	{Name: "qxtd/kill9", Qxtd: true, Receipts: true, Kill: true},
+	{Name: "qxtd/restart", Qxtd: true, Restart: true},
 	{Name: "qxtd-cluster/no-receipts", Qxtd: true, Cluster: true},
 	{Name: "direct/no-receipts+hog", Hog: true},
 	{Name: "qxtd/no-receipts+hog", Qxtd: true, Hog: true},
@@ -70,6 +72,7 @@ type cpuMeter interface {
 // benchConfig is the run's settings (the flags).
 type benchConfig struct {
 	N, Warmup, Window int
+	Queued            int // qxtd/restart's backlog
 	Offered           float64
 	Stall             time.Duration
 }
@@ -115,7 +118,8 @@ type Result struct {
 	QxtdLogLines     int     `json:"qxtd_log_lines"`
 	Err              string  `json:"error,omitempty"`
 
-	Kill *KillResult `json:"kill,omitempty"` // the crash scenario's counts
+	Kill    *KillResult    `json:"kill,omitempty"`    // the crash scenario's counts
+	Restart *RestartResult `json:"restart,omitempty"` // the restart scenario's times
 }
 
 // KillResult is the crash scenario's outcome (qxtd/kill9). Lost are
