@@ -201,20 +201,22 @@ func OpenDB(path string, opt Options) (*bolt.DB, error) {
 // without one. A file left by a crash is walked, as before, and the first
 // commit after an open drops the written list again (bbolt frees its
 // pages and records that there is none), so the two ways never mix.
-func CloseDB(db *bolt.DB) error {
-	var err error
+//
+// If that commit fails (a full disk), the file is closed all the same and
+// log gets a warning: nothing is lost, the next open walks the file.
+func CloseDB(db *bolt.DB, log *slog.Logger) error {
 	if !db.IsReadOnly() {
 		// No write transaction is running (every store is closed), so
 		// this is not a race with a commit reading the field.
 		db.NoFreelistSync = false
-		if err = db.Update(func(*bolt.Tx) error { return nil }); err != nil {
-			err = fmt.Errorf("queue: write the free-page list: %w", err)
+		if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil && log != nil {
+			log.Warn("queue: free-page list not written: the next start walks the whole file first", "err", err)
 		}
 	}
-	if cerr := db.Close(); cerr != nil {
-		return errors.Join(err, fmt.Errorf("queue: close: %w", cerr))
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
 	}
-	return err
+	return nil
 }
 
 // New creates the store's buckets in db if needed (db as OpenDB returns it),
@@ -395,7 +397,7 @@ func (s *Store) Close() error {
 	if !s.ownDB {
 		return nil
 	}
-	return CloseDB(s.db)
+	return CloseDB(s.db, s.log)
 }
 
 // Stats returns the commit loop's counters.

@@ -568,7 +568,7 @@ func (d *daemon) shutdown(ctx context.Context) error {
 		}
 	}
 	if d.db != nil {
-		if err := queue.CloseDB(d.db); err != nil {
+		if err := queue.CloseDB(d.db, d.log.With("component", "store")); err != nil {
 			return fmt.Errorf("close store file: %w", err)
 		}
 	}
