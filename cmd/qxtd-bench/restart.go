@@ -139,12 +139,12 @@ func timedStart(ctx context.Context, d *daemon) (Startup, error) {
 		bind, submit time.Duration
 		err          error
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: the dialler stops at ctx's end
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := make(chan esme, 1)
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Go(func() {
 		for {
 			cl, err := Dial(ctx, d.SMPPAddr, benchSystemID, benchPassword)
