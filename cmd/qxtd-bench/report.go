@@ -101,16 +101,16 @@ func writeRestartTable(w io.Writer, rs []Result) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | result |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | backlog after SIGKILL: ready / bind / first submit ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		x := r.Restart
 		verdict := "pass"
 		if r.Err != "" {
 			verdict = "FAILED: " + strings.ReplaceAll(strings.ReplaceAll(r.Err, "|", "/"), "\n", " ")
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
-			startup(x.Empty), startup(x.Full), verdict)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
+			startup(x.Empty), startup(x.Full), startup(x.Crash), verdict)
 	}
 }
 

@@ -26,8 +26,10 @@ import (
 //  3. qxtd starts again with the dead upstream, takes -queued messages
 //     over HTTP (POST /v1/messages, 1,000 numbers per request, so they
 //     stay queued), and is stopped.
-//  4. Timed start with the upstream at the peer (the queued row); the
+//  4. Timed start with the upstream at the peer (the backlog row); the
 //     backlog starts draining to the peer while the client binds.
+//  5. SIGKILL, and a timed start again (the after-a-crash row): the file
+//     has no list of free pages then, so bbolt walks it all first.
 //
 // A timed start measures, from the exec: /readyz saying ready (every bind
 // to the peer up), an ESME's bind_resp (the client dials every 5 ms from
@@ -39,6 +41,7 @@ type RestartResult struct {
 	FillRate float64 `json:"fill_msg_s"` // messages queued per second over HTTP (step 3)
 	Empty    Startup `json:"empty"`
 	Full     Startup `json:"full"`
+	Crash    Startup `json:"full_after_kill"`
 }
 
 // Startup is one timed start, in milliseconds from the exec.
@@ -114,6 +117,18 @@ func runRestart(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	d.unbound = false
 	if res.Restart.Full, err = timedStart(ctx, d); err != nil {
 		return res, d.LogLines(), fmt.Errorf("start on %d queued: %w", queued, err)
+	}
+
+	// The crash row.
+	m := markEnds(peer)
+	if err := d.Kill(); err != nil {
+		return res, d.LogLines(), err
+	}
+	if err := m.dropHeld(ctx, peer); err != nil {
+		return res, d.LogLines(), err
+	}
+	if res.Restart.Crash, err = timedStart(ctx, d); err != nil {
+		return res, d.LogLines(), fmt.Errorf("start on %d queued after SIGKILL: %w", queued, err)
 	}
 	err = stop()
 	return res, d.LogLines(), err

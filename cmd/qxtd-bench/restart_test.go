@@ -35,7 +35,7 @@ func TestRestartScenario(t *testing.T) {
 	if r == nil || r.Queued != queued || r.FillRate <= 0 {
 		t.Fatalf("restart result %+v", r)
 	}
-	for name, s := range map[string]Startup{"empty": r.Empty, "backlog": r.Full} {
+	for name, s := range map[string]Startup{"empty": r.Empty, "backlog": r.Full, "after SIGKILL": r.Crash} {
 		if s.ReadyMS <= 0 || s.BindMS <= 0 || s.SubmitMS < s.BindMS {
 			t.Errorf("%s: %+v", name, s)
 		}
@@ -51,6 +51,7 @@ func TestRestartScenario(t *testing.T) {
 	}
 	var b strings.Builder
 	writeTable(&b, []Result{res})
+	t.Log("\n" + b.String())
 	if !strings.Contains(b.String(), "| qxtd/restart | 2500 |") || !strings.Contains(b.String(), "| pass |") {
 		t.Errorf("table:\n%s", b.String())
 	}
