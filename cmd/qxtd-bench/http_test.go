@@ -24,12 +24,7 @@ func TestHTTPScenarios(t *testing.T) {
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
 	var results []Result
 	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts"} {
-		var sc scenario
-		for _, s := range extraScenarios {
-			if s.Name == name {
-				sc = s
-			}
-		}
+		sc := extraScenario(t, name)
 		res, lines, err := runOne(ctx, cfg, o, sc, peer)
 		if err != nil {
 			t.Fatalf("%s: %v (gateway log: %q)", name, err, lines)
@@ -76,4 +71,16 @@ func buildQxtd(t *testing.T, ctx context.Context) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// extraScenario is the scenario run only when named that is called name.
+func extraScenario(t *testing.T, name string) scenario {
+	t.Helper()
+	for _, s := range extraScenarios {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no scenario %q", name)
+	return scenario{}
 }

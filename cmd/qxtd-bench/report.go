@@ -96,7 +96,8 @@ func writeTable(w io.Writer, rs []Result) {
 
 // writeRestartTable prints the restart scenarios' table: from the exec of
 // a stopped qxtd to /readyz ready, to an ESME's bind_resp and to its
-// first submit_sm_resp, on an empty queue and on a backlog.
+// first submit_sm_resp: on an empty queue and on a backlog after SIGTERM,
+// and on the backlog after SIGKILL.
 func writeRestartTable(w io.Writer, rs []Result) {
 	if len(rs) == 0 {
 		return
@@ -105,13 +106,22 @@ func writeRestartTable(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		x := r.Restart
-		verdict := "pass"
-		if r.Err != "" {
-			verdict = "FAILED: " + strings.ReplaceAll(strings.ReplaceAll(r.Err, "|", "/"), "\n", " ")
-		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
-			startup(x.Empty), startup(x.Full), startup(x.Crash), verdict)
+			startup(x.Empty), startup(x.Full), startup(x.Crash), verdict(r, ""))
 	}
+}
+
+// verdict is a crash or restart row's result cell: pass, or the failure,
+// with note (if any) after it, on one line of the table.
+func verdict(r Result, note string) string {
+	v := "pass"
+	if r.Err != "" {
+		v = "FAILED: " + r.Err
+	}
+	if note != "" {
+		v += " (" + note + ")"
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(v, "|", "/"), "\n", " ")
 }
 
 func startup(s Startup) string {
@@ -149,16 +159,13 @@ func writeKillTable(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		k := r.Kill
-		verdict := "pass"
-		if r.Err != "" {
-			verdict = "FAILED: " + strings.ReplaceAll(r.Err, "|", "/")
-		}
+		note := ""
 		if k.Wait != "" {
-			verdict += " (wait ended: " + k.Wait + ")"
+			note = "wait ended: " + k.Wait
 		}
 		fmt.Fprintf(w, "| %s | %d | %d (%d) | %d | %d | %d | %d | %d | %d | %d | %.0f | %s |\n",
 			r.Scenario, r.N, k.Acked, k.AckedBeforeKill, k.Unanswered, k.Lost, k.ReceiptsMissing, k.ReceiptsResent, k.NotAtPeer,
-			k.PeerDups, r.DupReceipts, k.RestartMS, strings.ReplaceAll(verdict, "\n", " "))
+			k.PeerDups, r.DupReceipts, k.RestartMS, verdict(r, note))
 	}
 }
 

@@ -21,13 +21,7 @@ func TestRestartScenario(t *testing.T) {
 	const queued = 2500 // three requests, the last one short
 	cfg := benchConfig{N: 1, Window: 1, Queued: queued, Stall: 10 * time.Second}
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
-	var sc scenario
-	for _, s := range extraScenarios {
-		if s.Restart {
-			sc = s
-		}
-	}
-	res, lines, err := runOne(ctx, cfg, o, sc, peer)
+	res, lines, err := runOne(ctx, cfg, o, extraScenario(t, "qxtd/restart"), peer)
 	if err != nil {
 		t.Fatalf("%v (gateway log: %q)", err, lines)
 	}
