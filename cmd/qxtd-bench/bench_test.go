@@ -128,4 +128,17 @@ func TestSpread(t *testing.T) {
 	if b.Len() != 0 {
 		t.Errorf("a scenario run once got a spread line: %q", b.String())
 	}
+
+	// A restart scenario's line is its times to a bind.
+	restart := func(empty, full, crash float64) Result {
+		return Result{Scenario: "qxtd/restart", Restart: &RestartResult{
+			Empty: Startup{BindMS: empty}, Full: Startup{BindMS: full}, Crash: Startup{BindMS: crash}}}
+	}
+	b.Reset()
+	writeSpread(&b, []Result{restart(170, 180, 400), restart(160, 190, 560), {Scenario: "qxtd/restart", Err: "boom", Restart: &RestartResult{}}, restart(150, 185, 390)})
+	want = "\nspread over the rounds (lowest / median / highest):\n" +
+		"  qxtd/restart (3 rounds): ms from the exec to an ESME's bind: empty queue 150 / 160 / 170; backlog 180 / 185 / 190; backlog after SIGKILL 390 / 400 / 560\n"
+	if got := b.String(); got != want {
+		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
 }

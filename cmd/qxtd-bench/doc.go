@@ -103,9 +103,11 @@
 // (polled every 5 ms; every bind to the peer up), an ESME's bind_resp
 // (the client dials every 5 ms) and its first submit_sm_resp, while the
 // backlog drains to the peer. The receipts the stopped binds leave at the
-// peer are dropped, not sent to the next scenario's qxtd. -json puts
-// these under "restart"; with -rounds, the row is the round with the
-// median time to a bind on the backlog.
+// peer are dropped, not sent to the next scenario's qxtd. The table also
+// gives the store file's size per queued message after the backlog. -json
+// puts these under "restart"; with -rounds, the row is the round with the
+// median time to a bind on the backlog, and the spread line under the
+// table gives the lowest, median and highest time to a bind of each start.
 //
 // # Reading the table
 //

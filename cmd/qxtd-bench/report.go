@@ -102,12 +102,12 @@ func writeRestartTable(w io.Writer, rs []Result) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | backlog after SIGKILL: ready / bind / first submit ms | result |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | store B/msg | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | backlog after SIGKILL: ready / bind / first submit ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		x := r.Restart
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
-			startup(x.Empty), startup(x.Full), startup(x.Crash), verdict(r, ""))
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
+			num(x.StoreBytes, "%.0f"), startup(x.Empty), startup(x.Full), startup(x.Crash), verdict(r, ""))
 	}
 }
 
@@ -255,7 +255,7 @@ func byScenario(rs []Result, keep func(Result) bool) [][]Result {
 // and a target is only met if the whole range says so.
 func writeSpread(w io.Writer, rs []Result) {
 	header := false
-	for _, xs := range byScenario(rs, func(r Result) bool { return r.Err == "" && r.steady() }) {
+	for _, xs := range byScenario(rs, func(r Result) bool { return r.Err == "" && r.Kill == nil }) {
 		if len(xs) < 2 {
 			continue
 		}
@@ -263,6 +263,13 @@ func writeSpread(w io.Writer, rs []Result) {
 		if !header {
 			fmt.Fprintln(w, "\nspread over the rounds (lowest / median / highest):")
 			header = true
+		}
+		if xs[0].Restart != nil {
+			fmt.Fprintf(w, "  %s (%d rounds): ms from the exec to an ESME's bind: empty queue %s; backlog %s; backlog after SIGKILL %s\n", name, len(xs),
+				spread(xs, "%.0f", func(r Result) float64 { return r.Restart.Empty.BindMS }),
+				spread(xs, "%.0f", func(r Result) float64 { return r.Restart.Full.BindMS }),
+				spread(xs, "%.0f", func(r Result) float64 { return r.Restart.Crash.BindMS }))
+			continue
 		}
 		fmt.Fprintf(w, "  %s (%d rounds): relayed msg/s %s", name, len(xs), spread(xs, "%.0f", func(r Result) float64 { return r.RelayedRate }))
 		if xs[0].GatewayCPU > 0 {

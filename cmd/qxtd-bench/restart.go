@@ -39,9 +39,12 @@ import (
 type RestartResult struct {
 	Queued   int     `json:"queued"`
 	FillRate float64 `json:"fill_msg_s"` // messages queued per second over HTTP (step 3)
-	Empty    Startup `json:"empty"`
-	Full     Startup `json:"full"`
-	Crash    Startup `json:"full_after_kill"`
+	// StoreBytes is the store file's size per queued message after step 3
+	// (the seeded accounts and the empty row's one message included).
+	StoreBytes float64 `json:"store_bytes_per_msg"`
+	Empty      Startup `json:"empty"`
+	Full       Startup `json:"full"`
+	Crash      Startup `json:"full_after_kill"`
 }
 
 // Startup is one timed start, in milliseconds from the exec.
@@ -109,8 +112,13 @@ func runRestart(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	if err := stop(); err != nil {
 		return res, d.LogLines(), err
 	}
+	fi, err := os.Stat(filepath.Join(d.dir, "qxtd.db"))
+	if err != nil {
+		return res, d.LogLines(), err
+	}
+	res.Restart.StoreBytes = float64(fi.Size()) / float64(queued)
 
-	// The queued row.
+	// The backlog row.
 	if err := d.configure(live); err != nil {
 		return res, d.LogLines(), err
 	}

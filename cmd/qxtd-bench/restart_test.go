@@ -26,7 +26,7 @@ func TestRestartScenario(t *testing.T) {
 		t.Fatalf("%v (gateway log: %q)", err, lines)
 	}
 	r := res.Restart
-	if r == nil || r.Queued != queued || r.FillRate <= 0 {
+	if r == nil || r.Queued != queued || r.FillRate <= 0 || r.StoreBytes <= 0 {
 		t.Fatalf("restart result %+v", r)
 	}
 	for name, s := range map[string]Startup{"empty": r.Empty, "backlog": r.Full, "after SIGKILL": r.Crash} {
