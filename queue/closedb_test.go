@@ -2,8 +2,10 @@ package queue
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,5 +130,51 @@ func TestCloseDBWritesFreePages(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Error(err)
+	}
+}
+
+// A file whose pages are damaged, left without a free-page list (as after
+// a crash), fails to open with ErrCorrupt naming the page, instead of
+// bbolt's panic ending the process.
+func TestOpenDamagedPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	db, err := OpenDB(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(db, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 2, 9, 0, 0, 0, shanghai)
+	for range 10 {
+		ms := make([]*Message, 100)
+		for i := range ms {
+			ms[i] = exportMsg("G1", "alice", at, 1)
+		}
+		if err := s.Enqueue(bg, ms...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil { // no list: the next open walks
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.LittleEndian.Uint32(b[24:]))
+	for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
+		binary.LittleEndian.PutUint16(b[off+8:], 0x77) // the page header's flags: no page type
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenDB(path, Options{NoSync: true})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "unexpected type/flags: 77") {
+		t.Fatalf("open of a damaged file: %v, %v; want ErrCorrupt naming the page", db, err)
 	}
 }

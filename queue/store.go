@@ -170,9 +170,24 @@ func Open(path string, opt Options) (*Store, error) {
 // buckets (doc.go, Caveats) and leaves the others' alone. The caller closes
 // the file after every store on it is closed. At most one process may hold
 // the file; a second OpenDB fails after Options.OpenTimeout.
-func OpenDB(path string, opt Options) (*bolt.DB, error) {
+//
+// A file whose pages are damaged (not a record: the page structure) can
+// fail here with ErrCorrupt: after a crash the open reads every page (see
+// CloseDB), and bbolt panics at the first page whose header is not what it
+// expects. That panic is turned into the error, so the daemon says which
+// file and page instead of crashing; the remedy is the last backup. (Other
+// damage bbolt finds in that walk panics on a goroutine of its own, which
+// no caller can recover: the process ends with bbolt's message.)
+func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 	opt = opt.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	defer func() {
+		if r := recover(); r != nil {
+			// The half-opened file (its descriptor, lock and map) is
+			// left to the process's exit: bbolt gives no handle to it.
+			db, err = nil, fmt.Errorf("queue: open %s: %w: damaged page: %v", path, ErrCorrupt, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opt.OpenTimeout,
 		NoSync:         opt.NoSync,
 		NoFreelistSync: true, // less to write per commit; CloseDB writes it once, at the end
