@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -38,5 +40,23 @@ func TestServeWritesProfiles(t *testing.T) {
 		if !bytes.Contains(raw, []byte(sampleType)) {
 			t.Errorf("%s: %d bytes without the sample type %q", filepath.Base(path), len(raw), sampleType)
 		}
+	}
+}
+
+// Each start logs how long the store took to open and how big it is: the
+// one line that tells an operator a slow start was the walk of a file a
+// crash left (README: Restarts). A clean stop, then a start, logs it again.
+func TestStoreOpenedLogged(t *testing.T) {
+	dir := t.TempDir()
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	cfg := writeConfig(t, dir, simAddr, "")
+	for i := range 2 {
+		d := startDaemon(t, cfg)
+		rec := d.waitLog(t, "store opened", 0, 10*time.Second)
+		took, err := time.ParseDuration(fmt.Sprint(rec["took"]))
+		if bytes, _ := rec["bytes"].(float64); err != nil || took < 0 || bytes <= 0 || rec["path"] == "" {
+			t.Errorf("start %d: store opened %v (took: %v)", i+1, rec, err)
+		}
+		d.stop(t)
 	}
 }

@@ -262,6 +262,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	// The store calls back into the gateway, which is built over the
 	// store: the gateway registers once both exist, before any traffic.
 	qopt := queue.Options{Logger: log.With("component", "store"), NodeID: uint16(cfg.Cluster.NodeID)}
+	opening := time.Now()
 	if d.db, err = queue.OpenDB(cfg.Store.Path, qopt); err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
@@ -269,6 +270,13 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
+	// How long the open took says whether the last stop was clean: after
+	// a crash the whole file is walked first (queue.CloseDB).
+	var size int64
+	if fi, err := os.Stat(cfg.Store.Path); err == nil {
+		size = fi.Size()
+	}
+	log.Info("store opened", "path", cfg.Store.Path, "bytes", size, "took", time.Since(opening).Round(time.Millisecond).String())
 	if cfg.Cluster.Enabled() {
 		// Before policy reads its buckets: they are loaded from etcd.
 		if d.cluster, err = d.joinCluster(cfg.Cluster, d.db); err != nil {
