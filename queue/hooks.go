@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -42,8 +43,14 @@ func (t *txn) putHook(m *Message, at time.Time) error {
 	if m.ReceiptURL == "" || m.ReceiptDone {
 		return nil
 	}
-	t.hookReady = true
+	t.hookEnts = append(t.hookEnts, m.Enterprise)
 	return t.hook.Put(hookKey(m.Enterprise, at, m.ID), binary.AppendUvarint(nil, 0))
+}
+
+// hookEnterprises is hookEnts, each once.
+func (t *txn) hookEnterprises() []string {
+	slices.Sort(t.hookEnts)
+	return slices.Compact(t.hookEnts)
 }
 
 // HookEnterprises lists the enterprises with at least one receipt webhook
@@ -81,10 +88,20 @@ func (s *Store) HookPending() (int, error) {
 // DueHooks returns up to limit receipt webhooks of enterprise due at or
 // before now, oldest due first, skipping ids for which skip returns true.
 func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(id uint64) bool) ([]Hook, error) {
-	var out []Hook
+	hs, _, err := s.DueHooksNext(enterprise, now, limit, skip)
+	return hs, err
+}
+
+// DueHooksNext is DueHooks that also tells when the enterprise's next
+// receipt webhook (one neither returned nor skipped) comes due: now if the
+// limit ended the walk (there may be more due), that receipt's due time if
+// it is later than now, and the zero time if the enterprise has no other.
+// A caller can then leave the enterprise alone until then, or until the
+// store's OnHookReady names it.
+func (s *Store) DueHooksNext(enterprise string, now time.Time, limit int, skip func(id uint64) bool) (hs []Hook, next time.Time, err error) {
 	prefix := prefixKey(enterprise, nil)
 	end := timeNanos(now)
-	err := s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		msgB := tx.Bucket(bucketMsg)
 		c := tx.Bucket(bucketHook).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -94,11 +111,16 @@ func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(
 			}
 			due := int64(binary.BigEndian.Uint64(rest))
 			if due > end {
+				next = nanosTime(due)
 				break
 			}
 			id := binary.BigEndian.Uint64(rest[hookKeyIDOff:])
 			if skip != nil && skip(id) {
 				continue
+			}
+			if limit > 0 && len(hs) >= limit {
+				next = now
+				break
 			}
 			mv := msgB.Get(rest[hookKeyIDOff:])
 			if mv == nil {
@@ -113,17 +135,14 @@ func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(
 				continue
 			}
 			a, _ := binary.Uvarint(v)
-			out = append(out, Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m})
-			if limit > 0 && len(out) >= limit {
-				break
-			}
+			hs = append(hs, Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: due hooks: %w", err)
+		return nil, time.Time{}, fmt.Errorf("queue: due hooks: %w", err)
 	}
-	return out, nil
+	return hs, next, nil
 }
 
 // AckHook ends receipt webhook h: delivered, or given up. The message's

@@ -10,7 +10,12 @@ import (
 func TestReceiptHookLifecycle(t *testing.T) {
 	var wakes atomic.Int32
 	s := newStore(t, Options{})
-	s.SetHookCallback(func() { wakes.Add(1) })
+	s.SetHookCallback(func(ents []string) {
+		if len(ents) != 1 || ents[0] != "ent1" {
+			t.Errorf("OnHookReady(%q), want ent1 once", ents)
+		}
+		wakes.Add(1)
+	})
 	ctx := context.Background()
 
 	m := msg("alice", "13712345678", 2)
@@ -117,5 +122,45 @@ func TestReceiptURLRoundTrip(t *testing.T) {
 	got, err := DecodeMessage(encodeMessage(nil, m))
 	if err != nil || got.ReceiptURL != m.ReceiptURL || !got.ReceiptDone {
 		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
+
+// DueHooksNext says when the enterprise's next receipt is due: now while
+// the limit left some due, the due time of a retried one, none when every
+// one was returned or skipped.
+func TestDueHooksNext(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	var ms []*Message
+	for i := range 3 {
+		m := msg("alice", "1371234567"+string(rune('0'+i)), 1)
+		m.Enterprise, m.ReceiptURL, m.RegisteredDelivery = "ent1", "https://example.com/r", 0
+		s.enqueue(m)
+		s.submitted(Key{m.ID, 0}, "n"+string(rune('0'+i)))
+		s.dlr("up1", "n"+string(rune('0'+i)), StateDelivered)
+		ms = append(ms, m)
+	}
+	now := time.Now()
+	hs, next, err := s.DueHooksNext("ent1", now, 2, nil)
+	if err != nil || len(hs) != 2 || !next.Equal(now) {
+		t.Fatalf("limit 2 of 3: %d hooks, next %v (%v); want 2 and now", len(hs), next, err)
+	}
+	later := now.Add(time.Hour)
+	if err := s.RetryHook(ctx, hs[0], later); err != nil {
+		t.Fatal(err)
+	}
+	inflight := func(id uint64) bool { return id == hs[1].Msg.ID }
+	hs2, next, err := s.DueHooksNext("ent1", now, 0, inflight)
+	if err != nil || len(hs2) != 1 || hs2[0].Msg.ID != ms[2].ID || !next.Equal(later.Truncate(time.Nanosecond)) {
+		t.Fatalf("after a retry: %d hooks, next %v (%v); want the third and %v", len(hs2), next, err, later)
+	}
+	if err := s.AckHooks(ctx, append(hs2, hs[1])); err != nil {
+		t.Fatal(err)
+	}
+	if _, next, err = s.DueHooksNext("ent1", later, 0, nil); err != nil || !next.IsZero() {
+		t.Fatalf("the retried one returned at its time: next %v (%v), want none", next, err)
+	}
+	if hs, next, err := s.DueHooksNext("nobody", now, 0, nil); err != nil || len(hs) != 0 || !next.IsZero() {
+		t.Fatalf("an enterprise without receipts: %v %v %v", hs, next, err)
 	}
 }

@@ -43,6 +43,6 @@ func (s *Store) SetDueCallback(fn func(jobs []Job, at Snapshot)) (remove func())
 
 // SetHookCallback sets Options.OnHookReady after Open, under the same
 // rules as SetCallbacks: at most once, before the first write.
-func (s *Store) SetHookCallback(fn func()) {
+func (s *Store) SetHookCallback(fn func(enterprises []string)) {
 	s.opt.OnHookReady = fn
 }

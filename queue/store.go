@@ -44,9 +44,10 @@ type Options struct {
 	OnDLRReady func(account string, ready []*Message, at Snapshot)
 
 	// OnHookReady is called from the commit goroutine after a commit
-	// that queued a receipt webhook (hooks.go); the same rules as
-	// OnDLRReady. Set it with SetHookCallback.
-	OnHookReady func()
+	// that queued receipt webhooks (hooks.go), with their enterprises,
+	// each once; the same rules as OnDLRReady. Set it with
+	// SetHookCallback.
+	OnHookReady func(enterprises []string)
 
 	// OrphanMaxAge bounds how long before a submit_sm_resp a stored orphan
 	// DLR may have arrived and still be applied to it by Submitted; older
@@ -580,8 +581,8 @@ func (s *Store) commit(batch []*op) {
 			if n > s.stats.maxBatch.Load() {
 				s.stats.maxBatch.Store(n) // only this goroutine stores
 			}
-			if t.hookReady && s.opt.OnHookReady != nil {
-				s.opt.OnHookReady()
+			if len(t.hookEnts) > 0 && s.opt.OnHookReady != nil {
+				s.opt.OnHookReady(t.hookEnterprises())
 			}
 			s.notify(t.ready, t.snapshot) // before the results: a caller that hears of its DLR's commit finds the callback done
 			s.handDue(t)

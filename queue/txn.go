@@ -23,7 +23,7 @@ type txn struct {
 	fresh      []*Message // messages this transaction stored new (for OnDue)
 	snapshot   Snapshot   // the transaction's commit, as reads will see it
 	hook       *bolt.Bucket
-	hookReady  bool // a receipt webhook was queued (a spurious wake after a rollback is harmless)
+	hookEnts   []string // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
 	orphans    orphanState
 	cursors    map[*bolt.Bucket]*bolt.Cursor // see get
 }

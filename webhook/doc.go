@@ -37,6 +37,12 @@
 //     is room. So memory holds at most about three times Config.Workers
 //     receipts: the store is the buffer. Sending SMS never waits for this
 //     package.
+//   - Reads scale with what is due, not with what is pending: after each
+//     commit that queues receipts (HooksReady names their enterprises)
+//     and each POST that ends, the sender reads only the enterprises that
+//     may have a receipt due now; every Config.Poll it reads every
+//     enterprise with one pending, which is where a retry that came due
+//     is found (so within Poll of its time).
 //   - At most Config.Workers keep-alive connections are kept idle,
 //     Config.PerEnterprise to one host: receipts to a busy endpoint reuse
 //     their connections.

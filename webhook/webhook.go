@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,8 +104,8 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Sender POSTs stored receipts. Build it with New, call Wake from the
-// store's OnHookReady, run Run.
+// Sender POSTs stored receipts. Build it with New, give HooksReady to
+// the store's OnHookReady, run Run.
 type Sender struct {
 	cfg    Config
 	client *http.Client
@@ -114,6 +116,22 @@ type Sender struct {
 	inflight map[uint64]struct{}
 	perEnt   map[string]int
 	rr       int
+	// due holds the enterprises that may have a receipt due now. A pass
+	// (one per POST that ends, and per commit that queues receipts) reads
+	// only those: before, it read every enterprise with any receipt
+	// pending, one read transaction each, so receipts waiting out a retry
+	// backoff at a thousand enterprises cost every other receipt a
+	// millisecond. The full pass every Config.Poll reads them all, which
+	// is when a retry that came due is found (as before, within Poll).
+	due map[string]struct{}
+
+	// readyMu guards ready: the enterprises the store named since the
+	// last pass (HooksReady, on the commit goroutine, which must not wait
+	// for mu: a pass holds it across its reads).
+	readyMu sync.Mutex
+	ready   map[string]struct{}
+
+	scanned atomic.Int64 // enterprises read, for tests
 
 	total   *prometheus.CounterVec
 	latency prometheus.Histogram
@@ -156,7 +174,8 @@ func New(cfg Config) (*Sender, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Sender{cfg: cfg, wake: make(chan struct{}, 1), log: cfg.Logger,
-		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int)}
+		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int),
+		due: make(map[string]struct{}), ready: make(map[string]struct{})}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: s.control}
 	s.client = &http.Client{
 		Timeout: cfg.Timeout,
@@ -215,13 +234,24 @@ func (s *Sender) control(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// Wake tells the sender that receipts were queued. It never blocks: call
-// it from queue.Options.OnHookReady.
+// Wake makes the sender pass over the enterprises with receipts due. It
+// never blocks.
 func (s *Sender) Wake() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// HooksReady tells the sender that receipts of enterprises were queued.
+// It never blocks for long: give it to queue.Options.OnHookReady.
+func (s *Sender) HooksReady(enterprises []string) {
+	s.readyMu.Lock()
+	for _, e := range enterprises {
+		s.ready[e] = struct{}{}
+	}
+	s.readyMu.Unlock()
+	s.Wake()
 }
 
 // Run sends receipts until ctx ends, then waits for the POSTs in flight
@@ -242,15 +272,23 @@ func (s *Sender) Run(ctx context.Context) {
 	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var lastFull time.Time // the first pass is a full one
 	for {
-		s.fill(ctx, sem, acks, &wg)
+		// A full pass every Poll whatever wakes the loop: under steady
+		// receipts the wakes never leave the timer time to fire, and the
+		// full pass is where retries that came due are found.
+		full := time.Since(lastFull) >= s.cfg.Poll
+		if full {
+			lastFull = time.Now()
+		}
+		s.fill(ctx, full, sem, acks, &wg)
 		if !t.Stop() {
 			select {
 			case <-t.C:
 			default:
 			}
 		}
-		t.Reset(s.cfg.Poll)
+		t.Reset(s.cfg.Poll - time.Since(lastFull))
 		select {
 		case <-ctx.Done():
 			return
@@ -322,22 +360,45 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 	}
 }
 
-// fill starts POSTs for due receipts, round robin over the enterprises,
-// within the worker and per-enterprise bounds.
-func (s *Sender) fill(ctx context.Context, sem chan struct{}, acks chan<- took, wg *sync.WaitGroup) {
-	ents, err := s.cfg.Store.HookEnterprises()
-	if err != nil {
-		s.log.Error("receipt webhooks: list", "err", err)
-		return
+// fill starts POSTs for due receipts, round robin over the enterprises
+// that have some (every one with a receipt pending in a full pass, else
+// those of Sender.due), within the worker and per-enterprise bounds.
+func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks chan<- took, wg *sync.WaitGroup) {
+	var listed []string
+	if full {
+		var err error
+		if listed, err = s.cfg.Store.HookEnterprises(); err != nil {
+			s.log.Error("receipt webhooks: list", "err", err)
+			return
+		}
+	}
+	s.readyMu.Lock()
+	ready := s.ready
+	s.ready = make(map[string]struct{}, len(ready))
+	s.readyMu.Unlock()
+	now := time.Now()
+	s.mu.Lock()
+	if full {
+		clear(s.due)
+		for _, e := range listed {
+			s.due[e] = struct{}{}
+		}
+	}
+	for e := range ready {
+		s.due[e] = struct{}{}
+	}
+	ents := make([]string, 0, len(s.due))
+	for e := range s.due {
+		ents = append(ents, e)
 	}
 	if len(ents) == 0 {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
+	slices.Sort(ents)
 	s.rr++
 	start := s.rr % len(ents)
 	s.mu.Unlock()
-	now := time.Now()
 	for i := range ents {
 		e := ents[(start+i)%len(ents)]
 		free := cap(sem) - len(sem)
@@ -356,12 +417,18 @@ func (s *Sender) fill(ctx context.Context, sem chan struct{}, acks chan<- took, 
 		// set before the scan is over, or the snapshot, older than that
 		// commit, shows it due and it is posted again.
 		s.mu.Lock()
-		hs, err := s.cfg.Store.DueHooks(e, now, room, func(id uint64) bool {
+		s.scanned.Add(1)
+		hs, next, err := s.cfg.Store.DueHooksNext(e, now, room, func(id uint64) bool {
 			_, busy := s.inflight[id]
 			return busy
 		})
 		for _, h := range hs {
 			s.inflight[h.Msg.ID] = struct{}{}
+		}
+		if err == nil && !next.Equal(now) {
+			// Nothing else due now (the limit did not end the read):
+			// left alone until a commit names it or the next full pass.
+			delete(s.due, e)
 		}
 		s.mu.Unlock()
 		if err != nil {
@@ -430,6 +497,9 @@ func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (h
 	d = min(d, s.cfg.MaxBackoff)
 	if rerr := s.cfg.Store.RetryHook(wctx, h, now.Add(d)); rerr != nil {
 		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
+		s.mu.Lock()
+		s.due[h.Enterprise] = struct{}{} // it stays due where it was
+		s.mu.Unlock()
 	}
 	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
 	return false

@@ -124,7 +124,7 @@ func startWith(t *testing.T, path string, qopts queue.Options, cfg Config) *rig 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetHookCallback(snd.Wake)
+	s.SetHookCallback(snd.HooksReady)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); snd.Run(ctx) }()
@@ -484,5 +484,87 @@ func TestNoDuplicateWhileRescanning(t *testing.T) {
 	}
 	if len(posts) != n || len(dups) > 0 {
 		t.Fatalf("%d receipts posted, want %d; posted more than once: %v", len(posts), n, dups)
+	}
+}
+
+// Receipts waiting out a retry backoff at many enterprises cost the
+// others nothing: a pass after a commit or a POST reads only the
+// enterprises with receipts due, and the full pass (every Poll) reads them
+// all. Before, every pass read every enterprise with a receipt pending:
+// 50 receipts beside 200 such enterprises read about 20,000.
+func TestIdleEnterprisesNotRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	const idle = 200
+	for i := range idle {
+		m := finalMessage(t, s, "idle"+strconv.Itoa(i), "http://127.0.0.1:9/", queue.StateDelivered)
+		hs, err := s.DueHooks(m.Enterprise, time.Now().Add(time.Minute), 1, nil)
+		if err != nil || len(hs) != 1 {
+			t.Fatalf("idle hook: %v %v", hs, err)
+		}
+		if err := s.RetryHook(context.Background(), hs[0], later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t)
+	r := start(t, path, Config{Poll: time.Minute})
+	const live = 50
+	for range live {
+		finalMessage(t, r.store, "live", rcv.URL, queue.StateDelivered)
+		rcv.next(t)
+	}
+	waitDelivered(t, r, live)
+	t.Logf("%d enterprises read", r.snd.scanned.Load())
+	if n := r.snd.scanned.Load(); n > idle+3*live {
+		t.Errorf("%d enterprises read for %d receipts beside %d idle enterprises; want at most %d", n, live, idle, idle+3*live)
+	}
+	if n, _ := r.store.HookPending(); n != idle {
+		t.Errorf("%d receipts pending, want the %d idle ones", n, idle)
+	}
+}
+
+// A retry that comes due is found while other receipts keep the sender
+// busy: the full pass that finds it runs every Poll whatever wakes the
+// sender (a pass per POST that ends would otherwise never let the Poll
+// timer fire).
+func TestRetryFoundUnderTraffic(t *testing.T) {
+	flaky := newReceiver(t, 500)
+	busy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(busy.Close)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 50 * time.Millisecond, Poll: 200 * time.Millisecond})
+	finalMessage(t, r.store, "flaky", flaky.URL, queue.StateDelivered)
+	first := flaky.next(t)
+	stop := make(chan struct{})
+	traffic := make(chan struct{})
+	go func() {
+		defer close(traffic)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			finalMessage(t, r.store, "busy", busy.URL, queue.StateDelivered)
+		}
+	}()
+	var again posted
+	select {
+	case again = <-flaky.ch:
+	case <-time.After(3 * time.Second):
+	}
+	close(stop)
+	<-traffic
+	if first.status != 500 || again.status != 200 {
+		t.Fatalf("flaky endpoint got %d then %d (0: no retry within 3 s of busy traffic)", first.status, again.status)
+	}
+	if d := again.at.Sub(first.at); d > time.Second {
+		t.Errorf("retry %v after the failure, want within a Poll of its 50 ms backoff", d)
 	}
 }

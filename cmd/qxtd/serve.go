@@ -391,7 +391,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	d.store.SetHookCallback(d.hooks.Wake)
+	d.store.SetHookCallback(d.hooks.HooksReady)
 	hooksCtx, hooksRun := context.WithCancel(context.Background())
 	d.hooksRun = hooksRun
 	d.hooksWG.Go(func() { d.hooks.Run(hooksCtx) })

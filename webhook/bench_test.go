@@ -1,0 +1,97 @@
+package webhook
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// BenchmarkSenderBesideIdleEnterprises delivers receipts of one enterprise
+// to a fast endpoint while other enterprises each hold a receipt due an
+// hour later (their endpoints failed: a retry waits out its backoff), as
+// many as idle says. Before the sender read every enterprise's due
+// receipts in a read transaction of its own at every pass, and it passes
+// at every POST that ends: the cost of a receipt grew with the number of
+// enterprises that had any receipt pending. Reports the process's CPU per
+// receipt.
+func BenchmarkSenderBesideIdleEnterprises(b *testing.B) {
+	for _, idle := range []int{0, 1000} {
+		b.Run("idle="+strconv.Itoa(idle), func(b *testing.B) {
+			ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+			defer ok.Close()
+			// The idle receipts are stored before the sender starts, so
+			// that it never POSTs them.
+			path := filepath.Join(b.TempDir(), "q.db")
+			s, err := queue.Open(path, queue.Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			later := time.Now().Add(time.Hour)
+			for i := range idle {
+				m := benchFinal(b, s, "idle"+strconv.Itoa(i), "http://127.0.0.1:9/")
+				hs, err := s.DueHooks(m.Enterprise, time.Now().Add(time.Minute), 1, nil)
+				if err != nil || len(hs) != 1 {
+					b.Fatalf("idle hook: %v %v", hs, err)
+				}
+				if err := s.RetryHook(ctx, hs[0], later); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			r := start(&testing.T{}, path, Config{Workers: 64, PerEnterprise: 16})
+			defer r.stop()
+			b.ResetTimer()
+			cpu0 := cpuNow(b)
+			for range b.N {
+				benchFinal(b, r.store, "live", ok.URL)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")) < float64(b.N) {
+				if time.Now().After(deadline) {
+					b.Fatalf("%v of %d delivered", testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")), b.N)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuNow(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/receipt")
+		})
+	}
+}
+
+// benchFinal is finalMessage for a benchmark.
+func benchFinal(b *testing.B, s *queue.Store, enterprise, url string) *queue.Message {
+	ctx := context.Background()
+	m := &queue.Message{Account: enterprise + "-u", Enterprise: enterprise, Dest: "13712345678", Upstream: "up",
+		ReceiptURL: url, Parts: []queue.Part{{Body: []byte("hi")}}}
+	if err := s.Enqueue(ctx, m); err != nil {
+		b.Fatal(err)
+	}
+	smsc := "s" + strconv.FormatUint(m.ID, 10)
+	if err := s.Submitted(ctx, queue.Key{ID: m.ID}, smsc, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.ApplyDLR(ctx, queue.DLR{Upstream: "up", SMSCID: smsc, State: queue.StateDelivered, ErrCode: "000", DoneAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func cpuNow(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
