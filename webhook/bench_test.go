@@ -38,7 +38,7 @@ func BenchmarkSenderBesideIdleEnterprises(b *testing.B) {
 			ctx := context.Background()
 			later := time.Now().Add(time.Hour)
 			for i := range idle {
-				m := benchFinal(b, s, "idle"+strconv.Itoa(i), "http://127.0.0.1:9/")
+				m := finalMessage(b, s, "idle"+strconv.Itoa(i), "http://127.0.0.1:9/", queue.StateDelivered)
 				hs, err := s.DueHooks(m.Enterprise, time.Now().Add(time.Minute), 1, nil)
 				if err != nil || len(hs) != 1 {
 					b.Fatalf("idle hook: %v %v", hs, err)
@@ -50,12 +50,11 @@ func BenchmarkSenderBesideIdleEnterprises(b *testing.B) {
 			if err := s.Close(); err != nil {
 				b.Fatal(err)
 			}
-			r := start(&testing.T{}, path, Config{Workers: 64, PerEnterprise: 16})
-			defer r.stop()
+			r := start(b, path, Config{Workers: 64, PerEnterprise: 16})
 			b.ResetTimer()
 			cpu0 := cpuNow(b)
 			for range b.N {
-				benchFinal(b, r.store, "live", ok.URL)
+				finalMessage(b, r.store, "live", ok.URL, queue.StateDelivered)
 			}
 			deadline := time.Now().Add(time.Minute)
 			for testutil.ToFloat64(r.snd.total.WithLabelValues("delivered")) < float64(b.N) {
@@ -68,24 +67,6 @@ func BenchmarkSenderBesideIdleEnterprises(b *testing.B) {
 			b.ReportMetric(float64((cpuNow(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/receipt")
 		})
 	}
-}
-
-// benchFinal is finalMessage for a benchmark.
-func benchFinal(b *testing.B, s *queue.Store, enterprise, url string) *queue.Message {
-	ctx := context.Background()
-	m := &queue.Message{Account: enterprise + "-u", Enterprise: enterprise, Dest: "13712345678", Upstream: "up",
-		ReceiptURL: url, Parts: []queue.Part{{Body: []byte("hi")}}}
-	if err := s.Enqueue(ctx, m); err != nil {
-		b.Fatal(err)
-	}
-	smsc := "s" + strconv.FormatUint(m.ID, 10)
-	if err := s.Submitted(ctx, queue.Key{ID: m.ID}, smsc, time.Now()); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.ApplyDLR(ctx, queue.DLR{Upstream: "up", SMSCID: smsc, State: queue.StateDelivered, ErrCode: "000", DoneAt: time.Now()}); err != nil {
-		b.Fatal(err)
-	}
-	return m
 }
 
 func cpuNow(b *testing.B) time.Duration {

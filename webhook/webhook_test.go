@@ -75,7 +75,7 @@ func (r *receiver) next(t *testing.T) posted {
 
 // finalMessage stores a message with url for enterprise and makes it
 // delivered (or, with fail, undeliverable).
-func finalMessage(t *testing.T, s *queue.Store, enterprise, url string, st queue.State) *queue.Message {
+func finalMessage(t testing.TB, s *queue.Store, enterprise, url string, st queue.State) *queue.Message {
 	t.Helper()
 	ctx := context.Background()
 	m := &queue.Message{Account: enterprise + "-u", Enterprise: enterprise, Dest: "13712345678", Upstream: "up",
@@ -104,12 +104,12 @@ type rig struct {
 	damaged bool
 }
 
-func start(t *testing.T, path string, cfg Config) *rig {
+func start(t testing.TB, path string, cfg Config) *rig {
 	t.Helper()
 	return startWith(t, path, queue.Options{NoSync: true}, cfg)
 }
 
-func startWith(t *testing.T, path string, qopts queue.Options, cfg Config) *rig {
+func startWith(t testing.TB, path string, qopts queue.Options, cfg Config) *rig {
 	t.Helper()
 	s, err := queue.Open(path, qopts)
 	if err != nil {
