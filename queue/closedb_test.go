@@ -55,99 +55,11 @@ func checkPages(t *testing.T, db *bolt.DB) {
 	}
 }
 
-// A store closed by CloseDB leaves the list of free pages in the file,
-// so the next open reads it instead of walking every page; the first
-// commit after that open drops it again, and the pages stay consistent
-// through the change of mode. A file closed without CloseDB (as a crash
-// leaves it) has no list.
-func TestCloseDBWritesFreePages(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "q.db")
+// fillStore enqueues n batches of 100 single-part messages.
+func fillStore(t *testing.T, s *Store, n int) {
+	t.Helper()
 	at := time.Date(2026, 11, 2, 9, 0, 0, 0, shanghai)
-	fill := func(s *Store, n int) {
-		t.Helper()
-		for range n {
-			ms := make([]*Message, 100)
-			for i := range ms {
-				ms[i] = exportMsg("G1", "alice", at, 1)
-			}
-			if err := s.Enqueue(bg, ms...); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-
-	// Closed as a crash would leave it: the file's meta says no list.
-	db, err := OpenDB(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(db, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill(s, 20)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := lastFreelist(t, path); got != noFreelist {
-		t.Fatalf("after a plain close the meta names free-page list page %d, want none", got)
-	}
-
-	// Walked at this open; closed by CloseDB (Store.Close of an Open store).
-	s, err = Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill(s, 20)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := lastFreelist(t, path); got == noFreelist {
-		t.Fatal("after CloseDB the meta names no free-page list")
-	}
-
-	// Read at this open (bbolt's check finds every page either reachable
-	// or in the list read, none both), then dropped at a commit.
-	s, err = Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if s.db.Stats().FreePageN == 0 {
-		t.Error("no free pages read back")
-	}
-	checkPages(t, s.db)
-	fill(s, 20)
-	if got := lastFreelist(t, path); got != noFreelist {
-		t.Errorf("after a commit the meta still names free-page list page %d", got)
-	}
-	checkPages(t, s.db)
-	if n := s.Counts()[StateAccepted]; n != 6000 {
-		t.Errorf("%d messages accepted, want 6000", n)
-	}
-	if err := s.Check(); err != nil {
-		t.Error(err)
-	}
-}
-
-// A file whose pages are damaged, left without a free-page list (as after
-// a crash), fails to open with ErrCorrupt naming the page, instead of
-// bbolt's panic ending the process.
-func TestOpenDamagedPages(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "q.db")
-	db, err := OpenDB(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(db, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 11, 2, 9, 0, 0, 0, shanghai)
-	for range 10 {
+	for range n {
 		ms := make([]*Message, 100)
 		for i := range ms {
 			ms[i] = exportMsg("G1", "alice", at, 1)
@@ -156,25 +68,173 @@ func TestOpenDamagedPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Close(); err != nil {
+}
+
+// freeManyPages leaves the file with more free pages than a commit writes
+// the list of (maxSyncedFreePages), as a purge does: a scratch bucket of
+// 2.5 MB written, then deleted.
+func freeManyPages(t *testing.T, db *bolt.DB) {
+	t.Helper()
+	name := []byte("scratch")
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		v := make([]byte, 1000)
+		for i := range 2500 {
+			if err := b.Put(binary.BigEndian.AppendUint64(nil, uint64(i)), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil { // no list: the next open walks
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(name) }); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
+	if st := db.Stats(); st.FreePageN+st.PendingPageN <= maxSyncedFreePages {
+		t.Fatalf("%d free and %d pending pages: not enough for the test", st.FreePageN, st.PendingPageN)
+	}
+}
+
+// Commits write the list of free pages while it is short, so that a
+// crash leaves a file whose next open reads it instead of walking every
+// page; after a purge-like burst of free pages they leave it out, until
+// writes have reused them; CloseDB writes it whatever its length. Every
+// change of mode leaves the pages consistent (bbolt's own check), and the
+// store's (Check).
+func TestFreePageList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	db, err := OpenDB(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pageSize := int(binary.LittleEndian.Uint32(b[24:]))
-	for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
-		binary.LittleEndian.PutUint16(b[off+8:], 0x77) // the page header's flags: no page type
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	s, err := New(db, Options{NoSync: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	db, err = OpenDB(path, Options{NoSync: true})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "unexpected type/flags: 77") {
-		t.Fatalf("open of a damaged file: %v, %v; want ErrCorrupt naming the page", db, err)
+	fillStore(t, s, 20)
+	if got := lastFreelist(t, path); got == noFreelist {
+		t.Fatal("a commit with few free pages left no free-page list: a crash now means a walk")
+	}
+	freeManyPages(t, db)
+	fillStore(t, s, 1)
+	if got := lastFreelist(t, path); got != noFreelist {
+		t.Fatalf("a commit with %d free pages wrote their list (page %d)", db.Stats().FreePageN, got)
+	}
+	checkPages(t, db)
+	// Closed as a crash leaves it: walked at the next open.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastFreelist(t, path); got != noFreelist {
+		t.Fatalf("after a plain close with many free pages the meta names list page %d", got)
+	}
+
+	// CloseDB (Store.Close of an Open store) writes even a long list.
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPages(t, s.db)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastFreelist(t, path); got == noFreelist {
+		t.Fatal("after CloseDB the meta names no free-page list")
+	}
+
+	// Read at this open; dropped while long; written again once writes
+	// have reused the pages.
+	s, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkPages(t, s.db)
+	fillStore(t, s, 1)
+	if got := lastFreelist(t, path); got != noFreelist {
+		t.Errorf("after a commit with many free pages the meta still names list page %d", got)
+	}
+	n := 21
+	for st := s.db.Stats(); st.FreePageN+st.PendingPageN > maxSyncedFreePages; st = s.db.Stats() {
+		if n > 400 {
+			t.Fatalf("%d free and %d pending pages after %d batches", st.FreePageN, st.PendingPageN, n)
+		}
+		fillStore(t, s, 10)
+		n += 10
+	}
+	fillStore(t, s, 1)
+	n++
+	if got := lastFreelist(t, path); got == noFreelist {
+		t.Error("once the free pages were reused, commits did not write their list again")
+	}
+	checkPages(t, s.db)
+	if got := s.Counts()[StateAccepted]; got != (n+1)*100 {
+		t.Errorf("%d messages accepted, want %d", got, (n+1)*100)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// A file whose pages are damaged fails to open with ErrCorrupt naming the
+// page, instead of bbolt's panic ending the process: one left without a
+// free-page list (a crash after a purge; the open walks every page) and
+// one with the list (the open reads it).
+func TestOpenDamagedPages(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		longList bool
+		want     string
+	}{
+		{"walked", true, "has unexpected type/flags: 77"},
+		{"list read", false, "invalid freelist page"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "q.db")
+			db, err := OpenDB(path, Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := New(db, Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fillStore(t, s, 10)
+			if c.longList {
+				freeManyPages(t, db)
+				fillStore(t, s, 1)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil { // as a crash leaves it
+				t.Fatal(err)
+			}
+			if got := lastFreelist(t, path); (got == noFreelist) != c.longList {
+				t.Fatalf("free-page list page %d", got)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pageSize := int(binary.LittleEndian.Uint32(b[24:]))
+			for off := 2 * pageSize; off+pageSize <= len(b); off += pageSize {
+				binary.LittleEndian.PutUint16(b[off+8:], 0x77) // the page header's flags: no page type
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err = OpenDB(path, Options{NoSync: true})
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "damaged page") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("open of a damaged file: %v, %v; want ErrCorrupt with %q", db, err, c.want)
+			}
+		})
 	}
 }
