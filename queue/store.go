@@ -173,9 +173,9 @@ func Open(path string, opt Options) (*Store, error) {
 // the file; a second OpenDB fails after Options.OpenTimeout.
 //
 // A file whose pages are damaged (not a record: the page structure) can
-// fail here with ErrCorrupt: after a crash the open reads every page (see
-// CloseDB), and bbolt panics at the first page whose header is not what it
-// expects. That panic is turned into the error, so the daemon says which
+// fail here with ErrCorrupt: the open reads the free-page list, or when
+// the last commit left it out every page (syncFreelistIfShort), and bbolt
+// panics at the first page whose header is not what it expects. That panic is turned into the error, so the daemon says which
 // file and page instead of crashing; the remedy is the last backup. (Other
 // damage bbolt finds in that walk panics on a goroutine of its own, which
 // no caller can recover: the process ends with bbolt's message.)
@@ -191,7 +191,7 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opt.OpenTimeout,
 		NoSync:         opt.NoSync,
-		NoFreelistSync: true, // less to write per commit; CloseDB writes it once, at the end
+		NoFreelistSync: true, // until the first commit decides (syncFreelistIfShort)
 		FreelistType:   bolt.FreelistMapType,
 		// Address space, not memory: while the file stays under it,
 		// bbolt never remaps, and a remap waits for every open read
@@ -227,17 +227,12 @@ func syncFreelistIfShort(tx *bolt.Tx) {
 }
 
 // CloseDB closes a file OpenDB opened, once every store on it is closed,
-// after one last commit that writes the file's list of free pages.
-//
-// The stores commit without that list: bbolt writes the whole of it at
-// every commit otherwise, and after a purge it can run to megabytes. A
-// file whose last commit has no list gets it back at the next open by a
-// walk of every page, about 0.2 s per million messages stored, before the
-// daemon serves anything. Written here, the next open reads it instead:
-// a planned restart (an upgrade, a move) is as quick with a backlog as
-// without one. A file left by a crash is walked, as before, and the first
-// commit after an open drops the written list again (bbolt frees its
-// pages and records that there is none), so the two ways never mix.
+// after one last commit that writes the file's list of free pages however
+// long it is (the store's commits leave a long one out: see
+// syncFreelistIfShort), so that the next open reads it instead of walking
+// every page: a planned restart (an upgrade, a move) is as quick after a
+// purge as before it. The next commit keeps or drops the list by its
+// length again (bbolt frees the written one's pages either way).
 //
 // If that commit fails (a full disk), the file is closed all the same and
 // log gets a warning: nothing is lost, the next open walks the file.
