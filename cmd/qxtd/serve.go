@@ -270,8 +270,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
-	// How long the open took says whether the last stop was clean: after
-	// a crash the whole file is walked first (queue.CloseDB).
+	// How long the open took says whether the file was walked for its free
+	// pages (a crash while their list was too long to write: queue.CloseDB).
 	var size int64
 	if fi, err := os.Stat(cfg.Store.Path); err == nil {
 		size = fi.Size()
