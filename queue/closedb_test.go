@@ -149,6 +149,25 @@ func TestFreePageList(t *testing.T) {
 		t.Fatal("after CloseDB the meta names no free-page list")
 	}
 
+	// Opened and crashed before the queue's first commit: the commits at
+	// start (New's) keep the list, so the next open reads it.
+	db, err = OpenDB(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = New(db, Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastFreelist(t, path); got == noFreelist {
+		t.Fatal("a start without a queue commit dropped the free-page list")
+	}
+
 	// Read at this open; dropped while long; written again once writes
 	// have reused the pages.
 	s, err = Open(path, Options{NoSync: true})

@@ -175,7 +175,8 @@ func Open(path string, opt Options) (*Store, error) {
 // A file whose pages are damaged (not a record: the page structure) can
 // fail here with ErrCorrupt: the open reads the free-page list, or when
 // the last commit left it out every page (syncFreelistIfShort), and bbolt
-// panics at the first page whose header is not what it expects. That panic is turned into the error, so the daemon says which
+// panics at the first page whose header is not what it expects (or at
+// whatever else it asserts while opening: the error says "damaged page"). That panic is turned into the error, so the daemon says which
 // file and page instead of crashing; the remedy is the last backup. (Other
 // damage bbolt finds in that walk panics on a goroutine of its own, which
 // no caller can recover: the process ends with bbolt's message.)
@@ -189,9 +190,14 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opt.OpenTimeout,
-		NoSync:         opt.NoSync,
-		NoFreelistSync: true, // until the first commit decides (syncFreelistIfShort)
+		Timeout: opt.OpenTimeout,
+		NoSync:  opt.NoSync,
+		// Written until the queue's first commit decides by its length
+		// (syncFreelistIfShort): the commits at start (New's, policy's)
+		// keep the list a clean stop left, so that a crash before the
+		// queue's first commit is not walked, and a file that was walked
+		// gets its list written by bbolt at once.
+		NoFreelistSync: false,
 		FreelistType:   bolt.FreelistMapType,
 		// Address space, not memory: while the file stays under it,
 		// bbolt never remaps, and a remap waits for every open read
@@ -238,10 +244,12 @@ func syncFreelistIfShort(tx *bolt.Tx) {
 // log gets a warning: nothing is lost, the next open walks the file.
 func CloseDB(db *bolt.DB, log *slog.Logger) error {
 	if !db.IsReadOnly() {
-		// No write transaction is running (every store is closed), so
-		// this is not a race with a commit reading the field.
-		db.NoFreelistSync = false
-		if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil && log != nil {
+		// Set under the writer lock, where bbolt reads it: a peer
+		// store's write still committing does not race it.
+		if err := db.Update(func(tx *bolt.Tx) error {
+			tx.DB().NoFreelistSync = false
+			return nil
+		}); err != nil && log != nil {
 			log.Warn("queue: free-page list not written: the next start walks the whole file first", "err", err)
 		}
 	}
