@@ -335,6 +335,7 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 			s.total.WithLabelValues("delivered").Inc()
 			s.latency.Observe(p.latency.Seconds())
 		}
+		var failed []string // enterprises of receipts the store could not record: still due
 		if err := s.cfg.Store.AckHooks(ctx, hooks); err == nil {
 			for _, p := range batch {
 				acked(p)
@@ -347,6 +348,7 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 			for _, p := range batch {
 				if err := s.cfg.Store.AckHook(ctx, p.h); err != nil {
 					s.log.Error("receipt webhook: ack", "id", p.h.Msg.ID, "err", err)
+					failed = append(failed, p.h.Enterprise)
 					continue
 				}
 				acked(p)
@@ -355,6 +357,9 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 		s.mu.Lock()
 		for _, p := range batch {
 			delete(s.inflight, p.h.Msg.ID)
+		}
+		for _, e := range failed {
+			s.due[e] = struct{}{}
 		}
 		s.mu.Unlock()
 	}
@@ -447,10 +452,16 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				handed := s.deliver(ctx, h, acks)
+				handed, stillDue := s.deliver(ctx, h, acks)
 				s.mu.Lock()
 				if !handed { // else the acker ends it
 					delete(s.inflight, h.Msg.ID)
+				}
+				if stillDue {
+					// In the same critical section as the delete: a pass
+					// in between would skip it as in flight and drop the
+					// enterprise from the set until the next full pass.
+					s.due[e] = struct{}{}
 				}
 				if s.perEnt[e]--; s.perEnt[e] <= 0 {
 					delete(s.perEnt, e)
@@ -465,29 +476,30 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 
 // deliver POSTs one receipt and records the outcome in the store: a
 // delivery through the acker (handed is true: it leaves the in-flight set
-// there), a retry or a give-up here.
-func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed bool) {
+// there), a retry or a give-up here. stillDue is true when the store could
+// not record a retry or a give-up, so the receipt is still due now.
+func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed, stillDue bool) {
 	rc := ReceiptOf(h.Msg)
 	err := s.post(ctx, h, rc)
 	if ctx.Err() != nil {
-		return false // stopping: the receipt stays due
+		return false, false // stopping: the receipt stays due for the next start
 	}
 	wctx := context.WithoutCancel(ctx)
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.
 		acks <- took{h: h, latency: time.Since(rc.DoneAt)}
-		return true
+		return true, false
 	}
 	now := time.Now()
 	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
 		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
 			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
-			return false
+			return false, true
 		}
 		s.total.WithLabelValues("gave_up").Inc()
 		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
-		return false
+		return false, false
 	}
 	s.total.WithLabelValues("failed").Inc()
 	d := s.cfg.Backoff
@@ -497,12 +509,10 @@ func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (h
 	d = min(d, s.cfg.MaxBackoff)
 	if rerr := s.cfg.Store.RetryHook(wctx, h, now.Add(d)); rerr != nil {
 		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
-		s.mu.Lock()
-		s.due[h.Enterprise] = struct{}{} // it stays due where it was
-		s.mu.Unlock()
+		stillDue = true // it stays due where it was
 	}
 	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
-	return false
+	return false, stillDue
 }
 
 // errStatus is a non-2xx answer.

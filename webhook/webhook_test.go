@@ -568,3 +568,40 @@ func TestRetryFoundUnderTraffic(t *testing.T) {
 		t.Errorf("retry %v after the failure, want within a Poll of its 50 ms backoff", d)
 	}
 }
+
+// A receipt whose retry the store could not record (the commit failed)
+// is still due at its old time: it is posted again at once, not at the
+// next full pass.
+func TestRetryNotRecordedPostedAgain(t *testing.T) {
+	var failNext atomic.Bool
+	var posts atomic.Int32
+	got := make(chan int32, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := posts.Add(1)
+		if n == 1 {
+			failNext.Store(true) // the commit recording the retry fails
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		got <- n
+	}))
+	t.Cleanup(srv.Close)
+	qopts := queue.Options{NoSync: true, CommitFault: func() error {
+		if failNext.CompareAndSwap(true, false) {
+			return errors.New("injected commit failure")
+		}
+		return nil
+	}}
+	r := startWith(t, filepath.Join(t.TempDir(), "q.db"), qopts, Config{Backoff: time.Hour, Poll: time.Minute})
+	finalMessage(t, r.store, "ent1", srv.URL, queue.StateDelivered)
+	for want := int32(1); want <= 2; want++ {
+		select {
+		case n := <-got:
+			if n != want {
+				t.Fatalf("POST %d, want %d", n, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("POST %d did not come within 5 s (Poll is a minute)", want)
+		}
+	}
+	waitPending(t, r, 0)
+}
