@@ -289,16 +289,26 @@ func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {
 }
 
 // Stop ends qxtd: SIGTERM, then SIGKILL after 10 s.
-func (d *daemon) Stop() {
+func (d *daemon) Stop() { _ = d.stopTerm() }
+
+// stopTerm is Stop that says when the stop was not a clean one: qxtd
+// needed the SIGKILL, or exited with an error (a measurement of the next
+// start would be of a crash's file).
+func (d *daemon) stopTerm() error {
 	if d.cmd == nil || d.cmd.Process == nil {
-		return
+		return nil
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
+		if d.waitErr != nil {
+			return fmt.Errorf("qxtd exited on SIGTERM: %v; its log:\n%s", d.waitErr, d.tail(10))
+		}
+		return nil
 	case <-time.After(10 * time.Second):
 		_ = d.cmd.Process.Kill()
 		<-d.exited
+		return errors.New("qxtd did not stop within 10 s of SIGTERM: killed")
 	}
 }
 

@@ -93,13 +93,16 @@
 //
 // qxtd/restart (restart.go) runs only when named: `bin/qxtd-bench
 // -scenarios qxtd/restart -queued 1000000 -rounds 3`. It times how soon a
-// stopped qxtd serves again, on the same store and configuration: once on
-// an empty queue, and once on a backlog of -queued messages taken over
+// stopped qxtd serves again, on the same store and configuration: on
+// an empty queue, and on a backlog of -queued messages taken over
 // HTTP (POST /v1/messages, 1,000 numbers per request) while the upstream
 // pointed at an address nobody listens on, so that they stayed queued
 // (qxtd's qxtd_queue_segments must count them all, or the scenario
-// fails). Each timed start is a SIGTERM'd qxtd started again with the
-// upstream at the peer; from the exec, the table gives /readyz ready
+// fails). The timed starts are of a SIGTERM'd qxtd (a stop that needs
+// SIGKILL, or exits with an error, fails the scenario), started again
+// with the upstream at the peer, on the empty queue and on the backlog,
+// and then of the same qxtd after a SIGKILL, on the backlog; from the
+// exec, the table gives /readyz ready
 // (polled every 5 ms; every bind to the peer up), an ESME's bind_resp
 // (the client dials every 5 ms) and its first submit_sm_resp, while the
 // backlog drains to the peer. The receipts the stopped binds leave at the

@@ -29,7 +29,8 @@ import (
 //  4. Timed start with the upstream at the peer (the backlog row); the
 //     backlog starts draining to the peer while the client binds.
 //  5. SIGKILL, and a timed start again (the after-a-crash row): the file
-//     has no list of free pages then, so bbolt walks it all first.
+//     has the list of its free pages only if the last commit wrote it
+//     (queue: while it is short), else bbolt walks every page first.
 //
 // A timed start measures, from the exec: /readyz saying ready (every bind
 // to the peer up), an ESME's bind_resp (the client dials every 5 ms from
@@ -74,7 +75,9 @@ func runRestart(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	defer d.Stop()
 	stop := func() error {
 		m := markEnds(peer)
-		d.Stop()
+		if err := d.stopTerm(); err != nil {
+			return err
+		}
 		return m.dropHeld(ctx, peer)
 	}
 	if err := stop(); err != nil {
