@@ -99,14 +99,9 @@ func freeManyPages(t *testing.T, db *bolt.DB) {
 	}
 }
 
-// Commits write the list of free pages while it is short, so that a
-// crash leaves a file whose next open reads it instead of walking every
-// page; after a purge-like burst of free pages they leave it out, until
-// writes have reused them; CloseDB writes it whatever its length. Every
-// change of mode leaves the pages consistent (bbolt's own check), and the
-// store's (Check).
-func TestFreePageList(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "q.db")
+// openShared opens path as the daemon does: OpenDB, then New.
+func openShared(t *testing.T, path string) (*bolt.DB, *Store) {
+	t.Helper()
 	db, err := OpenDB(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +110,30 @@ func TestFreePageList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, s
+}
+
+// closePlain closes s and its file without CloseDB, leaving the file as a
+// crash after the last commit would.
+func closePlain(t *testing.T, db *bolt.DB, s *Store) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Commits write the list of free pages while it is short, so that a
+// crash leaves a file whose next open reads it instead of walking every
+// page; after a purge-like burst of free pages they leave it out, until
+// writes have reused them; CloseDB writes it whatever its length. Every
+// change of mode leaves the pages consistent (bbolt's own check), and the
+// store's (Check).
+func TestFreePageList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	db, s := openShared(t, path)
 	fillStore(t, s, 20)
 	if got := lastFreelist(t, path); got == noFreelist {
 		t.Fatal("a commit with few free pages left no free-page list: a crash now means a walk")
@@ -125,19 +144,13 @@ func TestFreePageList(t *testing.T) {
 		t.Fatalf("a commit with %d free pages wrote their list (page %d)", db.Stats().FreePageN, got)
 	}
 	checkPages(t, db)
-	// Closed as a crash leaves it: walked at the next open.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	closePlain(t, db, s) // as a crash leaves it: walked at the next open
 	if got := lastFreelist(t, path); got != noFreelist {
 		t.Fatalf("after a plain close with many free pages the meta names list page %d", got)
 	}
 
 	// CloseDB (Store.Close of an Open store) writes even a long list.
-	s, err = Open(path, Options{NoSync: true})
+	s, err := Open(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,19 +164,8 @@ func TestFreePageList(t *testing.T) {
 
 	// Opened and crashed before the queue's first commit: the commits at
 	// start (New's) keep the list, so the next open reads it.
-	db, err = OpenDB(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s, err = New(db, Options{NoSync: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	db, s = openShared(t, path)
+	closePlain(t, db, s)
 	if got := lastFreelist(t, path); got == noFreelist {
 		t.Fatal("a start without a queue commit dropped the free-page list")
 	}
@@ -217,25 +219,13 @@ func TestOpenDamagedPages(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "q.db")
-			db, err := OpenDB(path, Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := New(db, Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, s := openShared(t, path)
 			fillStore(t, s, 10)
 			if c.longList {
 				freeManyPages(t, db)
 				fillStore(t, s, 1)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if err := db.Close(); err != nil { // as a crash leaves it
-				t.Fatal(err)
-			}
+			closePlain(t, db, s)
 			if got := lastFreelist(t, path); (got == noFreelist) != c.longList {
 				t.Fatalf("free-page list page %d", got)
 			}
