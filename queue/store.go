@@ -186,7 +186,7 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 		if r := recover(); r != nil {
 			// The half-opened file (its descriptor, lock and map) is
 			// left to the process's exit: bbolt gives no handle to it.
-			db, err = nil, fmt.Errorf("queue: open %s: %w: damaged page: %v", path, ErrCorrupt, r)
+			db, err = nil, fmt.Errorf("queue: open %s: damaged page: %v (%w; restore the last backup)", path, r, ErrCorrupt)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
