@@ -335,7 +335,6 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 			s.total.WithLabelValues("delivered").Inc()
 			s.latency.Observe(p.latency.Seconds())
 		}
-		var failed []string // enterprises of receipts the store could not record: still due
 		if err := s.cfg.Store.AckHooks(ctx, hooks); err == nil {
 			for _, p := range batch {
 				acked(p)
@@ -344,11 +343,11 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 			// One at a time, so that a receipt the store cannot record
 			// (its message damaged, say) does not keep the others of its
 			// batch due; those that fail stay due and are posted again
-			// (at-least-once).
+			// (at-least-once) at the next full pass: at most once a Poll
+			// while the store cannot write, not in a loop.
 			for _, p := range batch {
 				if err := s.cfg.Store.AckHook(ctx, p.h); err != nil {
 					s.log.Error("receipt webhook: ack", "id", p.h.Msg.ID, "err", err)
-					failed = append(failed, p.h.Enterprise)
 					continue
 				}
 				acked(p)
@@ -357,9 +356,6 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 		s.mu.Lock()
 		for _, p := range batch {
 			delete(s.inflight, p.h.Msg.ID)
-		}
-		for _, e := range failed {
-			s.due[e] = struct{}{}
 		}
 		s.mu.Unlock()
 	}
@@ -452,16 +448,10 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				handed, stillDue := s.deliver(ctx, h, acks)
+				handed := s.deliver(ctx, h, acks)
 				s.mu.Lock()
 				if !handed { // else the acker ends it
 					delete(s.inflight, h.Msg.ID)
-				}
-				if stillDue {
-					// In the same critical section as the delete: a pass
-					// in between would skip it as in flight and drop the
-					// enterprise from the set until the next full pass.
-					s.due[e] = struct{}{}
 				}
 				if s.perEnt[e]--; s.perEnt[e] <= 0 {
 					delete(s.perEnt, e)
@@ -476,30 +466,32 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 
 // deliver POSTs one receipt and records the outcome in the store: a
 // delivery through the acker (handed is true: it leaves the in-flight set
-// there), a retry or a give-up here. stillDue is true when the store could
-// not record a retry or a give-up, so the receipt is still due now.
-func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed, stillDue bool) {
+// there), a retry or a give-up here. A retry or give-up the store cannot
+// record (a full disk) leaves the receipt due where it was: the next full
+// pass (every Poll) posts it again, so that while the store cannot write
+// each such receipt goes out at most once a Poll, not in a loop.
+func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed bool) {
 	rc := ReceiptOf(h.Msg)
 	err := s.post(ctx, h, rc)
 	if ctx.Err() != nil {
-		return false, false // stopping: the receipt stays due for the next start
+		return false // stopping: the receipt stays due for the next start
 	}
 	wctx := context.WithoutCancel(ctx)
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.
 		acks <- took{h: h, latency: time.Since(rc.DoneAt)}
-		return true, false
+		return true
 	}
 	now := time.Now()
 	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
 		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
 			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
-			return false, true
+			return false
 		}
 		s.total.WithLabelValues("gave_up").Inc()
 		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
-		return false, false
+		return false
 	}
 	s.total.WithLabelValues("failed").Inc()
 	d := s.cfg.Backoff
@@ -509,10 +501,9 @@ func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (h
 	d = min(d, s.cfg.MaxBackoff)
 	if rerr := s.cfg.Store.RetryHook(wctx, h, now.Add(d)); rerr != nil {
 		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
-		stillDue = true // it stays due where it was
 	}
 	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
-	return false, stillDue
+	return false
 }
 
 // errStatus is a non-2xx answer.

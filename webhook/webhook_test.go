@@ -569,39 +569,47 @@ func TestRetryFoundUnderTraffic(t *testing.T) {
 	}
 }
 
-// A receipt whose retry the store could not record (the commit failed)
-// is still due at its old time: it is posted again at once, not at the
-// next full pass.
-func TestRetryNotRecordedPostedAgain(t *testing.T) {
-	var failNext atomic.Bool
+// While the store cannot write (a full disk), a receipt whose retry or
+// delivery it cannot record is posted again once a Poll (the full pass),
+// not in a loop: the endpoint is not flooded with copies, and once the
+// store writes again the receipt is delivered and recorded.
+func TestStoreFailureNoPostLoop(t *testing.T) {
+	var fail, refuse atomic.Bool
 	var posts atomic.Int32
-	got := make(chan int32, 4)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		n := posts.Add(1)
-		if n == 1 {
-			failNext.Store(true) // the commit recording the retry fails
+		posts.Add(1)
+		if refuse.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
-		got <- n
 	}))
 	t.Cleanup(srv.Close)
 	qopts := queue.Options{NoSync: true, CommitFault: func() error {
-		if failNext.CompareAndSwap(true, false) {
-			return errors.New("injected commit failure")
+		if fail.Load() {
+			return errors.New("injected: disk full")
 		}
 		return nil
 	}}
-	r := startWith(t, filepath.Join(t.TempDir(), "q.db"), qopts, Config{Backoff: time.Hour, Poll: time.Minute})
-	finalMessage(t, r.store, "ent1", srv.URL, queue.StateDelivered)
-	for want := int32(1); want <= 2; want++ {
-		select {
-		case n := <-got:
-			if n != want {
-				t.Fatalf("POST %d, want %d", n, want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("POST %d did not come within 5 s (Poll is a minute)", want)
+	const poll = 100 * time.Millisecond
+	r := startWith(t, filepath.Join(t.TempDir(), "q.db"), qopts, Config{Backoff: time.Hour, Poll: poll})
+	fail.Store(true)
+	for _, c := range []struct {
+		name    string
+		refused bool
+	}{{"retry not recorded", true}, {"delivery not recorded", false}} {
+		refuse.Store(c.refused)
+		before := posts.Load()
+		if c.refused { // the first receipt: made final while the store wrote
+			fail.Store(false)
+			finalMessage(t, r.store, "ent1", srv.URL, queue.StateDelivered)
+			fail.Store(true)
+		}
+		<-time.After(10 * poll) // the window the POSTs are counted over, not a wait for an event
+		t.Logf("%s: %d POSTs in %v", c.name, posts.Load()-before, 10*poll)
+		if n := posts.Load() - before; n < 2 || n > 15 {
+			t.Errorf("%s: %d POSTs of one receipt in %v with Poll %v; want about one a Poll", c.name, n, 10*poll, poll)
 		}
 	}
+	fail.Store(false)
 	waitPending(t, r, 0)
+	waitDelivered(t, r, 1)
 }
