@@ -42,7 +42,9 @@
 //     and each POST that ends, the sender reads only the enterprises that
 //     may have a receipt due now; every Config.Poll it reads every
 //     enterprise with one pending, which is where a retry that came due
-//     is found (so within Poll of its time).
+//     is found (so within Poll of its time). A receipt whose retry,
+//     give-up or delivery the store cannot record (a full disk) waits
+//     for that pass too: posted again once a Poll, not in a loop.
 //   - At most Config.Workers keep-alive connections are kept idle,
 //     Config.PerEnterprise to one host: receipts to a busy endpoint reuse
 //     their connections.
