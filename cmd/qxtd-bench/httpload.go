@@ -303,6 +303,11 @@ func (t qxtdTarget) request(ctx context.Context, _ int64, _ int, dst int64, text
 	if receiptURL != "" {
 		m["receipt_url"] = receiptURL
 	}
+	return t.send(ctx, m)
+}
+
+// send is a POST /v1/messages of m, as the bench account.
+func (t qxtdTarget) send(ctx context.Context, m map[string]any) (*http.Request, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
@@ -318,11 +323,15 @@ func (t qxtdTarget) request(ctx context.Context, _ int64, _ int, dst int64, text
 
 // accepted: qxtd answers 200 with a result per recipient, refused ones
 // included.
-func (qxtdTarget) accepted(status int, body []byte) error {
+func (qxtdTarget) accepted(status int, body []byte) error { return acceptedAll(status, body, 1) }
+
+// acceptedAll checks that a POST /v1/messages answer accepted all n
+// numbers.
+func acceptedAll(status int, body []byte, n int) error {
 	var out struct {
 		Accepted int `json:"accepted"`
 	}
-	if status != http.StatusOK || json.Unmarshal(body, &out) != nil || out.Accepted != 1 {
+	if status != http.StatusOK || json.Unmarshal(body, &out) != nil || out.Accepted != n {
 		return fmt.Errorf("HTTP %d: %.200s", status, body)
 	}
 	return nil

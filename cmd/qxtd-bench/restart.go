@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,29 +252,17 @@ func (t qxtdTarget) post(ctx context.Context, first, count int) error {
 	for i := range to {
 		to[i] = strconv.Itoa(13700000000 + first + i)
 	}
-	body, err := json.Marshal(map[string]any{"to": to, "text": "backlog message"})
+	req, err := t.send(ctx, map[string]any{"to": to, "text": "backlog message"})
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.addr+"/v1/messages", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+t.token)
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var out struct {
-		Accepted int `json:"accepted"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil || out.Accepted != count {
-		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
-	}
-	return nil
+	return acceptedAll(resp.StatusCode, b, count)
 }
 
 // endsMark is the peer's connection counts before qxtd stops.
