@@ -168,6 +168,16 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		if !g.store.Writable() {
+			// The store cannot record an acknowledgement: a receipt sent
+			// now would be pending again as soon as the ESME answered,
+			// and sent again at the ESME's pace. Wait for a commit to
+			// succeed (the dispatcher probes the store: waitWritable).
+			if !waitWake(ctx, t, probeEvery, f.wake) {
+				return
+			}
+			continue
+		}
 		msgs, err := r.next(f, window)
 		if err != nil {
 			g.log.Error("pending receipts", "account", f.account, "err", err)

@@ -52,7 +52,9 @@
 //     it back, and scans the store (PendingDLRs) only for what it could
 //     not take: at a bind's start, after a hand-over overflowed, a
 //     delivery failed or an acknowledgement could not be committed, and
-//     at least every DLRRetry.
+//     at least every DLRRetry. While the store cannot commit it sends
+//     nothing: an acknowledgement it could not record would bring the
+//     receipt back at once, again and again.
 //  7. Housekeeping (maintain.go) purges what is past retention and
 //     handles messages the ESME split itself (presplit.go): parts are
 //     stored one by one, joined by segment.JoinText once complete, and

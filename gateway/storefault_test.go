@@ -214,9 +214,9 @@ func TestUpstreamSeriesStartAtZero(t *testing.T) {
 
 // TestReceiptSentAgainAfterFailedAck: when the commit of a receipt's
 // acknowledgement fails, the receipt is still pending in the store and
-// neither handed over nor in flight: the forwarder scans for it at once
-// (not a DLRRetry later, a minute here), sends it again, and the second
-// acknowledgement is recorded.
+// neither handed over nor in flight: the forwarder scans for it as soon
+// as the store takes writes again (not a DLRRetry later, a minute here),
+// sends it again, and the second acknowledgement is recorded.
 func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
 	var armed atomic.Bool
 	r := newRig(t, rigOpts{
@@ -266,4 +266,54 @@ func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
 	if armed.Load() {
 		t.Error("the injected commit failure never happened")
 	}
+}
+
+// TestReceiptsPausedWhileStoreFails: while the store cannot commit, a
+// receipt whose acknowledgement it could not record is not sent to the
+// ESME again and again at the ESME's pace (it would come back at once,
+// its acknowledgement failing each time): the forwarder waits until the
+// store takes writes again, then sends it once more and the
+// acknowledgement is recorded.
+func TestReceiptsPausedWhileStoreFails(t *testing.T) {
+	var failing atomic.Bool
+	r := newRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		store: func(o *queue.Options) {
+			o.CommitFault = func() error {
+				if failing.Load() {
+					return errDiskFull
+				}
+				return nil
+			}
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var got atomic.Int32
+	conn := r.dialHandler(ctx, t, func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if _, err := smpp.ParseReceipt(p); err != nil {
+			return smpp.ErrorResponse(p, smpp.StatusSystemError)
+		}
+		if got.Add(1) == 1 {
+			failing.Store(true) // from the commit of this answer on
+		}
+		return pdu.NewDeliverSMResp()
+	})
+	if _, err := conn.Request(ctx, submitSM("1069", "13900001112", "store fails")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !failing.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt reached the ESME")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-time.After(time.Second) // the window the receipts are counted over, not a wait for an event
+	t.Logf("%d copies while the store failed", got.Load())
+	if n := got.Load(); n > 3 {
+		t.Errorf("%d copies of one receipt sent in a second while the store could not record an acknowledgement", n)
+	}
+	failing.Store(false)
+	r.waitNoPendingDLRs(ctx, t, "esme")
 }
