@@ -376,16 +376,19 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 
 // ReceiptsFor is every receipt an ESME gets for a message: ReceiptFor's,
 // or for a message the ESME split itself one per part id it was given
-// (Aliases), each with the message's state.
+// (Aliases) whose submit_sm asked for one (Kannel asks on the first part
+// only, other clients on the last), each with the message's state.
 func ReceiptsFor(m *queue.Message) []smpp.Receipt {
 	rc := ReceiptFor(m)
 	if len(m.Aliases) == 0 {
 		return []smpp.Receipt{rc}
 	}
-	out := make([]smpp.Receipt, len(m.Aliases))
+	out := make([]smpp.Receipt, 0, len(m.Aliases))
 	for i, a := range m.Aliases {
-		out[i] = rc
-		out[i].ID = FormatID(a)
+		if m.AliasWantsDLR(i) {
+			rc.ID = FormatID(a)
+			out = append(out, rc)
+		}
 	}
 	return out
 }

@@ -41,8 +41,11 @@ import (
 //     storeAssembled: the message is stored and the parts deleted in one
 //     transaction, so a crash or a second assembly can neither lose nor
 //     duplicate it. Its Aliases are the part ids.
-//  3. Each part id gets its own receipt with the message's state; the
-//     message counts as forwarded once all were acknowledged. query_sm
+//  3. Each part id whose submit_sm asked for a receipt gets its own,
+//     with the message's state (Kannel asks on the first part only,
+//     some clients on the last: none gets a receipt it did not ask for,
+//     none misses one it did); the message counts as forwarded once all
+//     were acknowledged. query_sm
 //     on a part id answers the message's state (ENROUTE while parts are
 //     missing). cancel_sm and replace_sm take message ids only: on a part
 //     id they fail (ESME_RCANCELFAIL / ESME_RREPLACEFAIL), since a part

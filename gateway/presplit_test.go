@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -505,4 +506,90 @@ func TestPresplitEnterpriseShare(t *testing.T) {
 	if got, _ := simText(t, r, dst); got != text {
 		t.Fatalf("SMSC got %q\nwant       %q", got, text)
 	}
+}
+
+// partSMAsked is partSM with the part's own registered_delivery.
+func partSMAsked(dst string, ref uint16, total, seq, registered uint8, data []byte) pdu.Body {
+	p := partSM(dst, 0x08, splitUDH8, ref, total, seq, data)
+	_ = p.Fields().Set(pdufield.RegisteredDelivery, registered)
+	return p
+}
+
+// TestPresplitReceiptsAsEachPartAsked: each part of a message the ESME
+// split gets a receipt only if its own submit_sm asked for one. Kannel
+// asks on the first part only (a receipt for part 2 is an error in its
+// log: "got DLR but could not find message"), other clients on the last
+// (which qxtd, taking the first part's registered_delivery for all,
+// answered with no receipt at all); "on failure only" is kept per part.
+func TestPresplitReceiptsAsEachPartAsked(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{UndelivPrefix: "139"}}})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := chunks(ucs2(t, strings.Repeat("每个分段自己要回执", 20)), 120) // 180 characters: 3 parts
+	for i, c := range []struct {
+		name  string
+		dst   string
+		asked [3]uint8
+		want  []int // the parts (1-based) that get a receipt
+		state smpp.MessageState
+	}{
+		{"first part asks (Kannel)", "13800138001", [3]uint8{1, 0, 0}, []int{1}, smpp.StateDelivered},
+		{"last part asks", "13800138002", [3]uint8{0, 0, 1}, []int{3}, smpp.StateDelivered},
+		{"on failure only, delivered", "13800138003", [3]uint8{2, 0, 2}, nil, smpp.StateDelivered},
+		{"on failure only and always, undeliverable", "13900139004", [3]uint8{2, 1, 0}, []int{1, 2}, smpp.StateUndeliverable},
+		{"none asks", "13800138005", [3]uint8{0, 0, 0}, nil, smpp.StateDelivered},
+		{"all ask", "13800138006", [3]uint8{1, 1, 1}, []int{1, 2, 3}, smpp.StateDelivered},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.receipts()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ids := make([]string, 3)
+			for seq := range 3 {
+				if ids[seq], err = e.submit(ctx, partSMAsked(c.dst, uint16(0x100+i), 3, uint8(seq+1), c.asked[seq], parts[seq])); err != nil {
+					t.Fatalf("part %d: %v", seq+1, err)
+				}
+			}
+			// Every receipt the message is to get has been answered once
+			// the store records it forwarded: wait for that, then look.
+			first, _ := strconv.ParseUint(ids[0], 10, 64)
+			var m *queue.Message
+			waitFor(t, 10*time.Second, "the message final and its receipts acknowledged", func() bool {
+				mid, err := r.store.AliasOf(first)
+				if err != nil {
+					return false
+				}
+				m, err = r.store.Get(mid)
+				return err == nil && m.State().Final() && m.DLRForwarded
+			})
+			if got := wireStateOf(m); got != c.state {
+				t.Fatalf("message %s, want %s", got.Stat(), c.state.Stat())
+			}
+			after := e.receipts()
+			var got []int
+			for seq, id := range ids {
+				if _, ok := after[id]; ok {
+					got = append(got, seq+1)
+					if _, old := before[id]; old {
+						t.Fatalf("part id %s reused", id)
+					}
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("receipts for parts %v, want %v (asked %v)", got, c.want, c.asked)
+			}
+			for _, seq := range c.want {
+				if rc := after[ids[seq-1]]; rc.State != c.state {
+					t.Errorf("receipt of part %d: %s, want %s", seq, rc.State.Stat(), c.state.Stat())
+				}
+			}
+		})
+	}
+}
+
+// wireStateOf is the state a receipt of m carries.
+func wireStateOf(m *queue.Message) smpp.MessageState {
+	return gateway.ReceiptFor(m).State
 }

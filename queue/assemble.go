@@ -48,6 +48,17 @@ func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragme
 	return frags, nil
 }
 
+// partsDLR is the registered_delivery of a message joined from frags,
+// and of each of its aliases when the parts asked differently
+// (CombineDLR): every part keeps the receipt it asked for, no more.
+func partsDLR(frags []*Fragment) (uint8, []uint8) {
+	masks := make([]uint8, len(frags))
+	for i, f := range frags {
+		masks[i] = f.RegisteredDelivery
+	}
+	return CombineDLR(masks)
+}
+
 // putAliases maps each of m's Aliases to m.
 func (t *txn) putAliases(m *Message) error {
 	if len(m.Aliases) == 0 {
@@ -71,6 +82,9 @@ func (t *txn) putAliases(m *Message) error {
 // are settled otherwise. So a crash or a race can neither lose the
 // message nor store it twice.
 //
+// m's RegisteredDelivery and AliasDLR are set from the parts' own
+// registered_delivery (partsDLR), whatever the caller put there.
+//
 // Otherwise it is Enqueue of one message under EnqueueLimit's quota: a
 // refusal wraps ErrQuota and leaves the group pending (settle it with
 // RejectFragments). On success m has its ID, Ref and times set, and each
@@ -93,9 +107,11 @@ func (s *Store) EnqueueAssembled(ctx context.Context, limit int64, g FragmentGro
 		if q != nil {
 			return soft(q)
 		}
-		if _, err := t.takeGroup(g, work.Aliases, true); err != nil {
+		frags, err := t.takeGroup(g, work.Aliases, true)
+		if err != nil {
 			return err
 		}
+		work.RegisteredDelivery, work.AliasDLR = partsDLR(frags)
 		var first uint64
 		return t.storeNew(work, &first)
 	})
@@ -130,10 +146,11 @@ func (s *Store) RejectFragments(ctx context.Context, g FragmentGroup, ids []uint
 			Account: g.Account, Enterprise: first.Enterprise,
 			Source: g.Source, Dest: g.Dest,
 			SourceTON: first.SourceTON, SourceNPI: first.SourceNPI, DestTON: first.DestTON, DestNPI: first.DestNPI,
-			RegisteredDelivery: first.RegisteredDelivery, ClientCoding: first.ClientCoding,
-			Text: text, AcceptedAt: first.ArrivedAt,
+			ClientCoding: first.ClientCoding,
+			Text:         text, AcceptedAt: first.ArrivedAt,
 			Aliases: slices.Clone(ids),
 		}
+		m.RegisteredDelivery, m.AliasDLR = partsDLR(frags)
 		for _, f := range frags {
 			if f.ArrivedAt.Before(m.AcceptedAt) {
 				m.AcceptedAt = f.ArrivedAt

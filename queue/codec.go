@@ -195,6 +195,7 @@ const (
 	flagWeight       = 1 << 4 // the part weight follows (idem)
 	flagReceiptURL   = 1 << 5 // the receipt webhook URL follows (idem)
 	flagReceiptDone  = 1 << 6 // the receipt webhook was delivered or given up
+	flagAliasDLR     = 1 << 7 // each alias's registered_delivery follows the aliases (added after flagAliases)
 )
 
 // encodeMessage appends the record of m to b.
@@ -244,6 +245,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 	if m.ReceiptDone {
 		flags |= flagReceiptDone
 	}
+	if len(m.Aliases) > 0 && len(m.AliasDLR) > 0 {
+		flags |= flagAliasDLR
+	}
 	e.u8(flags)
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
@@ -271,6 +275,15 @@ func encodeMessage(b []byte, m *Message) []byte {
 		e.uvarint(uint64(len(m.Aliases)))
 		for _, a := range m.Aliases {
 			e.uvarint(a)
+		}
+		if len(m.AliasDLR) > 0 {
+			for i := range m.Aliases {
+				var r uint8
+				if i < len(m.AliasDLR) {
+					r = m.AliasDLR[i]
+				}
+				e.u8(r)
+			}
 		}
 	}
 	if m.Weight > 1 {
@@ -324,7 +337,7 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight|flagReceiptURL|flagReceiptDone) != 0 {
+	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight|flagReceiptURL|flagReceiptDone|flagAliasDLR) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
@@ -376,6 +389,16 @@ func DecodeMessage(b []byte) (*Message, error) {
 		for j := uint64(0); d.err == nil && j < na; j++ {
 			m.Aliases = append(m.Aliases, d.uvarint("alias"))
 		}
+		if flags&flagAliasDLR != 0 {
+			if d.err == nil && na > uint64(d.left()) {
+				d.fail("alias registered_delivery: %d aliases, %d bytes left", na, d.left())
+			}
+			for j := uint64(0); d.err == nil && j < na; j++ {
+				m.AliasDLR = append(m.AliasDLR, d.u8("alias registered_delivery"))
+			}
+		}
+	} else if flags&flagAliasDLR != 0 {
+		d.fail("alias registered_delivery without aliases")
 	}
 	if flags&flagWeight != 0 {
 		m.Weight = d.u16("weight")

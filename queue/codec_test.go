@@ -98,6 +98,9 @@ func FuzzDecodeMessage(f *testing.F) {
 		small.Parts[i].State = st
 	}
 	f.Add(encodeMessage(nil, small))
+	joined := msg("a", "1", 1)
+	joined.Aliases, joined.AliasDLR = []uint64{4, 5}, []uint8{1, 0}
+	f.Add(encodeMessage(nil, joined))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)

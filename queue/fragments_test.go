@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -498,5 +499,137 @@ func TestFragmentsEnterpriseUpgrade(t *testing.T) {
 	}
 	if n := s.bucketLen(bucketFragN); n != 0 {
 		t.Fatalf("%d fragn records left", n)
+	}
+}
+
+// TestCodecAliasDLR: each alias's registered_delivery round-trips, costs
+// nothing when absent (the records stored before it decode as before),
+// and a record that claims it without aliases, or is cut short, is
+// corrupt.
+func TestCodecAliasDLR(t *testing.T) {
+	m := &Message{ID: 9, Account: "a", Enterprise: "e", Dest: "13800138000", Upstream: "u", RegisteredDelivery: 1,
+		Parts: []Part{{Body: []byte("x"), State: StateDelivered}}, Aliases: []uint64{5, 6, 7}}
+	plain := encodeMessage(nil, m)
+	if got, err := DecodeMessage(plain); err != nil || got.AliasDLR != nil {
+		t.Fatalf("without: %+v, %v", got, err)
+	}
+	m.AliasDLR = []uint8{1, 0, 2}
+	b := encodeMessage(nil, m)
+	if len(b) != len(plain)+3 {
+		t.Fatalf("%d bytes, want %d", len(b), len(plain)+3)
+	}
+	got, err := DecodeMessage(b)
+	if err != nil || !slices.Equal(got.AliasDLR, []uint8{1, 0, 2}) || !slices.Equal(got.Aliases, m.Aliases) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	if c := got.Clone(); &c.AliasDLR[0] == &got.AliasDLR[0] {
+		t.Fatal("Clone shares AliasDLR")
+	}
+	if _, err := DecodeMessage(b[:len(b)-1]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("cut short: %v", err)
+	}
+	m.Aliases, m.AliasDLR = nil, nil
+	bad := encodeMessage(nil, m)
+	bad[flagsOffset(t, m)] |= flagAliasDLR
+	if _, err := DecodeMessage(bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("flag without aliases: %v", err)
+	}
+}
+
+// flagsOffset is where m's flags octet is encoded: the one octet that
+// ReceiptDone changes.
+func flagsOffset(t *testing.T, m *Message) int {
+	t.Helper()
+	c := m.Clone()
+	c.ReceiptDone = !m.ReceiptDone
+	a, b := encodeMessage(nil, m), encodeMessage(nil, c)
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	t.Fatal("no flags octet found")
+	return 0
+}
+
+func TestCombineDLR(t *testing.T) {
+	for _, c := range []struct {
+		in   []uint8
+		want uint8
+		per  bool
+	}{
+		{nil, 0, false},
+		{[]uint8{1, 1}, 1, false},
+		{[]uint8{0x11, 0x11}, 0x11, false},
+		{[]uint8{1, 0, 0}, 1, true},
+		{[]uint8{0, 0, 2}, 2, true},
+		{[]uint8{2, 1}, 1, true},
+		{[]uint8{3, 0}, 1, true},
+		{[]uint8{0x10, 2}, 0x12, true},
+	} {
+		got, per := CombineDLR(c.in)
+		if got != c.want || (per != nil) != c.per || per != nil && !slices.Equal(per, c.in) {
+			t.Errorf("CombineDLR(%v) = %#x, %v; want %#x, per alias %v", c.in, got, per, c.want, c.per)
+		}
+	}
+}
+
+// TestAssembledKeepsEachPartsReceipt: a message joined or rejected from
+// parts that asked for receipts differently keeps what each asked,
+// whatever registered_delivery the caller gave; parts that asked alike
+// keep the message's record as it was.
+func TestAssembledKeepsEachPartsReceipt(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	store := func(g FragmentGroup, asked ...uint8) []*Fragment {
+		g.Total = uint8(len(asked))
+		for i, r := range asked {
+			f := frag(g, uint8(i+1), "p")
+			f.RegisteredDelivery = r
+			s.storeFrag(f, FragmentLimits{})
+		}
+		frags, err := s.Fragments(g)
+		if err != nil || len(frags) != len(asked) {
+			t.Fatalf("%d parts, %v", len(frags), err)
+		}
+		return frags
+	}
+	g := testGroup
+	g.Total = 3
+	m := assembled(g, store(g, 0, 0, 1))
+	m.RegisteredDelivery = 0
+	if err := s.EnqueueAssembled(ctx, 100, g, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(m.ID)
+	if err != nil || got.RegisteredDelivery != 1 || !slices.Equal(got.AliasDLR, []uint8{0, 0, 1}) {
+		t.Fatalf("assembled: registered_delivery %d, per alias %v, %v", got.RegisteredDelivery, got.AliasDLR, err)
+	}
+	if got.AliasWantsDLR(0) || !got.AliasWantsDLR(2) {
+		t.Fatal("AliasWantsDLR does not follow the parts")
+	}
+
+	g2 := testGroup
+	g2.Ref, g2.Total = 77, 2
+	frags := store(g2, 2, 0)
+	id, err := s.RejectFragments(ctx, g2, []uint64{frags[0].ID, frags[1].ID}, "incomplete", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(id); err != nil || got.RegisteredDelivery != 2 || !slices.Equal(got.AliasDLR, []uint8{2, 0}) {
+		t.Fatalf("rejected: %+v, %v", got, err)
+	}
+	if !got.AliasWantsDLR(0) || got.AliasWantsDLR(1) {
+		t.Fatal("a rejected message's receipts do not follow the parts")
+	}
+
+	g3 := testGroup
+	g3.Ref, g3.Total = 78, 2
+	m = assembled(g3, store(g3, 1, 1))
+	if err := s.EnqueueAssembled(ctx, 100, g3, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(m.ID); err != nil || got.RegisteredDelivery != 1 || got.AliasDLR != nil {
+		t.Fatalf("parts alike: %+v, %v", got, err)
 	}
 }

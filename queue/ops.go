@@ -192,6 +192,9 @@ func validate(m *Message) error {
 	if len(m.ReceiptURL) > maxReceiptURL {
 		return fmt.Errorf("%w: receipt_url of %d bytes (at most %d)", ErrInvalid, len(m.ReceiptURL), maxReceiptURL)
 	}
+	if len(m.AliasDLR) != 0 && len(m.AliasDLR) != len(m.Aliases) {
+		return fmt.Errorf("%w: %d alias registered_delivery for %d aliases", ErrInvalid, len(m.AliasDLR), len(m.Aliases))
+	}
 	return nil
 }
 

@@ -91,6 +91,13 @@ type Message struct {
 	// see StoreFragment), in sequence order. Each gets its own receipt,
 	// and each resolves to this message (AliasOf). nil for other messages.
 	Aliases []uint64
+	// AliasDLR is each alias's own registered_delivery, in Aliases order,
+	// when the parts asked differently (Kannel asks on the first part
+	// only; some clients on the last): each alias gets a receipt as its
+	// own part asked, and RegisteredDelivery is then the most any part
+	// asked (CombineDLR). nil: every alias asked as RegisteredDelivery
+	// says (and every record stored before this field).
+	AliasDLR []uint8
 	// ReceiptURL is where the message's final receipt is POSTed (an HTTP
 	// sender's receipt_url, or its enterprise's): when the message becomes
 	// final a receipt webhook is queued (hooks.go). Empty: none.
@@ -185,6 +192,7 @@ func (m *Message) Clone() *Message {
 	}
 	c := *m
 	c.Aliases = slices.Clone(m.Aliases)
+	c.AliasDLR = slices.Clone(m.AliasDLR)
 	c.Parts = make([]Part, len(m.Parts))
 	for i, p := range m.Parts {
 		c.Parts[i] = p.clone()
@@ -234,11 +242,55 @@ func (m *Message) State() State {
 // ESME, from registered_delivery bits 0-1 (SMPP 3.4 §5.2.17): 1 = on success
 // or failure, 2 = on failure only, 3 (reserved) is treated as 1.
 func (m *Message) wantsDLR() bool {
-	switch m.RegisteredDelivery & 0x03 {
+	return wantsReceipt(m.RegisteredDelivery, m.State())
+}
+
+// AliasWantsDLR reports whether the part the client was given Aliases[i]
+// for asked for a receipt in the final message's state: as its own
+// registered_delivery says (AliasDLR), else as the message's does.
+func (m *Message) AliasWantsDLR(i int) bool {
+	if i < len(m.AliasDLR) {
+		return wantsReceipt(m.AliasDLR[i], m.State())
+	}
+	return m.wantsDLR()
+}
+
+func wantsReceipt(registeredDelivery uint8, st State) bool {
+	switch registeredDelivery & 0x03 {
 	case 0:
 		return false
 	case 2:
-		return m.State() != StateDelivered
+		return st != StateDelivered
 	}
 	return true
+}
+
+// CombineDLR is the registered_delivery of a message joined from parts
+// that asked for receipts as each of masks says, and the per-alias list
+// to keep (nil when every part asked the same): bits 0-1 the most any
+// part asked (a receipt always, else on failure, else none), the other
+// bits as any part set them. So the message wants a receipt exactly when
+// some alias does.
+func CombineDLR(masks []uint8) (uint8, []uint8) {
+	if len(masks) == 0 {
+		return 0, nil
+	}
+	var high, low uint8
+	same := true
+	for _, r := range masks {
+		same = same && r == masks[0]
+		high |= r &^ 0x03
+		switch r & 0x03 {
+		case 1, 3:
+			low = 1
+		case 2:
+			if low == 0 {
+				low = 2
+			}
+		}
+	}
+	if same {
+		return masks[0], nil
+	}
+	return high | low, slices.Clone(masks)
 }

@@ -1,0 +1,320 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// Kannel (Debian's kannel package, 1.4.5) binding to qxtd as to its SMSC:
+// the most common open-source gateway an enterprise puts in front of us.
+// Its SMPP client is its own code (C, smsc_smpp.c), with its own habits:
+// it splits long text itself and asks for a receipt on the first part
+// only, matches receipts by the id string of submit_sm_resp, sends
+// enquire_link on a timer and unbinds at shutdown. .ci/run installs the
+// package (the benchmark needs it too).
+
+const (
+	bearerboxBin = "/usr/sbin/bearerbox"
+	smsboxBin    = "/usr/sbin/smsbox"
+)
+
+// kannelBox is a bearerbox bound to a qxtd rig and its smsbox.
+type kannelBox struct {
+	dir         string
+	adminAddr   string
+	sendsmsAddr string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l := listen(t)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startKannel binds a transceiver to qxtd at smppAddr as systemID and
+// sends the replies (MO) that come to it to moURL.
+func startKannel(t *testing.T, smppAddr, systemID, password, moURL string) *kannelBox {
+	t.Helper()
+	for _, bin := range []string{bearerboxBin, smsboxBin} {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("kannel: %v (apt-get install kannel; .ci/run installs it)", err)
+		}
+	}
+	host, port, err := net.SplitHostPort(smppAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kannelBox{dir: t.TempDir()}
+	admin, box, sendsms := freePort(t), freePort(t), freePort(t)
+	k.adminAddr = fmt.Sprintf("127.0.0.1:%d", admin)
+	k.sendsmsAddr = fmt.Sprintf("127.0.0.1:%d", sendsms)
+	// A plain configuration, as Kannel's own example has it: no
+	// msg-id-type (ids compared as strings), default enquire_link.
+	conf := fmt.Sprintf(`group = core
+admin-port = %d
+admin-interface = 127.0.0.1
+admin-password = test
+status-password = test
+admin-allow-ip = 127.0.0.1
+smsbox-port = %d
+box-allow-ip = 127.0.0.1
+log-file = %q
+log-level = 1
+dlr-storage = internal
+
+group = smsc
+smsc = smpp
+smsc-id = qxtd
+host = %s
+port = %s
+transceiver-mode = true
+smsc-username = %s
+smsc-password = %s
+system-type = ""
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+sendsms-port = %d
+sendsms-interface = 127.0.0.1
+log-file = %q
+log-level = 1
+mo-recode = true
+
+group = sendsms-user
+username = app
+password = app123
+concatenation = true
+max-messages = 5
+
+group = sms-service
+keyword = default
+catch-all = true
+get-url = "%s?from=%%p&to=%%P&text=%%a&coding=%%c"
+omit-empty = true
+accept-x-kannel-headers = true
+`, admin, box, filepath.Join(k.dir, "bearerbox.log"), host, port, systemID, password,
+		sendsms, filepath.Join(k.dir, "smsbox.log"), moURL)
+	path := filepath.Join(k.dir, "kannel.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(bin string) {
+		out, err := os.Create(filepath.Join(k.dir, filepath.Base(bin)+".out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, path)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			}
+		})
+	}
+	start(bearerboxBin)
+	k.waitStatus(t, "bound to qxtd", func(s string) bool { return strings.Contains(s, "(online") })
+	start(smsboxBin)
+	k.waitStatus(t, "smsbox connected", func(s string) bool { return strings.Contains(s, "smsbox:") })
+	return k
+}
+
+// waitStatus polls bearerbox's status page until ok holds (30 s at most).
+func (k *kannelBox) waitStatus(t *testing.T, what string, ok func(string) bool) {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for {
+		if resp, err := hc.Get("http://" + k.adminAddr + "/status.txt?password=test"); err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			if last = string(b); ok(last) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kannel: not %s after 30 s; status: %.600s; logs: %q", what, last, k.problems())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a status page: there is no event to wait on
+	}
+}
+
+// send asks smsbox to send text from src to dst with receipts of every
+// type (dlr-mask 31) to dlrURL, tagged.
+func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL, tag string) {
+	t.Helper()
+	q := url.Values{"username": {"app"}, "password": {"app123"}, "from": {src}, "to": {dst}, "text": {text},
+		"dlr-mask": {"31"}, "dlr-url": {dlrURL + "?tag=" + tag + "&type=%d&reply=%A"}}
+	if ucs2 {
+		q.Set("coding", "2")
+		q.Set("charset", "UTF-8")
+	}
+	resp, err := http.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("sendsms %s: HTTP %d %s", tag, resp.StatusCode, b)
+	}
+}
+
+// problems are the lines of Kannel's logs at warning or above.
+func (k *kannelBox) problems() []string {
+	var out []string
+	for _, f := range []string{"bearerbox.log", "smsbox.log"} {
+		b, _ := os.ReadFile(filepath.Join(k.dir, f))
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "WARNING:") || strings.Contains(l, "ERROR:") || strings.Contains(l, "PANIC:") {
+				out = append(out, f+": "+l)
+			}
+		}
+	}
+	return out
+}
+
+// TestInteropKannel: Kannel binds to qxtd, sends GSM text, Chinese text
+// (UCS-2), a long text it splits itself and one to a number off the
+// whitelist, and gets every receipt it asked for through its dlr-url
+// (the SMSC's acknowledgement, type 8, the delivery, type 1, and for the
+// refused one a NACK, type 16, with qxtd's error code) and a reply
+// through its sms-service; its logs have no other warning or error (an
+// unsolicited receipt, say, is logged as "got DLR but could not find
+// message").
+func TestInteropKannel(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 20 * time.Millisecond}})
+	type hit struct {
+		path string
+		q    url.Values
+	}
+	hits := make(chan hit, 64)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hits <- hit{req.URL.Path, req.URL.Query()}
+		// No reply to the sender: an empty text/plain body, which
+		// smsbox omits (omit-empty). It reads the charset of the
+		// answer as a coding to set: accept-x-kannel-headers lets it,
+		// else it warns "Tried to set Coding field, denied".
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}))
+	defer web.Close()
+	k := startKannel(t, r.addr, "alice", "secret1", web.URL+"/mo")
+
+	long := strings.Repeat("Kannel splits this text itself. ", 7) // 224 characters: 2 parts
+	sends := []struct {
+		tag, dst, text string
+		ucs2           bool
+	}{
+		{"gsm", "13712345678", "hello from Kannel", false},
+		{"ucs2", "13712345678", "来自Kannel的中文短信", true},
+		{"long", "13923412345", long, false},
+		{"refused", "13800000000", "outside the home province", false},
+	}
+	for _, s := range sends {
+		k.send(t, "10657500112", s.dst, s.text, s.ucs2, web.URL+"/dlr", s.tag)
+	}
+	if err := r.sim.InjectMO("13712345678", "10657500112", "收到,谢谢"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each message: one acknowledgement and one delivery receipt (the
+	// long one's second part asked for none). And the reply.
+	// The refused one (a China Mobile number of another province, and
+	// E1 may not send there): a NACK (type 16) with qxtd's error code.
+	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "mo": 1}
+	got := map[string]int{}
+	deadline := time.After(30 * time.Second)
+	for n := 0; n < 8; n++ {
+		select {
+		case h := <-hits:
+			switch h.path {
+			case "/dlr":
+				key := h.q.Get("tag") + "/" + h.q.Get("type")
+				got[key]++
+				if h.q.Get("type") == "1" && !strings.Contains(h.q.Get("reply"), "stat:DELIVRD") {
+					t.Errorf("%s: receipt text %q", key, h.q.Get("reply"))
+				}
+				if h.q.Get("type") == "16" && !strings.HasPrefix(h.q.Get("reply"), "NACK/0x00000401/") {
+					t.Errorf("%s: %q, want qxtd's scope_national (0x00000401)", key, h.q.Get("reply"))
+				}
+			case "/mo":
+				got["mo"]++
+				// Kannel writes a source of TON 1 (international, as the
+				// SMSC sent it and qxtd relays it) with a "+".
+				if strings.TrimPrefix(h.q.Get("from"), "+") != "13712345678" || h.q.Get("to") != "10657500112" || h.q.Get("text") != "收到,谢谢" {
+					t.Errorf("reply at Kannel: %v", h.q)
+				}
+			}
+		case <-deadline:
+			t.Fatalf("after 30 s Kannel got %v, want %v; its logs: %q", got, want, k.problems())
+		}
+	}
+	for key, n := range want {
+		if got[key] != n {
+			t.Errorf("%s: %d, want %d (all: %v)", key, got[key], n, got)
+		}
+	}
+	// What the handsets got: the texts whole and signed, the long one
+	// joined by qxtd and split again for the upstream.
+	got1 := map[string]bool{}
+	for _, m := range r.sim.Received() {
+		if m.Dest == "13712345678" {
+			got1[moText(t, m)] = true
+		}
+	}
+	for _, s := range sends[:2] {
+		if !got1["【甲公司】"+s.text] {
+			t.Errorf("the SMSC did not get %s whole and signed; it got %v", s.tag, got1)
+		}
+	}
+	// Signed in Chinese, the text goes out in UCS-2: 229 characters, 4
+	// parts of at most 67.
+	if text, n := simText(t, r, "13923412345"); text != "【甲公司】"+long || n != 4 {
+		t.Errorf("the SMSC got %q in %d parts, want the long text signed in 4", text, n)
+	}
+	// Every receipt qxtd sent was answered (Kannel logs a receipt it
+	// cannot match before it answers it): only now are its logs whole.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.waitNoPendingDLRs(ctx, t, "alice")
+	select {
+	case h := <-hits:
+		t.Errorf("Kannel called %s?%s more than asked", h.path, h.q.Encode())
+	default:
+	}
+	// Kannel logs the refusal itself as an error: that one is expected.
+	var p []string
+	for _, l := range k.problems() {
+		if !strings.Contains(l, "SMSC returned error code 0x00000401") {
+			p = append(p, l)
+		}
+	}
+	if len(p) > 0 {
+		t.Errorf("Kannel logged:\n%s", strings.Join(p, "\n"))
+	}
+}
