@@ -353,7 +353,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 		if done {
 			continue
 		}
-		p := smpp.NewReceiptPDU(rc, m.Dest, m.Source, m.DestTON, m.DestNPI, m.SourceTON, m.SourceNPI)
+		p := smpp.NewReceiptPDU(r.g.inReceiptZone(rc), m.Dest, m.Source, m.DestTON, m.DestNPI, m.SourceTON, m.SourceNPI)
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := c.Request(rctx, p)
 		cancel()
@@ -391,6 +391,20 @@ func ReceiptsFor(m *queue.Message) []smpp.Receipt {
 		}
 	}
 	return out
+}
+
+// inReceiptZone is rc with its dates in Config.ReceiptZone: the receipt
+// text carries the clock time only, so the zone decides what it says.
+func (g *Gateway) inReceiptZone(rc smpp.Receipt) smpp.Receipt {
+	rc.SubmitDate, rc.DoneDate = g.inZone(rc.SubmitDate), g.inZone(rc.DoneDate)
+	return rc
+}
+
+func (g *Gateway) inZone(t time.Time) time.Time {
+	if g.cfg.ReceiptZone == nil || t.IsZero() {
+		return t
+	}
+	return t.In(g.cfg.ReceiptZone)
 }
 
 // ReceiptFor is the receipt an ESME gets for a message: one per message

@@ -735,3 +735,46 @@ func TestPayloadModeBillsSegmentsOnAir(t *testing.T) {
 		t.Fatalf("reserved %d charged %d after delivery, want 0 and 2", res, ch)
 	}
 }
+
+// TestReceiptDatesInReceiptZone: a receipt's submit date and done date
+// (clock time, no zone in the text) and query_sm's final_date are in
+// Config.ReceiptZone, not the server's zone: a server on UTC still
+// writes the enterprises' time.
+func TestReceiptDatesInReceiptZone(t *testing.T) {
+	zone := time.FixedZone("UTC+5:45", 5*3600+45*60) // no machine's local zone, surely
+	r := newRig(t, rigOpts{
+		sim:   smpp.SimOptions{DLRDelay: time.Millisecond},
+		gwcfg: func(c *gateway.Config) { c.ReceiptZone = zone },
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before := time.Now()
+	id, err := e.submit(ctx, submitSM("1069", "13800138000", "zone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := e.waitReceipts(t, 1, 10*time.Second)[id]
+	after := time.Now()
+	// ParseReceipt reads the clock time as local: compare clock readings.
+	clock := func(t time.Time) string { return t.Format("0601021504") }
+	for name, got := range map[string]time.Time{"submit date": rc.SubmitDate, "done date": rc.DoneDate} {
+		if c := clock(got); c != clock(before.In(zone)) && c != clock(after.In(zone)) {
+			t.Errorf("%s %s, want the clock of %s (UTC+5:45)", name, c, clock(before.In(zone)))
+		}
+	}
+	p := pdu.NewQuerySM()
+	_ = p.Fields().Set(pdufield.MessageID, id)
+	resp, err := e.conn.Request(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SMPP's absolute time ends in the offset, in quarter hours: 23+.
+	fd := smpp.Str(resp, pdufield.FinalDate)
+	if !strings.HasSuffix(fd, "23+") || !strings.HasPrefix(fd, clock(after.In(zone))[:8]) && !strings.HasPrefix(fd, clock(before.In(zone))[:8]) {
+		t.Errorf("final_date %q, want UTC+5:45's clock and offset 23+", fd)
+	}
+}

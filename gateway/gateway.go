@@ -68,6 +68,10 @@ type Config struct {
 	// Retention is how long finished messages are kept (then purged in
 	// the background); 0 keeps them forever.
 	Retention time.Duration
+	// ReceiptZone is the time zone of the dates an ESME reads: a
+	// receipt's submit date and done date (YYMMDDhhmm, no zone of their
+	// own) and query_sm's final_date. nil: the process's local zone.
+	ReceiptZone *time.Location
 	// ReassemblyTimeout is how long the parts of a message the ESME split
 	// itself wait, from the first one's arrival, for the rest; then the
 	// parts that came are rejected (presplit.go). Default 5 minutes.

@@ -140,7 +140,7 @@ func (g *Gateway) query(ctx context.Context, acct *Account, p pdu.Body) (pdu.Bod
 	state, final := smpp.StateEnroute, time.Time{}
 	if m.Final() {
 		rc := ReceiptFor(m)
-		state, final = rc.State, rc.DoneDate
+		state, final = rc.State, g.inZone(rc.DoneDate)
 	}
 	resp := pdu.NewQuerySMResp()
 	f := resp.Fields()

@@ -523,7 +523,7 @@ func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDelive
 	if d.Kind == DeliveryReceipt {
 		rc := smpp.Receipt{ID: d.ReceiptID, Sub: d.Sub, Dlvrd: d.Dlvrd, SubmitDate: d.SubmitDate, DoneDate: d.DoneDate,
 			State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
-		body = smpp.NewReceiptPDU(rc, d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)
+		body = smpp.NewReceiptPDU(g.inReceiptZone(rc), d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)
 	}
 	if _, err := c.Request(ctx, body); err != nil {
 		return PeerFailed

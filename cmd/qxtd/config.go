@@ -101,6 +101,9 @@ type SMPPConfig struct {
 	TLSListen   string `mapstructure:"tls_listen"`
 	TLSCertFile string `mapstructure:"tls_cert_file"`
 	TLSKeyFile  string `mapstructure:"tls_key_file"`
+	// ReceiptTimeZone is the zone of the dates in receipts to ESMEs (an
+	// IANA name, or Local for the machine's): their text has no zone.
+	ReceiptTimeZone string `mapstructure:"receipt_time_zone"`
 }
 
 type HTTPConfig struct {
@@ -292,6 +295,7 @@ func defaultValues() map[string]any {
 		"smpp.tls_listen":                          "",       // no SMPP over TLS
 		"smpp.tls_cert_file":                       "",
 		"smpp.tls_key_file":                        "",
+		"smpp.receipt_time_zone":                   "Asia/Shanghai", // the enterprises' clock, whatever the server's
 		"http.listen":                              "127.0.0.1:8080",
 		"http.tls_cert_file":                       "", // both empty: plain HTTP
 		"http.tls_key_file":                        "",
@@ -456,6 +460,18 @@ func decode(v *viper.Viper) (*Config, error) {
 }
 
 // Validate checks values; every error names its key.
+// receiptZone loads smpp.receipt_time_zone.
+func (c SMPPConfig) receiptZone() (*time.Location, error) {
+	if c.ReceiptTimeZone == "" {
+		return nil, errors.New("smpp.receipt_time_zone: required (an IANA zone such as Asia/Shanghai, or Local)")
+	}
+	loc, err := time.LoadLocation(c.ReceiptTimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("smpp.receipt_time_zone: %w", err)
+	}
+	return loc, nil
+}
+
 func (c *Config) Validate() error {
 	var errs []error
 	addr := func(key, v string) {
@@ -468,6 +484,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	addr("smpp.listen", c.SMPP.Listen)
+	if _, err := c.SMPP.receiptZone(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.SMPP.Window < 0 {
 		errs = append(errs, fmt.Errorf("smpp.window: %d must not be negative", c.SMPP.Window))
 	}

@@ -55,6 +55,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-cluster-secret.yaml":           "cluster.secret: required in cluster mode, at least 16 bytes",
 		"invalid-cluster-peer-conns.yaml":       "http.max_conns_per_addr: 32 is less than the 64 connections a cluster node opens to another",
 		"invalid-cluster-peer-url.yaml":         `cluster.peer_url: required when cluster.peer_listen "0.0.0.0:7101" listens on every address`,
+		"invalid-receipt-time-zone.yaml":        "smpp.receipt_time_zone: unknown time zone Mars/Olympus_Mons",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {
@@ -107,7 +108,8 @@ func TestConfigValid(t *testing.T) {
 		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" {
 		t.Errorf("upstream defaults: %+v", u)
 	}
-	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 {
+	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 ||
+		cfg.SMPP.ReceiptTimeZone != "Asia/Shanghai" {
 		t.Errorf("defaults: %+v %+v %+v", cfg.Store, cfg.Delivery, cfg.SMPP)
 	}
 }

@@ -307,6 +307,10 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	build := currentBuild()
 	reg.MustRegister(newBuildInfoCollector(build))
 	d.reloadMetrics = newReloadMetrics(reg)
+	receiptZone, err := cfg.SMPP.receiptZone()
+	if err != nil {
+		return nil, err
+	}
 	gcfg := gateway.Config{
 		Validity:       cfg.Delivery.Validity,
 		RetryMin:       cfg.Delivery.RetryMin,
@@ -318,6 +322,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ESMEIdle:       cfg.SMPP.Idle,
 		Retention:      cfg.Store.Retention,
 
+		ReceiptZone:                     receiptZone,
 		ReassemblyTimeout:               cfg.SMPP.ReassemblyTimeout,
 		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,
 		ReassemblyMaxBytes:              cfg.SMPP.ReassemblyMaxBytes,
