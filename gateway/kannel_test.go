@@ -157,6 +157,9 @@ func (k *kannelBox) waitStatus(t *testing.T, what string, ok func(string) bool) 
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
+	// A status page to poll: there is no event to wait on.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	last := ""
 	for {
 		if resp, err := hc.Get("http://" + k.adminAddr + "/status.txt?password=test"); err == nil {
@@ -176,7 +179,7 @@ func (k *kannelBox) waitStatus(t *testing.T, what string, ok func(string) bool) 
 		if time.Now().After(deadline) {
 			t.Fatalf("kannel: not %s after 30 s; status: %.600s; logs: %q", what, last, k.problems())
 		}
-		time.Sleep(20 * time.Millisecond) // polling a status page: there is no event to wait on
+		<-tick.C
 	}
 }
 
@@ -190,7 +193,8 @@ func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL,
 		q.Set("coding", "2")
 		q.Set("charset", "UTF-8")
 	}
-	resp, err := http.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
