@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -185,13 +186,16 @@ func (k *kannelBox) waitStatus(t *testing.T, what string, ok func(string) bool) 
 
 // send asks smsbox to send text from src to dst with receipts of every
 // type (dlr-mask 31) to dlrURL, tagged.
-func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL, tag string) {
+func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL, tag string, more url.Values) {
 	t.Helper()
 	q := url.Values{"username": {"app"}, "password": {"app123"}, "from": {src}, "to": {dst}, "text": {text},
 		"dlr-mask": {"31"}, "dlr-url": {dlrURL + "?tag=" + tag + "&type=%d&reply=%A"}}
 	if ucs2 {
 		q.Set("coding", "2")
 		q.Set("charset", "UTF-8")
+	}
+	for k, v := range more {
+		q[k] = v
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	resp, err := hc.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
@@ -281,14 +285,19 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	sends := []struct {
 		tag, dst, text string
 		ucs2           bool
+		more           url.Values
 	}{
-		{"gsm", "13712345678", "hello from Kannel", false},
-		{"ucs2", "13712345678", "来自Kannel的中文短信", true},
-		{"long", "13923412345", long, false},
-		{"refused", "13800000000", "outside the home province", false},
+		{"gsm", "13712345678", "hello from Kannel", false, nil},
+		{"ucs2", "13712345678", "来自Kannel的中文短信", true, nil},
+		{"long", "13923412345", long, false, nil},
+		{"refused", "13800000000", "outside the home province", false, nil},
+		// Kannel writes deferred and validity (minutes) as absolute
+		// times in UTC ("…000+"): qxtd holds the message until then.
+		{"later", "13923412345", "in half an hour", false, url.Values{"deferred": {"30"}, "validity": {"120"}}},
 	}
+	sent := time.Now()
 	for _, s := range sends {
-		k.send(t, "10657500112", s.dst, s.text, s.ucs2, web.URL+"/dlr", s.tag)
+		k.send(t, "10657500112", s.dst, s.text, s.ucs2, web.URL+"/dlr", s.tag, s.more)
 	}
 	if err := r.sim.InjectMO("13712345678", "10657500112", "收到,谢谢"); err != nil {
 		t.Fatal(err)
@@ -298,10 +307,11 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	// long one's second part asked for none). And the reply.
 	// The refused one (a China Mobile number of another province, and
 	// E1 may not send there): a NACK (type 16) with qxtd's error code.
-	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "mo": 1}
+	// The scheduled one: accepted (type 8), nothing more yet.
+	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 1}
 	got := map[string]int{}
 	deadline := time.After(30 * time.Second)
-	for n := 0; n < 8; n++ {
+	for n := 0; n < 9; n++ {
 		select {
 		case h := <-hits:
 			switch h.path {
@@ -331,6 +341,17 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 			t.Errorf("%s: %d, want %d (all: %v)", key, got[key], n, got)
 		}
 	}
+	later, _, err := r.store.List(queue.ListFilter{Enterprise: "E1", Scheduled: true}, 0, 10)
+	if err != nil || len(later) != 1 {
+		t.Fatalf("scheduled messages: %d, %v; want the one deferred", len(later), err)
+	}
+	near := func(what string, got, want time.Time) {
+		if d := got.Sub(want); d < -90*time.Second || d > 90*time.Second {
+			t.Errorf("%s %s, want about %s", what, got.Format(time.RFC3339), want.Format(time.RFC3339))
+		}
+	}
+	near("send at", later[0].SendAt, sent.Add(30*time.Minute))
+	near("valid until", later[0].ValidUntil, sent.Add(120*time.Minute))
 	// What the handsets got: the texts whole and signed, the long one
 	// joined by qxtd and split again for the upstream.
 	got1 := map[string]bool{}
