@@ -228,14 +228,15 @@ func (k *kannelBox) problems() []string {
 	return out
 }
 
-// TestInteropKannel: Kannel binds to qxtd, sends GSM text, Chinese text
-// (UCS-2), a long text it splits itself and one to a number off the
-// whitelist, and gets every receipt it asked for through its dlr-url
-// (the SMSC's acknowledgement, type 8, the delivery, type 1, and for the
-// refused one a NACK, type 16, with qxtd's error code) and a reply
-// through its sms-service; its logs have no other warning or error (an
-// unsolicited receipt, say, is logged as "got DLR but could not find
-// message").
+// TestInteropKannel: Kannel binds to qxtd (one transceiver, or a
+// transmitter and a receiver), sends GSM text, Chinese text (UCS-2), a
+// long text it splits itself, one to a number the enterprise may not
+// reach and one deferred, and gets every receipt it asked for through
+// its dlr-url (the SMSC's acknowledgement, type 8, the delivery, type 1,
+// and for the refused one a NACK, type 16, with qxtd's error code) and
+// two replies, one long, through its sms-service; its logs have no other
+// warning or error (an unsolicited receipt, say, is logged as "got DLR
+// but could not find message").
 func TestInteropKannel(t *testing.T) {
 	t.Run("transceiver", func(t *testing.T) { testInteropKannel(t, true) })
 	t.Run("transmitter and receiver", func(t *testing.T) { testInteropKannel(t, false) })
@@ -304,8 +305,14 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	for _, s := range sends {
 		k.send(t, "10657500112", s.dst, s.text, s.ucs2, web.URL+"/dlr", s.tag, s.more)
 	}
-	if err := r.sim.InjectMO("13712345678", "10657500112", "收到,谢谢"); err != nil {
-		t.Fatal(err)
+	// Two replies: a short one, and one of 150 Chinese characters that
+	// qxtd forwards in message_payload (300 octets of UCS-2).
+	longReply := strings.Repeat("长回复测试", 30)
+	replies := map[string]bool{"收到,谢谢": true, longReply: true}
+	for text := range replies {
+		if err := r.sim.InjectMO("13712345678", "10657500112", text); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Each message: one acknowledgement and one delivery receipt (the
@@ -313,10 +320,10 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	// The refused one (a China Mobile number of another province, and
 	// E1 may not send there): a NACK (type 16) with qxtd's error code.
 	// The scheduled one: accepted (type 8), nothing more yet.
-	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 1}
+	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 2}
 	got := map[string]int{}
 	deadline := time.After(30 * time.Second)
-	for n := 0; n < 9; n++ {
+	for n := 0; n < 10; n++ {
 		select {
 		case h := <-hits:
 			switch h.path {
@@ -333,9 +340,10 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 				got["mo"]++
 				// Kannel writes a source of TON 1 (international, as the
 				// SMSC sent it and qxtd relays it) with a "+".
-				if strings.TrimPrefix(h.q.Get("from"), "+") != "13712345678" || h.q.Get("to") != "10657500112" || h.q.Get("text") != "收到,谢谢" {
+				if strings.TrimPrefix(h.q.Get("from"), "+") != "13712345678" || h.q.Get("to") != "10657500112" || !replies[h.q.Get("text")] {
 					t.Errorf("reply at Kannel: %v", h.q)
 				}
+				delete(replies, h.q.Get("text"))
 			}
 		case <-deadline:
 			t.Fatalf("after 30 s Kannel got %v, want %v; its logs: %q", got, want, k.problems())
