@@ -54,7 +54,8 @@ import (
 //     signature, quota, a policy change since the parts came, undecodable
 //     text) cannot be refused on the parts' responses any more: it
 //     becomes a message rejected at once, its error code the reason, and
-//     each part id gets a REJECTD receipt. Nothing is sent or billed.
+//     each part id that asked for a receipt gets a REJECTD one. Nothing
+//     is sent or billed.
 //  5. Housekeeping (maintain.go) rejects groups still incomplete
 //     Config.ReassemblyTimeout after their first part the same way (error
 //     code "incomplete"), and assembles complete groups that a crash left
@@ -178,7 +179,7 @@ func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error
 		return err // the store, or the context: try again later
 	}
 	// Refused as a whole after its parts were acknowledged (counted
-	// already): every part id gets a REJECTD receipt.
+	// already): every part id that asked for a receipt gets a REJECTD one.
 	return g.rejectParts(ctx, group, ids, err, segment.Sign(text, acct.Signature, acct.UserSignature))
 }
 
