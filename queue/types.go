@@ -88,8 +88,9 @@ type Message struct {
 	Weight uint16
 	// Aliases are the ids the client was given for the parts of a
 	// message it split itself (one submit_sm per part, reassembled here;
-	// see StoreFragment), in sequence order. Each gets its own receipt (if its part asked),
-	// and each resolves to this message (AliasOf). nil for other messages.
+	// see StoreFragment), in sequence order. Each gets its own receipt
+	// (if its part asked: AliasDLR), and each resolves to this message
+	// (AliasOf). nil for other messages.
 	Aliases []uint64
 	// AliasDLR is each alias's own registered_delivery, in Aliases order,
 	// when the parts asked differently (Kannel asks on the first part
