@@ -1,6 +1,10 @@
 package gateway_test
 
 import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +139,48 @@ func TestInteropGoSMPPSubmitLongMsg(t *testing.T) {
 	}
 	if want := "【测试】" + text; got != want {
 		t.Fatalf("the SMSC got %q\nwant           %q", got, want)
+	}
+}
+
+// TestInteropNetSMPP: an ESME written with Perl's Net::SMPP (Debian's
+// libnet-smpp-perl, another independent implementation; .ci/run installs
+// it) binds, submits GSM and UCS-2 text, gets both receipts with
+// receipted_message_id and message_state as its library decodes them,
+// and unbinds cleanly (testdata/netsmpp_esme.pl).
+func TestInteropNetSMPP(t *testing.T) {
+	if err := exec.Command("perl", "-MNet::SMPP", "-e", "1").Run(); err != nil {
+		t.Fatalf("perl with Net::SMPP: %v (apt-get install libnet-smpp-perl; .ci/run installs it)", err)
+	}
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
+	host, port, err := net.SplitHostPort(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "perl", "testdata/netsmpp_esme.pl", host, port, "esme", "pw", "13800138000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("Net::SMPP client: %v\n%s", err, out)
+	}
+	t.Logf("Net::SMPP client:\n%s", out)
+	submitted := map[string]bool{}
+	receipts, unbound := 0, ""
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.SplitN(line, " ", 4)
+		switch f[0] {
+		case "submitted":
+			submitted[f[1]] = true
+		case "receipt":
+			if len(f) < 4 || !submitted[f[1]] || f[2] != strconv.Itoa(int(smpp.StateDelivered)) ||
+				!strings.HasPrefix(f[3], "id:"+f[1]+" ") || !strings.Contains(f[3], "stat:DELIVRD") {
+				t.Errorf("receipt line %q: want a DELIVRD receipt of a submitted id", line)
+			}
+			receipts++
+		case "unbound":
+			unbound = f[1]
+		}
+	}
+	if len(submitted) != 2 || receipts != 2 || unbound != "0x00000000" {
+		t.Fatalf("Net::SMPP client: %d submitted, %d receipts, unbind status %q; its output:\n%s", len(submitted), receipts, unbound, out)
 	}
 }
