@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutext"
 
+	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -182,5 +184,100 @@ func TestInteropNetSMPP(t *testing.T) {
 	}
 	if len(submitted) != 2 || receipts != 2 || unbound != "0x00000000" {
 		t.Fatalf("Net::SMPP client: %d submitted, %d receipts, unbind status %q; its output:\n%s", len(submitted), receipts, unbound, out)
+	}
+}
+
+// TestInteropNetSMPPUpstream: qxtd's upstream binds to an SMSC written
+// with Perl's Net::SMPP (testdata/netsmpp_smsc.pl: hex message ids, a
+// receipt in Appendix B text only, sent at once): messages go out, GSM
+// signed into UCS-2 and a long one in concatenated parts, and every
+// receipt comes back to the ESME as DELIVRD.
+func TestInteropNetSMPPUpstream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "perl", "testdata/netsmpp_smsc.pl", "up", "uppw")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the Net::SMPP SMSC ended: %s", stderr.String())
+			}
+			return l
+		case <-ctx.Done():
+			t.Fatalf("the Net::SMPP SMSC said nothing: %s", stderr.String())
+		}
+		return ""
+	}
+	port, ok := strings.CutPrefix(next(), "listening ")
+	if !ok {
+		t.Fatal("the Net::SMPP SMSC did not listen")
+	}
+	r := newRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
+		u.Addr, u.Binds = "127.0.0.1:"+port, 1 // it takes one connection
+	}})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"hello Net::SMPP", "中文短信", strings.Repeat("a long text in parts ", 8)}
+	var ids []string
+	for i, text := range texts {
+		p := submitSM("1069", "13800138000", text)
+		switch i {
+		case 1:
+			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+			_ = p.Fields().Set(pdufield.ShortMessage, ucs2(t, text))
+		case 2:
+			p = payloadSM(t, "13800138000", text) // longer than a short_message
+		}
+		id, err := e.submit(ctx, p)
+		if err != nil {
+			t.Fatalf("submit %q: %v", text, err)
+		}
+		ids = append(ids, id)
+	}
+	wantReceipts(t, e, ids, smpp.StateDelivered)
+	// The signature is Chinese: every message goes out in UCS-2; the long
+	// one (【测试】 and 168 characters) in 3 parts with a UDH.
+	var single, parts int
+	for range 5 {
+		f := strings.Fields(next())
+		if len(f) != 6 || f[0] != "submit" || f[2] != "8" || f[4] != "1" {
+			t.Fatalf("the SMSC got %v: want a UCS-2 submit_sm asking for a receipt", f)
+		}
+		switch f[3] {
+		case "0":
+			single++
+		case "64":
+			parts++
+		}
+	}
+	if single != 2 || parts != 3 {
+		t.Errorf("the SMSC got %d single and %d concatenated parts, want 2 and 3", single, parts)
+	}
+	r.stop() // qxtd unbinds: the SMSC ends
+	if l := next(); l != "closed" {
+		t.Errorf("the SMSC said %q after qxtd stopped, want closed", l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the Net::SMPP SMSC: %v: %s", err, stderr.String())
 	}
 }
