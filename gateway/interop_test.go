@@ -146,31 +146,42 @@ func TestInteropGoSMPPSubmitLongMsg(t *testing.T) {
 
 // TestInteropNetSMPP: an ESME written with Perl's Net::SMPP (Debian's
 // libnet-smpp-perl, another independent implementation; .ci/run installs
-// it) binds, submits GSM and UCS-2 text, gets both receipts with
-// receipted_message_id and message_state as its library decodes them,
-// and unbinds cleanly (testdata/netsmpp_esme.pl).
+// it) binds, submits GSM and UCS-2 text and a submit_multi to a number it
+// may reach and one it may not (refused in unsuccess_sme with qxtd's
+// code), gets every receipt with receipted_message_id and message_state
+// as its library decodes them, queries a message, and unbinds cleanly
+// (testdata/netsmpp_esme.pl).
 func TestInteropNetSMPP(t *testing.T) {
 	if err := exec.Command("perl", "-MNet::SMPP", "-e", "1").Run(); err != nil {
 		t.Fatalf("perl with Net::SMPP: %v (apt-get install libnet-smpp-perl; .ci/run installs it)", err)
 	}
-	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
+	// carol's enterprise has no service number: her source goes out as given.
+	r, _ := twoWayRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
 	host, port, err := net.SplitHostPort(r.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "perl", "testdata/netsmpp_esme.pl", host, port, "esme", "pw", "13800138000").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "perl", "testdata/netsmpp_esme.pl", host, port, "carol", "secret3",
+		"13712345678", "13800000000").CombinedOutput()
 	if err != nil {
 		t.Fatalf("Net::SMPP client: %v\n%s", err, out)
 	}
 	t.Logf("Net::SMPP client:\n%s", out)
 	submitted := map[string]bool{}
-	receipts, unbound := 0, ""
+	receipts, query, unbound := 0, "", ""
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.SplitN(line, " ", 4)
 		switch f[0] {
 		case "submitted":
+			submitted[f[1]] = true
+		case "multi":
+			// One recipient taken, the other (another province's China
+			// Mobile number) refused: scope_national.
+			if len(f) != 4 || f[2] != "1" || f[3] != "13800000000:0x00000401" {
+				t.Errorf("submit_multi: %q, want one refused, 13800000000 with 0x00000401", line)
+			}
 			submitted[f[1]] = true
 		case "receipt":
 			if len(f) < 4 || !submitted[f[1]] || f[2] != strconv.Itoa(int(smpp.StateDelivered)) ||
@@ -178,12 +189,18 @@ func TestInteropNetSMPP(t *testing.T) {
 				t.Errorf("receipt line %q: want a DELIVRD receipt of a submitted id", line)
 			}
 			receipts++
+		case "query":
+			query = line
 		case "unbound":
 			unbound = f[1]
 		}
 	}
-	if len(submitted) != 2 || receipts != 2 || unbound != "0x00000000" {
+	if len(submitted) != 3 || receipts != 3 || unbound != "0x00000000" {
 		t.Fatalf("Net::SMPP client: %d submitted, %d receipts, unbind status %q; its output:\n%s", len(submitted), receipts, unbound, out)
+	}
+	// query_sm: OK, DELIVERED (2), a final_date in SMPP's absolute format.
+	if f := strings.Fields(query); len(f) != 5 || f[2] != "0x00000000" || f[3] != "2" || len(f[4]) != 16 {
+		t.Errorf("query_sm: %q, want status 0, state 2 and a 16-character final_date", query)
 	}
 }
 

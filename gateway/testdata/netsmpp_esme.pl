@@ -1,11 +1,15 @@
 #!/usr/bin/perl
 # An ESME written with Perl's Net::SMPP (Debian's libnet-smpp-perl), for
 # gateway's TestInteropNetSMPP: it binds as a transceiver, submits one GSM
-# and one UCS-2 text asking for receipts, answers the deliver_sm it gets
-# until both receipts came, then unbinds. It prints one line per event:
-#   bound <system_id>
+# and one UCS-2 text asking for receipts, and a submit_multi when given a
+# second destination, answers the deliver_sm it gets until every receipt
+# came, queries the first message, then unbinds. It prints one line per
+# event:
+#   bound
 #   submitted <message_id>
+#   multi <message_id> <no_unsuccess> [<destination>:<error_status_code> ...]
 #   receipt <receipted_message_id> <message_state> <short_message>
+#   query <message_id> <command_status> <message_state> <final_date>
 #   unbound <command_status>
 use strict;
 use warnings;
@@ -27,6 +31,7 @@ my @texts = (
     [0x08, pack('n*', 0x4E2D, 0x6587, 0x77ED, 0x4FE1)],
 );
 my $want = 0;
+my $first;
 for my $t (@texts) {
     my $resp = $smpp->submit_sm(
         source_addr         => '1069',
@@ -37,6 +42,24 @@ for my $t (@texts) {
     ) or die "submit_sm: ${*$smpp}{smpperror}\n";
     die sprintf("submit_sm: status 0x%08x\n", $resp->{status}) if $resp->{status};
     print "submitted $resp->{message_id}\n";
+    $first //= $resp->{message_id};
+    $want++;
+}
+
+# submit_multi to the destination and to a number the account may not
+# reach (the last argument, if any): one message_id, refusals per
+# recipient in unsuccess_sme.
+if (defined $ARGV[5]) {
+    my $resp = $smpp->submit_multi(
+        source_addr         => '1069',
+        destination_addr    => [$dst, $ARGV[5]],
+        registered_delivery => 1,
+        short_message       => 'to several',
+    ) or die "submit_multi: ${*$smpp}{smpperror}\n";
+    die sprintf("submit_multi: status 0x%08x\n", $resp->{status}) if $resp->{status};
+    my @refused = map { sprintf '%s:0x%08x', $resp->{destination_addr}[$_], $resp->{error_status_code}[$_] }
+        0 .. $resp->{no_unsuccess} - 1;
+    print "multi $resp->{message_id} $resp->{no_unsuccess} @refused\n";
     $want++;
 }
 
@@ -53,6 +76,11 @@ while ($want > 0) {
         $smpp->enquire_link_resp(seq => $pdu->{seq});
     }
 }
+
+# query_sm of the first message, final by now.
+my $q = $smpp->query_sm(message_id => $first, source_addr => '1069')
+    or die "query_sm: ${*$smpp}{smpperror}\n";
+printf "query %s 0x%08x %d %s\n", $q->{message_id}, $q->{status}, $q->{message_state}, $q->{final_date};
 
 my $resp = $smpp->unbind() or die "unbind: ${*$smpp}{smpperror}\n";
 printf "unbound 0x%08x\n", $resp->{status};
