@@ -2,8 +2,15 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -457,4 +464,60 @@ func TestInteropKannelPaced(t *testing.T) {
 		t.Errorf("Kannel logged (a throttle is logged as an error):\n%s", strings.Join(p, "\n"))
 	}
 	t.Logf("%d messages, Kannel at %d/s, tps %d: all delivered in %v", n, throughput, tps, time.Since(start).Round(time.Millisecond))
+}
+
+// selfSigned is a throwaway certificate for 127.0.0.1.
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "qxtd-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestInteropKannelTLS: Kannel (OpenSSL, use-ssl) binds to qxtd's SMPP
+// over TLS (a plain bind to it fails: checked), sends a message and gets
+// both receipts it asked for.
+func TestInteropKannelTLS(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond}})
+	tl := tls.NewListener(listen(t), &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{selfSigned(t)}})
+	go func() { _ = r.srv.Serve(tl) }() // the rig's server: closed with the rig
+	hits := make(chan url.Values, 8)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		hits <- req.URL.Query()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}))
+	defer web.Close()
+	k := startKannel(t, tl.Addr().String(), "alice", "secret1", web.URL+"/mo", true, "use-ssl = true")
+	k.send(t, "10657500112", "13712345678", "over TLS from Kannel", false, web.URL+"/dlr", "tls", nil)
+	got := map[string]int{}
+	deadline := time.After(30 * time.Second)
+	for got["1"] == 0 {
+		select {
+		case q := <-hits:
+			got[q.Get("type")]++
+		case <-deadline:
+			t.Fatalf("after 30 s Kannel got receipts %v; its logs: %q", got, k.problems())
+		}
+	}
+	if got["8"] != 1 {
+		t.Errorf("receipt types %v, want the acknowledgement (8) and the delivery (1)", got)
+	}
+	if esmeBound(t, r, "transceiver") != 1 {
+		t.Error("qxtd does not count Kannel's bind")
+	}
+	if p := k.problems(); len(p) > 0 {
+		t.Errorf("Kannel logged:\n%s", strings.Join(p, "\n"))
+	}
 }
