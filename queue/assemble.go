@@ -50,13 +50,13 @@ func (t *txn) takeGroup(g FragmentGroup, ids []uint64, complete bool) ([]*Fragme
 
 // partsDLR is the registered_delivery of a message joined from frags,
 // and of each of its aliases when the parts asked differently
-// (CombineDLR): every part keeps the receipt it asked for, no more.
+// (combineDLR): every part keeps the receipt it asked for, no more.
 func partsDLR(frags []*Fragment) (uint8, []uint8) {
 	masks := make([]uint8, len(frags))
 	for i, f := range frags {
 		masks[i] = f.RegisteredDelivery
 	}
-	return CombineDLR(masks)
+	return combineDLR(masks)
 }
 
 // putAliases maps each of m's Aliases to m.

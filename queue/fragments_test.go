@@ -567,9 +567,9 @@ func TestCombineDLR(t *testing.T) {
 		{[]uint8{3, 0}, 1, true},
 		{[]uint8{0x10, 2}, 0x12, true},
 	} {
-		got, per := CombineDLR(c.in)
+		got, per := combineDLR(c.in)
 		if got != c.want || (per != nil) != c.per || per != nil && !slices.Equal(per, c.in) {
-			t.Errorf("CombineDLR(%v) = %#x, %v; want %#x, per alias %v", c.in, got, per, c.want, c.per)
+			t.Errorf("combineDLR(%v) = %#x, %v; want %#x, per alias %v", c.in, got, per, c.want, c.per)
 		}
 	}
 }

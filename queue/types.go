@@ -96,7 +96,7 @@ type Message struct {
 	// when the parts asked differently (Kannel asks on the first part
 	// only; some clients on the last): each alias gets a receipt as its
 	// own part asked, and RegisteredDelivery is then the most any part
-	// asked (CombineDLR). nil: every alias asked as RegisteredDelivery
+	// asked (combineDLR). nil: every alias asked as RegisteredDelivery
 	// says (and every record stored before this field).
 	AliasDLR []uint8
 	// ReceiptURL is where the message's final receipt is POSTed (an HTTP
@@ -266,13 +266,13 @@ func wantsReceipt(registeredDelivery uint8, st State) bool {
 	return true
 }
 
-// CombineDLR is the registered_delivery of a message joined from parts
+// combineDLR is the registered_delivery of a message joined from parts
 // that asked for receipts as each of masks says, and the per-alias list
 // to keep (nil when every part asked the same): bits 0-1 the most any
 // part asked (a receipt always, else on failure, else none), the other
 // bits as any part set them. So the message wants a receipt exactly when
 // some alias does.
-func CombineDLR(masks []uint8) (uint8, []uint8) {
+func combineDLR(masks []uint8) (uint8, []uint8) {
 	if len(masks) == 0 {
 		return 0, nil
 	}
