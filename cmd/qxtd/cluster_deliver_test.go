@@ -245,7 +245,7 @@ func TestClusterDeliverAcrossNodes(t *testing.T) {
 		// Every receipt is matched on node 1 (whichever node's bind it
 		// came on) and waits there: the only receiver was node 2's.
 		waitCond(t, 20*time.Second, "node 1 holding every receipt", func() bool { return open() == 0 })
-		// Until node 2's lease expires (2 s) node 1 still sees its bind,
+		// Until node 2's lease expires (4 s) node 1 still sees its bind,
 		// tries it and fails; then it sees none. Either way it keeps them.
 		waitCond(t, 10*time.Second, "node 1 failing to reach node 2, or its lease expired", func() bool {
 			return failed() > failedBefore || remote() == 0

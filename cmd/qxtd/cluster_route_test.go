@@ -251,7 +251,7 @@ func TestClusterRouteToOwner(t *testing.T) {
 			}
 		}
 		check("just killed (still a member: refused connections)")
-		// Once its lease (2 s) expired it is no longer a member.
+		// Once its lease (4 s) expired it is no longer a member.
 		waitCond(t, 15*time.Second, "node 1 gone from the membership of nodes 2 and 3", func() bool {
 			return metricLine(t, "http://"+nodes[1].proc.httpAddr, "qxtd_cluster_members ") == "qxtd_cluster_members 2" &&
 				metricLine(t, http3, "qxtd_cluster_members ") == "qxtd_cluster_members 2"

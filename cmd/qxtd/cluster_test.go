@@ -61,7 +61,7 @@ cluster:
   node_id: %d
   peer_listen: 127.0.0.1:0
   secret: cluster-test-secret-0123456789
-  lease_ttl: 2s
+  lease_ttl: 4s # a node steps down after ttl/2 without an answer: 1 s was too tight for a loaded CI machine running etcd under -race
   quota_block: 20
 `, filepath.Join(dir, "qxtd.db"), simAddr, binds, strings.Join(endpoints, ", "), id)
 	path := filepath.Join(dir, "qxtd.yaml")
