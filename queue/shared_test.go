@@ -21,14 +21,7 @@ import (
 // the file holds both after a reopen.
 func TestSharedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "qxtd.db")
-	db, err := OpenDB(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(db, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := openShared(t, path)
 	peer := []byte("policy_peer")
 	var wg sync.WaitGroup
 	var ids [50]uint64
@@ -80,7 +73,7 @@ func TestSharedFile(t *testing.T) {
 			t.Fatalf("message %d after reopen: %v", id, err)
 		}
 	}
-	err = r.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		if n := tx.Bucket(peer).Stats().KeyN; n != 51 {
 			return fmt.Errorf("peer bucket: %d keys, want 51", n)
 		}
