@@ -18,8 +18,8 @@ import (
 type dispatcher struct {
 	g        *Gateway
 	wake     chan struct{}
-	capacity int // the upstreams' windows together
-	entMax   int // the most slots one enterprise takes while others wait (Config.TenantShare)
+	capacity int // the upstreams' workers together: their windows and the outcomes being recorded
+	entMax   int // the most slots one enterprise takes while others wait (Config.TenantShare of the windows)
 
 	mu       sync.Mutex
 	inflight map[queue.Key]flight
@@ -46,16 +46,20 @@ type dispatcher struct {
 type flight struct{ enterprise, upstream string }
 
 func newDispatcher(g *Gateway) *dispatcher {
-	capacity := 0
+	capacity, windows := 0, 0
 	for _, u := range g.ups {
-		capacity += u.capacity()
+		capacity += u.workers()
+		windows += u.capacity()
 	}
 	return &dispatcher{
 		g:        g,
 		capacity: capacity,
 		// One enterprise gets at most this many slots while others have
-		// due parts; alone, it gets them all (queue.Store.DueShared).
-		entMax:   max(1, int(float64(capacity)*g.cfg.TenantShare)),
+		// due parts; alone, it gets them all (queue.Store.DueShared). A
+		// share of the windows, not of the workers: its parts waiting for
+		// their outcome's commit count too, so it never holds more of
+		// the wire than its share.
+		entMax:   max(1, int(float64(windows)*g.cfg.TenantShare)),
 		wake:     make(chan struct{}, 1),
 		inflight: make(map[queue.Key]flight),
 		perEnt:   make(map[string]int),

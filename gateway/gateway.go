@@ -30,6 +30,12 @@ type UpstreamConfig struct {
 	TPS         float64       // submit_sm per second over all binds; 0 = no cap
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
 	EnquireLink time.Duration
+	// RecordingSlots is how many segments beyond the windows the SMSC may
+	// have answered while their outcome waits for the store's commit
+	// (upstream.workers): more throughput on a fast link with a small
+	// window, and as many more segments a crash may send twice. 0: a
+	// window slot is free again only once its outcome is recorded.
+	RecordingSlots int
 	// ReconnectMax caps the wait between attempts to bind again after a
 	// bind is lost or refused (the wait doubles from 200 ms up to it).
 	// Default DefaultReconnectMax.
@@ -233,7 +239,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	for _, u := range g.ups {
 		name := u.cfg.Name
 		promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstream and not yet answered (its binds' windows in use).",
+			Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstream's workers and not yet recorded: on its binds' windows, or answered and waiting for the store to commit the outcome.",
 			ConstLabels: prometheus.Labels{"upstream": name},
 		}, func() float64 { return g.disp.inflightOf(name) })
 	}

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -37,10 +38,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 // TestStoreFailureHoldsAcceptedParts: while the store cannot commit, a
 // segment the SMSC accepted stays in flight until its acceptance is
-// recorded — it is not sent again — and nothing new goes out; once the
-// store writes again everything is recorded and delivered, each message
-// exactly once at the SMSC.
+// recorded — it is not sent again — and nothing new goes out beyond the
+// windows and the recording slots; once the store writes again everything
+// is recorded and delivered, each message exactly once at the SMSC.
 func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
+	for _, slots := range []int{0, 10} {
+		t.Run(fmt.Sprintf("recording_slots=%d", slots), func(t *testing.T) { testStoreFailureHolds(t, slots) })
+	}
+}
+
+func testStoreFailureHolds(t *testing.T, slots int) {
 	const n, binds, window = 100, 2, 20
 	var failing atomic.Bool
 	r := newRig(t, rigOpts{
@@ -48,7 +55,7 @@ func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
 		// SMSC when the disk fills.
 		sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{RespDelay: time.Second}},
 		upstream: func(u *gateway.UpstreamConfig) {
-			u.Binds, u.Window = binds, window
+			u.Binds, u.Window, u.RecordingSlots = binds, window, slots
 		},
 		store: func(o *queue.Options) {
 			o.CommitFault = func() error {
@@ -68,12 +75,13 @@ func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
 	r.sim.SetFaults(smpp.Faults{})
 	failedAt := r.store.Stats().FailedCommits
 
-	// The windows' worth of segments reach the SMSC and are accepted;
+	// The windows' worth of segments reach the SMSC and are accepted, and
+	// as the answers free the windows, the recording slots' worth more;
 	// their acceptance cannot be recorded. Let the gateway try for a
 	// while (many failed commits) before the disk frees up.
-	waitFor(t, 20*time.Second, "the first windows accepted", func() bool {
+	waitFor(t, 20*time.Second, "the windows and the recording slots accepted", func() bool {
 		acc, _ := r.sim.Stats()
-		return acc >= binds*window
+		return acc >= binds*window+slots
 	})
 	waitFor(t, 20*time.Second, "failed commits", func() bool {
 		return r.store.Stats().FailedCommits >= failedAt+15
@@ -82,8 +90,8 @@ func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
 		t.Error("Health says the store is writable while its commits fail")
 	}
 	acc, _ := r.sim.Stats()
-	if acc > binds*window {
-		t.Errorf("SMSC got %d submit_sm while the store could not write, want at most the windows (%d)", acc, binds*window)
+	if acc > binds*window+slots {
+		t.Errorf("SMSC got %d submit_sm while the store could not write, want at most the windows and the recording slots (%d)", acc, binds*window+slots)
 	}
 	failing.Store(false)
 

@@ -139,8 +139,20 @@ func (u *upstream) paceSum() float64 {
 	return sum
 }
 
-// capacity is how many segments this upstream can take at once.
+// capacity is how many segments this upstream has on the wire at once:
+// its binds' windows (each smpp.Conn holds a request to its window).
 func (u *upstream) capacity() int { return u.cfg.Binds * u.cfg.Window }
+
+// workers is how many segments this upstream carries at once: its
+// windows' worth on the wire, and UpstreamConfig.RecordingSlots more that
+// the SMSC has answered and whose outcome waits for its commit. A worker
+// keeps its segment until the outcome is recorded (send), so with no
+// recording slots a window slot stands idle for a commit (a millisecond
+// or more) after every answer: on a fast link with a small window the
+// store, not the SMSC, sets the pace. The slots are not the default
+// because each is one more segment a crash may send twice (queue/doc.go,
+// What can duplicate).
+func (u *upstream) workers() int { return u.capacity() + u.cfg.RecordingSlots }
 
 func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 	for i, c := range u.clients {
@@ -154,9 +166,10 @@ func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 			c.Run(ctx)
 		}()
 	}
-	// One worker per window slot: each carries one segment from the
-	// queue to its submit_sm_resp, on whichever bind is up.
-	for i := range u.capacity() {
+	// Each worker carries one segment from the queue to its recorded
+	// outcome, on whichever bind is up; the binds' windows bound how many
+	// are on the wire.
+	for i := range u.workers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -253,8 +266,10 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		start := time.Now()
 		u.paces[b].sent(start)
 		resp, err := u.clients[b].SubmitIfUp(ctx, p)
-		if errors.Is(err, smpp.ErrNotBound) {
-			continue // it went down since pick: pick again
+		if errors.Is(err, smpp.ErrNotBound) || errors.Is(err, smpp.ErrUnsent) {
+			// It went down since pick, or while this segment waited for a
+			// window slot: nothing reached the SMSC, pick again.
+			continue
 		}
 		g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
 		var st pdu.Status

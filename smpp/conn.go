@@ -87,6 +87,11 @@ func (o *ConnOptions) defaults() {
 var (
 	ErrClosed  = errors.New("smpp: connection closed")
 	ErrTimeout = errors.New("smpp: response timeout")
+	// ErrUnsent is ErrClosed (errors.Is) before the request was handed to
+	// the writer, waiting for a window slot or for room in the write
+	// queue: the peer never saw it, so the caller may send it elsewhere
+	// at once. After ErrClosed alone it may have been written.
+	ErrUnsent = fmt.Errorf("%w before the request was sent", ErrClosed)
 )
 
 // maxLatePending bounds how many timed-out requests are remembered per
@@ -228,7 +233,7 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.ctx.Done():
-			return nil, ErrClosed
+			return nil, ErrUnsent
 		}
 	}
 	released := false
@@ -239,6 +244,11 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		}
 	}
 	defer release()
+	if c.ctx.Err() != nil {
+		// Closed while this request waited: the slot is one a request
+		// failed by the close gave back.
+		return nil, ErrUnsent
+	}
 
 	seq := c.nextSeq()
 	p.Header().Seq = seq
@@ -257,6 +267,9 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	}
 	if err := c.send(ctx, frame); err != nil {
 		forget()
+		if errors.Is(err, ErrClosed) {
+			return nil, ErrUnsent // not queued for the writer
+		}
 		return nil, err
 	}
 	timer := time.NewTimer(c.opt.RespTimeout)

@@ -562,6 +562,27 @@ func TestConnRequestContextWhileWindowFull(t *testing.T) {
 	p.expectQuiet(50 * time.Millisecond) // the cancelled request never went out
 }
 
+// TestConnClosedWhileWindowFull: a request still waiting for a window
+// slot when the connection closes was never sent, and says so
+// (ErrUnsent, which is also ErrClosed), so an upstream worker sends it on
+// another bind without recording a retry; one that was written may have
+// reached the peer and is ErrClosed only.
+func TestConnClosedWhileWindowFull(t *testing.T) {
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 1})
+	first := request(testCtx(t), c, newSubmitSM("1", "2", "x", 0))
+	p.next()
+	second := request(testCtx(t), c, newSubmitSM("1", "2", "y", 0))
+	_ = c.Close()
+	r := recvWithin(t, "request waiting for the window", second)
+	if !errors.Is(r.err, smpp.ErrUnsent) || !errors.Is(r.err, smpp.ErrClosed) {
+		t.Errorf("waiting request: err = %v, want ErrUnsent (and ErrClosed)", r.err)
+	}
+	r = recvWithin(t, "request written", first)
+	if !errors.Is(r.err, smpp.ErrClosed) || errors.Is(r.err, smpp.ErrUnsent) {
+		t.Errorf("written request: err = %v, want ErrClosed, not ErrUnsent", r.err)
+	}
+}
+
 // A peer that stops answering altogether is reset once the timed-out
 // requests it owes pile up.
 func TestConnResetAfterTooManyTimeouts(t *testing.T) {

@@ -173,6 +173,8 @@ type UpstreamConfig struct {
 	TPS         float64       `mapstructure:"tps"`
 	RespTimeout time.Duration `mapstructure:"resp_timeout"`
 	EnquireLink time.Duration `mapstructure:"enquire_link"`
+	// RecordingSlots: gateway.UpstreamConfig.RecordingSlots.
+	RecordingSlots int `mapstructure:"recording_slots"`
 	// ReconnectMax caps the wait between attempts to bind again.
 	ReconnectMax time.Duration `mapstructure:"reconnect_max"`
 	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
@@ -620,7 +622,7 @@ func (c *Config) Validate() error {
 		}{
 			{"binds", u.Binds, u.Binds < 0}, {"window", u.Window, u.Window < 0}, {"tps", u.TPS, u.TPS < 0},
 			{"resp_timeout", u.RespTimeout, u.RespTimeout < 0}, {"enquire_link", u.EnquireLink, u.EnquireLink < 0},
-			{"reconnect_max", u.ReconnectMax, u.ReconnectMax < 0},
+			{"reconnect_max", u.ReconnectMax, u.ReconnectMax < 0}, {"recording_slots", u.RecordingSlots, u.RecordingSlots < 0},
 		} {
 			if n.neg {
 				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))

@@ -28,6 +28,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-bad-duration.yaml":             "'smpp.idle_timeout' time: unknown unit",
 		"invalid-negative-smpp-window.yaml":     "smpp.window: -1 must not be negative",
 		"invalid-negative-upstream-window.yaml": "upstreams[0].window: -5 must not be negative",
+		"invalid-negative-recording-slots.yaml": "upstreams[0].recording_slots: -1 must not be negative",
 		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
 		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",

@@ -336,7 +336,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		}
 		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
-			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, TPS: u.TPS,
+			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
 			Segment:  segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
 			Carriers: carrierNames(u.Carriers),
