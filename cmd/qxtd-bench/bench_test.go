@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -10,12 +11,20 @@ import (
 
 // TestDirect runs the peer and the client alone, as the direct scenarios
 // do: every submit is answered and, with receipts, every receipt is
-// matched to its submit.
+// matched to its submit. With -tenants 3 the client is three binds, one
+// per tenant account, sharing the messages out (500 = 167 + 167 + 166,
+// each to its own numbers), reported as one run.
 func TestDirect(t *testing.T) {
+	for _, tenants := range []int{1, 3} {
+		t.Run(fmt.Sprintf("tenants=%d", tenants), func(t *testing.T) { testDirect(t, tenants) })
+	}
+}
+
+func testDirect(t *testing.T, tenants int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	peer := startTestPeer(t, ctx, 10*time.Millisecond)
-	cfg := benchConfig{N: 500, Warmup: 50, Window: 50, Stall: 5 * time.Second}
+	cfg := benchConfig{N: 500, Warmup: 50, Window: 50, Tenants: tenants, Stall: 5 * time.Second}
 	for _, sc := range allScenarios {
 		if sc.Qxtd {
 			continue
@@ -41,8 +50,8 @@ func TestDirect(t *testing.T) {
 			t.Errorf("%s: no rate or latency: %+v", sc.Name, res)
 		}
 	}
-	if n := peer.Binds.Load(); n != 2 {
-		t.Errorf("peer saw %d binds, want 2", n)
+	if n := peer.Binds.Load(); n != 2*int64(tenants) {
+		t.Errorf("peer saw %d binds, want %d per scenario", n, tenants)
 	}
 }
 
@@ -83,25 +92,40 @@ func TestReceiptID(t *testing.T) {
 }
 
 // TestDerivedConfig: the demo file with the benchmark's changes keeps
-// its sections and gets the peer upstream and the bench account.
+// its sections and gets the peer upstream and the bench account; with
+// -tenants, an enterprise and an account per tenant and a cheap password
+// hash (a start hashes every one); with -recording-slots, the key (left
+// out otherwise: older builds refuse it).
 func TestDerivedConfig(t *testing.T) {
 	base, err := os.ReadFile("../../configs/qxtd.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100},
-		t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(out)
-	for _, want := range []string{"addr: 127.0.0.1:9", "system_id: bench", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("derived configuration lacks %q:\n%s", want, s)
+	common := []string{"addr: 127.0.0.1:9", "system_id: bench\n", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"}
+	for _, c := range []struct {
+		tenants, slots int
+		want, not      []string
+	}{
+		{1, 0, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots"}},
+		{3, 16, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16"),
+			[]string{"cmcc-gd", "BENCH4"}},
+	} {
+		out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100,
+			Tenants: c.tenants, RecordingSlots: c.slots}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if strings.Contains(s, "cmcc-gd") {
-		t.Errorf("derived configuration keeps the demo's upstream:\n%s", s)
+		s := string(out)
+		for _, want := range c.want {
+			if !strings.Contains(s, want) {
+				t.Errorf("tenants %d: derived configuration lacks %q:\n%s", c.tenants, want, s)
+			}
+		}
+		for _, not := range c.not {
+			if strings.Contains(s, not) {
+				t.Errorf("tenants %d: derived configuration has %q:\n%s", c.tenants, not, s)
+			}
+		}
 	}
 }
 

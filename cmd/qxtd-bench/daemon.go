@@ -29,11 +29,16 @@ const (
 // daemonOpts is how qxtd is set up for a run.
 type daemonOpts struct {
 	Bin, BaseConfig, PeerAddr string
-	Binds, Window             int    // of the upstream to the peer
-	IngressWindow             int    // smpp.window; 0 keeps the base file's
-	ProfileDir                string // where runOne puts each qxtd scenario's CPU profile; "" none
-	CPUProfile                string // qxtd serve --cpuprofile (written when it stops); "" none
-	MemProfile                string // qxtd serve --memprofile (written when it stops); "" none
+	Binds, Window             int // of the upstream to the peer
+	RecordingSlots            int // upstreams[].recording_slots; 0 leaves it out (older builds refuse the key)
+	IngressWindow             int // smpp.window; 0 keeps the base file's
+	// Tenants is how many enterprises (one account each) the bench
+	// configures: the first is BENCH with the bench account, the others
+	// the same with a number (tenants.go); 0 is 1.
+	Tenants    int
+	ProfileDir string // where runOne puts each qxtd scenario's CPU profile; "" none
+	CPUProfile string // qxtd serve --cpuprofile (written when it stops); "" none
+	MemProfile string // qxtd serve --memprofile (written when it stops); "" none
 	// Etcd, for a cluster scenario: qxtd joins it as node 1 under
 	// EtcdPrefix (a new one per run, so runs share nothing).
 	Etcd       []string
@@ -105,10 +110,14 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	section("webhooks")["per_enterprise"] = 128
 	section("log")["level"] = "warn"
 	section("log")["format"] = "json" // explicit: every qxtd version reads it (auto is newer)
-	m["upstreams"] = []any{map[string]any{
+	up := map[string]any{
 		"name": "bench-peer", "addr": o.PeerAddr, "system_id": "qxtd", "password": "qxtd",
 		"binds": o.Binds, "window": o.Window, "tps": 0, "concat": "udh8",
-	}}
+	}
+	if o.RecordingSlots > 0 {
+		up["recording_slots"] = o.RecordingSlots
+	}
+	m["upstreams"] = []any{up}
 	ents, _ := m["enterprises"].([]any)
 	m["enterprises"] = append(ents, map[string]any{
 		"code": "BENCH", "name": "压测企业", "signature": "【压测】", "package": 12,
@@ -118,6 +127,21 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	m["accounts"] = append(accts, map[string]any{
 		"system_id": benchSystemID, "password": benchPassword, "enterprise": "BENCH", "name": "bench",
 	})
+	for i := 1; i < o.Tenants; i++ {
+		m["enterprises"] = append(m["enterprises"].([]any), map[string]any{
+			"code": tenantEnterprise(i), "name": fmt.Sprintf("压测企业%d", i+1), "signature": "【压测】", "package": 12,
+			"national": true, "offnet": true, "no_whitelist": true, "tps": 100000,
+		})
+		m["accounts"] = append(m["accounts"].([]any), map[string]any{
+			"system_id": tenantAccount(i), "password": benchPassword, "enterprise": tenantEnterprise(i), "name": tenantAccount(i),
+		})
+	}
+	if o.Tenants > 1 {
+		// Every tenant's password is hashed at the start and checked at
+		// its bind: at the default cost that is seconds of CPU per start
+		// for a hundred tenants, none of it what the run measures.
+		section("policy")["bcrypt_cost"] = 4
+	}
 	if len(o.Etcd) > 0 {
 		m["cluster"] = map[string]any{
 			"etcd_endpoints": o.Etcd, "node_id": max(o.NodeID, 1), "peer_listen": "127.0.0.1:0",

@@ -107,10 +107,25 @@
 // (the client dials every 5 ms) and its first submit_sm_resp, while the
 // backlog drains to the peer. The receipts the stopped binds leave at the
 // peer are dropped, not sent to the next scenario's qxtd. The table also
-// gives the store file's size per queued message after the backlog. -json
+// gives the store file's size per queued message after the backlog, and
+// the backlog's drain once qxtd is up: the rate at which the peer gets
+// the next -n messages (at most half of what is still queued) and qxtd's
+// CPU per message meanwhile, with nothing else to do but relay them and
+// take the peer's receipts (-binds, -upstream-window and
+// -recording-slots set the upstream it drains through). -json
 // puts these under "restart"; with -rounds, the row is the round with the
 // median time to a bind on the backlog, and the spread line under the
 // table gives the lowest, median and highest time to a bind of each start.
+//
+// # Many enterprises at once
+//
+// -tenants N (the SMPP scenarios: direct and qxtd, their +hog,
+// qxtd-cluster) gives the bench N enterprises, BENCH, BENCH2 … each with
+// one account (bench, bench2 …) and one transceiver bind of the client,
+// and shares -n, -window and -offered out among them, all sending at once;
+// the row is their messages together (tenants.go). With -window 100 and
+// -tenants 100 every bind keeps one submit_sm outstanding: a stop-and-wait
+// client, a PDU per read and per write on both sides.
 //
 // # Reading the table
 //
@@ -160,7 +175,8 @@
 //	wire.go      one connection: frames in, a buffered single writer out
 //	daemon.go    qxtd as a subprocess: derived configuration, /readyz, CPU
 //	kill.go      the crash scenario (SIGKILL, restart, lost and duplicates)
-//	restart.go   the restart scenario (a backlog queued, timed starts)
+//	restart.go   the restart scenario (a backlog queued, timed starts, the drain)
+//	tenants.go   -tenants: one bind per enterprise, the load shared out
 //	kannel.go    Kannel as the gateway (configuration, the two boxes, CPU)
 //	httpload.go  the HTTP load client and receipt server (Kannel, qxtd's API)
 //	report.go    ratios, the markdown table, JSON lines

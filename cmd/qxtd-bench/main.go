@@ -35,6 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	baseline := fs.String("baseline", "", "a second qxtd binary (e.g. the previous commit's): its qxtd scenarios run beside the -qxtd ones, named base:…")
 	fs.IntVar(&cfg.Warmup, "warmup", 1000, "messages sent (and answered, and receipted) before each measured run")
 	fs.IntVar(&cfg.Window, "window", 100, "the client's outstanding submit_sm")
+	fs.IntVar(&cfg.Tenants, "tenants", 1, "enterprises sending at once, one account and one bind each, sharing -n, -window and -offered (the SMPP scenarios: direct, qxtd, their +hog, qxtd-cluster)")
 	fs.IntVar(&cfg.Queued, "queued", 1_000_000, "messages queued before the timed start of qxtd/restart")
 	fs.Float64Var(&cfg.Offered, "offered", 0, "pace submits at this rate (msg/s); 0 = as fast as the window allows")
 	fs.DurationVar(&cfg.Stall, "stall", 20*time.Second, "a run with no progress for this long fails")
@@ -42,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.BaseConfig, "config", "configs/qxtd.yaml", "qxtd configuration the run's is derived from")
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
+	fs.IntVar(&o.RecordingSlots, "recording-slots", 0, "qxtd's upstreams[].recording_slots (0: left out, as older builds refuse it; with -baseline, both binaries get it)")
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
 	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
 	if err := fs.Parse(args); err != nil {
@@ -60,10 +62,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			scenarios = append(scenarios, known[i])
 		}
 	}
-	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 || cfg.Queued < 1 {
-		fmt.Fprintln(stderr, "qxtd-bench: -n, -window and -queued must be at least 1, -warmup not negative")
+	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 || cfg.Queued < 1 || cfg.Tenants < 1 {
+		fmt.Fprintln(stderr, "qxtd-bench: -n, -window, -queued and -tenants must be at least 1, -warmup not negative")
 		return 2
 	}
+	if cfg.Tenants > 1 {
+		for _, sc := range scenarios {
+			if sc.Kill || sc.Restart || sc.Relay || sc.HTTP || sc.Kannel {
+				fmt.Fprintf(stderr, "qxtd-bench: -tenants is for the SMPP scenarios, not %s\n", sc.Name)
+				return 2
+			}
+		}
+	}
+	o.Tenants = cfg.Tenants
 	if o.ProfileDir != "" {
 		if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
 			fmt.Fprintln(stderr, "qxtd-bench: -cpuprofile-dir:", err)
@@ -132,8 +143,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	all := results
 	results = medians(results)
 	compare(results)
-	fmt.Fprintf(stdout, "qxtd-bench: rounds=%d (median of each) n=%d warm-up=%d window=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
-		max(1, *rounds), cfg.N, cfg.Warmup, cfg.Window, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
+	fmt.Fprintf(stdout, "qxtd-bench: rounds=%d (median of each) n=%d warm-up=%d window=%d tenants=%d binds=%d upstream window=%d dlr delay=%v offered=%s\n\n",
+		max(1, *rounds), cfg.N, cfg.Warmup, cfg.Window, cfg.Tenants, o.Binds, o.Window, *dlrDelay, offered(cfg.Offered))
 	writeTable(stdout, results)
 	writeSpread(stdout, all)
 	fmt.Fprintf(stdout, "\nwhole run: %.1fs\n", time.Since(began).Seconds())

@@ -102,12 +102,13 @@ func writeRestartTable(w io.Writer, rs []Result) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | store B/msg | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | backlog after SIGKILL: ready / bind / first submit ms | result |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| scenario | queued | queued over HTTP msg/s | store B/msg | empty queue: ready / bind / first submit ms | backlog: ready / bind / first submit ms | backlog drain: relayed msg/s / qxtd CPU µs/msg | backlog after SIGKILL: ready / bind / first submit ms | result |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		x := r.Restart
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
-			num(x.StoreBytes, "%.0f"), startup(x.Empty), startup(x.Full), startup(x.Crash), verdict(r, ""))
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s / %s | %s | %s |\n", r.Scenario, x.Queued, num(x.FillRate, "%.0f"),
+			num(x.StoreBytes, "%.0f"), startup(x.Empty), startup(x.Full), num(x.DrainRate, "%.0f"), num(x.DrainCPU, "%.0f"),
+			startup(x.Crash), verdict(r, ""))
 	}
 }
 

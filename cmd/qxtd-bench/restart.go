@@ -25,7 +25,11 @@ import (
 //     over HTTP (POST /v1/messages, 1,000 numbers per request, so they
 //     stay queued), and is stopped.
 //  4. Timed start with the upstream at the peer (the backlog row); the
-//     backlog starts draining to the peer while the client binds.
+//     backlog starts draining to the peer while the client binds. Then
+//     the drain itself is measured over the next -n messages the peer
+//     gets (at most half of what is still queued): the rate and qxtd's
+//     CPU per message, with nothing else to do (the peer's receipts
+//     included: qxtd asks for one with every segment).
 //  5. SIGKILL, and a timed start again (the after-a-crash row): the file
 //     has the list of its free pages only if the last commit wrote it
 //     (queue: while it is short), else bbolt walks every page first.
@@ -44,6 +48,10 @@ type RestartResult struct {
 	Empty      Startup `json:"empty"`
 	Full       Startup `json:"full"`
 	Crash      Startup `json:"full_after_kill"`
+	// DrainRate and DrainCPU are the backlog's drain to the peer after
+	// the timed start: relayed msg/s and qxtd's CPU µs per message.
+	DrainRate float64 `json:"drain_msg_s"`
+	DrainCPU  float64 `json:"drain_cpu_us_per_msg"`
 }
 
 // Startup is one timed start, in milliseconds from the exec.
@@ -127,6 +135,9 @@ func runRestart(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	if res.Restart.Full, err = timedStart(ctx, d); err != nil {
 		return res, d.LogLines(), fmt.Errorf("start on %d queued: %w", queued, err)
 	}
+	if res.Restart.DrainRate, res.Restart.DrainCPU, err = drain(ctx, d, peer, cfg.N, cfg.Stall); err != nil {
+		return res, d.LogLines(), fmt.Errorf("draining the backlog: %w", err)
+	}
 
 	// The crash row.
 	m := markEnds(peer)
@@ -141,6 +152,48 @@ func runRestart(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	}
 	err = stop()
 	return res, d.LogLines(), err
+}
+
+// drain measures qxtd relaying n messages of its backlog to the peer (at
+// most half of what it still has queued, so that the measure ends while
+// the backlog lasts): msg/s and qxtd's CPU µs per message, from the call
+// to the n-th submit the peer gets after it. Nothing left to measure is
+// 0, 0.
+func drain(ctx context.Context, d *daemon, p *Peer, n int, stall time.Duration) (rate, cpu float64, err error) {
+	c0, err := d.CPU()
+	if err != nil {
+		return 0, 0, err
+	}
+	queued, err := d.Metric(`qxtd_queue_segments{state="accepted"}`)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n = min(n, int(queued)/2); n < 1 {
+		return 0, 0, nil
+	}
+	// Not waitPeer: while the backlog drains, the receipts the peer owes
+	// never all catch up.
+	s0, t0 := p.Submits.Load(), time.Now()
+	progress := newStallClock()
+	for p.Submits.Load()-s0 < int64(n) {
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case now := <-time.After(5 * time.Millisecond):
+			if got := p.Submits.Load() - s0; progress.stalled(now, got, stall) {
+				return 0, 0, fmt.Errorf("stalled: %d of %d relayed", got, n)
+			}
+		}
+	}
+	c1, err := d.CPU()
+	got, last := p.Submits.Load()-s0, p.LastSubmit.Load()
+	if err != nil {
+		return 0, 0, err
+	}
+	// The poll is every 5 ms: the peer's own clock of its latest submit
+	// is the end.
+	secs := time.Unix(0, last).Sub(t0).Seconds()
+	return float64(got) / secs, float64((c1 - c0).Microseconds()) / float64(got), nil
 }
 
 // configure rewrites the daemon's configuration file from o (same store,

@@ -19,14 +19,16 @@ func TestRestartScenario(t *testing.T) {
 	bin := buildQxtd(t, ctx)
 	peer := startTestPeer(t, ctx, 10*time.Millisecond)
 	const queued = 2500 // three requests, the last one short
-	cfg := benchConfig{N: 1, Window: 1, Queued: queued, Stall: 10 * time.Second}
-	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
+	// One bind with a window of 1 to the peer, so that the backlog lasts
+	// past the timed start for the drain to be measured.
+	cfg := benchConfig{N: 500, Window: 1, Queued: queued, Stall: 10 * time.Second}
+	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 1, Window: 1}
 	res, lines, err := runOne(ctx, cfg, o, extraScenario(t, "qxtd/restart"), peer)
 	if err != nil {
 		t.Fatalf("%v (gateway log: %q)", err, lines)
 	}
 	r := res.Restart
-	if r == nil || r.Queued != queued || r.FillRate <= 0 || r.StoreBytes <= 0 {
+	if r == nil || r.Queued != queued || r.FillRate <= 0 || r.StoreBytes <= 0 || r.DrainRate <= 0 || r.DrainCPU <= 0 {
 		t.Fatalf("restart result %+v", r)
 	}
 	for name, s := range map[string]Startup{"empty": r.Empty, "backlog": r.Full, "after SIGKILL": r.Crash} {
@@ -34,8 +36,8 @@ func TestRestartScenario(t *testing.T) {
 			t.Errorf("%s: %+v", name, s)
 		}
 	}
-	if peer.Submits.Load() < 2 {
-		t.Errorf("the peer got %d submit_sm: not even the two first submits", peer.Submits.Load())
+	if peer.Submits.Load() < 2+int64(cfg.N) {
+		t.Errorf("the peer got %d submit_sm: not even the two first submits and the %d drained", peer.Submits.Load(), cfg.N)
 	}
 	peer.heldMu.Lock()
 	held := len(peer.held)

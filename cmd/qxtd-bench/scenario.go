@@ -72,9 +72,12 @@ type cpuMeter interface {
 // benchConfig is the run's settings (the flags).
 type benchConfig struct {
 	N, Warmup, Window int
-	Queued            int // qxtd/restart's backlog
-	Offered           float64
-	Stall             time.Duration
+	// Tenants is how many enterprises send at once, one bind each
+	// (tenants.go); 0 or 1 is the one bench account.
+	Tenants int
+	Queued  int // qxtd/restart's backlog
+	Offered float64
+	Stall   time.Duration
 }
 
 // Result is one scenario's measurement (one JSON line with -json).
@@ -173,7 +176,13 @@ func waitPeer(ctx context.Context, p *Peer, m peerMark, n int, stall time.Durati
 // runScenario measures one scenario on target (the peer or qxtd's SMPP
 // port): a warm-up batch, then the measured one; d is qxtd (nil direct).
 func runScenario(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, target string, d *daemon) (Result, error) {
-	cl, err := Dial(ctx, target, benchSystemID, benchPassword)
+	var cl loader
+	var err error
+	if cfg.Tenants > 1 {
+		cl, err = DialTenants(ctx, target, cfg.Tenants)
+	} else {
+		cl, err = Dial(ctx, target, benchSystemID, benchPassword)
+	}
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N, Window: cfg.Window, Offered: cfg.Offered}, err
 	}

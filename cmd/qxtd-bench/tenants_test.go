@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestTenantsThroughQxtd: qxtd with the derived configuration of three
+// tenants takes each one's bind (its own account and enterprise) and
+// relays and receipts all their messages.
+func TestTenantsThroughQxtd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := buildQxtd(t, ctx)
+	peer := startTestPeer(t, ctx, 10*time.Millisecond)
+	cfg := benchConfig{N: 300, Warmup: 30, Window: 30, Tenants: 3, Stall: 10 * time.Second}
+	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 20, Tenants: 3}
+	sc := allScenarios[3]
+	if sc.Name != "qxtd/receipts" {
+		t.Fatalf("scenario 3 is %s", sc.Name)
+	}
+	res, lines, err := runOne(ctx, cfg, o, sc, peer)
+	if err != nil {
+		t.Fatalf("%v (gateway log: %q)", err, lines)
+	}
+	if res.Answered != cfg.N || res.ReceiptsGot != cfg.N || res.GatewayCPU <= 0 {
+		t.Errorf("through qxtd: %+v", res)
+	}
+}
+
+func TestShare(t *testing.T) {
+	for _, c := range []struct{ total, n int }{{500, 3}, {100, 100}, {7, 10}, {1, 1}} {
+		sum, lo, hi := 0, c.total, 0
+		for i := range c.n {
+			s := share(c.total, c.n, i)
+			sum += s
+			lo, hi = min(lo, s), max(hi, s)
+		}
+		if sum != c.total || hi-lo > 1 {
+			t.Errorf("share(%d, %d): sum %d, shares %d..%d", c.total, c.n, sum, lo, hi)
+		}
+	}
+}
