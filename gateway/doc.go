@@ -27,8 +27,10 @@
 //     check in one group commit (fsync). Only then does the answer go
 //     back: submit_sm_resp with our decimal message id, or HTTP 2xx.
 //  5. Relayed. The dispatcher (dispatch.go) leases due segments from the
-//     store, at most the upstreams' windows in flight, one enterprise at
-//     most Config.TenantShare of them while others have segments due
+//     store, at most the upstreams' windows (and their RecordingSlots:
+//     answered, waiting for the outcome's commit) in flight, one
+//     enterprise at most Config.TenantShare of the windows while others
+//     have segments due
 //     (queue.Store.DueShared); it pauses while the store cannot write.
 //     New segments due at once come to it from the commit that stored
 //     them (queue.Store.SetDueCallback, a bounded queue: handover.go);
@@ -134,11 +136,14 @@
 //
 //   - Nothing is acknowledged before the store committed it; nothing in
 //     memory grows with the backlog (the store is the buffer, the
-//     dispatcher holds at most the windows in flight and twice that
-//     handed over; a receipt forwarder four windows handed over).
-//   - A segment the SMSC accepted is recorded before its slot is freed
-//     (and stays in flight, not due, until it is); a receipt is stored
-//     before it is acknowledged to the SMSC.
+//     dispatcher holds at most the windows and recording slots in flight
+//     and twice that handed over; a receipt forwarder four windows
+//     handed over).
+//   - A segment the SMSC accepted is recorded before its worker is
+//     freed (and stays in flight, not due, until it is; its window slot
+//     is free once answered, and RecordingSlots bounds how many answered
+//     ones wait); a receipt is stored before it is acknowledged to the
+//     SMSC.
 //   - One enterprise never sees another's messages: Message, Cancel,
 //     Reschedule and query_sm answer "not found" for them.
 //
