@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -53,11 +54,39 @@ type kannelBox struct {
 	exited      []chan struct{} // closed when a box ends
 }
 
+// freePort is a port nobody listens on, for Kannel, which takes its
+// ports from its configuration. It is picked at random below the kernel's
+// ephemeral range (ip_local_port_range): a port from that range, as a
+// listen on :0 gives, may be handed to any outgoing connection on the
+// machine between this check and Kannel's bind, and in a CI run (make test
+// runs the packages in parallel) one was: bearerbox exited with "Address
+// already in use". Below the range only an explicit bind can take it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l := listen(t)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	lo := ephemeralLow()
+	for range 100 {
+		p := 10000 + mrand.IntN(lo-10000)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return p
+	}
+	t.Fatalf("no free port in 10000..%d", lo-1)
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768 // Linux's default
 }
 
 // startKannel binds Kannel to qxtd at smppAddr as systemID — one
