@@ -104,14 +104,17 @@ func TestDerivedConfig(t *testing.T) {
 	common := []string{"addr: 127.0.0.1:9", "system_id: bench\n", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"}
 	for _, c := range []struct {
 		tenants, slots int
+		etcd           []string
 		want, not      []string
 	}{
-		{1, 0, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots"}},
-		{3, 16, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16"),
+		{1, 0, nil, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots"}},
+		{3, 16, nil, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16"),
 			[]string{"cmcc-gd", "BENCH4"}},
+		// In a cluster every tenant's enterprise has the spending cap.
+		{3, 0, []string{"127.0.0.1:2379"}, append(common, "code: BENCH3"), nil},
 	} {
 		out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100,
-			Tenants: c.tenants, RecordingSlots: c.slots}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
+			Tenants: c.tenants, RecordingSlots: c.slots, Etcd: c.etcd}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,6 +128,9 @@ func TestDerivedConfig(t *testing.T) {
 			if strings.Contains(s, not) {
 				t.Errorf("tenants %d: derived configuration has %q:\n%s", c.tenants, not, s)
 			}
+		}
+		if want := map[bool]int{true: c.tenants}[c.etcd != nil]; strings.Count(s, "cap_yuan") != want {
+			t.Errorf("tenants %d, etcd %v: %d spending caps, want %d", c.tenants, c.etcd, strings.Count(s, "cap_yuan"), want)
 		}
 	}
 }

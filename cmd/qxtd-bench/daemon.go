@@ -148,9 +148,12 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 			"secret": "qxtd-bench-cluster-secret", "prefix": o.EtcdPrefix,
 		}
 		// A spending cap, so that the run takes its quota from the
-		// cluster's counter (blocks, not a request per message).
+		// cluster's counter (blocks, not a request per message): on
+		// every tenant's enterprise, the last ones listed.
 		ents := m["enterprises"].([]any)
-		ents[len(ents)-1].(map[string]any)["cap_yuan"] = "100000000"
+		for _, e := range ents[len(ents)-max(o.Tenants, 1):] {
+			e.(map[string]any)["cap_yuan"] = "100000000"
+		}
 	}
 	return yaml.Marshal(m)
 }
