@@ -676,6 +676,90 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 	s.wantUsage("alice", 4, 0)
 }
 
+// TestCommitDelay: with Options.CommitDelay a commit of a few operations
+// waits for more to join it, up to the delay; a lone operation, a batch of
+// commitFill and a Close do not wait.
+func TestCommitDelay(t *testing.T) {
+	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
+	var mu sync.Mutex
+	var batches []int
+	s := newStore(t, Options{CommitDelay: delay, OnCommit: func(_ time.Duration, ops int) {
+		mu.Lock()
+		batches = append(batches, ops)
+		mu.Unlock()
+	}})
+	lastBatch := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return batches[len(batches)-1]
+	}
+	enqueue := func(n int) <-chan error {
+		errs := make(chan error, n)
+		for i := range n {
+			go func() { errs <- s.Enqueue(bg, msg("alice", fmt.Sprint(i), 1)) }()
+		}
+		return errs
+	}
+	wait := func(errs <-chan error, n int) {
+		t.Helper()
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	start := time.Now()
+	wait(enqueue(1), 1)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("a lone operation took %v: it waited for company", took)
+	}
+
+	// Two queued behind a commit wait; a third sent meanwhile joins them.
+	release := s.block()
+	errs := enqueue(2)
+	s.waitQueued(2)
+	start = time.Now()
+	release()
+	late := enqueue(1)
+	wait(errs, 2)
+	wait(late, 1)
+	if took := time.Since(start); took < delay {
+		t.Errorf("a batch of 2 committed after %v, before the commit delay", took)
+	}
+	if n := lastBatch(); n != 3 {
+		t.Errorf("the late operation did not join the waiting batch: last commit had %d ops", n)
+	}
+
+	// A batch of commitFill is worth its commit: no wait.
+	release = s.block()
+	errs = enqueue(commitFill)
+	s.waitQueued(commitFill)
+	start = time.Now()
+	release()
+	wait(errs, commitFill)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("a batch of %d took %v: it waited", commitFill, took)
+	}
+
+	// Close commits a waiting batch at once.
+	release = s.block()
+	errs = enqueue(2)
+	s.waitQueued(2)
+	start = time.Now()
+	release()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wait(errs, 2)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("close took %v: the waiting batch was held", took)
+	}
+	if st := s.Stats(); st.Ops != 1+1+3+1+commitFill+1+2 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
 func TestContextAndClose(t *testing.T) {
 	s := newStore(t, Options{})
 	ctx, cancel := context.WithCancel(bg)

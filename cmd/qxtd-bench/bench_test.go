@@ -94,8 +94,8 @@ func TestReceiptID(t *testing.T) {
 // TestDerivedConfig: the demo file with the benchmark's changes keeps
 // its sections and gets the peer upstream and the bench account; with
 // -tenants, an enterprise and an account per tenant and a cheap password
-// hash (a start hashes every one); with -recording-slots, the key (left
-// out otherwise: older builds refuse it).
+// hash (a start hashes every one); with -recording-slots and
+// -commit-delay, their keys (left out otherwise: older builds refuse them).
 func TestDerivedConfig(t *testing.T) {
 	base, err := os.ReadFile("../../configs/qxtd.yaml")
 	if err != nil {
@@ -104,17 +104,18 @@ func TestDerivedConfig(t *testing.T) {
 	common := []string{"addr: 127.0.0.1:9", "system_id: bench\n", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"}
 	for _, c := range []struct {
 		tenants, slots int
+		delay          time.Duration
 		etcd           []string
 		want, not      []string
 	}{
-		{1, 0, nil, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots"}},
-		{3, 16, nil, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16"),
+		{1, 0, 0, nil, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots", "commit_delay"}},
+		{3, 16, 2 * time.Millisecond, nil, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16", "commit_delay: 2ms"),
 			[]string{"cmcc-gd", "BENCH4"}},
 		// In a cluster every tenant's enterprise has the spending cap.
-		{3, 0, []string{"127.0.0.1:2379"}, append(common, "code: BENCH3"), nil},
+		{3, 0, 0, []string{"127.0.0.1:2379"}, append(common, "code: BENCH3"), nil},
 	} {
 		out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100,
-			Tenants: c.tenants, RecordingSlots: c.slots, Etcd: c.etcd}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
+			Tenants: c.tenants, RecordingSlots: c.slots, CommitDelay: c.delay, Etcd: c.etcd}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
 		if err != nil {
 			t.Fatal(err)
 		}

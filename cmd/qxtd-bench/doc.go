@@ -21,7 +21,8 @@
 //     receipted_message_id (or the text's id:) to their submit;
 //   - qxtd (daemon.go), `qxtd serve` as a subprocess, fresh for each qxtd
 //     scenario, with a configuration derived from -config: the simulator
-//     off, one upstream to the peer (-binds, -upstream-window), an
+//     off, one upstream to the peer (-binds, -upstream-window,
+//     -recording-slots), store.commit_delay from -commit-delay, an
 //     enterprise with no whitelist, every scope, the biggest package with
 //     no cap and the highest rate, its store in a temporary directory, log
 //     level warn. It must say "ready" on /readyz (every bind up).

@@ -140,9 +140,18 @@ type HTTPConfig struct {
 	AdminTokenFile string `mapstructure:"admin_token_file"`
 }
 
+// maxCommitDelay bounds store.commit_delay: past a few milliseconds a
+// longer wait saves little more CPU (the batch fills first under any load
+// where the wait helps) and only delays answers.
+const maxCommitDelay = 100 * time.Millisecond
+
 type StoreConfig struct {
 	Path      string        `mapstructure:"path"`
 	Retention time.Duration `mapstructure:"retention"` // keep finished messages this long; 0 = forever
+	// CommitDelay is queue.Options.CommitDelay: how long a commit of a
+	// few operations may wait for more (CPU against latency at a
+	// moderate rate).
+	CommitDelay time.Duration `mapstructure:"commit_delay"`
 }
 
 type SimulatorConfig struct {
@@ -314,6 +323,7 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
+		"store.commit_delay":                       time.Duration(0),
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
@@ -516,7 +526,7 @@ func (c *Config) Validate() error {
 		v   time.Duration
 	}{
 		{"smpp.idle_timeout", c.SMPP.Idle}, {"smpp.reassembly_timeout", c.SMPP.ReassemblyTimeout},
-		{"store.retention", c.Store.Retention}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
+		{"store.retention", c.Store.Retention}, {"store.commit_delay", c.Store.CommitDelay}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
 		{"delivery.validity", c.Delivery.Validity}, {"delivery.retry_min", c.Delivery.RetryMin},
 		{"delivery.retry_max", c.Delivery.RetryMax}, {"delivery.dlr_retry", c.Delivery.DLRRetry},
 		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_timeout", c.HTTP.ReadTimeout},
@@ -525,6 +535,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v must not be negative", d.key, d.v))
 		}
+	}
+	if c.Store.CommitDelay > maxCommitDelay {
+		errs = append(errs, fmt.Errorf("store.commit_delay: %v is more than %v: every commit of a few operations would wait that long", c.Store.CommitDelay, maxCommitDelay))
 	}
 	for _, d := range []struct {
 		key string

@@ -30,6 +30,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-negative-upstream-window.yaml": "upstreams[0].window: -5 must not be negative",
 		"invalid-negative-recording-slots.yaml": "upstreams[0].recording_slots: -1 must not be negative",
 		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
+		"invalid-commit-delay.yaml":             "store.commit_delay: 1s is more than 100ms",
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
 		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
