@@ -71,7 +71,8 @@
 //
 // qxtd/kill9 (kill.go) runs only when named: `bin/qxtd-bench -scenarios
 // qxtd/kill9 -n 20000` (with -baseline BIN also for that binary). With
-// receipts requested, the client submits -n messages, each text carrying
+// receipts requested, the client submits -n messages (paced at -offered
+// msg/s if set), each text carrying
 // a token (its index); when half are acknowledged qxtd gets SIGKILL and is
 // started again on the same store, configuration and ports, the client
 // rebinds (retrying until -stall) and submits the rest, then the run waits

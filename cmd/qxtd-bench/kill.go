@@ -195,9 +195,18 @@ func (k *killBind) reader(ctx context.Context) {
 }
 
 // submit sends tokens from..to-1 (sequence number seq0+token), keeping at
-// most the window unanswered, until done, stop is closed or the bind
-// ends; next is the first token not sent.
-func (k *killBind) submit(ctx context.Context, from, to int, seq0 uint32, stop <-chan struct{}) (next int) {
+// most the window unanswered and, with offered > 0, at most that many a
+// second (-offered: a crash at a moderate rate, where batches are small,
+// not only at full load), until done, stop is closed or the bind ends;
+// next is the first token not sent.
+func (k *killBind) submit(ctx context.Context, from, to int, seq0 uint32, offered float64, stop <-chan struct{}) (next int) {
+	var every time.Duration
+	if offered > 0 {
+		every = time.Duration(float64(time.Second) / offered)
+	}
+	start := time.Now()
+	pace := time.NewTimer(time.Hour)
+	defer pace.Stop()
 	for i := from; i < to; i++ {
 		select {
 		case k.window <- struct{}{}:
@@ -207,6 +216,21 @@ func (k *killBind) submit(ctx context.Context, from, to int, seq0 uint32, stop <
 			return i
 		case <-ctx.Done():
 			return i
+		}
+		if every > 0 {
+			// Behind schedule (timer granularity) the due ones go at once.
+			if d := time.Until(start.Add(time.Duration(i-from) * every)); d > 0 {
+				pace.Reset(d)
+				select {
+				case <-pace.C:
+				case <-stop:
+					return i
+				case <-k.done:
+					return i
+				case <-ctx.Done():
+					return i
+				}
+			}
 		}
 		s := pdu.NewSubmitSM(nil)
 		seq := seq0 + uint32(i)
@@ -278,7 +302,7 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 	}
 	stop := make(chan struct{})
 	sent := make(chan int, 1)
-	go func() { sent <- k.submit(ctx, 0, cfg.N, 2, stop) }()
+	go func() { sent <- k.submit(ctx, 0, cfg.N, 2, cfg.Offered, stop) }()
 
 	// Half acknowledged (or the sender done: a small -n): SIGKILL.
 	half := (cfg.N + 1) / 2
@@ -348,7 +372,7 @@ func runKill(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, d *daem
 		time.Sleep(100 * time.Millisecond)
 	}
 	defer k.close()
-	if n := k.submit(ctx, next, cfg.N, 2, nil); n < cfg.N {
+	if n := k.submit(ctx, next, cfg.N, 2, cfg.Offered, nil); n < cfg.N {
 		return res, fmt.Errorf("second bind ended after %d of %d submits: %v", n, cfg.N, k.c.Err())
 	}
 

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"runtime"
 	"testing"
+	"time"
 	"unicode/utf16"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -50,5 +53,45 @@ func TestTally(t *testing.T) {
 	want := killCounts{Acked: 4, Lost: 1, NoReceipt: 2, NotAtPeer: 1, PeerDups: 2, DupReceipts: 1}
 	if got != want {
 		t.Errorf("tally = %+v, want %+v", got, want)
+	}
+}
+
+// TestKillSubmitPaced: with -offered the crash scenario's client sends at
+// that rate (n submits take at least (n-1) intervals), and without it as
+// fast as the window allows; every submit is answered either way. The
+// bench's peer stands in for qxtd: it binds and answers the same way.
+func TestKillSubmitPaced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	peer := startTestPeer(t, ctx, time.Millisecond)
+	const n, offered = 21, 50.0 // 20 intervals of 20 ms
+	for _, rate := range []float64{offered, 0} {
+		l := &killLedger{pending: map[uint32]int{}, acked: map[string]int{}, rcpts: map[string]int{}}
+		k, err := dialKill(ctx, peer.Addr(), l, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if next := k.submit(ctx, 0, n, 2, rate, nil); next != n {
+			t.Fatalf("offered %v: sent %d of %d", rate, next, n)
+		}
+		took := time.Since(start)
+		for {
+			if a, _ := l.counts(); a == n {
+				break
+			}
+			if ctx.Err() != nil {
+				a, _ := l.counts()
+				t.Fatalf("offered %v: %d of %d answered", rate, a, n)
+			}
+			runtime.Gosched()
+		}
+		k.close()
+		if min := time.Duration(n-1) * time.Second / offered; rate > 0 && took < min {
+			t.Errorf("offered %v: %d submits in %v, less than %v", rate, n, took, min)
+		}
+		if min := time.Duration(n-1) * time.Second / offered; rate == 0 && took >= min {
+			t.Errorf("unpaced: %d submits took %v, as long as paced ones", n, took)
+		}
 	}
 }
