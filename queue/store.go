@@ -61,13 +61,15 @@ type Options struct {
 	OnCommit func(d time.Duration, ops int)
 
 	// CommitDelay, when positive, lets a commit that would carry a few
-	// operations (at least two, fewer than commitFill) wait up to this
-	// long for more to join it. At a moderate steady rate the commit loop
-	// otherwise commits every few messages, and a commit's cost is
-	// mostly per commit (two fdatasyncs and a write per dirty page, some
-	// 30 pages), so CPU per message is highest there. The price is up to
-	// CommitDelay more before those operations' callers hear back. A
-	// lone operation (an idle gateway) and a full batch (full load) do
+	// operations (at least two, fewer than commitFill) wait for more to
+	// join it, until its oldest operation was queued CommitDelay ago. At
+	// a moderate steady rate the commit loop otherwise commits every few
+	// messages, and a commit's cost is mostly per commit (two fdatasyncs
+	// and a write per dirty page, some 30 pages), so CPU per message is
+	// highest there. The price is bounded per operation: none is held
+	// back for company more than CommitDelay after it was queued, and one
+	// that waited that long for the previous commit is not held at all.
+	// A lone operation (an idle gateway) and a full batch (full load) do
 	// not wait. Default 0: commit at once.
 	CommitDelay time.Duration
 
@@ -144,6 +146,9 @@ type op struct {
 	ctx  context.Context
 	fn   func(*txn) error
 	done chan error // buffered: the commit loop never blocks on it
+	// queued is when the op was queued, with CommitDelay set only: no
+	// operation is held back for company longer than that after it.
+	queued time.Time
 }
 
 // softError marks an operation's own failure (not found, wrong state,
@@ -470,6 +475,9 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 		return err
 	}
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	if s.opt.CommitDelay > 0 {
+		o.queued = time.Now()
+	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -553,11 +561,18 @@ func (s *Store) loop() {
 const commitFill = 64
 
 // gather appends operations as they arrive, until the batch has
-// commitFill or CommitDelay has passed since it began, or the queue is
-// closed (then the loop commits what it has and ends).
+// commitFill, or its oldest operation (the first: the queue is FIFO) was
+// queued CommitDelay ago, or the queue is closed (then the loop commits
+// what it has and ends). Counting from the oldest operation's queueing,
+// not from the gather's start, bounds what the delay adds to any
+// operation: one that waited for the commit before does not wait again.
 func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 	limit := min(commitFill, s.opt.MaxBatch)
-	delay.Reset(s.opt.CommitDelay)
+	wait := time.Until((*batch)[0].queued.Add(s.opt.CommitDelay))
+	if wait <= 0 {
+		return // the oldest has waited its delay already (for the last commit)
+	}
+	delay.Reset(wait)
 	defer delay.Stop()
 	for len(*batch) < limit {
 		select {

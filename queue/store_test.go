@@ -677,8 +677,9 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 }
 
 // TestCommitDelay: with Options.CommitDelay a commit of a few operations
-// waits for more to join it, up to the delay; a lone operation, a batch of
-// commitFill and a Close do not wait.
+// waits for more to join it, until its oldest was queued the delay ago; a
+// lone operation, a batch of commitFill, operations that waited the delay
+// for the commit before, and a Close do not wait.
 func TestCommitDelay(t *testing.T) {
 	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
 	var mu sync.Mutex
@@ -717,9 +718,9 @@ func TestCommitDelay(t *testing.T) {
 
 	// Two queued behind a commit wait; a third sent meanwhile joins them.
 	release := s.block()
+	start = time.Now() // before they are queued: the delay counts from then
 	errs := enqueue(2)
 	s.waitQueued(2)
-	start = time.Now()
 	release()
 	late := enqueue(1)
 	wait(errs, 2)
@@ -742,6 +743,19 @@ func TestCommitDelay(t *testing.T) {
 		t.Errorf("a batch of %d took %v: it waited", commitFill, took)
 	}
 
+	// Operations that waited the delay already, for a commit that took
+	// that long, are not held again.
+	release = s.block()
+	errs = enqueue(2)
+	s.waitQueued(2)
+	time.Sleep(delay) // the behaviour under test is time passing, not a synchronisation
+	start = time.Now()
+	release()
+	wait(errs, 2)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("operations that waited %v for a commit were held another %v", delay, took)
+	}
+
 	// Close commits a waiting batch at once.
 	release = s.block()
 	errs = enqueue(2)
@@ -755,7 +769,7 @@ func TestCommitDelay(t *testing.T) {
 	if took := time.Since(start); took >= delay {
 		t.Errorf("close took %v: the waiting batch was held", took)
 	}
-	if st := s.Stats(); st.Ops != 1+1+3+1+commitFill+1+2 {
+	if st := s.Stats(); st.Ops != 1+1+3+1+commitFill+1+2+1+2 {
 		t.Errorf("stats: %+v", st)
 	}
 }

@@ -29,10 +29,10 @@ const (
 // daemonOpts is how qxtd is set up for a run.
 type daemonOpts struct {
 	Bin, BaseConfig, PeerAddr string
-	Binds, Window             int           // of the upstream to the peer
-	RecordingSlots            int           // upstreams[].recording_slots; 0 leaves it out (older builds refuse the key)
-	CommitDelay               time.Duration // store.commit_delay; 0 leaves it out (older builds refuse the key)
-	IngressWindow             int           // smpp.window; 0 keeps the base file's
+	Binds, Window             int            // of the upstream to the peer
+	RecordingSlots            int            // upstreams[].recording_slots; 0 leaves it out (older builds refuse the key)
+	CommitDelay               *time.Duration // store.commit_delay; nil leaves it out (older builds refuse the key)
+	IngressWindow             int            // smpp.window; 0 keeps the base file's
 	// Tenants is how many enterprises (one account each) the bench
 	// configures: the first is BENCH with the bench account, the others
 	// the same with a number (tenants.go); 0 is 1.
@@ -101,7 +101,7 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	}
 	section("http")["listen"] = httpAddr
 	section("store")["path"] = filepath.Join(dir, "qxtd.db")
-	if o.CommitDelay > 0 {
+	if o.CommitDelay != nil {
 		section("store")["commit_delay"] = o.CommitDelay.String()
 	}
 	section("simulator")["enabled"] = false

@@ -44,7 +44,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
 	fs.IntVar(&o.RecordingSlots, "recording-slots", 0, "qxtd's upstreams[].recording_slots (0: left out, as older builds refuse it; with -baseline, both binaries get it)")
-	fs.DurationVar(&o.CommitDelay, "commit-delay", 0, "qxtd's store.commit_delay (0: left out, as older builds refuse it; with -baseline, both binaries get it)")
+	fs.Func("commit-delay", "qxtd's store.commit_delay, 0s included (not given: left out, qxtd's default, as older builds refuse the key; with -baseline, both binaries get it)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		o.CommitDelay = &d
+		return nil
+	})
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
 	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
 	if err := fs.Parse(args); err != nil {

@@ -148,9 +148,9 @@ const maxCommitDelay = 100 * time.Millisecond
 type StoreConfig struct {
 	Path      string        `mapstructure:"path"`
 	Retention time.Duration `mapstructure:"retention"` // keep finished messages this long; 0 = forever
-	// CommitDelay is queue.Options.CommitDelay: how long a commit of a
-	// few operations may wait for more (CPU against latency at a
-	// moderate rate).
+	// CommitDelay is queue.Options.CommitDelay: the longest a store
+	// operation may be held back for others to share its commit (CPU
+	// against latency at a moderate rate).
 	CommitDelay time.Duration `mapstructure:"commit_delay"`
 }
 
@@ -323,7 +323,7 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.commit_delay":                       time.Duration(0),
+		"store.commit_delay":                       time.Millisecond,    // 0 commits at once (README Performance)
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
@@ -537,7 +537,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Store.CommitDelay > maxCommitDelay {
-		errs = append(errs, fmt.Errorf("store.commit_delay: %v is more than %v: every commit of a few operations would wait that long", c.Store.CommitDelay, maxCommitDelay))
+		errs = append(errs, fmt.Errorf("store.commit_delay: %v is more than %v: every answer at a moderate rate would wait that long", c.Store.CommitDelay, maxCommitDelay))
 	}
 	for _, d := range []struct {
 		key string
