@@ -323,7 +323,7 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.commit_delay":                       time.Millisecond,    // 0 commits at once (README Performance)
+		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay halves a stop-and-wait client's rate (README Performance)
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
