@@ -69,8 +69,12 @@ type Options struct {
 	// highest there. The price is bounded per operation: none is held
 	// back for company more than CommitDelay after it was queued, and one
 	// that waited that long for the previous commit is not held at all.
-	// A lone operation (an idle gateway) and a full batch (full load) do
-	// not wait. Default 0: commit at once.
+	// A lone operation (an idle gateway) and a batch of commitFill (most
+	// at full load) do not wait. A writer that waits for each answer before its next
+	// operation (a client with a window of 1) gains the delay on every
+	// round trip, and nothing joins its commits meanwhile: its rate falls,
+	// which is why the daemon leaves this 0 unless told otherwise.
+	// Default 0: commit at once.
 	CommitDelay time.Duration
 
 	// OpenTimeout bounds the wait for the file lock held by another process.
@@ -556,8 +560,9 @@ func (s *Store) loop() {
 }
 
 // commitFill is the batch at which a commit stops waiting for more
-// (CommitDelay). Under full load the batches are larger (about 100
-// operations with one client at window 100), so it adds no wait there.
+// (CommitDelay). Under full load most batches are larger (about 100
+// operations on average with one client at window 100), so it seldom
+// waits there, and briefly when it does: operations arrive quickly.
 const commitFill = 64
 
 // gather appends operations as they arrive, until the batch has
