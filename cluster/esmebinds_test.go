@@ -70,7 +70,7 @@ func TestESMEBinds(t *testing.T) {
 // is written end in the last state only; a fresh load sees it.
 func TestESMEBindsUnboundBeforePublished(t *testing.T) {
 	et := clustertest.Start(t)
-	nodes := joinN(t, et, 2, 2*time.Second)
+	nodes := joinN(t, et, 2, DefaultTTL) // no expiry awaited: a short lease only risks expiring under a loaded run
 	b1, b2 := openBinds(t, nodes[0]), openBinds(t, nodes[1])
 	for range 50 { // flaps coalesce; the end state wins
 		b2.Bound("bob", "E2")

@@ -69,7 +69,7 @@ func TestMembersView(t *testing.T) {
 
 func TestShare(t *testing.T) {
 	et := clustertest.Start(t)
-	nodes := joinN(t, et, 3, 2*time.Second)
+	nodes := joinN(t, et, 3, DefaultTTL) // no expiry awaited: a short lease only risks expiring under a loaded run
 	waitFor(t, 3*time.Second, "3 members", func() bool { return len(nodes[0].Members()) == 3 })
 	if got := nodes[0].Share(90); got != 30 {
 		t.Fatalf("Share(90) of 3 = %v", got)

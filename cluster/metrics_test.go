@@ -14,7 +14,7 @@ import (
 
 func TestMetrics(t *testing.T) {
 	et := clustertest.Start(t)
-	nodes := joinN(t, et, 2, 2*time.Second)
+	nodes := joinN(t, et, 2, DefaultTTL) // no expiry awaited: a short lease only risks expiring under a loaded run
 	n := nodes[0]
 	reg := prometheus.NewPedanticRegistry()
 	if err := n.RegisterMetrics(reg); err != nil {
