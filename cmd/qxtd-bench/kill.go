@@ -208,28 +208,30 @@ func (k *killBind) submit(ctx context.Context, from, to int, seq0 uint32, offere
 	pace := time.NewTimer(time.Hour)
 	defer pace.Stop()
 	for i := from; i < to; i++ {
-		select {
-		case k.window <- struct{}{}:
-		case <-stop:
-			return i
-		case <-k.done:
-			return i
-		case <-ctx.Done():
-			return i
-		}
+		// Wait for a window slot and, paced, for i's time, in one select
+		// (a case is off once nil): stop, the bind's end and ctx end
+		// either wait. Behind schedule (timer granularity) the due ones
+		// go at once.
+		win := k.window
+		var due <-chan time.Time
 		if every > 0 {
-			// Behind schedule (timer granularity) the due ones go at once.
 			if d := time.Until(start.Add(time.Duration(i-from) * every)); d > 0 {
 				pace.Reset(d)
-				select {
-				case <-pace.C:
-				case <-stop:
-					return i
-				case <-k.done:
-					return i
-				case <-ctx.Done():
-					return i
-				}
+				due = pace.C
+			}
+		}
+		for win != nil || due != nil {
+			select {
+			case win <- struct{}{}:
+				win = nil
+			case <-due:
+				due = nil
+			case <-stop:
+				return i
+			case <-k.done:
+				return i
+			case <-ctx.Done():
+				return i
 			}
 		}
 		s := pdu.NewSubmitSM(nil)
