@@ -157,6 +157,10 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_store_ops_total", Help: "Store operations committed; ops/commits is the group-commit batch size.",
 		}, func() float64 { return float64(store.Stats().Ops) })
 		f.NewCounterFunc(prometheus.CounterOpts{
+			Name: "qxtd_store_written_bytes_total",
+			Help: "Bytes of pages the store's commits wrote: every commit rewrites whole pages, from each changed record up to its bucket's root, so per commit it hardly depends on what the commit carries.",
+		}, func() float64 { return float64(store.Stats().Written) })
+		f.NewCounterFunc(prometheus.CounterOpts{
 			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error).",
 		}, func() float64 { return float64(store.Stats().FailedCommits) })
 		f.NewGaugeFunc(prometheus.GaugeOpts{

@@ -108,10 +108,11 @@ const nodeShift = 48
 // Store is the durable message store and send queue. All methods are safe
 // for concurrent use.
 type Store struct {
-	db    *bolt.DB
-	ownDB bool // opened by Open: Close closes it
-	opt   Options
-	log   *slog.Logger
+	db       *bolt.DB
+	ownDB    bool // opened by Open: Close closes it
+	pageSize int  // the file's, read at New (bbolt's Info is gone after Close)
+	opt      Options
+	log      *slog.Logger
 	// damaged is the set of damaged records already logged (damaged.go).
 	damaged damaged
 
@@ -143,6 +144,12 @@ type Stats struct {
 	Rollbacks     uint64 // transactions rolled back because one operation failed hard (the others were retried)
 	FailedCommits uint64 // transactions whose commit failed (every operation in it failed)
 	MaxBatch      uint64 // most operations seen in one transaction
+	// Written is the bytes of pages the file's write transactions wrote
+	// since it was opened: the pages each allocated (bbolt copies every
+	// changed page, and the branch pages above it up to the root of its
+	// bucket, at every commit) and the commit loop's meta page a commit.
+	// Written / Txns is what one commit costs a disk whatever it carries.
+	Written uint64
 }
 
 // op is one write operation queued for the commit loop.
@@ -287,12 +294,13 @@ func CloseDB(db *bolt.DB, log *slog.Logger) error {
 func New(db *bolt.DB, opt Options) (*Store, error) {
 	opt = opt.withDefaults()
 	s := &Store{
-		db:    db,
-		opt:   opt,
-		log:   opt.Logger,
-		ops:   make(chan *op, opt.MaxBatch),
-		done:  make(chan struct{}),
-		usage: make(map[string]usage),
+		db:       db,
+		pageSize: db.Info().PageSize,
+		opt:      opt,
+		log:      opt.Logger,
+		ops:      make(chan *op, opt.MaxBatch),
+		done:     make(chan struct{}),
+		usage:    make(map[string]usage),
 	}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
@@ -462,12 +470,15 @@ func (s *Store) Close() error {
 
 // Stats returns the commit loop's counters.
 func (s *Store) Stats() Stats {
+	txns := s.stats.txns.Load()
+	db := s.db.Stats()
 	return Stats{
-		Txns:          s.stats.txns.Load(),
+		Txns:          txns,
 		Ops:           s.stats.ops.Load(),
 		Rollbacks:     s.stats.rollbacks.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
 		MaxBatch:      s.stats.maxBatch.Load(),
+		Written:       uint64(db.TxStats.GetPageAlloc()) + txns*uint64(s.pageSize),
 	}
 }
 

@@ -374,6 +374,26 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
+// Written is the bytes qxtd has caused to be written to storage so far
+// (/proc/<pid>/io write_bytes): its store's pages, counted when they are
+// dirtied in the page cache, so at the commit that writes them.
+func (d *daemon) Written() (int64, error) {
+	return procWritten(d.cmd.Process.Pid)
+}
+
+func procWritten(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, "write_bytes:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no write_bytes in /proc io")
+}
+
 // selfCPU is this process's user+system CPU time (client and peer).
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

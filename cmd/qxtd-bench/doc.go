@@ -145,6 +145,13 @@
 //     submit and every receipt it sent was acknowledged: qxtd always asks
 //     its SMSC for receipts, so through qxtd the peer sends them even in
 //     the no-receipts scenarios, and their handling is counted.
+//   - gateway disk KiB/msg: the bytes qxtd (or Kannel's two boxes) caused
+//     to be written to storage over the same interval (/proc/<pid>/io
+//     write_bytes), per message. bbolt rewrites whole 4 KiB pages, from
+//     each changed leaf up to its bucket's root, at every commit: a
+//     commit carrying one operation writes about as much as one carrying
+//     sixty, so this falls as commits fill (full load, commit_delay).
+//     Zero when the store is on tmpfs.
 //   - bench CPU µs/msg: this process (client and peer together) over the
 //     same interval, from getrusage.
 //   - submit_sm_resp p50 / p99: from each submit to its answer at the

@@ -244,6 +244,14 @@ func (k *kannel) CPU() (time.Duration, error) {
 	return a + b, errors.Join(err1, err2)
 }
 
+// Written is both boxes' bytes written to storage so far (the message
+// store file and the logs).
+func (k *kannel) Written() (int64, error) {
+	a, err1 := procWritten(k.bearer.Process.Pid)
+	b, err2 := procWritten(k.smsbox.Process.Pid)
+	return a + b, errors.Join(err1, err2)
+}
+
 // DroppedReceipts counts bearerbox's "got DLR but could not find
 // message": a receipt that came before Kannel had stored the message's
 // DLR entry (the receipt on one bind, the submit_sm_resp still being

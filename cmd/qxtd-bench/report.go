@@ -60,19 +60,19 @@ func writeTable(w io.Writer, rs []Result) {
 		writeRestartTable(w, restarts)
 		return
 	}
-	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | gateway CPU µs/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| scenario | msgs | acked msg/s | relayed msg/s | full loop msg/s | gateway CPU µs/msg | gateway disk KiB/msg | bench CPU µs/msg | submit_sm_resp p50 / p99 ms | receipt p50 / p99 ms | relayed vs direct | full loop vs direct | resp p50 vs direct |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rs {
 		if !r.steady() {
 			continue
 		}
 		if r.Err != "" {
-			fmt.Fprintf(w, "| %s | %d | FAILED: %s |||||||||\n", r.Scenario, r.N, strings.ReplaceAll(r.Err, "|", "/"))
+			fmt.Fprintf(w, "| %s | %d | FAILED: %s ||||||||||\n", r.Scenario, r.N, strings.ReplaceAll(r.Err, "|", "/"))
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.N, num(r.AckedRate, "%.0f"), num(r.RelayedRate, "%.0f"), num(r.FullLoopRate, "%.0f"),
-			num(r.GatewayCPU, "%.0f"), num(r.BenchCPU, "%.0f"),
+			num(r.GatewayCPU, "%.0f"), num(r.GatewayDisk, "%.1f"), num(r.BenchCPU, "%.0f"),
 			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}

@@ -69,6 +69,12 @@ type cpuMeter interface {
 	CPU() (time.Duration, error)
 }
 
+// diskMeter is the measured gateway's bytes written to storage so far:
+// qxtd's, or Kannel's two boxes'.
+type diskMeter interface {
+	Written() (int64, error)
+}
+
 // benchConfig is the run's settings (the flags).
 type benchConfig struct {
 	N, Warmup, Window int
@@ -107,7 +113,10 @@ type Result struct {
 	// two boxes together (the JSON name is older than the Kannel rows).
 	GatewayCPU float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
 	BenchCPU   float64 `json:"bench_cpu_us_per_msg"`
-	SubmitP50  float64 `json:"submit_resp_p50_ms"`
+	// GatewayDisk is the KiB the gateway wrote to storage per message
+	// (/proc/<pid>/io write_bytes): what a store's commits cost a disk.
+	GatewayDisk float64 `json:"gateway_disk_kib_per_msg,omitempty"`
+	SubmitP50   float64 `json:"submit_resp_p50_ms"`
 	// EtcdPer1000 is the etcd requests qxtd made per 1,000 messages
 	// (cluster scenarios).
 	EtcdPer1000 float64 `json:"etcd_requests_per_1000,omitempty"`
@@ -214,8 +223,15 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	m = markOf(p)
 	var q0 time.Duration
 	var etcd0 float64
+	var w0 int64
+	dm, _ := gw.(diskMeter)
 	if gw != nil {
 		if q0, err = gw.CPU(); err != nil {
+			return res, err
+		}
+	}
+	if dm != nil {
+		if w0, err = dm.Written(); err != nil {
 			return res, err
 		}
 	}
@@ -237,6 +253,13 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 			return res, err
 		}
 		res.GatewayCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+	}
+	if dm != nil {
+		w1, err := dm.Written()
+		if err != nil {
+			return res, err
+		}
+		res.GatewayDisk = float64(w1-w0) / 1024 / float64(cfg.N)
 	}
 	if d != nil {
 		if sc.Cluster {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,6 +29,27 @@ func TestTenantsThroughQxtd(t *testing.T) {
 	if res.Answered != cfg.N || res.ReceiptsGot != cfg.N || res.GatewayCPU <= 0 {
 		t.Errorf("through qxtd: %+v", res)
 	}
+	// Every message is committed (fsync'd) at least once, and a commit
+	// writes whole 4 KiB pages: far more than 1 KiB a message, unless the
+	// store is in memory (tmpfs), where nothing reaches a disk.
+	if inMemoryFS(t, os.TempDir()) {
+		if res.GatewayDisk != 0 {
+			t.Errorf("a store on tmpfs: %.1f KiB per message written", res.GatewayDisk)
+		}
+	} else if res.GatewayDisk < 1 {
+		t.Errorf("qxtd wrote %.2f KiB per message to storage: not counted", res.GatewayDisk)
+	}
+}
+
+// inMemoryFS reports whether dir is on tmpfs.
+func inMemoryFS(t *testing.T, dir string) bool {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	const tmpfsMagic = 0x01021994
+	return st.Type == tmpfsMagic
 }
 
 func TestShare(t *testing.T) {
