@@ -313,7 +313,10 @@ func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) 
 			ids = append(ids, a.id)
 			sent += a.sent
 		}
-		err := r.g.store.AckDLRs(context.WithoutCancel(ctx), f.account, ids)
+		// Patient: the acknowledgements are off the window, so holding
+		// them for company in the store (store.commit_delay) slows no
+		// receipt; acks arriving meanwhile wait in their channel.
+		err := r.g.store.AckDLRs(queue.Patient(context.WithoutCancel(ctx)), f.account, ids)
 		if err != nil {
 			r.g.log.Error("ack receipts", "account", f.account, "n", len(ids), "err", err)
 		} else {

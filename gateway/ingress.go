@@ -72,6 +72,16 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	return resp, wireError(err)
 }
 
+// patience lets the store hold this request's writes for company
+// (store.commit_delay) when the ESME has room in its window to send more
+// meanwhile, so that the wait costs it latency but no throughput.
+func (s *esmeSession) patience(ctx context.Context) context.Context {
+	if s.conn != nil && s.conn.PeerHasRoom() {
+		return queue.Patient(ctx)
+	}
+	return ctx
+}
+
 // wireError gives a refusal its command_status from the policy package's
 // table: the SMPP layer answers with the pdu.Status it finds in the
 // error's chain (ESME_RSYSERR where there is none).
@@ -93,7 +103,7 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 			return nil, smpp.StatusInvalidBindStatus
 		}
 		start := time.Now()
-		id, err := s.g.submit(ctx, s.acct, p)
+		id, err := s.g.submit(s.patience(ctx), s.acct, p)
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +113,7 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		if !s.kind.CanSend() {
 			return nil, smpp.StatusInvalidBindStatus
 		}
-		return s.g.submitMulti(ctx, s.acct, p)
+		return s.g.submitMulti(s.patience(ctx), s.acct, p)
 	case pdu.QuerySMID:
 		return s.g.query(ctx, s.acct, p)
 	case smpp.CancelSMID:

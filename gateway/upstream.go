@@ -30,6 +30,7 @@ type upstream struct {
 	limiter *rate.Limiter // nil = no cap
 	jobs    chan queue.Job
 	up      atomic.Int32
+	busy    atomic.Int32 // workers carrying a segment (work)
 	upMu    sync.Mutex
 	upSig   chan struct{} // closed when a bind comes up (waitUp)
 
@@ -182,7 +183,7 @@ func (u *upstream) work(ctx context.Context, i int) {
 	for {
 		select {
 		case j := <-u.jobs: // one waiting: taken without locking ctx's Done channel, which every worker shares
-			u.send(ctx, i, j)
+			u.carry(ctx, i, j)
 			continue
 		default:
 		}
@@ -190,9 +191,16 @@ func (u *upstream) work(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case j := <-u.jobs:
-			u.send(ctx, i, j)
+			u.carry(ctx, i, j)
 		}
 	}
+}
+
+// carry is send, counted in busy.
+func (u *upstream) carry(ctx context.Context, worker int, j queue.Job) {
+	u.busy.Add(1)
+	defer u.busy.Add(-1)
+	u.send(ctx, worker, j)
 }
 
 // pick prefers a bind that is up, starting from the worker's own so the
@@ -278,7 +286,13 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			u.paces[b].ok(time.Now())
 			id := smpp.Str(resp, pdufield.MessageID)
 			g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
-			u.persist(ctx, j.Key, "submitted", func(ctx context.Context) error {
+			rctx := ctx
+			if int(u.busy.Load()) < u.workers() {
+				// Another worker is idle: this one waiting for company in
+				// the store (store.commit_delay) holds up no segment.
+				rctx = queue.Patient(ctx)
+			}
+			u.persist(rctx, j.Key, "submitted", func(ctx context.Context) error {
 				return g.store.Submitted(ctx, j.Key, id, time.Now())
 			})
 		case errors.Is(err, smpp.ErrTimeout):
@@ -495,7 +509,12 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 // data_sm with a receipt esm_class) and replies (MO, the others). The
 // response goes out only after the receipt or reply is stored, so a crash
 // makes the SMSC send it again.
-func (u *upstream) handleSMSC(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) pdu.Body {
+	if conn != nil && conn.PeerHasRoom() {
+		// The SMSC can send more receipts while this one waits for
+		// company in the store (store.commit_delay).
+		ctx = queue.Patient(ctx)
+	}
 	var resp pdu.Body
 	switch p.Header().ID {
 	case pdu.DeliverSMID:

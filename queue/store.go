@@ -60,21 +60,22 @@ type Options struct {
 	// commit goroutine: it must be quick and must not call the Store.
 	OnCommit func(d time.Duration, ops int)
 
-	// CommitDelay, when positive, lets a commit that would carry a few
-	// operations (at least two, fewer than commitFill) wait for more to
-	// join it, until its oldest operation was queued CommitDelay ago. At
-	// a moderate steady rate the commit loop otherwise commits every few
-	// messages, and a commit's cost is mostly per commit (two fdatasyncs
-	// and a write per dirty page, some 30 pages), so CPU per message is
-	// highest there. The price is bounded per operation: none is held
+	// CommitDelay, when positive, lets a commit of patient operations
+	// (Patient: their callers' senders have room to send more meanwhile)
+	// wait for more to join it, until it has commitFill operations or its
+	// oldest was queued CommitDelay ago. At a moderate steady rate the
+	// commit loop otherwise commits every few messages, and a commit's
+	// cost is mostly per commit (two fdatasyncs and a write per dirty
+	// page, a dozen to thirty pages), so CPU and disk writes per message
+	// are highest there. The price is bounded per operation: none is held
 	// back for company more than CommitDelay after it was queued, and one
 	// that waited that long for the previous commit is not held at all.
-	// A lone operation (an idle gateway) and a batch of commitFill (most
-	// at full load) do not wait. A writer that waits for each answer before its next
-	// operation (a client with a window of 1) gains the delay on every
-	// round trip, and nothing joins its commits meanwhile: its rate falls,
-	// which is why the daemon leaves this 0 unless told otherwise.
-	// Default 0: commit at once.
+	// An operation that is not patient is committed at once, with
+	// whatever waits: a writer that waits for each answer before its next
+	// operation (a client with a window of 1, or one whose window is
+	// full) would gain the delay on every round trip with nothing joining
+	// its commits meanwhile, so its rate would fall. Default 0: commit at
+	// once.
 	CommitDelay time.Duration
 
 	// OpenTimeout bounds the wait for the file lock held by another process.
@@ -126,6 +127,10 @@ type Store struct {
 	usage  map[string]usage
 	counts [stateEnd]int
 
+	// gathering, when set (by tests), is told each time a commit starts
+	// to wait for company (gather).
+	gathering func()
+
 	// onDue is the hand-over of parts due at once (SetDueCallback).
 	onDue atomic.Pointer[func(jobs []Job, at Snapshot)]
 
@@ -160,6 +165,26 @@ type op struct {
 	// queued is when the op was queued, with CommitDelay set only: no
 	// operation is held back for company longer than that after it.
 	queued time.Time
+	// patient is whether the op may wait for company (Patient), with
+	// CommitDelay set only.
+	patient bool
+}
+
+type patienceKey struct{}
+
+// Patient returns a context whose write operations may be held up to
+// Options.CommitDelay for others to share their commit. Give it only
+// where the wait costs the sender latency but no throughput: its window
+// has room for more meanwhile. Operations from other contexts commit at
+// once and take any held ones with them.
+func Patient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, patienceKey{}, true)
+}
+
+// isPatient reports whether ctx came from Patient.
+func isPatient(ctx context.Context) bool {
+	p, _ := ctx.Value(patienceKey{}).(bool)
+	return p
 }
 
 // softError marks an operation's own failure (not found, wrong state,
@@ -491,7 +516,7 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 	}
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	if s.opt.CommitDelay > 0 {
-		o.queued = time.Now()
+		o.queued, o.patient = time.Now(), isPatient(ctx)
 	}
 	s.closeMu.RLock()
 	if s.closed {
@@ -535,7 +560,8 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 // loop is the only writer: it drains whatever operations are queued (up to
 // MaxBatch) and commits them in one transaction, so one fsync serves every
 // writer that arrived while the previous commit was in progress. An idle
-// loop commits a lone operation at once.
+// loop commits a lone operation at once, unless it is patient and
+// CommitDelay is set.
 func (s *Store) loop() {
 	defer close(s.done)
 	batch := make([]*op, 0, s.opt.MaxBatch)
@@ -562,7 +588,7 @@ func (s *Store) loop() {
 			}
 			runtime.Gosched()
 		}
-		if s.opt.CommitDelay > 0 && len(batch) >= 2 && len(batch) < min(commitFill, s.opt.MaxBatch) {
+		if s.opt.CommitDelay > 0 && len(batch) < min(commitFill, s.opt.MaxBatch) && allPatient(batch) {
 			s.gather(&batch, delay)
 		}
 		s.commit(batch)
@@ -576,12 +602,23 @@ func (s *Store) loop() {
 // waits there, and briefly when it does: operations arrive quickly.
 const commitFill = 64
 
+// allPatient reports whether every operation of batch may wait.
+func allPatient(batch []*op) bool {
+	for _, o := range batch {
+		if !o.patient {
+			return false
+		}
+	}
+	return true
+}
+
 // gather appends operations as they arrive, until the batch has
-// commitFill, or its oldest operation (the first: the queue is FIFO) was
-// queued CommitDelay ago, or the queue is closed (then the loop commits
-// what it has and ends). Counting from the oldest operation's queueing,
-// not from the gather's start, bounds what the delay adds to any
-// operation: one that waited for the commit before does not wait again.
+// commitFill, or an operation that is not patient joins it, or its oldest
+// operation (the first: the queue is FIFO) was queued CommitDelay ago, or
+// the queue is closed (then the loop commits what it has and ends).
+// Counting from the oldest operation's queueing, not from the gather's
+// start, bounds what the delay adds to any operation: one that waited for
+// the commit before does not wait again.
 func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 	limit := min(commitFill, s.opt.MaxBatch)
 	wait := time.Until((*batch)[0].queued.Add(s.opt.CommitDelay))
@@ -590,6 +627,9 @@ func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 	}
 	delay.Reset(wait)
 	defer delay.Stop()
+	if s.gathering != nil {
+		s.gathering()
+	}
 	for len(*batch) < limit {
 		select {
 		case o, ok := <-s.ops:
@@ -597,6 +637,9 @@ func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 				return
 			}
 			*batch = append(*batch, o)
+			if !o.patient {
+				return // someone waits on it: commit now
+			}
 		case <-delay.C:
 			return
 		}

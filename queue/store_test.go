@@ -680,6 +680,9 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 // waits for more to join it, until its oldest was queued the delay ago; a
 // lone operation, a batch of commitFill, operations that waited the delay
 // for the commit before, and a Close do not wait.
+// TestCommitDelay: with Options.CommitDelay, patient operations wait for
+// company up to the delay from the oldest one's queueing; an operation
+// that is not patient never waits and ends the wait of those held.
 func TestCommitDelay(t *testing.T) {
 	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
 	var mu sync.Mutex
@@ -694,10 +697,13 @@ func TestCommitDelay(t *testing.T) {
 		defer mu.Unlock()
 		return batches[len(batches)-1]
 	}
-	enqueue := func(n int) <-chan error {
+	patient := Patient(bg)
+	gathering := make(chan struct{}, 100) // every wait for company, in order
+	s.gathering = func() { gathering <- struct{}{} }
+	enqueue := func(ctx context.Context, n int) <-chan error {
 		errs := make(chan error, n)
 		for i := range n {
-			go func() { errs <- s.Enqueue(bg, msg("alice", fmt.Sprint(i), 1)) }()
+			go func() { errs <- s.Enqueue(ctx, msg("alice", fmt.Sprint(i), 1)) }()
 		}
 		return errs
 	}
@@ -710,31 +716,70 @@ func TestCommitDelay(t *testing.T) {
 		}
 	}
 
+	// Not patient: never held, alone or with others.
 	start := time.Now()
-	wait(enqueue(1), 1)
+	wait(enqueue(bg, 1), 1)
 	if took := time.Since(start); took >= delay {
-		t.Errorf("a lone operation took %v: it waited for company", took)
+		t.Errorf("a lone operation that is not patient took %v: it waited for company", took)
+	}
+	release := s.block()
+	errs := enqueue(bg, 2)
+	s.waitQueued(2)
+	start = time.Now()
+	release()
+	wait(errs, 2)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("two operations that are not patient took %v: they waited for company", took)
 	}
 
-	// Two queued behind a commit wait; a third sent meanwhile joins them.
-	release := s.block()
+	// A lone patient operation waits the delay for company.
+	start = time.Now()
+	wait(enqueue(patient, 1), 1)
+	if took := time.Since(start); took < delay {
+		t.Errorf("a lone patient operation committed after %v, before the commit delay", took)
+	}
+
+	// Two patient ones queued behind a commit wait; a third sent
+	// meanwhile joins them.
+	release = s.block()
 	start = time.Now() // before they are queued: the delay counts from then
-	errs := enqueue(2)
+	errs = enqueue(patient, 2)
 	s.waitQueued(2)
 	release()
-	late := enqueue(1)
+	late := enqueue(patient, 1)
 	wait(errs, 2)
 	wait(late, 1)
 	if took := time.Since(start); took < delay {
-		t.Errorf("a batch of 2 committed after %v, before the commit delay", took)
+		t.Errorf("a patient batch of 2 committed after %v, before the commit delay", took)
 	}
 	if n := lastBatch(); n != 3 {
 		t.Errorf("the late operation did not join the waiting batch: last commit had %d ops", n)
 	}
 
-	// A batch of commitFill is worth its commit: no wait.
+	// One that is not patient ends the wait of those held: it and they
+	// commit together, at once.
+	for len(gathering) > 0 {
+		<-gathering // the waits before
+	}
 	release = s.block()
-	errs = enqueue(commitFill)
+	errs = enqueue(patient, 2)
+	s.waitQueued(2)
+	release()
+	<-gathering // the two wait for company
+	start = time.Now()
+	urgent := enqueue(bg, 1)
+	wait(urgent, 1)
+	wait(errs, 2)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("an operation that is not patient, sent to a waiting batch, took %v", took)
+	}
+	if n := lastBatch(); n != 3 {
+		t.Errorf("the urgent operation did not take the waiting ones along: last commit had %d ops", n)
+	}
+
+	// A patient batch of commitFill is worth its commit: no wait.
+	release = s.block()
+	errs = enqueue(patient, commitFill)
 	s.waitQueued(commitFill)
 	start = time.Now()
 	release()
@@ -746,7 +791,7 @@ func TestCommitDelay(t *testing.T) {
 	// Operations that waited the delay already, for a commit that took
 	// that long, are not held again.
 	release = s.block()
-	errs = enqueue(2)
+	errs = enqueue(patient, 2)
 	s.waitQueued(2)
 	time.Sleep(delay) // the behaviour under test is time passing, not a synchronisation
 	start = time.Now()
@@ -758,7 +803,7 @@ func TestCommitDelay(t *testing.T) {
 
 	// Close commits a waiting batch at once.
 	release = s.block()
-	errs = enqueue(2)
+	errs = enqueue(patient, 2)
 	s.waitQueued(2)
 	start = time.Now()
 	release()
@@ -769,7 +814,7 @@ func TestCommitDelay(t *testing.T) {
 	if took := time.Since(start); took >= delay {
 		t.Errorf("close took %v: the waiting batch was held", took)
 	}
-	if st := s.Stats(); st.Ops != 1+1+3+1+commitFill+1+2+1+2 {
+	if st := s.Stats(); st.Ops != 1+1+2+1+1+3+1+3+1+commitFill+1+2+1+2 {
 		t.Errorf("stats: %+v", st)
 	}
 }

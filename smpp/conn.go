@@ -132,6 +132,9 @@ type Conn struct {
 	work    chan pdu.Body
 	idle    atomic.Int32 // workers waiting for work
 	nworker int          // workers started (read loop only)
+	// inPeak is the most inbound requests the peer has had awaiting our
+	// answer at once on this session (PeerHasRoom).
+	inPeak  atomic.Int32
 	workers sync.WaitGroup
 
 	mu      sync.Mutex
@@ -545,6 +548,9 @@ func (c *Conn) dispatch(frame []byte) bool {
 	case <-c.ctx.Done():
 		return false
 	}
+	if n := int32(len(c.inbox)); n > c.inPeak.Load() {
+		c.inPeak.Store(n) // the read loop is the only writer
+	}
 	c.handlers.Add(1)
 	c.work <- p // never blocks: it holds as many as the inbox admits
 	// Start a worker when the queued requests outnumber the idle ones
@@ -556,6 +562,16 @@ func (c *Conn) dispatch(frame []byte) bool {
 		go c.worker()
 	}
 	return true
+}
+
+// PeerHasRoom reports, from a handler, whether the peer has fewer
+// requests awaiting our answer (this one included) than the most it ever
+// had at once on this session: its window, which SMPP does not announce,
+// has room, so it can send more while this answer is delayed. A peer that
+// waits for each answer (a window of 1) or whose window is full has none:
+// a delay in answering it slows it down by as much.
+func (c *Conn) PeerHasRoom() bool {
+	return int32(len(c.inbox)) < c.inPeak.Load()
 }
 
 // worker handles inbound requests until the session ends.

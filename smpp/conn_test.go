@@ -608,3 +608,77 @@ func TestConnResetAfterTooManyTimeouts(t *testing.T) {
 	}
 	t.Logf("reset after %d timeouts", timeouts)
 }
+
+// PeerHasRoom: a peer that waits for each answer never has room; one that
+// had three requests out at once has room while it has fewer, and none
+// when it is back at three.
+func TestConnPeerHasRoom(t *testing.T) {
+	arrived := make(chan chan struct{}, 8)
+	rooms := make(chan bool, 8)
+	h := smpp.HandlerFunc(func(_ context.Context, c *smpp.Conn, _ pdu.Body) pdu.Body {
+		release := make(chan struct{})
+		arrived <- release
+		<-release
+		rooms <- c.PeerHasRoom()
+		return submitResp("x")
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{InboundWindow: 10})
+	seq := uint32(0)
+	// send has the peer send n requests at once and waits until each
+	// handler holds its own.
+	send := func(n int) []chan struct{} {
+		t.Helper()
+		held := make([]chan struct{}, n)
+		for i := range n {
+			seq++
+			p.sendPDU(newSubmitSM("1", "2", "x", 0), seq)
+			held[i] = recvWithin(t, "the handler", arrived)
+		}
+		return held
+	}
+	// ask lets one held handler ask and answer.
+	ask := func(release chan struct{}) bool {
+		t.Helper()
+		close(release)
+		return recvWithin(t, "PeerHasRoom", rooms)
+	}
+	// answered reads n answers and waits until their slots are free.
+	answered := func(n int) {
+		t.Helper()
+		for range n {
+			p.nextPDU()
+		}
+		deadline := time.Now().Add(waitLimit)
+		for c.InboundLen() > 0 { // a slot frees just after its answer is sent
+			if time.Now().After(deadline) {
+				t.Fatalf("%d answered requests are still counted", c.InboundLen())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	for range 2 {
+		if ask(send(1)[0]) {
+			t.Error("a peer with one request out, the most it ever had, has room")
+		}
+		answered(1)
+	}
+	held := send(3)
+	if ask(held[2]) {
+		t.Error("a peer with three requests out, the most it ever had, has room")
+	}
+	ask(held[0])
+	ask(held[1])
+	answered(3)
+	if !ask(send(1)[0]) {
+		t.Error("a peer with one request out, after three at once, has no room")
+	}
+	answered(1)
+	held = send(3)
+	if ask(held[1]) {
+		t.Error("a peer back at three requests out has room")
+	}
+	ask(held[0])
+	ask(held[2])
+	answered(3)
+}

@@ -28,3 +28,6 @@ func RawFrame(p pdu.Body) ([]byte, bool) {
 	}
 	return nil, false
 }
+
+// InboundLen is how many of the peer's requests await our answer.
+func (c *Conn) InboundLen() int { return len(c.inbox) }

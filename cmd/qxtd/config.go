@@ -149,8 +149,9 @@ type StoreConfig struct {
 	Path      string        `mapstructure:"path"`
 	Retention time.Duration `mapstructure:"retention"` // keep finished messages this long; 0 = forever
 	// CommitDelay is queue.Options.CommitDelay: the longest a store
-	// operation may be held back for others to share its commit (CPU
-	// against latency at a moderate rate).
+	// operation whose sender has room in its window may be held back for
+	// others to share its commit (CPU and disk writes against latency at
+	// a moderate rate).
 	CommitDelay time.Duration `mapstructure:"commit_delay"`
 }
 
@@ -323,7 +324,7 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay halves a stop-and-wait client's rate (README Performance)
+		"store.commit_delay":                       time.Millisecond,    // only for peers with room in their windows: no one's rate falls (README Performance)
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
