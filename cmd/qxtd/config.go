@@ -324,7 +324,7 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.commit_delay":                       time.Millisecond,    // only for peers with room in their windows: no one's rate falls (README Performance)
+		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
