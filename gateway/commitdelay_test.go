@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -52,5 +53,66 @@ func TestCommitDelayHoldsOnlySubmitsOfESMEsWithRoom(t *testing.T) {
 	submitN(t, e, 3, "1380001")
 	if took := timed("13800020000"); took < delay*3/4 || took > delay+5*time.Second {
 		t.Errorf("a lone submit of an ESME that had three out took %v: want held about %v", took, delay)
+	}
+}
+
+// The record of an SMSC's answer waits for company only while another
+// worker of the upstream is idle (holding it holds up no segment): with
+// one bind of window 1 the one worker is busy with that segment, and the
+// record is committed at once.
+func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
+	const delay = time.Second
+	for _, c := range []struct {
+		name          string
+		binds, window int
+		held          bool
+	}{
+		{"idle workers", 2, 20, true},
+		{"one worker", 1, 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, rigOpts{
+				sim:      smpp.SimOptions{DLRDelay: time.Hour},
+				store:    func(o *queue.Options) { o.CommitDelay = delay },
+				gwcfg:    func(cfg *gateway.Config) { cfg.MaintainInterval = time.Hour },
+				upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window },
+			})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			sid, err := e.submit(ctx, submitSM("1069", "13800000001", "record"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := strconv.ParseUint(sid, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.waitReceived(t, 1)
+			answered := time.Now() // about when the SMSC answered
+			for {
+				m, err := r.store.Get(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Parts[0].State == queue.StateSubmitted {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("part still %s", m.Parts[0].State)
+				}
+				waitABit(ctx)
+			}
+			took := time.Since(answered)
+			if c.held && took < delay/2 {
+				t.Errorf("with idle workers the SMSC's answer was recorded %v after it: not held for company", took)
+			}
+			if !c.held && took >= delay/2 {
+				t.Errorf("with the only worker busy the SMSC's answer was recorded %v after it: held", took)
+			}
+		})
 	}
 }
