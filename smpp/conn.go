@@ -606,19 +606,33 @@ func (c *Conn) dropQueued() {
 
 func (c *Conn) handle(p pdu.Body) {
 	defer c.handlers.Done()
-	defer func() { <-c.inbox }()
+	// The request's slot is freed before its answer is queued: a peer
+	// that waits for each answer must never be seen with two requests
+	// out (its next one read before this slot was freed), or PeerHasRoom
+	// would take it for one with a window of 2.
+	freed := false
+	free := func() {
+		if !freed {
+			freed = true
+			<-c.inbox
+		}
+	}
+	defer free()
 	hdr := *p.Header()
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic in smpp handler", "cmd", hdr.ID.String(), "panic", r, "stack", string(debug.Stack()))
+			free()
 			c.nack(hdr.Seq, StatusSystemError)
 		}
 	}()
 	if c.handler == nil {
+		free()
 		c.nack(hdr.Seq, StatusInvalidCommandID)
 		return
 	}
 	resp := c.handler.HandlePDU(c.ctx, c, p)
+	free()
 	if resp != nil {
 		c.respond(&hdr, resp)
 	}

@@ -682,3 +682,28 @@ func TestConnPeerHasRoom(t *testing.T) {
 	ask(held[2])
 	answered(3)
 }
+
+// A peer that sends each request as soon as the answer to the last one
+// arrives never has room: the slot of a request is freed before its answer
+// goes out, so the next one is never read while the last still counts.
+func TestConnStopAndWaitPeerNeverHasRoom(t *testing.T) {
+	var roomy atomic.Int32
+	h := smpp.HandlerFunc(func(_ context.Context, c *smpp.Conn, _ pdu.Body) pdu.Body {
+		if c.PeerHasRoom() {
+			roomy.Add(1)
+		}
+		return submitResp("x")
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{InboundWindow: 10})
+	const n = 500
+	for i := range n {
+		p.sendPDU(newSubmitSM("1", "2", "x", 0), uint32(i+1))
+		p.expect(pdu.SubmitSMRespID, 0, uint32(i+1))
+		if k := c.InboundLen(); k != 0 {
+			t.Fatalf("request %d still counted (%d) once its answer arrived", i+1, k)
+		}
+	}
+	if k := roomy.Load(); k > 0 {
+		t.Errorf("a peer that waits for each answer had room for %d of %d requests", k, n)
+	}
+}
