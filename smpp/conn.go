@@ -606,36 +606,34 @@ func (c *Conn) dropQueued() {
 
 func (c *Conn) handle(p pdu.Body) {
 	defer c.handlers.Done()
+	hdr := *p.Header()
+	resp, st := c.run(p)
 	// The request's slot is freed before its answer is queued: a peer
 	// that waits for each answer must never be seen with two requests
 	// out (its next one read before this slot was freed), or PeerHasRoom
 	// would take it for one with a window of 2.
-	freed := false
-	free := func() {
-		if !freed {
-			freed = true
-			<-c.inbox
-		}
-	}
-	defer free()
-	hdr := *p.Header()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("panic in smpp handler", "cmd", hdr.ID.String(), "panic", r, "stack", string(debug.Stack()))
-			free()
-			c.nack(hdr.Seq, StatusSystemError)
-		}
-	}()
-	if c.handler == nil {
-		free()
-		c.nack(hdr.Seq, StatusInvalidCommandID)
-		return
-	}
-	resp := c.handler.HandlePDU(c.ctx, c, p)
-	free()
-	if resp != nil {
+	<-c.inbox
+	switch {
+	case st != 0:
+		c.nack(hdr.Seq, st)
+	case resp != nil:
 		c.respond(&hdr, resp)
 	}
+}
+
+// run is the handler's answer to p, or the generic_nack status to send
+// instead: no handler, or a panic in it (logged).
+func (c *Conn) run(p pdu.Body) (resp pdu.Body, st pdu.Status) {
+	if c.handler == nil {
+		return nil, StatusInvalidCommandID
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic in smpp handler", "cmd", p.Header().ID.String(), "panic", r, "stack", string(debug.Stack()))
+			resp, st = nil, StatusSystemError
+		}
+	}()
+	return c.handler.HandlePDU(c.ctx, c, p), 0
 }
 
 func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
