@@ -151,6 +151,10 @@ type Conn struct {
 	once     sync.Once
 	unbound  atomic.Bool
 
+	// sent, when set (tests), runs in Request once its frame is queued
+	// for the writer, before it waits for the answer.
+	sent func()
+
 	// Value is free for the owner of the Conn (the server keeps the bound
 	// session here).
 	Value atomic.Value
@@ -263,10 +267,14 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	c.mu.Lock()
 	c.pending[seq] = cl
 	c.mu.Unlock()
-	forget := func() {
+	// forget takes the request back; false when the reader (or finish)
+	// has taken it already, and its answer is on its way to cl.done.
+	forget := func() bool {
 		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, still := c.pending[seq]
 		delete(c.pending, seq)
-		c.mu.Unlock()
+		return still
 	}
 	if err := c.send(ctx, frame); err != nil {
 		forget()
@@ -274,6 +282,9 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 			return nil, ErrUnsent // not queued for the writer
 		}
 		return nil, err
+	}
+	if c.sent != nil {
+		c.sent()
 	}
 	timer := time.NewTimer(c.opt.RespTimeout)
 	defer timer.Stop()
@@ -291,8 +302,15 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		}
 		resp = <-cl.done
 	case <-c.ctx.Done():
-		forget()
-		return nil, ErrClosed
+		// The session ended, but perhaps only after the answer came: a
+		// peer that answers and then closes (unbind_resp, or a
+		// submit_sm_resp just before a drop) has answered, and a
+		// submit_sm taken for unanswered would be sent again. Both cases
+		// may be ready at once here, and select picks either.
+		if forget() {
+			return nil, ErrClosed
+		}
+		resp = <-cl.done // the answer, or nil from finish
 	}
 	if resp == nil {
 		return nil, ErrClosed

@@ -327,6 +327,49 @@ func TestConnUnbind(t *testing.T) {
 	})
 }
 
+// A peer that answers and then closes at once has answered: the answer is
+// returned, not ErrClosed (for a submit_sm, ErrClosed would have it sent
+// again). AfterSend holds each request until the session has ended, so
+// that the answer and the end are both there when it starts waiting;
+// before the fix, it picked either at random.
+func TestConnAnswerThenCloseIsAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		do     func(ctx context.Context, c *smpp.Conn) error
+		answer func(p *peer, h pdu.Header)
+	}{
+		{"submit_sm", func(ctx context.Context, c *smpp.Conn) error {
+			resp, err := c.Request(ctx, newSubmitSM("1", "2", "x", 0))
+			if err == nil && smpp.Str(resp, pdufield.MessageID) != "id-1" {
+				return fmt.Errorf("message_id %q", smpp.Str(resp, pdufield.MessageID))
+			}
+			return err
+		}, func(p *peer, h pdu.Header) { p.sendPDU(submitResp("id-1"), h.Seq) }},
+		{"unbind", func(ctx context.Context, c *smpp.Conn) error {
+			return c.Unbind(ctx)
+		}, func(p *peer, h pdu.Header) { p.send(frame(pdu.UnbindRespID, 0, h.Seq)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 50 {
+				c, p := newConnPeer(t, nil, smpp.ConnOptions{})
+				c.AfterSend(func() {
+					select {
+					case <-c.Done():
+					case <-time.After(waitLimit):
+					}
+				})
+				res := goResult(func() error { return tc.do(testCtx(t), c) })
+				h, _ := p.next()
+				tc.answer(p, h)
+				_ = p.nc.Close()
+				if err := recvWithin(t, "the answer", res); err != nil {
+					t.Fatalf("round %d: answered, then closed: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
 // Bad input that keeps the framing intact gets generic_nack, and the
 // session goes on (SMPP 3.4 §5.1.3).
 func TestConnGenericNack(t *testing.T) {

@@ -31,3 +31,7 @@ func RawFrame(p pdu.Body) ([]byte, bool) {
 
 // InboundLen is how many of the peer's requests await our answer.
 func (c *Conn) InboundLen() int { return len(c.inbox) }
+
+// AfterSend makes c's Request call fn once its frame is queued for the
+// writer, before it waits for the answer. Set it before the first Request.
+func (c *Conn) AfterSend(fn func()) { c.sent = fn }
