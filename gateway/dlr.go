@@ -159,11 +159,22 @@ func (r *router) run(ctx context.Context, f *forwarder) {
 	window := g.cfg.DLRWindow
 	jobs := make(chan *queue.Message, window) // never full: at most window are sending
 	acks := make(chan ackedDLR, window)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { r.acker(ctx, f, acks) })
+	// The acker outlives the workers: it commits every acknowledgement
+	// they hand it, the last ones included, and ends when they have all
+	// stopped and acks is closed.
+	var workers sync.WaitGroup
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		r.acker(ctx, f, acks)
+	}()
+	defer func() {
+		workers.Wait()
+		close(acks)
+		<-ackerDone
+	}()
 	for range window {
-		wg.Go(func() { r.worker(ctx, f, jobs, acks) })
+		workers.Go(func() { r.worker(ctx, f, jobs, acks, r.deliver) })
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -240,23 +251,23 @@ func (r *router) next(f *forwarder, window int) ([]*queue.Message, error) {
 // answered one goes to the acker; one not answered stays in flight
 // (skipped by the scans) until DLRRetry has passed, and then a scan finds
 // it again.
-func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Message, acks chan<- ackedDLR) {
+func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Message, acks chan<- ackedDLR, deliver deliverFunc) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-jobs:
-			sent, ok := r.deliver(ctx, f, m)
+			sent, ok := deliver(ctx, f, m)
 			f.mu.Lock()
 			f.sending--
 			f.mu.Unlock()
 			f.kick() // a slot is free
 			if ok {
-				select {
-				case acks <- ackedDLR{id: m.ID, sent: sent}:
-				case <-ctx.Done():
-					return
-				}
+				// Even when the forwarder is stopping: the ESME has
+				// answered, and a receipt whose acknowledgement is
+				// dropped here is sent again on its next bind. The
+				// acker reads acks until every worker has stopped.
+				acks <- ackedDLR{id: m.ID, sent: sent}
 				continue
 			}
 			time.AfterFunc(r.g.cfg.DLRRetry, func() {
@@ -269,6 +280,9 @@ func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Me
 		}
 	}
 }
+
+// deliverFunc sends a message's receipts to the ESME: router.deliver.
+type deliverFunc func(ctx context.Context, f *forwarder, m *queue.Message) (sent int, answered bool)
 
 // ackedDLR is a message whose receipts the ESME answered: sent is how
 // many receipts went out (for the metrics, counted once committed).
@@ -283,29 +297,29 @@ const maxAckBatch = 512
 // acker commits the acknowledgements of answered receipts, as many as are
 // waiting in one store operation, and then lets their messages leave
 // f.inflight. A failed commit leaves them pending in the store: they are
-// sent again (receipts are at-least-once). When the forwarder stops, the
-// acknowledgements already received are still committed.
+// sent again (receipts are at-least-once). It ends when acks is closed
+// (the workers have stopped), having committed every acknowledgement
+// sent on it: those of a stopping forwarder too.
 func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) {
 	batch := make([]ackedDLR, 0, maxAckBatch)
 	ids := make([]uint64, 0, maxAckBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case a := <-acks:
-			batch = append(batch, a)
-		case <-ctx.Done():
+		a, ok := <-acks
+		if !ok {
+			return
 		}
+		batch = append(batch[:0], a)
 	drain:
 		for len(batch) < maxAckBatch {
 			select {
-			case a := <-acks:
+			case a, ok := <-acks:
+				if !ok {
+					break drain // committed below; the next receive ends the loop
+				}
 				batch = append(batch, a)
 			default:
 				break drain
 			}
-		}
-		if len(batch) == 0 {
-			return // stopped, nothing left
 		}
 		ids = ids[:0]
 		sent := 0
