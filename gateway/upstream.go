@@ -156,27 +156,34 @@ func (u *upstream) capacity() int { return u.cfg.Binds * u.cfg.Window }
 func (u *upstream) workers() int { return u.capacity() + u.cfg.RecordingSlots }
 
 func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
+	// The binds outlive the workers: when ctx ends, a segment already on
+	// the wire is still answered on its bind and its outcome recorded
+	// (send), and only then are the binds unbound. Unbound with segments
+	// out, the SMSC could take them while qxtd keeps them due: sent twice
+	// after the restart.
+	binds, unbind := context.WithCancel(context.WithoutCancel(ctx))
 	for i, c := range u.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if u.g.cfg.Cluster != nil {
-				u.runShared(ctx, i, c) // cluster.go: only while this node holds one of the binds
+				u.runShared(binds, i, c) // cluster.go: only while this node holds one of the binds
 				return
 			}
-			c.Run(ctx)
+			c.Run(binds)
 		}()
 	}
 	// Each worker carries one segment from the queue to its recorded
 	// outcome, on whichever bind is up; the binds' windows bound how many
 	// are on the wire.
+	var workers sync.WaitGroup
 	for i := range u.workers() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u.work(ctx, i)
-		}()
+		workers.Go(func() { u.work(ctx, i) })
 	}
+	wg.Go(func() {
+		workers.Wait()
+		unbind()
+	})
 }
 
 func (u *upstream) work(ctx context.Context, i int) {
@@ -273,7 +280,13 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		}
 		start := time.Now()
 		u.paces[b].sent(start)
-		resp, err := u.clients[b].SubmitIfUp(ctx, p)
+		if ctx.Err() != nil {
+			return // shutting down: the segment stays due in the store
+		}
+		// Once on the wire, the segment's answer is awaited even if qxtd
+		// is stopping (at most resp_timeout): taken for unanswered, a
+		// segment the SMSC accepts is sent again after the restart.
+		resp, err := u.clients[b].SubmitIfUp(context.WithoutCancel(ctx), p)
 		if errors.Is(err, smpp.ErrNotBound) || errors.Is(err, smpp.ErrUnsent) {
 			// It went down since pick, or while this segment waited for a
 			// window slot: nothing reached the SMSC, pick again.
@@ -327,7 +340,8 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 				return g.store.Fail(ctx, j.Key, queue.StateRejected, fmt.Sprintf("0x%08x", uint32(st)), time.Now())
 			})
 		case ctx.Err() != nil:
-			// Shutting down while the request was out: it stays due.
+			// Shutting down, and the bind went with the request out (the
+			// SMSC closed, or a second signal): it stays due.
 		default:
 			// Connection lost with the request possibly written: retry.
 			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "connection").Inc()

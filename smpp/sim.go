@@ -89,6 +89,8 @@ type Simulator struct {
 	log    *slog.Logger
 	faults atomic.Pointer[Faults]
 	nextID atomic.Uint64
+	// answering counts the submit_sm being handled: read, not yet answered.
+	answering atomic.Int64
 	// throttled counts submit_sm against Faults.ThrottleFirst.
 	throttled atomic.Int64
 	// rng is the seeded source of SimOptions.Seed (nil: math/rand/v2's).
@@ -169,6 +171,10 @@ func (s *Simulator) Stats() (accepted, dlrsSent int) {
 	defer s.mu.Unlock()
 	return s.accepted, s.dlrSent
 }
+
+// Answering returns how many submit_sm the simulator has read and not yet
+// answered (Faults.RespDelay holds them): what a client has out with it.
+func (s *Simulator) Answering() int { return int(s.answering.Load()) }
 
 // Binds returns how many binds of systemID are open now, and the most
 // that were open at once.
@@ -252,6 +258,8 @@ func (ss *simSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 
 func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	s := ss.s
+	s.answering.Add(1)
+	defer s.answering.Add(-1)
 	f := s.faults.Load()
 	n := ss.submits.Add(1)
 	if f.DropAfter > 0 && n > int64(f.DropAfter) {

@@ -404,6 +404,65 @@ func TestGracefulShutdown(t *testing.T) {
 	sink.waitAll(t, ids, 30*time.Second)
 }
 
+// TestGracefulShutdownWaitsForTheSMSC: segments out at the SMSC when
+// SIGTERM comes are answered and recorded before qxtd unbinds and exits,
+// so a restart sends none of them again (each would reach a handset
+// twice). The SMSC takes its time (RespDelay) answering.
+func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
+	const n = 10
+	dir := t.TempDir()
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{RespDelay: 700 * time.Millisecond}})
+	cfg := writeConfig(t, dir, simAddr, "")
+	d := startDaemon(t, cfg)
+	sink := newSink()
+	c := dialESME(t, d.smppAddr, sink.handler())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ids []string
+	dests := map[string]bool{}
+	for i := range n {
+		dst := fmt.Sprintf("1371111%04d", i)
+		id, err := submit(ctx, c, dst, "in flight at the stop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		dests[dst] = true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sim.Answering() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d segments out at the SMSC", sim.Answering(), n)
+		}
+		tm := time.NewTimer(5 * time.Millisecond) // the simulator has no signal for it
+		<-tm.C
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not exit after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log())
+	}
+	sim.SetFaults(smpp.Faults{})
+	d2 := startDaemon(t, cfg)
+	_ = dialESME(t, d2.smppAddr, sink.handler())
+	sink.waitAll(t, ids, 30*time.Second)
+	got := map[string]int{}
+	for _, m := range sim.Received() {
+		got[m.Dest]++
+	}
+	for dst := range dests {
+		if got[dst] != 1 {
+			t.Errorf("%s reached the SMSC %d times, want once", dst, got[dst])
+		}
+	}
+}
+
 // TestReadmeErrorTable keeps the README's refusal table equal to the code's.
 func TestReadmeErrorTable(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
