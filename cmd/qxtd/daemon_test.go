@@ -437,17 +437,7 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 		tm := time.NewTimer(5 * time.Millisecond) // the simulator has no signal for it
 		<-tm.C
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatal("daemon did not exit after SIGTERM")
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log())
-	}
+	d.stop(t)
 	sim.SetFaults(smpp.Faults{})
 	d2 := startDaemon(t, cfg)
 	_ = dialESME(t, d2.smppAddr, sink.handler())
