@@ -453,6 +453,104 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 	}
 }
 
+// TestGracefulShutdownSendsReceiptsOnce: receipts out at an ESME that
+// answers slowly when SIGTERM comes are answered before it is unbound, and
+// their answers recorded: after the restart none is sent again.
+func TestGracefulShutdownSendsReceiptsOnce(t *testing.T) {
+	const n = 10
+	dir := t.TempDir()
+	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond})
+	cfg := writeConfig(t, dir, simAddr, "")
+	d := startDaemon(t, cfg)
+	var (
+		mu     sync.Mutex
+		counts = map[string]int{}
+		out    int // receipts being answered
+		slow   = true
+	)
+	wake := make(chan struct{}, 1)
+	h := smpp.HandlerFunc(func(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		rc, err := smpp.ParseReceipt(p)
+		if err != nil {
+			return pdu.NewDeliverSMResp()
+		}
+		mu.Lock()
+		counts[rc.ID]++
+		out++
+		wait := slow
+		mu.Unlock()
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+		if wait { // a slow ESME: the answer comes 500 ms later
+			tm := time.NewTimer(500 * time.Millisecond)
+			<-tm.C
+		}
+		mu.Lock()
+		out--
+		mu.Unlock()
+		return pdu.NewDeliverSMResp()
+	})
+	c := dialESME(t, d.smppAddr, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ids []string
+	for i := range n {
+		id, err := submit(ctx, c, fmt.Sprintf("1372222%04d", i), "receipt at the stop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for {
+		mu.Lock()
+		held := out
+		mu.Unlock()
+		if held == n {
+			break
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d receipts out at the ESME", held, n)
+		}
+	}
+	d.stop(t)
+
+	mu.Lock()
+	slow = false
+	mu.Unlock()
+	d2 := startDaemon(t, cfg)
+	c2 := dialESME(t, d2.smppAddr, h)
+	// Receipts still pending go out before a newer one (oldest first):
+	// once the newer one is here, any repeat would have come.
+	last, err := submit(ctx, c2, "13722229999", "after the restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		mu.Lock()
+		got := counts[last]
+		mu.Unlock()
+		if got > 0 {
+			break
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			t.Fatal("no receipt after the restart")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if counts[id] != 1 {
+			t.Errorf("receipt %s reached the ESME %d times, want once", id, counts[id])
+		}
+	}
+}
+
 // TestReadmeErrorTable keeps the README's refusal table equal to the code's.
 func TestReadmeErrorTable(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
