@@ -54,16 +54,21 @@ func (u *upstream) relay(ctx context.Context, j queue.Job) bool {
 		g.log.Error("cannot frame stored message", "id", j.Key.String(), "err", err)
 		return false
 	}
+	if ctx.Err() != nil {
+		return true // shutting down: the segment stays due in the store
+	}
 	start := time.Now()
-	st, id, err := g.cfg.SubmitRelay.RelaySubmit(ctx, u.cfg.Name, frame.Bytes())
+	// As on a bind of our own (send): once the other node may be sending
+	// it, its answer is awaited even if qxtd is stopping (at most the peer
+	// timeout); taken for unanswered, the segment would go out again
+	// after the restart.
+	st, id, err := g.cfg.SubmitRelay.RelaySubmit(context.WithoutCancel(ctx), u.cfg.Name, frame.Bytes())
 	if errors.Is(err, ErrNoRelay) {
 		return false
 	}
 	g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
 	status := pdu.Status(st)
 	switch {
-	case err != nil && ctx.Err() != nil:
-		// Shutting down while the request was out: it stays due.
 	case err != nil:
 		// The other node may have sent it: like a lost connection.
 		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "connection").Inc()
