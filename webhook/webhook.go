@@ -442,6 +442,10 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			case <-ctx.Done():
 				return
 			}
+			if ctx.Err() != nil { // both were ready: start no POST once stopping
+				<-sem
+				return
+			}
 			s.mu.Lock()
 			s.perEnt[e]++
 			s.mu.Unlock()
@@ -472,11 +476,14 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 // each such receipt goes out at most once a Poll, not in a loop.
 func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed bool) {
 	rc := ReceiptOf(h.Msg)
-	err := s.post(ctx, h, rc)
-	if ctx.Err() != nil {
-		return false // stopping: the receipt stays due for the next start
-	}
+	// A POST under way is finished even if the sender is stopping (at
+	// most Timeout), and a 2xx recorded: cut off, the endpoint may have
+	// taken it, and it would be posted again after the restart.
 	wctx := context.WithoutCancel(ctx)
+	err := s.post(wctx, h, rc)
+	if err != nil && ctx.Err() != nil {
+		return false // stopping: the receipt stays due for the next start, no failure counted
+	}
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.

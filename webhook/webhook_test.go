@@ -613,3 +613,51 @@ func TestStoreFailureNoPostLoop(t *testing.T) {
 	waitPending(t, r, 0)
 	waitDelivered(t, r, 1)
 }
+
+// A POST under way when the sender stops is finished and its 2xx
+// recorded: cut off, the endpoint may have taken it already, and it would
+// be posted again after the restart.
+func TestStopFinishesPostInFlight(t *testing.T) {
+	in, release := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.ReadAll(req.Body)
+		in <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	free := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(free) // before srv.Close, which waits for the handler, even when the test fails
+	path := filepath.Join(t.TempDir(), "q.db")
+	r := start(t, path, Config{Poll: 10 * time.Millisecond})
+	finalMessage(t, r.store, "ent1", srv.URL, queue.StateDelivered)
+	select {
+	case <-in:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no POST")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		r.stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("the sender stopped with a POST under way")
+	case <-time.After(300 * time.Millisecond): // it waits: long enough to see it
+	}
+	free()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sender did not stop once the POST was answered")
+	}
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.HookPending(); err != nil || n != 0 {
+		t.Fatalf("after the stop %d receipts still to post (%v): the answered POST was not recorded", n, err)
+	}
+}

@@ -562,7 +562,7 @@ func (d *daemon) shutdown(ctx context.Context) error {
 		d.gw.Stop()
 	}
 	if d.hooksRun != nil {
-		d.hooksRun() // a POST in flight stays due and is made again after a restart
+		d.hooksRun() // a POST under way is finished (at most webhooks.timeout) and its 2xx recorded
 		d.hooksWG.Wait()
 	}
 	if d.cluster != nil {
