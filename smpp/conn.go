@@ -243,20 +243,18 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 			return nil, ErrUnsent
 		}
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-c.window
-		}
-	}
-	defer release()
+	defer func() { <-c.window }()
 	if c.ctx.Err() != nil {
 		// Closed while this request waited: the slot is one a request
 		// failed by the close gave back.
 		return nil, ErrUnsent
 	}
+	return c.exchange(ctx, p)
+}
 
+// exchange sends p and waits for its response (Request), its window slot
+// already taken.
+func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	seq := c.nextSeq()
 	p.Header().Seq = seq
 	frame, err := encode(p)
@@ -401,14 +399,36 @@ func encode(p pdu.Body) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Unbind ends the session politely: unbind, wait for unbind_resp (or ctx),
-// then close.
+// Unbind ends the session politely: it waits until every request out has
+// been answered (or has timed out), starting no new one meanwhile (those
+// wait, then fail with ErrUnsent), then sends unbind, waits for unbind_resp
+// (or ctx) and closes. Unbinding with requests out would leave their fate
+// to the peer: an SMSC that drops them unanswered may still deliver them,
+// and the sender, taking them for lost, would send them again.
 func (c *Conn) Unbind(ctx context.Context) error {
 	c.unbound.Store(true)
-	_, err := c.Request(ctx, pdu.NewUnbind())
+	err := c.drainWindow(ctx)
+	if err == nil {
+		_, err = c.exchange(ctx, pdu.NewUnbind())
+	}
 	c.closeWith(io.EOF)
 	<-c.closed
 	return err
+}
+
+// drainWindow takes every window slot, each as its request ends, and
+// keeps them: no request is out once it returns nil, and none can start.
+func (c *Conn) drainWindow(ctx context.Context) error {
+	for range cap(c.window) {
+		select {
+		case c.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.ctx.Done():
+			return ErrClosed
+		}
+	}
+	return nil
 }
 
 // Close ends the session at once and waits for its goroutines.

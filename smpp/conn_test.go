@@ -327,6 +327,43 @@ func TestConnUnbind(t *testing.T) {
 	})
 }
 
+// Unbind waits for the requests out to be answered before it sends
+// unbind, and starts none meanwhile: a request made while it waits is not
+// sent (ErrUnsent: the caller may send it elsewhere).
+func TestConnUnbindWaitsForRequestsOut(t *testing.T) {
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: 4})
+	ctx := testCtx(t)
+	var out []<-chan reqResult
+	var seqs []uint32
+	for i := range 3 {
+		out = append(out, request(ctx, c, newSubmitSM("1", "2", fmt.Sprint(i), 0)))
+		h, _ := p.next()
+		seqs = append(seqs, h.Seq)
+	}
+	unbound := goResult(func() error { return c.Unbind(ctx) })
+	p.expectQuiet(100 * time.Millisecond) // no unbind while three are out
+	for _, seq := range seqs[:2] {
+		p.sendPDU(submitResp("ok"), seq)
+	}
+	p.expectQuiet(100 * time.Millisecond) // nor while one is
+	late := request(ctx, c, newSubmitSM("1", "2", "late", 0))
+	p.expectQuiet(100 * time.Millisecond) // and the request made meanwhile is not sent
+	p.sendPDU(submitResp("ok"), seqs[2])
+	p.expect(pdu.UnbindID, 0, 4) // the next sequence number: the late request never took one
+	p.send(frame(pdu.UnbindRespID, 0, 4))
+	if err := recvWithin(t, "Unbind", unbound); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+	for i, ch := range out {
+		if r := recvWithin(t, "response", ch); r.err != nil {
+			t.Errorf("request %d out at the unbind: %v", i, r.err)
+		}
+	}
+	if r := recvWithin(t, "the request made while unbinding", late); !errors.Is(r.err, smpp.ErrUnsent) {
+		t.Errorf("request made while unbinding: %v, want ErrUnsent", r.err)
+	}
+}
+
 // A peer that answers and then closes at once has answered: the answer is
 // returned, not ErrClosed (for a submit_sm, ErrClosed would have it sent
 // again). AfterSend holds each request until the session has ended, so
