@@ -127,12 +127,13 @@ func (c *Client) setConn(conn *Conn) {
 	}
 }
 
-// Up reports whether the bind is up now: bound, and its connection not
-// ending (Run may not have noticed yet).
+// Up reports whether the bind is up now: bound, and its connection neither
+// ending (Run may not have noticed yet) nor being unbound (Unbind waits
+// for the requests out; a new one would only wait for the end).
 func (c *Client) Up() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn != nil && c.conn.Context().Err() == nil
+	return c.conn != nil && c.conn.usable()
 }
 
 // Conn waits until the bind is up and returns its connection.
@@ -169,7 +170,7 @@ func (c *Client) SubmitIfUp(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	c.mu.Lock()
 	conn := c.conn
 	c.mu.Unlock()
-	if conn == nil || conn.Context().Err() != nil {
+	if conn == nil || !conn.usable() {
 		return nil, ErrNotBound
 	}
 	return conn.Request(ctx, p)

@@ -176,6 +176,14 @@ func TestClientRunCancelUnbinds(t *testing.T) {
 		t.Fatal("Run returned before unbind_resp")
 	default:
 	}
+	// Being unbound: not up, and a submit is refused at once, so that
+	// the caller sends it on another bind.
+	if c.Up() {
+		t.Error("Up() while unbinding")
+	}
+	if _, err := c.SubmitIfUp(context.Background(), newSubmitSM("1", "2", "x", 0)); !errors.Is(err, smpp.ErrNotBound) {
+		t.Errorf("SubmitIfUp while unbinding = %v, want ErrNotBound", err)
+	}
 	p.send(frame(pdu.UnbindRespID, 0, h.Seq))
 	waitDone(t, "Run", done)
 	p.expectClosed()

@@ -416,6 +416,10 @@ func (c *Conn) Unbind(ctx context.Context) error {
 	return err
 }
 
+// usable reports whether requests may still be sent: the session is open
+// and neither side has begun to unbind it.
+func (c *Conn) usable() bool { return c.ctx.Err() == nil && !c.unbound.Load() }
+
 // drainWindow takes every window slot, each as its request ends, and
 // keeps them: no request is out once it returns nil, and none can start.
 func (c *Conn) drainWindow(ctx context.Context) error {
