@@ -278,11 +278,11 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			})
 			return
 		}
-		start := time.Now()
-		u.paces[b].sent(start)
 		if ctx.Err() != nil {
 			return // shutting down: the segment stays due in the store
 		}
+		start := time.Now()
+		u.paces[b].sent(start)
 		// Once on the wire, the segment's answer is awaited even if qxtd
 		// is stopping (at most resp_timeout): taken for unanswered, a
 		// segment the SMSC accepts is sent again after the restart.
