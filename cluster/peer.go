@@ -96,6 +96,10 @@ type PeerReceipt struct {
 	State    string    `json:"state"`    // final state: delivered, expired, undeliverable, rejected, unknown
 	Err      string    `json:"err,omitempty"`
 	DoneAt   time.Time `json:"done_at"` // when the receiving node got it
+	// Convert: old enough (its upstream's resp_timeout) to be matched by
+	// the id in another base too, decimal for hex or the reverse; before
+	// that only the id's own form matches.
+	Convert bool `json:"convert,omitempty"`
 }
 
 // PeerResult is what a node did with a PeerReceipt.

@@ -82,6 +82,8 @@
 //	upstream.go  one carrier SMSC: binds, answers, receipts in
 //	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
+//	convert.go   receipts whose SMSC id matches only in the other base
+//	             (decimal for hex), applied once resp_timeout has passed
 //	mo.go        replies (MO) in from the SMSC: routed by service number
 //	             and extension, stored, forwarded to the enterprise's binds;
 //	             a TD reply opts its sender out (afterMO)

@@ -275,6 +275,7 @@ func (g *Gateway) Start() {
 		defer g.wg.Done()
 		g.maintain(g.ctx)
 	}()
+	g.wg.Go(func() { newConverter(g).run(g.ctx) })
 	if g.pusher != nil { // cluster mode
 		g.wg.Go(func() { g.pusher.run(g.ctx) })
 	}

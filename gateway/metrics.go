@@ -25,6 +25,7 @@ type Metrics struct {
 	reconnects    *prometheus.CounterVec
 	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
+	dlrsConverted *prometheus.CounterVec
 	dlrForward    *prometheus.CounterVec
 	moReceived    *prometheus.CounterVec
 	moUnmatched   prometheus.Counter
@@ -80,6 +81,10 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		dlrs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_dlrs_received_total", Help: "Final receipts from upstreams, by state and match result.",
 		}, []string{"state", "result"}),
+		dlrsConverted: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_dlrs_converted_total",
+			Help: "Orphaned receipts matched later by their SMSC id in another base (decimal in the receipt, hex in submit_sm_resp, or the reverse), by result: matched or duplicate.",
+		}, []string{"result"}),
 		dlrForward: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome.",
 		}, []string{"outcome"}),
@@ -135,6 +140,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		for _, r := range []queue.Result{queue.Matched, queue.Duplicate, queue.Orphaned} {
 			m.dlrs.WithLabelValues(st.String(), r.String())
 		}
+	}
+	for _, r := range []queue.Result{queue.Matched, queue.Duplicate} {
+		m.dlrsConverted.WithLabelValues(r.String())
 	}
 	for _, o := range []string{"ok", "error"} {
 		m.dlrForward.WithLabelValues(o)

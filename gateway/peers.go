@@ -60,6 +60,10 @@ type PeerReceipt struct {
 	State    string    `json:"state"` // queue.State.String()
 	Err      string    `json:"err,omitempty"`
 	DoneAt   time.Time `json:"done_at"`
+	// Convert: the receipt came long enough ago (its upstream's
+	// resp_timeout, convert.go) that its id may be looked up in the other
+	// base too; before that, only a part with the id's own form takes it.
+	Convert bool `json:"convert,omitempty"`
 }
 
 // PeerResult is what a node did with a PeerReceipt (cluster.PeerResult).
@@ -114,7 +118,7 @@ func (g *Gateway) matchPeerReceipt(ctx context.Context, r PeerReceipt) (PeerResu
 	}
 	res, submitted, err := g.store.ApplyDLRIfKnown(ctx, queue.DLR{
 		Upstream: r.Upstream, SMSCID: r.SMSCID, State: state, ErrCode: r.Err, DoneAt: r.DoneAt,
-	})
+	}, r.Convert)
 	if errors.Is(err, queue.ErrInvalid) {
 		g.log.Warn("peer receipt refused", "upstream", r.Upstream, "err", err)
 		return PeerUnknown, nil
@@ -290,8 +294,9 @@ func (p *pusher) round(ctx context.Context) time.Time {
 func (p *pusher) push(ctx context.Context, batch []queue.OrphanDLR) time.Time {
 	rs := make([]PeerReceipt, len(batch))
 	for i, o := range batch {
+		first, _ := convertGrace(p.g, o.DLR.Upstream)
 		rs[i] = PeerReceipt{Upstream: o.DLR.Upstream, SMSCID: o.DLR.SMSCID, State: o.DLR.State.String(),
-			Err: o.DLR.ErrCode, DoneAt: o.DLR.DoneAt}
+			Err: o.DLR.ErrCode, DoneAt: o.DLR.DoneAt, Convert: time.Since(o.ReceivedAt) >= first}
 	}
 	peers := p.peers.Live()
 	answers := make([][]PeerResult, len(peers))

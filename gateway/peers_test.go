@@ -274,10 +274,13 @@ func forwarded(t *testing.T, r *rig, result string) float64 {
 // the carrier sends on node B's bind reach A's ESME, each once, and B
 // keeps no orphan; the extra latency over a receipt on A's own bind is
 // measured.
-func TestReceiptOnAnotherNode(t *testing.T) {
+// twoNodes starts a carrier and nodes A and B on it, each the other's
+// peer, and binds an ESME to A.
+func twoNodes(t *testing.T) (car *carrier, a, b *node, e *esme) {
+	t.Helper()
 	car, addr := newCarrier(t)
-	a := newNode(t, 1, addr, "")
-	b := newNode(t, 2, addr, "")
+	a = newNode(t, 1, addr, "")
+	b = newNode(t, 2, addr, "")
 	a.peers.set(b.peer())
 	b.peers.set(a.peer())
 	waitReady(t, a.rig)
@@ -286,6 +289,11 @@ func TestReceiptOnAnotherNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return car, a, b, e
+}
+
+func TestReceiptOnAnotherNode(t *testing.T) {
+	car, a, b, e := twoNodes(t)
 	const n = 40 // per path
 	var local, cross []time.Duration
 	for i := range 2 * n {
@@ -329,6 +337,42 @@ func TestReceiptOnAnotherNode(t *testing.T) {
 		lp, pct(local, 90), cp, pct(cross, 90), cp-lp)
 	if cp-lp > 100*time.Millisecond {
 		t.Errorf("cross-node receipt p50 %v, local %v: more than 100 ms extra", cp, lp)
+	}
+}
+
+// TestReceiptInAnotherBaseOnAnotherNode: the carrier gives hex ids in
+// submit_sm_resp and decimal ones in receipts, and sends a receipt for A's
+// message on B's bind. B offers it to A by its own form (A does not know
+// it) until the receipt is older than the upstream's resp_timeout, then
+// with Convert, and A matches it by the hex form.
+func TestReceiptInAnotherBaseOnAnotherNode(t *testing.T) {
+	car, a, b, e := twoNodes(t)
+	const dest = "13900000001"
+	id, err := e.submit(t.Context(), submitSM("1069", dest, "hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexID := car.smscID(t, dest)
+	eventually(t, 10*time.Second, "A records the submission", func() bool {
+		return a.store.Counts()[queue.StateSubmitted] == 1
+	})
+	v, err := strconv.ParseUint(hexID, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	car.receipt(t, "node2", strconv.FormatUint(v, 10), dest)
+	eventually(t, 10*time.Second, "A does not take it by its own form", func() bool { return forwarded(t, b.rig, "unknown") >= 1 })
+	if rc := e.waitReceipts(t, 1, 15*time.Second)[id]; rc.State != smpp.StateDelivered {
+		t.Fatalf("receipt of %s: %+v", id, rc)
+	}
+	// The rig's upstreams wait 2 s for a submit_sm_resp.
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("receipt converted after %v, before the resp_timeout", d)
+	}
+	eventually(t, 10*time.Second, "B deletes the orphan", func() bool { return b.orphans(t) == 0 })
+	if got := forwarded(t, b.rig, "matched"); got != 1 {
+		t.Errorf("B forwarded %v matched, want 1", got)
 	}
 }
 

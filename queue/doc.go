@@ -178,19 +178,22 @@
 //
 // SMSC ids are unique per upstream, so they are indexed under the
 // message's Upstream, in canonical form (CanonicalSMSCID: trimmed of white
-// space and NULs, lowercased, leading zeros stripped). SMSCs differ in
-// whether the DLR repeats the id in the same base as submit_sm_resp, so a
-// lookup tries, in order: the canonical id; if it is all decimal digits, the
-// hex form of its value; if it is all hex digits, the decimal form of its
-// value. The first indexed form wins. An id such as "10" is ambiguous
-// (decimal 10 or hex 16); the exact form always wins, so a mismatch needs
-// an upstream that converts bases and two in-flight messages whose ids
-// collide across bases. An upstream known to convert should have its ids
-// normalised by the caller before they reach the store. The same rule finds
-// an orphan when Submitted records the id. If an SMSC reuses an id, the
-// index moves to the newer part (logged); an orphan that arrived more than
-// Options.OrphanMaxAge before the submit_sm_resp is taken to be for an
-// earlier message and dropped.
+// space and NULs, lowercased, leading zeros stripped). ApplyDLR looks up
+// the canonical id only, and a receipt it does not find is an orphan;
+// Submitted takes an orphan under the canonical id only.
+//
+// SMSCs differ in whether the DLR repeats the id in the same base as
+// submit_sm_resp. MatchOrphans looks an orphan up in the other bases: if
+// it is all decimal digits, the hex form of its value; if it is all hex
+// digits, the decimal form of its value. It must not do so while the
+// orphan may still be for an acceptance not recorded yet: an SMSC that
+// numbers in hex gives out "5c" and, later, "92", and a receipt for "92"
+// that beats its submit_sm_resp would be taken for "5c" (0x5c is 92),
+// delivered or failed in its place. So the gateway calls it only for
+// orphans older than the upstream's resp_timeout. If an SMSC reuses an
+// id, the index moves to the newer part (logged); an orphan that arrived
+// more than Options.OrphanMaxAge before the submit_sm_resp is taken to be
+// for an earlier message and dropped.
 //
 // In cluster mode a receipt may reach a node that did not submit its
 // part (binds are shared). It is stored as an orphan like any other;

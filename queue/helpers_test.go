@@ -123,6 +123,21 @@ func (ts *testStore) dlr(upstream, smscID string, st State) Result {
 	return r
 }
 
+// matchOrphans runs MatchOrphans over every stored orphan (as the gateway
+// does once they are old enough) and returns the results in key order.
+func (ts *testStore) matchOrphans() []Result {
+	ts.t.Helper()
+	os, _, err := ts.Orphans(context.Background(), nil, 1000)
+	if err != nil {
+		ts.t.Fatalf("orphans: %v", err)
+	}
+	res, err := ts.MatchOrphans(context.Background(), os)
+	if err != nil {
+		ts.t.Fatalf("match orphans: %v", err)
+	}
+	return res
+}
+
 // dueKeys returns the keys Due reports at now.
 func (ts *testStore) dueKeys(now time.Time) []Key {
 	ts.t.Helper()

@@ -233,12 +233,12 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 	if at.IsZero() {
 		at = time.Now()
 	}
-	// Worked out here, outside the commit loop: the loop is the one
-	// serial stage every message passes, so what can run in the caller
-	// does.
+	// An orphan is taken under the id's own form only: one stored under
+	// another base's form may be for a later message whose acceptance is
+	// not recorded yet (MatchOrphans converts, once that is ruled out).
 	var cands []string
 	if indexable {
-		cands = smscCandidates(smscID)
+		cands = []string{canon}
 	}
 	err := s.exec(ctx, func(t *txn) error {
 		m, p, err := t.getPart(k)
@@ -364,13 +364,14 @@ func (s *Store) Fail(ctx context.Context, k Key, state State, errCode string, at
 }
 
 // ApplyDLR records a delivery receipt. It finds the part by (Upstream,
-// SMSCID) trying the id's candidate forms in order — canonical id, then its
-// decimal value in hex, then its hex value in decimal — and takes the first
-// indexed one. Matched: the part moved to d.State (usage: a delivered
-// segment moves from reserved to charged, any other outcome releases it).
-// Duplicate: the part was already final; nothing changed (a receipt applied
-// twice is counted once). Orphaned: no part has that id yet (the DLR beat
-// the submit_sm_resp); it is stored and Submitted applies it.
+// SMSCID), the id in canonical form. Matched: the part moved to d.State
+// (usage: a delivered segment moves from reserved to charged, any other
+// outcome releases it). Duplicate: the part was already final; nothing
+// changed (a receipt applied twice is counted once). Orphaned: no part has
+// that id yet; it is stored, and either Submitted applies it (the receipt
+// beat the submit_sm_resp) or, for an SMSC that gives the id in another
+// base in its receipts, MatchOrphans does once the acceptance it might
+// have beaten is ruled out (see "Matching DLRs" in doc.go).
 //
 // When the last part of a message becomes final and its registered_delivery
 // asks for a receipt, the message is queued for PendingDLRs and
@@ -383,12 +384,16 @@ func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
 // ApplyDLRSubmitted is ApplyDLR that also returns, for a Matched receipt,
 // when its part was submitted (the receipt delay is DoneAt minus that).
 func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time, error) {
-	return s.applyDLR(ctx, d, true)
+	return s.applyDLR(ctx, d, true, false)
 }
 
 // applyDLR is ApplyDLRSubmitted; without keepOrphan, a receipt no part has the
 // id of is Unmatched and nothing is stored (ApplyDLRIfKnown: orphans.go).
-func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, time.Time, error) {
+// Without convert only the id's own form is looked up: a receipt that
+// comes before its part's acceptance is recorded must not be taken for an
+// earlier part whose id is the same number in the other base (SMSCs that
+// number their messages give out both "5c" and, 54 messages later, "92").
+func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool) (Result, time.Time, error) {
 	if !d.State.Final() {
 		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
 	}
@@ -403,7 +408,10 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan bool) (Result, t
 	}
 	var res Result
 	var submitted time.Time
-	cands := smscCandidates(d.SMSCID) // outside the commit loop (see Submitted)
+	cands := smscCandidates(d.SMSCID) // outside the commit loop, the one serial stage
+	if !convert && len(cands) > 1 {
+		cands = cands[:1]
+	}
 	keys := make([][]byte, len(cands))
 	for i, c := range cands {
 		keys[i] = smscKey(d.Upstream, c)

@@ -9,6 +9,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// Orphans are receipts that matched no part when they came: they beat
+// their submit_sm_resp (Submitted takes them), carry the id in another
+// base than the submit_sm_resp did (MatchOrphans), or in cluster mode
+// came to a node that did not submit their part (below).
+//
 // Orphans in cluster mode. Nodes share the carrier binds, so an SMSC
 // sends a receipt on any node's bind; one whose SMSC id was recorded by
 // another node is stored here as an orphan (ApplyDLR) like one that beat
@@ -38,8 +43,124 @@ const PeerClockSlack = time.Minute
 // for ApplyDLR. A part submitted more than PeerClockSlack after d.DoneAt
 // does not match: the receipt is for an earlier message whose id the SMSC
 // reused (what Options.OrphanMaxAge guards against for local orphans).
-func (s *Store) ApplyDLRIfKnown(ctx context.Context, d DLR) (Result, time.Time, error) {
-	return s.applyDLR(ctx, d, false)
+// With convert the id's forms in the other bases are looked up too (see
+// MatchOrphans): the node that keeps the orphan says when it is old
+// enough for that.
+func (s *Store) ApplyDLRIfKnown(ctx context.Context, d DLR, convert bool) (Result, time.Time, error) {
+	return s.applyDLR(ctx, d, false, convert)
+}
+
+// MatchOrphans applies each of the listed orphans (as Orphans lists them)
+// to the part whose SMSC id is the orphan's in another base — the decimal
+// value of a hex id or the hex value of a decimal one, as smscCandidates
+// orders them — and deletes it. It returns, per orphan, Matched, Duplicate
+// (the part was already final) or Unmatched (no such part, or the orphan
+// is gone or was stored again since it was listed: left as it is).
+//
+// ApplyDLR and Submitted match the id's own form only, because a receipt
+// that beats its submit_sm_resp would otherwise be taken for an earlier
+// message whose id is the same digits in the other base. So call this
+// only for orphans old enough that the acceptance they could have beaten
+// would be recorded by now (the gateway waits the upstream's resp_timeout).
+// A part submitted more than Options.OrphanMaxAge after the receipt came
+// does not match (the SMSC reused the id).
+func (s *Store) MatchOrphans(ctx context.Context, os []OrphanDLR) ([]Result, error) {
+	res := make([]Result, len(os))
+	for i := range res {
+		res[i] = Unmatched
+	}
+	cands := make([][]string, len(os)) // outside the commit loop, the one serial stage
+	for i, o := range os {
+		if c := smscCandidates(o.DLR.SMSCID); len(c) > 1 {
+			cands[i] = c[1:]
+		}
+	}
+	// A read first: an orphan none of whose converted forms is indexed
+	// (in cluster mode, one another node may take) costs no commit.
+	some := false
+	err := s.view(func(tx *bolt.Tx) error {
+		idx := tx.Bucket(bucketSMSC)
+		for i, o := range os {
+			known := false
+			for _, c := range cands[i] {
+				if idx.Get(smscKey(o.DLR.Upstream, c)) != nil {
+					known = true
+					break
+				}
+			}
+			if !known {
+				cands[i] = nil
+			}
+			some = some || known
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: match orphans: %w", err)
+	}
+	if !some {
+		return res, nil
+	}
+	err = s.exec(ctx, func(t *txn) error {
+		for i, o := range os {
+			res[i] = Unmatched
+			if len(cands[i]) == 0 {
+				continue
+			}
+			v := t.get(t.orphan, o.Key)
+			if v == nil {
+				continue
+			}
+			if cur, err := decodeOrphan(v); err != nil || !cur.ReceivedAt.Equal(o.ReceivedAt) {
+				continue
+			}
+			r, err := t.matchConverted(o, cands[i])
+			if err != nil {
+				return err
+			}
+			if res[i] = r; r == Unmatched {
+				continue
+			}
+			if err := t.del(t.orphan, o.Key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: match orphans: %w", err)
+	}
+	return res, nil
+}
+
+// matchConverted applies orphan o to the first part indexed under one of
+// cands (its id in the other bases).
+func (t *txn) matchConverted(o OrphanDLR, cands []string) (Result, error) {
+	for _, c := range cands {
+		v := t.get(t.smsc, smscKey(o.DLR.Upstream, c))
+		if v == nil {
+			continue
+		}
+		k, ok := parsePartRef(v)
+		if !ok {
+			return 0, fmt.Errorf("%w: smsc index %q: bad value", ErrCorrupt, c)
+		}
+		m, p, err := t.getPart(k)
+		if err != nil {
+			return 0, fmt.Errorf("smsc index %q points to a missing part: %w", c, err)
+		}
+		if p.SubmittedAt.After(o.ReceivedAt.Add(t.s.opt.OrphanMaxAge)) {
+			continue // a later message under a reused id
+		}
+		if p.State.Final() {
+			return Duplicate, nil
+		}
+		if err := t.setFinal(m, k.Part, o.DLR.State, o.DLR.DoneAt, o.DLR.ErrCode); err != nil {
+			return 0, err
+		}
+		return Matched, t.putMsg(m)
+	}
+	return Unmatched, nil
 }
 
 // Orphans lists up to limit stored orphan receipts with a key after after

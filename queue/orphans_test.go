@@ -87,7 +87,7 @@ func TestApplyDLRIfKnown(t *testing.T) {
 	m := msg("alice", "111", 1)
 	s.enqueue(m)
 	// Not known yet: nothing stored.
-	r, _, err := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered})
+	r, _, err := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered}, false)
 	if err != nil || r != Unmatched {
 		t.Fatalf("unknown id: %s, %v", r, err)
 	}
@@ -95,11 +95,11 @@ func TestApplyDLRIfKnown(t *testing.T) {
 		t.Fatalf("%d orphans stored", n)
 	}
 	s.submitted(Key{m.ID, 0}, "AB")
-	r, sub, err := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered})
+	r, sub, err := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered}, false)
 	if err != nil || r != Matched || sub.IsZero() {
 		t.Fatalf("known id: %s, %v, %v", r, sub, err)
 	}
-	if r, _, _ := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered}); r != Duplicate {
+	if r, _, _ := s.ApplyDLRIfKnown(bg, DLR{Upstream: "up1", SMSCID: "ab", State: StateDelivered}, false); r != Duplicate {
 		t.Errorf("again: %s", r)
 	}
 	// A receipt received long before the part was submitted is for an
@@ -108,7 +108,7 @@ func TestApplyDLRIfKnown(t *testing.T) {
 	s.enqueue(m2)
 	s.submitted(Key{m2.ID, 0}, "cd")
 	old := DLR{Upstream: "up1", SMSCID: "cd", State: StateDelivered, DoneAt: time.Now().Add(-time.Hour)}
-	if r, _, _ := s.ApplyDLRIfKnown(bg, old); r != Unmatched {
+	if r, _, _ := s.ApplyDLRIfKnown(bg, old, false); r != Unmatched {
 		t.Errorf("receipt from before the submit: %s", r)
 	}
 	s.wantUsage("alice", 1, 1)

@@ -56,8 +56,13 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("due after submit: %v", got)
 	}
 
-	if r := s.dlr("up1", "2587", StateDelivered); r != Matched { // decimal of 0x0A1B
+	// The decimal of 0x0A1B: taken only once MatchOrphans rules out a
+	// later message with that exact id.
+	if r := s.dlr("up1", "2587", StateDelivered); r != Orphaned {
 		t.Fatalf("dlr part 0: %s", r)
+	}
+	if r := s.matchOrphans(); !slices.Equal(r, []Result{Matched}) {
+		t.Fatalf("dlr part 0 converted: %v", r)
 	}
 	s.wantCounts(map[State]int{StateSubmitted: 1, StateDelivered: 1})
 	s.wantUsage("ent1", 1, 1)
@@ -216,9 +221,9 @@ func TestOrphanDLR(t *testing.T) {
 	s.wantCounts(map[State]int{StateAccepted: 1})
 	s.wantUsage("alice", 1, 0)
 
-	s.submitted(Key{m.ID, 0}, "255") // decimal of 0xFF
+	s.submitted(Key{m.ID, 0}, "FF")
 	got := s.get(m.ID)
-	if got.Parts[0].State != StateDelivered || got.Parts[0].SMSCID != "255" {
+	if got.Parts[0].State != StateDelivered || got.Parts[0].SMSCID != "FF" {
 		t.Fatalf("part after submitted: %+v", got.Parts[0])
 	}
 	if n := s.bucketLen(bucketOrphan); n != 0 {
@@ -228,6 +233,14 @@ func TestOrphanDLR(t *testing.T) {
 	s.wantUsage("alice", 0, 1)
 	if r := s.dlr("up1", "ff", StateDelivered); r != Duplicate {
 		t.Errorf("dlr after orphan applied: %s", r)
+	}
+	// The same receipt in decimal: kept until MatchOrphans, which finds
+	// it a duplicate and drops it.
+	if r := s.dlr("up1", "255", StateDelivered); r != Orphaned {
+		t.Errorf("dlr in decimal: %s", r)
+	}
+	if r := s.matchOrphans(); !slices.Equal(r, []Result{Duplicate}) || s.bucketLen(bucketOrphan) != 0 {
+		t.Errorf("dlr in decimal converted: %v, %d orphans left", r, s.bucketLen(bucketOrphan))
 	}
 	s.wantUsage("alice", 0, 1)
 	if got := s.readyCalls(); !slices.Equal(got, []string{"alice"}) {
@@ -270,10 +283,16 @@ func TestDuplicateDLRChargedOnce(t *testing.T) {
 	if r := s.dlr("up1", "12345", StateDelivered); r != Matched {
 		t.Fatal(r)
 	}
-	for _, id := range []string{"12345", "0012345", "3039" /* hex */} {
+	for _, id := range []string{"12345", "0012345"} {
 		if r := s.dlr("up1", id, StateDelivered); r != Duplicate {
 			t.Errorf("dlr %q again: %s", id, r)
 		}
+	}
+	if r := s.dlr("up1", "3039", StateDelivered); r != Orphaned { // in hex
+		t.Errorf("dlr in hex: %s", r)
+	}
+	if r := s.matchOrphans(); !slices.Equal(r, []Result{Duplicate}) {
+		t.Errorf("dlr in hex again: %v", r)
 	}
 	// A contradicting late receipt changes nothing either.
 	if r := s.dlr("up1", "12345", StateUndeliverable); r != Duplicate {
@@ -290,16 +309,21 @@ func TestDuplicateDLRChargedOnce(t *testing.T) {
 }
 
 func TestDLRIDVariants(t *testing.T) {
-	tests := []struct{ resp, dlr string }{
-		{"0A1B", "2587"},     // hex in resp, decimal in DLR
-		{"2587", "a1b"},      // decimal in resp, hex in DLR
-		{"2587", "0000a1b"},  // with leading zeros
-		{"000123", "123"},    // leading zeros
-		{"ABCDEF", "abcdef"}, // case
-		{" 42\x00", "42"},    // padding and a C string's NUL
-		{"0000", "0"},        // all zeros
-		{"18446744073709551616123", "3e8000000000000007b"}, // wider than 64 bits
-		{"msg-7F", "MSG-7f"}, // neither decimal nor hex: exact only
+	// converted: the receipt has the id in the other base, so it waits
+	// for MatchOrphans whichever comes first.
+	tests := []struct {
+		resp, dlr string
+		converted bool
+	}{
+		{"0A1B", "2587", true},                                   // hex in resp, decimal in DLR
+		{"2587", "a1b", true},                                    // decimal in resp, hex in DLR
+		{"2587", "0000a1b", true},                                // with leading zeros
+		{"000123", "123", false},                                 // leading zeros
+		{"ABCDEF", "abcdef", false},                              // case
+		{" 42\x00", "42", false},                                 // padding and a C string's NUL
+		{"0000", "0", false},                                     // all zeros
+		{"18446744073709551616123", "3e8000000000000007b", true}, // wider than 64 bits
+		{"msg-7F", "MSG-7f", false},                              // neither decimal nor hex: exact only
 	}
 	for _, tc := range tests {
 		t.Run(tc.resp+"~"+tc.dlr, func(t *testing.T) {
@@ -307,6 +331,10 @@ func TestDLRIDVariants(t *testing.T) {
 				s := newStore(t, Options{NoSync: true})
 				m := msg("alice", "111", 1)
 				s.enqueue(m)
+				want := Matched
+				if tc.converted {
+					want = Orphaned
+				}
 				if orphanFirst {
 					if r := s.dlr("up1", tc.dlr, StateDelivered); r != Orphaned {
 						t.Fatalf("orphan: %s", r)
@@ -314,15 +342,118 @@ func TestDLRIDVariants(t *testing.T) {
 					s.submitted(Key{m.ID, 0}, tc.resp)
 				} else {
 					s.submitted(Key{m.ID, 0}, tc.resp)
-					if r := s.dlr("up1", tc.dlr, StateDelivered); r != Matched {
-						t.Fatalf("dlr: %s", r)
+					if r := s.dlr("up1", tc.dlr, StateDelivered); r != want {
+						t.Fatalf("dlr: %s, want %s", r, want)
 					}
+				}
+				if st := s.get(m.ID).Parts[0].State; tc.converted != (st == StateSubmitted) {
+					t.Errorf("orphanFirst=%v: part %s before MatchOrphans", orphanFirst, st)
+				}
+				res := s.matchOrphans()
+				if tc.converted && !slices.Equal(res, []Result{Matched}) || !tc.converted && len(res) != 0 {
+					t.Errorf("orphanFirst=%v: MatchOrphans %v", orphanFirst, res)
 				}
 				if st := s.get(m.ID).Parts[0].State; st != StateDelivered {
 					t.Errorf("orphanFirst=%v: part %s", orphanFirst, st)
 				}
 			}
 		})
+	}
+}
+
+// An SMSC that numbers its messages in hex gives out "5c" and, 54
+// messages later, "92": the same digits as 0x5c in decimal. A receipt for
+// "92" that comes before "92"'s acceptance is recorded is for the later
+// message, not the earlier one, whether that one is still waiting for its
+// own receipt or has it already.
+func TestReceiptBeforeAcceptanceNotTakenForAnEarlierMessage(t *testing.T) {
+	for _, earlierFinal := range []bool{false, true} {
+		s := newStore(t, Options{NoSync: true})
+		m1, m2 := msg("alice", "111", 1), msg("alice", "222", 1)
+		s.enqueue(m1, m2)
+		s.submitted(Key{m1.ID, 0}, "5c")
+		if earlierFinal {
+			if r := s.dlr("up1", "5c", StateUndeliverable); r != Matched {
+				t.Fatalf("m1's own receipt: %s", r)
+			}
+		}
+		if r := s.dlr("up1", "92", StateDelivered); r != Orphaned {
+			t.Fatalf("earlierFinal=%v: m2's receipt before its acceptance: %s", earlierFinal, r)
+		}
+		s.submitted(Key{m2.ID, 0}, "92")
+		if st := s.get(m2.ID).Parts[0].State; st != StateDelivered {
+			t.Errorf("earlierFinal=%v: m2 is %s", earlierFinal, st)
+		}
+		want := StateSubmitted
+		if earlierFinal {
+			want = StateUndeliverable
+		}
+		if st := s.get(m1.ID).Parts[0].State; st != want {
+			t.Errorf("earlierFinal=%v: m1 is %s, want %s", earlierFinal, st, want)
+		}
+		if r := s.matchOrphans(); len(r) != 0 {
+			t.Errorf("earlierFinal=%v: orphans left: %v", earlierFinal, r)
+		}
+	}
+	// The earlier message's acceptance recorded after that receipt came
+	// does not take it either.
+	s := newStore(t, Options{NoSync: true})
+	m1, m2 := msg("alice", "111", 1), msg("alice", "222", 1)
+	s.enqueue(m1, m2)
+	if r := s.dlr("up1", "92", StateDelivered); r != Orphaned {
+		t.Fatalf("receipt before both acceptances: %s", r)
+	}
+	s.submitted(Key{m1.ID, 0}, "5c")
+	if st := s.get(m1.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("m1 took m2's receipt: %s", st)
+	}
+	s.submitted(Key{m2.ID, 0}, "92")
+	if st := s.get(m2.ID).Parts[0].State; st != StateDelivered {
+		t.Errorf("m2 is %s", st)
+	}
+}
+
+// MatchOrphans leaves an orphan stored again since it was listed (a newer
+// receipt under that id), one whose converted id names a part submitted
+// long after it came (a reused id), and one with no converted form.
+func TestMatchOrphansLeaves(t *testing.T) {
+	s := newStore(t, Options{NoSync: true, OrphanMaxAge: time.Minute})
+	m := msg("alice", "111", 1)
+	s.enqueue(m)
+	s.dlr("up1", "2587", StateDelivered)
+	s.dlr("up1", "msg-1", StateDelivered)
+	listed, _, err := s.Orphans(bg, nil, 10)
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("orphans: %d, %v", len(listed), err)
+	}
+	// Accepted (as 0xA1B) an hour after the receipt came.
+	if err := s.Submitted(bg, Key{m.ID, 0}, "a1b", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.MatchOrphans(bg, listed); err != nil || !slices.Equal(r, []Result{Unmatched, Unmatched}) {
+		t.Fatalf("reused id: %v, %v", r, err)
+	}
+	if st := s.get(m.ID).Parts[0].State; st != StateSubmitted {
+		t.Errorf("part %s", st)
+	}
+	// Stored again since listed: left for the next listing.
+	m2 := msg("alice", "111", 1)
+	s.enqueue(m2)
+	s.submitted(Key{m2.ID, 0}, "ff")
+	s.dlr("up1", "255", StateDelivered)
+	first, _, _ := s.Orphans(bg, nil, 10)
+	s.dlr("up1", "255", StateDelivered)
+	if r, _ := s.MatchOrphans(bg, first); !slices.Contains(r, Unmatched) || slices.Contains(r, Matched) {
+		t.Errorf("re-stored orphan: %v", r)
+	}
+	if r := s.matchOrphans(); !slices.Contains(r, Matched) {
+		t.Errorf("listed afresh: %v", r)
+	}
+	if st := s.get(m2.ID).Parts[0].State; st != StateDelivered {
+		t.Errorf("m2 is %s", st)
+	}
+	if n := s.bucketLen(bucketOrphan); n != 2 {
+		t.Errorf("%d orphans left, want the reused id's and msg-1", n)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +45,9 @@ type batch struct {
 	doneOnce sync.Once
 
 	// Written by the reader goroutine only; read after done (or for
-	// counts, atomically by the watchdog).
+	// counts, atomically by the watchdog). mu guards ids and rcptLat for
+	// a run that ends without done (missing).
+	mu               sync.Mutex
 	respLat, rcptLat []time.Duration
 	ids              map[string]int32
 	early            map[string]int64 // receipts that came before their answer
@@ -178,6 +182,8 @@ func (cl *Client) onResp(b *batch, h *pdu.Header, p pdu.Body, now int64) {
 		b.firstErr.CompareAndSwap(0, uint32(h.Status))
 	} else if b.receipts {
 		id := str(p, pdufield.MessageID)
+		b.mu.Lock()
+		defer b.mu.Unlock()
 		if at, ok := b.early[id]; ok {
 			delete(b.early, id)
 			b.rcptLat[i] = time.Duration(at - b.sentAt[i].Load())
@@ -209,6 +215,8 @@ func (cl *Client) onReceipt(b *batch, p pdu.Body, now int64) {
 		cl.Strays.Add(1)
 		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	i, ok := b.ids[id]
 	if !ok {
 		if b.resps.Load() < int64(b.n) {
@@ -336,10 +344,34 @@ wait:
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("%w (got %d/%d submit_sm_resp, %d errors, %d/%d receipts)",
-			err, r.Answered, r.N, r.Errors, r.Receipts, map[bool]int{true: r.N}[spec.Receipts])
+		err = fmt.Errorf("%w (got %d/%d submit_sm_resp, %d errors, %d/%d receipts%s)",
+			err, r.Answered, r.N, r.Errors, r.Receipts, map[bool]int{true: r.N}[spec.Receipts], b.missing(5))
 	}
 	return r, err
+}
+
+// missing lists up to n message ids answered with no receipt yet, for a
+// run that ended without all of them: the ids to look for in qxtd.
+func (b *batch) missing(n int) string {
+	if !b.receipts {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for id, i := range b.ids {
+		if b.rcptLat[i] == 0 {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return ""
+	}
+	slices.Sort(ids)
+	if len(ids) > n {
+		ids = append(ids[:n], "…")
+	}
+	return "; none for message_id " + strings.Join(ids, ", ")
 }
 
 func (cl *Client) send(ctx context.Context, b *batch, spec RunSpec, start time.Time) error {
