@@ -468,6 +468,8 @@ func TestGracefulShutdownSendsReceiptsOnce(t *testing.T) {
 		out    int // receipts being answered
 		slow   = true
 	)
+	// The slow ESME answers the receipts only once the stop has begun.
+	release := make(chan struct{})
 	wake := make(chan struct{}, 1)
 	h := smpp.HandlerFunc(func(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
 		rc, err := smpp.ParseReceipt(p)
@@ -483,9 +485,11 @@ func TestGracefulShutdownSendsReceiptsOnce(t *testing.T) {
 		case wake <- struct{}{}:
 		default:
 		}
-		if wait { // a slow ESME: the answer comes 500 ms later
-			tm := time.NewTimer(500 * time.Millisecond)
-			<-tm.C
+		if wait {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
 		}
 		mu.Lock()
 		out--
@@ -516,7 +520,19 @@ func TestGracefulShutdownSendsReceiptsOnce(t *testing.T) {
 			t.Fatalf("%d of %d receipts out at the ESME", held, n)
 		}
 	}
-	d.stop(t)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "shutting down", 0, 10*time.Second)
+	close(release)
+	select {
+	case <-d.exited:
+	case <-ctx.Done():
+		t.Fatalf("daemon did not exit after SIGTERM:\n%s", d.log())
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log())
+	}
 
 	mu.Lock()
 	slow = false
