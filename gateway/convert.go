@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"math/big"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
@@ -15,6 +18,67 @@ import (
 // second for the commit) after it came, and once more after the late
 // answers' window (rememberLate: three more resp_timeouts), for a part whose
 // submit_sm_resp came late.
+
+// ReceiptIDs says how an SMSC's receipts give the message id its
+// submit_sm_resp gave (UpstreamConfig.ReceiptIDs).
+type ReceiptIDs string
+
+const (
+	// ReceiptIDsAuto: the same id, or (seen only once the upstream's
+	// resp_timeout has passed since the receipt came) the same number in
+	// the other base. The default.
+	ReceiptIDsAuto ReceiptIDs = "auto"
+	// ReceiptIDsSame: the same id (case and leading zeros aside); never
+	// converted.
+	ReceiptIDsSame ReceiptIDs = "same"
+	// ReceiptIDsDecimal: hex in submit_sm_resp, its value in decimal in
+	// receipts; converted as the receipt comes, so matched at once.
+	ReceiptIDsDecimal ReceiptIDs = "decimal"
+	// ReceiptIDsHex: decimal in submit_sm_resp, its value in hex in
+	// receipts; converted as the receipt comes.
+	ReceiptIDsHex ReceiptIDs = "hex"
+)
+
+// ParseReceiptIDs reads a ReceiptIDs setting; "" is ReceiptIDsAuto.
+func ParseReceiptIDs(s string) (ReceiptIDs, bool) {
+	switch r := ReceiptIDs(s); r {
+	case "":
+		return ReceiptIDsAuto, true
+	case ReceiptIDsAuto, ReceiptIDsSame, ReceiptIDsDecimal, ReceiptIDsHex:
+		return r, true
+	}
+	return "", false
+}
+
+// receiptID is the id of a receipt from an upstream set to r, in the base
+// its submit_sm_resp gave: an id that is not a number in the base r
+// expects is left as it is (it then matches only as given).
+func (r ReceiptIDs) receiptID(id string) string {
+	from, to := 0, 0
+	switch r {
+	case ReceiptIDsDecimal:
+		from, to = 10, 16
+	case ReceiptIDsHex:
+		from, to = 16, 10
+	default:
+		return id
+	}
+	t := strings.TrimSpace(strings.TrimRight(id, "\x00"))
+	if u, err := strconv.ParseUint(t, from, 64); err == nil {
+		return strconv.FormatUint(u, to)
+	}
+	if v, ok := new(big.Int).SetString(t, from); ok && v.Sign() >= 0 {
+		return v.Text(to)
+	}
+	return id
+}
+
+// converts reports whether the orphans of upstream may be matched by
+// their id in the other base (ReceiptIDsAuto).
+func (g *Gateway) converts(upstream string) bool {
+	u, ok := g.byName[upstream]
+	return !ok || u.cfg.ReceiptIDs == ReceiptIDsAuto || u.cfg.ReceiptIDs == ""
+}
 
 // convertEvery is how often the converter looks at the orphans.
 const convertEvery = time.Second
@@ -86,6 +150,9 @@ func (c *converter) round(ctx context.Context, now time.Time) int {
 		for _, o := range page {
 			k := string(o.Key)
 			seen[k] = struct{}{}
+			if !c.g.converts(o.DLR.Upstream) {
+				continue
+			}
 			tr := c.tried[k]
 			if !tr.receivedAt.Equal(o.ReceivedAt) {
 				tr = orphanTries{receivedAt: o.ReceivedAt} // stored again: a new receipt

@@ -337,6 +337,33 @@ func TestEndToEndWindowedSubmitAndReceipts(t *testing.T) {
 	}
 }
 
+// TestReceiptIDsDecimal: an SMSC that answers submit_sm in hex and gives
+// the ids in decimal in its receipts, named as such (receipt_ids:
+// decimal): each receipt is converted as it comes and matched at once,
+// not after the resp_timeout (20 s here) that auto waits.
+func TestReceiptIDsDecimal(t *testing.T) {
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, ReceiptDecimal: true},
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.RespTimeout = 20 * time.Second
+			u.ReceiptIDs = gateway.ReceiptIDsDecimal
+		}})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	ids := submitN(t, e, n, "1380000")
+	got := e.waitReceipts(t, n, 10*time.Second)
+	for _, id := range ids {
+		if rc, ok := got[id]; !ok || rc.State != smpp.StateDelivered {
+			t.Fatalf("receipt for %s: %+v, %v", id, rc, ok)
+		}
+	}
+	if n := r.store.Counts()[queue.StateSubmitted]; n != 0 {
+		t.Errorf("%d parts still submitted", n)
+	}
+}
+
 func TestBindRefusedWithWrongPassword(t *testing.T) {
 	r := newRig(t, rigOpts{})
 	_, err := r.bind("esme", "wrong", smpp.BindTransmitter)

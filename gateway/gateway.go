@@ -45,6 +45,10 @@ type UpstreamConfig struct {
 	// A destination goes to the first upstream listing its carrier, else
 	// to the first listing none.
 	Carriers []string
+	// ReceiptIDs is how the SMSC's receipts give the id its
+	// submit_sm_resp gave: ReceiptIDsAuto (the default, ""), ReceiptIDsSame,
+	// ReceiptIDsDecimal or ReceiptIDsHex (convert.go).
+	ReceiptIDs ReceiptIDs
 	// Dial opens the connections of its binds; nil is plain TCP (see
 	// smpp.ClientOptions.Dial: cmd/qxtd passes a TLS dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)

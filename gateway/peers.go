@@ -296,7 +296,7 @@ func (p *pusher) push(ctx context.Context, batch []queue.OrphanDLR) time.Time {
 	for i, o := range batch {
 		first, _ := convertGrace(p.g, o.DLR.Upstream)
 		rs[i] = PeerReceipt{Upstream: o.DLR.Upstream, SMSCID: o.DLR.SMSCID, State: o.DLR.State.String(),
-			Err: o.DLR.ErrCode, DoneAt: o.DLR.DoneAt, Convert: time.Since(o.ReceivedAt) >= first}
+			Err: o.DLR.ErrCode, DoneAt: o.DLR.DoneAt, Convert: p.g.converts(o.DLR.Upstream) && time.Since(o.ReceivedAt) >= first}
 	}
 	peers := p.peers.Live()
 	answers := make([][]PeerResult, len(peers))

@@ -67,6 +67,9 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	if cfg.ReconnectMax <= 0 {
 		cfg.ReconnectMax = DefaultReconnectMax
 	}
+	if cfg.ReceiptIDs == "" {
+		cfg.ReceiptIDs = ReceiptIDsAuto
+	}
 	u := &upstream{
 		g:     g,
 		cfg:   cfg,
@@ -554,7 +557,7 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	// month must follow a clock we trust, and the SMSC's has minutes only.
 	now := time.Now()
 	res, submitted, err := u.g.store.ApplyDLRSubmitted(ctx, queue.DLR{
-		Upstream: u.cfg.Name, SMSCID: r.ID, State: state, ErrCode: r.Err, DoneAt: now,
+		Upstream: u.cfg.Name, SMSCID: u.cfg.ReceiptIDs.receiptID(r.ID), State: state, ErrCode: r.Err, DoneAt: now,
 	})
 	if err != nil {
 		u.g.log.Error("store receipt", "upstream", u.cfg.Name, "err", err)

@@ -190,6 +190,8 @@ type UpstreamConfig struct {
 	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
 	GSMPacked    bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
 	Carriers     []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
+	// ReceiptIDs: gateway.ReceiptIDs (auto | same | decimal | hex).
+	ReceiptIDs string `mapstructure:"receipt_ids"`
 	// TLS binds over TLS, verifying the SMSC's certificate against
 	// TLSCAFile (PEM bundle; empty: the system's roots) and TLSServerName
 	// (empty: the host of addr). TLSInsecureSkipVerify turns verification
@@ -400,6 +402,9 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 	if u.Concat == "" {
 		u.Concat = segment.ConcatUDH8.String()
+	}
+	if u.ReceiptIDs == "" {
+		u.ReceiptIDs = string(gateway.ReceiptIDsAuto)
 	}
 }
 
@@ -644,6 +649,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))
+		}
+		if _, ok := gateway.ParseReceiptIDs(u.ReceiptIDs); !ok {
+			errs = append(errs, fmt.Errorf("%s.receipt_ids: %q is not auto, same, decimal or hex", k, u.ReceiptIDs))
 		}
 		for j, c := range u.Carriers {
 			if _, ok := policy.ParseCarrier(c); !ok {

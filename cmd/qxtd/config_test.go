@@ -32,6 +32,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
 		"invalid-commit-delay.yaml":             "store.commit_delay: 1s is more than 100ms",
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
+		"invalid-receipt-ids.yaml":              `upstreams[0].receipt_ids: "octal" is not auto, same, decimal or hex`,
 		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
 		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",
@@ -107,7 +108,7 @@ func TestConfigValid(t *testing.T) {
 	}
 	u := cfg.Upstreams[0]
 	if u.Binds != gateway.DefaultBinds || u.Window != gateway.DefaultWindow || u.RespTimeout != gateway.DefaultRespTimeout ||
-		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" {
+		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" || u.ReceiptIDs != "auto" {
 		t.Errorf("upstream defaults: %+v", u)
 	}
 	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 ||

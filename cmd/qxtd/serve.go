@@ -329,7 +329,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ReassemblyMaxBytesPerEnterprise: cfg.SMPP.ReassemblyMaxBytesPerEnterprise,
 	}
 	for i, u := range cfg.Upstreams {
-		concat, _ := parseConcat(u.Concat) // validated
+		concat, _ := parseConcat(u.Concat)                     // validated
+		receiptIDs, _ := gateway.ParseReceiptIDs(u.ReceiptIDs) // validated
 		dial, err := d.upstreamDial(i, u)
 		if err != nil {
 			return nil, err
@@ -338,9 +339,10 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
-			Segment:  segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
-			Carriers: carrierNames(u.Carriers),
-			Dial:     dial,
+			Segment:    segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+			Carriers:   carrierNames(u.Carriers),
+			ReceiptIDs: receiptIDs,
+			Dial:       dial,
 		})
 	}
 	pcfg, err := policyConfig(cfg)
