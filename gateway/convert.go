@@ -90,7 +90,14 @@ const convertEvery = time.Second
 type converter struct {
 	g     *Gateway
 	tried map[string]orphanTries
+	// matched counts, per upstream, the receipts matched by conversion,
+	// for the one warning that suggests naming the SMSC's form.
+	matched map[string]int
 }
+
+// convertHint is how many receipts of an upstream match by conversion
+// before the converter suggests setting its receipt_ids.
+const convertHint = 20
 
 type orphanTries struct {
 	receivedAt time.Time
@@ -98,7 +105,7 @@ type orphanTries struct {
 }
 
 func newConverter(g *Gateway) *converter {
-	return &converter{g: g, tried: make(map[string]orphanTries)}
+	return &converter{g: g, tried: make(map[string]orphanTries), matched: make(map[string]int)}
 }
 
 func (c *converter) run(ctx context.Context) {
@@ -196,8 +203,18 @@ func (c *converter) match(ctx context.Context, due []queue.OrphanDLR) {
 			continue
 		}
 		c.g.metrics.dlrsConverted.WithLabelValues(r.String()).Inc()
-		if r == queue.Matched {
-			c.g.log.Debug("receipt matched in another base", "upstream", due[i].DLR.Upstream, "smsc_id", due[i].DLR.SMSCID)
+		if r != queue.Matched {
+			continue
+		}
+		up := due[i].DLR.Upstream
+		c.g.log.Debug("receipt matched in another base", "upstream", up, "smsc_id", due[i].DLR.SMSCID)
+		if c.matched[up]++; c.matched[up] == convertHint {
+			form := ReceiptIDsHex
+			if strings.Trim(due[i].DLR.SMSCID, "0123456789") == "" {
+				form = ReceiptIDsDecimal
+			}
+			c.g.log.Warn("upstream's receipts give the message id in another base than its submit_sm_resp: they reach the ESMEs resp_timeout late; set its receipt_ids",
+				"upstream", up, "receipts", convertHint, "receipt_ids", string(form))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -52,6 +53,8 @@ type rigOpts struct {
 	store func(*queue.Options)
 	// dbPath, when set, is the state file (a restart opens it again).
 	dbPath string
+	// log, when set, receives the gateway's log.
+	log *slog.Logger
 }
 
 func listen(t testing.TB) net.Listener {
@@ -133,7 +136,7 @@ func newRig(t testing.TB, o rigOpts) *rig {
 	if o.rules != nil {
 		pol = o.rules(t, db)
 	}
-	r.gw, err = gateway.New(cfg, r.store, pol, r.reg, nil)
+	r.gw, err = gateway.New(cfg, r.store, pol, r.reg, o.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +296,13 @@ func (e *esme) submit(ctx context.Context, p pdu.Body) (string, error) {
 	return smpp.Str(resp, pdufield.MessageID), nil
 }
 
+// The simulator gives decimal ids in its receipts: with receipt_ids
+// auto each is matched by conversion, and the gateway says once which
+// receipt_ids to set.
 func TestEndToEndWindowedSubmitAndReceipts(t *testing.T) {
-	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, ReceiptDecimal: true}})
+	var logs lockedBuffer
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, ReceiptDecimal: true},
+		log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
 	if err != nil {
 		t.Fatal(err)
@@ -334,6 +342,12 @@ func TestEndToEndWindowedSubmitAndReceipts(t *testing.T) {
 		if c != 1 {
 			t.Errorf("destination %s received %d times", d, c)
 		}
+	}
+	if got := counters(t, r)["qxtd_dlrs_converted_total,result=matched"]; got != n {
+		t.Errorf("qxtd_dlrs_converted_total{result=matched} %v, want %d", got, n)
+	}
+	if l := logs.String(); strings.Count(l, `"receipt_ids":"decimal"`) != 1 {
+		t.Errorf("want one warning suggesting receipt_ids decimal, log:\n%s", l)
 	}
 }
 
