@@ -408,9 +408,12 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool) (
 	}
 	var res Result
 	var submitted time.Time
-	cands := smscCandidates(d.SMSCID) // outside the commit loop, the one serial stage
-	if !convert && len(cands) > 1 {
-		cands = cands[:1]
+	// Outside the commit loop, the one serial stage.
+	var cands []string
+	if convert {
+		cands = smscCandidates(d.SMSCID)
+	} else if c := CanonicalSMSCID(d.SMSCID); c != "" {
+		cands = []string{c}
 	}
 	keys := make([][]byte, len(cands))
 	for i, c := range cands {
