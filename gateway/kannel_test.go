@@ -241,7 +241,9 @@ func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL,
 	hc := &http.Client{Timeout: 10 * time.Second}
 	resp, err := hc.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
 	if err != nil {
-		t.Fatal(err)
+		// Once seen beside CPU hogs and not reproduced since (an EOF):
+		// Kannel's own words, for whoever sees it next.
+		t.Fatalf("sendsms %s: %v; Kannel logged: %q", tag, err, k.problems())
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -34,6 +34,10 @@ type Faults struct {
 	// destination starting with UndelivPrefix is undeliverable.
 	ThrottleFirst int
 	UndelivPrefix string
+	// Hold, when set, holds every submit_sm's answer (after RespDelay)
+	// until it is closed: for tests that need submits out at the SMSC
+	// when something happens, however slowly the machine runs.
+	Hold <-chan struct{}
 }
 
 // SimOptions configure the SMSC simulator.
@@ -268,6 +272,13 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	}
 	if f.RespDelay > 0 && !sleepCtx(ctx, f.RespDelay) {
 		return nil, nil
+	}
+	if f.Hold != nil {
+		select {
+		case <-f.Hold:
+		case <-ctx.Done():
+			return nil, nil
+		}
 	}
 	if f.ThrottleFirst > 0 && s.throttled.Add(1) <= int64(f.ThrottleFirst) {
 		return nil, StatusThrottled

@@ -407,11 +407,15 @@ func TestGracefulShutdown(t *testing.T) {
 // TestGracefulShutdownWaitsForTheSMSC: segments out at the SMSC when
 // SIGTERM comes are answered and recorded before qxtd unbinds and exits,
 // so a restart sends none of them again (each would reach a handset
-// twice). The SMSC takes its time (RespDelay) answering.
+// twice). The SMSC holds its answers until the stop has begun.
 func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 	const n = 10
 	dir := t.TempDir()
-	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{RespDelay: 700 * time.Millisecond}})
+	// Held, not delayed: with a fixed delay, a slow machine had the first
+	// segments answered before the last were out, and never all ten out
+	// at once.
+	hold := make(chan struct{})
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{Hold: hold}})
 	cfg := writeConfig(t, dir, simAddr, "")
 	d := startDaemon(t, cfg)
 	sink := newSink()
@@ -437,8 +441,28 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 		tm := time.NewTimer(5 * time.Millisecond) // the simulator has no signal for it
 		<-tm.C
 	}
-	d.stop(t)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "shutting down", 0, 10*time.Second)
+	// The stop must wait for the answers: qxtd still runs while they are
+	// held (a stop that did not wait would exit at once).
+	held := time.NewTimer(300 * time.Millisecond)
+	select {
+	case <-d.exited:
+		t.Fatalf("qxtd exited with %d segments unanswered at the SMSC:\n%s", sim.Answering(), d.log())
+	case <-held.C:
+	}
 	sim.SetFaults(smpp.Faults{})
+	close(hold)
+	select {
+	case <-d.exited:
+	case <-ctx.Done():
+		t.Fatalf("daemon did not exit after SIGTERM:\n%s", d.log())
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, d.log())
+	}
 	d2 := startDaemon(t, cfg)
 	_ = dialESME(t, d2.smppAddr, sink.handler())
 	sink.waitAll(t, ids, 30*time.Second)
