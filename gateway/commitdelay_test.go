@@ -116,3 +116,48 @@ func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 		})
 	}
 }
+
+// The receipt forwarder's record that an ESME acknowledged a receipt is
+// off the ESME's window (the next receipt goes out meanwhile), so it
+// waits for company, up to the delay; until it is committed the receipt
+// stays pending.
+func TestCommitDelayHoldsReceiptAcks(t *testing.T) {
+	const delay = time.Second
+	r := newRig(t, rigOpts{
+		sim:   smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
+		store: func(o *queue.Options) { o.CommitDelay = delay },
+		gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sid, err := e.submit(ctx, submitSM("1069", "13800000001", "receipt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := strconv.ParseUint(sid, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitReceipts(t, 1, 20*time.Second)
+	answered := time.Now() // about when the ESME answered the receipt
+	for {
+		m, err := r.store.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.DLRForwarded {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the ESME's answer to the receipt was never recorded")
+		}
+		waitABit(ctx)
+	}
+	if took := time.Since(answered); took < delay/2 || took > delay+5*time.Second {
+		t.Errorf("the ESME's answer to the receipt was recorded %v after it: want held about %v", took, delay)
+	}
+}

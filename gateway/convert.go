@@ -116,13 +116,17 @@ func (c *converter) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			n := c.round(ctx, now)
-			// Each round reads every orphan: when many wait (in cluster
-			// mode, for an owner that is down), it runs less often, so
-			// that it costs a bounded share of a core.
-			t.Reset(max(convertEvery, time.Duration(n/convertListedPerSecond)*time.Second))
+			t.Reset(convertPause(c.round(ctx, now)))
 		}
 	}
+}
+
+// convertPause is the pause after a round that listed n orphans. Each round
+// reads every orphan: when many wait (in cluster mode, for an owner that
+// is down), it runs less often, so that it costs a bounded share of a
+// core.
+func convertPause(n int) time.Duration {
+	return max(convertEvery, time.Duration(n)*time.Second/convertListedPerSecond)
 }
 
 // convertListedPerSecond is how many orphans a second of the converter's

@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestReceiptIDConverted(t *testing.T) {
 	for _, tc := range []struct {
@@ -30,5 +33,25 @@ func TestReceiptIDConverted(t *testing.T) {
 	}
 	if _, ok := ParseReceiptIDs("octal"); ok {
 		t.Error(`ParseReceiptIDs("octal") accepted`)
+	}
+}
+
+// TestConvertPause: the converter lists every orphan each round, so with
+// many of them it pauses longer, listing at most convertListedPerSecond a
+// second on average; with few it looks every second.
+func TestConvertPause(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{
+		{0, time.Second},
+		{19_999, time.Second},
+		{20_000, time.Second},
+		{30_000, 1500 * time.Millisecond},
+		{1_000_000, 50 * time.Second},
+	} {
+		if got := convertPause(tc.n); got != tc.want {
+			t.Errorf("convertPause(%d) = %v, want %v", tc.n, got, tc.want)
+		}
 	}
 }
