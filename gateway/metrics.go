@@ -126,6 +126,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		reg.MustRegister(quotaCollector{store: store, desc: prometheus.NewDesc("qxtd_quota_segments",
 			"Segments of the current month (Asia/Shanghai) per enterprise: reserved (in flight) and charged (delivered).",
 			[]string{"enterprise", "kind"}, nil)})
+		reg.MustRegister(orphanCollector{store: store, desc: prometheus.NewDesc("qxtd_dlrs_orphans",
+			"Receipts kept that matched no message (yet), per upstream; at store.max_orphans new ones are refused for the SMSC to send again.",
+			[]string{"upstream"}, nil)})
 	}
 	// Every series exists from the start (at zero), so rate() and alerts
 	// see a refusal reason before its first occurrence.
@@ -262,6 +265,21 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range us {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Reserved), u.Enterprise, "reserved")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Charged), u.Enterprise, "charged")
+	}
+}
+
+// orphanCollector exports the receipts kept unmatched per upstream, from
+// the store's in-memory counts. Upstreams are configured names.
+type orphanCollector struct {
+	store *queue.Store
+	desc  *prometheus.Desc
+}
+
+func (c orphanCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c orphanCollector) Collect(ch chan<- prometheus.Metric) {
+	for up, n := range c.store.OrphanCounts() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), up)
 	}
 }
 

@@ -31,8 +31,11 @@ type upstream struct {
 	jobs    chan queue.Job
 	up      atomic.Int32
 	busy    atomic.Int32 // workers carrying a segment (work)
-	upMu    sync.Mutex
-	upSig   chan struct{} // closed when a bind comes up (waitUp)
+	// orphansFull is set while this upstream's unmatched receipts are at
+	// store.max_orphans: one warning when it begins, one line when it ends.
+	orphansFull atomic.Bool
+	upMu        sync.Mutex
+	upSig       chan struct{} // closed when a bind comes up (waitUp)
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -559,6 +562,20 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	res, submitted, err := u.g.store.ApplyDLRSubmitted(ctx, queue.DLR{
 		Upstream: u.cfg.Name, SMSCID: u.cfg.ReceiptIDs.receiptID(r.ID), State: state, ErrCode: r.Err, DoneAt: now,
 	})
+	if errors.Is(err, queue.ErrOrphansFull) {
+		// It matches nothing, and this upstream already has as many such
+		// receipts kept as the store allows (store.max_orphans): not
+		// kept, so answered "temporary error": the SMSC sends it again
+		// later, when room may be made (matched, purged) or its message
+		// known.
+		u.g.metrics.dlrs.WithLabelValues(state.String(), "refused").Inc()
+		if !u.orphansFull.Swap(true) {
+			u.g.log.Warn("receipts that match no message are refused for now (ESME_RX_T_APPN): the upstream's unmatched receipts are at store.max_orphans; qxtd_dlrs_received_total{result=\"refused\"} counts them",
+				"upstream", u.cfg.Name, "smsc_id", r.ID)
+		}
+		resp.Header().Status = smpp.StatusRxTApp
+		return resp
+	}
 	if err != nil {
 		u.g.log.Error("store receipt", "upstream", u.cfg.Name, "err", err)
 		resp.Header().Status = smpp.StatusSystemError
@@ -567,6 +584,9 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	u.g.metrics.dlrs.WithLabelValues(state.String(), res.String()).Inc()
 	if res == queue.Orphaned {
 		u.g.orphanStored() // cluster mode: offer it to the other nodes (peers.go)
+		if u.orphansFull.Swap(false) {
+			u.g.log.Info("receipts that match no message are kept again", "upstream", u.cfg.Name)
+		}
 	}
 	if res == queue.Matched && !submitted.IsZero() {
 		u.g.metrics.dlrDelay.WithLabelValues(u.cfg.Name).Observe(now.Sub(submitted).Seconds())

@@ -47,6 +47,17 @@ func (s *Store) Check() error {
 		if !maps.Equal(mem, stored) {
 			bad("in-memory usage %v, stored %v", mem, stored)
 		}
+		orphans := map[string]int{}
+		err = tx.Bucket(bucketOrphan).ForEach(func(k, _ []byte) error {
+			orphans[orphanUpstream(k)]++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(orphans, s.orphanN) {
+			bad("in-memory orphan counts %v, stored %v", s.orphanN, orphans)
+		}
 		return nil
 	})
 	if err != nil {

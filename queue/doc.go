@@ -42,7 +42,7 @@
 // writes, at a moderate steady rate.
 //
 // An operation checks its preconditions before it writes, so its own
-// failure (ErrNotFound, ErrState, ErrQuota, ErrInvalid) leaves nothing
+// failure (ErrNotFound, ErrState, ErrQuota, ErrOrphansFull, ErrInvalid) leaves nothing
 // written and the rest of the batch commits. Any other error in an
 // operation (or a panic) rolls the transaction back; that operation fails
 // and the others are run again, from scratch, in a new transaction. A
@@ -202,6 +202,16 @@
 // when they do not know the id either), and deletes what another node
 // took (DeleteOrphans: orphans.go). A local Submitted still takes a local
 // orphan first; PurgeOrphans still drops what nobody claimed.
+//
+// Orphans are bounded per upstream (Options.MaxOrphans): an SMSC that
+// sends receipts for messages that are not ours must not fill the disk.
+// Past the bound ApplyDLR keeps no new one (ErrOrphansFull: the caller
+// asks the SMSC to send it again later); a receipt that matches, or one
+// whose id is kept already, is taken as before. The counts per upstream
+// are kept in memory (counted at Open: the bucket is small, bounded) and
+// verified by Check. PurgeOrphans reads the orphans in a read
+// transaction and deletes in the commit loop only those unchanged since,
+// so its walk does not hold up commits.
 //
 // # What can duplicate
 //

@@ -26,6 +26,11 @@ var (
 	// reserved+charged segments past the limit. Nothing was written for it.
 	ErrQuota = errors.New("monthly quota exceeded")
 
+	// ErrOrphansFull: the receipt matched no part, and its upstream
+	// already has Options.MaxOrphans such receipts kept: it was not kept.
+	// Nothing was written. (The SMSC should send it again later.)
+	ErrOrphansFull = errors.New("too many unmatched receipts kept for the upstream")
+
 	// ErrCorrupt: a stored record cannot be decoded, or a check (Check,
 	// VerifyBackup) found the file inconsistent.
 	ErrCorrupt = errors.New("corrupt record")

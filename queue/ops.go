@@ -1,11 +1,14 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // GroupWithFirst, as a Message's Group for Enqueue, is replaced by the
@@ -455,10 +458,11 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool) (
 			res = Unmatched
 			return nil
 		}
-		o := &orphan{DLR: d, ReceivedAt: time.Now()}
+		if err := t.keepOrphan(smscKey(d.Upstream, CanonicalSMSCID(d.SMSCID)), &orphan{DLR: d, ReceivedAt: time.Now()}); err != nil {
+			return err
+		}
 		res = Orphaned
-		t.orphans = orphansSome
-		return t.orphan.Put(smscKey(d.Upstream, CanonicalSMSCID(d.SMSCID)), encodeOrphan(nil, o))
+		return nil
 	})
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
@@ -606,28 +610,39 @@ func (s *Store) PurgeOrphans(ctx context.Context, cutoff time.Time, limit int) (
 	if limit <= 0 {
 		return 0, nil
 	}
-	var n int
-	err := s.exec(ctx, func(t *txn) error {
-		n = 0
-		var old [][]byte
-		err := t.orphan.ForEach(func(k, v []byte) error {
-			if len(old) >= limit {
-				return nil
-			}
+	// The scan is a read beside the commit loop, not in it: the bucket
+	// may hold up to MaxOrphans per upstream, and a commit must not wait
+	// for a walk of them all. The write deletes only what is unchanged
+	// since (not stored again by a repeated receipt).
+	type old struct{ k, v []byte }
+	var olds []old
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOrphan).Cursor()
+		for k, v := c.First(); k != nil && len(olds) < limit; k, v = c.Next() {
 			if o, err := decodeOrphan(v); err != nil || o.ReceivedAt.Before(cutoff) {
-				old = append(old, append([]byte(nil), k...))
+				olds = append(olds, old{bytes.Clone(k), bytes.Clone(v)})
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		for _, k := range old {
-			if err := t.orphan.Delete(k); err != nil {
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: purge orphans: %w", err)
+	}
+	if len(olds) == 0 {
+		return 0, nil
+	}
+	var n int
+	err = s.exec(ctx, func(t *txn) error {
+		n = 0
+		for _, o := range olds {
+			if v := t.get(t.orphan, o.k); v == nil || !bytes.Equal(v, o.v) {
+				continue
+			}
+			if err := t.dropOrphan(o.k); err != nil {
 				return err
 			}
+			n++
 		}
-		n = len(old)
 		return nil
 	})
 	if err != nil {

@@ -121,7 +121,7 @@ func (s *Store) MatchOrphans(ctx context.Context, os []OrphanDLR) ([]Result, err
 			if res[i] = r; r == Unmatched {
 				continue
 			}
-			if err := t.del(t.orphan, o.Key); err != nil {
+			if err := t.dropOrphan(o.Key); err != nil {
 				return err
 			}
 		}
@@ -220,7 +220,7 @@ func (s *Store) DeleteOrphans(ctx context.Context, os []OrphanDLR) (int, error) 
 			if cur, err := decodeOrphan(v); err == nil && !cur.ReceivedAt.Equal(o.ReceivedAt) {
 				continue
 			}
-			if err := t.orphan.Delete(o.Key); err != nil {
+			if err := t.dropOrphan(o.Key); err != nil {
 				return err
 			}
 			n++

@@ -164,3 +164,73 @@ func TestOrphansListAndDelete(t *testing.T) {
 		t.Errorf("orphans after local match: %+v", left)
 	}
 }
+
+// TestMaxOrphans: an upstream keeps at most MaxOrphans receipts that
+// matched nothing; past it a new one is refused (ErrOrphansFull, nothing
+// written) while a repeat of a kept one, a receipt that matches, and
+// another upstream's orphans are taken. Matching, deleting and purging
+// free room, and the count survives a reopen.
+func TestMaxOrphans(t *testing.T) {
+	s := newStore(t, Options{MaxOrphans: 3})
+	for _, id := range []string{"a1", "a2", "a3"} {
+		s.dlr("up1", id, StateDelivered)
+	}
+	full := func(upstream, id string) {
+		t.Helper()
+		res, err := s.ApplyDLR(bg, DLR{Upstream: upstream, SMSCID: id, State: StateDelivered, DoneAt: time.Now()})
+		if !errors.Is(err, ErrOrphansFull) {
+			t.Fatalf("a fourth orphan of %s: %v, %v; want ErrOrphansFull", upstream, res, err)
+		}
+	}
+	full("up1", "a4")
+	if got := s.OrphanCounts(); got["up1"] != 3 || len(got) != 1 {
+		t.Fatalf("orphan counts %v, want up1: 3", got)
+	}
+	if r := s.dlr("up1", "A2", StateExpired); r != Orphaned { // the same id again: no new one
+		t.Errorf("a repeated receipt: %v", r)
+	}
+	if r := s.dlr("up2", "a4", StateDelivered); r != Orphaned {
+		t.Errorf("another upstream's orphan: %v", r)
+	}
+	m := msg("alice", "111", 2)
+	s.enqueue(m)
+	s.submitted(Key{m.ID, 0}, "b1")
+	if r := s.dlr("up1", "b1", StateDelivered); r != Matched {
+		t.Errorf("a receipt that matches, while full: %v", r)
+	}
+	full("up1", "a4")
+
+	// A Submitted takes an orphan: room for one more.
+	s.submitted(Key{m.ID, 1}, "a1")
+	if st := s.get(m.ID).Parts[1].State; st != StateDelivered {
+		t.Fatalf("orphan a1 not applied: %s", st)
+	}
+	if r := s.dlr("up1", "a4", StateDelivered); r != Orphaned {
+		t.Errorf("after one was taken: %v", r)
+	}
+	full("up1", "a5")
+
+	s.reopen()
+	if got := s.OrphanCounts(); got["up1"] != 3 || got["up2"] != 1 {
+		t.Fatalf("after reopen: orphan counts %v", got)
+	}
+	full("up1", "a5")
+
+	// Deleting (a peer matched it) and purging free room too.
+	list, _, err := s.Orphans(bg, nil, 1)
+	if err != nil || len(list) != 1 {
+		t.Fatal(list, err)
+	}
+	if n, err := s.DeleteOrphans(bg, list); n != 1 || err != nil {
+		t.Fatal(n, err)
+	}
+	if r := s.dlr("up1", "a5", StateDelivered); r != Orphaned {
+		t.Errorf("after one was deleted: %v", r)
+	}
+	if n, err := s.PurgeOrphans(bg, time.Now().Add(time.Minute), 100); n != 4 || err != nil {
+		t.Fatalf("purged %d, %v; want all 4", n, err)
+	}
+	if got := s.OrphanCounts(); len(got) != 0 {
+		t.Errorf("after the purge: orphan counts %v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -54,6 +55,14 @@ type Options struct {
 	// orphans are for an earlier message that reused the id and are
 	// dropped. Default 1h.
 	OrphanMaxAge time.Duration
+
+	// MaxOrphans bounds the receipts kept per upstream that matched no
+	// part (orphans): past it, ApplyDLR keeps no new one (ErrOrphansFull)
+	// until some are matched or purged, so an SMSC that sends receipts
+	// for messages that are not ours cannot fill the disk. Receipts that
+	// match are taken whatever the count. Default 1,000,000 (about 200 MB
+	// of store).
+	MaxOrphans int
 
 	// OnCommit is told the duration (fsync included) and the number of
 	// operations of every successful commit, for metrics. It runs on the
@@ -126,6 +135,9 @@ type Store struct {
 	memMu  sync.RWMutex // guards the in-memory mirrors below
 	usage  map[string]usage
 	counts [stateEnd]int
+	// orphanN counts the orphans kept per upstream (MaxOrphans); written
+	// only by the commit goroutine, after a commit (apply).
+	orphanN map[string]int
 
 	// gathering, when set (by tests), is told each time a commit starts
 	// to wait for company (gather).
@@ -326,6 +338,7 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 		ops:      make(chan *op, opt.MaxBatch),
 		done:     make(chan struct{}),
 		usage:    make(map[string]usage),
+		orphanN:  make(map[string]int),
 	}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
@@ -337,6 +350,9 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 	return s, nil
 }
 
+// DefaultMaxOrphans is Options.MaxOrphans's default.
+const DefaultMaxOrphans = 1_000_000
+
 // initialMmapSize is 1 GiB: beyond it bbolt grows the map by 1 GiB at a
 // time anyway.
 const initialMmapSize = 1 << 30
@@ -347,6 +363,9 @@ func (opt Options) withDefaults() Options {
 	}
 	if opt.OrphanMaxAge <= 0 {
 		opt.OrphanMaxAge = time.Hour
+	}
+	if opt.MaxOrphans <= 0 {
+		opt.MaxOrphans = DefaultMaxOrphans
 	}
 	if opt.OpenTimeout <= 0 {
 		opt.OpenTimeout = time.Second
@@ -388,6 +407,15 @@ func (s *Store) load() error {
 				return fmt.Errorf("usage %q: %w", k, err)
 			}
 			s.usage[string(k)] = u
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Orphans are counted, not stored counted: they are few, and at
+		// most MaxOrphans per upstream.
+		err = tx.Bucket(bucketOrphan).ForEach(func(k, _ []byte) error {
+			s.orphanN[orphanUpstream(k)]++
 			return nil
 		})
 		if err != nil {
@@ -761,11 +789,16 @@ func runOp(o *op, t *txn) (err error) {
 
 // apply folds a committed transaction's deltas into the in-memory mirrors.
 func (s *Store) apply(t *txn) {
-	if len(t.usageNow) == 0 && t.counts == [stateEnd]int{} {
+	if len(t.usageNow) == 0 && t.counts == [stateEnd]int{} && len(t.orphanDelta) == 0 {
 		return
 	}
 	s.memMu.Lock()
 	defer s.memMu.Unlock()
+	for _, d := range t.orphanDelta {
+		if s.orphanN[d.upstream] += d.n; s.orphanN[d.upstream] <= 0 {
+			delete(s.orphanN, d.upstream)
+		}
+	}
 	for key, e := range t.usageNow {
 		if e.now != e.stored {
 			s.usage[key] = e.now // as putUsage wrote it
@@ -851,6 +884,14 @@ func (s *Store) Counts() map[State]int {
 	}
 	s.memMu.RUnlock()
 	return out
+}
+
+// OrphanCounts returns how many receipts that matched no part are kept,
+// per upstream (Options.MaxOrphans bounds each).
+func (s *Store) OrphanCounts() map[string]int {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	return maps.Clone(s.orphanN)
 }
 
 // view runs a read-only transaction, mapping a closed store or database to

@@ -25,7 +25,10 @@ type txn struct {
 	hook       *bolt.Bucket
 	hookEnts   []string // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
 	orphans    orphanState
-	cursors    map[*bolt.Bucket]*bolt.Cursor // see get
+	// orphanDelta is the orphans each operation kept (+1) and deleted
+	// (-1), per upstream, folded into Store.orphanN after the commit.
+	orphanDelta []orphanDelta
+	cursors     map[*bolt.Bucket]*bolt.Cursor // see get
 }
 
 // get is b.Get(key) through one cursor per bucket for the whole
@@ -92,6 +95,56 @@ func (t *txn) mayHaveOrphans() bool {
 	return t.orphans == orphansSome
 }
 
+type orphanDelta struct {
+	upstream string
+	n        int
+}
+
+// orphanUpstream is the upstream of an orphan key (upstream 0x00 id).
+func orphanUpstream(k []byte) string {
+	if i := bytes.IndexByte(k, 0); i >= 0 {
+		return string(k[:i])
+	}
+	return string(k)
+}
+
+// orphanCount is how many orphans upstream keeps, this transaction's
+// changes so far included.
+func (t *txn) orphanCount(upstream string) int {
+	t.s.memMu.RLock()
+	n := t.s.orphanN[upstream]
+	t.s.memMu.RUnlock()
+	for _, d := range t.orphanDelta {
+		if d.upstream == upstream {
+			n += d.n
+		}
+	}
+	return n
+}
+
+// keepOrphan stores orphan o under key, unless it would be one too many
+// for its upstream (ErrOrphansFull, soft). Storing it again under a key
+// already kept (the SMSC repeated the receipt) adds none.
+func (t *txn) keepOrphan(key []byte, o *orphan) error {
+	if !t.has(t.orphan, key) {
+		if t.orphanCount(o.DLR.Upstream) >= t.s.opt.MaxOrphans {
+			return soft(ErrOrphansFull)
+		}
+		t.orphanDelta = append(t.orphanDelta, orphanDelta{o.DLR.Upstream, 1})
+	}
+	t.orphans = orphansSome
+	return t.orphan.Put(key, encodeOrphan(nil, o))
+}
+
+// dropOrphan deletes the orphan under key, which the caller has read.
+func (t *txn) dropOrphan(key []byte) error {
+	if err := t.del(t.orphan, key); err != nil {
+		return err
+	}
+	t.orphanDelta = append(t.orphanDelta, orphanDelta{orphanUpstream(key), -1})
+	return nil
+}
+
 type usageDelta struct {
 	key               string
 	reserved, charged int64
@@ -106,8 +159,8 @@ type usageEntry struct {
 }
 
 type checkpoint struct {
-	usage, ready, fresh int
-	counts              [stateEnd]int
+	usage, ready, fresh, orphans int
+	counts                       [stateEnd]int
 }
 
 func (t *txn) bind(tx *bolt.Tx) {
@@ -151,7 +204,7 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 }
 
 func (t *txn) checkpoint() checkpoint {
-	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), fresh: len(t.fresh), counts: t.counts}
+	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), fresh: len(t.fresh), counts: t.counts, orphans: len(t.orphanDelta)}
 }
 
 func (t *txn) restore(c checkpoint) {
@@ -164,6 +217,7 @@ func (t *txn) restore(c checkpoint) {
 	t.ready = t.ready[:c.ready]
 	t.fresh = t.fresh[:c.fresh]
 	t.counts = c.counts
+	t.orphanDelta = t.orphanDelta[:c.orphans]
 }
 
 // getMsg loads message id; a missing one is a soft ErrNotFound.
@@ -339,7 +393,7 @@ func (t *txn) takeOrphan(upstream string, cands []string, at time.Time) (*orphan
 			continue
 		}
 		o, err := decodeOrphan(v)
-		if err := t.orphan.Delete(key); err != nil {
+		if err := t.dropOrphan(key); err != nil {
 			return nil, err
 		}
 		if err != nil {

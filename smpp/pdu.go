@@ -34,6 +34,7 @@ const (
 	StatusThrottled         pdu.Status = 0x00000058
 	StatusInvalidSchedule   pdu.Status = 0x00000061
 	StatusInvalidExpiry     pdu.Status = 0x00000062
+	StatusRxTApp            pdu.Status = 0x00000064 // ESME_RX_T_APPN: a deliver_sm the ESME cannot take now; the SMSC sends it again later
 	StatusQueryFailed       pdu.Status = 0x00000067
 	StatusInvalidOptional   pdu.Status = 0x000000C0
 	StatusUnknownError      pdu.Status = 0x000000FF

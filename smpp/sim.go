@@ -466,6 +466,34 @@ func (s *Simulator) sendDLR(d simDLR, rr int) {
 	s.mu.Unlock()
 }
 
+// InjectReceipt sends a delivery receipt (stat DELIVRD) for SMSC id,
+// whether or not the simulator gave that id, from src to dest, as an
+// SMSC with receipts for messages the client does not know sends them: on
+// one receiver-capable bind. It returns what InjectMO does.
+func (s *Simulator) InjectReceipt(id, src, dest string) error {
+	c := s.anyReceiver()
+	if c == nil {
+		return ErrNoReceiver
+	}
+	now := time.Now()
+	p := NewReceiptPDU(Receipt{ID: id, Sub: 1, Dlvrd: 1, SubmitDate: now, DoneDate: now, State: StateDelivered, Err: "000"}, src, dest, 1, 1, 0, 0)
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Request(ctx, p)
+	return err
+}
+
+func (s *Simulator) anyReceiver() *Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, list := range s.rx {
+		if len(list) > 0 {
+			return list[0]
+		}
+	}
+	return nil
+}
+
 // ErrNoReceiver: InjectMO found no receiver or transceiver bound.
 var ErrNoReceiver = errors.New("smpp: simulator: no receiver bound")
 
@@ -475,15 +503,7 @@ var ErrNoReceiver = errors.New("smpp: simulator: no receiver bound")
 // once the client answered: nil for deliver_sm_resp OK, the pdu.Status it
 // answered otherwise, ErrNoReceiver when nobody is bound.
 func (s *Simulator) InjectMO(source, dest, text string) error {
-	s.mu.Lock()
-	var c *Conn
-	for _, list := range s.rx {
-		if len(list) > 0 {
-			c = list[0]
-			break
-		}
-	}
-	s.mu.Unlock()
+	c := s.anyReceiver()
 	if c == nil {
 		return ErrNoReceiver
 	}

@@ -153,6 +153,10 @@ type StoreConfig struct {
 	// others to share its commit (CPU and disk writes against latency at
 	// a moderate rate).
 	CommitDelay time.Duration `mapstructure:"commit_delay"`
+	// MaxOrphans is queue.Options.MaxOrphans: per upstream, the receipts
+	// kept that matched no message; past it the SMSC is asked to send
+	// them again later.
+	MaxOrphans int `mapstructure:"max_orphans"`
 }
 
 type SimulatorConfig struct {
@@ -327,6 +331,7 @@ func defaultValues() map[string]any {
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
 		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
+		"store.max_orphans":                        queue.DefaultMaxOrphans,
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
 		"simulator.enabled":                        false,
@@ -519,6 +524,9 @@ func (c *Config) Validate() error {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s: %d must be at least 1", n.key, n.v))
 		}
+	}
+	if c.Store.MaxOrphans <= 0 {
+		errs = append(errs, fmt.Errorf("store.max_orphans: %d must be positive", c.Store.MaxOrphans))
 	}
 	if c.SMPP.ReassemblyMaxBytesPerEnterprise < 0 {
 		errs = append(errs, fmt.Errorf("smpp.reassembly_max_bytes_per_enterprise: %d must not be negative", c.SMPP.ReassemblyMaxBytesPerEnterprise))
