@@ -208,7 +208,8 @@
 // Past the bound ApplyDLR keeps no new one (ErrOrphansFull: the caller
 // asks the SMSC to send it again later); a receipt that matches, or one
 // whose id is kept already, is taken as before. The counts per upstream
-// are kept in memory (counted at Open: the bucket is small, bounded) and
+// are kept in memory (counted at Open: about 0.17 s at a million, an
+// SMSC flooding us; normally the bucket holds a few) and
 // verified by Check. PurgeOrphans reads the orphans in a read
 // transaction and deletes in the commit loop only those unchanged since,
 // so its walk does not hold up commits.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkPurgeOrphansBeside: a store keeping 200,000 orphans (none
@@ -65,4 +67,51 @@ func BenchmarkPurgeOrphansBeside(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-op-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-op-ms")
+}
+
+// BenchmarkOpenOrphans: what counting the kept orphans at open costs
+// (store.max_orphans), on a store with none and one with 1,000,000 of
+// one upstream (the default bound).
+func BenchmarkOpenOrphans(b *testing.B) {
+	for _, n := range []int{0, 1_000_000} {
+		b.Run(fmt.Sprintf("orphans=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "q.db")
+			s, err := Open(path, Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+			db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			for i := 0; i < n; i += 100_000 {
+				err := db.Update(func(tx *bolt.Tx) error {
+					bk := tx.Bucket(bucketOrphan)
+					for j := i; j < i+100_000; j++ {
+						d := DLR{Upstream: "up", SMSCID: fmt.Sprintf("%016x", j), State: StateDelivered, DoneAt: now}
+						if err := bk.Put(smscKey(d.Upstream, d.SMSCID), encodeOrphan(nil, &orphan{DLR: d, ReceivedAt: now})); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			db.Close()
+			for b.Loop() {
+				s, err := Open(path, Options{NoSync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got := s.OrphanCounts()["up"]; got != n {
+					b.Fatalf("orphans %d, want %d", got, n)
+				}
+				s.Close()
+			}
+		})
+	}
 }
