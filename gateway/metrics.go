@@ -143,6 +143,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		for _, r := range []queue.Result{queue.Matched, queue.Duplicate, queue.Orphaned} {
 			m.dlrs.WithLabelValues(st.String(), r.String())
 		}
+		m.dlrs.WithLabelValues(st.String(), dlrRefused)
 	}
 	for _, r := range []queue.Result{queue.Matched, queue.Duplicate} {
 		m.dlrsConverted.WithLabelValues(r.String())
@@ -190,6 +191,10 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	}
 	return m
 }
+
+// dlrRefused is qxtd_dlrs_received_total's result for a receipt not kept
+// (store.max_orphans: queue.ErrOrphansFull).
+const dlrRefused = "refused"
 
 // submitErrorKinds are the kind labels of qxtd_upstream_submit_errors_total.
 var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"}

@@ -568,7 +568,7 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 		// kept, so answered "temporary error": the SMSC sends it again
 		// later, when room may be made (matched, purged) or its message
 		// known.
-		u.g.metrics.dlrs.WithLabelValues(state.String(), "refused").Inc()
+		u.g.metrics.dlrs.WithLabelValues(state.String(), dlrRefused).Inc()
 		if !u.orphansFull.Swap(true) {
 			u.g.log.Warn("receipts that match no message are refused for now (ESME_RX_T_APPN): the upstream's unmatched receipts are at store.max_orphans; qxtd_dlrs_received_total{result=\"refused\"} counts them",
 				"upstream", u.cfg.Name, "smsc_id", r.ID)
