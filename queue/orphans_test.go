@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -232,5 +233,32 @@ func TestMaxOrphans(t *testing.T) {
 	}
 	if got := s.OrphanCounts(); len(got) != 0 {
 		t.Errorf("after the purge: orphan counts %v", got)
+	}
+}
+
+// TestMaxOrphansInOneCommit: receipts racing into one commit are held to
+// the bound too: of ten at once with room for three, three are kept.
+func TestMaxOrphansInOneCommit(t *testing.T) {
+	s := newStore(t, Options{MaxOrphans: 3})
+	errs := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			_, err := s.ApplyDLR(bg, DLR{Upstream: "up1", SMSCID: fmt.Sprintf("c%d", i), State: StateDelivered, DoneAt: time.Now()})
+			errs <- err
+		}()
+	}
+	var kept, full int
+	for range 10 {
+		switch err := <-errs; {
+		case err == nil:
+			kept++
+		case errors.Is(err, ErrOrphansFull):
+			full++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if kept != 3 || full != 7 || s.OrphanCounts()["up1"] != 3 {
+		t.Errorf("kept %d, refused %d, counted %v; want 3, 7, 3", kept, full, s.OrphanCounts())
 	}
 }

@@ -26,8 +26,12 @@ type txn struct {
 	hookEnts   []string // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
 	orphans    orphanState
 	// orphanDelta is the orphans each operation kept (+1) and deleted
-	// (-1), per upstream, folded into Store.orphanN after the commit.
+	// (-1), per upstream, folded into Store.orphanN after the commit
+	// (and undone for a refused operation: restore); orphanNet sums them
+	// per upstream, so that a count costs one lookup however many
+	// orphans the transaction carries (a flood of them, say).
 	orphanDelta []orphanDelta
+	orphanNet   map[string]int
 	cursors     map[*bolt.Bucket]*bolt.Cursor // see get
 }
 
@@ -114,12 +118,15 @@ func (t *txn) orphanCount(upstream string) int {
 	t.s.memMu.RLock()
 	n := t.s.orphanN[upstream]
 	t.s.memMu.RUnlock()
-	for _, d := range t.orphanDelta {
-		if d.upstream == upstream {
-			n += d.n
-		}
+	return n + t.orphanNet[upstream]
+}
+
+func (t *txn) addOrphans(upstream string, n int) {
+	if t.orphanNet == nil {
+		t.orphanNet = make(map[string]int)
 	}
-	return n
+	t.orphanDelta = append(t.orphanDelta, orphanDelta{upstream, n})
+	t.orphanNet[upstream] += n
 }
 
 // keepOrphan stores orphan o under key, unless it would be one too many
@@ -130,7 +137,7 @@ func (t *txn) keepOrphan(key []byte, o *orphan) error {
 		if t.orphanCount(o.DLR.Upstream) >= t.s.opt.MaxOrphans {
 			return soft(ErrOrphansFull)
 		}
-		t.orphanDelta = append(t.orphanDelta, orphanDelta{o.DLR.Upstream, 1})
+		t.addOrphans(o.DLR.Upstream, 1)
 	}
 	t.orphans = orphansSome
 	return t.orphan.Put(key, encodeOrphan(nil, o))
@@ -141,7 +148,7 @@ func (t *txn) dropOrphan(key []byte) error {
 	if err := t.del(t.orphan, key); err != nil {
 		return err
 	}
-	t.orphanDelta = append(t.orphanDelta, orphanDelta{orphanUpstream(key), -1})
+	t.addOrphans(orphanUpstream(key), -1)
 	return nil
 }
 
@@ -217,6 +224,9 @@ func (t *txn) restore(c checkpoint) {
 	t.ready = t.ready[:c.ready]
 	t.fresh = t.fresh[:c.fresh]
 	t.counts = c.counts
+	for _, d := range t.orphanDelta[c.orphans:] {
+		t.orphanNet[d.upstream] -= d.n
+	}
 	t.orphanDelta = t.orphanDelta[:c.orphans]
 }
 
