@@ -126,9 +126,6 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		reg.MustRegister(quotaCollector{store: store, desc: prometheus.NewDesc("qxtd_quota_segments",
 			"Segments of the current month (Asia/Shanghai) per enterprise: reserved (in flight) and charged (delivered).",
 			[]string{"enterprise", "kind"}, nil)})
-		reg.MustRegister(orphanCollector{store: store, desc: prometheus.NewDesc("qxtd_dlrs_orphans",
-			"Receipts kept that matched no message (yet), per upstream; at store.max_orphans new ones are refused for the SMSC to send again.",
-			[]string{"upstream"}, nil)})
 	}
 	// Every series exists from the start (at zero), so rate() and alerts
 	// see a refusal reason before its first occurrence.
@@ -201,9 +198,17 @@ var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_er
 
 // upstreamsUp exports the binds configured and up per upstream, and
 // starts every per-upstream series at zero.
-func (m *Metrics) upstreamsUp(ups []*upstream) {
+func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 	f := promauto.With(m.reg)
 	for _, u := range ups {
+		if store != nil {
+			name := u.cfg.Name
+			f.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "qxtd_dlrs_orphans",
+				Help:        "Receipts kept that matched no message (yet), per upstream; at store.max_orphans new ones are refused for the SMSC to send again.",
+				ConstLabels: prometheus.Labels{"upstream": name},
+			}, func() float64 { return float64(store.OrphanCounts()[name]) })
+		}
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qxtd_upstream_binds_up", Help: "Upstream binds up now.",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
@@ -270,21 +275,6 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range us {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Reserved), u.Enterprise, "reserved")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(u.Charged), u.Enterprise, "charged")
-	}
-}
-
-// orphanCollector exports the receipts kept unmatched per upstream, from
-// the store's in-memory counts. Upstreams are configured names.
-type orphanCollector struct {
-	store *queue.Store
-	desc  *prometheus.Desc
-}
-
-func (c orphanCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c orphanCollector) Collect(ch chan<- prometheus.Metric) {
-	for up, n := range c.store.OrphanCounts() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), up)
 	}
 }
 
