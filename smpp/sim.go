@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -103,6 +104,7 @@ type Simulator struct {
 
 	mu       sync.Mutex
 	received []SimMessage
+	arrived  map[string]int // submit_sm read per destination, answered or not (Record)
 	accepted int
 	dlrSent  int
 	rx       map[string][]*Conn // receiver-capable binds per system_id
@@ -123,14 +125,15 @@ func NewSimulator(opt SimOptions) *Simulator {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Simulator{
-		opt:    opt,
-		log:    opt.Logger.With("component", "simulator"),
-		rx:     make(map[string][]*Conn),
-		bound:  make(map[string]int),
-		peak:   make(map[string]int),
-		wake:   make(chan struct{}, 1),
-		ctx:    ctx,
-		cancel: cancel,
+		opt:     opt,
+		log:     opt.Logger.With("component", "simulator"),
+		rx:      make(map[string][]*Conn),
+		arrived: make(map[string]int),
+		bound:   make(map[string]int),
+		peak:    make(map[string]int),
+		wake:    make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 	f := opt.Faults
 	s.faults.Store(&f)
@@ -167,6 +170,16 @@ func (s *Simulator) Received() []SimMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]SimMessage(nil), s.received...)
+}
+
+// Arrived returns how many submit_sm the simulator has read for each
+// destination, answered or not (Record must be set): a segment a client
+// cut off while it was out and sent again counts twice here, once in
+// Received.
+func (s *Simulator) Arrived() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.arrived)
 }
 
 // Stats returns how many submit_sm were accepted and receipts delivered.
@@ -264,6 +277,11 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	s := ss.s
 	s.answering.Add(1)
 	defer s.answering.Add(-1)
+	if s.opt.Record {
+		s.mu.Lock()
+		s.arrived[Str(p, pdufield.DestinationAddr)]++
+		s.mu.Unlock()
+	}
 	f := s.faults.Load()
 	n := ss.submits.Add(1)
 	if f.DropAfter > 0 && n > int64(f.DropAfter) {
