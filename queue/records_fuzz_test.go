@@ -1,0 +1,140 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// The store's records other than messages (FuzzDecodeMessage) are read
+// back from the file too, so a damaged file reaches each decoder: each
+// must refuse what it did not write with ErrCorrupt (or, for keys, false),
+// never panic, and give back what its encoder wrote.
+
+func corruptOnly(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("error not ErrCorrupt: %v", err)
+	}
+}
+
+func FuzzDecodeOrphan(f *testing.F) {
+	at := time.Unix(1_790_000_000, 123).UTC()
+	f.Add(encodeOrphan(nil, &orphan{DLR: DLR{Upstream: "up", SMSCID: "5c", State: StateDelivered, ErrCode: "000", DoneAt: at}, ReceivedAt: at}))
+	f.Add(encodeOrphan(nil, &orphan{DLR: DLR{Upstream: "", SMSCID: "", State: StateUndeliverable}}))
+	f.Add([]byte{orphanVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := decodeOrphan(b)
+		corruptOnly(t, err)
+		if err != nil {
+			return
+		}
+		if !o.State.Final() {
+			t.Fatalf("decoded an orphan in state %s", o.State)
+		}
+		again, err := decodeOrphan(encodeOrphan(nil, o))
+		if err != nil || !reflect.DeepEqual(again, o) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, o)
+		}
+	})
+}
+
+// FuzzDecodeCounters: the fixed-size usage and purged records.
+func FuzzDecodeCounters(f *testing.F) {
+	f.Add(encodeUsage(usage{Reserved: 3, Charged: 1 << 40}))
+	f.Add(encodePurged(purged{Parts: 7, Delivered: -1}))
+	f.Add([]byte{usageVersion, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, err := decodeUsage(b)
+		corruptOnly(t, err)
+		if err == nil && !bytes.Equal(encodeUsage(u), b) {
+			t.Fatalf("usage %x decoded as %+v, which encodes as %x", b, u, encodeUsage(u))
+		}
+		p, err := decodePurged(b)
+		corruptOnly(t, err)
+		if err == nil && !bytes.Equal(encodePurged(p), b) {
+			t.Fatalf("purged %x decoded as %+v, which encodes as %x", b, p, encodePurged(p))
+		}
+	})
+}
+
+func FuzzDecodeFragment(f *testing.F) {
+	g := FragmentGroup{Account: "acct", Source: "10690001", Dest: "13800000000", Ref: 0x1234, Total: 3}
+	fr := &Fragment{FragmentGroup: g, Seq: 2, ID: 42, Enterprise: "T1", ArrivedAt: time.Unix(1_790_000_000, 0).UTC(),
+		Coding: 8, Data: []byte("你好"), ClientCoding: 8, RegisteredDelivery: 1, SourceTON: 5, DestTON: 1, DestNPI: 1,
+		SendAt: time.Unix(1_790_000_100, 0).UTC(), Signature: "【测试】"}
+	f.Add(fragKey(g, 2), encodeFragment(fr))
+	f.Add(fragKey(g, 4), encodeFragment(fr)) // seq past total
+	f.Add([]byte("a\x00b\x00c\x00\x00\x01\x01\x00\x01"), []byte{fragVersion, 1})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		fr, err := decodeFragment(k, v)
+		corruptOnly(t, err)
+		if err != nil {
+			return
+		}
+		if fr.Seq == 0 || fr.Seq > fr.Total || fr.ID == 0 {
+			t.Fatalf("decoded fragment seq %d of %d, id %d", fr.Seq, fr.Total, fr.ID)
+		}
+		if got := fragKey(fr.FragmentGroup, fr.Seq); !bytes.Equal(got, k) {
+			t.Fatalf("key %q decoded as %v seq %d, which is key %q", k, fr.FragmentGroup, fr.Seq, got)
+		}
+		again, err := decodeFragment(k, encodeFragment(fr))
+		if err != nil || !reflect.DeepEqual(again, fr) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, fr)
+		}
+	})
+}
+
+func FuzzDecodeFragCount(f *testing.F) {
+	f.Add(encodeFragCount(fragCount{Groups: 2, Bytes: 300}, fragNVersion))
+	f.Add(encodeFragCount(fragCount{Bytes: 1 << 24}, fragNTotalsVersion))
+	f.Add([]byte{fragNVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, ver, err := decodeFragCount(b)
+		corruptOnly(t, err)
+		if err != nil {
+			return
+		}
+		if c.Groups < 0 || c.Bytes < 0 {
+			t.Fatalf("decoded negative counters %+v", c)
+		}
+		again, ver2, err := decodeFragCount(encodeFragCount(c, ver))
+		if err != nil || again != c || ver2 != ver {
+			t.Fatalf("round trip: %+v v%d, %v; want %+v v%d", again, ver2, err, c, ver)
+		}
+	})
+}
+
+func FuzzDecodeMO(f *testing.F) {
+	f.Add(msgKey(7), append([]byte{moVersion}, `{"enterprise":"T1","source":"13800000000","dest":"1069000101","text":"TD","upstream":"up","received_at":"2026-12-04T05:00:00Z"}`...))
+	f.Add(msgKey(7), []byte{moVersion})
+	f.Add([]byte{1}, []byte{moVersion, '{', '}'})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		m, err := decodeMO(k, v)
+		corruptOnly(t, err)
+		if err == nil && !bytes.Equal(msgKey(m.ID), k) {
+			t.Fatalf("key %x decoded as id %d", k, m.ID)
+		}
+	})
+}
+
+// FuzzParseKeys: the index keys and values that name a part.
+func FuzzParseKeys(f *testing.F) {
+	f.Add(timeKey(time.Unix(1_790_000_000, 5), Key{9, 2}))
+	f.Add(partRef(Key{1 << 50, 255}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if ts, k, ok := parseTimeKey(b); ok {
+			if ts >= 0 && !bytes.Equal(timeKey(time.Unix(0, ts), k), b) {
+				t.Fatalf("time key %x parsed as %d %v", b, ts, k)
+			}
+		} else if len(b) == timeKeyLen {
+			t.Fatalf("time key of %d bytes refused", len(b))
+		}
+		if k, ok := parsePartRef(b); ok && !bytes.Equal(partRef(k), b) {
+			t.Fatalf("part ref %x parsed as %v", b, k)
+		}
+	})
+}
