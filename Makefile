@@ -72,10 +72,21 @@ bench-retention:
 
 # Short fuzzing pass over every fuzz target; FUZZTIME=1m make fuzz for longer.
 FUZZTIME ?= 10s
+# Go 1.26's fuzz coordinator can fail a target with a bare "context
+# deadline exceeded" as -fuzztime ends (golang/go#75804, fixed in 1.27):
+# a run that failed that way and wrote no failing input, nor failed on a
+# seed, found nothing, and is reported as such instead of stopping the pass.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; \
+	    if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$out 2>&1; then \
+	      cat $$out; \
+	      if grep -q '^    context deadline exceeded$$' $$out && ! grep -q 'Failing input written\|seed corpus' $$out; then \
+	        echo "== $$f: stopped by Go's fuzz coordinator at -fuzztime (golang/go#75804), no failing input: not a finding"; \
+	      else exit 1; fi; \
+	    else tail -n 3 $$out; fi; \
 	  done; \
 	done
 
