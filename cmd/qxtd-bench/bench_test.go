@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -171,5 +172,26 @@ func TestSpread(t *testing.T) {
 		"  qxtd/restart (3 rounds): ms from the exec to an ESME's bind: empty queue 150 / 160 / 170; backlog 180 / 185 / 190; backlog after SIGKILL 390 / 400 / 560\n"
 	if got := b.String(); got != want {
 		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestSumMetrics(t *testing.T) {
+	text := `# HELP qxtd_store_ops_total Store operations.
+# TYPE qxtd_store_ops_total counter
+qxtd_store_ops_total 300
+qxtd_store_ops_total_other 7
+qxtd_queue_segments{state="accepted"} 2
+qxtd_queue_segments{state="final"} 5
+go_memstats_mallocs_total 1.5e+06
+`
+	got := sumMetrics(text, []string{"qxtd_store_ops_total", "qxtd_queue_segments", `qxtd_queue_segments{state="final"}`, "go_memstats_mallocs_total", "absent"})
+	want := map[string]float64{"qxtd_store_ops_total": 300, "qxtd_queue_segments": 7, `qxtd_queue_segments{state="final"}`: 5, "go_memstats_mallocs_total": 1.5e6}
+	if !maps.Equal(got, want) {
+		t.Errorf("sumMetrics = %v, want %v", got, want)
+	}
+	in := inside(map[string]float64{"go_memstats_mallocs_total": 1000, "qxtd_store_commits_total": 10, "qxtd_store_ops_total": 100},
+		map[string]float64{"go_memstats_mallocs_total": 3000, "go_memstats_alloc_bytes_total": 20480, "qxtd_store_commits_total": 12, "qxtd_store_ops_total": 130}, 10)
+	if *in != (Inside{Allocs: 200, AllocKiB: 2, Commits: 0.2, OpsCommit: 15}) {
+		t.Errorf("inside = %+v", *in)
 	}
 }

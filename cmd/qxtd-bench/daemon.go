@@ -165,28 +165,44 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 // Metric is the sum of every series of the named metric at qxtd's
 // /metrics.
 func (d *daemon) Metric(name string) (float64, error) {
+	m, err := d.Metrics(name)
+	return m[name], err
+}
+
+// Metrics is Metric for several names from one scrape of /metrics.
+func (d *daemon) Metrics(names ...string) (map[string]float64, error) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	resp, err := hc.Get("http://" + d.HTTPAddr + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var sum float64
-	for _, l := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(l, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
-		if err == nil {
-			sum += v
+	return sumMetrics(string(b), names), nil
+}
+
+// sumMetrics sums, for each name, the samples of the Prometheus text
+// exposition whose series starts with it: the bare name, or the name with
+// labels (every series of the metric, or those the labels given select).
+func sumMetrics(text string, names []string) map[string]float64 {
+	sums := make(map[string]float64, len(names))
+	for l := range strings.Lines(text) {
+		l = strings.TrimSuffix(l, "\n")
+		for _, name := range names {
+			rest, ok := strings.CutPrefix(l, name)
+			if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+				continue
+			}
+			v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+			if err == nil {
+				sums[name] += v
+			}
 		}
 	}
-	return sum, nil
+	return sums
 }
 
 // startDaemon writes the derived configuration, checks it with

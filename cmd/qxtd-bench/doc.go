@@ -164,6 +164,15 @@
 //     receipts setting (rates: below 1 is slower; latency: above 1 is
 //     slower).
 //
+// Under it, for the rows through qxtd, a second table counts qxtd's own
+// work per message over the same interval, from its /metrics:
+// allocations and KiB allocated on the heap (go_memstats_mallocs_total,
+// go_memstats_alloc_bytes_total), GC cycles in the interval, store
+// commits per message and operations per commit (qxtd_store_commits_total,
+// qxtd_store_ops_total). They hardly move from run to run, unlike CPU
+// time on a shared machine, so a change that saves a few percent of the
+// allocations or commits shows there in one run.
+//
 // With -rounds above 1 each row is the round with the median relayed
 // rate, and a line per scenario under the table gives the lowest, median
 // and highest relayed rate, gateway CPU and submit_sm_resp p99 over the

@@ -76,6 +76,7 @@ func writeTable(w io.Writer, rs []Result) {
 			pair(r.SubmitP50, r.SubmitP99), pair(r.ReceiptP50, r.ReceiptP99),
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}
+	writeInside(w, rs)
 	writeClusterCost(w, rs)
 	writeHogCost(w, rs)
 	writeKannelCost(w, rs)
@@ -91,6 +92,24 @@ func writeTable(w io.Writer, rs []Result) {
 	if len(restarts) > 0 {
 		fmt.Fprintln(w)
 		writeRestartTable(w, restarts)
+	}
+}
+
+// writeInside prints, for the rows through qxtd, its own counts per
+// message (Inside).
+func writeInside(w io.Writer, rs []Result) {
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Inside != nil && r.Err == "" }) {
+		return
+	}
+	fmt.Fprintln(w, "\ninside qxtd (its /metrics over the same interval; steady from run to run, unlike CPU time):")
+	fmt.Fprintln(w, "\n| scenario | allocations/msg | KiB allocated/msg | GC cycles | store commits/msg | operations/commit |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|")
+	for _, r := range rs {
+		if r.Inside == nil || r.Err != "" {
+			continue
+		}
+		in := r.Inside
+		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.3f | %.1f |\n", r.Scenario, in.Allocs, in.AllocKiB, in.GCs, in.Commits, in.OpsCommit)
 	}
 }
 

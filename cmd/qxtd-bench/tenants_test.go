@@ -29,6 +29,11 @@ func TestTenantsThroughQxtd(t *testing.T) {
 	if res.Answered != cfg.N || res.ReceiptsGot != cfg.N || res.GatewayCPU <= 0 {
 		t.Errorf("through qxtd: %+v", res)
 	}
+	// Each message passes the store at least three times (accepted,
+	// submitted, its receipt) and allocates on the heap on its way.
+	if in := res.Inside; in == nil || in.Allocs < 10 || in.Commits <= 0 || in.Commits*in.OpsCommit < 3 {
+		t.Errorf("inside qxtd: %+v", in)
+	}
 	// Every message is committed (fsync'd) at least once, and a commit
 	// writes whole 4 KiB pages: far more than 1 KiB a message, unless the
 	// store is in memory (tmpfs), where nothing reaches a disk.
