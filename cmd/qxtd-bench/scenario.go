@@ -92,6 +92,9 @@ type Inside struct {
 var insideMetrics = []string{"go_memstats_mallocs_total", "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count",
 	"qxtd_store_commits_total", "qxtd_store_ops_total"}
 
+// etcdRequests counts a cluster node's requests to etcd.
+const etcdRequests = "qxtd_cluster_etcd_requests_total"
+
 // inside is Inside from the /metrics snapshots a (start) and b (end) of
 // an interval that carried n messages.
 func inside(a, b map[string]float64, n int) *Inside {
@@ -259,7 +262,6 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	spec.N, spec.FirstDst = cfg.N, 13800000000
 	m = markOf(p)
 	var q0 time.Duration
-	var etcd0 float64
 	var w0 int64
 	dm, _ := gw.(diskMeter)
 	if gw != nil {
@@ -272,13 +274,12 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 			return res, err
 		}
 	}
-	var in0 map[string]float64
+	// qxtd's /metrics, scraped once at each end of the run: its etcd
+	// requests (cluster) and Inside. Without the first scrape the row has
+	// neither, and the run goes on.
+	var m0 map[string]float64
 	if d != nil {
-		if sc.Cluster {
-			etcd0, _ = d.Metric("qxtd_cluster_etcd_requests_total")
-		}
-		// Without it the row has no Inside, and the run goes on.
-		in0, _ = d.Metrics(insideMetrics...)
+		m0, _ = d.Metrics(append(insideMetrics, etcdRequests)...)
 	}
 	b0 := selfCPU()
 	r, runErr := cl.Run(ctx, spec)
@@ -302,15 +303,15 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 		res.GatewayDisk = float64(w1-w0) / 1024 / float64(cfg.N)
 	}
 	if d != nil {
-		if sc.Cluster {
-			etcd1, err := d.Metric("qxtd_cluster_etcd_requests_total")
-			if err != nil {
-				return res, err
-			}
-			res.EtcdPer1000 = (etcd1 - etcd0) * 1000 / float64(cfg.N)
+		m1, err := d.Metrics(append(insideMetrics, etcdRequests)...)
+		if err != nil && sc.Cluster {
+			return res, err
 		}
-		if in1, err := d.Metrics(insideMetrics...); err == nil && in0 != nil {
-			res.Inside = inside(in0, in1, cfg.N)
+		if err == nil && m0 != nil {
+			if sc.Cluster {
+				res.EtcdPer1000 = (m1[etcdRequests] - m0[etcdRequests]) * 1000 / float64(cfg.N)
+			}
+			res.Inside = inside(m0, m1, cfg.N)
 		}
 	}
 	res.BenchCPU = float64((b1 - b0).Microseconds()) / float64(cfg.N)
