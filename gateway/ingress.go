@@ -77,7 +77,7 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 // meanwhile, so that the wait costs it latency but no throughput.
 func (s *esmeSession) patience(ctx context.Context) context.Context {
 	if s.conn != nil && s.conn.PeerHasRoom() {
-		return queue.Patient(ctx)
+		return s.g.store.Patient(ctx)
 	}
 	return ctx
 }

@@ -309,7 +309,7 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			if int(u.busy.Load()) < u.workers() {
 				// Another worker is idle: this one waiting for company in
 				// the store (store.commit_delay) holds up no segment.
-				rctx = queue.Patient(ctx)
+				rctx = g.store.Patient(ctx)
 			}
 			u.persist(rctx, j.Key, "submitted", func(ctx context.Context) error {
 				return g.store.Submitted(ctx, j.Key, id, time.Now())
@@ -533,7 +533,7 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	if conn != nil && conn.PeerHasRoom() {
 		// The SMSC can send more receipts while this one waits for
 		// company in the store (store.commit_delay).
-		ctx = queue.Patient(ctx)
+		ctx = u.g.store.Patient(ctx)
 	}
 	var resp pdu.Body
 	switch p.Header().ID {

@@ -176,7 +176,18 @@ func (d *decoder) state(field string) State {
 }
 
 func (d *decoder) version(want uint8, what string) {
-	if v := d.u8(what + " version"); d.err == nil && v != want {
+	// Not d.u8(what + " version"): that concatenation would be an
+	// allocation for every record read.
+	if d.err != nil {
+		return
+	}
+	if d.left() < 1 {
+		d.fail("%s version: truncated", what)
+		return
+	}
+	v := d.b[d.pos]
+	d.pos++
+	if v != want {
 		d.fail("%s: unknown version %d", what, v)
 	}
 }

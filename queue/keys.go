@@ -43,13 +43,16 @@ const (
 	maxSMSCID  = 1024 // longest canonical SMSC id indexed (SMPP allows 65 octets)
 )
 
-func msgKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
+func msgKey(id uint64) []byte { return appendMsgKey(make([]byte, 0, 8), id) }
+
+func appendMsgKey(b []byte, id uint64) []byte { return binary.BigEndian.AppendUint64(b, id) }
 
 // timeKey is the key of the due and wait buckets: time (Unix ns, big
 // endian, clamped at 0) | id | part, so key order is time order.
-func timeKey(t time.Time, k Key) []byte {
+func timeKey(t time.Time, k Key) []byte { return appendTimeKey(make([]byte, 0, timeKeyLen), t, k) }
+
+func appendTimeKey(b []byte, t time.Time, k Key) []byte {
 	n := max(timeNanos(t), 0)
-	b := make([]byte, 0, timeKeyLen)
 	b = binary.BigEndian.AppendUint64(b, uint64(n))
 	b = binary.BigEndian.AppendUint64(b, k.ID)
 	return binary.BigEndian.AppendUint16(b, k.Part)
@@ -76,11 +79,11 @@ func parsePartRef(b []byte) (Key, bool) {
 
 // prefixKey is prefix | 0x00 | rest.
 func prefixKey(prefix string, rest []byte) []byte {
-	b := make([]byte, 0, len(prefix)+1+len(rest))
-	b = append(b, prefix...)
-	b = append(b, sep)
-	return append(b, rest...)
+	return append(appendPrefix(make([]byte, 0, len(prefix)+1+len(rest)), prefix), rest...)
 }
+
+// appendPrefix appends the prefix | 0x00 that a prefixKey starts with.
+func appendPrefix(b []byte, prefix string) []byte { return append(append(b, prefix...), sep) }
 
 func smscKey(upstream, canon string) []byte { return prefixKey(upstream, []byte(canon)) }
 

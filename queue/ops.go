@@ -128,12 +128,12 @@ func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
 		return nil, nil
 	}
 	n := m.Segments()
-	month := BillingMonth(m.AcceptedAt)
-	u, err := t.getUsage(usageKey(m.Enterprise, month))
+	u, err := t.getUsage(t.usageKeyOf(m))
 	if err != nil {
 		return nil, err
 	}
 	if u.Reserved+u.Charged+n > limit {
+		month := BillingMonth(m.AcceptedAt)
 		return fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d > limit %d",
 			ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, n, limit), nil
 	}
@@ -276,7 +276,7 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 			t.counts[StateSubmitted]++
 			p.State, p.SMSCID, p.SubmittedAt = StateSubmitted, smscID, at
 			p.Attempts++
-			if err := t.wait.Put(timeKey(at, k), nil); err != nil {
+			if err := t.wait.Put(t.timeKey(at, k), nil); err != nil {
 				return err
 			}
 		}
@@ -483,7 +483,7 @@ func (s *Store) AckDLR(ctx context.Context, account string, id uint64) error {
 		if m.Account != account {
 			return soft(fmt.Errorf("%w: message %d of account %q", ErrNotFound, id, account))
 		}
-		key := dlroutKey(account, id)
+		key := t.dlroutKey(account, id)
 		if !t.has(t.dlrout, key) {
 			if m.DLRForwarded {
 				return nil
@@ -512,7 +512,7 @@ func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error
 	}
 	err := s.exec(ctx, func(t *txn) error {
 		for _, id := range ids {
-			key := dlroutKey(account, id)
+			key := t.dlroutKey(account, id)
 			if !t.has(t.dlrout, key) {
 				continue // acknowledged already, or never pending
 			}

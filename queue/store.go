@@ -128,6 +128,11 @@ type Store struct {
 
 	ops  chan *op      // into the commit loop; closed by Close
 	done chan struct{} // closed when the commit loop has returned
+	// opPool keeps the ops (each with its done channel) whose outcome
+	// exec has received: every message passes exec three times, and an op
+	// and its channel are two allocations each time. An op whose caller
+	// gave up (its ctx ended) is not returned: the loop may still hold it.
+	opPool sync.Pool
 
 	closeMu sync.RWMutex // held for reading while sending on ops
 	closed  bool
@@ -188,8 +193,13 @@ type patienceKey struct{}
 // Options.CommitDelay for others to share their commit. Give it only
 // where the wait costs the sender latency but no throughput: its window
 // has room for more meanwhile. Operations from other contexts commit at
-// once and take any held ones with them.
-func Patient(ctx context.Context) context.Context {
+// once and take any held ones with them. Without a CommitDelay it returns
+// ctx itself: nothing is held, and the context it would wrap is an
+// allocation on every write.
+func (s *Store) Patient(ctx context.Context) context.Context {
+	if s.opt.CommitDelay <= 0 {
+		return ctx
+	}
 	return context.WithValue(ctx, patienceKey{}, true)
 }
 
@@ -542,7 +552,11 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	o, _ := s.opPool.Get().(*op)
+	if o == nil {
+		o = &op{done: make(chan error, 1)}
+	}
+	o.ctx, o.fn = ctx, fn
 	if s.opt.CommitDelay > 0 {
 		o.queued, o.patient = time.Now(), isPatient(ctx)
 	}
@@ -558,7 +572,7 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 		// every message passes here three times.
 		s.ops <- o
 		s.closeMu.RUnlock()
-		return <-o.done
+		return s.outcome(o)
 	}
 	select {
 	case s.ops <- o: // room in the queue: no select over ctx's Done channel
@@ -572,17 +586,32 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 			return ctx.Err()
 		}
 	}
+	var err error
 	select {
-	case err := <-o.done:
-		return err
+	case err = <-o.done:
 	case <-ctx.Done():
 		select {
-		case err := <-o.done: // decided already: report the outcome
-			return err
+		case err = <-o.done: // decided already: report the outcome
 		default:
-			return ctx.Err()
+			return ctx.Err() // o stays with the loop, out of the pool
 		}
 	}
+	s.recycle(o)
+	return err
+}
+
+// outcome waits for o's result and recycles o.
+func (s *Store) outcome(o *op) error {
+	err := <-o.done
+	s.recycle(o)
+	return err
+}
+
+// recycle returns o, whose result its caller has received, to the pool:
+// the commit loop sends the result last and touches o no more.
+func (s *Store) recycle(o *op) {
+	o.ctx, o.fn = nil, nil
+	s.opPool.Put(o)
 }
 
 // loop is the only writer: it drains whatever operations are queued (up to
@@ -711,17 +740,20 @@ func (s *Store) commit(batch []*op) {
 			for i, o := range live {
 				cp := t.checkpoint()
 				err := runOp(o, t)
-				var se softError
-				switch {
-				case err == nil:
+				if err == nil {
 					results[i] = nil
-				case errors.As(err, &se):
-					t.restore(cp)
-					results[i] = se.err
-				default:
+					continue
+				}
+				// Declared here, not before the test: errors.As takes
+				// its address, which puts it on the heap, once per
+				// failure instead of once per operation.
+				var se softError
+				if !errors.As(err, &se) {
 					bad, badErr = i, err
 					return err
 				}
+				t.restore(cp)
+				results[i] = se.err
 			}
 			if err := t.putUsage(); err != nil {
 				return err

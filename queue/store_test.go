@@ -828,7 +828,7 @@ func TestCommitDelay(t *testing.T) {
 		defer mu.Unlock()
 		return batches[len(batches)-1]
 	}
-	patient := Patient(bg)
+	patient := s.Patient(bg)
 	gathering := make(chan struct{}, 100) // every wait for company, in order
 	s.gathering = func() { gathering <- struct{}{} }
 	enqueue := func(ctx context.Context, n int) <-chan error {

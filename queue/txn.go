@@ -33,6 +33,19 @@ type txn struct {
 	orphanDelta []orphanDelta
 	orphanNet   map[string]int
 	cursors     map[*bolt.Bucket]*bolt.Cursor // see get
+	// keyMsg, keyTime and keyPrefix are where the keys of the hot paths
+	// are built (msgKey, timeKey and the prefixed keys below), instead
+	// of in a new slice each: bbolt keeps no key it is given (Put copies
+	// it, Seek and Delete only compare), so a buffer serves again as
+	// soon as the call returns. A key built in one is valid until the
+	// next key of its kind; never pass one as a value, which Put keeps
+	// until the commit.
+	keyMsg, keyTime, keyPrefix []byte
+	lastUsage                  struct { // see usageKeyOf
+		enterprise string
+		from, to   time.Time // the billing month, [from, to)
+		key        string
+	}
 }
 
 // get is b.Get(key) through one cursor per bucket for the whole
@@ -74,6 +87,36 @@ func (t *txn) cursor(b *bolt.Bucket) *bolt.Cursor {
 		t.cursors[b] = c
 	}
 	return c
+}
+
+// msgKey is msgKey(id) in t.keyMsg.
+func (t *txn) msgKey(id uint64) []byte {
+	t.keyMsg = appendMsgKey(t.keyMsg[:0], id)
+	return t.keyMsg
+}
+
+// timeKey is timeKey(at, k) in t.keyTime.
+func (t *txn) timeKey(at time.Time, k Key) []byte {
+	t.keyTime = appendTimeKey(t.keyTime[:0], at, k)
+	return t.keyTime
+}
+
+// edueKey is edueKey(enterprise, at, k) in t.keyPrefix.
+func (t *txn) edueKey(enterprise string, at time.Time, k Key) []byte {
+	t.keyPrefix = appendTimeKey(appendPrefix(t.keyPrefix[:0], enterprise), at, k)
+	return t.keyPrefix
+}
+
+// smscKey is smscKey(upstream, canon) in t.keyPrefix.
+func (t *txn) smscKey(upstream, canon string) []byte {
+	t.keyPrefix = append(appendPrefix(t.keyPrefix[:0], upstream), canon...)
+	return t.keyPrefix
+}
+
+// dlroutKey is dlroutKey(account, id) in t.keyPrefix.
+func (t *txn) dlroutKey(account string, id uint64) []byte {
+	t.keyPrefix = appendMsgKey(appendPrefix(t.keyPrefix[:0], account), id)
+	return t.keyPrefix
 }
 
 // orphanState is what a transaction knows of the orphan bucket. Nearly
@@ -196,18 +239,18 @@ const appendFill = 0.9
 
 // putDue makes part k of m due at at: its due key and its enterprise's.
 func (t *txn) putDue(m *Message, at time.Time, k Key) error {
-	if err := t.due.Put(timeKey(at, k), nil); err != nil {
+	if err := t.due.Put(t.timeKey(at, k), nil); err != nil {
 		return err
 	}
-	return t.edue.Put(edueKey(m.Enterprise, at, k), nil)
+	return t.edue.Put(t.edueKey(m.Enterprise, at, k), nil)
 }
 
 // delDue removes the due keys putDue wrote.
 func (t *txn) delDue(m *Message, at time.Time, k Key) error {
-	if err := t.del(t.due, timeKey(at, k)); err != nil {
+	if err := t.del(t.due, t.timeKey(at, k)); err != nil {
 		return err
 	}
-	return t.del(t.edue, edueKey(m.Enterprise, at, k))
+	return t.del(t.edue, t.edueKey(m.Enterprise, at, k))
 }
 
 func (t *txn) checkpoint() checkpoint {
@@ -232,7 +275,7 @@ func (t *txn) restore(c checkpoint) {
 
 // getMsg loads message id; a missing one is a soft ErrNotFound.
 func (t *txn) getMsg(id uint64) (*Message, error) {
-	v := t.get(t.msg, msgKey(id))
+	v := t.get(t.msg, t.msgKey(id))
 	if v == nil {
 		return nil, soft(fmt.Errorf("%w: message %d", ErrNotFound, id))
 	}
@@ -256,7 +299,7 @@ func (t *txn) getPart(k Key) (*Message, *Part, error) {
 }
 
 func (t *txn) putMsg(m *Message) error {
-	return t.msg.Put(msgKey(m.ID), encodeMessage(nil, m))
+	return t.msg.Put(t.msgKey(m.ID), encodeMessage(nil, m))
 }
 
 // getUsage is the usage row key as this transaction's operations have
@@ -290,8 +333,25 @@ func (t *txn) usageEntry(key string) (*usageEntry, error) {
 	return e, nil
 }
 
+// usageKeyOf is usageKey(m.Enterprise, BillingMonth(m.AcceptedAt)),
+// remembered for the last enterprise and month: the operations of one
+// commit are mostly one enterprise's in one month, and computing the key
+// costs two allocations (the month's text and the key).
+func (t *txn) usageKeyOf(m *Message) string {
+	u := &t.lastUsage
+	if u.key != "" && m.Enterprise == u.enterprise && !m.AcceptedAt.Before(u.from) && m.AcceptedAt.Before(u.to) {
+		return u.key
+	}
+	local := m.AcceptedAt.In(shanghai)
+	u.from = time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, shanghai)
+	u.to = u.from.AddDate(0, 1, 0)
+	u.enterprise = m.Enterprise
+	u.key = usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
+	return u.key
+}
+
 func (t *txn) addUsage(m *Message, reserved, charged int64) error {
-	key := usageKey(m.Enterprise, BillingMonth(m.AcceptedAt))
+	key := t.usageKeyOf(m)
 	e, err := t.usageEntry(key)
 	if err != nil {
 		return err
@@ -340,7 +400,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 			return err
 		}
 	case StateSubmitted:
-		if err := t.del(t.wait, timeKey(p.SubmittedAt, k)); err != nil {
+		if err := t.del(t.wait, t.timeKey(p.SubmittedAt, k)); err != nil {
 			return err
 		}
 	default:
@@ -370,7 +430,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 		m.DLRForwarded = true
 		return nil
 	}
-	if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
+	if err := t.dlrout.Put(t.dlroutKey(m.Account, m.ID), nil); err != nil {
 		return err
 	}
 	t.ready = append(t.ready, m)
@@ -379,7 +439,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 
 // indexSMSC records that smscID (on m.Upstream) names part k.
 func (t *txn) indexSMSC(m *Message, k Key, smscID string) error {
-	key := smscKey(m.Upstream, CanonicalSMSCID(smscID))
+	key := t.smscKey(m.Upstream, CanonicalSMSCID(smscID))
 	if old := t.get(t.smsc, key); old != nil {
 		if ok, _ := parsePartRef(old); ok != k {
 			t.s.log.Warn("queue: SMSC id reused, index moved to the newer part",
