@@ -106,6 +106,7 @@ type outFrame struct {
 type call struct {
 	req      pdu.Body
 	done     chan pdu.Body // buffered 1
+	timer    *time.Timer   // the response timeout, stopped between uses
 	timedOut atomic.Bool
 }
 
@@ -139,6 +140,10 @@ type Conn struct {
 
 	mu      sync.Mutex
 	pending map[uint32]*call
+	// calls keeps the calls whose answer exchange received (then neither
+	// the reader nor finish holds them any more): a call, its channel and
+	// its timer are four allocations, and every message relayed is one.
+	calls sync.Pool
 	late    int
 
 	out    chan outFrame
@@ -261,7 +266,12 @@ func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl := &call{req: p, done: make(chan pdu.Body, 1)}
+	cl, _ := c.calls.Get().(*call)
+	if cl == nil {
+		cl = &call{done: make(chan pdu.Body, 1), timer: time.NewTimer(time.Hour)}
+		cl.timer.Stop()
+	}
+	cl.req = p
 	c.mu.Lock()
 	c.pending[seq] = cl
 	c.mu.Unlock()
@@ -284,18 +294,20 @@ func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	if c.sent != nil {
 		c.sent()
 	}
-	timer := time.NewTimer(c.opt.RespTimeout)
-	defer timer.Stop()
+	// Timers are synchronous since Go 1.23: once stopped, a timer's
+	// channel holds no stale expiry for the call's next use.
+	cl.timer.Reset(c.opt.RespTimeout)
 	var resp pdu.Body
 	select {
 	case resp = <-cl.done:
-	case <-timer.C:
+	case <-cl.timer.C:
 		if c.markLate(seq, cl) {
-			return nil, ErrTimeout
+			return nil, ErrTimeout // cl stays with the late requests
 		}
 		resp = <-cl.done // answered meanwhile: the reader is handing it over
 	case <-ctx.Done():
 		if c.markLate(seq, cl) {
+			cl.timer.Stop()
 			return nil, ctx.Err()
 		}
 		resp = <-cl.done
@@ -306,10 +318,16 @@ func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		// submit_sm taken for unanswered would be sent again. Both cases
 		// may be ready at once here, and select picks either.
 		if forget() {
+			cl.timer.Stop()
 			return nil, ErrClosed
 		}
 		resp = <-cl.done // the answer, or nil from finish
 	}
+	// The answer was received: the reader (or finish) took cl out of
+	// pending before sending it, and nothing else holds cl.
+	cl.timer.Stop()
+	cl.req = nil
+	c.calls.Put(cl)
 	if resp == nil {
 		return nil, ErrClosed
 	}
