@@ -144,7 +144,7 @@ type Conn struct {
 	// the reader nor finish holds them any more): a call, its channel and
 	// its timer are four allocations, and every message relayed is one.
 	calls sync.Pool
-	late    int
+	late  int
 
 	out    chan outFrame
 	closed chan struct{}
