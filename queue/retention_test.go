@@ -523,3 +523,28 @@ func TestPurgeRandom(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendBucketsFillPages: the buckets whose keys only grow (messages,
+// due times, the final index) fill their pages to about appendFill, not
+// bbolt's half: a store that keeps finished messages for months is
+// mostly these pages.
+func TestAppendBucketsFillPages(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, shanghai)
+	steadyRound(t, s.Store, at, 3000, 1, at.Add(-time.Hour))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMsg, bucketFinal} {
+			st := tx.Bucket(name).Stats()
+			if st.LeafPageN < 10 {
+				t.Fatalf("%s: %d leaf pages, too few to tell the fill", name, st.LeafPageN)
+			}
+			if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); fill < 0.8 {
+				t.Errorf("%s: leaf pages %.0f %% full (%d pages), want about %.0f %%", name, 100*fill, st.LeafPageN, 100*appendFill)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -226,12 +226,17 @@ func (t *txn) bind(tx *bolt.Tx) {
 	t.ref = tx.Bucket(bucketRef)
 	t.usage = tx.Bucket(bucketUsage)
 	t.hook = tx.Bucket(bucketHook)
-	// Message ids and due times only grow, so these buckets are written
-	// at their end: bbolt's default half-full split would leave every
-	// page half empty behind the writes. Pages filled to 90 % keep room
-	// for a message that grows when its state changes.
+	// Message ids, due times and the final index's numbers only grow,
+	// so these buckets are written at their end: bbolt's default
+	// half-full split would leave every page half empty behind the
+	// writes. Pages filled to 90 % keep room for a message that grows
+	// when its state changes. (The final index at 90 % holds a retained
+	// message in 58 bytes instead of 105: 6 % of the file. Its reverse,
+	// finalpart, is not written in key order, parts finishing out of
+	// turn, and splits worse at 90 % than at bbolt's half.)
 	t.msg.FillPercent = appendFill
 	t.due.FillPercent = appendFill
+	tx.Bucket(bucketFinal).FillPercent = appendFill
 }
 
 // appendFill is the FillPercent of the buckets written in key order.
