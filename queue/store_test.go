@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1341,5 +1342,50 @@ func TestRerunRegroups(t *testing.T) {
 	}
 	if got := s.get(m.ID); got.Group != m.ID {
 		t.Errorf("message %d stored with group %d, want its own id", m.ID, got.Group)
+	}
+}
+
+// An operation whose caller gave up (its ctx ended) stays queued for the
+// commit loop, which still runs or skips it; exec reuses operations
+// (opPool), and must not reuse that one for the caller's next operation,
+// which would then get the abandoned one's outcome, or none. (One
+// goroutine makes both calls: a pool hands back first what the same
+// processor put in.)
+func TestExecAbandonedOpNotReused(t *testing.T) {
+	s := newStore(t, Options{})
+	release := s.block()
+	ctx, cancel := context.WithCancel(bg)
+	abandoned, mine := make(chan error, 1), make(chan error, 1)
+	errMine := errors.New("mine")
+	var runs atomic.Int32
+	go func() {
+		abandoned <- s.exec(ctx, func(*txn) error { return soft(errors.New("the abandoned operation ran")) })
+		mine <- s.exec(bg, func(*txn) error { runs.Add(1); return soft(errMine) })
+	}()
+	s.waitQueued(1)
+	cancel()
+	if err := within(t, "the abandoned call", abandoned); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned call got %v, want context.Canceled", err)
+	}
+	s.waitQueued(2)
+	release()
+	if err := within(t, "the next call", mine); !errors.Is(err, errMine) {
+		t.Errorf("the next call got %v, want its own outcome", err)
+	}
+	s.Close() // the commit loop has finished every queued operation
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the next call's operation ran %d times, want once", n)
+	}
+}
+
+// within receives from c, failing t after 10 s.
+func within[T any](t *testing.T, what string, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+		panic("unreachable")
 	}
 }
