@@ -173,6 +173,18 @@ func TestSpread(t *testing.T) {
 	if got := b.String(); got != want {
 		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
 	}
+
+	// A crash scenario's line is what the kill duplicated and the restart.
+	kill := func(peer, receipts int, ms float64) Result {
+		return Result{Scenario: "qxtd/kill9", DupReceipts: receipts, Kill: &KillResult{PeerDups: peer, RestartMS: ms}}
+	}
+	b.Reset()
+	writeSpread(&b, []Result{kill(64, 128, 150), kill(0, 0, 170), {Scenario: "qxtd/kill9", Err: "2 lost", Kill: &KillResult{PeerDups: 999}}, kill(100, 192, 160), kill(36, 64, 140)})
+	want = "\nspread over the rounds (lowest / median / highest):\n" +
+		"  qxtd/kill9 (4 rounds): duplicates at the peer 0 / 36 / 100; duplicate receipts 0 / 64 / 192; restart ms 140 / 150 / 170\n"
+	if got := b.String(); got != want {
+		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
 }
 
 func TestSumMetrics(t *testing.T) {

@@ -90,7 +90,11 @@
 // duplicates (extra submit_sm of a token: qxtd's at-least-once relay
 // window), duplicate receipts at the client, and the restart time
 // (SIGKILL → /readyz ready, polled every 5 ms). -json puts these under
-// "kill".
+// "kill". What a kill duplicates depends on where it falls in the
+// windows' batches and varies by a hundred or more from run to run: with
+// -rounds, the spread line under the table gives the lowest, median and
+// highest of both and of the restart time, and two builds compare only
+// by that line over many rounds (`-rounds 9 -baseline OTHER`).
 //
 // # The restart scenario
 //
