@@ -233,7 +233,7 @@ func (t *txn) bind(tx *bolt.Tx) {
 	// when its state changes. (The final index at 90 % holds a retained
 	// message in 58 bytes instead of 105: 6 % of the file. Its reverse,
 	// finalpart, is not written in key order, parts finishing out of
-	// turn, and splits worse at 90 % than at bbolt's half.)
+	// turn: at 90 % too, the file came out larger than before.)
 	t.msg.FillPercent = appendFill
 	t.due.FillPercent = appendFill
 	tx.Bucket(bucketFinal).FillPercent = appendFill
