@@ -85,13 +85,33 @@ func prefixKey(prefix string, rest []byte) []byte {
 // appendPrefix appends the prefix | 0x00 that a prefixKey starts with.
 func appendPrefix(b []byte, prefix string) []byte { return append(append(b, prefix...), sep) }
 
-func smscKey(upstream, canon string) []byte { return prefixKey(upstream, []byte(canon)) }
+// The keys below are each laid out once, by an append form: the
+// transaction builds the hot ones in its buffers (txn.msgKey and the
+// others), everything else in a slice of their own.
 
-func edueKey(enterprise string, at time.Time, k Key) []byte {
-	return prefixKey(enterprise, timeKey(at, k))
+func smscKey(upstream, canon string) []byte {
+	return appendSMSCKey(make([]byte, 0, len(upstream)+1+len(canon)), upstream, canon)
 }
 
-func dlroutKey(account string, id uint64) []byte { return prefixKey(account, msgKey(id)) }
+func appendSMSCKey(b []byte, upstream, canon string) []byte {
+	return append(appendPrefix(b, upstream), canon...)
+}
+
+func edueKey(enterprise string, at time.Time, k Key) []byte {
+	return appendEdueKey(make([]byte, 0, len(enterprise)+1+timeKeyLen), enterprise, at, k)
+}
+
+func appendEdueKey(b []byte, enterprise string, at time.Time, k Key) []byte {
+	return appendTimeKey(appendPrefix(b, enterprise), at, k)
+}
+
+func dlroutKey(account string, id uint64) []byte {
+	return appendDLROutKey(make([]byte, 0, len(account)+1+8), account, id)
+}
+
+func appendDLROutKey(b []byte, account string, id uint64) []byte {
+	return appendMsgKey(appendPrefix(b, account), id)
+}
 
 func usageKey(enterprise, month string) string { return enterprise + "\x00" + month }
 

@@ -103,19 +103,19 @@ func (t *txn) timeKey(at time.Time, k Key) []byte {
 
 // edueKey is edueKey(enterprise, at, k) in t.keyPrefix.
 func (t *txn) edueKey(enterprise string, at time.Time, k Key) []byte {
-	t.keyPrefix = appendTimeKey(appendPrefix(t.keyPrefix[:0], enterprise), at, k)
+	t.keyPrefix = appendEdueKey(t.keyPrefix[:0], enterprise, at, k)
 	return t.keyPrefix
 }
 
 // smscKey is smscKey(upstream, canon) in t.keyPrefix.
 func (t *txn) smscKey(upstream, canon string) []byte {
-	t.keyPrefix = append(appendPrefix(t.keyPrefix[:0], upstream), canon...)
+	t.keyPrefix = appendSMSCKey(t.keyPrefix[:0], upstream, canon)
 	return t.keyPrefix
 }
 
 // dlroutKey is dlroutKey(account, id) in t.keyPrefix.
 func (t *txn) dlroutKey(account string, id uint64) []byte {
-	t.keyPrefix = appendMsgKey(appendPrefix(t.keyPrefix[:0], account), id)
+	t.keyPrefix = appendDLROutKey(t.keyPrefix[:0], account, id)
 	return t.keyPrefix
 }
 
