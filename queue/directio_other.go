@@ -10,3 +10,5 @@ const oDirect = 0
 func alignedBuffer(n int) []byte { return make([]byte, n) }
 
 func directReads(string) bool { return false }
+
+func smallMetaPages(string) {}

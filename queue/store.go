@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -269,6 +270,19 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("queue: open %s: damaged page: %v (%w; restore the last backup)", path, r, ErrCorrupt)
 		}
 	}()
+	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
+		// bbolt creates the file with one 16 KiB write of its first four
+		// pages; closed and opened again, the file's first pages can be
+		// cached one by one (smallMetaPages).
+		fresh, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.OpenTimeout, NoSync: opt.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("queue: open %s: %w", path, err)
+		}
+		if err := fresh.Close(); err != nil {
+			return nil, fmt.Errorf("queue: open %s: %w", path, err)
+		}
+	}
+	smallMetaPages(path)
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: opt.OpenTimeout,
 		NoSync:  opt.NoSync,
