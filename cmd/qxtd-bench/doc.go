@@ -155,7 +155,10 @@
 //     each changed leaf up to its bucket's root, at every commit: a
 //     commit carrying one operation writes about as much as one carrying
 //     sixty, so this falls as commits fill (full load, commit_delay).
-//     Zero when the store is on tmpfs.
+//     Zero when the store is on tmpfs. The kernel counts a write as the
+//     whole page-cache folio it dirties: qxtd builds before 2026-12-04
+//     are counted 12 KiB a commit more than they write (bbolt's meta
+//     pages sat in a 16 KiB folio; queue.OpenDB now caches them apart).
 //   - bench CPU µs/msg: this process (client and peer together) over the
 //     same interval, from getrusage.
 //   - submit_sm_resp p50 / p99: from each submit to its answer at the
