@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -42,11 +43,6 @@ func (g *Gateway) Bind(ctx context.Context, req smpp.BindRequest) (smpp.Session,
 	}
 	g.metrics.binds.WithLabelValues(req.Kind.String(), "ok").Inc()
 	s := &esmeSession{g: g, acct: acct, kind: req.Kind, conn: req.Conn}
-	if req.Kind.CanReceive() {
-		g.dlrs.attach(acct.SystemID, req.Conn)
-		g.mos.attach(acct, req.Conn)
-		g.receiverBound(acct)
-	}
 	g.metrics.boundESMEs.WithLabelValues(req.Kind.String()).Inc()
 	return s, nil
 }
@@ -56,10 +52,29 @@ type esmeSession struct {
 	acct *Account
 	kind smpp.BindKind
 	conn *smpp.Conn
+	// receiving is set by Bound for a receiver or transceiver: its
+	// receipts and replies are forwarded on conn from then on.
+	receiving atomic.Bool
+}
+
+// Bound registers a receiver or transceiver for receipts and replies
+// (smpp.Bounder), once its bind_resp is queued: a forwarder started in
+// Bind could queue a deliver_sm ahead of the bind_resp, which a client
+// waiting for its bind_resp may drop. The crash test's client did: after
+// a restart with receipts pending, a window of them went unanswered and
+// the account's receipts stopped for the 30 s of their timeout.
+func (s *esmeSession) Bound() {
+	if !s.kind.CanReceive() {
+		return
+	}
+	s.receiving.Store(true)
+	s.g.dlrs.attach(s.acct.SystemID, s.conn)
+	s.g.mos.attach(s.acct, s.conn)
+	s.g.receiverBound(s.acct)
 }
 
 func (s *esmeSession) Close() {
-	if s.kind.CanReceive() {
+	if s.receiving.Load() {
 		s.g.dlrs.detach(s.acct.SystemID, s.conn)
 		s.g.mos.detach(s.acct, s.conn)
 		s.g.receiverUnbound(s.acct)

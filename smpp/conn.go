@@ -678,7 +678,16 @@ func (c *Conn) handle(p pdu.Body) {
 		c.nack(hdr.Seq, st)
 	case resp != nil:
 		c.respond(&hdr, resp)
+		if r, ok := c.handler.(responder); ok {
+			r.Responded(hdr)
+		}
 	}
+}
+
+// responder is a Handler that acts once its answer to a request is
+// queued (the server: a session starts sending after its bind_resp).
+type responder interface {
+	Responded(req pdu.Header)
 }
 
 // run is the handler's answer to p, or the generic_nack status to send

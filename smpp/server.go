@@ -70,6 +70,17 @@ type Session interface {
 	Close()
 }
 
+// Bounder is a Session that learns when its bind_resp has been queued
+// for the peer: Bound is called once, after a successful bind, when its
+// answer is ahead of anything queued later on the connection. A session
+// that sends requests of its own (deliver_sm to a receiver) starts them
+// in Bound, not in Backend.Bind: SMPP 3.4 has the ESME bound only once it
+// has the bind_resp, and a client may drop (or refuse) what comes before
+// it. Close follows Bound, as every other handler's end.
+type Bounder interface {
+	Bound()
+}
+
 // BackendFunc adapts a function to Backend.
 type BackendFunc func(ctx context.Context, req BindRequest) (Session, error)
 
@@ -333,6 +344,7 @@ type serverConn struct {
 	binding bool // a bind is with the backend: requests are concurrent
 	session Session
 	bindTmr *time.Timer
+	told    bool // the session's Bound has been called
 }
 
 func (s *Server) startConn(nc net.Conn) {
@@ -410,6 +422,24 @@ func (sc *serverConn) uncount() {
 		delete(s.unbound, sc.ip)
 	}
 	s.mu.Unlock()
+}
+
+// Responded implements responder: once a successful bind's answer is
+// queued, the session hears of it (Bounder).
+func (sc *serverConn) Responded(req pdu.Header) {
+	switch req.ID {
+	case pdu.BindTransmitterID, pdu.BindReceiverID, pdu.BindTransceiverID:
+	default:
+		return
+	}
+	sc.mu.Lock()
+	sess := sc.session
+	tell := sess != nil && !sc.told
+	sc.told = sc.told || tell
+	sc.mu.Unlock()
+	if b, ok := sess.(Bounder); ok && tell {
+		b.Bound()
+	}
 }
 
 // HandlePDU implements Handler for one server-side connection.
