@@ -2,9 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -28,30 +26,7 @@ import (
 // stay pending for the next bind.
 func TestBindRespBeforeReceipts(t *testing.T) {
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
-	tx, err := r.bind("esme", "pw", smpp.BindTransmitter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for i := range 5 {
-		if _, err := tx.submit(ctx, submitSM("1069", fmt.Sprintf("1390000000%d", i), "before the bind")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		msgs, err := r.store.PendingDLRs("esme", 10, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 5 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d receipts pending, want 5", len(msgs))
-		}
-		waitABit(ctx)
-	}
+	r.pendingReceipts(t, 5)
 	for i := range 10 {
 		first, second := rawReceiverBind(t, r.addr)
 		if first != pdu.BindReceiverRespID {

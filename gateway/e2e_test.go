@@ -407,35 +407,7 @@ func asStatus(err error, st *pdu.Status) bool {
 
 func TestReceiptsWaitForReceiverBind(t *testing.T) {
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
-	tx, err := r.bind("esme", "pw", smpp.BindTransmitter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var ids []string
-	for i := range 5 {
-		id, err := tx.submit(ctx, submitSM("1069", fmt.Sprintf("1390000000%d", i), "wait for me"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	// Wait until the store holds all five final receipts for the account.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		msgs, err := r.store.PendingDLRs("esme", 10, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d receipts pending, want 5", len(msgs))
-		}
-		waitABit(ctx)
-	}
+	ids := r.pendingReceipts(t, 5)
 	rx, err := r.bind("esme", "pw", smpp.BindReceiver)
 	if err != nil {
 		t.Fatal(err)
@@ -445,6 +417,40 @@ func TestReceiptsWaitForReceiverBind(t *testing.T) {
 		if _, ok := got[id]; !ok {
 			t.Errorf("no receipt for %s", id)
 		}
+	}
+}
+
+// pendingReceipts submits n messages from a transmitter of "esme" (no
+// receiver bound) and waits until the store holds their final receipts
+// for the account; it returns their message ids.
+func (r *rig) pendingReceipts(t *testing.T, n int) []string {
+	t.Helper()
+	tx, err := r.bind("esme", "pw", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	for i := range n {
+		id, err := tx.submit(ctx, submitSM("1069", fmt.Sprintf("139000%05d", i), "wait for me"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for {
+		msgs, err := r.store.PendingDLRs("esme", n+1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == n {
+			return ids
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d receipts pending, want %d", len(msgs), n)
+		}
+		waitABit(ctx)
 	}
 }
 
