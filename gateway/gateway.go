@@ -387,4 +387,7 @@ func (g *Gateway) OnDLRReady(account string, ready []*queue.Message, at queue.Sn
 // Notify wakes the dispatcher: new messages are due.
 func (g *Gateway) notify() { g.disp.kick() }
 
-var _ smpp.Backend = (*Gateway)(nil)
+var (
+	_ smpp.Backend = (*Gateway)(nil)
+	_ smpp.Bounder = (*esmeSession)(nil) // receipts start after the bind_resp
+)
