@@ -128,25 +128,9 @@ func (a alignedCopy) Write(p []byte) (int, error) { return a.w.Write(p) }
 // is helped by readahead.
 const directChunk = 1 << 20
 
-func (a alignedCopy) ReadFrom(r io.Reader) (n int64, err error) {
-	buf := alignedBuffer(directChunk)
-	for {
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			wk, werr := a.w.Write(buf[:k])
-			n += int64(wk)
-			if werr != nil {
-				return n, werr
-			}
-			if wk != k {
-				return n, io.ErrShortWrite
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+func (a alignedCopy) ReadFrom(r io.Reader) (int64, error) {
+	// Both sides hidden behind plain interfaces, so that io.CopyBuffer
+	// uses buf: neither a WriterTo nor a ReaderFrom (an *os.File) with a
+	// buffer of its own.
+	return io.CopyBuffer(struct{ io.Writer }{a.w}, struct{ io.Reader }{r}, alignedBuffer(directChunk))
 }
