@@ -206,4 +206,6 @@
 //	kannel.go    Kannel as the gateway (configuration, the two boxes, CPU)
 //	httpload.go  the HTTP load client and receipt server (Kannel, qxtd's API)
 //	report.go    ratios, the markdown table, JSON lines
+//	RESULTS.md   what the runs measured, dated, with their commands, and
+//	             what was tried and not kept (the README says where it stands)
 package main

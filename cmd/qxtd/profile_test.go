@@ -45,7 +45,7 @@ func TestServeWritesProfiles(t *testing.T) {
 
 // Each start logs how long the store took to open and how big it is: the
 // one line that tells an operator a slow start was the walk of a file a
-// crash left (README: Restarts). A clean stop, then a start, logs it again.
+// crash left (README: Operating, **Restarts**). A clean stop, then a start, logs it again.
 func TestStoreOpenedLogged(t *testing.T) {
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{})
