@@ -48,6 +48,9 @@ type daemonOpts struct {
 	// Unbound: the upstream is expected to be down (PeerAddr nobody's),
 	// so the daemon counts as started once /readyz answers at all.
 	Unbound bool
+	// Place, when not nil, is given the pid of every qxtd started
+	// (-hog-cgroup: it moves qxtd into its cgroup).
+	Place func(pid int) error
 }
 
 // daemon is a running `qxtd serve`.
@@ -61,8 +64,9 @@ type daemon struct {
 	waitErr  error
 	bin      string
 	args     []string
-	relays   bool // a cluster node meant to hold no bind: ready without one
-	unbound  bool // daemonOpts.Unbound
+	relays   bool                // a cluster node meant to hold no bind: ready without one
+	unbound  bool                // daemonOpts.Unbound
+	place    func(pid int) error // daemonOpts.Place
 	// poll is how often waitReady asks /readyz (0: every 100 ms); the
 	// restart scenario asks every few milliseconds to time it.
 	poll time.Duration
@@ -217,7 +221,7 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{}), relays: o.NodeID > 1, unbound: o.Unbound}
+	d := &daemon{dir: dir, LogPath: filepath.Join(dir, "qxtd.log"), exited: make(chan struct{}), relays: o.NodeID > 1, unbound: o.Unbound, place: o.Place}
 	ok := false
 	defer func() {
 		if !ok {
@@ -280,6 +284,11 @@ func (d *daemon) start(ctx context.Context) error {
 		logf.Close()
 		close(exited)
 	}()
+	if d.place != nil {
+		if err := d.place(cmd.Process.Pid); err != nil {
+			return err
+		}
+	}
 	return d.waitReady(ctx, 30*time.Second)
 }
 

@@ -47,7 +47,11 @@
 // gateway CPU is both nodes'.
 // direct/no-receipts+hog, qxtd/no-receipts+hog and qxtd/receipts+hog
 // (hog.go) run with a busy loop at nice 19 beside them: the report adds
-// their relayed rate against the same scenario without it.
+// their relayed rate against the same scenario without it. That hog is in
+// qxtd's process group, where its nice value counts; with -hog-cgroup DIR
+// (cgroup.go; root, or the right to write under DIR) qxtd, the hog and
+// the bench each get a cgroup of their own, as systemd units would, and
+// -gateway-weight sets qxtd's weight on systemd's CPUWeight scale.
 //
 // # Kannel, and qxtd over HTTP
 //

@@ -9,14 +9,23 @@ import (
 // job or a neighbour on a shared machine would be. The scheduler should
 // give it only what qxtd, the client and the peer leave idle, so a
 // scenario's speed with it (name+hog) against without it (same run) tells
-// how well qxtd keeps its speed beside background load. stop kills it.
-func startHog() (stop func(), err error) {
+// how well qxtd keeps its speed beside background load. place, when not
+// nil, is given the hog's pid (-hog-cgroup: a cgroup of its own, where
+// its nice value no longer counts against qxtd). stop kills it.
+func startHog(place func(pid int) error) (stop func(), err error) {
 	cmd := exec.Command("nice", "-n", "19", "sh", "-c", "while :; do :; done")
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cpu hog: %w", err)
 	}
-	return func() {
+	stop = func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-	}, nil
+	}
+	if place != nil {
+		if err := place(cmd.Process.Pid); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
 }

@@ -25,7 +25,7 @@ func TestHTTPScenarios(t *testing.T) {
 	var results []Result
 	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts"} {
 		sc := extraScenario(t, name)
-		res, lines, err := runOne(ctx, cfg, o, sc, peer)
+		res, lines, err := runOne(ctx, cfg, o, sc, peer, nil)
 		if err != nil {
 			t.Fatalf("%s: %v (gateway log: %q)", name, err, lines)
 		}

@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return nil
 	})
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
+	hogCgroup := fs.String("hog-cgroup", "", "a cgroup directory (v2 with the cpu controller for its children, or v1's cpu hierarchy) to put qxtd, the +hog scenarios' hog and the bench in groups of their own under, as systemd units would be (cgroup.go); needs the right to write there")
+	gatewayWeight := fs.Int("gateway-weight", 100, "with -hog-cgroup, qxtd's CPU weight on systemd's CPUWeight scale (100 is the default; the hog has 100, the bench 1000)")
 	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -90,6 +92,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	var cg *cgroups
+	if *hogCgroup != "" {
+		var err error
+		if cg, err = openCgroups(*hogCgroup, *gatewayWeight); err != nil {
+			fmt.Fprintln(stderr, "qxtd-bench:", err)
+			return 2
+		}
+		defer cg.Close()
+	}
+	o.Place = cg.placer(cgGateway)
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -126,7 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	failed := false
 	for _, sc := range runs {
 		t0 := time.Now()
-		res, lines, err := runOne(ctx, cfg, o, sc, peer)
+		res, lines, err := runOne(ctx, cfg, o, sc, peer, cg)
 		if err != nil {
 			res.Err = err.Error()
 			failed = true
@@ -177,9 +190,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runOne runs one scenario, starting (and stopping) qxtd for it when it
 // goes through qxtd; lines are qxtd's log lines.
-func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
+func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer, cg *cgroups) (Result, []string, error) {
 	if sc.Hog {
-		stop, err := startHog()
+		stop, err := startHog(cg.placer(cgHog))
 		if err != nil {
 			return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 		}

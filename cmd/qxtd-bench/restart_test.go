@@ -23,7 +23,7 @@ func TestRestartScenario(t *testing.T) {
 	// past the timed start for the drain to be measured.
 	cfg := benchConfig{N: 500, Window: 1, Queued: queued, Stall: 10 * time.Second}
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 1, Window: 1}
-	res, lines, err := runOne(ctx, cfg, o, extraScenario(t, "qxtd/restart"), peer)
+	res, lines, err := runOne(ctx, cfg, o, extraScenario(t, "qxtd/restart"), peer, nil)
 	if err != nil {
 		t.Fatalf("%v (gateway log: %q)", err, lines)
 	}

@@ -22,7 +22,7 @@ func TestTenantsThroughQxtd(t *testing.T) {
 	if sc.Name != "qxtd/receipts" {
 		t.Fatalf("scenario 3 is %s", sc.Name)
 	}
-	res, lines, err := runOne(ctx, cfg, o, sc, peer)
+	res, lines, err := runOne(ctx, cfg, o, sc, peer, nil)
 	if err != nil {
 		t.Fatalf("%v (gateway log: %q)", err, lines)
 	}
