@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,26 @@ func TestSpread(t *testing.T) {
 		"  qxtd/kill9 (4 rounds): duplicates at the peer 0 / 36 / 100; duplicate receipts 0 / 64 / 192; restart ms 140 / 150 / 170\n"
 	if got := b.String(); got != want {
 		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
+}
+
+// A +hog scenario is reported against the same scenario without the hog,
+// beside the share of the machine the hog took (what the rate may fairly
+// lose); a failed run, or one without its pair, is not.
+func TestHogCost(t *testing.T) {
+	rs := []Result{
+		{Scenario: "qxtd/no-receipts", RelayedRate: 10000},
+		{Scenario: "qxtd/no-receipts+hog", RelayedRate: 7000, HogCores: 1},
+		{Scenario: "qxtd/receipts+hog", RelayedRate: 5000, HogCores: 0.5},
+		{Scenario: "direct/no-receipts+hog", RelayedRate: 5000, HogCores: 0.5, Err: "stalled"},
+		{Scenario: "direct/no-receipts", RelayedRate: 9000},
+	}
+	var b strings.Builder
+	writeHogCost(&b, rs)
+	n := runtime.NumCPU()
+	want := fmt.Sprintf("\nqxtd/no-receipts+hog: relayed rate 0.70× of qxtd/no-receipts (a busy loop at nice 19 beside it, which used 1.00 of the machine's %d cores: %.0f %%)\n", n, 100/float64(n))
+	if got := b.String(); got != want {
+		t.Errorf("writeHogCost =\n%q\nwant\n%q", got, want)
 	}
 }
 

@@ -11,11 +11,12 @@ import (
 // scenario's speed with it (name+hog) against without it (same run) tells
 // how well qxtd keeps its speed beside background load. place, when not
 // nil, is given the hog's pid (-hog-cgroup: a cgroup of its own, where
-// its nice value no longer counts against qxtd). stop kills it.
-func startHog(place func(pid int) error) (stop func(), err error) {
+// its nice value no longer counts against qxtd). stop kills it; pid is
+// the process that spins (sh runs the loop itself).
+func startHog(place func(pid int) error) (stop func(), pid int, err error) {
 	cmd := exec.Command("nice", "-n", "19", "sh", "-c", "while :; do :; done")
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cpu hog: %w", err)
+		return nil, 0, fmt.Errorf("cpu hog: %w", err)
 	}
 	stop = func() {
 		_ = cmd.Process.Kill()
@@ -24,8 +25,8 @@ func startHog(place func(pid int) error) (stop func(), err error) {
 	if place != nil {
 		if err := place(cmd.Process.Pid); err != nil {
 			stop()
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return stop, nil
+	return stop, cmd.Process.Pid, nil
 }

@@ -191,13 +191,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runOne runs one scenario, starting (and stopping) qxtd for it when it
 // goes through qxtd; lines are qxtd's log lines.
 func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer, cg *cgroups) (Result, []string, error) {
-	if sc.Hog {
-		stop, err := startHog(cg.placer(cgHog))
-		if err != nil {
-			return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
-		}
-		defer stop()
+	if !sc.Hog {
+		return runGateway(ctx, cfg, o, sc, peer)
 	}
+	stop, pid, err := startHog(cg.placer(cgHog))
+	if err != nil {
+		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
+	}
+	defer stop()
+	t0 := time.Now()
+	cpu0, cerr := procCPU(pid)
+	res, lines, err := runGateway(ctx, cfg, o, sc, peer)
+	// What the hog took, over the whole scenario (warm-up included): the
+	// share of the machine that the rate with it may fairly lose.
+	if cpu1, cerr1 := procCPU(pid); cerr == nil && cerr1 == nil {
+		res.HogCores = (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
+	}
+	return res, lines, err
+}
+
+// runGateway runs one scenario without its hog (runOne starts that).
+func runGateway(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, peer *Peer) (Result, []string, error) {
 	if sc.Kannel {
 		return runKannel(ctx, cfg, o, sc, peer)
 	}

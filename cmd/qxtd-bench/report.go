@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -331,7 +332,8 @@ func writeHogCost(w io.Writer, rs []Result) {
 		}
 		for _, a := range rs {
 			if a.Scenario == base && a.Err == "" && a.RelayedRate > 0 {
-				fmt.Fprintf(w, "\n%s: relayed rate %.2f× of %s (a busy loop at nice 19 beside it)\n", r.Scenario, r.RelayedRate/a.RelayedRate, base)
+				fmt.Fprintf(w, "\n%s: relayed rate %.2f× of %s (a busy loop at nice 19 beside it, which used %.2f of the machine's %d cores: %.0f %%)\n",
+					r.Scenario, r.RelayedRate/a.RelayedRate, base, r.HogCores, runtime.NumCPU(), 100*r.HogCores/float64(runtime.NumCPU()))
 			}
 		}
 	}

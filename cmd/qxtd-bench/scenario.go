@@ -148,7 +148,10 @@ type Result struct {
 	// GatewayCPU is the gateway's CPU per message: qxtd's, or Kannel's
 	// two boxes together (the JSON name is older than the Kannel rows).
 	GatewayCPU float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
-	BenchCPU   float64 `json:"bench_cpu_us_per_msg"`
+	// HogCores is the CPU a +hog scenario's busy loop used, in cores,
+	// over the scenario's run.
+	HogCores float64 `json:"hog_cores,omitempty"`
+	BenchCPU float64 `json:"bench_cpu_us_per_msg"`
 	// GatewayDisk is the KiB the gateway wrote to storage per message
 	// (/proc/<pid>/io write_bytes): what a store's commits cost a disk.
 	GatewayDisk float64 `json:"gateway_disk_kib_per_msg,omitempty"`
