@@ -47,7 +47,9 @@
 // gateway CPU is both nodes'.
 // direct/no-receipts+hog, qxtd/no-receipts+hog and qxtd/receipts+hog
 // (hog.go) run with a busy loop at nice 19 beside them: the report adds
-// their relayed rate against the same scenario without it. That hog is in
+// their relayed rate against the same scenario without it, and the share
+// of the machine's CPU the loop used meanwhile (what the rate may fairly
+// lose). That hog is in
 // qxtd's process group, where its nice value counts; with -hog-cgroup DIR
 // (cgroup.go; root, or the right to write under DIR) qxtd, the hog and
 // the bench each get a cgroup of their own, as systemd units would, and
