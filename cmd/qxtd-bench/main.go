@@ -199,15 +199,10 @@ func runOne(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, pee
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 	}
 	defer stop()
-	t0 := time.Now()
-	cpu0, cerr := procCPU(pid)
-	res, lines, err := runGateway(ctx, cfg, o, sc, peer)
-	// What the hog took, over the whole scenario (warm-up included): the
-	// share of the machine that the rate with it may fairly lose.
-	if cpu1, cerr1 := procCPU(pid); cerr == nil && cerr1 == nil {
-		res.HogCores = (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
-	}
-	return res, lines, err
+	// runScenario measures what the hog takes over the measured interval:
+	// the share of the machine that the rate beside it may fairly lose.
+	cfg.HogPID = pid
+	return runGateway(ctx, cfg, o, sc, peer)
 }
 
 // runGateway runs one scenario without its hog (runOne starts that).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -120,6 +121,9 @@ type benchConfig struct {
 	Queued  int // qxtd/restart's backlog
 	Offered float64
 	Stall   time.Duration
+	// HogPID is a +hog scenario's busy loop (runOne starts it): its CPU
+	// over the measured interval is Result.HogCores. 0: none.
+	HogPID int
 }
 
 // Result is one scenario's measurement (one JSON line with -json).
@@ -149,7 +153,7 @@ type Result struct {
 	// two boxes together (the JSON name is older than the Kannel rows).
 	GatewayCPU float64 `json:"qxtd_cpu_us_per_msg,omitempty"`
 	// HogCores is the CPU a +hog scenario's busy loop used, in cores,
-	// over the scenario's run.
+	// over the measured interval (as GatewayCPU).
 	HogCores float64 `json:"hog_cores,omitempty"`
 	BenchCPU float64 `json:"bench_cpu_us_per_msg"`
 	// GatewayDisk is the KiB the gateway wrote to storage per message
@@ -284,13 +288,23 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	if d != nil {
 		m0, _ = d.Metrics(append(insideMetrics, etcdRequests)...)
 	}
-	b0 := selfCPU()
+	b0, t0 := selfCPU(), time.Now()
+	var h0 time.Duration
+	hogErr := errors.New("no hog")
+	if cfg.HogPID != 0 {
+		h0, hogErr = procCPU(cfg.HogPID)
+	}
 	r, runErr := cl.Run(ctx, spec)
 	if runErr == nil {
 		runErr = waitPeer(ctx, p, m, cfg.N, cfg.Stall)
 	}
 	end := time.Now()
 	b1 := selfCPU()
+	if hogErr == nil {
+		if h1, err := procCPU(cfg.HogPID); err == nil {
+			res.HogCores = (h1 - h0).Seconds() / end.Sub(t0).Seconds()
+		}
+	}
 	if gw != nil {
 		q1, err := gw.CPU()
 		if err != nil {
