@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -290,9 +289,11 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	}
 	b0, t0 := selfCPU(), time.Now()
 	var h0 time.Duration
-	hogErr := errors.New("no hog")
+	hogRead := false // the hog's CPU at the start, when there is a hog
 	if cfg.HogPID != 0 {
-		h0, hogErr = procCPU(cfg.HogPID)
+		var err error
+		h0, err = procCPU(cfg.HogPID)
+		hogRead = err == nil
 	}
 	r, runErr := cl.Run(ctx, spec)
 	if runErr == nil {
@@ -300,7 +301,7 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	}
 	end := time.Now()
 	b1 := selfCPU()
-	if hogErr == nil {
+	if hogRead {
 		if h1, err := procCPU(cfg.HogPID); err == nil {
 			res.HogCores = (h1 - h0).Seconds() / end.Sub(t0).Seconds()
 		}
