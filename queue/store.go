@@ -270,15 +270,6 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("queue: open %s: damaged page: %v (%w; restore the last backup)", path, r, ErrCorrupt)
 		}
 	}()
-	// A write-ahead log left by a crash (OpenWAL) holds commits the file
-	// may not have on disk: it is written into the file first, whether
-	// or not this open uses the log.
-	replayed := time.Now()
-	if n, err := replayWAL(path, opt.OpenTimeout); err != nil {
-		return nil, fmt.Errorf("queue: open %s: %w", path, err)
-	} else if n > 0 {
-		opt.Logger.Info("write-ahead log replayed", "records", n, "took", time.Since(replayed).Round(time.Millisecond).String())
-	}
 	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
 		// bbolt creates the file with one 16 KiB write of its first four
 		// pages; closed and opened again, the file's first pages can be
