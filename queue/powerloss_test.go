@@ -126,6 +126,8 @@ func TestStorePowerLoss(t *testing.T) {
 		}
 		before, base := snapshot()
 		c := &crashPoint{base: base, before: before}
+		st := db.Stats()
+		writes := st.TxStats.GetWrite()
 		mu.Lock()
 		capturing = c
 		mu.Unlock()
@@ -135,6 +137,11 @@ func TestStorePowerLoss(t *testing.T) {
 		mu.Unlock()
 		if c.meta == nil {
 			return // the operation committed nothing
+		}
+		// The hook saw every write bbolt made (it counts each).
+		st = db.Stats()
+		if n := st.TxStats.GetWrite() - writes; n != int64(len(c.pages)+1) {
+			t.Fatalf("bbolt made %d writes; the test saw %d pages and a meta page", n, len(c.pages))
 		}
 		c.after, _ = snapshot()
 		points = append(points, c)
