@@ -59,10 +59,10 @@ type crashPoint struct {
 // comes with all of them. Each image must open (OpenDB, then New, which
 // loads the counters) to exactly the commit before, or, with the new meta
 // page whole, the commit itself — nothing acknowledged lost, nothing half
-// done — and pass Check. The workload runs the store's hot operations and
-// a purge that leaves more free pages than a commit writes the list of,
-// so that the commits after it leave the list out and an open after a
-// crash walks the file. The test also checks that no commit runs with
+// done — and pass Check. The workload runs the store's hot operations,
+// then a purge and a freed scratch bucket (freeManyPages): more free
+// pages than a commit writes the list of, so that the commits after them
+// leave the list out and an open after a crash walks the file. The test also checks that no commit runs with
 // NoSync, the flag that would skip bbolt's fdatasyncs.
 func TestStorePowerLoss(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
