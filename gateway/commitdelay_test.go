@@ -14,45 +14,55 @@ import (
 
 // With store.commit_delay, an ESME that waits for each answer is never
 // held; once it has had several submits out at once, a lone submit (its
-// window has room) waits for company, up to the delay.
+// window has room) waits for company, up to the delay. store.record_delay
+// holds records only: with it, no submit waits, room or not.
 func TestCommitDelayHoldsOnlySubmitsOfESMEsWithRoom(t *testing.T) {
 	const delay = time.Second // far above a commit, so the bounds below are not timing luck
-	r := newRig(t, rigOpts{
-		sim:   smpp.SimOptions{DLRDelay: time.Hour}, // no receipt during the test
-		store: func(o *queue.Options) { o.CommitDelay = delay },
-		// No housekeeping write (not patient) ends a wait early.
-		gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
-	})
-	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	timed := func(dst string) time.Duration {
-		t.Helper()
-		start := time.Now()
-		if _, err := e.submit(ctx, submitSM("1069", dst, "held?")); err != nil {
-			t.Fatal(err)
-		}
-		return time.Since(start)
-	}
+	for _, knob := range holdKnobs(delay) {
+		t.Run(knob.name, func(t *testing.T) {
+			held := knob.name == "commit_delay"
+			r := newRig(t, rigOpts{
+				sim:   smpp.SimOptions{DLRDelay: time.Hour}, // no receipt during the test
+				store: knob.set,
+				// No housekeeping write (not patient) ends a wait early.
+				gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
+			})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			timed := func(dst string) time.Duration {
+				t.Helper()
+				start := time.Now()
+				if _, err := e.submit(ctx, submitSM("1069", dst, "held?")); err != nil {
+					t.Fatal(err)
+				}
+				return time.Since(start)
+			}
 
-	// Stop and wait: one submit out at a time, the most it ever had.
-	for i := range 3 {
-		if took := timed(fmt.Sprintf("1380000%04d", i)); took >= delay {
-			t.Errorf("submit %d of an ESME that waits for each answer took %v: held for company", i, took)
-		}
-	}
+			// Stop and wait: one submit out at a time, the most it ever had.
+			for i := range 3 {
+				if took := timed(fmt.Sprintf("1380000%04d", i)); took >= delay {
+					t.Errorf("submit %d of an ESME that waits for each answer took %v: held for company", i, took)
+				}
+			}
 
-	// Three sent at once (the first is still being committed when the
-	// second is read, at least), then one alone: its window has room, so
-	// it waits for company. (Whether the third of the three waited
-	// depends on when it was read: after the first two were answered, it
-	// was alone too.)
-	submitN(t, e, 3, "1380001")
-	if took := timed("13800020000"); took < delay*3/4 || took > delay+5*time.Second {
-		t.Errorf("a lone submit of an ESME that had three out took %v: want held about %v", took, delay)
+			// Three sent at once (the first is still being committed when
+			// the second is read, at least), then one alone: its window has
+			// room, so with commit_delay it waits for company. (Whether the
+			// third of the three waited depends on when it was read: after
+			// the first two were answered, it was alone too.)
+			submitN(t, e, 3, "1380001")
+			took := timed("13800020000")
+			if held && (took < delay*3/4 || took > delay+5*time.Second) {
+				t.Errorf("a lone submit of an ESME that had three out took %v: want held about %v", took, delay)
+			}
+			if !held && took >= delay/2 {
+				t.Errorf("a lone submit of an ESME that had three out took %v with %s: held", took, knob.name)
+			}
+		})
 	}
 }
 
@@ -62,58 +72,69 @@ func TestCommitDelayHoldsOnlySubmitsOfESMEsWithRoom(t *testing.T) {
 // record is committed at once.
 func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 	const delay = time.Second
-	for _, c := range []struct {
-		name          string
-		binds, window int
-		held          bool
-	}{
-		{"idle workers", 2, 20, true},
-		{"one worker", 1, 1, false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			r := newRig(t, rigOpts{
-				sim:      smpp.SimOptions{DLRDelay: time.Hour},
-				store:    func(o *queue.Options) { o.CommitDelay = delay },
-				gwcfg:    func(cfg *gateway.Config) { cfg.MaintainInterval = time.Hour },
-				upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window },
-			})
-			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			sid, err := e.submit(ctx, submitSM("1069", "13800000001", "record"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := strconv.ParseUint(sid, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.waitReceived(t, 1)
-			answered := time.Now() // about when the SMSC answered
-			for {
-				m, err := r.store.Get(id)
+	for _, knob := range holdKnobs(delay) {
+		for _, c := range []struct {
+			name          string
+			binds, window int
+			held          bool
+		}{
+			{"idle workers", 2, 20, true},
+			{"one worker", 1, 1, false},
+		} {
+			t.Run(knob.name+"/"+c.name, func(t *testing.T) {
+				r := newRig(t, rigOpts{
+					sim:      smpp.SimOptions{DLRDelay: time.Hour},
+					store:    knob.set,
+					gwcfg:    func(cfg *gateway.Config) { cfg.MaintainInterval = time.Hour },
+					upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window },
+				})
+				e, err := r.bind("esme", "pw", smpp.BindTransceiver)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if m.Parts[0].State == queue.StateSubmitted {
-					break
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				id := submitOne(ctx, t, e, "record")
+				r.waitReceived(t, 1)
+				answered := time.Now() // about when the SMSC answered
+				for {
+					m, err := r.store.Get(id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m.Parts[0].State == queue.StateSubmitted {
+						break
+					}
+					if ctx.Err() != nil {
+						t.Fatalf("part still %s", m.Parts[0].State)
+					}
+					waitABit(ctx)
 				}
-				if ctx.Err() != nil {
-					t.Fatalf("part still %s", m.Parts[0].State)
+				took := time.Since(answered)
+				if c.held && took < delay/2 {
+					t.Errorf("with idle workers the SMSC's answer was recorded %v after it: not held for company", took)
 				}
-				waitABit(ctx)
-			}
-			took := time.Since(answered)
-			if c.held && took < delay/2 {
-				t.Errorf("with idle workers the SMSC's answer was recorded %v after it: not held for company", took)
-			}
-			if !c.held && took >= delay/2 {
-				t.Errorf("with the only worker busy the SMSC's answer was recorded %v after it: held", took)
-			}
-		})
+				if !c.held && took >= delay/2 {
+					t.Errorf("with the only worker busy the SMSC's answer was recorded %v after it: held", took)
+				}
+			})
+		}
+	}
+}
+
+// holdKnob is a store setting that holds records for company: the two
+// tests above and below run with each.
+type holdKnob struct {
+	name string
+	set  func(*queue.Options)
+}
+
+// holdKnobs: store.commit_delay, which holds the ESMEs' submits too, and
+// store.record_delay, which holds records only.
+func holdKnobs(d time.Duration) []holdKnob {
+	return []holdKnob{
+		{"commit_delay", func(o *queue.Options) { o.CommitDelay = d }},
+		{"record_delay", func(o *queue.Options) { o.RecordDelay = d }},
 	}
 }
 
@@ -123,9 +144,15 @@ func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 // stays pending.
 func TestCommitDelayHoldsReceiptAcks(t *testing.T) {
 	const delay = time.Second
+	for _, knob := range holdKnobs(delay) {
+		t.Run(knob.name, func(t *testing.T) { testHoldsReceiptAcks(t, delay, knob.set) })
+	}
+}
+
+func testHoldsReceiptAcks(t *testing.T, delay time.Duration, set func(*queue.Options)) {
 	r := newRig(t, rigOpts{
 		sim:   smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
-		store: func(o *queue.Options) { o.CommitDelay = delay },
+		store: set,
 		gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
 	})
 	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
@@ -134,14 +161,7 @@ func TestCommitDelayHoldsReceiptAcks(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sid, err := e.submit(ctx, submitSM("1069", "13800000001", "receipt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := strconv.ParseUint(sid, 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := submitOne(ctx, t, e, "receipt")
 	e.waitReceipts(t, 1, 20*time.Second)
 	answered := time.Now() // about when the ESME answered the receipt
 	for {
@@ -160,4 +180,18 @@ func TestCommitDelayHoldsReceiptAcks(t *testing.T) {
 	if took := time.Since(answered); took < delay/2 || took > delay+5*time.Second {
 		t.Errorf("the ESME's answer to the receipt was recorded %v after it: want held about %v", took, delay)
 	}
+}
+
+// submitOne submits text to 13800000001 and returns the message id.
+func submitOne(ctx context.Context, t *testing.T, e *esme, text string) uint64 {
+	t.Helper()
+	sid, err := e.submit(ctx, submitSM("1069", "13800000001", text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := strconv.ParseUint(sid, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

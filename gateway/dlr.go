@@ -327,10 +327,11 @@ func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) 
 			ids = append(ids, a.id)
 			sent += a.sent
 		}
-		// Patient: the acknowledgements are off the window, so holding
-		// them for company in the store (store.commit_delay) slows no
-		// receipt; acks arriving meanwhile wait in their channel.
-		err := r.g.store.AckDLRs(r.g.store.Patient(context.WithoutCancel(ctx)), f.account, ids)
+		// A record: the acknowledgements are off the window, so holding
+		// them for company in the store (store.record_delay, or
+		// commit_delay if longer) slows no receipt; acks arriving
+		// meanwhile wait in their channel.
+		err := r.g.store.AckDLRs(r.g.store.Record(context.WithoutCancel(ctx)), f.account, ids)
 		if err != nil {
 			r.g.log.Error("ack receipts", "account", f.account, "n", len(ids), "err", err)
 		} else {

@@ -308,8 +308,9 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			rctx := ctx
 			if int(u.busy.Load()) < u.workers() {
 				// Another worker is idle: this one waiting for company in
-				// the store (store.commit_delay) holds up no segment.
-				rctx = g.store.Patient(ctx)
+				// the store (store.record_delay, or commit_delay if
+				// longer) holds up no segment.
+				rctx = g.store.Record(ctx)
 			}
 			u.persist(rctx, j.Key, "submitted", func(ctx context.Context) error {
 				return g.store.Submitted(ctx, j.Key, id, time.Now())
@@ -532,8 +533,10 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) pdu.Body {
 	if conn != nil && conn.PeerHasRoom() {
 		// The SMSC can send more receipts while this one waits for
-		// company in the store (store.commit_delay).
-		ctx = u.g.store.Patient(ctx)
+		// company in the store (store.record_delay, or commit_delay if
+		// longer). A crash repeats none of those held: unanswered, the
+		// SMSC sends them again.
+		ctx = u.g.store.Record(ctx)
 	}
 	var resp pdu.Body
 	switch p.Header().ID {

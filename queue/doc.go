@@ -39,7 +39,10 @@
 // have room) wait a little for more (no operation is held back longer
 // than the delay, and one that is not patient is committed at once), which
 // trades that much latency for fewer commits, and less CPU and fewer disk
-// writes, at a moderate steady rate.
+// writes, at a moderate steady rate. Options.RecordDelay does the same for
+// records alone (Record: the answers already sent or received, which no
+// sender waits on), which then ride along with the next operation that
+// commits at once.
 //
 // An operation checks its preconditions before it writes, so its own
 // failure (ErrNotFound, ErrState, ErrQuota, ErrOrphansFull, ErrInvalid) leaves nothing

@@ -88,6 +88,24 @@ type Options struct {
 	// once.
 	CommitDelay time.Duration
 
+	// RecordDelay, when positive, lets a commit of records (Record: the
+	// writes no ESME's answer waits on, whose sender can go on meanwhile:
+	// the record of an SMSC's submit_sm_resp or of an ESME's
+	// deliver_sm_resp, a receipt from an SMSC with room in its window)
+	// wait for company until the first of them was queued RecordDelay
+	// ago. At a low rate each of them is otherwise a commit of its own: a
+	// message costs three or four commits, each about the same CPU and
+	// disk writes whatever it carries. Held, they ride along with the
+	// next operation that commits at once (an ESME's submit, which this
+	// never holds), so the wait usually ends at the next submit, well
+	// before the delay. The price is in a crash: the records of answers
+	// held then are lost, so their segments are sent to the SMSC again
+	// and their receipts to the ESME again (a receipt from an SMSC held
+	// then was not answered yet: the SMSC sends it again, and the ESME
+	// gets it once). CommitDelay, if longer, holds records as long.
+	// Default 0: commit at once.
+	RecordDelay time.Duration
+
 	// OpenTimeout bounds the wait for the file lock held by another process.
 	// Default 1s.
 	OpenTimeout time.Duration
@@ -180,12 +198,13 @@ type op struct {
 	ctx  context.Context
 	fn   func(*txn) error
 	done chan error // buffered: the commit loop never blocks on it
-	// queued is when the op was queued, with CommitDelay set only: no
-	// operation is held back for company longer than that after it.
+	// queued is when the op was queued, with CommitDelay or RecordDelay
+	// set only: no operation is held back for company longer than its
+	// hold after it.
 	queued time.Time
-	// patient is whether the op may wait for company (Patient), with
-	// CommitDelay set only.
-	patient bool
+	// hold is how long the op may wait for company: CommitDelay for a
+	// Patient one, RecordDelay for a Record, 0 for the others.
+	hold time.Duration
 }
 
 type patienceKey struct{}
@@ -201,13 +220,26 @@ func (s *Store) Patient(ctx context.Context) context.Context {
 	if s.opt.CommitDelay <= 0 {
 		return ctx
 	}
-	return context.WithValue(ctx, patienceKey{}, true)
+	return context.WithValue(ctx, patienceKey{}, s.opt.CommitDelay)
 }
 
-// isPatient reports whether ctx came from Patient.
-func isPatient(ctx context.Context) bool {
-	p, _ := ctx.Value(patienceKey{}).(bool)
-	return p
+// Record returns a context whose write operations may be held up to
+// Options.RecordDelay (or CommitDelay if longer) for others to share
+// their commit. Give it only to writes that no ESME's answer waits on and
+// whose sender can go on meanwhile. Without either delay it returns ctx
+// itself.
+func (s *Store) Record(ctx context.Context) context.Context {
+	d := max(s.opt.RecordDelay, s.opt.CommitDelay)
+	if d <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, patienceKey{}, d)
+}
+
+// holdOf is how long an operation of ctx may wait for company.
+func holdOf(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(patienceKey{}).(time.Duration)
+	return d
 }
 
 // softError marks an operation's own failure (not found, wrong state,
@@ -577,8 +609,8 @@ func (s *Store) exec(ctx context.Context, fn func(*txn) error) error {
 		o = &op{done: make(chan error, 1)}
 	}
 	o.ctx, o.fn = ctx, fn
-	if s.opt.CommitDelay > 0 {
-		o.queued, o.patient = time.Now(), isPatient(ctx)
+	if s.opt.CommitDelay > 0 || s.opt.RecordDelay > 0 {
+		o.queued, o.hold = time.Now(), holdOf(ctx)
 	}
 	s.closeMu.RLock()
 	if s.closed {
@@ -637,8 +669,8 @@ func (s *Store) recycle(o *op) {
 // loop is the only writer: it drains whatever operations are queued (up to
 // MaxBatch) and commits them in one transaction, so one fsync serves every
 // writer that arrived while the previous commit was in progress. An idle
-// loop commits a lone operation at once, unless it is patient and
-// CommitDelay is set.
+// loop commits a lone operation at once, unless it may wait (Patient with
+// CommitDelay set, Record with RecordDelay or CommitDelay set).
 func (s *Store) loop() {
 	defer close(s.done)
 	batch := make([]*op, 0, s.opt.MaxBatch)
@@ -665,7 +697,7 @@ func (s *Store) loop() {
 			}
 			runtime.Gosched()
 		}
-		if s.opt.CommitDelay > 0 && len(batch) < min(commitFill, s.opt.MaxBatch) && allPatient(batch) {
+		if (s.opt.CommitDelay > 0 || s.opt.RecordDelay > 0) && len(batch) < min(commitFill, s.opt.MaxBatch) && allPatient(batch) {
 			s.gather(&batch, delay)
 		}
 		s.commit(batch)
@@ -679,10 +711,11 @@ func (s *Store) loop() {
 // waits there, and briefly when it does: operations arrive quickly.
 const commitFill = 64
 
-// allPatient reports whether every operation of batch may wait.
+// allPatient reports whether every operation of batch may wait (Patient
+// or Record).
 func allPatient(batch []*op) bool {
 	for _, o := range batch {
-		if !o.patient {
+		if o.hold <= 0 {
 			return false
 		}
 	}
@@ -690,17 +723,24 @@ func allPatient(batch []*op) bool {
 }
 
 // gather appends operations as they arrive, until the batch has
-// commitFill, or an operation that is not patient joins it, or its oldest
-// operation (the first: the queue is FIFO) was queued CommitDelay ago, or
-// the queue is closed (then the loop commits what it has and ends).
-// Counting from the oldest operation's queueing, not from the gather's
-// start, bounds what the delay adds to any operation: one that waited for
-// the commit before does not wait again.
+// commitFill, or an operation that may not wait joins it, or one of its
+// operations has been queued as long as it may wait (its hold: a record
+// held up to RecordDelay commits early with a patient operation whose
+// CommitDelay ends first), or the queue is closed (then the loop commits
+// what it has and ends). Counting from each operation's queueing, not
+// from the gather's start, bounds what the wait adds to any operation:
+// one that waited for the commit before does not wait again.
 func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 	limit := min(commitFill, s.opt.MaxBatch)
-	wait := time.Until((*batch)[0].queued.Add(s.opt.CommitDelay))
+	due := (*batch)[0].queued.Add((*batch)[0].hold)
+	for _, o := range (*batch)[1:] {
+		if d := o.queued.Add(o.hold); d.Before(due) {
+			due = d
+		}
+	}
+	wait := time.Until(due)
 	if wait <= 0 {
-		return // the oldest has waited its delay already (for the last commit)
+		return // one has waited its hold already (for the last commit)
 	}
 	delay.Reset(wait)
 	defer delay.Stop()
@@ -714,8 +754,12 @@ func (s *Store) gather(batch *[]*op, delay *time.Timer) {
 				return
 			}
 			*batch = append(*batch, o)
-			if !o.patient {
+			if o.hold <= 0 {
 				return // someone waits on it: commit now
+			}
+			if d := o.queued.Add(o.hold); d.Before(due) {
+				due = d
+				delay.Reset(time.Until(due))
 			}
 		case <-delay.C:
 			return

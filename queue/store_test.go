@@ -815,42 +815,63 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 // TestCommitDelay: with Options.CommitDelay, patient operations wait for
 // company up to the delay from the oldest one's queueing; an operation
 // that is not patient never waits and ends the wait of those held.
+// holdRig is a store with opt whose commits' sizes are kept, and helpers
+// to send operations from their own goroutines and wait for them: for the
+// tests of operations held for company (CommitDelay, RecordDelay).
+type holdRig struct {
+	*testStore
+	mu      sync.Mutex
+	batches []int
+}
+
+func newHoldRig(t *testing.T, opt Options) *holdRig {
+	r := &holdRig{}
+	opt.OnCommit = func(_ time.Duration, ops int) {
+		r.mu.Lock()
+		r.batches = append(r.batches, ops)
+		r.mu.Unlock()
+	}
+	r.testStore = newStore(t, opt)
+	return r
+}
+
+// lastBatch is the number of operations of the latest commit.
+func (r *holdRig) lastBatch() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.batches[len(r.batches)-1]
+}
+
+// enqueue sends n messages of ctx at once, each from its own goroutine.
+func (r *holdRig) enqueue(ctx context.Context, n int) <-chan error {
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- r.Enqueue(ctx, msg("alice", fmt.Sprint(i), 1)) }()
+	}
+	return errs
+}
+
+// wait receives n outcomes from errs; any error fails the test.
+func wait(t *testing.T, errs <-chan error, n int) {
+	t.Helper()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestCommitDelay(t *testing.T) {
 	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
-	var mu sync.Mutex
-	var batches []int
-	s := newStore(t, Options{CommitDelay: delay, OnCommit: func(_ time.Duration, ops int) {
-		mu.Lock()
-		batches = append(batches, ops)
-		mu.Unlock()
-	}})
-	lastBatch := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return batches[len(batches)-1]
-	}
+	s := newHoldRig(t, Options{CommitDelay: delay})
+	lastBatch, enqueue := s.lastBatch, s.enqueue
 	patient := s.Patient(bg)
 	gathering := make(chan struct{}, 100) // every wait for company, in order
 	s.gathering = func() { gathering <- struct{}{} }
-	enqueue := func(ctx context.Context, n int) <-chan error {
-		errs := make(chan error, n)
-		for i := range n {
-			go func() { errs <- s.Enqueue(ctx, msg("alice", fmt.Sprint(i), 1)) }()
-		}
-		return errs
-	}
-	wait := func(errs <-chan error, n int) {
-		t.Helper()
-		for range n {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 
 	// Not patient: never held, alone or with others.
 	start := time.Now()
-	wait(enqueue(bg, 1), 1)
+	wait(t, enqueue(bg, 1), 1)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("a lone operation that is not patient took %v: it waited for company", took)
 	}
@@ -859,14 +880,14 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(2)
 	start = time.Now()
 	release()
-	wait(errs, 2)
+	wait(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("two operations that are not patient took %v: they waited for company", took)
 	}
 
 	// A lone patient operation waits the delay for company.
 	start = time.Now()
-	wait(enqueue(patient, 1), 1)
+	wait(t, enqueue(patient, 1), 1)
 	if took := time.Since(start); took < delay {
 		t.Errorf("a lone patient operation committed after %v, before the commit delay", took)
 	}
@@ -879,8 +900,8 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(2)
 	release()
 	late := enqueue(patient, 1)
-	wait(errs, 2)
-	wait(late, 1)
+	wait(t, errs, 2)
+	wait(t, late, 1)
 	if took := time.Since(start); took < delay {
 		t.Errorf("a patient batch of 2 committed after %v, before the commit delay", took)
 	}
@@ -900,8 +921,8 @@ func TestCommitDelay(t *testing.T) {
 	<-gathering // the two wait for company
 	start = time.Now()
 	urgent := enqueue(bg, 1)
-	wait(urgent, 1)
-	wait(errs, 2)
+	wait(t, urgent, 1)
+	wait(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("an operation that is not patient, sent to a waiting batch, took %v", took)
 	}
@@ -915,7 +936,7 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(commitFill)
 	start = time.Now()
 	release()
-	wait(errs, commitFill)
+	wait(t, errs, commitFill)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("a batch of %d took %v: it waited", commitFill, took)
 	}
@@ -928,7 +949,7 @@ func TestCommitDelay(t *testing.T) {
 	time.Sleep(delay) // the behaviour under test is time passing, not a synchronisation
 	start = time.Now()
 	release()
-	wait(errs, 2)
+	wait(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("operations that waited %v for a commit were held another %v", delay, took)
 	}
@@ -942,12 +963,80 @@ func TestCommitDelay(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wait(errs, 2)
+	wait(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("close took %v: the waiting batch was held", took)
 	}
 	if st := s.Stats(); st.Ops != 1+1+2+1+1+3+1+3+1+commitFill+1+2+1+2 {
 		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestRecordDelay: with Options.RecordDelay alone, records (Record) wait
+// for company up to the delay and ride along with an operation that
+// commits at once; Patient marks nothing (CommitDelay is 0); and a batch
+// waits only until the first of its operations has waited its own hold.
+func TestRecordDelay(t *testing.T) {
+	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
+	s := newHoldRig(t, Options{RecordDelay: delay})
+	gathering := make(chan struct{}, 100)
+	s.gathering = func() { gathering <- struct{}{} }
+
+	// Patient without a CommitDelay: not held.
+	start := time.Now()
+	wait(t, s.enqueue(s.Patient(bg), 1), 1)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("a patient operation without a commit delay took %v: held", took)
+	}
+
+	// A lone record waits the delay for company.
+	start = time.Now()
+	wait(t, s.enqueue(s.Record(bg), 1), 1)
+	if took := time.Since(start); took < delay {
+		t.Errorf("a lone record committed after %v, before the record delay", took)
+	}
+
+	// One that may not wait ends the wait: it carries the records along.
+	release := s.block()
+	errs := s.enqueue(s.Record(bg), 2)
+	s.waitQueued(2)
+	release()
+	<-gathering
+	start = time.Now()
+	wait(t, s.enqueue(bg, 1), 1)
+	wait(t, errs, 2)
+	if took := time.Since(start); took >= delay {
+		t.Errorf("an operation that may not wait, sent to waiting records, took %v", took)
+	}
+	if n := s.lastBatch(); n != 3 {
+		t.Errorf("the urgent operation did not take the records along: last commit had %d ops", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Records and patient operations together: the batch commits when the
+	// first of them has waited its own hold (CommitDelay, shorter here),
+	// and a record is held at least as long as CommitDelay.
+	const short = time.Second
+	s = newHoldRig(t, Options{RecordDelay: delay, CommitDelay: short})
+	if got, want := holdOf(s.Record(bg)), delay; got != want {
+		t.Errorf("record hold %v, want %v", got, want)
+	}
+	if got := holdOf(newStore(t, Options{RecordDelay: short, CommitDelay: delay}).Record(bg)); got != delay {
+		t.Errorf("record hold %v with a longer commit delay, want %v", got, delay)
+	}
+	release = s.block()
+	start = time.Now()
+	records := s.enqueue(s.Record(bg), 1)
+	s.waitQueued(1) // first in the batch: the batch's wait is not the oldest's
+	patient := s.enqueue(s.Patient(bg), 1)
+	s.waitQueued(2)
+	release()
+	wait(t, records, 1)
+	wait(t, patient, 1)
+	if took := time.Since(start); took < short || took >= delay {
+		t.Errorf("a record and a patient operation committed after %v: want the patient one's %v, not the record's %v", took, short, delay)
 	}
 }
 

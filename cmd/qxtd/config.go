@@ -153,6 +153,11 @@ type StoreConfig struct {
 	// others to share its commit (CPU and disk writes against latency at
 	// a moderate rate).
 	CommitDelay time.Duration `mapstructure:"commit_delay"`
+	// RecordDelay is queue.Options.RecordDelay: the longest a record of
+	// an answer already sent or received (an SMSC's submit_sm_resp, an
+	// ESME's deliver_sm_resp) may be held back for an operation that
+	// commits at once to carry it.
+	RecordDelay time.Duration `mapstructure:"record_delay"`
 	// MaxOrphans is queue.Options.MaxOrphans: per upstream, the receipts
 	// kept that matched no message; past it the SMSC is asked to send
 	// them again later.
@@ -330,7 +335,8 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
+		"store.record_delay":                       time.Duration(0),
+		"store.commit_delay":                       time.Duration(0), // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
 		"store.max_orphans":                        queue.DefaultMaxOrphans,
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
@@ -540,7 +546,7 @@ func (c *Config) Validate() error {
 		v   time.Duration
 	}{
 		{"smpp.idle_timeout", c.SMPP.Idle}, {"smpp.reassembly_timeout", c.SMPP.ReassemblyTimeout},
-		{"store.retention", c.Store.Retention}, {"store.commit_delay", c.Store.CommitDelay}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
+		{"store.retention", c.Store.Retention}, {"store.commit_delay", c.Store.CommitDelay}, {"store.record_delay", c.Store.RecordDelay}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
 		{"delivery.validity", c.Delivery.Validity}, {"delivery.retry_min", c.Delivery.RetryMin},
 		{"delivery.retry_max", c.Delivery.RetryMax}, {"delivery.dlr_retry", c.Delivery.DLRRetry},
 		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_timeout", c.HTTP.ReadTimeout},
@@ -552,6 +558,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.CommitDelay > maxCommitDelay {
 		errs = append(errs, fmt.Errorf("store.commit_delay: %v is more than %v: every answer at a moderate rate would wait that long", c.Store.CommitDelay, maxCommitDelay))
+	}
+	if c.Store.RecordDelay > maxCommitDelay {
+		errs = append(errs, fmt.Errorf("store.record_delay: %v is more than %v: at a low rate an upstream worker and the receipts' records would wait that long", c.Store.RecordDelay, maxCommitDelay))
 	}
 	for _, d := range []struct {
 		key string

@@ -31,6 +31,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-negative-recording-slots.yaml": "upstreams[0].recording_slots: -1 must not be negative",
 		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
 		"invalid-commit-delay.yaml":             "store.commit_delay: 1s is more than 100ms",
+		"invalid-record-delay.yaml":             "store.record_delay: 1s is more than 100ms",
 		"invalid-max-orphans.yaml":              "store.max_orphans: 0 must be positive",
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
 		"invalid-receipt-ids.yaml":              `upstreams[0].receipt_ids: "octal" is not auto, same, decimal or hex`,

@@ -261,7 +261,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	}
 	// The store calls back into the gateway, which is built over the
 	// store: the gateway registers once both exist, before any traffic.
-	qopt := queue.Options{Logger: log.With("component", "store"), NodeID: uint16(cfg.Cluster.NodeID), CommitDelay: cfg.Store.CommitDelay, MaxOrphans: cfg.Store.MaxOrphans}
+	qopt := queue.Options{Logger: log.With("component", "store"), NodeID: uint16(cfg.Cluster.NodeID), CommitDelay: cfg.Store.CommitDelay, RecordDelay: cfg.Store.RecordDelay, MaxOrphans: cfg.Store.MaxOrphans}
 	opening := time.Now()
 	if d.db, err = queue.OpenDB(cfg.Store.Path, qopt); err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
