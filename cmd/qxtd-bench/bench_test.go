@@ -97,7 +97,8 @@ func TestReceiptID(t *testing.T) {
 // its sections and gets the peer upstream and the bench account; with
 // -tenants, an enterprise and an account per tenant and a cheap password
 // hash (a start hashes every one); with -recording-slots and
-// -commit-delay, their keys (left out otherwise: older builds refuse them).
+// -commit-delay and -record-delay, their keys (left out otherwise: older
+// builds refuse them).
 func TestDerivedConfig(t *testing.T) {
 	base, err := os.ReadFile("../../configs/qxtd.yaml")
 	if err != nil {
@@ -106,18 +107,18 @@ func TestDerivedConfig(t *testing.T) {
 	common := []string{"addr: 127.0.0.1:9", "system_id: bench\n", "no_whitelist: true", "enabled: false", "level: warn", "code: DEMO", "home_province"}
 	for _, c := range []struct {
 		tenants, slots int
-		delay          *time.Duration
+		delay, record  *time.Duration
 		etcd           []string
 		want, not      []string
 	}{
-		{1, 0, nil, nil, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots", "commit_delay"}},
-		{3, 16, new(2 * time.Millisecond), nil, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16", "commit_delay: 2ms"),
+		{1, 0, nil, nil, nil, common, []string{"cmcc-gd", "BENCH2", "bcrypt_cost", "recording_slots", "commit_delay", "record_delay"}},
+		{3, 16, new(2 * time.Millisecond), new(10 * time.Millisecond), nil, append(common, "code: BENCH2", "code: BENCH3", "system_id: bench2", "system_id: bench3", "bcrypt_cost: 4", "recording_slots: 16", "commit_delay: 2ms", "record_delay: 10ms"),
 			[]string{"cmcc-gd", "BENCH4"}},
 		// In a cluster every tenant's enterprise has the spending cap.
-		{3, 0, new(time.Duration(0)), []string{"127.0.0.1:2379"}, append(common, "code: BENCH3", "commit_delay: 0s"), nil},
+		{3, 0, new(time.Duration(0)), nil, []string{"127.0.0.1:2379"}, append(common, "code: BENCH3", "commit_delay: 0s"), []string{"record_delay"}},
 	} {
 		out, err := derivedConfig(base, daemonOpts{BaseConfig: "qxtd.yaml", PeerAddr: "127.0.0.1:9", Binds: 2, Window: 100,
-			Tenants: c.tenants, RecordingSlots: c.slots, CommitDelay: c.delay, Etcd: c.etcd}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
+			Tenants: c.tenants, RecordingSlots: c.slots, CommitDelay: c.delay, RecordDelay: c.record, Etcd: c.etcd}, t.TempDir(), "127.0.0.1:1", "127.0.0.1:2")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,7 @@ type daemonOpts struct {
 	Binds, Window             int            // of the upstream to the peer
 	RecordingSlots            int            // upstreams[].recording_slots; 0 leaves it out (older builds refuse the key)
 	CommitDelay               *time.Duration // store.commit_delay; nil leaves it out (older builds refuse the key)
+	RecordDelay               *time.Duration // store.record_delay; likewise
 	IngressWindow             int            // smpp.window; 0 keeps the base file's
 	// Tenants is how many enterprises (one account each) the bench
 	// configures: the first is BENCH with the bench account, the others
@@ -107,6 +108,9 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	section("store")["path"] = filepath.Join(dir, "qxtd.db")
 	if o.CommitDelay != nil {
 		section("store")["commit_delay"] = o.CommitDelay.String()
+	}
+	if o.RecordDelay != nil {
+		section("store")["record_delay"] = o.RecordDelay.String()
 	}
 	section("simulator")["enabled"] = false
 	// The HTTP scenarios: the load client keeps -window connections from

@@ -22,8 +22,8 @@
 //   - qxtd (daemon.go), `qxtd serve` as a subprocess, fresh for each qxtd
 //     scenario, with a configuration derived from -config: the simulator
 //     off, one upstream to the peer (-binds, -upstream-window,
-//     -recording-slots), store.commit_delay from -commit-delay (when
-//     given; 0s too), an
+//     -recording-slots), store.commit_delay from -commit-delay and
+//     store.record_delay from -record-delay (when given; 0s too), an
 //     enterprise with no whitelist, every scope, the biggest package with
 //     no cap and the highest rate, its store in a temporary directory, log
 //     level warn. It must say "ready" on /readyz (every bind up).

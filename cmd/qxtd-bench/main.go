@@ -44,14 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Binds, "binds", 2, "qxtd's binds to the peer")
 	fs.IntVar(&o.Window, "upstream-window", 100, "qxtd's window per bind to the peer")
 	fs.IntVar(&o.RecordingSlots, "recording-slots", 0, "qxtd's upstreams[].recording_slots (0: left out, as older builds refuse it; with -baseline, both binaries get it)")
-	fs.Func("commit-delay", "qxtd's store.commit_delay, 0s included (not given: left out, qxtd's default, as older builds refuse the key; with -baseline, both binaries get it)", func(v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return err
-		}
-		o.CommitDelay = &d
-		return nil
-	})
+	fs.Func("commit-delay", "qxtd's store.commit_delay, 0s included (not given: left out, qxtd's default, as older builds refuse the key; with -baseline, both binaries get it)", durationFlag(&o.CommitDelay))
+	fs.Func("record-delay", "qxtd's store.record_delay, as -commit-delay", durationFlag(&o.RecordDelay))
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
 	hogCgroup := fs.String("hog-cgroup", "", "a cgroup directory (v2 with the cpu controller for its children, or v1's cpu hierarchy) to put qxtd, the +hog scenarios' hog and the bench in groups of their own under, as systemd units would be (cgroup.go); needs the right to write there")
 	gatewayWeight := fs.Int("gateway-weight", 100, "with -hog-cgroup, qxtd's CPU weight on systemd's CPUWeight scale (100 is the default; the hog has 100, the bench 1000)")
@@ -360,4 +354,17 @@ func offered(r float64) string {
 		return "max"
 	}
 	return fmt.Sprintf("%.0f/s", r)
+}
+
+// durationFlag sets *p to a duration given on the command line: a flag
+// that, not given, leaves *p nil (the key out of qxtd's configuration).
+func durationFlag(p **time.Duration) func(string) error {
+	return func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*p = &d
+		return nil
+	}
 }
