@@ -91,19 +91,19 @@ type Options struct {
 	// RecordDelay, when positive, lets a commit of records (Record: the
 	// writes no ESME's answer waits on, whose sender can go on meanwhile:
 	// the record of an SMSC's submit_sm_resp or of an ESME's
-	// deliver_sm_resp, a receipt from an SMSC with room in its window)
-	// wait for company until the first of them was queued RecordDelay
-	// ago. At a low rate each of them is otherwise a commit of its own: a
-	// message costs three or four commits, each about the same CPU and
-	// disk writes whatever it carries. Held, they ride along with the
-	// next operation that commits at once (an ESME's submit, which this
-	// never holds), so the wait usually ends at the next submit, well
-	// before the delay. The price is in a crash: the records of answers
-	// held then are lost, so their segments are sent to the SMSC again
-	// and their receipts to the ESME again (a receipt from an SMSC held
-	// then was not answered yet: the SMSC sends it again, and the ESME
-	// gets it once). CommitDelay, if longer, holds records as long.
-	// Default 0: commit at once.
+	// deliver_sm_resp, a receipt or reply from an SMSC with room in its
+	// window) wait for company until the first of them was queued
+	// RecordDelay ago. At a low rate each of them is otherwise a commit
+	// of its own: a message costs three or four commits, each about the
+	// same CPU and disk writes whatever it carries. Held, they ride along
+	// with the next operation that commits at once (an ESME's submit,
+	// which this never holds), so the wait usually ends at the next
+	// submit, well before the delay. The price is in a crash: the records
+	// of answers held then are lost, so their segments are sent to the
+	// SMSC again and their receipts to the ESME again (a receipt or reply
+	// from an SMSC held then was not answered yet: the SMSC sends it
+	// again, and the ESME gets it once). CommitDelay, if longer, holds
+	// records as long. Default 0: commit at once.
 	RecordDelay time.Duration
 
 	// OpenTimeout bounds the wait for the file lock held by another process.
