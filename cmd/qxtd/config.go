@@ -153,10 +153,11 @@ type StoreConfig struct {
 	// others to share its commit (CPU and disk writes against latency at
 	// a moderate rate).
 	CommitDelay time.Duration `mapstructure:"commit_delay"`
-	// RecordDelay is queue.Options.RecordDelay: the longest a record of
-	// an answer already sent or received (an SMSC's submit_sm_resp, an
-	// ESME's deliver_sm_resp) may be held back for an operation that
-	// commits at once to carry it.
+	// RecordDelay is queue.Options.RecordDelay: the longest a write no
+	// ESME's answer waits on (the record of an SMSC's submit_sm_resp or of
+	// an ESME's deliver_sm_resp, an SMSC's receipt or reply while it has
+	// room) may be held back for an operation that commits at once to
+	// carry it.
 	RecordDelay time.Duration `mapstructure:"record_delay"`
 	// MaxOrphans is queue.Options.MaxOrphans: per upstream, the receipts
 	// kept that matched no message; past it the SMSC is asked to send
@@ -335,8 +336,8 @@ func defaultValues() map[string]any {
 		"http.max_imports_per_enterprise":          api.DefaultUploadLimits.PerEnterprise,
 		"store.path":                               "./data/qxtd.db",
 		"store.retention":                          90 * 24 * time.Hour, // 0 keeps finished messages forever
-		"store.record_delay":                       time.Duration(0),
-		"store.commit_delay":                       time.Duration(0), // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
+		"store.record_delay":                       time.Duration(0),    // off: a crash would repeat a few more segments and receipts (README Performance)
+		"store.commit_delay":                       time.Duration(0),    // commit at once: a delay keeps records in flight longer, so a crash duplicates more (README Performance)
 		"store.max_orphans":                        queue.DefaultMaxOrphans,
 		"reminders.grace":                          reminder.DefaultGrace,
 		"reminders.ahead":                          reminder.DefaultAhead,
