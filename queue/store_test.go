@@ -808,13 +808,6 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 	s.wantUsage("alice", 4, 0)
 }
 
-// TestCommitDelay: with Options.CommitDelay a commit of a few operations
-// waits for more to join it, until its oldest was queued the delay ago; a
-// lone operation, a batch of commitFill, operations that waited the delay
-// for the commit before, and a Close do not wait.
-// TestCommitDelay: with Options.CommitDelay, patient operations wait for
-// company up to the delay from the oldest one's queueing; an operation
-// that is not patient never waits and ends the wait of those held.
 // holdRig is a store with opt whose commits' sizes are kept, and helpers
 // to send operations from their own goroutines and wait for them: for the
 // tests of operations held for company (CommitDelay, RecordDelay).
@@ -861,6 +854,11 @@ func wait(t *testing.T, errs <-chan error, n int) {
 	}
 }
 
+// TestCommitDelay: with Options.CommitDelay, patient operations wait for
+// company until the oldest was queued the delay ago; an operation that is
+// not patient never waits and ends the wait of those held; a lone
+// operation that is not patient, a batch of commitFill, operations that
+// waited the delay for the commit before, and a Close do not wait.
 func TestCommitDelay(t *testing.T) {
 	const delay = 2 * time.Second // far above a commit, so the bounds below are not timing luck
 	s := newHoldRig(t, Options{CommitDelay: delay})
