@@ -844,8 +844,8 @@ func (r *holdRig) enqueue(ctx context.Context, n int) <-chan error {
 	return errs
 }
 
-// wait receives n outcomes from errs; any error fails the test.
-func wait(t *testing.T, errs <-chan error, n int) {
+// waitOK receives n outcomes from errs; any error fails the test.
+func waitOK(t *testing.T, errs <-chan error, n int) {
 	t.Helper()
 	for range n {
 		if err := <-errs; err != nil {
@@ -869,7 +869,7 @@ func TestCommitDelay(t *testing.T) {
 
 	// Not patient: never held, alone or with others.
 	start := time.Now()
-	wait(t, enqueue(bg, 1), 1)
+	waitOK(t, enqueue(bg, 1), 1)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("a lone operation that is not patient took %v: it waited for company", took)
 	}
@@ -878,14 +878,14 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(2)
 	start = time.Now()
 	release()
-	wait(t, errs, 2)
+	waitOK(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("two operations that are not patient took %v: they waited for company", took)
 	}
 
 	// A lone patient operation waits the delay for company.
 	start = time.Now()
-	wait(t, enqueue(patient, 1), 1)
+	waitOK(t, enqueue(patient, 1), 1)
 	if took := time.Since(start); took < delay {
 		t.Errorf("a lone patient operation committed after %v, before the commit delay", took)
 	}
@@ -898,8 +898,8 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(2)
 	release()
 	late := enqueue(patient, 1)
-	wait(t, errs, 2)
-	wait(t, late, 1)
+	waitOK(t, errs, 2)
+	waitOK(t, late, 1)
 	if took := time.Since(start); took < delay {
 		t.Errorf("a patient batch of 2 committed after %v, before the commit delay", took)
 	}
@@ -919,8 +919,8 @@ func TestCommitDelay(t *testing.T) {
 	<-gathering // the two wait for company
 	start = time.Now()
 	urgent := enqueue(bg, 1)
-	wait(t, urgent, 1)
-	wait(t, errs, 2)
+	waitOK(t, urgent, 1)
+	waitOK(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("an operation that is not patient, sent to a waiting batch, took %v", took)
 	}
@@ -934,7 +934,7 @@ func TestCommitDelay(t *testing.T) {
 	s.waitQueued(commitFill)
 	start = time.Now()
 	release()
-	wait(t, errs, commitFill)
+	waitOK(t, errs, commitFill)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("a batch of %d took %v: it waited", commitFill, took)
 	}
@@ -947,7 +947,7 @@ func TestCommitDelay(t *testing.T) {
 	time.Sleep(delay) // the behaviour under test is time passing, not a synchronisation
 	start = time.Now()
 	release()
-	wait(t, errs, 2)
+	waitOK(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("operations that waited %v for a commit were held another %v", delay, took)
 	}
@@ -961,7 +961,7 @@ func TestCommitDelay(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, errs, 2)
+	waitOK(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("close took %v: the waiting batch was held", took)
 	}
@@ -982,14 +982,14 @@ func TestRecordDelay(t *testing.T) {
 
 	// Patient without a CommitDelay: not held.
 	start := time.Now()
-	wait(t, s.enqueue(s.Patient(bg), 1), 1)
+	waitOK(t, s.enqueue(s.Patient(bg), 1), 1)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("a patient operation without a commit delay took %v: held", took)
 	}
 
 	// A lone record waits the delay for company.
 	start = time.Now()
-	wait(t, s.enqueue(s.Record(bg), 1), 1)
+	waitOK(t, s.enqueue(s.Record(bg), 1), 1)
 	if took := time.Since(start); took < delay {
 		t.Errorf("a lone record committed after %v, before the record delay", took)
 	}
@@ -1001,8 +1001,8 @@ func TestRecordDelay(t *testing.T) {
 	release()
 	<-gathering
 	start = time.Now()
-	wait(t, s.enqueue(bg, 1), 1)
-	wait(t, errs, 2)
+	waitOK(t, s.enqueue(bg, 1), 1)
+	waitOK(t, errs, 2)
 	if took := time.Since(start); took >= delay {
 		t.Errorf("an operation that may not wait, sent to waiting records, took %v", took)
 	}
@@ -1031,8 +1031,8 @@ func TestRecordDelay(t *testing.T) {
 	patient := s.enqueue(s.Patient(bg), 1)
 	s.waitQueued(2)
 	release()
-	wait(t, records, 1)
-	wait(t, patient, 1)
+	waitOK(t, records, 1)
+	waitOK(t, patient, 1)
 	if took := time.Since(start); took < short || took >= delay {
 		t.Errorf("a record and a patient operation committed after %v: want the patient one's %v, not the record's %v", took, short, delay)
 	}
