@@ -21,16 +21,7 @@ func TestCommitDelayHoldsOnlySubmitsOfESMEsWithRoom(t *testing.T) {
 	for _, knob := range holdKnobs(delay) {
 		t.Run(knob.name, func(t *testing.T) {
 			held := knob.name == "commit_delay"
-			r := newRig(t, rigOpts{
-				sim:   smpp.SimOptions{DLRDelay: time.Hour}, // no receipt during the test
-				store: knob.set,
-				// No housekeeping write (not patient) ends a wait early.
-				gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
-			})
-			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, e := holdRig(t, time.Hour, knob.set, nil) // no receipt during the test
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			timed := func(dst string) time.Duration {
@@ -82,16 +73,7 @@ func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 			{"one worker", 1, 1, false},
 		} {
 			t.Run(knob.name+"/"+c.name, func(t *testing.T) {
-				r := newRig(t, rigOpts{
-					sim:      smpp.SimOptions{DLRDelay: time.Hour},
-					store:    knob.set,
-					gwcfg:    func(cfg *gateway.Config) { cfg.MaintainInterval = time.Hour },
-					upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window },
-				})
-				e, err := r.bind("esme", "pw", smpp.BindTransceiver)
-				if err != nil {
-					t.Fatal(err)
-				}
+				r, e := holdRig(t, time.Hour, knob.set, func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window })
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				id := submitOne(ctx, t, e, "record")
@@ -150,15 +132,7 @@ func TestCommitDelayHoldsReceiptAcks(t *testing.T) {
 }
 
 func testHoldsReceiptAcks(t *testing.T, delay time.Duration, set func(*queue.Options)) {
-	r := newRig(t, rigOpts{
-		sim:   smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
-		store: set,
-		gwcfg: func(c *gateway.Config) { c.MaintainInterval = time.Hour },
-	})
-	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, e := holdRig(t, 10*time.Millisecond, set, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := submitOne(ctx, t, e, "receipt")
@@ -194,4 +168,23 @@ func submitOne(ctx context.Context, t *testing.T, e *esme, text string) uint64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// holdRig is a gateway whose store holds operations as set says, whose
+// simulator sends receipts dlrDelay after each submit, with its
+// housekeeping off (no write of its, which is never held, ends a wait
+// early), and an ESME bound to it as a transceiver.
+func holdRig(t *testing.T, dlrDelay time.Duration, set func(*queue.Options), upstream func(*gateway.UpstreamConfig)) (*rig, *esme) {
+	t.Helper()
+	r := newRig(t, rigOpts{
+		sim:      smpp.SimOptions{DLRDelay: dlrDelay},
+		store:    set,
+		gwcfg:    func(c *gateway.Config) { c.MaintainInterval = time.Hour },
+		upstream: upstream,
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, e
 }
