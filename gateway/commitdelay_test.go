@@ -104,8 +104,64 @@ func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 	}
 }
 
-// holdKnob is a store setting that holds records for company: the two
-// tests above and below run with each.
+// An SMSC's receipt waits for company only while the SMSC has room in
+// its window (smpp.Conn.PeerHasRoom): a crash repeats none of those held,
+// since the SMSC sends again what was not answered, but an SMSC that
+// waits for each answer would be slowed by every hold. On a fresh bind
+// the SMSC has only ever had one receipt out, so the first is committed
+// at once; after a burst of receipts out together, a lone one is held.
+func TestCommitDelayHoldsSMSCReceiptsOnlyWithRoom(t *testing.T) {
+	const delay = time.Second
+	for _, knob := range holdKnobs(delay) {
+		t.Run(knob.name, func(t *testing.T) {
+			// One bind, so every receipt comes on the connection whose
+			// window the gateway has learnt.
+			r, e := holdRig(t, 10*time.Millisecond, knob.set, func(u *gateway.UpstreamConfig) { u.Binds = 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			// delivered is how long after the SMSC accepted the n-th
+			// message its receipt was committed: about the simulator's
+			// 10ms receipt delay, or the hold besides.
+			delivered := func(id uint64, n int) time.Duration {
+				t.Helper()
+				r.waitReceived(t, n)
+				accepted := time.Now()
+				for {
+					m, err := r.store.Get(id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m.Parts[0].State == queue.StateDelivered {
+						return time.Since(accepted)
+					}
+					if ctx.Err() != nil {
+						t.Fatalf("receipt %d never recorded: part %s", n, m.Parts[0].State)
+					}
+					waitABit(ctx)
+				}
+			}
+
+			if took := delivered(submitOne(ctx, t, e, "first"), 1); took >= delay/2 {
+				t.Errorf("the first receipt on a bind was recorded %v after its submit: held, though the SMSC had never had two out", took)
+			}
+			e.waitReceipts(t, 1, 20*time.Second)
+
+			// Twenty receipts due together: the SMSC sends them at once
+			// (the simulator has up to 64 out), so several wait for their
+			// answers while the first is committed.
+			const burst = 20
+			submitN(t, e, burst, "1380003")
+			e.waitReceipts(t, 1+burst, 20*time.Second)
+
+			if took := delivered(submitOne(ctx, t, e, "lone"), 2+burst); took < delay*3/4 || took > delay+5*time.Second {
+				t.Errorf("a lone receipt after a burst was recorded %v after its submit: want held about %v", took, delay)
+			}
+		})
+	}
+}
+
+// holdKnob is a store setting that holds records for company: every
+// test in this file runs with each.
 type holdKnob struct {
 	name string
 	set  func(*queue.Options)
