@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,19 @@ func TestSpread(t *testing.T) {
 	writeSpread(&b, rs)
 	want := "\nspread over the rounds (lowest / median / highest):\n" +
 		"  qxtd/receipts (3 rounds): relayed msg/s 9000 / 10000 / 11000; gateway CPU µs/msg 90 / 100 / 110; submit_sm_resp p99 ms 6.50 / 8.25 / 30.00\n"
+	if got := b.String(); got != want {
+		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
+	}
+	// With the machine's figures of every round, their steal too.
+	steal := []float64{2, 0, 0, 0, 9.5, 1}
+	withMachine := slices.Clone(rs)
+	for i := range withMachine {
+		withMachine[i].Machine = &Machine{Steal: steal[i]}
+	}
+	b.Reset()
+	writeSpread(&b, withMachine)
+	want = "\nspread over the rounds (lowest / median / highest):\n" +
+		"  qxtd/receipts (3 rounds): relayed msg/s 9000 / 10000 / 11000; gateway CPU µs/msg 90 / 100 / 110; submit_sm_resp p99 ms 6.50 / 8.25 / 30.00; steal % 0.0 / 2.0 / 9.5\n"
 	if got := b.String(); got != want {
 		t.Errorf("writeSpread =\n%q\nwant\n%q", got, want)
 	}

@@ -186,11 +186,22 @@
 // time on a shared machine, so a change that saves a few percent of the
 // allocations or commits shows there in one run.
 //
+// A third table says what the rest of the machine did over each row's
+// interval (machine.go), so that a round run beside a busy neighbour is
+// not taken for a slower build: steal % (the share of the CPUs' time the
+// hypervisor gave to other guests, /proc/stat), CPU pressure % (the share
+// of the interval in which some task waited for a CPU,
+// /proc/pressure/cpu "some"; – without pressure accounting; the gateway's
+// and the bench's own waits count, so at full load it is high by itself:
+// compare it between rounds of one scenario) and other
+// cores (the CPU of every process but the gateway and the bench: another
+// job, a +hog scenario's loop). -json puts them under "machine".
+//
 // With -rounds above 1 each row is the round with the median relayed
 // rate, and a line per scenario under the table gives the lowest, median
-// and highest relayed rate, gateway CPU and submit_sm_resp p99 over the
-// rounds: a tail latency or a CPU figure of one round on a shared machine
-// can sit anywhere in that range.
+// and highest relayed rate, gateway CPU, submit_sm_resp p99 and steal over
+// the rounds: a tail latency or a CPU figure of one round on a shared
+// machine can sit anywhere in that range.
 //
 // A run that makes no progress for -stall fails with the counts it got,
 // and the whole run is bounded by -timeout; the exit status is 1 if any
@@ -211,6 +222,7 @@
 //	tenants.go   -tenants: one bind per enterprise, the load shared out
 //	kannel.go    Kannel as the gateway (configuration, the two boxes, CPU)
 //	httpload.go  the HTTP load client and receipt server (Kannel, qxtd's API)
+//	machine.go   what the rest of the machine did (steal, CPU pressure, other processes)
 //	report.go    ratios, the markdown table, JSON lines
 //	RESULTS.md   what the runs measured, dated, with their commands, and
 //	             what was tried and not kept (the README says where it stands)

@@ -78,6 +78,7 @@ func writeTable(w io.Writer, rs []Result) {
 			times(r.RelayedVsDirect, r.Scenario), times(r.FullLoopVsDirect, r.Scenario), times(r.SubmitP50VsDir, r.Scenario))
 	}
 	writeInside(w, rs)
+	writeMachine(w, rs)
 	writeClusterCost(w, rs)
 	writeHogCost(w, rs)
 	writeKannelCost(w, rs)
@@ -111,6 +112,29 @@ func writeInside(w io.Writer, rs []Result) {
 		}
 		in := r.Inside
 		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.3f | %.1f |\n", r.Scenario, in.Allocs, in.AllocKiB, in.GCs, in.Commits, in.OpsCommit)
+	}
+}
+
+// writeMachine prints, for the rows of the main table, what the rest of
+// the machine did while each was measured (Machine): a round with much
+// steal or pressure ran on a slower machine than one without.
+func writeMachine(w io.Writer, rs []Result) {
+	if !slices.ContainsFunc(rs, func(r Result) bool { return r.Machine != nil && r.Err == "" && r.steady() }) {
+		return
+	}
+	fmt.Fprintln(w, "\nthe rest of the machine over the same interval (steal: the CPUs' time its hypervisor gave to other guests; CPU pressure: the time in which a task waited for a CPU; other cores: the CPU of processes besides the gateway and the bench):")
+	fmt.Fprintln(w, "\n| scenario | steal % | CPU pressure % | other cores |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|")
+	for _, r := range rs {
+		m := r.Machine
+		if m == nil || r.Err != "" || !r.steady() {
+			continue
+		}
+		pressure := "–"
+		if m.Pressure >= 0 {
+			pressure = fmt.Sprintf("%.0f", m.Pressure)
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %s | %.2f |\n", r.Scenario, m.Steal, pressure, m.Others)
 	}
 }
 
@@ -307,7 +331,11 @@ func writeSpread(w io.Writer, rs []Result) {
 		if xs[0].GatewayCPU > 0 {
 			fmt.Fprintf(w, "; gateway CPU µs/msg %s", spread(xs, "%.0f", func(r Result) float64 { return r.GatewayCPU }))
 		}
-		fmt.Fprintf(w, "; submit_sm_resp p99 ms %s\n", spread(xs, "%.2f", func(r Result) float64 { return r.SubmitP99 }))
+		fmt.Fprintf(w, "; submit_sm_resp p99 ms %s", spread(xs, "%.2f", func(r Result) float64 { return r.SubmitP99 }))
+		if !slices.ContainsFunc(xs, func(r Result) bool { return r.Machine == nil }) {
+			fmt.Fprintf(w, "; steal %% %s", spread(xs, "%.1f", func(r Result) float64 { return r.Machine.Steal }))
+		}
+		fmt.Fprintln(w)
 	}
 }
 

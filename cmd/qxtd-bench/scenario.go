@@ -174,7 +174,10 @@ type Result struct {
 	// change to its code moves without the machine's noise in CPU time
 	// (qxtd scenarios only).
 	Inside *Inside `json:"inside,omitempty"`
-	Err    string  `json:"error,omitempty"`
+	// Machine is what the rest of the machine did over the measured
+	// interval (nil where /proc/stat cannot be read).
+	Machine *Machine `json:"machine,omitempty"`
+	Err     string   `json:"error,omitempty"`
 
 	Kill    *KillResult    `json:"kill,omitempty"`    // the crash scenario's counts
 	Restart *RestartResult `json:"restart,omitempty"` // the restart scenario's times
@@ -288,6 +291,7 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 		m0, _ = d.Metrics(append(insideMetrics, etcdRequests)...)
 	}
 	b0, t0 := selfCPU(), time.Now()
+	ms0, msErr := readMachine()
 	var h0 time.Duration
 	hogRead := false // the hog's CPU at the start, when there is a hog
 	if cfg.HogPID != 0 {
@@ -301,17 +305,23 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	}
 	end := time.Now()
 	b1 := selfCPU()
+	ms1, msErr1 := readMachine()
 	if hogRead {
 		if h1, err := procCPU(cfg.HogPID); err == nil {
 			res.HogCores = (h1 - h0).Seconds() / end.Sub(t0).Seconds()
 		}
 	}
+	ours := b1 - b0 // the CPU of the gateway and the bench, for Machine.Others
 	if gw != nil {
 		q1, err := gw.CPU()
 		if err != nil {
 			return res, err
 		}
 		res.GatewayCPU = float64((q1 - q0).Microseconds()) / float64(cfg.N)
+		ours += q1 - q0
+	}
+	if msErr == nil && msErr1 == nil {
+		res.Machine = machineOver(ms0, ms1, ours)
 	}
 	if dm != nil {
 		w1, err := dm.Written()

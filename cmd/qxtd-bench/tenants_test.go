@@ -34,6 +34,9 @@ func TestTenantsThroughQxtd(t *testing.T) {
 	if in := res.Inside; in == nil || in.Allocs < 10 || in.Commits <= 0 || in.Commits*in.OpsCommit < 3 {
 		t.Errorf("inside qxtd: %+v", in)
 	}
+	if res.Machine == nil {
+		t.Error("no figures of the rest of the machine")
+	}
 	// Every message is committed (fsync'd) at least once, and a commit
 	// writes whole 4 KiB pages: far more than 1 KiB a message, unless the
 	// store is in memory (tmpfs), where nothing reaches a disk.
