@@ -171,7 +171,7 @@ func (s *Store) RejectFragments(ctx context.Context, g FragmentGroup, ids []uint
 			}
 		}
 		if m.wantsDLR() {
-			if err := t.dlrout.Put(dlroutKey(m.Account, m.ID), nil); err != nil {
+			if err := t.dlrout().Put(dlroutKey(m.Account, m.ID), nil); err != nil {
 				return err
 			}
 			t.ready = append(t.ready, m)

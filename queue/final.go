@@ -63,6 +63,7 @@ func (t *txn) indexFinal(k Key) error { return putFinal(t.tx, k) }
 
 func putFinal(tx *bolt.Tx, k Key) error {
 	fb := tx.Bucket(bucketFinal)
+	fb.FillPercent = appendFill // numbered in order: see txn.bind
 	seq, err := fb.NextSequence()
 	if err != nil {
 		return err

@@ -44,7 +44,7 @@ func (t *txn) putHook(m *Message, at time.Time) error {
 		return nil
 	}
 	t.hookEnts = append(t.hookEnts, m.Enterprise)
-	return t.hook.Put(hookKey(m.Enterprise, at, m.ID), binary.AppendUvarint(nil, 0))
+	return t.hook().Put(hookKey(m.Enterprise, at, m.ID), binary.AppendUvarint(nil, 0))
 }
 
 // hookEnterprises is hookEnts, each once.
@@ -164,14 +164,14 @@ func (s *Store) AckHooks(ctx context.Context, hs []Hook) error {
 	}
 	err := s.exec(ctx, func(t *txn) error {
 		for i, h := range hs {
-			if t.hook.Get(keys[i]) == nil {
+			if t.hook().Get(keys[i]) == nil {
 				continue
 			}
 			m, err := t.getMsg(h.Msg.ID)
 			if err != nil {
 				return fmt.Errorf("%d: %w", h.Msg.ID, err)
 			}
-			if err := t.hook.Delete(keys[i]); err != nil {
+			if err := t.hook().Delete(keys[i]); err != nil {
 				return err
 			}
 			m.ReceiptDone = true
@@ -192,15 +192,15 @@ func (s *Store) AckHooks(ctx context.Context, hs []Hook) error {
 func (s *Store) RetryHook(ctx context.Context, h Hook, next time.Time) error {
 	err := s.exec(ctx, func(t *txn) error {
 		key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
-		v := t.hook.Get(key)
+		v := t.hook().Get(key)
 		if v == nil {
 			return nil
 		}
 		a, _ := binary.Uvarint(v)
-		if err := t.hook.Delete(key); err != nil {
+		if err := t.hook().Delete(key); err != nil {
 			return err
 		}
-		return t.hook.Put(hookKey(h.Enterprise, next, h.Msg.ID), binary.AppendUvarint(nil, a+1))
+		return t.hook().Put(hookKey(h.Enterprise, next, h.Msg.ID), binary.AppendUvarint(nil, a+1))
 	})
 	if err != nil {
 		return fmt.Errorf("queue: retry hook %d: %w", h.Msg.ID, err)

@@ -276,7 +276,7 @@ func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Tim
 			t.counts[StateSubmitted]++
 			p.State, p.SMSCID, p.SubmittedAt = StateSubmitted, smscID, at
 			p.Attempts++
-			if err := t.wait.Put(t.timeKey(at, k), nil); err != nil {
+			if err := t.wait().Put(t.timeKey(at, k), nil); err != nil {
 				return err
 			}
 		}
@@ -425,7 +425,7 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool) (
 	err := s.exec(ctx, func(t *txn) error {
 		res, submitted = 0, time.Time{}
 		for i, c := range cands {
-			v := t.get(t.smsc, keys[i])
+			v := t.get(t.smsc(), keys[i])
 			if v == nil {
 				continue
 			}
@@ -484,13 +484,13 @@ func (s *Store) AckDLR(ctx context.Context, account string, id uint64) error {
 			return soft(fmt.Errorf("%w: message %d of account %q", ErrNotFound, id, account))
 		}
 		key := t.dlroutKey(account, id)
-		if !t.has(t.dlrout, key) {
+		if !t.has(t.dlrout(), key) {
 			if m.DLRForwarded {
 				return nil
 			}
 			return soft(fmt.Errorf("%w: message %d has no final DLR pending", ErrState, id))
 		}
-		if err := t.del(t.dlrout, key); err != nil {
+		if err := t.del(t.dlrout(), key); err != nil {
 			return err
 		}
 		m.DLRForwarded = true
@@ -513,7 +513,7 @@ func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error
 	err := s.exec(ctx, func(t *txn) error {
 		for _, id := range ids {
 			key := t.dlroutKey(account, id)
-			if !t.has(t.dlrout, key) {
+			if !t.has(t.dlrout(), key) {
 				continue // acknowledged already, or never pending
 			}
 			m, err := t.getMsg(id)
@@ -526,7 +526,7 @@ func (s *Store) AckDLRs(ctx context.Context, account string, ids []uint64) error
 			if m.Account != account {
 				continue
 			}
-			if err := t.del(t.dlrout, key); err != nil {
+			if err := t.del(t.dlrout(), key); err != nil {
 				return err
 			}
 			m.DLRForwarded = true
@@ -557,7 +557,7 @@ func (s *Store) ExpireSubmitted(ctx context.Context, cutoff, at time.Time, limit
 	err := s.exec(ctx, func(t *txn) error {
 		n = 0
 		var keys []Key
-		c := t.wait.Cursor()
+		c := t.wait().Cursor()
 		for kb, _ := c.First(); kb != nil && len(keys) < limit; kb, _ = c.Next() {
 			ts, k, ok := parseTimeKey(kb)
 			if !ok {
@@ -635,7 +635,7 @@ func (s *Store) PurgeOrphans(ctx context.Context, cutoff time.Time, limit int) (
 	err = s.exec(ctx, func(t *txn) error {
 		n = 0
 		for _, o := range olds {
-			if v := t.get(t.orphan, o.k); v == nil || !bytes.Equal(v, o.v) {
+			if v := t.get(t.orphan(), o.k); v == nil || !bytes.Equal(v, o.v) {
 				continue
 			}
 			if err := t.dropOrphan(o.k); err != nil {

@@ -107,7 +107,7 @@ func (s *Store) MatchOrphans(ctx context.Context, os []OrphanDLR) ([]Result, err
 			if len(cands[i]) == 0 {
 				continue
 			}
-			v := t.get(t.orphan, o.Key)
+			v := t.get(t.orphan(), o.Key)
 			if v == nil {
 				continue
 			}
@@ -137,7 +137,7 @@ func (s *Store) MatchOrphans(ctx context.Context, os []OrphanDLR) ([]Result, err
 // cands (its id in the other bases).
 func (t *txn) matchConverted(o OrphanDLR, cands []string) (Result, error) {
 	for _, c := range cands {
-		v := t.get(t.smsc, smscKey(o.DLR.Upstream, c))
+		v := t.get(t.smsc(), smscKey(o.DLR.Upstream, c))
 		if v == nil {
 			continue
 		}
@@ -213,7 +213,7 @@ func (s *Store) DeleteOrphans(ctx context.Context, os []OrphanDLR) (int, error) 
 	err := s.exec(ctx, func(t *txn) error {
 		n = 0
 		for _, o := range os {
-			v := t.orphan.Get(o.Key)
+			v := t.orphan().Get(o.Key)
 			if v == nil {
 				continue
 			}

@@ -180,7 +180,7 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 				continue // purged meanwhile
 			}
 			m, err := DecodeMessage(v)
-			if err != nil || !purgeable(m, cutoff) || t.dlrout.Get(dlroutKey(m.Account, m.ID)) != nil {
+			if err != nil || !purgeable(m, cutoff) || t.dlrout().Get(dlroutKey(m.Account, m.ID)) != nil {
 				continue
 			}
 			var p purged
@@ -192,8 +192,8 @@ func (s *Store) purgeIDs(ctx context.Context, ids []uint64, cutoff time.Time) (i
 						continue // never indexed
 					}
 					sk := smscKey(m.Upstream, CanonicalSMSCID(sid))
-					if bytes.Equal(t.smsc.Get(sk), ref) {
-						if err := t.smsc.Delete(sk); err != nil {
+					if bytes.Equal(t.smsc().Get(sk), ref) {
+						if err := t.smsc().Delete(sk); err != nil {
 							return err
 						}
 					}

@@ -637,7 +637,7 @@ func TestRefPerDestination(t *testing.T) {
 		t.Errorf("stored ref %d", got)
 	}
 	// Wrap-around skips 0 (0 means "no reference").
-	if err := s.exec(bg, func(t *txn) error { return t.ref.Put([]byte("111"), []byte{0xFF, 0xFF}) }); err != nil {
+	if err := s.exec(bg, func(t *txn) error { return t.ref().Put([]byte("111"), []byte{0xFF, 0xFF}) }); err != nil {
 		t.Fatal(err)
 	}
 	m = msg("alice", "111", 2)
@@ -767,7 +767,7 @@ func TestHardErrorFailsOnlyItsOp(t *testing.T) {
 			switch i {
 			case 2:
 				results[i] = s.exec(bg, func(t *txn) error {
-					if err := t.ref.Put([]byte("half"), []byte{1, 2}); err != nil {
+					if err := t.ref().Put([]byte("half"), []byte{1, 2}); err != nil {
 						return err
 					}
 					return boom // after a write: must be rolled back

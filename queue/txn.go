@@ -12,9 +12,13 @@ import (
 // txn is one write transaction of the commit loop plus the in-memory deltas
 // its operations produced, folded into the Store's mirrors after commit.
 type txn struct {
-	s                                                      *Store
-	tx                                                     *bolt.Tx
-	msg, due, edue, wait, smsc, orphan, dlrout, ref, usage *bolt.Bucket
+	s        *Store
+	tx       *bolt.Tx
+	msg, due *bolt.Bucket // nearly every operation writes these: opened at bind
+	// opened are the other buckets, each opened on first use (txn.bucket):
+	// at a low rate a commit carries one or two operations, which touch a
+	// few of them, and opening one costs a search of the file's root.
+	opened [lazyBuckets]*bolt.Bucket
 
 	usageNow   map[string]*usageEntry // the usage rows this transaction read, written once at its end
 	usageDelta []usageDelta           // each operation's changes to them, to undo a refused one (restore)
@@ -22,8 +26,7 @@ type txn struct {
 	ready      []*Message // messages whose DLR this transaction queued, as stored
 	fresh      []*Message // messages this transaction stored new (for OnDue)
 	snapshot   Snapshot   // the transaction's commit, as reads will see it
-	hook       *bolt.Bucket
-	hookEnts   []string // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
+	hookEnts   []string   // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
 	orphans    orphanState
 	// orphanDelta is the orphans each operation kept (+1) and deleted
 	// (-1), per upstream, folded into Store.orphanN after the commit
@@ -135,7 +138,7 @@ const (
 func (t *txn) mayHaveOrphans() bool {
 	if t.orphans == orphansUnknown {
 		t.orphans = orphansSome
-		if k, _ := t.orphan.Cursor().First(); k == nil {
+		if k, _ := t.orphan().Cursor().First(); k == nil {
 			t.orphans = orphansNone
 		}
 	}
@@ -176,19 +179,19 @@ func (t *txn) addOrphans(upstream string, n int) {
 // for its upstream (ErrOrphansFull, soft). Storing it again under a key
 // already kept (the SMSC repeated the receipt) adds none.
 func (t *txn) keepOrphan(key []byte, o *orphan) error {
-	if !t.has(t.orphan, key) {
+	if !t.has(t.orphan(), key) {
 		if t.orphanCount(o.DLR.Upstream) >= t.s.opt.MaxOrphans {
 			return soft(ErrOrphansFull)
 		}
 		t.addOrphans(o.DLR.Upstream, 1)
 	}
 	t.orphans = orphansSome
-	return t.orphan.Put(key, encodeOrphan(nil, o))
+	return t.orphan().Put(key, encodeOrphan(nil, o))
 }
 
 // dropOrphan deletes the orphan under key, which the caller has read.
 func (t *txn) dropOrphan(key []byte) error {
-	if err := t.del(t.orphan, key); err != nil {
+	if err := t.del(t.orphan(), key); err != nil {
 		return err
 	}
 	t.addOrphans(orphanUpstream(key), -1)
@@ -216,38 +219,71 @@ type checkpoint struct {
 func (t *txn) bind(tx *bolt.Tx) {
 	t.tx = tx
 	t.snapshot = Snapshot(tx.ID())
+	t.opened = [lazyBuckets]*bolt.Bucket{}
 	t.msg = tx.Bucket(bucketMsg)
 	t.due = tx.Bucket(bucketDue)
-	t.edue = tx.Bucket(bucketEDue)
-	t.wait = tx.Bucket(bucketWait)
-	t.smsc = tx.Bucket(bucketSMSC)
-	t.orphan = tx.Bucket(bucketOrphan)
-	t.dlrout = tx.Bucket(bucketDLROut)
-	t.ref = tx.Bucket(bucketRef)
-	t.usage = tx.Bucket(bucketUsage)
-	t.hook = tx.Bucket(bucketHook)
 	// Message ids, due times and the final index's numbers only grow,
 	// so these buckets are written at their end: bbolt's default
 	// half-full split would leave every page half empty behind the
 	// writes. Pages filled to 90 % keep room for a message that grows
 	// when its state changes. (The final index at 90 % holds a retained
-	// message in 58 bytes instead of 105: 6 % of the file. Its reverse,
-	// finalpart, is not written in key order, parts finishing out of
-	// turn: at 90 % too, the file came out larger than before.)
+	// message in 58 bytes instead of 105: 6 % of the file; putFinal sets
+	// it. Its reverse, finalpart, is not written in key order, parts
+	// finishing out of turn: at 90 % too, the file came out larger than
+	// before.)
 	t.msg.FillPercent = appendFill
 	t.due.FillPercent = appendFill
-	tx.Bucket(bucketFinal).FillPercent = appendFill
 }
 
 // appendFill is the FillPercent of the buckets written in key order.
 const appendFill = 0.9
+
+// lazyBucket names a bucket a txn opens on first use.
+type lazyBucket uint8
+
+const (
+	lazyEDue lazyBucket = iota
+	lazyWait
+	lazySMSC
+	lazyOrphan
+	lazyDLROut
+	lazyRef
+	lazyUsage
+	lazyHook
+	lazyBuckets // how many
+)
+
+var lazyBucketNames = [lazyBuckets][]byte{
+	lazyEDue: bucketEDue, lazyWait: bucketWait, lazySMSC: bucketSMSC, lazyOrphan: bucketOrphan,
+	lazyDLROut: bucketDLROut, lazyRef: bucketRef, lazyUsage: bucketUsage, lazyHook: bucketHook,
+}
+
+// bucket is the transaction's bucket i, opened the first time it is asked
+// for.
+func (t *txn) bucket(i lazyBucket) *bolt.Bucket {
+	if b := t.opened[i]; b != nil {
+		return b
+	}
+	b := t.tx.Bucket(lazyBucketNames[i])
+	t.opened[i] = b
+	return b
+}
+
+func (t *txn) edue() *bolt.Bucket   { return t.bucket(lazyEDue) }
+func (t *txn) wait() *bolt.Bucket   { return t.bucket(lazyWait) }
+func (t *txn) smsc() *bolt.Bucket   { return t.bucket(lazySMSC) }
+func (t *txn) orphan() *bolt.Bucket { return t.bucket(lazyOrphan) }
+func (t *txn) dlrout() *bolt.Bucket { return t.bucket(lazyDLROut) }
+func (t *txn) ref() *bolt.Bucket    { return t.bucket(lazyRef) }
+func (t *txn) usage() *bolt.Bucket  { return t.bucket(lazyUsage) }
+func (t *txn) hook() *bolt.Bucket   { return t.bucket(lazyHook) }
 
 // putDue makes part k of m due at at: its due key and its enterprise's.
 func (t *txn) putDue(m *Message, at time.Time, k Key) error {
 	if err := t.due.Put(t.timeKey(at, k), nil); err != nil {
 		return err
 	}
-	return t.edue.Put(t.edueKey(m.Enterprise, at, k), nil)
+	return t.edue().Put(t.edueKey(m.Enterprise, at, k), nil)
 }
 
 // delDue removes the due keys putDue wrote.
@@ -255,7 +291,7 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 	if err := t.del(t.due, t.timeKey(at, k)); err != nil {
 		return err
 	}
-	return t.del(t.edue, t.edueKey(m.Enterprise, at, k))
+	return t.del(t.edue(), t.edueKey(m.Enterprise, at, k))
 }
 
 func (t *txn) checkpoint() checkpoint {
@@ -324,7 +360,7 @@ func (t *txn) usageEntry(key string) (*usageEntry, error) {
 		return e, nil
 	}
 	var u usage
-	if v := t.usage.Get([]byte(key)); v != nil {
+	if v := t.usage().Get([]byte(key)); v != nil {
 		var err error
 		if u, err = decodeUsage(v); err != nil {
 			return nil, err
@@ -373,7 +409,7 @@ func (t *txn) putUsage() error {
 		if e.now == e.stored {
 			continue
 		}
-		if err := t.usage.Put([]byte(key), encodeUsage(e.now)); err != nil {
+		if err := t.usage().Put([]byte(key), encodeUsage(e.now)); err != nil {
 			return fmt.Errorf("usage %s: %w", key, err)
 		}
 	}
@@ -383,14 +419,14 @@ func (t *txn) putUsage() error {
 // nextRef returns the next concatenation reference for dest (never 0).
 func (t *txn) nextRef(dest string) (uint16, error) {
 	var ref uint16
-	if v := t.ref.Get([]byte(dest)); len(v) == 2 {
+	if v := t.ref().Get([]byte(dest)); len(v) == 2 {
 		ref = binary.BigEndian.Uint16(v)
 	}
 	ref++
 	if ref == 0 {
 		ref = 1
 	}
-	return ref, t.ref.Put([]byte(dest), binary.BigEndian.AppendUint16(nil, ref))
+	return ref, t.ref().Put([]byte(dest), binary.BigEndian.AppendUint16(nil, ref))
 }
 
 // setFinal moves a transient part to a final state, keeping every index,
@@ -405,7 +441,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 			return err
 		}
 	case StateSubmitted:
-		if err := t.del(t.wait, t.timeKey(p.SubmittedAt, k)); err != nil {
+		if err := t.del(t.wait(), t.timeKey(p.SubmittedAt, k)); err != nil {
 			return err
 		}
 	default:
@@ -435,7 +471,7 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 		m.DLRForwarded = true
 		return nil
 	}
-	if err := t.dlrout.Put(t.dlroutKey(m.Account, m.ID), nil); err != nil {
+	if err := t.dlrout().Put(t.dlroutKey(m.Account, m.ID), nil); err != nil {
 		return err
 	}
 	t.ready = append(t.ready, m)
@@ -445,13 +481,13 @@ func (t *txn) setFinal(m *Message, idx uint16, state State, at time.Time, errCod
 // indexSMSC records that smscID (on m.Upstream) names part k.
 func (t *txn) indexSMSC(m *Message, k Key, smscID string) error {
 	key := t.smscKey(m.Upstream, CanonicalSMSCID(smscID))
-	if old := t.get(t.smsc, key); old != nil {
+	if old := t.get(t.smsc(), key); old != nil {
 		if ok, _ := parsePartRef(old); ok != k {
 			t.s.log.Warn("queue: SMSC id reused, index moved to the newer part",
 				"upstream", m.Upstream, "smsc_id", smscID, "old", ok.String(), "new", k.String())
 		}
 	}
-	return t.smsc.Put(key, partRef(k))
+	return t.smsc().Put(key, partRef(k))
 }
 
 // takeOrphan finds a stored DLR for smscID on upstream that arrived no
@@ -463,7 +499,7 @@ func (t *txn) takeOrphan(upstream string, cands []string, at time.Time) (*orphan
 	}
 	for _, c := range cands {
 		key := smscKey(upstream, c)
-		v := t.orphan.Get(key)
+		v := t.orphan().Get(key)
 		if v == nil {
 			continue
 		}
