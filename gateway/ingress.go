@@ -87,34 +87,6 @@ func (s *esmeSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	return resp, wireError(err)
 }
 
-var _ smpp.LaterSession = (*esmeSession)(nil)
-
-// HandleLater answers a submit_sm once the store has committed it
-// (smpp.LaterSession): the handler worker goes on to the ESME's next
-// request instead of waiting for the commit, and the store's finisher
-// queues the answer instead of waking a goroutine to do it: one fewer
-// park and wake-up for every message. Everything else, and what submitThen leaves
-// (parts the ESME split, cluster mode), goes to Handle.
-func (s *esmeSession) HandleLater(ctx context.Context, p pdu.Body, answer func(pdu.Body, error)) bool {
-	if p.Header().ID != pdu.SubmitSMID || !s.kind.CanSend() {
-		return false
-	}
-	start := time.Now()
-	return s.g.submitThen(s.patience(ctx), s.acct, p, func(id string, err error) {
-		answer(s.submitResp(start, id, err))
-	})
-}
-
-// submitResp is the answer to a submit_sm that began at start and was
-// stored as id, or refused with err.
-func (s *esmeSession) submitResp(start time.Time, id string, err error) (pdu.Body, error) {
-	if err != nil {
-		return nil, wireError(err)
-	}
-	s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
-	return smpp.NewSubmitSMResp(id), nil
-}
-
 // patience lets the store hold this request's writes for company
 // (store.commit_delay) when the ESME has room in its window to send more
 // meanwhile, so that the wait costs it latency but no throughput.
@@ -147,7 +119,11 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		}
 		start := time.Now()
 		id, err := s.g.submit(s.patience(ctx), s.acct, p)
-		return s.submitResp(start, id, err)
+		if err != nil {
+			return nil, err
+		}
+		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
+		return smpp.NewSubmitSMResp(id), nil
 	case pdu.SubmitMultiID:
 		if !s.kind.CanSend() {
 			return nil, smpp.StatusInvalidBindStatus
@@ -225,53 +201,19 @@ func (g *Gateway) submit(ctx context.Context, acct *Account, p pdu.Body) (string
 		// and reassembled once the last part is in (presplit.go).
 		return g.submitPart(ctx, acct, p, frag)
 	}
-	req, err := submitRequest(p, frag, err)
+	var req SendRequest
+	if err == nil {
+		var text string
+		if text, err = fragmentText(frag); err == nil {
+			req, err = requestWith(p, text)
+		}
+	}
 	if err != nil {
 		g.metrics.refused(err)
 		return "", err
 	}
-	return submitted(g.Send(ctx, acct, req))
-}
-
-// submitThen is submit for a session that answers from the store's
-// commit (then, which must not block: sendThen). It returns false,
-// having done nothing, for a part of a message the ESME split itself and
-// in cluster mode: those go through submit.
-func (g *Gateway) submitThen(ctx context.Context, acct *Account, p pdu.Body, then func(string, error)) bool {
-	frag, err := incomingFragment(p)
-	if err == nil && presplit(frag) || g.cfg.Cluster != nil {
-		return false
-	}
-	req, err := submitRequest(p, frag, err)
-	if err != nil {
-		g.metrics.refused(err)
-		then("", err)
-		return true
-	}
-	return g.sendThen(ctx, acct, req, func(res []SendResult, err error) { then(submitted(res, err)) })
-}
-
-// submitRequest is the SendRequest of a submit_sm whose short message
-// (or message_payload) is frag, or ferr when that could not be read.
-func submitRequest(p pdu.Body, frag segment.Fragment, ferr error) (SendRequest, error) {
-	if ferr != nil {
-		return SendRequest{}, ferr
-	}
-	text, err := fragmentText(frag)
-	if err != nil {
-		return SendRequest{}, err
-	}
-	req, err := requestWith(p, text)
-	if err != nil {
-		return SendRequest{}, err
-	}
 	req.Dests = []string{smpp.Str(p, pdufield.DestinationAddr)}
-	return req, nil
-}
-
-// submitted is a submit_sm's message id, or its refusal, from Send's
-// outcome for its one recipient.
-func submitted(res []SendResult, err error) (string, error) {
+	res, err := g.Send(ctx, acct, req)
 	if err != nil {
 		if errors.Is(err, ErrStore) {
 			return "", fmt.Errorf("%w: %w", err, smpp.StatusSystemError)

@@ -52,72 +52,32 @@ var ErrStore = errors.New("gateway: store unavailable")
 // group commit. A non-nil error means nothing was stored (account-level
 // refusal such as rate limit or disabled account, or the store failed).
 func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]SendResult, error) {
-	acct, limit, b, err := g.admit(acct, req)
-	if err != nil {
-		return nil, err
-	}
-	if len(b.msgs) == 0 {
-		return g.stored(acct, req, b, nil, nil)
-	}
-	errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
-	return g.stored(acct, req, b, errs, err)
-}
-
-// sendThen is Send for a caller that hears of the outcome from the
-// store's commit (then; see queue.Store.EnqueueLimitThen for what
-// then may do) instead of waiting for it: an SMPP session answering
-// submit_sm. Not in cluster mode, whose quota may take a second round
-// trip (enqueueLimited): there it returns false and does nothing.
-func (g *Gateway) sendThen(ctx context.Context, acct *Account, req SendRequest, then func([]SendResult, error)) bool {
-	if g.cfg.Cluster != nil {
-		return false
-	}
-	acct, limit, b, err := g.admit(acct, req)
-	switch {
-	case err != nil:
-		then(nil, err)
-	case len(b.msgs) == 0:
-		then(g.stored(acct, req, b, nil, nil))
-	default:
-		g.store.EnqueueLimitThen(ctx, limit, b.msgs, func(errs []error, err error) {
-			then(g.stored(acct, req, b, errs, err))
-		})
-	}
-	return true
-}
-
-// admit is what Send does before the store: the account's checks
-// (prepare) and the messages to store (build), a refusal counted.
-func (g *Gateway) admit(acct *Account, req SendRequest) (*Account, int64, *outgoing, error) {
 	acct, limit, err := g.prepare(acct)
 	if err != nil {
 		g.metrics.refused(err)
-		return nil, 0, nil, err
+		return nil, err
 	}
 	b, err := g.build(acct, req, time.Now())
 	if err != nil {
 		g.metrics.refused(err)
-		return nil, 0, nil, err
+		return nil, err
 	}
-	return acct, limit, b, nil
-}
-
-// stored is Send's outcome once the store answered for b.msgs (errs,
-// err: EnqueueLimit's): the results, each counted.
-func (g *Gateway) stored(acct *Account, req SendRequest, b *outgoing, errs []error, err error) ([]SendResult, error) {
-	if err != nil {
-		return nil, g.storeFailed(acct, err)
-	}
-	for k, m := range b.msgs {
-		r := &b.results[b.slots[k]]
-		if errs[k] != nil {
-			r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
-			continue
+	if len(b.msgs) > 0 {
+		errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
+		if err != nil {
+			return nil, g.storeFailed(acct, err)
 		}
-		r.ID = m.ID
+		for k, m := range b.msgs {
+			r := &b.results[b.slots[k]]
+			if errs[k] != nil {
+				r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+				continue
+			}
+			r.ID = m.ID
+		}
+		// No kick: the store hands the dispatcher what it stored
+		// (Start, queue.Store.SetDueCallback).
 	}
-	// No kick: the store hands the dispatcher what it stored (Start,
-	// queue.Store.SetDueCallback).
 	g.count(req.Ingress, b.results)
 	return b.results, nil
 }

@@ -193,11 +193,10 @@ func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 func (u *upstream) work(ctx context.Context, i int) {
-	w := &worker{i: i, answer: make(chan answer, 1)}
 	for {
 		select {
 		case j := <-u.jobs: // one waiting: taken without locking ctx's Done channel, which every worker shares
-			u.carry(ctx, w, j)
+			u.carry(ctx, i, j)
 			continue
 		default:
 		}
@@ -205,67 +204,16 @@ func (u *upstream) work(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case j := <-u.jobs:
-			u.carry(ctx, w, j)
+			u.carry(ctx, i, j)
 		}
 	}
 }
 
-// worker is one of an upstream's workers (work): its number, which picks
-// its first bind, and where it hears how its segment went (submit).
-type worker struct {
-	i      int
-	answer chan answer // 1-buffered: one segment at a time
-}
-
-// answer is how a segment went: the SMSC's answer (resp, err as
-// smpp.Conn.Request returns them) and, when it accepted the segment,
-// whether recording that committed (recorded, and the store's error).
-type answer struct {
-	resp     pdu.Body
-	err      error
-	recorded bool
-	stored   error
-}
-
 // carry is send, counted in busy.
-func (u *upstream) carry(ctx context.Context, w *worker, j queue.Job) {
+func (u *upstream) carry(ctx context.Context, worker int, j queue.Job) {
 	u.busy.Add(1)
 	defer u.busy.Add(-1)
-	u.send(ctx, w, j)
-}
-
-// submit sends p, segment j's submit_sm, on bind b and returns how it
-// went. The worker waits for one thing only: the SMSC's answer goes from
-// the bind's reader straight to the store (an acceptance's record) and
-// the worker hears of it once that is committed, instead of waking once
-// for the answer and again for the commit.
-func (u *upstream) submit(ctx context.Context, w *worker, b int, j queue.Job, p pdu.Body, start time.Time) answer {
-	g := u.g
-	u.clients[b].SubmitIfUpThen(ctx, p, func(resp pdu.Body, err error) {
-		if errors.Is(err, smpp.ErrNotBound) || errors.Is(err, smpp.ErrUnsent) {
-			w.answer <- answer{err: err}
-			return
-		}
-		now := time.Now()
-		g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(now.Sub(start).Seconds())
-		if err != nil {
-			w.answer <- answer{resp: resp, err: err}
-			return
-		}
-		u.paces[b].ok(now)
-		g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
-		rctx := ctx
-		if int(u.busy.Load()) < u.workers() {
-			// Another worker is idle: this one waiting for company in
-			// the store (store.record_delay, or commit_delay if
-			// longer) holds up no segment.
-			rctx = g.store.Record(ctx)
-		}
-		g.store.SubmittedThen(rctx, j.Key, smpp.Str(resp, pdufield.MessageID), now, func(serr error) {
-			w.answer <- answer{resp: resp, recorded: true, stored: serr}
-		})
-	})
-	return <-w.answer
+	u.send(ctx, worker, j)
 }
 
 // pick prefers a bind that is up, starting from the worker's own so the
@@ -290,7 +238,7 @@ const maxHeldThrottles = 16
 // happens, the job leaves the dispatcher's in-flight set — but only once
 // its outcome is recorded (persist), so a segment the SMSC accepted is
 // never due again while its acceptance is not on disk.
-func (u *upstream) send(ctx context.Context, w *worker, j queue.Job) {
+func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 	g := u.g
 	defer g.disp.done(j.Key)
 	for throttles := 0; ; {
@@ -301,7 +249,7 @@ func (u *upstream) send(ctx context.Context, w *worker, j queue.Job) {
 			})
 			return
 		}
-		b := u.pick(w.i)
+		b := u.pick(worker)
 		if !u.clients[b].Up() {
 			if g.cfg.SubmitRelay != nil && u.upCount() == 0 {
 				// In a cluster a node may hold none of the binds: another
@@ -344,25 +292,28 @@ func (u *upstream) send(ctx context.Context, w *worker, j queue.Job) {
 		// Once on the wire, the segment's answer is awaited even if qxtd
 		// is stopping (at most resp_timeout): taken for unanswered, a
 		// segment the SMSC accepts is sent again after the restart.
-		a := u.submit(context.WithoutCancel(ctx), w, b, j, p, start)
-		resp, err := a.resp, a.err
+		resp, err := u.clients[b].SubmitIfUp(context.WithoutCancel(ctx), p)
 		if errors.Is(err, smpp.ErrNotBound) || errors.Is(err, smpp.ErrUnsent) {
 			// It went down since pick, or while this segment waited for a
 			// window slot: nothing reached the SMSC, pick again.
 			continue
 		}
+		g.metrics.submitLatency.WithLabelValues(u.cfg.Name).Observe(time.Since(start).Seconds())
 		var st pdu.Status
 		switch {
-		case a.recorded:
-			// Recorded already (submit), unless the store failed: then
-			// as any outcome, until it is.
-			first := true
-			u.persist(ctx, j.Key, "submitted", func(ctx context.Context) error {
-				if first {
-					first = false
-					return a.stored
-				}
-				return g.store.Submitted(ctx, j.Key, smpp.Str(resp, pdufield.MessageID), time.Now())
+		case err == nil:
+			u.paces[b].ok(time.Now())
+			id := smpp.Str(resp, pdufield.MessageID)
+			g.metrics.relayed.WithLabelValues(u.cfg.Name).Inc()
+			rctx := ctx
+			if int(u.busy.Load()) < u.workers() {
+				// Another worker is idle: this one waiting for company in
+				// the store (store.record_delay, or commit_delay if
+				// longer) holds up no segment.
+				rctx = g.store.Record(ctx)
+			}
+			u.persist(rctx, j.Key, "submitted", func(ctx context.Context) error {
+				return g.store.Submitted(ctx, j.Key, id, time.Now())
 			})
 		case errors.Is(err, smpp.ErrTimeout):
 			// The SMSC may have the message: remember the request so a late
@@ -611,28 +562,9 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	// DoneAt is our receipt time, not the SMSC's done date: the billing
 	// month must follow a clock we trust, and the SMSC's has minutes only.
 	now := time.Now()
-	d := queue.DLR{
+	res, submitted, err := u.g.store.ApplyDLRSubmitted(ctx, queue.DLR{
 		Upstream: u.cfg.Name, SMSCID: u.cfg.ReceiptIDs.receiptID(r.ID), State: state, ErrCode: r.Err, DoneAt: now,
-	}
-	if conn == nil {
-		res, submitted, err := u.g.store.ApplyDLRSubmitted(ctx, d)
-		return u.receiptResp(resp, r.ID, d, res, submitted, err)
-	}
-	// Answered after the commit (smpp.Later): the handler worker goes
-	// on to the SMSC's next receipt instead of waiting for the commit.
-	req := *p.Header()
-	u.g.store.ApplyDLRSubmittedThen(ctx, d, func(res queue.Result, submitted time.Time, err error) {
-		conn.Answer(req, u.receiptResp(resp, r.ID, d, res, submitted, err))
 	})
-	return smpp.Later
-}
-
-// receiptResp counts a receipt the store took as res (or refused with
-// err) and returns resp, the answer to the SMSC, with its status set. It
-// runs after the store's commit, on its finisher (handleSMSC): it must
-// not block.
-func (u *upstream) receiptResp(resp pdu.Body, smscID string, d queue.DLR, res queue.Result, submitted time.Time, err error) pdu.Body {
-	state, now := d.State, d.DoneAt
 	if errors.Is(err, queue.ErrOrphansFull) {
 		// It matches nothing, and this upstream already has as many such
 		// receipts kept as the store allows (store.max_orphans): not
@@ -642,7 +574,7 @@ func (u *upstream) receiptResp(resp pdu.Body, smscID string, d queue.DLR, res qu
 		u.g.metrics.dlrs.WithLabelValues(state.String(), dlrRefused).Inc()
 		if !u.orphansFull.Swap(true) {
 			u.g.log.Warn("receipts that match no message are refused for now (ESME_RX_T_APPN): the upstream's unmatched receipts are at store.max_orphans; qxtd_dlrs_received_total{result=\"refused\"} counts them",
-				"upstream", u.cfg.Name, "smsc_id", smscID)
+				"upstream", u.cfg.Name, "smsc_id", r.ID)
 		}
 		resp.Header().Status = smpp.StatusRxTApp
 		return resp

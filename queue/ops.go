@@ -30,7 +30,7 @@ const NoLimit int64 = -1
 // messages may still have been stored (without the caller learning their
 // IDs), so a client retry may duplicate them.
 func (s *Store) Enqueue(ctx context.Context, msgs ...*Message) error {
-	_, err := s.enqueue(ctx, NoLimit, msgs, nil)
+	_, err := s.enqueue(ctx, NoLimit, msgs)
 	return err
 }
 
@@ -45,40 +45,21 @@ func (s *Store) Enqueue(ctx context.Context, msgs ...*Message) error {
 // refused; err is non-nil when nothing was stored (invalid message, closed
 // store, context, I/O), and then errs is nil.
 func (s *Store) EnqueueLimit(ctx context.Context, limit int64, msgs ...*Message) (errs []error, err error) {
-	return s.enqueue(ctx, limit, msgs, nil)
+	return s.enqueue(ctx, limit, msgs)
 }
 
-// EnqueueLimitThen is EnqueueLimit that returns at once and hands its
-// outcome to then after the commit (see execThen for what then may do;
-// when msgs cannot be queued, then runs before EnqueueLimitThen returns).
-// msgs must not be touched until then runs. A caller that has more to do
-// than wait (an SMPP session's next request) uses it to hear of its
-// commit without a goroutine parked on it.
-func (s *Store) EnqueueLimitThen(ctx context.Context, limit int64, msgs []*Message, then func(errs []error, err error)) {
-	s.enqueue(ctx, limit, msgs, then)
-}
-
-// enqueue is EnqueueLimit; with then, EnqueueLimitThen (it returns nil,
-// nil, and then has the outcome).
-func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message, then func([]error, error)) ([]error, error) {
-	fail := func(err error) ([]error, error) {
-		if then != nil {
-			then(nil, err)
-			return nil, nil
-		}
-		return nil, err
-	}
+func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]error, error) {
 	if len(msgs) == 0 {
-		return fail(nil)
+		return nil, nil
 	}
 	now := time.Now()
 	work := make([]*Message, len(msgs))
 	for i, m := range msgs {
 		if err := validate(m); err != nil {
-			return fail(fmt.Errorf("queue: enqueue message %d of %d: %w", i+1, len(msgs), err))
+			return nil, fmt.Errorf("queue: enqueue message %d of %d: %w", i+1, len(msgs), err)
 		}
 		if len(m.Aliases) > 0 {
-			return fail(fmt.Errorf("queue: enqueue message %d of %d: %w: aliases are set by EnqueueAssembled only", i+1, len(msgs), ErrInvalid))
+			return nil, fmt.Errorf("queue: enqueue message %d of %d: %w: aliases are set by EnqueueAssembled only", i+1, len(msgs), ErrInvalid)
 		}
 		work[i] = prepareNew(m, now)
 	}
@@ -87,7 +68,7 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message, then 
 	for i, m := range work {
 		groups[i] = m.Group
 	}
-	fn := func(t *txn) error {
+	err := s.exec(ctx, func(t *txn) error {
 		var first uint64 // the first id stored in this call, for GroupWithFirst
 		for i, m := range work {
 			errs[i] = nil
@@ -105,23 +86,16 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message, then 
 			}
 		}
 		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: enqueue: %w", err)
 	}
-	outcome := func(err error) ([]error, error) {
-		if err != nil {
-			return nil, fmt.Errorf("queue: enqueue: %w", err)
+	for i, m := range msgs {
+		if errs[i] == nil {
+			*m = *work[i]
 		}
-		for i, m := range msgs {
-			if errs[i] == nil {
-				*m = *work[i]
-			}
-		}
-		return errs, nil
 	}
-	if then == nil {
-		return outcome(s.exec(ctx, fn))
-	}
-	s.execThen(ctx, fn, func(err error) { then(outcome(err)) })
-	return nil, nil
+	return errs, nil
 }
 
 // prepareNew is the copy of m that Enqueue stores: Enterprise and
@@ -257,20 +231,6 @@ func validSMSCID(id string) error {
 // accepted the part: it becomes Submitted, so it is not sent again, but no
 // DLR can match it; ExpireSubmitted settles it as Unknown in the end.
 func (s *Store) Submitted(ctx context.Context, k Key, smscID string, at time.Time) error {
-	return s.submitted(ctx, k, smscID, at, nil)
-}
-
-// SubmittedThen is Submitted that returns at once and hands its outcome
-// to then after the commit (see execThen for what then may do; when it
-// cannot be queued, then runs before SubmittedThen returns): the
-// gateway's upstream records an SMSC's answer from the session's reader,
-// without a goroutine parked on the commit.
-func (s *Store) SubmittedThen(ctx context.Context, k Key, smscID string, at time.Time, then func(error)) {
-	s.submitted(ctx, k, smscID, at, then)
-}
-
-// submitted is Submitted; with then, SubmittedThen (it returns nil).
-func (s *Store) submitted(ctx context.Context, k Key, smscID string, at time.Time, then func(error)) error {
 	canon := CanonicalSMSCID(smscID)
 	indexable := validSMSCID(smscID) == nil
 	if at.IsZero() {
@@ -283,7 +243,7 @@ func (s *Store) submitted(ctx context.Context, k Key, smscID string, at time.Tim
 	if indexable {
 		cands = []string{canon}
 	}
-	fn := func(t *txn) error {
+	err := s.exec(ctx, func(t *txn) error {
 		m, p, err := t.getPart(k)
 		if err != nil {
 			return err
@@ -338,17 +298,10 @@ func (s *Store) submitted(ctx context.Context, k Key, smscID string, at time.Tim
 			}
 		}
 		return t.putMsg(m)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: submitted %s: %w", k, err)
 	}
-	outcome := func(err error) error {
-		if err != nil {
-			return fmt.Errorf("queue: submitted %s: %w", k, err)
-		}
-		return nil
-	}
-	if then == nil {
-		return outcome(s.exec(ctx, fn))
-	}
-	s.execThen(ctx, fn, func(err error) { then(outcome(err)) })
 	return nil
 }
 
@@ -434,16 +387,7 @@ func (s *Store) ApplyDLR(ctx context.Context, d DLR) (Result, error) {
 // ApplyDLRSubmitted is ApplyDLR that also returns, for a Matched receipt,
 // when its part was submitted (the receipt delay is DoneAt minus that).
 func (s *Store) ApplyDLRSubmitted(ctx context.Context, d DLR) (Result, time.Time, error) {
-	return s.applyDLR(ctx, d, true, false, nil)
-}
-
-// ApplyDLRSubmittedThen is ApplyDLRSubmitted that returns at once and
-// hands its outcome to then after the commit (see execThen for what
-// then may do; when d cannot be queued, then runs before it returns): an
-// SMSC's session answers its receipt from there, without a goroutine
-// parked on the commit.
-func (s *Store) ApplyDLRSubmittedThen(ctx context.Context, d DLR, then func(Result, time.Time, error)) {
-	s.applyDLR(ctx, d, true, false, then)
+	return s.applyDLR(ctx, d, true, false)
 }
 
 // applyDLR is ApplyDLRSubmitted; without keepOrphan, a receipt no part has the
@@ -452,25 +396,15 @@ func (s *Store) ApplyDLRSubmittedThen(ctx context.Context, d DLR, then func(Resu
 // comes before its part's acceptance is recorded must not be taken for an
 // earlier part whose id is the same number in the other base (SMSCs that
 // number their messages give out both "5c" and, 54 messages later, "92").
-//
-// With then it returns zeros at once, and then has the outcome
-// (ApplyDLRSubmittedThen).
-func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool, then func(Result, time.Time, error)) (Result, time.Time, error) {
-	fail := func(err error) (Result, time.Time, error) {
-		if then != nil {
-			then(0, time.Time{}, err)
-			return 0, time.Time{}, nil
-		}
-		return 0, time.Time{}, err
-	}
+func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool) (Result, time.Time, error) {
 	if !d.State.Final() {
-		return fail(fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State))
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: state %s is not final", ErrInvalid, d.State)
 	}
 	if err := validSMSCID(d.SMSCID); err != nil {
-		return fail(fmt.Errorf("queue: dlr: %w", err))
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w", err)
 	}
 	if len(d.Upstream) > maxField || strings.IndexByte(d.Upstream, sep) >= 0 {
-		return fail(fmt.Errorf("queue: dlr: %w: bad upstream", ErrInvalid))
+		return 0, time.Time{}, fmt.Errorf("queue: dlr: %w: bad upstream", ErrInvalid)
 	}
 	if d.DoneAt.IsZero() {
 		d.DoneAt = time.Now()
@@ -488,7 +422,7 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool, t
 	for i, c := range cands {
 		keys[i] = smscKey(d.Upstream, c)
 	}
-	fn := func(t *txn) error {
+	err := s.exec(ctx, func(t *txn) error {
 		res, submitted = 0, time.Time{}
 		for i, c := range cands {
 			v := t.get(t.smsc(), keys[i])
@@ -529,18 +463,11 @@ func (s *Store) applyDLR(ctx context.Context, d DLR, keepOrphan, convert bool, t
 		}
 		res = Orphaned
 		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
 	}
-	outcome := func(err error) (Result, time.Time, error) {
-		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("queue: dlr %s/%s: %w", d.Upstream, d.SMSCID, err)
-		}
-		return res, submitted, nil
-	}
-	if then == nil {
-		return outcome(s.exec(ctx, fn))
-	}
-	s.execThen(ctx, fn, func(err error) { then(outcome(err)) })
-	return 0, time.Time{}, nil
+	return res, submitted, nil
 }
 
 // AckDLR records that the final DLR of message id was delivered to account

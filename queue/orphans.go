@@ -47,7 +47,7 @@ const PeerClockSlack = time.Minute
 // MatchOrphans): the node that keeps the orphan says when it is old
 // enough for that.
 func (s *Store) ApplyDLRIfKnown(ctx context.Context, d DLR, convert bool) (Result, time.Time, error) {
-	return s.applyDLR(ctx, d, false, convert, nil)
+	return s.applyDLR(ctx, d, false, convert)
 }
 
 // MatchOrphans applies each of the listed orphans (as Orphans lists them)

@@ -146,13 +146,7 @@ type Store struct {
 	damaged damaged
 
 	ops  chan *op      // into the commit loop; closed by Close
-	done chan struct{} // closed when the commit loop and the finisher have returned
-	// thens carries each commit's callbacks (execThen) to the finisher,
-	// a goroutine of their own, so that they run beside the next commit
-	// instead of in front of it; thensOut collects them during a commit
-	// (the commit loop's only).
-	thens    chan []outcome
-	thensOut []outcome
+	done chan struct{} // closed when the commit loop has returned
 	// opPool keeps the ops (each with its done channel) whose outcome
 	// exec has received: every message passes exec three times, and an op
 	// and its channel are two allocations each time. An op whose caller
@@ -204,9 +198,6 @@ type op struct {
 	ctx  context.Context
 	fn   func(*txn) error
 	done chan error // buffered: the commit loop never blocks on it
-	// then, when set (execThen), takes the outcome instead of done: the
-	// commit loop calls it, so nobody waits for it.
-	then func(error)
 	// queued is when the op was queued, with CommitDelay or RecordDelay
 	// set only: no operation is held back for company longer than its
 	// hold after it.
@@ -408,7 +399,6 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 		log:      opt.Logger,
 		ops:      make(chan *op, opt.MaxBatch),
 		done:     make(chan struct{}),
-		thens:    make(chan []outcome, thensQueue),
 		usage:    make(map[string]usage),
 		orphanN:  make(map[string]int),
 	}
@@ -607,107 +597,6 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// execThen queues fn for the commit loop and returns: then receives its
-// outcome, exactly once, after the commit, on the store's finisher
-// goroutine (or on the caller's, before execThen returns, when fn could
-// not be queued: ctx ended, the store is closed). An operation whose ctx
-// ended by the time its batch starts is not run and gets ctx.Err(). The
-// callbacks run one at a time, in commit order: then must be quick, must
-// not block, and must not wait for a write of the store (a deadlock once
-// the finisher's queue is full). It is how a caller that has other work
-// to do (a session's next request) hears of its commit without a
-// goroutine parked on it, and without the wake-up that costs.
-func (s *Store) execThen(ctx context.Context, fn func(*txn) error, then func(error)) {
-	if err := ctx.Err(); err != nil {
-		then(err)
-		return
-	}
-	o, _ := s.opPool.Get().(*op)
-	if o == nil {
-		o = &op{done: make(chan error, 1)}
-	}
-	o.ctx, o.fn, o.then = ctx, fn, then
-	if s.opt.CommitDelay > 0 || s.opt.RecordDelay > 0 {
-		o.queued, o.hold = time.Now(), holdOf(ctx)
-	}
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		s.recycle(o)
-		then(ErrClosed)
-		return
-	}
-	select {
-	case s.ops <- o:
-		s.closeMu.RUnlock()
-		return
-	default:
-	}
-	select {
-	case s.ops <- o:
-		s.closeMu.RUnlock()
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		s.recycle(o)
-		then(ctx.Err())
-	}
-}
-
-// reply hands o's outcome to its caller: on done for exec, whose caller
-// recycles o, or to then for execThen, through the finisher once the
-// commit's replies are all out (o recycled at once: then may queue an
-// operation that reuses it).
-func (s *Store) reply(o *op, err error) {
-	then := o.then
-	if then == nil {
-		o.done <- err
-		return
-	}
-	s.recycle(o)
-	s.thensOut = append(s.thensOut, outcome{then, err})
-}
-
-// outcome is an execThen operation's callback and what it is told.
-type outcome struct {
-	then func(error)
-	err  error
-}
-
-// thensQueue bounds the commits whose callbacks wait for the finisher:
-// beyond it the commit loop waits too (the callbacks are quick, so only
-// a stalled one gets there).
-const thensQueue = 64
-
-// flushThens hands the callbacks of the commit just made to the finisher.
-func (s *Store) flushThens() {
-	if len(s.thensOut) == 0 {
-		return
-	}
-	s.thens <- s.thensOut
-	s.thensOut = nil // the finisher's now
-}
-
-// finish runs the execThen callbacks, commit by commit, in order, until
-// the commit loop closes thens.
-func (s *Store) finish() {
-	for batch := range s.thens {
-		for _, o := range batch {
-			s.callThen(o)
-		}
-	}
-}
-
-// callThen runs one callback: a panic in it is logged, not the end of
-// the finisher (the other callbacks' callers would wait for ever).
-func (s *Store) callThen(o outcome) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("queue: panic in an operation's callback", "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	o.then(o.err)
-}
-
 // exec queues fn for the commit loop and waits for its outcome. When ctx
 // ends first it returns ctx.Err(); the operation may still commit later (an
 // operation whose ctx has ended by the time its batch starts is skipped).
@@ -773,7 +662,7 @@ func (s *Store) outcome(o *op) error {
 // recycle returns o, whose result its caller has received, to the pool:
 // the commit loop sends the result last and touches o no more.
 func (s *Store) recycle(o *op) {
-	o.ctx, o.fn, o.then = nil, nil, nil
+	o.ctx, o.fn = nil, nil
 	s.opPool.Put(o)
 }
 
@@ -783,16 +672,7 @@ func (s *Store) recycle(o *op) {
 // loop commits a lone operation at once, unless it may wait (Patient with
 // CommitDelay set, Record with RecordDelay or CommitDelay set).
 func (s *Store) loop() {
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		s.finish()
-	}()
-	defer func() {
-		close(s.thens)
-		<-finished
-		close(s.done)
-	}()
+	defer close(s.done)
 	batch := make([]*op, 0, s.opt.MaxBatch)
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
@@ -821,7 +701,6 @@ func (s *Store) loop() {
 			s.gather(&batch, delay)
 		}
 		s.commit(batch)
-		s.flushThens()
 		clear(batch) // drop references to finished ops
 	}
 }
@@ -910,7 +789,7 @@ func (s *Store) commit(batch []*op) {
 	live := make([]*op, 0, len(batch))
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
-			s.reply(o, err)
+			o.done <- err
 			continue
 		}
 		live = append(live, o)
@@ -972,7 +851,7 @@ func (s *Store) commit(batch []*op) {
 			s.notify(t.ready, t.snapshot) // before the results: a caller that hears of its DLR's commit finds the callback done
 			s.handDue(t)
 			for i, o := range live {
-				s.reply(o, results[i])
+				o.done <- results[i]
 			}
 			return
 		}
@@ -981,7 +860,7 @@ func (s *Store) commit(batch []*op) {
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit failed", "ops", len(live), "err", err)
 			for _, o := range live {
-				s.reply(o, fmt.Errorf("commit: %w", err))
+				o.done <- fmt.Errorf("commit: %w", err)
 			}
 			return
 		}
@@ -989,7 +868,7 @@ func (s *Store) commit(batch []*op) {
 		// in a fresh transaction (their closures are re-run from scratch).
 		s.stats.rollbacks.Add(1)
 		s.log.Error("queue: operation failed, batch retried without it", "err", badErr)
-		s.reply(live[bad], badErr)
+		live[bad].done <- badErr
 		live = slices.Delete(live, bad, bad+1)
 		results = results[:len(live)]
 	}

@@ -176,19 +176,6 @@ func (c *Client) SubmitIfUp(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	return conn.Request(ctx, p)
 }
 
-// SubmitIfUpThen is SubmitIfUp that hands the answer to then instead of
-// waiting for it (Conn.RequestThen); ErrNotBound goes to then at once.
-func (c *Client) SubmitIfUpThen(ctx context.Context, p pdu.Body, then func(pdu.Body, error)) {
-	c.mu.Lock()
-	conn := c.conn
-	c.mu.Unlock()
-	if conn == nil || !conn.usable() {
-		then(nil, ErrNotBound)
-		return
-	}
-	conn.RequestThen(ctx, p, then)
-}
-
 // Submit sends p on the bind, waiting for the bind and a window slot.
 func (c *Client) Submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	conn, err := c.Conn(ctx)

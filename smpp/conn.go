@@ -39,19 +39,6 @@ func (f HandlerFunc) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bod
 
 var _ Handler = HandlerFunc(nil)
 
-// Later, returned by a Handler instead of a response, says that the
-// answer comes through Conn.Answer: the handler has arranged for it to be
-// called exactly once with the request's header (perhaps already, before
-// returning). Until then the request keeps its inbound window slot, and
-// unbind and Close wait for it, as for a handler still running; the
-// handler worker meanwhile takes the next request. It is for answers that
-// wait on something with a callback of its own (a store commit), which
-// would otherwise park a goroutine per request and wake it again.
-var Later pdu.Body = later{}
-
-// later is Later's type: never encoded, only compared.
-type later struct{ pdu.Body }
-
 // ConnOptions tune one SMPP session. Zero values take the defaults below.
 type ConnOptions struct {
 	// Window is the number of our requests that may await a response at
@@ -121,12 +108,6 @@ type call struct {
 	done     chan pdu.Body // buffered 1
 	timer    *time.Timer   // the response timeout, stopped between uses
 	timedOut atomic.Bool
-	// then, for RequestThen, takes the answer instead of done; expiry is
-	// its response timeout (a function timer, made at its first use) and
-	// seq its sequence number, for expiry to find it.
-	then   func(pdu.Body, error)
-	expiry *time.Timer
-	seq    uint32
 }
 
 // Conn is one SMPP session over one TCP connection, either direction.
@@ -276,128 +257,6 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	return c.exchange(ctx, p)
 }
 
-// RequestThen sends p as Request does but does not wait for the answer:
-// then receives what Request would return, exactly once, on the session's
-// reader goroutine when the answer comes (keep it short: the session
-// reads nothing meanwhile), on a timer's at RespTimeout (ErrTimeout; a
-// late answer goes to OnLateResponse, as for Request), or when the
-// session ends (ErrClosed). It waits for a window slot, and for room in
-// the write queue, as Request does; when p cannot be sent, then runs
-// before RequestThen returns (ErrUnsent, ctx's error, an encoding error).
-// Once the frame is queued, ctx no longer matters. It is for a caller that
-// would only hand the answer on (the gateway's upstream: to the store),
-// which spares a goroutine waiting for it and the wake-up that costs.
-func (c *Conn) RequestThen(ctx context.Context, p pdu.Body, then func(pdu.Body, error)) {
-	select {
-	case c.window <- struct{}{}:
-	default:
-		select {
-		case c.window <- struct{}{}:
-		case <-ctx.Done():
-			then(nil, ctx.Err())
-			return
-		case <-c.ctx.Done():
-			then(nil, ErrUnsent)
-			return
-		}
-	}
-	if c.ctx.Err() != nil {
-		<-c.window
-		then(nil, ErrUnsent)
-		return
-	}
-	seq := c.nextSeq()
-	p.Header().Seq = seq
-	frame, err := encode(p)
-	if err != nil {
-		<-c.window
-		then(nil, err)
-		return
-	}
-	cl, _ := c.calls.Get().(*call)
-	if cl == nil {
-		cl = &call{done: make(chan pdu.Body, 1), timer: time.NewTimer(time.Hour)}
-		cl.timer.Stop()
-	}
-	if cl.expiry == nil {
-		cl.expiry = time.AfterFunc(time.Hour, func() { c.expire(cl) })
-		cl.expiry.Stop()
-	}
-	cl.req, cl.then, cl.seq = p, then, seq
-	c.mu.Lock()
-	c.pending[seq] = cl
-	c.mu.Unlock()
-	// Armed before the frame is queued: once it is, the answer may come
-	// at any moment, and answered finds the timer to stop.
-	cl.expiry.Reset(c.opt.RespTimeout)
-	if err := c.send(ctx, frame); err != nil {
-		c.mu.Lock()
-		_, still := c.pending[seq]
-		delete(c.pending, seq)
-		c.mu.Unlock()
-		if !still {
-			return // the session's end took it: finish reports ErrClosed
-		}
-		c.release(cl, cl.expiry.Stop())
-		if errors.Is(err, ErrClosed) {
-			err = ErrUnsent // not queued for the writer
-		}
-		then(nil, err)
-		return
-	}
-	if c.sent != nil {
-		c.sent()
-	}
-}
-
-// expire is a RequestThen call's response timeout: the call stays
-// pending for a late answer (OnLateResponse) and its caller hears
-// ErrTimeout. When the answer was taken first (the timer could not be
-// stopped in time), the reader reports it and expire does nothing.
-func (c *Conn) expire(cl *call) {
-	if !c.markLate(cl.seq, cl) {
-		return
-	}
-	<-c.window // the call stays with the late requests, out of the pool
-	cl.then(nil, ErrTimeout)
-}
-
-// answered hands a RequestThen call its answer (nil: the session ended),
-// the call already out of pending and not late.
-func (c *Conn) answered(cl *call, resp pdu.Body) {
-	then := cl.then
-	c.release(cl, cl.expiry.Stop())
-	if resp == nil {
-		then(nil, ErrClosed)
-		return
-	}
-	then(result(resp))
-}
-
-// release frees a RequestThen call's window slot and, when its timer was
-// stopped before it fired (reuse: a call whose expire is running would
-// be looked up by a later request's sequence number), returns it to the
-// pool.
-func (c *Conn) release(cl *call, reuse bool) {
-	if reuse {
-		cl.req, cl.then = nil, nil
-		c.calls.Put(cl)
-	}
-	<-c.window
-}
-
-// result is what Request returns for the answer resp: a non-zero
-// command_status is the error too.
-func result(resp pdu.Body) (pdu.Body, error) {
-	if st := resp.Header().Status; st != 0 {
-		return resp, st
-	}
-	if resp.Header().ID == pdu.GenericNACKID {
-		return resp, pdu.Status(0x00000003) // a nack without status: treat as invalid command
-	}
-	return resp, nil
-}
-
 // exchange sends p and waits for its response (Request), its window slot
 // already taken.
 func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
@@ -472,7 +331,13 @@ func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	if resp == nil {
 		return nil, ErrClosed
 	}
-	return result(resp)
+	if st := resp.Header().Status; st != 0 {
+		return resp, st
+	}
+	if resp.Header().ID == pdu.GenericNACKID {
+		return resp, pdu.Status(0x00000003) // a nack without status: treat as invalid command
+	}
+	return resp, nil
 }
 
 // markLate keeps a request whose caller stopped waiting; false means its
@@ -619,22 +484,14 @@ func (c *Conn) finish() {
 	c.dropQueued()
 	c.handlers.Wait()
 	c.mu.Lock()
-	var thens []*call
 	for seq, cl := range c.pending {
 		delete(c.pending, seq)
-		if !cl.timedOut.Load() && cl.then != nil {
-			thens = append(thens, cl) // told outside mu: then may take a while
-			continue
-		}
 		select {
 		case cl.done <- nil:
 		default:
 		}
 	}
 	c.mu.Unlock()
-	for _, cl := range thens {
-		c.answered(cl, nil)
-	}
 	if c.opt.OnClose != nil {
 		c.opt.OnClose(c, c.Err())
 	}
@@ -808,12 +665,9 @@ func (c *Conn) dropQueued() {
 }
 
 func (c *Conn) handle(p pdu.Body) {
+	defer c.handlers.Done()
 	hdr := *p.Header()
 	resp, st := c.run(p)
-	if st == 0 && resp == Later {
-		return // Answer frees the slot and ends the request
-	}
-	defer c.handlers.Done()
 	// The request's slot is freed before its answer is queued: a peer
 	// that waits for each answer must never be seen with two requests
 	// out (its next one read before this slot was freed), or PeerHasRoom
@@ -827,42 +681,6 @@ func (c *Conn) handle(p pdu.Body) {
 		if r, ok := c.handler.(responder); ok {
 			r.Responded(hdr)
 		}
-	}
-}
-
-// Answer sends resp (nil: nothing) as the answer to the request req is
-// the header of, whose Handler returned Later, and ends that request. It
-// never blocks, whatever the peer does (it may run on a store's commit
-// loop, which every session shares): with the write queue full it hands
-// the frame to a goroutine of its own, counted among the handlers, so
-// such goroutines are bounded by the inbound window.
-func (c *Conn) Answer(req pdu.Header, resp pdu.Body) {
-	// As in handle, the slot is freed first. The select is defensive: a
-	// second Answer for one request must not block, or take a slot it
-	// does not hold from an empty window.
-	select {
-	case <-c.inbox:
-	default:
-	}
-	if resp == nil {
-		c.handlers.Done()
-		return
-	}
-	resp.Header().Seq = req.Seq
-	frame, err := encode(resp)
-	if err != nil {
-		c.log.Error("encode response", "cmd", resp.Header().ID.String(), "err", err)
-		c.handlers.Done()
-		return
-	}
-	select {
-	case c.out <- outFrame{b: frame}:
-		c.handlers.Done()
-	default:
-		go func() {
-			defer c.handlers.Done()
-			_ = c.send(c.ctx, frame)
-		}()
 	}
 }
 
@@ -918,10 +736,6 @@ func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
 		if c.opt.OnLateResponse != nil {
 			c.opt.OnLateResponse(cl.req, resp)
 		}
-		return
-	}
-	if cl.then != nil {
-		c.answered(cl, resp)
 		return
 	}
 	cl.done <- resp

@@ -70,17 +70,6 @@ type Session interface {
 	Close()
 }
 
-// LaterSession is a Session that can answer some requests after it
-// returns, from a callback (a store's commit): no goroutine waits for
-// each of them (Later).
-type LaterSession interface {
-	// HandleLater handles p as Handle would and returns true, or returns
-	// false having done nothing (p then goes to Handle). Having returned
-	// true it calls answer exactly once, before or after it returns, with
-	// what Handle would have returned. answer does not block.
-	HandleLater(ctx context.Context, p pdu.Body, answer func(pdu.Body, error)) bool
-}
-
 // Bounder is a Session that learns when its bind_resp has been queued
 // for the peer: Bound is called once, after a successful bind, when its
 // answer is ahead of anything queued later on the connection. A session
@@ -466,29 +455,16 @@ func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bo
 	if sess == nil {
 		return errorResponse(p, StatusInvalidBindStatus)
 	}
-	if ls, ok := sess.(LaterSession); ok {
-		req := *p.Header()
-		if ls.HandleLater(ctx, p, func(resp pdu.Body, err error) { c.Answer(req, answerOf(c, p, resp, err)) }) {
-			return Later
-		}
-	}
 	resp, err := sess.Handle(ctx, p)
-	return answerOf(c, p, resp, err)
-}
-
-// answerOf is the answer to p of a Session's handler that returned resp
-// and err: an error's pdu.Status (found in its chain; ESME_RSYSERR,
-// logged, where there is none) in p's response.
-func answerOf(c *Conn, p pdu.Body, resp pdu.Body, err error) pdu.Body {
-	if err == nil {
-		return resp
+	if err != nil {
+		var st pdu.Status
+		if !errors.As(err, &st) {
+			c.log.Error("smpp handler", "cmd", id.String(), "err", err)
+			st = StatusSystemError
+		}
+		return errorResponse(p, st)
 	}
-	var st pdu.Status
-	if !errors.As(err, &st) {
-		c.log.Error("smpp handler", "cmd", p.Header().ID.String(), "err", err)
-		st = StatusSystemError
-	}
-	return errorResponse(p, st)
+	return resp
 }
 
 func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
