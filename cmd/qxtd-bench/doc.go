@@ -206,7 +206,10 @@
 // A run that makes no progress for -stall fails with the counts it got,
 // and the whole run is bounded by -timeout; the exit status is 1 if any
 // scenario failed or any submit_sm was refused. -json FILE writes one
-// JSON line per scenario. qxtd's log lines at warn or above are counted
+// JSON line per scenario (its median round's, "round" saying which), and
+// -json-rounds FILE one per round of every scenario, in the order they
+// ran. With -rounds, -cpuprofile-dir keeps each round's profiles and
+// metrics apart (qxtd-receipts.r2.pprof). qxtd's log lines at warn or above are counted
 // and the first few printed per qxtd scenario.
 //
 // # Files

@@ -25,7 +25,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cfg       benchConfig
 		o         daemonOpts
 		only      = fs.String("scenarios", "", "comma-separated subset of: "+names())
-		jsonPath  = fs.String("json", "", "also write one JSON line per scenario to this file")
+		jsonPath  = fs.String("json", "", "also write one JSON line per scenario to this file (with -rounds, its median round's)")
+		roundsOut = fs.String("json-rounds", "", "also write one JSON line per round of every scenario to this file, in the order they ran (\"round\" says which)")
 		dlrDelay  = fs.Duration("dlr-delay", 100*time.Millisecond, "the peer's delay before a receipt")
 		timeout   = fs.Duration("timeout", 15*time.Minute, "the whole run at most")
 		showLines = fs.Int("log-lines", 5, "qxtd log lines (warn and error) to show per qxtd scenario")
@@ -49,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
 	hogCgroup := fs.String("hog-cgroup", "", "a cgroup directory (v2 with the cpu controller for its children, or v1's cpu hierarchy) to put qxtd, the +hog scenarios' hog and the bench in groups of their own under, as systemd units would be (cgroup.go); needs the right to write there")
 	gatewayWeight := fs.Int("gateway-weight", 100, "with -hog-cgroup, qxtd's CPU weight on systemd's CPUWeight scale (100 is the default; the hog has 100, the bench 1000)")
-	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario; with -rounds, one set a round (DIR/<scenario>.r1.pprof, …)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -124,8 +125,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		scenarios = with
 	}
 	var runs []scenario
-	for range max(1, *rounds) {
-		runs = append(runs, scenarios...)
+	for k := range max(1, *rounds) {
+		for _, sc := range scenarios {
+			if *rounds > 1 {
+				sc.Round = k + 1
+			}
+			runs = append(runs, sc)
+		}
 	}
 
 	began := time.Now()
@@ -139,6 +145,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			failed = true
 		}
 		res.QxtdLogLines = len(lines)
+		res.Round = sc.Round
 		results = append(results, res)
 		fmt.Fprintf(stderr, "qxtd-bench: %s done in %.1fs", sc.Name, time.Since(t0).Seconds())
 		if err != nil {
@@ -163,16 +170,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	writeTable(stdout, results)
 	writeSpread(stdout, all)
 	fmt.Fprintf(stdout, "\nwhole run: %.1fs\n", time.Since(began).Seconds())
-	if *jsonPath != "" {
-		f, err := os.Create(*jsonPath)
-		if err == nil {
-			err = writeJSON(f, results)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+	for _, out := range []struct {
+		flag, path string
+		rs         []Result
+	}{{"-json", *jsonPath, results}, {"-json-rounds", *roundsOut, all}} {
+		if out.path == "" {
+			continue
 		}
-		if err != nil {
-			fmt.Fprintln(stderr, "qxtd-bench: -json:", err)
+		if err := writeJSONFile(out.path, out.rs); err != nil {
+			fmt.Fprintf(stderr, "qxtd-bench: %s: %v\n", out.flag, err)
 			return 1
 		}
 	}
@@ -212,8 +218,8 @@ func runGateway(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 		o.Bin = sc.Bin
 	}
 	if o.ProfileDir != "" && !sc.Kill { // a killed qxtd writes no profile
-		o.CPUProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".pprof")
-		o.MemProfile = filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".allocs.pprof")
+		o.CPUProfile = filepath.Join(o.ProfileDir, fileBase(sc)+".pprof")
+		o.MemProfile = filepath.Join(o.ProfileDir, fileBase(sc)+".allocs.pprof")
 	}
 	if sc.Cluster {
 		endpoints, err := benchEtcd()
@@ -246,7 +252,7 @@ func runGateway(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario,
 	if o.ProfileDir != "" {
 		// qxtd's own view of the run (commit durations and batch sizes,
 		// receipt delays…) beside its CPU profile.
-		path := filepath.Join(o.ProfileDir, strings.ReplaceAll(sc.Name, "/", "-")+".metrics")
+		path := filepath.Join(o.ProfileDir, fileBase(sc)+".metrics")
 		if merr := d.SaveMetrics(path); merr != nil {
 			fmt.Fprintln(os.Stderr, "qxtd-bench: metrics:", merr)
 		}
@@ -283,7 +289,7 @@ func runRelay(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, p
 	res, err := measure(ctx, cfg, sc, peer, cl, daemons{n1, n2}, n2)
 	if o.ProfileDir != "" {
 		for i, d := range []*daemon{n1, n2} {
-			path := filepath.Join(o.ProfileDir, fmt.Sprintf("%s.node%d.metrics", strings.ReplaceAll(sc.Name, "/", "-"), i+1))
+			path := filepath.Join(o.ProfileDir, fmt.Sprintf("%s.node%d.metrics", fileBase(sc), i+1))
 			if merr := d.SaveMetrics(path); merr != nil {
 				fmt.Fprintln(os.Stderr, "qxtd-bench: metrics:", merr)
 			}

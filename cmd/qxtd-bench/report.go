@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -236,6 +237,19 @@ func times(v float64, scenario string) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f×", v)
+}
+
+// writeJSONFile writes rs to a new file at path, one line each.
+func writeJSONFile(path string, rs []Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = writeJSON(f, rs)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeJSON writes one line per result.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,19 @@ type scenario struct {
 	// load client (httpload.go) instead of SMPP; Kannel puts Kannel where
 	// qxtd is (kannel.go).
 	HTTP, Kannel bool
+	// Round is which round of -rounds this run is, from 1; 0 when there
+	// is one round only. It names the run's profile files apart.
+	Round int
+}
+
+// fileBase is the name of sc's files in -cpuprofile-dir: the scenario's
+// name with "-" for "/", and the round (".r2") when there are several.
+func fileBase(sc scenario) string {
+	name := strings.ReplaceAll(sc.Name, "/", "-")
+	if sc.Round > 0 {
+		name += fmt.Sprintf(".r%d", sc.Round)
+	}
+	return name
 }
 
 // allScenarios in the order they run.
@@ -128,6 +142,7 @@ type benchConfig struct {
 // Result is one scenario's measurement (one JSON line with -json).
 type Result struct {
 	Scenario    string  `json:"scenario"`
+	Round       int     `json:"round,omitempty"` // of -rounds, from 1; 0: one round only
 	Receipts    bool    `json:"receipts"`
 	N           int     `json:"n"`
 	Window      int     `json:"window"`
