@@ -270,6 +270,10 @@ type RunSpec struct {
 	FirstDst int64         // destination of message i: FirstDst+i
 	Offered  float64       // submits per second; 0 = as fast as the window allows
 	Stall    time.Duration // no answer nor receipt for this long ends the run
+	// Bulk (the HTTP client only) is the recipients of one request:
+	// messages i to i+Bulk-1 share request i/Bulk, its text and its
+	// answer, and Window counts requests. 0 or 1: a request a message.
+	Bulk int
 }
 
 // RunResult is what a batch got.

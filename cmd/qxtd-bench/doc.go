@@ -74,6 +74,14 @@
 // could not find message": it overtook its submit_sm_resp, on the other
 // bind) never comes: it is counted as dropped and not waited for.
 //
+// kannel-bulk/… and qxtd-http-bulk/… are a group send: one text to -bulk
+// numbers a request (100; qxtd's POST /v1/messages takes up to 1,000,
+// Kannel's sendsms numbers separated by spaces in "to"), -bulk-window
+// requests outstanding (4). Each message's answer latency is its
+// request's; a receipt is matched by the number it names (qxtd's
+// "recipient", Kannel's %p or %P in the dlr-url) within the request its
+// URL names. The report sets qxtd-http-bulk against kannel-bulk.
+//
 // # The crash scenario
 //
 // qxtd/kill9 (kill.go) runs only when named: `bin/qxtd-bench -scenarios

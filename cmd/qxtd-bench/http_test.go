@@ -13,19 +13,24 @@ import (
 // TestHTTPScenarios runs the HTTP scenarios small: qxtd (built from this
 // tree) behind its HTTP API and Kannel (Debian's kannel package, which
 // .ci/run installs) behind sendsms, each without and with receipts pushed
-// back to the client. Every message must be accepted and relayed, every
-// receipt matched once, and the report must set qxtd against Kannel.
+// back to the client, a message a request and in bulk (7 numbers a
+// request, so the last request of 300 carries 6). Every message must be
+// accepted and relayed, every receipt matched once, and the report must
+// set qxtd against Kannel.
 func TestHTTPScenarios(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := buildQxtd(t, ctx)
 	peer := startTestPeer(t, ctx, 10*time.Millisecond)
-	cfg := benchConfig{N: 300, Warmup: 30, Window: 20, Stall: 10 * time.Second}
+	cfg := benchConfig{N: 300, Warmup: 30, Window: 20, Bulk: 7, BulkWindow: 3, Stall: 10 * time.Second}
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
 	var results []Result
-	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts"} {
+	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts",
+		"qxtd-http-bulk/no-receipts", "qxtd-http-bulk/receipts", "kannel-bulk/no-receipts", "kannel-bulk/receipts"} {
 		sc := extraScenario(t, name)
+		began := time.Now()
 		res, lines, err := runOne(ctx, cfg, o, sc, peer, nil)
+		t.Logf("%s: %v", name, time.Since(began).Round(time.Millisecond))
 		if err != nil {
 			t.Fatalf("%s: %v (gateway log: %q)", name, err, lines)
 		}
@@ -49,6 +54,9 @@ func TestHTTPScenarios(t *testing.T) {
 		if res.ReceiptsGot != want || res.DupReceipts != 0 {
 			t.Errorf("%s: %d receipts matched (%d duplicate), want %d", name, res.ReceiptsGot, res.DupReceipts, want)
 		}
+		if sc.Bulk && (res.Bulk != cfg.Bulk || res.Window != cfg.BulkWindow) || !sc.Bulk && (res.Bulk != 0 || res.Window != cfg.Window) {
+			t.Errorf("%s: reported %d recipients a request, %d outstanding", name, res.Bulk, res.Window)
+		}
 		if res.RelayedRate <= 0 || res.GatewayCPU <= 0 {
 			t.Errorf("%s: no relayed rate or gateway CPU: %+v", name, res)
 		}
@@ -56,7 +64,8 @@ func TestHTTPScenarios(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	writeTable(&buf, results)
-	for _, want := range []string{"qxtd-http/no-receipts against kannel/no-receipts: relayed rate", "qxtd-http/receipts against kannel/receipts: relayed rate"} {
+	for _, want := range []string{"qxtd-http/no-receipts against kannel/no-receipts: relayed rate", "qxtd-http/receipts against kannel/receipts: relayed rate",
+		"qxtd-http-bulk/no-receipts against kannel-bulk/no-receipts: relayed rate", "qxtd-http-bulk/receipts against kannel-bulk/receipts: relayed rate"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, buf.String())
 		}

@@ -35,14 +35,17 @@ type HTTPLoad struct {
 	Dropped func() int
 }
 
-// httpTarget builds one gateway's submit request for message i of batch
-// run to dst; receiptURL is "" when no receipt is asked for. final says
+// httpTarget builds one gateway's submit request of text to dsts (one
+// number, or a bulk request's); receiptURL is "" when no receipt is asked
+// for. accepted says whether an answer took all n numbers. final says
 // whether a receipt callback is the message's final one (Kannel also
-// reports intermediate states) and whether it was delivered.
+// reports intermediate states); recipient reads the number it is about,
+// which tells a bulk request's messages apart.
 type httpTarget interface {
-	request(ctx context.Context, run int64, i int, dst int64, text, receiptURL string) (*http.Request, error)
-	accepted(status int, body []byte) error
+	request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error)
+	accepted(status int, body []byte, n int) error
 	final(r *http.Request, body []byte) (final bool)
+	recipient(r *http.Request, body []byte) (int64, bool)
 }
 
 // httpBatch is one run of n messages.
@@ -61,6 +64,8 @@ type httpBatch struct {
 	lastResp atomic.Int64
 	lastRcpt atomic.Int64
 	receipts bool
+	firstDst int64 // message i went to firstDst+i
+	bulk     int   // messages a request (1: one each)
 	done     chan struct{}
 	doneOnce sync.Once
 }
@@ -112,6 +117,17 @@ func (l *HTTPLoad) receipt(w http.ResponseWriter, r *http.Request) {
 	if !l.t.final(r, body) {
 		return
 	}
+	if b.bulk > 1 {
+		// The URL names the request (its first message); the receipt
+		// names the number, which must be one of that request's.
+		dst, ok := l.t.recipient(r, body)
+		j := int(dst - b.firstDst)
+		if !ok || j < i || j >= min(i+b.bulk, b.n) {
+			l.Strays.Add(1)
+			return
+		}
+		i = j
+	}
 	if b.rcptSeen[i].Swap(true) {
 		b.dups.Add(1)
 		return
@@ -128,7 +144,7 @@ func (l *HTTPLoad) receipt(w http.ResponseWriter, r *http.Request) {
 // spec.Offered if set), and waits for every answer and, with
 // spec.Receipts, every final receipt.
 func (l *HTTPLoad) Run(ctx context.Context, spec RunSpec) (RunResult, error) {
-	b := &httpBatch{run: l.runs.Add(1), n: spec.N, receipts: spec.Receipts,
+	b := &httpBatch{run: l.runs.Add(1), n: spec.N, receipts: spec.Receipts, firstDst: spec.FirstDst, bulk: max(spec.Bulk, 1),
 		sentAt: make([]atomic.Int64, spec.N), respLat: make([]time.Duration, spec.N),
 		rcptLat: make([]atomic.Int64, spec.N), rcptSeen: make([]atomic.Bool, spec.N), done: make(chan struct{})}
 	l.cur.Store(b)
@@ -138,14 +154,14 @@ func (l *HTTPLoad) Run(ctx context.Context, spec RunSpec) (RunResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
-	next := make(chan int)
+	next := make(chan int) // the first message of each request
 	var wg sync.WaitGroup
 	for range max(spec.Window, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				l.send(ctx, b, spec, i)
+				l.send(ctx, b, spec, i, min(b.bulk, spec.N-i))
 			}
 		}()
 	}
@@ -157,7 +173,7 @@ func (l *HTTPLoad) Run(ctx context.Context, spec RunSpec) (RunResult, error) {
 		}
 		pace := time.NewTimer(time.Hour)
 		defer pace.Stop()
-		for i := range spec.N {
+		for i := 0; i < spec.N; i += b.bulk {
 			if every > 0 {
 				if d := time.Until(start.Add(time.Duration(i) * every)); d > 0 {
 					pace.Reset(d)
@@ -233,42 +249,54 @@ func (l *HTTPLoad) dropped() int {
 	return l.Dropped()
 }
 
-// send makes message i's request; any 2xx is an acceptance.
-func (l *HTTPLoad) send(ctx context.Context, b *httpBatch, spec RunSpec, i int) {
+// send makes the request of messages i to i+n-1 (one text to n
+// numbers); the answer must accept all n. Each message's answer latency
+// is the request's.
+func (l *HTTPLoad) send(ctx context.Context, b *httpBatch, spec RunSpec, i, n int) {
 	rurl := ""
 	if spec.Receipts {
 		rurl = l.receiptBase(b.run, i)
 	}
-	req, err := l.t.request(ctx, b.run, i, spec.FirstDst+int64(i), "bench message "+strconv.Itoa(i), rurl)
+	dsts := make([]int64, n)
+	for j := range dsts {
+		dsts[j] = spec.FirstDst + int64(i+j)
+	}
+	req, err := l.t.request(ctx, dsts, "bench message "+strconv.Itoa(i), rurl)
 	if err != nil {
-		l.fail(b, err.Error())
+		l.fail(b, n, err.Error())
 		return
 	}
 	t0 := time.Now()
-	b.sentAt[i].Store(t0.UnixNano())
+	for j := i; j < i+n; j++ {
+		b.sentAt[j].Store(t0.UnixNano())
+	}
 	resp, err := l.hc.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
-			l.fail(b, err.Error())
+			l.fail(b, n, err.Error())
 		}
 		return
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	// An answer per number: 4 KiB would cut a bulk request's short.
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	now := time.Now()
-	if err := l.t.accepted(resp.StatusCode, body); err != nil {
-		l.fail(b, err.Error())
+	if err := l.t.accepted(resp.StatusCode, body, n); err != nil {
+		l.fail(b, n, err.Error())
 		return
 	}
-	b.respLat[i] = now.Sub(t0)
+	for j := i; j < i+n; j++ {
+		b.respLat[j] = now.Sub(t0)
+	}
 	b.lastResp.Store(now.UnixNano())
-	b.resps.Add(1)
+	b.resps.Add(int64(n))
 	b.check()
 }
 
-func (l *HTTPLoad) fail(b *httpBatch, msg string) {
+// fail counts the n messages of a request as errors.
+func (l *HTTPLoad) fail(b *httpBatch, n int, msg string) {
 	b.firstErr.CompareAndSwap(nil, msg)
-	b.errs.Add(1)
+	b.errs.Add(int64(n))
 	b.check()
 }
 
@@ -298,8 +326,12 @@ func loginQxtd(ctx context.Context, addr string) (qxtdTarget, error) {
 	return qxtdTarget{addr: addr, token: out.Token}, nil
 }
 
-func (t qxtdTarget) request(ctx context.Context, _ int64, _ int, dst int64, text, receiptURL string) (*http.Request, error) {
-	m := map[string]any{"to": []string{strconv.FormatInt(dst, 10)}, "text": text}
+func (t qxtdTarget) request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error) {
+	to := make([]string, len(dsts))
+	for i, d := range dsts {
+		to[i] = strconv.FormatInt(d, 10)
+	}
+	m := map[string]any{"to": to, "text": text}
 	if receiptURL != "" {
 		m["receipt_url"] = receiptURL
 	}
@@ -323,7 +355,7 @@ func (t qxtdTarget) send(ctx context.Context, m map[string]any) (*http.Request, 
 
 // accepted: qxtd answers 200 with a result per recipient, refused ones
 // included.
-func (qxtdTarget) accepted(status int, body []byte) error { return acceptedAll(status, body, 1) }
+func (qxtdTarget) accepted(status int, body []byte, n int) error { return acceptedAll(status, body, n) }
 
 // acceptedAll checks that a POST /v1/messages answer accepted all n
 // numbers.
@@ -339,3 +371,15 @@ func acceptedAll(status int, body []byte, n int) error {
 
 // final: every receipt qxtd POSTs is the message's final state.
 func (qxtdTarget) final(_ *http.Request, body []byte) bool { return len(body) > 0 }
+
+// recipient: a receipt's JSON names its number.
+func (qxtdTarget) recipient(_ *http.Request, body []byte) (int64, bool) {
+	var rc struct {
+		Recipient string `json:"recipient"`
+	}
+	if json.Unmarshal(body, &rc) != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rc.Recipient, 10, 64)
+	return n, err == nil
+}

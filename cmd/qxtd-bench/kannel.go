@@ -280,8 +280,10 @@ func (k *kannel) LogLines() []string {
 	return out
 }
 
-// Stop ends both boxes (SIGTERM, SIGKILL after 10 s) and removes the
-// directory.
+// Stop ends both boxes (SIGTERM, SIGKILL after 2 s) and removes the
+// directory. smsbox ends at once; bearerbox, told to stop, stayed up
+// until killed, 10 s when that was the grace: nothing of it is kept
+// (its store is in the directory), so a run need not wait for it.
 func (k *kannel) Stop() {
 	for i, cmd := range []*exec.Cmd{k.smsbox, k.bearer} {
 		if cmd == nil || cmd.Process == nil {
@@ -291,7 +293,7 @@ func (k *kannel) Stop() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-ch:
-		case <-time.After(10 * time.Second):
+		case <-time.After(2 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-ch
 		}
@@ -300,16 +302,23 @@ func (k *kannel) Stop() {
 }
 
 // kannelTarget is smsbox's sendsms interface (GET, as Kannel documents
-// it); a receipt is asked for with dlr-mask 3 (delivered or failed) and
-// dlr-url, in which Kannel puts the report type for %d.
+// it; several numbers in "to" separated by spaces); a receipt is asked
+// for with dlr-mask 3 (delivered or failed) and dlr-url, in which Kannel
+// puts the report type for %d and the message's two numbers for %p and
+// %P (which of them is the handset's, a report's sender or receiver, is
+// Kannel's business: recipient takes the one in the run's range).
 type kannelTarget struct{ addr string }
 
-func (t kannelTarget) request(ctx context.Context, _ int64, _ int, dst int64, text, receiptURL string) (*http.Request, error) {
+func (t kannelTarget) request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error) {
+	to := make([]string, len(dsts))
+	for i, d := range dsts {
+		to[i] = strconv.FormatInt(d, 10)
+	}
 	q := url.Values{"username": {"bench"}, "password": {"bench123"}, "from": {"1069000"},
-		"to": {strconv.FormatInt(dst, 10)}, "text": {text}}
+		"to": {strings.Join(to, " ")}, "text": {text}}
 	if receiptURL != "" {
 		q.Set("dlr-mask", "3")
-		q.Set("dlr-url", receiptURL+"&t=%d")
+		q.Set("dlr-url", receiptURL+"&t=%d&p=%p&q=%P")
 	}
 	return http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+"/cgi-bin/sendsms?"+q.Encode(), nil)
 }
@@ -317,7 +326,7 @@ func (t kannelTarget) request(ctx context.Context, _ int64, _ int, dst int64, te
 // accepted: smsbox answers 202 ("0: Accepted for delivery", or "3:
 // Queued for later delivery" while the bind is busy) when bearerbox took
 // the message.
-func (kannelTarget) accepted(status int, body []byte) error {
+func (kannelTarget) accepted(status int, body []byte, _ int) error {
 	if status != http.StatusAccepted {
 		return fmt.Errorf("HTTP %d: %.200s", status, body)
 	}
@@ -328,4 +337,15 @@ func (kannelTarget) accepted(status int, body []byte) error {
 func (kannelTarget) final(r *http.Request, _ []byte) bool {
 	t := r.URL.Query().Get("t")
 	return t == "1" || t == "2"
+}
+
+// recipient: the receipt's number that is not the sender's (%p or %P).
+func (kannelTarget) recipient(r *http.Request, _ []byte) (int64, bool) {
+	q := r.URL.Query()
+	for _, k := range []string{"p", "q"} {
+		if n, err := strconv.ParseInt(strings.TrimPrefix(q.Get(k), "+"), 10, 64); err == nil && q.Get(k) != "1069000" {
+			return n, true
+		}
+	}
+	return 0, false
 }

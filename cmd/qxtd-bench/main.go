@@ -38,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Window, "window", 100, "the client's outstanding submit_sm")
 	fs.IntVar(&cfg.Tenants, "tenants", 1, "enterprises sending at once, one account and one bind each, sharing -n, -window and -offered (the SMPP scenarios: direct, qxtd, their +hog, qxtd-cluster)")
 	fs.IntVar(&cfg.Queued, "queued", 1_000_000, "messages queued before the timed start of qxtd/restart")
+	fs.IntVar(&cfg.Bulk, "bulk", 100, "the bulk scenarios' recipients a request (one text to that many numbers; qxtd takes up to 1,000)")
+	fs.IntVar(&cfg.BulkWindow, "bulk-window", 4, "the bulk scenarios' requests outstanding")
 	fs.Float64Var(&cfg.Offered, "offered", 0, "pace submits at this rate (msg/s); 0 = as fast as the window allows")
 	fs.DurationVar(&cfg.Stall, "stall", 20*time.Second, "a run with no progress for this long fails")
 	fs.StringVar(&o.Bin, "qxtd", "bin/qxtd", "the qxtd binary")
@@ -67,8 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			scenarios = append(scenarios, known[i])
 		}
 	}
-	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 || cfg.Queued < 1 || cfg.Tenants < 1 {
-		fmt.Fprintln(stderr, "qxtd-bench: -n, -window, -queued and -tenants must be at least 1, -warmup not negative")
+	if cfg.N < 1 || cfg.Window < 1 || cfg.Warmup < 0 || cfg.Queued < 1 || cfg.Tenants < 1 || cfg.Bulk < 1 || cfg.BulkWindow < 1 {
+		fmt.Fprintln(stderr, "qxtd-bench: -n, -window, -queued, -tenants, -bulk and -bulk-window must be at least 1, -warmup not negative")
 		return 2
 	}
 	if cfg.Tenants > 1 {
@@ -321,7 +323,7 @@ func runKannel(ctx context.Context, cfg benchConfig, o daemonOpts, sc scenario, 
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 	}
 	defer k.Stop()
-	l, err := NewHTTPLoad(kannelTarget{addr: k.sendsmsAddr}, cfg.Window)
+	l, err := NewHTTPLoad(kannelTarget{addr: k.sendsmsAddr}, cfg.httpWindow(sc))
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, nil, err
 	}
@@ -337,7 +339,7 @@ func runQxtdHTTP(ctx context.Context, cfg benchConfig, sc scenario, peer *Peer, 
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
 	}
-	l, err := NewHTTPLoad(t, cfg.Window)
+	l, err := NewHTTPLoad(t, cfg.httpWindow(sc))
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
 	}

@@ -383,15 +383,21 @@ func writeHogCost(w io.Writer, rs []Result) {
 
 // writeKannelCost prints qxtd's rows against Kannel's with the same
 // receipts setting: relayed rate, full loop and CPU per message (qxtd/…
-// is SMPP in, qxtd-http/… the same HTTP client Kannel gets).
+// is SMPP in, qxtd-http/… the same HTTP client Kannel gets; the bulk
+// rows against each other).
 func writeKannelCost(w io.Writer, rs []Result) {
 	for _, k := range rs {
-		setting, ok := strings.CutPrefix(k.Scenario, "kannel/")
-		if !ok || k.Err != "" || k.RelayedRate == 0 {
+		if k.Err != "" || k.RelayedRate == 0 {
 			continue
 		}
+		var against []string
+		if setting, ok := strings.CutPrefix(k.Scenario, "kannel/"); ok {
+			against = []string{"qxtd/" + setting, "qxtd-http/" + setting}
+		} else if setting, ok := strings.CutPrefix(k.Scenario, "kannel-bulk/"); ok {
+			against = []string{"qxtd-http-bulk/" + setting}
+		}
 		for _, q := range rs {
-			if (q.Scenario != "qxtd/"+setting && q.Scenario != "qxtd-http/"+setting) || q.Err != "" {
+			if !slices.Contains(against, q.Scenario) || q.Err != "" {
 				continue
 			}
 			fmt.Fprintf(w, "\n%s against %s: relayed rate %.2f×", q.Scenario, k.Scenario, q.RelayedRate/k.RelayedRate)

@@ -31,6 +31,11 @@ type scenario struct {
 	// load client (httpload.go) instead of SMPP; Kannel puts Kannel where
 	// qxtd is (kannel.go).
 	HTTP, Kannel bool
+	// Bulk (with HTTP) sends -bulk recipients a request, -bulk-window
+	// requests at once: a group send, one text to many numbers, as
+	// enterprises send notices (qxtd's POST /v1/messages takes up to
+	// 1,000 numbers, Kannel's sendsms numbers separated by spaces).
+	Bulk bool
 	// Round is which round of -rounds this run is, from 1; 0 when there
 	// is one round only. It names the run's profile files apart.
 	Round int
@@ -69,6 +74,10 @@ var extraScenarios = []scenario{
 	{Name: "kannel/receipts", Receipts: true, HTTP: true, Kannel: true},
 	{Name: "qxtd-http/no-receipts", Qxtd: true, HTTP: true},
 	{Name: "qxtd-http/receipts", Qxtd: true, Receipts: true, HTTP: true},
+	{Name: "kannel-bulk/no-receipts", HTTP: true, Kannel: true, Bulk: true},
+	{Name: "kannel-bulk/receipts", Receipts: true, HTTP: true, Kannel: true, Bulk: true},
+	{Name: "qxtd-http-bulk/no-receipts", Qxtd: true, HTTP: true, Bulk: true},
+	{Name: "qxtd-http-bulk/receipts", Qxtd: true, Receipts: true, HTTP: true, Bulk: true},
 }
 
 // loader is a load client: SMPP (Client) or HTTP (HTTPLoad).
@@ -132,11 +141,22 @@ type benchConfig struct {
 	// (tenants.go); 0 or 1 is the one bench account.
 	Tenants int
 	Queued  int // qxtd/restart's backlog
-	Offered float64
-	Stall   time.Duration
+	// Bulk is the recipients of one request in the bulk scenarios, and
+	// BulkWindow how many of those requests are outstanding at once.
+	Bulk, BulkWindow int
+	Offered          float64
+	Stall            time.Duration
 	// HogPID is a +hog scenario's busy loop (runOne starts it): its CPU
 	// over the measured interval is Result.HogCores. 0: none.
 	HogPID int
+}
+
+// httpWindow is the HTTP client's requests outstanding in sc.
+func (cfg benchConfig) httpWindow(sc scenario) int {
+	if sc.Bulk {
+		return cfg.BulkWindow
+	}
+	return cfg.Window
 }
 
 // Result is one scenario's measurement (one JSON line with -json).
@@ -145,7 +165,8 @@ type Result struct {
 	Round       int     `json:"round,omitempty"` // of -rounds, from 1; 0: one round only
 	Receipts    bool    `json:"receipts"`
 	N           int     `json:"n"`
-	Window      int     `json:"window"`
+	Window      int     `json:"window"` // submits (SMPP) or requests (HTTP) outstanding
+	Bulk        int     `json:"recipients_per_request,omitempty"`
 	Offered     float64 `json:"offered_msg_s,omitempty"`
 	Answered    int     `json:"answered"`
 	Errors      int     `json:"errors"`
@@ -275,6 +296,10 @@ func measure(ctx context.Context, cfg benchConfig, sc scenario, p *Peer, cl load
 	defer cl.Close()
 	spec := RunSpec{N: cfg.Warmup, Window: cfg.Window, Receipts: sc.Receipts, FirstDst: 13900000000,
 		Offered: cfg.Offered, Stall: cfg.Stall}
+	if sc.Bulk {
+		spec.Window, spec.Bulk = cfg.BulkWindow, cfg.Bulk
+		res.Window, res.Bulk = cfg.BulkWindow, cfg.Bulk
+	}
 	m := markOf(p)
 	if _, err := cl.Run(ctx, spec); err != nil {
 		return res, fmt.Errorf("warm-up: %w", err)
