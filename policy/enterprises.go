@@ -133,6 +133,9 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 			return err
 		}
 	}
+	if e.Receipt.Batch < 0 || e.Receipt.Batch > MaxReceiptBatch {
+		return invalid("enterprise %s: receipt_batch %d: 0 (one receipt a POST)–%d", e.Code, e.Receipt.Batch, MaxReceiptBatch)
+	}
 	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
 		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
 	}

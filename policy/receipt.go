@@ -12,10 +12,18 @@ import (
 type ReceiptHook struct {
 	URL    string `json:"url,omitempty"`
 	Secret string `json:"secret,omitempty"` // never shown after it was generated
+	// Batch is how many receipts one POST may carry (receipt_batch): 0
+	// or 1, one a POST (the body one receipt); more, up to
+	// MaxReceiptBatch, a {"receipts": [...]} of those due at once for the
+	// same URL.
+	Batch int `json:"batch,omitempty"`
 }
 
 // MaxReceiptURL is the longest receipt_url accepted (bytes).
 const MaxReceiptURL = 2048
+
+// MaxReceiptBatch is the largest receipt_batch accepted (webhook.MaxBatch).
+const MaxReceiptBatch = 1000
 
 // CheckReceiptURL checks a receipt_url: an absolute http or https URL with
 // a host, no user information, at most MaxReceiptURL bytes. field names

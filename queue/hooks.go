@@ -99,6 +99,14 @@ func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(
 // A caller can then leave the enterprise alone until then, or until the
 // store's OnHookReady names it.
 func (s *Store) DueHooksNext(enterprise string, now time.Time, limit int, skip func(id uint64) bool) (hs []Hook, next time.Time, err error) {
+	return s.DueHooksWhile(enterprise, now, limit, skip, nil)
+}
+
+// DueHooksWhile is DueHooksNext that also ends the walk at the first
+// receipt take refuses (it is not returned, and next is now): a sender
+// whose POSTs carry several receipts of one URL reads only the receipts
+// of the POSTs it may start. take nil takes every one.
+func (s *Store) DueHooksWhile(enterprise string, now time.Time, limit int, skip func(id uint64) bool, take func(Hook) bool) (hs []Hook, next time.Time, err error) {
 	prefix := prefixKey(enterprise, nil)
 	end := timeNanos(now)
 	err = s.view(func(tx *bolt.Tx) error {
@@ -135,7 +143,12 @@ func (s *Store) DueHooksNext(enterprise string, now time.Time, limit int, skip f
 				continue
 			}
 			a, _ := binary.Uvarint(v)
-			hs = append(hs, Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m})
+			h := Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m}
+			if take != nil && !take(h) {
+				next = now
+				break
+			}
+			hs = append(hs, h)
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,5 +163,39 @@ func TestDueHooksNext(t *testing.T) {
 	}
 	if hs, next, err := s.DueHooksNext("nobody", now, 0, nil); err != nil || len(hs) != 0 || !next.IsZero() {
 		t.Fatalf("an enterprise without receipts: %v %v %v", hs, next, err)
+	}
+}
+
+// DueHooksWhile ends the walk at the first receipt take refuses: it is
+// not returned, and next says more are due now.
+func TestDueHooksWhile(t *testing.T) {
+	s := newStore(t, Options{})
+	ctx := context.Background()
+	var ids []uint64
+	for i := range 3 {
+		m := msg("alice", fmt.Sprintf("137123456%02d", i), 1)
+		m.Enterprise = "a"
+		m.ReceiptURL = "http://127.0.0.1/x"
+		m.SendAt = time.Now().Add(time.Hour)
+		s.enqueue(m)
+		ids = append(ids, m.ID)
+		if err := s.Cancel(ctx, m.ID, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	var offered []uint64
+	hs, next, err := s.DueHooksWhile("a", now, 0, nil, func(h Hook) bool {
+		offered = append(offered, h.Msg.ID)
+		return len(offered) <= 2
+	})
+	if err != nil || len(hs) != 2 || hs[0].Msg.ID != ids[0] || hs[1].Msg.ID != ids[1] || !next.Equal(now) {
+		t.Fatalf("took %+v, next %v (%v); want the first two, next now", hs, next, err)
+	}
+	if len(offered) != 3 {
+		t.Fatalf("take saw %v, want all three up to the refused one", offered)
+	}
+	if hs, next, _ := s.DueHooksWhile("a", now, 0, nil, func(Hook) bool { return true }); len(hs) != 3 || !next.IsZero() {
+		t.Fatalf("take all: %d, next %v; want 3 and none after", len(hs), next)
 	}
 }

@@ -2,11 +2,15 @@
 // webhooks, like Kannel's dlr-url and Jasmin's HTTP receipts). A message
 // stored with a ReceiptURL gets a key in the queue's hook bucket in the
 // commit that makes it final (queue/hooks.go); a Sender reads those keys
-// and POSTs one JSON Receipt per message.
+// and POSTs one JSON Receipt per message, or, to an enterprise that takes
+// them in batches (Config.Batch: its receipt_batch), a Batch of up to that
+// many receipts due at once for the same URL. A batch is never waited for:
+// it holds what is due when a worker is free, so batches grow only when
+// receipts come faster than POSTs one at a time would deliver them.
 //
 // # Basics
 //
-// The body is a Receipt as JSON. It is signed with HMAC-SHA256 under the
+// The body is a Receipt as JSON (a Batch for batches). It is signed with HMAC-SHA256 under the
 // enterprise's receipt secret over the text
 //
 //	<X-Qxtd-Timestamp> "." <body>
@@ -17,9 +21,9 @@
 // in constant time and refuses timestamps far from its clock (replay). An
 // enterprise without a secret gets unsigned receipts (no signature header).
 //
-// Any 2xx answer is a delivery. Anything else (an error status, a timeout,
-// a refused connection, a refused address) is tried again after an
-// exponential backoff (Config.Backoff doubled per attempt up to
+// Any 2xx answer is a delivery (of every receipt of a batch). Anything else (an error status, a timeout,
+// a refused connection, a refused address) is tried again, each receipt
+// of a batch on its own, after an exponential backoff (Config.Backoff doubled per attempt up to
 // Config.MaxBackoff); a receipt still undelivered Config.MaxAge after the
 // message became final is given up and counted.
 //
@@ -35,8 +39,10 @@
 //     the acker, which records deliveries many to a store operation; at
 //     most Config.Workers wait, then a worker keeps its slot until there
 //     is room. So memory holds at most about three times Config.Workers
-//     receipts: the store is the buffer. Sending SMS never waits for this
-//     package.
+//     POSTs' receipts, a POST at most its enterprise's batch (MaxBatch),
+//     and a pass reads at most 4,096 receipts of one enterprise, and only
+//     those of the POSTs it may start: the store is the buffer. Sending
+//     SMS never waits for this package.
 //   - Reads scale with what is due, not with what is pending: after each
 //     commit that queues receipts (HooksReady names their enterprises)
 //     and each POST that ends, the sender reads only the enterprises that

@@ -37,6 +37,16 @@ type Receipt struct {
 	DoneAt      time.Time `json:"done_at"`      // the final state was reached
 }
 
+// Batch is the JSON body of a POST to an enterprise that takes receipts
+// in batches (its receipt_batch above 1): up to that many receipts for
+// the same URL, at least one.
+type Batch struct {
+	Receipts []Receipt `json:"receipts"`
+}
+
+// MaxBatch is the most receipts one POST carries.
+const MaxBatch = 1000
+
 // ReceiptOf builds the receipt of a final message.
 func ReceiptOf(m *queue.Message) Receipt {
 	id := m.ID
@@ -82,6 +92,11 @@ type Config struct {
 	Store *queue.Store
 	// Secret returns an enterprise's receipt secret ("" = unsigned).
 	Secret func(enterprise string) string
+	// Batch returns how many receipts one POST to an enterprise may
+	// carry (its receipt_batch): 1 or less, one a POST, the body a
+	// Receipt; more (up to MaxBatch), the body a Batch of those due at
+	// once for the same URL, however few. nil: 1 for every enterprise.
+	Batch func(enterprise string) int
 	// Workers bounds the POSTs in flight (default 64); PerEnterprise those
 	// of one enterprise (default Workers/4, at least 1). A receipt takes
 	// its slot for its POST only: the store records deliveries behind it.
@@ -169,6 +184,9 @@ func New(cfg Config) (*Sender, error) {
 	}
 	if cfg.Secret == nil {
 		cfg.Secret = func(string) string { return "" }
+	}
+	if cfg.Batch == nil {
+		cfg.Batch = func(string) int { return 1 }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -298,11 +316,19 @@ func (s *Sender) Run(ctx context.Context) {
 	}
 }
 
-// took is a receipt its endpoint took (2xx), for the acker.
+// took is the receipts of a POST its endpoint took (2xx), for the acker.
 type took struct {
-	h       queue.Hook
-	latency time.Duration // the message's final state → the 2xx
+	hs      []queue.Hook
+	latency []time.Duration // each message's final state → the 2xx
 }
+
+// maxRead bounds the receipts of an enterprise one pass reads when its
+// POSTs carry batches (each a copy of its message).
+const maxRead = 4096
+
+// maxAckBatch bounds the receipts one acknowledgement carries to the
+// store: a POST's receipts are never split, so it may carry a few more.
+const maxAckBatch = 1024
 
 // acker records delivered receipts in the store, as many in one store
 // operation as queued while the last one committed, and only then lets
@@ -312,32 +338,36 @@ type took struct {
 // most of its time waiting for the disk, not for its endpoint.
 func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 	batch := make([]took, 0, 256)
-	hooks := make([]queue.Hook, 0, 256)
+	hooks := make([]queue.Hook, 0, maxAckBatch)
 	for p := range acks {
 		batch = append(batch[:0], p)
+		n := len(p.hs)
 	more:
-		for len(batch) < cap(batch) {
+		for len(batch) < cap(batch) && n < maxAckBatch {
 			select {
 			case p, ok := <-acks:
 				if !ok {
 					break more
 				}
 				batch = append(batch, p)
+				n += len(p.hs)
 			default:
 				break more
 			}
 		}
 		hooks = hooks[:0]
 		for _, p := range batch {
-			hooks = append(hooks, p.h)
+			hooks = append(hooks, p.hs...)
 		}
-		acked := func(p took) {
+		acked := func(latency time.Duration) {
 			s.total.WithLabelValues("delivered").Inc()
-			s.latency.Observe(p.latency.Seconds())
+			s.latency.Observe(latency.Seconds())
 		}
 		if err := s.cfg.Store.AckHooks(ctx, hooks); err == nil {
 			for _, p := range batch {
-				acked(p)
+				for _, l := range p.latency {
+					acked(l)
+				}
 			}
 		} else {
 			// One at a time, so that a receipt the store cannot record
@@ -346,16 +376,18 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 			// (at-least-once) at the next full pass: at most once a Poll
 			// while the store cannot write, not in a loop.
 			for _, p := range batch {
-				if err := s.cfg.Store.AckHook(ctx, p.h); err != nil {
-					s.log.Error("receipt webhook: ack", "id", p.h.Msg.ID, "err", err)
-					continue
+				for i, h := range p.hs {
+					if err := s.cfg.Store.AckHook(ctx, h); err != nil {
+						s.log.Error("receipt webhook: ack", "id", h.Msg.ID, "err", err)
+						continue
+					}
+					acked(p.latency[i])
 				}
-				acked(p)
 			}
 		}
 		s.mu.Lock()
-		for _, p := range batch {
-			delete(s.inflight, p.h.Msg.ID)
+		for _, h := range hooks {
+			delete(s.inflight, h.Msg.ID)
 		}
 		s.mu.Unlock()
 	}
@@ -363,7 +395,8 @@ func (s *Sender) acker(ctx context.Context, acks <-chan took) {
 
 // fill starts POSTs for due receipts, round robin over the enterprises
 // that have some (every one with a receipt pending in a full pass, else
-// those of Sender.due), within the worker and per-enterprise bounds.
+// those of Sender.due), within the worker and per-enterprise bounds: a
+// POST takes one worker however many receipts it carries (Config.Batch).
 func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks chan<- took, wg *sync.WaitGroup) {
 	var listed []string
 	if full {
@@ -417,14 +450,37 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 		// whose outcome is committed meanwhile must not leave the in-flight
 		// set before the scan is over, or the snapshot, older than that
 		// commit, shows it due and it is posted again.
+		batch := min(max(s.cfg.Batch(e), 1), MaxBatch)
 		s.mu.Lock()
 		s.scanned.Add(1)
-		hs, next, err := s.cfg.Store.DueHooksNext(e, now, room, func(id uint64) bool {
+		// The read ends at the receipt that would need a POST beyond
+		// room (receipts for many URLs go a POST each, batch or not),
+		// and at maxRead receipts: with a large batch it would hold room
+		// × batch messages in memory at once.
+		var take func(queue.Hook) bool // nil: a receipt a POST, room of them
+		if batch > 1 {
+			filled, npost := make(map[string]int), 0
+			take = func(h queue.Hook) bool {
+				n := filled[h.Msg.ReceiptURL]
+				if n%batch == 0 { // the URL's POST is full, or it has none
+					if npost == room {
+						return false
+					}
+					npost++
+				}
+				filled[h.Msg.ReceiptURL] = n + 1
+				return true
+			}
+		}
+		hs, next, err := s.cfg.Store.DueHooksWhile(e, now, min(room*batch, max(room, maxRead)), func(id uint64) bool {
 			_, busy := s.inflight[id]
 			return busy
-		})
-		for _, h := range hs {
-			s.inflight[h.Msg.ID] = struct{}{}
+		}, take)
+		posts := group(hs, batch)
+		for _, p := range posts {
+			for _, h := range p {
+				s.inflight[h.Msg.ID] = struct{}{}
+			}
 		}
 		if err == nil && !next.Equal(now) {
 			// Nothing else due now (the limit did not end the read):
@@ -436,7 +492,7 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			s.log.Error("receipt webhooks: due", "enterprise", e, "err", err)
 			continue
 		}
-		for _, h := range hs {
+		for _, p := range posts {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -452,10 +508,12 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				handed := s.deliver(ctx, h, acks)
+				handed := s.deliver(ctx, p, batch > 1, acks)
 				s.mu.Lock()
 				if !handed { // else the acker ends it
-					delete(s.inflight, h.Msg.ID)
+					for _, h := range p {
+						delete(s.inflight, h.Msg.ID)
+					}
 				}
 				if s.perEnt[e]--; s.perEnt[e] <= 0 {
 					delete(s.perEnt, e)
@@ -468,37 +526,78 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 	}
 }
 
-// deliver POSTs one receipt and records the outcome in the store: a
-// delivery through the acker (handed is true: it leaves the in-flight set
-// there), a retry or a give-up here. A retry or give-up the store cannot
-// record (a full disk) leaves the receipt due where it was: the next full
-// pass (every Poll) posts it again, so that while the store cannot write
-// each such receipt goes out at most once a Poll, not in a loop.
-func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (handed bool) {
-	rc := ReceiptOf(h.Msg)
+// group splits the due receipts hs into POSTs: those for the same URL
+// together, at most batch a POST, in the order of each URL's first.
+func group(hs []queue.Hook, batch int) [][]queue.Hook {
+	if batch <= 1 {
+		posts := make([][]queue.Hook, len(hs))
+		for i := range hs {
+			posts[i] = hs[i : i+1 : i+1]
+		}
+		return posts
+	}
+	var posts [][]queue.Hook
+	open := make(map[string]int) // URL → its POST still filling
+	for _, h := range hs {
+		i, ok := open[h.Msg.ReceiptURL]
+		if !ok || len(posts[i]) == batch {
+			i = len(posts)
+			posts = append(posts, make([]queue.Hook, 0, min(batch, len(hs))))
+			open[h.Msg.ReceiptURL] = i
+		}
+		posts[i] = append(posts[i], h)
+	}
+	return posts
+}
+
+// deliver POSTs receipts hs (one, or a Batch of them when batched: the
+// same URL) and records the outcome in the store: a delivery through the
+// acker (handed is true: they leave the in-flight set there), a retry or
+// a give-up of each here. A retry or give-up the store cannot record (a
+// full disk) leaves the receipt due where it was: the next full pass
+// (every Poll) posts it again, so that while the store cannot write each
+// such receipt goes out at most once a Poll, not in a loop.
+func (s *Sender) deliver(ctx context.Context, hs []queue.Hook, batched bool, acks chan<- took) (handed bool) {
+	rcs := make([]Receipt, len(hs))
+	for i, h := range hs {
+		rcs[i] = ReceiptOf(h.Msg)
+	}
 	// A POST under way is finished even if the sender is stopping (at
 	// most Timeout), and a 2xx recorded: cut off, the endpoint may have
 	// taken it, and it would be posted again after the restart.
 	wctx := context.WithoutCancel(ctx)
-	err := s.post(wctx, h, rc)
+	err := s.post(wctx, hs[0], rcs, batched)
 	if err != nil && ctx.Err() != nil {
-		return false // stopping: the receipt stays due for the next start, no failure counted
+		return false // stopping: the receipts stay due for the next start, no failure counted
 	}
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.
-		acks <- took{h: h, latency: time.Since(rc.DoneAt)}
+		t := took{hs: hs, latency: make([]time.Duration, len(rcs))}
+		for i, rc := range rcs {
+			t.latency[i] = time.Since(rc.DoneAt)
+		}
+		acks <- t
 		return true
 	}
 	now := time.Now()
+	for i, h := range hs {
+		s.failed(wctx, h, rcs[i], now, err)
+	}
+	return false
+}
+
+// failed records that receipt h's POST failed with err at now: given up
+// past MaxAge, else due again after its backoff.
+func (s *Sender) failed(ctx context.Context, h queue.Hook, rc Receipt, now time.Time, err error) {
 	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
-		if aerr := s.cfg.Store.AckHook(wctx, h); aerr != nil {
+		if aerr := s.cfg.Store.AckHook(ctx, h); aerr != nil {
 			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
-			return false
+			return
 		}
 		s.total.WithLabelValues("gave_up").Inc()
 		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
-		return false
+		return
 	}
 	s.total.WithLabelValues("failed").Inc()
 	d := s.cfg.Backoff
@@ -506,11 +605,10 @@ func (s *Sender) deliver(ctx context.Context, h queue.Hook, acks chan<- took) (h
 		d *= 2
 	}
 	d = min(d, s.cfg.MaxBackoff)
-	if rerr := s.cfg.Store.RetryHook(wctx, h, now.Add(d)); rerr != nil {
+	if rerr := s.cfg.Store.RetryHook(ctx, h, now.Add(d)); rerr != nil {
 		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
 	}
 	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
-	return false
 }
 
 // errStatus is a non-2xx answer.
@@ -518,8 +616,16 @@ type errStatus int
 
 func (e errStatus) Error() string { return "webhook: HTTP status " + strconv.Itoa(int(e)) }
 
-func (s *Sender) post(ctx context.Context, h queue.Hook, rc Receipt) error {
-	body, err := json.Marshal(rc)
+// post POSTs rcs to h's URL, signed with h's enterprise's secret: a
+// Batch when batched, else rcs[0] alone.
+func (s *Sender) post(ctx context.Context, h queue.Hook, rcs []Receipt, batched bool) error {
+	var body []byte
+	var err error
+	if batched {
+		body, err = json.Marshal(Batch{Receipts: rcs})
+	} else {
+		body, err = json.Marshal(rcs[0])
+	}
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ type daemonOpts struct {
 	CommitDelay               *time.Duration // store.commit_delay; nil leaves it out (older builds refuse the key)
 	RecordDelay               *time.Duration // store.record_delay; likewise
 	IngressWindow             int            // smpp.window; 0 keeps the base file's
+	ReceiptBatch              int            // the bench enterprise's receipt_batch; 0 leaves it out (older builds refuse the key)
 	// Tenants is how many enterprises (one account each) the bench
 	// configures: the first is BENCH with the bench account, the others
 	// the same with a number (tenants.go); 0 is 1.
@@ -131,10 +132,14 @@ func derivedConfig(base []byte, o daemonOpts, dir, smppAddr, httpAddr string) ([
 	}
 	m["upstreams"] = []any{up}
 	ents, _ := m["enterprises"].([]any)
-	m["enterprises"] = append(ents, map[string]any{
+	bench := map[string]any{
 		"code": "BENCH", "name": "压测企业", "signature": "【压测】", "package": 12,
 		"national": true, "offnet": true, "no_whitelist": true, "tps": 100000,
-	})
+	}
+	if o.ReceiptBatch > 0 {
+		bench["receipt_batch"] = o.ReceiptBatch
+	}
+	m["enterprises"] = append(ents, bench)
 	accts, _ := m["accounts"].([]any)
 	m["accounts"] = append(accts, map[string]any{
 		"system_id": benchSystemID, "password": benchPassword, "enterprise": "BENCH", "name": "bench",

@@ -81,6 +81,9 @@
 // request's; a receipt is matched by the number it names (qxtd's
 // "recipient", Kannel's %p or %P in the dlr-url) within the request its
 // URL names. The report sets qxtd-http-bulk against kannel-bulk.
+// -receipt-batch N sets the bench enterprise's receipt_batch (qxtd POSTs
+// up to N receipts a request, {"receipts": [...]}; the receipt server
+// reads either form).
 //
 // # The crash scenario
 //

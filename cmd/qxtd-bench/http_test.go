@@ -62,6 +62,16 @@ func TestHTTPScenarios(t *testing.T) {
 		}
 		results = append(results, res)
 	}
+	// Receipts in batches (receipt_batch): each one still matched once.
+	ob := o
+	ob.ReceiptBatch = 10
+	res, lines, err := runOne(ctx, cfg, ob, extraScenario(t, "qxtd-http-bulk/receipts"), peer, nil)
+	if err != nil {
+		t.Fatalf("qxtd-http-bulk/receipts with receipt_batch 10: %v (gateway log: %q)", err, lines)
+	}
+	if res.ReceiptsGot != cfg.N || res.DupReceipts != 0 {
+		t.Errorf("receipt_batch 10: %d receipts matched (%d duplicate), want %d", res.ReceiptsGot, res.DupReceipts, cfg.N)
+	}
 	var buf bytes.Buffer
 	writeTable(&buf, results)
 	for _, want := range []string{"qxtd-http/no-receipts against kannel/no-receipts: relayed rate", "qxtd-http/receipts against kannel/receipts: relayed rate",

@@ -43,6 +43,9 @@ type HTTPLoad struct {
 // which tells a bulk request's messages apart.
 type httpTarget interface {
 	request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error)
+	// split is a callback's receipts: one body each (more than one when
+	// the gateway sends them in batches).
+	split(body []byte) [][]byte
 	accepted(status int, body []byte, n int) error
 	final(r *http.Request, body []byte) (final bool)
 	recipient(r *http.Request, body []byte) (int64, bool)
@@ -104,8 +107,15 @@ func (l *HTTPLoad) receiptBase(run int64, i int) string {
 
 func (l *HTTPLoad) receipt(w http.ResponseWriter, r *http.Request) {
 	now := time.Now().UnixNano()
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	w.WriteHeader(http.StatusOK)
+	for _, rc := range l.t.split(body) {
+		l.receiptOne(r, rc, now)
+	}
+}
+
+// receiptOne counts one receipt of a callback to r, that came at now.
+func (l *HTTPLoad) receiptOne(r *http.Request, body []byte, now int64) {
 	b := l.cur.Load()
 	q := r.URL.Query()
 	run, err1 := strconv.ParseInt(q.Get("b"), 10, 64)
@@ -371,6 +381,22 @@ func acceptedAll(status int, body []byte, n int) error {
 
 // final: every receipt qxtd POSTs is the message's final state.
 func (qxtdTarget) final(_ *http.Request, body []byte) bool { return len(body) > 0 }
+
+// split: a batch (the enterprise's receipt_batch) is {"receipts": [...]},
+// else the body is one receipt.
+func (qxtdTarget) split(body []byte) [][]byte {
+	var b struct {
+		Receipts []json.RawMessage `json:"receipts"`
+	}
+	if json.Unmarshal(body, &b) != nil || b.Receipts == nil {
+		return [][]byte{body}
+	}
+	out := make([][]byte, len(b.Receipts))
+	for i, r := range b.Receipts {
+		out[i] = r
+	}
+	return out
+}
 
 // recipient: a receipt's JSON names its number.
 func (qxtdTarget) recipient(_ *http.Request, body []byte) (int64, bool) {

@@ -333,6 +333,9 @@ func (kannelTarget) accepted(status int, body []byte, _ int) error {
 	return nil
 }
 
+// split: Kannel calls a dlr-url once a receipt.
+func (kannelTarget) split(body []byte) [][]byte { return [][]byte{body} }
+
 // final: Kannel's type 1 is delivered, 2 failed (both final).
 func (kannelTarget) final(r *http.Request, _ []byte) bool {
 	t := r.URL.Query().Get("t")

@@ -50,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Func("commit-delay", "qxtd's store.commit_delay, 0s included (not given: left out, qxtd's default, as older builds refuse the key; with -baseline, both binaries get it)", durationFlag(&o.CommitDelay))
 	fs.Func("record-delay", "qxtd's store.record_delay, as -commit-delay", durationFlag(&o.RecordDelay))
 	fs.IntVar(&o.IngressWindow, "ingress-window", 0, "qxtd's smpp.window (per ESME bind); 0 keeps the config file's")
+	fs.IntVar(&o.ReceiptBatch, "receipt-batch", 0, "the bench enterprise's receipt_batch: receipts one webhook POST may carry in the qxtd-http scenarios (0: left out, qxtd's default of one, as older builds refuse the key; with -baseline, both binaries get it)")
 	hogCgroup := fs.String("hog-cgroup", "", "a cgroup directory (v2 with the cpu controller for its children, or v1's cpu hierarchy) to put qxtd, the +hog scenarios' hog and the bench in groups of their own under, as systemd units would be (cgroup.go); needs the right to write there")
 	gatewayWeight := fs.Int("gateway-weight", 100, "with -hog-cgroup, qxtd's CPU weight on systemd's CPUWeight scale (100 is the default; the hog has 100, the bench 1000)")
 	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "write qxtd's CPU profile (DIR/<scenario>.pprof), its allocation profile (DIR/<scenario>.allocs.pprof) and its /metrics at the end of the run (DIR/<scenario>.metrics) for each qxtd scenario; with -rounds, one set a round (DIR/<scenario>.r1.pprof, …)")

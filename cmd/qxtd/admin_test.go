@@ -212,6 +212,16 @@ func TestAdminCLI(t *testing.T) {
 			}
 		}},
 		{args: []string{"enterprise", "set", "ACME"}, code: 2, errOut: []string{"nothing to change"}},
+		{args: []string{"enterprise", "set", "ACME", "--receipt-batch", "100", "--json"}, check: func(t *testing.T, out string) {
+			var e api.Enterprise
+			if err := json.Unmarshal([]byte(out), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.ReceiptBatch != 100 || e.TPS != 100 {
+				t.Errorf("set --receipt-batch 100: %+v", e)
+			}
+		}},
+		{args: []string{"enterprise", "set", "ACME", "--receipt-batch", "1001"}, code: 1, errOut: []string{"invalid:", "receipt_batch 1001"}},
 		{args: []string{"enterprise", "show", "ACME", "--month", "2025-06"},
 			out: []string{"500.00 CNY/month, 6200 segments included, 0.09 CNY", "users 1", "6 approved, 0 pending, 1 rejected",
 				"usage 2025-06 0 charged, 0 reserved, limit 7311"}},

@@ -246,6 +246,9 @@ type EnterpriseConfig struct {
 	MaxUsers    int      `mapstructure:"max_users"`   // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
 	ReceiptURL  string   `mapstructure:"receipt_url"` // receipt webhook of its HTTP sends
 	Whitelist   []string `mapstructure:"whitelist"`   // approved numbers
+	// ReceiptBatch is how many receipts one POST to it may carry (0 or 1:
+	// one, the body a receipt; up to 1000: {"receipts": [...]}).
+	ReceiptBatch int `mapstructure:"receipt_batch"`
 	// ServiceNumber (接入号) is the source of its messages and where replies
 	// come; empty = none (sources relayed as given). ExtLen: extension digits.
 	ServiceNumber string `mapstructure:"service_number"`

@@ -392,6 +392,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return e.Receipt.Secret
 		}
 		return ""
+	}, Batch: func(code string) int {
+		if e, ok := pol.Lookup(code); ok {
+			return e.Receipt.Batch
+		}
+		return 1
 	}, Workers: cfg.Webhooks.Workers, PerEnterprise: cfg.Webhooks.PerEnterprise, Timeout: cfg.Webhooks.Timeout,
 		MaxAge: cfg.Webhooks.MaxAge, AllowPrivate: cfg.Webhooks.AllowPrivate, Registerer: reg,
 		Logger: log.With("component", "webhooks")})

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,18 +26,8 @@ type hookPost struct {
 // http(s) is refused; and an endpoint that never answers does not slow
 // sending (the receipts wait in the store, not in the send path).
 func TestReceiptWebhookEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond})
-	cfg := writeConfig(t, dir, simAddr, "webhooks: { allow_private: true }\n")
-	d := startDaemon(t, cfg)
-	base := "http://" + d.httpAddr
-
-	posts := make(chan hookPost, 16)
-	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		posts <- hookPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature")}
-	}))
-	defer good.Close()
+	d, base := hookDaemon(t)
+	good, posts := hookReceiver(t)
 	hang := make(chan struct{})
 	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // never answers while the test runs
@@ -47,24 +38,15 @@ func TestReceiptWebhookEndToEnd(t *testing.T) {
 	defer dead.Close()
 	defer close(hang)
 
-	code, body := postJSON(t, "POST", base+"/admin/v1/enterprises/T1/receipt-secret", "test-token", "")
-	var sec struct{ Secret string }
-	if code != http.StatusOK || json.Unmarshal([]byte(body), &sec) != nil || sec.Secret == "" {
-		t.Fatalf("receipt secret: %d %s", code, body)
-	}
-	code, body = postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
-	var login struct{ Token string }
-	if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil {
-		t.Fatalf("login: %d %s", code, body)
-	}
+	secret, token := hookSecretAndLogin(t, base)
 	send := func(to, url string) (int, string, time.Duration) {
 		start := time.Now()
-		code, body := postJSON(t, "POST", base+"/v1/messages", login.Token,
+		code, body := postJSON(t, "POST", base+"/v1/messages", token,
 			`{"to":["`+to+`"],"text":"回执测试","receipt_url":"`+url+`"}`)
 		return code, body, time.Since(start)
 	}
 
-	code, body, _ = send("13800138000", "ftp://example.com/dlr")
+	code, body, _ := send("13800138000", "ftp://example.com/dlr")
 	if code != http.StatusBadRequest || !strings.Contains(body, "receipt_url") {
 		t.Fatalf("a receipt_url that is not http(s): %d %s", code, body)
 	}
@@ -86,7 +68,7 @@ func TestReceiptWebhookEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(p.body, &rc); err != nil || rc.ID != res.Results[0].ID || rc.State != "delivered" {
 		t.Fatalf("receipt %s (%v), want id %s delivered", p.body, err, res.Results[0].ID)
 	}
-	if !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
+	if !webhook.Verify(secret, p.ts, p.body, p.sig) {
 		t.Errorf("signature %q of %s at %s does not verify", p.sig, p.body, p.ts)
 	}
 	if webhook.Verify("another secret", p.ts, p.body, p.sig) {
@@ -128,4 +110,108 @@ func TestReceiptWebhookEndToEnd(t *testing.T) {
 	if seen[rc.ID] != 1 {
 		t.Errorf("%d POSTs for message %s, want 1", seen[rc.ID], rc.ID)
 	}
+}
+
+// TestReceiptWebhookBatchedEndToEnd: an enterprise set to take receipts
+// in batches (receipt_batch, through the admin API) gets the receipts of
+// a group send as {"receipts": [...]} bodies, each receipt once, signed;
+// a receipt_batch over the bound is refused with its name.
+func TestReceiptWebhookBatchedEndToEnd(t *testing.T) {
+	d, base := hookDaemon(t)
+	rcv, posts := hookReceiver(t)
+
+	code, body := postJSON(t, "PATCH", base+"/admin/v1/enterprises/T1", "test-token", `{"receipt_batch": 1001}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "receipt_batch") {
+		t.Fatalf("receipt_batch 1001: %d %s", code, body)
+	}
+	code, body = postJSON(t, "PATCH", base+"/admin/v1/enterprises/T1", "test-token", `{"receipt_batch": 50}`)
+	if code != http.StatusOK || !strings.Contains(body, `"receipt_batch":50`) {
+		t.Fatalf("receipt_batch 50: %d %s", code, body)
+	}
+	secret, token := hookSecretAndLogin(t, base)
+	const n = 20
+	to := make([]string, n)
+	for i := range to {
+		to[i] = `"1380013` + strconv.Itoa(8000+i) + `"`
+	}
+	code, body = postJSON(t, "POST", base+"/v1/messages", token,
+		`{"to":[`+strings.Join(to, ",")+`],"text":"批量回执","receipt_url":"`+rcv.URL+`/dlr"}`)
+	var res struct {
+		Accepted int
+		Results  []struct{ ID string }
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || res.Accepted != n {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	seen := map[string]int{}
+	nposts := 0
+	for got := 0; got < n; {
+		var p hookPost
+		select {
+		case p = <-posts:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d receipts came:\n%s", got, n, d.log())
+		}
+		nposts++
+		if !webhook.Verify(secret, p.ts, p.body, p.sig) {
+			t.Errorf("signature %q of %s does not verify", p.sig, p.body)
+		}
+		var b webhook.Batch
+		if err := json.Unmarshal(p.body, &b); err != nil || len(b.Receipts) == 0 || len(b.Receipts) > 50 {
+			t.Fatalf("POST body %s: not a batch of 1–50 receipts (%v)", p.body, err)
+		}
+		for _, rc := range b.Receipts {
+			if rc.State != "delivered" {
+				t.Errorf("receipt %+v", rc)
+			}
+			seen[rc.ID]++
+		}
+		got += len(b.Receipts)
+	}
+	for _, r := range res.Results {
+		if seen[r.ID] != 1 {
+			t.Errorf("message %s: %d receipts, want 1", r.ID, seen[r.ID])
+		}
+	}
+	t.Logf("%d receipts in %d POSTs", n, nposts)
+}
+
+// hookDaemon is the real daemon with the simulator as its SMSC (receipts
+// 20 ms after each submit), receipts allowed to loopback, and its HTTP
+// base URL.
+func hookDaemon(t *testing.T) (*proc, string) {
+	t.Helper()
+	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond})
+	d := startDaemon(t, writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\n"))
+	return d, "http://" + d.httpAddr
+}
+
+// hookReceiver is a receipt endpoint on loopback that answers 200 and
+// hands on every POST.
+func hookReceiver(t *testing.T) (*httptest.Server, <-chan hookPost) {
+	t.Helper()
+	posts := make(chan hookPost, 64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		posts <- hookPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature")}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, posts
+}
+
+// hookSecretAndLogin generates enterprise T1's receipt secret and logs
+// its user esme in: the secret and the session token.
+func hookSecretAndLogin(t *testing.T, base string) (secret, token string) {
+	t.Helper()
+	code, body := postJSON(t, "POST", base+"/admin/v1/enterprises/T1/receipt-secret", "test-token", "")
+	var sec struct{ Secret string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &sec) != nil || sec.Secret == "" {
+		t.Fatalf("receipt secret: %d %s", code, body)
+	}
+	code, body = postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+	var login struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	return sec.Secret, login.Token
 }
