@@ -203,20 +203,40 @@ func (s *Store) AckHooks(ctx context.Context, hs []Hook) error {
 // RetryHook moves receipt webhook h to next, one more failed attempt
 // counted. A key already gone (acknowledged meanwhile) is left alone.
 func (s *Store) RetryHook(ctx context.Context, h Hook, next time.Time) error {
+	if err := s.RetryHooks(ctx, []Hook{h}, []time.Time{next}); err != nil {
+		return fmt.Errorf("queue: retry hook %d: %w", h.Msg.ID, err)
+	}
+	return nil
+}
+
+// RetryHooks is RetryHook for many receipts in one store operation,
+// hs[i] to next[i]: a batch whose POST failed is not a commit a receipt.
+func (s *Store) RetryHooks(ctx context.Context, hs []Hook, next []time.Time) error {
+	if len(hs) != len(next) {
+		return fmt.Errorf("queue: retry hooks: %d hooks, %d times", len(hs), len(next))
+	}
+	if len(hs) == 0 {
+		return nil
+	}
 	err := s.exec(ctx, func(t *txn) error {
-		key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
-		v := t.hook().Get(key)
-		if v == nil {
-			return nil
+		for i, h := range hs {
+			key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
+			v := t.hook().Get(key)
+			if v == nil {
+				continue
+			}
+			a, _ := binary.Uvarint(v)
+			if err := t.hook().Delete(key); err != nil {
+				return err
+			}
+			if err := t.hook().Put(hookKey(h.Enterprise, next[i], h.Msg.ID), binary.AppendUvarint(nil, a+1)); err != nil {
+				return err
+			}
 		}
-		a, _ := binary.Uvarint(v)
-		if err := t.hook().Delete(key); err != nil {
-			return err
-		}
-		return t.hook().Put(hookKey(h.Enterprise, next, h.Msg.ID), binary.AppendUvarint(nil, a+1))
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("queue: retry hook %d: %w", h.Msg.ID, err)
+		return fmt.Errorf("queue: retry hooks: %w", err)
 	}
 	return nil
 }

@@ -120,6 +120,11 @@ func TestBatchedReceiptsRetried(t *testing.T) {
 	if n := testutil.ToFloat64(r.snd.total.WithLabelValues("failed")); n != 5 {
 		t.Errorf("failed %v, want 5 (each receipt of the failed POST)", n)
 	}
+	// The store opened for this sender: one operation moved the failed
+	// batch's five receipts to their retry, one recorded their delivery.
+	if ops := r.store.Stats().Ops; ops != 2 {
+		t.Errorf("%d store operations for a batch failed once and then delivered, want 2", ops)
+	}
 	m := finalMessage(t, r.store, "ent1", rcv.URL, queue.StateUndeliverable)
 	p := rcv.next(t)
 	if got := batchOf(t, p); !slices.Equal(got, []string{strconv.FormatUint(m.ID, 10)}) {

@@ -580,35 +580,52 @@ func (s *Sender) deliver(ctx context.Context, hs []queue.Hook, batched bool, ack
 		acks <- t
 		return true
 	}
-	now := time.Now()
-	for i, h := range hs {
-		s.failed(wctx, h, rcs[i], now, err)
-	}
+	s.failed(wctx, hs, rcs, time.Now(), err)
 	return false
 }
 
-// failed records that receipt h's POST failed with err at now: given up
-// past MaxAge, else due again after its backoff.
-func (s *Sender) failed(ctx context.Context, h queue.Hook, rc Receipt, now time.Time, err error) {
-	if now.Sub(rc.DoneAt) >= s.cfg.MaxAge {
-		if aerr := s.cfg.Store.AckHook(ctx, h); aerr != nil {
-			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "err", aerr)
-			return
+// failed records that the POST of receipts hs failed with err at now:
+// those past MaxAge given up, the others due again after each one's
+// backoff, each in one store operation and one log line, however many
+// the POST carried.
+func (s *Sender) failed(ctx context.Context, hs []queue.Hook, rcs []Receipt, now time.Time, err error) {
+	var giveUp, retry []queue.Hook
+	var next []time.Time
+	for i, h := range hs {
+		if now.Sub(rcs[i].DoneAt) >= s.cfg.MaxAge {
+			giveUp = append(giveUp, h)
+			continue
 		}
-		s.total.WithLabelValues("gave_up").Inc()
-		s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "attempts", h.Attempts+1, "err", err)
-		return
+		retry = append(retry, h)
+		next = append(next, now.Add(s.backoff(h.Attempts)))
 	}
-	s.total.WithLabelValues("failed").Inc()
+	if len(giveUp) > 0 {
+		h := giveUp[0]
+		if aerr := s.cfg.Store.AckHooks(ctx, giveUp); aerr != nil {
+			s.log.Error("receipt webhook: give up", "id", h.Msg.ID, "receipts", len(giveUp), "err", aerr)
+		} else {
+			s.total.WithLabelValues("gave_up").Add(float64(len(giveUp)))
+			s.log.Warn("receipt webhook given up", "enterprise", h.Enterprise, "id", h.Msg.ID, "receipts", len(giveUp), "attempts", h.Attempts+1, "err", err)
+		}
+	}
+	if len(retry) > 0 {
+		h := retry[0]
+		s.total.WithLabelValues("failed").Add(float64(len(retry)))
+		if rerr := s.cfg.Store.RetryHooks(ctx, retry, next); rerr != nil {
+			s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "receipts", len(retry), "err", rerr)
+		}
+		s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "receipts", len(retry), "in", next[0].Sub(now), "err", err)
+	}
+}
+
+// backoff is the wait before the next POST of a receipt whose POSTs
+// failed attempts times before this one failed.
+func (s *Sender) backoff(attempts int) time.Duration {
 	d := s.cfg.Backoff
-	for i := 0; i < h.Attempts && d < s.cfg.MaxBackoff; i++ {
+	for i := 0; i < attempts && d < s.cfg.MaxBackoff; i++ {
 		d *= 2
 	}
-	d = min(d, s.cfg.MaxBackoff)
-	if rerr := s.cfg.Store.RetryHook(ctx, h, now.Add(d)); rerr != nil {
-		s.log.Error("receipt webhook: retry", "id", h.Msg.ID, "err", rerr)
-	}
-	s.log.Info("receipt webhook failed, will retry", "enterprise", h.Enterprise, "id", h.Msg.ID, "in", d, "err", err)
+	return min(d, s.cfg.MaxBackoff)
 }
 
 // errStatus is a non-2xx answer.
