@@ -1,10 +1,17 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +165,89 @@ func TestBatchedReceiptsManyURLs(t *testing.T) {
 	}
 	waitPending(t, r, 0)
 	waitDelivered(t, r, float64(len(ids)))
+}
+
+// A backlog of receipts for an enterprise with the largest batch, to a
+// slow endpoint: at most its share of the workers' POSTs of receipts
+// (PerEnterprise × batch) are held at once (each a copy of its message),
+// however many are due and however often the sender passes over them;
+// then each is delivered once.
+func TestBatchedReceiptsBoundedRead(t *testing.T) {
+	const n, share = 10_000, 2
+	release := make(chan struct{})
+	var arrived, posts, receipts atomic.Int64
+	seen := make(map[string]int)
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		arrived.Add(1)
+		<-release // a slow endpoint: every worker's POST waits here
+		var b Batch
+		body, _ := io.ReadAll(req.Body)
+		if err := json.Unmarshal(body, &b); err != nil {
+			t.Errorf("body %.100s: %v", body, err)
+		}
+		mu.Lock()
+		for _, rc := range b.Receipts {
+			seen[rc.ID]++
+		}
+		mu.Unlock()
+		posts.Add(1)
+		receipts.Add(int64(len(b.Receipts)))
+	}))
+	t.Cleanup(srv.Close)
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	msgs := make([]*queue.Message, n)
+	for i := range msgs {
+		msgs[i] = &queue.Message{Account: "ent1-u", Enterprise: "ent1", Dest: "13712345678", Upstream: "up",
+			ReceiptURL: srv.URL, SendAt: time.Now().Add(time.Hour), Parts: []queue.Part{{Body: []byte("hi")}}}
+	}
+	if err := s.Enqueue(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if err := s.Cancel(ctx, m.ID, "ent1"); err != nil { // scheduled, then cancelled: final, its receipt due
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, path, Config{Batch: func(string) int { return MaxBatch }, Workers: 64, PerEnterprise: share, Poll: 5 * time.Millisecond})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before the sender's stop, which waits for its POSTs
+	// Both POSTs the enterprise may have are waiting on the endpoint, and
+	// the sender has passed over its receipts many times since.
+	waitFor(t, func() (bool, string) {
+		return arrived.Load() == share, fmt.Sprintf("%d POSTs arrived", arrived.Load())
+	})
+	passes := r.snd.passes.Load()
+	waitFor(t, func() (bool, string) {
+		return r.snd.passes.Load() >= passes+20, "the sender stopped passing"
+	})
+	if held := r.snd.maxHeld.Load(); held > share*MaxBatch {
+		t.Errorf("%d receipts held at once, want at most %d (%d POSTs of %d)", held, share*MaxBatch, share, MaxBatch)
+	}
+	free()
+	waitPending(t, r, 0)
+	if got := receipts.Load(); got != n {
+		t.Errorf("%d receipts POSTed, want %d", got, n)
+	}
+	mu.Lock()
+	for _, m := range msgs {
+		if c := seen[strconv.FormatUint(m.ID, 10)]; c != 1 {
+			t.Errorf("message %d: %d times", m.ID, c)
+			break
+		}
+	}
+	mu.Unlock()
+	// Once the endpoint answers, answered POSTs' receipts wait for the
+	// acker's commit beside the next POSTs': more are held, still a
+	// bounded number of POSTs' worth.
+	t.Logf("%d receipts in %d POSTs; at most %d held at once over the run", n, posts.Load(), r.snd.maxHeld.Load())
 }

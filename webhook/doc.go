@@ -39,10 +39,11 @@
 //     the acker, which records deliveries many to a store operation; at
 //     most Config.Workers wait, then a worker keeps its slot until there
 //     is room. So memory holds at most about three times Config.Workers
-//     POSTs' receipts, a POST at most its enterprise's batch (MaxBatch),
-//     and a pass reads at most 4,096 receipts of one enterprise, and only
-//     those of the POSTs it may start: the store is the buffer. Sending
-//     SMS never waits for this package.
+//     POSTs' receipts, a POST at most its enterprise's batch (MaxBatch):
+//     an enterprise's POSTs in flight hold at most Config.PerEnterprise
+//     times its batch, and a pass reads at most 4,096 receipts of one
+//     enterprise, only those of the POSTs it may start. The store is the
+//     buffer. Sending SMS never waits for this package.
 //   - Reads scale with what is due, not with what is pending: after each
 //     commit that queues receipts (HooksReady names their enterprises)
 //     and each POST that ends, the sender reads only the enterprises that

@@ -147,6 +147,10 @@ type Sender struct {
 	ready   map[string]struct{}
 
 	scanned atomic.Int64 // enterprises read, for tests
+	passes  atomic.Int64 // passes over the enterprises (fill), for tests
+	// maxHeld is the most receipts read and not yet done with (in
+	// flight: posting, or waiting for the acker), for tests.
+	maxHeld atomic.Int64
 
 	total   *prometheus.CounterVec
 	latency prometheus.Histogram
@@ -300,6 +304,7 @@ func (s *Sender) Run(ctx context.Context) {
 			lastFull = time.Now()
 		}
 		s.fill(ctx, full, sem, acks, &wg)
+		s.passes.Add(1)
 		if !t.Stop() {
 			select {
 			case <-t.C:
@@ -481,6 +486,9 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 			for _, h := range p {
 				s.inflight[h.Msg.ID] = struct{}{}
 			}
+		}
+		if n := int64(len(s.inflight)); n > s.maxHeld.Load() {
+			s.maxHeld.Store(n) // only fill stores it, under s.mu
 		}
 		if err == nil && !next.Equal(now) {
 			// Nothing else due now (the limit did not end the read):
