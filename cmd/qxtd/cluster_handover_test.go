@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,13 +37,7 @@ func TestClusterHandoverDrainsTheBind(t *testing.T) {
 		cfg := writeClusterConfig(t, id, etcd.Endpoints, simAddr, binds)
 		// The answers are held for seconds here; the default test config's
 		// 2 s would time the segments out and send them again.
-		b, err := os.ReadFile(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "resp_timeout: 2s", "resp_timeout: 30s", 1)), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		setRespTimeout(t, cfg, "30s")
 		p := startDaemon(t, cfg)
 		t.Cleanup(func() {
 			if t.Failed() {

@@ -417,6 +417,12 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 	hold := make(chan struct{})
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{Hold: hold}})
 	cfg := writeConfig(t, dir, simAddr, "")
+	// The answers are held from the segments' sending until after the
+	// stop has begun: on a loaded machine (CI, -race, every package at
+	// once) that outlasted the test config's 2 s resp_timeout once, and
+	// the segments, taken for unanswered, were sent again after the
+	// restart. The stop waits up to resp_timeout for each answer.
+	setRespTimeout(t, cfg, "30s")
 	d := startDaemon(t, cfg)
 	sink := newSink()
 	c := dialESME(t, d.smppAddr, sink.handler())
@@ -464,6 +470,22 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 		if arrived[dst] != 1 {
 			t.Errorf("%s reached the SMSC %d times, want once", dst, arrived[dst])
 		}
+	}
+	if t.Failed() {
+		t.Logf("the stopped daemon's log:\n%s\nthe restarted one's:\n%s", d.log(), d2.log())
+	}
+}
+
+// setRespTimeout sets the upstream's resp_timeout in the configuration
+// file at path (a writeConfig one, where it is 2s) to d.
+func setRespTimeout(t *testing.T, path, d string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), "resp_timeout: 2s", "resp_timeout: "+d, 1)), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
