@@ -204,7 +204,7 @@ func (s *Store) AckHooks(ctx context.Context, hs []Hook) error {
 // counted. A key already gone (acknowledged meanwhile) is left alone.
 func (s *Store) RetryHook(ctx context.Context, h Hook, next time.Time) error {
 	if err := s.RetryHooks(ctx, []Hook{h}, []time.Time{next}); err != nil {
-		return fmt.Errorf("queue: retry hook %d: %w", h.Msg.ID, err)
+		return fmt.Errorf("%w (message %d)", err, h.Msg.ID)
 	}
 	return nil
 }

@@ -309,12 +309,16 @@ func (k *kannel) Stop() {
 // Kannel's business: recipient takes the one in the run's range).
 type kannelTarget struct{ addr string }
 
+// kannelFrom is the sender of the bench's messages through Kannel: in a
+// receipt, the number that is not the handset's.
+const kannelFrom = "1069000"
+
 func (t kannelTarget) request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error) {
 	to := make([]string, len(dsts))
 	for i, d := range dsts {
 		to[i] = strconv.FormatInt(d, 10)
 	}
-	q := url.Values{"username": {"bench"}, "password": {"bench123"}, "from": {"1069000"},
+	q := url.Values{"username": {"bench"}, "password": {"bench123"}, "from": {kannelFrom},
 		"to": {strings.Join(to, " ")}, "text": {text}}
 	if receiptURL != "" {
 		q.Set("dlr-mask", "3")
@@ -346,7 +350,7 @@ func (kannelTarget) final(r *http.Request, _ []byte) bool {
 func (kannelTarget) recipient(r *http.Request, _ []byte) (int64, bool) {
 	q := r.URL.Query()
 	for _, k := range []string{"p", "q"} {
-		if n, err := strconv.ParseInt(strings.TrimPrefix(q.Get(k), "+"), 10, 64); err == nil && q.Get(k) != "1069000" {
+		if n, err := strconv.ParseInt(strings.TrimPrefix(q.Get(k), "+"), 10, 64); err == nil && q.Get(k) != kannelFrom {
 			return n, true
 		}
 	}
