@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/unicode"
@@ -305,6 +306,23 @@ func Count(text string, opt Options) (segments int, err error) {
 
 var utf16BE = unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM)
 
+// appendUTF16BE appends text in UTF-16BE, a surrogate pair for a code point
+// above U+FFFF: the octets of x/text's encoder (utf16BE) for valid UTF-8,
+// which inspect has checked, without its transformer and the copies in and
+// out of it (four allocations a message, on the path of every text with a
+// Chinese signature; FuzzUTF16BE holds the two equal).
+func appendUTF16BE(dst []byte, text string) []byte {
+	for _, r := range text {
+		if r >= 0x10000 {
+			hi, lo := utf16.EncodeRune(r)
+			dst = append(dst, byte(hi>>8), byte(hi), byte(lo>>8), byte(lo))
+			continue
+		}
+		dst = append(dst, byte(r>>8), byte(r))
+	}
+	return dst
+}
+
 // Encode chooses the coding of text (already signed, see Sign), checks its
 // length and splits it into segment bodies. It is deterministic; the
 // reference number is applied later by BuildFrames.
@@ -326,11 +344,7 @@ func Encode(text string, opt Options) (*Plan, error) {
 	} else {
 		p.Coding, p.DataCoding = UCS2, DataCodingUCS2
 		unit = 2
-		// Valid UTF-8 (checked above) always encodes; an error would be a
-		// bug in x/text, not a property of the input.
-		if body, err = utf16BE.NewEncoder().Bytes([]byte(text)); err != nil {
-			return nil, fmt.Errorf("segment: UTF-16 encoding: %w", err)
-		}
+		body = appendUTF16BE(make([]byte, 0, 2*ti.units), text)
 	}
 	if segs == 1 || opt.Concat == ConcatPayload {
 		p.Parts = [][]byte{body}

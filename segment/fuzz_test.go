@@ -133,3 +133,31 @@ func FuzzDecodeIncoming(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUTF16BE: for valid UTF-8, appendUTF16BE gives the octets of x/text's
+// encoder, which it replaced on the send path; Encode's UCS-2 bodies are
+// those octets.
+func FuzzUTF16BE(f *testing.F) {
+	f.Add("Hello")
+	f.Add("【签名】您的验证码是 123456")
+	f.Add(emoji + han + "\uFFFD\uFEFF\u0000\uFFFF" + "\U0010FFFF")
+	f.Fuzz(func(t *testing.T, text string) {
+		if !utf8.ValidString(text) {
+			return
+		}
+		want, err := utf16BE.NewEncoder().Bytes([]byte(text))
+		if err != nil {
+			t.Fatalf("x/text: %v", err)
+		}
+		if got := appendUTF16BE(nil, text); !bytes.Equal(got, want) {
+			t.Fatalf("appendUTF16BE(%q) = %x, x/text %x", text, got, want)
+		}
+		p, err := Encode(text, Options{Concat: ConcatPayload, MaxChars: 1 << 20})
+		if err != nil || p.Coding != UCS2 {
+			return // GSM text, or too long
+		}
+		if !bytes.Equal(p.Parts[0], want) {
+			t.Fatalf("Encode(%q) body %x, x/text %x", text, p.Parts[0], want)
+		}
+	})
+}
