@@ -14,6 +14,7 @@ import (
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/reminder"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // Config is what the API needs from the daemon.
@@ -49,6 +50,9 @@ type Config struct {
 	// ClusterStatus, in a cluster, is this node's view of it for GET
 	// /admin/v1/status (admin_status.go). nil: a node of its own.
 	ClusterStatus func() *ClusterStatus
+	// Webhooks sends the test receipts of POST /v1/receipt-webhook/test
+	// (v1_receipts.go). nil: that route answers 503.
+	Webhooks *webhook.Sender
 }
 
 // Server serves the HTTP API.

@@ -174,6 +174,12 @@ func TestOpenAPISchemas(t *testing.T) {
 		"UploadPreview":      UploadPreview{},
 		"UploadPreviewRow":   UploadPreviewRow{},
 		"StagedBatchRequest": StagedBatchRequest{},
+		// The receipt webhook.
+		"ReceiptWebhook":       ReceiptWebhook{},
+		"ReceiptWebhookPatch":  ReceiptWebhookPatch{},
+		"ReceiptWebhookSecret": ReceiptWebhookSecret{},
+		"ReceiptWebhookTestIn": ReceiptWebhookTestIn{},
+		"ReceiptWebhookTest":   ReceiptWebhookTest{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

@@ -135,6 +135,11 @@ func (s *Server) userRouteList() []userRoute {
 		{"GET", "/v1/signature", true, s.showSignature},
 		{"POST", "/v1/signature/requests", true, s.requestSignature},
 		{"GET", "/v1/signature/requests", true, s.listSignatureRequests},
+		// The receipt webhook (v1_receipts.go).
+		{"GET", "/v1/receipt-webhook", true, s.showReceiptWebhook},
+		{"PATCH", "/v1/receipt-webhook", true, s.patchReceiptWebhook},
+		{"POST", "/v1/receipt-webhook/secret", true, s.newReceiptSecret},
+		{"POST", "/v1/receipt-webhook/test", true, s.testReceiptWebhook},
 		// The enterprise admin's users (v1_users.go).
 		{"GET", "/v1/users", true, s.listEnterpriseUsers},
 		{"POST", "/v1/users", true, s.addEnterpriseUser},

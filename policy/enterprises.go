@@ -177,6 +177,21 @@ func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) erro
 	if !a.Operator {
 		return nil, ErrForbidden
 	}
+	return s.updateEnterprise(code, fn)
+}
+
+// SetReceiptHook changes an enterprise's receipt webhook (its URL, secret
+// and batch) and nothing else of it: the operator's to change, and the
+// enterprise's own admins' (self-service: they run the endpoint the
+// receipts go to). fn edits a copy, validated as UpdateEnterprise's.
+func (s *Store) SetReceiptHook(a Actor, code string, fn func(*ReceiptHook) error) (*Enterprise, error) {
+	if !a.Operator && !(a.Admin && a.member(code)) {
+		return nil, ErrForbidden
+	}
+	return s.updateEnterprise(code, func(e *Enterprise) error { return fn(&e.Receipt) })
+}
+
+func (s *Store) updateEnterprise(code string, fn func(*Enterprise) error) (*Enterprise, error) {
 	var out Enterprise
 	err := s.update(func(tx *bolt.Tx, ch *change) error {
 		e, err := loadEnterprise(tx, code)

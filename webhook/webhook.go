@@ -154,6 +154,8 @@ type Sender struct {
 
 	total   *prometheus.CounterVec
 	latency prometheus.Histogram
+
+	tests testLimits // test receipts (test.go)
 }
 
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
@@ -197,7 +199,8 @@ func New(cfg Config) (*Sender, error) {
 	}
 	s := &Sender{cfg: cfg, wake: make(chan struct{}, 1), log: cfg.Logger,
 		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int),
-		due: make(map[string]struct{}), ready: make(map[string]struct{})}
+		due: make(map[string]struct{}), ready: make(map[string]struct{}),
+		tests: testLimits{sem: make(chan struct{}, testsInFlight), recent: make(map[string][]time.Time)}}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: s.control}
 	s.client = &http.Client{
 		Timeout: cfg.Timeout,
@@ -654,27 +657,36 @@ func (s *Sender) post(ctx context.Context, h queue.Hook, rcs []Receipt, batched 
 	if err != nil {
 		return err
 	}
+	_, _, err = s.postBody(ctx, h.Msg.ReceiptURL, h.Enterprise, body)
+	return err
+}
+
+// postBody POSTs body to url, signed with enterprise's secret if it has
+// one (signed), within Config.Timeout; status is the answer's, 0 if none
+// came. A status other than 2xx is an errStatus.
+func (s *Sender) postBody(ctx context.Context, url, enterprise string, body []byte) (status int, signed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.Msg.ReceiptURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "qxtd-receipts")
 	req.Header.Set("X-Qxtd-Timestamp", ts)
-	if secret := s.cfg.Secret(h.Enterprise); secret != "" {
+	if secret := s.cfg.Secret(enterprise); secret != "" {
 		req.Header.Set("X-Qxtd-Signature", Sign(secret, ts, body))
+		signed = true
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return 0, signed, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return errStatus(resp.StatusCode)
+		return resp.StatusCode, signed, errStatus(resp.StatusCode)
 	}
-	return nil
+	return resp.StatusCode, signed, nil
 }

@@ -443,7 +443,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	rcfg := reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy,
 		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")}
 	acfg := api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
-		WriteTimeout: cfg.HTTP.WriteTimeout, Logger: log.With("component", "api")}
+		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, Logger: log.With("component", "api")}
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// The enterprise's receipt webhook over /v1 (self-service): where the
+// final receipts of its HTTP sends are POSTed, how many a POST, and the
+// secret that signs them. Every member reads the settings (not the
+// secret); an enterprise admin changes them, generates a new secret (shown
+// once) and sends a test receipt to check an endpoint. The operator has
+// the same over /admin/v1/enterprises (admin_enterprises.go,
+// admin_receipts.go). A change applies to the next POST, retries
+// included.
+
+// ReceiptWebhook is the answer of GET and PATCH /v1/receipt-webhook.
+type ReceiptWebhook struct {
+	ReceiptURL   string `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
+	ReceiptBatch int    `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
+	Signed       bool   `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
+}
+
+// ReceiptWebhookPatch is the body of PATCH /v1/receipt-webhook; a field
+// left out is kept.
+type ReceiptWebhookPatch struct {
+	ReceiptURL   *string `json:"receipt_url,omitempty"` // "" removes it
+	ReceiptBatch *int    `json:"receipt_batch,omitempty"`
+}
+
+// ReceiptWebhookSecret is the answer of POST /v1/receipt-webhook/secret:
+// the new secret, shown this once. The old one stops signing at once.
+type ReceiptWebhookSecret struct {
+	Secret string `json:"secret"`
+}
+
+// ReceiptWebhookTestIn is the optional body of POST
+// /v1/receipt-webhook/test.
+type ReceiptWebhookTestIn struct {
+	URL string `json:"url,omitempty"` // default: the enterprise's receipt_url
+}
+
+// ReceiptWebhookTest is the answer of POST /v1/receipt-webhook/test: what
+// one sample receipt (id "0", delivered) met at the endpoint.
+type ReceiptWebhookTest struct {
+	URL        string  `json:"url"`
+	Delivered  bool    `json:"delivered"` // the endpoint answered 2xx
+	Status     int     `json:"status"`    // its HTTP status; 0 if none came
+	DurationMS float64 `json:"duration_ms"`
+	Signed     bool    `json:"signed"`          // the POST carried X-Qxtd-Signature
+	Batched    bool    `json:"batched"`         // the body was {"receipts": [one]}
+	Error      string  `json:"error,omitempty"` // why it was not delivered
+}
+
+func receiptWebhookOf(e *policy.Enterprise) ReceiptWebhook {
+	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != ""}
+}
+
+// showReceiptWebhook: GET /v1/receipt-webhook (every member)
+func (s *Server) showReceiptWebhook(c *caller, w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, receiptWebhookOf(c.ent))
+}
+
+// patchReceiptWebhook: PATCH /v1/receipt-webhook (admins)
+func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) || !requireAdmin(c, w) {
+		return
+	}
+	var in ReceiptWebhookPatch
+	if !decodeBody(w, r, &in) {
+		return
+	}
+	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
+		if in.ReceiptURL != nil {
+			h.URL = *in.ReceiptURL
+		}
+		if in.ReceiptBatch != nil {
+			h.Batch = *in.ReceiptBatch
+		}
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.log.Info("receipt webhook changed", "enterprise", e.Code, "by", c.user.SystemID,
+		"receipt_url", e.Receipt.URL, "receipt_batch", e.Receipt.Batch)
+	writeJSON(w, http.StatusOK, receiptWebhookOf(e))
+}
+
+// newReceiptSecret: POST /v1/receipt-webhook/secret (admins)
+func (s *Server) newReceiptSecret(c *caller, w http.ResponseWriter, _ *http.Request) {
+	if !s.accountStore(w) || !requireAdmin(c, w) {
+		return
+	}
+	secret := policy.NewReceiptSecret()
+	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
+		h.Secret = secret
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.log.Info("receipt secret generated", "enterprise", e.Code, "by", c.user.SystemID)
+	writeJSON(w, http.StatusOK, ReceiptWebhookSecret{Secret: secret})
+}
+
+// testReceiptWebhook: POST /v1/receipt-webhook/test (admins)
+func (s *Server) testReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !requireAdmin(c, w) {
+		return
+	}
+	if s.cfg.Webhooks == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no receipt webhook sender")
+		return
+	}
+	var in ReceiptWebhookTestIn
+	if r.ContentLength != 0 && !decodeBody(w, r, &in) {
+		return
+	}
+	if in.URL == "" {
+		in.URL = c.ent.Receipt.URL
+	}
+	if in.URL == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "url: no receipt_url is set; name one to test")
+		return
+	}
+	if err := policy.CheckReceiptURL("url", in.URL); err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := s.cfg.Webhooks.Test(r.Context(), c.ent.Code, in.URL)
+	if errors.Is(err, webhook.ErrTestBusy) {
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", "one test receipt at a time, at most 10 a minute: try again shortly")
+		return
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := ReceiptWebhookTest{URL: in.URL, Delivered: res.Err == nil, Status: res.Status,
+		DurationMS: float64(res.Duration.Microseconds()) / 1000, Signed: res.Signed, Batched: res.Batched}
+	if res.Err != nil {
+		out.Error = res.Err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// TestReceiptWebhookSelfService: every member reads the enterprise's
+// receipt webhook; its admins set the URL and batch, generate a secret
+// (shown once, then only "signed") and send a test receipt that arrives
+// signed with that secret, as a batch of one when the batch is above 1;
+// the policy's rules refuse a bad URL or batch; a plain user changes
+// nothing.
+func TestReceiptWebhookSelfService(t *testing.T) {
+	r := newUserRig(t)
+	snd, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true,
+		Secret: func(code string) string {
+			e, _ := r.pol.Lookup(code)
+			return e.Receipt.Secret
+		},
+		Batch: func(code string) int {
+			e, _ := r.pol.Lookup(code)
+			return e.Receipt.Batch
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.cfg.Webhooks = snd
+	type got struct {
+		body    []byte
+		ts, sig string
+	}
+	posts := make(chan got, 4)
+	var status atomic.Int32
+	status.Store(http.StatusNoContent)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		posts <- got{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature")}
+		w.WriteHeader(int(status.Load()))
+	}))
+	t.Cleanup(rcv.Close)
+	alice, amy := r.keys["alice"], r.keys["amy"]
+
+	var rw ReceiptWebhook
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if rw != (ReceiptWebhook{}) {
+		t.Fatalf("fresh enterprise: %+v", rw)
+	}
+	url := rcv.URL + "/receipts"
+	r.wantError(http.StatusForbidden, "forbidden", "PATCH", "/v1/receipt-webhook", alice, ReceiptWebhookPatch{ReceiptURL: &url})
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/receipt-webhook/secret", alice, nil)
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/receipt-webhook/test", alice, ReceiptWebhookTestIn{URL: url})
+
+	batch := 20
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptURL: &url, ReceiptBatch: &batch}, &rw)
+	if rw.ReceiptURL != url || rw.ReceiptBatch != 20 || rw.Signed {
+		t.Fatalf("after PATCH: %+v", rw)
+	}
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if rw.ReceiptURL != url || rw.ReceiptBatch != 20 {
+		t.Fatalf("a member reads %+v", rw)
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != url || e.Receipt.Batch != 20 {
+		t.Fatalf("stored %+v", e.Receipt)
+	}
+	ftp, big := "ftp://example.com/", 1001
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptURL: &ftp})
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptBatch: &big})
+
+	var sec ReceiptWebhookSecret
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/secret", amy, nil, &sec)
+	if !strings.HasPrefix(sec.Secret, "whsec_") {
+		t.Fatalf("secret %q", sec.Secret)
+	}
+	b := r.must(http.StatusOK, "GET", "/v1/receipt-webhook", amy, nil, &rw)
+	if !rw.Signed || strings.Contains(string(b), sec.Secret) {
+		t.Fatalf("after the secret: %s", b)
+	}
+
+	// The test receipt: to the enterprise's URL, signed, a batch of one.
+	var tr ReceiptWebhookTest
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/test", amy, nil, &tr)
+	if !tr.Delivered || tr.Status != http.StatusNoContent || !tr.Signed || !tr.Batched || tr.URL != url || tr.Error != "" {
+		t.Fatalf("test: %+v", tr)
+	}
+	p := <-posts
+	if !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
+		t.Errorf("the test receipt's signature does not verify with the secret shown: %s", p.sig)
+	}
+	var bt webhook.Batch
+	if err := json.Unmarshal(p.body, &bt); err != nil || len(bt.Receipts) != 1 || bt.Receipts[0].ID != webhook.TestReceiptID {
+		t.Errorf("test body %s", p.body)
+	}
+
+	// An endpoint that refuses: reported, not an API error.
+	status.Store(http.StatusUnauthorized)
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{URL: rcv.URL + "/other"}, &tr)
+	if tr.Delivered || tr.Status != http.StatusUnauthorized || tr.Error == "" {
+		t.Fatalf("refused test: %+v", tr)
+	}
+	<-posts
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{URL: "gopher://x/"})
+
+	// Removing the URL keeps the batch and the secret; a test then needs one named.
+	empty := ""
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptURL: &empty}, &rw)
+	if rw.ReceiptURL != "" || rw.ReceiptBatch != 20 || !rw.Signed {
+		t.Fatalf("after removing the URL: %+v", rw)
+	}
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/receipt-webhook/test", amy, nil)
+
+	// Another enterprise's admin sees and changes only its own.
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["bob"], nil, &rw)
+	if rw.Signed || rw.ReceiptBatch != 0 {
+		t.Fatalf("B reads A's settings: %+v", rw)
+	}
+}

@@ -1,0 +1,116 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Test receipts: an enterprise admin checks an endpoint before receipts
+// depend on it (POST /v1/receipt-webhook/test, the console's 回执推送
+// page). A test POST is one sample receipt, sent as the enterprise's
+// receipts go (its secret, its batch, the Sender's client: the timeout and
+// the address check), and nothing of it is stored or retried. Its URL is
+// the customer's choice, so the daemon bounds what the button can make it
+// send: one test at a time an enterprise, testsPerMinute a minute, and
+// testsInFlight over every enterprise.
+
+// Limits of test receipts.
+const (
+	testsPerMinute = 10
+	testsInFlight  = 4
+)
+
+// ErrTestBusy refuses a test receipt beyond the limits above.
+var ErrTestBusy = errors.New("webhook: too many test receipts at once or this minute")
+
+// TestResult is what a test receipt met.
+type TestResult struct {
+	Status   int           // the endpoint's HTTP status, 0 if no answer came
+	Duration time.Duration // from the start of the POST to its answer or failure
+	Signed   bool          // X-Qxtd-Signature was sent (the enterprise has a secret)
+	Batched  bool          // the body was a Batch of one (receipt_batch above 1)
+	Err      error         // why it was not a delivery; nil for a 2xx
+}
+
+// TestReceiptID is the id of a test receipt: no message has it.
+const TestReceiptID = "0"
+
+// testLimits is the state of the limits: the starts of each enterprise's
+// tests of the last minute, and a semaphore for those in flight.
+type testLimits struct {
+	sem    chan struct{}
+	mu     sync.Mutex
+	recent map[string][]time.Time // a key a tested enterprise, pruned to the last minute
+	busy   map[string]bool        // an enterprise's test in flight
+}
+
+// take admits a test of enterprise at now, or refuses it.
+func (l *testLimits) take(enterprise string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for e, ts := range l.recent { // bounded by the enterprises that tested this minute
+		i := 0
+		for i < len(ts) && now.Sub(ts[i]) >= time.Minute {
+			i++
+		}
+		if i == len(ts) {
+			delete(l.recent, e)
+		} else {
+			l.recent[e] = ts[i:]
+		}
+	}
+	if l.busy[enterprise] || len(l.recent[enterprise]) >= testsPerMinute {
+		return false
+	}
+	select {
+	case l.sem <- struct{}{}:
+	default:
+		return false
+	}
+	if l.busy == nil {
+		l.busy = make(map[string]bool)
+	}
+	l.busy[enterprise] = true
+	l.recent[enterprise] = append(l.recent[enterprise], now)
+	return true
+}
+
+func (l *testLimits) done(enterprise string) {
+	l.mu.Lock()
+	delete(l.busy, enterprise)
+	l.mu.Unlock()
+	<-l.sem
+}
+
+// Test POSTs a sample receipt (id TestReceiptID, delivered) to url as
+// enterprise's receipts go, and reports what came back. It returns
+// ErrTestBusy, without posting, beyond the limits of test receipts.
+func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, error) {
+	start := time.Now()
+	if !s.tests.take(enterprise, start) {
+		return TestResult{}, ErrTestBusy
+	}
+	defer s.tests.done(enterprise)
+	rc := Receipt{ID: TestReceiptID, State: "delivered", Error: "000", Recipient: "13800138000",
+		Segments: 1, Delivered: 1, SubmittedAt: start.Add(-3 * time.Second).UTC().Truncate(time.Second),
+		DoneAt: start.UTC().Truncate(time.Second)}
+	res := TestResult{Batched: s.cfg.Batch(enterprise) > 1}
+	var body []byte
+	var err error
+	if res.Batched {
+		body, err = json.Marshal(Batch{Receipts: []Receipt{rc}})
+	} else {
+		body, err = json.Marshal(rc)
+	}
+	if err != nil {
+		return TestResult{}, err
+	}
+	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, body)
+	res.Duration = time.Since(start)
+	s.log.Info("test receipt", "enterprise", enterprise, "url", url, "status", res.Status,
+		"duration", res.Duration, "err", res.Err)
+	return res, nil
+}

@@ -1,0 +1,159 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestTestReceipt: a test receipt is one signed sample POST, a Batch of
+// one for an enterprise that takes batches, reported with the endpoint's
+// status; an error status and an unsigned enterprise are reported as
+// such; nothing is stored.
+func TestTestReceipt(t *testing.T) {
+	batch := map[string]int{"BATCH": 50}
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{
+		Secret: func(e string) string {
+			if e == "UNSIGNED" {
+				return ""
+			}
+			return "s3cret"
+		},
+		Batch: func(e string) int { return batch[e] },
+	})
+	rcv := newReceiver(t)
+	ctx := context.Background()
+
+	res, err := r.snd.Test(ctx, "ONE", rcv.URL)
+	if err != nil || res.Err != nil || res.Status != 200 || !res.Signed || res.Batched || res.Duration <= 0 {
+		t.Fatalf("Test = %+v, %v", res, err)
+	}
+	p := rcv.next(t)
+	if !Verify("s3cret", p.ts, p.body, p.sig) {
+		t.Errorf("signature %q does not verify", p.sig)
+	}
+	var rc Receipt
+	if err := json.Unmarshal(p.body, &rc); err != nil || rc.ID != TestReceiptID || rc.State != "delivered" || rc.Delivered != 1 {
+		t.Errorf("body %s: %+v, %v", p.body, rc, err)
+	}
+
+	if res, err = r.snd.Test(ctx, "BATCH", rcv.URL); err != nil || !res.Batched || res.Status != 200 {
+		t.Fatalf("batched Test = %+v, %v", res, err)
+	}
+	var b Batch
+	if p := rcv.next(t); json.Unmarshal(p.body, &b) != nil || len(b.Receipts) != 1 || b.Receipts[0].ID != TestReceiptID {
+		t.Errorf("batched body %s", p.body)
+	}
+
+	if res, err = r.snd.Test(ctx, "UNSIGNED", rcv.URL); err != nil || res.Signed {
+		t.Fatalf("unsigned Test = %+v, %v", res, err)
+	}
+	if p := rcv.next(t); p.sig != "" {
+		t.Errorf("an enterprise without a secret got signature %q", p.sig)
+	}
+
+	rcv.mu.Lock()
+	rcv.fail = []int{401}
+	rcv.mu.Unlock()
+	res, err = r.snd.Test(ctx, "ONE", rcv.URL)
+	var st errStatus
+	if err != nil || res.Status != 401 || !errors.As(res.Err, &st) {
+		t.Fatalf("refused Test = %+v, %v", res, err)
+	}
+	rcv.next(t)
+	if n, err := r.store.HookPending(); err != nil || n != 0 {
+		t.Errorf("a test receipt was stored: %d pending, %v", n, err)
+	}
+}
+
+// TestTestReceiptLimits: an enterprise gets testsPerMinute test receipts a
+// minute and one at a time; testsInFlight are in flight over all
+// enterprises; a refused one posts nothing. The refused address check
+// applies to test receipts as to receipts.
+func TestTestReceiptLimits(t *testing.T) {
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Timeout: 5 * time.Second})
+	rcv := newReceiver(t)
+	ctx := context.Background()
+	for i := range testsPerMinute {
+		if _, err := r.snd.Test(ctx, "A", rcv.URL); err != nil {
+			t.Fatalf("test %d: %v", i+1, err)
+		}
+		rcv.next(t)
+	}
+	if _, err := r.snd.Test(ctx, "A", rcv.URL); !errors.Is(err, ErrTestBusy) {
+		t.Fatalf("test %d in a minute: %v, want ErrTestBusy", testsPerMinute+1, err)
+	}
+	// A minute later the enterprise may test again.
+	r.snd.tests.mu.Lock()
+	for i := range r.snd.tests.recent["A"] {
+		r.snd.tests.recent["A"][i] = r.snd.tests.recent["A"][i].Add(-time.Minute)
+	}
+	r.snd.tests.mu.Unlock()
+	if _, err := r.snd.Test(ctx, "A", rcv.URL); err != nil {
+		t.Fatalf("a minute later: %v", err)
+	}
+	rcv.next(t)
+
+	// Endpoints that hold their answer: one test at a time an enterprise,
+	// testsInFlight over all.
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) }) // runs before slow.Close: handlers return
+	type out struct {
+		res TestResult
+		err error
+	}
+	results := make(chan out, testsInFlight)
+	for i := range testsInFlight {
+		go func() {
+			res, err := r.snd.Test(ctx, string(rune('B'+i)), slow.URL)
+			results <- out{res, err}
+		}()
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("test %d did not reach the endpoint", i+1)
+		}
+	}
+	if _, err := r.snd.Test(ctx, "B", slow.URL); !errors.Is(err, ErrTestBusy) {
+		t.Errorf("a second test of an enterprise in flight: %v, want ErrTestBusy", err)
+	}
+	if _, err := r.snd.Test(ctx, "Z", rcv.URL); !errors.Is(err, ErrTestBusy) {
+		t.Errorf("a test beyond %d in flight: %v, want ErrTestBusy", testsInFlight, err)
+	}
+	select {
+	case <-arrived:
+		t.Error("a refused test reached the endpoint")
+	default:
+	}
+	for range testsInFlight {
+		release <- struct{}{}
+	}
+	for range testsInFlight {
+		if o := <-results; o.err != nil || o.res.Status != 200 {
+			t.Errorf("held test: %+v, %v", o.res, o.err)
+		}
+	}
+	if _, err := r.snd.Test(ctx, "B", rcv.URL); err != nil {
+		t.Errorf("after the held tests ended: %v", err)
+	}
+	rcv.next(t)
+
+	// A fresh endpoint, so that the POST dials (the check is at dial
+	// time) instead of reusing a connection kept alive.
+	r.snd.cfg.AllowPrivate = false
+	res, err := r.snd.Test(ctx, "C", newReceiver(t).URL)
+	if err != nil || !errors.Is(res.Err, ErrRefusedAddress) || res.Status != 0 {
+		t.Errorf("loopback without allow_private: %+v, %v", res, err)
+	}
+}
