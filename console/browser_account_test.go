@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // A person who forgot the password asks for a new one with the FAQ's
@@ -155,4 +157,53 @@ func TestBrowserEnterpriseNotAdmin(t *testing.T) {
 	b.waitText(".error", "企业管理仅限企业管理员", false)
 	b.waitText("h1", "出错了", false)
 	b.shot("users_forbidden")
+}
+
+// amy opens 回执推送 from her menu, sets the URL and a batch, generates a
+// secret (shown once) and sends a test receipt, which reaches her
+// endpoint signed with it; the page shows the endpoint's answer.
+func TestBrowserReceipts(t *testing.T) {
+	r := newRig(t)
+	ep, posts := receiptEndpoint(t)
+	b := newBrowser(t)
+	b.login(r.url, "amy")
+	b.run("open 回执推送", chromedp.Click(chromedp.CSS(`nav.side a[href="/enterprise/receipts"]`)))
+	b.waitText("h1", "回执推送", false)
+	b.run("set the URL and the batch",
+		chromedp.SendKeys(chromedp.CSS(`input[name=receipt_url]`), ep.URL+"/sms/receipts"),
+		chromedp.SetValue(chromedp.CSS(`input[name=receipt_batch]`), "50"),
+		chromedp.Click(chromedp.CSS(`#receipt-form button[type=submit]`)),
+	)
+	b.waitText(".notice", "回执推送设置已保存", false)
+	b.waitText("#receipt-url", ep.URL+"/sms/receipts", false)
+	b.waitText("#receipt-batch", "最多 50 条", false)
+	b.run("generate a secret", chromedp.Click(chromedp.CSS(`#secret-form button`)))
+	b.waitText("#new-secret", "只显示这一次", false)
+	secret := b.text("code.secret")
+	if !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("secret shown: %q", secret)
+	}
+	b.shot("receipts_secret")
+	b.run("send a test receipt", chromedp.Click(chromedp.CSS(`#test-form button[type=submit]`)))
+	b.waitText("#test-result", "推送成功", false)
+	if s := b.text("#test-result"); !strings.Contains(s, "204") || !strings.Contains(s, "已签名") {
+		t.Errorf("test result: %q", s)
+	}
+	select {
+	case p := <-posts:
+		if !webhook.Verify(secret, p.ts, p.body, p.sig) {
+			t.Error("the test receipt does not verify with the secret the page showed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint got no test receipt")
+	}
+	if s := b.text("#secret-form button"); s != "更换密钥" {
+		t.Errorf("after a secret, the button reads %q", s)
+	}
+	b.shot("receipts")
+	b.mobile()
+	b.run("reload", chromedp.Navigate(r.url+"/enterprise/receipts"))
+	b.waitText("h1", "回执推送", false)
+	b.shot("receipts_mobile")
+	b.desktop()
 }

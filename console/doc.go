@@ -51,7 +51,8 @@
 //   - records_why.go: the words of "为什么没有收到？" per state and error code.
 //   - pages_books.go: 个人通讯录, 企业通讯录, 白名单维护; pages_reminders.go:
 //     日程安排; zh_books.go: their template helpers.
-//   - pages_account.go: forgotten and changed passwords, 企业管理.
+//   - pages_account.go: forgotten and changed passwords, 企业管理;
+//     pages_receipts.go: 回执推送 (the receipt webhook).
 //   - pages_desk.go: the account manager's desk (/ops/), 运行概况;
 //     desk_enterprises.go, desk_approvals.go, desk_bills.go: its other pages.
 package console

@@ -25,6 +25,7 @@ import (
 	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
+	"github.com/qxtd/qxtd/webhook"
 
 	_ "time/tzdata"
 )
@@ -143,8 +144,16 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The receipt webhooks' sender, for 回执推送's test receipts (to the
+	// tests' endpoints on loopback: private addresses allowed).
+	hooks, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Timeout: 5 * time.Second,
+		Secret: func(code string) string { e, _ := r.pol.Lookup(code); return e.Receipt.Secret },
+		Batch:  func(code string) int { e, _ := r.pol.Lookup(code); return e.Receipt.Batch }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
-		ClusterStatus: r.cluster.Load})
+		ClusterStatus: r.cluster.Load, Webhooks: hooks})
 	r.con, err = New(Config{API: r.api.Handler()})
 	if err != nil {
 		t.Fatal(err)

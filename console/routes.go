@@ -19,6 +19,7 @@ var enterpriseRoutes = concat(
 	recordRoutes,
 	bookRoutes,
 	accountRoutes,
+	receiptRoutes,
 )
 
 // opsPublicRoutes is the account manager's login.

@@ -215,3 +215,57 @@ func hookSecretAndLogin(t *testing.T, base string) (secret, token string) {
 	}
 	return sec.Secret, login.Token
 }
+
+// TestReceiptWebhookSelfServiceEndToEnd: the daemon wires the webhook
+// sender to the self-service routes. An enterprise admin sets the URL
+// over /v1, generates a secret and sends a test receipt, which reaches
+// the endpoint signed with that secret; a real send's receipt then goes
+// to the URL the admin set, signed the same.
+func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
+	_, base := hookDaemon(t)
+	rcv, posts := hookReceiver(t)
+	if code, body := postJSON(t, "PATCH", base+"/admin/v1/users/esme", "test-token", `{"role":"admin"}`); code != http.StatusOK {
+		t.Fatalf("make esme an admin: %d %s", code, body)
+	}
+	code, body := postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+	var login struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	if code, body = postJSON(t, "PATCH", base+"/v1/receipt-webhook", login.Token, `{"receipt_url":"`+rcv.URL+`/self"}`); code != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", code, body)
+	}
+	code, body = postJSON(t, "POST", base+"/v1/receipt-webhook/secret", login.Token, "")
+	var sec struct{ Secret string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &sec) != nil || sec.Secret == "" {
+		t.Fatalf("secret: %d %s", code, body)
+	}
+	code, body = postJSON(t, "POST", base+"/v1/receipt-webhook/test", login.Token, "")
+	if code != http.StatusOK || !strings.Contains(body, `"delivered":true`) || !strings.Contains(body, `"signed":true`) {
+		t.Fatalf("test: %d %s", code, body)
+	}
+	p := nextHookPost(t, posts)
+	if !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) || !strings.Contains(string(p.body), `"id":"0"`) {
+		t.Fatalf("test receipt %s, signature %s", p.body, p.sig)
+	}
+	code, body = postJSON(t, "POST", base+"/v1/messages", login.Token, `{"to":["13800138000"],"text":"自助设置的回执"}`)
+	if code != http.StatusOK {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	p = nextHookPost(t, posts)
+	var rc webhook.Receipt
+	if json.Unmarshal(p.body, &rc) != nil || rc.ID == webhook.TestReceiptID || rc.Recipient != "13800138000" || !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
+		t.Fatalf("the send's receipt %s, signature %s", p.body, p.sig)
+	}
+}
+
+func nextHookPost(t *testing.T, posts <-chan hookPost) hookPost {
+	t.Helper()
+	select {
+	case p := <-posts:
+		return p
+	case <-time.After(20 * time.Second):
+		t.Fatal("no receipt POST within 20 s")
+	}
+	return hookPost{}
+}

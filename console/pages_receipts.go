@@ -1,0 +1,113 @@
+package console
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// 回执推送: the enterprise's receipt webhook, self-service. Where the
+// final receipts of its HTTP sends are POSTed, how many a POST, the secret
+// that signs them, and a test receipt to check an endpoint. Every rule is
+// the API's (/v1/receipt-webhook): a member sees the settings, an admin
+// changes them. A new secret and a test's outcome are shown on the page
+// the POST answers (a redirect would have to carry the secret).
+
+var receiptRoutes = []route{
+	{"GET /enterprise/receipts", (*Server).receiptsPage},
+	{"POST /enterprise/receipts", (*Server).saveReceipts},
+	{"POST /enterprise/receipts/secret", (*Server).newReceiptSecret},
+	{"POST /enterprise/receipts/test", (*Server).testReceipt},
+}
+
+// receiptsData is the 回执推送 page.
+type receiptsData struct {
+	Hook   api.ReceiptWebhook
+	Secret string                  // a secret just generated, shown this once
+	Test   *api.ReceiptWebhookTest // the outcome of a test just sent
+}
+
+// Batch is the batch as the page shows it: 1 for one a POST.
+func (d *receiptsData) Batch() int { return max(d.Hook.ReceiptBatch, 1) }
+
+func (s *Server) receiptsView(q *req, p *page, code int, d *receiptsData) {
+	if err := s.call(q.r, http.MethodGet, "/v1/receipt-webhook", nil, &d.Hook); err != nil {
+		q.adminFail(err)
+		return
+	}
+	p.D = d
+	q.render(code, "receipts", p)
+}
+
+func (s *Server) receiptsPage(q *req) {
+	s.receiptsView(q, q.view(nil), http.StatusOK, &receiptsData{})
+}
+
+func (s *Server) saveReceipts(q *req) {
+	p := q.view(nil)
+	url := strings.TrimSpace(q.r.PostFormValue("receipt_url"))
+	batchText := strings.TrimSpace(q.r.PostFormValue("receipt_batch"))
+	p.Form.Set("receipt_url", url)
+	p.Form.Set("receipt_batch", batchText)
+	batch, err := strconv.Atoi(batchText)
+	if batchText == "" {
+		batch, err = 1, nil
+	}
+	if err != nil || batch < 1 || batch > 1000 {
+		p.Errors["receipt_batch"] = "每次推送条数须为 1 到 1000 的整数。"
+		s.receiptsView(q, p, http.StatusBadRequest, &receiptsData{})
+		return
+	}
+	in := api.ReceiptWebhookPatch{ReceiptURL: &url, ReceiptBatch: &batch}
+	if err := s.call(q.r, http.MethodPatch, "/v1/receipt-webhook", in, nil); err != nil {
+		if isStatus(err, http.StatusForbidden) {
+			q.adminFail(err)
+			return
+		}
+		code, ok := q.fieldErr(p, err, "receipt_url", "receipt_batch")
+		if !ok {
+			return
+		}
+		s.receiptsView(q, p, code, &receiptsData{})
+		return
+	}
+	notice := "回执推送设置已保存，下一次推送即生效。"
+	if url == "" {
+		notice = "已清除推送地址：HTTP 接口发送的短信不再推送回执（请求中指定了 receipt_url 的除外）。"
+	}
+	q.redirect("/enterprise/receipts", notice)
+}
+
+func (s *Server) newReceiptSecret(q *req) {
+	var out api.ReceiptWebhookSecret
+	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/secret", nil, &out); err != nil {
+		q.adminFail(err)
+		return
+	}
+	s.receiptsView(q, q.view(nil), http.StatusOK, &receiptsData{Secret: out.Secret})
+}
+
+func (s *Server) testReceipt(q *req) {
+	p := q.view(nil)
+	url := strings.TrimSpace(q.r.PostFormValue("url"))
+	p.Form.Set("url", url)
+	var out api.ReceiptWebhookTest
+	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/test", api.ReceiptWebhookTestIn{URL: url}, &out); err != nil {
+		if isStatus(err, http.StatusForbidden) {
+			q.adminFail(err)
+			return
+		}
+		code, ok := q.fieldErr(p, err, "url")
+		if !ok {
+			return
+		}
+		if isStatus(err, http.StatusTooManyRequests) {
+			p.Errors["url"] = "测试过于频繁：同一时间只能发送一条测试回执，每分钟最多 10 条，请稍后再试。"
+		}
+		s.receiptsView(q, p, code, &receiptsData{})
+		return
+	}
+	s.receiptsView(q, p, http.StatusOK, &receiptsData{Test: &out})
+}

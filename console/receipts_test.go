@@ -1,0 +1,107 @@
+package console
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// receiptEndpoint is an enterprise's receipt receiver on loopback: each
+// POST's body and signature headers arrive on the channel.
+type receiptPost struct {
+	body    []byte
+	ts, sig string
+}
+
+func receiptEndpoint(t *testing.T) (*httptest.Server, <-chan receiptPost) {
+	t.Helper()
+	ch := make(chan receiptPost, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ch <- receiptPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature")}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+var secretRE = regexp.MustCompile(`<code class="secret">(whsec_[0-9a-f]+)</code>`)
+
+// 回执推送: amy (admin) sets the URL and batch, is refused a bad URL or
+// batch next to its field, generates a secret shown once, and sends a
+// test receipt that arrives signed with that secret; alice (user) reads
+// the settings and changes nothing.
+func TestReceiptsPage(t *testing.T) {
+	r := newRig(t)
+	ep, posts := receiptEndpoint(t)
+	amy := r.client()
+	amy.login("amy")
+	amy.get("/enterprise/receipts").wantPage(t, "回执推送", `href="/enterprise/receipts" class="on"`, "未设置", `id="receipt-form"`)
+
+	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "receipt_batch": {"5"}})
+	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/receipts" {
+		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
+	}
+	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥")
+	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 {
+		t.Fatalf("stored %+v", e.Receipt)
+	}
+
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {"ftp://example.com/"}, "receipt_batch": {"5"}})
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `class="ferr"`) || !strings.Contains(a.Body, "only http and https") {
+		t.Fatalf("bad URL: %d\n%s", a.Status, a.Body)
+	}
+	if !strings.Contains(a.Body, `value="ftp://example.com/"`) {
+		t.Error("the refused URL is not kept in the form")
+	}
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL}, "receipt_batch": {"0"}})
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "每次推送条数须为 1 到 1000 的整数") {
+		t.Fatalf("batch 0: %d\n%s", a.Status, a.Body)
+	}
+
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts/secret", url.Values{})
+	m := secretRE.FindStringSubmatch(a.Body)
+	if a.Status != http.StatusOK || m == nil || !strings.Contains(a.Body, "只显示这一次") {
+		t.Fatalf("new secret: %d\n%s", a.Status, a.Body)
+	}
+	secret := m[1]
+	if e, _ := r.pol.Lookup("A"); e.Receipt.Secret != secret {
+		t.Fatal("the secret shown is not the one stored")
+	}
+	if p := amy.get("/enterprise/receipts"); strings.Contains(p.Body, secret) || !strings.Contains(p.Body, "已设置密钥") {
+		t.Fatalf("the secret is shown again, or not marked set:\n%s", p.Body)
+	}
+
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts/test", url.Values{"url": {""}})
+	a.wantPage(t, `id="test-result"`, "推送成功", "204", "批量", "已签名")
+	p := <-posts
+	if !webhook.Verify(secret, p.ts, p.body, p.sig) {
+		t.Errorf("the test receipt does not verify with the secret shown")
+	}
+	var b webhook.Batch
+	if err := json.Unmarshal(p.body, &b); err != nil || len(b.Receipts) != 1 || b.Receipts[0].ID != webhook.TestReceiptID {
+		t.Errorf("test receipt body %s", p.body)
+	}
+
+	alice := r.client()
+	alice.login("alice")
+	page := alice.get("/enterprise/receipts")
+	page.wantPage(t, "<code>"+ep.URL+"/sms</code>", "推送设置由本企业的管理员修改")
+	if strings.Contains(page.Body, `id="receipt-form"`) || strings.Contains(page.Body, `id="test-form"`) {
+		t.Error("a plain user is shown the admin's forms")
+	}
+	empty := url.Values{"receipt_url": {""}, "receipt_batch": {"1"}}
+	if a := alice.submit("/enterprise/receipts", "/enterprise/receipts", empty); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "企业管理仅限企业管理员使用") {
+		t.Fatalf("a user's save: %d\n%s", a.Status, a.Body)
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.URL == "" {
+		t.Fatal("a plain user removed the URL")
+	}
+}
