@@ -71,6 +71,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"GET /admin/v1/enterprises/{code}", s.showEnterprise},
 		{"PATCH /admin/v1/enterprises/{code}", s.updateEnterprise},
 		{"POST /admin/v1/enterprises/{code}/receipt-secret", s.setReceiptSecret},
+		{"POST /admin/v1/enterprises/{code}/receipt-test", s.adminReceiptTest},
 
 		{"POST /admin/v1/enterprises/{code}/users", s.createUser},
 		{"GET /admin/v1/enterprises/{code}/users", s.listUsers},

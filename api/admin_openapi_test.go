@@ -176,6 +176,8 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"Usage":                 Usage{},
 		"ReceiptSecretRequest":  ReceiptSecretRequest{},
 		"ReceiptSecret":         ReceiptSecret{},
+		"ReceiptWebhookTestIn":  ReceiptWebhookTestIn{},
+		"ReceiptWebhookTest":    ReceiptWebhookTest{},
 		"NewUser":               NewUser{},
 		"UserPatch":             UserPatch{},
 		"User":                  User{},

@@ -180,6 +180,12 @@ func (c *Client) UpdateEnterprise(code string, p EnterprisePatch) (*Enterprise, 
 	return call[Enterprise](c, http.MethodPatch, "/admin/v1/enterprises/"+seg(code), p)
 }
 
+// TestReceipt sends an enterprise's test receipt to url ("": its
+// receipt_url) and returns what the endpoint did.
+func (c *Client) TestReceipt(code, url string) (*ReceiptWebhookTest, error) {
+	return call[ReceiptWebhookTest](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-test", ReceiptWebhookTestIn{URL: url})
+}
+
 // SetReceiptSecret sets the secret that signs an enterprise's receipt
 // webhooks, or generates one when secret is empty; the answer holds it.
 func (c *Client) SetReceiptSecret(code, secret string) (*ReceiptSecret, error) {

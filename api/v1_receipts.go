@@ -114,6 +114,23 @@ func (s *Server) testReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Re
 	if !requireAdmin(c, w) {
 		return
 	}
+	s.receiptTest(w, r, c.ent)
+}
+
+// adminReceiptTest: POST /admin/v1/enterprises/{code}/receipt-test, the
+// account manager's check of an enterprise's endpoint (same limits).
+func (s *Server) adminReceiptTest(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	e, err := s.cfg.Policy.Enterprise(a, r.PathValue("code"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.receiptTest(w, r, e)
+}
+
+// receiptTest sends enterprise e's test receipt to the body's url, or to
+// e's receipt_url, and answers what the endpoint did.
+func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.Enterprise) {
 	if s.cfg.Webhooks == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "no receipt webhook sender")
 		return
@@ -123,7 +140,7 @@ func (s *Server) testReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Re
 		return
 	}
 	if in.URL == "" {
-		in.URL = c.ent.Receipt.URL
+		in.URL = e.Receipt.URL
 	}
 	if in.URL == "" {
 		writeError(w, http.StatusBadRequest, "invalid", "url: no receipt_url is set; name one to test")
@@ -133,7 +150,7 @@ func (s *Server) testReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Re
 		writeErr(w, err)
 		return
 	}
-	res, err := s.cfg.Webhooks.Test(r.Context(), c.ent.Code, in.URL)
+	res, err := s.cfg.Webhooks.Test(r.Context(), e.Code, in.URL)
 	if errors.Is(err, webhook.ErrTestBusy) {
 		writeError(w, http.StatusTooManyRequests, "too_many_requests", "one test receipt at a time, at most 10 a minute: try again shortly")
 		return

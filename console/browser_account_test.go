@@ -206,4 +206,22 @@ func TestBrowserReceipts(t *testing.T) {
 	b.waitText("h1", "回执推送", false)
 	b.shot("receipts_mobile")
 	b.desktop()
+
+	// The account manager sees the webhook amy set and tests it from the
+	// desk (its own login, in the same browser).
+	b.run("the account manager opens the enterprise",
+		chromedp.Navigate(r.url+"/ops/enterprises/A"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+	)
+	b.waitText("#ent-receipts", ep.URL+"/sms/receipts", false) // the login goes back to the page asked for
+	b.run("test the endpoint", chromedp.Click(chromedp.CSS(`#ent-receipt-test button`)))
+	b.waitText("#test-result", "推送成功", false)
+	select {
+	case <-posts:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint got no test receipt from the desk")
+	}
+	b.shot("ops_enterprise_receipts")
 }

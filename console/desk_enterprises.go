@@ -152,6 +152,7 @@ type opsEntFormData struct {
 	Packages []api.PackageOut
 	Detail   *api.EnterpriseDetail // nil for a new enterprise
 	Users    []api.User
+	Test     *api.ReceiptWebhookTest // a test receipt just sent
 }
 
 func (s *Server) opsEnterpriseNewPage(q *req) {
@@ -213,11 +214,33 @@ func (s *Server) opsEnterprise(q *req) {
 	s.opsEnterpriseAgain(q, q.view(nil), http.StatusOK, true)
 }
 
+// opsReceiptTest sends the enterprise's test receipt to its endpoint and
+// shows the answer on its page.
+func (s *Server) opsReceiptTest(q *req) {
+	ec := q.r.PathValue("code")
+	p := q.view(nil)
+	var out api.ReceiptWebhookTest
+	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/receipt-test", api.ReceiptWebhookTestIn{}, &out); err != nil {
+		code, ok := q.formError(p, err)
+		if !ok {
+			return
+		}
+		s.opsEnterpriseAgain(q, p, code, true)
+		return
+	}
+	s.opsEnterpriseShow(q, p, http.StatusOK, true, &out)
+}
+
 // opsEnterpriseAgain renders an enterprise's page; fill puts its values
 // in the edit form (not after a refused edit: the operator's are kept).
 func (s *Server) opsEnterpriseAgain(q *req, p *page, code int, fill bool) {
+	s.opsEnterpriseShow(q, p, code, fill, nil)
+}
+
+// opsEnterpriseShow is opsEnterpriseAgain with a test receipt's outcome.
+func (s *Server) opsEnterpriseShow(q *req, p *page, code int, fill bool, test *api.ReceiptWebhookTest) {
 	ec := q.r.PathValue("code")
-	d := &opsEntFormData{Detail: &api.EnterpriseDetail{}}
+	d := &opsEntFormData{Detail: &api.EnterpriseDetail{}, Test: test}
 	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/enterprises/"+pathSeg(ec), nil, d.Detail); err != nil {
 		q.fail(err)
 		return

@@ -20,6 +20,7 @@ var deskRoutes = []route{
 	{"GET /ops/enterprises/{code}", (*Server).opsEnterprise},
 	{"POST /ops/enterprises/{code}", (*Server).opsEnterpriseUpdate},
 	{"POST /ops/enterprises/{code}/state", (*Server).opsEnterpriseState},
+	{"POST /ops/enterprises/{code}/receipt-test", (*Server).opsReceiptTest},
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},
 	{"POST /ops/enterprises/{code}/users/{sid}/password", (*Server).opsUserPassword},
 	{"GET /ops/approvals", (*Server).opsApprovals},

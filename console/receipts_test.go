@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/webhook"
 )
 
@@ -103,5 +104,27 @@ func TestReceiptsPage(t *testing.T) {
 	}
 	if e, _ := r.pol.Lookup("A"); e.Receipt.URL == "" {
 		t.Fatal("a plain user removed the URL")
+	}
+}
+
+// The account manager sees an enterprise's receipt webhook on its desk
+// page and tests the endpoint from there.
+func TestDeskReceiptTest(t *testing.T) {
+	r := newRig(t)
+	ep, posts := receiptEndpoint(t)
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts">未设置`)
+	if _, err := r.pol.UpdateEnterprise(policy.OperatorActor("t"), "A", func(e *policy.Enterprise) error {
+		e.Receipt = policy.ReceiptHook{URL: ep.URL + "/desk", Batch: 10}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/ops/enterprises/A").wantPage(t, "<code>"+ep.URL+"/desk</code>，每次最多 10 条", "未签名", `id="ent-receipt-test"`)
+	a := c.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-test", url.Values{})
+	a.wantPage(t, `id="test-result"`, "推送成功", "HTTP 204")
+	if p := <-posts; !strings.Contains(string(p.body), `"receipts":[{"id":"0"`) {
+		t.Errorf("the desk's test receipt: %s", p.body)
 	}
 }

@@ -34,7 +34,7 @@ func adminCmd() *cobra.Command {
 		Short: "Enterprises, users, whitelists, scope, packages (qxtd admin help)",
 	},
 		group(&cobra.Command{Use: "enterprise", Short: "Enterprises (集团)"},
-			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret()),
+			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret(), a.entReceiptTest()),
 		group(&cobra.Command{Use: "scope", Short: "National (全网) and off-net (外网) sending grants"},
 			a.scope(true), a.scope(false)),
 		group(&cobra.Command{Use: "package", Short: "Packages: the table, an enterprise's package"},
@@ -293,6 +293,34 @@ func (a *adminCLI) entReceiptSecret() *cobra.Command {
 			return nil
 		})
 	c.Flags().StringVar(&secret, "secret", "", "the secret (16 to 128 bytes); none: a random one")
+	return c
+}
+
+// entReceiptTest sends an enterprise's test receipt and prints what its
+// endpoint did; it fails (exit 1) unless the endpoint answered 2xx, so
+// that a script can check an endpoint.
+func (a *adminCLI) entReceiptTest() *cobra.Command {
+	var url string
+	c := a.leaf("receipt-test CODE [--url U]", "Send one sample receipt to the enterprise's receipt webhook and print the answer", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			r, err := cl.TestReceipt(args[0], url)
+			if err != nil {
+				return err
+			}
+			how := "unsigned"
+			if r.Signed {
+				how = "signed"
+			}
+			if r.Batched {
+				how += ", a batch of one"
+			}
+			if !r.Delivered {
+				return fmt.Errorf("%s: not delivered (HTTP %d, %.1f ms, %s): %s", r.URL, r.Status, r.DurationMS, how, r.Error)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: delivered, HTTP %d in %.1f ms (%s)\n", r.URL, r.Status, r.DurationMS, how)
+			return nil
+		})
+	c.Flags().StringVar(&url, "url", "", "the endpoint (default: the enterprise's receipt_url)")
 	return c
 }
 

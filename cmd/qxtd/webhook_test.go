@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -256,6 +257,25 @@ func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
 	var rc webhook.Receipt
 	if json.Unmarshal(p.body, &rc) != nil || rc.ID == webhook.TestReceiptID || rc.Recipient != "13800138000" || !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
 		t.Fatalf("the send's receipt %s, signature %s", p.body, p.sig)
+	}
+
+	// The account manager tests the same endpoint from the command line;
+	// an endpoint that refuses makes the command fail.
+	admin := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runIO(strings.NewReader(""), append([]string{"admin", "--api", base, "--token", "test-token"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	if code, out, errOut := admin("enterprise", "receipt-test", "T1"); code != 0 || !strings.Contains(out, rcv.URL+"/self: delivered, HTTP 200") || !strings.Contains(out, "signed") {
+		t.Fatalf("receipt-test: exit %d\n%s%s", code, out, errOut)
+	}
+	if p := nextHookPost(t, posts); !strings.Contains(string(p.body), `"id":"0"`) {
+		t.Fatalf("the operator's test receipt: %s", p.body)
+	}
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	t.Cleanup(refusing.Close)
+	if code, out, errOut := admin("enterprise", "receipt-test", "T1", "--url", refusing.URL); code != 1 || !strings.Contains(errOut, "not delivered (HTTP 403") {
+		t.Fatalf("receipt-test of a refusing endpoint: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
