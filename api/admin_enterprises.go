@@ -113,6 +113,7 @@ type EnterpriseDetail struct {
 	Users       int             `json:"users"`
 	Whitelist   WhitelistCounts `json:"whitelist"`
 	Usage       Usage           `json:"usage"`
+	Receipts    ReceiptStatus   `json:"receipts"` // its pushed receipts (v1_receipts.go)
 }
 
 // WhitelistCounts counts an enterprise's whitelist entries per state.
@@ -184,7 +185,7 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 		writeErr(w, err)
 		return
 	}
-	out := EnterpriseDetail{Enterprise: enterpriseOut(e)}
+	out := EnterpriseDetail{Enterprise: enterpriseOut(e), Receipts: s.receiptStatus(e.Code)}
 	if pkg, ok := p.Packages().Lookup(e.Package); ok {
 		out.PackageInfo = &pkg
 	}

@@ -178,6 +178,8 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"ReceiptSecret":         ReceiptSecret{},
 		"ReceiptWebhookTestIn":  ReceiptWebhookTestIn{},
 		"ReceiptWebhookTest":    ReceiptWebhookTest{},
+		"ReceiptStatus":         ReceiptStatus{},
+		"ReceiptPost":           ReceiptPost{},
 		"NewUser":               NewUser{},
 		"UserPatch":             UserPatch{},
 		"User":                  User{},

@@ -180,6 +180,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		"ReceiptWebhookSecret": ReceiptWebhookSecret{},
 		"ReceiptWebhookTestIn": ReceiptWebhookTestIn{},
 		"ReceiptWebhookTest":   ReceiptWebhookTest{},
+		"ReceiptStatus":        ReceiptStatus{},
+		"ReceiptPost":          ReceiptPost{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

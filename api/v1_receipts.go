@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/webhook"
@@ -19,9 +20,56 @@ import (
 
 // ReceiptWebhook is the answer of GET and PATCH /v1/receipt-webhook.
 type ReceiptWebhook struct {
-	ReceiptURL   string `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
-	ReceiptBatch int    `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
-	Signed       bool   `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
+	ReceiptURL   string        `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
+	ReceiptBatch int           `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
+	Signed       bool          `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
+	Status       ReceiptStatus `json:"status"`
+}
+
+// ReceiptStatus is how the enterprise's pushed receipts stand: what waits,
+// what fails, and how the last POST ended. It is what tells a slow or
+// failing endpoint apart from receipts that have not come yet.
+type ReceiptStatus struct {
+	Pending     int          `json:"pending"`                // receipts not yet delivered or given up, counted up to maxStatusCount
+	PendingMore bool         `json:"pending_more"`           // there are more than that
+	Retrying    int          `json:"retrying"`               // of those, the ones whose POST failed at least once
+	FirstDueAt  *time.Time   `json:"first_due_at,omitempty"` // the earliest due among them: a receipt waiting since then, if past
+	Last        *ReceiptPost `json:"last,omitempty"`         // the last POST of receipts by this node since it started
+}
+
+// ReceiptPost is how one POST of receipts ended.
+type ReceiptPost struct {
+	At        time.Time `json:"at"`
+	URL       string    `json:"url"`
+	Receipts  int       `json:"receipts"`
+	Delivered bool      `json:"delivered"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// maxStatusCount bounds the keys a status reads: an endpoint dead for a
+// day can leave millions, and any member may ask.
+const maxStatusCount = 10_000
+
+// receiptStatus is enterprise code's ReceiptStatus; what cannot be read
+// is left out (the settings are still worth answering).
+func (s *Server) receiptStatus(code string) ReceiptStatus {
+	var st ReceiptStatus
+	if s.cfg.Store != nil {
+		if sum, err := s.cfg.Store.HookSummary(code, maxStatusCount); err != nil {
+			s.log.Error("receipt status", "enterprise", code, "err", err)
+		} else {
+			st.Pending, st.PendingMore, st.Retrying = sum.Pending, sum.More, sum.Retrying
+			if !sum.FirstDue.IsZero() {
+				st.FirstDueAt = &sum.FirstDue
+			}
+		}
+	}
+	if s.cfg.Webhooks != nil {
+		if o, ok := s.cfg.Webhooks.Last(code); ok {
+			st.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
+		}
+	}
+	return st
 }
 
 // ReceiptWebhookPatch is the body of PATCH /v1/receipt-webhook; a field
@@ -55,13 +103,14 @@ type ReceiptWebhookTest struct {
 	Error      string  `json:"error,omitempty"` // why it was not delivered
 }
 
-func receiptWebhookOf(e *policy.Enterprise) ReceiptWebhook {
-	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != ""}
+func (s *Server) receiptWebhookOf(e *policy.Enterprise) ReceiptWebhook {
+	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
+		Status: s.receiptStatus(e.Code)}
 }
 
 // showReceiptWebhook: GET /v1/receipt-webhook (every member)
 func (s *Server) showReceiptWebhook(c *caller, w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, receiptWebhookOf(c.ent))
+	writeJSON(w, http.StatusOK, s.receiptWebhookOf(c.ent))
 }
 
 // patchReceiptWebhook: PATCH /v1/receipt-webhook (admins)
@@ -88,7 +137,7 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 	}
 	s.log.Info("receipt webhook changed", "enterprise", e.Code, "by", c.user.SystemID,
 		"receipt_url", e.Receipt.URL, "receipt_batch", e.Receipt.Batch)
-	writeJSON(w, http.StatusOK, receiptWebhookOf(e))
+	writeJSON(w, http.StatusOK, s.receiptWebhookOf(e))
 }
 
 // newReceiptSecret: POST /v1/receipt-webhook/secret (admins)

@@ -1,13 +1,16 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/qxtd/qxtd/webhook"
 )
@@ -120,5 +123,79 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["bob"], nil, &rw)
 	if rw.Signed || rw.ReceiptBatch != 0 {
 		t.Fatalf("B reads A's settings: %+v", rw)
+	}
+}
+
+// TestReceiptWebhookStatus: GET /v1/receipt-webhook tells a member what
+// waits and how the last POST ended: a receipt pending from when it was
+// due, then failing (retrying, with the endpoint's error), then
+// delivered.
+func TestReceiptWebhookStatus(t *testing.T) {
+	r := newUserRig(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	posted := make(chan struct{}, 4)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if fail.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		posted <- struct{}{}
+	}))
+	t.Cleanup(rcv.Close)
+	snd, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Backoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.cfg.Webhooks = snd
+	url := rcv.URL + "/st"
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReceiptURL: &url}, nil)
+	status := func() ReceiptStatus {
+		var rw ReceiptWebhook
+		r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["alice"], nil, &rw)
+		return rw.Status
+	}
+	if st := status(); st.Pending != 0 || st.Last != nil || st.FirstDueAt != nil {
+		t.Fatalf("before any send: %+v", st)
+	}
+	before := time.Now()
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "回执状态"})
+	waitUntil(t, func() (bool, string) {
+		st := status()
+		return st.Pending == 1 && st.Retrying == 0 && st.FirstDueAt != nil && !st.FirstDueAt.Before(before.Truncate(time.Second)),
+			fmt.Sprintf("the final receipt, not sent yet: %+v", st)
+	})
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); snd.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	<-posted
+	waitUntil(t, func() (bool, string) {
+		st := status()
+		return st.Pending == 1 && st.Retrying == 1 && st.Last != nil && !st.Last.Delivered && strings.Contains(st.Last.Error, "502") && st.Last.URL == url,
+			fmt.Sprintf("after the 502: %+v %+v", st, st.Last)
+	})
+	fail.Store(false)
+	<-posted
+	waitUntil(t, func() (bool, string) {
+		st := status()
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered && st.Last.Receipts == 1, fmt.Sprintf("after the delivery: %+v %+v", st, st.Last)
+	})
+}
+
+// waitUntil polls cond (an HTTP answer: there is no event to wait on)
+// until it holds, for at most 10 s.
+func waitUntil(t *testing.T, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(state)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/qxtd/qxtd/api"
 )
@@ -31,6 +32,16 @@ type receiptsData struct {
 
 // Batch is the batch as the page shows it: 1 for one a POST.
 func (d *receiptsData) Batch() int { return max(d.Hook.ReceiptBatch, 1) }
+
+// FirstDue is when the earliest pending receipt was due (zero: none).
+func (d *receiptsData) FirstDue() time.Time { return firstDue(d.Hook.Status) }
+
+func firstDue(st api.ReceiptStatus) time.Time {
+	if st.FirstDueAt == nil {
+		return time.Time{}
+	}
+	return *st.FirstDueAt
+}
 
 func (s *Server) receiptsView(q *req, p *page, code int, d *receiptsData) {
 	if err := s.call(q.r, http.MethodGet, "/v1/receipt-webhook", nil, &d.Hook); err != nil {

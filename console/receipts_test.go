@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,8 +10,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/webhook"
 )
 
@@ -50,7 +53,8 @@ func TestReceiptsPage(t *testing.T) {
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/receipts" {
 		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
 	}
-	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥")
+	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥",
+		`id="receipt-pending">0 条`, `id="receipt-last">本次启动以来尚无`)
 	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 {
 		t.Fatalf("stored %+v", e.Receipt)
 	}
@@ -127,4 +131,52 @@ func TestDeskReceiptTest(t *testing.T) {
 	if p := <-posts; !strings.Contains(string(p.body), `"receipts":[{"id":"0"`) {
 		t.Errorf("the desk's test receipt: %s", p.body)
 	}
+}
+
+// A receipt that the endpoint refuses shows on 回执推送 as pending and
+// retrying, with the endpoint's error as the last POST's outcome, and on
+// the desk's enterprise page.
+func TestReceiptsPageFailing(t *testing.T) {
+	r := newRig(t)
+	posted := make(chan struct{}, 4)
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		posted <- struct{}{}
+	}))
+	t.Cleanup(ep.Close)
+	ctx := context.Background()
+	m := &queue.Message{Account: "alice", Enterprise: "A", Dest: numA1, Upstream: "sim", ReceiptURL: ep.URL + "/bad",
+		Parts: []queue.Part{{Body: []byte("hi")}}}
+	if err := r.store.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); r.hooks.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	select {
+	case <-posted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receipt was never POSTed")
+	}
+	amy := r.client()
+	amy.login("amy")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := amy.get("/enterprise/receipts")
+		if strings.Contains(a.Body, "其中 1 条推送失败，等待重试") {
+			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "HTTP status 502", ep.URL+"/bad")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failure never showed:\n%s", a.Body)
+		}
+		time.Sleep(10 * time.Millisecond) // the retry is recorded after the POST: no event to wait on
+	}
+	ops := r.client()
+	ops.opsLogin()
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502")
 }

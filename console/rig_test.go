@@ -44,6 +44,7 @@ type rig struct {
 	pol     *policy.Policy
 	gw      *gateway.Gateway
 	api     *api.Server
+	hooks   *webhook.Sender // not running: a test that wants receipts POSTed runs it
 	con     *Server
 	clock   *clock
 	url     string
@@ -154,6 +155,7 @@ func newRig(t *testing.T) *rig {
 	}
 	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
 		ClusterStatus: r.cluster.Load, Webhooks: hooks})
+	r.hooks = hooks
 	r.con, err = New(Config{API: r.api.Handler()})
 	if err != nil {
 		t.Fatal(err)

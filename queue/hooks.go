@@ -85,6 +85,49 @@ func (s *Store) HookPending() (int, error) {
 	return n, err
 }
 
+// HookSummary is the state of an enterprise's receipt webhooks not yet
+// delivered or given up: what its admins see to tell a slow or failing
+// endpoint (GET /v1/receipt-webhook).
+type HookSummary struct {
+	Pending  int       // not yet delivered or given up; counted up to the limit asked for
+	More     bool      // the count stopped at that limit: there are more
+	Retrying int       // of those counted, the ones whose POST failed at least once
+	FirstDue time.Time // the earliest due time among them (a receipt waiting since then, if past); zero if none
+}
+
+// HookSummary counts enterprise's pending receipt webhooks, reading at
+// most limit keys (a dead endpoint can leave millions, and anyone of the
+// enterprise may ask): More says whether it stopped there.
+func (s *Store) HookSummary(enterprise string, limit int) (HookSummary, error) {
+	var sum HookSummary
+	prefix := prefixKey(enterprise, nil)
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketHook).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) != 16 {
+				continue
+			}
+			if sum.Pending >= limit {
+				sum.More = true
+				break
+			}
+			if sum.Pending == 0 {
+				sum.FirstDue = nanosTime(int64(binary.BigEndian.Uint64(rest)))
+			}
+			sum.Pending++
+			if a, _ := binary.Uvarint(v); a > 0 {
+				sum.Retrying++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return HookSummary{}, fmt.Errorf("queue: hook summary: %w", err)
+	}
+	return sum, nil
+}
+
 // DueHooks returns up to limit receipt webhooks of enterprise due at or
 // before now, oldest due first, skipping ids for which skip returns true.
 func (s *Store) DueHooks(enterprise string, now time.Time, limit int, skip func(id uint64) bool) ([]Hook, error) {

@@ -199,3 +199,46 @@ func TestDueHooksWhile(t *testing.T) {
 		t.Fatalf("take all: %d, next %v; want 3 and none after", len(hs), next)
 	}
 }
+
+// TestHookSummary: an enterprise's pending receipts are counted with
+// those that failed, from the earliest due; the count stops at the limit
+// and says so; another enterprise's are not counted.
+func TestHookSummary(t *testing.T) {
+	s := newStore(t, Options{})
+	ctx := context.Background()
+	cancelled := func(ent string, n int) {
+		for i := range n {
+			m := msg("alice", fmt.Sprintf("137123456%02d", i), 1)
+			m.Enterprise = ent
+			m.ReceiptURL = "http://127.0.0.1/x"
+			m.SendAt = time.Now().Add(time.Hour)
+			s.enqueue(m)
+			if err := s.Cancel(ctx, m.ID, ent); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := time.Now()
+	cancelled("a", 5)
+	cancelled("b", 2)
+	if sum, err := s.HookSummary("c", 10); err != nil || sum != (HookSummary{}) {
+		t.Fatalf("an enterprise without receipts: %+v, %v", sum, err)
+	}
+	hs, err := s.DueHooks("a", time.Now(), 2, nil)
+	if err != nil || len(hs) != 2 {
+		t.Fatalf("due: %d, %v", len(hs), err)
+	}
+	if err := s.RetryHooks(ctx, hs, []time.Time{time.Now().Add(time.Hour), time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.HookSummary("a", 10)
+	if err != nil || sum.Pending != 5 || sum.More || sum.Retrying != 2 || sum.FirstDue.Before(before) || sum.FirstDue.After(time.Now()) {
+		t.Fatalf("summary %+v, %v; want 5 pending, 2 retrying, the first due since the test began", sum, err)
+	}
+	if sum, _ := s.HookSummary("a", 3); sum.Pending != 3 || !sum.More {
+		t.Fatalf("limited to 3: %+v", sum)
+	}
+	if sum, _ := s.HookSummary("b", 10); sum.Pending != 2 || sum.Retrying != 0 {
+		t.Fatalf("b: %+v", sum)
+	}
+}

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // TestTestReceipt: a test receipt is one signed sample POST, a Batch of
@@ -155,5 +159,32 @@ func TestTestReceiptLimits(t *testing.T) {
 	res, err := r.snd.Test(ctx, "C", newReceiver(t).URL)
 	if err != nil || !errors.Is(res.Err, ErrRefusedAddress) || res.Status != 0 {
 		t.Errorf("loopback without allow_private: %+v, %v", res, err)
+	}
+}
+
+// TestLastOutcome: Last tells how an enterprise's last POST of receipts
+// ended, a failure with its error, then the delivery that followed; test
+// receipts do not count, and an enterprise without receipts has none.
+func TestLastOutcome(t *testing.T) {
+	rcv := newReceiver(t, 503)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: time.Second, Poll: 10 * time.Millisecond})
+	finalMessage(t, r.store, "ent1", rcv.URL+"/r", queue.StateDelivered)
+	rcv.next(t)
+	waitFor(t, func() (bool, string) {
+		o, ok := r.snd.Last("ent1")
+		return ok && !o.Delivered && strings.Contains(o.Err, "503") && o.URL == rcv.URL+"/r" && o.Receipts == 1,
+			fmt.Sprintf("after the 503: %+v, %v", o, ok)
+	})
+	rcv.next(t) // the retry, a second later
+	waitFor(t, func() (bool, string) {
+		o, ok := r.snd.Last("ent1")
+		return ok && o.Delivered && o.Err == "", fmt.Sprintf("after the retry: %+v, %v", o, ok)
+	})
+	if _, err := r.snd.Test(context.Background(), "ent2", rcv.URL); err != nil {
+		t.Fatal(err)
+	}
+	rcv.next(t)
+	if o, ok := r.snd.Last("ent2"); ok {
+		t.Errorf("a test receipt counted as the last POST: %+v", o)
 	}
 }

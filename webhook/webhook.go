@@ -156,6 +156,42 @@ type Sender struct {
 	latency prometheus.Histogram
 
 	tests testLimits // test receipts (test.go)
+
+	lastMu sync.Mutex
+	last   map[string]Outcome // each enterprise's last POST (Last)
+}
+
+// Outcome is how a POST of receipts ended.
+type Outcome struct {
+	At        time.Time
+	URL       string
+	Receipts  int  // the receipts it carried
+	Delivered bool // a 2xx came
+	Err       string
+}
+
+// note remembers the outcome of the POST of n receipts starting with h.
+func (s *Sender) note(h queue.Hook, n int, err error) {
+	o := Outcome{At: time.Now(), URL: h.Msg.ReceiptURL, Receipts: n, Delivered: err == nil}
+	if err != nil {
+		o.Err = err.Error()
+	}
+	s.lastMu.Lock()
+	if s.last == nil {
+		s.last = make(map[string]Outcome)
+	}
+	s.last[h.Enterprise] = o // one an enterprise that had receipts since the start
+	s.lastMu.Unlock()
+}
+
+// Last is how the enterprise's last POST of receipts by this process
+// ended (test receipts not counted); false if it made none since it
+// started.
+func (s *Sender) Last(enterprise string) (Outcome, bool) {
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	o, ok := s.last[enterprise]
+	return o, ok
 }
 
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
@@ -581,6 +617,7 @@ func (s *Sender) deliver(ctx context.Context, hs []queue.Hook, batched bool, ack
 	if err != nil && ctx.Err() != nil {
 		return false // stopping: the receipts stay due for the next start, no failure counted
 	}
+	s.note(hs[0], len(hs), err)
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.
