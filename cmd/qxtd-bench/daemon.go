@@ -222,6 +222,25 @@ func sumMetrics(text string, names []string) map[string]float64 {
 // `qxtd serve --check`, starts `qxtd serve` and waits for /readyz to say
 // ready (every bind to the peer up).
 func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
+	for attempt := 1; ; attempt++ {
+		d, err := startDaemonOnce(ctx, o)
+		if err == nil || attempt == portAttempts || !errors.Is(err, errPortTaken) {
+			return d, err
+		}
+	}
+}
+
+// portAttempts is how many times startDaemon tries, each with new ports.
+const portAttempts = 3
+
+// errPortTaken is a qxtd that could not listen on a port freeAddr had
+// found free: between that check and qxtd's listen, an outgoing
+// connection of this machine can be given the same port (the kernel
+// takes both from one range). One round of a five-round run failed so
+// (2026-12-05); startDaemon tries again with new ports.
+var errPortTaken = errors.New("a port was taken before qxtd listened")
+
+func startDaemonOnce(ctx context.Context, o daemonOpts) (*daemon, error) {
 	base, err := os.ReadFile(o.BaseConfig)
 	if err != nil {
 		return nil, err
@@ -329,7 +348,11 @@ func (d *daemon) waitReady(ctx context.Context, limit time.Duration) error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-d.exited:
-			return fmt.Errorf("qxtd exited at start (%v); its log:\n%s", d.waitErr, d.tail(20))
+			log := d.tail(20)
+			if strings.Contains(log, "address already in use") {
+				return fmt.Errorf("%w: qxtd exited at start (%v); its log:\n%s", errPortTaken, d.waitErr, log)
+			}
+			return fmt.Errorf("qxtd exited at start (%v); its log:\n%s", d.waitErr, log)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(poll):
