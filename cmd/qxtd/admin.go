@@ -231,10 +231,36 @@ func (a *adminCLI) entShow() *cobra.Command {
 					limit = fmt.Sprintf("limit %d", d.Usage.Limit)
 				}
 				fmt.Fprintf(w, "usage %s\t%d charged, %d reserved, %s\n", d.Usage.Month, d.Usage.Charged, d.Usage.Reserved, limit)
+				printReceiptStatus(w, d.Receipts)
 			})
 		})
 	c.Flags().StringVar(&month, "month", "", "billing month YYYY-MM (default: this month)")
 	return c
+}
+
+// printReceiptStatus is the "receipts" line of enterprise show: what
+// waits to be pushed, and how this node's last POST ended.
+func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
+	more := ""
+	if st.PendingMore {
+		more = "+"
+	}
+	line := fmt.Sprintf("%d%s pending, %d retrying", st.Pending, more, st.Retrying)
+	if st.FirstDueAt != nil {
+		line += ", the first due " + st.FirstDueAt.Format(time.RFC3339)
+	}
+	if l := st.Last; l != nil {
+		outcome := "delivered"
+		if !l.Delivered {
+			outcome = "failed: " + l.Error
+		}
+		n := fmt.Sprintf("%d receipts", l.Receipts)
+		if l.Receipts == 1 {
+			n = "1 receipt"
+		}
+		line += fmt.Sprintf("; last POST %s (%s) %s", l.At.Format(time.RFC3339), n, outcome)
+	}
+	fmt.Fprintf(w, "receipts\t%s\n", line)
 }
 
 func (a *adminCLI) entSet() *cobra.Command {

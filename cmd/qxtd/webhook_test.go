@@ -272,6 +272,18 @@ func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
 	if p := nextHookPost(t, posts); !strings.Contains(string(p.body), `"id":"0"`) {
 		t.Fatalf("the operator's test receipt: %s", p.body)
 	}
+	// The delivery is recorded after the POST's answer: poll for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _ := admin("enterprise", "show", "T1")
+		if strings.Contains(out, "receipts") && strings.Contains(out, "0 pending, 0 retrying; last POST") && strings.Contains(out, "(1 receipt) delivered") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enterprise show never told the delivery:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
 	t.Cleanup(refusing.Close)
 	if code, out, errOut := admin("enterprise", "receipt-test", "T1", "--url", refusing.URL); code != 1 || !strings.Contains(errOut, "not delivered (HTTP 403") {
