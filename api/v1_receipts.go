@@ -122,6 +122,10 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 	if !decodeBody(w, r, &in) {
 		return
 	}
+	if in.ReceiptURL == nil && in.ReceiptBatch == nil {
+		writeErr(w, invalidf("nothing to change: give receipt_url or receipt_batch"))
+		return
+	}
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
 		if in.ReceiptURL != nil {
 			h.URL = *in.ReceiptURL

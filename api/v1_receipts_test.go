@@ -73,6 +73,7 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != url || e.Receipt.Batch != 20 {
 		t.Fatalf("stored %+v", e.Receipt)
 	}
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{})
 	ftp, big := "ftp://example.com/", 1001
 	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptURL: &ftp})
 	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptBatch: &big})
