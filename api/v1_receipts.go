@@ -28,7 +28,9 @@ type ReceiptWebhook struct {
 
 // ReceiptStatus is how the enterprise's pushed receipts stand: what waits,
 // what fails, and how the last POST ended. It is what tells a slow or
-// failing endpoint apart from receipts that have not come yet.
+// failing endpoint apart from receipts that have not come yet. It is this
+// node's: in a cluster each node keeps and pushes the receipts of the
+// messages it accepted.
 type ReceiptStatus struct {
 	Pending     int          `json:"pending"`                // receipts not yet delivered or given up, counted up to maxStatusCount
 	PendingMore bool         `json:"pending_more"`           // there are more than that

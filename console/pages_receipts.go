@@ -34,13 +34,11 @@ type receiptsData struct {
 func (d *receiptsData) Batch() int { return max(d.Hook.ReceiptBatch, 1) }
 
 // FirstDue is when the earliest pending receipt was due (zero: none).
-func (d *receiptsData) FirstDue() time.Time { return firstDue(d.Hook.Status) }
-
-func firstDue(st api.ReceiptStatus) time.Time {
-	if st.FirstDueAt == nil {
+func (d *receiptsData) FirstDue() time.Time {
+	if d.Hook.Status.FirstDueAt == nil {
 		return time.Time{}
 	}
-	return *st.FirstDueAt
+	return *d.Hook.Status.FirstDueAt
 }
 
 func (s *Server) receiptsView(q *req, p *page, code int, d *receiptsData) {
