@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/qxtd/qxtd/smpp"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 const (
@@ -230,6 +231,11 @@ func newMetricChecker(t *testing.T) *metricChecker {
 	r.sim.DropConnections()
 	waitForSeries(ctx, t, r.reg, "qxtd_upstream_disconnects_total")
 
+	// The receipt webhooks' metrics are the daemon's too (cmd/qxtd
+	// registers its webhook.Sender on the same registry).
+	if _, err := webhook.New(webhook.Config{Store: r.store, Registerer: r.reg}); err != nil {
+		t.Fatal(err)
+	}
 	c := &metricChecker{qxtd: gatherTypes(t, r.reg)}
 	rt := prometheus.NewRegistry()
 	rt.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
