@@ -72,6 +72,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"PATCH /admin/v1/enterprises/{code}", s.updateEnterprise},
 		{"POST /admin/v1/enterprises/{code}/receipt-secret", s.setReceiptSecret},
 		{"POST /admin/v1/enterprises/{code}/receipt-test", s.adminReceiptTest},
+		{"POST /admin/v1/enterprises/{code}/receipt-retry", s.adminReceiptRetry},
 
 		{"POST /admin/v1/enterprises/{code}/users", s.createUser},
 		{"GET /admin/v1/enterprises/{code}/users", s.listUsers},

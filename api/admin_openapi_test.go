@@ -180,6 +180,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"ReceiptWebhookTest":    ReceiptWebhookTest{},
 		"ReceiptStatus":         ReceiptStatus{},
 		"ReceiptPost":           ReceiptPost{},
+		"ReceiptWebhookRetry":   ReceiptWebhookRetry{},
 		"NewUser":               NewUser{},
 		"UserPatch":             UserPatch{},
 		"User":                  User{},

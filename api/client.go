@@ -186,6 +186,12 @@ func (c *Client) TestReceipt(code, url string) (*ReceiptWebhookTest, error) {
 	return call[ReceiptWebhookTest](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-test", ReceiptWebhookTestIn{URL: url})
 }
 
+// RetryReceipts makes an enterprise's receipts that wait for a later
+// retry due now.
+func (c *Client) RetryReceipts(code string) (*ReceiptWebhookRetry, error) {
+	return call[ReceiptWebhookRetry](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-retry", nil)
+}
+
 // SetReceiptSecret sets the secret that signs an enterprise's receipt
 // webhooks, or generates one when secret is empty; the answer holds it.
 func (c *Client) SetReceiptSecret(code, secret string) (*ReceiptSecret, error) {

@@ -182,6 +182,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"ReceiptWebhookTest":   ReceiptWebhookTest{},
 		"ReceiptStatus":        ReceiptStatus{},
 		"ReceiptPost":          ReceiptPost{},
+		"ReceiptWebhookRetry":  ReceiptWebhookRetry{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

@@ -140,6 +140,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"PATCH", "/v1/receipt-webhook", true, s.patchReceiptWebhook},
 		{"POST", "/v1/receipt-webhook/secret", true, s.newReceiptSecret},
 		{"POST", "/v1/receipt-webhook/test", true, s.testReceiptWebhook},
+		{"POST", "/v1/receipt-webhook/retry", true, s.retryReceiptWebhook},
 		// The enterprise admin's users (v1_users.go).
 		{"GET", "/v1/users", true, s.listEnterpriseUsers},
 		{"POST", "/v1/users", true, s.addEnterpriseUser},

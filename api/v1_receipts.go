@@ -221,3 +221,49 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// ReceiptWebhookRetry is the answer of POST /v1/receipt-webhook/retry:
+// how many receipts that waited for a later retry are due now.
+type ReceiptWebhookRetry struct {
+	Rescheduled int  `json:"rescheduled"`
+	More        bool `json:"more"` // more still wait (10,000 a call): call again after a minute
+}
+
+// retryReceiptWebhook: POST /v1/receipt-webhook/retry (admins)
+func (s *Server) retryReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !requireAdmin(c, w) {
+		return
+	}
+	s.receiptRetry(w, r, c.ent.Code, c.user.SystemID)
+}
+
+// adminReceiptRetry: POST /admin/v1/enterprises/{code}/receipt-retry
+func (s *Server) adminReceiptRetry(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	e, err := s.cfg.Policy.Enterprise(a, r.PathValue("code"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.receiptRetry(w, r, e.Code, a.Name)
+}
+
+// receiptRetry makes enterprise code's receipts that wait for a later
+// retry due now (the endpoint is mended: no need to wait out the backoff).
+func (s *Server) receiptRetry(w http.ResponseWriter, r *http.Request, code, by string) {
+	if s.cfg.Webhooks == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no receipt webhook sender")
+		return
+	}
+	n, more, err := s.cfg.Webhooks.RetryNow(r.Context(), code)
+	if errors.Is(err, webhook.ErrRetryBusy) {
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", "receipts were made due less than a minute ago: try again shortly")
+		return
+	}
+	if err != nil {
+		s.log.Error("receipts due now", "enterprise", code, "by", by, "moved", n, "err", err)
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
+		return
+	}
+	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", n)
+	writeJSON(w, http.StatusOK, ReceiptWebhookRetry{Rescheduled: n, More: more})
+}

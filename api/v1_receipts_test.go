@@ -133,21 +133,8 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 // delivered.
 func TestReceiptWebhookStatus(t *testing.T) {
 	r := newUserRig(t)
-	var fail atomic.Bool
-	fail.Store(true)
-	posted := make(chan struct{}, 4)
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if fail.Load() {
-			w.WriteHeader(http.StatusBadGateway)
-		}
-		posted <- struct{}{}
-	}))
-	t.Cleanup(rcv.Close)
-	snd, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Backoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.srv.cfg.Webhooks = snd
+	rcv, fail, posted := flakyEndpoint(t, http.StatusBadGateway)
+	snd := hookSender(t, r, 100*time.Millisecond)
 	url := rcv.URL + "/st"
 	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReceiptURL: &url}, nil)
 	status := func() ReceiptStatus {
@@ -166,10 +153,7 @@ func TestReceiptWebhookStatus(t *testing.T) {
 			fmt.Sprintf("the final receipt, not sent yet: %+v", st)
 	})
 
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); snd.Run(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	runSender(t, snd)
 	<-posted
 	waitUntil(t, func() (bool, string) {
 		st := status()
@@ -199,4 +183,81 @@ func waitUntil(t *testing.T, cond func() (bool, string)) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestReceiptWebhookRetryNow: after a failed POST a receipt waits out its
+// backoff (an hour here); an admin's POST /v1/receipt-webhook/retry makes
+// it due at once and it is delivered; a second call within the minute is
+// refused, and a plain user may not.
+func TestReceiptWebhookRetryNow(t *testing.T) {
+	r := newUserRig(t)
+	rcv, fail, posted := flakyEndpoint(t, http.StatusServiceUnavailable)
+	runSender(t, hookSender(t, r, time.Hour))
+	url := rcv.URL + "/later"
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReceiptURL: &url}, nil)
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "稍后重试"})
+	<-posted
+	status := func() ReceiptStatus {
+		var rw ReceiptWebhook
+		r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["amy"], nil, &rw)
+		return rw.Status
+	}
+	waitUntil(t, func() (bool, string) {
+		st := status()
+		return st.Retrying == 1 && st.FirstDueAt != nil && st.FirstDueAt.After(time.Now().Add(30*time.Minute)), fmt.Sprintf("waiting an hour: %+v", st)
+	})
+	fail.Store(false)
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/receipt-webhook/retry", r.keys["alice"], nil)
+	var rr ReceiptWebhookRetry
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil, &rr)
+	if rr.Rescheduled != 1 || rr.More {
+		t.Fatalf("retry: %+v", rr)
+	}
+	select {
+	case <-posted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receipt was not posted again at once")
+	}
+	waitUntil(t, func() (bool, string) {
+		st := status()
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered, fmt.Sprintf("after the retry: %+v", st)
+	})
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil)
+}
+
+// flakyEndpoint is a receipt endpoint on loopback that answers status
+// while fail holds (from the start), 200 after; each POST is signalled on
+// posted.
+func flakyEndpoint(t *testing.T, status int) (srv *httptest.Server, fail *atomic.Bool, posted chan struct{}) {
+	t.Helper()
+	fail, posted = new(atomic.Bool), make(chan struct{}, 4)
+	fail.Store(true)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if fail.Load() {
+			w.WriteHeader(status)
+		}
+		posted <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, fail, posted
+}
+
+// hookSender is the rig's receipt webhook sender (loopback allowed), its
+// first retry backoff after a failed POST, not yet running.
+func hookSender(t *testing.T, r *userRig, backoff time.Duration) *webhook.Sender {
+	t.Helper()
+	snd, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Backoff: backoff, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.cfg.Webhooks = snd
+	return snd
+}
+
+// runSender runs snd until the test ends.
+func runSender(t *testing.T, snd *webhook.Sender) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); snd.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
 }

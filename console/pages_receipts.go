@@ -21,6 +21,7 @@ var receiptRoutes = []route{
 	{"POST /enterprise/receipts", (*Server).saveReceipts},
 	{"POST /enterprise/receipts/secret", (*Server).newReceiptSecret},
 	{"POST /enterprise/receipts/test", (*Server).testReceipt},
+	{"POST /enterprise/receipts/retry", (*Server).retryReceipts},
 }
 
 // receiptsData is the 回执推送 page.
@@ -119,4 +120,24 @@ func (s *Server) testReceipt(q *req) {
 		return
 	}
 	s.receiptsView(q, p, http.StatusOK, &receiptsData{Test: &out})
+}
+
+// retryReceipts makes the receipts that wait for a later retry due now.
+func (s *Server) retryReceipts(q *req) {
+	var out api.ReceiptWebhookRetry
+	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/retry", nil, &out); err != nil {
+		if isStatus(err, http.StatusTooManyRequests) {
+			p := q.view(nil)
+			p.Errors[""] = "一分钟内已重试过，请稍后再试。"
+			s.receiptsView(q, p, http.StatusTooManyRequests, &receiptsData{})
+			return
+		}
+		q.adminFail(err)
+		return
+	}
+	notice := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的回执改为立即推送。"
+	if out.More {
+		notice += "还有更多等待重试的回执，请一分钟后再点一次。"
+	}
+	q.redirect("/enterprise/receipts", notice)
 }

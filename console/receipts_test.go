@@ -168,7 +168,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 	for {
 		a := amy.get("/enterprise/receipts")
 		if strings.Contains(a.Body, "其中 1 条推送失败，等待重试") {
-			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "HTTP status 502", ep.URL+"/bad")
+			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "HTTP status 502", ep.URL+"/bad", `id="retry-form"`)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -179,4 +179,19 @@ func TestReceiptsPageFailing(t *testing.T) {
 	ops := r.client()
 	ops.opsLogin()
 	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502")
+
+	// 立即重试: the receipt is posted again at once, and not again within the minute.
+	a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{})
+	if a.Status != http.StatusSeeOther {
+		t.Fatalf("retry: %d\n%s", a.Status, a.Body)
+	}
+	amy.get("/enterprise/receipts").wantPage(t, "已将 1 条等待重试的回执改为立即推送")
+	select {
+	case <-posted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("立即重试 posted nothing")
+	}
+	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, "一分钟内已重试过") {
+		t.Fatalf("a second retry within the minute: %d\n%s", a.Status, a.Body)
+	}
 }

@@ -317,3 +317,52 @@ func checkHooks(tx *bolt.Tx, bad func(string, ...any)) map[uint64]int {
 	})
 	return seen
 }
+
+// HooksDueNow makes up to limit of enterprise's receipt webhooks that wait
+// for a later retry due at now, their attempts kept (so a POST that fails
+// again backs off as far as before): an admin whose endpoint is mended
+// need not wait out the backoff, up to webhooks' MaxBackoff. The receipts
+// due already are left where they are. moved is how many it moved; more
+// says some still wait (call again). One store operation.
+func (s *Store) HooksDueNow(ctx context.Context, enterprise string, now time.Time, limit int) (moved int, more bool, err error) {
+	prefix := prefixKey(enterprise, nil)
+	end := timeNanos(now)
+	err = s.exec(ctx, func(t *txn) error {
+		moved, more = 0, false
+		type waiting struct {
+			key []byte
+			v   []byte
+		}
+		var ws []waiting
+		c := t.hook().Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) != 16 || int64(binary.BigEndian.Uint64(rest)) <= end {
+				continue
+			}
+			if len(ws) >= limit {
+				more = true
+				break
+			}
+			ws = append(ws, waiting{bytes.Clone(k), bytes.Clone(v)}) // the cursor's memory is the page's: the writes below move it
+		}
+		for _, w := range ws {
+			id := binary.BigEndian.Uint64(w.key[len(prefix)+hookKeyIDOff:])
+			if err := t.hook().Delete(w.key); err != nil {
+				return err
+			}
+			if err := t.hook().Put(hookKey(enterprise, now, id), w.v); err != nil {
+				return err
+			}
+		}
+		if len(ws) > 0 {
+			t.hookEnts = append(t.hookEnts, enterprise) // the sender reads it at once
+		}
+		moved = len(ws)
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("queue: hooks due now: %w", err)
+	}
+	return moved, more, nil
+}

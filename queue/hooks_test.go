@@ -206,21 +206,9 @@ func TestDueHooksWhile(t *testing.T) {
 func TestHookSummary(t *testing.T) {
 	s := newStore(t, Options{})
 	ctx := context.Background()
-	cancelled := func(ent string, n int) {
-		for i := range n {
-			m := msg("alice", fmt.Sprintf("137123456%02d", i), 1)
-			m.Enterprise = ent
-			m.ReceiptURL = "http://127.0.0.1/x"
-			m.SendAt = time.Now().Add(time.Hour)
-			s.enqueue(m)
-			if err := s.Cancel(ctx, m.ID, ent); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	before := time.Now()
-	cancelled("a", 5)
-	cancelled("b", 2)
+	hookedMessages(t, s, "a", 5)
+	hookedMessages(t, s, "b", 2)
 	if sum, err := s.HookSummary("c", 10); err != nil || sum != (HookSummary{}) {
 		t.Fatalf("an enterprise without receipts: %+v, %v", sum, err)
 	}
@@ -240,5 +228,78 @@ func TestHookSummary(t *testing.T) {
 	}
 	if sum, _ := s.HookSummary("b", 10); sum.Pending != 2 || sum.Retrying != 0 {
 		t.Fatalf("b: %+v", sum)
+	}
+}
+
+// TestHooksDueNow: receipts waiting for a later retry are made due now,
+// their attempts kept, at most limit a call; the receipts due already and
+// another enterprise's are left alone; the store wakes the sender.
+func TestHooksDueNow(t *testing.T) {
+	var woken atomic.Int32
+	s := newStore(t, Options{})
+	s.SetHookCallback(func(ents []string) {
+		for _, e := range ents {
+			if e == "a" {
+				woken.Add(1)
+			}
+		}
+	})
+	ctx := context.Background()
+	for _, ent := range []string{"a", "b"} {
+		hookedMessages(t, s, ent, 4)
+		hs, err := s.DueHooks(ent, time.Now(), 3, nil) // three fail, one stays due
+		if err != nil || len(hs) != 3 {
+			t.Fatalf("%s due: %d, %v", ent, len(hs), err)
+		}
+		later := time.Now().Add(time.Hour)
+		if err := s.RetryHooks(ctx, hs, []time.Time{later, later, later}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := woken.Load()
+	now := time.Now()
+	moved, more, err := s.HooksDueNow(ctx, "a", now, 2)
+	if err != nil || moved != 2 || !more {
+		t.Fatalf("first call: moved %d, more %v, %v; want 2 and more", moved, more, err)
+	}
+	if woken.Load() == before {
+		t.Error("the sender was not woken")
+	}
+	moved, more, err = s.HooksDueNow(ctx, "a", now, 2)
+	if err != nil || moved != 1 || more {
+		t.Fatalf("second call: moved %d, more %v, %v; want 1 and no more", moved, more, err)
+	}
+	hs, err := s.DueHooks("a", now, 0, nil)
+	if err != nil || len(hs) != 4 {
+		t.Fatalf("due now: %d, %v; want all 4", len(hs), err)
+	}
+	retried := 0
+	for _, h := range hs {
+		retried += h.Attempts
+	}
+	if retried != 3 {
+		t.Errorf("attempts %d, want the 3 failures kept", retried)
+	}
+	if hs, _ := s.DueHooks("b", now, 0, nil); len(hs) != 1 {
+		t.Errorf("b: %d due, want only its one never failed", len(hs))
+	}
+	if moved, more, err := s.HooksDueNow(ctx, "c", now, 10); err != nil || moved != 0 || more {
+		t.Errorf("an enterprise without receipts: %d, %v, %v", moved, more, err)
+	}
+}
+
+// hookedMessages stores n messages of enterprise ent with a receipt URL
+// and cancels them, so that each has its receipt webhook due now.
+func hookedMessages(t *testing.T, s *testStore, ent string, n int) {
+	t.Helper()
+	for i := range n {
+		m := msg("alice", fmt.Sprintf("137123456%02d", i), 1)
+		m.Enterprise = ent
+		m.ReceiptURL = "http://127.0.0.1/x"
+		m.SendAt = time.Now().Add(time.Hour)
+		s.enqueue(m)
+		if err := s.Cancel(context.Background(), m.ID, ent); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -45,6 +45,9 @@ type testLimits struct {
 	mu     sync.Mutex
 	recent map[string][]time.Time // a key a tested enterprise, pruned to the last minute
 	busy   map[string]bool        // an enterprise's test in flight
+	// retried is when each enterprise last made its receipts due now
+	// (RetryNow), pruned to the last minute.
+	retried map[string]time.Time
 }
 
 // take admits a test of enterprise at now, or refuses it.
@@ -113,4 +116,54 @@ func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, 
 	s.log.Info("test receipt", "enterprise", enterprise, "url", url, "status", res.Status,
 		"duration", res.Duration, "err", res.Err)
 	return res, nil
+}
+
+// Retry now: an admin whose endpoint is mended makes the receipts that
+// wait for a later retry due at once (POST /v1/receipt-webhook/retry)
+// instead of waiting out their backoff, up to MaxBackoff. Each move is a
+// store write, so it is bounded: once a minute an enterprise, at most
+// retryNowMax receipts a call, retryNowChunk a store operation (a commit
+// that moves thousands would hold up everyone's answers).
+const (
+	retryNowEvery = time.Minute
+	retryNowMax   = 10_000
+	retryNowChunk = 1_000
+)
+
+// ErrRetryBusy refuses a retry-now within a minute of the enterprise's last.
+var ErrRetryBusy = errors.New("webhook: receipts were made due less than a minute ago")
+
+// RetryNow makes up to retryNowMax of enterprise's receipts that wait for
+// a later retry due now, and wakes the sender for them (the store's
+// OnHookReady); more says some still wait. It returns ErrRetryBusy within
+// a minute of the enterprise's last call.
+func (s *Sender) RetryNow(ctx context.Context, enterprise string) (moved int, more bool, err error) {
+	now := time.Now()
+	s.tests.mu.Lock()
+	for e, at := range s.tests.retried { // bounded by the enterprises that asked this minute
+		if now.Sub(at) >= retryNowEvery {
+			delete(s.tests.retried, e)
+		}
+	}
+	if _, ok := s.tests.retried[enterprise]; ok {
+		s.tests.mu.Unlock()
+		return 0, false, ErrRetryBusy
+	}
+	if s.tests.retried == nil {
+		s.tests.retried = make(map[string]time.Time)
+	}
+	s.tests.retried[enterprise] = now
+	s.tests.mu.Unlock()
+	for moved < retryNowMax {
+		n, m, err := s.cfg.Store.HooksDueNow(ctx, enterprise, now, min(retryNowChunk, retryNowMax-moved))
+		moved += n
+		if err != nil {
+			return moved, true, err
+		}
+		if more = m; !more {
+			break
+		}
+	}
+	s.log.Info("receipts made due now", "enterprise", enterprise, "receipts", moved, "more", more)
+	return moved, more, nil
 }

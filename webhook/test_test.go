@@ -188,3 +188,33 @@ func TestLastOutcome(t *testing.T) {
 		t.Errorf("a test receipt counted as the last POST: %+v", o)
 	}
 }
+
+// TestRetryNow: a receipt waiting out an hour's backoff is posted at once
+// after RetryNow, without waiting for it; a second call within the minute
+// is refused, another enterprise's is not.
+func TestRetryNow(t *testing.T) {
+	rcv := newReceiver(t, 503)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: time.Hour, Poll: 10 * time.Millisecond})
+	finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("first POST answered %d", p.status)
+	}
+	waitFor(t, func() (bool, string) {
+		sum, err := r.store.HookSummary("ent1", 10)
+		return err == nil && sum.Retrying == 1 && sum.FirstDue.After(time.Now().Add(30*time.Minute)), fmt.Sprintf("retry not recorded: %+v, %v", sum, err)
+	})
+	moved, more, err := r.snd.RetryNow(context.Background(), "ent1")
+	if err != nil || moved != 1 || more {
+		t.Fatalf("RetryNow: %d, %v, %v", moved, more, err)
+	}
+	if p := rcv.next(t); p.status != 200 {
+		t.Fatalf("the retry answered %d", p.status)
+	}
+	waitPending(t, r, 0)
+	if _, _, err := r.snd.RetryNow(context.Background(), "ent1"); !errors.Is(err, ErrRetryBusy) {
+		t.Errorf("a second call within the minute: %v, want ErrRetryBusy", err)
+	}
+	if moved, _, err := r.snd.RetryNow(context.Background(), "ent2"); err != nil || moved != 0 {
+		t.Errorf("another enterprise: %d, %v", moved, err)
+	}
+}

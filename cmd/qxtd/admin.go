@@ -34,7 +34,7 @@ func adminCmd() *cobra.Command {
 		Short: "Enterprises, users, whitelists, scope, packages (qxtd admin help)",
 	},
 		group(&cobra.Command{Use: "enterprise", Short: "Enterprises (集团)"},
-			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret(), a.entReceiptTest()),
+			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret(), a.entReceiptTest(), a.entReceiptRetry()),
 		group(&cobra.Command{Use: "scope", Short: "National (全网) and off-net (外网) sending grants"},
 			a.scope(true), a.scope(false)),
 		group(&cobra.Command{Use: "package", Short: "Packages: the table, an enterprise's package"},
@@ -348,6 +348,24 @@ func (a *adminCLI) entReceiptTest() *cobra.Command {
 		})
 	c.Flags().StringVar(&url, "url", "", "the endpoint (default: the enterprise's receipt_url)")
 	return c
+}
+
+// entReceiptRetry makes an enterprise's receipts that wait for a later
+// retry due now (its endpoint is mended).
+func (a *adminCLI) entReceiptRetry() *cobra.Command {
+	return a.leaf("receipt-retry CODE", "Post the enterprise's receipts that wait for a retry now", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			r, err := cl.RetryReceipts(args[0])
+			if err != nil {
+				return err
+			}
+			more := ""
+			if r.More {
+				more = "; more wait: run it again in a minute"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%d receipts due now%s\n", r.Rescheduled, more)
+			return nil
+		})
 }
 
 // given is v when the flag name was given on the command line, else nil:

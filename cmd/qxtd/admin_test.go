@@ -246,7 +246,7 @@ func TestAdminCLI(t *testing.T) {
 			errOut: []string{"qxtd admin: unauthorized: admin token missing or wrong"}},
 		{noToken: true, args: []string{"--api", url, "--token", "", "enterprise", "list"}, code: 2, errOut: []string{"no admin token"}},
 		{noToken: true, args: []string{"--api", "http://127.0.0.1:1", "--token", "tok", "enterprise", "list"}, code: 1, errOut: []string{"connect"}},
-		{args: []string{"enterprise"}, code: 2, errOut: []string{"add, list, receipt-secret, receipt-test, set, show"}},
+		{args: []string{"enterprise"}, code: 2, errOut: []string{"add, list, receipt-retry, receipt-secret, receipt-test, set, show"}},
 		{args: []string{"enterprise", "frobnicate"}, code: 2, errOut: []string{"unknown command"}},
 		{args: []string{"frobnicate"}, code: 2, errOut: []string{"unknown command"}},
 		{args: []string{"enterprise", "show"}, code: 2, errOut: []string{"wrong number of arguments"}},

@@ -284,6 +284,12 @@ func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if code, out, errOut := admin("enterprise", "receipt-retry", "T1"); code != 0 || !strings.Contains(out, "0 receipts due now") {
+		t.Fatalf("receipt-retry with nothing waiting: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := admin("enterprise", "receipt-retry", "T1"); code != 1 || !strings.Contains(errOut, "too_many_requests") {
+		t.Fatalf("receipt-retry again within the minute: exit %d\n%s", code, errOut)
+	}
 	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
 	t.Cleanup(refusing.Close)
 	if code, out, errOut := admin("enterprise", "receipt-test", "T1", "--url", refusing.URL); code != 1 || !strings.Contains(errOut, "not delivered (HTTP 403") {
