@@ -218,3 +218,52 @@ func TestRetryNow(t *testing.T) {
 		t.Errorf("another enterprise: %d, %v", moved, err)
 	}
 }
+
+// TestRetryNowChunked: RetryNow moves many receipts in store operations of
+// retryNowChunk, so that no commit of it holds up the others' answers for
+// long: one receipt more than a chunk takes two operations.
+func TestRetryNowChunked(t *testing.T) {
+	s, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	snd, err := New(Config{Store: s}) // not run: nothing is posted
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = retryNowChunk + 1
+	for range n {
+		m := &queue.Message{Account: "u", Enterprise: "E", Dest: "13712345678", Upstream: "up",
+			ReceiptURL: "https://example.com/r", Parts: []queue.Part{{Body: []byte("hi")}}}
+		if err := s.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := s.DueHooks("E", time.Now(), 0, nil)
+	if err != nil || len(hs) != n {
+		t.Fatalf("due: %d, %v", len(hs), err)
+	}
+	later := make([]time.Time, n)
+	for i := range later {
+		later[i] = time.Now().Add(time.Hour)
+	}
+	if err := s.RetryHooks(ctx, hs, later); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats().Ops
+	moved, more, err := snd.RetryNow(ctx, "E")
+	if err != nil || moved != n || more {
+		t.Fatalf("RetryNow: %d, %v, %v; want %d and no more", moved, more, err, n)
+	}
+	if ops := s.Stats().Ops - before; ops != 2 {
+		t.Errorf("%d receipts moved in %d store operations, want 2 of at most %d", n, ops, retryNowChunk)
+	}
+	if hs, _ := s.DueHooks("E", time.Now(), 0, nil); len(hs) != n {
+		t.Errorf("%d due after RetryNow, want %d", len(hs), n)
+	}
+}
