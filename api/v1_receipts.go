@@ -264,6 +264,6 @@ func (s *Server) receiptRetry(w http.ResponseWriter, r *http.Request, code, by s
 		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 		return
 	}
-	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", n)
+	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", n, "more", more)
 	writeJSON(w, http.StatusOK, ReceiptWebhookRetry{Rescheduled: n, More: more})
 }

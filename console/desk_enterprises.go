@@ -231,6 +231,27 @@ func (s *Server) opsReceiptTest(q *req) {
 	s.opsEnterpriseShow(q, p, http.StatusOK, true, &out)
 }
 
+// opsReceiptRetry makes the enterprise's receipts that wait for a retry
+// due now (its endpoint is mended).
+func (s *Server) opsReceiptRetry(q *req) {
+	ec := q.r.PathValue("code")
+	var out api.ReceiptWebhookRetry
+	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/receipt-retry", nil, &out); err != nil {
+		p := q.view(nil)
+		code, ok := q.formError(p, err)
+		if !ok {
+			return
+		}
+		s.opsEnterpriseAgain(q, p, code, true)
+		return
+	}
+	msg := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的回执改为立即推送。"
+	if out.More {
+		msg += "还有更多，请一分钟后再点一次。"
+	}
+	q.redirect("/ops/enterprises/"+url.PathEscape(ec), msg)
+}
+
 // opsEnterpriseAgain renders an enterprise's page; fill puts its values
 // in the edit form (not after a refused edit: the operator's are kept).
 func (s *Server) opsEnterpriseAgain(q *req, p *page, code int, fill bool) {

@@ -21,6 +21,7 @@ var deskRoutes = []route{
 	{"POST /ops/enterprises/{code}", (*Server).opsEnterpriseUpdate},
 	{"POST /ops/enterprises/{code}/state", (*Server).opsEnterpriseState},
 	{"POST /ops/enterprises/{code}/receipt-test", (*Server).opsReceiptTest},
+	{"POST /ops/enterprises/{code}/receipt-retry", (*Server).opsReceiptRetry},
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},
 	{"POST /ops/enterprises/{code}/users/{sid}/password", (*Server).opsUserPassword},
 	{"GET /ops/approvals", (*Server).opsApprovals},

@@ -138,29 +138,36 @@ func TestDeskReceiptTest(t *testing.T) {
 // the desk's enterprise page.
 func TestReceiptsPageFailing(t *testing.T) {
 	r := newRig(t)
-	posted := make(chan struct{}, 4)
+	posted := make(chan struct{}, 64)
 	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
-		posted <- struct{}{}
+		select { // never blocks: a retry after the test's reads must not hold its handler
+		case posted <- struct{}{}:
+		default:
+		}
 	}))
 	t.Cleanup(ep.Close)
 	ctx := context.Background()
-	m := &queue.Message{Account: "alice", Enterprise: "A", Dest: numA1, Upstream: "sim", ReceiptURL: ep.URL + "/bad",
-		Parts: []queue.Part{{Body: []byte("hi")}}}
-	if err := r.store.Enqueue(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.store.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
-		t.Fatal(err)
+	for _, e := range []struct{ account, ent string }{{"alice", "A"}, {"bob", "B"}} {
+		m := &queue.Message{Account: e.account, Enterprise: e.ent, Dest: numA1, Upstream: "sim", ReceiptURL: ep.URL + "/bad",
+			Parts: []queue.Part{{Body: []byte("hi")}}}
+		if err := r.store.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.store.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); r.hooks.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	select {
-	case <-posted:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the receipt was never POSTed")
+	for range 2 {
+		select {
+		case <-posted:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the receipts were never POSTed")
+		}
 	}
 	amy := r.client()
 	amy.login("amy")
@@ -178,7 +185,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 	}
 	ops := r.client()
 	ops.opsLogin()
-	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502")
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502", `id="ent-receipt-retry"`)
 
 	// 立即重试: the receipt is posted again at once, and not again within the minute.
 	a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{})
@@ -193,5 +200,26 @@ func TestReceiptsPageFailing(t *testing.T) {
 	}
 	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, "一分钟内已重试过") {
 		t.Fatalf("a second retry within the minute: %d\n%s", a.Status, a.Body)
+	}
+	// The desk's 立即重试: B's receipt at once; A's within the minute of
+	// amy's is refused, the API's refusal shown on the page.
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(ops.get("/ops/enterprises/B").Body, `id="ent-receipt-retry"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("B's failed receipt never showed on the desk")
+		}
+		time.Sleep(10 * time.Millisecond) // as above
+	}
+	if a := ops.submit("/ops/enterprises/B", "/ops/enterprises/B/receipt-retry", url.Values{}); a.Status != http.StatusSeeOther {
+		t.Fatalf("the desk's retry: %d\n%s", a.Status, a.Body)
+	}
+	ops.get("/ops/enterprises/B").wantPage(t, "已将 1 条等待重试的回执改为立即推送")
+	select {
+	case <-posted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the desk's 立即重试 posted nothing")
+	}
+	if a := ops.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, `class="error"`) {
+		t.Fatalf("the desk's retry within the minute: %d\n%s", a.Status, a.Body)
 	}
 }

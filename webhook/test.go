@@ -164,6 +164,5 @@ func (s *Sender) RetryNow(ctx context.Context, enterprise string) (moved int, mo
 			break
 		}
 	}
-	s.log.Info("receipts made due now", "enterprise", enterprise, "receipts", moved, "more", more)
 	return moved, more, nil
 }
