@@ -162,13 +162,8 @@ func TestReceiptsPageFailing(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); r.hooks.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	for range 2 {
-		select {
-		case <-posted:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the receipts were never POSTed")
-		}
-	}
+	waitPosted(t, posted, "A's first POST")
+	waitPosted(t, posted, "B's first POST")
 	amy := r.client()
 	amy.login("amy")
 	deadline := time.Now().Add(10 * time.Second)
@@ -193,11 +188,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 		t.Fatalf("retry: %d\n%s", a.Status, a.Body)
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "已将 1 条等待重试的回执改为立即推送")
-	select {
-	case <-posted:
-	case <-time.After(10 * time.Second):
-		t.Fatal("立即重试 posted nothing")
-	}
+	waitPosted(t, posted, "立即重试")
 	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, "一分钟内已重试过") {
 		t.Fatalf("a second retry within the minute: %d\n%s", a.Status, a.Body)
 	}
@@ -214,12 +205,18 @@ func TestReceiptsPageFailing(t *testing.T) {
 		t.Fatalf("the desk's retry: %d\n%s", a.Status, a.Body)
 	}
 	ops.get("/ops/enterprises/B").wantPage(t, "已将 1 条等待重试的回执改为立即推送")
+	waitPosted(t, posted, "the desk's 立即重试")
+	if a := ops.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, `class="error"`) {
+		t.Fatalf("the desk's retry within the minute: %d\n%s", a.Status, a.Body)
+	}
+}
+
+// waitPosted waits up to 10 s for the endpoint's next POST, after what.
+func waitPosted(t *testing.T, posted <-chan struct{}, what string) {
+	t.Helper()
 	select {
 	case <-posted:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the desk's 立即重试 posted nothing")
-	}
-	if a := ops.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-retry", url.Values{}); a.Status != http.StatusTooManyRequests || !strings.Contains(a.Body, `class="error"`) {
-		t.Fatalf("the desk's retry within the minute: %d\n%s", a.Status, a.Body)
+		t.Fatalf("%s: nothing POSTed within 10 s", what)
 	}
 }
