@@ -155,7 +155,7 @@ type Sender struct {
 	total   *prometheus.CounterVec
 	latency prometheus.Histogram
 
-	tests testLimits // test receipts (test.go)
+	manual manualLimits // test receipts and retry-now (manual.go)
 
 	lastMu sync.Mutex
 	last   map[string]Outcome // each enterprise's last POST (Last)
@@ -236,7 +236,7 @@ func New(cfg Config) (*Sender, error) {
 	s := &Sender{cfg: cfg, wake: make(chan struct{}, 1), log: cfg.Logger,
 		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int),
 		due: make(map[string]struct{}), ready: make(map[string]struct{}),
-		tests: testLimits{sem: make(chan struct{}, testsInFlight), recent: make(map[string][]time.Time)}}
+		manual: manualLimits{sem: make(chan struct{}, testsInFlight), recent: make(map[string][]time.Time)}}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: s.control}
 	s.client = &http.Client{
 		Timeout: cfg.Timeout,

@@ -93,11 +93,11 @@ func TestTestReceiptLimits(t *testing.T) {
 		t.Fatalf("test %d in a minute: %v, want ErrTestBusy", testsPerMinute+1, err)
 	}
 	// A minute later the enterprise may test again.
-	r.snd.tests.mu.Lock()
-	for i := range r.snd.tests.recent["A"] {
-		r.snd.tests.recent["A"][i] = r.snd.tests.recent["A"][i].Add(-time.Minute)
+	r.snd.manual.mu.Lock()
+	for i := range r.snd.manual.recent["A"] {
+		r.snd.manual.recent["A"][i] = r.snd.manual.recent["A"][i].Add(-time.Minute)
 	}
-	r.snd.tests.mu.Unlock()
+	r.snd.manual.mu.Unlock()
 	if _, err := r.snd.Test(ctx, "A", rcv.URL); err != nil {
 		t.Fatalf("a minute later: %v", err)
 	}

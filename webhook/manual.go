@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// What an admin does by hand (the self-service routes and the desk): a
+// test receipt, and posting the receipts that wait for a retry now.
+//
 // Test receipts: an enterprise admin checks an endpoint before receipts
 // depend on it (POST /v1/receipt-webhook/test, the console's 回执推送
 // page). A test POST is one sample receipt, sent as the enterprise's
@@ -38,9 +41,10 @@ type TestResult struct {
 // TestReceiptID is the id of a test receipt: no message has it.
 const TestReceiptID = "0"
 
-// testLimits is the state of the limits: the starts of each enterprise's
-// tests of the last minute, and a semaphore for those in flight.
-type testLimits struct {
+// manualLimits is the state of the limits: the starts of each enterprise's
+// tests of the last minute, a semaphore for those in flight, and each
+// enterprise's last retry-now.
+type manualLimits struct {
 	sem    chan struct{}
 	mu     sync.Mutex
 	recent map[string][]time.Time // a key a tested enterprise, pruned to the last minute
@@ -51,7 +55,7 @@ type testLimits struct {
 }
 
 // take admits a test of enterprise at now, or refuses it.
-func (l *testLimits) take(enterprise string, now time.Time) bool {
+func (l *manualLimits) take(enterprise string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for e, ts := range l.recent { // bounded by the enterprises that tested this minute
@@ -81,7 +85,7 @@ func (l *testLimits) take(enterprise string, now time.Time) bool {
 	return true
 }
 
-func (l *testLimits) done(enterprise string) {
+func (l *manualLimits) done(enterprise string) {
 	l.mu.Lock()
 	delete(l.busy, enterprise)
 	l.mu.Unlock()
@@ -93,10 +97,10 @@ func (l *testLimits) done(enterprise string) {
 // ErrTestBusy, without posting, beyond the limits of test receipts.
 func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, error) {
 	start := time.Now()
-	if !s.tests.take(enterprise, start) {
+	if !s.manual.take(enterprise, start) {
 		return TestResult{}, ErrTestBusy
 	}
-	defer s.tests.done(enterprise)
+	defer s.manual.done(enterprise)
 	rc := Receipt{ID: TestReceiptID, State: "delivered", Error: "000", Recipient: "13800138000",
 		Segments: 1, Delivered: 1, SubmittedAt: start.Add(-3 * time.Second).UTC().Truncate(time.Second),
 		DoneAt: start.UTC().Truncate(time.Second)}
@@ -139,21 +143,21 @@ var ErrRetryBusy = errors.New("webhook: receipts were made due less than a minut
 // a minute of the enterprise's last call.
 func (s *Sender) RetryNow(ctx context.Context, enterprise string) (moved int, more bool, err error) {
 	now := time.Now()
-	s.tests.mu.Lock()
-	for e, at := range s.tests.retried { // bounded by the enterprises that asked this minute
+	s.manual.mu.Lock()
+	for e, at := range s.manual.retried { // bounded by the enterprises that asked this minute
 		if now.Sub(at) >= retryNowEvery {
-			delete(s.tests.retried, e)
+			delete(s.manual.retried, e)
 		}
 	}
-	if _, ok := s.tests.retried[enterprise]; ok {
-		s.tests.mu.Unlock()
+	if _, ok := s.manual.retried[enterprise]; ok {
+		s.manual.mu.Unlock()
 		return 0, false, ErrRetryBusy
 	}
-	if s.tests.retried == nil {
-		s.tests.retried = make(map[string]time.Time)
+	if s.manual.retried == nil {
+		s.manual.retried = make(map[string]time.Time)
 	}
-	s.tests.retried[enterprise] = now
-	s.tests.mu.Unlock()
+	s.manual.retried[enterprise] = now
+	s.manual.mu.Unlock()
 	for moved < retryNowMax {
 		n, m, err := s.cfg.Store.HooksDueNow(ctx, enterprise, now, min(retryNowChunk, retryNowMax-moved))
 		moved += n
