@@ -149,8 +149,10 @@ func TestReceiptsPageFailing(t *testing.T) {
 	t.Cleanup(ep.Close)
 	ctx := context.Background()
 	for _, e := range []struct{ account, ent string }{{"alice", "A"}, {"bob", "B"}} {
+		// Scheduled an hour ahead, so that the rig's gateway does not
+		// send it to the simulator before it is failed here.
 		m := &queue.Message{Account: e.account, Enterprise: e.ent, Dest: numA1, Upstream: "sim", ReceiptURL: ep.URL + "/bad",
-			Parts: []queue.Part{{Body: []byte("hi")}}}
+			SendAt: time.Now().Add(time.Hour), Parts: []queue.Part{{Body: []byte("hi")}}}
 		if err := r.store.Enqueue(ctx, m); err != nil {
 			t.Fatal(err)
 		}
