@@ -334,10 +334,13 @@ func (s *Store) HooksDueNow(ctx context.Context, enterprise string, now time.Tim
 			v   []byte
 		}
 		var ws []waiting
+		// Keys sort by due time: start past the ones due already, which
+		// an enterprise with a backlog can have by the million (this runs
+		// in the commit loop, and RetryNow calls it once a chunk).
 		c := t.hook().Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) != 16 || int64(binary.BigEndian.Uint64(rest)) <= end {
+		from := prefixKey(enterprise, binary.BigEndian.AppendUint64(nil, uint64(end)+1))
+		for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(k)-len(prefix) != 16 {
 				continue
 			}
 			if len(ws) >= limit {
