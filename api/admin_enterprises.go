@@ -185,7 +185,7 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 		writeErr(w, err)
 		return
 	}
-	out := EnterpriseDetail{Enterprise: enterpriseOut(e), Receipts: s.receiptStatus(e.Code)}
+	out := EnterpriseDetail{Enterprise: enterpriseOut(e), Receipts: s.receiptStatus(r.Context(), e.Code)}
 	if pkg, ok := p.Packages().Lookup(e.Package); ok {
 		out.PackageInfo = &pkg
 	}

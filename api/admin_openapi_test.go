@@ -181,6 +181,8 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"ReceiptStatus":         ReceiptStatus{},
 		"ReceiptPost":           ReceiptPost{},
 		"ReceiptWebhookRetry":   ReceiptWebhookRetry{},
+		"NodeReceiptStatus":     NodeReceiptStatus{},
+		"NodeReceiptRetry":      NodeReceiptRetry{},
 		"NewUser":               NewUser{},
 		"UserPatch":             UserPatch{},
 		"User":                  User{},

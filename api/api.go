@@ -50,9 +50,14 @@ type Config struct {
 	// ClusterStatus, in a cluster, is this node's view of it for GET
 	// /admin/v1/status (admin_status.go). nil: a node of its own.
 	ClusterStatus func() *ClusterStatus
-	// Webhooks sends the test receipts of POST /v1/receipt-webhook/test
-	// (v1_receipts.go). nil: that route answers 503.
+	// Webhooks is this node's receipt webhook sender: the status of GET
+	// /v1/receipt-webhook, its test receipts and retry-now (v1_receipts.go).
+	// nil: those answer 503, and the status is left out.
 	Webhooks *webhook.Sender
+	// PeerHooks, in a cluster, is the other nodes' receipt webhooks: the
+	// status sums them, and retry-now asks each node to do its own
+	// (receipts_cluster.go). nil: this node's store has all the receipts.
+	PeerHooks PeerHooks
 }
 
 // Server serves the HTTP API.

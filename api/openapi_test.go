@@ -183,6 +183,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		"ReceiptStatus":        ReceiptStatus{},
 		"ReceiptPost":          ReceiptPost{},
 		"ReceiptWebhookRetry":  ReceiptWebhookRetry{},
+		"NodeReceiptStatus":    NodeReceiptStatus{},
+		"NodeReceiptRetry":     NodeReceiptRetry{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -26,17 +27,33 @@ type ReceiptWebhook struct {
 	Status       ReceiptStatus `json:"status"`
 }
 
-// ReceiptStatus is how the enterprise's pushed receipts stand: what waits,
-// what fails, and how the last POST ended. It is what tells a slow or
-// failing endpoint apart from receipts that have not come yet. It is this
-// node's: in a cluster each node keeps and pushes the receipts of the
-// messages it accepted.
+// ReceiptStatus is how the enterprise's pushed receipts stand: what
+// waits, what fails, and how the last POST ended. It is what tells a slow
+// or failing endpoint apart from receipts that have not come yet. In a
+// cluster each node keeps and pushes the receipts of the messages it
+// accepted: the counts are the sums over the nodes, Last the latest of
+// their last POSTs, Nodes each node's part, and a node that could not be
+// asked is named in missing_nodes (receipts_cluster.go).
 type ReceiptStatus struct {
-	Pending     int          `json:"pending"`                // receipts not yet delivered or given up, counted up to maxStatusCount
+	ReceiptCounts
+	Nodes []NodeReceiptStatus `json:"nodes,omitempty"` // in a cluster: each node's part, by node id
+	Missing
+}
+
+// ReceiptCounts is what waits, and the last POST, on one node or summed
+// over the nodes.
+type ReceiptCounts struct {
+	Pending     int          `json:"pending"`                // receipts not yet delivered or given up, counted up to 10,000 a node
 	PendingMore bool         `json:"pending_more"`           // there are more than that
 	Retrying    int          `json:"retrying"`               // of those, the ones whose POST failed at least once
 	FirstDueAt  *time.Time   `json:"first_due_at,omitempty"` // the earliest due among them: a receipt waiting since then, if past
-	Last        *ReceiptPost `json:"last,omitempty"`         // the last POST of receipts by this node since it started
+	Last        *ReceiptPost `json:"last,omitempty"`         // the last POST of receipts since the node started
+}
+
+// NodeReceiptStatus is one cluster node's part of a ReceiptStatus.
+type NodeReceiptStatus struct {
+	Node uint16 `json:"node"`
+	ReceiptCounts
 }
 
 // ReceiptPost is how one POST of receipts ended.
@@ -46,32 +63,33 @@ type ReceiptPost struct {
 	Receipts  int       `json:"receipts"`
 	Delivered bool      `json:"delivered"`
 	Error     string    `json:"error,omitempty"`
+	Node      uint16    `json:"node,omitempty"` // in a cluster, of the status as a whole: the node that POSTed
 }
 
-// maxStatusCount bounds the keys a status reads: an endpoint dead for a
-// day can leave millions, and any member may ask.
-const maxStatusCount = 10_000
-
-// receiptStatus is enterprise code's ReceiptStatus; what cannot be read
-// is left out (the settings are still worth answering).
-func (s *Server) receiptStatus(code string) ReceiptStatus {
-	var st ReceiptStatus
-	if s.cfg.Store != nil {
-		if sum, err := s.cfg.Store.HookSummary(code, maxStatusCount); err != nil {
-			s.log.Error("receipt status", "enterprise", code, "err", err)
-		} else {
-			st.Pending, st.PendingMore, st.Retrying = sum.Pending, sum.More, sum.Retrying
-			if !sum.FirstDue.IsZero() {
-				st.FirstDueAt = &sum.FirstDue
-			}
-		}
+// localReceiptCounts is enterprise code's ReceiptCounts on this node.
+func (s *Server) localReceiptCounts(code string) (ReceiptCounts, error) {
+	var rc ReceiptCounts
+	var st webhook.Status
+	var err error
+	switch {
+	case s.cfg.Webhooks != nil:
+		st, err = s.cfg.Webhooks.Status(code)
+	case s.cfg.Store != nil: // no sender: what waits in the store, no last POST
+		st.HookSummary, err = s.cfg.Store.HookSummary(code, webhook.StatusLimit)
+	default:
+		return rc, nil
 	}
-	if s.cfg.Webhooks != nil {
-		if o, ok := s.cfg.Webhooks.Last(code); ok {
-			st.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
-		}
+	if err != nil {
+		return rc, err
 	}
-	return st
+	rc.Pending, rc.PendingMore, rc.Retrying = st.Pending, st.More, st.Retrying
+	if !st.FirstDue.IsZero() {
+		rc.FirstDueAt = &st.FirstDue
+	}
+	if o := st.Last; o != nil {
+		rc.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
+	}
+	return rc, nil
 }
 
 // ReceiptWebhookPatch is the body of PATCH /v1/receipt-webhook; a field
@@ -105,14 +123,14 @@ type ReceiptWebhookTest struct {
 	Error      string  `json:"error,omitempty"` // why it was not delivered
 }
 
-func (s *Server) receiptWebhookOf(e *policy.Enterprise) ReceiptWebhook {
+func (s *Server) receiptWebhookOf(ctx context.Context, e *policy.Enterprise) ReceiptWebhook {
 	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
-		Status: s.receiptStatus(e.Code)}
+		Status: s.receiptStatus(ctx, e.Code)}
 }
 
 // showReceiptWebhook: GET /v1/receipt-webhook (every member)
-func (s *Server) showReceiptWebhook(c *caller, w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.receiptWebhookOf(c.ent))
+func (s *Server) showReceiptWebhook(c *caller, w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.receiptWebhookOf(r.Context(), c.ent))
 }
 
 // patchReceiptWebhook: PATCH /v1/receipt-webhook (admins)
@@ -143,7 +161,7 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 	}
 	s.log.Info("receipt webhook changed", "enterprise", e.Code, "by", c.user.SystemID,
 		"receipt_url", e.Receipt.URL, "receipt_batch", e.Receipt.Batch)
-	writeJSON(w, http.StatusOK, s.receiptWebhookOf(e))
+	writeJSON(w, http.StatusOK, s.receiptWebhookOf(r.Context(), e))
 }
 
 // newReceiptSecret: POST /v1/receipt-webhook/secret (admins)
@@ -223,10 +241,24 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 }
 
 // ReceiptWebhookRetry is the answer of POST /v1/receipt-webhook/retry:
-// how many receipts that waited for a later retry are due now.
+// how many receipts that waited for a later retry are due now. In a
+// cluster every node is asked to do it for its own receipts: the sums,
+// each node's part, and the nodes that could not be asked.
 type ReceiptWebhookRetry struct {
-	Rescheduled int  `json:"rescheduled"`
-	More        bool `json:"more"` // more still wait (10,000 a call): call again after a minute
+	Rescheduled int                `json:"rescheduled"`
+	More        bool               `json:"more"`            // more still wait (10,000 a node a call): call again after a minute
+	Nodes       []NodeReceiptRetry `json:"nodes,omitempty"` // in a cluster: each node's part, by node id
+	Missing
+}
+
+// NodeReceiptRetry is one cluster node's part of a ReceiptWebhookRetry.
+type NodeReceiptRetry struct {
+	Node        uint16 `json:"node"`
+	Rescheduled int    `json:"rescheduled"`
+	More        bool   `json:"more"`
+	// Busy: the node did it less than a minute ago (for a request made
+	// to it directly), so did nothing now.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // retryReceiptWebhook: POST /v1/receipt-webhook/retry (admins)
@@ -264,6 +296,8 @@ func (s *Server) receiptRetry(w http.ResponseWriter, r *http.Request, code, by s
 		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 		return
 	}
-	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", n, "more", more)
-	writeJSON(w, http.StatusOK, ReceiptWebhookRetry{Rescheduled: n, More: more})
+	out := s.clusterRetry(r.Context(), code, NodeReceiptRetry{Rescheduled: n, More: more}) // receipts_cluster.go
+	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", out.Rescheduled, "more", out.More,
+		"missing_nodes", out.MissingNodes)
+	writeJSON(w, http.StatusOK, out)
 }

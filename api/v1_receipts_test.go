@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,7 +54,7 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 
 	var rw ReceiptWebhook
 	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
-	if rw != (ReceiptWebhook{}) {
+	if !reflect.DeepEqual(rw, ReceiptWebhook{}) {
 		t.Fatalf("fresh enterprise: %+v", rw)
 	}
 	url := rcv.URL + "/receipts"

@@ -30,7 +30,7 @@
 //
 // Nodes talk to each other over HTTP on their peer listeners (peer.go and
 // its peer_*.go files: receipts, owner routing, relayed submit_sm,
-// deliveries to ESMEs bound elsewhere, usage), every request signed with
+// deliveries to ESMEs bound elsewhere, usage, receipt webhooks), every request signed with
 // HMAC-SHA256 of the cluster's secret.
 //
 // # Invariants

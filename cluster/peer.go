@@ -33,6 +33,9 @@ package cluster
 //	                                node received (peer_owner.go)
 //	GET  /peer/v1/usage?month=M[&enterprise=E]
 //	                              → the node's usage counters (peer_usage.go)
+//	GET  /peer/v1/receipt-hooks?enterprise=E, POST …/retry
+//	                              → an enterprise's receipt webhooks on the node: its
+//	                                status, and "post the waiting ones now" (peer_hooks.go)
 //	POST /peer/v1/relay           {upstream, pdu} → the SMSC's submit_sm_resp status
 //	                                and message_id, sent on this node's bind for a
 //	                                node that holds none (peer_relay.go)
@@ -241,6 +244,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/replace", s.replace)
 	s.usageRoutes()                                      // peer_usage.go
+	s.hooksRoutes()                                      // peer_hooks.go
 	s.mux.HandleFunc("POST /peer/v1/relay", s.relay)     // peer_relay.go
 	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
 	return s

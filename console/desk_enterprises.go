@@ -245,11 +245,7 @@ func (s *Server) opsReceiptRetry(q *req) {
 		s.opsEnterpriseAgain(q, p, code, true)
 		return
 	}
-	msg := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的回执改为立即推送。"
-	if out.More {
-		msg += "还有更多，请一分钟后再点一次。"
-	}
-	q.redirect("/ops/enterprises/"+url.PathEscape(ec), msg)
+	q.redirect("/ops/enterprises/"+url.PathEscape(ec), retryNotice(out))
 }
 
 // opsEnterpriseAgain renders an enterprise's page; fill puts its values

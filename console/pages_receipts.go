@@ -135,9 +135,31 @@ func (s *Server) retryReceipts(q *req) {
 		q.adminFail(err)
 		return
 	}
+	q.redirect("/enterprise/receipts", retryNotice(out))
+}
+
+// retryNotice says what a retry-now did: how many receipts, whether more
+// wait, and in a cluster which nodes could not be asked.
+func retryNotice(out api.ReceiptWebhookRetry) string {
 	notice := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的回执改为立即推送。"
 	if out.More {
 		notice += "还有更多等待重试的回执，请一分钟后再点一次。"
 	}
-	q.redirect("/enterprise/receipts", notice)
+	if out.Partial {
+		notice += "部分节点暂时无法联系" + nodeList(out.MissingNodes) + "，其回执仍按退避时间重试。"
+	}
+	return notice
+}
+
+// nodeList names cluster nodes for a notice: "（节点 2、4）", or "" if none
+// is known.
+func nodeList(ids []uint16) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.Itoa(int(id))
+	}
+	return "（节点 " + strings.Join(parts, "、") + "）"
 }

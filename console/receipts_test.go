@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/webhook"
@@ -221,4 +222,45 @@ func waitPosted(t *testing.T, posted <-chan struct{}, what string) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: nothing POSTed within 10 s", what)
 	}
+}
+
+// otherNodes is api.PeerHooks with fixed answers: this rig as node 1 of a
+// cluster whose node 2 has receipts of A waiting and node 4 is down.
+type otherNodes struct {
+	status []api.NodeReceiptStatus
+	retry  []api.NodeReceiptRetry
+}
+
+func (o otherNodes) Self() uint16 { return 1 }
+func (o otherNodes) PeerHookStatus(context.Context, string) ([]api.NodeReceiptStatus, []uint16, error) {
+	return o.status, []uint16{4}, nil
+}
+func (o otherNodes) PeerHookRetry(context.Context, string) ([]api.NodeReceiptRetry, []uint16, error) {
+	return o.retry, []uint16{4}, nil
+}
+
+// In a cluster, 回执推送 and the desk's enterprise page count every node's
+// waiting receipts, say which node could not be asked, and the desk shows
+// each node's part; 立即重试 says what the nodes did.
+func TestReceiptsPageCluster(t *testing.T) {
+	at := time.Now().Add(-time.Minute)
+	peers := otherNodes{
+		status: []api.NodeReceiptStatus{{Node: 2, ReceiptCounts: api.ReceiptCounts{Pending: 3, Retrying: 3, FirstDueAt: &at,
+			Last: &api.ReceiptPost{At: at, URL: "https://a.example/dlr", Receipts: 1, Error: "HTTP status 503"}}}},
+		retry: []api.NodeReceiptRetry{{Node: 2, Rescheduled: 3}},
+	}
+	r := newRig(t, func(c *api.Config) { c.PeerHooks = peers })
+	amy := r.client()
+	amy.login("amy")
+	amy.get("/enterprise/receipts").wantPage(t, `id="receipt-pending">3 条（其中 3 条推送失败，等待重试）`,
+		`id="receipt-partial">部分节点暂时无法查询（节点 4）`, `id="retry-form"`, "HTTP status 503")
+	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{}); a.Status != http.StatusSeeOther {
+		t.Fatalf("retry: %d\n%s", a.Status, a.Body)
+	}
+	amy.get("/enterprise/receipts").wantPage(t, "已将 3 条等待重试的回执改为立即推送。部分节点暂时无法联系（节点 4），其回执仍按退避时间重试。")
+
+	ops := r.client()
+	ops.opsLogin()
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">3 条（3 条重试中）；最近一次失败`, "，节点 2）",
+		`id="ent-receipts-partial">部分节点无法查询（节点 4）`, `id="ent-receipts-nodes">节点 1：0 条；节点 2：3 条（3 条重试中）`)
 }

@@ -208,6 +208,7 @@ var funcs = template.FuncMap{
 	"reasonZH":   reasonZH,
 	"yuan":       yuan,
 	"add":        func(a, b int) int { return a + b },
+	"nodeList":   nodeList,
 	"seq": func(n int) []int {
 		s := make([]int, n)
 		for i := range s {

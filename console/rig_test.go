@@ -73,7 +73,9 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.
 // Add moves the clock forward by d.
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.off += d; c.mu.Unlock() }
 
-func newRig(t *testing.T) *rig {
+// newRig builds the rig; opts change the API's configuration (a test's
+// own parts: the other nodes of a cluster).
+func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, clock: &clock{}}
 	r.sim = smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: 20 * time.Millisecond, Record: true})
@@ -153,8 +155,12 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.api = api.New(api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
-		ClusterStatus: r.cluster.Load, Webhooks: hooks})
+	acfg := api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
+		ClusterStatus: r.cluster.Load, Webhooks: hooks}
+	for _, o := range opts {
+		o(&acfg)
+	}
+	r.api = api.New(acfg)
 	r.hooks = hooks
 	r.con, err = New(Config{API: r.api.Handler()})
 	if err != nil {

@@ -194,6 +194,31 @@ func (s *Sender) Last(enterprise string) (Outcome, bool) {
 	return o, ok
 }
 
+// StatusLimit bounds the keys a Status reads: an endpoint dead for a day
+// can leave millions of receipts, and anyone of the enterprise may ask.
+const StatusLimit = 10_000
+
+// Status is how an enterprise's pushed receipts stand on this node: what
+// waits in its store (counted up to StatusLimit) and how its last POST
+// ended (Last nil: none since the process started).
+type Status struct {
+	queue.HookSummary
+	Last *Outcome
+}
+
+// Status returns enterprise's Status on this node.
+func (s *Sender) Status(enterprise string) (Status, error) {
+	sum, err := s.cfg.Store.HookSummary(enterprise, StatusLimit)
+	if err != nil {
+		return Status{}, fmt.Errorf("webhook: status of %s: %w", enterprise, err)
+	}
+	st := Status{HookSummary: sum}
+	if o, ok := s.Last(enterprise); ok {
+		st.Last = &o
+	}
+	return st, nil
+}
+
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
 // would have to allow.
 var ErrRefusedAddress = errors.New("webhook: address refused (loopback, private or link-local; see webhooks.allow_private)")

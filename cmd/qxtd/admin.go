@@ -258,9 +258,32 @@ func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
 		if l.Receipts == 1 {
 			n = "1 receipt"
 		}
-		line += fmt.Sprintf("; last POST %s (%s) %s", l.At.Format(time.RFC3339), n, outcome)
+		node := ""
+		if l.Node != 0 {
+			node = fmt.Sprintf(" by node %d", l.Node)
+		}
+		line += fmt.Sprintf("; last POST%s %s (%s) %s", node, l.At.Format(time.RFC3339), n, outcome)
 	}
+	if len(st.Nodes) > 1 {
+		parts := make([]string, len(st.Nodes))
+		for i, n := range st.Nodes {
+			parts[i] = fmt.Sprintf("node %d: %d pending, %d retrying", n.Node, n.Pending, n.Retrying)
+		}
+		line += "; " + strings.Join(parts, "; ")
+	}
+	line += missingNote(st.Missing)
 	fmt.Fprintf(w, "receipts\t%s\n", line)
+}
+
+// missingNote says which cluster nodes an answer leaves out ("" if none).
+func missingNote(m api.Missing) string {
+	switch {
+	case !m.Partial:
+		return ""
+	case len(m.MissingNodes) == 0:
+		return " (PARTIAL: the other nodes could not be asked)"
+	}
+	return fmt.Sprintf(" (PARTIAL: without node(s) %v)", m.MissingNodes)
 }
 
 func (a *adminCLI) entSet() *cobra.Command {
@@ -363,7 +386,7 @@ func (a *adminCLI) entReceiptRetry() *cobra.Command {
 			if r.More {
 				more = "; more wait: run it again in a minute"
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%d receipts due now%s\n", r.Rescheduled, more)
+			fmt.Fprintf(c.OutOrStdout(), "%d receipts due now%s%s\n", r.Rescheduled, more, missingNote(r.Missing))
 			return nil
 		})
 }

@@ -70,13 +70,51 @@ func (d *daemon) clusterUsage(cfg *Config) (*clusterUsage, error) {
 // live and answers; the others are missing. A live node not (yet)
 // registered is asked too.
 func (u *clusterUsage) PeerUsage(ctx context.Context, month, enterprise string) ([]queue.EnterpriseUsage, []uint16, error) {
-	stores, err := u.node.Stores(ctx)
+	var (
+		mu  sync.Mutex
+		sum = make(map[string]queue.EnterpriseUsage)
+	)
+	missing, err := askOthers(ctx, u.node, u.log, "usage of "+month, func(ctx context.Context, _ uint16, peerURL string) error {
+		us, err := u.client.Usage(ctx, peerURL, month, enterprise)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range us {
+			t := sum[p.Enterprise]
+			t.Enterprise = p.Enterprise
+			t.Reserved += p.Reserved
+			t.Charged += p.Charged
+			t.PurgedCharged += p.PurgedCharged
+			sum[p.Enterprise] = t
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	self := u.node.ID()
+	out := make([]queue.EnterpriseUsage, 0, len(sum))
+	for _, t := range sum {
+		out = append(out, t)
+	}
+	return out, missing, nil
+}
+
+// askOthers calls ask, in parallel, for every other node that is live
+// (with its peer URL) or has a registered store, which is what holds an
+// enterprise's rows: its usage, its receipts. It returns the ids of the
+// nodes whose part is unknown (sorted): registered but not live, or whose
+// ask failed. An error means not even that is known.
+func askOthers(ctx context.Context, node *cluster.Node, log *slog.Logger, what string,
+	ask func(ctx context.Context, id uint16, peerURL string) error) ([]uint16, error) {
+	stores, err := node.Stores(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self := node.ID()
 	live := make(map[uint16]string)
-	for _, m := range u.node.Members() {
+	for _, m := range node.Members() {
 		if m.ID != self && m.PeerURL != "" {
 			live[m.ID] = m.PeerURL
 		}
@@ -95,43 +133,28 @@ func (u *clusterUsage) PeerUsage(ctx context.Context, month, enterprise string) 
 
 	var (
 		mu      sync.Mutex
-		sum     = make(map[string]queue.EnterpriseUsage)
 		missing []uint16
 		wg      sync.WaitGroup
 	)
 	for _, id := range ids {
 		peerURL, ok := live[id]
 		if !ok {
-			missing = append(missing, id) // ids is sorted and nothing runs yet
+			missing = append(missing, id) // nothing runs yet
 			continue
 		}
 		wg.Go(func() {
-			us, err := u.client.Usage(ctx, peerURL, month, enterprise)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				u.log.Warn("usage of a node unknown", "node", id, "month", month, "err", err)
+			if err := ask(ctx, id, peerURL); err != nil {
+				log.Warn(what+" of a node unknown", "node", id, "err", err)
+				mu.Lock()
 				missing = append(missing, id)
-				return
-			}
-			for _, p := range us {
-				t := sum[p.Enterprise]
-				t.Enterprise = p.Enterprise
-				t.Reserved += p.Reserved
-				t.Charged += p.Charged
-				t.PurgedCharged += p.PurgedCharged
-				sum[p.Enterprise] = t
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, nil, fmt.Errorf("usage of the other nodes: %w", ctx.Err())
+		return nil, fmt.Errorf("%s of the other nodes: %w", what, ctx.Err())
 	}
 	slices.Sort(missing)
-	out := make([]queue.EnterpriseUsage, 0, len(sum))
-	for _, t := range sum {
-		out = append(out, t)
-	}
-	return out, missing, nil
+	return missing, nil
 }

@@ -451,6 +451,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
 			return nil, err
 		}
+		acfg.PeerHooks = d.clusterHooks(cfg) // cluster_hooks.go
 	}
 	if d.rem, err = reminder.New(rcfg); err != nil {
 		return nil, err

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"context"
+	"slices"
+)
+
+// Receipt webhooks in a cluster. Each node keeps and pushes the receipts of
+// the messages it accepted, so an enterprise's waiting receipts are spread
+// over the nodes' stores. With Config.PeerHooks set, the status (GET
+// /v1/receipt-webhook, the receipts of GET /admin/v1/enterprises/{code})
+// sums every node's, and "post the waiting receipts now" (POST
+// /v1/receipt-webhook/retry, …/receipt-retry) is done by every node for its
+// own. A node that cannot be asked is named in missing_nodes: its receipts
+// are not counted, nor made due.
+
+// PeerHooks is the other nodes' receipt webhooks, in a cluster
+// (Config.PeerHooks; the daemon implements it over the peer protocol). nil:
+// a node of its own, whose store has all the receipts.
+type PeerHooks interface {
+	// Self is this node's id.
+	Self() uint16
+	// PeerHookStatus returns enterprise's receipt webhooks on every other
+	// live node (sorted by node), and the ids of the nodes that hold a
+	// store but were not asked or did not answer (sorted; nil when none).
+	// An error means not even that is known.
+	PeerHookStatus(ctx context.Context, enterprise string) ([]NodeReceiptStatus, []uint16, error)
+	// PeerHookRetry asks every other live node to make enterprise's
+	// receipts that wait for a later retry due now; what each did (sorted
+	// by node) and the nodes not asked or not answering, as PeerHookStatus.
+	PeerHookRetry(ctx context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error)
+}
+
+// receiptStatus is enterprise code's ReceiptStatus: this node's, plus the
+// other nodes' in a cluster. What cannot be read is left out and said (the
+// settings are still worth answering).
+func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
+	var st ReceiptStatus
+	local, err := s.localReceiptCounts(code)
+	if err != nil {
+		s.log.Error("receipt status", "enterprise", code, "err", err)
+	}
+	if s.cfg.PeerHooks == nil {
+		if err != nil {
+			st.Partial = true
+		}
+		st.ReceiptCounts = local
+		return st
+	}
+	self := s.cfg.PeerHooks.Self()
+	if err != nil {
+		st.MissingNodes = append(st.MissingNodes, self)
+	} else {
+		st.Nodes = append(st.Nodes, NodeReceiptStatus{Node: self, ReceiptCounts: local})
+	}
+	peers, missing, err := s.cfg.PeerHooks.PeerHookStatus(ctx, code)
+	if err != nil {
+		s.log.Warn("receipt status without the other nodes'", "enterprise", code, "err", err)
+		st.Partial = true
+	}
+	st.Nodes = append(st.Nodes, peers...)
+	slices.SortFunc(st.Nodes, func(a, b NodeReceiptStatus) int { return int(a.Node) - int(b.Node) })
+	st.MissingNodes = append(st.MissingNodes, missing...)
+	slices.Sort(st.MissingNodes)
+	st.Partial = st.Partial || len(st.MissingNodes) > 0
+	for _, n := range st.Nodes {
+		st.Pending += n.Pending
+		st.PendingMore = st.PendingMore || n.PendingMore
+		st.Retrying += n.Retrying
+		if n.FirstDueAt != nil && (st.FirstDueAt == nil || n.FirstDueAt.Before(*st.FirstDueAt)) {
+			st.FirstDueAt = n.FirstDueAt
+		}
+		if n.Last != nil && (st.Last == nil || n.Last.At.After(st.Last.At)) {
+			last := *n.Last
+			last.Node = n.Node
+			st.Last = &last
+		}
+	}
+	return st
+}
+
+// clusterRetry completes this node's retry-now (done already: local) with
+// the other nodes', in a cluster.
+func (s *Server) clusterRetry(ctx context.Context, code string, local NodeReceiptRetry) ReceiptWebhookRetry {
+	out := ReceiptWebhookRetry{Rescheduled: local.Rescheduled, More: local.More}
+	if s.cfg.PeerHooks == nil {
+		return out
+	}
+	local.Node = s.cfg.PeerHooks.Self()
+	out.Nodes = []NodeReceiptRetry{local}
+	peers, missing, err := s.cfg.PeerHooks.PeerHookRetry(ctx, code)
+	if err != nil {
+		s.log.Warn("receipts made due now on this node only", "enterprise", code, "err", err)
+		out.Partial = true
+	}
+	for _, p := range peers {
+		out.Rescheduled += p.Rescheduled
+		out.More = out.More || p.More
+	}
+	out.Nodes = append(out.Nodes, peers...)
+	slices.SortFunc(out.Nodes, func(a, b NodeReceiptRetry) int { return int(a.Node) - int(b.Node) })
+	out.MissingNodes = missing
+	out.Partial = out.Partial || len(missing) > 0
+	return out
+}

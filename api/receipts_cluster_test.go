@@ -1,0 +1,142 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fixedPeerHooks is a PeerHooks with fixed answers that records the
+// enterprises it was asked about.
+type fixedPeerHooks struct {
+	mu      sync.Mutex
+	status  []NodeReceiptStatus
+	retry   []NodeReceiptRetry
+	missing []uint16
+	err     error
+	asked   []string
+}
+
+func (p *fixedPeerHooks) Self() uint16 { return 1 }
+
+func (p *fixedPeerHooks) PeerHookStatus(_ context.Context, enterprise string) ([]NodeReceiptStatus, []uint16, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked = append(p.asked, "status "+enterprise)
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	return slices.Clone(p.status), p.missing, nil
+}
+
+func (p *fixedPeerHooks) PeerHookRetry(_ context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked = append(p.asked, "retry "+enterprise)
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	return slices.Clone(p.retry), p.missing, nil
+}
+
+func (p *fixedPeerHooks) set(missing []uint16, err error) {
+	p.mu.Lock()
+	p.missing, p.err = missing, err
+	p.mu.Unlock()
+}
+
+var _ PeerHooks = (*fixedPeerHooks)(nil)
+
+// In a cluster the receipt webhook's status sums every node's part (this
+// node's from its store), keeps the earliest due and the latest POST with
+// its node, and says which nodes are missing; retry-now adds what every
+// other node did.
+func TestReceiptWebhookAcrossNodes(t *testing.T) {
+	r := newUserRig(t)
+	hookSender(t, r, time.Hour) // not running: the receipt waits
+	url := "https://receipts.example/dlr"
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReceiptURL: &url}, nil)
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "回执状态"})
+
+	early, late := time.Now().Add(-time.Hour).UTC().Truncate(time.Second), time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	peers := &fixedPeerHooks{
+		status: []NodeReceiptStatus{ // not sorted
+			{Node: 3, ReceiptCounts: ReceiptCounts{Pending: 10_000, PendingMore: true, Retrying: 5, FirstDueAt: &early,
+				Last: &ReceiptPost{At: late, URL: url, Receipts: 2, Error: "502 Bad Gateway"}}},
+			{Node: 2, ReceiptCounts: ReceiptCounts{Pending: 2, Retrying: 2, FirstDueAt: &late,
+				Last: &ReceiptPost{At: early, URL: url, Receipts: 1, Delivered: true}}},
+		},
+		retry:   []NodeReceiptRetry{{Node: 3, Rescheduled: 1000, More: true}, {Node: 2, Busy: true}},
+		missing: []uint16{4},
+	}
+	r.srv.cfg.PeerHooks = peers
+	r.srv.cfg.AdminToken = opsToken
+	status := func() ReceiptStatus {
+		var rw ReceiptWebhook
+		r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["alice"], nil, &rw)
+		return rw.Status
+	}
+	var st ReceiptStatus
+	waitUntil(t, func() (bool, string) {
+		st = status()
+		return len(st.Nodes) == 3 && st.Nodes[0].Pending == 1, "this node's receipt in the status"
+	})
+	nodes := func(st ReceiptStatus) (ids []uint16) {
+		for _, n := range st.Nodes {
+			ids = append(ids, n.Node)
+		}
+		return ids
+	}
+	if st.Pending != 10_003 || !st.PendingMore || st.Retrying != 7 || !slices.Equal(nodes(st), []uint16{1, 2, 3}) ||
+		st.FirstDueAt == nil || !st.FirstDueAt.Equal(early) || !st.Partial || !slices.Equal(st.MissingNodes, []uint16{4}) {
+		t.Errorf("status across nodes: %+v", st)
+	}
+	if want := (ReceiptPost{At: late, URL: url, Receipts: 2, Error: "502 Bad Gateway", Node: 3}); st.Last == nil || !reflect.DeepEqual(*st.Last, want) {
+		t.Errorf("last POST across nodes: %+v, want %+v", st.Last, want)
+	}
+
+	// The operator's view of the enterprise has the same.
+	var d EnterpriseDetail
+	r.must(http.StatusOK, "GET", "/admin/v1/enterprises/A", opsToken, nil, &d)
+	if d.Receipts.Pending != 10_003 || !slices.Equal(nodes(d.Receipts), []uint16{1, 2, 3}) {
+		t.Errorf("enterprise detail's receipts: %+v", d.Receipts)
+	}
+
+	// The other nodes unknown: this node's part, said to be partial.
+	peers.set(nil, errors.New("etcd unreachable"))
+	if st := status(); st.Pending != 1 || !slices.Equal(nodes(st), []uint16{1}) || !st.Partial {
+		t.Errorf("status without the other nodes: %+v", st)
+	}
+
+	// Retry-now: this node moves none (its receipt is due, not retrying),
+	// node 3 a thousand, node 2 did it less than a minute ago; node 4 is
+	// missing.
+	peers.set([]uint16{4}, nil)
+	var rr ReceiptWebhookRetry
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil, &rr)
+	want := ReceiptWebhookRetry{Rescheduled: 1000, More: true,
+		Nodes:   []NodeReceiptRetry{{Node: 1}, {Node: 2, Busy: true}, {Node: 3, Rescheduled: 1000, More: true}},
+		Missing: Missing{Partial: true, MissingNodes: []uint16{4}}}
+	if !reflect.DeepEqual(rr, want) {
+		t.Errorf("retry across nodes: %+v, want %+v", rr, want)
+	}
+	// Refused by this node's minute: the others are not asked.
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil)
+	// Another enterprise's retry, the other nodes failing: this node's part.
+	peers.set(nil, errors.New("etcd unreachable"))
+	var rb ReceiptWebhookRetry
+	r.must(http.StatusOK, "POST", "/admin/v1/enterprises/B/receipt-retry", opsToken, nil, &rb)
+	if want := (ReceiptWebhookRetry{Nodes: []NodeReceiptRetry{{Node: 1}}, Missing: Missing{Partial: true}}); !reflect.DeepEqual(rb, want) {
+		t.Errorf("retry without the other nodes: %+v, want %+v", rb, want)
+	}
+	peers.mu.Lock()
+	defer peers.mu.Unlock()
+	if n := len(peers.asked); peers.asked[n-2] != "retry A" || peers.asked[n-1] != "retry B" {
+		t.Errorf("asked %q: want the last two retry A, retry B (none for the refused one)", peers.asked)
+	}
+}

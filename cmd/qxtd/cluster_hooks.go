@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// Receipt webhooks across the nodes: each node keeps and pushes the
+// receipts of the messages it accepted, so an enterprise's status sums
+// every node's and its "post the waiting receipts now" asks every node
+// (api.PeerHooks over the peer protocol's /peer/v1/receipt-hooks).
+
+// peerHooksBackend is peerUsageBackend that also answers the other nodes'
+// questions about this node's receipt webhooks (cluster.PeerHooksBackend).
+type peerHooksBackend struct {
+	peerUsageBackend
+	hooks *webhook.Sender
+	log   *slog.Logger
+}
+
+var _ cluster.PeerHooksBackend = peerHooksBackend{}
+
+func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (cluster.PeerHookStatus, error) {
+	st, err := b.hooks.Status(enterprise)
+	if err != nil {
+		return cluster.PeerHookStatus{}, err
+	}
+	out := cluster.PeerHookStatus{Pending: st.Pending, More: st.More, Retrying: st.Retrying}
+	if !st.FirstDue.IsZero() {
+		out.FirstDue = &st.FirstDue
+	}
+	if o := st.Last; o != nil {
+		out.Last = &cluster.PeerHookPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Err: o.Err}
+	}
+	return out, nil
+}
+
+func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string) (cluster.PeerHookRetry, error) {
+	n, more, err := b.hooks.RetryNow(ctx, enterprise)
+	if errors.Is(err, webhook.ErrRetryBusy) {
+		return cluster.PeerHookRetry{Busy: true}, nil
+	}
+	if err == nil {
+		b.log.Info("receipts made due now", "enterprise", enterprise, "asked_by_node", cluster.PeerNode(ctx),
+			"receipts", n, "more", more)
+	}
+	return cluster.PeerHookRetry{Rescheduled: n, More: more}, err
+}
+
+// hookStatusTTL is how long one node's answer to every other node's
+// status stays: a member reloading the page, or scripting GET
+// /v1/receipt-webhook in a loop, asks the other nodes at most once in it
+// per enterprise, so it cannot crowd their peer listeners (16 requests at
+// once, receipts matching among them).
+const hookStatusTTL = time.Second
+
+// clusterHooks is api.PeerHooks: it asks every other node with a store, in
+// parallel.
+type clusterHooks struct {
+	node   *cluster.Node
+	client *cluster.PeerClient
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	status map[string]*hookStatusEntry // by enterprise: bounded by the enterprises
+}
+
+// hookStatusEntry is an enterprise's last status of the other nodes; its mu
+// makes concurrent askers wait for one round of questions.
+type hookStatusEntry struct {
+	mu      sync.Mutex
+	at      time.Time
+	nodes   []api.NodeReceiptStatus
+	missing []uint16
+}
+
+var _ api.PeerHooks = (*clusterHooks)(nil)
+
+func (d *daemon) clusterHooks(cfg *Config) *clusterHooks {
+	return &clusterHooks{node: d.cluster.node, log: d.log.With("component", "cluster"),
+		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP),
+		status: make(map[string]*hookStatusEntry)}
+}
+
+func (h *clusterHooks) Self() uint16 { return h.node.ID() }
+
+func (h *clusterHooks) entry(enterprise string) *hookStatusEntry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.status[enterprise]
+	if e == nil {
+		e = &hookStatusEntry{}
+		h.status[enterprise] = e
+	}
+	return e
+}
+
+func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([]api.NodeReceiptStatus, []uint16, error) {
+	e := h.entry(enterprise)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Since(e.at) < hookStatusTTL {
+		return e.nodes, e.missing, nil
+	}
+	var (
+		mu    sync.Mutex
+		nodes []api.NodeReceiptStatus
+	)
+	missing, err := askOthers(ctx, h.node, h.log, "receipt webhook status", func(ctx context.Context, id uint16, peerURL string) error {
+		st, err := h.client.HookStatus(ctx, peerURL, enterprise)
+		if err != nil {
+			return err
+		}
+		n := api.NodeReceiptStatus{Node: id}
+		n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
+		if o := st.Last; o != nil {
+			n.Last = &api.ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
+		}
+		mu.Lock()
+		nodes = append(nodes, n)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.at, e.nodes, e.missing = time.Now(), nodes, missing
+	return nodes, missing, nil
+}
+
+func (h *clusterHooks) PeerHookRetry(ctx context.Context, enterprise string) ([]api.NodeReceiptRetry, []uint16, error) {
+	var (
+		mu    sync.Mutex
+		nodes []api.NodeReceiptRetry
+	)
+	missing, err := askOthers(ctx, h.node, h.log, "receipts due now", func(ctx context.Context, id uint16, peerURL string) error {
+		res, err := h.client.HookRetry(ctx, peerURL, enterprise)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		nodes = append(nodes, api.NodeReceiptRetry{Node: id, Rescheduled: res.Rescheduled, More: res.More, Busy: res.Busy})
+		mu.Unlock()
+		return nil
+	})
+	e := h.entry(enterprise) // the next status asks again
+	e.mu.Lock()
+	e.at = time.Time{}
+	e.mu.Unlock()
+	return nodes, missing, err
+}

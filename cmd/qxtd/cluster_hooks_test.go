@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/smpp"
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// writeHooksClusterConfig is writeClusterConfig with receipt endpoints on
+// loopback allowed (the test's receiver).
+func writeHooksClusterConfig(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
+	t.Helper()
+	path := writeClusterConfig(t, id, endpoints, simAddr, binds)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("webhooks: { allow_private: true }\n"); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestClusterReceiptWebhooks: an enterprise's waiting receipts are spread
+// over the nodes that accepted its messages. Its status on any node counts
+// them all, node by node; "post them now" on one node makes every node's
+// due, so a mended endpoint gets them at once rather than after each
+// node's backoff; the minute's limit holds across the nodes; a node that
+// is down is named.
+func TestClusterReceiptWebhooks(t *testing.T) {
+	nodes, _, _ := startCluster(t, 3, 3, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeHooksClusterConfig)
+
+	var (
+		status    atomic.Int32
+		mu        sync.Mutex
+		delivered = make(map[string]time.Time) // receipt id → its first 2xx
+	)
+	status.Store(http.StatusServiceUnavailable)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		code := int(status.Load())
+		var rc webhook.Receipt
+		if json.Unmarshal(body, &rc) == nil && code/100 == 2 {
+			mu.Lock()
+			if _, ok := delivered[rc.ID]; !ok {
+				delivered[rc.ID] = time.Now()
+			}
+			mu.Unlock()
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(rcv.Close)
+
+	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
+	code, body := postJSON(t, "POST", base(nodes[0])+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+	var lr struct{ Token string }
+	if err := json.Unmarshal([]byte(body), &lr); code != http.StatusOK || err != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	// One message through node 1, two through node 2, none through node 3.
+	var ids []string
+	for i, count := range []int{1, 2} {
+		for k := range count {
+			code, body := postJSON(t, "POST", base(nodes[i])+"/v1/messages", lr.Token,
+				fmt.Sprintf(`{"to":["1380%d%06d"],"text":"回执","receipt_url":"%s/dlr"}`, i, k, rcv.URL))
+			var res struct{ Results []struct{ ID string } }
+			if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || len(res.Results) != 1 {
+				t.Fatalf("send through node %d: %d %s", i+1, code, body)
+			}
+			ids = append(ids, res.Results[0].ID)
+		}
+	}
+
+	statusOn := func(n *clusterNode) api.ReceiptStatus {
+		t.Helper()
+		var rw api.ReceiptWebhook
+		code, body := postJSON(t, "GET", base(n)+"/v1/receipt-webhook", lr.Token, "")
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &rw) != nil {
+			t.Fatalf("GET /v1/receipt-webhook on node %d: %d %s", n.id, code, body)
+		}
+		return rw.Status
+	}
+	parts := func(st api.ReceiptStatus) (pending, retrying []int) {
+		for _, n := range st.Nodes {
+			pending, retrying = append(pending, n.Pending), append(retrying, n.Retrying)
+		}
+		return pending, retrying
+	}
+	// Every receipt fails once, on the node that accepted its message.
+	var st api.ReceiptStatus
+	waitCond(t, 20*time.Second, "every receipt failed once, seen from node 3", func() bool {
+		st = statusOn(nodes[2])
+		_, r := parts(st)
+		return slices.Equal(r, []int{1, 2, 0})
+	})
+	if p, _ := parts(st); st.Pending != 3 || st.Retrying != 3 || !slices.Equal(p, []int{1, 2, 0}) || st.Partial ||
+		st.Nodes[0].Node != 1 || st.Nodes[2].Node != 3 {
+		t.Fatalf("status from node 3: %+v", st)
+	}
+	if st.Last == nil || st.Last.Delivered || (st.Last.Node != 1 && st.Last.Node != 2) || st.FirstDueAt == nil {
+		t.Fatalf("status from node 3: last POST %+v, first due %v", st.Last, st.FirstDueAt)
+	}
+	// No receipt would be POSTed again before this, without a retry-now.
+	firstDue := *st.FirstDueAt
+
+	// The endpoint is mended; the account manager asks node 1 to post the
+	// waiting receipts now: node 2 does its own too.
+	status.Store(http.StatusNoContent)
+	var rr api.ReceiptWebhookRetry
+	code, body = postJSON(t, "POST", base(nodes[0])+"/admin/v1/enterprises/T1/receipt-retry", "test-token", "")
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &rr) != nil {
+		t.Fatalf("receipt-retry on node 1: %d %s", code, body)
+	}
+	var moved []int
+	for _, n := range rr.Nodes {
+		moved = append(moved, n.Rescheduled)
+	}
+	if rr.Rescheduled != 3 || !slices.Equal(moved, []int{1, 2, 0}) || rr.Partial {
+		t.Fatalf("receipt-retry on node 1: %s", body)
+	}
+	waitCond(t, time.Until(firstDue), "every receipt delivered before its backoff ended", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delivered) == len(ids)
+	})
+	mu.Lock()
+	for _, id := range ids {
+		if _, ok := delivered[id]; !ok {
+			t.Errorf("receipt of %s not delivered; delivered: %v", id, delivered)
+		}
+	}
+	mu.Unlock()
+
+	// Within the minute, node 2 refuses a retry-now: it made its own due
+	// a moment ago, for node 1.
+	code, body = postJSON(t, "POST", base(nodes[1])+"/admin/v1/enterprises/T1/receipt-retry", "test-token", "")
+	if code != http.StatusTooManyRequests {
+		t.Errorf("a second receipt-retry, on node 2: %d %s, want 429", code, body)
+	}
+
+	waitCond(t, 10*time.Second, "nothing pending, seen from node 1", func() bool {
+		st = statusOn(nodes[0])
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered
+	})
+
+	// Node 3 stops: its store is registered, so the status names it.
+	nodes[2].proc.stop(t)
+	waitCond(t, 10*time.Second, "node 3 missing from the status", func() bool {
+		st = statusOn(nodes[0])
+		return st.Partial && slices.Equal(st.MissingNodes, []uint16{3})
+	})
+	if len(st.Nodes) != 2 {
+		t.Errorf("status without node 3: nodes %+v", st.Nodes)
+	}
+	var stdout, stderr bytes.Buffer
+	code = runIO(strings.NewReader(""), []string{"admin", "--api", base(nodes[0]), "--token", "test-token", "enterprise", "show", "T1"}, &stdout, &stderr)
+	if out := stdout.String(); code != 0 || !strings.Contains(out, "node 1: 0 pending, 0 retrying; node 2: 0 pending, 0 retrying") ||
+		!strings.Contains(out, "PARTIAL: without node(s) [3]") || !regexp.MustCompile(`last POST by node [12] \S+ \(1 receipt\) delivered`).MatchString(out) {
+		t.Errorf("enterprise show T1: exit %d\n%s%s", code, out, stderr.String())
+	}
+}
