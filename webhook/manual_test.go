@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,26 +224,79 @@ func TestRetryNow(t *testing.T) {
 // retryNowChunk, so that no commit of it holds up the others' answers for
 // long: one receipt more than a chunk takes two operations.
 func TestRetryNowChunked(t *testing.T) {
+	s, snd := retryingHooks(t, retryNowChunk+1)
+	const n = retryNowChunk + 1
+	ctx := context.Background()
+	before := s.Stats().Ops
+	moved, more, err := snd.RetryNow(ctx, "E")
+	if err != nil || moved != n || more {
+		t.Fatalf("RetryNow: %d, %v, %v; want %d and no more", moved, more, err, n)
+	}
+	if ops := s.Stats().Ops - before; ops != 2 {
+		t.Errorf("%d receipts moved in %d store operations, want 2 of at most %d", n, ops, retryNowChunk)
+	}
+	if hs, _ := s.DueHooks("E", time.Now(), 0, nil); len(hs) != n {
+		t.Errorf("%d due after RetryNow, want %d", len(hs), n)
+	}
+}
+
+// TestRetryNowCap: one RetryNow moves at most retryNowMax receipts and
+// says more wait; the rest keep their backoff.
+func TestRetryNowCap(t *testing.T) {
+	const n = retryNowMax + 1
+	s, snd := retryingHooks(t, n)
+	moved, more, err := snd.RetryNow(context.Background(), "E")
+	if err != nil || moved != retryNowMax || !more {
+		t.Fatalf("RetryNow: %d, %v, %v; want %d and more", moved, more, err, retryNowMax)
+	}
+	if hs, _ := s.DueHooks("E", time.Now(), 0, nil); len(hs) != retryNowMax {
+		t.Errorf("%d due after RetryNow, want %d", len(hs), retryNowMax)
+	}
+	if sum, err := s.HookSummary("E", n+1); err != nil || sum.Pending != n || sum.Retrying != n {
+		t.Errorf("summary %+v, %v; want all %d pending and retrying", sum, err, n)
+	}
+}
+
+// retryingHooks is a store with n receipts of enterprise E waiting an hour
+// for their retry, and a sender over it that is not run (nothing is
+// posted).
+func retryingHooks(t *testing.T, n int) (*queue.Store, *Sender) {
+	t.Helper()
 	s, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	snd, err := New(Config{Store: s}) // not run: nothing is posted
+	snd, err := New(Config{Store: s})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	const n = retryNowChunk + 1
-	for range n {
-		m := &queue.Message{Account: "u", Enterprise: "E", Dest: "13712345678", Upstream: "up",
+	ms := make([]*queue.Message, n)
+	for i := range ms {
+		ms[i] = &queue.Message{Account: "u", Enterprise: "E", Dest: "13712345678", Upstream: "up",
 			ReceiptURL: "https://example.com/r", Parts: []queue.Part{{Body: []byte("hi")}}}
-		if err := s.Enqueue(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if err := s.Enqueue(ctx, ms...); err != nil {
+		t.Fatal(err)
+	}
+	// Failed from 16 goroutines, so that the store commits them in groups.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				if err := s.Fail(ctx, queue.Key{ID: ms[i].ID}, queue.StateRejected, "test", time.Now()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	hs, err := s.DueHooks("E", time.Now(), 0, nil)
 	if err != nil || len(hs) != n {
@@ -255,15 +309,5 @@ func TestRetryNowChunked(t *testing.T) {
 	if err := s.RetryHooks(ctx, hs, later); err != nil {
 		t.Fatal(err)
 	}
-	before := s.Stats().Ops
-	moved, more, err := snd.RetryNow(ctx, "E")
-	if err != nil || moved != n || more {
-		t.Fatalf("RetryNow: %d, %v, %v; want %d and no more", moved, more, err, n)
-	}
-	if ops := s.Stats().Ops - before; ops != 2 {
-		t.Errorf("%d receipts moved in %d store operations, want 2 of at most %d", n, ops, retryNowChunk)
-	}
-	if hs, _ := s.DueHooks("E", time.Now(), 0, nil); len(hs) != n {
-		t.Errorf("%d due after RetryNow, want %d", len(hs), n)
-	}
+	return s, snd
 }
