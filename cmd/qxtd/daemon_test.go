@@ -71,6 +71,18 @@ func startDaemonBin(t *testing.T, bin, cfgPath string, env ...string) *proc {
 // startDaemonArgs is startDaemonBin with the whole command line.
 func startDaemonArgs(t *testing.T, bin string, args []string, env ...string) *proc {
 	t.Helper()
+	p, err := tryDaemonArgs(t, bin, args, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryDaemonArgs is startDaemonArgs that returns a daemon's exit before it
+// was ready as an error (with its log), for a test that can start it
+// again (a port taken meanwhile).
+func tryDaemonArgs(t *testing.T, bin string, args []string, env ...string) (*proc, error) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(append(os.Environ(), "QXTD_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
@@ -114,11 +126,11 @@ func startDaemonArgs(t *testing.T, bin string, args []string, env ...string) *pr
 		p.smppAddr, _ = rec["smpp"].(string)
 		p.httpAddr, _ = rec["http"].(string)
 	case <-p.exited:
-		t.Fatalf("daemon exited before ready:\n%s", p.log())
+		return nil, fmt.Errorf("daemon exited before ready:\n%s", p.log())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("daemon not ready in time:\n%s", p.log())
 	}
-	return p
+	return p, nil
 }
 
 // stop sends SIGTERM and waits for the daemon to exit cleanly (status 0).

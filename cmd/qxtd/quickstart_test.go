@@ -35,17 +35,26 @@ func TestQuickStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	smppAddr, httpAddr, simAddr := freePort(t), freePort(t), freePort(t)
-	cfg := strings.NewReplacer(
-		"127.0.0.1:2775", smppAddr, "127.0.0.1:8080", httpAddr, "127.0.0.1:2776", simAddr,
-		"./data/qxtd.db", filepath.Join(dir, "qxtd.db"),
-	).Replace(string(b))
-	path := filepath.Join(dir, "qxtd.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	// The listeners take ports the kernel chooses; the simulator's must be
+	// known before (the upstream dials it), so a test running beside this
+	// one can take it in between: then the daemon starts again.
+	var d *proc
+	for attempt := 1; d == nil; attempt++ {
+		dir := t.TempDir()
+		cfg := strings.NewReplacer(
+			"127.0.0.1:2775", "127.0.0.1:0", "127.0.0.1:8080", "127.0.0.1:0", "127.0.0.1:2776", freePort(t),
+			"./data/qxtd.db", filepath.Join(dir, "qxtd.db"),
+		).Replace(string(b))
+		path := filepath.Join(dir, "qxtd.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if d, err = tryDaemonArgs(t, os.Args[0], []string{"serve", "--config", path}); err != nil &&
+			(attempt == 3 || !strings.Contains(err.Error(), "address already in use")) {
+			t.Fatal(err)
+		}
 	}
-	d := startDaemon(t, path)
 
 	var out, errOut bytes.Buffer
 	if code := run([]string{"send", "--smpp", d.smppAddr, "--to", "13800138000", "--text", "你好，这是一条测试短信"}, &out, &errOut); code != 0 {
