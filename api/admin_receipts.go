@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/qxtd/qxtd/policy"
 )
@@ -15,13 +16,14 @@ type ReceiptSecretRequest struct {
 
 // ReceiptSecret is its answer: the secret, shown this once.
 type ReceiptSecret struct {
-	Code   string `json:"code"`
-	Secret string `json:"secret"`
+	Code          string     `json:"code"`
+	Secret        string     `json:"secret"`
+	PreviousUntil *time.Time `json:"previous_until,omitempty"` // until when the replaced secret signs too; absent if none was set
 }
 
 // setReceiptSecret sets (or generates) the secret that signs an
-// enterprise's receipt webhooks (package webhook). The old one stops
-// signing at once.
+// enterprise's receipt webhooks (package webhook). The one it replaces
+// signs X-Qxtd-Signature-Previous for a day (policy.ReceiptSecretOverlap).
 func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http.Request) {
 	var in ReceiptSecretRequest
 	if r.ContentLength != 0 && !s.readJSON(w, r, &in) {
@@ -33,8 +35,9 @@ func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http
 		writeErr(w, invalidf("secret: 16 to 128 bytes, got %d", n))
 		return
 	}
+	now := time.Now()
 	e, err := s.cfg.Policy.UpdateEnterprise(a, r.PathValue("code"), func(e *policy.Enterprise) error {
-		e.Receipt.Secret = in.Secret
+		e.Receipt.SetSecret(in.Secret, now)
 		return nil
 	})
 	if err != nil {
@@ -42,5 +45,5 @@ func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http
 		return
 	}
 	s.audit(a, "receipt secret set", "enterprise", e.Code)
-	writeJSON(w, http.StatusOK, ReceiptSecret{Code: e.Code, Secret: in.Secret})
+	writeJSON(w, http.StatusOK, ReceiptSecret{Code: e.Code, Secret: in.Secret, PreviousUntil: e.Receipt.PreviousSigns(now)})
 }

@@ -21,10 +21,13 @@ import (
 
 // ReceiptWebhook is the answer of GET and PATCH /v1/receipt-webhook.
 type ReceiptWebhook struct {
-	ReceiptURL   string        `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
-	ReceiptBatch int           `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
-	Signed       bool          `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
-	Status       ReceiptStatus `json:"status"`
+	ReceiptURL   string `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
+	ReceiptBatch int    `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
+	Signed       bool   `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
+	// PreviousUntil: a rotated-out secret still signs, into
+	// X-Qxtd-Signature-Previous, until then.
+	PreviousUntil *time.Time    `json:"previous_until,omitempty"`
+	Status        ReceiptStatus `json:"status"`
 }
 
 // ReceiptStatus is how the enterprise's pushed receipts stand: what
@@ -100,9 +103,12 @@ type ReceiptWebhookPatch struct {
 }
 
 // ReceiptWebhookSecret is the answer of POST /v1/receipt-webhook/secret:
-// the new secret, shown this once. The old one stops signing at once.
+// the new secret, shown this once. It signs X-Qxtd-Signature from now on;
+// the one it replaced signs X-Qxtd-Signature-Previous for a day, so that
+// the receiver can switch without refusing receipts.
 type ReceiptWebhookSecret struct {
-	Secret string `json:"secret"`
+	Secret        string     `json:"secret"`
+	PreviousUntil *time.Time `json:"previous_until,omitempty"` // until when the replaced secret signs too; absent if none was set
 }
 
 // ReceiptWebhookTestIn is the optional body of POST
@@ -118,14 +124,17 @@ type ReceiptWebhookTest struct {
 	Delivered  bool    `json:"delivered"` // the endpoint answered 2xx
 	Status     int     `json:"status"`    // its HTTP status; 0 if none came
 	DurationMS float64 `json:"duration_ms"`
-	Signed     bool    `json:"signed"`          // the POST carried X-Qxtd-Signature
-	Batched    bool    `json:"batched"`         // the body was {"receipts": [one]}
-	Error      string  `json:"error,omitempty"` // why it was not delivered
+	Signed     bool    `json:"signed"` // the POST carried X-Qxtd-Signature
+	// SignedPrevious: it carried X-Qxtd-Signature-Previous too (a
+	// rotated-out secret still signs).
+	SignedPrevious bool   `json:"signed_previous"`
+	Batched        bool   `json:"batched"`         // the body was {"receipts": [one]}
+	Error          string `json:"error,omitempty"` // why it was not delivered
 }
 
 func (s *Server) receiptWebhookOf(ctx context.Context, e *policy.Enterprise) ReceiptWebhook {
 	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
-		Status: s.receiptStatus(ctx, e.Code)}
+		PreviousUntil: e.Receipt.PreviousSigns(time.Now()), Status: s.receiptStatus(ctx, e.Code)}
 }
 
 // showReceiptWebhook: GET /v1/receipt-webhook (every member)
@@ -169,9 +178,9 @@ func (s *Server) newReceiptSecret(c *caller, w http.ResponseWriter, _ *http.Requ
 	if !s.accountStore(w) || !requireAdmin(c, w) {
 		return
 	}
-	secret := policy.NewReceiptSecret()
+	secret, now := policy.NewReceiptSecret(), time.Now()
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
-		h.Secret = secret
+		h.SetSecret(secret, now)
 		return nil
 	})
 	if err != nil {
@@ -179,7 +188,7 @@ func (s *Server) newReceiptSecret(c *caller, w http.ResponseWriter, _ *http.Requ
 		return
 	}
 	s.log.Info("receipt secret generated", "enterprise", e.Code, "by", c.user.SystemID)
-	writeJSON(w, http.StatusOK, ReceiptWebhookSecret{Secret: secret})
+	writeJSON(w, http.StatusOK, ReceiptWebhookSecret{Secret: secret, PreviousUntil: e.Receipt.PreviousSigns(now)})
 }
 
 // testReceiptWebhook: POST /v1/receipt-webhook/test (admins)
@@ -233,7 +242,7 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 		return
 	}
 	out := ReceiptWebhookTest{URL: in.URL, Delivered: res.Err == nil, Status: res.Status,
-		DurationMS: float64(res.Duration.Microseconds()) / 1000, Signed: res.Signed, Batched: res.Batched}
+		DurationMS: float64(res.Duration.Microseconds()) / 1000, Signed: res.Signed, SignedPrevious: res.SignedPrevious, Batched: res.Batched}
 	if res.Err != nil {
 		out.Error = res.Err.Error()
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/webhook"
 )
 
@@ -29,6 +30,10 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 			e, _ := r.pol.Lookup(code)
 			return e.Receipt.Secret
 		},
+		Previous: func(code string) string {
+			e, _ := r.pol.Lookup(code)
+			return e.Receipt.PreviousSecret(time.Now())
+		},
 		Batch: func(code string) int {
 			e, _ := r.pol.Lookup(code)
 			return e.Receipt.Batch
@@ -38,15 +43,16 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	}
 	r.srv.cfg.Webhooks = snd
 	type got struct {
-		body    []byte
-		ts, sig string
+		body          []byte
+		ts, sig, prev string
 	}
 	posts := make(chan got, 4)
 	var status atomic.Int32
 	status.Store(http.StatusNoContent)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
-		posts <- got{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature")}
+		posts <- got{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature"),
+			prev: req.Header.Get("X-Qxtd-Signature-Previous")}
 		w.WriteHeader(int(status.Load()))
 	}))
 	t.Cleanup(rcv.Close)
@@ -85,19 +91,34 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 		t.Fatalf("secret %q", sec.Secret)
 	}
 	b := r.must(http.StatusOK, "GET", "/v1/receipt-webhook", amy, nil, &rw)
-	if !rw.Signed || strings.Contains(string(b), sec.Secret) {
-		t.Fatalf("after the secret: %s", b)
+	if !rw.Signed || strings.Contains(string(b), sec.Secret) || sec.PreviousUntil != nil || rw.PreviousUntil != nil {
+		t.Fatalf("after the first secret: %+v, %s", sec, b)
+	}
+	// A rotation: the new secret signs X-Qxtd-Signature, the replaced one
+	// X-Qxtd-Signature-Previous for a day.
+	old := sec.Secret
+	before := time.Now()
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/secret", amy, nil, &sec)
+	day := func(u *time.Time) bool {
+		return u != nil && !u.Before(before.Add(policy.ReceiptSecretOverlap-time.Second)) && !u.After(time.Now().Add(policy.ReceiptSecretOverlap))
+	}
+	b = r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if sec.Secret == old || !day(sec.PreviousUntil) || !day(rw.PreviousUntil) || strings.Contains(string(b), old) {
+		t.Fatalf("after a rotation: %+v, %s", sec, b)
 	}
 
 	// The test receipt: to the enterprise's URL, signed, a batch of one.
 	var tr ReceiptWebhookTest
 	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/test", amy, nil, &tr)
-	if !tr.Delivered || tr.Status != http.StatusNoContent || !tr.Signed || !tr.Batched || tr.URL != url || tr.Error != "" {
+	if !tr.Delivered || tr.Status != http.StatusNoContent || !tr.Signed || !tr.SignedPrevious || !tr.Batched || tr.URL != url || tr.Error != "" {
 		t.Fatalf("test: %+v", tr)
 	}
 	p := <-posts
 	if !webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
 		t.Errorf("the test receipt's signature does not verify with the secret shown: %s", p.sig)
+	}
+	if !webhook.Verify(old, p.ts, p.body, p.prev) || webhook.Verify(old, p.ts, p.body, p.sig) {
+		t.Errorf("X-Qxtd-Signature-Previous %q does not verify with the replaced secret, or the new one's does", p.prev)
 	}
 	var bt webhook.Batch
 	if err := json.Unmarshal(p.body, &bt); err != nil || len(bt.Receipts) != 1 || bt.Receipts[0].ID != webhook.TestReceiptID {

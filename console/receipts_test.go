@@ -21,8 +21,8 @@ import (
 // receiptEndpoint is an enterprise's receipt receiver on loopback: each
 // POST's body and signature headers arrive on the channel.
 type receiptPost struct {
-	body    []byte
-	ts, sig string
+	body          []byte
+	ts, sig, prev string // prev: X-Qxtd-Signature-Previous
 }
 
 func receiptEndpoint(t *testing.T) (*httptest.Server, <-chan receiptPost) {
@@ -30,7 +30,8 @@ func receiptEndpoint(t *testing.T) (*httptest.Server, <-chan receiptPost) {
 	ch := make(chan receiptPost, 8)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		ch <- receiptPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature")}
+		ch <- receiptPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature"),
+			prev: r.Header.Get("X-Qxtd-Signature-Previous")}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(srv.Close)
@@ -94,6 +95,23 @@ func TestReceiptsPage(t *testing.T) {
 	var b webhook.Batch
 	if err := json.Unmarshal(p.body, &b); err != nil || len(b.Receipts) != 1 || b.Receipts[0].ID != webhook.TestReceiptID {
 		t.Errorf("test receipt body %s", p.body)
+	}
+	if strings.Contains(a.Body, "含旧密钥签名") || p.prev != "" {
+		t.Errorf("the first secret: a previous signature %q", p.prev)
+	}
+
+	// 更换密钥: the new one is shown once; the replaced one signs
+	// X-Qxtd-Signature-Previous for a day, which the page says.
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts/secret", url.Values{})
+	if m = secretRE.FindStringSubmatch(a.Body); m == nil || m[1] == secret {
+		t.Fatalf("rotated secret: %d\n%s", a.Status, a.Body)
+	}
+	a.wantPage(t, "旧密钥在 ", "X-Qxtd-Signature-Previous", `id="receipt-previous">旧密钥同时签名至 `)
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts/test", url.Values{"url": {""}})
+	a.wantPage(t, "已签名（含旧密钥签名）")
+	p = <-posts
+	if !webhook.Verify(m[1], p.ts, p.body, p.sig) || !webhook.Verify(secret, p.ts, p.body, p.prev) {
+		t.Errorf("after the rotation: signature %q, previous %q", p.sig, p.prev)
 	}
 
 	alice := r.client()

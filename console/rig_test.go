@@ -150,8 +150,9 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	// The receipt webhooks' sender, for 回执推送's test receipts (to the
 	// tests' endpoints on loopback: private addresses allowed).
 	hooks, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Timeout: 5 * time.Second,
-		Secret: func(code string) string { e, _ := r.pol.Lookup(code); return e.Receipt.Secret },
-		Batch:  func(code string) int { e, _ := r.pol.Lookup(code); return e.Receipt.Batch }})
+		Secret:   func(code string) string { e, _ := r.pol.Lookup(code); return e.Receipt.Secret },
+		Previous: func(code string) string { e, _ := r.pol.Lookup(code); return e.Receipt.PreviousSecret(time.Now()) },
+		Batch:    func(code string) int { e, _ := r.pol.Lookup(code); return e.Receipt.Batch }})
 	if err != nil {
 		t.Fatal(err)
 	}

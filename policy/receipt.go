@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"time"
 )
 
 // ReceiptHook is an enterprise's receipt webhook: the URL its HTTP sends'
@@ -17,6 +18,48 @@ type ReceiptHook struct {
 	// MaxReceiptBatch, a {"receipts": [...]} of those due at once for the
 	// same URL.
 	Batch int `json:"batch,omitempty"`
+	// Previous is the secret a rotation replaced; it still signs, in a
+	// header of its own (X-Qxtd-Signature-Previous), until PreviousUntil,
+	// so that a receiver can switch to the new secret without refusing
+	// receipts in between. Never shown.
+	Previous      string    `json:"previous,omitempty"`
+	PreviousUntil time.Time `json:"previous_until,omitzero"`
+}
+
+// ReceiptSecretOverlap is how long a rotated-out receipt secret keeps
+// signing beside the new one: a day for the receiver to deploy the new
+// one.
+const ReceiptSecretOverlap = 24 * time.Hour
+
+// SetSecret makes secret the one that signs from now on. The secret it
+// replaces (if any, and different) goes on signing in its own header for
+// ReceiptSecretOverlap. That is safe even when the rotation is because the
+// old secret leaked: what a receiver accepts is the receiver's choice, and
+// one that has the new secret checks X-Qxtd-Signature against it alone.
+func (h *ReceiptHook) SetSecret(secret string, now time.Time) {
+	if h.Secret != "" && h.Secret != secret {
+		h.Previous, h.PreviousUntil = h.Secret, now.Add(ReceiptSecretOverlap)
+	}
+	h.Secret = secret
+}
+
+// PreviousSecret is the rotated-out secret that still signs at now ("" if
+// none).
+func (h ReceiptHook) PreviousSecret(now time.Time) string {
+	if h.Secret == "" || !now.Before(h.PreviousUntil) {
+		return ""
+	}
+	return h.Previous
+}
+
+// PreviousSigns is until when PreviousSecret signs, nil if it does not at
+// now.
+func (h ReceiptHook) PreviousSigns(now time.Time) *time.Time {
+	if h.PreviousSecret(now) == "" {
+		return nil
+	}
+	t := h.PreviousUntil
+	return &t
 }
 
 // MaxReceiptURL is the longest receipt_url accepted (bytes).

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // TestSetReceiptHook: an enterprise's admins set its own receipt webhook
@@ -44,5 +45,41 @@ func TestSetReceiptHook(t *testing.T) {
 	}
 	if err := set(f.aAdmin, "GD0000404", want); err == nil {
 		t.Error("an enterprise that does not exist was changed")
+	}
+}
+
+// TestReceiptSecretRotation: a rotation keeps the replaced secret signing
+// for ReceiptSecretOverlap, then not; the first secret and a rotation to
+// the same secret keep none.
+func TestReceiptSecretRotation(t *testing.T) {
+	now := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
+	var h ReceiptHook
+	h.SetSecret("whsec_a", now)
+	if h.PreviousSecret(now) != "" || h.PreviousSigns(now) != nil {
+		t.Fatalf("the first secret: %+v", h)
+	}
+	later := now.Add(time.Hour)
+	h.SetSecret("whsec_b", later)
+	until := later.Add(ReceiptSecretOverlap)
+	if h.Secret != "whsec_b" || h.PreviousSecret(later) != "whsec_a" || h.PreviousSecret(until.Add(-time.Nanosecond)) != "whsec_a" {
+		t.Fatalf("after a rotation: %+v", h)
+	}
+	if u := h.PreviousSigns(later); u == nil || !u.Equal(until) {
+		t.Errorf("previous signs until %v, want %v", u, until)
+	}
+	if h.PreviousSecret(until) != "" || h.PreviousSigns(until) != nil {
+		t.Errorf("after the overlap: %+v", h)
+	}
+	h.SetSecret("whsec_b", later.Add(time.Minute)) // the same again: nothing changes
+	if h.PreviousSecret(later.Add(time.Minute)) != "whsec_a" || !h.PreviousUntil.Equal(until) {
+		t.Errorf("set to the same secret: %+v", h)
+	}
+	h.SetSecret("whsec_c", later.Add(2*time.Minute)) // rotated again: b is the previous, a is gone
+	if h.PreviousSecret(later.Add(2*time.Minute)) != "whsec_b" {
+		t.Errorf("rotated twice: %+v", h)
+	}
+	h.Secret = "" // no secret: nothing signs, the previous neither
+	if h.PreviousSecret(later.Add(2*time.Minute)) != "" {
+		t.Errorf("without a secret: %+v", h)
 	}
 }

@@ -20,6 +20,10 @@
 // "sha256=" and the lowercase hex digest. A receiver recomputes it, compares
 // in constant time and refuses timestamps far from its clock (replay). An
 // enterprise without a secret gets unsigned receipts (no signature header).
+// For a day after its secret is replaced (policy.ReceiptSecretOverlap),
+// the old secret signs too, into X-Qxtd-Signature-Previous
+// (Config.Previous): a receiver that checks either header against the
+// secret it has keeps accepting receipts while it switches to the new one.
 //
 // Any 2xx answer is a delivery (of every receipt of a batch). Anything else (an error status, a timeout,
 // a refused connection, a refused address) is tried again, each receipt

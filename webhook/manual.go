@@ -34,8 +34,11 @@ type TestResult struct {
 	Status   int           // the endpoint's HTTP status, 0 if no answer came
 	Duration time.Duration // from the start of the POST to its answer or failure
 	Signed   bool          // X-Qxtd-Signature was sent (the enterprise has a secret)
-	Batched  bool          // the body was a Batch of one (receipt_batch above 1)
-	Err      error         // why it was not a delivery; nil for a 2xx
+	// SignedPrevious: X-Qxtd-Signature-Previous was sent too (a rotated-out
+	// secret still signs).
+	SignedPrevious bool
+	Batched        bool  // the body was a Batch of one (receipt_batch above 1)
+	Err            error // why it was not a delivery; nil for a 2xx
 }
 
 // TestReceiptID is the id of a test receipt: no message has it.
@@ -116,6 +119,7 @@ func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, 
 		return TestResult{}, err
 	}
 	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, body)
+	res.SignedPrevious = res.Signed && s.cfg.Previous(enterprise) != ""
 	res.Duration = time.Since(start)
 	s.log.Info("test receipt", "enterprise", enterprise, "url", url, "status", res.Status,
 		"duration", res.Duration, "err", res.Err)

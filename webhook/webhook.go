@@ -70,6 +70,13 @@ func ReceiptOf(m *queue.Message) Receipt {
 	return r
 }
 
+// The signature headers: the receipt secret's, and for a day after a
+// rotation the replaced secret's.
+const (
+	SignatureHeader         = "X-Qxtd-Signature"
+	PreviousSignatureHeader = "X-Qxtd-Signature-Previous"
+)
+
 // Sign returns the X-Qxtd-Signature value of body sent at timestamp ts
 // (decimal Unix seconds) under secret: "sha256=" + hex(HMAC-SHA256(secret,
 // ts + "." + body)).
@@ -92,6 +99,9 @@ type Config struct {
 	Store *queue.Store
 	// Secret returns an enterprise's receipt secret ("" = unsigned).
 	Secret func(enterprise string) string
+	// Previous returns the secret a rotation replaced while it still
+	// signs, into X-Qxtd-Signature-Previous ("" = none). nil: none.
+	Previous func(enterprise string) string
 	// Batch returns how many receipts one POST to an enterprise may
 	// carry (its receipt_batch): 1 or less, one a POST, the body a
 	// Receipt; more (up to MaxBatch), the body a Batch of those due at
@@ -248,6 +258,9 @@ func New(cfg Config) (*Sender, error) {
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
+	}
+	if cfg.Previous == nil {
+		cfg.Previous = func(string) string { return "" }
 	}
 	if cfg.Secret == nil {
 		cfg.Secret = func(string) string { return "" }
@@ -738,8 +751,11 @@ func (s *Sender) postBody(ctx context.Context, url, enterprise string, body []by
 	req.Header.Set("User-Agent", "qxtd-receipts")
 	req.Header.Set("X-Qxtd-Timestamp", ts)
 	if secret := s.cfg.Secret(enterprise); secret != "" {
-		req.Header.Set("X-Qxtd-Signature", Sign(secret, ts, body))
+		req.Header.Set(SignatureHeader, Sign(secret, ts, body))
 		signed = true
+		if prev := s.cfg.Previous(enterprise); prev != "" {
+			req.Header.Set(PreviousSignatureHeader, Sign(prev, ts, body))
+		}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

@@ -339,6 +339,9 @@ func (a *adminCLI) entReceiptSecret() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(c.OutOrStdout(), rs.Secret)
+			if u := rs.PreviousUntil; u != nil {
+				fmt.Fprintf(c.ErrOrStderr(), "the secret it replaced signs X-Qxtd-Signature-Previous until %s\n", u.Format(time.RFC3339))
+			}
 			return nil
 		})
 	c.Flags().StringVar(&secret, "secret", "", "the secret (16 to 128 bytes); none: a random one")

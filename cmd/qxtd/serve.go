@@ -392,6 +392,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return e.Receipt.Secret
 		}
 		return ""
+	}, Previous: func(code string) string {
+		if e, ok := pol.Lookup(code); ok {
+			return e.Receipt.PreviousSecret(time.Now())
+		}
+		return ""
 	}, Batch: func(code string) int {
 		if e, ok := pol.Lookup(code); ok {
 			return e.Receipt.Batch

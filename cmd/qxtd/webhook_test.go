@@ -17,8 +17,8 @@ import (
 )
 
 type hookPost struct {
-	body    []byte
-	ts, sig string
+	body          []byte
+	ts, sig, prev string // prev: X-Qxtd-Signature-Previous
 }
 
 // TestReceiptWebhookEndToEnd runs the real daemon with the simulator as
@@ -194,7 +194,8 @@ func hookReceiver(t *testing.T) (*httptest.Server, <-chan hookPost) {
 	posts := make(chan hookPost, 64)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		posts <- hookPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature")}
+		posts <- hookPost{body: b, ts: r.Header.Get("X-Qxtd-Timestamp"), sig: r.Header.Get("X-Qxtd-Signature"),
+			prev: r.Header.Get("X-Qxtd-Signature-Previous")}
 	}))
 	t.Cleanup(srv.Close)
 	return srv, posts
@@ -294,6 +295,25 @@ func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
 	t.Cleanup(refusing.Close)
 	if code, out, errOut := admin("enterprise", "receipt-test", "T1", "--url", refusing.URL); code != 1 || !strings.Contains(errOut, "not delivered (HTTP 403") {
 		t.Fatalf("receipt-test of a refusing endpoint: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The operator rotates the secret: a real send's receipt is signed
+	// with the new one, and with the replaced one in
+	// X-Qxtd-Signature-Previous, so the receiver can switch at its pace.
+	if p.prev != "" {
+		t.Fatalf("a receipt before any rotation carries X-Qxtd-Signature-Previous %q", p.prev)
+	}
+	code, out, errOut := admin("enterprise", "receipt-secret", "T1")
+	newSecret := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(newSecret, "whsec_") || newSecret == sec.Secret || !strings.Contains(errOut, "signs X-Qxtd-Signature-Previous until") {
+		t.Fatalf("receipt-secret: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, body = postJSON(t, "POST", base+"/v1/messages", login.Token, `{"to":["13800138001"],"text":"换密钥后的回执"}`); code != http.StatusOK {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	p = nextHookPost(t, posts)
+	if !webhook.Verify(newSecret, p.ts, p.body, p.sig) || !webhook.Verify(sec.Secret, p.ts, p.body, p.prev) {
+		t.Fatalf("the receipt after the rotation %s: signature %q, previous %q", p.body, p.sig, p.prev)
 	}
 }
 
