@@ -61,12 +61,19 @@ func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string) (clu
 // once, receipts matching among them).
 const hookStatusTTL = time.Second
 
+// hookStatusWait bounds the wait for the other nodes' part of a status: a
+// node that does not answer by then is named missing, so that one hung
+// node does not hold every status page for the peer timeout (10 s).
+const hookStatusWait = 3 * time.Second
+
 // clusterHooks is api.PeerHooks: it asks every other node with a store, in
 // parallel.
 type clusterHooks struct {
 	node   *cluster.Node
 	client *cluster.PeerClient
 	log    *slog.Logger
+
+	now func() time.Time // time.Now; tests move it
 
 	mu     sync.Mutex
 	status map[string]*hookStatusEntry // by enterprise: bounded by the enterprises
@@ -86,7 +93,7 @@ var _ api.PeerHooks = (*clusterHooks)(nil)
 func (d *daemon) clusterHooks(cfg *Config) *clusterHooks {
 	return &clusterHooks{node: d.cluster.node, log: d.log.With("component", "cluster"),
 		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP),
-		status: make(map[string]*hookStatusEntry)}
+		status: make(map[string]*hookStatusEntry), now: time.Now}
 }
 
 func (h *clusterHooks) Self() uint16 { return h.node.ID() }
@@ -106,7 +113,7 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 	e := h.entry(enterprise)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if time.Since(e.at) < hookStatusTTL {
+	if h.now().Sub(e.at) < hookStatusTTL {
 		return e.nodes, e.missing, nil
 	}
 	var (
@@ -114,6 +121,8 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 		nodes []api.NodeReceiptStatus
 	)
 	missing, err := askOthers(ctx, h.node, h.log, "receipt webhook status", func(ctx context.Context, id uint16, peerURL string) error {
+		ctx, cancel := context.WithTimeout(ctx, hookStatusWait)
+		defer cancel()
 		st, err := h.client.HookStatus(ctx, peerURL, enterprise)
 		if err != nil {
 			return err
@@ -131,7 +140,7 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	e.at, e.nodes, e.missing = time.Now(), nodes, missing
+	e.at, e.nodes, e.missing = h.now(), nodes, missing
 	return nodes, missing, nil
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
+	"github.com/qxtd/qxtd/cluster/clustertest"
 	"github.com/qxtd/qxtd/smpp"
 	"github.com/qxtd/qxtd/webhook"
 )
@@ -173,5 +177,80 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 	if out := stdout.String(); code != 0 || !strings.Contains(out, "node 1: 0 pending, 0 retrying; node 2: 0 pending, 0 retrying") ||
 		!strings.Contains(out, "PARTIAL: without node(s) [3]") || !regexp.MustCompile(`last POST by node [12] \S+ \(1 receipt\) delivered`).MatchString(out) {
 		t.Errorf("enterprise show T1: exit %d\n%s%s", code, out, stderr.String())
+	}
+}
+
+// TestClusterHookStatusBounds: however many ask at once, the other nodes'
+// part of an enterprise's status is asked for once a second (a member
+// scripting GET /v1/receipt-webhook cannot crowd the peer listeners), and
+// a node that does not answer is named missing after hookStatusWait, not
+// after the peer timeout.
+func TestClusterHookStatusBounds(t *testing.T) {
+	et := clustertest.Start(t)
+	var asked atomic.Int32
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/peer/v1/receipt-hooks" && r.URL.Query().Get("enterprise") == "E" {
+			asked.Add(1)
+			_, _ = io.WriteString(w, `{"pending":2,"more":false,"retrying":1}`)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(good.Close)
+	hung := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hung.Close)
+
+	join := func(id uint16, peerURL string) *cluster.Node {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n, err := cluster.Join(ctx, cluster.Config{Endpoints: et.Endpoints, NodeID: id, TTL: 4 * time.Second, PeerURL: peerURL}, nil)
+		if err != nil {
+			t.Fatalf("join node %d: %v", id, err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	self := join(1, "http://127.0.0.1:1")
+	join(2, good.URL)
+	join(3, hung.URL)
+	waitCond(t, 10*time.Second, "node 1 sees nodes 2 and 3", func() bool { return len(self.Members()) == 3 })
+
+	var mu sync.Mutex
+	now := time.Now()
+	h := &clusterHooks{node: self, client: cluster.NewPeerClient(1, []byte("cluster-test-secret-0123456789"), nil),
+		log: slog.New(slog.DiscardHandler), status: make(map[string]*hookStatusEntry),
+		now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	check := func(what string) {
+		t.Helper()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				nodes, missing, err := h.PeerHookStatus(context.Background(), "E")
+				if err != nil || len(nodes) != 1 || nodes[0].Node != 2 || nodes[0].Pending != 2 || !slices.Equal(missing, []uint16{3}) {
+					t.Errorf("%s: %+v, missing %v, %v", what, nodes, missing, err)
+				}
+			})
+		}
+		wg.Wait()
+		// Well under the peer timeout (10 s), which would hold it otherwise.
+		if d := time.Since(start); d > cluster.PeerTimeout/2 {
+			t.Errorf("%s: %v with a hung node, want about %v", what, d, hookStatusWait)
+		}
+	}
+	check("8 at once")
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("8 statuses at once asked node 2 %d times, want 1", n)
+	}
+	check("within the second")
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("statuses within the second asked node 2 %d times in all, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(hookStatusTTL)
+	mu.Unlock()
+	check("a second later")
+	if n := asked.Load(); n != 2 {
+		t.Fatalf("a second later node 2 was asked %d times in all, want 2", n)
 	}
 }
