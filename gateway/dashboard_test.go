@@ -13,6 +13,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -28,6 +30,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 	"github.com/qxtd/qxtd/webhook"
 )
@@ -232,10 +235,30 @@ func newMetricChecker(t *testing.T) *metricChecker {
 	waitForSeries(ctx, t, r.reg, "qxtd_upstream_disconnects_total")
 
 	// The receipt webhooks' metrics are the daemon's too (cmd/qxtd
-	// registers its webhook.Sender on the same registry).
-	if _, err := webhook.New(webhook.Config{Store: r.store, Registerer: r.reg}); err != nil {
+	// registers its webhook.Sender on the same registry); one receipt to
+	// an endpoint that refuses it makes the failing enterprise's series.
+	snd, err := webhook.New(webhook.Config{Store: r.store, Registerer: r.reg, AllowPrivate: true, Poll: 10 * time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
 	}
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	defer refusing.Close()
+	// Scheduled an hour ahead, so that the rig's gateway does not send it
+	// before it is failed here.
+	m := &queue.Message{Account: "esme", Enterprise: "E", Dest: "13800138002", Upstream: "sim", ReceiptURL: refusing.URL,
+		SendAt: time.Now().Add(time.Hour), Parts: []queue.Part{{Body: []byte("hi")}}}
+	if err := r.store.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	hooksCtx, stopHooks := context.WithCancel(ctx)
+	hooksDone := make(chan struct{})
+	go func() { defer close(hooksDone); snd.Run(hooksCtx) }()
+	waitForSeries(ctx, t, r.reg, "qxtd_receipt_webhook_failing_since_seconds")
+	stopHooks()
+	<-hooksDone
 	c := &metricChecker{qxtd: gatherTypes(t, r.reg)}
 	rt := prometheus.NewRegistry()
 	rt.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

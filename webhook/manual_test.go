@@ -190,6 +190,61 @@ func TestLastOutcome(t *testing.T) {
 	}
 }
 
+// TestFailingSince: an enterprise whose POSTs fail has a
+// qxtd_receipt_webhook_failing_since_seconds series from its first failure
+// in a row, kept through the next failure, gone once a POST is delivered;
+// an enterprise whose POSTs are delivered has none.
+func TestFailingSince(t *testing.T) {
+	rcv := newReceiver(t, 503, 502)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond})
+	finalMessage(t, r.store, "ent1", rcv.URL+"/r", queue.StateDelivered)
+	since := func() map[string]float64 {
+		t.Helper()
+		mfs, err := r.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() == "qxtd_receipt_webhook_failing_since_seconds" {
+				for _, m := range mf.GetMetric() {
+					out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	first := rcv.next(t) // the 503
+	var o Outcome
+	waitFor(t, func() (bool, string) {
+		o, _ = r.snd.Last("ent1")
+		return !o.Delivered && o.Err != "", fmt.Sprintf("after the 503: %+v", o)
+	})
+	want := float64(o.FailingSince.UnixNano()) / 1e9
+	if got := since(); len(got) != 1 || got["ent1"] != want || o.FailingSince.Before(first.at.Add(-time.Second)) {
+		t.Fatalf("after the first failure: %v, want ent1 %v", got, want)
+	}
+	rcv.next(t) // the 502
+	waitFor(t, func() (bool, string) {
+		o, _ = r.snd.Last("ent1")
+		return strings.Contains(o.Err, "502"), fmt.Sprintf("after the 502: %+v", o)
+	})
+	if got := since(); got["ent1"] != want || !o.At.After(o.FailingSince) {
+		t.Fatalf("after the second failure: %v, want ent1 still %v (%+v)", got, want, o)
+	}
+	rcv.next(t) // delivered
+	finalMessage(t, r.store, "ent2", rcv.URL+"/r", queue.StateDelivered)
+	rcv.next(t)
+	waitFor(t, func() (bool, string) {
+		o1, _ := r.snd.Last("ent1")
+		o2, _ := r.snd.Last("ent2")
+		return o1.Delivered && o2.Delivered, fmt.Sprintf("after the deliveries: %+v %+v", o1, o2)
+	})
+	if got := since(); len(got) != 0 {
+		t.Errorf("after the deliveries: %v, want no series", got)
+	}
+}
+
 // TestRetryNow: a receipt waiting out an hour's backoff is posted at once
 // after RetryNow, without waiting for it; a second call within the minute
 // is refused, another enterprise's is not.

@@ -178,20 +178,51 @@ type Outcome struct {
 	Receipts  int  // the receipts it carried
 	Delivered bool // a 2xx came
 	Err       string
+	// FailingSince, for a failed POST: when the failures in a row that it
+	// ends began (the first failed POST since the last delivered one).
+	FailingSince time.Time
 }
 
 // note remembers the outcome of the POST of n receipts starting with h.
 func (s *Sender) note(h queue.Hook, n int, err error) {
 	o := Outcome{At: time.Now(), URL: h.Msg.ReceiptURL, Receipts: n, Delivered: err == nil}
-	if err != nil {
-		o.Err = err.Error()
-	}
 	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	if err != nil {
+		o.Err, o.FailingSince = err.Error(), o.At
+		if prev, ok := s.last[h.Enterprise]; ok && !prev.Delivered {
+			o.FailingSince = prev.FailingSince
+		}
+	}
 	if s.last == nil {
 		s.last = make(map[string]Outcome)
 	}
 	s.last[h.Enterprise] = o // one an enterprise that had receipts since the start
-	s.lastMu.Unlock()
+}
+
+// failingCollector exports, for each enterprise whose last POST of
+// receipts failed, since when its POSTs have failed in a row
+// (qxtd_receipt_webhook_failing_since_seconds{enterprise}): an alert can
+// then name the enterprise whose endpoint is down. Only failing
+// enterprises have a series, so the labels are bounded by the enterprises
+// with a broken endpoint, not by all of them.
+type failingCollector struct{ s *Sender }
+
+var failingDesc = prometheus.NewDesc("qxtd_receipt_webhook_failing_since_seconds",
+	"For each enterprise whose last receipt webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).",
+	[]string{"enterprise"}, nil)
+
+func (c failingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- failingDesc }
+
+func (c failingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.lastMu.Lock()
+	defer c.s.lastMu.Unlock()
+	for ent, o := range c.s.last {
+		if !o.Delivered {
+			ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue,
+				float64(o.FailingSince.UnixNano())/1e9, ent)
+		}
+	}
 }
 
 // Last is how the enterprise's last POST of receipts by this process
@@ -305,7 +336,7 @@ func New(cfg Config) (*Sender, error) {
 		return float64(n)
 	})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.total, s.latency, pending} {
+		for _, c := range []prometheus.Collector{s.total, s.latency, pending, failingCollector{s}} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("webhook: metrics: %w", err)
 			}
