@@ -66,7 +66,18 @@ type ReceiptPost struct {
 	Receipts  int       `json:"receipts"`
 	Delivered bool      `json:"delivered"`
 	Error     string    `json:"error,omitempty"`
-	Node      uint16    `json:"node,omitempty"` // in a cluster, of the status as a whole: the node that POSTed
+	// FailingSince, for a failed POST: when the POSTs began to fail in a
+	// row (the first failure since the last delivery).
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	Node         uint16     `json:"node,omitempty"` // in a cluster, of the status as a whole: the node that POSTed
+}
+
+// timeOrNil is t, or nil for the zero time (left out of the JSON).
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // localReceiptCounts is enterprise code's ReceiptCounts on this node.
@@ -90,7 +101,8 @@ func (s *Server) localReceiptCounts(code string) (ReceiptCounts, error) {
 		rc.FirstDueAt = &st.FirstDue
 	}
 	if o := st.Last; o != nil {
-		rc.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
+		rc.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err,
+			FailingSince: timeOrNil(o.FailingSince)}
 	}
 	return rc, nil
 }

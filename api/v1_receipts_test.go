@@ -179,14 +179,16 @@ func TestReceiptWebhookStatus(t *testing.T) {
 	<-posted
 	waitUntil(t, func() (bool, string) {
 		st := status()
-		return st.Pending == 1 && st.Retrying == 1 && st.Last != nil && !st.Last.Delivered && strings.Contains(st.Last.Error, "502") && st.Last.URL == url,
+		return st.Pending == 1 && st.Retrying == 1 && st.Last != nil && !st.Last.Delivered && strings.Contains(st.Last.Error, "502") && st.Last.URL == url &&
+				st.Last.FailingSince != nil && !st.Last.FailingSince.After(st.Last.At),
 			fmt.Sprintf("after the 502: %+v %+v", st, st.Last)
 	})
 	fail.Store(false)
 	<-posted
 	waitUntil(t, func() (bool, string) {
 		st := status()
-		return st.Pending == 0 && st.Last != nil && st.Last.Delivered && st.Last.Receipts == 1, fmt.Sprintf("after the delivery: %+v %+v", st, st.Last)
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered && st.Last.Receipts == 1 && st.Last.FailingSince == nil,
+			fmt.Sprintf("after the delivery: %+v %+v", st, st.Last)
 	})
 }
 

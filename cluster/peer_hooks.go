@@ -41,6 +41,8 @@ type PeerHookPost struct {
 	Receipts  int       `json:"receipts"`
 	Delivered bool      `json:"delivered"`
 	Err       string    `json:"err,omitempty"`
+	// FailingSince, for a failed POST: when the POSTs began to fail in a row.
+	FailingSince *time.Time `json:"failing_since,omitempty"`
 }
 
 // PeerHookRetry is what one node did for a "post the waiting receipts

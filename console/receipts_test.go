@@ -191,7 +191,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 	for {
 		a := amy.get("/enterprise/receipts")
 		if strings.Contains(a.Body, "其中 1 条推送失败，等待重试") {
-			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "HTTP status 502", ep.URL+"/bad", `id="retry-form"`)
+			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "起连续失败", "HTTP status 502", ep.URL+"/bad", `id="retry-form"`)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -201,7 +201,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 	}
 	ops := r.client()
 	ops.opsLogin()
-	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502", `id="ent-receipt-retry"`)
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "起连续失败", "HTTP status 502", `id="ent-receipt-retry"`)
 
 	// 立即重试: the receipt is posted again at once, and not again within the minute.
 	a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{})

@@ -253,6 +253,9 @@ func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
 		outcome := "delivered"
 		if !l.Delivered {
 			outcome = "failed: " + l.Error
+			if l.FailingSince != nil {
+				outcome = "failed (failing since " + l.FailingSince.Format(time.RFC3339) + "): " + l.Error
+			}
 		}
 		n := fmt.Sprintf("%d receipts", l.Receipts)
 		if l.Receipts == 1 {

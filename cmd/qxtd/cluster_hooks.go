@@ -38,6 +38,9 @@ func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (clus
 	}
 	if o := st.Last; o != nil {
 		out.Last = &cluster.PeerHookPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Err: o.Err}
+		if !o.FailingSince.IsZero() {
+			out.Last.FailingSince = &o.FailingSince
+		}
 	}
 	return out, nil
 }
@@ -130,7 +133,8 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 		n := api.NodeReceiptStatus{Node: id}
 		n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
 		if o := st.Last; o != nil {
-			n.Last = &api.ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err}
+			n.Last = &api.ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err,
+				FailingSince: o.FailingSince}
 		}
 		mu.Lock()
 		nodes = append(nodes, n)

@@ -117,7 +117,8 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 		st.Nodes[0].Node != 1 || st.Nodes[2].Node != 3 {
 		t.Fatalf("status from node 3: %+v", st)
 	}
-	if st.Last == nil || st.Last.Delivered || (st.Last.Node != 1 && st.Last.Node != 2) || st.FirstDueAt == nil {
+	if st.Last == nil || st.Last.Delivered || (st.Last.Node != 1 && st.Last.Node != 2) || st.FirstDueAt == nil || st.Last.FailingSince == nil ||
+		st.Nodes[1].Last == nil || st.Nodes[1].Last.FailingSince == nil {
 		t.Fatalf("status from node 3: last POST %+v, first due %v", st.Last, st.FirstDueAt)
 	}
 	// No receipt would be POSTed again before this, without a retry-now.
