@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"slices"
+
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // Receipt webhooks in a cluster. Each node keeps and pushes the receipts of
@@ -36,7 +38,7 @@ type PeerHooks interface {
 // settings are still worth answering).
 func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
 	var st ReceiptStatus
-	local, err := s.localReceiptCounts(code)
+	local, err := s.localReceiptStatus(code)
 	if err != nil {
 		s.log.Error("receipt status", "enterprise", code, "err", err)
 	}
@@ -44,14 +46,14 @@ func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
 		if err != nil {
 			st.Partial = true
 		}
-		st.ReceiptCounts = local
+		st.ReceiptCounts, st.Recent = local.ReceiptCounts, local.Recent
 		return st
 	}
-	self := s.cfg.PeerHooks.Self()
+	local.Node = s.cfg.PeerHooks.Self()
 	if err != nil {
-		st.MissingNodes = append(st.MissingNodes, self)
+		st.MissingNodes = append(st.MissingNodes, local.Node)
 	} else {
-		st.Nodes = append(st.Nodes, NodeReceiptStatus{Node: self, ReceiptCounts: local})
+		st.Nodes = append(st.Nodes, local)
 	}
 	peers, missing, err := s.cfg.PeerHooks.PeerHookStatus(ctx, code)
 	if err != nil {
@@ -70,11 +72,21 @@ func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
 		if n.FirstDueAt != nil && (st.FirstDueAt == nil || n.FirstDueAt.Before(*st.FirstDueAt)) {
 			st.FirstDueAt = n.FirstDueAt
 		}
-		if n.Last != nil && (st.Last == nil || n.Last.At.After(st.Last.At)) {
-			last := *n.Last
-			last.Node = n.Node
-			st.Last = &last
+		rs := n.Recent
+		if len(rs) == 0 && n.Last != nil { // a node of a release before recent: its last only
+			rs = []ReceiptPost{*n.Last}
 		}
+		for _, p := range rs {
+			p.Node = n.Node
+			st.Recent = append(st.Recent, p)
+		}
+	}
+	// The latest POSTs of all the nodes, newest first.
+	slices.SortStableFunc(st.Recent, func(a, b ReceiptPost) int { return b.At.Compare(a.At) })
+	st.Recent = st.Recent[:min(len(st.Recent), webhook.RecentPosts)]
+	if len(st.Recent) > 0 {
+		last := st.Recent[0]
+		st.Last = &last
 	}
 	return st
 }

@@ -39,7 +39,10 @@ type ReceiptWebhook struct {
 // asked is named in missing_nodes (receipts_cluster.go).
 type ReceiptStatus struct {
 	ReceiptCounts
-	Nodes []NodeReceiptStatus `json:"nodes,omitempty"` // in a cluster: each node's part, by node id
+	// Recent are the last POSTs, newest first (at most 10; in a cluster,
+	// of every node together, each with its node).
+	Recent []ReceiptPost       `json:"recent,omitempty"`
+	Nodes  []NodeReceiptStatus `json:"nodes,omitempty"` // in a cluster: each node's part, by node id
 	Missing
 }
 
@@ -57,6 +60,7 @@ type ReceiptCounts struct {
 type NodeReceiptStatus struct {
 	Node uint16 `json:"node"`
 	ReceiptCounts
+	Recent []ReceiptPost `json:"-"` // the node's last POSTs, newest first: merged into ReceiptStatus.Recent
 }
 
 // ReceiptPost is how one POST of receipts ended.
@@ -65,7 +69,11 @@ type ReceiptPost struct {
 	URL       string    `json:"url"`
 	Receipts  int       `json:"receipts"`
 	Delivered bool      `json:"delivered"`
-	Error     string    `json:"error,omitempty"`
+	// Status is the endpoint's HTTP status, absent if none came (a
+	// timeout, a refused connection or address).
+	Status     int     `json:"status,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
 	// FailingSince, for a failed POST: when the POSTs began to fail in a
 	// row (the first failure since the last delivery).
 	FailingSince *time.Time `json:"failing_since,omitempty"`
@@ -80,31 +88,37 @@ func timeOrNil(t time.Time) *time.Time {
 	return &t
 }
 
-// localReceiptCounts is enterprise code's ReceiptCounts on this node.
-func (s *Server) localReceiptCounts(code string) (ReceiptCounts, error) {
-	var rc ReceiptCounts
+// ReceiptPostOf is what the API shows of a POST's outcome.
+func ReceiptPostOf(o webhook.Outcome) ReceiptPost {
+	return ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Status: o.Status,
+		DurationMS: float64(o.Duration.Microseconds()) / 1000, Error: o.Err, FailingSince: timeOrNil(o.FailingSince)}
+}
+
+// localReceiptStatus is enterprise code's part of its ReceiptStatus on
+// this node (Node unset).
+func (s *Server) localReceiptStatus(code string) (NodeReceiptStatus, error) {
+	var n NodeReceiptStatus
 	var st webhook.Status
 	var err error
 	switch {
 	case s.cfg.Webhooks != nil:
 		st, err = s.cfg.Webhooks.Status(code)
-	case s.cfg.Store != nil: // no sender: what waits in the store, no last POST
+	case s.cfg.Store != nil: // no sender: what waits in the store, no POST
 		st.HookSummary, err = s.cfg.Store.HookSummary(code, webhook.StatusLimit)
 	default:
-		return rc, nil
+		return n, nil
 	}
 	if err != nil {
-		return rc, err
+		return n, err
 	}
-	rc.Pending, rc.PendingMore, rc.Retrying = st.Pending, st.More, st.Retrying
-	if !st.FirstDue.IsZero() {
-		rc.FirstDueAt = &st.FirstDue
+	n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, timeOrNil(st.FirstDue)
+	for _, o := range st.Recent {
+		n.Recent = append(n.Recent, ReceiptPostOf(o))
 	}
-	if o := st.Last; o != nil {
-		rc.Last = &ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err,
-			FailingSince: timeOrNil(o.FailingSince)}
+	if len(n.Recent) > 0 {
+		n.Last = &n.Recent[0]
 	}
-	return rc, nil
+	return n, nil
 }
 
 // ReceiptWebhookPatch is the body of PATCH /v1/receipt-webhook; a field

@@ -190,6 +190,13 @@ func TestReceiptWebhookStatus(t *testing.T) {
 		return st.Pending == 0 && st.Last != nil && st.Last.Delivered && st.Last.Receipts == 1 && st.Last.FailingSince == nil,
 			fmt.Sprintf("after the delivery: %+v %+v", st, st.Last)
 	})
+	// The last POSTs, newest first: the delivery, then the 502.
+	st := status()
+	if len(st.Recent) != 2 || !st.Recent[0].Delivered || st.Recent[0].Status != http.StatusNoContent && st.Recent[0].Status != http.StatusOK ||
+		st.Recent[1].Delivered || st.Recent[1].Status != http.StatusBadGateway || st.Recent[1].FailingSince == nil ||
+		st.Recent[0].At.Before(st.Recent[1].At) || st.Recent[1].DurationMS <= 0 {
+		t.Errorf("recent POSTs: %+v", st.Recent)
+	}
 }
 
 // waitUntil polls cond (an HTTP answer: there is no event to wait on)

@@ -32,15 +32,19 @@ type PeerHookStatus struct {
 	Retrying int           `json:"retrying"` // of those, the ones whose POST failed at least once
 	FirstDue *time.Time    `json:"first_due,omitempty"`
 	Last     *PeerHookPost `json:"last,omitempty"` // the node's last POST of them since it started
+	// Recent are its last POSTs (a few), newest first; Last is the first.
+	Recent []PeerHookPost `json:"recent,omitempty"`
 }
 
 // PeerHookPost is how one POST of receipts ended.
 type PeerHookPost struct {
-	At        time.Time `json:"at"`
-	URL       string    `json:"url"`
-	Receipts  int       `json:"receipts"`
-	Delivered bool      `json:"delivered"`
-	Err       string    `json:"err,omitempty"`
+	At         time.Time `json:"at"`
+	URL        string    `json:"url"`
+	Receipts   int       `json:"receipts"`
+	Delivered  bool      `json:"delivered"`
+	Status     int       `json:"status,omitempty"` // the endpoint's HTTP status, 0 if none came
+	DurationMS float64   `json:"duration_ms"`
+	Err        string    `json:"err,omitempty"`
 	// FailingSince, for a failed POST: when the POSTs began to fail in a row.
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 }

@@ -191,7 +191,8 @@ func TestReceiptsPageFailing(t *testing.T) {
 	for {
 		a := amy.get("/enterprise/receipts")
 		if strings.Contains(a.Body, "其中 1 条推送失败，等待重试") {
-			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "起连续失败", "HTTP status 502", ep.URL+"/bad", `id="retry-form"`)
+			a.wantPage(t, `id="receipt-pending">1 条`, `id="receipt-last"><span class="badge fail">失败</span>`, "起连续失败", "HTTP status 502", ep.URL+"/bad", `id="retry-form"`,
+				`id="receipt-recent"`, `<td data-label="HTTP 状态">502</td>`)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -271,7 +272,8 @@ func TestReceiptsPageCluster(t *testing.T) {
 	amy := r.client()
 	amy.login("amy")
 	amy.get("/enterprise/receipts").wantPage(t, `id="receipt-pending">3 条（其中 3 条推送失败，等待重试）`,
-		`id="receipt-partial">部分节点暂时无法查询（节点 4）`, `id="retry-form"`, "HTTP status 503")
+		`id="receipt-partial">部分节点暂时无法查询（节点 4）`, `id="retry-form"`, "HTTP status 503",
+		`<th>节点</th>`, `<td data-label="节点">2</td>`)
 	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{}); a.Status != http.StatusSeeOther {
 		t.Fatalf("retry: %d\n%s", a.Status, a.Body)
 	}

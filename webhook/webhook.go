@@ -167,72 +167,7 @@ type Sender struct {
 
 	manual manualLimits // test receipts and retry-now (manual.go)
 
-	lastMu sync.Mutex
-	last   map[string]Outcome // each enterprise's last POST (Last)
-}
-
-// Outcome is how a POST of receipts ended.
-type Outcome struct {
-	At        time.Time
-	URL       string
-	Receipts  int  // the receipts it carried
-	Delivered bool // a 2xx came
-	Err       string
-	// FailingSince, for a failed POST: when the failures in a row that it
-	// ends began (the first failed POST since the last delivered one).
-	FailingSince time.Time
-}
-
-// note remembers the outcome of the POST of n receipts starting with h.
-func (s *Sender) note(h queue.Hook, n int, err error) {
-	o := Outcome{At: time.Now(), URL: h.Msg.ReceiptURL, Receipts: n, Delivered: err == nil}
-	s.lastMu.Lock()
-	defer s.lastMu.Unlock()
-	if err != nil {
-		o.Err, o.FailingSince = err.Error(), o.At
-		if prev, ok := s.last[h.Enterprise]; ok && !prev.Delivered {
-			o.FailingSince = prev.FailingSince
-		}
-	}
-	if s.last == nil {
-		s.last = make(map[string]Outcome)
-	}
-	s.last[h.Enterprise] = o // one an enterprise that had receipts since the start
-}
-
-// failingCollector exports, for each enterprise whose last POST of
-// receipts failed, since when its POSTs have failed in a row
-// (qxtd_receipt_webhook_failing_since_seconds{enterprise}): an alert can
-// then name the enterprise whose endpoint is down. Only failing
-// enterprises have a series, so the labels are bounded by the enterprises
-// with a broken endpoint, not by all of them.
-type failingCollector struct{ s *Sender }
-
-var failingDesc = prometheus.NewDesc("qxtd_receipt_webhook_failing_since_seconds",
-	"For each enterprise whose last receipt webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).",
-	[]string{"enterprise"}, nil)
-
-func (c failingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- failingDesc }
-
-func (c failingCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.lastMu.Lock()
-	defer c.s.lastMu.Unlock()
-	for ent, o := range c.s.last {
-		if !o.Delivered {
-			ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue,
-				float64(o.FailingSince.UnixNano())/1e9, ent)
-		}
-	}
-}
-
-// Last is how the enterprise's last POST of receipts by this process
-// ended (test receipts not counted); false if it made none since it
-// started.
-func (s *Sender) Last(enterprise string) (Outcome, bool) {
-	s.lastMu.Lock()
-	defer s.lastMu.Unlock()
-	o, ok := s.last[enterprise]
-	return o, ok
+	posts outcomes // each enterprise's last POSTs (outcomes.go)
 }
 
 // StatusLimit bounds the keys a Status reads: an endpoint dead for a day
@@ -240,11 +175,13 @@ func (s *Sender) Last(enterprise string) (Outcome, bool) {
 const StatusLimit = 10_000
 
 // Status is how an enterprise's pushed receipts stand on this node: what
-// waits in its store (counted up to StatusLimit) and how its last POST
-// ended (Last nil: none since the process started).
+// waits in its store (counted up to StatusLimit), how its last POST ended
+// (Last nil: none since the process started) and its last RecentPosts
+// POSTs, newest first.
 type Status struct {
 	queue.HookSummary
-	Last *Outcome
+	Last   *Outcome
+	Recent []Outcome
 }
 
 // Status returns enterprise's Status on this node.
@@ -253,9 +190,9 @@ func (s *Sender) Status(enterprise string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("webhook: status of %s: %w", enterprise, err)
 	}
-	st := Status{HookSummary: sum}
-	if o, ok := s.Last(enterprise); ok {
-		st.Last = &o
+	st := Status{HookSummary: sum, Recent: s.posts.recent(enterprise)}
+	if len(st.Recent) > 0 {
+		st.Last = &st.Recent[0]
 	}
 	return st, nil
 }
@@ -336,7 +273,7 @@ func New(cfg Config) (*Sender, error) {
 		return float64(n)
 	})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.total, s.latency, pending, failingCollector{s}} {
+		for _, c := range []prometheus.Collector{s.total, s.latency, pending, failingCollector{&s.posts}} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("webhook: metrics: %w", err)
 			}
@@ -682,11 +619,13 @@ func (s *Sender) deliver(ctx context.Context, hs []queue.Hook, batched bool, ack
 	// most Timeout), and a 2xx recorded: cut off, the endpoint may have
 	// taken it, and it would be posted again after the restart.
 	wctx := context.WithoutCancel(ctx)
-	err := s.post(wctx, hs[0], rcs, batched)
+	start := time.Now()
+	status, err := s.post(wctx, hs[0], rcs, batched)
 	if err != nil && ctx.Err() != nil {
 		return false // stopping: the receipts stay due for the next start, no failure counted
 	}
-	s.note(hs[0], len(hs), err)
+	s.posts.add(hs[0].Enterprise, Outcome{At: start, URL: hs[0].Msg.ReceiptURL, Receipts: len(hs), Delivered: err == nil,
+		Status: status, Duration: time.Since(start)}, err)
 	if err == nil {
 		// Never blocks for long: the acker drains in batches, and Run
 		// closes acks only after every delivery returned.
@@ -752,19 +691,18 @@ func (e errStatus) Error() string { return "webhook: HTTP status " + strconv.Ito
 
 // post POSTs rcs to h's URL, signed with h's enterprise's secret: a
 // Batch when batched, else rcs[0] alone.
-func (s *Sender) post(ctx context.Context, h queue.Hook, rcs []Receipt, batched bool) error {
+func (s *Sender) post(ctx context.Context, h queue.Hook, rcs []Receipt, batched bool) (status int, err error) {
 	var body []byte
-	var err error
 	if batched {
 		body, err = json.Marshal(Batch{Receipts: rcs})
 	} else {
 		body, err = json.Marshal(rcs[0])
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, _, err = s.postBody(ctx, h.Msg.ReceiptURL, h.Enterprise, body)
-	return err
+	status, _, err = s.postBody(ctx, h.Msg.ReceiptURL, h.Enterprise, body)
+	return status, err
 }
 
 // postBody POSTs body to url, signed with enterprise's secret if it has

@@ -36,11 +36,13 @@ func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (clus
 	if !st.FirstDue.IsZero() {
 		out.FirstDue = &st.FirstDue
 	}
-	if o := st.Last; o != nil {
-		out.Last = &cluster.PeerHookPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Err: o.Err}
-		if !o.FailingSince.IsZero() {
-			out.Last.FailingSince = &o.FailingSince
-		}
+	for _, o := range st.Recent {
+		p := api.ReceiptPostOf(o) // the API's view, on the wire in the peer protocol's terms
+		out.Recent = append(out.Recent, cluster.PeerHookPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
+			Status: p.Status, DurationMS: p.DurationMS, Err: p.Error, FailingSince: p.FailingSince})
+	}
+	if len(out.Recent) > 0 {
+		out.Last = &out.Recent[0]
 	}
 	return out, nil
 }
@@ -132,9 +134,16 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 		}
 		n := api.NodeReceiptStatus{Node: id}
 		n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
-		if o := st.Last; o != nil {
-			n.Last = &api.ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Error: o.Err,
-				FailingSince: o.FailingSince}
+		recent := st.Recent
+		if len(recent) == 0 && st.Last != nil { // a node of a release before recent
+			recent = []cluster.PeerHookPost{*st.Last}
+		}
+		for _, p := range recent {
+			n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
+				Status: p.Status, DurationMS: p.DurationMS, Error: p.Err, FailingSince: p.FailingSince})
+		}
+		if len(n.Recent) > 0 {
+			n.Last = &n.Recent[0]
 		}
 		mu.Lock()
 		nodes = append(nodes, n)

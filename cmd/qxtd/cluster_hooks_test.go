@@ -121,6 +121,19 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 		st.Nodes[1].Last == nil || st.Nodes[1].Last.FailingSince == nil {
 		t.Fatalf("status from node 3: last POST %+v, first due %v", st.Last, st.FirstDueAt)
 	}
+	// The recent POSTs: the 503s of nodes 1 and 2 (one POST a receipt),
+	// newest first.
+	var from []uint16
+	for i, p := range st.Recent {
+		if p.Delivered || p.Status != http.StatusServiceUnavailable || (i > 0 && p.At.After(st.Recent[i-1].At)) {
+			t.Errorf("recent POST %d: %+v", i, p)
+		}
+		from = append(from, p.Node)
+	}
+	slices.Sort(from)
+	if !slices.Equal(from, []uint16{1, 2, 2}) {
+		t.Errorf("recent POSTs from nodes %v, want 1, 2, 2", from)
+	}
 	// No receipt would be POSTed again before this, without a retry-now.
 	firstDue := *st.FirstDueAt
 
