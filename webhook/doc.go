@@ -60,6 +60,22 @@
 //     Config.PerEnterprise to one host: receipts to a busy endpoint reuse
 //     their connections.
 //   - Every goroutine belongs to Run's context; Run returns after they end.
+//   - What became of an enterprise's last RecentPosts POSTs is kept in
+//     memory (outcomes.go) for its status (Sender.Status: the API's GET
+//     /v1/receipt-webhook) and for
+//     qxtd_receipt_webhook_failing_since_seconds{enterprise}, which has a
+//     series only for an enterprise whose last POST failed. That is
+//     bounded by the enterprises that had receipts since the start, each
+//     with RecentPosts outcomes of at most a URL (one copy while it does
+//     not change) and 300 bytes of error.
+//
+// # Manual actions
+//
+// An enterprise's admin, or its account manager, can send one test
+// receipt (Sender.Test: one at a time an enterprise, 10 a minute, 4 in
+// the daemon) and make the receipts that wait out a backoff due now
+// (Sender.RetryNow: once a minute an enterprise, at most 10,000 a call,
+// 1,000 a store operation); manual.go.
 //
 // # Caveats (SSRF)
 //
