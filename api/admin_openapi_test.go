@@ -160,6 +160,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"OperatorLoginRequest":  OperatorLoginRequest{},
 		"OperatorLoginResponse": OperatorLoginResponse{},
 		"SystemStatus":          SystemStatus{},
+		"FailingWebhook":        FailingWebhook{},
 		"UpstreamStatus":        UpstreamStatus{},
 		"ClusterStatus":         ClusterStatus{},
 		"ClusterMember":         ClusterMember{},

@@ -27,6 +27,10 @@ type SystemStatus struct {
 	// later (scheduled sends and retries), at most 1,000,000.
 	Queue    map[string]int  `json:"queue"`
 	Refusals []RefusalStatus `json:"refusals"`
+	// ReceiptWebhooksFailing are the enterprises whose last receipt
+	// webhook POST by this node failed, the longest failing first (at most
+	// 100): whom to call about their endpoint.
+	ReceiptWebhooksFailing []FailingWebhook `json:"receipt_webhooks_failing"`
 	// Cluster is this node's view of its cluster; absent on a node of its
 	// own (Config.ClusterStatus nil).
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
@@ -57,6 +61,15 @@ type UpstreamStatus struct {
 	BindsConfigured int    `json:"binds_configured"`
 }
 
+// FailingWebhook is an enterprise whose receipt endpoint fails.
+type FailingWebhook struct {
+	Enterprise string      `json:"enterprise"`
+	Last       ReceiptPost `json:"last"` // its last POST: failing_since says since when they fail
+}
+
+// maxFailingWebhooks bounds the list of GET /admin/v1/status.
+const maxFailingWebhooks = 100
+
 // RefusalStatus is how many submissions were refused for a reason since
 // the daemon started.
 type RefusalStatus struct {
@@ -65,7 +78,13 @@ type RefusalStatus struct {
 }
 
 func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) {
-	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{}}
+	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{},
+		ReceiptWebhooksFailing: []FailingWebhook{}}
+	if h := s.cfg.Webhooks; h != nil {
+		for _, f := range h.Failing(maxFailingWebhooks) {
+			out.ReceiptWebhooksFailing = append(out.ReceiptWebhooksFailing, FailingWebhook{Enterprise: f.Enterprise, Last: ReceiptPostOf(f.Last)})
+		}
+	}
 	if g := s.cfg.Gateway; g != nil {
 		h := g.Health()
 		out.StoreWritable = h.StoreWritable

@@ -202,6 +202,12 @@ func TestReceiptsPageFailing(t *testing.T) {
 	}
 	ops := r.client()
 	ops.opsLogin()
+	// The desk's home names A among the enterprises whose endpoint fails.
+	home := ops.get("/ops/")
+	home.wantPage(t, `id="failing-webhooks"`, `<a href="/ops/enterprises/A">A</a>`, "HTTP status 502")
+	if strings.Contains(home.Body, "各企业最近一次回执推送都已成功") {
+		t.Error("the desk says every endpoint took its last POST")
+	}
 	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "起连续失败", "HTTP status 502", `id="ent-receipt-retry"`)
 
 	// 立即重试: the receipt is posted again at once, and not again within the minute.

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -100,6 +102,32 @@ func (s *Sender) Last(enterprise string) (Outcome, bool) {
 		return Outcome{}, false
 	}
 	return h[len(h)-1], true
+}
+
+// Failing is an enterprise whose last POST of receipts failed.
+type Failing struct {
+	Enterprise string
+	Last       Outcome // its last POST; Last.FailingSince, since when they fail
+}
+
+// Failing returns the enterprises whose last POST of receipts by this
+// process failed, the longest failing first, at most limit of them.
+func (s *Sender) Failing(limit int) []Failing {
+	s.posts.mu.Lock()
+	var out []Failing
+	for ent, h := range s.posts.m {
+		if o := h[len(h)-1]; !o.Delivered {
+			out = append(out, Failing{Enterprise: ent, Last: o})
+		}
+	}
+	s.posts.mu.Unlock()
+	slices.SortFunc(out, func(a, b Failing) int {
+		if c := a.Last.FailingSince.Compare(b.Last.FailingSince); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Enterprise, b.Enterprise)
+	})
+	return out[:min(len(out), limit)]
 }
 
 // failingCollector exports, for each enterprise whose last POST of

@@ -48,3 +48,28 @@ func TestOutcomesBounded(t *testing.T) {
 		t.Errorf("another enterprise: %+v", rs)
 	}
 }
+
+// TestFailingList: the enterprises whose last POST failed, the longest
+// failing first, cut at the limit; one delivered since is not listed.
+func TestFailingList(t *testing.T) {
+	var s Sender
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	fail := errors.New("webhook: HTTP status 502")
+	s.posts.add("late", Outcome{At: at.Add(2 * time.Minute)}, fail)
+	s.posts.add("early", Outcome{At: at}, fail)
+	s.posts.add("early", Outcome{At: at.Add(3 * time.Minute)}, fail)
+	s.posts.add("mended", Outcome{At: at}, fail)
+	s.posts.add("mended", Outcome{At: at.Add(time.Minute), Delivered: true}, nil)
+	s.posts.add("fine", Outcome{At: at, Delivered: true}, nil)
+	fs := s.Failing(10)
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.Enterprise)
+	}
+	if strings.Join(got, ",") != "early,late" || !fs[0].Last.FailingSince.Equal(at) || !fs[0].Last.At.Equal(at.Add(3*time.Minute)) {
+		t.Errorf("failing %v: %+v", got, fs)
+	}
+	if fs := s.Failing(1); len(fs) != 1 || fs[0].Enterprise != "early" {
+		t.Errorf("limit 1: %+v", fs)
+	}
+}

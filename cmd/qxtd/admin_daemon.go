@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,6 +50,13 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				if r.Count > 0 {
 					fmt.Fprintf(w, "refused %s\t%d\n", r.Reason, r.Count)
 				}
+			}
+			for _, f := range st.ReceiptWebhooksFailing {
+				since := ""
+				if f.Last.FailingSince != nil {
+					since = "since " + f.Last.FailingSince.Format(time.RFC3339) + ": "
+				}
+				fmt.Fprintf(w, "receipt webhook failing %s\t%s%s\n", f.Enterprise, since, f.Last.Error)
 			}
 		})
 	})

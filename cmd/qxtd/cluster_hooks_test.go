@@ -134,6 +134,12 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 	if !slices.Equal(from, []uint16{1, 2, 2}) {
 		t.Errorf("recent POSTs from nodes %v, want 1, 2, 2", from)
 	}
+	// The operator's daemon status on node 2 names T1 among the failing.
+	var stdout, stderr bytes.Buffer
+	if code := runIO(strings.NewReader(""), []string{"admin", "--api", base(nodes[1]), "--token", "test-token", "daemon", "status"}, &stdout, &stderr); code != 0 ||
+		!regexp.MustCompile(`receipt webhook failing T1\s+since \S+: webhook: HTTP status 503`).MatchString(stdout.String()) {
+		t.Errorf("daemon status on node 2: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
 	// No receipt would be POSTed again before this, without a retry-now.
 	firstDue := *st.FirstDueAt
 
@@ -186,7 +192,8 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 	if len(st.Nodes) != 2 {
 		t.Errorf("status without node 3: nodes %+v", st.Nodes)
 	}
-	var stdout, stderr bytes.Buffer
+	stdout.Reset()
+	stderr.Reset()
 	code = runIO(strings.NewReader(""), []string{"admin", "--api", base(nodes[0]), "--token", "test-token", "enterprise", "show", "T1"}, &stdout, &stderr)
 	if out := stdout.String(); code != 0 || !strings.Contains(out, "node 1: 0 pending, 0 retrying; node 2: 0 pending, 0 retrying") ||
 		!strings.Contains(out, "PARTIAL: without node(s) [3]") || !regexp.MustCompile(`last POST by node [12] \S+ \(1 receipt\) delivered`).MatchString(out) {
