@@ -59,11 +59,11 @@ func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string) (clu
 	return cluster.PeerHookRetry{Rescheduled: n, More: more}, err
 }
 
-// hookStatusTTL is how long one node's answer to every other node's
-// status stays: a member reloading the page, or scripting GET
-// /v1/receipt-webhook in a loop, asks the other nodes at most once in it
-// per enterprise, so it cannot crowd their peer listeners (16 requests at
-// once, receipts matching among them).
+// hookStatusTTL is how long the other nodes' answers about an
+// enterprise's receipts are kept: a member reloading the page, or
+// scripting GET /v1/receipt-webhook in a loop, asks the other nodes at
+// most once in it per enterprise, so it cannot crowd their peer listeners
+// (16 requests at once, receipts matching among them).
 const hookStatusTTL = time.Second
 
 // hookStatusWait bounds the wait for the other nodes' part of a status: a
