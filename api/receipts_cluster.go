@@ -72,11 +72,7 @@ func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
 		if n.FirstDueAt != nil && (st.FirstDueAt == nil || n.FirstDueAt.Before(*st.FirstDueAt)) {
 			st.FirstDueAt = n.FirstDueAt
 		}
-		rs := n.Recent
-		if len(rs) == 0 && n.Last != nil { // a node of a release before recent: its last only
-			rs = []ReceiptPost{*n.Last}
-		}
-		for _, p := range rs {
+		for _, p := range n.Recent {
 			p.Node = n.Node
 			st.Recent = append(st.Recent, p)
 		}

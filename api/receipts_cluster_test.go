@@ -64,12 +64,14 @@ func TestReceiptWebhookAcrossNodes(t *testing.T) {
 	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "回执状态"})
 
 	early, late := time.Now().Add(-time.Hour).UTC().Truncate(time.Second), time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	post3 := ReceiptPost{At: late, URL: url, Receipts: 2, Error: "502 Bad Gateway"}
+	post2 := ReceiptPost{At: early, URL: url, Receipts: 1, Delivered: true}
 	peers := &fixedPeerHooks{
 		status: []NodeReceiptStatus{ // not sorted
-			{Node: 3, ReceiptCounts: ReceiptCounts{Pending: 10_000, PendingMore: true, Retrying: 5, FirstDueAt: &early,
-				Last: &ReceiptPost{At: late, URL: url, Receipts: 2, Error: "502 Bad Gateway"}}},
-			{Node: 2, ReceiptCounts: ReceiptCounts{Pending: 2, Retrying: 2, FirstDueAt: &late,
-				Last: &ReceiptPost{At: early, URL: url, Receipts: 1, Delivered: true}}},
+			{Node: 3, ReceiptCounts: ReceiptCounts{Pending: 10_000, PendingMore: true, Retrying: 5, FirstDueAt: &early, Last: &post3},
+				Recent: []ReceiptPost{post3}},
+			{Node: 2, ReceiptCounts: ReceiptCounts{Pending: 2, Retrying: 2, FirstDueAt: &late, Last: &post2},
+				Recent: []ReceiptPost{post2}},
 		},
 		retry:   []NodeReceiptRetry{{Node: 3, Rescheduled: 1000, More: true}, {Node: 2, Busy: true}},
 		missing: []uint16{4},

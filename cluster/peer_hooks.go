@@ -6,7 +6,7 @@ package cluster
 // "post the waiting receipts now", must ask every node. A node answers
 //
 //	GET  /peer/v1/receipt-hooks?enterprise=E
-//	                              → PeerHookStatus: its receipts of E waiting, and its last POST
+//	                              → PeerHookStatus: its receipts of E waiting, and its last POSTs
 //	POST /peer/v1/receipt-hooks/retry?enterprise=E
 //	                              → PeerHookRetry: what it made due now (busy: it did so
 //	                                less than a minute ago, for another request)
@@ -27,12 +27,11 @@ import (
 // PeerHookStatus is how one enterprise's pushed receipts stand on one
 // node.
 type PeerHookStatus struct {
-	Pending  int           `json:"pending"`  // waiting: not yet delivered or given up, counted up to a limit
-	More     bool          `json:"more"`     // the count stopped at the limit
-	Retrying int           `json:"retrying"` // of those, the ones whose POST failed at least once
-	FirstDue *time.Time    `json:"first_due,omitempty"`
-	Last     *PeerHookPost `json:"last,omitempty"` // the node's last POST of them since it started
-	// Recent are its last POSTs (a few), newest first; Last is the first.
+	Pending  int        `json:"pending"`  // waiting: not yet delivered or given up, counted up to a limit
+	More     bool       `json:"more"`     // the count stopped at the limit
+	Retrying int        `json:"retrying"` // of those, the ones whose POST failed at least once
+	FirstDue *time.Time `json:"first_due,omitempty"`
+	// Recent are its last POSTs (a few) since it started, newest first.
 	Recent []PeerHookPost `json:"recent,omitempty"`
 }
 

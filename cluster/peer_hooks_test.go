@@ -43,7 +43,8 @@ func TestPeerHooks(t *testing.T) {
 	due := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
 	b := &hooksBackend{recordingBackend: &recordingBackend{}, status: map[string]PeerHookStatus{
 		"a": {Pending: 10_000, More: true, Retrying: 7, FirstDue: &due,
-			Last: &PeerHookPost{At: due, URL: "https://e.example/dlr", Receipts: 3, Err: "503 Service Unavailable"}},
+			Recent: []PeerHookPost{{At: due, URL: "https://e.example/dlr", Receipts: 3, Status: 503, DurationMS: 41.5,
+				Err: "webhook: HTTP status 503", FailingSince: &due}}},
 	}, retry: PeerHookRetry{Rescheduled: 1000, More: true}}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
 	t.Cleanup(srv.Close)

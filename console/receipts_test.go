@@ -269,9 +269,10 @@ func (o otherNodes) PeerHookRetry(context.Context, string) ([]api.NodeReceiptRet
 // each node's part; 立即重试 says what the nodes did.
 func TestReceiptsPageCluster(t *testing.T) {
 	at := time.Now().Add(-time.Minute)
+	post := api.ReceiptPost{At: at, URL: "https://a.example/dlr", Receipts: 1, Error: "HTTP status 503"}
 	peers := otherNodes{
-		status: []api.NodeReceiptStatus{{Node: 2, ReceiptCounts: api.ReceiptCounts{Pending: 3, Retrying: 3, FirstDueAt: &at,
-			Last: &api.ReceiptPost{At: at, URL: "https://a.example/dlr", Receipts: 1, Error: "HTTP status 503"}}}},
+		status: []api.NodeReceiptStatus{{Node: 2, ReceiptCounts: api.ReceiptCounts{Pending: 3, Retrying: 3, FirstDueAt: &at, Last: &post},
+			Recent: []api.ReceiptPost{post}}},
 		retry: []api.NodeReceiptRetry{{Node: 2, Rescheduled: 3}},
 	}
 	r := newRig(t, func(c *api.Config) { c.PeerHooks = peers })

@@ -91,19 +91,6 @@ func (oc *outcomes) recent(enterprise string) []Outcome {
 	return out
 }
 
-// Last is how the enterprise's last POST of receipts by this process
-// ended (test receipts not counted); false if it made none since it
-// started.
-func (s *Sender) Last(enterprise string) (Outcome, bool) {
-	s.posts.mu.Lock()
-	defer s.posts.mu.Unlock()
-	h := s.posts.m[enterprise]
-	if len(h) == 0 {
-		return Outcome{}, false
-	}
-	return h[len(h)-1], true
-}
-
 // Failing is an enterprise whose last POST of receipts failed.
 type Failing struct {
 	Enterprise string

@@ -175,12 +175,10 @@ type Sender struct {
 const StatusLimit = 10_000
 
 // Status is how an enterprise's pushed receipts stand on this node: what
-// waits in its store (counted up to StatusLimit), how its last POST ended
-// (Last nil: none since the process started) and its last RecentPosts
-// POSTs, newest first.
+// waits in its store (counted up to StatusLimit) and its last RecentPosts
+// POSTs since the process started, newest first.
 type Status struct {
 	queue.HookSummary
-	Last   *Outcome
 	Recent []Outcome
 }
 
@@ -190,11 +188,7 @@ func (s *Sender) Status(enterprise string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("webhook: status of %s: %w", enterprise, err)
 	}
-	st := Status{HookSummary: sum, Recent: s.posts.recent(enterprise)}
-	if len(st.Recent) > 0 {
-		st.Last = &st.Recent[0]
-	}
-	return st, nil
+	return Status{HookSummary: sum, Recent: s.posts.recent(enterprise)}, nil
 }
 
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate

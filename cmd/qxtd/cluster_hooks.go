@@ -41,9 +41,6 @@ func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (clus
 		out.Recent = append(out.Recent, cluster.PeerHookPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
 			Status: p.Status, DurationMS: p.DurationMS, Err: p.Error, FailingSince: p.FailingSince})
 	}
-	if len(out.Recent) > 0 {
-		out.Last = &out.Recent[0]
-	}
 	return out, nil
 }
 
@@ -134,11 +131,7 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 		}
 		n := api.NodeReceiptStatus{Node: id}
 		n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
-		recent := st.Recent
-		if len(recent) == 0 && st.Last != nil { // a node of a release before recent
-			recent = []cluster.PeerHookPost{*st.Last}
-		}
-		for _, p := range recent {
+		for _, p := range st.Recent {
 			n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
 				Status: p.Status, DurationMS: p.DurationMS, Error: p.Err, FailingSince: p.FailingSince})
 		}
