@@ -53,7 +53,7 @@ type ReceiptCounts struct {
 	PendingMore bool         `json:"pending_more"`           // there are more than that
 	Retrying    int          `json:"retrying"`               // of those, the ones whose POST failed at least once
 	FirstDueAt  *time.Time   `json:"first_due_at,omitempty"` // the earliest due among them: a receipt waiting since then, if past
-	Last        *ReceiptPost `json:"last,omitempty"`         // the last POST of receipts since the node started
+	Last        *ReceiptPost `json:"last,omitempty"`         // the last POST of receipts (kept across restarts)
 }
 
 // NodeReceiptStatus is one cluster node's part of a ReceiptStatus.

@@ -31,7 +31,7 @@ type PeerHookStatus struct {
 	More     bool       `json:"more"`     // the count stopped at the limit
 	Retrying int        `json:"retrying"` // of those, the ones whose POST failed at least once
 	FirstDue *time.Time `json:"first_due,omitempty"`
-	// Recent are its last POSTs (a few) since it started, newest first.
+	// Recent are its last POSTs (a few), newest first.
 	Recent []PeerHookPost `json:"recent,omitempty"`
 }
 

@@ -28,12 +28,14 @@ var (
 	bucketFragN  = []byte("fragn")  // pending groups and bytes, per account and in all
 	bucketAlias  = []byte("alias")  // part id → id of the message it was reassembled into
 	bucketHook   = []byte("hook")   // receipt webhooks to POST (hooks.go)
+	// Each enterprise's last receipt webhook POSTs (hookposts.go).
+	bucketHookPost = []byte("hookpost")
 	// Parts in the order they became final (final.go).
 	bucketFinal     = []byte("final")     // seq → part
 	bucketFinalPart = []byte("finalpart") // part → seq
 
 	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
-		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook, bucketFinal, bucketFinalPart}
+		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook, bucketFinal, bucketFinalPart, bucketHookPost}
 )
 
 const (

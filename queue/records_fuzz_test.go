@@ -138,3 +138,29 @@ func FuzzParseKeys(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeHookPosts: an enterprise's kept receipt webhook POSTs.
+func FuzzDecodeHookPosts(f *testing.F) {
+	at := time.Unix(1_790_000_000, 123).UTC()
+	f.Add(encodeHookPosts([]HookPost{
+		{At: at, URL: "https://a.example/r", Receipts: 1, Delivered: true, Status: 200, Duration: time.Millisecond},
+		{At: at, URL: "https://a.example/r", Receipts: 1000, Status: 0, Duration: 10 * time.Second,
+			Err: "Post \"https://a.example/r\": context deadline exceeded", FailingSince: at},
+	}))
+	f.Add(encodeHookPosts(nil))
+	f.Add([]byte{hookPostVersion, MaxHookPosts + 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := decodeHookPosts(b)
+		corruptOnly(t, err)
+		if err != nil {
+			return
+		}
+		if len(ps) > MaxHookPosts {
+			t.Fatalf("decoded %d posts", len(ps))
+		}
+		again, err := decodeHookPosts(encodeHookPosts(ps))
+		if err != nil || !reflect.DeepEqual(again, ps) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, ps)
+		}
+	})
+}

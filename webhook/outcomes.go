@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -8,13 +9,19 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
-// What became of an enterprise's POSTs of receipts: its last RecentPosts,
-// kept in memory by the node that made them (test receipts not counted),
-// for its status (GET /v1/receipt-webhook: the last one, the recent ones)
-// and for qxtd_receipt_webhook_failing_since_seconds. They tell the
-// enterprise what its endpoint answered and since when it fails.
+// What became of an enterprise's POSTs of receipts: its last RecentPosts
+// (test receipts not counted), kept in memory by the node that made them
+// and saved in its store every SaveEvery and when the sender stops
+// (queue.HookPost), so that a restart carries them on. They feed its
+// status (GET /v1/receipt-webhook: the last one, the recent ones), the
+// desk's list of failing enterprises and
+// qxtd_receipt_webhook_failing_since_seconds: they tell the enterprise what
+// its endpoint answered and since when it fails, and the operator whom to
+// call. A crash loses at most the POSTs of the last SaveEvery.
 
 // RecentPosts is how many of an enterprise's last POSTs a node keeps.
 const RecentPosts = 10
@@ -24,24 +31,55 @@ const RecentPosts = 10
 // bounded by the enterprises that had receipts since the start.
 const maxOutcomeErr = 300
 
-// Outcome is how a POST of receipts ended.
-type Outcome struct {
-	At        time.Time // when it started
-	URL       string
-	Receipts  int           // the receipts it carried
-	Delivered bool          // a 2xx came
-	Status    int           // the endpoint's HTTP status, 0 if none came
-	Duration  time.Duration // from the start to the answer or the failure
-	Err       string
-	// FailingSince, for a failed POST: when the failures in a row that it
-	// ends began (the first failed POST since the last delivered one).
-	FailingSince time.Time
-}
+// Outcome is how a POST of receipts ended, as the store keeps it.
+type Outcome = queue.HookPost
 
 // outcomes is every enterprise's last POSTs.
 type outcomes struct {
-	mu sync.Mutex
-	m  map[string][]Outcome // by enterprise, oldest first, at most RecentPosts
+	mu    sync.Mutex
+	m     map[string][]Outcome // by enterprise, oldest first, at most RecentPosts
+	dirty map[string]struct{}  // the enterprises whose POSTs changed since the last save
+}
+
+// load sets what a store kept (queue.Store.HookPosts), each enterprise's
+// newest RecentPosts.
+func (oc *outcomes) load(kept map[string][]Outcome) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.m == nil {
+		oc.m = make(map[string][]Outcome, len(kept))
+	}
+	for ent, h := range kept {
+		if len(h) > 0 {
+			oc.m[ent] = slices.Clone(h[max(len(h)-RecentPosts, 0):])
+		}
+	}
+}
+
+// takeDirty returns a copy of the POSTs of each enterprise that changed
+// since the last call, and forgets that they changed.
+func (oc *outcomes) takeDirty() map[string][]Outcome {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if len(oc.dirty) == 0 {
+		return nil
+	}
+	out := make(map[string][]Outcome, len(oc.dirty))
+	for ent := range oc.dirty {
+		out[ent] = slices.Clone(oc.m[ent])
+	}
+	clear(oc.dirty)
+	return out
+}
+
+// markDirty makes the next takeDirty return enterprises again (their
+// save failed).
+func (oc *outcomes) markDirty(enterprises map[string][]Outcome) {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	for ent := range enterprises {
+		oc.dirty[ent] = struct{}{}
+	}
 }
 
 // add records enterprise's POST o that ended with err.
@@ -72,9 +110,12 @@ func (oc *outcomes) add(enterprise string, o Outcome, err error) {
 	if oc.m == nil {
 		oc.m = make(map[string][]Outcome)
 	}
-	if len(h) == RecentPosts {
-		copy(h, h[1:])
-		h = h[:RecentPosts-1]
+	if oc.dirty == nil {
+		oc.dirty = make(map[string]struct{})
+	}
+	oc.dirty[enterprise] = struct{}{}
+	if len(h) >= RecentPosts {
+		h = h[:copy(h, h[len(h)-RecentPosts+1:])]
 	}
 	oc.m[enterprise] = append(h, o)
 }
@@ -139,5 +180,37 @@ func (c failingCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue,
 				float64(o.FailingSince.UnixNano())/1e9, ent)
 		}
+	}
+}
+
+// SaveEvery is how often a running Sender saves the POSTs that changed.
+const SaveEvery = 5 * time.Second
+
+// saver saves the POSTs that changed every SaveEvery until ctx ends (Run
+// saves once more after its last POST).
+func (s *Sender) saver(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SaveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.savePosts(ctx)
+		}
+	}
+}
+
+// savePosts writes the POSTs that changed since the last save to the
+// store, one operation for all: a failed save (a full disk) is tried
+// again at the next one.
+func (s *Sender) savePosts(ctx context.Context) {
+	changed := s.posts.takeDirty()
+	if len(changed) == 0 {
+		return
+	}
+	if err := s.cfg.Store.SaveHookPosts(ctx, changed); err != nil {
+		s.posts.markDirty(changed)
+		s.log.Warn("receipt webhook: the last POSTs not saved (kept in memory, tried again)", "enterprises", len(changed), "err", err)
 	}
 }

@@ -1,12 +1,19 @@
 package webhook
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // TestOutcomesBounded: an enterprise keeps its last RecentPosts POSTs,
@@ -71,5 +78,76 @@ func TestFailingList(t *testing.T) {
 	}
 	if fs := s.Failing(1); len(fs) != 1 || fs[0].Enterprise != "early" {
 		t.Errorf("limit 1: %+v", fs)
+	}
+}
+
+// TestOutcomesKeptAcrossRestart: the last POSTs are saved while the
+// sender runs (every SaveEvery) and when it stops, and a sender started on
+// the same store carries them on: its status, its failing list and the
+// metric an alert names the enterprise by show the endpoint that was down
+// since before the restart, and the next failure continues the streak.
+func TestOutcomesKeptAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503, 503, 503, 503)
+	// Each receipt's next POST an hour away (as after a day of failures):
+	// until then only what was kept tells that the endpoint is down.
+	r := start(t, path, Config{Backoff: time.Hour, Poll: 10 * time.Millisecond, SaveEvery: 20 * time.Millisecond})
+	for range 2 {
+		finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+		if p := rcv.next(t); p.status != 503 {
+			t.Fatalf("status %d", p.status)
+		}
+	}
+	// Saved while running: the store has both failures (what a kill -9
+	// would leave).
+	waitFor(t, func() (bool, string) {
+		kept, err := r.store.HookPosts()
+		return err == nil && len(kept["ent1"]) >= 2, fmt.Sprintf("kept %+v (%v)", kept, err)
+	})
+	before := r.snd.posts.recent("ent1")
+	r.stop()
+	if len(before) != 2 || before[0].Delivered || before[0].Status != 503 {
+		t.Fatalf("before the restart: %+v", before)
+	}
+	since := before[len(before)-1].FailingSince
+
+	r2 := start(t, path, Config{Backoff: time.Hour, Poll: 10 * time.Millisecond})
+	st, err := r2.snd.Status("ent1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Recent) != len(before) || !st.Recent[0].At.Equal(before[0].At) || st.Recent[0].Err != before[0].Err ||
+		st.Recent[0].URL != rcv.URL || !st.Recent[0].FailingSince.Equal(since) {
+		t.Fatalf("after the restart, recent %+v\nwant %+v", st.Recent, before)
+	}
+	if fs := r2.snd.Failing(10); len(fs) != 1 || fs[0].Enterprise != "ent1" || !fs[0].Last.FailingSince.Equal(since) {
+		t.Fatalf("failing after the restart: %+v", fs)
+	}
+	want := fmt.Sprintf(`
+# HELP qxtd_receipt_webhook_failing_since_seconds For each enterprise whose last receipt webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).
+# TYPE qxtd_receipt_webhook_failing_since_seconds gauge
+qxtd_receipt_webhook_failing_since_seconds{enterprise="ent1"} %g
+`, float64(since.UnixNano())/1e9)
+	if err := testutil.GatherAndCompare(r2.reg, strings.NewReader(want), "qxtd_receipt_webhook_failing_since_seconds"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The receipts made due now fail once more: the streak goes on from
+	// before the restart.
+	if _, _, err := r2.store.HooksDueNow(context.Background(), "ent1", time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+	r2.snd.Wake()
+	for range 2 {
+		if p := rcv.next(t); p.status != 503 {
+			t.Fatalf("status %d", p.status)
+		}
+	}
+	waitFor(t, func() (bool, string) {
+		rs := r2.snd.posts.recent("ent1")
+		return len(rs) == 4, fmt.Sprintf("%d recent, want 4", len(rs))
+	})
+	if l := r2.snd.posts.recent("ent1")[0]; !l.FailingSince.Equal(since) {
+		t.Errorf("a failure after the restart: failing since %v, want %v", l.FailingSince, since)
 	}
 }

@@ -124,7 +124,10 @@ type Config struct {
 	AllowPrivate bool
 	// Poll is how often the store is read when nothing woke the sender
 	// (default 1s): retries come due without a wake.
-	Poll       time.Duration
+	Poll time.Duration
+	// SaveEvery is how often the last POSTs that changed are saved in
+	// Store (default SaveEvery); they are saved when Run ends too.
+	SaveEvery  time.Duration
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -176,7 +179,7 @@ const StatusLimit = 10_000
 
 // Status is how an enterprise's pushed receipts stand on this node: what
 // waits in its store (counted up to StatusLimit) and its last RecentPosts
-// POSTs since the process started, newest first.
+// POSTs, newest first (outcomes.go).
 type Status struct {
 	queue.HookSummary
 	Recent []Outcome
@@ -221,6 +224,9 @@ func New(cfg Config) (*Sender, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
+	if cfg.SaveEvery <= 0 {
+		cfg.SaveEvery = SaveEvery
+	}
 	if cfg.Previous == nil {
 		cfg.Previous = func(string) string { return "" }
 	}
@@ -237,6 +243,13 @@ func New(cfg Config) (*Sender, error) {
 		inflight: make(map[uint64]struct{}), perEnt: make(map[string]int),
 		due: make(map[string]struct{}), ready: make(map[string]struct{}),
 		manual: manualLimits{sem: make(chan struct{}, testsInFlight), recent: make(map[string][]time.Time)}}
+	// What the last run kept: a damaged record costs its enterprise's
+	// history, not the start.
+	kept, err := cfg.Store.HookPosts()
+	if err != nil {
+		s.log.Warn("receipt webhook: the last POSTs kept are not all readable", "err", err)
+	}
+	s.posts.load(kept)
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: s.control}
 	s.client = &http.Client{
 		Timeout: cfg.Timeout,
@@ -316,20 +329,27 @@ func (s *Sender) HooksReady(enterprises []string) {
 }
 
 // Run sends receipts until ctx ends, then waits for the POSTs in flight
-// and for the store to record the ones that were delivered.
+// and for the store to record the ones that were delivered, and saves the
+// last POSTs.
 func (s *Sender) Run(ctx context.Context) {
 	sem := make(chan struct{}, s.cfg.Workers)
 	acks := make(chan took, s.cfg.Workers)
-	ackerDone := make(chan struct{})
+	ackerDone, saverDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ackerDone)
 		s.acker(context.WithoutCancel(ctx), acks)
+	}()
+	go func() {
+		defer close(saverDone)
+		s.saver(ctx)
 	}()
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
 		close(acks)
 		<-ackerDone
+		<-saverDone
+		s.savePosts(context.WithoutCancel(ctx))
 	}()
 	t := time.NewTimer(0)
 	defer t.Stop()

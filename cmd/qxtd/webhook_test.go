@@ -327,3 +327,88 @@ func nextHookPost(t *testing.T, posts <-chan hookPost) hookPost {
 	}
 	return hookPost{}
 }
+
+// TestReceiptWebhookFailuresAcrossRestart: an endpoint that refuses
+// receipts is still shown failing, since the same time, after the daemon
+// restarts: in the enterprise's status, on the desk's list and in the
+// metric an alert names the enterprise by, without waiting for the next
+// POST.
+func TestReceiptWebhookFailuresAcrossRestart(t *testing.T) {
+	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond})
+	cfg := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\n")
+	d := startDaemon(t, cfg)
+	base := "http://" + d.httpAddr
+	refused := make(chan struct{}, 64)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		refused <- struct{}{}
+	}))
+	t.Cleanup(refusing.Close)
+	_, token := hookSecretAndLogin(t, base)
+	if code, body := postJSON(t, "POST", base+"/v1/messages", token,
+		`{"to":["13800138000"],"text":"回执测试","receipt_url":"`+refusing.URL+`/dlr"}`); code != http.StatusOK {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	select {
+	case <-refused:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no receipt POST:\n%s", d.log())
+	}
+	type post struct {
+		At           time.Time  `json:"at"`
+		Status       int        `json:"status"`
+		FailingSince *time.Time `json:"failing_since"`
+	}
+	status := func(base string) (last post, recent []post) {
+		t.Helper()
+		code, body := postJSON(t, "GET", base+"/v1/receipt-webhook", token, "")
+		var wh struct {
+			Status struct {
+				Last   *post  `json:"last"`
+				Recent []post `json:"recent"`
+			} `json:"status"`
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &wh) != nil {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		if wh.Status.Last != nil {
+			last = *wh.Status.Last
+		}
+		return last, wh.Status.Recent
+	}
+	// The failure is recorded after the POST's answer: poll for it.
+	var before post
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if before, _ = status(base); before.FailingSince != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failure never showed: %+v", before)
+		}
+	}
+	d.stop(t)
+
+	d = startDaemon(t, cfg)
+	base = "http://" + d.httpAddr
+	_, token = hookSecretAndLogin(t, base) // a new session: the old one ended with the process
+	last, recent := status(base)
+	if last.Status != http.StatusServiceUnavailable || last.FailingSince == nil || !last.FailingSince.Equal(*before.FailingSince) ||
+		len(recent) == 0 || !recent[len(recent)-1].At.Equal(before.At) {
+		t.Fatalf("after the restart: last %+v, recent %+v; before %+v", last, recent, before)
+	}
+	code, body := postJSON(t, "GET", base+"/admin/v1/status", "test-token", "")
+	var ds struct {
+		Failing []struct {
+			Enterprise string `json:"enterprise"`
+			Last       post   `json:"last"`
+		} `json:"receipt_webhooks_failing"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &ds) != nil || len(ds.Failing) != 1 || ds.Failing[0].Enterprise != "T1" ||
+		!ds.Failing[0].Last.FailingSince.Equal(*before.FailingSince) {
+		t.Fatalf("desk status after the restart: %d %s", code, body)
+	}
+	code, body = postJSON(t, "GET", base+"/metrics", "test-token", "")
+	if want := `qxtd_receipt_webhook_failing_since_seconds{enterprise="T1"}`; code != http.StatusOK || !strings.Contains(body, want) {
+		t.Fatalf("metrics after the restart: %d, no %s", code, want)
+	}
+}
