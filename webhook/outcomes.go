@@ -28,7 +28,8 @@ const RecentPosts = 10
 
 // maxOutcomeErr bounds the error text kept of a POST (an http.Client
 // error quotes the URL): with RecentPosts an enterprise, the memory is
-// bounded by the enterprises that had receipts since the start.
+// bounded by the enterprises that ever had receipts pushed (the store
+// keeps them too).
 const maxOutcomeErr = 300
 
 // Outcome is how a POST of receipts ended, as the store keeps it.
