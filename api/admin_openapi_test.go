@@ -163,6 +163,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"FailingWebhook":        FailingWebhook{},
 		"UpstreamStatus":        UpstreamStatus{},
 		"ClusterStatus":         ClusterStatus{},
+		"LoadStatus":            LoadStatus{},
 		"ClusterMember":         ClusterMember{},
 		"RefusalStatus":         RefusalStatus{},
 		"Package":               policy.Package{},

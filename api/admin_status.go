@@ -31,9 +31,27 @@ type SystemStatus struct {
 	// webhook POST by this node failed, the longest failing first (at most
 	// 100): whom to call about their endpoint.
 	ReceiptWebhooksFailing []FailingWebhook `json:"receipt_webhooks_failing"`
+	// Load is how busy this node was over its last minute; absent when
+	// not measured (Config.Load nil).
+	Load *LoadStatus `json:"load,omitempty"`
 	// Cluster is this node's view of its cluster; absent on a node of its
 	// own (Config.ClusterStatus nil).
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// LoadStatus is how busy a node was over a span that ends now: its last
+// minute, or less just after a start.
+type LoadStatus struct {
+	Seconds           float64 `json:"seconds"`             // the span
+	Accepted          uint64  `json:"accepted"`            // messages accepted in it (SMPP, HTTP and batch)
+	AcceptedPerSecond float64 `json:"accepted_per_second"` // the same a second
+	CPUCores          float64 `json:"cpu_cores"`           // the process's CPU time a second
+	// CPUMicrosPerMessage is the process's CPU time over the messages
+	// accepted, in µs (everything it did in the span, receipts and the
+	// console included); absent when none was accepted.
+	CPUMicrosPerMessage   *float64 `json:"cpu_us_per_message,omitempty"`
+	CommitsPerSecond      float64  `json:"store_commits_per_second"`       // the store's commits (each fsync'd)
+	WrittenBytesPerSecond float64  `json:"store_written_bytes_per_second"` // what they wrote to the file
 }
 
 // ClusterStatus is a cluster node's view: which node answered, the live
@@ -106,6 +124,9 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) 
 			return
 		}
 		out.Queue["waiting"] = n
+	}
+	if f := s.cfg.Load; f != nil {
+		out.Load = f()
 	}
 	if f := s.cfg.ClusterStatus; f != nil {
 		out.Cluster = f()

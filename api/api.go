@@ -50,6 +50,10 @@ type Config struct {
 	// ClusterStatus, in a cluster, is this node's view of it for GET
 	// /admin/v1/status (admin_status.go). nil: a node of its own.
 	ClusterStatus func() *ClusterStatus
+	// Load is how busy this node was over its last minute, for GET
+	// /admin/v1/status (the daemon samples its counters: load.go). nil:
+	// left out.
+	Load func() *LoadStatus
 	// Webhooks is this node's receipt webhook sender: the status of GET
 	// /v1/receipt-webhook, its test receipts and retry-now (v1_receipts.go).
 	// nil: those answer 503, and the status is left out.

@@ -111,6 +111,30 @@ func TestDeskHome(t *testing.T) {
 	}
 }
 
+// The desk shows the node's last minute of load when the daemon measures
+// it, and what a message cost; with nothing accepted, no cost a message.
+func TestDeskHomeLoad(t *testing.T) {
+	us := 364.4
+	load := &api.LoadStatus{Seconds: 59.8, Accepted: 74_070, AcceptedPerSecond: 1238.6, CPUCores: 0.451,
+		CPUMicrosPerMessage: &us, CommitsPerSecond: 812.2, WrittenBytesPerSecond: 3.5 * (1 << 20)}
+	r := newRig(t, func(cfg *api.Config) { cfg.Load = func() *api.LoadStatus { return load } })
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/").wantPage(t, `id="load"`, "负载（最近 60 秒）", "1238.6 条/秒", "共 74070 条", "0.45 核",
+		"364 微秒", "812 次/秒", "写入 3.5 MiB/秒")
+	load = &api.LoadStatus{Seconds: 5}
+	a := c.get("/ops/")
+	a.wantPage(t, "负载（最近 5 秒）", "0.0 条/秒", "期间没有接收短信")
+	if strings.Contains(a.Body, "微秒") {
+		t.Error("a cost a message with nothing accepted")
+	}
+	plain := newRig(t).client()
+	plain.opsLogin()
+	if strings.Contains(plain.get("/ops/").Body, `id="load"`) {
+		t.Error("a load section without a measure")
+	}
+}
+
 // On a cluster node the desk shows the live nodes and what this node
 // leads, and labels the binds as this node's share of the cluster's total.
 func TestDeskHomeCluster(t *testing.T) {

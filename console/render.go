@@ -209,6 +209,8 @@ var funcs = template.FuncMap{
 	"yuan":       yuan,
 	"add":        func(a, b int) int { return a + b },
 	"nodeList":   nodeList,
+	"mib":        func(bytes float64) float64 { return bytes / (1 << 20) },
+	"deref":      func(p *float64) float64 { return *p }, // under a with that checked it
 	"seq": func(n int) []int {
 		s := make([]int, n)
 		for i := range s {

@@ -129,7 +129,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	}
 	// Every series exists from the start (at zero), so rate() and alerts
 	// see a refusal reason before its first occurrence.
-	for _, in := range []string{"smpp", "http", "batch"} {
+	for _, in := range ingresses {
 		m.accepted.WithLabelValues(in)
 	}
 	for _, r := range policy.Reasons() {
@@ -282,6 +282,23 @@ func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
 type RefusalCount struct {
 	Reason string // a policy reason's string, or "other"
 	Count  uint64
+}
+
+// ingresses are the ways a message is accepted (qxtd_messages_accepted_total's
+// label).
+var ingresses = []string{"smpp", "http", "batch"}
+
+// Accepted is how many messages were accepted since the start, every
+// ingress together (qxtd_messages_accepted_total: no second count is kept).
+func (g *Gateway) Accepted() uint64 {
+	var n uint64
+	for _, in := range ingresses {
+		var m dto.Metric
+		if err := g.metrics.accepted.WithLabelValues(in).Write(&m); err == nil {
+			n += uint64(m.GetCounter().GetValue())
+		}
+	}
+	return n
 }
 
 // Refusals reads qxtd_messages_refused_total, the counters the metrics

@@ -31,13 +31,21 @@ func (a *adminCLI) packageList() *cobra.Command {
 }
 
 func (a *adminCLI) daemonStatus() *cobra.Command {
-	return a.leaf("status", "Binds, store, queue and refusals of the running daemon", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
+	return a.leaf("status", "Binds, store, queue, refusals and the last minute's load of the running daemon", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
 		st, err := cl.Status()
 		if err != nil {
 			return err
 		}
 		return a.out(c, st, func(w io.Writer) {
 			fmt.Fprintf(w, "store_writable\t%s\n", yesNo(st.StoreWritable))
+			if l := st.Load; l != nil {
+				cost := "no message accepted"
+				if l.CPUMicrosPerMessage != nil {
+					cost = fmt.Sprintf("%.0f µs CPU a message", *l.CPUMicrosPerMessage)
+				}
+				fmt.Fprintf(w, "load (last %.0f s)\t%.1f msg/s accepted (%d), %.2f CPU cores, %s, %.0f store commits/s, %.1f MiB/s written\n",
+					l.Seconds, l.AcceptedPerSecond, l.Accepted, l.CPUCores, cost, l.CommitsPerSecond, l.WrittenBytesPerSecond/(1<<20))
+			}
 			for _, u := range st.Upstreams {
 				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)
 			}

@@ -79,6 +79,9 @@ type daemon struct {
 	hooks    *webhook.Sender
 	hooksRun context.CancelFunc // stops the receipt webhooks' sender
 	hooksWG  sync.WaitGroup
+	load     *loadMeter         // the last minute's load, for the status (load.go)
+	loadRun  context.CancelFunc // stops its sampling
+	loadWG   sync.WaitGroup
 	smpp     *smpp.Server
 	http     *http.Server
 	ops      *http.Server // http.ops_listen: metrics, admin API, the desk; nil when unset
@@ -447,8 +450,15 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	// the daemon was down (within reminders.grace).
 	rcfg := reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy,
 		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")}
+	d.load = &loadMeter{read: func() loadSample {
+		st := d.store.Stats()
+		return loadSample{at: time.Now(), cpu: processCPU(), accepted: d.gw.Accepted(), commits: st.Txns, written: st.Written}
+	}}
+	loadCtx, loadRun := context.WithCancel(context.Background())
+	d.loadRun = loadRun
+	d.loadWG.Go(func() { d.load.run(loadCtx) })
 	acfg := api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
-		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, Logger: log.With("component", "api")}
+		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, Load: d.load.status, Logger: log.With("component", "api")}
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
@@ -577,6 +587,10 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	if d.hooksRun != nil {
 		d.hooksRun() // a POST under way is finished (at most webhooks.timeout) and its 2xx recorded
 		d.hooksWG.Wait()
+	}
+	if d.loadRun != nil {
+		d.loadRun()
+		d.loadWG.Wait()
 	}
 	if d.cluster != nil {
 		d.cluster.stop(ctx) // after the gateway: its binds are unbound, their slots released

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// How busy the node was over its last minute, for GET /admin/v1/status
+// (the desk's 运行概况, `qxtd admin daemon status`): messages accepted,
+// the process's CPU and what it cost a message, the store's commits and
+// writes. An operator without Prometheus sees the load and its price,
+// the figures README's Operating section (CPU, Disk writes) sizes by.
+// Counters already kept are sampled (the gateway's accepted count, the
+// store's commit counters, the kernel's CPU time), none added.
+
+// loadEvery is how often the counters are sampled; loadWindow how far
+// back an answer looks.
+const (
+	loadEvery  = 5 * time.Second
+	loadWindow = time.Minute
+)
+
+// loadSample is the counters at one time.
+type loadSample struct {
+	at       time.Time
+	cpu      time.Duration // the process's user and system time
+	accepted uint64
+	commits  uint64
+	written  uint64 // bytes
+}
+
+// loadMeter keeps the samples of the last loadWindow (plus one, the span's
+// start) and answers from them and one taken at the time of the question.
+type loadMeter struct {
+	read func() loadSample
+
+	mu      sync.Mutex
+	samples []loadSample // oldest first
+}
+
+// run samples every loadEvery until ctx ends.
+func (m *loadMeter) run(ctx context.Context) {
+	m.add(m.read())
+	t := time.NewTicker(loadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.add(m.read())
+		}
+	}
+}
+
+// add keeps s and drops the samples no answer needs: those older than the
+// newest one at least loadWindow old.
+func (m *loadMeter) add(s loadSample) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.samples = append(m.samples, s)
+	drop := 0
+	for drop+1 < len(m.samples) && s.at.Sub(m.samples[drop+1].at) >= loadWindow {
+		drop++
+	}
+	m.samples = append(m.samples[:0], m.samples[drop:]...)
+}
+
+// status is the load from the oldest sample within loadWindow (or the
+// first one after a start) to now; nil before any sample.
+func (m *loadMeter) status() *api.LoadStatus {
+	now := m.read()
+	m.mu.Lock()
+	var from loadSample
+	found := false
+	for _, s := range m.samples {
+		if now.at.Sub(s.at) <= loadWindow {
+			from, found = s, true
+			break
+		}
+	}
+	if !found && len(m.samples) > 0 {
+		from, found = m.samples[len(m.samples)-1], true
+	}
+	m.mu.Unlock()
+	secs := now.at.Sub(from.at).Seconds()
+	if !found || secs <= 0 {
+		return nil
+	}
+	st := &api.LoadStatus{
+		Seconds:               secs,
+		Accepted:              now.accepted - from.accepted,
+		CPUCores:              (now.cpu - from.cpu).Seconds() / secs,
+		CommitsPerSecond:      float64(now.commits-from.commits) / secs,
+		WrittenBytesPerSecond: float64(now.written-from.written) / secs,
+	}
+	st.AcceptedPerSecond = float64(st.Accepted) / secs
+	if st.Accepted > 0 {
+		us := float64((now.cpu - from.cpu).Microseconds()) / float64(st.Accepted)
+		st.CPUMicrosPerMessage = &us
+	}
+	return st
+}
+
+// processCPU is the user and system time this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestLoadMeter: the load is measured from the oldest sample of the last
+// minute to the time of the question; samples older than the span's
+// start are dropped; the cost a message is left out when nothing was
+// accepted, and there is no answer before the first sample.
+func TestLoadMeter(t *testing.T) {
+	var mu sync.Mutex
+	t0 := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	cur := loadSample{at: t0}
+	m := &loadMeter{read: func() loadSample { mu.Lock(); defer mu.Unlock(); return cur }}
+	set := func(at time.Duration, cpu time.Duration, accepted, commits, written uint64) {
+		mu.Lock()
+		cur = loadSample{at: t0.Add(at), cpu: cpu, accepted: accepted, commits: commits, written: written}
+		mu.Unlock()
+	}
+	if st := m.status(); st != nil {
+		t.Fatalf("before any sample: %+v", st)
+	}
+	m.add(cur)
+	set(2*time.Second, 0, 0, 4, 4096)
+	st := m.status()
+	if st == nil || st.Seconds != 2 || st.Accepted != 0 || st.CPUMicrosPerMessage != nil || st.CommitsPerSecond != 2 || st.WrittenBytesPerSecond != 2048 {
+		t.Fatalf("2 s after the start, nothing accepted: %+v", st)
+	}
+	// A sample every 5 s for two minutes: 1,000 messages, 0.5 s of CPU
+	// and 500 commits each.
+	for i := 1; i <= 24; i++ {
+		d := time.Duration(i) * loadEvery
+		set(d, time.Duration(i)*500*time.Millisecond, uint64(i)*1000, uint64(i)*500, uint64(i)<<20)
+		m.add(cur)
+	}
+	if n := len(m.samples); n != 13 {
+		t.Errorf("%d samples kept, want 13 (a minute and its start)", n)
+	}
+	set(24*loadEvery+2*time.Second, 12*time.Second+100*time.Millisecond, 24_100, 12_050, 24<<20)
+	st = m.status()
+	// From the sample 57 s before (at 65 s: 13,000 messages, 6.5 s of CPU).
+	if st == nil || st.Seconds != 57 || st.Accepted != 11_100 || st.CPUMicrosPerMessage == nil ||
+		int(*st.CPUMicrosPerMessage) != 504 || st.CommitsPerSecond != 5550.0/57 || int(st.CPUCores*1000) != 98 {
+		t.Fatalf("the last minute: %+v (cpu/msg %v)", st, st.CPUMicrosPerMessage)
+	}
+}
+
+// TestLoadInStatus: the running daemon's status has the last minute's
+// load, the messages just sent counted, with their CPU cost, in GET
+// /admin/v1/status and in `qxtd admin daemon status`.
+func TestLoadInStatus(t *testing.T) {
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	d := startDaemon(t, writeConfig(t, t.TempDir(), simAddr, ""))
+	base := "http://" + d.httpAddr
+	code, body := postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+	var login struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	if code, body := postJSON(t, "POST", base+"/v1/messages", login.Token,
+		`{"to":["13800138000","13800138001","13800138002"],"text":"负载"}`); code != http.StatusOK {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	code, body = postJSON(t, "GET", base+"/admin/v1/status", "test-token", "")
+	var st api.SystemStatus
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || st.Load == nil {
+		t.Fatalf("status: %d %s", code, body)
+	}
+	if l := st.Load; l.Accepted != 3 || l.Seconds <= 0 || l.Seconds > 60 || l.CPUCores <= 0 || l.CPUMicrosPerMessage == nil ||
+		*l.CPUMicrosPerMessage <= 0 || l.CommitsPerSecond <= 0 || l.WrittenBytesPerSecond <= 0 {
+		t.Fatalf("load: %+v", l)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runIO(strings.NewReader(""), []string{"admin", "--api", base, "--token", "test-token", "daemon", "status"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("daemon status: exit %d\n%s", code, stderr.String())
+	}
+	if !regexp.MustCompile(`load \(last \d+ s\)\s+[\d.]+ msg/s accepted \(3\), [\d.]+ CPU cores, \d+ µs CPU a message, \d+ store commits/s, [\d.]+ MiB/s written`).MatchString(stdout.String()) {
+		t.Fatalf("daemon status:\n%s", stdout.String())
+	}
+}
