@@ -23,7 +23,7 @@ type ReceiptSecret struct {
 
 // setReceiptSecret sets (or generates) the secret that signs an
 // enterprise's receipt webhooks (package webhook). The one it replaces
-// signs X-Qxtd-Signature-Previous for a day (policy.ReceiptSecretOverlap).
+// signs X-Qxtd-Signature-Previous for Config.ReceiptSecretOverlap.
 func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http.Request) {
 	var in ReceiptSecretRequest
 	if r.ContentLength != 0 && !s.readJSON(w, r, &in) {
@@ -37,7 +37,7 @@ func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http
 	}
 	now := time.Now()
 	e, err := s.cfg.Policy.UpdateEnterprise(a, r.PathValue("code"), func(e *policy.Enterprise) error {
-		e.Receipt.SetSecret(in.Secret, now)
+		e.Receipt.SetSecret(in.Secret, now, s.cfg.ReceiptSecretOverlap)
 		return nil
 	})
 	if err != nil {

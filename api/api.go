@@ -58,6 +58,10 @@ type Config struct {
 	// /v1/receipt-webhook, its test receipts and retry-now (v1_receipts.go).
 	// nil: those answer 503, and the status is left out.
 	Webhooks *webhook.Sender
+	// ReceiptSecretOverlap is how long a rotated-out receipt secret goes
+	// on signing X-Qxtd-Signature-Previous (webhooks.secret_overlap).
+	// Zero: policy.ReceiptSecretOverlap, a day.
+	ReceiptSecretOverlap time.Duration
 	// PeerHooks, in a cluster, is the other nodes' receipt webhooks: the
 	// status sums them, and retry-now asks each node to do its own
 	// (receipts_cluster.go). nil: this node's store has all the receipts.
@@ -83,6 +87,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.ReceiptSecretOverlap <= 0 {
+		cfg.ReceiptSecretOverlap = policy.ReceiptSecretOverlap
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()

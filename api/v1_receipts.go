@@ -130,8 +130,9 @@ type ReceiptWebhookPatch struct {
 
 // ReceiptWebhookSecret is the answer of POST /v1/receipt-webhook/secret:
 // the new secret, shown this once. It signs X-Qxtd-Signature from now on;
-// the one it replaced signs X-Qxtd-Signature-Previous for a day, so that
-// the receiver can switch without refusing receipts.
+// the one it replaced signs X-Qxtd-Signature-Previous for a day (or
+// Config.ReceiptSecretOverlap), so that the receiver can switch without
+// refusing receipts.
 type ReceiptWebhookSecret struct {
 	Secret        string     `json:"secret"`
 	PreviousUntil *time.Time `json:"previous_until,omitempty"` // until when the replaced secret signs too; absent if none was set
@@ -206,7 +207,7 @@ func (s *Server) newReceiptSecret(c *caller, w http.ResponseWriter, _ *http.Requ
 	}
 	secret, now := policy.NewReceiptSecret(), time.Now()
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
-		h.SetSecret(secret, now)
+		h.SetSecret(secret, now, s.cfg.ReceiptSecretOverlap)
 		return nil
 	})
 	if err != nil {

@@ -147,6 +147,24 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	if rw.Signed || rw.ReceiptBatch != 0 {
 		t.Fatalf("B reads A's settings: %+v", rw)
 	}
+
+	// The operator's webhooks.secret_overlap: a week, from both routes.
+	week := 7 * 24 * time.Hour
+	r.srv.cfg.ReceiptSecretOverlap, r.srv.cfg.AdminToken = week, adminToken
+	inWeek := func(u *time.Time, from time.Time) bool {
+		return u != nil && !u.Before(from.Add(week-time.Second)) && !u.After(time.Now().Add(week))
+	}
+	before = time.Now()
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/secret", amy, nil, &sec)
+	if !inWeek(sec.PreviousUntil, before) {
+		t.Errorf("a rotation with a week's overlap: previous until %v", sec.PreviousUntil)
+	}
+	var as ReceiptSecret
+	before = time.Now()
+	r.must(http.StatusOK, "POST", "/admin/v1/enterprises/A/receipt-secret", adminToken, nil, &as)
+	if !inWeek(as.PreviousUntil, before) {
+		t.Errorf("the operator's rotation with a week's overlap: previous until %v", as.PreviousUntil)
+	}
 }
 
 // TestReceiptWebhookStatus: GET /v1/receipt-webhook tells a member what

@@ -27,18 +27,22 @@ type ReceiptHook struct {
 }
 
 // ReceiptSecretOverlap is how long a rotated-out receipt secret keeps
-// signing beside the new one: a day for the receiver to deploy the new
-// one.
+// signing beside the new one by default (webhooks.secret_overlap): a day
+// for the receiver to deploy the new one.
 const ReceiptSecretOverlap = 24 * time.Hour
 
 // SetSecret makes secret the one that signs from now on. The secret it
 // replaces (if any, and different) goes on signing in its own header for
-// ReceiptSecretOverlap. That is safe even when the rotation is because the
-// old secret leaked: what a receiver accepts is the receiver's choice, and
-// one that has the new secret checks X-Qxtd-Signature against it alone.
-func (h *ReceiptHook) SetSecret(secret string, now time.Time) {
+// overlap (0: it stops at once). That is safe even when the rotation is
+// because the old secret leaked: what a receiver accepts is the
+// receiver's choice, and one that has the new secret checks
+// X-Qxtd-Signature against it alone.
+func (h *ReceiptHook) SetSecret(secret string, now time.Time, overlap time.Duration) {
 	if h.Secret != "" && h.Secret != secret {
-		h.Previous, h.PreviousUntil = h.Secret, now.Add(ReceiptSecretOverlap)
+		h.Previous, h.PreviousUntil = h.Secret, now.Add(overlap)
+		if overlap <= 0 {
+			h.Previous, h.PreviousUntil = "", time.Time{}
+		}
 	}
 	h.Secret = secret
 }

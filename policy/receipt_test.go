@@ -49,17 +49,17 @@ func TestSetReceiptHook(t *testing.T) {
 }
 
 // TestReceiptSecretRotation: a rotation keeps the replaced secret signing
-// for ReceiptSecretOverlap, then not; the first secret and a rotation to
-// the same secret keep none.
+// for the overlap asked for, then not; the first secret and a rotation to
+// the same secret keep none, nor does a rotation with no overlap.
 func TestReceiptSecretRotation(t *testing.T) {
 	now := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
 	var h ReceiptHook
-	h.SetSecret("whsec_a", now)
+	h.SetSecret("whsec_a", now, ReceiptSecretOverlap)
 	if h.PreviousSecret(now) != "" || h.PreviousSigns(now) != nil {
 		t.Fatalf("the first secret: %+v", h)
 	}
 	later := now.Add(time.Hour)
-	h.SetSecret("whsec_b", later)
+	h.SetSecret("whsec_b", later, ReceiptSecretOverlap)
 	until := later.Add(ReceiptSecretOverlap)
 	if h.Secret != "whsec_b" || h.PreviousSecret(later) != "whsec_a" || h.PreviousSecret(until.Add(-time.Nanosecond)) != "whsec_a" {
 		t.Fatalf("after a rotation: %+v", h)
@@ -70,16 +70,21 @@ func TestReceiptSecretRotation(t *testing.T) {
 	if h.PreviousSecret(until) != "" || h.PreviousSigns(until) != nil {
 		t.Errorf("after the overlap: %+v", h)
 	}
-	h.SetSecret("whsec_b", later.Add(time.Minute)) // the same again: nothing changes
+	h.SetSecret("whsec_b", later.Add(time.Minute), ReceiptSecretOverlap) // the same again: nothing changes
 	if h.PreviousSecret(later.Add(time.Minute)) != "whsec_a" || !h.PreviousUntil.Equal(until) {
 		t.Errorf("set to the same secret: %+v", h)
 	}
-	h.SetSecret("whsec_c", later.Add(2*time.Minute)) // rotated again: b is the previous, a is gone
-	if h.PreviousSecret(later.Add(2*time.Minute)) != "whsec_b" {
+	h.SetSecret("whsec_c", later.Add(2*time.Minute), 7*24*time.Hour) // rotated again: b is the previous for a week, a is gone
+	if h.PreviousSecret(later.Add(2*time.Minute)) != "whsec_b" || !h.PreviousUntil.Equal(later.Add(2*time.Minute+7*24*time.Hour)) {
 		t.Errorf("rotated twice: %+v", h)
 	}
+	h.SetSecret("whsec_d", later.Add(3*time.Minute), 0) // no overlap: c stops at once
+	if h.PreviousSecret(later.Add(3*time.Minute)) != "" || h.PreviousSigns(later.Add(3*time.Minute)) != nil {
+		t.Errorf("rotated without an overlap: %+v", h)
+	}
+	h.SetSecret("whsec_e", later.Add(4*time.Minute), time.Hour)
 	h.Secret = "" // no secret: nothing signs, the previous neither
-	if h.PreviousSecret(later.Add(2*time.Minute)) != "" {
+	if h.PreviousSecret(later.Add(4*time.Minute)) != "" {
 		t.Errorf("without a secret: %+v", h)
 	}
 }

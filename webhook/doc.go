@@ -20,7 +20,7 @@
 // "sha256=" and the lowercase hex digest. A receiver recomputes it, compares
 // in constant time and refuses timestamps far from its clock (replay). An
 // enterprise without a secret gets unsigned receipts (no signature header).
-// For a day after its secret is replaced (policy.ReceiptSecretOverlap),
+// For a day after its secret is replaced (webhooks.secret_overlap),
 // the old secret signs too, into X-Qxtd-Signature-Previous
 // (Config.Previous): a receiver that checks either header against the
 // secret it has keeps accepting receipts while it switches to the new one.

@@ -70,8 +70,9 @@ func ReceiptOf(m *queue.Message) Receipt {
 	return r
 }
 
-// The signature headers: the receipt secret's, and for a day after a
-// rotation the replaced secret's.
+// The signature headers: the receipt secret's, and for a while after a
+// rotation (a day by default: webhooks.secret_overlap) the replaced
+// secret's.
 const (
 	SignatureHeader         = "X-Qxtd-Signature"
 	PreviousSignatureHeader = "X-Qxtd-Signature-Previous"

@@ -65,6 +65,9 @@ type WebhooksConfig struct {
 	PerEnterprise int           `mapstructure:"per_enterprise"`
 	Timeout       time.Duration `mapstructure:"timeout"`
 	MaxAge        time.Duration `mapstructure:"max_age"`
+	// SecretOverlap is how long a rotated-out receipt secret goes on
+	// signing X-Qxtd-Signature-Previous beside the new one.
+	SecretOverlap time.Duration `mapstructure:"secret_overlap"`
 }
 
 // RemindersConfig is the reminders' scheduler (package reminder).
@@ -144,6 +147,10 @@ type HTTPConfig struct {
 // longer wait saves little more CPU (the batch fills first under any load
 // where the wait helps) and only delays answers.
 const maxCommitDelay = 100 * time.Millisecond
+
+// maxSecretOverlap bounds webhooks.secret_overlap: a month is time enough
+// for the slowest receiver to deploy a new secret.
+const maxSecretOverlap = 30 * 24 * time.Hour
 
 type StoreConfig struct {
 	Path      string        `mapstructure:"path"`
@@ -371,6 +378,7 @@ func defaultValues() map[string]any {
 		"webhooks.per_enterprise":                  16,
 		"webhooks.timeout":                         10 * time.Second,
 		"webhooks.max_age":                         24 * time.Hour,
+		"webhooks.secret_overlap":                  policy.ReceiptSecretOverlap,
 		"optout.keywords":                          slices.Clone(policy.DefaultOptOutKeywords),
 		"cluster.etcd_endpoints":                   []string{}, // empty: one node, no etcd
 		"cluster.node_id":                          0,
@@ -584,6 +592,9 @@ func (c *Config) Validate() error {
 		if n.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", n.key))
 		}
+	}
+	if o := c.Webhooks.SecretOverlap; o <= 0 || o > maxSecretOverlap {
+		errs = append(errs, fmt.Errorf("webhooks.secret_overlap: %v is not in (0, %v]", o, maxSecretOverlap))
 	}
 	if c.Webhooks.PerEnterprise > c.Webhooks.Workers {
 		errs = append(errs, fmt.Errorf("webhooks.per_enterprise: %d is more than webhooks.workers (%d)", c.Webhooks.PerEnterprise, c.Webhooks.Workers))

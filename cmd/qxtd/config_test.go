@@ -46,6 +46,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-dlr-window.yaml":               "delivery.dlr_window: 0 must be at least 1",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
+		"invalid-webhooks-secret-overlap.yaml":  "webhooks.secret_overlap: 1000h0m0s is not in (0, 720h0m0s]",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,
 		"invalid-reassembly-share.yaml":         "smpp.reassembly_max_bytes_per_enterprise: 1048576 is not less than smpp.reassembly_max_bytes (1048576)",
 		"invalid-tls-cert-without-key.yaml":     "http.tls_cert_file and http.tls_key_file: set both or neither",
