@@ -7,6 +7,7 @@
 //	qxtd send …                 a test ESME: bind, submit, wait for the receipt
 //	qxtd admin …                the account manager's operations, over /admin/v1
 //	qxtd export dlr | bill | backup   billing exports and a hot backup, over /admin/v1
+//	qxtd disk-check [DIR]       what the disk under DIR lets the store do
 //	qxtd version, completion    build information, shell completion
 //	                            (--version prints what version prints)
 //

@@ -68,6 +68,7 @@ func newRootCmd() *cobra.Command {
 		exportCmd(),
 		billCmd(),
 		backupCmd(),
+		diskCheckCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version, commit, build date and Go version",

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// `qxtd disk-check [DIR]`: what the disk that will hold store.path lets
+// the store do, measured with the store itself on a file of its own in
+// DIR (removed after). Every answer qxtd gives waits for a commit, two
+// fdatasyncs, so the disk's sync latency is the floor of every answer and
+// sets the pace of a client that waits for each answer; cloud volumes
+// differ from local SSDs by ten times and more there. An operator runs it
+// before installing and when StoreCommitsSlow fires.
+
+// diskCheckWriters is the concurrent writers of the second phase: as
+// many store operations in flight as a loaded gateway has (ESMEs'
+// windows, upstream workers, receipts), so that they share commits.
+const diskCheckWriters = 64
+
+// diskCheckSlow is the commit p99 above which the disk is called slow: an
+// ESME with a window of 1 then gets fewer than 100 answers a second.
+const diskCheckSlow = 10 * time.Millisecond
+
+// diskCheck is the measurement.
+type diskCheck struct {
+	Dir string
+	// One writer, one operation a commit: the latency of a commit.
+	Commits       int
+	P50, P99, Max time.Duration
+	SerialSeconds float64
+	// Many writers: the operations done, in how many commits.
+	Ops               int64
+	OpsCommits        uint64
+	ConcurrentSeconds float64
+	OpsPerSecond      float64
+	WrittenBytesPerOp float64
+}
+
+func diskCheckCmd() *cobra.Command {
+	var dur time.Duration
+	c := &cobra.Command{
+		Use:   "disk-check [DIR]",
+		Short: "Measure what the disk under DIR (default .) lets the store do",
+		Long: `Measure what the disk that will hold store.path lets qxtd's store do: a store
+file of its own is made in DIR (default: the current directory) and removed after.
+First one writer, each operation its own commit (two fdatasyncs): the time every
+answer waits at least. Then 64 writers at once, sharing commits as a loaded gateway
+does: the store operations a second this disk and CPU allow (a message takes about
+three, four with a receipt to forward). Run it on the file system that will hold
+store.path, with no daemon using the disk, before installing and when the alert
+StoreCommitsSlow fires.`,
+		Args: nargs(0, 1),
+		RunE: func(c *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			if dur < 200*time.Millisecond || dur > 10*time.Minute {
+				return usagef("disk-check: --duration %v: want 200ms to 10m", dur)
+			}
+			r, err := checkDisk(c.Context(), dir, dur)
+			if err != nil {
+				return err
+			}
+			printDiskCheck(c.OutOrStdout(), r)
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&dur, "duration", 6*time.Second, "how long to measure, both phases together")
+	return c
+}
+
+// checkDisk measures the store on a file in a directory of its own under
+// dir for about dur, half one writer, half diskCheckWriters.
+func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return diskCheck{}, err
+	}
+	tmp, err := os.MkdirTemp(abs, ".qxtd-disk-check-")
+	if err != nil {
+		return diskCheck{}, fmt.Errorf("disk-check: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	st, err := queue.Open(filepath.Join(tmp, "check.db"), queue.Options{})
+	if err != nil {
+		return diskCheck{}, fmt.Errorf("disk-check: %w", err)
+	}
+	defer st.Close()
+	r := diskCheck{Dir: abs}
+	enqueue := func(i int64) error {
+		m := &queue.Message{Account: "check", Enterprise: "CHECK", Source: "10690000", Dest: "13800000000",
+			Upstream: "check", Parts: []queue.Part{{Body: []byte("qxtd disk-check 短信")}}}
+		if err := st.Enqueue(ctx, m); err != nil {
+			return fmt.Errorf("disk-check: store operation %d: %w", i, err)
+		}
+		return nil
+	}
+
+	// One writer: each operation waits for its own commit.
+	var lat []time.Duration
+	began := time.Now()
+	for i := int64(0); time.Since(began) < dur/2; i++ {
+		t := time.Now()
+		if err := enqueue(i); err != nil {
+			return diskCheck{}, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	r.SerialSeconds = time.Since(began).Seconds()
+	slices.Sort(lat)
+	r.Commits = len(lat)
+	r.P50, r.P99, r.Max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
+
+	// Many writers: operations share commits.
+	before := st.Stats()
+	var (
+		n     atomic.Int64
+		wg    sync.WaitGroup
+		first error
+		once  sync.Once
+	)
+	began = time.Now()
+	stop := began.Add(dur - dur/2)
+	for range diskCheckWriters {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				if err := enqueue(n.Add(1)); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return diskCheck{}, first
+	}
+	if ctx.Err() != nil {
+		return diskCheck{}, ctx.Err()
+	}
+	after := st.Stats()
+	r.ConcurrentSeconds = time.Since(began).Seconds()
+	r.Ops = int64(after.Ops - before.Ops)
+	r.OpsCommits = after.Txns - before.Txns
+	r.OpsPerSecond = float64(r.Ops) / r.ConcurrentSeconds
+	if r.Ops > 0 {
+		r.WrittenBytesPerOp = float64(after.Written-before.Written) / float64(r.Ops)
+	}
+	if r.Ops == 0 || r.OpsCommits == 0 {
+		return diskCheck{}, errors.New("disk-check: no operation committed in the second phase: raise --duration")
+	}
+	return r, nil
+}
+
+func printDiskCheck(w io.Writer, r diskCheck) {
+	fmt.Fprintf(w, "disk check of %s (a store file of its own, removed after)\n", r.Dir)
+	fmt.Fprintf(w, "one writer:  %d commits in %.1f s, each %s at p50, %s at p99, %s at most\n",
+		r.Commits, r.SerialSeconds, ms(r.P50), ms(r.P99), ms(r.Max))
+	fmt.Fprintf(w, "%d writers: %d operations in %.1f s in %d commits (%.0f a commit): %.0f operations/s, %.1f KiB written an operation\n",
+		diskCheckWriters, r.Ops, r.ConcurrentSeconds, r.OpsCommits, float64(r.Ops)/float64(r.OpsCommits), r.OpsPerSecond, r.WrittenBytesPerOp/1024)
+	fmt.Fprintf(w, "so: every answer (submit_sm_resp, an HTTP 2xx) waits for a commit, at least %s here; a client that waits for each\n", ms(r.P50))
+	fmt.Fprintf(w, "answer (a window of 1) gets at most about %.0f a second; a message takes about 3 store operations, so the store\n", float64(time.Second)/float64(r.P50))
+	fmt.Fprintf(w, "alone allows about %.0f messages a second on this disk and CPU; qxtd's other work (SMPP, policy, receipts)\n", r.OpsPerSecond/3)
+	fmt.Fprintln(w, "comes on top of it")
+	if r.P99 > diskCheckSlow {
+		fmt.Fprintf(w, "SLOW: commits take over %s at p99: answers will be slow and small windows slower; look for other writers on this disk,\n", ms(diskCheckSlow))
+		fmt.Fprintln(w, "a cloud volume's IOPS limit or burst credits, or put store.path on a local SSD")
+	}
+}
+
+// ms formats d in milliseconds with two decimals.
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
