@@ -22,7 +22,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"--help"}, out: []string{"Exit status: 0 done, 1 failed", "admin", "backup", "bill", "export", "send", "serve", "version", "completion"}},
 		{args: []string{"help", "export", "dlr"}, out: []string{"qxtd export dlr (--from DATE --to DATE | --after CURSOR | --save-cursor FILE)", "--token string"}},
 		{args: []string{"completion", "bash"}, out: []string{"bash completion V2 for qxtd"}, emptyStderr: true},
-		{args: []string{}, code: 2, errOut: []string{"qxtd: want a command: one of admin, backup, bill, export, send, serve, version", "Run 'qxtd --help' for usage."}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd: want a command: one of admin, backup, bill, disk-check, export, send, serve, version", "Run 'qxtd --help' for usage."}},
 		{args: []string{"frobnicate"}, code: 2, errOut: []string{`qxtd: unknown command "frobnicate"`}},
 		{args: []string{"servr"}, code: 2, errOut: []string{"did you mean serve?"}},
 		{args: []string{"version", "extra"}, code: 2, errOut: []string{"qxtd version: version: wrong number of arguments"}},
