@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,17 @@ const diskCheckWriters = 64
 // ESME with a window of 1 then gets fewer than 100 answers a second.
 const diskCheckSlow = 10 * time.Millisecond
 
+// The check must not fill the disk it measures (a running daemon's,
+// perhaps): it refuses to start with less than diskCheckMinFree free, and
+// stops after diskCheckMaxOps store operations, half of them in each
+// phase at most, whatever --duration says (a fast disk and CPU do that
+// many in seconds). An operation adds about 270 bytes to the file (205
+// MiB after 810,000 here), so the file stays under about 130 MiB.
+const (
+	diskCheckMinFree = 1 << 30
+	diskCheckMaxOps  = 500_000
+)
+
 // diskCheck is the measurement.
 type diskCheck struct {
 	Dir string
@@ -47,6 +59,9 @@ type diskCheck struct {
 	ConcurrentSeconds float64
 	OpsPerSecond      float64
 	WrittenBytesPerOp float64
+	// Capped: a phase stopped before its time, at MaxOps/2 operations.
+	Capped bool
+	MaxOps int64
 }
 
 func diskCheckCmd() *cobra.Command {
@@ -71,7 +86,7 @@ StoreCommitsSlow fires.`,
 			if dur < 200*time.Millisecond || dur > 10*time.Minute {
 				return usagef("disk-check: --duration %v: want 200ms to 10m", dur)
 			}
-			r, err := checkDisk(c.Context(), dir, dur)
+			r, err := checkDisk(c.Context(), dir, dur, diskCheckMaxOps)
 			if err != nil {
 				return err
 			}
@@ -84,11 +99,19 @@ StoreCommitsSlow fires.`,
 }
 
 // checkDisk measures the store on a file in a directory of its own under
-// dir for about dur, half one writer, half diskCheckWriters.
-func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, error) {
+// dir for about dur, half one writer, half diskCheckWriters, each half
+// stopping early at maxOps/2 operations.
+func checkDisk(ctx context.Context, dir string, dur time.Duration, maxOps int64) (diskCheck, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return diskCheck{}, err
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(abs, &fs); err != nil {
+		return diskCheck{}, fmt.Errorf("disk-check: %s: %w", abs, err)
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < diskCheckMinFree {
+		return diskCheck{}, fmt.Errorf("disk-check: %s has %d MiB free; the check needs %d MiB", abs, free>>20, diskCheckMinFree>>20)
 	}
 	tmp, err := os.MkdirTemp(abs, ".qxtd-disk-check-")
 	if err != nil {
@@ -100,7 +123,7 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, e
 		return diskCheck{}, fmt.Errorf("disk-check: %w", err)
 	}
 	defer st.Close()
-	r := diskCheck{Dir: abs}
+	r := diskCheck{Dir: abs, MaxOps: maxOps}
 	enqueue := func(i int64) error {
 		m := &queue.Message{Account: "check", Enterprise: "CHECK", Source: "10690000", Dest: "13800000000",
 			Upstream: "check", Parts: []queue.Part{{Body: []byte("qxtd disk-check 短信")}}}
@@ -114,6 +137,10 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, e
 	var lat []time.Duration
 	began := time.Now()
 	for i := int64(0); time.Since(began) < dur/2; i++ {
+		if i == maxOps/2 {
+			r.Capped = true
+			break
+		}
 		t := time.Now()
 		if err := enqueue(i); err != nil {
 			return diskCheck{}, err
@@ -138,7 +165,11 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, e
 	for range diskCheckWriters {
 		wg.Go(func() {
 			for time.Now().Before(stop) {
-				if err := enqueue(n.Add(1)); err != nil {
+				i := n.Add(1)
+				if i > maxOps/2 {
+					return
+				}
+				if err := enqueue(i); err != nil {
 					once.Do(func() { first = err })
 					return
 				}
@@ -154,6 +185,7 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration) (diskCheck, e
 	}
 	after := st.Stats()
 	r.ConcurrentSeconds = time.Since(began).Seconds()
+	r.Capped = r.Capped || n.Load() > maxOps/2
 	r.Ops = int64(after.Ops - before.Ops)
 	r.OpsCommits = after.Txns - before.Txns
 	r.OpsPerSecond = float64(r.Ops) / r.ConcurrentSeconds
@@ -172,6 +204,9 @@ func printDiskCheck(w io.Writer, r diskCheck) {
 		r.Commits, r.SerialSeconds, ms(r.P50), ms(r.P99), ms(r.Max))
 	fmt.Fprintf(w, "%d writers: %d operations in %.1f s in %d commits (%.0f a commit): %.0f operations/s, %.1f KiB written an operation\n",
 		diskCheckWriters, r.Ops, r.ConcurrentSeconds, r.OpsCommits, float64(r.Ops)/float64(r.OpsCommits), r.OpsPerSecond, r.WrittenBytesPerOp/1024)
+	if r.Capped {
+		fmt.Fprintf(w, "(stopped before --duration, at %d operations a phase: the check does not fill the disk)\n", r.MaxOps/2)
+	}
 	fmt.Fprintf(w, "so: every answer (submit_sm_resp, an HTTP 2xx) waits for a commit, at least %s here; a client that waits for each\n", ms(r.P50))
 	fmt.Fprintf(w, "answer (a window of 1) gets at most about %.0f a second; a message takes about 3 store operations, so the store\n", float64(time.Second)/float64(r.P50))
 	fmt.Fprintf(w, "alone allows about %.0f messages a second on this disk and CPU; qxtd's other work (SMPP, policy, receipts)\n", r.OpsPerSecond/3)

@@ -68,3 +68,21 @@ func TestDiskCheckSlow(t *testing.T) {
 		t.Errorf("a quick disk called slow:\n%s", b.String())
 	}
 }
+
+// TestDiskCheckBounded: each phase stops at half the operations allowed,
+// long before the time asked for, and says so.
+func TestDiskCheckBounded(t *testing.T) {
+	r, err := checkDisk(t.Context(), t.TempDir(), 10*time.Minute, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Capped || r.Commits != 1000 || r.Ops != 1000 || r.SerialSeconds > 60 || r.ConcurrentSeconds > 60 {
+		t.Fatalf("with 2,000 operations allowed: capped %v after %.1f + %.1f s, %d commits, %d operations",
+			r.Capped, r.SerialSeconds, r.ConcurrentSeconds, r.Commits, r.Ops)
+	}
+	var b bytes.Buffer
+	printDiskCheck(&b, r)
+	if !strings.Contains(b.String(), "stopped before --duration, at 1000 operations a phase") {
+		t.Errorf("output:\n%s", b.String())
+	}
+}
