@@ -97,13 +97,17 @@ func decodeHookPosts(b []byte) ([]HookPost, error) {
 }
 
 // SaveHookPosts replaces the kept POSTs of each enterprise in posts (an
-// empty list removes its record), in one store operation.
+// empty list removes its record), in one store operation. Enterprise ""
+// (no key can be empty) is left out.
 func (s *Store) SaveHookPosts(ctx context.Context, posts map[string][]HookPost) error {
 	if len(posts) == 0 {
 		return nil
 	}
 	vals := make(map[string][]byte, len(posts)) // encoded outside the commit loop
 	for ent, ps := range posts {
+		if ent == "" {
+			continue
+		}
 		if len(ps) > MaxHookPosts {
 			ps = ps[len(ps)-MaxHookPosts:]
 		}
@@ -114,15 +118,16 @@ func (s *Store) SaveHookPosts(ctx context.Context, posts map[string][]HookPost) 
 		}
 	}
 	err := s.exec(ctx, func(t *txn) error {
-		b := t.tx.Bucket(bucketHookPost)
+		b, err := t.tx.CreateBucketIfNotExists(bucketHookPost) // Open made it: this is a lookup
+		if err != nil {
+			return err
+		}
 		for ent, v := range vals {
-			var err error
+			write := b.Put
 			if v == nil {
-				err = b.Delete([]byte(ent))
-			} else {
-				err = b.Put([]byte(ent), v)
+				write = func(k, _ []byte) error { return b.Delete(k) }
 			}
-			if err != nil {
+			if err := write([]byte(ent), v); err != nil {
 				return fmt.Errorf("%q: %w", ent, err)
 			}
 		}
@@ -141,7 +146,11 @@ func (s *Store) HookPosts() (map[string][]HookPost, error) {
 	out := make(map[string][]HookPost)
 	var bad []error
 	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHookPost).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(bucketHookPost)
+		if b == nil {
+			return nil // a store opened read-only from a file older than the records
+		}
+		return b.ForEach(func(k, v []byte) error {
 			ps, err := decodeHookPosts(v)
 			if err != nil {
 				bad = append(bad, fmt.Errorf("enterprise %q: %w", k, err))

@@ -13,8 +13,9 @@ import (
 
 // TestHookPosts: the POSTs saved are read back after a reopen, an empty
 // list removes an enterprise's record, a longer list keeps its newest
-// MaxHookPosts, and a damaged record is left out and named, by HookPosts
-// and by Check, while the others are still read.
+// MaxHookPosts, enterprise "" is left out (not an error for the others),
+// and a damaged record is left out and named, by HookPosts and by Check,
+// while the others are still read.
 func TestHookPosts(t *testing.T) {
 	ts := newStore(t, Options{})
 	at := time.Unix(1_790_000_000, 5).UTC()
@@ -29,7 +30,7 @@ func TestHookPosts(t *testing.T) {
 			Err: "dial tcp: connection refused", FailingSince: at}
 	}
 	ctx := context.Background()
-	if err := ts.SaveHookPosts(ctx, map[string][]HookPost{"A": a, "B": a[:1], "C": long}); err != nil {
+	if err := ts.SaveHookPosts(ctx, map[string][]HookPost{"A": a, "B": a[:1], "C": long, "": a}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.SaveHookPosts(ctx, map[string][]HookPost{"B": nil}); err != nil {
