@@ -213,5 +213,7 @@ func (s *Sender) savePosts(ctx context.Context) {
 	if err := s.cfg.Store.SaveHookPosts(ctx, changed); err != nil {
 		s.posts.markDirty(changed)
 		s.log.Warn("receipt webhook: the last POSTs not saved (kept in memory, tried again)", "enterprises", len(changed), "err", err)
+		return
 	}
+	s.log.Debug("receipt webhook: last POSTs saved", "enterprises", len(changed))
 }

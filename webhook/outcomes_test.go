@@ -151,3 +151,31 @@ qxtd_receipt_webhook_failing_since_seconds{enterprise="ent1"} %g
 		t.Errorf("a failure after the restart: failing since %v, want %v", l.FailingSince, since)
 	}
 }
+
+// TestOutcomesSavedOnStop: with no periodic save due, the POSTs made
+// since the last one are saved when the sender stops.
+func TestOutcomesSavedOnStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503)
+	r := start(t, path, Config{Backoff: time.Hour, Poll: 10 * time.Millisecond, SaveEvery: time.Hour})
+	finalMessage(t, r.store, "ent1", rcv.URL, queue.StateDelivered)
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("status %d", p.status)
+	}
+	waitFor(t, func() (bool, string) {
+		return len(r.snd.posts.recent("ent1")) == 1, "the failure not recorded"
+	})
+	if kept, err := r.store.HookPosts(); err != nil || len(kept) != 0 {
+		t.Fatalf("saved before the hour: %+v, %v", kept, err)
+	}
+	r.stop()
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	kept, err := s.HookPosts()
+	if err != nil || len(kept["ent1"]) != 1 || kept["ent1"][0].Status != 503 {
+		t.Fatalf("after the stop: %+v, %v", kept, err)
+	}
+}

@@ -330,12 +330,13 @@ func nextHookPost(t *testing.T, posts <-chan hookPost) hookPost {
 
 // TestReceiptWebhookFailuresAcrossRestart: an endpoint that refuses
 // receipts is still shown failing, since the same time, after the daemon
-// restarts: in the enterprise's status, on the desk's list and in the
-// metric an alert names the enterprise by, without waiting for the next
-// POST.
+// is killed (-9) and started again: in the enterprise's status, on the
+// desk's list and in the metric an alert names the enterprise by, without
+// waiting for the next POST. What a kill can lose is the POSTs since the
+// last periodic save (webhook.SaveEvery); the test kills after one.
 func TestReceiptWebhookFailuresAcrossRestart(t *testing.T) {
 	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond})
-	cfg := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\n")
+	cfg := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\nlog: { level: debug }\n")
 	d := startDaemon(t, cfg)
 	base := "http://" + d.httpAddr
 	refused := make(chan struct{}, 64)
@@ -386,7 +387,11 @@ func TestReceiptWebhookFailuresAcrossRestart(t *testing.T) {
 			t.Fatalf("the failure never showed: %+v", before)
 		}
 	}
-	d.stop(t)
+	d.waitLog(t, "receipt webhook: last POSTs saved", 0, 2*webhook.SaveEvery)
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
 
 	d = startDaemon(t, cfg)
 	base = "http://" + d.httpAddr
