@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,8 +65,28 @@ type diskCheck struct {
 	MaxOps int64
 }
 
+// diskCheckJSON is disk-check --json: the measurement for a script (a
+// pre-flight check of a host), in milliseconds and per second.
+type diskCheckJSON struct {
+	Dir                string  `json:"dir"`
+	Commits            int     `json:"commits"` // one writer: each operation its own commit
+	CommitP50MS        float64 `json:"commit_p50_ms"`
+	CommitP99MS        float64 `json:"commit_p99_ms"`
+	CommitMaxMS        float64 `json:"commit_max_ms"`
+	Writers            int     `json:"writers"`
+	Operations         int64   `json:"operations"` // the writers together
+	SharedCommits      uint64  `json:"shared_commits"`
+	OperationsPerSec   float64 `json:"operations_per_second"`
+	WrittenBytesPerOp  float64 `json:"written_bytes_per_operation"`
+	StoppedAtOperation bool    `json:"stopped_at_operation_limit"` // before --duration
+	Slow               bool    `json:"slow"`                       // commit p99 over 10 ms
+}
+
 func diskCheckCmd() *cobra.Command {
-	var dur time.Duration
+	var (
+		dur    time.Duration
+		asJSON bool
+	)
 	c := &cobra.Command{
 		Use:   "disk-check [DIR]",
 		Short: "Measure what the disk under DIR (default .) lets the store do",
@@ -90,11 +111,21 @@ StoreCommitsSlow fires.`,
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				msf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+				enc := json.NewEncoder(c.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(diskCheckJSON{Dir: r.Dir, Commits: r.Commits, CommitP50MS: msf(r.P50), CommitP99MS: msf(r.P99),
+					CommitMaxMS: msf(r.Max), Writers: diskCheckWriters, Operations: r.Ops, SharedCommits: r.OpsCommits,
+					OperationsPerSec: r.OpsPerSecond, WrittenBytesPerOp: r.WrittenBytesPerOp, StoppedAtOperation: r.Capped,
+					Slow: r.P99 > diskCheckSlow})
+			}
 			printDiskCheck(c.OutOrStdout(), r)
 			return nil
 		},
 	}
 	c.Flags().DurationVar(&dur, "duration", 6*time.Second, "how long to measure, both phases together")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the measurement as JSON (for a pre-flight script)")
 	return c
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,9 +12,10 @@ import (
 )
 
 // TestDiskCheck: disk-check measures the store on a file of its own in
-// the directory named, reports both phases and what they mean, and
-// leaves the directory as it found it; a directory it cannot write is an
-// error, a duration out of range a usage error.
+// the directory named, reports both phases and what they mean (or, with
+// --json, the figures), and leaves the directory as it found it; a
+// directory it cannot write is an error, a duration out of range a usage
+// error.
 func TestDiskCheck(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "keep"), []byte("x"), 0o600); err != nil {
@@ -37,6 +39,16 @@ func TestDiskCheck(t *testing.T) {
 	left, err := os.ReadDir(dir)
 	if err != nil || len(left) != 1 || left[0].Name() != "keep" {
 		t.Errorf("left in the directory: %v (%v)", left, err)
+	}
+
+	stdout.Reset()
+	if code := runIO(strings.NewReader(""), []string{"disk-check", dir, "--duration", "400ms", "--json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--json: exit %d\n%s", code, stderr.String())
+	}
+	var j diskCheckJSON
+	if err := json.Unmarshal(stdout.Bytes(), &j); err != nil || j.Dir != dir || j.Commits == 0 || j.CommitP50MS <= 0 ||
+		j.CommitP99MS < j.CommitP50MS || j.Writers != 64 || j.Operations == 0 || j.SharedCommits == 0 || j.OperationsPerSec <= 0 {
+		t.Errorf("--json: %+v (%v)\n%s", j, err, stdout.String())
 	}
 
 	stdout.Reset()
