@@ -179,6 +179,9 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration, maxOps int64)
 		lat = append(lat, time.Since(t))
 	}
 	r.SerialSeconds = time.Since(began).Seconds()
+	if len(lat) == 0 {
+		return diskCheck{}, errors.New("disk-check: no operation allowed in the first phase")
+	}
 	slices.Sort(lat)
 	r.Commits = len(lat)
 	r.P50, r.P99, r.Max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]

@@ -70,8 +70,9 @@ func (m *loadMeter) add(s loadSample) {
 	m.samples = append(m.samples[:0], m.samples[drop:]...)
 }
 
-// status is the load from the oldest sample within loadWindow (or the
-// first one after a start) to now; nil before any sample.
+// status is the load from the oldest sample within loadWindow to now (just
+// after a start, from the first sample; if sampling stalled, from the
+// newest); nil before any sample.
 func (m *loadMeter) status() *api.LoadStatus {
 	now := m.read()
 	m.mu.Lock()
