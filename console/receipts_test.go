@@ -56,7 +56,7 @@ func TestReceiptsPage(t *testing.T) {
 		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥",
-		`id="receipt-pending">0 条`, `id="receipt-last">本次启动以来尚无`)
+		`id="receipt-pending">0 条`, `id="receipt-last">尚无`)
 	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 {
 		t.Fatalf("stored %+v", e.Receipt)
 	}
