@@ -96,25 +96,17 @@ func decodeHookPosts(b []byte) ([]HookPost, error) {
 	return ps, nil
 }
 
-// SaveHookPosts replaces the kept POSTs of each enterprise in posts (an
-// empty list removes its record), in one store operation. Enterprise ""
-// (no key can be empty) is left out.
+// SaveHookPosts replaces the kept POSTs of each enterprise in posts, in
+// one store operation. Enterprise "" (no key can be empty) and an empty
+// list are left out.
 func (s *Store) SaveHookPosts(ctx context.Context, posts map[string][]HookPost) error {
 	if len(posts) == 0 {
 		return nil
 	}
 	vals := make(map[string][]byte, len(posts)) // encoded outside the commit loop
 	for ent, ps := range posts {
-		if ent == "" {
-			continue
-		}
-		if len(ps) > MaxHookPosts {
-			ps = ps[len(ps)-MaxHookPosts:]
-		}
-		if len(ps) > 0 {
-			vals[ent] = encodeHookPosts(ps)
-		} else {
-			vals[ent] = nil
+		if ent != "" && len(ps) > 0 {
+			vals[ent] = encodeHookPosts(ps[max(len(ps)-MaxHookPosts, 0):])
 		}
 	}
 	err := s.exec(ctx, func(t *txn) error {
@@ -123,11 +115,7 @@ func (s *Store) SaveHookPosts(ctx context.Context, posts map[string][]HookPost) 
 			return err
 		}
 		for ent, v := range vals {
-			write := b.Put
-			if v == nil {
-				write = func(k, _ []byte) error { return b.Delete(k) }
-			}
-			if err := write([]byte(ent), v); err != nil {
+			if err := b.Put([]byte(ent), v); err != nil {
 				return fmt.Errorf("%q: %w", ent, err)
 			}
 		}

@@ -47,39 +47,27 @@ const (
 	diskCheckMaxOps  = 500_000
 )
 
-// diskCheck is the measurement.
+// diskCheck is the measurement, printed as text or (--json, for a
+// pre-flight script) as it is.
 type diskCheck struct {
-	Dir string
-	// One writer, one operation a commit: the latency of a commit.
-	Commits       int
-	P50, P99, Max time.Duration
-	SerialSeconds float64
-	// Many writers: the operations done, in how many commits.
-	Ops               int64
-	OpsCommits        uint64
-	ConcurrentSeconds float64
-	OpsPerSecond      float64
-	WrittenBytesPerOp float64
+	Dir string `json:"dir"`
+	// One writer, each operation its own commit: how long a commit takes.
+	Commits       int     `json:"commits"`
+	P50MS         float64 `json:"commit_p50_ms"`
+	P99MS         float64 `json:"commit_p99_ms"`
+	MaxMS         float64 `json:"commit_max_ms"`
+	SerialSeconds float64 `json:"serial_seconds"`
+	// Writers at once: the operations they did, in how many commits.
+	Writers           int     `json:"writers"`
+	Ops               int64   `json:"operations"`
+	OpsCommits        uint64  `json:"shared_commits"`
+	ConcurrentSeconds float64 `json:"concurrent_seconds"`
+	OpsPerSecond      float64 `json:"operations_per_second"`
+	WrittenBytesPerOp float64 `json:"written_bytes_per_operation"`
 	// Capped: a phase stopped before its time, at MaxOps/2 operations.
-	Capped bool
-	MaxOps int64
-}
-
-// diskCheckJSON is disk-check --json: the measurement for a script (a
-// pre-flight check of a host), in milliseconds and per second.
-type diskCheckJSON struct {
-	Dir                string  `json:"dir"`
-	Commits            int     `json:"commits"` // one writer: each operation its own commit
-	CommitP50MS        float64 `json:"commit_p50_ms"`
-	CommitP99MS        float64 `json:"commit_p99_ms"`
-	CommitMaxMS        float64 `json:"commit_max_ms"`
-	Writers            int     `json:"writers"`
-	Operations         int64   `json:"operations"` // the writers together
-	SharedCommits      uint64  `json:"shared_commits"`
-	OperationsPerSec   float64 `json:"operations_per_second"`
-	WrittenBytesPerOp  float64 `json:"written_bytes_per_operation"`
-	StoppedAtOperation bool    `json:"stopped_at_operation_limit"` // before --duration
-	Slow               bool    `json:"slow"`                       // commit p99 over 10 ms
+	Capped bool  `json:"stopped_at_operation_limit"`
+	MaxOps int64 `json:"operation_limit"`
+	Slow   bool  `json:"slow"` // commits over diskCheckSlow at p99
 }
 
 func diskCheckCmd() *cobra.Command {
@@ -107,18 +95,17 @@ StoreCommitsSlow fires.`,
 			if dur < 200*time.Millisecond || dur > 10*time.Minute {
 				return usagef("disk-check: --duration %v: want 200ms to 10m", dur)
 			}
-			r, err := checkDisk(c.Context(), dir, dur, diskCheckMaxOps)
+			// Interrupted, the check still removes its file.
+			ctx, cancel := opsContext(c.Context())
+			defer cancel()
+			r, err := checkDisk(ctx, dir, dur, diskCheckMaxOps)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				msf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 				enc := json.NewEncoder(c.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(diskCheckJSON{Dir: r.Dir, Commits: r.Commits, CommitP50MS: msf(r.P50), CommitP99MS: msf(r.P99),
-					CommitMaxMS: msf(r.Max), Writers: diskCheckWriters, Operations: r.Ops, SharedCommits: r.OpsCommits,
-					OperationsPerSec: r.OpsPerSecond, WrittenBytesPerOp: r.WrittenBytesPerOp, StoppedAtOperation: r.Capped,
-					Slow: r.P99 > diskCheckSlow})
+				return enc.Encode(r)
 			}
 			printDiskCheck(c.OutOrStdout(), r)
 			return nil
@@ -154,7 +141,7 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration, maxOps int64)
 		return diskCheck{}, fmt.Errorf("disk-check: %w", err)
 	}
 	defer st.Close()
-	r := diskCheck{Dir: abs, MaxOps: maxOps}
+	r := diskCheck{Dir: abs, Writers: diskCheckWriters, MaxOps: maxOps}
 	enqueue := func(i int64) error {
 		m := &queue.Message{Account: "check", Enterprise: "CHECK", Source: "10690000", Dest: "13800000000",
 			Upstream: "check", Parts: []queue.Part{{Body: []byte("qxtd disk-check 短信")}}}
@@ -184,7 +171,8 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration, maxOps int64)
 	}
 	slices.Sort(lat)
 	r.Commits = len(lat)
-	r.P50, r.P99, r.Max = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], lat[len(lat)-1]
+	r.P50MS, r.P99MS, r.MaxMS = ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*99/100)]), ms(lat[len(lat)-1])
+	r.judge()
 
 	// Many writers: operations share commits.
 	before := st.Stats()
@@ -232,24 +220,27 @@ func checkDisk(ctx context.Context, dir string, dur time.Duration, maxOps int64)
 	return r, nil
 }
 
+// judge sets Slow from the commits' p99.
+func (r *diskCheck) judge() { r.Slow = r.P99MS > ms(diskCheckSlow) }
+
 func printDiskCheck(w io.Writer, r diskCheck) {
 	fmt.Fprintf(w, "disk check of %s (a store file of its own, removed after)\n", r.Dir)
-	fmt.Fprintf(w, "one writer:  %d commits in %.1f s, each %s at p50, %s at p99, %s at most\n",
-		r.Commits, r.SerialSeconds, ms(r.P50), ms(r.P99), ms(r.Max))
+	fmt.Fprintf(w, "one writer:  %d commits in %.1f s, each %.2f ms at p50, %.2f ms at p99, %.2f ms at most\n",
+		r.Commits, r.SerialSeconds, r.P50MS, r.P99MS, r.MaxMS)
 	fmt.Fprintf(w, "%d writers: %d operations in %.1f s in %d commits (%.0f a commit): %.0f operations/s, %.1f KiB written an operation\n",
-		diskCheckWriters, r.Ops, r.ConcurrentSeconds, r.OpsCommits, float64(r.Ops)/float64(r.OpsCommits), r.OpsPerSecond, r.WrittenBytesPerOp/1024)
+		r.Writers, r.Ops, r.ConcurrentSeconds, r.OpsCommits, float64(r.Ops)/float64(r.OpsCommits), r.OpsPerSecond, r.WrittenBytesPerOp/1024)
 	if r.Capped {
 		fmt.Fprintf(w, "(stopped before --duration, at %d operations a phase: the check does not fill the disk)\n", r.MaxOps/2)
 	}
-	fmt.Fprintf(w, "so: every answer (submit_sm_resp, an HTTP 2xx) waits for a commit, at least %s here; a client that waits for each\n", ms(r.P50))
-	fmt.Fprintf(w, "answer (a window of 1) gets at most about %.0f a second; a message takes about 3 store operations, so the store\n", float64(time.Second)/float64(r.P50))
+	fmt.Fprintf(w, "so: every answer (submit_sm_resp, an HTTP 2xx) waits for a commit, at least %.2f ms here; a client that waits for each\n", r.P50MS)
+	fmt.Fprintf(w, "answer (a window of 1) gets at most about %.0f a second; a message takes about 3 store operations, so the store\n", 1000/r.P50MS)
 	fmt.Fprintf(w, "alone allows about %.0f messages a second on this disk and CPU; qxtd's other work (SMPP, policy, receipts)\n", r.OpsPerSecond/3)
 	fmt.Fprintln(w, "comes on top of it")
-	if r.P99 > diskCheckSlow {
-		fmt.Fprintf(w, "SLOW: commits take over %s at p99: answers will be slow and small windows slower; look for other writers on this disk,\n", ms(diskCheckSlow))
+	if r.Slow {
+		fmt.Fprintf(w, "SLOW: commits take over %.2f ms at p99: answers will be slow and small windows slower; look for other writers on this disk,\n", ms(diskCheckSlow))
 		fmt.Fprintln(w, "a cloud volume's IOPS limit or burst credits, or put store.path on a local SSD")
 	}
 }
 
-// ms formats d in milliseconds with two decimals.
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

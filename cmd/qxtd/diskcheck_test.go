@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -45,10 +46,14 @@ func TestDiskCheck(t *testing.T) {
 	if code := runIO(strings.NewReader(""), []string{"disk-check", dir, "--duration", "400ms", "--json"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("--json: exit %d\n%s", code, stderr.String())
 	}
-	var j diskCheckJSON
-	if err := json.Unmarshal(stdout.Bytes(), &j); err != nil || j.Dir != dir || j.Commits == 0 || j.CommitP50MS <= 0 ||
-		j.CommitP99MS < j.CommitP50MS || j.Writers != 64 || j.Operations == 0 || j.SharedCommits == 0 || j.OperationsPerSec <= 0 {
-		t.Errorf("--json: %+v (%v)\n%s", j, err, stdout.String())
+	// By the names a script reads, not through the type that wrote them.
+	var j map[string]any
+	num := func(k string) float64 { f, _ := j[k].(float64); return f }
+	if err := json.Unmarshal(stdout.Bytes(), &j); err != nil || j["dir"] != dir || num("commits") == 0 || num("commit_p50_ms") <= 0 ||
+		num("commit_p99_ms") < num("commit_p50_ms") || num("commit_max_ms") < num("commit_p99_ms") || num("writers") != 64 ||
+		num("operations") == 0 || num("shared_commits") == 0 || num("operations_per_second") <= 0 ||
+		num("written_bytes_per_operation") <= 0 || j["slow"] != false || j["stopped_at_operation_limit"] != false {
+		t.Errorf("--json: %v (%v)\n%s", j, err, stdout.String())
 	}
 
 	stdout.Reset()
@@ -66,17 +71,19 @@ func TestDiskCheck(t *testing.T) {
 // TestDiskCheckSlow: a disk whose commits take over 10 ms at p99 is
 // called slow, with what to look at; a quick one is not.
 func TestDiskCheckSlow(t *testing.T) {
-	r := diskCheck{Dir: "/var/lib/qxtd", Commits: 100, P50: 8 * time.Millisecond, P99: 25 * time.Millisecond, Max: 40 * time.Millisecond,
+	r := diskCheck{Dir: "/var/lib/qxtd", Commits: 100, P50MS: 8, P99MS: 25, MaxMS: 40, Writers: 64,
 		SerialSeconds: 1, Ops: 3000, OpsCommits: 100, ConcurrentSeconds: 1, OpsPerSecond: 3000, WrittenBytesPerOp: 2048}
+	r.judge()
 	var b bytes.Buffer
 	printDiskCheck(&b, r)
-	if !strings.Contains(b.String(), "SLOW: commits take over 10.00 ms at p99") || !strings.Contains(b.String(), "gets at most about 125 a second") {
+	if !r.Slow || !strings.Contains(b.String(), "SLOW: commits take over 10.00 ms at p99") || !strings.Contains(b.String(), "gets at most about 125 a second") {
 		t.Errorf("a slow disk:\n%s", b.String())
 	}
-	r.P50, r.P99 = 300*time.Microsecond, time.Millisecond
+	r.P50MS, r.P99MS = 0.3, 1
+	r.judge()
 	b.Reset()
 	printDiskCheck(&b, r)
-	if strings.Contains(b.String(), "SLOW") {
+	if r.Slow || strings.Contains(b.String(), "SLOW") {
 		t.Errorf("a quick disk called slow:\n%s", b.String())
 	}
 }
@@ -96,5 +103,40 @@ func TestDiskCheckBounded(t *testing.T) {
 	printDiskCheck(&b, r)
 	if !strings.Contains(b.String(), "stopped before --duration, at 1000 operations a phase") {
 		t.Errorf("output:\n%s", b.String())
+	}
+}
+
+// TestDiskCheckInterrupted: a check interrupted (Ctrl-C) still removes its
+// file, and exits with a failure.
+func TestDiskCheckInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "disk-check", dir, "--duration", "10m")
+	cmd.Env = append(os.Environ(), "QXTD_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for its store file: then the interrupt finds it measuring.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ms, _ := filepath.Glob(filepath.Join(dir, ".qxtd-disk-check-*", "check.db")); len(ms) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no store file in %s", dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit after the interrupt: %v\n%s", err, stderr.String())
+	}
+	if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
+		t.Errorf("left after the interrupt: %v (%v)", left, err)
 	}
 }
