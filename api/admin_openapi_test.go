@@ -164,6 +164,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"UpstreamStatus":        UpstreamStatus{},
 		"ClusterStatus":         ClusterStatus{},
 		"LoadStatus":            LoadStatus{},
+		"EnterpriseLoad":        EnterpriseLoad{},
 		"ClusterMember":         ClusterMember{},
 		"RefusalStatus":         RefusalStatus{},
 		"Package":               policy.Package{},

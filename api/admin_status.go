@@ -52,6 +52,17 @@ type LoadStatus struct {
 	CPUMicrosPerMessage   *float64 `json:"cpu_us_per_message,omitempty"`
 	CommitsPerSecond      float64  `json:"store_commits_per_second"`       // the store's commits (each fsync'd)
 	WrittenBytesPerSecond float64  `json:"store_written_bytes_per_second"` // what they wrote to the file
+	// TopEnterprises are the enterprises that had the most messages
+	// accepted in the span, the most first (at most 5, none that had
+	// none): whom a busy node is busy for.
+	TopEnterprises []EnterpriseLoad `json:"top_enterprises"`
+}
+
+// EnterpriseLoad is one enterprise's share of a node's load.
+type EnterpriseLoad struct {
+	Enterprise        string  `json:"enterprise"`
+	Accepted          uint64  `json:"accepted"`
+	AcceptedPerSecond float64 `json:"accepted_per_second"`
 }
 
 // ClusterStatus is a cluster node's view: which node answered, the live

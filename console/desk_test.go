@@ -116,17 +116,22 @@ func TestDeskHome(t *testing.T) {
 func TestDeskHomeLoad(t *testing.T) {
 	us := 364.4
 	load := &api.LoadStatus{Seconds: 59.8, Accepted: 74_070, AcceptedPerSecond: 1238.6, CPUCores: 0.451,
-		CPUMicrosPerMessage: &us, CommitsPerSecond: 812.2, WrittenBytesPerSecond: 3.5 * (1 << 20)}
+		CPUMicrosPerMessage: &us, CommitsPerSecond: 812.2, WrittenBytesPerSecond: 3.5 * (1 << 20),
+		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 52_000, AcceptedPerSecond: 869.6}, {Enterprise: "E2", Accepted: 22_070, AcceptedPerSecond: 369.1}}}
 	r := newRig(t, func(cfg *api.Config) { cfg.Load = func() *api.LoadStatus { return load } })
 	c := r.client()
 	c.opsLogin()
 	c.get("/ops/").wantPage(t, `id="load"`, "负载（最近 60 秒）", "1238.6 条/秒", "共 74070 条", "0.45 核",
-		"364 微秒", "812 次/秒", "写入 3.5 MiB/秒")
+		"364 微秒", "812 次/秒", "写入 3.5 MiB/秒", `id="top-senders"`, `<a href="/ops/enterprises/E7">E7</a>`,
+		"869.6 条/秒", "52000", "70%", "369.1 条/秒", "30%")
 	load = &api.LoadStatus{Seconds: 5}
 	a := c.get("/ops/")
 	a.wantPage(t, "负载（最近 5 秒）", "0.0 条/秒", "期间没有接收短信")
 	if strings.Contains(a.Body, "微秒") {
 		t.Error("a cost a message with nothing accepted")
+	}
+	if strings.Contains(a.Body, `id="top-senders"`) {
+		t.Error("a table of top senders with nothing accepted")
 	}
 	plain := newRig(t).client()
 	plain.opsLogin()

@@ -211,6 +211,7 @@ var funcs = template.FuncMap{
 	"nodeList":   nodeList,
 	"mib":        func(bytes float64) float64 { return bytes / (1 << 20) },
 	"deref":      func(p *float64) float64 { return *p }, // under a with that checked it
+	"percent":    percent,
 	"seq": func(n int) []int {
 		s := make([]int, n)
 		for i := range s {
@@ -218,6 +219,14 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
+}
+
+// percent is part of whole as a whole percentage ("37%"), "—" of nothing.
+func percent(part, whole uint64) string {
+	if whole == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(part)/float64(whole))
 }
 
 // fmtTime shows t in Asia/Shanghai, the portal's zone ("" for zero).

@@ -190,6 +190,7 @@ type Gateway struct {
 	policy  Policy
 	log     *slog.Logger
 	metrics *Metrics
+	senders senders // accepted by enterprise (senders.go)
 
 	ups    []*upstream
 	byName map[string]*upstream

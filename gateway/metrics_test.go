@@ -101,6 +101,11 @@ func TestMetricsExactCounts(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
+	// The same accepted count, by enterprise (the status's top senders):
+	// the refused one is not in it.
+	if by := r.gw.AcceptedByEnterprise(); len(by) != 1 || by["E1"] != 5 {
+		t.Errorf("accepted by enterprise %v, want E1: 5", by)
+	}
 	if n := got[`qxtd_dlr_delay_seconds_count{upstream="sim"}`]; n < 1 || n > 5 {
 		t.Errorf("receipt delays observed: %v, want 1 to 5 (matched receipts)", n)
 	}

@@ -303,6 +303,6 @@ func (g *Gateway) storeAssembled(ctx context.Context, acct *Account, group queue
 		return g.storeFailed(acct, err)
 	}
 	// No kick: the store hands the dispatcher what it stored (Start).
-	g.count(req.Ingress, b.results)
+	g.count(acct, req.Ingress, b.results)
 	return nil
 }

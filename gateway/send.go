@@ -78,7 +78,7 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		// No kick: the store hands the dispatcher what it stored
 		// (Start, queue.Store.SetDueCallback).
 	}
-	g.count(req.Ingress, b.results)
+	g.count(acct, req.Ingress, b.results)
 	return b.results, nil
 }
 
@@ -200,15 +200,19 @@ func (g *Gateway) storeFailed(acct *Account, err error) error {
 	return fmt.Errorf("%w: %w", ErrStore, err)
 }
 
-// count records the outcome of each recipient in the metrics.
-func (g *Gateway) count(ingress string, results []SendResult) {
+// count records the outcome of each recipient in the metrics, and the
+// accepted ones as acct's enterprise's.
+func (g *Gateway) count(acct *Account, ingress string, results []SendResult) {
+	var ok uint64
 	for _, r := range results {
 		if r.Err != nil {
 			g.metrics.refused(r.Err)
 		} else {
-			g.metrics.accepted.WithLabelValues(ingress).Inc()
+			ok++
 		}
 	}
+	g.metrics.accepted.WithLabelValues(ingress).Add(float64(ok))
+	g.senders.add(acct.Enterprise, ok)
 }
 
 // encode splits a signed text for an upstream's options; what cannot be

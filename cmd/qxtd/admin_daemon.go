@@ -45,6 +45,9 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				}
 				fmt.Fprintf(w, "load (last %.0f s)\t%.1f msg/s accepted (%d), %.2f CPU cores, %s, %.0f store commits/s, %.1f MiB/s written\n",
 					l.Seconds, l.AcceptedPerSecond, l.Accepted, l.CPUCores, cost, l.CommitsPerSecond, l.WrittenBytesPerSecond/(1<<20))
+				for _, e := range l.TopEnterprises {
+					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, 100*float64(e.Accepted)/float64(l.Accepted))
+				}
 			}
 			for _, u := range st.Upstreams {
 				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)

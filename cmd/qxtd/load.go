@@ -1,7 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,7 +34,14 @@ type loadSample struct {
 	accepted uint64
 	commits  uint64
 	written  uint64 // bytes
+	// byEnterprise is accepted by enterprise (gateway.AcceptedByEnterprise):
+	// one entry per enterprise that sent since the start.
+	byEnterprise map[string]uint64
 }
+
+// topSenders is how many enterprises the load names, those that sent the
+// most in its span.
+const topSenders = 5
 
 // loadMeter keeps the samples of the last loadWindow (plus one, the span's
 // start) and answers from them and one taken at the time of the question.
@@ -100,11 +110,37 @@ func (m *loadMeter) status() *api.LoadStatus {
 		WrittenBytesPerSecond: float64(now.written-from.written) / secs,
 	}
 	st.AcceptedPerSecond = float64(st.Accepted) / secs
+	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs)
 	if st.Accepted > 0 {
 		us := float64((now.cpu - from.cpu).Microseconds()) / float64(st.Accepted)
 		st.CPUMicrosPerMessage = &us
 	}
 	return st
+}
+
+// topOf is the topSenders enterprises that accepted the most between the
+// counts from and now, the most first (by code at a tie), none that
+// accepted nothing in the span.
+func topOf(from, now map[string]uint64, secs float64) []api.EnterpriseLoad {
+	top := []api.EnterpriseLoad{}
+	for ent, n := range now {
+		d := n - from[ent] // a counter only grows; absent in from is 0
+		if d == 0 {
+			continue
+		}
+		top = append(top, api.EnterpriseLoad{Enterprise: ent, Accepted: d})
+	}
+	slices.SortFunc(top, func(a, b api.EnterpriseLoad) int {
+		if c := cmp.Compare(b.Accepted, a.Accepted); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Enterprise, b.Enterprise)
+	})
+	top = top[:min(len(top), topSenders)]
+	for i := range top {
+		top[i].AcceptedPerSecond = float64(top[i].Accepted) / secs
+	}
+	return top
 }
 
 // processCPU is the user and system time this process used so far.

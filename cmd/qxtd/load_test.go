@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,39 @@ func TestLoadMeter(t *testing.T) {
 	}
 }
 
+// TestLoadTopEnterprises: the load names the five enterprises with the
+// most messages accepted in its span (not since the start), the most
+// first and by code at a tie, and none that accepted nothing in it.
+func TestLoadTopEnterprises(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	cur := loadSample{at: t0.Add(70 * time.Second), byEnterprise: map[string]uint64{
+		"big-before": 1_000_000,                                                     // sent all of it more than a minute ago
+		"a":          500, "b": 300, "c": 300, "d": 50, "e": 20, "f": 10, "new": 40, // new: not in the span's first sample
+	}}
+	m := &loadMeter{read: func() loadSample { return cur }}
+	m.add(loadSample{at: t0, byEnterprise: map[string]uint64{"big-before": 10}})
+	m.add(loadSample{at: t0.Add(10 * time.Second), byEnterprise: map[string]uint64{
+		"big-before": 1_000_000, "a": 100, "b": 0, "c": 0, "d": 45, "e": 0, "f": 0,
+	}})
+	st := m.status()
+	want := []api.EnterpriseLoad{
+		{Enterprise: "a", Accepted: 400, AcceptedPerSecond: 400.0 / 60},
+		{Enterprise: "b", Accepted: 300, AcceptedPerSecond: 5},
+		{Enterprise: "c", Accepted: 300, AcceptedPerSecond: 5},
+		{Enterprise: "new", Accepted: 40, AcceptedPerSecond: 40.0 / 60},
+		{Enterprise: "e", Accepted: 20, AcceptedPerSecond: 20.0 / 60},
+	}
+	if st == nil || st.Seconds != 60 || !slices.Equal(st.TopEnterprises, want) {
+		t.Fatalf("top enterprises of the last minute:\n got %+v\nwant %+v", st, want)
+	}
+	cur.at = t0.Add(11 * time.Second)
+	cur.byEnterprise = map[string]uint64{"big-before": 1_000_000, "a": 100, "d": 45}
+	m.samples = m.samples[1:]
+	if st := m.status(); st == nil || st.TopEnterprises == nil || len(st.TopEnterprises) != 0 {
+		t.Fatalf("nothing accepted in the span: %+v", st)
+	}
+}
+
 // TestLoadInStatus: the running daemon's status has the last minute's
 // load, the messages just sent counted, with their CPU cost, in GET
 // /admin/v1/status and in `qxtd admin daemon status`.
@@ -81,11 +115,17 @@ func TestLoadInStatus(t *testing.T) {
 		*l.CPUMicrosPerMessage <= 0 || l.CommitsPerSecond <= 0 || l.WrittenBytesPerSecond <= 0 {
 		t.Fatalf("load: %+v", l)
 	}
+	if top := st.Load.TopEnterprises; len(top) != 1 || top[0].Enterprise != "T1" || top[0].Accepted != 3 {
+		t.Fatalf("top enterprises: %+v", top)
+	}
 	var stdout, stderr bytes.Buffer
 	if code := runIO(strings.NewReader(""), []string{"admin", "--api", base, "--token", "test-token", "daemon", "status"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("daemon status: exit %d\n%s", code, stderr.String())
 	}
 	if !regexp.MustCompile(`load \(last \d+ s\)\s+[\d.]+ msg/s accepted \(3\), [\d.]+ CPU cores, \d+ µs CPU a message, \d+ store commits/s, [\d.]+ MiB/s written`).MatchString(stdout.String()) {
 		t.Fatalf("daemon status:\n%s", stdout.String())
+	}
+	if !regexp.MustCompile(`load by T1\s+[\d.]+ msg/s accepted \(3, 100%\)`).MatchString(stdout.String()) {
+		t.Fatalf("daemon status, the top sender:\n%s", stdout.String())
 	}
 }

@@ -452,7 +452,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")}
 	d.load = &loadMeter{read: func() loadSample {
 		st := d.store.Stats()
-		return loadSample{at: time.Now(), cpu: processCPU(), accepted: d.gw.Accepted(), commits: st.Txns, written: st.Written}
+		return loadSample{at: time.Now(), cpu: processCPU(), accepted: d.gw.Accepted(), commits: st.Txns, written: st.Written,
+			byEnterprise: d.gw.AcceptedByEnterprise()}
 	}}
 	loadCtx, loadRun := context.WithCancel(context.Background())
 	d.loadRun = loadRun
