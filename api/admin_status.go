@@ -81,6 +81,10 @@ type ClusterMember struct {
 	Name    string    `json:"name"`
 	PeerURL string    `json:"peer_url"`
 	Started time.Time `json:"started"`
+	// Load is the member's last minute, as the answering node's own Load;
+	// absent when it did not answer within 2 s (hung, unreachable, or
+	// just started), which the status does not wait longer for.
+	Load *LoadStatus `json:"load,omitempty"`
 }
 
 // UpstreamStatus is one upstream's binds.
@@ -106,7 +110,7 @@ type RefusalStatus struct {
 	Count  uint64 `json:"count"`
 }
 
-func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) {
+func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
 	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{},
 		ReceiptWebhooksFailing: []FailingWebhook{}}
 	if h := s.cfg.Webhooks; h != nil {
@@ -140,7 +144,7 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, _ *http.Request) 
 		out.Load = f()
 	}
 	if f := s.cfg.ClusterStatus; f != nil {
-		out.Cluster = f()
+		out.Cluster = f(r.Context())
 	}
 	writeJSON(w, http.StatusOK, out)
 }

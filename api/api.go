@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,8 +49,9 @@ type Config struct {
 	// node's store has all the usage.
 	PeerUsage PeerUsage
 	// ClusterStatus, in a cluster, is this node's view of it for GET
-	// /admin/v1/status (admin_status.go). nil: a node of its own.
-	ClusterStatus func() *ClusterStatus
+	// /admin/v1/status (admin_status.go), the members' loads included as
+	// far as they answer while ctx lasts. nil: a node of its own.
+	ClusterStatus func(ctx context.Context) *ClusterStatus
 	// Load is how busy this node was over its last minute, for GET
 	// /admin/v1/status (the daemon samples its counters: load.go). nil:
 	// left out.

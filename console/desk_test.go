@@ -152,11 +152,17 @@ func TestDeskHomeCluster(t *testing.T) {
 	started := time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC)
 	r.cluster.Store(&api.ClusterStatus{Node: 2, Leads: []string{"reminders"}, Members: []api.ClusterMember{
 		{ID: 1, Name: "node-1", PeerURL: "http://10.0.0.1:7101", Started: started},
-		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.2:7101", Started: started},
+		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.2:7101", Started: started, Load: &api.LoadStatus{Seconds: 60, Accepted: 600,
+			AcceptedPerSecond: 10, CPUCores: 0.61, TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 540, AcceptedPerSecond: 9}}}},
+		{ID: 3, Name: "node-3", PeerURL: "http://10.0.0.3:7101", Started: started, Load: &api.LoadStatus{Seconds: 60, TopEnterprises: []api.EnterpriseLoad{}}},
 	}})
 	a := c.get("/ops/")
 	a.wantPage(t, `id="cluster"`, "集群（本页来自节点 2）", "node-1", "<code>http://10.0.0.2:7101</code>", "2026-12-02 03:04:05",
-		"本节点负责：日程提醒的发送。", "本节点的连接 / 集群共享的连接总数")
+		"本节点负责：日程提醒的发送。", "本节点的连接 / 集群共享的连接总数",
+		"未应答", "10.0 条/秒", "0.61 核", `<a href="/ops/enterprises/E7">E7</a> 9.0 条/秒`, "0.0 条/秒")
+	if n := strings.Count(a.Body, "未应答"); n != 1 {
+		t.Errorf("%d members shown without an answer, want 1 (node-1)", n)
+	}
 }
 
 func TestDeskEnterprises(t *testing.T) {

@@ -49,6 +49,15 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, 100*float64(e.Accepted)/float64(l.Accepted))
 				}
 			}
+			if cl := st.Cluster; cl != nil {
+				for _, m := range cl.Members {
+					self := ""
+					if m.ID == cl.Node {
+						self = " (this node)"
+					}
+					fmt.Fprintf(w, "node %d %s%s\t%s\n", m.ID, m.Name, self, memberLoad(m.Load))
+				}
+			}
 			for _, u := range st.Upstreams {
 				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)
 			}
@@ -71,6 +80,21 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 			}
 		})
 	})
+}
+
+// memberLoad is a cluster member's last minute on one line.
+func memberLoad(l *api.LoadStatus) string {
+	if l == nil {
+		return "load unknown: no answer within 2 s"
+	}
+	out := fmt.Sprintf("%.1f msg/s accepted, %.2f CPU cores", l.AcceptedPerSecond, l.CPUCores)
+	if l.CPUMicrosPerMessage != nil {
+		out += fmt.Sprintf(", %.0f µs CPU a message", *l.CPUMicrosPerMessage)
+	}
+	if len(l.TopEnterprises) > 0 {
+		out += fmt.Sprintf(", most from %s (%.1f msg/s)", l.TopEnterprises[0].Enterprise, l.TopEnterprises[0].AcceptedPerSecond)
+	}
+	return out
 }
 
 func (a *adminCLI) daemonLogLevel() *cobra.Command {

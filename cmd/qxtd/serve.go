@@ -463,7 +463,12 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
-		acfg.ClusterStatus = d.cluster.status
+		loads := d.clusterLoads(cfg) // cluster_load.go
+		acfg.ClusterStatus = func(ctx context.Context) *api.ClusterStatus {
+			st := d.cluster.status()
+			loads.fill(ctx, st)
+			return st
+		}
 		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
 			return nil, err
 		}
