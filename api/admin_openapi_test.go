@@ -165,6 +165,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"ClusterStatus":         ClusterStatus{},
 		"LoadStatus":            LoadStatus{},
 		"EnterpriseLoad":        EnterpriseLoad{},
+		"UpstreamLoad":          UpstreamLoad{},
 		"ClusterMember":         ClusterMember{},
 		"RefusalStatus":         RefusalStatus{},
 		"Package":               policy.Package{},

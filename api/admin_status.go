@@ -56,6 +56,33 @@ type LoadStatus struct {
 	// accepted in the span, the most first (at most 5, none that had
 	// none): whom a busy node is busy for.
 	TopEnterprises []EnterpriseLoad `json:"top_enterprises"`
+	// Upstreams are the carriers' side of the span, one per upstream in
+	// configuration order: whether the carrier sets the pace.
+	Upstreams []UpstreamLoad `json:"upstreams"`
+}
+
+// UpstreamLoad is one upstream's part of a node's load.
+type UpstreamLoad struct {
+	Name             string  `json:"name"`
+	Relayed          uint64  `json:"relayed"` // segments the SMSC took in the span
+	RelayedPerSecond float64 `json:"relayed_per_second"`
+	// Throttled are submit_sm it answered "throttled" or "message queue
+	// full" in the span; Failed the others that did not go (timeouts,
+	// system errors, rejections, lost connections).
+	Throttled uint64 `json:"throttled"`
+	Failed    uint64 `json:"failed"`
+	// SubmitMeanMS is the mean submit_sm → submit_sm_resp in the span;
+	// absent when none was answered.
+	SubmitMeanMS *float64 `json:"submit_mean_ms,omitempty"`
+	TPS          float64  `json:"tps"` // the cap over its binds (upstreams[].tps, as last reloaded); 0: none
+	// PacePerSecond is the rate it sends at most now: TPS, or less once
+	// throttling lowered its binds' limits; absent when not limited.
+	PacePerSecond *float64 `json:"pace_per_second,omitempty"`
+	// InFlight are its segments on the binds' windows or waiting for
+	// their outcome's commit now, of Slots at most: all slots in use and
+	// a backlog waiting means the windows set the pace.
+	InFlight int `json:"in_flight"`
+	Slots    int `json:"slots"`
 }
 
 // EnterpriseLoad is one enterprise's share of a node's load.

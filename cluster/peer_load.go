@@ -27,6 +27,21 @@ type PeerLoad struct {
 	CommitsPerSecond      float64              `json:"store_commits_per_second"`
 	WrittenBytesPerSecond float64              `json:"store_written_bytes_per_second"`
 	TopEnterprises        []PeerEnterpriseLoad `json:"top_enterprises"`
+	Upstreams             []PeerUpstreamLoad   `json:"upstreams"`
+}
+
+// PeerUpstreamLoad is an upstream's part of a node's load
+// (api.UpstreamLoad on the wire, its rate derived).
+type PeerUpstreamLoad struct {
+	Name          string   `json:"name"`
+	Relayed       uint64   `json:"relayed"`
+	Throttled     uint64   `json:"throttled"`
+	Failed        uint64   `json:"failed"`
+	SubmitMeanMS  *float64 `json:"submit_mean_ms,omitempty"`
+	TPS           float64  `json:"tps"`
+	PacePerSecond *float64 `json:"pace_per_second,omitempty"`
+	InFlight      int      `json:"in_flight"`
+	Slots         int      `json:"slots"`
 }
 
 // PeerEnterpriseLoad is an enterprise's messages accepted in the span.

@@ -26,7 +26,9 @@ func TestPeerLoad(t *testing.T) {
 	us := 61.5
 	b := &loadBackend{recordingBackend: &recordingBackend{}, load: PeerLoad{Seconds: 59.9, Accepted: 74_070, CPUCores: 0.45,
 		CPUMicrosPerMessage: &us, CommitsPerSecond: 812, WrittenBytesPerSecond: 3 << 20,
-		TopEnterprises: []PeerEnterpriseLoad{{Enterprise: "E7", Accepted: 52_000}, {Enterprise: "E2", Accepted: 22_070}}}}
+		TopEnterprises: []PeerEnterpriseLoad{{Enterprise: "E7", Accepted: 52_000}, {Enterprise: "E2", Accepted: 22_070}},
+		Upstreams: []PeerUpstreamLoad{{Name: "cmcc", Relayed: 70_000, Throttled: 12, Failed: 3, SubmitMeanMS: &us, TPS: 2000,
+			PacePerSecond: &us, InFlight: 180, Slots: 200}}}}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
 	t.Cleanup(srv.Close)
 	c := NewPeerClient(2, secret, srv.Client())

@@ -131,4 +131,23 @@ func TestUpstreamTPSCap(t *testing.T) {
 	if el, min := time.Since(start), time.Duration(n-tps/10)*time.Second/tps; el < min {
 		t.Fatalf("%d messages relayed in %v, faster than %d/s allows (%v)", n, el, tps, min)
 	}
+	// The status's view of it: the cap, and a pace no higher (each of
+	// the binds' paces starts at the whole cap); a reload's cap is read.
+	if c := r.gw.UpstreamCounts(); len(c) != 1 || c[0].TPS != tps || c[0].Pace != tps || c[0].Relayed != n {
+		t.Errorf("upstream counts %+v, want tps and pace %d, %d relayed", c, tps, n)
+	}
+	if err := r.gw.SetUpstreamTPS("sim", 25); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.gw.UpstreamCounts(); c[0].TPS != 25 || c[0].Pace != 25 {
+		t.Errorf("after a reload to 25: tps %v, pace %v", c[0].TPS, c[0].Pace)
+	}
+	if err := r.gw.SetUpstreamTPS("sim", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Lifted, the cap is gone at once; each bind keeps its 25/s until
+	// successes raise it (pace.go), and the status says so.
+	if c := r.gw.UpstreamCounts(); c[0].TPS != 0 || c[0].Pace != 2*25 {
+		t.Errorf("after the cap is lifted: tps %v, pace %v, want 0 and the two binds' 25/s", c[0].TPS, c[0].Pace)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/time/rate"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -318,6 +319,67 @@ func (g *Gateway) Refusals() []RefusalCount {
 	}
 	if n := read(reasonOther); n > 0 {
 		out = append(out, RefusalCount{Reason: reasonOther, Count: n})
+	}
+	return out
+}
+
+// UpstreamCount is an upstream's counters since the start (the metrics':
+// no second count is kept) and its state now, for a load over a span:
+// whether the carrier sets the pace.
+type UpstreamCount struct {
+	Name    string
+	Relayed uint64 // segments the SMSC took (qxtd_segments_relayed_total)
+	// Throttled are submit_sm the SMSC answered "throttled" or "queue
+	// full": it asks for a slower pace, which qxtd then keeps.
+	Throttled uint64
+	// Failed are the other submit_sm that did not go: timeouts, system
+	// errors, rejections, lost connections (each retried or given up as
+	// the README's retry rules say).
+	Failed uint64
+	// RespCount and RespSeconds are qxtd_upstream_submit_seconds' count
+	// and sum: submit_sm to submit_sm_resp.
+	RespCount   uint64
+	RespSeconds float64
+	// TPS is the cap over all binds now (upstreams[].tps, as last
+	// reloaded; 0: none); Pace the limit it sends at now: the lower of TPS
+	// and its binds' adaptive limits after throttling (+Inf: not limited).
+	TPS, Pace float64
+	// InFlight are the segments on its binds' windows or waiting for
+	// their outcome's commit, of Slots at most.
+	InFlight, Slots int
+}
+
+// UpstreamCounts reads each upstream's counters, in configuration order.
+func (g *Gateway) UpstreamCounts() []UpstreamCount {
+	read := func(c prometheus.Metric) *dto.Metric {
+		var m dto.Metric
+		_ = c.Write(&m) // a counter or histogram of ours always writes
+		return &m
+	}
+	out := make([]UpstreamCount, 0, len(g.ups))
+	for _, u := range g.ups {
+		name := u.cfg.Name
+		c := UpstreamCount{Name: name, Pace: u.paceSum(), InFlight: int(g.disp.inflightOf(name)), Slots: u.workers()}
+		if u.limiter != nil && u.limiter.Limit() != rate.Inf {
+			c.TPS = float64(u.limiter.Limit())
+			c.Pace = min(c.Pace, c.TPS) // each bind's pace starts at the whole cap
+		}
+		c.Relayed = uint64(read(g.metrics.relayed.WithLabelValues(name)).GetCounter().GetValue())
+		for _, k := range submitErrorKinds {
+			n := uint64(read(g.metrics.submitErrors.WithLabelValues(name, k)).GetCounter().GetValue())
+			switch k {
+			case "throttled", "queue_full":
+				c.Throttled += n
+			case "late_ok": // answered OK after its timeout: relayed, not failed
+			default:
+				c.Failed += n
+			}
+		}
+		if h, ok := g.metrics.submitLatency.WithLabelValues(name).(prometheus.Metric); ok {
+			hm := read(h).GetHistogram()
+			c.RespCount, c.RespSeconds = hm.GetSampleCount(), hm.GetSampleSum()
+		}
+		out = append(out, c)
 	}
 	return out
 }

@@ -106,6 +106,12 @@ func TestMetricsExactCounts(t *testing.T) {
 	if by := r.gw.AcceptedByEnterprise(); len(by) != 1 || by["E1"] != 5 {
 		t.Errorf("accepted by enterprise %v, want E1: 5", by)
 	}
+	// And the upstream's counters, read where the metrics keep them.
+	ups := r.gw.UpstreamCounts()
+	if len(ups) != 1 || ups[0].Name != "sim" || ups[0].Relayed != 5 || ups[0].Throttled != 2 || ups[0].Failed != 0 ||
+		ups[0].RespCount != 7 || ups[0].RespSeconds <= 0 || ups[0].InFlight != 0 || ups[0].Slots <= 0 {
+		t.Errorf("upstream counts %+v, want sim: 5 relayed, 2 throttled, 7 answers", ups)
+	}
 	if n := got[`qxtd_dlr_delay_seconds_count{upstream="sim"}`]; n < 1 || n > 5 {
 		t.Errorf("receipt delays observed: %v, want 1 to 5 (matched receipts)", n)
 	}

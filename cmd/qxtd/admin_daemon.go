@@ -45,6 +45,9 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				}
 				fmt.Fprintf(w, "load (last %.0f s)\t%.1f msg/s accepted (%d), %.2f CPU cores, %s, %.0f store commits/s, %.1f MiB/s written\n",
 					l.Seconds, l.AcceptedPerSecond, l.Accepted, l.CPUCores, cost, l.CommitsPerSecond, l.WrittenBytesPerSecond/(1<<20))
+				for _, u := range l.Upstreams {
+					fmt.Fprintf(w, "load upstream %s\t%s\n", u.Name, upstreamLoad(u))
+				}
 				for _, e := range l.TopEnterprises {
 					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, 100*float64(e.Accepted)/float64(l.Accepted))
 				}
@@ -80,6 +83,23 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 			}
 		})
 	})
+}
+
+// upstreamLoad is an upstream's part of the load on one line.
+func upstreamLoad(u api.UpstreamLoad) string {
+	out := fmt.Sprintf("%.1f segments/s relayed (%d), %d throttled, %d failed", u.RelayedPerSecond, u.Relayed, u.Throttled, u.Failed)
+	if u.SubmitMeanMS != nil {
+		out += fmt.Sprintf(", %.1f ms mean answer", *u.SubmitMeanMS)
+	}
+	switch {
+	case u.PacePerSecond == nil:
+		out += ", no pace limit"
+	case u.TPS > 0:
+		out += fmt.Sprintf(", pace %.0f/s (tps %.0f)", *u.PacePerSecond, u.TPS)
+	default:
+		out += fmt.Sprintf(", pace %.0f/s", *u.PacePerSecond)
+	}
+	return out + fmt.Sprintf(", %d of %d in flight", u.InFlight, u.Slots)
 }
 
 // memberLoad is a cluster member's last minute on one line.

@@ -47,6 +47,11 @@ func (b peerLoadBackend) Load() (cluster.PeerLoad, bool) {
 	for _, e := range st.TopEnterprises {
 		out.TopEnterprises = append(out.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: e.Enterprise, Accepted: e.Accepted})
 	}
+	out.Upstreams = []cluster.PeerUpstreamLoad{}
+	for _, u := range st.Upstreams {
+		out.Upstreams = append(out.Upstreams, cluster.PeerUpstreamLoad{Name: u.Name, Relayed: u.Relayed, Throttled: u.Throttled,
+			Failed: u.Failed, SubmitMeanMS: u.SubmitMeanMS, TPS: u.TPS, PacePerSecond: u.PacePerSecond, InFlight: u.InFlight, Slots: u.Slots})
+	}
 	return out, true
 }
 
@@ -62,6 +67,12 @@ func loadStatusOf(l cluster.PeerLoad) *api.LoadStatus {
 	for _, e := range l.TopEnterprises[:min(len(l.TopEnterprises), topSenders)] {
 		out.TopEnterprises = append(out.TopEnterprises, api.EnterpriseLoad{Enterprise: e.Enterprise, Accepted: e.Accepted,
 			AcceptedPerSecond: float64(e.Accepted) / l.Seconds})
+	}
+	out.Upstreams = []api.UpstreamLoad{}
+	for _, u := range l.Upstreams {
+		out.Upstreams = append(out.Upstreams, api.UpstreamLoad{Name: u.Name, Relayed: u.Relayed, RelayedPerSecond: float64(u.Relayed) / l.Seconds,
+			Throttled: u.Throttled, Failed: u.Failed, SubmitMeanMS: u.SubmitMeanMS, TPS: u.TPS, PacePerSecond: u.PacePerSecond,
+			InFlight: u.InFlight, Slots: u.Slots})
 	}
 	return out
 }

@@ -39,7 +39,9 @@ func TestClusterLoadsBounded(t *testing.T) {
 	us := 58.2
 	up := httptest.NewServer(cluster.PeerHandler([]byte(secret), fixedLoad{load: cluster.PeerLoad{Seconds: 60, Accepted: 6000,
 		CPUCores: 0.35, CPUMicrosPerMessage: &us, CommitsPerSecond: 300, WrittenBytesPerSecond: 1 << 20,
-		TopEnterprises: []cluster.PeerEnterpriseLoad{{Enterprise: "E7", Accepted: 4500}, {Enterprise: "E2", Accepted: 1500}}}, asked: &asked}, nil))
+		TopEnterprises: []cluster.PeerEnterpriseLoad{{Enterprise: "E7", Accepted: 4500}, {Enterprise: "E2", Accepted: 1500}},
+		Upstreams: []cluster.PeerUpstreamLoad{{Name: "cmcc", Relayed: 5400, Throttled: 30, Failed: 2, SubmitMeanMS: &us, TPS: 100,
+			PacePerSecond: &us, InFlight: 50, Slots: 100}}}, asked: &asked}, nil))
 	t.Cleanup(up.Close)
 	release := make(chan struct{})
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +67,9 @@ func TestClusterLoadsBounded(t *testing.T) {
 	}
 	want := &api.LoadStatus{Seconds: 60, Accepted: 6000, AcceptedPerSecond: 100, CPUCores: 0.35, CPUMicrosPerMessage: &us,
 		CommitsPerSecond: 300, WrittenBytesPerSecond: 1 << 20,
-		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 4500, AcceptedPerSecond: 75}, {Enterprise: "E2", Accepted: 1500, AcceptedPerSecond: 25}}}
+		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 4500, AcceptedPerSecond: 75}, {Enterprise: "E2", Accepted: 1500, AcceptedPerSecond: 25}},
+		Upstreams: []api.UpstreamLoad{{Name: "cmcc", Relayed: 5400, RelayedPerSecond: 90, Throttled: 30, Failed: 2, SubmitMeanMS: &us, TPS: 100,
+			PacePerSecond: &us, InFlight: 50, Slots: 100}}}
 	if got, _ := json.Marshal(st.Members[1].Load); string(got) != string(must(json.Marshal(want))) {
 		t.Errorf("node 2's load:\n got %s\nwant %s", got, must(json.Marshal(want)))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/gateway"
 )
 
 // How busy the node was over its last minute, for GET /admin/v1/status
@@ -37,6 +39,7 @@ type loadSample struct {
 	// byEnterprise is accepted by enterprise (gateway.AcceptedByEnterprise):
 	// one entry per enterprise that sent since the start.
 	byEnterprise map[string]uint64
+	upstreams    []gateway.UpstreamCount // gateway.UpstreamCounts
 }
 
 // topSenders is how many enterprises the load names, those that sent the
@@ -111,6 +114,7 @@ func (m *loadMeter) status() *api.LoadStatus {
 	}
 	st.AcceptedPerSecond = float64(st.Accepted) / secs
 	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs)
+	st.Upstreams = upstreamsOf(from.upstreams, now.upstreams, secs)
 	if st.Accepted > 0 {
 		us := float64((now.cpu - from.cpu).Microseconds()) / float64(st.Accepted)
 		st.CPUMicrosPerMessage = &us
@@ -141,6 +145,33 @@ func topOf(from, now map[string]uint64, secs float64) []api.EnterpriseLoad {
 		top[i].AcceptedPerSecond = float64(top[i].Accepted) / secs
 	}
 	return top
+}
+
+// upstreamsOf is each upstream's counters between from and now, and its
+// state now; an upstream absent from from counts from zero.
+func upstreamsOf(from, now []gateway.UpstreamCount, secs float64) []api.UpstreamLoad {
+	out := make([]api.UpstreamLoad, 0, len(now))
+	for _, n := range now {
+		var f gateway.UpstreamCount
+		for _, c := range from {
+			if c.Name == n.Name {
+				f = c
+			}
+		}
+		u := api.UpstreamLoad{Name: n.Name, Relayed: n.Relayed - f.Relayed, Throttled: n.Throttled - f.Throttled,
+			Failed: n.Failed - f.Failed, TPS: n.TPS, InFlight: n.InFlight, Slots: n.Slots}
+		u.RelayedPerSecond = float64(u.Relayed) / secs
+		if k := n.RespCount - f.RespCount; k > 0 {
+			ms := (n.RespSeconds - f.RespSeconds) / float64(k) * 1000
+			u.SubmitMeanMS = &ms
+		}
+		if !math.IsInf(n.Pace, 1) {
+			p := n.Pace
+			u.PacePerSecond = &p
+		}
+		out = append(out, u)
+	}
+	return out
 }
 
 // processCPU is the user and system time this process used so far.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -90,6 +92,27 @@ func TestLoadTopEnterprises(t *testing.T) {
 	}
 }
 
+// TestLoadUpstreams: an upstream's part of the load is its counters over
+// the span (from zero if it was not in the span's first sample), the
+// mean answer time of the submit_sm answered in it, and its state now;
+// a pace of +Inf is no limit.
+func TestLoadUpstreams(t *testing.T) {
+	from := []gateway.UpstreamCount{{Name: "cmcc", Relayed: 1000, Throttled: 5, Failed: 1, RespCount: 1000, RespSeconds: 3}}
+	now := []gateway.UpstreamCount{
+		{Name: "cmcc", Relayed: 7000, Throttled: 65, Failed: 4, RespCount: 7100, RespSeconds: 15.2, TPS: 200, Pace: 150, InFlight: 90, Slots: 100},
+		{Name: "new", Relayed: 30, RespCount: 0, Pace: math.Inf(1), Slots: 50},
+	}
+	got := upstreamsOf(from, now, 60)
+	ms, pace := 2.0, 150.0
+	want := []api.UpstreamLoad{
+		{Name: "cmcc", Relayed: 6000, RelayedPerSecond: 100, Throttled: 60, Failed: 3, SubmitMeanMS: &ms, TPS: 200, PacePerSecond: &pace, InFlight: 90, Slots: 100},
+		{Name: "new", Relayed: 30, RelayedPerSecond: 0.5, Slots: 50},
+	}
+	if g, w := must(json.Marshal(got)), must(json.Marshal(want)); string(g) != string(w) {
+		t.Errorf("upstreams:\n got %s\nwant %s", g, w)
+	}
+}
+
 // TestLoadInStatus: the running daemon's status has the last minute's
 // load, the messages just sent counted, with their CPU cost, in GET
 // /admin/v1/status and in `qxtd admin daemon status`.
@@ -118,6 +141,17 @@ func TestLoadInStatus(t *testing.T) {
 	if top := st.Load.TopEnterprises; len(top) != 1 || top[0].Enterprise != "T1" || top[0].Accepted != 3 {
 		t.Fatalf("top enterprises: %+v", top)
 	}
+	// The three go to the simulator after their acceptance: the upstream's
+	// part counts them once they went.
+	waitCond(t, 10*time.Second, "three segments relayed in the load", func() bool {
+		_, body = postJSON(t, "GET", base+"/admin/v1/status", "test-token", "")
+		st = api.SystemStatus{}
+		return json.Unmarshal([]byte(body), &st) == nil && st.Load != nil && len(st.Load.Upstreams) == 1 && st.Load.Upstreams[0].Relayed == 3
+	})
+	if u := st.Load.Upstreams[0]; u.Name != "sim" || u.Throttled != 0 || u.Failed != 0 || u.SubmitMeanMS == nil || *u.SubmitMeanMS <= 0 ||
+		u.PacePerSecond != nil || u.TPS != 0 || u.Slots != 100 {
+		t.Fatalf("the upstream's load: %s", body)
+	}
 	var stdout, stderr bytes.Buffer
 	if code := runIO(strings.NewReader(""), []string{"admin", "--api", base, "--token", "test-token", "daemon", "status"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("daemon status: exit %d\n%s", code, stderr.String())
@@ -127,5 +161,8 @@ func TestLoadInStatus(t *testing.T) {
 	}
 	if !regexp.MustCompile(`load by T1\s+[\d.]+ msg/s accepted \(3, 100%\)`).MatchString(stdout.String()) {
 		t.Fatalf("daemon status, the top sender:\n%s", stdout.String())
+	}
+	if !regexp.MustCompile(`load upstream sim\s+[\d.]+ segments/s relayed \(3\), 0 throttled, 0 failed, [\d.]+ ms mean answer, no pace limit, \d of 100 in flight`).MatchString(stdout.String()) {
+		t.Fatalf("daemon status, the upstream:\n%s", stdout.String())
 	}
 }

@@ -453,7 +453,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.load = &loadMeter{read: func() loadSample {
 		st := d.store.Stats()
 		return loadSample{at: time.Now(), cpu: processCPU(), accepted: d.gw.Accepted(), commits: st.Txns, written: st.Written,
-			byEnterprise: d.gw.AcceptedByEnterprise()}
+			byEnterprise: d.gw.AcceptedByEnterprise(), upstreams: d.gw.UpstreamCounts()}
 	}}
 	loadCtx, loadRun := context.WithCancel(context.Background())
 	d.loadRun = loadRun
