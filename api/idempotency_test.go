@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -44,4 +45,180 @@ func TestIdempotencyKey(t *testing.T) {
 	if n := len(r.received(uNumA1)); n != 2 {
 		t.Fatalf("the SMSC got %d messages for two keys, want 2", n)
 	}
+}
+
+// TestIdempotencyBounds: the answers kept are bounded in keys and bytes
+// on the node, and an enterprise holds at most a quarter of either, its
+// own oldest finished keys going first; a key whose request runs is never
+// dropped; a key expires after IdempotencyTTL; the counts stay exact.
+func TestIdempotencyBounds(t *testing.T) {
+	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	s := newIdemStore(func() time.Time { return now })
+	s.maxKeys, s.maxBytes = 40, 40_000 // a share: 10 keys, 10,000 bytes
+	body := bytes.Repeat([]byte("x"), 900)
+	put := func(ent, key string, body []byte) *idemEntry {
+		t.Helper()
+		e, first := s.begin(ent, key)
+		if !first {
+			t.Fatalf("%s %s: kept already", ent, key)
+		}
+		s.finish(e, http.StatusOK, http.Header{"Content-Type": {"application/json"}}, body)
+		return e
+	}
+	kept := func(ent, key string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e, ok := s.m[key]
+		return ok && e.ent == ent && e.inAll != nil
+	}
+	check := func(what string) {
+		t.Helper()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		keys, size := 0, 0
+		for _, u := range s.ents {
+			if u.order.Len() != u.keys {
+				t.Errorf("%s: an enterprise's order holds %d, its count %d", what, u.order.Len(), u.keys)
+			}
+			keys += u.keys
+			size += u.bytes
+			if u.keys > s.maxKeys/idemShare+running(u) || u.bytes > s.maxBytes/idemShare+runningBytes(u) {
+				t.Errorf("%s: an enterprise holds %d keys, %d bytes (share %d, %d)", what, u.keys, u.bytes, s.maxKeys/idemShare, s.maxBytes/idemShare)
+			}
+		}
+		live := 0
+		for _, e := range s.m {
+			if e.inAll != nil {
+				live++
+			}
+		}
+		if keys != s.keys || s.order.Len() != s.keys || size != s.bytes || live != s.keys || s.keys > s.maxKeys || s.bytes > s.maxBytes {
+			t.Errorf("%s: counted %d keys, %d bytes; the enterprises %d, %d; %d in the map (at most %d, %d)",
+				what, s.keys, s.bytes, keys, size, live, s.maxKeys, s.maxBytes)
+		}
+	}
+
+	put("B", "B-1", body) // before the flood
+	for i := range 100 {
+		put("A", fmt.Sprint("A-", i), body)
+		now = now.Add(time.Second)
+	}
+	check("A's flood")
+	if !kept("B", "B-1") {
+		t.Error("A's flood dropped B's key")
+	}
+	if kept("A", "A-0") || !kept("A", "A-99") || !kept("A", "A-90") {
+		t.Errorf("A keeps A-0 %v, A-90 %v, A-99 %v: want its newest only", kept("A", "A-0"), kept("A", "A-90"), kept("A", "A-99"))
+	}
+	// Bytes bind before keys: answers of 4,000 bytes, two a share.
+	for i := range 5 {
+		put("C", fmt.Sprint("C-", i), bytes.Repeat([]byte("y"), 4000))
+	}
+	check("C's large answers")
+	if kept("C", "C-2") || !kept("C", "C-3") || !kept("C", "C-4") {
+		t.Error("C's bytes: want its two newest answers kept")
+	}
+	// Every enterprise at its share: the node's whole bounds hold, the
+	// oldest of anyone's going first.
+	for _, ent := range []string{"D", "E", "F", "G"} {
+		for i := range 12 {
+			put(ent, fmt.Sprint(ent, "-", i), body)
+		}
+	}
+	check("seven enterprises")
+	if kept("B", "B-1") {
+		t.Error("the node over its bounds kept its oldest key")
+	}
+	// A request still running is never dropped: its retry waits for it.
+	var running []*idemEntry
+	for i := range 15 {
+		e, _ := s.begin("H", fmt.Sprint("H-", i))
+		running = append(running, e)
+	}
+	for i := range 15 {
+		if !kept("H", fmt.Sprint("H-", i)) {
+			t.Fatalf("H-%d dropped while its request runs", i)
+		}
+	}
+	for _, e := range running {
+		s.finish(e, http.StatusOK, nil, body)
+	}
+	check("H's requests finished")
+	if kept("H", "H-0") || !kept("H", "H-14") {
+		t.Error("H finished: want its oldest dropped, its newest kept")
+	}
+	// A failed request's key is forgotten: the retry runs again.
+	e := put("I", "I-1", nil)
+	s.forget(e)
+	if kept("I", "I-1") {
+		t.Error("a forgotten key kept")
+	}
+	check("a key forgotten")
+	// A day later everything has expired.
+	now = now.Add(IdempotencyTTL)
+	put("J", "J-1", body)
+	check("a day later")
+	if s.keys != 1 || kept("A", "A-99") {
+		t.Errorf("a day later: %d keys kept, A-99 %v; want J-1 only", s.keys, kept("A", "A-99"))
+	}
+}
+
+// A flood of keys by one enterprise over HTTP does not cost another its
+// replay: bob's retry still gets his first answer.
+func TestIdempotencyFloodOverHTTP(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.user.idem.mu.Lock()
+	r.srv.user.idem.maxKeys = 16 // a share: 4 keys
+	r.srv.user.idem.mu.Unlock()
+	post := func(user, key string, to ...string) (SendResponse, http.Header) {
+		t.Helper()
+		b, _ := json.Marshal(SendRequest{To: to, Text: "once only"})
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+r.keys[user])
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out SendResponse
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Results) != len(to) {
+			t.Fatalf("%s's POST with key %q: %d", user, key, resp.StatusCode)
+		}
+		return out, resp.Header
+	}
+	first, _ := post("bob", "bob-1", uNumA1)
+	for i := range 50 { // refused numbers: answers kept, nothing sent
+		post("alice", fmt.Sprint("flood-", i), "1", "2", "3")
+	}
+	again, hdr := post("bob", "bob-1", uNumA1)
+	if hdr.Get("Idempotent-Replayed") != "true" || again.Results[0].ID != first.Results[0].ID {
+		t.Fatalf("bob's retry after alice's flood: id %s (replayed %q), want %s", again.Results[0].ID, hdr.Get("Idempotent-Replayed"), first.Results[0].ID)
+	}
+	if _, hdr := post("alice", "flood-49", "1", "2", "3"); hdr.Get("Idempotent-Replayed") != "true" {
+		t.Error("alice's newest key not replayed")
+	}
+	if _, hdr := post("alice", "flood-0", "1", "2", "3"); hdr.Get("Idempotent-Replayed") == "true" {
+		t.Error("alice's oldest key replayed beyond her share")
+	}
+}
+
+// running is how many of u's keys have their request running, and
+// runningBytes what they count: the part of u its bounds cannot drop.
+func running(u *idemUse) (n int) {
+	for el := u.order.Front(); el != nil; el = el.Next() {
+		if !el.Value.(*idemEntry).closed() {
+			n++
+		}
+	}
+	return n
+}
+
+func runningBytes(u *idemUse) (n int) {
+	for el := u.order.Front(); el != nil; el = el.Next() {
+		if e := el.Value.(*idemEntry); !e.closed() {
+			n += e.size
+		}
+	}
+	return n
 }
