@@ -14,23 +14,7 @@ import (
 // sends nothing more; another key sends again.
 func TestIdempotencyKey(t *testing.T) {
 	r := newUserRig(t)
-	post := func(key string) (SendResponse, http.Header) {
-		t.Helper()
-		b, _ := json.Marshal(SendRequest{To: []string{uNumA1}, Text: "once only"})
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out SendResponse
-		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Results) != 1 {
-			t.Fatalf("POST with key %q: %d", key, resp.StatusCode)
-		}
-		return out, resp.Header
-	}
+	post := func(key string) (SendResponse, http.Header) { return postKeyed(t, r, "alice", key, uNumA1) }
 	first, _ := post("order-1")
 	again, hdr := post("order-1")
 	if again.Results[0].ID != first.Results[0].ID || hdr.Get("Idempotent-Replayed") != "true" {
@@ -171,21 +155,7 @@ func TestIdempotencyFloodOverHTTP(t *testing.T) {
 	r.srv.user.idem.maxKeys = 16 // a share: 4 keys
 	r.srv.user.idem.mu.Unlock()
 	post := func(user, key string, to ...string) (SendResponse, http.Header) {
-		t.Helper()
-		b, _ := json.Marshal(SendRequest{To: to, Text: "once only"})
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys[user])
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out SendResponse
-		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Results) != len(to) {
-			t.Fatalf("%s's POST with key %q: %d", user, key, resp.StatusCode)
-		}
-		return out, resp.Header
+		return postKeyed(t, r, user, key, to...)
 	}
 	first, _ := post("bob", "bob-1", uNumA1)
 	for i := range 50 { // refused numbers: answers kept, nothing sent
@@ -221,4 +191,24 @@ func runningBytes(u *idemUse) (n int) {
 		}
 	}
 	return n
+}
+
+// postKeyed sends text to numbers as user with an Idempotency-Key and
+// returns the answer (200 expected) and its headers.
+func postKeyed(t *testing.T, r *userRig, user, key string, to ...string) (SendResponse, http.Header) {
+	t.Helper()
+	b, _ := json.Marshal(SendRequest{To: to, Text: "once only"})
+	req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+r.keys[user])
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out SendResponse
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Results) != len(to) {
+		t.Fatalf("%s's POST with key %q: %d", user, key, resp.StatusCode)
+	}
+	return out, resp.Header
 }
