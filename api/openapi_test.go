@@ -156,16 +156,18 @@ func jsonFields(typ reflect.Type) []string {
 func TestOpenAPISchemas(t *testing.T) {
 	doc := loadOpenAPI(t)
 	types := map[string]any{
-		"LoginRequest":    LoginRequest{},
-		"LoginResponse":   LoginResponse{},
-		"Me":              Me{},
-		"SendRequest":     SendRequest{},
-		"SendResponse":    SendResponse{},
-		"RecipientResult": RecipientResult{},
-		"Message":         Message{},
-		"Part":            Part{},
-		"MessagePage":     MessagePage{},
-		"MessagePatch":    MessagePatch{},
+		"LoginRequest":        LoginRequest{},
+		"LoginResponse":       LoginResponse{},
+		"Me":                  Me{},
+		"SendRequest":         SendRequest{},
+		"PersonalizedRequest": PersonalizedRequest{},
+		"PersonalMessage":     PersonalMessage{},
+		"SendResponse":        SendResponse{},
+		"RecipientResult":     RecipientResult{},
+		"Message":             Message{},
+		"Part":                Part{},
+		"MessagePage":         MessagePage{},
+		"MessagePatch":        MessagePatch{},
 		// The console's additions.
 		"PreviewRequest":     PreviewRequest{},
 		"PreviewResponse":    PreviewResponse{},

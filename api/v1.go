@@ -90,6 +90,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/logout", true, s.logout},
 		{"GET", "/v1/me", true, s.me},
 		{"POST", "/v1/messages", true, s.idempotent(s.sendMessages)},
+		{"POST", "/v1/messages/personalized", true, s.idempotent(s.sendPersonalized)},
 		{"POST", "/v1/messages/preview", true, s.previewMessage},
 		{"GET", "/v1/messages", true, s.listSent},
 		{"GET", "/v1/messages/{id}", true, s.showMessage},

@@ -40,11 +40,7 @@ type PreviewRefusal struct {
 
 func (s *Server) previewMessage(c *caller, w http.ResponseWriter, r *http.Request) {
 	var req PreviewRequest
-	if !decodeBody(w, r, &req) {
-		return
-	}
-	if s.cfg.Gateway == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "sending is not configured")
+	if !s.decodeSend(w, r, &req) {
 		return
 	}
 	p, err := s.preview(c, req.Text)

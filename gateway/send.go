@@ -62,24 +62,73 @@ func (g *Gateway) Send(ctx context.Context, acct *Account, req SendRequest) ([]S
 		g.metrics.refused(err)
 		return nil, err
 	}
-	if len(b.msgs) > 0 {
-		errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
-		if err != nil {
-			return nil, g.storeFailed(acct, err)
-		}
-		for k, m := range b.msgs {
-			r := &b.results[b.slots[k]]
-			if errs[k] != nil {
-				r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
-				continue
-			}
-			r.ID = m.ID
-		}
-		// No kick: the store hands the dispatcher what it stored
-		// (Start, queue.Store.SetDueCallback).
+	if err := g.enqueue(ctx, acct, limit, b); err != nil {
+		return nil, err
 	}
 	g.count(acct, req.Ingress, b.results)
 	return b.results, nil
+}
+
+// SendEach is Send for several requests at once, each with its own text
+// (a personalized send: a code or a name for each number): one
+// submission of the rate limit, every message stored in one group commit,
+// and a result for each recipient of each request, in order. A request
+// that Send would refuse as a whole (a text that cannot be encoded, a bad
+// source) is a refusal of its own recipients only. A non-nil error means
+// nothing was stored.
+func (g *Gateway) SendEach(ctx context.Context, acct *Account, ingress string, reqs []SendRequest) ([]SendResult, error) {
+	acct, limit, err := g.prepare(acct)
+	if err != nil {
+		g.metrics.refused(err)
+		return nil, err
+	}
+	now := time.Now()
+	all := &outgoing{}
+	for _, req := range reqs {
+		req.Ingress = ingress
+		b, err := g.build(acct, req, now)
+		if err != nil {
+			for _, d := range req.Dests {
+				all.results = append(all.results, SendResult{Dest: d, Err: err})
+			}
+			continue
+		}
+		base := len(all.results)
+		all.results = append(all.results, b.results...)
+		all.msgs = append(all.msgs, b.msgs...)
+		for _, k := range b.slots {
+			all.slots = append(all.slots, base+k)
+		}
+	}
+	if err := g.enqueue(ctx, acct, limit, all); err != nil {
+		return nil, err
+	}
+	g.count(acct, ingress, all.results)
+	return all.results, nil
+}
+
+// enqueue stores b's messages in one group commit within the enterprise's
+// quota (limit), and sets each one's result: its id, or a quota refusal.
+// An error is ErrStore: nothing was stored.
+func (g *Gateway) enqueue(ctx context.Context, acct *Account, limit int64, b *outgoing) error {
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
+	if err != nil {
+		return g.storeFailed(acct, err)
+	}
+	for k, m := range b.msgs {
+		r := &b.results[b.slots[k]]
+		if errs[k] != nil {
+			r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+			continue
+		}
+		r.ID = m.ID
+	}
+	// No kick: the store hands the dispatcher what it stored (Start,
+	// queue.Store.SetDueCallback).
+	return nil
 }
 
 // prepare is the account-level check of every new submission: the

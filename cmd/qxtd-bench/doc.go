@@ -81,6 +81,9 @@
 // request's; a receipt is matched by the number it names (qxtd's
 // "recipient", Kannel's %p or %P in the dlr-url) within the request its
 // URL names. The report sets qxtd-http-bulk against kannel-bulk.
+// qxtd-http-personal/… is the same with each number its own text (POST
+// /v1/messages/personalized: codes, names), which Kannel's sendsms has no
+// counterpart of; set it against qxtd-http/… (a request each).
 // -receipt-batch N sets the bench enterprise's receipt_batch (qxtd POSTs
 // up to N receipts a request, {"receipts": [...]}; the receipt server
 // reads either form).

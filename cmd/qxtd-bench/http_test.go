@@ -13,8 +13,9 @@ import (
 // TestHTTPScenarios runs the HTTP scenarios small: qxtd (built from this
 // tree) behind its HTTP API and Kannel (Debian's kannel package, which
 // .ci/run installs) behind sendsms, each without and with receipts pushed
-// back to the client, a message a request and in bulk (7 numbers a
-// request, so the last request of 300 carries 6). Every message must be
+// back to the client, a message a request, in bulk (7 numbers a request,
+// so the last request of 300 carries 6) and personalized (7 numbers, each
+// its own text). Every message must be
 // accepted and relayed, every receipt matched once, and the report must
 // set qxtd against Kannel.
 func TestHTTPScenarios(t *testing.T) {
@@ -26,7 +27,8 @@ func TestHTTPScenarios(t *testing.T) {
 	o := daemonOpts{Bin: bin, BaseConfig: "../../configs/qxtd.yaml", PeerAddr: peer.Addr(), Binds: 2, Window: 50}
 	var results []Result
 	for _, name := range []string{"qxtd-http/no-receipts", "qxtd-http/receipts", "kannel/no-receipts", "kannel/receipts",
-		"qxtd-http-bulk/no-receipts", "qxtd-http-bulk/receipts", "kannel-bulk/no-receipts", "kannel-bulk/receipts"} {
+		"qxtd-http-bulk/no-receipts", "qxtd-http-bulk/receipts", "kannel-bulk/no-receipts", "kannel-bulk/receipts",
+		"qxtd-http-personal/no-receipts", "qxtd-http-personal/receipts"} {
 		sc := extraScenario(t, name)
 		began := time.Now()
 		res, lines, err := runOne(ctx, cfg, o, sc, peer, nil)
@@ -75,7 +77,8 @@ func TestHTTPScenarios(t *testing.T) {
 	var buf bytes.Buffer
 	writeTable(&buf, results)
 	for _, want := range []string{"qxtd-http/no-receipts against kannel/no-receipts: relayed rate", "qxtd-http/receipts against kannel/receipts: relayed rate",
-		"qxtd-http-bulk/no-receipts against kannel-bulk/no-receipts: relayed rate", "qxtd-http-bulk/receipts against kannel-bulk/receipts: relayed rate"} {
+		"qxtd-http-bulk/no-receipts against kannel-bulk/no-receipts: relayed rate", "qxtd-http-bulk/receipts against kannel-bulk/receipts: relayed rate",
+		"qxtd-http-personal/no-receipts against kannel/no-receipts: relayed rate"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, buf.String())
 		}

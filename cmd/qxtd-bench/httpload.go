@@ -348,13 +348,34 @@ func (t qxtdTarget) request(ctx context.Context, dsts []int64, text, receiptURL 
 	return t.send(ctx, m)
 }
 
+// personalTarget is qxtd's POST /v1/messages/personalized: each number of
+// a request its own text (text and the number's place in the request).
+type personalTarget struct{ qxtdTarget }
+
+func (t personalTarget) request(ctx context.Context, dsts []int64, text, receiptURL string) (*http.Request, error) {
+	msgs := make([]map[string]string, len(dsts))
+	for i, d := range dsts {
+		msgs[i] = map[string]string{"to": strconv.FormatInt(d, 10), "text": text + " #" + strconv.Itoa(i)}
+	}
+	m := map[string]any{"messages": msgs}
+	if receiptURL != "" {
+		m["receipt_url"] = receiptURL
+	}
+	return t.postTo(ctx, "/v1/messages/personalized", m)
+}
+
 // send is a POST /v1/messages of m, as the bench account.
 func (t qxtdTarget) send(ctx context.Context, m map[string]any) (*http.Request, error) {
+	return t.postTo(ctx, "/v1/messages", m)
+}
+
+// postTo is a POST of m to path, as the bench account.
+func (t qxtdTarget) postTo(ctx context.Context, path string, m map[string]any) (*http.Request, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.addr+"/v1/messages", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

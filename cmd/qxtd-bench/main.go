@@ -340,7 +340,11 @@ func runQxtdHTTP(ctx context.Context, cfg benchConfig, sc scenario, peer *Peer, 
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
 	}
-	l, err := NewHTTPLoad(t, cfg.httpWindow(sc))
+	var target httpTarget = t
+	if sc.Personal {
+		target = personalTarget{t}
+	}
+	l, err := NewHTTPLoad(target, cfg.httpWindow(sc))
 	if err != nil {
 		return Result{Scenario: sc.Name, Receipts: sc.Receipts, N: cfg.N}, err
 	}

@@ -384,7 +384,8 @@ func writeHogCost(w io.Writer, rs []Result) {
 // writeKannelCost prints qxtd's rows against Kannel's with the same
 // receipts setting: relayed rate, full loop and CPU per message (qxtd/…
 // is SMPP in, qxtd-http/… the same HTTP client Kannel gets; the bulk
-// rows against each other).
+// rows against each other; qxtd-http-personal/…, a text for each number
+// as Kannel's a request each, but many in a request, against kannel/…).
 func writeKannelCost(w io.Writer, rs []Result) {
 	for _, k := range rs {
 		if k.Err != "" || k.RelayedRate == 0 {
@@ -392,7 +393,7 @@ func writeKannelCost(w io.Writer, rs []Result) {
 		}
 		var against []string
 		if setting, ok := strings.CutPrefix(k.Scenario, "kannel/"); ok {
-			against = []string{"qxtd/" + setting, "qxtd-http/" + setting}
+			against = []string{"qxtd/" + setting, "qxtd-http/" + setting, "qxtd-http-personal/" + setting}
 		} else if setting, ok := strings.CutPrefix(k.Scenario, "kannel-bulk/"); ok {
 			against = []string{"qxtd-http-bulk/" + setting}
 		}

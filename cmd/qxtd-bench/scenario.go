@@ -36,6 +36,10 @@ type scenario struct {
 	// enterprises send notices (qxtd's POST /v1/messages takes up to
 	// 1,000 numbers, Kannel's sendsms numbers separated by spaces).
 	Bulk bool
+	// Personal (with Bulk, qxtd only) sends each number of a request its
+	// own text: POST /v1/messages/personalized, as a client with
+	// different texts (codes, names) sends them.
+	Personal bool
 	// Round is which round of -rounds this run is, from 1; 0 when there
 	// is one round only. It names the run's profile files apart.
 	Round int
@@ -78,6 +82,8 @@ var extraScenarios = []scenario{
 	{Name: "kannel-bulk/receipts", Receipts: true, HTTP: true, Kannel: true, Bulk: true},
 	{Name: "qxtd-http-bulk/no-receipts", Qxtd: true, HTTP: true, Bulk: true},
 	{Name: "qxtd-http-bulk/receipts", Qxtd: true, Receipts: true, HTTP: true, Bulk: true},
+	{Name: "qxtd-http-personal/no-receipts", Qxtd: true, HTTP: true, Bulk: true, Personal: true},
+	{Name: "qxtd-http-personal/receipts", Qxtd: true, Receipts: true, HTTP: true, Bulk: true, Personal: true},
 }
 
 // loader is a load client: SMPP (Client) or HTTP (HTTPLoad).
