@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/sha256"
 	"net"
 	"net/http"
 	"sync"
@@ -14,7 +15,9 @@ import (
 // Memory is bounded: at most max keys; when full, the keys whose bucket is
 // full again (idle) are forgotten, at most once a second, and a new key that
 // still finds no room is refused (fail closed: a flood of addresses cannot
-// buy fresh buckets by evicting busy ones).
+// buy fresh buckets by evicting busy ones). A key is at most maxKeyBytes:
+// a longer one (a reset's group code and user name, up to the body's
+// 8 KiB, chosen by whoever calls) is kept as its SHA-256.
 type keyLimiter struct {
 	every time.Duration // one token per every
 	burst int
@@ -30,8 +33,16 @@ func newKeyLimiter(every time.Duration, burst, maxKeys int) *keyLimiter {
 	return &keyLimiter{every: every, burst: burst, max: maxKeys, now: time.Now, m: make(map[string]*rate.Limiter)}
 }
 
+// maxKeyBytes bounds a key as kept: max keys take at most max ×
+// maxKeyBytes beside their buckets.
+const maxKeyBytes = sha256.Size
+
 // allow takes a token of key's bucket.
 func (l *keyLimiter) allow(key string) bool {
+	if len(key) > maxKeyBytes {
+		h := sha256.Sum256([]byte(key))
+		key = string(h[:])
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
