@@ -13,14 +13,15 @@ import (
 func TestKeyLimiterLongKeys(t *testing.T) {
 	l := newKeyLimiter(time.Hour, 2, 10)
 	long, other := strings.Repeat("x", 8<<10), strings.Repeat("x", 8<<10-1)+"y"
-	if !l.allow(long) || !l.allow(long) || l.allow(long) {
-		t.Error("a long key's burst of 2: want 2 allowed, the third refused")
+	burst := func(key string) [3]bool { return [3]bool{l.allow(key), l.allow(key), l.allow(key)} }
+	if got := burst(long); got != [3]bool{true, true, false} {
+		t.Errorf("a long key's burst of 2: %v, want 2 allowed, the third refused", got)
 	}
 	if !l.allow(other) {
 		t.Error("another long key shares the first's bucket")
 	}
-	if !l.allow("short") || !l.allow("short") || l.allow("short") {
-		t.Error("a short key's burst of 2")
+	if got := burst("short"); got != [3]bool{true, true, false} {
+		t.Errorf("a short key's burst of 2: %v", got)
 	}
 	for k := range l.m {
 		if len(k) > maxKeyBytes {
