@@ -123,7 +123,7 @@ func (s *Server) adminRoutes() {
 	// tells nothing about the details either.
 	s.admin.resetLimiter = rate.NewLimiter(rate.Every(time.Second), 10)
 	s.admin.maxJSON, s.admin.maxImport = maxJSONBody, maxImportBody
-	s.admin.sessions = newSessionStore(MaxOperatorSessions, SessionIdle, s.cfg.Clock)
+	s.admin.sessions = newSessionStore(sessionLimits{all: MaxOperatorSessions}, SessionIdle, s.cfg.Clock)
 	s.admin.sessions.prefix = operatorPrefix
 	s.admin.sessions.shared, s.admin.sessions.kind = s.cfg.Sessions, SessionOperator
 	s.admin.logins.now = time.Now

@@ -15,7 +15,9 @@ import (
 // secret is typed once and not stored in a browser. A session is like a
 // console session of /v1 (session.go, the same table type and clock): in
 // memory only, ended 30 minutes after its last request, at logout, or
-// when the table is full and it is the least recently used. It acts as
+// when the table is full and it is the least recently used. The table is
+// its own (a cluster's store bounds the kind apart likewise), so no
+// enterprise's logins can end an operator session. It acts as
 // policy.OperatorActor like the token does. Wrong tokens are answered
 // after the failure delay of POST /v1/login (loginThrottle, per source
 // address) and one login per address is checked at a time, so guessing
@@ -23,7 +25,8 @@ import (
 
 const (
 	// MaxOperatorSessions bounds the operator session table (account
-	// managers, a few browsers each).
+	// managers, a few browsers each). It has no per-user share: every
+	// session is the one operator's.
 	MaxOperatorSessions = 1000
 
 	operatorPrefix = "qxo_" // tells operator sessions from the configured token

@@ -72,8 +72,9 @@
 //
 // Both APIs take "Authorization: Bearer <token>". On /v1 the token is a
 // user's API key (issued by an admin, "qxtd_…") or a console token from
-// POST /v1/login ("qxs_…", in memory only, ended by 30 minutes without use
-// or by logout). The user and enterprise are looked up on every request,
+// POST /v1/login ("qxs_…", in memory only, ended by 30 minutes without use,
+// by logout, or by newer logins past its user's or enterprise's share of
+// the session table). The user and enterprise are looked up on every request,
 // so a disabled enterprise or a deleted user stops at once; a user sees
 // only its own messages, an enterprise admin the enterprise's, and anything
 // else is answered like an unknown id. On /admin/v1 the token is the

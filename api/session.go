@@ -16,14 +16,37 @@ import (
 // restart logs everyone out) and only as their SHA-256 — or, in a cluster,
 // in a SessionStore shared by the nodes (Config.Sessions). A session ends 30
 // minutes after its last request (the portal's 30-minute idle logout: each request slides the expiry),
-// at logout, or when the table is full and it is the least recently used.
+// at logout, or when a newer login needs its place (below).
+//
+// The table is shared by every enterprise, and anyone with a valid
+// password can log in again and again (some 14 logins a second a node at
+// bcrypt cost 10), so a login's place is found so that it ends its own
+// user's or enterprise's sessions before anyone else's: a user keeps at
+// most MaxUserSessions (its least recently used goes), an enterprise
+// MaxEnterpriseSessions (the same), and when the whole table is full the
+// enterprise that holds the most pays with its least recently used. An
+// enterprise thus never loses a session to another's logins unless it
+// holds as many as any other. Operator sessions are a table of their own
+// (admin_session.go) that console logins cannot reach.
 
 const (
 	// SessionIdle ends a console session this long after its last request.
 	SessionIdle = 30 * time.Minute
 	// MaxSessions bounds the session table; when it is full, a login ends
-	// the least recently used session.
+	// the least recently used session of the enterprise holding the most.
 	MaxSessions = 10_000
+	// MaxEnterpriseSessions is an enterprise's share of the table: a
+	// login past it ends the enterprise's least recently used session. A
+	// quarter, as an enterprise's share of the other shared tables
+	// (idempotency keys, reassembly): room for any real enterprise's staff,
+	// while the flood of one leaves three quarters to the others.
+	MaxEnterpriseSessions = MaxSessions / 4
+	// MaxUserSessions bounds one user's sessions: a login past it ends the
+	// user's least recently used one. A person has a browser or a few
+	// (one cookie each); 50 leaves room for a login shared by a team or a
+	// script that logs in instead of using an API key, while such a script
+	// run amok ends its own sessions, not its colleagues'.
+	MaxUserSessions = 50
 
 	sessionPrefix = "qxs_" // tells console tokens from API keys ("qxtd_")
 )
@@ -32,7 +55,10 @@ const (
 // are the SHA-256 of the tokens: the tokens themselves never leave api.
 // The store owns expiry: a session ends SessionIdle after its last Touch
 // (a store may slide it coarsely, e.g. at most once a minute), at End, or
-// at EndUser; there is no table size bound beyond the store's own. Its
+// at EndUser. It owns the bounds too, which should be this package's, per
+// kind: MaxSessions, MaxEnterpriseSessions and MaxUserSessions for
+// SessionUser, MaxOperatorSessions for SessionOperator, no login of one
+// kind ending a session of the other. Its
 // methods take plain types so that an implementation need not import api.
 // A session has a kind (SessionUser or SessionOperator), a system_id (the
 // user's, or the operator's name) and an enterprise ("" for the operator).
@@ -59,32 +85,50 @@ type session struct {
 	systemID   string
 	enterprise string
 	last       time.Time // last use; the session ends at last + idle
+	// Its places in the store's order and in its enterprise's and user's.
+	inAll, inEnt, inUser *list.Element
 }
 
-// sessionStore is the table of console sessions. Its list is in order of
-// last use, least recent first, so expired sessions are always at the
-// front and both expiry and eviction are O(1) per session.
+// sessionLimits bounds a session table: all its sessions, an enterprise's
+// and a user's (0: no bound of its own).
+type sessionLimits struct{ all, enterprise, user int }
+
+// userSessionLimits are the console table's; the operator's table has
+// MaxOperatorSessions only (its sessions are all one operator's).
+var userSessionLimits = sessionLimits{all: MaxSessions, enterprise: MaxEnterpriseSessions, user: MaxUserSessions}
+
+// sessionStore is the table of console sessions. Its lists are in order
+// of last use, least recent first, so expired sessions are always at the
+// front and both expiry and eviction are O(1) per session (but for
+// finding the enterprise holding the most, once the whole table is full).
 type sessionStore struct {
 	now    func() time.Time // Config.Clock
 	idle   time.Duration
-	max    int
-	prefix string // of its tokens: sessionPrefix, or operatorPrefix (admin_session.go)
+	limits sessionLimits // tests lower them
+	prefix string        // of its tokens: sessionPrefix, or operatorPrefix (admin_session.go)
 	// shared, when set (Config.Sessions), keeps the sessions instead of
 	// the table below, as sessions of kind.
 	shared SessionStore
 	kind   string
 
 	mu    sync.Mutex
-	byKey map[[32]byte]*list.Element // of *session
-	lru   list.List
+	byKey map[[32]byte]*session
+	lru   list.List             // of *session, all of them
+	ents  map[string]*list.List // enterprise → its sessions (*session)
+	users map[string]*list.List // userKey → the user's
 }
 
-func newSessionStore(max int, idle time.Duration, now func() time.Time) *sessionStore {
+func newSessionStore(limits sessionLimits, idle time.Duration, now func() time.Time) *sessionStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &sessionStore{now: now, idle: idle, max: max, prefix: sessionPrefix, byKey: make(map[[32]byte]*list.Element)}
+	return &sessionStore{now: now, idle: idle, limits: limits, prefix: sessionPrefix, byKey: make(map[[32]byte]*session),
+		ents: make(map[string]*list.List), users: make(map[string]*list.List)}
 }
+
+// userKey names a user's sessions: system_ids are unique, but a session
+// made before the user moved to another enterprise stays the old one's.
+func userKey(enterprise, systemID string) string { return enterprise + "\x00" + systemID }
 
 func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
@@ -105,16 +149,59 @@ func (s *sessionStore) create(systemID, enterprise string) (string, error) {
 		return token, nil
 	}
 	se := &session{key: tokenKey(token), systemID: systemID, enterprise: enterprise}
+	uk := userKey(enterprise, systemID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	s.expire(now)
-	for s.lru.Len() >= s.max {
-		s.remove(s.lru.Front())
+	// Make room, the login's own first: the user's, then the
+	// enterprise's, then the largest holder's.
+	s.evict(s.users[uk], s.limits.user)
+	s.evict(s.ents[enterprise], s.limits.enterprise)
+	for s.lru.Len() >= s.limits.all {
+		s.remove(s.largest().Front().Value.(*session))
 	}
 	se.last = now
-	s.byKey[se.key] = s.lru.PushBack(se)
+	s.byKey[se.key] = se
+	se.inAll = s.lru.PushBack(se)
+	se.inEnt = group(s.ents, enterprise).PushBack(se)
+	se.inUser = group(s.users, uk).PushBack(se)
 	return token, nil
+}
+
+// evict ends the least recently used sessions of l (one enterprise's or
+// user's, nil for none) until one more fits under max (0: no bound).
+func (s *sessionStore) evict(l *list.List, max int) {
+	for max > 0 && l != nil && l.Len() >= max {
+		s.remove(l.Front().Value.(*session))
+	}
+}
+
+// largest is the sessions of the enterprise holding the most (of those
+// holding as many, the one whose least recently used is older): a
+// full table makes room at its expense. A scan of the enterprises, only
+// when the whole table is full (a flood of several enterprises at their
+// share, or more users than it was made for), and at a login, whose
+// bcrypt costs more.
+func (s *sessionStore) largest() *list.List {
+	var big *list.List
+	for _, l := range s.ents {
+		if big == nil || l.Len() > big.Len() ||
+			l.Len() == big.Len() && l.Front().Value.(*session).last.Before(big.Front().Value.(*session).last) {
+			big = l
+		}
+	}
+	return big
+}
+
+// group is the list of m under k, made if need be.
+func group(m map[string]*list.List, k string) *list.List {
+	l := m[k]
+	if l == nil {
+		l = list.New()
+		m[k] = l
+	}
+	return l
 }
 
 // touch returns the session of token, if it is live, and slides its
@@ -132,13 +219,14 @@ func (s *sessionStore) touch(token string) (session, bool) {
 	defer s.mu.Unlock()
 	now := s.now()
 	s.expire(now)
-	el, ok := s.byKey[key]
+	se, ok := s.byKey[key]
 	if !ok {
 		return session{}, false
 	}
-	se := el.Value.(*session)
 	se.last = now
-	s.lru.MoveToBack(el)
+	s.lru.MoveToBack(se.inAll)
+	s.ents[se.enterprise].MoveToBack(se.inEnt)
+	s.users[userKey(se.enterprise, se.systemID)].MoveToBack(se.inUser)
 	return *se, true
 }
 
@@ -150,8 +238,8 @@ func (s *sessionStore) end(token string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.byKey[tokenKey(token)]; ok {
-		s.remove(el)
+	if se, ok := s.byKey[tokenKey(token)]; ok {
+		s.remove(se)
 	}
 }
 
@@ -171,7 +259,7 @@ func (s *sessionStore) endUser(systemID, keep string) {
 	for el := s.lru.Front(); el != nil; {
 		next := el.Next()
 		if se := el.Value.(*session); se.systemID == systemID && (keep == "" || se.key != kept) {
-			s.remove(el)
+			s.remove(se)
 		}
 		el = next
 	}
@@ -189,16 +277,30 @@ func (s *sessionStore) len() int {
 // expire drops every session idle for s.idle or longer at now.
 func (s *sessionStore) expire(now time.Time) {
 	for el := s.lru.Front(); el != nil; el = s.lru.Front() {
-		if now.Sub(el.Value.(*session).last) < s.idle {
+		se := el.Value.(*session)
+		if now.Sub(se.last) < s.idle {
 			return
 		}
-		s.remove(el)
+		s.remove(se)
 	}
 }
 
-func (s *sessionStore) remove(el *list.Element) {
-	delete(s.byKey, el.Value.(*session).key)
-	s.lru.Remove(el)
+// remove forgets se, and its enterprise's and user's lists once empty
+// (the maps hold only who has sessions).
+func (s *sessionStore) remove(se *session) {
+	delete(s.byKey, se.key)
+	s.lru.Remove(se.inAll)
+	el := s.ents[se.enterprise]
+	el.Remove(se.inEnt)
+	if el.Len() == 0 {
+		delete(s.ents, se.enterprise)
+	}
+	uk := userKey(se.enterprise, se.systemID)
+	ul := s.users[uk]
+	ul.Remove(se.inUser)
+	if ul.Len() == 0 {
+		delete(s.users, uk)
+	}
 }
 
 // loginThrottle slows down repeated failed logins from one source key

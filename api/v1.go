@@ -166,7 +166,7 @@ func (s *Server) userRouteList() []userRoute {
 
 // userRoutes registers the enterprises' user API under /v1.
 func (s *Server) userRoutes() {
-	s.user.sessions = newSessionStore(MaxSessions, SessionIdle, s.cfg.Clock)
+	s.user.sessions = newSessionStore(userSessionLimits, SessionIdle, s.cfg.Clock)
 	s.user.sessions.shared, s.user.sessions.kind = s.cfg.Sessions, SessionUser
 	s.jobs.staged.now = s.cfg.Clock
 	s.user.idem = newIdemStore(time.Now)

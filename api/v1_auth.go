@@ -54,7 +54,7 @@ func (s *Server) authenticated(h userHandler) http.HandlerFunc {
 		if err != nil {
 			if errors.Is(err, policy.ErrAuth) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="qxtd", error="invalid_token"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "unknown API key, or console session ended (30 minutes without use, or logout)")
+				writeError(w, http.StatusUnauthorized, "unauthorized", "unknown API key, or console session ended (30 minutes without use, logout, or ended by newer logins of its user or enterprise)")
 				return
 			}
 			writeRefusal(w, err)

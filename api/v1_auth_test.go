@@ -72,7 +72,7 @@ func TestUserConsoleSession(t *testing.T) {
 
 func TestUserSessionTable(t *testing.T) {
 	clock := &uClock{now: time.Now()}
-	s := newSessionStore(3, SessionIdle, clock.Now)
+	s := newSessionStore(sessionLimits{all: 3}, SessionIdle, clock.Now)
 	var toks []string
 	for i := range 3 {
 		tok, err := s.create(fmt.Sprint("u", i), "E")

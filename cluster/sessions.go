@@ -31,12 +31,25 @@ package cluster
 //     session at once, whichever node kept it alive before.
 //   - Create is two etcd requests (grant, put); End and EndUser revoke the
 //     leases (one request each).
+//   - Bounded as api's in-memory tables are, each kind apart: console
+//     sessions at MaxSessions, an enterprise's at MaxEnterpriseSessions
+//     and a user's at MaxUserSessions; operator sessions at
+//     MaxOperatorSessions, which no console login can end. A login past a
+//     bound revokes, in this order, its own user's session kept alive
+//     least recently, its enterprise's, or (the kind's whole table full)
+//     that of the enterprise holding the most. Create counts in the cache,
+//     a scan of it (a login's bcrypt costs more).
 //
 // # Caveats
 //
-//   - No table bound: memory is one small entry per live session of the
-//     cluster (api's in-memory table evicts the least recently used past
-//     MaxSessions; this does not).
+//   - The bounds are kept by the node of the login, on what its cache
+//     holds: logins on other nodes in the last instant (before their
+//     watch events arrived) are not counted yet, so a bound can be passed
+//     by a few sessions for that long; the next login of that enterprise
+//     brings it back.
+//   - "Least recently" is by this node's keepalives (at most one a
+//     slideEvery per session); a session used only through another node
+//     counts as kept alive when this node learnt of it.
 //   - With etcd unreachable, logins fail; live sessions stay usable from
 //     the cache, their expiry sliding is retried at the next request.
 
@@ -68,13 +81,12 @@ type Sessions struct {
 	now        func() time.Time
 	log        *slog.Logger
 
-	// max bounds the sessions of the cluster (as api's in-memory table
-	// is bounded): a login past it ends the session kept alive least
-	// recently. fetches bounds the etcd reads of tokens this node has not
-	// seen, so that requests with made-up tokens cannot turn into a read
-	// of etcd each.
-	max     int
-	fetches *rate.Limiter
+	// users and operators bound the sessions of either kind (see above;
+	// tests lower them). fetches bounds the etcd reads of tokens this node
+	// has not seen, so that requests with made-up tokens cannot turn into
+	// a read of etcd each.
+	users, operators sessionLimits
+	fetches          *rate.Limiter
 
 	mu    sync.Mutex
 	cache map[string]*cachedSession // hex key →
@@ -107,7 +119,9 @@ func OpenSessions(ctx context.Context, client *clientv3.Client, prefix string, i
 	}
 	s := &Sessions{cli: client, prefix: prefix + "sessions/", idle: idle, slideEvery: min(time.Minute, idle/4),
 		now: time.Now, log: log, done: make(chan struct{}),
-		max: MaxSessions, fetches: rate.NewLimiter(sessionFetchRate, sessionFetchRate)}
+		users:     sessionLimits{all: MaxSessions, enterprise: MaxEnterpriseSessions, user: MaxUserSessions},
+		operators: sessionLimits{all: MaxOperatorSessions},
+		fetches:   rate.NewLimiter(sessionFetchRate, sessionFetchRate)}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -130,10 +144,24 @@ func (s *Sessions) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), sessionRequestTimeout)
 }
 
-// Create stores a new session with its own lease.
-// MaxSessions bounds the console and operator sessions of a cluster
-// (api.MaxSessions is the same bound for one node).
-const MaxSessions = 10_000
+// The bounds of the cluster's sessions: api's of one node (api.MaxSessions
+// and the others of the same names; a test keeps them equal), so that
+// neither a node nor a cluster lets one enterprise end the others'
+// sessions, nor any enterprise the operator's.
+const (
+	MaxSessions           = 10_000          // console sessions
+	MaxEnterpriseSessions = MaxSessions / 4 // an enterprise's console sessions
+	MaxUserSessions       = 50              // a user's console sessions
+	MaxOperatorSessions   = 1000            // operator sessions, bounded apart
+
+	// kindOperator is api.SessionOperator: sessions of that kind are
+	// bounded by operators, any other kind by users.
+	kindOperator = "operator"
+)
+
+// sessionLimits bounds the sessions of a kind: all of them, an
+// enterprise's and a user's (0: no bound of its own).
+type sessionLimits struct{ all, enterprise, user int }
 
 // sessionFetchRate is how many unknown tokens a second a node looks up
 // in etcd (a session created on another node an instant ago, before the
@@ -141,6 +169,8 @@ const MaxSessions = 10_000
 // has it — a few milliseconds for a real one.
 const sessionFetchRate = 100
 
+// Create stores a new session with its own lease, and revokes those that
+// it pushes past a bound.
 func (s *Sessions) Create(key [32]byte, kind, systemID, enterprise string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -155,27 +185,87 @@ func (s *Sessions) Create(key [32]byte, kind, systemID, enterprise string) error
 		_, _ = s.cli.Revoke(ctx, lease.ID)
 		return fmt.Errorf("cluster: session: store: %w", err)
 	}
+	hk := hex.EncodeToString(key[:])
 	s.mu.Lock()
-	s.cache[hex.EncodeToString(key[:])] = &cachedSession{rec: rec, lease: lease.ID, kept: s.now()}
+	s.cache[hk] = &cachedSession{rec: rec, lease: lease.ID, kept: s.now()}
 	var evict []clientv3.LeaseID
-	for len(s.cache) > s.max {
-		// The session kept alive least recently: a scan, at a login
-		// (rare, and slower by its bcrypt than by this).
-		var oldK string
-		var old *cachedSession
-		for k, c := range s.cache {
-			if old == nil || c.kept.Before(old.kept) {
-				oldK, old = k, c
-			}
+	for {
+		k := s.pastBound(hk)
+		if k == "" {
+			break
 		}
-		delete(s.cache, oldK)
-		evict = append(evict, old.lease)
+		evict = append(evict, s.cache[k].lease)
+		delete(s.cache, k)
 	}
 	s.mu.Unlock()
 	for _, l := range evict {
 		_, _ = s.cli.Revoke(ctx, l) // its key goes on every node
 	}
 	return nil
+}
+
+// sessionCount is how many sessions of a group the cache holds and which
+// of them (the new one aside) was kept alive least recently.
+type sessionCount struct {
+	n      int
+	oldest string // hex key; "" for none
+	kept   time.Time
+}
+
+func (g *sessionCount) add(hk string, c *cachedSession, isNew bool) {
+	g.n++
+	if !isNew && (g.oldest == "" || c.kept.Before(g.kept)) {
+		g.oldest, g.kept = hk, c.kept
+	}
+}
+
+// pastBound returns the session to end because the new session hk passes
+// a bound of its kind, "" if none does: its user's kept alive least
+// recently, else its enterprise's, else, the kind's table full, that of
+// the enterprise holding the most (of those holding as many, the one
+// kept alive least recently). One scan of the cache; s.mu is held.
+func (s *Sessions) pastBound(hk string) string {
+	rec := s.cache[hk].rec
+	lim := s.users
+	if rec.Kind == kindOperator {
+		lim = s.operators
+	}
+	var all, user sessionCount
+	ents := make(map[string]*sessionCount)
+	for k, c := range s.cache {
+		if c.rec.Kind != rec.Kind {
+			continue
+		}
+		isNew := k == hk
+		all.add(k, c, isNew)
+		e := ents[c.rec.Enterprise]
+		if e == nil {
+			e = &sessionCount{}
+			ents[c.rec.Enterprise] = e
+		}
+		e.add(k, c, isNew)
+		if c.rec.Enterprise == rec.Enterprise && c.rec.SystemID == rec.SystemID {
+			user.add(k, c, isNew)
+		}
+	}
+	ent := ents[rec.Enterprise] // the new session's own: never nil
+	switch {
+	case lim.user > 0 && user.n > lim.user:
+		return user.oldest
+	case lim.enterprise > 0 && ent.n > lim.enterprise:
+		return ent.oldest
+	case all.n > lim.all:
+		var big *sessionCount
+		for _, e := range ents {
+			if e.oldest != "" && (big == nil || e.n > big.n || e.n == big.n && e.kept.Before(big.kept)) {
+				big = e
+			}
+		}
+		if big != nil {
+			return big.oldest
+		}
+	}
+	return ""
 }
 
 // Touch returns the live session of key and slides its expiry (a

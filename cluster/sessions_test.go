@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/time/rate"
 
 	"github.com/qxtd/qxtd/api"
@@ -126,7 +127,7 @@ var _ api.SessionStore = (*Sessions)(nil)
 func TestSessionsBounded(t *testing.T) {
 	et := clustertest.Start(t)
 	a, b := openSessions(t, et, time.Minute), openSessions(t, et, time.Minute)
-	a.max = 3 // read by Create only, on this goroutine
+	a.users.all = 3 // read by Create only, on this goroutine
 	keys := make([][32]byte, 4)
 	for i := range keys {
 		keys[i] = sha256.Sum256(fmt.Appendf(nil, "qxs_%d", i))
@@ -164,4 +165,128 @@ func TestSessionsBounded(t *testing.T) {
 	if _, _, _, ok := b.Touch(unknown); ok {
 		t.Error("a second unknown token was read from etcd past the allowance")
 	}
+}
+
+// The cluster's bounds are api's of one node.
+func TestSessionsBoundsAreAPIs(t *testing.T) {
+	if MaxSessions != api.MaxSessions || MaxEnterpriseSessions != api.MaxEnterpriseSessions ||
+		MaxUserSessions != api.MaxUserSessions || MaxOperatorSessions != api.MaxOperatorSessions || kindOperator != api.SessionOperator {
+		t.Errorf("cluster %d/%d/%d/%d %q, api %d/%d/%d/%d %q", MaxSessions, MaxEnterpriseSessions, MaxUserSessions, MaxOperatorSessions, kindOperator,
+			api.MaxSessions, api.MaxEnterpriseSessions, api.MaxUserSessions, api.MaxOperatorSessions, api.SessionOperator)
+	}
+}
+
+// TestSessionsShares: logins on either node make room at their own
+// user's expense, then their enterprise's, then (the table full) the
+// largest holder's, each by least recent keepalive; operator sessions are
+// bounded apart and no console login ends one; the counts in both caches
+// and in etcd stay exact.
+func TestSessionsShares(t *testing.T) {
+	et := clustertest.Start(t)
+	a, b := openSessions(t, et, time.Minute), openSessions(t, et, time.Minute)
+	for _, s := range []*Sessions{a, b} { // read by Create and Touch only, on this goroutine
+		s.users, s.operators = sessionLimits{all: 6, enterprise: 3, user: 2}, sessionLimits{all: 2}
+	}
+	a.slideEvery = 0 // every Touch on a is a keepalive: a's order is by use
+	cli := newClient(t, et)
+	key := func(name string) [32]byte { return sha256.Sum256([]byte(name)) }
+	has := func(s *Sessions, name string) bool {
+		k := key(name)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, ok := s.cache[hex.EncodeToString(k[:])]
+		return ok
+	}
+	// create logs name in on node s and waits until both nodes agree
+	// (each cache learns of each session apart: its order is by arrival).
+	create := func(s *Sessions, name, kind, sid, ent string) {
+		t.Helper()
+		if err := s.Create(key(name), kind, sid, ent); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Second, name+" on both nodes", func() bool { return has(a, name) && has(b, name) && a.Len() == b.Len() })
+	}
+	user := func(s *Sessions, name, sid, ent string) { t.Helper(); create(s, name, "user", sid, ent) }
+	want := func(what string, live, ended []string, per map[string]int) {
+		t.Helper()
+		total := 0
+		for _, n := range per {
+			total += n
+		}
+		for _, s := range []*Sessions{a, b} {
+			for _, name := range live {
+				if !has(s, name) {
+					t.Errorf("%s: %s ended", what, name)
+				}
+			}
+			for _, name := range ended {
+				if has(s, name) {
+					t.Errorf("%s: %s still live", what, name)
+				}
+			}
+			got := map[string]int{}
+			s.mu.Lock()
+			for _, c := range s.cache {
+				got[c.rec.Kind+" "+c.rec.Enterprise]++
+			}
+			s.mu.Unlock()
+			if fmt.Sprint(got) != fmt.Sprint(per) {
+				t.Errorf("%s: a cache holds %v, want %v", what, got, per)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, a.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count != int64(total) {
+			t.Errorf("%s: %d sessions in etcd, want %d", what, resp.Count, total)
+		}
+	}
+
+	create(a, "op1", "operator", "admin-api", "")
+	create(a, "op2", "operator", "admin-api", "")
+	user(a, "b1", "bob", "B")
+	user(a, "c1", "carl", "C")
+	user(a, "a1", "alice", "A")
+	user(a, "a2", "alice", "A")
+	if _, _, _, ok := a.Touch(key("a1")); !ok { // a2 is now alice's kept alive least recently
+		t.Fatal("a1 ended")
+	}
+	user(a, "a3", "alice", "A")
+	want("alice past her cap", []string{"op1", "op2", "b1", "c1", "a1", "a3"}, []string{"a2"},
+		map[string]int{"operator ": 2, "user A": 2, "user B": 1, "user C": 1})
+	user(a, "x1", "al2", "A")
+	user(a, "m1", "amy", "A")
+	want("A past its share", []string{"op1", "op2", "b1", "c1", "a3", "x1", "m1"}, []string{"a1"},
+		map[string]int{"operator ": 2, "user A": 3, "user B": 1, "user C": 1})
+
+	// alice floods through both nodes: she ends A's sessions, then only
+	// her own.
+	var flood []string
+	for i := range 10 {
+		name := fmt.Sprint("f", i)
+		user([]*Sessions{a, b}[i%2], name, "alice", "A")
+		flood = append(flood, name)
+	}
+	want("alice's flood", []string{"op1", "op2", "b1", "c1", "m1", "f8", "f9"}, append([]string{"a3", "x1"}, flood[:8]...),
+		map[string]int{"operator ": 2, "user A": 3, "user B": 1, "user C": 1})
+
+	// The console table full, a login ends a session of the enterprise
+	// holding the most, not the table's kept alive least recently (b1),
+	// nor an operator's.
+	user(a, "d1", "dave", "D")
+	user(a, "e1", "erin", "E")
+	want("a full table", []string{"op1", "op2", "b1", "c1", "d1", "e1", "f8", "f9"}, []string{"m1"},
+		map[string]int{"operator ": 2, "user A": 2, "user B": 1, "user C": 1, "user D": 1, "user E": 1})
+	user(b, "g1", "gus", "G")
+	want("a full table, A the largest", []string{"op1", "op2", "b1", "c1", "d1", "e1", "g1", "f9"}, []string{"f8"},
+		map[string]int{"operator ": 2, "user A": 1, "user B": 1, "user C": 1, "user D": 1, "user E": 1, "user G": 1})
+
+	// An operator login past the operators' bound ends the operator
+	// session kept alive least recently, and no console session.
+	create(b, "op3", "operator", "admin-api", "")
+	want("operators past their bound", []string{"op2", "op3", "b1", "c1", "d1", "e1", "g1", "f9"}, []string{"op1"},
+		map[string]int{"operator ": 2, "user A": 1, "user B": 1, "user C": 1, "user D": 1, "user E": 1, "user G": 1})
 }
