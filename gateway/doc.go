@@ -72,6 +72,7 @@
 //	authcache.go AuthCache: known-good rebinds skip bcrypt; slow checks
 //	             queued fairly per source address
 //	account.go   AccountFor: a policy user as the gateway's Account
+//	bindcaps.go  ESME binds up per account and per enterprise, capped
 //	ingress.go   the SMPP session: submit_sm, submit_multi, query_sm,
 //	             cancel_sm, replace_sm
 //	send.go      Send and its message builder

@@ -72,6 +72,14 @@ type Config struct {
 	DLRWindow int
 	// ESMEIdle ends an ESME bind that sends nothing for this long.
 	ESMEIdle time.Duration
+	// MaxBindsPerAccount caps the ESME binds one account (system_id) holds
+	// on this node at once, MaxBindsPerEnterprise those of all of one
+	// enterprise's accounts (an enterprise can add accounts itself); a
+	// bind beyond either is refused ESME_RBINDFAIL (bindcaps.go). Defaults
+	// DefaultMaxBindsPerAccount and DefaultMaxBindsPerEnterprise; give the
+	// enterprise cap well under the SMPP server's MaxConns, or one tenant
+	// can still hold every connection.
+	MaxBindsPerAccount, MaxBindsPerEnterprise int
 	// ReceiptGrace is how long past its validity a submitted segment
 	// waits for its receipt before it is settled as unknown.
 	ReceiptGrace time.Duration
@@ -143,6 +151,14 @@ const (
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute
 	DefaultTenantShare       = 0.5
+	// An ESME needs a handful of binds (a transmitter and a receiver, or a
+	// transceiver, a few of each for throughput or redundancy); 16 leaves
+	// room for that and holds one account to under 1 % of the server's
+	// 2,000 connections.
+	DefaultMaxBindsPerAccount = 16
+	// A quarter of the SMPP server's connections, as an enterprise's share
+	// of the other shared buffers: it takes four enterprises to fill them.
+	DefaultMaxBindsPerEnterprise = smpp.DefaultMaxConns / 4
 )
 
 func (c *Config) defaults() {
@@ -180,6 +196,12 @@ func (c *Config) defaults() {
 	if c.OrphanTTL <= 0 {
 		c.OrphanTTL = DefaultOrphanTTL
 	}
+	if c.MaxBindsPerAccount <= 0 {
+		c.MaxBindsPerAccount = DefaultMaxBindsPerAccount
+	}
+	if c.MaxBindsPerEnterprise <= 0 {
+		c.MaxBindsPerEnterprise = DefaultMaxBindsPerEnterprise
+	}
 }
 
 // Gateway joins the pieces: the SMPP ingress (it is the smpp.Backend),
@@ -204,6 +226,8 @@ type Gateway struct {
 	// owners is Config.Owners (nil on a single node).
 	owners Owners
 	relay  *relay // cluster mode only
+	// bindCaps counts the ESME binds up per account and enterprise.
+	bindCaps bindCaps
 
 	ctx    context.Context
 	cancel context.CancelFunc

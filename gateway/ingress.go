@@ -41,6 +41,13 @@ func (g *Gateway) Bind(ctx context.Context, req smpp.BindRequest) (smpp.Session,
 		}
 		return nil, smpp.StatusBindFailed
 	}
+	// The caps come after the password check: only a holder of the
+	// account's credentials learns that it is at its cap, and the check is
+	// cheap for a rebind (AuthCache).
+	if err := g.bindCaps.take(acct, g.cfg.MaxBindsPerAccount, g.cfg.MaxBindsPerEnterprise); err != nil {
+		g.metrics.binds.WithLabelValues(req.Kind.String(), bindOverCap).Inc()
+		return nil, err
+	}
 	g.metrics.binds.WithLabelValues(req.Kind.String(), "ok").Inc()
 	s := &esmeSession{g: g, acct: acct, kind: req.Kind, conn: req.Conn}
 	g.metrics.boundESMEs.WithLabelValues(req.Kind.String()).Inc()
@@ -79,6 +86,7 @@ func (s *esmeSession) Close() {
 		s.g.mos.detach(s.acct, s.conn)
 		s.g.receiverUnbound(s.acct)
 	}
+	s.g.bindCaps.release(s.acct)
 	s.g.metrics.boundESMEs.WithLabelValues(s.kind.String()).Dec()
 }
 

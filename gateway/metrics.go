@@ -105,7 +105,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_optout_errors_total", Help: "Opt-out replies that could not be recorded (logged; the reply stays in the inbox, the enterprise can act on it).",
 		}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome.",
+			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome: ok, refused (credentials, a disabled account), over_cap (the account or its enterprise at its most binds up).",
 		}, []string{"kind", "outcome"}),
 		boundESMEs: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "qxtd_esme_bound", Help: "ESME binds up now, by kind.",
@@ -155,7 +155,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	}
 	for _, k := range []smpp.BindKind{smpp.BindTransmitter, smpp.BindReceiver, smpp.BindTransceiver} {
 		m.boundESMEs.WithLabelValues(k.String())
-		for _, o := range []string{"ok", "refused"} {
+		for _, o := range []string{"ok", "refused", bindOverCap} {
 			m.binds.WithLabelValues(k.String(), o)
 		}
 	}

@@ -25,9 +25,10 @@
 // The server bounds what strangers can take: MaxConns connections in all
 // and MaxUnboundPerIP not-yet-bound ones per source address (more are
 // closed at accept, reported to OnReject), BindTimeout to bind, a growing
-// delay after each failed bind from an address. Accept errors (EMFILE at
-// the descriptor limit among them) are retried with backoff 5 ms → 1 s and
-// reported by Healthy; only a closed listener ends Serve. Its log lines
+// delay after each failed bind from an address; the binds of peers with
+// credentials are the Backend's to cap (it refuses one with a pdu.Status).
+// Accept errors (EMFILE at the descriptor limit among them) are retried
+// with backoff 5 ms → 1 s and reported by Healthy; only a closed listener ends Serve. Its log lines
 // carry the peer's address (`remote`) and pass through loglimit, so one
 // peer repeating one mistake writes a few lines, not one per PDU.
 // Client keeps one bind to an SMSC up with capped, jittered backoff.

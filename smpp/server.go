@@ -104,7 +104,9 @@ type ServerOptions struct {
 	MaxConns int
 	// MaxUnboundPerIP bounds the connections from one source address that
 	// have not bound yet: past it a new one is closed at once (OnReject
-	// RejectUnboundPerIP). A bound connection does not count. Default 32.
+	// RejectUnboundPerIP). A bound connection does not count: its peer
+	// had credentials, and what it holds is the Backend's to cap (the
+	// gateway caps binds per account and per enterprise). Default 32.
 	MaxUnboundPerIP int
 	// OnReject is called for every connection closed by a bound above,
 	// with one of the Reject* reasons.

@@ -93,6 +93,13 @@ type SMPPConfig struct {
 	// closed at once.
 	MaxConns        int `mapstructure:"max_conns"`
 	MaxUnboundPerIP int `mapstructure:"max_unbound_per_ip"`
+	// MaxBindsPerAccount caps the binds one account holds at once,
+	// MaxBindsPerEnterprise those of all of one enterprise's accounts (0: a
+	// quarter of MaxConns, bindsPerEnterprise); one more is refused
+	// ESME_RBINDFAIL. Bound connections are not strangers' and do not count
+	// per address: without these one tenant could hold every connection.
+	MaxBindsPerAccount    int `mapstructure:"max_binds_per_account"`
+	MaxBindsPerEnterprise int `mapstructure:"max_binds_per_enterprise"`
 	// Reassembly caps for messages the ESME split itself: incomplete
 	// messages per account, their text in all and per enterprise.
 	ReassemblyMaxGroups             int   `mapstructure:"reassembly_max_groups"`
@@ -323,6 +330,8 @@ func defaultValues() map[string]any {
 		"smpp.reassembly_timeout":                  gateway.DefaultReassemblyTimeout,
 		"smpp.max_conns":                           smpp.DefaultMaxConns,
 		"smpp.max_unbound_per_ip":                  smpp.DefaultMaxUnboundPerIP,
+		"smpp.max_binds_per_account":               gateway.DefaultMaxBindsPerAccount,
+		"smpp.max_binds_per_enterprise":            0, // a quarter of smpp.max_conns
 		"smpp.reassembly_max_groups":               queue.DefaultMaxFragmentGroups,
 		"smpp.reassembly_max_bytes":                queue.DefaultMaxFragmentBytes,
 		"smpp.reassembly_max_bytes_per_enterprise": int64(0), // a quarter of smpp.reassembly_max_bytes
@@ -500,7 +509,16 @@ func decode(v *viper.Viper) (*Config, error) {
 	return &cfg, nil
 }
 
-// Validate checks values; every error names its key.
+// bindsPerEnterprise is smpp.max_binds_per_enterprise, its 0 made a
+// quarter of smpp.max_conns (at least 1), as an enterprise's share of the
+// other shared bounds (reassembly, idempotency keys).
+func (c SMPPConfig) bindsPerEnterprise() int {
+	if c.MaxBindsPerEnterprise > 0 {
+		return c.MaxBindsPerEnterprise
+	}
+	return max(1, c.MaxConns/4)
+}
+
 // receiptZone loads smpp.receipt_time_zone.
 func (c SMPPConfig) receiptZone() (*time.Location, error) {
 	if c.ReceiptTimeZone == "" {
@@ -513,6 +531,7 @@ func (c SMPPConfig) receiptZone() (*time.Location, error) {
 	return loc, nil
 }
 
+// Validate checks values; every error names its key.
 func (c *Config) Validate() error {
 	var errs []error
 	addr := func(key, v string) {
@@ -536,6 +555,7 @@ func (c *Config) Validate() error {
 		v   int64
 	}{
 		{"smpp.max_conns", int64(c.SMPP.MaxConns)}, {"smpp.max_unbound_per_ip", int64(c.SMPP.MaxUnboundPerIP)},
+		{"smpp.max_binds_per_account", int64(c.SMPP.MaxBindsPerAccount)},
 		{"smpp.reassembly_max_groups", int64(c.SMPP.ReassemblyMaxGroups)}, {"smpp.reassembly_max_bytes", c.SMPP.ReassemblyMaxBytes},
 		{"delivery.dlr_window", int64(c.Delivery.DLRWindow)},
 	} {
@@ -545,6 +565,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MaxOrphans <= 0 {
 		errs = append(errs, fmt.Errorf("store.max_orphans: %d must be positive", c.Store.MaxOrphans))
+	}
+	if c.SMPP.MaxBindsPerEnterprise < 0 {
+		errs = append(errs, fmt.Errorf("smpp.max_binds_per_enterprise: %d must not be negative", c.SMPP.MaxBindsPerEnterprise))
+	}
+	if c.SMPP.MaxBindsPerEnterprise >= c.SMPP.MaxConns && c.SMPP.MaxConns > 0 {
+		errs = append(errs, fmt.Errorf("smpp.max_binds_per_enterprise: %d is not less than smpp.max_conns (%d): one enterprise could hold every connection",
+			c.SMPP.MaxBindsPerEnterprise, c.SMPP.MaxConns))
 	}
 	if c.SMPP.ReassemblyMaxBytesPerEnterprise < 0 {
 		errs = append(errs, fmt.Errorf("smpp.reassembly_max_bytes_per_enterprise: %d must not be negative", c.SMPP.ReassemblyMaxBytesPerEnterprise))

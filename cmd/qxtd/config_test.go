@@ -45,6 +45,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 		"invalid-dlr-window.yaml":               "delivery.dlr_window: 0 must be at least 1",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
+		"invalid-binds-per-account.yaml":        "smpp.max_binds_per_account: 0 must be at least 1",
+		"invalid-binds-per-enterprise.yaml":     "smpp.max_binds_per_enterprise: 100 is not less than smpp.max_conns (100)",
 		"invalid-webhooks-workers.yaml":         "webhooks.workers: must be positive",
 		"invalid-webhooks-secret-overlap.yaml":  "webhooks.secret_overlap: 1000h0m0s is not in (0, 720h0m0s]",
 		"invalid-optout-keyword.yaml":           `optout.keywords: "。" has no letter or digit once spaces and punctuation are trimmed`,

@@ -73,7 +73,7 @@ func zeroSeries() []series {
 	}
 	for _, k := range []string{"transmitter", "receiver", "transceiver"} {
 		add("qxtd_esme_bound", "kind", k)
-		for _, o := range []string{"ok", "refused"} {
+		for _, o := range []string{"ok", "refused", "over_cap"} {
 			add("qxtd_esme_binds_total", "kind", k, "outcome", o)
 		}
 	}

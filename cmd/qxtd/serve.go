@@ -325,6 +325,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ESMEIdle:       cfg.SMPP.Idle,
 		Retention:      cfg.Store.Retention,
 
+		MaxBindsPerAccount:    cfg.SMPP.MaxBindsPerAccount,
+		MaxBindsPerEnterprise: cfg.SMPP.bindsPerEnterprise(),
+
 		ReceiptZone:                     receiptZone,
 		ReassemblyTimeout:               cfg.SMPP.ReassemblyTimeout,
 		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,
