@@ -36,8 +36,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	Logger       *slog.Logger
 	// Clock is the time of the console and operator sessions' idle
-	// expiry and of the staged uploads' (nil: time.Now), so that a test
-	// can move it past 30 minutes.
+	// expiry, of the staged uploads' and of the batch jobs' (nil:
+	// time.Now), so that a test can move it past 30 minutes or a day.
 	Clock func() time.Time
 	// Sessions, when set, keeps the console and operator sessions instead
 	// of this process's memory, so that they are shared by the nodes of a

@@ -92,7 +92,8 @@ type jobState struct {
 // batches is the Server's job runner.
 func (s *Server) batches() *batch.Runner {
 	s.jobs.once.Do(func() {
-		s.jobs.runner = batch.New(batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.jobs.maxAll})
+		s.jobs.runner = batch.New(batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.jobs.maxAll,
+			Now: s.cfg.Clock})
 	})
 	return s.jobs.runner
 }
@@ -355,7 +356,9 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 				if up.path != "" {
 					return fail(http.StatusBadRequest, "invalid", "one file per batch")
 				}
-				up.name = p.FileName()
+				// Kept by the job or the staged upload and shown on every
+				// read: Go takes names of megabytes.
+				up.name = batch.Clip(p.FileName(), batch.MaxFileName)
 				if err := s.spoolTo(up, p); err != nil {
 					return readFail("upload", err)
 				}

@@ -22,6 +22,14 @@ type Upload struct {
 	File    string     `json:"file"`    // the uploaded file's name ("" for a raw body)
 	Columns []string   `json:"columns"` // the header row, cells trimmed ("" for a column without a header)
 	Rows    [][]string `json:"rows"`    // the first 5 data rows, as Excel shows them, one cell per column
+	// Cut: a cell was cut to batch.HeadCellBytes, or data rows were left
+	// out to keep the answer within batch.HeadMaxBytes.
+	Cut bool `json:"truncated,omitempty"`
+}
+
+// answer is the Upload of POST /v1/uploads and GET /v1/uploads/{id}.
+func (su *stagedUpload) answer() Upload {
+	return Upload{ID: su.id, File: su.up.name, Columns: nonNil(su.columns), Rows: nonNil(su.rows), Cut: su.cut}
 }
 
 // UploadPreview is the answer of GET /v1/uploads/{id}/preview.
@@ -103,7 +111,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	}
 	// The file is read as a templated send reads it: the header row names
 	// the columns.
-	columns, rows, err := batch.Head(f, batch.RowsOptions{Format: up.format, MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir}, stagedHeadRows)
+	columns, rows, cut, err := batch.Head(f, batch.RowsOptions{Format: up.format, MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir}, stagedHeadRows)
 	release()
 	if err != nil {
 		_ = os.Remove(up.path)
@@ -112,7 +120,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 		}
 		return
 	}
-	su := &stagedUpload{ent: c.ent.Code, owner: c.user.SystemID, up: up, columns: columns, rows: rows}
+	su := &stagedUpload{ent: c.ent.Code, owner: c.user.SystemID, up: up, columns: columns, rows: rows, cut: cut}
 	if err := st.add(su); err != nil {
 		staged = true // add gave the reservation back
 		_ = os.Remove(up.path)
@@ -121,7 +129,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	}
 	staged = true
 	w.Header().Set("Location", "/v1/uploads/"+su.id)
-	writeJSON(w, http.StatusCreated, Upload{ID: su.id, File: up.name, Columns: nonNil(columns), Rows: nonNil(rows)})
+	writeJSON(w, http.StatusCreated, su.answer())
 }
 
 // previewUpload: GET /v1/uploads/{id}/preview?template=…&number_column=…:

@@ -13,5 +13,5 @@ func (s *Server) showUpload(c *caller, w http.ResponseWriter, r *http.Request) {
 		writeUploadNotFound(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, Upload{ID: su.id, File: su.up.name, Columns: nonNil(su.columns), Rows: nonNil(su.rows)})
+	writeJSON(w, http.StatusOK, su.answer())
 }

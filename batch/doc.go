@@ -13,7 +13,7 @@
 //	rows, err := batch.OpenRows(file, template, numberColumn, opts) // *FieldError: the header does not fit
 //	job := slot.Start(batch.JobSpec{…}, rows) // or slot.Release()
 //	row, err := rows.Next()                 // a row as a job sends it (a preview reads the first few)
-//	header, first, err := batch.Head(file, opts, 5) // a templated send's columns and first rows
+//	header, first, cut, err := batch.Head(file, opts, 5) // a templated send's columns and first rows
 //	job.Progress(true)                      // rows read, accepted, refused, unsent, row errors
 //	job.Cancel()                            // the user's DELETE
 //	r.Close()                               // before stopping the gateway
@@ -39,8 +39,12 @@
 //     Rows with no content are not rows.
 //   - Memory is bounded: rows stream from the sheet, at most BatchInFlight
 //     rows of a job are with the gateway unanswered, a job lists at most
-//     MaxJobErrors row errors, finished jobs are forgotten after JobKeep
-//     (at most jobsKeptPerEnterprise per enterprise, jobsKept in all).
+//     MaxJobErrors row errors and MaxJobErrorBytes of them (copies, the
+//     number cut to 32 bytes, the message to 300: never the row they were
+//     read from), its file name at most MaxFileName bytes; finished jobs
+//     are forgotten after JobKeep, when a job starts or a job is read (at
+//     most jobsKeptPerEnterprise per enterprise, jobsKept in all). Head
+//     returns at most sheet.MaxColumns columns and HeadMaxBytes of cells.
 //   - Every job's goroutine is owned by the Runner: Close cancels them and
 //     waits; a gateway call that started is answered first, so what the
 //     gateway accepted is counted as accepted.
@@ -53,6 +57,8 @@
 //
 //   - Jobs live in memory: a restart forgets them and stops a running job
 //     where it was (what it accepted stays in the outbox).
-//   - Row errors list the first MaxJobErrors by row; Progress.ErrorCount
-//     counts all.
+//   - Row errors list the first MaxJobErrors by row (fewer past
+//     MaxJobErrorBytes); Progress.ErrorCount counts all, and ErrorsCut
+//     tells that some are not listed. The list's backing array may hold
+//     up to twice its length (append), not counted in MaxJobErrorBytes.
 package batch

@@ -19,9 +19,9 @@ func TestHead(t *testing.T) {
 		[]any{"王五", "13712345670", 3.5, "extra"},
 	)
 	open := func() io.ReadCloser { return &closeCounter{Reader: bytes.NewReader(file)} }
-	h, rows, err := Head(open(), RowsOptions{Format: sheet.XLSX}, 2)
-	if err != nil {
-		t.Fatal(err)
+	h, rows, cut, err := Head(open(), RowsOptions{Format: sheet.XLSX}, 2)
+	if err != nil || cut {
+		t.Fatal(cut, err)
 	}
 	if want := []string{"姓名", "手机号码", "金额"}; !reflect.DeepEqual(h, want) {
 		t.Fatalf("header %q", h)
@@ -29,7 +29,7 @@ func TestHead(t *testing.T) {
 	if want := [][]string{{"张三", "13712345678", "100"}, {"李四", "13712345679", ""}}; !reflect.DeepEqual(rows, want) {
 		t.Fatalf("rows %q", rows)
 	}
-	if _, _, err := Head(&closeCounter{Reader: bytes.NewReader(nil)}, RowsOptions{Format: sheet.CSV}, 5); err == nil {
+	if _, _, _, err := Head(&closeCounter{Reader: bytes.NewReader(nil)}, RowsOptions{Format: sheet.CSV}, 5); err == nil {
 		t.Fatal("an empty file has a header")
 	}
 

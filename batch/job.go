@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Job states.
@@ -37,11 +38,14 @@ type Progress struct {
 	Refused    int        `json:"refused"`
 	Unsent     int        `json:"unsent"` // read but not sent: the job was cancelled or failed first
 	ErrorCount int        `json:"error_count"`
-	Errors     []RowError `json:"errors,omitempty"` // the first MaxJobErrors, by row
-	Reason     string     `json:"reason,omitempty"` // why a job failed
-	Message    string     `json:"message,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt time.Time  `json:"finished_at,omitzero"`
+	Errors     []RowError `json:"errors,omitempty"` // the first MaxJobErrors (or MaxJobErrorBytes), by row
+	// ErrorsCut: refused rows were counted but not listed, past
+	// MaxJobErrors or MaxJobErrorBytes.
+	ErrorsCut  bool      `json:"errors_truncated,omitempty"`
+	Reason     string    `json:"reason,omitempty"` // why a job failed
+	Message    string    `json:"message,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
 // Job is one batch job.
@@ -60,6 +64,8 @@ type Job struct {
 	unsent     int
 	errCount   int
 	errs       []RowError
+	errBytes   int  // what errs keeps: rowErrorSize and the strings of each
+	errsCut    bool // a row error was counted, not kept
 	failReason string
 	failMsg    string
 	userCancel bool
@@ -122,21 +128,40 @@ func (j *Job) notSent(n int) {
 	j.mu.Unlock()
 }
 
+// rowErrorSize is what a kept RowError costs besides its strings.
+const rowErrorSize = int(unsafe.Sizeof(RowError{}))
+
+// rowError counts a refused row and keeps it, as copies cut short (its
+// number as read is a substring of its whole row), while the job keeps
+// fewer than MaxJobErrors within MaxJobErrorBytes: a finished job is kept
+// for a day, and a file of refused 1 MiB rows kept every one.
 func (j *Job) rowError(e RowError) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.refused++
 	j.errCount++
-	if len(j.errs) < MaxJobErrors {
-		j.errs = append(j.errs, e)
+	if len(j.errs) >= MaxJobErrors || j.errsCut {
+		j.errsCut = true
+		return
 	}
-	j.mu.Unlock()
+	e.Number = Clip(e.Number, maxKeptNumber)
+	e.Reason = Clip(e.Reason, maxKeptReason)
+	e.Code = Clip(e.Code, maxKeptReason)
+	e.Message = Clip(e.Message, maxKeptMessage)
+	size := rowErrorSize + len(e.Number) + len(e.Reason) + len(e.Code) + len(e.Message)
+	if j.errBytes+size > MaxJobErrorBytes {
+		j.errsCut = true // and no more after: the list is the first rows that fit
+		return
+	}
+	j.errs = append(j.errs, e)
+	j.errBytes += size
 }
 
 // fail records the first fatal error and stops the job.
 func (j *Job) fail(reason, msg string) {
 	j.mu.Lock()
 	if j.failReason == "" {
-		j.failReason, j.failMsg = reason, msg
+		j.failReason, j.failMsg = reason, Clip(msg, maxFailMessage) // msg may quote the file
 	}
 	j.mu.Unlock()
 	j.cancel()
@@ -145,7 +170,7 @@ func (j *Job) fail(reason, msg string) {
 // end sets the final state. Done is closed later, once the job's file is
 // closed and its running slot given back (Slot.Start), so that whoever
 // waited on Done can start the next job at once.
-func (j *Job) end(ctxErr error) {
+func (j *Job) end(ctxErr error, now time.Time) {
 	j.mu.Lock()
 	switch {
 	case j.failReason != "":
@@ -157,7 +182,7 @@ func (j *Job) end(ctxErr error) {
 	default:
 		j.state = JobDone
 	}
-	j.ended = time.Now().UTC()
+	j.ended = now.UTC()
 	j.mu.Unlock()
 	j.cancel()
 }
@@ -168,7 +193,7 @@ func (j *Job) Progress(withErrors bool) Progress {
 	defer j.mu.Unlock()
 	p := Progress{ID: j.id, Kind: j.kind, Account: j.owner, File: j.file, State: j.state,
 		RowsRead: j.rowsRead, Accepted: j.accepted, Refused: j.refused, Unsent: j.unsent,
-		ErrorCount: j.errCount, Reason: j.failReason, Message: j.failMsg,
+		ErrorCount: j.errCount, ErrorsCut: j.errsCut, Reason: j.failReason, Message: j.failMsg,
 		CreatedAt: j.created, FinishedAt: j.ended}
 	if withErrors && len(j.errs) > 0 {
 		p.Errors = slices.Clone(j.errs)

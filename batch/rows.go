@@ -75,27 +75,55 @@ func openSheet(f io.ReadCloser, o RowsOptions, shown bool) (*Rows, error) {
 	return rs, nil
 }
 
+// Limits of Head: what it returns is kept by a staged upload for half
+// an hour and shown on every read of it, so it is bounded whatever the
+// file holds (a 1 MiB header of commas was a million columns).
+const (
+	// HeadCellBytes: bytes of a cell, header or data, cut beyond (Clip).
+	HeadCellBytes = 256
+	// HeadMaxBytes: bytes of the cells in all. The header is always there
+	// (sheet's 1,024 columns × HeadCellBytes fit); data rows past this are
+	// left out.
+	HeadMaxBytes = 256 << 10
+)
+
 // Head reads the header row and the first n data rows of a templated
 // send's file as OpenRows reads them with a template: the header's cells
 // trimmed (what a {column} field and number_column name), the data cells
 // as Excel shows them, each row cut or padded to the header's width. It
 // takes ownership of f (closed on return). A file without a header row
 // is an error; one without data rows is not (the send refuses it).
-func Head(f io.ReadCloser, o RowsOptions, n int) (header []string, rows [][]string, err error) {
+//
+// The cells are copies, each cut to HeadCellBytes, and the data rows stop
+// before they pass HeadMaxBytes with the header: cut tells that something
+// was. A header name longer than HeadCellBytes is returned cut (a
+// template must name it in full).
+func Head(f io.ReadCloser, o RowsOptions, n int) (header []string, rows [][]string, cut bool, err error) {
 	rs, err := openSheet(f, o, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	defer rs.Close()
 	h, err := rs.sr.Next()
 	if err == io.EOF {
-		return nil, nil, errors.New("the file has no header row")
+		return nil, nil, false, errors.New("the file has no header row")
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
+	}
+	// keep copies cell, cut short; size counts what is kept.
+	size := 0
+	keep := func(cell string) string {
+		cell = strings.TrimSpace(cell)
+		if len(cell) > HeadCellBytes {
+			cut = true
+		}
+		cell = Clip(cell, HeadCellBytes)
+		size += len(cell)
+		return cell
 	}
 	for _, c := range h.Cells {
-		header = append(header, strings.TrimSpace(c))
+		header = append(header, keep(c))
 	}
 	for len(rows) < n {
 		row, err := rs.sr.Next()
@@ -103,15 +131,19 @@ func Head(f io.ReadCloser, o RowsOptions, n int) (header []string, rows [][]stri
 			break
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		cells := make([]string, len(header))
 		for i := range cells {
-			cells[i] = strings.TrimSpace(row.ShownCell(i))
+			cells[i] = keep(row.ShownCell(i))
+		}
+		if size > HeadMaxBytes { // the row is left out whole
+			cut = true
+			break
 		}
 		rows = append(rows, cells)
 	}
-	return header, rows, nil
+	return header, rows, cut, nil
 }
 
 // Row is a data row of a batch file as a job sends it: the number and the

@@ -31,6 +31,13 @@ const (
 	rateBackoffMax        = time.Second
 )
 
+// MaxJobErrorBytes is what a job's listed row errors keep (rowErrorSize
+// and the strings of each, cut short by Clip). Ours take 100 to 200
+// bytes, so MaxJobErrors binds first; errors quoting long cells stop
+// here, some 500 to 600 in. A finished job is kept for JobKeep: before
+// this bound each kept error held its whole row (up to 1 MiB).
+const MaxJobErrorBytes = 256 << 10
+
 // Errors of Reserve.
 var (
 	ErrTooManyJobs = errors.New("batch: too many jobs")
@@ -43,6 +50,9 @@ type Config struct {
 	Policy  *policy.Policy   // the enterprises' pace (SubmitTPS)
 	// Running jobs at most per enterprise and in all (0: MaxJobsPerEnterprise, MaxJobs).
 	MaxPerEnterprise, MaxRunning int
+	// Now is the time of the jobs' start and end and of their expiry
+	// after JobKeep (nil: time.Now), so that a test can move it a day on.
+	Now func() time.Time
 }
 
 // Runner runs batch jobs and remembers them.
@@ -68,6 +78,9 @@ func New(cfg Config) *Runner {
 	}
 	if cfg.MaxRunning <= 0 {
 		cfg.MaxRunning = MaxJobs
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	r := &Runner{cfg: cfg, byID: map[string]*Job{}, perEnt: map[string]int{}, pacers: map[string]*rate.Limiter{}}
 	r.ctx, r.stop = context.WithCancel(context.Background())
@@ -122,7 +135,7 @@ type JobSpec struct {
 	Owner   string           // system_id of the user who started it
 	Account *gateway.Account // the sender, as the gateway sees it
 	Kind    string           // KindBatch or KindTemplate
-	File    string           // the uploaded file's name
+	File    string           // the uploaded file's name (kept cut to MaxFileName bytes)
 	Request gateway.SendRequest
 	// Finally runs once the job ended (say, to remove the spooled file).
 	Finally func()
@@ -139,8 +152,8 @@ const (
 func (s *Slot) Start(spec JobSpec, rows *Rows) *Job {
 	r := s.r
 	ctx, cancel := context.WithCancel(r.ctx)
-	j := &Job{id: newJobID(), ent: s.ent, owner: spec.Owner, kind: spec.Kind, file: spec.File,
-		created: time.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
+	j := &Job{id: newJobID(), ent: s.ent, owner: spec.Owner, kind: spec.Kind, file: Clip(spec.File, MaxFileName),
+		created: r.cfg.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
 	r.add(j)
 	go func() {
 		defer close(j.done) // last: the slot is free when Done says the job ended
@@ -166,7 +179,15 @@ func (r *Runner) add(j *Job) {
 	defer r.mu.Unlock()
 	r.byID[j.id] = j
 	r.all = append(r.all, j)
-	now := time.Now()
+	r.forget()
+}
+
+// forget drops the finished jobs past JobKeep, past jobsKeptPerEnterprise
+// of an enterprise (its oldest first) or past jobsKept in all (r.mu held).
+// It runs when a job starts and on every read (Get, List), so that a day
+// after a job ended nobody sees it even when no job started since.
+func (r *Runner) forget() {
+	now := r.cfg.Now()
 	kept := map[string]int{}
 	for i := len(r.all) - 1; i >= 0; i-- {
 		o := r.all[i]
@@ -174,7 +195,7 @@ func (r *Runner) add(j *Job) {
 			continue
 		}
 		kept[o.ent]++
-		if kept[o.ent] > jobsKeptPerEnterprise || now.Sub(o.finishedAt()) > JobKeep {
+		if kept[o.ent] > jobsKeptPerEnterprise || now.Sub(o.finishedAt()) >= JobKeep {
 			delete(r.byID, o.id)
 			r.all[i] = nil
 		}
@@ -194,6 +215,7 @@ func (r *Runner) add(j *Job) {
 func (r *Runner) Get(id string) *Job {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.forget()
 	return r.byID[id]
 }
 
@@ -201,6 +223,7 @@ func (r *Runner) Get(id string) *Job {
 func (r *Runner) List() []*Job {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.forget()
 	return slices.Clone(r.all)
 }
 

@@ -89,7 +89,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 	}
 	flush()
 	wg.Wait()
-	j.end(ctx.Err())
+	j.end(ctx.Err(), r.cfg.Now())
 }
 
 // sendChunk hands one chunk to the gateway and records its outcome per row.

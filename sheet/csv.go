@@ -77,6 +77,9 @@ func (r *csvReader) next() (Row, error) {
 		line, _ := r.cr.FieldPos(0)
 		end, _ := r.cr.FieldPos(len(rec) - 1)
 		r.at = end + 1
+		if len(rec) > MaxColumns { // blank or not: the parser holds them all
+			return Row{}, rowErr(line, ErrLimit, "CSV: more than %d cells in a row", MaxColumns)
+		}
 		if blank(rec) {
 			continue
 		}

@@ -45,7 +45,9 @@
 //     (blank lines and lines inside quoted cells count) or the row of the
 //     sheet, so that a message can name it as the user sees it.
 //   - Memory is bounded by the caller's Limits, never by the file: CSV holds
-//     one row (at most Limits.MaxRow bytes, plus a 64 KiB read-ahead). XLSX
+//     one row (at most Limits.MaxRow bytes, plus a 64 KiB read-ahead). A row
+//     has at most MaxColumns (1024) cells in either format: a CSV record of
+//     more, or an XLSX row with a value past column AMJ, is ErrLimit. XLSX
 //     is spooled to a temporary file and read once, streaming, before
 //     excelize parses it (guard.go): more than 10,000 archive entries, a
 //     part other than a sheet over 4 MiB (16 MiB in all), an XML token,

@@ -35,7 +35,7 @@ const (
 	// archive/zip a few hundred bytes before anything is checked).
 	xlsxMaxParts = 10_000
 	// xlsxMaxCells: cell elements of one row of a worksheet.
-	xlsxMaxCells = 1024
+	xlsxMaxCells = MaxColumns
 	// xlsxMarkup: the XML of one cell or shared string may hold this many
 	// times Limits.MaxCell bytes (entities, formatting runs), plus
 	// xlsxSlack.

@@ -86,3 +86,51 @@ func TestXLSXStoredValues(t *testing.T) {
 		t.Errorf("%+v %v: %q %v", row, err, n, ok)
 	}
 }
+
+// TestColumnLimit: at most sheet.MaxColumns cells a row in either format,
+// as the XLSX guard counts cell elements: a CSV header of a million
+// commas is refused, not a million columns that a caller pads each row
+// to; an XLSX value past column AMJ likewise (excelize pads up to it).
+func TestColumnLimit(t *testing.T) {
+	wide := func(n int) string { return strings.Repeat("x,", n-1) + "x" }
+	for _, tc := range []struct {
+		name string
+		data []byte
+		row  int // 0: read whole
+	}{
+		{"csv 1,024", []byte("a,b\n" + wide(sheet.MaxColumns) + "\n"), 0},
+		{"csv 1,025", []byte("a,b\n1,2\n" + wide(sheet.MaxColumns+1) + "\n"), 3},
+		{"csv header of commas", []byte("号码,金额" + strings.Repeat(",", 1<<20-64) + "\n13800138000,1\n"), 1},
+		{"csv blank row of commas", []byte("a,b\n" + strings.Repeat(",", 2000) + "\n1,2\n"), 2},
+		{"tsv 1,025", []byte(strings.Repeat("x\t", sheet.MaxColumns) + "x\n"), 1},
+		{"xlsx AMJ", sheettest.Workbook(sheettest.Rows(sheettest.Inline("A1", "a"), sheettest.Inline("AMJ2", "x")), nil), 0},
+		{"xlsx AMK", sheettest.Workbook(sheettest.Rows(sheettest.Inline("A1", "a"), sheettest.Inline("AMK2", "x")), nil), 2},
+		{"xlsx XFD", sheettest.Workbook(sheettest.Rows(sheettest.Inline("XFD1", "x")), nil), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := sheet.Open(bytes.NewReader(tc.data), sheet.Options{Shown: true, TempDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			widest := 0
+			for {
+				var row sheet.Row
+				if row, err = r.Next(); err != nil {
+					break
+				}
+				widest = max(widest, len(row.Cells), len(row.Shown))
+			}
+			var se *sheet.Error
+			switch {
+			case widest > sheet.MaxColumns:
+				t.Fatalf("a row of %d cells", widest)
+			case tc.row == 0 && err != io.EOF:
+				t.Fatalf("refused: %v", err)
+			case tc.row != 0 && (!errors.Is(err, sheet.ErrLimit) || !errors.As(err, &se) || se.Row != tc.row ||
+				!strings.Contains(err.Error(), "1024")):
+				t.Fatalf("got %v, want ErrLimit at row %d", err, tc.row)
+			}
+		})
+	}
+}

@@ -90,6 +90,13 @@ func Sniff(head []byte) Format {
 	return Detect
 }
 
+// MaxColumns is the most cells a row may have, in either format: a CSV
+// record of more cells, or an XLSX row with a value past column AMJ, is
+// ErrLimit. A caller that pads rows to the header's width (a templated
+// send's preview) would otherwise hold a million cells a row from 1 MiB of
+// commas.
+const MaxColumns = 1024
+
 // Limits bound what a file may hold. A zero field takes its value from
 // DefaultLimits.
 type Limits struct {

@@ -101,6 +101,11 @@ func (x *xlsxReader) next() (_ Row, err error) {
 				shown = []string{}
 			}
 		}
+		// The guard counted the cell elements; a value's reference (r="XFD1")
+		// pads the row up to its column.
+		if len(cells) > MaxColumns || len(shown) > MaxColumns {
+			return Row{}, rowErr(x.n, ErrLimit, "XLSX: a cell past column %s (at most %d columns)", columnName(MaxColumns-1), MaxColumns)
+		}
 		if blank(cells) {
 			continue
 		}
