@@ -18,7 +18,9 @@ import (
 // /v1/reminders/{id}/occurrences/{date} (one occurrence). Package reminder
 // keeps them and sends each occurrence as a scheduled message. A user sees
 // its own reminders, an enterprise admin the enterprise's; anything else
-// is 404 not_found.
+// is 404 not_found. A text longer than a message may be is 400 invalid
+// ("text: …"); past reminder.Config's series per user or enterprise, or a
+// series' reminder.MaxExceptions changed occurrences, 422 reminders_limit.
 
 // ReminderRequest is the body of POST /v1/reminders and, every field
 // optional, of PATCH /v1/reminders/{id}.
@@ -391,6 +393,10 @@ func writeReminderErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, reminder.ErrSent):
 		writeError(w, http.StatusConflict, "not_scheduled", err.Error())
+	case errors.Is(err, reminder.ErrLimit):
+		// As a full address book (contacts_limit): the request is sound,
+		// the store of the user or enterprise is full.
+		writeError(w, http.StatusUnprocessableEntity, "reminders_limit", strings.TrimPrefix(err.Error(), reminder.ErrLimit.Error()+": "))
 	default:
 		writeErr(w, err)
 	}

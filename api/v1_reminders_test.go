@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -174,4 +175,85 @@ func TestRemindersOverHTTP(t *testing.T) {
 	r.wantError(http.StatusNotFound, "not_found", "GET", "/v1/reminders/"+wkly.ID, alice, nil)
 
 	r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/reminders?week=2027-W53", alice, nil)
+}
+
+// A reminder's text is a message's (500 characters with the signature),
+// refused 400 naming the field at create, change and an occurrence's
+// change; a user keeps at most 100 reminders (422 reminders_limit), and
+// the ones it keeps still work after a refusal.
+func TestReminderLimitsOverHTTP(t *testing.T) {
+	r := newUserRig(t)
+	alice, al2 := r.keys["alice"], r.keys["al2"]
+	str := func(s string) *string { return &s }
+	later := func(text string) ReminderRequest {
+		return ReminderRequest{Text: &text, To: &[]string{uNumA2}, Freq: str("daily"), Start: str(time.Now().Add(72 * time.Hour).Format(time.RFC3339))}
+	}
+	// 【甲公司】 is 5 characters: 495 of text make a message of 500.
+	var rem Reminder
+	r.must(http.StatusCreated, "POST", "/v1/reminders", alice, later(strings.Repeat("提", 495)), &rem)
+	for _, tc := range []struct{ text, want string }{
+		{strings.Repeat("x", 1<<19), "text: 524288 characters, at most 500 including the signature"},
+		{strings.Repeat("提", 501), "text: 501 characters, at most 500 including the signature"},
+		{strings.Repeat("提", 496), "text: 501 characters with the signature (496 without), at most 500"},
+	} {
+		e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/reminders", alice, later(tc.text))
+		if e.Error.Message != tc.want {
+			t.Errorf("POST, %d characters: %q, want %q", len([]rune(tc.text)), e.Error.Message, tc.want)
+		}
+		e = r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/reminders/"+rem.ID, alice, ReminderRequest{Text: &tc.text})
+		if e.Error.Message != tc.want {
+			t.Errorf("PATCH, %d characters: %q, want %q", len([]rune(tc.text)), e.Error.Message, tc.want)
+		}
+	}
+	// al2 signs with its name too (——甲二): the same text is too long for it.
+	e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/reminders", al2, later(strings.Repeat("提", 495)))
+	if e.Error.Message != "text: 504 characters with the signature (495 without), at most 500" {
+		t.Errorf("al2's: %q", e.Error.Message)
+	}
+	var wk ReminderWeek
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+reminder.WeekOf(rem.Next).String(), alice, nil, &wk)
+	if len(wk.Occurrences) == 0 {
+		t.Fatalf("no occurrence in the week of %v", rem.Next)
+	}
+	occ := "/v1/reminders/" + rem.ID + "/occurrences/" + wk.Occurrences[0].Date
+	e = r.wantError(http.StatusBadRequest, "invalid", "PATCH", occ, alice, OccurrenceRequest{Text: strings.Repeat("提", 496)})
+	if !strings.HasPrefix(e.Error.Message, "text: 501 characters with the signature") {
+		t.Errorf("an occurrence's text: %q", e.Error.Message)
+	}
+	// Other fields a series keeps: a number that is none, a weekday twice.
+	bad := later("x")
+	bad.To = &[]string{strings.Repeat("1", 100)}
+	if e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/reminders", alice, bad); !strings.HasPrefix(e.Error.Message, "to: ") {
+		t.Errorf("a 100-digit number: %q", e.Error.Message)
+	}
+	bad = later("x")
+	bad.Freq, bad.Weekdays = str("weekly"), &[]string{"mon", "mon"}
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/reminders", alice, bad)
+
+	// alice's 100 reminders, then one more.
+	for i := 1; i < reminder.DefaultMaxPerUser; i++ {
+		r.must(http.StatusCreated, "POST", "/v1/reminders", alice, later(fmt.Sprint("提醒", i)), nil)
+	}
+	e = r.wantError(http.StatusUnprocessableEntity, "reminders_limit", "POST", "/v1/reminders", alice, later("第101个"))
+	if e.Error.Message != "alice has 100 reminders, at most 100 a user: delete one first" {
+		t.Errorf("the 101st: %q", e.Error.Message)
+	}
+	// Another user of the enterprise is not at its limit.
+	short := later("x")
+	r.must(http.StatusCreated, "POST", "/v1/reminders", al2, short, nil)
+
+	// The first one is as it was, and still changes; its occurrence too.
+	var got Reminder
+	r.must(http.StatusOK, "GET", "/v1/reminders/"+rem.ID, alice, nil, &got)
+	if got.Text != strings.Repeat("提", 495) {
+		t.Errorf("the refused changes changed it: %d characters", len([]rune(got.Text)))
+	}
+	r.must(http.StatusOK, "PATCH", "/v1/reminders/"+rem.ID, alice, ReminderRequest{Text: str("改过")}, &got)
+	r.must(http.StatusNoContent, "PATCH", occ, alice, OccurrenceRequest{Text: "这一次改过"}, nil)
+	r.must(http.StatusOK, "GET", "/v1/reminders?week="+reminder.WeekOf(rem.Next).String(), alice, nil, &wk)
+	if wk.Occurrences[0].Text != "这一次改过" || !wk.Occurrences[0].Edited {
+		t.Errorf("the occurrence after its change: %+v", wk.Occurrences[0])
+	}
+	r.must(http.StatusNoContent, "DELETE", "/v1/reminders/"+rem.ID, alice, nil, nil)
+	r.must(http.StatusCreated, "POST", "/v1/reminders", alice, later("删了一个再加"), nil)
 }

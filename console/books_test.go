@@ -352,6 +352,49 @@ func TestReminderPages(t *testing.T) {
 	c.get("/reminders/"+id).wantStatus(t, http.StatusNotFound)
 }
 
+// The reminders' limits as the console shows them, in Chinese: a text
+// too long next to its field (a series' and an occurrence's), the user's
+// limit of series above the form, what was typed kept.
+func TestReminderLimitPages(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("alice")
+	long := strings.Repeat("提", 501)
+	start := time.Now().In(reminder.Shanghai).AddDate(0, 0, 3)
+	start = time.Date(start.Year(), start.Month(), start.Day(), 10, 0, 0, 0, reminder.Shanghai)
+	date := start.Format(reminder.Date)
+	form := url.Values{"text": {long}, "date": {date}, "time": {"10:00"}, "freq": {"daily"}, "to": {numA1}}
+	a := c.submit("/reminders/new", "/reminders/new", form)
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "输入有误（text: 501 characters, at most 500 including the signature）")
+
+	alice, err := r.pol.User(policy.OperatorActor("test"), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first *reminder.Reminder
+	for range reminder.DefaultMaxPerUser {
+		rem, err := r.rem.Create(alice, reminder.Spec{Text: "每天十点", To: []string{numA1}, Rule: reminder.Rule{Freq: reminder.Daily, Start: start}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = rem
+		}
+	}
+	form.Set("text", "第一百零一个")
+	a = c.submit("/reminders/new", "/reminders/new", form)
+	a.wantStatus(t, http.StatusUnprocessableEntity, "第一百零一个")
+	if !regexp.MustCompile(`<p class="error" role="alert">日程提醒已达上限，请先删除不再需要的提醒（alice has 100 reminders, at most 100 a user`).MatchString(a.Body) {
+		t.Errorf("no form error for the limit; body:\n%s", a.Body)
+	}
+
+	occ := "/reminders/" + strconv.FormatUint(first.ID, 10) + "/occurrences/" + date
+	a = c.submit(occ, occ, url.Values{"date": {date}, "time": {"10:00"}, "text": {strings.Repeat("提", 496)}})
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "输入有误（text: 501 characters with the signature (496 without), at most 500）")
+}
+
 // A weekly reminder whose start is not one of its weekdays lands on the
 // week of its first occurrence, not the start's (FAQ 11).
 func TestReminderLandsOnFirstOccurrence(t *testing.T) {

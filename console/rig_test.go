@@ -45,6 +45,7 @@ type rig struct {
 	gw      *gateway.Gateway
 	api     *api.Server
 	hooks   *webhook.Sender // not running: a test that wants receipts POSTed runs it
+	rem     *reminder.Service
 	con     *Server
 	clock   *clock
 	url     string
@@ -147,6 +148,7 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.rem = rem
 	// The receipt webhooks' sender, for 回执推送's test receipts (to the
 	// tests' endpoints on loopback: private addresses allowed).
 	hooks, err := webhook.New(webhook.Config{Store: r.store, AllowPrivate: true, Timeout: 5 * time.Second,

@@ -31,6 +31,7 @@ var reasonText = map[string]string{
 	"too_many_uploads":       "待处理的上传文件过多，请先发送或删除已上传的文件",
 	"too_many_requests":      "操作太频繁，请稍后再试",
 	"not_scheduled":          "短信已发出，不能再修改或删除",
+	"reminders_limit":        "日程提醒已达上限，请先删除不再需要的提醒",
 	"finished":               "任务已结束",
 	"file_limit":             "超出上限",
 	"busy":                   "系统繁忙，请稍后再试",

@@ -56,14 +56,25 @@
 //   - One enterprise never sees another's reminders: every method takes a
 //     Viewer and answers ErrNotFound for anything it does not see; a plain
 //     user sees only its own.
+//   - What a series keeps is bounded, since every pass and listing reads
+//     it again: a text (the series', a changed occurrence's) at most
+//     MaxText characters — a message's limit, checked with the signatures
+//     where the gateway can tell — numbers the classifier takes for one
+//     (1,000 at most, the API's), at most MaxExceptions changed or
+//     deleted occurrences, the first maxReasons refused recipients of an
+//     occurrence. A user keeps at most Config.MaxPerUser series (100), an
+//     enterprise MaxPerEnterprise (1,000), counted in the transaction that
+//     adds one (ErrLimit past either).
 //
 // # Caveats
 //
 //   - A crash (kill -9) between Send's commit and the record's commit
 //     sends that occurrence again at the next start: it can duplicate,
 //     never vanish.
-//   - A pass reads every series (fine for thousands); records of
-//     occurrences and exceptions older than 400 days are dropped.
+//   - A pass reads the head of every series (rule, which occurrences
+//     are changed or done), one at a time, and only the due ones whole;
+//     records of occurrences and exceptions older than 400 days are
+//     dropped. The week listing and Get read their series whole.
 //   - Working days are Monday to Friday: public holidays and the swapped
 //     working weekends of the Chinese calendar are not known.
 //   - In a cluster (Config.Shared, a policy.Committer such as

@@ -98,9 +98,12 @@ func (r *Rule) Check(now time.Time) error {
 		if len(r.Weekdays) == 0 {
 			return invalid("weekly: no weekday chosen")
 		}
-		for _, d := range r.Weekdays {
+		for i, d := range r.Weekdays {
 			if d < time.Sunday || d > time.Saturday {
 				return invalid("weekly: weekday %d: 0 (Sunday) to 6 (Saturday)", d)
+			}
+			if slices.Contains(r.Weekdays[:i], d) { // so a series keeps 7 at most
+				return invalid("weekly: weekday %s twice", d)
 			}
 		}
 		if r.MonthDay != 0 {

@@ -48,19 +48,47 @@ func (s *Service) Run(ctx context.Context) {
 // signatures apply), once: the occurrence's record (its message ids) is
 // written right after Send committed. An occurrence more than Grace late
 // is marked missed instead; one less late goes at once.
+//
+// A pass runs every Tick over every series, so it reads of each only its
+// head (the rule, which occurrences are changed or done: no text,
+// recipients or message ids), one at a time; a series with an occurrence
+// due is then read whole, again one at a time. What a pass holds is the
+// keys of the due series, not the series.
 func (s *Service) Materialise(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*Reminder
+	now := s.cfg.Now()
+	type ref struct {
+		enterprise string
+		id         uint64
+	}
+	var due []ref
 	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
-		return each(tx, "", func(r *Reminder) error { all = append(all, r); return nil })
+		return eachAs(tx, "", func(h *head) error {
+			if len(s.due(h.reminder(), now)) > 0 {
+				due = append(due, ref{h.Enterprise, h.ID})
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("reminder: read: %w", err)
 	}
-	for _, r := range all {
+	for _, d := range due {
 		if ctx.Err() != nil {
 			return nil
+		}
+		var r *Reminder
+		err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+			var err error
+			r, err = getTx(tx, d.enterprise, d.id)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile from another node
+		}
+		if err != nil {
+			return fmt.Errorf("reminder: read: %w", err)
 		}
 		if err := s.materialise(ctx, r); err != nil {
 			return err
@@ -69,14 +97,51 @@ func (s *Service) Materialise(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) materialise(ctx context.Context, r *Reminder) error {
-	now := s.cfg.Now()
+// head is the part of a stored series a scheduler's pass decodes to tell
+// whether it has an occurrence due: the fields it leaves out are skipped
+// by the decoder, not kept.
+type head struct {
+	ID         uint64    `json:"id"`
+	Enterprise string    `json:"enterprise"`
+	Rule       Rule      `json:"rule"`
+	From       time.Time `json:"from"`
+	Exceptions map[string]struct {
+		Deleted bool      `json:"deleted"`
+		At      time.Time `json:"at"`
+	} `json:"exceptions"`
+	Occ map[string]struct{} `json:"occ"` // which occurrences are done, not what became of them
+}
+
+// reminder is h as a Reminder with what due reads.
+func (h *head) reminder() *Reminder {
+	r := &Reminder{ID: h.ID, Enterprise: h.Enterprise, Rule: h.Rule, From: h.From,
+		Exceptions: make(map[string]Exception, len(h.Exceptions)), Occ: make(map[string]OccState, len(h.Occ))}
+	for d, ex := range h.Exceptions {
+		r.Exceptions[d] = Exception{Deleted: ex.Deleted, At: ex.At}
+	}
+	for d := range h.Occ {
+		r.Occ[d] = OccState{}
+	}
+	return r
+}
+
+// due are the occurrences of r whose message goes out within Ahead of
+// now and that have no record yet.
+func (s *Service) due(r *Reminder, now time.Time) []Occurrence {
 	horizon := now.Add(s.cfg.Ahead)
 	before := time.Duration(r.Rule.Before) * time.Minute
+	var out []Occurrence
 	for _, o := range r.occurrences(r.From.Add(-before), horizon.Add(before)) {
-		if _, done := r.Occ[o.Date]; done || o.SendAt.After(horizon) {
-			continue
+		if _, done := r.Occ[o.Date]; !done && !o.SendAt.After(horizon) {
+			out = append(out, o)
 		}
+	}
+	return out
+}
+
+func (s *Service) materialise(ctx context.Context, r *Reminder) error {
+	now := s.cfg.Now()
+	for _, o := range s.due(r, now) {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -136,13 +201,21 @@ func (s *Service) fire(ctx context.Context, r *Reminder, o Occurrence, now time.
 		return refused(st, msg), false
 	}
 	var reasons []string
+	nrefused := 0
 	for _, rr := range res {
 		if rr.Err != nil {
-			_, _, msg := policy.Describe(rr.Err)
-			reasons = append(reasons, rr.Dest+": "+msg)
+			// The first few, and how many more: the record is kept 400
+			// days and read with its series, and a group can be thousands.
+			if nrefused++; nrefused <= maxReasons {
+				_, _, msg := policy.Describe(rr.Err)
+				reasons = append(reasons, rr.Dest+": "+msg)
+			}
 			continue
 		}
 		st.IDs = append(st.IDs, rr.ID)
+	}
+	if more := nrefused - len(reasons); more > 0 {
+		reasons = append(reasons, fmt.Sprintf("and %d more refused", more))
 	}
 	st.Reason = strings.Join(reasons, "; ")
 	if len(st.IDs) == 0 {
@@ -151,6 +224,9 @@ func (s *Service) fire(ctx context.Context, r *Reminder, o Occurrence, now time.
 	st.State = StateScheduled
 	return st, false
 }
+
+// maxReasons bounds the refused recipients an occurrence's record names.
+const maxReasons = 10
 
 func refused(st OccState, reason string) OccState {
 	st.State, st.Reason = StateRefused, reason

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
 )
 
 // Defaults of Config.
@@ -22,7 +24,28 @@ const (
 	DefaultGrace = time.Hour
 	DefaultAhead = 24 * time.Hour
 	DefaultTick  = time.Minute
+	// DefaultMaxPerUser and DefaultMaxPerEnterprise bound the series a
+	// user, and all the users of an enterprise, may keep. A person's own
+	// reminders (a weekly meeting, the monthly report, birthdays) are a
+	// few dozen; 1,000 is ten users at their limit. They bound what the
+	// store holds and what the scheduler and the admin's week listing
+	// read: without them any user could store series until the node ran
+	// out of memory.
+	DefaultMaxPerUser       = 100
+	DefaultMaxPerEnterprise = 1000
 )
+
+// MaxExceptions bounds the changed or deleted occurrences a series keeps
+// (each can carry its own text; those of days older than 400 days are
+// dropped): changing more than that is changing the series. Without it a
+// daily series could hold a text for every day of 20 years.
+const MaxExceptions = 100
+
+// MaxText is the most characters (code points) a reminder's text may
+// have: a message's limit (segment.DefaultMaxChars, policy's too_long),
+// which counts the signatures too — checked with them where the gateway
+// can tell (Service.checkText).
+const MaxText = segment.DefaultMaxChars
 
 // maxMove bounds how far an edited occurrence may move from its day.
 const maxMove = 7 * 24 * time.Hour
@@ -41,9 +64,13 @@ type Config struct {
 	Ahead time.Duration
 	// Tick: how often the scheduler looks for occurrences entering the
 	// Ahead window (every change wakes it too). 0: DefaultTick.
-	Tick   time.Duration
-	Now    func() time.Time // nil: time.Now
-	Logger *slog.Logger
+	Tick time.Duration
+	// MaxPerUser and MaxPerEnterprise: the most series a user, and an
+	// enterprise, may keep (Create refuses one more with ErrLimit). 0:
+	// DefaultMaxPerUser, DefaultMaxPerEnterprise.
+	MaxPerUser, MaxPerEnterprise int
+	Now                          func() time.Time // nil: time.Now
+	Logger                       *slog.Logger
 	// Shared, when set, makes the reminder buckets shared state of a
 	// cluster (cluster.Replica implements it, as for policy): every write
 	// runs through Shared.Update (fn may run again: the writes are
@@ -74,6 +101,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = DefaultTick
+	}
+	if cfg.MaxPerUser <= 0 {
+		cfg.MaxPerUser = DefaultMaxPerUser
+	}
+	if cfg.MaxPerEnterprise <= 0 {
+		cfg.MaxPerEnterprise = DefaultMaxPerEnterprise
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -132,7 +165,8 @@ type Spec struct {
 	Rule   Rule
 }
 
-// Create stores a new series owned by owner.
+// Create stores a new series owned by owner; ErrLimit if the owner or its
+// enterprise has as many as it may.
 func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
 	now := s.cfg.Now()
 	r := &Reminder{Enterprise: owner.Enterprise, Account: owner.SystemID, Created: now, Updated: now, From: now}
@@ -142,6 +176,17 @@ func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.write(func(tx *bolt.Tx) error {
+		// Counted in the transaction that adds it: in a cluster it is the
+		// shared state as committed, so two nodes cannot both add the last.
+		ent, user, err := countTx(tx, owner.Enterprise, owner.SystemID)
+		switch {
+		case err != nil:
+			return err
+		case user >= s.cfg.MaxPerUser:
+			return fmt.Errorf("%w: %s has %d reminders, at most %d a user: delete one first", ErrLimit, owner.SystemID, user, s.cfg.MaxPerUser)
+		case ent >= s.cfg.MaxPerEnterprise:
+			return fmt.Errorf("%w: enterprise %s has %d reminders, at most %d an enterprise: delete one first", ErrLimit, owner.Enterprise, ent, s.cfg.MaxPerEnterprise)
+		}
 		id, err := tx.Bucket(bucketSeries).NextSequence()
 		if err != nil {
 			return err
@@ -149,6 +194,9 @@ func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
 		r.ID = id
 		return putTx(tx, r, now)
 	})
+	if errors.Is(err, ErrLimit) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reminder: save: %w", err)
 	}
@@ -168,6 +216,19 @@ func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time)
 	case len(sp.To) == 0 && len(sp.Groups) == 0 && owner.Mobile == "":
 		return invalid("to: the user has no registered mobile; name the recipients")
 	}
+	if err := s.checkText("text", owner, sp.Text); err != nil {
+		return err
+	}
+	cls := s.cfg.Policy.Classifier()
+	for _, n := range sp.To {
+		// Not a phone number at all (the classifier's refusal: letters, or
+		// longer than any number) is refused now, not at every occurrence;
+		// it also bounds each of up to 1,000 numbers a series keeps.
+		if _, err := cls.Classify(n); err != nil {
+			_, _, msg := policy.Describe(err)
+			return invalid("to: %q: %s", clip(n), msg)
+		}
+	}
 	if err := sp.Rule.Check(now); err != nil {
 		return err
 	}
@@ -178,6 +239,49 @@ func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time)
 	}
 	r.Text, r.To, r.Groups, r.Book, r.Source, r.Rule = sp.Text, sp.To, sp.Groups, sp.Book, sp.Source, sp.Rule
 	return nil
+}
+
+// checkText refuses a text that could not go out as one message: more than
+// MaxText characters, or — with the signatures the gateway adds now
+// (gateway.Preview, the send path's own signing and counting) — too long
+// or not encodable. Refused here, not only when an occurrence is sent,
+// because every series and changed occurrence is kept and read again: an
+// unchecked text is as long as the HTTP body (1 MiB). A signature that
+// grows later can still make an occurrence too long: that one is refused
+// when it is sent (too_long, in the week listing), as any message.
+func (s *Service) checkText(field string, owner *policy.User, text string) error {
+	if n := utf8.RuneCountInString(text); n > MaxText {
+		return invalid("%s: %d characters, at most %d including the signature", field, n, MaxText)
+	}
+	if s.cfg.Gateway == nil { // a store without sending (the cluster's tests): the count above
+		return nil
+	}
+	ent, ok := s.cfg.Policy.Lookup(owner.Enterprise)
+	if !ok {
+		return nil // gone: the occurrence's send says so
+	}
+	p, err := s.cfg.Gateway.Preview(gateway.AccountFor(owner, ent), text)
+	switch {
+	case err != nil:
+		// An account-level refusal (disabled, no signature yet) may be
+		// lifted before the occurrence is due; its send will tell.
+		return nil
+	case p.Refusal == nil:
+		return nil
+	case p.Refusal.Reason == policy.ReasonTooLong:
+		return invalid("%s: %d characters with the signature (%d without), at most %d", field, p.Chars, utf8.RuneCountInString(text), p.MaxChars)
+	}
+	_, _, msg := policy.Describe(p.Refusal)
+	return invalid("%s: %s", field, msg)
+}
+
+// clip shortens a refused value for its error message.
+func clip(v string) string {
+	const most = 24
+	if utf8.RuneCountInString(v) <= most {
+		return v
+	}
+	return string([]rune(v)[:most]) + "…"
 }
 
 func book(u *policy.User, kind string) policy.Book {
@@ -230,9 +334,9 @@ func (s *Service) Update(ctx context.Context, v Viewer, id uint64, sp Spec) (*Re
 	if err != nil {
 		return nil, err
 	}
-	owner, err := s.cfg.Policy.User(policy.OperatorActor("reminders"), r.Account)
+	owner, err := s.owner(r)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the reminder's owner %s no longer exists", ErrInvalid, r.Account)
+		return nil, err
 	}
 	now := s.cfg.Now()
 	ruleChanged := !sameRule(r.Rule, sp.Rule)
@@ -250,6 +354,15 @@ func (s *Service) Update(ctx context.Context, v Viewer, id uint64, sp Spec) (*Re
 	}
 	s.kick()
 	return r, nil
+}
+
+// owner is the user who owns r, as it is now.
+func (s *Service) owner(r *Reminder) (*policy.User, error) {
+	u, err := s.cfg.Policy.User(policy.OperatorActor("reminders"), r.Account)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the reminder's owner %s no longer exists", ErrInvalid, r.Account)
+	}
+	return u, nil
 }
 
 func sameRule(a, b Rule) bool {
@@ -282,8 +395,9 @@ type OccurrenceEdit struct {
 }
 
 // EditOccurrence changes one occurrence of series id: an exception stored
-// with the series. Its scheduled message, if any, is cancelled and made
-// again. ErrSent if it is sent or being sent.
+// with the series (its text checked as the series'). Its scheduled
+// message, if any, is cancelled and made again. ErrSent if it is sent or
+// being sent; ErrLimit if the series has MaxExceptions others.
 func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date string, e OccurrenceEdit) error {
 	return s.except(ctx, v, id, date, func(r *Reminder, o Occurrence, now time.Time) (Exception, error) {
 		ex := r.Exceptions[date]
@@ -297,6 +411,13 @@ func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date 
 			ex.At = e.At
 		}
 		if e.Text != "" {
+			owner, err := s.owner(r)
+			if err != nil {
+				return ex, err
+			}
+			if err := s.checkText("text", owner, e.Text); err != nil {
+				return ex, err
+			}
 			ex.Text = e.Text
 		}
 		return ex, nil
@@ -305,7 +426,7 @@ func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date 
 
 // DeleteOccurrence deletes one occurrence of series id (an exception
 // stored with the series) and cancels its scheduled message. ErrSent if
-// it is sent or being sent.
+// it is sent or being sent; ErrLimit as EditOccurrence.
 func (s *Service) DeleteOccurrence(ctx context.Context, v Viewer, id uint64, date string) error {
 	return s.except(ctx, v, id, date, func(r *Reminder, _ Occurrence, _ time.Time) (Exception, error) {
 		return Exception{Deleted: true}, nil
@@ -337,6 +458,12 @@ func (s *Service) except(ctx context.Context, v Viewer, id uint64, date string, 
 	ex, err := fn(r, *occ, now)
 	if err != nil {
 		return err
+	}
+	if _, had := r.Exceptions[date]; !had {
+		r.prune(now) // what putTx would drop does not count
+		if n := len(r.Exceptions); n >= MaxExceptions {
+			return fmt.Errorf("%w: reminder %d has %d changed or deleted occurrences, at most %d: change the series instead", ErrLimit, id, n, MaxExceptions)
+		}
 	}
 	if left := s.unschedule(ctx, r, func(d string) bool { return d == date }, now); left > 0 {
 		return fmt.Errorf("%w: occurrence %s", ErrSent, date)
@@ -423,7 +550,15 @@ type Listed struct {
 // Week lists every occurrence, of the series v sees, whose event is in
 // week w, in time order. Deleted occurrences are not listed.
 func (s *Service) Week(v Viewer, w Week) ([]Listed, error) {
-	rs, err := s.List(v)
+	var rs []*Reminder
+	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+		return eachAs(tx, v.Enterprise, func(l *listedSeries) error {
+			if v.sees(&l.Reminder) {
+				rs = append(rs, &l.Reminder)
+			}
+			return nil
+		})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -447,6 +582,22 @@ func (s *Service) Week(v Viewer, w Week) ([]Listed, error) {
 	slices.SortStableFunc(out, func(a, b Listed) int { return a.At.Compare(b.At) })
 	return out, nil
 }
+
+// listedSeries is a series as the week listing reads it, without its
+// recipients (up to 1,000 numbers, most of what a series holds): these
+// fields, shallower than the embedded Reminder's, take their JSON names,
+// so the decoder skips them. An admin's listing reads every series of
+// the enterprise.
+type listedSeries struct {
+	Reminder
+	To     skipped `json:"to"`
+	Groups skipped `json:"groups"`
+}
+
+// skipped decodes to nothing.
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
 
 // occurrences are r's live occurrences (exceptions applied, deleted ones
 // left out, none before r.From) whose event is in [from, to).

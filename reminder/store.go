@@ -1,6 +1,7 @@
 package reminder
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,10 @@ var (
 	// ErrSent: the occurrence's message is sent or being sent; it can no
 	// longer be changed.
 	ErrSent = errors.New("reminder: occurrence already sent")
+	// ErrLimit: a user or an enterprise has as many series as it may
+	// (Config.MaxPerUser, MaxPerEnterprise), or a series as many changed
+	// or deleted occurrences (MaxExceptions). Its message says which.
+	ErrLimit = errors.New("reminder: limit reached")
 )
 
 // Book names of Reminder.Book (as the address books of the user API).
@@ -95,6 +100,17 @@ func getTx(tx *bolt.Tx, enterprise string, id uint64) (*Reminder, error) {
 }
 
 func putTx(tx *bolt.Tx, r *Reminder, now time.Time) error {
+	r.prune(now)
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketSeries).Put(key(r.Enterprise, r.ID), v)
+}
+
+// prune drops the records of occurrences and the exceptions older than
+// occKeep.
+func (r *Reminder) prune(now time.Time) {
 	for d, o := range r.Occ {
 		if o.SendAt.Before(now.Add(-occKeep)) {
 			delete(r.Occ, d)
@@ -105,22 +121,24 @@ func putTx(tx *bolt.Tx, r *Reminder, now time.Time) error {
 			delete(r.Exceptions, d)
 		}
 	}
-	v, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketSeries).Put(key(r.Enterprise, r.ID), v)
 }
 
 // each calls fn with every series of enterprise ("" = all), in key order.
 func each(tx *bolt.Tx, enterprise string, fn func(*Reminder) error) error {
+	return eachAs(tx, enterprise, fn)
+}
+
+// eachAs calls fn with every series of enterprise ("" = all), in key
+// order, decoded as a T: a Reminder, or a part of one (head) whose
+// decoding skips what it does not name.
+func eachAs[T any](tx *bolt.Tx, enterprise string, fn func(*T) error) error {
 	c := tx.Bucket(bucketSeries).Cursor()
 	var prefix []byte
 	if enterprise != "" {
 		prefix = append([]byte(enterprise), 0)
 	}
 	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-		var r Reminder
+		var r T
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("reminder %x: %w", k, err)
 		}
@@ -129,6 +147,51 @@ func each(tx *bolt.Tx, enterprise string, fn func(*Reminder) error) error {
 		}
 	}
 	return nil
+}
+
+// countTx counts the series of enterprise, and those of its user account.
+// Only the head of each stored series is read (ownerOf): a create past
+// the limits costs no decoding of a thousand texts.
+func countTx(tx *bolt.Tx, enterprise, account string) (ent, user int, err error) {
+	prefix := append([]byte(enterprise), 0)
+	c := tx.Bucket(bucketSeries).Cursor()
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		ent++
+		owner, err := ownerOf(v)
+		if err != nil {
+			return 0, 0, fmt.Errorf("reminder %x: %w", k, err)
+		}
+		if owner == account {
+			user++
+		}
+	}
+	return ent, user, nil
+}
+
+// ownerOf is the account of a stored series, read token by token up to
+// its "account" field (the third that json.Marshal writes, after id and
+// enterprise), so the rest of the value is not scanned.
+func ownerOf(v []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return "", err
+	}
+	for dec.More() {
+		name, err := dec.Token()
+		if err != nil {
+			return "", err
+		}
+		if name == "account" {
+			var a string
+			err := dec.Decode(&a)
+			return a, err
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", err
+		}
+	}
+	return "", errors.New("no account")
 }
 
 func hasPrefix(k, p []byte) bool { return len(k) >= len(p) && string(k[:len(p)]) == string(p) }
