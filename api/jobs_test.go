@@ -41,6 +41,8 @@ type rigOptions struct {
 	sim    smpp.SimOptions
 	window int
 	clock  func() time.Time // Config.Clock (nil: time.Now)
+	// Whitelist bounds of the policy (0: its defaults).
+	maxWhitelist, maxPending int
 }
 
 // newBulkRig is the in-process daemon of the API tests (newUserRig is it
@@ -78,7 +80,8 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 		t.Fatal(err)
 	}
 	packages := policy.PackageTable{{ID: 1, FeeFen: 100, Included: 3, OverageFen: 10}}
-	r.pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages})
+	r.pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages,
+		MaxWhitelist: o.maxWhitelist, MaxPendingWhitelist: o.maxPending})
 	if err != nil {
 		t.Fatal(err)
 	}

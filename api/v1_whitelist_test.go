@@ -246,3 +246,60 @@ func TestWhitelistRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestWhitelistBoundsOverHTTP: with whitelists of at most 8 entries, 3 of
+// them pending, a plain user's request past the pending bound is answered
+// 422 pending_limit, an import across it adds its rows up to the bound and
+// refuses the others with their row numbers, the operator is held to the
+// whole bound (whitelist_limit), another enterprise asks on, and a
+// decision or a removal makes room.
+func TestWhitelistBoundsOverHTTP(t *testing.T) {
+	r := newBulkRig(t, rigOptions{maxWhitelist: 8, maxPending: 3})
+	amy, alice, bob := r.keys["amy"], r.keys["alice"], r.keys["bob"]
+	adminURL := r.adminAPI("op-token")
+	opCall := func(want int, method, path string, body, out any) {
+		t.Helper()
+		saved := r.url
+		r.url = adminURL
+		defer func() { r.url = saved }()
+		r.must(want, method, path, "op-token", body, out)
+	}
+	const n1, n2, n3, n4, n5 = "13712346001", "13712346002", "13712346003", "13712346004", "13712346005"
+
+	// A: 3 approved numbers and uNumPending. Two more pending, then the bound.
+	r.must(http.StatusCreated, "POST", "/v1/whitelist", alice, WhitelistAdd{Number: n1}, nil)
+	r.must(http.StatusCreated, "POST", "/v1/whitelist", alice, WhitelistAdd{Number: n2}, nil)
+	e := r.wantError(http.StatusUnprocessableEntity, policy.RowPendingLimit, "POST", "/v1/whitelist", alice, WhitelistAdd{Number: n3})
+	if !strings.Contains(e.Error.Message, "+86"+n3) || !strings.Contains(e.Error.Message, "at most 3 numbers") {
+		t.Errorf("pending bound: %+v", e)
+	}
+	// B is not concerned.
+	r.must(http.StatusCreated, "POST", "/v1/whitelist", bob, WhitelistAdd{Number: n3}, nil)
+
+	// An approval frees one place: a file of three gets one in.
+	opCall(http.StatusOK, "POST", "/admin/v1/whitelist/approve", EntryDecision{Entries: []policy.EntryRef{{Enterprise: "A", Number: n1}}}, nil)
+	res := r.importWhitelist(alice, "wl.csv", []byte("号码\n"+n3+"\n"+n4+"\n"+n5+"\n"))
+	if res.Rows != 3 || res.Added != 1 || len(res.Errors) != 2 ||
+		res.Errors[0].Row != 3 || res.Errors[0].Reason != policy.RowPendingLimit ||
+		res.Errors[1].Row != 4 || res.Errors[1].Reason != policy.RowPendingLimit {
+		t.Errorf("import across the pending bound: %+v", res)
+	}
+
+	// A holds 7: the operator's list (approved at once) fills the eighth.
+	var opRes policy.ImportResult
+	opCall(http.StatusOK, "POST", "/admin/v1/enterprises/A/whitelist", Numbers{Numbers: []string{n4, n5}}, &opRes)
+	if opRes.Added != 1 || len(opRes.Errors) != 1 || opRes.Errors[0].Row != 2 || opRes.Errors[0].Reason != policy.RowWhitelistLimit {
+		t.Errorf("operator past the bound: %+v", opRes)
+	}
+	r.wantError(http.StatusUnprocessableEntity, policy.RowWhitelistLimit, "POST", "/v1/whitelist", amy, WhitelistAdd{Number: n5})
+
+	// A removal makes room.
+	r.must(http.StatusNoContent, "DELETE", "/v1/whitelist/"+n4, amy, nil, nil)
+	opCall(http.StatusOK, "POST", "/admin/v1/enterprises/A/whitelist", Numbers{Numbers: []string{n5}}, &opRes)
+	if opRes.Added != 1 || len(opRes.Errors) != 0 {
+		t.Errorf("after a removal: %+v", opRes)
+	}
+	if res := r.sendOne(alice, n5); res.Status != "accepted" {
+		t.Errorf("send to the operator's number: %+v", res)
+	}
+}

@@ -339,6 +339,12 @@ func TestReplicaBigImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("one removal beside %d numbers: %v", n, time.Since(start))
+	// b patches its whitelist in memory with the entry the removal named.
+	waitFor(t, 10*time.Second, "removal on b", func() bool {
+		_, listed := b.p.WhitelistStatus(code, "+86"+numbers[0])
+		counts, err := b.p.WhitelistCounts(operator, code)
+		return !listed && err == nil && counts[policy.WhitelistApproved] == n-1
+	})
 }
 
 // TestReplicaRestart: a node closed while others write catches up when it

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -264,6 +265,28 @@ func TestWhitelistPage(t *testing.T) {
 	if a := c.get("/whitelist/template.csv"); a.Status != http.StatusOK || !strings.Contains(a.Body, "号码") {
 		t.Errorf("CSV template: %d %q", a.Status, a.Body)
 	}
+}
+
+// TestWhitelistPageBounds: past the bound on pending numbers (10,000 an
+// enterprise) the console says so in Chinese, for one number next to the
+// field and for each refused row of an import, the rows before it added.
+func TestWhitelistPageBounds(t *testing.T) {
+	r := newRig(t)
+	// A has numPending: 9,998 more leave one place.
+	numbers := make([]string, policy.DefaultMaxPendingWhitelist-2)
+	for i := range numbers {
+		numbers[i] = fmt.Sprintf("1350%07d", i)
+	}
+	if res, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "A", Name: "alice"}, "A", numbers); err != nil || res.Added != len(numbers) {
+		t.Fatalf("filling: %+v %v", res.Added, err)
+	}
+	c := r.client()
+	c.login("alice")
+	a := booksUpload(c, "/whitelist", "/whitelist/import", "wl.csv", "13900000004\n13900000005\n")
+	a.wantPage(t, "导入完成：读取 2 行，新增 1 个待审批，0 个已在白名单中，1 行有误", ">13900000005<", "待审批的号码已达上限")
+	a = c.submit("/whitelist", "/whitelist", url.Values{"numbers": {"13900000006"}})
+	a.wantStatus(t, http.StatusUnprocessableEntity, ">13900000006</textarea>")
+	fieldError(t, a.Body, "待审批的号码已达上限")
 }
 
 var occLinkRE = regexp.MustCompile(`/reminders/(\d+)/occurrences/(\d{4}-\d\d-\d\d)`)

@@ -97,10 +97,24 @@ const (
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with the test's changes to the Config (nil:
+// none).
+func newFixtureWith(t testing.TB, with func(*Config)) *fixture {
+	t.Helper()
 	db, path := openDB(t)
 	clk := newClock()
-	f := &fixture{p: newPolicy(t, db, clk), db: db, path: path, clk: clk}
-	var err error
+	cfg := testConfig(clk)
+	if with != nil {
+		with(&cfg)
+	}
+	p, err := New(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{p: p, db: db, path: path, clk: clk}
 	f.a, err = f.p.CreateEnterprise(op, Enterprise{Code: entA, Name: "甲公司", Signature: "【甲公司】", Package: 1})
 	if err != nil {
 		t.Fatal(err)

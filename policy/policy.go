@@ -15,7 +15,11 @@ type Config struct {
 	BcryptCost      int          // 0: DefaultBcryptCost
 	AuthConcurrency int          // 0: max(1, GOMAXPROCS/2)
 	MaxImportRows   int          // 0: 100,000
-	Now             func() time.Time
+	// Whitelist entries per enterprise, in any state and pending (0:
+	// DefaultMaxWhitelist, DefaultMaxPendingWhitelist).
+	MaxWhitelist        int
+	MaxPendingWhitelist int
+	Now                 func() time.Time
 	// Shared makes the policy data shared by the nodes of a cluster
 	// (StoreOptions.Shared; cluster.Replica). nil: single node.
 	Shared Committer
@@ -41,12 +45,14 @@ func New(db *bolt.DB, cfg Config) (*Policy, error) {
 		home = h
 	}
 	st, err := OpenStore(db, StoreOptions{
-		Packages:        cfg.Packages,
-		BcryptCost:      cfg.BcryptCost,
-		AuthConcurrency: cfg.AuthConcurrency,
-		MaxImportRows:   cfg.MaxImportRows,
-		Now:             cfg.Now,
-		Shared:          cfg.Shared,
+		Packages:            cfg.Packages,
+		BcryptCost:          cfg.BcryptCost,
+		AuthConcurrency:     cfg.AuthConcurrency,
+		MaxImportRows:       cfg.MaxImportRows,
+		MaxWhitelist:        cfg.MaxWhitelist,
+		MaxPendingWhitelist: cfg.MaxPendingWhitelist,
+		Now:                 cfg.Now,
+		Shared:              cfg.Shared,
 	})
 	if err != nil {
 		return nil, err

@@ -288,6 +288,8 @@ const (
 	RowInvalidGroup    = "invalid_group"    // address book: a group name is invalid, or too many groups
 	RowContactsLimit   = "contacts_limit"   // address book: the book is full
 	RowAlreadyListed   = "already_listed"   // whitelist: the number is already on it (or repeated in the input)
+	RowWhitelistLimit  = "whitelist_limit"  // whitelist: the enterprise's whitelist is full (StoreOptions.MaxWhitelist)
+	RowPendingLimit    = "pending_limit"    // whitelist: too many of its entries await approval (StoreOptions.MaxPendingWhitelist)
 )
 
 var rowReasons = []struct{ name, message, zh string }{
@@ -298,6 +300,8 @@ var rowReasons = []struct{ name, message, zh string }{
 	{RowInvalidGroup, "a group name is too long or invalid, or the contact has too many groups", "分组名称过长或无效，或联系人分组过多"},
 	{RowContactsLimit, "the address book is full", "通讯录已满"},
 	{RowAlreadyListed, "the number is already on the whitelist (the detail says in which state) or repeats an earlier row", "号码已在白名单中或与前面的行重复"},
+	{RowWhitelistLimit, "the enterprise's whitelist holds the most numbers it may, pending, approved and rejected together: remove numbers no longer needed first", "白名单号码已达上限（含待审批、已通过和已拒绝的号码），请先删除不再需要的号码"},
+	{RowPendingLimit, "the most numbers an enterprise may have awaiting the account manager's approval: add more once some are decided", "待审批的号码已达上限，请待客户经理审批后再添加"},
 }
 
 // RowReasons returns the row reasons, each with its meaning.

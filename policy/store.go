@@ -31,13 +31,18 @@ const schemaVersion = 1
 
 // StoreOptions configure a Store. The zero value is production-ready.
 type StoreOptions struct {
-	Classifier      *Classifier      // nil: NewClassifier()
-	Packages        PackageTable     // valid Enterprise.Package values; nil: DefaultPackages()
-	BcryptCost      int              // 0: DefaultBcryptCost; tests use bcrypt.MinCost (4)
-	AuthConcurrency int              // concurrent bcrypt operations; 0: max(1, GOMAXPROCS/2)
-	MaxImportRows   int              // 0: 100,000 rows per whitelist import
-	Now             func() time.Time // nil: time.Now
-	Rand            io.Reader        // nil: crypto/rand.Reader
+	Classifier      *Classifier  // nil: NewClassifier()
+	Packages        PackageTable // valid Enterprise.Package values; nil: DefaultPackages()
+	BcryptCost      int          // 0: DefaultBcryptCost; tests use bcrypt.MinCost (4)
+	AuthConcurrency int          // concurrent bcrypt operations; 0: max(1, GOMAXPROCS/2)
+	MaxImportRows   int          // 0: 100,000 rows per whitelist import
+	// MaxWhitelist bounds an enterprise's whitelist entries in any state,
+	// MaxPendingWhitelist its pending ones (0: DefaultMaxWhitelist,
+	// DefaultMaxPendingWhitelist): see AddWhitelist.
+	MaxWhitelist        int
+	MaxPendingWhitelist int
+	Now                 func() time.Time // nil: time.Now
+	Rand                io.Reader        // nil: crypto/rand.Reader
 	// Shared, when set, makes the policy buckets shared state of a
 	// cluster (cluster.Replica implements it): every write runs through
 	// Shared.Update instead of db.Update, and the snapshot is rebuilt by
@@ -106,6 +111,12 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	}
 	if opts.MaxImportRows <= 0 {
 		opts.MaxImportRows = 100_000
+	}
+	if opts.MaxWhitelist <= 0 {
+		opts.MaxWhitelist = DefaultMaxWhitelist
+	}
+	if opts.MaxPendingWhitelist <= 0 {
+		opts.MaxPendingWhitelist = DefaultMaxPendingWhitelist
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

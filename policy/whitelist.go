@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -188,12 +189,31 @@ func listRows(numbers []string) []inputRow {
 	return rows
 }
 
+// Bounds of an enterprise's whitelist (StoreOptions.MaxWhitelist,
+// MaxPendingWhitelist): any user of an enterprise may add numbers, and
+// without a bound imports of 100,000 rows again and again grew its
+// whitelist without end (the 139 block alone has 100 million numbers),
+// every entry held in memory and every import holding the store's writer
+// longer than the last (0.5 s at the start, 1.7 s at 1 million entries;
+// BenchmarkWhitelistImportFlood).
+const (
+	// DefaultMaxWhitelist bounds the entries in any state: rejected ones
+	// count too until an admin removes them.
+	DefaultMaxWhitelist = 200_000
+	// DefaultMaxPendingWhitelist bounds the entries awaiting the account
+	// manager: more than a person reviews before they go stale.
+	DefaultMaxPendingWhitelist = 10_000
+)
+
 // AddWhitelist adds numbers to an enterprise's whitelist (any of its users,
 // or the operator). Entries added by the enterprise are pending until the
 // account manager decides, so a plain user's request gives nobody a number
 // to send to; a rejected entry added again goes back to pending. Entries
 // added by the operator are approved at once. Invalid numbers are reported
-// per item, the others are added.
+// per item, the others are added, as many as the bounds allow: a number
+// past them is refused per item too, whitelist_limit (a new entry beyond
+// StoreOptions.MaxWhitelist) or pending_limit (a pending one beyond
+// StoreOptions.MaxPendingWhitelist), the items before it added.
 func (s *Store) AddWhitelist(a Actor, code string, numbers []string) (ImportResult, error) {
 	if !a.member(code) {
 		return ImportResult{}, ErrForbidden
@@ -220,7 +240,8 @@ func importErr(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
 // as package sheet reads them. A first row whose column A has no digit is a
 // header. Rows with no content at all are not rows; a row with content but
 // an empty column A is an error, as is every invalid number: each reported
-// with its row number, never dropped. More than MaxImportRows rows, or an
+// with its row number, never dropped, as is every row past the
+// whitelist's bounds (AddWhitelist). More than MaxImportRows rows, or an
 // unreadable file, fails the whole import (nothing is added). The caller
 // bounds r's size.
 func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Format) (ImportResult, error) {
@@ -266,7 +287,8 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 	now := s.now()
 	res0 := res
 	err := s.update(func(tx *bolt.Tx, ch *change) error {
-		res = res0 // fn may run again (StoreOptions.Shared)
+		res = res0                             // fn may run again (StoreOptions.Shared)
+		res.Errors = slices.Clone(res0.Errors) // its appends must not write into res0's array
 		if e, err := loadEnterprise(tx, code); err != nil {
 			return err
 		} else if e == nil {
@@ -276,6 +298,7 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 		if err != nil {
 			return err
 		}
+		total, pending := s.whitelistSize(code)
 		seen := make(map[string]int, len(valid)) // E.164 → its first row
 		for _, r := range valid {
 			if first, ok := seen[r.e164]; ok {
@@ -286,6 +309,7 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 			}
 			seen[r.e164] = r.row
 			m := wlMeta{AddedAt: now, AddedBy: a.who()}
+			var oldState WhitelistState // 0: a new entry
 			if v := b.Get([]byte(r.e164)); v != nil {
 				old, err := decodeEntry([]byte(r.e164), v)
 				if err != nil {
@@ -300,7 +324,18 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 				if old.State == WhitelistPending || a.Operator {
 					m.AddedAt, m.AddedBy = old.AddedAt, old.AddedBy
 				}
+				oldState = old.State
 			}
+			if refused := s.overBounds(r, oldState, target, total, pending); refused != nil {
+				res.Errors = append(res.Errors, *refused)
+				continue
+			}
+			if oldState == 0 {
+				total++
+			}
+			if target == WhitelistPending { // new, or rejected before
+				pending++
+			} // else the operator's, approved: its rows are not held to the pending bound
 			if a.Operator {
 				m.DecidedAt, m.DecidedBy = now, a.who()
 			}
@@ -311,17 +346,44 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 			if err := b.Put([]byte(r.e164), val); err != nil {
 				return err
 			}
+			ch.wlKey(code, r.e164)
 			res.Added++
-		}
-		if res.Added > 0 {
-			ch.wl = append(ch.wl, code)
 		}
 		return nil
 	})
 	if err != nil {
 		return ImportResult{}, err
 	}
+	slices.SortStableFunc(res.Errors, func(x, y RowError) int { return x.Row - y.Row })
 	return res, nil
+}
+
+// whitelistSize returns the entries of code's whitelist and its pending
+// ones, from the snapshot: inside update it is the state the write starts
+// from (s.mu orders the writes and their publication; with
+// StoreOptions.Shared a write only commits on the latest data, whose hooks
+// ran before it), and it costs nothing, where counting the file would read
+// every entry at each write.
+func (s *Store) whitelistSize(code string) (total, pending int) {
+	if es := s.snap.Load().ents[code]; es != nil {
+		return len(es.wl), es.pending()
+	}
+	return 0, 0
+}
+
+// overBounds refuses the row r that would move an entry from oldState (0:
+// none yet) to target when its whitelist holds total entries, pending of
+// them pending; nil if it may.
+func (s *Store) overBounds(r validRow, oldState, target WhitelistState, total, pending int) *RowError {
+	if n := s.opts.MaxWhitelist; oldState == 0 && total >= n {
+		return &RowError{Row: r.row, Value: r.raw, Reason: RowWhitelistLimit,
+			Detail: fmt.Sprintf("%s: the whitelist holds at most %d numbers, pending, approved and rejected together: remove numbers no longer needed first", r.e164, n)}
+	}
+	if n := s.opts.MaxPendingWhitelist; target == WhitelistPending && pending >= n {
+		return &RowError{Row: r.row, Value: r.raw, Reason: RowPendingLimit,
+			Detail: fmt.Sprintf("%s: at most %d numbers may await the account manager's approval: add more once some are decided", r.e164, n)}
+	}
+	return nil
 }
 
 // RemoveWhitelist removes numbers, in any state (the enterprise's admins, or
@@ -381,12 +443,10 @@ func (s *Store) bulk(code string, numbers []string, fn func(*bolt.Bucket, []byte
 			}
 			if changed {
 				res.Changed++
+				ch.wlKey(code, r.e164)
 			} else {
 				res.Unchanged++
 			}
-		}
-		if res.Changed > 0 {
-			ch.wl = append(ch.wl, code)
 		}
 		return nil
 	})

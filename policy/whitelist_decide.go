@@ -89,9 +89,7 @@ func (s *Store) DecideWhitelist(a Actor, code string, st WhitelistState, reason 
 					return err
 				}
 				res.Changed++
-			}
-			if res.Changed > 0 {
-				ch.wl = append(ch.wl, code)
+				ch.wlKey(code, entries[i].Number)
 			}
 			return nil
 		})
@@ -175,7 +173,7 @@ func (s *Store) DecideEntries(a Actor, st WhitelistState, reason string, refs []
 			}
 			if changed {
 				res.Changed++
-				ch.wl = append(ch.wl, ref.Enterprise)
+				ch.wlKey(ref.Enterprise, ref.Number)
 			} else {
 				res.Unchanged++
 			}
@@ -278,10 +276,10 @@ func (s *Store) ListPending(a Actor, after string, limit int) (entries []Pending
 // (zero when none). Memory only, O(enterprises): for metrics at scrape time.
 func (s *Store) PendingStats() (n int, oldest time.Time) {
 	for _, es := range s.snap.Load().ents {
-		if es.pending == 0 {
+		if es.pending() == 0 {
 			continue
 		}
-		n += es.pending
+		n += es.pending()
 		if oldest.IsZero() || es.oldest.Before(oldest) {
 			oldest = es.oldest
 		}

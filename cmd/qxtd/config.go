@@ -282,6 +282,10 @@ type PolicyConfig struct {
 	// empty disables password reset by SMS.
 	NotifyEnterprise string `mapstructure:"notify_enterprise"`
 	NotifySource     string `mapstructure:"notify_source"` // source address of those SMS
+	// Whitelist entries per enterprise: in any state, and pending
+	// (policy.Config.MaxWhitelist, MaxPendingWhitelist).
+	WhitelistMaxEntries int `mapstructure:"whitelist_max_entries"`
+	WhitelistMaxPending int `mapstructure:"whitelist_max_pending"`
 }
 
 type PackageConfig struct {
@@ -382,6 +386,8 @@ func defaultValues() map[string]any {
 		"policy.seed_force":                        false,
 		"policy.notify_enterprise":                 "",
 		"policy.notify_source":                     "10658000",
+		"policy.whitelist_max_entries":             policy.DefaultMaxWhitelist,
+		"policy.whitelist_max_pending":             policy.DefaultMaxPendingWhitelist,
 		"webhooks.allow_private":                   false,
 		"webhooks.workers":                         64,
 		"webhooks.per_enterprise":                  16,
@@ -765,6 +771,15 @@ func (c *Config) Validate() error {
 		if _, ok := policy.ParseCarrier(o.Carrier); !ok && o.Carrier != "" {
 			errs = append(errs, fmt.Errorf("policy.overrides[%d].carrier: %q is not a known carrier", i, o.Carrier))
 		}
+	}
+	switch p := c.Policy; {
+	case p.WhitelistMaxEntries < 1: // 0 would read as "no bound", which the file does not offer
+		errs = append(errs, fmt.Errorf("policy.whitelist_max_entries: %d must be at least 1", p.WhitelistMaxEntries))
+	case p.WhitelistMaxPending < 1:
+		errs = append(errs, fmt.Errorf("policy.whitelist_max_pending: %d must be at least 1", p.WhitelistMaxPending))
+	case p.WhitelistMaxPending > p.WhitelistMaxEntries:
+		// Pending entries are entries: the larger bound could never be met.
+		errs = append(errs, fmt.Errorf("policy.whitelist_max_pending: %d is more than policy.whitelist_max_entries (%d)", p.WhitelistMaxPending, p.WhitelistMaxEntries))
 	}
 	if _, ok := policy.NormalizeProvince(c.Policy.HomeProvince); !ok {
 		errs = append(errs, fmt.Errorf("policy.home_province: %q is not a province", c.Policy.HomeProvince))

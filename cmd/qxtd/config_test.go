@@ -64,6 +64,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-cluster-peer-conns.yaml":       "http.max_conns_per_addr: 32 is less than the 64 connections a cluster node opens to another",
 		"invalid-cluster-peer-url.yaml":         `cluster.peer_url: required when cluster.peer_listen "0.0.0.0:7101" listens on every address`,
 		"invalid-receipt-time-zone.yaml":        "smpp.receipt_time_zone: unknown time zone Mars/Olympus_Mons",
+		"invalid-whitelist-max-zero.yaml":       "policy.whitelist_max_entries: 0 must be at least 1",
+		"invalid-whitelist-max.yaml":            "policy.whitelist_max_pending: 10000 is more than policy.whitelist_max_entries (5000)",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {
@@ -119,6 +121,23 @@ func TestConfigValid(t *testing.T) {
 	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 ||
 		cfg.SMPP.ReceiptTimeZone != "Asia/Shanghai" {
 		t.Errorf("defaults: %+v %+v %+v", cfg.Store, cfg.Delivery, cfg.SMPP)
+	}
+}
+
+// TestConfigWhitelistBounds: the whitelist bounds of the file reach the
+// policy's Config.
+func TestConfigWhitelistBounds(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(filepath.Join(configTestdata, "valid-full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := policyConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.MaxWhitelist != 500_000 || pc.MaxPendingWhitelist != 20_000 {
+		t.Errorf("policy.Config bounds %d, %d; want the file's 500000, 20000", pc.MaxWhitelist, pc.MaxPendingWhitelist)
 	}
 }
 

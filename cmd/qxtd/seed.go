@@ -9,9 +9,11 @@ import (
 // policyConfig turns the file's policy section into policy.Config.
 func policyConfig(c *Config) (policy.Config, error) {
 	pc := policy.Config{
-		HomeProvince: c.Policy.HomeProvince,
-		DefaultTPS:   c.Policy.DefaultTPS,
-		BcryptCost:   c.Policy.BcryptCost,
+		HomeProvince:        c.Policy.HomeProvince,
+		DefaultTPS:          c.Policy.DefaultTPS,
+		BcryptCost:          c.Policy.BcryptCost,
+		MaxWhitelist:        c.Policy.WhitelistMaxEntries,
+		MaxPendingWhitelist: c.Policy.WhitelistMaxPending,
 	}
 	for i, p := range c.Policy.Packages {
 		fee, err := policy.ParseYuan(p.FeeYuan)
