@@ -62,7 +62,7 @@ func TestClusterLoadsBounded(t *testing.T) {
 	st := members()
 	start := time.Now()
 	c.fill(t.Context(), st)
-	if took := time.Since(start); took < loadPeerWait || took > loadPeerWait+time.Second {
+	if took := time.Since(start); took < loadPeerWait || took > loadPeerWait+3*time.Second { // slack for a loaded CI machine; the peer timeout would be 10 s
 		t.Errorf("a status beside a hung member took %v, want about %v", took, loadPeerWait)
 	}
 	want := &api.LoadStatus{Seconds: 60, Accepted: 6000, AcceptedPerSecond: 100, CPUCores: 0.35, CPUMicrosPerMessage: &us,
