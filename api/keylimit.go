@@ -2,7 +2,6 @@ package api
 
 import (
 	"crypto/sha256"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -63,16 +62,6 @@ func (l *keyLimiter) allow(key string) bool {
 		l.m[key] = lim
 	}
 	return lim.AllowN(now, 1)
-}
-
-// sourceAddr is the client's IP address: the connection's (X-Forwarded-For
-// is not read, as for logins).
-func sourceAddr(r *http.Request) string {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return ip
 }
 
 // writeRateLimited answers 429 rate_limited.

@@ -123,7 +123,7 @@ func (s *Server) apply(_ *caller, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Only applications that would be stored count against the address.
-	if !s.selfService().applyAddr.allow(sourceAddr(r)) {
+	if !s.selfService().applyAddr.allow(clientIP(r)) {
 		writeRateLimited(w, "600", "too many applications from this address; retry later")
 		return
 	}

@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -258,5 +260,34 @@ func TestApplicationCodeNotLeaked(t *testing.T) {
 	c2, free := answer("FREE")
 	if c1 != c2 || taken != free {
 		t.Fatalf("taken %d %+v, free %d %+v", c1, taken, c2, free)
+	}
+}
+
+// TestApplicationRateLimitIPv6: the public routes count an IPv6 source by
+// its /64, so a host that sends each application from another of its
+// 2^64 addresses is held back as one; the next /64 is another source.
+func TestApplicationRateLimitIPv6(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	h := e.s.Handler()
+	body, _ := json.Marshal(ApplicationRequest{GroupCode: "G6", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"})
+	post := func(remote string) int {
+		r := httptest.NewRequest(http.MethodPost, "/v1/applications", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range applyBurst {
+		if code := post(fmt.Sprintf("[2001:db8:0:7::%x]:4%d", i+1, i)); code != http.StatusAccepted {
+			t.Fatalf("application %d: %d", i, code)
+		}
+	}
+	if code := post("[2001:db8:0:7:ffff::1]:5000"); code != http.StatusTooManyRequests {
+		t.Errorf("another address of the same /64: %d, want 429", code)
+	}
+	if code := post("[2001:db8:0:8::1]:5000"); code != http.StatusAccepted {
+		t.Errorf("the next /64: %d, want 202", code)
 	}
 }

@@ -2,12 +2,12 @@ package api
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // Authentication of /v1: an API key issued by an admin, or a console token
@@ -157,15 +157,11 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, LoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
 }
 
-// clientIP is the request's source address as the login throttles key
-// it: the connection's IP (X-Forwarded-For is not read).
-func clientIP(r *http.Request) string {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return ip
-}
+// clientIP is the request's source as the login throttles and the public
+// routes' rate limits key it: the connection's address, an IPv6 one by its
+// /64 (smpp.SourceKey: every listener counts a source alike).
+// X-Forwarded-For is not read.
+func clientIP(r *http.Request) string { return smpp.SourceKey(r.RemoteAddr) }
 
 func (s *Server) logout(c *caller, w http.ResponseWriter, _ *http.Request) {
 	if c.session == "" {

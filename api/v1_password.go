@@ -127,7 +127,7 @@ func (s *Server) resetPassword(public bool, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	st := s.selfService()
-	if public && !st.resetAddr.allow(sourceAddr(r)) {
+	if public && !st.resetAddr.allow(clientIP(r)) {
 		writeRateLimited(w, "60", "too many password resets from this address, retry later")
 		return
 	}

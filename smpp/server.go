@@ -528,8 +528,8 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	return resp
 }
 
-// RemoteIP is the host part of c's peer address ("" for a nil Conn): the
-// key of the per-address limits.
+// RemoteIP is c's peer address as the per-address limits count it
+// (SourceKey: an IPv6 peer by its /64), "" for a nil Conn.
 func RemoteIP(c *Conn) string {
 	if c == nil {
 		return ""
@@ -537,16 +537,7 @@ func RemoteIP(c *Conn) string {
 	return remoteIP(c.RemoteAddr())
 }
 
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
+func remoteIP(a net.Addr) string { return SourceKey(a.String()) }
 
 // delayFailure slows the answer to a failed bind: FailDelay doubled per
 // consecutive failure from the IP. The delay runs in the request's own

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // limitListener caps the connections an HTTP listener holds open: in all
@@ -149,14 +151,6 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// sourceKey is the source address a connection is counted under: its IP.
-func sourceKey(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.String()
-	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
-}
+// sourceKey is the source a connection is counted under: its address, an
+// IPv6 one by its /64 (smpp.SourceKey, as every listener counts).
+func sourceKey(a net.Addr) string { return smpp.SourceKey(a.String()) }
