@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"hash/maphash"
 	"math/big"
 	"strconv"
 	"strings"
@@ -87,9 +88,17 @@ const convertEvery = time.Second
 // whose id is theirs in another base. tried remembers, per orphan (key and
 // arrival), how many of its two looks it has had: one that matches nothing
 // is left to the cluster's pusher and to the purge (Config.OrphanTTL).
+//
+// An SMSC may send receipts for messages that are not ours by the
+// hundred thousand (store.max_orphans keeps up to 1,000,000 an upstream),
+// so tried is keyed by a 64-bit hash of the orphan's key and holds its
+// arrival as nanoseconds: at a million orphans 53 MiB and 36 MiB for a
+// round's seen, against 134 and 76 with the keys and times themselves. Two orphans with one hash (some 3 in 100 million at
+// a million) would share their looks: one of them looked at once less.
 type converter struct {
 	g     *Gateway
-	tried map[string]orphanTries
+	seed  maphash.Seed
+	tried map[uint64]orphanTries
 	// matched counts, per upstream, the receipts matched by conversion,
 	// for the one warning that suggests naming the SMSC's form.
 	matched map[string]int
@@ -100,12 +109,12 @@ type converter struct {
 const convertHint = 20
 
 type orphanTries struct {
-	receivedAt time.Time
-	n          int
+	receivedAt int64 // UnixNano: a new arrival of the key is a new receipt
+	n          uint8
 }
 
 func newConverter(g *Gateway) *converter {
-	return &converter{g: g, tried: make(map[string]orphanTries), matched: make(map[string]int)}
+	return &converter{g: g, seed: maphash.MakeSeed(), tried: make(map[uint64]orphanTries), matched: make(map[string]int)}
 }
 
 func (c *converter) run(ctx context.Context) {
@@ -147,7 +156,7 @@ func convertGrace(g *Gateway, upstream string) (first, late time.Duration) {
 // round lists the orphans once, offers the store those due a look, and
 // returns how many it listed.
 func (c *converter) round(ctx context.Context, now time.Time) int {
-	seen := make(map[string]struct{}, len(c.tried))
+	seen := make(map[uint64]struct{}, len(c.tried))
 	var after []byte
 	for ctx.Err() == nil {
 		page, more, err := c.g.store.Orphans(ctx, after, MaxPeerBatch)
@@ -159,14 +168,14 @@ func (c *converter) round(ctx context.Context, now time.Time) int {
 		}
 		var due []queue.OrphanDLR
 		for _, o := range page {
-			k := string(o.Key)
+			k := maphash.Bytes(c.seed, o.Key)
 			seen[k] = struct{}{}
 			if !c.g.converts(o.DLR.Upstream) {
 				continue
 			}
 			tr := c.tried[k]
-			if !tr.receivedAt.Equal(o.ReceivedAt) {
-				tr = orphanTries{receivedAt: o.ReceivedAt} // stored again: a new receipt
+			if at := o.ReceivedAt.UnixNano(); tr.receivedAt != at {
+				tr = orphanTries{receivedAt: at} // stored again: a new receipt
 			}
 			first, late := convertGrace(c.g, o.DLR.Upstream)
 			age := now.Sub(o.ReceivedAt)
