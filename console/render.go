@@ -221,12 +221,13 @@ var funcs = template.FuncMap{
 	},
 }
 
-// percent is part of whole as a whole percentage ("37%"), "—" of nothing.
+// percent is part of whole as a whole percentage ("37%"), "—" of nothing,
+// at most 100% (the load's two counts are read a moment apart).
 func percent(part, whole uint64) string {
 	if whole == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%.0f%%", 100*float64(part)/float64(whole))
+	return fmt.Sprintf("%.0f%%", 100*float64(min(part, whole))/float64(whole))
 }
 
 // fmtTime shows t in Asia/Shanghai, the portal's zone ("" for zero).

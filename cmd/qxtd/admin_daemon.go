@@ -49,7 +49,13 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 					fmt.Fprintf(w, "load upstream %s\t%s\n", u.Name, upstreamLoad(u))
 				}
 				for _, e := range l.TopEnterprises {
-					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, 100*float64(e.Accepted)/float64(l.Accepted))
+					// The two counts are read a moment apart: a message
+					// counted between may make a share over 100 %.
+					share := 100.0
+					if e.Accepted < l.Accepted {
+						share = 100 * float64(e.Accepted) / float64(l.Accepted)
+					}
+					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, share)
 				}
 			}
 			if cl := st.Cluster; cl != nil {
