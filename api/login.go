@@ -45,7 +45,7 @@ import (
 
 const (
 	loginRemember   = 30 * 24 * time.Hour // a successful (address, system_id) pair is known this long
-	maxGoodLogins   = 10_000              // known pairs kept; when full, forgotten all at once
+	maxGoodLogins   = 10_000              // known pairs kept; when full, no new one until one is a loginRemember old
 	maxLoginWaiting = 1024
 )
 
@@ -85,10 +85,29 @@ func (l *loginThrottle) loggedIn(key, ip, systemID string) {
 	l.succeeded(key)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.good == nil || len(l.good) >= maxGoodLogins {
-		l.good = make(map[string]time.Time) // bounded
+	if l.good == nil {
+		l.good = make(map[string]time.Time)
 	}
-	l.good[ip+"\x00"+systemID] = l.now()
+	now, pair := l.now(), ip+"\x00"+systemID
+	// Bounded as the failures are: full, the pairs not seen for
+	// loginRemember go; still full, a new pair is not remembered rather
+	// than every real user's forgotten (a flood of logins with valid
+	// credentials from many addresses could do that at will).
+	max := maxGoodLogins
+	if l.maxKeys > 0 {
+		max = l.maxKeys
+	}
+	if _, ok := l.good[pair]; !ok && len(l.good) >= max {
+		for k, at := range l.good {
+			if now.Sub(at) >= loginRemember {
+				delete(l.good, k)
+			}
+		}
+		if len(l.good) >= max {
+			return
+		}
+	}
+	l.good[pair] = now
 }
 
 // loginGate holds the source keys with a login in progress and admits

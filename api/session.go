@@ -310,6 +310,9 @@ func (s *sessionStore) remove(se *session) {
 // 10 minutes. It also admits logins to the password check (login.go).
 type loginThrottle struct {
 	now func() time.Time
+	// maxKeys bounds fails and good (maxThrottledIPs, maxGoodLogins when
+	// 0; tests lower it).
+	maxKeys int
 
 	mu    sync.Mutex
 	fails map[string]failures
@@ -335,21 +338,42 @@ func (l *loginThrottle) failed(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if l.fails == nil || len(l.fails) >= maxThrottledIPs {
-		l.fails = make(map[string]failures) // bounded: forget everyone rather than grow
+	if l.fails == nil {
+		l.fails = make(map[string]failures)
 	}
-	f := l.fails[key]
+	f, ok := l.fails[key]
 	if now.Sub(f.last) > loginForget {
 		f.n = 0
 	}
 	f.n++
 	f.last = now
-	l.fails[key] = f
+	// Bounded: full, the failures forgotten anyway (quiet loginForget)
+	// go; still full, a new key is not remembered (it is answered after
+	// the first delay each time) rather than everyone forgotten, which
+	// would let a flood from many addresses wipe the delays and suspicion
+	// of the addresses guessing a real user's password.
+	if !ok && len(l.fails) >= l.maxFails() {
+		for k, old := range l.fails {
+			if now.Sub(old.last) > loginForget {
+				delete(l.fails, k)
+			}
+		}
+	}
+	if ok || len(l.fails) < l.maxFails() {
+		l.fails[key] = f
+	}
 	d := loginDelayMin
 	for i := 1; i < f.n && d < loginDelayMax; i++ {
 		d *= 2
 	}
 	return min(d, loginDelayMax)
+}
+
+func (l *loginThrottle) maxFails() int {
+	if l.maxKeys > 0 {
+		return l.maxKeys
+	}
+	return maxThrottledIPs
 }
 
 // suspect reports whether key failed a login in the last loginForget.
