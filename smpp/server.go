@@ -138,14 +138,25 @@ type Server struct {
 	listeners map[net.Listener]error // → the last Accept error, nil while accepting
 	serveErr  error                  // a Serve that returned without Close/Shutdown
 	conns     map[*Conn]struct{}
-	unbound   map[string]int // by IP: connections not bound yet (≤ MaxConns entries)
-	failures  map[string]int // by IP, bounded by maxFailureEntries
-	closing   bool
-	done      chan struct{} // closed by Close/Shutdown: ends accept backoff
-	wg        sync.WaitGroup
+	unbound   map[string]int          // by IP: connections not bound yet (≤ MaxConns entries)
+	failures  map[string]bindFailures // by source, bounded by maxFailures
+	// maxFailures is maxFailureEntries (tests lower it).
+	maxFailures int
+	closing     bool
+	done        chan struct{} // closed by Close/Shutdown: ends accept backoff
+	wg          sync.WaitGroup
 }
 
 const maxFailureEntries = 10000
+
+// bindFailures are a source's failed binds in a row, and the last one's
+// time: quiet for failureForget, they are forgotten.
+type bindFailures struct {
+	n    int
+	last time.Time
+}
+
+const failureForget = 10 * time.Minute
 
 // NewServer returns a Server that sends binds to b.
 func NewServer(b Backend, opt ServerOptions) *Server {
@@ -179,7 +190,7 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 		listeners: make(map[net.Listener]error),
 		conns:     make(map[*Conn]struct{}),
 		unbound:   make(map[string]int),
-		failures:  make(map[string]int),
+		failures:  make(map[string]bindFailures),
 		done:      make(chan struct{}),
 	}
 }
@@ -544,14 +555,32 @@ func remoteIP(a net.Addr) string { return SourceKey(a.String()) }
 // goroutine, so other peers are not held up.
 func (s *Server) delayFailure(ctx context.Context, ip string) {
 	s.mu.Lock()
-	n := s.failures[ip]
-	if _, ok := s.failures[ip]; !ok && len(s.failures) >= maxFailureEntries {
-		for k := range s.failures { // drop an arbitrary entry to stay bounded
-			delete(s.failures, k)
-			break
+	now := time.Now()
+	f, ok := s.failures[ip]
+	if now.Sub(f.last) > failureForget {
+		f.n = 0
+	}
+	n := f.n
+	f.n++
+	f.last = now
+	// Bounded: full, the sources quiet for failureForget go; still full,
+	// a new source is not remembered (it waits the first delay each time)
+	// rather than an arbitrary one forgotten, which a flood from many
+	// addresses would turn into forgetting the one guessing a password.
+	max := s.maxFailures
+	if max <= 0 {
+		max = maxFailureEntries
+	}
+	if !ok && len(s.failures) >= max {
+		for k, old := range s.failures {
+			if now.Sub(old.last) > failureForget {
+				delete(s.failures, k)
+			}
 		}
 	}
-	s.failures[ip] = n + 1
+	if ok || len(s.failures) < max {
+		s.failures[ip] = f
+	}
 	s.mu.Unlock()
 	d := s.opt.FailDelay << min(n, 16)
 	if d > s.opt.MaxFailDelay || d <= 0 {
