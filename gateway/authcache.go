@@ -235,21 +235,25 @@ func (a *AuthCache) remember(key [sha256.Size]byte, v verifiedBind) {
 func (a *AuthCache) failure(ip string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.failed[ip]; !ok && len(a.failed) >= a.opt.MaxEntries {
-		cutoff := a.opt.Now().Add(-a.opt.FailureMemory)
+	now := a.opt.Now()
+	_, known := a.failed[ip]
+	// Bounded as the SMPP server's failed binds are: full, the addresses
+	// whose failure is older than FailureMemory go (they are served
+	// first again anyway); still full, a new address is not remembered
+	// (it is served as one without failures) rather than an arbitrary
+	// one forgotten, which a flood from many addresses would turn into
+	// serving the one guessing a password ahead of real users again.
+	if !known && len(a.failed) >= a.opt.MaxEntries {
+		cutoff := now.Add(-a.opt.FailureMemory)
 		for k, at := range a.failed {
 			if at.Before(cutoff) {
 				delete(a.failed, k)
 			}
 		}
-		for k := range a.failed {
-			if len(a.failed) < a.opt.MaxEntries {
-				break
-			}
-			delete(a.failed, k)
-		}
 	}
-	a.failed[ip] = a.opt.Now()
+	if known || len(a.failed) < a.opt.MaxEntries {
+		a.failed[ip] = now
+	}
 }
 
 // acquire takes one of the address's slots, then one of the shared ones

@@ -3,7 +3,9 @@ package smpp
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
+	"time"
 )
 
 // The failed binds remembered are bounded without forgetting the source
@@ -28,5 +30,48 @@ func TestBindFailuresBounded(t *testing.T) {
 	if len(s.failures) != 3 || s.failures["192.0.2.1"].n != 4 {
 		t.Fatalf("after a flood from 100 addresses: %d sources kept, the guesser's count %d; want 3 and 4",
 			len(s.failures), s.failures["192.0.2.1"].n)
+	}
+}
+
+// Full, the sources quiet for failureForget make room for a new one; the
+// one still failing keeps its count, and a source back after a quiet
+// spell starts from the first delay again.
+func TestBindFailuresStaleGo(t *testing.T) {
+	s := NewServer(nil, ServerOptions{})
+	s.maxFailures = 3
+	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 3 {
+		s.delayFailure(done, "192.0.2.1")
+	}
+	s.delayFailure(done, "192.0.2.2")
+	s.delayFailure(done, "192.0.2.3")
+
+	now = now.Add(failureForget + time.Second)
+	s.delayFailure(done, "192.0.2.1") // still guessing: not stale
+	s.delayFailure(done, "198.51.100.1")
+	s.mu.Lock()
+	got := maps.Clone(s.failures)
+	s.mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("after the quiet ones' time: %d sources kept, want 2 (the guesser and the new one): %v", len(got), got)
+	}
+	if _, ok := got["198.51.100.1"]; !ok {
+		t.Fatalf("the new source was not kept once the quiet ones went: %v", got)
+	}
+	// The guesser's count restarted: its last failure was failureForget ago.
+	if got["192.0.2.1"].n != 1 {
+		t.Fatalf("a source back after %v quiet: count %d, want 1", failureForget, got["192.0.2.1"].n)
+	}
+
+	now = now.Add(time.Second)
+	s.delayFailure(done, "192.0.2.1")
+	s.mu.Lock()
+	n := s.failures["192.0.2.1"].n
+	s.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("a second failure a second later: count %d, want 2", n)
 	}
 }

@@ -142,9 +142,11 @@ type Server struct {
 	failures  map[string]bindFailures // by source, bounded by maxFailures
 	// maxFailures is maxFailureEntries (tests lower it).
 	maxFailures int
-	closing     bool
-	done        chan struct{} // closed by Close/Shutdown: ends accept backoff
-	wg          sync.WaitGroup
+	// now is the failures' clock: time.Now (tests move it).
+	now     func() time.Time
+	closing bool
+	done    chan struct{} // closed by Close/Shutdown: ends accept backoff
+	wg      sync.WaitGroup
 }
 
 const maxFailureEntries = 10000
@@ -191,6 +193,7 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 		conns:     make(map[*Conn]struct{}),
 		unbound:   make(map[string]int),
 		failures:  make(map[string]bindFailures),
+		now:       time.Now,
 		done:      make(chan struct{}),
 	}
 }
@@ -555,7 +558,7 @@ func remoteIP(a net.Addr) string { return SourceKey(a.String()) }
 // goroutine, so other peers are not held up.
 func (s *Server) delayFailure(ctx context.Context, ip string) {
 	s.mu.Lock()
-	now := time.Now()
+	now := s.now()
 	f, ok := s.failures[ip]
 	if now.Sub(f.last) > failureForget {
 		f.n = 0
