@@ -163,6 +163,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"FailingWebhook":        FailingWebhook{},
 		"UpstreamStatus":        UpstreamStatus{},
 		"ClusterStatus":         ClusterStatus{},
+		"ClusterLoad":           ClusterLoad{},
 		"LoadStatus":            LoadStatus{},
 		"EnterpriseLoad":        EnterpriseLoad{},
 		"UpstreamLoad":          UpstreamLoad{},

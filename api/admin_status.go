@@ -100,6 +100,29 @@ type ClusterStatus struct {
 	// Leads lists the elections this node leads ("reminders": it runs
 	// the reminders' scheduler).
 	Leads []string `json:"leads"`
+	// Load is the members' last minutes added up: the cluster's load and
+	// whom it is for. Absent when no member's load is known.
+	Load *ClusterLoad `json:"load,omitempty"`
+}
+
+// ClusterLoad is the cluster's load: its members' last minutes added up.
+type ClusterLoad struct {
+	// Members is how many members' loads are in it, of the status's
+	// members: one that did not answer within 2 s is left out.
+	Members           int     `json:"members"`
+	Accepted          uint64  `json:"accepted"`            // messages accepted on those members in their spans
+	AcceptedPerSecond float64 `json:"accepted_per_second"` // their rates added up
+	CPUCores          float64 `json:"cpu_cores"`           // their CPU time a second added up
+	// TopEnterprises are the enterprises that had the most messages
+	// accepted on all those members together, the most first (at most
+	// 5): whom the cluster is busy for, which no member's own list says
+	// when an enterprise sends through several nodes.
+	TopEnterprises []EnterpriseLoad `json:"top_enterprises"`
+	// TopPartial: a member had more enterprises sending than the 50 it
+	// names, so an enterprise's count may leave out what it sent there
+	// (the counts are then at least what they say, and an enterprise
+	// could be missing from the list).
+	TopPartial bool `json:"top_partial,omitempty"`
 }
 
 // ClusterMember is one live node.

@@ -27,7 +27,11 @@ type PeerLoad struct {
 	CommitsPerSecond      float64              `json:"store_commits_per_second"`
 	WrittenBytesPerSecond float64              `json:"store_written_bytes_per_second"`
 	TopEnterprises        []PeerEnterpriseLoad `json:"top_enterprises"`
-	Upstreams             []PeerUpstreamLoad   `json:"upstreams"`
+	// TopLimit is how many enterprises TopEnterprises names at most:
+	// as many means there may be more. Absent from a node of a release
+	// before it, which named 5.
+	TopLimit  int                `json:"top_limit,omitempty"`
+	Upstreams []PeerUpstreamLoad `json:"upstreams"`
 }
 
 // PeerUpstreamLoad is an upstream's part of a node's load

@@ -168,6 +168,23 @@ func TestDeskHomeCluster(t *testing.T) {
 	if n := strings.Count(a.Body, "未应答"); n != 1 {
 		t.Errorf("%d members shown without an answer, want 1 (node-1)", n)
 	}
+	if strings.Contains(a.Body, `id="cluster-load"`) {
+		t.Error("a cluster load shown where the status has none")
+	}
+
+	// The cluster's load: the members' added up, its top senders, and
+	// the counts marked as lower bounds when a member named only its 50.
+	st := r.cluster.Load()
+	st.Load = &api.ClusterLoad{Members: 2, Accepted: 1200, AcceptedPerSecond: 20, CPUCores: 1.25,
+		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E2", Accepted: 700, AcceptedPerSecond: 11.7}, {Enterprise: "E7", Accepted: 540, AcceptedPerSecond: 9}}}
+	a = c.get("/ops/")
+	a.wantPage(t, `id="cluster-load"`, "全集群接收", "20.0 条/秒", "共 1200 条，3 个节点中 2 个的最近一分钟", "1.25 核",
+		`id="cluster-top-senders"`, `<a href="/ops/enterprises/E2">E2</a></td><td data-label="接收速率">11.7 条/秒</td><td data-label="条数">700</td><td data-label="占比">58%</td>`)
+	if strings.Contains(a.Body, "≥") || strings.Contains(a.Body, "下限") {
+		t.Error("complete counts shown as lower bounds")
+	}
+	st.Load.TopPartial = true
+	c.get("/ops/").wantPage(t, "≥ 11.7 条/秒", "≥ 700", "表中的条数是下限")
 }
 
 func TestDeskEnterprises(t *testing.T) {

@@ -49,13 +49,7 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 					fmt.Fprintf(w, "load upstream %s\t%s\n", u.Name, upstreamLoad(u))
 				}
 				for _, e := range l.TopEnterprises {
-					// The two counts are read a moment apart: a message
-					// counted between may make a share over 100 %.
-					share := 100.0
-					if e.Accepted < l.Accepted {
-						share = 100 * float64(e.Accepted) / float64(l.Accepted)
-					}
-					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %.0f%%)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, share)
+					fmt.Fprintf(w, "load by %s\t%.1f msg/s accepted (%d, %s)\n", e.Enterprise, e.AcceptedPerSecond, e.Accepted, sharePercent(e.Accepted, l.Accepted))
 				}
 			}
 			if cl := st.Cluster; cl != nil {
@@ -65,6 +59,18 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 						self = " (this node)"
 					}
 					fmt.Fprintf(w, "node %d %s%s\t%s\n", m.ID, m.Name, self, memberLoad(m.Load))
+				}
+				if l := cl.Load; l != nil {
+					fmt.Fprintf(w, "cluster load (%d of %d nodes)\t%.1f msg/s accepted (%d), %.2f CPU cores\n",
+						l.Members, len(cl.Members), l.AcceptedPerSecond, l.Accepted, l.CPUCores)
+					atLeast := ""
+					if l.TopPartial {
+						atLeast = "at least "
+					}
+					for _, e := range l.TopEnterprises {
+						fmt.Fprintf(w, "cluster load by %s\t%s%.1f msg/s accepted (%d, %s)\n", e.Enterprise, atLeast,
+							e.AcceptedPerSecond, e.Accepted, sharePercent(e.Accepted, l.Accepted))
+					}
 				}
 			}
 			for _, u := range st.Upstreams {
@@ -89,6 +95,17 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 			}
 		})
 	})
+}
+
+// sharePercent is part's share of all, at most 100 %: the two counts are
+// read a moment apart, so a message counted between may make a share
+// over it.
+func sharePercent(part, all uint64) string {
+	share := 100.0
+	if part < all {
+		share = 100 * float64(part) / float64(all)
+	}
+	return fmt.Sprintf("%.0f%%", share)
 }
 
 // upstreamLoad is an upstream's part of the load on one line.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,14 +39,20 @@ type peerLoadBackend struct {
 
 var _ cluster.PeerLoadBackend = peerLoadBackend{}
 
+// peerTopSenders is how many enterprises a node names to the others, so
+// that the cluster's top senders are added up from more than each node's
+// own five: exact while no node has more enterprises sending in its
+// minute.
+const peerTopSenders = 50
+
 func (b peerLoadBackend) Load() (cluster.PeerLoad, bool) {
-	st := b.load.status()
+	st := b.load.statusTop(peerTopSenders)
 	if st == nil {
 		return cluster.PeerLoad{}, false
 	}
 	out := cluster.PeerLoad{Seconds: st.Seconds, Accepted: st.Accepted, CPUCores: st.CPUCores,
 		CPUMicrosPerMessage: st.CPUMicrosPerMessage, CommitsPerSecond: st.CommitsPerSecond,
-		WrittenBytesPerSecond: st.WrittenBytesPerSecond, TopEnterprises: []cluster.PeerEnterpriseLoad{}}
+		WrittenBytesPerSecond: st.WrittenBytesPerSecond, TopEnterprises: []cluster.PeerEnterpriseLoad{}, TopLimit: peerTopSenders}
 	for _, e := range st.TopEnterprises {
 		out.TopEnterprises = append(out.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: e.Enterprise, Accepted: e.Accepted})
 	}
@@ -77,28 +86,29 @@ func loadStatusOf(l cluster.PeerLoad) *api.LoadStatus {
 	return out
 }
 
-// clusterLoads fills the members' loads of a status.
+// clusterLoads fills the members' loads of a status, and the cluster's.
 type clusterLoads struct {
 	node   *cluster.Node
 	client *cluster.PeerClient
-	self   func() *api.LoadStatus // this node's (loadMeter.status)
+	self   func() (cluster.PeerLoad, bool) // this node's, as the others get it (peerLoadBackend.Load)
 	log    *slog.Logger
 	now    func() time.Time
 
 	mu    sync.Mutex // held while asking: concurrent statuses wait for one round
 	at    time.Time
-	loads map[uint16]*api.LoadStatus // the last round's answers, by node
+	loads map[uint16]cluster.PeerLoad // the last round's answers, by node
 }
 
 func (d *daemon) clusterLoads(cfg *Config) *clusterLoads {
-	return &clusterLoads{node: d.cluster.node, self: d.load.status, log: d.log.With("component", "cluster"), now: time.Now,
+	return &clusterLoads{node: d.cluster.node, self: peerLoadBackend{load: d.load}.Load, log: d.log.With("component", "cluster"), now: time.Now,
 		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP)}
 }
 
 // fill sets each member's Load: this node's own, the others' as they
-// answered within loadPeerWait (asked again once loadPeerTTL passed).
+// answered within loadPeerWait (asked again once loadPeerTTL passed); and
+// the cluster's, the members' added up.
 func (c *clusterLoads) fill(ctx context.Context, st *api.ClusterStatus) {
-	self := c.self()
+	self, selfOK := c.self()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	loads := c.loads
@@ -108,22 +118,71 @@ func (c *clusterLoads) fill(ctx context.Context, st *api.ClusterStatus) {
 			c.at, c.loads = c.now(), loads
 		}
 	}
+	var known []cluster.PeerLoad
 	for i := range st.Members {
 		m := &st.Members[i]
+		l, ok := loads[m.ID]
 		if m.ID == st.Node {
-			m.Load = self
-		} else {
-			m.Load = loads[m.ID]
+			l, ok = self, selfOK
+		}
+		if ok {
+			m.Load = loadStatusOf(l)
+		}
+		if m.Load != nil {
+			known = append(known, l)
 		}
 	}
+	st.Load = clusterLoadOf(known)
+}
+
+// clusterLoadOf adds up the members' loads (each over its own span, about
+// a minute: the rates are added, not the spans); nil for none.
+func clusterLoadOf(loads []cluster.PeerLoad) *api.ClusterLoad {
+	if len(loads) == 0 {
+		return nil
+	}
+	out := &api.ClusterLoad{Members: len(loads), TopEnterprises: []api.EnterpriseLoad{}}
+	byEnt := make(map[string]*api.EnterpriseLoad)
+	for _, l := range loads {
+		out.Accepted += l.Accepted
+		out.AcceptedPerSecond += float64(l.Accepted) / l.Seconds
+		out.CPUCores += l.CPUCores
+		limit := l.TopLimit
+		if limit == 0 {
+			limit = topSenders // a node of the release before names its five
+		}
+		if len(l.TopEnterprises) >= limit {
+			out.TopPartial = true
+		}
+		for _, e := range l.TopEnterprises {
+			sum := byEnt[e.Enterprise]
+			if sum == nil {
+				sum = &api.EnterpriseLoad{Enterprise: e.Enterprise}
+				byEnt[e.Enterprise] = sum
+			}
+			sum.Accepted += e.Accepted
+			sum.AcceptedPerSecond += float64(e.Accepted) / l.Seconds
+		}
+	}
+	for _, e := range byEnt {
+		out.TopEnterprises = append(out.TopEnterprises, *e)
+	}
+	slices.SortFunc(out.TopEnterprises, func(a, b api.EnterpriseLoad) int {
+		if c := cmp.Compare(b.Accepted, a.Accepted); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Enterprise, b.Enterprise)
+	})
+	out.TopEnterprises = out.TopEnterprises[:min(len(out.TopEnterprises), topSenders)]
+	return out
 }
 
 // ask asks every other member for its load, in parallel, each for at most
 // loadPeerWait.
-func (c *clusterLoads) ask(ctx context.Context, self uint16, members []api.ClusterMember) map[uint16]*api.LoadStatus {
+func (c *clusterLoads) ask(ctx context.Context, self uint16, members []api.ClusterMember) map[uint16]cluster.PeerLoad {
 	var (
 		mu  sync.Mutex
-		out = make(map[uint16]*api.LoadStatus, len(members))
+		out = make(map[uint16]cluster.PeerLoad, len(members))
 		wg  sync.WaitGroup
 	)
 	for _, m := range members {
@@ -141,7 +200,7 @@ func (c *clusterLoads) ask(ctx context.Context, self uint16, members []api.Clust
 				return
 			}
 			mu.Lock()
-			out[m.ID] = loadStatusOf(l)
+			out[m.ID] = l
 			mu.Unlock()
 		})
 	}

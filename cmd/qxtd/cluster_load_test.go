@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -53,9 +55,9 @@ func TestClusterLoadsBounded(t *testing.T) {
 	t.Cleanup(func() { close(release); hung.Close() })
 
 	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
-	self := &api.LoadStatus{Seconds: 60, Accepted: 10}
+	self := cluster.PeerLoad{Seconds: 60, Accepted: 10, TopEnterprises: []cluster.PeerEnterpriseLoad{{Enterprise: "E2", Accepted: 10}}, TopLimit: peerTopSenders}
 	c := &clusterLoads{client: cluster.NewPeerClient(1, []byte(secret), &http.Client{Timeout: 10 * time.Second}),
-		self: func() *api.LoadStatus { return self }, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+		self: func() (cluster.PeerLoad, bool) { return self, true }, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 	members := func() *api.ClusterStatus {
 		return &api.ClusterStatus{Node: 1, Members: []api.ClusterMember{{ID: 1}, {ID: 2, PeerURL: up.URL}, {ID: 3, PeerURL: hung.URL}}}
 	}
@@ -73,8 +75,16 @@ func TestClusterLoadsBounded(t *testing.T) {
 	if got, _ := json.Marshal(st.Members[1].Load); string(got) != string(must(json.Marshal(want))) {
 		t.Errorf("node 2's load:\n got %s\nwant %s", got, must(json.Marshal(want)))
 	}
-	if st.Members[0].Load != self || st.Members[2].Load != nil {
-		t.Errorf("this node's load %+v (want its own), the hung one's %+v (want none)", st.Members[0].Load, st.Members[2].Load)
+	if l := st.Members[0].Load; l == nil || l.Accepted != 10 || st.Members[2].Load != nil {
+		t.Errorf("this node's load %+v (want its own), the hung one's %+v (want none)", l, st.Members[2].Load)
+	}
+	// The cluster's: the two that answered added up, E2 from both (node
+	// 2 answers as the release before did, without top_limit, and names
+	// fewer than its five: complete).
+	wantCluster := &api.ClusterLoad{Members: 2, Accepted: 6010, AcceptedPerSecond: 6010.0 / 60, CPUCores: 0.35,
+		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 4500, AcceptedPerSecond: 75}, {Enterprise: "E2", Accepted: 1510, AcceptedPerSecond: 1510.0 / 60}}}
+	if got, want := must(json.Marshal(st.Load)), must(json.Marshal(wantCluster)); string(got) != string(want) {
+		t.Errorf("the cluster's load:\n got %s\nwant %s", got, want)
 	}
 
 	now = now.Add(loadPeerTTL / 2)
@@ -98,6 +108,56 @@ func TestClusterLoadsBounded(t *testing.T) {
 	}
 }
 
+// TestClusterLoadOf: the cluster's top senders are added up from every
+// member's list, each member's rate over its own span; the counts are
+// marked partial when a member's list may have left some out (as many as
+// it names at most: 50, or 5 from a node of the release before).
+func TestClusterLoadOf(t *testing.T) {
+	if clusterLoadOf(nil) != nil {
+		t.Error("no member's load known: want none for the cluster")
+	}
+	top := func(pairs ...any) []cluster.PeerEnterpriseLoad {
+		out := []cluster.PeerEnterpriseLoad{}
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, cluster.PeerEnterpriseLoad{Enterprise: pairs[i].(string), Accepted: uint64(pairs[i+1].(int))})
+		}
+		return out
+	}
+	// Each node's own first is another enterprise; together E3, which
+	// is second on both, sends the most.
+	a := cluster.PeerLoad{Seconds: 60, Accepted: 1000, CPUCores: 0.5, TopLimit: peerTopSenders, TopEnterprises: top("E1", 500, "E3", 400, "E9", 100)}
+	b := cluster.PeerLoad{Seconds: 30, Accepted: 900, CPUCores: 0.25, TopLimit: peerTopSenders, TopEnterprises: top("E2", 450, "E3", 300, "E8", 75, "E7", 75)}
+	got := clusterLoadOf([]cluster.PeerLoad{a, b})
+	want := &api.ClusterLoad{Members: 2, Accepted: 1900, AcceptedPerSecond: 1000.0/60 + 900.0/30, CPUCores: 0.75,
+		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E3", Accepted: 700, AcceptedPerSecond: 400.0/60 + 300.0/30},
+			{Enterprise: "E1", Accepted: 500, AcceptedPerSecond: 500.0 / 60}, {Enterprise: "E2", Accepted: 450, AcceptedPerSecond: 15},
+			{Enterprise: "E9", Accepted: 100, AcceptedPerSecond: 100.0 / 60}, {Enterprise: "E7", Accepted: 75, AcceptedPerSecond: 2.5}}}
+	if math.Abs(got.AcceptedPerSecond-want.AcceptedPerSecond) < 1e-9 {
+		want.AcceptedPerSecond = got.AcceptedPerSecond // added in another order
+	}
+	if g, w := must(json.Marshal(got)), must(json.Marshal(want)); string(g) != string(w) {
+		t.Errorf("two members:\n got %s\nwant %s", g, w)
+	}
+
+	full := a
+	full.TopEnterprises = nil
+	for i := range peerTopSenders {
+		full.TopEnterprises = append(full.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: fmt.Sprintf("F%02d", i), Accepted: 10})
+	}
+	if !clusterLoadOf([]cluster.PeerLoad{full, b}).TopPartial {
+		t.Errorf("a member that named %d: the counts not marked partial", peerTopSenders)
+	}
+	old := b
+	old.TopLimit = 0 // the release before: five at most
+	if clusterLoadOf([]cluster.PeerLoad{a, old}).TopPartial {
+		t.Error("a member of the release before that named four: marked partial")
+	}
+	old.TopEnterprises = append(old.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: "E6", Accepted: 1})
+	if !clusterLoadOf([]cluster.PeerLoad{a, old}).TopPartial {
+		t.Error("a member of the release before that named five: not marked partial")
+	}
+}
+
 func must(b []byte, err error) []byte {
 	if err != nil {
 		panic(err)
@@ -110,9 +170,9 @@ func must(b []byte, err error) []byte {
 // enterprise.
 func TestClusterLoads(t *testing.T) {
 	nodes, _, _ := startCluster(t, 2, 2, smpp.SimOptions{}, writeClusterConfig)
-	send := func(n *clusterNode, count int) {
+	send := func(n *clusterNode, user, password string, count int) {
 		base := "http://" + n.proc.httpAddr
-		code, body := postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+		code, body := postJSON(t, "POST", base+"/v1/login", "", `{"system_id":"`+user+`","password":"`+password+`"}`)
 		var login struct{ Token string }
 		if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil {
 			t.Fatalf("login on node %d: %d %s", n.id, code, body)
@@ -125,8 +185,11 @@ func TestClusterLoads(t *testing.T) {
 			t.Fatalf("send on node %d: %d %s", n.id, code, body)
 		}
 	}
-	send(nodes[0], 3)
-	send(nodes[1], 2)
+	// T1 sends the most on node 1 (3), T3 on node 2 (2 against T1's 1),
+	// and T1 in the cluster (4 against 2).
+	send(nodes[0], "esme", "secret1", 3)
+	send(nodes[1], "esme", "secret1", 1)
+	send(nodes[1], "esme3", "secret3", 2)
 	for _, n := range nodes {
 		var st api.SystemStatus
 		waitCond(t, 5*time.Second, "both members in the status", func() bool {
@@ -135,15 +198,26 @@ func TestClusterLoads(t *testing.T) {
 			return json.Unmarshal([]byte(body), &st) == nil && st.Cluster != nil && len(st.Cluster.Members) == 2
 		})
 		for _, m := range st.Cluster.Members {
-			want := uint64(3)
+			want, top := uint64(3), []string{"T1"}
 			if m.ID == 2 {
-				want = 2
+				want, top = 3, []string{"T3", "T1"}
 			}
 			l := m.Load
-			if l == nil || l.Accepted != want || l.CPUCores <= 0 || len(l.TopEnterprises) != 1 ||
-				l.TopEnterprises[0] != (api.EnterpriseLoad{Enterprise: "T1", Accepted: want, AcceptedPerSecond: float64(want) / l.Seconds}) {
+			if l == nil || l.Accepted != want || l.CPUCores <= 0 || len(l.TopEnterprises) != len(top) {
 				t.Errorf("node %d's status, member %d's load: %+v", n.id, m.ID, l)
+				continue
 			}
+			for i, e := range l.TopEnterprises {
+				if e.Enterprise != top[i] {
+					t.Errorf("node %d's status, member %d's top senders: %+v, want %v", n.id, m.ID, l.TopEnterprises, top)
+				}
+			}
+		}
+		cl := st.Cluster.Load
+		if cl == nil || cl.Members != 2 || cl.Accepted != 6 || cl.TopPartial || len(cl.TopEnterprises) != 2 ||
+			cl.TopEnterprises[0].Enterprise != "T1" || cl.TopEnterprises[0].Accepted != 4 ||
+			cl.TopEnterprises[1].Enterprise != "T3" || cl.TopEnterprises[1].Accepted != 2 {
+			t.Errorf("node %d's status, the cluster's load: %+v", n.id, cl)
 		}
 	}
 	var stdout, stderr bytes.Buffer
@@ -152,7 +226,9 @@ func TestClusterLoads(t *testing.T) {
 		t.Fatalf("daemon status: exit %d\n%s", code, stderr.String())
 	}
 	for _, re := range []string{`node 1 \S+ \(this node\)\s+[\d.]+ msg/s accepted, [\d.]+ CPU cores, \d+ µs CPU a message, most from T1 \([\d.]+ msg/s\)`,
-		`node 2 \S+\s+[\d.]+ msg/s accepted, [\d.]+ CPU cores, \d+ µs CPU a message, most from T1`} {
+		`node 2 \S+\s+[\d.]+ msg/s accepted, [\d.]+ CPU cores, \d+ µs CPU a message, most from T3`,
+		`cluster load \(2 of 2 nodes\)\s+[\d.]+ msg/s accepted \(6\), [\d.]+ CPU cores`,
+		`cluster load by T1\s+[\d.]+ msg/s accepted \(4, 67%\)\n`, `cluster load by T3\s+[\d.]+ msg/s accepted \(2, 33%\)\n`} {
 		if !regexp.MustCompile(re).MatchString(stdout.String()) {
 			t.Errorf("daemon status, no line %s:\n%s", re, stdout.String())
 		}

@@ -86,7 +86,12 @@ func (m *loadMeter) add(s loadSample) {
 // status is the load from the oldest sample within loadWindow to now (just
 // after a start, from the first sample; if sampling stalled, from the
 // newest); nil before any sample.
-func (m *loadMeter) status() *api.LoadStatus {
+func (m *loadMeter) status() *api.LoadStatus { return m.statusTop(topSenders) }
+
+// statusTop is status naming the top enterprises that sent the most
+// (peerTopSenders for another node's status, which adds the members'
+// up).
+func (m *loadMeter) statusTop(top int) *api.LoadStatus {
 	now := m.read()
 	m.mu.Lock()
 	var from loadSample
@@ -113,7 +118,7 @@ func (m *loadMeter) status() *api.LoadStatus {
 		WrittenBytesPerSecond: float64(now.written-from.written) / secs,
 	}
 	st.AcceptedPerSecond = float64(st.Accepted) / secs
-	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs)
+	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs, top)
 	st.Upstreams = upstreamsOf(from.upstreams, now.upstreams, secs)
 	if st.Accepted > 0 {
 		us := float64((now.cpu - from.cpu).Microseconds()) / float64(st.Accepted)
@@ -122,10 +127,10 @@ func (m *loadMeter) status() *api.LoadStatus {
 	return st
 }
 
-// topOf is the topSenders enterprises that accepted the most between the
-// counts from and now, the most first (by code at a tie), none that
-// accepted nothing in the span.
-func topOf(from, now map[string]uint64, secs float64) []api.EnterpriseLoad {
+// topOf is the n enterprises that accepted the most between the counts
+// from and now, the most first (by code at a tie), none that accepted
+// nothing in the span.
+func topOf(from, now map[string]uint64, secs float64, n int) []api.EnterpriseLoad {
 	top := []api.EnterpriseLoad{}
 	for ent, n := range now {
 		d := n - from[ent] // a counter only grows; absent in from is 0
@@ -140,7 +145,7 @@ func topOf(from, now map[string]uint64, secs float64) []api.EnterpriseLoad {
 		}
 		return strings.Compare(a.Enterprise, b.Enterprise)
 	})
-	top = top[:min(len(top), topSenders)]
+	top = top[:min(len(top), n)]
 	for i := range top {
 		top[i].AcceptedPerSecond = float64(top[i].Accepted) / secs
 	}
