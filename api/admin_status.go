@@ -76,7 +76,8 @@ type UpstreamLoad struct {
 	SubmitMeanMS *float64 `json:"submit_mean_ms,omitempty"`
 	TPS          float64  `json:"tps"` // the cap over its binds (upstreams[].tps, as last reloaded); 0: none
 	// PacePerSecond is the rate it sends at most now: TPS, or less once
-	// throttling lowered its binds' limits; absent when not limited.
+	// throttling lowered its binds' limits, counting the binds up on this
+	// node only (0 with none up); absent when not limited.
 	PacePerSecond *float64 `json:"pace_per_second,omitempty"`
 	// InFlight are its segments on the binds' windows or waiting for
 	// their outcome's commit now, of Slots at most: all slots in use and

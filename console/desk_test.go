@@ -114,13 +114,14 @@ func TestDeskHome(t *testing.T) {
 // The desk shows the node's last minute of load when the daemon measures
 // it, and what a message cost; with nothing accepted, no cost a message.
 func TestDeskHomeLoad(t *testing.T) {
-	us, ms, pace := 364.4, 18.25, 1250.0
+	us, ms, pace, none := 364.4, 18.25, 1250.0, 0.0
 	load := &api.LoadStatus{Seconds: 59.8, Accepted: 74_070, AcceptedPerSecond: 1238.6, CPUCores: 0.451,
 		CPUMicrosPerMessage: &us, CommitsPerSecond: 812.2, WrittenBytesPerSecond: 3.5 * (1 << 20),
 		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E7", Accepted: 52_000, AcceptedPerSecond: 869.6}, {Enterprise: "E2", Accepted: 22_070, AcceptedPerSecond: 369.1}},
 		Upstreams: []api.UpstreamLoad{
 			{Name: "cmcc", Relayed: 74_000, RelayedPerSecond: 1237.5, Throttled: 412, Failed: 3, SubmitMeanMS: &ms, TPS: 2000, PacePerSecond: &pace, InFlight: 198, Slots: 200},
 			{Name: "unicom", Slots: 100},
+			{Name: "ctcc", TPS: 500, PacePerSecond: &none, Slots: 10},
 		}}
 	r := newRig(t, func(cfg *api.Config) { cfg.Load = func() *api.LoadStatus { return load } })
 	c := r.client()
@@ -128,7 +129,11 @@ func TestDeskHomeLoad(t *testing.T) {
 	c.get("/ops/").wantPage(t, `id="load"`, "负载（最近 60 秒）", "1238.6 条/秒", "共 74070 条", "0.45 核",
 		"364 微秒", "812 次/秒", "写入 3.5 MiB/秒", `id="top-senders"`, `<a href="/ops/enterprises/E7">E7</a>`,
 		"869.6 条/秒", "52000", "70%", "369.1 条/秒", "30%",
-		`id="upstream-load"`, "1237.5 条/秒", "1250 条/秒（配置 2000，因限流下调）", "412", "18.2 毫秒", "198 / 200", "不限", "0 / 100")
+		`id="upstream-load"`, "1237.5 条/秒", "1250 条/秒（配置 2000，因限流下调）", "412", "18.2 毫秒", "198 / 200", "不限", "0 / 100",
+		"0 条/秒（本节点没有连上的连接）")
+	if a := c.get("/ops/"); strings.Contains(a.Body, "配置 500") {
+		t.Error("an upstream without a bind up shown as slowed by throttling")
+	}
 	load = &api.LoadStatus{Seconds: 5}
 	a := c.get("/ops/")
 	a.wantPage(t, "负载（最近 5 秒）", "0.0 条/秒", "期间没有接收短信")

@@ -150,4 +150,19 @@ func TestUpstreamTPSCap(t *testing.T) {
 	if c := r.gw.UpstreamCounts(); c[0].TPS != 0 || c[0].Pace != 2*25 {
 		t.Errorf("after the cap is lifted: tps %v, pace %v, want 0 and the two binds' 25/s", c[0].TPS, c[0].Pace)
 	}
+	// Only binds up send: with the SMSC gone the pace is 0, not the
+	// binds' limits that no bind can use (in a cluster, the binds
+	// another node holds are likewise not this node's pace).
+	_ = r.sim.Close()
+	waitFor(t, 10*time.Second, "the binds down", func() bool {
+		for _, h := range r.gw.Health().Upstreams {
+			if h.BindsUp > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if c := r.gw.UpstreamCounts(); c[0].Pace != 0 {
+		t.Errorf("with no bind up: pace %v, want 0", c[0].Pace)
+	}
 }

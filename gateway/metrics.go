@@ -220,7 +220,7 @@ func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 		}, func() float64 { return float64(len(u.clients)) })
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "qxtd_upstream_pace_per_second",
-			Help:        "Sum over the upstream's binds of their adaptive submit_sm rate limits after throttling (+Inf: not limited).",
+			Help:        "Sum over the upstream's binds up of their adaptive submit_sm rate limits after throttling (+Inf: not limited; 0: no bind up).",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, u.paceSum)
 		for _, k := range submitErrorKinds {
@@ -342,7 +342,8 @@ type UpstreamCount struct {
 	RespSeconds float64
 	// TPS is the cap over all binds now (upstreams[].tps, as last
 	// reloaded; 0: none); Pace the limit it sends at now: the lower of TPS
-	// and its binds' adaptive limits after throttling (+Inf: not limited).
+	// and its binds' adaptive limits after throttling, of the binds up
+	// (+Inf: not limited; 0: no bind up).
 	TPS, Pace float64
 	// InFlight are the segments on its binds' windows or waiting for
 	// their outcome's commit, of Slots at most.

@@ -27,6 +27,7 @@ type upstream struct {
 	cfg     UpstreamConfig
 	clients []*smpp.Client
 	paces   []*pace       // one per bind, same index as clients
+	bound   []atomic.Bool // one per bind, same index: up now
 	limiter *rate.Limiter // nil = no cap
 	jobs    chan queue.Job
 	up      atomic.Int32
@@ -84,7 +85,8 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		u.limiter = rate.NewLimiter(rate.Limit(cfg.TPS), max(1, int(cfg.TPS/10)))
 	}
 	log := g.log.With("upstream", cfg.Name)
-	for range cfg.Binds {
+	u.bound = make([]atomic.Bool, cfg.Binds)
+	for i := range cfg.Binds {
 		u.paces = append(u.paces, newPace(cfg.TPS))
 		u.clients = append(u.clients, smpp.NewClient(smpp.ClientOptions{
 			MaxBackoff: cfg.ReconnectMax,
@@ -102,6 +104,7 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 				OnLateResponse: u.lateResponse,
 			},
 			OnState: func(up bool) {
+				u.bound[i].Store(up)
 				if up {
 					u.up.Add(1)
 					u.upMu.Lock()
@@ -140,8 +143,12 @@ func (u *upstream) waitUp(ctx context.Context) bool {
 
 func (u *upstream) paceSum() float64 {
 	var sum float64
-	for _, p := range u.paces {
-		sum += p.current()
+	for i, p := range u.paces {
+		// Only the binds up send: one down (or, in a cluster, held by
+		// another node) adds nothing to what this node can send now.
+		if u.bound[i].Load() {
+			sum += p.current()
+		}
 	}
 	return sum
 }

@@ -117,6 +117,8 @@ func upstreamLoad(u api.UpstreamLoad) string {
 	switch {
 	case u.PacePerSecond == nil:
 		out += ", no pace limit"
+	case *u.PacePerSecond == 0:
+		out += ", pace 0/s (no bind up here)"
 	case u.TPS > 0:
 		out += fmt.Sprintf(", pace %.0f/s (tps %.0f)", *u.PacePerSecond, u.TPS)
 	default:

@@ -166,3 +166,22 @@ func TestLoadInStatus(t *testing.T) {
 		t.Fatalf("daemon status, the upstream:\n%s", stdout.String())
 	}
 }
+
+// TestUpstreamLoadLine: daemon status's line for an upstream says why its
+// pace is what it is.
+func TestUpstreamLoadLine(t *testing.T) {
+	zero, low, ms := 0.0, 150.0, 2.5
+	for _, c := range []struct {
+		u    api.UpstreamLoad
+		want string
+	}{
+		{api.UpstreamLoad{Name: "a", Slots: 10}, ", no pace limit, 0 of 10 in flight"},
+		{api.UpstreamLoad{Name: "b", TPS: 200, PacePerSecond: &low, SubmitMeanMS: &ms, InFlight: 4, Slots: 10}, ", 2.5 ms mean answer, pace 150/s (tps 200), 4 of 10 in flight"},
+		{api.UpstreamLoad{Name: "c", PacePerSecond: &low, Slots: 10}, ", pace 150/s, 0 of 10 in flight"},
+		{api.UpstreamLoad{Name: "d", TPS: 200, PacePerSecond: &zero, Slots: 10}, ", pace 0/s (no bind up here), 0 of 10 in flight"},
+	} {
+		if got := upstreamLoad(c.u); !strings.HasSuffix(got, c.want) {
+			t.Errorf("%s: %q, want it to end %q", c.u.Name, got, c.want)
+		}
+	}
+}
