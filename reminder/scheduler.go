@@ -127,12 +127,24 @@ func (h *head) reminder() *Reminder {
 
 // due are the occurrences of r whose message goes out within Ahead of
 // now and that have no record yet.
+//
+// Occurrences sent more than occKeep ago are none of it: their records are
+// pruned (putTx), so they would look undone, be recorded missed again at
+// every pass and pruned again by that very write (a daily series 402 days
+// old had two such a pass, each a write and a warning, and one more every
+// day after). Leaving them out also bounds a pass's work on a long series
+// to occKeep's worth of occurrences, not everything since its start.
 func (s *Service) due(r *Reminder, now time.Time) []Occurrence {
 	horizon := now.Add(s.cfg.Ahead)
 	before := time.Duration(r.Rule.Before) * time.Minute
+	kept := now.Add(-occKeep)
+	from := r.From.Add(-before)
+	if from.Before(kept) {
+		from = kept // an occurrence's send time is never after its time
+	}
 	var out []Occurrence
-	for _, o := range r.occurrences(r.From.Add(-before), horizon.Add(before)) {
-		if _, done := r.Occ[o.Date]; !done && !o.SendAt.After(horizon) {
+	for _, o := range r.occurrences(from, horizon.Add(before)) {
+		if _, done := r.Occ[o.Date]; !done && !o.SendAt.After(horizon) && !o.SendAt.Before(kept) {
 			out = append(out, o)
 		}
 	}

@@ -1,10 +1,16 @@
 package reminder
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/qxtd/qxtd/queue"
 )
@@ -238,4 +244,88 @@ func TestEditsCancelScheduledMessages(t *testing.T) {
 	if _, err := r.svc.Get(a, rem.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after Delete: %v", err)
 	}
+}
+
+// TestSeriesOlderThanItsRecords: a daily series runs past occKeep (400
+// days), whose records are pruned. The scheduler must not take the pruned
+// occurrences for undone ones: it would mark them missed again at every
+// pass, a write and a warning each, pruned again by that very write.
+func TestSeriesOlderThanItsRecords(t *testing.T) {
+	_, addr := newSim(t)
+	path := tempPath(t)
+	var logs syncBuffer
+	cfg := Config{Grace: time.Hour, Ahead: time.Minute, Tick: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	r := openRig(t, path, addr, 0, cfg)
+	rem, err := r.svc.Create(r.user("alice"), Spec{Text: "每日", Rule: Rule{Freq: Daily, Start: time.Now().Add(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+
+	// Started again 402 days later: the days it was down are missed
+	// (those within occKeep recorded as such), once.
+	r = openRig(t, path, addr, 402*24*time.Hour, cfg)
+	if err := r.svc.Materialise(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	missed := strings.Count(logs.String(), "occurrence missed")
+	if missed < 395 || missed > 402 {
+		t.Errorf("first pass: %d occurrences missed, want those of the last 400 days", missed)
+	}
+	stored := func() string {
+		t.Helper()
+		var v string
+		if err := r.db.View(func(tx *bolt.Tx) error {
+			v = string(tx.Bucket(bucketSeries).Get(key("A", rem.ID)))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	was := stored()
+	if err := r.svc.Materialise(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "occurrence missed") - missed; n != 0 || stored() != was {
+		t.Errorf("second pass: %d occurrences missed again, series rewritten %v; want none", n, stored() != was)
+	}
+
+	// The listing of those weeks: the days within occKeep missed, the
+	// older ones not listed (not "pending": what became of them is gone).
+	now := time.Now().Add(402 * 24 * time.Hour)
+	listed := 0
+	for d := 0; d < 21; d += 7 {
+		l, err := r.svc.Week(Viewer{Enterprise: "A", Account: "alice"}, WeekOf(rem.Rule.Start.Add(time.Duration(d)*24*time.Hour)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range l {
+			listed++
+			if o.State != StateMissed || o.SendAt.Before(now.Add(-occKeep-time.Minute)) {
+				t.Errorf("listed %s: %s, send time %v; want missed, within %v", o.Date, o.State, o.SendAt, occKeep)
+			}
+		}
+	}
+	if listed < 14 || listed > 20 {
+		t.Errorf("the first three weeks list %d occurrences, want those within %v (14 to 20)", listed, occKeep)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a logger may write from any goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

@@ -548,7 +548,8 @@ type Listed struct {
 }
 
 // Week lists every occurrence, of the series v sees, whose event is in
-// week w, in time order. Deleted occurrences are not listed.
+// week w, in time order. Deleted occurrences are not listed, nor those
+// sent more than occKeep ago (their records are gone).
 func (s *Service) Week(v Viewer, w Week) ([]Listed, error) {
 	var rs []*Reminder
 	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
@@ -563,9 +564,15 @@ func (s *Service) Week(v Viewer, w Week) ([]Listed, error) {
 		return nil, err
 	}
 	from, to := w.Start(), w.Next().Start()
+	// What became of an occurrence is kept occKeep: one sent before that
+	// has no record, and listing it would call it pending.
+	kept := s.cfg.Now().Add(-occKeep)
 	var out []Listed
 	for _, r := range rs {
 		for _, o := range r.occurrences(from, to) {
+			if o.SendAt.Before(kept) {
+				continue
+			}
 			l := Listed{Reminder: r.ID, Account: r.Account, Date: o.Date, At: o.At, SendAt: o.SendAt, Text: r.Text, State: StatePending}
 			if ex, ok := r.Exceptions[o.Date]; ok {
 				l.Edited = true
