@@ -8,8 +8,9 @@
 //
 // # The life of one message
 //
-//  1. In. An ESME's submit_sm arrives on a session (ingress.go: Bind,
-//     Handle) or an HTTP request calls Send (send.go). The text is
+//  1. In. An ESME's submit_sm (or data_sm, its other form) arrives on a
+//     session (ingress.go: Bind, Handle) or an HTTP request calls Send
+//     (send.go). The text is
 //     decoded from the client's data_coding.
 //  2. Checked. Policy.Prepare gives the account as it is now (disabled?
 //     enterprise signature?) and the enterprise's monthly segment limit;

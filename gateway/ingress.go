@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -132,6 +133,24 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		}
 		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
 		return smpp.NewSubmitSMResp(id), nil
+	case smpp.DataSMID:
+		// data_sm (§4.7) is submit_sm's other form, which some ESMEs use
+		// for everything: the same fields but the text (message_payload)
+		// and the schedule, validity as qos_time_to_live. It takes
+		// submit_sm's path whole (policy, parts the ESME split with the
+		// SAR TLVs, receipts as deliver_sm) and answers data_sm_resp.
+		if !s.kind.CanSend() {
+			return nil, smpp.StatusInvalidBindStatus
+		}
+		start := time.Now()
+		id, err := s.g.submit(s.patience(ctx), s.acct, p)
+		if err != nil {
+			return nil, err
+		}
+		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
+		resp := smpp.NewPDU(smpp.DataSMRespID)
+		_ = resp.Fields().Set(pdufield.MessageID, id)
+		return resp, nil
 	case pdu.SubmitMultiID:
 		if !s.kind.CanSend() {
 			return nil, smpp.StatusInvalidBindStatus
@@ -397,6 +416,17 @@ func requestWith(p pdu.Body, text string) (SendRequest, error) {
 			return req, smpp.StatusInvalidExpiry
 		}
 		req.ValidUntil = t
+	}
+	// data_sm's validity: qos_time_to_live, seconds from now (§5.3.2.9);
+	// 0 is taken for none, as an empty validity_period is, not for a
+	// message expired before it could go.
+	if v := smpp.TLV(p, pdutlv.TagQosTimeToLive); p.Header().ID == smpp.DataSMID && v != nil {
+		if len(v) != 4 {
+			return req, smpp.StatusInvalidExpiry
+		}
+		if ttl := binary.BigEndian.Uint32(v); ttl > 0 {
+			req.ValidUntil = now.Add(time.Duration(ttl) * time.Second)
+		}
 	}
 	return req, nil
 }

@@ -146,7 +146,7 @@ func TestInteropGoSMPPSubmitLongMsg(t *testing.T) {
 
 // TestInteropNetSMPP: an ESME written with Perl's Net::SMPP (Debian's
 // libnet-smpp-perl, another independent implementation; .ci/run installs
-// it) binds, submits GSM and UCS-2 text and a submit_multi to a number it
+// it) binds, submits GSM and UCS-2 text, a text by data_sm and a submit_multi to a number it
 // may reach and one it may not (refused in unsuccess_sme with qxtd's
 // code), gets every receipt with receipted_message_id and message_state
 // as its library decodes them, queries a message, and unbinds cleanly
@@ -174,7 +174,7 @@ func TestInteropNetSMPP(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.SplitN(line, " ", 4)
 		switch f[0] {
-		case "submitted":
+		case "submitted", "data":
 			submitted[f[1]] = true
 		case "multi":
 			// One recipient taken, the other (another province's China
@@ -195,7 +195,7 @@ func TestInteropNetSMPP(t *testing.T) {
 			unbound = f[1]
 		}
 	}
-	if len(submitted) != 3 || receipts != 3 || unbound != "0x00000000" {
+	if len(submitted) != 4 || receipts != 4 || unbound != "0x00000000" {
 		t.Fatalf("Net::SMPP client: %d submitted, %d receipts, unbind status %q; its output:\n%s", len(submitted), receipts, unbound, out)
 	}
 	// query_sm: OK, DELIVERED (2), a final_date in SMPP's absolute format.

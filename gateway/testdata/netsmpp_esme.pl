@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 # An ESME written with Perl's Net::SMPP (Debian's libnet-smpp-perl), for
 # gateway's TestInteropNetSMPP: it binds as a transceiver, submits one GSM
-# and one UCS-2 text asking for receipts, and a submit_multi when given a
+# and one UCS-2 text asking for receipts, one text by data_sm, and a submit_multi when given a
 # second destination, answers the deliver_sm it gets until every receipt
 # came, queries the first message, then unbinds. It prints one line per
 # event:
 #   bound
 #   submitted <message_id>
+#   data <message_id>
 #   multi <message_id> <no_unsuccess> [<destination>:<error_status_code> ...]
 #   receipt <receipted_message_id> <message_state> <short_message>
 #   query <message_id> <command_status> <message_state> <final_date>
@@ -43,6 +44,19 @@ for my $t (@texts) {
     die sprintf("submit_sm: status 0x%08x\n", $resp->{status}) if $resp->{status};
     print "submitted $resp->{message_id}\n";
     $first //= $resp->{message_id};
+    $want++;
+}
+
+# data_sm, the text in message_payload, asking for a receipt as well.
+{
+    my $resp = $smpp->data_sm(
+        source_addr         => '1069',
+        destination_addr    => $dst,
+        registered_delivery => 1,
+        message_payload     => 'sent as data sm',
+    ) or die "data_sm: ${*$smpp}{smpperror}\n";
+    die sprintf("data_sm: status 0x%08x\n", $resp->{status}) if $resp->{status};
+    print "data $resp->{message_id}\n";
     $want++;
 }
 
