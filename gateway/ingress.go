@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -323,12 +324,15 @@ func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu
 	return smpp.NewPDU(smpp.ReplaceSMRespID), nil
 }
 
-// statusDLName is ESME_RINVDLNAME: distribution lists (address-book
-// groups) are not served over SMPP yet.
+// statusDLName is ESME_RINVDLNAME: a distribution list name that names
+// no address-book group of the account (or a Policy without lists).
 const statusDLName pdu.Status = 0x00000034
 
 // submitMulti handles submit_multi (§4.5): one text to many recipients,
-// one message id for all, refusals per recipient in unsuccess_sme.
+// one message id for all, refusals per recipient in unsuccess_sme. A
+// distribution list entry (dest_flag 2) is the account's address-book
+// group of that name (DistributionLists): its numbers join the others,
+// each once.
 func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (pdu.Body, error) {
 	var failed smpp.UnsuccessList
 	req, err := requestFrom(p)
@@ -337,12 +341,33 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 	}
 	req.Multi = true
 	var dests []smpp.DestAddress
+	listed := map[string]bool{} // numbers already going, for the lists'
 	for _, d := range smpp.Dests(p) {
-		if d.DL {
-			failed = append(failed, smpp.Unsuccess{Addr: d.Addr, Status: statusDLName})
+		if !d.DL {
+			dests = append(dests, d)
+			listed[strings.TrimPrefix(d.Addr, "+86")] = true
+		}
+	}
+	for _, d := range smpp.Dests(p) {
+		if !d.DL {
 			continue
 		}
-		dests = append(dests, d)
+		numbers, err := g.listNumbers(acct, d.Addr)
+		switch {
+		case errors.Is(err, ErrNoList):
+			failed = append(failed, smpp.Unsuccess{Addr: d.Addr, Status: statusDLName})
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("distribution list %q: %w: %w", d.Addr, err, smpp.StatusSystemError)
+		}
+		for _, n := range numbers {
+			if n = strings.TrimPrefix(n, "+86"); !listed[n] {
+				listed[n] = true
+				dests = append(dests, smpp.DestAddress{NPI: 1, Addr: n})
+			}
+		}
+	}
+	for _, d := range dests {
 		req.Dests = append(req.Dests, d.Addr)
 	}
 	var group uint64
@@ -376,7 +401,19 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 		}
 		return nil, smpp.StatusInvalidDstAddr
 	}
+	// The first refusals, as many as the response carries
+	// (NewSubmitMultiResp); every one is counted in the refusal metrics.
 	return smpp.NewSubmitMultiResp(FormatID(group), failed), nil
+}
+
+// listNumbers is the numbers of the account's distribution list name, or
+// ErrNoList.
+func (g *Gateway) listNumbers(acct *Account, name string) ([]string, error) {
+	lists, ok := g.policy.(DistributionLists)
+	if !ok {
+		return nil, ErrNoList
+	}
+	return lists.ListNumbers(acct, name)
 }
 
 // requestFrom reads what submit_sm and submit_multi share: text, source,

@@ -46,6 +46,18 @@ type Policy interface {
 	Admit(acct *Account, dest string) (Recipient, error)
 }
 
+// DistributionLists is the optional part of a Policy that resolves the
+// distribution list names of submit_multi (dest_flag 2): an address-book
+// group of the account. Rules implements it; without it every list name
+// is refused ESME_RINVDLNAME.
+type DistributionLists interface {
+	// ListNumbers returns the numbers of list name of acct, or ErrNoList.
+	ListNumbers(acct *Account, name string) ([]string, error)
+}
+
+// ErrNoList is a distribution list name that names no list.
+var ErrNoList = errors.New("gateway: no such distribution list")
+
 // Recipient is an admitted destination: the number as the SMSC gets it
 // and its carrier (policy.Carrier names: china_mobile, china_unicom, …;
 // "" when unknown), which picks the upstream.

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -208,7 +210,7 @@ func TestSubmitMulti(t *testing.T) {
 	p := smpp.NewSubmitMulti(smpp.DestList{
 		{TON: 1, NPI: 1, Addr: "13712345678"},
 		{TON: 1, NPI: 1, Addr: "13712345679"}, // pending whitelist entry
-		{DL: true, Addr: "sales"},             // distribution lists: not served
+		{DL: true, Addr: "sales"},             // no such address-book group
 		{TON: 1, NPI: 1, Addr: "13923412345"},
 	})
 	f := p.Fields()
@@ -373,4 +375,97 @@ func TestDisabledUserOpenBind(t *testing.T) {
 	}
 	_, err = bob.submit(ctx, submitSM("1069", "13712345678", "deleted"))
 	wantStatus(t, err, 0x408)
+}
+
+// TestSubmitMultiDistributionList: a distribution list entry of
+// submit_multi (dest_flag 2) is the address-book group of that name, the
+// account's personal one first, else its enterprise's; its numbers join
+// the other recipients once each, a member the account may not reach is
+// refused in unsuccess_sme by its number, and a name that is no group is
+// ESME_RINVDLNAME. unsuccess_sme counts at most 255 entries.
+func TestSubmitMultiDistributionList(t *testing.T) {
+	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
+	u, err := pol.User(policy.OperatorActor("test"), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(b policy.Book, a policy.Actor, number string, groups ...string) {
+		t.Helper()
+		if _, err := pol.AddContact(a, b, policy.ContactInput{Name: "c" + number, Number: number, Groups: groups}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := policy.Actor{Enterprise: "E1", Admin: true, Name: "alice"}
+	add(policy.PersonalBook(u), policy.ActorFor(u), "13712345678", "sales") // also named on its own below
+	add(policy.PersonalBook(u), policy.ActorFor(u), "13012345678", "sales") // off-net: refused
+	add(policy.EnterpriseBook("E1"), admin, "13923412345", "ops")
+	add(policy.EnterpriseBook("E1"), admin, "13712345679", "ops")   // pending whitelist entry: refused
+	add(policy.EnterpriseBook("E1"), admin, "13800000001", "sales") // the personal "sales" comes first
+
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	multi := func(dests smpp.DestList) (pdu.Body, error) {
+		t.Helper()
+		p := smpp.NewSubmitMulti(dests)
+		f := p.Fields()
+		_ = f.Set(pdufield.SourceAddr, "1069")
+		_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
+		_ = f.Set(pdufield.ShortMessage, []byte("to the lists"))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return alice.conn.Request(ctx, p)
+	}
+	resp, err := multi(smpp.DestList{
+		{TON: 1, NPI: 1, Addr: "13712345678"},
+		{DL: true, Addr: "sales"},
+		{DL: true, Addr: "ops"},
+		{DL: true, Addr: "nosuch"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, err := smpp.ParseUnsuccess(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]pdu.Status{"13012345678": 0x402, "13712345679": 0x400, "nosuch": 0x34}
+	if len(failed) != len(want) {
+		t.Fatalf("unsuccess_sme %+v, want %v", failed, want)
+	}
+	for _, f := range failed {
+		if want[f.Addr] != f.Status {
+			t.Errorf("unsuccess %s: %#x, want %#x", f.Addr, uint32(f.Status), uint32(want[f.Addr]))
+		}
+	}
+	id := smpp.Str(resp, pdufield.MessageID)
+	got := alice.waitReceipts(t, 1, 10*time.Second)
+	if rc, ok := got[id]; !ok || rc.State != smpp.StateDelivered {
+		t.Errorf("receipt of the submit_multi %s: %+v", id, rc)
+	}
+	sent := map[string]int{}
+	for _, m := range r.sim.Received() {
+		sent[m.Dest]++
+	}
+	if !maps.Equal(sent, map[string]int{"13712345678": 1, "13923412345": 1}) {
+		t.Errorf("the SMSC got %v, want each of 13712345678 and 13923412345 once", sent)
+	}
+
+	// A list of 300 numbers the enterprise may not reach, beside one it
+	// may: as many refusals in unsuccess_sme as a 4,096-byte response
+	// holds (some 225 of 18 bytes), and the session goes on.
+	for i := range 300 {
+		add(policy.EnterpriseBook("E1"), admin, fmt.Sprintf("135%08d", i), "big")
+	}
+	resp, err = multi(smpp.DestList{{TON: 1, NPI: 1, Addr: "13923412345"}, {DL: true, Addr: "big"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed, err = smpp.ParseUnsuccess(resp); err != nil || len(failed) < 200 || len(failed) > 255 {
+		t.Fatalf("a list of 300 refused numbers: %d in unsuccess_sme (%v), want what 4,096 bytes hold", len(failed), err)
+	}
+	if _, err := multi(smpp.DestList{{TON: 1, NPI: 1, Addr: "13923412345"}}); err != nil {
+		t.Fatalf("the next request on the session: %v", err)
+	}
 }

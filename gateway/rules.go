@@ -21,7 +21,30 @@ type Rules struct {
 var (
 	_ Policy            = Rules{}
 	_ BindAuthenticator = Rules{}
+	_ DistributionLists = Rules{}
 )
+
+// ListNumbers implements DistributionLists: the group of that name in the
+// account's personal address book, else in its enterprise's (the book
+// every user of the enterprise reads), as the console's and the HTTP
+// API's group sends read them.
+func (r Rules) ListNumbers(acct *Account, name string) ([]string, error) {
+	u, err := r.P.User(policy.OperatorActor("smpp"), acct.SystemID)
+	if err != nil {
+		return nil, fmt.Errorf("distribution list of %s: %w", acct.SystemID, err)
+	}
+	for _, b := range []policy.Book{policy.PersonalBook(u), policy.EnterpriseBook(u.Enterprise)} {
+		numbers, err := r.P.GroupNumbers(policy.ActorFor(u), b, []string{name})
+		if errors.Is(err, policy.ErrInvalid) {
+			continue // no contact in that group of this book
+		}
+		if err != nil {
+			return nil, fmt.Errorf("distribution list %q: %w", name, err)
+		}
+		return numbers, nil
+	}
+	return nil, ErrNoList
+}
 
 // Authenticate implements Policy.
 func (r Rules) Authenticate(systemID, password string) (*Account, error) {

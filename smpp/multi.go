@@ -145,7 +145,20 @@ func decodeSubmitMulti(h pdu.Header, b []byte) (pdu.Body, error) {
 
 // NewSubmitMultiResp builds submit_multi_resp with the unsuccessful
 // destinations coded per §4.5.2.
+//
+// failed is cut to what the response can carry: no_unsuccess counts 255
+// entries at most, and the PDU must fit MaxFrame, the most a peer reading
+// as go-smpp (and qxtd) does takes: 254 refusals of 20-digit numbers are
+// some 7 KB, and such a client drops the connection instead of reading
+// them. The first ones are kept.
 func NewSubmitMultiResp(messageID string, failed UnsuccessList) pdu.Body {
+	room := MaxFrame - pdu.HeaderLen - len(messageID) - 1 - 1 // message_id, no_unsuccess
+	for i, u := range failed {
+		if room -= 2 + len(u.Addr) + 1 + 4; room < 0 || i == 255 {
+			failed = failed[:i]
+			break
+		}
+	}
 	b := &body{
 		h: &pdu.Header{ID: pdu.SubmitMultiRespID},
 		l: pdufield.List{pdufield.MessageID, pdufield.NoUnsuccess, pdufield.UnsuccessSme},

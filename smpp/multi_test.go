@@ -3,6 +3,7 @@ package smpp
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"testing"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -74,5 +75,41 @@ func TestSubmitMultiRespStatusBytes(t *testing.T) {
 	l, err := ParseUnsuccess(back)
 	if err != nil || len(l) != 2 || l[0].Status != StatusThrottled || l[1].Status != 0x400 || l[0].Addr != "13800138009" {
 		t.Fatalf("decoded %+v, %v", l, err)
+	}
+}
+
+// TestSubmitMultiRespFits: unsuccess_sme is cut to what a response can
+// carry, 255 entries and MaxFrame bytes: 254 refusals of 20-digit numbers
+// would be some 7 KB, which a peer reading frames of at most MaxFrame
+// drops the connection over. What is kept decodes whole.
+func TestSubmitMultiRespFits(t *testing.T) {
+	for _, c := range []struct {
+		n, addr int
+	}{{254, 20}, {300, 1}, {254, 11}, {3, 20}} {
+		var failed UnsuccessList
+		for i := range c.n {
+			addr := fmt.Sprintf("%0*d", c.addr, i%10)
+			failed = append(failed, Unsuccess{TON: 1, NPI: 1, Addr: addr, Status: 0x400})
+		}
+		p := NewSubmitMultiResp("18446744073709551615", failed)
+		var out bytes.Buffer
+		if err := p.SerializeTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		back, err := Decode(out.Bytes())
+		if err != nil {
+			t.Fatalf("%d refusals of %d digits: %v", c.n, c.addr, err)
+		}
+		l, _ := ParseUnsuccess(back)
+		if out.Len() > MaxFrame || len(l) > 255 || len(l) == 0 {
+			t.Errorf("%d refusals of %d digits: %d bytes, %d entries; want at most %d and 255", c.n, c.addr, out.Len(), len(l), MaxFrame)
+		}
+		// Cut only where the next would not fit.
+		if each := 2 + c.addr + 1 + 4; len(l) < c.n && len(l) < 255 && out.Len()+each <= MaxFrame {
+			t.Errorf("%d refusals of %d digits: cut at %d entries, %d bytes, where one more fits", c.n, c.addr, len(l), out.Len())
+		}
+		if c.n == 3 && len(l) != 3 {
+			t.Errorf("three refusals: %d kept", len(l))
+		}
 	}
 }
