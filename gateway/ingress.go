@@ -328,6 +328,16 @@ func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu
 // no address-book group of the account (or a Policy without lists).
 const statusDLName pdu.Status = 0x00000034
 
+// statusNumDests is ESME_RINVNUMDESTS: more distribution lists in one
+// submit_multi than maxListsPerMulti.
+const statusNumDests pdu.Status = 0x00000033
+
+// maxListsPerMulti bounds the distinct distribution list names of one
+// submit_multi, as maxGroupsPerSend does an HTTP group send's: each is a
+// read of the account's address books (up to 8,000 contacts), and 254 of
+// them would be some two million contacts decoded for one request.
+const maxListsPerMulti = 50
+
 // submitMulti handles submit_multi (§4.5): one text to many recipients,
 // one message id for all, refusals per recipient in unsuccess_sme. A
 // distribution list entry (dest_flag 2) is the account's address-book
@@ -348,9 +358,13 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 			listed[strings.TrimPrefix(d.Addr, "+86")] = true
 		}
 	}
+	lists := map[string]bool{}
 	for _, d := range smpp.Dests(p) {
-		if !d.DL {
+		if !d.DL || lists[d.Addr] {
 			continue
+		}
+		if lists[d.Addr] = true; len(lists) > maxListsPerMulti {
+			return nil, statusNumDests
 		}
 		numbers, err := g.listNumbers(acct, d.Addr)
 		switch {

@@ -468,4 +468,18 @@ func TestSubmitMultiDistributionList(t *testing.T) {
 	if _, err := multi(smpp.DestList{{TON: 1, NPI: 1, Addr: "13923412345"}}); err != nil {
 		t.Fatalf("the next request on the session: %v", err)
 	}
+
+	// At most 50 lists a submit_multi (each reads the address books);
+	// a name repeated counts once.
+	var lists smpp.DestList
+	for i := range 51 {
+		lists = append(lists, smpp.DestAddress{DL: true, Addr: fmt.Sprintf("g%d", i)})
+	}
+	_, err = multi(lists)
+	wantStatus(t, err, 0x33)
+	lists = lists[:50]
+	lists = append(lists, smpp.DestAddress{DL: true, Addr: "g0"}, smpp.DestAddress{TON: 1, NPI: 1, Addr: "13923412345"})
+	if _, err := multi(lists); err != nil {
+		t.Errorf("50 lists, one twice: %v", err)
+	}
 }
