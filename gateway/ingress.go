@@ -471,12 +471,14 @@ func requestWith(p pdu.Body, text string) (SendRequest, error) {
 	// data_sm's validity: qos_time_to_live, seconds from now (§5.3.2.9);
 	// 0 is taken for none, as an empty validity_period is, not for a
 	// message expired before it could go.
-	if v := smpp.TLV(p, pdutlv.TagQosTimeToLive); p.Header().ID == smpp.DataSMID && v != nil {
-		if len(v) != 4 {
-			return req, smpp.StatusInvalidExpiry
-		}
-		if ttl := binary.BigEndian.Uint32(v); ttl > 0 {
-			req.ValidUntil = now.Add(time.Duration(ttl) * time.Second)
+	if p.Header().ID == smpp.DataSMID {
+		if v := smpp.TLV(p, pdutlv.TagQosTimeToLive); v != nil {
+			if len(v) != 4 {
+				return req, smpp.StatusInvalidExpiry
+			}
+			if ttl := binary.BigEndian.Uint32(v); ttl > 0 {
+				req.ValidUntil = now.Add(time.Duration(ttl) * time.Second)
+			}
 		}
 	}
 	return req, nil
