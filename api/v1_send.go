@@ -26,6 +26,7 @@ type SendRequest struct {
 	ValidUntil string   `json:"valid_until,omitempty"` // RFC 3339; default: the daemon's validity after the send time
 	Receipt    bool     `json:"receipt,omitempty"`     // forward the final receipt to the account's SMPP receiver bind
 	ReceiptURL string   `json:"receipt_url,omitempty"` // POST the final receipt here (http/https); default: the enterprise's receipt_url
+	Priority   bool     `json:"priority,omitempty"`    // ahead of the enterprise's backlog (a verification code behind a campaign)
 }
 
 // SendResponse is the answer of POST /v1/messages: one result per
@@ -72,6 +73,7 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 	if !ok {
 		return
 	}
+	common.Priority = req.Priority
 	dests := req.To
 	if len(req.Groups) > 0 {
 		members, ok := s.expandGroups(c, w, req.To, req.Groups, req.Book)
@@ -161,6 +163,7 @@ type PersonalizedRequest struct {
 	ValidUntil string            `json:"valid_until,omitempty"` // RFC 3339; default: the daemon's validity after the send time
 	Receipt    bool              `json:"receipt,omitempty"`     // forward each final receipt to the account's SMPP receiver bind
 	ReceiptURL string            `json:"receipt_url,omitempty"` // POST each final receipt here; default: the enterprise's receipt_url
+	Priority   bool              `json:"priority,omitempty"`    // ahead of the enterprise's backlog
 }
 
 // PersonalMessage is one message of a personalized send.
@@ -198,6 +201,7 @@ func (s *Server) sendPersonalized(c *caller, w http.ResponseWriter, r *http.Requ
 	if !ok {
 		return
 	}
+	common.Priority = req.Priority
 	reqs := make([]gateway.SendRequest, len(req.Messages))
 	for i, m := range req.Messages {
 		reqs[i] = common

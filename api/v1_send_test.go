@@ -53,6 +53,14 @@ func TestUserSendPerRecipientAndStatus(t *testing.T) {
 		t.Errorf("wire form %s", raw)
 	}
 
+	// With priority (ahead of a backlog: gateway's
+	// TestPrioritySkipsTheBacklog): taken and sent like any other.
+	out = r.send(key, SendRequest{To: []string{uNumA2}, Text: "验证码 384921", Priority: true})
+	if out.Accepted != 1 {
+		t.Fatalf("a send with priority: %+v", out.Results)
+	}
+	r.waitReceived(uNumA2, "【甲公司】验证码 384921", 10*time.Second)
+
 	// A failed delivery shows the SMSC's error code.
 	r.sim.SetFaults(smpp.Faults{Undeliv: 1})
 	out = r.send(key, SendRequest{To: []string{uNumA3}, Text: "fail me"})

@@ -34,16 +34,30 @@ type dispatcher struct {
 	// parts due that was not handed over), when a hand-over did not fit.
 	// A scan also runs every idlePoll, for retries and scheduled sends
 	// coming due.
-	hand     *handOver[queue.Job]
-	handed   []handed[queue.Job]
-	rescan   bool
-	lastScan time.Time
-	scanned  queue.Snapshot // what the latest scan saw
-	dueUntil time.Time      // the latest scan's clock: it saw parts due by then
+	hand   *handOver[queue.Job]
+	handed []handed[queue.Job]
+	// urgent and urgents are the same for the parts of messages sent
+	// with priority (queue.Message.Priority): a lane of their own, so a
+	// flood of ordinary parts does not push them out of the hand-over,
+	// and taken while a scan is pending too (takeUrgent), ahead of the
+	// backlog in the store. perUrgent bounds each enterprise's in flight
+	// (urgentMax), so that priority is a narrow lane beside the shares,
+	// not a way around them.
+	urgent    *handOver[queue.Job]
+	urgents   []handed[queue.Job]
+	perUrgent map[string]int
+	rescan    bool
+	lastScan  time.Time
+	scanned   queue.Snapshot // what the latest scan saw
+	dueUntil  time.Time      // the latest scan's clock: it saw parts due by then
 }
 
-// flight is where a part in flight comes from and goes.
-type flight struct{ enterprise, upstream string }
+// flight is where a part in flight comes from and goes, and whether it
+// went in the priority lane.
+type flight struct {
+	enterprise, upstream string
+	urgent               bool
+}
 
 func newDispatcher(g *Gateway) *dispatcher {
 	capacity, windows := 0, 0
@@ -59,16 +73,23 @@ func newDispatcher(g *Gateway) *dispatcher {
 		// share of the windows, not of the workers: its parts waiting for
 		// their outcome's commit count too, so it never holds more of
 		// the wire than its share.
-		entMax:   max(1, int(float64(windows)*g.cfg.TenantShare)),
-		wake:     make(chan struct{}, 1),
-		inflight: make(map[queue.Key]flight),
-		perEnt:   make(map[string]int),
-		perUp:    make(map[string]int),
-		free:     make(chan struct{}, 1),
-		hand:     newHandOver[queue.Job](dueHandedMax(capacity)),
-		rescan:   true,
+		entMax:    max(1, int(float64(windows)*g.cfg.TenantShare)),
+		wake:      make(chan struct{}, 1),
+		inflight:  make(map[queue.Key]flight),
+		perEnt:    make(map[string]int),
+		perUp:     make(map[string]int),
+		free:      make(chan struct{}, 1),
+		hand:      newHandOver[queue.Job](dueHandedMax(capacity)),
+		urgent:    newHandOver[queue.Job](dueHandedMax(capacity)),
+		perUrgent: make(map[string]int),
+		rescan:    true,
 	}
 }
+
+// urgentMax is how many parts sent with priority one enterprise may have
+// in flight through the priority lane: an eighth of the workers, at
+// least one. Beyond it they wait for a scan, in due order.
+func urgentMax(capacity int) int { return max(1, capacity/8) }
 
 // kick wakes the dispatcher to scan the store: parts became due that the
 // store did not hand over (a reschedule, a cancelled backoff).
@@ -86,17 +107,58 @@ func dueHandedMax(capacity int) int { return 2 * capacity }
 // offer is the store's hand-over (queue.Store.SetDueCallback), on the
 // commit goroutine: parts stored at snapshot at, due at once.
 func (d *dispatcher) offer(jobs []queue.Job, at queue.Snapshot) {
-	d.hand.put(jobs, at)
+	if !slices.ContainsFunc(jobs, func(j queue.Job) bool { return j.Msg.Priority }) {
+		d.hand.put(jobs, at)
+	} else {
+		var ordinary, urgent []queue.Job
+		for _, j := range jobs {
+			if j.Msg.Priority {
+				urgent = append(urgent, j)
+			} else {
+				ordinary = append(ordinary, j)
+			}
+		}
+		d.hand.put(ordinary, at)
+		d.urgent.put(urgent, at)
+	}
 	wakeUp(d.wake)
 }
 
 // pull moves what the store handed over into d.handed; if some did not
 // fit, the store must be scanned for it. d.mu held.
 func (d *dispatcher) pull() {
-	var dropped bool
-	if d.handed, dropped = d.hand.drain(d.handed); dropped {
+	var dropped, droppedUrgent bool
+	d.handed, dropped = d.hand.drain(d.handed)
+	d.urgents, droppedUrgent = d.urgent.drain(d.urgents)
+	if dropped || droppedUrgent {
 		d.rescan = true
 	}
+}
+
+// takeUrgent moves up to room parts sent with priority in flight, each
+// enterprise at most urgentMax of them at a time, whether or not a scan
+// is pending: they go ahead of the backlog in the store. One that the
+// latest scan saw is left to the scans (it took it, or will), so that no
+// part is sent twice. d.mu held.
+func (d *dispatcher) takeUrgent(room int) []queue.Job {
+	var out []queue.Job
+	kept := d.urgents[:0]
+	limit := urgentMax(d.capacity)
+	for _, h := range d.urgents {
+		switch {
+		case d.seen(h) || d.skip(h.v.Key):
+		case len(out) == room || d.perUrgent[h.v.Msg.Enterprise] >= limit:
+			kept = append(kept, h)
+		default:
+			d.take(h.v)
+			d.inflight[h.v.Key] = flight{enterprise: h.v.Msg.Enterprise, upstream: h.v.Msg.Upstream, urgent: true}
+			d.perUrgent[h.v.Msg.Enterprise]++
+			out = append(out, h.v)
+		}
+	}
+	clear(d.urgents[len(kept):])
+	d.urgents = kept
+	return out
 }
 
 // takeHanded moves up to room handed-over parts in flight, in the turns
@@ -167,6 +229,11 @@ func (d *dispatcher) done(k queue.Key) {
 		delete(d.inflight, k)
 		if d.perEnt[f.enterprise]--; d.perEnt[f.enterprise] <= 0 {
 			delete(d.perEnt, f.enterprise)
+		}
+		if f.urgent {
+			if d.perUrgent[f.enterprise]--; d.perUrgent[f.enterprise] <= 0 {
+				delete(d.perUrgent, f.enterprise)
+			}
 		}
 		if d.perUp[f.upstream]--; d.perUp[f.upstream] <= 0 {
 			delete(d.perUp, f.upstream)
@@ -276,14 +343,15 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	defer d.mu.Unlock()
 	share := func(ent string) int { return d.entMax - d.perEnt[ent] }
 	d.pull()
+	urgent := d.takeUrgent(d.capacity - len(d.inflight))
 	room := d.capacity - len(d.inflight)
 	if !d.rescan && time.Since(d.lastScan) < idlePoll {
 		// Every due part is handed over or in flight: send what the
 		// store handed over, nothing to read back.
-		return d.takeHanded(room, share), nil
+		return append(urgent, d.takeHanded(room, share)...), nil
 	}
 	if room == 0 || room < refill(d.capacity) && len(d.inflight) > 0 {
-		return nil, nil
+		return urgent, nil
 	}
 	// The store may hold due parts that were not handed over (or a poll
 	// is due): scan, in due order, before sending anything handed over,
@@ -302,7 +370,7 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	for _, j := range found {
 		d.take(j)
 	}
-	return found, nil
+	return append(urgent, found...), nil
 }
 
 // send gives each job to its upstream's workers; false once ctx ended.

@@ -14,7 +14,51 @@ func testDispatcher(capacity, entMax int) *dispatcher {
 	return &dispatcher{
 		wake: make(chan struct{}, 1), free: make(chan struct{}, 1),
 		capacity: capacity, entMax: entMax, hand: newHandOver[queue.Job](dueHandedMax(capacity)),
+		urgent: newHandOver[queue.Job](dueHandedMax(capacity)), perUrgent: make(map[string]int),
 		inflight: make(map[queue.Key]flight), perEnt: make(map[string]int), perUp: make(map[string]int),
+	}
+}
+
+// Parts sent with priority go in a lane of their own: taken while a scan
+// is pending (ahead of the backlog in the store), each enterprise at most
+// urgentMax in flight through it, never one a scan saw (it took it, or
+// will: sent twice otherwise), and the lane's count freed as they end.
+func TestDispatcherPriorityLane(t *testing.T) {
+	d := testDispatcher(16, 8) // urgentMax 2
+	d.rescan = true            // a backlog waits in the store
+	urgent := func(id uint64, ent string) queue.Job {
+		j := job(id, ent)
+		j.Msg.Priority = true
+		return j
+	}
+	d.scanned = 5
+	d.offer([]queue.Job{job(1, "a"), urgent(2, "a"), urgent(3, "a"), urgent(4, "a"), urgent(5, "b")}, 6)
+	d.offer([]queue.Job{urgent(6, "a")}, 5) // a scan saw its commit
+	d.pull()
+	got := d.takeUrgent(16)
+	if !slices.Equal(ids(got), []uint64{2, 3, 5}) {
+		t.Fatalf("taken %v, want [2 3 5]: a's two of urgentMax, b's one; 1 is ordinary, 6 was seen", ids(got))
+	}
+	if len(d.urgents) != 1 || d.urgents[0].v.Key.ID != 4 {
+		t.Fatalf("waiting in the lane: %v, want 4", d.urgents)
+	}
+	if again := d.takeUrgent(16); len(again) != 0 {
+		t.Fatalf("a at its lane's bound: took %v", ids(again))
+	}
+	d.done(queue.Key{ID: 2})
+	if got := d.takeUrgent(16); !slices.Equal(ids(got), []uint64{4}) {
+		t.Fatalf("after one of a's ended: took %v, want [4]", ids(got))
+	}
+	if d.perUrgent["a"] != 2 || d.perUrgent["b"] != 1 || d.perEnt["a"] != 2 {
+		t.Errorf("lane counts %v, enterprise counts %v", d.perUrgent, d.perEnt)
+	}
+	// No room: they wait.
+	full := testDispatcher(1, 1)
+	full.take(job(9, "c"))
+	full.offer([]queue.Job{urgent(10, "c")}, 1)
+	full.pull()
+	if got := full.takeUrgent(full.capacity - len(full.inflight)); len(got) != 0 || len(full.urgents) != 1 {
+		t.Errorf("no free slot: took %v, %d waiting", ids(got), len(full.urgents))
 	}
 }
 

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +13,16 @@ import (
 
 // TestTenantShareOfWindows: enterprise A's backlog holds at most its share
 // of the upstream windows while B has messages due, so B's few messages go
-// out at once instead of after A's whole backlog.
+// out at once instead of after A's whole backlog; the same when A sends
+// its whole backlog with priority (the priority lane is narrow: it is no
+// way around the shares).
 func TestTenantShareOfWindows(t *testing.T) {
+	for _, priority := range []bool{false, true} {
+		t.Run(fmt.Sprintf("priority %v", priority), func(t *testing.T) { tenantShare(t, priority) })
+	}
+}
+
+func tenantShare(t *testing.T, priority bool) {
 	const backlog, few = 2000, 5
 	r := newRig(t, rigOpts{
 		// 20 slots at 20 ms each: A's backlog takes about 2 s.
@@ -24,7 +34,17 @@ func TestTenantShareOfWindows(t *testing.T) {
 	waitFor(t, 10*time.Second, "binds up", func() bool { return !r.gw.Health().Degraded() })
 	a := &gateway.Account{SystemID: "esme", Enterprise: "A", Signature: "【甲】"}
 	b := &gateway.Account{SystemID: "esme", Enterprise: "B", Signature: "【乙】"}
-	sendScheduled(t, r, a, backlog, "1380011", time.Time{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < backlog; i += 100 {
+		req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "relay A", RegisteredDelivery: 1, Priority: priority}
+		for k := i; k < i+100; k++ {
+			req.Dests = append(req.Dests, fmt.Sprintf("1380011%04d", k))
+		}
+		if _, err := r.gw.Send(ctx, a, req); err != nil {
+			t.Fatal(err)
+		}
+	}
 	count := func() (na, nb int) {
 		for _, m := range r.sim.Received() {
 			switch {

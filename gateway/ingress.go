@@ -452,6 +452,7 @@ func requestWith(p pdu.Body, text string) (SendRequest, error) {
 		DestNPI:            smpp.Byte(p, pdufield.DestAddrNPI),
 		Text:               text,
 		RegisteredDelivery: smpp.Byte(p, pdufield.RegisteredDelivery),
+		Priority:           smpp.Byte(p, pdufield.PriorityFlag) > 0, // §5.2.14: 1–3 are priority levels
 		ClientCoding:       smpp.Byte(p, pdufield.DataCoding),
 	}
 	if v := smpp.Str(p, pdufield.ScheduleDeliveryTime); v != "" {

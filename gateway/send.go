@@ -35,6 +35,9 @@ type SendRequest struct {
 	// (package webhook). Empty: the account's ReceiptURL for HTTP and
 	// batch sends; none for SMPP (its receipts are deliver_sm).
 	ReceiptURL string
+	// Priority sends the messages ahead of the enterprise's backlog
+	// (queue.Message.Priority; SMPP's priority_flag 1–3).
+	Priority bool
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -223,6 +226,7 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 			SendAt:             req.SendAt,
 			ValidUntil:         req.ValidUntil,
 			Weight:             weightOf(plan),
+			Priority:           req.Priority,
 		}
 		if req.Multi {
 			m.Group = queue.GroupWithFirst

@@ -74,6 +74,13 @@ type Message struct {
 
 	Parts        []Part
 	DLRForwarded bool // the final DLR was delivered to the ESME (or none was requested)
+	// Priority asks the dispatcher to send the message ahead of a
+	// backlog waiting in the store (an OTP behind a campaign). It is not
+	// stored: it acts on the way from the commit that stored the message
+	// to the upstream (the hand-over), and a message read back from the
+	// store (after a restart, or once the hand-over was full) waits its
+	// turn in due order like any other.
+	Priority bool
 	// Group is the id the client was given when it is not ID: one
 	// submit_multi gets one message_id for all its recipients, and their
 	// receipts must carry it. 0 = ID. See GroupWithFirst.

@@ -1,0 +1,59 @@
+package gateway_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestPrioritySkipsTheBacklog: behind a backlog of 300 messages that the
+// upstream's tps cap drains at 100 a second, a message submitted with
+// priority_flag 1 (an OTP behind a campaign) goes out after at most the
+// windows' worth of what was already in flight, while one submitted at
+// the same moment without it waits its turn at the end.
+func TestPrioritySkipsTheBacklog(t *testing.T) {
+	const backlog, tps = 300, 100
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.TPS = tps; u.Binds, u.Window = 1, 10 }})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	submitN(t, e, backlog, "1370000")
+
+	sent := len(r.sim.Received()) // before the two
+	if sent > backlog/2 {
+		t.Fatalf("%d of the backlog already sent: no backlog to skip", sent)
+	}
+	urgent := submitSM("1069", "13900000001", "code 384921")
+	_ = urgent.Fields().Set(pdufield.PriorityFlag, uint8(1))
+	if _, err := e.submit(ctx, urgent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.submit(ctx, submitSM("1069", "13900000002", "campaign news")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "every message at the SMSC", func() bool { return len(r.sim.Received()) == backlog+2 })
+	order := make([]string, 0, backlog+2)
+	for _, m := range r.sim.Received() {
+		order = append(order, m.Dest)
+	}
+	pos, ordinary := slices.Index(order, "13900000001"), slices.Index(order, "13900000002")
+	// In flight when it came: the bind's window and the parts the
+	// dispatcher had handed its workers (the upstream's workers: 10).
+	if ahead := pos - sent; ahead > 2*10 {
+		t.Errorf("the priority message went out after %d others submitted before it (%d of the backlog were out when it came), want at most the windows' 20", ahead, sent)
+	}
+	if ordinary < backlog {
+		t.Errorf("the ordinary message went out %dth, before the backlog had drained", ordinary+1)
+	}
+	t.Logf("backlog %d at %d/s: %d out when the two came; the priority message %dth, the ordinary one %dth", backlog, tps, sent, pos+1, ordinary+1)
+}
