@@ -157,11 +157,12 @@ var groupReasons = map[string]string{
 
 func (s *Server) sendGroup(q *req) {
 	p := q.view(nil)
-	for _, k := range []string{"to", "text", "send_at", "book"} {
+	for _, k := range []string{"to", "text", "send_at", "book", "priority"} {
 		p.Form.Set(k, q.r.PostFormValue(k))
 	}
 	p.Form["groups"] = q.r.PostForm["groups"]
-	in := api.SendRequest{To: splitNumbers(p.Form.Get("to")), Text: p.Form.Get("text"), Groups: p.Form["groups"]}
+	in := api.SendRequest{To: splitNumbers(p.Form.Get("to")), Text: p.Form.Get("text"), Groups: p.Form["groups"],
+		Priority: p.Form.Get("priority") != ""}
 	if len(in.Groups) > 0 {
 		in.Book = bookName(p.Form.Get("book"))
 	}

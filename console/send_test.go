@@ -85,7 +85,7 @@ func TestSendGroup(t *testing.T) {
 	c.login("alice")
 	a := c.get("/send/group")
 	a.wantPage(t, "<h1>短信群发</h1>", `hx-post="/send/count"`, `hx-trigger="input changed delay:200ms, load"`,
-		"个人通讯录中还没有分组", `type="datetime-local" name="send_at"`)
+		"个人通讯录中还没有分组", `type="datetime-local" name="send_at"`, `name="priority" value="1" >优先发送`)
 	if m := counterRE.FindStringSubmatch(a.Body); m == nil || m[1] != "5" || m[2] != "1" {
 		t.Errorf("the empty text's counter: %v", m)
 	}
@@ -124,9 +124,13 @@ func TestSendGroup(t *testing.T) {
 	a.wantPage(t, "将于 "+strings.Replace(at, "T", " ", 1)+" 发送", "查看定时发件箱")
 	c.get("/scheduled").wantPage(t, "定时")
 
-	// Refusals next to their field, the form kept.
-	a = c.submit("/send/group", "/send/group", url.Values{"to": {""}, "text": {"你好"}})
-	a.wantStatus(t, http.StatusBadRequest, "你好</textarea>")
+	// 优先发送: a verification code ahead of the enterprise's backlog.
+	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {"验证码 384921"}, "priority": {"1"}})
+	a.wantPage(t, "发送结果", `<b class="accepted">1</b>`)
+
+	// Refusals next to their field, the form kept (优先发送 too).
+	a = c.submit("/send/group", "/send/group", url.Values{"to": {""}, "text": {"你好"}, "priority": {"1"}})
+	a.wantStatus(t, http.StatusBadRequest, "你好</textarea>", `name="priority" value="1" checked`)
 	fieldError(t, a.Body, "输入有误（to:")
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {strings.Repeat("长", 600)}})
 	a.wantStatus(t, http.StatusUnprocessableEntity, numA1+"</textarea>")
