@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -455,12 +457,29 @@ func LoadConfig(path string) (*Config, error) {
 
 // loadConfig is LoadConfig with the environment given (KEY=value).
 func loadConfig(path string, environ []string) (*Config, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = readConfigFile(path); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	return parseConfig(path, data, environ)
+}
+
+// parseConfig is loadConfig of the file's content, data; with path empty
+// there is no file and data is not read.
+func parseConfig(path string, data []byte, environ []string) (*Config, error) {
 	v := viper.New()
 	defaults(v)
 	if path != "" {
-		v.SetConfigFile(path)
+		// The bounds first: viper and the YAML decoder would otherwise
+		// spend minutes or gigabytes on a small file (yamlbounds.go).
+		if err := checkConfigYAML(data); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
 		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
@@ -640,7 +659,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("optout.keywords: %q has no letter or digit once spaces and punctuation are trimmed", k))
 		}
 	}
-	if c.Delivery.TenantShare <= 0 || c.Delivery.TenantShare > 1 {
+	// Written so that NaN (YAML's .nan, or "nan" from the environment)
+	// fails too: every comparison with it is false, and the gateway then
+	// held each enterprise to one slot of the windows.
+	if !(c.Delivery.TenantShare > 0 && c.Delivery.TenantShare <= 1) {
 		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))
 	}
 	addr("http.listen", c.HTTP.Listen)
@@ -675,7 +697,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("simulator.id_format: %q is not hex or dec", c.Simulator.IDFormat))
 		}
 		for k, r := range map[string]float64{"simulator.undeliv_rate": c.Simulator.Undeliv, "simulator.throttle_rate": c.Simulator.Throttle} {
-			if r < 0 || r > 1 {
+			if !(r >= 0 && r <= 1) { // NaN fails too
 				errs = append(errs, fmt.Errorf("%s: %v is not a fraction in [0,1]", k, r))
 			}
 		}
@@ -711,6 +733,11 @@ func (c *Config) Validate() error {
 			if n.neg {
 				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))
 			}
+		}
+		if math.IsNaN(u.TPS) {
+			// Every comparison with NaN is false: it passed the check
+			// above and meant no cap, as 0 does, without saying so.
+			errs = append(errs, fmt.Errorf("%s.tps: NaN is not a rate (0: no cap)", k))
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))

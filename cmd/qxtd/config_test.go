@@ -66,6 +66,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-receipt-time-zone.yaml":        "smpp.receipt_time_zone: unknown time zone Mars/Olympus_Mons",
 		"invalid-whitelist-max-zero.yaml":       "policy.whitelist_max_entries: 0 must be at least 1",
 		"invalid-whitelist-max.yaml":            "policy.whitelist_max_pending: 10000 is more than policy.whitelist_max_entries (5000)",
+		"invalid-tenant-share-nan.yaml":         "delivery.tenant_share: NaN is not a fraction in (0,1]",
+		"invalid-upstream-tps-nan.yaml":         "upstreams[0].tps: NaN is not a rate",
 	}
 	files, err := filepath.Glob(filepath.Join(configTestdata, "invalid-*.yaml"))
 	if err != nil {

@@ -20,6 +20,8 @@
 //	main.go, run.go     the command tree and exit codes
 //	config.go           Config: the YAML file and QXTD_* environment, its one
 //	                    table of defaults, validation naming the key
+//	yamlbounds.go       the file's bounds (size, nesting, keys, values with aliases
+//	                    expanded), checked before viper reads it
 //	secrets.go          passwords and tokens from <key>_file; the QXTD_ environment
 //	                    checked by name (an unknown variable is an error)
 //	seed.go             the configuration's enterprises and accounts, for policy.Seed

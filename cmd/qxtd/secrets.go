@@ -103,6 +103,15 @@ func (c *Config) resolveSecrets(envName map[string]string) ([]secretWarning, err
 		}
 		return key
 	}
+	// Each file is read once: a list of accounts that all name one file
+	// (a YAML alias repeats an entry at three bytes a copy) would
+	// otherwise hold one copy of it, up to maxSecretFile, per account.
+	type secretFile struct {
+		s    string
+		mode fs.FileMode
+		err  error
+	}
+	read := map[string]secretFile{}
 	for _, r := range c.secretRefs() {
 		if *r.file == "" {
 			continue
@@ -112,7 +121,12 @@ func (c *Config) resolveSecrets(envName map[string]string) ([]secretWarning, err
 			errs = append(errs, fmt.Errorf("%s and %s: both set; give the value or the file, not both", named(r.key), named(fk)))
 			continue
 		}
-		s, mode, err := readSecretFile(*r.file)
+		f, ok := read[*r.file]
+		if !ok {
+			f.s, f.mode, f.err = readSecretFile(*r.file)
+			read[*r.file] = f
+		}
+		s, mode, err := f.s, f.mode, f.err
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", named(fk), err))
 			continue
