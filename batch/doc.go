@@ -23,8 +23,8 @@
 // first row is a header naming the columns; the number is in the column
 // the caller names, or in the first one headed 号码, 手机号, … (see
 // numberHeaders); "{{" and "}}" are literal braces. A template field or a
-// number column that names no column is a *FieldError before any row is
-// sent.
+// number column that names no column, or a template that is not UTF-8, is
+// a *FieldError before any row is sent.
 //
 // # Invariants
 //

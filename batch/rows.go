@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/sheet"
@@ -335,6 +336,12 @@ type tmplPart struct {
 // compileTemplate splits a template into literal text and {column} fields;
 // "{{" and "}}" stand for literal braces.
 func compileTemplate(t string) ([]tmplPart, error) {
+	// A template that is not UTF-8 (a form field or a query parameter is
+	// bytes) made every row's text invalid: each row was then refused by
+	// the gateway one by one, for a fault of the request.
+	if !utf8.ValidString(t) {
+		return nil, &FieldError{"invalid", "template: not UTF-8 text"}
+	}
 	var parts []tmplPart
 	var lit strings.Builder
 	fields := 0

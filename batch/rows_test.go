@@ -146,7 +146,7 @@ func TestCompileTemplate(t *testing.T) {
 	if !reflect.DeepEqual(parts, want) {
 		t.Errorf("%+v", parts)
 	}
-	for _, bad := range []string{"{", "}", "{}", "{ }", "{a{b}", "text"} {
+	for _, bad := range []string{"{", "}", "{}", "{ }", "{a{b}", "text", "\xff{a}", "{\xff}"} {
 		var fe *FieldError
 		if _, err := compileTemplate(bad); !errors.As(err, &fe) || fe.Reason != "invalid" {
 			t.Errorf("%q: %v", bad, err)
