@@ -266,6 +266,14 @@ func ParseWeek(s string) (Week, error) {
 	if WeekOf(w.Start()) != w {
 		return Week{}, invalid("week: %d has no week %d", w.Year, w.Week)
 	}
+	// A week is shown with its end, the next Monday (GET /v1/reminders'
+	// "to"), in RFC 3339, whose years have four digits: the last week of
+	// 9999 ends in 10000, which encoding/json refuses to write (the API
+	// answered that week 200 with an empty body), so it is refused as a
+	// week of 10000 would be.
+	if w.Next().Start().Year() > 9999 {
+		return Week{}, invalid("week: %s ends after the year 9999", s)
+	}
 	return w, nil
 }
 
