@@ -43,6 +43,9 @@ type rigOptions struct {
 	clock  func() time.Time // Config.Clock (nil: time.Now)
 	// Whitelist bounds of the policy (0: its defaults).
 	maxWhitelist, maxPending int
+	// noSync commits without fsync: the fuzz targets store thousands of
+	// records a second, and what they test is the answers, not durability.
+	noSync bool
 }
 
 // newBulkRig is the in-process daemon of the API tests (newUserRig is it
@@ -63,12 +66,13 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	go func() { _ = r.sim.Serve(sl) }()
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
-	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
+	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: o.noSync})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	r.store, err = queue.New(db, queue.Options{
+		NoSync: o.noSync,
 		OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 			gwMu.Lock()
 			g := gw
