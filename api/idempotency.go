@@ -205,8 +205,10 @@ func (r *recorder) Header() http.Header         { return r.hdr }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 func (r *recorder) WriteHeader(code int)        { r.code = code }
 
-// idempotent runs h once per (user, Idempotency-Key); requests without
-// the header run as usual.
+// idempotent runs h once per (user, route, Idempotency-Key); requests
+// without the header run as usual. The route is part of the key: a client
+// that numbers its requests per endpoint would otherwise get a personalized
+// send's answer replayed for a send with the same key (and no send).
 func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request)) func(*caller, http.ResponseWriter, *http.Request) {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
@@ -218,7 +220,7 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: at most 128 bytes")
 			return
 		}
-		k := c.ent.Code + "\x00" + c.user.SystemID + "\x00" + key
+		k := c.ent.Code + "\x00" + c.user.SystemID + "\x00" + r.URL.Path + "\x00" + key
 		e, first := s.user.idem.begin(c.ent.Code, k)
 		if first {
 			rec := &recorder{hdr: http.Header{}, code: http.StatusOK}

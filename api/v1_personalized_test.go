@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -110,6 +111,21 @@ func TestSendPersonalizedBounds(t *testing.T) {
 	again := postPersonalKeyed(t, r, alice, "pk-1")
 	if !bytes.Equal(first, again) {
 		t.Errorf("the retry's answer %s, want the first's %s", again, first)
+	}
+	// The same key on POST /v1/messages is another request: it sends.
+	req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", strings.NewReader(`{"to":["`+uNumA2+`"],"text":"另一个"}`))
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Idempotency-Key", "pk-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent SendResponse
+	err = json.NewDecoder(resp.Body).Decode(&sent)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Idempotent-Replayed") != "" || sent.Accepted != 1 || sent.Results[0].To != uNumA2 {
+		t.Errorf("the key of a personalized send on /v1/messages: %d replayed %q %+v %v; want a send of its own",
+			resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), sent, err)
 	}
 }
 

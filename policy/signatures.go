@@ -40,6 +40,11 @@ type SignatureRequest struct {
 
 var bucketSignatures = []byte("policy_signatures") // big-endian uint64 id → JSON SignatureRequest
 
+// MaxSignatureRequests is how many requests an enterprise keeps, the
+// latest: an older one is deleted as a new one is made (it is decided by
+// then: a new request supersedes a pending one).
+const MaxSignatureRequests = 100
+
 func sigKey(id string) ([]byte, bool) {
 	n, err := strconv.ParseUint(id, 10, 64)
 	if err != nil || n == 0 || strconv.FormatUint(n, 10) != id {
@@ -78,16 +83,31 @@ func (s *Store) RequestSignature(a Actor, code, sig string) (*SignatureRequest, 
 		req.Previous = e.Signature
 		b := tx.Bucket(bucketSignatures)
 		c := b.Cursor()
+		var kept [][]byte // the enterprise's requests, oldest first
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var old SignatureRequest
 			if err := json.Unmarshal(v, &old); err != nil {
 				return err
 			}
-			if old.Enterprise == code && old.State == SignaturePending {
+			if old.Enterprise != code {
+				continue
+			}
+			kept = append(kept, slices.Clone(k))
+			if old.State == SignaturePending {
 				old.State, old.DecidedBy, old.DecidedAt = SignatureSuperseded, a.who(), req.RequestedAt
 				if err := putJSON(b, string(k), &old); err != nil {
 					return err
 				}
+			}
+		}
+		// Each enterprise keeps its latest MaxSignatureRequests: every
+		// request is read by the next one's scan, in the write
+		// transaction the message store shares, and by the listing, so
+		// an admin asking again and again would slow both for everyone
+		// (10,000 requests: 60 ms each new one, a 2.2 MB listing).
+		for _, k := range kept[:max(0, len(kept)+1-MaxSignatureRequests)] {
+			if err := b.Delete(k); err != nil {
+				return err
 			}
 		}
 		n, err := b.NextSequence()
