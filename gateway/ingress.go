@@ -124,15 +124,10 @@ func wireError(err error) error {
 func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	switch p.Header().ID {
 	case pdu.SubmitSMID:
-		if !s.kind.CanSend() {
-			return nil, smpp.StatusInvalidBindStatus
-		}
-		start := time.Now()
-		id, err := s.g.submit(s.patience(ctx), s.acct, p)
+		id, err := s.submit(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
 		return smpp.NewSubmitSMResp(id), nil
 	case smpp.DataSMID:
 		// data_sm (§4.7) is submit_sm's other form, which some ESMEs use
@@ -140,15 +135,10 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		// and the schedule, validity as qos_time_to_live. It takes
 		// submit_sm's path whole (policy, parts the ESME split with the
 		// SAR TLVs, receipts as deliver_sm) and answers data_sm_resp.
-		if !s.kind.CanSend() {
-			return nil, smpp.StatusInvalidBindStatus
-		}
-		start := time.Now()
-		id, err := s.g.submit(s.patience(ctx), s.acct, p)
+		id, err := s.submit(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
 		resp := smpp.NewPDU(smpp.DataSMRespID)
 		_ = resp.Fields().Set(pdufield.MessageID, id)
 		return resp, nil
@@ -165,6 +155,21 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		return s.g.replaceSM(ctx, s.acct, p)
 	}
 	return nil, smpp.StatusInvalidCommandID
+}
+
+// submit stores one submit_sm or data_sm from a bind that may send and
+// returns its message id.
+func (s *esmeSession) submit(ctx context.Context, p pdu.Body) (string, error) {
+	if !s.kind.CanSend() {
+		return "", smpp.StatusInvalidBindStatus
+	}
+	start := time.Now()
+	id, err := s.g.submit(s.patience(ctx), s.acct, p)
+	if err != nil {
+		return "", err
+	}
+	s.g.metrics.esmeSubmit.Observe(time.Since(start).Seconds())
+	return id, nil
 }
 
 // query answers query_sm (§4.8) for a message of the caller's own
