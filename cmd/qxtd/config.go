@@ -482,6 +482,9 @@ func parseConfig(path string, data []byte, environ []string) (*Config, error) {
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
+		if errs := unknownEmptyKeys(data); len(errs) > 0 {
+			return nil, fmt.Errorf("config %s: %w", path, errors.Join(errs...))
+		}
 	}
 	// The environment is applied by name, not by viper's AutomaticEnv,
 	// so that a QXTD_ variable that is no key is an error (secrets.go).

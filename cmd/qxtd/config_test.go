@@ -25,6 +25,7 @@ func TestConfigInvalid(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{
 		"invalid-unknown-key.yaml":              "smpp.listn: unknown key",
+		"invalid-unknown-empty-key.yaml":        "line 4: smpp.tls_lisen: unknown key",
 		"invalid-bad-duration.yaml":             "'smpp.idle_timeout' time: unknown unit",
 		"invalid-negative-smpp-window.yaml":     "smpp.window: -1 must not be negative",
 		"invalid-negative-upstream-window.yaml": "upstreams[0].window: -5 must not be negative",
@@ -363,4 +364,29 @@ func listValue(v reflect.Value, key string) reflect.Value {
 		}
 	}
 	return v
+}
+
+// TestConfigEmptyKeys: a key left empty (or ~) is checked like any other:
+// one of Config's passes, with its default; an unknown one, in a section
+// or in a list's entry, is an error naming it and its line.
+func TestConfigEmptyKeys(t *testing.T) {
+	const up = "upstreams:\n  - name: smsc\n    addr: 127.0.0.1:2776\n    system_id: qxtd\n    password: qxtd\n"
+	for _, c := range []struct {
+		doc, err string
+	}{
+		{"smpp:\n  tls_listen:\n  idle_timeout: ~\n" + up, ""},
+		{up + "    reconnect_max:\n", ""},
+		{up + "    recnnect_max:\n", "line 6: upstreams[].recnnect_max: unknown key"},
+		{"smpp: ~\n" + up, ""},
+		{"smtp: ~\n" + up, "line 1: smtp: unknown key"},
+		{"smpp:\n  listen:\n    nested: ~\n" + up, "line 3: smpp.listen.nested: unknown key"},
+	} {
+		_, err := parseConfig("qxtd.yaml", []byte(c.doc), nil)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%q: %v", c.doc, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: %v, want %q", c.doc, err, c.err)
+		}
+	}
 }
