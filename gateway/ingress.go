@@ -356,15 +356,19 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 	}
 	req.Multi = true
 	var dests []smpp.DestAddress
-	listed := map[string]bool{} // numbers already going, for the lists'
-	for _, d := range smpp.Dests(p) {
+	all := smpp.Dests(p)
+	hasLists := slices.ContainsFunc(all, func(d smpp.DestAddress) bool { return d.DL })
+	listed := map[string]bool{} // numbers already going (numberKey), for the lists'
+	for _, d := range all {
 		if !d.DL {
 			dests = append(dests, d)
-			listed[strings.TrimPrefix(d.Addr, "+86")] = true
+			if hasLists {
+				listed[g.numberKey(d.Addr)] = true
+			}
 		}
 	}
 	lists := map[string]bool{}
-	for _, d := range smpp.Dests(p) {
+	for _, d := range all {
 		if !d.DL || lists[d.Addr] {
 			continue
 		}
@@ -380,9 +384,9 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 			return nil, fmt.Errorf("distribution list %q: %w: %w", d.Addr, err, smpp.StatusSystemError)
 		}
 		for _, n := range numbers {
-			if n = strings.TrimPrefix(n, "+86"); !listed[n] {
-				listed[n] = true
-				dests = append(dests, smpp.DestAddress{NPI: 1, Addr: n})
+			if k := g.numberKey(n); !listed[k] {
+				listed[k] = true
+				dests = append(dests, smpp.DestAddress{NPI: 1, Addr: strings.TrimPrefix(n, "+86")})
 			}
 		}
 	}
@@ -423,6 +427,16 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 	// The first refusals, as many as the response carries
 	// (NewSubmitMultiResp); every one is counted in the refusal metrics.
 	return smpp.NewSubmitMultiResp(FormatID(group), failed), nil
+}
+
+// numberKey is dest as DistributionLists.NumberKey has it, or as given.
+func (g *Gateway) numberKey(dest string) string {
+	if lists, ok := g.policy.(DistributionLists); ok {
+		if k := lists.NumberKey(dest); k != "" {
+			return k
+		}
+	}
+	return dest
 }
 
 // listNumbers is the numbers of the account's distribution list name, or
