@@ -78,8 +78,12 @@ func (g *Gateway) submitPart(ctx context.Context, acct *Account, p pdu.Body, fra
 		return "", err
 	}
 	if complete {
-		// Not bound to the ESME's connection: once started, finish.
-		if err := g.assemble(context.WithoutCancel(ctx), group); err != nil {
+		// Not bound to the ESME's connection: once started, finish. The
+		// part that completes the message gives its priority_flag (parts
+		// are stored without it, as messages are: a message housekeeping
+		// assembles after a restart goes in due order).
+		priority := smpp.Byte(p, pdufield.PriorityFlag) > 0
+		if err := g.assemble(context.WithoutCancel(ctx), group, priority); err != nil {
 			g.log.Error("assemble split message (housekeeping retries)", "group", group.String(), "err", err)
 		}
 	}
@@ -144,8 +148,9 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 // assemble joins the complete group g and stores its message, or rejects
 // the parts when the message is refused as a whole. Nothing happens if g
 // is not complete or was assembled already. An error means it may be
-// tried again (store failure).
-func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error {
+// tried again (store failure). priority sends the message ahead of its
+// enterprise's backlog (queue.Message.Priority).
+func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup, priority bool) error {
 	frags, err := g.store.Fragments(group)
 	if err != nil {
 		return err
@@ -170,6 +175,7 @@ func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error
 		SourceTON: first.SourceTON, SourceNPI: first.SourceNPI, DestTON: first.DestTON, DestNPI: first.DestNPI,
 		SendAt: first.SendAt, ValidUntil: first.ValidUntil,
 		RegisteredDelivery: first.RegisteredDelivery, ClientCoding: first.ClientCoding,
+		Priority: priority,
 	})
 	if err == nil || errors.Is(err, queue.ErrFragmentsGone) {
 		return nil // stored, or assembled (or rejected) by another call
@@ -227,7 +233,7 @@ func (g *Gateway) reassemblyHousekeeping(ctx context.Context, now time.Time) {
 		}
 		switch {
 		case gi.Complete:
-			if err := g.assemble(ctx, gi.Group); err != nil {
+			if err := g.assemble(ctx, gi.Group, false); err != nil {
 				g.log.Error("assemble split message", "group", gi.Group.String(), "err", err)
 			}
 		case now.Sub(gi.Started) >= g.cfg.ReassemblyTimeout:

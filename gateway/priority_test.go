@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +17,40 @@ import (
 // upstream's tps cap drains at 100 a second, a message submitted with
 // priority_flag 1 (an OTP behind a campaign) goes out after at most the
 // windows' worth of what was already in flight, while one submitted at
-// the same moment without it waits its turn at the end.
+// the same moment without it waits its turn at the end. The same for a
+// message the ESME split itself (two UDH parts, each with the flag): the
+// part that completes it gives the joined message its priority.
 func TestPrioritySkipsTheBacklog(t *testing.T) {
+	whole := func(t *testing.T, ctx context.Context, e *esme, dest string, priority bool) {
+		p := submitSM("1069", dest, "code 384921")
+		if priority {
+			_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+		}
+		if _, err := e.submit(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	split := func(t *testing.T, ctx context.Context, e *esme, dest string, priority bool) {
+		parts := chunks(ucs2(t, strings.Repeat("验证码三八四九二一", 10)), 134)
+		for i, data := range parts {
+			p := partSM(dest, 0x08, splitUDH8, 7, uint8(len(parts)), uint8(i+1), data)
+			if priority {
+				_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+			}
+			if _, err := e.submit(ctx, p); err != nil {
+				t.Fatalf("part %d: %v", i+1, err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		submit func(t *testing.T, ctx context.Context, e *esme, dest string, priority bool)
+	}{{"submit_sm", whole}, {"split by the ESME", split}} {
+		t.Run(tc.name, func(t *testing.T) { prioritySkipsTheBacklog(t, tc.submit) })
+	}
+}
+
+func prioritySkipsTheBacklog(t *testing.T, submit func(t *testing.T, ctx context.Context, e *esme, dest string, priority bool)) {
 	const backlog, tps = 300, 100
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond},
 		upstream: func(u *gateway.UpstreamConfig) { u.TPS = tps; u.Binds, u.Window = 1, 10 }})
@@ -33,15 +66,12 @@ func TestPrioritySkipsTheBacklog(t *testing.T) {
 	if sent > backlog/2 {
 		t.Fatalf("%d of the backlog already sent: no backlog to skip", sent)
 	}
-	urgent := submitSM("1069", "13900000001", "code 384921")
-	_ = urgent.Fields().Set(pdufield.PriorityFlag, uint8(1))
-	if _, err := e.submit(ctx, urgent); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.submit(ctx, submitSM("1069", "13900000002", "campaign news")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 20*time.Second, "every message at the SMSC", func() bool { return len(r.sim.Received()) == backlog+2 })
+	submit(t, ctx, e, "13900000001", true)
+	submit(t, ctx, e, "13900000002", false)
+	waitFor(t, 20*time.Second, "every message at the SMSC", func() bool {
+		return slices.ContainsFunc(r.sim.Received(), func(m smpp.SimMessage) bool { return m.Dest == "13900000002" }) &&
+			len(r.sim.Received()) >= backlog+2
+	})
 	order := make([]string, 0, backlog+2)
 	for _, m := range r.sim.Received() {
 		order = append(order, m.Dest)
@@ -49,7 +79,7 @@ func TestPrioritySkipsTheBacklog(t *testing.T) {
 	pos, ordinary := slices.Index(order, "13900000001"), slices.Index(order, "13900000002")
 	// In flight when it came: the bind's window and the parts the
 	// dispatcher had handed its workers (the upstream's workers: 10).
-	if ahead := pos - sent; ahead > 2*10 {
+	if ahead := pos - sent; pos < 0 || ahead > 2*10 {
 		t.Errorf("the priority message went out after %d others submitted before it (%d of the backlog were out when it came), want at most the windows' 20", ahead, sent)
 	}
 	if ordinary < backlog {
