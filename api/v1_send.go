@@ -35,14 +35,19 @@ type SendResponse struct {
 	Results  []RecipientResult `json:"results"`
 	Accepted int               `json:"accepted"`
 	Refused  int               `json:"refused"`
+	// Duplicates are the numbers named again in the request (however
+	// written): the number gets the earlier entry's message, once.
+	Duplicates int `json:"duplicates"`
 }
 
 // RecipientResult is one recipient's outcome: an id (status "accepted"),
 // or a refusal (status "refused") with the reason string and SMPP
-// command_status the same refusal gets over SMPP.
+// command_status the same refusal gets over SMPP, or (status
+// "duplicate") the id of the message an earlier entry of the same number
+// gets. A duplicate of a refused number is refused as it was.
 type RecipientResult struct {
 	To      string `json:"to"`
-	Status  string `json:"status"` // accepted | refused
+	Status  string `json:"status"` // accepted | refused | duplicate
 	ID      string `json:"id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 	Code    string `json:"code,omitempty"` // "0x00000400"
@@ -82,7 +87,7 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 		}
 		dests = append(slices.Clip(req.To), members...)
 	}
-	common.Dests, common.Text = dests, req.Text
+	common.Dests, common.Text, common.Once = dests, req.Text, true
 	res, err := s.cfg.Gateway.Send(r.Context(), c.acct, common)
 	if err != nil {
 		writeRefusal(w, err)
@@ -141,6 +146,11 @@ func sendOptions(w http.ResponseWriter, source, sendAtS, validUntilS string, rec
 func sendResponse(res []gateway.SendResult) SendResponse {
 	out := SendResponse{Results: make([]RecipientResult, len(res))}
 	for i, rr := range res {
+		if rr.Duplicate && rr.Err == nil {
+			out.Results[i] = RecipientResult{To: rr.Dest, Status: "duplicate", ID: gateway.FormatID(rr.ID)}
+			out.Duplicates++
+			continue
+		}
 		if rr.Err == nil {
 			out.Results[i] = RecipientResult{To: rr.Dest, Status: "accepted", ID: gateway.FormatID(rr.ID)}
 			out.Accepted++

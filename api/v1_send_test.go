@@ -70,6 +70,48 @@ func TestUserSendPerRecipientAndStatus(t *testing.T) {
 	}
 }
 
+// TestUserSendOnceANumber: a group send names a number twice, however
+// written (a pasted list with a repeat): the number gets one message and
+// is billed once; the repeat's result is "duplicate" with that message's
+// id. A repeat of a refused number is refused as it was. A personalized
+// send is a message per entry and sends each.
+func TestUserSendOnceANumber(t *testing.T) {
+	r := newUserRig(t)
+	key := r.keys["alice"]
+	out := r.send(key, SendRequest{Text: "只发一次",
+		To: []string{uNumA1, "+86 137-1234-5678", uNumPending, uNumPending, uNumA2, "86" + uNumA1}})
+	want := []struct{ to, status, reason string }{
+		{uNumA1, "accepted", ""}, {"+86 137-1234-5678", "duplicate", ""},
+		{uNumPending, "refused", "not_whitelisted"}, {uNumPending, "refused", "not_whitelisted"},
+		{uNumA2, "accepted", ""}, {"86" + uNumA1, "duplicate", ""},
+	}
+	for i, w := range want {
+		if g := out.Results[i]; g.To != w.to || g.Status != w.status || g.Reason != w.reason {
+			t.Errorf("result %d: %+v, want %s %s %s", i, g, w.to, w.status, w.reason)
+		}
+	}
+	if id := out.Results[0].ID; id == "" || out.Results[1].ID != id || out.Results[5].ID != id {
+		t.Errorf("the repeats' ids: %+v, want the first's", out.Results)
+	}
+	if out.Accepted != 2 || out.Refused != 2 || out.Duplicates != 2 {
+		t.Errorf("accepted %d refused %d duplicates %d, want 2 2 2", out.Accepted, out.Refused, out.Duplicates)
+	}
+	r.waitReceived(uNumA1, "【甲公司】只发一次", 10*time.Second)
+	r.waitState(key, out.Results[4].ID, "delivered", 10*time.Second)
+	r.waitState(key, out.Results[0].ID, "delivered", 10*time.Second)
+	if got := r.received(uNumA1); len(got) != 1 {
+		t.Errorf("%s got %d messages: %q", uNumA1, len(got), got)
+	}
+
+	// Personalized: two texts for one number are two messages.
+	pout := r.sendPersonalized(key, PersonalizedRequest{Messages: []PersonalMessage{
+		{To: uNumA3, Text: "第一条"}, {To: "+86" + uNumA3, Text: "第二条"}}})
+	if pout.Accepted != 2 || pout.Duplicates != 0 {
+		t.Errorf("personalized to one number twice: %+v", pout)
+	}
+	r.waitReceived(uNumA3, "【甲公司】第二条", 10*time.Second)
+}
+
 func TestUserSendErrors(t *testing.T) {
 	r := newUserRig(t)
 	key := r.keys["alice"]

@@ -186,7 +186,7 @@ func (s *Server) sendGroup(q *req) {
 	}
 	d := groupData{Result: &res, Count: s.count(q, in.Text)}
 	for _, r := range res.Results {
-		if r.Status != "accepted" {
+		if r.Status == "refused" {
 			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: r.Message})
 		}
 	}

@@ -118,6 +118,14 @@ func TestSendGroup(t *testing.T) {
 	a.wantPage(t, "发送结果", `<b class="accepted">2</b>`, `<b class="refused">1</b>`, "13900000099", "号码不在已审批的白名单内",
 		`href="/outbox"`, `href="/scheduled"`, "共 <b class=\"chars\">13</b> 字")
 
+	// The same number twice, however written, and again in a group: one
+	// message, and the page says so.
+	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA3 + "\n+86 " + numA3 + "\n86" + numA3 + "\n" + numA1}, "groups": {"销售部"}, "text": {"一次就好"}})
+	a.wantPage(t, "发送结果", `<b class="accepted">2</b>`, `<b class="refused">0</b>`, `id="duplicates"><b>2</b> 个（同一号码只发送一条`)
+	if strings.Contains(a.Body, `id="refused"`) {
+		t.Errorf("duplicates listed as refused:\n%s", a.Body)
+	}
+
 	// A send time: the message waits in 定时发件箱.
 	at := time.Now().In(reminder.Shanghai).Add(24 * time.Hour).Format(localLayout)
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {"定时"}, "send_at": {at}})

@@ -355,16 +355,13 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 		return nil, err
 	}
 	req.Multi = true
+	// Every number goes once however often, and however written, it is
+	// named and listed (Once): a list's member named beside it too.
 	var dests []smpp.DestAddress
 	all := smpp.Dests(p)
-	hasLists := slices.ContainsFunc(all, func(d smpp.DestAddress) bool { return d.DL })
-	listed := map[string]bool{} // numbers already going (numberKey), for the lists'
 	for _, d := range all {
 		if !d.DL {
 			dests = append(dests, d)
-			if hasLists {
-				listed[g.numberKey(d.Addr)] = true
-			}
 		}
 	}
 	lists := map[string]bool{}
@@ -384,15 +381,13 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 			return nil, fmt.Errorf("distribution list %q: %w: %w", d.Addr, err, smpp.StatusSystemError)
 		}
 		for _, n := range numbers {
-			if k := g.numberKey(n); !listed[k] {
-				listed[k] = true
-				dests = append(dests, smpp.DestAddress{NPI: 1, Addr: strings.TrimPrefix(n, "+86")})
-			}
+			dests = append(dests, smpp.DestAddress{NPI: 1, Addr: strings.TrimPrefix(n, "+86")})
 		}
 	}
 	for _, d := range dests {
 		req.Dests = append(req.Dests, d.Addr)
 	}
+	req.Once = true
 	var group uint64
 	if len(req.Dests) > 0 {
 		res, err := g.Send(ctx, acct, req)
@@ -403,6 +398,9 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 			return nil, err
 		}
 		for i, r := range res {
+			if r.Duplicate {
+				continue // named before, however written: sent (or refused) once
+			}
 			if r.Err != nil {
 				st := smpp.StatusSubmitFailed
 				var ref *policy.Refusal
@@ -427,16 +425,6 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 	// The first refusals, as many as the response carries
 	// (NewSubmitMultiResp); every one is counted in the refusal metrics.
 	return smpp.NewSubmitMultiResp(FormatID(group), failed), nil
-}
-
-// numberKey is dest as DistributionLists.NumberKey has it, or as given.
-func (g *Gateway) numberKey(dest string) string {
-	if lists, ok := g.policy.(DistributionLists); ok {
-		if k := lists.NumberKey(dest); k != "" {
-			return k
-		}
-	}
-	return dest
 }
 
 // listNumbers is the numbers of the account's distribution list name, or

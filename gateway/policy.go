@@ -53,11 +53,6 @@ type Policy interface {
 type DistributionLists interface {
 	// ListNumbers returns the numbers of list name of acct, or ErrNoList.
 	ListNumbers(acct *Account, name string) ([]string, error)
-	// NumberKey is dest in the form in which two ways of writing one
-	// number are equal ("+8613712345678" for 13712345678, 8613712345678,
-	// +86 137…), so that a list's member named beside it goes once; ""
-	// when dest is not a mobile number.
-	NumberKey(dest string) string
 }
 
 // ErrNoList is a distribution list name that names no list.

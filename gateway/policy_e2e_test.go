@@ -418,7 +418,9 @@ func TestSubmitMultiDistributionList(t *testing.T) {
 	}
 	resp, err := multi(smpp.DestList{
 		{TON: 1, NPI: 1, Addr: "8613712345678"}, // in "sales" as 13712345678: once
+		{TON: 1, NPI: 1, Addr: "13923412345"},   // in "ops" too, and named again below
 		{DL: true, Addr: "sales"},
+		{TON: 1, NPI: 1, Addr: "+86 139 2341 2345"},
 		{DL: true, Addr: "ops"},
 		{DL: true, Addr: "nosuch"},
 	})

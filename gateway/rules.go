@@ -46,14 +46,6 @@ func (r Rules) ListNumbers(acct *Account, name string) ([]string, error) {
 	return nil, ErrNoList
 }
 
-// NumberKey implements DistributionLists: the number's E.164 form.
-func (r Rules) NumberKey(dest string) string {
-	if c, err := r.P.Classifier().Classify(dest); err == nil && c.Mobile {
-		return c.E164
-	}
-	return ""
-}
-
 // Authenticate implements Policy.
 func (r Rules) Authenticate(systemID, password string) (*Account, error) {
 	u, ent, err := r.P.Authenticate(systemID, password)

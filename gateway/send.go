@@ -38,6 +38,14 @@ type SendRequest struct {
 	// Priority sends the messages ahead of the enterprise's backlog
 	// (queue.Message.Priority; SMPP's priority_flag 1–3).
 	Priority bool
+	// Once sends one text to a number once however often Dests names it,
+	// and however it is written (13800138000, +86 138-0013-8000: the
+	// policy's form of the number): a group send (HTTP, the console,
+	// submit_multi, a reminder's recipients), where the same person twice
+	// in a pasted list or two address-book groups is a mistake that would
+	// reach the handset, and be billed, twice. A batch file's rows are
+	// each an SMS of their own (FAQ 5) and are sent without it.
+	Once bool
 }
 
 // SendResult is the outcome for one recipient: an id, or a refusal.
@@ -45,6 +53,9 @@ type SendResult struct {
 	Dest string
 	ID   uint64 // 0 when refused
 	Err  error  // a *policy.Refusal, or an internal error
+	// Duplicate: the number was named before in the request (Once); ID
+	// and Err are the earlier one's, no message of its own was stored.
+	Duplicate bool
 }
 
 // ErrStore means the store failed: nothing of the request was accepted.
@@ -102,6 +113,9 @@ func (g *Gateway) SendEach(ctx context.Context, acct *Account, ingress string, r
 		for _, k := range b.slots {
 			all.slots = append(all.slots, base+k)
 		}
+		for _, d := range b.dups {
+			all.dups = append(all.dups, [2]int{base + d[0], base + d[1]})
+		}
 	}
 	if err := g.enqueue(ctx, acct, limit, all); err != nil {
 		return nil, err
@@ -115,6 +129,7 @@ func (g *Gateway) SendEach(ctx context.Context, acct *Account, ingress string, r
 // An error is ErrStore: nothing was stored.
 func (g *Gateway) enqueue(ctx context.Context, acct *Account, limit int64, b *outgoing) error {
 	if len(b.msgs) == 0 {
+		b.settleDups()
 		return nil
 	}
 	errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
@@ -129,6 +144,7 @@ func (g *Gateway) enqueue(ctx context.Context, acct *Account, limit int64, b *ou
 		}
 		r.ID = m.ID
 	}
+	b.settleDups()
 	// No kick: the store hands the dispatcher what it stored (Start,
 	// queue.Store.SetDueCallback).
 	return nil
@@ -152,7 +168,16 @@ func (g *Gateway) prepare(acct *Account) (*Account, int64, error) {
 type outgoing struct {
 	results []SendResult
 	msgs    []*queue.Message
-	slots   []int // results index of each message
+	slots   []int    // results index of each message
+	dups    [][2]int // results index of a duplicate (Once), of its first
+}
+
+// settleDups gives each duplicate its first's outcome.
+func (b *outgoing) settleDups() {
+	for _, d := range b.dups {
+		r, first := &b.results[d[0]], b.results[d[1]]
+		r.ID, r.Err = first.ID, first.Err
+	}
 }
 
 // build admits each recipient, routes it, signs and encodes the text
@@ -185,12 +210,24 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 	}
 	b := &outgoing{results: make([]SendResult, len(req.Dests))}
 	plans := map[string]*segment.Plan{}
+	var first map[string]int // Once: the number's first result
+	if req.Once && len(req.Dests) > 1 {
+		first = make(map[string]int, len(req.Dests))
+	}
 	for i, raw := range req.Dests {
 		b.results[i].Dest = raw
 		rcpt, err := g.policy.Admit(acct, raw)
 		if err != nil {
 			b.results[i].Err = err
 			continue
+		}
+		if first != nil {
+			if f, ok := first[rcpt.Number]; ok {
+				b.results[i].Duplicate = true
+				b.dups = append(b.dups, [2]int{i, f})
+				continue
+			}
+			first[rcpt.Number] = i
 		}
 		up := g.route(rcpt.Carrier)
 		if up == nil {
@@ -258,6 +295,9 @@ func (g *Gateway) storeFailed(acct *Account, err error) error {
 func (g *Gateway) count(acct *Account, ingress string, results []SendResult) {
 	var ok uint64
 	for _, r := range results {
+		if r.Duplicate {
+			continue // counted as its first
+		}
 		if r.Err != nil {
 			g.metrics.refused(r.Err)
 		} else {

@@ -201,7 +201,7 @@ func (s *Service) fire(ctx context.Context, r *Reminder, o Occurrence, now time.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	res, err := s.cfg.Gateway.Send(sctx, gateway.AccountFor(owner, ent), gateway.SendRequest{
-		Ingress: "http", Source: r.Source, Dests: dests, Text: text, SendAt: sendAt,
+		Ingress: "http", Source: r.Source, Dests: dests, Text: text, SendAt: sendAt, Once: true,
 	})
 	reason, _ := policy.ReasonOf(err)
 	switch {
@@ -215,6 +215,9 @@ func (s *Service) fire(ctx context.Context, r *Reminder, o Occurrence, now time.
 	var reasons []string
 	nrefused := 0
 	for _, rr := range res {
+		if rr.Duplicate {
+			continue // a number in two of its groups: one message
+		}
 		if rr.Err != nil {
 			// The first few, and how many more: the record is kept 400
 			// days and read with its series, and a group can be thousands.
