@@ -85,11 +85,14 @@ func TestUserOutboxPaging(t *testing.T) {
 	r := newUserRig(t)
 	key := r.keys["alice"]
 	before := time.Now().Add(-time.Second)
-	var to []string
+	// Twelve messages to three numbers (a group send names a number once).
+	var msgs []PersonalMessage
 	for range 4 {
-		to = append(to, uNumA1, uNumA2, uNumA3)
+		for _, n := range []string{uNumA1, uNumA2, uNumA3} {
+			msgs = append(msgs, PersonalMessage{To: n, Text: "分页"})
+		}
 	}
-	out := r.send(key, SendRequest{To: to, Text: "分页"})
+	out := r.sendPersonalized(key, PersonalizedRequest{Messages: msgs})
 	sched := r.send(key, SendRequest{To: []string{uNumA1}, Text: "later", SendAt: time.Now().Add(time.Hour).Format(time.RFC3339)})
 	var want []string
 	for _, res := range out.Results {

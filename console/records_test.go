@@ -29,9 +29,25 @@ func (r *rig) apiKey(systemID string) string {
 // enterprise would; it returns the message ids.
 func (r *rig) apiSend(key string, req api.SendRequest) []string {
 	r.t.Helper()
+	return r.apiPost(key, "/v1/messages", req)
+}
+
+// apiSendEach sends text to each of to as a message of its own (a
+// personalized send: a number named twice gets two).
+func (r *rig) apiSendEach(key string, to []string, text string) []string {
+	r.t.Helper()
+	req := api.PersonalizedRequest{}
+	for _, n := range to {
+		req.Messages = append(req.Messages, api.PersonalMessage{To: n, Text: text})
+	}
+	return r.apiPost(key, "/v1/messages/personalized", req)
+}
+
+func (r *rig) apiPost(key, path string, req any) []string {
+	r.t.Helper()
 	c := &api.Client{Base: r.url, Token: key}
 	var out api.SendResponse
-	if err := c.DoContext(context.Background(), http.MethodPost, "/v1/messages", req, &out); err != nil {
+	if err := c.DoContext(context.Background(), http.MethodPost, path, req, &out); err != nil {
 		r.t.Fatalf("send: %v", err)
 	}
 	var ids []string
@@ -118,7 +134,7 @@ func TestOutboxTabsAndPaging(t *testing.T) {
 	for i := range to {
 		to[i] = numA3
 	}
-	r.apiSend(key, api.SendRequest{To: to, Text: "分页"})
+	r.apiSendEach(key, to, "分页")
 	a = c.get("/outbox")
 	a.wantPage(t, "下一页")
 	if n := strings.Count(a.Body, `<td data-label="接收号码">`); n != 50 {

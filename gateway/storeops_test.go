@@ -47,7 +47,12 @@ func TestStoreOperationsPerMessage(t *testing.T) {
 			}
 			st := r.store.Stats()
 			ops, commits := st.Ops-before.Ops, st.Txns-before.Txns
-			if ops != n*c.ops {
+			// The store counts a commit's operations just after the commit
+			// is visible, so a read of the final state can come before the
+			// last one is counted (and the setup's last one can be counted
+			// after before was read): one either way, seen once at a load
+			// average of 14. One more operation a message is 20 more.
+			if want := n * c.ops; ops+1 < want || ops > want+1 {
 				t.Errorf("%d messages cost %d store operations (%.2f each) in %d commits; want %d each",
 					n, ops, float64(ops)/n, commits, c.ops)
 			}
