@@ -150,37 +150,55 @@ func bindFloodCases(t *testing.T, cost int, limit func(check time.Duration) time
 		srcs []string
 	}{{"one address", one}, {"48 addresses", many}} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, rigOpts{rules: floodRules(cost)})
-			// alice has bound before: her credentials are known. That bind
-			// is one bcrypt check with nothing else running: the unit of the
-			// bound below, so that it holds under -race too (bcrypt is
-			// several times slower there).
-			check := timedBind(t, r.addr, "alice", "secret1")
-			limit := limit(check)
-
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			answered, running := bindFlood(ctx, t, r.addr, tc.srcs, &wg)
-			defer func() { cancel(); wg.Wait() }()
-			// Every flooding address refused once is 48 bcrypt checks one at
-			// a time: about 5 s under -race on a quiet machine, and several
-			// times that on one whose cores other work holds (the deadline
-			// is for a flood that never gets going, not a bound).
-			select {
-			case <-running:
-			case <-time.After(90 * time.Second):
-				t.Fatal("the flood's connections were not all refused once within 90 s")
-			}
-			cold := timedBind(t, r.addr, "carol", "secret3")
-			var worst time.Duration
-			for range 3 {
-				worst = max(worst, timedBind(t, r.addr, "alice", "secret1"))
-			}
-			t.Logf("flood from %s: one check alone %s, first bind %s, known-good rebind worst of 3 %s (flood answered %d)",
-				tc.name, check, cold, worst, answered.Load())
-			if worst > limit || cold > limit {
-				t.Errorf("real binds took %s (first bind) and %s (rebind), want < %s", cold, worst, limit)
+			// A machine whose cores other work holds (make test's other
+			// packages, a shared CI host) can stretch one flood's binds
+			// past the bound; a lockout (binds waiting behind a check per
+			// flooding address) misses it every time, so a miss is
+			// measured again once, on a fresh rig.
+			for attempt := 1; ; attempt++ {
+				cold, worst, limit := bindUnderFlood(t, tc.name, tc.srcs, cost, limit)
+				if worst <= limit && cold <= limit {
+					return
+				}
+				if attempt == 2 {
+					t.Errorf("real binds took %s (first bind) and %s (rebind), want < %s (twice)", cold, worst, limit)
+					return
+				}
+				t.Logf("real binds took %s (first bind) and %s (rebind), want < %s: measuring again", cold, worst, limit)
 			}
 		})
 	}
+}
+
+// bindUnderFlood starts a rig, floods it from srcs and times a first bind
+// and three known-good rebinds; limit is the bound for the one check it
+// measures first.
+func bindUnderFlood(t *testing.T, name string, srcs []string, cost int, limit func(check time.Duration) time.Duration) (cold, worst, bound time.Duration) {
+	r := newRig(t, rigOpts{rules: floodRules(cost)})
+	// alice has bound before: her credentials are known. That bind is one
+	// bcrypt check with nothing else running: the unit of the bound, so
+	// that it holds under -race too (bcrypt is several times slower there).
+	check := timedBind(t, r.addr, "alice", "secret1")
+	bound = limit(check)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	answered, running := bindFlood(ctx, t, r.addr, srcs, &wg)
+	defer func() { cancel(); wg.Wait() }()
+	// Every flooding address refused once is 48 bcrypt checks one at a
+	// time: about 5 s under -race on a quiet machine, and several times
+	// that on one whose cores other work holds (the deadline is for a
+	// flood that never gets going, not a bound).
+	select {
+	case <-running:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the flood's connections were not all refused once within 90 s")
+	}
+	cold = timedBind(t, r.addr, "carol", "secret3")
+	for range 3 {
+		worst = max(worst, timedBind(t, r.addr, "alice", "secret1"))
+	}
+	t.Logf("flood from %s: one check alone %s, first bind %s, known-good rebind worst of 3 %s (flood answered %d)",
+		name, check, cold, worst, answered.Load())
+	return cold, worst, bound
 }
