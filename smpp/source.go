@@ -14,20 +14,53 @@ import (
 // back by nothing. addr is "host:port" or a bare host (a net.Addr's or
 // http.Request.RemoteAddr's form); what parses as neither is its own key.
 func SourceKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		host, _, serr := net.SplitHostPort(addr)
-		if serr != nil {
-			return addr
-		}
-		if ip, err = netip.ParseAddr(host); err != nil {
-			return host
-		}
+	ip, other := sourceAddr(addr)
+	if !ip.IsValid() {
+		return other
 	}
-	ip = ip.Unmap().WithZone("") // an IPv4 peer on a dual-stack socket is the IPv4 address
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return p.String()
 	}
 	return ip.String()
+}
+
+// SourcePrefix is the network a peer is counted under by the limits that
+// hold a source spread over many addresses (the public HTTP routes' second
+// level of rate limits, the logins in progress): an IPv4 address by its
+// /24, an IPv6 one by its /48. A /24 is the smallest IPv4 block routed
+// between networks and what one customer is commonly given; a /48 is what
+// an IPv6 site is routinely given (RFC 6177). addr is as for SourceKey; an
+// IPv4-mapped IPv6 address is IPv4, a zone is dropped, and what parses as
+// no address is its own prefix, as SourceKey makes it its own key.
+func SourcePrefix(addr string) string {
+	ip, other := sourceAddr(addr)
+	if !ip.IsValid() {
+		return other
+	}
+	bits := 24
+	if ip.Is6() {
+		bits = 48
+	}
+	p, _ := ip.Prefix(bits)
+	return p.String()
+}
+
+// sourceAddr parses addr ("host:port" or a bare host) into an address
+// without zone, an IPv4-mapped one unmapped (an IPv4 peer on a dual-stack
+// socket is the IPv4 address). What is no address comes back as the
+// invalid Addr and the string to count it under: the host of a
+// "host:port", else addr itself.
+func sourceAddr(addr string) (netip.Addr, string) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		host, _, serr := net.SplitHostPort(addr)
+		if serr != nil {
+			return netip.Addr{}, addr
+		}
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return netip.Addr{}, host
+		}
+	}
+	return ip.Unmap().WithZone(""), ""
 }
