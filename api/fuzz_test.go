@@ -233,8 +233,8 @@ func clipAnswer(b []byte) []byte {
 // changes (the file's comment); before the target serves.
 func openLimits(s *Server) {
 	st := s.selfService()
-	st.applyAddr = newKeyLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
-	st.resetAddr = newKeyLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
+	st.applyAddr = newSourceLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
+	st.resetAddr = newSourceLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
 	st.resetAcct = newKeyLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
 	st.passAcct = newKeyLimiter(time.Nanosecond, 1<<30, maxLimiterKeys)
 	s.admin.resetLimiter = rate.NewLimiter(rate.Inf, 1)

@@ -18,12 +18,13 @@ import (
 // does not read the enterprises (policy.SubmitApplication), so the answer
 // and its timing are the same either way; a taken code is found when the
 // account manager approves. Applications are rate-limited per source
-// address; the number that identifies one carries 128 random bits.
+// address and per its network (keyLimiter: a /24, a /48); the number that
+// identifies one carries 128 random bits.
 
 // Limits of the public self-service routes (this file and v1_password.go).
 const (
 	applyEvery      = 10 * time.Minute // one application per source address per applyEvery…
-	applyBurst      = 5                // …after a burst of applyBurst
+	applyBurst      = 5                // …after a burst of applyBurst; per network, after prefixBurstTimes × that
 	maxPublicBody   = 8 << 10          // a public request's body
 	maxLimiterKeys  = 10_000           // keys of each public rate limiter
 	maxResetsQueued = 64               // password resets between their answer and their end
@@ -33,8 +34,8 @@ const (
 // Server), built on first use.
 type selfState struct {
 	once      sync.Once
-	applyAddr *keyLimiter    // POST /v1/applications per source address
-	resetAddr *keyLimiter    // POST /v1/password-reset per source address
+	applyAddr *keyLimiter    // POST /v1/applications per source address and network
+	resetAddr *keyLimiter    // POST /v1/password-reset per source address and network
 	resetAcct *keyLimiter    // password resets per group code + user name (both routes)
 	passAcct  *keyLimiter    // PUT /v1/me/password per user: old-password guesses
 	resets    chan struct{}  // slots of resets in progress after their answer
@@ -46,8 +47,8 @@ type selfState struct {
 func (s *Server) selfService() *selfState {
 	st := &s.self
 	st.once.Do(func() {
-		st.applyAddr = newKeyLimiter(applyEvery, applyBurst, maxLimiterKeys)
-		st.resetAddr = newKeyLimiter(resetAddrEvery, resetAddrBurst, maxLimiterKeys)
+		st.applyAddr = newSourceLimiter(applyEvery, applyBurst, maxLimiterKeys)
+		st.resetAddr = newSourceLimiter(resetAddrEvery, resetAddrBurst, maxLimiterKeys)
 		st.resetAcct = newKeyLimiter(resetAcctEvery, resetAcctBurst, maxLimiterKeys)
 		st.passAcct = newKeyLimiter(passwordEvery, passwordBurst, maxLimiterKeys)
 		st.resets = make(chan struct{}, maxResetsQueued)
@@ -122,9 +123,10 @@ func (s *Server) apply(_ *caller, w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	// Only applications that would be stored count against the address.
-	if !s.selfService().applyAddr.allow(clientIP(r)) {
-		writeRateLimited(w, "600", "too many applications from this address; retry later")
+	// Only applications that would be stored count against the address
+	// and its network.
+	if !s.selfService().applyAddr.allowSource(r) {
+		writeRateLimited(w, "600", "too many applications from this address or its network; retry later")
 		return
 	}
 	app, err := s.cfg.Policy.SubmitApplication(na)

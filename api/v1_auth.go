@@ -163,6 +163,11 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 // X-Forwarded-For is not read.
 func clientIP(r *http.Request) string { return smpp.SourceKey(r.RemoteAddr) }
 
+// clientPrefix is the network of the request's source, as the limits that
+// hold a source spread over many addresses count it: an IPv4 /24, an IPv6
+// /48 (smpp.SourcePrefix).
+func clientPrefix(r *http.Request) string { return smpp.SourcePrefix(r.RemoteAddr) }
+
 func (s *Server) logout(c *caller, w http.ResponseWriter, _ *http.Request) {
 	if c.session == "" {
 		writeError(w, http.StatusBadRequest, "invalid", "logout ends console sessions; an API key is revoked by an admin")

@@ -24,13 +24,13 @@ import (
 // let anyone make the daemon fsync for every guess; answering first costs a
 // mismatch nothing on disk. What the caller can still see before the answer
 // depends only on what it sent: the body's form, the rate limits (per source
-// address, per group code + user name, and overall), and whether at most
+// address and its network, per group code + user name, and overall), and whether at most
 // maxResetsQueued resets are already in progress.
 
 // Limits of passwords.
 const (
 	resetAddrEvery = time.Minute // public resets per source address: one a minute…
-	resetAddrBurst = 5           // …after a burst of 5
+	resetAddrBurst = 5           // …after a burst of 5; per network, after prefixBurstTimes × 5
 	resetAcctEvery = time.Hour   // resets per group code + user name: one an hour…
 	resetAcctBurst = 5           // …after a burst of 5
 	passwordEvery  = time.Minute // password changes per user (old-password guesses)…
@@ -127,8 +127,8 @@ func (s *Server) resetPassword(public bool, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	st := s.selfService()
-	if public && !st.resetAddr.allow(clientIP(r)) {
-		writeRateLimited(w, "60", "too many password resets from this address, retry later")
+	if public && !st.resetAddr.allowSource(r) {
+		writeRateLimited(w, "60", "too many password resets from this address or its network, retry later")
 		return
 	}
 	var in PasswordReset
