@@ -291,3 +291,104 @@ func TestApplicationRateLimitIPv6(t *testing.T) {
 		t.Errorf("the next /64: %d, want 202", code)
 	}
 }
+
+// postFrom posts body as JSON to the env's path over a connection from the
+// loopback address src (the whole 127.0.0.0/8 is loopback: a client at
+// another address, in another /24 if the third byte differs).
+func (e *adminEnv) postFrom(t *testing.T, src, path string, body any) (int, []byte, http.Header) {
+	t.Helper()
+	c := clientFrom(src)
+	defer c.CloseIdleConnections()
+	resp, err := c.Post(e.url+path, "application/json", bytes.NewReader(mustJSON(t, body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, buf.Bytes(), resp.Header
+}
+
+// TestApplicationRateLimitPrefix: applications from the addresses of one
+// /24 together get prefixBurstTimes addresses' burst, over real
+// connections from 127.0.1.x; an address refused by its own bucket takes
+// nothing of its network's; another /24 is another network.
+func TestApplicationRateLimitPrefix(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	in := ApplicationRequest{GroupCode: "G1", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"}
+	// 127.0.1.1 spends its burst, then is refused ten times.
+	for i := range applyBurst + 10 {
+		code, b, h := e.postFrom(t, "127.0.1.1", "/v1/applications", in)
+		if i < applyBurst {
+			if code != http.StatusAccepted {
+				t.Fatalf("127.0.1.1's application %d: %d %s", i, code, b)
+			}
+			continue
+		}
+		wantReason(t, code, b, http.StatusTooManyRequests, "rate_limited")
+		if h.Get("Retry-After") != "600" {
+			t.Fatalf("Retry-After %q, want 600", h.Get("Retry-After"))
+		}
+	}
+	// 29 more addresses of the /24, one each: the network's other
+	// (prefixBurstTimes − 1) × applyBurst go, the rest are refused.
+	netBurst := prefixBurstTimes * applyBurst
+	for i := range 29 {
+		src := fmt.Sprintf("127.0.1.%d", 2+i)
+		code, b, h := e.postFrom(t, src, "/v1/applications", in)
+		if applyBurst+i < netBurst {
+			if code != http.StatusAccepted {
+				t.Fatalf("%s (the network's application %d): %d %s", src, applyBurst+i, code, b)
+			}
+			continue
+		}
+		if msg := wantReason(t, code, b, http.StatusTooManyRequests, "rate_limited"); !strings.Contains(msg, "network") {
+			t.Errorf("%s: message %q does not name the network", src, msg)
+		}
+		if h.Get("Retry-After") != "600" {
+			t.Fatalf("Retry-After %q, want 600", h.Get("Retry-After"))
+		}
+	}
+	if code, b, _ := e.postFrom(t, "127.0.2.1", "/v1/applications", in); code != http.StatusAccepted {
+		t.Errorf("another /24: %d %s, want 202", code, b)
+	}
+	if n := len(adminMust(e.c.Applications("", 0)).get(t)); n != netBurst+1 {
+		t.Errorf("%d pending, want %d", n, netBurst+1)
+	}
+}
+
+// TestApplicationRateLimitIPv6Prefix: the /64s of one /48 together get
+// prefixBurstTimes sources' burst; the next /48 is another network.
+func TestApplicationRateLimitIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	h := e.s.Handler()
+	body, _ := json.Marshal(ApplicationRequest{GroupCode: "G6", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"})
+	post := func(remote string) int {
+		r := httptest.NewRequest(http.MethodPost, "/v1/applications", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	accepted := 0
+	for i := range 30 { // one from each of 30 /64s of 2001:db8:7::/48
+		switch code := post(fmt.Sprintf("[2001:db8:7:%x::1]:4000", i+1)); code {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("application %d: %d", i, code)
+		}
+	}
+	if want := prefixBurstTimes * applyBurst; accepted != want {
+		t.Errorf("30 /64s of one /48: %d accepted, want %d", accepted, want)
+	}
+	if code := post("[2001:db8:8::1]:4000"); code != http.StatusAccepted {
+		t.Errorf("the next /48: %d, want 202", code)
+	}
+}

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 func TestPasswordChange(t *testing.T) {
@@ -184,4 +188,38 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPasswordResetRateLimitPrefix: public resets from the addresses of
+// one /24 (real connections from 127.0.3.x) together get prefixBurstTimes
+// addresses' burst, each for another account (the per-account limit is
+// not what refuses them); another /24 is another network.
+func TestPasswordResetRateLimitPrefix(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t, func(s *Server) { s.admin.resetLimiter = rate.NewLimiter(rate.Inf, 1) })
+	e.s.SetPasswordNotifier((&smsRecorder{}).notify)
+	defer e.s.self.wg.Wait()
+	reset := func(i int) PasswordReset {
+		return PasswordReset{GroupCode: "ACME", UserName: fmt.Sprintf("user%d", i), Mobile: "13712345678"}
+	}
+	netBurst := prefixBurstTimes * resetAddrBurst
+	for i := range 30 {
+		src := fmt.Sprintf("127.0.3.%d", 1+i)
+		code, b, h := e.postFrom(t, src, "/v1/password-reset", reset(i))
+		if i < netBurst {
+			if code != http.StatusAccepted {
+				t.Fatalf("%s (the network's reset %d): %d %s", src, i, code, b)
+			}
+			continue
+		}
+		if msg := wantReason(t, code, b, http.StatusTooManyRequests, "rate_limited"); !strings.Contains(msg, "network") {
+			t.Errorf("%s: message %q, want the per-network limit's", src, msg)
+		}
+		if h.Get("Retry-After") != "60" {
+			t.Fatalf("Retry-After %q, want 60", h.Get("Retry-After"))
+		}
+	}
+	if code, b, _ := e.postFrom(t, "127.0.4.1", "/v1/password-reset", reset(99)); code != http.StatusAccepted {
+		t.Errorf("another /24: %d %s, want 202", code, b)
+	}
 }
