@@ -71,16 +71,14 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req, 4<<10) {
 		return
 	}
-	ip := clientIP(r)
+	ip, prefix := clientIP(r), clientPrefix(r)
 	l := &s.admin.logins
-	// One login per address at a time: parallel guesses would not wait
-	// out each other's failure delay.
-	if !l.gate.hold(ip) {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), "a login from this address is already in progress; retry when it is answered")
+	// One login per address at a time, and loginPrefixHolds per network:
+	// parallel guesses would not wait out each other's failure delay.
+	if !holdLogin(w, &l.gate, ip, prefix) {
 		return
 	}
-	defer l.gate.unhold(ip) // after the failure delay below
+	defer l.gate.unhold(ip, prefix) // after the failure delay below
 	if !s.adminTokenOK(req.Token) {
 		t := time.NewTimer(l.failed(ip))
 		select {

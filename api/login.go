@@ -22,6 +22,12 @@ import (
 //     has at most one login in progress — waiting, being checked, or
 //     sitting out its failure delay (session.go's throttle); another
 //     login from it is answered 429 at once, without bcrypt work.
+//   - A network (smpp.SourcePrefix: an IPv4 /24, an IPv6 /48) has at
+//     most loginPrefixHolds logins in progress from keys that are
+//     addresses; another is answered 429 at once too. Known (address,
+//     system_id) pairs do not count against it nor meet it: a user who
+//     logged in from that address before is not held back by a
+//     neighbour.
 //   - At most gateSlots password checks run at once (policy's own
 //     bound, AuthConcurrency, is the same); the others wait, in three
 //     classes served in order: keys that logged in before and have not
@@ -47,11 +53,24 @@ const (
 	loginRemember   = 30 * 24 * time.Hour // a successful (address, system_id) pair is known this long
 	maxGoodLogins   = 10_000              // known pairs kept; when full, no new one until one is a loginRemember old
 	maxLoginWaiting = 1024
+	// loginPrefixHolds is how many logins from one network may be in
+	// progress at once, where an address has one: the same factor as the
+	// public routes' network buckets (prefixBurstTimes). A failed login
+	// holds its place for its failure delay (up to 5 s), so a /24 of
+	// guessers, 256 addresses, makes about 4 guesses in 5 s once their
+	// delays have grown, not 256, and a /48 (65,536 /64s) holds 4 of the
+	// maxLoginWaiting places, not all of them. Four, not one: the
+	// addresses of an office or a campus share the network, and one
+	// user's mistyped password, sitting out its delay, leaves three.
+	loginPrefixHolds = prefixBurstTimes
 )
 
 var (
 	errLoginBusy = errors.New("too many logins waiting")
-	gateSlots    = max(1, runtime.GOMAXPROCS(0)/2)
+	// loginGate.hold's refusals.
+	errLoginHeld     = errors.New("a login from this source is in progress")
+	errNetworkLogins = errors.New("too many logins from this network are in progress")
+	gateSlots        = max(1, runtime.GOMAXPROCS(0)/2)
 )
 
 // Waiting classes, served in this order.
@@ -110,14 +129,15 @@ func (l *loginThrottle) loggedIn(key, ip, systemID string) {
 	l.good[pair] = now
 }
 
-// loginGate holds the source keys with a login in progress and admits
-// logins to the password check by class.
+// loginGate holds the source keys with a login in progress, counts them
+// by network, and admits logins to the password check by class.
 type loginGate struct {
-	mu      sync.Mutex
-	held    map[string]bool
-	running int
-	waiting int
-	queues  [numClasses]list.List // of *loginWaiter
+	mu       sync.Mutex
+	held     map[string]bool
+	prefixes map[string]int // network → logins in progress; only those > 0 are kept
+	running  int
+	waiting  int
+	queues   [numClasses]list.List // of *loginWaiter
 }
 
 type loginWaiter struct {
@@ -126,24 +146,41 @@ type loginWaiter struct {
 	el    *list.Element
 }
 
-// hold marks key as having a login in progress; false if it has one.
-func (g *loginGate) hold(key string) bool {
+// hold marks key as having a login in progress, counted under the
+// network prefix unless prefix is "" (a known pair). It marks nothing and
+// returns errLoginHeld if key has one, errNetworkLogins if prefix has
+// loginPrefixHolds.
+func (g *loginGate) hold(key, prefix string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.held[key] {
-		return false
+		return errLoginHeld
+	}
+	if prefix != "" && g.prefixes[prefix] >= loginPrefixHolds {
+		return errNetworkLogins
 	}
 	if g.held == nil {
 		g.held = make(map[string]bool)
+		g.prefixes = make(map[string]int)
 	}
 	g.held[key] = true
-	return true
+	if prefix != "" {
+		g.prefixes[prefix]++
+	}
+	return nil
 }
 
-func (g *loginGate) unhold(key string) {
+// unhold ends what hold(key, prefix) marked.
+func (g *loginGate) unhold(key, prefix string) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	delete(g.held, key)
-	g.mu.Unlock()
+	if prefix == "" {
+		return
+	}
+	if g.prefixes[prefix]--; g.prefixes[prefix] <= 0 {
+		delete(g.prefixes, prefix)
+	}
 }
 
 // wait returns when a password check may start (call done after it), or

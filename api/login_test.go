@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +105,9 @@ func (r *loginRig) login(ctx context.Context, c *http.Client, sid, pw string) (i
 // flood runs n attackers, each at its own address (127.0.x.y), posting
 // wrong passwords in a loop until the test ends; it returns once each
 // has a login in the server and a counter of their answers by status.
+// They are spread over networks of loginPrefixHolds addresses each
+// (127.0.10.0/24 on), so that each has a login in progress as before
+// there was a bound per network: the flood is n logins at once.
 func (r *loginRig) flood(n int) *sync.Map {
 	t := r.t
 	ctx, cancel := context.WithCancel(context.Background())
@@ -115,7 +119,7 @@ func (r *loginRig) flood(n int) *sync.Map {
 	codes := &sync.Map{}
 	before := r.entered.Load()
 	for i := range n {
-		src := fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250)
+		src := fmt.Sprintf("127.0.%d.%d", 10+i/loginPrefixHolds, 1+i%loginPrefixHolds)
 		c := clientFrom(src)
 		wg.Add(1)
 		go func() {
@@ -248,5 +252,79 @@ func TestLoginGateHungUp(t *testing.T) {
 	g.done()
 	if g.running != 0 {
 		t.Fatalf("%d slots held", g.running)
+	}
+}
+
+// TestLoginPrefixHolds: a network (here 127.0.5.0/24) has at most
+// loginPrefixHolds logins in progress from its addresses; the next is
+// answered 429 at once. Another network, and a user's known (address,
+// system_id) pair in the same network, still get in line. The password
+// checks are held (the gate's slots taken) so that the logins stay in
+// progress until the test lets them go.
+func TestLoginPrefixHolds(t *testing.T) {
+	r := newLoginRig(t)
+	ctx := context.Background()
+	if code, _, err := r.login(ctx, clientFrom("127.0.5.200"), "alice", "secret1"); err != nil || code != http.StatusOK {
+		t.Fatalf("alice's first login from 127.0.5.200: %d %v", code, err)
+	}
+	g := &r.srv.user.logins.gate
+	for range gateSlots {
+		if err := g.wait(ctx, classNew); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type answer struct {
+		who  string
+		code int
+		err  error
+	}
+	answers := make(chan answer, 8)
+	inLine := 0
+	start := func(src, sid, pw string) {
+		inLine++
+		go func() {
+			code, _, err := r.login(ctx, clientFrom(src), sid, pw)
+			answers <- answer{src + " " + sid, code, err}
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for g.queued() != inLine {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d logins waiting, want %d", src, g.queued(), inLine)
+			}
+			tm := time.NewTimer(time.Millisecond) // no event to wait on: the login is in the server
+			<-tm.C
+		}
+	}
+	for i := range loginPrefixHolds {
+		start(fmt.Sprintf("127.0.5.%d", 1+i), fmt.Sprintf("bot%d", i), "wrong1")
+	}
+	// The network is full: the next address of it is refused at once
+	// (not put in line: the checks are held, it would wait).
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	code, _, err := r.login(quick, clientFrom("127.0.5.99"), "bot9", "wrong1")
+	cancel()
+	if err != nil || code != http.StatusTooManyRequests {
+		t.Fatalf("a login from a full network: %d %v, want 429 at once", code, err)
+	}
+	start("127.0.6.1", "bot10", "wrong1")    // another network
+	start("127.0.5.200", "alice", "secret1") // a known pair in the full network
+	for range gateSlots {
+		g.done()
+	}
+	for range inLine {
+		a := <-answers
+		want := http.StatusUnauthorized
+		if strings.HasSuffix(a.who, "alice") {
+			want = http.StatusOK
+		}
+		if a.err != nil || a.code != want {
+			t.Errorf("%s: %d %v, want %d", a.who, a.code, a.err, want)
+		}
+	}
+	g.mu.Lock()
+	held, nets := len(g.held), len(g.prefixes)
+	g.mu.Unlock()
+	if held != 0 || nets != 0 {
+		t.Errorf("after the logins: %d keys and %d networks held, want none", held, nets)
 	}
 }

@@ -114,12 +114,14 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	// A cache of verified credentials would be consulted here, before the gate.
 	l := &s.user.logins
 	key, class := l.loginKey(ip, req.SystemID)
-	if !l.gate.hold(key) {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), "a login from this address is already in progress; retry when it is answered")
+	prefix := "" // a known pair (its key is not the address) is not counted under its network (login.go)
+	if key == ip {
+		prefix = clientPrefix(r)
+	}
+	if !holdLogin(w, &l.gate, key, prefix) {
 		return
 	}
-	defer l.gate.unhold(key) // after the failure delay below
+	defer l.gate.unhold(key, prefix) // after the failure delay below
 	ctx := r.Context()
 	if err := l.gate.wait(ctx, class); err != nil {
 		if errors.Is(err, errLoginBusy) {
@@ -155,6 +157,22 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, LoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
+}
+
+// holdLogin holds key and prefix for a login (loginGate.hold), else
+// answers 429.
+func holdLogin(w http.ResponseWriter, g *loginGate, key, prefix string) bool {
+	err := g.hold(key, prefix)
+	if err == nil {
+		return true
+	}
+	msg := "a login from this address is already in progress; retry when it is answered"
+	if errors.Is(err, errNetworkLogins) {
+		msg = "too many logins from this address's network are in progress; retry when one is answered"
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, policy.ReasonRateLimited.String(), msg)
+	return false
 }
 
 // clientIP is the request's source as the login throttles and the public
