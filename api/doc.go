@@ -20,7 +20,8 @@
 //   - v1_auth.go: authentication, POST /v1/login, POST /v1/logout,
 //     GET /v1/me; session.go holds the console sessions and the login
 //     throttle, login.go the admission of logins to the password check
-//     (per source address, clean addresses first).
+//     (one per source address and four per its network in progress,
+//     clean addresses first).
 //   - v1_send.go: POST /v1/messages; idempotency.go answers a retried
 //     Idempotency-Key.
 //   - v1_preview.go: POST /v1/messages/preview (a text signed and counted
@@ -39,7 +40,8 @@
 //     /v1/applications/{number} (opening an account, public).
 //   - v1_password.go: PUT /v1/me/password, POST /v1/password-reset
 //     (public), the one reset flow both reset routes use; keylimit.go the
-//     per-address and per-account limits of the public routes.
+//     limits of the public routes per address, per network (an IPv4 /24,
+//     an IPv6 /48) and per account.
 //   - contacts.go: /v1/contacts and /v1/enterprise-contacts (address books).
 //   - v1_reminders.go: /v1/reminders (日程提醒: series, the occurrences of
 //     an ISO week, one occurrence changed or deleted; package reminder).
