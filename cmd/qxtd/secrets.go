@@ -3,10 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -47,10 +45,6 @@ var otherEnv = map[string]string{
 	"QXTD_DEB_ARCH":         "make deb: the package's architecture (configs/nfpm.yaml)",
 	"QXTD_DEB_BINARY":       "make deb: the binary the package ships (configs/nfpm.yaml)",
 }
-
-// maxSecretFile bounds a secret file: a path to something else (a log, a
-// device) fails instead of reading it whole.
-const maxSecretFile = 64 << 10
 
 // secretRef is one secret key and its _file companion.
 type secretRef struct {
@@ -105,7 +99,7 @@ func (c *Config) resolveSecrets(envName map[string]string) ([]secretWarning, err
 	}
 	// Each file is read once: a list of accounts that all name one file
 	// (a YAML alias repeats an entry at three bytes a copy) would
-	// otherwise hold one copy of it, up to maxSecretFile, per account.
+	// otherwise hold one copy of it, up to kindSecret's bound, per account.
 	type secretFile struct {
 		s    string
 		mode fs.FileMode
@@ -140,23 +134,12 @@ func (c *Config) resolveSecrets(envName map[string]string) ([]secretWarning, err
 }
 
 // readSecretFile is path's content less one trailing newline (what echo
-// and editors add), and its mode. Errors name the path, never the content.
+// and editors add), and its mode. Errors name the path, never the
+// content; the file is bounded as kindSecret (namedfiles.go).
 func readSecretFile(path string) (string, fs.FileMode, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err // *PathError: "open PATH: …"
-	}
-	defer f.Close()
-	fi, err := f.Stat()
+	b, mode, err := readNamedFile(path, kindSecret)
 	if err != nil {
 		return "", 0, err
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(b) > maxSecretFile {
-		return "", 0, fmt.Errorf("%s: larger than %d KiB, not a secret", path, maxSecretFile>>10)
 	}
 	s := string(b)
 	if t, ok := strings.CutSuffix(s, "\n"); ok {
@@ -165,7 +148,7 @@ func readSecretFile(path string) (string, fs.FileMode, error) {
 	if s == "" {
 		return "", 0, fmt.Errorf("%s: empty", path)
 	}
-	return s, fi.Mode(), nil
+	return s, mode, nil
 }
 
 // envKeys maps every QXTD_ variable of the config to its key: the scalar

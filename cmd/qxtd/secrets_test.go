@@ -141,7 +141,7 @@ func TestSecretErrors(t *testing.T) {
 		{name: "missing file", old: "    password: inlineac\n", new: "    password_file: " + filepath.Join(dir, "nope") + "\n",
 			want: "accounts[0].password_file: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
 		{name: "a directory", old: "    password: inlineac\n", new: "    password_file: " + dir + "\n",
-			want: "accounts[0].password_file: reading " + dir + ": "},
+			want: "accounts[0].password_file: " + dir + ": not a regular file (a directory)"},
 		{name: "empty file", old: "    password: inlineup\n", new: "    password_file: " + empty + "\n",
 			want: "upstreams[0].password_file: " + empty + ": empty"},
 		{name: "empty file from env", old: "  admin_token: inline-admin\n", new: "",

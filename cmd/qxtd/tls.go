@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -80,15 +79,16 @@ func certAttrs(c *tls.Certificate) []any {
 		"not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339)}
 }
 
-// loadKeyPair reads a certificate chain and its key. Each file is read
-// on its own so that the error names the one that failed (file); a pair
-// that does not match names both keys.
+// loadKeyPair reads a certificate chain and its key, each bounded as
+// kindKeyPair (namedfiles.go). Each file is read on its own so that the
+// error names the one that failed (file); a pair that does not match
+// names both keys.
 func loadKeyPair(certKey, certFile, keyKey, keyFile string) (*tls.Certificate, string, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, _, err := readNamedFile(certFile, kindKeyPair)
 	if err != nil {
 		return nil, certFile, fmt.Errorf("%s: %w", certKey, err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, _, err := readNamedFile(keyFile, kindKeyPair)
 	if err != nil {
 		return nil, keyFile, fmt.Errorf("%s: %w", keyKey, err)
 	}
@@ -185,8 +185,10 @@ func upstreamTLSConfig(key string, u UpstreamConfig) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// loadCAPool reads the PEM bundle at path, bounded as kindCABundle
+// (namedfiles.go).
 func loadCAPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
+	b, _, err := readNamedFile(path, kindCABundle)
 	if err != nil {
 		return nil, err
 	}
