@@ -51,6 +51,15 @@ const MaxBefore = 7 * 24 * 60
 // day by day): a series older than this fires no more.
 const maxSpan = 20 * 366
 
+// lastDay is the last day a series can have an event on. A day is
+// written "2006-01-02" (an occurrence's key), its week "2006-W01" and its
+// time in RFC 3339 (JSON), all with four-digit years: an event after
+// 9999-12-31 does not exist. The API refuses a start more than a year
+// ahead, but a stored rule (an older release's, or one written into the
+// store by hand) may start in 9999, or on 9999-12-31 at a zone whose day
+// is already 10000-01-01 in Asia/Shanghai.
+var lastDay = time.Date(9999, time.December, 31, 0, 0, 0, 0, Shanghai)
+
 // Rule is when a reminder's events happen. Every event is at the wall
 // clock time of Start in Asia/Shanghai, on the days Freq picks from
 // Start's day on, until Until (a Date, inclusive) or Count events; the
@@ -184,7 +193,8 @@ func (r *Rule) Between(from, to time.Time) []Occurrence {
 }
 
 // walk calls fn with each occurrence in order until fn returns false or
-// the series ends.
+// the series ends: at until, count, maxSpan days from its start, or
+// lastDay, whichever comes first.
 func (r *Rule) walk(fn func(Occurrence) bool) {
 	start := r.Start.In(Shanghai)
 	h, m, s := start.Clock()
@@ -195,7 +205,7 @@ func (r *Rule) walk(fn func(Occurrence) bool) {
 	n := 0
 	d := day(start)
 	for i := 0; i < maxSpan; i, d = i+1, d.AddDate(0, 0, 1) {
-		if !until.IsZero() && d.After(until) {
+		if !until.IsZero() && d.After(until) || d.After(lastDay) {
 			return
 		}
 		if r.Count > 0 && n >= r.Count {

@@ -13,7 +13,9 @@ import (
 // an occurrence to come, and its occurrences over a year from now and a
 // year from its start are in time order, one a day (each keyed by its own
 // day in Asia/Shanghai), at the start's wall clock, on days the rule
-// picks, within until and count, each message Before minutes ahead. The
+// picks, within until and count, each message Before minutes ahead, none
+// after 9999-12-31 (a stored rule may start in 9999: its days of 10000
+// would have no Date, week key or JSON time). The
 // walk behind them is day by day for at most maxSpan days, whatever
 // count or until says: a rule costs milliseconds.
 func FuzzRule(f *testing.F) {
@@ -39,6 +41,8 @@ func FuzzRule(f *testing.F) {
 		{Freq: Daily, Start: at("2007-01-01 08:00")}, // reaches now near the end of maxSpan
 		{Freq: Weekly, Start: at("2007-01-01 08:00"), Weekdays: []time.Weekday{time.Sunday, time.Saturday, time.Monday}},
 		{Freq: Daily, Start: time.Date(9999, 12, 31, 23, 59, 59, 999999999, Shanghai)},
+		{Freq: Weekly, Start: at("9999-12-01 08:00"), Weekdays: []time.Weekday{time.Friday, time.Saturday}, Before: 1},
+		{Freq: Once, Start: time.Date(9999, 12, 31, 20, 0, 0, 0, time.FixedZone("", -8*3600))}, // 10000-01-01 in Shanghai
 	} {
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -114,6 +118,10 @@ func checkOccurrences(t *testing.T, r *Rule, os []Occurrence, from, to time.Time
 			t.Fatalf("occurrence %s at %s; the start's wall clock is %s", o.Date, at.Format(time.TimeOnly), start.Format(time.TimeOnly))
 		case !o.SendAt.Equal(o.At.Add(-time.Duration(r.Before) * time.Minute)):
 			t.Fatalf("occurrence %s: message at %v for an event at %v, %d minutes before", o.Date, o.SendAt, o.At, r.Before)
+		case at.Year() > 9999:
+			t.Fatalf("occurrence %s at %v: after 9999-12-31", o.Date, o.At)
+		case len(o.Date) != len(Date) || len(WeekOf(o.At).String()) != len("2006-W01"):
+			t.Fatalf("occurrence %s in week %s: not a four-digit year", o.Date, WeekOf(o.At))
 		case day(o.At).Before(day(start)):
 			t.Fatalf("occurrence %s before the start %s", o.Date, start.Format(Date))
 		case !until.IsZero() && day(o.At).After(until):

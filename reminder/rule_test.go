@@ -1,6 +1,8 @@
 package reminder
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -169,5 +171,98 @@ func TestOccurrencesOfAWeekAcrossTheYearEnd(t *testing.T) {
 	got := dates(r.Between(w.Start(), w.Next().Start()))
 	if got != "12-31 Thu 07:00, 01-01 Fri 07:00" {
 		t.Errorf("2026-W53: %s", got)
+	}
+}
+
+// TestRuleEndsIn9999: a stored rule (an older release's, or one written
+// into the store by hand) that starts in 9999 has no occurrence after
+// 9999-12-31: a day of 10000 is no Date, no week key and no RFC 3339
+// time (JSON). The HTTP API refuses such a start, so the rules are built
+// here directly.
+func TestRuleEndsIn9999(t *testing.T) {
+	end := time.Date(10000, 1, 1, 0, 0, 0, 0, Shanghai)
+	for _, tc := range []struct {
+		name string
+		rule Rule
+		last string // the last occurrence's Date; "" none
+	}{
+		{"daily", Rule{Freq: Daily, Start: at("9999-12-30 08:00")}, "9999-12-31"},
+		{"daily at the last nanosecond", Rule{Freq: Daily, Start: time.Date(9999, 12, 31, 23, 59, 59, 999999999, Shanghai), Before: MaxBefore}, "9999-12-31"},
+		{"workdays", Rule{Freq: Workdays, Start: at("9999-12-01 08:00"), Count: 1000}, "9999-12-31"}, // a Friday
+		{"weekly", Rule{Freq: Weekly, Start: at("9999-12-01 08:00"), Weekdays: []time.Weekday{time.Sunday}}, "9999-12-26"},
+		{"monthly", Rule{Freq: Monthly, Start: at("9999-11-30 08:00"), Until: "9999-12-31"}, "9999-12-30"},
+		// 9999-12-31 20:00 at -08:00 is 10000-01-01 12:00 in Asia/Shanghai.
+		{"once, already 10000 in Shanghai", Rule{Freq: Once, Start: time.Date(9999, 12, 31, 20, 0, 0, 0, time.FixedZone("", -8*3600))}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var last Occurrence
+			tc.rule.walk(func(o Occurrence) bool {
+				last = o
+				if !o.At.Before(end) {
+					t.Fatalf("occurrence %s at %v: after 9999-12-31", o.Date, o.At)
+				}
+				if _, err := json.Marshal(o); err != nil {
+					t.Fatalf("occurrence %s: %v", o.Date, err)
+				}
+				if w := WeekOf(o.At).String(); len(w) != len("9999-W52") {
+					t.Fatalf("occurrence %s in week %q", o.Date, w)
+				}
+				return true
+			})
+			if last.Date != tc.last {
+				t.Errorf("last occurrence %q, want %q", last.Date, tc.last)
+			}
+			if os := tc.rule.Between(at("9999-12-01 00:00"), end.AddDate(1, 0, 0)); len(os) > 0 && os[len(os)-1].Date != tc.last {
+				t.Errorf("Between: last %s, want %q", os[len(os)-1].Date, tc.last)
+			}
+			re := &Reminder{Rule: tc.rule}
+			if o, ok := re.Next(at("9999-12-31 09:00")); ok {
+				t.Errorf("Next after the last event of 9999: %s", o.Date)
+			}
+			if err := tc.rule.Check(at("9999-12-31 09:00")); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Check after the last event of 9999: %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestStoredRuleIn9999Listed: a series stored by a service whose clock is
+// in 9999 lists the last week of 9999 without days of 10000, and an
+// occurrence cannot be moved into 10000 (9999-12-31T20:00:00-08:00 is
+// RFC 3339 the API reads, and 10000-01-01 in Asia/Shanghai).
+func TestStoredRuleIn9999Listed(t *testing.T) {
+	_, addr := newSim(t)
+	now := at("9999-12-20 09:00")
+	r := openRig(t, tempPath(t), addr, 0, Config{Tick: time.Hour, Now: func() time.Time { return now }})
+	a := Viewer{Enterprise: "A", Account: "alice"}
+	rem, err := r.svc.Create(r.user("alice"), Spec{Text: "每天", To: []string{numAlice}, Rule: Rule{Freq: Daily, Start: at("9999-12-27 08:00")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 9999-W52 is refused by ParseWeek (its end is in 10000), yet it is
+	// the week of 9999-12-31: listed here as WeekOf gives it.
+	w := WeekOf(at("9999-12-31 08:00"))
+	got, err := r.svc.Week(a, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var days []string
+	for _, l := range got {
+		days = append(days, l.Date)
+	}
+	if want := "9999-12-27 9999-12-28 9999-12-29 9999-12-30 9999-12-31"; strings.Join(days, " ") != want {
+		t.Errorf("week %s lists %v, want %s", w, days, want)
+	}
+	moved := OccurrenceEdit{At: time.Date(9999, 12, 31, 20, 0, 0, 0, time.FixedZone("", -8*3600))}
+	if err := r.svc.EditOccurrence(context.Background(), a, rem.ID, "9999-12-30", moved); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an occurrence moved into 10000: %v, want ErrInvalid", err)
+	}
+	now = at("9999-12-31 09:00")
+	got2, err := r.svc.Get(a, rem.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := got2.Next(now); ok {
+		t.Errorf("next occurrence %s after the last of 9999", o.Date)
 	}
 }

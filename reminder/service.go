@@ -408,6 +408,10 @@ func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date 
 			if !e.At.Add(-time.Duration(r.Rule.Before) * time.Minute).After(now) {
 				return ex, invalid("at: the occurrence's message would be in the past")
 			}
+			// 9999-12-31T20:00:00-08:00 is in 10000 in Asia/Shanghai.
+			if day(e.At).After(lastDay) {
+				return ex, invalid("at: after %s", lastDay.Format(Date))
+			}
 			ex.At = e.At
 		}
 		if e.Text != "" {
