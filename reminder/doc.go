@@ -71,10 +71,19 @@
 //   - A crash (kill -9) between Send's commit and the record's commit
 //     sends that occurrence again at the next start: it can duplicate,
 //     never vanish.
-//   - A pass reads the head of every series (rule, which occurrences
-//     are changed or done), one at a time, and only the due ones whole;
-//     records of occurrences and exceptions older than 400 days are
-//     dropped. The week listing and Get read their series whole.
+//   - A pass hashes every stored series in place (bbolt's map, nothing
+//     copied) and decodes the head (rule, which occurrences are changed or
+//     done) only of those new or changed since the last pass, whoever
+//     wrote them (a cluster replica too), or that the Service's memo says
+//     may be due by now (memo.go: the next occurrence to do, less Ahead);
+//     one at a time, and only the due ones whole. The memo is one entry
+//     a stored series, in memory; a clock set back before an entry was made
+//     decodes that series again. A change of a series that keeps its
+//     length and 64-bit hash (a random seed each start) would be acted on
+//     as the old value until that one's next occurrence came due or the
+//     series changed again: a chance of 2^-64 a change. Records of
+//     occurrences and exceptions older than 400 days are dropped. The week
+//     listing and Get read their series whole.
 //   - Working days are Monday to Friday: public holidays and the swapped
 //     working weekends of the Chinese calendar are not known.
 //   - In a cluster (Config.Shared, a policy.Committer such as

@@ -2,6 +2,7 @@ package reminder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,29 +50,65 @@ func (s *Service) Run(ctx context.Context) {
 // written right after Send committed. An occurrence more than Grace late
 // is marked missed instead; one less late goes at once.
 //
-// A pass runs every Tick over every series, so it reads of each only its
-// head (the rule, which occurrences are changed or done: no text,
-// recipients or message ids), one at a time; a series with an occurrence
-// due is then read whole, again one at a time. What a pass holds is the
-// keys of the due series, not the series.
+// A pass runs every Tick over every series. Of each it hashes the stored
+// bytes (in bbolt's map: nothing is copied) and looks them up in the
+// Service's memo (memo.go); it decodes only a series that is new or
+// changed (whoever changed it: this Service or, in a cluster, the replica
+// of another node's write) or that the memo says may have an occurrence
+// due by now, and of it only its head (the rule, which occurrences are
+// changed or done: no text, recipients or message ids), one at a time. A
+// series with an occurrence due is then read whole, again one at a time.
+// What a pass holds is the keys of the due series, not the series; the
+// memo keeps one entry of 32 bytes and the key for each stored series.
 func (s *Service) Materialise(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
+	nowNano, useMemo := unixNano(now), nanoOK(now) && !s.memoOff
+	if !useMemo {
+		clear(s.memo)
+	}
 	type ref struct {
 		enterprise string
 		id         uint64
 	}
 	var due []ref
 	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
-		return eachAs(tx, "", func(h *head) error {
-			if len(s.due(h.reminder(), now)) > 0 {
+		b := tx.Bucket(bucketSeries)
+		n := 0
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n++
+			sum := fingerprint(s.seed, v)
+			if m, ok := s.memo[string(k)]; ok && m.skip(sum, v, nowNano) {
+				continue
+			}
+			var h head
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("reminder %x: %w", k, err)
+			}
+			s.decodes++
+			r := h.reminder()
+			isDue := len(s.due(r, now)) > 0
+			if isDue {
 				due = append(due, ref{h.Enterprise, h.ID})
 			}
-			return nil
-		})
+			if useMemo {
+				s.memo[string(k)] = memo{sum: sum, size: uint32(len(v)), seen: nowNano, wake: s.wakeAt(r, now, isDue)}
+			}
+		}
+		// Every key met is in the memo: more entries are of series gone.
+		if len(s.memo) > n {
+			for k := range s.memo {
+				if b.Get([]byte(k)) == nil {
+					delete(s.memo, k)
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
+		clear(s.memo) // a pass cut short may have left keys of series gone
 		return fmt.Errorf("reminder: read: %w", err)
 	}
 	for _, d := range due {

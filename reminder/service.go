@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -89,6 +90,17 @@ type Service struct {
 	log  *slog.Logger
 	mu   sync.Mutex // serialises every change of a series and the scheduler's pass
 	wake chan struct{}
+
+	// The scheduler's memo of each stored series, by key (memo.go), and
+	// the seed of its fingerprints; held under mu, one entry a stored
+	// series (series gone are dropped at the next pass).
+	memo map[string]memo
+	seed maphash.Seed
+	// decodes counts the heads a pass decoded (tests); memoOff makes a
+	// pass decode every series, as before the memo (the benchmark's
+	// baseline).
+	decodes uint64
+	memoOff bool
 }
 
 // New opens (creating its bucket if needed) the reminders in cfg.DB.
@@ -114,7 +126,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), memo: map[string]memo{}, seed: maphash.MakeSeed()}
 	if cfg.Shared != nil {
 		cfg.Shared.OnChange(func(_ *bolt.Tx, changed [][][]byte) {
 			if changed == nil || slices.ContainsFunc(changed, func(p [][]byte) bool {
