@@ -307,3 +307,23 @@ func TestWakeNeverLate(t *testing.T) {
 		}
 	}
 }
+
+// When Run ends (the node stops leading the cluster's reminders, or shuts
+// down), the memo goes with it.
+func TestMemoDroppedWhenRunEnds(t *testing.T) {
+	t0 := time.Date(2026, 3, 10, 10, 0, 0, 0, Shanghai)
+	db, s := openStoreOnly(t, &testClock{t: t0})
+	putBehind(t, db, &Reminder{ID: 1, Enterprise: "A", Account: "alice", Text: "x", From: t0, Rule: Rule{Freq: Daily, Start: t0.Add(72 * time.Hour)}})
+	pass(t, s)
+	if len(s.memo) != 1 {
+		t.Fatalf("%d remembered after a pass, want 1", len(s.memo))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	cancel()
+	<-done
+	if len(s.memo) != 0 {
+		t.Errorf("%d remembered after Run returned, want none", len(s.memo))
+	}
+}

@@ -26,10 +26,17 @@ func (s *Service) kick() {
 // Run is the scheduler: a pass at once (occurrences missed while the
 // daemon was down are sent or marked missed), then one per Tick and after
 // every change, until ctx ends. A pass that is sending finishes the
-// occurrence at hand (its message and its record) before Run returns.
+// occurrence at hand (its message and its record) before Run returns,
+// and drops the passes' memo: a node that no longer leads the cluster's
+// reminders keeps none, and one that leads again starts from a full pass.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	defer func() {
+		s.mu.Lock()
+		s.memo = map[string]memo{}
+		s.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
