@@ -77,7 +77,7 @@ func VerifyBackup(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return fail(fmt.Errorf("the file is locked by another process: %w", err))
+		return fail(fmt.Errorf("%w: %w", ErrLocked, err))
 	case err != nil:
 		return fail(fmt.Errorf("%w: not a bbolt file: %w", ErrNotStore, err))
 	}

@@ -39,6 +39,11 @@ var (
 	// a bbolt file, or one without the queue's buckets.
 	ErrNotStore = errors.New("not a qxtd store")
 
+	// ErrLocked: another process holds the file (another qxtd serving
+	// it, or a command run on it while the daemon does): Open and OpenDB
+	// waited Options.OpenTimeout for its lock. Nothing was read.
+	ErrLocked = errors.New("the file is held by another process (is qxtd already running on it?)")
+
 	// ErrPanic: an operation panicked inside the commit loop; it was rolled
 	// back and the other operations of its batch were retried without it.
 	ErrPanic = errors.New("operation panicked")

@@ -184,7 +184,24 @@ func TestVerifyBackup(t *testing.T) {
 	}
 
 	// A file a store holds is refused (after OpenTimeout), not read.
-	if err := VerifyBackup(s.Path()); err == nil || errors.Is(err, ErrNotStore) || errors.Is(err, ErrCorrupt) {
-		t.Errorf("file of a running store: %v", err)
+	if err := VerifyBackup(s.Path()); !errors.Is(err, ErrLocked) {
+		t.Errorf("file of a running store: %v, want ErrLocked", err)
 	}
+}
+
+// TestOpenLocked: a store file another process (here another open of it)
+// holds is refused after OpenTimeout with ErrLocked, which says why,
+// where bbolt said "timeout".
+func TestOpenLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(path, Options{OpenTimeout: 50 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second open: %v, want ErrLocked naming %s", err, path)
+	}
+	t.Log(err)
 }

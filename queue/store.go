@@ -308,7 +308,7 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 		// cached one by one (smallMetaPages).
 		fresh, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.OpenTimeout, NoSync: opt.NoSync})
 		if err != nil {
-			return nil, fmt.Errorf("queue: open %s: %w", path, err)
+			return nil, openError(path, err, opt.OpenTimeout)
 		}
 		if err := fresh.Close(); err != nil {
 			return nil, fmt.Errorf("queue: open %s: %w", path, err)
@@ -332,9 +332,18 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queue: open %s: %w", path, err)
+		return nil, openError(path, err, opt.OpenTimeout)
 	}
 	return db, nil
+}
+
+// openError is bbolt.Open's err for path. Its lock timeout ("timeout"
+// alone, which said nothing of why) becomes ErrLocked.
+func openError(path string, err error, waited time.Duration) error {
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("queue: open %s: %w (waited %s for its lock)", path, ErrLocked, waited)
+	}
+	return fmt.Errorf("queue: open %s: %w", path, err)
 }
 
 // maxSyncedFreePages is the longest free-page list (free and pending
