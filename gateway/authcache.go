@@ -6,10 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // BindAuthenticator is an optional capability of a Policy: authentication
@@ -35,6 +38,11 @@ type AuthOptions struct {
 	Concurrency int
 	// PerIP is how many slow checks one source address may have running
 	// or waiting at once: 2. Its further binds wait for one of those.
+	// A network (an IPv4 /24, an IPv6 /48: smpp.SourcePrefix) may have
+	// PerNetworkTimes as many, whatever its addresses: an IPv6 /48 holds
+	// 65,536 /64s, each a fresh address served first, which would
+	// otherwise queue tens of thousands of checks ahead of a real user's
+	// first bind.
 	PerIP int
 	// FailureMemory is how long an address whose check failed waits
 	// behind addresses without failures: 5 min.
@@ -66,9 +74,13 @@ var AuthOutcomes = []string{AuthCached, AuthChecked, AuthAbandoned}
 //     user or enterprise changed in the current second are not
 //     remembered, so two changes within one second cannot hide the second;
 //   - it runs at most Concurrency slow checks at once, at most PerIP of
-//     them for one source address, and serves addresses without recent
-//     failures first, so a flood of wrong passwords from any number of
-//     addresses does not hold up a real user's first bind for long;
+//     them for one source address and PerNetworkTimes × PerIP for one
+//     network (an IPv4 /24, an IPv6 /48), and serves addresses without
+//     recent failures first, so a flood of wrong passwords from any
+//     number of addresses does not hold up a real user's first bind for
+//     long, nor one of fresh addresses from one network (each served
+//     first, as it has not failed yet) hold it up for more than the
+//     network's checks;
 //   - a bind whose connection closed while it waited is dropped before
 //     the slow check.
 //
@@ -87,6 +99,7 @@ type AuthCache struct {
 	verified map[[sha256.Size]byte]verifiedBind
 	failed   map[string]time.Time // source address → last failed check
 	perIP    map[string]*ipSlots
+	perNet   map[string]*netSlots // by network (networkOf): its addresses' checks together
 
 	gate gate
 }
@@ -134,6 +147,7 @@ func NewAuthCache(opt AuthOptions) *AuthCache {
 		verified: make(map[[sha256.Size]byte]verifiedBind),
 		failed:   make(map[string]time.Time),
 		perIP:    make(map[string]*ipSlots),
+		perNet:   make(map[string]*netSlots),
 		gate:     gate{free: opt.Concurrency},
 	}
 	if _, err := rand.Read(a.key[:]); err != nil {
@@ -256,9 +270,17 @@ func (a *AuthCache) failure(ip string) {
 	}
 }
 
-// acquire takes one of the address's slots, then one of the shared ones
-// (ahead of addresses that failed recently when this one has not).
+// PerNetworkTimes is how many times an address's PerIP slots its network
+// has (the factor the HTTP public routes' network limits use: an office
+// or a data-centre /24 shared by several ESMEs keeps room for them).
+const PerNetworkTimes = 4
+
+// acquire takes one of the address's slots, then one of its network's,
+// then one of the shared ones; an address that has not failed recently
+// goes ahead of those that have, in its network's queue and in the
+// shared one.
 func (a *AuthCache) acquire(ctx context.Context, ip string, now time.Time) (func(), error) {
+	network := networkOf(ip)
 	a.mu.Lock()
 	s := a.perIP[ip]
 	if s == nil {
@@ -266,12 +288,21 @@ func (a *AuthCache) acquire(ctx context.Context, ip string, now time.Time) (func
 		a.perIP[ip] = s
 	}
 	s.refs++
+	n := a.perNet[network]
+	if n == nil {
+		n = &netSlots{gate: gate{free: PerNetworkTimes * a.opt.PerIP}}
+		a.perNet[network] = n
+	}
+	n.refs++
 	last, failed := a.failed[ip]
 	a.mu.Unlock()
 	unref := func() {
 		a.mu.Lock()
 		if s.refs--; s.refs == 0 {
 			delete(a.perIP, ip)
+		}
+		if n.refs--; n.refs == 0 {
+			delete(a.perNet, network)
 		}
 		a.mu.Unlock()
 	}
@@ -282,16 +313,40 @@ func (a *AuthCache) acquire(ctx context.Context, ip string, now time.Time) (func
 		return nil, ctx.Err()
 	}
 	priority := !failed || now.Sub(last) > a.opt.FailureMemory
+	if err := n.gate.acquire(ctx, priority); err != nil {
+		<-s.sem
+		unref()
+		return nil, err
+	}
 	if err := a.gate.acquire(ctx, priority); err != nil {
+		n.gate.release()
 		<-s.sem
 		unref()
 		return nil, err
 	}
 	return func() {
 		a.gate.release()
+		n.gate.release()
 		<-s.sem
 		unref()
 	}, nil
+}
+
+// netSlots are a network's checks, running or waiting for the shared
+// gate, and the binds waiting for one of them.
+type netSlots struct {
+	gate gate
+	refs int
+}
+
+// networkOf is the network of a source key (smpp.RemoteIP's form: an
+// IPv4 address, or an IPv6 /64 as a prefix), as smpp.SourcePrefix counts
+// it: an IPv4 /24, an IPv6 /48.
+func networkOf(key string) string {
+	if p, err := netip.ParsePrefix(key); err == nil {
+		return smpp.SourcePrefix(p.Addr().String())
+	}
+	return smpp.SourcePrefix(key)
 }
 
 // gate is a counting semaphore with two queues: a slot that frees goes to
