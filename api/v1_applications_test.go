@@ -269,16 +269,7 @@ func TestApplicationCodeNotLeaked(t *testing.T) {
 func TestApplicationRateLimitIPv6(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t)
-	h := e.s.Handler()
-	body, _ := json.Marshal(ApplicationRequest{GroupCode: "G6", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"})
-	post := func(remote string) int {
-		r := httptest.NewRequest(http.MethodPost, "/v1/applications", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.RemoteAddr = remote
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Code
-	}
+	post := applyFrom(e.s.Handler())
 	for i := range applyBurst {
 		if code := post(fmt.Sprintf("[2001:db8:0:7::%x]:4%d", i+1, i)); code != http.StatusAccepted {
 			t.Fatalf("application %d: %d", i, code)
@@ -365,16 +356,7 @@ func TestApplicationRateLimitPrefix(t *testing.T) {
 func TestApplicationRateLimitIPv6Prefix(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t)
-	h := e.s.Handler()
-	body, _ := json.Marshal(ApplicationRequest{GroupCode: "G6", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"})
-	post := func(remote string) int {
-		r := httptest.NewRequest(http.MethodPost, "/v1/applications", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.RemoteAddr = remote
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Code
-	}
+	post := applyFrom(e.s.Handler())
 	accepted := 0
 	for i := range 30 { // one from each of 30 /64s of 2001:db8:7::/48
 		switch code := post(fmt.Sprintf("[2001:db8:7:%x::1]:4000", i+1)); code {
@@ -390,5 +372,20 @@ func TestApplicationRateLimitIPv6Prefix(t *testing.T) {
 	}
 	if code := post("[2001:db8:8::1]:4000"); code != http.StatusAccepted {
 		t.Errorf("the next /48: %d, want 202", code)
+	}
+}
+
+// applyFrom posts one application (the same each time) to h as if from
+// remote ("[ipv6]:port", which a loopback connection cannot be) and
+// returns the status.
+func applyFrom(h http.Handler) func(remote string) int {
+	body, _ := json.Marshal(ApplicationRequest{GroupCode: "G6", Name: "某某", ContactMobile: "13712345678", Package: 1, Signature: "【某某】"})
+	return func(remote string) int {
+		r := httptest.NewRequest(http.MethodPost, "/v1/applications", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
 	}
 }
