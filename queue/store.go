@@ -340,7 +340,7 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 // openError is bbolt.Open's err for path. Its lock timeout ("timeout"
 // alone, which said nothing of why) becomes ErrLocked.
 func openError(path string, err error, waited time.Duration) error {
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("queue: open %s: %w (waited %s for its lock)", path, ErrLocked, waited)
 	}
 	return fmt.Errorf("queue: open %s: %w", path, err)
