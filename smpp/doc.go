@@ -22,9 +22,13 @@
 //
 // Server is shaped like go-smtp: a Backend authenticates binds and returns a
 // Session per bound peer; Serve, Close and Shutdown (unbind every peer).
-// The server bounds what strangers can take: MaxConns connections in all
-// and MaxUnboundPerIP not-yet-bound ones per source address (more are
-// closed at accept, reported to OnReject), BindTimeout to bind, a growing
+// The server bounds what strangers can take: MaxConns connections in all,
+// MaxUnboundPerIP not-yet-bound ones per source address and PrefixTimes as
+// many per network (SourcePrefix); more are closed at accept, reported to
+// OnReject, except that at MaxConns a new connection closes the one
+// unbound the longest, if unbound EvictGrace or more (at most one list
+// operation an accept), so connections that never bind cannot hold the
+// listener against peers that do. BindTimeout to bind, a growing
 // delay after each failed bind from an address; the binds of peers with
 // credentials are the Backend's to cap (it refuses one with a pdu.Status).
 // Accept errors (EMFILE at the descriptor limit among them) are retried

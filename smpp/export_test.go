@@ -1,6 +1,10 @@
 package smpp
 
-import "github.com/fiorix/go-smpp/smpp/pdu"
+import (
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+)
 
 // SetLastSeq makes c's next sequence number v+1 (masked to 31 bits): the
 // only way to reach the wraparound at 0x7FFFFFFF without 2³¹ requests.
@@ -35,3 +39,11 @@ func (c *Conn) InboundLen() int { return len(c.inbox) }
 // AfterSend makes c's Request call fn once its frame is queued for the
 // writer, before it waits for the answer. Set it before the first Request.
 func (c *Conn) AfterSend(fn func()) { c.sent = fn }
+
+// SetClock makes s read the time from now (the failures' and the unbound
+// connections' clock), instead of time.Now.
+func SetClock(s *Server, now func() time.Time) {
+	s.mu.Lock()
+	s.now = now
+	s.mu.Unlock()
+}

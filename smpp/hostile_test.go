@@ -291,3 +291,86 @@ func TestServerMaxConns(t *testing.T) {
 	}
 	unbound.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
 }
+
+// TestServerMaxUnboundPerNetwork: a network (an IPv4 /24) holds at most
+// PrefixTimes × MaxUnboundPerIP connections not bound yet, however many
+// addresses it spreads them over; a bound one does not count, and another
+// /24 has its own allowance.
+func TestServerMaxUnboundPerNetwork(t *testing.T) {
+	rejected := newRecorder[string]()
+	_, addr := startServer(t, newRecBackend(), smpp.ServerOptions{MaxUnboundPerIP: 4, OnReject: rejected.add})
+	const perNet = 4 * smpp.PrefixTimes
+	var held []*peer
+	for i := range 50 { // one connection from each of 127.0.1.1–50
+		p := dialFrom(t, net.IPv4(127, 0, 1, byte(1+i)).String(), addr)
+		if i < perNet {
+			held = append(held, p) // accepted in the order dialled: one Serve loop
+		}
+	}
+	got := rejected.waitN(t, "rejections", 50-perNet)
+	for _, r := range got {
+		if r != smpp.RejectUnboundPerNetwork {
+			t.Fatalf("OnReject(%q), want %q (all %v)", r, smpp.RejectUnboundPerNetwork, got)
+		}
+	}
+	// Another /24 has its own allowance.
+	dialFrom(t, "127.0.2.1", addr).bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+	// Once one of the sixteen binds, it no longer counts: room for one more.
+	held[0].bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+	held = append(held, dialFrom(t, "127.0.1.99", addr))
+	dialFrom(t, "127.0.1.100", addr).expectClosed()
+	if got := rejected.waitN(t, "one more rejection", 50-perNet+1); got[len(got)-1] != smpp.RejectUnboundPerNetwork {
+		t.Fatalf("OnReject(%q), want %q", got[len(got)-1], smpp.RejectUnboundPerNetwork)
+	}
+	for _, p := range held[1:] { // the unbound ones still work
+		p.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+	}
+}
+
+// TestServerEvictsLongestUnbound: with MaxConns held by connections that
+// never bind (spread over three /24s, within every per-source cap), a new
+// connection is refused while the oldest has been unbound for less than
+// EvictGrace, and from then on closes the one unbound the longest, in the
+// order they came, and binds. A bound connection is never closed for room.
+func TestServerEvictsLongestUnbound(t *testing.T) {
+	rejected := newRecorder[string]()
+	s, addr := startServer(t, newRecBackend(), smpp.ServerOptions{MaxConns: 40, MaxUnboundPerIP: 4, OnReject: rejected.add})
+	var mu sync.Mutex
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	smpp.SetClock(s, func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	var held []*peer
+	for i := range 40 { // four an address, sixteen a /24: 127.0.2.1–4, 127.0.3.1–4, 127.0.4.1–2
+		held = append(held, dialFrom(t, net.IPv4(127, 0, byte(2+i/16), byte(1+i%16/4)).String(), addr))
+	}
+	// Within the grace: the newcomer is refused, nobody is closed.
+	advance(smpp.EvictGrace - time.Nanosecond)
+	dialFrom(t, "127.0.9.1", addr).expectClosed()
+	if got := rejected.waitN(t, "rejection", 1); len(got) != 1 || got[0] != smpp.RejectMaxConns {
+		t.Fatalf("OnReject %v, want [%q]", got, smpp.RejectMaxConns)
+	}
+	// Past it: a real ESME gets in and binds; the first to come is closed.
+	advance(time.Nanosecond)
+	dialFrom(t, "127.0.9.1", addr).bind(pdu.BindTransceiverID, "ent1", "secret", 1, smpp.StatusOK)
+	held[0].expectClosed()
+	if got := rejected.waitN(t, "eviction", 2); got[1] != smpp.RejectEvictedIdle {
+		t.Fatalf("OnReject %v, want %q second", got, smpp.RejectEvictedIdle)
+	}
+	// The next newcomer closes the next oldest; the others are still open.
+	dialFrom(t, "127.0.9.2", addr).bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+	held[1].expectClosed()
+	rejected.waitN(t, "second eviction", 3)
+	for _, p := range held[2:] {
+		p.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
+	}
+	// Forty bound connections, however old: a newcomer is refused.
+	advance(time.Hour)
+	dialFrom(t, "127.0.9.3", addr).expectClosed()
+	if got := rejected.waitN(t, "rejection when all are bound", 4); got[3] != smpp.RejectMaxConns {
+		t.Fatalf("OnReject %v, want %q fourth", got, smpp.RejectMaxConns)
+	}
+	if n := s.Sessions(); n != 40 {
+		t.Fatalf("%d connections open, want 40", n)
+	}
+}

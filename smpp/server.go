@@ -1,6 +1,7 @@
 package smpp
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -99,13 +100,18 @@ type ServerOptions struct {
 	// doubles with each consecutive failure from the same IP, up to
 	// MaxFailDelay, to slow password guessing.
 	FailDelay, MaxFailDelay time.Duration
-	// MaxConns bounds the open connections, bound or not: past it a new
-	// connection is closed at once (OnReject RejectMaxConns). Default 2,000.
+	// MaxConns bounds the open connections, bound or not. At it, a new
+	// connection makes room by closing the one that has been unbound the
+	// longest, if that one has been unbound for EvictGrace or more
+	// (OnReject RejectEvictedIdle for the one closed); with none such, the
+	// new one is closed at once (OnReject RejectMaxConns). Default 2,000.
 	MaxConns int
 	// MaxUnboundPerIP bounds the connections from one source address that
 	// have not bound yet: past it a new one is closed at once (OnReject
-	// RejectUnboundPerIP). A bound connection does not count: its peer
-	// had credentials, and what it holds is the Backend's to cap (the
+	// RejectUnboundPerIP); and its network (SourcePrefix: an IPv4 /24, an
+	// IPv6 /48) may hold PrefixTimes as many (OnReject
+	// RejectUnboundPerNetwork). A bound connection does not count: its
+	// peer had credentials, and what it holds is the Backend's to cap (the
 	// gateway caps binds per account and per enterprise). Default 32.
 	MaxUnboundPerIP int
 	// OnReject is called for every connection closed by a bound above,
@@ -118,14 +124,30 @@ type ServerOptions struct {
 	Logger   *slog.Logger
 }
 
-// Reasons a connection is refused at accept (ServerOptions.OnReject).
+// Reasons a connection is closed by a bound (ServerOptions.OnReject): the
+// new one at accept, or (RejectEvictedIdle) the one unbound the longest,
+// to make room for the new one at MaxConns.
 const (
-	RejectMaxConns     = "max_conns"
-	RejectUnboundPerIP = "unbound_per_ip"
+	RejectMaxConns          = "max_conns"
+	RejectUnboundPerIP      = "unbound_per_ip"
+	RejectUnboundPerNetwork = "unbound_per_network"
+	RejectEvictedIdle       = "evicted_idle"
 )
 
 // RejectReasons lists every reason OnReject may get.
-var RejectReasons = []string{RejectMaxConns, RejectUnboundPerIP}
+var RejectReasons = []string{RejectMaxConns, RejectUnboundPerIP, RejectUnboundPerNetwork, RejectEvictedIdle}
+
+// EvictGrace is how long a connection stays unbound before it may be
+// closed to make room at MaxConns. A real ESME sends its bind as soon as
+// it has connected (over TLS, after a handshake of two round trips) and a
+// known-good rebind is answered from the gateway's credential cache in
+// milliseconds: a second is far beyond either, so a peer that has just
+// connected is not closed before it could bind. A flood's connections are
+// older than that within a second of opening, so to keep the listener
+// full of connections none of which may be closed, a flood must open
+// MaxConns connections a second (2,000), where 67 a second (2,000 per
+// 30 s bind timeout) held it before.
+const EvictGrace = time.Second
 
 // Server accepts SMPP binds, shaped like net/http's Server: Serve,
 // Close (hard stop), Shutdown (unbind every peer, then stop).
@@ -134,15 +156,22 @@ type Server struct {
 	opt     ServerOptions
 	log     *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[net.Listener]error // → the last Accept error, nil while accepting
-	serveErr  error                  // a Serve that returned without Close/Shutdown
-	conns     map[*Conn]struct{}
-	unbound   map[string]int          // by IP: connections not bound yet (≤ MaxConns entries)
-	failures  map[string]bindFailures // by source, bounded by maxFailures
+	mu         sync.Mutex
+	listeners  map[net.Listener]error // → the last Accept error, nil while accepting
+	serveErr   error                  // a Serve that returned without Close/Shutdown
+	conns      map[*Conn]struct{}
+	unbound    map[string]int // by IP: connections not bound yet (≤ MaxConns entries)
+	unboundNet map[string]int // by SourcePrefix: connections not bound yet
+	// waiting are the connections not bound yet (counted in unbound), in
+	// the order they were accepted: the front is the one unbound the
+	// longest, closed first to make room at MaxConns.
+	waiting *list.List
+	// evictGrace is EvictGrace (tests change it).
+	evictGrace time.Duration
+	failures   map[string]bindFailures // by source, bounded by maxFailures
 	// maxFailures is maxFailureEntries (tests lower it).
 	maxFailures int
-	// now is the failures' clock: time.Now (tests move it).
+	// now is the failures' and waiting's clock: time.Now (tests move it).
 	now     func() time.Time
 	closing bool
 	done    chan struct{} // closed by Close/Shutdown: ends accept backoff
@@ -186,15 +215,18 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 	opt.Logger = slog.New(loglimit.New(opt.Logger.Handler(), opt.LogLimit))
 	opt.Conn.Logger = opt.Logger
 	return &Server{
-		backend:   b,
-		opt:       opt,
-		log:       opt.Logger,
-		listeners: make(map[net.Listener]error),
-		conns:     make(map[*Conn]struct{}),
-		unbound:   make(map[string]int),
-		failures:  make(map[string]bindFailures),
-		now:       time.Now,
-		done:      make(chan struct{}),
+		backend:    b,
+		opt:        opt,
+		log:        opt.Logger,
+		listeners:  make(map[net.Listener]error),
+		conns:      make(map[*Conn]struct{}),
+		unbound:    make(map[string]int),
+		unboundNet: make(map[string]int),
+		waiting:    list.New(),
+		evictGrace: EvictGrace,
+		failures:   make(map[string]bindFailures),
+		now:        time.Now,
+		done:       make(chan struct{}),
 	}
 }
 
@@ -352,10 +384,17 @@ func (s *Server) ListenAndServe(addr string) error {
 }
 
 type serverConn struct {
-	s       *Server
-	ip      string
+	s      *Server
+	ip     string
+	prefix string // SourcePrefix of the peer
+	// Guarded by s.mu: while not bound yet, counted in s.unbound and
+	// s.unboundNet, and in s.waiting (at waiting) since it was accepted.
+	counted bool
+	waiting *list.Element
+	since   time.Time
+	c       *Conn
+
 	mu      sync.Mutex
-	counted bool // counts in s.unbound (not bound yet)
 	kind    BindKind
 	binding bool // a bind is with the backend: requests are concurrent
 	session Session
@@ -364,7 +403,8 @@ type serverConn struct {
 }
 
 func (s *Server) startConn(nc net.Conn) {
-	sc := &serverConn{s: s, ip: remoteIP(nc.RemoteAddr()), counted: true}
+	remote := nc.RemoteAddr().String()
+	sc := &serverConn{s: s, ip: SourceKey(remote), prefix: SourcePrefix(remote)}
 	opt := s.opt.Conn
 	opt.OnClose = func(c *Conn, err error) {
 		sc.mu.Lock()
@@ -389,27 +429,52 @@ func (s *Server) startConn(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	// Full, with no connection to close to make room: refused as before
+	// the caps of its source are looked at. A source at its own caps is
+	// refused whatever room could be made: it holds its share already.
+	now := s.now()
+	var victim *serverConn
+	full := len(s.conns) >= s.opt.MaxConns
+	if full {
+		victim = s.evictable(now)
+	}
 	reason := ""
 	switch {
-	case len(s.conns) >= s.opt.MaxConns:
+	case full && victim == nil:
 		reason = RejectMaxConns
 	case s.unbound[sc.ip] >= s.opt.MaxUnboundPerIP:
 		reason = RejectUnboundPerIP
+	case s.unboundNet[sc.prefix] >= NetworkCap(s.opt.MaxUnboundPerIP):
+		reason = RejectUnboundPerNetwork
 	}
 	if reason != "" {
 		s.mu.Unlock()
 		_ = nc.Close()
-		s.log.Debug("smpp connection refused", "remote", nc.RemoteAddr().String(), "reason", reason)
+		s.log.Debug("smpp connection refused", "remote", remote, "reason", reason)
 		if s.opt.OnReject != nil {
 			s.opt.OnReject(reason)
 		}
 		return
 	}
-	s.unbound[sc.ip]++
+	if victim != nil {
+		// Out of the counts now, so that the room is the new one's; its
+		// OnClose, later, finds nothing more to take out.
+		s.uncountLocked(victim)
+		delete(s.conns, victim.c)
+	}
 	s.wg.Add(1)
 	c := NewConn(nc, sc, opt)
+	sc.c = c
+	s.countLocked(sc, now)
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	if victim != nil {
+		victim.c.closeWith(errEvicted)
+		s.log.Debug("smpp connection evicted", "remote", victim.c.RemoteAddr().String(), "unbound_for", now.Sub(victim.since).String())
+		if s.opt.OnReject != nil {
+			s.opt.OnReject(RejectEvictedIdle)
+		}
+	}
 	sc.mu.Lock()
 	sc.bindTmr = time.AfterFunc(s.opt.BindTimeout, func() {
 		sc.mu.Lock()
@@ -422,22 +487,54 @@ func (s *Server) startConn(nc net.Conn) {
 	sc.mu.Unlock()
 }
 
-// uncount takes the connection out of its address's unbound count (once:
-// when it binds, or when it closes without having bound).
-func (sc *serverConn) uncount() {
-	sc.mu.Lock()
-	counted := sc.counted
-	sc.counted = false
-	sc.mu.Unlock()
-	if !counted {
+// errEvicted ends a connection closed to make room at MaxConns.
+var errEvicted = errors.New("smpp: closed to make room for a new connection: unbound the longest")
+
+// evictable is the connection unbound the longest, if it has been for
+// evictGrace or more, else nil. O(1): waiting is in the order of accept.
+func (s *Server) evictable(now time.Time) *serverConn {
+	e := s.waiting.Front()
+	if e == nil {
+		return nil
+	}
+	sc := e.Value.(*serverConn)
+	if now.Sub(sc.since) < s.evictGrace {
+		return nil
+	}
+	return sc
+}
+
+// countLocked counts a new connection as unbound, from now.
+func (s *Server) countLocked(sc *serverConn, now time.Time) {
+	sc.counted = true
+	sc.since = now
+	sc.waiting = s.waiting.PushBack(sc)
+	s.unbound[sc.ip]++
+	s.unboundNet[sc.prefix]++
+}
+
+// uncountLocked takes sc out of the unbound counts, if it is in them.
+func (s *Server) uncountLocked(sc *serverConn) {
+	if !sc.counted {
 		return
 	}
-	s := sc.s
-	s.mu.Lock()
+	sc.counted = false
+	s.waiting.Remove(sc.waiting)
+	sc.waiting = nil
 	if s.unbound[sc.ip]--; s.unbound[sc.ip] <= 0 {
 		delete(s.unbound, sc.ip)
 	}
-	s.mu.Unlock()
+	if s.unboundNet[sc.prefix]--; s.unboundNet[sc.prefix] <= 0 {
+		delete(s.unboundNet, sc.prefix)
+	}
+}
+
+// uncount takes the connection out of the unbound counts (once: when it
+// binds, when it closes without having bound, or when it is evicted).
+func (sc *serverConn) uncount() {
+	sc.s.mu.Lock()
+	sc.s.uncountLocked(sc)
+	sc.s.mu.Unlock()
 }
 
 // Responded implements responder: once a successful bind's answer is

@@ -1,6 +1,7 @@
 package smpp
 
 import (
+	"math"
 	"net"
 	"net/netip"
 )
@@ -63,4 +64,25 @@ func sourceAddr(addr string) (netip.Addr, string) {
 		}
 	}
 	return ip.Unmap().WithZone(""), ""
+}
+
+// PrefixTimes is how many times a source's share its network
+// (SourcePrefix) may hold under the limits counted at both levels: the
+// SMPP listener's unbound connections (ServerOptions.MaxUnboundPerIP),
+// the HTTP listeners' open connections (http.max_conns_per_addr), as the
+// public HTTP routes' rate limits give a network four addresses' burst.
+// Four, not one: the addresses of a NAT'd office or a campus share a /24,
+// and one of them at its own cap leaves the others three addresses' worth;
+// not 256: counted by address alone, 63 addresses of one /26 held every
+// one of the SMPP listener's 2,000 connections (32 each) and 16 every one
+// of the HTTP listener's 1,024 (64 each).
+const PrefixTimes = 4
+
+// NetworkCap is perSource × PrefixTimes, saturating at the largest int
+// (a per-source cap set absurdly high is no reason to wrap around).
+func NetworkCap(perSource int) int {
+	if perSource > math.MaxInt/PrefixTimes {
+		return math.MaxInt
+	}
+	return perSource * PrefixTimes
 }

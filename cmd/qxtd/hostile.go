@@ -23,7 +23,7 @@ func newHostileMetrics(reg prometheus.Registerer) *hostileMetrics {
 	m := &hostileMetrics{
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_smpp_connections_rejected_total",
-			Help: "SMPP connections closed at accept by a cap (smpp.max_conns, smpp.max_unbound_per_ip).",
+			Help: "SMPP connections closed by a cap: at accept (max_conns, unbound_per_ip, unbound_per_network: 4 × smpp.max_unbound_per_ip a /24 or /48), or evicted_idle: the one unbound the longest, closed at smpp.max_conns to make room for a new one.",
 		}, []string{"reason"}),
 		checks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_bind_checks_total",
