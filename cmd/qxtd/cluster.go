@@ -243,7 +243,11 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 	// network: a body that takes longer than this is a slow attacker
 	// holding one of the PeerMaxInFlight places.
 	cs.peer.ReadTimeout = min(cfg.HTTP.ReadTimeout, 30*time.Second)
-	limited := conns.limit(d.peerListener, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
+	// No cap per network: the other nodes, its clients, commonly share a
+	// /24, and each keeps up to cluster.PeerConnsPerNode connections to
+	// this one (four times max_conns_per_addr would refuse a sixth node's).
+	limited := conns.limit(d.peerListener, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, 0)
+	limited.evictIdle(cs.peer)
 	d.goServe("peer", func() error { return cs.peer.Serve(limited) })
 
 	ctx, run := context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,20 +104,24 @@ func TestHTTPTimeouts(t *testing.T) {
 }
 
 // TestHTTPConnectionCaps: with max_conns_per_addr 3 and max_conns 5, the
-// 4th connection from one address and the 6th in all are answered 503
-// and closed at once; a slot is free again when a connection closes.
+// 4th connection from one address and the 6th in all (all five with a
+// request in flight, none to close for room) are answered 503 and closed
+// at once; a slot is free again when a connection closes.
 func TestHTTPConnectionCaps(t *testing.T) {
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := withHTTP(t, writeConfig(t, dir, simAddr, ""), "max_conns: 5, max_conns_per_addr: 3")
 	d := startDaemon(t, cfg)
 
-	// open returns a kept-alive connection that has had one answer (so
-	// the server holds it), or the refusal's status.
+	// open returns a connection with a request in flight: its handler
+	// has asked for the body (100 Continue), which never comes, so the
+	// server holds it and will not close it for room; or the refusal's
+	// status.
 	open := func(src string) (net.Conn, int) {
 		c := dialFrom(t, src, d.httpAddr)
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: qxtd\r\n\r\n")
+		fmt.Fprintf(c, "PUT /admin/v1/log-level HTTP/1.1\r\nHost: qxtd\r\nAuthorization: Bearer test-token\r\n"+
+			"Expect: 100-continue\r\nContent-Length: 4\r\n\r\n")
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatalf("from %s: %v", src, err)
@@ -135,7 +140,7 @@ func TestHTTPConnectionCaps(t *testing.T) {
 	var held []net.Conn
 	for i := range 3 {
 		c, code := open("127.0.0.1")
-		if code != http.StatusOK {
+		if code != http.StatusContinue {
 			t.Fatalf("connection %d from 127.0.0.1: %d", i+1, code)
 		}
 		held = append(held, c)
@@ -145,7 +150,7 @@ func TestHTTPConnectionCaps(t *testing.T) {
 	}
 	for i := range 2 {
 		c, code := open("127.0.0.2")
-		if code != http.StatusOK {
+		if code != http.StatusContinue {
 			t.Fatalf("connection %d from 127.0.0.2: %d", i+1, code)
 		}
 		held = append(held, c)
@@ -159,7 +164,7 @@ func TestHTTPConnectionCaps(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, code := open("127.0.0.3")
-		if code == http.StatusOK {
+		if code == http.StatusContinue {
 			held[0] = c
 			break
 		}
@@ -167,6 +172,18 @@ func TestHTTPConnectionCaps(t *testing.T) {
 			t.Fatal("the slot of a closed connection never came back")
 		}
 	}
+	// held[1]'s request ends (its body sent, the answer read); its
+	// connection, kept alive, reads the metrics.
+	_ = held[1].SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(held[1], "info")
+	br := bufio.NewReader(held[1])
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the held request's answer: %v, %v", resp, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_ = held[1].SetDeadline(time.Time{})
 	metrics := scrape(t, held[1], "qxtd_http_connections_refused_total")
 	for _, want := range []string{`qxtd_http_connections_refused_total{cap="max_conns_per_addr"} 1`, `qxtd_http_connections_refused_total{cap="max_conns"}`} {
 		if !strings.Contains(metrics, want) {
@@ -198,4 +215,67 @@ func scrape(t *testing.T, c net.Conn, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestHTTPIdleEviction: the daemon's HTTP listener counts a /24's
+// connections (max_conns_per_addr 1: four a /24, the fifth answered 503),
+// and once max_conns is held by connections that sent nothing, a client
+// retrying as the 503 tells it (Retry-After) is served in the place of the
+// oldest of them, after the grace.
+func TestHTTPIdleEviction(t *testing.T) {
+	dir := t.TempDir()
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	// read_header_timeout well past the test's deadline: the connections
+	// that send nothing are not closed by it.
+	cfg := withHTTP(t, writeConfig(t, dir, simAddr, ""), "max_conns: 5, max_conns_per_addr: 1, read_header_timeout: 1m")
+	d := startDaemon(t, cfg)
+
+	var silent []net.Conn
+	for i := range 4 {
+		silent = append(silent, dialFrom(t, fmt.Sprintf("127.0.1.%d", i+1), d.httpAddr))
+	}
+	// The fifth of the /24 is refused at once (the four before it were
+	// accepted first: one accept loop).
+	c := dialFrom(t, "127.0.1.5", d.httpAddr)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("the fifth connection of a /24: %v, %v; want 503", resp, err)
+	}
+	resp.Body.Close()
+	silent = append(silent, dialFrom(t, "127.0.2.1", d.httpAddr)) // max_conns reached
+
+	deadline := time.Now().Add(15 * time.Second)
+	var served net.Conn
+	for served == nil {
+		c := dialFrom(t, "127.0.3.1", d.httpAddr)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: qxtd\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		_ = c.SetDeadline(time.Time{})
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			served = c
+		case resp.StatusCode != http.StatusServiceUnavailable:
+			t.Fatalf("healthz: %d", resp.StatusCode)
+		case time.Now().After(deadline):
+			t.Fatal("still refused after 15 s: no idle connection closed to make room")
+		default:
+			after, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			wait := time.NewTimer(time.Duration(after) * time.Second) // as a client told to retry does
+			<-wait.C
+		}
+	}
+	closedWithin(t, silent[0], 10*time.Second)
+	metrics := scrape(t, served, "qxtd_http_connections_refused_total")
+	for _, want := range []string{`qxtd_http_connections_refused_total{cap="max_conns_per_network"} 1`, `qxtd_http_connections_refused_total{cap="evicted_idle"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
+		}
+	}
 }

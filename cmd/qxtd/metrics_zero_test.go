@@ -80,7 +80,7 @@ func zeroSeries() []series {
 	for _, r := range smpp.RejectReasons {
 		add("qxtd_smpp_connections_rejected_total", "reason", r)
 	}
-	for _, c := range []string{"max_conns", "max_conns_per_addr"} {
+	for _, c := range connCaps {
 		add("qxtd_http_connections_refused_total", "cap", c)
 	}
 	for _, o := range []string{"delivered", "failed", "gave_up"} {

@@ -518,13 +518,15 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		d.opsAddr = ol.Addr()
 		public = d.enterpriseRoutes()
 		d.ops = d.httpServer(cfg.HTTP, d.opsRoutes(reg), "ops")
-		opsLimited := conns.limit(ol, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
+		opsLimited := conns.limit(ol, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, smpp.NetworkCap(cfg.HTTP.MaxConnsPerAddr))
 		opsLimited.tls = d.tls.http != nil
+		opsLimited.evictIdle(d.ops)
 		d.goServe("ops", func() error { return serveHTTP(d.ops, opsLimited, d.tls.http) })
 	}
 	d.http = d.httpServer(cfg.HTTP, public, "http")
-	limited := conns.limit(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr)
+	limited := conns.limit(hl, cfg.HTTP.MaxConns, cfg.HTTP.MaxConnsPerAddr, smpp.NetworkCap(cfg.HTTP.MaxConnsPerAddr))
 	limited.tls = d.tls.http != nil
+	limited.evictIdle(d.http)
 	d.goServe("http", func() error { return serveHTTP(d.http, limited, d.tls.http) })
 
 	log.Info("qxtd ready", "smpp", d.smppAddr.String(), "http", d.httpAddr.String(), "ops", addrString(d.opsAddr),

@@ -367,7 +367,7 @@ func TestHTTPSConnectionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	limited := newConnMetrics(reg).limit(l, 1, 1)
+	limited := newConnMetrics(reg).limit(l, 1, 1, 4)
 	limited.tls = true
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
