@@ -91,8 +91,10 @@ type SMPPConfig struct {
 	Window            int           `mapstructure:"window"`
 	Idle              time.Duration `mapstructure:"idle_timeout"`
 	// MaxConns caps open SMPP connections in all, MaxUnboundPerIP those
-	// from one source address that have not bound yet; one more is
-	// closed at once.
+	// from one source address that have not bound yet (a network four
+	// times as many, smpp.PrefixTimes); one more is closed at once, except
+	// that at MaxConns the one unbound the longest (a second or more,
+	// smpp.EvictGrace) is closed to make room for it.
 	MaxConns        int `mapstructure:"max_conns"`
 	MaxUnboundPerIP int `mapstructure:"max_unbound_per_ip"`
 	// MaxBindsPerAccount caps the binds one account holds at once,
@@ -134,8 +136,10 @@ type HTTPConfig struct {
 	WriteTimeout      time.Duration `mapstructure:"write_timeout"`
 	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
 	// MaxConns caps open connections in all, MaxConnsPerAddr those from
-	// one source address; a connection beyond either is answered 503 and
-	// closed at once (connlimit.go).
+	// one source address (a network four times as many, smpp.PrefixTimes);
+	// a connection beyond either is answered 503 and closed at once,
+	// except that at MaxConns the one idle the longest (a second or more)
+	// is closed to make room for it (connlimit.go).
 	MaxConns        int `mapstructure:"max_conns"`
 	MaxConnsPerAddr int `mapstructure:"max_conns_per_addr"`
 	// MaxImports caps the uploaded files (batch sends, address books,

@@ -30,7 +30,8 @@
 //	                    HTTP listeners, signals and shutdown
 //	reload.go           SIGHUP: re-read the file, apply what can change at run
 //	                    time, log what needs a restart; the reload gauges
-//	connlimit.go        the HTTP listeners' connection caps (in all, per address)
+//	connlimit.go        the HTTP listeners' connection caps (in all, per address, per
+//	                    network) and the idle connection closed for room at max_conns
 //	version.go          what runs: the -ldflags values make build stamps
 //	                    (version, commit, branch, date), completed from
 //	                    runtime/debug.ReadBuildInfo; qxtd_build_info
