@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // keyLimiter is a token bucket per key (a source address, an account),
@@ -54,7 +56,8 @@ func newKeyLimiter(every time.Duration, burst, maxKeys int) *keyLimiter {
 // one of them spending its whole allowance, at any pace, takes at most its
 // own burst from the network's (its steady rate is the network's refill),
 // so the others keep three sources' burst and share the refill with it.
-const prefixBurstTimes = 4
+// The factor every network limit shares (the listeners', the bind queue's).
+const prefixBurstTimes = smpp.PrefixTimes
 
 // newSourceLimiter is a keyLimiter of two levels, for allowSource: per
 // source address (smpp.SourceKey) one token per every after a burst, and

@@ -271,9 +271,9 @@ func (a *AuthCache) failure(ip string) {
 }
 
 // PerNetworkTimes is how many times an address's PerIP slots its network
-// has (the factor the HTTP public routes' network limits use: an office
-// or a data-centre /24 shared by several ESMEs keeps room for them).
-const PerNetworkTimes = 4
+// has: the factor of every network limit (smpp.PrefixTimes; an office or
+// a data-centre /24 shared by several ESMEs keeps room for them).
+const PerNetworkTimes = smpp.PrefixTimes
 
 // acquire takes one of the address's slots, then one of its network's,
 // then one of the shared ones; an address that has not failed recently
