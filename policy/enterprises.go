@@ -133,6 +133,11 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 			return err
 		}
 	}
+	if e.Receipt.ReplyURL != "" {
+		if err := CheckReceiptURL("reply_url", e.Receipt.ReplyURL); err != nil {
+			return err
+		}
+	}
 	if e.Receipt.Batch < 0 || e.Receipt.Batch > MaxReceiptBatch {
 		return invalid("enterprise %s: receipt_batch %d: 0 (one receipt a POST)–%d", e.Code, e.Receipt.Batch, MaxReceiptBatch)
 	}

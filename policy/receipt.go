@@ -11,8 +11,12 @@ import (
 // final receipts are POSTed to unless a send names its own, and the
 // secret that signs them (HMAC-SHA256; package webhook). Empty URL: none.
 type ReceiptHook struct {
-	URL    string `json:"url,omitempty"`
-	Secret string `json:"secret,omitempty"` // never shown after it was generated
+	URL string `json:"url,omitempty"`
+	// ReplyURL is where the enterprise's replies (MO) are POSTed, one a
+	// POST, signed with the same secret (reply_url; package webhook).
+	// Empty: replies are not pushed (SMPP receivers and GET /v1/inbox).
+	ReplyURL string `json:"reply_url,omitempty"`
+	Secret   string `json:"secret,omitempty"` // never shown after it was generated
 	// Batch is how many receipts one POST may carry (receipt_batch): 0
 	// or 1, one a POST (the body one receipt); more, up to
 	// MaxReceiptBatch, a {"receipts": [...]} of those due at once for the

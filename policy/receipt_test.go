@@ -16,7 +16,7 @@ func TestSetReceiptHook(t *testing.T) {
 		_, err := f.p.SetReceiptHook(a, code, func(r *ReceiptHook) error { *r = h; return nil })
 		return err
 	}
-	want := ReceiptHook{URL: "https://hooks.example.com/qxtd", Secret: "whsec_0123456789abcdef", Batch: 100}
+	want := ReceiptHook{URL: "https://hooks.example.com/qxtd", ReplyURL: "https://hooks.example.com/replies", Secret: "whsec_0123456789abcdef", Batch: 100}
 	if err := set(f.aAdmin, entA, want); err != nil {
 		t.Fatalf("the enterprise's admin: %v", err)
 	}
@@ -38,7 +38,8 @@ func TestSetReceiptHook(t *testing.T) {
 	if err := set(op, entB, ReceiptHook{URL: "http://receipts.example.net/"}); err != nil {
 		t.Fatalf("the operator: %v", err)
 	}
-	for _, bad := range []ReceiptHook{{URL: "ftp://example.com/"}, {URL: "https://u:p@example.com/"}, {Batch: MaxReceiptBatch + 1}, {Batch: -1}} {
+	for _, bad := range []ReceiptHook{{URL: "ftp://example.com/"}, {URL: "https://u:p@example.com/"},
+		{ReplyURL: "ftp://example.com/"}, {ReplyURL: "https://u:p@example.com/"}, {ReplyURL: "https://"}, {Batch: MaxReceiptBatch + 1}, {Batch: -1}} {
 		if err := set(f.aAdmin, entA, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%+v: err %v, want ErrInvalid", bad, err)
 		}

@@ -124,6 +124,7 @@ type ReplyOwner struct {
 	Enterprise string
 	Extension  string
 	SystemID   string
+	ReplyURL   string // the enterprise's reply webhook ("" = none): ReceiptHook.ReplyURL
 }
 
 // ReplyTo finds the owner of a reply sent to dest (service number plus
@@ -139,7 +140,7 @@ func (s *Store) ReplyTo(dest string) (ReplyOwner, bool) {
 			if !ok {
 				continue
 			}
-			o := ReplyOwner{Enterprise: code, Extension: cand[n:]}
+			o := ReplyOwner{Enterprise: code, Extension: cand[n:], ReplyURL: snap.ents[code].ent.Receipt.ReplyURL}
 			if u := snap.byExt[code][o.Extension]; u != nil && o.Extension != "" {
 				o.SystemID = u.SystemID
 			}

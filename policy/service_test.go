@@ -106,4 +106,15 @@ func TestServiceNumbers(t *testing.T) {
 	if got, _ := p2.ReplyTo("10657500112"); got.SystemID != "a_user" {
 		t.Errorf("after reopen: %+v", got)
 	}
+	// The owner carries the enterprise's reply webhook, as it is now.
+	const hook = "https://crm.example.com/replies"
+	if _, err := f.p.SetReceiptHook(op, entA, func(h *ReceiptHook) error { h.ReplyURL = hook; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.p.ReplyTo("10657500112"); got.ReplyURL != hook {
+		t.Errorf("with a reply_url: %+v", got)
+	}
+	if got, _ := f.p.ReplyTo("1065750029"); got.ReplyURL != "" {
+		t.Errorf("another enterprise's: %+v", got)
+	}
 }
