@@ -107,6 +107,7 @@
 //	mo      id (8 BE)                                → version | JSON: a mobile-originated message (MO, mo.go)
 //	moout   enterprise 0x00 id                       → empty   MOs still to forward to the enterprise's ESMEs
 //	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
+//	mohook  enterprise 0x00 due time (8 BE) | MO id  → attempts (uvarint)   reply webhooks to POST (moreplies.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), PendingDLRs walks one
@@ -121,6 +122,11 @@
 //     enterprise and AckMO has not run (ForwardedAt zero). StoreMO
 //     returns once committed, so the SMSC is answered after; the queue
 //     does not resolve owners (the caller sets Enterprise and Account).
+//   - An MO has exactly one mohook key iff it has an enterprise and a
+//     ReplyURL, and its reply webhook is neither delivered (PostedAt)
+//     nor given up (ReplyGaveUp); every mohook key names such an MO of
+//     its enterprise. StoreMO writes the key in the MO's commit;
+//     PurgeMOs deletes it with the MO.
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;

@@ -21,7 +21,7 @@ var (
 	bucketMOIn  = []byte("moin")  // enterprise 0x00 id → empty: the inbox, id order
 
 	// moBuckets are created at Open; a backup older than MOs lacks them.
-	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn}
+	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook}
 )
 
 const moVersion = 1
@@ -44,6 +44,12 @@ type MO struct {
 	// ForwardedAt is when an ESME acknowledged it (zero: not yet, or
 	// never for an MO without enterprise).
 	ForwardedAt time.Time `json:"forwarded_at,omitzero"`
+	// ReplyURL is the enterprise's reply webhook when the MO was stored
+	// ("" = none): an MO with one has a mohook key (moreplies.go) until
+	// its POST is answered 2xx (PostedAt set) or given up (ReplyGaveUp).
+	ReplyURL    string    `json:"reply_url,omitempty"`
+	PostedAt    time.Time `json:"posted_at,omitzero"`
+	ReplyGaveUp bool      `json:"reply_gave_up,omitempty"`
 }
 
 func moIndexKey(enterprise string, id uint64) []byte {
@@ -71,11 +77,15 @@ func putMO(tx *bolt.Tx, m *MO) error {
 }
 
 // StoreMO stores an MO (m.ID is set) and, when it has an enterprise, queues
-// it for forwarding. It returns once committed: the caller may then answer
-// the SMSC. An SMSC that repeats an MO (its deliver_sm_resp lost) gets two.
+// it for forwarding, and with a ReplyURL too for its reply webhook, in the
+// same commit. It returns once committed: the caller may then answer the
+// SMSC. An SMSC that repeats an MO (its deliver_sm_resp lost) gets two.
 func (s *Store) StoreMO(ctx context.Context, m *MO) error {
 	if len(m.Enterprise) > maxField || len(m.Account) > maxField || bytes.IndexByte([]byte(m.Enterprise), sep) >= 0 {
 		return fmt.Errorf("queue: store mo: %w: enterprise or account", ErrInvalid)
+	}
+	if len(m.ReplyURL) > maxReceiptURL {
+		return fmt.Errorf("queue: store mo: %w: reply url longer than %d bytes", ErrInvalid, maxReceiptURL)
 	}
 	if m.ReceivedAt.IsZero() {
 		m.ReceivedAt = time.Now()
@@ -89,8 +99,11 @@ func (s *Store) StoreMO(ctx context.Context, m *MO) error {
 			return err
 		}
 		rec := *m
-		rec.ID, rec.ForwardedAt = n, time.Time{}
+		rec.ID, rec.ForwardedAt, rec.PostedAt, rec.ReplyGaveUp = n, time.Time{}, time.Time{}, false
 		if err := putMO(t.tx, &rec); err != nil {
+			return err
+		}
+		if err := t.putReply(&rec); err != nil {
 			return err
 		}
 		if err := t.tx.Bucket(bucketMOIn).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
@@ -264,15 +277,17 @@ func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
 // PurgeMOs deletes up to limit MOs received before cutoff that are done
 // with: forwarded to an ESME, or owned by no enterprise (kept for the
 // operator, counted, never forwarded). One still waiting for its
-// enterprise's receiver stays, as a receipt does. MOs are read oldest
-// first (ids follow arrival) and the scan ends at the first one received
-// at or after cutoff. It returns how many were deleted.
+// enterprise's receiver stays, as a receipt does. A purged MO's reply
+// webhook, if it still waits, goes with it. MOs are read oldest first (ids
+// follow arrival) and the scan ends at the first one received at or after
+// cutoff. It returns how many were deleted.
 func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	var n int
 	err := s.exec(ctx, func(t *txn) error {
 		n = 0
-		moB, inB := t.tx.Bucket(bucketMO), t.tx.Bucket(bucketMOIn)
+		moB, inB, hookB := t.tx.Bucket(bucketMO), t.tx.Bucket(bucketMOIn), t.tx.Bucket(bucketMOHook)
 		var dead [][]byte
+		var hooks []*MO // purged MOs whose reply webhook waits
 		c := moB.Cursor()
 		for k, v := c.First(); k != nil && len(dead) < limit; k, v = c.Next() {
 			m, err := decodeMO(k, v)
@@ -289,6 +304,12 @@ func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int,
 			if err := inB.Delete(moIndexKey(m.Enterprise, m.ID)); err != nil {
 				return err
 			}
+			if m.wantsReply() {
+				hooks = append(hooks, m)
+			}
+		}
+		if err := deleteReplyKeys(hookB, hooks); err != nil {
+			return err
 		}
 		for _, k := range dead {
 			if err := moB.Delete(k); err != nil {

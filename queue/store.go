@@ -51,6 +51,11 @@ type Options struct {
 	// SetHookCallback.
 	OnHookReady func(enterprises []string)
 
+	// OnReplyReady is OnHookReady for the reply webhooks a commit queued
+	// (StoreMO of an MO with a ReplyURL; moreplies.go). Set it with
+	// SetReplyCallback.
+	OnReplyReady func(enterprises []string)
+
 	// OrphanMaxAge bounds how long before a submit_sm_resp a stored orphan
 	// DLR may have arrived and still be applied to it by Submitted; older
 	// orphans are for an earlier message that reused the id and are
@@ -856,6 +861,9 @@ func (s *Store) commit(batch []*op) {
 			}
 			if len(t.hookEnts) > 0 && s.opt.OnHookReady != nil {
 				s.opt.OnHookReady(t.hookEnterprises())
+			}
+			if len(t.replyEnts) > 0 && s.opt.OnReplyReady != nil {
+				s.opt.OnReplyReady(t.replyEnterprises())
 			}
 			s.notify(t.ready, t.snapshot) // before the results: a caller that hears of its DLR's commit finds the callback done
 			s.handDue(t)

@@ -27,6 +27,7 @@ type txn struct {
 	fresh      []*Message // messages this transaction stored new (for OnDue)
 	snapshot   Snapshot   // the transaction's commit, as reads will see it
 	hookEnts   []string   // enterprises of the receipt webhooks queued (one left by a refused operation is a harmless extra wake)
+	replyEnts  []string   // enterprises of the reply webhooks queued (moreplies.go), likewise
 	orphans    orphanState
 	// orphanDelta is the orphans each operation kept (+1) and deleted
 	// (-1), per upstream, folded into Store.orphanN after the commit

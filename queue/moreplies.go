@@ -1,0 +1,304 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Replies pushed over HTTP (reply webhooks). An MO stored with a ReplyURL
+// (its enterprise has a reply_url) gets a key in the mohook bucket in the
+// commit that stores it: enterprise 0x00 due time (Unix ns, 8 BE) | MO id
+// (8 BE) → attempts (uvarint), the layout of the receipt webhooks' hook
+// bucket (hooks.go). The webhook sender reads the keys due per enterprise
+// (DueReplies), and either ends one (AckReplies: delivered, PostedAt set;
+// or given up, ReplyGaveUp set; the key goes) or moves it to a later time
+// (RetryReplies). At-least-once: a POST whose AckReplies did not commit
+// (a crash) is made again.
+
+var bucketMOHook = []byte("mohook")
+
+// Reply is one reply webhook due, as DueReplies returns it.
+type Reply struct {
+	Enterprise string
+	Due        time.Time // when it became (or becomes) due
+	Attempts   int       // POSTs that failed so far
+	MO         *MO       // a copy
+}
+
+func replyKey(enterprise string, due time.Time, id uint64) []byte {
+	rest := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(max(timeNanos(due), 0)))
+	return prefixKey(enterprise, binary.BigEndian.AppendUint64(rest, id))
+}
+
+// wantsReply reports whether m is to be POSTed and is not yet done with:
+// what a mohook key stands for.
+func (m *MO) wantsReply() bool {
+	return m.Enterprise != "" && m.ReplyURL != "" && m.PostedAt.IsZero() && !m.ReplyGaveUp
+}
+
+// putReply queues m's reply webhook, due at once, if it has one.
+func (t *txn) putReply(m *MO) error {
+	if !m.wantsReply() {
+		return nil
+	}
+	t.replyEnts = append(t.replyEnts, m.Enterprise)
+	return t.tx.Bucket(bucketMOHook).Put(replyKey(m.Enterprise, m.ReceivedAt, m.ID), binary.AppendUvarint(nil, 0))
+}
+
+// replyEnterprises is replyEnts, each once.
+func (t *txn) replyEnterprises() []string {
+	slices.Sort(t.replyEnts)
+	return slices.Compact(t.replyEnts)
+}
+
+// SetReplyCallback sets Options.OnReplyReady after Open, under the rules
+// of SetCallbacks: at most once, before the first write.
+func (s *Store) SetReplyCallback(fn func(enterprises []string)) {
+	s.opt.OnReplyReady = fn
+}
+
+// ReplyEnterprises lists the enterprises with at least one reply webhook
+// pending (due now or later), in key order. It costs a seek an
+// enterprise, not a read a reply.
+func (s *Store) ReplyEnterprises() ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMOHook).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, sep)
+			if i < 0 {
+				k, _ = c.Next()
+				continue
+			}
+			out = append(out, string(k[:i]))
+			k, _ = c.Seek(append(append([]byte(nil), k[:i]...), sep+1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: reply enterprises: %w", err)
+	}
+	return out, nil
+}
+
+// ReplyPending is the number of reply webhooks not yet delivered or given
+// up, for metrics.
+func (s *Store) ReplyPending() (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketMOHook).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// DueReplies returns up to limit reply webhooks of enterprise due at or
+// before now, oldest due first, leaving out the ids skip names (in
+// flight). next is when the enterprise's next one (neither returned nor
+// skipped) comes due: now if the limit ended the walk, its due time if
+// later, the zero time if it has no other. An MO record that is missing
+// or does not decode is reported (for Check) and left where it is.
+func (s *Store) DueReplies(enterprise string, now time.Time, limit int, skip func(id uint64) bool) (rs []Reply, next time.Time, err error) {
+	prefix := prefixKey(enterprise, nil)
+	end := timeNanos(now)
+	err = s.view(func(tx *bolt.Tx) error {
+		moB := tx.Bucket(bucketMO)
+		c := tx.Bucket(bucketMOHook).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rest := k[len(prefix):]
+			if len(rest) != 16 {
+				continue
+			}
+			due := int64(binary.BigEndian.Uint64(rest))
+			if due > end {
+				next = nanosTime(due)
+				break
+			}
+			id := binary.BigEndian.Uint64(rest[8:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			if limit > 0 && len(rs) >= limit {
+				next = now
+				break
+			}
+			m, err := decodeMO(rest[8:], moB.Get(rest[8:]))
+			if err != nil {
+				s.reportDamaged(damagedKey("mohook", id), "queue: reply webhook of an MO that does not read (run Check)",
+					"enterprise", enterprise, "id", id, "err", err)
+				continue
+			}
+			a, _ := binary.Uvarint(v)
+			rs = append(rs, Reply{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), MO: m})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("queue: due replies: %w", err)
+	}
+	return rs, next, nil
+}
+
+// AckReplies ends reply webhooks rs in one store operation: delivered
+// (the MO's PostedAt set to at) or, with gaveUp, given up (ReplyGaveUp
+// set). Idempotent: a key gone already (acknowledged meanwhile, or its MO
+// purged) is left alone.
+func (s *Store) AckReplies(ctx context.Context, rs []Reply, at time.Time, gaveUp bool) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(rs))
+	for i, r := range rs {
+		keys[i] = replyKey(r.Enterprise, r.Due, r.MO.ID)
+	}
+	err := s.exec(ctx, func(t *txn) error {
+		hookB, moB := t.tx.Bucket(bucketMOHook), t.tx.Bucket(bucketMO)
+		for i, r := range rs {
+			if hookB.Get(keys[i]) == nil {
+				continue
+			}
+			m, err := decodeMO(msgKey(r.MO.ID), moB.Get(msgKey(r.MO.ID)))
+			if err != nil {
+				return err
+			}
+			if err := hookB.Delete(keys[i]); err != nil {
+				return err
+			}
+			if gaveUp {
+				m.ReplyGaveUp = true
+			} else {
+				m.PostedAt = at
+			}
+			if err := putMO(t.tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack replies: %w", err)
+	}
+	return nil
+}
+
+// RetryReplies moves reply webhooks rs to later times in one store
+// operation, rs[i] to next[i], one more failed attempt counted each. A
+// key gone already is left alone.
+func (s *Store) RetryReplies(ctx context.Context, rs []Reply, next []time.Time) error {
+	if len(rs) != len(next) {
+		return fmt.Errorf("queue: retry replies: %d replies, %d times", len(rs), len(next))
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	err := s.exec(ctx, func(t *txn) error {
+		b := t.tx.Bucket(bucketMOHook)
+		for i, r := range rs {
+			key := replyKey(r.Enterprise, r.Due, r.MO.ID)
+			v := b.Get(key)
+			if v == nil {
+				continue
+			}
+			a, _ := binary.Uvarint(v)
+			if err := b.Delete(key); err != nil {
+				return err
+			}
+			if err := b.Put(replyKey(r.Enterprise, next[i], r.MO.ID), binary.AppendUvarint(nil, a+1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: retry replies: %w", err)
+	}
+	return nil
+}
+
+// checkReplies verifies the mohook keys against the MOs: every key names
+// an MO of its enterprise that wants its reply POSTed (wantsReply), and
+// such an MO has exactly one key. nil bucket: a backup from before reply
+// webhooks.
+func checkReplies(tx *bolt.Tx, bad func(string, ...any)) error {
+	moB, hookB := tx.Bucket(bucketMO), tx.Bucket(bucketMOHook)
+	if moB == nil || hookB == nil {
+		return nil
+	}
+	keys := make(map[uint64]int)
+	err := hookB.ForEach(func(k, _ []byte) error {
+		i := bytes.IndexByte(k, sep)
+		if i < 0 || len(k)-i-1 != 16 {
+			bad("mohook key %x malformed", k)
+			return nil
+		}
+		idb := k[i+1+8:]
+		id := binary.BigEndian.Uint64(idb)
+		keys[id]++
+		m, err := decodeMO(idb, moB.Get(idb))
+		if err != nil {
+			bad("mohook key %x: %v", k, err)
+			return nil
+		}
+		if m.Enterprise != string(k[:i]) || !m.wantsReply() {
+			bad("mohook key %x: mo %d (enterprise %q, reply_url %q, posted %v, gave up %v)", k, id, m.Enterprise, m.ReplyURL, m.PostedAt, m.ReplyGaveUp)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return moB.ForEach(func(k, v []byte) error {
+		m, err := decodeMO(k, v)
+		if err != nil {
+			return nil // reported by checkMOs
+		}
+		want := 0
+		if m.wantsReply() {
+			want = 1
+		}
+		if n := keys[m.ID]; n != want {
+			bad("mo %d: %d mohook keys, want %d", m.ID, n, want)
+		}
+		return nil
+	})
+}
+
+// deleteReplyKeys deletes the mohook keys of MOs ms (PurgeMOs). A key's
+// due time is not on its MO, so each enterprise's keys are walked once
+// for all of its MOs: only MOs purged while their webhook still waits
+// (older than the retention, which is longer than webhooks.max_age in any
+// sensible configuration) cost that walk.
+func deleteReplyKeys(b *bolt.Bucket, ms []*MO) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	ids := make(map[string]map[uint64]bool)
+	for _, m := range ms {
+		if ids[m.Enterprise] == nil {
+			ids[m.Enterprise] = make(map[uint64]bool)
+		}
+		ids[m.Enterprise][m.ID] = true
+	}
+	for ent, want := range ids {
+		prefix := prefixKey(ent, nil)
+		var dead [][]byte
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(dead) < len(want); k, _ = c.Next() {
+			if rest := k[len(prefix):]; len(rest) == 16 && want[binary.BigEndian.Uint64(rest[8:])] {
+				dead = append(dead, bytes.Clone(k))
+			}
+		}
+		for _, k := range dead {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package queue
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// storeReply stores an MO of enterprise ent (with a reply webhook when url
+// is not "") received at at, and returns its id.
+func storeReply(t *testing.T, ts *testStore, ent, url string, at time.Time) uint64 {
+	t.Helper()
+	m := &MO{Enterprise: ent, Source: "13712345678", Dest: "10657500112", Extension: "12", Text: "收到",
+		Upstream: "sim", ReceivedAt: at, ReplyURL: url}
+	if err := ts.StoreMO(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	return m.ID
+}
+
+func replyIDs(rs []Reply) []uint64 {
+	var ids []uint64
+	for _, r := range rs {
+		ids = append(ids, r.MO.ID)
+	}
+	return ids
+}
+
+// TestReplyHookLifecycle: an MO with a ReplyURL is queued in its commit
+// (and its enterprise named to OnReplyReady), one without is not; due
+// replies come oldest first within the limit and skip; a retry moves one
+// later with its attempts counted; an ack sets PostedAt, a give-up
+// ReplyGaveUp, both idempotent; all of it survives a reopen, and Check
+// holds throughout (the Cleanup's).
+func TestReplyHookLifecycle(t *testing.T) {
+	var mu sync.Mutex
+	var named []string
+	ts := newStore(t, Options{NoSync: true})
+	ts.SetReplyCallback(func(ents []string) {
+		mu.Lock()
+		named = append(named, ents...)
+		mu.Unlock()
+	})
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Minute)
+	a1 := storeReply(t, ts, "E1", "https://crm.example.com/r", t0)
+	a2 := storeReply(t, ts, "E1", "https://crm.example.com/r", t0.Add(time.Second))
+	b1 := storeReply(t, ts, "E2", "https://b.example.com/r", t0)
+	storeReply(t, ts, "E3", "", t0)                         // no reply_url: nothing queued
+	storeReply(t, ts, "", "https://nobody.example.com", t0) // no enterprise: nothing queued
+	mu.Lock()
+	if !slices.Equal(named, []string{"E1", "E1", "E2"}) {
+		t.Errorf("OnReplyReady named %v, want E1 E1 E2", named)
+	}
+	mu.Unlock()
+	if ents, err := ts.ReplyEnterprises(); err != nil || !slices.Equal(ents, []string{"E1", "E2"}) {
+		t.Fatalf("ReplyEnterprises %v, %v", ents, err)
+	}
+	if n, _ := ts.ReplyPending(); n != 3 {
+		t.Fatalf("pending %d, want 3", n)
+	}
+	now := time.Now()
+	rs, next, err := ts.DueReplies("E1", now, 1, nil)
+	if err != nil || !slices.Equal(replyIDs(rs), []uint64{a1}) || !next.Equal(now) {
+		t.Fatalf("due E1 limit 1: %v next %v, %v", replyIDs(rs), next, err)
+	}
+	if rs[0].MO.Text != "收到" || rs[0].MO.ReplyURL != "https://crm.example.com/r" || rs[0].Attempts != 0 {
+		t.Fatalf("reply %+v, MO %+v", rs[0], rs[0].MO)
+	}
+	rs, next, _ = ts.DueReplies("E1", now, 10, func(id uint64) bool { return id == a1 })
+	if !slices.Equal(replyIDs(rs), []uint64{a2}) || !next.IsZero() {
+		t.Fatalf("due E1 skipping a1: %v next %v", replyIDs(rs), next)
+	}
+
+	// a1's POST failed: due again in an hour, one attempt counted.
+	rs, _, _ = ts.DueReplies("E1", now, 10, nil)
+	later := now.Add(time.Hour)
+	if err := ts.RetryReplies(ctx, rs[:1], []time.Time{later}); err != nil {
+		t.Fatal(err)
+	}
+	if got, next, _ := ts.DueReplies("E1", now, 10, nil); !slices.Equal(replyIDs(got), []uint64{a2}) || !next.Equal(later) {
+		t.Fatalf("after retry: due %v next %v, want a2 then %v", replyIDs(got), next, later)
+	}
+	if err := ts.RetryReplies(ctx, rs[:1], []time.Time{later}); err != nil { // its old key is gone: nothing
+		t.Fatal(err)
+	}
+	// a2 delivered, b1 given up; both twice (idempotent).
+	rs2, _, _ := ts.DueReplies("E1", now, 10, nil)
+	posted := now.Add(2 * time.Second)
+	for range 2 {
+		if err := ts.AckReplies(ctx, rs2, posted, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb, _, _ := ts.DueReplies("E2", now, 10, nil)
+	for range 2 {
+		if err := ts.AckReplies(ctx, rb, now, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.reopen()
+	got, _, _ := ts.DueReplies("E1", later, 10, nil)
+	if !slices.Equal(replyIDs(got), []uint64{a1}) || got[0].Attempts != 1 {
+		t.Fatalf("after reopen, at the retry's time: %v (%+v)", replyIDs(got), got)
+	}
+	if n, _ := ts.ReplyPending(); n != 1 {
+		t.Fatalf("pending %d after reopen, want 1", n)
+	}
+	list, _, err := ts.Inbox("E1", "", 0, 10)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("inbox %v, %v", list, err)
+	}
+	for _, m := range list {
+		if m.ID == a2 && !m.PostedAt.Equal(posted) {
+			t.Errorf("a2 posted at %v, want %v", m.PostedAt, posted)
+		}
+		if m.ID == a1 && !m.PostedAt.IsZero() {
+			t.Errorf("a1 posted at %v, want not yet", m.PostedAt)
+		}
+	}
+	if list, _, _ := ts.Inbox("E2", "", 0, 10); len(list) != 1 || list[0].ID != b1 || !list[0].ReplyGaveUp || !list[0].PostedAt.IsZero() {
+		t.Fatalf("E2 inbox %+v: want b1 given up", list[0])
+	}
+	if ents, _ := ts.ReplyEnterprises(); !slices.Equal(ents, []string{"E1"}) {
+		t.Fatalf("enterprises %v after E2's give-up", ents)
+	}
+}
+
+// TestReplyHookPurge: PurgeMOs deleting an MO whose reply webhook still
+// waits deletes its key too (wherever a retry moved it), and leaves the
+// keys of MOs it keeps.
+func TestReplyHookPurge(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	gone := storeReply(t, ts, "E1", "https://crm.example.com/r", old)
+	kept := storeReply(t, ts, "E1", "https://crm.example.com/r", time.Now())
+	for _, id := range []uint64{gone, kept} {
+		if err := ts.AckMO(ctx, "E1", id, time.Now()); err != nil { // forwarded over SMPP: purgeable
+			t.Fatal(err)
+		}
+	}
+	rs, _, _ := ts.DueReplies("E1", time.Now(), 10, func(id uint64) bool { return id != gone })
+	if err := ts.RetryReplies(ctx, rs, []time.Time{time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ts.PurgeMOs(ctx, time.Now().Add(-24*time.Hour), 100)
+	if err != nil || n != 1 {
+		t.Fatalf("purged %d, %v; want 1", n, err)
+	}
+	if p, _ := ts.ReplyPending(); p != 1 {
+		t.Fatalf("%d reply keys after the purge, want 1 (the kept MO's)", p)
+	}
+	if got, _, _ := ts.DueReplies("E1", time.Now().Add(2*time.Hour), 10, nil); !slices.Equal(replyIDs(got), []uint64{kept}) {
+		t.Fatalf("due after purge %v, want %d", replyIDs(got), kept)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReplyHookOldFile: a file from before reply webhooks (no mohook
+// bucket) is a good backup and opens, the bucket created; Check catches a
+// key whose MO wants no POST.
+func TestReplyHookOldFile(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	storeReply(t, ts, "E1", "", time.Now())
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(ts.path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketMOHook) })
+	if err2 := db.Close(); err == nil {
+		err = err2
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyBackup(ts.path); err != nil {
+		t.Fatalf("a file from before reply webhooks is a good backup: %v", err)
+	}
+	ts.open()
+	id := storeReply(t, ts, "E1", "https://crm.example.com/r", time.Now())
+	if got, _, err := ts.DueReplies("E1", time.Now(), 10, nil); err != nil || !slices.Equal(replyIDs(got), []uint64{id}) {
+		t.Fatalf("due %v, %v", replyIDs(got), err)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// A key for an MO without reply_url is a violation.
+	err = ts.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOHook).Put(replyKey("E1", time.Now(), 1), []byte{0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Check(); err == nil {
+		t.Fatal("Check passed a mohook key of an MO without reply_url")
+	}
+	err = ts.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMOHook).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Check(); err == nil {
+		t.Fatal("Check passed an MO with reply_url and no key")
+	}
+	// Put it back for the Cleanup's check.
+	err = ts.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOHook).Put(replyKey("E1", time.Now(), id), []byte{0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
