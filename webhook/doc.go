@@ -8,6 +8,10 @@
 // it holds what is due when a worker is free, so batches grow only when
 // receipts come faster than POSTs one at a time would deliver them.
 //
+// The Sender pushes replies (MO) too: an MO stored with a reply_url
+// (queue/moreplies.go) is POSTed as one JSON Reply, signed and retried as
+// a receipt is, within the same bounds (replies.go).
+//
 // # Basics
 //
 // The body is a Receipt as JSON (a Batch for batches). It is signed with HMAC-SHA256 under the
@@ -36,8 +40,9 @@
 //   - At-least-once: a receipt leaves the store only by AckHook after a 2xx
 //     or when given up. A crash between the POST and the AckHook posts it
 //     again; receivers deduplicate by id.
-//   - Bounded: at most Config.Workers POSTs in flight, at most
-//     Config.PerEnterprise of them for one enterprise, so one enterprise's
+//   - Bounded: at most Config.Workers POSTs in flight (receipts and
+//     replies together), at most Config.PerEnterprise of them for one
+//     enterprise, so one enterprise's
 //     dead endpoint cannot take every worker; each POST ends within
 //     Config.Timeout. A POST answered 2xx frees its worker and waits for
 //     the acker, which records deliveries many to a store operation; at

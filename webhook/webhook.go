@@ -108,9 +108,14 @@ type Config struct {
 	// Receipt; more (up to MaxBatch), the body a Batch of those due at
 	// once for the same URL, however few. nil: 1 for every enterprise.
 	Batch func(enterprise string) int
-	// Workers bounds the POSTs in flight (default 64); PerEnterprise those
-	// of one enterprise (default Workers/4, at least 1). A receipt takes
-	// its slot for its POST only: the store records deliveries behind it.
+	// ReplyURL returns an enterprise's reply_url as it is now, where its
+	// replies are POSTed (replies.go); "" gives its waiting replies up.
+	// nil: each reply goes to the URL stored with it.
+	ReplyURL func(enterprise string) string
+	// Workers bounds the POSTs in flight (default 64), receipts and
+	// replies together; PerEnterprise those of one enterprise (default
+	// Workers/4, at least 1). A receipt or reply takes its slot for its
+	// POST only: the store records deliveries behind it.
 	Workers, PerEnterprise int
 	// Timeout bounds one POST, connection included (default 10s).
 	Timeout time.Duration
@@ -172,6 +177,8 @@ type Sender struct {
 	manual manualLimits // test receipts and retry-now (manual.go)
 
 	posts outcomes // each enterprise's last POSTs (outcomes.go)
+
+	replies replyState // reply webhooks (replies.go)
 }
 
 // StatusLimit bounds the keys a Status reads: an endpoint dead for a day
@@ -275,13 +282,14 @@ func New(cfg Config) (*Sender, error) {
 	s.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "qxtd_receipt_webhook_delivery_seconds",
 		Help:    "Time from a message's final state to its receipt webhook's 2xx.",
 		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400}})
+	replyMetrics := s.initReplies()
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qxtd_receipt_webhook_pending",
 		Help: "Receipt webhooks stored and not yet delivered or given up."}, func() float64 {
 		n, _ := cfg.Store.HookPending()
 		return float64(n)
 	})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.total, s.latency, pending, failingCollector{&s.posts}} {
+		for _, c := range append([]prometheus.Collector{s.total, s.latency, pending, failingCollector{&s.posts}}, replyMetrics...) {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("webhook: metrics: %w", err)
 			}
@@ -329,26 +337,39 @@ func (s *Sender) HooksReady(enterprises []string) {
 	s.Wake()
 }
 
-// Run sends receipts until ctx ends, then waits for the POSTs in flight
-// and for the store to record the ones that were delivered, and saves the
-// last POSTs.
+// Run sends receipts and replies until ctx ends, then waits for the POSTs
+// in flight and for the store to record the ones that were delivered, and
+// saves the last POSTs.
 func (s *Sender) Run(ctx context.Context) {
 	sem := make(chan struct{}, s.cfg.Workers)
 	acks := make(chan took, s.cfg.Workers)
+	replyAcks := make(chan queue.Reply, s.cfg.Workers)
 	ackerDone, saverDone := make(chan struct{}), make(chan struct{})
+	replyAckerDone, repliesDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ackerDone)
 		s.acker(context.WithoutCancel(ctx), acks)
+	}()
+	go func() {
+		defer close(replyAckerDone)
+		s.replyAcker(context.WithoutCancel(ctx), replyAcks)
 	}()
 	go func() {
 		defer close(saverDone)
 		s.saver(ctx)
 	}()
 	var wg sync.WaitGroup
+	go func() {
+		defer close(repliesDone)
+		s.runReplies(ctx, sem, replyAcks, &wg)
+	}()
 	defer func() {
+		<-repliesDone // starts no POST after this: wg.Wait below sees every one
 		wg.Wait()
 		close(acks)
+		close(replyAcks)
 		<-ackerDone
+		<-replyAckerDone
 		<-saverDone
 		s.savePosts(context.WithoutCancel(ctx))
 	}()

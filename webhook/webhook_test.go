@@ -125,6 +125,7 @@ func startWith(t testing.TB, path string, qopts queue.Options, cfg Config) *rig 
 		t.Fatal(err)
 	}
 	s.SetHookCallback(snd.HooksReady)
+	s.SetReplyCallback(snd.RepliesReady)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); snd.Run(ctx) }()

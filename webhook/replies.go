@@ -1,0 +1,358 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// Replies pushed over HTTP (reply webhooks, like Kannel's sms-service
+// get-url and Jasmin's HTTP MO routes): an MO of an enterprise with a
+// reply_url is stored with a key in the queue's mohook bucket
+// (queue/moreplies.go), and the Sender POSTs it as one JSON Reply, signed
+// as receipts are (the same secret, headers and client: the timeout and
+// the address check). The POSTs share the Sender's bounds with the
+// receipts: Config.Workers in flight in all, Config.PerEnterprise of one
+// enterprise's receipts and replies together. Any 2xx is a delivery;
+// anything else is tried again after Config.Backoff doubled per attempt
+// up to Config.MaxBackoff, and a reply still undelivered Config.MaxAge
+// after it was received is given up and counted. A reply goes to the
+// enterprise's reply_url as it is when the POST starts (Config.ReplyURL),
+// retries included; one whose enterprise no longer has a reply_url is
+// given up.
+
+// Reply is the JSON body POSTed for one reply (MO): the fields of an
+// entry of GET /v1/inbox (api.InboxItem) but "forwarded".
+type Reply struct {
+	ID         string    `json:"id"`          // the MO's id, as the inbox lists it
+	From       string    `json:"from"`        // the handset
+	To         string    `json:"to"`          // service number + extension, as the SMSC gave it
+	Extension  string    `json:"extension"`   // the extension after the service number
+	Account    string    `json:"account"`     // the user with that extension; "" = the enterprise
+	Text       string    `json:"text"`        // the reply's text ("" for a binary one)
+	ReceivedAt time.Time `json:"received_at"` // when qxtd received it from the SMSC
+}
+
+// ReplyOf builds the body of MO m's reply webhook.
+func ReplyOf(m *queue.MO) Reply {
+	return Reply{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt}
+}
+
+// replyState is the Sender's state for replies, beside the receipts'.
+type replyState struct {
+	wake chan struct{}
+
+	// readyMu guards ready: the enterprises the store named since the
+	// last pass (RepliesReady, on the commit goroutine).
+	readyMu sync.Mutex
+	ready   map[string]struct{}
+
+	// due is, for each enterprise that may have a reply pending, when its
+	// next one comes due (zero: now). Only the reply loop touches it. A
+	// full pass every Config.Poll adds the enterprises the store lists,
+	// so a reply whose retry the loop did not see scheduled is found then.
+	due map[string]time.Time
+	rr  int
+
+	// inflight (under Sender.mu) holds the MO ids being posted or waiting
+	// for the acker: a pass must not read them as due again.
+	inflight map[uint64]struct{}
+
+	total   *prometheus.CounterVec
+	latency prometheus.Histogram
+}
+
+func (s *Sender) initReplies() []prometheus.Collector {
+	r := &s.replies
+	r.wake = make(chan struct{}, 1)
+	r.ready = make(map[string]struct{})
+	r.due = make(map[string]time.Time)
+	r.inflight = make(map[uint64]struct{})
+	r.total = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qxtd_reply_webhooks_total",
+		Help: "Reply webhook POSTs by outcome: delivered (2xx), failed (to be retried), gave_up (past the maximum age, or the reply_url removed)."}, []string{"outcome"})
+	for _, o := range []string{"delivered", "failed", "gave_up"} {
+		r.total.WithLabelValues(o)
+	}
+	r.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "qxtd_reply_webhook_delivery_seconds",
+		Help:    "Time from a reply's arrival to its reply webhook's 2xx.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400}})
+	store := s.cfg.Store
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qxtd_reply_webhook_pending",
+		Help: "Reply webhooks stored and not yet delivered or given up."}, func() float64 {
+		n, _ := store.ReplyPending()
+		return float64(n)
+	})
+	return []prometheus.Collector{r.total, r.latency, pending}
+}
+
+// RepliesReady tells the sender that replies of enterprises were queued.
+// It never blocks for long: give it to the store's SetReplyCallback.
+func (s *Sender) RepliesReady(enterprises []string) {
+	r := &s.replies
+	r.readyMu.Lock()
+	for _, e := range enterprises {
+		r.ready[e] = struct{}{}
+	}
+	r.readyMu.Unlock()
+	s.wakeReplies()
+}
+
+func (s *Sender) wakeReplies() {
+	select {
+	case s.replies.wake <- struct{}{}:
+	default:
+	}
+}
+
+// runReplies posts due replies until ctx ends, taking its slots from sem
+// (shared with the receipts) and counting its POSTs in wg; acks gets the
+// delivered ones. It returns without waiting for the POSTs.
+func (s *Sender) runReplies(ctx context.Context, sem chan struct{}, acks chan<- queue.Reply, wg *sync.WaitGroup) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	var lastFull time.Time
+	for {
+		full := time.Since(lastFull) >= s.cfg.Poll
+		if full {
+			lastFull = time.Now()
+		}
+		s.fillReplies(ctx, full, sem, acks, wg)
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(s.cfg.Poll - time.Since(lastFull))
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.replies.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// fillReplies starts POSTs for the due replies of the enterprises that may
+// have one, round robin, within the free workers and each enterprise's
+// room: it reads no more replies than it can start.
+func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, acks chan<- queue.Reply, wg *sync.WaitGroup) {
+	r := &s.replies
+	if full {
+		listed, err := s.cfg.Store.ReplyEnterprises()
+		if err != nil {
+			s.log.Error("reply webhooks: list", "err", err)
+		}
+		keep := make(map[string]bool, len(listed))
+		for _, e := range listed {
+			keep[e] = true
+			if _, ok := r.due[e]; !ok {
+				r.due[e] = time.Time{}
+			}
+		}
+		if err == nil {
+			maps.DeleteFunc(r.due, func(e string, _ time.Time) bool { return !keep[e] })
+		}
+	}
+	r.readyMu.Lock()
+	for e := range r.ready {
+		r.due[e] = time.Time{}
+	}
+	clear(r.ready)
+	r.readyMu.Unlock()
+	now := time.Now()
+	var ents []string
+	for e, at := range r.due {
+		if !at.After(now) {
+			ents = append(ents, e)
+		}
+	}
+	if len(ents) == 0 {
+		return
+	}
+	slices.Sort(ents)
+	r.rr++
+	start := r.rr % len(ents)
+	for i := range ents {
+		e := ents[(start+i)%len(ents)]
+		free := cap(sem) - len(sem)
+		if free <= 0 {
+			return
+		}
+		// s.mu is held across the read, as fill's: a reply acknowledged
+		// meanwhile must not leave the in-flight set before the read is
+		// over, or the read's older snapshot shows it due again.
+		s.mu.Lock()
+		room := min(s.cfg.PerEnterprise-s.perEnt[e], free)
+		if room <= 0 {
+			s.mu.Unlock()
+			continue
+		}
+		rs, next, err := s.cfg.Store.DueReplies(e, now, room, func(id uint64) bool {
+			_, busy := r.inflight[id]
+			return busy
+		})
+		for _, rp := range rs {
+			r.inflight[rp.MO.ID] = struct{}{}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("reply webhooks: due", "enterprise", e, "err", err)
+			continue
+		}
+		if next.IsZero() {
+			delete(r.due, e) // found again when the store names it, or at the next full pass
+		} else {
+			r.due[e] = next
+		}
+		for _, rp := range rs {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				s.releaseReplies(rs)
+				return
+			}
+			if ctx.Err() != nil { // both were ready: start no POST once stopping
+				<-sem
+				s.releaseReplies(rs)
+				return
+			}
+			s.mu.Lock()
+			s.perEnt[e]++
+			s.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				handed := s.deliverReply(ctx, rp, acks)
+				s.mu.Lock()
+				if !handed {
+					delete(r.inflight, rp.MO.ID)
+				}
+				if s.perEnt[e]--; s.perEnt[e] <= 0 {
+					delete(s.perEnt, e)
+				}
+				s.mu.Unlock()
+				<-sem
+				s.wakeReplies()
+				s.Wake() // the slot may be a receipt's to take
+			}()
+		}
+	}
+}
+
+// releaseReplies takes replies read but not started out of the in-flight
+// set (the sender is stopping: they stay due for the next start). One
+// started already is no longer in it or is ended by its POST.
+func (s *Sender) releaseReplies(rs []queue.Reply) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rp := range rs {
+		delete(s.replies.inflight, rp.MO.ID)
+	}
+}
+
+// errNoReplyURL gives up a reply whose enterprise removed its reply_url.
+var errNoReplyURL = errors.New("webhook: the enterprise has no reply_url any more")
+
+// deliverReply POSTs reply rp and records the outcome: a delivery through
+// the acker (handed), a retry or give-up here. A POST under way is
+// finished even if the sender is stopping, as a receipt's is.
+func (s *Sender) deliverReply(ctx context.Context, rp queue.Reply, acks chan<- queue.Reply) (handed bool) {
+	wctx := context.WithoutCancel(ctx)
+	url := rp.MO.ReplyURL
+	if s.cfg.ReplyURL != nil {
+		url = s.cfg.ReplyURL(rp.Enterprise)
+	}
+	var err error
+	if url == "" {
+		err = errNoReplyURL
+	} else {
+		var body []byte
+		if body, err = json.Marshal(ReplyOf(rp.MO)); err == nil {
+			_, _, err = s.postBody(wctx, url, rp.Enterprise, body)
+		}
+		if err != nil && ctx.Err() != nil {
+			return false // stopping: due again at the next start, no failure counted
+		}
+	}
+	if err == nil {
+		acks <- rp // never blocks for long: the acker drains, and Run closes acks after every POST returned
+		return true
+	}
+	now := time.Now()
+	if errors.Is(err, errNoReplyURL) || now.Sub(rp.MO.ReceivedAt) >= s.cfg.MaxAge {
+		if aerr := s.cfg.Store.AckReplies(wctx, []queue.Reply{rp}, now, true); aerr != nil {
+			s.log.Error("reply webhook: give up", "id", rp.MO.ID, "err", aerr)
+			return false
+		}
+		s.replies.total.WithLabelValues("gave_up").Inc()
+		s.log.Warn("reply webhook given up", "enterprise", rp.Enterprise, "id", rp.MO.ID, "attempts", rp.Attempts+1, "err", err)
+		return false
+	}
+	s.replies.total.WithLabelValues("failed").Inc()
+	next := now.Add(s.backoff(rp.Attempts))
+	if rerr := s.cfg.Store.RetryReplies(wctx, []queue.Reply{rp}, []time.Time{next}); rerr != nil {
+		// Left where it was: the next full pass posts it again, at most
+		// once a Poll while the store cannot write.
+		s.log.Error("reply webhook: retry", "id", rp.MO.ID, "err", rerr)
+	}
+	s.log.Info("reply webhook failed, will retry", "enterprise", rp.Enterprise, "id", rp.MO.ID, "in", next.Sub(now), "err", err)
+	return false
+}
+
+// replyAcker records delivered replies in the store, as many in one store
+// operation as queued while the last one committed, and only then lets
+// them leave the in-flight set.
+func (s *Sender) replyAcker(ctx context.Context, acks <-chan queue.Reply) {
+	batch := make([]queue.Reply, 0, maxAckBatch)
+	for rp := range acks {
+		batch = append(batch[:0], rp)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case rp, ok := <-acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, rp)
+			default:
+				break more
+			}
+		}
+		now := time.Now()
+		acked := func(rp queue.Reply) {
+			s.replies.total.WithLabelValues("delivered").Inc()
+			s.replies.latency.Observe(now.Sub(rp.MO.ReceivedAt).Seconds())
+		}
+		if err := s.cfg.Store.AckReplies(ctx, batch, now, false); err == nil {
+			for _, rp := range batch {
+				acked(rp)
+			}
+		} else {
+			// One at a time: one the store cannot record stays due (posted
+			// again at the next full pass), not the whole batch.
+			for _, rp := range batch {
+				if err := s.cfg.Store.AckReplies(ctx, []queue.Reply{rp}, now, false); err != nil {
+					s.log.Error("reply webhook: ack", "id", rp.MO.ID, "err", err)
+					continue
+				}
+				acked(rp)
+			}
+		}
+		s.mu.Lock()
+		for _, rp := range batch {
+			delete(s.replies.inflight, rp.MO.ID)
+		}
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,203 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// storeMO stores a reply of enterprise to url ("" = no reply webhook),
+// received at once.
+func storeMO(t testing.TB, s *queue.Store, enterprise, url string) *queue.MO {
+	t.Helper()
+	m := &queue.MO{Enterprise: enterprise, Account: "demo", Extension: "12", Source: "13712345678", Dest: "10657500000112",
+		Text: "收到", Upstream: "up", ReceivedAt: time.Now(), ReplyURL: url}
+	if err := s.StoreMO(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitReplies waits until the store holds n reply webhooks.
+func waitReplies(t *testing.T, r *rig, n int) {
+	t.Helper()
+	waitFor(t, func() (bool, string) {
+		got, err := r.store.ReplyPending()
+		return err == nil && got == n, fmt.Sprintf("replies pending %d (%v), want %d", got, err, n)
+	})
+}
+
+func waitReplyCount(t *testing.T, r *rig, outcome string, n float64) {
+	t.Helper()
+	waitFor(t, func() (bool, string) {
+		got := testutil.ToFloat64(r.snd.replies.total.WithLabelValues(outcome))
+		return got == n, fmt.Sprintf("replies %s %v, want %v", outcome, got, n)
+	})
+}
+
+func decodeReply(t *testing.T, p posted) Reply {
+	t.Helper()
+	var rp Reply
+	if err := json.Unmarshal(p.body, &rp); err != nil {
+		t.Fatalf("body %q: %v", p.body, err)
+	}
+	return rp
+}
+
+// TestReplySignedOnce: a reply stored with a reply_url is POSTed once, its
+// body the Reply of the MO, signed under the enterprise's secret; the MO
+// is then marked posted and nothing waits. A receipt goes beside it.
+func TestReplySignedOnce(t *testing.T) {
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{})
+	m := storeMO(t, r.store, "ent1", rcv.URL+"/mo")
+	p := rcv.next(t)
+	if !Verify("s3cret", p.ts, p.body, p.sig) {
+		t.Fatalf("signature %q does not verify over %q", p.sig, p.body)
+	}
+	want := Reply{ID: strconv.FormatUint(m.ID, 10), From: "13712345678", To: "10657500000112", Extension: "12",
+		Account: "demo", Text: "收到", ReceivedAt: m.ReceivedAt}
+	if got := decodeReply(t, p); got.ID != want.ID || got.From != want.From || got.To != want.To || got.Extension != want.Extension ||
+		got.Account != want.Account || got.Text != want.Text || !got.ReceivedAt.Equal(want.ReceivedAt) {
+		t.Fatalf("reply %+v, want %+v", got, want)
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "delivered", 1)
+	list, _, err := r.store.Inbox("ent1", "", 0, 10)
+	if err != nil || len(list) != 1 || list[0].PostedAt.IsZero() {
+		t.Fatalf("inbox %+v, %v: want the reply marked posted", list, err)
+	}
+	// The next POST is a receipt, not the reply again.
+	fm := finalMessage(t, r.store, "ent1", rcv.URL+"/dlr", queue.StateDelivered)
+	if p := rcv.next(t); p.receiptID != strconv.FormatUint(fm.ID, 10) {
+		t.Fatalf("second POST %q, want the receipt of %d", p.body, fm.ID)
+	}
+}
+
+// TestReplyRetryWithBackoff: a receiver answering 500 gets the reply again
+// after the backoff, and the 200 delivers it.
+func TestReplyRetryWithBackoff(t *testing.T) {
+	rcv := newReceiver(t, 500)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	m := storeMO(t, r.store, "ent1", rcv.URL)
+	a, b := rcv.next(t), rcv.next(t)
+	if a.status != 500 || b.status != 200 {
+		t.Fatalf("statuses %d %d", a.status, b.status)
+	}
+	if d := b.at.Sub(a.at); d < 50*time.Millisecond {
+		t.Errorf("retried after %v, want ≥ 50ms", d)
+	}
+	if decodeReply(t, b).ID != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("retry %q", b.body)
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "delivered", 1)
+	if n := testutil.ToFloat64(r.snd.replies.total.WithLabelValues("failed")); n != 1 {
+		t.Errorf("failed %v, want 1", n)
+	}
+}
+
+// TestReplyDurableAcrossRestart: a reply whose POST failed is posted after
+// the store and the sender start again.
+func TestReplyDurableAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503)
+	r := start(t, path, Config{Backoff: 200 * time.Millisecond, Poll: 10 * time.Millisecond})
+	m := storeMO(t, r.store, "ent1", rcv.URL)
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("first status %d", p.status)
+	}
+	waitFor(t, func() (bool, string) {
+		rs, _, _ := r.store.DueReplies("ent1", time.Now().Add(time.Hour), 0, nil)
+		return len(rs) == 1 && rs[0].Attempts == 1, "retry not recorded"
+	})
+	r.stop()
+	r2 := start(t, path, Config{Poll: 10 * time.Millisecond})
+	p := rcv.next(t)
+	if p.status != 200 || decodeReply(t, p).ID != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("after restart: %+v", p)
+	}
+	waitReplies(t, r2, 0)
+}
+
+// TestReplyGiveUp: past MaxAge a failing reply is given up and counted;
+// one whose enterprise removed its reply_url (Config.ReplyURL "") too,
+// without a POST. The current reply_url is where a reply goes.
+func TestReplyGiveUp(t *testing.T) {
+	rcv := newReceiver(t, 500, 500, 500, 500, 500, 500, 500, 500)
+	moved := newReceiver(t)
+	urls := map[string]string{"ent1": rcv.URL, "ent3": moved.URL}
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 10 * time.Millisecond, MaxAge: 30 * time.Millisecond,
+		Poll: 5 * time.Millisecond, ReplyURL: func(e string) string { return urls[e] }})
+	storeMO(t, r.store, "ent1", rcv.URL)
+	storeMO(t, r.store, "ent2", "http://198.51.100.1/gone") // ent2 has none now
+	m3 := storeMO(t, r.store, "ent3", "http://198.51.100.1/old")
+	if p := moved.next(t); decodeReply(t, p).ID != strconv.FormatUint(m3.ID, 10) {
+		t.Fatalf("moved: %q", p.body)
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "gave_up", 2)
+	waitReplyCount(t, r, "delivered", 1)
+}
+
+// TestReplyDeadEndpointIsolated: replies to a dead endpoint take at most
+// PerEnterprise workers: another enterprise's reply still goes at once.
+func TestReplyDeadEndpointIsolated(t *testing.T) {
+	hang := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case <-hang:
+		case <-req.Context().Done():
+		}
+	}))
+	t.Cleanup(dead.Close)
+	t.Cleanup(func() { close(hang) })
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Workers: 4, PerEnterprise: 2, Timeout: 5 * time.Second, Poll: 10 * time.Millisecond})
+	for range 20 {
+		storeMO(t, r.store, "deadco", dead.URL)
+	}
+	began := time.Now()
+	m := storeMO(t, r.store, "liveco", rcv.URL)
+	if p := rcv.next(t); decodeReply(t, p).ID != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("got %q", p.body)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("live enterprise waited %v behind a dead endpoint", d)
+	}
+	r.snd.mu.Lock()
+	n := r.snd.perEnt["deadco"]
+	r.snd.mu.Unlock()
+	if n > 2 {
+		t.Errorf("%d POSTs in flight to the dead endpoint, want at most 2", n)
+	}
+}
+
+// TestReplyPrivateAddressRefused: a reply to a loopback address is refused
+// at dial time unless AllowPrivate, as a receipt is: retried, not posted.
+func TestReplyPrivateAddressRefused(t *testing.T) {
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: time.Hour, Poll: 10 * time.Millisecond})
+	r.snd.cfg.AllowPrivate = false
+	storeMO(t, r.store, "ent1", rcv.URL)
+	waitReplyCount(t, r, "failed", 1)
+	select {
+	case p := <-rcv.ch:
+		t.Fatalf("posted to a loopback address: %q", p.body)
+	default:
+	}
+	if _, err := r.snd.client.Post(rcv.URL, "application/json", nil); !errors.Is(err, ErrRefusedAddress) {
+		t.Fatalf("direct POST: %v, want ErrRefusedAddress", err)
+	}
+}
