@@ -20,6 +20,9 @@ import (
 // the enterprise owning the number (and the user with the extension),
 // stored, and only then acknowledged; the moRouter forwards stored MOs to
 // the enterprise's receiver and transceiver binds until one acknowledges.
+// An MO of an enterprise with a reply_url carries it into the store, which
+// queues its reply webhook in the same commit (package webhook POSTs it):
+// nothing of the SMSC's path waits for that POST.
 
 // ReplyRouter is the optional Policy part that routes replies: the owner
 // of a destination number. Rules implements it; without it every MO is
@@ -50,7 +53,7 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 	result := "unmatched"
 	if rr, ok := g.policy.(ReplyRouter); ok {
 		if o, ok := rr.ReplyTo(m.Dest); ok {
-			m.Enterprise, m.Account, m.Extension = o.Enterprise, o.SystemID, o.Extension
+			m.Enterprise, m.Account, m.Extension, m.ReplyURL = o.Enterprise, o.SystemID, o.Extension, o.ReplyURL
 			result = "matched"
 		}
 	}
