@@ -29,6 +29,7 @@ type NewEnterprise struct {
 	NoWhitelist bool   `json:"no_whitelist"`
 	MaxUsers    int    `json:"max_users,omitempty"`   // users the enterprise admin may have; 0 = policy.DefaultMaxUsers
 	ReceiptURL  string `json:"receipt_url,omitempty"` // receipt webhook of its HTTP sends (http/https)
+	ReplyURL    string `json:"reply_url,omitempty"`   // where its replies (MO) are POSTed (http/https)
 	// ReceiptBatch is how many receipts one POST may carry: 0 or 1, one
 	// a POST (the body one receipt); 2–1000, {"receipts": [...]}.
 	ReceiptBatch int `json:"receipt_batch,omitempty"`
@@ -53,6 +54,7 @@ type EnterprisePatch struct {
 	NoWhitelist *bool   `json:"no_whitelist,omitempty"`
 	MaxUsers    *int    `json:"max_users,omitempty"`   // 0 = policy.DefaultMaxUsers
 	ReceiptURL  *string `json:"receipt_url,omitempty"` // "" removes it
+	ReplyURL    *string `json:"reply_url,omitempty"`   // "" removes it
 	// ReceiptBatch: 0 or 1, one receipt a POST again.
 	ReceiptBatch *int `json:"receipt_batch,omitempty"`
 	// ServiceNumber "" removes it (and needs ext_len 0).
@@ -63,7 +65,7 @@ type EnterprisePatch struct {
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
 		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
-		p.MaxUsers == nil && p.ReceiptURL == nil && p.ReceiptBatch == nil && p.ServiceNumber == nil && p.ExtLen == nil
+		p.MaxUsers == nil && p.ReceiptURL == nil && p.ReplyURL == nil && p.ReceiptBatch == nil && p.ServiceNumber == nil && p.ExtLen == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
@@ -82,6 +84,7 @@ type Enterprise struct {
 	NoWhitelist bool   `json:"no_whitelist"`
 	MaxUsers    int    `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
 	ReceiptURL  string `json:"receipt_url,omitempty"`
+	ReplyURL    string `json:"reply_url,omitempty"`
 	ReceiptSig  bool   `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
 	// ReceiptBatch is how many receipts one POST may carry (1: one, the
 	// body a receipt; more: {"receipts": [...]}).
@@ -97,7 +100,7 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 	return Enterprise{Code: e.Code, Name: e.Name, Signature: e.Signature, Package: e.Package,
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
-		ReceiptURL: e.Receipt.URL, ReceiptSig: e.Receipt.Secret != "", ReceiptBatch: max(e.Receipt.Batch, 1),
+		ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptSig: e.Receipt.Secret != "", ReceiptBatch: max(e.Receipt.Batch, 1),
 		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
@@ -152,7 +155,7 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
 		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers,
-		Receipt: policy.ReceiptHook{URL: in.ReceiptURL, Batch: in.ReceiptBatch}, ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
+		Receipt: policy.ReceiptHook{URL: in.ReceiptURL, ReplyURL: in.ReplyURL, Batch: in.ReceiptBatch}, ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -248,6 +251,7 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.NoWhitelist, in.NoWhitelist)
 		set(&e.MaxUsers, in.MaxUsers)
 		set(&e.Receipt.URL, in.ReceiptURL)
+		set(&e.Receipt.ReplyURL, in.ReplyURL)
 		set(&e.Receipt.Batch, in.ReceiptBatch)
 		set(&e.ServiceNumber, in.ServiceNumber)
 		set(&e.ExtLen, in.ExtLen)

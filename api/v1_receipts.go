@@ -21,7 +21,10 @@ import (
 
 // ReceiptWebhook is the answer of GET and PATCH /v1/receipt-webhook.
 type ReceiptWebhook struct {
-	ReceiptURL   string `json:"receipt_url"`   // "" = none: a send's receipts are pushed only to a receipt_url it names
+	ReceiptURL string `json:"receipt_url"` // "" = none: a send's receipts are pushed only to a receipt_url it names
+	// ReplyURL is where the enterprise's replies (MO) are POSTed, one a
+	// POST, signed with the same secret (webhook.Reply); "" = none.
+	ReplyURL     string `json:"reply_url"`
 	ReceiptBatch int    `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
 	Signed       bool   `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
 	// PreviousUntil: a rotated-out secret still signs, into
@@ -125,6 +128,7 @@ func (s *Server) localReceiptStatus(code string) (NodeReceiptStatus, error) {
 // left out is kept.
 type ReceiptWebhookPatch struct {
 	ReceiptURL   *string `json:"receipt_url,omitempty"` // "" removes it
+	ReplyURL     *string `json:"reply_url,omitempty"`   // "" removes it
 	ReceiptBatch *int    `json:"receipt_batch,omitempty"`
 }
 
@@ -160,7 +164,7 @@ type ReceiptWebhookTest struct {
 }
 
 func (s *Server) receiptWebhookOf(ctx context.Context, e *policy.Enterprise) ReceiptWebhook {
-	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
+	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
 		PreviousUntil: e.Receipt.PreviousSigns(time.Now()), Status: s.receiptStatus(ctx, e.Code)}
 }
 
@@ -178,13 +182,16 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 	if !decodeBody(w, r, &in) {
 		return
 	}
-	if in.ReceiptURL == nil && in.ReceiptBatch == nil {
-		writeErr(w, invalidf("nothing to change: give receipt_url or receipt_batch"))
+	if in.ReceiptURL == nil && in.ReplyURL == nil && in.ReceiptBatch == nil {
+		writeErr(w, invalidf("nothing to change: give receipt_url, reply_url or receipt_batch"))
 		return
 	}
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
 		if in.ReceiptURL != nil {
 			h.URL = *in.ReceiptURL
+		}
+		if in.ReplyURL != nil {
+			h.ReplyURL = *in.ReplyURL
 		}
 		if in.ReceiptBatch != nil {
 			h.Batch = *in.ReceiptBatch
@@ -196,7 +203,7 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 		return
 	}
 	s.log.Info("receipt webhook changed", "enterprise", e.Code, "by", c.user.SystemID,
-		"receipt_url", e.Receipt.URL, "receipt_batch", e.Receipt.Batch)
+		"receipt_url", e.Receipt.URL, "reply_url", e.Receipt.ReplyURL, "receipt_batch", e.Receipt.Batch)
 	writeJSON(w, http.StatusOK, s.receiptWebhookOf(r.Context(), e))
 }
 

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/webhook"
+)
+
+// TestReplyURLSelfService: an enterprise's admin sets and removes its
+// reply_url over PATCH /v1/receipt-webhook, every member reads it, the
+// receipt settings stay as they were; a URL that is not http(s) is refused
+// 400 invalid as a receipt_url is; a plain user changes nothing; the
+// operator sets it over the admin API too.
+func TestReplyURLSelfService(t *testing.T) {
+	r := newUserRig(t)
+	alice, amy := r.keys["alice"], r.keys["amy"]
+	recURL, repURL := "https://crm.example.com/receipts", "https://crm.example.com/replies"
+	var rw ReceiptWebhook
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReceiptURL: &recURL}, &rw)
+	r.wantError(http.StatusForbidden, "forbidden", "PATCH", "/v1/receipt-webhook", alice, ReceiptWebhookPatch{ReplyURL: &repURL})
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyURL: &repURL}, &rw)
+	if rw.ReplyURL != repURL || rw.ReceiptURL != recURL {
+		t.Fatalf("after PATCH reply_url: %+v", rw)
+	}
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if rw.ReplyURL != repURL {
+		t.Fatalf("a member reads %+v", rw)
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.ReplyURL != repURL || e.Receipt.URL != recURL {
+		t.Fatalf("stored %+v", e.Receipt)
+	}
+	for _, bad := range []string{"ftp://example.com/", "https://u:p@example.com/", "not a url"} {
+		r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyURL: &bad})
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.ReplyURL != repURL {
+		t.Fatalf("a refused reply_url was stored: %+v", e.Receipt)
+	}
+	empty := ""
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyURL: &empty}, &rw)
+	if rw.ReplyURL != "" || rw.ReceiptURL != recURL {
+		t.Fatalf("after removing reply_url: %+v", rw)
+	}
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["bob"], nil, &rw)
+	if rw.ReplyURL != "" {
+		t.Fatalf("B reads %+v", rw)
+	}
+
+	// The operator, over the admin API.
+	r.srv.cfg.AdminToken = adminToken
+	var e Enterprise
+	r.must(http.StatusOK, "PATCH", "/admin/v1/enterprises/A", adminToken, EnterprisePatch{ReplyURL: &repURL}, &e)
+	if e.ReplyURL != repURL {
+		t.Fatalf("admin PATCH: %+v", e)
+	}
+	bad := "gopher://x/"
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/admin/v1/enterprises/A", adminToken, EnterprisePatch{ReplyURL: &bad})
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if rw.ReplyURL != repURL {
+		t.Fatalf("after the operator's PATCH a member reads %+v", rw)
+	}
+}
+
+// TestReplyBodyIsInboxEntry: the body of a reply webhook has the fields
+// of the reply's inbox entry, with the same values, "forwarded" aside.
+func TestReplyBodyIsInboxEntry(t *testing.T) {
+	m := &queue.MO{ID: 7, Enterprise: "A", Account: "demo", Extension: "12", Source: "13712345678", Dest: "10657500000112",
+		Text: "收到", ReceivedAt: time.Date(2026, 12, 5, 1, 2, 3, 0, time.UTC), ForwardedAt: time.Now()}
+	fields := func(v any) map[string]any {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	inbox, hook := fields(inboxItem(m)), fields(webhook.ReplyOf(m))
+	delete(inbox, "forwarded")
+	if len(inbox) != len(hook) {
+		t.Fatalf("inbox entry %v, reply body %v", inbox, hook)
+	}
+	for k, v := range inbox {
+		if hook[k] != v {
+			t.Errorf("%s: inbox %v, reply body %v", k, v, hook[k])
+		}
+	}
+}
