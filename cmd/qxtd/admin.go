@@ -291,11 +291,11 @@ func missingNote(m api.Missing) string {
 
 func (a *adminCLI) entSet() *cobra.Command {
 	var v struct {
-		name, sig, capYuan, receiptURL, svc       string
+		name, sig, capYuan, receiptURL, svc, rep  string
 		pkg, tps, maxUsers, extLen, receiptBatch  int
 		national, offnet, noOverage, disabled, nw bool
 	}
-	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL] [--service-number N (\"\": none)] [--ext-len L] [--receipt-url URL] [--receipt-batch N]",
+	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL] [--service-number N (\"\": none)] [--ext-len L] [--receipt-url URL] [--receipt-batch N] [--reply-url URL]",
 		"Change an enterprise", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			p := api.EnterprisePatch{
 				Name: given(c, "name", &v.name), Signature: given(c, "signature", &v.sig),
@@ -304,7 +304,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 				NoOverage: given(c, "no-overage", &v.noOverage), TPS: given(c, "tps", &v.tps),
 				MaxUsers: given(c, "max-users", &v.maxUsers), Disabled: given(c, "disabled", &v.disabled),
 				NoWhitelist: given(c, "no-whitelist", &v.nw), ReceiptURL: given(c, "receipt-url", &v.receiptURL),
-				ReceiptBatch:  given(c, "receipt-batch", &v.receiptBatch),
+				ReceiptBatch: given(c, "receipt-batch", &v.receiptBatch), ReplyURL: given(c, "reply-url", &v.rep),
 				ServiceNumber: given(c, "service-number", &v.svc), ExtLen: given(c, "ext-len", &v.extLen),
 			}
 			if p == (api.EnterprisePatch{}) {
@@ -327,6 +327,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 	fs.StringVar(&v.svc, "service-number", "", "service number (接入号); \"\" removes it")
 	fs.IntVar(&v.extLen, "ext-len", 0, "extension digits a message may add to the service number")
 	fs.StringVar(&v.receiptURL, "receipt-url", "", `receipt webhook of its HTTP sends (http/https; "" removes it)`)
+	fs.StringVar(&v.rep, "reply-url", "", `where its replies (MO) are POSTed, signed as receipts are (http/https; "" removes it)`)
 	fs.IntVar(&v.receiptBatch, "receipt-batch", 0, `receipts one webhook POST may carry (0 or 1: one, the body a receipt; up to 1000: {"receipts": [...]})`)
 	return c
 }

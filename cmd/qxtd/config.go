@@ -265,6 +265,7 @@ type EnterpriseConfig struct {
 	NoWhitelist bool     `mapstructure:"no_whitelist"`
 	MaxUsers    int      `mapstructure:"max_users"`   // users its admin may have; 0 = 50 (policy.DefaultMaxUsers)
 	ReceiptURL  string   `mapstructure:"receipt_url"` // receipt webhook of its HTTP sends
+	ReplyURL    string   `mapstructure:"reply_url"`   // where its replies (MO) are POSTed
 	Whitelist   []string `mapstructure:"whitelist"`   // approved numbers
 	// ReceiptBatch is how many receipts one POST to it may carry (0 or 1:
 	// one, the body a receipt; up to 1000: {"receipts": [...]}).

@@ -85,6 +85,7 @@ func zeroSeries() []series {
 	}
 	for _, o := range []string{"delivered", "failed", "gave_up"} {
 		add("qxtd_receipt_webhooks_total", "outcome", o)
+		add("qxtd_reply_webhooks_total", "outcome", o)
 	}
 	add("qxtd_log_suppressed_total", "reason", "other")
 	add("qxtd_store_commit_failures_total")

@@ -77,7 +77,7 @@ type daemon struct {
 	remWG   sync.WaitGroup
 
 	hooks    *webhook.Sender
-	hooksRun context.CancelFunc // stops the receipt webhooks' sender
+	hooksRun context.CancelFunc // stops the receipt and reply webhooks' sender
 	hooksWG  sync.WaitGroup
 	load     *loadMeter         // the last minute's load, for the status (load.go)
 	loadRun  context.CancelFunc // stops its sampling
@@ -408,6 +408,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return e.Receipt.Batch
 		}
 		return 1
+	}, ReplyURL: func(code string) string {
+		if e, ok := pol.Lookup(code); ok {
+			return e.Receipt.ReplyURL
+		}
+		return ""
 	}, Workers: cfg.Webhooks.Workers, PerEnterprise: cfg.Webhooks.PerEnterprise, Timeout: cfg.Webhooks.Timeout,
 		MaxAge: cfg.Webhooks.MaxAge, AllowPrivate: cfg.Webhooks.AllowPrivate, Registerer: reg,
 		Logger: log.With("component", "webhooks")})
@@ -415,6 +420,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		return nil, err
 	}
 	d.store.SetHookCallback(d.hooks.HooksReady)
+	d.store.SetReplyCallback(d.hooks.RepliesReady)
 	hooksCtx, hooksRun := context.WithCancel(context.Background())
 	d.hooksRun = hooksRun
 	d.hooksWG.Go(func() { d.hooks.Run(hooksCtx) })
