@@ -610,6 +610,7 @@ func (s *Sender) fill(ctx context.Context, full bool, sem chan struct{}, acks ch
 				s.mu.Unlock()
 				<-sem
 				s.Wake()
+				s.wakeReplies() // the slot, and the enterprise's room, may be a reply's to take
 			}()
 		}
 	}
