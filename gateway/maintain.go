@@ -57,7 +57,7 @@ func (g *Gateway) maintain(ctx context.Context) {
 }
 
 // purge deletes finished messages accepted before cutoff, then replies
-// (MO) received before it that were forwarded or have no owner, a bounded
+// (MO) received before it, taken or not, a bounded
 // batch at a time so that the commit loop keeps serving the hot path
 // between batches. Usage counters (bills) are not affected.
 func (g *Gateway) purge(ctx context.Context, cutoff time.Time) {
@@ -76,19 +76,20 @@ func (g *Gateway) purge(ctx context.Context, cutoff time.Time) {
 	if total > 0 {
 		g.log.Info("purged finished messages past retention", "messages", total, "cutoff", cutoff)
 	}
-	mos := 0
+	mos, untaken := 0, 0
 	for ctx.Err() == nil {
-		n, err := g.store.PurgeMOs(ctx, cutoff, 512)
+		n, u, err := g.store.PurgeMOs(ctx, cutoff, 512)
 		if err != nil {
 			g.log.Error("retention purge of replies", "err", err)
 			break
 		}
-		mos += n
+		mos, untaken = mos+n, untaken+u
+		g.metrics.moUntaken.Add(float64(u))
 		if n < 512 {
 			break
 		}
 	}
 	if mos > 0 {
-		g.log.Info("purged replies past retention", "replies", mos, "cutoff", cutoff)
+		g.log.Info("purged replies past retention", "replies", mos, "untaken", untaken, "cutoff", cutoff)
 	}
 }

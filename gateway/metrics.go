@@ -30,6 +30,7 @@ type Metrics struct {
 	dlrForward    *prometheus.CounterVec
 	moReceived    *prometheus.CounterVec
 	moUnmatched   prometheus.Counter
+	moUntaken     prometheus.Counter
 	moForward     *prometheus.CounterVec
 	optOuts       prometheus.Counter
 	optOutErrors  prometheus.Counter
@@ -94,6 +95,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}, []string{"result"}),
 		moUnmatched: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_mo_unmatched_total", Help: "Mobile-originated messages kept for no enterprise (their destination is no service number).",
+		}),
+		moUntaken: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_mo_purged_untaken_total", Help: "Replies (MO) of an enterprise purged at store.retention that no ESME had acknowledged and no reply webhook delivered (it read them in GET /v1/inbox, or never).",
 		}),
 		moForward: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome.",

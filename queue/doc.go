@@ -273,9 +273,10 @@
 //   - Parts whose DLR never comes stay Submitted (and reserved) until
 //     ExpireSubmitted; Accepted parts past ValidUntil stay due until the
 //     sender Fails them as Expired. Call both policies from the daemon.
-//   - PurgeMOs deletes MOs received before the retention cutoff once they
-//     were forwarded (or have no enterprise); one still waiting for its
-//     enterprise's receiver is kept, as a receipt is.
+//   - PurgeMOs deletes MOs received before the retention cutoff, taken or
+//     not, with their inbox, forwarding and reply webhook keys: one that
+//     no receiver took within the retention is given up (counted), not
+//     kept, so that the scan starts at the oldest MO it can delete.
 //   - Only Purge, PurgeMOs (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).

@@ -274,18 +274,21 @@ func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
 	})
 }
 
-// PurgeMOs deletes up to limit MOs received before cutoff that are done
-// with: forwarded to an ESME, or owned by no enterprise (kept for the
-// operator, counted, never forwarded). One still waiting for its
-// enterprise's receiver stays, as a receipt does. A purged MO's reply
-// webhook, if it still waits, goes with it. MOs are read oldest first (ids
-// follow arrival) and the scan ends at the first one received at or after
-// cutoff. It returns how many were deleted.
-func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	var n int
-	err := s.exec(ctx, func(t *txn) error {
-		n = 0
-		moB, inB, hookB := t.tx.Bucket(bucketMO), t.tx.Bucket(bucketMOIn), t.tx.Bucket(bucketMOHook)
+// PurgeMOs deletes up to limit MOs received before cutoff, oldest first
+// (ids follow arrival; the scan ends at the first one received at or
+// after cutoff), with their keys: the inbox's, and the forwarding's or
+// the reply webhook's of one still waiting. It returns how many it
+// deleted, and how many of those no one had taken: an enterprise's MO
+// that no ESME acknowledged and no reply webhook delivered.
+//
+// Retention ends every MO, taken or not: an enterprise without receiver
+// binds or reply_url (one that reads GET /v1/inbox) takes none, and
+// skipping those left them for every later scan to decode again, inside
+// the commit loop, until the store held nothing else.
+func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (purged, untaken int, err error) {
+	err = s.exec(ctx, func(t *txn) error {
+		purged, untaken = 0, 0
+		moB, inB, outB, hookB := t.tx.Bucket(bucketMO), t.tx.Bucket(bucketMOIn), t.tx.Bucket(bucketMOOut), t.tx.Bucket(bucketMOHook)
 		var dead [][]byte
 		var hooks []*MO // purged MOs whose reply webhook waits
 		c := moB.Cursor()
@@ -297,12 +300,18 @@ func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int,
 			if !m.ReceivedAt.Before(cutoff) {
 				break
 			}
-			if m.Enterprise != "" && m.ForwardedAt.IsZero() {
-				continue // still to forward
-			}
 			dead = append(dead, bytes.Clone(k))
-			if err := inB.Delete(moIndexKey(m.Enterprise, m.ID)); err != nil {
+			key := moIndexKey(m.Enterprise, m.ID)
+			if err := inB.Delete(key); err != nil {
 				return err
+			}
+			if m.Enterprise != "" && m.ForwardedAt.IsZero() {
+				if err := outB.Delete(key); err != nil {
+					return err
+				}
+				if m.PostedAt.IsZero() {
+					untaken++
+				}
 			}
 			if m.wantsReply() {
 				hooks = append(hooks, m)
@@ -316,11 +325,11 @@ func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (int,
 				return err
 			}
 		}
-		n = len(dead)
+		purged = len(dead)
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue: purge mos: %w", err)
+		return 0, 0, fmt.Errorf("queue: purge mos: %w", err)
 	}
-	return n, nil
+	return purged, untaken, nil
 }

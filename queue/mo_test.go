@@ -87,9 +87,11 @@ func TestMOStoreForwardInbox(t *testing.T) {
 	}
 }
 
-// Retention deletes replies that are done with (forwarded, or owned by no
-// enterprise) once received before the cutoff; one still to forward stays,
-// and so does every newer one. The indexes stay consistent (Check).
+// Retention deletes every reply received before the cutoff, with its
+// keys: forwarded, owned by no enterprise, or still to forward (counted
+// untaken: no receiver took it within the retention; before, it stayed,
+// and every later purge decoded it again in the commit loop). Newer ones
+// stay. The indexes stay consistent (Check).
 func TestPurgeMOs(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
@@ -106,6 +108,7 @@ func TestPurgeMOs(t *testing.T) {
 	unowned := store("", old)
 	waiting := store("E1", old)
 	fresh := store("E1", old.Add(48*time.Hour))
+	freshWaiting := store("E1", old.Add(48*time.Hour))
 	if err := ts.AckMO(ctx, "E1", forwarded, old.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +116,9 @@ func TestPurgeMOs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cutoff := old.Add(24 * time.Hour)
-	n, err := ts.PurgeMOs(ctx, cutoff, 100)
-	if err != nil || n != 2 {
-		t.Fatalf("PurgeMOs = %d, %v; want 2 (the forwarded and the unowned)", n, err)
+	n, untaken, err := ts.PurgeMOs(ctx, cutoff, 100)
+	if err != nil || n != 3 || untaken != 1 {
+		t.Fatalf("PurgeMOs = %d (%d untaken), %v; want 3 (the forwarded, the unowned, the waiting: 1 untaken)", n, untaken, err)
 	}
 	ids := func(ent string) map[uint64]bool {
 		list, _, err := ts.Inbox(ent, "", 0, 100)
@@ -128,13 +131,21 @@ func TestPurgeMOs(t *testing.T) {
 		}
 		return got
 	}
-	if got := ids("E1"); len(got) != 2 || !got[waiting] || !got[fresh] || got[forwarded] {
-		t.Errorf("E1's inbox after the purge: %v, want %d and %d", got, waiting, fresh)
+	if got := ids("E1"); len(got) != 2 || !got[fresh] || !got[freshWaiting] || got[forwarded] || got[waiting] {
+		t.Errorf("E1's inbox after the purge: %v, want %d and %d", got, fresh, freshWaiting)
 	}
 	if got := ids(""); got[unowned] {
 		t.Errorf("the unowned reply was kept: %v", got)
 	}
-	if n, err := ts.PurgeMOs(ctx, cutoff, 100); err != nil || n != 0 {
+	// Only the newer one is still to forward.
+	pending, err := ts.PendingMOs("E1", 10, nil)
+	if err != nil || len(pending) != 1 || pending[0].ID != freshWaiting {
+		t.Errorf("still to forward after the purge: %v, %v; want only %d", pending, err, freshWaiting)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := ts.PurgeMOs(ctx, cutoff, 100); err != nil || n != 0 {
 		t.Errorf("a second purge: %d, %v", n, err)
 	}
 	ts.reopen()

@@ -148,9 +148,9 @@ func TestReplyHookPurge(t *testing.T) {
 	if err := ts.RetryReplies(ctx, rs, []time.Time{time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := ts.PurgeMOs(ctx, time.Now().Add(-24*time.Hour), 100)
-	if err != nil || n != 1 {
-		t.Fatalf("purged %d, %v; want 1", n, err)
+	n, untaken, err := ts.PurgeMOs(ctx, time.Now().Add(-24*time.Hour), 100)
+	if err != nil || n != 1 || untaken != 0 {
+		t.Fatalf("purged %d (%d untaken), %v; want 1 (0: it was forwarded)", n, untaken, err)
 	}
 	if p, _ := ts.ReplyPending(); p != 1 {
 		t.Fatalf("%d reply keys after the purge, want 1 (the kept MO's)", p)
