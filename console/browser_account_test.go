@@ -159,7 +159,7 @@ func TestBrowserEnterpriseNotAdmin(t *testing.T) {
 	b.shot("users_forbidden")
 }
 
-// amy opens 回执推送 from her menu, sets the URL and a batch, generates a
+// amy opens 回执推送 from her menu, sets the URL, the replies' URL and a batch, generates a
 // secret (shown once) and sends a test receipt, which reaches her
 // endpoint signed with it; the page shows the endpoint's answer.
 func TestBrowserReceipts(t *testing.T) {
@@ -171,12 +171,14 @@ func TestBrowserReceipts(t *testing.T) {
 	b.waitText("h1", "回执推送", false)
 	b.run("set the URL and the batch",
 		chromedp.SendKeys(chromedp.CSS(`input[name=receipt_url]`), ep.URL+"/sms/receipts"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=reply_url]`), ep.URL+"/sms/replies"),
 		chromedp.SetValue(chromedp.CSS(`input[name=receipt_batch]`), "50"),
 		chromedp.Click(chromedp.CSS(`#receipt-form button[type=submit]`)),
 	)
 	b.waitText(".notice", "回执推送设置已保存", false)
 	b.waitText("#receipt-url", ep.URL+"/sms/receipts", false)
 	b.waitText("#receipt-batch", "最多 50 条", false)
+	b.waitText("#reply-url", ep.URL+"/sms/replies", false)
 	b.run("generate a secret", chromedp.Click(chromedp.CSS(`#secret-form button`)))
 	b.waitText("#new-secret", "只显示这一次", false)
 	secret := b.text("code.secret")

@@ -10,8 +10,9 @@ import (
 )
 
 // 回执推送: the enterprise's receipt webhook, self-service. Where the
-// final receipts of its HTTP sends are POSTed, how many a POST, the secret
-// that signs them, and a test receipt to check an endpoint. Every rule is
+// final receipts of its HTTP sends are POSTed, how many a POST, where its
+// replies (MO) are POSTed, the secret that signs both, and a test receipt
+// to check an endpoint. Every rule is
 // the API's (/v1/receipt-webhook): a member sees the settings, an admin
 // changes them. A new secret and a test's outcome are shown on the page
 // the POST answers (a redirect would have to carry the secret).
@@ -58,8 +59,10 @@ func (s *Server) receiptsPage(q *req) {
 func (s *Server) saveReceipts(q *req) {
 	p := q.view(nil)
 	url := strings.TrimSpace(q.r.PostFormValue("receipt_url"))
+	replyURL := strings.TrimSpace(q.r.PostFormValue("reply_url"))
 	batchText := strings.TrimSpace(q.r.PostFormValue("receipt_batch"))
 	p.Form.Set("receipt_url", url)
+	p.Form.Set("reply_url", replyURL)
 	p.Form.Set("receipt_batch", batchText)
 	batch, err := strconv.Atoi(batchText)
 	if batchText == "" {
@@ -70,13 +73,13 @@ func (s *Server) saveReceipts(q *req) {
 		s.receiptsView(q, p, http.StatusBadRequest, &receiptsData{})
 		return
 	}
-	in := api.ReceiptWebhookPatch{ReceiptURL: &url, ReceiptBatch: &batch}
+	in := api.ReceiptWebhookPatch{ReceiptURL: &url, ReplyURL: &replyURL, ReceiptBatch: &batch}
 	if err := s.call(q.r, http.MethodPatch, "/v1/receipt-webhook", in, nil); err != nil {
 		if isStatus(err, http.StatusForbidden) {
 			q.adminFail(err)
 			return
 		}
-		code, ok := q.fieldErr(p, err, "receipt_url", "receipt_batch")
+		code, ok := q.fieldErr(p, err, "receipt_url", "reply_url", "receipt_batch")
 		if !ok {
 			return
 		}

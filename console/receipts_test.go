@@ -51,14 +51,21 @@ func TestReceiptsPage(t *testing.T) {
 	amy.login("amy")
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送", `href="/enterprise/receipts" class="on"`, "未设置", `id="receipt-form"`)
 
-	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "receipt_batch": {"5"}})
+	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {ep.URL + "/mo"}, "receipt_batch": {"5"}})
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/receipts" {
 		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥",
-		`id="receipt-pending">0 条`, `id="receipt-last">尚无`)
-	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 {
+		`id="receipt-pending">0 条`, `id="receipt-last">尚无`, `id="reply-url"><code>`+ep.URL+"/mo</code>")
+	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 || e.Receipt.ReplyURL != ep.URL+"/mo" {
 		t.Fatalf("stored %+v", e.Receipt)
+	}
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {"mailto:x@example.com"}, "receipt_batch": {"5"}})
+	if a.Status != http.StatusBadRequest || !regexp.MustCompile(`(?s)name="reply_url".*<span class="ferr"`).MatchString(a.Body) || !strings.Contains(a.Body, `value="mailto:x@example.com"`) {
+		t.Fatalf("bad reply URL: %d, no error next to its field or not kept\n%s", a.Status, a.Body)
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.ReplyURL != ep.URL+"/mo" {
+		t.Fatalf("a refused reply_url changed the stored one: %+v", e.Receipt)
 	}
 
 	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {"ftp://example.com/"}, "receipt_batch": {"5"}})
