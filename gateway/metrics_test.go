@@ -85,12 +85,23 @@ func TestMetricsExactCounts(t *testing.T) {
 		`qxtd_queue_segments{state="submitted"}`:                             0,
 		"qxtd_esme_submit_seconds_count":                                     5, // accepted ones only
 	}
-	// The last receipt's forwarded counter moves after the ESME answered:
-	// scrape until it settles, within the deadline.
+	// The last receipt's forwarded counter moves after the ESME answered,
+	// and a receipt's received counter after its commit, which the ESME's
+	// deliver_sm can overtake (the forwarder is woken by the commit, the
+	// counter by the SMSC reader's return from it): scrape until both
+	// settle, within the deadline.
+	received := func(got map[string]float64) (n float64) {
+		for k, v := range got {
+			if strings.HasPrefix(k, "qxtd_dlrs_received_total{") {
+				n += v
+			}
+		}
+		return n
+	}
 	var got map[string]float64
 	for {
 		got = scrape(t, hs.URL)
-		if got[`qxtd_dlrs_forwarded_total{outcome="ok"}`] == 5 || ctx.Err() != nil {
+		if got[`qxtd_dlrs_forwarded_total{outcome="ok"}`] == 5 && received(got) >= 5 || ctx.Err() != nil {
 			break
 		}
 		waitABit(ctx)
