@@ -45,6 +45,11 @@ type UpstreamConfig struct {
 	// A destination goes to the first upstream listing its carrier, else
 	// to the first listing none.
 	Carriers []string
+	// PassPriority sets priority_flag 1 on the submit_sm of a message sent
+	// with priority (an ESME's priority_flag 1–3, HTTP "priority"), so that
+	// an SMSC that queues by it sends that one first too. Off by default:
+	// some carriers refuse or bill a non-zero flag.
+	PassPriority bool
 	// ReceiptIDs is how the SMSC's receipts give the id its
 	// submit_sm_resp gave: ReceiptIDsAuto (the default, ""), ReceiptIDsSame,
 	// ReceiptIDsDecimal or ReceiptIDsHex (convert.go).

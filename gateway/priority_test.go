@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -86,4 +87,43 @@ func prioritySkipsTheBacklog(t *testing.T, submit func(t *testing.T, ctx context
 		t.Errorf("the ordinary message went out %dth, before the backlog had drained", ordinary+1)
 	}
 	t.Logf("backlog %d at %d/s: %d out when the two came; the priority message %dth, the ordinary one %dth", backlog, tps, sent, pos+1, ordinary+1)
+}
+
+// TestPriorityPassedToTheSMSC: with upstreams[].pass_priority a message
+// sent with priority reaches the SMSC with priority_flag 1, so that an
+// SMSC that queues by it sends it first too; an ordinary one, and every
+// one without the setting, with 0.
+func TestPriorityPassedToTheSMSC(t *testing.T) {
+	for _, pass := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pass_priority %v", pass), func(t *testing.T) {
+			r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+				upstream: func(u *gateway.UpstreamConfig) { u.PassPriority = pass }})
+			e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			urgent := submitSM("1069", "13900000001", "code 384921")
+			_ = urgent.Fields().Set(pdufield.PriorityFlag, uint8(2))
+			if _, err := e.submit(ctx, urgent); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.submit(ctx, submitSM("1069", "13900000002", "news")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "both at the SMSC", func() bool { return len(r.sim.Received()) == 2 })
+			flags := map[string]uint8{}
+			for _, m := range r.sim.Received() {
+				flags[m.Dest] = m.Priority
+			}
+			want := uint8(0)
+			if pass {
+				want = 1
+			}
+			if flags["13900000001"] != want || flags["13900000002"] != 0 {
+				t.Errorf("priority_flag at the SMSC: %v, want %d for the priority message and 0 for the other", flags, want)
+			}
+		})
+	}
 }

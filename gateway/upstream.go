@@ -528,9 +528,23 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 		// Receipts are always requested upstream: billing needs them
 		// even when the ESME asked for none.
 		RegisteredDelivery: 1,
+		PriorityFlag:       u.priorityFlag(m),
 		ShortMessage:       fr.ShortMessage,
 		TLVs:               tlvs,
 	}), nil
+}
+
+// priorityFlag is the priority_flag of m's submit_sm to the SMSC: 1 for
+// a message sent with priority (queue.Message.Priority, known on the way
+// from its commit to the SMSC: not stored) when the upstream passes it on
+// (UpstreamConfig.PassPriority), else 0, which every SMSC takes. §5.2.14
+// gives 1 a meaning per network (GSM: priority); some carriers refuse or
+// bill a non-zero flag, so it is the operator's choice per upstream.
+func (u *upstream) priorityFlag(m *queue.Message) uint8 {
+	if m.Priority && u.cfg.PassPriority {
+		return 1
+	}
+	return 0
 }
 
 // handleSMSC answers what the SMSC sends us: receipts (deliver_sm or

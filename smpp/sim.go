@@ -74,6 +74,7 @@ type SimMessage struct {
 	ShortMessage []byte
 	TLVs         map[uint16][]byte
 	RegDelivery  uint8
+	Priority     uint8 // priority_flag
 }
 
 type simDLR struct {
@@ -326,6 +327,7 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		ESMClass:     Byte(p, pdufield.ESMClass),
 		ShortMessage: append([]byte(nil), Bytes(p, pdufield.ShortMessage)...),
 		RegDelivery:  Byte(p, pdufield.RegisteredDelivery),
+		Priority:     Byte(p, pdufield.PriorityFlag),
 	}
 	if t := p.TLVFields(); len(t) > 0 {
 		m.TLVs = make(map[uint16][]byte, len(t))

@@ -217,9 +217,10 @@ type UpstreamConfig struct {
 	RecordingSlots int `mapstructure:"recording_slots"`
 	// ReconnectMax caps the wait between attempts to bind again.
 	ReconnectMax time.Duration `mapstructure:"reconnect_max"`
-	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
-	GSMPacked    bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
-	Carriers     []string      `mapstructure:"carriers"`   // carriers it serves; empty: any
+	Concat       string        `mapstructure:"concat"`        // udh8 | udh16 | sar | payload
+	GSMPacked    bool          `mapstructure:"gsm_packed"`    // pack GSM 7-bit septets
+	PassPriority bool          `mapstructure:"pass_priority"` // priority_flag 1 to the SMSC for a message sent with priority
+	Carriers     []string      `mapstructure:"carriers"`      // carriers it serves; empty: any
 	// ReceiptIDs: gateway.ReceiptIDs (auto | same | decimal | hex).
 	ReceiptIDs string `mapstructure:"receipt_ids"`
 	// TLS binds over TLS, verifying the SMSC's certificate against

@@ -345,10 +345,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
-			Segment:    segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
-			Carriers:   carrierNames(u.Carriers),
-			ReceiptIDs: receiptIDs,
-			Dial:       dial,
+			Segment:      segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+			PassPriority: u.PassPriority,
+			Carriers:     carrierNames(u.Carriers),
+			ReceiptIDs:   receiptIDs,
+			Dial:         dial,
 		})
 	}
 	pcfg, err := policyConfig(cfg)
