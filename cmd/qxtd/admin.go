@@ -157,7 +157,24 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 	} else {
 		fmt.Fprintf(w, "service_number\t%s (+ up to %d extension digits)\n", e.ServiceNumber, e.ExtLen)
 	}
+	fmt.Fprintf(w, "receipt_url\t%s\n", orNone(e.ReceiptURL, "(none: receipts pushed only to a send's own receipt_url)"))
+	fmt.Fprintf(w, "reply_url\t%s\n", orNone(e.ReplyURL, "(none: replies to receiver binds and GET /v1/inbox only)"))
+	if e.ReceiptURL != "" || e.ReplyURL != "" {
+		signed := "unsigned (no secret)"
+		if e.ReceiptSig {
+			signed = "signed"
+		}
+		fmt.Fprintf(w, "webhooks\t%s, up to %d receipts a POST\n", signed, e.ReceiptBatch)
+	}
 	fmt.Fprintf(w, "updated\t%s\n", e.UpdatedAt.Local().Format(time.DateTime))
+}
+
+// orNone is v, or none when v is empty.
+func orNone(v, none string) string {
+	if v == "" {
+		return none
+	}
+	return v
 }
 
 // --- enterprises ---
