@@ -85,9 +85,9 @@ func (s *Store) HookPending() (int, error) {
 	return n, err
 }
 
-// HookSummary is the state of an enterprise's receipt webhooks not yet
-// delivered or given up: what its admins see to tell a slow or failing
-// endpoint (GET /v1/receipt-webhook).
+// HookSummary is the state of an enterprise's receipt webhooks (or, from
+// ReplySummary, reply webhooks) not yet delivered or given up: what its
+// admins see to tell a slow or failing endpoint (GET /v1/receipt-webhook).
 type HookSummary struct {
 	Pending  int       // not yet delivered or given up; counted up to the limit asked for
 	More     bool      // the count stopped at that limit: there are more
@@ -99,10 +99,21 @@ type HookSummary struct {
 // most limit keys (a dead endpoint can leave millions, and anyone of the
 // enterprise may ask): More says whether it stopped there.
 func (s *Store) HookSummary(enterprise string, limit int) (HookSummary, error) {
+	sum, err := s.summary(bucketHook, enterprise, limit)
+	if err != nil {
+		return HookSummary{}, fmt.Errorf("queue: hook summary: %w", err)
+	}
+	return sum, nil
+}
+
+// summary counts enterprise's keys in a bucket of the hook layout
+// (enterprise 0x00 due time | id → attempts: hook, mohook), reading at
+// most limit of them.
+func (s *Store) summary(bucket []byte, enterprise string, limit int) (HookSummary, error) {
 	var sum HookSummary
 	prefix := prefixKey(enterprise, nil)
 	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketHook).Cursor()
+		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			rest := k[len(prefix):]
 			if len(rest) != 16 {
@@ -123,7 +134,7 @@ func (s *Store) HookSummary(enterprise string, limit int) (HookSummary, error) {
 		return nil
 	})
 	if err != nil {
-		return HookSummary{}, fmt.Errorf("queue: hook summary: %w", err)
+		return HookSummary{}, err
 	}
 	return sum, nil
 }

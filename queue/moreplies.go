@@ -98,6 +98,17 @@ func (s *Store) ReplyPending() (int, error) {
 	return n, err
 }
 
+// ReplySummary counts enterprise's pending reply webhooks as HookSummary
+// counts its receipts', reading at most limit keys: More says whether it
+// stopped there.
+func (s *Store) ReplySummary(enterprise string, limit int) (HookSummary, error) {
+	sum, err := s.summary(bucketMOHook, enterprise, limit)
+	if err != nil {
+		return HookSummary{}, fmt.Errorf("queue: reply summary: %w", err)
+	}
+	return sum, nil
+}
+
 // DueReplies returns up to limit reply webhooks of enterprise due at or
 // before now, oldest due first, leaving out the ids skip names (in
 // flight). next is when the enterprise's next one (neither returned nor

@@ -227,3 +227,46 @@ func TestReplyHookOldFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReplySummary: an enterprise's pending replies are counted with
+// those whose POST failed, from the earliest due; the count stops at the
+// limit and says so; another enterprise's replies, an MO without a
+// reply_url and a delivered reply are not counted.
+func TestReplySummary(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i := range 4 {
+		storeReply(t, ts, "E1", "https://crm.example.com/r", t0.Add(time.Duration(i)*time.Second))
+	}
+	storeReply(t, ts, "E2", "https://b.example.com/r", t0.Add(-time.Hour))
+	storeReply(t, ts, "E1", "", t0.Add(-time.Hour)) // no reply_url
+	if sum, err := ts.ReplySummary("E3", 10); err != nil || sum != (HookSummary{}) {
+		t.Fatalf("an enterprise without replies: %+v, %v", sum, err)
+	}
+	rs, _, err := ts.DueReplies("E1", time.Now(), 10, nil)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("due: %d, %v", len(rs), err)
+	}
+	// The first delivered, the next two failed (due in an hour), the last untouched.
+	if err := ts.AckReplies(ctx, rs[:1], time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := ts.RetryReplies(ctx, rs[1:3], []time.Time{later, later}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ts.ReplySummary("E1", 10)
+	if err != nil || sum.Pending != 3 || sum.More || sum.Retrying != 2 || !sum.FirstDue.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("summary %+v, %v; want 3 pending, 2 retrying, the first due at %v", sum, err, t0.Add(3*time.Second))
+	}
+	if sum, _ := ts.ReplySummary("E1", 2); sum.Pending != 2 || !sum.More {
+		t.Fatalf("limited to 2: %+v", sum)
+	}
+	if sum, _ := ts.ReplySummary("E2", 10); sum.Pending != 1 || sum.Retrying != 0 || !sum.FirstDue.Equal(t0.Add(-time.Hour)) {
+		t.Fatalf("E2: %+v", sum)
+	}
+	if sum, _ := ts.HookSummary("E1", 10); sum != (HookSummary{}) {
+		t.Fatalf("receipts of E1 (none): %+v", sum)
+	}
+}
