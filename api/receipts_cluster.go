@@ -33,38 +33,72 @@ type PeerHooks interface {
 	PeerHookRetry(ctx context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error)
 }
 
-// receiptStatus is enterprise code's ReceiptStatus: this node's, plus the
-// other nodes' in a cluster. What cannot be read is left out and said (the
-// settings are still worth answering).
+// receiptStatus is enterprise code's ReceiptStatus (hookStatus).
 func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
-	var st ReceiptStatus
+	receipts, _ := s.hookStatus(ctx, code)
+	return receipts
+}
+
+// hookStatus is enterprise code's ReceiptStatus of its receipts and of its
+// replies: this node's, plus the other nodes' in a cluster (one question a
+// node for both). What cannot be read is left out and said (the settings
+// are still worth answering): a node whose replies' part is unknown (an
+// error, or a node older than reply webhooks) is missing from the replies'
+// status only.
+func (s *Server) hookStatus(ctx context.Context, code string) (receipts, replies ReceiptStatus) {
 	local, err := s.localReceiptStatus(code)
 	if err != nil {
 		s.log.Error("receipt status", "enterprise", code, "err", err)
 	}
 	if s.cfg.PeerHooks == nil {
-		if err != nil {
-			st.Partial = true
+		receipts.Partial = err != nil
+		receipts.ReceiptCounts, receipts.Recent = local.ReceiptCounts, local.Recent
+		if local.Replies == nil {
+			replies.Partial = true
+		} else {
+			replies.ReceiptCounts, replies.Recent = local.Replies.ReceiptCounts, local.Replies.Recent
 		}
-		st.ReceiptCounts, st.Recent = local.ReceiptCounts, local.Recent
-		return st
+		return receipts, replies
 	}
 	local.Node = s.cfg.PeerHooks.Self()
+	var rcpt, rply []NodeReceiptStatus
+	var rcptMissing, rplyMissing []uint16
 	if err != nil {
-		st.MissingNodes = append(st.MissingNodes, local.Node)
+		rcptMissing = append(rcptMissing, local.Node)
 	} else {
-		st.Nodes = append(st.Nodes, local)
+		rcpt = append(rcpt, local)
 	}
-	peers, missing, err := s.cfg.PeerHooks.PeerHookStatus(ctx, code)
-	if err != nil {
-		s.log.Warn("receipt status without the other nodes'", "enterprise", code, "err", err)
-		st.Partial = true
+	peers, missing, perr := s.cfg.PeerHooks.PeerHookStatus(ctx, code)
+	if perr != nil {
+		s.log.Warn("receipt status without the other nodes'", "enterprise", code, "err", perr)
 	}
-	st.Nodes = append(st.Nodes, peers...)
+	rcpt = append(rcpt, peers...)
+	rcptMissing = append(rcptMissing, missing...)
+	rplyMissing = append(rplyMissing, missing...)
+	for _, n := range append(slices.Clone(peers), local) { // peers may be a cached answer: not appended to
+		if n.Replies == nil {
+			rplyMissing = append(rplyMissing, n.Node)
+			continue
+		}
+		p := *n.Replies
+		p.Node, p.Replies = n.Node, nil
+		rply = append(rply, p)
+	}
+	for i := range rcpt {
+		rcpt[i].Replies = nil // shown in the replies' status
+	}
+	return sumNodes(rcpt, rcptMissing, perr != nil), sumNodes(rply, rplyMissing, perr != nil)
+}
+
+// sumNodes is the status of the nodes' parts: the counts summed, the
+// earliest due, the latest POSTs with their node, the nodes missing; with
+// partial, or when a node is missing, Partial.
+func sumNodes(nodes []NodeReceiptStatus, missing []uint16, partial bool) ReceiptStatus {
+	st := ReceiptStatus{Nodes: nodes}
 	slices.SortFunc(st.Nodes, func(a, b NodeReceiptStatus) int { return int(a.Node) - int(b.Node) })
-	st.MissingNodes = append(st.MissingNodes, missing...)
+	st.MissingNodes = missing
 	slices.Sort(st.MissingNodes)
-	st.Partial = st.Partial || len(st.MissingNodes) > 0
+	st.Partial = partial || len(st.MissingNodes) > 0
 	for _, n := range st.Nodes {
 		st.Pending += n.Pending
 		st.PendingMore = st.PendingMore || n.PendingMore

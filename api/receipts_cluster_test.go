@@ -142,3 +142,39 @@ func TestReceiptWebhookAcrossNodes(t *testing.T) {
 		t.Errorf("asked %q: want the last two retry A, retry B (none for the refused one)", peers.asked)
 	}
 }
+
+// In a cluster reply_status sums every node's replies as the receipts'
+// status sums their receipts (one question a node for both); a node that
+// answered without its replies' part (older than reply webhooks) is
+// missing from reply_status only.
+func TestReplyStatusAcrossNodes(t *testing.T) {
+	r := newUserRig(t)
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	storeReplies(t, r.store, "A", 2, t0)
+	early := t0.Add(-time.Hour)
+	post := ReceiptPost{At: t0, URL: "https://crm.example.com/mo", Status: 503, Error: "503 Service Unavailable", FailingSince: &early}
+	r.srv.cfg.PeerHooks = &fixedPeerHooks{
+		status: []NodeReceiptStatus{
+			{Node: 3, ReceiptCounts: ReceiptCounts{Pending: 5}}, // no replies' part
+			{Node: 2, ReceiptCounts: ReceiptCounts{Pending: 1},
+				Replies: &NodeReceiptStatus{ReceiptCounts: ReceiptCounts{Pending: 4, Retrying: 4, FirstDueAt: &early, Last: &post},
+					Recent: []ReceiptPost{post}}},
+		},
+		missing: []uint16{4},
+	}
+	var rw ReceiptWebhook
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["alice"], nil, &rw)
+	st := rw.ReplyStatus
+	if st.Pending != 6 || st.Retrying != 4 || st.FirstDueAt == nil || !st.FirstDueAt.Equal(early) ||
+		len(st.Nodes) != 2 || st.Nodes[0].Node != 1 || st.Nodes[0].Pending != 2 || st.Nodes[1].Node != 2 || st.Nodes[1].Pending != 4 ||
+		!st.Partial || !slices.Equal(st.MissingNodes, []uint16{3, 4}) {
+		t.Errorf("reply_status across nodes: %+v", st)
+	}
+	post.Node = 2
+	if st.Last == nil || !reflect.DeepEqual(*st.Last, post) || len(st.Recent) != 1 {
+		t.Errorf("last reply POST across nodes: %+v, want %+v", st.Last, post)
+	}
+	if rs := rw.Status; rs.Pending != 6 || len(rs.Nodes) != 3 || !slices.Equal(rs.MissingNodes, []uint16{4}) || rs.Last != nil {
+		t.Errorf("receipts' status beside it: %+v", rs)
+	}
+}

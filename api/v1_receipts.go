@@ -31,6 +31,9 @@ type ReceiptWebhook struct {
 	// X-Qxtd-Signature-Previous, until then.
 	PreviousUntil *time.Time    `json:"previous_until,omitempty"`
 	Status        ReceiptStatus `json:"status"`
+	// ReplyStatus is how its pushed replies stand, in the same terms: the
+	// replies waiting for their POST, and the last POSTs of replies.
+	ReplyStatus ReceiptStatus `json:"reply_status"`
 }
 
 // ReceiptStatus is how the enterprise's pushed receipts stand: what
@@ -64,6 +67,10 @@ type NodeReceiptStatus struct {
 	Node uint16 `json:"node"`
 	ReceiptCounts
 	Recent []ReceiptPost `json:"-"` // the node's last POSTs, newest first: merged into ReceiptStatus.Recent
+	// Replies is the node's part of the replies' status, in the same
+	// terms; nil if it could not be read (or the node is older than reply
+	// webhooks): the node is then missing from the replies' status.
+	Replies *NodeReceiptStatus `json:"-"`
 }
 
 // ReceiptPost is how one POST of receipts ended.
@@ -98,22 +105,34 @@ func ReceiptPostOf(o webhook.Outcome) ReceiptPost {
 }
 
 // localReceiptStatus is enterprise code's part of its ReceiptStatus on
-// this node (Node unset).
+// this node (Node unset), with its part of the replies' status in Replies
+// (nil if that could not be read: logged). An error is the receipts'.
 func (s *Server) localReceiptStatus(code string) (NodeReceiptStatus, error) {
-	var n NodeReceiptStatus
-	var st webhook.Status
-	var err error
+	var st, replies webhook.Status
+	var err, rerr error
 	switch {
 	case s.cfg.Webhooks != nil:
 		st, err = s.cfg.Webhooks.Status(code)
+		replies, rerr = s.cfg.Webhooks.ReplyStatus(code)
 	case s.cfg.Store != nil: // no sender: what waits in the store, no POST
 		st.HookSummary, err = s.cfg.Store.HookSummary(code, webhook.StatusLimit)
+		replies.HookSummary, rerr = s.cfg.Store.ReplySummary(code, webhook.StatusLimit)
 	default:
-		return n, nil
+		return NodeReceiptStatus{Replies: &NodeReceiptStatus{}}, nil
 	}
-	if err != nil {
-		return n, err
+	n := nodeStatusOf(st) // zero if err
+	if rerr != nil {
+		s.log.Error("reply status", "enterprise", code, "err", rerr)
+	} else {
+		r := nodeStatusOf(replies)
+		n.Replies = &r
 	}
+	return n, err
+}
+
+// nodeStatusOf is what the API shows of a node's webhook status.
+func nodeStatusOf(st webhook.Status) NodeReceiptStatus {
+	var n NodeReceiptStatus
 	n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, timeOrNil(st.FirstDue)
 	for _, o := range st.Recent {
 		n.Recent = append(n.Recent, ReceiptPostOf(o))
@@ -121,7 +140,7 @@ func (s *Server) localReceiptStatus(code string) (NodeReceiptStatus, error) {
 	if len(n.Recent) > 0 {
 		n.Last = &n.Recent[0]
 	}
-	return n, nil
+	return n
 }
 
 // ReceiptWebhookPatch is the body of PATCH /v1/receipt-webhook; a field
@@ -164,8 +183,10 @@ type ReceiptWebhookTest struct {
 }
 
 func (s *Server) receiptWebhookOf(ctx context.Context, e *policy.Enterprise) ReceiptWebhook {
-	return ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
-		PreviousUntil: e.Receipt.PreviousSigns(time.Now()), Status: s.receiptStatus(ctx, e.Code)}
+	out := ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
+		PreviousUntil: e.Receipt.PreviousSigns(time.Now())}
+	out.Status, out.ReplyStatus = s.hookStatus(ctx, e.Code)
+	return out
 }
 
 // showReceiptWebhook: GET /v1/receipt-webhook (every member)

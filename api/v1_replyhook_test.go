@@ -91,3 +91,49 @@ func TestReplyBodyIsInboxEntry(t *testing.T) {
 		}
 	}
 }
+
+// storeReplies stores n replies of enterprise ent with a reply webhook,
+// received from at on, one a second.
+func storeReplies(t *testing.T, st *queue.Store, ent string, n int, at time.Time) {
+	t.Helper()
+	for i := range n {
+		m := &queue.MO{Enterprise: ent, Source: "13712345678", Dest: "10657500000112", Text: "收到",
+			ReceivedAt: at.Add(time.Duration(i) * time.Second), ReplyURL: "https://crm.example.com/mo"}
+		if err := st.StoreMO(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestReplyStatus: GET /v1/receipt-webhook's reply_status counts the
+// enterprise's replies waiting for their POST in the store (the ones
+// that failed, the earliest due), not its receipts' nor another
+// enterprise's replies; with a sender as without.
+func TestReplyStatus(t *testing.T) {
+	r := newUserRig(t)
+	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	storeReplies(t, r.store, "A", 3, t0)
+	storeReplies(t, r.store, "B", 2, t0.Add(-time.Hour))
+	rs, _, err := r.store.DueReplies("A", time.Now(), 1, nil)
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("due: %v, %v", rs, err)
+	}
+	if err := r.store.RetryReplies(t.Context(), rs, []time.Time{time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string) {
+		t.Helper()
+		var rw ReceiptWebhook
+		r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["alice"], nil, &rw)
+		st := rw.ReplyStatus
+		if st.Pending != 3 || st.PendingMore || st.Retrying != 1 || st.FirstDueAt == nil || !st.FirstDueAt.Equal(t0.Add(time.Second)) || st.Partial {
+			t.Errorf("%s: reply_status %+v, want 3 pending, 1 retrying, the first due at %v", name, st, t0.Add(time.Second))
+		}
+		if rw.Status.Pending != 0 {
+			t.Errorf("%s: receipts' status %+v, want none pending", name, rw.Status)
+		}
+	}
+	check("the store alone")
+	hookSender(t, r, time.Hour) // not running: the replies wait
+	check("with a sender")
+}

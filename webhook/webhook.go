@@ -202,6 +202,17 @@ func (s *Sender) Status(enterprise string) (Status, error) {
 	return Status{HookSummary: sum, Recent: s.posts.recent(enterprise)}, nil
 }
 
+// ReplyStatus returns how enterprise's pushed replies stand on this node,
+// as Status does its receipts: the reply webhooks waiting in its store
+// (counted up to StatusLimit) and its last POSTs of replies.
+func (s *Sender) ReplyStatus(enterprise string) (Status, error) {
+	sum, err := s.cfg.Store.ReplySummary(enterprise, StatusLimit)
+	if err != nil {
+		return Status{}, fmt.Errorf("webhook: reply status of %s: %w", enterprise, err)
+	}
+	return Status{HookSummary: sum}, nil
+}
+
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
 // would have to allow.
 var ErrRefusedAddress = errors.New("webhook: address refused (loopback, private or link-local; see webhooks.allow_private)")
