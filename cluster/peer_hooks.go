@@ -6,7 +6,9 @@ package cluster
 // "post the waiting receipts now", must ask every node. A node answers
 //
 //	GET  /peer/v1/receipt-hooks?enterprise=E
-//	                              → PeerHookStatus: its receipts of E waiting, and its last POSTs
+//	                              → PeerHookStatus: its receipts of E waiting, and its last POSTs;
+//	                                in replies, the same of E's replies (absent from a node
+//	                                older than reply webhooks)
 //	POST /peer/v1/receipt-hooks/retry?enterprise=E
 //	                              → PeerHookRetry: what it made due now (busy: it did so
 //	                                less than a minute ago, for another request)
@@ -33,6 +35,10 @@ type PeerHookStatus struct {
 	FirstDue *time.Time `json:"first_due,omitempty"`
 	// Recent are its last POSTs (a few), newest first.
 	Recent []PeerHookPost `json:"recent,omitempty"`
+	// Replies is how the enterprise's pushed replies (MO) stand on the
+	// node, in the same terms (its own Replies unset); nil if the node
+	// could not read them, or is older than reply webhooks.
+	Replies *PeerHookStatus `json:"replies,omitempty"`
 }
 
 // PeerHookPost is how one POST of receipts ended.

@@ -44,7 +44,9 @@ func TestPeerHooks(t *testing.T) {
 	b := &hooksBackend{recordingBackend: &recordingBackend{}, status: map[string]PeerHookStatus{
 		"a": {Pending: 10_000, More: true, Retrying: 7, FirstDue: &due,
 			Recent: []PeerHookPost{{At: due, URL: "https://e.example/dlr", Receipts: 3, Status: 503, DurationMS: 41.5,
-				Err: "webhook: HTTP status 503", FailingSince: &due}}},
+				Err: "webhook: HTTP status 503", FailingSince: &due}},
+			Replies: &PeerHookStatus{Pending: 2, Retrying: 1, FirstDue: &due,
+				Recent: []PeerHookPost{{At: due, URL: "https://e.example/mo", Delivered: true, Status: 204, DurationMS: 3}}}},
 	}, retry: PeerHookRetry{Rescheduled: 1000, More: true}}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
 	t.Cleanup(srv.Close)

@@ -32,6 +32,18 @@ func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (clus
 	if err != nil {
 		return cluster.PeerHookStatus{}, err
 	}
+	out := peerStatusOf(st)
+	if rst, err := b.hooks.ReplyStatus(enterprise); err != nil {
+		b.log.Error("reply status for another node", "enterprise", enterprise, "err", err) // it names this node missing
+	} else {
+		r := peerStatusOf(rst)
+		out.Replies = &r
+	}
+	return out, nil
+}
+
+// peerStatusOf is a webhook status on the wire, in the API's terms.
+func peerStatusOf(st webhook.Status) cluster.PeerHookStatus {
 	out := cluster.PeerHookStatus{Pending: st.Pending, More: st.More, Retrying: st.Retrying}
 	if !st.FirstDue.IsZero() {
 		out.FirstDue = &st.FirstDue
@@ -41,7 +53,26 @@ func (b peerHooksBackend) HookStatus(_ context.Context, enterprise string) (clus
 		out.Recent = append(out.Recent, cluster.PeerHookPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
 			Status: p.Status, DurationMS: p.DurationMS, Err: p.Error, FailingSince: p.FailingSince})
 	}
-	return out, nil
+	return out
+}
+
+// nodeStatusOf is another node's answer in the API's terms.
+func nodeStatusOf(id uint16, st cluster.PeerHookStatus) api.NodeReceiptStatus {
+	n := api.NodeReceiptStatus{Node: id}
+	n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
+	for _, p := range st.Recent {
+		n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
+			Status: p.Status, DurationMS: p.DurationMS, Error: p.Err, FailingSince: p.FailingSince})
+	}
+	if len(n.Recent) > 0 {
+		n.Last = &n.Recent[0]
+	}
+	if st.Replies != nil {
+		r := nodeStatusOf(id, *st.Replies)
+		r.Replies = nil
+		n.Replies = &r
+	}
+	return n
 }
 
 func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string) (cluster.PeerHookRetry, error) {
@@ -129,15 +160,7 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 		if err != nil {
 			return err
 		}
-		n := api.NodeReceiptStatus{Node: id}
-		n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
-		for _, p := range st.Recent {
-			n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
-				Status: p.Status, DurationMS: p.DurationMS, Error: p.Err, FailingSince: p.FailingSince})
-		}
-		if len(n.Recent) > 0 {
-			n.Last = &n.Recent[0]
-		}
+		n := nodeStatusOf(id, st)
 		mu.Lock()
 		nodes = append(nodes, n)
 		mu.Unlock()

@@ -121,6 +121,13 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 		st.Nodes[1].Last == nil || st.Nodes[1].Last.FailingSince == nil {
 		t.Fatalf("status from node 3: last POST %+v, first due %v", st.Last, st.FirstDueAt)
 	}
+	// reply_status has every node's part too (no replies here): the
+	// peer protocol carries it in the same answer.
+	var rw api.ReceiptWebhook
+	if code, body := postJSON(t, "GET", base(nodes[2])+"/v1/receipt-webhook", lr.Token, ""); code != http.StatusOK ||
+		json.Unmarshal([]byte(body), &rw) != nil || rw.ReplyStatus.Partial || len(rw.ReplyStatus.Nodes) != 3 || rw.ReplyStatus.Pending != 0 {
+		t.Errorf("reply_status from node 3: %d %s", code, body)
+	}
 	// The recent POSTs: the 503s of nodes 1 and 2 (one POST a receipt),
 	// newest first.
 	var from []uint16
