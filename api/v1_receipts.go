@@ -73,11 +73,11 @@ type NodeReceiptStatus struct {
 	Replies *NodeReceiptStatus `json:"-"`
 }
 
-// ReceiptPost is how one POST of receipts ended.
+// ReceiptPost is how one POST of receipts, or of a reply, ended.
 type ReceiptPost struct {
 	At        time.Time `json:"at"`
 	URL       string    `json:"url"`
-	Receipts  int       `json:"receipts"`
+	Receipts  int       `json:"receipts,omitempty"` // the receipts it carried; absent in a reply's POST (one reply each)
 	Delivered bool      `json:"delivered"`
 	// Status is the endpoint's HTTP status, absent if none came (a
 	// timeout, a refused connection or address).

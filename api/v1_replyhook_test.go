@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +137,43 @@ func TestReplyStatus(t *testing.T) {
 	check("the store alone")
 	hookSender(t, r, time.Hour) // not running: the replies wait
 	check("with a sender")
+}
+
+// TestReplyStatusLastPost: reply_status tells a member how the last POSTs
+// of replies ended: a 502, the reply retrying, then the delivery, and
+// nothing pending; the receipts' status has none of them.
+func TestReplyStatusLastPost(t *testing.T) {
+	r := newUserRig(t)
+	rcv, fail, posted := flakyEndpoint(t, http.StatusBadGateway)
+	snd := hookSender(t, r, 100*time.Millisecond)
+	url := rcv.URL + "/mo"
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReplyURL: &url}, nil)
+	m := &queue.MO{Enterprise: "A", Source: "13712345678", Dest: "10657500000112", Text: "收到", ReceivedAt: time.Now(), ReplyURL: url}
+	if err := r.store.StoreMO(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	get := func() (ReceiptWebhook, string) {
+		var rw ReceiptWebhook
+		b := r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["alice"], nil, &rw)
+		return rw, string(b)
+	}
+	runSender(t, snd)
+	<-posted
+	waitUntil(t, func() (bool, string) {
+		rw, b := get()
+		st := rw.ReplyStatus
+		return st.Pending == 1 && st.Retrying == 1 && st.Last != nil && !st.Last.Delivered && st.Last.Status == http.StatusBadGateway &&
+			strings.Contains(st.Last.Error, "502") && st.Last.URL == url && st.Last.FailingSince != nil, "after the 502: " + b
+	})
+	fail.Store(false)
+	<-posted
+	waitUntil(t, func() (bool, string) {
+		rw, b := get()
+		st := rw.ReplyStatus
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered && st.Last.FailingSince == nil && len(st.Recent) == 2, "after the delivery: " + b
+	})
+	rw, b := get()
+	if rw.Status.Last != nil || len(rw.Status.Recent) != 0 || strings.Contains(b, `"receipts":`) {
+		t.Errorf("the receipts' status, or a reply's POST with a receipts count: %s", b)
+	}
 }

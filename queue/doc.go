@@ -101,7 +101,7 @@
 //	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
 //	hook    enterprise 0x00 due time (8 BE) | id     → attempts (uvarint)   receipt webhooks to POST (hooks.go)
-//	hookpost enterprise                              → version | count | POSTs: the last POSTs of its receipts (hookposts.go)
+//	hookpost enterprise                              → version | count | POSTs: the last POSTs of its receipts and of its replies (hookposts.go)
 //	final   seq (8 BE)                               → id | part   parts in the order they became final (final.go)
 //	finalpart id | part                              → seq (8 BE)  the same keys, by part; both built at Open if missing
 //	mo      id (8 BE)                                → version | JSON: a mobile-originated message (MO, mo.go)

@@ -9,7 +9,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// What became of an enterprise's last POSTs of receipts. Package webhook
+// What became of an enterprise's last POSTs of receipts and of replies
+// (HookPost.Reply tells them apart). Package webhook
 // keeps them in memory and saves the changed ones here every few seconds
 // and when it stops, so that a restart does not forget an endpoint that is
 // down: the enterprise's status, the desk's list of failing enterprises
@@ -21,14 +22,16 @@ import (
 const hookPostVersion = 1
 
 // MaxHookPosts bounds the POSTs one record holds (package webhook keeps
-// its last 10).
+// its last 10 of receipts and its last 10 of replies).
 const MaxHookPosts = 32
 
-// HookPost is one POST of an enterprise's receipts, as kept.
+// HookPost is one POST of an enterprise's receipts, or of one of its
+// replies, as kept.
 type HookPost struct {
 	At        time.Time // when it started
 	URL       string
-	Receipts  int           // the receipts it carried
+	Reply     bool          // a POST of a reply (MO), not of receipts
+	Receipts  int           // the receipts it carried; 0 for a reply
 	Delivered bool          // a 2xx came
 	Status    int           // the endpoint's HTTP status, 0 if none came
 	Duration  time.Duration // from the start to the answer or the failure
@@ -38,7 +41,13 @@ type HookPost struct {
 	FailingSince time.Time
 }
 
-const hookPostDelivered = 1 // the flags byte
+// The flags byte. A reply's POST (hookPostReply) is refused by a qxtd
+// older than reply webhooks, as an unknown flag: its enterprise's record
+// is left out there.
+const (
+	hookPostDelivered = 1 << iota
+	hookPostReply
+)
 
 func encodeHookPosts(ps []HookPost) []byte {
 	e := encoder{make([]byte, 0, 64*len(ps)+2)}
@@ -51,6 +60,9 @@ func encodeHookPosts(ps []HookPost) []byte {
 		var flags uint8
 		if p.Delivered {
 			flags |= hookPostDelivered
+		}
+		if p.Reply {
+			flags |= hookPostReply
 		}
 		e.u8(flags)
 		e.uvarint(uint64(max(p.Status, 0)))
@@ -82,11 +94,11 @@ func decodeHookPosts(b []byte) ([]HookPost, error) {
 		if d.err != nil {
 			break
 		}
-		if receipts > 1<<31-1 || status > 999 || flags&^hookPostDelivered != 0 {
+		if receipts > 1<<31-1 || status > 999 || flags&^(hookPostDelivered|hookPostReply) != 0 {
 			d.fail("hook post %d: receipts %d, status %d, flags %#x", i, receipts, status, flags)
 			break
 		}
-		p.Receipts, p.Status, p.Delivered = int(receipts), int(status), flags&hookPostDelivered != 0
+		p.Receipts, p.Status, p.Delivered, p.Reply = int(receipts), int(status), flags&hookPostDelivered != 0, flags&hookPostReply != 0
 		ps = append(ps, p)
 	}
 	d.end("hook posts")

@@ -23,6 +23,8 @@ func TestHookPosts(t *testing.T) {
 		{At: at, URL: "https://a.example/r", Receipts: 1, Delivered: true, Status: 200, Duration: 3 * time.Millisecond},
 		{At: at.Add(time.Minute), URL: "https://a.example/r", Receipts: 100, Status: 503, Duration: time.Second,
 			Err: "webhook: HTTP status 503", FailingSince: at.Add(time.Minute)},
+		{At: at.Add(2 * time.Minute), URL: "https://a.example/mo", Reply: true, Status: 502, Duration: time.Second,
+			Err: "webhook: HTTP status 502", FailingSince: at.Add(2 * time.Minute)},
 	}
 	long := make([]HookPost, MaxHookPosts+3)
 	for i := range long {

@@ -146,6 +146,7 @@ func FuzzDecodeHookPosts(f *testing.F) {
 		{At: at, URL: "https://a.example/r", Receipts: 1, Delivered: true, Status: 200, Duration: time.Millisecond},
 		{At: at, URL: "https://a.example/r", Receipts: 1000, Status: 0, Duration: 10 * time.Second,
 			Err: "Post \"https://a.example/r\": context deadline exceeded", FailingSince: at},
+		{At: at, URL: "https://a.example/mo", Reply: true, Delivered: true, Status: 204, Duration: time.Millisecond},
 	}))
 	f.Add(encodeHookPosts(nil))
 	f.Add([]byte{hookPostVersion, MaxHookPosts + 1})

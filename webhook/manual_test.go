@@ -192,7 +192,7 @@ func TestLastOutcome(t *testing.T) {
 
 // lastPost is how enterprise's last POST by s ended; false if none.
 func lastPost(s *Sender, enterprise string) (Outcome, bool) {
-	rs := s.posts.recent(enterprise)
+	rs := s.posts.recent(enterprise, false)
 	if len(rs) == 0 {
 		return Outcome{}, false
 	}

@@ -13,46 +13,79 @@ import (
 	"github.com/qxtd/qxtd/queue"
 )
 
-// What became of an enterprise's POSTs of receipts: its last RecentPosts
-// (test receipts not counted), kept in memory by the node that made them
+// What became of an enterprise's POSTs of receipts, and of its replies: its
+// last RecentPosts of each (test receipts not counted), kept in memory by
+// the node that made them
 // and saved in its store every SaveEvery and when the sender stops
 // (queue.HookPost), so that a restart carries them on. They feed its
-// status (GET /v1/receipt-webhook: the last one, the recent ones), the
-// desk's list of failing enterprises and
-// qxtd_receipt_webhook_failing_since_seconds: they tell the enterprise what
-// its endpoint answered and since when it fails, and the operator whom to
-// call. A crash loses at most the POSTs of the last SaveEvery.
+// status (GET /v1/receipt-webhook: the last one, the recent ones, of
+// receipts in status and of replies in reply_status); the receipts' feed
+// the desk's list of failing enterprises and
+// qxtd_receipt_webhook_failing_since_seconds too: they tell the enterprise
+// what its endpoint answered and since when it fails, and the operator
+// whom to call. A crash loses at most the POSTs of the last SaveEvery.
 
-// RecentPosts is how many of an enterprise's last POSTs a node keeps.
+// RecentPosts is how many of an enterprise's last POSTs of receipts a node
+// keeps, and how many of its replies.
 const RecentPosts = 10
 
+// Both kinds are saved in one record an enterprise.
+var _ [queue.MaxHookPosts - 2*RecentPosts]struct{}
+
 // maxOutcomeErr bounds the error text kept of a POST (an http.Client
-// error quotes the URL): with RecentPosts an enterprise, the memory is
-// bounded by the enterprises that ever had receipts pushed (the store
-// keeps them too).
+// error quotes the URL): with RecentPosts an enterprise and a kind, the
+// memory is bounded by the enterprises that ever had receipts or replies
+// pushed (the store keeps them too).
 const maxOutcomeErr = 300
 
-// Outcome is how a POST of receipts ended, as the store keeps it.
+// Outcome is how a POST of receipts, or of a reply (Reply), ended, as the
+// store keeps it.
 type Outcome = queue.HookPost
 
 // outcomes is every enterprise's last POSTs.
 type outcomes struct {
 	mu    sync.Mutex
-	m     map[string][]Outcome // by enterprise, oldest first, at most RecentPosts
-	dirty map[string]struct{}  // the enterprises whose POSTs changed since the last save
+	m     map[string]*posts   // by enterprise
+	dirty map[string]struct{} // the enterprises whose POSTs changed since the last save
+}
+
+// posts is an enterprise's last POSTs of each kind, oldest first, at most
+// RecentPosts each: a busy reply endpoint does not push its receipts'
+// POSTs out, nor the other way round.
+type posts struct{ receipts, replies []Outcome }
+
+func (p *posts) of(reply bool) *[]Outcome {
+	if reply {
+		return &p.replies
+	}
+	return &p.receipts
+}
+
+// lastReceipt is the last POST of receipts, if any.
+func (p *posts) lastReceipt() (Outcome, bool) {
+	if len(p.receipts) == 0 {
+		return Outcome{}, false
+	}
+	return p.receipts[len(p.receipts)-1], true
 }
 
 // load sets what a store kept (queue.Store.HookPosts), each enterprise's
-// newest RecentPosts.
+// newest RecentPosts of each kind.
 func (oc *outcomes) load(kept map[string][]Outcome) {
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
 	if oc.m == nil {
-		oc.m = make(map[string][]Outcome, len(kept))
+		oc.m = make(map[string]*posts, len(kept))
 	}
 	for ent, h := range kept {
-		if len(h) > 0 {
-			oc.m[ent] = slices.Clone(h[max(len(h)-RecentPosts, 0):])
+		p := new(posts)
+		for _, o := range h {
+			*p.of(o.Reply) = append(*p.of(o.Reply), o)
+		}
+		p.receipts = slices.Clone(p.receipts[max(len(p.receipts)-RecentPosts, 0):])
+		p.replies = slices.Clone(p.replies[max(len(p.replies)-RecentPosts, 0):])
+		if len(p.receipts)+len(p.replies) > 0 {
+			oc.m[ent] = p
 		}
 	}
 }
@@ -67,7 +100,8 @@ func (oc *outcomes) takeDirty() map[string][]Outcome {
 	}
 	out := make(map[string][]Outcome, len(oc.dirty))
 	for ent := range oc.dirty {
-		out[ent] = slices.Clone(oc.m[ent])
+		p := oc.m[ent]
+		out[ent] = slices.Concat(p.receipts, p.replies)
 	}
 	clear(oc.dirty)
 	return out
@@ -83,11 +117,20 @@ func (oc *outcomes) markDirty(enterprises map[string][]Outcome) {
 	}
 }
 
-// add records enterprise's POST o that ended with err.
+// add records enterprise's POST o (of receipts, or of a reply: o.Reply)
+// that ended with err.
 func (oc *outcomes) add(enterprise string, o Outcome, err error) {
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
-	h := oc.m[enterprise]
+	if oc.m == nil {
+		oc.m = make(map[string]*posts)
+	}
+	p := oc.m[enterprise]
+	if p == nil {
+		p = new(posts)
+		oc.m[enterprise] = p
+	}
+	h := *p.of(o.Reply)
 	var prev *Outcome
 	if len(h) > 0 {
 		prev = &h[len(h)-1]
@@ -108,9 +151,6 @@ func (oc *outcomes) add(enterprise string, o Outcome, err error) {
 			o.FailingSince = prev.FailingSince
 		}
 	}
-	if oc.m == nil {
-		oc.m = make(map[string][]Outcome)
-	}
 	if oc.dirty == nil {
 		oc.dirty = make(map[string]struct{})
 	}
@@ -118,14 +158,18 @@ func (oc *outcomes) add(enterprise string, o Outcome, err error) {
 	if len(h) >= RecentPosts {
 		h = h[:copy(h, h[len(h)-RecentPosts+1:])]
 	}
-	oc.m[enterprise] = append(h, o)
+	*p.of(o.Reply) = append(h, o)
 }
 
-// recent returns enterprise's last POSTs, newest first (a copy).
-func (oc *outcomes) recent(enterprise string) []Outcome {
+// recent returns enterprise's last POSTs of receipts, or with reply of
+// replies, newest first (a copy).
+func (oc *outcomes) recent(enterprise string, reply bool) []Outcome {
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
-	h := oc.m[enterprise]
+	var h []Outcome
+	if p := oc.m[enterprise]; p != nil {
+		h = *p.of(reply)
+	}
 	out := make([]Outcome, len(h))
 	for i, o := range h {
 		out[len(h)-1-i] = o
@@ -144,8 +188,8 @@ type Failing struct {
 func (s *Sender) Failing(limit int) []Failing {
 	s.posts.mu.Lock()
 	var out []Failing
-	for ent, h := range s.posts.m {
-		if o := h[len(h)-1]; !o.Delivered {
+	for ent, p := range s.posts.m {
+		if o, ok := p.lastReceipt(); ok && !o.Delivered {
 			out = append(out, Failing{Enterprise: ent, Last: o})
 		}
 	}
@@ -176,8 +220,8 @@ func (c failingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- failingDe
 func (c failingCollector) Collect(ch chan<- prometheus.Metric) {
 	c.oc.mu.Lock()
 	defer c.oc.mu.Unlock()
-	for ent, h := range c.oc.m {
-		if o := h[len(h)-1]; !o.Delivered {
+	for ent, p := range c.oc.m {
+		if o, ok := p.lastReceipt(); ok && !o.Delivered {
 			ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue,
 				float64(o.FailingSince.UnixNano())/1e9, ent)
 		}

@@ -32,7 +32,7 @@ func TestOutcomesBounded(t *testing.T) {
 		}
 		oc.add("E", Outcome{At: at.Add(time.Duration(i) * time.Second), URL: url, Receipts: i, Delivered: err == nil}, err)
 	}
-	rs := oc.recent("E")
+	rs := oc.recent("E", false)
 	if len(rs) != RecentPosts || rs[0].Receipts != RecentPosts+4 || rs[RecentPosts-1].Receipts != 5 {
 		t.Fatalf("%d kept, newest %d, oldest %d; want %d, %d to %d", len(rs), rs[0].Receipts, rs[len(rs)-1].Receipts, RecentPosts, RecentPosts+4, 5)
 	}
@@ -48,10 +48,10 @@ func TestOutcomesBounded(t *testing.T) {
 		}
 	}
 	oc.add("E", Outcome{At: at.Add(time.Minute), Delivered: true}, nil)
-	if l := oc.recent("E")[0]; !l.FailingSince.IsZero() || l.Err != "" {
+	if l := oc.recent("E", false)[0]; !l.FailingSince.IsZero() || l.Err != "" {
 		t.Errorf("a delivery: %+v", l)
 	}
-	if rs := oc.recent("other"); len(rs) != 0 {
+	if rs := oc.recent("other", false); len(rs) != 0 {
 		t.Errorf("another enterprise: %+v", rs)
 	}
 }
@@ -104,7 +104,7 @@ func TestOutcomesKeptAcrossRestart(t *testing.T) {
 		kept, err := r.store.HookPosts()
 		return err == nil && len(kept["ent1"]) >= 2, fmt.Sprintf("kept %+v (%v)", kept, err)
 	})
-	before := r.snd.posts.recent("ent1")
+	before := r.snd.posts.recent("ent1", false)
 	r.stop()
 	if len(before) != 2 || before[0].Delivered || before[0].Status != 503 {
 		t.Fatalf("before the restart: %+v", before)
@@ -144,10 +144,10 @@ qxtd_receipt_webhook_failing_since_seconds{enterprise="ent1"} %g
 		}
 	}
 	waitFor(t, func() (bool, string) {
-		rs := r2.snd.posts.recent("ent1")
+		rs := r2.snd.posts.recent("ent1", false)
 		return len(rs) == 4, fmt.Sprintf("%d recent, want 4", len(rs))
 	})
-	if l := r2.snd.posts.recent("ent1")[0]; !l.FailingSince.Equal(since) {
+	if l := r2.snd.posts.recent("ent1", false)[0]; !l.FailingSince.Equal(since) {
 		t.Errorf("a failure after the restart: failing since %v, want %v", l.FailingSince, since)
 	}
 }
@@ -163,7 +163,7 @@ func TestOutcomesSavedOnStop(t *testing.T) {
 		t.Fatalf("status %d", p.status)
 	}
 	waitFor(t, func() (bool, string) {
-		return len(r.snd.posts.recent("ent1")) == 1, "the failure not recorded"
+		return len(r.snd.posts.recent("ent1", false)) == 1, "the failure not recorded"
 	})
 	if kept, err := r.store.HookPosts(); err != nil || len(kept) != 0 {
 		t.Fatalf("saved before the hour: %+v, %v", kept, err)
@@ -178,4 +178,45 @@ func TestOutcomesSavedOnStop(t *testing.T) {
 	if err != nil || len(kept["ent1"]) != 1 || kept["ent1"][0].Status != 503 {
 		t.Fatalf("after the stop: %+v, %v", kept, err)
 	}
+}
+
+// TestOutcomesKinds: an enterprise's POSTs of replies are kept apart from
+// its POSTs of receipts, RecentPosts of each: many replies do not push the
+// receipts' out; a failing streak is of one kind; an enterprise whose
+// replies alone fail is not in the failing list (of receipts); what is
+// saved loads back into the same two lists.
+func TestOutcomesKinds(t *testing.T) {
+	s := &Sender{}
+	at := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	fail := errors.New("webhook: HTTP status 503")
+	s.posts.add("E", Outcome{At: at, Receipts: 1, Delivered: true}, nil)
+	for i := range RecentPosts + 3 {
+		s.posts.add("E", Outcome{At: at.Add(time.Duration(i+1) * time.Second), Reply: true}, fail)
+	}
+	s.posts.add("R", Outcome{At: at, Reply: true}, fail) // replies alone, failing
+	check := func(when string, oc *outcomes) {
+		t.Helper()
+		rc, rp := oc.recent("E", false), oc.recent("E", true)
+		if len(rc) != 1 || !rc[0].Delivered || rc[0].Reply {
+			t.Errorf("%s: receipts' POSTs %+v", when, rc)
+		}
+		if len(rp) != RecentPosts || !rp[0].At.Equal(at.Add((RecentPosts+3)*time.Second)) || !rp[0].Reply ||
+			!rp[0].FailingSince.Equal(at.Add(time.Second)) {
+			t.Errorf("%s: %d reply POSTs, newest %+v", when, len(rp), rp[0])
+		}
+		if rc := oc.recent("R", false); len(rc) != 0 {
+			t.Errorf("%s: R's receipts' POSTs %+v", when, rc)
+		}
+	}
+	check("in memory", &s.posts)
+	if fs := s.Failing(10); len(fs) != 0 {
+		t.Errorf("failing list %+v: replies are not in it", fs)
+	}
+	saved := s.posts.takeDirty()
+	if n := len(saved["E"]); n != 1+RecentPosts || n > queue.MaxHookPosts {
+		t.Errorf("saved %d POSTs of E, want %d", n, 1+RecentPosts)
+	}
+	var again outcomes
+	again.load(saved)
+	check("loaded", &again)
 }

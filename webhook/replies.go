@@ -278,12 +278,16 @@ func (s *Sender) deliverReply(ctx context.Context, rp queue.Reply, acks chan<- q
 		err = errNoReplyURL
 	} else {
 		var body []byte
+		var status int
+		start := time.Now()
 		if body, err = json.Marshal(ReplyOf(rp.MO)); err == nil {
-			_, _, err = s.postBody(wctx, url, rp.Enterprise, body)
+			status, _, err = s.postBody(wctx, url, rp.Enterprise, body)
 		}
 		if err != nil && ctx.Err() != nil {
 			return false // stopping: due again at the next start, no failure counted
 		}
+		s.posts.add(rp.Enterprise, Outcome{At: start, URL: url, Reply: true, Delivered: err == nil,
+			Status: status, Duration: time.Since(start)}, err)
 	}
 	if err == nil {
 		acks <- rp // never blocks for long: the acker drains, and Run closes acks after every POST returned

@@ -201,3 +201,45 @@ func TestReplyPrivateAddressRefused(t *testing.T) {
 		t.Fatalf("direct POST: %v, want ErrRefusedAddress", err)
 	}
 }
+
+// TestReplyOutcomes: each POST of a reply is recorded as a receipt POST
+// is, apart from them: ReplyStatus has the 503 and then the delivery,
+// newest first, the failure with since when; the receipts' status and the
+// failing list (receipts only) have none of it; both come back after a
+// restart.
+func TestReplyOutcomes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503)
+	r := start(t, path, Config{Backoff: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	storeMO(t, r.store, "ent1", rcv.URL+"/mo")
+	if a, b := rcv.next(t), rcv.next(t); a.status != 503 || b.status != 200 {
+		t.Fatalf("statuses %d %d", a.status, b.status)
+	}
+	waitReplies(t, r, 0)
+	var st Status
+	waitFor(t, func() (bool, string) {
+		var err error
+		st, err = r.snd.ReplyStatus("ent1")
+		return err == nil && len(st.Recent) == 2, fmt.Sprintf("reply status %+v, %v", st, err)
+	})
+	check := func(when string, st Status) {
+		t.Helper()
+		last, first := st.Recent[0], st.Recent[1]
+		if !last.Reply || !last.Delivered || last.Status != 200 || last.URL != rcv.URL+"/mo" || last.Err != "" || !last.FailingSince.IsZero() ||
+			!first.Reply || first.Delivered || first.Status != 503 || first.Err == "" || !first.FailingSince.Equal(first.At) ||
+			first.At.After(last.At) || first.Duration <= 0 || st.Pending != 0 {
+			t.Errorf("%s: reply POSTs %+v", when, st.Recent)
+		}
+	}
+	check("running", st)
+	if rst, err := r.snd.Status("ent1"); err != nil || len(rst.Recent) != 0 {
+		t.Errorf("receipts' status: %+v, %v", rst, err)
+	}
+	r.stop()
+	r2 := start(t, path, Config{Poll: 10 * time.Millisecond})
+	st, err := r2.snd.ReplyStatus("ent1")
+	if err != nil || len(st.Recent) != 2 {
+		t.Fatalf("after a restart: %+v, %v", st, err)
+	}
+	check("after a restart", st)
+}

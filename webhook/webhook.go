@@ -199,7 +199,7 @@ func (s *Sender) Status(enterprise string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("webhook: status of %s: %w", enterprise, err)
 	}
-	return Status{HookSummary: sum, Recent: s.posts.recent(enterprise)}, nil
+	return Status{HookSummary: sum, Recent: s.posts.recent(enterprise, false)}, nil
 }
 
 // ReplyStatus returns how enterprise's pushed replies stand on this node,
@@ -210,7 +210,7 @@ func (s *Sender) ReplyStatus(enterprise string) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("webhook: reply status of %s: %w", enterprise, err)
 	}
-	return Status{HookSummary: sum}, nil
+	return Status{HookSummary: sum, Recent: s.posts.recent(enterprise, true)}, nil
 }
 
 // ErrRefusedAddress is the dial error for an address that Config.AllowPrivate
