@@ -49,6 +49,9 @@ func TestReceiptsPage(t *testing.T) {
 	ep, posts := receiptEndpoint(t)
 	amy := r.client()
 	amy.login("amy")
+	if a := amy.get("/enterprise/receipts"); strings.Contains(a.Body, `id="reply-pending"`) {
+		t.Error("no reply_url and no reply: the replies' rows are shown")
+	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送", `href="/enterprise/receipts" class="on"`, "未设置", `id="receipt-form"`)
 
 	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {ep.URL + "/mo"}, "receipt_batch": {"5"}})
@@ -56,7 +59,8 @@ func TestReceiptsPage(t *testing.T) {
 		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥",
-		`id="receipt-pending">0 条`, `id="receipt-last">尚无`, `id="reply-url"><code>`+ep.URL+"/mo</code>")
+		`id="receipt-pending">0 条`, `id="receipt-last">尚无`, `id="reply-url"><code>`+ep.URL+"/mo</code>",
+		`id="reply-pending">0 条</dd>`, `id="reply-last">尚无`)
 	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 || e.Receipt.ReplyURL != ep.URL+"/mo" {
 		t.Fatalf("stored %+v", e.Receipt)
 	}
@@ -297,4 +301,47 @@ func TestReceiptsPageCluster(t *testing.T) {
 	ops.opsLogin()
 	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">3 条（3 条重试中）；最近一次失败`, "，节点 2）",
 		`id="ent-receipts-partial">部分节点无法查询（节点 4）`, `id="ent-receipts-nodes">节点 1：0 条；节点 2：3 条（3 条重试中）`)
+}
+
+// A reply that its endpoint refuses shows under 回复推送地址 as pending and
+// retrying, with the endpoint's answer as the last reply POST; the
+// receipts' rows are not touched.
+func TestReceiptsPageReplyFailing(t *testing.T) {
+	r := newRig(t)
+	posted := make(chan struct{}, 64)
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		select { // never blocks, as above
+		case posted <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(ep.Close)
+	amy := r.client()
+	amy.login("amy")
+	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"reply_url": {ep.URL + "/mo"}, "receipt_batch": {"1"}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("save: %d %s", a.Status, a.Body)
+	}
+	m := &queue.MO{Enterprise: "A", Source: "13712345678", Dest: "10657500000112", Text: "收到", ReceivedAt: time.Now(), ReplyURL: ep.URL + "/mo"}
+	if err := r.store.StoreMO(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.hooks.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitPosted(t, posted, "the reply's first POST")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := amy.get("/enterprise/receipts")
+		if strings.Contains(a.Body, `id="reply-pending">1 条（其中 1 条推送失败，等待重试）`) {
+			a.wantPage(t, `id="reply-last"><span class="badge fail">失败</span>`, "起连续失败，HTTP 502", "<code>"+ep.URL+"/mo</code>",
+				`id="receipt-pending">0 条`, `id="receipt-last">尚无`)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reply's failure never showed:\n%s", a.Body)
+		}
+		time.Sleep(10 * time.Millisecond) // the retry is recorded after the POST: no event to wait on
+	}
 }
