@@ -117,6 +117,7 @@ type EnterpriseDetail struct {
 	Whitelist   WhitelistCounts `json:"whitelist"`
 	Usage       Usage           `json:"usage"`
 	Receipts    ReceiptStatus   `json:"receipts"` // its pushed receipts (v1_receipts.go)
+	Replies     ReceiptStatus   `json:"replies"`  // its pushed replies, in the same terms (reply_status of GET /v1/receipt-webhook)
 }
 
 // WhitelistCounts counts an enterprise's whitelist entries per state.
@@ -188,7 +189,8 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 		writeErr(w, err)
 		return
 	}
-	out := EnterpriseDetail{Enterprise: enterpriseOut(e), Receipts: s.receiptStatus(r.Context(), e.Code)}
+	out := EnterpriseDetail{Enterprise: enterpriseOut(e)}
+	out.Receipts, out.Replies = s.hookStatus(r.Context(), e.Code)
 	if pkg, ok := p.Packages().Lookup(e.Package); ok {
 		out.PackageInfo = &pkg
 	}

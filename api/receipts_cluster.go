@@ -33,12 +33,6 @@ type PeerHooks interface {
 	PeerHookRetry(ctx context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error)
 }
 
-// receiptStatus is enterprise code's ReceiptStatus (hookStatus).
-func (s *Server) receiptStatus(ctx context.Context, code string) ReceiptStatus {
-	receipts, _ := s.hookStatus(ctx, code)
-	return receipts
-}
-
 // hookStatus is enterprise code's ReceiptStatus of its receipts and of its
 // replies: this node's, plus the other nodes' in a cluster (one question a
 // node for both). What cannot be read is left out and said (the settings

@@ -344,4 +344,8 @@ func TestReceiptsPageReplyFailing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // the retry is recorded after the POST: no event to wait on
 	}
+	// The account manager's page of the enterprise has it too.
+	ops := r.client()
+	ops.opsLogin()
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-replies-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502")
 }
