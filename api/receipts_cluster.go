@@ -14,7 +14,10 @@ import (
 // sums every node's, and "post the waiting receipts now" (POST
 // /v1/receipt-webhook/retry, …/receipt-retry) is done by every node for its
 // own. A node that cannot be asked is named in missing_nodes: its receipts
-// are not counted, nor made due.
+// are not counted, nor made due. Replies pushed to a reply_url are kept
+// and pushed by the node that received them: their status (reply_status,
+// the replies of the enterprise detail) comes in the same answers and is
+// summed the same way (no retry-now for them).
 
 // PeerHooks is the other nodes' receipt webhooks, in a cluster
 // (Config.PeerHooks; the daemon implements it over the peer protocol). nil:
