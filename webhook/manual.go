@@ -118,7 +118,7 @@ func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, 
 	if err != nil {
 		return TestResult{}, err
 	}
-	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, body)
+	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, EventReceipt, body)
 	res.SignedPrevious = res.Signed && s.cfg.Previous(enterprise) != ""
 	res.Duration = time.Since(start)
 	s.log.Info("test receipt", "enterprise", enterprise, "url", url, "status", res.Status,

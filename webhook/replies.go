@@ -281,7 +281,7 @@ func (s *Sender) deliverReply(ctx context.Context, rp queue.Reply, acks chan<- q
 		var status int
 		start := time.Now()
 		if body, err = json.Marshal(ReplyOf(rp.MO)); err == nil {
-			status, _, err = s.postBody(wctx, url, rp.Enterprise, body)
+			status, _, err = s.postBody(wctx, url, rp.Enterprise, EventReply, body)
 		}
 		if err != nil && ctx.Err() != nil {
 			return false // stopping: due again at the next start, no failure counted

@@ -66,6 +66,9 @@ func TestReplySignedOnce(t *testing.T) {
 	if !Verify("s3cret", p.ts, p.body, p.sig) {
 		t.Fatalf("signature %q does not verify over %q", p.sig, p.body)
 	}
+	if p.event != EventReply {
+		t.Errorf("%s: %q, want %q", EventHeader, p.event, EventReply)
+	}
 	want := Reply{ID: strconv.FormatUint(m.ID, 10), From: "13712345678", To: "10657500000112", Extension: "12",
 		Account: "demo", Text: "收到", ReceivedAt: m.ReceivedAt}
 	if got := decodeReply(t, p); got.ID != want.ID || got.From != want.From || got.To != want.To || got.Extension != want.Extension ||
@@ -80,8 +83,8 @@ func TestReplySignedOnce(t *testing.T) {
 	}
 	// The next POST is a receipt, not the reply again.
 	fm := finalMessage(t, r.store, "ent1", rcv.URL+"/dlr", queue.StateDelivered)
-	if p := rcv.next(t); p.receiptID != strconv.FormatUint(fm.ID, 10) {
-		t.Fatalf("second POST %q, want the receipt of %d", p.body, fm.ID)
+	if p := rcv.next(t); p.receiptID != strconv.FormatUint(fm.ID, 10) || p.event != EventReceipt {
+		t.Fatalf("second POST %q (%s %q), want the receipt of %d (%q)", p.body, EventHeader, p.event, fm.ID, EventReceipt)
 	}
 }
 

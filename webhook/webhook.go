@@ -78,6 +78,16 @@ const (
 	PreviousSignatureHeader = "X-Qxtd-Signature-Previous"
 )
 
+// EventHeader says what a POST carries, EventReceipt (a receipt or a batch
+// of them, test receipts too) or EventReply (a reply, MO), so that an
+// enterprise that gives both the same URL tells them apart without
+// looking at the body.
+const (
+	EventHeader  = "X-Qxtd-Event"
+	EventReceipt = "receipt"
+	EventReply   = "reply"
+)
+
 // Sign returns the X-Qxtd-Signature value of body sent at timestamp ts
 // (decimal Unix seconds) under secret: "sha256=" + hex(HMAC-SHA256(secret,
 // ts + "." + body)).
@@ -749,14 +759,14 @@ func (s *Sender) post(ctx context.Context, h queue.Hook, rcs []Receipt, batched 
 	if err != nil {
 		return 0, err
 	}
-	status, _, err = s.postBody(ctx, h.Msg.ReceiptURL, h.Enterprise, body)
+	status, _, err = s.postBody(ctx, h.Msg.ReceiptURL, h.Enterprise, EventReceipt, body)
 	return status, err
 }
 
 // postBody POSTs body to url, signed with enterprise's secret if it has
 // one (signed), within Config.Timeout; status is the answer's, 0 if none
 // came. A status other than 2xx is an errStatus.
-func (s *Sender) postBody(ctx context.Context, url, enterprise string, body []byte) (status int, signed bool, err error) {
+func (s *Sender) postBody(ctx context.Context, url, enterprise, event string, body []byte) (status int, signed bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -765,7 +775,8 @@ func (s *Sender) postBody(ctx context.Context, url, enterprise string, body []by
 	}
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "qxtd-receipts")
+	req.Header.Set("User-Agent", "qxtd-webhooks")
+	req.Header.Set(EventHeader, event)
 	req.Header.Set("X-Qxtd-Timestamp", ts)
 	if secret := s.cfg.Secret(enterprise); secret != "" {
 		req.Header.Set(SignatureHeader, Sign(secret, ts, body))

@@ -40,6 +40,7 @@ type posted struct {
 	at        time.Time
 	status    int
 	receiptID string
+	event     string // X-Qxtd-Event
 }
 
 func newReceiver(t *testing.T, fail ...int) *receiver {
@@ -48,7 +49,7 @@ func newReceiver(t *testing.T, fail ...int) *receiver {
 		b, _ := io.ReadAll(req.Body)
 		var rc Receipt
 		_ = json.Unmarshal(b, &rc)
-		p := posted{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature"), at: time.Now(), status: 200, receiptID: rc.ID}
+		p := posted{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature"), at: time.Now(), status: 200, receiptID: rc.ID, event: req.Header.Get(EventHeader)}
 		r.mu.Lock()
 		if len(r.fail) > 0 {
 			p.status, r.fail = r.fail[0], r.fail[1:]
