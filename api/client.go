@@ -181,9 +181,10 @@ func (c *Client) UpdateEnterprise(code string, p EnterprisePatch) (*Enterprise, 
 }
 
 // TestReceipt sends an enterprise's test receipt to url ("": its
-// receipt_url) and returns what the endpoint did.
-func (c *Client) TestReceipt(code, url string) (*ReceiptWebhookTest, error) {
-	return call[ReceiptWebhookTest](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-test", ReceiptWebhookTestIn{URL: url})
+// receipt_url), or with kind "reply" a test reply ("": its reply_url),
+// and returns what the endpoint did.
+func (c *Client) TestReceipt(code, url, kind string) (*ReceiptWebhookTest, error) {
+	return call[ReceiptWebhookTest](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-test", ReceiptWebhookTestIn{URL: url, Kind: kind})
 }
 
 // RetryReceipts makes an enterprise's receipts that wait for a later

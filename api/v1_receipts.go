@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -164,13 +165,17 @@ type ReceiptWebhookSecret struct {
 // ReceiptWebhookTestIn is the optional body of POST
 // /v1/receipt-webhook/test.
 type ReceiptWebhookTestIn struct {
-	URL string `json:"url,omitempty"` // default: the enterprise's receipt_url
+	URL string `json:"url,omitempty"` // default: the enterprise's receipt_url (reply_url for a reply)
+	// Kind is what to send: "receipt" (the default), or "reply", a sample
+	// reply (MO) as the reply webhook POSTs one.
+	Kind string `json:"kind,omitempty"`
 }
 
 // ReceiptWebhookTest is the answer of POST /v1/receipt-webhook/test: what
 // one sample receipt (id "0", delivered) met at the endpoint.
 type ReceiptWebhookTest struct {
 	URL        string  `json:"url"`
+	Kind       string  `json:"kind"`      // receipt | reply: what was sent
 	Delivered  bool    `json:"delivered"` // the endpoint answered 2xx
 	Status     int     `json:"status"`    // its HTTP status; 0 if none came
 	DurationMS float64 `json:"duration_ms"`
@@ -276,18 +281,27 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 	if r.ContentLength != 0 && !decodeBody(w, r, &in) {
 		return
 	}
-	if in.URL == "" {
-		in.URL = e.Receipt.URL
+	test, setURL, key := s.cfg.Webhooks.Test, e.Receipt.URL, "receipt_url"
+	switch in.Kind {
+	case "", "receipt":
+	case "reply":
+		test, setURL, key = s.cfg.Webhooks.TestReply, e.Receipt.ReplyURL, "reply_url"
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", `kind: "receipt" or "reply"`)
+		return
 	}
 	if in.URL == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "url: no receipt_url is set; name one to test")
+		in.URL = setURL
+	}
+	if in.URL == "" {
+		writeError(w, http.StatusBadRequest, "invalid", "url: no "+key+" is set; name one to test")
 		return
 	}
 	if err := policy.CheckReceiptURL("url", in.URL); err != nil {
 		writeErr(w, err)
 		return
 	}
-	res, err := s.cfg.Webhooks.Test(r.Context(), e.Code, in.URL)
+	res, err := test(r.Context(), e.Code, in.URL)
 	if errors.Is(err, webhook.ErrTestBusy) {
 		writeError(w, http.StatusTooManyRequests, "too_many_requests", "one test receipt at a time, at most 10 a minute: try again shortly")
 		return
@@ -296,7 +310,7 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 		writeErr(w, err)
 		return
 	}
-	out := ReceiptWebhookTest{URL: in.URL, Delivered: res.Err == nil, Status: res.Status,
+	out := ReceiptWebhookTest{URL: in.URL, Kind: cmp.Or(in.Kind, "receipt"), Delivered: res.Err == nil, Status: res.Status,
 		DurationMS: float64(res.Duration.Microseconds()) / 1000, Signed: res.Signed, SignedPrevious: res.SignedPrevious, Batched: res.Batched}
 	if res.Err != nil {
 		out.Error = res.Err.Error()

@@ -43,8 +43,8 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	}
 	r.srv.cfg.Webhooks = snd
 	type got struct {
-		body          []byte
-		ts, sig, prev string
+		body                 []byte
+		ts, sig, prev, event string
 	}
 	posts := make(chan got, 4)
 	var status atomic.Int32
@@ -52,7 +52,7 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		posts <- got{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get("X-Qxtd-Signature"),
-			prev: req.Header.Get("X-Qxtd-Signature-Previous")}
+			prev: req.Header.Get("X-Qxtd-Signature-Previous"), event: req.Header.Get(webhook.EventHeader)}
 		w.WriteHeader(int(status.Load()))
 	}))
 	t.Cleanup(rcv.Close)
@@ -123,6 +123,25 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	var bt webhook.Batch
 	if err := json.Unmarshal(p.body, &bt); err != nil || len(bt.Receipts) != 1 || bt.Receipts[0].ID != webhook.TestReceiptID {
 		t.Errorf("test body %s", p.body)
+	}
+
+	if p.event != webhook.EventReceipt || tr.Kind != "receipt" {
+		t.Errorf("test receipt: %s %q, kind %q", webhook.EventHeader, p.event, tr.Kind)
+	}
+
+	// A test reply: to the URL named (no reply_url is set), signed, the
+	// reply webhook's body and event; a kind that is neither is refused.
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{Kind: "reply"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{URL: rcv.URL + "/mo", Kind: "mo"})
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{URL: rcv.URL + "/mo", Kind: "reply"}, &tr)
+	if !tr.Delivered || tr.Kind != "reply" || !tr.Signed || tr.Batched {
+		t.Fatalf("test reply: %+v", tr)
+	}
+	p = <-posts
+	var reply webhook.Reply
+	if err := json.Unmarshal(p.body, &reply); err != nil || reply.ID != webhook.TestReceiptID || reply.Text == "" || p.event != webhook.EventReply ||
+		!webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
+		t.Errorf("test reply: %s %q, body %s", webhook.EventHeader, p.event, p.body)
 	}
 
 	// An endpoint that refuses: reported, not an API error.

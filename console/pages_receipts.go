@@ -105,9 +105,11 @@ func (s *Server) newReceiptSecret(q *req) {
 func (s *Server) testReceipt(q *req) {
 	p := q.view(nil)
 	url := strings.TrimSpace(q.r.PostFormValue("url"))
+	kind := q.r.PostFormValue("kind")
 	p.Form.Set("url", url)
+	p.Form.Set("kind", kind)
 	var out api.ReceiptWebhookTest
-	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/test", api.ReceiptWebhookTestIn{URL: url}, &out); err != nil {
+	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/test", api.ReceiptWebhookTestIn{URL: url, Kind: kind}, &out); err != nil {
 		if isStatus(err, http.StatusForbidden) {
 			q.adminFail(err)
 			return

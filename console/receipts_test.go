@@ -110,6 +110,14 @@ func TestReceiptsPage(t *testing.T) {
 	if strings.Contains(a.Body, "含旧密钥签名") || p.prev != "" {
 		t.Errorf("the first secret: a previous signature %q", p.prev)
 	}
+	// A test reply goes to the reply URL, in the reply webhook's body.
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts/test", url.Values{"url": {""}, "kind": {"reply"}})
+	a.wantPage(t, `id="test-result"`, "推送成功", "<code>"+ep.URL+"/mo</code>", "用户回复（X-Qxtd-Event: reply）", `<option value="reply" selected>`)
+	p = <-posts
+	var reply webhook.Reply
+	if err := json.Unmarshal(p.body, &reply); err != nil || reply.ID != webhook.TestReceiptID || !webhook.Verify(secret, p.ts, p.body, p.sig) {
+		t.Errorf("test reply body %s", p.body)
+	}
 
 	// 更换密钥: the new one is shown once; the replaced one signs
 	// X-Qxtd-Signature-Previous for a day, which the page says.

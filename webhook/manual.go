@@ -9,7 +9,8 @@ import (
 )
 
 // What an admin does by hand (the self-service routes and the desk): a
-// test receipt, and posting the receipts that wait for a retry now.
+// test receipt or reply, and posting the receipts that wait for a retry
+// now.
 //
 // Test receipts: an enterprise admin checks an endpoint before receipts
 // depend on it (POST /v1/receipt-webhook/test, the console's 回执推送
@@ -122,6 +123,29 @@ func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, 
 	res.SignedPrevious = res.Signed && s.cfg.Previous(enterprise) != ""
 	res.Duration = time.Since(start)
 	s.log.Info("test receipt", "enterprise", enterprise, "url", url, "status", res.Status,
+		"duration", res.Duration, "err", res.Err)
+	return res, nil
+}
+
+// TestReply POSTs a sample reply (id TestReceiptID, "收到") to url as
+// enterprise's replies go (its secret, X-Qxtd-Event: reply), within the
+// limits of test receipts, which it shares; nothing is stored or retried.
+func (s *Sender) TestReply(ctx context.Context, enterprise, url string) (TestResult, error) {
+	start := time.Now()
+	if !s.manual.take(enterprise, start) {
+		return TestResult{}, ErrTestBusy
+	}
+	defer s.manual.done(enterprise)
+	body, err := json.Marshal(Reply{ID: TestReceiptID, From: "13800138000", To: "10657500000112", Extension: "12",
+		Text: "收到", ReceivedAt: start.UTC().Truncate(time.Second)})
+	if err != nil {
+		return TestResult{}, err
+	}
+	var res TestResult
+	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, EventReply, body)
+	res.SignedPrevious = res.Signed && s.cfg.Previous(enterprise) != ""
+	res.Duration = time.Since(start)
+	s.log.Info("test reply", "enterprise", enterprise, "url", url, "status", res.Status,
 		"duration", res.Duration, "err", res.Err)
 	return res, nil
 }

@@ -374,9 +374,14 @@ func (a *adminCLI) entReceiptSecret() *cobra.Command {
 // that a script can check an endpoint.
 func (a *adminCLI) entReceiptTest() *cobra.Command {
 	var url string
-	c := a.leaf("receipt-test CODE [--url U]", "Send one sample receipt to the enterprise's receipt webhook and print the answer", 1, 1,
+	var reply bool
+	c := a.leaf("receipt-test CODE [--url U] [--reply]", "Send one sample receipt (or reply) to the enterprise's webhook and print the answer", 1, 1,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
-			r, err := cl.TestReceipt(args[0], url)
+			kind := ""
+			if reply {
+				kind = "reply"
+			}
+			r, err := cl.TestReceipt(args[0], url, kind)
 			if err != nil {
 				return err
 			}
@@ -393,7 +398,8 @@ func (a *adminCLI) entReceiptTest() *cobra.Command {
 			fmt.Fprintf(c.OutOrStdout(), "%s: delivered, HTTP %d in %.1f ms (%s)\n", r.URL, r.Status, r.DurationMS, how)
 			return nil
 		})
-	c.Flags().StringVar(&url, "url", "", "the endpoint (default: the enterprise's receipt_url)")
+	c.Flags().StringVar(&url, "url", "", "the endpoint (default: the enterprise's receipt_url, or reply_url with --reply)")
+	c.Flags().BoolVar(&reply, "reply", false, "send a sample reply (MO) as the reply webhook POSTs one, not a receipt")
 	return c
 }
 

@@ -273,6 +273,14 @@ func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
 	if p := nextHookPost(t, posts); !strings.Contains(string(p.body), `"id":"0"`) {
 		t.Fatalf("the operator's test receipt: %s", p.body)
 	}
+	// And a test reply to a URL named (T1 has no reply_url): the reply
+	// webhook's body.
+	if code, out, errOut := admin("enterprise", "receipt-test", "T1", "--reply", "--url", rcv.URL+"/mo"); code != 0 || !strings.Contains(out, rcv.URL+"/mo: delivered, HTTP 200") {
+		t.Fatalf("receipt-test --reply: exit %d\n%s%s", code, out, errOut)
+	}
+	if p := nextHookPost(t, posts); !strings.Contains(string(p.body), `"from":"13800138000"`) || !strings.Contains(string(p.body), `"text":"收到"`) {
+		t.Fatalf("the operator's test reply: %s", p.body)
+	}
 	// The delivery is recorded after the POST's answer: poll for it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
