@@ -161,55 +161,70 @@ func (s *Store) DueHooksNext(enterprise string, now time.Time, limit int, skip f
 // whose POSTs carry several receipts of one URL reads only the receipts
 // of the POSTs it may start. take nil takes every one.
 func (s *Store) DueHooksWhile(enterprise string, now time.Time, limit int, skip func(id uint64) bool, take func(Hook) bool) (hs []Hook, next time.Time, err error) {
-	prefix := prefixKey(enterprise, nil)
-	end := timeNanos(now)
 	err = s.view(func(tx *bolt.Tx) error {
 		msgB := tx.Bucket(bucketMsg)
-		c := tx.Bucket(bucketHook).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) != 16 {
-				continue
-			}
-			due := int64(binary.BigEndian.Uint64(rest))
-			if due > end {
-				next = nanosTime(due)
-				break
-			}
-			id := binary.BigEndian.Uint64(rest[hookKeyIDOff:])
-			if skip != nil && skip(id) {
-				continue
-			}
+		next = walkDue(tx.Bucket(bucketHook), enterprise, now, skip, func(id uint64, due time.Time, attempts int) (stop bool) {
 			if limit > 0 && len(hs) >= limit {
-				next = now
-				break
+				return true
 			}
-			mv := msgB.Get(rest[hookKeyIDOff:])
+			mv := msgB.Get(msgKey(id))
 			if mv == nil {
 				s.reportDamaged(damagedKey("hook", id), "queue: hook key without message (run Check)", "enterprise", enterprise, "id", id)
-				continue
+				return false
 			}
 			m, err := DecodeMessage(mv)
 			if err != nil {
 				// One damaged record must not hold back the enterprise's
 				// other receipts: it stays due, reported, for Check.
 				s.reportDamaged(damagedKey("hook", id), "queue: hook of a message that does not decode (run Check)", "enterprise", enterprise, "id", id, "err", err)
-				continue
+				return false
 			}
-			a, _ := binary.Uvarint(v)
-			h := Hook{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), Msg: m}
+			h := Hook{Enterprise: enterprise, Due: due, Attempts: attempts, Msg: m}
 			if take != nil && !take(h) {
-				next = now
-				break
+				return true
 			}
 			hs = append(hs, h)
-		}
+			return false
+		})
 		return nil
 	})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("queue: due hooks: %w", err)
 	}
 	return hs, next, nil
+}
+
+// walkDue walks enterprise's keys of a bucket of webhooks to POST (the
+// receipts' hook, the replies' mohook: enterprise 0x00 due time (8 BE
+// ns) | id (8 BE) → attempts, uvarint) in due order up to now, leaving
+// out the ids skip names, and gives each to visit, which may stop the
+// walk. It returns when the enterprise's next webhook
+// not visited comes due: now if visit stopped the walk (there may be more
+// due), its due time if later than now, the zero time if there is none.
+func walkDue(b *bolt.Bucket, enterprise string, now time.Time, skip func(id uint64) bool,
+	visit func(id uint64, due time.Time, attempts int) (stop bool)) (next time.Time) {
+	prefix := prefixKey(enterprise, nil)
+	end := timeNanos(now)
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		rest := k[len(prefix):]
+		if len(rest) != 16 {
+			continue
+		}
+		due := int64(binary.BigEndian.Uint64(rest))
+		if due > end {
+			return nanosTime(due)
+		}
+		id := binary.BigEndian.Uint64(rest[hookKeyIDOff:])
+		if skip != nil && skip(id) {
+			continue
+		}
+		a, _ := binary.Uvarint(v)
+		if visit(id, nanosTime(due), int(a)) {
+			return now
+		}
+	}
+	return time.Time{}
 }
 
 // AckHook ends receipt webhook h: delivered, or given up. The message's

@@ -116,38 +116,21 @@ func (s *Store) ReplySummary(enterprise string, limit int) (HookSummary, error) 
 // later, the zero time if it has no other. An MO record that is missing
 // or does not decode is reported (for Check) and left where it is.
 func (s *Store) DueReplies(enterprise string, now time.Time, limit int, skip func(id uint64) bool) (rs []Reply, next time.Time, err error) {
-	prefix := prefixKey(enterprise, nil)
-	end := timeNanos(now)
 	err = s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
-		c := tx.Bucket(bucketMOHook).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			rest := k[len(prefix):]
-			if len(rest) != 16 {
-				continue
-			}
-			due := int64(binary.BigEndian.Uint64(rest))
-			if due > end {
-				next = nanosTime(due)
-				break
-			}
-			id := binary.BigEndian.Uint64(rest[8:])
-			if skip != nil && skip(id) {
-				continue
-			}
+		next = walkDue(tx.Bucket(bucketMOHook), enterprise, now, skip, func(id uint64, due time.Time, attempts int) (stop bool) {
 			if limit > 0 && len(rs) >= limit {
-				next = now
-				break
+				return true
 			}
-			m, err := decodeMO(rest[8:], moB.Get(rest[8:]))
+			m, err := decodeMO(msgKey(id), moB.Get(msgKey(id)))
 			if err != nil {
 				s.reportDamaged(damagedKey("mohook", id), "queue: reply webhook of an MO that does not read (run Check)",
 					"enterprise", enterprise, "id", id, "err", err)
-				continue
+				return false
 			}
-			a, _ := binary.Uvarint(v)
-			rs = append(rs, Reply{Enterprise: enterprise, Due: nanosTime(due), Attempts: int(a), MO: m})
-		}
+			rs = append(rs, Reply{Enterprise: enterprise, Due: due, Attempts: attempts, MO: m})
+			return false
+		})
 		return nil
 	})
 	if err != nil {
