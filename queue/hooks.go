@@ -194,6 +194,22 @@ func (s *Store) DueHooksWhile(enterprise string, now time.Time, limit int, skip 
 	return hs, next, nil
 }
 
+// retryDue moves webhook id of enterprise, due at due in b (the receipts'
+// hook or the replies' mohook), to next with one more failed attempt. A
+// key gone already (acknowledged meanwhile) is left alone.
+func retryDue(b *bolt.Bucket, enterprise string, due, next time.Time, id uint64) error {
+	key := hookKey(enterprise, due, id)
+	v := b.Get(key)
+	if v == nil {
+		return nil
+	}
+	a, _ := binary.Uvarint(v)
+	if err := b.Delete(key); err != nil {
+		return err
+	}
+	return b.Put(hookKey(enterprise, next, id), binary.AppendUvarint(nil, a+1))
+}
+
 // walkDue walks enterprise's keys of a bucket of webhooks to POST (the
 // receipts' hook, the replies' mohook: enterprise 0x00 due time (8 BE
 // ns) | id (8 BE) → attempts, uvarint) in due order up to now, leaving
@@ -289,16 +305,7 @@ func (s *Store) RetryHooks(ctx context.Context, hs []Hook, next []time.Time) err
 	}
 	err := s.exec(ctx, func(t *txn) error {
 		for i, h := range hs {
-			key := hookKey(h.Enterprise, h.Due, h.Msg.ID)
-			v := t.hook().Get(key)
-			if v == nil {
-				continue
-			}
-			a, _ := binary.Uvarint(v)
-			if err := t.hook().Delete(key); err != nil {
-				return err
-			}
-			if err := t.hook().Put(hookKey(h.Enterprise, next[i], h.Msg.ID), binary.AppendUvarint(nil, a+1)); err != nil {
+			if err := retryDue(t.hook(), h.Enterprise, h.Due, next[i], h.Msg.ID); err != nil {
 				return err
 			}
 		}

@@ -31,9 +31,9 @@ type Reply struct {
 	MO         *MO       // a copy
 }
 
+// replyKey is a mohook key: the receipts' hook key layout (hookKey).
 func replyKey(enterprise string, due time.Time, id uint64) []byte {
-	rest := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(max(timeNanos(due), 0)))
-	return prefixKey(enterprise, binary.BigEndian.AppendUint64(rest, id))
+	return hookKey(enterprise, due, id)
 }
 
 // wantsReply reports whether m is to be POSTed and is not yet done with:
@@ -194,16 +194,7 @@ func (s *Store) RetryReplies(ctx context.Context, rs []Reply, next []time.Time) 
 	err := s.exec(ctx, func(t *txn) error {
 		b := t.tx.Bucket(bucketMOHook)
 		for i, r := range rs {
-			key := replyKey(r.Enterprise, r.Due, r.MO.ID)
-			v := b.Get(key)
-			if v == nil {
-				continue
-			}
-			a, _ := binary.Uvarint(v)
-			if err := b.Delete(key); err != nil {
-				return err
-			}
-			if err := b.Put(replyKey(r.Enterprise, next[i], r.MO.ID), binary.AppendUvarint(nil, a+1)); err != nil {
+			if err := retryDue(b, r.Enterprise, r.Due, next[i], r.MO.ID); err != nil {
 				return err
 			}
 		}
