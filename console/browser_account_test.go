@@ -218,6 +218,7 @@ func TestBrowserReceipts(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
 	)
 	b.waitText("#ent-receipts", ep.URL+"/sms/receipts", false) // the login goes back to the page asked for
+	b.waitText("#ent-reply-url", ep.URL+"/sms/replies", false)
 	b.run("test the endpoint", chromedp.Click(chromedp.CSS(`#ent-receipt-test button`)))
 	b.waitText("#test-result", "推送成功", false)
 	select {
