@@ -657,6 +657,13 @@ func (c *Config) Validate() error {
 	if o := c.Webhooks.SecretOverlap; o <= 0 || o > maxSecretOverlap {
 		errs = append(errs, fmt.Errorf("webhooks.secret_overlap: %v is not in (0, %v]", o, maxSecretOverlap))
 	}
+	// Retention purges a reply (MO) whatever its reply webhook still owes
+	// (a finished message waits for its receipt's webhook: purgeable), so
+	// a shorter retention than the webhooks' retries would drop replies
+	// the endpoint has not taken yet.
+	if r := c.Store.Retention; r > 0 && c.Webhooks.MaxAge > 0 && r < c.Webhooks.MaxAge {
+		errs = append(errs, fmt.Errorf("store.retention: %v is less than webhooks.max_age (%v): replies (MO) still retried for their reply webhook would be purged", r, c.Webhooks.MaxAge))
+	}
 	if c.Webhooks.PerEnterprise > c.Webhooks.Workers {
 		errs = append(errs, fmt.Errorf("webhooks.per_enterprise: %d is more than webhooks.workers (%d)", c.Webhooks.PerEnterprise, c.Webhooks.Workers))
 	}

@@ -31,6 +31,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-negative-upstream-window.yaml": "upstreams[0].window: -5 must not be negative",
 		"invalid-negative-recording-slots.yaml": "upstreams[0].recording_slots: -1 must not be negative",
 		"invalid-negative-retention.yaml":       "store.retention: -1h0m0s must not be negative",
+		"invalid-retention-webhooks.yaml":       "store.retention: 12h0m0s is less than webhooks.max_age (24h0m0s)",
 		"invalid-commit-delay.yaml":             "store.commit_delay: 1s is more than 100ms",
 		"invalid-record-delay.yaml":             "store.record_delay: 1s is more than 100ms",
 		"invalid-max-orphans.yaml":              "store.max_orphans: 0 must be positive",
