@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -282,5 +283,112 @@ func TestHTTPEvictsIdle(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// h2Client is an HTTP/2 client whose connections come from src: each
+// connection it dials is sent on conns, so the test knows its address.
+func (r *limitRig) h2Client(src string, conns chan<- net.Conn) *http.Client {
+	cfg := r.tls.Clone()
+	cfg.NextProtos = []string{"h2"}
+	tr := &http.Transport{
+		ForceAttemptHTTP2: true,
+		TLSClientConfig:   cfg,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil {
+				conns <- c
+			}
+			return c, err
+		},
+	}
+	r.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// TestHTTPEvictsIdleHTTP2: over HTTP/2 (what browsers and most HTTP
+// libraries speak to an HTTPS listener) a connection between requests is
+// idle and may be closed for a newcomer, and one with a stream in flight
+// is not, however long it has been open: the server reports HTTP/2's
+// connection states as HTTP/1.1's, and the listener goes by them.
+func TestHTTPEvictsIdleHTTP2(t *testing.T) {
+	t.Parallel()
+	r := newLimitRig(t, 2, 2, 8, true)
+	busyConns, idleConns := make(chan net.Conn, 4), make(chan net.Conn, 4)
+	busy, idle := r.h2Client("127.0.6.1", busyConns), r.h2Client("127.0.7.1", idleConns)
+	url := "https://" + r.addr
+
+	busyStatus := make(chan int, 1)
+	go func() {
+		resp, err := busy.Get(url + "/block")
+		if err != nil {
+			busyStatus <- 0
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			busyStatus <- -resp.ProtoMajor
+			return
+		}
+		busyStatus <- resp.StatusCode
+	}()
+	select {
+	case <-r.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the /block request never started")
+	}
+	busyConn := <-busyConns
+
+	resp, err := idle.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("idle client: %d over HTTP/%d, want 200 over HTTP/2", resp.StatusCode, resp.ProtoMajor)
+	}
+	idleConn := <-idleConns
+	r.waitState(idleConn.LocalAddr(), http.StateIdle)
+
+	// Both slots taken; past the grace the newcomer is served, and the
+	// connection closed for it is the idle HTTP/2 one.
+	r.advance(idleGrace)
+	c, err := r.dial("127.0.9.1")
+	if err != nil {
+		t.Fatalf("newcomer: %v", err)
+	}
+	if got := get(t, c, "/", true); got != http.StatusOK {
+		t.Fatalf("newcomer: %d, want 200", got)
+	}
+	r.waitState(idleConn.LocalAddr(), http.StateClosed)
+	r.waitState(c.LocalAddr(), http.StateIdle)
+
+	// The stream in flight keeps its connection: the next newcomer, the
+	// other connection idle within the grace, is refused.
+	if c2, err := r.dial("127.0.9.2"); err == nil {
+		t.Fatalf("second newcomer served (%v) while the only other connection has a stream in flight", c2.LocalAddr())
+	}
+	close(r.release)
+	select {
+	case got := <-busyStatus:
+		if got != http.StatusOK {
+			t.Fatalf("the stream in flight: %d, want 200 over HTTP/2 (negative: the HTTP major version instead)", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream in flight was never answered")
+	}
+	r.mu.Lock()
+	busyStates := r.states[busyConn.LocalAddr().String()]
+	r.mu.Unlock()
+	for _, st := range busyStates {
+		if st == http.StateClosed {
+			t.Fatalf("the connection with a stream in flight was closed (states %v)", busyStates)
+		}
+	}
+	if got := testutil.ToFloat64(r.l.m.refused.WithLabelValues(capEvictedIdle)); got != 1 {
+		t.Errorf("evicted_idle %v, want 1", got)
 	}
 }
