@@ -33,6 +33,9 @@ type NewEnterprise struct {
 	// ReceiptBatch is how many receipts one POST may carry: 0 or 1, one
 	// a POST (the body one receipt); 2–1000, {"receipts": [...]}.
 	ReceiptBatch int `json:"receipt_batch,omitempty"`
+	// ReplyBatch is how many replies one POST to reply_url may carry: 0
+	// or 1, one a POST (the body one reply); 2–1000, {"replies": [...]}.
+	ReplyBatch int `json:"reply_batch,omitempty"`
 	// ServiceNumber (接入号) is the source of the enterprise's messages;
 	// "" = none (sources relayed as given). ExtLen: extension digits.
 	ServiceNumber string `json:"service_number,omitempty"`
@@ -57,6 +60,8 @@ type EnterprisePatch struct {
 	ReplyURL    *string `json:"reply_url,omitempty"`   // "" removes it
 	// ReceiptBatch: 0 or 1, one receipt a POST again.
 	ReceiptBatch *int `json:"receipt_batch,omitempty"`
+	// ReplyBatch: 0 or 1, one reply a POST again.
+	ReplyBatch *int `json:"reply_batch,omitempty"`
 	// ServiceNumber "" removes it (and needs ext_len 0).
 	ServiceNumber *string `json:"service_number,omitempty"`
 	ExtLen        *int    `json:"ext_len,omitempty"`
@@ -65,7 +70,7 @@ type EnterprisePatch struct {
 func (p *EnterprisePatch) empty() bool {
 	return p.Name == nil && p.Signature == nil && p.Package == nil && p.National == nil && p.OffNet == nil &&
 		p.CapYuan == nil && p.NoOverage == nil && p.TPS == nil && p.Disabled == nil && p.NoWhitelist == nil &&
-		p.MaxUsers == nil && p.ReceiptURL == nil && p.ReplyURL == nil && p.ReceiptBatch == nil && p.ServiceNumber == nil && p.ExtLen == nil
+		p.MaxUsers == nil && p.ReceiptURL == nil && p.ReplyURL == nil && p.ReceiptBatch == nil && p.ReplyBatch == nil && p.ServiceNumber == nil && p.ExtLen == nil
 }
 
 // Enterprise is an enterprise as the API shows it.
@@ -89,6 +94,9 @@ type Enterprise struct {
 	// ReceiptBatch is how many receipts one POST may carry (1: one, the
 	// body a receipt; more: {"receipts": [...]}).
 	ReceiptBatch int `json:"receipt_batch"`
+	// ReplyBatch is how many replies one POST may carry (1: one, the
+	// body a reply; more: {"replies": [...]}).
+	ReplyBatch int `json:"reply_batch"`
 	// ServiceNumber (接入号, "" = none) and ExtLen: see NewEnterprise.
 	ServiceNumber string    `json:"service_number"`
 	ExtLen        int       `json:"ext_len"`
@@ -101,6 +109,7 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 		National: e.National, OffNet: e.OffNet, CapFen: e.CapFen, CapYuan: policy.FormatFen(e.CapFen),
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
 		ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptSig: e.Receipt.Secret != "", ReceiptBatch: max(e.Receipt.Batch, 1),
+		ReplyBatch:    max(e.Receipt.ReplyBatch, 1),
 		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
 }
 
@@ -156,7 +165,7 @@ func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 	e, err := s.cfg.Policy.CreateEnterprise(a, policy.Enterprise{Code: in.Code, Name: in.Name,
 		Signature: in.Signature, Package: in.Package, National: in.National, OffNet: in.OffNet,
 		CapFen: capFen, NoOverage: in.NoOverage, TPS: in.TPS, NoWhitelist: in.NoWhitelist, MaxUsers: in.MaxUsers,
-		Receipt: policy.ReceiptHook{URL: in.ReceiptURL, ReplyURL: in.ReplyURL, Batch: in.ReceiptBatch}, ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
+		Receipt: policy.ReceiptHook{URL: in.ReceiptURL, ReplyURL: in.ReplyURL, Batch: in.ReceiptBatch, ReplyBatch: in.ReplyBatch}, ServiceNumber: in.ServiceNumber, ExtLen: in.ExtLen})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -255,6 +264,7 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		set(&e.Receipt.URL, in.ReceiptURL)
 		set(&e.Receipt.ReplyURL, in.ReplyURL)
 		set(&e.Receipt.Batch, in.ReceiptBatch)
+		set(&e.Receipt.ReplyBatch, in.ReplyBatch)
 		set(&e.ServiceNumber, in.ServiceNumber)
 		set(&e.ExtLen, in.ExtLen)
 		return nil

@@ -24,9 +24,11 @@ import (
 type ReceiptWebhook struct {
 	ReceiptURL string `json:"receipt_url"` // "" = none: a send's receipts are pushed only to a receipt_url it names
 	// ReplyURL is where the enterprise's replies (MO) are POSTed, one a
-	// POST, signed with the same secret (webhook.Reply); "" = none.
+	// POST (webhook.Reply) or up to ReplyBatch, signed with the same
+	// secret; "" = none.
 	ReplyURL     string `json:"reply_url"`
 	ReceiptBatch int    `json:"receipt_batch"` // receipts a POST: 0 or 1, one (the body the receipt); more, {"receipts": [...]}
+	ReplyBatch   int    `json:"reply_batch"`   // replies a POST: 0 or 1, one (the body the reply); more, {"replies": [...]}
 	Signed       bool   `json:"signed"`        // a secret is set: POSTs carry X-Qxtd-Signature
 	// PreviousUntil: a rotated-out secret still signs, into
 	// X-Qxtd-Signature-Previous, until then.
@@ -76,10 +78,14 @@ type NodeReceiptStatus struct {
 
 // ReceiptPost is how one POST of receipts, or of a reply, ended.
 type ReceiptPost struct {
-	At        time.Time `json:"at"`
-	URL       string    `json:"url"`
-	Receipts  int       `json:"receipts,omitempty"` // the receipts it carried; absent in a reply's POST (one reply each)
-	Delivered bool      `json:"delivered"`
+	At       time.Time `json:"at"`
+	URL      string    `json:"url"`
+	Receipts int       `json:"receipts,omitempty"` // the receipts it carried; absent in a reply's POST
+	// Replies is how many replies a reply's POST carried (more than one
+	// with reply_batch); absent in a receipts' POST, and in a reply's
+	// from before reply batches (one).
+	Replies   int  `json:"replies,omitempty"`
+	Delivered bool `json:"delivered"`
 	// Status is the endpoint's HTTP status, absent if none came (a
 	// timeout, a refused connection or address).
 	Status     int     `json:"status,omitempty"`
@@ -101,8 +107,12 @@ func timeOrNil(t time.Time) *time.Time {
 
 // ReceiptPostOf is what the API shows of a POST's outcome.
 func ReceiptPostOf(o webhook.Outcome) ReceiptPost {
-	return ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Status: o.Status,
+	p := ReceiptPost{At: o.At, URL: o.URL, Receipts: o.Receipts, Delivered: o.Delivered, Status: o.Status,
 		DurationMS: float64(o.Duration.Microseconds()) / 1000, Error: o.Err, FailingSince: timeOrNil(o.FailingSince)}
+	if o.Reply {
+		p.Receipts, p.Replies = 0, o.Receipts
+	}
+	return p
 }
 
 // localReceiptStatus is enterprise code's part of its ReceiptStatus on
@@ -150,6 +160,7 @@ type ReceiptWebhookPatch struct {
 	ReceiptURL   *string `json:"receipt_url,omitempty"` // "" removes it
 	ReplyURL     *string `json:"reply_url,omitempty"`   // "" removes it
 	ReceiptBatch *int    `json:"receipt_batch,omitempty"`
+	ReplyBatch   *int    `json:"reply_batch,omitempty"`
 }
 
 // ReceiptWebhookSecret is the answer of POST /v1/receipt-webhook/secret:
@@ -183,12 +194,12 @@ type ReceiptWebhookTest struct {
 	// SignedPrevious: it carried X-Qxtd-Signature-Previous too (a
 	// rotated-out secret still signs).
 	SignedPrevious bool   `json:"signed_previous"`
-	Batched        bool   `json:"batched"`         // the body was {"receipts": [one]}
+	Batched        bool   `json:"batched"`         // the body was {"receipts": [one]} ({"replies": [one]} for a reply)
 	Error          string `json:"error,omitempty"` // why it was not delivered
 }
 
 func (s *Server) receiptWebhookOf(ctx context.Context, e *policy.Enterprise) ReceiptWebhook {
-	out := ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptBatch: e.Receipt.Batch, Signed: e.Receipt.Secret != "",
+	out := ReceiptWebhook{ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptBatch: e.Receipt.Batch, ReplyBatch: e.Receipt.ReplyBatch, Signed: e.Receipt.Secret != "",
 		PreviousUntil: e.Receipt.PreviousSigns(time.Now())}
 	out.Status, out.ReplyStatus = s.hookStatus(ctx, e.Code)
 	return out
@@ -208,8 +219,8 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 	if !decodeBody(w, r, &in) {
 		return
 	}
-	if in.ReceiptURL == nil && in.ReplyURL == nil && in.ReceiptBatch == nil {
-		writeErr(w, invalidf("nothing to change: give receipt_url, reply_url or receipt_batch"))
+	if in.ReceiptURL == nil && in.ReplyURL == nil && in.ReceiptBatch == nil && in.ReplyBatch == nil {
+		writeErr(w, invalidf("nothing to change: give receipt_url, reply_url, receipt_batch or reply_batch"))
 		return
 	}
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
@@ -222,6 +233,9 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 		if in.ReceiptBatch != nil {
 			h.Batch = *in.ReceiptBatch
 		}
+		if in.ReplyBatch != nil {
+			h.ReplyBatch = *in.ReplyBatch
+		}
 		return nil
 	})
 	if err != nil {
@@ -229,7 +243,7 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 		return
 	}
 	s.log.Info("receipt webhook changed", "enterprise", e.Code, "by", c.user.SystemID,
-		"receipt_url", e.Receipt.URL, "reply_url", e.Receipt.ReplyURL, "receipt_batch", e.Receipt.Batch)
+		"receipt_url", e.Receipt.URL, "reply_url", e.Receipt.ReplyURL, "receipt_batch", e.Receipt.Batch, "reply_batch", e.Receipt.ReplyBatch)
 	writeJSON(w, http.StatusOK, s.receiptWebhookOf(r.Context(), e))
 }
 

@@ -37,6 +37,10 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 		Batch: func(code string) int {
 			e, _ := r.pol.Lookup(code)
 			return e.Receipt.Batch
+		},
+		ReplyBatch: func(code string) int {
+			e, _ := r.pol.Lookup(code)
+			return e.Receipt.ReplyBatch
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +146,20 @@ func TestReceiptWebhookSelfService(t *testing.T) {
 	if err := json.Unmarshal(p.body, &reply); err != nil || reply.ID != webhook.TestReceiptID || reply.Text == "" || p.event != webhook.EventReply ||
 		!webhook.Verify(sec.Secret, p.ts, p.body, p.sig) {
 		t.Errorf("test reply: %s %q, body %s", webhook.EventHeader, p.event, p.body)
+	}
+	// With a reply_batch, the test reply is shaped as the replies are: a
+	// batch of one.
+	ten := 10
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyBatch: &ten}, &rw)
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/test", amy, ReceiptWebhookTestIn{URL: rcv.URL + "/mo", Kind: "reply"}, &tr)
+	if !tr.Delivered || tr.Kind != "reply" || !tr.Batched {
+		t.Fatalf("test reply with reply_batch 10: %+v", tr)
+	}
+	p = <-posts
+	var replies webhook.ReplyBatch
+	if err := json.Unmarshal(p.body, &replies); err != nil || len(replies.Replies) != 1 || replies.Replies[0].ID != webhook.TestReceiptID ||
+		p.event != webhook.EventReply {
+		t.Errorf("test reply with reply_batch 10: %s %q, body %s", webhook.EventHeader, p.event, p.body)
 	}
 
 	// An endpoint that refuses: reported, not an API error.

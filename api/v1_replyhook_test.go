@@ -65,6 +65,42 @@ func TestReplyURLSelfService(t *testing.T) {
 	}
 }
 
+// TestReplyBatchSelfService: reply_batch is set by the enterprise's admins
+// (PATCH /v1/receipt-webhook) and by the operator, read back by members
+// and the operator, 0 or 1 is one a POST, and outside 0–1000 refused.
+func TestReplyBatchSelfService(t *testing.T) {
+	r := newUserRig(t)
+	alice, amy := r.keys["alice"], r.keys["amy"]
+	n := 50
+	r.wantError(http.StatusForbidden, "forbidden", "PATCH", "/v1/receipt-webhook", alice, ReceiptWebhookPatch{ReplyBatch: &n})
+	var rw ReceiptWebhook
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyBatch: &n}, &rw)
+	if rw.ReplyBatch != 50 || rw.ReceiptBatch != 0 {
+		t.Fatalf("after PATCH reply_batch: %+v", rw)
+	}
+	r.must(http.StatusOK, "GET", "/v1/receipt-webhook", alice, nil, &rw)
+	if e, _ := r.pol.Lookup("A"); rw.ReplyBatch != 50 || e.Receipt.ReplyBatch != 50 || e.Receipt.Batch != 0 {
+		t.Fatalf("a member reads %+v; stored %+v", rw, e.Receipt)
+	}
+	for _, bad := range []int{-1, 1001} {
+		r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/receipt-webhook", amy, ReceiptWebhookPatch{ReplyBatch: &bad})
+	}
+	r.srv.cfg.AdminToken = adminToken
+	var d EnterpriseDetail
+	r.must(http.StatusOK, "GET", "/admin/v1/enterprises/A", adminToken, nil, &d)
+	if d.Enterprise.ReplyBatch != 50 || d.Enterprise.ReceiptBatch != 1 {
+		t.Fatalf("the operator reads %+v", d.Enterprise)
+	}
+	var e Enterprise
+	zero := 0
+	r.must(http.StatusOK, "PATCH", "/admin/v1/enterprises/A", adminToken, EnterprisePatch{ReplyBatch: &zero}, &e)
+	if e.ReplyBatch != 1 {
+		t.Fatalf("after the operator's reply_batch 0: %+v, want 1 (one a POST)", e)
+	}
+	big := 1001
+	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/admin/v1/enterprises/A", adminToken, EnterprisePatch{ReplyBatch: &big})
+}
+
 // TestReplyBodyIsInboxEntry: the body of a reply webhook has the fields
 // of the reply's inbox entry, with the same values, "forwarded" aside.
 func TestReplyBodyIsInboxEntry(t *testing.T) {

@@ -46,6 +46,7 @@ type PeerHookPost struct {
 	At         time.Time `json:"at"`
 	URL        string    `json:"url"`
 	Receipts   int       `json:"receipts"`
+	Replies    int       `json:"replies,omitempty"` // a reply's POST: the replies it carried (absent from an older node: one)
 	Delivered  bool      `json:"delivered"`
 	Status     int       `json:"status,omitempty"` // the endpoint's HTTP status, 0 if none came
 	DurationMS float64   `json:"duration_ms"`

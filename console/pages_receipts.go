@@ -35,6 +35,9 @@ type receiptsData struct {
 // Batch is the batch as the page shows it: 1 for one a POST.
 func (d *receiptsData) Batch() int { return max(d.Hook.ReceiptBatch, 1) }
 
+// ReplyBatch is the replies' batch as the page shows it: 1 for one a POST.
+func (d *receiptsData) ReplyBatch() int { return max(d.Hook.ReplyBatch, 1) }
+
 // FirstDue is when the earliest pending receipt was due (zero: none).
 func (d *receiptsData) FirstDue() time.Time {
 	if d.Hook.Status.FirstDueAt == nil {
@@ -60,26 +63,21 @@ func (s *Server) saveReceipts(q *req) {
 	p := q.view(nil)
 	url := strings.TrimSpace(q.r.PostFormValue("receipt_url"))
 	replyURL := strings.TrimSpace(q.r.PostFormValue("reply_url"))
-	batchText := strings.TrimSpace(q.r.PostFormValue("receipt_batch"))
 	p.Form.Set("receipt_url", url)
 	p.Form.Set("reply_url", replyURL)
-	p.Form.Set("receipt_batch", batchText)
-	batch, err := strconv.Atoi(batchText)
-	if batchText == "" {
-		batch, err = 1, nil
-	}
-	if err != nil || batch < 1 || batch > 1000 {
-		p.Errors["receipt_batch"] = "每次推送条数须为 1 到 1000 的整数。"
+	batch, ok := batchField(p, q, "receipt_batch", "每次推送条数须为 1 到 1000 的整数。")
+	replyBatch, rok := batchField(p, q, "reply_batch", "每次推送回复条数须为 1 到 1000 的整数。")
+	if !ok || !rok {
 		s.receiptsView(q, p, http.StatusBadRequest, &receiptsData{})
 		return
 	}
-	in := api.ReceiptWebhookPatch{ReceiptURL: &url, ReplyURL: &replyURL, ReceiptBatch: &batch}
+	in := api.ReceiptWebhookPatch{ReceiptURL: &url, ReplyURL: &replyURL, ReceiptBatch: &batch, ReplyBatch: &replyBatch}
 	if err := s.call(q.r, http.MethodPatch, "/v1/receipt-webhook", in, nil); err != nil {
 		if isStatus(err, http.StatusForbidden) {
 			q.adminFail(err)
 			return
 		}
-		code, ok := q.fieldErr(p, err, "receipt_url", "reply_url", "receipt_batch")
+		code, ok := q.fieldErr(p, err, "receipt_url", "reply_url", "receipt_batch", "reply_batch")
 		if !ok {
 			return
 		}
@@ -91,6 +89,23 @@ func (s *Server) saveReceipts(q *req) {
 		notice = "已清除推送地址：HTTP 接口发送的短信不再推送回执（请求中指定了 receipt_url 的除外）。"
 	}
 	q.redirect("/enterprise/receipts", notice)
+}
+
+// batchField reads a batch size field of the form (empty: 1), keeping
+// what was typed for the page; a value outside 1–1000 sets the field's
+// error msg.
+func batchField(p *page, q *req, name, msg string) (int, bool) {
+	text := strings.TrimSpace(q.r.PostFormValue(name))
+	p.Form.Set(name, text)
+	if text == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(text)
+	if err != nil || n < 1 || n > 1000 {
+		p.Errors[name] = msg
+		return 0, false
+	}
+	return n, true
 }
 
 func (s *Server) newReceiptSecret(q *req) {

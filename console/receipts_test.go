@@ -54,15 +54,26 @@ func TestReceiptsPage(t *testing.T) {
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送", `href="/enterprise/receipts" class="on"`, "未设置", `id="receipt-form"`)
 
-	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {ep.URL + "/mo"}, "receipt_batch": {"5"}})
+	a := amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {ep.URL + "/mo"},
+		"receipt_batch": {"5"}, "reply_batch": {"20"}})
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/receipts" {
 		t.Fatalf("save: %d %s %s", a.Status, a.Location, a.Body)
 	}
 	amy.get("/enterprise/receipts").wantPage(t, "回执推送设置已保存", "<code>"+ep.URL+"/sms</code>", "最多 5 条", "未设置密钥",
 		`id="receipt-pending">0 条`, `id="receipt-last">尚无`, `id="reply-url"><code>`+ep.URL+"/mo</code>",
+		`id="reply-batch">最多 20 条（批量格式）`, `name="reply_batch" type="number" min="1" max="1000" value="20"`,
 		`id="reply-pending">0 条</dd>`, `id="reply-last">尚无`)
-	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 || e.Receipt.ReplyURL != ep.URL+"/mo" {
+	if e, _ := r.pol.Lookup("A"); e.Receipt.URL != ep.URL+"/sms" || e.Receipt.Batch != 5 || e.Receipt.ReplyURL != ep.URL+"/mo" || e.Receipt.ReplyBatch != 20 {
 		t.Fatalf("stored %+v", e.Receipt)
+	}
+	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {ep.URL + "/mo"},
+		"receipt_batch": {"5"}, "reply_batch": {"1001"}})
+	if a.Status != http.StatusBadRequest || !regexp.MustCompile(`(?s)name="reply_batch".*每次推送回复条数须为 1 到 1000 的整数`).MatchString(a.Body) ||
+		!strings.Contains(a.Body, `name="reply_batch" type="number" min="1" max="1000" value="1001"`) {
+		t.Fatalf("reply batch 1001: %d, no error next to its field or not kept\n%s", a.Status, a.Body)
+	}
+	if e, _ := r.pol.Lookup("A"); e.Receipt.ReplyBatch != 20 {
+		t.Fatalf("a refused reply_batch changed the stored one: %+v", e.Receipt)
 	}
 	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {ep.URL + "/sms"}, "reply_url": {"mailto:x@example.com"}, "receipt_batch": {"5"}})
 	if a.Status != http.StatusBadRequest || !regexp.MustCompile(`(?s)name="reply_url".*<span class="ferr"`).MatchString(a.Body) || !strings.Contains(a.Body, `value="mailto:x@example.com"`) {

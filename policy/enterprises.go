@@ -141,6 +141,9 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 	if e.Receipt.Batch < 0 || e.Receipt.Batch > MaxReceiptBatch {
 		return invalid("enterprise %s: receipt_batch %d: 0 (one receipt a POST)–%d", e.Code, e.Receipt.Batch, MaxReceiptBatch)
 	}
+	if e.Receipt.ReplyBatch < 0 || e.Receipt.ReplyBatch > MaxReceiptBatch {
+		return invalid("enterprise %s: reply_batch %d: 0 (one reply a POST)–%d", e.Code, e.Receipt.ReplyBatch, MaxReceiptBatch)
+	}
 	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
 		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
 	}

@@ -13,7 +13,8 @@ import (
 type ReceiptHook struct {
 	URL string `json:"url,omitempty"`
 	// ReplyURL is where the enterprise's replies (MO) are POSTed, one a
-	// POST, signed with the same secret (reply_url; package webhook).
+	// POST or ReplyBatch a POST, signed with the same secret (reply_url;
+	// package webhook).
 	// Empty: replies are not pushed (SMPP receivers and GET /v1/inbox).
 	ReplyURL string `json:"reply_url,omitempty"`
 	Secret   string `json:"secret,omitempty"` // never shown after it was generated
@@ -22,6 +23,10 @@ type ReceiptHook struct {
 	// MaxReceiptBatch, a {"receipts": [...]} of those due at once for the
 	// same URL.
 	Batch int `json:"batch,omitempty"`
+	// ReplyBatch is how many replies one POST to ReplyURL may carry
+	// (reply_batch): 0 or 1, one a POST (the body one reply); more, up
+	// to MaxReceiptBatch, a {"replies": [...]} of those due at once.
+	ReplyBatch int `json:"reply_batch,omitempty"`
 	// Previous is the secret a rotation replaced; it still signs, in a
 	// header of its own (X-Qxtd-Signature-Previous), until PreviousUntil,
 	// so that a receiver can switch to the new secret without refusing
@@ -73,7 +78,8 @@ func (h ReceiptHook) PreviousSigns(now time.Time) *time.Time {
 // MaxReceiptURL is the longest receipt_url accepted (bytes).
 const MaxReceiptURL = 2048
 
-// MaxReceiptBatch is the largest receipt_batch accepted (webhook.MaxBatch).
+// MaxReceiptBatch is the largest receipt_batch, and reply_batch,
+// accepted (webhook.MaxBatch).
 const MaxReceiptBatch = 1000
 
 // CheckReceiptURL checks a receipt_url: an absolute http or https URL with

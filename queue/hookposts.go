@@ -31,7 +31,7 @@ type HookPost struct {
 	At        time.Time // when it started
 	URL       string
 	Reply     bool          // a POST of a reply (MO), not of receipts
-	Receipts  int           // the receipts it carried; 0 for a reply
+	Receipts  int           // the receipts it carried; for a reply's POST the replies (0: one, saved before reply batches)
 	Delivered bool          // a 2xx came
 	Status    int           // the endpoint's HTTP status, 0 if none came
 	Duration  time.Duration // from the start to the answer or the failure

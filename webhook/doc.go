@@ -9,8 +9,9 @@
 // receipts come faster than POSTs one at a time would deliver them.
 //
 // The Sender pushes replies (MO) too: an MO stored with a reply_url
-// (queue/moreplies.go) is POSTed as one JSON Reply, signed and retried as
-// a receipt is, within the same bounds (replies.go).
+// (queue/moreplies.go) is POSTed as one JSON Reply (or, with the
+// enterprise's reply_batch above 1, a ReplyBatch of those due at once),
+// signed and retried as a receipt is, within the same bounds (replies.go).
 //
 // # Basics
 //

@@ -128,20 +128,28 @@ func (s *Sender) Test(ctx context.Context, enterprise, url string) (TestResult, 
 }
 
 // TestReply POSTs a sample reply (id TestReceiptID, "收到") to url as
-// enterprise's replies go (its secret, X-Qxtd-Event: reply), within the
-// limits of test receipts, which it shares; nothing is stored or retried.
+// enterprise's replies go (its secret, X-Qxtd-Event: reply, a ReplyBatch
+// of one when its reply_batch is above 1), within the limits of test
+// receipts, which it shares; nothing is stored or retried.
 func (s *Sender) TestReply(ctx context.Context, enterprise, url string) (TestResult, error) {
 	start := time.Now()
 	if !s.manual.take(enterprise, start) {
 		return TestResult{}, ErrTestBusy
 	}
 	defer s.manual.done(enterprise)
-	body, err := json.Marshal(Reply{ID: TestReceiptID, From: "13800138000", To: "10657500000112", Extension: "12",
-		Text: "收到", ReceivedAt: start.UTC().Truncate(time.Second)})
+	rp := Reply{ID: TestReceiptID, From: "13800138000", To: "10657500000112", Extension: "12",
+		Text: "收到", ReceivedAt: start.UTC().Truncate(time.Second)}
+	res := TestResult{Batched: s.cfg.ReplyBatch(enterprise) > 1}
+	var body []byte
+	var err error
+	if res.Batched {
+		body, err = json.Marshal(ReplyBatch{Replies: []Reply{rp}})
+	} else {
+		body, err = json.Marshal(rp)
+	}
 	if err != nil {
 		return TestResult{}, err
 	}
-	var res TestResult
 	res.Status, res.Signed, res.Err = s.postBody(ctx, url, enterprise, EventReply, body)
 	res.SignedPrevious = res.Signed && s.cfg.Previous(enterprise) != ""
 	res.Duration = time.Since(start)

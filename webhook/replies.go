@@ -42,6 +42,13 @@ type Reply struct {
 	ReceivedAt time.Time `json:"received_at"` // when qxtd received it from the SMSC
 }
 
+// ReplyBatch is the JSON body of a POST to an enterprise that takes
+// replies in batches (its reply_batch above 1): up to that many replies
+// due at once, at least one.
+type ReplyBatch struct {
+	Replies []Reply `json:"replies"`
+}
+
 // ReplyOf builds the body of MO m's reply webhook.
 func ReplyOf(m *queue.MO) Reply {
 	return Reply{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
@@ -198,7 +205,11 @@ func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, 
 			s.mu.Unlock()
 			continue
 		}
-		rs, next, err := s.cfg.Store.DueReplies(e, now, room, func(id uint64) bool {
+		// A POST carries up to batch replies (all go to the enterprise's
+		// one reply_url) and takes one slot however many: read at most
+		// room POSTs' worth, and at most maxRead replies.
+		batch := min(max(s.cfg.ReplyBatch(e), 1), MaxBatch)
+		rs, next, err := s.cfg.Store.DueReplies(e, now, min(room*batch, max(room, maxRead)), func(id uint64) bool {
 			_, busy := r.inflight[id]
 			return busy
 		})
@@ -215,7 +226,7 @@ func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, 
 		} else {
 			r.due[e] = next
 		}
-		for _, rp := range rs {
+		for post := range slices.Chunk(rs, batch) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -233,10 +244,12 @@ func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				handed := s.deliverReply(ctx, rp, acks)
+				handed := s.deliverReplies(ctx, post, batch > 1, acks)
 				s.mu.Lock()
 				if !handed {
-					delete(r.inflight, rp.MO.ID)
+					for _, rp := range post {
+						delete(r.inflight, rp.MO.ID)
+					}
 				}
 				if s.perEnt[e]--; s.perEnt[e] <= 0 {
 					delete(s.perEnt, e)
@@ -264,14 +277,16 @@ func (s *Sender) releaseReplies(rs []queue.Reply) {
 // errNoReplyURL gives up a reply whose enterprise removed its reply_url.
 var errNoReplyURL = errors.New("webhook: the enterprise has no reply_url any more")
 
-// deliverReply POSTs reply rp and records the outcome: a delivery through
-// the acker (handed), a retry or give-up here. A POST under way is
-// finished even if the sender is stopping, as a receipt's is.
-func (s *Sender) deliverReply(ctx context.Context, rp queue.Reply, acks chan<- queue.Reply) (handed bool) {
+// deliverReplies POSTs replies rps (one, or a ReplyBatch of them when
+// batched) and records the outcome: a delivery of them all through the
+// acker (handed), else each reply's own retry or give-up here. A POST
+// under way is finished even if the sender is stopping, as a receipt's is.
+func (s *Sender) deliverReplies(ctx context.Context, rps []queue.Reply, batched bool, acks chan<- queue.Reply) (handed bool) {
 	wctx := context.WithoutCancel(ctx)
-	url := rp.MO.ReplyURL
+	e := rps[0].Enterprise
+	url := rps[0].MO.ReplyURL
 	if s.cfg.ReplyURL != nil {
-		url = s.cfg.ReplyURL(rp.Enterprise)
+		url = s.cfg.ReplyURL(e)
 	}
 	var err error
 	if url == "" {
@@ -280,37 +295,64 @@ func (s *Sender) deliverReply(ctx context.Context, rp queue.Reply, acks chan<- q
 		var body []byte
 		var status int
 		start := time.Now()
-		if body, err = json.Marshal(ReplyOf(rp.MO)); err == nil {
-			status, _, err = s.postBody(wctx, url, rp.Enterprise, EventReply, body)
+		if batched {
+			b := ReplyBatch{Replies: make([]Reply, len(rps))}
+			for i, rp := range rps {
+				b.Replies[i] = ReplyOf(rp.MO)
+			}
+			body, err = json.Marshal(b)
+		} else {
+			body, err = json.Marshal(ReplyOf(rps[0].MO))
+		}
+		if err == nil {
+			status, _, err = s.postBody(wctx, url, e, EventReply, body)
 		}
 		if err != nil && ctx.Err() != nil {
 			return false // stopping: due again at the next start, no failure counted
 		}
-		s.posts.add(rp.Enterprise, Outcome{At: start, URL: url, Reply: true, Delivered: err == nil,
+		s.posts.add(e, Outcome{At: start, URL: url, Reply: true, Delivered: err == nil, Receipts: len(rps),
 			Status: status, Duration: time.Since(start)}, err)
 	}
 	if err == nil {
-		acks <- rp // never blocks for long: the acker drains, and Run closes acks after every POST returned
+		for _, rp := range rps {
+			acks <- rp // never blocks for long: the acker drains, and Run closes acks after every POST returned
+		}
 		return true
 	}
+	// Each reply of a failed POST backs off on its own attempts, and one
+	// past its age (or any, once the enterprise has no reply_url) is
+	// given up.
 	now := time.Now()
-	if errors.Is(err, errNoReplyURL) || now.Sub(rp.MO.ReceivedAt) >= s.cfg.MaxAge {
-		if aerr := s.cfg.Store.AckReplies(wctx, []queue.Reply{rp}, now, true); aerr != nil {
-			s.log.Error("reply webhook: give up", "id", rp.MO.ID, "err", aerr)
-			return false
+	var giveUp, retry []queue.Reply
+	var next []time.Time
+	for _, rp := range rps {
+		if errors.Is(err, errNoReplyURL) || now.Sub(rp.MO.ReceivedAt) >= s.cfg.MaxAge {
+			giveUp = append(giveUp, rp)
+			continue
 		}
-		s.replies.total.WithLabelValues("gave_up").Inc()
-		s.log.Warn("reply webhook given up", "enterprise", rp.Enterprise, "id", rp.MO.ID, "attempts", rp.Attempts+1, "err", err)
-		return false
+		retry = append(retry, rp)
+		next = append(next, now.Add(s.backoff(rp.Attempts)))
 	}
-	s.replies.total.WithLabelValues("failed").Inc()
-	next := now.Add(s.backoff(rp.Attempts))
-	if rerr := s.cfg.Store.RetryReplies(wctx, []queue.Reply{rp}, []time.Time{next}); rerr != nil {
-		// Left where it was: the next full pass posts it again, at most
-		// once a Poll while the store cannot write.
-		s.log.Error("reply webhook: retry", "id", rp.MO.ID, "err", rerr)
+	if len(giveUp) > 0 {
+		if aerr := s.cfg.Store.AckReplies(wctx, giveUp, now, true); aerr != nil {
+			s.log.Error("reply webhook: give up", "enterprise", e, "replies", len(giveUp), "first", giveUp[0].MO.ID, "err", aerr)
+		} else {
+			s.replies.total.WithLabelValues("gave_up").Add(float64(len(giveUp)))
+			for _, rp := range giveUp {
+				s.log.Warn("reply webhook given up", "enterprise", e, "id", rp.MO.ID, "attempts", rp.Attempts+1, "err", err)
+			}
+		}
 	}
-	s.log.Info("reply webhook failed, will retry", "enterprise", rp.Enterprise, "id", rp.MO.ID, "in", next.Sub(now), "err", err)
+	if len(retry) > 0 {
+		s.replies.total.WithLabelValues("failed").Add(float64(len(retry)))
+		if rerr := s.cfg.Store.RetryReplies(wctx, retry, next); rerr != nil {
+			// Left where they were: the next full pass posts them again,
+			// at most once a Poll while the store cannot write.
+			s.log.Error("reply webhook: retry", "enterprise", e, "replies", len(retry), "first", retry[0].MO.ID, "err", rerr)
+		}
+		s.log.Info("reply webhook failed, will retry", "enterprise", e, "replies", len(retry), "first", retry[0].MO.ID,
+			"in", next[0].Sub(now), "err", err)
+	}
 	return false
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -245,4 +246,107 @@ func TestReplyOutcomes(t *testing.T) {
 		t.Fatalf("after a restart: %+v, %v", st, err)
 	}
 	check("after a restart", st)
+}
+
+// repliesBeforeStart stores n replies of enterprise to url before a
+// sender runs, so that every one is due at its first pass, and returns
+// their ids.
+func repliesBeforeStart(t *testing.T, path, enterprise, url string, n int) []string {
+	t.Helper()
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range n {
+		ids = append(ids, strconv.FormatUint(storeMO(t, s, enterprise, url).ID, 10))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// replyBatchOf reads a batched reply POST's ids, checking its signature,
+// its event and that each entry is a whole reply.
+func replyBatchOf(t *testing.T, p posted) []string {
+	t.Helper()
+	if !Verify("s3cret", p.ts, p.body, p.sig) || p.event != EventReply {
+		t.Fatalf("POST %s: signature %q, %s %q", p.body, p.sig, EventHeader, p.event)
+	}
+	var b ReplyBatch
+	if err := json.Unmarshal(p.body, &b); err != nil || len(b.Replies) == 0 {
+		t.Fatalf("body %s: not a batch of replies (%v)", p.body, err)
+	}
+	var ids []string
+	for _, rp := range b.Replies {
+		if rp.From != "13712345678" || rp.Text != "收到" || rp.ReceivedAt.IsZero() {
+			t.Errorf("reply %+v", rp)
+		}
+		ids = append(ids, rp.ID)
+	}
+	return ids
+}
+
+// TestBatchedReplies: an enterprise with reply_batch 10 gets the replies
+// due at once in POSTs of at most 10, {"replies": [...]}, each reply
+// once, and a POST takes one worker however many it carries; the status
+// counts the replies a POST carried.
+func TestBatchedReplies(t *testing.T) {
+	rcv := newReceiver(t)
+	path := filepath.Join(t.TempDir(), "q.db")
+	ids := repliesBeforeStart(t, path, "ent1", rcv.URL+"/mo", 23)
+	r := start(t, path, Config{Workers: 1, ReplyBatch: func(e string) int {
+		if e != "ent1" {
+			t.Errorf("reply batch asked for %q", e)
+		}
+		return 10
+	}})
+	got := map[string]int{}
+	var sizes []int
+	for n := 0; n < len(ids); {
+		batch := replyBatchOf(t, rcv.next(t))
+		sizes = append(sizes, len(batch))
+		for _, id := range batch {
+			got[id]++
+		}
+		n += len(batch)
+	}
+	if !slices.Equal(sizes, []int{10, 10, 3}) {
+		t.Errorf("POSTs of %v replies, want 10, 10, 3", sizes)
+	}
+	for _, id := range ids {
+		if got[id] != 1 {
+			t.Errorf("reply %s: in %d POSTs, want 1", id, got[id])
+		}
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "delivered", float64(len(ids)))
+	if rs := r.snd.posts.recent("ent1", true); len(rs) != 3 || rs[0].Receipts != 3 || rs[2].Receipts != 10 {
+		t.Errorf("recent reply POSTs %+v, want 3 of 3, 10, 10 replies (newest first)", rs)
+	}
+	// One that comes alone goes alone, in the enterprise's form.
+	m := storeMO(t, r.store, "ent1", rcv.URL+"/mo")
+	if batch := replyBatchOf(t, rcv.next(t)); len(batch) != 1 || batch[0] != strconv.FormatUint(m.ID, 10) {
+		t.Fatalf("a lone reply went as %v", batch)
+	}
+}
+
+// TestBatchedRepliesRetried: a batch whose POST fails is retried on each
+// reply's own backoff, counted per reply, and each reply is delivered
+// once in the end.
+func TestBatchedRepliesRetried(t *testing.T) {
+	rcv := newReceiver(t, 500)
+	path := filepath.Join(t.TempDir(), "q.db")
+	ids := repliesBeforeStart(t, path, "ent1", rcv.URL, 5)
+	r := start(t, path, Config{ReplyBatch: func(string) int { return 100 }, Backoff: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	first, second := rcv.next(t), rcv.next(t)
+	if a, b := replyBatchOf(t, first), replyBatchOf(t, second); first.status != 500 || len(a) != 5 || second.status != 200 || !slices.Equal(a, b) {
+		t.Fatalf("POSTs %d %v then %d %v; want 500 then 200, both with all 5 (%v)", first.status, a, second.status, b, ids)
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "delivered", 5)
+	if n := testutil.ToFloat64(r.snd.replies.total.WithLabelValues("failed")); n != 5 {
+		t.Errorf("failed %v, want 5 (one a reply)", n)
+	}
 }

@@ -118,6 +118,11 @@ type Config struct {
 	// Receipt; more (up to MaxBatch), the body a Batch of those due at
 	// once for the same URL, however few. nil: 1 for every enterprise.
 	Batch func(enterprise string) int
+	// ReplyBatch returns how many replies one POST to an enterprise may
+	// carry (its reply_batch), as Batch does for receipts: 1 or less, the
+	// body a Reply; more (up to MaxBatch), a ReplyBatch of those due at
+	// once, however few. nil: 1 for every enterprise.
+	ReplyBatch func(enterprise string) int
 	// ReplyURL returns an enterprise's reply_url as it is now, where its
 	// replies are POSTed (replies.go); "" gives its waiting replies up.
 	// nil: each reply goes to the URL stored with it.
@@ -264,6 +269,9 @@ func New(cfg Config) (*Sender, error) {
 	}
 	if cfg.Batch == nil {
 		cfg.Batch = func(string) int { return 1 }
+	}
+	if cfg.ReplyBatch == nil {
+		cfg.ReplyBatch = func(string) int { return 1 }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

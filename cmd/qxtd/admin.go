@@ -164,7 +164,7 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 		if e.ReceiptSig {
 			signed = "signed"
 		}
-		fmt.Fprintf(w, "webhooks\t%s, up to %d receipts a POST\n", signed, e.ReceiptBatch)
+		fmt.Fprintf(w, "webhooks\t%s, up to %d receipts a POST, up to %d replies a POST\n", signed, e.ReceiptBatch, max(e.ReplyBatch, 1))
 	}
 	fmt.Fprintf(w, "updated\t%s\n", e.UpdatedAt.Local().Format(time.DateTime))
 }
@@ -310,9 +310,10 @@ func (a *adminCLI) entSet() *cobra.Command {
 	var v struct {
 		name, sig, capYuan, receiptURL, svc, rep  string
 		pkg, tps, maxUsers, extLen, receiptBatch  int
+		replyBatch                                int
 		national, offnet, noOverage, disabled, nw bool
 	}
-	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL] [--service-number N (\"\": none)] [--ext-len L] [--receipt-url URL] [--receipt-batch N] [--reply-url URL]",
+	c := a.leaf("set CODE [--name N] [--signature S] [--package P] [--national=BOOL] [--offnet=BOOL] [--cap YUAN (0: none)] [--no-overage=BOOL] [--tps N] [--max-users N] [--disabled=BOOL] [--no-whitelist=BOOL] [--service-number N (\"\": none)] [--ext-len L] [--receipt-url URL] [--receipt-batch N] [--reply-url URL] [--reply-batch N]",
 		"Change an enterprise", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			p := api.EnterprisePatch{
 				Name: given(c, "name", &v.name), Signature: given(c, "signature", &v.sig),
@@ -322,6 +323,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 				MaxUsers: given(c, "max-users", &v.maxUsers), Disabled: given(c, "disabled", &v.disabled),
 				NoWhitelist: given(c, "no-whitelist", &v.nw), ReceiptURL: given(c, "receipt-url", &v.receiptURL),
 				ReceiptBatch: given(c, "receipt-batch", &v.receiptBatch), ReplyURL: given(c, "reply-url", &v.rep),
+				ReplyBatch:    given(c, "reply-batch", &v.replyBatch),
 				ServiceNumber: given(c, "service-number", &v.svc), ExtLen: given(c, "ext-len", &v.extLen),
 			}
 			if p == (api.EnterprisePatch{}) {
@@ -346,6 +348,7 @@ func (a *adminCLI) entSet() *cobra.Command {
 	fs.StringVar(&v.receiptURL, "receipt-url", "", `receipt webhook of its HTTP sends (http/https; "" removes it)`)
 	fs.StringVar(&v.rep, "reply-url", "", `where its replies (MO) are POSTed, signed as receipts are (http/https; "" removes it)`)
 	fs.IntVar(&v.receiptBatch, "receipt-batch", 0, `receipts one webhook POST may carry (0 or 1: one, the body a receipt; up to 1000: {"receipts": [...]})`)
+	fs.IntVar(&v.replyBatch, "reply-batch", 0, `replies one POST to the reply URL may carry (0 or 1: one, the body a reply; up to 1000: {"replies": [...]})`)
 	return c
 }
 

@@ -224,11 +224,12 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "set", "ACME", "--receipt-batch", "1001"}, code: 1, errOut: []string{"invalid:", "receipt_batch 1001"}},
 		{args: []string{"enterprise", "show", "ACME"}, out: []string{"receipt_url (none: receipts pushed only to a send's own receipt_url)",
 			"reply_url (none: replies to receiver binds and GET /v1/inbox only)"}},
-		{args: []string{"enterprise", "set", "ACME", "--reply-url", "https://crm.example.com/mo"}, out: []string{"ACME"}},
+		{args: []string{"enterprise", "set", "ACME", "--reply-url", "https://crm.example.com/mo", "--reply-batch", "20"}, out: []string{"ACME"}},
+		{args: []string{"enterprise", "set", "ACME", "--reply-batch", "1001"}, code: 1, errOut: []string{"invalid:", "reply_batch 1001"}},
 		{args: []string{"enterprise", "show", "ACME", "--month", "2025-06"},
 			out: []string{"500.00 CNY/month, 6200 segments included, 0.09 CNY", "users 1", "6 approved, 0 pending, 1 rejected",
 				"usage 2025-06 0 charged, 0 reserved, limit 7311", "receipts 0 pending, 0 retrying",
-				"reply_url https://crm.example.com/mo", "webhooks unsigned (no secret), up to 100 receipts a POST"}},
+				"reply_url https://crm.example.com/mo", "webhooks unsigned (no secret), up to 100 receipts a POST, up to 20 replies a POST"}},
 		{args: []string{"--json", "enterprise", "show", "ACME"}, check: func(t *testing.T, out string) {
 			var d api.EnterpriseDetail
 			if err := json.Unmarshal([]byte(out), &d); err != nil {

@@ -50,7 +50,7 @@ func peerStatusOf(st webhook.Status) cluster.PeerHookStatus {
 	}
 	for _, o := range st.Recent {
 		p := api.ReceiptPostOf(o) // the API's view, on the wire in the peer protocol's terms
-		out.Recent = append(out.Recent, cluster.PeerHookPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
+		out.Recent = append(out.Recent, cluster.PeerHookPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Replies: p.Replies, Delivered: p.Delivered,
 			Status: p.Status, DurationMS: p.DurationMS, Err: p.Error, FailingSince: p.FailingSince})
 	}
 	return out
@@ -61,7 +61,7 @@ func nodeStatusOf(id uint16, st cluster.PeerHookStatus) api.NodeReceiptStatus {
 	n := api.NodeReceiptStatus{Node: id}
 	n.Pending, n.PendingMore, n.Retrying, n.FirstDueAt = st.Pending, st.More, st.Retrying, st.FirstDue
 	for _, p := range st.Recent {
-		n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Delivered: p.Delivered,
+		n.Recent = append(n.Recent, api.ReceiptPost{At: p.At, URL: p.URL, Receipts: p.Receipts, Replies: p.Replies, Delivered: p.Delivered,
 			Status: p.Status, DurationMS: p.DurationMS, Error: p.Err, FailingSince: p.FailingSince})
 	}
 	if len(n.Recent) > 0 {

@@ -282,3 +282,26 @@ func TestClusterHookStatusBounds(t *testing.T) {
 		t.Fatalf("a second later node 2 was asked %d times in all, want 2", n)
 	}
 }
+
+// TestPeerHookPostCounts: a POST's count crosses the peer protocol as it
+// was: a receipts' POST its receipts, a reply's POST its replies (a batch
+// with reply_batch), so another node's status shows what this one did.
+func TestPeerHookPostCounts(t *testing.T) {
+	at := time.Date(2026, 12, 5, 1, 2, 3, 0, time.UTC)
+	st := webhook.Status{Recent: []webhook.Outcome{
+		{At: at, URL: "https://e.example/mo", Reply: true, Receipts: 7, Delivered: true, Status: 200},
+		{At: at.Add(-time.Second), URL: "https://e.example/dlr", Receipts: 3, Status: 503},
+	}}
+	b, err := json.Marshal(peerStatusOf(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire cluster.PeerHookStatus
+	if err := json.Unmarshal(b, &wire); err != nil {
+		t.Fatal(err)
+	}
+	n := nodeStatusOf(2, wire)
+	if len(n.Recent) != 2 || n.Recent[0].Replies != 7 || n.Recent[0].Receipts != 0 || n.Recent[1].Receipts != 3 || n.Recent[1].Replies != 0 {
+		t.Fatalf("after the peer protocol: %+v (wire %s)", n.Recent, b)
+	}
+}

@@ -271,6 +271,9 @@ type EnterpriseConfig struct {
 	// ReceiptBatch is how many receipts one POST to it may carry (0 or 1:
 	// one, the body a receipt; up to 1000: {"receipts": [...]}).
 	ReceiptBatch int `mapstructure:"receipt_batch"`
+	// ReplyBatch is the same for replies to reply_url (up to 1000:
+	// {"replies": [...]}).
+	ReplyBatch int `mapstructure:"reply_batch"`
 	// ServiceNumber (接入号) is the source of its messages and where replies
 	// come; empty = none (sources relayed as given). ExtLen: extension digits.
 	ServiceNumber string `mapstructure:"service_number"`

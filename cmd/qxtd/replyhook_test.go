@@ -15,10 +15,11 @@ import (
 
 // TestReplyWebhookEndToEnd runs the real daemon with the simulator as the
 // SMSC and enterprise T1 seeded from the file with a service number and a
-// reply_url (enterprises[].reply_url): a handset's reply to the number is
-// POSTed once to the reply_url, signed with the enterprise's secret, and
-// listed in the inbox; GET /v1/receipt-webhook shows the reply_url; the
-// reply webhooks' metrics count it.
+// reply_url and a reply_batch (enterprises[].reply_url, reply_batch): a
+// handset's reply to the number is POSTed once to the reply_url, in a batch
+// of one, signed with the enterprise's secret, and listed in the inbox;
+// GET /v1/receipt-webhook shows the reply_url and the batch; the reply
+// webhooks' metrics count it.
 func TestReplyWebhookEndToEnd(t *testing.T) {
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	rcv, posts := hookReceiver(t)
@@ -28,7 +29,7 @@ func TestReplyWebhookEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(b), "    tps: 100000\n",
-		"    tps: 100000\n    service_number: \"1065901\"\n    ext_len: 2\n    reply_url: "+rcv.URL+"/mo\n", 1)
+		"    tps: 100000\n    service_number: \"1065901\"\n    ext_len: 2\n    reply_url: "+rcv.URL+"/mo\n    reply_batch: 5\n", 1)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestReplyWebhookEndToEnd(t *testing.T) {
 	secret, token := hookSecretAndLogin(t, base)
 
 	code, body := postJSON(t, "GET", base+"/v1/receipt-webhook", token, "")
-	if code != http.StatusOK || !strings.Contains(body, `"reply_url":"`+rcv.URL+`/mo"`) {
+	if code != http.StatusOK || !strings.Contains(body, `"reply_url":"`+rcv.URL+`/mo"`) || !strings.Contains(body, `"reply_batch":5`) {
 		t.Fatalf("GET /v1/receipt-webhook: %d %s", code, body)
 	}
 	// The daemon's upstream binds come up after the start: inject once
@@ -60,10 +61,14 @@ func TestReplyWebhookEndToEnd(t *testing.T) {
 	if !webhook.Verify(secret, p.ts, p.body, p.sig) {
 		t.Fatalf("signature %q over %s does not verify", p.sig, p.body)
 	}
-	var rp webhook.Reply
-	if err := json.Unmarshal(p.body, &rp); err != nil || rp.From != "13712345678" || rp.To != "106590112" ||
-		rp.Extension != "12" || rp.Text != "收到" || rp.ID == "" {
-		t.Fatalf("reply %s (%v)", p.body, err)
+	// reply_batch 5 from the YAML: a batch, of the one reply there was.
+	var batch webhook.ReplyBatch
+	if err := json.Unmarshal(p.body, &batch); err != nil || len(batch.Replies) != 1 {
+		t.Fatalf("POST %s (%v): want a batch of one reply", p.body, err)
+	}
+	rp := batch.Replies[0]
+	if rp.From != "13712345678" || rp.To != "106590112" || rp.Extension != "12" || rp.Text != "收到" || rp.ID == "" {
+		t.Fatalf("reply %+v", rp)
 	}
 	code, body = postJSON(t, "GET", base+"/v1/inbox", token, "")
 	if code != http.StatusOK || !strings.Contains(body, `"id":"`+rp.ID+`"`) {

@@ -59,7 +59,7 @@ func seedData(c *Config) (policy.SeedData, error) {
 				Code: e.Code, Name: name, Signature: e.Signature, Package: pkg,
 				National: e.National, OffNet: e.OffNet, CapFen: capFen, NoOverage: e.NoOverage,
 				TPS: e.TPS, NoWhitelist: e.NoWhitelist, MaxUsers: e.MaxUsers,
-				Receipt:       policy.ReceiptHook{URL: e.ReceiptURL, ReplyURL: e.ReplyURL, Batch: e.ReceiptBatch},
+				Receipt:       policy.ReceiptHook{URL: e.ReceiptURL, ReplyURL: e.ReplyURL, Batch: e.ReceiptBatch, ReplyBatch: e.ReplyBatch},
 				ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen,
 			},
 			Whitelist: e.Whitelist,

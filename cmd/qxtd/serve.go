@@ -409,6 +409,11 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return e.Receipt.Batch
 		}
 		return 1
+	}, ReplyBatch: func(code string) int {
+		if e, ok := pol.Lookup(code); ok {
+			return e.Receipt.ReplyBatch
+		}
+		return 1
 	}, ReplyURL: func(code string) string {
 		if e, ok := pol.Lookup(code); ok {
 			return e.Receipt.ReplyURL
