@@ -68,6 +68,10 @@ type Config struct {
 	// status sums them, and retry-now asks each node to do its own
 	// (receipts_cluster.go). nil: this node's store has all the receipts.
 	PeerHooks PeerHooks
+	// PeerLists, in a cluster, is the other nodes' outboxes and inboxes:
+	// GET /v1/messages, /v1/scheduled and /v1/inbox merge every node's
+	// (lists_cluster.go). nil: this node's store has every message.
+	PeerLists PeerLists
 }
 
 // Server serves the HTTP API.

@@ -29,8 +29,9 @@ type PeerUsage interface {
 	PeerUsage(ctx context.Context, month, enterprise string) (sum []queue.EnterpriseUsage, missing []uint16, err error)
 }
 
-// Missing marks an answer computed without some nodes' usage. It is
-// embedded in BillLine, MonthUsage and Usage.
+// Missing marks an answer computed without some nodes' usage, or some
+// nodes' messages or replies. It is embedded in BillLine, MonthUsage and
+// Usage, and in MessagePage and InboxPage (lists_cluster.go).
 type Missing struct {
 	// Partial: the usage of the nodes MissingNodes is not in this answer
 	// (cluster mode: they are down or did not answer), so its counts and

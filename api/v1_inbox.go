@@ -29,6 +29,7 @@ type InboxItem struct {
 type InboxPage struct {
 	Replies []InboxItem `json:"replies"`
 	Next    string      `json:"next,omitempty"`
+	Missing             // cluster mode: the nodes whose replies are not in the page
 }
 
 func inboxItem(m *queue.MO) InboxItem {
@@ -52,7 +53,7 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	var before uint64
-	if v := q.Get("before"); v != "" {
+	if v := q.Get("before"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterInbox)
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
 			writeError(w, http.StatusBadRequest, "invalid", "before: an id from next")
@@ -63,6 +64,10 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 	account := ""
 	if !c.admin() {
 		account = c.user.SystemID
+	}
+	if s.cfg.PeerLists != nil {
+		s.clusterInbox(r.Context(), w, c.ent.Code, account, q.Get("before"), limit)
+		return
 	}
 	list, next, err := s.cfg.Store.Inbox(c.ent.Code, account, before, limit)
 	if err != nil {

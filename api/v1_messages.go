@@ -56,6 +56,7 @@ type Part struct {
 type MessagePage struct {
 	Messages []Message `json:"messages"`
 	Next     string    `json:"next,omitempty"` // pass as after= for the next page; absent at the end
+	Missing            // cluster mode: the nodes whose messages are not in the page
 }
 
 // MessagePatch is the body of PATCH /v1/messages/{id}: only the fields
@@ -236,7 +237,7 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 		}
 	}
 	var after uint64
-	if v := q.Get("after"); v != "" {
+	if v := q.Get("after"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterList)
 		var err error
 		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, "invalid", "after: the next cursor of the previous page")
@@ -251,6 +252,10 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 			return
 		}
 		limit = n
+	}
+	if s.cfg.PeerLists != nil {
+		s.clusterList(r.Context(), w, f, q.Get("outcome"), q.Get("after"), limit)
+		return
 	}
 	ms, next, err := s.cfg.Store.List(f, after, limit)
 	if err != nil {

@@ -246,6 +246,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.usageRoutes()                                      // peer_usage.go
 	s.hooksRoutes()                                      // peer_hooks.go
 	s.loadRoutes()                                       // peer_load.go
+	s.listsRoutes()                                      // peer_lists.go
 	s.mux.HandleFunc("POST /peer/v1/relay", s.relay)     // peer_relay.go
 	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
 	return s

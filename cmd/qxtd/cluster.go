@@ -238,7 +238,7 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 	}
 	log := d.log.With("component", "cluster")
 	cs.peer = d.httpServer(cfg.HTTP, cluster.PeerHandler([]byte(cfg.Cluster.Secret),
-		peerLoadBackend{peerHooksBackend{peerUsageBackend{peerBackend{d.gw}, d.store}, d.hooks, log}, d.load}, log), "peer")
+		peerListsBackend{peerLoadBackend{peerHooksBackend{peerUsageBackend{peerBackend{d.gw}, d.store}, d.hooks, log}, d.load}, d.api}, log), "peer")
 	// A peer's request is at most cluster.PeerMaxBody on the nodes'
 	// network: a body that takes longer than this is a slow attacker
 	// holding one of the PeerMaxInFlight places.

@@ -488,6 +488,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return nil, err
 		}
 		acfg.PeerHooks = d.clusterHooks(cfg) // cluster_hooks.go
+		acfg.PeerLists = d.clusterLists(cfg) // cluster_lists.go
 	}
 	if d.rem, err = reminder.New(rcfg); err != nil {
 		return nil, err

@@ -1,0 +1,253 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// fakeNode is a node's inbox for syntheticLists: its replies, newest id
+// first, paged as queue.Store.Inbox pages them, or shorter.
+type fakeNode struct {
+	replies []InboxItem // ids descending
+	// short: at most this many replies a page (0: limit), as a store whose
+	// scan bound ends a page early; its first page is then empty, with a
+	// next above every reply (a scan that found none of the enterprise's).
+	short int
+	down  bool
+	asked int
+}
+
+// synthetic is a PeerLists of fake nodes; this node (Self) has an empty
+// store.
+type synthetic struct {
+	mu    sync.Mutex
+	self  uint16
+	nodes map[uint16]*fakeNode
+}
+
+func (p *synthetic) Self() uint16 { return p.self }
+
+func (p *synthetic) ListNodes(context.Context) ([]uint16, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var ids []uint16
+	for id := range p.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (p *synthetic) PeerPage(_ context.Context, node uint16, q NodeListQuery) (NodePage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.nodes[node]
+	if n.down {
+		return NodePage{}, errors.New("down")
+	}
+	n.asked++
+	var below []InboxItem
+	for _, r := range n.replies {
+		if id, _ := strconv.ParseUint(r.ID, 10, 64); q.Cursor == 0 || id < q.Cursor {
+			below = append(below, r)
+		}
+	}
+	if len(below) == 0 {
+		return NodePage{}, nil
+	}
+	if n.short > 0 && n.asked == 1 {
+		top, _ := strconv.ParseUint(below[0].ID, 10, 64)
+		return NodePage{Next: top + 1}, nil
+	}
+	limit := q.Limit
+	if n.short > 0 {
+		limit = min(limit, n.short)
+	}
+	pg := NodePage{Replies: below[:min(limit, len(below))]}
+	if len(below) > limit {
+		pg.Next, _ = strconv.ParseUint(pg.Replies[len(pg.Replies)-1].ID, 10, 64)
+	}
+	return pg, nil
+}
+
+// replies are n replies of node, one every step from start, ids in the
+// node's range.
+func replies(node uint16, n int, start time.Time, step time.Duration) []InboxItem {
+	var out []InboxItem
+	for i := n; i >= 1; i-- {
+		out = append(out, InboxItem{ID: strconv.FormatUint(uint64(node)<<48|uint64(i), 10), ReceivedAt: start.Add(time.Duration(i) * step)})
+	}
+	return out
+}
+
+func newSyntheticServer(t *testing.T, p *synthetic) *Server {
+	t.Helper()
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: p.self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return New(Config{Store: st, PeerLists: p})
+}
+
+// pageAll pages the merged inbox with limit until next is empty, and
+// returns the ids in the order shown.
+func pageAll(t *testing.T, s *Server, limit int) (ids []string, pages int) {
+	t.Helper()
+	cursor := ""
+	for pages = 1; pages < 1000; pages++ {
+		streams, unknown, ok := s.listStreams(t.Context(), httptest.NewRecorder(), "before", cursor)
+		if !ok {
+			t.Fatalf("cursor %q refused", cursor)
+		}
+		taken, next, missing := s.clusterPage(t.Context(), NodeListQuery{List: ListInbox, Enterprise: "G1", Limit: limit}, streams, unknown)
+		if len(taken) > limit || missing.Partial {
+			t.Fatalf("page %d: %d items for limit %d, %+v", pages, len(taken), limit, missing)
+		}
+		for _, e := range taken {
+			ids = append(ids, e.Reply.ID)
+		}
+		if next == "" {
+			return ids, pages
+		}
+		cursor = next
+	}
+	t.Fatal("no end")
+	return nil, 0
+}
+
+// wantOrder is every fake node's replies, newest first, ties by id.
+func wantOrder(p *synthetic) []string {
+	var all []InboxItem
+	for _, n := range p.nodes {
+		all = append(all, n.replies...)
+	}
+	slices.SortFunc(all, func(a, b InboxItem) int {
+		if c := b.ReceivedAt.Compare(a.ReceivedAt); c != 0 {
+			return c
+		}
+		x, _ := strconv.ParseUint(a.ID, 10, 64)
+		y, _ := strconv.ParseUint(b.ID, 10, 64)
+		return cmp.Compare(y, x)
+	})
+	var out []string
+	for _, r := range all {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+// The merged pages of several nodes list every item once, newest first
+// (ties by id), whatever the page size: with interleaved times, equal
+// times on two nodes, a node whose pages end short with a next (an empty
+// first page among them), one all older than the others, and one empty.
+func TestClusterListMerge(t *testing.T) {
+	t0 := time.Date(2026, 10, 1, 8, 0, 0, 0, time.UTC)
+	for _, limit := range []int{1, 2, 3, 7, 100} {
+		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
+			p := &synthetic{self: 9, nodes: map[uint16]*fakeNode{
+				1: {replies: replies(1, 12, t0, 2*time.Second)},                  // even seconds
+				2: {replies: replies(2, 12, t0.Add(time.Second), 2*time.Second)}, // odd seconds
+				3: {replies: replies(3, 6, t0, 4*time.Second)},                   // the same times as node 1's: ties
+				4: {replies: replies(4, 9, t0.Add(time.Millisecond), 3*time.Second), short: 2},
+				5: {replies: replies(5, 3, t0.Add(-time.Hour), time.Second)}, // all older
+				6: {},                                                        // none
+			}}
+			s := newSyntheticServer(t, p)
+			got, pages := pageAll(t, s, limit)
+			want := wantOrder(p)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%d pages:\ngot  %v\nwant %v", pages, got, want)
+			}
+		})
+	}
+}
+
+// An entry is taken only when every other node's page reaches back at
+// least as far; a node drained with more to read is asked first.
+func TestMergeStreamsSafety(t *testing.T) {
+	t0 := time.Date(2026, 10, 1, 8, 0, 0, 0, time.UTC)
+	e := func(node uint16, i int, sec int) listEntry {
+		return listEntry{ID: uint64(node)<<48 | uint64(i), At: t0.Add(time.Duration(sec) * time.Second)}
+	}
+	a := &listStream{Node: 1, Fetched: true, Items: []listEntry{e(1, 2, 10), e(1, 1, 9)}}      // all it has
+	b := &listStream{Node: 2, Fetched: true, Items: []listEntry{e(2, 9, 11)}, Next: 2<<48 | 9} // more below
+	c := &listStream{Node: 3, Fetched: true, Next: 3<<48 | 50}                                 // a short page: none, more below
+	d := &listStream{Node: 4, Fetched: true}                                                   // nothing
+	taken, blocked := mergeStreams([]*listStream{a, b, c, d}, 10)
+	if len(taken) != 0 || !slices.Equal(blocked, []*listStream{c}) {
+		t.Fatalf("with node 3 unread below: taken %v, blocked %v", taken, blocked)
+	}
+	c.Items, c.Next = []listEntry{e(3, 50, 12), e(3, 49, 3)}, 0 // its next page: all it has
+	taken, blocked = mergeStreams([]*listStream{a, b, c, d}, 10)
+	// 12 (node 3) and 11 (node 2) are safe; 10 (node 1) is not: node 2
+	// has nothing fetched left and more to read.
+	if len(taken) != 2 || taken[0].ID != 3<<48|50 || taken[1].ID != 2<<48|9 || !slices.Equal(blocked, []*listStream{b}) {
+		t.Fatalf("taken %v, blocked %v", taken, blocked)
+	}
+	if p := b.position(); p.Done || p.Pos != 2<<48|9 {
+		t.Errorf("node 2's place: %+v", p)
+	}
+	if p := a.position(); p.Done || p.Pos != 0 {
+		t.Errorf("node 1's place (nothing taken): %+v", p)
+	}
+	if p := d.position(); !p.Done {
+		t.Errorf("node 4's place: %+v", p)
+	}
+	// Node 2 has nothing more: the rest is node 1's and node 3's, by time.
+	b.Next = 0
+	taken, blocked = mergeStreams([]*listStream{a, b, c, d}, 10)
+	if len(taken) != 3 || taken[0].ID != 1<<48|2 || taken[1].ID != 1<<48|1 || taken[2].ID != 3<<48|49 || blocked != nil {
+		t.Fatalf("taken %v, blocked %v", taken, blocked)
+	}
+	// A tie: the higher id first.
+	x := &listStream{Node: 1, Fetched: true, Items: []listEntry{e(1, 7, 5)}}
+	y := &listStream{Node: 2, Fetched: true, Items: []listEntry{e(2, 1, 5)}}
+	if taken, _ := mergeStreams([]*listStream{x, y}, 2); len(taken) != 2 || taken[0].ID != 2<<48|1 {
+		t.Fatalf("tie: %v", taken)
+	}
+}
+
+// A node that does not answer is named; its place stays, so that once it
+// answers its replies come in a later page; a cursor of every node but it
+// done ends the list (no endless empty pages).
+func TestClusterListMissingNode(t *testing.T) {
+	t0 := time.Date(2026, 10, 1, 8, 0, 0, 0, time.UTC)
+	p := &synthetic{self: 9, nodes: map[uint16]*fakeNode{
+		1: {replies: replies(1, 4, t0, time.Second)},
+		2: {replies: replies(2, 2, t0, time.Second), down: true},
+	}}
+	s := newSyntheticServer(t, p)
+	q := NodeListQuery{List: ListInbox, Enterprise: "G1", Limit: 3}
+	streams, unknown, _ := s.listStreams(t.Context(), httptest.NewRecorder(), "before", "")
+	taken, next, missing := s.clusterPage(t.Context(), q, streams, unknown)
+	if len(taken) != 3 || !missing.Partial || !slices.Equal(missing.MissingNodes, []uint16{2}) {
+		t.Fatalf("taken %d, %+v", len(taken), missing)
+	}
+	if want := "c1.1-" + strconv.FormatUint(1<<48|2, 10) + ".2-0.9-x"; next != want {
+		t.Fatalf("next %q, want %q", next, want)
+	}
+	p.nodes[2].down = false
+	streams, unknown, _ = s.listStreams(t.Context(), httptest.NewRecorder(), "before", next)
+	taken, next, missing = s.clusterPage(t.Context(), q, streams, unknown)
+	if len(taken) != 3 || missing.Partial || next != "" {
+		t.Fatalf("taken %d, next %q, %+v", len(taken), next, missing)
+	}
+	// Every node done but a missing one: the end, partial.
+	p.nodes[2].down = true
+	streams, unknown, _ = s.listStreams(t.Context(), httptest.NewRecorder(), "before", "c1.1-x.2-0.9-x")
+	if taken, next, missing = s.clusterPage(t.Context(), q, streams, unknown); len(taken) != 0 || next != "" || !missing.Partial {
+		t.Fatalf("taken %d, next %q, %+v", len(taken), next, missing)
+	}
+}
