@@ -82,9 +82,10 @@ type outboxTab struct{ Outcome, Label string }
 type outboxData struct {
 	Tabs     []outboxTab
 	Messages []api.Message
-	Outcome  string // the tab shown
-	Next     string // the cursor of the next page ("" at the end)
-	Paged    bool   // not the first page
+	Outcome  string      // the tab shown
+	Next     string      // the cursor of the next page ("" at the end)
+	Paged    bool        // not the first page
+	Missing  api.Missing // cluster mode: the nodes not asked (notice 部分节点暂时无法查询)
 }
 
 func (s *Server) outbox(q *req) {
@@ -100,7 +101,7 @@ func (s *Server) outbox(q *req) {
 		return
 	}
 	q.render(http.StatusOK, "outbox", q.view(outboxData{Tabs: outboxTabs, Messages: pg.Messages,
-		Outcome: v.Get("outcome"), Next: pg.Next, Paged: v.Get("after") != ""}))
+		Outcome: v.Get("outcome"), Next: pg.Next, Paged: v.Get("after") != "", Missing: pg.Missing}))
 }
 
 // messageData is a message's detail page.
@@ -130,6 +131,7 @@ type scheduledData struct {
 	Messages []api.Message
 	Next     string
 	Paged    bool
+	Missing  api.Missing
 }
 
 func (s *Server) scheduled(q *req) {
@@ -142,7 +144,7 @@ func (s *Server) scheduled(q *req) {
 		q.fail(err)
 		return
 	}
-	q.render(http.StatusOK, "scheduled", q.view(scheduledData{Messages: pg.Messages, Next: pg.Next, Paged: v.Get("after") != ""}))
+	q.render(http.StatusOK, "scheduled", q.view(scheduledData{Messages: pg.Messages, Next: pg.Next, Paged: v.Get("after") != "", Missing: pg.Missing}))
 }
 
 // scheduledEditData is the form that changes a scheduled message.
@@ -244,6 +246,7 @@ type inboxData struct {
 	Replies []api.InboxItem
 	Next    string
 	Paged   bool
+	Missing api.Missing
 }
 
 func (s *Server) inbox(q *req) {
@@ -256,7 +259,7 @@ func (s *Server) inbox(q *req) {
 		q.fail(err)
 		return
 	}
-	q.render(http.StatusOK, "inbox", q.view(inboxData{Replies: pg.Replies, Next: pg.Next, Paged: v.Get("before") != ""}))
+	q.render(http.StatusOK, "inbox", q.view(inboxData{Replies: pg.Replies, Next: pg.Next, Paged: v.Get("before") != "", Missing: pg.Missing}))
 }
 
 // billingData is 费用: the month so far and the past bills (enterprise
