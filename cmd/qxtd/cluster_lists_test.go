@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// listAnswer is what the test reads of GET /v1/messages and /v1/inbox.
+type listAnswer struct {
+	Messages []struct {
+		ID         string    `json:"id"`
+		AcceptedAt time.Time `json:"accepted_at"`
+	} `json:"messages"`
+	Replies []struct {
+		ID   string `json:"id"`
+		Text string `json:"text"`
+	} `json:"replies"`
+	Next         string   `json:"next"`
+	Partial      bool     `json:"partial"`
+	MissingNodes []uint16 `json:"missing_nodes"`
+}
+
+// TestClusterLists: the outbox and the inbox of an enterprise are spread
+// over the nodes' stores; GET /v1/messages and /v1/inbox on any node list
+// every node's, newest first, each once over pages of a small limit; a
+// node that is down is named; a malformed cursor is refused.
+func TestClusterLists(t *testing.T) {
+	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
+		return withServiceNumber(t, writeClusterConfig(t, id, endpoints, simAddr, binds))
+	})
+	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
+	if code, body := postJSON(t, "PATCH", base(nodes[0])+"/admin/v1/users/esme", "test-token", `{"role":"admin"}`); code != http.StatusOK {
+		t.Fatalf("make esme an admin (it reads every reply): %d %s", code, body)
+	}
+	login := func(n *clusterNode) string {
+		t.Helper()
+		code, body := postJSON(t, "POST", base(n)+"/v1/login", "", `{"system_id":"esme","password":"secret1"}`)
+		var lr struct{ Token string }
+		if err := json.Unmarshal([]byte(body), &lr); code != http.StatusOK || err != nil {
+			t.Fatalf("login on node %d: %d %s", n.id, code, body)
+		}
+		return lr.Token
+	}
+
+	// Six messages, through node 1 and node 2 in turn: their times
+	// interleave.
+	tokens := []string{login(nodes[0]), login(nodes[1])}
+	var sent []string
+	for k := range 6 {
+		code, body := postJSON(t, "POST", base(nodes[k%2])+"/v1/messages", tokens[k%2], fmt.Sprintf(`{"to":["1380000%04d"],"text":"列表"}`, k))
+		var res struct{ Results []struct{ ID string } }
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || len(res.Results) != 1 {
+			t.Fatalf("send %d through node %d: %d %s", k, k%2+1, code, body)
+		}
+		sent = append(sent, res.Results[0].ID)
+	}
+	slices.Reverse(sent) // newest first
+
+	// Three replies, on the bind the simulator delivers them to.
+	for k := range 3 {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := sim.InjectMO("1371234567"+strconv.Itoa(k), "106590112", "回复"+strconv.Itoa(k))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, smpp.ErrNoReceiver) || time.Now().After(deadline) {
+				t.Fatalf("inject: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond) // no event to wait on: the bind is in the simulator
+		}
+	}
+
+	// pageAll pages path (cursor parameter param) on n with limit 2.
+	pageAll := func(n *clusterNode, token, path, param string) (ids []string, pages []listAnswer) {
+		t.Helper()
+		cursor := ""
+		for range 20 {
+			u := base(n) + path + "?limit=2"
+			if cursor != "" {
+				u += "&" + param + "=" + url.QueryEscape(cursor)
+			}
+			code, body := postJSON(t, "GET", u, token, "")
+			var a listAnswer
+			if err := json.Unmarshal([]byte(body), &a); code != http.StatusOK || err != nil {
+				t.Fatalf("GET %s on node %d: %d %s", u, n.id, code, body)
+			}
+			pages = append(pages, a)
+			for _, m := range a.Messages {
+				ids = append(ids, m.ID)
+			}
+			for _, r := range a.Replies {
+				ids = append(ids, r.ID)
+			}
+			if a.Next == "" {
+				return ids, pages
+			}
+			if !strings.HasPrefix(a.Next, "c1.") {
+				t.Fatalf("next %q: not a cluster cursor", a.Next)
+			}
+			cursor = a.Next
+		}
+		t.Fatalf("GET %s on node %d: no end in 20 pages", path, n.id)
+		return nil, nil
+	}
+
+	t.Run("every node lists every node's messages, newest first, once", func(t *testing.T) {
+		for _, n := range nodes {
+			token := login(n)
+			ids, pages := pageAll(n, token, "/v1/messages", "after")
+			if !slices.Equal(ids, sent) {
+				t.Errorf("node %d lists %v in %d pages, want %v", n.id, ids, len(pages), sent)
+			}
+			for _, p := range pages {
+				if p.Partial || len(p.Messages) > 2 {
+					t.Errorf("node %d: a page %+v", n.id, p)
+				}
+			}
+		}
+	})
+
+	t.Run("every node lists the replies", func(t *testing.T) {
+		for _, n := range nodes {
+			token := login(n)
+			ids, _ := pageAll(n, token, "/v1/inbox", "before")
+			if len(ids) != 3 || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != 3 {
+				t.Errorf("node %d's inbox: %v, want 3 replies once each", n.id, ids)
+			}
+		}
+	})
+
+	t.Run("a malformed or numeric cursor is refused", func(t *testing.T) {
+		token := login(nodes[2])
+		for _, q := range []string{"after=c1.1-x.1-x", "after=" + sent[0], "after=" + strings.Repeat("c1.1-0", 2000)} {
+			code, body := postJSON(t, "GET", base(nodes[2])+"/v1/messages?"+q, token, "")
+			if code != http.StatusBadRequest || !strings.Contains(body, `"invalid"`) || !strings.Contains(body, "after:") {
+				t.Errorf("GET /v1/messages?%.40s: %d %s", q, code, body)
+			}
+		}
+		if code, body := postJSON(t, "GET", base(nodes[2])+"/v1/inbox?before=c1.2", token, ""); code != http.StatusBadRequest || !strings.Contains(body, "before:") {
+			t.Errorf("GET /v1/inbox?before=c1.2: %d %s", code, body)
+		}
+	})
+
+	t.Run("with node 2 down the list is partial and names it", func(t *testing.T) {
+		victim := nodes[1]
+		if err := victim.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-victim.proc.exited
+		token := login(nodes[0])
+		ids, pages := pageAll(nodes[0], token, "/v1/messages", "after")
+		var want []string // node 1's: the 1st, 3rd, 5th sent
+		for i, id := range sent {
+			if i%2 == 1 {
+				want = append(want, id)
+			}
+		}
+		if !slices.Equal(ids, want) {
+			t.Errorf("node 1 lists %v, want node 1's %v", ids, want)
+		}
+		for _, p := range pages {
+			if !p.Partial || !slices.Equal(p.MissingNodes, []uint16{2}) {
+				t.Errorf("a page without node 2: %+v, want partial, missing [2]", p)
+			}
+		}
+	})
+}
+
+// withServiceNumber gives enterprise T1 of the configuration at path a
+// service number with 2-digit extensions, so that it receives replies.
+func withServiceNumber(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "no_whitelist: true, tps: 100000 }", `no_whitelist: true, tps: 100000, service_number: "1065901", ext_len: 2 }`, 1)
+	if cfg == string(b) {
+		t.Fatal("no enterprise T1 in the configuration")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
