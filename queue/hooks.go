@@ -358,10 +358,22 @@ func checkHooks(tx *bolt.Tx, bad func(string, ...any)) map[uint64]int {
 // due already are left where they are. moved is how many it moved; more
 // says some still wait (call again). One store operation.
 func (s *Store) HooksDueNow(ctx context.Context, enterprise string, now time.Time, limit int) (moved int, more bool, err error) {
+	return s.dueNow(ctx, false, enterprise, now, limit)
+}
+
+// dueNow is HooksDueNow of the receipts' hook bucket, or with reply of the
+// replies' mohook (RepliesDueNow): the same key layout, the same walk.
+// The enterprise is named to the store's callback of that kind
+// (OnHookReady, OnReplyReady), so that the sender reads it at once.
+func (s *Store) dueNow(ctx context.Context, reply bool, enterprise string, now time.Time, limit int) (moved int, more bool, err error) {
 	prefix := prefixKey(enterprise, nil)
 	end := timeNanos(now)
 	err = s.exec(ctx, func(t *txn) error {
 		moved, more = 0, false
+		b, ents := t.hook(), &t.hookEnts
+		if reply {
+			b, ents = t.tx.Bucket(bucketMOHook), &t.replyEnts
+		}
 		type waiting struct {
 			key []byte
 			v   []byte
@@ -370,7 +382,7 @@ func (s *Store) HooksDueNow(ctx context.Context, enterprise string, now time.Tim
 		// Keys sort by due time: start past the ones due already, which
 		// an enterprise with a backlog can have by the million (this runs
 		// in the commit loop, and RetryNow calls it once a chunk).
-		c := t.hook().Cursor()
+		c := b.Cursor()
 		from := prefixKey(enterprise, binary.BigEndian.AppendUint64(nil, uint64(end)+1))
 		for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k)-len(prefix) != 16 {
@@ -384,21 +396,25 @@ func (s *Store) HooksDueNow(ctx context.Context, enterprise string, now time.Tim
 		}
 		for _, w := range ws {
 			id := binary.BigEndian.Uint64(w.key[len(prefix)+hookKeyIDOff:])
-			if err := t.hook().Delete(w.key); err != nil {
+			if err := b.Delete(w.key); err != nil {
 				return err
 			}
-			if err := t.hook().Put(hookKey(enterprise, now, id), w.v); err != nil {
+			if err := b.Put(hookKey(enterprise, now, id), w.v); err != nil {
 				return err
 			}
 		}
 		if len(ws) > 0 {
-			t.hookEnts = append(t.hookEnts, enterprise) // the sender reads it at once
+			*ents = append(*ents, enterprise) // the sender reads it at once
 		}
 		moved = len(ws)
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("queue: hooks due now: %w", err)
+		kind := "hooks"
+		if reply {
+			kind = "replies"
+		}
+		return 0, false, fmt.Errorf("queue: %s due now: %w", kind, err)
 	}
 	return moved, more, nil
 }

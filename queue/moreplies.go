@@ -206,6 +206,15 @@ func (s *Store) RetryReplies(ctx context.Context, rs []Reply, next []time.Time) 
 	return nil
 }
 
+// RepliesDueNow makes up to limit of enterprise's reply webhooks that wait
+// for a later retry due at now, their attempts kept, as HooksDueNow does
+// its receipts (the same walk over the same key layout), and names the
+// enterprise to OnReplyReady. moved is how many it moved; more says some
+// still wait. One store operation.
+func (s *Store) RepliesDueNow(ctx context.Context, enterprise string, now time.Time, limit int) (moved int, more bool, err error) {
+	return s.dueNow(ctx, true, enterprise, now, limit)
+}
+
 // checkReplies verifies the mohook keys against the MOs: every key names
 // an MO of its enterprise that wants its reply POSTed (wantsReply), and
 // such an MO has exactly one key. nil bucket: a backup from before reply

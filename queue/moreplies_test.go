@@ -270,3 +270,84 @@ func TestReplySummary(t *testing.T) {
 		t.Fatalf("receipts of E1 (none): %+v", sum)
 	}
 }
+
+// TestRepliesDueNow: replies waiting for a later retry are made due now,
+// their attempts kept, at most limit a call, and OnReplyReady names the
+// enterprise (not OnHookReady); the replies due already, another
+// enterprise's, and the enterprise's receipts waiting for their retry are
+// left alone (and HooksDueNow leaves its replies alone).
+func TestRepliesDueNow(t *testing.T) {
+	var mu sync.Mutex
+	var replyWoken, hookWoken []string
+	ts := newStore(t, Options{NoSync: true})
+	ts.SetReplyCallback(func(ents []string) { mu.Lock(); replyWoken = append(replyWoken, ents...); mu.Unlock() })
+	ts.SetHookCallback(func(ents []string) { mu.Lock(); hookWoken = append(hookWoken, ents...); mu.Unlock() })
+	ctx := context.Background()
+	later := time.Now().Add(time.Hour)
+	t0 := time.Now().Add(-time.Minute)
+	for _, ent := range []string{"a", "b"} {
+		for i := range 4 {
+			storeReply(t, ts, ent, "https://crm.example.com/r", t0.Add(time.Duration(i)*time.Second))
+		}
+		rs, _, err := ts.DueReplies(ent, time.Now(), 3, nil) // three fail, one stays due
+		if err != nil || len(rs) != 3 {
+			t.Fatalf("%s due: %d, %v", ent, len(rs), err)
+		}
+		if err := ts.RetryReplies(ctx, rs, []time.Time{later, later, later}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A receipt of a, waiting for its retry too.
+	hookedMessages(t, ts, "a", 1)
+	hs, err := ts.DueHooks("a", time.Now(), 0, nil)
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("receipts of a due: %d, %v", len(hs), err)
+	}
+	if err := ts.RetryHooks(ctx, hs, []time.Time{later}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	replyWoken, hookWoken = nil, nil
+	mu.Unlock()
+
+	now := time.Now()
+	moved, more, err := ts.RepliesDueNow(ctx, "a", now, 2)
+	if err != nil || moved != 2 || !more {
+		t.Fatalf("first call: moved %d, more %v, %v; want 2 and more", moved, more, err)
+	}
+	mu.Lock()
+	if !slices.Equal(replyWoken, []string{"a"}) || len(hookWoken) != 0 {
+		t.Errorf("woken: replies %v, receipts %v; want the replies' sender for a only", replyWoken, hookWoken)
+	}
+	mu.Unlock()
+	if moved, more, err = ts.RepliesDueNow(ctx, "a", now, 2); err != nil || moved != 1 || more {
+		t.Fatalf("second call: moved %d, more %v, %v; want 1 and no more", moved, more, err)
+	}
+	rs, _, err := ts.DueReplies("a", now, 0, nil)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("due now: %d, %v; want all 4", len(rs), err)
+	}
+	attempts := 0
+	for _, r := range rs {
+		attempts += r.Attempts
+	}
+	if attempts != 3 {
+		t.Errorf("attempts %d, want the 3 failures kept", attempts)
+	}
+	if rs, _, _ := ts.DueReplies("b", now, 0, nil); len(rs) != 1 {
+		t.Errorf("b: %d due, want only its one never failed", len(rs))
+	}
+	if hs, _ := ts.DueHooks("a", now, 0, nil); len(hs) != 0 {
+		t.Errorf("a's receipt made due by the replies' retry: %+v", hs)
+	}
+	// And the other way round: the receipts' retry moves the receipt, not b's replies.
+	if moved, _, err := ts.HooksDueNow(ctx, "b", now, 10); err != nil || moved != 0 {
+		t.Errorf("HooksDueNow of b (replies only): %d, %v", moved, err)
+	}
+	if moved, _, err := ts.HooksDueNow(ctx, "a", now, 10); err != nil || moved != 1 {
+		t.Errorf("HooksDueNow of a: %d, %v; want its one receipt", moved, err)
+	}
+	if moved, more, err := ts.RepliesDueNow(ctx, "c", now, 10); err != nil || moved != 0 || more {
+		t.Errorf("an enterprise without replies: %d, %v, %v", moved, more, err)
+	}
+}
