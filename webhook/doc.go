@@ -69,8 +69,9 @@
 //   - What became of an enterprise's last RecentPosts POSTs is kept in
 //     memory (outcomes.go) for its status (Sender.Status: the API's GET
 //     /v1/receipt-webhook) and for
-//     qxtd_receipt_webhook_failing_since_seconds{enterprise}, which has a
-//     series only for an enterprise whose last POST failed. That is
+//     qxtd_receipt_webhook_failing_since_seconds{enterprise} (and, of its
+//     POSTs of replies, qxtd_reply_webhook_failing_since_seconds), which
+//     has a series only for an enterprise whose last POST failed. That is
 //     bounded by the enterprises that had receipts since the start, each
 //     with RecentPosts outcomes of at most a URL (one copy while it does
 //     not change) and 300 bytes of error.
@@ -81,7 +82,8 @@
 // receipt (Sender.Test: one at a time an enterprise, 10 a minute, 4 in
 // the daemon) and make the receipts that wait out a backoff due now
 // (Sender.RetryNow: once a minute an enterprise, at most 10,000 a call,
-// 1,000 a store operation); manual.go.
+// 1,000 a store operation), or its replies (Sender.RetryRepliesNow: the
+// same bounds, its own minute); manual.go.
 //
 // # Caveats (SSRF)
 //

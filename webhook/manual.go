@@ -47,15 +47,22 @@ const TestReceiptID = "0"
 
 // manualLimits is the state of the limits: the starts of each enterprise's
 // tests of the last minute, a semaphore for those in flight, and each
-// enterprise's last retry-now.
+// enterprise's last retry-now of each kind.
 type manualLimits struct {
 	sem    chan struct{}
 	mu     sync.Mutex
 	recent map[string][]time.Time // a key a tested enterprise, pruned to the last minute
 	busy   map[string]bool        // an enterprise's test in flight
-	// retried is when each enterprise last made its receipts due now
-	// (RetryNow), pruned to the last minute.
-	retried map[string]time.Time
+	// retried is when each enterprise last made its receipts, or its
+	// replies, due now (RetryNow, RetryRepliesNow), pruned to the last
+	// minute: a kind's retry does not hold up the other's.
+	retried map[retryKey]time.Time
+}
+
+// retryKey is an enterprise's retry-now of receipts, or of replies.
+type retryKey struct {
+	enterprise string
+	reply      bool
 }
 
 // take admits a test of enterprise at now, or refuses it.
@@ -158,44 +165,62 @@ func (s *Sender) TestReply(ctx context.Context, enterprise, url string) (TestRes
 	return res, nil
 }
 
-// Retry now: an admin whose endpoint is mended makes the receipts that
-// wait for a later retry due at once (POST /v1/receipt-webhook/retry)
-// instead of waiting out their backoff, up to MaxBackoff. Each move is a
-// store write, so it is bounded: once a minute an enterprise, at most
-// retryNowMax receipts a call, retryNowChunk a store operation (a commit
-// that moves thousands would hold up everyone's answers).
+// Retry now: an admin whose endpoint is mended makes the receipts, or the
+// replies, that wait for a later retry due at once (POST
+// /v1/receipt-webhook/retry, with "kind": "reply" for replies) instead of
+// waiting out their backoff, up to MaxBackoff. Each move is a store write,
+// so it is bounded: once a minute an enterprise and a kind, at most
+// retryNowMax a call, retryNowChunk a store operation (a commit that moves
+// thousands would hold up everyone's answers).
 const (
 	retryNowEvery = time.Minute
 	retryNowMax   = 10_000
 	retryNowChunk = 1_000
 )
 
-// ErrRetryBusy refuses a retry-now within a minute of the enterprise's last.
-var ErrRetryBusy = errors.New("webhook: receipts were made due less than a minute ago")
+// ErrRetryBusy refuses a retry-now within a minute of the enterprise's
+// last of the same kind.
+var ErrRetryBusy = errors.New("webhook: made due now less than a minute ago")
 
 // RetryNow makes up to retryNowMax of enterprise's receipts that wait for
 // a later retry due now, and wakes the sender for them (the store's
 // OnHookReady); more says some still wait. It returns ErrRetryBusy within
 // a minute of the enterprise's last call.
 func (s *Sender) RetryNow(ctx context.Context, enterprise string) (moved int, more bool, err error) {
+	return s.retryNow(ctx, enterprise, false)
+}
+
+// RetryRepliesNow is RetryNow of enterprise's replies (the store's
+// OnReplyReady wakes the sender): its own minute, apart from the
+// receipts'.
+func (s *Sender) RetryRepliesNow(ctx context.Context, enterprise string) (moved int, more bool, err error) {
+	return s.retryNow(ctx, enterprise, true)
+}
+
+func (s *Sender) retryNow(ctx context.Context, enterprise string, reply bool) (moved int, more bool, err error) {
 	now := time.Now()
+	key := retryKey{enterprise, reply}
 	s.manual.mu.Lock()
-	for e, at := range s.manual.retried { // bounded by the enterprises that asked this minute
+	for k, at := range s.manual.retried { // bounded by the enterprises that asked this minute
 		if now.Sub(at) >= retryNowEvery {
-			delete(s.manual.retried, e)
+			delete(s.manual.retried, k)
 		}
 	}
-	if _, ok := s.manual.retried[enterprise]; ok {
+	if _, ok := s.manual.retried[key]; ok {
 		s.manual.mu.Unlock()
 		return 0, false, ErrRetryBusy
 	}
 	if s.manual.retried == nil {
-		s.manual.retried = make(map[string]time.Time)
+		s.manual.retried = make(map[retryKey]time.Time)
 	}
-	s.manual.retried[enterprise] = now
+	s.manual.retried[key] = now
 	s.manual.mu.Unlock()
+	dueNow := s.cfg.Store.HooksDueNow
+	if reply {
+		dueNow = s.cfg.Store.RepliesDueNow
+	}
 	for moved < retryNowMax {
-		n, m, err := s.cfg.Store.HooksDueNow(ctx, enterprise, now, min(retryNowChunk, retryNowMax-moved))
+		n, m, err := dueNow(ctx, enterprise, now, min(retryNowChunk, retryNowMax-moved))
 		moved += n
 		if err != nil {
 			return moved, true, err

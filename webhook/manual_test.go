@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -207,22 +209,7 @@ func TestFailingSince(t *testing.T) {
 	rcv := newReceiver(t, 503, 502)
 	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond})
 	finalMessage(t, r.store, "ent1", rcv.URL+"/r", queue.StateDelivered)
-	since := func() map[string]float64 {
-		t.Helper()
-		mfs, err := r.reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]float64{}
-		for _, mf := range mfs {
-			if mf.GetName() == "qxtd_receipt_webhook_failing_since_seconds" {
-				for _, m := range mf.GetMetric() {
-					out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-				}
-			}
-		}
-		return out
-	}
+	since := func() map[string]float64 { return gauges(t, r.reg, "qxtd_receipt_webhook_failing_since_seconds") }
 	first := rcv.next(t) // the 503
 	var o Outcome
 	waitFor(t, func() (bool, string) {
@@ -252,6 +239,25 @@ func TestFailingSince(t *testing.T) {
 	if got := since(); len(got) != 0 {
 		t.Errorf("after the deliveries: %v, want no series", got)
 	}
+}
+
+// gauges is the values of the gauge name in reg, by the value of its one
+// label.
+func gauges(t *testing.T, reg prometheus.Gatherer, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 // TestRetryNow: a receipt waiting out an hour's backoff is posted at once

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -19,9 +20,10 @@ import (
 // and saved in its store every SaveEvery and when the sender stops
 // (queue.HookPost), so that a restart carries them on. They feed its
 // status (GET /v1/receipt-webhook: the last one, the recent ones, of
-// receipts in status and of replies in reply_status); the receipts' feed
-// the desk's list of failing enterprises and
-// qxtd_receipt_webhook_failing_since_seconds too: they tell the enterprise
+// receipts in status and of replies in reply_status), the desk's list of
+// failing enterprises (of each kind) and
+// qxtd_receipt_webhook_failing_since_seconds and
+// qxtd_reply_webhook_failing_since_seconds too: they tell the enterprise
 // what its endpoint answered and since when it fails, and the operator
 // whom to call. A crash loses at most the POSTs of the last SaveEvery.
 
@@ -61,12 +63,13 @@ func (p *posts) of(reply bool) *[]Outcome {
 	return &p.receipts
 }
 
-// lastReceipt is the last POST of receipts, if any.
-func (p *posts) lastReceipt() (Outcome, bool) {
-	if len(p.receipts) == 0 {
+// last is the last POST of receipts, or with reply of replies, if any.
+func (p *posts) last(reply bool) (Outcome, bool) {
+	h := *p.of(reply)
+	if len(h) == 0 {
 		return Outcome{}, false
 	}
-	return p.receipts[len(p.receipts)-1], true
+	return h[len(h)-1], true
 }
 
 // load sets what a store kept (queue.Store.HookPosts), each enterprise's
@@ -177,7 +180,8 @@ func (oc *outcomes) recent(enterprise string, reply bool) []Outcome {
 	return out
 }
 
-// Failing is an enterprise whose last POST of receipts failed.
+// Failing is an enterprise whose last POST of receipts (or of replies)
+// failed.
 type Failing struct {
 	Enterprise string
 	Last       Outcome // its last POST; Last.FailingSince, since when they fail
@@ -185,15 +189,21 @@ type Failing struct {
 
 // Failing returns the enterprises whose last POST of receipts by this
 // process failed, the longest failing first, at most limit of them.
-func (s *Sender) Failing(limit int) []Failing {
-	s.posts.mu.Lock()
+func (s *Sender) Failing(limit int) []Failing { return s.posts.failing(false, limit) }
+
+// FailingReplies is Failing of the POSTs of replies: the enterprises whose
+// reply endpoint failed its last POST.
+func (s *Sender) FailingReplies(limit int) []Failing { return s.posts.failing(true, limit) }
+
+func (oc *outcomes) failing(reply bool, limit int) []Failing {
+	oc.mu.Lock()
 	var out []Failing
-	for ent, p := range s.posts.m {
-		if o, ok := p.lastReceipt(); ok && !o.Delivered {
+	for ent, p := range oc.m {
+		if o, ok := p.last(reply); ok && !o.Delivered {
 			out = append(out, Failing{Enterprise: ent, Last: o})
 		}
 	}
-	s.posts.mu.Unlock()
+	oc.mu.Unlock()
 	slices.SortFunc(out, func(a, b Failing) int {
 		if c := a.Last.FailingSince.Compare(b.Last.FailingSince); c != 0 {
 			return c
@@ -205,26 +215,39 @@ func (s *Sender) Failing(limit int) []Failing {
 
 // failingCollector exports, for each enterprise whose last POST of
 // receipts failed, since when its POSTs have failed in a row
-// (qxtd_receipt_webhook_failing_since_seconds{enterprise}): an alert can
+// (qxtd_receipt_webhook_failing_since_seconds{enterprise}), and with reply
+// the same of its POSTs of replies
+// (qxtd_reply_webhook_failing_since_seconds{enterprise}): an alert can
 // then name the enterprise whose endpoint is down. Only failing
 // enterprises have a series, so the labels are bounded by the enterprises
 // with a broken endpoint, not by all of them.
-type failingCollector struct{ oc *outcomes }
+type failingCollector struct {
+	oc    *outcomes
+	reply bool
+}
 
-var failingDesc = prometheus.NewDesc("qxtd_receipt_webhook_failing_since_seconds",
-	"For each enterprise whose last receipt webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).",
-	[]string{"enterprise"}, nil)
+var (
+	failingDesc = prometheus.NewDesc("qxtd_receipt_webhook_failing_since_seconds",
+		"For each enterprise whose last receipt webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).",
+		[]string{"enterprise"}, nil)
+	replyFailingDesc = prometheus.NewDesc("qxtd_reply_webhook_failing_since_seconds",
+		"For each enterprise whose last reply webhook POST failed: the Unix time of the first failure in a row (absent once a POST is delivered).",
+		[]string{"enterprise"}, nil)
+)
 
-func (c failingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- failingDesc }
+func (c failingCollector) desc() *prometheus.Desc {
+	if c.reply {
+		return replyFailingDesc
+	}
+	return failingDesc
+}
+
+func (c failingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc() }
 
 func (c failingCollector) Collect(ch chan<- prometheus.Metric) {
-	c.oc.mu.Lock()
-	defer c.oc.mu.Unlock()
-	for ent, p := range c.oc.m {
-		if o, ok := p.lastReceipt(); ok && !o.Delivered {
-			ch <- prometheus.MustNewConstMetric(failingDesc, prometheus.GaugeValue,
-				float64(o.FailingSince.UnixNano())/1e9, ent)
-		}
+	for _, f := range c.oc.failing(c.reply, math.MaxInt) {
+		ch <- prometheus.MustNewConstMetric(c.desc(), prometheus.GaugeValue,
+			float64(f.Last.FailingSince.UnixNano())/1e9, f.Enterprise)
 	}
 }
 

@@ -99,7 +99,7 @@ func (s *Sender) initReplies() []prometheus.Collector {
 		n, _ := store.ReplyPending()
 		return float64(n)
 	})
-	return []prometheus.Collector{r.total, r.latency, pending}
+	return []prometheus.Collector{r.total, r.latency, pending, failingCollector{oc: &s.posts, reply: true}}
 }
 
 // RepliesReady tells the sender that replies of enterprises were queued.

@@ -350,3 +350,140 @@ func TestBatchedRepliesRetried(t *testing.T) {
 		t.Errorf("failed %v, want 5 (one a reply)", n)
 	}
 }
+
+// TestRetryRepliesNow: a reply waiting out an hour's backoff is posted at
+// once after RetryRepliesNow. The limits are a kind's: the receipts'
+// retry-now just before neither moves the reply nor blocks the replies',
+// and a second replies' one within the minute is refused, another
+// enterprise's is not.
+func TestRetryRepliesNow(t *testing.T) {
+	replies, receipts := newReceiver(t, 503), newReceiver(t, 503)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: time.Hour, Poll: 10 * time.Millisecond})
+	storeMO(t, r.store, "ent1", replies.URL)
+	finalMessage(t, r.store, "ent1", receipts.URL, queue.StateDelivered)
+	if a, b := replies.next(t), receipts.next(t); a.status != 503 || b.status != 503 {
+		t.Fatalf("first POSTs answered %d, %d", a.status, b.status)
+	}
+	waitingAnHour := func(sum queue.HookSummary, err error) bool {
+		return err == nil && sum.Retrying == 1 && sum.FirstDue.After(time.Now().Add(30*time.Minute))
+	}
+	waitFor(t, func() (bool, string) {
+		rs, rerr := r.store.ReplySummary("ent1", 10)
+		hs, herr := r.store.HookSummary("ent1", 10)
+		return waitingAnHour(rs, rerr) && waitingAnHour(hs, herr), fmt.Sprintf("retries not recorded: replies %+v, receipts %+v", rs, hs)
+	})
+	ctx := context.Background()
+	if moved, _, err := r.snd.RetryNow(ctx, "ent1"); err != nil || moved != 1 {
+		t.Fatalf("RetryNow of the receipts: %d, %v", moved, err)
+	}
+	if p := receipts.next(t); p.status != 200 {
+		t.Fatalf("the receipt's retry answered %d", p.status)
+	}
+	if sum, err := r.store.ReplySummary("ent1", 10); !waitingAnHour(sum, err) {
+		t.Fatalf("the receipts' retry-now moved the reply: %+v, %v", sum, err)
+	}
+	moved, more, err := r.snd.RetryRepliesNow(ctx, "ent1")
+	if err != nil || moved != 1 || more {
+		t.Fatalf("RetryRepliesNow right after the receipts': %d, %v, %v", moved, more, err)
+	}
+	if p := replies.next(t); p.status != 200 || p.event != EventReply {
+		t.Fatalf("the reply's retry answered %d (%s)", p.status, p.event)
+	}
+	waitReplies(t, r, 0)
+	if _, _, err := r.snd.RetryRepliesNow(ctx, "ent1"); !errors.Is(err, ErrRetryBusy) {
+		t.Errorf("a second call within the minute: %v, want ErrRetryBusy", err)
+	}
+	if moved, _, err := r.snd.RetryRepliesNow(ctx, "ent2"); err != nil || moved != 0 {
+		t.Errorf("another enterprise: %d, %v", moved, err)
+	}
+}
+
+// TestReplyFailingSince: an enterprise whose reply POSTs fail has a
+// qxtd_reply_webhook_failing_since_seconds series from its first failure
+// in a row, kept through the next failure, and is in FailingReplies; not
+// in the receipts' metric nor in Failing. A delivery ends both.
+func TestReplyFailingSince(t *testing.T) {
+	rcv := newReceiver(t, 503, 502)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{Backoff: 100 * time.Millisecond, Poll: 10 * time.Millisecond})
+	storeMO(t, r.store, "ent1", rcv.URL)
+	since := func() map[string]float64 { return gauges(t, r.reg, "qxtd_reply_webhook_failing_since_seconds") }
+	rcv.next(t) // the 503
+	var fs []Failing
+	waitFor(t, func() (bool, string) {
+		fs = r.snd.FailingReplies(10)
+		return len(fs) == 1 && fs[0].Enterprise == "ent1" && fs[0].Last.Status == 503, fmt.Sprintf("after the 503: %+v", fs)
+	})
+	first := fs[0].Last.FailingSince
+	want := float64(first.UnixNano()) / 1e9
+	if got := since(); len(got) != 1 || got["ent1"] != want || !fs[0].Last.Reply {
+		t.Fatalf("after the first failure: %v, want ent1 %v (%+v)", got, want, fs)
+	}
+	if got := gauges(t, r.reg, "qxtd_receipt_webhook_failing_since_seconds"); len(got) != 0 {
+		t.Errorf("a failing reply endpoint in the receipts' metric: %v", got)
+	}
+	if fs := r.snd.Failing(10); len(fs) != 0 {
+		t.Errorf("a failing reply endpoint in the receipts' failing list: %+v", fs)
+	}
+	rcv.next(t) // the 502
+	waitFor(t, func() (bool, string) {
+		fs = r.snd.FailingReplies(10)
+		return len(fs) == 1 && fs[0].Last.Status == 502, fmt.Sprintf("after the 502: %+v", fs)
+	})
+	if got := since(); got["ent1"] != want || !fs[0].Last.FailingSince.Equal(first) {
+		t.Fatalf("after the second failure: %v, want ent1 still %v (%+v)", got, want, fs)
+	}
+	rcv.next(t) // delivered
+	waitFor(t, func() (bool, string) {
+		fs = r.snd.FailingReplies(10)
+		return len(fs) == 0, fmt.Sprintf("after the delivery: %+v", fs)
+	})
+	if got := since(); len(got) != 0 {
+		t.Errorf("after the delivery: %v, want no series", got)
+	}
+}
+
+// TestReplyFailingKeptAcrossRestart: a reply endpoint's failures are kept
+// across a restart as a receipt endpoint's are: after it, with the reply's
+// next POST an hour away, FailingReplies and the metric name the
+// enterprise with the same start, and the failure after a retry-now
+// carries the streak on.
+func TestReplyFailingKeptAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	rcv := newReceiver(t, 503, 503)
+	r := start(t, path, Config{Backoff: time.Hour, Poll: 10 * time.Millisecond, SaveEvery: 20 * time.Millisecond})
+	storeMO(t, r.store, "ent1", rcv.URL)
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("status %d", p.status)
+	}
+	waitFor(t, func() (bool, string) {
+		kept, err := r.store.HookPosts()
+		return err == nil && len(kept["ent1"]) == 1 && kept["ent1"][0].Reply, fmt.Sprintf("kept %+v (%v)", kept, err)
+	})
+	fs := r.snd.FailingReplies(10)
+	r.stop()
+	if len(fs) != 1 {
+		t.Fatalf("before the restart: %+v", fs)
+	}
+	since := fs[0].Last.FailingSince
+
+	r2 := start(t, path, Config{Backoff: time.Hour, Poll: 10 * time.Millisecond})
+	if fs := r2.snd.FailingReplies(10); len(fs) != 1 || fs[0].Enterprise != "ent1" || !fs[0].Last.FailingSince.Equal(since) {
+		t.Fatalf("failing replies after the restart: %+v", fs)
+	}
+	if got := gauges(t, r2.reg, "qxtd_reply_webhook_failing_since_seconds"); len(got) != 1 || got["ent1"] != float64(since.UnixNano())/1e9 {
+		t.Fatalf("the metric after the restart: %v, want ent1 since %v", got, since)
+	}
+	if moved, _, err := r2.snd.RetryRepliesNow(context.Background(), "ent1"); err != nil || moved != 1 {
+		t.Fatalf("RetryRepliesNow: %d, %v", moved, err)
+	}
+	if p := rcv.next(t); p.status != 503 {
+		t.Fatalf("status %d", p.status)
+	}
+	waitFor(t, func() (bool, string) {
+		rs := r2.snd.posts.recent("ent1", true)
+		return len(rs) == 2, fmt.Sprintf("%d recent, want 2", len(rs))
+	})
+	if fs := r2.snd.FailingReplies(10); len(fs) != 1 || !fs[0].Last.FailingSince.Equal(since) {
+		t.Errorf("a failure after the restart: %+v, want failing since %v", fs, since)
+	}
+}

@@ -318,7 +318,7 @@ func New(cfg Config) (*Sender, error) {
 		return float64(n)
 	})
 	if cfg.Registerer != nil {
-		for _, c := range append([]prometheus.Collector{s.total, s.latency, pending, failingCollector{&s.posts}}, replyMetrics...) {
+		for _, c := range append([]prometheus.Collector{s.total, s.latency, pending, failingCollector{oc: &s.posts}}, replyMetrics...) {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("webhook: metrics: %w", err)
 			}
