@@ -186,6 +186,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"ReceiptStatus":         ReceiptStatus{},
 		"ReceiptPost":           ReceiptPost{},
 		"ReceiptWebhookRetry":   ReceiptWebhookRetry{},
+		"ReceiptWebhookRetryIn": ReceiptWebhookRetryIn{},
 		"NodeReceiptStatus":     NodeReceiptStatus{},
 		"NodeReceiptRetry":      NodeReceiptRetry{},
 		"NewUser":               NewUser{},

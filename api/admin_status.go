@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // GET /admin/v1/status: the health summary of the account manager's desk,
@@ -31,6 +32,10 @@ type SystemStatus struct {
 	// webhook POST by this node failed, the longest failing first (at most
 	// 100): whom to call about their endpoint.
 	ReceiptWebhooksFailing []FailingWebhook `json:"receipt_webhooks_failing"`
+	// ReplyWebhooksFailing are the same of reply webhooks: the
+	// enterprises whose last POST of a reply (MO) to their reply_url by
+	// this node failed, the longest failing first (at most 100).
+	ReplyWebhooksFailing []FailingWebhook `json:"reply_webhooks_failing"`
 	// Load is how busy this node was over its last minute; absent when
 	// not measured (Config.Load nil).
 	Load *LoadStatus `json:"load,omitempty"`
@@ -145,7 +150,8 @@ type UpstreamStatus struct {
 	BindsConfigured int    `json:"binds_configured"`
 }
 
-// FailingWebhook is an enterprise whose receipt endpoint fails.
+// FailingWebhook is an enterprise whose receipt (or reply) endpoint
+// fails.
 type FailingWebhook struct {
 	Enterprise string      `json:"enterprise"`
 	Last       ReceiptPost `json:"last"` // its last POST: failing_since says since when they fail
@@ -153,6 +159,15 @@ type FailingWebhook struct {
 
 // maxFailingWebhooks bounds the list of GET /admin/v1/status.
 const maxFailingWebhooks = 100
+
+// failingWebhooks is what the API shows of a sender's failing list.
+func failingWebhooks(fs []webhook.Failing) []FailingWebhook {
+	out := make([]FailingWebhook, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, FailingWebhook{Enterprise: f.Enterprise, Last: ReceiptPostOf(f.Last)})
+	}
+	return out
+}
 
 // RefusalStatus is how many submissions were refused for a reason since
 // the daemon started.
@@ -163,11 +178,10 @@ type RefusalStatus struct {
 
 func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
 	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{},
-		ReceiptWebhooksFailing: []FailingWebhook{}}
+		ReceiptWebhooksFailing: []FailingWebhook{}, ReplyWebhooksFailing: []FailingWebhook{}}
 	if h := s.cfg.Webhooks; h != nil {
-		for _, f := range h.Failing(maxFailingWebhooks) {
-			out.ReceiptWebhooksFailing = append(out.ReceiptWebhooksFailing, FailingWebhook{Enterprise: f.Enterprise, Last: ReceiptPostOf(f.Last)})
-		}
+		out.ReceiptWebhooksFailing = failingWebhooks(h.Failing(maxFailingWebhooks))
+		out.ReplyWebhooksFailing = failingWebhooks(h.FailingReplies(maxFailingWebhooks))
 	}
 	if g := s.cfg.Gateway; g != nil {
 		h := g.Health()

@@ -188,9 +188,13 @@ func (c *Client) TestReceipt(code, url, kind string) (*ReceiptWebhookTest, error
 }
 
 // RetryReceipts makes an enterprise's receipts that wait for a later
-// retry due now.
-func (c *Client) RetryReceipts(code string) (*ReceiptWebhookRetry, error) {
-	return call[ReceiptWebhookRetry](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-retry", nil)
+// retry due now, or with kind "reply" its replies.
+func (c *Client) RetryReceipts(code, kind string) (*ReceiptWebhookRetry, error) {
+	var in any // no body for receipts: what an older daemon takes too
+	if kind != "" {
+		in = ReceiptWebhookRetryIn{Kind: kind}
+	}
+	return call[ReceiptWebhookRetry](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-retry", in)
 }
 
 // SetReceiptSecret sets the secret that signs an enterprise's receipt

@@ -79,6 +79,16 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 			gwMu.Unlock()
 			g.OnDLRReady(a, ready, at)
 		},
+		OnHookReady: func(ents []string) {
+			if h := r.hooks.Load(); h != nil {
+				h.HooksReady(ents)
+			}
+		},
+		OnReplyReady: func(ents []string) {
+			if h := r.hooks.Load(); h != nil {
+				h.RepliesReady(ents)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -177,16 +177,17 @@ func TestOpenAPISchemas(t *testing.T) {
 		"UploadPreviewRow":   UploadPreviewRow{},
 		"StagedBatchRequest": StagedBatchRequest{},
 		// The receipt webhook.
-		"ReceiptWebhook":       ReceiptWebhook{},
-		"ReceiptWebhookPatch":  ReceiptWebhookPatch{},
-		"ReceiptWebhookSecret": ReceiptWebhookSecret{},
-		"ReceiptWebhookTestIn": ReceiptWebhookTestIn{},
-		"ReceiptWebhookTest":   ReceiptWebhookTest{},
-		"ReceiptStatus":        ReceiptStatus{},
-		"ReceiptPost":          ReceiptPost{},
-		"ReceiptWebhookRetry":  ReceiptWebhookRetry{},
-		"NodeReceiptStatus":    NodeReceiptStatus{},
-		"NodeReceiptRetry":     NodeReceiptRetry{},
+		"ReceiptWebhook":        ReceiptWebhook{},
+		"ReceiptWebhookPatch":   ReceiptWebhookPatch{},
+		"ReceiptWebhookSecret":  ReceiptWebhookSecret{},
+		"ReceiptWebhookTestIn":  ReceiptWebhookTestIn{},
+		"ReceiptWebhookTest":    ReceiptWebhookTest{},
+		"ReceiptStatus":         ReceiptStatus{},
+		"ReceiptPost":           ReceiptPost{},
+		"ReceiptWebhookRetry":   ReceiptWebhookRetry{},
+		"ReceiptWebhookRetryIn": ReceiptWebhookRetryIn{},
+		"NodeReceiptStatus":     NodeReceiptStatus{},
+		"NodeReceiptRetry":      NodeReceiptRetry{},
 	}
 	checkSchemas(t, doc, types)
 	// The error schema matches both error bodies.

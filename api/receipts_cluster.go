@@ -17,7 +17,8 @@ import (
 // are not counted, nor made due. Replies pushed to a reply_url are kept
 // and pushed by the node that received them: their status (reply_status,
 // the replies of the enterprise detail) comes in the same answers and is
-// summed the same way (no retry-now for them).
+// summed the same way, and their retry-now ("kind": "reply") asks every
+// node as the receipts' does.
 
 // PeerHooks is the other nodes' receipt webhooks, in a cluster
 // (Config.PeerHooks; the daemon implements it over the peer protocol). nil:
@@ -31,9 +32,11 @@ type PeerHooks interface {
 	// An error means not even that is known.
 	PeerHookStatus(ctx context.Context, enterprise string) ([]NodeReceiptStatus, []uint16, error)
 	// PeerHookRetry asks every other live node to make enterprise's
-	// receipts that wait for a later retry due now; what each did (sorted
-	// by node) and the nodes not asked or not answering, as PeerHookStatus.
-	PeerHookRetry(ctx context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error)
+	// receipts (with reply, its replies) that wait for a later retry due
+	// now; what each did (sorted by node) and the nodes not asked or not
+	// answering, as PeerHookStatus: a node that cannot be asked about
+	// replies (older than reply webhooks) is among the latter.
+	PeerHookRetry(ctx context.Context, enterprise string, reply bool) ([]NodeReceiptRetry, []uint16, error)
 }
 
 // hookStatus is enterprise code's ReceiptStatus of its receipts and of its
@@ -118,18 +121,18 @@ func sumNodes(nodes []NodeReceiptStatus, missing []uint16, partial bool) Receipt
 	return st
 }
 
-// clusterRetry completes this node's retry-now (done already: local) with
-// the other nodes', in a cluster.
-func (s *Server) clusterRetry(ctx context.Context, code string, local NodeReceiptRetry) ReceiptWebhookRetry {
-	out := ReceiptWebhookRetry{Rescheduled: local.Rescheduled, More: local.More}
+// clusterRetry completes this node's retry-now of receipts, or of replies
+// (done already: local), with the other nodes', in a cluster.
+func (s *Server) clusterRetry(ctx context.Context, code string, reply bool, local NodeReceiptRetry) ReceiptWebhookRetry {
+	out := ReceiptWebhookRetry{Kind: kindName(reply), Rescheduled: local.Rescheduled, More: local.More}
 	if s.cfg.PeerHooks == nil {
 		return out
 	}
 	local.Node = s.cfg.PeerHooks.Self()
 	out.Nodes = []NodeReceiptRetry{local}
-	peers, missing, err := s.cfg.PeerHooks.PeerHookRetry(ctx, code)
+	peers, missing, err := s.cfg.PeerHooks.PeerHookRetry(ctx, code, reply)
 	if err != nil {
-		s.log.Warn("receipts made due now on this node only", "enterprise", code, "err", err)
+		s.log.Warn(kindPlural(reply)+" made due now on this node only", "enterprise", code, "err", err)
 		out.Partial = true
 	}
 	for _, p := range peers {

@@ -34,10 +34,14 @@ func (p *fixedPeerHooks) PeerHookStatus(_ context.Context, enterprise string) ([
 	return slices.Clone(p.status), p.missing, nil
 }
 
-func (p *fixedPeerHooks) PeerHookRetry(_ context.Context, enterprise string) ([]NodeReceiptRetry, []uint16, error) {
+func (p *fixedPeerHooks) PeerHookRetry(_ context.Context, enterprise string, reply bool) ([]NodeReceiptRetry, []uint16, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.asked = append(p.asked, "retry "+enterprise)
+	if reply {
+		p.asked = append(p.asked, "retry replies "+enterprise)
+	} else {
+		p.asked = append(p.asked, "retry "+enterprise)
+	}
 	if p.err != nil {
 		return nil, nil, p.err
 	}
@@ -121,7 +125,7 @@ func TestReceiptWebhookAcrossNodes(t *testing.T) {
 	peers.set([]uint16{4}, nil)
 	var rr ReceiptWebhookRetry
 	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil, &rr)
-	want := ReceiptWebhookRetry{Rescheduled: 1000, More: true,
+	want := ReceiptWebhookRetry{Kind: "receipt", Rescheduled: 1000, More: true,
 		Nodes:   []NodeReceiptRetry{{Node: 1}, {Node: 2, Busy: true}, {Node: 3, Rescheduled: 1000, More: true}},
 		Missing: Missing{Partial: true, MissingNodes: []uint16{4}}}
 	if !reflect.DeepEqual(rr, want) {
@@ -133,7 +137,7 @@ func TestReceiptWebhookAcrossNodes(t *testing.T) {
 	peers.set(nil, errors.New("etcd unreachable"))
 	var rb ReceiptWebhookRetry
 	r.must(http.StatusOK, "POST", "/admin/v1/enterprises/B/receipt-retry", opsToken, nil, &rb)
-	if want := (ReceiptWebhookRetry{Nodes: []NodeReceiptRetry{{Node: 1}}, Missing: Missing{Partial: true}}); !reflect.DeepEqual(rb, want) {
+	if want := (ReceiptWebhookRetry{Kind: "receipt", Nodes: []NodeReceiptRetry{{Node: 1}}, Missing: Missing{Partial: true}}); !reflect.DeepEqual(rb, want) {
 		t.Errorf("retry without the other nodes: %+v, want %+v", rb, want)
 	}
 	peers.mu.Lock()
@@ -176,5 +180,29 @@ func TestReplyStatusAcrossNodes(t *testing.T) {
 	}
 	if rs := rw.Status; rs.Pending != 6 || len(rs.Nodes) != 3 || !slices.Equal(rs.MissingNodes, []uint16{4}) || rs.Last != nil {
 		t.Errorf("receipts' status beside it: %+v", rs)
+	}
+}
+
+// In a cluster the replies' retry-now ("kind": "reply") asks the other
+// nodes about replies, not receipts, and sums what they did; a node that
+// could not be asked (down, or older than reply webhooks: it has no
+// replies' retry) is named missing, the answer partial.
+func TestReplyRetryAcrossNodes(t *testing.T) {
+	r := newUserRig(t)
+	hookSender(t, r, time.Hour) // not running
+	peers := &fixedPeerHooks{retry: []NodeReceiptRetry{{Node: 3, Rescheduled: 4}, {Node: 2, Rescheduled: 1}}, missing: []uint16{4}}
+	r.srv.cfg.PeerHooks = peers
+	var rr ReceiptWebhookRetry
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], ReceiptWebhookRetryIn{Kind: "reply"}, &rr)
+	want := ReceiptWebhookRetry{Kind: "reply", Rescheduled: 5,
+		Nodes:   []NodeReceiptRetry{{Node: 1}, {Node: 2, Rescheduled: 1}, {Node: 3, Rescheduled: 4}},
+		Missing: Missing{Partial: true, MissingNodes: []uint16{4}}}
+	if !reflect.DeepEqual(rr, want) {
+		t.Errorf("replies' retry across nodes: %+v, want %+v", rr, want)
+	}
+	peers.mu.Lock()
+	defer peers.mu.Unlock()
+	if want := []string{"retry replies A"}; !slices.Equal(peers.asked, want) {
+		t.Errorf("asked %q, want %q", peers.asked, want)
 	}
 }

@@ -295,14 +295,13 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 	if r.ContentLength != 0 && !decodeBody(w, r, &in) {
 		return
 	}
-	test, setURL, key := s.cfg.Webhooks.Test, e.Receipt.URL, "receipt_url"
-	switch in.Kind {
-	case "", "receipt":
-	case "reply":
-		test, setURL, key = s.cfg.Webhooks.TestReply, e.Receipt.ReplyURL, "reply_url"
-	default:
-		writeError(w, http.StatusBadRequest, "invalid", `kind: "receipt" or "reply"`)
+	reply, ok := webhookKind(w, in.Kind)
+	if !ok {
 		return
+	}
+	test, setURL, key := s.cfg.Webhooks.Test, e.Receipt.URL, "receipt_url"
+	if reply {
+		test, setURL, key = s.cfg.Webhooks.TestReply, e.Receipt.ReplyURL, "reply_url"
 	}
 	if in.URL == "" {
 		in.URL = setURL
@@ -332,11 +331,21 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 	writeJSON(w, http.StatusOK, out)
 }
 
+// ReceiptWebhookRetryIn is the optional body of POST
+// /v1/receipt-webhook/retry (and the operator's …/receipt-retry).
+type ReceiptWebhookRetryIn struct {
+	// Kind is what to post now: "receipt" (the default: no body, or no
+	// kind, is the receipts' retry as before), or "reply", the replies
+	// (MO) waiting for a retry of their POST to reply_url.
+	Kind string `json:"kind,omitempty"`
+}
+
 // ReceiptWebhookRetry is the answer of POST /v1/receipt-webhook/retry:
-// how many receipts that waited for a later retry are due now. In a
-// cluster every node is asked to do it for its own receipts: the sums,
+// how many receipts (or replies) that waited for a later retry are due
+// now. In a cluster every node is asked to do it for its own: the sums,
 // each node's part, and the nodes that could not be asked.
 type ReceiptWebhookRetry struct {
+	Kind        string             `json:"kind"` // receipt | reply: what was made due
 	Rescheduled int                `json:"rescheduled"`
 	More        bool               `json:"more"`            // more still wait (10,000 a node a call): call again after a minute
 	Nodes       []NodeReceiptRetry `json:"nodes,omitempty"` // in a cluster: each node's part, by node id
@@ -371,25 +380,69 @@ func (s *Server) adminReceiptRetry(a policy.Actor, w http.ResponseWriter, r *htt
 	s.receiptRetry(w, r, e.Code, a.Name)
 }
 
-// receiptRetry makes enterprise code's receipts that wait for a later
-// retry due now (the endpoint is mended: no need to wait out the backoff).
+// kindPlural is what a retry of the kind moves, in words.
+func kindPlural(reply bool) string {
+	if reply {
+		return "replies"
+	}
+	return "receipts"
+}
+
+// webhookKind reads the kind a body names: "receipt" or none (reply
+// false), "reply" (true); anything else is answered 400 invalid (ok
+// false).
+func webhookKind(w http.ResponseWriter, kind string) (reply, ok bool) {
+	switch kind {
+	case "", "receipt":
+		return false, true
+	case "reply":
+		return true, true
+	}
+	writeError(w, http.StatusBadRequest, "invalid", `kind: "receipt" or "reply"`)
+	return false, false
+}
+
+// kindName is the kind of webhook, as the API names it.
+func kindName(reply bool) string {
+	if reply {
+		return "reply"
+	}
+	return "receipt"
+}
+
+// receiptRetry makes enterprise code's receipts (or, with the body's
+// "kind": "reply", its replies) that wait for a later retry due now (the
+// endpoint is mended: no need to wait out the backoff).
 func (s *Server) receiptRetry(w http.ResponseWriter, r *http.Request, code, by string) {
 	if s.cfg.Webhooks == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "no receipt webhook sender")
 		return
 	}
-	n, more, err := s.cfg.Webhooks.RetryNow(r.Context(), code)
+	var in ReceiptWebhookRetryIn
+	if r.ContentLength != 0 && !decodeBody(w, r, &in) {
+		return
+	}
+	reply, ok := webhookKind(w, in.Kind)
+	if !ok {
+		return
+	}
+	retry := s.cfg.Webhooks.RetryNow
+	if reply {
+		retry = s.cfg.Webhooks.RetryRepliesNow
+	}
+	what := kindPlural(reply)
+	n, more, err := retry(r.Context(), code)
 	if errors.Is(err, webhook.ErrRetryBusy) {
-		writeError(w, http.StatusTooManyRequests, "too_many_requests", "receipts were made due less than a minute ago: try again shortly")
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", what+" were made due less than a minute ago: try again shortly")
 		return
 	}
 	if err != nil {
-		s.log.Error("receipts due now", "enterprise", code, "by", by, "moved", n, "err", err)
+		s.log.Error(what+" due now", "enterprise", code, "by", by, "moved", n, "err", err)
 		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 		return
 	}
-	out := s.clusterRetry(r.Context(), code, NodeReceiptRetry{Rescheduled: n, More: more}) // receipts_cluster.go
-	s.log.Info("receipts made due now", "enterprise", code, "by", by, "receipts", out.Rescheduled, "more", out.More,
+	out := s.clusterRetry(r.Context(), code, reply, NodeReceiptRetry{Rescheduled: n, More: more}) // receipts_cluster.go
+	s.log.Info(what+" made due now", "enterprise", code, "by", by, what, out.Rescheduled, "more", out.More,
 		"missing_nodes", out.MissingNodes)
 	writeJSON(w, http.StatusOK, out)
 }

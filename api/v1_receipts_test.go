@@ -341,6 +341,7 @@ func hookSender(t *testing.T, r *userRig, backoff time.Duration) *webhook.Sender
 		t.Fatal(err)
 	}
 	r.srv.cfg.Webhooks = snd
+	r.hooks.Store(snd)
 	return snd
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -212,4 +213,104 @@ func TestReplyStatusLastPost(t *testing.T) {
 	if rw.Status.Last != nil || len(rw.Status.Recent) != 0 || strings.Contains(b, `"receipts":`) {
 		t.Errorf("the receipts' status, or a reply's POST with a receipts count: %s", b)
 	}
+}
+
+// TestReplyWebhookRetryNow: a reply whose POST failed waits out its
+// backoff (an hour here); POST /v1/receipt-webhook/retry with "kind":
+// "reply" makes it due at once and it is delivered. Without a kind (or
+// "receipt") the receipts' retry is done as before and the reply keeps
+// waiting; it does not hold up the replies' one just after. A second
+// replies' retry within the minute is refused, on the operator's route
+// too; another kind is invalid; a plain user may not.
+func TestReplyWebhookRetryNow(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.cfg.AdminToken = adminToken
+	rcv, fail, posted := flakyEndpoint(t, http.StatusServiceUnavailable)
+	runSender(t, hookSender(t, r, time.Hour))
+	url := rcv.URL + "/mo"
+	r.must(http.StatusOK, "PATCH", "/v1/receipt-webhook", r.keys["amy"], ReceiptWebhookPatch{ReplyURL: &url}, nil)
+	m := &queue.MO{Enterprise: "A", Source: "13712345678", Dest: "10657500000112", Text: "收到", ReceivedAt: time.Now(), ReplyURL: url}
+	if err := r.store.StoreMO(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	<-posted
+	replies := func() ReceiptStatus {
+		var rw ReceiptWebhook
+		r.must(http.StatusOK, "GET", "/v1/receipt-webhook", r.keys["amy"], nil, &rw)
+		return rw.ReplyStatus
+	}
+	waitingAnHour := func(st ReceiptStatus) bool {
+		return st.Retrying == 1 && st.FirstDueAt != nil && st.FirstDueAt.After(time.Now().Add(30*time.Minute))
+	}
+	waitUntil(t, func() (bool, string) {
+		st := replies()
+		return waitingAnHour(st), fmt.Sprintf("waiting an hour: %+v", st)
+	})
+	fail.Store(false)
+	reply := ReceiptWebhookRetryIn{Kind: "reply"}
+	r.wantError(http.StatusForbidden, "forbidden", "POST", "/v1/receipt-webhook/retry", r.keys["alice"], reply)
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/receipt-webhook/retry", r.keys["amy"], ReceiptWebhookRetryIn{Kind: "mo"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/admin/v1/enterprises/A/receipt-retry", adminToken, ReceiptWebhookRetryIn{Kind: "replies"})
+
+	// The receipts' retry, as an old client asks it (no body): the reply is left waiting.
+	var rr ReceiptWebhookRetry
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], nil, &rr)
+	if rr.Kind != "receipt" || rr.Rescheduled != 0 {
+		t.Fatalf("receipts' retry: %+v", rr)
+	}
+	if st := replies(); !waitingAnHour(st) {
+		t.Fatalf("the receipts' retry moved the reply: %+v", st)
+	}
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/v1/receipt-webhook/retry", r.keys["amy"], ReceiptWebhookRetryIn{Kind: "receipt"})
+
+	r.must(http.StatusOK, "POST", "/v1/receipt-webhook/retry", r.keys["amy"], reply, &rr)
+	if rr.Kind != "reply" || rr.Rescheduled != 1 || rr.More || rr.Partial {
+		t.Fatalf("replies' retry: %+v", rr)
+	}
+	select {
+	case <-posted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reply was not posted again at once")
+	}
+	waitUntil(t, func() (bool, string) {
+		st := replies()
+		return st.Pending == 0 && st.Last != nil && st.Last.Delivered, fmt.Sprintf("after the retry: %+v", st)
+	})
+	e := r.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/v1/receipt-webhook/retry", r.keys["amy"], reply)
+	if !strings.Contains(e.Error.Message, "replies") {
+		t.Errorf("the refusal says %q: name the replies", e.Error.Message)
+	}
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "POST", "/admin/v1/enterprises/A/receipt-retry", adminToken, reply)
+}
+
+// TestStatusReplyWebhooksFailing: GET /admin/v1/status lists an enterprise
+// whose reply endpoint fails in reply_webhooks_failing (its last POST, since
+// when), not in receipt_webhooks_failing, and drops it once a reply is
+// delivered.
+func TestStatusReplyWebhooksFailing(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.cfg.AdminToken = adminToken
+	rcv, fail, posted := flakyEndpoint(t, http.StatusBadGateway)
+	runSender(t, hookSender(t, r, 50*time.Millisecond))
+	url := rcv.URL + "/mo"
+	m := &queue.MO{Enterprise: "A", Source: "13712345678", Dest: "10657500000112", Text: "收到", ReceivedAt: time.Now(), ReplyURL: url}
+	if err := r.store.StoreMO(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	<-posted
+	var st SystemStatus
+	waitUntil(t, func() (bool, string) {
+		b := r.must(http.StatusOK, "GET", "/admin/v1/status", adminToken, nil, &st)
+		return len(st.ReplyWebhooksFailing) == 1, "reply_webhooks_failing: " + string(b)
+	})
+	f := st.ReplyWebhooksFailing[0]
+	if f.Enterprise != "A" || f.Last.Status != http.StatusBadGateway || f.Last.FailingSince == nil || f.Last.URL != url || f.Last.Receipts != 0 ||
+		len(st.ReceiptWebhooksFailing) != 0 {
+		t.Fatalf("status: %+v", st)
+	}
+	fail.Store(false)
+	waitUntil(t, func() (bool, string) {
+		b := r.must(http.StatusOK, "GET", "/admin/v1/status", adminToken, nil, &st)
+		return len(st.ReplyWebhooksFailing) == 0, "after the delivery: " + string(b)
+	})
 }

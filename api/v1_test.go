@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // userRig is the whole daemon in-process: the SMSC simulator on loopback,
@@ -31,6 +33,9 @@ type userRig struct {
 	srv   *Server
 	rem   *reminder.Service
 	url   string
+	// hooks is the webhook sender the store tells of the webhooks it
+	// queues or makes due (hookSender sets it), as the daemon's does.
+	hooks atomic.Pointer[webhook.Sender]
 
 	keys map[string]string // system_id → API key
 }

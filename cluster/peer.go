@@ -33,9 +33,10 @@ package cluster
 //	                                node received (peer_owner.go)
 //	GET  /peer/v1/usage?month=M[&enterprise=E]
 //	                              → the node's usage counters (peer_usage.go)
-//	GET  /peer/v1/receipt-hooks?enterprise=E, POST …/retry
-//	                              → an enterprise's receipt webhooks on the node: its
-//	                                status, and "post the waiting ones now" (peer_hooks.go)
+//	GET  /peer/v1/receipt-hooks?enterprise=E, POST …/retry, POST /peer/v1/reply-hooks/retry
+//	                              → an enterprise's receipt and reply webhooks on the node:
+//	                                their status, and "post the waiting ones now" of each
+//	                                kind (peer_hooks.go)
 //	POST /peer/v1/relay           {upstream, pdu} → the SMSC's submit_sm_resp status
 //	                                and message_id, sent on this node's bind for a
 //	                                node that holds none (peer_relay.go)

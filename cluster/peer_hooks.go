@@ -10,12 +10,23 @@ package cluster
 //	                                in replies, the same of E's replies (absent from a node
 //	                                older than reply webhooks)
 //	POST /peer/v1/receipt-hooks/retry?enterprise=E
-//	                              → PeerHookRetry: what it made due now (busy: it did so
-//	                                less than a minute ago, for another request)
+//	                              → PeerHookRetry: what it made due now of E's receipts
+//	                                (busy: it did so less than a minute ago, for another
+//	                                request)
+//	POST /peer/v1/reply-hooks/retry?enterprise=E
+//	                              → PeerHookRetry: the same of E's replies
 //
-// (404 if the backend is not a PeerHooksBackend). Both are bounded on the
+// (404 if the backend is not a PeerHooksBackend). All are bounded on the
 // answering node as its own API is: a status reads at most 10,000 keys, a
-// retry moves at most 10,000 receipts and once a minute an enterprise.
+// retry moves at most 10,000 receipts (or replies) and once a minute an
+// enterprise and a kind.
+//
+// The kind of a retry is in its path, not in a parameter: a node older
+// than reply webhooks ignores parameters it does not know, and would have
+// made receipts due for a question about replies. It has no reply-hooks
+// route, so it answers 404 and the asking node names it missing: the
+// replies it keeps, if any, wait out their backoff, and the answer says
+// so.
 
 import (
 	"context"
@@ -56,9 +67,9 @@ type PeerHookPost struct {
 }
 
 // PeerHookRetry is what one node did for a "post the waiting receipts
-// now".
+// (or replies) now".
 type PeerHookRetry struct {
-	Rescheduled int  `json:"rescheduled"` // receipts made due now
+	Rescheduled int  `json:"rescheduled"` // receipts (or replies) made due now
 	More        bool `json:"more"`        // more still wait for a later retry
 	// Busy: the node did it less than a minute ago (a request to it, or
 	// through another node) and did nothing now.
@@ -70,9 +81,18 @@ type PeerHookRetry struct {
 type PeerHooksBackend interface {
 	// HookStatus returns enterprise's receipt webhooks on this node.
 	HookStatus(ctx context.Context, enterprise string) (PeerHookStatus, error)
-	// HookRetry makes enterprise's receipts that wait for a later retry
-	// due now, as the node's own API does.
-	HookRetry(ctx context.Context, enterprise string) (PeerHookRetry, error)
+	// HookRetry makes enterprise's receipts (with reply, its replies) that
+	// wait for a later retry due now, as the node's own API does.
+	HookRetry(ctx context.Context, enterprise string, reply bool) (PeerHookRetry, error)
+}
+
+// hookRetryPath is the path of a retry of receipts, or with reply of
+// replies.
+func hookRetryPath(reply bool) string {
+	if reply {
+		return "/peer/v1/reply-hooks/retry"
+	}
+	return "/peer/v1/receipt-hooks/retry"
 }
 
 // hooksRoutes registers the receipt-hook endpoints if backend answers them.
@@ -94,20 +114,22 @@ func (s *peerServer) hooksRoutes() {
 		}
 		writeJSON(w, st)
 	})
-	s.mux.HandleFunc("POST /peer/v1/receipt-hooks/retry", func(w http.ResponseWriter, r *http.Request) {
-		ent, ok := s.hookEnterprise(w, r)
-		if !ok {
-			return
-		}
-		res, err := hb.HookRetry(r.Context(), ent)
-		if err != nil {
-			s.log.Error("peer receipt-hook retry", "node", PeerNode(r.Context()), "enterprise", ent,
-				"rescheduled", res.Rescheduled, "err", err)
-			http.Error(w, "retry failed", http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, res)
-	})
+	for _, reply := range []bool{false, true} {
+		s.mux.HandleFunc("POST "+hookRetryPath(reply), func(w http.ResponseWriter, r *http.Request) {
+			ent, ok := s.hookEnterprise(w, r)
+			if !ok {
+				return
+			}
+			res, err := hb.HookRetry(r.Context(), ent, reply)
+			if err != nil {
+				s.log.Error("peer receipt-hook retry", "node", PeerNode(r.Context()), "enterprise", ent, "replies", reply,
+					"rescheduled", res.Rescheduled, "err", err)
+				http.Error(w, "retry failed", http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, res)
+		})
+	}
 }
 
 func (s *peerServer) hookEnterprise(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -127,13 +149,14 @@ func (c *PeerClient) HookStatus(ctx context.Context, peerURL, enterprise string)
 	return st, err
 }
 
-// HookRetry asks the node at peerURL to make enterprise's receipts that
-// wait for a later retry due now. An error means nothing is known of what
-// it did (it may have done it: asking again within the minute answers
-// busy).
-func (c *PeerClient) HookRetry(ctx context.Context, peerURL, enterprise string) (PeerHookRetry, error) {
+// HookRetry asks the node at peerURL to make enterprise's receipts (with
+// reply, its replies) that wait for a later retry due now. An error means
+// nothing is known of what it did (it may have done it: asking again
+// within the minute answers busy); a node older than reply webhooks
+// answers a question about replies 404, having done nothing.
+func (c *PeerClient) HookRetry(ctx context.Context, peerURL, enterprise string, reply bool) (PeerHookRetry, error) {
 	var res PeerHookRetry
-	err := c.hooks(ctx, http.MethodPost, peerURL, "/peer/v1/receipt-hooks/retry", enterprise, &res)
+	err := c.hooks(ctx, http.MethodPost, peerURL, hookRetryPath(reply), enterprise, &res)
 	return res, err
 }
 

@@ -17,7 +17,7 @@ import (
 type hooksBackend struct {
 	*recordingBackend
 	mu     sync.Mutex
-	asked  []string // "status E" or "retry E"
+	asked  []string // "status E", "retry E" or "retry replies E"
 	status map[string]PeerHookStatus
 	retry  PeerHookRetry
 	fail   error
@@ -30,10 +30,14 @@ func (b *hooksBackend) HookStatus(_ context.Context, enterprise string) (PeerHoo
 	return b.status[enterprise], b.fail
 }
 
-func (b *hooksBackend) HookRetry(_ context.Context, enterprise string) (PeerHookRetry, error) {
+func (b *hooksBackend) HookRetry(_ context.Context, enterprise string, reply bool) (PeerHookRetry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.asked = append(b.asked, "retry "+enterprise)
+	if reply {
+		b.asked = append(b.asked, "retry replies "+enterprise)
+	} else {
+		b.asked = append(b.asked, "retry "+enterprise)
+	}
 	return b.retry, b.fail
 }
 
@@ -59,15 +63,18 @@ func TestPeerHooks(t *testing.T) {
 	if st, err := c.HookStatus(t.Context(), srv.URL, "b"); err != nil || !reflect.DeepEqual(st, PeerHookStatus{}) {
 		t.Errorf("status of b, with nothing waiting: %+v, %v", st, err)
 	}
-	if res, err := c.HookRetry(t.Context(), srv.URL, "a&x=1"); err != nil || res != b.retry {
+	if res, err := c.HookRetry(t.Context(), srv.URL, "a&x=1", false); err != nil || res != b.retry {
 		t.Errorf("retry: %+v, %v", res, err)
 	}
+	if res, err := c.HookRetry(t.Context(), srv.URL, "a", true); err != nil || res != b.retry {
+		t.Errorf("retry of replies: %+v, %v", res, err)
+	}
 	b.retry = PeerHookRetry{Busy: true}
-	if res, err := c.HookRetry(t.Context(), srv.URL, "a"); err != nil || !res.Busy {
+	if res, err := c.HookRetry(t.Context(), srv.URL, "a", false); err != nil || !res.Busy {
 		t.Errorf("retry within the minute: %+v, %v; want busy", res, err)
 	}
 	b.mu.Lock()
-	if want := []string{"status a", "status b", "retry a&x=1", "retry a"}; !slices.Equal(b.asked, want) {
+	if want := []string{"status a", "status b", "retry a&x=1", "retry replies a", "retry a"}; !slices.Equal(b.asked, want) {
 		t.Errorf("backend asked %q, want %q", b.asked, want)
 	}
 	b.mu.Unlock()
@@ -79,10 +86,13 @@ func TestPeerHooks(t *testing.T) {
 	if _, err := c.HookStatus(t.Context(), srv.URL, "a"); !isStatus(err, http.StatusInternalServerError) {
 		t.Errorf("backend failure, status: %v", err)
 	}
-	if _, err := c.HookRetry(t.Context(), srv.URL, "a"); !isStatus(err, http.StatusInternalServerError) {
+	if _, err := c.HookRetry(t.Context(), srv.URL, "a", false); !isStatus(err, http.StatusInternalServerError) {
 		t.Errorf("backend failure, retry: %v", err)
 	}
-	if _, err := NewPeerClient(2, []byte("wrong"), srv.Client()).HookRetry(t.Context(), srv.URL, "a"); !isStatus(err, http.StatusUnauthorized) {
+	if _, err := c.HookRetry(t.Context(), srv.URL, "a", true); !isStatus(err, http.StatusInternalServerError) {
+		t.Errorf("backend failure, retry of replies: %v", err)
+	}
+	if _, err := NewPeerClient(2, []byte("wrong"), srv.Client()).HookRetry(t.Context(), srv.URL, "a", true); !isStatus(err, http.StatusUnauthorized) {
 		t.Errorf("wrong secret: %v", err)
 	}
 }
@@ -94,7 +104,41 @@ func TestPeerHooksNotServed(t *testing.T) {
 	if _, err := c.HookStatus(t.Context(), srv.URL, "a"); !isStatus(err, http.StatusNotFound) {
 		t.Errorf("status of a backend without it: %v", err)
 	}
-	if _, err := c.HookRetry(t.Context(), srv.URL, "a"); !isStatus(err, http.StatusNotFound) {
-		t.Errorf("retry of a backend without it: %v", err)
+	for _, reply := range []bool{false, true} {
+		if _, err := c.HookRetry(t.Context(), srv.URL, "a", reply); !isStatus(err, http.StatusNotFound) {
+			t.Errorf("retry (replies %v) of a backend without it: %v", reply, err)
+		}
+	}
+}
+
+// TestPeerReplyRetryOlderNode: a node older than reply webhooks serves the
+// receipts' retry only, and ignores query parameters it does not know. A
+// retry of replies must not reach its receipts' route (it would make the
+// receipts due instead, and say it did): it is a 404 there, an error to
+// the asker, and the receipts' route is not called.
+func TestPeerReplyRetryOlderNode(t *testing.T) {
+	b := &hooksBackend{recordingBackend: &recordingBackend{}, retry: PeerHookRetry{Rescheduled: 5}}
+	full := PeerHandler(secret, b, nil)
+	// The older node: the same handler (authentication, the receipts'
+	// routes) without the route it does not have.
+	older := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/peer/v1/reply-hooks/retry" {
+			http.NotFound(w, r)
+			return
+		}
+		full.ServeHTTP(w, r)
+	}))
+	t.Cleanup(older.Close)
+	c := NewPeerClient(2, secret, older.Client())
+	if res, err := c.HookRetry(t.Context(), older.URL, "a", true); !isStatus(err, http.StatusNotFound) {
+		t.Fatalf("retry of replies at an older node: %+v, %v; want 404", res, err)
+	}
+	if res, err := c.HookRetry(t.Context(), older.URL, "a", false); err != nil || res.Rescheduled != 5 {
+		t.Fatalf("retry of receipts at an older node: %+v, %v", res, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if want := []string{"retry a"}; !slices.Equal(b.asked, want) {
+		t.Errorf("the older node's backend was asked %q, want %q (the replies' question not taken for receipts)", b.asked, want)
 	}
 }

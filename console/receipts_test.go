@@ -290,7 +290,7 @@ func (o otherNodes) Self() uint16 { return 1 }
 func (o otherNodes) PeerHookStatus(context.Context, string) ([]api.NodeReceiptStatus, []uint16, error) {
 	return o.status, []uint16{4}, nil
 }
-func (o otherNodes) PeerHookRetry(context.Context, string) ([]api.NodeReceiptRetry, []uint16, error) {
+func (o otherNodes) PeerHookRetry(context.Context, string, bool) ([]api.NodeReceiptRetry, []uint16, error) {
 	return o.retry, []uint16{4}, nil
 }
 

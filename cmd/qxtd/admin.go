@@ -406,12 +406,17 @@ func (a *adminCLI) entReceiptTest() *cobra.Command {
 	return c
 }
 
-// entReceiptRetry makes an enterprise's receipts that wait for a later
-// retry due now (its endpoint is mended).
+// entReceiptRetry makes an enterprise's receipts (or, with --reply, its
+// replies) that wait for a later retry due now (its endpoint is mended).
 func (a *adminCLI) entReceiptRetry() *cobra.Command {
-	return a.leaf("receipt-retry CODE", "Post the enterprise's receipts that wait for a retry now", 1, 1,
+	var reply bool
+	c := a.leaf("receipt-retry CODE [--reply]", "Post the enterprise's receipts (or replies) that wait for a retry now", 1, 1,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
-			r, err := cl.RetryReceipts(args[0])
+			kind, what := "", "receipts"
+			if reply {
+				kind, what = "reply", "replies"
+			}
+			r, err := cl.RetryReceipts(args[0], kind)
 			if err != nil {
 				return err
 			}
@@ -419,9 +424,11 @@ func (a *adminCLI) entReceiptRetry() *cobra.Command {
 			if r.More {
 				more = "; more wait: run it again in a minute"
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%d receipts due now%s%s\n", r.Rescheduled, more, missingNote(r.Missing))
+			fmt.Fprintf(c.OutOrStdout(), "%d %s due now%s%s\n", r.Rescheduled, what, more, missingNote(r.Missing))
 			return nil
 		})
+	c.Flags().BoolVar(&reply, "reply", false, "post the replies (MO) waiting for a retry of their POST to reply_url, not the receipts")
+	return c
 }
 
 // given is v when the flag name was given on the command line, else nil:

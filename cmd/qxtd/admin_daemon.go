@@ -86,12 +86,17 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 					fmt.Fprintf(w, "refused %s\t%d\n", r.Reason, r.Count)
 				}
 			}
-			for _, f := range st.ReceiptWebhooksFailing {
-				since := ""
-				if f.Last.FailingSince != nil {
-					since = "since " + f.Last.FailingSince.Format(time.RFC3339) + ": "
+			for _, kind := range []struct {
+				what string
+				fs   []api.FailingWebhook
+			}{{"receipt", st.ReceiptWebhooksFailing}, {"reply", st.ReplyWebhooksFailing}} {
+				for _, f := range kind.fs {
+					since := ""
+					if f.Last.FailingSince != nil {
+						since = "since " + f.Last.FailingSince.Format(time.RFC3339) + ": "
+					}
+					fmt.Fprintf(w, "%s webhook failing %s\t%s%s\n", kind.what, f.Enterprise, since, f.Last.Error)
 				}
-				fmt.Fprintf(w, "receipt webhook failing %s\t%s%s\n", f.Enterprise, since, f.Last.Error)
 			}
 		})
 	})

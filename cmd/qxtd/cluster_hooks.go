@@ -13,9 +13,10 @@ import (
 )
 
 // Receipt webhooks across the nodes: each node keeps and pushes the
-// receipts of the messages it accepted, so an enterprise's status sums
-// every node's and its "post the waiting receipts now" asks every node
-// (api.PeerHooks over the peer protocol's /peer/v1/receipt-hooks).
+// receipts of the messages it accepted (and the replies it received), so
+// an enterprise's status sums every node's and its "post the waiting
+// receipts (or replies) now" asks every node (api.PeerHooks over the peer
+// protocol's /peer/v1/receipt-hooks and /peer/v1/reply-hooks/retry).
 
 // peerHooksBackend is peerUsageBackend that also answers the other nodes'
 // questions about this node's receipt webhooks (cluster.PeerHooksBackend).
@@ -75,14 +76,18 @@ func nodeStatusOf(id uint16, st cluster.PeerHookStatus) api.NodeReceiptStatus {
 	return n
 }
 
-func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string) (cluster.PeerHookRetry, error) {
-	n, more, err := b.hooks.RetryNow(ctx, enterprise)
+func (b peerHooksBackend) HookRetry(ctx context.Context, enterprise string, reply bool) (cluster.PeerHookRetry, error) {
+	retry, what := b.hooks.RetryNow, "receipts"
+	if reply {
+		retry, what = b.hooks.RetryRepliesNow, "replies"
+	}
+	n, more, err := retry(ctx, enterprise)
 	if errors.Is(err, webhook.ErrRetryBusy) {
 		return cluster.PeerHookRetry{Busy: true}, nil
 	}
 	if err == nil {
-		b.log.Info("receipts made due now", "enterprise", enterprise, "asked_by_node", cluster.PeerNode(ctx),
-			"receipts", n, "more", more)
+		b.log.Info(what+" made due now", "enterprise", enterprise, "asked_by_node", cluster.PeerNode(ctx),
+			what, n, "more", more)
 	}
 	return cluster.PeerHookRetry{Rescheduled: n, More: more}, err
 }
@@ -173,15 +178,19 @@ func (h *clusterHooks) PeerHookStatus(ctx context.Context, enterprise string) ([
 	return nodes, missing, nil
 }
 
-func (h *clusterHooks) PeerHookRetry(ctx context.Context, enterprise string) ([]api.NodeReceiptRetry, []uint16, error) {
+func (h *clusterHooks) PeerHookRetry(ctx context.Context, enterprise string, reply bool) ([]api.NodeReceiptRetry, []uint16, error) {
 	var (
 		mu    sync.Mutex
 		nodes []api.NodeReceiptRetry
 	)
-	missing, err := askOthers(ctx, h.node, h.log, "receipts due now", func(ctx context.Context, id uint16, peerURL string) error {
-		res, err := h.client.HookRetry(ctx, peerURL, enterprise)
+	what := "receipts due now"
+	if reply {
+		what = "replies due now"
+	}
+	missing, err := askOthers(ctx, h.node, h.log, what, func(ctx context.Context, id uint16, peerURL string) error {
+		res, err := h.client.HookRetry(ctx, peerURL, enterprise, reply)
 		if err != nil {
-			return err
+			return err // a node older than reply webhooks too (404): missing, its replies untouched
 		}
 		mu.Lock()
 		nodes = append(nodes, api.NodeReceiptRetry{Node: id, Rescheduled: res.Rescheduled, More: res.More, Busy: res.Busy})

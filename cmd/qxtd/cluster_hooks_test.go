@@ -184,6 +184,15 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 	if code != http.StatusTooManyRequests {
 		t.Errorf("a second receipt-retry, on node 2: %d %s, want 429", code, body)
 	}
+	// The replies' retry is a question of its own: every node answers it
+	// over the peer protocol (none has a reply waiting), none busy from the
+	// receipts' retry of a moment ago.
+	var rp api.ReceiptWebhookRetry
+	code, body = postJSON(t, "POST", base(nodes[1])+"/admin/v1/enterprises/T1/receipt-retry", "test-token", `{"kind":"reply"}`)
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &rp) != nil || rp.Kind != "reply" || rp.Rescheduled != 0 || rp.Partial ||
+		len(rp.Nodes) != 3 || slices.ContainsFunc(rp.Nodes, func(n api.NodeReceiptRetry) bool { return n.Busy }) {
+		t.Errorf("replies' retry on node 2: %d %s", code, body)
+	}
 
 	waitCond(t, 10*time.Second, "nothing pending, seen from node 1", func() bool {
 		st = statusOn(nodes[0])
@@ -303,5 +312,57 @@ func TestPeerHookPostCounts(t *testing.T) {
 	n := nodeStatusOf(2, wire)
 	if len(n.Recent) != 2 || n.Recent[0].Replies != 7 || n.Recent[0].Receipts != 0 || n.Recent[1].Receipts != 3 || n.Recent[1].Replies != 0 {
 		t.Fatalf("after the peer protocol: %+v (wire %s)", n.Recent, b)
+	}
+}
+
+// TestClusterReplyRetryOlderNode: the replies' retry-now asks every other
+// node about its replies. A node older than reply webhooks has no such
+// question (its peer server answers 404): it is named missing, and its
+// receipts' retry is not called in its place; a node that has it answers
+// what it did. The receipts' retry asks both as before.
+func TestClusterReplyRetryOlderNode(t *testing.T) {
+	et := clustertest.Start(t)
+	var newer, olderReceipts atomic.Int32
+	peer := func(count *atomic.Int32, paths ...string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && slices.Contains(paths, r.URL.Path) && r.URL.Query().Get("enterprise") == "E" {
+				count.Add(1)
+				_, _ = io.WriteString(w, `{"rescheduled":2,"more":false}`)
+				return
+			}
+			http.NotFound(w, r) // what a node's peer mux answers a route it does not have
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	newNode := peer(&newer, "/peer/v1/receipt-hooks/retry", "/peer/v1/reply-hooks/retry")
+	oldNode := peer(&olderReceipts, "/peer/v1/receipt-hooks/retry")
+	join := func(id uint16, peerURL string) *cluster.Node {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n, err := cluster.Join(ctx, cluster.Config{Endpoints: et.Endpoints, NodeID: id, TTL: 4 * time.Second, PeerURL: peerURL}, nil)
+		if err != nil {
+			t.Fatalf("join node %d: %v", id, err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	self := join(1, "http://127.0.0.1:1")
+	join(2, newNode.URL)
+	join(3, oldNode.URL)
+	waitCond(t, 10*time.Second, "node 1 sees nodes 2 and 3", func() bool { return len(self.Members()) == 3 })
+	h := &clusterHooks{node: self, client: cluster.NewPeerClient(1, []byte("cluster-test-secret-0123456789"), nil),
+		log: slog.New(slog.DiscardHandler), status: make(map[string]*hookStatusEntry), now: time.Now}
+
+	nodes, missing, err := h.PeerHookRetry(context.Background(), "E", true)
+	if err != nil || len(nodes) != 1 || nodes[0].Node != 2 || nodes[0].Rescheduled != 2 || !slices.Equal(missing, []uint16{3}) {
+		t.Fatalf("replies' retry: %+v, missing %v, %v; want node 2's part and node 3 missing", nodes, missing, err)
+	}
+	if n := olderReceipts.Load(); n != 0 {
+		t.Fatalf("the older node's receipts were made due %d times for a replies' retry", n)
+	}
+	nodes, missing, err = h.PeerHookRetry(context.Background(), "E", false)
+	if err != nil || len(nodes) != 2 || len(missing) != 0 || olderReceipts.Load() != 1 {
+		t.Fatalf("receipts' retry: %+v, missing %v, %v (older node asked %d times)", nodes, missing, err, olderReceipts.Load())
 	}
 }
