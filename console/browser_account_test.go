@@ -227,4 +227,30 @@ func TestBrowserReceipts(t *testing.T) {
 		t.Fatal("the endpoint got no test receipt from the desk")
 	}
 	b.shot("ops_enterprise_receipts")
+
+	// A reply its endpoint refused waits out its backoff (10 s): amy's
+	// 立即重试回复, beside the replies' rows, posts it at once.
+	mended, posted := failingReplies(t, r, "A")
+	b.run("amy's 回执推送 again", chromedp.Navigate(r.url+"/enterprise/receipts"))
+	b.waitText("#reply-pending", "其中 1 条推送失败，等待重试", false)
+	b.waitText("#reply-retry-form", "立即重试回复", false)
+	b.shot("receipts_reply_failing")
+	b.mobile()
+	b.run("reload", chromedp.Navigate(r.url+"/enterprise/receipts"))
+	b.waitText("#reply-retry-form", "立即重试回复", false)
+	b.shot("receipts_reply_failing_mobile")
+	b.desktop()
+	mended.Store(true)
+	asked := time.Now()
+	b.run("立即重试回复", chromedp.Click(chromedp.CSS(`#reply-retry-form button`)))
+	b.waitText(".notice", "已将 1 条等待重试的回复改为立即推送", false)
+	select {
+	case <-posted:
+		if d := time.Since(asked); d > 5*time.Second {
+			t.Errorf("the reply went %v after 立即重试回复, want at once", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("立即重试回复: the reply was not posted again at once")
+	}
+	b.waitText("#reply-last", "成功", true)
 }

@@ -127,6 +127,44 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	b.run("open 回执导出", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/export"]`)))
 	b.waitText("h1", "回执导出", false)
 	b.shot("ops-export")
+
+	// Replies of A and B their endpoint refused: 运行概况 lists both
+	// enterprises' reply endpoints as failing; from B's page 立即重试回复
+	// posts its reply at once, and B leaves the list.
+	mended, posted := failingReplies(t, r, "A", "B")
+	b.run("运行概况", chromedp.Navigate(r.url+"/ops/"))
+	b.waitText("#failing-webhooks", "用户回复", false)
+	if got := b.text("#failing-webhooks tbody"); strings.Count(got, "用户回复") != 2 || !strings.Contains(got, "HTTP status 503") {
+		t.Errorf("failing list: %q, want A's and B's reply endpoints", got)
+	}
+	b.shot("ops-home-failing")
+	b.mobile()
+	b.run("phone: 运行概况", chromedp.Navigate(r.url+"/ops/"))
+	b.waitText("#failing-webhooks", "用户回复", false)
+	b.shot("ops-home-failing-mobile")
+	b.desktop()
+	b.run("open B from the list", chromedp.Navigate(r.url+"/ops/"), chromedp.Click(chromedp.CSS(`#failing-webhooks a[href="/ops/enterprises/B"]`)))
+	b.waitText("#ent-replies-pending", "1 条重试中", false)
+	b.waitText("#ent-reply-retry", "立即重试回复", false)
+	b.shot("ops-enterprise-reply-failing")
+	mended.Store(true)
+	asked := time.Now()
+	b.run("立即重试回复", chromedp.Click(chromedp.CSS(`#ent-reply-retry button`)))
+	b.waitText(".notice[role=status]", "已将 1 条等待重试的回复改为立即推送", false)
+	select {
+	case <-posted:
+		if d := time.Since(asked); d > 5*time.Second {
+			t.Errorf("B's reply went %v after 立即重试回复, want at once", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the desk's 立即重试回复: B's reply was not posted again at once")
+	}
+	ops := r.client()
+	ops.opsLogin()
+	waitCondition(t, "B off the failing list, A on it", func() bool {
+		body := ops.get("/ops/").Body
+		return !strings.Contains(body, `<a href="/ops/enterprises/B">B</a>`) && strings.Contains(body, `<a href="/ops/enterprises/A">A</a></td><td data-label="推送内容">用户回复`)
+	})
 }
 
 // wantRow fails unless the list text has num with state after it.

@@ -231,12 +231,14 @@ func (s *Server) opsReceiptTest(q *req) {
 	s.opsEnterpriseShow(q, p, http.StatusOK, true, &out)
 }
 
-// opsReceiptRetry makes the enterprise's receipts that wait for a retry
-// due now (its endpoint is mended).
+// opsReceiptRetry makes the enterprise's receipts (with kind "reply" in
+// the form, its replies) that wait for a retry due now (its endpoint is
+// mended).
 func (s *Server) opsReceiptRetry(q *req) {
 	ec := q.r.PathValue("code")
 	var out api.ReceiptWebhookRetry
-	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/receipt-retry", nil, &out); err != nil {
+	in := api.ReceiptWebhookRetryIn{Kind: q.r.PostFormValue("kind")}
+	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/receipt-retry", in, &out); err != nil {
 		p := q.view(nil)
 		code, ok := q.formError(p, err)
 		if !ok {

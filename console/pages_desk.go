@@ -1,7 +1,9 @@
 package console
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
 
 	"github.com/qxtd/qxtd/api"
 )
@@ -60,8 +62,26 @@ type refusalRow struct {
 	Count      uint64
 }
 
+// failingRow is an enterprise whose endpoint of a kind fails, as the desk
+// lists it.
+type failingRow struct {
+	api.FailingWebhook
+	Reply bool // its reply endpoint (reply_webhooks_failing), not its receipts'
+}
+
+// since is when the row's POSTs began to fail (Unix ns; 0 if unknown).
+func (f failingRow) since() int64 {
+	if f.Last.FailingSince == nil {
+		return 0
+	}
+	return f.Last.FailingSince.UnixNano()
+}
+
 type opsHomeData struct {
-	St        api.SystemStatus
+	St api.SystemStatus
+	// Failing are the enterprises whose receipt or reply endpoint failed
+	// its last POST, in one list, the longest failing first: whom to call.
+	Failing   []failingRow
 	AllUp     bool
 	Queue     []opsCount
 	Refusals  []refusalRow // with a count
@@ -103,6 +123,15 @@ func (s *Server) opsHome(q *req) {
 			d.Refusals = append(d.Refusals, row)
 		}
 	}
+	for _, f := range d.St.ReceiptWebhooksFailing {
+		d.Failing = append(d.Failing, failingRow{FailingWebhook: f})
+	}
+	for _, f := range d.St.ReplyWebhooksFailing {
+		d.Failing = append(d.Failing, failingRow{FailingWebhook: f, Reply: true})
+	}
+	slices.SortStableFunc(d.Failing, func(a, b failingRow) int {
+		return cmp.Compare(a.since(), b.since())
+	})
 	pend, err := s.pendingWhitelist(q, "")
 	if err != nil {
 		q.fail(err)

@@ -142,13 +142,15 @@ func (s *Server) testReceipt(q *req) {
 	s.receiptsView(q, p, http.StatusOK, &receiptsData{Test: &out})
 }
 
-// retryReceipts makes the receipts that wait for a later retry due now.
+// retryReceipts makes the receipts (with kind "reply" in the form, the
+// replies) that wait for a later retry due now.
 func (s *Server) retryReceipts(q *req) {
+	kind := q.r.PostFormValue("kind")
 	var out api.ReceiptWebhookRetry
-	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/retry", nil, &out); err != nil {
+	if err := s.call(q.r, http.MethodPost, "/v1/receipt-webhook/retry", api.ReceiptWebhookRetryIn{Kind: kind}, &out); err != nil {
 		if isStatus(err, http.StatusTooManyRequests) {
 			p := q.view(nil)
-			p.Errors[""] = "一分钟内已重试过，请稍后再试。"
+			p.Errors[""] = "一分钟内已重试过" + kindZH(kind) + "，请稍后再试。"
 			s.receiptsView(q, p, http.StatusTooManyRequests, &receiptsData{})
 			return
 		}
@@ -158,15 +160,25 @@ func (s *Server) retryReceipts(q *req) {
 	q.redirect("/enterprise/receipts", retryNotice(out))
 }
 
-// retryNotice says what a retry-now did: how many receipts, whether more
-// wait, and in a cluster which nodes could not be asked.
+// kindZH is what a retry of kind ("reply", else receipts) moves, in
+// words.
+func kindZH(kind string) string {
+	if kind == "reply" {
+		return "回复"
+	}
+	return "回执"
+}
+
+// retryNotice says what a retry-now did: how many receipts (or replies),
+// whether more wait, and in a cluster which nodes could not be asked.
 func retryNotice(out api.ReceiptWebhookRetry) string {
-	notice := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的回执改为立即推送。"
+	what := kindZH(out.Kind)
+	notice := "已将 " + strconv.Itoa(out.Rescheduled) + " 条等待重试的" + what + "改为立即推送。"
 	if out.More {
-		notice += "还有更多等待重试的回执，请一分钟后再点一次。"
+		notice += "还有更多等待重试的" + what + "，请一分钟后再点一次。"
 	}
 	if out.Partial {
-		notice += "部分节点暂时无法联系" + nodeList(out.MissingNodes) + "，其回执仍按退避时间重试。"
+		notice += "部分节点暂时无法联系" + nodeList(out.MissingNodes) + "，其" + what + "仍按退避时间重试。"
 	}
 	return notice
 }

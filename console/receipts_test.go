@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,7 +237,7 @@ func TestReceiptsPageFailing(t *testing.T) {
 	// The desk's home names A among the enterprises whose endpoint fails.
 	home := ops.get("/ops/")
 	home.wantPage(t, `id="failing-webhooks"`, `<a href="/ops/enterprises/A">A</a>`, "HTTP status 502")
-	if strings.Contains(home.Body, "各企业最近一次回执推送都已成功") {
+	if strings.Contains(home.Body, "各企业最近一次回执推送和回复推送都已成功") {
 		t.Error("the desk says every endpoint took its last POST")
 	}
 	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-receipts-pending">1 条（1 条重试中）；最近一次失败`, "起连续失败", "HTTP status 502", `id="ent-receipt-retry"`)
@@ -363,8 +365,94 @@ func TestReceiptsPageReplyFailing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // the retry is recorded after the POST: no event to wait on
 	}
-	// The account manager's page of the enterprise has it too.
+	// The account manager's page of the enterprise has it too, with its
+	// button, and the desk's home lists A's reply endpoint as failing.
 	ops := r.client()
 	ops.opsLogin()
-	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-replies-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502")
+	ops.get("/ops/enterprises/A").wantPage(t, `id="ent-replies-pending">1 条（1 条重试中）；最近一次失败`, "HTTP status 502", `id="ent-reply-retry"`)
+	ops.get("/ops/").wantPage(t, `<tr class="failing-reply"><td data-label="企业"><a href="/ops/enterprises/A">A</a></td><td data-label="推送内容">用户回复</td>`,
+		"HTTP status 502")
+
+	// 立即重试回复: the reply is posted again at once (its backoff is 10 s),
+	// not again within the minute; the receipts' retry is not held up.
+	amy.get("/enterprise/receipts").wantPage(t, `id="reply-retry-form"`, `<input type="hidden" name="kind" value="reply">`)
+	asked := time.Now()
+	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{"kind": {"reply"}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("retry the replies: %d\n%s", a.Status, a.Body)
+	}
+	amy.get("/enterprise/receipts").wantPage(t, "已将 1 条等待重试的回复改为立即推送。")
+	select {
+	case <-posted:
+		if d := time.Since(asked); d > 5*time.Second {
+			t.Errorf("the reply went %v after 立即重试回复, want at once", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("立即重试回复: the reply was not posted again at once")
+	}
+	if a := amy.submit("/enterprise/receipts", "/enterprise/receipts/retry", url.Values{"kind": {"reply"}}); a.Status != http.StatusTooManyRequests ||
+		!strings.Contains(a.Body, "一分钟内已重试过回复") {
+		t.Fatalf("a second replies' retry within the minute: %d\n%s", a.Status, a.Body)
+	}
+	if a := ops.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-retry", url.Values{"kind": {"reply"}}); a.Status != http.StatusTooManyRequests ||
+		!strings.Contains(a.Body, `class="error"`) {
+		t.Fatalf("the desk's replies' retry within the minute: %d\n%s", a.Status, a.Body)
+	}
+	if a := ops.submit("/ops/enterprises/A", "/ops/enterprises/A/receipt-retry", url.Values{}); a.Status != http.StatusSeeOther {
+		t.Fatalf("the desk's receipts' retry after the replies': %d\n%s", a.Status, a.Body)
+	}
+	ops.get("/ops/enterprises/A").wantPage(t, "已将 0 条等待重试的回执改为立即推送。")
+}
+
+// failingReplies stores a reply of each enterprise in ents to an endpoint
+// that answers 503 until mended is set (then 204), runs the rig's sender,
+// and waits until each reply waits out its backoff (10 s) after its first
+// POST failed. Every POST is signalled on posted (never blocking).
+func failingReplies(t *testing.T, r *rig, ents ...string) (mended *atomic.Bool, posted <-chan struct{}) {
+	t.Helper()
+	mended = new(atomic.Bool)
+	ch := make(chan struct{}, 64)
+	ep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if mended.Load() {
+			w.WriteHeader(http.StatusNoContent)
+		} else {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(ep.Close)
+	for _, e := range ents {
+		m := &queue.MO{Enterprise: e, Source: "13712345678", Dest: "10657500000112", Text: "收到", ReceivedAt: time.Now(), ReplyURL: ep.URL + "/mo"}
+		if err := r.store.StoreMO(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.hooks.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	for _, e := range ents {
+		waitCondition(t, e+"'s reply waiting for its retry", func() bool {
+			sum, err := r.store.ReplySummary(e, 10)
+			return err == nil && sum.Retrying == 1 &&
+				slices.ContainsFunc(r.hooks.FailingReplies(10), func(f webhook.Failing) bool { return f.Enterprise == e })
+		})
+	}
+	return mended, ch
+}
+
+// waitCondition polls cond for up to 10 s.
+func waitCondition(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not yet after 10 s: %s", what)
+		}
+		<-tick.C
+	}
 }

@@ -92,11 +92,22 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	t.Cleanup(func() { db.Close() })
 	var gwMu sync.Mutex
 	var gw *gateway.Gateway
+	// The webhook sender, built below, told of what the store queues or
+	// makes due, as the daemon's is.
+	var hooksRef atomic.Pointer[webhook.Sender]
 	r.store, err = queue.New(db, queue.Options{OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 		gwMu.Lock()
 		g := gw
 		gwMu.Unlock()
 		g.OnDLRReady(a, ready, at)
+	}, OnHookReady: func(ents []string) {
+		if h := hooksRef.Load(); h != nil {
+			h.HooksReady(ents)
+		}
+	}, OnReplyReady: func(ents []string) {
+		if h := hooksRef.Load(); h != nil {
+			h.RepliesReady(ents)
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +169,7 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hooksRef.Store(hooks)
 	acfg := api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
 		ClusterStatus: func(context.Context) *api.ClusterStatus { return r.cluster.Load() }, Webhooks: hooks}
 	for _, o := range opts {
