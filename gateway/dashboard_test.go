@@ -253,10 +253,17 @@ func newMetricChecker(t *testing.T) *metricChecker {
 	if err := r.store.Fail(ctx, queue.Key{ID: m.ID}, queue.StateRejected, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// A reply (MO) of E to the same endpoint: its failure makes the reply
+	// endpoint's failing series.
+	if err := r.store.StoreMO(ctx, &queue.MO{Enterprise: "E", Source: "13712345678", Dest: "10690001", Text: "收到",
+		Upstream: "sim", ReceivedAt: time.Now(), ReplyURL: refusing.URL}); err != nil {
+		t.Fatal(err)
+	}
 	hooksCtx, stopHooks := context.WithCancel(ctx)
 	hooksDone := make(chan struct{})
 	go func() { defer close(hooksDone); snd.Run(hooksCtx) }()
 	waitForSeries(ctx, t, r.reg, "qxtd_receipt_webhook_failing_since_seconds")
+	waitForSeries(ctx, t, r.reg, "qxtd_reply_webhook_failing_since_seconds")
 	stopHooks()
 	<-hooksDone
 	c := &metricChecker{qxtd: gatherTypes(t, r.reg)}
