@@ -237,19 +237,9 @@ func TestClusterHookStatusBounds(t *testing.T) {
 	hung := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(hung.Close)
 
-	join := func(id uint16, peerURL string) *cluster.Node {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n, err := cluster.Join(ctx, cluster.Config{Endpoints: et.Endpoints, NodeID: id, TTL: 4 * time.Second, PeerURL: peerURL}, nil)
-		if err != nil {
-			t.Fatalf("join node %d: %v", id, err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	self := join(1, "http://127.0.0.1:1")
-	join(2, good.URL)
-	join(3, hung.URL)
+	self := joinPeer(t, et, 1, "http://127.0.0.1:1")
+	joinPeer(t, et, 2, good.URL)
+	joinPeer(t, et, 3, hung.URL)
 	waitCond(t, 10*time.Second, "node 1 sees nodes 2 and 3", func() bool { return len(self.Members()) == 3 })
 
 	var mu sync.Mutex
@@ -337,19 +327,9 @@ func TestClusterReplyRetryOlderNode(t *testing.T) {
 	}
 	newNode := peer(&newer, "/peer/v1/receipt-hooks/retry", "/peer/v1/reply-hooks/retry")
 	oldNode := peer(&olderReceipts, "/peer/v1/receipt-hooks/retry")
-	join := func(id uint16, peerURL string) *cluster.Node {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n, err := cluster.Join(ctx, cluster.Config{Endpoints: et.Endpoints, NodeID: id, TTL: 4 * time.Second, PeerURL: peerURL}, nil)
-		if err != nil {
-			t.Fatalf("join node %d: %v", id, err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	self := join(1, "http://127.0.0.1:1")
-	join(2, newNode.URL)
-	join(3, oldNode.URL)
+	self := joinPeer(t, et, 1, "http://127.0.0.1:1")
+	joinPeer(t, et, 2, newNode.URL)
+	joinPeer(t, et, 3, oldNode.URL)
 	waitCond(t, 10*time.Second, "node 1 sees nodes 2 and 3", func() bool { return len(self.Members()) == 3 })
 	h := &clusterHooks{node: self, client: cluster.NewPeerClient(1, []byte("cluster-test-secret-0123456789"), nil),
 		log: slog.New(slog.DiscardHandler), status: make(map[string]*hookStatusEntry), now: time.Now}
@@ -365,4 +345,18 @@ func TestClusterReplyRetryOlderNode(t *testing.T) {
 	if err != nil || len(nodes) != 2 || len(missing) != 0 || olderReceipts.Load() != 1 {
 		t.Fatalf("receipts' retry: %+v, missing %v, %v (older node asked %d times)", nodes, missing, err, olderReceipts.Load())
 	}
+}
+
+// joinPeer joins node id, whose peer listener is at peerURL, to the
+// cluster on et until the test ends.
+func joinPeer(t *testing.T, et *clustertest.Etcd, id uint16, peerURL string) *cluster.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := cluster.Join(ctx, cluster.Config{Endpoints: et.Endpoints, NodeID: id, TTL: 4 * time.Second, PeerURL: peerURL}, nil)
+	if err != nil {
+		t.Fatalf("join node %d: %v", id, err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }

@@ -17,6 +17,24 @@ import (
 	"github.com/qxtd/qxtd/webhook"
 )
 
+// writeReplyConfig is writeConfig (with extra) whose enterprise T1 has
+// service number 1065901 with 2 extension digits and replyURL as its
+// reply_url.
+func writeReplyConfig(t *testing.T, simAddr, replyURL, extra string) string {
+	t.Helper()
+	path := writeConfig(t, t.TempDir(), simAddr, extra)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "    tps: 100000\n",
+		"    tps: 100000\n    service_number: \"1065901\"\n    ext_len: 2\n    reply_url: "+replyURL+"\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestReplyWebhookEndToEnd runs the real daemon with the simulator as the
 // SMSC and enterprise T1 seeded from the file with a service number and a
 // reply_url and a reply_batch (enterprises[].reply_url, reply_batch): a
@@ -27,16 +45,8 @@ import (
 func TestReplyWebhookEndToEnd(t *testing.T) {
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	rcv, posts := hookReceiver(t)
-	path := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\n")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(b), "    tps: 100000\n",
-		"    tps: 100000\n    service_number: \"1065901\"\n    ext_len: 2\n    reply_url: "+rcv.URL+"/mo\n    reply_batch: 5\n", 1)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// The reply_url line is followed by reply_batch, in the same mapping.
+	path := writeReplyConfig(t, simAddr, rcv.URL+"/mo\n    reply_batch: 5", "webhooks: { allow_private: true }\n")
 	d := startDaemon(t, path)
 	base := "http://" + d.httpAddr
 	if code, body := postJSON(t, "PATCH", base+"/admin/v1/users/esme", "test-token", `{"role":"admin"}`); code != http.StatusOK {
@@ -110,16 +120,7 @@ func TestReplyWebhookOperationsEndToEnd(t *testing.T) {
 		posted <- code
 	}))
 	t.Cleanup(rcv.Close)
-	path := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\nlog: { level: debug }\n")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(b), "    tps: 100000\n",
-		"    tps: 100000\n    service_number: \"1065901\"\n    ext_len: 2\n    reply_url: "+rcv.URL+"/mo\n", 1)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeReplyConfig(t, simAddr, rcv.URL+"/mo", "webhooks: { allow_private: true }\nlog: { level: debug }\n")
 	d := startDaemon(t, path)
 	base := "http://" + d.httpAddr
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) { // the bind is in the simulator: no event to wait on
