@@ -359,7 +359,7 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	// windows is free (or all of them): each scan skips the whole
 	// in-flight set.
 	now := time.Now()
-	found, at, err := d.g.store.DueSharedAt(now, room, share, d.skip)
+	found, at, err := d.g.store.DueSharedAt(now, room, nil, share, d.skip)
 	if err != nil {
 		return nil, err
 	}

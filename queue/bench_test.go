@@ -235,6 +235,44 @@ func BenchmarkDue(b *testing.B) {
 	}
 }
 
+// BenchmarkDueShared: the dispatcher's scan, one DueSharedAt call
+// returning 100 jobs in turns (25 an enterprise) from a store holding
+// 10,000 due parts of 8 enterprises, none sent with priority, with 1,000
+// of the earliest in flight (skipped): with the priority pass (a seek in
+// an empty index), as the dispatcher calls it, and without it (the
+// baseline, what the scan was before priority was stored).
+func BenchmarkDueShared(b *testing.B) {
+	s := openBench(b, Options{NoSync: true})
+	t0 := time.Now().Add(-time.Hour)
+	for i := 0; i < 10000; i += 1000 {
+		msgs := make([]*Message, 1000)
+		for j := range msgs {
+			msgs[j] = benchMsg(i + j)
+			msgs[j].AcceptedAt = t0.Add(time.Duration(i+j) * time.Millisecond)
+		}
+		if err := s.Enqueue(context.Background(), msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	inflight := func(k Key) bool { return k.ID <= 1000 }
+	share := func(string) int { return 25 }
+	now := time.Now()
+	for _, bc := range []struct {
+		name     string
+		priority func(string) int
+	}{{"priority pass", share}, {"baseline", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				jobs, _, err := s.DueSharedAt(now, 100, bc.priority, share, inflight)
+				if err != nil || len(jobs) != 100 {
+					b.Fatal(len(jobs), err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkCommitWriteback is the disk's side of a commit, without bbolt:
 // the 30 pages a commit of a few messages writes (one pwrite each) and
 // bbolt's two fdatasyncs, the pages scattered over a 64 MiB file, in 17

@@ -86,6 +86,7 @@ func (v *violations) add(format string, args ...any) {
 func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, map[string]usage, error) {
 	msgB, dueB, waitB := tx.Bucket(bucketMsg), tx.Bucket(bucketDue), tx.Bucket(bucketWait)
 	edueB := tx.Bucket(bucketEDue) // nil in a backup older than the index (Open builds it)
+	pdueB := tx.Bucket(bucketPDue) // nil in a backup older than priority was stored (no message has it)
 	smscB, dlroutB := tx.Bucket(bucketSMSC), tx.Bucket(bucketDLROut)
 
 	purgedAny, _ := tx.Bucket(bucketPurged).Cursor().First()
@@ -94,7 +95,7 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	var counts [stateEnd]int
 	use := make(map[string]usage)
 	var maxID uint64
-	nDue, nWait := 0, 0
+	nDue, nWait, nPDue := 0, 0, 0
 	aliasOf := make(map[uint64]uint64) // alias id → the message listing it
 	partAt := func(k Key) *Part {
 		v := msgB.Get(msgKey(k.ID))
@@ -147,6 +148,12 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 				if edueB != nil && edueB.Get(edueKey(m.Enterprise, p.DueAt, k)) == nil {
 					bad("part %s: accepted without its enterprise due key", k)
 				}
+				if m.Priority {
+					nPDue++
+					if pdueB == nil || pdueB.Get(edueKey(m.Enterprise, p.DueAt, k)) == nil {
+						bad("part %s: accepted with priority without its priority due key", k)
+					}
+				}
 			case StateSubmitted:
 				nWait++
 				if waitB.Get(timeKey(p.SubmittedAt, k)) == nil {
@@ -166,6 +173,9 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 					}
 				}
 			}
+		}
+		if m.Priority && !m.waiting() {
+			bad("message %d: priority kept with no part waiting", m.ID)
 		}
 		use[uk] = u
 		pending := dlroutB.Get(dlroutKey(m.Account, m.ID)) != nil
@@ -233,6 +243,12 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	if edueB != nil {
 		if ne := edueB.Stats().KeyN; ne != nDue {
 			bad("%d enterprise due keys for %d accepted parts", ne, nDue)
+		}
+	}
+
+	if pdueB != nil {
+		if err := checkPDue(pdueB, msgB, nPDue, bad); err != nil {
+			return counts, nil, err
 		}
 	}
 
@@ -331,4 +347,48 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 		return counts, nil, err
 	}
 	return counts, stored, nil
+}
+
+// checkPDue verifies the priority due keys: each names an Accepted part
+// of a message sent with priority, under its enterprise and at its due
+// time, and there are as many as such parts (want).
+func checkPDue(pdueB, msgB *bolt.Bucket, want int, bad func(format string, args ...any)) error {
+	n := 0
+	err := pdueB.ForEach(func(kb, _ []byte) error {
+		n++
+		i := bytes.IndexByte(kb, sep)
+		if i < 0 {
+			bad("priority due key %x malformed", kb)
+			return nil
+		}
+		_, k, ok := parseTimeKey(kb[i+1:])
+		if !ok {
+			bad("priority due key %x malformed", kb)
+			return nil
+		}
+		v := msgB.Get(msgKey(k.ID))
+		if v == nil {
+			bad("priority due key %s: no such message", k)
+			return nil
+		}
+		m, err := DecodeMessage(v)
+		switch {
+		case err != nil:
+			return nil // reported with the message
+		case int(k.Part) >= len(m.Parts):
+			bad("priority due key %s: no such part", k)
+		case !m.Priority || m.Parts[k.Part].State != StateAccepted:
+			bad("priority due key %s: part is %s, priority %v", k, m.Parts[k.Part].State, m.Priority)
+		case !bytes.Equal(kb, edueKey(m.Enterprise, m.Parts[k.Part].DueAt, k)):
+			bad("priority due key %x: part %s of %q due at %v", kb, k, m.Enterprise, m.Parts[k.Part].DueAt)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != want {
+		bad("%d priority due keys for %d accepted parts sent with priority", n, want)
+	}
+	return nil
 }

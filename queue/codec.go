@@ -13,9 +13,17 @@ import (
 // the bytes, times as the varint of their Unix nanoseconds (0 = zero time).
 // Decoders check every length against the bytes left, reject unknown
 // versions, invalid states and trailing bytes, and never panic.
+//
+// A message record is version 1 unless a flag of its second flags byte
+// (the ext constants) is set: then it is version 2, version 1 with that
+// byte after the first. The first byte's eight flags were all taken, and a release
+// before version 2 refuses a flag it does not know; so a record with
+// nothing for the second byte stays version 1, byte for byte what those
+// releases read.
 
 const (
 	msgVersion    = 1
+	msgVersionExt = 2 // msgVersion with the second flags byte
 	orphanVersion = 1
 	usageVersion  = 1
 
@@ -192,6 +200,28 @@ func (d *decoder) version(want uint8, what string) {
 	}
 }
 
+// messageVersion reads a message record's version byte: ext is true for
+// version 2 (a second flags byte follows the first).
+func (d *decoder) messageVersion() (ext bool) {
+	if d.err != nil {
+		return false
+	}
+	if d.left() < 1 {
+		d.fail("message version: truncated")
+		return false
+	}
+	v := d.b[d.pos]
+	d.pos++
+	switch v {
+	case msgVersion:
+		return false
+	case msgVersionExt:
+		return true
+	}
+	d.fail("message: unknown version %d", v)
+	return false
+}
+
 func (d *decoder) end(what string) {
 	if d.err == nil && d.left() != 0 {
 		d.fail("%s: %d trailing bytes", what, d.left())
@@ -207,6 +237,18 @@ const (
 	flagReceiptURL   = 1 << 5 // the receipt webhook URL follows (idem)
 	flagReceiptDone  = 1 << 6 // the receipt webhook was delivered or given up
 	flagAliasDLR     = 1 << 7 // each alias's registered_delivery follows the aliases (added after flagAliases)
+	allFlags         = flagDLRForwarded | flagGroup | flagClientCoding | flagAliases | flagWeight | flagReceiptURL | flagReceiptDone | flagAliasDLR
+)
+
+// The second flags byte (version 2 records). Its low four bits are hints:
+// flags with no field of their own that a reader may drop without the
+// message meaning anything else to it (so an unknown one is ignored, and
+// a release that knows only some of them reads a later one's records);
+// its high four bits are refused when unknown, as the first byte's are.
+const (
+	extPriority = 1 << 0 // Message.Priority (a hint: without it the message waits in due order)
+	extHints    = 0x0f
+	extKnown    = extPriority
 )
 
 // encodeMessage appends the record of m to b.
@@ -215,7 +257,15 @@ func encodeMessage(b []byte, m *Message) []byte {
 		b = make([]byte, 0, encodedSizeHint(m))
 	}
 	e := encoder{b}
-	e.u8(msgVersion)
+	var ext uint8
+	if m.Priority {
+		ext |= extPriority
+	}
+	if ext == 0 {
+		e.u8(msgVersion)
+	} else {
+		e.u8(msgVersionExt)
+	}
 	e.uvarint(m.ID)
 	e.str(m.Account)
 	e.str(m.Enterprise)
@@ -260,6 +310,9 @@ func encodeMessage(b []byte, m *Message) []byte {
 		flags |= flagAliasDLR
 	}
 	e.u8(flags)
+	if ext != 0 {
+		e.u8(ext)
+	}
 	e.uvarint(uint64(len(m.Parts)))
 	for i := range m.Parts {
 		p := &m.Parts[i]
@@ -326,7 +379,7 @@ const minPartLen = 1 + 1 + 1 + 3 + 1 + 1 + 1
 // b may be reused afterwards. Errors wrap ErrCorrupt.
 func DecodeMessage(b []byte) (*Message, error) {
 	d := newDecoder(b)
-	d.version(msgVersion, "message")
+	ext := d.messageVersion()
 	m := &Message{
 		ID:                 d.uvarint("id"),
 		Account:            d.str("account"),
@@ -348,8 +401,19 @@ func DecodeMessage(b []byte) (*Message, error) {
 		ValidUntil:         d.time("valid_until"),
 	}
 	flags := d.u8("flags")
-	if d.err == nil && flags&^(flagDLRForwarded|flagGroup|flagClientCoding|flagAliases|flagWeight|flagReceiptURL|flagReceiptDone|flagAliasDLR) != 0 {
+	if d.err == nil && flags&^allFlags != 0 {
 		d.fail("unknown flags %#x", flags)
+	}
+	if ext {
+		x := d.u8("extended flags")
+		switch {
+		case d.err != nil:
+		case x == 0:
+			d.fail("version %d without extended flags", msgVersionExt)
+		case x&^(extKnown|extHints) != 0:
+			d.fail("unknown extended flags %#x", x)
+		}
+		m.Priority = x&extPriority != 0
 	}
 	m.DLRForwarded = flags&flagDLRForwarded != 0
 	m.ReceiptDone = flags&flagReceiptDone != 0

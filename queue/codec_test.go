@@ -44,7 +44,7 @@ func TestDecodeMessageErrors(t *testing.T) {
 	good := encodeMessage(nil, fullMessage())
 	tests := map[string][]byte{
 		"empty":         nil,
-		"version":       append([]byte{2}, good[1:]...),
+		"version":       append([]byte{3}, good[1:]...),
 		"trailing":      append(slices.Clone(good), 0),
 		"huge length":   {1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"bad uvarint":   {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
@@ -101,6 +101,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	joined := msg("a", "1", 1)
 	joined.Aliases, joined.AliasDLR = []uint64{4, 5}, []uint8{1, 0}
 	f.Add(encodeMessage(nil, joined))
+	urgent := msg("a", "1", 2)
+	urgent.Priority = true
+	f.Add(encodeMessage(nil, urgent))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := DecodeMessage(b)

@@ -89,6 +89,7 @@
 //	msg     id (8 BE)                                → message record (version byte, then fields)
 //	due     due time (Unix ns, 8 BE) | id | part (2) → empty   parts Accepted, due-time order
 //	edue    enterprise 0x00 due time | id | part     → empty   the same keys per enterprise (DueShared); built at Open if missing
+//	pdue    enterprise 0x00 due time | id | part     → empty   the edue keys of messages sent with priority, read first (DueSharedAt)
 //	wait    submitted time (8 BE) | id | part        → empty   parts Submitted, oldest first
 //	smsc    upstream 0x00 canonical SMSC id          → id | part
 //	orphan  upstream 0x00 canonical SMSC id          → DLR record, received before its submit_sm_resp
@@ -110,7 +111,8 @@
 //	mohook  enterprise 0x00 due time (8 BE) | MO id  → attempts (uvarint)   reply webhooks to POST (moreplies.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
-// (stopping at the first key later than now), PendingDLRs walks one
+// (stopping at the first key later than now), DueSharedAt the pdue keys
+// and then the edue keys in the same way, PendingDLRs walks one
 // account's dlrout keys, DLR matching is at most three point lookups, and
 // every transition is point reads and writes. Account, Enterprise,
 // Upstream and Dest are at most 255 bytes and contain no NUL (Enqueue
@@ -129,6 +131,10 @@
 //     PurgeMOs deletes it with the MO.
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
+//     A message keeps Priority only while a part of it is Accepted; each
+//     such part has its edue key in pdue too, and every pdue key names
+//     one. A message without priority has no pdue key (its parts cost
+//     no more writes than before pdue), and its record is version 1.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
 //     every wait key names a Submitted part.
 //   - Every SMSC id a part was accepted under (SMSCID and DupSMSCIDs) is
@@ -277,6 +283,12 @@
 //     not, with their inbox, forwarding and reply webhook keys: one that
 //     no receiver took within the retention is given up (counted), not
 //     kept, so that the scan starts at the oldest MO it can delete.
+//   - A message stored with Priority has a version 2 record while a part
+//     of it waits (codec.go), which a release before version 2 refuses as
+//     damaged: it skips such a message (Due reports it), its Check,
+//     VerifyBackup and ExportParts fail on it. It waits on disk untouched
+//     and goes out once a release that reads it runs again; once no part
+//     waits, the record is version 1 again.
 //   - Only Purge, PurgeMOs (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).

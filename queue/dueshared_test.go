@@ -135,7 +135,7 @@ func TestDueHandOver(t *testing.T) {
 	two.Parts = append(two.Parts, Part{Body: []byte{1, 0xAB}})
 	later := entMsg("A", "13800000002")
 	later.SendAt = now.Add(time.Hour)
-	_, before, err := ts.DueSharedAt(now, 1, func(string) int { return 1 }, nil)
+	_, before, err := ts.DueSharedAt(now, 1, nil, func(string) int { return 1 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestDueHandOver(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("%d hand-overs for one commit", len(calls))
 	}
-	due, snap, err := ts.DueSharedAt(now.Add(time.Minute), 100, func(string) int { return 100 }, nil)
+	due, snap, err := ts.DueSharedAt(now.Add(time.Minute), 100, nil, func(string) int { return 100 }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestDueHandOver(t *testing.T) {
 		}
 	}
 	// A scan before the next commit sees the same snapshot: nothing new.
-	if _, again, _ := ts.DueSharedAt(now, 1, func(string) int { return 1 }, nil); again != snap {
+	if _, again, _ := ts.DueSharedAt(now, 1, nil, func(string) int { return 1 }, nil); again != snap {
 		t.Errorf("snapshot moved without a commit: %d then %d", snap, again)
 	}
 	remove()

@@ -15,6 +15,7 @@ var (
 	bucketMsg    = []byte("msg")
 	bucketDue    = []byte("due")
 	bucketEDue   = []byte("edue") // the due keys again, per enterprise (fair dispatch)
+	bucketPDue   = []byte("pdue") // the enterprise due keys again, of messages sent with priority
 	bucketWait   = []byte("wait")
 	bucketSMSC   = []byte("smsc")
 	bucketOrphan = []byte("orphan")
@@ -34,7 +35,7 @@ var (
 	bucketFinal     = []byte("final")     // seq → part
 	bucketFinalPart = []byte("finalpart") // part → seq
 
-	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketPDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
 		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook, bucketFinal, bucketFinalPart, bucketHookPost}
 )
 

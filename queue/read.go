@@ -62,19 +62,30 @@ func (s *Store) Due(now time.Time, limit int, skip func(Key) bool) ([]Job, error
 // enterprise's due parts (earliest first, enterprises in name order) and
 // takes at most share(enterprise) of each (share <= 0: none); if fewer
 // than limit were taken, it fills up from what is left, in the same order,
-// so an enterprise alone with due parts still gets every slot. limit must
-// be positive. The cost is one seek per enterprise with due parts plus the
-// keys walked (returned + skipped); an enterprise whose share is used up
-// costs one seek.
+// so an enterprise alone with due parts still gets every slot. The parts
+// of messages sent with priority come first, within each enterprise's
+// share (DueSharedAt with share as priority). limit must be positive. The
+// cost is one seek per enterprise with due parts plus the keys walked
+// (returned + skipped); an enterprise whose share is used up costs one
+// seek.
 func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string) int, skip func(Key) bool) ([]Job, error) {
-	jobs, _, err := s.DueSharedAt(now, limit, share, skip)
+	jobs, _, err := s.DueSharedAt(now, limit, share, share, skip)
 	return jobs, err
 }
 
-// DueSharedAt is DueShared that also returns the snapshot it read: every
-// part handed over (SetDueCallback) at or before it was seen, so that
-// unless limit cut the walk short each was either returned or skipped.
-func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise string) int, skip func(Key) bool) ([]Job, Snapshot, error) {
+// DueSharedAt is DueShared with its own quota of priority parts, and it
+// also returns the snapshot it read: every part handed over
+// (SetDueCallback) at or before it was seen, so that unless limit cut the
+// walk short each was either returned or skipped.
+//
+// Before the turns, it takes the due parts of messages sent with priority
+// (Message.Priority), each enterprise's earliest first, at most
+// priority(enterprise) of each (nil or <= 0: none ahead of the others);
+// they come first in the result and count toward their enterprise's share
+// in the turns that follow. Such parts have a key of their own (pdue), so
+// that pass costs one seek when there are none: nothing more for the
+// others.
+func (s *Store) DueSharedAt(now time.Time, limit int, priority, share func(enterprise string) int, skip func(Key) bool) ([]Job, Snapshot, error) {
 	if limit <= 0 {
 		return nil, 0, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
 	}
@@ -82,11 +93,14 @@ func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise stri
 	until := max(timeNanos(now), 0)
 	jobs := make([]Job, 0, min(limit, 1024))
 	taken := make(map[Key]bool)
+	var ahead map[string]int // priority parts taken per enterprise, counted in its share
 	err := s.view(func(tx *bolt.Tx) error {
 		snap = Snapshot(tx.ID())
 		due := s.dueReader(tx)
-		c := tx.Bucket(bucketEDue).Cursor()
-		pass := func(quota func(enterprise string) int) error {
+		// pass takes, in c's bucket of enterprise due keys, at most
+		// quota(enterprise) - from(enterprise) of each enterprise's due
+		// parts, calling took for each.
+		pass := func(c *bolt.Cursor, quota func(enterprise string) int, from map[string]int, took func(ent string)) error {
 			kb, _ := c.First()
 			for kb != nil && len(jobs) < limit {
 				i := bytes.IndexByte(kb, sep)
@@ -95,7 +109,7 @@ func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise stri
 				}
 				ent := string(kb[:i])
 				prefix := kb[: i+1 : i+1]
-				for n, q := 0, quota(ent); kb != nil && n < q && len(jobs) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
+				for n, q := from[ent], quota(ent); kb != nil && n < q && len(jobs) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
 					ts, k, ok := parseTimeKey(kb[i+1:])
 					if !ok {
 						return fmt.Errorf("%w: enterprise due key %x", ErrCorrupt, kb)
@@ -116,6 +130,9 @@ func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise stri
 					jobs = append(jobs, j)
 					taken[k] = true
 					n++
+					if took != nil {
+						took(ent)
+					}
 				}
 				// The next enterprise: the first key past this one's prefix.
 				next := append([]byte(ent), sep+1)
@@ -123,11 +140,23 @@ func (s *Store) DueSharedAt(now time.Time, limit int, share func(enterprise stri
 			}
 			return nil
 		}
-		if err := pass(share); err != nil {
+		if priority != nil {
+			err := pass(tx.Bucket(bucketPDue).Cursor(), priority, nil, func(ent string) {
+				if ahead == nil {
+					ahead = make(map[string]int)
+				}
+				ahead[ent]++
+			})
+			if err != nil {
+				return err
+			}
+		}
+		c := tx.Bucket(bucketEDue).Cursor()
+		if err := pass(c, share, ahead, nil); err != nil {
 			return err
 		}
 		if len(jobs) < limit {
-			return pass(func(string) int { return limit })
+			return pass(c, func(string) int { return limit }, nil, nil)
 		}
 		return nil
 	})

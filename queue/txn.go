@@ -244,6 +244,7 @@ type lazyBucket uint8
 
 const (
 	lazyEDue lazyBucket = iota
+	lazyPDue
 	lazyWait
 	lazySMSC
 	lazyOrphan
@@ -255,7 +256,7 @@ const (
 )
 
 var lazyBucketNames = [lazyBuckets][]byte{
-	lazyEDue: bucketEDue, lazyWait: bucketWait, lazySMSC: bucketSMSC, lazyOrphan: bucketOrphan,
+	lazyEDue: bucketEDue, lazyPDue: bucketPDue, lazyWait: bucketWait, lazySMSC: bucketSMSC, lazyOrphan: bucketOrphan,
 	lazyDLROut: bucketDLROut, lazyRef: bucketRef, lazyUsage: bucketUsage, lazyHook: bucketHook,
 }
 
@@ -271,6 +272,7 @@ func (t *txn) bucket(i lazyBucket) *bolt.Bucket {
 }
 
 func (t *txn) edue() *bolt.Bucket   { return t.bucket(lazyEDue) }
+func (t *txn) pdue() *bolt.Bucket   { return t.bucket(lazyPDue) }
 func (t *txn) wait() *bolt.Bucket   { return t.bucket(lazyWait) }
 func (t *txn) smsc() *bolt.Bucket   { return t.bucket(lazySMSC) }
 func (t *txn) orphan() *bolt.Bucket { return t.bucket(lazyOrphan) }
@@ -279,12 +281,22 @@ func (t *txn) ref() *bolt.Bucket    { return t.bucket(lazyRef) }
 func (t *txn) usage() *bolt.Bucket  { return t.bucket(lazyUsage) }
 func (t *txn) hook() *bolt.Bucket   { return t.bucket(lazyHook) }
 
-// putDue makes part k of m due at at: its due key and its enterprise's.
+// putDue makes part k of m due at at: its due key and its enterprise's,
+// and for a message sent with priority its priority due key (the same
+// key as its enterprise's, in pdue). A message without priority writes
+// no more than before pdue existed.
 func (t *txn) putDue(m *Message, at time.Time, k Key) error {
 	if err := t.due.Put(t.timeKey(at, k), nil); err != nil {
 		return err
 	}
-	return t.edue().Put(t.edueKey(m.Enterprise, at, k), nil)
+	ek := t.edueKey(m.Enterprise, at, k)
+	if err := t.edue().Put(ek, nil); err != nil {
+		return err
+	}
+	if m.Priority {
+		return t.pdue().Put(ek, nil)
+	}
+	return nil
 }
 
 // delDue removes the due keys putDue wrote.
@@ -292,7 +304,14 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 	if err := t.del(t.due, t.timeKey(at, k)); err != nil {
 		return err
 	}
-	return t.del(t.edue(), t.edueKey(m.Enterprise, at, k))
+	ek := t.edueKey(m.Enterprise, at, k)
+	if err := t.del(t.edue(), ek); err != nil {
+		return err
+	}
+	if m.Priority {
+		return t.del(t.pdue(), ek)
+	}
+	return nil
 }
 
 func (t *txn) checkpoint() checkpoint {
@@ -341,6 +360,11 @@ func (t *txn) getPart(k Key) (*Message, *Part, error) {
 }
 
 func (t *txn) putMsg(m *Message) error {
+	if m.Priority && !m.waiting() {
+		// Sent (or ended): priority has nothing left to do, and the
+		// record goes back to version 1, which every release reads.
+		m.Priority = false
+	}
 	return t.msg.Put(t.msgKey(m.ID), encodeMessage(nil, m))
 }
 

@@ -74,12 +74,15 @@ type Message struct {
 
 	Parts        []Part
 	DLRForwarded bool // the final DLR was delivered to the ESME (or none was requested)
-	// Priority asks the dispatcher to send the message ahead of a
-	// backlog waiting in the store (an OTP behind a campaign). It is not
-	// stored: it acts on the way from the commit that stored the message
-	// to the upstream (the hand-over), and a message read back from the
-	// store (after a restart, or once the hand-over was full) waits its
-	// turn in due order like any other.
+	// Priority sends the message ahead of its enterprise's backlog (an
+	// OTP behind a campaign). It is stored while a part of the message
+	// waits to be sent, with a priority due key for each such part (the
+	// pdue bucket), so it holds whichever way the part reaches the
+	// dispatcher: handed over by the commit that stored it, or read back
+	// from the store (DueSharedAt takes such parts first) after a
+	// restart, a retry, at a scheduled time, or when the hand-over was
+	// full. Once no part waits it is cleared, and the record is the one
+	// a release before it reads (see codec.go).
 	Priority bool
 	// Group is the id the client was given when it is not ID: one
 	// submit_multi gets one message_id for all its recipients, and their
@@ -212,6 +215,16 @@ func (p Part) clone() Part {
 	p.Body = slices.Clone(p.Body)
 	p.DupSMSCIDs = slices.Clone(p.DupSMSCIDs)
 	return p
+}
+
+// waiting reports whether a part of m waits to be sent (is Accepted).
+func (m *Message) waiting() bool {
+	for i := range m.Parts {
+		if m.Parts[i].State == StateAccepted {
+			return true
+		}
+	}
+	return false
 }
 
 // Final reports whether every part of m is in a final state.
