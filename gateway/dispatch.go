@@ -40,9 +40,12 @@ type dispatcher struct {
 	// with priority (queue.Message.Priority): a lane of their own, so a
 	// flood of ordinary parts does not push them out of the hand-over,
 	// and taken while a scan is pending too (takeUrgent), ahead of the
-	// backlog in the store. perUrgent bounds each enterprise's in flight
-	// (urgentMax), so that priority is a narrow lane beside the shares,
-	// not a way around them.
+	// backlog in the store. Those the lane's hand-over could not hold,
+	// and those read back from the store (after a restart, a retry, at
+	// their scheduled time), a scan takes first (queue.DueSharedAt's
+	// priority pass), into the same lane. perUrgent bounds each
+	// enterprise's in flight (urgentMax) either way, so that priority is
+	// a narrow lane beside the shares, not a way around them.
 	urgent    *handOver[queue.Job]
 	urgents   []handed[queue.Job]
 	perUrgent map[string]int
@@ -143,16 +146,13 @@ func (d *dispatcher) pull() {
 func (d *dispatcher) takeUrgent(room int) []queue.Job {
 	var out []queue.Job
 	kept := d.urgents[:0]
-	limit := urgentMax(d.capacity)
 	for _, h := range d.urgents {
 		switch {
 		case d.seen(h) || d.skip(h.v.Key):
-		case len(out) == room || d.perUrgent[h.v.Msg.Enterprise] >= limit:
+		case len(out) == room || d.laneRoom(h.v.Msg.Enterprise) <= 0:
 			kept = append(kept, h)
 		default:
-			d.take(h.v)
-			d.inflight[h.v.Key] = flight{enterprise: h.v.Msg.Enterprise, upstream: h.v.Msg.Upstream, urgent: true}
-			d.perUrgent[h.v.Msg.Enterprise]++
+			d.takeInLane(h.v)
 			out = append(out, h.v)
 		}
 	}
@@ -222,6 +222,17 @@ func (d *dispatcher) take(j queue.Job) {
 	d.perEnt[j.Msg.Enterprise]++
 	d.perUp[j.Msg.Upstream]++
 }
+
+// takeInLane puts j in flight in the priority lane. d.mu held.
+func (d *dispatcher) takeInLane(j queue.Job) {
+	d.take(j)
+	d.inflight[j.Key] = flight{enterprise: j.Msg.Enterprise, upstream: j.Msg.Upstream, urgent: true}
+	d.perUrgent[j.Msg.Enterprise]++
+}
+
+// laneRoom is how many more parts sent with priority the enterprise ent
+// may put in flight through the priority lane. d.mu held.
+func (d *dispatcher) laneRoom(ent string) int { return urgentMax(d.capacity) - d.perUrgent[ent] }
 
 func (d *dispatcher) done(k queue.Key) {
 	d.mu.Lock()
@@ -355,11 +366,12 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	}
 	// The store may hold due parts that were not handed over (or a poll
 	// is due): scan, in due order, before sending anything handed over,
-	// which must not overtake them. Only once a worthwhile share of the
-	// windows is free (or all of them): each scan skips the whole
-	// in-flight set.
+	// which must not overtake them; but first the parts sent with
+	// priority, as far as each enterprise's lane has room. Only once a
+	// worthwhile share of the windows is free (or all of them): each
+	// scan skips the whole in-flight set.
 	now := time.Now()
-	found, at, err := d.g.store.DueSharedAt(now, room, nil, share, d.skip)
+	found, at, err := d.g.store.DueSharedAt(now, room, d.laneRoom, share, d.skip)
 	if err != nil {
 		return nil, err
 	}
@@ -367,8 +379,15 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	// Short of room: every due part was taken or is in flight. Full:
 	// there may be more.
 	d.rescan = len(found) == room
+	// The priority pass's parts come first, at most laneRoom of each
+	// enterprise: they go in the lane. A part with priority found later
+	// (its enterprise's lane was full) goes as any other.
 	for _, j := range found {
-		d.take(j)
+		if j.Msg.Priority && d.laneRoom(j.Msg.Enterprise) > 0 {
+			d.takeInLane(j)
+		} else {
+			d.take(j)
+		}
 	}
 	return append(urgent, found...), nil
 }

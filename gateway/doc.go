@@ -40,8 +40,12 @@
 //     retries and scheduled sends), and sends nothing handed over while
 //     a scan is pending, so no segment overtakes an older one, but for
 //     those of messages sent with priority (priority_flag, "priority"):
-//     a lane of their own, taken ahead of the backlog, an eighth of the
-//     workers an enterprise at most (takeUrgent).
+//     a lane of their own, an eighth of the workers an enterprise at
+//     most, taken ahead of the backlog whether handed over (takeUrgent)
+//     or read back from the store (after a restart, a retry, at a
+//     scheduled time, when the lane's hand-over was full), where the
+//     flag is stored and each waiting part has a priority due key that
+//     a scan reads first (queue.Store.DueSharedAt).
 //     Each upstream (upstream.go) keeps its binds, paces each bind
 //     (pace.go: cut on throttle, raised per success, under the TPS cap)
 //     and records the SMSC's answer durably, trying the record again

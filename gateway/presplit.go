@@ -80,8 +80,8 @@ func (g *Gateway) submitPart(ctx context.Context, acct *Account, p pdu.Body, fra
 	if complete {
 		// Not bound to the ESME's connection: once started, finish. The
 		// part that completes the message gives its priority_flag (parts
-		// are stored without it, as messages are: a message housekeeping
-		// assembles after a restart goes in due order).
+		// are stored without it: a message housekeeping assembles after a
+		// restart goes in due order).
 		priority := smpp.Byte(p, pdufield.PriorityFlag) > 0
 		if err := g.assemble(context.WithoutCancel(ctx), group, priority); err != nil {
 			g.log.Error("assemble split message (housekeeping retries)", "group", group.String(), "err", err)

@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +128,141 @@ func TestPriorityPassedToTheSMSC(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPriorityBehindALargeBacklog: behind a campaign of thousands of
+// messages (far more than the dispatcher's hand-over holds, so that
+// nearly all of it waits in the store), a message sent with priority
+// goes out among the first few sent after it, whether it came alone or
+// in a burst of such messages larger than the hand-over of the priority
+// lane, so that most of them too are read back from the store. Each
+// enterprise still has at most urgentMax of them in flight at a time
+// (TestDispatcherPriorityLane; TestTenantShareOfWindows for the shares),
+// so the burst goes out in turns beside the backlog, each ahead of it.
+func TestPriorityBehindALargeBacklog(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		burst int // messages sent with priority at once
+	}{{"one", 1}, {"a burst past the hand-over", 50}} {
+		t.Run(tc.name, func(t *testing.T) { priorityBehindALargeBacklog(t, tc.burst) })
+	}
+}
+
+func priorityBehindALargeBacklog(t *testing.T, burst int) {
+	// One bind with a window of 10 and no recording slots: 10 workers,
+	// a hand-over of 20 parts a lane (dueHandedMax), one part with
+	// priority in flight an enterprise (urgentMax).
+	const backlog, tps, workers = 3000, 200, 10
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.TPS = tps; u.Binds, u.Window = 1, workers }})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	submitN(t, e, backlog, "1370000")
+	sent := len(r.sim.Received())
+	if sent > backlog/2 {
+		t.Fatalf("%d of the backlog already sent: no backlog to skip", sent)
+	}
+	start := time.Now()
+	urgent := make([]string, burst)
+	for i := range urgent {
+		urgent[i] = fmt.Sprintf("1390000%04d", i)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, burst)
+	for _, dest := range urgent {
+		wg.Go(func() {
+			p := submitSM("1069", dest, "code 384921")
+			_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+			if _, err := e.submit(ctx, p); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Each message with priority waits at most for the windows' worth in
+	// flight when it came, and for the others of the burst in the lane
+	// before it, each of which waits for a window's worth beside the
+	// backlog: a message after the last of them is late.
+	limit := sent + 2*workers + burst*2*workers
+	var got map[string]int
+	var latency time.Duration
+	waitFor(t, 45*time.Second, "the messages sent with priority at the SMSC", func() bool {
+		rec := r.sim.Received()
+		got = make(map[string]int, burst)
+		for i, m := range rec {
+			if slices.Contains(urgent, m.Dest) {
+				got[m.Dest] = i
+			}
+		}
+		if len(got) == burst && latency == 0 {
+			latency = time.Since(start)
+		}
+		return len(got) == burst || len(rec) > limit
+	})
+	last := -1
+	for _, dest := range urgent {
+		pos, ok := got[dest]
+		if !ok {
+			t.Fatalf("%s (priority) not out after %d messages (%d were out when it came): waits behind the backlog", dest, limit, sent)
+		}
+		last = max(last, pos)
+	}
+	if last >= limit {
+		t.Errorf("the last message with priority went out %dth, %d after it came; want at most %d", last+1, last-sent, limit-sent)
+	}
+	t.Logf("backlog %d at %d/s, %d out when %d message(s) with priority came: the last of them out %dth (%d after), %v after",
+		backlog, tps, sent, burst, last+1, last-sent, latency.Round(time.Millisecond))
+}
+
+// TestPriorityAfterARestart: a backlog and then a message with priority
+// are stored while the SMSC refuses the bind; after a restart on the same
+// file, with the SMSC taking binds again, the message with priority goes
+// out in the first window, ahead of the backlog queued before it.
+func TestPriorityAfterARestart(t *testing.T) {
+	const backlog, workers = 500, 10
+	path := filepath.Join(t.TempDir(), "q.db")
+	refused := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Password = "not the SMSC's" }})
+	e, err := refused.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	submitN(t, e, backlog, "1370000")
+	p := submitSM("1069", "13900000001", "code 384921")
+	_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+	if _, err := e.submit(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(refused.sim.Received()); n != 0 {
+		t.Fatalf("%d sent to an SMSC that refuses the bind", n)
+	}
+	refused.stop()
+
+	start := time.Now()
+	r := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Window = 1, workers }})
+	pos := -1
+	waitFor(t, 20*time.Second, "the message with priority at the SMSC", func() bool {
+		rec := r.sim.Received()
+		pos = slices.IndexFunc(rec, func(m smpp.SimMessage) bool { return m.Dest == "13900000001" })
+		return pos >= 0 || len(rec) > 4*workers
+	})
+	switch {
+	case pos < 0:
+		t.Fatalf("after the restart the message with priority was not among the first %d out (%d queued before it), want in the first window (%d)",
+			len(r.sim.Received()), backlog, workers)
+	case pos >= workers:
+		t.Errorf("after the restart the message with priority went out %dth (%d queued before it), want in the first window (%d)", pos+1, backlog, workers)
+	}
+	t.Logf("restart with %d queued before it: the message with priority out %dth, %v after the restart", backlog, pos+1, time.Since(start).Round(time.Millisecond))
 }

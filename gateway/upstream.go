@@ -535,8 +535,8 @@ func (u *upstream) buildPDU(j queue.Job) (pdu.Body, error) {
 }
 
 // priorityFlag is the priority_flag of m's submit_sm to the SMSC: 1 for
-// a message sent with priority (queue.Message.Priority, known on the way
-// from its commit to the SMSC: not stored) when the upstream passes it on
+// a message sent with priority (queue.Message.Priority, stored with it
+// while a part waits) when the upstream passes it on
 // (UpstreamConfig.PassPriority), else 0, which every SMSC takes. §5.2.14
 // gives 1 a meaning per network (GSM: priority); some carriers refuse or
 // bill a non-zero flag, so it is the operator's choice per upstream.
