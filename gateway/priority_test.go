@@ -85,7 +85,12 @@ func prioritySkipsTheBacklog(t *testing.T, submit func(t *testing.T, ctx context
 	if ahead := pos - sent; pos < 0 || ahead > 2*10 {
 		t.Errorf("the priority message went out after %d others submitted before it (%d of the backlog were out when it came), want at most the windows' 20", ahead, sent)
 	}
-	if ordinary < backlog {
+	// The ordinary one waits for the backlog, within the windows' 20 of
+	// its end: a few of the backlog can go out after it (runs saw it
+	// 294th and 298th of 302, with the build before priority was stored
+	// too; FIFO within an enterprise is not promised), while the priority
+	// one is out within 20 of its arrival.
+	if ordinary < backlog-2*10 {
 		t.Errorf("the ordinary message went out %dth, before the backlog had drained", ordinary+1)
 	}
 	t.Logf("backlog %d at %d/s: %d out when the two came; the priority message %dth, the ordinary one %dth", backlog, tps, sent, pos+1, ordinary+1)
