@@ -248,16 +248,19 @@ func (a *adminCLI) entShow() *cobra.Command {
 					limit = fmt.Sprintf("limit %d", d.Usage.Limit)
 				}
 				fmt.Fprintf(w, "usage %s\t%d charged, %d reserved, %s\n", d.Usage.Month, d.Usage.Charged, d.Usage.Reserved, limit)
-				printReceiptStatus(w, d.Receipts)
+				printHookStatus(w, "receipts", d.Receipts)
+				if r := d.Replies; d.Enterprise.ReplyURL != "" || r.Pending > 0 || r.Last != nil {
+					printHookStatus(w, "replies", r)
+				}
 			})
 		})
 	c.Flags().StringVar(&month, "month", "", "billing month YYYY-MM (default: this month)")
 	return c
 }
 
-// printReceiptStatus is the "receipts" line of enterprise show: what
-// waits to be pushed, and how this node's last POST ended.
-func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
+// printHookStatus is the "receipts" (or "replies") line of enterprise
+// show: what waits to be pushed, and how the last POST ended.
+func printHookStatus(w io.Writer, kind string, st api.ReceiptStatus) {
 	more := ""
 	if st.PendingMore {
 		more = "+"
@@ -275,7 +278,12 @@ func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
 			}
 		}
 		n := fmt.Sprintf("%d receipts", l.Receipts)
-		if l.Receipts == 1 {
+		switch {
+		case kind == "replies" && l.Replies > 1:
+			n = fmt.Sprintf("%d replies", l.Replies)
+		case kind == "replies":
+			n = "1 reply" // 0: a POST saved before reply batches, one reply
+		case l.Receipts == 1:
 			n = "1 receipt"
 		}
 		node := ""
@@ -292,7 +300,7 @@ func printReceiptStatus(w io.Writer, st api.ReceiptStatus) {
 		line += "; " + strings.Join(parts, "; ")
 	}
 	line += missingNote(st.Missing)
-	fmt.Fprintf(w, "receipts\t%s\n", line)
+	fmt.Fprintf(w, "%s\t%s\n", kind, line)
 }
 
 // missingNote says which cluster nodes an answer leaves out ("" if none).

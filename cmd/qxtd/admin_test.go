@@ -229,7 +229,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "show", "ACME", "--month", "2025-06"},
 			out: []string{"500.00 CNY/month, 6200 segments included, 0.09 CNY", "users 1", "6 approved, 0 pending, 1 rejected",
 				"usage 2025-06 0 charged, 0 reserved, limit 7311", "receipts 0 pending, 0 retrying",
-				"reply_url https://crm.example.com/mo", "webhooks unsigned (no secret), up to 100 receipts a POST, up to 20 replies a POST"}},
+				"replies 0 pending, 0 retrying", "reply_url https://crm.example.com/mo", "webhooks unsigned (no secret), up to 100 receipts a POST, up to 20 replies a POST"}},
 		{args: []string{"--json", "enterprise", "show", "ACME"}, check: func(t *testing.T, out string) {
 			var d api.EnterpriseDetail
 			if err := json.Unmarshal([]byte(out), &d); err != nil {
@@ -286,6 +286,29 @@ func TestAdminCLI(t *testing.T) {
 		}
 		if s.check != nil {
 			s.check(t, stdout.String())
+		}
+	}
+}
+
+// TestPrintHookStatus: enterprise show's lines of pushed receipts and
+// replies count what the last POST carried in its own kind: a batch of
+// replies as replies, a reply's POST saved before reply batches as one.
+func TestPrintHookStatus(t *testing.T) {
+	at := time.Date(2026, 12, 5, 1, 2, 3, 0, time.UTC)
+	for _, tc := range []struct {
+		kind string
+		last api.ReceiptPost
+		want string
+	}{
+		{"receipts", api.ReceiptPost{At: at, Receipts: 3, Delivered: true}, "receipts\t0 pending, 0 retrying; last POST 2026-12-05T01:02:03Z (3 receipts) delivered\n"},
+		{"replies", api.ReceiptPost{At: at, Replies: 7, Delivered: true}, "replies\t0 pending, 0 retrying; last POST 2026-12-05T01:02:03Z (7 replies) delivered\n"},
+		{"replies", api.ReceiptPost{At: at, Delivered: true}, "replies\t0 pending, 0 retrying; last POST 2026-12-05T01:02:03Z (1 reply) delivered\n"},
+	} {
+		var b strings.Builder
+		last := tc.last
+		printHookStatus(&b, tc.kind, api.ReceiptStatus{ReceiptCounts: api.ReceiptCounts{Last: &last}})
+		if b.String() != tc.want {
+			t.Errorf("%s: %q, want %q", tc.kind, b.String(), tc.want)
 		}
 	}
 }
