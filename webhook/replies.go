@@ -226,7 +226,20 @@ func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, 
 		} else {
 			r.due[e] = next
 		}
-		for post := range slices.Chunk(rs, batch) {
+		posts := replyPosts(rs, batch)
+		if len(posts) > room {
+			// The texts' bound split the read into more POSTs than the
+			// enterprise has room for: the rest stay due, read again at
+			// the next pass (a POST that ends wakes it).
+			var rest []queue.Reply
+			for _, p := range posts[room:] {
+				rest = append(rest, p...)
+			}
+			s.releaseReplies(rest)
+			posts = posts[:room]
+			r.due[e] = time.Time{}
+		}
+		for _, post := range posts {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -261,6 +274,32 @@ func (s *Sender) fillReplies(ctx context.Context, full bool, sem chan struct{}, 
 			}()
 		}
 	}
+}
+
+// maxReplyBody bounds the texts one POST of replies carries (bytes): an
+// MO's text is at most a PDU's 4 KiB (some 6 KiB once UTF-8), so 1,000 of
+// them would make a POST of megabytes, and Config.Workers of them in
+// flight hundreds; batches are cut at this many bytes of text instead,
+// whatever reply_batch says.
+const maxReplyBody = 256 << 10
+
+// replyPosts cuts replies rs into POSTs of at most batch replies and, past
+// the first reply of a POST, at most maxReplyBody bytes of text.
+func replyPosts(rs []queue.Reply, batch int) [][]queue.Reply {
+	var posts [][]queue.Reply
+	start, size := 0, 0
+	for i, rp := range rs {
+		n := len(rp.MO.Text)
+		if i > start && (i-start == batch || size+n > maxReplyBody) {
+			posts = append(posts, rs[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(rs) {
+		posts = append(posts, rs[start:])
+	}
+	return posts
 }
 
 // releaseReplies takes replies read but not started out of the in-flight

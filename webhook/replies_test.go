@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,5 +487,118 @@ func TestReplyFailingKeptAcrossRestart(t *testing.T) {
 	})
 	if fs := r2.snd.FailingReplies(10); len(fs) != 1 || !fs[0].Last.FailingSince.Equal(since) {
 		t.Errorf("a failure after the restart: %+v, want failing since %v", fs, since)
+	}
+}
+
+// TestReplyPostsBounded: replies are cut into POSTs of at most the batch,
+// and of at most maxReplyBody bytes of text past a POST's first reply,
+// whatever the batch: 1,000 replies of 4 KiB make POSTs of 64, not one of
+// 4 MiB; a reply longer than the bound goes alone.
+func TestReplyPostsBounded(t *testing.T) {
+	of := func(n, size int) []queue.Reply {
+		rs := make([]queue.Reply, n)
+		for i := range rs {
+			rs[i].MO = &queue.MO{ID: uint64(i + 1), Text: strings.Repeat("x", size)}
+		}
+		return rs
+	}
+	sizes := func(posts [][]queue.Reply) []int {
+		var out []int
+		for _, p := range posts {
+			out = append(out, len(p))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		rs    []queue.Reply
+		batch int
+		want  []int
+	}{
+		{"one a POST", of(3, 10), 1, []int{1, 1, 1}},
+		{"by the batch", of(23, 10), 10, []int{10, 10, 3}},
+		{"by the bytes", of(130, 4096), 1000, []int{64, 64, 2}},
+		{"a reply over the bound goes alone", of(2, maxReplyBody+1), 1000, []int{1, 1}},
+		{"none", nil, 10, nil},
+	} {
+		posts := replyPosts(tc.rs, tc.batch)
+		if got := sizes(posts); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: POSTs of %v, want %v", tc.name, got, tc.want)
+		}
+		var ids []uint64
+		for _, p := range posts {
+			for _, rp := range p {
+				ids = append(ids, rp.MO.ID)
+			}
+		}
+		for i, id := range ids {
+			if id != uint64(i+1) {
+				t.Fatalf("%s: replies out of order or lost: %v", tc.name, ids)
+			}
+		}
+	}
+}
+
+// TestBatchedRepliesBoundedBytes: long replies with reply_batch 1000 go
+// in POSTs of at most maxReplyBody bytes of text, the read's rest left
+// due for the next pass rather than posted beyond the enterprise's room;
+// each reply once.
+func TestBatchedRepliesBoundedBytes(t *testing.T) {
+	rcv := newReceiver(t)
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := queue.Open(path, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 130
+	long := strings.Repeat("长", 1365) // 4,095 bytes of UTF-8: as long as an MO gets
+	for range n {
+		m := &queue.MO{Enterprise: "ent1", Source: "13712345678", Dest: "10657500000112", Text: long,
+			Upstream: "up", ReceivedAt: time.Now(), ReplyURL: rcv.URL}
+		if err := s.StoreMO(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Two workers, one an enterprise: the POSTs the bytes' cut makes
+	// beyond that room wait for the next pass, never two at once.
+	var inflight, most atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if now := inflight.Add(1); now > most.Load() {
+			most.Store(now)
+		}
+		defer inflight.Add(-1)
+		time.Sleep(20 * time.Millisecond) // the endpoint's latency, not synchronisation
+		rcv.Config.Handler.ServeHTTP(w, req)
+	}))
+	t.Cleanup(slow.Close)
+	r := start(t, path, Config{Workers: 2, PerEnterprise: 1, ReplyBatch: func(string) int { return 1000 },
+		ReplyURL: func(string) string { return slow.URL }})
+	got := map[string]int{}
+	var sizes []int
+	for total := 0; total < n; {
+		p := rcv.next(t)
+		var b ReplyBatch
+		if err := json.Unmarshal(p.body, &b); err != nil || len(b.Replies) == 0 {
+			t.Fatalf("body of %d bytes: not a batch (%v)", len(p.body), err)
+		}
+		if len(p.body) > maxReplyBody+64<<10 {
+			t.Errorf("a POST of %d bytes", len(p.body))
+		}
+		for _, rp := range b.Replies {
+			got[rp.ID]++
+		}
+		sizes = append(sizes, len(b.Replies))
+		total += len(b.Replies)
+	}
+	if !slices.Equal(sizes, []int{64, 64, 2}) || len(got) != n {
+		t.Errorf("POSTs of %v replies, %d distinct; want 64, 64, 2 and %d", sizes, len(got), n)
+	}
+	waitReplies(t, r, 0)
+	waitReplyCount(t, r, "delivered", n)
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d POSTs of the enterprise at once, want 1 (webhooks.per_enterprise)", m)
 	}
 }
