@@ -71,9 +71,10 @@ type NodeListQuery struct {
 	List       string    // ListSent, ListScheduled or ListInbox
 	Enterprise string    // required
 	Account    string    // "": every account's
+	Number     string    // inbox: only replies from a number ending in these digits ("": any)
 	State      string    // outboxes: a state's name ("": any)
 	Outcome    string    // outboxes: received, failed, pending ("": any)
-	From, To   time.Time // outboxes: AcceptedAt at or after From, before To (zero: unbounded)
+	From, To   time.Time // AcceptedAt (outboxes) or ReceivedAt (inbox) at or after From, before To (zero: unbounded)
 	Now        time.Time // outboxes: the now that tells scheduled from sent
 	Cursor     uint64    // the node's cursor (after= or before=); 0: from its newest
 	Limit      int       // 1 to MaxListLimit
@@ -101,7 +102,8 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 		return NodePage{}, fmt.Errorf("%w: %w: enterprise and limit 1–%d", errNodeList, queue.ErrInvalid, MaxListLimit)
 	}
 	if q.List == ListInbox {
-		list, next, err := s.cfg.Store.Inbox(q.Enterprise, q.Account, q.Cursor, q.Limit)
+		f := queue.InboxFilter{Account: q.Account, Number: q.Number, From: q.From, To: q.To}
+		list, next, err := s.cfg.Store.Inbox(q.Enterprise, f, q.Cursor, q.Limit)
 		if err != nil {
 			return NodePage{}, err
 		}
@@ -389,12 +391,12 @@ func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue
 }
 
 // clusterInbox answers GET /v1/inbox in a cluster.
-func (s *Server) clusterInbox(ctx context.Context, w http.ResponseWriter, enterprise, account, cursor string, limit int) {
+func (s *Server) clusterInbox(ctx context.Context, w http.ResponseWriter, enterprise string, f queue.InboxFilter, cursor string, limit int) {
 	streams, unknown, ok := s.listStreams(ctx, w, "before", cursor)
 	if !ok {
 		return
 	}
-	q := NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: account, Limit: limit}
+	q := NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: f.Account, Number: f.Number, From: f.From, To: f.To, Limit: limit}
 	taken, next, missing := s.clusterPage(ctx, q, streams, unknown)
 	page := InboxPage{Replies: make([]InboxItem, len(taken)), Next: next, Missing: missing}
 	for i, e := range taken {

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
@@ -37,6 +39,12 @@ func inboxItem(m *queue.MO) InboxItem {
 		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero()}
 }
 
+// maxInboxNumber bounds the number= of GET /v1/inbox (characters): a
+// number in any form, "+86 137-1234-5678" included.
+const maxInboxNumber = 32
+
+func isDigit(r rune) bool { return r >= '0' && r <= '9' }
+
 func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Store == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
@@ -61,15 +69,32 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	account := ""
+	f := queue.InboxFilter{Number: q.Get("number")}
 	if !c.admin() {
-		account = c.user.SystemID
+		f.Account = c.user.SystemID
 	}
-	if s.cfg.PeerLists != nil {
-		s.clusterInbox(r.Context(), w, c.ent.Code, account, q.Get("before"), limit)
+	if len(f.Number) > maxInboxNumber || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxInboxNumber))
 		return
 	}
-	list, next, err := s.cfg.Store.Inbox(c.ent.Code, account, before, limit)
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
+				return
+			}
+			*p.dst = t
+		}
+	}
+	if s.cfg.PeerLists != nil {
+		s.clusterInbox(r.Context(), w, c.ent.Code, f, q.Get("before"), limit)
+		return
+	}
+	list, next, err := s.cfg.Store.Inbox(c.ent.Code, f, before, limit)
 	if err != nil {
 		writeErr(w, err)
 		return

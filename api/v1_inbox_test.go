@@ -2,6 +2,9 @@ package api
 
 import (
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +77,36 @@ func TestServiceNumberAndInboxOverHTTP(t *testing.T) {
 	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["bob"], nil, &page)
 	if len(page.Replies) != 0 {
 		t.Fatalf("bob sees %+v", page)
+	}
+
+	// Narrowed to a handset's number, in any form, and to a time range.
+	if err := r.sim.InjectMO(uNumA1, "106575001", "另一个号码"); err != nil {
+		t.Fatalf("inject: %v", err)
+	}
+	texts := func(q string) []string {
+		t.Helper()
+		var page InboxPage
+		r.must(http.StatusOK, "GET", "/v1/inbox?"+q, r.keys["amy"], nil, &page)
+		var out []string
+		for _, rp := range page.Replies {
+			out = append(out, rp.Text)
+		}
+		return out
+	}
+	plus86 := url.QueryEscape("+86 " + uNumA2[:3] + " " + uNumA2[3:7] + " " + uNumA2[7:])
+	for q, want := range map[string][]string{
+		"number=" + uNumA2:   {"给企业", "给alice"},
+		"number=" + plus86:   {"给企业", "给alice"},
+		"number=" + uNumA1:   {"另一个号码"},
+		"number=10000000000": nil,
+		"from=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339)):                     nil,
+		"to=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339)) + "&number=" + uNumA1: {"另一个号码"},
+	} {
+		if got := texts(q); !slices.Equal(got, want) {
+			t.Errorf("inbox?%s: %q, want %q", q, got, want)
+		}
+	}
+	for _, bad := range []string{"number=abc", "number=" + strings.Repeat("1", 33), "from=yesterday"} {
+		r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/inbox?"+bad, r.keys["amy"], nil)
 	}
 }

@@ -7,7 +7,7 @@ package cluster
 // them. A node answers
 //
 //	GET /peer/v1/lists/{list}?enterprise=E&limit=N[&cursor=C][&account=A]
-//	     [&state=S][&outcome=O][&from=T][&to=T][&now=T]
+//	     [&number=D][&state=S][&outcome=O][&from=T][&to=T][&now=T]
 //	                              → its page, as the node's API shows its items:
 //	                                {"messages"|"replies":[…],"next":"C"} ("next" absent:
 //	                                it has nothing more)
@@ -41,6 +41,7 @@ type PeerListQuery struct {
 	List       string // one of PeerLists
 	Enterprise string // required
 	Account    string
+	Number     string // inbox: the handset's number or its last digits
 	State      string
 	Outcome    string
 	From, To   time.Time
@@ -90,7 +91,7 @@ func (s *peerServer) list(w http.ResponseWriter, r *http.Request, lb PeerListBac
 // parseListQuery reads a list's query off its path and parameters.
 func parseListQuery(list string, v url.Values) (PeerListQuery, error) {
 	q := PeerListQuery{List: list, Enterprise: v.Get("enterprise"), Account: v.Get("account"),
-		State: v.Get("state"), Outcome: v.Get("outcome")}
+		Number: v.Get("number"), State: v.Get("state"), Outcome: v.Get("outcome")}
 	known := false
 	for _, l := range PeerLists {
 		known = known || l == list
@@ -128,7 +129,7 @@ func parseListQuery(list string, v url.Values) (PeerListQuery, error) {
 // page is unknown (a node older than cluster lists answers 404).
 func (c *PeerClient) List(ctx context.Context, peerURL string, q PeerListQuery) (json.RawMessage, error) {
 	v := url.Values{"enterprise": {q.Enterprise}, "limit": {strconv.Itoa(q.Limit)}}
-	for k, s := range map[string]string{"account": q.Account, "state": q.State, "outcome": q.Outcome} {
+	for k, s := range map[string]string{"account": q.Account, "number": q.Number, "state": q.State, "outcome": q.Outcome} {
 		if s != "" {
 			v.Set(k, s)
 		}

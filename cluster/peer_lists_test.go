@@ -49,7 +49,7 @@ func TestPeerLists(t *testing.T) {
 	if err != nil || string(page) != `{"messages":[],"next":"7"}` {
 		t.Fatalf("page %s, %v", page, err)
 	}
-	inbox := PeerListQuery{List: "inbox", Enterprise: "E", Limit: 1000}
+	inbox := PeerListQuery{List: "inbox", Enterprise: "E", Number: "+86 137 1234 5678", From: from, Limit: 1000}
 	if page, err := c.List(t.Context(), srv.URL, inbox); err != nil || string(page) != `{"replies":[],"next":"7"}` {
 		t.Fatalf("inbox page %s, %v", page, err)
 	}

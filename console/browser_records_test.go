@@ -81,6 +81,12 @@ func TestBrowserRecords(t *testing.T) {
 	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
 	b.waitText("main", "收到，准时参加", true)
 	b.shot("inbox")
+	// 来自号码: the handset's number, as the person types it.
+	b.run("search the inbox", chromedp.SendKeys(chromedp.CSS(`#inbox-search input[name=number]`), "+86 "+numA1),
+		chromedp.Click(chromedp.CSS(`#inbox-search button`)))
+	b.waitText("main", "显示全部回复", false)
+	b.waitText("table.list tbody", "收到，准时参加", false)
+	b.shot("inbox-search")
 
 	// 费用: the month against the package, the note of FAQ 18.
 	b.run("open 费用", chromedp.Click(chromedp.CSS(`nav.side a[href="/billing"]`)), chromedp.WaitVisible(chromedp.CSS(`meter.usage`)))

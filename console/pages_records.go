@@ -247,19 +247,35 @@ type inboxData struct {
 	Next    string
 	Paged   bool
 	Missing api.Missing
+	// Number narrows the list to one handset's replies (number= of GET
+	// /v1/inbox); BadNumber says why it was not taken.
+	Number, BadNumber string
 }
+
+// maxInboxNumber is the API's bound on number= (characters).
+const maxInboxNumber = 32
 
 func (s *Server) inbox(q *req) {
 	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	if x := q.r.URL.Query().Get("before"); x != "" {
 		v.Set("before", x)
 	}
+	d := inboxData{Paged: v.Get("before") != "", Number: strings.TrimSpace(q.r.URL.Query().Get("number"))}
+	if d.Number != "" {
+		if len(d.Number) > maxInboxNumber || !strings.ContainsAny(d.Number, "0123456789") {
+			d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
+			q.render(http.StatusBadRequest, "inbox", q.view(d))
+			return
+		}
+		v.Set("number", d.Number)
+	}
 	var pg api.InboxPage
 	if err := s.call(q.r, http.MethodGet, "/v1/inbox?"+v.Encode(), nil, &pg); err != nil {
 		q.fail(err)
 		return
 	}
-	q.render(http.StatusOK, "inbox", q.view(inboxData{Replies: pg.Replies, Next: pg.Next, Paged: v.Get("before") != "", Missing: pg.Missing}))
+	d.Replies, d.Next, d.Missing = pg.Replies, pg.Next, pg.Missing
+	q.render(http.StatusOK, "inbox", q.view(d))
 }
 
 // billingData is 费用: the month so far and the past bills (enterprise

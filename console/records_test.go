@@ -322,7 +322,16 @@ func TestInboxPage(t *testing.T) {
 		}
 		<-tick.C // polling the page, as a person reloads it
 	}
-	c.get("/inbox").wantPage(t, "收件箱", numA1, "106575000001", "收到，谢谢")
+	c.get("/inbox").wantPage(t, "收件箱", numA1, "106575000001", "收到，谢谢", `id="inbox-search"`)
+	// 来自号码: the handset's number in another form finds its reply,
+	// another number finds none, a number without digits is refused.
+	c.get("/inbox?number="+url.QueryEscape("+86 "+numA1)).wantPage(t, "收到，谢谢", `value="&#43;86 `+numA1+`"`, "显示全部回复")
+	if a := c.get("/inbox?number=13000000000"); !strings.Contains(a.Body, "没有来自该号码的回复") || strings.Contains(a.Body, "收到，谢谢") {
+		t.Errorf("another number's search:\n%s", a.Body)
+	}
+	if a := c.get("/inbox?number=abc"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
+		t.Errorf("a number without digits: %d\n%s", a.Status, a.Body)
+	}
 	b := r.client()
 	b.login("bob")
 	a := b.get("/inbox")

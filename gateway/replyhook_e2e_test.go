@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 	"github.com/qxtd/qxtd/webhook"
 )
@@ -93,7 +94,7 @@ func TestReplyWebhookThroughGateway(t *testing.T) {
 	if err := json.Unmarshal(p.body, &got); err != nil {
 		t.Fatal(err)
 	}
-	list, _, err := r.store.Inbox("E1", "", 0, 10)
+	list, _, err := r.store.Inbox("E1", queue.InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("E1 inbox %+v, %v", list, err)
 	}
@@ -110,7 +111,7 @@ func TestReplyWebhookThroughGateway(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		list, _, err = r.store.Inbox("E1", "", 0, 10)
+		list, _, err = r.store.Inbox("E1", queue.InboxFilter{}, 0, 10)
 		if err == nil && len(list) == 1 && !list[0].PostedAt.IsZero() {
 			break
 		}
@@ -121,7 +122,7 @@ func TestReplyWebhookThroughGateway(t *testing.T) {
 	}
 	// E2 has no reply_url: its reply is listed, nothing waits for a POST,
 	// and the endpoint got E1's reply alone.
-	list, _, err = r.store.Inbox("E2", "", 0, 10)
+	list, _, err = r.store.Inbox("E2", queue.InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 1 || list[0].ReplyURL != "" {
 		t.Fatalf("E2 inbox %+v, %v", list, err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -178,11 +179,11 @@ func TestRepliesRouted(t *testing.T) {
 		t.Fatalf("bob got %+v", got[0])
 	}
 
-	list, _, err := r.store.Inbox("E1", "", 0, 10)
+	list, _, err := r.store.Inbox("E1", queue.InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 1 || list[0].Account != "alice" || list[0].Extension != "12" || list[0].Text != "你好，收到" {
 		t.Fatalf("E1 inbox %+v, %v", list, err)
 	}
-	list, _, err = r.store.Inbox("", "", 0, 10)
+	list, _, err = r.store.Inbox("", queue.InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 1 || list[0].Dest != "106999" || list[0].Text != "nobody's" {
 		t.Fatalf("unmatched %+v, %v", list, err)
 	}

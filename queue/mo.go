@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -183,14 +184,59 @@ func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time
 	return nil
 }
 
-// Inbox lists an enterprise's MOs newest first: those with an id below
-// before (0: from the newest), at most limit, only account's when account
-// is not "" (an enterprise "" lists the MOs no enterprise owns). next is
-// the before of the following page, 0 at the end. Filtering by account
-// reads the enterprise's index: a user's page costs as many records as
-// the enterprise received since.
-func (s *Store) Inbox(enterprise, account string, before uint64, limit int) (list []*MO, next uint64, err error) {
+// InboxFilter narrows Inbox. The zero value lists every MO.
+type InboxFilter struct {
+	Account string // only this account's (the user with the extension); "" any
+	// Number: only MOs from this number, compared as digits
+	// ("13712345678" and "+86 137 1234 5678" find "8613712345678" and
+	// "13712345678"), or from a number ending in these digits; "" any.
+	Number   string
+	From, To time.Time // ReceivedAt at or after From, and before To (zero: unbounded)
+}
+
+func (f InboxFilter) match(m *MO, digits string) bool {
+	switch {
+	case f.Account != "" && m.Account != f.Account:
+	case !f.From.IsZero() && m.ReceivedAt.Before(f.From):
+	case !f.To.IsZero() && !m.ReceivedAt.Before(f.To):
+	case digits != "" && !sameNumber(onlyDigits(m.Source), digits):
+	default:
+		return true
+	}
+	return false
+}
+
+// sameNumber reports whether a source's digits src are the number asked
+// as digits: src ends with them (the number in any form, or its last
+// digits), or they end with src, a source written without the country
+// code the question has ("13800138000" for "+8613800138000"), of seven
+// digits or more so that a short code does not match every number.
+func sameNumber(src, digits string) bool {
+	return strings.HasSuffix(src, digits) || len(src) >= 7 && strings.HasSuffix(digits, src)
+}
+
+// onlyDigits is s without what is not an ASCII digit.
+func onlyDigits(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
+}
+
+// Inbox lists an enterprise's MOs that match f, newest first: those with
+// an id below before (0: from the newest), at most limit (an enterprise ""
+// lists the MOs no enterprise owns). next is the before of the following
+// page, 0 at the end. A call reads at most MaxListScan MOs of the
+// enterprise, as List does: a filtered page can therefore hold fewer than
+// limit (even none) with a non-zero next; keep paging until next is 0.
+func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int) (list []*MO, next uint64, err error) {
 	prefix := prefixKey(enterprise, nil)
+	digits := onlyDigits(f.Number)
+	if f.Number != "" && digits == "" {
+		return nil, 0, fmt.Errorf("queue: inbox: %w: number %q has no digit", ErrInvalid, f.Number)
+	}
 	err = s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
 		c := tx.Bucket(bucketMOIn).Cursor()
@@ -210,7 +256,8 @@ func (s *Store) Inbox(enterprise, account string, before uint64, limit int) (lis
 				k, _ = c.Prev()
 			}
 		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		var last uint64 // the last MO read
+		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			rest := k[len(prefix):]
 			if len(rest) != 8 {
 				continue
@@ -219,14 +266,19 @@ func (s *Store) Inbox(enterprise, account string, before uint64, limit int) (lis
 				next = list[len(list)-1].ID
 				return nil
 			}
+			if scanned == listScan {
+				next = last // the caller resumes below it
+				return nil
+			}
+			scanned++
 			m, err := decodeMO(rest, moB.Get(rest))
 			if err != nil {
 				return err
 			}
-			if account != "" && m.Account != account {
-				continue
+			last = m.ID
+			if f.match(m, digits) {
+				list = append(list, m)
 			}
-			list = append(list, m)
 		}
 		return nil
 	})

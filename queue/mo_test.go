@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -54,7 +55,7 @@ func TestMOStoreForwardInbox(t *testing.T) {
 
 	inbox := func(ent, acct string, before uint64, limit int) ([]uint64, uint64) {
 		t.Helper()
-		list, next, err := ts.Inbox(ent, acct, before, limit)
+		list, next, err := ts.Inbox(ent, InboxFilter{Account: acct}, before, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +82,7 @@ func TestMOStoreForwardInbox(t *testing.T) {
 	if got, _ := inbox("", "", 0, 10); len(got) != 1 || got[0] != u1 {
 		t.Fatalf("unmatched: %v", got)
 	}
-	list, _, _ := ts.Inbox("E1", "", 0, 10)
+	list, _, _ := ts.Inbox("E1", InboxFilter{}, 0, 10)
 	if list[1].ForwardedAt.IsZero() || list[1].Text != "two" {
 		t.Fatalf("acknowledged MO: %+v", list[1])
 	}
@@ -121,7 +122,7 @@ func TestPurgeMOs(t *testing.T) {
 		t.Fatalf("PurgeMOs = %d (%d untaken), %v; want 3 (the forwarded, the unowned, the waiting: 1 untaken)", n, untaken, err)
 	}
 	ids := func(ent string) map[uint64]bool {
-		list, _, err := ts.Inbox(ent, "", 0, 100)
+		list, _, err := ts.Inbox(ent, InboxFilter{}, 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,5 +152,92 @@ func TestPurgeMOs(t *testing.T) {
 	ts.reopen()
 	if got := ids("E1"); len(got) != 2 {
 		t.Errorf("after reopen: %v", got)
+	}
+}
+
+// TestInboxFilter: the inbox narrowed to a handset's number however the
+// SMSC wrote it, to a time range and to an account; a call reads at most
+// listScan MOs, so a filtered page can be short with a cursor, and paging
+// on finds every match once, newest first.
+func TestInboxFilter(t *testing.T) {
+	old := listScan
+	listScan = 5
+	t.Cleanup(func() { listScan = old })
+	ts := newStore(t, Options{NoSync: true})
+	t0 := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	sources := []string{"8613712345678", "13800138000", "+86 137 1234 5678", "13912345678", "13712345678"}
+	var ids []uint64
+	for i := range 20 {
+		m := &MO{Enterprise: "E1", Account: []string{"alice", ""}[i%2], Source: sources[i%len(sources)], Dest: "10657500112",
+			Text: "回复", Upstream: "sim", ReceivedAt: t0.Add(time.Duration(i) * time.Minute)}
+		if err := ts.StoreMO(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	all := func(f InboxFilter) []int {
+		t.Helper()
+		var got []int
+		var before uint64
+		for pages := 0; ; pages++ {
+			if pages > 20 {
+				t.Fatalf("%+v: no end to the pages", f)
+			}
+			list, next, err := ts.Inbox("E1", f, before, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range list {
+				got = append(got, int(m.ID-ids[0]))
+			}
+			if next == 0 {
+				return got
+			}
+			before = next
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    InboxFilter
+		want []int
+	}{
+		{"every form of one number", InboxFilter{Number: "137-1234-5678"}, []int{19, 17, 15, 14, 12, 10, 9, 7, 5, 4, 2, 0}},
+		{"its last digits", InboxFilter{Number: "712345678"}, []int{19, 17, 15, 14, 12, 10, 9, 7, 5, 4, 2, 0}},
+		{"another number", InboxFilter{Number: "+8613800138000"}, []int{16, 11, 6, 1}},
+		{"a time range", InboxFilter{From: t0.Add(3 * time.Minute), To: t0.Add(6 * time.Minute)}, []int{5, 4, 3}},
+		{"an account and a number", InboxFilter{Account: "alice", Number: "13912345678"}, []int{18, 8}},
+		{"nothing matches", InboxFilter{Number: "13000000000"}, nil},
+	} {
+		if got := all(tc.f); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A page that reads listScan MOs without a match ends short, with a
+	// cursor past what it read.
+	list, next, err := ts.Inbox("E1", InboxFilter{Number: "13000000000"}, 0, 3)
+	if err != nil || len(list) != 0 || next != ids[15] {
+		t.Fatalf("first page of no match: %d, next %d, %v; want none and next %d", len(list), next, err, ids[15])
+	}
+	if _, _, err := ts.Inbox("E1", InboxFilter{Number: "+-"}, 0, 3); err == nil {
+		t.Error("a number without a digit was taken")
+	}
+}
+
+// TestSameNumber: a source and the number asked, as digits.
+func TestSameNumber(t *testing.T) {
+	for _, tc := range []struct {
+		src, asked string
+		want       bool
+	}{
+		{"8613712345678", "13712345678", true}, // the SMSC's form with the country code
+		{"13712345678", "8613712345678", true}, // the question's
+		{"13712345678", "5678", true},          // the last digits
+		{"13912345678", "13712345678", false},
+		{"10086", "8613810086", false}, // a short code ends many numbers: not a match
+		{"1008612", "8613811008612", true},
+	} {
+		if got := sameNumber(tc.src, tc.asked); got != tc.want {
+			t.Errorf("sameNumber(%q, %q) = %v, want %v", tc.src, tc.asked, got, tc.want)
+		}
 	}
 }

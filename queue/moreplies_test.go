@@ -110,7 +110,7 @@ func TestReplyHookLifecycle(t *testing.T) {
 	if n, _ := ts.ReplyPending(); n != 1 {
 		t.Fatalf("pending %d after reopen, want 1", n)
 	}
-	list, _, err := ts.Inbox("E1", "", 0, 10)
+	list, _, err := ts.Inbox("E1", InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("inbox %v, %v", list, err)
 	}
@@ -122,7 +122,7 @@ func TestReplyHookLifecycle(t *testing.T) {
 			t.Errorf("a1 posted at %v, want not yet", m.PostedAt)
 		}
 	}
-	if list, _, _ := ts.Inbox("E2", "", 0, 10); len(list) != 1 || list[0].ID != b1 || !list[0].ReplyGaveUp || !list[0].PostedAt.IsZero() {
+	if list, _, _ := ts.Inbox("E2", InboxFilter{}, 0, 10); len(list) != 1 || list[0].ID != b1 || !list[0].ReplyGaveUp || !list[0].PostedAt.IsZero() {
 		t.Fatalf("E2 inbox %+v: want b1 given up", list[0])
 	}
 	if ents, _ := ts.ReplyEnterprises(); !slices.Equal(ents, []string{"E1"}) {

@@ -80,7 +80,7 @@ func TestReplySignedOnce(t *testing.T) {
 	}
 	waitReplies(t, r, 0)
 	waitReplyCount(t, r, "delivered", 1)
-	list, _, err := r.store.Inbox("ent1", "", 0, 10)
+	list, _, err := r.store.Inbox("ent1", queue.InboxFilter{}, 0, 10)
 	if err != nil || len(list) != 1 || list[0].PostedAt.IsZero() {
 		t.Fatalf("inbox %+v, %v: want the reply marked posted", list, err)
 	}
