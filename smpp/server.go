@@ -169,6 +169,10 @@ type Server struct {
 	// evictGrace is EvictGrace (tests change it).
 	evictGrace time.Duration
 	failures   map[string]bindFailures // by source, bounded by maxFailures
+	// netFailures are the failed binds by network (SourcePrefix), so that
+	// a network's addresses taking turns do not each start from the first
+	// delay; bounded as failures, and never cleared by a good bind.
+	netFailures map[string]bindFailures
 	// maxFailures is maxFailureEntries (tests lower it).
 	maxFailures int
 	// now is the failures' and waiting's clock: time.Now (tests move it).
@@ -215,18 +219,19 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 	opt.Logger = slog.New(loglimit.New(opt.Logger.Handler(), opt.LogLimit))
 	opt.Conn.Logger = opt.Logger
 	return &Server{
-		backend:    b,
-		opt:        opt,
-		log:        opt.Logger,
-		listeners:  make(map[net.Listener]error),
-		conns:      make(map[*Conn]struct{}),
-		unbound:    make(map[string]int),
-		unboundNet: make(map[string]int),
-		waiting:    list.New(),
-		evictGrace: EvictGrace,
-		failures:   make(map[string]bindFailures),
-		now:        time.Now,
-		done:       make(chan struct{}),
+		backend:     b,
+		opt:         opt,
+		log:         opt.Logger,
+		listeners:   make(map[net.Listener]error),
+		conns:       make(map[*Conn]struct{}),
+		unbound:     make(map[string]int),
+		unboundNet:  make(map[string]int),
+		waiting:     list.New(),
+		evictGrace:  EvictGrace,
+		failures:    make(map[string]bindFailures),
+		netFailures: make(map[string]bindFailures),
+		now:         time.Now,
+		done:        make(chan struct{}),
 	}
 }
 
@@ -618,7 +623,7 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 			return nil // the peer left: nobody to answer, nothing to log
 		}
 		c.log.Info("bind refused", "system_id", req.SystemID, "kind", kind.String(), "err", err)
-		sc.s.delayFailure(ctx, ip)
+		sc.s.delayFailure(ctx, ip, sc.prefix)
 		sc.mu.Lock()
 		sc.binding = false
 		sc.mu.Unlock()
@@ -651,47 +656,65 @@ func RemoteIP(c *Conn) string {
 func remoteIP(a net.Addr) string { return SourceKey(a.String()) }
 
 // delayFailure slows the answer to a failed bind: FailDelay doubled per
-// consecutive failure from the IP. The delay runs in the request's own
-// goroutine, so other peers are not held up.
-func (s *Server) delayFailure(ctx context.Context, ip string) {
+// consecutive failure from the IP, or per PrefixTimes of them from its
+// network (prefix), whichever is more: 20 addresses of one /24 failing
+// once each wait as one address failing 5 times. The delay runs in the
+// request's own goroutine, so other peers are not held up.
+func (s *Server) delayFailure(ctx context.Context, ip, prefix string) {
+	t := time.NewTimer(s.failureDelay(ip, prefix))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// failureDelay counts a failed bind from ip of network prefix and returns
+// how long its answer waits.
+func (s *Server) failureDelay(ip, prefix string) time.Duration {
 	s.mu.Lock()
 	now := s.now()
-	f, ok := s.failures[ip]
-	if now.Sub(f.last) > failureForget {
-		f.n = 0
-	}
-	n := f.n
-	f.n++
-	f.last = now
-	// Bounded: full, the sources quiet for failureForget go; still full,
-	// a new source is not remembered (it waits the first delay each time)
-	// rather than an arbitrary one forgotten, which a flood from many
-	// addresses would turn into forgetting the one guessing a password.
-	max := s.maxFailures
-	if max <= 0 {
-		max = maxFailureEntries
-	}
-	if !ok && len(s.failures) >= max {
-		for k, old := range s.failures {
-			if now.Sub(old.last) > failureForget {
-				delete(s.failures, k)
-			}
-		}
-	}
-	if ok || len(s.failures) < max {
-		s.failures[ip] = f
+	n := s.countFailure(s.failures, ip, now)
+	if prefix != "" {
+		n = max(n, s.countFailure(s.netFailures, prefix, now)/PrefixTimes)
 	}
 	s.mu.Unlock()
 	d := s.opt.FailDelay << min(n, 16)
 	if d > s.opt.MaxFailDelay || d <= 0 {
 		d = s.opt.MaxFailDelay
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+	return d
+}
+
+// countFailure counts a failure of key in m at now and returns the
+// failures in a row before it (0 after failureForget quiet). s.mu held.
+func (s *Server) countFailure(m map[string]bindFailures, key string, now time.Time) int {
+	f, ok := m[key]
+	if now.Sub(f.last) > failureForget {
+		f.n = 0
 	}
+	n := f.n
+	f.n++
+	f.last = now
+	// Bounded: full, the keys quiet for failureForget go; still full, a
+	// new key is not remembered (it waits the first delay each time)
+	// rather than an arbitrary one forgotten, which a flood from many
+	// addresses would turn into forgetting the one guessing a password.
+	limit := s.maxFailures
+	if limit <= 0 {
+		limit = maxFailureEntries
+	}
+	if !ok && len(m) >= limit {
+		for k, old := range m {
+			if now.Sub(old.last) > failureForget {
+				delete(m, k)
+			}
+		}
+	}
+	if ok || len(m) < limit {
+		m[key] = f
+	}
+	return n
 }
 
 func (s *Server) clearFailures(ip string) {

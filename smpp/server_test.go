@@ -214,6 +214,31 @@ func TestServerFailDelayGrows(t *testing.T) {
 	p.bind(pdu.BindTransmitterID, "ent1", "secret", 1, smpp.StatusOK)
 }
 
+// Failures from many addresses of one network (a /24 taking turns) are
+// answered later and later too, a doubling every smpp.PrefixTimes of them,
+// where each address's first failure used to wait the first delay.
+func TestServerFailDelayGrowsByNetwork(t *testing.T) {
+	const base = 20 * time.Millisecond
+	b := newRecBackend()
+	_, addr := startServer(t, b, smpp.ServerOptions{FailDelay: base, MaxFailDelay: time.Second})
+	const n = 3*smpp.PrefixTimes + 1
+	var last time.Duration
+	for i := range n {
+		p := dialFrom(t, fmt.Sprintf("127.0.7.%d", i+1), addr)
+		start := time.Now()
+		p.bind(pdu.BindTransmitterID, "ent1", "guess", uint32(i+1), smpp.StatusInvalidPassword)
+		last = time.Since(start)
+	}
+	if min := base << ((n - 1) / smpp.PrefixTimes); last < min {
+		t.Errorf("the %dth address of the network answered after %s, want at least %s", n, last, min)
+	}
+	// Another network's first failure is not held up by it.
+	p := dialFrom(t, "127.0.8.1", addr)
+	start := time.Now()
+	p.bind(pdu.BindTransmitterID, "ent1", "guess", 1, smpp.StatusInvalidPassword)
+	t.Logf("the %dth address of one /24 answered after %v, another /24's first after %v", n, last, time.Since(start))
+}
+
 func TestServerRequiresBind(t *testing.T) {
 	b := newRecBackend()
 	_, addr := startServer(t, b, smpp.ServerOptions{})
