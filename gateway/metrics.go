@@ -184,6 +184,13 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			n, _ := store.Waiting(time.Now(), 1_000_000)
 			return float64(n)
 		})
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_queue_priority_segments",
+			Help: "Segments of messages sent with priority still waiting to be sent (stored in records a release before 2026-12-05 does not read: let them go out before going back to one).",
+		}, func() float64 {
+			n, _ := store.PriorityWaiting()
+			return float64(n)
+		})
 		for _, st := range queue.States {
 			f.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "qxtd_queue_segments", Help: "Segments in the store, by state.",

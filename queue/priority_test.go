@@ -107,6 +107,9 @@ func TestPriorityReadFirst(t *testing.T) {
 	if n := ts.bucketLen(bucketPDue); n != 3 {
 		t.Fatalf("%d priority due keys for 3 parts", n)
 	}
+	if n, err := ts.PriorityWaiting(); err != nil || n != 3 {
+		t.Fatalf("PriorityWaiting %d, %v; want the 3 parts", n, err)
+	}
 	ts.reopen() // read back from the file, not handed over
 
 	now := time.Now().Add(time.Second)
@@ -169,6 +172,9 @@ func TestPriorityReadFirst(t *testing.T) {
 	}
 	if n := ts.bucketLen(bucketPDue); n != 0 {
 		t.Errorf("%d priority due keys left with no part waiting", n)
+	}
+	if n, err := ts.PriorityWaiting(); err != nil || n != 0 {
+		t.Errorf("PriorityWaiting %d, %v with none waiting: an operator would wait on it to go back a release", n, err)
 	}
 }
 

@@ -293,3 +293,17 @@ func (s *Store) Waiting(now time.Time, limit int) (int, error) {
 	})
 	return n, err
 }
+
+// PriorityWaiting counts the parts of messages sent with priority that
+// wait to be sent (their priority due keys): while any does, the store
+// holds records a release before priority was stored does not read.
+func (s *Store) PriorityWaiting() (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketPDue); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
+}
