@@ -77,18 +77,8 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxInboxNumber))
 		return
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &f.From}, {"to", &f.To}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
-				return
-			}
-			*p.dst = t
-		}
+	if !timeRange(w, q, &f.From, &f.To) {
+		return
 	}
 	if s.cfg.PeerLists != nil {
 		s.clusterInbox(r.Context(), w, c.ent.Code, f, q.Get("before"), limit)

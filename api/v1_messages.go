@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -223,18 +224,8 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 		}
 		f.States = sts
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &f.From}, {"to", &f.To}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
-				return
-			}
-			*p.dst = t
-		}
+	if !timeRange(w, q, &f.From, &f.To) {
+		return
 	}
 	var after uint64
 	if v := q.Get("after"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterList)
@@ -362,4 +353,24 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 	default:
 		writeRefusal(w, err)
 	}
+}
+
+// timeRange reads the from= and to= of a list (RFC 3339; absent: zero,
+// unbounded) into from and to, or answers 400 naming the one that is not
+// a time.
+func timeRange(w http.ResponseWriter, q url.Values, from, to *time.Time) bool {
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", from}, {"to", to}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
+				return false
+			}
+			*p.dst = t
+		}
+	}
+	return true
 }
