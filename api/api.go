@@ -72,6 +72,11 @@ type Config struct {
 	// GET /v1/messages, /v1/scheduled and /v1/inbox merge every node's
 	// (lists_cluster.go). nil: this node's store has every message.
 	PeerLists PeerLists
+	// PeerAnswers, in a cluster, is what the other nodes know of an
+	// Idempotency-Key: a keyed send asks them before it runs, so that a
+	// retry that reaches another node is not sent twice (idempotency.go).
+	// nil: this node has every key.
+	PeerAnswers PeerAnswers
 }
 
 // Server serves the HTTP API.

@@ -3,15 +3,26 @@ package api
 import (
 	"bytes"
 	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // Idempotency keys for POST /v1/messages: a client that sends the same
 // Idempotency-Key header again (a retry after a lost answer) gets the
-// first answer back and nothing is sent twice. Keys are per user, kept in
-// memory for IdempotencyTTL; a restart forgets them.
+// first answer back and nothing is sent twice. Keys are per user, kept
+// for IdempotencyTTL. With a store (the daemon's), each answer is saved
+// in it before the client hears it and its body is read back from there
+// when a retry asks, so a restart or a crash — when answers get lost —
+// forgets no key, and the memory holds the keys, not the answers. Without
+// one (tests), the answers are kept in memory.
 //
 // The answers kept are what all enterprises share on a node, so they are
 // bounded twice: at most MaxIdempotencyKeys keys and MaxIdempotencyBytes
@@ -38,7 +49,10 @@ type idemEntry struct {
 	code int
 	hdr  http.Header
 	body []byte
-	size int // bytes counted: key, answer and overhead
+	// saved: the answer is in the store, not in code, hdr and body
+	// (only the code is kept).
+	saved bool
+	size  int // bytes counted: key, answer and overhead
 	// inAll and inEnt are its places in the store's order and its
 	// enterprise's (nil once dropped).
 	inAll, inEnt *list.Element
@@ -61,6 +75,9 @@ type idemStore struct {
 	// (tests lower them).
 	maxKeys, maxBytes int
 	now               func() time.Time
+	// gone are the saved keys dropped since the last forgotten: the
+	// store's copies to delete.
+	gone []string
 }
 
 func newIdemStore(now func() time.Time) *idemStore {
@@ -78,35 +95,34 @@ func (s *idemStore) begin(ent, key string) (*idemEntry, bool) {
 		return e, false
 	}
 	s.expire(now)
-	if old := s.m[key]; old != nil {
-		s.drop(old) // expired, its request still running
+	e := &idemEntry{at: now, ent: ent, key: key, done: make(chan struct{}), size: len(key) + idemOverhead}
+	s.add(e)
+	return e, true
+}
+
+// add keeps e, in place of an older entry of its key (expired: its
+// request may still run), counts it and keeps the bounds.
+func (s *idemStore) add(e *idemEntry) {
+	if old := s.m[e.key]; old != nil {
+		s.drop(old)
 	}
-	u := s.ents[ent]
+	u := s.ents[e.ent]
 	if u == nil {
 		u = &idemUse{}
-		s.ents[ent] = u
+		s.ents[e.ent] = u
 	}
-	e := &idemEntry{at: now, ent: ent, key: key, done: make(chan struct{}), size: len(key) + idemOverhead}
-	s.m[key] = e
+	s.m[e.key] = e
 	e.inAll, e.inEnt = s.order.PushBack(e), u.order.PushBack(e)
 	u.keys++
 	u.bytes += e.size
 	s.keys++
 	s.bytes += e.size
 	s.bound(u)
-	return e, true
 }
 
 // finish records the answer of e's request, counts its bytes and keeps
 // the bounds.
 func (s *idemStore) finish(e *idemEntry, code int, hdr http.Header, body []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e.code, e.hdr, e.body = code, hdr, body
-	close(e.done)
-	if e.inAll == nil {
-		return // dropped while it ran (expired): counted no more
-	}
 	grow := len(body)
 	for k, vs := range hdr {
 		grow += len(k)
@@ -114,11 +130,77 @@ func (s *idemStore) finish(e *idemEntry, code int, hdr http.Header, body []byte)
 			grow += len(v)
 		}
 	}
+	s.settle(e, code, hdr, body, grow, false)
+}
+
+// finishSaved records that the answer of e's request, of size bytes
+// beyond its key (queue.Answer.Size), is saved in the store: only its code
+// stays in memory.
+func (s *idemStore) finishSaved(e *idemEntry, code, size int) {
+	s.settle(e, code, nil, nil, size-len(e.key), true)
+}
+
+func (s *idemStore) settle(e *idemEntry, code int, hdr http.Header, body []byte, grow int, saved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.code, e.hdr, e.body, e.saved = code, hdr, body, saved
+	close(e.done)
+	if e.inAll == nil {
+		if e.saved {
+			s.gone = append(s.gone, e.key) // dropped while it ran (expired)
+		}
+		return
+	}
 	e.size += grow
 	u := s.ents[e.ent]
 	u.bytes += grow
 	s.bytes += grow
 	s.bound(u)
+}
+
+// answer is e's answer once it is done; saved: it is to be read from the
+// store.
+func (s *idemStore) answer(e *idemEntry) (code int, hdr http.Header, body []byte, saved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.code, e.hdr, e.body, e.saved
+}
+
+// load adds the answers kept in the store (their keys and sizes: the
+// answers stay there), oldest first, dropping the expired and those past
+// the bounds as begin would have.
+func (s *idemStore) load(store interface {
+	Answers(func(*queue.Answer, int)) error
+}) error {
+	var all []*idemEntry
+	err := store.Answers(func(a *queue.Answer, size int) {
+		done := make(chan struct{})
+		close(done)
+		all = append(all, &idemEntry{at: a.At, ent: a.Enterprise, key: a.Key, done: done, code: a.Code, saved: true,
+			size: size + idemOverhead})
+	})
+	slices.SortFunc(all, func(a, b *idemEntry) int { return a.at.Compare(b.at) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, e := range all {
+		if now.Sub(e.at) >= IdempotencyTTL {
+			s.gone = append(s.gone, e.key)
+			continue
+		}
+		s.add(e)
+	}
+	return err
+}
+
+// forgotten returns the saved keys dropped since it was last called, for
+// the caller to delete from the store.
+func (s *idemStore) forgotten() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gone := s.gone
+	s.gone = nil
+	return gone
 }
 
 // bound drops the oldest finished keys of u while it holds more than its
@@ -164,6 +246,9 @@ func (s *idemStore) drop(e *idemEntry) {
 	if s.m[e.key] == e {
 		delete(s.m, e.key)
 	}
+	if e.saved {
+		s.gone = append(s.gone, e.key)
+	}
 	u := s.ents[e.ent]
 	s.order.Remove(e.inAll)
 	u.order.Remove(e.inEnt)
@@ -184,6 +269,17 @@ func (e *idemEntry) closed() bool {
 	default:
 		return false
 	}
+}
+
+// peek returns the entry of key if it is kept and not expired, without
+// starting one.
+func (s *idemStore) peek(key string) *idemEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && s.now().Sub(e.at) < IdempotencyTTL {
+		return e
+	}
+	return nil
 }
 
 // forget drops a key whose answer must not be replayed (a server error:
@@ -221,15 +317,18 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 			return
 		}
 		k := c.ent.Code + "\x00" + c.user.SystemID + "\x00" + r.URL.Path + "\x00" + key
-		e, first := s.user.idem.begin(c.ent.Code, k)
+		idem := s.user.idem
+		e, first := idem.begin(c.ent.Code, k)
+		var (
+			code            int
+			hdr             http.Header
+			body            []byte
+			saved, replayed bool
+		)
 		if first {
-			rec := &recorder{hdr: http.Header{}, code: http.StatusOK}
-			h(c, rec, r)
-			// A copy of its exact size: the buffer grew to up to twice the
-			// answer, and what is kept is what the bounds count.
-			s.user.idem.finish(e, rec.code, rec.hdr, bytes.Clone(rec.body.Bytes()))
-			if e.code >= 500 {
-				s.user.idem.forget(e)
+			code, hdr, body, replayed = s.runOnce(c, w, r, h, e)
+			if replayed {
+				w.Header().Set("Idempotent-Replayed", "true")
 			}
 		} else {
 			select {
@@ -237,12 +336,176 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 			case <-r.Context().Done():
 				return
 			}
+			if code, hdr, body, saved = idem.answer(e); saved {
+				var ok bool
+				if hdr, body, ok = s.loadAnswer(e.key); !ok {
+					// The key was answered, the answer cannot be read:
+					// sending again could send twice.
+					writeError(w, http.StatusInternalServerError, "internal", "the first answer of this Idempotency-Key cannot be read; nothing was sent again")
+					return
+				}
+			}
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
-		for k, v := range e.hdr {
+		for k, v := range hdr {
 			w.Header()[k] = v
 		}
-		w.WriteHeader(e.code)
-		_, _ = w.Write(e.body)
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		s.deleteForgotten(r.Context())
+	}
+}
+
+// runOnce runs h for e's key, its first request on this node, and
+// returns its answer. In a cluster it first asks the other nodes
+// (PeerAnswers): a key answered there is replayed (replayed) and kept
+// here too; a key whose request runs there, or that a node could not be
+// asked about, is refused for now (409 in_progress, 503 unavailable, both
+// with Retry-After): sending would risk sending twice, and the client
+// retries anyway.
+func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h func(*caller, http.ResponseWriter, *http.Request), e *idemEntry) (code int, hdr http.Header, body []byte, replayed bool) {
+	idem := s.user.idem
+	rec := &recorder{hdr: http.Header{}, code: http.StatusOK}
+	refuse := func() (int, http.Header, []byte, bool) {
+		body := bytes.Clone(rec.body.Bytes())
+		idem.finish(e, rec.code, rec.hdr, body)
+		idem.forget(e)
+		return rec.code, rec.hdr, body, false
+	}
+	if s.cfg.PeerAnswers != nil {
+		pa, node, err := s.cfg.PeerAnswers.FindAnswer(r.Context(), e.key)
+		switch {
+		case err != nil:
+			s.log.Warn("idempotency key: a node could not be asked; the send is refused for now", "enterprise", c.ent.Code, "err", err)
+			rec.hdr.Set("Retry-After", "2")
+			writeError(rec, http.StatusServiceUnavailable, "unavailable",
+				"another node of the cluster could not be asked whether this Idempotency-Key was sent there; nothing was sent: retry")
+			return refuse()
+		case pa.State == KeyRunning:
+			rec.hdr.Set("Retry-After", "1")
+			writeError(rec, http.StatusConflict, "in_progress",
+				fmt.Sprintf("a request with this Idempotency-Key is still running on node %d; nothing was sent: retry for its answer", node))
+			return refuse()
+		case pa.State == KeyDone:
+			code, hdr, body = pa.Code, pa.Header, pa.Body
+			if hdr == nil {
+				hdr = http.Header{}
+			}
+			if !s.saveAnswer(r.Context(), e, code, hdr, body) {
+				idem.finish(e, code, hdr, body)
+			}
+			return code, hdr, body, true
+		}
+	}
+	h(c, rec, r)
+	// A copy of its exact size: the buffer grew to up to twice the
+	// answer, and what is kept is what the bounds count.
+	code, hdr, body = rec.code, rec.hdr, bytes.Clone(rec.body.Bytes())
+	switch {
+	case code >= 500:
+		// Nothing was accepted: a retry must run again (those waiting
+		// meanwhile get this answer).
+		idem.finish(e, code, hdr, body)
+		idem.forget(e)
+	case s.saveAnswer(r.Context(), e, code, hdr, body):
+	default:
+		idem.finish(e, code, hdr, body)
+	}
+	return code, hdr, body, false
+}
+
+// KeyAnswer is what a node knows of an Idempotency-Key.
+type KeyAnswer struct {
+	State  string // KeyNone, KeyRunning or KeyDone
+	Code   int    // KeyDone: the answer
+	Header http.Header
+	Body   []byte
+}
+
+// The states of a key on a node.
+const (
+	KeyNone    = "none"    // not seen
+	KeyRunning = "running" // its request runs there now
+	KeyDone    = "done"    // answered
+)
+
+// PeerAnswers is what the other nodes of a cluster know of an
+// Idempotency-Key (Config.PeerAnswers; the daemon implements it over the
+// peer protocol).
+type PeerAnswers interface {
+	// FindAnswer asks every other live node about key: the answer of a
+	// node that answered it (KeyDone) or runs it (KeyRunning), and
+	// which node; KeyNone if none has seen it. An error means a node
+	// could not be asked.
+	FindAnswer(ctx context.Context, key string) (KeyAnswer, uint16, error)
+}
+
+// NodeAnswer is what this node knows of key, for another node
+// (PeerAnswers): the peer protocol's POST /peer/v1/answers.
+func (s *Server) NodeAnswer(key string) (KeyAnswer, error) {
+	e := s.user.idem.peek(key)
+	if e == nil {
+		return KeyAnswer{State: KeyNone}, nil
+	}
+	if !e.closed() {
+		return KeyAnswer{State: KeyRunning}, nil
+	}
+	code, hdr, body, saved := s.user.idem.answer(e)
+	if saved {
+		var ok bool
+		if hdr, body, ok = s.loadAnswer(key); !ok {
+			return KeyAnswer{}, errors.New("api: the answer of a kept key cannot be read")
+		}
+	}
+	return KeyAnswer{State: KeyDone, Code: code, Header: hdr, Body: body}, nil
+}
+
+// saveAnswer saves the answer of e's request in the store before the
+// client hears it, and reports whether it did (else the answer is kept in
+// memory: a restart forgets the key).
+func (s *Server) saveAnswer(ctx context.Context, e *idemEntry, code int, hdr http.Header, body []byte) bool {
+	if s.cfg.Store == nil {
+		return false
+	}
+	h, _ := json.Marshal(hdr) // a map of strings: cannot fail
+	a := &queue.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Code: code, Header: h, Body: body}
+	// The send it answers has been committed: the answer is saved even if
+	// the client has gone (a retry is then what comes next).
+	if err := s.cfg.Store.SaveAnswer(context.WithoutCancel(ctx), a); err != nil {
+		s.log.Warn("idempotency key kept in memory only: a restart forgets it", "enterprise", e.ent, "err", err)
+		return false
+	}
+	s.user.idem.finishSaved(e, code, a.Size())
+	return true
+}
+
+// loadAnswer reads a saved answer back from the store.
+func (s *Server) loadAnswer(key string) (http.Header, []byte, bool) {
+	a, err := s.cfg.Store.LoadAnswer(key)
+	if err != nil {
+		s.log.Error("idempotency key: the first answer cannot be read", "err", err)
+		return nil, nil, false
+	}
+	var hdr http.Header
+	if err := json.Unmarshal(a.Header, &hdr); err != nil {
+		s.log.Error("idempotency key: the first answer's header cannot be read", "err", err)
+		return nil, nil, false
+	}
+	return hdr, a.Body, true
+}
+
+// deleteForgotten deletes from the store the saved answers whose keys were
+// dropped (expired, or past the bounds), after the answer has gone to the
+// client: no request waits on it. One that fails is left for the next
+// start, which drops it again.
+func (s *Server) deleteForgotten(ctx context.Context) {
+	gone := s.user.idem.forgotten()
+	if len(gone) == 0 || s.cfg.Store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.DeleteAnswers(ctx, gone); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("idempotency keys: dropped answers not deleted", "keys", len(gone), "err", err)
 	}
 }

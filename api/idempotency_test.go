@@ -2,11 +2,17 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // TestIdempotencyKey: the same POST /v1/messages sent again with the same
@@ -211,4 +217,156 @@ func postKeyed(t *testing.T, r *userRig, user, key string, to ...string) (SendRe
 		t.Fatalf("%s's POST with key %q: %d", user, key, resp.StatusCode)
 	}
 	return out, resp.Header
+}
+
+// TestIdempotencyKeyKeptInStore: an answer is saved in the store, not
+// held in memory, and a server started again on the same store (a
+// restart) replays it from there: the retry gets the first answer and
+// nothing more is sent.
+func TestIdempotencyKeyKeptInStore(t *testing.T) {
+	r := newUserRig(t)
+	first, _ := postKeyed(t, r, "alice", "order-1", uNumA1)
+	idem := r.srv.user.idem
+	idem.mu.Lock()
+	for _, e := range idem.m {
+		if !e.saved || e.body != nil || e.hdr != nil || e.size <= len(e.key)+idemOverhead {
+			t.Errorf("entry saved %v, body %d bytes, size %d: want the answer in the store, counted", e.saved, len(e.body), e.size)
+		}
+	}
+	idem.mu.Unlock()
+
+	again := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw})
+	t.Cleanup(again.Close)
+	hs := httptest.NewServer(again.Handler())
+	t.Cleanup(hs.Close)
+	r2 := &userRig{t: t, url: hs.URL, keys: r.keys}
+	retry, hdr := postKeyed(t, r2, "alice", "order-1", uNumA1)
+	if retry.Results[0].ID != first.Results[0].ID || hdr.Get("Idempotent-Replayed") != "true" ||
+		hdr.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Fatalf("retry after a restart: id %s (replayed %q, type %q), want the first answer's %s",
+			retry.Results[0].ID, hdr.Get("Idempotent-Replayed"), hdr.Get("Content-Type"), first.Results[0].ID)
+	}
+	other, _ := postKeyed(t, r2, "alice", "order-2", uNumA1)
+	r.waitState(r.keys["alice"], other.Results[0].ID, "delivered", 10*time.Second)
+	r.waitState(r.keys["alice"], first.Results[0].ID, "delivered", 10*time.Second)
+	if n := len(r.received(uNumA1)); n != 2 {
+		t.Fatalf("the SMSC got %d messages for two keys, want 2", n)
+	}
+}
+
+// TestIdempotencyLoad: the answers kept in the store are loaded at start
+// with their ages and sizes; the expired ones and those past the bounds
+// are dropped as begin would have, and forgotten names them for deletion
+// from the store; a loaded key replays, an expired one runs again.
+func TestIdempotencyLoad(t *testing.T) {
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	body := bytes.Repeat([]byte("x"), 900)
+	save := func(ent, key string, age time.Duration) {
+		t.Helper()
+		if err := st.SaveAnswer(context.Background(), &queue.Answer{Key: key, Enterprise: ent, At: now.Add(-age), Code: 200, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("A", "a-expired", IdempotencyTTL+time.Second)
+	for i := range 12 { // A's share is 10 keys: a-0 and a-1 go
+		save("A", fmt.Sprint("a-", i), time.Duration(20-i)*time.Minute)
+	}
+	save("B", "b-0", time.Hour)
+	s := newIdemStore(func() time.Time { return now })
+	s.maxKeys, s.maxBytes = 40, 40_000
+	if err := s.load(st); err != nil {
+		t.Fatal(err)
+	}
+	gone := s.forgotten()
+	slices.Sort(gone)
+	if want := []string{"a-0", "a-1", "a-expired"}; !slices.Equal(gone, want) {
+		t.Fatalf("forgotten %q, want %q", gone, want)
+	}
+	wantBytes := len("b-0") + 900 + idemOverhead
+	for i := 2; i < 12; i++ {
+		wantBytes += len(fmt.Sprint("a-", i)) + 900 + idemOverhead
+	}
+	if s.keys != 11 || s.bytes != wantBytes || s.ents["A"].keys != 10 || s.ents["B"].keys != 1 {
+		t.Fatalf("loaded %d keys, %d bytes; A %d, B %d", s.keys, s.bytes, s.ents["A"].keys, s.ents["B"].keys)
+	}
+	if e, first := s.begin("A", "a-11"); first || !e.closed() || e.code != 200 || !e.saved {
+		t.Fatalf("a loaded key: first %v, code %d, saved %v", first, e.code, e.saved)
+	}
+	if _, first := s.begin("A", "a-expired"); !first {
+		t.Fatal("an expired key was replayed")
+	}
+}
+
+// nodeAnswers is PeerAnswers over other servers in this process: what the
+// daemon does over the peer protocol, without HTTP between them.
+type nodeAnswers []*Server
+
+func (n nodeAnswers) FindAnswer(_ context.Context, key string) (KeyAnswer, uint16, error) {
+	best := KeyAnswer{State: KeyNone}
+	for i, s := range n {
+		a, err := s.NodeAnswer(key)
+		if err != nil {
+			return KeyAnswer{}, 0, err
+		}
+		if a.State == KeyDone {
+			return a, uint16(i + 1), nil
+		}
+		if a.State == KeyRunning {
+			best = a
+		}
+	}
+	return best, 1, nil
+}
+
+// TestIdempotencyKeyOnAnotherNode: a keyed send on node 2 asks node 1
+// first. While node 1 runs the key, node 2 refuses (409 in_progress,
+// Retry-After) and keeps nothing; once node 1 has answered, node 2
+// replays node 1's answer byte for byte and keeps it itself (a later
+// retry on node 2 does not need node 1); a key neither has seen is sent.
+func TestIdempotencyKeyOnAnotherNode(t *testing.T) {
+	r := newUserRig(t)
+	node2 := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: nodeAnswers{r.srv}})
+	t.Cleanup(node2.Close)
+	hs := httptest.NewServer(node2.Handler())
+	t.Cleanup(hs.Close)
+	post := func(key string) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/messages", bytes.NewReader([]byte(`{"to":["`+uNumA1+`"],"text":"x"}`)))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String(), resp.Header
+	}
+	k := "A\x00alice\x00/v1/messages\x00order-9"
+	e, _ := r.srv.user.idem.begin("A", k) // node 1 runs it
+	code, body, hdr := post("order-9")
+	if code != http.StatusConflict || !bytes.Contains([]byte(body), []byte(`"in_progress"`)) || hdr.Get("Retry-After") == "" {
+		t.Fatalf("while node 1 runs the key: %d %s (Retry-After %q), want 409 in_progress", code, body, hdr.Get("Retry-After"))
+	}
+	if node2.user.idem.peek(k) != nil {
+		t.Fatal("node 2 kept a key it refused")
+	}
+	first := `{"results":[{"to":"` + uNumA1 + `","status":"accepted","id":"77"}],"accepted":1,"refused":0,"duplicates":0}` + "\n"
+	r.srv.user.idem.finish(e, http.StatusOK, http.Header{"Content-Type": {"application/json; charset=utf-8"}}, []byte(first))
+	for range 2 {
+		code, body, hdr = post("order-9")
+		if code != http.StatusOK || body != first || hdr.Get("Idempotent-Replayed") != "true" || hdr.Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Fatalf("once node 1 answered: %d %q (replayed %q), want node 1's answer %q", code, body, hdr.Get("Idempotent-Replayed"), first)
+		}
+		r.srv.user.idem.forget(e) // the second time node 2 answers from its own copy
+	}
+	if code, body, _ = post("order-10"); code != http.StatusOK || !bytes.Contains([]byte(body), []byte(`"accepted":1`)) || body == first {
+		t.Fatalf("a new key on node 2: %d %s", code, body)
+	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	_ "embed"
 	"fmt"
 	"net/http"
@@ -170,6 +171,12 @@ func (s *Server) userRoutes() {
 	s.user.sessions.shared, s.user.sessions.kind = s.cfg.Sessions, SessionUser
 	s.jobs.staged.now = s.cfg.Clock
 	s.user.idem = newIdemStore(time.Now)
+	if s.cfg.Store != nil {
+		if err := s.user.idem.load(s.cfg.Store); err != nil {
+			s.log.Error("idempotency keys: some kept answers cannot be read (their keys are forgotten)", "err", err)
+		}
+		s.deleteForgotten(context.Background())
+	}
 	s.user.logins.now = time.Now
 	routes := s.userRouteList()
 	for _, rt := range routes {

@@ -41,6 +41,8 @@ package cluster
 //	                                and message_id, sent on this node's bind for a
 //	                                node that holds none (peer_relay.go)
 //	POST /peer/v1/deliver         receipts and replies for an ESME bound there (peerdeliver.go)
+//	POST /peer/v1/answers         {"key":K} → what the node knows of an Idempotency-Key
+//	                                (peer_answers.go)
 
 import (
 	"bytes"
@@ -248,6 +250,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.hooksRoutes()                                      // peer_hooks.go
 	s.loadRoutes()                                       // peer_load.go
 	s.listsRoutes()                                      // peer_lists.go
+	s.answersRoutes()                                    // peer_answers.go
 	s.mux.HandleFunc("POST /peer/v1/relay", s.relay)     // peer_relay.go
 	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
 	return s

@@ -92,6 +92,7 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	purgedAny, _ := tx.Bucket(bucketPurged).Cursor().First()
 	hooks := checkHooks(tx, bad)
 	checkHookPosts(tx, bad)
+	checkAnswers(tx, bad)
 	var counts [stateEnd]int
 	use := make(map[string]usage)
 	var maxID uint64

@@ -165,3 +165,26 @@ func FuzzDecodeHookPosts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeAnswer: an answer kept for an Idempotency-Key.
+func FuzzDecodeAnswer(f *testing.F) {
+	at := time.Unix(1_790_000_000, 123).UTC()
+	f.Add(encodeAnswer(&Answer{Enterprise: "ENT", At: at, Code: 200,
+		Header: []byte(`{"Content-Type":["application/json"]}`), Body: []byte(`{"messages":[]}`)}))
+	f.Add(encodeAnswer(&Answer{At: at, Code: 503}))
+	f.Add([]byte{answerVersion, 0, 0, 99})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := decodeAnswer([]byte("k"), b)
+		corruptOnly(t, err)
+		if err != nil {
+			return
+		}
+		if a.Code < 100 || a.Code > 999 {
+			t.Fatalf("decoded status %d", a.Code)
+		}
+		again, err := decodeAnswer([]byte("k"), encodeAnswer(a))
+		if err != nil || !reflect.DeepEqual(again, a) {
+			t.Fatalf("round trip: %+v, %v; want %+v", again, err, a)
+		}
+	})
+}

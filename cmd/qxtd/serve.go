@@ -487,8 +487,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
 			return nil, err
 		}
-		acfg.PeerHooks = d.clusterHooks(cfg) // cluster_hooks.go
-		acfg.PeerLists = d.clusterLists(cfg) // cluster_lists.go
+		acfg.PeerHooks = d.clusterHooks(cfg)     // cluster_hooks.go
+		acfg.PeerLists = d.clusterLists(cfg)     // cluster_lists.go
+		acfg.PeerAnswers = d.clusterAnswers(cfg) // cluster_answers.go
 	}
 	if d.rem, err = reminder.New(rcfg); err != nil {
 		return nil, err

@@ -1,0 +1,94 @@
+package cluster
+
+// Idempotency keys across nodes. A node keeps the answers of the sends
+// it ran under their Idempotency-Key (package api, in its store); a
+// client behind a load balancer may send its retry to another node. So a
+// node about to run a keyed send first asks every other live node
+//
+//	POST /peer/v1/answers   {"key":K}
+//	                        → {"state":"none"} | {"state":"running"} |
+//	                          {"state":"done","code":C,"header":{…},"body":"base64"}
+//
+// and replays a node's answer rather than sending again. K is api's whole
+// key (enterprise, user, route and the client's key; at most
+// PeerMaxAnswerKey bytes). 404 if the backend is not a
+// PeerAnswerBackend (a node older than this): the asking node cannot
+// know that node's keys and says so.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// PeerMaxAnswerKey bounds a key asked for.
+const PeerMaxAnswerKey = 2048
+
+// The states of a key on a node.
+const (
+	AnswerNone    = "none"    // the node has not seen it
+	AnswerRunning = "running" // its request runs there now
+	AnswerDone    = "done"    // answered: Code, Header, Body
+)
+
+// PeerAnswer is what a node knows of a key.
+type PeerAnswer struct {
+	State  string      `json:"state"`
+	Code   int         `json:"code,omitempty"`
+	Header http.Header `json:"header,omitempty"`
+	Body   []byte      `json:"body,omitempty"`
+}
+
+// PeerAnswerBackend is the optional part of a PeerBackend that answers
+// POST /peer/v1/answers.
+type PeerAnswerBackend interface {
+	Answer(ctx context.Context, key string) (PeerAnswer, error)
+}
+
+type peerAnswerQuery struct {
+	Key string `json:"key"`
+}
+
+// answersRoutes registers the answers endpoint if backend answers it.
+func (s *peerServer) answersRoutes() {
+	if ab, ok := s.backend.(PeerAnswerBackend); ok {
+		s.mux.HandleFunc("POST /peer/v1/answers", func(w http.ResponseWriter, r *http.Request) { s.answer(w, r, ab) })
+	}
+}
+
+func (s *peerServer) answer(w http.ResponseWriter, r *http.Request, ab PeerAnswerBackend) {
+	var q peerAnswerQuery
+	if err := json.NewDecoder(r.Body).Decode(&q); err != nil || q.Key == "" || len(q.Key) > PeerMaxAnswerKey {
+		http.Error(w, fmt.Sprintf("key: 1 to %d bytes", PeerMaxAnswerKey), http.StatusBadRequest)
+		return
+	}
+	a, err := ab.Answer(r.Context(), q.Key)
+	if err != nil {
+		s.log.Error("peer answer", "node", PeerNode(r.Context()), "err", err)
+		http.Error(w, "answer unavailable", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, a)
+}
+
+// Answer asks the node at peerURL what it knows of key.
+func (c *PeerClient) Answer(ctx context.Context, peerURL, key string) (PeerAnswer, error) {
+	body, _ := json.Marshal(peerAnswerQuery{Key: key})
+	data, err := c.do(ctx, http.MethodPost, peerURL, "/peer/v1/answers", body)
+	if err != nil {
+		return PeerAnswer{}, fmt.Errorf("cluster: answer at %s: %w", peerURL, err)
+	}
+	var a PeerAnswer
+	if err := json.Unmarshal(data, &a); err != nil {
+		return PeerAnswer{}, fmt.Errorf("cluster: answer at %s: %w", peerURL, err)
+	}
+	switch {
+	case a.State == AnswerNone, a.State == AnswerRunning:
+	case a.State == AnswerDone && a.Code >= 100 && a.Code <= 999:
+	default:
+		return PeerAnswer{}, fmt.Errorf("cluster: answer at %s: %w", peerURL, errors.New("state "+a.State))
+	}
+	return a, nil
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestClusterIdempotencyKey: on three real nodes, a send answered by
+// node 1 under an Idempotency-Key is replayed by node 2 and node 3 (a
+// load balancer sent the retry elsewhere) and reaches the SMSC once; a
+// new key sends. With node 3 killed (its lease not yet expired) a keyed
+// send is refused with 503 and Retry-After, since node 3 cannot say
+// whether it ran the key, while a send without a key goes on.
+func TestClusterIdempotencyKey(t *testing.T) {
+	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, writeClusterConfig)
+	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
+	key := issueAPIKey(t, base(nodes[0]), "esme")
+	send := func(n *clusterNode, idem, to string) (int, string, http.Header) {
+		t.Helper()
+		return keyedSend(t, base(n), key, idem, to)
+	}
+
+	code, first, _ := send(nodes[0], "order-1", "13800138000")
+	if code != http.StatusOK || !strings.Contains(first, `"accepted":1`) {
+		t.Fatalf("send on node 1: %d %s", code, first)
+	}
+	for _, n := range []*clusterNode{nodes[1], nodes[2], nodes[1]} { // node 2 twice: its own copy the second time
+		code, again, hdr := send(n, "order-1", "13800138000")
+		if code != http.StatusOK || again != first || hdr.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry on node %d: %d %s (replayed %q), want node 1's answer %s", n.id, code, again, hdr.Get("Idempotent-Replayed"), first)
+		}
+	}
+	if code, other, _ := send(nodes[2], "order-2", "13800138001"); code != http.StatusOK || other == first {
+		t.Fatalf("a new key on node 3: %d %s", code, other)
+	}
+	// The new key's message went after the retries: a second copy of the
+	// keyed one would have gone before it.
+	waitReceived(t, sim, "13800138001", 20*time.Second)
+	if n := len(waitReceived(t, sim, "13800138000", 20*time.Second)); n != 1 {
+		t.Fatalf("the SMSC got the keyed message %d times, want once", n)
+	}
+
+	victim := nodes[2]
+	if err := victim.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-victim.proc.exited
+	code, body, hdr := send(nodes[0], "order-3", "13800138002")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) || hdr.Get("Retry-After") == "" {
+		t.Fatalf("a keyed send with node 3 down: %d %s (Retry-After %q), want 503 unavailable", code, body, hdr.Get("Retry-After"))
+	}
+	if code, body, _ := send(nodes[0], "", "13800138003"); code != http.StatusOK || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("a send without a key with node 3 down: %d %s", code, body)
+	}
+}

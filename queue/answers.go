@@ -1,0 +1,183 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Kept answers: what an HTTP send answered, kept under the client's
+// Idempotency-Key so that a retry after a lost answer gets the first
+// answer back instead of sending again — also after a restart or a crash,
+// which is when answers get lost. Package api decides what a key is, how
+// long an answer is kept and how many are; here they are only stored:
+//
+//	idem    key (api's: enterprise, user, route, the client's key) → version | at | enterprise | code | header | body
+//
+// An answer is saved once the send it answers has been committed, and
+// before the client hears it: a crash between the two commits (a
+// millisecond or two) leaves the messages stored and the key unknown, so
+// a retry then sends again. Nothing else can make a key that was answered
+// be forgotten before api drops it.
+
+var bucketIdem = []byte("idem")
+
+const answerVersion = 1
+
+// MaxAnswerKey bounds a kept answer's key (api's keys are at most some
+// 900 bytes: a 128-byte client key, a system id, a route, an enterprise).
+const MaxAnswerKey = 2048
+
+// Answer is one kept answer.
+type Answer struct {
+	Key        string
+	Enterprise string    // whose share of the kept answers it counts in
+	At         time.Time // when its request came
+	Code       int       // HTTP status
+	Header     []byte    // opaque to queue (api's encoding of the headers)
+	Body       []byte
+}
+
+// Size is the bytes an answer takes in memory beyond a fixed overhead:
+// what api's bounds count.
+func (a *Answer) Size() int { return len(a.Key) + len(a.Header) + len(a.Body) }
+
+func encodeAnswer(a *Answer) []byte {
+	e := encoder{make([]byte, 0, 24+len(a.Enterprise)+len(a.Header)+len(a.Body))}
+	e.u8(answerVersion)
+	e.time(a.At)
+	e.str(a.Enterprise)
+	e.uvarint(uint64(max(a.Code, 0)))
+	e.bytes(a.Header)
+	e.bytes(a.Body)
+	return e.b
+}
+
+// decodeAnswer decodes the record of key k; it refuses with ErrCorrupt
+// what encodeAnswer did not write.
+func decodeAnswer(k, v []byte) (*Answer, error) {
+	d := newDecoder(v)
+	d.version(answerVersion, "answer")
+	a := &Answer{Key: string(k), At: d.time("at"), Enterprise: d.str("enterprise")}
+	code := d.uvarint("code")
+	a.Header = d.bytes("header")
+	a.Body = d.bytes("body")
+	d.end("answer")
+	if d.err == nil && (code < 100 || code > 999) {
+		d.fail("answer: status %d", code)
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	a.Code = int(code)
+	return a, nil
+}
+
+// SaveAnswer stores a durably: it returns nil once it is committed.
+func (s *Store) SaveAnswer(ctx context.Context, a *Answer) error {
+	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 {
+		return fmt.Errorf("queue: save answer: %w: key of %d bytes, status %d", ErrInvalid, len(a.Key), a.Code)
+	}
+	k, v := []byte(a.Key), encodeAnswer(a) // encoded outside the commit loop
+	err := s.exec(ctx, func(t *txn) error {
+		return t.tx.Bucket(bucketIdem).Put(k, v)
+	})
+	if err != nil {
+		return fmt.Errorf("queue: save answer: %w", err)
+	}
+	return nil
+}
+
+// LoadAnswer reads the answer kept under key: ErrNotFound if there is
+// none.
+func (s *Store) LoadAnswer(key string) (*Answer, error) {
+	var a *Answer
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdem)
+		if b == nil {
+			return ErrNotFound
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		a, err = decodeAnswer([]byte(key), v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: answer: %w", err)
+	}
+	return a, nil
+}
+
+// DeleteAnswers forgets the answers kept under keys (those there are), in
+// one store operation. It is a Record: nobody waits on a forgotten answer.
+func (s *Store) DeleteAnswers(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := s.exec(s.Record(ctx), func(t *txn) error {
+		b := t.tx.Bucket(bucketIdem)
+		for _, k := range keys {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: delete answers: %w", err)
+	}
+	return nil
+}
+
+// Answers calls fn with every kept answer, without its Header and Body
+// (Size counts them): what api loads at start to know its keys and their
+// bounds, leaving the answers themselves on disk until a retry asks. A
+// record that does not decode is left out and named in the error
+// (ErrCorrupt), returned after the others.
+func (s *Store) Answers(fn func(a *Answer, size int)) error {
+	var bad []error
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdem)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			a, err := decodeAnswer(k, v)
+			if err != nil {
+				bad = append(bad, fmt.Errorf("key %q: %w", k, err))
+				return nil
+			}
+			size := a.Size()
+			a.Header, a.Body = nil, nil
+			fn(a, size)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("queue: answers: %w", err)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("queue: answers: %w", errors.Join(bad...))
+	}
+	return nil
+}
+
+// checkAnswers reports the kept answers that do not decode.
+func checkAnswers(tx *bolt.Tx, bad func(string, ...any)) {
+	b := tx.Bucket(bucketIdem)
+	if b == nil {
+		return // a backup older than kept answers
+	}
+	_ = b.ForEach(func(k, v []byte) error {
+		if _, err := decodeAnswer(k, v); err != nil {
+			bad("answer %q: %v", k, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,88 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestAnswers: a kept answer is read back whole after a reopen, Answers
+// lists every one without its header and body but with their size,
+// DeleteAnswers forgets those named (and not the others), a key too long
+// or a status that is none is refused, and a damaged record is named by
+// Answers and by Check while the others are still listed.
+func TestAnswers(t *testing.T) {
+	ts := newStore(t, Options{})
+	ctx := context.Background()
+	at := time.Unix(1_790_000_000, 7).UTC()
+	a := &Answer{Key: "ENT\x00u1\x00/v1/messages\x00k-1", Enterprise: "ENT", At: at, Code: 200,
+		Header: []byte(`{"Content-Type":["application/json"]}`), Body: []byte(`{"messages":[{"id":"1"}]}`)}
+	b := &Answer{Key: "ENT2\x00u2\x00/v1/messages\x00k-1", Enterprise: "ENT2", At: at.Add(time.Second), Code: 429}
+	for _, x := range []*Answer{a, b} {
+		if err := ts.SaveAnswer(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.reopen()
+	got, err := ts.LoadAnswer(a.Key)
+	if err != nil || !reflect.DeepEqual(got, a) {
+		t.Fatalf("load: %+v, %v; want %+v", got, err, a)
+	}
+	if _, err := ts.LoadAnswer("ENT\x00u1\x00/v1/messages\x00k-2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	list := func() map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		if err := ts.Answers(func(x *Answer, size int) {
+			if x.Header != nil || x.Body != nil || x.At.IsZero() || x.Enterprise == "" {
+				t.Fatalf("listed %+v", x)
+			}
+			out[x.Key] = size
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got, want := list(), map[string]int{a.Key: a.Size(), b.Key: b.Size()}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	if err := ts.DeleteAnswers(ctx, []string{b.Key, "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), map[string]int{a.Key: a.Size()}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after delete, listed %v, want %v", got, want)
+	}
+	for _, bad := range []*Answer{
+		{Key: "", Code: 200},
+		{Key: strings.Repeat("k", MaxAnswerKey+1), Code: 200},
+		{Key: "k", Code: 0},
+		{Key: "k", Code: 1000},
+	} {
+		if err := ts.SaveAnswer(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("saved key of %d bytes, status %d: %v", len(bad.Key), bad.Code, err)
+		}
+	}
+
+	if err := ts.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIdem).Put([]byte("D"), []byte{answerVersion, 0, 0, 5})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = ts.Answers(func(*Answer, int) { n++ })
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"D"`) || n != 1 {
+		t.Fatalf("damaged record: %d listed, err %v", n, err)
+	}
+	if err := ts.Check(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `answer "D"`) {
+		t.Fatalf("check: %v", err)
+	}
+	if err := ts.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketIdem).Delete([]byte("D")) }); err != nil {
+		t.Fatal(err)
+	}
+}
