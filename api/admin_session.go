@@ -80,7 +80,7 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	defer l.gate.unhold(ip, prefix) // after the failure delay below
 	if !s.adminTokenOK(req.Token) {
-		t := time.NewTimer(l.failed(ip))
+		t := time.NewTimer(l.failed(ip, prefix))
 		select {
 		case <-t.C:
 		case <-r.Context().Done():

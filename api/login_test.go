@@ -328,3 +328,28 @@ func TestLoginPrefixHolds(t *testing.T) {
 		t.Errorf("after the logins: %d keys and %d networks held, want none", held, nets)
 	}
 }
+
+// TestLoginDelayByNetworkOverHTTP: over real connections, 13 addresses
+// of one /24 each guessing once: the 13th's 401 comes after the network's
+// delay (800 ms), not the first (100 ms); the first guess from another
+// /24 comes after the first delay.
+func TestLoginDelayByNetworkOverHTTP(t *testing.T) {
+	r := newLoginRig(t)
+	ctx := context.Background()
+	var took time.Duration
+	for i := range 13 {
+		code, d, err := r.login(ctx, clientFrom(fmt.Sprintf("127.0.11.%d", i+1)), "alice", "wrong1")
+		if err != nil || code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d %v", i+1, code, err)
+		}
+		took = d
+	}
+	if took < 800*time.Millisecond {
+		t.Fatalf("the 13th address of 127.0.11.0/24 answered after %v, want at least 800ms", took)
+	}
+	code, d, err := r.login(ctx, clientFrom("127.0.12.1"), "alice", "wrong1")
+	if err != nil || code != http.StatusUnauthorized || d >= 800*time.Millisecond {
+		t.Fatalf("another network's first guess: %d after %v (%v), want 401 before 800ms", code, d, err)
+	}
+	t.Logf("13th of a /24: %v; another /24's first: %v", took, d)
+}

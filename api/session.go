@@ -306,16 +306,22 @@ func (s *sessionStore) remove(se *session) {
 // loginThrottle slows down repeated failed logins from one source key
 // (login.go says what a key is) as SMPP binds are: the n-th failure in a
 // row is answered after 100 ms × 2^(n-1), at most 5 s, and the key
-// makes no other attempt meanwhile. A success clears it; so does a quiet
-// 10 minutes. It also admits logins to the password check (login.go).
+// makes no other attempt meanwhile. A key that is an address counts its
+// network's failures too (smpp.SourcePrefix: an IPv4 /24, an IPv6 /48),
+// one doubling per loginPrefixHolds of them, whichever is more: addresses
+// of one network taking turns would otherwise each start from the first
+// delay (13 addresses failing once each: the 13th waits 800 ms, not
+// 100). A success clears its key, not its network. A quiet 10 minutes
+// clears both. It also admits logins to the password check (login.go).
 type loginThrottle struct {
 	now func() time.Time
-	// maxKeys bounds fails and good (maxThrottledIPs, maxGoodLogins when
-	// 0; tests lower it).
+	// maxKeys bounds fails, nets and good (maxThrottledIPs, maxGoodLogins
+	// when 0; tests lower it).
 	maxKeys int
 
 	mu    sync.Mutex
 	fails map[string]failures
+	nets  map[string]failures  // failures by network, of keys that are addresses
 	good  map[string]time.Time // source address + system_id → last successful login (login.go)
 	gate  loginGate
 }
@@ -332,16 +338,30 @@ const (
 	maxThrottledIPs = 10_000
 )
 
-// failed records a failure of key and returns how long to wait before
-// answering it.
-func (l *loginThrottle) failed(key string) time.Duration {
+// failed records a failure of key, from network prefix ("" for a key that
+// is not an address), and returns how long to wait before answering it.
+func (l *loginThrottle) failed(key, prefix string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if l.fails == nil {
-		l.fails = make(map[string]failures)
+		l.fails, l.nets = make(map[string]failures), make(map[string]failures)
 	}
-	f, ok := l.fails[key]
+	n := l.count(l.fails, key, now)
+	if prefix != "" {
+		n = max(n, (l.count(l.nets, prefix, now)-1)/loginPrefixHolds+1)
+	}
+	d := loginDelayMin
+	for i := 1; i < n && d < loginDelayMax; i++ {
+		d *= 2
+	}
+	return min(d, loginDelayMax)
+}
+
+// count counts a failure of key in m at now and returns its failures in
+// a row, this one included. l.mu held.
+func (l *loginThrottle) count(m map[string]failures, key string, now time.Time) int {
+	f, ok := m[key]
 	if now.Sub(f.last) > loginForget {
 		f.n = 0
 	}
@@ -352,21 +372,17 @@ func (l *loginThrottle) failed(key string) time.Duration {
 	// the first delay each time) rather than everyone forgotten, which
 	// would let a flood from many addresses wipe the delays and suspicion
 	// of the addresses guessing a real user's password.
-	if !ok && len(l.fails) >= l.maxFails() {
-		for k, old := range l.fails {
+	if !ok && len(m) >= l.maxFails() {
+		for k, old := range m {
 			if now.Sub(old.last) > loginForget {
-				delete(l.fails, k)
+				delete(m, k)
 			}
 		}
 	}
-	if ok || len(l.fails) < l.maxFails() {
-		l.fails[key] = f
+	if ok || len(m) < l.maxFails() {
+		m[key] = f
 	}
-	d := loginDelayMin
-	for i := 1; i < f.n && d < loginDelayMax; i++ {
-		d *= 2
-	}
-	return min(d, loginDelayMax)
+	return f.n
 }
 
 func (l *loginThrottle) maxFails() int {

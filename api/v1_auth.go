@@ -138,7 +138,7 @@ func (s *Server) login(_ *caller, w http.ResponseWriter, r *http.Request) {
 	l.gate.done()
 	if err != nil {
 		if errors.Is(err, policy.ErrAuth) {
-			t := time.NewTimer(l.failed(key))
+			t := time.NewTimer(l.failed(key, prefix))
 			select {
 			case <-t.C:
 			case <-ctx.Done():

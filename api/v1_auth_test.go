@@ -116,13 +116,13 @@ func TestUserSessionTable(t *testing.T) {
 	l := loginThrottle{now: clock.Now}
 	var ds []time.Duration
 	for range 8 {
-		ds = append(ds, l.failed("1.2.3.4"))
+		ds = append(ds, l.failed("1.2.3.4", ""))
 	}
 	if ds[0] != loginDelayMin || ds[1] != 2*loginDelayMin || ds[7] != loginDelayMax {
 		t.Fatalf("delays %v", ds)
 	}
 	l.succeeded("1.2.3.4")
-	if d := l.failed("1.2.3.4"); d != loginDelayMin {
+	if d := l.failed("1.2.3.4", ""); d != loginDelayMin {
 		t.Fatalf("after success: %v", d)
 	}
 }
