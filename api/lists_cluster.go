@@ -47,6 +47,12 @@ const (
 	// listPeerWait bounds one node's answer in a round; a node that does
 	// not answer by then is missing from the page.
 	listPeerWait = 3 * time.Second
+	// listPageWait bounds the rounds of one page: past it no round starts
+	// (the page ends short, with a next). A node slow in every round, but
+	// within listPeerWait each time, would otherwise hold a page for
+	// listRounds × listPeerWait (12 s); now at most listPageWait and one
+	// round (7 s), and a slow node is not named missing for it.
+	listPageWait = 4 * time.Second
 	// listPeerParallel bounds the nodes asked at once for one page.
 	listPeerParallel = 8
 )
@@ -270,10 +276,11 @@ func (s *Server) listStreams(ctx context.Context, w http.ResponseWriter, param, 
 // other nodes are not known).
 func (s *Server) clusterPage(ctx context.Context, q NodeListQuery, streams []*listStream, unknown bool) (taken []listEntry, next string, missing Missing) {
 	limit := q.Limit
+	deadline := time.Now().Add(s.user.listWait)
 	for round := 0; ; round++ {
 		got, blocked := mergeStreams(streams, limit-len(taken))
 		taken = append(taken, got...)
-		if len(blocked) == 0 || round == listRounds {
+		if len(blocked) == 0 || round == listRounds || round > 0 && time.Now().After(deadline) {
 			break
 		}
 		q.Limit = limit - len(taken)

@@ -26,6 +26,9 @@ type fakeNode struct {
 	short int
 	down  bool
 	asked int
+	// delay: each answer takes this long (a slow node), or fails when
+	// the asker's context ends first.
+	delay time.Duration
 }
 
 // synthetic is a PeerLists of fake nodes; this node (Self) has an empty
@@ -49,7 +52,19 @@ func (p *synthetic) ListNodes(context.Context) ([]uint16, error) {
 	return ids, nil
 }
 
-func (p *synthetic) PeerPage(_ context.Context, node uint16, q NodeListQuery) (NodePage, error) {
+func (p *synthetic) PeerPage(ctx context.Context, node uint16, q NodeListQuery) (NodePage, error) {
+	p.mu.Lock()
+	delay := p.nodes[node].delay
+	p.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay) // the slow node's answer, not a wait for an event
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return NodePage{}, ctx.Err()
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := p.nodes[node]
@@ -250,4 +265,32 @@ func TestClusterListMissingNode(t *testing.T) {
 	if taken, next, missing = s.clusterPage(t.Context(), q, streams, unknown); len(taken) != 0 || next != "" || !missing.Partial {
 		t.Fatalf("taken %d, next %q, %+v", len(taken), next, missing)
 	}
+}
+
+// TestClusterListPageWait: nodes slow in every round (but within
+// listPeerWait each time) hold a page for the page's budget and the
+// round under way, not for every round: with answers taking 200 ms and
+// pages of one reply, a page of 10 would ask four rounds (800 ms); with a
+// budget of 300 ms it asks two (400 ms) and ends short, with a next, and
+// no node named missing.
+func TestClusterListPageWait(t *testing.T) {
+	t0 := time.Date(2026, 10, 1, 8, 0, 0, 0, time.UTC)
+	p := &synthetic{self: 9, nodes: map[uint16]*fakeNode{
+		1: {replies: replies(1, 6, t0, time.Second), short: 1, delay: 200 * time.Millisecond},
+		2: {replies: replies(2, 6, t0.Add(time.Millisecond), time.Second), short: 1, delay: 200 * time.Millisecond},
+	}}
+	s := newSyntheticServer(t, p)
+	s.user.listWait = 300 * time.Millisecond
+	q := NodeListQuery{List: ListInbox, Enterprise: "G1", Limit: 10}
+	streams, unknown, _ := s.listStreams(t.Context(), httptest.NewRecorder(), "before", "")
+	start := time.Now()
+	taken, next, missing := s.clusterPage(t.Context(), q, streams, unknown)
+	took := time.Since(start)
+	if took >= 700*time.Millisecond {
+		t.Fatalf("a page took %v with a budget of 300 ms", took)
+	}
+	if len(taken) >= 10 || next == "" || missing.Partial {
+		t.Fatalf("taken %d, next %q, %+v: want a short page with a next, nobody missing", len(taken), next, missing)
+	}
+	t.Logf("%d taken in %v", len(taken), took)
 }

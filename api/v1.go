@@ -53,6 +53,8 @@ type userState struct {
 	sessions *sessionStore
 	logins   loginThrottle
 	idem     *idemStore
+	// listWait is listPageWait (tests shorten it).
+	listWait time.Duration
 }
 
 // caller is who makes an authenticated /v1 request, as it is now.
@@ -171,6 +173,7 @@ func (s *Server) userRoutes() {
 	s.user.sessions.shared, s.user.sessions.kind = s.cfg.Sessions, SessionUser
 	s.jobs.staged.now = s.cfg.Clock
 	s.user.idem = newIdemStore(time.Now)
+	s.user.listWait = listPageWait
 	if s.cfg.Store != nil {
 		if err := s.user.idem.load(s.cfg.Store); err != nil {
 			s.log.Error("idempotency keys: some kept answers cannot be read (their keys are forgotten)", "err", err)
