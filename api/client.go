@@ -24,6 +24,8 @@ type Client struct {
 	Base  string       // "http://127.0.0.1:8080"
 	Token string       // the operator's admin token (http.admin_token) or session, or a user's API key or console token
 	HTTP  *http.Client // nil: a client with a 2-minute timeout
+	// Header is sent with every request (an Idempotency-Key, say).
+	Header http.Header
 }
 
 // APIError is an error answer of the API.
@@ -100,6 +102,9 @@ func (c *Client) open(ctx context.Context, method, path, contentType string, bod
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
+	for k, vs := range c.Header {
+		req.Header[k] = vs
+	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}

@@ -370,3 +370,44 @@ func TestIdempotencyKeyOnAnotherNode(t *testing.T) {
 		t.Fatalf("a new key on node 2: %d %s", code, body)
 	}
 }
+
+// TestBatchIdempotencyKey: POST /v1/batches with an Idempotency-Key sent
+// again (a double click on the console's 批量发送, a retry after a lost
+// answer) answers the first job's id and starts no second job: the rows
+// are sent once.
+func TestBatchIdempotencyKey(t *testing.T) {
+	r := newUserRig(t)
+	ct, body := multipartBody(t, "批量.csv", []byte(uNumA1+",批量只发一次\n"), nil)
+	post := func() (string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Idempotency-Key", "upload-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var created BatchCreated
+		if resp.StatusCode != http.StatusAccepted || json.NewDecoder(resp.Body).Decode(&created) != nil || created.JobID == "" {
+			t.Fatalf("POST /v1/batches: %d", resp.StatusCode)
+		}
+		return created.JobID, resp.Header
+	}
+	first, _ := post()
+	again, hdr := post()
+	if again != first || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the upload again: job %s (replayed %q), want the first job %s", again, hdr.Get("Idempotent-Replayed"), first)
+	}
+	if j := r.c().waitJob(r.keys["alice"], first, 20*time.Second, nil); j.Accepted != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	var l struct {
+		Jobs []BatchJob `json:"jobs"`
+	}
+	r.must(http.StatusOK, "GET", "/v1/batches", r.keys["alice"], nil, &l)
+	if len(l.Jobs) != 1 {
+		t.Fatalf("%d jobs after the upload was posted twice, want 1", len(l.Jobs))
+	}
+}

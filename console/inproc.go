@@ -3,6 +3,8 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
@@ -100,6 +102,44 @@ func (s *Server) client(r *http.Request, token string) *api.Client {
 // 2xx answer; an error answer is an *api.APIError.
 func (s *Server) call(r *http.Request, method, path string, body, out any) error {
 	return s.client(r, sessionToken(r)).DoContext(r.Context(), method, path, body, out)
+}
+
+// callOnce is call with an Idempotency-Key: the once parameter of the
+// send form's action (the template function once), so that the form
+// posted twice — a double click, a reload of the answer, a retry after a
+// timeout — sends once and shows the first answer again. It is in the
+// action's query, not a field, so that a multipart upload is not read to
+// find it. A missing or malformed one is a call without a key.
+func (s *Server) callOnce(r *http.Request, method, path string, body, out any) error {
+	return s.onceClient(r, sessionToken(r)).DoContext(r.Context(), method, path, body, out)
+}
+
+// uploadOnce is upload with the Idempotency-Key of callOnce.
+func (s *Server) uploadOnce(r *http.Request, token, method, path, contentType string, body io.Reader, out any) error {
+	return s.onceClient(r, token).Upload(r.Context(), method, path, contentType, body, out)
+}
+
+func (s *Server) onceClient(r *http.Request, token string) *api.Client {
+	c := s.client(r, token)
+	if once := r.URL.Query().Get("once"); validOnce(once) {
+		c.Header = http.Header{"Idempotency-Key": {"console-" + once}}
+	}
+	return c
+}
+
+// newOnce is a fresh value for a send form's once parameter: every
+// rendering of the form gets its own, so a form corrected after a refusal
+// (an answer the key would replay) is a new send.
+func newOnce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// validOnce reports whether v is what newOnce makes.
+func validOnce(v string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	return err == nil && len(b) == 16
 }
 
 // opsCall is call as the operator session of r.

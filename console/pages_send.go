@@ -171,7 +171,7 @@ func (s *Server) sendGroup(q *req) {
 	}
 	in.SendAt = localToRFC3339(p.Form.Get("send_at"))
 	var res api.SendResponse
-	if err := s.call(q.r, http.MethodPost, "/v1/messages", in, &res); err != nil {
+	if err := s.callOnce(q.r, http.MethodPost, "/v1/messages", in, &res); err != nil {
 		code, ok := q.sendError(p, err, groupReasons, "to", "text", "send_at", "groups", "book")
 		if !ok {
 			return

@@ -209,9 +209,12 @@ var funcs = template.FuncMap{
 	"yuan":       yuan,
 	"add":        func(a, b int) int { return a + b },
 	"nodeList":   nodeList,
-	"mib":        func(bytes float64) float64 { return bytes / (1 << 20) },
-	"deref":      func(p *float64) float64 { return *p }, // under a with that checked it
-	"percent":    percent,
+	// once is a fresh value for a send form's once parameter (callOnce):
+	// every rendering of the form its own.
+	"once":    newOnce,
+	"mib":     func(bytes float64) float64 { return bytes / (1 << 20) },
+	"deref":   func(p *float64) float64 { return *p }, // under a with that checked it
+	"percent": percent,
 	"seq": func(n int) []int {
 		s := make([]int, n)
 		for i := range s {

@@ -38,7 +38,7 @@ func (s *Server) sendBatch(q *req) {
 		return
 	}
 	var out api.BatchCreated
-	err = s.upload(q.r, q.token, http.MethodPost, "/v1/batches", ct, body, &out)
+	err = s.uploadOnce(q.r, q.token, http.MethodPost, "/v1/batches", ct, body, &out)
 	done()
 	if err != nil {
 		code, ok := q.sendError(p, err, batchReasons, "send_at", "file")
@@ -247,7 +247,7 @@ func (s *Server) sendCustom(q *req) {
 	in := api.StagedBatchRequest{Upload: q.r.PathValue("upload"), Template: p.Form.Get("template"),
 		NumberColumn: p.Form.Get("number_column"), SendAt: localToRFC3339(p.Form.Get("send_at"))}
 	var out api.BatchCreated
-	if err := s.call(q.r, http.MethodPost, "/v1/batches", in, &out); err != nil {
+	if err := s.callOnce(q.r, http.MethodPost, "/v1/batches", in, &out); err != nil {
 		if isStatus(err, http.StatusNotFound) {
 			q.render(http.StatusNotFound, "send_gone", q.view(nil))
 			return

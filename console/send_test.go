@@ -298,3 +298,43 @@ func TestSendCustom(t *testing.T) {
 	c.submit(a.Location, a.Location+"/delete", url.Values{}).wantRedirect(t, "/send/custom")
 	c.get(a.Location).wantStatus(t, http.StatusNotFound, "文件已失效")
 }
+
+var onceRE = regexp.MustCompile(`action="/send/group\?csrf=[^"&]+&amp;once=([A-Za-z0-9_-]{22})"`)
+
+// TestSendGroupOnce: the 短信群发 form posted twice (a double click, a
+// reload of the answer page) sends once and shows the same answer; the
+// form rendered again, for another send or corrected after a refusal,
+// carries a new once value, so it sends again.
+func TestSendGroupOnce(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("alice")
+	once := func(a answer) string {
+		t.Helper()
+		m := onceRE.FindStringSubmatch(a.Body)
+		if m == nil {
+			t.Fatalf("no once field in the form:\n%s", a.Body)
+		}
+		return m[1]
+	}
+	first := once(c.get("/send/group"))
+	form := url.Values{"to": {numA1}, "text": {"只发一次的通知"}, "csrf": {c.csrf("/send/group")}}
+	for range 2 {
+		c.post("/send/group?once="+first, form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
+	}
+	if n := strings.Count(c.get("/outbox").Body, "只发一次的通知"); n != 1 {
+		t.Fatalf("the outbox lists the message %d times after the form was posted twice, want once", n)
+	}
+	second := once(c.get("/send/group"))
+	if second == first {
+		t.Fatal("the form rendered again has the same once value")
+	}
+	refused := c.post("/send/group?once="+second, url.Values{"to": {""}, "text": {"改过再发"}, "csrf": {c.csrf("/send/group")}})
+	if again := once(refused); again == second || refused.Status == http.StatusOK && strings.Contains(refused.Body, "发送结果") {
+		t.Fatalf("a refused form shown again: once %q (was %q), status %d", again, second, refused.Status)
+	}
+	c.post("/send/group?once="+once(refused), form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
+	if n := strings.Count(c.get("/outbox").Body, "只发一次的通知"); n != 2 {
+		t.Fatalf("the outbox lists the message %d times after a new form, want twice", n)
+	}
+}
