@@ -97,7 +97,7 @@
 //	ref     dest                                     → uint16 (2 BE) last concatenation reference
 //	usage   enterprise 0x00 "2006-01"                → version | reserved (8 BE) | charged (8 BE)
 //	purged  enterprise 0x00 "2006-01"                → version | parts (8 BE) | delivered (8 BE)   deleted by Purge
-//	frag    account 0x00 source 0x00 dest 0x00 ref (2) total (1) 0x00 seq (1) → part of a client-split message (fragments.go)
+//	frag    account 0x00 source 0x00 dest 0x00 ref (2) total (1) 0x00 seq (1) → part of a client-split message (fragments.go; version 2 with Priority)
 //	fragid  part id (8 BE)                           → frag key
 //	fragn   account; 0x00 enterprise; 0x00 for all   → version | pending groups | bytes (an enterprise's: bytes only)
 //	alias   part id (8 BE)                           → id of the message the part was reassembled into
@@ -289,7 +289,13 @@
 //     damaged: it skips such a message (Due reports it), its Check,
 //     VerifyBackup and ExportParts fail on it. It waits on disk untouched
 //     and goes out once a release that reads it runs again; once no part
-//     waits, the record is version 1 again.
+//     waits, the record is version 1 again. A part of a client-split
+//     message stored with Priority (Fragment.Priority) has a version 2
+//     frag record too (fragkeys.go), until its group is assembled or
+//     rejected; a release before refuses it as damaged as well: its
+//     FragmentGroups fails on it (so its housekeeping of every pending
+//     group stops), as do the assembly of its group, its FragmentByID,
+//     Check and VerifyBackup. Parts without priority keep version 1.
 //   - Only Purge, PurgeMOs (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).

@@ -14,8 +14,24 @@ import (
 // contains NUL; bbolt refuses an empty key).
 const fragAll = "\x00"
 
+// A frag record is version 1 unless a flag is set: then it is version 2,
+// version 1 followed by one flags byte, read as a message record's second
+// flags byte is (codec.go): its low four bits are hints a reader may drop
+// (an unknown one is ignored), its high four are refused when unknown, and
+// a version 2 record whose flags byte is 0 is refused (it would be version
+// 1). So a part stored without priority is byte for byte what a release
+// before version 2 wrote and reads; one with it is refused by such a
+// release as damaged (queue/doc.go, Notes).
 const (
-	fragVersion = 1
+	fragVersion      = 1
+	fragVersionFlags = 2 // fragVersion, then a flags byte
+
+	fragPriority = 1 << 0 // Fragment.Priority (a hint: without it the message goes in due order)
+	fragHints    = 0x0f
+	fragKnown    = fragPriority
+)
+
+const (
 	// fragn records: version | groups (uvarint) | bytes (uvarint). The
 	// totals (fragAll) are version 2 once the enterprises' counters are
 	// kept beside them; version 1 totals are a file from before, with no
@@ -66,7 +82,15 @@ func parseFragKey(k []byte) (FragmentGroup, uint8, bool) {
 
 func encodeFragment(f *Fragment) []byte {
 	e := encoder{make([]byte, 0, 64+len(f.Data)+len(f.Enterprise)+len(f.Signature)+len(f.UserSignature))}
-	e.u8(fragVersion)
+	var flags uint8
+	if f.Priority {
+		flags |= fragPriority
+	}
+	if flags == 0 {
+		e.u8(fragVersion)
+	} else {
+		e.u8(fragVersionFlags)
+	}
 	e.uvarint(f.ID)
 	e.str(f.Enterprise)
 	e.time(f.ArrivedAt)
@@ -82,6 +106,9 @@ func encodeFragment(f *Fragment) []byte {
 	e.time(f.ValidUntil)
 	e.str(f.Signature)
 	e.str(f.UserSignature)
+	if flags != 0 {
+		e.u8(flags)
+	}
 	return e.b
 }
 
@@ -92,7 +119,7 @@ func decodeFragment(k, v []byte) (*Fragment, error) {
 		return nil, fmt.Errorf("%w: frag key %q malformed", ErrCorrupt, k)
 	}
 	d := newDecoder(v)
-	d.version(fragVersion, "fragment")
+	withFlags := d.fragmentVersion()
 	f := &Fragment{FragmentGroup: g, Seq: seq}
 	f.ID = d.uvarint("id")
 	f.Enterprise = d.str("enterprise")
@@ -109,6 +136,17 @@ func decodeFragment(k, v []byte) (*Fragment, error) {
 	f.ValidUntil = d.time("valid_until")
 	f.Signature = d.str("signature")
 	f.UserSignature = d.str("user_signature")
+	if withFlags {
+		x := d.u8("fragment flags")
+		switch {
+		case d.err != nil:
+		case x == 0:
+			d.fail("fragment version %d without flags", fragVersionFlags)
+		case x&^(fragKnown|fragHints) != 0:
+			d.fail("fragment: unknown flags %#x", x)
+		}
+		f.Priority = x&fragPriority != 0
+	}
 	d.end("fragment")
 	if d.err == nil && f.ID == 0 {
 		d.fail("fragment: id 0")
@@ -120,6 +158,28 @@ func decodeFragment(k, v []byte) (*Fragment, error) {
 		f.Data = []byte{}
 	}
 	return f, nil
+}
+
+// fragmentVersion reads a frag record's version byte: true for version
+// 2 (a flags byte follows the fields).
+func (d *decoder) fragmentVersion() (flags bool) {
+	if d.err != nil {
+		return false
+	}
+	if d.left() < 1 {
+		d.fail("fragment version: truncated")
+		return false
+	}
+	v := d.b[d.pos]
+	d.pos++
+	switch v {
+	case fragVersion:
+		return false
+	case fragVersionFlags:
+		return true
+	}
+	d.fail("fragment: unknown version %d", v)
+	return false
 }
 
 // fragCount is one fragn record. An enterprise's record counts bytes

@@ -42,7 +42,10 @@ import (
 // transaction first checks that the parts are still there with the ids
 // the caller read; so a crash between the last part's ack and the
 // assembly (the group is found complete by the next FragmentGroups scan),
-// or two assemblies racing, store the message exactly once.
+// or two assemblies racing, store the message exactly once. Whatever the
+// joined message takes from its parts is in their records (the priority
+// too: GroupPriority), so the message assembled after a restart is the
+// one the live path would have stored.
 
 // FragmentGroup names the parts of one message a client split itself:
 // who sent them, from and to which addresses, with which concatenation
@@ -80,6 +83,21 @@ type Fragment struct {
 	// group assembled later (after a restart) is signed as it would have
 	// been at once.
 	Signature, UserSignature string
+	// Priority: the part's submit_sm asked for priority (priority_flag
+	// 1–3), stored so that a group assembled later (after a restart, by
+	// the FragmentGroups scan) is sent with it as it would have been at
+	// once: see GroupPriority.
+	Priority bool
+}
+
+// GroupPriority reports whether the message joined from frags goes with
+// priority (Message.Priority): if any of its parts asked for it. The ESME
+// sets priority_flag per submit_sm (SMPP 3.4 §5.2.14), so per part, and
+// nothing in the protocol makes the parts of one message agree (a client
+// may set it on one part only); the message is sent whole, and is not
+// partly urgent, so one part that asks is enough.
+func GroupPriority(frags []*Fragment) bool {
+	return slices.ContainsFunc(frags, func(f *Fragment) bool { return f.Priority })
 }
 
 // FragmentLimits bound what pending groups may hold. Zero values take the

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -208,4 +209,112 @@ func keysOf(jobs []Job) []Key {
 		out[i] = j.Key
 	}
 	return out
+}
+
+// oldFragmentRecord is a frag record as the release before Fragment.Priority
+// wrote it (version 1, its encodeFragment run on fragmentForCodec): such
+// records wait in files that release left, and are read by this one.
+const oldFragmentRecord = "012a03656e74808098bf84e1add73108044f60597d08010500010180a0cfc6ede6add731000ce38090e6b58be8af95e3809100"
+
+func fragmentForCodec() *Fragment {
+	g := FragmentGroup{Account: "acct", Source: "1069", Dest: "13800138000", Ref: 7, Total: 3}
+	return &Fragment{FragmentGroup: g, Seq: 2, ID: 42, Enterprise: "ent", ArrivedAt: time.Unix(1_790_000_000, 0).UTC(),
+		Coding: 8, Data: []byte{0x4f, 0x60, 0x59, 0x7d}, ClientCoding: 8, RegisteredDelivery: 1, SourceTON: 5, DestTON: 1, DestNPI: 1,
+		SendAt: time.Unix(1_790_000_100, 0).UTC(), Signature: "【测试】"}
+}
+
+// TestCodecFragmentPriority: a part stored with Priority has a version 2
+// frag record, version 1 with a flags byte after the fields; one without
+// it is version 1, byte for byte what the release before wrote, and such
+// an older record decodes (without priority). A hint of a later release
+// in the flags byte is ignored; any other unknown bit, a flags byte of 0,
+// a version 2 record without its flags byte and a version 1 record with
+// one are refused.
+func TestCodecFragmentPriority(t *testing.T) {
+	fr := fragmentForCodec()
+	key := fragKey(fr.FragmentGroup, fr.Seq)
+	old, err := hex.DecodeString(oldFragmentRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeFragment(key, old)
+	if err != nil || !reflect.DeepEqual(got, fr) {
+		t.Fatalf("the record of the release before: %#v, %v; want %#v", got, err, fr)
+	}
+	plain := encodeFragment(fr)
+	if !bytes.Equal(plain, old) {
+		t.Fatalf("a part without priority encodes as\n%x, want the release before's\n%x", plain, old)
+	}
+
+	fr.Priority = true
+	b := encodeFragment(fr)
+	if b[0] != fragVersionFlags || len(b) != len(plain)+1 || !bytes.Equal(b[1:len(plain)], plain[1:]) || b[len(b)-1] != fragPriority {
+		t.Fatalf("a part with priority encodes as\n%x; want version %d, then version 1's fields, then the flags byte %#x", b, fragVersionFlags, fragPriority)
+	}
+	got, err = decodeFragment(key, b)
+	if err != nil || !reflect.DeepEqual(got, fr) {
+		t.Fatalf("round trip with priority: %#v, %v; want %#v", got, err, fr)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		rec      []byte
+		priority bool
+		ok       bool
+	}{
+		{"a hint from a later release", append(bytes.Clone(b[:len(b)-1]), fragPriority|0x08), true, true},
+		{"a later hint alone", append(bytes.Clone(b[:len(b)-1]), 0x08), false, true},
+		{"a later flag that must be known", append(bytes.Clone(b[:len(b)-1]), fragPriority|0x10), false, false},
+		{"nothing in the flags byte", append(bytes.Clone(b[:len(b)-1]), 0), false, false},
+		{"version 2 without its flags byte", bytes.Clone(b[:len(b)-1]), false, false},
+		{"version 1 with a flags byte", append(bytes.Clone(plain), fragPriority), false, false},
+		{"version 3", append([]byte{3}, b[1:]...), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeFragment(key, tc.rec)
+			switch {
+			case tc.ok && (err != nil || got.Priority != tc.priority):
+				t.Errorf("got %#v, %v; want it read, priority %v", got, err, tc.priority)
+			case !tc.ok && !errors.Is(err, ErrCorrupt):
+				t.Errorf("got %#v, %v; want ErrCorrupt", got, err)
+			}
+		})
+	}
+}
+
+// TestFragmentsPriorityStored: the priority of each part is on disk with
+// it, so that the parts read back after a restart (Fragments,
+// FragmentByID) still say which asked for it, and GroupPriority is set
+// when any part of the group has it; a retried part is the part stored
+// first, whatever its flag. Check reads the version 2 records.
+func TestFragmentsPriorityStored(t *testing.T) {
+	s := newStore(t, Options{NoSync: true})
+	p1 := frag(testGroup, 1, "aaa")
+	p1.Priority = true
+	r1 := s.storeFrag(p1, FragmentLimits{})
+	r2 := s.storeFrag(frag(testGroup, 2, "bbb"), FragmentLimits{})
+	if again := s.storeFrag(frag(testGroup, 1, "aaa"), FragmentLimits{}); !again.Duplicate || again.ID != r1.ID {
+		t.Fatalf("retried part without the flag: %+v, want a duplicate of %d", again, r1.ID)
+	}
+	s.reopen()
+	frags, err := s.Fragments(testGroup)
+	if err != nil || len(frags) != 2 {
+		t.Fatalf("fragments: %d, %v", len(frags), err)
+	}
+	if !frags[0].Priority || frags[1].Priority {
+		t.Fatalf("after a reopen: part 1 priority %v, part 2 %v; want true, false", frags[0].Priority, frags[1].Priority)
+	}
+	if !GroupPriority(frags) || GroupPriority(frags[1:]) || GroupPriority(nil) {
+		t.Fatalf("GroupPriority: %v of both, %v of part 2 alone, %v of none; want true, false, false",
+			GroupPriority(frags), GroupPriority(frags[1:]), GroupPriority(nil))
+	}
+	if f, err := s.FragmentByID(r1.ID); err != nil || !f.Priority {
+		t.Fatalf("part %d by id: %#v, %v; want it with priority", r1.ID, f, err)
+	}
+	if f, err := s.FragmentByID(r2.ID); err != nil || f.Priority {
+		t.Fatalf("part %d by id: %#v, %v; want it without priority", r2.ID, f, err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -67,6 +67,9 @@ func FuzzDecodeFragment(f *testing.F) {
 		SendAt: time.Unix(1_790_000_100, 0).UTC(), Signature: "【测试】"}
 	f.Add(fragKey(g, 2), encodeFragment(fr))
 	f.Add(fragKey(g, 4), encodeFragment(fr)) // seq past total
+	urgent := *fr
+	urgent.Priority = true
+	f.Add(fragKey(g, 2), encodeFragment(&urgent)) // version 2: a flags byte after the fields
 	f.Add([]byte("a\x00b\x00c\x00\x00\x01\x01\x00\x01"), []byte{fragVersion, 1})
 	f.Fuzz(func(t *testing.T, k, v []byte) {
 		fr, err := decodeFragment(k, v)
