@@ -40,7 +40,9 @@ import (
 //     like any other message (Send's builder) and stored by
 //     storeAssembled: the message is stored and the parts deleted in one
 //     transaction, so a crash or a second assembly can neither lose nor
-//     duplicate it. Its Aliases are the part ids.
+//     duplicate it. Its Aliases are the part ids. It is sent with
+//     priority if any part's submit_sm had a priority_flag (stored with
+//     each part, so after a restart too).
 //  3. Each part id whose submit_sm asked for a receipt gets its own,
 //     with the message's state (Kannel asks on the first part only,
 //     some clients on the last: none gets a receipt it did not ask for,
@@ -78,12 +80,8 @@ func (g *Gateway) submitPart(ctx context.Context, acct *Account, p pdu.Body, fra
 		return "", err
 	}
 	if complete {
-		// Not bound to the ESME's connection: once started, finish. The
-		// part that completes the message gives its priority_flag (parts
-		// are stored without it: a message housekeeping assembles after a
-		// restart goes in due order).
-		priority := smpp.Byte(p, pdufield.PriorityFlag) > 0
-		if err := g.assemble(context.WithoutCancel(ctx), group, priority); err != nil {
+		// Not bound to the ESME's connection: once started, finish.
+		if err := g.assemble(context.WithoutCancel(ctx), group); err != nil {
 			g.log.Error("assemble split message (housekeeping retries)", "group", group.String(), "err", err)
 		}
 	}
@@ -126,6 +124,9 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 		SourceTON: req.SourceTON, SourceNPI: req.SourceNPI, DestTON: req.DestTON, DestNPI: req.DestNPI,
 		SendAt: req.SendAt, ValidUntil: req.ValidUntil,
 		Signature: a.Signature, UserSignature: a.UserSignature,
+		// Stored with the part, so that the message goes with priority
+		// however it is assembled (assemble).
+		Priority: smpp.Byte(p, pdufield.PriorityFlag) > 0,
 	}
 	res, err := g.store.StoreFragment(ctx, f, queue.FragmentLimits{
 		MaxGroups: g.cfg.ReassemblyMaxGroups, MaxBytes: g.cfg.ReassemblyMaxBytes, MaxEnterpriseBytes: g.cfg.ReassemblyMaxBytesPerEnterprise,
@@ -148,9 +149,14 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 // assemble joins the complete group g and stores its message, or rejects
 // the parts when the message is refused as a whole. Nothing happens if g
 // is not complete or was assembled already. An error means it may be
-// tried again (store failure). priority sends the message ahead of its
-// enterprise's backlog (queue.Message.Priority).
-func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup, priority bool) error {
+// tried again (store failure).
+//
+// The message is sent with priority (ahead of its enterprise's backlog:
+// queue.Message.Priority) if any of its parts' submit_sm asked for it
+// (queue.GroupPriority: priority_flag is per submit_sm, SMPP §5.2.14), as
+// stored with the parts: the same whether the part that completes the
+// group assembles it at once or housekeeping does after a restart.
+func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup) error {
 	frags, err := g.store.Fragments(group)
 	if err != nil {
 		return err
@@ -175,7 +181,7 @@ func (g *Gateway) assemble(ctx context.Context, group queue.FragmentGroup, prior
 		SourceTON: first.SourceTON, SourceNPI: first.SourceNPI, DestTON: first.DestTON, DestNPI: first.DestNPI,
 		SendAt: first.SendAt, ValidUntil: first.ValidUntil,
 		RegisteredDelivery: first.RegisteredDelivery, ClientCoding: first.ClientCoding,
-		Priority: priority,
+		Priority: queue.GroupPriority(frags),
 	})
 	if err == nil || errors.Is(err, queue.ErrFragmentsGone) {
 		return nil // stored, or assembled (or rejected) by another call
@@ -233,7 +239,7 @@ func (g *Gateway) reassemblyHousekeeping(ctx context.Context, now time.Time) {
 		}
 		switch {
 		case gi.Complete:
-			if err := g.assemble(ctx, gi.Group, false); err != nil {
+			if err := g.assemble(ctx, gi.Group); err != nil {
 				g.log.Error("assemble split message", "group", gi.Group.String(), "err", err)
 			}
 		case now.Sub(gi.Started) >= g.cfg.ReassemblyTimeout:

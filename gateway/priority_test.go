@@ -21,8 +21,9 @@ import (
 // priority_flag 1 (an OTP behind a campaign) goes out after at most the
 // windows' worth of what was already in flight, while one submitted at
 // the same moment without it waits its turn at the end. The same for a
-// message the ESME split itself (two UDH parts, each with the flag): the
-// part that completes it gives the joined message its priority.
+// message the ESME split itself (two UDH parts, each with the flag,
+// stored with each part: TestPrioritySplitAcrossARestart for a message
+// joined after a restart).
 func TestPrioritySkipsTheBacklog(t *testing.T) {
 	whole := func(t *testing.T, ctx context.Context, e *esme, dest string, priority bool) {
 		p := submitSM("1069", dest, "code 384921")
