@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +18,8 @@ import (
 
 // Messages sent with priority that reach the dispatcher from the store,
 // not from the commit that accepted them: a split message joined after a
-// restart. It goes out ahead of the backlog of ordinary messages its
-// enterprise queued before it.
+// restart, a retry, a scheduled send. Each goes out ahead of the backlog
+// of ordinary messages its enterprise queued before it.
 
 // The upstream of these tests: one bind with a window of 10 (10 workers,
 // one part with priority in flight an enterprise) at tps submit_sm a
@@ -162,4 +164,107 @@ func prioritySplitAcrossARestart(t *testing.T, storedWhole bool) {
 		t.Errorf("the last segment of the message with priority went out %dth (%d out when it was joined), want before %d", last+1, sent, limit)
 	}
 	t.Logf("backlog %d at 100/s, %d out when the split message was joined: its segments out %v (0-based)", backlog, sent, at)
+}
+
+// dueOf returns the due time of the one part of message id once pred
+// holds for it.
+func dueOf(t *testing.T, r *rig, id string, what string, pred func(p queue.Part) bool) time.Time {
+	t.Helper()
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due time.Time
+	waitFor(t, 10*time.Second, what, func() bool {
+		m, err := r.store.Get(n)
+		if err != nil || len(m.Parts) != 1 || !pred(m.Parts[0]) {
+			return false
+		}
+		due = m.Parts[0].DueAt
+		return true
+	})
+	return due
+}
+
+// aheadOfTheBacklog waits for due, notes how many were out then, and
+// checks that the message to dest goes out within the windows' worth
+// in flight (the dispatcher finds it at its next scan of the store, its
+// priority pass first), not behind the rest of the backlog.
+func aheadOfTheBacklog(t *testing.T, r *rig, due time.Time, backlog int, dest string) {
+	t.Helper()
+	if time.Now().After(due) {
+		t.Fatalf("the backlog was queued only %v after the message with priority came due: nothing to skip (a slow machine?)", time.Since(due))
+	}
+	waitFor(t, time.Until(due)+5*time.Second, "the due time", func() bool { return !time.Now().Before(due) })
+	sent := len(r.sim.Received())
+	if sent > backlog/2 {
+		t.Fatalf("%d of the backlog already sent when the message with priority came due: no backlog to skip", sent)
+	}
+	limit := sent + 2*storedWorkers
+	pos := -1
+	waitFor(t, 30*time.Second, "the message with priority at the SMSC", func() bool {
+		rec := r.sim.Received()
+		pos = slices.IndexFunc(rec, func(m smpp.SimMessage) bool { return m.Dest == dest })
+		return pos >= 0 || len(rec) > limit
+	})
+	if pos < 0 || pos >= limit {
+		t.Fatalf("the message with priority not among the first %d sent (%d out when it came due), want it within the windows' %d: it waits behind the backlog of %d",
+			limit, sent, 2*storedWorkers, backlog)
+	}
+	t.Logf("backlog %d, %d out when the message with priority came due: out %dth", backlog, sent, pos+1)
+}
+
+// TestPriorityRetryAheadOfTheBacklog: a message sent with priority that
+// the SMSC throttles until it goes back to the store (Retry, due 2 s
+// later) goes out at its new time ahead of the backlog of 300 ordinary
+// messages queued meanwhile (at 50 a second: 100 out by then), which are
+// due before it.
+func TestPriorityRetryAheadOfTheBacklog(t *testing.T) {
+	const backlog, dest = 300, "13900000001"
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{Throttle: 1}},
+		upstream: storedUpstream(50),
+		gwcfg:    func(c *gateway.Config) { c.RetryMin, c.RetryMax = 2*time.Second, 2*time.Second }})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	p := submitSM("1069", dest, "code 384921")
+	_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+	id, err := e.submit(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := dueOf(t, r, id, "the throttled message back in the store", func(p queue.Part) bool {
+		return p.State == queue.StateAccepted && p.Attempts > 0
+	})
+	r.sim.SetFaults(smpp.Faults{})
+	submitN(t, e, backlog, "1370000")
+	aheadOfTheBacklog(t, r, due, backlog, dest)
+}
+
+// TestPriorityScheduledAheadOfTheBacklog: a message sent with priority
+// and scheduled 2 s ahead (schedule_delivery_time) goes out at its time
+// ahead of the backlog of 300 ordinary messages queued after it (at 50
+// a second: 100 out by then), which are due before it.
+func TestPriorityScheduledAheadOfTheBacklog(t *testing.T) {
+	const backlog, dest = 300, "13900000001"
+	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}, upstream: storedUpstream(50)})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	p := submitSM("1069", dest, "code 384921")
+	_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+	_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000000002000R") // in 2 s
+	id, err := e.submit(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := dueOf(t, r, id, "the scheduled message in the store", func(p queue.Part) bool { return p.State == queue.StateAccepted })
+	submitN(t, e, backlog, "1370000")
+	aheadOfTheBacklog(t, r, due, backlog, dest)
 }
