@@ -186,7 +186,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		})
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qxtd_queue_priority_segments",
-			Help: "Segments of messages sent with priority still waiting to be sent (stored in records a release before 2026-12-05 does not read: let them go out before going back to one).",
+			Help: "Segments of messages sent with priority still waiting to be sent, and parts of messages split by the ESME stored with priority waiting for the rest (stored in records a release before 2026-12-05 does not read: let them go out before going back to one).",
 		}, func() float64 {
 			n, _ := store.PriorityWaiting()
 			return float64(n)

@@ -286,7 +286,8 @@ func TestCodecFragmentPriority(t *testing.T) {
 // it, so that the parts read back after a restart (Fragments,
 // FragmentByID) still say which asked for it, and GroupPriority is set
 // when any part of the group has it; a retried part is the part stored
-// first, whatever its flag. Check reads the version 2 records.
+// first, whatever its flag. Check reads the version 2 records, and
+// PriorityWaiting counts them while they are there.
 func TestFragmentsPriorityStored(t *testing.T) {
 	s := newStore(t, Options{NoSync: true})
 	p1 := frag(testGroup, 1, "aaa")
@@ -313,6 +314,19 @@ func TestFragmentsPriorityStored(t *testing.T) {
 	}
 	if f, err := s.FragmentByID(r2.ID); err != nil || f.Priority {
 		t.Fatalf("part %d by id: %#v, %v; want it without priority", r2.ID, f, err)
+	}
+	// A release before Fragment.Priority refuses part 1's record: it is
+	// counted with the parts of messages with priority waiting, which
+	// an operator waits on before going back; the part without priority
+	// (version 1) is not. Once the group is joined neither is there.
+	if n, err := s.PriorityWaiting(); err != nil || n != 1 {
+		t.Fatalf("PriorityWaiting %d, %v with one part stored with priority pending; want 1", n, err)
+	}
+	if _, err := s.RejectFragments(context.Background(), testGroup, []uint64{r1.ID, r2.ID}, "incomplete", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PriorityWaiting(); err != nil || n != 0 {
+		t.Fatalf("PriorityWaiting %d, %v once the group was settled; want 0", n, err)
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)

@@ -295,15 +295,25 @@ func (s *Store) Waiting(now time.Time, limit int) (int, error) {
 }
 
 // PriorityWaiting counts the parts of messages sent with priority that
-// wait to be sent (their priority due keys): while any does, the store
-// holds records a release before priority was stored does not read.
+// wait to be sent (their priority due keys) and the pending parts of
+// client-split messages stored with priority (version 2 frag records,
+// until their group is joined or rejected): while any is there, the
+// store holds records a release before priority was stored does not
+// read. The frag bucket is read whole (its size is bounded by
+// FragmentLimits, and it is usually near empty); only each record's
+// version byte is looked at.
 func (s *Store) PriorityWaiting() (int, error) {
 	n := 0
 	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketPDue); b != nil {
 			n = b.Stats().KeyN
 		}
-		return nil
+		return tx.Bucket(bucketFrag).ForEach(func(_, v []byte) error {
+			if len(v) > 0 && v[0] != fragVersion {
+				n++
+			}
+			return nil
+		})
 	})
 	return n, err
 }
