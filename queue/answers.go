@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,23 +58,35 @@ func encodeAnswer(a *Answer) []byte {
 }
 
 // decodeAnswer decodes the record of key k; it refuses with ErrCorrupt
-// what encodeAnswer did not write.
+// what encodeAnswer did not write. Without whole, Header and Body are
+// left nil (not copied) and size counts them.
 func decodeAnswer(k, v []byte) (*Answer, error) {
+	a, _, err := decodeAnswerAs(k, v, true)
+	return a, err
+}
+
+func decodeAnswerAs(k, v []byte, whole bool) (a *Answer, size int, err error) {
 	d := newDecoder(v)
 	d.version(answerVersion, "answer")
-	a := &Answer{Key: string(k), At: d.time("at"), Enterprise: d.str("enterprise")}
+	a = &Answer{Key: string(k), At: d.time("at"), Enterprise: d.str("enterprise")}
 	code := d.uvarint("code")
-	a.Header = d.bytes("header")
-	a.Body = d.bytes("body")
+	hi, hj := d.span("header")
+	bi, bj := d.span("body")
 	d.end("answer")
 	if d.err == nil && (code < 100 || code > 999) {
 		d.fail("answer: status %d", code)
 	}
 	if d.err != nil {
-		return nil, d.err
+		return nil, 0, d.err
 	}
 	a.Code = int(code)
-	return a, nil
+	if whole && hj > hi {
+		a.Header = bytes.Clone(d.b[hi:hj])
+	}
+	if whole && bj > bi {
+		a.Body = bytes.Clone(d.b[bi:bj])
+	}
+	return a, len(a.Key) + (hj - hi) + (bj - bi), nil
 }
 
 // SaveAnswer stores a durably: it returns nil once it is committed.
@@ -148,13 +161,11 @@ func (s *Store) Answers(fn func(a *Answer, size int)) error {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			a, err := decodeAnswer(k, v)
+			a, size, err := decodeAnswerAs(k, v, false) // the answers stay on disk
 			if err != nil {
 				bad = append(bad, fmt.Errorf("key %q: %w", k, err))
 				return nil
 			}
-			size := a.Size()
-			a.Header, a.Body = nil, nil
 			fn(a, size)
 			return nil
 		})

@@ -179,8 +179,15 @@ func FuzzDecodeAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := decodeAnswer([]byte("k"), b)
 		corruptOnly(t, err)
+		meta, size, merr := decodeAnswerAs([]byte("k"), b, false)
+		if (merr == nil) != (err == nil) {
+			t.Fatalf("whole: %v; without the answer: %v", err, merr)
+		}
 		if err != nil {
 			return
+		}
+		if size != a.Size() || meta.Header != nil || meta.Body != nil || meta.Code != a.Code || !meta.At.Equal(a.At) {
+			t.Fatalf("without the answer: %+v, size %d; whole %+v, size %d", meta, size, a, a.Size())
 		}
 		if a.Code < 100 || a.Code > 999 {
 			t.Fatalf("decoded status %d", a.Code)
