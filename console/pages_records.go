@@ -3,6 +3,7 @@ package console
 import (
 	"cmp"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -70,13 +71,14 @@ func (s *Server) home(q *req) {
 // outboxTabs are the 发件箱's tabs: the API's outcome groups (GET
 // /v1/messages?outcome=), "" for all.
 var outboxTabs = []outboxTab{
-	{"", "全部"},
-	{"received", "接收成功"},
-	{"failed", "接收失败"},
-	{"pending", "发送中"},
+	{Outcome: "", Label: "全部"},
+	{Outcome: "received", Label: "接收成功"},
+	{Outcome: "failed", Label: "接收失败"},
+	{Outcome: "pending", Label: "发送中"},
 }
 
-type outboxTab struct{ Outcome, Label string }
+// outboxTab is one tab; URL keeps the page's dates.
+type outboxTab struct{ Outcome, Label, URL string }
 
 // outboxData is the 发件箱 page.
 type outboxData struct {
@@ -86,22 +88,129 @@ type outboxData struct {
 	Next     string      // the cursor of the next page ("" at the end)
 	Paged    bool        // not the first page
 	Missing  api.Missing // cluster mode: the nodes not asked (notice 部分节点暂时无法查询)
+	Days     dayRange    // 开始日期, 结束日期
+	// The links, with the tab and the dates: the first page, the next
+	// page, and the tab without the dates (显示全部日期).
+	FirstURL, NextURL, AllDaysURL string
 }
 
 func (s *Server) outbox(q *req) {
+	in := q.r.URL.Query()
+	d := outboxData{Outcome: in.Get("outcome"), Paged: in.Get("after") != "", Days: readDayRange(in)}
+	keep := url.Values{}
+	if d.Outcome != "" {
+		keep.Set("outcome", d.Outcome)
+	}
+	d.AllDaysURL = link("/outbox", keep)
+	d.Days.keep(keep)
+	d.FirstURL = link("/outbox", keep)
+	for _, t := range outboxTabs {
+		k := url.Values{}
+		if t.Outcome != "" {
+			k.Set("outcome", t.Outcome)
+		}
+		d.Days.keep(k)
+		t.URL = link("/outbox", k)
+		d.Tabs = append(d.Tabs, t)
+	}
+	if d.Days.Bad != "" {
+		q.render(http.StatusBadRequest, "outbox", q.view(d))
+		return
+	}
 	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	for _, k := range []string{"outcome", "after"} {
-		if x := q.r.URL.Query().Get(k); x != "" {
+		if x := in.Get(k); x != "" {
 			v.Set(k, x)
 		}
 	}
+	d.Days.apiQuery(v)
 	var pg api.MessagePage
 	if err := s.call(q.r, http.MethodGet, "/v1/messages?"+v.Encode(), nil, &pg); err != nil {
 		q.fail(err)
 		return
 	}
-	q.render(http.StatusOK, "outbox", q.view(outboxData{Tabs: outboxTabs, Messages: pg.Messages,
-		Outcome: v.Get("outcome"), Next: pg.Next, Paged: v.Get("after") != "", Missing: pg.Missing}))
+	d.Messages, d.Next, d.Missing = pg.Messages, pg.Next, pg.Missing
+	if d.Next != "" {
+		d.NextURL = link("/outbox", with(keep, "after", d.Next))
+	}
+	q.render(http.StatusOK, "outbox", q.view(d))
+}
+
+// dayRange is the 开始日期 and 结束日期 of 发件箱 and 收件箱: Beijing
+// dates (YYYY-MM-DD, as an <input type="date"> sends them), the list
+// narrowed to what came from 00:00 of the first to the end of the last,
+// either left open. The API's range is of instants, from= at or after and
+// to= before, so the last day ends at the next day's 00:00.
+type dayRange struct {
+	From, To string // as given ("" = open), shown again in the form
+	Bad      string // why they were not taken ("" = taken)
+	from, to time.Time
+}
+
+// readDayRange reads the from= and to= of a list page.
+func readDayRange(in url.Values) dayRange {
+	d := dayRange{From: strings.TrimSpace(in.Get("from")), To: strings.TrimSpace(in.Get("to"))}
+	if d.From != "" {
+		t, err := time.ParseInLocation(time.DateOnly, d.From, reminder.Shanghai)
+		if err != nil {
+			d.Bad = "开始日期无效：请选择日期，或按“年-月-日”填写，如 2026-03-05。"
+			return d
+		}
+		d.from = t
+	}
+	if d.To != "" {
+		t, err := time.ParseInLocation(time.DateOnly, d.To, reminder.Shanghai)
+		if err != nil {
+			d.Bad = "结束日期无效：请选择日期，或按“年-月-日”填写，如 2026-03-05。"
+			return d
+		}
+		d.to = t.AddDate(0, 0, 1)
+	}
+	if !d.from.IsZero() && !d.to.IsZero() && !d.from.Before(d.to) {
+		d.Bad = "结束日期不能早于开始日期。"
+	}
+	return d
+}
+
+// Any reports whether the range narrows the list.
+func (d dayRange) Any() bool { return d.From != "" || d.To != "" }
+
+// apiQuery adds the range to a query of the API (RFC 3339).
+func (d dayRange) apiQuery(v url.Values) {
+	if !d.from.IsZero() {
+		v.Set("from", d.from.Format(time.RFC3339))
+	}
+	if !d.to.IsZero() {
+		v.Set("to", d.to.Format(time.RFC3339))
+	}
+}
+
+// keep adds the range, as given, to the query of a link of the page.
+func (d dayRange) keep(v url.Values) {
+	if d.From != "" {
+		v.Set("from", d.From)
+	}
+	if d.To != "" {
+		v.Set("to", d.To)
+	}
+}
+
+// link is path with the query q (path alone for none).
+func link(path string, q url.Values) string {
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
+}
+
+// with is a copy of q with k set to v.
+func with(q url.Values, k, v string) url.Values {
+	c := maps.Clone(q)
+	if c == nil {
+		c = url.Values{}
+	}
+	c.Set(k, v)
+	return c
 }
 
 // messageData is a message's detail page.
@@ -250,31 +359,47 @@ type inboxData struct {
 	// Number narrows the list to one handset's replies (number= of GET
 	// /v1/inbox); BadNumber says why it was not taken.
 	Number, BadNumber string
+	Days              dayRange // 开始日期, 结束日期
+	// The links, with the number and the dates: the first page and the
+	// next.
+	FirstURL, NextURL string
 }
 
 // maxInboxNumber is the API's bound on number= (characters).
 const maxInboxNumber = 32
 
 func (s *Server) inbox(q *req) {
-	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
-	if x := q.r.URL.Query().Get("before"); x != "" {
-		v.Set("before", x)
+	in := q.r.URL.Query()
+	d := inboxData{Paged: in.Get("before") != "", Number: strings.TrimSpace(in.Get("number")), Days: readDayRange(in)}
+	if d.Number != "" && (len(d.Number) > maxInboxNumber || !strings.ContainsAny(d.Number, "0123456789")) {
+		d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
 	}
-	d := inboxData{Paged: v.Get("before") != "", Number: strings.TrimSpace(q.r.URL.Query().Get("number"))}
+	if d.BadNumber != "" || d.Days.Bad != "" {
+		q.render(http.StatusBadRequest, "inbox", q.view(d))
+		return
+	}
+	keep := url.Values{}
 	if d.Number != "" {
-		if len(d.Number) > maxInboxNumber || !strings.ContainsAny(d.Number, "0123456789") {
-			d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
-			q.render(http.StatusBadRequest, "inbox", q.view(d))
-			return
-		}
-		v.Set("number", d.Number)
+		keep.Set("number", d.Number)
 	}
+	d.Days.keep(keep)
+	d.FirstURL = link("/inbox", keep)
+	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	for _, k := range []string{"number", "before"} {
+		if x := strings.TrimSpace(in.Get(k)); x != "" {
+			v.Set(k, x)
+		}
+	}
+	d.Days.apiQuery(v)
 	var pg api.InboxPage
 	if err := s.call(q.r, http.MethodGet, "/v1/inbox?"+v.Encode(), nil, &pg); err != nil {
 		q.fail(err)
 		return
 	}
 	d.Replies, d.Next, d.Missing = pg.Replies, pg.Next, pg.Missing
+	if d.Next != "" {
+		d.NextURL = link("/inbox", with(keep, "before", d.Next))
+	}
 	q.render(http.StatusOK, "inbox", q.view(d))
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -341,6 +342,225 @@ func TestInboxPage(t *testing.T) {
 	}
 }
 
+// beijingDay is 00:00 of the day n days before today in Asia/Shanghai,
+// and its date as a date input gives it.
+func beijingDay(n int) (time.Time, string) {
+	now := time.Now().In(reminder.Shanghai)
+	d := time.Date(now.Year(), now.Month(), now.Day()-n, 0, 0, 0, 0, reminder.Shanghai)
+	return d, d.Format(time.DateOnly)
+}
+
+// storeSent puts a message of alice's in the store as accepted at at
+// (the API's sends are accepted now).
+func (r *rig) storeSent(text string, at time.Time) {
+	r.t.Helper()
+	m := &queue.Message{Account: "alice", Enterprise: "A", Upstream: "sim", Source: "106575000001", Dest: numA1,
+		Text: "【甲公司】" + text, AcceptedAt: at, Parts: []queue.Part{{Body: []byte(text)}}}
+	if err := r.store.Enqueue(context.Background(), m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// storeReply puts a reply to enterprise A (its service number, no
+// extension: its admins see it) in the store as received at at.
+func (r *rig) storeReply(from, text string, at time.Time) {
+	r.t.Helper()
+	if err := r.store.StoreMO(context.Background(), &queue.MO{Enterprise: "A", Source: from, Dest: "106575000001",
+		Text: text, Upstream: "sim", ReceivedAt: at}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// unamp is an href of a page as the browser follows it.
+func unamp(href string) string { return strings.ReplaceAll(href, "&amp;", "&") }
+
+// rows counts the rows of a page's list (the cells of one column).
+func rows(a answer, label string) int { return strings.Count(a.Body, `<td data-label="`+label+`">`) }
+
+// 发件箱 narrowed to Beijing dates: 开始日期 from its 00:00, 结束日期 to
+// its end; the range kept by the tabs and the pages; a range that cannot
+// be is refused next to the form, the list not fetched.
+func TestOutboxDates(t *testing.T) {
+	r := newRig(t)
+	d3, day3 := beijingDay(3)
+	_, day2 := beijingDay(2)
+	_, day1 := beijingDay(1)
+	d5, day5 := beijingDay(5)
+	_, day4 := beijingDay(4)
+	// The oldest stored first, as they came: a page lists the last
+	// stored first.
+	for i := range 51 {
+		r.storeSent("五天前分页", d5.Add(12*time.Hour+time.Duration(i)*time.Second))
+	}
+	r.storeSent("四天前深夜", d3.Add(-time.Second))
+	r.storeSent("三天前零点", d3)
+	r.storeSent("三天前深夜", d3.Add(24*time.Hour-time.Second))
+	r.storeSent("两天前零点", d3.Add(24*time.Hour))
+	c := r.client()
+	c.login("alice")
+	c.get("/outbox").wantPage(t, `id="outbox-search"`, `<input name="from" type="date" value="">`, "结束日期（含）")
+
+	a := c.get("/outbox?from=" + day3 + "&to=" + day3)
+	a.wantPage(t, "三天前零点", "三天前深夜", `value="`+day3+`"`, `<a href="/outbox">显示全部日期</a>`,
+		`href="/outbox?from=`+day3+`&amp;outcome=failed&amp;to=`+day3+`"`)
+	for _, out := range []string{"四天前深夜", "两天前零点", "五天前分页"} {
+		if strings.Contains(a.Body, out) {
+			t.Errorf("%s to %s lists %s", day3, day3, out)
+		}
+	}
+	if n := rows(a, "接收号码"); n != 2 {
+		t.Errorf("%s to %s: %d rows, want 2", day3, day3, n)
+	}
+	// Either end open.
+	a = c.get("/outbox?from=" + day3)
+	a.wantPage(t, "三天前零点", "三天前深夜", "两天前零点")
+	if strings.Contains(a.Body, "四天前深夜") {
+		t.Errorf("from %s lists the day before", day3)
+	}
+	a = c.get("/outbox?to=" + day4)
+	a.wantPage(t, "四天前深夜", "五天前分页")
+	if strings.Contains(a.Body, "三天前零点") {
+		t.Errorf("to %s lists the day after", day4)
+	}
+	// Nothing that day: said so.
+	a = c.get("/outbox?from=" + day1 + "&to=" + day1)
+	a.wantPage(t, "没有该时间段内的记录")
+	if strings.Contains(a.Body, "<table") {
+		t.Errorf("an empty range shows a table")
+	}
+	// The tab and the dates: both in the form, the link without the dates keeps the tab.
+	c.get("/outbox?outcome=pending&from="+day2).wantPage(t, `<input type="hidden" name="outcome" value="pending">`,
+		`<a href="/outbox?outcome=pending">显示全部日期</a>`, `class="on" aria-current="page">发送中`)
+
+	// 51 that day: two pages, the range kept by 下一页 and 回到第一页.
+	a = c.get("/outbox?from=" + day5 + "&to=" + day5)
+	if n := rows(a, "接收号码"); n != 50 || strings.Contains(a.Body, "四天前深夜") {
+		t.Errorf("%s, first page: %d rows, want 50 of that day", day5, n)
+	}
+	m := regexpNext.FindStringSubmatch(a.Body)
+	if m == nil || !strings.Contains(m[1], "from="+day5) || !strings.Contains(m[1], "to="+day5) {
+		t.Fatalf("下一页 without the range: %q", m)
+	}
+	a = c.get(unamp(m[1]))
+	a.wantPage(t, "五天前分页", `<a class="button" href="/outbox?from=`+day5+`&amp;to=`+day5+`">回到第一页</a>`)
+	if n := rows(a, "接收号码"); n != 1 || strings.Contains(a.Body, "下一页") {
+		t.Errorf("%s, second page: %d rows, want 1 and no 下一页", day5, n)
+	}
+
+	// Refused: the reason next to the form, the dates as given, no list.
+	for q, want := range map[string]string{
+		"from=" + day3 + "&to=" + day4: "结束日期不能早于开始日期",
+		"from=2026-02-30":              "开始日期无效",
+		"to=yesterday":                 "结束日期无效",
+	} {
+		a = c.get("/outbox?" + q)
+		if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+want) ||
+			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
+			t.Errorf("%s: %d, want 400 with %q and no list\n%s", q, a.Status, want, a.Body)
+		}
+	}
+	c.get("/outbox?from="+day3+"&to="+day4).wantStatus(t, http.StatusBadRequest, `value="`+day4+`"`)
+}
+
+// 收件箱 narrowed to Beijing dates, with the number or without; the range
+// and the number kept by the pages; a range that cannot be is refused.
+func TestInboxDates(t *testing.T) {
+	r := newRig(t)
+	d3, day3 := beijingDay(3)
+	_, day2 := beijingDay(2)
+	_, day1 := beijingDay(1)
+	d5, day5 := beijingDay(5)
+	_, day4 := beijingDay(4)
+	// The oldest stored first, as they came: a page lists the last
+	// stored first.
+	for i := range 51 {
+		r.storeReply(numA1, "五天前分页", d5.Add(12*time.Hour+time.Duration(i)*time.Second))
+	}
+	r.storeReply(numA2, "五天前另一号码", d5.Add(13*time.Hour))
+	r.storeReply(numA1, "四天前深夜的回复", d3.Add(-time.Second))
+	r.storeReply(numA1, "三天前零点的回复", d3)
+	r.storeReply(numA2, "三天前另一号码", d3.Add(12*time.Hour))
+	r.storeReply(numA1, "三天前深夜的回复", d3.Add(24*time.Hour-time.Second))
+	r.storeReply(numA1, "两天前零点的回复", d3.Add(24*time.Hour))
+	c := r.client()
+	c.login("amy")
+
+	a := c.get("/inbox?from=" + day3 + "&to=" + day3)
+	a.wantPage(t, "三天前零点的回复", "三天前另一号码", "三天前深夜的回复", `value="`+day3+`"`, `<a href="/inbox">显示全部回复</a>`)
+	for _, out := range []string{"四天前深夜的回复", "两天前零点的回复", "五天前分页"} {
+		if strings.Contains(a.Body, out) {
+			t.Errorf("%s to %s lists %s", day3, day3, out)
+		}
+	}
+	// With the number: that day's replies from it.
+	a = c.get("/inbox?number=" + numA2 + "&from=" + day3 + "&to=" + day3)
+	a.wantPage(t, "三天前另一号码")
+	if n := rows(a, "来自"); n != 1 {
+		t.Errorf("%s on %s: %d rows, want 1", numA2, day3, n)
+	}
+	c.get("/inbox?number="+numA2+"&from="+day2).wantPage(t, "没有该时间段内来自该号码的回复")
+	a = c.get("/inbox?from=" + day1 + "&to=" + day1)
+	a.wantPage(t, "没有该时间段内的回复")
+	if strings.Contains(a.Body, "<table") {
+		t.Errorf("an empty range shows a table")
+	}
+	a = c.get("/inbox?to=" + day4)
+	a.wantPage(t, "四天前深夜的回复", "五天前分页")
+	if strings.Contains(a.Body, "三天前零点的回复") {
+		t.Errorf("to %s lists the day after", day4)
+	}
+
+	// 51 from numA1 that day: two pages, the number and the range kept.
+	a = c.get("/inbox?number=" + numA1 + "&from=" + day5 + "&to=" + day5)
+	if n := rows(a, "来自"); n != 50 || strings.Contains(a.Body, "五天前另一号码") {
+		t.Errorf("first page: %d rows, want 50 from %s", n, numA1)
+	}
+	m := regexpInboxNext.FindStringSubmatch(a.Body)
+	if m == nil || !strings.Contains(m[1], "from="+day5) || !strings.Contains(m[1], "to="+day5) || !strings.Contains(m[1], "number="+numA1) {
+		t.Fatalf("下一页 without the search: %q", m)
+	}
+	a = c.get(unamp(m[1]))
+	a.wantPage(t, "五天前分页", `<a class="button" href="/inbox?from=`+day5+`&amp;number=`+numA1+`&amp;to=`+day5+`">回到第一页</a>`)
+	if n := rows(a, "来自"); n != 1 || strings.Contains(a.Body, "下一页") || strings.Contains(a.Body, "五天前另一号码") {
+		t.Errorf("second page: %d rows, want 1 and no 下一页", n)
+	}
+
+	// Refused: the reasons next to the form, no list.
+	for q, want := range map[string][]string{
+		"from=" + day3 + "&to=" + day4: {"结束日期不能早于开始日期"},
+		"from=2026-13-01":              {"开始日期无效"},
+		"number=abc&to=" + day3 + "x":  {"请输入手机号码", "结束日期无效"},
+	} {
+		a = c.get("/inbox?" + q)
+		for _, w := range want {
+			if !strings.Contains(a.Body, `<span class="ferr" role="alert">`+w) {
+				t.Errorf("%s: lacks %q", q, w)
+			}
+		}
+		if a.Status != http.StatusBadRequest || strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
+			t.Errorf("%s: %d, want 400 and no list\n%s", q, a.Status, a.Body)
+		}
+	}
+}
+
+// TestReadDayRange: Beijing days, the last one to its end.
+func TestReadDayRange(t *testing.T) {
+	d := readDayRange(url.Values{"from": {" 2026-03-05 "}, "to": {"2026-03-05"}})
+	v := url.Values{}
+	d.apiQuery(v)
+	if d.Bad != "" || v.Get("from") != "2026-03-05T00:00:00+08:00" || v.Get("to") != "2026-03-06T00:00:00+08:00" {
+		t.Errorf("one day: %+v %v", d, v)
+	}
+	if d := readDayRange(url.Values{}); d.Any() || d.Bad != "" {
+		t.Errorf("none: %+v", d)
+	}
+	for _, bad := range []url.Values{{"from": {"2026-3-5"}}, {"to": {"2026-02-29"}}, {"from": {"2026-03-06"}, "to": {"2026-03-05"}}} {
+		if d := readDayRange(bad); d.Bad == "" {
+			t.Errorf("%v taken", bad)
+		}
+	}
+}
+
 func TestBillingPage(t *testing.T) {
 	r := newRig(t)
 	key := r.apiKey("alice")
@@ -355,4 +575,6 @@ func TestBillingPage(t *testing.T) {
 	a.get("/billing").wantPage(t, "历史账单", "还没有历史账单", "收费说明")
 }
 
-var regexpNext = regexp.MustCompile(`href="(/outbox\?[^"]*after=[0-9]+)"`)
+var regexpNext = regexp.MustCompile(`href="(/outbox\?[^"]*after=[0-9]+[^"]*)"`)
+
+var regexpInboxNext = regexp.MustCompile(`rel="next" href="(/inbox\?[^"]*)"`)
