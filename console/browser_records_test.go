@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +103,87 @@ func TestBrowserRecords(t *testing.T) {
 	b.mobile()
 	b.waitText("table.list tbody", "接收成功", false)
 	b.shot("outbox-mobile")
+}
+
+// A person looks for the messages and the replies of one day: 开始日期
+// and 结束日期 on 发件箱 and on 收件箱, a wrong range refused, and the
+// same on a phone, where the search's fields fit the screen.
+func TestBrowserRecordDates(t *testing.T) {
+	r := newRig(t)
+	d3, day3 := beijingDay(3)
+	_, day4 := beijingDay(4)
+	r.storeSent("三天前的通知", d3.Add(10*time.Hour))
+	r.storeSent("两天前的通知", d3.Add(34*time.Hour))
+	r.storeReply(numA1, "三天前的回复", d3.Add(11*time.Hour))
+	r.storeReply(numA2, "两天前的回复", d3.Add(35*time.Hour))
+	b := newBrowser(t)
+	b.login(r.url, "amy")
+
+	// 发件箱: both days, then the one.
+	b.run("open the outbox", chromedp.Click(chromedp.CSS(`nav.side a[href="/outbox"]`)), chromedp.WaitVisible(chromedp.CSS(`#outbox-search`)))
+	b.waitText("table.list tbody", "两天前的通知", false)
+	b.run("search the outbox by date",
+		chromedp.SetValue(chromedp.CSS(`#outbox-search input[name=from]`), day3),
+		chromedp.SetValue(chromedp.CSS(`#outbox-search input[name=to]`), day3),
+		chromedp.Click(chromedp.CSS(`#outbox-search button`)))
+	b.waitText("#outbox-search", "显示全部日期", false)
+	b.waitText("table.list tbody", "三天前的通知", false)
+	if s := b.text("table.list tbody"); strings.Contains(s, "两天前的通知") {
+		t.Errorf("%s to %s lists the day after: %q", day3, day3, s)
+	}
+	b.shot("outbox-dates")
+
+	// 收件箱: the day, then an end before the start.
+	b.run("open 收件箱", chromedp.Click(chromedp.CSS(`nav.side a[href="/inbox"]`)), chromedp.WaitVisible(chromedp.CSS(`#inbox-search`)))
+	b.waitText("table.list tbody", "两天前的回复", false)
+	b.run("search the inbox by date",
+		chromedp.SetValue(chromedp.CSS(`#inbox-search input[name=from]`), day3),
+		chromedp.SetValue(chromedp.CSS(`#inbox-search input[name=to]`), day3),
+		chromedp.Click(chromedp.CSS(`#inbox-search button`)))
+	b.waitText("#inbox-search", "显示全部回复", false)
+	b.waitText("table.list tbody", "三天前的回复", false)
+	if s := b.text("table.list tbody"); strings.Contains(s, "两天前的回复") {
+		t.Errorf("%s to %s lists the day after: %q", day3, day3, s)
+	}
+	b.shot("inbox-dates")
+	b.run("an end before the start",
+		chromedp.SetValue(chromedp.CSS(`#inbox-search input[name=to]`), day4),
+		chromedp.Click(chromedp.CSS(`#inbox-search button`)))
+	b.waitText("#inbox-search .ferr", "结束日期不能早于开始日期", false)
+	b.shot("inbox-dates-error")
+
+	// On a phone: the search fits the screen's width.
+	b.mobile()
+	for _, p := range []struct{ path, form, want, shot string }{
+		{"/outbox?from=" + day3 + "&to=" + day3, "#outbox-search", "三天前的通知", "outbox-dates-mobile"},
+		{"/inbox?number=" + numA1 + "&from=" + day3 + "&to=" + day3, "#inbox-search", "三天前的回复", "inbox-dates-mobile"},
+		{"/inbox?from=" + day3 + "&to=" + day4, "#inbox-search", "结束日期不能早于开始日期", "inbox-dates-error-mobile"},
+	} {
+		b.run("open "+p.path, chromedp.Navigate(r.url+p.path))
+		b.waitText("main", p.want, false)
+		b.fits(p.form)
+		b.shot(p.shot)
+	}
+}
+
+// fits fails unless the element sel and the page are no wider than the
+// window (nothing to scroll sideways for). On a phone the window is the
+// screen's width: a page too wide makes the browser's layout wider.
+func (b *browser) fits(sel string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); const d = document.documentElement;
+		return [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right, d.scrollWidth, Math.min(window.innerWidth, screen.width)].join(" "); })()`, sel)
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		b.t.Fatalf("measure %s: %v", sel, err)
+	}
+	var scroll, client, right, page, window float64
+	if _, err := fmt.Sscan(s, &scroll, &client, &right, &page, &window); err != nil {
+		b.t.Fatalf("measure %s: %q: %v", sel, s, err)
+	}
+	if scroll > client || right > window || page > window {
+		b.t.Errorf("%s overflows: its content %v wide in %v, its right edge at %v, the page %v wide, the window %v", sel, scroll, client, right, page, window)
+	}
 }
