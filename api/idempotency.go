@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
+	"mime"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +57,10 @@ type idemEntry struct {
 	// saved: the answer is in the store, not in code, hdr and body
 	// (only the code is kept).
 	saved bool
-	size  int // bytes counted: key, answer and overhead
+	// sum is the fingerprint of the request that ran (bodySum), set with
+	// its answer: a request with the key and another body is refused.
+	sum  []byte
+	size int // bytes counted: key, answer and overhead
 	// inAll and inEnt are its places in the store's order and its
 	// enterprise's (nil once dropped).
 	inAll, inEnt *list.Element
@@ -123,6 +131,11 @@ func (s *idemStore) add(e *idemEntry) {
 // finish records the answer of e's request, counts its bytes and keeps
 // the bounds.
 func (s *idemStore) finish(e *idemEntry, code int, hdr http.Header, body []byte) {
+	s.finishSum(e, code, hdr, body, nil)
+}
+
+// finishSum is finish for the request whose body's fingerprint is sum.
+func (s *idemStore) finishSum(e *idemEntry, code int, hdr http.Header, body, sum []byte) {
 	grow := len(body)
 	for k, vs := range hdr {
 		grow += len(k)
@@ -130,20 +143,20 @@ func (s *idemStore) finish(e *idemEntry, code int, hdr http.Header, body []byte)
 			grow += len(v)
 		}
 	}
-	s.settle(e, code, hdr, body, grow, false)
+	s.settle(e, code, hdr, body, sum, grow, false)
 }
 
 // finishSaved records that the answer of e's request, of size bytes
 // beyond its key (queue.Answer.Size), is saved in the store: only its code
 // stays in memory.
-func (s *idemStore) finishSaved(e *idemEntry, code, size int) {
-	s.settle(e, code, nil, nil, size-len(e.key), true)
+func (s *idemStore) finishSaved(e *idemEntry, code, size int, sum []byte) {
+	s.settle(e, code, nil, nil, sum, size-len(e.key), true)
 }
 
-func (s *idemStore) settle(e *idemEntry, code int, hdr http.Header, body []byte, grow int, saved bool) {
+func (s *idemStore) settle(e *idemEntry, code int, hdr http.Header, body, sum []byte, grow int, saved bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e.code, e.hdr, e.body, e.saved = code, hdr, body, saved
+	e.code, e.hdr, e.body, e.sum, e.saved = code, hdr, body, sum, saved
 	close(e.done)
 	if e.inAll == nil {
 		if e.saved {
@@ -158,12 +171,12 @@ func (s *idemStore) settle(e *idemEntry, code int, hdr http.Header, body []byte,
 	s.bound(u)
 }
 
-// answer is e's answer once it is done; saved: it is to be read from the
-// store.
-func (s *idemStore) answer(e *idemEntry) (code int, hdr http.Header, body []byte, saved bool) {
+// answer is e's answer once it is done, and the fingerprint of the
+// request it answered; saved: it is to be read from the store.
+func (s *idemStore) answer(e *idemEntry) (code int, hdr http.Header, body, sum []byte, saved bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return e.code, e.hdr, e.body, e.saved
+	return e.code, e.hdr, e.body, e.sum, e.saved
 }
 
 // load adds the answers kept in the store (their keys and sizes: the
@@ -176,7 +189,7 @@ func (s *idemStore) load(store interface {
 	err := store.Answers(func(a *queue.Answer, size int) {
 		done := make(chan struct{})
 		close(done)
-		all = append(all, &idemEntry{at: a.At, ent: a.Enterprise, key: a.Key, done: done, code: a.Code, saved: true,
+		all = append(all, &idemEntry{at: a.At, ent: a.Enterprise, key: a.Key, done: done, code: a.Code, sum: a.Sum, saved: true,
 			size: size + idemOverhead})
 	})
 	slices.SortFunc(all, func(a, b *idemEntry) int { return a.at.Compare(b.at) })
@@ -331,12 +344,18 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 				w.Header().Set("Idempotent-Replayed", "true")
 			}
 		} else {
+			sum := requestSum(r) // read while the first runs
 			select {
 			case <-e.done:
 			case <-r.Context().Done():
 				return
 			}
-			if code, hdr, body, saved = idem.answer(e); saved {
+			var first []byte
+			if code, hdr, body, first, saved = idem.answer(e); !sameRequest(first, sum) {
+				writeKeyReused(w)
+				return
+			}
+			if saved {
 				var ok bool
 				if hdr, body, ok = s.loadAnswer(e.key); !ok {
 					// The key was answered, the answer cannot be read:
@@ -387,17 +406,29 @@ func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h fu
 				fmt.Sprintf("a request with this Idempotency-Key is still running on node %d; nothing was sent: retry for its answer", node))
 			return refuse()
 		case pa.State == KeyDone:
+			if sum := requestSum(r); !sameRequest(pa.Sum, sum) {
+				writeKeyReused(rec)
+				return refuse()
+			}
 			code, hdr, body = pa.Code, pa.Header, pa.Body
 			if hdr == nil {
 				hdr = http.Header{}
 			}
-			if !s.saveAnswer(r.Context(), e, code, hdr, body) {
-				idem.finish(e, code, hdr, body)
+			if !s.saveAnswer(r.Context(), e, code, hdr, body, pa.Sum) {
+				idem.finishSum(e, code, hdr, body, pa.Sum)
 			}
 			return code, hdr, body, true
 		}
 	}
-	h(c, rec, r)
+	var sum []byte
+	if fingerprinted(r) {
+		tee := &summing{r: r.Body, h: sha256.New()}
+		r.Body = tee
+		h(c, rec, r)
+		sum = tee.sum()
+	} else {
+		h(c, rec, r)
+	}
 	// A copy of its exact size: the buffer grew to up to twice the
 	// answer, and what is kept is what the bounds count.
 	code, hdr, body = rec.code, rec.hdr, bytes.Clone(rec.body.Bytes())
@@ -407,11 +438,72 @@ func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h fu
 		// meanwhile get this answer).
 		idem.finish(e, code, hdr, body)
 		idem.forget(e)
-	case s.saveAnswer(r.Context(), e, code, hdr, body):
+	case s.saveAnswer(r.Context(), e, code, hdr, body, sum):
 	default:
-		idem.finish(e, code, hdr, body)
+		idem.finishSum(e, code, hdr, body, sum)
 	}
 	return code, hdr, body, false
+}
+
+// A key is for one request: sent again with another body (a client that
+// numbers its requests and reuses a number, one that keys by order and
+// sends a corrected text), replaying the first answer would silently drop
+// the new request, and running it would break the key's promise. So the
+// request is refused (422 idempotency_key_reused), as the IETF's
+// Idempotency-Key draft has it. The fingerprint is the SHA-256 of the
+// body, read to its end (at most maxSumBody: beyond, the route refused it
+// anyway).
+const maxSumBody = MaxBatchBody + 1<<20
+
+// summing hashes what is read through it.
+type summing struct {
+	r io.ReadCloser
+	h hash.Hash
+}
+
+func (t *summing) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.h.Write(p[:n])
+	return n, err
+}
+
+func (t *summing) Close() error { return t.r.Close() }
+
+// sum reads the rest of the body (what the handler left) and returns the
+// fingerprint of the whole.
+func (t *summing) sum() []byte {
+	_, _ = io.CopyN(t.h, t.r, maxSumBody)
+	return t.h.Sum(nil)
+}
+
+// requestSum is the fingerprint of r's body read whole, nil for a body
+// not fingerprinted.
+func requestSum(r *http.Request) []byte {
+	if !fingerprinted(r) {
+		return nil
+	}
+	return (&summing{r: r.Body, h: sha256.New()}).sum()
+}
+
+// fingerprinted reports whether r's body is compared with its key's
+// first: not a multipart upload (POST /v1/batches), whose boundary a
+// client draws anew for every try (curl -F, a browser's form), so that
+// the same file sent again is other bytes.
+func fingerprinted(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return !strings.HasPrefix(mt, "multipart/")
+}
+
+// sameRequest reports whether a request with fingerprint sum is the one
+// that was answered with first (nil on either side: unknown, taken as the
+// same).
+func sameRequest(first, sum []byte) bool {
+	return first == nil || sum == nil || bytes.Equal(first, sum)
+}
+
+func writeKeyReused(w http.ResponseWriter) {
+	writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
+		"this Idempotency-Key was used in the last 24 hours for a request with another body; nothing was sent: a new request needs a new key")
 }
 
 // KeyAnswer is what a node knows of an Idempotency-Key.
@@ -420,6 +512,7 @@ type KeyAnswer struct {
 	Code   int    // KeyDone: the answer
 	Header http.Header
 	Body   []byte
+	Sum    []byte // KeyDone: the fingerprint of the request it answered
 }
 
 // The states of a key on a node.
@@ -450,32 +543,32 @@ func (s *Server) NodeAnswer(key string) (KeyAnswer, error) {
 	if !e.closed() {
 		return KeyAnswer{State: KeyRunning}, nil
 	}
-	code, hdr, body, saved := s.user.idem.answer(e)
+	code, hdr, body, sum, saved := s.user.idem.answer(e)
 	if saved {
 		var ok bool
 		if hdr, body, ok = s.loadAnswer(key); !ok {
 			return KeyAnswer{}, errors.New("api: the answer of a kept key cannot be read")
 		}
 	}
-	return KeyAnswer{State: KeyDone, Code: code, Header: hdr, Body: body}, nil
+	return KeyAnswer{State: KeyDone, Code: code, Header: hdr, Body: body, Sum: sum}, nil
 }
 
 // saveAnswer saves the answer of e's request in the store before the
 // client hears it, and reports whether it did (else the answer is kept in
 // memory: a restart forgets the key).
-func (s *Server) saveAnswer(ctx context.Context, e *idemEntry, code int, hdr http.Header, body []byte) bool {
+func (s *Server) saveAnswer(ctx context.Context, e *idemEntry, code int, hdr http.Header, body, sum []byte) bool {
 	if s.cfg.Store == nil {
 		return false
 	}
 	h, _ := json.Marshal(hdr) // a map of strings: cannot fail
-	a := &queue.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Code: code, Header: h, Body: body}
+	a := &queue.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Code: code, Sum: sum, Header: h, Body: body}
 	// The send it answers has been committed: the answer is saved even if
 	// the client has gone (a retry is then what comes next).
 	if err := s.cfg.Store.SaveAnswer(context.WithoutCancel(ctx), a); err != nil {
 		s.log.Warn("idempotency key kept in memory only: a restart forgets it", "enterprise", e.ent, "err", err)
 		return false
 	}
-	s.user.idem.finishSaved(e, code, a.Size())
+	s.user.idem.finishSaved(e, code, a.Size(), sum)
 	return true
 }
 

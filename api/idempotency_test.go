@@ -374,12 +374,14 @@ func TestIdempotencyKeyOnAnotherNode(t *testing.T) {
 // TestBatchIdempotencyKey: POST /v1/batches with an Idempotency-Key sent
 // again (a double click on the console's 批量发送, a retry after a lost
 // answer) answers the first job's id and starts no second job: the rows
-// are sent once.
+// are sent once, though each try's multipart boundary differs.
 func TestBatchIdempotencyKey(t *testing.T) {
 	r := newUserRig(t)
-	ct, body := multipartBody(t, "批量.csv", []byte(uNumA1+",批量只发一次\n"), nil)
 	post := func() (string, http.Header) {
 		t.Helper()
+		// A new boundary each time, as curl -F and browsers draw them:
+		// the same file is other bytes (not compared: fingerprinted).
+		ct, body := multipartBody(t, "批量.csv", []byte(uNumA1+",批量只发一次\n"), nil)
 		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
 		req.Header.Set("Content-Type", ct)
@@ -410,4 +412,77 @@ func TestBatchIdempotencyKey(t *testing.T) {
 	if len(l.Jobs) != 1 {
 		t.Fatalf("%d jobs after the upload was posted twice, want 1", len(l.Jobs))
 	}
+}
+
+// TestIdempotencyKeyReused: a key sent again with another body (another
+// number, another text) is refused with 422 idempotency_key_reused and
+// sends nothing, while the same body is replayed; the fingerprint is kept
+// with the answer, so the same holds after a restart, and on another node
+// that asks the node which ran the key.
+func TestIdempotencyKeyReused(t *testing.T) {
+	r := newUserRig(t)
+	post := func(url, to, text string) (int, []byte, http.Header) {
+		t.Helper()
+		b, _ := json.Marshal(SendRequest{To: []string{to}, Text: text})
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		req.Header.Set("Idempotency-Key", "order-7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		return resp.StatusCode, out.Bytes(), resp.Header
+	}
+	code, first, _ := post(r.url, uNumA1, "订单已发货")
+	if code != http.StatusOK {
+		t.Fatalf("first: %d %s", code, first)
+	}
+	reused := func(url, to, text string) {
+		t.Helper()
+		code, body, hdr := post(url, to, text)
+		if code != http.StatusUnprocessableEntity || !bytes.Contains(body, []byte(`"idempotency_key_reused"`)) || hdr.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("the key again with %s %q: %d %s", to, text, code, body)
+		}
+	}
+	reused(r.url, uNumA2, "订单已发货")
+	reused(r.url, uNumA1, "订单已取消")
+	if code, again, _ := post(r.url, uNumA1, "订单已发货"); code != http.StatusOK || !bytes.Equal(again, first) {
+		t.Fatalf("the same request again: %d %s", code, again)
+	}
+
+	restarted := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw})
+	t.Cleanup(restarted.Close)
+	hs := httptest.NewServer(restarted.Handler())
+	t.Cleanup(hs.Close)
+	reused(hs.URL, uNumA1, "订单已取消")
+
+	node2 := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: nodeAnswers{r.srv}})
+	t.Cleanup(node2.Close)
+	// node 2 shares node 1's store here, so it loaded the key: without
+	// it, as a node with a store of its own, it asks node 1.
+	node2.user.idem = newIdemStore(time.Now)
+	hs2 := httptest.NewServer(node2.Handler())
+	t.Cleanup(hs2.Close)
+	reused(hs2.URL, uNumA1, "订单已取消")
+	if code, again, hdr := post(hs2.URL, uNumA1, "订单已发货"); code != http.StatusOK || !bytes.Equal(again, first) || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the same request on node 2: %d %s", code, again)
+	}
+
+	r.waitState(r.keys["alice"], idOf(t, first), "delivered", 10*time.Second)
+	if n := len(r.received(uNumA1)) + len(r.received(uNumA2)); n != 1 {
+		t.Fatalf("the SMSC got %d messages, want the first only", n)
+	}
+}
+
+// idOf is the id of the first result of a send's answer.
+func idOf(t *testing.T, answer []byte) string {
+	t.Helper()
+	var res SendResponse
+	if err := json.Unmarshal(answer, &res); err != nil || len(res.Results) == 0 {
+		t.Fatalf("answer %s: %v", answer, err)
+	}
+	return res.Results[0].ID
 }

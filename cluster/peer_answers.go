@@ -7,7 +7,7 @@ package cluster
 //
 //	POST /peer/v1/answers   {"key":K}
 //	                        → {"state":"none"} | {"state":"running"} |
-//	                          {"state":"done","code":C,"header":{…},"body":"base64"}
+//	                          {"state":"done","code":C,"header":{…},"body":"base64","sum":"base64"}
 //
 // and replays a node's answer rather than sending again. K is api's whole
 // key (enterprise, user, route and the client's key; at most
@@ -39,6 +39,7 @@ type PeerAnswer struct {
 	Code   int         `json:"code,omitempty"`
 	Header http.Header `json:"header,omitempty"`
 	Body   []byte      `json:"body,omitempty"`
+	Sum    []byte      `json:"sum,omitempty"` // the fingerprint of the request it answered
 }
 
 // PeerAnswerBackend is the optional part of a PeerBackend that answers

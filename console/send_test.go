@@ -32,7 +32,11 @@ func sendUpload(c *browserless, page, action string, fields url.Values, name, co
 	fw.Write([]byte(content))
 	mw.Close()
 	if page != "" {
-		action += "?csrf=" + url.QueryEscape(c.csrf(page))
+		sep := "?"
+		if strings.Contains(action, "?") {
+			sep = "&"
+		}
+		action += sep + "csrf=" + url.QueryEscape(c.csrf(page))
 	}
 	req, err := http.NewRequest(http.MethodPost, c.base+action, &buf)
 	if err != nil {
@@ -336,5 +340,33 @@ func TestSendGroupOnce(t *testing.T) {
 	c.post("/send/group?once="+once(refused), form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
 	if n := strings.Count(c.get("/outbox").Body, "只发一次的通知"); n != 2 {
 		t.Fatalf("the outbox lists the message %d times after a new form, want twice", n)
+	}
+}
+
+var batchOnceRE = regexp.MustCompile(`action="/send/batch\?csrf=[^"&]+&amp;once=([A-Za-z0-9_-]{22})"`)
+
+// TestSendBatchOnce: the 批量发送 upload posted twice from one rendering
+// of the form (a double click: the browser draws a new multipart
+// boundary each time) starts one job, and both answers lead to it.
+func TestSendBatchOnce(t *testing.T) {
+	r := newRig(t)
+	c := r.client()
+	c.login("alice")
+	m := batchOnceRE.FindStringSubmatch(c.get("/send/batch").Body)
+	if m == nil {
+		t.Fatal("no once parameter in the batch form's action")
+	}
+	var jobs []string
+	for range 2 {
+		a := sendUpload(c, "/send/batch", "/send/batch?once="+m[1], nil, "批量.csv", numA1+",只发一次的批量\n")
+		a.wantRedirect(t, "/jobs/")
+		jobs = append(jobs, a.Location)
+	}
+	if jobs[0] != jobs[1] {
+		t.Fatalf("the upload posted twice started jobs %s and %s, want one", jobs[0], jobs[1])
+	}
+	waitJob(t, c, jobs[0], "已完成")
+	if n := strings.Count(c.get("/jobs").Body, `<td data-label="任务">`); n != 1 {
+		t.Fatalf("%d jobs listed, want 1", n)
 	}
 }

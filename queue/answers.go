@@ -16,7 +16,7 @@ import (
 // which is when answers get lost. Package api decides what a key is, how
 // long an answer is kept and how many are; here they are only stored:
 //
-//	idem    key (api's: enterprise, user, route, the client's key) → version | at | enterprise | code | header | body
+//	idem    key (api's: enterprise, user, route, the client's key) → version | at | enterprise | code | sum | header | body
 //
 // An answer is saved once the send it answers has been committed, and
 // before the client hears it: a crash between the two commits (a
@@ -32,14 +32,21 @@ const answerVersion = 1
 // 900 bytes: a 128-byte client key, a system id, a route, an enterprise).
 const MaxAnswerKey = 2048
 
+// MaxAnswerSum bounds an answer's Sum.
+const MaxAnswerSum = 64
+
 // Answer is one kept answer.
 type Answer struct {
 	Key        string
 	Enterprise string    // whose share of the kept answers it counts in
 	At         time.Time // when its request came
 	Code       int       // HTTP status
-	Header     []byte    // opaque to queue (api's encoding of the headers)
-	Body       []byte
+	// Sum is the request's fingerprint (api's: a hash of its body, at
+	// most MaxAnswerSum bytes), so that a key used again for another
+	// request is told apart from a retry. Answers lists it.
+	Sum    []byte
+	Header []byte // opaque to queue (api's encoding of the headers)
+	Body   []byte
 }
 
 // Size is the bytes an answer takes in memory beyond a fixed overhead:
@@ -52,6 +59,7 @@ func encodeAnswer(a *Answer) []byte {
 	e.time(a.At)
 	e.str(a.Enterprise)
 	e.uvarint(uint64(max(a.Code, 0)))
+	e.bytes(a.Sum)
 	e.bytes(a.Header)
 	e.bytes(a.Body)
 	return e.b
@@ -70,11 +78,16 @@ func decodeAnswerAs(k, v []byte, whole bool) (a *Answer, size int, err error) {
 	d.version(answerVersion, "answer")
 	a = &Answer{Key: string(k), At: d.time("at"), Enterprise: d.str("enterprise")}
 	code := d.uvarint("code")
+	a.Sum = d.bytes("sum")
 	hi, hj := d.span("header")
 	bi, bj := d.span("body")
 	d.end("answer")
-	if d.err == nil && (code < 100 || code > 999) {
+	switch {
+	case d.err != nil:
+	case code < 100 || code > 999:
 		d.fail("answer: status %d", code)
+	case len(a.Sum) > MaxAnswerSum:
+		d.fail("answer: a sum of %d bytes", len(a.Sum))
 	}
 	if d.err != nil {
 		return nil, 0, d.err
@@ -91,8 +104,8 @@ func decodeAnswerAs(k, v []byte, whole bool) (a *Answer, size int, err error) {
 
 // SaveAnswer stores a durably: it returns nil once it is committed.
 func (s *Store) SaveAnswer(ctx context.Context, a *Answer) error {
-	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 {
-		return fmt.Errorf("queue: save answer: %w: key of %d bytes, status %d", ErrInvalid, len(a.Key), a.Code)
+	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 || len(a.Sum) > MaxAnswerSum {
+		return fmt.Errorf("queue: save answer: %w: key of %d bytes, status %d, sum of %d bytes", ErrInvalid, len(a.Key), a.Code, len(a.Sum))
 	}
 	k, v := []byte(a.Key), encodeAnswer(a) // encoded outside the commit loop
 	err := s.exec(ctx, func(t *txn) error {
@@ -149,7 +162,7 @@ func (s *Store) DeleteAnswers(ctx context.Context, keys []string) error {
 }
 
 // Answers calls fn with every kept answer, without its Header and Body
-// (Size counts them): what api loads at start to know its keys and their
+// (size counts them): what api loads at start to know its keys and their
 // bounds, leaving the answers themselves on disk until a retry asks. A
 // record that does not decode is left out and named in the error
 // (ErrCorrupt), returned after the others.

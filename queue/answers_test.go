@@ -20,7 +20,7 @@ func TestAnswers(t *testing.T) {
 	ts := newStore(t, Options{})
 	ctx := context.Background()
 	at := time.Unix(1_790_000_000, 7).UTC()
-	a := &Answer{Key: "ENT\x00u1\x00/v1/messages\x00k-1", Enterprise: "ENT", At: at, Code: 200,
+	a := &Answer{Key: "ENT\x00u1\x00/v1/messages\x00k-1", Enterprise: "ENT", At: at, Code: 200, Sum: []byte("0123456789abcdef0123456789abcdef"),
 		Header: []byte(`{"Content-Type":["application/json"]}`), Body: []byte(`{"messages":[{"id":"1"}]}`)}
 	b := &Answer{Key: "ENT2\x00u2\x00/v1/messages\x00k-1", Enterprise: "ENT2", At: at.Add(time.Second), Code: 429}
 	for _, x := range []*Answer{a, b} {
@@ -40,7 +40,7 @@ func TestAnswers(t *testing.T) {
 		t.Helper()
 		out := map[string]int{}
 		if err := ts.Answers(func(x *Answer, size int) {
-			if x.Header != nil || x.Body != nil || x.At.IsZero() || x.Enterprise == "" {
+			if x.Header != nil || x.Body != nil || x.At.IsZero() || x.Enterprise == "" || x.Key == a.Key && string(x.Sum) != string(a.Sum) {
 				t.Fatalf("listed %+v", x)
 			}
 			out[x.Key] = size
@@ -63,6 +63,7 @@ func TestAnswers(t *testing.T) {
 		{Key: strings.Repeat("k", MaxAnswerKey+1), Code: 200},
 		{Key: "k", Code: 0},
 		{Key: "k", Code: 1000},
+		{Key: "k", Code: 200, Sum: make([]byte, MaxAnswerSum+1)},
 	} {
 		if err := ts.SaveAnswer(ctx, bad); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("saved key of %d bytes, status %d: %v", len(bad.Key), bad.Code, err)

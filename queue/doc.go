@@ -109,7 +109,7 @@
 //	moout   enterprise 0x00 id                       → empty   MOs still to forward to the enterprise's ESMEs
 //	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
 //	mohook  enterprise 0x00 due time (8 BE) | MO id  → attempts (uvarint)   reply webhooks to POST (moreplies.go)
-//	idem    api's Idempotency-Key                    → version | at | enterprise | code | header | body   answers kept for retries (answers.go)
+//	idem    api's Idempotency-Key                    → version | at | enterprise | code | sum | header | body   answers kept for retries (answers.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), DueSharedAt the pdue keys

@@ -172,7 +172,7 @@ func FuzzDecodeHookPosts(f *testing.F) {
 // FuzzDecodeAnswer: an answer kept for an Idempotency-Key.
 func FuzzDecodeAnswer(f *testing.F) {
 	at := time.Unix(1_790_000_000, 123).UTC()
-	f.Add(encodeAnswer(&Answer{Enterprise: "ENT", At: at, Code: 200,
+	f.Add(encodeAnswer(&Answer{Enterprise: "ENT", At: at, Code: 200, Sum: []byte("0123456789abcdef0123456789abcdef"),
 		Header: []byte(`{"Content-Type":["application/json"]}`), Body: []byte(`{"messages":[]}`)}))
 	f.Add(encodeAnswer(&Answer{At: at, Code: 503}))
 	f.Add([]byte{answerVersion, 0, 0, 99})
@@ -186,7 +186,7 @@ func FuzzDecodeAnswer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if size != a.Size() || meta.Header != nil || meta.Body != nil || meta.Code != a.Code || !meta.At.Equal(a.At) {
+		if size != a.Size() || meta.Header != nil || meta.Body != nil || meta.Code != a.Code || !meta.At.Equal(a.At) || string(meta.Sum) != string(a.Sum) {
 			t.Fatalf("without the answer: %+v, size %d; whole %+v, size %d", meta, size, a, a.Size())
 		}
 		if a.Code < 100 || a.Code > 999 {
