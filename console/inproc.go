@@ -107,24 +107,45 @@ func (s *Server) call(r *http.Request, method, path string, body, out any) error
 // callOnce is call with an Idempotency-Key: the once parameter of the
 // send form's action (the template function once), so that the form
 // posted twice — a double click, a reload of the answer, a retry after a
-// timeout — sends once and shows the first answer again. It is in the
+// timeout — sends once and shows the first answer again (replayed: the
+// API answered from the first post, nothing was sent now). It is in the
 // action's query, not a field, so that a multipart upload is not read to
 // find it. A missing or malformed one is a call without a key.
-func (s *Server) callOnce(r *http.Request, method, path string, body, out any) error {
-	return s.onceClient(r, sessionToken(r)).DoContext(r.Context(), method, path, body, out)
+func (s *Server) callOnce(r *http.Request, method, path string, body, out any) (replayed bool, err error) {
+	c, w := s.onceClient(r, sessionToken(r))
+	err = c.DoContext(r.Context(), method, path, body, out)
+	return w.replayed, err
 }
 
 // uploadOnce is upload with the Idempotency-Key of callOnce.
-func (s *Server) uploadOnce(r *http.Request, token, method, path, contentType string, body io.Reader, out any) error {
-	return s.onceClient(r, token).Upload(r.Context(), method, path, contentType, body, out)
+func (s *Server) uploadOnce(r *http.Request, token, method, path, contentType string, body io.Reader, out any) (replayed bool, err error) {
+	c, w := s.onceClient(r, token)
+	err = c.Upload(r.Context(), method, path, contentType, body, out)
+	return w.replayed, err
 }
 
-func (s *Server) onceClient(r *http.Request, token string) *api.Client {
+func (s *Server) onceClient(r *http.Request, token string) (*api.Client, *replayWatch) {
 	c := s.client(r, token)
+	w := &replayWatch{rt: c.HTTP.Transport}
+	c.HTTP.Transport = w
 	if once := r.URL.Query().Get("once"); validOnce(once) {
 		c.Header = http.Header{"Idempotency-Key": {"console-" + once}}
 	}
-	return c
+	return c, w
+}
+
+// replayWatch notes an answer the API replayed (Idempotent-Replayed).
+type replayWatch struct {
+	rt       http.RoundTripper
+	replayed bool
+}
+
+func (w *replayWatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := w.rt.RoundTrip(req)
+	if err == nil && resp.Header.Get("Idempotent-Replayed") == "true" {
+		w.replayed = true
+	}
+	return resp, err
 }
 
 // newOnce is a fresh value for a send form's once parameter: every

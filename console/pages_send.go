@@ -102,6 +102,7 @@ type groupData struct {
 	Result   *api.SendResponse
 	Refused  []refusedView
 	Schedule string // the send time of a scheduled send, as shown
+	Replayed bool   // the form was posted before: this is that answer, nothing sent now
 }
 
 // refusedView is one refused recipient with its reason in Chinese.
@@ -171,7 +172,8 @@ func (s *Server) sendGroup(q *req) {
 	}
 	in.SendAt = localToRFC3339(p.Form.Get("send_at"))
 	var res api.SendResponse
-	if err := s.callOnce(q.r, http.MethodPost, "/v1/messages", in, &res); err != nil {
+	replayed, err := s.callOnce(q.r, http.MethodPost, "/v1/messages", in, &res)
+	if err != nil {
 		code, ok := q.sendError(p, err, groupReasons, "to", "text", "send_at", "groups", "book")
 		if !ok {
 			return
@@ -184,7 +186,7 @@ func (s *Server) sendGroup(q *req) {
 		s.groupPage(q, code, p)
 		return
 	}
-	d := groupData{Result: &res, Count: s.count(q, in.Text)}
+	d := groupData{Result: &res, Count: s.count(q, in.Text), Replayed: replayed}
 	for _, r := range res.Results {
 		if r.Status == "refused" {
 			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: r.Message})

@@ -23,6 +23,9 @@ func (s *Server) sendBatchTemplate(q *req) {
 	s.proxy(q.w, q.r, q.token, "/v1/batches/"+pathpart(q.r.URL.Path), nil)
 }
 
+// submittedBefore is the notice of a send form posted again (callOnce).
+const submittedBefore = "这份表单已经提交过：下面是第一次提交的发送任务，没有再次发送。"
+
 // batchFields places the refusals of a batch upload.
 var batchReasons = map[string]string{"too_many_jobs": "file", "unsupported_media_type": "file", "too_large": "file", "file_limit": "file"}
 
@@ -38,7 +41,7 @@ func (s *Server) sendBatch(q *req) {
 		return
 	}
 	var out api.BatchCreated
-	err = s.uploadOnce(q.r, q.token, http.MethodPost, "/v1/batches", ct, body, &out)
+	replayed, err := s.uploadOnce(q.r, q.token, http.MethodPost, "/v1/batches", ct, body, &out)
 	done()
 	if err != nil {
 		code, ok := q.sendError(p, err, batchReasons, "send_at", "file")
@@ -50,6 +53,10 @@ func (s *Server) sendBatch(q *req) {
 			p.Errors["file"] = e
 		}
 		q.render(code, "send_batch", p)
+		return
+	}
+	if replayed {
+		q.redirect("/jobs/"+pathSeg(out.JobID), submittedBefore)
 		return
 	}
 	q.redirect("/jobs/"+pathSeg(out.JobID), "批量发送任务已开始：文件中的短信正在逐行发送。")
@@ -247,7 +254,8 @@ func (s *Server) sendCustom(q *req) {
 	in := api.StagedBatchRequest{Upload: q.r.PathValue("upload"), Template: p.Form.Get("template"),
 		NumberColumn: p.Form.Get("number_column"), SendAt: localToRFC3339(p.Form.Get("send_at"))}
 	var out api.BatchCreated
-	if err := s.callOnce(q.r, http.MethodPost, "/v1/batches", in, &out); err != nil {
+	replayed, err := s.callOnce(q.r, http.MethodPost, "/v1/batches", in, &out)
+	if err != nil {
 		if isStatus(err, http.StatusNotFound) {
 			q.render(http.StatusNotFound, "send_gone", q.view(nil))
 			return
@@ -261,6 +269,10 @@ func (s *Server) sendCustom(q *req) {
 			p.Errors["send"] = e
 		}
 		s.composePage(q, code, p, nil)
+		return
+	}
+	if replayed {
+		q.redirect("/jobs/"+pathSeg(out.JobID), submittedBefore)
 		return
 	}
 	q.redirect("/jobs/"+pathSeg(out.JobID), "定制发送任务已开始：文件中的短信正在逐行发送。")

@@ -323,9 +323,9 @@ func TestSendGroupOnce(t *testing.T) {
 	}
 	first := once(c.get("/send/group"))
 	form := url.Values{"to": {numA1}, "text": {"只发一次的通知"}, "csrf": {c.csrf("/send/group")}}
-	for range 2 {
-		c.post("/send/group?once="+first, form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
-	}
+	c.post("/send/group?once="+first, form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
+	again := c.post("/send/group?once="+first, form)
+	again.wantPage(t, "发送结果", `<b class="accepted">1</b>`, `id="send-replayed"`, "没有再次发送")
 	if n := strings.Count(c.get("/outbox").Body, "只发一次的通知"); n != 1 {
 		t.Fatalf("the outbox lists the message %d times after the form was posted twice, want once", n)
 	}
@@ -337,7 +337,9 @@ func TestSendGroupOnce(t *testing.T) {
 	if again := once(refused); again == second || refused.Status == http.StatusOK && strings.Contains(refused.Body, "发送结果") {
 		t.Fatalf("a refused form shown again: once %q (was %q), status %d", again, second, refused.Status)
 	}
-	c.post("/send/group?once="+once(refused), form).wantPage(t, "发送结果", `<b class="accepted">1</b>`)
+	if a := c.post("/send/group?once="+once(refused), form); !strings.Contains(a.Body, `<b class="accepted">1</b>`) || strings.Contains(a.Body, "send-replayed") {
+		t.Fatalf("a new form: %d\n%s", a.Status, a.Body)
+	}
 	if n := strings.Count(c.get("/outbox").Body, "只发一次的通知"); n != 2 {
 		t.Fatalf("the outbox lists the message %d times after a new form, want twice", n)
 	}
@@ -357,10 +359,14 @@ func TestSendBatchOnce(t *testing.T) {
 		t.Fatal("no once parameter in the batch form's action")
 	}
 	var jobs []string
-	for range 2 {
+	for i := range 2 {
 		a := sendUpload(c, "/send/batch", "/send/batch?once="+m[1], nil, "批量.csv", numA1+",只发一次的批量\n")
 		a.wantRedirect(t, "/jobs/")
 		jobs = append(jobs, a.Location)
+		page := c.get(a.Location)
+		if said := strings.Contains(page.Body, "这份表单已经提交过"); said != (i == 1) {
+			t.Errorf("post %d: the job page says it was posted before: %v", i+1, said)
+		}
 	}
 	if jobs[0] != jobs[1] {
 		t.Fatalf("the upload posted twice started jobs %s and %s, want one", jobs[0], jobs[1])
