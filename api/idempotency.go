@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -319,6 +320,17 @@ func (r *recorder) WriteHeader(code int)        { r.code = code }
 // that numbers its requests per endpoint would otherwise get a personalized
 // send's answer replayed for a send with the same key (and no send).
 func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request)) func(*caller, http.ResponseWriter, *http.Request) {
+	return s.keyed(h, false)
+}
+
+// idempotentSend is idempotent for a handler that sends (gateway.Send or
+// SendEach, once) and answers 200 with sendResponse's body (renderSend):
+// that answer is stored with the messages, in their transaction.
+func (s *Server) idempotentSend(h func(*caller, http.ResponseWriter, *http.Request)) func(*caller, http.ResponseWriter, *http.Request) {
+	return s.keyed(h, true)
+}
+
+func (s *Server) keyed(h func(*caller, http.ResponseWriter, *http.Request), sends bool) func(*caller, http.ResponseWriter, *http.Request) {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if key == "" {
@@ -339,7 +351,7 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 			saved, replayed bool
 		)
 		if first {
-			code, hdr, body, replayed = s.runOnce(c, w, r, h, e)
+			code, hdr, body, replayed = s.runOnce(c, r, h, e, sends)
 			if replayed {
 				w.Header().Set("Idempotent-Replayed", "true")
 			}
@@ -382,7 +394,7 @@ func (s *Server) idempotent(h func(*caller, http.ResponseWriter, *http.Request))
 // asked about, is refused for now (409 in_progress, 503 unavailable, both
 // with Retry-After): sending would risk sending twice, and the client
 // retries anyway.
-func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h func(*caller, http.ResponseWriter, *http.Request), e *idemEntry) (code int, hdr http.Header, body []byte, replayed bool) {
+func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.ResponseWriter, *http.Request), e *idemEntry, sends bool) (code int, hdr http.Header, body []byte, replayed bool) {
 	idem := s.user.idem
 	rec := &recorder{hdr: http.Header{}, code: http.StatusOK}
 	refuse := func() (int, http.Header, []byte, bool) {
@@ -420,18 +432,35 @@ func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h fu
 			return code, hdr, body, true
 		}
 	}
-	var sum []byte
+	requestSum := func() []byte { return nil }
 	if fingerprinted(r) {
 		tee := &summing{r: r.Body, h: sha256.New()}
 		r.Body = tee
-		h(c, rec, r)
-		sum = tee.sum()
-	} else {
-		h(c, rec, r)
+		requestSum = tee.sum
 	}
+	var ga *gateway.Answer
+	if sends && s.cfg.Store != nil {
+		ga = &gateway.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Header: []byte(sendHeader), Sum: requestSum, Render: renderSend}
+		r = r.WithContext(gateway.WithAnswer(r.Context(), ga))
+	}
+	h(c, rec, r)
+	sum := requestSum()
 	// A copy of its exact size: the buffer grew to up to twice the
 	// answer, and what is kept is what the bounds count.
 	code, hdr, body = rec.code, rec.hdr, bytes.Clone(rec.body.Bytes())
+	if ga != nil && ga.Stored() != nil {
+		// Stored with the messages, in their transaction: the answer
+		// written must be that one.
+		if hj, _ := json.Marshal(hdr); code == http.StatusOK && bytes.Equal(ga.Stored(), body) && string(hj) == sendHeader {
+			idem.finishSaved(e, code, len(e.key)+len(hj)+len(body), sum)
+			return code, hdr, body, false
+		}
+		s.log.Error("idempotency key: the answer stored with the messages is not the one written; saving the one written",
+			"enterprise", e.ent, "status", code)
+		if s.saveAnswer(r.Context(), e, code, hdr, body, sum) {
+			return code, hdr, body, false
+		}
+	}
 	switch {
 	case code >= 500:
 		// Nothing was accepted: a retry must run again (those waiting
@@ -445,6 +474,9 @@ func (s *Server) runOnce(c *caller, w http.ResponseWriter, r *http.Request, h fu
 	return code, hdr, body, false
 }
 
+// sendHeader is the headers of a send's answer (writeJSON's), as saved.
+const sendHeader = `{"Content-Type":["application/json; charset=utf-8"]}`
+
 // A key is for one request: sent again with another body (a client that
 // numbers its requests and reuses a number, one that keys by order and
 // sends a corrected text), replaying the first answer would silently drop
@@ -457,8 +489,9 @@ const maxSumBody = MaxBatchBody + 1<<20
 
 // summing hashes what is read through it.
 type summing struct {
-	r io.ReadCloser
-	h hash.Hash
+	r    io.ReadCloser
+	h    hash.Hash
+	done []byte // the sum, once taken
 }
 
 func (t *summing) Read(p []byte) (int, error) {
@@ -469,11 +502,24 @@ func (t *summing) Read(p []byte) (int, error) {
 
 func (t *summing) Close() error { return t.r.Close() }
 
-// sum reads the rest of the body (what the handler left) and returns the
-// fingerprint of the whole.
+// sum reads the rest of the body (what the handler left: usually nothing)
+// and returns the fingerprint of the whole; the same again when asked
+// again.
 func (t *summing) sum() []byte {
-	_, _ = io.CopyN(t.h, t.r, maxSumBody)
-	return t.h.Sum(nil)
+	if t.done != nil {
+		return t.done
+	}
+	var buf [1024]byte // not io.Copy's 32 KiB a call: this runs for every keyed send
+	for n := 0; n < maxSumBody; {
+		k, err := t.r.Read(buf[:])
+		t.h.Write(buf[:k])
+		n += k
+		if err != nil {
+			break
+		}
+	}
+	t.done = t.h.Sum(nil)
+	return t.done
 }
 
 // requestSum is the fingerprint of r's body read whole, nil for a body
@@ -564,6 +610,7 @@ func (s *Server) saveAnswer(ctx context.Context, e *idemEntry, code int, hdr htt
 	a := &queue.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Code: code, Sum: sum, Header: h, Body: body}
 	// The send it answers has been committed: the answer is saved even if
 	// the client has gone (a retry is then what comes next).
+	s.user.answersAlone.Add(1)
 	if err := s.cfg.Store.SaveAnswer(context.WithoutCancel(ctx), a); err != nil {
 		s.log.Warn("idempotency key kept in memory only: a restart forgets it", "enterprise", e.ent, "err", err)
 		return false

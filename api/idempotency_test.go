@@ -486,3 +486,56 @@ func idOf(t *testing.T, answer []byte) string {
 	}
 	return res.Results[0].ID
 }
+
+// TestIdempotencyAnswerStoredWithTheMessages: a keyed send's answer is
+// stored in the messages' own transaction, rendered there from their
+// outcomes: byte for byte the answer the client gets, refusals of the
+// policy, of the quota (dave's 3 segments a month) and a duplicate
+// number included, for both send routes.
+func TestIdempotencyAnswerStoredWithTheMessages(t *testing.T) {
+	r := newUserRig(t)
+	post := func(path, key string, body any) []byte {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, r.url+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+r.keys["dave"])
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, out.Bytes())
+		}
+		return out.Bytes()
+	}
+	group := post("/v1/messages", "g-1", SendRequest{To: []string{uNumA1, uNumA2, uNumA1}, Text: "两条"})
+	personal := post("/v1/messages/personalized", "p-1", PersonalizedRequest{Messages: []PersonalMessage{
+		{To: uNumA1, Text: "一"}, {To: uNumA1, Text: "二"}, {To: uNumA1, Text: "三"}}})
+	for key, body := range map[string][]byte{"/v1/messages\x00g-1": group, "/v1/messages/personalized\x00p-1": personal} {
+		a, err := r.store.LoadAnswer("D\x00dave\x00" + key)
+		if err != nil || !bytes.Equal(a.Body, body) || string(a.Header) != sendHeader || a.Code != http.StatusOK {
+			t.Fatalf("%q: stored %q (%v), answered %q", key, a.Body, err, body)
+		}
+	}
+	for _, want := range []string{`"duplicates":1`, `"not_whitelisted"`} {
+		if !bytes.Contains(group, []byte(want)) {
+			t.Errorf("the group send's answer %s lacks %s", group, want)
+		}
+	}
+	if !bytes.Contains(personal, []byte(`"quota_exceeded"`)) {
+		t.Errorf("the personalized send's answer %s has no quota refusal", personal)
+	}
+	if n := r.srv.user.answersAlone.Load(); n != 0 {
+		t.Fatalf("%d answers saved in a commit of their own, want none: each went with its messages", n)
+	}
+	// A send that stores nothing (every number refused) saves its answer
+	// alone.
+	post("/v1/messages", "g-2", SendRequest{To: []string{uNumA2}, Text: "不在白名单"})
+	if n := r.srv.user.answersAlone.Load(); n != 1 {
+		t.Fatalf("%d answers saved alone, want the refusal's", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -55,6 +56,9 @@ type userState struct {
 	idem     *idemStore
 	// listWait is listPageWait (tests shorten it).
 	listWait time.Duration
+	// answersAlone counts the answers saved in a commit of their own
+	// (saveAnswer), not with their send's messages: tests see which.
+	answersAlone atomic.Int64
 }
 
 // caller is who makes an authenticated /v1 request, as it is now.
@@ -92,8 +96,8 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/login", false, s.login},
 		{"POST", "/v1/logout", true, s.logout},
 		{"GET", "/v1/me", true, s.me},
-		{"POST", "/v1/messages", true, s.idempotent(s.sendMessages)},
-		{"POST", "/v1/messages/personalized", true, s.idempotent(s.sendPersonalized)},
+		{"POST", "/v1/messages", true, s.idempotentSend(s.sendMessages)},
+		{"POST", "/v1/messages/personalized", true, s.idempotentSend(s.sendPersonalized)},
 		{"POST", "/v1/messages/preview", true, s.previewMessage},
 		{"GET", "/v1/messages", true, s.listSent},
 		{"GET", "/v1/messages/{id}", true, s.showMessage},

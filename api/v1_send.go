@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -94,6 +96,15 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 		return
 	}
 	writeJSON(w, http.StatusOK, sendResponse(res))
+}
+
+// renderSend is the body sendMessages and sendPersonalized write for res
+// (writeJSON's), for the answer stored with the messages
+// (idempotentSend).
+func renderSend(res []gateway.SendResult) []byte {
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(sendResponse(res))
+	return b.Bytes()
 }
 
 // decodeSend decodes a send's body into v, and answers 503 when this

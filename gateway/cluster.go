@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
@@ -133,35 +134,81 @@ func (g *Gateway) growQuota(ctx context.Context, enterprise string, limit, need 
 
 // enqueueLimited is store.EnqueueLimit under the enterprise's quota; in a
 // cluster, messages refused for this node's claim are tried once more
-// after the claim grew.
-func (g *Gateway) enqueueLimited(ctx context.Context, enterprise string, limit int64, msgs []*queue.Message) ([]error, error) {
-	errs, err := g.store.EnqueueLimit(ctx, g.nodeLimit(enterprise, limit), msgs...)
+// after the claim grew. With render set, each commit also stores the
+// request's answer, rendered from the outcomes of every message so far
+// (errs, ids: by msgs' index) (queue.WithAnswer); stored is the last one
+// committed (nil: none). ctx must then not end (context.WithoutCancel):
+// an enqueue that returned early could still commit, and its answer
+// with it.
+func (g *Gateway) enqueueLimited(ctx context.Context, enterprise string, limit int64, msgs []*queue.Message,
+	render func(errs []error, ids []uint64) *queue.Answer) (errs []error, stored *queue.Answer, err error) {
+	// withAnswer renders the answer of an enqueue of msgs[at[j]] (at nil:
+	// all of msgs) over the outcomes before it (prevErrs, prevIDs). last
+	// is written in the store's commit loop and read after EnqueueLimit
+	// returns (ordered by its answer).
+	var last *queue.Answer
+	withAnswer := func(at []int, prevErrs []error, prevIDs []uint64) context.Context {
+		if render == nil {
+			return ctx
+		}
+		return queue.WithAnswer(ctx, func(done []*queue.Message, doneErrs []error) *queue.Answer {
+			errs, ids := slices.Clone(prevErrs), slices.Clone(prevIDs)
+			if errs == nil {
+				errs, ids = make([]error, len(msgs)), make([]uint64, len(msgs))
+			}
+			for j, m := range done {
+				k := j
+				if at != nil {
+					k = at[j]
+				}
+				errs[k], ids[k] = doneErrs[j], 0
+				if doneErrs[j] == nil {
+					ids[k] = m.ID
+				}
+			}
+			last = render(errs, ids)
+			return last
+		})
+	}
+	errs, err = g.store.EnqueueLimit(withAnswer(nil, nil, nil), g.nodeLimit(enterprise, limit), msgs...)
 	if err != nil || g.cfg.Cluster == nil || limit < 0 {
-		return errs, err
+		return errs, last, err
 	}
 	var again []*queue.Message
 	var at []int
 	var need int64
+	ids := make([]uint64, len(msgs))
 	for k, e := range errs {
 		if e != nil {
 			again = append(again, msgs[k])
 			at = append(at, k)
 			need += msgs[k].Segments()
+		} else {
+			ids[k] = msgs[k].ID
 		}
 	}
 	if len(again) == 0 {
-		return errs, nil
+		return errs, last, nil
 	}
 	claim, ok := g.growQuota(ctx, enterprise, limit, need)
 	if claim <= 0 && !ok {
-		return errs, nil
+		return errs, last, nil
 	}
-	errs2, err := g.store.EnqueueLimit(ctx, claim, again...)
+	errs2, err := g.store.EnqueueLimit(withAnswer(at, errs, ids), claim, again...)
+	if err != nil && render == nil {
+		return nil, nil, err
+	}
 	if err != nil {
-		return nil, err
+		// The first commit stored its messages and its answer, and this
+		// one nothing (render's caller passes a context that cannot end,
+		// so an error is a transaction not committed): the rest stay
+		// refused for the quota, as that answer says, rather than the
+		// request failing as if nothing had been stored.
+		g.log.Error("store the messages of a grown quota claim", "enterprise", enterprise, "messages", len(again), "err", err)
+		return errs, last, nil
 	}
 	for j, k := range at {
 		errs[k] = errs2[j]
 	}
-	return errs, nil
+	return errs, last, nil
 }

@@ -84,6 +84,7 @@
 //	ingress.go   the SMPP session: submit_sm, submit_multi, query_sm,
 //	             cancel_sm, replace_sm
 //	send.go      Send and its message builder
+//	answer.go    a send's answer stored with its messages (WithAnswer)
 //	presplit.go  messages the ESME split itself
 //	outbox.go    Message, Cancel, Reschedule (the scheduled outbox)
 //	dispatch.go  due segments from the store to the upstreams

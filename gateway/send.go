@@ -132,19 +132,23 @@ func (g *Gateway) enqueue(ctx context.Context, acct *Account, limit int64, b *ou
 		b.settleDups()
 		return nil
 	}
-	errs, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs)
+	ans := takeAnswer(ctx)
+	if ans != nil {
+		// The answer is stored with the messages: the enqueue must not
+		// return before its transaction did (queue.WithAnswer).
+		ctx = context.WithoutCancel(ctx)
+	}
+	errs, stored, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs, ans.render(b))
 	if err != nil {
 		return g.storeFailed(acct, err)
 	}
 	for k, m := range b.msgs {
-		r := &b.results[b.slots[k]]
-		if errs[k] != nil {
-			r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
-			continue
-		}
-		r.ID = m.ID
+		settleResult(&b.results[b.slots[k]], errs[k], m.ID)
 	}
 	b.settleDups()
+	if stored != nil {
+		ans.stored = stored.Body
+	}
 	// No kick: the store hands the dispatcher what it stored (Start,
 	// queue.Store.SetDueCallback).
 	return nil
@@ -173,9 +177,13 @@ type outgoing struct {
 }
 
 // settleDups gives each duplicate its first's outcome.
-func (b *outgoing) settleDups() {
-	for _, d := range b.dups {
-		r, first := &b.results[d[0]], b.results[d[1]]
+func (b *outgoing) settleDups() { settleDups(b.results, b.dups) }
+
+// settleDups gives each duplicate of results (dups: its index, its
+// first's) its first's outcome.
+func settleDups(results []SendResult, dups [][2]int) {
+	for _, d := range dups {
+		r, first := &results[d[0]], results[d[1]]
 		r.ID, r.Err = first.ID, first.Err
 	}
 }

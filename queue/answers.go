@@ -18,11 +18,13 @@ import (
 //
 //	idem    key (api's: enterprise, user, route, the client's key) → version | at | enterprise | code | sum | header | body
 //
-// An answer is saved once the send it answers has been committed, and
-// before the client hears it: a crash between the two commits (a
-// millisecond or two) leaves the messages stored and the key unknown, so
-// a retry then sends again. Nothing else can make a key that was answered
-// be forgotten before api drops it.
+// A send's answer is written in the transaction that stores its messages
+// (WithAnswer: the caller renders it there, once the ids and the quota's
+// outcomes are known), so a crash leaves both or neither: a retry never
+// sends again what was stored. Other answers (a refusal, nothing stored)
+// are saved on their own (SaveAnswer) before the client hears them.
+// Nothing else can make a key that was answered be forgotten before api
+// drops it.
 
 var bucketIdem = []byte("idem")
 
@@ -115,6 +117,38 @@ func (s *Store) SaveAnswer(ctx context.Context, a *Answer) error {
 		return fmt.Errorf("queue: save answer: %w", err)
 	}
 	return nil
+}
+
+// answerKey carries WithAnswer's function in a context.
+type answerKey struct{}
+
+// WithAnswer returns a context whose Enqueue (EnqueueLimit) also stores
+// the answer that answer renders from the messages as stored (their ids
+// set) and each one's outcome (nil, or the quota's refusal), in the same
+// transaction: the answer of the request that sends them. answer runs in
+// the store's commit loop, and again if the transaction is run again: it
+// must be quick and change nothing it captured. A nil answer stores
+// nothing.
+func WithAnswer(ctx context.Context, answer func(stored []*Message, errs []error) *Answer) context.Context {
+	return context.WithValue(ctx, answerKey{}, answer)
+}
+
+// putAnswer stores the answer of ctx's WithAnswer, if any, for the
+// messages of an enqueue.
+func (t *txn) putAnswer(ctx context.Context, stored []*Message, errs []error) error {
+	f, _ := ctx.Value(answerKey{}).(func([]*Message, []error) *Answer)
+	if f == nil {
+		return nil
+	}
+	a := f(stored, errs)
+	if a == nil {
+		return nil
+	}
+	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 || len(a.Sum) > MaxAnswerSum {
+		// After the messages were written: the whole operation fails.
+		return fmt.Errorf("%w: an answer with a key of %d bytes, status %d", ErrInvalid, len(a.Key), a.Code)
+	}
+	return t.tx.Bucket(bucketIdem).Put([]byte(a.Key), encodeAnswer(a))
 }
 
 // LoadAnswer reads the answer kept under key: ErrNotFound if there is

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -85,5 +86,50 @@ func TestAnswers(t *testing.T) {
 	}
 	if err := ts.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketIdem).Delete([]byte("D")) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnqueueWithAnswer: the answer of WithAnswer is written in the
+// enqueue's own transaction, rendered from the messages as stored (their
+// ids) and each one's outcome (a quota refusal for the one past the
+// limit); one that cannot be stored fails the whole enqueue, nothing of it
+// written; a context without it stores none.
+func TestEnqueueWithAnswer(t *testing.T) {
+	ts := newStore(t, Options{})
+	render := func(stored []*Message, errs []error) *Answer {
+		var b strings.Builder
+		for i, m := range stored {
+			if errs[i] != nil {
+				b.WriteString("refused;")
+				continue
+			}
+			fmt.Fprintf(&b, "%d;", m.ID)
+		}
+		return &Answer{Key: "E\x00u\x00/v1/messages\x00k", Enterprise: "E", At: time.Unix(1_790_000_000, 0).UTC(), Code: 200, Body: []byte(b.String())}
+	}
+	a, b := msg("acct", "13800000001", 1), msg("acct", "13800000002", 2)
+	a.Enterprise, b.Enterprise = "E", "E"
+	errs, err := ts.EnqueueLimit(WithAnswer(context.Background(), render), 2, a, b) // b's 2 parts pass the limit
+	if err != nil || errs[0] != nil || !errors.Is(errs[1], ErrQuota) {
+		t.Fatalf("enqueue: %v, %v", errs, err)
+	}
+	got, err := ts.LoadAnswer("E\x00u\x00/v1/messages\x00k")
+	if err != nil || string(got.Body) != fmt.Sprintf("%d;refused;", a.ID) || got.Code != 200 {
+		t.Fatalf("the answer stored with the messages: %+v, %v (message id %d)", got, err, a.ID)
+	}
+
+	bad := func([]*Message, []error) *Answer { return &Answer{Key: "E\x00u\x00/v1/messages\x00k2", Code: 0} }
+	c := msg("acct", "13800000003", 1)
+	if _, err := ts.EnqueueLimit(WithAnswer(context.Background(), bad), NoLimit, c); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("an answer that cannot be stored: %v", err)
+	}
+	if n := ts.bucketLen(bucketMsg); n != 1 {
+		t.Fatalf("%d messages stored, want only the first (the enqueue with a bad answer wrote nothing)", n)
+	}
+	if err := ts.Enqueue(context.Background(), msg("acct", "13800000004", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := ts.bucketLen(bucketIdem); n != 1 {
+		t.Fatalf("%d answers stored, want 1", n)
 	}
 }

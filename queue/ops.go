@@ -85,7 +85,7 @@ func (s *Store) enqueue(ctx context.Context, limit int64, msgs []*Message) ([]er
 				return err
 			}
 		}
-		return nil
+		return t.putAnswer(ctx, work, errs)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: enqueue: %w", err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -17,7 +19,7 @@ import (
 // send is refused with 503 and Retry-After, since node 3 cannot say
 // whether it ran the key, while a send without a key goes on.
 func TestClusterIdempotencyKey(t *testing.T) {
-	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, writeClusterConfig)
+	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{UndelivPrefix: "1390020"}}, writeClusterConfig)
 	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
 	key := issueAPIKey(t, base(nodes[0]), "esme")
 	send := func(n *clusterNode, idem, to string) (int, string, http.Header) {
@@ -43,6 +45,53 @@ func TestClusterIdempotencyKey(t *testing.T) {
 	waitReceived(t, sim, "13800138001", 20*time.Second)
 	if n := len(waitReceived(t, sim, "13800138000", 20*time.Second)); n != 1 {
 		t.Fatalf("the SMSC got the keyed message %d times, want once", n)
+	}
+
+	// An enterprise with a quota (T3: package 1, no overage; a node
+	// claims what a send needs): 15 sent first to numbers the SMSC cannot
+	// deliver give their segments back once final, leaving node 1 a claim
+	// of 15 unused, so a keyed send of 25 stores 15 in its first commit
+	// and the other 10 in a second, once the claim grew: the answer
+	// stored with the second is the whole answer the client got.
+	key3 := issueAPIKey(t, base(nodes[0]), "esme3")
+	first15 := make([]string, 15)
+	for i := range first15 {
+		first15[i] = fmt.Sprintf("1390020%04d", i)
+	}
+	if code, body := postJSON(t, http.MethodPost, base(nodes[0])+"/v1/messages", key3,
+		`{"to":["`+strings.Join(first15, `","`)+`"],"text":"送不到"}`); code != http.StatusOK || !strings.Contains(body, `"accepted":15`) {
+		t.Fatalf("15 first: %d %s", code, body)
+	}
+	waitCond(t, 20*time.Second, "15 undeliverable", func() bool {
+		_, body := postJSON(t, http.MethodGet, base(nodes[0])+"/v1/messages?outcome=failed&limit=100", key3, "")
+		return strings.Count(body, `"state":"undeliverable"`) == 15
+	})
+	var to []string
+	for i := range 25 {
+		to = append(to, fmt.Sprintf("1390010%04d", i))
+	}
+	quotaSend := func() (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base(nodes[0])+"/v1/messages", strings.NewReader(`{"to":["`+strings.Join(to, `","`)+`"],"text":"配额"}`))
+		req.Header.Set("Authorization", "Bearer "+key3)
+		req.Header.Set("Idempotency-Key", "quota-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	code, grown, _ := quotaSend()
+	if code != http.StatusOK || !strings.Contains(grown, `"accepted":25`) {
+		t.Fatalf("a send past node 1's first claim: %d %s", code, grown)
+	}
+	if code, again, hdr := quotaSend(); code != http.StatusOK || again != grown || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("its retry: %d %s, want %s", code, again, grown)
+	}
+	if strings.Contains(nodes[0].proc.log(), "is not the one written") {
+		t.Fatal("the answer stored with the messages was not the one sent (saved again alone)")
 	}
 
 	victim := nodes[2]
