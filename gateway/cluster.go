@@ -142,60 +142,42 @@ func (g *Gateway) growQuota(ctx context.Context, enterprise string, limit, need 
 // with it.
 func (g *Gateway) enqueueLimited(ctx context.Context, enterprise string, limit int64, msgs []*queue.Message,
 	render func(errs []error, ids []uint64) *queue.Answer) (errs []error, stored *queue.Answer, err error) {
-	// withAnswer renders the answer of an enqueue of msgs[at[j]] (at nil:
-	// all of msgs) over the outcomes before it (prevErrs, prevIDs). last
-	// is written in the store's commit loop and read after EnqueueLimit
-	// returns (ordered by its answer).
-	var last *queue.Answer
-	withAnswer := func(at []int, prevErrs []error, prevIDs []uint64) context.Context {
-		if render == nil {
-			return ctx
-		}
-		return queue.WithAnswer(ctx, func(done []*queue.Message, doneErrs []error) *queue.Answer {
-			errs, ids := slices.Clone(prevErrs), slices.Clone(prevIDs)
-			if errs == nil {
-				errs, ids = make([]error, len(msgs)), make([]uint64, len(msgs))
-			}
-			for j, m := range done {
-				k := j
-				if at != nil {
-					k = at[j]
-				}
-				errs[k], ids[k] = doneErrs[j], 0
-				if doneErrs[j] == nil {
-					ids[k] = m.ID
-				}
-			}
-			last = render(errs, ids)
-			return last
-		})
+	var ac *answerCommits // nil without render: nothing allocated on the SMPP path
+	if render != nil {
+		ac = &answerCommits{render: render, n: len(msgs)}
 	}
-	errs, err = g.store.EnqueueLimit(withAnswer(nil, nil, nil), g.nodeLimit(enterprise, limit), msgs...)
+	errs, err = g.store.EnqueueLimit(ac.with(ctx, nil, nil, nil), g.nodeLimit(enterprise, limit), msgs...)
 	if err != nil || g.cfg.Cluster == nil || limit < 0 {
-		return errs, last, err
+		return errs, ac.stored(), err
 	}
 	var again []*queue.Message
 	var at []int
 	var need int64
-	ids := make([]uint64, len(msgs))
 	for k, e := range errs {
 		if e != nil {
 			again = append(again, msgs[k])
 			at = append(at, k)
 			need += msgs[k].Segments()
-		} else {
-			ids[k] = msgs[k].ID
 		}
 	}
 	if len(again) == 0 {
-		return errs, last, nil
+		return errs, ac.stored(), nil
 	}
 	claim, ok := g.growQuota(ctx, enterprise, limit, need)
 	if claim <= 0 && !ok {
-		return errs, last, nil
+		return errs, ac.stored(), nil
 	}
-	errs2, err := g.store.EnqueueLimit(withAnswer(at, errs, ids), claim, again...)
-	if err != nil && render == nil {
+	var ids []uint64
+	if ac != nil {
+		ids = make([]uint64, len(msgs))
+		for k, e := range errs {
+			if e == nil {
+				ids[k] = msgs[k].ID
+			}
+		}
+	}
+	errs2, err := g.store.EnqueueLimit(ac.with(ctx, at, errs, ids), claim, again...)
+	if err != nil && ac == nil {
 		return nil, nil, err
 	}
 	if err != nil {
@@ -205,10 +187,56 @@ func (g *Gateway) enqueueLimited(ctx context.Context, enterprise string, limit i
 		// refused for the quota, as that answer says, rather than the
 		// request failing as if nothing had been stored.
 		g.log.Error("store the messages of a grown quota claim", "enterprise", enterprise, "messages", len(again), "err", err)
-		return errs, last, nil
+		return errs, ac.stored(), nil
 	}
 	for j, k := range at {
 		errs[k] = errs2[j]
 	}
-	return errs, last, nil
+	return errs, ac.stored(), nil
+}
+
+// answerCommits renders the answer of each enqueue of a send
+// (enqueueLimited) from the outcomes of all its messages so far.
+type answerCommits struct {
+	render func(errs []error, ids []uint64) *queue.Answer
+	n      int // the send's messages
+	// last is the answer of the last commit: written in the store's
+	// commit loop, read once EnqueueLimit has returned (ordered by its
+	// answer).
+	last *queue.Answer
+}
+
+// with returns ctx with the answer of an enqueue of messages at (by the
+// send's index; nil: all of them) over the outcomes before it (prevErrs,
+// prevIDs; nil: none); ctx itself without answers (a nil ac).
+func (ac *answerCommits) with(ctx context.Context, at []int, prevErrs []error, prevIDs []uint64) context.Context {
+	if ac == nil {
+		return ctx
+	}
+	return queue.WithAnswer(ctx, func(done []*queue.Message, doneErrs []error) *queue.Answer {
+		errs, ids := slices.Clone(prevErrs), slices.Clone(prevIDs)
+		if errs == nil {
+			errs, ids = make([]error, ac.n), make([]uint64, ac.n)
+		}
+		for j, m := range done {
+			k := j
+			if at != nil {
+				k = at[j]
+			}
+			errs[k], ids[k] = doneErrs[j], 0
+			if doneErrs[j] == nil {
+				ids[k] = m.ID
+			}
+		}
+		ac.last = ac.render(errs, ids)
+		return ac.last
+	})
+}
+
+// stored is the answer of the last commit (nil: none, or no answers).
+func (ac *answerCommits) stored() *queue.Answer {
+	if ac == nil {
+		return nil
+	}
+	return ac.last
 }
