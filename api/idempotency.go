@@ -432,19 +432,19 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 			return code, hdr, body, true
 		}
 	}
-	requestSum := func() []byte { return nil }
+	bodySum := func() []byte { return nil }
 	if fingerprinted(r) {
 		tee := &summing{r: r.Body, h: sha256.New()}
 		r.Body = tee
-		requestSum = tee.sum
+		bodySum = tee.sum
 	}
 	var ga *gateway.Answer
 	if sends && s.cfg.Store != nil {
-		ga = &gateway.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Header: []byte(sendHeader), Sum: requestSum, Render: renderSend}
+		ga = &gateway.Answer{Key: e.key, Enterprise: e.ent, At: e.at, Header: []byte(sendHeader), Sum: bodySum, Render: renderSend}
 		r = r.WithContext(gateway.WithAnswer(r.Context(), ga))
 	}
 	h(c, rec, r)
-	sum := requestSum()
+	sum := bodySum()
 	// A copy of its exact size: the buffer grew to up to twice the
 	// answer, and what is kept is what the bounds count.
 	code, hdr, body = rec.code, rec.hdr, bytes.Clone(rec.body.Bytes())
@@ -462,9 +462,11 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		}
 	}
 	switch {
-	case code >= 500:
-		// Nothing was accepted: a retry must run again (those waiting
-		// meanwhile get this answer).
+	case code >= 400:
+		// The request was refused as a whole (a bad field, the rate
+		// limit, a disabled account) or failed: nothing was accepted, and
+		// a retry must run again, once the cause is mended, rather than
+		// meet this answer for a day (those waiting meanwhile get it).
 		idem.finish(e, code, hdr, body)
 		idem.forget(e)
 	case s.saveAnswer(r.Context(), e, code, hdr, body, sum):

@@ -539,3 +539,46 @@ func TestIdempotencyAnswerStoredWithTheMessages(t *testing.T) {
 		t.Fatalf("%d answers saved alone, want the refusal's", n)
 	}
 }
+
+// TestIdempotencyRefusalNotKept: a keyed send refused as a whole (carl's
+// rate limit, 1 a second) is not kept: its retry with the same key runs
+// again and, once the limit allows, is sent, instead of meeting the 429
+// for a day; a refused retry is not replayed either ("Idempotent-Replayed").
+func TestIdempotencyRefusalNotKept(t *testing.T) {
+	r := newUserRig(t)
+	post := func(key string) (int, http.Header) {
+		t.Helper()
+		b, _ := json.Marshal(SendRequest{To: []string{uNumA1}, Text: "限速"})
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+r.keys["carl"])
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	if code, _ := post("c-1"); code != http.StatusOK {
+		t.Fatalf("carl's first: %d", code)
+	}
+	code, _ := post("c-2")
+	if code != http.StatusTooManyRequests {
+		t.Fatalf("carl's second within the second: %d, want 429", code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for code == http.StatusTooManyRequests {
+		if time.Now().After(deadline) {
+			t.Fatal("the retry of the refused key still refused after 10 s: its 429 was kept")
+		}
+		tm := time.NewTimer(100 * time.Millisecond) // a client's retry pace, not a wait for an event
+		<-tm.C
+		var hdr http.Header
+		if code, hdr = post("c-2"); hdr.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("a retry answered %d replayed", code)
+		}
+	}
+	if code != http.StatusOK {
+		t.Fatalf("the retry: %d", code)
+	}
+}
