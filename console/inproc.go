@@ -149,8 +149,8 @@ func (w *replayWatch) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // newOnce is a fresh value for a send form's once parameter: every
-// rendering of the form gets its own, so a form corrected after a refusal
-// (an answer the key would replay) is a new send.
+// rendering of the form gets its own, so the form shown again (for
+// another send, or corrected after a refusal) is a new send.
 func newOnce() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux

@@ -68,13 +68,14 @@ func encodeAnswer(a *Answer) []byte {
 }
 
 // decodeAnswer decodes the record of key k; it refuses with ErrCorrupt
-// what encodeAnswer did not write. Without whole, Header and Body are
-// left nil (not copied) and size counts them.
+// what encodeAnswer did not write.
 func decodeAnswer(k, v []byte) (*Answer, error) {
 	a, _, err := decodeAnswerAs(k, v, true)
 	return a, err
 }
 
+// decodeAnswerAs is decodeAnswer; without whole, Header and Body are
+// left nil (not copied), and size (Answer.Size) counts them all the same.
 func decodeAnswerAs(k, v []byte, whole bool) (a *Answer, size int, err error) {
 	d := newDecoder(v)
 	d.version(answerVersion, "answer")
