@@ -404,7 +404,9 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		return rec.code, rec.hdr, body, false
 	}
 	if s.cfg.PeerAnswers != nil {
-		pa, node, err := s.cfg.PeerAnswers.FindAnswer(r.Context(), e.key)
+		actx, cancel := context.WithTimeout(r.Context(), keyPeerWait)
+		pa, node, err := s.cfg.PeerAnswers.FindAnswer(actx, e.key)
+		cancel()
 		switch {
 		case err != nil:
 			s.log.Warn("idempotency key: a node could not be asked; the send is refused for now", "enterprise", c.ent.Code, "err", err)
@@ -475,6 +477,12 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 	}
 	return code, hdr, body, false
 }
+
+// keyPeerWait bounds the question to the other nodes before a keyed
+// request runs: a node that does not answer by then is one that cannot be
+// asked (503), rather than every keyed send waiting out the peer
+// client's 10 s for a node that hangs.
+const keyPeerWait = 2 * time.Second
 
 // sendHeader is the headers of a send's answer (writeJSON's), as saved.
 const sendHeader = `{"Content-Type":["application/json; charset=utf-8"]}`

@@ -582,3 +582,48 @@ func TestIdempotencyRefusalNotKept(t *testing.T) {
 		t.Fatalf("the retry: %d", code)
 	}
 }
+
+// hungNode is PeerAnswers over a node that never answers.
+type hungNode struct{}
+
+func (hungNode) FindAnswer(ctx context.Context, _ string) (KeyAnswer, uint16, error) {
+	<-ctx.Done()
+	return KeyAnswer{}, 0, ctx.Err()
+}
+
+// TestIdempotencyHungNode: with a node that does not answer, a keyed send
+// is refused (503, Retry-After) after keyPeerWait, not after the peer
+// client's 10 s, and nothing is sent; a send without a key goes.
+func TestIdempotencyHungNode(t *testing.T) {
+	r := newUserRig(t)
+	node := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: hungNode{}})
+	t.Cleanup(node.Close)
+	hs := httptest.NewServer(node.Handler())
+	t.Cleanup(hs.Close)
+	send := func(key string) (int, http.Header, time.Duration) {
+		t.Helper()
+		b, _ := json.Marshal(SendRequest{To: []string{uNumA1}, Text: "挂起"})
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/messages", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header, time.Since(start)
+	}
+	code, hdr, took := send("h-1")
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || took < keyPeerWait || took > keyPeerWait+3*time.Second {
+		t.Fatalf("a keyed send with a hung node: %d (Retry-After %q) after %v, want 503 after about %v", code, hdr.Get("Retry-After"), took, keyPeerWait)
+	}
+	if code, _, _ := send(""); code != http.StatusOK {
+		t.Fatalf("a send without a key: %d", code)
+	}
+	if n := len(r.received(uNumA1)); n > 1 {
+		t.Fatalf("the SMSC got %d messages, want at most the unkeyed one", n)
+	}
+}
