@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/qxtd/qxtd/api"
@@ -36,10 +37,10 @@ func (d *daemon) clusterAnswers(cfg *Config) *clusterAnswers {
 		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP)}
 }
 
-// FindAnswer asks the other live nodes in parallel (each within the peer
-// client's timeout). A node's answer wins over another's running request,
-// which wins over none; a node that could not be asked is an error
-// unless another answered.
+// FindAnswer asks the other live nodes in parallel (within ctx). A
+// node's answer wins over another's running request, which wins over
+// none; a node that could not be asked is an error unless another
+// answered, but one that answers 404 (an older release) counts as none.
 func (c *clusterAnswers) FindAnswer(ctx context.Context, key string) (api.KeyAnswer, uint16, error) {
 	type result struct {
 		node uint16
@@ -66,7 +67,14 @@ func (c *clusterAnswers) FindAnswer(ctx context.Context, key string) (api.KeyAns
 	best := result{a: cluster.PeerAnswer{State: api.KeyNone}}
 	var errs []error
 	for _, r := range got {
+		var pe *cluster.PeerError
 		switch {
+		case errors.As(r.err, &pe) && pe.Status == http.StatusNotFound:
+			// A node of a release before kept answers (a rolling
+			// upgrade): it keeps its keys in memory, which no node can
+			// ask, so a retry that reaches another node is sent again, as
+			// it was before this release; refusing every keyed send until
+			// the upgrade ends would be worse.
 		case r.err != nil:
 			errs = append(errs, fmt.Errorf("node %d: %w", r.node, r.err))
 		case r.a.State == api.KeyDone:

@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/cluster"
+	"github.com/qxtd/qxtd/cluster/clustertest"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -105,5 +110,43 @@ func TestClusterIdempotencyKey(t *testing.T) {
 	}
 	if code, body, _ := send(nodes[0], "", "13800138003"); code != http.StatusOK || !strings.Contains(body, `"accepted":1`) {
 		t.Fatalf("a send without a key with node 3 down: %d %s", code, body)
+	}
+}
+
+// TestClusterAnswersOlderNode: a node of a release before kept answers
+// (it answers /peer/v1/answers 404) counts as one that has not seen the
+// key, so a rolling upgrade does not refuse every keyed send; a newer
+// node's running request is still found; a node that cannot be reached
+// at all is an error (the send is refused).
+func TestClusterAnswersOlderNode(t *testing.T) {
+	et := clustertest.Start(t)
+	var state atomic.Value
+	state.Store(`{"state":"none"}`)
+	newer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/peer/v1/answers" {
+			_, _ = io.WriteString(w, state.Load().(string))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(newer.Close)
+	older := httptest.NewServer(http.NotFoundHandler()) // what a node's peer mux answers a route it does not have
+	t.Cleanup(older.Close)
+	self := joinPeer(t, et, 1, "http://127.0.0.1:1")
+	joinPeer(t, et, 2, newer.URL)
+	joinPeer(t, et, 3, older.URL)
+	waitCond(t, 10*time.Second, "node 1 sees nodes 2 and 3", func() bool { return len(self.Members()) == 3 })
+	c := &clusterAnswers{node: self, client: cluster.NewPeerClient(1, []byte("cluster-test-secret-0123456789"), nil)}
+
+	if a, _, err := c.FindAnswer(t.Context(), "k"); err != nil || a.State != api.KeyNone {
+		t.Fatalf("with an older node: %+v, %v; want none", a, err)
+	}
+	state.Store(`{"state":"running"}`)
+	if a, node, err := c.FindAnswer(t.Context(), "k"); err != nil || a.State != api.KeyRunning || node != 2 {
+		t.Fatalf("node 2 running it: %+v from %d, %v", a, node, err)
+	}
+	newer.Close()
+	if _, _, err := c.FindAnswer(t.Context(), "k"); err == nil {
+		t.Fatal("node 2 unreachable: no error")
 	}
 }
