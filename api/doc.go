@@ -23,7 +23,8 @@
 //     (one per source address and four per its network in progress,
 //     clean addresses first).
 //   - v1_send.go: POST /v1/messages; idempotency.go answers a retried
-//     Idempotency-Key.
+//     Idempotency-Key (saved in the store, asked of the other nodes, the
+//     body compared), idemstore.go keeps the keys in memory, bounded.
 //   - v1_preview.go: POST /v1/messages/preview (a text signed and counted
 //     as a send would, by gateway.Preview: the console's live counter).
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},
