@@ -203,20 +203,32 @@ func runningBytes(u *idemUse) (n int) {
 // returns the answer (200 expected) and its headers.
 func postKeyed(t *testing.T, r *userRig, user, key string, to ...string) (SendResponse, http.Header) {
 	t.Helper()
-	b, _ := json.Marshal(SendRequest{To: to, Text: "once only"})
-	req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+r.keys[user])
-	req.Header.Set("Idempotency-Key", key)
+	code, body, hdr := keyedPost(t, r.url, "/v1/messages", r.keys[user], key, SendRequest{To: to, Text: "once only"})
+	var out SendResponse
+	if code != http.StatusOK || json.Unmarshal(body, &out) != nil || len(out.Results) != len(to) {
+		t.Fatalf("%s's POST with key %q: %d %s", user, key, code, body)
+	}
+	return out, hdr
+}
+
+// keyedPost posts body as JSON to url+path with token and the
+// Idempotency-Key key ("": none): the status, the body and the headers.
+func keyedPost(t *testing.T, url, path, token, key string, body any) (int, []byte, http.Header) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out SendResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Results) != len(to) {
-		t.Fatalf("%s's POST with key %q: %d", user, key, resp.StatusCode)
-	}
-	return out, resp.Header
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(resp.Body)
+	return resp.StatusCode, out.Bytes(), resp.Header
 }
 
 // TestIdempotencyKeyKeptInStore: an answer is saved in the store, not
@@ -336,17 +348,8 @@ func TestIdempotencyKeyOnAnotherNode(t *testing.T) {
 	t.Cleanup(hs.Close)
 	post := func(key string) (int, string, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/messages", bytes.NewReader([]byte(`{"to":["`+uNumA1+`"],"text":"x"}`)))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return resp.StatusCode, b.String(), resp.Header
+		code, body, hdr := keyedPost(t, hs.URL, "/v1/messages", r.keys["alice"], key, SendRequest{To: []string{uNumA1}, Text: "x"})
+		return code, string(body), hdr
 	}
 	k := "A\x00alice\x00/v1/messages\x00order-9"
 	e, _ := r.srv.user.idem.begin("A", k) // node 1 runs it
@@ -423,18 +426,7 @@ func TestIdempotencyKeyReused(t *testing.T) {
 	r := newUserRig(t)
 	post := func(url, to, text string) (int, []byte, http.Header) {
 		t.Helper()
-		b, _ := json.Marshal(SendRequest{To: []string{to}, Text: text})
-		req, _ := http.NewRequest(http.MethodPost, url+"/v1/messages", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Idempotency-Key", "order-7")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out bytes.Buffer
-		_, _ = out.ReadFrom(resp.Body)
-		return resp.StatusCode, out.Bytes(), resp.Header
+		return keyedPost(t, url, "/v1/messages", r.keys["alice"], "order-7", SendRequest{To: []string{to}, Text: text})
 	}
 	code, first, _ := post(r.url, uNumA1, "订单已发货")
 	if code != http.StatusOK {
@@ -496,21 +488,11 @@ func TestIdempotencyAnswerStoredWithTheMessages(t *testing.T) {
 	r := newUserRig(t)
 	post := func(path, key string, body any) []byte {
 		t.Helper()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, r.url+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys["dave"])
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, out, _ := keyedPost(t, r.url, path, r.keys["dave"], key, body)
+		if code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, out)
 		}
-		defer resp.Body.Close()
-		var out bytes.Buffer
-		_, _ = out.ReadFrom(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, out.Bytes())
-		}
-		return out.Bytes()
+		return out
 	}
 	group := post("/v1/messages", "g-1", SendRequest{To: []string{uNumA1, uNumA2, uNumA1}, Text: "两条"})
 	personal := post("/v1/messages/personalized", "p-1", PersonalizedRequest{Messages: []PersonalMessage{
@@ -548,16 +530,8 @@ func TestIdempotencyRefusalNotKept(t *testing.T) {
 	r := newUserRig(t)
 	post := func(key string) (int, http.Header) {
 		t.Helper()
-		b, _ := json.Marshal(SendRequest{To: []string{uNumA1}, Text: "限速"})
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys["carl"])
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header
+		code, _, hdr := keyedPost(t, r.url, "/v1/messages", r.keys["carl"], key, SendRequest{To: []string{uNumA1}, Text: "限速"})
+		return code, hdr
 	}
 	if code, _ := post("c-1"); code != http.StatusOK {
 		t.Fatalf("carl's first: %d", code)
@@ -602,19 +576,9 @@ func TestIdempotencyHungNode(t *testing.T) {
 	t.Cleanup(hs.Close)
 	send := func(key string) (int, http.Header, time.Duration) {
 		t.Helper()
-		b, _ := json.Marshal(SendRequest{To: []string{uNumA1}, Text: "挂起"})
-		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/v1/messages", bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		if key != "" {
-			req.Header.Set("Idempotency-Key", key)
-		}
 		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header, time.Since(start)
+		code, _, hdr := keyedPost(t, hs.URL, "/v1/messages", r.keys["alice"], key, SendRequest{To: []string{uNumA1}, Text: "挂起"})
+		return code, hdr, time.Since(start)
 	}
 	code, hdr, took := send("h-1")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || took < keyPeerWait || took > keyPeerWait+3*time.Second {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
@@ -172,4 +173,40 @@ func TestBrowserSendFiles(t *testing.T) {
 	}
 	b.run("open 发件箱", chromedp.Click(chromedp.CSS(`nav.side a[href="/outbox"]`)))
 	b.waitText("table.outbox", "李四您好，本月费用80元", true)
+}
+
+// TestBrowserSendGroupTwice: the 短信群发 form posted twice from one
+// rendering (as a double click or a reload of the answer does) shows the
+// first answer the second time, saying nothing was sent again, and
+// 发件箱 lists the message once.
+func TestBrowserSendGroupTwice(t *testing.T) {
+	r := newRig(t)
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+	b.run("open 短信群发 and fill it",
+		chromedp.Click(chromedp.CSS(`nav.side a[href="/send/group"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#group-send textarea[name=text]`)),
+		chromedp.SendKeys(chromedp.CSS(`#group-send textarea[name=to]`), numA1),
+		chromedp.SendKeys(chromedp.CSS(`#group-send textarea[name=text]`), "点了两次的通知"),
+	)
+	// The first post as the browser sends a form, its answer not shown
+	// (lost, or replaced by the second click's).
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => { const f = document.getElementById("group-send");
+		return fetch(f.action, {method: "POST", body: new URLSearchParams(new FormData(f))}).then(r => r.status); })()`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 200 {
+		t.Fatalf("the first post: %v, %v", status, err)
+	}
+	b.run("the second", chromedp.Click(chromedp.CSS(`#group-send button.primary[type=submit]`)))
+	b.waitText("#send-replayed", "这份表单已经提交过", false)
+	if s := b.text("#send-result .accepted"); s != "1" {
+		t.Errorf("accepted: %q, want the first answer's 1", s)
+	}
+	b.shot("send-result-replayed")
+	b.run("open 发件箱", chromedp.Click(chromedp.CSS(`#send-result a[href="/outbox"]`)))
+	b.waitText("table.outbox", "点了两次的通知", true)
+	if n := strings.Count(b.text("table.outbox"), "点了两次的通知"); n != 1 {
+		t.Fatalf("发件箱 lists the message %d times, want once", n)
+	}
 }

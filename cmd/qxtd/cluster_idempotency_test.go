@@ -77,16 +77,7 @@ func TestClusterIdempotencyKey(t *testing.T) {
 	}
 	quotaSend := func() (int, string, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, base(nodes[0])+"/v1/messages", strings.NewReader(`{"to":["`+strings.Join(to, `","`)+`"],"text":"配额"}`))
-		req.Header.Set("Authorization", "Bearer "+key3)
-		req.Header.Set("Idempotency-Key", "quota-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), resp.Header
+		return keyedSend(t, base(nodes[0]), key3, "quota-1", strings.Join(to, ","))
 	}
 	code, grown, _ := quotaSend()
 	if code != http.StatusOK || !strings.Contains(grown, `"accepted":25`) {

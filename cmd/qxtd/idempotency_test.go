@@ -74,11 +74,13 @@ func issueAPIKey(t *testing.T, base, systemID string) string {
 	return key.APIKey
 }
 
-// keyedSend sends a text to one number with API key apiKey and the
-// Idempotency-Key idem ("": none): the status, body and headers.
+// keyedSend sends a text to numbers (comma-separated) with API key
+// apiKey and the Idempotency-Key idem ("": none): the status, body and
+// headers.
 func keyedSend(t *testing.T, base, apiKey, idem, to string) (int, string, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/messages", strings.NewReader(`{"to":["`+to+`"],"text":"只发一次"}`))
+	numbers := `"` + strings.ReplaceAll(to, ",", `","`) + `"`
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/messages", strings.NewReader(`{"to":[`+numbers+`],"text":"只发一次"}`))
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	if idem != "" {
 		req.Header.Set("Idempotency-Key", idem)
