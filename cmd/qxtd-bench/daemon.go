@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -74,14 +75,45 @@ type daemon struct {
 	poll time.Duration
 }
 
-// freeAddr is a loopback address nobody listens on (now).
+// freeAddr is a loopback address nobody listens on (now), for a process
+// to listen on later. Its port is drawn below the kernel's ephemeral
+// range: a port of that range found free can be given to an outgoing
+// connection of this machine before the process listens (a run's round
+// and a CI run failed so, 2026-12-05), one below it only to a listener
+// that names it. Where the range cannot be read, or nothing below it is
+// free in 64 draws, the kernel picks (":0"), as before.
 func freeAddr() (string, error) {
+	if lo := ephemeralLow(); lo > 2048 {
+		for range 64 {
+			p := lo/2 + rand.IntN(lo-lo/2)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err == nil {
+				ln.Close()
+				return ln.Addr().String(), nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, 0 if
+// it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 // derivedConfig is the base file with the benchmark's changes: the
@@ -233,12 +265,11 @@ func startDaemon(ctx context.Context, o daemonOpts) (*daemon, error) {
 // portAttempts is how many times startDaemon tries, each with new ports.
 const portAttempts = 3
 
-// errPortTaken is a qxtd that could not listen on a port freeAddr had
-// found free: between that check and qxtd's listen, an outgoing
-// connection of this machine can be given the same port (the kernel
-// takes both from one range). One round of a five-round run failed so
-// (2026-12-05); startDaemon tries again with new ports.
-var errPortTaken = errors.New("a port was taken before qxtd listened")
+// errPortTaken is a qxtd (or a Kannel box) that could not listen on a
+// port freeAddr had found free: between that check and the listen,
+// another socket took it. startDaemon and startKannel try again with new
+// ports.
+var errPortTaken = errors.New("a port was taken before it was listened on")
 
 func startDaemonOnce(ctx context.Context, o daemonOpts) (*daemon, error) {
 	base, err := os.ReadFile(o.BaseConfig)

@@ -121,8 +121,25 @@ func splitAddr(addr string) (string, int, error) {
 
 // startKannel writes the configuration, starts bearerbox, waits for every
 // bind to the peer to be online, starts smsbox and waits for it to take
-// requests.
+// requests. A box that could not listen on a port freeAddr had found free
+// (bearerbox panics "Could not open smsbox port": CI's run failed so on
+// 2026-12-05) is started again with new ports, as startDaemon does.
 func startKannel(ctx context.Context, peerAddr string, binds, window int) (*kannel, error) {
+	return startKannelOn(ctx, peerAddr, binds, window, freeAddr)
+}
+
+// startKannelOn is startKannel with its ports from addr.
+func startKannelOn(ctx context.Context, peerAddr string, binds, window int, addr func() (string, error)) (*kannel, error) {
+	for attempt := 1; ; attempt++ {
+		k, err := startKannelOnce(ctx, peerAddr, binds, window, addr)
+		if err == nil || attempt == portAttempts || !errors.Is(err, errPortTaken) {
+			return k, err
+		}
+	}
+}
+
+// startKannelOnce is one try of startKannelOn.
+func startKannelOnce(ctx context.Context, peerAddr string, binds, window int, addr func() (string, error)) (*kannel, error) {
 	for _, bin := range []string{kannelBins.bearerbox, kannelBins.smsbox} {
 		if _, err := os.Stat(bin); err != nil {
 			return nil, fmt.Errorf("kannel: %w (apt-get install kannel)", err)
@@ -135,7 +152,7 @@ func startKannel(ctx context.Context, peerAddr string, binds, window int) (*kann
 	k := &kannel{dir: dir}
 	var addrs [3]string
 	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
+		if addrs[i], err = addr(); err != nil {
 			k.Stop()
 			return nil, err
 		}
@@ -199,7 +216,11 @@ func (k *kannel) waitStatus(ctx context.Context, ok func(string) bool) error {
 			}
 			select {
 			case <-ch:
-				return fmt.Errorf("%s exited: %s", []string{"bearerbox", "smsbox"}[i], k.tail())
+				err := fmt.Errorf("%s exited: %s", []string{"bearerbox", "smsbox"}[i], k.tail())
+				if k.logged("Address already in use") {
+					err = fmt.Errorf("%w: %w", errPortTaken, err)
+				}
+				return err
 			default:
 			}
 		}
@@ -235,6 +256,16 @@ func (k *kannel) tail() string {
 		out = append(out, f+": "+string(b))
 	}
 	return strings.Join(out, "\n")
+}
+
+// logged says whether either box's output or log has s.
+func (k *kannel) logged(s string) bool {
+	for _, f := range []string{"bearerbox.out", "bearerbox.log", "smsbox.out", "smsbox.log"} {
+		if b, err := os.ReadFile(filepath.Join(k.dir, f)); err == nil && bytes.Contains(b, []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // CPU is both boxes' user+system CPU time so far.
