@@ -35,6 +35,9 @@ type Config struct {
 	// 0: no deadline is set.
 	WriteTimeout time.Duration
 	Logger       *slog.Logger
+	// MaxBatchJobs bounds the running batch jobs of all enterprises (0:
+	// batch.MaxJobs).
+	MaxBatchJobs int
 	// Clock is the time of the console and operator sessions' idle
 	// expiry, of the staged uploads' and of the batch jobs' (nil:
 	// time.Now), so that a test can move it past 30 minutes or a day.

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/sheet"
 )
 
@@ -82,7 +84,6 @@ type jobState struct {
 	once   sync.Once
 	runner *batch.Runner
 	tmpDir string // spooled uploads and unpacked sheets; "" = os.TempDir()
-	maxAll int    // running jobs in all; 0 = batch.MaxJobs
 	// imports: the files being read, of every upload (uploads.go).
 	imports importLimiter
 	// staged: the templated sends' files uploaded ahead (staged.go).
@@ -92,10 +93,57 @@ type jobState struct {
 // batches is the Server's job runner.
 func (s *Server) batches() *batch.Runner {
 	s.jobs.once.Do(func() {
-		s.jobs.runner = batch.New(batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.jobs.maxAll,
-			Now: s.cfg.Clock})
+		cfg := batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.cfg.MaxBatchJobs,
+			Now: s.cfg.Clock, Logger: s.log}
+		if s.cfg.Store != nil {
+			cfg.Store = s.cfg.Store
+		}
+		s.jobs.runner = batch.New(cfg)
 	})
 	return s.jobs.runner
+}
+
+// resumeBatches lists the jobs kept in the store and resumes those a
+// restart stopped, each as its user (who must still be there and
+// enabled); then it removes the spool directory's files no running job
+// reads: uploads cut off by the restart, staged uploads (which a restart
+// forgets).
+func (s *Server) resumeBatches() {
+	if s.cfg.Store == nil || s.cfg.Gateway == nil || s.cfg.Policy == nil {
+		return
+	}
+	pol := s.cfg.Policy
+	account := func(enterprise, owner string) (*gateway.Account, error) {
+		u, err := pol.User(policy.Actor{Enterprise: enterprise, Name: owner}, owner)
+		if err != nil {
+			return nil, err
+		}
+		ent, ok := pol.Lookup(enterprise)
+		switch {
+		case !ok || u.Enterprise != enterprise:
+			return nil, fmt.Errorf("user %s of %s: gone", owner, enterprise)
+		case ent.Disabled || u.Disabled:
+			return nil, fmt.Errorf("user %s of %s: disabled", owner, enterprise)
+		}
+		return gateway.AccountFor(u, ent), nil
+	}
+	files, err := s.batches().Resume(account, batch.RowsOptions{MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir})
+	if err != nil {
+		s.log.Error("batch jobs: some kept jobs could not be resumed or read", "err", err)
+	}
+	if s.jobs.tmpDir == "" {
+		return // the system's temporary directory: not ours to sweep
+	}
+	keep := map[string]bool{}
+	for _, f := range files {
+		keep[f] = true
+	}
+	left, _ := filepath.Glob(filepath.Join(s.jobs.tmpDir, "qxtd-batch-*"))
+	for _, f := range left {
+		if !keep[f] {
+			_ = os.RemoveAll(f)
+		}
+	}
 }
 
 // Close cancels the running batch jobs and waits until they stop (the
@@ -307,9 +355,24 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		kind = batch.KindTemplate
 	}
 	path := up.path
-	j := slot.Start(batch.JobSpec{Owner: c.user.SystemID, Account: c.acct, Kind: kind, File: up.name, Request: req,
+	if s.cfg.Store != nil {
+		// The job resumes after a restart from this file: durable before
+		// the job's record says so.
+		if err := syncFile(path); err != nil {
+			rows.Close()
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the upload could not be stored: "+err.Error())
+			return
+		}
+	}
+	started = true // the slot and the file are the job's, whatever Start says
+	j, err := slot.Start(batch.JobSpec{Owner: c.user.SystemID, Account: c.acct, Kind: kind, File: up.name, Request: req,
+		Path: path, Rows: batch.RowsOptions{Format: up.format, Template: opts.template, NumberColumn: opts.numberColumn},
 		Finally: func() { _ = os.Remove(path) }}, rows)
-	started = true
+	if err != nil {
+		_ = os.Remove(path)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", strings.TrimPrefix(err.Error(), "batch: "))
+		return
+	}
 	w.Header().Set("Location", "/v1/batches/"+j.ID())
 	writeJSON(w, http.StatusAccepted, BatchCreated{JobID: j.ID()})
 }
@@ -425,6 +488,30 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 		return fail(http.StatusUnsupportedMediaType, "unsupported_media_type", "XLS (Excel 97–2003) files are not supported: save the sheet as .xlsx or .csv")
 	}
 	return up, true
+}
+
+// syncFile makes the file at path and its name durable.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if e := f.Close(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if e := d.Close(); err == nil {
+		err = e
+	}
+	return err
 }
 
 // spoolTo copies r to a new temporary file and records its path in up.

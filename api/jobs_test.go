@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/xuri/excelize/v2"
 
+	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -46,6 +47,8 @@ type rigOptions struct {
 	// noSync commits without fsync: the fuzz targets store thousands of
 	// records a second, and what they test is the answers, not durability.
 	noSync bool
+	// maxJobs is Config.MaxBatchJobs.
+	maxJobs int
 }
 
 // newBulkRig is the in-process daemon of the API tests (newUserRig is it
@@ -165,7 +168,7 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g, Reminders: r.rem, Clock: o.clock})
+	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: g, Reminders: r.rem, Clock: o.clock, MaxBatchJobs: o.maxJobs})
 	r.srv.jobs.tmpDir = t.TempDir()
 	hs := httptest.NewServer(r.srv.Handler())
 	r.url = hs.URL
@@ -178,9 +181,16 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 		}
 		_ = r.store.Close()
 		_ = r.sim.Close()
-		// Every spooled upload is removed once its job ended.
-		if left, _ := os.ReadDir(r.srv.jobs.tmpDir); len(left) != 0 {
-			t.Errorf("temporary files left: %v", left)
+		// Every spooled upload is removed once its job ended; a job the
+		// stop cut short keeps its file, to resume at the next start.
+		stopped := 0
+		for _, j := range r.srv.batches().List() {
+			if p := j.Progress(false); p.State == batch.JobFailed && p.Reason == "shutdown" {
+				stopped++
+			}
+		}
+		if left, _ := os.ReadDir(r.srv.jobs.tmpDir); len(left) != stopped {
+			t.Errorf("temporary files left: %v; %d jobs stopped by the stop", left, stopped)
 		}
 	})
 	// The reminders' scheduler, as the daemon runs it; stopped first.
@@ -788,8 +798,7 @@ func TestBatchSchemas(t *testing.T) {
 
 // TestBatchGlobalLimit: the bound on running jobs over all enterprises.
 func TestBatchGlobalLimit(t *testing.T) {
-	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
-	r.srv.jobs.maxAll = 1
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}, maxJobs: 1})
 	var b strings.Builder
 	for i := range 50 {
 		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)

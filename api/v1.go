@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,15 @@ func (s *Server) userRoutes() {
 			s.log.Error("idempotency keys: some kept answers cannot be read (their keys are forgotten)", "err", err)
 		}
 		s.deleteForgotten(context.Background())
+		// Batch jobs' files are spooled beside the store, where they last
+		// as long as the jobs that read them (resumeBatches).
+		dir := s.cfg.Store.Path() + ".batches"
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			s.log.Error("batch jobs: no spool directory beside the store: uploads go to the system's temporary directory, and a job stopped by a restart cannot resume", "dir", dir, "err", err)
+		} else {
+			s.jobs.tmpDir = dir
+		}
+		s.resumeBatches()
 	}
 	s.user.logins.now = time.Now
 	routes := s.userRouteList()

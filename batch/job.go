@@ -69,6 +69,8 @@ type Job struct {
 	failReason string
 	failMsg    string
 	userCancel bool
+	// rec is what the Runner's Store keeps of the job (store.go).
+	rec jobRecord
 }
 
 // ID is the job's id.
@@ -102,6 +104,14 @@ func (j *Job) finished() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.state != JobRunning
+}
+
+// stopped says the job ended only because its Runner closed (the daemon
+// stopping): with a Store it is not over, and resumes at the next start.
+func (j *Job) stopped() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state == JobFailed && j.failReason == "shutdown"
 }
 
 func (j *Job) finishedAt() time.Time {
@@ -144,10 +154,7 @@ func (j *Job) rowError(e RowError) {
 		j.errsCut = true
 		return
 	}
-	e.Number = Clip(e.Number, maxKeptNumber)
-	e.Reason = Clip(e.Reason, maxKeptReason)
-	e.Code = Clip(e.Code, maxKeptReason)
-	e.Message = Clip(e.Message, maxKeptMessage)
+	e.clip()
 	size := rowErrorSize + len(e.Number) + len(e.Reason) + len(e.Code) + len(e.Message)
 	if j.errBytes+size > MaxJobErrorBytes {
 		j.errsCut = true // and no more after: the list is the first rows that fit
@@ -155,6 +162,14 @@ func (j *Job) rowError(e RowError) {
 	}
 	j.errs = append(j.errs, e)
 	j.errBytes += size
+}
+
+// clip cuts e's strings as a job keeps them.
+func (e *RowError) clip() {
+	e.Number = Clip(e.Number, maxKeptNumber)
+	e.Reason = Clip(e.Reason, maxKeptReason)
+	e.Code = Clip(e.Code, maxKeptReason)
+	e.Message = Clip(e.Message, maxKeptMessage)
 }
 
 // fail records the first fatal error and stops the job.

@@ -214,7 +214,10 @@ func TestJobKeepsLittle(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := strings.Repeat("名", 1<<20/3) + ".csv" // 1 MiB
-	j := slot.Start(JobSpec{Owner: "erin", Kind: KindBatch, File: name}, rows)
+	j, err := slot.Start(JobSpec{Owner: "erin", Kind: KindBatch, File: name}, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
 	<-j.Done()
 	p := r.Get(j.ID()).Progress(true)
 	if p.State != JobDone || p.Refused != 2 || len(p.File) > MaxFileName || !utf8.ValidString(p.File) ||

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -53,6 +54,9 @@ type Config struct {
 	// Now is the time of the jobs' start and end and of their expiry
 	// after JobKeep (nil: time.Now), so that a test can move it a day on.
 	Now func() time.Time
+	// Store keeps the jobs across restarts (store.go); nil: in memory.
+	Store  Store
+	Logger *slog.Logger // nil: none
 }
 
 // Runner runs batch jobs and remembers them.
@@ -81,6 +85,9 @@ func New(cfg Config) *Runner {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{cfg: cfg, byID: map[string]*Job{}, perEnt: map[string]int{}, pacers: map[string]*rate.Limiter{}}
 	r.ctx, r.stop = context.WithCancel(context.Background())
@@ -137,8 +144,14 @@ type JobSpec struct {
 	Kind    string           // KindBatch or KindTemplate
 	File    string           // the uploaded file's name (kept cut to MaxFileName bytes)
 	Request gateway.SendRequest
-	// Finally runs once the job ended (say, to remove the spooled file).
+	// Finally runs once the job ended (say, to remove the spooled file);
+	// with a Store, not when Close stopped it: it resumes at the next
+	// start, removing the file itself when it ends.
 	Finally func()
+	// With a Store: the file, durable (synced) before Start, read again
+	// at resume with Rows's Format, Template and NumberColumn.
+	Path string
+	Rows RowsOptions
 }
 
 // Job kinds.
@@ -148,23 +161,40 @@ const (
 )
 
 // Start runs a job in the slot, in the background, and takes ownership of
-// rows (closed when the job ends).
-func (s *Slot) Start(spec JobSpec, rows *Rows) *Job {
+// rows (closed when the job ends). With a Store the job is stored first:
+// if it cannot be, rows are closed, the slot released and nothing runs.
+func (s *Slot) Start(spec JobSpec, rows *Rows) (*Job, error) {
 	r := s.r
 	ctx, cancel := context.WithCancel(r.ctx)
 	j := &Job{id: newJobID(), ent: s.ent, owner: spec.Owner, kind: spec.Kind, file: Clip(spec.File, MaxFileName),
 		created: r.cfg.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
+	j.rec = jobRecord{Enterprise: j.ent, Owner: j.owner, Kind: j.kind, File: j.file, Path: spec.Path, Request: spec.Request,
+		Created: j.created, Rows: storedRows{Format: spec.Rows.Format, Template: spec.Rows.Template, NumberColumn: spec.Rows.NumberColumn}}
+	if err := r.save(j); err != nil {
+		cancel()
+		rows.Close()
+		s.Release()
+		return nil, fmt.Errorf("batch: the job could not be stored: %w", err)
+	}
 	r.add(j)
+	r.launch(ctx, s, j, spec, rows, nil)
+	return j, nil
+}
+
+// launch runs j in the slot, skipping the rows sent (a resumed job's).
+func (r *Runner) launch(ctx context.Context, s *Slot, j *Job, spec JobSpec, rows *Rows, sent map[int]bool) {
 	go func() {
 		defer close(j.done) // last: the slot is free when Done says the job ended
 		defer s.Release()
-		if spec.Finally != nil {
-			defer spec.Finally()
-		}
 		defer rows.Close()
-		r.run(ctx, j, spec.Account, spec.Request, rows)
+		r.run(ctx, j, spec.Account, spec.Request, rows, sent)
+		if j.stopped() && r.cfg.Store != nil {
+			return // not ended: it resumes at the next start
+		}
+		if r.finish(j) && spec.Finally != nil {
+			spec.Finally()
+		}
 	}()
-	return j
 }
 
 func newJobID() string {
@@ -176,17 +206,28 @@ func newJobID() string {
 // add registers a new job and forgets old finished ones.
 func (r *Runner) add(j *Job) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.byID[j.id] = j
 	r.all = append(r.all, j)
-	r.forget()
+	gone := r.forget()
+	r.mu.Unlock()
+	r.drop(gone)
+}
+
+// drop deletes forgotten jobs from the Store.
+func (r *Runner) drop(ids []string) {
+	if r.cfg.Store == nil || len(ids) == 0 {
+		return
+	}
+	if err := r.cfg.Store.DeleteJobs(context.Background(), ids); err != nil {
+		r.cfg.Logger.Warn("batch: forgotten jobs could not be deleted from the store (they are shown again after a restart)", "jobs", len(ids), "err", err)
+	}
 }
 
 // forget drops the finished jobs past JobKeep, past jobsKeptPerEnterprise
 // of an enterprise (its oldest first) or past jobsKept in all (r.mu held).
 // It runs when a job starts and on every read (Get, List), so that a day
 // after a job ended nobody sees it even when no job started since.
-func (r *Runner) forget() {
+func (r *Runner) forget() (gone []string) {
 	now := r.cfg.Now()
 	kept := map[string]int{}
 	for i := len(r.all) - 1; i >= 0; i-- {
@@ -198,6 +239,7 @@ func (r *Runner) forget() {
 		if kept[o.ent] > jobsKeptPerEnterprise || now.Sub(o.finishedAt()) >= JobKeep {
 			delete(r.byID, o.id)
 			r.all[i] = nil
+			gone = append(gone, o.id)
 		}
 	}
 	r.all = slices.DeleteFunc(r.all, func(o *Job) bool { return o == nil })
@@ -205,26 +247,32 @@ func (r *Runner) forget() {
 		if o := r.all[i]; o.finished() {
 			delete(r.byID, o.id)
 			r.all = slices.Delete(r.all, i, i+1)
+			gone = append(gone, o.id)
 			continue
 		}
 		i++
 	}
+	return gone
 }
 
 // Get is the job id, nil if unknown (or forgotten).
 func (r *Runner) Get(id string) *Job {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.forget()
-	return r.byID[id]
+	gone := r.forget()
+	j := r.byID[id]
+	r.mu.Unlock()
+	r.drop(gone)
+	return j
 }
 
 // List is every job remembered, in creation order.
 func (r *Runner) List() []*Job {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.forget()
-	return slices.Clone(r.all)
+	gone := r.forget()
+	all := slices.Clone(r.all)
+	r.mu.Unlock()
+	r.drop(gone)
+	return all
 }
 
 // pacer is the enterprise's submission pace for its jobs.

@@ -24,7 +24,9 @@ type chunk struct {
 
 // run reads the rows and hands them to the gateway, at most BatchInFlight
 // unanswered, paced in file order; it returns once every call is answered.
-func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, rows *Rows) {
+// The rows in sent were sent before a restart (Resume): they are read,
+// and counted there, but not sent again.
+func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, rows *Rows, sent map[int]bool) {
 	sem := make(chan struct{}, BatchInFlight)
 	var wg sync.WaitGroup
 	var cur chunk
@@ -73,6 +75,9 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			break
 		}
 		j.read()
+		if sent[row.N] {
+			continue
+		}
 		if row.Reason != "" {
 			j.rowError(RowError{Row: row.N, Number: row.Number, Reason: row.Reason, Message: row.Message})
 			continue
@@ -109,16 +114,16 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 				return
 			}
 		}
-		res, err := r.cfg.Gateway.Send(context.WithoutCancel(ctx), acct, req)
+		sctx := context.WithoutCancel(ctx)
+		if a := r.answer(j, c); a != nil {
+			// Which rows this call sent is stored with its messages.
+			sctx = gateway.WithAnswer(sctx, a)
+		}
+		res, err := r.cfg.Gateway.Send(sctx, acct, req)
 		if err == nil {
-			accepted := 0
-			for i, rr := range res {
-				if rr.Err == nil {
-					accepted++
-					continue
-				}
-				reason, code, msg := policy.Describe(rr.Err)
-				j.rowError(RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg})
+			accepted, refused := c.outcome(res)
+			for _, e := range refused {
+				j.rowError(e)
 			}
 			j.ok(accepted)
 			return

@@ -26,6 +26,9 @@ type Answer struct {
 	// Render is the body of the answer to the send's results, exactly as
 	// the caller writes it when the send returns them.
 	Render func([]SendResult) []byte
+	// Book is where it is kept (queue.Answer.Book): a batch job keeps
+	// its chunks' answers so (queue.AnswerJob), to resume after a restart.
+	Book queue.Book
 
 	taken  atomic.Bool
 	stored []byte // the body stored with the messages (Stored)
@@ -66,7 +69,7 @@ func (a *Answer) render(b *outgoing) func(errs []error, ids []uint64) *queue.Ans
 			settleResult(&res[b.slots[k]], errs[k], ids[k])
 		}
 		settleDups(res, b.dups)
-		return &queue.Answer{Key: a.Key, Enterprise: a.Enterprise, At: a.At, Code: 200, Sum: sum, Header: a.Header, Body: a.Render(res)}
+		return &queue.Answer{Key: a.Key, Enterprise: a.Enterprise, At: a.At, Code: 200, Sum: sum, Header: a.Header, Body: a.Render(res), Book: a.Book}
 	}
 }
 

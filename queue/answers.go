@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,6 +50,9 @@ type Answer struct {
 	Sum    []byte
 	Header []byte // opaque to queue (api's encoding of the headers)
 	Body   []byte
+	// Book is where it is kept: the Idempotency-Key answers (zero) or a
+	// batch job's chunks (AnswerJob, written by WithAnswer only).
+	Book Book
 }
 
 // Size is the bytes an answer takes in memory beyond a fixed overhead:
@@ -107,7 +111,7 @@ func decodeAnswerAs(k, v []byte, whole bool) (a *Answer, size int, err error) {
 
 // SaveAnswer stores a durably: it returns nil once it is committed.
 func (s *Store) SaveAnswer(ctx context.Context, a *Answer) error {
-	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 || len(a.Sum) > MaxAnswerSum {
+	if a.Key == "" || len(a.Key) > MaxAnswerKey || a.Code < 100 || a.Code > 999 || len(a.Sum) > MaxAnswerSum || a.Book != 0 {
 		return fmt.Errorf("queue: save answer: %w: key of %d bytes, status %d, sum of %d bytes", ErrInvalid, len(a.Key), a.Code, len(a.Sum))
 	}
 	k, v := []byte(a.Key), encodeAnswer(a) // encoded outside the commit loop
@@ -149,7 +153,15 @@ func (t *txn) putAnswer(ctx context.Context, stored []*Message, errs []error) er
 		// After the messages were written: the whole operation fails.
 		return fmt.Errorf("%w: an answer with a key of %d bytes, status %d", ErrInvalid, len(a.Key), a.Code)
 	}
-	return t.tx.Bucket(bucketIdem).Put([]byte(a.Key), encodeAnswer(a))
+	bucket := bucketIdem
+	if a.Book == AnswerJob {
+		id, _, ok := strings.Cut(a.Key, "\x00")
+		if !ok || validJobID(id) != nil || t.tx.Bucket(bucketJobs).Get([]byte(id)) == nil {
+			return fmt.Errorf("%w: a job chunk's answer %q of no job saved", ErrInvalid, a.Key)
+		}
+		bucket = bucketJobs
+	}
+	return t.tx.Bucket(bucket).Put([]byte(a.Key), encodeAnswer(a))
 }
 
 // LoadAnswer reads the answer kept under key: ErrNotFound if there is

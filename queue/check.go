@@ -93,6 +93,7 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	hooks := checkHooks(tx, bad)
 	checkHookPosts(tx, bad)
 	checkAnswers(tx, bad)
+	checkJobs(tx, bad)
 	var counts [stateEnd]int
 	use := make(map[string]usage)
 	var maxID uint64

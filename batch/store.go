@@ -1,0 +1,272 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/sheet"
+)
+
+// Store keeps a Runner's jobs (queue.Store): with one, a job's record is
+// stored before Start returns, every gateway call stores which rows it
+// sent and their outcomes in the transaction of their messages
+// (queue.AnswerJob), and an ended job's last record replaces them. A
+// restart then resumes a running job after the last row stored (Resume),
+// sending none twice, and shows the finished ones until JobKeep.
+type Store interface {
+	SaveJob(ctx context.Context, id string, record []byte) error
+	FinishJob(ctx context.Context, id string, record []byte) error
+	DeleteJobs(ctx context.Context, ids []string) error
+	Jobs(fn func(id string, record []byte, chunks []*queue.Answer) error) error
+}
+
+const jobRecordVersion = 1
+
+// jobRecord is a job as stored: what Resume needs to start it again, and
+// once it ended its last progress (Final).
+type jobRecord struct {
+	V          int                 `json:"v"`
+	Enterprise string              `json:"enterprise"`
+	Owner      string              `json:"owner"`
+	Kind       string              `json:"kind"`
+	File       string              `json:"file,omitempty"`
+	Path       string              `json:"path,omitempty"` // the spooled file, read again at resume
+	Rows       storedRows          `json:"rows"`
+	Request    gateway.SendRequest `json:"request"`
+	Created    time.Time           `json:"created"`
+	Final      *Progress           `json:"final,omitempty"`
+}
+
+// storedRows is what of RowsOptions a job keeps: the file's own; the
+// bounds and the unpacking directory are the daemon's at resume.
+type storedRows struct {
+	Format       sheet.Format `json:"format"` // a hint, as RowsOptions'
+	Template     string       `json:"template,omitempty"`
+	NumberColumn string       `json:"number_column,omitempty"`
+}
+
+// decodeJobRecord reads a stored job record: an error for anything
+// jobRecord's encoding did not write.
+func decodeJobRecord(b []byte) (*jobRecord, error) {
+	var rec jobRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("job record: %w", err)
+	}
+	switch {
+	case rec.V != jobRecordVersion:
+		return nil, fmt.Errorf("job record: version %d", rec.V)
+	case rec.Enterprise == "" || rec.Owner == "":
+		return nil, errors.New("job record: no enterprise or owner")
+	case rec.Kind != KindBatch && rec.Kind != KindTemplate:
+		return nil, fmt.Errorf("job record: kind %q", rec.Kind)
+	case rec.Final == nil && rec.Path == "":
+		return nil, errors.New("job record: a running job without its file")
+	case rec.Final != nil && !slices.Contains([]string{JobDone, JobCancelled, JobFailed}, rec.Final.State):
+		return nil, fmt.Errorf("job record: final state %q", rec.Final.State)
+	}
+	return &rec, nil
+}
+
+// chunkAnswer is a gateway call's rows as stored with its messages.
+type chunkAnswer struct {
+	Rows     []int      `json:"rows"`
+	Accepted int        `json:"accepted"`
+	Errors   []RowError `json:"errors,omitempty"`
+}
+
+// outcome is a gateway call's results as the job counts them: rows
+// accepted, and a RowError for each refused one.
+func (c chunk) outcome(res []gateway.SendResult) (accepted int, refused []RowError) {
+	for i, rr := range res {
+		if rr.Err == nil {
+			accepted++
+			continue
+		}
+		reason, code, msg := policy.Describe(rr.Err)
+		refused = append(refused, RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg})
+	}
+	return accepted, refused
+}
+
+// answer is the chunk's answer to store with its messages, nil without a
+// store.
+func (r *Runner) answer(j *Job, c chunk) *gateway.Answer {
+	if r.cfg.Store == nil {
+		return nil
+	}
+	return &gateway.Answer{Key: queue.JobChunkKey(j.id, uint32(c.rows[0].row)), Enterprise: j.ent, At: r.cfg.Now(),
+		Book: queue.AnswerJob, Sum: func() []byte { return nil },
+		Render: func(res []gateway.SendResult) []byte {
+			ca := chunkAnswer{Rows: make([]int, len(c.rows))}
+			for i, cr := range c.rows {
+				ca.Rows[i] = cr.row
+			}
+			ca.Accepted, ca.Errors = c.outcome(res)
+			for i := range ca.Errors { // kept as the job keeps them
+				ca.Errors[i].clip()
+			}
+			b, _ := json.Marshal(ca)
+			return b
+		}}
+}
+
+// record is j's record; with its progress if it ended.
+func (j *Job) record(final bool) []byte {
+	rec := j.rec
+	rec.V = jobRecordVersion
+	if final {
+		p := j.Progress(true)
+		rec.Final = &p
+		rec.Path = ""
+	}
+	b, _ := json.Marshal(rec)
+	return b
+}
+
+// save stores j's record as it starts; an error if it could not be.
+func (r *Runner) save(j *Job) error {
+	if r.cfg.Store == nil {
+		return nil
+	}
+	return r.cfg.Store.SaveJob(context.Background(), j.id, j.record(false))
+}
+
+// finish stores j's last record (its chunks' answers go); false if it
+// could not be stored, and then the job resumes at the next start.
+func (r *Runner) finish(j *Job) bool {
+	if r.cfg.Store == nil {
+		return true
+	}
+	if err := r.cfg.Store.FinishJob(context.Background(), j.id, j.record(true)); err != nil {
+		r.cfg.Logger.Error("batch: a job's end could not be stored (it resumes at the next start)", "job", j.id, "err", err)
+		return false
+	}
+	return true
+}
+
+// Resume reads the stored jobs: the finished ones are listed again, and
+// each running one — stopped by a restart or a crash — starts again after
+// the rows its stored gateway calls sent, counting what they accepted and
+// refused, with its sender as account gives it now and its file opened
+// with opts (MaxBytes, TempDir; the file's own options are stored). A
+// running job whose sender or file is gone ends failed. Running jobs take
+// their running slots whatever the bounds. Call it once, before any
+// Start; it returns the files the running jobs read (so that a caller
+// sweeping its spool keeps them).
+func (r *Runner) Resume(account func(enterprise, owner string) (*gateway.Account, error), opts RowsOptions) (files []string, err error) {
+	if r.cfg.Store == nil {
+		return nil, nil
+	}
+	type stored struct {
+		id     string
+		rec    *jobRecord
+		chunks []chunkAnswer
+	}
+	var jobs []stored
+	var bad []error
+	err = r.cfg.Store.Jobs(func(id string, record []byte, chunks []*queue.Answer) error {
+		rec, err := decodeJobRecord(record)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("job %s: %w", id, err))
+			return nil
+		}
+		s := stored{id: id, rec: rec}
+		for _, a := range chunks {
+			var ca chunkAnswer
+			if err := json.Unmarshal(a.Body, &ca); err != nil || len(ca.Rows) == 0 {
+				bad = append(bad, fmt.Errorf("job %s: a chunk's answer: %v", id, err))
+				continue
+			}
+			s.chunks = append(s.chunks, ca)
+		}
+		jobs = append(jobs, s)
+		return nil
+	})
+	bad = append(bad, err)
+	slices.SortStableFunc(jobs, func(a, b stored) int { return a.rec.Created.Compare(b.rec.Created) })
+	for _, s := range jobs {
+		j := r.restore(s.id, s.rec)
+		if s.rec.Final != nil {
+			continue
+		}
+		files = append(files, s.rec.Path)
+		if err := r.resume(j, s.rec, s.chunks, account, opts); err != nil {
+			bad = append(bad, fmt.Errorf("job %s: %w", s.id, err))
+		}
+	}
+	return files, errors.Join(bad...)
+}
+
+// restore is the stored job as a Job, listed (ended if it had).
+func (r *Runner) restore(id string, rec *jobRecord) *Job {
+	j := &Job{id: id, ent: rec.Enterprise, owner: rec.Owner, kind: rec.Kind, file: rec.File, created: rec.Created,
+		rec: *rec, done: make(chan struct{}), state: JobRunning, cancel: func() {}}
+	if p := rec.Final; p != nil {
+		j.state, j.ended = p.State, p.FinishedAt
+		j.rowsRead, j.accepted, j.refused, j.unsent = p.RowsRead, p.Accepted, p.Refused, p.Unsent
+		j.errCount, j.errs, j.errsCut = p.ErrorCount, p.Errors, p.ErrorsCut
+		j.failReason, j.failMsg = p.Reason, p.Message
+		j.rec.Final = nil
+		close(j.done)
+	}
+	r.mu.Lock()
+	r.byID[j.id] = j
+	r.all = append(r.all, j)
+	r.mu.Unlock()
+	return j
+}
+
+// resume starts a stored running job again: its chunks counted, their
+// rows skipped.
+func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account func(string, string) (*gateway.Account, error), opts RowsOptions) error {
+	sent := map[int]bool{}
+	for _, ca := range chunks {
+		for _, n := range ca.Rows {
+			sent[n] = true
+		}
+		j.ok(ca.Accepted)
+		for _, e := range ca.Errors {
+			j.rowError(e)
+		}
+	}
+	r.mu.Lock()
+	r.perEnt[j.ent]++
+	r.running++
+	r.wg.Add(1)
+	r.mu.Unlock()
+	slot := &Slot{r: r, ent: j.ent}
+	ctx, cancel := context.WithCancel(r.ctx)
+	j.cancel = cancel
+	fail := func(reason, msg string, err error) error {
+		j.fail(reason, msg)
+		j.end(nil, r.cfg.Now())
+		r.finish(j)
+		slot.Release()
+		close(j.done)
+		return err
+	}
+	acct, err := account(rec.Enterprise, rec.Owner)
+	if err != nil {
+		return fail("account_gone", "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
+	}
+	f, err := os.Open(rec.Path)
+	if err != nil {
+		return fail("file_gone", "the job's file could not be read again after a restart: the rows not yet sent were not", err)
+	}
+	opts.Format, opts.Template, opts.NumberColumn = rec.Rows.Format, rec.Rows.Template, rec.Rows.NumberColumn
+	rows, err := OpenRows(f, opts)
+	if err != nil {
+		return fail("invalid", "the job's file could not be read again after a restart: "+err.Error(), err)
+	}
+	path := rec.Path
+	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, sent)
+	return nil
+}
