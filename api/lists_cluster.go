@@ -81,6 +81,8 @@ type NodeListQuery struct {
 	State      string    // outboxes: a state's name ("": any)
 	Outcome    string    // outboxes: received, failed, pending ("": any)
 	From, To   time.Time // AcceptedAt (outboxes) or ReceivedAt (inbox) at or after From, before To (zero: unbounded)
+	SendFrom   time.Time // scheduled: SendAt at or after it (zero: unbounded)
+	SendTo     time.Time // scheduled: SendAt before it (zero: unbounded)
 	Now        time.Time // outboxes: the now that tells scheduled from sent
 	Cursor     uint64    // the node's cursor (after= or before=); 0: from its newest
 	Limit      int       // 1 to MaxListLimit
@@ -119,7 +121,8 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 		}
 		return out, nil
 	}
-	f := queue.ListFilter{Enterprise: q.Enterprise, Account: q.Account, From: q.From, To: q.To, Now: q.Now}
+	f := queue.ListFilter{Enterprise: q.Enterprise, Account: q.Account, From: q.From, To: q.To, Now: q.Now,
+		SendFrom: q.SendFrom, SendTo: q.SendTo}
 	switch q.List {
 	case ListSent:
 		f.Sent = true
@@ -336,6 +339,9 @@ func (s *Server) fetchStreams(ctx context.Context, q NodeListQuery, streams []*l
 			if err == nil {
 				items, err = pageEntries(q.List, pg, nq.Limit)
 			}
+			if err == nil && st.Node != s.cfg.PeerLists.Self() {
+				items = inSendRange(q, items)
+			}
 			if err != nil {
 				s.log.Warn("list of a node unknown", "node", st.Node, "list", q.List, "enterprise", q.Enterprise, "err", err)
 				st.Missing = true
@@ -375,6 +381,23 @@ func pageEntries(list string, pg NodePage, limit int) ([]listEntry, error) {
 	return out, nil
 }
 
+// inSendRange drops the messages of another node's page whose send_at
+// is outside q's SendFrom and SendTo. A node older than send_from= and
+// send_to= ignores them and pages its whole scheduled outbox; without
+// this, while a cluster is upgraded node by node, the page would show
+// other days' messages. For a node that filtered, nothing is dropped. The
+// node's cursor stays past the dropped ones, as past any it skipped
+// itself.
+func inSendRange(q NodeListQuery, items []listEntry) []listEntry {
+	if q.List != ListScheduled || q.SendFrom.IsZero() && q.SendTo.IsZero() {
+		return items
+	}
+	return slices.DeleteFunc(items, func(e listEntry) bool {
+		at := e.Msg.SendAt
+		return !q.SendFrom.IsZero() && at.Before(q.SendFrom) || !q.SendTo.IsZero() && !at.Before(q.SendTo)
+	})
+}
+
 // clusterList answers GET /v1/messages or /v1/scheduled (f) in a cluster.
 func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue.ListFilter, outcome, cursor string, limit int) {
 	streams, unknown, ok := s.listStreams(ctx, w, "after", cursor)
@@ -382,7 +405,7 @@ func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue
 		return
 	}
 	q := NodeListQuery{List: ListSent, Enterprise: f.Enterprise, Account: f.Account, Outcome: outcome,
-		From: f.From, To: f.To, Now: f.Now, Limit: limit}
+		From: f.From, To: f.To, SendFrom: f.SendFrom, SendTo: f.SendTo, Now: f.Now, Limit: limit}
 	if f.Scheduled {
 		q.List = ListScheduled
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -293,4 +294,76 @@ func TestClusterListPageWait(t *testing.T) {
 		t.Fatalf("taken %d, next %q, %+v: want a short page with a next, nobody missing", len(taken), next, missing)
 	}
 	t.Logf("%d taken in %v", len(taken), took)
+}
+
+// olderNode is a node of a cluster that predates send_from and send_to:
+// it pages its whole scheduled outbox whatever the range, and records
+// the queries it was asked.
+type olderNode struct {
+	mu    sync.Mutex
+	asked []NodeListQuery
+	msgs  []Message // ids descending
+}
+
+func (*olderNode) Self() uint16                                { return 1 }
+func (*olderNode) ListNodes(context.Context) ([]uint16, error) { return []uint16{2}, nil }
+func (p *olderNode) PeerPage(_ context.Context, _ uint16, q NodeListQuery) (NodePage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.asked = append(p.asked, q)
+	var pg NodePage
+	for _, m := range p.msgs {
+		if id, _ := strconv.ParseUint(m.ID, 10, 64); q.Cursor == 0 || id < q.Cursor {
+			pg.Messages = append(pg.Messages, m)
+		}
+	}
+	return pg, nil
+}
+
+// TestClusterScheduledSendRange: in a cluster, GET /v1/scheduled's
+// send_from and send_to go to every node with the query, this node's store
+// applies them, and the page holds none of another day's messages even
+// from a node that ignores them (one not yet upgraded).
+func TestClusterScheduledSendRange(t *testing.T) {
+	now := time.Now()
+	d1 := now.Truncate(time.Hour).Add(24 * time.Hour)
+	d2, d3 := d1.Add(24*time.Hour), d1.Add(48*time.Hour)
+	peer := &olderNode{}
+	for i, at := range []time.Time{d3.Add(time.Hour), d2.Add(time.Hour), d1.Add(time.Hour)} {
+		peer.msgs = append(peer.msgs, Message{ID: strconv.FormatUint(2<<48|uint64(3-i), 10), Text: "peer " + at.Format(time.DateTime),
+			AcceptedAt: now.Add(-time.Duration(i) * time.Second), SendAt: at, Scheduled: true})
+	}
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, at := range []time.Time{d1.Add(2 * time.Hour), d2.Add(2 * time.Hour), d3.Add(2 * time.Hour)} {
+		m := &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: "13800138000", Text: "self " + at.Format(time.DateTime),
+			SendAt: at, Parts: []queue.Part{{Body: []byte("x")}}}
+		if err := st.Enqueue(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{Store: st, PeerLists: peer})
+	w := httptest.NewRecorder()
+	s.clusterList(t.Context(), w, queue.ListFilter{Enterprise: "G1", Scheduled: true, SendFrom: d2, SendTo: d3, Now: now}, "", "", 10)
+	var page MessagePage
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
+		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, m.Text)
+	}
+	slices.Sort(got)
+	want := []string{"peer " + d2.Add(time.Hour).Format(time.DateTime), "self " + d2.Add(2*time.Hour).Format(time.DateTime)}
+	if !slices.Equal(got, want) || page.Partial || page.Next != "" {
+		t.Fatalf("page %q (next %q, partial %v), want %q", got, page.Next, page.Partial, want)
+	}
+	peer.mu.Lock()
+	defer peer.mu.Unlock()
+	if len(peer.asked) == 0 || peer.asked[0].List != ListScheduled || !peer.asked[0].SendFrom.Equal(d2) || !peer.asked[0].SendTo.Equal(d3) {
+		t.Fatalf("the node was asked %+v", peer.asked)
+	}
 }

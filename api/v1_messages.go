@@ -227,6 +227,9 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 	if !timeRange(w, q, &f.From, &f.To) {
 		return
 	}
+	if f.Scheduled && !sendRange(w, q, &f) {
+		return
+	}
 	var after uint64
 	if v := q.Get("after"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterList)
 		var err error
@@ -359,10 +362,31 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 // unbounded) into from and to, or answers 400 naming the one that is not
 // a time.
 func timeRange(w http.ResponseWriter, q url.Values, from, to *time.Time) bool {
+	return namedRange(w, q, "from", "to", from, to)
+}
+
+// sendRange reads the send_from= and send_to= of GET /v1/scheduled: the
+// messages' send_at, in the format and bounds of from= and to= (at or
+// after send_from, before send_to). A range that ends before it begins is
+// a 400: an empty page would read as "nothing scheduled".
+func sendRange(w http.ResponseWriter, q url.Values, f *queue.ListFilter) bool {
+	if !namedRange(w, q, "send_from", "send_to", &f.SendFrom, &f.SendTo) {
+		return false
+	}
+	if !f.SendFrom.IsZero() && !f.SendTo.IsZero() && f.SendTo.Before(f.SendFrom) {
+		writeError(w, http.StatusBadRequest, "invalid", "send_to is before send_from")
+		return false
+	}
+	return true
+}
+
+// namedRange reads the query parameters fromName and toName as RFC 3339
+// times (absent: zero), or writes the 400 naming the one that is not.
+func namedRange(w http.ResponseWriter, q url.Values, fromName, toName string, from, to *time.Time) bool {
 	for _, p := range []struct {
 		name string
 		dst  *time.Time
-	}{{"from", from}, {"to", to}} {
+	}{{fromName, from}, {toName, to}} {
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -79,6 +80,61 @@ func TestUserScheduled(t *testing.T) {
 	}
 	// Billing: the two delivered segments, nothing reserved for the cancelled one.
 	r.waitUsage("A", 0, 2)
+}
+
+// TestUserScheduledSendRange: send_from and send_to narrow the scheduled
+// outbox by the time its messages go out, not by when they were accepted
+// (all were accepted now): the middle of three Beijing days is the two
+// sent that day, 00:00 included and the next 00:00 not; a bad time and a
+// range that ends before it begins are 400 invalid, naming the parameter.
+func TestUserScheduledSendRange(t *testing.T) {
+	r := newUserRig(t)
+	key := r.keys["alice"]
+	now := time.Now().In(shanghai)
+	d1 := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, shanghai)
+	d2, d3 := d1.AddDate(0, 0, 1), d1.AddDate(0, 0, 2)
+	for text, at := range map[string]time.Time{"第一天中午": d1.Add(12 * time.Hour), "第二天零点": d2,
+		"第二天下午": d2.Add(15 * time.Hour), "第三天零点": d3} {
+		r.send(key, SendRequest{To: []string{uNumA1}, Text: text, SendAt: at.Format(time.RFC3339)})
+	}
+	list := func(q url.Values) []string {
+		t.Helper()
+		var page MessagePage
+		r.must(http.StatusOK, "GET", "/v1/scheduled?"+q.Encode(), key, nil, &page)
+		var got []string
+		for _, m := range page.Messages {
+			got = append(got, strings.TrimPrefix(m.Text, "【甲公司】"))
+		}
+		slices.Sort(got)
+		return got
+	}
+	day := func(t time.Time) string { return t.Format(time.RFC3339) }
+	for _, c := range []struct {
+		q    url.Values
+		want []string
+	}{
+		{url.Values{"send_from": {day(d2)}, "send_to": {day(d3)}}, []string{"第二天下午", "第二天零点"}},
+		{url.Values{"send_from": {day(d2)}}, []string{"第三天零点", "第二天下午", "第二天零点"}},
+		{url.Values{"send_to": {day(d2)}}, []string{"第一天中午"}},
+		// The same instant in UTC: a range of instants, not of dates.
+		{url.Values{"send_from": {d2.UTC().Format(time.RFC3339)}, "send_to": {d3.UTC().Format(time.RFC3339)}}, []string{"第二天下午", "第二天零点"}},
+		// from= and to= stay the accepted time: all were accepted now.
+		{url.Values{"from": {day(now.Add(-time.Hour))}, "send_from": {day(d2)}, "send_to": {day(d3)}}, []string{"第二天下午", "第二天零点"}},
+		{url.Values{"to": {day(now.Add(-time.Hour))}, "send_from": {day(d2)}, "send_to": {day(d3)}}, nil},
+	} {
+		if got := list(c.q); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.q.Encode(), got, c.want)
+		}
+	}
+	for q, want := range map[string]string{
+		"send_from=tomorrow":                  "send_from: not an RFC 3339 time",
+		"send_to=" + d2.Format(time.DateOnly): "send_to: not an RFC 3339 time",
+		"send_from=" + url.QueryEscape(day(d3)) + "&send_to=" + url.QueryEscape(day(d2)): "send_to is before send_from",
+	} {
+		if e := r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/scheduled?"+q, key, nil); e.Error.Message != want {
+			t.Errorf("%s: %q, want %q", q, e.Error.Message, want)
+		}
+	}
 }
 
 func TestUserOutboxPaging(t *testing.T) {

@@ -7,7 +7,8 @@ package cluster
 // them. A node answers
 //
 //	GET /peer/v1/lists/{list}?enterprise=E&limit=N[&cursor=C][&account=A]
-//	     [&number=D][&state=S][&outcome=O][&from=T][&to=T][&now=T]
+//	     [&number=D][&state=S][&outcome=O][&from=T][&to=T]
+//	     [&send_from=T][&send_to=T][&now=T]
 //	                              → its page, as the node's API shows its items:
 //	                                {"messages"|"replies":[…],"next":"C"} ("next" absent:
 //	                                it has nothing more)
@@ -45,6 +46,8 @@ type PeerListQuery struct {
 	State      string
 	Outcome    string
 	From, To   time.Time
+	SendFrom   time.Time // scheduled: by the messages' send time
+	SendTo     time.Time
 	Now        time.Time
 	Cursor     uint64
 	Limit      int // 1 to PeerMaxListLimit
@@ -115,7 +118,7 @@ func parseListQuery(list string, v url.Values) (PeerListQuery, error) {
 	for _, p := range []struct {
 		name string
 		dst  *time.Time
-	}{{"from", &q.From}, {"to", &q.To}, {"now", &q.Now}} {
+	}{{"from", &q.From}, {"to", &q.To}, {"send_from", &q.SendFrom}, {"send_to", &q.SendTo}, {"now", &q.Now}} {
 		if t := v.Get(p.name); t != "" {
 			if *p.dst, err = time.Parse(time.RFC3339Nano, t); err != nil {
 				return q, fmt.Errorf("%s: not an RFC 3339 time", p.name)
@@ -137,7 +140,7 @@ func (c *PeerClient) List(ctx context.Context, peerURL string, q PeerListQuery) 
 	if q.Cursor != 0 {
 		v.Set("cursor", strconv.FormatUint(q.Cursor, 10))
 	}
-	for k, t := range map[string]time.Time{"from": q.From, "to": q.To, "now": q.Now} {
+	for k, t := range map[string]time.Time{"from": q.From, "to": q.To, "send_from": q.SendFrom, "send_to": q.SendTo, "now": q.Now} {
 		if !t.IsZero() {
 			v.Set(k, t.Format(time.RFC3339Nano))
 		}

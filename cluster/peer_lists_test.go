@@ -53,6 +53,11 @@ func TestPeerLists(t *testing.T) {
 	if page, err := c.List(t.Context(), srv.URL, inbox); err != nil || string(page) != `{"replies":[],"next":"7"}` {
 		t.Fatalf("inbox page %s, %v", page, err)
 	}
+	sched := PeerListQuery{List: "scheduled", Enterprise: "E", SendFrom: from.Add(24 * time.Hour), SendTo: from.Add(48 * time.Hour),
+		Now: from, Limit: 50}
+	if page, err := c.List(t.Context(), srv.URL, sched); err != nil || string(page) != `{"messages":[],"next":"7"}` {
+		t.Fatalf("scheduled page %s, %v", page, err)
+	}
 	for _, bad := range []PeerListQuery{
 		{List: "drafts", Enterprise: "E", Limit: 10},
 		{List: "sent", Limit: 10},
@@ -66,8 +71,8 @@ func TestPeerLists(t *testing.T) {
 	b.mu.Lock()
 	asked := b.asked
 	b.mu.Unlock()
-	if len(asked) != 2 || !reflect.DeepEqual(asked[0], q) || !reflect.DeepEqual(asked[1], inbox) {
-		t.Fatalf("the backend was asked %+v, want %+v and %+v", asked, q, inbox)
+	if len(asked) != 3 || !reflect.DeepEqual(asked[0], q) || !reflect.DeepEqual(asked[1], inbox) || !reflect.DeepEqual(asked[2], sched) {
+		t.Fatalf("the backend was asked %+v, want %+v, %+v and %+v", asked, q, inbox, sched)
 	}
 	b.mu.Lock()
 	b.fail = fmt.Errorf("%w: state: no such state", ErrPeerBadQuery)

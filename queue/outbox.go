@@ -58,6 +58,11 @@ type ListFilter struct {
 	Scheduled  bool      // only messages waiting for their send time (the scheduled outbox)
 	Sent       bool      // only the others: sent, being sent, or over (the sent outbox)
 	Now        time.Time // the "now" of Scheduled and Sent; zero = time.Now()
+
+	// SendAt at or after SendFrom, and before SendTo: the scheduled
+	// outbox by the time its messages go out, which is what someone
+	// looking for tomorrow's messages means, not when they were written.
+	SendFrom, SendTo time.Time
 }
 
 // Scheduled reports whether m is waiting for its send time at now: SendAt
@@ -185,6 +190,10 @@ func (f *ListFilter) match(m *Message, now time.Time) bool {
 	case !f.From.IsZero() && m.AcceptedAt.Before(f.From):
 		return false
 	case !f.To.IsZero() && !m.AcceptedAt.Before(f.To):
+		return false
+	case !f.SendFrom.IsZero() && m.SendAt.Before(f.SendFrom):
+		return false
+	case !f.SendTo.IsZero() && !m.SendAt.Before(f.SendTo):
 		return false
 	case f.Scheduled && !m.Scheduled(now):
 		return false

@@ -35,7 +35,8 @@ type listAnswer struct {
 // TestClusterLists: the outbox and the inbox of an enterprise are spread
 // over the nodes' stores; GET /v1/messages and /v1/inbox on any node list
 // every node's, newest first, each once over pages of a small limit; a
-// node that is down is named; a malformed cursor is refused.
+// node that is down is named; a malformed cursor is refused; the
+// scheduled outbox narrowed by send time is narrowed on every node.
 func TestClusterLists(t *testing.T) {
 	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
 		return withServiceNumber(t, writeClusterConfig(t, id, endpoints, simAddr, binds))
@@ -151,6 +152,43 @@ func TestClusterLists(t *testing.T) {
 		}
 		if code, body := postJSON(t, "GET", base(nodes[2])+"/v1/inbox?before=c1.2", token, ""); code != http.StatusBadRequest || !strings.Contains(body, "before:") {
 			t.Errorf("GET /v1/inbox?before=c1.2: %d %s", code, body)
+		}
+	})
+
+	t.Run("send_from and send_to narrow every node's scheduled outbox by send time", func(t *testing.T) {
+		// Six scheduled messages through node 1 and node 2 in turn, on
+		// three days in turn: each node holds one of the middle day's.
+		day := time.Now().Truncate(time.Hour).Add(24 * time.Hour)
+		var middle []string
+		for k := range 6 {
+			at := day.Add(time.Duration(k%3)*24*time.Hour + time.Duration(k)*time.Minute).Format(time.RFC3339)
+			code, body := postJSON(t, "POST", base(nodes[k%2])+"/v1/messages", tokens[k%2],
+				fmt.Sprintf(`{"to":["1390000%04d"],"text":"定时","send_at":%q}`, k, at))
+			var res struct{ Results []struct{ ID string } }
+			if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil || len(res.Results) != 1 {
+				t.Fatalf("schedule %d through node %d: %d %s", k, k%2+1, code, body)
+			}
+			if k%3 == 1 {
+				middle = append(middle, res.Results[0].ID)
+			}
+		}
+		token := login(nodes[2])
+		q := url.Values{"send_from": {day.Add(24 * time.Hour).Format(time.RFC3339)}, "send_to": {day.Add(48 * time.Hour).Format(time.RFC3339)}}
+		code, body := postJSON(t, "GET", base(nodes[2])+"/v1/scheduled?"+q.Encode(), token, "")
+		var a listAnswer
+		if err := json.Unmarshal([]byte(body), &a); code != http.StatusOK || err != nil {
+			t.Fatalf("GET /v1/scheduled?%s on node 3: %d %s", q.Encode(), code, body)
+		}
+		var ids []string
+		for _, m := range a.Messages {
+			ids = append(ids, m.ID)
+		}
+		if slices.Sort(ids); !slices.Equal(ids, slices.Sorted(slices.Values(middle))) || a.Partial {
+			t.Errorf("node 3 lists %v (partial %v), want the middle day's %v", ids, a.Partial, middle)
+		}
+		q.Set("send_to", day.Format(time.RFC3339))
+		if code, body := postJSON(t, "GET", base(nodes[2])+"/v1/scheduled?"+q.Encode(), token, ""); code != http.StatusBadRequest || !strings.Contains(body, "send_to is before send_from") {
+			t.Errorf("an end before the start: %d %s", code, body)
 		}
 	})
 
