@@ -106,16 +106,21 @@ func TestBrowserRecords(t *testing.T) {
 }
 
 // A person looks for the messages and the replies of one day: 开始日期
-// and 结束日期 on 发件箱 and on 收件箱, a wrong range refused, and the
-// same on a phone, where the search's fields fit the screen.
+// and 结束日期 on 发件箱, on 收件箱 and on 定时发件箱 (by the day they
+// go out), a wrong range refused, and the same on a phone, where the
+// search's fields fit the screen.
 func TestBrowserRecordDates(t *testing.T) {
 	r := newRig(t)
 	d3, day3 := beijingDay(3)
 	_, day4 := beijingDay(4)
+	t2, tday2 := beijingDay(-2)
 	r.storeSent("三天前的通知", d3.Add(10*time.Hour))
 	r.storeSent("两天前的通知", d3.Add(34*time.Hour))
 	r.storeReply(numA1, "三天前的回复", d3.Add(11*time.Hour))
 	r.storeReply(numA2, "两天前的回复", d3.Add(35*time.Hour))
+	r.storeScheduled("明天下午的定时通知", t2.Add(-9*time.Hour))
+	r.storeScheduled("后天上午的定时通知", t2.Add(9*time.Hour))
+	r.storeScheduled("三天后的定时通知", t2.Add(33*time.Hour))
 	b := newBrowser(t)
 	b.login(r.url, "amy")
 
@@ -152,12 +157,28 @@ func TestBrowserRecordDates(t *testing.T) {
 	b.waitText("#inbox-search .ferr", "结束日期不能早于开始日期", false)
 	b.shot("inbox-dates-error")
 
+	// 定时发件箱: the day after tomorrow's, by when they go out.
+	b.run("open 定时发件箱", chromedp.Click(chromedp.CSS(`nav.side a[href="/scheduled"]`)), chromedp.WaitVisible(chromedp.CSS(`#scheduled-search`)))
+	b.waitText("table.scheduled tbody", "三天后的定时通知", false)
+	b.waitText("table.scheduled tbody", "明天下午的定时通知", false)
+	b.run("search 定时发件箱 by date",
+		chromedp.SetValue(chromedp.CSS(`#scheduled-search input[name=from]`), tday2),
+		chromedp.SetValue(chromedp.CSS(`#scheduled-search input[name=to]`), tday2),
+		chromedp.Click(chromedp.CSS(`#scheduled-search button`)))
+	b.waitText("#scheduled-search", "显示全部日期", false)
+	b.waitText("table.scheduled tbody", "后天上午的定时通知", false)
+	if s := b.text("table.scheduled tbody"); strings.Contains(s, "明天下午的定时通知") || strings.Contains(s, "三天后的定时通知") {
+		t.Errorf("%s to %s lists another day: %q", tday2, tday2, s)
+	}
+	b.shot("scheduled-dates")
+
 	// On a phone: the search fits the screen's width.
 	b.mobile()
 	for _, p := range []struct{ path, form, want, shot string }{
 		{"/outbox?from=" + day3 + "&to=" + day3, "#outbox-search", "三天前的通知", "outbox-dates-mobile"},
 		{"/inbox?number=" + numA1 + "&from=" + day3 + "&to=" + day3, "#inbox-search", "三天前的回复", "inbox-dates-mobile"},
 		{"/inbox?from=" + day3 + "&to=" + day4, "#inbox-search", "结束日期不能早于开始日期", "inbox-dates-error-mobile"},
+		{"/scheduled?from=" + tday2 + "&to=" + tday2, "#scheduled-search", "后天上午的定时通知", "scheduled-dates-mobile"},
 	} {
 		b.run("open "+p.path, chromedp.Navigate(r.url+p.path))
 		b.waitText("main", p.want, false)

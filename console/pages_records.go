@@ -136,7 +136,7 @@ func (s *Server) outbox(q *req) {
 	q.render(http.StatusOK, "outbox", q.view(d))
 }
 
-// dayRange is the 开始日期 and 结束日期 of 发件箱 and 收件箱: Beijing
+// dayRange is the 开始日期 and 结束日期 of 发件箱, 收件箱 and 定时发件箱: Beijing
 // dates (YYYY-MM-DD, as an <input type="date"> sends them), the list
 // narrowed to what came from 00:00 of the first to the end of the last,
 // either left open. The API's range is of instants, from= at or after and
@@ -176,12 +176,18 @@ func readDayRange(in url.Values) dayRange {
 func (d dayRange) Any() bool { return d.From != "" || d.To != "" }
 
 // apiQuery adds the range to a query of the API (RFC 3339).
-func (d dayRange) apiQuery(v url.Values) {
+func (d dayRange) apiQuery(v url.Values) { d.apiQueryAs(v, "from", "to") }
+
+// apiQueryAs adds the range to a query of the API as the parameters
+// fromKey and toKey: 定时发件箱's dates are of the send time, which GET
+// /v1/scheduled takes as send_from and send_to (its from and to are the
+// time the messages were written).
+func (d dayRange) apiQueryAs(v url.Values, fromKey, toKey string) {
 	if !d.from.IsZero() {
-		v.Set("from", d.from.Format(time.RFC3339))
+		v.Set(fromKey, d.from.Format(time.RFC3339))
 	}
 	if !d.to.IsZero() {
-		v.Set("to", d.to.Format(time.RFC3339))
+		v.Set(toKey, d.to.Format(time.RFC3339))
 	}
 }
 
@@ -241,19 +247,38 @@ type scheduledData struct {
 	Next     string
 	Paged    bool
 	Missing  api.Missing
+	Days     dayRange // 开始日期, 结束日期 of the send time
+	// The links, with the dates: the first page and the next.
+	FirstURL, NextURL string
 }
 
 func (s *Server) scheduled(q *req) {
+	in := q.r.URL.Query()
+	d := scheduledData{Paged: in.Get("after") != "", Days: readDayRange(in)}
+	if d.Days.Bad != "" {
+		q.render(http.StatusBadRequest, "scheduled", q.view(d))
+		return
+	}
+	keep := url.Values{}
+	d.Days.keep(keep)
+	d.FirstURL = link("/scheduled", keep)
 	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
-	if x := q.r.URL.Query().Get("after"); x != "" {
+	if x := in.Get("after"); x != "" {
 		v.Set("after", x)
 	}
+	// By when the messages go out: what one looks for here is "what is
+	// sent on the 5th", not when it was written.
+	d.Days.apiQueryAs(v, "send_from", "send_to")
 	var pg api.MessagePage
 	if err := s.call(q.r, http.MethodGet, "/v1/scheduled?"+v.Encode(), nil, &pg); err != nil {
 		q.fail(err)
 		return
 	}
-	q.render(http.StatusOK, "scheduled", q.view(scheduledData{Messages: pg.Messages, Next: pg.Next, Paged: v.Get("after") != "", Missing: pg.Missing}))
+	d.Messages, d.Next, d.Missing = pg.Messages, pg.Next, pg.Missing
+	if d.Next != "" {
+		d.NextURL = link("/scheduled", with(keep, "after", d.Next))
+	}
+	q.render(http.StatusOK, "scheduled", q.view(d))
 }
 
 // scheduledEditData is the form that changes a scheduled message.

@@ -361,6 +361,17 @@ func (r *rig) storeSent(text string, at time.Time) {
 	}
 }
 
+// storeScheduled puts a message of alice's in the store, accepted now and
+// to be sent at at.
+func (r *rig) storeScheduled(text string, at time.Time) {
+	r.t.Helper()
+	m := &queue.Message{Account: "alice", Enterprise: "A", Upstream: "sim", Source: "106575000001", Dest: numA1,
+		Text: "【甲公司】" + text, SendAt: at, Parts: []queue.Part{{Body: []byte(text)}}}
+	if err := r.store.Enqueue(context.Background(), m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // storeReply puts a reply to enterprise A (its service number, no
 // extension: its admins see it) in the store as received at at.
 func (r *rig) storeReply(from, text string, at time.Time) {
@@ -460,6 +471,76 @@ func TestOutboxDates(t *testing.T) {
 		}
 	}
 	c.get("/outbox?from="+day3+"&to="+day4).wantStatus(t, http.StatusBadRequest, `value="`+day4+`"`)
+}
+
+// 定时发件箱 narrowed to Beijing dates of the send time (all were written
+// now, so dates of the time written would list none): 开始日期 from its
+// 00:00, 结束日期 to its end; the range kept by the pages; a range that
+// cannot be is refused next to the form, the list not fetched.
+func TestScheduledDates(t *testing.T) {
+	r := newRig(t)
+	d2, day2 := beijingDay(-2)
+	_, day1 := beijingDay(-1)
+	d3, day3 := beijingDay(-3)
+	_, day4 := beijingDay(-4)
+	// The oldest stored first: a page lists the last stored first.
+	r.storeScheduled("明天深夜", d2.Add(-time.Second))
+	r.storeScheduled("后天零点", d2)
+	for i := range 49 {
+		r.storeScheduled("后天分页", d2.Add(12*time.Hour+time.Duration(i)*time.Second))
+	}
+	r.storeScheduled("后天深夜", d3.Add(-time.Second))
+	r.storeScheduled("三天后零点", d3)
+	c := r.client()
+	c.login("alice")
+	c.get("/scheduled").wantPage(t, `id="scheduled-search"`, `<input name="from" type="date" value="">`, "结束日期（含）", "按短信的发送时间查找")
+
+	// The day after tomorrow: 51, two pages, the range kept by 下一页 and 回到第一页.
+	a := c.get("/scheduled?from=" + day2 + "&to=" + day2)
+	a.wantPage(t, "后天深夜", "后天分页", `value="`+day2+`"`, `<a href="/scheduled">显示全部日期</a>`)
+	if n := rows(a, "接收号码"); n != 50 || strings.Contains(a.Body, "明天深夜") || strings.Contains(a.Body, "三天后零点") {
+		t.Errorf("%s, first page: %d rows, want 50 of that day\n%s", day2, n, a.Body)
+	}
+	m := regexpScheduledNext.FindStringSubmatch(a.Body)
+	if m == nil || !strings.Contains(m[1], "from="+day2) || !strings.Contains(m[1], "to="+day2) || !strings.Contains(m[1], "after=") {
+		t.Fatalf("下一页 without the range: %q", m)
+	}
+	a = c.get(unamp(m[1]))
+	a.wantPage(t, "后天零点", `<a class="button" href="/scheduled?from=`+day2+`&amp;to=`+day2+`">回到第一页</a>`)
+	if n := rows(a, "接收号码"); n != 1 || strings.Contains(a.Body, "下一页") {
+		t.Errorf("%s, second page: %d rows, want 1 and no 下一页", day2, n)
+	}
+	// Either end open.
+	a = c.get("/scheduled?from=" + day3)
+	a.wantPage(t, "三天后零点")
+	if n := rows(a, "接收号码"); n != 1 {
+		t.Errorf("from %s: %d rows, want 1", day3, n)
+	}
+	a = c.get("/scheduled?to=" + day1)
+	a.wantPage(t, "明天深夜")
+	if n := rows(a, "接收号码"); n != 1 {
+		t.Errorf("to %s: %d rows, want 1", day1, n)
+	}
+	// Nothing sent that day: said so.
+	a = c.get("/scheduled?from=" + day4 + "&to=" + day4)
+	a.wantPage(t, "没有在该时间段内发送的定时短信")
+	if strings.Contains(a.Body, "<table") {
+		t.Errorf("an empty range shows a table")
+	}
+
+	// Refused: the reason next to the form, the dates as given, no list.
+	for q, want := range map[string]string{
+		"from=" + day3 + "&to=" + day2: "结束日期不能早于开始日期",
+		"from=2026-02-30":              "开始日期无效",
+		"to=tomorrow":                  "结束日期无效",
+	} {
+		a = c.get("/scheduled?" + q)
+		if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+want) ||
+			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
+			t.Errorf("%s: %d, want 400 with %q and no list\n%s", q, a.Status, want, a.Body)
+		}
+	}
+	c.get("/scheduled?from="+day3+"&to="+day2).wantStatus(t, http.StatusBadRequest, `value="`+day3+`"`)
 }
 
 // 收件箱 narrowed to Beijing dates, with the number or without; the range
@@ -578,3 +659,5 @@ func TestBillingPage(t *testing.T) {
 var regexpNext = regexp.MustCompile(`href="(/outbox\?[^"]*after=[0-9]+[^"]*)"`)
 
 var regexpInboxNext = regexp.MustCompile(`rel="next" href="(/inbox\?[^"]*)"`)
+
+var regexpScheduledNext = regexp.MustCompile(`rel="next" href="(/scheduled\?[^"]*)"`)
