@@ -182,7 +182,7 @@ func (s *Slot) Start(spec JobSpec, rows *Rows) (*Job, error) {
 }
 
 // launch runs j in the slot, skipping the rows sent (a resumed job's).
-func (r *Runner) launch(ctx context.Context, s *Slot, j *Job, spec JobSpec, rows *Rows, sent map[int]bool) {
+func (r *Runner) launch(ctx context.Context, s *Slot, j *Job, spec JobSpec, rows *Rows, sent *sentRows) {
 	go func() {
 		defer close(j.done) // last: the slot is free when Done says the job ended
 		defer s.Release()

@@ -26,7 +26,7 @@ type chunk struct {
 // unanswered, paced in file order; it returns once every call is answered.
 // The rows in sent were sent before a restart (Resume): they are read,
 // and counted there, but not sent again.
-func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, rows *Rows, sent map[int]bool) {
+func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gateway.SendRequest, rows *Rows, sent *sentRows) {
 	sem := make(chan struct{}, BatchInFlight)
 	var wg sync.WaitGroup
 	var cur chunk
@@ -75,7 +75,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			break
 		}
 		j.read()
-		if sent[row.N] {
+		if sent.has(row.N) {
 			continue
 		}
 		if row.Reason != "" {

@@ -181,8 +181,9 @@ func (r *Runner) Resume(account func(enterprise, owner string) (*gateway.Account
 		s := stored{id: id, rec: rec}
 		for _, a := range chunks {
 			var ca chunkAnswer
-			if err := json.Unmarshal(a.Body, &ca); err != nil || len(ca.Rows) == 0 {
-				bad = append(bad, fmt.Errorf("job %s: a chunk's answer: %v", id, err))
+			if err := json.Unmarshal(a.Body, &ca); err != nil || len(ca.Rows) == 0 || len(ca.Rows) > BatchChunk ||
+				ca.Accepted < 0 || ca.Accepted+len(ca.Errors) != len(ca.Rows) {
+				bad = append(bad, fmt.Errorf("job %s: a chunk's answer that does not add up (%v)", id, err))
 				continue
 			}
 			s.chunks = append(s.chunks, ca)
@@ -227,10 +228,10 @@ func (r *Runner) restore(id string, rec *jobRecord) *Job {
 // resume starts a stored running job again: its chunks counted, their
 // rows skipped.
 func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account func(string, string) (*gateway.Account, error), opts RowsOptions) error {
-	sent := map[int]bool{}
+	var sent sentRows
 	for _, ca := range chunks {
 		for _, n := range ca.Rows {
-			sent[n] = true
+			sent.rows = append(sent.rows, int32(n))
 		}
 		j.ok(ca.Accepted)
 		for _, e := range ca.Errors {
@@ -246,13 +247,19 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	ctx, cancel := context.WithCancel(r.ctx)
 	j.cancel = cancel
 	fail := func(reason, msg string, err error) error {
+		j.mu.Lock()
+		j.rowsRead = j.accepted + j.refused // the rows it is known to have read
+		j.mu.Unlock()
 		j.fail(reason, msg)
 		j.end(nil, r.cfg.Now())
-		r.finish(j)
+		if r.finish(j) {
+			_ = os.Remove(rec.Path) // ended: nothing reads it again
+		}
 		slot.Release()
 		close(j.done)
 		return err
 	}
+	slices.Sort(sent.rows)
 	acct, err := account(rec.Enterprise, rec.Owner)
 	if err != nil {
 		return fail("account_gone", "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
@@ -267,6 +274,25 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 		return fail("invalid", "the job's file could not be read again after a restart: "+err.Error(), err)
 	}
 	path := rec.Path
-	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, sent)
+	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)
 	return nil
+}
+
+// sentRows are the rows a resumed job sent before (its chunks'), in
+// order: 4 bytes a row where a set would take some 40, for files of
+// millions of rows. The job reads its rows in order, so has walks on.
+type sentRows struct {
+	rows []int32
+	i    int
+}
+
+// has says whether row n was sent; n never less than the last asked.
+func (s *sentRows) has(n int) bool {
+	if s == nil {
+		return false
+	}
+	for s.i < len(s.rows) && int(s.rows[s.i]) < n {
+		s.i++
+	}
+	return s.i < len(s.rows) && int(s.rows[s.i]) == n
 }

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// restart stops the rig's API (its running jobs stop where they are) and
+// starts another on the same store, gateway and policy: the daemon
+// restarted.
+func (r *userRig) restart() {
+	r.t.Helper()
+	old := r.srv
+	old.Close()
+	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, Reminders: r.rem})
+	r.srv.jobs.tmpDir = old.jobs.tmpDir // where the rig's checks look
+	hs := httptest.NewServer(r.srv.Handler())
+	r.t.Cleanup(hs.Close)
+	r.url = hs.URL
+}
+
+// TestBatchResumesAfterRestart: a job stopped by a restart goes on where
+// its stored rows end — each row sent once, the refused row still listed —
+// and a finished job is still shown after the next restart.
+func TestBatchResumesAfterRestart(t *testing.T) {
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
+	var b strings.Builder
+	for i := range 7 { // C: 1 a second; row 3 has no number
+		if i == 2 {
+			b.WriteString(",没有号码\n")
+			continue
+		}
+		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i) // texts differ: a gateway call each
+	}
+	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
+	var before BatchJob
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if before = r.c().job(r.keys["carl"], id); before.Accepted >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not 2 rows accepted in 20 s: %+v", before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.restart()
+	j := r.c().waitJob(r.keys["carl"], id, 30*time.Second, nil)
+	if before.Accepted >= 6 {
+		t.Fatalf("the job had ended before the restart: %+v", before)
+	}
+	checkAccounted(t, j)
+	if j.State != JobDone || j.RowsRead != 7 || j.Accepted != 6 || j.Refused != 1 || len(j.Errors) != 1 || j.Errors[0].Row != 3 {
+		t.Fatalf("resumed after %d accepted: %+v, want done, 6 accepted, row 3 refused", before.Accepted, j)
+	}
+	var page MessagePage
+	if code, body := r.c().upload("GET", "/v1/messages?limit=100", r.keys["carl"], "", nil, &page); code != 200 || len(page.Messages) != 6 {
+		t.Fatalf("outbox: %d, %d messages for 6 rows: %s", code, len(page.Messages), body)
+	}
+	seen := map[string]int{}
+	for _, m := range page.Messages {
+		seen[m.Text]++
+	}
+	for text, n := range seen {
+		if n != 1 {
+			t.Errorf("%q sent %d times", text, n)
+		}
+	}
+
+	r.restart()
+	again := r.c().job(r.keys["carl"], id)
+	if again.State != JobDone || again.Accepted != 6 || again.Refused != 1 || len(again.Errors) != 1 || !again.FinishedAt.Equal(j.FinishedAt) {
+		t.Fatalf("a finished job after a restart: %+v, was %+v", again, j)
+	}
+	var list BatchJobList
+	if code, _ := r.c().upload("GET", "/v1/batches", r.keys["carl"], "", nil, &list); code != 200 || len(list.Jobs) != 1 || list.Jobs[0].ID != id {
+		t.Fatalf("list after a restart: %+v", list)
+	}
+}
+
+// TestBatchResumeAccountGone: a job whose enterprise was disabled while
+// the daemon was down ends failed at the next start, its rows accounted
+// for, the rest not sent.
+func TestBatchResumeAccountGone(t *testing.T) {
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
+	var b strings.Builder
+	for i := range 6 {
+		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)
+	}
+	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
+	for deadline := time.Now().Add(20 * time.Second); r.c().job(r.keys["carl"], id).Accepted < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("no row accepted in 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.srv.Close()
+	if _, err := r.pol.UpdateEnterprise(policy.OperatorActor("test"), "C", func(e *policy.Enterprise) error { e.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r.restart()
+	// The enterprise is disabled: the operator's view of the job.
+	var j BatchJob
+	for _, job := range r.srv.batches().List() {
+		if job.ID() == id {
+			j = job.Progress(true)
+		}
+	}
+	if j.State != JobFailed || j.Reason != "account_gone" || j.Accepted < 1 || j.Accepted >= 6 {
+		t.Fatalf("job of a disabled enterprise after a restart: %+v", j)
+	}
+	checkAccounted(t, j)
+}
