@@ -8,10 +8,11 @@
 //
 // # Basics
 //
-//	r := batch.New(batch.Config{Gateway: gw, Policy: pol})
+//	r := batch.New(batch.Config{Gateway: gw, Policy: pol, Store: store})
+//	files, err := r.Resume(account, opts)  // the stored jobs: the running ones go on
 //	slot, err := r.Reserve(enterprise)      // ErrTooManyJobs, ErrClosed
 //	rows, err := batch.OpenRows(file, template, numberColumn, opts) // *FieldError: the header does not fit
-//	job := slot.Start(batch.JobSpec{…}, rows) // or slot.Release()
+//	job, err := slot.Start(batch.JobSpec{…}, rows) // or slot.Release(); err: not stored
 //	row, err := rows.Next()                 // a row as a job sends it (a preview reads the first few)
 //	header, first, cut, err := batch.Head(file, opts, 5) // a templated send's columns and first rows
 //	job.Progress(true)                      // rows read, accepted, refused, unsent, row errors
@@ -55,8 +56,12 @@
 //
 // # Caveats
 //
-//   - Jobs live in memory: a restart forgets them and stops a running job
-//     where it was (what it accepted stays in the outbox).
+//   - Without a Config.Store jobs live in memory: a restart forgets them
+//     and stops a running job where it was (what it accepted stays in the
+//     outbox). With one (the daemon's), a job is stored before Start
+//     returns, each gateway call stores the rows it sent with their
+//     messages, and Resume goes on after them at the next start (store.go):
+//     each row is sent once. A job stopped by Close is not ended there.
 //   - Row errors list the first MaxJobErrors by row (fewer past
 //     MaxJobErrorBytes); Progress.ErrorCount counts all, and ErrorsCut
 //     tells that some are not listed. The list's backing array may hold
