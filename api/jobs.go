@@ -107,7 +107,7 @@ func (s *Server) batches() *batch.Runner {
 // restart stopped, each as its user (who must still be there and
 // enabled); then it removes the spool directory's files no running job
 // reads: uploads cut off by the restart, staged uploads (which a restart
-// forgets).
+// forgets), XLSX copies a crash left behind.
 func (s *Server) resumeBatches() {
 	if s.cfg.Store == nil || s.cfg.Gateway == nil || s.cfg.Policy == nil {
 		return
@@ -127,12 +127,21 @@ func (s *Server) resumeBatches() {
 		}
 		return gateway.AccountFor(u, ent), nil
 	}
+	// The system's temporary directory ("") is not ours to sweep.
+	sweep := s.jobs.tmpDir != ""
+	if sweep {
+		// Before the jobs resume: a resumed XLSX job makes its own.
+		sheets, _ := filepath.Glob(filepath.Join(s.jobs.tmpDir, "qxtd-sheet-*"))
+		for _, f := range sheets {
+			_ = os.RemoveAll(f)
+		}
+	}
 	files, err := s.batches().Resume(account, batch.RowsOptions{MaxBytes: MaxBatchBody, TempDir: s.jobs.tmpDir})
 	if err != nil {
 		s.log.Error("batch jobs: some kept jobs could not be resumed or read", "err", err)
 	}
-	if s.jobs.tmpDir == "" {
-		return // the system's temporary directory: not ours to sweep
+	if !sweep {
+		return
 	}
 	keep := map[string]bool{}
 	for _, f := range files {

@@ -3,6 +3,9 @@ package api
 import (
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +118,45 @@ func TestBatchResumeAccountGone(t *testing.T) {
 		t.Fatalf("job of a disabled enterprise after a restart: %+v", j)
 	}
 	checkAccounted(t, j)
+}
+
+// TestBatchSpoolSwept: at start the spool beside the store keeps the
+// files of the jobs that resume and loses the rest (an upload a crash
+// cut off, an XLSX copy); a job's file goes when it ends.
+func TestBatchSpoolSwept(t *testing.T) {
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
+	dir := r.store.Path() + ".batches" // the daemon's spool
+	r.srv.jobs.tmpDir = dir
+	var b strings.Builder
+	for i := range 4 {
+		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)
+	}
+	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
+	for deadline := time.Now().Add(20 * time.Second); r.c().job(r.keys["carl"], id).Accepted < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("no row accepted in 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	jobFile, _ := filepath.Glob(filepath.Join(dir, "qxtd-batch-*"))
+	if len(jobFile) != 1 {
+		t.Fatalf("spool: %v, want the job's file", jobFile)
+	}
+	for _, stale := range []string{"qxtd-batch-cut", "qxtd-sheet-left", "other"} {
+		if err := os.WriteFile(filepath.Join(dir, stale), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.restart()
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if want := []string{filepath.Join(dir, "other"), jobFile[0]}; !slices.Equal(left, want) { // Glob sorts
+		t.Errorf("spool after the restart: %v, want %v (the job's file, and what is not ours)", left, want)
+	}
+	if j := r.c().waitJob(r.keys["carl"], id, 30*time.Second, nil); j.State != JobDone || j.Accepted != 4 {
+		t.Fatalf("job: %+v", j)
+	}
+	if _, err := os.Stat(jobFile[0]); !os.IsNotExist(err) {
+		t.Errorf("the job's file after it ended: %v", err)
+	}
+	_ = os.Remove(filepath.Join(dir, "other")) // for the rig's check of the spool
 }
