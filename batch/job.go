@@ -17,6 +17,21 @@ const (
 	JobFailed    = "failed"
 )
 
+// Why a job ends failed, besides the policy's refusals of its sender
+// (policy.Describe: account_disabled, no_signature, internal).
+const (
+	ReasonShutdown    = "shutdown"     // the daemon stopped it (with a Store it resumes)
+	ReasonInvalid     = "invalid"      // its file could not be read further
+	ReasonStoreError  = "store_error"  // the message store failed
+	ReasonAccountGone = "account_gone" // at resume, its user or enterprise was gone or disabled
+	ReasonFileGone    = "file_gone"    // at resume, its file could not be opened
+)
+
+// FailReasons are the reasons above, for whoever names them to people.
+func FailReasons() []string {
+	return []string{ReasonShutdown, ReasonInvalid, ReasonStoreError, ReasonAccountGone, ReasonFileGone}
+}
+
 // RowError is a refused row of a batch file (or of a contact import).
 type RowError struct {
 	Row     int    `json:"row"`    // the line of a CSV file, the row of a sheet
@@ -111,7 +126,7 @@ func (j *Job) finished() bool {
 func (j *Job) stopped() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.state == JobFailed && j.failReason == "shutdown"
+	return j.state == JobFailed && j.failReason == ReasonShutdown
 }
 
 func (j *Job) finishedAt() time.Time {
@@ -193,7 +208,7 @@ func (j *Job) end(ctxErr error, now time.Time) {
 	case j.userCancel:
 		j.state = JobCancelled
 	case ctxErr != nil:
-		j.state, j.failReason, j.failMsg = JobFailed, "shutdown", "the daemon stopped before the job ended"
+		j.state, j.failReason, j.failMsg = JobFailed, ReasonShutdown, "the daemon stopped before the job ended"
 	default:
 		j.state = JobDone
 	}

@@ -71,7 +71,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			break
 		}
 		if err != nil {
-			j.fail("invalid", "the file cannot be read further: "+err.Error())
+			j.fail(ReasonInvalid, "the file cannot be read further: "+err.Error())
 			break
 		}
 		j.read()
@@ -144,7 +144,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			continue
 		case errors.Is(err, gateway.ErrStore):
 			j.notSent(len(c.rows))
-			j.fail("store_error", "the message store failed: the rows not yet accepted were not sent")
+			j.fail(ReasonStoreError, "the message store failed: the rows not yet accepted were not sent")
 		case reason == policy.ReasonAccountDisabled.String(), reason == policy.ReasonNoSignature.String(), reason == "internal":
 			j.notSent(len(c.rows))
 			j.fail(reason, msg)

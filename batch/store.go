@@ -262,16 +262,16 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	slices.Sort(sent.rows)
 	acct, err := account(rec.Enterprise, rec.Owner)
 	if err != nil {
-		return fail("account_gone", "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
+		return fail(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
 	}
 	f, err := os.Open(rec.Path)
 	if err != nil {
-		return fail("file_gone", "the job's file could not be read again after a restart: the rows not yet sent were not", err)
+		return fail(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not", err)
 	}
 	opts.Format, opts.Template, opts.NumberColumn = rec.Rows.Format, rec.Rows.Template, rec.Rows.NumberColumn
 	rows, err := OpenRows(f, opts)
 	if err != nil {
-		return fail("invalid", "the job's file could not be read again after a restart: "+err.Error(), err)
+		return fail(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(), err)
 	}
 	path := rec.Path
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)

@@ -39,6 +39,10 @@ var reasonText = map[string]string{
 	"unknown_field":          "模板中的字段在文件中不存在",
 	"unavailable":            "服务暂不可用",
 	"internal":               "系统内部错误，请稍后再试或联系客户经理",
+	// Why a batch job ended failed (batch, api).
+	"shutdown":     "系统正在重启，任务将在重启后从中断处继续发送",
+	"account_gone": "任务所属的用户或企业已停用或删除，其余未发送的行不再发送",
+	"file_gone":    "系统重启后无法再读取上传的文件，其余未发送的行没有发送",
 }
 
 // reasonZH is the Chinese text of an API reason string ("" if unknown).

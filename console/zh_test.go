@@ -1,6 +1,11 @@
 package console
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/batch"
+)
 
 func TestDetailDropsPrefixes(t *testing.T) {
 	for in, want := range map[string]string{
@@ -12,6 +17,16 @@ func TestDetailDropsPrefixes(t *testing.T) {
 	} {
 		if got := detail(in); got != want {
 			t.Errorf("detail(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestJobFailReasonsInChinese: every reason a batch job ends failed for
+// is said in Chinese on 发送任务 (not shown as its code).
+func TestJobFailReasonsInChinese(t *testing.T) {
+	for _, r := range batch.FailReasons() {
+		if v := newJobView(api.BatchJob{State: api.JobFailed, Reason: r}); v.FailZH == "" || v.FailZH == r {
+			t.Errorf("job failed for %q: shown as %q", r, v.FailZH)
 		}
 	}
 }
