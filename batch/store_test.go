@@ -47,3 +47,33 @@ func FuzzDecodeJobRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeChunk: a chunk's answer read back at resume is refused with
+// an error or decoded into one that encodes to the same bytes; never a
+// panic, and never one whose counts do not add up.
+func FuzzDecodeChunk(f *testing.F) {
+	for _, ca := range []chunkAnswer{
+		{Rows: []int{1}, Accepted: 1},
+		{Rows: []int{5, 7, 8, 70000}, Accepted: 3, Errors: []RowError{{Row: 7, Number: "1380013800", Reason: "not_whitelisted", Code: "0x00000400", Message: "不在白名单"}}},
+	} {
+		f.Add(ca.encode())
+	}
+	f.Add([]byte{chunkVersion, 1, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ca, err := decodeChunk(b)
+		if err != nil {
+			return
+		}
+		if ca.Accepted+len(ca.Errors) != len(ca.Rows) || len(ca.Rows) == 0 || len(ca.Rows) > BatchChunk {
+			t.Fatalf("decoded a chunk that does not add up: %+v", ca)
+		}
+		again := ca.encode()
+		ca2, err := decodeChunk(again)
+		if err != nil {
+			t.Fatalf("a decoded chunk, encoded again, is refused: %v", err)
+		}
+		if !bytes.Equal(again, ca2.encode()) {
+			t.Fatalf("encoded and decoded again: %x, was %x", ca2.encode(), again)
+		}
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -153,15 +152,10 @@ func (t *txn) putAnswer(ctx context.Context, stored []*Message, errs []error) er
 		// After the messages were written: the whole operation fails.
 		return fmt.Errorf("%w: an answer with a key of %d bytes, status %d", ErrInvalid, len(a.Key), a.Code)
 	}
-	bucket := bucketIdem
 	if a.Book == AnswerJob {
-		id, _, ok := strings.Cut(a.Key, "\x00")
-		if !ok || validJobID(id) != nil || t.tx.Bucket(bucketJobs).Get([]byte(id)) == nil {
-			return fmt.Errorf("%w: a job chunk's answer %q of no job saved", ErrInvalid, a.Key)
-		}
-		bucket = bucketJobs
+		return t.putChunk(a)
 	}
-	return t.tx.Bucket(bucket).Put([]byte(a.Key), encodeAnswer(a))
+	return t.tx.Bucket(bucketIdem).Put([]byte(a.Key), encodeAnswer(a))
 }
 
 // LoadAnswer reads the answer kept under key: ErrNotFound if there is

@@ -3,25 +3,34 @@ package queue
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Batch jobs: package batch keeps its jobs here so that a restart resumes
 // a running job where it was, and a finished one is still shown. queue
 // stores their records without reading them:
 //
-//	jobs    id → the job's record (batch's encoding)
-//	        id 0x00 chunk → the answer of one of its gateway calls
+//	jobs       id → the job's record (batch's encoding)
+//	jobchunks  id (a bucket of its own) → chunk → the answer of one of its gateway calls
 //
-// A chunk's answer is an Answer (AnswerJob: its Key is the chunk's key,
-// JobChunkKey) written in the transaction that stores the chunk's
-// messages, exactly as an Idempotency-Key's is: a crash leaves both or
-// neither, so a resumed job sends no row twice and leaves none out.
+// A chunk's answer is an Answer (AnswerJob: its Key is JobChunkKey)
+// written in the transaction that stores the chunk's messages, exactly as
+// an Idempotency-Key's is: a crash leaves both or neither, so a resumed
+// job sends no row twice and leaves none out. A job whose rows each have
+// their own text makes a chunk a row; its chunks are a bucket of their own
+// so that dropping them when it ends frees their pages in one step: key
+// by key, 100,000 of them held the commit loop for seconds.
 
-var bucketJobs = []byte("jobs")
+var (
+	bucketJobs      = []byte("jobs")
+	bucketJobChunks = []byte("jobchunks")
+)
 
 // MaxJobID bounds a job's id; MaxJobRecord its record.
 const (
@@ -39,7 +48,29 @@ type Book uint8
 // JobChunkKey is the key of job id's chunk (say, its first row): the
 // answer's Key for AnswerJob.
 func JobChunkKey(id string, chunk uint32) string {
-	return id + "\x00" + string([]byte{byte(chunk >> 24), byte(chunk >> 16), byte(chunk >> 8), byte(chunk)})
+	return id + "\x00" + string(binary.BigEndian.AppendUint32(nil, chunk))
+}
+
+// splitChunkKey is JobChunkKey's job id and chunk key.
+func splitChunkKey(key string) (id string, chunk []byte, ok bool) {
+	id, c, ok := strings.Cut(key, "\x00")
+	if !ok || validJobID(id) != nil || len(c) != 4 {
+		return "", nil, false
+	}
+	return id, []byte(c), true
+}
+
+// putChunk stores a job chunk's answer (putAnswer).
+func (t *txn) putChunk(a *Answer) error {
+	id, chunk, ok := splitChunkKey(a.Key)
+	if !ok || t.tx.Bucket(bucketJobs).Get([]byte(id)) == nil {
+		return fmt.Errorf("%w: a job chunk's answer %q of no job saved", ErrInvalid, a.Key)
+	}
+	b, err := t.tx.Bucket(bucketJobChunks).CreateBucketIfNotExists([]byte(id))
+	if err != nil {
+		return err
+	}
+	return b.Put(chunk, encodeAnswer(a))
 }
 
 func validJobID(id string) error {
@@ -77,11 +108,10 @@ func (s *Store) FinishJob(ctx context.Context, id string, record []byte) error {
 		return fmt.Errorf("queue: finish job: %w: a record of %d bytes", ErrInvalid, len(record))
 	}
 	err := s.exec(ctx, func(t *txn) error {
-		b := t.tx.Bucket(bucketJobs)
-		if err := deleteChunks(b, id); err != nil {
+		if err := deleteChunks(t.tx, id); err != nil {
 			return err
 		}
-		return b.Put([]byte(id), record)
+		return t.tx.Bucket(bucketJobs).Put([]byte(id), record)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: finish job %s: %w", id, err)
@@ -96,12 +126,11 @@ func (s *Store) DeleteJobs(ctx context.Context, ids []string) error {
 		return nil
 	}
 	err := s.exec(s.Record(ctx), func(t *txn) error {
-		b := t.tx.Bucket(bucketJobs)
 		for _, id := range ids {
-			if err := deleteChunks(b, id); err != nil {
+			if err := deleteChunks(t.tx, id); err != nil {
 				return err
 			}
-			if err := b.Delete([]byte(id)); err != nil {
+			if err := t.tx.Bucket(bucketJobs).Delete([]byte(id)); err != nil {
 				return err
 			}
 		}
@@ -113,15 +142,13 @@ func (s *Store) DeleteJobs(ctx context.Context, ids []string) error {
 	return nil
 }
 
-func deleteChunks(b *bolt.Bucket, id string) error {
-	prefix := []byte(id + "\x00")
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
+// deleteChunks drops job id's chunks, if it has any.
+func deleteChunks(tx *bolt.Tx, id string) error {
+	err := tx.Bucket(bucketJobChunks).DeleteBucket([]byte(id))
+	if errors.Is(err, berrors.ErrBucketNotFound) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // Jobs calls fn with every job's id and record (valid during the call
@@ -131,35 +158,31 @@ func deleteChunks(b *bolt.Bucket, id string) error {
 func (s *Store) Jobs(fn func(id string, record []byte, chunks []*Answer) error) error {
 	var bad []error
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
-		if b == nil {
+		jobs, all := tx.Bucket(bucketJobs), tx.Bucket(bucketJobChunks)
+		if jobs == nil || all == nil {
 			return nil
 		}
-		c := b.Cursor()
-		k, v := c.First()
-		for k != nil {
-			if bytes.IndexByte(k, 0) >= 0 { // a chunk with no record: skip it
-				bad = append(bad, fmt.Errorf("%w: job chunk %q without its job", ErrCorrupt, k))
-				k, v = c.Next()
-				continue
-			}
-			id, rec := string(k), v
+		return jobs.ForEach(func(k, rec []byte) error {
+			id := string(k)
 			var chunks []*Answer
-			prefix := append([]byte(id), 0)
-			for k, v = c.Next(); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-				a, err := decodeAnswer(k, v)
+			if b := all.Bucket(k); b != nil {
+				err := b.ForEach(func(ck, v []byte) error {
+					key := id + "\x00" + string(ck)
+					a, err := decodeAnswer([]byte(key), v)
+					if err != nil {
+						bad = append(bad, fmt.Errorf("job chunk %q: %w", key, err))
+						return nil
+					}
+					a.Book = AnswerJob
+					chunks = append(chunks, a)
+					return nil
+				})
 				if err != nil {
-					bad = append(bad, fmt.Errorf("job chunk %q: %w", k, err))
-					continue
+					return err
 				}
-				a.Book = AnswerJob
-				chunks = append(chunks, a)
 			}
-			if err := fn(id, rec, chunks); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(id, rec, chunks)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("queue: jobs: %w", err)
@@ -172,21 +195,25 @@ func (s *Store) Jobs(fn func(id string, record []byte, chunks []*Answer) error) 
 
 // checkJobs reports the chunk answers that do not decode or have no job.
 func checkJobs(tx *bolt.Tx, bad func(string, ...any)) {
-	b := tx.Bucket(bucketJobs)
-	if b == nil {
+	jobs, all := tx.Bucket(bucketJobs), tx.Bucket(bucketJobChunks)
+	if jobs == nil || all == nil {
 		return // a backup older than kept jobs
 	}
-	_ = b.ForEach(func(k, v []byte) error {
-		i := bytes.IndexByte(k, 0)
-		if i < 0 {
-			return nil // a record: batch's
+	_ = all.ForEach(func(id, v []byte) error {
+		b := all.Bucket(id)
+		if b == nil {
+			bad("job chunks %q: not a bucket", id)
+			return nil
 		}
-		if b.Get(k[:i]) == nil {
-			bad("job chunk %q: no job %q", k, k[:i])
+		if jobs.Get(id) == nil {
+			bad("job chunks %q: no such job", id)
 		}
-		if _, err := decodeAnswer(k, v); err != nil {
-			bad("job chunk %q: %v", k, err)
-		}
-		return nil
+		return b.ForEach(func(ck, v []byte) error {
+			key := string(id) + "\x00" + string(ck)
+			if _, err := decodeAnswer([]byte(key), v); err != nil {
+				bad("job chunk %q: %v", key, err)
+			}
+			return nil
+		})
 	})
 }

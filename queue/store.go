@@ -457,7 +457,7 @@ func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		hadEDue := tx.Bucket(bucketEDue) != nil
 		hadFinal := tx.Bucket(bucketFinal) != nil
-		for _, name := range append(allBuckets[:len(allBuckets):len(allBuckets)], append(moBuckets, bucketMeta, bucketIdem, bucketJobs)...) {
+		for _, name := range append(allBuckets[:len(allBuckets):len(allBuckets)], append(moBuckets, bucketMeta, bucketIdem, bucketJobs, bucketJobChunks)...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
