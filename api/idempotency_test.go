@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -558,11 +559,18 @@ func TestIdempotencyRefusalNotKept(t *testing.T) {
 }
 
 // hungNode is PeerAnswers over a node that never answers.
-type hungNode struct{}
+// hungNode answers nothing until the asker gives up, or giveUp passes:
+// with the API's bound gone, the test fails after giveUp instead of
+// hanging until the suite's timeout.
+type hungNode struct{ giveUp time.Duration }
 
-func (hungNode) FindAnswer(ctx context.Context, _ string) (KeyAnswer, uint16, error) {
-	<-ctx.Done()
-	return KeyAnswer{}, 0, ctx.Err()
+func (h hungNode) FindAnswer(ctx context.Context, _ string) (KeyAnswer, uint16, error) {
+	select {
+	case <-ctx.Done():
+		return KeyAnswer{}, 0, ctx.Err()
+	case <-time.After(h.giveUp):
+		return KeyAnswer{}, 0, errors.New("hung node: the asker did not give up")
+	}
 }
 
 // TestIdempotencyHungNode: with a node that does not answer, a keyed send
@@ -570,7 +578,7 @@ func (hungNode) FindAnswer(ctx context.Context, _ string) (KeyAnswer, uint16, er
 // client's 10 s, and nothing is sent; a send without a key goes.
 func TestIdempotencyHungNode(t *testing.T) {
 	r := newUserRig(t)
-	node := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: hungNode{}})
+	node := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: hungNode{giveUp: keyPeerWait + 5*time.Second}})
 	t.Cleanup(node.Close)
 	hs := httptest.NewServer(node.Handler())
 	t.Cleanup(hs.Close)
