@@ -103,12 +103,14 @@ func (s *Server) batches() *batch.Runner {
 	return s.jobs.runner
 }
 
-// resumeBatches lists the jobs kept in the store and resumes those a
-// restart stopped, each as its user (who must still be there and
-// enabled); then it removes the spool directory's files no running job
+// ResumeBatches lists the batch jobs kept in the store and resumes those
+// a restart stopped, each as its user (who must still be there and
+// enabled); it also removes the spool directory's files no running job
 // reads: uploads cut off by the restart, staged uploads (which a restart
-// forgets), XLSX copies a crash left behind.
-func (s *Server) resumeBatches() {
+// forgets), XLSX copies a crash left behind. The daemon calls it once,
+// when its gateway can send (in a cluster: the node a member), before the
+// API serves; without it no stored job is listed or resumed.
+func (s *Server) ResumeBatches() {
 	if s.cfg.Store == nil || s.cfg.Gateway == nil || s.cfg.Policy == nil {
 		return
 	}

@@ -22,6 +22,7 @@ func (r *userRig) restart() {
 	old := r.srv
 	old.Close()
 	r.srv = New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, Reminders: r.rem})
+	r.srv.ResumeBatches()
 	r.srv.jobs.tmpDir = old.jobs.tmpDir // where the rig's checks look
 	hs := httptest.NewServer(r.srv.Handler())
 	r.t.Cleanup(hs.Close)

@@ -23,7 +23,43 @@ func TestBatchJobAcrossKill(t *testing.T) {
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")
 	d := startDaemon(t, cfg)
-	base := "http://" + d.httpAddr
+	batchAcrossKill(t, "http://"+d.httpAddr, func() string {
+		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-d.exited
+		d = startDaemon(t, cfg)
+		return "http://" + d.httpAddr
+	})
+	left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
+	if len(left) != 0 {
+		t.Errorf("the job's file is still there after it ended: %v", left)
+	}
+}
+
+// TestClusterBatchJobAcrossKill: the same on a node of a cluster, which
+// resumes its job once it is a member again (its enterprise's quota is
+// the cluster's), the usage read on another node.
+func TestClusterBatchJobAcrossKill(t *testing.T) {
+	nodes, _, _ := startCluster(t, 3, 2, smpp.SimOptions{}, writeClusterConfig)
+	n1 := nodes[0]
+	batchAcrossKill(t, "http://"+n1.proc.httpAddr, func() string {
+		if err := n1.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-n1.proc.exited
+		n1.proc = startDaemon(t, n1.cfg)
+		return "http://" + n1.proc.httpAddr
+	}, "http://"+nodes[1].proc.httpAddr)
+}
+
+// batchAcrossKill uploads a 600-row batch to base as esme (enterprise T1,
+// paced at 100 rows a second), kills and restarts its daemon (restart
+// returns its new base) with a third of the rows accepted, and checks
+// that the job ends done with every row accepted once: by the job, and
+// by the usage of T1 read on base and on others.
+func batchAcrossKill(t *testing.T, base string, restart func() string, others ...string) {
+	t.Helper()
 	// 100 rows a second, so that the kill comes mid-job.
 	if code, body := postJSON(t, http.MethodPatch, base+"/admin/v1/enterprises/T1", "test-token", `{"tps":100}`); code != http.StatusOK {
 		t.Fatalf("tps: %d %s", code, body)
@@ -65,29 +101,21 @@ func TestBatchJobAcrossKill(t *testing.T) {
 	}
 	var before progress
 	waitCond(t, 20*time.Second, "a third of the rows accepted", func() bool { before = job(base); return before.Accepted >= rows/3 })
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.exited
+	base = restart()
 	t.Logf("killed with %d rows read, %d accepted", before.RowsRead, before.Accepted)
-
-	d = startDaemon(t, cfg)
-	base = "http://" + d.httpAddr
 	var p progress
 	waitCond(t, 30*time.Second, "the job resumed and done", func() bool { p = job(base); return p.State != "running" })
 	if p.State != "done" || p.RowsRead != rows || p.Accepted != rows || p.Refused != 0 || p.Unsent != 0 {
 		t.Fatalf("job after the kill: %+v, want done with %d rows accepted", p, rows)
 	}
-	code, body := postJSON(t, http.MethodGet, base+"/v1/usage", key, "")
-	var usage struct{ Reserved, Delivered int64 }
-	if code != http.StatusOK || json.Unmarshal([]byte(body), &usage) != nil {
-		t.Fatalf("usage: %d %s", code, body)
-	}
-	if n := usage.Reserved + usage.Delivered; n != rows {
-		t.Errorf("%d messages stored for %d rows (reserved %d, delivered %d): a row sent twice or left out", n, rows, usage.Reserved, usage.Delivered)
-	}
-	left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
-	if len(left) != 0 {
-		t.Errorf("the job's file is still there after it ended: %v", left)
+	for _, at := range append([]string{base}, others...) {
+		code, body := postJSON(t, http.MethodGet, at+"/v1/usage", key, "")
+		var usage struct{ Reserved, Delivered int64 }
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &usage) != nil {
+			t.Fatalf("usage at %s: %d %s", at, code, body)
+		}
+		if n := usage.Reserved + usage.Delivered; n != rows {
+			t.Errorf("usage at %s: %d messages stored for %d rows (reserved %d, delivered %d): a row sent twice or left out", at, n, rows, usage.Reserved, usage.Delivered)
+		}
 	}
 }

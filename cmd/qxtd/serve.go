@@ -522,6 +522,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			return nil, err
 		}
 	}
+	// Batch jobs a restart stopped go on, now that the gateway can send
+	// as a member of the cluster, before anyone can list them.
+	d.api.ResumeBatches()
 	public := d.routes(reg)
 	if cfg.HTTP.OpsListen != "" {
 		ol, err := net.Listen("tcp", cfg.HTTP.OpsListen)
