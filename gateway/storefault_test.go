@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,12 +51,20 @@ func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
 func testStoreFailureHolds(t *testing.T, slots int) {
 	const n, binds, window = 100, 2, 20
 	var failing atomic.Bool
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
 	r := newRig(t, rigOpts{
-		// Answers come late, so that the first windows are out at the
-		// SMSC when the disk fills.
-		sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{RespDelay: time.Second}},
+		// The SMSC holds its answers until the disk fills: whatever the
+		// gateway has on the wire then is accepted while its acceptance
+		// cannot be recorded, and none is recorded before, however long
+		// the submissions take on a loaded machine.
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond, Faults: smpp.Faults{Hold: hold}},
 		upstream: func(u *gateway.UpstreamConfig) {
 			u.Binds, u.Window, u.RecordingSlots = binds, window, slots
+			// Longer than any wait here: a held submit_sm that timed out
+			// would be rescheduled (a commit that succeeds) and its
+			// worker freed for another part.
+			u.RespTimeout = time.Minute
 		},
 		store: func(o *queue.Options) {
 			o.CommitFault = func() error {
@@ -66,32 +75,56 @@ func testStoreFailureHolds(t *testing.T, slots int) {
 			}
 		},
 	})
+	t.Cleanup(release) // before the rig stops, which waits for the answers
+	// Each worker sends on its own bind while that bind is up: with one
+	// bind still down, they would all queue for the other's window.
+	waitFor(t, 10*time.Second, "every bind up", func() bool { return r.gw.Health().Upstreams[0].BindsUp == binds })
 	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := submitN(t, e, n, "1380077")
-	failing.Store(true)
-	r.sim.SetFaults(smpp.Faults{})
-	failedAt := r.store.Stats().FailedCommits
+	inflight := func() int { return r.gw.UpstreamCounts()[0].InFlight }
 
-	// The windows' worth of segments reach the SMSC and are accepted, and
-	// as the answers free the windows, the recording slots' worth more;
-	// their acceptance cannot be recorded. Let the gateway try for a
-	// while (many failed commits) before the disk frees up.
-	waitFor(t, 20*time.Second, "the windows and the recording slots accepted", func() bool {
-		acc, _ := r.sim.Stats()
-		return acc >= binds*window+slots
+	// How many of its workers the dispatcher fills is its own business:
+	// it reads the store again only once a worthwhile share of them is
+	// free, so with a backlog it may stop a few short of all of them, and
+	// with nothing answered stay there. Wait until it has parts out at the
+	// SMSC and, with recording slots, more in flight than the windows
+	// hold: those wait for a window slot, which the answers free while
+	// their acceptance cannot be recorded.
+	waitFor(t, 20*time.Second, "parts in flight and out at the SMSC", func() bool {
+		in := inflight()
+		return in > 0 && r.sim.Answering() > 0 && (slots == 0 || in > binds*window)
 	})
-	waitFor(t, 20*time.Second, "failed commits", func() bool {
-		return r.store.Stats().FailedCommits >= failedAt+15
+	failedAt := r.store.Stats().FailedCommits
+	failing.Store(true)
+	r.sim.SetFaults(smpp.Faults{}) // from now on answered at once
+	release()
+
+	// The answers free the windows, and the parts that waited for a
+	// window slot go out and are accepted too; no acceptance can be
+	// recorded, so the dispatcher stops and every part stays in flight.
+	// Let the gateway try for a while (many failed commits) before the
+	// disk frees up.
+	waitFor(t, 20*time.Second, "every part in flight accepted, and failed commits", func() bool {
+		acc, _ := r.sim.Stats()
+		return r.sim.Answering() == 0 && acc >= inflight() && r.store.Stats().FailedCommits >= failedAt+15
 	})
 	if r.gw.Health().StoreWritable {
 		t.Error("Health says the store is writable while its commits fail")
 	}
 	acc, _ := r.sim.Stats()
+	in := inflight()
+	t.Logf("SMSC accepted %d submit_sm while the store could not write; %d parts in flight", acc, in)
 	if acc > binds*window+slots {
 		t.Errorf("SMSC got %d submit_sm while the store could not write, want at most the windows and the recording slots (%d)", acc, binds*window+slots)
+	}
+	if acc > in {
+		t.Errorf("SMSC accepted %d submit_sm but only %d parts are in flight: a part was let go before its acceptance was recorded", acc, in)
+	}
+	if slots > 0 && acc <= binds*window {
+		t.Errorf("SMSC accepted %d submit_sm, want more than the windows (%d): the parts in the recording slots did not go out as the answers freed the windows", acc, binds*window)
 	}
 	failing.Store(false)
 
