@@ -130,9 +130,17 @@ type Conn struct {
 	// work carries inbound requests to the handler workers: long-lived
 	// goroutines, started as the load needs them up to the inbound window
 	// (one goroutine per request would grow a fresh stack each time).
-	work    chan pdu.Body
-	idle    atomic.Int32 // workers waiting for work
-	nworker int          // workers started (read loop only)
+	work chan pdu.Body
+	// Each request queued on work is someone's: an idle worker's (idle,
+	// claimed by the read loop as it queues), a worker's started for it,
+	// or, with every worker busy and no more allowed, the first worker
+	// to free (owed). Counted under workMu so that the read loop never
+	// takes a worker that has just taken a request for an idle one: it
+	// did, and a request waited out another's handler (a store commit).
+	workMu  sync.Mutex
+	idle    int // workers waiting, for whom no request is queued
+	owed    int // queued requests no worker is waiting for
+	nworker int // workers started
 	// inPeak is the most inbound requests the peer has had awaiting our
 	// answer at once on this session (PeerHasRoom).
 	inPeak  atomic.Int32
@@ -613,11 +621,19 @@ func (c *Conn) dispatch(frame []byte) bool {
 	}
 	c.handlers.Add(1)
 	c.work <- p // never blocks: it holds as many as the inbox admits
-	// Start a worker when the queued requests outnumber the idle ones
-	// (an idle count read a moment early only delays a request until a
-	// worker frees, and there is always at least one worker).
-	if c.nworker < cap(c.inbox) && (c.nworker == 0 || int(c.idle.Load()) < len(c.work)) {
+	c.workMu.Lock()
+	start := false
+	switch {
+	case c.idle > 0:
+		c.idle--
+	case c.nworker < cap(c.inbox):
 		c.nworker++
+		start = true
+	default:
+		c.owed++
+	}
+	c.workMu.Unlock()
+	if start {
 		c.workers.Add(1)
 		go c.worker()
 	}
@@ -634,19 +650,25 @@ func (c *Conn) PeerHasRoom() bool {
 	return int32(len(c.inbox)) < c.inPeak.Load()
 }
 
-// worker handles inbound requests until the session ends.
+// worker handles inbound requests until the session ends. It starts
+// with a request queued for it (dispatch), and after each one takes an
+// owed request or waits as idle.
 func (c *Conn) worker() {
 	defer c.workers.Done()
 	for {
-		c.idle.Add(1)
 		select {
 		case <-c.ctx.Done():
-			c.idle.Add(-1)
 			return
 		case p := <-c.work:
-			c.idle.Add(-1)
 			c.handle(p)
 		}
+		c.workMu.Lock()
+		if c.owed > 0 {
+			c.owed--
+		} else {
+			c.idle++
+		}
+		c.workMu.Unlock()
 	}
 }
 

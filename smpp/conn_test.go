@@ -784,3 +784,50 @@ func TestConnStopAndWaitPeerNeverHasRoom(t *testing.T) {
 		t.Errorf("a peer that waits for each answer had room for %d of %d requests", k, n)
 	}
 }
+
+// TestConnHandlesEveryQueuedRequest: requests read while the handlers of
+// others run are each handled at once, not left queued until a handler
+// frees. Before, a worker that had just taken a request still counted as
+// idle, so the read loop started no worker for the next one: a burst one
+// request larger than the workers a session had left one request waiting
+// out another's handler (a store commit) in most runs.
+func TestConnHandlesEveryQueuedRequest(t *testing.T) {
+	const n = 20
+	for round := range 30 {
+		var release chan struct{}
+		var running atomic.Int32
+		h := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body {
+			running.Add(1)
+			<-release
+			running.Add(-1)
+			return submitResp("id")
+		})
+		_, p := newConnPeer(t, h, smpp.ConnOptions{InboundWindow: 64})
+		seq := uint32(0)
+		// burst sends k requests in one write (read back to back, as a
+		// burst is) and says how many were being handled at once.
+		burst := func(k int) int32 {
+			release = make(chan struct{})
+			frames := make([][]byte, k)
+			for i := range frames {
+				seq++
+				frames[i] = frame(pdu.SubmitSMID, 0, seq, submitSMBody("1", "2", "x", 0))
+			}
+			p.send(frames...)
+			deadline := time.Now().Add(2 * time.Second)
+			for running.Load() < int32(k) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			got := running.Load()
+			close(release)
+			for range k {
+				p.next()
+			}
+			return got
+		}
+		burst(n - 1) // n-1 workers, idle once answered
+		if got := burst(n); got != n {
+			t.Fatalf("round %d: %d of %d requests being handled after 2 s; the rest waited for a handler to free", round, got, n)
+		}
+	}
+}
