@@ -29,30 +29,38 @@ func (r *userRig) restart() {
 	r.url = hs.URL
 }
 
+// carlBatch starts a batch of carl's (enterprise C: 1 row a second) of
+// rows rows to uNumA1, each its own text (a gateway call each), row
+// blank (0: none) without a number, and returns once atLeast of them
+// are accepted: a job a restart will cut in the middle.
+func (r *userRig) carlBatch(rows, blank, atLeast int) (id string, now BatchJob) {
+	r.t.Helper()
+	var b strings.Builder
+	for i := 1; i <= rows; i++ {
+		if i == blank {
+			b.WriteString(",没有号码\n")
+			continue
+		}
+		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)
+	}
+	id = r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if now = r.c().job(r.keys["carl"], id); now.Accepted >= atLeast {
+			return id, now
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("not %d rows accepted in 20 s: %+v", atLeast, now)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestBatchResumesAfterRestart: a job stopped by a restart goes on where
 // its stored rows end — each row sent once, the refused row still listed —
 // and a finished job is still shown after the next restart.
 func TestBatchResumesAfterRestart(t *testing.T) {
 	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
-	var b strings.Builder
-	for i := range 7 { // C: 1 a second; row 3 has no number
-		if i == 2 {
-			b.WriteString(",没有号码\n")
-			continue
-		}
-		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i) // texts differ: a gateway call each
-	}
-	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
-	var before BatchJob
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if before = r.c().job(r.keys["carl"], id); before.Accepted >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not 2 rows accepted in 20 s: %+v", before)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	id, before := r.carlBatch(7, 3, 2)
 	r.restart()
 	j := r.c().waitJob(r.keys["carl"], id, 30*time.Second, nil)
 	if before.Accepted >= 6 {
@@ -92,17 +100,7 @@ func TestBatchResumesAfterRestart(t *testing.T) {
 // for, the rest not sent.
 func TestBatchResumeAccountGone(t *testing.T) {
 	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
-	var b strings.Builder
-	for i := range 6 {
-		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)
-	}
-	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
-	for deadline := time.Now().Add(20 * time.Second); r.c().job(r.keys["carl"], id).Accepted < 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("no row accepted in 20 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	id, _ := r.carlBatch(6, 0, 1)
 	r.srv.Close()
 	if _, err := r.pol.UpdateEnterprise(policy.OperatorActor("test"), "C", func(e *policy.Enterprise) error { e.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
@@ -128,17 +126,7 @@ func TestBatchSpoolSwept(t *testing.T) {
 	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
 	dir := r.store.Path() + ".batches" // the daemon's spool
 	r.srv.jobs.tmpDir = dir
-	var b strings.Builder
-	for i := range 4 {
-		fmt.Fprintf(&b, "%s,第%d条\n", uNumA1, i)
-	}
-	id := r.c().startBatch(r.keys["carl"], "/v1/batches?format=csv", "text/csv", []byte(b.String()))
-	for deadline := time.Now().Add(20 * time.Second); r.c().job(r.keys["carl"], id).Accepted < 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("no row accepted in 20 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	id, _ := r.carlBatch(4, 0, 1)
 	jobFile, _ := filepath.Glob(filepath.Join(dir, "qxtd-batch-*"))
 	if len(jobFile) != 1 {
 		t.Fatalf("spool: %v, want the job's file", jobFile)

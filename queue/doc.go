@@ -110,6 +110,8 @@
 //	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
 //	mohook  enterprise 0x00 due time (8 BE) | MO id  → attempts (uvarint)   reply webhooks to POST (moreplies.go)
 //	idem    api's Idempotency-Key                    → version | at | enterprise | code | sum | header | body   answers kept for retries (answers.go)
+//	jobs    batch job id                             → batch's record of the job (jobs.go)
+//	jobchunks job id (a bucket) → chunk (4 BE)        → an answer, as idem's: the rows one gateway call of the job sent (jobs.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), DueSharedAt the pdue keys
