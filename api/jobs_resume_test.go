@@ -149,3 +149,23 @@ func TestBatchSpoolSwept(t *testing.T) {
 	}
 	_ = os.Remove(filepath.Join(dir, "other")) // for the rig's check of the spool
 }
+
+// TestBatchCancelledStaysCancelled: a job cancelled before a restart is
+// not resumed by it: the cancel is stored before DELETE answers.
+func TestBatchCancelledStaysCancelled(t *testing.T) {
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
+	id, _ := r.carlBatch(6, 0, 1)
+	var cancelled BatchJob
+	if code, b := r.c().upload("DELETE", "/v1/batches/"+id, r.keys["carl"], "", nil, &cancelled); code != 200 || cancelled.State != JobCancelled {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	r.restart()
+	j := r.c().job(r.keys["carl"], id)
+	if j.State != JobCancelled || j.Accepted != cancelled.Accepted || j.Unsent != cancelled.Unsent {
+		t.Fatalf("after a restart: %+v, was %+v", j, cancelled)
+	}
+	var page MessagePage
+	if code, _ := r.c().upload("GET", "/v1/messages?limit=100", r.keys["carl"], "", nil, &page); code != 200 || len(page.Messages) != cancelled.Accepted {
+		t.Fatalf("outbox: %d messages, the job accepted %d", len(page.Messages), cancelled.Accepted)
+	}
+}
