@@ -144,8 +144,16 @@ func TestBatchSpoolSwept(t *testing.T) {
 	if j := r.c().waitJob(r.keys["carl"], id, 30*time.Second, nil); j.State != JobDone || j.Accepted != 4 {
 		t.Fatalf("job: %+v", j)
 	}
-	if _, err := os.Stat(jobFile[0]); !os.IsNotExist(err) {
-		t.Errorf("the job's file after it ended: %v", err)
+	// The file goes just after the job reads done (its last record
+	// stored first).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := os.Stat(jobFile[0])
+		if os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job's file 10 s after it ended: %v", err)
+		}
 	}
 	_ = os.Remove(filepath.Join(dir, "other")) // for the rig's check of the spool
 }

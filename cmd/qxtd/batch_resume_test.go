@@ -31,10 +31,12 @@ func TestBatchJobAcrossKill(t *testing.T) {
 		d = startDaemon(t, cfg)
 		return "http://" + d.httpAddr
 	})
-	left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
-	if len(left) != 0 {
-		t.Errorf("the job's file is still there after it ended: %v", left)
-	}
+	// The file goes just after the job reads done (its last record
+	// stored first).
+	waitCond(t, 10*time.Second, "the job's file removed", func() bool {
+		left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
+		return len(left) == 0
+	})
 }
 
 // TestClusterBatchJobAcrossKill: the same on a node of a cluster, which
