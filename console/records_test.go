@@ -458,18 +458,11 @@ func TestOutboxDates(t *testing.T) {
 		t.Errorf("%s, second page: %d rows, want 1 and no 下一页", day5, n)
 	}
 
-	// Refused: the reason next to the form, the dates as given, no list.
-	for q, want := range map[string]string{
+	wantRangesRefused(t, c, "/outbox", map[string]string{
 		"from=" + day3 + "&to=" + day4: "结束日期不能早于开始日期",
 		"from=2026-02-30":              "开始日期无效",
 		"to=yesterday":                 "结束日期无效",
-	} {
-		a = c.get("/outbox?" + q)
-		if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+want) ||
-			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
-			t.Errorf("%s: %d, want 400 with %q and no list\n%s", q, a.Status, want, a.Body)
-		}
-	}
+	})
 	c.get("/outbox?from="+day3+"&to="+day4).wantStatus(t, http.StatusBadRequest, `value="`+day4+`"`)
 }
 
@@ -528,18 +521,11 @@ func TestScheduledDates(t *testing.T) {
 		t.Errorf("an empty range shows a table")
 	}
 
-	// Refused: the reason next to the form, the dates as given, no list.
-	for q, want := range map[string]string{
+	wantRangesRefused(t, c, "/scheduled", map[string]string{
 		"from=" + day3 + "&to=" + day2: "结束日期不能早于开始日期",
 		"from=2026-02-30":              "开始日期无效",
 		"to=tomorrow":                  "结束日期无效",
-	} {
-		a = c.get("/scheduled?" + q)
-		if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+want) ||
-			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
-			t.Errorf("%s: %d, want 400 with %q and no list\n%s", q, a.Status, want, a.Body)
-		}
-	}
+	})
 	c.get("/scheduled?from="+day3+"&to="+day2).wantStatus(t, http.StatusBadRequest, `value="`+day3+`"`)
 }
 
@@ -661,3 +647,17 @@ var regexpNext = regexp.MustCompile(`href="(/outbox\?[^"]*after=[0-9]+[^"]*)"`)
 var regexpInboxNext = regexp.MustCompile(`rel="next" href="(/inbox\?[^"]*)"`)
 
 var regexpScheduledNext = regexp.MustCompile(`rel="next" href="(/scheduled\?[^"]*)"`)
+
+// wantRangesRefused asks page with each query of bad (a date range that
+// cannot be) and wants it refused: 400, the reason next to the form, no
+// list.
+func wantRangesRefused(t *testing.T, c *browserless, page string, bad map[string]string) {
+	t.Helper()
+	for q, want := range bad {
+		a := c.get(page + "?" + q)
+		if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `<span class="ferr" role="alert">`+want) ||
+			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
+			t.Errorf("%s?%s: %d, want 400 with %q and no list\n%s", page, q, a.Status, want, a.Body)
+		}
+	}
+}
