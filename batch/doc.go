@@ -62,6 +62,9 @@
 //     returns, each gateway call stores the rows it sent with their
 //     messages, and Resume goes on after them at the next start (store.go):
 //     each row is sent once. A job stopped by Close is not ended there.
+//     A cancel is stored before the job stops (a restart ends a cancelled
+//     job whose end was not stored yet), and a job shows its final state
+//     only once its last record is stored.
 //   - Row errors list the first MaxJobErrors by row (fewer past
 //     MaxJobErrorBytes); Progress.ErrorCount counts all, and ErrorsCut
 //     tells that some are not listed. The list's backing array may hold

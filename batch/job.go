@@ -69,9 +69,18 @@ type Job struct {
 	created                    time.Time
 	cancel                     context.CancelFunc
 	done                       chan struct{}
+	r                          *Runner // whose Store keeps the job
 
-	mu         sync.Mutex
-	state      string
+	// storeMu orders the writes of the job's record: a cancel stored
+	// after the job's end was would undo the end.
+	storeMu sync.Mutex
+
+	mu    sync.Mutex
+	state string
+	// final is the state the job ended in, shown (state) once its last
+	// record is stored: whoever reads done knows a restart will not run
+	// the job again.
+	final      string
 	ended      time.Time
 	rowsRead   int
 	accepted   int
@@ -102,13 +111,21 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 
 // Cancel stops a running job (it ends cancelled once the gateway calls in
 // flight are answered; wait on Done) and returns the state it was in.
+// With a Store the cancel is stored first, so that a crash before the job
+// ends does not resume it: a restart ends it cancelled instead.
 func (j *Job) Cancel() (was string) {
+	j.storeMu.Lock()
 	j.mu.Lock()
 	was = j.state
+	first := was == JobRunning && !j.userCancel
 	if was == JobRunning {
 		j.userCancel = true
 	}
 	j.mu.Unlock()
+	if first && j.r != nil {
+		j.r.saveCancel(j)
+	}
+	j.storeMu.Unlock()
 	if was == JobRunning {
 		j.cancel()
 	}
@@ -126,7 +143,15 @@ func (j *Job) finished() bool {
 func (j *Job) stopped() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.state == JobFailed && j.failReason == ReasonShutdown
+	return j.final == JobFailed && j.failReason == ReasonShutdown
+}
+
+// publish shows the state the job ended in (end), once its last record
+// is stored or could not be.
+func (j *Job) publish() {
+	j.mu.Lock()
+	j.state = j.final
+	j.mu.Unlock()
 }
 
 func (j *Job) finishedAt() time.Time {
@@ -197,20 +222,21 @@ func (j *Job) fail(reason, msg string) {
 	j.cancel()
 }
 
-// end sets the final state. Done is closed later, once the job's file is
+// end settles the final state, shown once the job's last record is
+// stored (publish). Done is closed later still, once the job's file is
 // closed and its running slot given back (Slot.Start), so that whoever
 // waited on Done can start the next job at once.
 func (j *Job) end(ctxErr error, now time.Time) {
 	j.mu.Lock()
 	switch {
 	case j.failReason != "":
-		j.state = JobFailed
+		j.final = JobFailed
 	case j.userCancel:
-		j.state = JobCancelled
+		j.final = JobCancelled
 	case ctxErr != nil:
-		j.state, j.failReason, j.failMsg = JobFailed, ReasonShutdown, "the daemon stopped before the job ended"
+		j.final, j.failReason, j.failMsg = JobFailed, ReasonShutdown, "the daemon stopped before the job ended"
 	default:
-		j.state = JobDone
+		j.final = JobDone
 	}
 	j.ended = now.UTC()
 	j.mu.Unlock()
@@ -218,13 +244,23 @@ func (j *Job) end(ctxErr error, now time.Time) {
 }
 
 // Progress is the job now; its row errors (sorted by row) if withErrors.
-func (j *Job) Progress(withErrors bool) Progress {
+func (j *Job) Progress(withErrors bool) Progress { return j.progress(withErrors, false) }
+
+// progress is Progress; as the job ended (end) if final, before that is
+// shown.
+func (j *Job) progress(withErrors, final bool) Progress {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	p := Progress{ID: j.id, Kind: j.kind, Account: j.owner, File: j.file, State: j.state,
 		RowsRead: j.rowsRead, Accepted: j.accepted, Refused: j.refused, Unsent: j.unsent,
 		ErrorCount: j.errCount, ErrorsCut: j.errsCut, Reason: j.failReason, Message: j.failMsg,
 		CreatedAt: j.created, FinishedAt: j.ended}
+	switch {
+	case final:
+		p.State = j.final
+	case p.State == JobRunning:
+		p.FinishedAt = time.Time{} // ended, its record still being stored
+	}
 	if withErrors && len(j.errs) > 0 {
 		p.Errors = slices.Clone(j.errs)
 		slices.SortStableFunc(p.Errors, func(x, y RowError) int { return cmp.Compare(x.Row, y.Row) })

@@ -167,7 +167,7 @@ func (s *Slot) Start(spec JobSpec, rows *Rows) (*Job, error) {
 	r := s.r
 	ctx, cancel := context.WithCancel(r.ctx)
 	j := &Job{id: newJobID(), ent: s.ent, owner: spec.Owner, kind: spec.Kind, file: Clip(spec.File, MaxFileName),
-		created: r.cfg.Now().UTC(), cancel: cancel, done: make(chan struct{}), state: JobRunning}
+		created: r.cfg.Now().UTC(), cancel: cancel, done: make(chan struct{}), r: r, state: JobRunning}
 	j.rec = jobRecord{Enterprise: j.ent, Owner: j.owner, Kind: j.kind, File: j.file, Path: spec.Path, Request: spec.Request,
 		Created: j.created, Rows: storedRows{Format: spec.Rows.Format, Template: spec.Rows.Template, NumberColumn: spec.Rows.NumberColumn}}
 	if err := r.save(j); err != nil {
@@ -189,6 +189,7 @@ func (r *Runner) launch(ctx context.Context, s *Slot, j *Job, spec JobSpec, rows
 		defer rows.Close()
 		r.run(ctx, j, spec.Account, spec.Request, rows, sent)
 		if j.stopped() && r.cfg.Store != nil {
+			j.publish()
 			return // not ended: it resumes at the next start
 		}
 		if r.finish(j) && spec.Finally != nil {

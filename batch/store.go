@@ -44,7 +44,11 @@ type jobRecord struct {
 	Rows       storedRows          `json:"rows"`
 	Request    gateway.SendRequest `json:"request"`
 	Created    time.Time           `json:"created"`
-	Final      *Progress           `json:"final,omitempty"`
+	// Cancelled: its user cancelled it, stored before the cancel was
+	// answered; a restart before its end was stored ends it cancelled
+	// rather than resuming it.
+	Cancelled bool      `json:"cancelled,omitempty"`
+	Final     *Progress `json:"final,omitempty"`
 }
 
 // storedRows is what of RowsOptions a job keeps: the file's own; the
@@ -198,7 +202,7 @@ func (j *Job) record(final bool) []byte {
 	rec := j.rec
 	rec.V = jobRecordVersion
 	if final {
-		p := j.Progress(true)
+		p := j.progress(true, true)
 		rec.Final = &p
 		rec.Path = ""
 	}
@@ -214,17 +218,37 @@ func (r *Runner) save(j *Job) error {
 	return r.cfg.Store.SaveJob(context.Background(), j.id, j.record(false))
 }
 
-// finish stores j's last record (its chunks' answers go); false if it
-// could not be stored, and then the job resumes at the next start.
+// finish stores j's last record (its chunks' answers go), then shows the
+// state it ended in; false if the record could not be stored, and then
+// the job resumes at the next start (ends there, if it was cancelled).
 func (r *Runner) finish(j *Job) bool {
 	if r.cfg.Store == nil {
+		j.publish()
 		return true
 	}
+	// Shown under storeMu: a Cancel after the last record is stored sees
+	// the job ended, and stores no cancel over that record.
+	j.storeMu.Lock()
+	defer j.storeMu.Unlock()
+	defer j.publish()
 	if err := r.cfg.Store.FinishJob(context.Background(), j.id, j.record(true)); err != nil {
 		r.cfg.Logger.Error("batch: a job's end could not be stored (it resumes at the next start)", "job", j.id, "err", err)
 		return false
 	}
 	return true
+}
+
+// saveCancel stores that j's user cancelled it (j.storeMu held). If it
+// cannot be, the job is cancelled all the same: a crash before its end is
+// stored then resumes it.
+func (r *Runner) saveCancel(j *Job) {
+	if r.cfg.Store == nil {
+		return
+	}
+	j.rec.Cancelled = true
+	if err := r.cfg.Store.SaveJob(context.Background(), j.id, j.record(false)); err != nil {
+		r.cfg.Logger.Error("batch: a job's cancel could not be stored (a crash before the job ends resumes it)", "job", j.id, "err", err)
+	}
 }
 
 // Resume reads the stored jobs: the finished ones are listed again, and
@@ -283,9 +307,9 @@ func (r *Runner) Resume(account func(enterprise, owner string) (*gateway.Account
 // restore is the stored job as a Job, listed (ended if it had).
 func (r *Runner) restore(id string, rec *jobRecord) *Job {
 	j := &Job{id: id, ent: rec.Enterprise, owner: rec.Owner, kind: rec.Kind, file: rec.File, created: rec.Created,
-		rec: *rec, done: make(chan struct{}), state: JobRunning, cancel: func() {}}
+		rec: *rec, done: make(chan struct{}), r: r, state: JobRunning, cancel: func() {}}
 	if p := rec.Final; p != nil {
-		j.state, j.ended = p.State, p.FinishedAt
+		j.state, j.final, j.ended = p.State, p.State, p.FinishedAt
 		j.rowsRead, j.accepted, j.refused, j.unsent = p.RowsRead, p.Accepted, p.Refused, p.Unsent
 		j.errCount, j.errs, j.errsCut = p.ErrorCount, p.Errors, p.ErrorsCut
 		j.failReason, j.failMsg = p.Reason, p.Message
@@ -320,11 +344,16 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	slot := &Slot{r: r, ent: j.ent}
 	ctx, cancel := context.WithCancel(r.ctx)
 	j.cancel = cancel
-	fail := func(reason, msg string, err error) error {
+	// stop ends the job without reading its file again: failed for
+	// reason, or cancelled (no reason).
+	stop := func(reason, msg string, err error) error {
 		j.mu.Lock()
 		j.rowsRead = j.accepted + j.refused // the rows it is known to have read
+		j.userCancel = reason == ""
 		j.mu.Unlock()
-		j.fail(reason, msg)
+		if reason != "" {
+			j.fail(reason, msg)
+		}
 		j.end(nil, r.cfg.Now())
 		if r.finish(j) {
 			_ = os.Remove(rec.Path) // ended: nothing reads it again
@@ -334,18 +363,23 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 		return err
 	}
 	slices.Sort(sent.rows)
+	if rec.Cancelled {
+		// Cancelled, and stopped before its end was stored: what its
+		// calls sent is counted, nothing more is.
+		return stop("", "", nil)
+	}
 	acct, err := account(rec.Enterprise, rec.Owner)
 	if err != nil {
-		return fail(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
+		return stop(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
 	}
 	f, err := os.Open(rec.Path)
 	if err != nil {
-		return fail(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not", err)
+		return stop(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not", err)
 	}
 	opts.Format, opts.Template, opts.NumberColumn = rec.Rows.Format, rec.Rows.Template, rec.Rows.NumberColumn
 	rows, err := OpenRows(f, opts)
 	if err != nil {
-		return fail(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(), err)
+		return stop(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(), err)
 	}
 	path := rec.Path
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)

@@ -22,7 +22,9 @@ func FuzzDecodeJobRecord(f *testing.F) {
 	done.Path = ""
 	done.Final = &Progress{State: JobDone, RowsRead: 3, Accepted: 2, Refused: 1, ErrorCount: 1,
 		Errors: []RowError{{Row: 2, Number: "1", Reason: "invalid_number", Message: "号码不对"}}, CreatedAt: created, FinishedAt: created.Add(time.Minute)}
-	for _, rec := range []jobRecord{running, done} {
+	cancelled := running
+	cancelled.Cancelled = true // its end not stored yet
+	for _, rec := range []jobRecord{running, cancelled, done} {
 		b, _ := json.Marshal(rec)
 		f.Add(b)
 	}

@@ -1,0 +1,268 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// storeRig is a real store, policy and gateway (not started: the
+// messages wait in the store) for jobs of enterprise P, whose user pat sends 5 a
+// second.
+type storeRig struct {
+	t     *testing.T
+	store *queue.Store
+	pol   *policy.Policy
+	gw    *gateway.Gateway
+	dir   string
+}
+
+func newStoreRig(t *testing.T) *storeRig {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := queue.OpenDB(filepath.Join(dir, "q.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := queue.New(db, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000,
+		Packages: policy.PackageTable{{ID: 1, FeeFen: 100, Included: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
+		Enterprise: policy.Enterprise{Code: "P", Name: "派公司", Signature: "【派公司】", Package: 1, National: true, TPS: 5},
+		Users:      []policy.NewUser{{Name: "派", SystemID: "pat", Password: "secret1"}},
+		Whitelist:  []string{"13800138000"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		// Never started: the messages wait in the store.
+		Upstreams: []gateway.UpstreamConfig{{Name: "none", Addr: "127.0.0.1:1", SystemID: "up", Password: "uppw", Binds: 1, Window: 1}},
+	}, store, gateway.Rules{P: pol}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Stop)
+	return &storeRig{t: t, store: store, pol: pol, gw: gw, dir: dir}
+}
+
+func (s *storeRig) account(enterprise, owner string) (*gateway.Account, error) {
+	u, err := s.pol.User(policy.Actor{Enterprise: enterprise, Name: owner}, owner)
+	if err != nil {
+		return nil, err
+	}
+	ent, ok := s.pol.Lookup(enterprise)
+	if !ok {
+		return nil, errors.New("no enterprise " + enterprise)
+	}
+	return gateway.AccountFor(u, ent), nil
+}
+
+// runner is a Runner on the rig's store, seen through st (nil: the store).
+func (s *storeRig) runner(st Store) *Runner {
+	if st == nil {
+		st = s.store
+	}
+	r := New(Config{Gateway: s.gw, Policy: s.pol, Store: st})
+	s.t.Cleanup(r.Close)
+	return r
+}
+
+// start starts a job of n rows, each its own text (a gateway call each),
+// its file spooled in the rig's directory.
+func (s *storeRig) start(r *Runner, n int) (*Job, string) {
+	s.t.Helper()
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "13800138000,第%d条\n", i)
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("job-%d.csv", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	rows, err := OpenRows(f, RowsOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	acct, err := s.account("P", "pat")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	slot, err := r.Reserve("P")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	j, err := slot.Start(JobSpec{Owner: "pat", Account: acct, Kind: KindBatch, File: "名单.csv", Path: path,
+		Request: gateway.SendRequest{Ingress: "batch"}, Finally: func() { _ = os.Remove(path) }}, rows)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return j, path
+}
+
+// waitAccepted waits until j accepted at least n rows.
+func waitAccepted(t *testing.T, j *Job, n int) Progress {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if p := j.Progress(false); p.Accepted >= n {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not %d rows accepted in 20 s: %+v", n, j.Progress(false))
+		}
+	}
+}
+
+func waitDone(t *testing.T, j *Job) {
+	t.Helper()
+	select {
+	case <-j.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("job not done in 20 s: %+v", j.Progress(false))
+	}
+}
+
+// endless is the rig's store whose jobs' last records are lost, as if
+// the daemon were killed between a job's end and its record; hold, if
+// set, holds FinishJob until it is closed.
+type endless struct {
+	*queue.Store
+	lose     atomic.Bool
+	finishes chan string // a FinishJob called, if not nil
+	hold     chan struct{}
+}
+
+var errKilled = errors.New("test: the daemon was killed before the job's end was stored")
+
+func (e *endless) FinishJob(ctx context.Context, id string, record []byte) error {
+	if e.finishes != nil {
+		e.finishes <- id
+	}
+	if e.hold != nil {
+		<-e.hold
+	}
+	if e.lose.Load() {
+		return errKilled
+	}
+	return e.Store.FinishJob(ctx, id, record)
+}
+
+// TestCancelSurvivesACrash: a job cancelled, whose end the daemon did not
+// store before it died, is not resumed by the restart: it ends cancelled
+// there with what it had accepted, its file removed, nothing more sent.
+func TestCancelSurvivesACrash(t *testing.T) {
+	s := newStoreRig(t)
+	st := &endless{Store: s.store}
+	st.lose.Store(true)
+	r1 := s.runner(st)
+	j, path := s.start(r1, 40)
+	waitAccepted(t, j, 2)
+	if was := j.Cancel(); was != JobRunning {
+		t.Fatalf("Cancel: was %s", was)
+	}
+	waitDone(t, j)
+	before := j.Progress(false)
+	if before.State != JobCancelled || before.Accepted >= 40 {
+		t.Fatalf("cancelled: %+v", before)
+	}
+	r1.Close()
+
+	r2 := s.runner(nil)
+	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := r2.Get(j.ID())
+	if again == nil {
+		t.Fatal("the job is gone after the restart")
+	}
+	select {
+	case <-again.Done():
+	default:
+		t.Fatalf("the cancelled job runs again after the restart: %+v", again.Progress(false))
+	}
+	p := again.Progress(false)
+	if p.State != JobCancelled || p.Accepted != before.Accepted || p.RowsRead != p.Accepted+p.Refused+p.Unsent || p.FinishedAt.IsZero() {
+		t.Fatalf("after the restart: %+v; before it: %+v", p, before)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the cancelled job's file after the restart: %v", err)
+	}
+	// Its end is stored now: the next restart reads it as it is.
+	r2.Close()
+	r3 := s.runner(nil)
+	if _, err := r3.Resume(s.account, RowsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p3 := r3.Get(j.ID()).Progress(false); p3.State != JobCancelled || p3.Accepted != before.Accepted {
+		t.Fatalf("after a second restart: %+v", p3)
+	}
+}
+
+// TestJobDoneOnceStored: a job reads done only once its last record is
+// stored, so that whoever saw done never sees a restart run it again;
+// until then it reads running, with no finish time.
+func TestJobDoneOnceStored(t *testing.T) {
+	s := newStoreRig(t)
+	st := &endless{Store: s.store, finishes: make(chan string, 1), hold: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(st.hold) })
+	r := s.runner(st)
+	t.Cleanup(release) // a failed check must not leave the job held: Close waits for it
+	j, path := s.start(r, 3)
+	select {
+	case <-st.finishes:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the job did not end in 20 s: %+v", j.Progress(false))
+	}
+	if p := j.Progress(false); p.State != JobRunning || !p.FinishedAt.IsZero() || p.Accepted != 3 {
+		t.Fatalf("while its end is being stored: %+v, want running, 3 accepted, no finish time", p)
+	}
+	// A cancel now waits for the record, then finds the job done: had
+	// it stored its cancel over the last record, the restart below would
+	// end the job cancelled.
+	was := make(chan string, 1)
+	go func() { was <- j.Cancel() }()
+	release()
+	waitDone(t, j)
+	if p := j.Progress(false); p.State != JobDone || p.FinishedAt.IsZero() {
+		t.Fatalf("stored: %+v, want done", p)
+	}
+	if w := <-was; w != JobDone {
+		t.Fatalf("Cancel as the job's end was stored: was %s, want done", w)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the job's file once done: %v", err)
+	}
+	r.Close()
+	r2 := s.runner(nil)
+	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r2.Get(j.ID()).Progress(false); p.State != JobDone || p.Accepted != 3 {
+		t.Fatalf("after a restart: %+v, want done, as stored", p)
+	}
+}
