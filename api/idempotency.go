@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"mime"
 	"net/http"
@@ -237,10 +236,17 @@ const sendHeader = `{"Content-Type":["application/json; charset=utf-8"]}`
 // anyway).
 const maxSumBody = MaxBatchBody + 1<<20
 
+// sumHash is what a body is fingerprinted with: SHA-256, or a stripping
+// one over it. Sum is taken once, at the end.
+type sumHash interface {
+	io.Writer
+	Sum(b []byte) []byte
+}
+
 // summing hashes what is read through it.
 type summing struct {
 	r    io.ReadCloser
-	h    hash.Hash
+	h    sumHash
 	done []byte // the sum, once taken
 }
 
@@ -288,6 +294,69 @@ func requestSum(r *http.Request) []byte {
 func fingerprinted(r *http.Request) bool {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	return !strings.HasPrefix(mt, "multipart/")
+}
+
+// stripping passes what is written to it on to h with every occurrence of
+// sep left out (as bytes.ReplaceAll(all, sep, nil) would, however the
+// writes split the stream). Between writes it holds back a tail of at
+// most len(sep)-1 bytes that may begin an occurrence; Sum writes it.
+type stripping struct {
+	h   sumHash
+	sep []byte
+	// tail is held back; its capacity, 2*(len(sep)-1), also takes a
+	// write short enough to join it, and the first len(sep)-1 bytes of
+	// a longer one: no write allocates.
+	tail []byte
+}
+
+func newStripping(h sumHash, sep string) *stripping {
+	return &stripping{h: h, sep: []byte(sep), tail: make([]byte, 0, 2*(len(sep)-1))}
+}
+
+func (s *stripping) Write(p []byte) (int, error) {
+	n := len(p)
+	if t := len(s.tail); t > 0 {
+		if t+len(p) <= cap(s.tail) {
+			// A short write: the tail and it, in the tail's buffer.
+			s.strip(append(s.tail, p...))
+			return n, nil
+		}
+		// An occurrence that begins in the tail ends within the next
+		// len(sep)-1 bytes of p (the tail is shorter than sep).
+		j := append(s.tail, p[:len(s.sep)-1]...)
+		if i := bytes.Index(j, s.sep); i >= 0 && i < t {
+			s.h.Write(j[:i])
+			p = p[i+len(s.sep)-t:]
+		} else {
+			s.h.Write(s.tail)
+		}
+		s.tail = s.tail[:0]
+	}
+	s.strip(p)
+	return n, nil
+}
+
+// strip writes b to h without the occurrences of sep, holding back (in
+// the tail) its last bytes that may begin one.
+func (s *stripping) strip(b []byte) {
+	for {
+		i := bytes.Index(b, s.sep)
+		if i < 0 {
+			break
+		}
+		s.h.Write(b[:i])
+		b = b[i+len(s.sep):]
+	}
+	keep := min(len(b), len(s.sep)-1)
+	s.h.Write(b[:len(b)-keep])
+	s.tail = append(s.tail[:0], b[len(b)-keep:]...) // b may be the tail's buffer: append moves
+}
+
+// Sum ends the stream: the tail held back is no occurrence.
+func (s *stripping) Sum(b []byte) []byte {
+	s.h.Write(s.tail)
+	s.tail = s.tail[:0]
+	return s.h.Sum(b)
 }
 
 // sameRequest reports whether a request with fingerprint sum is the one

@@ -3,13 +3,18 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -598,4 +603,151 @@ func TestIdempotencyHungNode(t *testing.T) {
 	if n := len(r.received(uNumA1)); n > 1 {
 		t.Fatalf("the SMSC got %d messages, want at most the unkeyed one", n)
 	}
+}
+
+// TestStrippingSum: a multipart body's fingerprint leaves out its
+// boundary, wherever the reads split it: the same parts with another
+// boundary (1, 60 or 70 bytes) sum the same, another file or field sums
+// otherwise, and for any body and reads of 1, 2, 7 or 4096 bytes (or of
+// random sizes) the sum is that of bytes.ReplaceAll(body, boundary, nil):
+// a boundary across reads is left out, a prefix of it at the body's very
+// end is kept. Writes hold back no more than the tail and allocate
+// nothing.
+func TestStrippingSum(t *testing.T) {
+	sizes := []int{1, 2, 7, 4096}
+	// byReads is the fingerprint of body read through summing in reads
+	// of n bytes.
+	byReads := func(sep string, body []byte, n int) []byte {
+		tee := &summing{r: io.NopCloser(bytes.NewReader(body)), h: newStripping(sha256.New(), sep)}
+		buf := make([]byte, n)
+		for {
+			if _, err := tee.Read(buf); err != nil {
+				break
+			}
+		}
+		return tee.sum()
+	}
+	want := func(sep string, body []byte) []byte {
+		s := sha256.Sum256(bytes.ReplaceAll(body, []byte(sep), nil))
+		return s[:]
+	}
+
+	b70 := strings.Repeat("qxtd-7f3a", 7) + "0123456" // 70 bytes, the most RFC 2046 allows
+	if len(b70) != 70 {
+		t.Fatalf("boundary of %d bytes", len(b70))
+	}
+	form := func(boundary, file string, fields ...string) (string, []byte) {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		if boundary != "" {
+			if err := mw.SetBoundary(boundary); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i+1 < len(fields); i += 2 {
+			_ = mw.WriteField(fields[i], fields[i+1])
+		}
+		fw, _ := mw.CreateFormFile("file", "批量.csv")
+		_, _ = fw.Write([]byte(file))
+		_ = mw.Close()
+		return mw.Boundary(), buf.Bytes()
+	}
+	file := uNumA1 + ",批量只发一次\n" + uNumA2 + ",批量只发一次\n"
+	var base []byte
+	for _, b := range []string{"", "Z", b70} { // "": a random one of 60 bytes
+		sep, body := form(b, file, "source", "12")
+		for _, n := range sizes {
+			sum := byReads(sep, body, n)
+			if base == nil {
+				base = sum
+			}
+			if !bytes.Equal(sum, base) {
+				t.Fatalf("boundary %q, reads of %d: another sum for the same parts", sep, n)
+			}
+		}
+	}
+	seen := map[string]string{string(base): "the first"}
+	for _, c := range []struct {
+		what, file string
+		fields     []string
+	}{
+		{"another number", uNumA1 + ",批量只发一次\n" + uNumA1 + ",批量只发一次\n", []string{"source", "12"}},
+		{"another text", uNumA1 + ",批量只发一次\n" + uNumA2 + ",批量发了两次\n", []string{"source", "12"}},
+		{"a row less", uNumA1 + ",批量只发一次\n", []string{"source", "12"}},
+		{"another field value", file, []string{"source", "13"}},
+		{"another field", file, []string{"receipt", "12"}},
+		{"a field more", file, []string{"source", "12", "template", "{0}"}},
+		{"no field", file, nil},
+	} {
+		sep, body := form("", c.file, c.fields...)
+		for _, n := range sizes {
+			sum := byReads(sep, body, n)
+			if prev, ok := seen[string(sum)]; ok && (prev != c.what || n == sizes[0]) {
+				t.Fatalf("%s (reads of %d): the sum of %s", c.what, n, prev)
+			}
+			seen[string(sum)] = c.what
+		}
+	}
+
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, sep := range []string{"x", "ab", "aab", "aaa", "abab", "--" + strings.Repeat("a", 20) + "b", b70} {
+		alphabet := sep + "z"
+		var bodies [][]byte
+		for _, n := range []int{0, 1, len(sep) - 1, len(sep), 2 * len(sep), 100, 5000, 20000} {
+			b := make([]byte, max(n, 0))
+			for i := range b {
+				b[i] = alphabet[rnd.IntN(len(alphabet))]
+			}
+			bodies = append(bodies, b)
+		}
+		pad := bytes.Repeat([]byte("z"), 4095)
+		bodies = append(bodies,
+			[]byte(sep), []byte(sep+sep), []byte(sep+"z"+sep),
+			append(slices.Clip(pad), sep...), // across the first 4096-byte read
+			append(bytes.Repeat([]byte("z"), 4093), sep+"z"+sep...),
+		)
+		for k := 1; k < len(sep); k++ {
+			// A prefix of the boundary at the very end: no occurrence,
+			// kept; and after a whole one.
+			bodies = append(bodies, []byte("zz"+sep[:k]), []byte("z"+sep+sep[:k]), append(slices.Clip(pad), sep[:k]...))
+		}
+		for _, body := range bodies {
+			w := want(sep, body)
+			for _, n := range sizes {
+				if got := byReads(sep, body, n); !bytes.Equal(got, w) {
+					t.Fatalf("boundary %q, body %q, reads of %d: not the sum without the boundary", sep, clipBody(body), n)
+				}
+			}
+			for range 20 {
+				h := newStripping(sha256.New(), sep)
+				for rest := body; len(rest) > 0; {
+					k := min(len(rest), rnd.IntN(2*len(sep)+3))
+					_, _ = h.Write(rest[:k])
+					rest = rest[k:]
+					if len(h.tail) >= len(sep) {
+						t.Fatalf("boundary %q: a tail of %d bytes held back", sep, len(h.tail))
+					}
+				}
+				if got := h.Sum(nil); !bytes.Equal(got, w) {
+					t.Fatalf("boundary %q, body %q, writes of random sizes: not the sum without the boundary", sep, clipBody(body))
+				}
+			}
+		}
+	}
+
+	h := newStripping(sha256.New(), b70)
+	chunk := []byte(strings.Repeat("z", 100) + b70[:30])
+	if n := testing.AllocsPerRun(100, func() { _, _ = h.Write(chunk) }); n != 0 {
+		t.Errorf("a write allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = h.Write(chunk[:3]) }); n != 0 {
+		t.Errorf("a short write allocates %v times", n)
+	}
+}
+
+func clipBody(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
 }
