@@ -174,8 +174,8 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		}
 	}
 	bodySum := func() []byte { return nil }
-	if fingerprinted(r) {
-		tee := &summing{r: r.Body, h: sha256.New()}
+	if h := bodyHash(r); h != nil {
+		tee := &summing{r: r.Body, h: h}
 		r.Body = tee
 		bodySum = tee.sum
 	}
@@ -228,12 +228,14 @@ const sendHeader = `{"Content-Type":["application/json; charset=utf-8"]}`
 
 // A key is for one request: sent again with another body (a client that
 // numbers its requests and reuses a number, one that keys by order and
-// sends a corrected text), replaying the first answer would silently drop
-// the new request, and running it would break the key's promise. So the
-// request is refused (422 idempotency_key_reused), as the IETF's
-// Idempotency-Key draft has it. The fingerprint is the SHA-256 of the
-// body, read to its end (at most maxSumBody: beyond, the route refused it
-// anyway).
+// sends a corrected text, an upload of another file), replaying the first
+// answer would silently drop the new request, and running it would break
+// the key's promise. So the request is refused (422
+// idempotency_key_reused), as the IETF's Idempotency-Key draft has it. The
+// fingerprint is the SHA-256 of the body, read to its end (at most
+// maxSumBody: beyond, the route refused it anyway); of a multipart body
+// (POST /v1/batches), the SHA-256 of the body with its boundary left out
+// (bodyHash).
 const maxSumBody = MaxBatchBody + 1<<20
 
 // sumHash is what a body is fingerprinted with: SHA-256, or a stripping
@@ -281,20 +283,37 @@ func (t *summing) sum() []byte {
 // requestSum is the fingerprint of r's body read whole, nil for a body
 // not fingerprinted.
 func requestSum(r *http.Request) []byte {
-	if !fingerprinted(r) {
+	h := bodyHash(r)
+	if h == nil {
 		return nil
 	}
-	return (&summing{r: r.Body, h: sha256.New()}).sum()
+	return (&summing{r: r.Body, h: h}).sum()
 }
 
-// fingerprinted reports whether r's body is compared with its key's
-// first: not a multipart upload (POST /v1/batches), whose boundary a
-// client draws anew for every try (curl -F, a browser's form), so that
-// the same file sent again is other bytes.
-func fingerprinted(r *http.Request) bool {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return !strings.HasPrefix(mt, "multipart/")
+// bodyHash is the hash that fingerprints r's body, nil for a body not
+// fingerprinted. A multipart upload (POST /v1/batches) draws its boundary
+// anew for every try (curl -F, a browser's form, the console's relay), so
+// that the same file sent again is other bytes: it is hashed with every
+// occurrence of its boundary left out, which leaves the same bytes for
+// the same parts and other bytes for another file or field. A multipart
+// body without a boundary (which the route refuses) is not fingerprinted,
+// nor one whose boundary is longer than RFC 2046's 70 bytes (no client
+// draws one; Go's reader takes it): a write to the stripping hash costs
+// the boundary's length besides its own, and the sum may read up to
+// maxSumBody in writes of 1 KiB.
+func bodyHash(r *http.Request) sumHash {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if !strings.HasPrefix(mt, "multipart/") {
+		return sha256.New()
+	}
+	if b := params["boundary"]; b != "" && len(b) <= maxBoundary {
+		return newStripping(sha256.New(), b)
+	}
+	return nil
 }
+
+// maxBoundary is the longest multipart boundary RFC 2046 allows.
+const maxBoundary = 70
 
 // stripping passes what is written to it on to h with every occurrence of
 // sep left out (as bytes.ReplaceAll(all, sep, nil) would, however the

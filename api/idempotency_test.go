@@ -389,7 +389,8 @@ func TestBatchIdempotencyKey(t *testing.T) {
 	post := func() (string, http.Header) {
 		t.Helper()
 		// A new boundary each time, as curl -F and browsers draw them:
-		// the same file is other bytes (not compared: fingerprinted).
+		// the same file is other bytes, the same with the boundary left
+		// out (bodyHash).
 		ct, body := multipartBody(t, "批量.csv", []byte(uNumA1+",批量只发一次\n"), nil)
 		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
@@ -421,6 +422,87 @@ func TestBatchIdempotencyKey(t *testing.T) {
 	if len(l.Jobs) != 1 {
 		t.Fatalf("%d jobs after the upload was posted twice, want 1", len(l.Jobs))
 	}
+}
+
+// TestBatchIdempotencyKeyReused: POST /v1/batches with an Idempotency-Key
+// sent again with another file (another number, another text) or another
+// field (a template, a send time) is refused with 422
+// idempotency_key_reused and starts no job, where before the first job's
+// id came back and the new file was never sent; the same file, with
+// another boundary, is still replayed. The same on another node, which
+// checks the retry against the fingerprint the first node kept
+// (requestSum).
+func TestBatchIdempotencyKeyReused(t *testing.T) {
+	r := newUserRig(t)
+	post := func(url, file string, fields map[string]string) (int, []byte, http.Header) {
+		t.Helper()
+		ct, body := multipartBody(t, "批量.csv", []byte(file), fields) // a new boundary each time
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/batches", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Idempotency-Key", "upload-7")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		return resp.StatusCode, out.Bytes(), resp.Header
+	}
+	file := uNumA1 + ",批量只发一次\n"
+	code, first, _ := post(r.url, file, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("first: %d %s", code, first)
+	}
+	reused := func(url, file string, fields map[string]string) {
+		t.Helper()
+		code, body, hdr := post(url, file, fields)
+		if code != http.StatusUnprocessableEntity || !bytes.Contains(body, []byte(`"idempotency_key_reused"`)) || hdr.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("the key again with the file %q and the fields %v: %d %s", file, fields, code, body)
+		}
+	}
+	reused(r.url, uNumA2+",批量只发一次\n", nil)
+	reused(r.url, uNumA1+",批量发了两次\n", nil)
+	reused(r.url, file, map[string]string{"template": "{0}"})
+	reused(r.url, file, map[string]string{"send_at": time.Now().Add(time.Hour).Format(time.RFC3339)})
+	if code, again, hdr := post(r.url, file, nil); code != http.StatusAccepted || !bytes.Equal(again, first) || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the same file again: %d %s", code, again)
+	}
+
+	node2 := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: nodeAnswers{r.srv}})
+	t.Cleanup(node2.Close)
+	node2.user.idem = newIdemStore(time.Now) // as a node with a store of its own: it asks node 1
+	hs2 := httptest.NewServer(node2.Handler())
+	t.Cleanup(hs2.Close)
+	reused(hs2.URL, uNumA2+",批量只发一次\n", nil)
+	if code, again, hdr := post(hs2.URL, file, nil); code != http.StatusAccepted || !bytes.Equal(again, first) || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the same file on node 2: %d %s", code, again)
+	}
+
+	if j := r.c().waitJob(r.keys["alice"], idOfJob(t, first), 20*time.Second, nil); j.Accepted != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	var l struct {
+		Jobs []BatchJob `json:"jobs"`
+	}
+	r.must(http.StatusOK, "GET", "/v1/batches", r.keys["alice"], nil, &l)
+	if len(l.Jobs) != 1 {
+		t.Fatalf("%d jobs after the key was sent again with other files and fields, want 1", len(l.Jobs))
+	}
+	r.waitReceived(uNumA1, "【甲公司】批量只发一次", 10*time.Second)
+	if n := len(r.received(uNumA1)) + len(r.received(uNumA2)); n != 1 {
+		t.Fatalf("the SMSC got %d messages, want the first file's only", n)
+	}
+}
+
+func idOfJob(t *testing.T, answer []byte) string {
+	t.Helper()
+	var created BatchCreated
+	if err := json.Unmarshal(answer, &created); err != nil || created.JobID == "" {
+		t.Fatalf("not a job's answer: %s", answer)
+	}
+	return created.JobID
 }
 
 // TestIdempotencyKeyReused: a key sent again with another body (another
@@ -750,4 +832,35 @@ func clipBody(b []byte) []byte {
 		return b[:80]
 	}
 	return b
+}
+
+// TestBodyHash: what fingerprints a keyed request's body: SHA-256 for a
+// body that is not multipart, the stripping hash for a multipart one with
+// a boundary of 1 to 70 bytes, nothing (nil: not compared, as before) for
+// a multipart one without a boundary or with a longer one.
+func TestBodyHash(t *testing.T) {
+	for ct, want := range map[string]string{
+		"application/json":                "sha256",
+		"text/csv":                        "sha256",
+		"":                                "sha256",
+		"multipart/form-data; boundary=Z": "stripping",
+		"multipart/form-data; boundary=" + strings.Repeat("b", 70): "stripping",
+		"multipart/form-data; boundary=" + strings.Repeat("b", 71): "none", // past RFC 2046
+		"multipart/form-data":                         "none",
+		`multipart/form-data; boundary=""`:            "none",
+		"multipart/form-data; boundary=a; boundary=b": "sha256", // unparsed: a raw body to the route too
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/batches", nil)
+		r.Header.Set("Content-Type", ct)
+		got := "sha256"
+		switch bodyHash(r).(type) {
+		case nil:
+			got = "none"
+		case *stripping:
+			got = "stripping"
+		}
+		if got != want {
+			t.Errorf("Content-Type %q: fingerprinted by %s, want %s", ct, got, want)
+		}
+	}
 }
