@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -303,13 +304,34 @@ func requestSum(r *http.Request) []byte {
 // maxSumBody in writes of 1 KiB.
 func bodyHash(r *http.Request) sumHash {
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if !strings.HasPrefix(mt, "multipart/") {
-		return sha256.New()
+	var h sumHash
+	switch b := params["boundary"]; {
+	case !strings.HasPrefix(mt, "multipart/"):
+		h = sha256.New()
+	case b != "" && len(b) <= maxBoundary:
+		h = newStripping(sha256.New(), b)
+	default:
+		return nil
 	}
-	if b := params["boundary"]; b != "" && len(b) <= maxBoundary {
-		return newStripping(sha256.New(), b)
+	writeQuery(h, r.URL.RawQuery)
+	return h
+}
+
+// writeQuery puts a request's query, if it has one, in its fingerprint:
+// a file posted as the body (text/csv, an XLSX) takes its options there
+// (?template=…&send_at=…), and the same file with another template is
+// another request. Its parameters are sorted, so the same query written
+// in another order is the same request; a request without one hashes its
+// body alone, as before the query counted.
+func writeQuery(h io.Writer, raw string) {
+	if raw == "" {
+		return
 	}
-	return nil
+	q := raw
+	if v, err := url.ParseQuery(raw); err == nil {
+		q = v.Encode()
+	}
+	io.WriteString(h, "?"+q+"\n")
 }
 
 // maxBoundary is the longest multipart boundary RFC 2046 allows.
@@ -387,7 +409,7 @@ func sameRequest(first, sum []byte) bool {
 
 func writeKeyReused(w http.ResponseWriter) {
 	writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reused",
-		"this Idempotency-Key was used in the last 24 hours for a request with another body; nothing was sent: a new request needs a new key")
+		"this Idempotency-Key was used in the last 24 hours for a request with another body or query; nothing was sent: a new request needs a new key")
 }
 
 // KeyAnswer is what a node knows of an Idempotency-Key.

@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -470,6 +471,36 @@ func TestBatchIdempotencyKeyReused(t *testing.T) {
 		t.Fatalf("the same file again: %d %s", code, again)
 	}
 
+	// A file posted as the body takes its options in the query: another
+	// query is another request, the same one in another order is not.
+	raw := func(query string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches?"+query, strings.NewReader(uNumA3+",正文上传\n"))
+		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+		req.Header.Set("Content-Type", "text/csv")
+		req.Header.Set("Idempotency-Key", "upload-8")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		return resp.StatusCode, out.Bytes()
+	}
+	later := url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339))
+	rawFirst := "format=csv&send_at=" + later
+	code, rawJob := raw(rawFirst)
+	if code != http.StatusAccepted {
+		t.Fatalf("a file as the body: %d %s", code, rawJob)
+	}
+	if code, body := raw("format=csv"); code != http.StatusUnprocessableEntity || !bytes.Contains(body, []byte(`"idempotency_key_reused"`)) {
+		t.Fatalf("the same body without its send_at: %d %s, want 422", code, body)
+	}
+	if code, body := raw("send_at=" + later + "&format=csv"); code != http.StatusAccepted || !bytes.Equal(body, rawJob) {
+		t.Fatalf("the same query in another order: %d %s, want the first answer %s", code, body, rawJob)
+	}
+
 	node2 := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, PeerAnswers: nodeAnswers{r.srv}})
 	t.Cleanup(node2.Close)
 	node2.user.idem = newIdemStore(time.Now) // as a node with a store of its own: it asks node 1
@@ -487,8 +518,8 @@ func TestBatchIdempotencyKeyReused(t *testing.T) {
 		Jobs []BatchJob `json:"jobs"`
 	}
 	r.must(http.StatusOK, "GET", "/v1/batches", r.keys["alice"], nil, &l)
-	if len(l.Jobs) != 1 {
-		t.Fatalf("%d jobs after the key was sent again with other files and fields, want 1", len(l.Jobs))
+	if len(l.Jobs) != 2 {
+		t.Fatalf("%d jobs after the keys were sent again with other files and fields, want 2 (a job a key)", len(l.Jobs))
 	}
 	r.waitReceived(uNumA1, "【甲公司】批量只发一次", 10*time.Second)
 	if n := len(r.received(uNumA1)) + len(r.received(uNumA2)); n != 1 {

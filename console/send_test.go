@@ -371,6 +371,16 @@ func TestSendBatchOnce(t *testing.T) {
 	if jobs[0] != jobs[1] {
 		t.Fatalf("the upload posted twice started jobs %s and %s, want one", jobs[0], jobs[1])
 	}
+	// The same form (Back in the browser) with another file: not sent,
+	// and said so in Chinese, the form again with a new once value.
+	a := sendUpload(c, "/send/batch", "/send/batch?once="+m[1], nil, "批量.csv", numA1+",换了一个文件\n")
+	if a.Status != http.StatusOK && a.Status != http.StatusUnprocessableEntity || !strings.Contains(a.Body, "这份表单已经提交过，这次的内容") ||
+		strings.Contains(a.Body, "Idempotency-Key") {
+		t.Fatalf("the form posted again with another file: %d %s", a.Status, a.Body)
+	}
+	if again := batchOnceRE.FindStringSubmatch(a.Body); again == nil || again[1] == m[1] {
+		t.Fatalf("the form shown again has once %v, want a new one (was %s)", again, m[1])
+	}
 	waitJob(t, c, jobs[0], "已完成")
 	if n := strings.Count(c.get("/jobs").Body, `<td data-label="任务">`); n != 1 {
 		t.Fatalf("%d jobs listed, want 1", n)

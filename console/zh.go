@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/qxtd/qxtd/api"
@@ -38,6 +39,10 @@ var reasonText = map[string]string{
 	"already_decided":        "已审批过",
 	"unknown_field":          "模板中的字段在文件中不存在",
 	"unavailable":            "服务暂不可用",
+	// A send form posted again (its once value) with other content, and
+	// one posted again while the first post still runs on another node.
+	"idempotency_key_reused": "这份表单已经提交过，这次的内容（文件、号码或内容）与第一次不同，所以没有发送；请核对后重新提交",
+	"in_progress":            "这份表单刚刚提交过，仍在处理中，请稍后在发送记录中查看结果",
 	"internal":               "系统内部错误，请稍后再试或联系客户经理",
 	// Why a batch job ended failed (batch, api).
 	"shutdown":     "系统正在重启，任务将在重启后从中断处继续发送",
@@ -56,6 +61,10 @@ func reasonZH(reason string) string {
 	return reasonText[reason]
 }
 
+// noDetail are the reasons whose Chinese says all the API's English
+// message does.
+var noDetail = []string{"unauthorized", "not_found", "idempotency_key_reused", "in_progress"}
+
 // zhError is the Chinese text of an error of an API call, with the API's
 // own detail after it where it says more (a limit, the field, the number).
 func zhError(err error) string {
@@ -73,7 +82,7 @@ func zhError(err error) string {
 			zh = reasonText["invalid"]
 		}
 	}
-	if d := detail(ae.Message); d != "" && ae.Reason != "unauthorized" && ae.Reason != "not_found" {
+	if d := detail(ae.Message); d != "" && !slices.Contains(noDetail, ae.Reason) {
 		return zh + "（" + d + "）"
 	}
 	return zh
