@@ -398,12 +398,8 @@ func inSendRange(q NodeListQuery, items []listEntry) []listEntry {
 	})
 }
 
-// clusterList answers GET /v1/messages or /v1/scheduled (f) in a cluster.
-func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue.ListFilter, outcome, cursor string, limit int) {
-	streams, unknown, ok := s.listStreams(ctx, w, "after", cursor)
-	if !ok {
-		return
-	}
+// nodeQuery is the nodes' query of GET /v1/messages or /v1/scheduled (f).
+func nodeQuery(f queue.ListFilter, outcome string, limit int) NodeListQuery {
 	q := NodeListQuery{List: ListSent, Enterprise: f.Enterprise, Account: f.Account, Outcome: outcome,
 		From: f.From, To: f.To, SendFrom: f.SendFrom, SendTo: f.SendTo, Now: f.Now, Limit: limit}
 	if f.Scheduled {
@@ -412,7 +408,16 @@ func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue
 	if f.State != 0 {
 		q.State = f.State.String()
 	}
-	taken, next, missing := s.clusterPage(ctx, q, streams, unknown)
+	return q
+}
+
+// clusterList answers GET /v1/messages or /v1/scheduled (f) in a cluster.
+func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue.ListFilter, outcome, cursor string, limit int) {
+	streams, unknown, ok := s.listStreams(ctx, w, "after", cursor)
+	if !ok {
+		return
+	}
+	taken, next, missing := s.clusterPage(ctx, nodeQuery(f, outcome, limit), streams, unknown)
 	page := MessagePage{Messages: make([]Message, len(taken)), Next: next, Missing: missing}
 	for i, e := range taken {
 		page.Messages[i] = *e.Msg

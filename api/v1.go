@@ -60,6 +60,10 @@ type userState struct {
 	// answersAlone counts the answers saved in a commit of their own
 	// (saveAnswer), not with their send's messages: tests see which.
 	answersAlone atomic.Int64
+	// exports are the outbox exports running (v1_export.go); each reads
+	// exportPage messages at a time (0: MaxListLimit; tests shrink it).
+	exports    exportSlots
+	exportPage int
 }
 
 // caller is who makes an authenticated /v1 request, as it is now.
@@ -101,6 +105,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/messages/personalized", true, s.idempotentSend(s.sendPersonalized)},
 		{"POST", "/v1/messages/preview", true, s.previewMessage},
 		{"GET", "/v1/messages", true, s.listSent},
+		{"GET", "/v1/messages/export", true, s.exportMessages},
 		{"GET", "/v1/messages/{id}", true, s.showMessage},
 		{"PATCH", "/v1/messages/{id}", true, s.editMessage},
 		{"DELETE", "/v1/messages/{id}", true, s.cancelMessage},

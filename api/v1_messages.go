@@ -198,36 +198,12 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 		return
 	}
 	q := r.URL.Query()
-	f.Enterprise = c.ent.Code
-	f.Account = q.Get("account")
-	f.Now = time.Now()
-	if !c.admin() {
-		if f.Account != "" && f.Account != c.user.SystemID {
-			writeJSON(w, http.StatusOK, MessagePage{Messages: []Message{}}) // another user's: none visible
-			return
-		}
-		f.Account = c.user.SystemID
-	}
-	if v := q.Get("state"); v != "" {
-		st, ok := queue.ParseState(v)
-		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid", "state: one of accepted, submitted, delivered, undeliverable, expired, rejected, unknown, cancelled")
-			return
-		}
-		f.State = st
-	}
-	if v := q.Get("outcome"); v != "" {
-		sts, ok := outcomeStates[v]
-		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid", "outcome: one of received, failed, pending")
-			return
-		}
-		f.States = sts
-	}
-	if !timeRange(w, q, &f.From, &f.To) {
+	ok, none := listFilter(c, w, q, &f)
+	switch {
+	case !ok:
 		return
-	}
-	if f.Scheduled && !sendRange(w, q, &f) {
+	case none:
+		writeJSON(w, http.StatusOK, MessagePage{Messages: []Message{}}) // another user's: none visible
 		return
 	}
 	var after uint64
@@ -356,6 +332,47 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 	default:
 		writeRefusal(w, err)
 	}
+}
+
+// listFilter reads the filters of GET /v1/messages, /v1/scheduled and
+// /v1/messages/export into f (its Sent or Scheduled set by the route): the
+// caller's enterprise; its own messages, or an admin's pick of account;
+// state, outcome, from and to (and send_from, send_to of the scheduled).
+// !ok: a 400 was written. none: the caller asked for another user's
+// messages, of which it sees none.
+func listFilter(c *caller, w http.ResponseWriter, q url.Values, f *queue.ListFilter) (ok, none bool) {
+	f.Enterprise = c.ent.Code
+	f.Account = q.Get("account")
+	f.Now = time.Now()
+	if !c.admin() {
+		if f.Account != "" && f.Account != c.user.SystemID {
+			return true, true
+		}
+		f.Account = c.user.SystemID
+	}
+	if v := q.Get("state"); v != "" {
+		st, ok := queue.ParseState(v)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid", "state: one of accepted, submitted, delivered, undeliverable, expired, rejected, unknown, cancelled")
+			return false, false
+		}
+		f.State = st
+	}
+	if v := q.Get("outcome"); v != "" {
+		sts, ok := outcomeStates[v]
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid", "outcome: one of received, failed, pending")
+			return false, false
+		}
+		f.States = sts
+	}
+	if !timeRange(w, q, &f.From, &f.To) {
+		return false, false
+	}
+	if f.Scheduled && !sendRange(w, q, f) {
+		return false, false
+	}
+	return true, false
 }
 
 // timeRange reads the from= and to= of a list (RFC 3339; absent: zero,

@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"maps"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 var recordRoutes = []route{
 	{"GET /{$}", (*Server).home},
 	{"GET /outbox", (*Server).outbox},
+	{"GET /outbox/export.csv", (*Server).outboxExport},
 	{"GET /outbox/{id}", (*Server).message},
 	{"GET /scheduled", (*Server).scheduled},
 	{"GET /scheduled/{id}", (*Server).scheduledEdit},
@@ -92,6 +94,8 @@ type outboxData struct {
 	// The links, with the tab and the dates: the first page, the next
 	// page, and the tab without the dates (显示全部日期).
 	FirstURL, NextURL, AllDaysURL string
+	// ExportURL is 导出: the tab and dates, every page, as a CSV.
+	ExportURL string
 }
 
 func (s *Server) outbox(q *req) {
@@ -133,7 +137,42 @@ func (s *Server) outbox(q *req) {
 	if d.Next != "" {
 		d.NextURL = link("/outbox", with(keep, "after", d.Next))
 	}
+	d.ExportURL = link("/outbox/export.csv", keep)
 	q.render(http.StatusOK, "outbox", q.view(d))
+}
+
+// outboxExport is 导出: the tab and dates of 发件箱, every page, as a CSV
+// for Excel (the API's GET /v1/messages/export with lang=zh), streamed to
+// the browser as the API writes it. A refusal, which the API answers
+// before any row (too many exports at once, a node of the cluster that
+// cannot be asked), comes back to 发件箱 with the reason in Chinese.
+func (s *Server) outboxExport(q *req) {
+	in := q.r.URL.Query()
+	days := readDayRange(in)
+	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
+	if o := in.Get("outcome"); o != "" {
+		keep.Set("outcome", o)
+		v.Set("outcome", o)
+	}
+	days.keep(keep)
+	if days.Bad != "" {
+		q.redirect(link("/outbox", keep), days.Bad)
+		return
+	}
+	days.apiQuery(v)
+	cw := &catchError{w: q.w}
+	s.proxy(cw, q.r, q.token, "/v1/messages/export", v)
+	if cw.code < 400 {
+		return
+	}
+	ae := &api.APIError{Status: cw.code}
+	var body struct {
+		Error struct{ Reason, Message string } `json:"error"`
+	}
+	if json.Unmarshal(cw.buf.Bytes(), &body) == nil {
+		ae.Reason, ae.Message = body.Error.Reason, body.Error.Message
+	}
+	q.redirect(link("/outbox", keep), "导出失败："+zhError(ae))
 }
 
 // dayRange is the 开始日期 and 结束日期 of 发件箱, 收件箱 and 定时发件箱: Beijing

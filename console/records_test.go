@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/csv"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -659,5 +660,50 @@ func wantRangesRefused(t *testing.T, c *browserless, page string, bad map[string
 			strings.Contains(a.Body, "<table") || strings.Contains(a.Body, "没有") {
 			t.Errorf("%s?%s: %d, want 400 with %q and no list\n%s", page, q, a.Status, want, a.Body)
 		}
+	}
+}
+
+// TestOutboxExport: 导出 on 发件箱 downloads every page of the tab and
+// dates shown (51 messages of one day, more than a page), as a CSV for
+// Excel: a BOM, Chinese headers, Beijing times, no other day's; a bad
+// date comes back to 发件箱 with the reason.
+func TestOutboxExport(t *testing.T) {
+	r := newRig(t)
+	d5, day5 := beijingDay(5)
+	for i := range 51 {
+		r.storeSent("五天前导出", d5.Add(12*time.Hour+time.Duration(i)*time.Second))
+	}
+	r.storeSent("四天前深夜", d5.Add(48*time.Hour-time.Second))
+	c := r.client()
+	c.login("alice")
+	page := c.get("/outbox?from=" + day5 + "&to=" + day5)
+	page.wantPage(t, `id="outbox-export" href="/outbox/export.csv?from=`+day5+`&amp;to=`+day5+`"`)
+
+	a := c.get("/outbox/export.csv?from=" + day5 + "&to=" + day5)
+	if a.Status != http.StatusOK || !strings.HasPrefix(a.Header.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(a.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("export: %d %v\n%.300s", a.Status, a.Header, a.Body)
+	}
+	body, ok := strings.CutPrefix(a.Body, "\uFEFF")
+	if !ok {
+		t.Fatalf("no BOM: %.100q", a.Body)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 52 || recs[0][2] != "接收号码" || recs[0][4] != "内容" {
+		t.Fatalf("%d records (%v): %q", len(recs), err, recs[:min(len(recs), 2)])
+	}
+	last := d5.Add(12*time.Hour + 50*time.Second).In(reminder.Shanghai).Format(time.DateTime)
+	if recs[1][4] != "【甲公司】五天前导出" || recs[1][8] != last || recs[1][2] != numA1 {
+		t.Fatalf("the newest row %q, want accepted at %s", recs[1], last)
+	}
+	if strings.Contains(body, "四天前深夜") {
+		t.Error("another day's message in the export")
+	}
+	a = c.get("/outbox/export.csv?from=2026-02-30")
+	if a.Status != http.StatusSeeOther || a.Location != "/outbox?from=2026-02-30" {
+		t.Fatalf("a bad date: %d %q", a.Status, a.Location)
+	}
+	if back := c.get(a.Location); back.Status != http.StatusBadRequest || !strings.Contains(back.Body, "开始日期无效") {
+		t.Fatalf("发件箱 after a bad date: %d", back.Status)
 	}
 }

@@ -1,0 +1,282 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// exportGet fetches path as token and returns the status, the body read
+// to its end, and the trailers (with Content-Type and Content-Disposition).
+func exportGet(t *testing.T, url, path, token string) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: the body: %v", path, err)
+	}
+	h := resp.Trailer.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	for _, k := range []string{"Content-Disposition", "Content-Type"} {
+		h.Set(k, resp.Header.Get(k)) // handy for the checks
+	}
+	return resp.StatusCode, body, h
+}
+
+// TestExportMessages: GET /v1/messages/export writes the caller's outbox,
+// every page of it (3 messages read 2 at a time), as CSV or JSON Lines,
+// the rows the list shows and no other enterprise's or user's; lang=zh is
+// for Excel (a BOM, Chinese headers and states, Beijing times); a range
+// with nothing in it is a header alone; a complete file says its rows in
+// a trailer.
+func TestExportMessages(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.user.exportPage = 2
+	for _, text := range []string{"导出一", "导出二", "导出三"} {
+		r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: text})
+	}
+	r.send(r.keys["bob"], SendRequest{To: []string{uNumA1}, Text: "乙公司的"})
+	// Compared once final: a state that moves on between the list and
+	// the export is not a difference.
+	var list MessagePage
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.must(http.StatusOK, "GET", "/v1/messages", r.keys["alice"], nil, &list)
+		if len(list.Messages) == 3 && !slices.ContainsFunc(list.Messages, func(m Message) bool { return m.DoneAt.IsZero() }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's outbox not final in 10 s: %+v", list.Messages)
+		}
+	}
+
+	code, body, tr := exportGet(t, r.url, "/v1/messages/export", r.keys["alice"])
+	if code != http.StatusOK || tr.Get(ExportRowsTrailer) != "3" || !strings.HasPrefix(tr.Get("Content-Type"), "text/csv") ||
+		!strings.Contains(tr.Get("Content-Disposition"), `filename="outbox-A.csv"`) {
+		t.Fatalf("export: %d, trailers %v\n%s", code, tr, body)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil || len(rows) != 4 || rows[0][0] != "id" || rows[0][4] != "text" {
+		t.Fatalf("CSV (%v):\n%s", err, body)
+	}
+	for i, m := range list.Messages {
+		row := rows[i+1]
+		if row[0] != m.ID || row[2] != m.To || row[4] != m.Text || row[5] != m.State || row[8] != m.AcceptedAt.UTC().Format(time.RFC3339) {
+			t.Errorf("row %d %q, the list's message %+v", i+1, row, m)
+		}
+	}
+	if bytes.Contains(body, []byte("乙公司的")) {
+		t.Error("another enterprise's message in the export")
+	}
+
+	code, body, tr = exportGet(t, r.url, "/v1/messages/export?format=jsonl", r.keys["alice"])
+	var ids []string
+	for sc := bufio.NewScanner(bytes.NewReader(body)); sc.Scan(); {
+		var m Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("jsonl line %q: %v", sc.Text(), err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if want := []string{list.Messages[0].ID, list.Messages[1].ID, list.Messages[2].ID}; code != http.StatusOK || !slices.Equal(ids, want) || tr.Get(ExportRowsTrailer) != "3" {
+		t.Fatalf("jsonl: %d, ids %v, want %v", code, ids, want)
+	}
+
+	code, body, _ = exportGet(t, r.url, "/v1/messages/export?lang=zh", r.keys["alice"])
+	if !bytes.HasPrefix(body, []byte("\uFEFF消息ID,账号,接收号码")) || code != http.StatusOK {
+		t.Fatalf("lang=zh: %d\n%s", code, body)
+	}
+	rows, _ = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(body, []byte("\uFEFF")))).ReadAll()
+	m := list.Messages[0]
+	if len(rows) != 4 || rows[1][5] != m.StateZH || rows[1][8] != m.AcceptedAt.In(time.FixedZone("CST", 8*3600)).Format(time.DateTime) {
+		t.Fatalf("lang=zh rows %q, message %+v", rows, m)
+	}
+
+	later := strings.ReplaceAll(time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "+", "%2B")
+	code, body, tr = exportGet(t, r.url, "/v1/messages/export?from="+later, r.keys["alice"])
+	if code != http.StatusOK || strings.TrimSpace(string(body)) != strings.Join(columnsEN(), ",") || tr.Get(ExportRowsTrailer) != "0" {
+		t.Fatalf("an empty range: %d %q, trailers %v", code, body, tr)
+	}
+	// al2 (a user, not an admin) sees its own: none of alice's.
+	code, body, tr = exportGet(t, r.url, "/v1/messages/export?account=alice", r.keys["al2"])
+	if code != http.StatusOK || bytes.Contains(body, []byte("导出")) || tr.Get(ExportRowsTrailer) != "0" {
+		t.Fatalf("another user's: %d %s", code, body)
+	}
+	for _, bad := range []string{"format=xlsx", "lang=fr", "state=lost", "from=yesterday"} {
+		if code, body, _ := exportGet(t, r.url, "/v1/messages/export?"+bad, r.keys["alice"]); code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", bad, code, body)
+		}
+	}
+}
+
+func columnsEN() []string {
+	var out []string
+	for _, c := range exportColumns {
+		out = append(out, c.en)
+	}
+	return out
+}
+
+// TestExportSlots: an enterprise runs at most MaxExportsPerEnterprise
+// exports at once (429 beyond) while another enterprise's goes; a slot
+// given back is taken again; MaxExports bounds all.
+func TestExportSlots(t *testing.T) {
+	r := newUserRig(t)
+	var held []func()
+	for range MaxExportsPerEnterprise {
+		release, refused := r.srv.user.exports.take("A")
+		if release == nil {
+			t.Fatalf("a slot of A: %s", refused)
+		}
+		held = append(held, release)
+	}
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "GET", "/v1/messages/export", r.keys["alice"], nil)
+	if code, body, _ := exportGet(t, r.url, "/v1/messages/export", r.keys["bob"]); code != http.StatusOK {
+		t.Fatalf("B while A holds its exports: %d %s", code, body)
+	}
+	held[0]()
+	held[0]() // twice: once
+	if code, body, _ := exportGet(t, r.url, "/v1/messages/export", r.keys["alice"]); code != http.StatusOK {
+		t.Fatalf("A after a slot was given back: %d %s", code, body)
+	}
+	// That export gave its slot back too: A holds one, and may take one.
+	if release, refused := r.srv.user.exports.take("A"); release == nil {
+		t.Fatalf("A's second slot after its export ended: %s", refused)
+	} else {
+		held[0] = release
+	}
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "GET", "/v1/messages/export", r.keys["alice"], nil)
+	// Every slot of the node taken, by other enterprises: B waits too.
+	for i := range MaxExports - MaxExportsPerEnterprise {
+		if release, refused := r.srv.user.exports.take("X" + strconv.Itoa(i/MaxExportsPerEnterprise)); release == nil {
+			t.Fatalf("slot %d: %s", i, refused)
+		}
+	}
+	r.wantError(http.StatusTooManyRequests, "too_many_requests", "GET", "/v1/messages/export", r.keys["bob"], nil)
+}
+
+// TestExportSpreadsheetSafe: with lang=zh a cell Excel would run as a
+// formula is quoted; nothing else changes.
+func TestExportSpreadsheetSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"=HYPERLINK(\"x\")": "'=HYPERLINK(\"x\")", "+86 138": "'+86 138", "-10% 优惠": "'-10% 优惠", "@SUM(A1)": "'@SUM(A1)",
+		"\tx": "'\tx", "\rx": "'\rx", "【甲公司】=": "【甲公司】=", "": "", "13800138000": "13800138000",
+	} {
+		if got := spreadsheetSafe(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	write, err := exportWriter(bw, queue.FormatCSV, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := write(&Message{ID: "7", Account: "=cmd", To: "13800138000", Text: "-1+1", StateZH: "接收成功", Segments: 1}); err != nil {
+		t.Fatal(err)
+	}
+	bw.Flush()
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(buf.String(), "\uFEFF"))).ReadAll()
+	if err != nil || len(rows) != 2 || rows[1][1] != "'=cmd" || rows[1][4] != "'-1+1" || rows[1][2] != "13800138000" {
+		t.Fatalf("rows %q (%v)", rows, err)
+	}
+}
+
+// pagedPeer is a PeerLists whose node 2 has msgs (ids descending), paged
+// by the query's limit; down refuses.
+type pagedPeer struct {
+	msgs []Message
+	down bool
+}
+
+func (*pagedPeer) Self() uint16                                  { return 1 }
+func (*pagedPeer) ListNodes(_ context.Context) ([]uint16, error) { return []uint16{2}, nil }
+func (p *pagedPeer) PeerPage(_ context.Context, _ uint16, q NodeListQuery) (NodePage, error) {
+	if p.down {
+		return NodePage{}, errors.New("down")
+	}
+	var pg NodePage
+	for _, m := range p.msgs {
+		if id, _ := strconv.ParseUint(m.ID, 10, 64); q.Cursor == 0 || id < q.Cursor {
+			if len(pg.Messages) == q.Limit {
+				pg.Next, _ = strconv.ParseUint(pg.Messages[len(pg.Messages)-1].ID, 10, 64)
+				break
+			}
+			pg.Messages = append(pg.Messages, m)
+		}
+	}
+	return pg, nil
+}
+
+// TestClusterExportMessages: in a cluster the export merges this node's
+// messages and another's, newest first, each once, across pages of 2;
+// with the other node down it is a 503 before any row, not a file
+// without that node's messages.
+func TestClusterExportMessages(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	peer := &pagedPeer{}
+	for i := 5; i >= 1; i-- { // ids descending, every other second from now-10s
+		peer.msgs = append(peer.msgs, Message{ID: strconv.FormatUint(2<<48|uint64(i), 10), Account: "u", To: "13800138000",
+			Text: "peer " + strconv.Itoa(i), State: "delivered", AcceptedAt: now.Add(time.Duration(2*i-10) * time.Second)})
+	}
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for i := 1; i <= 3; i++ {
+		m := &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: "13800138000", Text: "self " + strconv.Itoa(i),
+			Parts: []queue.Part{{Body: []byte("x")}}}
+		if err := st.Enqueue(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{Store: st, PeerLists: peer})
+	s.user.exportPage = 2
+	c := &caller{user: &policy.User{SystemID: "u", Enterprise: "G1", Role: policy.RoleAdmin}, ent: &policy.Enterprise{Code: "G1"}}
+	get := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.exportMessages(c, w, httptest.NewRequest(http.MethodGet, "/v1/messages/export", nil))
+		return w
+	}
+	w := get()
+	rows, err := csv.NewReader(w.Body).ReadAll()
+	if err != nil || w.Code != http.StatusOK || len(rows) != 9 {
+		t.Fatalf("%d, %d rows (%v)", w.Code, len(rows), err)
+	}
+	var texts []string
+	for _, row := range rows[1:] {
+		texts = append(texts, row[4])
+	}
+	// This node's are the newest (accepted just now); the peer's follow, newest first.
+	want := []string{"self 3", "self 2", "self 1", "peer 5", "peer 4", "peer 3", "peer 2", "peer 1"}
+	if !slices.Equal(texts, want) || w.Result().Trailer.Get(ExportRowsTrailer) != "8" {
+		t.Fatalf("texts %q, want %q; trailers %v", texts, want, w.Result().Trailer)
+	}
+	peer.down = true
+	if w := get(); w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "self") {
+		t.Fatalf("a node down: %d %s, want 503 and no row", w.Code, w.Body)
+	}
+}
