@@ -425,14 +425,18 @@ func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue
 	writeJSON(w, http.StatusOK, page)
 }
 
+// inboxNodeQuery is the nodes' query of GET /v1/inbox (f).
+func inboxNodeQuery(enterprise string, f queue.InboxFilter, limit int) NodeListQuery {
+	return NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: f.Account, Number: f.Number, From: f.From, To: f.To, Limit: limit}
+}
+
 // clusterInbox answers GET /v1/inbox in a cluster.
 func (s *Server) clusterInbox(ctx context.Context, w http.ResponseWriter, enterprise string, f queue.InboxFilter, cursor string, limit int) {
 	streams, unknown, ok := s.listStreams(ctx, w, "before", cursor)
 	if !ok {
 		return
 	}
-	q := NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: f.Account, Number: f.Number, From: f.From, To: f.To, Limit: limit}
-	taken, next, missing := s.clusterPage(ctx, q, streams, unknown)
+	taken, next, missing := s.clusterPage(ctx, inboxNodeQuery(enterprise, f, limit), streams, unknown)
 	page := InboxPage{Replies: make([]InboxItem, len(taken)), Next: next, Missing: missing}
 	for i, e := range taken {
 		page.Replies[i] = *e.Reply

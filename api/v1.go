@@ -111,6 +111,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"DELETE", "/v1/messages/{id}", true, s.cancelMessage},
 		{"GET", "/v1/scheduled", true, s.listScheduled},
 		{"GET", "/v1/inbox", true, s.listInbox},
+		{"GET", "/v1/inbox/export", true, s.exportInbox},
 		{"POST", "/v1/batches", true, s.idempotent(s.createBatch)},
 		{"GET", "/v1/batches", true, s.listBatches},
 		{"GET", "/v1/batches/{id}", true, s.showBatch},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,18 +20,18 @@ import (
 	"github.com/qxtd/qxtd/reminder"
 )
 
-// GET /v1/messages/export: the outbox (发送记录) as a file, with the
-// filters of GET /v1/messages (account, state, outcome, from, to), for
-// whoever keeps its own records or opens them in Excel. It is read a page
-// at a time (MaxListLimit messages) and written as it is read, so memory
-// holds one page whatever the range; in a cluster the pages merge every
-// node's, as GET /v1/messages does. An export takes a slot: at most
-// MaxExportsPerEnterprise of one enterprise and MaxExports of all at once
-// (429 beyond), since each holds a store read and a connection for as
-// long as the client reads.
+// GET /v1/messages/export and GET /v1/inbox/export: the outbox (发送记录)
+// and the inbox (收件箱, the replies) as a file, with the filters of GET
+// /v1/messages and GET /v1/inbox, for whoever keeps its own records or
+// opens them in Excel. A list is read a page at a time (MaxListLimit
+// entries) and written as it is read, so memory holds one page whatever
+// the range; in a cluster the pages merge every node's, as the lists do.
+// An export takes a slot: at most MaxExportsPerEnterprise of one
+// enterprise and MaxExports of all at once (429 beyond), since each holds
+// a store read and a connection for as long as the client reads.
 //
 // A file is whole or fails: a node that cannot be asked before the first
-// row is a 503 (the file would miss its messages), and a failure after it
+// row is a 503 (the file would miss its entries), and a failure after it
 // cuts the connection (no terminating chunk, no ExportRowsTrailer), as
 // the DLR export does, rather than end a file that looks complete.
 const (
@@ -73,13 +74,64 @@ func (e *exportSlots) take(ent string) (release func(), refused string) {
 	}), ""
 }
 
-// exportColumns are the columns of a CSV export: the field of Message and
-// the header in English and (lang=zh) in Chinese, as the console's 发件箱
-// names them.
-var exportColumns = []struct{ en, zh string }{
-	{"id", "消息ID"}, {"account", "账号"}, {"to", "接收号码"}, {"source", "发送号码"}, {"text", "内容"},
-	{"state", "状态"}, {"segments", "条数"}, {"error_code", "错误码"}, {"accepted_at", "提交时间"},
-	{"send_at", "定时发送时间"}, {"submitted_at", "发出时间"}, {"done_at", "完成时间"},
+// exportColumn is a column of a CSV export: its header in English and
+// (lang=zh) in Chinese, as the console names it, and its cell of a row.
+type exportColumn[T any] struct {
+	en, zh string
+	cell   func(row *T, zh bool) string
+}
+
+// messageColumns are the columns of the outbox's export.
+var messageColumns = []exportColumn[Message]{
+	{"id", "消息ID", func(m *Message, _ bool) string { return m.ID }},
+	{"account", "账号", func(m *Message, _ bool) string { return m.Account }},
+	{"to", "接收号码", func(m *Message, _ bool) string { return m.To }},
+	{"source", "发送号码", func(m *Message, _ bool) string { return m.Source }},
+	{"text", "内容", func(m *Message, _ bool) string { return m.Text }},
+	{"state", "状态", func(m *Message, zh bool) string {
+		if zh {
+			return m.StateZH
+		}
+		return m.State
+	}},
+	{"segments", "条数", func(m *Message, _ bool) string { return strconv.Itoa(m.Segments) }},
+	{"error_code", "错误码", func(m *Message, _ bool) string { return m.ErrorCode }},
+	{"accepted_at", "提交时间", func(m *Message, zh bool) string { return exportTime(m.AcceptedAt, zh) }},
+	{"send_at", "定时发送时间", func(m *Message, zh bool) string { return exportTime(m.SendAt, zh) }},
+	{"submitted_at", "发出时间", func(m *Message, zh bool) string { return exportTime(m.SubmittedAt, zh) }},
+	{"done_at", "完成时间", func(m *Message, zh bool) string { return exportTime(m.DoneAt, zh) }},
+}
+
+// replyColumns are the columns of the inbox's export.
+var replyColumns = []exportColumn[InboxItem]{
+	{"id", "消息ID", func(m *InboxItem, _ bool) string { return m.ID }},
+	{"from", "来自", func(m *InboxItem, _ bool) string { return m.From }},
+	{"to", "发到", func(m *InboxItem, _ bool) string { return m.To }},
+	{"extension", "扩展号", func(m *InboxItem, _ bool) string { return m.Extension }},
+	{"account", "账号", func(m *InboxItem, _ bool) string { return m.Account }},
+	{"text", "内容", func(m *InboxItem, _ bool) string { return m.Text }},
+	{"received_at", "接收时间", func(m *InboxItem, zh bool) string { return exportTime(m.ReceivedAt, zh) }},
+	{"forwarded", "已转发", func(m *InboxItem, zh bool) string {
+		switch {
+		case !zh:
+			return strconv.FormatBool(m.Forwarded)
+		case m.Forwarded:
+			return "是"
+		}
+		return "否"
+	}},
+}
+
+// exportTime is a time of an export: RFC 3339 in UTC, or Beijing time for
+// people (zh); "" for none.
+func exportTime(t time.Time, zh bool) string {
+	switch {
+	case t.IsZero():
+		return ""
+	case zh:
+		return t.In(reminder.Shanghai).Format(time.DateTime)
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Request) {
@@ -88,17 +140,8 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	q := r.URL.Query()
-	format := q.Get("format")
-	if format == "" {
-		format = queue.FormatCSV
-	}
-	if format != queue.FormatCSV && format != queue.FormatJSONL {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
-		return
-	}
-	zh := q.Get("lang") == "zh"
-	if v := q.Get("lang"); v != "" && v != "zh" && v != "en" {
-		writeError(w, http.StatusBadRequest, "invalid", "lang: en or zh")
+	format, zh, ok := exportFormat(w, q)
+	if !ok {
 		return
 	}
 	f := queue.ListFilter{Sent: true}
@@ -106,41 +149,103 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	release, refused := s.user.exports.take(c.ent.Code)
+	next := func() ([]Message, bool, error) { return nil, false, nil } // another user's: none visible
+	if !none {
+		next = s.messagePages(r.Context(), f, q.Get("outcome"))
+	}
+	exportFile(s, w, r, exportSpec[Message]{what: "outbox", ent: c.ent.Code, account: f.Account,
+		name: exportName("outbox", c.ent.Code, f.From, f.To), format: format, zh: zh, columns: messageColumns, next: next})
+}
+
+func (s *Server) exportInbox(c *caller, w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
+		return
+	}
+	q := r.URL.Query()
+	format, zh, ok := exportFormat(w, q)
+	if !ok {
+		return
+	}
+	f, ok := inboxFilter(c, w, q)
+	if !ok {
+		return
+	}
+	exportFile(s, w, r, exportSpec[InboxItem]{what: "inbox", ent: c.ent.Code, account: f.Account,
+		name: exportName("inbox", c.ent.Code, f.From, f.To), format: format, zh: zh, columns: replyColumns,
+		next: s.inboxPages(r.Context(), c.ent.Code, f)})
+}
+
+// exportFormat reads format= (csv, jsonl) and lang= (en, zh), or writes
+// the 400.
+func exportFormat(w http.ResponseWriter, q url.Values) (format string, zh, ok bool) {
+	format = cmp.Or(q.Get("format"), queue.FormatCSV)
+	if format != queue.FormatCSV && format != queue.FormatJSONL {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
+		return "", false, false
+	}
+	switch q.Get("lang") {
+	case "", "en":
+	case "zh":
+		zh = true
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", "lang: en or zh")
+		return "", false, false
+	}
+	return format, zh, true
+}
+
+// exportName is the file's name (without its extension): the list, the
+// enterprise and the Beijing dates of the range.
+func exportName(list, ent string, from, to time.Time) string {
+	name := list + "-" + ent
+	if !from.IsZero() {
+		name += "-from-" + from.In(reminder.Shanghai).Format("20060102")
+	}
+	if !to.IsZero() {
+		name += "-to-" + to.In(reminder.Shanghai).Format("20060102")
+	}
+	return name
+}
+
+// exportSpec is one export: of what, for whom, as what, and its pages
+// (next: the page, whether another follows, or an error; errExportPartial
+// for a node of the cluster missing).
+type exportSpec[T any] struct {
+	what, ent, account, name string
+	format                   string
+	zh                       bool
+	columns                  []exportColumn[T]
+	next                     func() ([]T, bool, error)
+}
+
+// exportFile answers an export: its slot, its first page (a refusal or an
+// error before any row is a JSON error), then the file, page by page, the
+// write deadline moved at each, ExportRowsTrailer at the end, or the
+// connection cut on a failure after the first row.
+func exportFile[T any](s *Server, w http.ResponseWriter, r *http.Request, x exportSpec[T]) {
+	release, refused := s.user.exports.take(x.ent)
 	if release == nil {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusTooManyRequests, "too_many_requests", refused)
 		return
 	}
 	defer release()
-
-	next := func() ([]Message, bool, error) { return nil, false, nil } // another user's: none visible
-	if !none {
-		next = s.exportPages(r.Context(), f, q.Get("outcome"))
-	}
-	first, more, err := next()
+	first, more, err := x.next()
 	switch {
 	case errors.Is(err, errExportPartial):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	case err != nil:
-		s.log.Error("export messages", "enterprise", f.Enterprise, "err", err)
+		s.log.Error("export", "list", x.what, "enterprise", x.ent, "err", err)
 		writeOutboxErr(w, err)
 		return
 	}
 
 	h := w.Header()
-	ctype := map[string]string{queue.FormatCSV: "text/csv; charset=utf-8", queue.FormatJSONL: "application/x-ndjson"}[format]
-	h.Set("Content-Type", ctype)
-	name := "outbox-" + f.Enterprise
-	if !f.From.IsZero() {
-		name += "-from-" + f.From.In(reminder.Shanghai).Format("20060102")
-	}
-	if !f.To.IsZero() {
-		name += "-to-" + f.To.In(reminder.Shanghai).Format("20060102")
-	}
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, name, format))
+	h.Set("Content-Type", map[string]string{queue.FormatCSV: "text/csv; charset=utf-8", queue.FormatJSONL: "application/x-ndjson"}[x.format])
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.%s"`, x.name, x.format))
 	h.Set("Cache-Control", "no-store")
 	h.Set("Trailer", ExportRowsTrailer)
 	w.WriteHeader(http.StatusOK)
@@ -148,7 +253,7 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 	rc := http.NewResponseController(w)
 	s.extendWrite(rc)
 	bw := bufio.NewWriterSize(deadlineWriter{w: w, extend: func() { s.extendWrite(rc) }}, 64<<10)
-	write, err := exportWriter(bw, format, zh)
+	write, err := exportWriter(bw, x)
 	var n int64
 	start := time.Now()
 	for page := first; err == nil; {
@@ -169,26 +274,23 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 		if err != nil || !more {
 			break
 		}
-		if page, more, err = next(); err != nil {
-			break
-		}
+		page, more, err = x.next()
 	}
 	if err != nil {
-		s.log.Warn("outbox export cut short", "enterprise", f.Enterprise, "rows", n, "err", err)
+		s.log.Warn("export cut short", "list", x.what, "enterprise", x.ent, "rows", n, "err", err)
 		panic(http.ErrAbortHandler) // no trailer, no terminating chunk: the client sees the file is incomplete
 	}
 	h.Set(ExportRowsTrailer, strconv.FormatInt(n, 10))
-	s.log.Info("outbox export", "enterprise", f.Enterprise, "account", f.Account, "format", format, "rows", n,
+	s.log.Info("export", "list", x.what, "enterprise", x.ent, "account", x.account, "format", x.format, "rows", n,
 		"elapsed", time.Since(start).Round(time.Millisecond).String())
 }
 
 // errExportPartial: a node of the cluster could not be asked for its
-// messages, so the export would miss them.
+// entries, so the export would miss them.
 var errExportPartial = errors.New("a node of the cluster could not be asked for its messages; the export would miss them: retry shortly")
 
-// exportPages returns the pages of f one after another: the page, whether
-// another follows, or an error (errExportPartial for a node missing).
-func (s *Server) exportPages(ctx context.Context, f queue.ListFilter, outcome string) func() ([]Message, bool, error) {
+// messagePages returns the outbox's pages of f one after another.
+func (s *Server) messagePages(ctx context.Context, f queue.ListFilter, outcome string) func() ([]Message, bool, error) {
 	limit := cmp.Or(s.user.exportPage, MaxListLimit)
 	if s.cfg.PeerLists == nil {
 		var after uint64
@@ -205,77 +307,87 @@ func (s *Server) exportPages(ctx context.Context, f queue.ListFilter, outcome st
 			return page, next != 0, nil
 		}
 	}
-	// One set of streams for the whole export: each page goes on where
-	// the last one's cursor would have.
+	return clusterPages(s, ctx, "after", nodeQuery(f, outcome, limit), func(e listEntry) Message { return *e.Msg })
+}
+
+// inboxPages returns the inbox's pages of f one after another.
+func (s *Server) inboxPages(ctx context.Context, ent string, f queue.InboxFilter) func() ([]InboxItem, bool, error) {
+	limit := cmp.Or(s.user.exportPage, MaxListLimit)
+	if s.cfg.PeerLists == nil {
+		var before uint64
+		return func() ([]InboxItem, bool, error) {
+			list, next, err := s.cfg.Store.Inbox(ent, f, before, limit)
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: %w", gateway.ErrStore, err)
+			}
+			page := make([]InboxItem, len(list))
+			for i, m := range list {
+				page[i] = inboxItem(m)
+			}
+			before = next
+			return page, next != 0, nil
+		}
+	}
+	return clusterPages(s, ctx, "before", inboxNodeQuery(ent, f, limit), func(e listEntry) InboxItem { return *e.Reply })
+}
+
+// clusterPages returns the merged pages of q one after another, with one
+// set of streams for the whole export: each page goes on where the last
+// one's cursor would have.
+func clusterPages[T any](s *Server, ctx context.Context, param string, q NodeListQuery, entry func(listEntry) T) func() ([]T, bool, error) {
 	var streams []*listStream
 	var unknown bool
-	q := nodeQuery(f, outcome, limit)
-	return func() ([]Message, bool, error) {
+	return func() ([]T, bool, error) {
 		if streams == nil {
 			var ok bool
-			if streams, unknown, ok = s.listStreams(ctx, nil, "after", ""); !ok {
-				return nil, false, errExportPartial // a cursor was not given: never here
+			if streams, unknown, ok = s.listStreams(ctx, nil, param, ""); !ok {
+				return nil, false, errExportPartial // refused only for a cursor, which is not given
 			}
 		}
 		taken, next, missing := s.clusterPage(ctx, q, streams, unknown)
 		if missing.Partial {
 			return nil, false, errExportPartial
 		}
-		page := make([]Message, len(taken))
+		page := make([]T, len(taken))
 		for i, e := range taken {
-			page[i] = *e.Msg
+			page[i] = entry(e)
 		}
 		return page, next != "", nil
 	}
 }
 
-// exportWriter writes one message a call as format: CSV (a header row
-// first) or JSON Lines. zh is for people and Excel: a UTF-8 BOM (without
-// it Excel reads the Chinese as GBK), Chinese headers and states, Beijing
-// times, and cells that Excel would run as formulas quoted.
-func exportWriter(w *bufio.Writer, format string, zh bool) (func(*Message) error, error) {
-	if format == queue.FormatJSONL {
+// exportWriter writes one row a call as x.format: CSV (its header row
+// written first, so an empty export has it too) or JSON Lines. x.zh is
+// for people and Excel: a UTF-8 BOM (without it Excel reads the Chinese
+// as GBK), Chinese headers and cells, Beijing times, and cells that Excel
+// would run as formulas quoted.
+func exportWriter[T any](w *bufio.Writer, x exportSpec[T]) (func(*T) error, error) {
+	if x.format == queue.FormatJSONL {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		return func(m *Message) error { return enc.Encode(m) }, nil
+		return func(row *T) error { return enc.Encode(row) }, nil
 	}
 	cw := csv.NewWriter(w)
-	header := make([]string, len(exportColumns))
-	for i, col := range exportColumns {
-		header[i] = col.en
-		if zh {
-			header[i] = col.zh
+	rec := make([]string, len(x.columns))
+	for i, col := range x.columns {
+		rec[i] = col.en
+		if x.zh {
+			rec[i] = col.zh
 		}
 	}
-	if zh {
+	if x.zh {
 		w.WriteString("\uFEFF")
 	}
-	if err := cw.Write(header); err != nil { // an empty export has its header too
+	if err := cw.Write(rec); err != nil {
 		return nil, err
 	}
-	at := func(t time.Time) string {
-		switch {
-		case t.IsZero():
-			return ""
-		case zh:
-			return t.In(reminder.Shanghai).Format(time.DateTime)
+	return func(row *T) error {
+		for i, col := range x.columns {
+			rec[i] = col.cell(row, x.zh)
+			if x.zh {
+				rec[i] = spreadsheetSafe(rec[i])
+			}
 		}
-		return t.UTC().Format(time.RFC3339)
-	}
-	cell := func(v string) string {
-		if zh {
-			return spreadsheetSafe(v)
-		}
-		return v
-	}
-	rec := make([]string, len(exportColumns))
-	return func(m *Message) error {
-		state := m.State
-		if zh {
-			state = m.StateZH
-		}
-		rec = append(rec[:0], m.ID, cell(m.Account), cell(m.To), cell(m.Source), cell(m.Text), state,
-			strconv.Itoa(m.Segments), cell(m.ErrorCode), at(m.AcceptedAt), at(m.SendAt), at(m.SubmittedAt), at(m.DoneAt))
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

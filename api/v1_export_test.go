@@ -133,7 +133,7 @@ func TestExportMessages(t *testing.T) {
 
 func columnsEN() []string {
 	var out []string
-	for _, c := range exportColumns {
+	for _, c := range messageColumns {
 		out = append(out, c.en)
 	}
 	return out
@@ -190,7 +190,7 @@ func TestExportSpreadsheetSafe(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	bw := bufio.NewWriter(&buf)
-	write, err := exportWriter(bw, queue.FormatCSV, true)
+	write, err := exportWriter(bw, exportSpec[Message]{format: queue.FormatCSV, zh: true, columns: messageColumns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,5 +278,93 @@ func TestClusterExportMessages(t *testing.T) {
 	peer.down = true
 	if w := get(); w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "self") {
 		t.Fatalf("a node down: %d %s, want 503 and no row", w.Code, w.Body)
+	}
+}
+
+// TestExportInbox: GET /v1/inbox/export writes the enterprise's replies,
+// every page (5 read 2 at a time), newest first, as the inbox lists them,
+// with its filters (number); a reply's text that Excel would run as a
+// formula is quoted with lang=zh; a user sees its own extension's only.
+func TestExportInbox(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.user.exportPage = 2
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for i, text := range []string{"第一条", "第二条", "=HYPERLINK(\"http://x\")", "第四条", "第五条"} {
+		m := &queue.MO{Enterprise: "A", Source: uNumA2, Dest: "106575001", Text: text, Upstream: "sim", ReceivedAt: t0.Add(time.Duration(i) * time.Minute)}
+		if i == 4 {
+			m.Account, m.Extension, m.Dest, m.Source = "alice", "12", "10657500112", uNumA3
+		}
+		if err := r.store.StoreMO(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.store.StoreMO(t.Context(), &queue.MO{Enterprise: "B", Source: uNumA2, Dest: "106575002", Text: "乙公司的", Upstream: "sim", ReceivedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	code, body, tr := exportGet(t, r.url, "/v1/inbox/export", r.keys["amy"]) // A's admin
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if code != http.StatusOK || err != nil || len(rows) != 6 || tr.Get(ExportRowsTrailer) != "5" || !strings.Contains(tr.Get("Content-Disposition"), `"inbox-A.csv"`) {
+		t.Fatalf("export: %d (%v), trailers %v\n%s", code, err, tr, body)
+	}
+	var texts []string
+	for _, row := range rows[1:] {
+		texts = append(texts, row[5])
+	}
+	if want := []string{"第五条", "第四条", "=HYPERLINK(\"http://x\")", "第二条", "第一条"}; !slices.Equal(texts, want) || rows[0][5] != "text" {
+		t.Fatalf("texts %q, want %q", texts, want)
+	}
+	if rows[1][1] != uNumA3 || rows[1][3] != "12" || rows[1][4] != "alice" || rows[1][6] != t0.Add(4*time.Minute).UTC().Format(time.RFC3339) {
+		t.Fatalf("the newest row %q", rows[1])
+	}
+
+	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])
+	rows, err = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(body, []byte("\uFEFF")))).ReadAll()
+	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" {
+		t.Fatalf("lang=zh, number=%s: %q (%v)", uNumA2, rows, err)
+	}
+	// alice (a user) sees the replies to her extension only.
+	_, body, tr = exportGet(t, r.url, "/v1/inbox/export", r.keys["alice"])
+	if !bytes.Contains(body, []byte("第五条")) || bytes.Contains(body, []byte("第四条")) || tr.Get(ExportRowsTrailer) != "1" {
+		t.Fatalf("alice's export:\n%s", body)
+	}
+	if code, body, _ := exportGet(t, r.url, "/v1/inbox/export?number=abc", r.keys["amy"]); code != http.StatusBadRequest {
+		t.Fatalf("number=abc: %d %s", code, body)
+	}
+}
+
+// TestClusterExportInbox: in a cluster the inbox's export merges the
+// nodes' replies (two pages of 2 from three nodes); a node down is a 503
+// before any row.
+func TestClusterExportInbox(t *testing.T) {
+	t0 := time.Date(2026, 10, 1, 8, 0, 0, 0, time.UTC)
+	p := &synthetic{self: 9, nodes: map[uint16]*fakeNode{
+		1: {replies: replies(1, 3, t0, 2*time.Second)},
+		2: {replies: replies(2, 4, t0.Add(time.Second), 2*time.Second)},
+	}}
+	s := newSyntheticServer(t, p)
+	s.user.exportPage = 2
+	c := &caller{user: &policy.User{SystemID: "u", Enterprise: "G1", Role: policy.RoleAdmin}, ent: &policy.Enterprise{Code: "G1"}}
+	get := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.exportInbox(c, w, httptest.NewRequest(http.MethodGet, "/v1/inbox/export", nil))
+		return w
+	}
+	w := get()
+	rows, err := csv.NewReader(w.Body).ReadAll()
+	if err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%d (%v)", w.Code, err)
+	}
+	var ids []string
+	for _, row := range rows[1:] {
+		ids = append(ids, row[0])
+	}
+	if want := wantOrder(p); !slices.Equal(ids, want) || w.Result().Trailer.Get(ExportRowsTrailer) != "7" {
+		t.Fatalf("ids %v, want %v", ids, want)
+	}
+	p.mu.Lock()
+	p.nodes[2].down = true
+	p.mu.Unlock()
+	if w := get(); w.Code != http.StatusServiceUnavailable || strings.Contains(w.Body.String(), "received_at") {
+		t.Fatalf("a node down: %d %s", w.Code, w.Body)
 	}
 }

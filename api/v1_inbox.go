@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,21 @@ const maxInboxNumber = 32
 
 func isDigit(r rune) bool { return r >= '0' && r <= '9' }
 
+// inboxFilter reads the filters of GET /v1/inbox and /v1/inbox/export:
+// the caller's replies (an admin's: the enterprise's), number, from and
+// to; !ok: a 400 was written.
+func inboxFilter(c *caller, w http.ResponseWriter, q url.Values) (f queue.InboxFilter, ok bool) {
+	f.Number = q.Get("number")
+	if !c.admin() {
+		f.Account = c.user.SystemID
+	}
+	if len(f.Number) > maxInboxNumber || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxInboxNumber))
+		return f, false
+	}
+	return f, timeRange(w, q, &f.From, &f.To)
+}
+
 func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Store == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
@@ -69,15 +85,8 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	f := queue.InboxFilter{Number: q.Get("number")}
-	if !c.admin() {
-		f.Account = c.user.SystemID
-	}
-	if len(f.Number) > maxInboxNumber || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxInboxNumber))
-		return
-	}
-	if !timeRange(w, q, &f.From, &f.To) {
+	f, ok := inboxFilter(c, w, q)
+	if !ok {
 		return
 	}
 	if s.cfg.PeerLists != nil {

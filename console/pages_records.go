@@ -23,6 +23,7 @@ var recordRoutes = []route{
 	{"GET /{$}", (*Server).home},
 	{"GET /outbox", (*Server).outbox},
 	{"GET /outbox/export.csv", (*Server).outboxExport},
+	{"GET /inbox/export.csv", (*Server).inboxExport},
 	{"GET /outbox/{id}", (*Server).message},
 	{"GET /scheduled", (*Server).scheduled},
 	{"GET /scheduled/{id}", (*Server).scheduledEdit},
@@ -160,8 +161,16 @@ func (s *Server) outboxExport(q *req) {
 		return
 	}
 	days.apiQuery(v)
+	s.export(q, "/v1/messages/export", link("/outbox", keep), v)
+}
+
+// export streams the API's export at apiPath (v: its query) to the
+// browser as the API writes it (never whole in the console). A refusal,
+// which the API answers before any row, goes back to the page back with
+// the reason in Chinese.
+func (s *Server) export(q *req, apiPath, back string, v url.Values) {
 	cw := &catchError{w: q.w}
-	s.proxy(cw, q.r, q.token, "/v1/messages/export", v)
+	s.proxy(cw, q.r, q.token, apiPath, v)
 	if cw.code < 400 {
 		return
 	}
@@ -172,7 +181,7 @@ func (s *Server) outboxExport(q *req) {
 	if json.Unmarshal(cw.buf.Bytes(), &body) == nil {
 		ae.Reason, ae.Message = body.Error.Reason, body.Error.Message
 	}
-	q.redirect(link("/outbox", keep), "导出失败："+zhError(ae))
+	q.redirect(back, "导出失败："+zhError(ae))
 }
 
 // dayRange is the 开始日期 and 结束日期 of 发件箱, 收件箱 and 定时发件箱: Beijing
@@ -424,9 +433,9 @@ type inboxData struct {
 	// /v1/inbox); BadNumber says why it was not taken.
 	Number, BadNumber string
 	Days              dayRange // 开始日期, 结束日期
-	// The links, with the number and the dates: the first page and the
-	// next.
-	FirstURL, NextURL string
+	// The links, with the number and the dates: the first page, the
+	// next, and 导出 (every page as a CSV).
+	FirstURL, NextURL, ExportURL string
 }
 
 // maxInboxNumber is the API's bound on number= (characters).
@@ -464,7 +473,27 @@ func (s *Server) inbox(q *req) {
 	if d.Next != "" {
 		d.NextURL = link("/inbox", with(keep, "before", d.Next))
 	}
+	d.ExportURL = link("/inbox/export.csv", keep)
 	q.render(http.StatusOK, "inbox", q.view(d))
+}
+
+// inboxExport is 收件箱's 导出: the number and dates shown, every page, as
+// a CSV for Excel (GET /v1/inbox/export with lang=zh).
+func (s *Server) inboxExport(q *req) {
+	in := q.r.URL.Query()
+	days := readDayRange(in)
+	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
+	if n := strings.TrimSpace(in.Get("number")); n != "" {
+		keep.Set("number", n)
+		v.Set("number", n)
+	}
+	days.keep(keep)
+	if days.Bad != "" {
+		q.redirect(link("/inbox", keep), days.Bad)
+		return
+	}
+	days.apiQuery(v)
+	s.export(q, "/v1/inbox/export", link("/inbox", keep), v)
 }
 
 // billingData is 费用: the month so far and the past bills (enterprise

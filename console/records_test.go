@@ -707,3 +707,34 @@ func TestOutboxExport(t *testing.T) {
 		t.Fatalf("发件箱 after a bad date: %d", back.Status)
 	}
 }
+
+// TestInboxExport: 导出 on 收件箱 downloads the replies of the number and
+// dates shown, every page (51 of one day), as a CSV for Excel; a reply
+// that Excel would run as a formula is quoted.
+func TestInboxExport(t *testing.T) {
+	r := newRig(t)
+	d5, day5 := beijingDay(5)
+	for i := range 50 {
+		r.storeReply(numA1, "五天前回复", d5.Add(12*time.Hour+time.Duration(i)*time.Second))
+	}
+	r.storeReply(numA1, "=1+1", d5.Add(13*time.Hour))
+	r.storeReply(numA2, "别的号码", d5.Add(13*time.Hour))
+	c := r.client()
+	c.login("amy")
+	c.get("/inbox?number="+numA1).wantPage(t, `id="inbox-export" href="/inbox/export.csv?number=`+numA1+`"`)
+	a := c.get("/inbox/export.csv?number=" + numA1 + "&from=" + day5 + "&to=" + day5)
+	body, ok := strings.CutPrefix(a.Body, "\uFEFF")
+	if a.Status != http.StatusOK || !ok {
+		t.Fatalf("export: %d %.200q", a.Status, a.Body)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 52 || recs[0][1] != "来自" || recs[1][5] != "'=1+1" || recs[2][5] != "五天前回复" {
+		t.Fatalf("%d records (%v): %q", len(recs), err, recs[:min(len(recs), 3)])
+	}
+	if strings.Contains(body, "别的号码") {
+		t.Error("another number's reply in the export")
+	}
+	if a = c.get("/inbox/export.csv?to=x"); a.Status != http.StatusSeeOther || a.Location != "/inbox?to=x" {
+		t.Fatalf("a bad date: %d %q", a.Status, a.Location)
+	}
+}
