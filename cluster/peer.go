@@ -13,11 +13,13 @@ package cluster
 // The server refuses (401) a header it cannot parse, a time more than
 // PeerClockSkew away from its clock, or a MAC that does not match
 // (compared in constant time); a body over PeerMaxBody (a relay's over
-// PeerMaxRelayBody) is 413; more than PeerMaxInFlight requests at once
-// (PeerMaxRelayInFlight relays, counted apart) get 503 with the header
-// Qxtd-Peer-Busy before their body is read. A request
-// replayed within the skew window is accepted again: every endpoint is
-// idempotent (a receipt matched twice is a duplicate).
+// PeerMaxRelayBody, a question's to /peer/v1/answers over
+// PeerMaxAnswerBody) is 413; more than PeerMaxInFlight requests at once
+// (PeerMaxRelayInFlight relays and PeerMaxAnswerInFlight questions, each
+// pool counted apart) get 503 with the header Qxtd-Peer-Busy before their
+// body is read. A request replayed within the skew window is accepted
+// again: every endpoint is idempotent (a receipt matched twice is a
+// duplicate).
 //
 // Endpoints (v1):
 //
@@ -67,11 +69,11 @@ import (
 const (
 	PeerClockSkew = 60 * time.Second // accepted difference between a request's time and the server's clock
 	PeerMaxBody   = 4 << 20          // bytes of a request (or response) body
-	// PeerMaxInFlight bounds the requests other than relays a node
-	// reads and serves at once; more get 503 at once (every caller
-	// retries: receipts and deliveries wait, a routed query is a
-	// temporary failure), so a flood of bodies, authenticated or not,
-	// holds at most PeerMaxInFlight × PeerMaxBody = 64 MiB.
+	// PeerMaxInFlight bounds the requests other than relays and keyed
+	// sends' questions a node reads and serves at once; more get 503 at
+	// once (every caller retries: receipts and deliveries wait, a routed
+	// query is a temporary failure), so a flood of bodies, authenticated
+	// or not, holds at most PeerMaxInFlight × PeerMaxBody = 64 MiB.
 	PeerMaxInFlight = 16
 	// PeerMaxRelayInFlight bounds the relays (POST /peer/v1/relay) a
 	// node serves at once, beside the others: a relay holds its slot for
@@ -80,6 +82,29 @@ const (
 	// most PeerMaxRelayBody, so a flood of them holds at most 32 MiB more.
 	PeerMaxRelayInFlight = 256
 	PeerMaxRelayBody     = 128 << 10
+	// PeerMaxAnswerInFlight bounds the questions of keyed sends
+	// (POST /peer/v1/answers) a node serves at once, beside the others:
+	// every keyed send on every other node asks it first, so in the
+	// general pool a burst of them took the 16 slots that receipts,
+	// routed queries and lists need, and a burst of those made every
+	// enterprise's keyed sends 503. 64 is as many connections as a node
+	// keeps to another (PeerConnsPerNode): one node's questions alone,
+	// however many its connections carry at once, are never turned away
+	// by the pool (a question holds its slot only for a lookup in memory
+	// and, for a kept answer, one read of the store). An answer is at
+	// most some 160 KB (a 1,000-number send's), about 215 KB as base64
+	// in JSON, so a full pool writes at most 64 × 215 KB ≈ 14 MB of
+	// answers; counting each answer read from the store and the
+	// encoder's buffer beside it, some 50 MB at the very worst.
+	PeerMaxAnswerInFlight = 64
+	// PeerMaxAnswerBody bounds a question's body: {"key":K} with K at
+	// most PeerMaxAnswerKey bytes, which encoding/json writes as at most
+	// 6 bytes each (\u00XX for a control character or <, >, &, \ufffd for
+	// a byte that is not UTF-8; a multi-byte character is 2–4 bytes as
+	// itself, U+2028 and U+2029 6 for their 3), plus the 10 bytes of
+	// {"key":""} and room for a field or two of a later release: 12,352
+	// bytes, so a full pool holds under 1 MiB of questions.
+	PeerMaxAnswerBody = 6*PeerMaxAnswerKey + 64
 	// PeerConnsPerNode is the most connections a node opens to another
 	// (and keeps idle): under the peer listener's per-address cap
 	// (http.max_conns_per_addr, 64 by default), and requests beyond it
@@ -220,8 +245,9 @@ type peerServer struct {
 	mux     *http.ServeMux
 	now     func() time.Time // tests
 	// inflight holds a token per request being read or served; relays
-	// the same for relays, which have their own bound (and body limit).
-	inflight, relays chan struct{}
+	// and answers the same for relays and for keyed sends' questions,
+	// which have their own bounds (and body limits).
+	inflight, relays, answers chan struct{}
 }
 
 type peerNodeKey struct{}
@@ -241,7 +267,8 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now,
-		inflight: make(chan struct{}, PeerMaxInFlight), relays: make(chan struct{}, PeerMaxRelayInFlight)}
+		inflight: make(chan struct{}, PeerMaxInFlight), relays: make(chan struct{}, PeerMaxRelayInFlight),
+		answers: make(chan struct{}, PeerMaxAnswerInFlight)}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
@@ -258,8 +285,13 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 
 func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pool, limit := s.inflight, int64(PeerMaxBody)
-	if r.Method == http.MethodPost && r.URL.Path == "/peer/v1/relay" {
-		pool, limit = s.relays, PeerMaxRelayBody
+	if r.Method == http.MethodPost {
+		switch r.URL.Path {
+		case "/peer/v1/relay":
+			pool, limit = s.relays, PeerMaxRelayBody
+		case "/peer/v1/answers":
+			pool, limit = s.answers, PeerMaxAnswerBody
+		}
 	}
 	select {
 	case pool <- struct{}{}:

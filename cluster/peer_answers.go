@@ -10,10 +10,15 @@ package cluster
 //	                          {"state":"done","code":C,"header":{…},"body":"base64","sum":"base64"}
 //
 // and replays a node's answer rather than sending again. K is api's whole
-// key (enterprise, user, route and the client's key; at most
-// PeerMaxAnswerKey bytes). 404 if the backend is not a
+// key (enterprise, user, route and the client's key, joined by NULs; at
+// most PeerMaxAnswerKey bytes). 404 if the backend is not a
 // PeerAnswerBackend (a node older than this): the asking node cannot
 // know that node's keys and says so.
+//
+// The questions have a pool of their own (PeerMaxAnswerInFlight, bodies
+// at most PeerMaxAnswerBody): a burst of keyed sends does not take the
+// slots of receipts, routed queries and lists, nor a burst of those make
+// keyed sends fail.
 
 import (
 	"context"
