@@ -81,6 +81,9 @@ func (s *Server) keyed(h func(*caller, http.ResponseWriter, *http.Request), send
 			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: at most 128 bytes")
 			return
 		}
+		// The enterprise first, up to the first NUL: another node
+		// asked about k counts its questions by it (cluster's
+		// peer_answers.go).
 		k := c.ent.Code + "\x00" + c.user.SystemID + "\x00" + r.URL.Path + "\x00" + key
 		idem := s.user.idem
 		e, first := idem.begin(c.ent.Code, k)

@@ -17,9 +17,10 @@ package cluster
 // PeerMaxAnswerBody) is 413; more than PeerMaxInFlight requests at once
 // (PeerMaxRelayInFlight relays and PeerMaxAnswerInFlight questions, each
 // pool counted apart) get 503 with the header Qxtd-Peer-Busy before their
-// body is read. A request replayed within the skew window is accepted
-// again: every endpoint is idempotent (a receipt matched twice is a
-// duplicate).
+// body is read, and so does an enterprise's question beyond its quarter
+// of the questions' pool, once the body has named it (peer_answers.go). A
+// request replayed within the skew window is accepted again: every
+// endpoint is idempotent (a receipt matched twice is a duplicate).
 //
 // Endpoints (v1):
 //
@@ -62,6 +63,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -95,7 +97,8 @@ const (
 	// most some 160 KB (a 1,000-number send's), about 215 KB as base64
 	// in JSON, so a full pool writes at most 64 × 215 KB ≈ 14 MB of
 	// answers; counting each answer read from the store and the
-	// encoder's buffer beside it, some 50 MB at the very worst.
+	// encoder's buffer beside it, some 50 MB at the very worst. An
+	// enterprise takes at most a quarter of the pool (peer_answers.go).
 	PeerMaxAnswerInFlight = 64
 	// PeerMaxAnswerBody bounds a question's body: {"key":K} with K at
 	// most PeerMaxAnswerKey bytes, which encoding/json writes as at most
@@ -189,7 +192,8 @@ const peerBusyHeader = "Qxtd-Peer-Busy"
 var ErrPeerBusy = errors.New("cluster: peer busy")
 
 // Busy says whether the peer refused the request for being at its
-// in-flight bound (nothing was done).
+// in-flight bound, or a question for its enterprise's share of it
+// (nothing was done).
 func (e *PeerError) Busy() bool { return e.busy }
 
 func (e *PeerError) Error() string {
@@ -248,6 +252,10 @@ type peerServer struct {
 	// and answers the same for relays and for keyed sends' questions,
 	// which have their own bounds (and body limits).
 	inflight, relays, answers chan struct{}
+	// answerShares counts an enterprise's questions being served (no
+	// entry at 0): each at most peerAnswerShare (peer_answers.go).
+	answerMu     sync.Mutex
+	answerShares map[string]int
 }
 
 type peerNodeKey struct{}
@@ -268,7 +276,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	}
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now,
 		inflight: make(chan struct{}, PeerMaxInFlight), relays: make(chan struct{}, PeerMaxRelayInFlight),
-		answers: make(chan struct{}, PeerMaxAnswerInFlight)}
+		answers: make(chan struct{}, PeerMaxAnswerInFlight), answerShares: map[string]int{}}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)

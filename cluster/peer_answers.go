@@ -18,7 +18,14 @@ package cluster
 // The questions have a pool of their own (PeerMaxAnswerInFlight, bodies
 // at most PeerMaxAnswerBody): a burst of keyed sends does not take the
 // slots of receipts, routed queries and lists, nor a burst of those make
-// keyed sends fail.
+// keyed sends fail. Within it an enterprise has at most a quarter
+// (peerAnswerShare), so one enterprise's burst does not make every
+// other's keyed sends 503 either: beyond it a question is answered 503
+// busy, as beyond the pool. The enterprise is read from K, up to its
+// first NUL (api's enterprise codes are letters, digits, - and _): no
+// field is added to the question, so an older node's questions are
+// counted by enterprise too. A key without a NUL counts as one unnamed
+// enterprise.
 
 import (
 	"context"
@@ -26,10 +33,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // PeerMaxAnswerKey bounds a key asked for.
 const PeerMaxAnswerKey = 2048
+
+// peerAnswerShare is the most questions of one enterprise a node serves
+// at once: a quarter of PeerMaxAnswerInFlight (at least 1).
+const peerAnswerShare = max(PeerMaxAnswerInFlight/4, 1)
 
 // The states of a key on a node.
 const (
@@ -70,6 +82,16 @@ func (s *peerServer) answer(w http.ResponseWriter, r *http.Request, ab PeerAnswe
 		http.Error(w, fmt.Sprintf("key: 1 to %d bytes", PeerMaxAnswerKey), http.StatusBadRequest)
 		return
 	}
+	// The request holds its slot of the pool already (ServeHTTP); the
+	// share needs the body, so it is taken here.
+	ent := answerEnterprise(q.Key)
+	if !s.takeAnswerShare(ent) {
+		// Not logged, as the pool's busy: the asking node logs its 503.
+		w.Header().Set(peerBusyHeader, "1")
+		http.Error(w, "busy: the enterprise's share of questions", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.releaseAnswerShare(ent)
 	a, err := ab.Answer(r.Context(), q.Key)
 	if err != nil {
 		s.log.Error("peer answer", "node", PeerNode(r.Context()), "err", err)
@@ -77,6 +99,37 @@ func (s *peerServer) answer(w http.ResponseWriter, r *http.Request, ab PeerAnswe
 		return
 	}
 	writeJSON(w, a)
+}
+
+// answerEnterprise is the enterprise of api's key: up to its first NUL
+// ("" for a key without one).
+func answerEnterprise(key string) string {
+	ent, _, found := strings.Cut(key, "\x00")
+	if !found {
+		return ""
+	}
+	return ent
+}
+
+// takeAnswerShare counts a question of ent, unless ent has
+// peerAnswerShare being served.
+func (s *peerServer) takeAnswerShare(ent string) bool {
+	s.answerMu.Lock()
+	defer s.answerMu.Unlock()
+	if s.answerShares[ent] >= peerAnswerShare {
+		return false
+	}
+	s.answerShares[ent]++
+	return true
+}
+
+// releaseAnswerShare ends a question takeAnswerShare counted.
+func (s *peerServer) releaseAnswerShare(ent string) {
+	s.answerMu.Lock()
+	defer s.answerMu.Unlock()
+	if s.answerShares[ent]--; s.answerShares[ent] <= 0 {
+		delete(s.answerShares, ent)
+	}
 }
 
 // Answer asks the node at peerURL what it knows of key.

@@ -89,8 +89,7 @@ type poolBackend struct {
 }
 
 func (b *poolBackend) Answer(ctx context.Context, key string) (PeerAnswer, error) {
-	ent, _, _ := strings.Cut(key, "\x00")
-	if release, ok := b.hold[ent]; ok {
+	if release, ok := b.hold[answerEnterprise(key)]; ok {
 		b.held <- key
 		select {
 		case <-release:
@@ -148,15 +147,16 @@ func waitHeld[T any](t *testing.T, what string, held <-chan T, n int, done <-cha
 }
 
 // Keyed sends' questions and the other requests have pools apart: with
-// every slot of the questions' pool held, one more question is refused
-// as busy and a receipts request is still served; with every slot of the
-// others held by receipts requests, questions are still answered.
+// every slot of the questions' pool held (four enterprises at their
+// share), one more question is refused as busy and a receipts request is
+// still served; with every slot of the others held by receipts requests,
+// questions are still answered.
 func TestPeerAnswersPoolApart(t *testing.T) {
 	rs := []PeerReceipt{{Upstream: "up", SMSCID: "a1", State: "delivered", DoneAt: time.Unix(1_700_000_000, 0)}}
 	ctx := context.Background()
 
 	t.Run("questions full", func(t *testing.T) {
-		const ents = 4
+		const ents = PeerMaxAnswerInFlight / peerAnswerShare
 		release := make(chan struct{})
 		b := &poolBackend{hold: map[string]chan struct{}{}, held: make(chan string, PeerMaxAnswerInFlight)}
 		for e := range ents {
@@ -214,6 +214,58 @@ func TestPeerAnswersPoolApart(t *testing.T) {
 			}
 		}
 	})
+}
+
+// An enterprise has at most a quarter of the questions' pool: with its
+// quarter held, one more of its questions is refused as busy while
+// another enterprise's and an unnamed one's (a key without a NUL) are
+// answered; once its questions end, its share is free (and forgotten)
+// again.
+func TestPeerAnswersEnterpriseShare(t *testing.T) {
+	if peerAnswerShare != PeerMaxAnswerInFlight/4 {
+		t.Fatalf("share %d of a pool of %d", peerAnswerShare, PeerMaxAnswerInFlight)
+	}
+	release := make(chan struct{})
+	b := &poolBackend{hold: map[string]chan struct{}{"A": release}, held: make(chan string, peerAnswerShare+1)}
+	srv, ps, c := newPoolServer(t, b)
+	free := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(free)
+	ctx := context.Background()
+	errs := make(chan error, peerAnswerShare)
+	for i := range peerAnswerShare {
+		go func() {
+			_, err := c.Answer(ctx, srv.URL, answerKey("A", i))
+			errs <- err
+		}()
+	}
+	waitHeld(t, "of A's questions", b.held, peerAnswerShare, errs)
+	// Bounded: were A's question let through, it would wait in the
+	// backend with the others.
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := c.Answer(octx, srv.URL, answerKey("A", peerAnswerShare))
+	cancel()
+	if pe, ok := errors.AsType[*PeerError](err); !ok || pe.Status != http.StatusServiceUnavailable || !pe.Busy() {
+		t.Errorf("A's question %d while %d are served: %v, want 503 busy", peerAnswerShare+1, peerAnswerShare, err)
+	}
+	for _, key := range []string{answerKey("B", 0), "no-enterprise"} {
+		if a, err := c.Answer(ctx, srv.URL, key); err != nil || a.State != AnswerNone {
+			t.Errorf("question %q while A holds its share: %+v, %v", key, a, err)
+		}
+	}
+	free()
+	for range peerAnswerShare {
+		if err := <-errs; err != nil {
+			t.Errorf("a question of A within its share: %v", err)
+		}
+	}
+	if _, err := c.Answer(ctx, srv.URL, answerKey("A", 0)); err != nil {
+		t.Errorf("A's question once the others ended: %v", err)
+	}
+	ps.answerMu.Lock()
+	defer ps.answerMu.Unlock()
+	if len(ps.answerShares) != 0 {
+		t.Errorf("shares left with nothing served: %v", ps.answerShares)
+	}
 }
 
 // A question's body is bounded by PeerMaxAnswerBody, apart from the
