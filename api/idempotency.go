@@ -70,6 +70,14 @@ func (s *Server) idempotentSend(h func(*caller, http.ResponseWriter, *http.Reque
 	return s.keyed(h, true)
 }
 
+// notKeyChar is a character an Idempotency-Key may not have: the IETF
+// draft's key is a structured-field string, printable ASCII. A byte that
+// is not UTF-8 also could not cross to another node whole: the question
+// (cluster's POST /peer/v1/answers, JSON) would carry U+FFFD instead, so
+// that node would look up another key, answer that it has not seen it,
+// and a retry there would be sent again.
+func notKeyChar(r rune) bool { return r < 0x20 || r > 0x7e }
+
 func (s *Server) keyed(h func(*caller, http.ResponseWriter, *http.Request), sends bool) func(*caller, http.ResponseWriter, *http.Request) {
 	return func(c *caller, w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
@@ -77,8 +85,8 @@ func (s *Server) keyed(h func(*caller, http.ResponseWriter, *http.Request), send
 			h(c, w, r)
 			return
 		}
-		if len(key) > maxIdempotencyKey {
-			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: at most 128 bytes")
+		if len(key) > maxIdempotencyKey || strings.IndexFunc(key, notKeyChar) >= 0 {
+			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: at most 128 printable ASCII characters (a UUID, an order number)")
 			return
 		}
 		// The enterprise first, up to the first NUL: another node

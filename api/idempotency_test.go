@@ -895,3 +895,27 @@ func TestBodyHash(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotencyKeyCharacters: a key is printable ASCII (a UUID, an order
+// number, spaces and punctuation included); a byte that is not — one
+// that is not UTF-8, which would reach another node as U+FFFD and be
+// looked up there as another key, or a Chinese order name — is 400
+// invalid, and nothing is sent.
+func TestIdempotencyKeyCharacters(t *testing.T) {
+	r := newUserRig(t)
+	for i, key := range []string{"550e8400-e29b-41d4-a716-446655440000", "订单 7 / A~Z!", "order-\xff\xfe", "订单-7"} {
+		code, body, _ := keyedPost(t, r.url, "/v1/messages", r.keys["alice"], key, SendRequest{To: []string{uNumA1}, Text: fmt.Sprintf("键 %d", i)})
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusBadRequest}[i == 0]; code != want {
+			t.Errorf("key %q: %d %s, want %d", key, code, body, want)
+		}
+	}
+	code, body, _ := keyedPost(t, r.url, "/v1/messages", r.keys["alice"], "order 7 / A~Z!", SendRequest{To: []string{uNumA1}, Text: "键"})
+	if code != http.StatusOK {
+		t.Errorf("a key with spaces and punctuation: %d %s", code, body)
+	}
+	var page MessagePage
+	r.must(http.StatusOK, "GET", "/v1/messages", r.keys["alice"], nil, &page)
+	if len(page.Messages) != 2 {
+		t.Fatalf("%d messages sent, want the two with good keys", len(page.Messages))
+	}
+}
