@@ -110,6 +110,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"PATCH", "/v1/messages/{id}", true, s.editMessage},
 		{"DELETE", "/v1/messages/{id}", true, s.cancelMessage},
 		{"GET", "/v1/scheduled", true, s.listScheduled},
+		{"GET", "/v1/scheduled/export", true, s.exportScheduled},
 		{"GET", "/v1/inbox", true, s.listInbox},
 		{"GET", "/v1/inbox/export", true, s.exportInbox},
 		{"POST", "/v1/batches", true, s.idempotent(s.createBatch)},

@@ -20,10 +20,10 @@ import (
 	"github.com/qxtd/qxtd/reminder"
 )
 
-// GET /v1/messages/export and GET /v1/inbox/export: the outbox (发送记录)
-// and the inbox (收件箱, the replies) as a file, with the filters of GET
-// /v1/messages and GET /v1/inbox, for whoever keeps its own records or
-// opens them in Excel. A list is read a page at a time (MaxListLimit
+// GET /v1/messages/export, /v1/scheduled/export and /v1/inbox/export: the
+// outbox (发送记录), the scheduled outbox (定时发件箱) and the inbox (收件箱,
+// the replies) as a file, with the filters of their lists, for whoever
+// keeps its own records or opens them in Excel. A list is read a page at a time (MaxListLimit
 // entries) and written as it is read, so memory holds one page whatever
 // the range; in a cluster the pages merge every node's, as the lists do.
 // An export takes a slot: at most MaxExportsPerEnterprise of one
@@ -135,6 +135,17 @@ func exportTime(t time.Time, zh bool) string {
 }
 
 func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Request) {
+	s.exportList(c, w, r, queue.ListFilter{Sent: true})
+}
+
+func (s *Server) exportScheduled(c *caller, w http.ResponseWriter, r *http.Request) {
+	s.exportList(c, w, r, queue.ListFilter{Scheduled: true})
+}
+
+// exportList exports the outbox (f.Sent) or the scheduled outbox
+// (f.Scheduled), the file named by the range of its list: the time the
+// messages were written, or (scheduled) the time they go out.
+func (s *Server) exportList(c *caller, w http.ResponseWriter, r *http.Request, f queue.ListFilter) {
 	if s.cfg.Store == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
 		return
@@ -144,7 +155,6 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	f := queue.ListFilter{Sent: true}
 	ok, none := listFilter(c, w, q, &f)
 	if !ok {
 		return
@@ -153,8 +163,12 @@ func (s *Server) exportMessages(c *caller, w http.ResponseWriter, r *http.Reques
 	if !none {
 		next = s.messagePages(r.Context(), f, q.Get("outcome"))
 	}
-	exportFile(s, w, r, exportSpec[Message]{what: "outbox", ent: c.ent.Code, account: f.Account,
-		name: exportName("outbox", c.ent.Code, f.From, f.To), format: format, zh: zh, columns: messageColumns, next: next})
+	what, from, to := "outbox", f.From, f.To
+	if f.Scheduled {
+		what, from, to = "scheduled", f.SendFrom, f.SendTo
+	}
+	exportFile(s, w, r, exportSpec[Message]{what: what, ent: c.ent.Code, account: f.Account,
+		name: exportName(what, c.ent.Code, from, to), format: format, zh: zh, columns: messageColumns, next: next})
 }
 
 func (s *Server) exportInbox(c *caller, w http.ResponseWriter, r *http.Request) {

@@ -368,3 +368,24 @@ func TestClusterExportInbox(t *testing.T) {
 		t.Fatalf("a node down: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestExportScheduled: GET /v1/scheduled/export writes the messages that
+// wait for their send time, narrowed by when they go out (send_from,
+// send_to), named by that range; the sent outbox's export has none of them.
+func TestExportScheduled(t *testing.T) {
+	r := newUserRig(t)
+	day := time.Now().Add(48 * time.Hour).Truncate(24 * time.Hour)
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "后天", SendAt: day.Add(2 * time.Hour).Format(time.RFC3339)})
+	r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "大后天", SendAt: day.Add(26 * time.Hour).Format(time.RFC3339)})
+	q := "send_from=" + day.Format(time.RFC3339) + "&send_to=" + day.Add(24*time.Hour).Format(time.RFC3339)
+	code, body, tr := exportGet(t, r.url, "/v1/scheduled/export?"+q, r.keys["alice"])
+	rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if code != http.StatusOK || err != nil || len(rows) != 2 || !strings.Contains(rows[1][4], "后天") || strings.Contains(string(body), "大后天") ||
+		rows[1][9] != day.Add(2*time.Hour).UTC().Format(time.RFC3339) || tr.Get(ExportRowsTrailer) != "1" ||
+		!strings.Contains(tr.Get("Content-Disposition"), `"scheduled-A-from-`) {
+		t.Fatalf("scheduled export: %d (%v), %v\n%s", code, err, tr, body)
+	}
+	if _, body, _ := exportGet(t, r.url, "/v1/messages/export", r.keys["alice"]); bytes.Contains(body, []byte("后天")) {
+		t.Fatalf("the sent outbox's export has scheduled messages:\n%s", body)
+	}
+}

@@ -23,6 +23,7 @@ var recordRoutes = []route{
 	{"GET /{$}", (*Server).home},
 	{"GET /outbox", (*Server).outbox},
 	{"GET /outbox/export.csv", (*Server).outboxExport},
+	{"GET /scheduled/export.csv", (*Server).scheduledExport},
 	{"GET /inbox/export.csv", (*Server).inboxExport},
 	{"GET /outbox/{id}", (*Server).message},
 	{"GET /scheduled", (*Server).scheduled},
@@ -296,8 +297,9 @@ type scheduledData struct {
 	Paged    bool
 	Missing  api.Missing
 	Days     dayRange // 开始日期, 结束日期 of the send time
-	// The links, with the dates: the first page and the next.
-	FirstURL, NextURL string
+	// The links, with the dates: the first page, the next, and 导出
+	// (every page as a CSV).
+	FirstURL, NextURL, ExportURL string
 }
 
 func (s *Server) scheduled(q *req) {
@@ -326,7 +328,22 @@ func (s *Server) scheduled(q *req) {
 	if d.Next != "" {
 		d.NextURL = link("/scheduled", with(keep, "after", d.Next))
 	}
+	d.ExportURL = link("/scheduled/export.csv", keep)
 	q.render(http.StatusOK, "scheduled", q.view(d))
+}
+
+// scheduledExport is 定时发件箱's 导出: the days they go out, every page, as
+// a CSV for Excel (GET /v1/scheduled/export with lang=zh).
+func (s *Server) scheduledExport(q *req) {
+	days := readDayRange(q.r.URL.Query())
+	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
+	days.keep(keep)
+	if days.Bad != "" {
+		q.redirect(link("/scheduled", keep), days.Bad)
+		return
+	}
+	days.apiQueryAs(v, "send_from", "send_to")
+	s.export(q, "/v1/scheduled/export", link("/scheduled", keep), v)
 }
 
 // scheduledEditData is the form that changes a scheduled message.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -736,5 +737,30 @@ func TestInboxExport(t *testing.T) {
 	}
 	if a = c.get("/inbox/export.csv?to=x"); a.Status != http.StatusSeeOther || a.Location != "/inbox?to=x" {
 		t.Fatalf("a bad date: %d %q", a.Status, a.Location)
+	}
+}
+
+// TestScheduledExport: 导出 on 定时发件箱 downloads the messages that go out
+// on the days shown (by their send time), as a CSV for Excel.
+func TestScheduledExport(t *testing.T) {
+	r := newRig(t)
+	d2, day2 := beijingDay(-2) // the day after tomorrow
+	r.storeScheduled("后天早上", d2.Add(8*time.Hour))
+	r.storeScheduled("后天晚上", d2.Add(20*time.Hour))
+	r.storeScheduled("再过一天", d2.Add(32*time.Hour))
+	c := r.client()
+	c.login("alice")
+	c.get("/scheduled?from="+day2+"&to="+day2).wantPage(t, `id="scheduled-export" href="/scheduled/export.csv?from=`+day2+`&amp;to=`+day2+`"`)
+	a := c.get("/scheduled/export.csv?from=" + day2 + "&to=" + day2)
+	body, ok := strings.CutPrefix(a.Body, "\uFEFF")
+	if a.Status != http.StatusOK || !ok {
+		t.Fatalf("export: %d %.200q", a.Status, a.Body)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 3 || recs[0][9] != "定时发送时间" || strings.Contains(body, "再过一天") {
+		t.Fatalf("%d records (%v):\n%s", len(recs), err, body)
+	}
+	if want := d2.Add(8 * time.Hour).In(reminder.Shanghai).Format(time.DateTime); !slices.ContainsFunc(recs[1:], func(r []string) bool { return r[9] == want }) {
+		t.Fatalf("no row to go out at %s: %q", want, recs)
 	}
 }
