@@ -223,8 +223,16 @@ func postKeyed(t *testing.T, r *userRig, user, key string, to ...string) (SendRe
 func keyedPost(t *testing.T, url, path, token, key string, body any) (int, []byte, http.Header) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(b))
+	return keyedRaw(t, url, path, token, key, "application/json", b)
+}
+
+// keyedRaw POSTs body as contentType with the Idempotency-Key key (none
+// if empty) and returns the answer.
+func keyedRaw(t *testing.T, url, path, token, key, contentType string, body []byte) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", contentType)
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
@@ -393,20 +401,11 @@ func TestBatchIdempotencyKey(t *testing.T) {
 		// the same file is other bytes, the same with the boundary left
 		// out (bodyHash).
 		ct, body := multipartBody(t, "批量.csv", []byte(uNumA1+",批量只发一次\n"), nil)
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("Idempotency-Key", "upload-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, answer, hdr := keyedRaw(t, r.url, "/v1/batches", r.keys["alice"], "upload-1", ct, body)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST /v1/batches: %d %s", code, answer)
 		}
-		defer resp.Body.Close()
-		var created BatchCreated
-		if resp.StatusCode != http.StatusAccepted || json.NewDecoder(resp.Body).Decode(&created) != nil || created.JobID == "" {
-			t.Fatalf("POST /v1/batches: %d", resp.StatusCode)
-		}
-		return created.JobID, resp.Header
+		return idOfJob(t, answer), hdr
 	}
 	first, _ := post()
 	again, hdr := post()
@@ -438,18 +437,7 @@ func TestBatchIdempotencyKeyReused(t *testing.T) {
 	post := func(url, file string, fields map[string]string) (int, []byte, http.Header) {
 		t.Helper()
 		ct, body := multipartBody(t, "批量.csv", []byte(file), fields) // a new boundary each time
-		req, _ := http.NewRequest(http.MethodPost, url+"/v1/batches", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Content-Type", ct)
-		req.Header.Set("Idempotency-Key", "upload-7")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out bytes.Buffer
-		_, _ = out.ReadFrom(resp.Body)
-		return resp.StatusCode, out.Bytes(), resp.Header
+		return keyedRaw(t, url, "/v1/batches", r.keys["alice"], "upload-7", ct, body)
 	}
 	file := uNumA1 + ",批量只发一次\n"
 	code, first, _ := post(r.url, file, nil)
@@ -475,18 +463,8 @@ func TestBatchIdempotencyKeyReused(t *testing.T) {
 	// query is another request, the same one in another order is not.
 	raw := func(query string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/batches?"+query, strings.NewReader(uNumA3+",正文上传\n"))
-		req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
-		req.Header.Set("Content-Type", "text/csv")
-		req.Header.Set("Idempotency-Key", "upload-8")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out bytes.Buffer
-		_, _ = out.ReadFrom(resp.Body)
-		return resp.StatusCode, out.Bytes()
+		code, body, _ := keyedRaw(t, r.url, "/v1/batches?"+query, r.keys["alice"], "upload-8", "text/csv", []byte(uNumA3+",正文上传\n"))
+		return code, body
 	}
 	later := url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339))
 	rawFirst := "format=csv&send_at=" + later

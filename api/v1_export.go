@@ -146,12 +146,8 @@ func (s *Server) exportScheduled(c *caller, w http.ResponseWriter, r *http.Reque
 // (f.Scheduled), the file named by the range of its list: the time the
 // messages were written, or (scheduled) the time they go out.
 func (s *Server) exportList(c *caller, w http.ResponseWriter, r *http.Request, f queue.ListFilter) {
-	if s.cfg.Store == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
-		return
-	}
 	q := r.URL.Query()
-	format, zh, ok := exportFormat(w, q)
+	format, zh, ok := s.exportFormat(w, q)
 	if !ok {
 		return
 	}
@@ -172,12 +168,8 @@ func (s *Server) exportList(c *caller, w http.ResponseWriter, r *http.Request, f
 }
 
 func (s *Server) exportInbox(c *caller, w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Store == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
-		return
-	}
 	q := r.URL.Query()
-	format, zh, ok := exportFormat(w, q)
+	format, zh, ok := s.exportFormat(w, q)
 	if !ok {
 		return
 	}
@@ -191,8 +183,12 @@ func (s *Server) exportInbox(c *caller, w http.ResponseWriter, r *http.Request) 
 }
 
 // exportFormat reads format= (csv, jsonl) and lang= (en, zh), or writes
-// the 400.
-func exportFormat(w http.ResponseWriter, q url.Values) (format string, zh, ok bool) {
+// the 400 (a 503 without a store).
+func (s *Server) exportFormat(w http.ResponseWriter, q url.Values) (format string, zh, ok bool) {
+	if s.cfg.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
+		return "", false, false
+	}
 	format = cmp.Or(q.Get("format"), queue.FormatCSV)
 	if format != queue.FormatCSV && format != queue.FormatJSONL {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))

@@ -144,13 +144,7 @@ func (s *Server) opsExportDLR(q *req) {
 	if cw.code < 400 {
 		return
 	}
-	ae := &api.APIError{Status: cw.code}
-	var body struct {
-		Error struct{ Reason, Message string } `json:"error"`
-	}
-	if json.Unmarshal(cw.buf.Bytes(), &body) == nil {
-		ae.Reason, ae.Message = body.Error.Reason, body.Error.Message
-	}
+	ae := cw.refusal()
 	p := q.view(nil)
 	for _, k := range []string{"from", "to", "enterprise"} {
 		p.Form.Set(k, in.Get(k))
@@ -173,6 +167,19 @@ type catchError struct {
 }
 
 func (c *catchError) Header() http.Header { return c.w.Header() }
+
+// refusal is the API's refusal kept (code 400 or more): its status, and
+// the reason and message of its JSON error.
+func (c *catchError) refusal() *api.APIError {
+	ae := &api.APIError{Status: c.code}
+	var body struct {
+		Error struct{ Reason, Message string } `json:"error"`
+	}
+	if json.Unmarshal(c.buf.Bytes(), &body) == nil {
+		ae.Reason, ae.Message = body.Error.Reason, body.Error.Message
+	}
+	return ae
+}
 
 func (c *catchError) WriteHeader(code int) {
 	if c.wrote {

@@ -2,7 +2,6 @@ package console
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"maps"
 	"net/http"
@@ -175,14 +174,7 @@ func (s *Server) export(q *req, apiPath, back string, v url.Values) {
 	if cw.code < 400 {
 		return
 	}
-	ae := &api.APIError{Status: cw.code}
-	var body struct {
-		Error struct{ Reason, Message string } `json:"error"`
-	}
-	if json.Unmarshal(cw.buf.Bytes(), &body) == nil {
-		ae.Reason, ae.Message = body.Error.Reason, body.Error.Message
-	}
-	q.redirect(back, "导出失败："+zhError(ae))
+	q.redirect(back, "导出失败："+zhError(cw.refusal()))
 }
 
 // dayRange is the 开始日期 and 结束日期 of 发件箱, 收件箱 and 定时发件箱: Beijing
