@@ -30,6 +30,9 @@
 //   - v1_messages.go: GET, PATCH and DELETE /v1/messages/{id},
 //     GET /v1/messages (sent outbox), GET /v1/scheduled.
 //   - v1_inbox.go: GET /v1/inbox (replies to the service number).
+//   - v1_export.go: GET /v1/messages/export, /v1/scheduled/export and
+//     /v1/inbox/export (the lists as one file, a page at a time, with
+//     slots per enterprise).
 //   - jobs.go: /v1/batches (batch and templated sends from files, or from
 //     a staged upload).
 //   - v1_uploads.go: /v1/uploads (a templated send's file staged: its
