@@ -64,6 +64,8 @@ type userState struct {
 	// exportPage messages at a time (0: MaxListLimit; tests shrink it).
 	exports    exportSlots
 	exportPage int
+	// exportMaxTime is MaxExportTime (0), shortened by tests.
+	exportMaxTime time.Duration
 }
 
 // caller is who makes an authenticated /v1 request, as it is now.

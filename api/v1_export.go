@@ -39,6 +39,13 @@ const (
 	MaxExports              = 8
 )
 
+// MaxExportTime bounds an export: its slot is held while the client
+// reads, and the write deadline moves at every write, so a client that
+// reads a little now and then could hold it for ever. A million messages
+// take some seconds (50,000 in 0.1 s, measured); past the bound the file
+// is cut as on a failure.
+const MaxExportTime = 30 * time.Minute
+
 // ExportRowsTrailer is the trailer of a complete export: its rows.
 const ExportRowsTrailer = "Qxtd-Rows"
 
@@ -266,6 +273,7 @@ func exportFile[T any](s *Server, w http.ResponseWriter, r *http.Request, x expo
 	write, err := exportWriter(bw, x)
 	var n int64
 	start := time.Now()
+	maxTime := cmp.Or(s.user.exportMaxTime, MaxExportTime)
 	for page := first; err == nil; {
 		for i := range page {
 			if err = write(&page[i]); err != nil {
@@ -282,6 +290,10 @@ func exportFile[T any](s *Server, w http.ResponseWriter, r *http.Request, x expo
 			}
 		}
 		if err != nil || !more {
+			break
+		}
+		if time.Since(start) > maxTime {
+			err = fmt.Errorf("longer than %v: a client reading this slowly holds the slot from the enterprise's other exports", maxTime)
 			break
 		}
 		page, more, err = x.next()

@@ -389,3 +389,31 @@ func TestExportScheduled(t *testing.T) {
 		t.Fatalf("the sent outbox's export has scheduled messages:\n%s", body)
 	}
 }
+
+// TestExportTimeBound: an export that runs past its time (MaxExportTime,
+// shortened here) is cut as a failure is: the client's read fails, no
+// trailer says the file is complete, and its slot is given back.
+func TestExportTimeBound(t *testing.T) {
+	r := newUserRig(t)
+	r.srv.user.exportPage, r.srv.user.exportMaxTime = 1, time.Nanosecond
+	for _, text := range []string{"一", "二", "三"} {
+		r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: text})
+	}
+	req, _ := http.NewRequest(http.MethodGet, r.url+"/v1/messages/export", nil)
+	req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || resp.Trailer.Get(ExportRowsTrailer) != "" || bytes.Count(body, []byte("\n")) > 2 {
+		t.Fatalf("an export past its time: read %v, trailers %v, body\n%s", err, resp.Trailer, body)
+	}
+	for range MaxExportsPerEnterprise { // the cut export's slot is free again
+		release, refused := r.srv.user.exports.take("A")
+		if release == nil {
+			t.Fatalf("a slot after the cut export: %s", refused)
+		}
+	}
+}
