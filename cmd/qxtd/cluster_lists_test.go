@@ -142,6 +142,27 @@ func TestClusterLists(t *testing.T) {
 		}
 	})
 
+	t.Run("a node exports every node's messages and replies, one file each", func(t *testing.T) {
+		n := nodes[2] // it accepted none of them
+		token := login(n)
+		code, body := postJSON(t, "GET", base(n)+"/v1/messages/export?format=jsonl", token, "")
+		var ids []string
+		for line := range strings.SplitSeq(strings.TrimSpace(body), "\n") {
+			var m struct{ ID string }
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("export line %q: %v", line, err)
+			}
+			ids = append(ids, m.ID)
+		}
+		if code != http.StatusOK || !slices.Equal(ids, sent) {
+			t.Errorf("node 3 exports %v (%d), want %v", ids, code, sent)
+		}
+		code, body = postJSON(t, "GET", base(n)+"/v1/inbox/export?lang=zh", token, "")
+		if lines := strings.Count(body, "\n"); code != http.StatusOK || lines != 4 || !strings.Contains(body, "回复2") {
+			t.Errorf("node 3's inbox export: %d, %d lines\n%s", code, lines, body)
+		}
+	})
+
 	t.Run("a malformed or numeric cursor is refused", func(t *testing.T) {
 		token := login(nodes[2])
 		for _, q := range []string{"after=c1.1-x.1-x", "after=" + sent[0], "after=" + strings.Repeat("c1.1-0", 2000)} {
@@ -213,6 +234,10 @@ func TestClusterLists(t *testing.T) {
 			if !p.Partial || !slices.Equal(p.MissingNodes, []uint16{2}) {
 				t.Errorf("a page without node 2: %+v, want partial, missing [2]", p)
 			}
+		}
+		// An export is whole or refused: not a file without node 2's.
+		if code, body := postJSON(t, "GET", base(nodes[0])+"/v1/messages/export", token, ""); code != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) {
+			t.Errorf("an export with node 2 down: %d %s, want 503", code, body)
 		}
 	})
 }
