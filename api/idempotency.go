@@ -197,7 +197,10 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		r = r.WithContext(gateway.WithAnswer(r.Context(), ga))
 	}
 	h(c, rec, r)
-	sum := bodySum()
+	// bodySum reads the rest of the body to hash it, so it is taken only
+	// for an answer that is kept: a refusal is not (below), and a body
+	// refused at once (413, 429) is not read on up to maxSumBody.
+
 	// A copy of its exact size: the buffer grew to up to twice the
 	// answer, and what is kept is what the bounds count.
 	code, hdr, body = rec.code, rec.hdr, bytes.Clone(rec.body.Bytes())
@@ -205,12 +208,12 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		// Stored with the messages, in their transaction: the answer
 		// written must be that one.
 		if hj, _ := json.Marshal(hdr); code == http.StatusOK && bytes.Equal(ga.Stored(), body) && string(hj) == sendHeader {
-			idem.finishSaved(e, code, len(e.key)+len(hj)+len(body), sum)
+			idem.finishSaved(e, code, len(e.key)+len(hj)+len(body), bodySum())
 			return code, hdr, body, false
 		}
 		s.log.Error("idempotency key: the answer stored with the messages is not the one written; saving the one written",
 			"enterprise", e.ent, "status", code)
-		if s.saveAnswer(r.Context(), e, code, hdr, body, sum) {
+		if s.saveAnswer(r.Context(), e, code, hdr, body, bodySum()) {
 			return code, hdr, body, false
 		}
 	}
@@ -222,9 +225,9 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 		// meet this answer for a day (those waiting meanwhile get it).
 		idem.finish(e, code, hdr, body)
 		idem.forget(e)
-	case s.saveAnswer(r.Context(), e, code, hdr, body, sum):
+	case s.saveAnswer(r.Context(), e, code, hdr, body, bodySum()):
 	default:
-		idem.finishSum(e, code, hdr, body, sum)
+		idem.finishSum(e, code, hdr, body, bodySum())
 	}
 	return code, hdr, body, false
 }

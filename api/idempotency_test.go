@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -895,5 +896,43 @@ func TestIdempotencyKeyCharacters(t *testing.T) {
 	r.must(http.StatusOK, "GET", "/v1/messages", r.keys["alice"], nil, &page)
 	if len(page.Messages) != 2 {
 		t.Fatalf("%d messages sent, want the two with good keys", len(page.Messages))
+	}
+}
+
+// countingReader counts what is read of it.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestIdempotencyRefusalNotDrained: a keyed request refused at once (a
+// body over the route's limit: 413) is not read on to hash it, since a
+// refusal is not kept: of a 48 MiB body the server takes a few MiB (the
+// route's limit and the sockets' buffers), not all of it.
+func TestIdempotencyRefusalNotDrained(t *testing.T) {
+	r := newUserRig(t)
+	const size = 48 << 20
+	body := &countingReader{r: io.MultiReader(strings.NewReader(`{"to":["`+uNumA1+`"],"text":"`), strings.NewReader(strings.Repeat("长", size/3)))}
+	req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/messages", body)
+	req.ContentLength = -1 // chunked: the server learns the size by reading
+	req.Header.Set("Authorization", "Bearer "+r.keys["alice"])
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "huge-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the refused request: %v (read %d bytes)", err, body.n.Load())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+	if n := body.n.Load(); n > 16<<20 {
+		t.Fatalf("the server read %d MiB of a %d MiB body it refused", n>>20, size>>20)
 	}
 }
