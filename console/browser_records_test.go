@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,15 @@ func TestBrowserRecordDates(t *testing.T) {
 		t.Errorf("%s to %s lists the day after: %q", day3, day3, s)
 	}
 	b.shot("outbox-dates")
+	// 导出 downloads the day shown, as the person who sees it.
+	href, err := chromedp.Run(b.ctx, chromedp.AttributeValue(chromedp.CSS(`#outbox-export`), "href"))
+	if err != nil || !href.Exists {
+		t.Fatal(href, err)
+	}
+	if a := b.cookieClient(r).get(href.Value); a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\uFEFF消息ID,") ||
+		!strings.Contains(a.Body, "三天前的通知") || strings.Contains(a.Body, "两天前的通知") {
+		t.Errorf("导出 (%s): %d %q", href.Value, a.Status, a.Body)
+	}
 
 	// 收件箱: the day, then an end before the start.
 	b.run("open 收件箱", chromedp.Click(chromedp.CSS(`nav.side a[href="/inbox"]`)), chromedp.WaitVisible(chromedp.CSS(`#inbox-search`)))
