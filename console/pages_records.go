@@ -142,26 +142,38 @@ func (s *Server) outbox(q *req) {
 	q.render(http.StatusOK, "outbox", q.view(d))
 }
 
-// outboxExport is 导出: the tab and dates of 发件箱, every page, as a CSV
-// for Excel (the API's GET /v1/messages/export with lang=zh), streamed to
-// the browser as the API writes it. A refusal, which the API answers
-// before any row (too many exports at once, a node of the cluster that
-// cannot be asked), comes back to 发件箱 with the reason in Chinese.
+// outboxExport is 发件箱's 导出: its tab (outcome) and dates, every page,
+// as a CSV for Excel (GET /v1/messages/export with lang=zh).
 func (s *Server) outboxExport(q *req) {
+	s.listExport(q, "/outbox", "/v1/messages/export", "outcome", false)
+}
+
+// listExport is the 导出 of the list page at page: the query parameter
+// param of the page (the tab's outcome, the inbox's number; "" none) and
+// its dates — of the send time with sendTime (定时发件箱) — every page, as a
+// CSV for Excel: the API's export at apiPath with lang=zh, streamed to the
+// browser as the API writes it. A refusal, which the API answers before
+// any row (too many exports at once, a node of the cluster that cannot be
+// asked), comes back to the page with the reason in Chinese.
+func (s *Server) listExport(q *req, page, apiPath, param string, sendTime bool) {
 	in := q.r.URL.Query()
 	days := readDayRange(in)
 	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
-	if o := in.Get("outcome"); o != "" {
-		keep.Set("outcome", o)
-		v.Set("outcome", o)
+	if x := strings.TrimSpace(in.Get(param)); param != "" && x != "" {
+		keep.Set(param, x)
+		v.Set(param, x)
 	}
 	days.keep(keep)
 	if days.Bad != "" {
-		q.redirect(link("/outbox", keep), days.Bad)
+		q.redirect(link(page, keep), days.Bad)
 		return
 	}
-	days.apiQuery(v)
-	s.export(q, "/v1/messages/export", link("/outbox", keep), v)
+	if sendTime {
+		days.apiQueryAs(v, "send_from", "send_to")
+	} else {
+		days.apiQuery(v)
+	}
+	s.export(q, apiPath, link(page, keep), v)
 }
 
 // export streams the API's export at apiPath (v: its query) to the
@@ -324,18 +336,10 @@ func (s *Server) scheduled(q *req) {
 	q.render(http.StatusOK, "scheduled", q.view(d))
 }
 
-// scheduledExport is 定时发件箱's 导出: the days they go out, every page, as
-// a CSV for Excel (GET /v1/scheduled/export with lang=zh).
+// scheduledExport is 定时发件箱's 导出: the days its messages go out, every
+// page, as a CSV for Excel (GET /v1/scheduled/export with lang=zh).
 func (s *Server) scheduledExport(q *req) {
-	days := readDayRange(q.r.URL.Query())
-	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
-	days.keep(keep)
-	if days.Bad != "" {
-		q.redirect(link("/scheduled", keep), days.Bad)
-		return
-	}
-	days.apiQueryAs(v, "send_from", "send_to")
-	s.export(q, "/v1/scheduled/export", link("/scheduled", keep), v)
+	s.listExport(q, "/scheduled", "/v1/scheduled/export", "", true)
 }
 
 // scheduledEditData is the form that changes a scheduled message.
@@ -488,22 +492,7 @@ func (s *Server) inbox(q *req) {
 
 // inboxExport is 收件箱's 导出: the number and dates shown, every page, as
 // a CSV for Excel (GET /v1/inbox/export with lang=zh).
-func (s *Server) inboxExport(q *req) {
-	in := q.r.URL.Query()
-	days := readDayRange(in)
-	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
-	if n := strings.TrimSpace(in.Get("number")); n != "" {
-		keep.Set("number", n)
-		v.Set("number", n)
-	}
-	days.keep(keep)
-	if days.Bad != "" {
-		q.redirect(link("/inbox", keep), days.Bad)
-		return
-	}
-	days.apiQuery(v)
-	s.export(q, "/v1/inbox/export", link("/inbox", keep), v)
-}
+func (s *Server) inboxExport(q *req) { s.listExport(q, "/inbox", "/v1/inbox/export", "number", false) }
 
 // billingData is 费用: the month so far and the past bills (enterprise
 // admins only, as the API decides: Bills is nil and NoBills set otherwise).
