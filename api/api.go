@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net/http"
@@ -29,6 +30,8 @@ type Config struct {
 	Gateway *gateway.Gateway
 	// Reminders keeps the reminders of /v1/reminders (nil: 503).
 	Reminders *reminder.Service
+	// Registerer takes the batch jobs' series (qxtd_batch_*); nil: none.
+	Registerer prometheus.Registerer
 	// WriteTimeout is the HTTP server's write timeout: a streaming answer
 	// (DLR export, backup) moves its write deadline this far ahead as it
 	// goes, so that a long download is not cut while a stalled one is.

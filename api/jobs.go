@@ -94,7 +94,7 @@ type jobState struct {
 func (s *Server) batches() *batch.Runner {
 	s.jobs.once.Do(func() {
 		cfg := batch.Config{Gateway: s.cfg.Gateway, Policy: s.cfg.Policy, MaxRunning: s.cfg.MaxBatchJobs,
-			Now: s.cfg.Clock, Logger: s.log}
+			Now: s.cfg.Clock, Logger: s.log, Registerer: s.cfg.Registerer}
 		if s.cfg.Store != nil {
 			cfg.Store = s.cfg.Store
 		}

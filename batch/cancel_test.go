@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -264,5 +265,68 @@ func TestJobDoneOnceStored(t *testing.T) {
 	}
 	if p := r2.Get(j.ID()).Progress(false); p.State != JobDone || p.Accepted != 3 {
 		t.Fatalf("after a restart: %+v, want done, as stored", p)
+	}
+}
+
+// TestMetrics: the jobs' series count what ran and how each ended: a job
+// running, then done with its rows accepted; one cancelled, its unsent
+// rows counted; one whose end could not be stored is counted only when
+// the next start ends it (there, as resumed), so each row once.
+func TestMetrics(t *testing.T) {
+	s := newStoreRig(t)
+	reg := prometheus.NewRegistry()
+	st := &endless{Store: s.store}
+	r := New(Config{Gateway: s.gw, Policy: s.pol, Store: st, Registerer: reg})
+	t.Cleanup(r.Close)
+	ended := func(state string) float64 { return testutil.ToFloat64(r.m.ended.WithLabelValues(state)) }
+	rows := func(o string) float64 { return testutil.ToFloat64(r.m.rows.WithLabelValues(o)) }
+	for _, n := range []string{"qxtd_batch_jobs_running", "qxtd_batch_jobs_ended_total", "qxtd_batch_rows_total", "qxtd_batch_jobs_resumed_total"} {
+		if c, err := testutil.GatherAndCount(reg, n); err != nil || c == 0 {
+			t.Fatalf("%s: %d series (%v), want them from the start", n, c, err)
+		}
+	}
+
+	j, _ := s.start(r, 3)
+	if got := testutil.ToFloat64(r.m.resumed); got != 0 {
+		t.Fatalf("resumed %v", got)
+	}
+	if c, _ := testutil.GatherAndCount(reg, "qxtd_batch_jobs_running"); c != 1 {
+		t.Fatal("no running gauge")
+	}
+	waitDone(t, j)
+	if ended(JobDone) != 1 || rows("accepted") != 3 || rows("refused") != 0 {
+		t.Fatalf("after a job of 3 rows: done %v, accepted %v, refused %v", ended(JobDone), rows("accepted"), rows("refused"))
+	}
+
+	c, _ := s.start(r, 40)
+	waitAccepted(t, c, 1)
+	c.Cancel()
+	waitDone(t, c)
+	p := c.Progress(false)
+	if ended(JobCancelled) != 1 || rows("accepted") != float64(3+p.Accepted) || rows("unsent") != float64(p.Unsent) {
+		t.Fatalf("after a cancel (%+v): cancelled %v, accepted %v, unsent %v", p, ended(JobCancelled), rows("accepted"), rows("unsent"))
+	}
+
+	// A job whose end is lost (the daemon killed just then) is not
+	// counted: the next start runs it again, sends nothing twice, and
+	// counts it, as resumed.
+	st.lose.Store(true)
+	l, _ := s.start(r, 2)
+	waitDone(t, l)
+	if ended(JobDone) != 1 || rows("accepted") != float64(3+p.Accepted) {
+		t.Fatalf("a job whose end was not stored was counted: done %v, accepted %v", ended(JobDone), rows("accepted"))
+	}
+	r.Close()
+	reg2 := prometheus.NewRegistry()
+	r2 := New(Config{Gateway: s.gw, Policy: s.pol, Store: s.store, Registerer: reg2})
+	t.Cleanup(r2.Close)
+	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, r2.Get(l.ID()))
+	if got := testutil.ToFloat64(r2.m.ended.WithLabelValues(JobDone)); got != 1 || testutil.ToFloat64(r2.m.resumed) != 1 ||
+		testutil.ToFloat64(r2.m.rows.WithLabelValues("accepted")) != 2 {
+		t.Fatalf("the next start: done %v, resumed %v, accepted %v; want 1, 1, 2", got, testutil.ToFloat64(r2.m.resumed),
+			testutil.ToFloat64(r2.m.rows.WithLabelValues("accepted")))
 	}
 }

@@ -49,6 +49,9 @@
 //   - Every job's goroutine is owned by the Runner: Close cancels them and
 //     waits; a gateway call that started is answered first, so what the
 //     gateway accepted is counted as accepted.
+//   - With Config.Registerer a Runner exports qxtd_batch_* series
+//     (metrics.go): jobs running, ended by state, their rows by outcome,
+//     and jobs resumed.
 //   - Jobs pace themselves at the enterprise's TPS (policy.SubmitTPS),
 //     shared by its jobs: each gateway call is one submission, as a
 //     submit_sm is; consecutive rows with the same text go in one call (up

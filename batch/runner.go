@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -57,6 +58,8 @@ type Config struct {
 	// Store keeps the jobs across restarts (store.go); nil: in memory.
 	Store  Store
 	Logger *slog.Logger // nil: none
+	// Registerer takes the jobs' series (metrics.go); nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Runner runs batch jobs and remembers them.
@@ -70,6 +73,7 @@ type Runner struct {
 	perEnt  map[string]int
 	pacers  map[string]*rate.Limiter
 	closed  bool
+	m       *metrics        // nil without Config.Registerer
 	ctx     context.Context // cancelled by Close
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -90,6 +94,7 @@ func New(cfg Config) *Runner {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{cfg: cfg, byID: map[string]*Job{}, perEnt: map[string]int{}, pacers: map[string]*rate.Limiter{}}
+	r.m = newMetrics(cfg.Registerer, r)
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	return r
 }

@@ -224,6 +224,7 @@ func (r *Runner) save(j *Job) error {
 func (r *Runner) finish(j *Job) bool {
 	if r.cfg.Store == nil {
 		j.publish()
+		r.m.jobEnded(j.Progress(false))
 		return true
 	}
 	// Shown under storeMu: a Cancel after the last record is stored sees
@@ -235,6 +236,7 @@ func (r *Runner) finish(j *Job) bool {
 		r.cfg.Logger.Error("batch: a job's end could not be stored (it resumes at the next start)", "job", j.id, "err", err)
 		return false
 	}
+	r.m.jobEnded(j.progress(false, true))
 	return true
 }
 
@@ -383,6 +385,7 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	}
 	path := rec.Path
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)
+	r.m.jobResumed()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -91,6 +92,14 @@ func zeroSeries() []series {
 	add("qxtd_store_commit_failures_total")
 	add("qxtd_optouts_total")
 	add("qxtd_optout_errors_total")
+	add("qxtd_batch_jobs_running")
+	add("qxtd_batch_jobs_resumed_total")
+	for _, st := range []string{batch.JobDone, batch.JobCancelled, batch.JobFailed} {
+		add("qxtd_batch_jobs_ended_total", "state", st)
+	}
+	for _, o := range batch.RowOutcomes {
+		add("qxtd_batch_rows_total", "outcome", o)
+	}
 	return out
 }
 

@@ -474,7 +474,8 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.loadRun = loadRun
 	d.loadWG.Go(func() { d.load.run(loadCtx) })
 	acfg := api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
-		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, ReceiptSecretOverlap: cfg.Webhooks.SecretOverlap, Load: d.load.status, Logger: log.With("component", "api")}
+		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, ReceiptSecretOverlap: cfg.Webhooks.SecretOverlap, Load: d.load.status, Logger: log.With("component", "api"),
+		Registerer: reg}
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
