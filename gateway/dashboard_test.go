@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 	"github.com/qxtd/qxtd/webhook"
@@ -237,6 +238,10 @@ func newMetricChecker(t *testing.T) *metricChecker {
 	// The receipt webhooks' metrics are the daemon's too (cmd/qxtd
 	// registers its webhook.Sender on the same registry); one receipt to
 	// an endpoint that refuses it makes the failing enterprise's series.
+	// So are the batch jobs' (cmd/qxtd passes its registry to the API's
+	// job runner); their series exist from the start.
+	jobs := batch.New(batch.Config{Registerer: r.reg})
+	defer jobs.Close()
 	snd, err := webhook.New(webhook.Config{Store: r.store, Registerer: r.reg, AllowPrivate: true, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
