@@ -247,8 +247,8 @@ func (k *kannelBox) send(t *testing.T, src, dst, text string, ucs2 bool, dlrURL,
 		resp, err = hc.Get("http://" + k.sendsmsAddr + "/cgi-bin/sendsms?" + q.Encode())
 	}
 	if err != nil {
-		// Once seen beside CPU hogs and not reproduced since (an EOF):
-		// Kannel's own words, for whoever sees it next.
+		// An EOF here was smsbox's start-up race (smsboxRaced), sent
+		// again above; anything else fails with Kannel's own words.
 		t.Fatalf("sendsms %s: %v; Kannel logged: %q", tag, err, k.problems())
 	}
 	defer resp.Body.Close()
