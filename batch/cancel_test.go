@@ -1,9 +1,13 @@
 package batch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -329,4 +333,72 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("the next start: done %v, resumed %v, accepted %v; want 1, 1, 2", got, testutil.ToFloat64(r2.m.resumed),
 			testutil.ToFloat64(r2.m.rows.WithLabelValues("accepted")))
 	}
+}
+
+// A job that ends failed is logged at warning level with what the
+// operator needs to find it (its alert, BatchJobsFailed, points here);
+// one that ends well at info.
+func TestJobEndLogged(t *testing.T) {
+	s := newStoreRig(t)
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))
+	st := &endless{Store: s.store}
+	r := New(Config{Gateway: s.gw, Policy: s.pol, Store: st, Logger: logger})
+	t.Cleanup(r.Close)
+	j, _ := s.start(r, 2)
+	waitDone(t, j)
+
+	// Its end lost (the daemon killed then) and its file gone before the
+	// next start: that start ends it failed.
+	st.lose.Store(true)
+	l, path := s.start(r, 2)
+	waitDone(t, l)
+	r.Close()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	r2 := New(Config{Gateway: s.gw, Policy: s.pol, Store: s.store, Logger: logger})
+	t.Cleanup(r2.Close)
+	if _, err := r2.Resume(s.account, RowsOptions{}); err == nil {
+		t.Fatal("Resume: no error for a job whose file is gone")
+	}
+	waitDone(t, r2.Get(l.ID()))
+
+	mu.Lock()
+	defer mu.Unlock()
+	var ended, failed []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch m["msg"] {
+		case "batch: job ended":
+			ended = append(ended, m)
+		case "batch: job failed":
+			failed = append(failed, m)
+		}
+	}
+	if len(ended) != 1 || ended[0]["job"] != j.ID() || ended[0]["state"] != JobDone || ended[0]["level"] != "INFO" ||
+		ended[0]["enterprise"] != "P" || ended[0]["account"] != "pat" || ended[0]["accepted"] != 2.0 {
+		t.Errorf("jobs ended logged: %v; want the first job's, once, done with 2 accepted", ended)
+	}
+	if len(failed) != 1 || failed[0]["job"] != l.ID() || failed[0]["level"] != "WARN" || failed[0]["reason"] != ReasonFileGone ||
+		failed[0]["enterprise"] != "P" || failed[0]["state"] != JobFailed {
+		t.Errorf("jobs failed logged: %v; want the second job's, once, file_gone", failed)
+	}
+}
+
+// lockedWriter is w behind mu: the runner's goroutines log while the
+// test may read.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -224,7 +224,7 @@ func (r *Runner) save(j *Job) error {
 func (r *Runner) finish(j *Job) bool {
 	if r.cfg.Store == nil {
 		j.publish()
-		r.m.jobEnded(j.Progress(false))
+		r.ended(j, j.Progress(false))
 		return true
 	}
 	// Shown under storeMu: a Cancel after the last record is stored sees
@@ -236,8 +236,22 @@ func (r *Runner) finish(j *Job) bool {
 		r.cfg.Logger.Error("batch: a job's end could not be stored (it resumes at the next start)", "job", j.id, "err", err)
 		return false
 	}
-	r.m.jobEnded(j.progress(false, true))
+	r.ended(j, j.progress(false, true))
 	return true
+}
+
+// ended counts and logs a job that ended for good, once. A failed job is
+// a warning: its unsent rows are the enterprise's to send again, and the
+// operator's alert (BatchJobsFailed) sends them here for which job and why.
+func (r *Runner) ended(j *Job, p Progress) {
+	r.m.jobEnded(p)
+	attrs := []any{"job", p.ID, "enterprise", j.ent, "account", p.Account, "state", p.State,
+		"accepted", p.Accepted, "refused", p.Refused, "unsent", p.Unsent}
+	if p.State == JobFailed {
+		r.cfg.Logger.Warn("batch: job failed", append(attrs, "reason", p.Reason, "message", p.Message)...)
+		return
+	}
+	r.cfg.Logger.Info("batch: job ended", attrs...)
 }
 
 // saveCancel stores that j's user cancelled it (j.storeMu held). If it
