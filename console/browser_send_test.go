@@ -175,6 +175,42 @@ func TestBrowserSendFiles(t *testing.T) {
 	b.waitText("table.outbox", "李四您好，本月费用80元", true)
 }
 
+// TestBrowserComposeUploadGone: a preview asked for after the upload went
+// (sent from another tab, or 发送 clicked within the typing's delay)
+// says so in the preview, and the page stays where it is: before, htmx
+// was redirected, and a user who had just clicked 发送 could be taken
+// from the job's page to one saying the file was gone.
+func TestBrowserComposeUploadGone(t *testing.T) {
+	r := newRig(t)
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+	file := filepath.Join(t.TempDir(), "费用.csv")
+	if err := os.WriteFile(file, []byte("姓名,手机,金额\n张三,"+numA1+",100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.run("open 定制发送 and upload",
+		chromedp.Click(chromedp.CSS(`nav.side a[href="/send/custom"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#custom-upload input[type=file]`)),
+		chromedp.SetUploadFiles(chromedp.CSS(`#custom-upload input[type=file]`), []string{file}),
+		chromedp.Click(chromedp.CSS(`#custom-upload button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#compose textarea[name=template]`)),
+	)
+	page, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname`))
+	if err != nil || !strings.HasPrefix(page, "/send/custom/upl_") {
+		t.Fatalf("the compose page: %q %v", page, err)
+	}
+	b.cookieClient(r).submit(page, page+"/delete", url.Values{}).wantRedirect(t, "/send/custom")
+	b.run("type", chromedp.SendKeys(chromedp.CSS(`#template`), "{姓名}您好"))
+	b.waitText("#preview", "可能刚刚已经发送", false)
+	b.shot("send-compose-gone")
+	if now, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname`)); err != nil || now != page {
+		t.Errorf("the page after the preview: %q %v, want it stay at %q", now, err, page)
+	}
+	if v, err := chromedp.Run(b.ctx, chromedp.Value(chromedp.CSS(`#template`))); err != nil || v != "{姓名}您好" {
+		t.Errorf("the text typed: %q %v, want it kept", v, err)
+	}
+}
+
 // TestBrowserSendGroupTwice: the 短信群发 form posted twice from one
 // rendering (as a double click or a reload of the answer does) shows the
 // first answer the second time, saying nothing was sent again, and

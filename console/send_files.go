@@ -159,6 +159,7 @@ type composeData struct {
 	Up      api.Upload
 	Preview *api.UploadPreview
 	Err     string // the preview's refusal (htmx fragment)
+	Gone    bool   // the upload is gone (htmx fragment): sent, deleted, expired
 }
 
 // customReasons places the refusals of a templated send.
@@ -221,8 +222,11 @@ func (s *Server) sendCustomPreview(q *req) {
 	pv, err := s.previewUpload(q, p)
 	if err != nil {
 		if isStatus(err, http.StatusNotFound) && htmx {
-			q.w.Header().Set("HX-Redirect", q.r.URL.Path[:strings.LastIndex(q.r.URL.Path, "/")])
-			q.w.WriteHeader(http.StatusNoContent)
+			// Said in the preview, not by leaving the page: a preview
+			// the typing delayed can be answered after 发送 took the
+			// upload, and a redirect then would take the user from the
+			// job's page to one saying the file is gone.
+			q.fragment("send_compose", "preview", q.view(composeData{Gone: true}))
 			return
 		}
 		if isStatus(err, http.StatusNotFound) {

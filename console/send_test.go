@@ -295,6 +295,14 @@ func TestSendCustom(t *testing.T) {
 	a.wantPage(t, "定制发送", `id="job-accepted">1<`, `id="job-refused">2<`, "本行的模板字段为空", "号码不在已审批的白名单内")
 	c.get(page).wantStatus(t, http.StatusNotFound, "文件已失效")
 	c.get("/outbox").wantPage(t, "【甲公司】张三您好，本月费用100元")
+	// A preview the typing delayed, answered after 发送 took the upload:
+	// said in the preview, and the browser is not sent away from the
+	// job's page (it was redirected to one saying the file is gone).
+	a = c.htmx(page, page+"/preview", form)
+	a.wantPage(t, `id="preview-gone"`, "可能刚刚已经发送", `href="/jobs"`)
+	if to := a.Header.Get("HX-Redirect"); to != "" || strings.Contains(a.Body, "<html") {
+		t.Errorf("a preview of a sent upload: HX-Redirect %q, a whole page %v; want the fragment alone", to, strings.Contains(a.Body, "<html"))
+	}
 
 	// 删除.
 	a = sendUpload(c, "/send/custom", "/send/custom", nil, "x.csv", customCSV)
