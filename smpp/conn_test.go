@@ -279,7 +279,9 @@ func TestConnInboundUnbindAfterInFlight(t *testing.T) {
 	c, p := newConnPeer(t, h, smpp.ConnOptions{})
 	p.send(frame(pdu.SubmitSMID, 0, 1, submitSMBody("1", "2", "x", 0)))
 	waitDone(t, "handler start", started)
-	p.send(frame(pdu.UnbindID, 0, 2))
+	// A request after the unbind is not the session's any more: never
+	// handled nor answered (calls stays 1).
+	p.send(frame(pdu.UnbindID, 0, 2), frame(pdu.SubmitSMID, 0, 3, submitSMBody("1", "2", "late", 0)))
 	p.expectQuiet(100 * time.Millisecond) // no unbind_resp while submit_sm is in flight
 	close(release)
 	p.expect(pdu.SubmitSMRespID, 0, 1)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
 	"github.com/qxtd/qxtd/loglimit"
 )
@@ -632,6 +633,15 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	}
 	sc.s.clearFailures(ip)
 	sc.uncount()
+	// SMPP 3.4 §4.1.2/§4.1.4/§4.1.6 and §5.3.2.25: the bind_*_resp
+	// carries sc_interface_version, the SMPP version the SMSC supports,
+	// but only to an ESME that said it speaks 3.4 (interface_version
+	// 0x34, §5.2.4): one of 3.3 or earlier knows no optional parameters,
+	// and is still bound. Clients take a bind_resp without it for one
+	// from an SMSC of 3.3 (Cloudhopper's does).
+	if Byte(p, pdufield.InterfaceVersion) >= InterfaceVersion34 {
+		_ = resp.TLVFields().Set(TagSCInterfaceVersion, InterfaceVersion34)
+	}
 	sc.mu.Lock()
 	sc.kind, sc.session = kind, sess
 	if sc.bindTmr != nil {
@@ -643,6 +653,14 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	c.log.Info("bound", "system_id", req.SystemID, "kind", kind.String())
 	return resp
 }
+
+// InterfaceVersion34 is SMPP 3.4's interface_version (§5.2.4), sent in
+// our binds and, as sc_interface_version, in our bind_resp.
+const InterfaceVersion34 uint8 = 0x34
+
+// TagSCInterfaceVersion is the sc_interface_version TLV (§5.3.2.25),
+// which go-smpp does not name.
+const TagSCInterfaceVersion pdutlv.Tag = 0x0210
 
 // RemoteIP is c's peer address as the per-address limits count it
 // (SourceKey: an IPv6 peer by its /64), "" for a nil Conn.

@@ -1,6 +1,7 @@
 package smpp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -253,6 +254,8 @@ func TestServerRequiresBind(t *testing.T) {
 		{"cancel_sm", frame(pdu.CancelSMID, 0, 3, cs(""), cs("abc"), []byte{1, 1}, cs("1"), []byte{1, 1}, cs("2")), pdu.CancelSMRespID},
 		{"data_sm", frame(pdu.DataSMID, 0, 4, cs(""), []byte{1, 1}, cs("1"), []byte{1, 1}, cs("2"), []byte{0, 0, 0}), pdu.DataSMRespID},
 		{"outbind", frame(pdu.OutbindID, 0, 5, cs("x"), cs("y")), pdu.GenericNACKID},
+		{"replace_sm", frame(pdu.ReplaceSMID, 0, 6, cs("abc"), []byte{1, 1}, cs("1"), cs(""), cs(""), []byte{0, 0, 1}, []byte("x")), pdu.ReplaceSMRespID},
+		{"submit_multi", frame(pdu.SubmitMultiID, 0, 7, cs(""), []byte{1, 1}, cs("1"), []byte{1, 1, 1, 1}, cs("2"), []byte{0, 0, 0}, cs(""), cs(""), []byte{0, 0, 0, 0, 1}, []byte("x")), pdu.SubmitMultiRespID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p.send(tc.req)
@@ -264,6 +267,85 @@ func TestServerRequiresBind(t *testing.T) {
 	if n := len(b.binds.all()); n != 0 {
 		t.Fatalf("backend saw %d binds", n)
 	}
+}
+
+// The bind_resp carries sc_interface_version 0x34 (§5.3.2.25) to an ESME
+// that binds with interface_version 0x34, and none to one of SMPP 3.3 or
+// earlier (0x33, 0x00), which knows no optional parameters (§5.2.4) and
+// is bound all the same.
+func TestServerBindRespInterfaceVersion(t *testing.T) {
+	for _, tc := range []struct {
+		version uint8
+		want    []byte // sc_interface_version's value; nil: absent
+	}{
+		{0x34, []byte{0x34}},
+		{0x50, []byte{0x34}}, // a client of 5.0 learns that we speak 3.4
+		{0x33, nil},
+		{0x00, nil},
+	} {
+		for _, id := range bindIDs {
+			t.Run(fmt.Sprintf("%#02x/%s", tc.version, id), func(t *testing.T) {
+				_, addr := startServer(t, newRecBackend(), smpp.ServerOptions{})
+				p := dialPeer(t, addr)
+				b := bindPDU(id, "ent1", "secret")
+				_ = b.Fields().Set(pdufield.InterfaceVersion, tc.version)
+				p.sendPDU(b, 1)
+				f := p.expect(id|0x80000000, smpp.StatusOK, 1)
+				resp, err := smpp.Decode(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := smpp.TLV(resp, smpp.TagSCInterfaceVersion); !bytes.Equal(got, tc.want) {
+					t.Fatalf("sc_interface_version % x, want % x (bind_resp % x)", got, tc.want, f)
+				}
+				if n := len(resp.TLVFields()); n != len(tc.want) {
+					t.Fatalf("%d TLVs in bind_resp % x", n, f)
+				}
+				p.send(frame(pdu.EnquireLinkID, 0, 2)) // bound: the session goes on
+				p.expect(pdu.EnquireLinkRespID, 0, 2)
+			})
+		}
+	}
+	t.Run("refused bind", func(t *testing.T) {
+		_, addr := startServer(t, newRecBackend(), smpp.ServerOptions{})
+		p := dialPeer(t, addr)
+		p.sendPDU(bindPDU(pdu.BindTransceiverID, "ent1", "wrong"), 1)
+		f := p.expect(pdu.BindTransceiverRespID, smpp.StatusInvalidPassword, 1)
+		resp, err := smpp.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := smpp.TLV(resp, smpp.TagSCInterfaceVersion); got != nil {
+			t.Fatalf("a refused bind's bind_resp has sc_interface_version % x", got)
+		}
+	})
+}
+
+// Responses to nothing qxtd asked — a stray submit_sm_resp, deliver_sm_resp
+// or generic_nack with a sequence number it never used, before and after
+// the bind — are dropped: no generic_nack back, the session goes on. A
+// request with a non-zero command_status is served.
+func TestServerStrayResponses(t *testing.T) {
+	_, addr := startServer(t, newRecBackend(), smpp.ServerOptions{})
+	p := dialPeer(t, addr)
+	strays := func(seq uint32) {
+		p.send(frame(pdu.SubmitSMRespID, 0, seq, cs("x1")),
+			frame(pdu.DeliverSMRespID, 0, seq+1, cs("")),
+			frame(pdu.DeliverSMRespID, smpp.StatusRxTApp, seq+2),
+			frame(pdu.GenericNACKID, smpp.StatusInvalidCommandID, seq+3),
+			frame(pdu.EnquireLinkRespID, 0, seq+4),
+			frame(pdu.EnquireLinkID, 0, seq+5))
+		p.expect(pdu.EnquireLinkRespID, 0, seq+5) // the first thing back
+	}
+	strays(100)
+	p.bind(pdu.BindTransceiverID, "ent1", "secret", 1, smpp.StatusOK)
+	strays(200)
+	p.send(frame(pdu.SubmitSMID, 0, 300, submitSMBody("1", "2", "x", 0)))
+	p.expect(pdu.SubmitSMRespID, 0, 300)
+	// A request's command_status should be NULL (§3.2); one that is not
+	// is served all the same, as the field means nothing in a request.
+	p.send(frame(pdu.SubmitSMID, smpp.StatusSystemError, 301, submitSMBody("1", "2", "x", 0)))
+	p.expect(pdu.SubmitSMRespID, 0, 301)
 }
 
 func TestServerAlreadyBound(t *testing.T) {
