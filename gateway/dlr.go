@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
 
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
@@ -375,11 +378,22 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := c.Request(rctx, p)
 		cancel()
-		if err != nil {
+		switch {
+		case refusedForGood(err):
+			// Answered, and for good: SMPP 3.4 §5.1.3 has ESME_RX_P_APPN
+			// (a permanent error) and ESME_RX_R_APPN (the ESME rejects
+			// the message) beside ESME_RX_T_APPN (temporary: send it
+			// again later). Sent again, it would get the same answer every
+			// DLRRetry for ever; it is acknowledged instead, as answered,
+			// and counted refused.
+			r.g.metrics.dlrForward.WithLabelValues(dlrForwardRefused).Inc()
+			r.g.log.Debug("receipt refused by the ESME", "account", f.account, "id", rc.ID, "err", err)
+		case err != nil:
 			r.g.metrics.dlrForward.WithLabelValues("error").Inc()
 			return sent, false
+		default:
+			sent++
 		}
-		sent++
 		if len(m.Aliases) > 1 {
 			f.mu.Lock()
 			if f.acked[m.ID] == nil {
@@ -390,6 +404,20 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 		}
 	}
 	return sent, true
+}
+
+// dlrForwardRefused is the outcome of qxtd_dlrs_forwarded_total for a
+// receipt the ESME refused for good (refusedForGood).
+const dlrForwardRefused = "refused"
+
+// refusedForGood reports whether err is an ESME's deliver_sm_resp saying
+// it will never take the deliver_sm (§5.1.3): ESME_RX_P_APPN or
+// ESME_RX_R_APPN. Any other error is worth another try: ESME_RX_T_APPN
+// asks for one, and a timeout, a lost connection or another status
+// (ESME_RSYSERR …) may pass.
+func refusedForGood(err error) bool {
+	var st pdu.Status
+	return errors.As(err, &st) && (st == smpp.StatusRxPApp || st == smpp.StatusRxRApp)
 }
 
 // ReceiptsFor is every receipt an ESME gets for a message: ReceiptFor's,

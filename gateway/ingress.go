@@ -147,12 +147,21 @@ func (s *esmeSession) handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 			return nil, smpp.StatusInvalidBindStatus
 		}
 		return s.g.submitMulti(s.patience(ctx), s.acct, p)
-	case pdu.QuerySMID:
-		return s.g.query(ctx, s.acct, p)
-	case smpp.CancelSMID:
-		return s.g.cancelSM(ctx, s.acct, p)
-	case smpp.ReplaceSMID:
-		return s.g.replaceSM(ctx, s.acct, p)
+	case pdu.QuerySMID, smpp.CancelSMID, smpp.ReplaceSMID:
+		// A transmitter's, as submit_sm is: SMPP 3.4 §2.3 (Table 2-1)
+		// allows query_sm, cancel_sm and replace_sm in bound_tx and
+		// bound_trx only, so a receiver gets ESME_RINVBNDSTS (§5.1.3).
+		if !s.kind.CanSend() {
+			return nil, smpp.StatusInvalidBindStatus
+		}
+		switch p.Header().ID {
+		case pdu.QuerySMID:
+			return s.g.query(ctx, s.acct, p)
+		case smpp.CancelSMID:
+			return s.g.cancelSM(ctx, s.acct, p)
+		default:
+			return s.g.replaceSM(ctx, s.acct, p)
+		}
 	}
 	return nil, smpp.StatusInvalidCommandID
 }

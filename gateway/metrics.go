@@ -154,6 +154,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		m.dlrForward.WithLabelValues(o)
 		m.moForward.WithLabelValues(o)
 	}
+	m.dlrForward.WithLabelValues(dlrForwardRefused)
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		m.moReceived.WithLabelValues(r)
 	}

@@ -565,6 +565,12 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 		resp = smpp.NewDeliverSMResp()
 	case pdu.DataSMID:
 		resp = smpp.NewPDU(pdu.DataSMRespID)
+	case pdu.AlertNotificationID:
+		// SMPP 3.4 §4.12: alert_notification has no response PDU; a
+		// generic_nack would answer a request the SMSC does not expect
+		// answered. qxtd sets no delivery pending flag (set_dpf), so it
+		// has nothing to do with one either.
+		return nil
 	default:
 		return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
 	}

@@ -35,6 +35,8 @@ const (
 	StatusInvalidSchedule   pdu.Status = 0x00000061
 	StatusInvalidExpiry     pdu.Status = 0x00000062
 	StatusRxTApp            pdu.Status = 0x00000064 // ESME_RX_T_APPN: a deliver_sm the ESME cannot take now; the SMSC sends it again later
+	StatusRxPApp            pdu.Status = 0x00000065 // ESME_RX_P_APPN: a deliver_sm the ESME will never take (permanent error)
+	StatusRxRApp            pdu.Status = 0x00000066 // ESME_RX_R_APPN: a deliver_sm the ESME rejects
 	StatusQueryFailed       pdu.Status = 0x00000067
 	StatusInvalidOptional   pdu.Status = 0x000000C0
 	StatusUnknownError      pdu.Status = 0x000000FF
