@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Help: "Orphaned receipts matched later by their SMSC id in another base (decimal in the receipt, hex in submit_sm_resp, or the reverse), by result: matched or duplicate.",
 		}, []string{"result"}),
 		dlrForward: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome.",
+			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
 		}, []string{"outcome"}),
 		moReceived: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams, by result: matched, unmatched (kept, no enterprise owns the number), store_error (not acknowledged).",
