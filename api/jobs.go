@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -132,6 +133,15 @@ func (s *Server) ResumeBatches() {
 	// The system's temporary directory ("") is not ours to sweep.
 	sweep := s.jobs.tmpDir != ""
 	if sweep {
+		// A restored backup carries the files of the jobs that ran then
+		// (qxtd backup): back into the spool before the jobs resume.
+		written, err := s.cfg.Store.RestoreJobFiles(context.Background(), s.jobs.tmpDir)
+		if err != nil {
+			s.log.Error("batch jobs: the files a restored backup carried could not all be written back (those jobs end failed, file_gone)", "err", err)
+		}
+		if len(written) > 0 {
+			s.log.Info("batch jobs: files written back from a restored backup", "files", len(written), "dir", s.jobs.tmpDir)
+		}
 		// Before the jobs resume: a resumed XLSX job makes its own.
 		sheets, _ := filepath.Glob(filepath.Join(s.jobs.tmpDir, "qxtd-sheet-*"))
 		for _, f := range sheets {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
@@ -409,15 +410,39 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	start := time.Now()
+	// The files of the jobs running in the snapshot go into the copy, so
+	// that restoring the one file resumes them; from before the snapshot
+	// until they are in, an ended job's file stays (HoldFiles).
+	release := func() {}
+	if s.cfg.Gateway != nil && s.cfg.Policy != nil {
+		release = s.batches().HoldFiles()
+	}
+	defer release()
 	n, err := s.cfg.Store.Backup(f)
+	var files int
+	var fileBytes int64
 	if err == nil {
+		path := f.Name()
+		if removed { // the unnamed file, through its descriptor (Linux)
+			path = "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+		}
+		files, fileBytes, err = queue.AddJobFiles(path, batch.RunningFile)
+		release()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+	}
+	if err == nil {
+		n = fi.Size()
 		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	s.log.Info("backup snapshot taken", "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond).String())
+	s.log.Info("backup snapshot taken", "bytes", n, "job_files", files, "job_file_bytes", fileBytes,
+		"elapsed", time.Since(start).Round(time.Millisecond).String())
 	rc := http.NewResponseController(w)
 	s.extendWrite(rc) // the snapshot may have taken longer than the write timeout
 	h := w.Header()

@@ -402,3 +402,32 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestHoldFiles: while a backup holds the jobs' files (from before its
+// snapshot until it has copied them), a job that ends keeps its file; the
+// release removes it.
+func TestHoldFiles(t *testing.T) {
+	s := newStoreRig(t)
+	r := s.runner(nil)
+	release := r.HoldFiles()
+	j, path := s.start(r, 2)
+	waitDone(t, j)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the ended job's file, held: %v", err)
+	}
+	again := r.HoldFiles() // a second backup overlapping
+	release()
+	release() // once only
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the file, still held by a second hold: %v", err)
+	}
+	again()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file after the holds: %v, want it removed", err)
+	}
+	k, path := s.start(r, 1)
+	waitDone(t, k)
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) { // removed before Done
+		t.Fatalf("the file of a job ended unheld: %v, want it removed", err)
+	}
+}

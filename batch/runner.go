@@ -73,6 +73,8 @@ type Runner struct {
 	perEnt  map[string]int
 	pacers  map[string]*rate.Limiter
 	closed  bool
+	holds   int             // backups copying the running jobs' files (files.go)
+	held    []func()        // the removals of ended jobs' files they hold
 	m       *metrics        // nil without Config.Registerer
 	ctx     context.Context // cancelled by Close
 	stop    context.CancelFunc
@@ -149,9 +151,10 @@ type JobSpec struct {
 	Kind    string           // KindBatch or KindTemplate
 	File    string           // the uploaded file's name (kept cut to MaxFileName bytes)
 	Request gateway.SendRequest
-	// Finally runs once the job ended (say, to remove the spooled file);
-	// with a Store, not when Close stopped it: it resumes at the next
-	// start, removing the file itself when it ends.
+	// Finally runs once the job ended (say, to remove the spooled file),
+	// after any backup's HoldFiles is released; with a Store, not when
+	// Close stopped it: it resumes at the next start, removing the file
+	// itself when it ends.
 	Finally func()
 	// With a Store: the file, durable (synced) before Start, read again
 	// at resume with Rows's Format, Template and NumberColumn.
@@ -197,8 +200,8 @@ func (r *Runner) launch(ctx context.Context, s *Slot, j *Job, spec JobSpec, rows
 			j.publish()
 			return // not ended: it resumes at the next start
 		}
-		if r.finish(j) && spec.Finally != nil {
-			spec.Finally()
+		if r.finish(j) {
+			r.afterHolds(spec.Finally)
 		}
 	}()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -313,6 +314,9 @@ func (r *Runner) Resume(account func(enterprise, owner string) (*gateway.Account
 			continue
 		}
 		files = append(files, s.rec.Path)
+		if opts.TempDir != "" { // or its copy there, restored from a backup (openJobFile)
+			files = append(files, filepath.Join(opts.TempDir, filepath.Base(s.rec.Path)))
+		}
 		if err := r.resume(j, s.rec, s.chunks, account, opts); err != nil {
 			bad = append(bad, fmt.Errorf("job %s: %w", s.id, err))
 		}
@@ -372,7 +376,12 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 		}
 		j.end(nil, r.cfg.Now())
 		if r.finish(j) {
-			_ = os.Remove(rec.Path) // ended: nothing reads it again
+			r.afterHolds(func() { // ended: nothing reads it again
+				_ = os.Remove(rec.Path)
+				if opts.TempDir != "" { // nor its copy a restore put there
+					_ = os.Remove(filepath.Join(opts.TempDir, filepath.Base(rec.Path)))
+				}
+			})
 		}
 		slot.Release()
 		close(j.done)
@@ -388,7 +397,7 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	if err != nil {
 		return stop(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
 	}
-	f, err := os.Open(rec.Path)
+	f, err := openJobFile(rec.Path, opts.TempDir)
 	if err != nil {
 		return stop(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not", err)
 	}
@@ -397,7 +406,7 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	if err != nil {
 		return stop(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(), err)
 	}
-	path := rec.Path
+	path := f.Name() // where it is now: restored elsewhere, that copy goes at the end
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)
 	r.m.jobResumed()
 	return nil
