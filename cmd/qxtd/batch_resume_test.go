@@ -51,6 +51,9 @@ func TestBatchJobFromBackup(t *testing.T) {
 	cfg := writeConfig(t, dir, simAddr, "")
 	d := startDaemon(t, cfg)
 	backup := filepath.Join(t.TempDir(), "qxtd-backup.db")
+	// Restored on another machine: another directory, nothing of the
+	// first (its spool included), the same simulator as the SMSC.
+	moved := t.TempDir()
 	batchAcrossKill(t, "http://"+d.httpAddr, func() string {
 		if code, out, errs := runOps("backup", backup, "--api", "http://"+d.httpAddr, "--token", "test-token"); code != 0 {
 			t.Fatalf("qxtd backup: %d %q %q", code, out, errs)
@@ -59,28 +62,26 @@ func TestBatchJobFromBackup(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-d.exited
-		store := filepath.Join(dir, "qxtd.db")
-		for _, p := range []string{store, store + ".batches"} {
-			if err := os.RemoveAll(p); err != nil {
-				t.Fatal(err)
-			}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
 		}
 		b, err := os.ReadFile(backup)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(store, b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(moved, "qxtd.db"), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		d = startDaemon(t, cfg)
+		d = startDaemon(t, writeConfig(t, moved, simAddr, ""))
 		return "http://" + d.httpAddr
 	})
-	// Written back into the spool at the start, and gone once the job ended.
+	// Written back into the new spool at the start, and gone once the
+	// job ended.
 	if !strings.Contains(d.log(), "files written back from a restored backup") {
 		t.Errorf("no file written back logged:\n%s", d.log())
 	}
 	waitCond(t, 10*time.Second, "the job's file removed", func() bool {
-		left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
+		left, _ := filepath.Glob(filepath.Join(moved, "qxtd.db.batches", "qxtd-batch-*"))
 		return len(left) == 0
 	})
 }
