@@ -283,3 +283,67 @@ func TestUpstreamSMSCRequests(t *testing.T) {
 	_ = s.nc.Close()
 	acceptBind(t, l) // bound again
 }
+
+// TestReplyRefusedByESME: a reply (MO) the ESME refuses for good
+// (ESME_RX_P_APPN, ESME_RX_R_APPN) is taken as answered and not sent
+// again, and the enterprise's later replies go on; one refused for now
+// (ESME_RX_T_APPN) is sent again. Before, the refused reply was sent
+// every dlr_retry for ever, and the replies going one at a time in
+// order, no later reply of the enterprise reached the ESME.
+func TestReplyRefusedByESME(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status pdu.Status
+		sends  int // deliver_sm of the first reply
+	}{
+		{"ESME_RX_T_APPN", smpp.StatusRxTApp, 2},
+		{"ESME_RX_P_APPN", smpp.StatusRxPApp, 1},
+		{"ESME_RX_R_APPN", smpp.StatusRxRApp, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := twoWayRig(t, rigOpts{}) // DLRRetry 200 ms
+			waitReady(t, r)
+			var mu sync.Mutex
+			sends := map[string]int{}
+			ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+			defer cancel()
+			conn, err := smpp.Dial(ctx, smpp.ClientOptions{
+				Addr: r.addr, SystemID: "bob", Password: "secret2", Kind: smpp.BindReceiver,
+				Conn: smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
+				Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+					resp := pdu.NewDeliverSMResp()
+					text := string(smpp.Bytes(p, pdufield.ShortMessage))
+					mu.Lock()
+					sends[text]++
+					if text == "first" && sends[text] == 1 {
+						resp.Header().Status = tc.status
+					}
+					mu.Unlock()
+					return resp
+				}),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			for _, text := range []string{"first", "second"} {
+				if err := r.sim.InjectMO("13923412345", "106575002", text); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, 10*time.Second, "the second reply delivered and both acknowledged", func() bool {
+				mu.Lock()
+				second := sends["second"]
+				mu.Unlock()
+				pending, err := r.store.PendingMOs("E2", 10, nil)
+				return second >= 1 && err == nil && len(pending) == 0
+			})
+			mu.Lock()
+			got := sends["first"]
+			mu.Unlock()
+			if got != tc.sends {
+				t.Fatalf("the first reply was sent %d times, want %d", got, tc.sends)
+			}
+		})
+	}
+}

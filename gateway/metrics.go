@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_mo_purged_untaken_total", Help: "Replies (MO) of an enterprise purged at store.retention that no ESME had acknowledged and no reply webhook delivered (it read them in GET /v1/inbox, or never).",
 		}),
 		moForward: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome.",
+			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
 		}, []string{"outcome"}),
 		optOuts: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optouts_total", Help: "Numbers added to an enterprise's opt-out list by a reply of TD (退订); a repeated reply adds none.",
@@ -155,6 +155,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		m.moForward.WithLabelValues(o)
 	}
 	m.dlrForward.WithLabelValues(dlrForwardRefused)
+	m.moForward.WithLabelValues(moForwardRefused)
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		m.moReceived.WithLabelValues(r)
 	}

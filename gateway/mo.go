@@ -237,7 +237,17 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err := c.Request(rctx, p)
 	cancel()
-	if err != nil {
+	outcome := "ok"
+	switch {
+	case refusedForGood(err):
+		// ESME_RX_P_APPN or ESME_RX_R_APPN (SMPP 3.4 §5.1.3): the ESME
+		// will never take it. Sent again it would get the same answer,
+		// and, the replies going one at a time in order, hold up every
+		// later reply of the enterprise for ever: it is taken as
+		// answered instead (it stays in the inbox), and counted refused.
+		outcome = moForwardRefused
+		r.g.log.Debug("reply refused for good by the ESME: not sent again", "enterprise", f.enterprise, "account", m.Account, "id", m.ID, "err", err)
+	case err != nil:
 		r.g.metrics.moForward.WithLabelValues("error").Inc()
 		return false
 	}
@@ -245,6 +255,10 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 		r.g.log.Error("ack reply", "enterprise", f.enterprise, "id", m.ID, "err", err)
 		return false
 	}
-	r.g.metrics.moForward.WithLabelValues("ok").Inc()
+	r.g.metrics.moForward.WithLabelValues(outcome).Inc()
 	return true
 }
+
+// moForwardRefused is the outcome of qxtd_mo_forwarded_total for a reply
+// the ESME refused for good (refusedForGood).
+const moForwardRefused = "refused"
