@@ -50,7 +50,9 @@
 //     (pace.go: cut on throttle, raised per success, under the TPS cap)
 //     and records the SMSC's answer durably, trying the record again
 //     until it commits: Submitted with the SMSC's id, Retry with a
-//     backoff (timeout, connection lost, repeated throttling), or Fail.
+//     backoff (timeout, connection lost, repeated throttling, the SMSC
+//     lost the bind: ESME_RINVBNDSTS, on which the bind is bound again),
+//     or Fail.
 //  6. Receipts. A deliver_sm (or data_sm) receipt from the SMSC is
 //     matched to its segment by the SMSC's id and stored before its
 //     deliver_sm_resp goes out (upstream.go). When the message is final

@@ -208,7 +208,12 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 const dlrRefused = "refused"
 
 // submitErrorKinds are the kind labels of qxtd_upstream_submit_errors_total.
-var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"}
+var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok", kindBindLost}
+
+// kindBindLost counts submit_sm answered ESME_RINVBNDSTS: the SMSC lost
+// the bind, which is bound again (counted in
+// qxtd_upstream_disconnects_total); the segment is tried again.
+const kindBindLost = "bind_lost"
 
 // upstreamsUp exports the binds configured and up per upstream, and
 // starts every per-upstream series at zero.
@@ -346,8 +351,8 @@ type UpstreamCount struct {
 	// full": it asks for a slower pace, which qxtd then keeps.
 	Throttled uint64
 	// Failed are the other submit_sm that did not go: timeouts, system
-	// errors, rejections, lost connections (each retried or given up as
-	// the README's retry rules say).
+	// errors, rejections, lost connections and binds (each retried or
+	// given up as the README's retry rules say).
 	Failed uint64
 	// RespCount and RespSeconds are qxtd_upstream_submit_seconds' count
 	// and sum: submit_sm to submit_sm_resp.

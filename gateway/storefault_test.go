@@ -243,7 +243,7 @@ func TestUpstreamSeriesStartAtZero(t *testing.T) {
 		"qxtd_upstream_disconnects_total,upstream=sim":    0,
 		"qxtd_upstream_record_retries_total,upstream=sim": 0,
 	}
-	for _, k := range []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"} {
+	for _, k := range []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok", "bind_lost"} {
 		want["qxtd_upstream_submit_errors_total,kind="+k+",upstream=sim"] = 0
 	}
 	for k, v := range want {

@@ -241,6 +241,12 @@ func (u *upstream) pick(i int) int {
 // back to the store with a backoff.
 const maxHeldThrottles = 16
 
+// maxHeldBindLosses is how many times in a row a segment refused with
+// ESME_RINVBNDSTS (the SMSC lost the bind) is tried again at once, on a
+// bind up or the next one bound, before it goes back to the store with a
+// backoff.
+const maxHeldBindLosses = 3
+
 // send submits one segment and records the outcome durably. Whatever
 // happens, the job leaves the dispatcher's in-flight set — but only once
 // its outcome is recorded (persist), so a segment the SMSC accepted is
@@ -248,7 +254,7 @@ const maxHeldThrottles = 16
 func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 	g := u.g
 	defer g.disp.done(j.Key)
-	for throttles := 0; ; {
+	for throttles, bindLosses := 0, 0; ; {
 		now := time.Now()
 		if !j.Msg.ValidUntil.IsZero() && now.After(j.Msg.ValidUntil) {
 			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
@@ -330,6 +336,20 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, "timeout").Inc()
 			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
 				return g.store.Retry(ctx, j.Key, time.Now().Add(3*u.cfg.RespTimeout), "timeout")
+			})
+		case errors.As(err, &st) && st == smpp.StatusInvalidBindStatus:
+			// The SMSC no longer has the bind bound (it restarted or failed
+			// over behind a TCP connection that stayed up): the segment was
+			// refused, not taken, and the client is binding again
+			// (smpp.ErrBindLost). Not a verdict on the message: it is tried
+			// again at once on a bind that is up, or the first one back, a
+			// few times before it waits in the store.
+			g.metrics.submitErrors.WithLabelValues(u.cfg.Name, kindBindLost).Inc()
+			if bindLosses++; bindLosses < maxHeldBindLosses {
+				continue
+			}
+			u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+				return g.store.Retry(ctx, j.Key, time.Now().Add(u.backoff(j.Part.Attempts)), fmt.Sprintf("0x%08x", uint32(st)))
 			})
 		case errors.As(err, &st) && flowControl(st):
 			// The SMSC asks us to slow down: this bind's pace drops, and

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -43,6 +44,14 @@ type ClientOptions struct {
 // Client keeps one bind to an SMSC up: dial, bind, serve until the
 // connection ends, wait, repeat — until Run's context ends, when it
 // unbinds. Submit waits for the bind to be up.
+//
+// A request answered ESME_RINVBNDSTS (submit_sm_resp or generic_nack) on
+// a session that is bound says the SMSC no longer has it bound: it
+// restarted or failed over behind a TCP connection that stayed up, and
+// would refuse every later request the same way. The Client then takes
+// the session down at once (Up is false, OnState reports it down), lets
+// the requests still out get their answers, unbinds, closes, and binds
+// again (Run): the session ends with ErrBindLost.
 type Client struct {
 	opt ClientOptions
 	log *slog.Logger
@@ -50,7 +59,19 @@ type Client struct {
 	mu    sync.Mutex
 	conn  *Conn
 	ready chan struct{} // closed while conn is up; replaced when it goes down
+	// lost is the session being unbound because the SMSC lost its bind
+	// (bindLost), until Run is done with it.
+	lost *Conn
+	// answered: a request on the current session was answered OK. Run
+	// binds again ever more slowly after sessions that lost their bind
+	// before any was.
+	answered atomic.Bool
 }
+
+// ErrBindLost ends a session (Conn.Err) whose SMSC answered a request
+// ESME_RINVBNDSTS: it had lost the session's bound state (SMPP 3.4
+// §5.1.3, "Incorrect BIND Status for given command").
+var ErrBindLost = errors.New("smpp: the SMSC answered ESME_RINVBNDSTS: it no longer has the session bound")
 
 // NewClient returns a Client; call Run to start it.
 func NewClient(opt ClientOptions) *Client {
@@ -80,6 +101,11 @@ func NewClient(opt ClientOptions) *Client {
 // DialTimeout) and returns.
 func (c *Client) Run(ctx context.Context) {
 	backoff := c.opt.MinBackoff
+	// lostBackoff is the wait after a session that lost its bind: it
+	// doubles while sessions lose theirs before the SMSC answered any
+	// request OK (an SMSC that binds us and refuses everything on the
+	// bind is not rebound every MinBackoff).
+	lostBackoff := c.opt.MinBackoff
 	for ctx.Err() == nil {
 		conn, err := c.dial(ctx)
 		if err != nil {
@@ -99,29 +125,83 @@ func (c *Client) Run(ctx context.Context) {
 		c.log.Info("upstream bound", "system_id", c.opt.SystemID)
 		select {
 		case <-conn.Done():
-			c.log.Warn("upstream connection lost", "err", conn.Err())
+			if !c.isLost(conn) { // else bindLost has said why
+				c.log.Warn("upstream connection lost", "err", conn.Err())
+			}
 		case <-ctx.Done():
+			if c.isLost(conn) {
+				<-conn.Done() // bindLost is unbinding it, within DialTimeout
+				break
+			}
 			uctx, cancel := context.WithTimeout(context.Background(), c.opt.DialTimeout)
 			_ = conn.Unbind(uctx)
 			cancel()
 		}
+		lost, answered := c.isLost(conn), c.answered.Load()
 		c.setConn(nil)
-		if ctx.Err() == nil && !sleepCtx(ctx, jitter(c.opt.MinBackoff)) {
+		wait := jitter(c.opt.MinBackoff)
+		if !lost || answered {
+			lostBackoff = c.opt.MinBackoff
+		}
+		if lost {
+			wait = min(jitter(lostBackoff), c.opt.MaxBackoff)
+			lostBackoff = min(2*lostBackoff, c.opt.MaxBackoff)
+		}
+		if ctx.Err() == nil && !sleepCtx(ctx, wait) {
 			return
 		}
 	}
 }
 
+func (c *Client) isLost(conn *Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost == conn
+}
+
+// bindLost takes conn down: its SMSC answered a request ESME_RINVBNDSTS.
+// No new request goes on it; those out get their answers (the SMSC may
+// still answer them, even accept one), then it is unbound and closed, and
+// Run binds again.
+func (c *Client) bindLost(conn *Conn) {
+	if !conn.unbound.CompareAndSwap(false, true) {
+		return // being unbound already: by an earlier answer, Run's stop or the SMSC
+	}
+	c.log.Warn("upstream SMSC answered ESME_RINVBNDSTS: it no longer has this bind; unbinding to bind again",
+		"system_id", c.opt.SystemID)
+	c.mu.Lock()
+	c.lost = conn
+	if c.conn == conn {
+		c.conn = nil
+		c.ready = make(chan struct{})
+		if c.opt.OnState != nil {
+			c.opt.OnState(false)
+		}
+	}
+	c.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opt.DialTimeout)
+		defer cancel()
+		_ = conn.unbindWith(ctx, ErrBindLost)
+	}()
+}
+
 func (c *Client) setConn(conn *Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if conn != nil {
+	switch {
+	case conn != nil:
 		c.conn = conn
+		c.answered.Store(false)
 		close(c.ready)
-	} else if c.conn != nil {
+	case c.conn != nil:
 		c.conn = nil
 		c.ready = make(chan struct{})
+	default:
+		c.lost = nil
+		return // bindLost reported it down
 	}
+	c.lost = nil
 	if c.opt.OnState != nil {
 		c.opt.OnState(conn != nil)
 	}
@@ -173,7 +253,7 @@ func (c *Client) SubmitIfUp(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	if conn == nil || !conn.usable() {
 		return nil, ErrNotBound
 	}
-	return conn.Request(ctx, p)
+	return c.request(ctx, conn, p)
 }
 
 // Submit sends p on the bind, waiting for the bind and a window slot.
@@ -182,7 +262,22 @@ func (c *Client) Submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	return conn.Request(ctx, p)
+	return c.request(ctx, conn, p)
+}
+
+// request is conn.Request, noting an answer OK and the SMSC's loss of
+// the bind (bindLost).
+func (c *Client) request(ctx context.Context, conn *Conn, p pdu.Body) (pdu.Body, error) {
+	resp, err := conn.Request(ctx, p)
+	switch {
+	case err == nil:
+		if !c.answered.Load() {
+			c.answered.Store(true)
+		}
+	case errors.Is(err, StatusInvalidBindStatus):
+		c.bindLost(conn)
+	}
+	return resp, err
 }
 
 func (c *Client) dial(ctx context.Context) (*Conn, error) {

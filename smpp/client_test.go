@@ -1,6 +1,7 @@
 package smpp_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"sync/atomic"
@@ -230,5 +231,148 @@ func TestClientHandler(t *testing.T) {
 	r, err := smpp.ParseReceipt(got.waitN(t, "receipt", 1)[0])
 	if err != nil || r.ID != smpp.Str(resp, pdufield.MessageID) {
 		t.Fatalf("receipt %+v %v for %s", r, err, smpp.Str(resp, pdufield.MessageID))
+	}
+}
+
+// TestClientBindLost: a submit_sm answered ESME_RINVBNDSTS says the SMSC
+// no longer has the session bound (it restarted or failed over behind
+// the TCP connection). The bind is down at once (Up, SubmitIfUp,
+// OnState), the request still out gets its answer, then the session is
+// unbound and closed (ErrBindLost) and bound again, where submits go.
+func TestClientBindLost(t *testing.T) {
+	for _, nack := range []bool{false, true} {
+		t.Run(map[bool]string{false: "submit_sm_resp", true: "generic_nack"}[nack], func(t *testing.T) {
+			l := listen(t)
+			up := newRecorder[bool]()
+			c, _, _ := runClient(t, smpp.ClientOptions{
+				Addr: l.Addr().String(), SystemID: "gw", Password: "pw",
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+				OnState: up.add,
+			})
+			accept := func() *peer {
+				t.Helper()
+				nc, err := l.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = nc.Close() })
+				p := newPeer(t, nc)
+				bind := p.nextPDU()
+				if bind.Header().ID != pdu.BindTransceiverID {
+					t.Fatalf("got %s, want bind_transceiver", bind.Header().ID)
+				}
+				p.send(frame(pdu.BindTransceiverRespID, 0, bind.Header().Seq, cs("smsc")))
+				return p
+			}
+			refuse := func(p *peer, id pdu.ID, seq uint32) {
+				if nack {
+					p.send(frame(pdu.GenericNACKID, smpp.StatusInvalidBindStatus, seq))
+				} else {
+					p.send(frame(id, smpp.StatusInvalidBindStatus, seq))
+				}
+			}
+			p := accept()
+			up.wait(t, "up", states(up, true))
+			submit := func(text string) <-chan reqResult {
+				return goResult(func() reqResult {
+					resp, err := c.SubmitIfUp(testCtx(t), newSubmitSM("1", "2", text, 0))
+					return reqResult{resp, err}
+				})
+			}
+			first := submit("first")
+			h1, _ := p.next()
+			second := submit("second")
+			h2, _ := p.next()
+			refuse(p, pdu.SubmitSMRespID, h1.Seq)
+			if r := recvWithin(t, "the refused submit", first); !errors.Is(r.err, smpp.StatusInvalidBindStatus) {
+				t.Fatalf("refused submit: %v %v", r.resp, r.err)
+			}
+			// Down as the answer is returned: the caller picks another bind.
+			if c.Up() {
+				t.Error("Up() after ESME_RINVBNDSTS")
+			}
+			if _, err := c.SubmitIfUp(testCtx(t), newSubmitSM("1", "2", "x", 0)); !errors.Is(err, smpp.ErrNotBound) {
+				t.Errorf("SubmitIfUp after ESME_RINVBNDSTS = %v, want ErrNotBound", err)
+			}
+			up.wait(t, "down", states(up, true, false))
+			// The request out is answered before the unbind: the SMSC may
+			// take it still.
+			p.send(frame(pdu.SubmitSMRespID, 0, h2.Seq, cs("m2")))
+			if r := recvWithin(t, "the submit out", second); r.err != nil || smpp.Str(r.resp, pdufield.MessageID) != "m2" {
+				t.Fatalf("submit out: %v %v", r.resp, r.err)
+			}
+			h, _ := p.next()
+			if h.ID != pdu.UnbindID {
+				t.Fatalf("got %s, want unbind", h.ID)
+			}
+			refuse(p, pdu.UnbindRespID, h.Seq) // it does not know the session bound
+			p.expectClosed()
+			p = accept()
+			up.wait(t, "up again", states(up, true, false, true))
+			res := submit("again")
+			h, _ = p.next()
+			p.send(frame(pdu.SubmitSMRespID, 0, h.Seq, cs("m3")))
+			if r := recvWithin(t, "the submit on the new bind", res); r.err != nil || smpp.Str(r.resp, pdufield.MessageID) != "m3" {
+				t.Fatalf("submit on the new bind: %v %v", r.resp, r.err)
+			}
+			if got := up.all(); len(got) != 3 {
+				t.Errorf("states %v, want up, down, up", got)
+			}
+		})
+	}
+}
+
+// TestClientBindLostBackoff: an SMSC that binds qxtd and then refuses
+// every submit_sm ESME_RINVBNDSTS is bound again ever more slowly
+// (doubling from MinBackoff, as a refused bind is), not every MinBackoff.
+func TestClientBindLostBackoff(t *testing.T) {
+	const minBackoff = 20 * time.Millisecond
+	l := listen(t)
+	binds := newRecorder[time.Time]()
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				r := bufio.NewReader(nc)
+				for {
+					f, err := smpp.ReadFrame(r)
+					if err != nil {
+						return
+					}
+					h := hdr(f)
+					switch h.ID {
+					case pdu.BindTransceiverID:
+						binds.add(time.Now())
+						_, _ = nc.Write(frame(pdu.BindTransceiverRespID, 0, h.Seq, cs("smsc")))
+					case pdu.SubmitSMID:
+						_, _ = nc.Write(frame(pdu.SubmitSMRespID, smpp.StatusInvalidBindStatus, h.Seq, cs("")))
+					case pdu.UnbindID:
+						_, _ = nc.Write(frame(pdu.UnbindRespID, 0, h.Seq))
+						return
+					}
+				}
+			}()
+		}
+	}()
+	c, _, _ := runClient(t, smpp.ClientOptions{
+		Addr: l.Addr().String(), SystemID: "gw", Password: "pw",
+		MinBackoff: minBackoff, MaxBackoff: time.Second,
+	})
+	ctx := testCtx(t)
+	go func() {
+		for ctx.Err() == nil {
+			_, _ = c.Submit(ctx, newSubmitSM("1", "2", "x", 0))
+		}
+	}()
+	tries := binds.waitN(t, "four binds", 4)
+	// After three sessions lost without an answer OK, the wait before the
+	// fourth bind is jitter(4×MinBackoff): at least 2×MinBackoff, where
+	// a lost connection's is jitter(MinBackoff), at most 1.5×.
+	if gap := tries[3].Sub(tries[2]); gap < 2*minBackoff {
+		t.Errorf("bound again after %s, want at least %s", gap, 2*minBackoff)
 	}
 }

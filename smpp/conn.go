@@ -433,11 +433,17 @@ func encode(p pdu.Body) ([]byte, error) {
 // and the sender, taking them for lost, would send them again.
 func (c *Conn) Unbind(ctx context.Context) error {
 	c.unbound.Store(true)
+	return c.unbindWith(ctx, io.EOF)
+}
+
+// unbindWith is Unbind once unbound is set (by Unbind, or by a Client
+// whose SMSC lost the bind), the session ending with reason (Err).
+func (c *Conn) unbindWith(ctx context.Context, reason error) error {
 	err := c.drainWindow(ctx)
 	if err == nil {
 		_, err = c.exchange(ctx, pdu.NewUnbind())
 	}
-	c.closeWith(io.EOF)
+	c.closeWith(reason)
 	<-c.closed
 	return err
 }

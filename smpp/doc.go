@@ -35,7 +35,9 @@
 // with backoff 5 ms → 1 s and reported by Healthy; only a closed listener ends Serve. Its log lines
 // carry the peer's address (`remote`) and pass through loglimit, so one
 // peer repeating one mistake writes a few lines, not one per PDU.
-// Client keeps one bind to an SMSC up with capped, jittered backoff.
+// Client keeps one bind to an SMSC up with capped, jittered backoff, and
+// binds again when the SMSC answers a request ESME_RINVBNDSTS (it lost
+// the session's bound state: ErrBindLost).
 // Simulator is the SMSC used by `make run` and the tests, with faults.
 //
 // Receipts follow SMPP 3.4 Appendix B (text) plus the receipted_message_id

@@ -43,7 +43,7 @@ func zeroSeries() []series {
 		}
 		out = append(out, series{name, l})
 	}
-	for _, k := range []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok"} {
+	for _, k := range []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok", "bind_lost"} {
 		add("qxtd_upstream_submit_errors_total", "upstream", "sim", "kind", k)
 	}
 	add("qxtd_upstream_disconnects_total", "upstream", "sim")
