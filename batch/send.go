@@ -74,10 +74,10 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			j.fail(ReasonInvalid, "the file cannot be read further: "+err.Error())
 			break
 		}
-		j.read()
 		if sent.has(row.N) {
-			continue
+			continue // read and counted before the restart (resume)
 		}
+		j.read()
 		if row.Reason != "" {
 			j.rowError(RowError{Row: row.N, Number: row.Number, Reason: row.Reason, Message: row.Message})
 			continue

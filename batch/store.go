@@ -356,6 +356,12 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 			j.rowError(e)
 		}
 	}
+	// Its sent rows are read already: counted here, skipped by run,
+	// so that the progress a restart shows never has fewer rows read
+	// than accepted and refused.
+	j.mu.Lock()
+	j.rowsRead = len(sent.rows)
+	j.mu.Unlock()
 	r.mu.Lock()
 	r.perEnt[j.ent]++
 	r.running++
