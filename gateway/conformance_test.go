@@ -347,3 +347,49 @@ func TestReplyRefusedByESME(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamAcknowledgementsNotReplies: a deliver_sm whose esm_class
+// says it is an SME delivery or user acknowledgement, or an intermediate
+// notification (§5.2.12), with no receipt qxtd can read, is answered and
+// dropped: before, it was stored and forwarded as a reply from the
+// handset. A plain reply beside them is still one.
+func TestUpstreamAcknowledgementsNotReplies(t *testing.T) {
+	l := listen(t)
+	t.Cleanup(func() { _ = l.Close() })
+	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
+		u.Addr, u.Binds = l.Addr().String(), 1
+	}})
+	s := acceptBind(t, l)
+	deliver := func(esm uint8, text string) pdu.Body {
+		p := pdu.NewDeliverSM()
+		f := p.Fields()
+		_ = f.Set(pdufield.SourceAddr, "13712345678")
+		_ = f.Set(pdufield.DestinationAddr, "10657500112")
+		_ = f.Set(pdufield.ESMClass, esm)
+		_ = f.Set(pdufield.ShortMessage, []byte(text))
+		return p
+	}
+	for i, esm := range []uint8{0x08, 0x10, 0x20, 0x00} {
+		s.send(deliver(esm, "好的"), uint32(10+i))
+	}
+	for answered := 0; answered < 4; {
+		h, _ := s.next()
+		switch {
+		case h.ID == pdu.DeliverSMRespID && h.Seq >= 10 && h.Seq < 14 && h.Status == 0:
+			answered++
+		case h.ID&0x80000000 == 0:
+			// a request of qxtd's own (its enquire_link)
+		default:
+			t.Fatalf("qxtd sent %s seq %d status %#x", h.ID, h.Seq, uint32(h.Status))
+		}
+	}
+	// The plain reply is stored before it is answered: by now, the
+	// inbox has it and nothing else.
+	mos, err := r.store.PendingMOs("E1", 10, nil)
+	if err != nil || len(mos) != 1 {
+		t.Fatalf("E1's replies: %d (%v), want the plain one only", len(mos), err)
+	}
+	if got := counters(t, r)["qxtd_dlrs_received_total,result=unreadable,state=unknown"]; got != 3 {
+		t.Errorf("unreadable receipts counted %v, want 3", got)
+	}
+}

@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Help: "Failed attempts to record an SMSC's answer in the store (tried again; the segment stays in flight meanwhile).",
 		}, []string{"upstream"}),
 		dlrs: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_dlrs_received_total", Help: "Final receipts from upstreams, by state and match result.",
+			Name: "qxtd_dlrs_received_total", Help: "Final receipts from upstreams, by state and match result (unreadable, state unknown: a receipt or acknowledgement whose id and state cannot be read, answered and dropped).",
 		}, []string{"state", "result"}),
 		dlrsConverted: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_dlrs_converted_total",
@@ -147,6 +147,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}
 		m.dlrs.WithLabelValues(st.String(), dlrRefused)
 	}
+	m.dlrs.WithLabelValues("unknown", dlrUnreadable)
 	for _, r := range []queue.Result{queue.Matched, queue.Duplicate} {
 		m.dlrsConverted.WithLabelValues(r.String())
 	}
@@ -206,6 +207,11 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 // dlrRefused is qxtd_dlrs_received_total's result for a receipt not kept
 // (store.max_orphans: queue.ErrOrphansFull).
 const dlrRefused = "refused"
+
+// dlrUnreadable is qxtd_dlrs_received_total's result (state "unknown")
+// for a deliver_sm of a receipt's or acknowledgement's esm_class whose id
+// and state cannot be read: answered and dropped.
+const dlrUnreadable = "unreadable"
 
 // submitErrorKinds are the kind labels of qxtd_upstream_submit_errors_total.
 var submitErrorKinds = []string{"timeout", "throttled", "queue_full", "system_error", "rejected", "connection", "late_ok", kindBindLost}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,11 @@ type upstream struct {
 	// orphansFull is set while this upstream's unmatched receipts are at
 	// store.max_orphans: one warning when it begins, one line when it ends.
 	orphansFull atomic.Bool
-	upMu        sync.Mutex
-	upSig       chan struct{} // closed when a bind comes up (waitUp)
+	// unreadable: a receipt or acknowledgement that could not be read came
+	// from this upstream (warned once, then at debug level).
+	unreadable atomic.Bool
+	upMu       sync.Mutex
+	upSig      chan struct{} // closed when a bind comes up (waitUp)
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -599,7 +603,18 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 		return u.g.receiveMO(ctx, u.cfg.Name, p, resp) // a reply (mo.go)
 	}
 	if err != nil {
-		u.g.log.Warn("unreadable receipt", "upstream", u.cfg.Name, "err", err)
+		// An acknowledgement of the handset's (SME delivery or user
+		// acknowledgement, §5.2.12), an intermediate notification, or a
+		// receipt past reading: answered, so that the SMSC does not send
+		// it again, and dropped. Once a warning an upstream, then debug:
+		// an SMSC that sends one for every message would fill the log.
+		level := slog.LevelDebug
+		if !u.unreadable.Swap(true) {
+			level = slog.LevelWarn
+		}
+		u.g.metrics.dlrs.WithLabelValues("unknown", dlrUnreadable).Inc()
+		u.g.log.Log(ctx, level, "unreadable receipt or acknowledgement from the SMSC: answered and dropped (later ones at debug level; qxtd_dlrs_received_total{result=\"unreadable\"} counts them)",
+			"upstream", u.cfg.Name, "err", err)
 		return resp
 	}
 	state, final := receiptState(r.State)

@@ -80,6 +80,13 @@ type Receipt struct {
 // a delivery receipt (a mobile-originated message).
 var ErrNotReceipt = errors.New("smpp: not a delivery receipt")
 
+// ErrUnreadableReceipt is returned by ParseReceipt for a deliver_sm (or
+// data_sm) whose esm_class says it is no plain message (a receipt, an
+// SME delivery or user acknowledgement, an intermediate notification:
+// §5.2.12), or that has a receipted_message_id, but whose message id and
+// state cannot be read. It is no reply from a handset either.
+var ErrUnreadableReceipt = errors.New("smpp: a receipt or acknowledgement whose id and state cannot be read")
+
 const receiptDate = "0601021504"
 
 // Format renders the receipt text of SMPP 3.4 Appendix B.
@@ -298,7 +305,9 @@ func ParseReceipt(p pdu.Body) (Receipt, error) {
 		r.Err = fmt.Sprintf("%03d", uint16(ne[1])<<8|uint16(ne[2]))
 	}
 	if err != nil {
-		return Receipt{}, err
+		// Not ErrNotReceipt: its esm_class (or TLV) says it is no reply,
+		// whatever its text.
+		return Receipt{}, fmt.Errorf("%w (esm_class 0x%02x): %s", ErrUnreadableReceipt, Byte(p, pdufield.ESMClass), err.Error())
 	}
 	return r, nil
 }

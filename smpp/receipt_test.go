@@ -169,7 +169,14 @@ func TestParseReceipt(t *testing.T) {
 				SubmitDate: localTime(2025, 11, 25, 14, 30, 0), DoneDate: localTime(2025, 11, 25, 14, 31, 0),
 				State: smpp.StateDelivered, Err: "000", Text: "hi"}, nil},
 		{"mobile originated", deliverSM(0x00, "id:abc stat:DELIVRD", nil), smpp.Receipt{}, smpp.ErrNotReceipt},
-		{"receipt flag, garbage text", deliverSM(0x04, "not a receipt", nil), smpp.Receipt{}, smpp.ErrNotReceipt},
+		// A receipt's or an acknowledgement's esm_class (§5.2.12) is no
+		// reply from a handset, whatever its text: before, these were
+		// ErrNotReceipt, and the gateway stored them as replies.
+		{"receipt flag, garbage text", deliverSM(0x04, "not a receipt", nil), smpp.Receipt{}, smpp.ErrUnreadableReceipt},
+		{"SME delivery acknowledgement", deliverSM(0x08, "ack", nil), smpp.Receipt{}, smpp.ErrUnreadableReceipt},
+		{"SME manual/user acknowledgement", deliverSM(0x10, "好的", nil), smpp.Receipt{}, smpp.ErrUnreadableReceipt},
+		{"intermediate notification, no text", deliverSM(0x20, "", nil), smpp.Receipt{}, smpp.ErrUnreadableReceipt},
+		{"a reply with UDH and reply path", deliverSM(0xC0, "\x05\x00\x03\x01\x02\x01hi", nil), smpp.Receipt{}, smpp.ErrNotReceipt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Through the wire, as the gateway sees it.
@@ -180,6 +187,9 @@ func TestParseReceipt(t *testing.T) {
 			got, err := smpp.ParseReceipt(p)
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if tc.err == smpp.ErrUnreadableReceipt && errors.Is(err, smpp.ErrNotReceipt) {
+				t.Fatalf("err = %v: also ErrNotReceipt, which the gateway takes for a reply", err)
 			}
 			if !receiptEqual(got, tc.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)

@@ -70,6 +70,7 @@ func zeroSeries() []series {
 		add("qxtd_mo_forwarded_total", "outcome", o)
 	}
 	add("qxtd_dlrs_forwarded_total", "outcome", "refused")
+	add("qxtd_dlrs_received_total", "state", "unknown", "result", "unreadable")
 	add("qxtd_mo_forwarded_total", "outcome", "refused")
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		add("qxtd_mo_received_total", "result", r)
