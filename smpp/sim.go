@@ -74,7 +74,8 @@ type SimMessage struct {
 	ShortMessage []byte
 	TLVs         map[uint16][]byte
 	RegDelivery  uint8
-	Priority     uint8 // priority_flag
+	Priority     uint8     // priority_flag
+	At           time.Time // when its submit_sm arrived (before any fault's delay)
 }
 
 type simDLR struct {
@@ -276,6 +277,7 @@ func (ss *simSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 
 func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	s := ss.s
+	arrived := time.Now()
 	s.answering.Add(1)
 	defer s.answering.Add(-1)
 	if s.opt.Record {
@@ -328,6 +330,7 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		ShortMessage: append([]byte(nil), Bytes(p, pdufield.ShortMessage)...),
 		RegDelivery:  Byte(p, pdufield.RegisteredDelivery),
 		Priority:     Byte(p, pdufield.PriorityFlag),
+		At:           arrived,
 	}
 	if t := p.TLVFields(); len(t) > 0 {
 		m.TLVs = make(map[uint16][]byte, len(t))

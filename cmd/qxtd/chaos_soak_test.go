@@ -126,7 +126,7 @@ func TestSoakChaos(t *testing.T) {
 		id := x.startBatch(submitCtx, n, rows)
 		jobs <- id
 		if id != "" {
-			conns.Go(func() { x.watchJob(endCtx, id) })
+			conns.Go(func() { x.watchJob(endCtx, id, x.bulkKey) })
 		}
 	}
 	drivers.Go(func() { batch(1, 800) })
@@ -380,6 +380,12 @@ type chaosESME struct {
 	x    *chaos
 	n    int
 	sink *chaosSink
+	// system, kind and handler, when set, bind another account (a
+	// receiver, say) with its own handler instead of esme<n>'s
+	// transceiver with the sink's.
+	system  string
+	kind    smpp.BindKind
+	handler smpp.Handler
 
 	mu   sync.Mutex
 	conn *smpp.Conn
@@ -387,7 +393,12 @@ type chaosESME struct {
 	wake chan struct{}
 }
 
-func (e *chaosESME) account() string { return fmt.Sprintf("esme%d", e.n) }
+func (e *chaosESME) account() string {
+	if e.system != "" {
+		return e.system
+	}
+	return fmt.Sprintf("esme%d", e.n)
+}
 
 // keepBound binds to each daemon in turn until ctx ends.
 func (e *chaosESME) keepBound(ctx context.Context) {
@@ -396,10 +407,17 @@ func (e *chaosESME) keepBound(ctx context.Context) {
 		if !ok {
 			return
 		}
+		kind, h := e.kind, e.handler
+		if kind == 0 {
+			kind = smpp.BindTransceiver
+		}
+		if h == nil {
+			h = e.sink.handler()
+		}
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := smpp.Dial(dctx, smpp.ClientOptions{
-			Addr: addr, SystemID: e.account(), Password: "secret1", Kind: smpp.BindTransceiver,
-			Handler: e.sink.handler(), DialTimeout: 5 * time.Second,
+			Addr: addr, SystemID: e.account(), Password: "secret1", Kind: kind,
+			Handler: h, DialTimeout: 5 * time.Second,
 			Conn: smpp.ConnOptions{Window: 32, RespTimeout: 10 * time.Second},
 		})
 		cancel()
@@ -658,11 +676,16 @@ func (x *chaos) httpLoop(ctx context.Context, w int, rng *rand.Rand) {
 // a connection error: the daemon died), body and headers; false once ctx
 // ends.
 func (x *chaos) post(ctx context.Context, cl *http.Client, path, apiKey, idem, ctype, body string) (int, string, http.Header, bool) {
+	return x.do(ctx, cl, http.MethodPost, path, apiKey, idem, ctype, body)
+}
+
+// do is post with another method (PATCH, DELETE, GET: body "").
+func (x *chaos) do(ctx context.Context, cl *http.Client, method, path, apiKey, idem, ctype, body string) (int, string, http.Header, bool) {
 	gen, _, addr, ok := x.net.current(ctx)
 	if !ok {
 		return 0, "", nil, false
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	if idem != "" {
@@ -726,11 +749,12 @@ type jobProgress struct {
 	Reason                    string
 }
 
-// watchJob reads a job's progress over and over until ctx ends, across
-// the kills: its count of rows accepted never goes back (those rows were
-// stored with their messages), it never has fewer rows read than rows
-// accepted and refused, and once it read done it stays done.
-func (x *chaos) watchJob(ctx context.Context, id string) {
+// watchJob reads a job's progress (as the user of apiKey) over and over
+// until ctx ends, across the kills: its count of rows accepted never goes
+// back (those rows were stored with their messages), it never has fewer
+// rows read than rows accepted and refused, and once it read an end
+// (done, cancelled, failed) it stays there.
+func (x *chaos) watchJob(ctx context.Context, id, apiKey string) {
 	var last jobProgress
 	tick := time.NewTicker(100 * time.Millisecond) // polling another process
 	defer tick.Stop()
@@ -745,10 +769,10 @@ func (x *chaos) watchJob(ctx context.Context, id string) {
 			return
 		}
 		var p jobProgress
-		if _, err := getJSON("http://"+addr, "/v1/batches/"+id, x.bulkKey, &p); err != nil {
+		if _, err := getJSON("http://"+addr, "/v1/batches/"+id, apiKey, &p); err != nil {
 			continue
 		}
-		if p.Accepted < last.Accepted || p.RowsRead < p.Accepted+p.Refused || (last.State == "done" && p.State != "done") {
+		if p.Accepted < last.Accepted || p.RowsRead < p.Accepted+p.Refused || (last.State != "" && last.State != "running" && p.State != last.State) {
 			x.mu.Lock()
 			x.conflicts = append(x.conflicts, fmt.Sprintf("job %s went back: %+v after %+v", id, p, last))
 			x.mu.Unlock()
