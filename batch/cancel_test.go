@@ -102,8 +102,15 @@ func (s *storeRig) start(r *Runner, n int) (*Job, string) {
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&b, "13800138000,第%d条\n", i)
 	}
+	return s.startCSV(r, b.String())
+}
+
+// startCSV starts a job of the CSV file given, spooled in the rig's
+// directory.
+func (s *storeRig) startCSV(r *Runner, file string) (*Job, string) {
+	s.t.Helper()
 	path := filepath.Join(s.dir, fmt.Sprintf("job-%d.csv", time.Now().UnixNano()))
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
 	f, err := os.Open(path)

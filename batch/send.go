@@ -20,6 +20,12 @@ type chunkRow struct {
 type chunk struct {
 	text string
 	rows []chunkRow
+	// readErrs are rows the file's reader refused (an empty number…)
+	// since the chunk before: stored with this chunk's answer, so that a
+	// restart counts them from the start as the chunk's own rows. At
+	// most BatchChunk rows in all, with at least one of rows: a chunk
+	// answer of more rows is one the releases before this one drop.
+	readErrs []RowError
 }
 
 // run reads the rows and hands them to the gateway, at most BatchInFlight
@@ -79,10 +85,14 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 		}
 		j.read()
 		if row.Reason != "" {
-			j.rowError(RowError{Row: row.N, Number: row.Number, Reason: row.Reason, Message: row.Message})
+			e := RowError{Row: row.N, Number: row.Number, Reason: row.Reason, Message: row.Message}
+			j.rowError(e)
+			if len(cur.readErrs) < BatchChunk-1 && len(cur.rows)+len(cur.readErrs) < BatchChunk {
+				cur.readErrs = append(cur.readErrs, e)
+			} // else read again after a restart, and counted then
 			continue
 		}
-		if len(cur.rows) > 0 && (cur.text != row.Text || len(cur.rows) == BatchChunk) {
+		if len(cur.rows) > 0 && (cur.text != row.Text || len(cur.rows)+len(cur.readErrs) == BatchChunk) {
 			flush()
 		}
 		cur.text = row.Text

@@ -186,11 +186,17 @@ func (r *Runner) answer(j *Job, c chunk) *gateway.Answer {
 	return &gateway.Answer{Key: queue.JobChunkKey(j.id, uint32(c.rows[0].row)), Enterprise: j.ent, At: r.cfg.Now(),
 		Book: queue.AnswerJob, Sum: func() []byte { return nil },
 		Render: func(res []gateway.SendResult) []byte {
-			ca := chunkAnswer{Rows: make([]int, len(c.rows))}
-			for i, cr := range c.rows {
-				ca.Rows[i] = cr.row
+			ca := chunkAnswer{Rows: make([]int, 0, len(c.rows)+len(c.readErrs))}
+			for _, cr := range c.rows {
+				ca.Rows = append(ca.Rows, cr.row)
 			}
-			ca.Accepted, ca.Errors = c.outcome(res)
+			for _, e := range c.readErrs {
+				ca.Rows = append(ca.Rows, e.Row)
+			}
+			slices.Sort(ca.Rows) // read since the chunk before: no row twice
+			var refused []RowError
+			ca.Accepted, refused = c.outcome(res)
+			ca.Errors = append(slices.Clone(c.readErrs), refused...)
 			for i := range ca.Errors { // kept as the job keeps them
 				ca.Errors[i].clip()
 			}
