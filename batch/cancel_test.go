@@ -105,6 +105,21 @@ func (s *storeRig) start(r *Runner, n int) (*Job, string) {
 	return s.startCSV(r, b.String())
 }
 
+// resumed is job id as a new runner on the rig's store has it after
+// Resume: the daemon started again.
+func (s *storeRig) resumed(id string) *Job {
+	s.t.Helper()
+	r := s.runner(nil)
+	if _, err := r.Resume(s.account, RowsOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+	j := r.Get(id)
+	if j == nil {
+		s.t.Fatal("the job is gone after the restart")
+	}
+	return j
+}
+
 // startCSV starts a job of the CSV file given, spooled in the rig's
 // directory.
 func (s *storeRig) startCSV(r *Runner, file string) (*Job, string) {
@@ -270,11 +285,7 @@ func TestJobDoneOnceStored(t *testing.T) {
 		t.Errorf("the job's file once done: %v", err)
 	}
 	r.Close()
-	r2 := s.runner(nil)
-	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if p := r2.Get(j.ID()).Progress(false); p.State != JobDone || p.Accepted != 3 {
+	if p := s.resumed(j.ID()).Progress(false); p.State != JobDone || p.Accepted != 3 {
 		t.Fatalf("after a restart: %+v, want done, as stored", p)
 	}
 }

@@ -32,14 +32,7 @@ func TestResumedProgressCountsSentRows(t *testing.T) {
 	// so the progress below is what a client reads before the job has
 	// read a row again.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	r2 := s.runner(nil)
-	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	again := r2.Get(j.ID())
-	if again == nil {
-		t.Fatal("the job is gone after the restart")
-	}
+	again := s.resumed(j.ID())
 	p := again.Progress(false)
 	if p.State != JobRunning || p.Accepted != before.Accepted || p.RowsRead < p.Accepted+p.Refused {
 		t.Fatalf("resumed: %+v, want running with %d accepted and at least as many rows read; before the stop: %+v", p, before.Accepted, before)
@@ -75,14 +68,7 @@ func TestResumedProgressKeepsReadRefusals(t *testing.T) {
 	}
 
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // as above: read before the job reads again
-	r2 := s.runner(nil)
-	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	again := r2.Get(j.ID())
-	if again == nil {
-		t.Fatal("the job is gone after the restart")
-	}
+	again := s.resumed(j.ID())
 	if p := again.Progress(false); p.Refused != 2 || p.Accepted != before.Accepted || p.RowsRead < p.Accepted+p.Refused {
 		t.Fatalf("resumed: %+v, want rows 1 and 3 refused still, %d accepted; before the stop: %+v", p, before.Accepted, before)
 	}
@@ -126,11 +112,7 @@ func TestReadRefusalsBoundedByChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2 := s.runner(nil)
-	if _, err := r2.Resume(s.account, RowsOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	again := r2.Get(j.ID())
+	again := s.resumed(j.ID())
 	waitDone(t, again)
 	if p := again.Progress(false); p.State != JobDone || p.RowsRead != 103 || p.Accepted != 3 || p.Refused != 100 || p.ErrorCount != 100 {
 		t.Fatalf("resumed from its chunks: %+v, want done, 103 read, 3 accepted, 100 refused", p)

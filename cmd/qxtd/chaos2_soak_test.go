@@ -60,15 +60,7 @@ import (
 //
 // SOAK_TWOWAY_SEED replays a seed.
 func TestSoakChaosTwoWay(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SOAK_TWOWAY_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SOAK_TWOWAY_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (SOAK_TWOWAY_SEED=%d to replay)", seed, seed)
+	seed := soakSeed(t, "SOAK_TWOWAY_SEED")
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d))
 

@@ -51,15 +51,7 @@ import (
 // 2–6 s apart but one soon after a restart, the simulator's faults, the
 // traffic's mix and whether the store holds records back.
 func TestSoakChaos(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SOAK_CHAOS_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SOAK_CHAOS_SEED: %v", err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (SOAK_CHAOS_SEED=%d to replay)", seed, seed)
+	seed := soakSeed(t, "SOAK_CHAOS_SEED")
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
@@ -170,6 +162,23 @@ func TestSoakChaos(t *testing.T) {
 	if t.Failed() {
 		t.Logf("seed %d; the last daemon's log:\n%s", seed, tail(d.log(), 200))
 	}
+}
+
+// soakSeed is a soak's seed: from the environment variable env to replay
+// one (not QXTD_…, which the daemon would refuse as an unknown setting),
+// else new; logged either way.
+func soakSeed(t *testing.T, env string) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(env); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (%s=%d to replay)", seed, env, seed)
+	return seed
 }
 
 // tail is the last n lines of s.
