@@ -127,6 +127,16 @@ var replyColumns = []exportColumn[InboxItem]{
 		}
 		return "否"
 	}},
+	// Last, so that a reader of the columns before it reads them as before.
+	{"refused", "被拒收", func(m *InboxItem, zh bool) string {
+		switch {
+		case !zh:
+			return strconv.FormatBool(m.Refused)
+		case m.Refused:
+			return "是"
+		}
+		return "否"
+	}},
 }
 
 // exportTime is a time of an export: RFC 3339 in UTC, or Beijing time for

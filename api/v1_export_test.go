@@ -284,11 +284,13 @@ func TestClusterExportMessages(t *testing.T) {
 // TestExportInbox: GET /v1/inbox/export writes the enterprise's replies,
 // every page (5 read 2 at a time), newest first, as the inbox lists them,
 // with its filters (number); a reply's text that Excel would run as a
-// formula is quoted with lang=zh; a user sees its own extension's only.
+// formula is quoted with lang=zh; a user sees its own extension's only;
+// a reply the ESME took reads forwarded, one it refused for good refused.
 func TestExportInbox(t *testing.T) {
 	r := newUserRig(t)
 	r.srv.user.exportPage = 2
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var ids []uint64
 	for i, text := range []string{"第一条", "第二条", "=HYPERLINK(\"http://x\")", "第四条", "第五条"} {
 		m := &queue.MO{Enterprise: "A", Source: uNumA2, Dest: "106575001", Text: text, Upstream: "sim", ReceivedAt: t0.Add(time.Duration(i) * time.Minute)}
 		if i == 4 {
@@ -297,6 +299,13 @@ func TestExportInbox(t *testing.T) {
 		if err := r.store.StoreMO(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, m.ID)
+	}
+	if err := r.store.AckMO(t.Context(), "A", ids[1], time.Now(), false); err != nil { // 第二条 taken
+		t.Fatal(err)
+	}
+	if err := r.store.AckMO(t.Context(), "A", ids[3], time.Now(), true); err != nil { // 第四条 refused
+		t.Fatal(err)
 	}
 	if err := r.store.StoreMO(t.Context(), &queue.MO{Enterprise: "B", Source: uNumA2, Dest: "106575002", Text: "乙公司的", Upstream: "sim", ReceivedAt: t0}); err != nil {
 		t.Fatal(err)
@@ -316,10 +325,17 @@ func TestExportInbox(t *testing.T) {
 	if rows[1][1] != uNumA3 || rows[1][3] != "12" || rows[1][4] != "alice" || rows[1][6] != t0.Add(4*time.Minute).UTC().Format(time.RFC3339) {
 		t.Fatalf("the newest row %q", rows[1])
 	}
+	var answered [][]string // forwarded, refused: newest first
+	for _, row := range rows {
+		answered = append(answered, row[7:])
+	}
+	if want := [][]string{{"forwarded", "refused"}, {"false", "false"}, {"false", "true"}, {"false", "false"}, {"true", "false"}, {"false", "false"}}; !slices.EqualFunc(answered, want, slices.Equal) {
+		t.Fatalf("forwarded and refused columns %q, want %q", answered, want)
+	}
 
 	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])
 	rows, err = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(body, []byte("\uFEFF")))).ReadAll()
-	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" {
+	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" || rows[0][8] != "被拒收" || rows[1][8] != "是" || rows[3][7] != "是" {
 		t.Fatalf("lang=zh, number=%s: %q (%v)", uNumA2, rows, err)
 	}
 	// alice (a user) sees the replies to her extension only.

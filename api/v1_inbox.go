@@ -25,6 +25,9 @@ type InboxItem struct {
 	Text       string    `json:"text"`
 	ReceivedAt time.Time `json:"received_at"`
 	Forwarded  bool      `json:"forwarded"` // an SMPP receiver acknowledged it
+	// Refused: the enterprise's SMPP receiver refused it for good
+	// (ESME_RX_P_APPN or ESME_RX_R_APPN): it is not sent again.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // InboxPage is the answer of GET /v1/inbox; Next is the before= of the
@@ -37,7 +40,7 @@ type InboxPage struct {
 
 func inboxItem(m *queue.MO) InboxItem {
 	return InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
-		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero()}
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused}
 }
 
 // maxInboxNumber bounds the number= of GET /v1/inbox (characters): a

@@ -72,6 +72,10 @@ const (
 	PeerDelivered PeerDeliveryResult = "delivered" // the ESME answered deliver_sm_resp OK
 	PeerNoBind    PeerDeliveryResult = "no_bind"   // no receiver bind of the account here (any more)
 	PeerFailed    PeerDeliveryResult = "failed"    // sent and not acknowledged (error, timeout)
+	// PeerRefused: the ESME refused it for good (ESME_RX_P_APPN or
+	// ESME_RX_R_APPN): answered, not to be sent again. A node of an
+	// earlier release reads it as not delivered and keeps the delivery.
+	PeerRefused PeerDeliveryResult = "refused"
 )
 
 // PeerDeliverer is the optional part of a PeerBackend that serves POST

@@ -16,6 +16,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -294,11 +295,12 @@ func TestReplyRefusedByESME(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		status pdu.Status
-		sends  int // deliver_sm of the first reply
+		sends  int  // deliver_sm of the first reply
+		marked bool // the inbox says it was refused
 	}{
-		{"ESME_RX_T_APPN", smpp.StatusRxTApp, 2},
-		{"ESME_RX_P_APPN", smpp.StatusRxPApp, 1},
-		{"ESME_RX_R_APPN", smpp.StatusRxRApp, 1},
+		{"ESME_RX_T_APPN", smpp.StatusRxTApp, 2, false},
+		{"ESME_RX_P_APPN", smpp.StatusRxPApp, 1, true},
+		{"ESME_RX_R_APPN", smpp.StatusRxRApp, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := twoWayRig(t, rigOpts{}) // DLRRetry 200 ms
@@ -343,6 +345,15 @@ func TestReplyRefusedByESME(t *testing.T) {
 			mu.Unlock()
 			if got != tc.sends {
 				t.Fatalf("the first reply was sent %d times, want %d", got, tc.sends)
+			}
+			inbox, _, err := r.store.Inbox("E2", queue.InboxFilter{}, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range inbox {
+				if want := tc.marked && m.Text == "first"; m.Refused != want || m.ForwardedAt.IsZero() {
+					t.Errorf("inbox %q: refused %v, answered at %v; want refused %v, answered", m.Text, m.Refused, m.ForwardedAt, want)
+				}
 			}
 		})
 	}

@@ -244,14 +244,15 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 		// will never take it. Sent again it would get the same answer,
 		// and, the replies going one at a time in order, hold up every
 		// later reply of the enterprise for ever: it is taken as
-		// answered instead (it stays in the inbox), and counted refused.
+		// answered instead (it stays in the inbox, marked refused), and
+		// counted refused.
 		outcome = moForwardRefused
 		r.g.log.Debug("reply refused for good by the ESME: not sent again", "enterprise", f.enterprise, "account", m.Account, "id", m.ID, "err", err)
 	case err != nil:
 		r.g.metrics.moForward.WithLabelValues("error").Inc()
 		return false
 	}
-	if err := r.g.store.AckMO(context.WithoutCancel(ctx), f.enterprise, m.ID, time.Now()); err != nil {
+	if err := r.g.store.AckMO(context.WithoutCancel(ctx), f.enterprise, m.ID, time.Now(), outcome == moForwardRefused); err != nil {
 		r.g.log.Error("ack reply", "enterprise", f.enterprise, "id", m.ID, "err", err)
 		return false
 	}

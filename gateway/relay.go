@@ -103,6 +103,11 @@ const (
 	PeerDelivered PeerDeliveryResult = "delivered"
 	PeerNoBind    PeerDeliveryResult = "no_bind"
 	PeerFailed    PeerDeliveryResult = "failed"
+	// PeerRefused: the ESME refused it for good (refusedForGood), as a
+	// local bind's refusal: answered, not sent again. A node of an
+	// earlier release, not knowing it, keeps the delivery and tries
+	// again, as it did before.
+	PeerRefused PeerDeliveryResult = "refused"
 )
 
 // Relay tuning.
@@ -149,18 +154,18 @@ func newRelay(g *Gateway, r Relay) *relay {
 		dirty: make(map[string]bool), all: true}
 	x.relayed = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_relayed_total",
-		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
+		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), refused (the ESME refused it for good: done here, not sent again), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
 	}, []string{"kind", "result"})
 	x.served = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_served_total",
-		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, no_bind, failed.",
+		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, refused, no_bind, failed.",
 	}, []string{"kind", "result"})
 	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "qxtd_cluster_remote_receiver_binds",
 		Help: "Accounts with a receiver-capable ESME bind on another live node, counted once per node: where this node can hand receipts and replies.",
 	}, func() float64 { return float64(len(r.RemoteBinds())) })
 	for _, k := range []string{DeliveryReceipt, DeliveryMO} {
-		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerNoBind, PeerFailed} {
+		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerRefused, PeerNoBind, PeerFailed} {
 			x.relayed.WithLabelValues(k, string(res))
 			x.served.WithLabelValues(k, string(res))
 		}
@@ -352,15 +357,26 @@ func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool
 		for j := range ok {
 			ok[j] = true
 		}
+		// Counted a receipt each, as the local forwarder does (dlr.go),
+		// for the messages acknowledged.
+		delivered, refused := make([]int, len(msgs)), make([]int, len(msgs))
 		for k, r := range res {
-			if r != PeerDelivered {
+			switch r {
+			case PeerDelivered:
+				delivered[owner[k]]++
+			case PeerRefused:
+				refused[owner[k]]++
+			default:
 				ok[owner[k]] = false
 			}
 		}
 		var ids []uint64
+		nOK, nRefused := 0, 0
 		for j, m := range msgs {
 			if ok[j] {
 				ids = append(ids, m.ID)
+				nOK += delivered[j]
+				nRefused += refused[j]
 			}
 		}
 		if len(ids) > 0 {
@@ -368,7 +384,8 @@ func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool
 				g.log.Error("ack relayed receipts", "account", account, "n", len(ids), "err", err)
 				return false // sent again: at-least-once
 			}
-			g.metrics.dlrForward.WithLabelValues("ok").Add(float64(len(ids)))
+			g.metrics.dlrForward.WithLabelValues("ok").Add(float64(nOK))
+			g.metrics.dlrForward.WithLabelValues(dlrForwardRefused).Add(float64(nRefused))
 		}
 		if len(ids) < len(msgs) {
 			return false
@@ -418,18 +435,22 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 			}
 			res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
 			for k, m := range list {
-				if res[k] != PeerDelivered {
+				if res[k] != PeerDelivered && res[k] != PeerRefused {
 					skipped[m.ID] = true
 					all = false
 					continue
 				}
-				if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now()); err != nil {
+				if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now(), res[k] == PeerRefused); err != nil {
 					g.log.Error("ack relayed reply", "enterprise", enterprise, "id", m.ID, "err", err)
 					skipped[m.ID] = true
 					all = false
 					continue
 				}
-				g.metrics.moForward.WithLabelValues("ok").Inc()
+				outcome := "ok"
+				if res[k] == PeerRefused {
+					outcome = moForwardRefused
+				}
+				g.metrics.moForward.WithLabelValues(outcome).Inc()
 			}
 		}
 	}
@@ -525,7 +546,11 @@ func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDelive
 			State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
 		body = smpp.NewReceiptPDU(g.inReceiptZone(rc), d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)
 	}
-	if _, err := c.Request(ctx, body); err != nil {
+	_, err := c.Request(ctx, body)
+	switch {
+	case refusedForGood(err):
+		return PeerRefused
+	case err != nil:
 		return PeerFailed
 	}
 	return PeerDelivered

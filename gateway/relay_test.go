@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
 	"github.com/qxtd/qxtd/cluster"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/queue"
@@ -345,4 +348,90 @@ func TestDeliverForPeerNoBind(t *testing.T) {
 		t.Errorf("wrong secret: %v", err)
 	}
 	_ = n1
+}
+
+// TestRelayRefusedForGood: a receipt or a reply relayed to another node,
+// whose ESME refuses it for good there (ESME_RX_P_APPN), is done on the
+// sending node, as a local bind's refusal is (TestReceiptRefusedByESME,
+// TestReplyRefusedByESME): sent once, not kept, the reply marked refused
+// in the inbox, and the enterprise's later replies go on. Before, the
+// serving node said failed and the sending node sent it again every
+// round for ever, holding up every later reply of the enterprise.
+func TestRelayRefusedForGood(t *testing.T) {
+	b := newBoard()
+	n1 := newRelayNode(t, b, 1)
+	n2 := newRelayNode(t, b, 2)
+	tx, err := n1.bind("bob", "secret2", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	receipts, replies := 0, map[string]int{}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	rx, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: n2.addr, SystemID: "bob", Password: "secret2", Kind: smpp.BindReceiver,
+		Conn: smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
+		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+			resp := pdu.NewDeliverSMResp()
+			mu.Lock()
+			defer mu.Unlock()
+			if _, err := smpp.ParseReceipt(p); err == nil {
+				receipts++
+				resp.Header().Status = smpp.StatusRxPApp // every receipt
+				return resp
+			}
+			text := string(smpp.Bytes(p, pdufield.ShortMessage))
+			if replies[text]++; text == "first" {
+				resp.Header().Status = smpp.StatusRxPApp
+			}
+			return resp
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	eventually(t, 5*time.Second, "node 2's bind on the board", func() bool { return len((&boardRelay{b: b, id: 1}).RemoteBinds()) == 1 })
+
+	const n = 5
+	for i := range n {
+		if _, err := tx.submit(t.Context(), submitSM("", wlNumbers[i%2], fmt.Sprintf("r%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, text := range []string{"first", "second"} {
+		if err := n1.sim.InjectMO("13923412345", "106575002", text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "node 1 holds no receipt and no reply", func() bool {
+		mos, err := n1.store.PendingMOs("E2", 10, nil)
+		return n1.pendingDLRs(t, "bob") == 0 && err == nil && len(mos) == 0
+	})
+	mu.Lock()
+	gotReceipts, first, second := receipts, replies["first"], replies["second"]
+	mu.Unlock()
+	if gotReceipts != n || first != 1 || second != 1 {
+		t.Errorf("sent %d receipts (want %d), the refused reply %d times and the next %d (want once each)", gotReceipts, n, first, second)
+	}
+	if got := relayed(t, n1.rig, "receipt", "refused"); got != n {
+		t.Errorf("node 1 relayed %v receipts refused, want %d", got, n)
+	}
+	c1 := counters(t, n1.rig)
+	if got := c1["qxtd_dlrs_forwarded_total,outcome=refused"]; got != n {
+		t.Errorf("node 1 counted %v receipts forwarded refused, want %d", got, n)
+	}
+	if got := c1["qxtd_mo_forwarded_total,outcome=refused"]; got != 1 {
+		t.Errorf("node 1 counted %v replies forwarded refused, want 1", got)
+	}
+	inbox, _, err := n1.store.Inbox("E2", queue.InboxFilter{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range inbox {
+		if m.Refused != (m.Text == "first") {
+			t.Errorf("inbox %q: refused %v", m.Text, m.Refused)
+		}
+	}
 }

@@ -45,6 +45,10 @@ type MO struct {
 	// ForwardedAt is when an ESME acknowledged it (zero: not yet, or
 	// never for an MO without enterprise).
 	ForwardedAt time.Time `json:"forwarded_at,omitzero"`
+	// Refused: the ESME answered it with a permanent refusal
+	// (ESME_RX_P_APPN or ESME_RX_R_APPN) at ForwardedAt: answered, so
+	// not sent again, but not taken.
+	Refused bool `json:"refused,omitempty"`
 	// ReplyURL is the enterprise's reply webhook when the MO was stored
 	// ("" = none): an MO with one has a mohook key (moreplies.go) until
 	// its POST is answered 2xx (PostedAt set) or given up (ReplyGaveUp).
@@ -100,7 +104,7 @@ func (s *Store) StoreMO(ctx context.Context, m *MO) error {
 			return err
 		}
 		rec := *m
-		rec.ID, rec.ForwardedAt, rec.PostedAt, rec.ReplyGaveUp = n, time.Time{}, time.Time{}, false
+		rec.ID, rec.ForwardedAt, rec.Refused, rec.PostedAt, rec.ReplyGaveUp = n, time.Time{}, false, time.Time{}, false
 		if err := putMO(t.tx, &rec); err != nil {
 			return err
 		}
@@ -158,9 +162,10 @@ func (s *Store) PendingMOs(enterprise string, limit int, skip func(id uint64) bo
 	return out, nil
 }
 
-// AckMO records that an ESME acknowledged an MO: it is no longer pending.
-// Idempotent.
-func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time.Time) error {
+// AckMO records that an ESME answered an MO: it is no longer pending.
+// refused says the answer was a permanent refusal (MO.Refused).
+// Idempotent: a second answer changes nothing.
+func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time.Time, refused bool) error {
 	err := s.exec(ctx, func(t *txn) error {
 		key := moIndexKey(enterprise, id)
 		out := t.tx.Bucket(bucketMOOut)
@@ -175,7 +180,7 @@ func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time
 		if err := out.Delete(key); err != nil {
 			return err
 		}
-		m.ForwardedAt = at
+		m.ForwardedAt, m.Refused = at, refused
 		return putMO(t.tx, m)
 	})
 	if err != nil {

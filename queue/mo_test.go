@@ -42,10 +42,10 @@ func TestMOStoreForwardInbox(t *testing.T) {
 	if got := pending(""); len(got) != 0 {
 		t.Fatalf("an MO without enterprise is never forwarded: %v", got)
 	}
-	if err := ts.AckMO(ctx, "E1", e1, time.Now()); err != nil {
+	if err := ts.AckMO(ctx, "E1", e1, time.Now(), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.AckMO(ctx, "E1", e1, time.Now()); err != nil { // idempotent
+	if err := ts.AckMO(ctx, "E1", e1, time.Now(), false); err != nil { // idempotent
 		t.Fatal(err)
 	}
 	ts.reopen()
@@ -110,10 +110,10 @@ func TestPurgeMOs(t *testing.T) {
 	waiting := store("E1", old)
 	fresh := store("E1", old.Add(48*time.Hour))
 	freshWaiting := store("E1", old.Add(48*time.Hour))
-	if err := ts.AckMO(ctx, "E1", forwarded, old.Add(time.Minute)); err != nil {
+	if err := ts.AckMO(ctx, "E1", forwarded, old.Add(time.Minute), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.AckMO(ctx, "E1", fresh, old.Add(49*time.Hour)); err != nil {
+	if err := ts.AckMO(ctx, "E1", fresh, old.Add(49*time.Hour), false); err != nil {
 		t.Fatal(err)
 	}
 	cutoff := old.Add(24 * time.Hour)
@@ -239,5 +239,35 @@ func TestSameNumber(t *testing.T) {
 		if got := sameNumber(tc.src, tc.asked); got != tc.want {
 			t.Errorf("sameNumber(%q, %q) = %v, want %v", tc.src, tc.asked, got, tc.want)
 		}
+	}
+}
+
+// A reply the ESME refused for good is answered (no longer pending) and
+// says so in the inbox, across a reopen; a later answer does not change
+// what the first one said.
+func TestAckMORefused(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	m := &MO{Enterprise: "E1", Account: "alice", Source: "13712345678", Dest: "10657500112", Text: "TD", Upstream: "sim"}
+	if err := ts.StoreMO(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	if err := ts.AckMO(ctx, "E1", m.ID, at, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.AckMO(ctx, "E1", m.ID, at.Add(time.Minute), false); err != nil {
+		t.Fatal(err)
+	}
+	ts.reopen()
+	if p, err := ts.PendingMOs("E1", 0, nil); err != nil || len(p) != 0 {
+		t.Fatalf("pending after a refusal: %d %v, want none", len(p), err)
+	}
+	list, _, err := ts.Inbox("E1", InboxFilter{}, 0, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("inbox: %d %v", len(list), err)
+	}
+	if got := list[0]; !got.Refused || !got.ForwardedAt.Equal(at) {
+		t.Errorf("inbox entry: refused %v at %v, want refused at %v", got.Refused, got.ForwardedAt, at)
 	}
 }

@@ -140,7 +140,7 @@ func TestReplyHookPurge(t *testing.T) {
 	gone := storeReply(t, ts, "E1", "https://crm.example.com/r", old)
 	kept := storeReply(t, ts, "E1", "https://crm.example.com/r", time.Now())
 	for _, id := range []uint64{gone, kept} {
-		if err := ts.AckMO(ctx, "E1", id, time.Now()); err != nil { // forwarded over SMPP: purgeable
+		if err := ts.AckMO(ctx, "E1", id, time.Now(), false); err != nil { // forwarded over SMPP: purgeable
 			t.Fatal(err)
 		}
 	}
