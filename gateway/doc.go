@@ -98,7 +98,7 @@
 //	             (decimal for hex), applied once resp_timeout has passed
 //	mo.go        replies (MO) in from the SMSC: routed by service number
 //	             and extension, stored, forwarded to the enterprise's binds;
-//	             a TD reply opts its sender out (afterMO)
+//	             a TD reply opts its sender out (optout.go)
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
 //	owners.go    cluster mode: query, cancel and replace of another node's message

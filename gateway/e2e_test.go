@@ -46,9 +46,11 @@ type rigOpts struct {
 	accounts gateway.StaticAccounts
 	// rules, when set, builds the real policy on the store's file
 	// instead of StaticAccounts.
-	rules    func(t testing.TB, db *bbolt.DB) gateway.Policy
-	upstream func(*gateway.UpstreamConfig)
-	gwcfg    func(*gateway.Config)
+	rules func(t testing.TB, db *bbolt.DB) gateway.Policy
+	// wrapRules, when set, wraps twoWayRig's real policy (fault hooks).
+	wrapRules func(gateway.Rules) gateway.Policy
+	upstream  func(*gateway.UpstreamConfig)
+	gwcfg     func(*gateway.Config)
 	// store, when set, changes the store's options (fault hooks).
 	store func(*queue.Options)
 	// dbPath, when set, is the state file (a restart opens it again).

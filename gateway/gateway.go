@@ -226,6 +226,8 @@ type Gateway struct {
 	unhand func() // ends the store's hand-over to disp (Start, Stop)
 	dlrs   *router
 	mos    *moRouter
+	// optOuts records opt-out replies' opt-outs (optout.go).
+	optOuts *optOuts
 	// pusher offers orphan receipts to the peers (cluster mode only).
 	pusher *pusher
 	// owners is Config.Owners (nil on a single node).
@@ -279,6 +281,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 	}
 	g.dlrs = newRouter(g)
 	g.mos = newMORouter(g)
+	g.optOuts = newOptOuts(g)
 	if cfg.Peers != nil {
 		g.pusher = newPusher(g, cfg.Peers)
 	}
@@ -310,6 +313,9 @@ func (g *Gateway) Start() {
 		g.maintain(g.ctx)
 	}()
 	g.wg.Go(func() { newConverter(g).run(g.ctx) })
+	if g.store != nil {
+		g.wg.Go(func() { g.optOuts.run(g.ctx) })
+	}
 	if g.pusher != nil { // cluster mode
 		g.wg.Go(func() { g.pusher.run(g.ctx) })
 	}

@@ -106,7 +106,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_optouts_total", Help: "Numbers added to an enterprise's opt-out list by a reply of TD (退订); a repeated reply adds none.",
 		}),
 		optOutErrors: f.NewCounter(prometheus.CounterOpts{
-			Name: "qxtd_optout_errors_total", Help: "Opt-out replies that could not be recorded (logged; the reply stays in the inbox, the enterprise can act on it).",
+			Name: "qxtd_optout_errors_total", Help: "Tries to record an opt-out reply's opt-out that failed (logged): the reply is stored, marked, and its opt-out tried again (1 s doubling to 30 s) until it is recorded.",
 		}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome: ok, refused (credentials, a disabled account), over_cap (the account or its enterprise at its most binds up).",

@@ -57,6 +57,10 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 			result = "matched"
 		}
 	}
+	if m.Enterprise != "" {
+		_, ok := g.policy.(OptOutRecorder)
+		m.OptOutPending = ok && policy.IsOptOut(m.Text, g.optOutKeywords())
+	}
 	if err := g.store.StoreMO(ctx, m); err != nil {
 		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
 		g.metrics.moReceived.WithLabelValues("store_error").Inc()
@@ -69,56 +73,12 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		g.log.Warn("mobile-originated message for no enterprise: kept", "upstream", upstream, "dest", m.Dest, "id", m.ID)
 		return resp
 	}
-	g.afterMO(m)
+	if m.OptOutPending {
+		g.optOuts.record(ctx, m)
+	}
 	g.mos.kick(m.Enterprise)
 	g.relayKick("m:" + m.Enterprise)
 	return resp
-}
-
-// OptOutRecorder is the optional Policy part that keeps opt-out lists.
-// Rules implements it; without it a TD reply is stored and forwarded like
-// any other.
-type OptOutRecorder interface {
-	OptOut(enterprise, number string, moID uint64, at time.Time) (added bool, err error)
-}
-
-// OptOut implements OptOutRecorder.
-func (r Rules) OptOut(enterprise, number string, moID uint64, at time.Time) (bool, error) {
-	return r.P.OptOut(enterprise, number, moID, at)
-}
-
-var _ OptOutRecorder = Rules{}
-
-// afterMO runs after an MO of an enterprise is stored: a reply that is an
-// opt-out keyword puts its sender on the enterprise's opt-out list. A
-// failure to record it is logged and counted (qxtd_optout_errors_total),
-// not retried: the reply is stored and acknowledged already, stays in the
-// enterprise's inbox, and the SMSC would not send it again; an invalid
-// sender (no mobile number, so nothing could be sent to it) is only
-// logged.
-func (g *Gateway) afterMO(m *queue.MO) {
-	rec, ok := g.policy.(OptOutRecorder)
-	if !ok || !policy.IsOptOut(m.Text, g.optOutKeywords()) {
-		return
-	}
-	added, err := rec.OptOut(m.Enterprise, m.Source, m.ID, m.ReceivedAt)
-	switch {
-	case err != nil && isReason(err, policy.ReasonInvalidNumber):
-		g.log.Warn("opt-out reply from no mobile number: ignored", "enterprise", m.Enterprise, "source", m.Source, "id", m.ID)
-	case err != nil:
-		g.metrics.optOutErrors.Inc()
-		g.log.Error("record opt-out", "enterprise", m.Enterprise, "source", m.Source, "id", m.ID, "err", err)
-	case added:
-		g.metrics.optOuts.Inc()
-		g.log.Info("opted out", "enterprise", m.Enterprise, "source", m.Source, "id", m.ID)
-	}
-}
-
-func (g *Gateway) optOutKeywords() []string {
-	if g.cfg.OptOutKeywords == nil {
-		return policy.DefaultOptOutKeywords
-	}
-	return g.cfg.OptOutKeywords
 }
 
 func isReason(err error, want policy.Reason) bool {

@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +52,9 @@ func twoWayRig(t *testing.T, o rigOpts) (*rig, *policy.Policy) {
 		}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if o.wrapRules != nil {
+			return o.wrapRules(gateway.Rules{P: pol})
 		}
 		return gateway.Rules{P: pol}
 	}
@@ -252,6 +257,108 @@ func waitReady(t *testing.T, r *rig) {
 			t.Fatal("no upstream bind")
 		}
 		waitABit(ctx)
+	}
+}
+
+// failingOptOuts is the real policy whose opt-out writes fail while
+// failing is set, as a cluster's policy writes do while etcd is out of
+// reach.
+type failingOptOuts struct {
+	gateway.Rules
+	failing *atomic.Bool
+	tries   *atomic.Int32
+}
+
+func (f failingOptOuts) OptOut(enterprise, number string, moID uint64, at time.Time) (bool, error) {
+	f.tries.Add(1)
+	if f.failing.Load() {
+		return false, errors.New("etcd: context deadline exceeded")
+	}
+	return f.Rules.OptOut(enterprise, number, moID, at)
+}
+
+// TestOptOutRecordedLater: an opt-out reply whose opt-out cannot be
+// recorded (the policy store failing) is stored once, answered, and its
+// opt-out recorded when the policy store works again: in the running
+// gateway (its retries), and at the next start for one still pending at
+// a stop. Before, a failed recording was logged and dropped: the number
+// kept receiving the enterprise's messages.
+func TestOptOutRecordedLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	var failing atomic.Bool
+	var tries atomic.Int32
+	failing.Store(true)
+	wrap := func(r gateway.Rules) gateway.Policy {
+		return failingOptOuts{Rules: r, failing: &failing, tries: &tries}
+	}
+	r, pol := twoWayRig(t, rigOpts{dbPath: path, wrapRules: wrap})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitReady(t, r)
+	optedOut := func(p *policy.Policy) []string {
+		t.Helper()
+		list, _, err := p.ListOptOuts(policy.OperatorActor("op"), "E1", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range list {
+			out = append(out, e.Number)
+		}
+		return out
+	}
+	pending := func() int {
+		t.Helper()
+		ms, err := r.store.PendingOptOuts(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ms)
+	}
+
+	// 1. Recorded by the running gateway once the policy store works.
+	if err := r.sim.InjectMO("13712345678", "10657500112", "TD"); err != nil {
+		t.Fatal(err) // answered OK although the opt-out failed
+	}
+	eventually(t, 10*time.Second, "a second try", func() bool { return tries.Load() >= 2 })
+	if got := optedOut(pol); len(got) != 0 || pending() != 1 {
+		t.Fatalf("while failing: opted out %v, pending %d; want none, 1", got, pending())
+	}
+	failing.Store(false)
+	eventually(t, 10*time.Second, "the opt-out recorded", func() bool { return len(optedOut(pol)) == 1 && pending() == 0 })
+	alice, err := r.bind("alice", "secret1", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.submit(ctx, submitSM("", "13712345678", "sale"))
+	wantStatus(t, err, 0x40A)
+
+	// 2. Still pending at a stop: recorded at the next start.
+	failing.Store(true)
+	if err := r.sim.InjectMO("13923412345", "10657500112", "退订"); err != nil {
+		t.Fatal(err)
+	}
+	if pending() != 1 {
+		t.Fatalf("pending %d after the second opt-out failed, want 1", pending())
+	}
+	r.stop()
+	r2, pol2 := twoWayRig(t, rigOpts{dbPath: path})
+	eventually(t, 10*time.Second, "the opt-out recorded at start", func() bool {
+		ms, err := r2.store.PendingOptOuts(0, 0)
+		return err == nil && len(ms) == 0 && len(optedOut(pol2)) == 2
+	})
+	inbox, _, err := r2.store.Inbox("E1", queue.InboxFilter{}, 0, 10)
+	if err != nil || len(inbox) != 2 {
+		t.Fatalf("inbox: %d replies (%v), want 2: each stored once", len(inbox), err)
+	}
+	alice, err = r2.bind("alice", "secret1", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.submit(ctx, submitSM("", "13923412345", "sale"))
+	wantStatus(t, err, 0x40A)
+	if err := r2.store.Check(); err != nil {
+		t.Fatal(err)
 	}
 }
 

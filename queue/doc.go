@@ -132,6 +132,10 @@
 //     nor given up (ReplyGaveUp); every mohook key names such an MO of
 //     its enterprise. StoreMO writes the key in the MO's commit;
 //     PurgeMOs deletes it with the MO.
+//   - An MO has a mooptout key iff OptOutPending (an opt-out reply whose
+//     opt-out is not yet recorded, which has an enterprise); every
+//     mooptout key names an MO. StoreMO writes it in the MO's commit,
+//     OptOutsRecorded and PurgeMOs delete it.
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
 //     A message keeps Priority only while a part of it is Accepted; each

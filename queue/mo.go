@@ -20,9 +20,12 @@ var (
 	bucketMO    = []byte("mo")    // id (8 BE) → version | JSON record
 	bucketMOOut = []byte("moout") // enterprise 0x00 id → empty: still to forward
 	bucketMOIn  = []byte("moin")  // enterprise 0x00 id → empty: the inbox, id order
+	// bucketMOOptOut: id (8 BE) → empty: an opt-out reply whose opt-out
+	// is not yet recorded (MO.OptOutPending).
+	bucketMOOptOut = []byte("mooptout")
 
 	// moBuckets are created at Open; a backup older than MOs lacks them.
-	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook}
+	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook, bucketMOOptOut}
 )
 
 const moVersion = 1
@@ -55,6 +58,13 @@ type MO struct {
 	ReplyURL    string    `json:"reply_url,omitempty"`
 	PostedAt    time.Time `json:"posted_at,omitzero"`
 	ReplyGaveUp bool      `json:"reply_gave_up,omitempty"`
+	// OptOutPending: the reply is an opt-out (回复TD) of an enterprise
+	// whose recording on the opt-out list is still to be done. Stored
+	// with the reply, in its commit, and cleared by OptOutsRecorded: the
+	// SMSC is answered once the reply is stored, and an opt-out that
+	// could not be recorded then (the disk, a cluster's etcd away) is
+	// recorded later, not lost (PendingOptOuts).
+	OptOutPending bool `json:"optout_pending,omitempty"`
 }
 
 func moIndexKey(enterprise string, id uint64) []byte {
@@ -92,6 +102,9 @@ func (s *Store) StoreMO(ctx context.Context, m *MO) error {
 	if len(m.ReplyURL) > maxReceiptURL {
 		return fmt.Errorf("queue: store mo: %w: reply url longer than %d bytes", ErrInvalid, maxReceiptURL)
 	}
+	if m.OptOutPending && m.Enterprise == "" {
+		return fmt.Errorf("queue: store mo: %w: an opt-out names no enterprise", ErrInvalid)
+	}
 	if m.ReceivedAt.IsZero() {
 		m.ReceivedAt = time.Now()
 	}
@@ -116,6 +129,11 @@ func (s *Store) StoreMO(ctx context.Context, m *MO) error {
 		}
 		if rec.Enterprise != "" {
 			if err := t.tx.Bucket(bucketMOOut).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
+				return err
+			}
+		}
+		if rec.OptOutPending {
+			if err := t.tx.Bucket(bucketMOOptOut).Put(msgKey(n), nil); err != nil {
 				return err
 			}
 		}
@@ -185,6 +203,62 @@ func (s *Store) AckMO(ctx context.Context, enterprise string, id uint64, at time
 	})
 	if err != nil {
 		return fmt.Errorf("queue: ack mo %d: %w", id, err)
+	}
+	return nil
+}
+
+// PendingOptOuts returns up to limit stored opt-out replies whose opt-out
+// is not yet recorded (MO.OptOutPending), oldest first, from the one
+// after id after (0: from the first).
+func (s *Store) PendingOptOuts(after uint64, limit int) ([]*MO, error) {
+	var out []*MO
+	err := s.view(func(tx *bolt.Tx) error {
+		moB := tx.Bucket(bucketMO)
+		c := tx.Bucket(bucketMOOptOut).Cursor()
+		for k, _ := c.Seek(msgKey(after + 1)); k != nil && (limit <= 0 || len(out) < limit); k, _ = c.Next() {
+			m, err := decodeMO(k, moB.Get(k))
+			if err != nil {
+				s.reportDamaged(damagedKey("mooptout", binary.BigEndian.Uint64(k)), "queue: opt-out reply that does not read (run Check)", "err", err)
+				continue
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: pending opt-outs: %w", err)
+	}
+	return out, nil
+}
+
+// OptOutsRecorded records that the opt-outs of these replies are done
+// with (on the list, or never to be: no mobile number, the enterprise
+// gone): they are no longer pending. Idempotent; an id that is not
+// pending, or gone, is skipped.
+func (s *Store) OptOutsRecorded(ctx context.Context, ids []uint64) error {
+	err := s.exec(ctx, func(t *txn) error {
+		optB, moB := t.tx.Bucket(bucketMOOptOut), t.tx.Bucket(bucketMO)
+		for _, id := range ids {
+			k := msgKey(id)
+			if optB.Get(k) == nil {
+				continue
+			}
+			if err := optB.Delete(k); err != nil {
+				return err
+			}
+			m, err := decodeMO(k, moB.Get(k))
+			if err != nil {
+				continue // PendingOptOuts reported it; Check will
+			}
+			m.OptOutPending = false
+			if err := putMO(t.tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: opt-outs recorded: %w", err)
 	}
 	return nil
 }
@@ -300,6 +374,7 @@ func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
 	if moB == nil {
 		return nil // a backup older than MOs
 	}
+	optB := tx.Bucket(bucketMOOptOut) // nil in a backup older than it
 	n := 0
 	err := moB.ForEach(func(k, v []byte) error {
 		m, err := decodeMO(k, v)
@@ -315,10 +390,23 @@ func checkMOs(tx *bolt.Tx, bad func(format string, args ...any)) error {
 		if want := m.Enterprise != "" && m.ForwardedAt.IsZero(); (outB.Get(key) != nil) != want {
 			bad("mo %d: forward key %v, want %v", m.ID, !want, want)
 		}
+		if optB != nil && (optB.Get(msgKey(m.ID)) != nil) != m.OptOutPending {
+			bad("mo %d: opt-out key %v, want %v", m.ID, !m.OptOutPending, m.OptOutPending)
+		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if optB != nil {
+		if err := optB.ForEach(func(k, _ []byte) error {
+			if moB.Get(k) == nil {
+				bad("opt-out key %x names no mo", k)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
 	if in := inB.Stats().KeyN; in != n {
 		bad("%d inbox keys for %d mos", in, n)
@@ -372,6 +460,13 @@ func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (purg
 			}
 			if m.wantsReply() {
 				hooks = append(hooks, m)
+			}
+			if m.OptOutPending {
+				// Past retention unrecorded: the opt-out loop logged it
+				// failing all along; the reply goes, and its key.
+				if err := t.tx.Bucket(bucketMOOptOut).Delete(msgKey(m.ID)); err != nil {
+					return err
+				}
 			}
 		}
 		if err := deleteReplyKeys(hookB, hooks); err != nil {

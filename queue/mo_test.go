@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -269,5 +270,66 @@ func TestAckMORefused(t *testing.T) {
 	}
 	if got := list[0]; !got.Refused || !got.ForwardedAt.Equal(at) {
 		t.Errorf("inbox entry: refused %v at %v, want refused at %v", got.Refused, got.ForwardedAt, at)
+	}
+}
+
+// TestPendingOptOuts: an opt-out reply stored marked is pending until
+// OptOutsRecorded, across a reopen, listed oldest first after a cursor;
+// clearing is idempotent; retention takes a pending one with its key;
+// an opt-out of no enterprise is refused.
+func TestPendingOptOuts(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	var ids []uint64
+	for i, text := range []string{"TD", "hello", "退订", "td"} {
+		m := &MO{Enterprise: "E1", Source: "13712345678", Dest: "106575001", Text: text, Upstream: "sim",
+			OptOutPending: text != "hello", ReceivedAt: old.Add(time.Duration(i) * 24 * time.Hour)}
+		if err := ts.StoreMO(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	pending := func(after uint64, limit int) []uint64 {
+		t.Helper()
+		ms, err := ts.PendingOptOuts(after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, m := range ms {
+			if !m.OptOutPending {
+				t.Errorf("pending mo %d not marked", m.ID)
+			}
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	if got, want := pending(0, 0), []uint64{ids[0], ids[2], ids[3]}; !slices.Equal(got, want) {
+		t.Fatalf("pending %v, want %v", got, want)
+	}
+	if got, want := pending(ids[0], 1), []uint64{ids[2]}; !slices.Equal(got, want) {
+		t.Fatalf("pending after %d, 1: %v, want %v", ids[0], got, want)
+	}
+	if err := ts.OptOutsRecorded(ctx, []uint64{ids[2], ids[1], 999}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.OptOutsRecorded(ctx, []uint64{ids[2]}); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	ts.reopen()
+	if got, want := pending(0, 0), []uint64{ids[0], ids[3]}; !slices.Equal(got, want) {
+		t.Fatalf("pending after one recorded and a reopen %v, want %v", got, want)
+	}
+	// Retention: the first (pending) and second go; Check (at cleanup)
+	// finds no key left naming them.
+	if n, _, err := ts.PurgeMOs(ctx, old.Add(36*time.Hour), 100); err != nil || n != 2 {
+		t.Fatalf("purged %d (%v), want 2", n, err)
+	}
+	if got, want := pending(0, 0), []uint64{ids[3]}; !slices.Equal(got, want) {
+		t.Fatalf("pending after the purge %v, want %v", got, want)
+	}
+	if err := ts.StoreMO(ctx, &MO{Source: "13712345678", Dest: "1", Text: "TD", OptOutPending: true}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an opt-out of no enterprise: %v, want ErrInvalid", err)
 	}
 }
