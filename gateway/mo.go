@@ -39,8 +39,11 @@ var _ ReplyRouter = Rules{}
 // receiveMO stores one MO and answers the SMSC: OK once stored, a system
 // error (the SMSC sends it again) when the store failed.
 func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
+	// UserData: the short_message with its UDH, which DecodeIncoming reads
+	// where esm_class says there is one (a part of a long reply the SMSC
+	// split); without it the text's first octets were taken for the UDH.
 	text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
-		smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
+		smpp.UserData(p), smpp.TLV(p, pdutlv.TagMessagePayload), false)
 	if err != nil {
 		// Binary or undecodable: kept with an empty text, never dropped.
 		g.log.Warn("undecodable mobile-originated message", "upstream", upstream, "err", err)

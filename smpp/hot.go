@@ -241,6 +241,7 @@ type hotSM struct {
 	end     int  // and end: go-smpp ignores up to 3 trailing octets
 	deliver bool // deliver_sm (go-smpp's field list has the UDH)
 	udh     bool // decoded deliver_sm with UDHI: only the maps hold its UDH
+	udhAt   int  // and where its short_message (UDH first) starts in body
 	built   bool
 	m       lazyMaps
 }
@@ -304,6 +305,7 @@ func decodeSM(h pdu.Header, frame []byte) (*hotSM, error) {
 		// go-smpp reads the UDH as information elements, udh_length
 		// counting down by each one's length + 2 (it may overshoot), and
 		// takes udh_length + 1 off sm_length.
+		p.udhAt = r.pos
 		udhLen, ok := r.octet()
 		if !ok {
 			return nil, bodyEnds(pdufield.ShortMessage)

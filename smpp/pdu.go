@@ -299,6 +299,19 @@ func Bytes(p pdu.Body, k pdufield.Name) []byte {
 	return nil
 }
 
+// UserData returns the short_message of a submit_sm or deliver_sm whole,
+// its UDH included. Bytes(p, ShortMessage) leaves the UDH out of a
+// deliver_sm with UDHI read from the wire, as go-smpp's maps do (they
+// hold it as UDHLength and GSMUserData): a reader that parses the UDH
+// itself (segment.ParseIncoming, which the esm_class tells to) needs it.
+func UserData(p pdu.Body) []byte {
+	if sm, ok := p.(*hotSM); ok && sm.udh {
+		end := min(sm.udhAt+int(sm.oct[octSMLength]), len(sm.body))
+		return sm.body[sm.udhAt:end:end]
+	}
+	return Bytes(p, pdufield.ShortMessage)
+}
+
 // TLV returns a TLV's value, nil when absent.
 func TLV(p pdu.Body, t pdutlv.Tag) []byte {
 	if fp, ok := p.(fastPDU); ok {

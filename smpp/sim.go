@@ -517,6 +517,20 @@ func (s *Simulator) anyReceiver() *Conn {
 	return nil
 }
 
+// InjectDeliverSM sends the deliver_sm of m (a UDH in ShortMessage with
+// esm_class UDHI: a part of a long reply the SMSC split) on one
+// receiver-capable bind, and returns what InjectMO does.
+func (s *Simulator) InjectDeliverSM(m SM) error {
+	c := s.anyReceiver()
+	if c == nil {
+		return ErrNoReceiver
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Request(ctx, NewDeliverSM(m))
+	return err
+}
+
 // ErrNoReceiver: InjectMO found no receiver or transceiver bound.
 var ErrNoReceiver = errors.New("smpp: simulator: no receiver bound")
 
