@@ -43,8 +43,9 @@ import (
 //     invalid row now and then, and replays of answered keys; and a
 //     templated batch job ({姓名}, {码} from a CSV with a header) that
 //     spans the kills;
-//   - long replies (MO in message_payload, 140–300 characters) to an
-//     enterprise with a receiver, a transceiver and a working reply_url;
+//   - long replies (MO in message_payload, 140–300 characters, and in 2–3
+//     UDH parts, each part its own reply) to an enterprise with a
+//     receiver, a transceiver and a working reply_url;
 //   - replies to another enterprise whose reply_url answers 503 always,
 //     with webhooks.max_age 3 s: given up, not retried for ever, kept in
 //     the inbox and forwarded to its receiver;
@@ -658,6 +659,29 @@ func (m *more) longLoop(ctx context.Context, rng *rand.Rand) {
 		}
 		from := fmt.Sprintf("1384%07d", rng.IntN(20))
 		to := []string{moreM1Number, moreM1Number + "77"}[rng.IntN(2)]
+		if i%3 == 2 {
+			// A long reply the SMSC split itself (UDH, 8-bit reference):
+			// each part is stored and forwarded as its own reply, with its
+			// text (not joined: see the README), its parts maybe on two
+			// sides of a kill.
+			n := 2 + rng.IntN(2)
+			for seq := 1; seq <= n; seq++ {
+				text := fmt.Sprintf("part %d/%d of reply %d: ", seq, n, i) + strings.Repeat("split reply, ", 8)
+				k := moKey{from, to, text}
+				s := &moSent{ent: "M1"}
+				m.mu.Lock()
+				m.mos[k] = s
+				m.mu.Unlock()
+				err := m.sim.InjectDeliverSM(smpp.SM{SourceAddr: from, DestinationAddr: to, ESMClass: 0x40,
+					ShortMessage: append([]byte{5, 0, 3, byte(i), byte(n), byte(seq)}, text...)})
+				if err == nil {
+					m.mu.Lock()
+					s.acked = true
+					m.mu.Unlock()
+				}
+			}
+			continue
+		}
 		var text string
 		if i%2 == 0 {
 			text = fmt.Sprintf("长回复%d：", i) + strings.Repeat("这是一条很长的回复，", 14+rng.IntN(6))
