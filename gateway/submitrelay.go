@@ -81,6 +81,14 @@ func (u *upstream) relay(ctx context.Context, j queue.Job) bool {
 		u.persist(ctx, j.Key, "submitted", func(ctx context.Context) error {
 			return g.store.Submitted(ctx, j.Key, id, time.Now())
 		})
+	case status == smpp.StatusInvalidBindStatus:
+		// A peer of an earlier release passes on its lost bind's refusal
+		// (SubmitRelayed now tries another bind): no verdict on the
+		// message, which is tried again.
+		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, kindBindLost).Inc()
+		u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
+			return g.store.Retry(ctx, j.Key, time.Now().Add(g.cfg.RetryMin), fmt.Sprintf("0x%08x", st))
+		})
 	case flowControl(status) || temporary(status):
 		g.metrics.submitErrors.WithLabelValues(u.cfg.Name, throttleLabel(status)).Inc()
 		u.persist(ctx, j.Key, "retry", func(ctx context.Context) error {
@@ -134,6 +142,13 @@ func (g *Gateway) SubmitRelayed(ctx context.Context, upstream string, frame []by
 		case err == nil:
 			u.paces[b].ok(time.Now())
 			return uint32(smpp.StatusOK), smpp.Str(resp, pdufield.MessageID), nil
+		case errors.As(err, &st) && st == smpp.StatusInvalidBindStatus:
+			// The SMSC lost this bind (the client is binding again): the
+			// segment was refused, not judged. Another bind of this node
+			// takes it, or the owner tries another node (ErrNoBind); the
+			// status sent back would make the owner reject the message.
+			u.g.metrics.submitErrors.WithLabelValues(u.cfg.Name, kindBindLost).Inc()
+			continue
 		case errors.As(err, &st):
 			if flowControl(st) {
 				u.paces[b].throttled(time.Now())

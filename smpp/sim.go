@@ -111,8 +111,9 @@ type Simulator struct {
 	dlrSent  int
 	rx       map[string][]*Conn // receiver-capable binds per system_id
 	bound    map[string]int     // open binds per system_id
-	peak     map[string]int     // the most bound at once per system_id
-	dlrs     []simDLR           // FIFO: a constant delay keeps it in due order
+	sessions map[*simSession]struct{}
+	peak     map[string]int // the most bound at once per system_id
+	dlrs     []simDLR       // FIFO: a constant delay keeps it in due order
 	wake     chan struct{}
 
 	ctx    context.Context
@@ -127,15 +128,16 @@ func NewSimulator(opt SimOptions) *Simulator {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Simulator{
-		opt:     opt,
-		log:     opt.Logger.With("component", "simulator"),
-		rx:      make(map[string][]*Conn),
-		arrived: make(map[string]int),
-		bound:   make(map[string]int),
-		peak:    make(map[string]int),
-		wake:    make(chan struct{}, 1),
-		ctx:     ctx,
-		cancel:  cancel,
+		opt:      opt,
+		log:      opt.Logger.With("component", "simulator"),
+		rx:       make(map[string][]*Conn),
+		arrived:  make(map[string]int),
+		bound:    make(map[string]int),
+		peak:     make(map[string]int),
+		sessions: make(map[*simSession]struct{}),
+		wake:     make(chan struct{}, 1),
+		ctx:      ctx,
+		cancel:   cancel,
 	}
 	f := opt.Faults
 	s.faults.Store(&f)
@@ -224,6 +226,7 @@ func (s *Simulator) bind(_ context.Context, req BindRequest) (Session, error) {
 		return nil, StatusBindFailed
 	}
 	s.bound[req.SystemID]++
+	s.sessions[ss] = struct{}{}
 	s.peak[req.SystemID] = max(s.peak[req.SystemID], s.bound[req.SystemID])
 	if req.Kind.CanReceive() {
 		s.rx[req.SystemID] = append(s.rx[req.SystemID], req.Conn)
@@ -246,12 +249,24 @@ type simSession struct {
 	conn     *Conn
 	kind     BindKind
 	submits  atomic.Int64
+	// lost: the SMSC forgot this session (LoseBinds), the connection
+	// staying up. Written under s.mu.
+	lost atomic.Bool
 }
 
 func (ss *simSession) Close() {
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.sessions[ss]; !ok {
+		return // lost: uncounted already
+	}
+	s.forget(ss)
+}
+
+// forget uncounts ss and takes it off the receivers; s.mu held.
+func (s *Simulator) forget(ss *simSession) {
+	delete(s.sessions, ss)
 	s.bound[ss.systemID]--
 	list := s.rx[ss.systemID]
 	for i, c := range list {
@@ -262,10 +277,28 @@ func (ss *simSession) Close() {
 	}
 }
 
+// LoseBinds makes the SMSC forget every session bound now while their
+// TCP connections stay up, as a front end that restarted or failed over
+// behind a proxy does: each answers every later submit_sm
+// ESME_RINVBNDSTS until the client closes it, gets no more receipts or
+// replies, and no longer counts against MaxBinds (the client may bind
+// again at once). It returns how many sessions it forgot.
+func (s *Simulator) LoseBinds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for ss := range s.sessions {
+		ss.lost.Store(true)
+		s.forget(ss)
+		n++
+	}
+	return n
+}
+
 func (ss *simSession) Handle(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 	switch p.Header().ID {
 	case pdu.SubmitSMID:
-		if !ss.kind.CanSend() {
+		if !ss.kind.CanSend() || ss.lost.Load() {
 			return nil, StatusInvalidBindStatus
 		}
 		return ss.submit(ctx, p)

@@ -367,3 +367,40 @@ func TestSimulatorMessageIDFormats(t *testing.T) {
 		})
 	}
 }
+
+// LoseBinds: the SMSC forgets the sessions bound while their connections
+// stay up. Each then answers submit_sm ESME_RINVBNDSTS and no longer
+// counts against MaxBinds, so the client can bind again at once; closing
+// a lost session does not uncount it twice.
+func TestSimulatorLoseBinds(t *testing.T) {
+	sim, addr := startSim(t, smpp.SimOptions{SystemID: "gw", Password: "pw", MaxBinds: 2, Record: true})
+	a := dialESME(t, addr, "gw", "pw", smpp.BindTransceiver)
+	b := dialESME(t, addr, "gw", "pw", smpp.BindTransmitter)
+	a.submit(t, "before", 0)
+	if n := sim.LoseBinds(); n != 2 {
+		t.Fatalf("LoseBinds forgot %d sessions, want 2", n)
+	}
+	for name, e := range map[string]*esme{"transceiver": a, "transmitter": b} {
+		_, err := e.Request(testCtx(t), newSubmitSM("10086", "13712345678", "after", 0))
+		if !errors.Is(err, smpp.StatusInvalidBindStatus) {
+			t.Errorf("submit on the lost %s: %v, want ESME_RINVBNDSTS", name, err)
+		}
+	}
+	if now, _ := sim.Binds("gw"); now != 0 {
+		t.Fatalf("%d binds counted after LoseBinds, want 0", now)
+	}
+	c := dialESME(t, addr, "gw", "pw", smpp.BindTransceiver)
+	c.submit(t, "on the new bind", 0)
+	_ = a.Close()
+	_ = b.Close()
+	<-a.Done()
+	<-b.Done()
+	d := dialESME(t, addr, "gw", "pw", smpp.BindTransmitter)
+	d.submit(t, "a second new bind", 0)
+	if now, peak := sim.Binds("gw"); now != 2 || peak != 2 {
+		t.Fatalf("Binds = %d now, %d peak; want 2, 2 (lost sessions closed, uncounted once)", now, peak)
+	}
+	if got := len(sim.Received()); got != 3 {
+		t.Fatalf("the SMSC accepted %d submit_sm, want 3 (none on a lost session)", got)
+	}
+}
