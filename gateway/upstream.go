@@ -641,6 +641,16 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 		resp.Header().Status = smpp.StatusRxTApp
 		return resp
 	}
+	if err != nil && ctx.Err() != nil {
+		// The connection ended while the receipt waited for its commit
+		// (the SMSC dropped it, or qxtd stops): no answer can reach the
+		// SMSC, which sends the receipt again on a bind (a copy stored
+		// meanwhile is matched again without effect). Not a store
+		// failure: "upstream connection lost" says what happened.
+		u.g.log.Debug("receipt left unanswered: the connection to the SMSC ended before it was stored",
+			"upstream", u.cfg.Name, "smsc_id", r.ID, "err", err)
+		return nil
+	}
 	if err != nil {
 		u.g.log.Error("store receipt", "upstream", u.cfg.Name, "err", err)
 		resp.Header().Status = smpp.StatusSystemError
