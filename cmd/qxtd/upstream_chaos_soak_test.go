@@ -171,6 +171,7 @@ func TestSoakUpstreamChaos(t *testing.T) {
 	}
 
 	u.check(t, "http://"+d.httpAddr)
+	t.Logf("warnings and errors the daemons logged: %s", u.logLevels())
 	t.Logf("whole test %v", time.Since(began).Round(time.Millisecond))
 	if leaked {
 		// Where they wait: SIGQUIT makes the Go runtime print every
@@ -235,13 +236,21 @@ type upChaos struct {
 	front map[string]*smscFront
 	esmes []*chaosESME
 
-	gen    int               // the daemon of the moment (1, 2, …)
-	kills  map[int]time.Time // when the daemon of a generation was killed
-	killed int
-	phases []string // as run, for the report
+	gen     int               // the daemon of the moment (1, 2, …)
+	kills   map[int]time.Time // when the daemon of a generation was killed
+	killed  int
+	phases  []string   // as run, for the report
+	outages []upOutage // when an SMSC came back
+	procs   []*proc    // every daemon run, for their logs
+}
+
+type upOutage struct {
+	front string
+	back  time.Time
 }
 
 func (u *upChaos) setDaemon(d *proc) {
+	u.procs = append(u.procs, d)
 	u.gen++
 	for _, f := range u.front {
 		f.gen.Store(int64(u.gen))
@@ -325,6 +334,7 @@ func (u *upChaos) plan(rng *rand.Rand, names []string) []upPhase {
 					if err := u.front[tg].start(); err != nil {
 						u.x.t.Errorf("front %s back on its port: %v", tg, err)
 					}
+					u.outages = append(u.outages, upOutage{front: tg, back: time.Now()})
 				}
 			}
 		case "throttle":
@@ -765,6 +775,7 @@ type smscFront struct {
 	byID      map[string]*upSubmit
 	dlrs      map[string]smpp.MessageState // the simulator's verdict by its id, from its receipts
 	bindLosts int
+	binds     []time.Time // binds the SMSC answered OK
 	wg        sync.WaitGroup
 }
 
@@ -969,9 +980,16 @@ func (fc *frontConn) fromDaemon() {
 			if fc.lost {
 				// submit_sm_resp ESME_RINVBNDSTS: the SMSC no longer has
 				// this session bound; every later submit gets the same.
+				// On odd connections as a generic_nack, as some SMSCs
+				// answer a request of a session they do not know.
 				resp := make([]byte, 17)
 				binary.BigEndian.PutUint32(resp[0:], 17)
 				binary.BigEndian.PutUint32(resp[4:], uint32(pdu.SubmitSMRespID))
+				if fc.id%2 == 1 {
+					resp = resp[:16]
+					binary.BigEndian.PutUint32(resp[0:], 16)
+					binary.BigEndian.PutUint32(resp[4:], uint32(pdu.GenericNACKID))
+				}
 				binary.BigEndian.PutUint32(resp[8:], uint32(smpp.StatusInvalidBindStatus))
 				binary.BigEndian.PutUint32(resp[12:], seq)
 				fc.writeDaemon(resp, nil)
@@ -1038,6 +1056,12 @@ func (fc *frontConn) fromSMSC() {
 					}
 				}()
 				continue
+			}
+		case uint32(pdu.BindTransceiverRespID):
+			if binary.BigEndian.Uint32(fr[8:]) == 0 {
+				f.mu.Lock()
+				f.binds = append(f.binds, time.Now())
+				f.mu.Unlock()
 			}
 		case uint32(pdu.DeliverSMID):
 			if p, err := smpp.Decode(fr); err == nil {
@@ -1314,7 +1338,33 @@ func (u *upChaos) check(t *testing.T, base string) {
 		t.Errorf("%d segments sent again after %d kills: more than the windows allow (%d)", why[whyKill], u.killed, u.killed*upWindows)
 	}
 
-	// 4. Every receipt asked for reached its ESME, with its message's
+	// 4. After each outage every bind of that SMSC was back within the
+	// reconnect backoff's ceiling (reconnect_max, 2 s: the jittered wait
+	// never exceeds it) and a second for the dial and bind.
+	var backIn []string
+	for _, o := range u.outages {
+		f := u.front[o.front]
+		f.mu.Lock()
+		var after []time.Time
+		for _, b := range f.binds {
+			if b.After(o.back) {
+				after = append(after, b)
+			}
+		}
+		f.mu.Unlock()
+		if len(after) < upBinds {
+			t.Errorf("SMSC %s back at %v: %d binds since, want %d", o.front, o.back.Format("15:04:05.000"), len(after), upBinds)
+			continue
+		}
+		in := after[upBinds-1].Sub(o.back)
+		backIn = append(backIn, fmt.Sprintf("%s %v", o.front, in.Round(time.Millisecond)))
+		if in > 3*time.Second {
+			t.Errorf("SMSC %s back: its %d binds took %v, more than reconnect_max (2 s) and a second", o.front, upBinds, in)
+		}
+	}
+	t.Logf("binds back after the outages: %v", backIn)
+
+	// 5. Every receipt asked for reached its ESME, with its message's
 	// state; more than once only by a kill (dlr_window an account each).
 	rcptDups := 0
 	waitCond(t, 60*time.Second, "every receipt at its ESME", func() bool {
@@ -1383,6 +1433,26 @@ func goroutineGroups(dump string) string {
 	var b strings.Builder
 	for _, k := range keys[:min(25, len(keys))] {
 		fmt.Fprintf(&b, "%5d %s\n", groups[k], k)
+	}
+	return b.String()
+}
+
+// logLevels counts the WARN and ERROR lines of every daemon run by
+// message, for the report.
+func (u *upChaos) logLevels() string {
+	n := map[string]int{}
+	for _, p := range u.procs {
+		for line := range strings.SplitSeq(p.log(), "\n") {
+			var rec struct{ Level, Msg string }
+			if json.Unmarshal([]byte(line), &rec) == nil && (rec.Level == "WARN" || rec.Level == "ERROR") {
+				n[rec.Level+" "+rec.Msg]++
+			}
+		}
+	}
+	keys := slices.Sorted(maps.Keys(n))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %5d %s", n[k], k)
 	}
 	return b.String()
 }
