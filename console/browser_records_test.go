@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/reminder"
 )
 
@@ -81,8 +82,16 @@ func TestBrowserRecords(t *testing.T) {
 	b.run("log out", chromedp.Click(chromedp.CSS(`header form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.CSS(`input[name=system_id]`)))
 	b.login(r.url, "amy")
 	r.injectMO(numA1, "106575000001", "收到，准时参加")
+	refused := &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001", Text: "请改到周五", Upstream: "sim"}
+	if err := r.store.StoreMO(context.Background(), refused); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.AckMO(context.Background(), "A", refused.ID, time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
 	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
 	b.waitText("main", "收到，准时参加", true)
+	b.waitText("table.list tbody", "接收程序拒收", false)
 	b.shot("inbox")
 	// 来自号码: the handset's number, as the person types it.
 	b.run("search the inbox", chromedp.SendKeys(chromedp.CSS(`#inbox-search input[name=number]`), "+86 "+numA1),

@@ -335,6 +335,18 @@ func TestInboxPage(t *testing.T) {
 	if a := c.get("/inbox?number=abc"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
 		t.Errorf("a number without digits: %d\n%s", a.Status, a.Body)
 	}
+	// A reply the enterprise's SMPP receiver refused for good says so.
+	if a := c.get("/inbox"); strings.Contains(a.Body, "接收程序拒收") {
+		t.Errorf("a reply not refused is marked refused:\n%s", a.Body)
+	}
+	refused := &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001", Text: "拒收的回复", Upstream: "sim"}
+	if err := r.store.StoreMO(context.Background(), refused); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.AckMO(context.Background(), "A", refused.ID, time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/inbox").wantPage(t, "拒收的回复", `<span class="badge fail" title="企业的短信接收程序拒收了这条回复`)
 	b := r.client()
 	b.login("bob")
 	a := b.get("/inbox")
