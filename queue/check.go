@@ -32,6 +32,9 @@ func (s *Store) Check() error {
 		if err := checkMOs(tx, bad); err != nil {
 			return err
 		}
+		if err := checkMOParts(tx, bad); err != nil {
+			return err
+		}
 		if err := checkReplies(tx, bad); err != nil {
 			return err
 		}

@@ -109,6 +109,8 @@
 //	moout   enterprise 0x00 id                       → empty   MOs still to forward to the enterprise's ESMEs
 //	moin    enterprise 0x00 id                       → empty   the inbox, per enterprise ("" = no enterprise owns it)
 //	mohook  enterprise 0x00 due time (8 BE) | MO id  → attempts (uvarint)   reply webhooks to POST (moreplies.go)
+//	moparts upstream 0x00 source 0x00 dest 0x00 ref (2) total (1) 0x00 seq (1) → part of a reply the SMSC split, until its reply is joined (moparts.go)
+//	mopartn upstream                                 → version | parts (uvarint) | bytes (uvarint)   the upstream's pending reply parts
 //	idem    api's Idempotency-Key                    → version | at | enterprise | code | sum | header | body   answers kept for retries (answers.go)
 //	jobs    batch job id                             → batch's record of the job (jobs.go)
 //	jobchunks job id (a bucket) → chunk (4 BE)        → an answer, as idem's: the rows one gateway call of the job sent (jobs.go)
@@ -136,6 +138,11 @@
 //     opt-out is not yet recorded, which has an enterprise); every
 //     mooptout key names an MO. StoreMO writes it in the MO's commit,
 //     OptOutsRecorded and PurgeMOs delete it.
+//   - Every moparts key and record decodes; each upstream's mopartn
+//     record is the count and Data octets of its moparts records, and
+//     an upstream without parts has none. StoreMOPart and StoreJoinedMO
+//     change both in one commit; StoreJoinedMO stores the joined MO in
+//     the commit that deletes its parts.
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
 //     edue key under its Enterprise; every due key names an Accepted part.
 //     A message keeps Priority only while a part of it is Accepted; each

@@ -25,7 +25,7 @@ var (
 	bucketMOOptOut = []byte("mooptout")
 
 	// moBuckets are created at Open; a backup older than MOs lacks them.
-	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook, bucketMOOptOut}
+	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook, bucketMOOptOut, bucketMOParts, bucketMOPartN}
 )
 
 const moVersion = 1
@@ -65,6 +65,10 @@ type MO struct {
 	// could not be recorded then (the disk, a cluster's etcd away) is
 	// recorded later, not lost (PendingOptOuts).
 	OptOutPending bool `json:"optout_pending,omitempty"`
+	// PartsMissing: the reply was sent in parts (a concatenation UDH or
+	// SAR TLVs) and this many of them never came within the reassembly
+	// timeout; Text is the parts that came, joined in order (moparts.go).
+	PartsMissing int `json:"parts_missing,omitempty"`
 }
 
 func moIndexKey(enterprise string, id uint64) []byte {
@@ -96,55 +100,74 @@ func putMO(tx *bolt.Tx, m *MO) error {
 // same commit. It returns once committed: the caller may then answer the
 // SMSC. An SMSC that repeats an MO (its deliver_sm_resp lost) gets two.
 func (s *Store) StoreMO(ctx context.Context, m *MO) error {
-	if len(m.Enterprise) > maxField || len(m.Account) > maxField || bytes.IndexByte([]byte(m.Enterprise), sep) >= 0 {
-		return fmt.Errorf("queue: store mo: %w: enterprise or account", ErrInvalid)
-	}
-	if len(m.ReplyURL) > maxReceiptURL {
-		return fmt.Errorf("queue: store mo: %w: reply url longer than %d bytes", ErrInvalid, maxReceiptURL)
-	}
-	if m.OptOutPending && m.Enterprise == "" {
-		return fmt.Errorf("queue: store mo: %w: an opt-out names no enterprise", ErrInvalid)
-	}
-	if m.ReceivedAt.IsZero() {
-		m.ReceivedAt = time.Now()
+	if err := validateMO(m); err != nil {
+		return fmt.Errorf("queue: store mo: %w", err)
 	}
 	var id uint64
 	err := s.exec(ctx, func(t *txn) error {
-		b := t.tx.Bucket(bucketMO)
-		// A rerun of the batch takes a fresh id: nothing was written.
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		rec := *m
-		rec.ID, rec.ForwardedAt, rec.Refused, rec.PostedAt, rec.ReplyGaveUp = n, time.Time{}, false, time.Time{}, false
-		if err := putMO(t.tx, &rec); err != nil {
-			return err
-		}
-		if err := t.putReply(&rec); err != nil {
-			return err
-		}
-		if err := t.tx.Bucket(bucketMOIn).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
-			return err
-		}
-		if rec.Enterprise != "" {
-			if err := t.tx.Bucket(bucketMOOut).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
-				return err
-			}
-		}
-		if rec.OptOutPending {
-			if err := t.tx.Bucket(bucketMOOptOut).Put(msgKey(n), nil); err != nil {
-				return err
-			}
-		}
-		id = n
-		return nil
+		var err error
+		id, err = t.storeMO(m)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("queue: store mo: %w", err)
 	}
 	m.ID = id
 	return nil
+}
+
+// validateMO checks what StoreMO and StoreJoinedMO store, and sets a
+// zero ReceivedAt to now.
+func validateMO(m *MO) error {
+	if len(m.Enterprise) > maxField || len(m.Account) > maxField || bytes.IndexByte([]byte(m.Enterprise), sep) >= 0 {
+		return fmt.Errorf("%w: enterprise or account", ErrInvalid)
+	}
+	if len(m.ReplyURL) > maxReceiptURL {
+		return fmt.Errorf("%w: reply url longer than %d bytes", ErrInvalid, maxReceiptURL)
+	}
+	if m.OptOutPending && m.Enterprise == "" {
+		return fmt.Errorf("%w: an opt-out names no enterprise", ErrInvalid)
+	}
+	if m.PartsMissing < 0 || m.PartsMissing > 254 {
+		return fmt.Errorf("%w: %d parts missing", ErrInvalid, m.PartsMissing)
+	}
+	if m.ReceivedAt.IsZero() {
+		m.ReceivedAt = time.Now()
+	}
+	return nil
+}
+
+// storeMO writes a copy of m (validated) with a fresh id and its keys:
+// the inbox's, the forwarding's and the reply webhook's of an enterprise's,
+// the opt-out's of one pending. It returns the id.
+func (t *txn) storeMO(m *MO) (uint64, error) {
+	// A rerun of the batch takes a fresh id: nothing was written.
+	n, err := t.tx.Bucket(bucketMO).NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	rec := *m
+	rec.ID, rec.ForwardedAt, rec.Refused, rec.PostedAt, rec.ReplyGaveUp = n, time.Time{}, false, time.Time{}, false
+	if err := putMO(t.tx, &rec); err != nil {
+		return 0, err
+	}
+	if err := t.putReply(&rec); err != nil {
+		return 0, err
+	}
+	if err := t.tx.Bucket(bucketMOIn).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
+		return 0, err
+	}
+	if rec.Enterprise != "" {
+		if err := t.tx.Bucket(bucketMOOut).Put(moIndexKey(rec.Enterprise, n), nil); err != nil {
+			return 0, err
+		}
+	}
+	if rec.OptOutPending {
+		if err := t.tx.Bucket(bucketMOOptOut).Put(msgKey(n), nil); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // PendingMOs returns up to limit MOs of an enterprise still to forward,

@@ -1,0 +1,288 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func moPart(ref uint16, total, seq uint8, data string) *MOPart {
+	return &MOPart{MOPartGroup: MOPartGroup{Upstream: "up", Source: "13712345678", Dest: "10657500112", Ref: ref, Total: total},
+		Seq: seq, Data: []byte(data), SourceTON: 1, SourceNPI: 1}
+}
+
+func (ts *testStore) storeMOPart(p *MOPart, lim MOPartLimits) bool {
+	ts.t.Helper()
+	complete, err := ts.StoreMOPart(context.Background(), p, lim)
+	if err != nil {
+		ts.t.Fatalf("store part %d of %v: %v", p.Seq, p.MOPartGroup, err)
+	}
+	return complete
+}
+
+// joinMO stores the parts of g as one MO whose text is their data in
+// order, as the gateway does.
+func (ts *testStore) joinMO(g MOPartGroup) (*MO, error) {
+	ts.t.Helper()
+	parts, err := ts.MOParts(g)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, p := range parts {
+		text.Write(p.Data)
+	}
+	m := &MO{Enterprise: "E1", Source: g.Source, Dest: g.Dest, Upstream: g.Upstream, Text: text.String(),
+		PartsMissing: int(g.Total) - len(parts)}
+	return m, ts.StoreJoinedMO(context.Background(), parts, m)
+}
+
+func (ts *testStore) inboxTexts(ent string) []string {
+	ts.t.Helper()
+	list, _, err := ts.Inbox(ent, InboxFilter{}, 0, 100)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	var out []string
+	for _, m := range list {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// TestMOPartsJoined: parts out of order, one sent again, an 8-bit and a
+// 16-bit reference of one value naming one group: complete once every
+// sequence number is in, joined in order into one MO, the parts gone.
+func TestMOPartsJoined(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	var lim MOPartLimits
+	if ts.storeMOPart(moPart(7, 3, 3, "three"), lim) {
+		t.Fatal("complete after one part of three")
+	}
+	if ts.storeMOPart(moPart(7, 3, 1, "one "), lim) {
+		t.Fatal("complete after two parts of three")
+	}
+	if ts.storeMOPart(moPart(7, 3, 1, "one "), lim) { // the SMSC sent it again
+		t.Fatal("a part sent again completed the group")
+	}
+	if n, b, _ := ts.MOPartsPending("up"); n != 2 || b != 9 {
+		t.Fatalf("pending %d parts, %d octets; want 2, 9: a part sent again is stored once", n, b)
+	}
+	if !ts.storeMOPart(moPart(7, 3, 2, "two "), lim) {
+		t.Fatal("not complete with every part in")
+	}
+	groups, err := ts.MOPartGroups()
+	if err != nil || len(groups) != 1 || !groups[0].Complete || groups[0].Parts != 3 {
+		t.Fatalf("groups %+v, %v", groups, err)
+	}
+	m, err := ts.joinMO(moPart(7, 3, 1, "").MOPartGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ID == 0 || m.Text != "one two three" {
+		t.Fatalf("joined %+v", m)
+	}
+	if _, err := ts.joinMO(moPart(7, 3, 1, "").MOPartGroup); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("joining a group with no part left: %v, want ErrInvalid (nothing to join)", err)
+	}
+	if got := ts.inboxTexts("E1"); len(got) != 1 {
+		t.Fatalf("inbox %q, want the one reply", got)
+	}
+	if n, b, _ := ts.MOPartsPending("up"); n != 0 || b != 0 || ts.bucketLen(bucketMOParts) != 0 || ts.bucketLen(bucketMOPartN) != 0 {
+		t.Fatalf("after the join: %d parts, %d octets pending", n, b)
+	}
+}
+
+// TestMOPartsJoinedOnce: two joins of one group racing (the live path and
+// the housekeeping) store one MO; a join of parts read before a part came
+// again stores nothing (the later read joins them).
+func TestMOPartsJoinedOnce(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	for seq := uint8(1); seq <= 2; seq++ {
+		ts.storeMOPart(moPart(1, 2, seq, "x"), MOPartLimits{})
+	}
+	g := moPart(1, 2, 1, "").MOPartGroup
+	parts, err := ts.MOParts(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = ts.StoreJoinedMO(context.Background(), parts, &MO{Enterprise: "E1", Text: "xx"}) })
+	}
+	wg.Wait()
+	stored := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			stored++
+		case !errors.Is(err, ErrMOPartsGone):
+			t.Fatal(err)
+		}
+	}
+	if stored != 1 || len(ts.inboxTexts("E1")) != 1 {
+		t.Fatalf("%d joins stored, inbox %q; want one", stored, ts.inboxTexts("E1"))
+	}
+
+	for seq := uint8(1); seq <= 2; seq++ {
+		ts.storeMOPart(moPart(2, 2, seq, "y"), MOPartLimits{})
+	}
+	g.Ref = 2
+	stale, _ := ts.MOParts(g)
+	again := moPart(2, 2, 2, "y")
+	again.ReceivedAt = time.Now().Add(time.Second)
+	ts.storeMOPart(again, MOPartLimits{})
+	if err := ts.StoreJoinedMO(context.Background(), stale, &MO{Enterprise: "E1"}); !errors.Is(err, ErrMOPartsGone) {
+		t.Fatalf("join of parts read before one came again: %v, want ErrMOPartsGone", err)
+	}
+	if _, err := ts.joinMO(g); err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.inboxTexts("E1"); len(got) != 2 {
+		t.Fatalf("inbox %q, want two replies", got)
+	}
+}
+
+// TestMOPartsCrash: a complete group whose join never ran (a crash after
+// the last part's answer) is on disk after a reopen, listed complete, and
+// joined once; an incomplete one is listed with its parts and start.
+func TestMOPartsCrash(t *testing.T) {
+	ts := newStore(t, Options{})
+	start := time.Unix(1_790_000_000, 0)
+	for seq := uint8(1); seq <= 2; seq++ {
+		p := moPart(9, 2, seq, "half")
+		p.ReceivedAt = start.Add(time.Duration(seq) * time.Second)
+		ts.storeMOPart(p, MOPartLimits{})
+	}
+	lone := moPart(10, 3, 2, "middle")
+	lone.ReceivedAt = start
+	ts.storeMOPart(lone, MOPartLimits{})
+	ts.reopen()
+	groups, err := ts.MOPartGroups()
+	if err != nil || len(groups) != 2 {
+		t.Fatalf("groups after reopen %+v, %v", groups, err)
+	}
+	for _, gi := range groups {
+		switch gi.Group.Ref {
+		case 9:
+			if !gi.Complete || gi.Parts != 2 || !gi.Started.Equal(start.Add(time.Second)) {
+				t.Errorf("complete group %+v", gi)
+			}
+			if _, err := ts.joinMO(gi.Group); err != nil {
+				t.Fatal(err)
+			}
+		case 10:
+			if gi.Complete || gi.Parts != 1 || !gi.Started.Equal(start) {
+				t.Errorf("incomplete group %+v", gi)
+			}
+			m, err := ts.joinMO(gi.Group)
+			if err != nil || m.PartsMissing != 2 || m.Text != "middle" {
+				t.Fatalf("timed-out group joined as %+v, %v", m, err)
+			}
+		}
+	}
+	ts.reopen()
+	list, _, _ := ts.Inbox("E1", InboxFilter{}, 0, 10)
+	if len(list) != 2 || list[0].PartsMissing != 2 || list[1].Text != "halfhalf" || list[1].PartsMissing != 0 {
+		t.Fatalf("inbox %+v", list)
+	}
+	if groups, _ := ts.MOPartGroups(); len(groups) != 0 {
+		t.Fatalf("groups left %+v", groups)
+	}
+}
+
+// TestMOPartsCap: an upstream's pending parts never exceed the cap, in
+// count or octets; the part past it is refused with ErrMOPartsFull and
+// nothing written; another upstream is not held up by it; joining frees
+// room.
+func TestMOPartsCap(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	lim := MOPartLimits{MaxParts: 5, MaxBytes: 40}
+	ctx := context.Background()
+	refused := 0
+	for ref := uint16(0); ref < 20; ref++ {
+		_, err := ts.StoreMOPart(ctx, moPart(ref, 2, 1, "0123456"), lim) // first parts only: never complete
+		switch {
+		case errors.Is(err, ErrMOPartsFull):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+		if n, b, _ := ts.MOPartsPending("up"); n > lim.MaxParts || b > lim.MaxBytes {
+			t.Fatalf("%d parts, %d octets pending: past the cap %+v", n, b, lim)
+		}
+	}
+	if n, _, _ := ts.MOPartsPending("up"); n != 5 || refused != 15 {
+		t.Fatalf("%d parts pending, %d refused; want 5, 15", n, refused)
+	}
+	// Octets: a part that fits the count but not the bytes.
+	big := moPart(100, 2, 1, strings.Repeat("x", 41))
+	big.Upstream = "other"
+	if _, err := ts.StoreMOPart(ctx, big, lim); !errors.Is(err, ErrMOPartsFull) {
+		t.Fatalf("41 octets under a 40-octet cap: %v", err)
+	}
+	other := moPart(100, 2, 1, "fits")
+	other.Upstream = "other"
+	ts.storeMOPart(other, lim)
+	// A part sent again fits at the cap: it replaces, adds none.
+	ts.storeMOPart(moPart(0, 2, 1, "0123456"), lim)
+	// Completing a group at the cap: its last part is a new one, refused;
+	// the gateway then stores it alone.
+	if _, err := ts.StoreMOPart(ctx, moPart(0, 2, 2, "z"), lim); !errors.Is(err, ErrMOPartsFull) {
+		t.Fatalf("a sixth part: %v", err)
+	}
+	if _, err := ts.StoreMOPart(ctx, &MOPart{MOPartGroup: MOPartGroup{Upstream: "up", Source: "a\x00b", Total: 2}, Seq: 1}, lim); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a source with NUL: %v, want ErrInvalid", err)
+	}
+	groups, _ := ts.MOPartGroups()
+	for _, gi := range groups {
+		if _, err := ts.joinMO(gi.Group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _, _ := ts.MOPartsPending("up"); n != 0 {
+		t.Fatalf("%d pending after the joins", n)
+	}
+	ts.storeMOPart(moPart(0, 2, 2, "z"), lim)
+}
+
+// TestCheckMOParts: Check names a moparts key that does not decode and
+// counters that are not the parts' sums.
+func TestCheckMOParts(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ts.storeMOPart(moPart(1, 2, 1, "abc"), MOPartLimits{})
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(fn func(tx *bolt.Tx) error) {
+		t.Helper()
+		if err := ts.db.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOParts).Put([]byte("up\x00bad key"), encodeMOPart(moPart(1, 2, 1, "abc")))
+	})
+	err := ts.Check()
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "moparts key") {
+		t.Fatalf("check of a bad key: %v", err)
+	}
+	write(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOParts).Delete([]byte("up\x00bad key"))
+	})
+	write(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOPartN).Put([]byte("up"), encodeMOPartCount(moPartCount{Parts: 2, Bytes: 3}))
+	})
+	if err := ts.Check(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("check of wrong counters: %v", err)
+	}
+	write(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMOPartN).Put([]byte("up"), encodeMOPartCount(moPartCount{Parts: 1, Bytes: 3}))
+	})
+}
