@@ -109,6 +109,18 @@ type Config struct {
 	ReassemblyMaxGroups             int
 	ReassemblyMaxBytes              int64
 	ReassemblyMaxBytesPerEnterprise int64
+	// MOReassemblyTimeout is how long the parts of a reply the SMSC split
+	// wait, from the first one's arrival, for the rest; then the parts
+	// that came are stored as one reply, joined in order, with
+	// PartsMissing set (moparts.go). Default DefaultReassemblyTimeout.
+	MOReassemblyTimeout time.Duration
+	// MOReassemblyMaxParts and MOReassemblyMaxBytes cap the reply parts
+	// one upstream keeps waiting for the rest of their reply, in number
+	// and in text (queue.MOPartLimits); a part past either is stored as
+	// a reply of its own at once. Defaults queue.DefaultMaxMOParts and
+	// queue.DefaultMaxMOPartBytes.
+	MOReassemblyMaxParts int
+	MOReassemblyMaxBytes int64
 	// MaintainInterval is how often housekeeping runs (maintain.go).
 	// Default 1 minute.
 	MaintainInterval time.Duration
@@ -191,6 +203,9 @@ func (c *Config) defaults() {
 	if c.ReassemblyTimeout <= 0 {
 		c.ReassemblyTimeout = DefaultReassemblyTimeout
 	}
+	if c.MOReassemblyTimeout <= 0 {
+		c.MOReassemblyTimeout = DefaultReassemblyTimeout
+	}
 	if c.MaintainInterval <= 0 {
 		c.MaintainInterval = time.Minute
 	}
@@ -235,6 +250,9 @@ type Gateway struct {
 	relay  *relay // cluster mode only
 	// bindCaps counts the ESME binds up per account and enterprise.
 	bindCaps bindCaps
+	// moFull: the upstreams whose reply parts are at their cap, logged
+	// once as they reach it (moparts.go).
+	moFull moFull
 
 	ctx    context.Context
 	cancel context.CancelFunc

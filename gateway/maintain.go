@@ -19,9 +19,12 @@ import (
 // run, groups whose parts are all in but that were never assembled (a
 // crash after the last part's ack) are assembled, and groups still
 // incomplete Config.ReassemblyTimeout after their first part are
-// rejected.
+// rejected. Replies the SMSC split (moparts.go) likewise: complete groups
+// a crash left are joined, groups incomplete Config.MOReassemblyTimeout
+// after their first part are stored with the parts that came.
 func (g *Gateway) maintain(ctx context.Context) {
 	g.reassemblyHousekeeping(ctx, time.Now())
+	g.moReassemblyHousekeeping(ctx, time.Now())
 	t := time.NewTicker(g.cfg.MaintainInterval)
 	defer t.Stop()
 	for {
@@ -32,6 +35,7 @@ func (g *Gateway) maintain(ctx context.Context) {
 		}
 		now := time.Now()
 		g.reassemblyHousekeeping(ctx, now)
+		g.moReassemblyHousekeeping(ctx, now)
 		for {
 			n, err := g.store.ExpireSubmitted(ctx, now.Add(-g.cfg.Validity-g.cfg.ReceiptGrace), now, 1000)
 			if err != nil {

@@ -30,6 +30,8 @@ type Metrics struct {
 	dlrForward    *prometheus.CounterVec
 	moReceived    *prometheus.CounterVec
 	moUnmatched   prometheus.Counter
+	moParts       *prometheus.CounterVec // moparts.go
+	moJoined      *prometheus.CounterVec
 	moUntaken     prometheus.Counter
 	moForward     *prometheus.CounterVec
 	optOuts       prometheus.Counter
@@ -91,11 +93,17 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
 		}, []string{"outcome"}),
 		moReceived: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams, by result: matched, unmatched (kept, no enterprise owns the number), store_error (not acknowledged).",
+			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams stored, by result: matched, unmatched (kept, no enterprise owns the number); a reply the SMSC split counts once, when joined; store_error: a deliver_sm or data_sm not acknowledged (the store failed).",
 		}, []string{"result"}),
 		moUnmatched: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_mo_unmatched_total", Help: "Mobile-originated messages kept for no enterprise (their destination is no service number).",
 		}),
+		moParts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_mo_parts_total", Help: "Parts of replies the SMSC split (a concatenation UDH or SAR TLVs), by outcome: stored (kept until their reply is whole), alone (the upstream's parts waiting at smpp.mo_reassembly_max_parts or _max_bytes, or a part that cannot be kept: stored as a reply of its own).",
+		}, []string{"outcome"}),
+		moJoined: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_mo_joined_total", Help: "Replies joined from their parts, by how: complete (every part came), timeout (stored at smpp.mo_reassembly_timeout with the parts that came, parts_missing set).",
+		}, []string{"how"}),
 		moUntaken: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_mo_purged_untaken_total", Help: "Replies (MO) of an enterprise purged at store.retention that no ESME had acknowledged and no reply webhook delivered (it read them in GET /v1/inbox, or never).",
 		}),
@@ -159,6 +167,12 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	m.moForward.WithLabelValues(moForwardRefused)
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		m.moReceived.WithLabelValues(r)
+	}
+	for _, o := range []string{moPartStored, moPartAlone} {
+		m.moParts.WithLabelValues(o)
+	}
+	for _, h := range []string{moJoinedComplete, moJoinedTimeout} {
+		m.moJoined.WithLabelValues(h)
 	}
 	for _, k := range []smpp.BindKind{smpp.BindTransmitter, smpp.BindReceiver, smpp.BindTransceiver} {
 		m.boundESMEs.WithLabelValues(k.String())

@@ -37,22 +37,76 @@ func (r Rules) ReplyTo(dest string) (policy.ReplyOwner, bool) { return r.P.Reply
 var _ ReplyRouter = Rules{}
 
 // receiveMO stores one MO and answers the SMSC: OK once stored, a system
-// error (the SMSC sends it again) when the store failed.
+// error (the SMSC sends it again) when the store failed. A part of a long
+// reply (a concatenation UDH or SAR TLVs) is stored as a part until its
+// reply is whole (moparts.go).
 func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
-	// UserData: the short_message with its UDH, which DecodeIncoming reads
-	// where esm_class says there is one (a part of a long reply the SMSC
-	// split); without it the text's first octets were taken for the UDH.
-	text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
-		smpp.UserData(p), smpp.TLV(p, pdutlv.TagMessagePayload), false)
+	frag, info, err := parseMO(p)
+	m := &queue.MO{
+		Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
+		SourceTON: smpp.Byte(p, pdufield.SourceAddrTON), SourceNPI: smpp.Byte(p, pdufield.SourceAddrNPI),
+		Upstream: upstream, ReceivedAt: time.Now(),
+	}
+	if info != nil {
+		switch g.receiveMOPart(ctx, m, frag, info) {
+		case partStored:
+			return resp
+		case partFailed:
+			resp.Header().Status = smpp.StatusSystemError
+			return resp
+		}
+		// partAlone: stored as a reply of its own, as before joining.
+	}
+	if err == nil {
+		m.Text, err = frag.Text()
+	}
 	if err != nil {
 		// Binary or undecodable: kept with an empty text, never dropped.
 		g.log.Warn("undecodable mobile-originated message", "upstream", upstream, "err", err)
 	}
-	m := &queue.MO{
-		Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
-		SourceTON: smpp.Byte(p, pdufield.SourceAddrTON), SourceNPI: smpp.Byte(p, pdufield.SourceAddrNPI),
-		Text: text, Upstream: upstream, ReceivedAt: time.Now(),
+	result := g.resolveMO(m)
+	if err := g.store.StoreMO(ctx, m); err != nil {
+		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
+		g.metrics.moReceived.WithLabelValues("store_error").Inc()
+		resp.Header().Status = smpp.StatusSystemError
+		return resp
 	}
+	g.moStored(ctx, m, result)
+	return resp
+}
+
+// parseMO reads a deliver_sm's or data_sm's text as one part: info is
+// its concatenation (UDH, else SAR TLVs) when it is one part of several,
+// nil otherwise.
+func parseMO(p pdu.Body) (segment.Fragment, *segment.UDHInfo, error) {
+	// UserData: the short_message with its UDH, which ParseIncoming reads
+	// where esm_class says there is one (a part of a long reply the SMSC
+	// split); without it the text's first octets were taken for the UDH.
+	frag, err := segment.ParseIncoming(segment.Incoming{
+		DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
+		ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
+	}, false)
+	if err != nil {
+		return frag, nil, err
+	}
+	info := frag.Info
+	if info == nil || !info.Concat {
+		// SAR TLVs read apart: a reply with broken ones keeps its text.
+		sar, err := segment.ParseSAR(smpp.TLV(p, pdutlv.TagSarMsgRefNum), smpp.TLV(p, pdutlv.TagSarTotalSegments), smpp.TLV(p, pdutlv.TagSarSegmentSeqnum))
+		info = nil
+		if err == nil {
+			info = &sar
+		}
+	}
+	if info == nil || !info.Concat || info.Total < 2 {
+		return frag, nil, nil
+	}
+	return frag, info, nil
+}
+
+// resolveMO sets m's owner from its destination (and its opt-out mark)
+// and returns the result it is counted under.
+func (g *Gateway) resolveMO(m *queue.MO) string {
 	result := "unmatched"
 	if rr, ok := g.policy.(ReplyRouter); ok {
 		if o, ok := rr.ReplyTo(m.Dest); ok {
@@ -64,24 +118,23 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		_, ok := g.policy.(OptOutRecorder)
 		m.OptOutPending = ok && policy.IsOptOut(m.Text, g.optOutKeywords())
 	}
-	if err := g.store.StoreMO(ctx, m); err != nil {
-		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
-		g.metrics.moReceived.WithLabelValues("store_error").Inc()
-		resp.Header().Status = smpp.StatusSystemError
-		return resp
-	}
+	return result
+}
+
+// moStored counts a stored reply and sends it on: its opt-out, and the
+// forwarders to the enterprise's ESMEs (here and on the other nodes).
+func (g *Gateway) moStored(ctx context.Context, m *queue.MO, result string) {
 	g.metrics.moReceived.WithLabelValues(result).Inc()
 	if m.Enterprise == "" {
 		g.metrics.moUnmatched.Inc()
-		g.log.Warn("mobile-originated message for no enterprise: kept", "upstream", upstream, "dest", m.Dest, "id", m.ID)
-		return resp
+		g.log.Warn("mobile-originated message for no enterprise: kept", "upstream", m.Upstream, "dest", m.Dest, "id", m.ID)
+		return
 	}
 	if m.OptOutPending {
 		g.optOuts.record(ctx, m)
 	}
 	g.mos.kick(m.Enterprise)
 	g.relayKick("m:" + m.Enterprise)
-	return resp
 }
 
 func isReason(err error, want policy.Reason) bool {

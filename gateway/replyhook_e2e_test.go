@@ -24,21 +24,17 @@ type hookPost struct {
 	ts, sig string
 }
 
-// TestReplyWebhookThroughGateway: a handset's reply to E1, which has a
-// reply_url, comes in from the SMSC through the real gateway, is POSTed
-// once to the enterprise's endpoint with the reply's fields and a valid
-// signature, and still reaches alice's SMPP receiver and the inbox; a
-// reply to E2, which has none, is forwarded and listed as before with
-// nothing queued for a POST.
-func TestReplyWebhookThroughGateway(t *testing.T) {
-	r, pol := twoWayRig(t, rigOpts{})
+// replyReceiver gives E1 a reply_url (signed with secret) served by an
+// endpoint whose POSTs come out of the channel, and runs the webhook
+// sender over the rig's store until the test ends.
+func replyReceiver(t *testing.T, r *rig, pol *policy.Policy, secret string) <-chan hookPost {
+	t.Helper()
 	posts := make(chan hookPost, 16)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		posts <- hookPost{body: b, ts: req.Header.Get("X-Qxtd-Timestamp"), sig: req.Header.Get(webhook.SignatureHeader)}
 	}))
 	t.Cleanup(rcv.Close)
-	const secret = "whsec_replies"
 	amy := policy.Actor{Enterprise: "E1", Admin: true, Name: "amy"}
 	if _, err := pol.SetReceiptHook(amy, "E1", func(h *policy.ReceiptHook) error {
 		h.ReplyURL, h.Secret = rcv.URL+"/mo", secret
@@ -64,6 +60,19 @@ func TestReplyWebhookThroughGateway(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); snd.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return posts
+}
+
+// TestReplyWebhookThroughGateway: a handset's reply to E1, which has a
+// reply_url, comes in from the SMSC through the real gateway, is POSTed
+// once to the enterprise's endpoint with the reply's fields and a valid
+// signature, and still reaches alice's SMPP receiver and the inbox; a
+// reply to E2, which has none, is forwarded and listed as before with
+// nothing queued for a POST.
+func TestReplyWebhookThroughGateway(t *testing.T) {
+	r, pol := twoWayRig(t, rigOpts{})
+	const secret = "whsec_replies"
+	posts := replyReceiver(t, r, pol, secret)
 
 	alice, err := r.bind("alice", "secret1", smpp.BindReceiver)
 	if err != nil {

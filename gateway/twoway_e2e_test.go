@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode/utf16"
 
 	"go.etcd.io/bbolt"
 
@@ -146,7 +144,7 @@ func (e *esme) waitMOs(t *testing.T, n int) []smpp.SimMessage {
 
 func moText(t *testing.T, m smpp.SimMessage) string {
 	t.Helper()
-	text, _, err := segment.DecodeIncoming(m.DataCoding, m.ESMClass, m.ShortMessage, nil, false)
+	text, _, err := segment.DecodeIncoming(m.DataCoding, m.ESMClass, m.ShortMessage, m.TLVs[segment.TagMessagePayload], false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,58 +420,5 @@ func TestOptOutOverSMPP(t *testing.T) {
 	}
 	if _, err := alice.submit(ctx, submitSM("", "13712345678", "sale")); err != nil {
 		t.Fatalf("after the admin removed it: %v", err)
-	}
-}
-
-// TestReplyPartsKeepTheirText: a long reply the SMSC split into parts
-// (deliver_sm with esm_class UDHI, an 8-bit and a 16-bit reference, GSM
-// and UCS-2) is stored and forwarded part by part, each with its own
-// text. The upstream's decoder leaves the UDH out of short_message, as
-// go-smpp's does; read without it, the text's first octets were taken for
-// the UDH and every part was stored and forwarded empty.
-func TestReplyPartsKeepTheirText(t *testing.T) {
-	r, _ := twoWayRig(t, rigOpts{})
-	alice, err := r.bind("alice", "secret1", smpp.BindReceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, r)
-	ucs2 := func(s string) []byte {
-		var b []byte
-		for _, c := range utf16.Encode([]rune(s)) {
-			b = append(b, byte(c>>8), byte(c))
-		}
-		return b
-	}
-	parts := []struct {
-		coding uint8
-		udh    []byte
-		data   []byte
-		text   string
-	}{
-		{0, []byte{5, 0, 3, 0x42, 2, 1}, []byte("first half of a long reply, "), "first half of a long reply, "},
-		{0, []byte{5, 0, 3, 0x42, 2, 2}, []byte("and its second half."), "and its second half."},
-		{8, []byte{6, 8, 4, 0x12, 0x34, 2, 1}, ucs2("长回复的前一半，"), "长回复的前一半，"},
-		{8, []byte{6, 8, 4, 0x12, 0x34, 2, 2}, ucs2("和后一半。"), "和后一半。"},
-	}
-	for _, p := range parts {
-		sm := smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40, DataCoding: p.coding,
-			ShortMessage: append(slices.Clone(p.udh), p.data...)}
-		if err := r.sim.InjectDeliverSM(sm); err != nil {
-			t.Fatalf("inject %q: %v", p.text, err)
-		}
-	}
-	got := alice.waitMOs(t, len(parts))
-	list, _, err := r.store.Inbox("E1", queue.InboxFilter{}, 0, 10)
-	if err != nil || len(list) != len(parts) {
-		t.Fatalf("E1's inbox: %d replies (%v), want %d", len(list), err, len(parts))
-	}
-	for i, p := range parts {
-		if text := moText(t, got[i]); text != p.text {
-			t.Errorf("part %d at the ESME: %q, want %q", i+1, text, p.text)
-		}
-		if in := list[len(list)-1-i]; in.Text != p.text { // newest first
-			t.Errorf("part %d in the inbox: %q, want %q", i+1, in.Text, p.text)
-		}
 	}
 }
