@@ -28,6 +28,9 @@ type InboxItem struct {
 	// Refused: the enterprise's SMPP receiver refused it for good
 	// (ESME_RX_P_APPN or ESME_RX_R_APPN): it is not sent again.
 	Refused bool `json:"refused,omitempty"`
+	// PartsMissing: the handset sent it in parts and this many never came
+	// within smpp.mo_reassembly_timeout; Text is the parts that came.
+	PartsMissing int `json:"parts_missing,omitempty"`
 }
 
 // InboxPage is the answer of GET /v1/inbox; Next is the before= of the
@@ -40,7 +43,8 @@ type InboxPage struct {
 
 func inboxItem(m *queue.MO) InboxItem {
 	return InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
-		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused}
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused,
+		PartsMissing: m.PartsMissing}
 }
 
 // maxInboxNumber bounds the number= of GET /v1/inbox (characters): a

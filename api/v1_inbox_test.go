@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 )
 
 // TestServiceNumberAndInboxOverHTTP: over HTTP, a source not of the
@@ -108,5 +111,31 @@ func TestServiceNumberAndInboxOverHTTP(t *testing.T) {
 	}
 	for _, bad := range []string{"number=abc", "number=" + strings.Repeat("1", 33), "from=yesterday"} {
 		r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/inbox?"+bad, r.keys["amy"], nil)
+	}
+}
+
+// TestInboxPartsMissing: a long reply stored without all its parts (the
+// reassembly timeout) says how many are missing in GET /v1/inbox; a whole
+// reply has no parts_missing.
+func TestInboxPartsMissing(t *testing.T) {
+	r := newUserRig(t)
+	ctx := context.Background()
+	for _, m := range []*queue.MO{
+		{Enterprise: "A", Source: uNumA2, Dest: "106575001", Text: "the start, the end", Upstream: "sim", PartsMissing: 1},
+		{Enterprise: "A", Source: uNumA2, Dest: "106575001", Text: "whole", Upstream: "sim"},
+	} {
+		if err := r.store.StoreMO(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["amy"], nil, nil)
+	var page struct {
+		Replies []map[string]any `json:"replies"`
+	}
+	if err := json.Unmarshal(b, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Replies) != 2 || page.Replies[1]["parts_missing"] != 1.0 || page.Replies[0]["parts_missing"] != nil {
+		t.Fatalf("inbox %s", b)
 	}
 }

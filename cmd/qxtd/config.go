@@ -109,6 +109,14 @@ type SMPPConfig struct {
 	ReassemblyMaxGroups             int   `mapstructure:"reassembly_max_groups"`
 	ReassemblyMaxBytes              int64 `mapstructure:"reassembly_max_bytes"`
 	ReassemblyMaxBytesPerEnterprise int64 `mapstructure:"reassembly_max_bytes_per_enterprise"`
+	// Replies the SMSC split (long MO): parts wait MOReassemblyTimeout for
+	// the rest, then the parts that came are stored as one reply; an
+	// upstream keeps at most MOReassemblyMaxParts parts (of
+	// MOReassemblyMaxBytes of text) waiting, a part past either is stored
+	// as a reply of its own.
+	MOReassemblyTimeout  time.Duration `mapstructure:"mo_reassembly_timeout"`
+	MOReassemblyMaxParts int           `mapstructure:"mo_reassembly_max_parts"`
+	MOReassemblyMaxBytes int64         `mapstructure:"mo_reassembly_max_bytes"`
 	// TLSListen is a second listener, SMPP over TLS, of the same server
 	// (max_conns counts both listeners together); empty = none. Its
 	// certificate and key (PEM) are reloaded on SIGHUP (tls.go).
@@ -350,7 +358,10 @@ func defaultValues() map[string]any {
 		"smpp.reassembly_max_groups":               queue.DefaultMaxFragmentGroups,
 		"smpp.reassembly_max_bytes":                queue.DefaultMaxFragmentBytes,
 		"smpp.reassembly_max_bytes_per_enterprise": int64(0), // a quarter of smpp.reassembly_max_bytes
-		"smpp.tls_listen":                          "",       // no SMPP over TLS
+		"smpp.mo_reassembly_timeout":               gateway.DefaultReassemblyTimeout,
+		"smpp.mo_reassembly_max_parts":             queue.DefaultMaxMOParts,
+		"smpp.mo_reassembly_max_bytes":             queue.DefaultMaxMOPartBytes,
+		"smpp.tls_listen":                          "", // no SMPP over TLS
 		"smpp.tls_cert_file":                       "",
 		"smpp.tls_key_file":                        "",
 		"smpp.receipt_time_zone":                   "Asia/Shanghai", // the enterprises' clock, whatever the server's
@@ -594,6 +605,7 @@ func (c *Config) Validate() error {
 		{"smpp.max_conns", int64(c.SMPP.MaxConns)}, {"smpp.max_unbound_per_ip", int64(c.SMPP.MaxUnboundPerIP)},
 		{"smpp.max_binds_per_account", int64(c.SMPP.MaxBindsPerAccount)},
 		{"smpp.reassembly_max_groups", int64(c.SMPP.ReassemblyMaxGroups)}, {"smpp.reassembly_max_bytes", c.SMPP.ReassemblyMaxBytes},
+		{"smpp.mo_reassembly_max_parts", int64(c.SMPP.MOReassemblyMaxParts)}, {"smpp.mo_reassembly_max_bytes", c.SMPP.MOReassemblyMaxBytes},
 		{"delivery.dlr_window", int64(c.Delivery.DLRWindow)},
 	} {
 		if n.v < 1 {
@@ -621,7 +633,7 @@ func (c *Config) Validate() error {
 		key string
 		v   time.Duration
 	}{
-		{"smpp.idle_timeout", c.SMPP.Idle}, {"smpp.reassembly_timeout", c.SMPP.ReassemblyTimeout},
+		{"smpp.idle_timeout", c.SMPP.Idle}, {"smpp.reassembly_timeout", c.SMPP.ReassemblyTimeout}, {"smpp.mo_reassembly_timeout", c.SMPP.MOReassemblyTimeout},
 		{"store.retention", c.Store.Retention}, {"store.commit_delay", c.Store.CommitDelay}, {"store.record_delay", c.Store.RecordDelay}, {"simulator.dlr_delay", c.Simulator.DLRDelay},
 		{"delivery.validity", c.Delivery.Validity}, {"delivery.retry_min", c.Delivery.RetryMin},
 		{"delivery.retry_max", c.Delivery.RetryMax}, {"delivery.dlr_retry", c.Delivery.DLRRetry},

@@ -75,6 +75,12 @@ func zeroSeries() []series {
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		add("qxtd_mo_received_total", "result", r)
 	}
+	for _, o := range []string{"stored", "alone"} {
+		add("qxtd_mo_parts_total", "outcome", o)
+	}
+	for _, h := range []string{"complete", "timeout"} {
+		add("qxtd_mo_joined_total", "how", h)
+	}
 	for _, k := range []string{"transmitter", "receiver", "transceiver"} {
 		add("qxtd_esme_bound", "kind", k)
 		for _, o := range []string{"ok", "refused", "over_cap"} {

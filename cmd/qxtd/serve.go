@@ -333,6 +333,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		ReassemblyMaxGroups:             cfg.SMPP.ReassemblyMaxGroups,
 		ReassemblyMaxBytes:              cfg.SMPP.ReassemblyMaxBytes,
 		ReassemblyMaxBytesPerEnterprise: cfg.SMPP.ReassemblyMaxBytesPerEnterprise,
+		MOReassemblyTimeout:             cfg.SMPP.MOReassemblyTimeout,
+		MOReassemblyMaxParts:            cfg.SMPP.MOReassemblyMaxParts,
+		MOReassemblyMaxBytes:            cfg.SMPP.MOReassemblyMaxBytes,
 	}
 	for i, u := range cfg.Upstreams {
 		concat, _ := parseConcat(u.Concat)                     // validated
