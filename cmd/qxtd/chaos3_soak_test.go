@@ -44,7 +44,7 @@ import (
 //     templated batch job ({姓名}, {码} from a CSV with a header) that
 //     spans the kills;
 //   - long replies (MO in message_payload, 140–300 characters, and in 2–3
-//     UDH parts, each part its own reply) to an enterprise with a
+//     UDH parts sent again until acknowledged, joined into one reply) to an enterprise with a
 //     receiver, a transceiver and a working reply_url;
 //   - replies to another enterprise whose reply_url answers 503 always,
 //     with webhooks.max_age 3 s: given up, not retried for ever, kept in
@@ -660,26 +660,7 @@ func (m *more) longLoop(ctx context.Context, rng *rand.Rand) {
 		from := fmt.Sprintf("1384%07d", rng.IntN(20))
 		to := []string{moreM1Number, moreM1Number + "77"}[rng.IntN(2)]
 		if i%3 == 2 {
-			// A long reply the SMSC split itself (UDH, 8-bit reference):
-			// each part is stored and forwarded as its own reply, with its
-			// text (not joined: see the README), its parts maybe on two
-			// sides of a kill.
-			n := 2 + rng.IntN(2)
-			for seq := 1; seq <= n; seq++ {
-				text := fmt.Sprintf("part %d/%d of reply %d: ", seq, n, i) + strings.Repeat("split reply, ", 8)
-				k := moKey{from, to, text}
-				s := &moSent{ent: "M1"}
-				m.mu.Lock()
-				m.mos[k] = s
-				m.mu.Unlock()
-				err := m.sim.InjectDeliverSM(smpp.SM{SourceAddr: from, DestinationAddr: to, ESMClass: 0x40,
-					ShortMessage: append([]byte{5, 0, 3, byte(i), byte(n), byte(seq)}, text...)})
-				if err == nil {
-					m.mu.Lock()
-					s.acked = true
-					m.mu.Unlock()
-				}
-			}
+			m.splitReply(ctx, rng, i, from, to)
 			continue
 		}
 		var text string
@@ -690,6 +671,61 @@ func (m *more) longLoop(ctx context.Context, rng *rand.Rand) {
 		}
 		m.inject(ctx, &moSent{ent: "M1"}, from, to, text)
 	}
+}
+
+// splitReply injects a long reply the SMSC split itself (2 or 3 UDH
+// parts, 8-bit reference i), each part sent again until acknowledged as
+// an SMSC does, across the kills: the enterprise gets it once, joined. A
+// part sent again after a failure may have been stored before the kill
+// (its answer lost) and its reply joined already: it then starts a
+// group of its own, stored alone at smpp.mo_reassembly_timeout, so
+// such a part alone may be in the inbox too (once at most).
+func (m *more) splitReply(ctx context.Context, rng *rand.Rand, i int, from, to string) {
+	n := 2 + rng.IntN(2)
+	texts := make([]string, n)
+	for seq := range texts {
+		texts[seq] = fmt.Sprintf("part %d/%d of reply %d: ", seq+1, n, i) + strings.Repeat("split reply, ", 8)
+	}
+	s := &moSent{ent: "M1"}
+	m.mu.Lock()
+	m.mos[moKey{from, to, strings.Join(texts, "")}] = s
+	m.mu.Unlock()
+	// Not the loop's ctx: a part left unsent at the end would leave its
+	// reply to the timeout, joined without it.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	acked := true
+	for seq, text := range texts {
+		sm := smpp.SM{SourceAddr: from, DestinationAddr: to, ESMClass: 0x40,
+			ShortMessage: append([]byte{5, 0, 3, byte(i), byte(n), byte(seq + 1)}, text...)}
+		ok, retried := m.injectPartUntilAcked(sendCtx, sm)
+		if retried {
+			m.mu.Lock()
+			if _, dup := m.mos[moKey{from, to, text}]; !dup {
+				m.mos[moKey{from, to, text}] = &moSent{ent: "M1"}
+			}
+			m.mu.Unlock()
+		}
+		acked = acked && ok
+	}
+	if acked {
+		m.mu.Lock()
+		s.acked = true
+		m.mu.Unlock()
+	}
+}
+
+// injectPartUntilAcked sends sm until the daemon answers OK or ctx
+// ends; retried: it failed at least once.
+func (m *more) injectPartUntilAcked(ctx context.Context, sm smpp.SM) (ok, retried bool) {
+	for ctx.Err() == nil {
+		if m.sim.InjectDeliverSM(sm) == nil {
+			return true, retried
+		}
+		retried = true
+		m.x.net.after(ctx, 0) // the daemon died or had no bind yet: again soon
+	}
+	return false, retried
 }
 
 // deadLoop injects a reply to M2, whose reply_url always fails, about
