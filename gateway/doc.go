@@ -99,6 +99,8 @@
 //	mo.go        replies (MO) in from the SMSC: routed by service number
 //	             and extension, stored, forwarded to the enterprise's binds;
 //	             a TD reply opts its sender out (optout.go)
+//	moparts.go   long replies the SMSC split: parts stored, then joined
+//	             into one reply (at the last part, or at the timeout)
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
 //	owners.go    cluster mode: query, cancel and replace of another node's message
