@@ -52,6 +52,9 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		case partStored:
 			return resp
 		case partFailed:
+			if ctx.Err() != nil {
+				return nil // cut by the connection's end (moCut)
+			}
 			resp.Header().Status = smpp.StatusSystemError
 			return resp
 		}
@@ -65,7 +68,10 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		g.log.Warn("undecodable mobile-originated message", "upstream", upstream, "err", err)
 	}
 	result := g.resolveMO(m)
-	if err := g.store.StoreMO(ctx, m); err != nil {
+	if err := g.store.StoreMO(ctx, m); err != nil && ctx.Err() != nil {
+		g.moCut(upstream, err)
+		return nil
+	} else if err != nil {
 		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
 		g.metrics.moReceived.WithLabelValues("store_error").Inc()
 		resp.Header().Status = smpp.StatusSystemError
@@ -73,6 +79,14 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 	}
 	g.moStored(ctx, m, result)
 	return resp
+}
+
+// moCut logs a reply whose connection to the SMSC ended while it waited
+// for its commit (the SMSC dropped it, or qxtd stops): no answer can
+// reach the SMSC, which sends it again; so it is left unanswered, as a
+// receipt is (upstream.go), and not counted or logged as a store failure.
+func (g *Gateway) moCut(upstream string, err error) {
+	g.log.Debug("reply left unanswered: the connection to the SMSC ended before it was stored", "upstream", upstream, "err", err)
 }
 
 // parseMO reads a deliver_sm's or data_sm's text as one part: info is

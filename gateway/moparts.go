@@ -75,6 +75,9 @@ func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.F
 		g.metrics.moParts.WithLabelValues(moPartAlone).Inc()
 		g.log.Warn("reply part that cannot be kept for joining: stored as a reply of its own", "upstream", m.Upstream, "err", err)
 		return partAlone
+	case err != nil && ctx.Err() != nil:
+		g.moCut(m.Upstream, err)
+		return partFailed
 	case err != nil:
 		g.log.Error("store a reply part", "upstream", m.Upstream, "err", err)
 		g.metrics.moReceived.WithLabelValues("store_error").Inc()

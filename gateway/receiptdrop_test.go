@@ -20,8 +20,38 @@ import (
 // SMSC sends it again; that is no store failure, so it is not logged as
 // one (an SMSC that drops its binds with receipts in flight logged an
 // error-level "store receipt … context canceled" for each: 100 in one
-// run of TestSoakUpstreamChaos). The receipt sent again is taken.
+// run of TestSoakUpstreamChaos). The receipt sent again is taken. A
+// reply (MO) likewise.
 func TestReceiptCutByDropNotAStoreError(t *testing.T) {
+	// The held commit lands once released: a receipt sent again then
+	// matches the one stored, without effect; a reply sent again is a
+	// second reply (README: a reply the SMSC sends again after its answer
+	// was cut is stored again), as it would be after a crash.
+	for _, tc := range []struct {
+		name   string
+		inject func(*rig) error
+		kept   func(*testing.T, *rig) int
+		want   int
+	}{
+		{"receipt", func(r *rig) error { return r.sim.InjectReceipt("abc001", "13900000000", "1069") },
+			func(t *testing.T, r *rig) int { return r.store.OrphanCounts()["sim"] }, 1},
+		{"reply", func(r *rig) error { return r.sim.InjectMO("13900000000", "1069", "收到") },
+			func(t *testing.T, r *rig) int {
+				list, _, err := r.store.Inbox("", queue.InboxFilter{}, 0, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(list)
+			}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) { cutByDrop(t, tc.inject, tc.kept, tc.want) })
+	}
+}
+
+// cutByDrop injects one receipt or reply (inject) while its commit is
+// held, drops the binds, then checks nothing was logged as an error and
+// that, sent again, it is taken, and kept (kept counts it) want times.
+func cutByDrop(t *testing.T, inject func(*rig) error, kept func(*testing.T, *rig) int, want int) {
 	var logs lockedBuffer
 	var blocking atomic.Bool
 	entered, release := make(chan struct{}, 1), make(chan struct{})
@@ -60,15 +90,15 @@ func TestReceiptCutByDropNotAStoreError(t *testing.T) {
 
 	blocking.Store(true)
 	injected := make(chan error, 1)
-	go func() { injected <- r.sim.InjectReceipt("abc001", "13900000000", "1069") }()
+	go func() { injected <- inject(r) }()
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the receipt's commit never began")
+		t.Fatal("the commit never began")
 	}
 	r.sim.DropConnections()
 	if err := <-injected; err == nil {
-		t.Fatal("the receipt was answered although its commit was held")
+		t.Fatal("answered although its commit was held")
 	}
 	// Both binds' sessions over: a session ends only once its handlers
 	// returned, so the receipt's handler has given up its wait.
@@ -79,19 +109,19 @@ func TestReceiptCutByDropNotAStoreError(t *testing.T) {
 	unblock()
 
 	if strings.Contains(logs.String(), `"level":"ERROR"`) {
-		t.Errorf("a receipt cut off by a dropped connection logged as an error:\n%s", logs.String())
+		t.Errorf("cut off by a dropped connection, logged as an error:\n%s", logs.String())
 	}
 	// The SMSC sends it again on a bind back: answered, kept once. (No
 	// bind yet, or one of the dropped sessions not yet forgotten by the
 	// simulator: again.)
-	waitFor(t, 10*time.Second, "the receipt sent again taken", func() bool {
-		err := r.sim.InjectReceipt("abc001", "13900000000", "1069")
+	waitFor(t, 10*time.Second, "sent again, taken", func() bool {
+		err := inject(r)
 		if st := pdu.Status(0); errors.As(err, &st) {
-			t.Fatalf("receipt sent again: answered %v", st)
+			t.Fatalf("sent again: answered %v", st)
 		}
 		return err == nil
 	})
-	if got := r.store.OrphanCounts(); got["sim"] != 1 {
-		t.Errorf("orphans kept %v, want sim: 1", got)
+	if got := kept(t, r); got != want {
+		t.Errorf("kept %d, want %d", got, want)
 	}
 }
