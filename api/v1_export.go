@@ -137,6 +137,7 @@ var replyColumns = []exportColumn[InboxItem]{
 		}
 		return "否"
 	}},
+	{"parts_missing", "缺失段数", func(m *InboxItem, _ bool) string { return strconv.Itoa(m.PartsMissing) }},
 }
 
 // exportTime is a time of an export: RFC 3339 in UTC, or Beijing time for

@@ -296,6 +296,9 @@ func TestExportInbox(t *testing.T) {
 		if i == 4 {
 			m.Account, m.Extension, m.Dest, m.Source = "alice", "12", "10657500112", uNumA3
 		}
+		if i == 0 {
+			m.PartsMissing = 2 // a long reply stored at the timeout
+		}
 		if err := r.store.StoreMO(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -329,8 +332,8 @@ func TestExportInbox(t *testing.T) {
 	for _, row := range rows {
 		answered = append(answered, row[7:])
 	}
-	if want := [][]string{{"forwarded", "refused"}, {"false", "false"}, {"false", "true"}, {"false", "false"}, {"true", "false"}, {"false", "false"}}; !slices.EqualFunc(answered, want, slices.Equal) {
-		t.Fatalf("forwarded and refused columns %q, want %q", answered, want)
+	if want := [][]string{{"forwarded", "refused", "parts_missing"}, {"false", "false", "0"}, {"false", "true", "0"}, {"false", "false", "0"}, {"true", "false", "0"}, {"false", "false", "2"}}; !slices.EqualFunc(answered, want, slices.Equal) {
+		t.Fatalf("forwarded, refused and parts_missing columns %q, want %q", answered, want)
 	}
 
 	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])

@@ -347,6 +347,12 @@ func TestInboxPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.get("/inbox").wantPage(t, "拒收的回复", `<span class="badge fail" title="企业的短信接收程序拒收了这条回复`)
+	// A long reply stored at the timeout without all its parts says so.
+	if err := r.store.StoreMO(context.Background(), &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001",
+		Text: "长回复的前半", Upstream: "sim", PartsMissing: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/inbox").wantPage(t, "长回复的前半", `<span class="badge wait" title="这条长回复分段到达，有 2 段超时未到`, "缺 2 段")
 	b := r.client()
 	b.login("bob")
 	a := b.get("/inbox")
