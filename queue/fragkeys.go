@@ -41,43 +41,60 @@ const (
 	fragTailLen        = 2 + 1 + 1 + 1 // ref, total, 0x00, seq
 )
 
+// concatPrefix is the key of a group of parts without its sequence
+// number, the layout of the frag and moparts buckets: owner (an account,
+// an upstream) 0x00 source 0x00 dest 0x00 ref (2 BE) total 0x00.
+func concatPrefix(owner, source, dest string, ref uint16, total uint8) []byte {
+	b := make([]byte, 0, len(owner)+len(source)+len(dest)+3+fragTailLen)
+	b = append(b, owner...)
+	b = append(b, sep)
+	b = append(b, source...)
+	b = append(b, sep)
+	b = append(b, dest...)
+	b = append(b, sep)
+	b = binary.BigEndian.AppendUint16(b, ref)
+	return append(b, total, sep)
+}
+
+// concatKey is a key of that layout taken apart: f is owner, source and
+// dest; ok is false for a key of another shape or impossible numbers
+// (total 0, seq 0 or past total, no owner).
+type concatKey struct {
+	f          [3]string
+	ref        uint16
+	total, seq uint8
+}
+
+func parseConcatKey(k []byte) (c concatKey, ok bool) {
+	rest := k
+	for i := range c.f {
+		j := bytes.IndexByte(rest, sep)
+		if j < 0 {
+			return c, false
+		}
+		c.f[i], rest = string(rest[:j]), rest[j+1:]
+	}
+	if len(rest) != fragTailLen || rest[3] != sep || c.f[0] == "" {
+		return c, false
+	}
+	c.ref, c.total, c.seq = binary.BigEndian.Uint16(rest), rest[2], rest[4]
+	return c, c.total != 0 && c.seq != 0 && c.seq <= c.total
+}
+
 // fragGroupPrefix is the frag key of g without its sequence number.
 func fragGroupPrefix(g FragmentGroup) []byte {
-	b := make([]byte, 0, len(g.Account)+len(g.Source)+len(g.Dest)+3+fragTailLen)
-	b = append(b, g.Account...)
-	b = append(b, sep)
-	b = append(b, g.Source...)
-	b = append(b, sep)
-	b = append(b, g.Dest...)
-	b = append(b, sep)
-	b = binary.BigEndian.AppendUint16(b, g.Ref)
-	return append(b, g.Total, sep)
+	return concatPrefix(g.Account, g.Source, g.Dest, g.Ref, g.Total)
 }
 
 func fragKey(g FragmentGroup, seq uint8) []byte { return append(fragGroupPrefix(g), seq) }
 
 // parseFragKey is the inverse of fragKey.
 func parseFragKey(k []byte) (FragmentGroup, uint8, bool) {
-	var g FragmentGroup
-	var parts [3]string
-	rest := k
-	for i := range parts {
-		j := bytes.IndexByte(rest, sep)
-		if j < 0 {
-			return g, 0, false
-		}
-		parts[i], rest = string(rest[:j]), rest[j+1:]
+	c, ok := parseConcatKey(k)
+	if !ok || c.f[2] == "" {
+		return FragmentGroup{}, 0, false
 	}
-	if len(rest) != fragTailLen || rest[3] != sep || parts[0] == "" || parts[2] == "" {
-		return g, 0, false
-	}
-	g = FragmentGroup{Account: parts[0], Source: parts[1], Dest: parts[2],
-		Ref: binary.BigEndian.Uint16(rest), Total: rest[2]}
-	seq := rest[4]
-	if g.Total == 0 || seq == 0 || seq > g.Total {
-		return g, 0, false
-	}
-	return g, seq, true
+	return FragmentGroup{Account: c.f[0], Source: c.f[1], Dest: c.f[2], Ref: c.ref, Total: c.total}, c.seq, true
 }
 
 func encodeFragment(f *Fragment) []byte {

@@ -283,15 +283,19 @@ func (s *Store) StoreFragment(ctx context.Context, f *Fragment, lim FragmentLimi
 
 // readGroup returns the parts of g present in b, in sequence order.
 func readGroup(b *bolt.Bucket, g FragmentGroup) ([]*Fragment, error) {
-	var out []*Fragment
-	prefix := fragGroupPrefix(g)
-	cur := b.Cursor()
-	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
-		f, err := decodeFragment(k, v)
+	return readPrefixed(b, fragGroupPrefix(g), decodeFragment)
+}
+
+// readPrefixed decodes every record of b under prefix, in key order.
+func readPrefixed[T any](b *bolt.Bucket, prefix []byte, decode func(k, v []byte) (T, error)) ([]T, error) {
+	var out []T
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		x, err := decode(k, v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, f)
+		out = append(out, x)
 	}
 	return out, nil
 }

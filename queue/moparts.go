@@ -189,17 +189,7 @@ func countGroup(b *bolt.Bucket, prefix []byte) int {
 
 // readMOGroup returns the parts of g present in b, in sequence order.
 func readMOGroup(b *bolt.Bucket, g MOPartGroup) ([]*MOPart, error) {
-	var out []*MOPart
-	prefix := moPartGroupPrefix(g)
-	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		p, err := decodeMOPart(k, v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return readPrefixed(b, moPartGroupPrefix(g), decodeMOPart)
 }
 
 // MOParts returns the stored parts of g in sequence order (none if it
@@ -330,40 +320,18 @@ func (t *txn) takeMOParts(g MOPartGroup, parts []*MOPart, want [][]byte) error {
 
 // moPartGroupPrefix is the moparts key of g without its sequence number.
 func moPartGroupPrefix(g MOPartGroup) []byte {
-	b := make([]byte, 0, len(g.Upstream)+len(g.Source)+len(g.Dest)+3+fragTailLen)
-	b = append(b, g.Upstream...)
-	b = append(b, sep)
-	b = append(b, g.Source...)
-	b = append(b, sep)
-	b = append(b, g.Dest...)
-	b = append(b, sep)
-	b = binary.BigEndian.AppendUint16(b, g.Ref)
-	return append(b, g.Total, sep)
+	return concatPrefix(g.Upstream, g.Source, g.Dest, g.Ref, g.Total)
 }
 
 func moPartKey(g MOPartGroup, seq uint8) []byte { return append(moPartGroupPrefix(g), seq) }
 
 // parseMOPartKey is the inverse of moPartKey.
 func parseMOPartKey(k []byte) (MOPartGroup, uint8, bool) {
-	var g MOPartGroup
-	var f [3]string
-	rest := k
-	for i := range f {
-		j := bytes.IndexByte(rest, sep)
-		if j < 0 {
-			return g, 0, false
-		}
-		f[i], rest = string(rest[:j]), rest[j+1:]
+	c, ok := parseConcatKey(k)
+	if !ok || len(c.f[0]) > maxField || len(c.f[1]) > maxField || len(c.f[2]) > maxField {
+		return MOPartGroup{}, 0, false
 	}
-	if len(rest) != fragTailLen || rest[3] != sep || f[0] == "" || len(f[0]) > maxField || len(f[1]) > maxField || len(f[2]) > maxField {
-		return g, 0, false
-	}
-	g = MOPartGroup{Upstream: f[0], Source: f[1], Dest: f[2], Ref: binary.BigEndian.Uint16(rest), Total: rest[2]}
-	seq := rest[4]
-	if g.Total == 0 || seq == 0 || seq > g.Total {
-		return g, 0, false
-	}
-	return g, seq, true
+	return MOPartGroup{Upstream: c.f[0], Source: c.f[1], Dest: c.f[2], Ref: c.ref, Total: c.total}, c.seq, true
 }
 
 // encodeMOPart is a part's record; the group and sequence number are in

@@ -54,7 +54,7 @@ import (
 //     was answered, accepted after;
 //   - two batch jobs that fail: one whose file is removed while the
 //     daemon is down (file_gone), one whose user is disabled before a
-//     kill (account_gone).
+//     kill (account_disabled).
 //
 // SOAK_MORE_SEED replays a seed: the kills (their number, gaps, which one
 // removes the file, after which restart the user is disabled), the
