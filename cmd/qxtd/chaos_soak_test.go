@@ -510,30 +510,7 @@ func (e *chaosESME) submitLoop(ctx context.Context, rng *rand.Rand) {
 			return
 		}
 		dst := e.x.dest(fmt.Sprintf("139%d", e.n))
-		p := pdu.NewSubmitSM(nil)
-		f := p.Fields()
-		_ = f.Set(pdufield.SourceAddr, "10690001")
-		_ = f.Set(pdufield.DestinationAddr, dst)
-		_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
-		kind, text := "esme", "chaos "+dst
-		if rng.IntN(5) == 0 {
-			kind, text = "long", strings.Repeat("long chaos "+dst+" ", 9)
-			_ = f.Set(pdufield.ShortMessage, []byte(nil))
-			_ = p.TLVFields().Set(pdutlv.TagMessagePayload, []byte(text))
-		} else {
-			_ = f.Set(pdufield.ShortMessage, []byte(text))
-		}
-		rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		resp, err := c.Request(rctx, p)
-		cancel()
-		switch {
-		case err == nil:
-			e.x.ack(smpp.Str(resp, pdufield.MessageID), what{kind: kind, ent: "T1", dest: dst, text: text, receipt: e.account()})
-		case smppStatus(err) != 0:
-			e.x.refused(fmt.Sprintf("%s:%s", kind, smppStatus(err)))
-		default:
-			e.x.refused(kind + ":lost")
-		}
+		e.x.submitShortOrLong(c, dst, "chaos", rng.IntN(5) == 0, 9, e.account())
 	}
 }
 
@@ -1159,4 +1136,34 @@ func (x *chaos) check(t *testing.T, sim *smpp.Simulator, base string, jobs <-cha
 		t.Errorf("conflict: %s", c)
 	}
 	x.mu.Unlock()
+}
+
+// submitShortOrLong submits one text to dst asking for a receipt (for
+// account), a long one in message_payload (label repeated) when long,
+// and records the answer: acknowledged, refused with its status, or lost.
+func (x *chaos) submitShortOrLong(c *smpp.Conn, dst, label string, long bool, repeat int, account string) {
+	p := pdu.NewSubmitSM(nil)
+	f := p.Fields()
+	_ = f.Set(pdufield.SourceAddr, "10690001")
+	_ = f.Set(pdufield.DestinationAddr, dst)
+	_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
+	kind, text := "esme", label+" "+dst
+	if long {
+		kind, text = "long", strings.Repeat("long "+label+" "+dst+" ", repeat)
+		_ = f.Set(pdufield.ShortMessage, []byte(nil))
+		_ = p.TLVFields().Set(pdutlv.TagMessagePayload, []byte(text))
+	} else {
+		_ = f.Set(pdufield.ShortMessage, []byte(text))
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	resp, err := c.Request(rctx, p)
+	cancel()
+	switch {
+	case err == nil:
+		x.ack(smpp.Str(resp, pdufield.MessageID), what{kind: kind, ent: "T1", dest: dst, text: text, receipt: account})
+	case smppStatus(err) != 0:
+		x.refused(fmt.Sprintf("%s:%s", kind, smppStatus(err)))
+	default:
+		x.refused(kind + ":lost")
+	}
 }

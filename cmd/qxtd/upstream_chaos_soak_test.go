@@ -26,7 +26,6 @@ import (
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -489,30 +488,7 @@ func (u *upChaos) submitLoop(ctx context.Context, e *chaosESME, rng *rand.Rand) 
 			return
 		}
 		dst := u.upDest(rng, '8')
-		p := pdu.NewSubmitSM(nil)
-		f := p.Fields()
-		_ = f.Set(pdufield.SourceAddr, "10690001")
-		_ = f.Set(pdufield.DestinationAddr, dst)
-		_ = f.Set(pdufield.RegisteredDelivery, uint8(1))
-		kind, text := "esme", "upstream chaos "+dst
-		if rng.IntN(4) == 0 {
-			kind, text = "long", strings.Repeat("long upstream chaos "+dst+" ", 7)
-			_ = f.Set(pdufield.ShortMessage, []byte(nil))
-			_ = p.TLVFields().Set(pdutlv.TagMessagePayload, []byte(text))
-		} else {
-			_ = f.Set(pdufield.ShortMessage, []byte(text))
-		}
-		rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		resp, err := c.Request(rctx, p)
-		cancel()
-		switch {
-		case err == nil:
-			u.x.ack(smpp.Str(resp, pdufield.MessageID), what{kind: kind, ent: "T1", dest: dst, text: text, receipt: e.account()})
-		case smppStatus(err) != 0:
-			u.x.refused(fmt.Sprintf("%s:%s", kind, smppStatus(err)))
-		default:
-			u.x.refused(kind + ":lost")
-		}
+		u.x.submitShortOrLong(c, dst, "upstream chaos", rng.IntN(4) == 0, 7, e.account())
 	}
 }
 
