@@ -141,6 +141,10 @@ type Conn struct {
 	idle    int // workers waiting, for whom no request is queued
 	owed    int // queued requests no worker is waiting for
 	nworker int // workers started
+	// refusing: the session is being unbound by us (unbindWith) and the
+	// window has drained; a request read now is refused, and no handler
+	// starts after unbindWith has begun to wait for them.
+	refusing bool
 	// inPeak is the most inbound requests the peer has had awaiting our
 	// answer at once on this session (PeerHasRoom).
 	inPeak  atomic.Int32
@@ -257,9 +261,13 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		}
 	}
 	defer func() { <-c.window }()
-	if c.ctx.Err() != nil {
-		// Closed while this request waited: the slot is one a request
-		// failed by the close gave back.
+	if !c.usable() {
+		// Closed while this request waited (the slot is one a request
+		// failed by the close gave back), or being unbound: Unbind is
+		// taking every slot, and a request that took one instead would
+		// put it off. Under a steady stream of requests (receipts to an
+		// ESME at a stop) it never had the window, and the stop ended
+		// the session without unbind after its deadline.
 		return nil, ErrUnsent
 	}
 	return c.exchange(ctx, p)
@@ -431,6 +439,15 @@ func encode(p pdu.Body) ([]byte, error) {
 // (or ctx) and closes. Unbinding with requests out would leave their fate
 // to the peer: an SMSC that drops them unanswered may still deliver them,
 // and the sender, taking them for lost, would send them again.
+//
+// The peer's requests are answered first too: they are served as usual
+// while the window drains; then any read is refused ESME_RINVBNDSTS
+// without reaching the handler, and the handlers at work finish, their
+// answers going out before the unbind. A peer (an ESME) that closes once
+// it has sent unbind_resp would otherwise lose the answer of a request
+// its handler was still working on (a submit_sm being stored: its
+// context ended with the session, and a message stored all the same,
+// unanswered, is sent again by an ESME that takes it for lost).
 func (c *Conn) Unbind(ctx context.Context) error {
 	c.unbound.Store(true)
 	return c.unbindWith(ctx, io.EOF)
@@ -441,11 +458,38 @@ func (c *Conn) Unbind(ctx context.Context) error {
 func (c *Conn) unbindWith(ctx context.Context, reason error) error {
 	err := c.drainWindow(ctx)
 	if err == nil {
+		// The peer's requests are served while the window drains (it
+		// does not know yet); from here on they are refused.
+		c.workMu.Lock()
+		c.refusing = true
+		c.workMu.Unlock()
+		err = c.waitHandlers(ctx)
+	}
+	if err == nil {
 		_, err = c.exchange(ctx, pdu.NewUnbind())
 	}
 	c.closeWith(reason)
 	<-c.closed
 	return err
+}
+
+// waitHandlers waits (at most until ctx ends) for the handlers of the
+// peer's requests to finish: their answers are then queued for the
+// writer, ahead of anything queued later.
+func (c *Conn) waitHandlers(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		c.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
 }
 
 // usable reports whether requests may still be sent: the session is open
@@ -625,9 +669,16 @@ func (c *Conn) dispatch(frame []byte) bool {
 	if n := int32(len(c.inbox)); n > c.inPeak.Load() {
 		c.inPeak.Store(n) // the read loop is the only writer
 	}
+	c.workMu.Lock()
+	if c.refusing {
+		// Read once we were about to send unbind: refused, not handled.
+		c.workMu.Unlock()
+		<-c.inbox
+		c.respond(&h, errorResponse(p, StatusInvalidBindStatus))
+		return true
+	}
 	c.handlers.Add(1)
 	c.work <- p // never blocks: it holds as many as the inbox admits
-	c.workMu.Lock()
 	start := false
 	switch {
 	case c.idle > 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -363,6 +364,109 @@ func TestConnUnbindWaitsForRequestsOut(t *testing.T) {
 	}
 	if r := recvWithin(t, "the request made while unbinding", late); !errors.Is(r.err, smpp.ErrUnsent) {
 		t.Errorf("request made while unbinding: %v, want ErrUnsent", r.err)
+	}
+}
+
+// Unbind answers the peer's requests before it sends unbind: one its
+// handler is still working on when Unbind is called is answered first
+// (the gateway at a stop, storing a submit_sm: an ESME that closes once
+// it has answered unbind would lose the answer, and the message stored
+// all the same is sent twice when it sends it again), and one read once
+// the window has drained (none is out here) is refused ESME_RINVBNDSTS
+// without reaching the handler.
+// Before, unbind went out at once and the handler's context ended with
+// the session: in TestSoakPlannedStops the daemon logged "smpp handler
+// … enqueue abandoned: context canceled" and the ESME got no answer.
+func TestConnUnbindAnswersRequestsInFlight(t *testing.T) {
+	entered := make(chan uint32, 2)
+	release := make(chan struct{})
+	h := smpp.HandlerFunc(func(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		entered <- p.Header().Seq
+		select {
+		case <-release:
+			return submitResp("stored")
+		case <-ctx.Done():
+			return nil // the session ended first: no answer
+		}
+	})
+	c, p := newConnPeer(t, h, smpp.ConnOptions{})
+	ctx := testCtx(t)
+	p.sendPDU(newSubmitSM("1", "2", "in flight", 0), 1)
+	if seq := recvWithin(t, "the handler", entered); seq != 1 {
+		t.Fatalf("handler got seq %d", seq)
+	}
+	unbound := goResult(func() error { return c.Unbind(ctx) })
+	p.expectQuiet(100 * time.Millisecond) // no unbind while the handler works
+	p.sendPDU(newSubmitSM("1", "2", "after the unbind began", 0), 2)
+	p.expect(pdu.SubmitSMRespID, smpp.StatusInvalidBindStatus, 2)
+	select {
+	case seq := <-entered:
+		t.Fatalf("the request read after Unbind began (seq %d) reached the handler", seq)
+	default:
+	}
+	close(release)
+	b := p.expect(pdu.SubmitSMRespID, 0, 1)
+	if r, err := smpp.Decode(b); err != nil || smpp.Str(r, pdufield.MessageID) != "stored" {
+		t.Fatalf("answer of the request in flight: %v %v", r, err)
+	}
+	h2, _ := p.next()
+	if h2.ID != pdu.UnbindID {
+		t.Fatalf("after the answer: %s, want unbind", h2.ID)
+	}
+	p.send(frame(pdu.UnbindRespID, 0, h2.Seq))
+	if err := recvWithin(t, "Unbind", unbound); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+}
+
+// Unbind is not put off by requests made while it waits for the window:
+// each fails at once with ErrUnsent instead of taking the slot Unbind
+// waits for. Before, under a steady stream of them (every receipt
+// worker of an account, 128, on an ESME's window of 64) Unbind had a
+// slot only once all the others waiting had had theirs, so thousands of
+// receipts went out first: at a slow ESME a stop waited out its whole
+// 15 s and closed the connection without unbind, and receipts the ESME
+// had answered were sent again after the restart (TestSoakPlannedStops).
+func TestConnUnbindNotPutOffByNewRequests(t *testing.T) {
+	const window, senders = 4, 40
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: window})
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() { _ = c.Close() }()
+	for range senders {
+		wg.Go(func() {
+			for {
+				_, err := c.Request(ctx, pdu.NewDeliverSM())
+				if errors.Is(err, smpp.ErrClosed) || ctx.Err() != nil {
+					return // ErrUnsent too
+				}
+			}
+		})
+	}
+	// The stream is flowing: the peer answers as fast as it reads.
+	for range 3 * senders {
+		h, _ := p.next()
+		p.send(frame(pdu.DeliverSMRespID, 0, h.Seq))
+	}
+	unbound := goResult(func() error { return c.Unbind(ctx) })
+	after := 0
+	for {
+		h, _ := p.next()
+		if h.ID == pdu.UnbindID {
+			p.send(frame(pdu.UnbindRespID, 0, h.Seq))
+			break
+		}
+		after++
+		p.send(frame(pdu.DeliverSMRespID, 0, h.Seq))
+	}
+	if err := recvWithin(t, "Unbind", unbound); err != nil {
+		t.Fatalf("Unbind: %v", err)
+	}
+	// Those out when Unbind was called, and those that had taken a slot
+	// then: a window's worth or two, never the senders' turn after turn.
+	if after > 3*window {
+		t.Errorf("%d requests sent after Unbind was called, want at most %d (the window's)", after, 3*window)
 	}
 }
 
