@@ -328,6 +328,9 @@ type termSoak struct {
 // termSession is one ESME connection as its tap saw it.
 type termSession struct {
 	account    string
+	gen        int // the daemon's (chaosNet)
+	ended      time.Time
+	endErr     error
 	bound      bool // the bind succeeded
 	closedByUs bool // the test closed it (at its end)
 	gotUnbind  time.Time
@@ -510,7 +513,7 @@ func (te *termESME) keepBound(ctx context.Context) {
 			continue
 		}
 		te.t.mu.Lock()
-		sess.bound = true
+		sess.bound, sess.gen = true, gen
 		te.t.mu.Unlock()
 		e.mu.Lock()
 		e.conn, e.gen = c, gen
@@ -528,6 +531,9 @@ func (te *termESME) keepBound(ctx context.Context) {
 			_ = c.Close()
 			<-c.Done()
 		}
+		te.t.mu.Lock()
+		sess.ended, sess.endErr = time.Now(), c.Err()
+		te.t.mu.Unlock()
 		e.mu.Lock()
 		if e.conn == c {
 			e.conn = nil
@@ -724,10 +730,10 @@ func (tt *termSoak) check(t *testing.T, sim *smpp.Simulator, base string, stops 
 	unbound, abrupt := 0, 0
 	for _, s := range tt.sessions {
 		switch {
-		case !s.bound || s.closedByUs:
+		case !s.bound || s.closedByUs || s.ended.IsZero(): // the last daemon's are still up
 		case s.unbindResp.IsZero():
 			abrupt++
-			t.Errorf("%s's connection ended without unbind (unbind read: %v)", s.account, !s.gotUnbind.IsZero())
+			t.Errorf("%s's connection to daemon %d ended %s without unbind (unbind read: %v): %v", s.account, s.gen, stamp(s.ended), !s.gotUnbind.IsZero(), s.endErr)
 		default:
 			unbound++
 		}
