@@ -197,8 +197,10 @@ func TestSoakPlannedStops(t *testing.T) {
 			t.Errorf("SIGHUP (log.level %s, tps %d): applied %v, restart_required %v", level, tps, applied, restart)
 		}
 	}
+	// 30–45 s of stops, the gaps 0.5–1.5 times their share.
+	span := 30*time.Second + time.Duration(rng.Int64N(int64(15*time.Second)))
 	for k := range stops {
-		gap := 2*time.Second + time.Duration(rng.Int64N(int64(4*time.Second)))
+		gap := time.Duration(float64(span/time.Duration(stops)) * (0.5 + rng.Float64()))
 		if k == quick {
 			// Once soon after a restart: a stop while the daemon sends
 			// what the last one left and resumes the jobs.
