@@ -32,6 +32,8 @@ import (
 //     complete group a crash left, and stores a group still incomplete
 //     Config.MOReassemblyTimeout after its first part as one reply of
 //     the parts that came, with PartsMissing: never dropped.
+//     A part of a group joined lately sent again with the same data
+//     (our answer lost) is answered and dropped (queue/mojoined.go).
 //  4. An upstream holds at most Config.MOReassemblyMaxParts parts (and
 //     MOReassemblyMaxBytes of text) waiting: a part past either is stored
 //     as a reply of its own at once, as before joining, so that an SMSC
@@ -71,6 +73,11 @@ func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.F
 				"upstream", m.Upstream, "max_parts", lim.MaxParts, "max_bytes", lim.MaxBytes, "err", err)
 		}
 		return partAlone
+	case errors.Is(err, queue.ErrMOPartJoined):
+		// Our answer to it was lost, and its reply is joined already.
+		g.metrics.moParts.WithLabelValues(moPartAgain).Inc()
+		g.log.Debug("reply part sent again after its reply was joined: answered, not stored", "group", p.MOPartGroup.String(), "seq", p.Seq)
+		return partStored
 	case errors.Is(err, queue.ErrInvalid):
 		g.metrics.moParts.WithLabelValues(moPartAlone).Inc()
 		g.log.Warn("reply part that cannot be kept for joining: stored as a reply of its own", "upstream", m.Upstream, "err", err)
@@ -160,8 +167,19 @@ func (g *Gateway) joinMOText(group queue.MOPartGroup, parts []*queue.MOPart) str
 
 // moReassemblyHousekeeping joins the complete groups of reply parts a
 // crash left, and those incomplete MOReassemblyTimeout after their first
-// part came.
+// part came; and forgets the replies joined longer ago than that (their
+// parts sent again would have been waited for no longer).
 func (g *Gateway) moReassemblyHousekeeping(ctx context.Context, now time.Time) {
+	for ctx.Err() == nil {
+		n, err := g.store.PurgeJoinedMOParts(ctx, now.Add(-g.cfg.MOReassemblyTimeout), 1000)
+		if err != nil {
+			g.log.Error("purge the marks of joined replies", "err", err)
+			break
+		}
+		if n < 1000 {
+			break
+		}
+	}
 	groups, err := g.store.MOPartGroups()
 	if err != nil {
 		g.log.Error("pending reply parts", "err", err)
@@ -205,6 +223,7 @@ func (f *moFull) set(upstream string, full bool) bool {
 const (
 	moPartStored     = "stored"
 	moPartAlone      = "alone"
+	moPartAgain      = "again"
 	moJoinedComplete = "complete"
 	moJoinedTimeout  = "timeout"
 )

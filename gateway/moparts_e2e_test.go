@@ -293,3 +293,40 @@ func TestReplyPartsCap(t *testing.T) {
 		t.Fatalf("inbox %+v, want the fourth part past the cap alone", in)
 	}
 }
+
+// TestReplyPartSentAgainAfterJoin: the SMSC sends a part again after
+// its reply was joined (our answer to it lost): it is answered and not
+// kept, so no second, partial reply comes at the timeout. Before, it
+// started a group of its own and became one, with parts_missing.
+func TestReplyPartSentAgainAfterJoin(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{gwcfg: func(c *gateway.Config) {
+		c.MOReassemblyTimeout, c.MaintainInterval = 300*time.Millisecond, 50*time.Millisecond
+	}})
+	alice, err := r.bind("alice", "secret1", smpp.BindReceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r)
+	first, last := replyPart{0, udh8(6, 2, 1), []byte("joined once, ")}, replyPart{0, udh8(6, 2, 2), []byte("not twice")}
+	injectParts(t, r, "13712345678", "10657500112", first, last)
+	if m := alice.waitMOs(t, 1)[0]; moText(t, m) != "joined once, not twice" {
+		t.Fatalf("alice got %q", moText(t, m))
+	}
+	injectParts(t, r, "13712345678", "10657500112", last) // answered: no error
+	if n, _, err := r.store.MOPartsPending("sim"); err != nil || n != 0 {
+		t.Fatalf("%d parts pending after the part sent again (%v), want 0", n, err)
+	}
+	// A probe: a part whose reply never completes, sent after the part
+	// sent again; once it is stored at its timeout, the part sent again
+	// would have been too, had it been kept.
+	injectParts(t, r, "13712345678", "10657500112", replyPart{0, udh8(7, 2, 1), []byte("probe")})
+	eventually(t, 10*time.Second, "the probe stored at its timeout", func() bool {
+		return counters(t, r)["qxtd_mo_joined_total,how=timeout"] == 1
+	})
+	if in := inboxOf(t, r.store, "E1"); len(in) != 2 || in[0].Text != "probe" || in[1].Text != "joined once, not twice" {
+		t.Fatalf("inbox %+v, want the joined reply and the probe", in)
+	}
+	if got := counters(t, r)["qxtd_mo_parts_total,outcome=again"]; got != 1 {
+		t.Errorf("qxtd_mo_parts_total{outcome=again} = %v, want 1", got)
+	}
+}

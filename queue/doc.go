@@ -138,6 +138,9 @@
 //     opt-out is not yet recorded, which has an enterprise); every
 //     mooptout key names an MO. StoreMO writes it in the MO's commit,
 //     OptOutsRecorded and PurgeMOs delete it.
+//   - Every moparts key names a part of one group; the mopartn counters
+//     of an upstream are its parts and their data's octets; a mojoined
+//     mark is a group's prefix with a hash of each part (mojoined.go).
 //   - Every moparts key and record decodes; each upstream's mopartn
 //     record is the count and Data octets of its moparts records, and
 //     an upstream without parts has none. StoreMOPart and StoreJoinedMO

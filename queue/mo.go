@@ -25,7 +25,7 @@ var (
 	bucketMOOptOut = []byte("mooptout")
 
 	// moBuckets are created at Open; a backup older than MOs lacks them.
-	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook, bucketMOOptOut, bucketMOParts, bucketMOPartN}
+	moBuckets = [][]byte{bucketMO, bucketMOOut, bucketMOIn, bucketMOHook, bucketMOOptOut, bucketMOParts, bucketMOPartN, bucketMOJoined}
 )
 
 const moVersion = 1

@@ -111,7 +111,9 @@ var (
 
 // StoreMOPart stores one part of a reply durably: when it returns nil the
 // SMSC may be answered. A part already stored under the same group and
-// sequence number is replaced (the SMSC sent it again). A new part that
+// sequence number is replaced (the SMSC sent it again); one of a reply
+// joined lately, with the same data, is not stored: ErrMOPartJoined
+// (mojoined.go), and the SMSC may be answered too. A new part that
 // would take its upstream's pending parts beyond lim fails with
 // ErrMOPartsFull; a part whose fields cannot be a key fails with
 // ErrInvalid: the caller stores it as a reply of its own.
@@ -132,6 +134,9 @@ func (s *Store) StoreMOPart(ctx context.Context, p *MOPart, lim MOPartLimits) (c
 	v := encodeMOPart(&rec)
 	err = s.exec(ctx, func(t *txn) error {
 		complete = false
+		if joinedAgain(t.tx.Bucket(bucketMOJoined), &rec) {
+			return soft(fmt.Errorf("%w: %s part %d", ErrMOPartJoined, rec.MOPartGroup, rec.Seq))
+		}
 		b := t.tx.Bucket(bucketMOParts)
 		key := moPartKey(rec.MOPartGroup, rec.Seq)
 		delta := moPartCount{Parts: 1, Bytes: int64(len(rec.Data))}
@@ -277,6 +282,9 @@ func (s *Store) StoreJoinedMO(ctx context.Context, parts []*MOPart, m *MO) error
 	var id uint64
 	err := s.exec(ctx, func(t *txn) error {
 		if err := t.takeMOParts(g, parts, want); err != nil {
+			return err
+		}
+		if err := t.putJoined(g, parts, time.Now()); err != nil {
 			return err
 		}
 		var err error
@@ -479,5 +487,18 @@ func checkMOParts(tx *bolt.Tx, bad func(format string, args ...any)) error {
 	for up, c := range sums {
 		bad("upstream %q: %d reply parts without counters", up, c.Parts)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	jb := tx.Bucket(bucketMOJoined)
+	if jb == nil {
+		return nil // a backup older than it
+	}
+	return jb.ForEach(func(k, v []byte) error {
+		// A group's prefix ends ref (2) total (1) 0x00.
+		if len(k) < 4 || k[len(k)-1] != sep || len(v) != 9+8*int(k[len(k)-2]) || v[0] != moJoinedVersion {
+			bad("mojoined %x: a mark of %d octets", k, len(v))
+		}
+		return nil
+	})
 }

@@ -286,3 +286,68 @@ func TestCheckMOParts(t *testing.T) {
 		return tx.Bucket(bucketMOPartN).Put([]byte("up"), encodeMOPartCount(moPartCount{Parts: 1, Bytes: 3}))
 	})
 }
+
+// TestMOPartsJoinedAgain: a part of a reply joined lately, sent again
+// with the same data (the SMSC resending after our answer was lost), is
+// not stored (ErrMOPartJoined) and starts no group that would end as a
+// second, partial reply; with other data (a new reply reusing the
+// reference) it is stored; once the marker is purged, stored again. A
+// timed-out join marks only the parts that came: the late part is new.
+func TestMOPartsJoinedAgain(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	pending := func() int {
+		t.Helper()
+		n, _, err := ts.MOPartsPending("up")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ts.storeMOPart(moPart(7, 2, 1, "first half, "), MOPartLimits{})
+	ts.storeMOPart(moPart(7, 2, 2, "second half"), MOPartLimits{})
+	if _, err := ts.joinMO(moPart(7, 2, 1, "").MOPartGroup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.StoreMOPart(ctx, moPart(7, 2, 2, "second half"), MOPartLimits{}); !errors.Is(err, ErrMOPartJoined) {
+		t.Fatalf("the last part sent again: %v, want ErrMOPartJoined", err)
+	}
+	ts.reopen()
+	if _, err := ts.StoreMOPart(ctx, moPart(7, 2, 1, "first half, "), MOPartLimits{}); !errors.Is(err, ErrMOPartJoined) {
+		t.Fatalf("the first part sent again after a reopen: %v, want ErrMOPartJoined", err)
+	}
+	if n := pending(); n != 0 {
+		t.Fatalf("%d parts pending after the parts sent again, want 0", n)
+	}
+	ts.storeMOPart(moPart(7, 2, 1, "another reply"), MOPartLimits{}) // same reference, other text
+	if n := pending(); n != 1 {
+		t.Fatalf("%d parts pending after a new reply's part, want 1", n)
+	}
+	if n, err := ts.PurgeJoinedMOParts(ctx, time.Now().Add(-time.Hour), 100); err != nil || n != 0 {
+		t.Fatalf("purged %d marks joined before an hour ago (%v), want 0", n, err)
+	}
+	if n, err := ts.PurgeJoinedMOParts(ctx, time.Now().Add(time.Second), 100); err != nil || n != 1 {
+		t.Fatalf("purged %d marks (%v), want 1", n, err)
+	}
+	if complete := ts.storeMOPart(moPart(7, 2, 2, "second half"), MOPartLimits{}); !complete {
+		t.Fatal("with its mark purged, the part is stored and completes the new group")
+	}
+
+	// Timed out with part 2 of 3 missing: parts 1 and 3 sent again are
+	// dropped, part 2 (late) is stored.
+	ts.storeMOPart(moPart(9, 3, 1, "a"), MOPartLimits{})
+	ts.storeMOPart(moPart(9, 3, 3, "c"), MOPartLimits{})
+	if _, err := ts.joinMO(moPart(9, 3, 1, "").MOPartGroup); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*MOPart{moPart(9, 3, 1, "a"), moPart(9, 3, 3, "c")} {
+		if _, err := ts.StoreMOPart(ctx, p, MOPartLimits{}); !errors.Is(err, ErrMOPartJoined) {
+			t.Fatalf("part %d of a timed-out join sent again: %v, want ErrMOPartJoined", p.Seq, err)
+		}
+	}
+	before := pending()
+	ts.storeMOPart(moPart(9, 3, 2, "b"), MOPartLimits{})
+	if n := pending(); n != before+1 {
+		t.Fatalf("the late part: %d pending, want %d", n, before+1)
+	}
+}
