@@ -497,6 +497,12 @@ func smppStatus(err error) pdu.Status {
 // message_payload, about 12 a second; one whose answer is lost is not
 // sent again (an ESME may; it would be a new message).
 func (e *chaosESME) submitLoop(ctx context.Context, rng *rand.Rand) {
+	e.submitPaced(ctx, rng, func() string { return e.x.dest(fmt.Sprintf("139%d", e.n)) }, "chaos", 5, 9)
+}
+
+// submitPaced submits to dst() every 80 ms while bound, one text in
+// longOneIn a long one (label repeated repeat times; submitShortOrLong).
+func (e *chaosESME) submitPaced(ctx context.Context, rng *rand.Rand, dst func() string, label string, longOneIn, repeat int) {
 	tick := time.NewTicker(80 * time.Millisecond) // pacing
 	defer tick.Stop()
 	for {
@@ -509,8 +515,8 @@ func (e *chaosESME) submitLoop(ctx context.Context, rng *rand.Rand) {
 		if c == nil {
 			return
 		}
-		dst := e.x.dest(fmt.Sprintf("139%d", e.n))
-		e.x.submitShortOrLong(c, dst, "chaos", rng.IntN(5) == 0, 9, e.account())
+		to := dst()
+		e.x.submitShortOrLong(c, to, label, rng.IntN(longOneIn) == 0, repeat, e.account())
 	}
 }
 

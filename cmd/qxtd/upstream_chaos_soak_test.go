@@ -475,21 +475,7 @@ func (u *upChaos) upDest(rng *rand.Rand, tag byte) string {
 // message_payload (four UCS-2 segments with the signature), receipts
 // asked; one whose answer is lost (a kill) is not sent again.
 func (u *upChaos) submitLoop(ctx context.Context, e *chaosESME, rng *rand.Rand) {
-	tick := time.NewTicker(80 * time.Millisecond) // pacing
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		c := e.bound(ctx)
-		if c == nil {
-			return
-		}
-		dst := u.upDest(rng, '8')
-		u.x.submitShortOrLong(c, dst, "upstream chaos", rng.IntN(4) == 0, 7, e.account())
-	}
+	e.submitPaced(ctx, rng, func() string { return u.upDest(rng, '8') }, "upstream chaos", 4, 7)
 }
 
 // httpLoop sends to 1–3 new numbers a request, about 5 a second, no
