@@ -244,6 +244,25 @@ func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 	return f, nil
 }
 
+// gsmUnderIA5 reports whether a data_coding 0x01 text is the GSM 7-bit
+// default alphabet, one septet per octet, rather than the IA5 (ASCII) that
+// SMPP 3.4 §5.2.19 names. Several ESME libraries send GSM under 0x01
+// (node-smpp's "ASCII" is GSM 03.38: its users' '@' arrives as 0x00, '$'
+// as 0x02, '_' as 0x11, and '{', '€' and the rest of the extension table
+// behind the escape 0x1B). Read as IA5 those are control characters, which
+// a text has no use for and a handset cannot show: a text holding any octet
+// of 0x00–0x1F but TAB, LF and CR, or 0x7F, is read as GSM instead. Any
+// other text is read as IA5; letters, digits, space, LF, CR and most
+// punctuation are the same octets in both.
+func gsmUnderIA5(b []byte) bool {
+	for _, c := range b {
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F {
+			return true
+		}
+	}
+	return false
+}
+
 func check7bit(b []byte, what string) error {
 	for i, c := range b {
 		if c > 0x7F {
@@ -263,6 +282,9 @@ func decodeData(c Coding, data []byte) (string, error) {
 	case GSM7:
 		return gsmDecode(data), nil
 	case IA5:
+		if gsmUnderIA5(data) {
+			return gsmDecode(data), nil
+		}
 		return string(data), nil
 	case Latin1:
 		s, err := charmap.ISO8859_1.NewDecoder().Bytes(data)

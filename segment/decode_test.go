@@ -22,6 +22,13 @@ func TestDecodeIncoming(t *testing.T) {
 		{name: "gsm unpacked high octet", dc: 0x00, sm: []byte{0x48, 0xC8}, wantErr: ErrMalformed},
 		{name: "ia5", dc: 0x01, sm: hello, want: "Hello"},
 		{name: "ia5 high octet", dc: 0x01, sm: []byte{0x48, 0xE9}, wantErr: ErrMalformed},
+		// IA5 as SMPP names it: ASCII's $ @ [ ] _ { } and TAB, LF, CR.
+		{name: "ia5 ascii", dc: 0x01, sm: []byte("$5 @home [x] a_b {y}\tok\r\n"), want: "$5 @home [x] a_b {y}\tok\r\n"},
+		// GSM 03.38 sent under 0x01 (node-smpp): its control octets say so.
+		{name: "ia5 holding gsm at", dc: 0x01, sm: []byte("user\x00example.com"), want: "user@example.com"},
+		{name: "ia5 holding gsm dollar underscore", dc: 0x01, sm: []byte("\x0210 data\x11sm"), want: "$10 data_sm"},
+		{name: "ia5 holding gsm escape", dc: 0x01, sm: []byte("5\x1b\x65 \x1b\x28x\x1b\x29"), want: "5€ {x}"},
+		{name: "ia5 holding gsm del", dc: 0x01, sm: []byte("voil\x7f"), want: "voilà"},
 		{name: "latin1", dc: 0x03, sm: []byte{0x63, 0x61, 0x66, 0xE9}, want: "café"},
 		{name: "ucs2", dc: 0x08, sm: []byte{0x4F, 0x60, 0x59, 0x7D, 0xD8, 0x3D, 0xDE, 0x00}, want: "你好😀"},
 		{name: "ucs2 odd", dc: 0x08, sm: []byte{0x4F, 0x60, 0x59}, wantErr: ErrMalformed},
@@ -77,7 +84,8 @@ func TestDecodeIncoming(t *testing.T) {
 		{name: "udh concat seq > total", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x03, 0x41}, wantErr: ErrBadUDH},
 		{name: "udh concat wrong length", dc: 0x00, esm: 0x40, sm: []byte{0x05, 0x00, 0x02, 0x01, 0x02, 0x41}, wantErr: ErrBadUDH},
 		// UDHI clear: the same octets are text, not a header.
-		{name: "no udhi", dc: 0x01, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x01}, want: "\x05\x00\x03\x01\x02\x01"},
+		// Text, not a header (its control octets read as GSM: gsmUnderIA5).
+		{name: "no udhi", dc: 0x01, sm: []byte{0x05, 0x00, 0x03, 0x01, 0x02, 0x01}, want: "é@¥£$£"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,6 +194,9 @@ func TestJoinTextSplitCharacters(t *testing.T) {
 		{"surrogate pair", 0x08, [][]byte{ucs[:4], ucs[4:]}, "A😀B"},
 		{"odd split", 0x08, [][]byte{ucs[:3], ucs[3:]}, "A😀B"},
 		{"escape", 0x00, [][]byte{gsm[:2], gsm[2:]}, "A€B"},
+		// GSM under IA5: the escape alone at a part's end decides the
+		// whole text's reading, since neighbours of a coding are joined.
+		{"escape under ia5", 0x01, [][]byte{[]byte("a\x11b\x00c A\x1b"), []byte("\x65B")}, "a_b@c A€B"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,5 +214,32 @@ func TestJoinTextSplitCharacters(t *testing.T) {
 				t.Errorf("JoinText = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTextBody: a text as one deliver_sm's body is GSM 7-bit, one septet
+// per octet, whenever GSM has every character (ASCII's '@', '$', '_' and
+// the extension table's characters with their GSM codes, not ASCII's),
+// else UCS-2; either way DecodeIncoming gives the text back.
+func TestTextBody(t *testing.T) {
+	tests := []struct {
+		text string
+		dc   byte
+		body []byte
+	}{
+		{"me@home_$5", 0x00, []byte{'m', 'e', 0x00, 'h', 'o', 'm', 'e', 0x11, 0x02, '5'}},
+		{"{€}[~]", 0x00, []byte{0x1B, 0x28, 0x1B, 0x65, 0x1B, 0x29, 0x1B, 0x3C, 0x1B, 0x3D, 0x1B, 0x3E}},
+		{"café Ñ", 0x00, []byte{'c', 'a', 'f', 0x05, ' ', 0x5D}},
+		{"a`b", 0x08, []byte{0, 'a', 0, '`', 0, 'b'}}, // GSM has no backtick
+		{"好😀", 0x08, []byte{0x59, 0x7D, 0xD8, 0x3D, 0xDE, 0x00}},
+	}
+	for _, tt := range tests {
+		dc, body := TextBody(tt.text)
+		if dc != tt.dc || !bytes.Equal(body, tt.body) {
+			t.Errorf("TextBody(%q) = 0x%02x % x; want 0x%02x % x", tt.text, dc, body, tt.dc, tt.body)
+		}
+		if got, _, err := DecodeIncoming(dc, 0, body, nil, false); err != nil || got != tt.text {
+			t.Errorf("TextBody(%q) decodes to %q, %v", tt.text, got, err)
+		}
 	}
 }
