@@ -6,11 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+
+	"github.com/qxtd/qxtd/segment"
 )
 
 // MessageState is the message_state TLV (SMPP 3.4 §5.2.28).
@@ -333,17 +334,15 @@ func NewReceiptPDU(r Receipt, src, dst string, srcTON, srcNPI, dstTON, dstNPI ui
 }
 
 // NewTextPDU builds a deliver_sm carrying a text (esm_class 0, a
-// mobile-originated message) from src to dst: ASCII as data_coding 0,
-// anything else UCS-2 (0x08); a body longer than short_message's 254
-// octets goes in message_payload.
+// mobile-originated message) from src to dst, as SMSCs deliver one: in the
+// GSM 7-bit default alphabet, one septet per octet (data_coding 0x00), when
+// it has a GSM code for every character, else UCS-2 (0x08)
+// (segment.TextBody); a body longer than short_message's 254 octets goes
+// in message_payload. Before 2026-12-06 ASCII text went as its ASCII
+// octets under 0x00, which a GSM reader shows with '¡' for '@', '§' for
+// '_' and '¤' for '$' (gateway: TestInteropNodeSMPPUpstream).
 func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
-	coding, body := uint8(0x00), []byte(text)
-	for _, r := range text {
-		if r >= 0x80 {
-			coding, body = 0x08, ucs2(text)
-			break
-		}
-	}
+	coding, body := segment.TextBody(text)
 	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst, DataCoding: coding}
 	if len(body) > 254 {
 		m.TLVs = []TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}
@@ -351,13 +350,4 @@ func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 		m.ShortMessage = body
 	}
 	return NewDeliverSM(m)
-}
-
-func ucs2(s string) []byte {
-	u := utf16.Encode([]rune(s))
-	b := make([]byte, 0, 2*len(u))
-	for _, c := range u {
-		b = append(b, byte(c>>8), byte(c))
-	}
-	return b
 }
