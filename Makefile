@@ -34,7 +34,14 @@ lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck ./...
 
-test: lint
+# node-smpp (npm smpp), the JavaScript ESME and SMSC of gateway's
+# TestInteropNodeSMPP tests, pinned in its package-lock.json: npm ci
+# installs it once, again only when the lock file changes.
+NODESMPP := gateway/testdata/nodesmpp
+$(NODESMPP)/node_modules/.package-lock.json: $(NODESMPP)/package-lock.json
+	npm ci --no-audit --no-fund --prefix $(NODESMPP)
+
+test: lint $(NODESMPP)/node_modules/.package-lock.json
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 # A PNG of every console page (desktop and phone sizes), written by the

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"os/exec"
@@ -212,38 +211,8 @@ func TestInteropNetSMPP(t *testing.T) {
 func TestInteropNetSMPPUpstream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "perl", "testdata/netsmpp_smsc.pl", "up", "uppw")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func() string {
-		t.Helper()
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("the Net::SMPP SMSC ended: %s", stderr.String())
-			}
-			return l
-		case <-ctx.Done():
-			t.Fatalf("the Net::SMPP SMSC said nothing: %s", stderr.String())
-		}
-		return ""
-	}
-	port, ok := strings.CutPrefix(next(), "listening ")
+	smsc := startScript(t, ctx, ".", "perl", "testdata/netsmpp_smsc.pl", "up", "uppw")
+	port, ok := strings.CutPrefix(smsc.next(), "listening ")
 	if !ok {
 		t.Fatal("the Net::SMPP SMSC did not listen")
 	}
@@ -276,7 +245,7 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 	// one (【测试】 and 168 characters) in 3 parts with a UDH.
 	var single, parts int
 	for range 5 {
-		f := strings.Fields(next())
+		f := strings.Fields(smsc.next())
 		if len(f) != 6 || f[0] != "submit" || f[2] != "8" || f[4] != "1" {
 			t.Fatalf("the SMSC got %v: want a UCS-2 submit_sm asking for a receipt", f)
 		}
@@ -291,10 +260,10 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 		t.Errorf("the SMSC got %d single and %d concatenated parts, want 2 and 3", single, parts)
 	}
 	r.stop() // qxtd unbinds: the SMSC ends
-	if l := next(); l != "closed" {
+	if l := smsc.next(); l != "closed" {
 		t.Errorf("the SMSC said %q after qxtd stopped, want closed", l)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("the Net::SMPP SMSC: %v: %s", err, stderr.String())
+	if err := smsc.wait(); err != nil {
+		t.Errorf("the Net::SMPP SMSC: %v", err)
 	}
 }

@@ -1,0 +1,98 @@
+'use strict';
+// An SMSC written with node-smpp (npm smpp 0.5.1, pinned in
+// package-lock.json), for gateway's TestInteropNodeSMPPUpstream: qxtd's
+// upstream binds to it. It takes binds of the system_id and password given,
+// answers enquire_link, and answers each submit_sm with a UUID message_id
+// (36 characters, as many SMSCs give), then sends its receipt at once:
+// every other one with the TLVs only (receipted_message_id, message_state,
+// an empty short_message), the rest in Appendix B text only. After the
+// first message it sends a handset's reply to the message's source, in
+// UCS-2; after the second, a long reply in two parts with a UDH. One line
+// per event:
+//   listening <port>
+//   bound <system_id> <command>
+//   submit <message_id> <data_coding> <esm_class> <registered_delivery>
+//   unbound
+//   closed
+const crypto = require('crypto');
+const smpp = require('smpp');
+
+const [user, pass] = process.argv.slice(2);
+const say = (...a) => process.stdout.write(a.join(' ') + '\n');
+setTimeout(() => {
+	process.stderr.write('timeout\n');
+	process.exit(2);
+}, 50000);
+
+const stamp = (d) => {
+	const p = (n) => String(n).padStart(2, '0');
+	return p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) + p(d.getUTCHours()) + p(d.getUTCMinutes());
+};
+
+let sessions = 0;
+let submits = 0;
+const server = smpp.createServer((session) => {
+	sessions++;
+	session.on('error', (e) => process.stderr.write('session: ' + e.message + '\n'));
+	let bound = false;
+	const bind = (pdu) => {
+		const ok = pdu.system_id === user && pdu.password === pass;
+		session.send(pdu.response({command_status: ok ? 0 : smpp.ESME_RBINDFAIL, system_id: 'nodesmsc'}));
+		bound = ok;
+		say('bound', pdu.system_id, pdu.command);
+	};
+	session.on('bind_transceiver', bind);
+	session.on('bind_transmitter', bind);
+	session.on('bind_receiver', bind);
+	session.on('enquire_link', (pdu) => session.send(pdu.response()));
+	session.on('submit_sm', (pdu) => {
+		if (!bound) {
+			session.send(pdu.response({command_status: smpp.ESME_RINVBNDSTS}));
+			return;
+		}
+		const id = crypto.randomUUID();
+		session.send(pdu.response({message_id: id}));
+		submits++;
+		say('submit', id, pdu.data_coding, pdu.esm_class, pdu.registered_delivery);
+		const now = stamp(new Date());
+		if (pdu.registered_delivery & 0x01) {
+			const receipt = {
+				source_addr: pdu.destination_addr, destination_addr: pdu.source_addr, esm_class: 0x04,
+			};
+			if (submits % 2) {
+				Object.assign(receipt, {receipted_message_id: id, message_state: 2, short_message: ''});
+			} else {
+				receipt.short_message = `id:${id} sub:001 dlvrd:001 submit date:${now} done date:${now} stat:DELIVRD err:000 text:`;
+			}
+			session.deliver_sm(receipt);
+		}
+		if (submits === 1) {
+			session.deliver_sm({
+				source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
+				short_message: '好的，已收到 node-smpp',
+			});
+		} else if (submits === 2) {
+			const long = 'A reply_long from me@home, sent by the handset in two parts: ';
+			for (let seq = 1; seq <= 2; seq++) {
+				session.deliver_sm({
+					source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
+					short_message: {udh: Buffer.from([0x05, 0x00, 0x03, 0x2c, 0x02, seq]), message: `${long}part ${seq}. `},
+				});
+			}
+		}
+	});
+	session.on('unbind', (pdu) => {
+		session.send(pdu.response());
+		say('unbound');
+		session.close();
+	});
+	session.on('close', () => {
+		if (--sessions === 0) {
+			say('closed');
+			server.close();
+			process.exit(0);
+		}
+	});
+});
+
+server.listen(0, '127.0.0.1', () => say('listening', server.address().port));
