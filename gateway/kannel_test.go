@@ -380,10 +380,12 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	for _, s := range sends {
 		k.send(t, "10657500112", s.dst, s.text, s.ucs2, web.URL+"/dlr", s.tag, s.more)
 	}
-	// Two replies: a short one, and one of 150 Chinese characters that
-	// qxtd forwards in message_payload (300 octets of UCS-2).
+	// Three replies: a short one, one of 150 Chinese characters that
+	// qxtd forwards in message_payload (300 octets of UCS-2), and one in
+	// GSM with characters whose GSM codes are not ASCII's (Kannel reads
+	// data_coding 0x00 as GSM, as the SMSC world writes it).
 	longReply := strings.Repeat("长回复测试", 30)
-	replies := map[string]bool{"收到,谢谢": true, longReply: true}
+	replies := map[string]bool{"收到,谢谢": true, longReply: true, "ok@home_$5 {x}": true}
 	for text := range replies {
 		if err := r.sim.InjectMO("13712345678", "10657500112", text); err != nil {
 			t.Fatal(err)
@@ -395,10 +397,10 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 	// The refused one (a China Mobile number of another province, and
 	// E1 may not send there): a NACK (type 16) with qxtd's error code.
 	// The scheduled one: accepted (type 8), nothing more yet.
-	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 2}
+	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 3}
 	got := map[string]int{}
 	deadline := time.After(30 * time.Second)
-	for n := 0; n < 10; n++ {
+	for n := 0; n < 11; n++ {
 		select {
 		case h := <-hits:
 			switch h.path {
