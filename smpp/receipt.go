@@ -128,11 +128,29 @@ func (r Receipt) AppendFormat(b []byte) []byte {
 			break
 		}
 		n++
-		if c >= 0x20 && c < 0x7F {
+		if asciiAsGSM(c) {
 			b = append(b, byte(c))
 		}
 	}
 	return b
+}
+
+// asciiAsGSM reports whether c is printable ASCII that the GSM 7-bit
+// default alphabet writes with the same code. A receipt's text goes under
+// data_coding 0x00, which receivers read as GSM: '$', '@', '[', '\', ']',
+// '^', '_', '`', '{', '|', '}' and '~' would show there as '¤', '¡', 'Ä',
+// 'Ö', 'Ñ', 'Ü', '§', '¿', 'ä', 'ö', 'ñ' and 'ü', so they are left out, as
+// everything outside ASCII is.
+func asciiAsGSM(c rune) bool {
+	switch {
+	case c < 0x20 || c > 0x7E:
+		return false
+	case c == '$' || c == '@' || c == '`':
+		return false
+	case c >= '[' && c <= '_', c >= '{' && c <= '~':
+		return false
+	}
+	return true
 }
 
 // append3d appends n as fmt's %03d does.

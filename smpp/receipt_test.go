@@ -121,6 +121,12 @@ func TestReceiptFormatRoundTrip(t *testing.T) {
 	if got, want := r.Format(), "id:1 sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text: 1234 is yo"; got != want {
 		t.Errorf("Format() =\n%q\nwant\n%q", got, want)
 	}
+	// Nor the ASCII that GSM writes with other codes ('@' would read '¡',
+	// '_' '§', '$' '¤', '{' 'ä'): the rest of the 20 stays.
+	r.Text = "pay $5 to me@x_y {ok} [now]"
+	if got, want := r.Format(), "id:1 sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:pay 5 to mexy ok"; got != want {
+		t.Errorf("Format() =\n%q\nwant\n%q", got, want)
+	}
 	if !smpp.StateDelivered.Final() || smpp.StateEnroute.Final() || smpp.StateAccepted.Final() || !smpp.StateRejected.Final() {
 		t.Error("Final() wrong")
 	}
