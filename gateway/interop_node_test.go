@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -86,8 +87,21 @@ func simTexts(t *testing.T, r *rig) []string {
 // clean.
 func TestInteropNodeSMPP(t *testing.T) {
 	needNodeSMPP(t)
+	t.Run("plain", func(t *testing.T) { testInteropNodeSMPP(t, false) })
+	// Over smpp.tls_listen's kind of listener (ssmpp://, as the library
+	// calls it), the same exchange.
+	t.Run("tls", func(t *testing.T) { testInteropNodeSMPP(t, true) })
+}
+
+func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 	r, _ := twoWayRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
-	host, port, err := net.SplitHostPort(r.addr)
+	addr, mode := r.addr, "plain"
+	if overTLS {
+		tl := tls.NewListener(listen(t), &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{selfSigned(t)}})
+		go func() { _ = r.srv.Serve(tl) }() // the rig's server: closed with the rig
+		addr, mode = tl.Addr().String(), "tls"
+	}
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +110,7 @@ func TestInteropNodeSMPP(t *testing.T) {
 	// bob: enterprise E2, service number 106575002 (his source), whose
 	// handsets' replies to that number reach him.
 	es := startScript(t, ctx, nodeSMPP, "node", "esme.js", host, port, "bob", "secret2",
-		"106575002", "13712345678", "13800000000", "1")
+		"106575002", "13712345678", "13800000000", "1", mode)
 	var out []string
 	submitted := map[string]bool{}
 	receipts := map[string]string{}

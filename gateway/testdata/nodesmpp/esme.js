@@ -11,7 +11,7 @@
 //   - a long text in message_payload, a data_sm, and a submit_multi to the
 //     destination and to a number the account may not reach;
 // every one asking for a receipt. It answers every deliver_sm, counts the
-// receipts, waits for a handset's reply when asked to (argument 7), queries
+// receipts, waits for a handset's reply when asked to (argument 8), queries
 // the first message and unbinds. One line per event:
 //   bound
 //   submitted <message_id>
@@ -23,7 +23,7 @@
 //   unbound 0x<command_status>
 const smpp = require('smpp');
 
-const [host, port, user, pass, src, dst, other, replies] = process.argv.slice(2);
+const [host, port, user, pass, src, dst, other, replies, secure] = process.argv.slice(2);
 const wantReplies = Number(replies || 0);
 const hex = (n) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
 const say = (...a) => process.stdout.write(a.join(' ') + '\n');
@@ -33,7 +33,10 @@ const fail = (msg) => {
 };
 setTimeout(() => fail('timeout'), 25000);
 
-const session = smpp.connect({url: `smpp://${host}:${port}`, auto_enquire_link_period: 500});
+// "tls" as the last argument: over TLS (ssmpp://), trusting the test's
+// self-signed certificate.
+const scheme = secure === 'tls' ? 'ssmpp' : 'smpp';
+const session = smpp.connect({url: `${scheme}://${host}:${port}`, auto_enquire_link_period: 500, rejectUnauthorized: false});
 session.on('error', (e) => fail('session: ' + e.message));
 const call = (cmd, params) => new Promise((resolve) => session[cmd](params, resolve));
 
