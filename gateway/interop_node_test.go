@@ -349,3 +349,57 @@ func TestInteropNodeSMPPUpstream(t *testing.T) {
 		t.Errorf("the node-smpp SMSC: %v", err)
 	}
 }
+
+// TestInteropNodeSMPPUpstreamUnbinds: the node-smpp SMSC unbinds qxtd
+// itself after the second submit_sm, as an SMSC does for its maintenance,
+// refusing what comes after its unbind with ESME_RINVBNDSTS. qxtd answers
+// the unbind with unbind_resp OK, binds again, sends the rest on the new
+// bind, and every message's receipt reaches the ESME as DELIVRD.
+func TestInteropNodeSMPPUpstreamUnbinds(t *testing.T) {
+	needNodeSMPP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	smsc := startScript(t, ctx, nodeSMPP, "node", "smsc.js", "up", "uppw", "2")
+	port, ok := strings.CutPrefix(smsc.next(), "listening ")
+	if !ok {
+		t.Fatal("the node-smpp SMSC did not listen")
+	}
+	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
+		u.Addr, u.Binds = "127.0.0.1:"+port, 1
+	}})
+	e, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 5 {
+		id, err := e.submit(ctx, submitSM("106575002", "13712345678", "message "+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+	wantReceipts(t, e, ids, smpp.StateDelivered)
+	r.stop() // qxtd unbinds: the SMSC ends
+	// What the SMSC saw, to its end: two binds, its unbind answered OK,
+	// five messages taken, once each (one it refused after its unbind is
+	// sent again on the new bind, and printed once taken).
+	var binds, submits int
+	var unbindResp string
+	for l := smsc.next(); l != "unbound"; l = smsc.next() {
+		switch f := strings.Fields(l); f[0] {
+		case "bound":
+			binds++
+		case "submit":
+			submits++
+		case "unbind_resp":
+			unbindResp = f[1]
+		}
+	}
+	if binds != 2 || unbindResp != "0x00000000" || submits != 5 {
+		t.Errorf("the SMSC saw %d binds, its unbind answered %q and %d messages; want 2, 0x00000000 and 5", binds, unbindResp, submits)
+	}
+	if err := smsc.wait(); err != nil {
+		t.Errorf("the node-smpp SMSC: %v", err)
+	}
+}

@@ -7,17 +7,20 @@
 // every other one with the TLVs only (receipted_message_id, message_state,
 // an empty short_message), the rest in Appendix B text only. After the
 // first message it sends a handset's reply to the message's source, in
-// UCS-2; after the second, a long reply in two parts with a UDH. One line
-// per event:
+// UCS-2; after the second, a long reply in two parts with a UDH. Given a
+// third argument K, after the K-th submit_sm it unbinds the ESME itself,
+// as an SMSC does for its maintenance, and takes the next bind. It ends
+// when the ESME unbinds. One line per event:
 //   listening <port>
 //   bound <system_id> <command>
 //   submit <message_id> <data_coding> <esm_class> <registered_delivery>
-//   unbound
+//   unbind_resp 0x<command_status>   (the answer to its own unbind)
+//   unbound                          (the ESME unbound)
 //   closed
 const crypto = require('crypto');
 const smpp = require('smpp');
 
-const [user, pass] = process.argv.slice(2);
+const [user, pass, unbindAfter] = process.argv.slice(2);
 const say = (...a) => process.stdout.write(a.join(' ') + '\n');
 setTimeout(() => {
 	process.stderr.write('timeout\n');
@@ -29,10 +32,9 @@ const stamp = (d) => {
 	return p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) + p(d.getUTCHours()) + p(d.getUTCMinutes());
 };
 
-let sessions = 0;
 let submits = 0;
 const server = smpp.createServer((session) => {
-	sessions++;
+	let esmeUnbound = false;
 	session.on('error', (e) => process.stderr.write('session: ' + e.message + '\n'));
 	let bound = false;
 	const bind = (pdu) => {
@@ -80,15 +82,25 @@ const server = smpp.createServer((session) => {
 				});
 			}
 		}
+		if (String(submits) === unbindAfter) {
+			// Refuse what comes after the unbind (ESME_RINVBNDSTS), and
+			// send nothing more on this session.
+			bound = false;
+			session.unbind({}, (resp) => {
+				say('unbind_resp', '0x' + resp.command_status.toString(16).padStart(8, '0'));
+				session.close();
+			});
+		}
 	});
 	session.on('unbind', (pdu) => {
 		session.send(pdu.response());
 		say('unbound');
+		esmeUnbound = true;
 		session.close();
 	});
 	session.on('close', () => {
-		if (--sessions === 0) {
-			say('closed');
+		say('closed');
+		if (esmeUnbound) {
 			server.close();
 			process.exit(0);
 		}
