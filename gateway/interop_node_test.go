@@ -403,3 +403,85 @@ func TestInteropNodeSMPPUpstreamUnbinds(t *testing.T) {
 		t.Errorf("the node-smpp SMSC: %v", err)
 	}
 }
+
+// TestInteropNodeSMPPScheduled: scheduled messages as node-smpp writes
+// their times (testdata/nodesmpp/schedule.js): an absolute
+// schedule_delivery_time in UTC with "00+", a relative one the library
+// pads to "000000010000000R" and a relative validity_period. Both are
+// held for their hour (stored with that time, nothing at the SMSC), the
+// validity is stored a day ahead, query_sm answers ENROUTE for the held
+// ones, replace_sm changes the relative one's text, cancel_sm withdraws
+// the absolute one (and answers OK when asked again, as a retry after a
+// lost cancel_sm_resp would be), and the message
+// without a schedule goes at once.
+func TestInteropNodeSMPPScheduled(t *testing.T) {
+	needNodeSMPP(t)
+	r, _ := twoWayRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 5 * time.Millisecond}})
+	host, port, err := net.SplitHostPort(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	start := time.Now()
+	sc := startScript(t, ctx, nodeSMPP, "node", "schedule.js", host, port, "bob", "secret2", "106575002", "13712345678")
+	ids := map[string]uint64{}
+	var out []string
+	for line := range sc.lines {
+		out = append(out, line)
+		if f := strings.Fields(line); f[0] == "submitted" && len(f) == 3 {
+			id, err := strconv.ParseUint(f[2], 10, 64)
+			if err != nil {
+				t.Fatalf("message id %q: %v", f[2], err)
+			}
+			ids[f[1]] = id
+		}
+	}
+	if err := sc.wait(); err != nil {
+		t.Fatalf("node-smpp ESME: %v\nits output:\n%s", err, strings.Join(out, "\n"))
+	}
+	enroute := strconv.Itoa(int(smpp.StateEnroute))
+	want := []string{
+		"query abs 0x00000000 " + enroute,
+		"query rel 0x00000000 " + enroute,
+		"replace 0x00000000",
+		"cancel 0x00000000",
+		"query abs 0x00000000 " + strconv.Itoa(int(smpp.StateDeleted)),
+		"query rel 0x00000000 " + enroute,
+		"cancel 0x00000000", // again: OK, as a retry after a lost answer wants
+		"unbound 0x00000000",
+	}
+	got := strings.Join(out, "\n")
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("node-smpp's output has no %q:\n%s", w, got)
+		}
+	}
+	if len(ids) != 3 {
+		t.Fatalf("ids %v, want abs, rel and now", ids)
+	}
+	// Held an hour (the absolute time has tenths of a second, the library's
+	// own rounding: a second's slack either way), valid a day.
+	for name, want := range map[string]time.Duration{"abs": time.Hour, "rel": time.Hour} {
+		m, err := r.store.Get(ids[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := m.SendAt.Sub(start); d < want-2*time.Second || d > want+5*time.Second {
+			t.Errorf("%s: held until %v, %v after the start; want about %v", name, m.SendAt, d, want)
+		}
+	}
+	if m, err := r.store.Get(ids["rel"]); err != nil || !strings.HasSuffix(m.Text, "replaced text") {
+		t.Errorf("rel after replace_sm: %+v, %v; want the text replaced", m, err)
+	}
+	if m, err := r.store.Get(ids["now"]); err != nil {
+		t.Fatal(err)
+	} else if d := m.ValidUntil.Sub(start); d < 24*time.Hour-2*time.Second || d > 24*time.Hour+5*time.Second {
+		t.Errorf("now: valid until %v, %v after the start; want a day", m.ValidUntil, d)
+	}
+	// Only the message without a schedule reached the SMSC.
+	texts := simTexts(t, r)
+	if len(texts) != 1 || texts[0] != "【乙公司】with a validity" {
+		t.Errorf("the SMSC got %q, want only the unscheduled message", texts)
+	}
+}
