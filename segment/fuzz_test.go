@@ -118,6 +118,7 @@ func FuzzDecodeIncoming(f *testing.F) {
 	f.Add(byte(0x00), byte(0x40), []byte{0x05, 0x00, 0x03, 0x01, 0x01, 0x01, 0x90, 0x65, 0x36, 0xFB, 0x0D}, []byte(nil), true)
 	f.Add(byte(0xF5), byte(0x40), []byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x01}, []byte(nil), false)
 	f.Add(byte(0x03), byte(0x00), []byte(nil), []byte{0xE9, 0x41}, false)
+	f.Add(byte(0x01), byte(0x00), []byte("me\x00home\x11\x1b\x65"), []byte(nil), false) // GSM under IA5
 	f.Fuzz(func(t *testing.T, dc, esm byte, sm, payload []byte, packed bool) {
 		text, _, err := DecodeIncoming(dc, esm, sm, payload, packed)
 		if err != nil {
@@ -158,6 +159,24 @@ func FuzzUTF16BE(f *testing.F) {
 		}
 		if !bytes.Equal(p.Parts[0], want) {
 			t.Fatalf("Encode(%q) body %x, x/text %x", text, p.Parts[0], want)
+		}
+	})
+}
+
+// FuzzTextBody: a reply's text as one deliver_sm body (TextBody) reads
+// back as the same text, GSM or UCS-2, for any valid UTF-8.
+func FuzzTextBody(f *testing.F) {
+	f.Add("me@home_$5 {x} [y] ~|^\\ €")
+	f.Add("café Ñandú ΔΦΓ")
+	f.Add("a`b " + han + emoji)
+	f.Fuzz(func(t *testing.T, text string) {
+		if !utf8.ValidString(text) || text == "" {
+			return
+		}
+		dc, body := TextBody(text)
+		got, _, err := DecodeIncoming(dc, 0, body, nil, false)
+		if err != nil || got != text {
+			t.Fatalf("TextBody(%q) = 0x%02x % x, read back as %q, %v", text, dc, body, got, err)
 		}
 	})
 }
