@@ -160,7 +160,7 @@ type Server struct {
 	mu         sync.Mutex
 	listeners  map[net.Listener]error // → the last Accept error, nil while accepting
 	serveErr   error                  // a Serve that returned without Close/Shutdown
-	conns      map[*Conn]struct{}
+	conns      map[*Conn]*serverConn
 	unbound    map[string]int // by IP: connections not bound yet (≤ MaxConns entries)
 	unboundNet map[string]int // by SourcePrefix: connections not bound yet
 	// waiting are the connections not bound yet (counted in unbound), in
@@ -224,7 +224,7 @@ func NewServer(b Backend, opt ServerOptions) *Server {
 		opt:         opt,
 		log:         opt.Logger,
 		listeners:   make(map[net.Listener]error),
-		conns:       make(map[*Conn]struct{}),
+		conns:       make(map[*Conn]*serverConn),
 		unbound:     make(map[string]int),
 		unboundNet:  make(map[string]int),
 		waiting:     list.New(),
@@ -472,7 +472,7 @@ func (s *Server) startConn(nc net.Conn) {
 	c := NewConn(nc, sc, opt)
 	sc.c = c
 	s.countLocked(sc, now)
-	s.conns[c] = struct{}{}
+	s.conns[c] = sc
 	s.mu.Unlock()
 	if victim != nil {
 		victim.c.closeWith(errEvicted)
@@ -758,7 +758,7 @@ func (s *Server) connections() []*Conn {
 	return conns
 }
 
-func (s *Server) stopListening() []*Conn {
+func (s *Server) stopListening() []*serverConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closing {
@@ -768,32 +768,42 @@ func (s *Server) stopListening() []*Conn {
 	for l := range s.listeners {
 		_ = l.Close()
 	}
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	conns := make([]*serverConn, 0, len(s.conns))
+	for _, sc := range s.conns {
+		conns = append(conns, sc)
 	}
 	return conns
 }
 
 // Close stops listening and drops every connection at once.
 func (s *Server) Close() error {
-	for _, c := range s.stopListening() {
-		c.closeWith(ErrClosed)
+	for _, sc := range s.stopListening() {
+		sc.c.closeWith(ErrClosed)
 	}
 	s.wg.Wait()
 	return nil
 }
 
-// Shutdown stops listening, sends unbind to every peer and waits for them
-// to answer (or ctx to end, then closes what is left).
+// Shutdown stops listening, sends unbind to every bound peer and waits for
+// them to answer (or ctx to end, then closes what is left). A connection
+// not bound is closed at once: it has no session to unbind, and waiting on
+// it held a stop up to a refused bind's failure delay (MaxFailDelay), or
+// to ctx's end for a peer that never answers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	conns := s.stopListening()
 	var wg sync.WaitGroup
-	for _, c := range conns {
+	for _, sc := range conns {
+		sc.mu.Lock()
+		bound := sc.kind != 0
+		sc.mu.Unlock()
+		if !bound {
+			sc.c.closeWith(ErrClosed)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = c.Unbind(ctx)
+			_ = sc.c.Unbind(ctx)
 		}()
 	}
 	wg.Wait()

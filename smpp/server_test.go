@@ -546,6 +546,46 @@ func TestServerShutdown(t *testing.T) {
 	})
 }
 
+// TestServerShutdownNotHeldByUnbound: a planned stop unbinds the bound
+// peers and does not wait on the rest. A refused bind sleeping out its
+// failure delay (here 3 s: a password guesser's, or any ESME's after a few
+// refusals from one address) and a connection that never bound and
+// answers nothing used to hold Shutdown, each being sent an unbind and
+// waited for: the first until its handler woke, the second until ctx
+// ended. Both are closed at once instead; the bound peer is unbound as
+// before.
+func TestServerShutdownNotHeldByUnbound(t *testing.T) {
+	b := newRecBackend()
+	srv, addr := startServer(t, b, smpp.ServerOptions{FailDelay: 3 * time.Second, MaxFailDelay: 3 * time.Second})
+	bound := dialPeer(t, addr)
+	bound.bind(pdu.BindTransceiverID, "ent1", "secret", 1, smpp.StatusOK)
+	refused := dialPeer(t, addr)
+	refused.sendPDU(bindPDU(pdu.BindTransceiverID, "ent1", "wrong"), 1)
+	silent := dialPeer(t, addr)
+	silent.send(frame(pdu.EnquireLinkID, 0, 1))
+	silent.expect(pdu.EnquireLinkRespID, 0, 1)
+	// The refused bind is with its failure delay once the backend saw it.
+	waitFor(t, "the refused bind", func() bool { return len(b.binds.all()) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := goResult(func() error { return srv.Shutdown(ctx) })
+	h, _ := bound.next()
+	if h.ID != pdu.UnbindID {
+		t.Fatalf("the bound peer got %s, want unbind", h.ID)
+	}
+	bound.send(frame(pdu.UnbindRespID, 0, h.Seq))
+	bound.expectClosed()
+	if err := recvWithin(t, "Shutdown", done); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v: held by the peers that were not bound", d)
+	}
+	refused.expectClosed()
+	silent.expectClosed()
+}
+
 func TestServerClose(t *testing.T) {
 	b := newRecBackend()
 	srv, addr := startServer(t, b, smpp.ServerOptions{})
