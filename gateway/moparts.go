@@ -95,7 +95,14 @@ func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.F
 		g.log.Info("reply parts below the cap again: joined as they complete", "upstream", m.Upstream)
 	}
 	if complete {
-		if err := g.joinMOParts(ctx, p.MOPartGroup, false); err != nil {
+		// The join is the gateway's, not the connection's: the part is
+		// stored, and a join cut by the connection's end (the SMSC
+		// dropped it, or a bind it had lost was left) would leave a whole
+		// reply unjoined until the part came again or housekeeping ran,
+		// logged as a store failure; or, its commit under way, joined
+		// with its opt-out left unrecorded and its forwarders not woken.
+		// Joined, the part sent again is answered and dropped.
+		if err := g.joinMOParts(context.WithoutCancel(ctx), p.MOPartGroup, false); err != nil {
 			g.log.Error("join a reply's parts: joined later", "group", p.MOPartGroup.String(), "err", err)
 		}
 	}
