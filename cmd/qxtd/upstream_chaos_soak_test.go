@@ -27,6 +27,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -706,6 +707,13 @@ type upFaults struct {
 	delayFrac          float64 // accepted, the answer relayed late
 	delayMin, delayMax time.Duration
 	bindLost           float64 // the SMSC loses the session's bind at this submit
+	// The deliver_sm direction (receipts and replies from the SMSC):
+	// dlvCut drops the connection just after a deliver_sm is relayed,
+	// before the daemon's deliver_sm_resp can come back; dlvRespLost
+	// loses the daemon's deliver_sm_resp on its way. A session whose bind
+	// the SMSC lost (bindLost) loses every deliver_sm_resp too: the SMSC
+	// no longer knows it. Drawn per deliver_sm and per deliver_sm_resp.
+	dlvCut, dlvRespLost float64
 }
 
 // upSubmit is one submit_sm through a front and the fate of its answer.
@@ -743,7 +751,15 @@ type smscFront struct {
 	dlrs      map[string]smpp.MessageState // the simulator's verdict by its id, from its receipts
 	bindLosts int
 	binds     []time.Time // binds the SMSC answered OK
-	wg        sync.WaitGroup
+	// The deliver_sm faults done: connections cut after a deliver_sm,
+	// deliver_sm_resp lost, and lost because the bind was.
+	dlvCuts, dlvRespLosts, dlvOnLost int
+	// Receipts relayed before their segment's submit_sm_resp was.
+	early int
+	// The replies (deliver_sm that are no receipts, whole texts) relayed,
+	// by source, destination and text, with what became of each answer.
+	dlvLog map[moKey][]*dlvRec
+	wg     sync.WaitGroup
 }
 
 func newSMSCFront(t *testing.T, name, target string, seed uint64) *smscFront {
@@ -819,7 +835,7 @@ func (f *smscFront) serve(ln net.Listener) {
 		}
 		f.nconn++
 		fc := &frontConn{f: f, id: f.nconn, gen: int(f.gen.Load()), client: c, server: s,
-			done: make(chan struct{}), pending: map[uint32]*upSubmit{}}
+			done: make(chan struct{}), pending: map[uint32]*upSubmit{}, pendingDlv: map[uint32]*dlvRec{}}
 		f.conns[fc] = true
 		f.mu.Unlock()
 		f.wg.Add(2)
@@ -838,6 +854,7 @@ type frontConn struct {
 	once           sync.Once
 	pending        map[uint32]*upSubmit // by sequence number, under f.mu
 	mine           []*upSubmit          // under f.mu
+	pendingDlv     map[uint32]*dlvRec   // replies relayed, not yet answered, under f.mu
 }
 
 func (fc *frontConn) close() {
@@ -850,6 +867,14 @@ func (fc *frontConn) close() {
 		now := time.Now()
 		for _, e := range fc.mine {
 			e.connEnd = now
+		}
+		for _, r := range fc.pendingDlv {
+			if r.fate == "" {
+				r.fate, r.end = "ended", now
+				if fc.lost {
+					r.fate = "ended, its bind lost"
+				}
+			}
 		}
 		delete(f.conns, fc)
 		f.mu.Unlock()
@@ -922,6 +947,30 @@ func (fc *frontConn) fromDaemon() {
 		fr, err := readFrame(br)
 		if err != nil {
 			return
+		}
+		if binary.BigEndian.Uint32(fr[4:]) == uint32(pdu.DeliverSMRespID) {
+			f.mu.Lock()
+			lose := fc.lost
+			fate := "lost-bind"
+			if lose {
+				f.dlvOnLost++
+			} else if dl := f.faults.Load().dlvRespLost; dl > 0 && f.rng.Float64() < dl {
+				lose = true
+				f.dlvRespLosts++
+				fate = "resp-lost"
+			}
+			seq := binary.BigEndian.Uint32(fr[12:])
+			if r := fc.pendingDlv[seq]; r != nil {
+				delete(fc.pendingDlv, seq)
+				if !lose {
+					fate = fmt.Sprintf("answered 0x%x", binary.BigEndian.Uint32(fr[8:]))
+				}
+				r.fate, r.end = fate, time.Now()
+			}
+			f.mu.Unlock()
+			if lose {
+				continue // the SMSC sends that deliver_sm again
+			}
 		}
 		if binary.BigEndian.Uint32(fr[4:]) == uint32(pdu.SubmitSMID) {
 			seq := binary.BigEndian.Uint32(fr[12:])
@@ -1035,12 +1084,61 @@ func (fc *frontConn) fromSMSC() {
 				if rc, err := smpp.ParseReceipt(p); err == nil {
 					f.mu.Lock()
 					f.dlrs[strings.ToLower(rc.ID)] = rc.State
+					if s := f.byID[strings.ToLower(rc.ID)]; s != nil && s.relayed.IsZero() {
+						f.early++
+					}
 					f.mu.Unlock()
 				}
+			}
+			var rec *dlvRec
+			if p, err := smpp.Decode(fr); err == nil {
+				if _, err := smpp.ParseReceipt(p); errors.Is(err, smpp.ErrNotReceipt) && smpp.Byte(p, pdufield.ESMClass)&0x40 == 0 {
+					text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), 0, smpp.Bytes(p, pdufield.ShortMessage), nil, false)
+					if err == nil {
+						rec = &dlvRec{at: time.Now()}
+						k := moKey{smpp.Str(p, pdufield.SourceAddr), smpp.Str(p, pdufield.DestinationAddr), text}
+						f.mu.Lock()
+						if f.dlvLog == nil {
+							f.dlvLog = map[moKey][]*dlvRec{}
+						}
+						f.dlvLog[k] = append(f.dlvLog[k], rec)
+						fc.pendingDlv[binary.BigEndian.Uint32(fr[12:])] = rec
+						f.mu.Unlock()
+					}
+				}
+			}
+			f.mu.Lock()
+			cut := false
+			if dc := f.faults.Load().dlvCut; dc > 0 && f.rng.Float64() < dc {
+				cut = true
+				f.dlvCuts++
+				for _, r := range fc.pendingDlv { // this one, and any other out on the connection
+					if r.fate == "" {
+						r.fate, r.end = "cut", time.Now()
+					}
+				}
+			}
+			f.mu.Unlock()
+			if cut {
+				// The deliver_sm reaches the daemon, its answer cannot
+				// come back: the SMSC sends it again on another bind.
+				fc.writeDaemon(fr, nil)
+				fc.close()
+				return
 			}
 		}
 		fc.writeDaemon(fr, e)
 	}
+}
+
+// dlvRec is one reply relayed to the daemon and what became of its
+// answer: "answered 0x…" (relayed to the SMSC with that status),
+// "resp-lost", "lost-bind" (lost on the way), "cut" (the front dropped
+// the connection), "ended" (the connection ended first: a stop, a kill;
+// "ended, its bind lost": the daemon left a bind the SMSC had lost).
+type dlvRec struct {
+	at, end time.Time
+	fate    string
 }
 
 // upCopy is one copy of a segment that an SMSC accepted.
