@@ -128,10 +128,8 @@ func TestSoakPlannedStops(t *testing.T) {
 		drivers.Wait()
 		conns.Wait()
 	}()
-	var esmes []*termESME
 	for i := range 3 {
 		e := &termESME{t: tt, e: &chaosESME{x: x, n: i + 1, sink: x.sinks[i]}, slow: i == 2}
-		esmes = append(esmes, e)
 		conns.Go(func() { e.keepBound(endCtx) })
 		for w := range 6 {
 			wrng := rand.New(rand.NewPCG(seed+uint64(10*i+w), 1))
@@ -139,7 +137,6 @@ func TestSoakPlannedStops(t *testing.T) {
 		}
 	}
 	rx1 := &termESME{t: tt, e: &chaosESME{x: x, system: "rx1", kind: smpp.BindReceiver}}
-	esmes = append(esmes, rx1)
 	conns.Go(func() { rx1.keepBound(endCtx) })
 	for w := range 2 {
 		wrng := rand.New(rand.NewPCG(seed+uint64(100+w), 2))

@@ -72,9 +72,9 @@ import (
 // every opt-out refuses R1's sends; the usage is the delivered segments;
 // and nothing is logged at error level.
 //
-// SOAK_TWOWAY_SEED replays a seed.
+// SOAK_TWOWAY_FAULTS_SEED replays a seed.
 func TestSoakTwoWayFaults(t *testing.T) {
-	seed := soakSeed(t, "SOAK_TWOWAY_SEED")
+	seed := soakSeed(t, "SOAK_TWOWAY_FAULTS_SEED")
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x51ed27f4a1c3b9e5))
 
