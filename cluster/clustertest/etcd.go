@@ -4,7 +4,12 @@
 package clustertest
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,21 +21,64 @@ import (
 type Etcd struct {
 	// Endpoints are its client addresses (host:port).
 	Endpoints []string
-	e         *embed.Etcd
+
+	mu     sync.Mutex
+	e      *embed.Etcd
+	dir    string  // its data, kept across Stop and Restart
+	client url.URL // the addresses the kernel chose at Start, kept by Restart
+	peer   url.URL
+	proxy  *proxy // StartBehindProxy's
+}
+
+// StartBehindProxy is Start with the clients reaching etcd through a TCP
+// proxy of the test's (Endpoints are the proxy's): Stop then cuts every
+// client connection at once, as an etcd that crashed or became unreachable
+// would, instead of etcd's own stop, which serves the streams already open
+// (watches, lease keepalives) for up to 7 s more. Restart opens the proxy
+// again on the same port.
+func StartBehindProxy(t testing.TB) *Etcd {
+	t.Helper()
+	et := Start(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("clustertest: proxy: %v", err)
+	}
+	et.proxy = &proxy{addr: l.Addr().String(), to: et.Endpoints[0], conns: map[net.Conn]struct{}{}}
+	et.proxy.serve(l)
+	et.Endpoints = []string{et.proxy.addr}
+	t.Cleanup(et.proxy.cut) // runs before Start's Stop
+	return et
 }
 
 // Start runs an etcd member on loopback ports chosen by the kernel and stops
 // it when the test ends.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = t.TempDir()
 	cu, _ := url.Parse("http://127.0.0.1:0")
 	pu, _ := url.Parse("http://127.0.0.1:0")
-	cfg.ListenClientUrls = []url.URL{*cu}
-	cfg.AdvertiseClientUrls = []url.URL{*cu}
-	cfg.ListenPeerUrls = []url.URL{*pu}
-	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	et := &Etcd{dir: t.TempDir()}
+	e, err := et.start(*cu, *pu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	et.e = e
+	for _, l := range e.Clients {
+		et.Endpoints = append(et.Endpoints, l.Addr().String())
+	}
+	et.client = url.URL{Scheme: "http", Host: e.Clients[0].Addr().String()}
+	et.peer = url.URL{Scheme: "http", Host: e.Peers[0].Listener.Addr().String()}
+	t.Cleanup(et.Stop)
+	return et
+}
+
+// start runs the member on cu and pu with the data in e.dir.
+func (et *Etcd) start(cu, pu url.URL) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = et.dir
+	cfg.ListenClientUrls = []url.URL{cu}
+	cfg.AdvertiseClientUrls = []url.URL{cu}
+	cfg.ListenPeerUrls = []url.URL{pu}
+	cfg.AdvertisePeerUrls = []url.URL{pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
 	// Its own log would repeat every shutdown error of the listeners it
 	// closes; the tests' failures say what matters.
@@ -39,26 +87,121 @@ func Start(t testing.TB) *Etcd {
 	cfg.MaxTxnOps = 1024
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		t.Fatalf("clustertest: start etcd: %v", err)
+		return nil, fmt.Errorf("clustertest: start etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
+		return e, nil
 	case <-time.After(30 * time.Second):
 		e.Close()
-		t.Fatal("clustertest: etcd not ready after 30 s")
+		return nil, errors.New("clustertest: etcd not ready after 30 s")
 	}
-	et := &Etcd{e: e}
-	for _, l := range e.Clients {
-		et.Endpoints = append(et.Endpoints, l.Addr().String())
-	}
-	t.Cleanup(et.Stop)
-	return et
 }
 
-// Stop stops the member (idempotent): clients see it unreachable.
-func (e *Etcd) Stop() {
-	if e.e != nil {
-		e.e.Close()
-		e.e = nil
+// Stop stops the member (idempotent): clients see it unreachable. Its data
+// stay for Restart.
+func (et *Etcd) Stop() {
+	et.mu.Lock()
+	defer et.mu.Unlock()
+	if et.proxy != nil {
+		et.proxy.cut()
 	}
+	if et.e != nil {
+		et.e.Close()
+		et.e = nil
+	}
+}
+
+// Restart starts the stopped member again on the same ports with the same
+// data (an etcd that was down and came back: its clients reconnect to the
+// endpoints they had, and find their leases and keys). It does nothing if
+// the member runs.
+func (et *Etcd) Restart(t testing.TB) {
+	t.Helper()
+	et.mu.Lock()
+	defer et.mu.Unlock()
+	if et.e != nil {
+		return
+	}
+	e, err := et.start(et.client, et.peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	et.e = e
+	if et.proxy != nil {
+		l, err := net.Listen("tcp", et.proxy.addr)
+		if err != nil {
+			t.Fatalf("clustertest: proxy: listen again on %s: %v", et.proxy.addr, err)
+		}
+		et.proxy.serve(l)
+	}
+}
+
+// proxy relays TCP connections from addr to etcd's client port.
+type proxy struct {
+	addr, to string
+
+	mu    sync.Mutex
+	l     net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (p *proxy) serve(l net.Listener) {
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // cut
+			}
+			p.wg.Go(func() { p.relay(c) })
+		}
+	})
+}
+
+// relay copies both ways until either side closes or cut.
+func (p *proxy) relay(c net.Conn) {
+	u, err := net.Dial("tcp", p.to)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.l == nil { // cut meanwhile
+		p.mu.Unlock()
+		_ = c.Close()
+		_ = u.Close()
+		return
+	}
+	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
+	_ = c.Close()
+	_ = u.Close()
+	<-done
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, u)
+	p.mu.Unlock()
+}
+
+// cut closes the listener and every connection, and waits for the relays
+// to end. It is idempotent.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	if p.l != nil {
+		_ = p.l.Close()
+		p.l = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
 }
