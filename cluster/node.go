@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Defaults and bounds of Config.
@@ -25,6 +26,9 @@ const (
 	DefaultTTL         = 10 * time.Second
 	MinTTL             = 2 * time.Second
 	DefaultDialTimeout = 5 * time.Second
+	// ReconnectMax is the longest pause between tries to reach etcd
+	// again after the connection was lost.
+	ReconnectMax = 250 * time.Millisecond
 )
 
 // ErrIDHeld is wrapped by Join when a live node already holds the id.
@@ -166,6 +170,17 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		DialOptions: []grpc.DialOption{
 			grpc.WithChainUnaryInterceptor(n.countUnary),
 			grpc.WithChainStreamInterceptor(n.countStream),
+			// gRPC's default back-off (1 s growing 1.6× to 2 min) would
+			// try an etcd back after an outage only seconds later: past
+			// the lease's ttl, a node would stop although etcd had been
+			// down for less. A failed connect to a down etcd is cheap.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{
+					BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2,
+					MaxDelay: ReconnectMax,
+				},
+				MinConnectTimeout: cfg.DialTimeout,
+			}),
 		},
 	})
 	if err != nil {

@@ -169,3 +169,34 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "goroutines left after Close", func() bool { return runtime.NumGoroutine() <= base })
 }
+
+// TestReconnectsSoonAfterEtcdReturns: once etcd is back after an outage,
+// the node reaches it again within a fraction of a second. With gRPC's
+// default reconnect back-off (1 s, growing 1.6× to 2 min) the next try
+// after a 6.25 s outage came at least 7.4 s in, over a second late; a
+// node whose etcd was down 2.5 s of a 4 s lease_ttl so reached it only
+// after its lease ran out, and stopped (TestSoakClusterEtcd, seed 2).
+func TestReconnectsSoonAfterEtcdReturns(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	n := join(t, et, 1, 30*time.Second)
+	et.Stop()
+	// Past the default back-off's fourth try (at most 6.19 s in, jitter
+	// included) and before its fifth (at least 7.4 s).
+	tm := time.NewTimer(6250 * time.Millisecond) // the outage
+	<-tm.C
+	et.Restart(t)
+	back := time.Now()
+	if _, err := n.Client().Get(ctxT(t, 10*time.Second), "k"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(back)
+	t.Logf("reached again %v after etcd came back", took)
+	if took > 900*time.Millisecond {
+		t.Fatalf("etcd reached again %v after it came back, want at most 900ms", took.Round(time.Millisecond))
+	}
+	select {
+	case <-n.Lost():
+		t.Fatal("lease lost in an outage shorter than its ttl")
+	default:
+	}
+}
