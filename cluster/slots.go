@@ -169,8 +169,17 @@ func (s *Slot) watch(ctx context.Context) {
 		if s.watchFrom(ctx, from) {
 			return
 		}
-		// The watch failed (compaction, no leader): is the key still ours?
-		g, err := s.n.cli.Get(ctx, s.key)
+		// The watch failed (compaction, no leader, etcd unreachable): is
+		// the key still ours? Asked within a bound, and not once fenced:
+		// a node cut off from etcd must still give the slot up in time
+		// (an unbounded Get waits for etcd to come back).
+		if s.n.fenced() {
+			s.n.log.Warn("cluster: keepalive unanswered for ttl/2; giving up bind slot", "slot", s.key)
+			return
+		}
+		gctx, cancel := context.WithTimeout(ctx, max(s.n.cfg.TTL/10, 100*time.Millisecond))
+		g, err := s.n.cli.Get(gctx, s.key)
+		cancel()
 		if err != nil {
 			s.n.pause(200 * time.Millisecond)
 			continue
@@ -188,7 +197,11 @@ func (s *Slot) watch(ctx context.Context) {
 func (s *Slot) watchFrom(ctx context.Context, from int64) bool {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := s.n.cli.Watch(wctx, s.key, clientv3.WithRev(from), clientv3.WithFilterPut())
+	// Watch itself waits while etcd is unreachable: opened aside, so that
+	// the fencing below goes on meanwhile (cancel ends the wait).
+	opened := make(chan clientv3.WatchChan, 1)
+	go func() { opened <- s.n.cli.Watch(wctx, s.key, clientv3.WithRev(from), clientv3.WithFilterPut()) }()
+	var wch clientv3.WatchChan // nil until opened
 	// A node whose keepalive has gone unanswered for TTL/2 gives its
 	// slots up before etcd can expire its lease and hand them to another
 	// node, as a leader steps down: the carrier never sees the old bind
@@ -198,6 +211,7 @@ func (s *Slot) watchFrom(ctx context.Context, from int64) bool {
 	defer tick.Stop()
 	for {
 		select {
+		case wch = <-opened:
 		case <-s.n.lost:
 			return true
 		case <-tick.C:

@@ -234,3 +234,29 @@ func TestSlotFreedOnExpiry(t *testing.T) {
 		t.Fatalf("slot taken %v after the crash: before the lease could expire", d)
 	}
 }
+
+// TestSlotGivenUpWhenEtcdUnreachable: a node cut off from etcd gives its
+// slot up once its keepalive has gone unanswered for TTL/2, as it does when
+// etcd answers nothing on an open connection (TestSlotGivenUpWhenFenced):
+// before, the slot's watch, failed with the connection, waited for etcd to
+// come back to open again (and a Get to ask whether the key was still
+// ours), checking nothing meanwhile, so the node kept its bind past the
+// expiry of its lease, when another node may take the slot.
+func TestSlotGivenUpWhenEtcdUnreachable(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	a := join(t, et, 1, 6*time.Second)
+	s, err := a.AcquireSlot(ctxT(t, 5*time.Second), "c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	et.Stop()
+	// TTL/2 after the last keepalive answered (at most TTL/3 before the
+	// stop), and a tick; well before the lease is lost.
+	closed(t, s.Done(), 4*time.Second, "a node cut off from etcd kept its bind slot")
+	select {
+	case <-a.Lost():
+		t.Fatal("the slot was given up only when the lease was lost, not when fenced")
+	default:
+	}
+	et.Restart(t) // the node's Close revokes its lease at once
+}
