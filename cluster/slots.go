@@ -253,23 +253,47 @@ func (s *Slot) Done() <-chan struct{} { return s.done }
 
 // Release gives the slot back: it deletes the key if it is still ours. It
 // is idempotent, and safe after the node closed (the lease took the key).
+// A delete that fails (etcd unreachable) is tried again in the background
+// until etcd answers or the node's lease is gone (taking the key with it):
+// a lease that lives on past the outage would otherwise keep the key, and
+// the slot, held for nobody.
 func (s *Slot) Release() {
 	s.relOnce.Do(func() {
 		s.cancel()
 		s.lose()
-		ctx, cancel := s.n.opCtx()
-		defer cancel()
-		if ctx.Err() != nil {
+		if s.n.ctx.Err() != nil {
 			return // node closed: its revoke deleted the key
 		}
-		_, err := s.n.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev)).
-			Then(clientv3.OpDelete(s.key)).
-			Commit()
-		if err != nil {
-			s.n.log.Warn("cluster: release slot; it frees when the lease expires", "key", s.key, "err", err)
+		err := s.del()
+		if err == nil {
+			return
 		}
+		s.n.log.Warn("cluster: release slot; trying again until etcd answers", "key", s.key, "err", err)
+		s.n.wg.Go(func() {
+			for {
+				s.n.pause(200 * time.Millisecond)
+				select {
+				case <-s.n.lost:
+					return // the lease, and the key on it, are gone
+				default:
+				}
+				if s.n.ctx.Err() != nil || s.del() == nil {
+					return
+				}
+			}
+		})
 	})
+}
+
+// del deletes the slot's key if it is still ours.
+func (s *Slot) del() error {
+	ctx, cancel := s.n.opCtx()
+	defer cancel()
+	_, err := s.n.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev)).
+		Then(clientv3.OpDelete(s.key)).
+		Commit()
+	return err
 }
 
 // checkName refuses a slot or leadership name that would make its keys

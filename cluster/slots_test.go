@@ -260,3 +260,39 @@ func TestSlotGivenUpWhenEtcdUnreachable(t *testing.T) {
 	}
 	et.Restart(t) // the node's Close revokes its lease at once
 }
+
+// TestSlotReleasedDuringOutageFreesOnceEtcdIsBack: a slot given up while
+// etcd is down (fenced) and released then, its delete failing, is deleted
+// once etcd is back, while the node lives on: before, its key stayed on
+// the node's lease, which etcd's return kept alive, so the node (and the
+// cluster) held one bind fewer until it restarted.
+func TestSlotReleasedDuringOutageFreesOnceEtcdIsBack(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Release's try is bounded by DialTimeout: 1 s fails it within the
+	// outage, which ends long before the 6 s lease runs out.
+	a, err := Join(ctx, Config{Endpoints: et.Endpoints, NodeID: 1, TTL: 6 * time.Second, DialTimeout: time.Second}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	s, err := a.AcquireSlot(ctxT(t, 5*time.Second), "c", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	et.Stop()
+	closed(t, s.Done(), 4*time.Second, "a fenced node kept its bind slot")
+	s.Release() // its delete fails: etcd is down
+	et.Restart(t)
+	again, err := a.AcquireSlot(ctxT(t, 3*time.Second), "c", 1)
+	if err != nil {
+		t.Fatalf("the only slot, released during the outage, not taken again once etcd was back: %v", err)
+	}
+	again.Release()
+	select {
+	case <-a.Lost():
+		t.Fatal("lease lost in an outage shorter than its ttl")
+	default:
+	}
+}
