@@ -38,7 +38,7 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 	el := concurrency.NewElection(n.sess, n.key("leader", name))
 	val := n.cfg.Name
 	for ctx.Err() == nil {
-		if err := el.Campaign(ctx, val); err != nil {
+		if err := n.campaign(ctx, el, val); err != nil {
 			if ctx.Err() == nil && !errors.Is(err, concurrency.ErrSessionExpired) {
 				n.log.Warn("cluster: campaign", "leader", name, "err", err)
 				n.pause(n.cfg.TTL / 4)
@@ -52,6 +52,31 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 			n.log.Warn("cluster: resign; the lease frees it", "leader", name, "err", err)
 		}
 		cancel()
+	}
+}
+
+// campaign is el.Campaign, returning when ctx ends even while etcd is
+// unreachable: Campaign, its ctx ended, resigns under the client's own
+// context, which waits for etcd to answer or for the client to close (in
+// Close, after the node's users stopped: a daemon that lost its membership
+// would never stop). It then goes on aside until one of those, resigning
+// too if it won meanwhile; Close waits for it after closing the client.
+func (n *Node) campaign(ctx context.Context, el *concurrency.Election, val string) error {
+	done := make(chan error, 1)
+	n.campaigns.Go(func() {
+		err := el.Campaign(ctx, val)
+		if err == nil && ctx.Err() != nil {
+			rctx, cancel := n.opCtx()
+			_ = el.Resign(rctx) // won as we stopped waiting; else the lease frees it
+			cancel()
+		}
+		done <- err
+	})
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

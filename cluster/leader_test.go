@@ -123,3 +123,41 @@ func chanOf(ch <-chan struct{}) <-chan struct{} {
 	}()
 	return out
 }
+
+// TestLeadReturnsWhileEtcdUnreachable: Lead returns once its context ends
+// while it campaigns and etcd cannot be reached. Before, Campaign resigned
+// under the etcd client's own context, which waits for etcd to answer: a
+// daemon that lost its membership (etcd unreachable past lease_ttl) waited
+// for it in its stop, and never exited (TestSoakClusterEtcd, seed 3: a
+// node cut off from etcd still running 24 s after it logged membership
+// lost).
+func TestLeadReturnsWhileEtcdUnreachable(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	a := join(t, et, 1, 10*time.Second)
+	b := join(t, et, 2, 10*time.Second)
+	leading := make(chan struct{})
+	go a.Lead(ctxT(t, 30*time.Second), "r", func(ctx context.Context) {
+		close(leading)
+		<-ctx.Done()
+	})
+	closed(t, leading, 5*time.Second, "node 1 never led")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		b.Lead(ctx, "r", func(ctx context.Context) { <-ctx.Done() })
+	}()
+	cli := admin(t, et)
+	deadline := time.Now().Add(5 * time.Second)
+	for count(t, cli, a.key("leader", "r")+"/") < 2 { // node 2 campaigning: its key stands behind node 1's
+		if time.Now().After(deadline) {
+			t.Fatal("node 2 not campaigning after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	et.Stop()
+	stop()
+	closed(t, returned, 2*time.Second, "Lead still campaigning 2 s after its context ended, etcd unreachable")
+	et.Restart(t) // the nodes' Close revoke their leases at once
+}

@@ -124,9 +124,12 @@ type Node struct {
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	lost   chan struct{}
-	closed atomic.Bool
-	once   sync.Once
+	// campaigns are Lead's elections' campaigns, which may outlive Lead
+	// until the client closes (campaign).
+	campaigns sync.WaitGroup
+	lost      chan struct{}
+	closed    atomic.Bool
+	once      sync.Once
 
 	mu       sync.Mutex
 	members  map[uint16]Member
@@ -334,6 +337,7 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	n.markLost()
 	cerr := n.cli.Close()
+	n.campaigns.Wait()
 	n.log.Info("cluster: left")
 	// Not found: it expired or was revoked already, which is what we want.
 	if rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
