@@ -22,12 +22,12 @@ type Etcd struct {
 	// Endpoints are its client addresses (host:port).
 	Endpoints []string
 
-	mu     sync.Mutex
-	e      *embed.Etcd
-	dir    string  // its data, kept across Stop and Restart
-	client url.URL // the addresses the kernel chose at Start, kept by Restart
-	peer   url.URL
-	proxy  *proxy // StartBehindProxy's
+	mu      sync.Mutex
+	e       *embed.Etcd
+	dir     string  // its data, kept across Stop and Restart
+	client  url.URL // the addresses the kernel chose at Start, kept by Restart
+	peer    url.URL
+	proxies []*Proxy // StartBehindProxy's and NewProxy's
 }
 
 // StartBehindProxy is Start with the clients reaching etcd through a TCP
@@ -39,15 +39,77 @@ type Etcd struct {
 func StartBehindProxy(t testing.TB) *Etcd {
 	t.Helper()
 	et := Start(t)
+	et.Endpoints = []string{et.NewProxy(t).Endpoint}
+	return et
+}
+
+// Proxy is a TCP proxy of the test's to etcd's client port, cut when etcd
+// stops and opened again when it restarts, unless Isolate cut it alone.
+type Proxy struct {
+	// Endpoint is its address (host:port), for a client's Endpoints.
+	Endpoint string
+	et       *Etcd
+	p        *proxy
+	isolated bool // by Isolate, until Rejoin; under et.mu
+}
+
+// NewProxy is one more way in to etcd, for one client: Isolate cuts that
+// client off alone (a network partition), Rejoin lets it in again.
+func (et *Etcd) NewProxy(t testing.TB) *Proxy {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("clustertest: proxy: %v", err)
 	}
-	et.proxy = &proxy{addr: l.Addr().String(), to: et.Endpoints[0], conns: map[net.Conn]struct{}{}}
-	et.proxy.serve(l)
-	et.Endpoints = []string{et.proxy.addr}
-	t.Cleanup(et.proxy.cut) // runs before Start's Stop
-	return et
+	px := &Proxy{Endpoint: l.Addr().String(), et: et,
+		p: &proxy{addr: l.Addr().String(), to: et.client.Host, conns: map[net.Conn]struct{}{}}}
+	et.mu.Lock()
+	et.proxies = append(et.proxies, px)
+	running := et.e != nil
+	et.mu.Unlock()
+	if running {
+		px.p.serve(l)
+	} else {
+		_ = l.Close()
+	}
+	t.Cleanup(px.p.cut) // before Start's Stop
+	return px
+}
+
+// Isolate cuts the proxy's connections at once and refuses new ones until
+// Rejoin, whether etcd runs or not.
+func (px *Proxy) Isolate() {
+	px.et.mu.Lock()
+	px.isolated = true
+	px.et.mu.Unlock()
+	px.p.cut()
+}
+
+// Rejoin opens the proxy again (if etcd runs; else Restart will).
+func (px *Proxy) Rejoin(t testing.TB) {
+	t.Helper()
+	px.et.mu.Lock()
+	defer px.et.mu.Unlock()
+	px.isolated = false
+	if px.et.e != nil {
+		px.listen(t)
+	}
+}
+
+// listen opens the proxy on its port; et.mu is held.
+func (px *Proxy) listen(t testing.TB) {
+	t.Helper()
+	px.p.mu.Lock()
+	open := px.p.l != nil
+	px.p.mu.Unlock()
+	if open {
+		return
+	}
+	l, err := net.Listen("tcp", px.p.addr)
+	if err != nil {
+		t.Fatalf("clustertest: proxy: listen again on %s: %v", px.p.addr, err)
+	}
+	px.p.serve(l)
 }
 
 // Start runs an etcd member on loopback ports chosen by the kernel and stops
@@ -103,8 +165,8 @@ func (et *Etcd) start(cu, pu url.URL) (*embed.Etcd, error) {
 func (et *Etcd) Stop() {
 	et.mu.Lock()
 	defer et.mu.Unlock()
-	if et.proxy != nil {
-		et.proxy.cut()
+	for _, px := range et.proxies {
+		px.p.cut()
 	}
 	if et.e != nil {
 		et.e.Close()
@@ -128,12 +190,10 @@ func (et *Etcd) Restart(t testing.TB) {
 		t.Fatal(err)
 	}
 	et.e = e
-	if et.proxy != nil {
-		l, err := net.Listen("tcp", et.proxy.addr)
-		if err != nil {
-			t.Fatalf("clustertest: proxy: listen again on %s: %v", et.proxy.addr, err)
+	for _, px := range et.proxies {
+		if !px.isolated {
+			px.listen(t)
 		}
-		et.proxy.serve(l)
 	}
 }
 

@@ -84,3 +84,50 @@ func TestRestartKeepsPortsAndData(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyIsolatesOneClient: a client behind an isolated proxy reaches
+// etcd no more, one behind another proxy still does; the isolated one
+// stays cut across a restart of etcd, and reaches it again once rejoined.
+func TestProxyIsolatesOneClient(t *testing.T) {
+	e := StartBehindProxy(t)
+	px := e.NewProxy(t)
+	client := func(endpoint string) *clientv3.Client {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := client(e.Endpoints[0]), client(px.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	get := func(c *clientv3.Client, d time.Duration) error {
+		gctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		_, err := c.Get(gctx, "k")
+		return err
+	}
+	if err := get(b, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	px.Isolate()
+	if err := get(b, 300*time.Millisecond); err == nil {
+		t.Fatal("an isolated client reached etcd")
+	}
+	if err := get(a, 5*time.Second); err != nil {
+		t.Fatalf("a client behind another proxy: %v", err)
+	}
+	e.Stop()
+	e.Restart(t)
+	if err := get(a, 5*time.Second); err != nil {
+		t.Fatalf("after the restart, a client behind another proxy: %v", err)
+	}
+	if err := get(b, 300*time.Millisecond); err == nil {
+		t.Fatal("an isolated client reached etcd after its restart")
+	}
+	px.Rejoin(t)
+	if err := get(b, 5*time.Second); err != nil {
+		t.Fatalf("rejoined: %v", err)
+	}
+}
