@@ -42,6 +42,10 @@ done
 echo "etcd on 127.0.0.1:2379 (log: $dir/etcd.log)"
 
 secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The nodes reach each other from one address (127.0.0.1): each keeps up to
+# 64 connections to each other node, and the peer listener counts them per
+# source address, so the cap is 64 x the nodes (with the default 64, two
+# nodes' pools shut each other out, 503, until idle connections close).
 for n in 1 2 3; do
 	sim=false
 	[ $n = 1 ] && sim=true
@@ -54,6 +58,7 @@ for n in 1 2 3; do
 		QXTD_SIMULATOR_ENABLED=$sim \
 		QXTD_STORE_PATH="$dir/node$n.db" \
 		QXTD_LOG_FORMAT=text \
+		QXTD_HTTP_MAX_CONNS_PER_ADDR=192 \
 		"$bin" serve --config configs/qxtd.yaml > >(sed -u "s/^/node$n  /") 2>&1 &
 	pids="$! $pids"
 	echo "node $n: SMPP 127.0.0.1:$((2765 + 10 * n)), console http://127.0.0.1:808$((n - 1))/, peer 127.0.0.1:710$n"
