@@ -123,11 +123,20 @@ func (n *Node) lead(ctx context.Context, el *concurrency.Election, name string, 
 func (n *Node) guardLead(ctx context.Context, el *concurrency.Election) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := n.cli.Watch(wctx, el.Key(), clientv3.WithRev(el.Rev()+1), clientv3.WithFilterPut())
+	// Watch itself waits while etcd is unreachable: opened aside, so that
+	// a leader cut off from etcd as its leadership starts still steps
+	// down at ttl/2 below (cancel ends the wait), as a bind slot does.
+	// The key and revision are read here: el is not safe for concurrent
+	// use, and Lead resigns with it once this returns.
+	key, rev := el.Key(), el.Rev()
+	opened := make(chan clientv3.WatchChan, 1)
+	go func() { opened <- n.cli.Watch(wctx, key, clientv3.WithRev(rev+1), clientv3.WithFilterPut()) }()
+	var wch clientv3.WatchChan // nil until opened
 	tick := time.NewTicker(max(n.cfg.TTL/10, 100*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
+		case wch = <-opened:
 		case resp, ok := <-wch:
 			if !ok || resp.Err() != nil || len(resp.Events) > 0 {
 				return

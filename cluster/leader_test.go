@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/v3/concurrency"
+
 	"github.com/qxtd/qxtd/cluster/clustertest"
 )
 
@@ -160,4 +162,28 @@ func TestLeadReturnsWhileEtcdUnreachable(t *testing.T) {
 	stop()
 	closed(t, returned, 2*time.Second, "Lead still campaigning 2 s after its context ended, etcd unreachable")
 	et.Restart(t) // the nodes' Close revoke their leases at once
+}
+
+// TestGuardLeadStepsDownWhenCutOffAtStart: a leader cut off from etcd as
+// its leadership starts, before its guard's watch is open, still steps
+// down once fenced (keepalive unanswered for ttl/2): the watch, which
+// waits for etcd while it is unreachable, is opened aside. Before, the
+// guard waited in Watch and checked nothing until etcd came back.
+func TestGuardLeadStepsDownWhenCutOffAtStart(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	a := join(t, et, 1, 6*time.Second)
+	el := concurrency.NewElection(a.sess, a.key("leader", "g"))
+	if err := el.Campaign(ctxT(t, 5*time.Second), "1"); err != nil {
+		t.Fatal(err)
+	}
+	et.Stop()
+	stepped := make(chan struct{})
+	go func() {
+		defer close(stepped)
+		a.guardLead(ctxT(t, 30*time.Second), el)
+	}()
+	// TTL/2 after the last keepalive answered (at most TTL/3 before the
+	// stop), and a tick: before the 6 s lease runs out.
+	closed(t, stepped, 5500*time.Millisecond, "a leader cut off from etcd as it began did not step down before its lease ran out")
+	et.Restart(t) // the node's Close revokes its lease at once
 }
