@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
-
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -286,24 +284,7 @@ func TestInteropNodeSMPPUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	texts := []string{"hello node-smpp", "中文短信", strings.Repeat("a long text in parts ", 8)}
-	var ids []string
-	for i, text := range texts {
-		p := submitSM("106575002", "13712345678", text)
-		switch i {
-		case 1:
-			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
-			_ = p.Fields().Set(pdufield.ShortMessage, ucs2(t, text))
-		case 2:
-			p = payloadSM(t, "13712345678", text)
-			_ = p.Fields().Set(pdufield.SourceAddr, "106575002")
-		}
-		id, err := e.submit(ctx, p)
-		if err != nil {
-			t.Fatalf("submit %q: %v", text, err)
-		}
-		ids = append(ids, id)
-	}
+	ids := submitThreeKinds(t, ctx, e, "106575002", "13712345678", "hello node-smpp")
 	wantReceipts(t, e, ids, smpp.StateDelivered)
 	// The signature is Chinese: every message goes out in UCS-2; the long
 	// one (【乙公司】 and 168 characters) in 3 parts with a UDH.

@@ -223,23 +223,7 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	texts := []string{"hello Net::SMPP", "中文短信", strings.Repeat("a long text in parts ", 8)}
-	var ids []string
-	for i, text := range texts {
-		p := submitSM("1069", "13800138000", text)
-		switch i {
-		case 1:
-			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
-			_ = p.Fields().Set(pdufield.ShortMessage, ucs2(t, text))
-		case 2:
-			p = payloadSM(t, "13800138000", text) // longer than a short_message
-		}
-		id, err := e.submit(ctx, p)
-		if err != nil {
-			t.Fatalf("submit %q: %v", text, err)
-		}
-		ids = append(ids, id)
-	}
+	ids := submitThreeKinds(t, ctx, e, "1069", "13800138000", "hello Net::SMPP")
 	wantReceipts(t, e, ids, smpp.StateDelivered)
 	// The signature is Chinese: every message goes out in UCS-2; the long
 	// one (【测试】 and 168 characters) in 3 parts with a UDH.
@@ -266,4 +250,31 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 	if err := smsc.wait(); err != nil {
 		t.Errorf("the Net::SMPP SMSC: %v", err)
 	}
+}
+
+// submitThreeKinds submits, from src to dst, a GSM text (hello), a UCS-2
+// one and a long one in message_payload (in parts to the SMSC), each
+// asking for a receipt: the upstream interop tests' messages. It returns
+// their ids.
+func submitThreeKinds(t *testing.T, ctx context.Context, e *esme, src, dst, hello string) []string {
+	t.Helper()
+	texts := []string{hello, "中文短信", strings.Repeat("a long text in parts ", 8)}
+	var ids []string
+	for i, text := range texts {
+		p := submitSM(src, dst, text)
+		switch i {
+		case 1:
+			_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+			_ = p.Fields().Set(pdufield.ShortMessage, ucs2(t, text))
+		case 2:
+			p = payloadSM(t, dst, text) // longer than a short_message
+			_ = p.Fields().Set(pdufield.SourceAddr, src)
+		}
+		id, err := e.submit(ctx, p)
+		if err != nil {
+			t.Fatalf("submit %q: %v", text, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
 }
