@@ -25,20 +25,16 @@ const smpp = require('smpp');
 
 const [host, port, user, pass, src, dst, other, replies, secure] = process.argv.slice(2);
 const wantReplies = Number(replies || 0);
-const hex = (n) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
-const say = (...a) => process.stdout.write(a.join(' ') + '\n');
-const fail = (msg) => {
-	process.stderr.write(msg + '\n');
-	process.exit(1);
-};
-setTimeout(() => fail('timeout'), 25000);
+const {hex, say, fail, deadline, caller} = require('./lib');
+
+deadline(25000);
 
 // "tls" as the last argument: over TLS (ssmpp://), trusting the test's
 // self-signed certificate.
 const scheme = secure === 'tls' ? 'ssmpp' : 'smpp';
 const session = smpp.connect({url: `${scheme}://${host}:${port}`, auto_enquire_link_period: 500, rejectUnauthorized: false});
 session.on('error', (e) => fail('session: ' + e.message));
-const call = (cmd, params) => new Promise((resolve) => session[cmd](params, resolve));
+const call = caller(session);
 
 const submitted = new Set();
 let receipts = 0;

@@ -17,18 +17,14 @@
 const smpp = require('smpp');
 
 const [host, port, user, pass, src, dst] = process.argv.slice(2);
-const hex = (n) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
-const say = (...a) => process.stdout.write(a.join(' ') + '\n');
-const fail = (msg) => {
-	process.stderr.write(msg + '\n');
-	process.exit(1);
-};
-setTimeout(() => fail('timeout'), 25000);
+const {hex, say, fail, deadline, caller} = require('./lib');
+
+deadline(25000);
 
 const session = smpp.connect({url: `smpp://${host}:${port}`});
 session.on('error', (e) => fail('session: ' + e.message));
 session.on('deliver_sm', (pdu) => session.send(pdu.response()));
-const call = (cmd, params) => new Promise((resolve) => session[cmd](params, resolve));
+const call = caller(session);
 
 async function main() {
 	const b = await call('bind_transceiver', {system_id: user, password: pass});
