@@ -199,10 +199,10 @@ func unpackSeptets(b []byte, fill int) []byte {
 // handset's message: the GSM 7-bit default alphabet, one septet per octet
 // (data_coding 0x00, the SMSC default alphabet), when every character has
 // a GSM code (the basic table, or the extension table behind the escape),
-// else UCS-2 (0x08). ASCII is not GSM: '@', '$', '_', '[', '{', '\', '^',
-// '~' and '|' have other codes, and a receiver reading data_coding 0x00 as
-// GSM (as qxtd reads it) would show '¡' for an ASCII '@'. Octets that are
-// not UTF-8 go as U+FFFD in UCS-2.
+// else UCS-2 (0x08). ASCII is not GSM: '@', '$', '_', the brackets and
+// braces, '\', '^', '~' and '|' have other codes (GSM has no '`'), and a
+// receiver reading data_coding 0x00 as GSM (as qxtd reads it) would show
+// '¡' for an ASCII '@'. Octets that are not UTF-8 go as U+FFFD in UCS-2.
 func TextBody(text string) (dataCoding byte, body []byte) {
 	for _, r := range text {
 		if _, _, ok := gsmLookup(r); !ok {
