@@ -305,10 +305,11 @@ func ParseReceipt(p pdu.Body) (Receipt, error) {
 	if Byte(p, pdufield.ESMClass)&0x3C == 0 && TLV(p, pdutlv.TagReceiptedMessageID) == nil {
 		return Receipt{}, ErrNotReceipt
 	}
-	r, err := ParseReceiptText(string(Bytes(p, pdufield.ShortMessage)))
+	dc := Byte(p, pdufield.DataCoding)
+	r, err := parseReceiptData(Bytes(p, pdufield.ShortMessage), dc)
 	if err != nil {
 		if pl := TLV(p, pdutlv.TagMessagePayload); pl != nil {
-			r, err = ParseReceiptText(string(pl))
+			r, err = parseReceiptData(pl, dc)
 		}
 	}
 	if id := TLV(p, pdutlv.TagReceiptedMessageID); len(id) > 0 {
@@ -329,6 +330,26 @@ func ParseReceipt(p pdu.Body) (Receipt, error) {
 		return Receipt{}, fmt.Errorf("%w (esm_class 0x%02x): %s", ErrUnreadableReceipt, Byte(p, pdufield.ESMClass), err.Error())
 	}
 	return r, nil
+}
+
+// parseReceiptData reads a receipt's text as it came, else decoded by
+// the PDU's data_coding: an SMSC may send the whole receipt in UCS-2
+// (0x08), as node-smpp does when its text: field copies a Chinese
+// original, where its ASCII words are two octets each. The first error
+// is kept when the decoded text is no receipt either.
+func parseReceiptData(b []byte, dc byte) (Receipt, error) {
+	r, err := ParseReceiptText(string(b))
+	if err == nil || len(b) == 0 {
+		return r, err
+	}
+	text, _, derr := segment.DecodeIncoming(dc, 0, b, nil, false)
+	if derr != nil || text == string(b) {
+		return r, err
+	}
+	if dr, derr := ParseReceiptText(text); derr == nil {
+		return dr, nil
+	}
+	return r, err
 }
 
 // tagMessageState is message_state (0x0427); go-smpp calls it

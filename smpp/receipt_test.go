@@ -148,8 +148,23 @@ func deliverSM(esm uint8, text string, tlvs map[pdutlv.Tag][]byte) pdu.Body {
 	return p
 }
 
+func withCoding(p pdu.Body, dc uint8) pdu.Body {
+	_ = p.Fields().Set(pdufield.DataCoding, dc)
+	return p
+}
+
+// ucs2BE is s in UTF-16BE (every character here in the BMP).
+func ucs2BE(s string) string {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r>>8), byte(r))
+	}
+	return string(b)
+}
+
 func TestParseReceipt(t *testing.T) {
 	const text = "id:abc sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:hi"
+	const ucs2Text = "id:abc sub:001 dlvrd:001 submit date:2511251430 done date:2511251431 stat:DELIVRD err:000 text:【乙公司】你好"
 	for _, tc := range []struct {
 		name string
 		p    pdu.Body
@@ -174,6 +189,17 @@ func TestParseReceipt(t *testing.T) {
 			smpp.Receipt{ID: "abc", Sub: 1, Dlvrd: 1,
 				SubmitDate: localTime(2025, 11, 25, 14, 30, 0), DoneDate: localTime(2025, 11, 25, 14, 31, 0),
 				State: smpp.StateDelivered, Err: "000", Text: "hi"}, nil},
+		// In UCS-2, as an SMSC sends it when its text: copies a Chinese
+		// original (node-smpp picks data_coding 0x08 for the whole text):
+		// before, ErrUnreadableReceipt, and the receipt was dropped.
+		{"text in UCS-2", withCoding(deliverSM(0x04, ucs2BE(ucs2Text), nil), 0x08), smpp.Receipt{ID: "abc", Sub: 1, Dlvrd: 1,
+			SubmitDate: localTime(2025, 11, 25, 14, 30, 0), DoneDate: localTime(2025, 11, 25, 14, 31, 0),
+			State: smpp.StateDelivered, Err: "000", Text: "【乙公司】你好"}, nil},
+		{"message_payload in UCS-2", withCoding(deliverSM(0x04, "", map[pdutlv.Tag][]byte{pdutlv.TagMessagePayload: []byte(ucs2BE(ucs2Text))}), 0x08),
+			smpp.Receipt{ID: "abc", Sub: 1, Dlvrd: 1,
+				SubmitDate: localTime(2025, 11, 25, 14, 30, 0), DoneDate: localTime(2025, 11, 25, 14, 31, 0),
+				State: smpp.StateDelivered, Err: "000", Text: "【乙公司】你好"}, nil},
+		{"UCS-2 garbage", withCoding(deliverSM(0x04, ucs2BE("not a receipt"), nil), 0x08), smpp.Receipt{}, smpp.ErrUnreadableReceipt},
 		{"mobile originated", deliverSM(0x00, "id:abc stat:DELIVRD", nil), smpp.Receipt{}, smpp.ErrNotReceipt},
 		// A receipt's or an acknowledgement's esm_class (§5.2.12) is no
 		// reply from a handset, whatever its text: before, these were
