@@ -27,6 +27,8 @@ type oddCase struct {
 	mode   string
 	texts  []string
 	states []smpp.MessageState
+	// err, when set, is the err: every receipt must carry.
+	err string
 	// check runs once the receipts came, before qxtd stops.
 	check func(t *testing.T, c *oddRun)
 	// after checks the SMSC's lines, up to its "unbound".
@@ -100,7 +102,7 @@ func TestInteropNodeSMSCOdd(t *testing.T) {
 		{
 			// ESME_RINVDSTADR without a body: rejected, not tried again, a
 			// REJECTD receipt to the ESME.
-			mode: "invdst", texts: one, states: []smpp.MessageState{smpp.StateRejected},
+			mode: "invdst", texts: one, states: []smpp.MessageState{smpp.StateRejected}, err: "0x0000000b",
 			after: func(t *testing.T, lines []string) {
 				if count(lines, "refused 0x0000000b") != 1 || count(lines, "submit ") != 0 {
 					t.Errorf("the SMSC: %q, want one submit_sm refused", lines)
@@ -118,11 +120,31 @@ func TestInteropNodeSMSCOdd(t *testing.T) {
 			},
 		},
 		{mode: "datasm", texts: one, states: delivered},
+		// Responses out of order: each odd submit_sm answered after the
+		// next one's.
+		{
+			mode: "reorder", texts: []string{"one", "two", "three", "four"}, states: delivered,
+			after: func(t *testing.T, lines []string) {
+				var sent, answered []string
+				for _, l := range lines {
+					switch f := strings.Fields(l); f[0] {
+					case "submit":
+						sent = append(sent, f[1])
+					case "resp":
+						answered = append(answered, f[1])
+					}
+				}
+				if len(sent) != 4 || len(answered) != 4 || slices.Equal(sent, answered) {
+					t.Errorf("the SMSC took %q and answered %q: want 4, answered out of order", sent, answered)
+				}
+			},
+		},
 		{mode: "idcase", texts: []string{"first", "second", "third"}, states: []smpp.MessageState{smpp.StateDelivered, smpp.StateDelivered, smpp.StateDelivered}},
 		{
+			// The SMSC's state and err: reach the ESME; nothing billed.
 			mode:   "states",
 			texts:  []string{"this one UNDELIV", "this one EXPIRED", "this one REJECTD"},
-			states: []smpp.MessageState{smpp.StateUndeliverable, smpp.StateExpired, smpp.StateRejected},
+			states: []smpp.MessageState{smpp.StateUndeliverable, smpp.StateExpired, smpp.StateRejected}, err: "001",
 		},
 		{
 			// A message in 3 segments, the second UNDELIV: UNDELIV to the
@@ -212,8 +234,8 @@ func testInteropNodeSMSCOdd(t *testing.T, tc oddCase) {
 	enterprise := ""
 	for i, id := range c.ids {
 		want := tc.states[min(i, len(tc.states)-1)]
-		if rc := got[id]; rc.State != want {
-			t.Errorf("%q: the ESME's receipt %s (%+v), want %s", tc.texts[i], rc.State.Stat(), rc, want.Stat())
+		if rc := got[id]; rc.State != want || tc.err != "" && rc.Err != tc.err {
+			t.Errorf("%q: the ESME's receipt %s err:%s (%+v), want %s err:%s", tc.texts[i], rc.State.Stat(), rc.Err, rc, want.Stat(), tc.err)
 		}
 		n, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {

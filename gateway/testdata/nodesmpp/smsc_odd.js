@@ -16,6 +16,8 @@
 //             in the text only, the id upper case without them
 //   states    the receipt's state is the word the text holds (UNDELIV,
 //             EXPIRED or REJECTD: message_state 5, 3 or 8)
+//   reorder   each odd submit_sm's response sent after the next one's
+//             (its receipt, sent at once, then comes first)
 //   textcopy  receipts in the text only, its text: the original's first
 //             20 characters, in the data_coding node-smpp picks for it
 //   sar       after the first message, a reply in two parts with SAR TLVs
@@ -31,6 +33,7 @@
 //   listening <port>
 //   bound <system_id> <command_status>
 //   submit <message_id> <state>
+//   resp <message_id>                 (its submit_sm_resp sent)
 //   refused 0x<command_status>
 //   receipt_resp 0x<command_status>   (the answer to each receipt)
 //   link_resp 0x<command_status>      (the answer to its enquire_link)
@@ -57,6 +60,7 @@ const states = {DELIVRD: 2, EXPIRED: 3, UNDELIV: 5, REJECTD: 8};
 let binds = 0;
 let submits = 0;
 let nextID = 0xabc00;
+let held = null; // reorder: the response held back
 const server = smpp.createServer((session) => {
 	let esmeUnbound = false;
 	let bound = false;
@@ -149,7 +153,37 @@ const server = smpp.createServer((session) => {
 			state = 5;
 		}
 		say('submit', id, state);
-		const resp = () => session.send(pdu.response({message_id: id}));
+		let resp = () => {
+			session.send(pdu.response({message_id: id}));
+			say('resp', id);
+		};
+		if (is('reorder')) {
+			// Each odd submit_sm's response waits for the next one's
+			// (or 300 ms, for the last).
+			const own = resp;
+			if (held) {
+				const prev = held;
+				held = null;
+				resp = () => {
+					own();
+					prev();
+				};
+			} else {
+				let sent = false;
+				const once = () => {
+					if (!sent) {
+						sent = true;
+						own();
+					}
+				};
+				held = once;
+				setTimeout(() => {
+					if (held === once) held = null;
+					once();
+				}, 300);
+				resp = () => {};
+			}
+		}
 		const wants = pdu.registered_delivery & 0x01;
 		if (is('early') && wants) {
 			sendReceipt(pdu, id, state, resp);
