@@ -29,6 +29,8 @@ type oddCase struct {
 	states []smpp.MessageState
 	// err, when set, is the err: every receipt must carry.
 	err string
+	// upstream, when set, changes the upstream's settings.
+	upstream func(*gateway.UpstreamConfig)
 	// check runs once the receipts came, before qxtd stops.
 	check func(t *testing.T, c *oddRun)
 	// after checks the SMSC's lines, up to its "unbound".
@@ -120,6 +122,17 @@ func TestInteropNodeSMSCOdd(t *testing.T) {
 			},
 		},
 		{mode: "datasm", texts: one, states: delivered},
+		{
+			// The first submit_sm_resp after resp_timeout (within 4 x):
+			// its id recorded, the segment not sent again, delivered.
+			mode: "late", texts: []string{"first", "second"}, states: delivered,
+			upstream: func(u *gateway.UpstreamConfig) { u.RespTimeout = 300 * time.Millisecond },
+			after: func(t *testing.T, lines []string) {
+				if n := count(lines, "submit "); n != 2 {
+					t.Errorf("the SMSC: %q, want 2 messages taken, once each", lines)
+				}
+			},
+		},
 		// Responses out of order: each odd submit_sm answered after the
 		// next one's.
 		{
@@ -215,6 +228,9 @@ func testInteropNodeSMSCOdd(t *testing.T, tc oddCase) {
 	}
 	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
 		u.Addr, u.Binds = "127.0.0.1:"+port, 1
+		if tc.upstream != nil {
+			tc.upstream(u)
+		}
 	}})
 	e, counts := bindCounting(t, r, "bob", "secret2")
 	c := &oddRun{r: r, e: e, smsc: smsc, counts: counts}

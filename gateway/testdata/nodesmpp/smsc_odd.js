@@ -18,12 +18,14 @@
 //             EXPIRED or REJECTD: message_state 5, 3 or 8)
 //   reorder   each odd submit_sm's response sent after the next one's
 //             (its receipt, sent at once, then comes first)
+//   late      the 1st submit_sm_resp sent 700 ms late, its receipt after it
 //   textcopy  receipts in the text only, its text: the original's first
 //             20 characters, in the data_coding node-smpp picks for it
 //   sar       after the first message, a reply in two parts with SAR TLVs
 //   datamo    after the first message, a reply as data_sm (UCS-2 payload)
 //   partfail  the 2nd submit_sm's receipt says UNDELIV (message_state 5)
-//   dup       every receipt sent twice
+//   dup       every receipt sent again 500 ms after its first copy was
+//             answered
 //   early     the receipt sent first, the submit_sm_resp once the
 //             receipt is answered
 //   payload   after the first message, a handset's reply in
@@ -110,14 +112,16 @@ const server = smpp.createServer((session) => {
 		if (!is('idcase') && !is('textcopy')) {
 			Object.assign(receipt, {receipted_message_id: id, message_state: state});
 		}
-		const times = is('dup') ? 2 : 1;
-		let answered = 0;
-		for (let i = 0; i < times; i++) {
-			session.deliver_sm(Object.assign({}, receipt), (resp) => {
-				say('receipt_resp', hex(resp.command_status));
-				if (++answered === times && done) done();
-			});
-		}
+		session.deliver_sm(Object.assign({}, receipt), (resp) => {
+			say('receipt_resp', hex(resp.command_status));
+			if (done) done();
+			if (is('dup')) {
+				// Again, once the first copy has long reached the ESME.
+				setTimeout(() => session.deliver_sm(Object.assign({}, receipt), (resp) => {
+					say('receipt_resp', hex(resp.command_status));
+				}), 500);
+			}
+		});
 	};
 	session.on('submit_sm', (pdu) => {
 		if (!bound) {
@@ -183,6 +187,17 @@ const server = smpp.createServer((session) => {
 				}, 300);
 				resp = () => {};
 			}
+		}
+		if (is('late') && submits === 1) {
+			// Past qxtd's resp_timeout (300 ms in the test), its receipt
+			// behind it.
+			const own = resp;
+			resp = () => {};
+			setTimeout(() => {
+				own();
+				if (pdu.registered_delivery & 0x01) sendReceipt(pdu, id, state);
+			}, 700);
+			return;
 		}
 		const wants = pdu.registered_delivery & 0x01;
 		if (is('early') && wants) {
