@@ -112,6 +112,27 @@ func TestInteropNodeSMSCOdd(t *testing.T) {
 			},
 		},
 		{
+			// ESME_RTHROTTLED 20 times, past the tries held on the bind
+			// (16): waits in the store, then goes, delivered.
+			mode: "throttlemany", texts: one, states: delivered,
+			after: func(t *testing.T, lines []string) {
+				if count(lines, "refused 0x00000058") != 20 || count(lines, "submit ") != 1 {
+					t.Errorf("the SMSC: %q, want 20 refusals and one message taken", lines)
+				}
+			},
+		},
+		{
+			// A message in 3 segments, the second refused for good:
+			// REJECTD to the ESME with that status, the two others
+			// delivered and billed.
+			mode: "partreject", texts: []string{strings.Repeat("分段发送测试", 25)}, states: []smpp.MessageState{smpp.StateRejected}, err: "0x0000000b",
+			after: func(t *testing.T, lines []string) {
+				if count(lines, "submit ") != 2 || count(lines, "refused 0x0000000b") != 1 {
+					t.Errorf("the SMSC: %q, want 2 segments taken, one refused", lines)
+				}
+			},
+		},
+		{
 			// generic_nack ESME_RSYSERR for a submit_sm: a temporary error,
 			// tried again and delivered.
 			mode: "nack", texts: one, states: delivered,

@@ -9,7 +9,9 @@
 //   enquire   it sends its own enquire_link every 200 ms
 //   throttle  the 1st submit_sm answered ESME_RTHROTTLED, the 2nd
 //             ESME_RMSGQFUL, both without a body (§4.4.2)
+//   throttlemany  the first 20 submit_sm answered ESME_RTHROTTLED
 //   invdst    every submit_sm answered ESME_RINVDSTADR, without a body
+//   partreject  the 2nd submit_sm answered ESME_RINVDSTADR
 //   nack      the 1st submit_sm answered generic_nack ESME_RSYSERR
 //   datasm    receipts as data_sm (esm_class 0x04, TLVs only)
 //   idcase    message ids in lower-case hex with leading zeros; receipts
@@ -132,7 +134,9 @@ const server = smpp.createServer((session) => {
 		let refuse = 0;
 		if (is('throttle') && submits <= 2) {
 			refuse = submits === 1 ? smpp.ESME_RTHROTTLED : smpp.ESME_RMSGQFUL;
-		} else if (is('invdst')) {
+		} else if (is('throttlemany') && submits <= 20) {
+			refuse = smpp.ESME_RTHROTTLED;
+		} else if (is('invdst') || is('partreject') && submits === 2) {
 			refuse = smpp.ESME_RINVDSTADR;
 		}
 		if (refuse) {
