@@ -243,10 +243,7 @@ func testInteropNodeSMSCOdd(t *testing.T, tc oddCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	smsc := startScript(t, ctx, nodeSMPP, "node", "smsc_odd.js", "up", "uppw", tc.mode)
-	port, ok := strings.CutPrefix(smsc.next(), "listening ")
-	if !ok {
-		t.Fatal("the node-smpp SMSC did not listen")
-	}
+	port := smsc.listening()
 	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
 		u.Addr, u.Binds = "127.0.0.1:"+port, 1
 		if tc.upstream != nil {

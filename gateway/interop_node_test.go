@@ -249,6 +249,42 @@ func (s *script) next() string {
 	return ""
 }
 
+// listening is the port of the script's "listening <port>" line, which an
+// SMSC script prints first.
+func (s *script) listening() string {
+	s.t.Helper()
+	port, ok := strings.CutPrefix(s.next(), "listening ")
+	if !ok {
+		s.t.Fatalf("%s did not listen", s.cmd.Path)
+	}
+	return port
+}
+
+// wantUCS2Submits reads the SMSC script's lines of the three messages of
+// submitThreeKinds: "submit <id> <data_coding> <esm_class>
+// <registered_delivery> …", fields fields each (an id idLen long, 0 any).
+// The signature being Chinese, each is UCS-2 and asks for a receipt; two go
+// whole and the long one in 3 parts with a UDH.
+func (s *script) wantUCS2Submits(t *testing.T, fields, idLen int) {
+	t.Helper()
+	var single, parts int
+	for range 5 {
+		f := strings.Fields(s.next())
+		if len(f) != fields || f[0] != "submit" || (idLen > 0 && len(f[1]) != idLen) || f[2] != "8" || f[4] != "1" {
+			t.Fatalf("the SMSC got %v: want a UCS-2 submit_sm asking for a receipt", f)
+		}
+		switch f[3] {
+		case "0":
+			single++
+		case "64":
+			parts++
+		}
+	}
+	if single != 2 || parts != 3 {
+		t.Errorf("the SMSC got %d single and %d concatenated parts, want 2 and 3", single, parts)
+	}
+}
+
 // wait waits for the script's end; an error if it failed.
 func (s *script) wait() error {
 	if err := s.cmd.Wait(); err != nil {
@@ -270,10 +306,7 @@ func TestInteropNodeSMPPUpstream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	smsc := startScript(t, ctx, nodeSMPP, "node", "smsc.js", "up", "uppw")
-	port, ok := strings.CutPrefix(smsc.next(), "listening ")
-	if !ok {
-		t.Fatal("the node-smpp SMSC did not listen")
-	}
+	port := smsc.listening()
 	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
 		u.Addr, u.Binds = "127.0.0.1:"+port, 1
 	}})
@@ -288,22 +321,7 @@ func TestInteropNodeSMPPUpstream(t *testing.T) {
 	wantReceipts(t, e, ids, smpp.StateDelivered)
 	// The signature is Chinese: every message goes out in UCS-2; the long
 	// one (【乙公司】 and 168 characters) in 3 parts with a UDH.
-	var single, parts int
-	for range 5 {
-		f := strings.Fields(smsc.next())
-		if len(f) != 5 || f[0] != "submit" || len(f[1]) != 36 || f[2] != "8" || f[4] != "1" {
-			t.Fatalf("the SMSC got %v: want a UCS-2 submit_sm asking for a receipt", f)
-		}
-		switch f[3] {
-		case "0":
-			single++
-		case "64":
-			parts++
-		}
-	}
-	if single != 2 || parts != 3 {
-		t.Errorf("the SMSC got %d single and %d concatenated parts, want 2 and 3", single, parts)
-	}
+	smsc.wantUCS2Submits(t, 5, 36)
 	var got []string
 	for _, m := range e.waitMOs(t, 2) {
 		if m.Source != "13712345678" || m.Dest != "106575002" {
@@ -341,10 +359,7 @@ func TestInteropNodeSMPPUpstreamUnbinds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	smsc := startScript(t, ctx, nodeSMPP, "node", "smsc.js", "up", "uppw", "2")
-	port, ok := strings.CutPrefix(smsc.next(), "listening ")
-	if !ok {
-		t.Fatal("the node-smpp SMSC did not listen")
-	}
+	port := smsc.listening()
 	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
 		u.Addr, u.Binds = "127.0.0.1:"+port, 1
 	}})

@@ -212,10 +212,7 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	smsc := startScript(t, ctx, ".", "perl", "testdata/netsmpp_smsc.pl", "up", "uppw")
-	port, ok := strings.CutPrefix(smsc.next(), "listening ")
-	if !ok {
-		t.Fatal("the Net::SMPP SMSC did not listen")
-	}
+	port := smsc.listening()
 	r := newRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
 		u.Addr, u.Binds = "127.0.0.1:"+port, 1 // it takes one connection
 	}})
@@ -227,22 +224,7 @@ func TestInteropNetSMPPUpstream(t *testing.T) {
 	wantReceipts(t, e, ids, smpp.StateDelivered)
 	// The signature is Chinese: every message goes out in UCS-2; the long
 	// one (【测试】 and 168 characters) in 3 parts with a UDH.
-	var single, parts int
-	for range 5 {
-		f := strings.Fields(smsc.next())
-		if len(f) != 6 || f[0] != "submit" || f[2] != "8" || f[4] != "1" {
-			t.Fatalf("the SMSC got %v: want a UCS-2 submit_sm asking for a receipt", f)
-		}
-		switch f[3] {
-		case "0":
-			single++
-		case "64":
-			parts++
-		}
-	}
-	if single != 2 || parts != 3 {
-		t.Errorf("the SMSC got %d single and %d concatenated parts, want 2 and 3", single, parts)
-	}
+	smsc.wantUCS2Submits(t, 6, 0)
 	r.stop() // qxtd unbinds: the SMSC ends
 	if l := smsc.next(); l != "closed" {
 		t.Errorf("the SMSC said %q after qxtd stopped, want closed", l)
