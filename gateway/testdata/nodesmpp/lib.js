@@ -1,5 +1,5 @@
 'use strict';
-// What the ESME scripts share: printing their event lines, failing with a
+// What the scripts share: printing their event lines, failing with a
 // message (exit 1), a deadline for the whole script, and a promise per
 // request.
 
@@ -21,3 +21,9 @@ exports.deadline = (ms) => setTimeout(() => fail('timeout'), ms);
 
 // caller returns call(cmd, params), a promise of cmd's response on session.
 exports.caller = (session) => (cmd, params) => new Promise((resolve) => session[cmd](params, resolve));
+
+// stamp is d as an Appendix B receipt writes its dates, YYMMDDhhmm (UTC).
+exports.stamp = (d) => {
+	const p = (n) => String(n).padStart(2, '0');
+	return p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) + p(d.getUTCHours()) + p(d.getUTCMinutes());
+};

@@ -21,16 +21,9 @@ const crypto = require('crypto');
 const smpp = require('smpp');
 
 const [user, pass, unbindAfter] = process.argv.slice(2);
-const say = (...a) => process.stdout.write(a.join(' ') + '\n');
-setTimeout(() => {
-	process.stderr.write('timeout\n');
-	process.exit(2);
-}, 50000);
+const {say, stamp, deadline} = require('./lib');
 
-const stamp = (d) => {
-	const p = (n) => String(n).padStart(2, '0');
-	return p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) + p(d.getUTCHours()) + p(d.getUTCMinutes());
-};
+deadline(50000);
 
 let submits = 0;
 const server = smpp.createServer((session) => {

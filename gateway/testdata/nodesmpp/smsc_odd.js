@@ -47,17 +47,9 @@ const smpp = require('smpp');
 
 const [user, pass, modes] = process.argv.slice(2);
 const is = (m) => modes.split(',').includes(m);
-const say = (...a) => process.stdout.write(a.join(' ') + '\n');
-const hex = (n) => '0x' + n.toString(16).padStart(8, '0');
-setTimeout(() => {
-	process.stderr.write('timeout\n');
-	process.exit(2);
-}, 50000);
+const {say, hex, stamp, deadline} = require('./lib');
 
-const stamp = (d) => {
-	const p = (n) => String(n).padStart(2, '0');
-	return p(d.getUTCFullYear() % 100) + p(d.getUTCMonth() + 1) + p(d.getUTCDate()) + p(d.getUTCHours()) + p(d.getUTCMinutes());
-};
+deadline(50000);
 const text = (m) => (typeof m === 'string' ? m : m && typeof m.message === 'string' ? m.message : '');
 const states = {DELIVRD: 2, EXPIRED: 3, UNDELIV: 5, REJECTD: 8};
 
