@@ -58,6 +58,10 @@ type SimOptions struct {
 	// the same system_id are open, as carriers cap binds per account
 	// (0: no cap). Binds reports the count and its peak.
 	MaxBinds int
+	// NoTransceiver refuses bind_transceiver (ESME_RINVCMDID), as an SMSC
+	// of SMPP 3.3, which has no transceivers, does: a client must bind a
+	// transmitter to send and a receiver for the receipts and replies.
+	NoTransceiver bool
 	// Seed, if not zero, makes the random faults (and receipt outcomes) a
 	// reproducible sequence; zero draws from the process's random source.
 	Seed   uint64
@@ -76,6 +80,7 @@ type SimMessage struct {
 	RegDelivery  uint8
 	Priority     uint8     // priority_flag
 	At           time.Time // when its submit_sm arrived (before any fault's delay)
+	Bind         BindKind  // the kind of the bind it came on
 }
 
 type simDLR struct {
@@ -113,7 +118,11 @@ type Simulator struct {
 	bound    map[string]int     // open binds per system_id
 	sessions map[*simSession]struct{}
 	peak     map[string]int // the most bound at once per system_id
-	dlrs     []simDLR       // FIFO: a constant delay keeps it in due order
+	// kinds counts the open binds per system_id and kind, kindPeak the
+	// most at once (BindsOfKind).
+	kinds    map[simKind]int
+	kindPeak map[simKind]int
+	dlrs     []simDLR // FIFO: a constant delay keeps it in due order
 	wake     chan struct{}
 
 	ctx    context.Context
@@ -134,6 +143,8 @@ func NewSimulator(opt SimOptions) *Simulator {
 		arrived:  make(map[string]int),
 		bound:    make(map[string]int),
 		peak:     make(map[string]int),
+		kinds:    make(map[simKind]int),
+		kindPeak: make(map[simKind]int),
 		sessions: make(map[*simSession]struct{}),
 		wake:     make(chan struct{}, 1),
 		ctx:      ctx,
@@ -205,6 +216,21 @@ func (s *Simulator) Binds(systemID string) (now, peak int) {
 	return s.bound[systemID], s.peak[systemID]
 }
 
+// simKind keys the binds of one system_id and kind.
+type simKind struct {
+	systemID string
+	kind     BindKind
+}
+
+// BindsOfKind returns how many binds of systemID and kind are open now,
+// and the most that were open at once.
+func (s *Simulator) BindsOfKind(systemID string, kind BindKind) (now, peak int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := simKind{systemID, kind}
+	return s.kinds[k], s.kindPeak[k]
+}
+
 // DropConnections closes every bound connection (a network failure).
 func (s *Simulator) DropConnections() {
 	for _, c := range s.srv.connections() {
@@ -219,6 +245,9 @@ func (s *Simulator) bind(_ context.Context, req BindRequest) (Session, error) {
 	if s.opt.Password != "" && req.Password != s.opt.Password {
 		return nil, StatusInvalidPassword
 	}
+	if s.opt.NoTransceiver && req.Kind == BindTransceiver {
+		return nil, StatusInvalidCommandID
+	}
 	ss := &simSession{s: s, systemID: req.SystemID, conn: req.Conn, kind: req.Kind}
 	s.mu.Lock()
 	if s.opt.MaxBinds > 0 && s.bound[req.SystemID] >= s.opt.MaxBinds {
@@ -228,6 +257,9 @@ func (s *Simulator) bind(_ context.Context, req BindRequest) (Session, error) {
 	s.bound[req.SystemID]++
 	s.sessions[ss] = struct{}{}
 	s.peak[req.SystemID] = max(s.peak[req.SystemID], s.bound[req.SystemID])
+	k := simKind{req.SystemID, req.Kind}
+	s.kinds[k]++
+	s.kindPeak[k] = max(s.kindPeak[k], s.kinds[k])
 	if req.Kind.CanReceive() {
 		s.rx[req.SystemID] = append(s.rx[req.SystemID], req.Conn)
 	}
@@ -268,6 +300,7 @@ func (ss *simSession) Close() {
 func (s *Simulator) forget(ss *simSession) {
 	delete(s.sessions, ss)
 	s.bound[ss.systemID]--
+	s.kinds[simKind{ss.systemID, ss.kind}]--
 	list := s.rx[ss.systemID]
 	for i, c := range list {
 		if c == ss.conn {
@@ -364,6 +397,7 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 		RegDelivery:  Byte(p, pdufield.RegisteredDelivery),
 		Priority:     Byte(p, pdufield.PriorityFlag),
 		At:           arrived,
+		Bind:         ss.kind,
 	}
 	if t := p.TLVFields(); len(t) > 0 {
 		m.TLVs = make(map[uint16][]byte, len(t))

@@ -112,6 +112,30 @@ func TestSimulatorMaxBinds(t *testing.T) {
 	}
 }
 
+// An SMSC of SMPP 3.3 has no transceivers: with NoTransceiver the
+// simulator refuses bind_transceiver and takes a transmitter and a
+// receiver, counted by kind.
+func TestSimulatorNoTransceiver(t *testing.T) {
+	sim, addr := startSim(t, smpp.SimOptions{SystemID: "gw", Password: "pw", NoTransceiver: true})
+	a := dialPeer(t, addr)
+	a.bind(pdu.BindTransceiverID, "gw", "pw", 1, smpp.StatusInvalidCommandID)
+	b := dialPeer(t, addr)
+	b.bind(pdu.BindTransmitterID, "gw", "pw", 1, smpp.StatusOK)
+	c := dialPeer(t, addr)
+	c.bind(pdu.BindReceiverID, "gw", "pw", 1, smpp.StatusOK)
+	for _, k := range []struct {
+		kind            smpp.BindKind
+		wantNow, wantPk int
+	}{{smpp.BindTransceiver, 0, 0}, {smpp.BindTransmitter, 1, 1}, {smpp.BindReceiver, 1, 1}} {
+		if now, peak := sim.BindsOfKind("gw", k.kind); now != k.wantNow || peak != k.wantPk {
+			t.Errorf("BindsOfKind(%s) = %d now, %d peak; want %d, %d", k.kind, now, peak, k.wantNow, k.wantPk)
+		}
+	}
+	if now, _ := sim.Binds("gw"); now != 2 {
+		t.Errorf("Binds = %d, want 2", now)
+	}
+}
+
 func TestSimulatorSubmitAndReceipt(t *testing.T) {
 	const delay = 50 * time.Millisecond
 	sim, addr := startSim(t, smpp.SimOptions{DLRDelay: delay, Record: true})
