@@ -143,11 +143,14 @@ type ClusterMember struct {
 	Load *LoadStatus `json:"load,omitempty"`
 }
 
-// UpstreamStatus is one upstream's binds.
+// UpstreamStatus is one upstream's binds, and its receivers (0
+// configured: its binds are transceivers).
 type UpstreamStatus struct {
-	Name            string `json:"name"`
-	BindsUp         int    `json:"binds_up"`
-	BindsConfigured int    `json:"binds_configured"`
+	Name                string `json:"name"`
+	BindsUp             int    `json:"binds_up"`
+	BindsConfigured     int    `json:"binds_configured"`
+	ReceiversUp         int    `json:"receivers_up"`
+	ReceiversConfigured int    `json:"receivers_configured"`
 }
 
 // FailingWebhook is an enterprise whose receipt (or reply) endpoint
@@ -187,7 +190,8 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) 
 		h := g.Health()
 		out.StoreWritable = h.StoreWritable
 		for _, u := range h.Upstreams {
-			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured})
+			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured,
+				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured})
 		}
 		for _, rc := range g.Refusals() {
 			out.Refusals = append(out.Refusals, RefusalStatus{Reason: rc.Reason, Count: rc.Count})

@@ -93,7 +93,7 @@ func TestDeskHome(t *testing.T) {
 	c := r.client()
 	c.opsLogin()
 	a := c.get("/ops/")
-	a.wantPage(t, "运行概况", "通道 sim", "存储", "正常", "白名单号码", `href="/ops/approvals#whitelist"`,
+	a.wantPage(t, "运行概况", "通道 sim", "通道 sim 接收连接", "存储", "正常", "白名单号码", `href="/ops/approvals#whitelist"`,
 		"已受理（待提交）", "接收成功", "等待定时或重试", "<code>not_whitelisted</code>", reasonZH("not_whitelisted"), "未出现的原因",
 		`id="failing-webhooks"`, "各企业最近一次回执推送和回复推送都已成功")
 	// The pending count: numPending.
@@ -168,7 +168,7 @@ func TestDeskHomeCluster(t *testing.T) {
 	}})
 	a := c.get("/ops/")
 	a.wantPage(t, `id="cluster"`, "集群（本页来自节点 2）", "node-1", "<code>http://10.0.0.2:7101</code>", "2026-12-02 03:04:05",
-		"本节点负责：日程提醒的发送。", "本节点的连接 / 集群共享的连接总数",
+		"本节点负责：日程提醒的发送。", "本节点的连接 / 集群共享的连接总数", "本节点的接收连接 / 集群共享的接收连接总数",
 		"未应答", "10.0 条/秒", "0.61 核", `<a href="/ops/enterprises/E7">E7</a> 9.0 条/秒`, "0.0 条/秒")
 	if n := strings.Count(a.Body, "未应答"); n != 1 {
 		t.Errorf("%d members shown without an answer, want 1 (node-1)", n)

@@ -101,7 +101,7 @@ func (s *Server) opsHome(q *req) {
 	for _, u := range d.St.Upstreams {
 		// In a cluster a node holds its share of the binds (or none: it
 		// relays through the others), so only a node alone is short.
-		if u.BindsUp < u.BindsConfigured && d.St.Cluster == nil {
+		if (u.BindsUp < u.BindsConfigured || u.ReceiversUp < u.ReceiversConfigured) && d.St.Cluster == nil {
 			d.AllUp = false
 		}
 	}

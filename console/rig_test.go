@@ -79,7 +79,11 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.off += d; c.mu.Unlock() }
 func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, clock: &clock{}}
-	r.sim = smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: 20 * time.Millisecond, Record: true})
+	// An SMSC without transceivers, bound with a transmitter and a
+	// receiver (upstreams[].bind_mode transmitter_receiver): the desk
+	// shows the receivers apart, and every receipt and reply of the
+	// console's tests comes in on the receiver.
+	r.sim = smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: 20 * time.Millisecond, Record: true, NoTransceiver: true})
 	sl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +146,7 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	g, err := gateway.New(gateway.Config{
 		Upstreams: []gateway.UpstreamConfig{{
 			Name: "sim", Addr: sl.Addr().String(), SystemID: "up", Password: "uppw",
-			Binds: 1, Window: 10, RespTimeout: 2 * time.Second,
+			Binds: 1, Receivers: 1, Window: 10, RespTimeout: 2 * time.Second,
 			Segment: segment.Options{Concat: segment.ConcatUDH8},
 		}},
 		RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,

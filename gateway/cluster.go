@@ -20,8 +20,10 @@ type Cluster interface {
 	// nodes (BindShare may then differ).
 	Changed() <-chan struct{}
 	// AcquireBind blocks until this node holds one of the total binds of
-	// upstream; the carrier never sees more than total at once.
-	AcquireBind(ctx context.Context, upstream string, total int) (BindSlot, error)
+	// upstream, or of its receivers (UpstreamConfig.Receivers: a cap of
+	// their own at the carrier); the carrier never sees more than total
+	// at once.
+	AcquireBind(ctx context.Context, upstream string, receivers bool, total int) (BindSlot, error)
 	// QuotaClaim is how many segments of the enterprise's month this
 	// node may have reserved and charged: the watermark it published in
 	// etcd (never spent beyond, so the cluster counts it even if this
@@ -43,18 +45,24 @@ type BindSlot interface {
 	Release()
 }
 
-// runShared runs bind i of the upstream while this node holds a slot for
-// it and i is within the node's share: when another node joins, the binds
-// past the share are unbound so that it can take theirs; when one leaves,
-// its slots free up (its lease expires) and ours take them.
-func (u *upstream) runShared(ctx context.Context, i int, c *smpp.Client) {
+// runShared runs bind i of the upstream (receiver i with receivers) while
+// this node holds a slot for it and i is within the node's share: when
+// another node joins, the binds past the share are unbound so that it can
+// take theirs; when one leaves, its slots free up (its lease expires) and
+// ours take them.
+func (u *upstream) runShared(ctx context.Context, receivers bool, i int, c *smpp.Client) {
 	cl := u.g.cfg.Cluster
+	total := u.cfg.Binds
 	log := u.g.log.With("upstream", u.cfg.Name, "bind", i)
+	if receivers {
+		total = u.cfg.Receivers
+		log = u.g.log.With("upstream", u.cfg.Name, "receiver", i)
+	}
 	backoff := time.Second
 	for ctx.Err() == nil {
 		for ctx.Err() == nil {
 			changed := cl.Changed()
-			if i < cl.BindShare(u.cfg.Binds) {
+			if i < cl.BindShare(total) {
 				break
 			}
 			select {
@@ -62,7 +70,7 @@ func (u *upstream) runShared(ctx context.Context, i int, c *smpp.Client) {
 			case <-changed:
 			}
 		}
-		slot, err := cl.AcquireBind(ctx, u.cfg.Name, u.cfg.Binds)
+		slot, err := cl.AcquireBind(ctx, u.cfg.Name, receivers, total)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -83,7 +91,7 @@ func (u *upstream) runShared(ctx context.Context, i int, c *smpp.Client) {
 			defer close(watched)
 			for {
 				changed := cl.Changed()
-				if i >= cl.BindShare(u.cfg.Binds) {
+				if i >= cl.BindShare(total) {
 					log.Info("cluster: giving this bind to another node")
 					cancel()
 					return

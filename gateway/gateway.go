@@ -20,12 +20,18 @@ import (
 
 // UpstreamConfig is one carrier SMSC.
 type UpstreamConfig struct {
-	Name        string
-	Addr        string
-	SystemID    string
-	Password    string
-	SystemType  string
-	Binds       int           // persistent binds
+	Name       string
+	Addr       string
+	SystemID   string
+	Password   string
+	SystemType string
+	Binds      int // persistent binds that send
+	// Receivers, when above 0, makes the Binds transmitters
+	// (bind_transmitter) and adds this many receivers (bind_receiver) for
+	// the SMSC's receipts and replies: for an SMSC that takes no
+	// transceivers (SMPP 3.3 has none) or a carrier that grants the two
+	// kinds apart. 0: every bind is a transceiver.
+	Receivers   int
 	Window      int           // outstanding submit_sm per bind
 	TPS         float64       // submit_sm per second over all binds; 0 = no cap
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
@@ -388,11 +394,14 @@ func (g *Gateway) SetUpstreamTPS(name string, tps float64) error {
 }
 
 // UpstreamHealth is one upstream's binds: how many are configured and how
-// many are up now.
+// many are up now; its receivers likewise (0 configured: its binds are
+// transceivers).
 type UpstreamHealth struct {
-	Name            string
-	BindsConfigured int
-	BindsUp         int
+	Name                string
+	BindsConfigured     int
+	BindsUp             int
+	ReceiversConfigured int
+	ReceiversUp         int
 }
 
 // Health is the state of every upstream, in configuration order.
@@ -410,7 +419,7 @@ func (h Health) Degraded() bool {
 		return true
 	}
 	for _, u := range h.Upstreams {
-		if u.BindsUp < u.BindsConfigured {
+		if u.BindsUp < u.BindsConfigured || u.ReceiversUp < u.ReceiversConfigured {
 			return true
 		}
 	}
@@ -424,6 +433,7 @@ func (g *Gateway) Health() Health {
 	for _, u := range g.ups {
 		h.Upstreams = append(h.Upstreams, UpstreamHealth{
 			Name: u.cfg.Name, BindsConfigured: len(u.clients), BindsUp: u.upCount(),
+			ReceiversConfigured: len(u.receivers), ReceiversUp: int(u.rxUp.Load()),
 		})
 	}
 	return h

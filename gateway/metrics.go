@@ -257,6 +257,14 @@ func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(len(u.clients)) })
 		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_receivers_up", Help: "Upstream receiver binds up now (upstreams[].bind_mode transmitter_receiver).",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 { return float64(u.rxUp.Load()) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_receivers_configured", Help: "Upstream receiver binds configured (0: the binds are transceivers).",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 { return float64(len(u.receivers)) })
+		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "qxtd_upstream_pace_per_second",
 			Help:        "Sum over the upstream's binds up of their adaptive submit_sm rate limits after throttling (+Inf: not limited; 0: no bind up).",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},

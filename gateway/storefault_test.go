@@ -219,27 +219,10 @@ func TestReconnectAllBindsPromptly(t *testing.T) {
 // anything happened, so alerts and rate() see them from the start.
 func TestUpstreamSeriesStartAtZero(t *testing.T) {
 	r := newRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) { u.Binds = 3 }})
-	fams, err := r.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]float64{}
-	for _, f := range fams {
-		for _, m := range f.GetMetric() {
-			key := f.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			switch {
-			case m.Counter != nil:
-				have[key] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				have[key] = m.GetGauge().GetValue()
-			}
-		}
-	}
+	have := counters(t, r)
 	want := map[string]float64{
 		"qxtd_upstream_binds_configured,upstream=sim":     3,
+		"qxtd_upstream_receivers_configured,upstream=sim": 0,
 		"qxtd_upstream_disconnects_total,upstream=sim":    0,
 		"qxtd_upstream_record_retries_total,upstream=sim": 0,
 	}

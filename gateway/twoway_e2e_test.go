@@ -203,7 +203,7 @@ func TestRepliesRouted(t *testing.T) {
 	}
 }
 
-// counters reads every counter of the rig's registry, keyed
+// counters reads every counter and gauge of the rig's registry, keyed
 // name,label=value,….
 func counters(t *testing.T, r *rig) map[string]float64 {
 	t.Helper()
@@ -218,8 +218,11 @@ func counters(t *testing.T, r *rig) map[string]float64 {
 			for _, l := range m.GetLabel() {
 				key += "," + l.GetName() + "=" + l.GetValue()
 			}
-			if m.Counter != nil {
+			switch {
+			case m.Counter != nil:
 				have[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				have[key] = m.GetGauge().GetValue()
 			}
 		}
 	}

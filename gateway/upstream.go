@@ -22,17 +22,23 @@ import (
 )
 
 // upstream is one SMSC: N persistent binds, each with its own window and
-// its own adaptive pace (pace.go), sharing one TPS cap.
+// its own adaptive pace (pace.go), sharing one TPS cap. The binds send
+// and receive (transceivers), or send only (transmitters) beside
+// receivers of their own (UpstreamConfig.Receivers).
 type upstream struct {
 	g       *Gateway
 	cfg     UpstreamConfig
-	clients []*smpp.Client
-	paces   []*pace       // one per bind, same index as clients
-	bound   []atomic.Bool // one per bind, same index: up now
-	limiter *rate.Limiter // nil = no cap
-	jobs    chan queue.Job
-	up      atomic.Int32
-	busy    atomic.Int32 // workers carrying a segment (work)
+	clients []*smpp.Client // the binds that send
+	paces   []*pace        // one per bind, same index as clients
+	bound   []atomic.Bool  // one per bind, same index: up now
+	// receivers are the binds that only receive (bind_receiver): none
+	// when the binds are transceivers.
+	receivers []*smpp.Client
+	rxUp      atomic.Int32  // receivers up now
+	limiter   *rate.Limiter // nil = no cap
+	jobs      chan queue.Job
+	up        atomic.Int32
+	busy      atomic.Int32 // workers carrying a segment (work)
 	// orphansFull is set while this upstream's unmatched receipts are at
 	// store.max_orphans: one warning when it begins, one line when it ends.
 	orphansFull atomic.Bool
@@ -89,41 +95,67 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		u.limiter = rate.NewLimiter(rate.Limit(cfg.TPS), max(1, int(cfg.TPS/10)))
 	}
 	log := g.log.With("upstream", cfg.Name)
+	kind := smpp.BindTransceiver
+	if cfg.Receivers > 0 {
+		kind = smpp.BindTransmitter
+	}
 	u.bound = make([]atomic.Bool, cfg.Binds)
 	for i := range cfg.Binds {
 		u.paces = append(u.paces, newPace(cfg.TPS))
-		u.clients = append(u.clients, smpp.NewClient(smpp.ClientOptions{
-			MaxBackoff: cfg.ReconnectMax,
-			Addr:       cfg.Addr,
-			Dial:       cfg.Dial,
-			SystemID:   cfg.SystemID,
-			Password:   cfg.Password,
-			SystemType: cfg.SystemType,
-			Kind:       smpp.BindTransceiver,
-			Handler:    smpp.HandlerFunc(u.handleSMSC),
-			Conn: smpp.ConnOptions{
-				Window:         cfg.Window,
-				RespTimeout:    cfg.RespTimeout,
-				EnquireLink:    cfg.EnquireLink,
-				OnLateResponse: u.lateResponse,
-			},
-			OnState: func(up bool) {
-				u.bound[i].Store(up)
-				if up {
-					u.up.Add(1)
-					u.upMu.Lock()
-					close(u.upSig)
-					u.upSig = make(chan struct{})
-					u.upMu.Unlock()
-				} else {
-					u.up.Add(-1)
-					g.metrics.reconnects.WithLabelValues(cfg.Name).Inc()
-				}
-			},
-			Logger: log,
+		u.clients = append(u.clients, u.newClient(kind, log, func(up bool) {
+			u.bound[i].Store(up)
+			if up {
+				u.up.Add(1)
+				u.upMu.Lock()
+				close(u.upSig)
+				u.upSig = make(chan struct{})
+				u.upMu.Unlock()
+			} else {
+				u.up.Add(-1)
+			}
+		}))
+	}
+	for i := range cfg.Receivers {
+		u.receivers = append(u.receivers, u.newClient(smpp.BindReceiver, log.With("receiver", i), func(up bool) {
+			if up {
+				u.rxUp.Add(1)
+			} else {
+				u.rxUp.Add(-1)
+			}
 		}))
 	}
 	return u
+}
+
+// newClient is one bind of the upstream, of kind. Every kind handles the
+// SMSC's requests: a transmitter should get no receipt or reply (SMPP 3.4
+// §2.2.1), but one that does is answered and its receipt kept all the
+// same.
+func (u *upstream) newClient(kind smpp.BindKind, log *slog.Logger, onState func(up bool)) *smpp.Client {
+	cfg := u.cfg
+	return smpp.NewClient(smpp.ClientOptions{
+		MaxBackoff: cfg.ReconnectMax,
+		Addr:       cfg.Addr,
+		Dial:       cfg.Dial,
+		SystemID:   cfg.SystemID,
+		Password:   cfg.Password,
+		SystemType: cfg.SystemType,
+		Kind:       kind,
+		Handler:    smpp.HandlerFunc(u.handleSMSC),
+		Conn: smpp.ConnOptions{
+			Window:         cfg.Window,
+			RespTimeout:    cfg.RespTimeout,
+			EnquireLink:    cfg.EnquireLink,
+			OnLateResponse: u.lateResponse,
+		},
+		OnState: func(up bool) {
+			onState(up)
+			if !up {
+				u.g.metrics.reconnects.WithLabelValues(cfg.Name).Inc()
+			}
+		},
+		Logger: log,
+	})
 }
 
 func (u *upstream) upCount() int { return int(u.up.Load()) }
@@ -179,16 +211,20 @@ func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 	// out, the SMSC could take them while qxtd keeps them due: sent twice
 	// after the restart.
 	binds, unbind := context.WithCancel(context.WithoutCancel(ctx))
-	for i, c := range u.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	run := func(receivers bool, i int, c *smpp.Client) {
+		wg.Go(func() {
 			if u.g.cfg.Cluster != nil {
-				u.runShared(binds, i, c) // cluster.go: only while this node holds one of the binds
+				u.runShared(binds, receivers, i, c) // cluster.go: only while this node holds one of the binds
 				return
 			}
 			c.Run(binds)
-		}()
+		})
+	}
+	for i, c := range u.clients {
+		run(false, i, c)
+	}
+	for i, c := range u.receivers {
+		run(true, i, c)
 	}
 	// Each worker carries one segment from the queue to its recorded
 	// outcome, on whichever bind is up; the binds' windows bound how many

@@ -74,6 +74,10 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				}
 			}
 			for _, u := range st.Upstreams {
+				if u.ReceiversConfigured > 0 {
+					fmt.Fprintf(w, "upstream %s\t%d/%d binds up, %d/%d receivers up\n", u.Name, u.BindsUp, u.BindsConfigured, u.ReceiversUp, u.ReceiversConfigured)
+					continue
+				}
 				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)
 			}
 			for _, s := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled", "waiting"} {

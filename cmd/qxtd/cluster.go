@@ -73,10 +73,14 @@ func (c *clusterGateway) BindShare(total int) int {
 	return (total + n - 1) / n
 }
 
-func (c *clusterGateway) AcquireBind(ctx context.Context, upstream string, total int) (gateway.BindSlot, error) {
+func (c *clusterGateway) AcquireBind(ctx context.Context, upstream string, receivers bool, total int) (gateway.BindSlot, error) {
 	// Slot names are one etcd path element: an upstream name with a "/"
-	// is escaped.
-	s, err := c.node.AcquireSlot(ctx, "upstream:"+url.PathEscape(upstream), total)
+	// is escaped. Its receivers are counted apart, under their own prefix.
+	name := "upstream:" + url.PathEscape(upstream)
+	if receivers {
+		name = "receivers:" + url.PathEscape(upstream)
+	}
+	s, err := c.node.AcquireSlot(ctx, name, total)
 	if err != nil {
 		return nil, err
 	}

@@ -211,12 +211,16 @@ type SimulatorConfig struct {
 }
 
 type UpstreamConfig struct {
-	Name        string        `mapstructure:"name"`
-	Addr        string        `mapstructure:"addr"`
-	SystemID    string        `mapstructure:"system_id"`
-	Password    string        `mapstructure:"password"`
-	SystemType  string        `mapstructure:"system_type"`
-	Binds       int           `mapstructure:"binds"`
+	Name       string `mapstructure:"name"`
+	Addr       string `mapstructure:"addr"`
+	SystemID   string `mapstructure:"system_id"`
+	Password   string `mapstructure:"password"`
+	SystemType string `mapstructure:"system_type"`
+	Binds      int    `mapstructure:"binds"`
+	// BindMode: transceiver (the binds send and receive) or
+	// transmitter_receiver (the binds send; Receivers more receive).
+	BindMode    string        `mapstructure:"bind_mode"`
+	Receivers   int           `mapstructure:"receivers"`
 	Window      int           `mapstructure:"window"`
 	TPS         float64       `mapstructure:"tps"`
 	RespTimeout time.Duration `mapstructure:"resp_timeout"`
@@ -441,12 +445,32 @@ func defaults(v *viper.Viper) {
 	}
 }
 
+// The values of upstreams[].bind_mode.
+const (
+	bindModeTransceiver = "transceiver"
+	bindModeTxRx        = "transmitter_receiver"
+)
+
+// receivers is the gateway's UpstreamConfig.Receivers: 0 for transceivers.
+func (u UpstreamConfig) receivers() int {
+	if u.BindMode == bindModeTxRx {
+		return u.Receivers
+	}
+	return 0
+}
+
 // setDefaults fills the keys of an upstreams[] entry that the file leaves
 // out or sets to 0 (viper's defaults do not reach into lists): the
 // gateway's defaults, named here so that the file's meaning is complete.
 func (u *UpstreamConfig) setDefaults() {
 	if u.Binds == 0 {
 		u.Binds = gateway.DefaultBinds
+	}
+	if u.BindMode == "" {
+		u.BindMode = bindModeTransceiver
+	}
+	if u.BindMode == bindModeTxRx && u.Receivers == 0 {
+		u.Receivers = 1
 	}
 	if u.Window == 0 {
 		u.Window = gateway.DefaultWindow
@@ -760,6 +784,7 @@ func (c *Config) Validate() error {
 			{"binds", u.Binds, u.Binds < 0}, {"window", u.Window, u.Window < 0}, {"tps", u.TPS, u.TPS < 0},
 			{"resp_timeout", u.RespTimeout, u.RespTimeout < 0}, {"enquire_link", u.EnquireLink, u.EnquireLink < 0},
 			{"reconnect_max", u.ReconnectMax, u.ReconnectMax < 0}, {"recording_slots", u.RecordingSlots, u.RecordingSlots < 0},
+			{"receivers", u.Receivers, u.Receivers < 0},
 		} {
 			if n.neg {
 				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))
@@ -769,6 +794,15 @@ func (c *Config) Validate() error {
 			// Every comparison with NaN is false: it passed the check
 			// above and meant no cap, as 0 does, without saying so.
 			errs = append(errs, fmt.Errorf("%s.tps: NaN is not a rate (0: no cap)", k))
+		}
+		switch {
+		case u.BindMode != bindModeTransceiver && u.BindMode != bindModeTxRx:
+			errs = append(errs, fmt.Errorf("%s.bind_mode: %q is not %s or %s", k, u.BindMode, bindModeTransceiver, bindModeTxRx))
+		case u.BindMode == bindModeTransceiver && u.Receivers != 0:
+			// Said rather than ignored: the operator meant receivers that
+			// transceivers would not give.
+			errs = append(errs, fmt.Errorf("%s.receivers: %d set, but bind_mode is %s (its binds receive themselves); set bind_mode: %s for receivers of their own",
+				k, u.Receivers, bindModeTransceiver, bindModeTxRx))
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))

@@ -38,6 +38,8 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
 		"invalid-receipt-ids.yaml":              `upstreams[0].receipt_ids: "octal" is not auto, same, decimal or hex`,
 		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",
+		"invalid-bind-mode.yaml":                `upstreams[0].bind_mode: "transmitter+receiver" is not transceiver or transmitter_receiver`,
+		"invalid-receivers-transceiver.yaml":    "upstreams[0].receivers: 2 set, but bind_mode is transceiver",
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
 		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",
 		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,

@@ -346,7 +346,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		}
 		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
-			SystemType: u.SystemType, Binds: u.Binds, Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
+			SystemType: u.SystemType, Binds: u.Binds, Receivers: u.receivers(), Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
 			Segment:      segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
 			PassPriority: u.PassPriority,
@@ -712,7 +712,11 @@ func (d *daemon) health(mux *http.ServeMux) {
 			var b strings.Builder
 			fmt.Fprintf(&b, "ready: cluster node %d;", d.cluster.node.ID())
 			for _, u := range h.Upstreams {
-				fmt.Fprintf(&b, " upstream %s %d of %d binds here;", u.Name, u.BindsUp, u.BindsConfigured)
+				fmt.Fprintf(&b, " upstream %s %d of %d binds here", u.Name, u.BindsUp, u.BindsConfigured)
+				if u.ReceiversConfigured > 0 {
+					fmt.Fprintf(&b, ", %d of %d receivers", u.ReceiversUp, u.ReceiversConfigured)
+				}
+				b.WriteString(";")
 			}
 			_, _ = io.WriteString(w, strings.TrimSuffix(b.String(), ";")+"\n")
 			return
@@ -729,6 +733,11 @@ func (d *daemon) health(mux *http.ServeMux) {
 			for _, u := range h.Upstreams {
 				if u.BindsUp < u.BindsConfigured {
 					fmt.Fprintf(&b, " upstream %s %d/%d binds up;", u.Name, u.BindsUp, u.BindsConfigured)
+				}
+				if u.ReceiversUp < u.ReceiversConfigured {
+					// Sending goes on; the receipts and replies wait at
+					// the SMSC until a receiver is back.
+					fmt.Fprintf(&b, " upstream %s %d/%d receivers up;", u.Name, u.ReceiversUp, u.ReceiversConfigured)
 				}
 			}
 			_, _ = io.WriteString(w, strings.TrimSuffix(b.String(), ";")+"\n")
