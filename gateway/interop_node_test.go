@@ -300,52 +300,76 @@ func (s *script) wait() error {
 // Appendix B text only, and handsets' replies in UCS-2 and in two
 // UDH parts of data_coding 0x01 as that library sends GSM (gsmUnderIA5).
 // Every segment goes out, every receipt comes back to the ESME as DELIVRD,
-// the replies reach it, the long one joined, and the unbind is clean.
+// the replies reach it, the long one joined, and the unbind is clean:
+// with qxtd's bind a transceiver, and with a transmitter and a receiver
+// (bind_mode transmitter_receiver), the SMSC then sending the receipts and
+// replies on the receiver.
 func TestInteropNodeSMPPUpstream(t *testing.T) {
 	needNodeSMPP(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	smsc := startScript(t, ctx, nodeSMPP, "node", "smsc.js", "up", "uppw")
-	port := smsc.listening()
-	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
-		u.Addr, u.Binds = "127.0.0.1:"+port, 1
-	}})
-	if l := smsc.next(); !strings.HasPrefix(l, "bound up ") {
-		t.Fatalf("the SMSC said %q, want a bind of up", l)
-	}
-	e, err := r.bind("bob", "secret2", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := submitThreeKinds(t, ctx, e, "106575002", "13712345678", "hello node-smpp")
-	wantReceipts(t, e, ids, smpp.StateDelivered)
-	// The signature is Chinese: every message goes out in UCS-2; the long
-	// one (【乙公司】 and 168 characters) in 3 parts with a UDH.
-	smsc.wantUCS2Submits(t, 5, 36)
-	var got []string
-	for _, m := range e.waitMOs(t, 2) {
-		if m.Source != "13712345678" || m.Dest != "106575002" {
-			t.Errorf("reply from %s to %s, want 13712345678 to 106575002", m.Source, m.Dest)
-		}
-		got = append(got, moText(t, m))
-	}
-	slices.Sort(got)
-	want := []string{
-		"A reply_long from me@home, sent by the handset in two parts: part 1. " +
-			"A reply_long from me@home, sent by the handset in two parts: part 2. ",
-		"好的，已收到 node-smpp",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("the ESME got the replies %q, want %q", got, want)
-	}
-	r.stop() // qxtd unbinds: the SMSC ends
-	for _, w := range []string{"unbound", "closed"} {
-		if l := smsc.next(); l != w {
-			t.Errorf("the SMSC said %q after qxtd stopped, want %q", l, w)
-		}
-	}
-	if err := smsc.wait(); err != nil {
-		t.Errorf("the node-smpp SMSC: %v", err)
+	for _, tc := range []struct {
+		name      string
+		receivers int
+		binds     []string // the SMSC's bind commands, sorted
+	}{
+		{"transceiver", 0, []string{"bind_transceiver"}},
+		{"transmitter_receiver", 1, []string{"bind_receiver", "bind_transmitter"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			smsc := startScript(t, ctx, nodeSMPP, "node", "smsc.js", "up", "uppw")
+			port := smsc.listening()
+			r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
+				u.Addr, u.Binds, u.Receivers = "127.0.0.1:"+port, 1, tc.receivers
+			}})
+			var binds []string
+			for range tc.binds {
+				l := smsc.next()
+				if !strings.HasPrefix(l, "bound up ") {
+					t.Fatalf("the SMSC said %q, want a bind of up", l)
+				}
+				binds = append(binds, strings.TrimPrefix(l, "bound up "))
+			}
+			if slices.Sort(binds); !slices.Equal(binds, tc.binds) {
+				t.Fatalf("qxtd bound %q, want %q", binds, tc.binds)
+			}
+			e, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := submitThreeKinds(t, ctx, e, "106575002", "13712345678", "hello node-smpp")
+			wantReceipts(t, e, ids, smpp.StateDelivered)
+			// The signature is Chinese: every message goes out in UCS-2; the long
+			// one (【乙公司】 and 168 characters) in 3 parts with a UDH.
+			smsc.wantUCS2Submits(t, 5, 36)
+			var got []string
+			for _, m := range e.waitMOs(t, 2) {
+				if m.Source != "13712345678" || m.Dest != "106575002" {
+					t.Errorf("reply from %s to %s, want 13712345678 to 106575002", m.Source, m.Dest)
+				}
+				got = append(got, moText(t, m))
+			}
+			slices.Sort(got)
+			want := []string{
+				"A reply_long from me@home, sent by the handset in two parts: part 1. " +
+					"A reply_long from me@home, sent by the handset in two parts: part 2. ",
+				"好的，已收到 node-smpp",
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("the ESME got the replies %q, want %q", got, want)
+			}
+			r.stop() // qxtd unbinds: the SMSC ends
+			seen := map[string]int{}
+			for range 2 * len(tc.binds) {
+				seen[smsc.next()]++
+			}
+			if seen["unbound"] != len(tc.binds) || seen["closed"] != len(tc.binds) {
+				t.Errorf("the SMSC said %v after qxtd stopped, want %d unbound and closed", seen, len(tc.binds))
+			}
+			if err := smsc.wait(); err != nil {
+				t.Errorf("the node-smpp SMSC: %v", err)
+			}
+		})
 	}
 }
 

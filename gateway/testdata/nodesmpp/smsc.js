@@ -9,8 +9,11 @@
 // first message it sends a handset's reply to the message's source, in
 // UCS-2; after the second, a long reply in two parts with a UDH. Given a
 // third argument K, after the K-th submit_sm it unbinds the ESME itself,
-// as an SMSC does for its maintenance, and takes the next bind. It ends
-// when the ESME unbinds. One line per event:
+// as an SMSC does for its maintenance, and takes the next bind. An ESME
+// bound as a transmitter and a receiver gets its receipts and replies on
+// a receiver (a transceiver on itself), and a receiver's submit_sm is
+// refused ESME_RINVBNDSTS. It ends when every bind the ESME holds has
+// unbound. One line per event:
 //   listening <port>
 //   bound <system_id> <command>
 //   submit <message_id> <data_coding> <esm_class> <registered_delivery>
@@ -26,14 +29,36 @@ const {say, stamp, deadline} = require('./lib');
 deadline(50000);
 
 let submits = 0;
+// The sessions bound now, with the command that bound each.
+const sessions = new Map();
+// out is where the receipts and replies of a submit_sm on session go: the
+// session itself if a transceiver, else a receiver bound now.
+const out = (session) => {
+	if (sessions.get(session) === 'bind_transceiver') {
+		return session;
+	}
+	for (const [s, command] of sessions) {
+		if (command === 'bind_receiver') {
+			return s;
+		}
+	}
+	say('no_receiver');
+	return null;
+};
+// open counts the connections; esmeUnbinds the unbinds the ESME sent.
+let open = 0;
+let esmeUnbinds = 0;
 const server = smpp.createServer((session) => {
-	let esmeUnbound = false;
+	open++;
 	session.on('error', (e) => process.stderr.write('session: ' + e.message + '\n'));
 	let bound = false;
 	const bind = (pdu) => {
 		const ok = pdu.system_id === user && pdu.password === pass;
 		session.send(pdu.response({command_status: ok ? 0 : smpp.ESME_RBINDFAIL, system_id: 'nodesmsc'}));
 		bound = ok;
+		if (ok) {
+			sessions.set(session, pdu.command);
+		}
 		say('bound', pdu.system_id, pdu.command);
 	};
 	session.on('bind_transceiver', bind);
@@ -41,10 +66,11 @@ const server = smpp.createServer((session) => {
 	session.on('bind_receiver', bind);
 	session.on('enquire_link', (pdu) => session.send(pdu.response()));
 	session.on('submit_sm', (pdu) => {
-		if (!bound) {
+		if (!bound || sessions.get(session) === 'bind_receiver') {
 			session.send(pdu.response({command_status: smpp.ESME_RINVBNDSTS}));
 			return;
 		}
+		const rx = out(session);
 		const id = crypto.randomUUID();
 		session.send(pdu.response({message_id: id}));
 		submits++;
@@ -59,17 +85,17 @@ const server = smpp.createServer((session) => {
 			} else {
 				receipt.short_message = `id:${id} sub:001 dlvrd:001 submit date:${now} done date:${now} stat:DELIVRD err:000 text:`;
 			}
-			session.deliver_sm(receipt);
+			rx?.deliver_sm(receipt);
 		}
 		if (submits === 1) {
-			session.deliver_sm({
+			rx?.deliver_sm({
 				source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
 				short_message: '好的，已收到 node-smpp',
 			});
 		} else if (submits === 2) {
 			const long = 'A reply_long from me@home, sent by the handset in two parts: ';
 			for (let seq = 1; seq <= 2; seq++) {
-				session.deliver_sm({
+				rx?.deliver_sm({
 					source_addr: pdu.destination_addr, destination_addr: pdu.source_addr,
 					short_message: {udh: Buffer.from([0x05, 0x00, 0x03, 0x2c, 0x02, seq]), message: `${long}part ${seq}. `},
 				});
@@ -79,6 +105,7 @@ const server = smpp.createServer((session) => {
 			// Refuse what comes after the unbind (ESME_RINVBNDSTS), and
 			// send nothing more on this session.
 			bound = false;
+			sessions.delete(session);
 			session.unbind({}, (resp) => {
 				say('unbind_resp', '0x' + resp.command_status.toString(16).padStart(8, '0'));
 				session.close();
@@ -88,12 +115,15 @@ const server = smpp.createServer((session) => {
 	session.on('unbind', (pdu) => {
 		session.send(pdu.response());
 		say('unbound');
-		esmeUnbound = true;
+		sessions.delete(session);
+		esmeUnbinds++;
 		session.close();
 	});
 	session.on('close', () => {
+		sessions.delete(session);
+		open--;
 		say('closed');
-		if (esmeUnbound) {
+		if (esmeUnbinds > 0 && open === 0) {
 			server.close();
 			process.exit(0);
 		}
