@@ -151,6 +151,7 @@ type UpstreamStatus struct {
 	BindsConfigured     int    `json:"binds_configured"`
 	ReceiversUp         int    `json:"receivers_up"`
 	ReceiversConfigured int    `json:"receivers_configured"`
+	OutbindSessions     int    `json:"outbind_sessions"`
 }
 
 // FailingWebhook is an enterprise whose receipt (or reply) endpoint
@@ -191,7 +192,7 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) 
 		out.StoreWritable = h.StoreWritable
 		for _, u := range h.Upstreams {
 			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured,
-				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured})
+				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured, OutbindSessions: u.OutbindSessions})
 		}
 		for _, rc := range g.Refusals() {
 			out.Refusals = append(out.Refusals, RefusalStatus{Reason: rc.Reason, Count: rc.Count})

@@ -2,7 +2,10 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -74,5 +77,98 @@ func TestUpstreamTransmitterReceiver(t *testing.T) {
 		if _, peak := r.sim.BindsOfKind("up", kind); peak != wantPeak {
 			t.Errorf("the SMSC saw at most %d %s binds, want %d", peak, kind, wantPeak)
 		}
+	}
+}
+
+// TestUpstreamOutbind: an SMSC that delivers by outbind (SMPP 3.4 §2.2.1)
+// and takes no transceivers: qxtd binds a transmitter to send, and the
+// SMSC connects to upstreams[].outbind_listen and sends outbind; qxtd
+// answers with a bind_receiver on that connection, and the receipts and a
+// reply come in on it and reach the ESME. The listener holds its bounds: a
+// wrong password is closed unanswered, a silent connection at the
+// timeout, one past the cap at once; a stop unbinds the session.
+func TestUpstreamOutbind(t *testing.T) {
+	ol := listen(t)
+	r, _ := twoWayRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true},
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Binds, u.Transmitters = 1, true
+			u.Outbind = &gateway.OutbindConfig{Listener: ol, SystemID: "smsc", Password: "smscpw", Timeout: 300 * time.Millisecond}
+		},
+	})
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	outbinds := func(result string) float64 {
+		return counters(t, r)["qxtd_upstream_outbinds_total,result="+result+",upstream=sim"]
+	}
+	if err := r.sim.Outbind(ctx, ol.Addr().String(), "smsc", "guess"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the wrong password refused", func() bool { return outbinds("refused") == 1 })
+	if err := r.sim.Outbind(ctx, ol.Addr().String(), "smsc", "smscpw"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a session after the outbind", func() bool { return r.gw.Health().Upstreams[0].OutbindSessions == 1 })
+	if now, _ := r.sim.BindsOfKind("up", smpp.BindReceiver); now != 1 {
+		t.Fatalf("the SMSC has %d receivers, want the outbind's", now)
+	}
+
+	const n = 10
+	var ids []string
+	for i := range n {
+		id, err := bob.submit(ctx, submitSM("", "13923412345", fmt.Sprintf("its receipt comes by outbind %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	got := bob.waitReceipts(t, n, 20*time.Second)
+	for _, id := range ids {
+		if got[id].State != smpp.StateDelivered {
+			t.Errorf("receipt of %s: %+v", id, got[id])
+		}
+	}
+	if err := r.sim.InjectMO("13923412345", "106575002", "a reply by outbind"); err != nil {
+		t.Fatal(err)
+	}
+	if mo := bob.waitMOs(t, 1); moText(t, mo[0]) != "a reply by outbind" {
+		t.Fatalf("bob got %+v", mo[0])
+	}
+
+	// Bounds: silent connections hold the slots left (the session holds
+	// one) until the timeout; one more is closed at once.
+	var silent []net.Conn
+	for range 8 {
+		c, err := net.Dial("tcp", ol.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	waitFor(t, 10*time.Second, "one connection past the cap closed", func() bool { return outbinds("full") >= 1 })
+	waitFor(t, 10*time.Second, "the silent ones closed at the timeout", func() bool { return outbinds("failed") == 7 })
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 16)); !errors.Is(err, io.EOF) {
+			t.Errorf("a silent connection read %v, want EOF (closed unanswered)", err)
+		}
+	}
+	if s := r.gw.Health().Upstreams[0].OutbindSessions; s != 1 {
+		t.Errorf("%d outbind sessions after the abuse, want 1", s)
+	}
+
+	r.stop() // returns once the session is unbound and the listener closed
+	if s := r.gw.Health().Upstreams[0].OutbindSessions; s != 0 {
+		t.Errorf("%d outbind sessions after the stop", s)
+	}
+	if c, err := net.Dial("tcp", ol.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the outbind listener still accepts after the stop")
 	}
 }

@@ -30,8 +30,15 @@ type UpstreamConfig struct {
 	// (bind_transmitter) and adds this many receivers (bind_receiver) for
 	// the SMSC's receipts and replies: for an SMSC that takes no
 	// transceivers (SMPP 3.3 has none) or a carrier that grants the two
-	// kinds apart. 0: every bind is a transceiver.
-	Receivers   int
+	// kinds apart. 0: every bind is a transceiver, unless Transmitters.
+	Receivers int
+	// Transmitters makes the Binds transmitters with no receivers: the
+	// receipts and replies come by Outbind.
+	Transmitters bool
+	// Outbind, when set, takes the SMSC's outbinds on its listener (SMPP
+	// 3.4 §2.2.1): each is answered with a bind_receiver on the same
+	// connection, whose receipts and replies are handled as any bind's.
+	Outbind     *OutbindConfig
 	Window      int           // outstanding submit_sm per bind
 	TPS         float64       // submit_sm per second over all binds; 0 = no cap
 	RespTimeout time.Duration // submit_sm_resp wait before the request counts as late
@@ -63,6 +70,19 @@ type UpstreamConfig struct {
 	// Dial opens the connections of its binds; nil is plain TCP (see
 	// smpp.ClientOptions.Dial: cmd/qxtd passes a TLS dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// OutbindConfig is where and from whom an upstream takes outbinds.
+type OutbindConfig struct {
+	// Listener is where the SMSC connects; the gateway closes it when it
+	// stops.
+	Listener net.Listener
+	// SystemID and Password are what the SMSC's outbind must carry (an
+	// empty SystemID takes any).
+	SystemID, Password string
+	// Timeout bounds the wait for a connection's outbind, and then for the
+	// bind_receiver_resp; 0 is 10 s.
+	Timeout time.Duration
 }
 
 // Config is what the gateway needs; cmd/qxtd fills it from the YAML file.
@@ -402,6 +422,9 @@ type UpstreamHealth struct {
 	BindsUp             int
 	ReceiversConfigured int
 	ReceiversUp         int
+	// OutbindSessions are the sessions bound as a receiver after the
+	// SMSC's outbind (UpstreamConfig.Outbind), now.
+	OutbindSessions int
 }
 
 // Health is the state of every upstream, in configuration order.
@@ -433,7 +456,7 @@ func (g *Gateway) Health() Health {
 	for _, u := range g.ups {
 		h.Upstreams = append(h.Upstreams, UpstreamHealth{
 			Name: u.cfg.Name, BindsConfigured: len(u.clients), BindsUp: u.upCount(),
-			ReceiversConfigured: len(u.receivers), ReceiversUp: int(u.rxUp.Load()),
+			ReceiversConfigured: len(u.receivers), ReceiversUp: int(u.rxUp.Load()), OutbindSessions: int(u.outbound.Load()),
 		})
 	}
 	return h

@@ -24,6 +24,7 @@ type Metrics struct {
 	submitLatency *prometheus.HistogramVec
 	esmeSubmit    prometheus.Histogram // accepted submit_sm: handled → submit_sm_resp (the commit included)
 	reconnects    *prometheus.CounterVec
+	outbinds      *prometheus.CounterVec
 	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
 	dlrsConverted *prometheus.CounterVec
@@ -78,6 +79,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		reconnects: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_disconnects_total", Help: "Upstream binds lost.",
 		}, []string{"upstream"}),
+		outbinds: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_upstream_outbinds_total", Help: "Connections to an upstream's outbind listener, by result: bound (a receiver after the SMSC's outbind), refused (not an outbind, or wrong credentials), failed (silent, cut, or the bind_receiver refused), full (at the cap of connections).",
+		}, []string{"upstream", "result"}),
 		recordRetries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_record_retries_total",
 			Help: "Failed attempts to record an SMSC's answer in the store (tried again; the segment stays in flight meanwhile).",
@@ -264,6 +268,15 @@ func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 			Name: "qxtd_upstream_receivers_configured", Help: "Upstream receiver binds configured (0: the binds are transceivers).",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(len(u.receivers)) })
+		if u.cfg.Outbind != nil {
+			f.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "qxtd_upstream_outbind_sessions", Help: "Sessions bound as a receiver after the upstream SMSC's outbind, now.",
+				ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+			}, func() float64 { return float64(u.outbound.Load()) })
+			for _, r := range []string{outbindBound, outbindRefused, outbindFailed, outbindFull} {
+				m.outbinds.WithLabelValues(u.cfg.Name, r)
+			}
+		}
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "qxtd_upstream_pace_per_second",
 			Help:        "Sum over the upstream's binds up of their adaptive submit_sm rate limits after throttling (+Inf: not limited; 0: no bind up).",

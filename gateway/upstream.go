@@ -24,7 +24,8 @@ import (
 // upstream is one SMSC: N persistent binds, each with its own window and
 // its own adaptive pace (pace.go), sharing one TPS cap. The binds send
 // and receive (transceivers), or send only (transmitters) beside
-// receivers of their own (UpstreamConfig.Receivers).
+// receivers of their own (UpstreamConfig.Receivers) or the SMSC's
+// outbinds (outbind.go).
 type upstream struct {
 	g       *Gateway
 	cfg     UpstreamConfig
@@ -35,6 +36,7 @@ type upstream struct {
 	// when the binds are transceivers.
 	receivers []*smpp.Client
 	rxUp      atomic.Int32  // receivers up now
+	outbound  atomic.Int32  // sessions bound after the SMSC's outbind now (outbind.go)
 	limiter   *rate.Limiter // nil = no cap
 	jobs      chan queue.Job
 	up        atomic.Int32
@@ -96,7 +98,7 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 	}
 	log := g.log.With("upstream", cfg.Name)
 	kind := smpp.BindTransceiver
-	if cfg.Receivers > 0 {
+	if cfg.Receivers > 0 || cfg.Transmitters {
 		kind = smpp.BindTransmitter
 	}
 	u.bound = make([]atomic.Bool, cfg.Binds)
@@ -225,6 +227,9 @@ func (u *upstream) start(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	for i, c := range u.receivers {
 		run(true, i, c)
+	}
+	if u.cfg.Outbind != nil {
+		wg.Go(func() { u.serveOutbinds(binds, u.cfg.Outbind) }) // outbind.go
 	}
 	// Each worker carries one segment from the queue to its recorded
 	// outcome, on whichever bind is up; the binds' windows bound how many

@@ -616,3 +616,31 @@ func (s *Simulator) InjectMO(source, dest, text string) error {
 	_, err := c.Request(ctx, NewTextPDU(text, source, dest, 1, 1))
 	return err
 }
+
+// Outbind connects to an ESME listening at addr and sends it outbind with
+// systemID and password, as an SMSC with messages for it does (SMPP 3.4
+// §2.2.1); the ESME's bind_receiver on that connection is then served as
+// any bind, and the session receives receipts and replies. It returns
+// once the outbind is sent: the bind follows, or the ESME closes.
+func (s *Simulator) Outbind(ctx context.Context, addr, systemID, password string) error {
+	nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("smpp: simulator: outbind to %s: %w", addr, err)
+	}
+	p := NewPDU(OutbindID)
+	_ = p.Fields().Set(pdufield.SystemID, systemID)
+	_ = p.Fields().Set(pdufield.Password, password)
+	p.Header().Seq = 1
+	frame, err := encode(p)
+	if err == nil {
+		_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, err = nc.Write(frame)
+		_ = nc.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = nc.Close()
+		return fmt.Errorf("smpp: simulator: outbind to %s: %w", addr, err)
+	}
+	s.srv.startConn(nc)
+	return nil
+}

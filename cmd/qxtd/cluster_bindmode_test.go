@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +83,56 @@ func TestClusterTransmitterReceiver(t *testing.T) {
 			t.Errorf("the SMSC saw %d %s binds at once, the cluster holds %d", peak, kind, most)
 		}
 	}
+}
+
+// TestDaemonOutbind: the daemon with bind_mode transmitter and an
+// outbind_listen, against an SMSC that takes no transceivers and delivers
+// by outbind. The daemon logs where it listens; the SMSC's outbind, its
+// password read from outbind_password_file, is answered with a
+// bind_receiver, the receipts come in on it, and the admin status counts
+// the session. A stop unbinds it and exits 0.
+func TestDaemonOutbind(t *testing.T) {
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true})
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "outbind.password")
+	if err := os.WriteFile(pwFile, []byte("smscpw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, dir, simAddr, "")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := "    binds: 2\n    bind_mode: transmitter\n    outbind_listen: 127.0.0.1:0\n    outbind_system_id: smsc\n    outbind_password_file: " + pwFile + "\n"
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "    binds: 2\n", mode, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startDaemon(t, cfg)
+	addr, _ := p.waitLog(t, "upstream outbind listening", 0, 10*time.Second)["addr"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sim.Outbind(ctx, addr, "smsc", "smscpw"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "upstream bound as a receiver after the SMSC's outbind", 0, 10*time.Second)
+	sink := newSink()
+	c := dialAs(t, p.smppAddr, "esme", "secret1", sink.handler())
+	ids, _ := submitEach(ctx, t, c, "1385555%04d", 5, "its receipt by outbind")
+	sink.waitAll(t, ids, 20*time.Second)
+	var st struct {
+		Upstreams []struct {
+			OutbindSessions int `json:"outbind_sessions"`
+		} `json:"upstreams"`
+	}
+	code, body := postJSON(t, http.MethodGet, "http://"+p.httpAddr+"/admin/v1/status", "test-token", "")
+	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+		t.Fatalf("admin status: %d %s (%v)", code, body, err)
+	}
+	if len(st.Upstreams) != 1 || st.Upstreams[0].OutbindSessions != 1 {
+		t.Errorf("admin status upstreams %+v, want 1 outbind session", st.Upstreams)
+	}
+	if _, peak := sim.BindsOfKind("up", smpp.BindReceiver); peak != 1 {
+		t.Errorf("the SMSC saw %d receivers at once, want the outbind's 1", peak)
+	}
+	p.stop(t) // exits 0: the session unbound, the listener closed
 }

@@ -217,8 +217,9 @@ type UpstreamConfig struct {
 	Password   string `mapstructure:"password"`
 	SystemType string `mapstructure:"system_type"`
 	Binds      int    `mapstructure:"binds"`
-	// BindMode: transceiver (the binds send and receive) or
-	// transmitter_receiver (the binds send; Receivers more receive).
+	// BindMode: transceiver (the binds send and receive),
+	// transmitter_receiver (the binds send; Receivers more receive) or
+	// transmitter (the binds send; the SMSC outbinds to deliver).
 	BindMode    string        `mapstructure:"bind_mode"`
 	Receivers   int           `mapstructure:"receivers"`
 	Window      int           `mapstructure:"window"`
@@ -246,6 +247,14 @@ type UpstreamConfig struct {
 
 	// PasswordFile holds Password instead: a path (secrets.go).
 	PasswordFile string `mapstructure:"password_file"`
+
+	// OutbindListen is where the SMSC connects to outbind (empty: no
+	// outbinds taken); its outbind must carry OutbindSystemID (empty:
+	// any) and OutbindPassword (or OutbindPasswordFile).
+	OutbindListen       string `mapstructure:"outbind_listen"`
+	OutbindSystemID     string `mapstructure:"outbind_system_id"`
+	OutbindPassword     string `mapstructure:"outbind_password"`
+	OutbindPasswordFile string `mapstructure:"outbind_password_file"`
 }
 
 // AccountConfig is a user seeded from the file (an SMPP login).
@@ -449,6 +458,7 @@ func defaults(v *viper.Viper) {
 const (
 	bindModeTransceiver = "transceiver"
 	bindModeTxRx        = "transmitter_receiver"
+	bindModeTx          = "transmitter"
 )
 
 // receivers is the gateway's UpstreamConfig.Receivers: 0 for transceivers.
@@ -796,13 +806,24 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.tps: NaN is not a rate (0: no cap)", k))
 		}
 		switch {
-		case u.BindMode != bindModeTransceiver && u.BindMode != bindModeTxRx:
-			errs = append(errs, fmt.Errorf("%s.bind_mode: %q is not %s or %s", k, u.BindMode, bindModeTransceiver, bindModeTxRx))
-		case u.BindMode == bindModeTransceiver && u.Receivers != 0:
+		case u.BindMode != bindModeTransceiver && u.BindMode != bindModeTxRx && u.BindMode != bindModeTx:
+			errs = append(errs, fmt.Errorf("%s.bind_mode: %q is not %s, %s or %s", k, u.BindMode, bindModeTransceiver, bindModeTxRx, bindModeTx))
+		case u.BindMode != bindModeTxRx && u.Receivers != 0:
 			// Said rather than ignored: the operator meant receivers that
-			// transceivers would not give.
-			errs = append(errs, fmt.Errorf("%s.receivers: %d set, but bind_mode is %s (its binds receive themselves); set bind_mode: %s for receivers of their own",
-				k, u.Receivers, bindModeTransceiver, bindModeTxRx))
+			// this mode would not bind.
+			errs = append(errs, fmt.Errorf("%s.receivers: %d set, but bind_mode is %s; set bind_mode: %s for receivers of their own",
+				k, u.Receivers, u.BindMode, bindModeTxRx))
+		case u.BindMode == bindModeTx && u.OutbindListen == "":
+			errs = append(errs, fmt.Errorf("%s.bind_mode: %s binds no receiver, and outbind_listen is empty: no receipt or reply would ever come; set outbind_listen, or bind_mode: %s",
+				k, bindModeTx, bindModeTxRx))
+		}
+		if u.OutbindListen != "" {
+			addr(k+".outbind_listen", u.OutbindListen)
+			if u.OutbindPassword == "" {
+				errs = append(errs, fmt.Errorf("%s.outbind_password: required with outbind_listen (the SMSC's outbind must prove itself)", k))
+			}
+		} else if u.OutbindSystemID != "" || u.OutbindPassword != "" {
+			errs = append(errs, fmt.Errorf("%s.outbind_system_id and outbind_password: set, but outbind_listen is empty", k))
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))

@@ -63,7 +63,8 @@ func (c *Config) secretRefs() []secretRef {
 	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
-		refs = append(refs, secretRef{fmt.Sprintf("upstreams[%d].password", i), &u.Password, &u.PasswordFile})
+		refs = append(refs, secretRef{fmt.Sprintf("upstreams[%d].password", i), &u.Password, &u.PasswordFile},
+			secretRef{fmt.Sprintf("upstreams[%d].outbind_password", i), &u.OutbindPassword, &u.OutbindPasswordFile})
 	}
 	for i := range c.Accounts {
 		a := &c.Accounts[i]

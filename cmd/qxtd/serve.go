@@ -344,7 +344,19 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		if err != nil {
 			return nil, err
 		}
+		var outbind *gateway.OutbindConfig
+		if u.OutbindListen != "" {
+			l, err := net.Listen("tcp", u.OutbindListen)
+			if err != nil {
+				return nil, fmt.Errorf("upstreams[%d].outbind_listen: %w", i, err)
+			}
+			// The gateway closes it when it stops; the address is logged
+			// for the SMSC's operator (and the tests: port 0).
+			outbind = &gateway.OutbindConfig{Listener: l, SystemID: u.OutbindSystemID, Password: u.OutbindPassword}
+			log.Info("upstream outbind listening", "upstream", u.Name, "addr", l.Addr().String())
+		}
 		gcfg.Upstreams = append(gcfg.Upstreams, gateway.UpstreamConfig{
+			Transmitters: u.BindMode == bindModeTx, Outbind: outbind,
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Receivers: u.receivers(), Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
