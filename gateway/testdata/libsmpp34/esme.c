@@ -10,7 +10,9 @@
  *   ucs2:TEXT     data_coding 0x08, the UTF-8 text as UCS-2;
  *   long:TEXT     data_coding 0x00, split here in parts of 153 octets with
  *                 a UDH (esm_class 0x40, IEI 0x00, its own reference);
- *   payload:TEXT  data_coding 0x00, the text in message_payload.
+ *   payload:TEXT  data_coding 0x00, the text in message_payload;
+ *   refused:DEST:TEXT  data_coding 0x00, to DEST, which qxtd refuses:
+ *                 the answer's status and command_length are printed.
  * It answers every deliver_sm (and enquire_link) on whichever bind it
  * comes, waits until a receipt came for every message id and REPLIES
  * handsets' replies came, queries the first message, and unbinds each
@@ -18,6 +20,7 @@
  *   bound <kind> 0x<command_status>         (then, all bound: "bound")
  *   enquire_link_resp <bind> 0x<command_status>
  *   submitted <kind> <message_id>
+ *   refused 0x<command_status> <command_length>
  *   receipt <bind> <receipted_message_id> <message_state> <id: of the text> <stat: of the text>
  *   reply <bind> <source_addr> <destination_addr> <data_coding> <esm_class> <short_message hex> <message_payload hex>
  *   query <message_id> 0x<command_status> <message_state> <final_date>
@@ -288,6 +291,23 @@ static void submit(struct conn *c, const char *kind, const char *src, const char
     }
     const uint8_t *r = request(c, SUBMIT_SM, &s, &len);
     destroy_tlv(s.tlv);
+    if (strcmp(kind, "refused") == 0) {
+        /*
+         * SMPP 3.4 §4.4.2 returns no body with an error, which is all
+         * libsmpp34 reads then (it refuses a longer one, and a status not
+         * in its list): unpacked when it can be, else only printed.
+         */
+        if (be32(r + 8) != 0 && len == 16) {
+            submit_sm_resp_t sr;
+            char name[SMALL_BUFF];
+            memset(&sr, 0, sizeof sr);
+            if (str_command_status(be32(r + 8), name)[0]) { /* a status libsmpp34 knows */
+                unpack(SUBMIT_SM_RESP, &sr, r, len);
+            }
+        }
+        say("refused 0x%08x %d", be32(r + 8), len);
+        return;
+    }
     if (be32(r + 8) != 0) {
         fail("submit_sm %s: 0x%08x", kind, be32(r + 8));
     }
@@ -363,6 +383,14 @@ int main(int argc, char **argv)
                 submit(tx, kind, src, dst, 0x00, SMPP34_UDHI_IND, sm, 6 + k, NULL, 0);
             }
             ref++;
+        } else if (strcmp(kind, "refused") == 0) {
+            /* TEXT is DEST:TEXT, to a destination qxtd refuses */
+            char *t = strchr(text, ':');
+            if (!t) {
+                fail("refused:%s: want refused:DEST:TEXT", text);
+            }
+            *t++ = 0;
+            submit(tx, kind, src, text, 0x00, 0, (const uint8_t *)t, (int)strlen(t), NULL, 0);
         } else if (strcmp(kind, "payload") == 0) {
             if (n > 1024) {
                 fail("payload too long");
