@@ -266,15 +266,30 @@ func firstID(lines []string) string {
 // reaches the SMSC once and the texts join whole; every receipt comes
 // back to the ESME as DELIVRD and qxtd answers each deliver_sm OK; the
 // reply reaches the ESME; qxtd answers the enquire_link and unbinds
-// cleanly when it stops.
+// cleanly when it stops: bound as one transceiver, and as a transmitter
+// and a receiver (bind_mode transmitter_receiver), the receipts and the
+// reply then coming on the receiver.
 func TestInteropLibsmpp34Upstream(t *testing.T) {
 	bin := buildLibsmpp34(t, "smsc")
+	for _, tc := range []struct {
+		name      string
+		receivers int
+		kinds     []string // qxtd's binds, the receiving one last
+	}{
+		{"transceiver", 0, []string{"transceiver"}},
+		{"transmitter_receiver", 1, []string{"transmitter", "receiver"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { libsmpp34Upstream(t, bin, tc.receivers, tc.kinds) })
+	}
+}
+
+func libsmpp34Upstream(t *testing.T, bin string, receivers int, kinds []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	smsc := startScript(t, ctx, ".", bin, "up", "uppw")
 	port := smsc.listening()
 	r, _ := twoWayRig(t, rigOpts{upstream: func(u *gateway.UpstreamConfig) {
-		u.Addr, u.Binds = "127.0.0.1:"+port, 1
+		u.Addr, u.Binds, u.Receivers = "127.0.0.1:"+port, 1, receivers
 	}})
 	e, err := r.bind("bob", "secret2", smpp.BindTransceiver)
 	if err != nil {
@@ -319,17 +334,20 @@ func TestInteropLibsmpp34Upstream(t *testing.T) {
 			frames = append(frames, fr)
 		case f[0] == "deliver_sm_resp" && len(f) == 5 && f[2] == "receipt":
 			got["receipt "+f[3]+" "+f[4]]++
+			if f[1] != kinds[len(kinds)-1] {
+				t.Errorf("%q: a receipt answered on the %s bind", l, f[1])
+			}
 		default:
 			got[l]++
 		}
 	}
-	// One bind, its enquire_link answered, its unbind; the reply
-	// answered OK; each receipt answered OK once.
-	want := map[string]int{
-		"bound up transceiver 0x00000000":              1,
-		"enquire_link_resp transceiver 0x00000000":     1,
-		"deliver_sm_resp transceiver reply 0x00000000": 1,
-		"unbound transceiver":                          1,
+	// Each bind, its enquire_link answered, its unbind; the reply
+	// answered OK on the receiving bind; each receipt answered OK once.
+	want := map[string]int{"deliver_sm_resp " + kinds[len(kinds)-1] + " reply 0x00000000": 1}
+	for _, k := range kinds {
+		want["bound up "+k+" 0x00000000"] = 1
+		want["enquire_link_resp "+k+" 0x00000000"] = 1
+		want["unbound "+k] = 1
 	}
 	for id := range submitted {
 		want["receipt "+id+" 0x00000000"] = 1

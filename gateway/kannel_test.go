@@ -289,12 +289,22 @@ func (k *kannelBox) smsboxRaced(t *testing.T) bool {
 	return true
 }
 
-// problems are the lines of Kannel's logs at warning or above.
+// kannelNoBody is the warning Kannel 1.4.5 logs for a submit_sm_resp
+// refusing a message: qxtd sends its header alone, as SMPP 3.4 §4.4.2
+// has it, and Kannel, which expects an empty message_id, says so and
+// takes the refusal all the same (the test checks it does).
+const kannelNoBody = "WARNING: SMPP: PDU NULL terminated string (message_id) has no NULL."
+
+// problems are the lines of Kannel's logs at warning or above, but
+// kannelNoBody.
 func (k *kannelBox) problems() []string {
 	var out []string
 	for _, f := range []string{"bearerbox.log", "smsbox.log"} {
 		b, _ := os.ReadFile(filepath.Join(k.dir, f))
 		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, kannelNoBody) {
+				continue
+			}
 			if strings.Contains(l, "WARNING:") || strings.Contains(l, "ERROR:") || strings.Contains(l, "PANIC:") {
 				out = append(out, f+": "+l)
 			}

@@ -415,6 +415,16 @@ func (c *Conn) nack(seq uint32, st pdu.Status) {
 // responses and submit_sm/deliver_sm from go-smpp's maps in one
 // allocation (fastenc.go), the rest by go-smpp's codec.
 func encode(p pdu.Body) ([]byte, error) {
+	if h := p.Header(); h.ID == pdu.SubmitSMRespID && h.Status != StatusOK {
+		// SMPP 3.4 §4.4.2: "The submit_sm_resp PDU Body is not returned
+		// if the command_status field contains a non-zero value."
+		// go-smpp's codec writes an empty message_id (17 octets), which
+		// a strict client (osmocom's libsmpp34) cannot read.
+		frame := make([]byte, pdu.HeaderLen)
+		h.Len = pdu.HeaderLen
+		putHeader(frame, h)
+		return frame, nil
+	}
 	if r, ok := p.(rawEncoder); ok {
 		if frame, ok := r.rawFrame(); ok {
 			return frame, nil

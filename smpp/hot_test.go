@@ -105,6 +105,20 @@ func sameFrame(t *testing.T, phase string, got, want []byte, tlvLen int) {
 	}
 }
 
+// onWire is what encode writes where go-smpp's codec writes frame (its
+// last tlvLen octets TLVs): the same, but for a submit_sm_resp with a
+// non-zero command_status, which goes out as its header alone (SMPP 3.4
+// §4.4.2), where go-smpp writes an empty message_id.
+func onWire(frame []byte, tlvLen int) ([]byte, int) {
+	if len(frame) < pdu.HeaderLen || pdu.ID(binary.BigEndian.Uint32(frame[4:8])) != pdu.SubmitSMRespID ||
+		binary.BigEndian.Uint32(frame[8:12]) == 0 {
+		return frame, tlvLen
+	}
+	w := bytes.Clone(frame[:pdu.HeaderLen])
+	binary.BigEndian.PutUint32(w, pdu.HeaderLen)
+	return w, 0
+}
+
 // tlvList splits TLVs, in tag order.
 func tlvList(b []byte) [][]byte {
 	var l [][]byte
@@ -237,9 +251,10 @@ func FuzzDecodeHot(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameFrame(t, "encode", fast, serialize(t, want), tlvLen(want))
-		if got.Header().Len != want.Header().Len {
-			t.Fatalf("command_length %d after encode, go-smpp %d", got.Header().Len, want.Header().Len)
+		wantFrame, tl := onWire(serialize(t, want), tlvLen(want))
+		sameFrame(t, "encode", fast, wantFrame, tl)
+		if got.Header().Len != uint32(len(wantFrame)) {
+			t.Fatalf("command_length %d after encode, want %d", got.Header().Len, len(wantFrame))
 		}
 	})
 }
@@ -434,7 +449,8 @@ func encodeResp(t *testing.T, submit bool, id string, set bool, seq, status uint
 		t.Fatal(err)
 	}
 	wantFrame := serialize(t, want)
-	sameFrame(t, "response", fast, wantFrame, 0)
+	wire, _ := onWire(wantFrame, 0)
+	sameFrame(t, "response", fast, wire, 0)
 	if got == want {
 		return
 	}

@@ -3,6 +3,7 @@ package smpp_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -430,6 +431,53 @@ func TestServerSessionHandle(t *testing.T) {
 		p.send(frame(pdu.SubmitSMID, 0, 2, submitSMBody("1", "2", "x", 0)), frame(pdu.EnquireLinkID, 0, 3))
 		p.expect(pdu.EnquireLinkRespID, 0, 3)
 		p.expectQuiet(50 * time.Millisecond)
+	})
+}
+
+// TestSubmitSMRespErrorWithoutBody: a submit_sm_resp with a non-zero
+// command_status goes out as a header alone, as SMPP 3.4 §4.4.2 has it
+// ("The submit_sm_resp PDU Body is not returned if the command_status
+// field contains a non-zero value"): a refusal, an internal error, a
+// response the session built with a message_id and then a status, and a
+// submit_sm before the bind. Strict clients read the length against the
+// fields: osmocom's libsmpp34 refuses a 17-octet one ("Error in PDU length
+// 17!=16"), so such an ESME could not read why its message was refused.
+// Before, qxtd wrote an empty message_id (17 octets), as go-smpp's codec
+// does. A response OK keeps its message_id.
+func TestSubmitSMRespErrorWithoutBody(t *testing.T) {
+	built := submitResp("m1")
+	built.Header().Status = smpp.StatusThrottled
+	for _, tc := range []struct {
+		name   string
+		handle func(context.Context, pdu.Body) (pdu.Body, error)
+		status pdu.Status
+		length int
+	}{
+		{"refusal", func(context.Context, pdu.Body) (pdu.Body, error) { return nil, smpp.StatusInvalidDstAddr }, smpp.StatusInvalidDstAddr, pdu.HeaderLen},
+		{"vendor refusal", func(context.Context, pdu.Body) (pdu.Body, error) { return nil, pdu.Status(0x401) }, 0x401, pdu.HeaderLen},
+		{"internal error", func(context.Context, pdu.Body) (pdu.Body, error) { return nil, errors.New("disk full") }, smpp.StatusSystemError, pdu.HeaderLen},
+		{"built with a status", func(context.Context, pdu.Body) (pdu.Body, error) { return built, nil }, smpp.StatusThrottled, pdu.HeaderLen},
+		{"OK", func(context.Context, pdu.Body) (pdu.Body, error) { return submitResp("m1"), nil }, 0, pdu.HeaderLen + 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newRecBackend()
+			b.handle = tc.handle
+			_, addr := startServer(t, b, smpp.ServerOptions{})
+			p := dialPeer(t, addr)
+			p.bind(pdu.BindTransceiverID, "ent1", "secret", 1, smpp.StatusOK)
+			p.send(frame(pdu.SubmitSMID, 0, 2, submitSMBody("1", "2", "x", 0)))
+			if f := p.expect(pdu.SubmitSMRespID, tc.status, 2); len(f) != tc.length || int(binary.BigEndian.Uint32(f)) != tc.length {
+				t.Errorf("submit_sm_resp % x: %d octets, want %d", f, len(f), tc.length)
+			}
+		})
+	}
+	t.Run("before the bind", func(t *testing.T) {
+		_, addr := startServer(t, newRecBackend(), smpp.ServerOptions{})
+		p := dialPeer(t, addr)
+		p.send(frame(pdu.SubmitSMID, 0, 1, submitSMBody("1", "2", "x", 0)))
+		if f := p.expect(pdu.SubmitSMRespID, smpp.StatusInvalidBindStatus, 1); len(f) != pdu.HeaderLen {
+			t.Errorf("submit_sm_resp % x: %d octets, want a header alone", f, len(f))
+		}
 	})
 }
 
