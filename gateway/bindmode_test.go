@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -170,5 +177,65 @@ func TestUpstreamOutbind(t *testing.T) {
 	if c, err := net.Dial("tcp", ol.Addr().String()); err == nil {
 		c.Close()
 		t.Error("the outbind listener still accepts after the stop")
+	}
+}
+
+// TestUpstreamDefaultAlphabet: an SMSC whose default alphabet is Latin-1
+// (upstreams[].default_alphabet latin1) gets a text GSM and Latin-1 both
+// hold as data_coding 0x00 in Latin-1, one octet a character ('@' 0x40,
+// 'ü' 0xFC, '[' one octet where GSM escapes it), and one with a
+// character Latin-1 lacks (€) in UCS-2; a reply it sends as 0x00 is read
+// as Latin-1.
+func TestUpstreamDefaultAlphabet(t *testing.T) {
+	r := newRig(t, rigOpts{
+		sim:      smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
+		accounts: gateway.StaticAccounts{"esme": {Password: "pw", Account: gateway.Account{Signature: "[Shop]"}}},
+		upstream: func(u *gateway.UpstreamConfig) { u.Segment.Alphabet = segment.AlphabetLatin1 },
+	})
+	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	latin1 := func(s string) []byte {
+		b, err := charmap.ISO8859_1.NewEncoder().Bytes([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for dst, text := range map[string]string{"13800000001": "Grüße [x] @ café_1", "13800000002": "5 € each"} {
+		p := submitSM("1069", dst, "")
+		_ = p.Fields().Set(pdufield.DataCoding, uint8(0x08))
+		ucs2, err := unicode.UTF16(unicode.BigEndian, unicode.IgnoreBOM).NewEncoder().Bytes([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Fields().Set(pdufield.ShortMessage, ucs2)
+		if _, err := e.submit(ctx, p); err != nil {
+			t.Fatalf("submit %q: %v", text, err)
+		}
+	}
+	got := map[string]smpp.SimMessage{}
+	for _, m := range r.waitReceived(t, 2) {
+		got[m.Dest] = m
+	}
+	if m := got["13800000001"]; m.DataCoding != 0 || !bytes.Contains(m.ShortMessage, latin1("Grüße [x] @ café_1")) {
+		t.Errorf("the Latin-1 SMSC got data_coding 0x%02x % x, want 0x00 and the text in Latin-1", m.DataCoding, m.ShortMessage)
+	}
+	if m := got["13800000002"]; m.DataCoding != 0x08 {
+		t.Errorf("a text with € went as data_coding 0x%02x, want UCS-2", m.DataCoding)
+	}
+
+	if err := r.sim.InjectDeliverSM(smpp.SM{SourceAddr: "13800000003", DestinationAddr: "106999", DataCoding: 0, ShortMessage: latin1("Olá, ¿qué tal? @home")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reply in the inbox", func() bool {
+		list, _, err := r.store.Inbox("", queue.InboxFilter{}, 0, 10)
+		return err == nil && len(list) == 1
+	})
+	if list, _, _ := r.store.Inbox("", queue.InboxFilter{}, 0, 10); list[0].Text != "Olá, ¿qué tal? @home" {
+		t.Errorf("the reply read %q, want it as Latin-1", list[0].Text)
 	}
 }

@@ -41,7 +41,11 @@ var _ ReplyRouter = Rules{}
 // reply (a concatenation UDH or SAR TLVs) is stored as a part until its
 // reply is whole (moparts.go).
 func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
-	frag, info, err := parseMO(p)
+	var alphabet segment.Alphabet
+	if u, ok := g.byName[upstream]; ok {
+		alphabet = u.cfg.Segment.Alphabet
+	}
+	frag, info, err := parseMO(p, alphabet)
 	m := &queue.MO{
 		Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
 		SourceTON: smpp.Byte(p, pdufield.SourceAddrTON), SourceNPI: smpp.Byte(p, pdufield.SourceAddrNPI),
@@ -91,13 +95,17 @@ func (g *Gateway) moCut(upstream string, err error) {
 
 // parseMO reads a deliver_sm's or data_sm's text as one part: info is
 // its concatenation (UDH, else SAR TLVs) when it is one part of several,
-// nil otherwise.
-func parseMO(p pdu.Body) (segment.Fragment, *segment.UDHInfo, error) {
+// nil otherwise. data_coding 0x00 is read in the SMSC's default alphabet.
+func parseMO(p pdu.Body, alphabet segment.Alphabet) (segment.Fragment, *segment.UDHInfo, error) {
+	dc := smpp.Byte(p, pdufield.DataCoding)
+	if dc == segment.DataCodingGSM7 {
+		dc = alphabet.DataCoding()
+	}
 	// UserData: the short_message with its UDH, which ParseIncoming reads
 	// where esm_class says there is one (a part of a long reply the SMSC
 	// split); without it the text's first octets were taken for the UDH.
 	frag, err := segment.ParseIncoming(segment.Incoming{
-		DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
+		DataCoding: dc, ESMClass: smpp.Byte(p, pdufield.ESMClass),
 		ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
 	}, false)
 	if err != nil {

@@ -81,7 +81,10 @@ func ParseConcat(s string) (Concat, error) {
 type Options struct {
 	Concat    Concat
 	GSMPacked bool // pack GSM septets into octets; default one septet per octet
-	MaxChars  int  // limit in Unicode code points, signature included; 0 → DefaultMaxChars
+	// Alphabet is the SMSC's data_coding 0x00 (alphabet.go); GSMPacked
+	// applies to AlphabetGSM only.
+	Alphabet Alphabet
+	MaxChars int // limit in Unicode code points, signature included; 0 → DefaultMaxChars
 }
 
 // DefaultMaxChars is the operator's limit for one long message: 500 characters, signatures included.
@@ -184,7 +187,7 @@ func inspect(text string, opt Options) (textInfo, error) {
 		}
 		crs = crs || r == '\r'
 		if ti.gsm {
-			if _, esc, ok := gsmLookup(r); !ok {
+			if _, esc, ok := gsmLookup(r); !ok || !opt.Alphabet.has(r) {
 				ti.gsm = false
 			} else if esc {
 				septets += 2

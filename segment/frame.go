@@ -41,7 +41,8 @@ type Frame struct {
 //     all parts joined (normally there is one).
 //
 // For data_coding 0x00 the parts are unpacked septets; with GSMPacked they
-// are packed here, with the fill bits their UDH requires.
+// are packed here, with the fill bits their UDH requires, and for an SMSC
+// whose default alphabet is not GSM (Options.Alphabet) written in it.
 func BuildFrames(dataCoding byte, parts [][]byte, ref uint16, opt Options) ([]Frame, error) {
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: no parts", ErrBadOptions)
@@ -52,10 +53,16 @@ func BuildFrames(dataCoding byte, parts [][]byte, ref uint16, opt Options) ([]Fr
 	if opt.Concat > ConcatPayload {
 		return nil, fmt.Errorf("%w: concat mode %d", ErrBadOptions, opt.Concat)
 	}
-	packed := opt.GSMPacked && dataCoding == DataCodingGSM7
+	packed := opt.GSMPacked && dataCoding == DataCodingGSM7 && opt.Alphabet == AlphabetGSM
+	alpha := dataCoding == DataCodingGSM7 && opt.Alphabet != AlphabetGSM
 	body := func(dst, part []byte, udhLen int) []byte {
-		if packed {
+		switch {
+		case packed:
 			return packSeptets(dst, part, packFill(udhLen))
+		case alpha:
+			// The SMSC's own default alphabet, one octet a character; it
+			// converts to GSM for the air, so the part still fits.
+			return opt.Alphabet.fromSeptets(dst, part)
 		}
 		return append(dst, part...)
 	}

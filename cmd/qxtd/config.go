@@ -230,10 +230,13 @@ type UpstreamConfig struct {
 	RecordingSlots int `mapstructure:"recording_slots"`
 	// ReconnectMax caps the wait between attempts to bind again.
 	ReconnectMax time.Duration `mapstructure:"reconnect_max"`
-	Concat       string        `mapstructure:"concat"`        // udh8 | udh16 | sar | payload
-	GSMPacked    bool          `mapstructure:"gsm_packed"`    // pack GSM 7-bit septets
-	PassPriority bool          `mapstructure:"pass_priority"` // priority_flag 1 to the SMSC for a message sent with priority
-	Carriers     []string      `mapstructure:"carriers"`      // carriers it serves; empty: any
+	Concat       string        `mapstructure:"concat"`     // udh8 | udh16 | sar | payload
+	GSMPacked    bool          `mapstructure:"gsm_packed"` // pack GSM 7-bit septets
+	// DefaultAlphabet: segment.Alphabet (gsm | latin1 | ascii), what the
+	// SMSC takes data_coding 0x00 to be.
+	DefaultAlphabet string   `mapstructure:"default_alphabet"`
+	PassPriority    bool     `mapstructure:"pass_priority"` // priority_flag 1 to the SMSC for a message sent with priority
+	Carriers        []string `mapstructure:"carriers"`      // carriers it serves; empty: any
 	// ReceiptIDs: gateway.ReceiptIDs (auto | same | decimal | hex).
 	ReceiptIDs string `mapstructure:"receipt_ids"`
 	// TLS binds over TLS, verifying the SMSC's certificate against
@@ -499,6 +502,9 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 	if u.ReceiptIDs == "" {
 		u.ReceiptIDs = string(gateway.ReceiptIDsAuto)
+	}
+	if u.DefaultAlphabet == "" {
+		u.DefaultAlphabet = segment.AlphabetGSM.String()
 	}
 }
 
@@ -827,6 +833,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := parseConcat(u.Concat); err != nil {
 			errs = append(errs, fmt.Errorf("%s.concat: %w", k, err))
+		}
+		if a, err := segment.ParseAlphabet(u.DefaultAlphabet); err != nil {
+			errs = append(errs, fmt.Errorf("%s.default_alphabet: %w", k, err))
+		} else if a != segment.AlphabetGSM && u.GSMPacked {
+			errs = append(errs, fmt.Errorf("%s.gsm_packed: set, but default_alphabet is %s: packing is for GSM septets", k, a))
 		}
 		if _, ok := gateway.ParseReceiptIDs(u.ReceiptIDs); !ok {
 			errs = append(errs, fmt.Errorf("%s.receipt_ids: %q is not auto, same, decimal or hex", k, u.ReceiptIDs))

@@ -41,6 +41,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-bind-mode.yaml":                `upstreams[0].bind_mode: "transmitter+receiver" is not transceiver, transmitter_receiver or transmitter`,
 		"invalid-transmitter-no-outbind.yaml":   "upstreams[0].bind_mode: transmitter binds no receiver, and outbind_listen is empty",
 		"invalid-outbind-no-password.yaml":      "upstreams[0].outbind_password: required with outbind_listen",
+		"invalid-default-alphabet.yaml":         `upstreams[0].default_alphabet: segment: bad options: default alphabet "utf8" (want gsm, latin1 or ascii)`,
 		"invalid-receivers-transceiver.yaml":    "upstreams[0].receivers: 2 set, but bind_mode is transceiver",
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
 		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",

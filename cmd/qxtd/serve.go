@@ -338,8 +338,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		MOReassemblyMaxBytes:            cfg.SMPP.MOReassemblyMaxBytes,
 	}
 	for i, u := range cfg.Upstreams {
-		concat, _ := parseConcat(u.Concat)                     // validated
-		receiptIDs, _ := gateway.ParseReceiptIDs(u.ReceiptIDs) // validated
+		concat, _ := parseConcat(u.Concat)                      // validated
+		alphabet, _ := segment.ParseAlphabet(u.DefaultAlphabet) // validated
+		receiptIDs, _ := gateway.ParseReceiptIDs(u.ReceiptIDs)  // validated
 		dial, err := d.upstreamDial(i, u)
 		if err != nil {
 			return nil, err
@@ -360,7 +361,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Receivers: u.receivers(), Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
-			Segment:      segment.Options{Concat: concat, GSMPacked: u.GSMPacked},
+			Segment:      segment.Options{Concat: concat, GSMPacked: u.GSMPacked, Alphabet: alphabet},
 			PassPriority: u.PassPriority,
 			Carriers:     carrierNames(u.Carriers),
 			ReceiptIDs:   receiptIDs,
