@@ -34,6 +34,23 @@ func acceptOne(t *testing.T, l net.Listener) net.Conn {
 	}
 }
 
+// smscDialed is a listener of the ESME's and the SMSC's connection to it,
+// both closed at the test's end.
+func smscDialed(t *testing.T) (net.Listener, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	smsc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { smsc.Close() })
+	return l, smsc
+}
+
 // An SMSC with a receipt for an ESME connects to it and sends outbind;
 // AcceptOutbind checks the SMSC's password, binds as a receiver on the
 // same connection, and the receipt of a message sent on a transmitter
@@ -89,22 +106,13 @@ func TestAcceptOutbindRefused(t *testing.T) {
 		{"silence", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			smsc, err := net.Dial("tcp", l.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer smsc.Close()
+			l, smsc := smscDialed(t)
 			if tc.send != nil {
 				if _, err := smsc.Write(tc.send); err != nil {
 					t.Fatal(err)
 				}
 			}
-			_, err = smpp.AcceptOutbind(testCtx(t), acceptOne(t, l), smpp.OutbindOptions{
+			_, err := smpp.AcceptOutbind(testCtx(t), acceptOne(t, l), smpp.OutbindOptions{
 				SMSCSystemID: "smsc", SMSCPassword: "smscpw", SystemID: "gw", Password: "gwpw", Timeout: 200 * time.Millisecond,
 			})
 			if err == nil || errors.Is(err, smpp.ErrOutbindRefused) != tc.refused {
@@ -122,16 +130,7 @@ func TestAcceptOutbindRefused(t *testing.T) {
 // Without a password configured every outbind is refused, its own
 // password empty too.
 func TestAcceptOutbindNeedsPassword(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	smsc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer smsc.Close()
+	l, smsc := smscDialed(t)
 	if _, err := smsc.Write(frame(smpp.OutbindID, 0, 1, cs("smsc"), cs(""))); err != nil {
 		t.Fatal(err)
 	}

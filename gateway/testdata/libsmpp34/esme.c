@@ -135,14 +135,10 @@ static void dispatch(struct conn *c, const uint8_t *pdu, int len)
     case DELIVER_SM:
         on_deliver_sm(c, pdu, len);
         break;
-    case ENQUIRE_LINK: {
-        enquire_link_resp_t r;
-        memset(&r, 0, sizeof r);
-        r.sequence_number = sq;
-        send_pdu(c, ENQUIRE_LINK_RESP, &r);
+    case ENQUIRE_LINK:
+        answer_enquire_link(c, sq);
         say("peer_enquire_link %s", c->name);
         break;
-    }
     default:
         fail("%s: qxtd sent command 0x%08x", c->name, id);
     }

@@ -112,6 +112,15 @@ LIB void send_pdu(struct conn *c, uint32_t type, void *p)
     }
 }
 
+/* answer_enquire_link answers the peer's enquire_link of sequence sq. */
+LIB void answer_enquire_link(struct conn *c, uint32_t sq)
+{
+    enquire_link_resp_t r;
+    memset(&r, 0, sizeof r);
+    r.sequence_number = sq;
+    send_pdu(c, ENQUIRE_LINK_RESP, &r);
+}
+
 /* unpack reads the PDU pdu (len octets) into p, a zeroed struct of its type. */
 LIB void unpack(uint32_t type, void *p, const uint8_t *pdu, int len)
 {

@@ -251,13 +251,9 @@ static void dispatch(struct conn *c, const uint8_t *pdu, int len)
     case SUBMIT_SM:
         on_submit(c, pdu, len);
         break;
-    case ENQUIRE_LINK: {
-        enquire_link_resp_t r;
-        memset(&r, 0, sizeof r);
-        r.sequence_number = sq;
-        send_pdu(c, ENQUIRE_LINK_RESP, &r);
+    case ENQUIRE_LINK:
+        answer_enquire_link(c, sq);
         break;
-    }
     case UNBIND: {
         unbind_resp_t r;
         memset(&r, 0, sizeof r);
