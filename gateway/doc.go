@@ -52,7 +52,10 @@
 //     until it commits: Submitted with the SMSC's id, Retry with a
 //     backoff (timeout, connection lost, repeated throttling, the SMSC
 //     lost the bind: ESME_RINVBNDSTS, on which the bind is bound again),
-//     or Fail.
+//     or Fail. The binds are transceivers, or transmitters beside
+//     receivers of their own or the SMSC's outbinds (outbind.go); a text
+//     to an SMSC whose data_coding 0x00 is Latin-1 or ASCII is written in
+//     it (segment.Alphabet).
 //  6. Receipts. A deliver_sm (or data_sm) receipt from the SMSC is
 //     matched to its segment by the SMSC's id and stored before its
 //     deliver_sm_resp goes out (upstream.go). When the message is final

@@ -35,10 +35,16 @@
 // with backoff 5 ms → 1 s and reported by Healthy; only a closed listener ends Serve. Its log lines
 // carry the peer's address (`remote`) and pass through loglimit, so one
 // peer repeating one mistake writes a few lines, not one per PDU.
-// Client keeps one bind to an SMSC up with capped, jittered backoff, and
-// binds again when the SMSC answers a request ESME_RINVBNDSTS (it lost
-// the session's bound state: ErrBindLost).
-// Simulator is the SMSC used by `make run` and the tests, with faults.
+// Client keeps one bind to an SMSC up (a transceiver, a transmitter or a
+// receiver) with capped, jittered backoff, and binds again when the SMSC
+// answers a request ESME_RINVBNDSTS (it lost the session's bound state:
+// ErrBindLost). AcceptOutbind takes an SMSC's outbind on a connection it
+// opened to us and binds a receiver on it (§2.2.1).
+// Simulator is the SMSC used by `make run` and the tests, with faults; it
+// can refuse transceivers (as an SMPP 3.3 SMSC) and outbind to an ESME.
+//
+// A submit_sm_resp with a non-zero command_status goes out as its header
+// alone (§4.4.2); go-smpp's codec would add an empty message_id.
 //
 // Receipts follow SMPP 3.4 Appendix B (text) plus the receipted_message_id
 // and message_state TLVs (§5.3.2.12, §5.3.2.35).
