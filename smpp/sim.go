@@ -598,6 +598,34 @@ func (s *Simulator) InjectDeliverSM(m SM) error {
 	return err
 }
 
+// Receivers returns how many receiver-capable binds of systemID are up,
+// in the order they bound: the binds InjectDeliverSMOn names 0 to n-1.
+func (s *Simulator) Receivers(systemID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.rx[systemID])
+}
+
+// InjectDeliverSMOn is InjectDeliverSM on one chosen bind: receiver-capable
+// bind i of systemID (Receivers), as an SMSC spreads the parts of one
+// reply over the binds of the account. It returns ErrNoReceiver when
+// there is no bind i.
+func (s *Simulator) InjectDeliverSMOn(systemID string, i int, m SM) error {
+	s.mu.Lock()
+	var c *Conn
+	if list := s.rx[systemID]; i >= 0 && i < len(list) {
+		c = list[i]
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return ErrNoReceiver
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Request(ctx, NewDeliverSM(m))
+	return err
+}
+
 // ErrNoReceiver: InjectMO found no receiver or transceiver bound.
 var ErrNoReceiver = errors.New("smpp: simulator: no receiver bound")
 

@@ -428,3 +428,38 @@ func TestSimulatorLoseBinds(t *testing.T) {
 		t.Fatalf("the SMSC accepted %d submit_sm, want 3 (none on a lost session)", got)
 	}
 }
+
+// InjectDeliverSMOn sends on the bind it names, in the order the binds
+// came; a bind that is not there is ErrNoReceiver.
+func TestSimulatorInjectDeliverSMOn(t *testing.T) {
+	sim, addr := startSim(t, smpp.SimOptions{})
+	var rx []*esme
+	for range 3 {
+		rx = append(rx, dialESME(t, addr, "gw", "", smpp.BindReceiver))
+	}
+	dialESME(t, addr, "gw", "", smpp.BindTransmitter) // not a receiver: not counted
+	if n := sim.Receivers("gw"); n != 3 {
+		t.Fatalf("Receivers = %d, want 3", n)
+	}
+	for _, i := range []int{2, 0, 2} {
+		sm := smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10086", ShortMessage: []byte("to bind " + strconv.Itoa(i))}
+		if err := sim.InjectDeliverSMOn("gw", i, sm); err != nil {
+			t.Fatalf("inject on bind %d: %v", i, err)
+		}
+	}
+	if got := rx[2].got.waitN(t, "two deliver_sm on bind 2", 2); string(smpp.Bytes(got[1], pdufield.ShortMessage)) != "to bind 2" {
+		t.Fatalf("bind 2 got %q", smpp.Bytes(got[1], pdufield.ShortMessage))
+	}
+	if got := rx[0].got.waitN(t, "one deliver_sm on bind 0", 1); string(smpp.Bytes(got[0], pdufield.ShortMessage)) != "to bind 0" {
+		t.Fatalf("bind 0 got %q", smpp.Bytes(got[0], pdufield.ShortMessage))
+	}
+	rx[1].got.expectNone(t, 50*time.Millisecond)
+	for _, bad := range []struct {
+		id string
+		i  int
+	}{{"gw", 3}, {"gw", -1}, {"nobody", 0}} {
+		if err := sim.InjectDeliverSMOn(bad.id, bad.i, smpp.SM{ShortMessage: []byte("x")}); !errors.Is(err, smpp.ErrNoReceiver) {
+			t.Errorf("bind %d of %q: %v, want ErrNoReceiver", bad.i, bad.id, err)
+		}
+	}
+}
