@@ -14,11 +14,13 @@ package cluster
 // PeerClockSkew away from its clock, or a MAC that does not match
 // (compared in constant time); a body over PeerMaxBody (a relay's over
 // PeerMaxRelayBody, a question's to /peer/v1/answers over
-// PeerMaxAnswerBody) is 413; more than PeerMaxInFlight requests at once
-// (PeerMaxRelayInFlight relays and PeerMaxAnswerInFlight questions, each
-// pool counted apart) get 503 with the header Qxtd-Peer-Busy before their
-// body is read, and so does an enterprise's question beyond its quarter
-// of the questions' pool, once the body has named it (peer_answers.go). A
+// PeerMaxAnswerBody, a reply part's over PeerMaxMOPartBody) is 413; more
+// than PeerMaxInFlight requests at once (PeerMaxRelayInFlight relays,
+// PeerMaxAnswerInFlight questions and PeerMaxMOPartInFlight reply parts,
+// each pool counted apart) get 503 with the header Qxtd-Peer-Busy before
+// their body is read, and so does an enterprise's question beyond its
+// quarter of the questions' pool, once the body has named it
+// (peer_answers.go). A
 // request replayed within the skew window is accepted again: every
 // endpoint is idempotent (a receipt matched twice is a duplicate).
 //
@@ -46,6 +48,8 @@ package cluster
 //	POST /peer/v1/deliver         receipts and replies for an ESME bound there (peerdeliver.go)
 //	POST /peer/v1/answers         {"key":K} → what the node knows of an Idempotency-Key
 //	                                (peer_answers.go)
+//	POST /peer/v1/moparts         a part of a long reply (MO) → {"result":"stored"} once the
+//	                                node that joins its reply stored it (peer_moparts.go)
 
 import (
 	"bytes"
@@ -252,6 +256,8 @@ type peerServer struct {
 	// and answers the same for relays and for keyed sends' questions,
 	// which have their own bounds (and body limits).
 	inflight, relays, answers chan struct{}
+	// moParts: the same for reply parts handed over (peer_moparts.go).
+	moParts chan struct{}
 	// answerShares counts an enterprise's questions being served (no
 	// entry at 0): each at most peerAnswerShare (peer_answers.go).
 	answerMu     sync.Mutex
@@ -276,7 +282,8 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	}
 	s := &peerServer{secret: bytes.Clone(secret), backend: backend, log: log, mux: http.NewServeMux(), now: time.Now,
 		inflight: make(chan struct{}, PeerMaxInFlight), relays: make(chan struct{}, PeerMaxRelayInFlight),
-		answers: make(chan struct{}, PeerMaxAnswerInFlight), answerShares: map[string]int{}}
+		answers: make(chan struct{}, PeerMaxAnswerInFlight), answerShares: map[string]int{},
+		moParts: make(chan struct{}, PeerMaxMOPartInFlight)}
 	s.mux.HandleFunc("POST /peer/v1/receipts", s.receipts)
 	s.mux.HandleFunc("GET /peer/v1/messages/{id}", s.message)
 	s.mux.HandleFunc("POST /peer/v1/messages/{id}/cancel", s.cancel)
@@ -288,6 +295,7 @@ func PeerHandler(secret []byte, backend PeerBackend, log *slog.Logger) http.Hand
 	s.answersRoutes()                                    // peer_answers.go
 	s.mux.HandleFunc("POST /peer/v1/relay", s.relay)     // peer_relay.go
 	s.mux.HandleFunc("POST /peer/v1/deliver", s.deliver) // peerdeliver.go
+	s.mux.HandleFunc("POST /peer/v1/moparts", s.moPart)  // peer_moparts.go
 	return s
 }
 
@@ -299,6 +307,8 @@ func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pool, limit = s.relays, PeerMaxRelayBody
 		case "/peer/v1/answers":
 			pool, limit = s.answers, PeerMaxAnswerBody
+		case "/peer/v1/moparts":
+			pool, limit = s.moParts, PeerMaxMOPartBody
 		}
 	}
 	select {
