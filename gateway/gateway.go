@@ -180,6 +180,10 @@ type Config struct {
 	// Relay, in cluster mode, hands receipts and replies to the node
 	// where their ESME is bound (relay.go). nil: a single node.
 	Relay Relay
+	// MOPartPeers, in cluster mode, hands each part of a long reply to
+	// the node that joins that reply (mojoin.go). nil: the parts are
+	// joined on the node whose bind they came on.
+	MOPartPeers MOPartPeers
 }
 
 // Defaults of Config: a field left zero (or negative) takes these.

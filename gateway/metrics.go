@@ -103,7 +103,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_mo_unmatched_total", Help: "Mobile-originated messages kept for no enterprise (their destination is no service number).",
 		}),
 		moParts: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_mo_parts_total", Help: "Parts of replies the SMSC split (a concatenation UDH or SAR TLVs), by outcome: stored (kept until their reply is whole), alone (the upstream's parts waiting at smpp.mo_reassembly_max_parts or _max_bytes, or a part that cannot be kept: stored as a reply of its own), again (a part of a reply joined lately, with the same data: the SMSC sent it again after our answer was lost; answered, not stored).",
+			Name: "qxtd_mo_parts_total", Help: "Parts of replies the SMSC split (a concatenation UDH or SAR TLVs), by outcome: stored (kept until their reply is whole), alone (the upstream's parts waiting at smpp.mo_reassembly_max_parts or _max_bytes, or a part that cannot be kept: stored as a reply of its own), again (a part of a reply joined lately, with the same data: the SMSC sent it again after our answer was lost; answered, not stored); in a cluster forwarded (handed to the node that joins its reply, which stored it and counts it there) and forward_failed (that node could not take it: kept here, the reply then stored in fragments at the timeout).",
 		}, []string{"outcome"}),
 		moJoined: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_mo_joined_total", Help: "Replies joined from their parts, by how: complete (every part came), timeout (stored at smpp.mo_reassembly_timeout with the parts that came, parts_missing set).",
@@ -172,7 +172,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		m.moReceived.WithLabelValues(r)
 	}
-	for _, o := range []string{moPartStored, moPartAlone, moPartAgain} {
+	for _, o := range []string{moPartStored, moPartAlone, moPartAgain, moPartForwarded, moPartForwardFailed} {
 		m.moParts.WithLabelValues(o)
 	}
 	for _, h := range []string{moJoinedComplete, moJoinedTimeout} {

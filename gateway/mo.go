@@ -64,25 +64,38 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		}
 		// partAlone: stored as a reply of its own, as before joining.
 	}
+	if err := g.storeWholeMO(ctx, m, frag, err); err != nil && ctx.Err() != nil {
+		g.moCut(upstream, err)
+		return nil
+	} else if err != nil {
+		resp.Header().Status = smpp.StatusSystemError
+		return resp
+	}
+	return resp
+}
+
+// storeWholeMO stores m, with the text of frag (parseErr: frag did not
+// parse), as one reply and sends it on. A store failure is logged and
+// counted unless ctx ended (the caller's moCut), and returned.
+func (g *Gateway) storeWholeMO(ctx context.Context, m *queue.MO, frag segment.Fragment, parseErr error) error {
+	err := parseErr
 	if err == nil {
 		m.Text, err = frag.Text()
 	}
 	if err != nil {
 		// Binary or undecodable: kept with an empty text, never dropped.
-		g.log.Warn("undecodable mobile-originated message", "upstream", upstream, "err", err)
+		g.log.Warn("undecodable mobile-originated message", "upstream", m.Upstream, "err", err)
 	}
 	result := g.resolveMO(m)
-	if err := g.store.StoreMO(ctx, m); err != nil && ctx.Err() != nil {
-		g.moCut(upstream, err)
-		return nil
-	} else if err != nil {
-		g.log.Error("store mobile-originated message", "upstream", upstream, "err", err)
-		g.metrics.moReceived.WithLabelValues("store_error").Inc()
-		resp.Header().Status = smpp.StatusSystemError
-		return resp
+	if err := g.store.StoreMO(ctx, m); err != nil {
+		if ctx.Err() == nil {
+			g.log.Error("store mobile-originated message", "upstream", m.Upstream, "err", err)
+			g.metrics.moReceived.WithLabelValues("store_error").Inc()
+		}
+		return err
 	}
 	g.moStored(ctx, m, result)
-	return resp
+	return nil
 }
 
 // moCut logs a reply whose connection to the SMSC ended while it waited

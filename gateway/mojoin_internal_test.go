@@ -103,3 +103,112 @@ func TestReplyJoinNotCutByTheConnection(t *testing.T) {
 		t.Errorf("logged at error level:\n%s", logs.String())
 	}
 }
+
+// ownerIs is MOPartPeers that names owner for every group (ok false:
+// this node) and hands parts to the gateway to (nil: fails).
+type ownerIs struct {
+	owner Peer
+	ok    bool
+	to    *Gateway
+	sent  int
+}
+
+func (o *ownerIs) MOPartOwner(queue.MOPartGroup) (Peer, bool) { return o.owner, o.ok }
+
+func (o *ownerIs) ForwardMOPart(ctx context.Context, _ Peer, p PeerMOPart) error {
+	o.sent++
+	if o.to == nil {
+		return context.DeadlineExceeded
+	}
+	return o.to.StorePeerMOPart(ctx, p)
+}
+
+// newPartsGateway is a gateway on its own store whose replies are E1's,
+// with mp as its MOPartPeers and at most maxParts parts waiting.
+func newPartsGateway(t *testing.T, mp MOPartPeers, maxParts int) (*Gateway, *queue.Store) {
+	t.Helper()
+	store, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	g, err := New(Config{Upstreams: []UpstreamConfig{{Name: "sim", Addr: "127.0.0.1:1"}}, MOPartPeers: mp, MOReassemblyMaxParts: maxParts},
+		store, &cutAtJoin{StaticAccounts: StaticAccounts{}}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, store
+}
+
+func inboxTexts(t *testing.T, s *queue.Store) []string {
+	t.Helper()
+	in, _, err := s.Inbox("E1", queue.InboxFilter{}, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range in {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// The parts of a reply received on two nodes are joined on the owner:
+// each answered OK once the owner stored it, nothing stored where they
+// came. A part the owner cannot take is kept where it came. A part past
+// the owner's cap is stored there as a reply of its own; one of a reply
+// joined lately is answered and not stored.
+func TestReplyPartsHandedToOwner(t *testing.T) {
+	owner, ownerStore := newPartsGateway(t, nil, 3)
+	mp := &ownerIs{owner: Peer{ID: 2, URL: "http://owner"}, ok: true, to: owner}
+	a, aStore := newPartsGateway(t, mp, 0)
+	b, bStore := newPartsGateway(t, mp, 0)
+	part := func(g *Gateway, ref, seq byte, text string) {
+		t.Helper()
+		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40,
+			ShortMessage: append([]byte{5, 0, 3, ref, 2, seq}, text...)})
+		if resp := g.receiveMO(context.Background(), "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
+			t.Fatalf("part %d of ref %d answered %v", seq, ref, resp)
+		}
+	}
+	part(a, 1, 2, "world")
+	part(b, 1, 1, "hello ")
+	part(a, 1, 2, "world") // sent again: the owner joined it lately
+	if got := inboxTexts(t, ownerStore); len(got) != 1 || got[0] != "hello world" {
+		t.Fatalf("the owner's inbox %q, want the reply joined", got)
+	}
+	for _, s := range []*queue.Store{aStore, bStore} {
+		if n, _, _ := s.MOPartsPending("sim"); n != 0 || len(inboxTexts(t, s)) != 0 {
+			t.Fatalf("a node that handed its parts over holds %d parts, replies %q", n, inboxTexts(t, s))
+		}
+	}
+	// The owner's cap (3 parts waiting): the 4th part is a reply of its own there.
+	for ref := byte(2); ref <= 5; ref++ {
+		part(a, ref, 1, "first half "+string('0'+ref))
+	}
+	if got := inboxTexts(t, ownerStore); len(got) != 2 || got[0] != "first half 5" {
+		t.Fatalf("the owner's inbox %q, want the part past its cap as a reply of its own", got)
+	}
+	if n, _, _ := ownerStore.MOPartsPending("sim"); n != 3 {
+		t.Fatalf("the owner holds %d parts, want 3", n)
+	}
+	// The owner does not take it: kept here, joined here when whole.
+	mp.to = nil
+	part(a, 9, 1, "kept ")
+	part(a, 9, 2, "here")
+	if got := inboxTexts(t, aStore); len(got) != 1 || got[0] != "kept here" {
+		t.Fatalf("inbox of the node that kept its parts %q", got)
+	}
+	if mp.sent != 9 {
+		t.Errorf("%d parts handed over, want 9", mp.sent)
+	}
+	// A node that is the owner stores its parts without asking anyone.
+	mp.ok = false
+	part(b, 10, 1, "mine")
+	if mp.sent != 9 {
+		t.Errorf("a part of this node's own reply was handed over")
+	}
+	if err := owner.StorePeerMOPart(context.Background(), PeerMOPart{Upstream: "sim", Total: 2, Seq: 3}); err == nil {
+		t.Error("a part 3 of 2 was taken")
+	}
+}

@@ -40,9 +40,11 @@ import (
 //     sending first parts that never complete cannot grow the store
 //     without bound.
 //
-// In a cluster each node stores the parts that came on its binds: the
-// parts of one reply that came on binds of two nodes are not joined, and
-// each node stores what it has at the timeout.
+// In a cluster the carrier spreads a reply's parts over the binds of its
+// system_id, held by several nodes: each part goes to the one node that
+// joins that reply (mojoin.go), and is stored there as above; a node
+// that cannot reach it keeps the part itself, and each node then stores
+// what it has at the timeout.
 
 // partOutcome is what receiveMOPart did with a part.
 type partOutcome int
@@ -55,14 +57,23 @@ const (
 
 // receiveMOPart stores m (its text frag, its concatenation info) as a
 // part of its reply, and joins the reply when it was the last part
-// missing. A failure to join is logged: the part is stored, and
-// housekeeping joins the group later.
+// missing. In a cluster a part whose reply another node joins is handed
+// to that node first (mojoin.go). A failure to join is logged: the part
+// is stored, and housekeeping joins the group later.
 func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.Fragment, info *segment.UDHInfo) partOutcome {
 	p := &queue.MOPart{
 		MOPartGroup: queue.MOPartGroup{Upstream: m.Upstream, Source: m.Source, Dest: m.Dest, Ref: info.Ref, Total: info.Total},
 		Seq:         info.Seq, Coding: uint8(frag.Coding), Data: frag.Data,
 		SourceTON: m.SourceTON, SourceNPI: m.SourceNPI, ReceivedAt: m.ReceivedAt,
 	}
+	if out, done := g.forwardMOPart(ctx, p); done {
+		return out
+	}
+	return g.storeMOPart(ctx, m, p)
+}
+
+// storeMOPart is receiveMOPart on this node: p (of m) stored here.
+func (g *Gateway) storeMOPart(ctx context.Context, m *queue.MO, p *queue.MOPart) partOutcome {
 	lim := queue.MOPartLimits{MaxParts: g.cfg.MOReassemblyMaxParts, MaxBytes: g.cfg.MOReassemblyMaxBytes}
 	complete, err := g.store.StoreMOPart(ctx, p, lim)
 	switch {
@@ -228,9 +239,13 @@ func (f *moFull) set(upstream string, full bool) bool {
 
 // Labels of qxtd_mo_parts_total and qxtd_mo_joined_total.
 const (
-	moPartStored     = "stored"
-	moPartAlone      = "alone"
-	moPartAgain      = "again"
-	moJoinedComplete = "complete"
-	moJoinedTimeout  = "timeout"
+	moPartStored = "stored"
+	moPartAlone  = "alone"
+	moPartAgain  = "again"
+	// In a cluster (mojoin.go): handed to the node that joins the reply
+	// and stored there, or not (kept here).
+	moPartForwarded     = "forwarded"
+	moPartForwardFailed = "forward_failed"
+	moJoinedComplete    = "complete"
+	moJoinedTimeout     = "timeout"
 )

@@ -75,7 +75,7 @@ func zeroSeries() []series {
 	for _, r := range []string{"matched", "unmatched", "store_error"} {
 		add("qxtd_mo_received_total", "result", r)
 	}
-	for _, o := range []string{"stored", "alone", "again"} {
+	for _, o := range []string{"stored", "alone", "again", "forwarded", "forward_failed"} {
 		add("qxtd_mo_parts_total", "outcome", o)
 	}
 	for _, h := range []string{"complete", "timeout"} {

@@ -379,6 +379,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		gcfg.Peers = clusterPeers{node: d.cluster.node, client: pc}
 		gcfg.SubmitRelay = &clusterSubmitRelay{self: d.cluster.node.ID(), members: d.cluster.node.Members, client: pc} // submit_sm through a node with a bind
 		gcfg.Owners = clusterOwners{node: d.cluster.node, client: pc}                                                  // cluster_route.go
+		gcfg.MOPartPeers = clusterMOParts{node: d.cluster.node, client: pc}                                            // cluster_moparts.go
 		if gcfg.Relay, err = d.cluster.openRelay(cfg.Cluster.Secret); err != nil {                                     // cluster_deliver.go
 			return nil, err
 		}
