@@ -258,3 +258,79 @@ func TestClusterReplyPartsOwnerDown(t *testing.T) {
 		t.Fatalf("the ESME got %q; the split reply's fragments wait for the reassembly timeout", got)
 	}
 }
+
+// writeShortJoinConfig is writeDeliverConfig with a reassembly timeout of
+// a second: a node started again stores at once the parts it kept.
+func writeShortJoinConfig(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
+	t.Helper()
+	path := writeDeliverConfig(t, id, endpoints, simAddr, binds)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, mo_reassembly_timeout: 1s }", 1)
+	if cfg == string(b) {
+		t.Fatal("no smpp block in the configuration")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestClusterReplyPartsOwnerDiesMidReply: the node that joins a reply
+// holds its first part and dies; once it has left the members the second
+// part goes to another node. Nothing is lost: the first part, durable on
+// the dead node, reaches the ESME (with parts_missing) when that node
+// starts again, the second waits on the node that took it for its
+// reassembly timeout; each part stored once in the cluster.
+func TestClusterReplyPartsOwnerDiesMidReply(t *testing.T) {
+	nodes, sim, _ := startCluster(t, 3, 3, smpp.SimOptions{}, writeShortJoinConfig)
+	waitOneBindEach(t, nodes)
+	const to, src, ref = "1065904", "13800000007", 31
+	members := []cluster.Member{{ID: 1}, {ID: 2}, {ID: 3}}
+	owner, _ := cluster.MOPartOwner(members, cluster.MOPartKey("sim", src, to, ref, 2))
+	dead := nodes[owner.ID-1]
+	var alive []*clusterNode
+	for _, n := range nodes {
+		if n != dead {
+			alive = append(alive, n)
+		}
+	}
+	sink := newReplySink()
+	dialKind(t, alive[0].proc.smppAddr, "esme4", "secret4", smpp.BindReceiver, sink.handler())
+
+	injectPartOn(t, sim, src, to, moPart{bind: 0, ref: ref, total: 2, i: 1, data: []byte("first half")})
+	if s := metricSum(t, dead.proc, `qxtd_mo_parts_total{outcome="stored"}`); s != 1 {
+		t.Fatalf("the owner, node %d, stored %v parts, want 1", dead.id, s)
+	}
+	if err := dead.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-dead.proc.exited
+	waitCond(t, 20*time.Second, "the live nodes seeing the owner leave the members", func() bool {
+		for _, n := range alive {
+			if metricSum(t, n.proc, "qxtd_cluster_members") != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	waitCond(t, 10*time.Second, "a bind of the upstream on a live node", func() bool { return sim.Receivers("up") >= 1 })
+	injectPartOn(t, sim, src, to, moPart{bind: 0, ref: ref, total: 2, i: 2, data: []byte("second half")})
+	if s, f := partsMetric(t, alive, "stored"), partsMetric(t, alive, "forward_failed"); s != 1 || f != 0 {
+		t.Fatalf("the live nodes stored %v parts, failed to forward %v; want 1, 0", s, f)
+	}
+
+	// The owner again: at its start the part it kept is past the
+	// reassembly timeout, stored as a reply with one part missing, and
+	// delivered to the ESME on another node.
+	dead.proc = startDaemon(t, dead.cfg)
+	got := sink.wait(t, 1, 30*time.Second)
+	if got[0] != src+": first half" {
+		t.Fatalf("the ESME got %q, want the first half", got)
+	}
+	if n := metricSum(t, dead.proc, `qxtd_mo_joined_total{how="timeout"}`); n != 1 {
+		t.Errorf("the restarted owner stored %v replies at the timeout, want 1", n)
+	}
+}
