@@ -283,6 +283,9 @@ type Gateway struct {
 	// moFull: the upstreams whose reply parts are at their cap, logged
 	// once as they reach it (moparts.go).
 	moFull moFull
+	// moOwnersDown: the nodes (by id) that did not take the last reply
+	// part handed to them, logged once as they fail (mojoin.go).
+	moOwnersDown moFull
 
 	ctx    context.Context
 	cancel context.CancelFunc

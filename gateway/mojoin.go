@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
@@ -95,6 +97,9 @@ func (g *Gateway) forwardMOPart(ctx context.Context, p *queue.MOPart) (out partO
 	case err == nil:
 		g.metrics.moParts.WithLabelValues(moPartForwarded).Inc()
 		g.log.Debug("reply part handed to the node that joins its reply", "group", p.MOPartGroup.String(), "seq", p.Seq, "node", owner.ID)
+		if g.moOwnersDown.set(strconv.Itoa(int(owner.ID)), false) {
+			g.log.Info("node takes reply parts again: they are joined there", "node", owner.ID)
+		}
 		return partStored, true
 	case ctx.Err() != nil:
 		// The connection to the SMSC ended: it sends the part again
@@ -102,8 +107,14 @@ func (g *Gateway) forwardMOPart(ctx context.Context, p *queue.MOPart) (out partO
 		g.moCut(p.Upstream, err)
 		return partFailed, true
 	}
+	// Logged once as a node stops taking parts (and once as it takes
+	// them again), not once a part: a dead owner is many parts a second.
 	g.metrics.moParts.WithLabelValues(moPartForwardFailed).Inc()
-	g.log.Warn("reply part not taken by the node that joins its reply: kept here (its reply may be stored in fragments)",
+	level := slog.LevelDebug
+	if g.moOwnersDown.set(strconv.Itoa(int(owner.ID)), true) {
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.WithoutCancel(ctx), level, "reply parts not taken by the node that joins their reply: kept here (their replies may be stored in fragments)",
 		"group", p.MOPartGroup.String(), "seq", p.Seq, "node", owner.ID, "err", err)
 	return 0, false
 }

@@ -216,8 +216,9 @@ func (g *Gateway) moReassemblyHousekeeping(ctx context.Context, now time.Time) {
 	}
 }
 
-// moFull remembers the upstreams whose reply parts are at their cap, so
-// that reaching it is logged once, not once a part.
+// moFull remembers the upstreams whose reply parts are at their cap (and,
+// as Gateway.moOwnersDown, the nodes that do not take the parts handed to
+// them: mojoin.go), so that reaching it is logged once, not once a part.
 type moFull struct {
 	mu   sync.Mutex
 	full map[string]bool

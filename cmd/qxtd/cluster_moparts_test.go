@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -71,6 +72,26 @@ func (s *replySink) wait(t *testing.T, n int, d time.Duration) []string {
 		case <-s.wake:
 		case <-deadline.C:
 			t.Fatalf("after %v: %d replies, want %d: %q", d, len(got), n, got)
+		}
+	}
+}
+
+// expectNoMore fails if the ESME gets more than n replies within d.
+func (s *replySink) expectNoMore(t *testing.T, n int, d time.Duration) {
+	t.Helper()
+	quiet := time.NewTimer(d)
+	defer quiet.Stop()
+	for {
+		s.mu.Lock()
+		got := slices.Clone(s.got)
+		s.mu.Unlock()
+		if len(got) > n {
+			t.Fatalf("%d replies, want %d: %q", len(got), n, got[n:])
+		}
+		select {
+		case <-s.wake:
+		case <-quiet.C:
+			return
 		}
 	}
 }
@@ -175,12 +196,58 @@ func TestClusterReplyPartsAcrossNodes(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, "13900000003") || strings.Contains(body, "13800000001") {
 		t.Fatalf("T4's opt-outs: %d %s; want 13900000003's only", code, body)
 	}
-	// Nothing more comes: no fragment of the replies.
-	select {
-	case <-sink.wake:
-		t.Fatalf("a reply more than the three: %q", sink.wait(t, 4, 0))
-	case <-time.After(200 * time.Millisecond):
+
+	// A burst: 60 replies of 2 or 3 parts, every part sent at once, each
+	// on the next bind; each reply whole, once.
+	const burst = 60
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*burst)
+	parts := 0
+	for k := range burst {
+		total := byte(2 + k%2)
+		src := fmt.Sprintf("1370000%04d", k)
+		for i := byte(1); i <= total; i++ {
+			parts++
+			sm := smpp.SM{SourceAddr: src, DestinationAddr: to, ESMClass: 0x40,
+				ShortMessage: append([]byte{5, 0, 3, byte(k), total, i}, fmt.Sprintf("<%d of reply %d>", i, k)...)}
+			bind := (k + int(i)) % 3
+			wg.Go(func() {
+				if err := sim.InjectDeliverSMOn("up", bind, sm); err != nil {
+					errs <- fmt.Errorf("reply %d part %d on bind %d: %w", k, i, bind, err)
+				}
+			})
+		}
 	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got = sink.wait(t, len(want)+burst, 30*time.Second)
+	seen := map[string]int{}
+	for _, r := range got[len(want):] {
+		seen[r]++
+	}
+	for k := range burst {
+		text := fmt.Sprintf("1370000%04d: <1 of reply %d><2 of reply %d>", k, k, k)
+		if k%2 == 1 {
+			text += fmt.Sprintf("<3 of reply %d>", k)
+		}
+		if seen[text] != 1 {
+			t.Errorf("reply %d reached the ESME %d times, want once whole: %q", k, seen[text], text)
+		}
+	}
+	matched, complete = 0, 0
+	for _, n := range nodes {
+		matched += metricSum(t, n.proc, `qxtd_mo_received_total{result="matched"}`)
+		complete += metricSum(t, n.proc, `qxtd_mo_joined_total{how="complete"}`)
+	}
+	if matched != 3+burst || complete != 3+burst || partsMetric(t, nodes, "stored") != float64(7+parts) || partsMetric(t, nodes, "forward_failed") != 0 {
+		t.Errorf("replies stored %v, joined %v, parts stored %v, forward failed %v; want %d, %d, %d, 0", matched, complete,
+			partsMetric(t, nodes, "stored"), partsMetric(t, nodes, "forward_failed"), 3+burst, 3+burst, 7+parts)
+	}
+	// Nothing more comes: no fragment of the replies.
+	sink.expectNoMore(t, len(want)+burst, 200*time.Millisecond)
 }
 
 // writeLongLeaseConfig is writeDeliverConfig with a lease the test
@@ -254,9 +321,8 @@ func TestClusterReplyPartsOwnerDown(t *testing.T) {
 			t.Errorf("node %d stored %v parts, want at least 1", n.id, s)
 		}
 	}
-	if got := sink.wait(t, 1, 0); len(got) != 1 {
-		t.Fatalf("the ESME got %q; the split reply's fragments wait for the reassembly timeout", got)
-	}
+	// The split reply's fragments wait for the reassembly timeout.
+	sink.expectNoMore(t, 1, 200*time.Millisecond)
 }
 
 // writeShortJoinConfig is writeDeliverConfig with a reassembly timeout of
