@@ -112,9 +112,11 @@ func (s *peerServer) moPart(w http.ResponseWriter, r *http.Request) {
 }
 
 // ForwardMOPart hands p to the node at peerURL (MOPartOwner's choice) and
-// returns nil once that node stored it durably. Any error leaves the
-// outcome unknown (ErrPeerBusy: the node took as many as it takes at
-// once, and stored nothing): the caller keeps the part.
+// returns nil once that node stored it durably. A node that takes as
+// many as it takes at once (and stored nothing) is asked again, 1 ms
+// doubling to 50 ms apart, until ctx ends: then the error wraps
+// ErrPeerBusy. Any error leaves the outcome unknown: the caller keeps the
+// part.
 func (c *PeerClient) ForwardMOPart(ctx context.Context, peerURL string, p PeerMOPart) error {
 	body, err := json.Marshal(p)
 	if err != nil {
@@ -123,9 +125,19 @@ func (c *PeerClient) ForwardMOPart(ctx context.Context, peerURL string, p PeerMO
 	if len(body) > PeerMaxMOPartBody {
 		return fmt.Errorf("cluster: forward reply part: %d bytes, at most %d", len(body), PeerMaxMOPartBody)
 	}
-	data, err := c.do(ctx, http.MethodPost, peerURL, "/peer/v1/moparts", body)
-	if pe, ok := errors.AsType[*PeerError](err); ok && pe.Busy() {
-		return fmt.Errorf("cluster: forward reply part to %s: %w", peerURL, ErrPeerBusy)
+	var data []byte
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		data, err = c.do(ctx, http.MethodPost, peerURL, "/peer/v1/moparts", body)
+		if pe, ok := errors.AsType[*PeerError](err); !ok || !pe.Busy() {
+			break
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("cluster: forward reply part to %s: %w", peerURL, ErrPeerBusy)
+		case <-t.C:
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: forward reply part to %s: %w", peerURL, err)

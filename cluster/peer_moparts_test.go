@@ -40,6 +40,23 @@ func (b *moPartBackend) StoreMOPart(ctx context.Context, p PeerMOPart) error {
 	return nil
 }
 
+// busySeen is a RoundTripper that signals each 503 busy answer.
+type busySeen struct {
+	rt   http.RoundTripper
+	seen chan<- struct{}
+}
+
+func (b busySeen) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := b.rt.RoundTrip(r)
+	if err == nil && resp.Header.Get(peerBusyHeader) != "" {
+		select {
+		case b.seen <- struct{}{}:
+		default:
+		}
+	}
+	return resp, err
+}
+
 func TestPeerMOPart(t *testing.T) {
 	b := &moPartBackend{}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
@@ -97,7 +114,10 @@ func TestPeerMOPartBound(t *testing.T) {
 	b := &moPartBackend{entered: make(chan struct{}, PeerMaxMOPartInFlight), release: make(chan struct{})}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
 	t.Cleanup(srv.Close)
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * PeerMaxMOPartInFlight}}
+	release := sync.OnceFunc(func() { close(b.release) })
+	t.Cleanup(release) // before srv.Close: a failed test leaves no request blocked
+	busy := make(chan struct{}, 100)
+	hc := &http.Client{Transport: busySeen{&http.Transport{MaxIdleConnsPerHost: 2 * PeerMaxMOPartInFlight}, busy}}
 	t.Cleanup(hc.CloseIdleConnections)
 	c := NewPeerClient(2, secret, hc)
 	ctx := context.Background()
@@ -115,14 +135,37 @@ func TestPeerMOPartBound(t *testing.T) {
 			t.Fatalf("%d of %d parts reached the backend", i, PeerMaxMOPartInFlight)
 		}
 	}
-	if err := c.ForwardMOPart(ctx, srv.URL, PeerMOPart{Upstream: "up", Total: 2, Seq: 1}); !errors.Is(err, ErrPeerBusy) {
+	// One more is asked again until its deadline: busy.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := c.ForwardMOPart(short, srv.URL, PeerMOPart{Upstream: "up", Total: 2, Seq: 1})
+	cancel()
+	if !errors.Is(err, ErrPeerBusy) {
 		t.Fatalf("part %d while %d are served: %v, want ErrPeerBusy", PeerMaxMOPartInFlight+1, PeerMaxMOPartInFlight, err)
 	}
-	close(b.release)
+	// With time to wait, it is stored once a place frees.
+	for len(busy) > 0 {
+		<-busy
+	}
+	waited := make(chan error, 1)
+	go func() {
+		waited <- c.ForwardMOPart(ctx, srv.URL, PeerMOPart{Upstream: "up", Source: "waited", Total: 2, Seq: 1})
+	}()
+	select {
+	case <-busy: // refused once at least: it waits
+	case <-deadline:
+		t.Fatal("the part that waits was never refused busy")
+	}
+	release()
 	for range PeerMaxMOPartInFlight {
 		if err := <-errs; err != nil {
 			t.Errorf("a part within the bound: %v", err)
 		}
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("a part that waited for a place: %v", err)
+	}
+	if n := len(b.parts); n != PeerMaxMOPartInFlight+1 {
+		t.Fatalf("%d parts stored, want %d", n, PeerMaxMOPartInFlight+1)
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/peer/v1/moparts", bytes.NewReader(make([]byte, PeerMaxMOPartBody+1)))
 	req.Header.Set("Authorization", "QXTD-HMAC 2:"+strconv.FormatInt(time.Now().Unix(), 10)+":"+strings.Repeat("0", 64))
