@@ -433,13 +433,14 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("exit %d after SIGTERM:\n%s", code, tail(d.log(), 100))
 		}
+		took := time.Since(stopped)
 		b.mu.Lock()
 		b.terms = append(b.terms, span{stopped, time.Now()})
-		b.termTook = append(b.termTook, time.Since(stopped).Round(10*time.Millisecond))
+		b.termTook = append(b.termTook, took.Round(10*time.Millisecond))
 		b.mu.Unlock()
 		b.start()
 		b.waitBinds(t, 10*time.Second)
-		b.event("SIGTERM: exit 0 in %v, restarted", time.Since(stopped).Round(time.Millisecond))
+		b.event("SIGTERM: exit 0 in %v, restarted and bound again in %v", took.Round(time.Millisecond), (time.Since(stopped) - took).Round(time.Millisecond))
 	case "kill -9":
 		d := b.daemon()
 		b.down()
