@@ -13,6 +13,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -364,12 +365,23 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		o.acceptedDuring = acc1 - acc0
 		o.receiversAtEnd, _ = b.sim.BindsOfKind("up", smpp.BindReceiver)
 		o.rcptsA = b.rcptCount()
+		// The daemon says so: ready, degraded, its receivers down.
+		if code, body := b.readyz(t); code != http.StatusOK || !strings.Contains(body, fmt.Sprintf("upstream up 0/%d receivers up", b.receivers)) {
+			t.Errorf("/readyz with every receiver away: %d %q", code, body)
+		}
+		if n := metricSum(t, b.daemon(), "qxtd_upstream_receivers_up{"); n != 0 {
+			t.Errorf("qxtd_upstream_receivers_up %v with every receiver away", n)
+		}
 		o.to = time.Now()
 		b.front.block(smpp.BindReceiver, false)
 		b.mu.Lock()
 		b.held = append(b.held, o)
 		b.mu.Unlock()
 		b.waitBinds(t, 10*time.Second)
+		waitCond(t, 5*time.Second, "/readyz ready once the receivers are back", func() bool {
+			code, body := b.readyz(t)
+			return code == http.StatusOK && body == "ready"
+		})
 		b.event("receivers dropped (%d) and kept away %v: %d segments taken meanwhile, receipts at the ESMEs %d → %d; back in %v",
 			n, hold.Round(10*time.Millisecond), o.acceptedDuring, o.rcptsBefore, o.rcptsA, time.Since(o.to).Round(time.Millisecond))
 	case "rx-drop-one":
@@ -410,6 +422,9 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		o.acceptedDuring = acc1 - acc0
 		o.receiversAtEnd, _ = b.sim.BindsOfKind("up", smpp.BindReceiver)
 		o.rcptsA = b.rcptCount()
+		if n := metricSum(t, b.daemon(), "qxtd_upstream_outbind_sessions{"); n != 0 {
+			t.Errorf("qxtd_upstream_outbind_sessions %v with the SMSC's sessions dropped", n)
+		}
 		o.to = time.Now()
 		b.relay.hold(false)
 		b.mu.Lock()
@@ -459,6 +474,18 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 	default:
 		t.Fatalf("no fault %q", name)
 	}
+}
+
+// readyz is the daemon's GET /readyz.
+func (b *bmSoak) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + b.daemon().httpAddr + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
 // bindsNow is the SMSC's binds by kind, now and at most at once.
