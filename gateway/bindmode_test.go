@@ -147,6 +147,27 @@ func TestUpstreamOutbind(t *testing.T) {
 		t.Fatalf("bob got %+v", mo[0])
 	}
 
+	// The SMSC restarts behind connections that stay up: it forgets every
+	// session. The transmitter learns it from its next submit
+	// (ESME_RINVBNDSTS) and binds again; the outbind session, which sends
+	// nothing, is closed with it, and the SMSC's new outbind takes its
+	// place rather than a second one.
+	r.sim.LoseBinds()
+	lostID, err := bob.submit(ctx, submitSM("", "13923412345", "after the SMSC lost its sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the forgotten outbind session closed", func() bool { return r.gw.Health().Upstreams[0].OutbindSessions == 0 })
+	if err := r.sim.Outbind(ctx, ol.Addr().String(), "smsc", "smscpw"); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.waitReceipts(t, n+1, 20*time.Second); got[lostID].State != smpp.StateDelivered {
+		t.Errorf("receipt after the SMSC lost its sessions: %+v", got[lostID])
+	}
+	if s := r.gw.Health().Upstreams[0].OutbindSessions; s != 1 {
+		t.Errorf("%d outbind sessions after the SMSC outbound again, want 1", s)
+	}
+
 	// Bounds: silent connections hold the slots left (the session holds
 	// one) until the timeout; one more is closed at once.
 	var silent []net.Conn
@@ -237,5 +258,50 @@ func TestUpstreamDefaultAlphabet(t *testing.T) {
 	})
 	if list, _, _ := r.store.Inbox("", queue.InboxFilter{}, 0, 10); list[0].Text != "Olá, ¿qué tal? @home" {
 		t.Errorf("the reply read %q, want it as Latin-1", list[0].Text)
+	}
+}
+
+// TestUpstreamReceiverRebinds: an SMSC that restarted behind connections
+// that stayed up forgot every session. The transmitter learns it from its
+// next submit (ESME_RINVBNDSTS) and binds again; the receiver, which sends
+// nothing the SMSC could refuse, is bound again with it, so the receipts
+// come. Before, it stayed bound to nobody, counted up, and the receipts
+// waited at the SMSC until its enquire_link failed, if ever.
+func TestUpstreamReceiverRebinds(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{
+		sim:      smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true},
+		upstream: func(u *gateway.UpstreamConfig) { u.Binds, u.Receivers = 1, 1 },
+	})
+	bob, err := r.bind("bob", "secret2", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the transmitter and the receiver up", func() bool { return !r.gw.Health().Degraded() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := bob.submit(ctx, submitSM("", "13712345678", "before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.waitReceipts(t, 1, 10*time.Second)
+	if lost := r.sim.LoseBinds(); lost != 2 {
+		t.Fatalf("the SMSC forgot %d sessions, want the transmitter and the receiver", lost)
+	}
+	ids := []string{first}
+	for i := range 5 {
+		id, err := bob.submit(ctx, submitSM("", "13712345678", fmt.Sprintf("after %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	got := bob.waitReceipts(t, len(ids), 20*time.Second)
+	for _, id := range ids {
+		if got[id].State != smpp.StateDelivered {
+			t.Errorf("receipt of %s: %+v", id, got[id])
+		}
+	}
+	if now, _ := r.sim.BindsOfKind("up", smpp.BindReceiver); now != 1 {
+		t.Errorf("%d receivers bound at the SMSC, want 1", now)
 	}
 }

@@ -32,6 +32,20 @@ const (
 	outbindFull    = "full"    // maxOutbinds connections already: closed at once
 )
 
+// endOutbindsBefore closes the outbind sessions bound before at
+// (rebindReceivers): the SMSC lost them, and outbinds again for its
+// receipts and replies; each would otherwise hold one of the
+// maxOutbinds places until its enquire_link failed, if ever.
+func (u *upstream) endOutbindsBefore(at time.Time) {
+	u.obMu.Lock()
+	defer u.obMu.Unlock()
+	for conn, bound := range u.obSessions {
+		if bound.Before(at) {
+			_ = conn.Close()
+		}
+	}
+}
+
 // serveOutbinds accepts the SMSC's outbinds on ob.Listener until ctx ends,
 // then closes it and unbinds the sessions.
 func (u *upstream) serveOutbinds(ctx context.Context, ob *OutbindConfig) {
@@ -98,6 +112,14 @@ func (u *upstream) outbound1(ctx context.Context, nc net.Conn, ob *OutbindConfig
 	u.g.metrics.outbinds.WithLabelValues(u.cfg.Name, outbindBound).Inc()
 	u.outbound.Add(1)
 	defer u.outbound.Add(-1)
+	u.obMu.Lock()
+	u.obSessions[conn] = time.Now()
+	u.obMu.Unlock()
+	defer func() {
+		u.obMu.Lock()
+		delete(u.obSessions, conn)
+		u.obMu.Unlock()
+	}()
 	log.Info("upstream bound as a receiver after the SMSC's outbind", "system_id", u.cfg.SystemID)
 	select {
 	case <-conn.Done():

@@ -35,12 +35,15 @@ type upstream struct {
 	// receivers are the binds that only receive (bind_receiver): none
 	// when the binds are transceivers.
 	receivers []*smpp.Client
-	rxUp      atomic.Int32  // receivers up now
-	outbound  atomic.Int32  // sessions bound after the SMSC's outbind now (outbind.go)
-	limiter   *rate.Limiter // nil = no cap
-	jobs      chan queue.Job
-	up        atomic.Int32
-	busy      atomic.Int32 // workers carrying a segment (work)
+	rxUp      atomic.Int32 // receivers up now
+	outbound  atomic.Int32 // sessions bound after the SMSC's outbind now (outbind.go)
+	// obSessions are those sessions, with when each bound.
+	obMu       sync.Mutex
+	obSessions map[*smpp.Conn]time.Time
+	limiter    *rate.Limiter // nil = no cap
+	jobs       chan queue.Job
+	up         atomic.Int32
+	busy       atomic.Int32 // workers carrying a segment (work)
 	// orphansFull is set while this upstream's unmatched receipts are at
 	// store.max_orphans: one warning when it begins, one line when it ends.
 	orphansFull atomic.Bool
@@ -92,6 +95,8 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		jobs:  make(chan queue.Job, cfg.Binds*cfg.Window),
 		upSig: make(chan struct{}),
 		late:  make(map[pdu.Body]lateReq),
+
+		obSessions: make(map[*smpp.Conn]time.Time),
 	}
 	if cfg.TPS > 0 {
 		u.limiter = rate.NewLimiter(rate.Limit(cfg.TPS), max(1, int(cfg.TPS/10)))
@@ -135,7 +140,12 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 // same.
 func (u *upstream) newClient(kind smpp.BindKind, log *slog.Logger, onState func(up bool)) *smpp.Client {
 	cfg := u.cfg
+	var onBindLost func(time.Time)
+	if kind == smpp.BindTransmitter {
+		onBindLost = u.rebindReceivers
+	}
 	return smpp.NewClient(smpp.ClientOptions{
+		OnBindLost: onBindLost,
 		MaxBackoff: cfg.ReconnectMax,
 		Addr:       cfg.Addr,
 		Dial:       cfg.Dial,
@@ -161,6 +171,20 @@ func (u *upstream) newClient(kind smpp.BindKind, log *slog.Logger, onState func(
 }
 
 func (u *upstream) upCount() int { return int(u.up.Load()) }
+
+// rebindReceivers takes down the receivers, and the sessions of the
+// SMSC's outbinds, that bound before at, when a transmitter found at that
+// the SMSC had lost its bind: an SMSC that restarted or failed over
+// behind connections that stayed up lost theirs too, and a receiver sends
+// nothing that the SMSC could refuse (an SMSC may even answer its
+// enquire_link OK), so its receipts and replies would wait at the SMSC
+// while qxtd counted it up. Those bound since are left alone.
+func (u *upstream) rebindReceivers(at time.Time) {
+	for _, c := range u.receivers {
+		c.Rebind(at)
+	}
+	u.endOutbindsBefore(at) // outbind.go
+}
 
 // waitUp waits until at least one bind is up; false when ctx ended.
 func (u *upstream) waitUp(ctx context.Context) bool {

@@ -38,7 +38,12 @@ type ClientOptions struct {
 	Handler Handler
 	// OnState reports bind up (true) and down (false).
 	OnState func(up bool)
-	Logger  *slog.Logger
+	// OnBindLost, if set, is called when the SMSC answers a request
+	// ESME_RINVBNDSTS (the session then ends with ErrBindLost), with the
+	// time it did: the SMSC may have lost its other sessions too, and a
+	// receiver, which sends no request, would not learn it (Rebind).
+	OnBindLost func(at time.Time)
+	Logger     *slog.Logger
 }
 
 // Client keeps one bind to an SMSC up: dial, bind, serve until the
@@ -66,7 +71,13 @@ type Client struct {
 	// binds again ever more slowly after sessions that lost their bind
 	// before any was.
 	answered atomic.Bool
+	// boundAt is when the current session bound (Rebind).
+	boundAt time.Time
 }
+
+// ErrRebound ends a session that Rebind took down: another session with
+// the same SMSC found it had lost its binds.
+var ErrRebound = errors.New("smpp: bound again: another session found the SMSC had lost its binds")
 
 // ErrBindLost ends a session (Conn.Err) whose SMSC answered a request
 // ESME_RINVBNDSTS: it had lost the session's bound state (SMPP 3.4
@@ -164,11 +175,41 @@ func (c *Client) isLost(conn *Conn) bool {
 // still answer them, even accept one), then it is unbound and closed, and
 // Run binds again.
 func (c *Client) bindLost(conn *Conn) {
-	if !conn.unbound.CompareAndSwap(false, true) {
-		return // being unbound already: by an earlier answer, Run's stop or the SMSC
+	if !c.takeDown(conn, ErrBindLost) {
+		return
 	}
 	c.log.Warn("upstream SMSC answered ESME_RINVBNDSTS: it no longer has this bind; unbinding to bind again",
 		"system_id", c.opt.SystemID)
+	if c.opt.OnBindLost != nil {
+		c.opt.OnBindLost(time.Now())
+	}
+}
+
+// Rebind takes down the session if it bound before t, as bindLost does,
+// and Run binds again: for a receiver, which sends no request, when a
+// transmitter of the same SMSC found at t that the SMSC had lost its
+// bind (it restarted or failed over behind connections that stayed up,
+// and may have lost this one too; its enquire_link may still be answered
+// OK). It reports whether it took one down.
+func (c *Client) Rebind(t time.Time) bool {
+	c.mu.Lock()
+	conn := c.conn
+	before := conn != nil && c.boundAt.Before(t)
+	c.mu.Unlock()
+	if !before || !c.takeDown(conn, ErrRebound) {
+		return false
+	}
+	c.log.Warn("upstream SMSC lost another session's bind: unbinding this one to bind again", "system_id", c.opt.SystemID)
+	return true
+}
+
+// takeDown unbinds conn in the background (bounded by DialTimeout), ending
+// it with reason, and reports the bind down; false when it was being
+// unbound already (an earlier answer, Run's stop or the SMSC).
+func (c *Client) takeDown(conn *Conn, reason error) bool {
+	if !conn.unbound.CompareAndSwap(false, true) {
+		return false
+	}
 	c.mu.Lock()
 	c.lost = conn
 	if c.conn == conn {
@@ -182,8 +223,9 @@ func (c *Client) bindLost(conn *Conn) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.opt.DialTimeout)
 		defer cancel()
-		_ = conn.unbindWith(ctx, ErrBindLost)
+		_ = conn.unbindWith(ctx, reason)
 	}()
+	return true
 }
 
 func (c *Client) setConn(conn *Conn) {
@@ -192,6 +234,7 @@ func (c *Client) setConn(conn *Conn) {
 	switch {
 	case conn != nil:
 		c.conn = conn
+		c.boundAt = time.Now()
 		c.answered.Store(false)
 		close(c.ready)
 	case c.conn != nil:
