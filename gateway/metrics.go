@@ -268,11 +268,12 @@ func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 			Name: "qxtd_upstream_receivers_configured", Help: "Upstream receiver binds configured (0: the binds are transceivers).",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(len(u.receivers)) })
+		// 0 without an outbind_listen, as the receivers without receivers.
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_outbind_sessions", Help: "Sessions bound as a receiver after the upstream SMSC's outbind, now.",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 { return float64(u.outbound.Load()) })
 		if u.cfg.Outbind != nil {
-			f.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "qxtd_upstream_outbind_sessions", Help: "Sessions bound as a receiver after the upstream SMSC's outbind, now.",
-				ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
-			}, func() float64 { return float64(u.outbound.Load()) })
 			for _, r := range []string{outbindBound, outbindRefused, outbindFailed, outbindFull} {
 				m.outbinds.WithLabelValues(u.cfg.Name, r)
 			}

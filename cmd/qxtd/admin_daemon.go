@@ -74,11 +74,14 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				}
 			}
 			for _, u := range st.Upstreams {
+				fmt.Fprintf(w, "upstream %s\t%d/%d binds up", u.Name, u.BindsUp, u.BindsConfigured)
 				if u.ReceiversConfigured > 0 {
-					fmt.Fprintf(w, "upstream %s\t%d/%d binds up, %d/%d receivers up\n", u.Name, u.BindsUp, u.BindsConfigured, u.ReceiversUp, u.ReceiversConfigured)
-					continue
+					fmt.Fprintf(w, ", %d/%d receivers up", u.ReceiversUp, u.ReceiversConfigured)
 				}
-				fmt.Fprintf(w, "upstream %s\t%d/%d binds up\n", u.Name, u.BindsUp, u.BindsConfigured)
+				if u.OutbindSessions > 0 {
+					fmt.Fprintf(w, ", %d outbind sessions", u.OutbindSessions)
+				}
+				fmt.Fprintln(w)
 			}
 			for _, s := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled", "waiting"} {
 				if n, ok := st.Queue[s]; ok {

@@ -55,6 +55,13 @@ func TestClusterTransmitterReceiver(t *testing.T) {
 	}
 	n1, n2 := node(1), node(2)
 	bound("2 transmitters and 1 receiver over the two nodes", binds, 1)
+	// Each node's /readyz names its share, receivers included.
+	for _, p := range []*proc{n1, n2} {
+		code, body := postJSON(t, http.MethodGet, "http://"+p.httpAddr+"/readyz", "", "")
+		if code != http.StatusOK || !strings.Contains(body, "receivers") {
+			t.Errorf("node /readyz: %d %q, want 200 naming its receivers", code, body)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -133,6 +140,11 @@ func TestDaemonOutbind(t *testing.T) {
 	}
 	if _, peak := sim.BindsOfKind("up", smpp.BindReceiver); peak != 1 {
 		t.Errorf("the SMSC saw %d receivers at once, want the outbind's 1", peak)
+	}
+	var stdout, stderr strings.Builder
+	if code := runIO(strings.NewReader(""), []string{"admin", "--api", "http://" + p.httpAddr, "--token", "test-token", "daemon", "status"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "2/2 binds up, 1 outbind sessions") {
+		t.Errorf("daemon status: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	p.stop(t) // exits 0: the session unbound, the listener closed
 }
