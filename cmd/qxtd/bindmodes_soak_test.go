@@ -895,20 +895,7 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	x.mu.Unlock()
 
 	// 1. Every acknowledged id final, naming what was sent.
-	got := map[string]chaosMessage{}
-	waitCond(t, drain, "every acknowledged message final", func() bool {
-		for id := range acked {
-			if m, ok := got[id]; ok && final(m.State) {
-				continue
-			}
-			var m chaosMessage
-			if _, err := getJSON(base, "/v1/messages/"+id, x.webKey, &m); err != nil || !final(m.State) {
-				return false
-			}
-			got[id] = m
-		}
-		return true
-	})
+	got := waitFinal(t, drain, base, x.webKey, acked)
 	for id, w := range acked {
 		m := got[id]
 		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) || m.Account != w.receipt {

@@ -774,6 +774,27 @@ func (x *chaos) watchJob(ctx context.Context, id, apiKey string) {
 }
 
 // chaosMessage is a message of GET /v1/messages/{id} or the export.
+// waitFinal waits up to d until every message of acked (by id) is final
+// through GET /v1/messages/{id} on base with key, and returns them.
+func waitFinal[V any](t *testing.T, d time.Duration, base, key string, acked map[string]V) map[string]chaosMessage {
+	t.Helper()
+	got := map[string]chaosMessage{}
+	waitCond(t, d, "every acknowledged message final", func() bool {
+		for id := range acked {
+			if m, ok := got[id]; ok && final(m.State) {
+				continue
+			}
+			var m chaosMessage
+			if _, err := getJSON(base, "/v1/messages/"+id, key, &m); err != nil || !final(m.State) {
+				return false
+			}
+			got[id] = m
+		}
+		return true
+	})
+	return got
+}
+
 type chaosMessage struct {
 	ID, Account, To, Text, State string
 	ErrorCode                    string `json:"error_code"`

@@ -29,14 +29,8 @@ func TestClusterTransmitterReceiver(t *testing.T) {
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true})
 	node := func(id int) *proc {
 		cfg := writeClusterConfig(t, id, etcd.Endpoints, simAddr, binds)
-		b, err := os.ReadFile(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mode := fmt.Sprintf("    binds: %d\n    bind_mode: transmitter_receiver\n    receivers: 1\n", binds)
-		if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), fmt.Sprintf("    binds: %d\n", binds), mode, 1)), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		replaceInConfig(t, cfg, fmt.Sprintf("    binds: %d\n", binds),
+			fmt.Sprintf("    binds: %d\n    bind_mode: transmitter_receiver\n    receivers: 1\n", binds))
 		p := startDaemon(t, cfg)
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -106,14 +100,8 @@ func TestDaemonOutbind(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := writeConfig(t, dir, simAddr, "")
-	b, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mode := "    binds: 2\n    bind_mode: transmitter\n    outbind_listen: 127.0.0.1:0\n    outbind_system_id: smsc\n    outbind_password_file: " + pwFile + "\n"
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "    binds: 2\n", mode, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceInConfig(t, cfg, "    binds: 2\n",
+		"    binds: 2\n    bind_mode: transmitter\n    outbind_listen: 127.0.0.1:0\n    outbind_system_id: smsc\n    outbind_password_file: "+pwFile+"\n")
 	p := startDaemon(t, cfg)
 	addr, _ := p.waitLog(t, "upstream outbind listening", 0, 10*time.Second)["addr"].(string)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

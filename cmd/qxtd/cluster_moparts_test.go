@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -255,17 +254,7 @@ func TestClusterReplyPartsAcrossNodes(t *testing.T) {
 func writeLongLeaseConfig(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
 	t.Helper()
 	path := writeDeliverConfig(t, id, endpoints, simAddr, binds)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(b), "lease_ttl: 4s", "lease_ttl: 60s", 1)
-	if cfg == string(b) {
-		t.Fatal("no lease_ttl in the configuration")
-	}
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceInConfig(t, path, "lease_ttl: 4s", "lease_ttl: 60s")
 	return path
 }
 
@@ -330,17 +319,7 @@ func TestClusterReplyPartsOwnerDown(t *testing.T) {
 func writeShortJoinConfig(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
 	t.Helper()
 	path := writeDeliverConfig(t, id, endpoints, simAddr, binds)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(b), "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, mo_reassembly_timeout: 1s }", 1)
-	if cfg == string(b) {
-		t.Fatal("no smpp block in the configuration")
-	}
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceInConfig(t, path, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, mo_reassembly_timeout: 1s }")
 	return path
 }
 

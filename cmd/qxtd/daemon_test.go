@@ -492,11 +492,21 @@ func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
 // file at path (a writeConfig one, where it is 2s) to d.
 func setRespTimeout(t *testing.T, path, d string) {
 	t.Helper()
+	replaceInConfig(t, path, "resp_timeout: 2s", "resp_timeout: "+d)
+}
+
+// replaceInConfig replaces the first old in the configuration file at
+// path with new; a file without old fails the test.
+func replaceInConfig(t *testing.T, path, old, new string) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte(strings.Replace(string(b), "resp_timeout: 2s", "resp_timeout: "+d, 1)), 0o600); err != nil {
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("no %q in the configuration %s", old, path)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

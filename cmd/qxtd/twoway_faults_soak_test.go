@@ -919,20 +919,7 @@ func (tw *twFaults) check(t *testing.T, base string, procs []*proc) {
 	x.mu.Lock()
 	acked := maps.Clone(x.acked)
 	x.mu.Unlock()
-	got := map[string]chaosMessage{}
-	waitCond(t, drain, "every acknowledged message final", func() bool {
-		for id := range acked {
-			if m, ok := got[id]; ok && final(m.State) {
-				continue
-			}
-			var m chaosMessage
-			if _, err := getJSON(base, "/v1/messages/"+id, x.webKey, &m); err != nil || !final(m.State) {
-				return false
-			}
-			got[id] = m
-		}
-		return true
-	})
+	got := waitFinal(t, drain, base, x.webKey, acked)
 	for id, w := range acked {
 		m := got[id]
 		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) {
