@@ -1,0 +1,1090 @@
+//go:build soak
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// The upstream bound over TLS under faults: the daemon as a subprocess
+// whose upstream (tls: true, tls_ca_file, tls_server_name) binds to a TLS
+// front the test owns, which relays the frames to a plaintext simulator.
+const (
+	tsBinds       = 2 // transceivers
+	tsWindow      = 10
+	tsRespTimeout = 2 * time.Second
+	tsDLRWindow   = 128
+	tsServerName  = "smsc.test"
+	// tsDialTimeout is smpp.ClientOptions.DialTimeout's default, which
+	// the upstreams use: it bounds a bind's TCP connect, TLS handshake and
+	// bind_transceiver_resp.
+	tsDialTimeout = 10 * time.Second
+)
+
+// TestSoakUpstreamTLS runs the real daemon with its upstream bound over
+// TLS, under steady load (two ESMEs submitting short and long texts with
+// receipts asked), and faults in a seeded order (SOAK_UPSTREAM_TLS_SEED
+// replays one):
+//
+//   - drop: every TLS connection closed, both ways, with submits out;
+//   - stall: the connections dropped and new ones accepted but left
+//     without a word (no ServerHello) for longer than the bind's 10 s
+//     deadline, so that every bind times out; then let through;
+//   - wrong-ca, wrong-name: the connections dropped and, for 2–3.5 s, a
+//     certificate served that the daemon must refuse (signed by a CA not
+//     in tls_ca_file; of the right CA but for another name); then the
+//     right one again;
+//   - rotate-ca: a new CA written to tls_ca_file, SIGHUP, the front
+//     switched to a certificate of the new CA (the connections dropped):
+//     the binds come back without a restart;
+//   - a SIGTERM and a kill -9 (each daemon restarted).
+//
+// Then, drained: every acknowledged message is final as sent; every
+// segment reached the SMSC, twice only where the front's ledger shows
+// its answer cut by a drop, late, or the daemon killed; every receipt
+// reached its ESME, again only across a kill -9; the usage is the
+// delivered segments; no handshake and no bind completed with a
+// certificate the daemon must refuse; each stall saw binds abandoned at
+// their deadline; nothing was logged at error level; every SIGTERM
+// exited 0.
+func TestSoakUpstreamTLS(t *testing.T) {
+	seed := soakSeed(t, "SOAK_UPSTREAM_TLS_SEED")
+	rng := rand.New(rand.NewPCG(seed, seed^0x5be0cd19137e2179))
+	began := time.Now()
+	dir := t.TempDir()
+	ca1 := newTestCA(t, dir, "smsc-ca-1")
+	ca2 := newTestCA(t, dir, "smsc-ca-2")
+	rogue := newTestCA(t, dir, "rogue-ca")
+	caFile := filepath.Join(dir, "smsc-ca.pem")
+	tsWriteCA(t, caFile, ca1)
+
+	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 100 * time.Millisecond, Seed: seed | 1, Faults: smpp.Faults{Undeliv: 0.05}})
+	s := &tsSoak{t: t, x: newChaos(t), sim: sim, began: began, caNow: "ca1", killGen: map[int]time.Time{}, rcpts: map[string][]bmRcpt{}}
+	certs := map[string]tls.Certificate{}
+	issue := func(name string, ca *testCA, serial int64, host string) {
+		c, k := ca.issue(t, serial, host)
+		kp, err := tls.X509KeyPair(c, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[name] = kp
+	}
+	issue("ca1", ca1, 11, tsServerName)
+	issue("ca2", ca2, 21, tsServerName)
+	issue("rogue", rogue, 31, tsServerName)  // the right name, another CA
+	issue("name-ca1", ca1, 12, "other.test") // the right CA, another name
+	issue("name-ca2", ca2, 22, "other.test") // the same after the rotation
+	s.refuse = map[string]bool{"rogue": true, "name-ca1": true, "name-ca2": true}
+	s.front = newTLSFront(t, simAddr, certs, "ca1")
+	t.Logf("seed %d", seed)
+
+	s.cfg = filepath.Join(dir, "qxtd.yaml")
+	cfg := fmt.Sprintf(`smpp: { listen: 127.0.0.1:0 }
+http: { listen: 127.0.0.1:0, admin_token: test-token }
+store: { path: %s }
+simulator: { enabled: false }
+upstreams:
+  - name: up
+    addr: %s
+    system_id: up
+    password: uppw
+    binds: %d
+    window: %d
+    resp_timeout: %s
+    enquire_link: 1s
+    reconnect_max: 1s
+    tls: true
+    tls_ca_file: %s
+    tls_server_name: %s
+delivery: { retry_min: 100ms, retry_max: 1s, dlr_retry: 500ms, dlr_window: %d }
+policy: { bcrypt_cost: 4 }
+enterprises:
+  - code: T1
+    signature: "【测试】"
+    package: 12
+    national: true
+    offnet: true
+    no_whitelist: true
+    tps: 100000
+accounts:
+  - { system_id: esme1, password: secret1, enterprise: T1 }
+  - { system_id: esme2, password: secret1, enterprise: T1 }
+  - { system_id: web, password: secret1, enterprise: T1, admin: true }
+`, filepath.Join(dir, "qxtd.db"), s.front.addr, tsBinds, tsWindow, tsRespTimeout, caFile, tsServerName, tsDLRWindow)
+	writeFile(t, s.cfg, []byte(cfg))
+	s.caFile, s.ca2 = caFile, ca2
+
+	s.start()
+	s.waitBinds(t, 10*time.Second)
+	base := "http://" + s.daemon().httpAddr
+	s.x.webKey = issueAPIKey(t, base, "web")
+
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	endCtx, end := context.WithCancel(context.Background())
+	var drivers, conns sync.WaitGroup
+	defer func() {
+		stopLoad()
+		end()
+		drivers.Wait()
+		conns.Wait()
+	}()
+	var esmes []*chaosESME
+	for i := range 2 {
+		account := fmt.Sprintf("esme%d", i+1)
+		e := &chaosESME{x: s.x, n: i + 1, system: account, handler: s.receiptHandler(account)}
+		esmes = append(esmes, e)
+		conns.Go(func() { e.keepBound(endCtx) })
+	}
+	for i, e := range esmes {
+		for w := range 3 {
+			wrng := rand.New(rand.NewPCG(seed+uint64(10*i+w), 7))
+			drivers.Go(func() {
+				e.submitPaced(loadCtx, wrng, func() string { return s.x.dest(fmt.Sprintf("139%d", 5+i)) }, "tlssoak", 4, 7)
+			})
+		}
+	}
+
+	names := []string{"drop", "stall", "wrong-ca", "wrong-name", "rotate-ca", "sigterm", "kill -9"}
+	rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	t.Logf("faults: %v", names)
+	for _, name := range names {
+		gap := time.Second + time.Duration(rng.Int64N(int64(time.Second)))
+		tm := time.NewTimer(gap) // the chaos schedule, not a wait for an event
+		<-tm.C
+		s.fault(t, name, rng)
+		t.Logf("%6.2fs %s: %s", time.Since(began).Seconds(), s.lastEvent(), s.x.counts())
+	}
+	calm := time.NewTimer(1500 * time.Millisecond) // clean traffic after the faults: the schedule
+	<-calm.C
+	stopLoad()
+	drivers.Wait()
+	t.Logf("load over after %v: %s", time.Since(began).Round(time.Millisecond), s.x.counts())
+
+	s.check(t, "http://"+s.daemon().httpAddr)
+
+	end()
+	conns.Wait()
+	d := s.daemon()
+	stopped := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit 30 s after the last SIGTERM:\n%s", tail(d.log(), 100))
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after the last SIGTERM:\n%s", code, tail(d.log(), 100))
+	}
+	s.checkLogs(t)
+	t.Logf("last SIGTERM: exit in %v; whole test %v (seed %d)", time.Since(stopped).Round(time.Millisecond), time.Since(began).Round(time.Millisecond), seed)
+	if t.Failed() {
+		t.Logf("seed %d; the last daemon's log:\n%s", seed, tail(d.log(), 150))
+	}
+}
+
+// tsWriteCA writes ca's certificate as the bundle at path, by rename, as
+// a deployment tool would.
+func tsWriteCA(t *testing.T, path string, ca *testCA) {
+	t.Helper()
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	tmp := path + ".new"
+	writeFile(t, tmp, b)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type tsSoak struct {
+	t      *testing.T
+	x      *chaos
+	sim    *smpp.Simulator
+	front  *tlsFront
+	cfg    string
+	caFile string
+	ca2    *testCA
+	refuse map[string]bool // the certificates the daemon must refuse
+	began  time.Time
+
+	mu       sync.Mutex
+	caNow    string // the CA of tls_ca_file: ca1, then ca2
+	d        *proc
+	procs    []*proc
+	gen      int
+	killGen  map[int]time.Time
+	kills    []time.Time
+	termTook []time.Duration
+	events   []string
+	rcpts    map[string][]bmRcpt
+	wrong    []tsWrong
+	stalls   []tsStall
+	rotated  bool
+}
+
+// tsWrong is one phase with a certificate the daemon must refuse.
+type tsWrong struct {
+	cert             string
+	from, to         time.Time
+	refusedHandshake int // handshakes the daemon broke off meanwhile
+	okDuring         int // handshakes completed with it meanwhile
+	bindsDuring      int // binds through it meanwhile
+	bindsAtEnd       int // binds at the SMSC at its end
+}
+
+// tsStall is one phase with handshakes left unanswered.
+type tsStall struct {
+	hold       time.Duration
+	held       int // connections left without a word
+	abandoned  int // of them, closed by the daemon before the release
+	bindsAtEnd int
+}
+
+func (s *tsSoak) daemon() *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d
+}
+
+func (s *tsSoak) event(format string, args ...any) {
+	s.mu.Lock()
+	s.events = append(s.events, fmt.Sprintf(format, args...))
+	s.mu.Unlock()
+}
+
+func (s *tsSoak) lastEvent() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.events[len(s.events)-1]
+}
+
+// start runs the next daemon. The front knows its generation first: it
+// binds before startDaemon returns, and a connection counted to the
+// daemon before (killed, say) would have its cut answers blamed on the
+// kill.
+func (s *tsSoak) start() {
+	s.mu.Lock()
+	s.gen++
+	gen := s.gen
+	s.mu.Unlock()
+	s.front.gen.Store(int64(gen))
+	d := startDaemon(s.t, s.cfg)
+	s.mu.Lock()
+	s.d = d
+	s.procs = append(s.procs, d)
+	s.mu.Unlock()
+	s.x.net.set(d)
+}
+
+// waitBinds waits until the SMSC has every transceiver bound, each
+// through a connection of the front that serves the certificate of now.
+func (s *tsSoak) waitBinds(t *testing.T, within time.Duration) {
+	t.Helper()
+	waitCond(t, within, "every transceiver bound at the SMSC over TLS", func() bool {
+		n, _ := s.sim.BindsOfKind("up", smpp.BindTransceiver)
+		return n == tsBinds && s.front.boundWith(s.front.serving()) == tsBinds
+	})
+}
+
+func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
+	dur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
+	f := s.front
+	switch name {
+	case "drop":
+		// With submits out: the SMSC's answers are withheld until a few
+		// are out (the load sends some 75 a second), then every
+		// connection is closed, the answers never sent.
+		f.withhold(true)
+		waitCond(t, 1500*time.Millisecond, "submits out at the front", func() bool { return f.out() >= 3 })
+		n := f.dropAll()
+		f.withhold(false)
+		took := time.Now()
+		s.waitBinds(t, 10*time.Second)
+		s.event("TLS connections dropped (%d) with %d submits out (answers withheld), bound again in %v", n, f.lastDropOut(), time.Since(took).Round(time.Millisecond))
+	case "stall":
+		// Longer than the bind's deadline: every bind tried meanwhile
+		// times out in its handshake.
+		hold := dur(tsDialTimeout+time.Second, tsDialTimeout+2500*time.Millisecond)
+		f.stall(true)
+		n := f.dropAll()
+		tm := time.NewTimer(hold) // the fault's length
+		<-tm.C
+		st := tsStall{hold: hold}
+		st.bindsAtEnd, _ = s.sim.BindsOfKind("up", smpp.BindTransceiver)
+		st.held, st.abandoned = f.stall(false)
+		s.mu.Lock()
+		s.stalls = append(s.stalls, st)
+		s.mu.Unlock()
+		released := time.Now()
+		s.waitBinds(t, 10*time.Second)
+		s.event("TLS connections dropped (%d) and handshakes stalled %v: %d held, %d given up by the daemon before the release, binds at its end %d; bound again in %v",
+			n, hold.Round(10*time.Millisecond), st.held, st.abandoned, st.bindsAtEnd, time.Since(released).Round(time.Millisecond))
+	case "wrong-ca", "wrong-name":
+		s.mu.Lock()
+		caNow := s.caNow
+		s.mu.Unlock()
+		// Another CA's certificate: the rogue CA's, or after the
+		// rotation the retired CA's (tls_ca_file no longer has it).
+		bad := "rogue"
+		if caNow == "ca2" && rng.IntN(2) == 0 {
+			bad = "ca1"
+		}
+		if name == "wrong-name" {
+			bad = "name-" + caNow
+		}
+		hold := dur(2*time.Second, 3500*time.Millisecond)
+		w := tsWrong{cert: bad, from: time.Now()}
+		f0 := f.counts(bad)
+		f.serve(bad)
+		n := f.dropAll()
+		tm := time.NewTimer(hold) // the fault's length
+		<-tm.C
+		w.bindsAtEnd, _ = s.sim.BindsOfKind("up", smpp.BindTransceiver)
+		f.serve(caNow)
+		w.to = time.Now()
+		f1 := f.counts(bad)
+		w.refusedHandshake, w.okDuring, w.bindsDuring = f1.fail-f0.fail, f1.ok-f0.ok, f1.binds-f0.binds
+		s.mu.Lock()
+		s.wrong = append(s.wrong, w)
+		s.mu.Unlock()
+		s.waitBinds(t, 10*time.Second)
+		s.event("%s: TLS connections dropped (%d) and certificate %q served %v: %d handshakes refused by the daemon, binds at its end %d; bound again in %v",
+			name, n, bad, hold.Round(10*time.Millisecond), w.refusedHandshake, w.bindsAtEnd, time.Since(w.to).Round(time.Millisecond))
+	case "rotate-ca":
+		d := s.daemon()
+		tsWriteCA(t, s.caFile, s.ca2)
+		skip := strings.Count(d.log(), `"msg":"configuration reloaded"`)
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		d.waitLog(t, "configuration reloaded", skip, 10*time.Second)
+		s.mu.Lock()
+		s.caNow, s.rotated = "ca2", true
+		s.mu.Unlock()
+		f.serve("ca2")
+		n := f.dropAll()
+		took := time.Now()
+		s.waitBinds(t, 10*time.Second)
+		select {
+		case <-d.exited:
+			t.Errorf("the daemon exited at the CA rotation:\n%s", tail(d.log(), 50))
+		default:
+		}
+		if s.daemon() != d {
+			t.Errorf("the daemon was restarted at the CA rotation")
+		}
+		s.event("CA rotated (tls_ca_file holds the new CA alone, SIGHUP), TLS connections dropped (%d); bound again with the new CA's certificate in %v, same daemon",
+			n, time.Since(took).Round(time.Millisecond))
+	case "sigterm":
+		d := s.daemon()
+		s.x.net.down()
+		stopped := time.Now()
+		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-d.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no exit 30 s after SIGTERM:\n%s", tail(d.log(), 100))
+		}
+		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("exit %d after SIGTERM:\n%s", code, tail(d.log(), 100))
+		}
+		took := time.Since(stopped)
+		s.mu.Lock()
+		s.termTook = append(s.termTook, took.Round(10*time.Millisecond))
+		s.mu.Unlock()
+		s.start()
+		s.waitBinds(t, 10*time.Second)
+		s.event("SIGTERM: exit 0 in %v, restarted and bound again in %v", took.Round(time.Millisecond), (time.Since(stopped) - took).Round(time.Millisecond))
+	case "kill -9":
+		d := s.daemon()
+		s.x.net.down()
+		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-d.exited
+		now := time.Now()
+		s.mu.Lock()
+		s.kills = append(s.kills, now)
+		s.killGen[s.gen] = now
+		s.mu.Unlock()
+		s.start()
+		s.waitBinds(t, 10*time.Second)
+		s.event("kill -9, restarted and bound again in %v", time.Since(now).Round(time.Millisecond))
+	default:
+		t.Fatalf("no fault %q", name)
+	}
+}
+
+func (s *tsSoak) receiptHandler(account string) smpp.Handler {
+	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		rc, err := smpp.ParseReceipt(p)
+		if err != nil {
+			s.x.conflict("%s got a deliver_sm that is no receipt: %v", account, err)
+			return pdu.NewDeliverSMResp()
+		}
+		s.mu.Lock()
+		s.rcpts[rc.ID] = append(s.rcpts[rc.ID], bmRcpt{account: account, at: time.Now(), state: rc.State})
+		s.mu.Unlock()
+		return pdu.NewDeliverSMResp()
+	})
+}
+
+func (s *tsSoak) since(times ...time.Time) []time.Duration {
+	out := make([]time.Duration, len(times))
+	for i, tm := range times {
+		out[i] = tm.Sub(s.began).Round(time.Millisecond)
+	}
+	return out
+}
+
+// explain is why the copy e (nil: the front never read its answer) was
+// followed by another, as bmSoak.explain.
+func (s *tsSoak) explain(e *bmSubmit) string {
+	if e == nil {
+		return bmWhyCut
+	}
+	s.mu.Lock()
+	k, killed := s.killGen[e.gen]
+	s.mu.Unlock()
+	if killed && (e.relayed.IsZero() || (!e.relayed.After(k) && k.Sub(e.relayed) < time.Second)) {
+		return bmWhyKill
+	}
+	drops := s.front.dropTimes()
+	dropped := !e.connEnd.IsZero() && slices.ContainsFunc(drops, func(d time.Time) bool { return (e.connEnd.Sub(d)).Abs() < 200*time.Millisecond })
+	if dropped && (e.relayed.IsZero() || e.connEnd.Sub(e.relayed) < 100*time.Millisecond) {
+		return bmWhyCut
+	}
+	if !e.relayed.IsZero() && e.relayed.Sub(e.sent) > tsRespTimeout-100*time.Millisecond {
+		return bmWhyLate
+	}
+	return bmWhyUnexp
+}
+
+// check verifies the guarantees once everything drained.
+func (s *tsSoak) check(t *testing.T, base string) {
+	x := s.x
+	drain := 60 * time.Second
+	x.mu.Lock()
+	acked := maps.Clone(x.acked)
+	x.mu.Unlock()
+
+	// 1. Every acknowledged id final, naming what was sent.
+	got := waitFinal(t, drain, base, x.webKey, acked)
+	for id, w := range acked {
+		m := got[id]
+		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) || m.Account != w.receipt {
+			t.Errorf("id %s acknowledged for %s %q to %s by %s names %q to %s by %s", id, w.kind, w.text, w.dest, w.receipt, m.Text, m.To, m.Account)
+		}
+		if m.State == "rejected" {
+			t.Errorf("message %s to %s rejected", id, w.dest)
+		}
+	}
+
+	// 2. The outbox against the SMSC: every segment taken; the parts'
+	// SMSC ids the SMSC's for that destination; the usage the delivered
+	// segments.
+	var outbox []chaosMessage
+	waitCond(t, drain, "every message of T1 final", func() bool {
+		outbox = export(t, base, x.webKey)
+		return !slices.ContainsFunc(outbox, func(m chaosMessage) bool { return !final(m.State) })
+	})
+	received := s.sim.Received()
+	smscIDs := map[string]string{}
+	copies := map[upSegKey][]smpp.SimMessage{}
+	for _, m := range received {
+		smscIDs[m.ID] = m.Dest
+		k := upSegKey{m.Dest, segOf(m.ESMClass, m.ShortMessage)}
+		copies[k] = append(copies[k], m)
+	}
+	byDest := map[string]chaosMessage{}
+	var delivered, segments int64
+	for _, m := range outbox {
+		d := digits(m.To)
+		if prev, ok := byDest[d]; ok {
+			t.Errorf("two messages to %s: %s and %s", d, prev.ID, m.ID)
+		}
+		byDest[d] = m
+		var full chaosMessage
+		if _, err := getJSON(base, "/v1/messages/"+m.ID, x.webKey, &full); err != nil {
+			t.Fatalf("message %s: %v", m.ID, err)
+		}
+		segments += int64(m.Segments)
+		for i, p := range full.Parts {
+			if p.State == "delivered" {
+				delivered++
+			}
+			if dest, ok := smscIDs[p.SMSCID]; !ok || dest != d {
+				t.Errorf("message %s to %s: part %d (%s) has SMSC id %q, which the SMSC gave %q", m.ID, d, i+1, p.State, p.SMSCID, dest)
+			}
+			if len(copies[upSegKey{d, i + 1}]) == 0 {
+				t.Errorf("message %s to %s (%s): segment %d of %d never reached the SMSC", m.ID, d, m.State, i+1, m.Segments)
+			}
+		}
+	}
+	for k := range copies {
+		if _, ok := byDest[k.dest]; !ok {
+			t.Errorf("the SMSC took segment %d for %s, which no stored message names", k.seg, k.dest)
+		}
+	}
+	for id, w := range acked {
+		if _, ok := byDest[w.dest]; !ok {
+			t.Errorf("acknowledged id %s to %s is not in the outbox", id, w.dest)
+		}
+	}
+	var usage struct{ Reserved, Delivered int64 }
+	if _, err := getJSON(base, "/v1/usage", x.webKey, &usage); err != nil {
+		t.Fatalf("usage: %v", err)
+	}
+	if usage.Delivered != delivered || usage.Reserved != 0 {
+		t.Errorf("usage: delivered %d, reserved %d; the messages' delivered segments: %d", usage.Delivered, usage.Reserved, delivered)
+	}
+
+	// 3. Segments taken twice, each explained by the ledger.
+	f := s.front
+	f.mu.Lock()
+	byID := maps.Clone(f.byID)
+	submits := len(f.ledger)
+	f.mu.Unlock()
+	why := map[string]int{}
+	var unexplainedDups []string
+	dups := 0
+	for k, cs := range copies {
+		if len(cs) < 2 {
+			continue
+		}
+		slices.SortFunc(cs, func(a, c smpp.SimMessage) int { return a.At.Compare(c.At) })
+		for _, c := range cs[:len(cs)-1] {
+			dups++
+			e := byID[strings.ToLower(c.ID)]
+			w := s.explain(e)
+			why[w]++
+			if w == bmWhyUnexp {
+				unexplainedDups = append(unexplainedDups, fmt.Sprintf("%s seg %d: id %s sent %v, answered %v after, gen %d conn %d ended %v after the answer",
+					k.dest, k.seg, c.ID, e.sent.Sub(s.began).Round(time.Millisecond), e.relayed.Sub(e.sent).Round(time.Millisecond), e.gen, e.conn, e.connEnd.Sub(e.relayed).Round(time.Millisecond)))
+			}
+		}
+	}
+	s.mu.Lock()
+	kills := slices.Clone(s.kills)
+	s.mu.Unlock()
+	if len(unexplainedDups) > 0 {
+		t.Errorf("%d segments sent again although their answer came in time on a connection no drop or kill ended: %v", len(unexplainedDups), unexplainedDups[:min(10, len(unexplainedDups))])
+	}
+	killBound := len(kills) * tsBinds * tsWindow
+	if why[bmWhyKill] > killBound {
+		t.Errorf("%d segments sent again after %d kills: more than the windows allow (%d)", why[bmWhyKill], len(kills), killBound)
+	}
+
+	// 4. Receipts: every one asked at its ESME with its message's state,
+	// again after an answer only across a kill -9.
+	stateOf := map[string]smpp.MessageState{"delivered": smpp.StateDelivered, "undeliverable": smpp.StateUndeliverable}
+	waitCond(t, drain, "every receipt at its ESME", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for id, w := range acked {
+			if w.receipt != "" && len(s.rcpts[id]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	stored := map[string]bool{}
+	for _, m := range outbox {
+		stored[m.ID] = true
+	}
+	rcptAgain := 0
+	s.mu.Lock()
+	for id, w := range acked {
+		rs := s.rcpts[id]
+		var times []time.Time
+		for _, r := range rs {
+			times = append(times, r.at)
+			if r.account != w.receipt {
+				t.Errorf("receipt of %s (%s's) reached %s", id, w.receipt, r.account)
+			}
+			if want, ok := stateOf[got[id].State]; ok && r.state != want {
+				t.Errorf("receipt of %s: state %d, the message is %s", id, r.state, got[id].State)
+			}
+		}
+		rcptAgain += max(0, len(rs)-1)
+		slices.SortFunc(times, time.Time.Compare)
+		if n := unexplained(times, 1, kills); n > 0 {
+			t.Errorf("receipt of %s at %s %d times, %d of them again after an answer with no kill -9 between (at %v; kills at %v)", id, w.receipt, len(rs), n,
+				s.since(times...), s.since(kills...))
+		}
+	}
+	for id := range s.rcpts {
+		if _, ok := acked[id]; !ok && !stored[id] {
+			t.Errorf("a receipt for %s, which no stored message has", id)
+		}
+	}
+	wrong := slices.Clone(s.wrong)
+	stalls := slices.Clone(s.stalls)
+	rotated := s.rotated
+	events := slices.Clone(s.events)
+	termTook := slices.Clone(s.termTook)
+	s.mu.Unlock()
+	if rcptAgain > len(kills)*2*tsDLRWindow {
+		t.Errorf("%d receipts sent again over %d kills, more than the receipt windows allow", rcptAgain, len(kills))
+	}
+
+	// 5. TLS: no handshake and no bind ever completed with a certificate
+	// the daemon must refuse; each such phase saw it refuse some (it
+	// tried); each stall had binds abandoned at their deadline; after the
+	// rotation the binds are on the new CA's certificate.
+	f.mu.Lock()
+	hsOK, hsFailed, binds := maps.Clone(f.hsOK), maps.Clone(f.hsFailed), maps.Clone(f.binds)
+	withheld := f.withheld
+	f.mu.Unlock()
+	for cert := range s.refuse {
+		if hsOK[cert] > 0 || binds[cert] > 0 {
+			t.Errorf("certificate %q, which the daemon must refuse: %d handshakes completed, %d binds", cert, hsOK[cert], binds[cert])
+		}
+	}
+	for _, w := range wrong {
+		if w.refusedHandshake == 0 {
+			t.Errorf("certificate %q served %v–%v: the daemon tried no handshake", w.cert, s.since(w.from), s.since(w.to))
+		}
+		if w.okDuring != 0 || w.bindsDuring != 0 {
+			t.Errorf("certificate %q served %v–%v, which the daemon must refuse: %d handshakes completed, %d binds", w.cert, s.since(w.from), s.since(w.to), w.okDuring, w.bindsDuring)
+		}
+		if w.bindsAtEnd != 0 {
+			t.Errorf("certificate %q served %v–%v: %d binds at the SMSC at its end", w.cert, s.since(w.from), s.since(w.to), w.bindsAtEnd)
+		}
+	}
+	for _, st := range stalls {
+		if st.abandoned == 0 || st.bindsAtEnd != 0 {
+			t.Errorf("handshakes stalled %v: %d connections held, %d given up by the daemon, %d binds at its end", st.hold, st.held, st.abandoned, st.bindsAtEnd)
+		}
+	}
+	if rotated && binds["ca2"] == 0 {
+		t.Errorf("no bind with the new CA's certificate after the rotation")
+	}
+	x.mu.Lock()
+	for _, c := range x.conflicts {
+		t.Errorf("conflict: %s", c)
+	}
+	x.mu.Unlock()
+
+	t.Logf("events: %s", strings.Join(events, "; "))
+	t.Logf("%d acknowledged, %d messages, %d segments, %d delivered; %d submit_sm at the front, %d taken by the SMSC", len(acked), len(outbox), segments, delivered, submits, len(received))
+	t.Logf("segments taken twice: %d, by cause %v (kills %d, bound %d); answers withheld and cut by the drop %d; receipts again at the ESMEs %d", dups, why, len(kills), killBound, withheld, rcptAgain)
+	t.Logf("TLS handshakes completed by certificate %v, refused %v; binds by certificate %v; SIGTERM exits %v; kills at %v", hsOK, hsFailed, binds, termTook, s.since(kills...))
+}
+
+// tsAllowedErrors are the error-level log lines the faults explain, by
+// msg: none so far.
+var tsAllowedErrors = map[string]string{}
+
+// checkLogs: no daemon logged at error level but for tsAllowedErrors.
+func (s *tsSoak) checkLogs(t *testing.T) {
+	s.mu.Lock()
+	procs := slices.Clone(s.procs)
+	s.mu.Unlock()
+	warns := map[string]int{}
+	tlsErrs := map[string]int{}
+	for i, p := range procs {
+		for line := range strings.Lines(p.log()) {
+			var rec struct{ Level, Msg, Err string }
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			switch rec.Level {
+			case "ERROR":
+				if _, ok := tsAllowedErrors[rec.Msg]; !ok {
+					t.Errorf("daemon %d logged at error level: %s", i+1, strings.TrimSpace(line))
+				}
+			case "WARN":
+				warns[rec.Msg]++
+				if rec.Msg == "upstream bind failed" {
+					tlsErrs[tsErrKind(rec.Err)]++
+				}
+			}
+		}
+	}
+	t.Logf("warnings logged: %v; upstream bind failures by cause: %v", warns, tlsErrs)
+}
+
+// tsErrKind names the cause of a failed bind for the summary.
+func tsErrKind(err string) string {
+	for _, k := range []string{"certificate signed by unknown authority", "certificate is valid for", "i/o timeout", "deadline exceeded", "connection reset", "EOF", "refused"} {
+		if strings.Contains(err, k) {
+			return k
+		}
+	}
+	return err
+}
+
+// tlsFront is the SMSC as the daemon sees it: a TLS listener serving
+// the certificate of the moment, relaying each connection's frames to
+// the simulator in plaintext, with bmFront's ledger of submit_sm. It
+// counts the handshakes and binds by the certificate served.
+type tlsFront struct {
+	t            *testing.T
+	addr, target string
+	certs        map[string]tls.Certificate
+	gen          atomic.Int64
+
+	mu       sync.Mutex
+	ln       net.Listener
+	cur      string // the certificate served to new handshakes
+	stalled  bool
+	release  chan struct{}
+	held     []*tsHeld
+	conns    map[*tsConn]bool
+	nconn    int
+	hsOK     map[string]int
+	hsFailed map[string]int
+	binds    map[string]int
+	drops    []time.Time
+	dropOut  int  // submits out at the last drop
+	holdResp bool // submit_sm_resp not relayed (lost at the next drop)
+	withheld int
+	ledger   []*bmSubmit
+	byID     map[string]*bmSubmit
+	wg       sync.WaitGroup
+}
+
+type tsHeld struct {
+	raw       net.Conn
+	abandoned atomic.Bool
+}
+
+type tsConn struct {
+	f       *tlsFront
+	id, gen int
+	cert    string
+	bound   bool // under f.mu
+	client  net.Conn
+	server  net.Conn
+	cw      sync.Mutex
+	once    sync.Once
+	pending map[uint32]*bmSubmit // under f.mu
+	mine    []*bmSubmit          // under f.mu
+}
+
+func newTLSFront(t *testing.T, target string, certs map[string]tls.Certificate, cur string) *tlsFront {
+	t.Helper()
+	f := &tlsFront{t: t, target: target, certs: certs, cur: cur, conns: map[*tsConn]bool{},
+		hsOK: map[string]int{}, hsFailed: map[string]int{}, binds: map[string]int{}, byID: map[string]*bmSubmit{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ln, f.addr = ln, ln.Addr().String()
+	f.wg.Go(f.serveLoop)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		f.stall(false)
+		f.dropAll()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *tlsFront) serve(cert string) {
+	f.mu.Lock()
+	f.cur = cert
+	f.mu.Unlock()
+}
+
+func (f *tlsFront) serving() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cur
+}
+
+type tsCount struct{ ok, fail, binds int }
+
+// counts are the handshakes completed and refused, and the binds, with
+// cert so far.
+func (f *tlsFront) counts(cert string) tsCount {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return tsCount{f.hsOK[cert], f.hsFailed[cert], f.binds[cert]}
+}
+
+// stall on: new connections are accepted and left without a word. Off:
+// they go on to their handshake; held reports how many were held and
+// how many of them the daemon had closed by then.
+func (f *tlsFront) stall(on bool) (held, abandoned int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on && !f.stalled {
+		f.stalled, f.release, f.held = true, make(chan struct{}), nil
+		return 0, 0
+	}
+	if !on && f.stalled {
+		f.stalled = false
+		close(f.release)
+		for _, h := range f.held {
+			if h.abandoned.Load() {
+				abandoned++
+			}
+		}
+		return len(f.held), abandoned
+	}
+	return 0, 0
+}
+
+// boundWith counts the live connections bound with cert.
+func (f *tlsFront) boundWith(cert string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for c := range f.conns {
+		if c.bound && c.cert == cert {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *tlsFront) withhold(on bool) {
+	f.mu.Lock()
+	f.holdResp = on
+	f.mu.Unlock()
+}
+
+// out counts the submits the SMSC has not answered to the daemon.
+func (f *tlsFront) out() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for c := range f.conns {
+		n += len(c.pending)
+	}
+	return n
+}
+
+func (f *tlsFront) dropTimes() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.drops)
+}
+
+func (f *tlsFront) lastDropOut() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dropOut
+}
+
+// dropAll closes every relayed connection, both ways.
+func (f *tlsFront) dropAll() int {
+	f.mu.Lock()
+	conns := slices.Collect(maps.Keys(f.conns))
+	out := 0
+	for _, c := range conns {
+		out += len(c.pending)
+	}
+	f.dropOut = out
+	f.drops = append(f.drops, time.Now())
+	f.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	return len(conns)
+}
+
+func (f *tlsFront) serveLoop() {
+	for {
+		raw, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.wg.Go(func() { f.handle(raw) })
+	}
+}
+
+// handle takes one connection through its handshake (after a stall,
+// if one is on) and relays it.
+func (f *tlsFront) handle(raw net.Conn) {
+	f.mu.Lock()
+	if f.stalled {
+		h := &tsHeld{raw: raw}
+		f.held = append(f.held, h)
+		release := f.release
+		f.mu.Unlock()
+		// Held: say nothing. The daemon's closing shows as a read
+		// ending (its ClientHello read meanwhile is of no use: the
+		// connection is closed at the release).
+		gone := make(chan struct{})
+		go func() {
+			defer close(gone)
+			buf := make([]byte, 4096)
+			for {
+				if _, err := raw.Read(buf); err != nil {
+					h.abandoned.Store(true)
+					return
+				}
+			}
+		}()
+		select {
+		case <-release:
+		case <-gone:
+		}
+		// What the daemon sent is consumed: this connection cannot be
+		// let through; the daemon's next bind is.
+		_ = raw.Close()
+		<-gone
+		return
+	}
+	f.mu.Unlock()
+	var cert string
+	client := tls.Server(raw, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			f.mu.Lock()
+			cert = f.cur
+			f.mu.Unlock()
+			c := f.certs[cert]
+			return &c, nil
+		},
+	})
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := client.Handshake(); err != nil {
+		f.mu.Lock()
+		f.hsFailed[cert]++
+		f.mu.Unlock()
+		_ = raw.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	server, err := net.DialTimeout("tcp", f.target, 2*time.Second)
+	if err != nil {
+		_ = raw.Close()
+		return
+	}
+	f.mu.Lock()
+	f.hsOK[cert]++
+	f.nconn++
+	c := &tsConn{f: f, id: f.nconn, gen: int(f.gen.Load()), cert: cert, client: client, server: server, pending: map[uint32]*bmSubmit{}}
+	f.conns[c] = true
+	f.mu.Unlock()
+	f.wg.Go(c.fromDaemon)
+	c.fromSMSC()
+}
+
+func (c *tsConn) close() {
+	c.once.Do(func() {
+		_ = c.client.Close()
+		_ = c.server.Close()
+		f := c.f
+		f.mu.Lock()
+		now := time.Now()
+		for _, e := range c.mine {
+			e.connEnd = now
+		}
+		delete(f.conns, c)
+		f.mu.Unlock()
+	})
+}
+
+func (c *tsConn) writeDaemon(frame []byte) bool {
+	c.cw.Lock()
+	defer c.cw.Unlock()
+	if _, err := c.client.Write(frame); err != nil {
+		c.close()
+		return false
+	}
+	return true
+}
+
+func (c *tsConn) fromDaemon() {
+	defer c.close()
+	f := c.f
+	br := bufio.NewReader(c.client)
+	for {
+		fr, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
+		seq := binary.BigEndian.Uint32(fr[12:])
+		if id == pdu.SubmitSMID {
+			e := &bmSubmit{gen: c.gen, conn: c.id, sent: time.Now()}
+			f.mu.Lock()
+			f.ledger = append(f.ledger, e)
+			c.mine = append(c.mine, e)
+			c.pending[seq] = e
+			f.mu.Unlock()
+		}
+		if _, err := c.server.Write(fr); err != nil {
+			return
+		}
+	}
+}
+
+func (c *tsConn) fromSMSC() {
+	defer c.close()
+	f := c.f
+	br := bufio.NewReader(c.server)
+	for {
+		fr, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
+		status := binary.BigEndian.Uint32(fr[8:])
+		var e *bmSubmit
+		switch id {
+		case pdu.SubmitSMRespID:
+			seq := binary.BigEndian.Uint32(fr[12:])
+			f.mu.Lock()
+			e = c.pending[seq]
+			if e != nil && status == 0 {
+				smscID, _, _ := strings.Cut(string(fr[16:]), "\x00")
+				e.smscID = strings.ToLower(smscID)
+				f.byID[e.smscID] = e
+			}
+			if f.holdResp {
+				// Withheld: still out for the daemon; the drop coming
+				// cuts it.
+				f.withheld++
+				f.mu.Unlock()
+				continue
+			}
+			delete(c.pending, seq)
+			f.mu.Unlock()
+		case pdu.BindTransmitterRespID, pdu.BindReceiverRespID, pdu.BindTransceiverRespID:
+			if status == 0 {
+				f.mu.Lock()
+				f.binds[c.cert]++
+				c.bound = true
+				f.mu.Unlock()
+			}
+		}
+		if !c.writeDaemon(fr) {
+			return
+		}
+		if e != nil {
+			f.mu.Lock()
+			e.relayed = time.Now()
+			f.mu.Unlock()
+		}
+	}
+}
