@@ -4,12 +4,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -137,7 +139,7 @@ accounts:
 	s.caFile, s.ca2 = caFile, ca2
 
 	s.start()
-	s.waitBinds(t, 10*time.Second)
+	s.waitBinds(t, 10*time.Second, "the start")
 	base := "http://" + s.daemon().httpAddr
 	s.x.webKey = issueAPIKey(t, base, "web")
 
@@ -300,9 +302,9 @@ func (s *tsSoak) start() {
 
 // waitBinds waits until the SMSC has every transceiver bound, each
 // through a connection of the front that serves the certificate of now.
-func (s *tsSoak) waitBinds(t *testing.T, within time.Duration) {
+func (s *tsSoak) waitBinds(t *testing.T, within time.Duration, after string) {
 	t.Helper()
-	waitCond(t, within, "every transceiver bound at the SMSC over TLS", func() bool {
+	waitCond(t, within, "every transceiver bound at the SMSC over TLS with certificate "+s.front.serving()+" after "+after, func() bool {
 		n, _ := s.sim.BindsOfKind("up", smpp.BindTransceiver)
 		return n == tsBinds && s.front.boundWith(s.front.serving()) == tsBinds
 	})
@@ -321,7 +323,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		n := f.dropAll()
 		f.withhold(false)
 		took := time.Now()
-		s.waitBinds(t, 10*time.Second)
+		s.waitBinds(t, 10*time.Second, name)
 		s.event("TLS connections dropped (%d) with %d submits out (answers withheld), bound again in %v", n, f.lastDropOut(), time.Since(took).Round(time.Millisecond))
 	case "stall":
 		// Longer than the bind's deadline: every bind tried meanwhile
@@ -338,8 +340,8 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		s.stalls = append(s.stalls, st)
 		s.mu.Unlock()
 		released := time.Now()
-		s.waitBinds(t, 10*time.Second)
-		s.event("TLS connections dropped (%d) and handshakes stalled %v: %d held, %d given up by the daemon before the release, binds at its end %d; bound again in %v",
+		s.waitBinds(t, 10*time.Second, name)
+		s.event("TLS connections dropped (%d) and handshakes stalled %v: %d held, %d given up by the daemon at its deadline and the rest let through, binds at its end %d; bound again in %v",
 			n, hold.Round(10*time.Millisecond), st.held, st.abandoned, st.bindsAtEnd, time.Since(released).Round(time.Millisecond))
 	case "wrong-ca", "wrong-name":
 		s.mu.Lock()
@@ -366,10 +368,17 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		w.to = time.Now()
 		f1 := f.counts(bad)
 		w.refusedHandshake, w.okDuring, w.bindsDuring = f1.fail-f0.fail, f1.ok-f0.ok, f1.binds-f0.binds
+		if w.okDuring != 0 || w.bindsDuring != 0 {
+			// A daemon that took it stays bound through it: those
+			// connections are closed, for the soak to go on (checked
+			// again at the end).
+			t.Errorf("%s: certificate %q served, which the daemon must refuse: %d handshakes completed, %d binds; %d connections through it closed",
+				name, bad, w.okDuring, w.bindsDuring, f.dropCert(bad))
+		}
 		s.mu.Lock()
 		s.wrong = append(s.wrong, w)
 		s.mu.Unlock()
-		s.waitBinds(t, 10*time.Second)
+		s.waitBinds(t, 10*time.Second, name)
 		s.event("%s: TLS connections dropped (%d) and certificate %q served %v: %d handshakes refused by the daemon, binds at its end %d; bound again in %v",
 			name, n, bad, hold.Round(10*time.Millisecond), w.refusedHandshake, w.bindsAtEnd, time.Since(w.to).Round(time.Millisecond))
 	case "rotate-ca":
@@ -386,7 +395,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		f.serve("ca2")
 		n := f.dropAll()
 		took := time.Now()
-		s.waitBinds(t, 10*time.Second)
+		s.waitBinds(t, 10*time.Second, name)
 		select {
 		case <-d.exited:
 			t.Errorf("the daemon exited at the CA rotation:\n%s", tail(d.log(), 50))
@@ -417,7 +426,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		s.termTook = append(s.termTook, took.Round(10*time.Millisecond))
 		s.mu.Unlock()
 		s.start()
-		s.waitBinds(t, 10*time.Second)
+		s.waitBinds(t, 10*time.Second, name)
 		s.event("SIGTERM: exit 0 in %v, restarted and bound again in %v", took.Round(time.Millisecond), (time.Since(stopped) - took).Round(time.Millisecond))
 	case "kill -9":
 		d := s.daemon()
@@ -432,7 +441,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		s.killGen[s.gen] = now
 		s.mu.Unlock()
 		s.start()
-		s.waitBinds(t, 10*time.Second)
+		s.waitBinds(t, 10*time.Second, name)
 		s.event("kill -9, restarted and bound again in %v", time.Since(now).Round(time.Millisecond))
 	default:
 		t.Fatalf("no fault %q", name)
@@ -470,7 +479,10 @@ func (s *tsSoak) explain(e *bmSubmit) string {
 	s.mu.Lock()
 	k, killed := s.killGen[e.gen]
 	s.mu.Unlock()
-	if killed && (e.relayed.IsZero() || (!e.relayed.After(k) && k.Sub(e.relayed) < time.Second)) {
+	// A kill explains it only on a connection the kill ended: one a drop
+	// closed before is the drop's (its answers withheld, never relayed).
+	endedByKill := e.connEnd.IsZero() || !e.connEnd.Before(k.Add(-100*time.Millisecond))
+	if killed && endedByKill && (e.relayed.IsZero() || (!e.relayed.After(k) && k.Sub(e.relayed) < time.Second)) {
 		return bmWhyKill
 	}
 	drops := s.front.dropTimes()
@@ -658,7 +670,7 @@ func (s *tsSoak) check(t *testing.T, base string) {
 	// rotation the binds are on the new CA's certificate.
 	f.mu.Lock()
 	hsOK, hsFailed, binds := maps.Clone(f.hsOK), maps.Clone(f.hsFailed), maps.Clone(f.binds)
-	withheld := f.withheld
+	withheld, releasedOK := f.withheld, f.releasedOK
 	f.mu.Unlock()
 	for cert := range s.refuse {
 		if hsOK[cert] > 0 || binds[cert] > 0 {
@@ -693,7 +705,8 @@ func (s *tsSoak) check(t *testing.T, base string) {
 	t.Logf("events: %s", strings.Join(events, "; "))
 	t.Logf("%d acknowledged, %d messages, %d segments, %d delivered; %d submit_sm at the front, %d taken by the SMSC", len(acked), len(outbox), segments, delivered, submits, len(received))
 	t.Logf("segments taken twice: %d, by cause %v (kills %d, bound %d); answers withheld and cut by the drop %d; receipts again at the ESMEs %d", dups, why, len(kills), killBound, withheld, rcptAgain)
-	t.Logf("TLS handshakes completed by certificate %v, refused %v; binds by certificate %v; SIGTERM exits %v; kills at %v", hsOK, hsFailed, binds, termTook, s.since(kills...))
+	t.Logf("TLS handshakes completed by certificate %v (%d of them held by a stall), refused %v; binds by certificate %v; SIGTERM exits %v; kills at %v",
+		hsOK, releasedOK, hsFailed, binds, termTook, s.since(kills...))
 }
 
 // tsAllowedErrors are the error-level log lines the faults explain, by
@@ -727,6 +740,17 @@ func (s *tsSoak) checkLogs(t *testing.T) {
 		}
 	}
 	t.Logf("warnings logged: %v; upstream bind failures by cause: %v", warns, tlsErrs)
+	// Each connection a stall held and the daemon gave up is a bind that
+	// timed out in its handshake, and says so.
+	abandoned := 0
+	s.mu.Lock()
+	for _, st := range s.stalls {
+		abandoned += st.abandoned
+	}
+	s.mu.Unlock()
+	if n := tlsErrs["deadline exceeded"] + tlsErrs["i/o timeout"]; n < abandoned {
+		t.Errorf("%d binds given up in a stalled handshake, %d logged as timed out", abandoned, n)
+	}
 }
 
 // tsErrKind names the cause of a failed bind for the summary.
@@ -763,16 +787,27 @@ type tlsFront struct {
 	drops    []time.Time
 	dropOut  int  // submits out at the last drop
 	holdResp bool // submit_sm_resp not relayed (lost at the next drop)
-	withheld int
-	ledger   []*bmSubmit
-	byID     map[string]*bmSubmit
-	wg       sync.WaitGroup
+	// releasedOK counts the handshakes held by a stall and completed
+	// after it.
+	releasedOK int
+	withheld   int
+	ledger     []*bmSubmit
+	byID       map[string]*bmSubmit
+	wg         sync.WaitGroup
 }
 
 type tsHeld struct {
 	raw       net.Conn
 	abandoned atomic.Bool
 }
+
+// tsPrefixConn reads r (what was read before, then the connection).
+type tsPrefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *tsPrefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 type tsConn struct {
 	f       *tlsFront
@@ -893,6 +928,23 @@ func (f *tlsFront) lastDropOut() int {
 	return f.dropOut
 }
 
+// dropCert closes the connections made with cert.
+func (f *tlsFront) dropCert(cert string) int {
+	f.mu.Lock()
+	var conns []*tsConn
+	for c := range f.conns {
+		if c.cert == cert {
+			conns = append(conns, c)
+		}
+	}
+	f.drops = append(f.drops, time.Now())
+	f.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	return len(conns)
+}
+
 // dropAll closes every relayed connection, both ways.
 func (f *tlsFront) dropAll() int {
 	f.mu.Lock()
@@ -923,35 +975,47 @@ func (f *tlsFront) serveLoop() {
 // handle takes one connection through its handshake (after a stall,
 // if one is on) and relays it.
 func (f *tlsFront) handle(raw net.Conn) {
+	released := false
 	f.mu.Lock()
 	if f.stalled {
 		h := &tsHeld{raw: raw}
 		f.held = append(f.held, h)
 		release := f.release
 		f.mu.Unlock()
-		// Held: say nothing. The daemon's closing shows as a read
-		// ending (its ClientHello read meanwhile is of no use: the
-		// connection is closed at the release).
+		// Held: say nothing. What the daemon sends (its ClientHello) is
+		// kept; a read ending otherwise than at the release's deadline
+		// is the daemon giving up.
 		gone := make(chan struct{})
+		var sent []byte
 		go func() {
 			defer close(gone)
-			buf := make([]byte, 4096)
+			b := make([]byte, 4096)
 			for {
-				if _, err := raw.Read(buf); err != nil {
-					h.abandoned.Store(true)
+				n, err := raw.Read(b)
+				sent = append(sent, b[:n]...)
+				if err != nil {
+					if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+						h.abandoned.Store(true)
+					}
 					return
 				}
 			}
 		}()
 		select {
 		case <-release:
+			_ = raw.SetReadDeadline(time.Now())
+			<-gone
 		case <-gone:
 		}
-		// What the daemon sent is consumed: this connection cannot be
-		// let through; the daemon's next bind is.
-		_ = raw.Close()
-		<-gone
-		return
+		if h.abandoned.Load() {
+			_ = raw.Close()
+			return
+		}
+		// Let through: the handshake goes on from what was sent.
+		_ = raw.SetReadDeadline(time.Time{})
+		raw = &tsPrefixConn{Conn: raw, r: io.MultiReader(bytes.NewReader(sent), raw)}
+		released = true
+		f.mu.Lock()
 	}
 	f.mu.Unlock()
 	var cert string
@@ -981,6 +1045,9 @@ func (f *tlsFront) handle(raw net.Conn) {
 	}
 	f.mu.Lock()
 	f.hsOK[cert]++
+	if released {
+		f.releasedOK++
+	}
 	f.nconn++
 	c := &tsConn{f: f, id: f.nconn, gen: int(f.gen.Load()), cert: cert, client: client, server: server, pending: map[uint32]*bmSubmit{}}
 	f.conns[c] = true
