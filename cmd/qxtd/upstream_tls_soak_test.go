@@ -693,6 +693,11 @@ func (s *tsSoak) check(t *testing.T, base string) {
 			t.Errorf("handshakes stalled %v: %d connections held, %d given up by the daemon, %d binds at its end", st.hold, st.held, st.abandoned, st.bindsAtEnd)
 		}
 	}
+	// Handshakes let through late, and binds retried after a refused
+	// certificate, never leave more binds at the SMSC than configured.
+	if _, peak := s.sim.BindsOfKind("up", smpp.BindTransceiver); peak > tsBinds {
+		t.Errorf("the SMSC saw %d transceivers at once; binds: %d", peak, tsBinds)
+	}
 	if rotated && binds["ca2"] == 0 {
 		t.Errorf("no bind with the new CA's certificate after the rotation")
 	}
@@ -705,8 +710,9 @@ func (s *tsSoak) check(t *testing.T, base string) {
 	t.Logf("events: %s", strings.Join(events, "; "))
 	t.Logf("%d acknowledged, %d messages, %d segments, %d delivered; %d submit_sm at the front, %d taken by the SMSC", len(acked), len(outbox), segments, delivered, submits, len(received))
 	t.Logf("segments taken twice: %d, by cause %v (kills %d, bound %d); answers withheld and cut by the drop %d; receipts again at the ESMEs %d", dups, why, len(kills), killBound, withheld, rcptAgain)
-	t.Logf("TLS handshakes completed by certificate %v (%d of them held by a stall), refused %v; binds by certificate %v; SIGTERM exits %v; kills at %v",
-		hsOK, releasedOK, hsFailed, binds, termTook, s.since(kills...))
+	_, peak := s.sim.BindsOfKind("up", smpp.BindTransceiver)
+	t.Logf("TLS handshakes completed by certificate %v (%d of them held by a stall), refused %v; binds by certificate %v, at most %d at once; SIGTERM exits %v; kills at %v",
+		hsOK, releasedOK, hsFailed, binds, peak, termTook, s.since(kills...))
 }
 
 // tsAllowedErrors are the error-level log lines the faults explain, by
