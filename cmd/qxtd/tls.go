@@ -276,6 +276,12 @@ func (s *tlsState) reload(log *slog.Logger) bool {
 		if err := u.reload(); err != nil {
 			ok = false
 			log.Error("upstream TLS CA bundle reload failed; the previous one stays", "upstream", u.name, "file", u.u.TLSCAFile, "err", err)
+			continue
+		}
+		if u.u.TLSCAFile != "" {
+			// Said as the listeners' certificates are: an operator
+			// rotating the carrier's CA sees it taken.
+			log.Info("upstream TLS CA bundle reloaded", "upstream", u.name, "file", u.u.TLSCAFile)
 		}
 	}
 	return ok

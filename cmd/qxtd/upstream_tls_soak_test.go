@@ -384,11 +384,11 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 	case "rotate-ca":
 		d := s.daemon()
 		tsWriteCA(t, s.caFile, s.ca2)
-		skip := strings.Count(d.log(), `"msg":"configuration reloaded"`)
+		skip := strings.Count(d.log(), `"msg":"upstream TLS CA bundle reloaded"`)
 		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		d.waitLog(t, "configuration reloaded", skip, 10*time.Second)
+		d.waitLog(t, "upstream TLS CA bundle reloaded", skip, 10*time.Second)
 		s.mu.Lock()
 		s.caNow, s.rotated = "ca2", true
 		s.mu.Unlock()
