@@ -318,14 +318,19 @@ func (b *bmSoak) lastEvent() string {
 // SMSC's outbinds) at it.
 func (b *bmSoak) start() {
 	t := b.t
-	d := startDaemon(t, b.cfg)
+	// The front knows the new generation before the daemon binds: its
+	// first binds' submits are this daemon's, not the one before's (a
+	// duplicate would otherwise be blamed on the kill before it).
 	b.mu.Lock()
-	b.d = d
-	b.procs = append(b.procs, d)
 	b.gen++
 	gen := b.gen
 	b.mu.Unlock()
 	b.front.gen.Store(int64(gen))
+	d := startDaemon(t, b.cfg)
+	b.mu.Lock()
+	b.d = d
+	b.procs = append(b.procs, d)
+	b.mu.Unlock()
 	if b.relay != nil {
 		addr, _ := d.waitLog(t, "upstream outbind listening", 0, 10*time.Second)["addr"].(string)
 		b.mu.Lock()
