@@ -978,25 +978,7 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	byID := maps.Clone(b.front.byID)
 	submits := len(b.front.ledger)
 	b.front.mu.Unlock()
-	why := map[string]int{}
-	var unexplainedDups []string
-	dups := 0
-	for k, cs := range copies {
-		if len(cs) < 2 {
-			continue
-		}
-		slices.SortFunc(cs, func(a, c smpp.SimMessage) int { return a.At.Compare(c.At) })
-		for _, c := range cs[:len(cs)-1] {
-			dups++
-			e := byID[strings.ToLower(c.ID)]
-			w := b.explain(e)
-			why[w]++
-			if w == bmWhyUnexp {
-				unexplainedDups = append(unexplainedDups, fmt.Sprintf("%s seg %d: id %s sent %v, answered %v after, gen %d conn %d ended %v after the answer",
-					k.dest, k.seg, c.ID, e.sent.Sub(b.began).Round(time.Millisecond), e.relayed.Sub(e.sent).Round(time.Millisecond), e.gen, e.conn, e.connEnd.Sub(e.relayed).Round(time.Millisecond)))
-			}
-		}
-	}
+	why, unexplainedDups, dups := explainCopies(copies, byID, b.began, b.explain)
 	b.mu.Lock()
 	kills := slices.Clone(b.kills)
 	terms := slices.Clone(b.terms)
@@ -1188,12 +1170,42 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	}
 }
 
-func (b *bmSoak) since(times ...time.Time) []time.Duration {
+func (b *bmSoak) since(times ...time.Time) []time.Duration { return offsets(b.began, times...) }
+
+// offsets are times as offsets from began, to the millisecond.
+func offsets(began time.Time, times ...time.Time) []time.Duration {
 	out := make([]time.Duration, len(times))
 	for i, tm := range times {
-		out[i] = tm.Sub(b.began).Round(time.Millisecond)
+		out[i] = tm.Sub(began).Round(time.Millisecond)
 	}
 	return out
+}
+
+// explainCopies explains every copy of a segment the SMSC took but the
+// last (copies: by segment) with explain, from the front's ledger (byID:
+// by the SMSC's id): how many were explained each way, the unexplained
+// ones described, and the copies in all. The bind-mode and TLS soaks
+// share it.
+func explainCopies(copies map[upSegKey][]smpp.SimMessage, byID map[string]*bmSubmit, began time.Time,
+	explain func(*bmSubmit) string) (why map[string]int, unexplained []string, dups int) {
+	why = map[string]int{}
+	for k, cs := range copies {
+		if len(cs) < 2 {
+			continue
+		}
+		slices.SortFunc(cs, func(a, c smpp.SimMessage) int { return a.At.Compare(c.At) })
+		for _, c := range cs[:len(cs)-1] {
+			dups++
+			e := byID[strings.ToLower(c.ID)]
+			w := explain(e)
+			why[w]++
+			if w == bmWhyUnexp {
+				unexplained = append(unexplained, fmt.Sprintf("%s seg %d: id %s sent %v, answered %v after, gen %d conn %d ended %v after the answer",
+					k.dest, k.seg, c.ID, e.sent.Sub(began).Round(time.Millisecond), e.relayed.Sub(e.sent).Round(time.Millisecond), e.gen, e.conn, e.connEnd.Sub(e.relayed).Round(time.Millisecond)))
+			}
+		}
+	}
+	return why, unexplained, dups
 }
 
 // checkLogs: no daemon logged at error level.
@@ -1229,6 +1241,55 @@ type bmSubmit struct {
 	smscID    string
 }
 
+// submitLedger is a soak front's ledger of every submit_sm it relayed
+// and the fate of its answer (the bind-mode and TLS soaks' fronts embed
+// it); its methods run under the front's lock.
+type submitLedger struct {
+	ledger []*bmSubmit
+	byID   map[string]*bmSubmit // by the SMSC's id, lower case
+}
+
+// connLedger is one relayed connection's part of the ledger.
+type connLedger struct {
+	pending map[uint32]*bmSubmit // awaiting their answer, by sequence number
+	mine    []*bmSubmit
+}
+
+// sent notes the submit_sm of seq that the daemon sent on connection c
+// (conn, of the daemon of generation gen).
+func (l *submitLedger) sent(c *connLedger, gen, conn int, seq uint32) {
+	e := &bmSubmit{gen: gen, conn: conn, sent: time.Now()}
+	l.ledger = append(l.ledger, e)
+	c.mine = append(c.mine, e)
+	if c.pending == nil {
+		c.pending = map[uint32]*bmSubmit{}
+	}
+	c.pending[seq] = e
+}
+
+// answered notes the SMSC's submit_sm_resp fr on c and returns its
+// submit (nil: none pending); it stays pending for the caller to take
+// off once the answer is relayed or withheld.
+func (l *submitLedger) answered(c *connLedger, fr []byte) *bmSubmit {
+	e := c.pending[binary.BigEndian.Uint32(fr[12:])]
+	if e != nil && binary.BigEndian.Uint32(fr[8:]) == 0 {
+		smscID, _, _ := strings.Cut(string(fr[16:]), "\x00")
+		e.smscID = strings.ToLower(smscID)
+		if l.byID == nil {
+			l.byID = map[string]*bmSubmit{}
+		}
+		l.byID[e.smscID] = e
+	}
+	return e
+}
+
+// ended notes that c ended now.
+func (c *connLedger) ended(now time.Time) {
+	for _, e := range c.mine {
+		e.connEnd = now
+	}
+}
+
 // bmFront is the SMSC as the daemon sees it: a relay to the simulator
 // that knows each connection's bind kind, so that it can drop or keep
 // away the receivers or the transmitters alone, and answers the
@@ -1246,10 +1307,9 @@ type bmFront struct {
 	keep    map[smpp.BindKind]bool // binds of this kind are closed at once
 	blocked map[smpp.BindKind]int  // binds closed so
 	binds   map[smpp.BindKind]int  // binds the SMSC answered OK
-	ledger  []*bmSubmit
-	byID    map[string]*bmSubmit
-	nacked  int
-	wg      sync.WaitGroup
+	submitLedger
+	nacked int
+	wg     sync.WaitGroup
 }
 
 type bmConn struct {
@@ -1260,14 +1320,13 @@ type bmConn struct {
 	client, server net.Conn
 	cw             sync.Mutex
 	once           sync.Once
-	pending        map[uint32]*bmSubmit // under f.mu
-	mine           []*bmSubmit          // under f.mu
+	connLedger     // under f.mu
 }
 
 func newBMFront(t *testing.T, target string) *bmFront {
 	t.Helper()
 	f := &bmFront{t: t, target: target, conns: map[*bmConn]bool{}, keep: map[smpp.BindKind]bool{}, blocked: map[smpp.BindKind]int{},
-		binds: map[smpp.BindKind]int{}, byID: map[string]*bmSubmit{}}
+		binds: map[smpp.BindKind]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1300,7 +1359,7 @@ func (f *bmFront) serve() {
 		}
 		f.mu.Lock()
 		f.nconn++
-		fc := &bmConn{f: f, id: f.nconn, gen: int(f.gen.Load()), client: c, server: s, pending: map[uint32]*bmSubmit{}}
+		fc := &bmConn{f: f, id: f.nconn, gen: int(f.gen.Load()), client: c, server: s}
 		f.conns[fc] = true
 		f.mu.Unlock()
 		f.wg.Go(fc.fromDaemon)
@@ -1370,10 +1429,7 @@ func (c *bmConn) close() {
 		_ = c.server.Close()
 		f := c.f
 		f.mu.Lock()
-		now := time.Now()
-		for _, e := range c.mine {
-			e.connEnd = now
-		}
+		c.ended(time.Now())
 		delete(f.conns, c)
 		f.mu.Unlock()
 	})
@@ -1444,11 +1500,8 @@ func (c *bmConn) fromDaemon() {
 				continue
 			}
 		case pdu.SubmitSMID:
-			e := &bmSubmit{gen: c.gen, conn: c.id, sent: time.Now()}
 			f.mu.Lock()
-			f.ledger = append(f.ledger, e)
-			c.mine = append(c.mine, e)
-			c.pending[seq] = e
+			f.sent(&c.connLedger, c.gen, c.id, seq)
 			f.mu.Unlock()
 		}
 		if _, err := c.server.Write(fr); err != nil {
@@ -1471,15 +1524,9 @@ func (c *bmConn) fromSMSC() {
 		var e *bmSubmit
 		switch id {
 		case pdu.SubmitSMRespID:
-			seq := binary.BigEndian.Uint32(fr[12:])
 			f.mu.Lock()
-			e = c.pending[seq]
-			delete(c.pending, seq)
-			if e != nil && status == 0 {
-				smscID, _, _ := strings.Cut(string(fr[16:]), "\x00")
-				e.smscID = strings.ToLower(smscID)
-				f.byID[e.smscID] = e
-			}
+			e = f.answered(&c.connLedger, fr)
+			delete(c.pending, binary.BigEndian.Uint32(fr[12:]))
 			f.mu.Unlock()
 		case pdu.BindTransmitterRespID, pdu.BindReceiverRespID, pdu.BindTransceiverRespID:
 			if status == 0 {

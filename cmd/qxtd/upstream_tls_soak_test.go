@@ -462,13 +462,7 @@ func (s *tsSoak) receiptHandler(account string) smpp.Handler {
 	})
 }
 
-func (s *tsSoak) since(times ...time.Time) []time.Duration {
-	out := make([]time.Duration, len(times))
-	for i, tm := range times {
-		out[i] = tm.Sub(s.began).Round(time.Millisecond)
-	}
-	return out
-}
+func (s *tsSoak) since(times ...time.Time) []time.Duration { return offsets(s.began, times...) }
 
 // explain is why the copy e (nil: the front never read its answer) was
 // followed by another, as bmSoak.explain.
@@ -581,25 +575,7 @@ func (s *tsSoak) check(t *testing.T, base string) {
 	byID := maps.Clone(f.byID)
 	submits := len(f.ledger)
 	f.mu.Unlock()
-	why := map[string]int{}
-	var unexplainedDups []string
-	dups := 0
-	for k, cs := range copies {
-		if len(cs) < 2 {
-			continue
-		}
-		slices.SortFunc(cs, func(a, c smpp.SimMessage) int { return a.At.Compare(c.At) })
-		for _, c := range cs[:len(cs)-1] {
-			dups++
-			e := byID[strings.ToLower(c.ID)]
-			w := s.explain(e)
-			why[w]++
-			if w == bmWhyUnexp {
-				unexplainedDups = append(unexplainedDups, fmt.Sprintf("%s seg %d: id %s sent %v, answered %v after, gen %d conn %d ended %v after the answer",
-					k.dest, k.seg, c.ID, e.sent.Sub(s.began).Round(time.Millisecond), e.relayed.Sub(e.sent).Round(time.Millisecond), e.gen, e.conn, e.connEnd.Sub(e.relayed).Round(time.Millisecond)))
-			}
-		}
-	}
+	why, unexplainedDups, dups := explainCopies(copies, byID, s.began, s.explain)
 	s.mu.Lock()
 	kills := slices.Clone(s.kills)
 	s.mu.Unlock()
@@ -797,9 +773,8 @@ type tlsFront struct {
 	// after it.
 	releasedOK int
 	withheld   int
-	ledger     []*bmSubmit
-	byID       map[string]*bmSubmit
-	wg         sync.WaitGroup
+	submitLedger
+	wg sync.WaitGroup
 }
 
 type tsHeld struct {
@@ -816,22 +791,21 @@ type tsPrefixConn struct {
 func (c *tsPrefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 type tsConn struct {
-	f       *tlsFront
-	id, gen int
-	cert    string
-	bound   bool // under f.mu
-	client  net.Conn
-	server  net.Conn
-	cw      sync.Mutex
-	once    sync.Once
-	pending map[uint32]*bmSubmit // under f.mu
-	mine    []*bmSubmit          // under f.mu
+	f          *tlsFront
+	id, gen    int
+	cert       string
+	bound      bool // under f.mu
+	client     net.Conn
+	server     net.Conn
+	cw         sync.Mutex
+	once       sync.Once
+	connLedger // under f.mu
 }
 
 func newTLSFront(t *testing.T, target string, certs map[string]tls.Certificate, cur string) *tlsFront {
 	t.Helper()
 	f := &tlsFront{t: t, target: target, certs: certs, cur: cur, conns: map[*tsConn]bool{},
-		hsOK: map[string]int{}, hsFailed: map[string]int{}, binds: map[string]int{}, byID: map[string]*bmSubmit{}}
+		hsOK: map[string]int{}, hsFailed: map[string]int{}, binds: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1055,7 +1029,7 @@ func (f *tlsFront) handle(raw net.Conn) {
 		f.releasedOK++
 	}
 	f.nconn++
-	c := &tsConn{f: f, id: f.nconn, gen: int(f.gen.Load()), cert: cert, client: client, server: server, pending: map[uint32]*bmSubmit{}}
+	c := &tsConn{f: f, id: f.nconn, gen: int(f.gen.Load()), cert: cert, client: client, server: server}
 	f.conns[c] = true
 	f.mu.Unlock()
 	f.wg.Go(c.fromDaemon)
@@ -1068,10 +1042,7 @@ func (c *tsConn) close() {
 		_ = c.server.Close()
 		f := c.f
 		f.mu.Lock()
-		now := time.Now()
-		for _, e := range c.mine {
-			e.connEnd = now
-		}
+		c.ended(time.Now())
 		delete(f.conns, c)
 		f.mu.Unlock()
 	})
@@ -1099,11 +1070,8 @@ func (c *tsConn) fromDaemon() {
 		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
 		seq := binary.BigEndian.Uint32(fr[12:])
 		if id == pdu.SubmitSMID {
-			e := &bmSubmit{gen: c.gen, conn: c.id, sent: time.Now()}
 			f.mu.Lock()
-			f.ledger = append(f.ledger, e)
-			c.mine = append(c.mine, e)
-			c.pending[seq] = e
+			f.sent(&c.connLedger, c.gen, c.id, seq)
 			f.mu.Unlock()
 		}
 		if _, err := c.server.Write(fr); err != nil {
@@ -1128,12 +1096,7 @@ func (c *tsConn) fromSMSC() {
 		case pdu.SubmitSMRespID:
 			seq := binary.BigEndian.Uint32(fr[12:])
 			f.mu.Lock()
-			e = c.pending[seq]
-			if e != nil && status == 0 {
-				smscID, _, _ := strings.Cut(string(fr[16:]), "\x00")
-				e.smscID = strings.ToLower(smscID)
-				f.byID[e.smscID] = e
-			}
+			e = f.answered(&c.connLedger, fr)
 			if f.holdResp {
 				// Withheld: still out for the daemon; the drop coming
 				// cuts it.
