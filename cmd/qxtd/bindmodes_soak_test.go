@@ -899,78 +899,13 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	acked := maps.Clone(x.acked)
 	x.mu.Unlock()
 
-	// 1. Every acknowledged id final, naming what was sent.
-	got := waitFinal(t, drain, base, x.webKey, acked)
-	for id, w := range acked {
-		m := got[id]
-		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) || m.Account != w.receipt {
-			t.Errorf("id %s acknowledged for %s %q to %s by %s names %q to %s by %s", id, w.kind, w.text, w.dest, w.receipt, m.Text, m.To, m.Account)
-		}
-		if m.State == "rejected" {
-			t.Errorf("message %s to %s rejected", id, w.dest)
-		}
-	}
-
-	// 2. The outbox against the SMSC: every segment taken, on a
-	// transmitter; the parts' SMSC ids the SMSC's for that destination;
-	// the usage the delivered segments.
-	var outbox []chaosMessage
-	waitCond(t, drain, "every message of T1 final", func() bool {
-		outbox = export(t, base, x.webKey)
-		return !slices.ContainsFunc(outbox, func(m chaosMessage) bool { return !final(m.State) })
-	})
-	received := b.sim.Received()
-	smscIDs := map[string]string{}
-	copies := map[upSegKey][]smpp.SimMessage{}
+	// 1 and 2: the messages final as sent, the outbox against the SMSC,
+	// every segment taken on a transmitter.
+	got, outbox, received, copies, segments, delivered := checkOutbox(t, drain, base, x.webKey, acked, b.sim)
 	for _, m := range received {
-		smscIDs[m.ID] = m.Dest
-		k := upSegKey{m.Dest, segOf(m.ESMClass, m.ShortMessage)}
-		copies[k] = append(copies[k], m)
 		if m.Bind != smpp.BindTransmitter {
 			t.Errorf("segment %s to %s came on a %s bind", m.ID, m.Dest, m.Bind)
 		}
-	}
-	byDest := map[string]chaosMessage{}
-	var delivered, segments int64
-	for _, m := range outbox {
-		d := digits(m.To)
-		if prev, ok := byDest[d]; ok {
-			t.Errorf("two messages to %s: %s and %s", d, prev.ID, m.ID)
-		}
-		byDest[d] = m
-		var full chaosMessage
-		if _, err := getJSON(base, "/v1/messages/"+m.ID, x.webKey, &full); err != nil {
-			t.Fatalf("message %s: %v", m.ID, err)
-		}
-		segments += int64(m.Segments)
-		for i, p := range full.Parts {
-			if p.State == "delivered" {
-				delivered++
-			}
-			if dest, ok := smscIDs[p.SMSCID]; !ok || dest != d {
-				t.Errorf("message %s to %s: part %d (%s) has SMSC id %q, which the SMSC gave %q", m.ID, d, i+1, p.State, p.SMSCID, dest)
-			}
-			if len(copies[upSegKey{d, i + 1}]) == 0 {
-				t.Errorf("message %s to %s (%s): segment %d of %d never reached the SMSC", m.ID, d, m.State, i+1, m.Segments)
-			}
-		}
-	}
-	for k := range copies {
-		if _, ok := byDest[k.dest]; !ok {
-			t.Errorf("the SMSC took segment %d for %s, which no stored message names", k.seg, k.dest)
-		}
-	}
-	for id, w := range acked {
-		if _, ok := byDest[w.dest]; !ok {
-			t.Errorf("acknowledged id %s to %s is not in the outbox", id, w.dest)
-		}
-	}
-	var usage struct{ Reserved, Delivered int64 }
-	if _, err := getJSON(base, "/v1/usage", x.webKey, &usage); err != nil {
-		t.Fatalf("usage: %v", err)
-	}
-	if usage.Delivered != delivered || usage.Reserved != 0 {
-		t.Errorf("usage: delivered %d, reserved %d; the messages' delivered segments: %d", usage.Delivered, usage.Reserved, delivered)
 	}
 
 	// 3. Segments taken twice, each explained by the ledger.
@@ -1206,6 +1141,90 @@ func explainCopies(copies map[upSegKey][]smpp.SimMessage, byID map[string]*bmSub
 		}
 	}
 	return why, unexplained, dups
+}
+
+// checkOutbox checks an enterprise's sends once every message is final
+// (the bind-mode and TLS soaks): 1. every acknowledged id (acked) final,
+// naming what was sent, none rejected; 2. the outbox (key's) against what
+// the SMSC received: every segment taken, each part's SMSC id the one
+// the SMSC gave that destination, nothing taken that no message names,
+// the usage the delivered segments. What sim received is read once the
+// outbox is final. It returns the messages by acknowledged id, the
+// outbox, what the SMSC received and its copies of each segment, and the
+// outbox's segments and delivered segments.
+func checkOutbox(t *testing.T, drain time.Duration, base, key string, acked map[string]what, sim *smpp.Simulator) (
+	got map[string]chaosMessage, outbox []chaosMessage, received []smpp.SimMessage, copies map[upSegKey][]smpp.SimMessage, segments, delivered int64) {
+	t.Helper()
+	// 1. Every acknowledged id final, naming what was sent.
+	got = waitFinal(t, drain, base, key, acked)
+	for id, w := range acked {
+		m := got[id]
+		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) || m.Account != w.receipt {
+			t.Errorf("id %s acknowledged for %s %q to %s by %s names %q to %s by %s", id, w.kind, w.text, w.dest, w.receipt, m.Text, m.To, m.Account)
+		}
+		if m.State == "rejected" {
+			t.Errorf("message %s to %s rejected", id, w.dest)
+		}
+	}
+
+	// 2. The outbox against the SMSC: every segment taken; the parts'
+	// SMSC ids the SMSC's for that destination; the usage the delivered
+	// segments.
+	waitCond(t, drain, "every message of T1 final", func() bool {
+		outbox = export(t, base, key)
+		return !slices.ContainsFunc(outbox, func(m chaosMessage) bool { return !final(m.State) })
+	})
+	received = sim.Received()
+	smscIDs := map[string]string{}
+	copies = map[upSegKey][]smpp.SimMessage{}
+	for _, m := range received {
+		smscIDs[m.ID] = m.Dest
+		k := upSegKey{m.Dest, segOf(m.ESMClass, m.ShortMessage)}
+		copies[k] = append(copies[k], m)
+	}
+	byDest := map[string]chaosMessage{}
+	for _, m := range outbox {
+		d := digits(m.To)
+		if prev, ok := byDest[d]; ok {
+			t.Errorf("two messages to %s: %s and %s", d, prev.ID, m.ID)
+		}
+		byDest[d] = m
+		var full chaosMessage
+		if _, err := getJSON(base, "/v1/messages/"+m.ID, key, &full); err != nil {
+			t.Fatalf("message %s: %v", m.ID, err)
+		}
+		segments += int64(m.Segments)
+		for i, p := range full.Parts {
+			if p.State == "delivered" {
+				delivered++
+			}
+			if dest, ok := smscIDs[p.SMSCID]; !ok || dest != d {
+				t.Errorf("message %s to %s: part %d (%s) has SMSC id %q, which the SMSC gave %q", m.ID, d, i+1, p.State, p.SMSCID, dest)
+			}
+			if len(copies[upSegKey{d, i + 1}]) == 0 {
+				t.Errorf("message %s to %s (%s): segment %d of %d never reached the SMSC", m.ID, d, m.State, i+1, m.Segments)
+			}
+		}
+	}
+	for k := range copies {
+		if _, ok := byDest[k.dest]; !ok {
+			t.Errorf("the SMSC took segment %d for %s, which no stored message names", k.seg, k.dest)
+		}
+	}
+	for id, w := range acked {
+		if _, ok := byDest[w.dest]; !ok {
+			t.Errorf("acknowledged id %s to %s is not in the outbox", id, w.dest)
+		}
+	}
+	var usage struct{ Reserved, Delivered int64 }
+	if _, err := getJSON(base, "/v1/usage", key, &usage); err != nil {
+		t.Fatalf("usage: %v", err)
+	}
+	if usage.Delivered != delivered || usage.Reserved != 0 {
+		t.Errorf("usage: delivered %d, reserved %d; the messages' delivered segments: %d", usage.Delivered, usage.Reserved, delivered)
+	}
+
+	return got, outbox, received, copies, segments, delivered
 }
 
 // checkLogs: no daemon logged at error level.

@@ -498,76 +498,8 @@ func (s *tsSoak) check(t *testing.T, base string) {
 	acked := maps.Clone(x.acked)
 	x.mu.Unlock()
 
-	// 1. Every acknowledged id final, naming what was sent.
-	got := waitFinal(t, drain, base, x.webKey, acked)
-	for id, w := range acked {
-		m := got[id]
-		if digits(m.To) != w.dest || !strings.Contains(m.Text, w.text) || m.Account != w.receipt {
-			t.Errorf("id %s acknowledged for %s %q to %s by %s names %q to %s by %s", id, w.kind, w.text, w.dest, w.receipt, m.Text, m.To, m.Account)
-		}
-		if m.State == "rejected" {
-			t.Errorf("message %s to %s rejected", id, w.dest)
-		}
-	}
-
-	// 2. The outbox against the SMSC: every segment taken; the parts'
-	// SMSC ids the SMSC's for that destination; the usage the delivered
-	// segments.
-	var outbox []chaosMessage
-	waitCond(t, drain, "every message of T1 final", func() bool {
-		outbox = export(t, base, x.webKey)
-		return !slices.ContainsFunc(outbox, func(m chaosMessage) bool { return !final(m.State) })
-	})
-	received := s.sim.Received()
-	smscIDs := map[string]string{}
-	copies := map[upSegKey][]smpp.SimMessage{}
-	for _, m := range received {
-		smscIDs[m.ID] = m.Dest
-		k := upSegKey{m.Dest, segOf(m.ESMClass, m.ShortMessage)}
-		copies[k] = append(copies[k], m)
-	}
-	byDest := map[string]chaosMessage{}
-	var delivered, segments int64
-	for _, m := range outbox {
-		d := digits(m.To)
-		if prev, ok := byDest[d]; ok {
-			t.Errorf("two messages to %s: %s and %s", d, prev.ID, m.ID)
-		}
-		byDest[d] = m
-		var full chaosMessage
-		if _, err := getJSON(base, "/v1/messages/"+m.ID, x.webKey, &full); err != nil {
-			t.Fatalf("message %s: %v", m.ID, err)
-		}
-		segments += int64(m.Segments)
-		for i, p := range full.Parts {
-			if p.State == "delivered" {
-				delivered++
-			}
-			if dest, ok := smscIDs[p.SMSCID]; !ok || dest != d {
-				t.Errorf("message %s to %s: part %d (%s) has SMSC id %q, which the SMSC gave %q", m.ID, d, i+1, p.State, p.SMSCID, dest)
-			}
-			if len(copies[upSegKey{d, i + 1}]) == 0 {
-				t.Errorf("message %s to %s (%s): segment %d of %d never reached the SMSC", m.ID, d, m.State, i+1, m.Segments)
-			}
-		}
-	}
-	for k := range copies {
-		if _, ok := byDest[k.dest]; !ok {
-			t.Errorf("the SMSC took segment %d for %s, which no stored message names", k.seg, k.dest)
-		}
-	}
-	for id, w := range acked {
-		if _, ok := byDest[w.dest]; !ok {
-			t.Errorf("acknowledged id %s to %s is not in the outbox", id, w.dest)
-		}
-	}
-	var usage struct{ Reserved, Delivered int64 }
-	if _, err := getJSON(base, "/v1/usage", x.webKey, &usage); err != nil {
-		t.Fatalf("usage: %v", err)
-	}
-	if usage.Delivered != delivered || usage.Reserved != 0 {
-		t.Errorf("usage: delivered %d, reserved %d; the messages' delivered segments: %d", usage.Delivered, usage.Reserved, delivered)
-	}
+	// 1 and 2: the messages final as sent, the outbox against the SMSC.
+	got, outbox, received, copies, segments, delivered := checkOutbox(t, drain, base, x.webKey, acked, s.sim)
 
 	// 3. Segments taken twice, each explained by the ledger.
 	f := s.front
