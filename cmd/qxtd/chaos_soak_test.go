@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,20 @@ import (
 // 2–6 s apart but one soon after a restart, the simulator's faults, the
 // traffic's mix and whether the store holds records back.
 func TestSoakChaos(t *testing.T) {
-	seed := soakSeed(t, "SOAK_CHAOS_SEED")
+	runChaosSoak(t, soakSeed(t, "SOAK_CHAOS_SEED"), nil)
+}
+
+// chaosDisk puts the daemon's store on another disk than the test's
+// temporary directory: TestSoakPowerLoss's, which loses at each kill what
+// was not synced.
+type chaosDisk struct {
+	dir string                      // where store.path goes
+	cut func(rng *rand.Rand) string // after each kill: cuts the power and mounts what it kept
+}
+
+// runChaosSoak is TestSoakChaos with seed; disk nil: the store in the
+// test's temporary directory, killed -9 only.
+func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
@@ -73,6 +87,9 @@ func TestSoakChaos(t *testing.T) {
 	conf := strings.Replace(string(b), "enterprises:\n", "enterprises:\n"+chaosEnterprise, 1)
 	conf = strings.Replace(conf, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, reassembly_timeout: 20s }", 1)
 	conf += "webhooks: { allow_private: true }\n"
+	if disk != nil {
+		conf = strings.Replace(conf, filepath.Join(dir, "qxtd.db"), filepath.Join(disk.dir, "qxtd.db"), 1)
+	}
 	// Half the seeds hold records and commits back (more in flight at a
 	// kill: README, store.record_delay) and batch the receipt webhooks.
 	held := rng.IntN(2) == 0
@@ -143,6 +160,9 @@ func TestSoakChaos(t *testing.T) {
 		}
 		<-d.exited
 		x.killedAt = append(x.killedAt, x.counts())
+		if disk != nil {
+			t.Logf("power cut %d: %s", k+1, disk.cut(rng))
+		}
 		d = startDaemon(t, cfg)
 		x.net.set(d)
 		t.Logf("kill %d of %d after %v: %s", k+1, kills, gap.Round(time.Millisecond), x.killedAt[k])
