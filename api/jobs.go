@@ -20,6 +20,7 @@ import (
 	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/sheet"
 )
 
@@ -524,15 +525,7 @@ func syncFile(path string) error {
 	if err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if e := d.Close(); err == nil {
-		err = e
-	}
-	return err
+	return queue.SyncDir(filepath.Dir(path))
 }
 
 // spoolTo copies r to a new temporary file and records its path in up.

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -196,7 +195,7 @@ func (s *Server) userRoutes() {
 		// Batch jobs' files are spooled beside the store, where they last
 		// as long as the jobs that read them (ResumeBatches).
 		dir := s.cfg.Store.Path() + ".batches"
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := queue.MkdirAll(dir, 0o700); err != nil {
 			s.log.Error("batch jobs: no spool directory beside the store: uploads go to the system's temporary directory, and a job stopped by a restart cannot resume", "dir", dir, "err", err)
 		} else {
 			s.jobs.tmpDir = dir

@@ -227,10 +227,5 @@ func writeJobFile(to string, b *bolt.Bucket) error {
 	if err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Dir(to))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return SyncDir(filepath.Dir(to))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -317,6 +318,12 @@ func OpenDB(path string, opt Options) (db *bolt.DB, err error) {
 		}
 		if err := fresh.Close(); err != nil {
 			return nil, fmt.Errorf("queue: open %s: %w", path, err)
+		}
+		// bbolt synced the new file's pages, not its name (durable.go).
+		if !opt.NoSync {
+			if err := SyncDir(filepath.Dir(path)); err != nil {
+				return nil, fmt.Errorf("queue: open %s: its directory: %w", path, err)
+			}
 		}
 	}
 	smallMetaPages(path)

@@ -84,11 +84,7 @@ func writeAtomically(path string, write func(f *os.File) error) (err error) {
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync() // not every filesystem can sync a directory
-		d.Close()
-	}
-	return nil
+	return queue.SyncDir(filepath.Dir(path))
 }
 
 // exportCmd is `qxtd export dlr`.

@@ -258,7 +258,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		}
 	}()
 	if dir := filepath.Dir(cfg.Store.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := queue.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("store.path: %w", err)
 		}
 	}
