@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,11 @@ import (
 //
 // SOAK_TWOWAY_SEED replays a seed.
 func TestSoakChaosTwoWay(t *testing.T) {
-	seed := soakSeed(t, "SOAK_TWOWAY_SEED")
+	runTwoWaySoak(t, soakSeed(t, "SOAK_TWOWAY_SEED"), nil)
+}
+
+// runTwoWaySoak is TestSoakChaosTwoWay with seed; disk as runChaosSoak's.
+func runTwoWaySoak(t *testing.T, seed uint64, disk *chaosDisk) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d))
 
@@ -93,6 +98,9 @@ func TestSoakChaosTwoWay(t *testing.T) {
 	ents = strings.Replace(ents, "BATCH", strconv.Itoa(replyBatch), 1)
 	conf := strings.Replace(string(b), "enterprises:\n", "enterprises:\n"+ents, 1)
 	conf += "webhooks: { allow_private: true }\n"
+	if disk != nil {
+		conf = strings.Replace(conf, filepath.Join(dir, "qxtd.db"), filepath.Join(disk.dir, "qxtd.db"), 1)
+	}
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +209,9 @@ func TestSoakChaosTwoWay(t *testing.T) {
 			<-d.exited
 		}
 		w.restarts = append(w.restarts, how)
+		if disk != nil {
+			t.Logf("power cut after the %s: %s", how, disk.cut(rng))
+		}
 		d = startDaemon(t, cfg)
 		x.net.set(d)
 		t.Logf("%s (%d of %d) after %v: %s", how, k+1, restarts, gap.Round(time.Millisecond), w.counts())

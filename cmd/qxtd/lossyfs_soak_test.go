@@ -238,8 +238,29 @@ func (l *lossyFS) cutKeeping(names func(n int) int, keep float64, rng *rand.Rand
 		}
 		img[p] = b
 	}
-	return img, fmt.Sprintf("kept %d of %d name changes since the last directory fsync, %d unsynced blocks of %d (%v each); %+v",
-		k, len(l.pending), unsyncedKept, unsyncedKept+unsyncedLost, keep, l.stats)
+	// Which names and files had something unsynced, for the log.
+	var changes, files []string
+	for _, c := range l.pending {
+		changes = append(changes, c.op+" "+strings.TrimSpace(c.from+" "+c.to))
+	}
+	for p, f := range l.current() {
+		if f != nil && (len(f.dirty) > 0 || f.resized) {
+			files = append(files, fmt.Sprintf("%s (%d blocks)", p, len(f.dirty)))
+		}
+	}
+	slices.Sort(files)
+	return img, fmt.Sprintf("kept %d of %d name changes since the last directory fsync %q, %d unsynced blocks of %d (%v each) in %q; %+v",
+		k, len(l.pending), changes, unsyncedKept, unsyncedKept+unsyncedLost, keep, files, l.stats)
+}
+
+// current is the names as they are now (the durable ones with every
+// change since).
+func (l *lossyFS) current() map[string]*lossyFile {
+	names := maps.Clone(l.durable)
+	for _, c := range l.pending {
+		c.apply(names)
+	}
+	return names
 }
 
 func resize(b []byte, n int) []byte {

@@ -23,17 +23,34 @@ import (
 // what each cut keeps.
 func TestSoakPowerLoss(t *testing.T) {
 	seed := soakSeed(t, "SOAK_POWERLOSS_SEED")
+	runChaosSoak(t, seed, lossyDisk(t))
+}
+
+// TestSoakPowerLossTwoWay is TestSoakChaosTwoWay on the same disk: long
+// replies' parts, opt-outs, reply webhooks and scheduled messages cancelled
+// and replaced over the cuts, which follow a SIGTERM as well as a kill -9
+// (a clean stop synced everything: such a cut may lose nothing).
+// SOAK_POWERLOSS_TWOWAY_SEED replays a seed.
+func TestSoakPowerLossTwoWay(t *testing.T) {
+	seed := soakSeed(t, "SOAK_POWERLOSS_TWOWAY_SEED")
+	runTwoWaySoak(t, seed, lossyDisk(t))
+}
+
+// lossyDisk mounts an empty lossyFS for a soak's store, in a directory the
+// daemon makes (as a first start on a new server does), and cuts its power
+// at each of the soak's kills.
+func lossyDisk(t *testing.T) *chaosDisk {
+	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "disk")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	l, srv := mountLossy(t, mnt, nil)
 	t.Cleanup(func() { unmountLossy(t, mnt, srv) })
-	disk := &chaosDisk{dir: filepath.Join(mnt, "data"), cut: func(rng *rand.Rand) string {
+	return &chaosDisk{dir: filepath.Join(mnt, "data"), cut: func(rng *rand.Rand) string {
 		img, line := l.cutPower(rng)
 		unmountLossy(t, mnt, srv)
 		l, srv = mountLossy(t, mnt, img)
 		return line
 	}}
-	runChaosSoak(t, seed, disk)
 }
