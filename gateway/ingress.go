@@ -366,16 +366,24 @@ func (g *Gateway) submitMulti(ctx context.Context, acct *Account, p pdu.Body) (p
 	req.Multi = true
 	// Every number goes once however often, and however written, it is
 	// named and listed (Once): a list's member named beside it too.
+	// An entry longer than SMPP 3.4 gives it (21 octets with the NUL,
+	// §4.5.1) is refused on its own, the others still go:
+	// ESME_RINVDSTADR for an SME address, ESME_RINVDLNAME for a list.
 	var dests []smpp.DestAddress
 	all := smpp.Dests(p)
 	for _, d := range all {
-		if !d.DL {
+		switch {
+		case len(d.Addr) > smpp.MaxAddrLen && d.DL:
+			failed = append(failed, smpp.Unsuccess{Addr: d.Addr, Status: statusDLName})
+		case len(d.Addr) > smpp.MaxAddrLen:
+			failed = append(failed, smpp.Unsuccess{TON: d.TON, NPI: d.NPI, Addr: d.Addr, Status: smpp.StatusInvalidDstAddr})
+		case !d.DL:
 			dests = append(dests, d)
 		}
 	}
 	lists := map[string]bool{}
 	for _, d := range all {
-		if !d.DL || lists[d.Addr] {
+		if !d.DL || lists[d.Addr] || len(d.Addr) > smpp.MaxAddrLen {
 			continue
 		}
 		if lists[d.Addr] = true; len(lists) > maxListsPerMulti {

@@ -47,3 +47,26 @@ func SetClock(s *Server, now func() time.Time) {
 	s.now = now
 	s.mu.Unlock()
 }
+
+// CheckRequest is what the server holds an ESME's request to: the field
+// that is too long and its status; ok when every field fits.
+func CheckRequest(p pdu.Body) (field string, st pdu.Status, ok bool) {
+	f, st, ok := checkRequest(p)
+	return string(f), st, ok
+}
+
+// FieldLimit is one C-Octet String's size (with its NUL) and status.
+type FieldLimit struct {
+	Name   string
+	Size   int
+	Status pdu.Status
+}
+
+// RequestLimits are the limits of a request, in wire order.
+func RequestLimits(id pdu.ID) []FieldLimit {
+	var out []FieldLimit
+	for _, l := range requestLimits[id] {
+		out = append(out, FieldLimit{string(l.name), l.size, l.st})
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
@@ -151,7 +152,22 @@ func decodeSubmitMulti(h pdu.Header, b []byte) (pdu.Body, error) {
 // as go-smpp (and qxtd) does takes: 254 refusals of 20-digit numbers are
 // some 7 KB, and such a client drops the connection instead of reading
 // them. The first ones are kept.
+//
+// An address longer than SMPP 3.4's 21 octets (refused for that) is cut
+// to MaxAddrLen: the response keeps the sizes, which a strict client
+// holds it to (libsmpp34 reads each into 21 octets).
 func NewSubmitMultiResp(messageID string, failed UnsuccessList) pdu.Body {
+	for i, u := range failed {
+		if len(u.Addr) > MaxAddrLen {
+			failed = slices.Clone(failed)
+			for j := i; j < len(failed); j++ {
+				if len(failed[j].Addr) > MaxAddrLen {
+					failed[j].Addr = failed[j].Addr[:MaxAddrLen]
+				}
+			}
+			break
+		}
+	}
 	room := MaxFrame - pdu.HeaderLen - len(messageID) - 1 - 1 // message_id, no_unsuccess
 	for i, u := range failed {
 		if room -= 2 + len(u.Addr) + 1 + 4; room < 0 || i == 255 {

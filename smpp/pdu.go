@@ -13,33 +13,35 @@ import (
 
 // Command status values used by qxtd (SMPP 3.4 §5.1.3).
 const (
-	StatusOK                pdu.Status = 0x00000000
-	StatusInvalidMsgLen     pdu.Status = 0x00000001
-	StatusInvalidCommandLen pdu.Status = 0x00000002
-	StatusInvalidCommandID  pdu.Status = 0x00000003
-	StatusInvalidBindStatus pdu.Status = 0x00000004
-	StatusAlreadyBound      pdu.Status = 0x00000005
-	StatusSystemError       pdu.Status = 0x00000008
-	StatusInvalidSrcAddr    pdu.Status = 0x0000000A
-	StatusInvalidDstAddr    pdu.Status = 0x0000000B
-	StatusInvalidMsgID      pdu.Status = 0x0000000C
-	StatusBindFailed        pdu.Status = 0x0000000D
-	StatusInvalidPassword   pdu.Status = 0x0000000E
-	StatusInvalidSystemID   pdu.Status = 0x0000000F
-	StatusCancelFailed      pdu.Status = 0x00000011
-	StatusReplaceFailed     pdu.Status = 0x00000013
-	StatusMsgQueueFull      pdu.Status = 0x00000014
-	StatusInvalidESMClass   pdu.Status = 0x00000043
-	StatusSubmitFailed      pdu.Status = 0x00000045
-	StatusThrottled         pdu.Status = 0x00000058
-	StatusInvalidSchedule   pdu.Status = 0x00000061
-	StatusInvalidExpiry     pdu.Status = 0x00000062
-	StatusRxTApp            pdu.Status = 0x00000064 // ESME_RX_T_APPN: a deliver_sm the ESME cannot take now; the SMSC sends it again later
-	StatusRxPApp            pdu.Status = 0x00000065 // ESME_RX_P_APPN: a deliver_sm the ESME will never take (permanent error)
-	StatusRxRApp            pdu.Status = 0x00000066 // ESME_RX_R_APPN: a deliver_sm the ESME rejects
-	StatusQueryFailed       pdu.Status = 0x00000067
-	StatusInvalidOptional   pdu.Status = 0x000000C0
-	StatusUnknownError      pdu.Status = 0x000000FF
+	StatusOK                 pdu.Status = 0x00000000
+	StatusInvalidMsgLen      pdu.Status = 0x00000001
+	StatusInvalidCommandLen  pdu.Status = 0x00000002
+	StatusInvalidCommandID   pdu.Status = 0x00000003
+	StatusInvalidBindStatus  pdu.Status = 0x00000004
+	StatusAlreadyBound       pdu.Status = 0x00000005
+	StatusSystemError        pdu.Status = 0x00000008
+	StatusInvalidSrcAddr     pdu.Status = 0x0000000A
+	StatusInvalidDstAddr     pdu.Status = 0x0000000B
+	StatusInvalidMsgID       pdu.Status = 0x0000000C
+	StatusBindFailed         pdu.Status = 0x0000000D
+	StatusInvalidPassword    pdu.Status = 0x0000000E
+	StatusInvalidSystemID    pdu.Status = 0x0000000F
+	StatusCancelFailed       pdu.Status = 0x00000011
+	StatusReplaceFailed      pdu.Status = 0x00000013
+	StatusMsgQueueFull       pdu.Status = 0x00000014
+	StatusInvalidServiceType pdu.Status = 0x00000015
+	StatusInvalidESMClass    pdu.Status = 0x00000043
+	StatusSubmitFailed       pdu.Status = 0x00000045
+	StatusInvalidSystemType  pdu.Status = 0x00000053
+	StatusThrottled          pdu.Status = 0x00000058
+	StatusInvalidSchedule    pdu.Status = 0x00000061
+	StatusInvalidExpiry      pdu.Status = 0x00000062
+	StatusRxTApp             pdu.Status = 0x00000064 // ESME_RX_T_APPN: a deliver_sm the ESME cannot take now; the SMSC sends it again later
+	StatusRxPApp             pdu.Status = 0x00000065 // ESME_RX_P_APPN: a deliver_sm the ESME will never take (permanent error)
+	StatusRxRApp             pdu.Status = 0x00000066 // ESME_RX_R_APPN: a deliver_sm the ESME rejects
+	StatusQueryFailed        pdu.Status = 0x00000067
+	StatusInvalidOptional    pdu.Status = 0x000000C0
+	StatusUnknownError       pdu.Status = 0x000000FF
 )
 
 // Command ids go-smpp defines but cannot decode.

@@ -574,6 +574,10 @@ func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bo
 	if sess == nil {
 		return errorResponse(p, StatusInvalidBindStatus)
 	}
+	if field, st, ok := checkRequest(p); !ok {
+		c.log.Info("field too long", "cmd", id.String(), "field", string(field), "status", fmt.Sprintf("%#x", uint32(st)))
+		return errorResponse(p, st)
+	}
 	resp, err := sess.Handle(ctx, p)
 	if err != nil {
 		var st pdu.Status
@@ -614,7 +618,17 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 		Conn:       c,
 	}
 	ip := sc.ip
-	sess, err := sc.s.backend.Bind(ctx, req)
+	// A field longer than SMPP 3.4 gives it (a system_id of 16 octets
+	// and more, a password of 9 …) is refused as a failed bind is, with
+	// its own status, before the backend: qxtd has no such account (policy:
+	// MaxSystemIDLen, MaxPasswordLen).
+	var sess Session
+	var err error
+	if field, st, ok := checkRequest(p); !ok {
+		err = fmt.Errorf("%s too long: %w", field, st)
+	} else {
+		sess, err = sc.s.backend.Bind(ctx, req)
+	}
 	if err != nil {
 		var st pdu.Status
 		if !errors.As(err, &st) {
