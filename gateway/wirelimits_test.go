@@ -255,7 +255,12 @@ func TestWireFieldLimits(t *testing.T) {
 			e.t = t
 			seq += 2
 			e.send(tc.id, seq, tc.body)
-			e.expect(tc.resp, tc.want, seq)
+			f := e.expect(tc.resp, tc.want, seq)
+			// A refused submit_multi_resp: an empty message_id and
+			// no_unsuccess 0, nothing after (TestErrorResponseBodies).
+			if tc.resp == pdu.SubmitMultiRespID && tc.want != smpp.StatusOK && len(f) != 18 {
+				t.Errorf("submit_multi_resp % x: %d octets, want 18", f, len(f))
+			}
 			// The session goes on: a good submit_sm is accepted.
 			e.send(pdu.SubmitSMID, seq+1, goodSM().submitSM())
 			e.expect(pdu.SubmitSMRespID, smpp.StatusOK, seq+1)

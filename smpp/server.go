@@ -833,13 +833,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // errorResponse builds the response of p's command carrying status st
 // (generic_nack for commands without a response body of their own).
+// SMPP 3.4 leaves out the body of an error response only for
+// submit_sm_resp (§4.4.2; encode does it) and the bind_*_resp (§4.1;
+// qxtd keeps their system_id, which libsmpp34 reads); the others keep
+// theirs, empty: data_sm_resp and deliver_sm_resp an empty message_id
+// (§4.7.2, §4.6.2), query_sm_resp its four fields (§4.8.2),
+// submit_multi_resp an empty message_id and no unsuccess_sme (§4.5.2).
 func errorResponse(p pdu.Body, st pdu.Status) pdu.Body {
 	var r pdu.Body
 	switch p.Header().ID {
 	case pdu.SubmitSMID:
 		r = newResp(pdu.SubmitSMRespID)
 	case pdu.SubmitMultiID:
-		r = pdu.NewSubmitMultiResp()
+		// §4.5.2 keeps the body: an empty message_id and no_unsuccess 0.
+		// go-smpp's own writes unsuccess_sme as an empty C-Octet String,
+		// one octet too many, which a reader takes for a TLV cut short.
+		r = NewSubmitMultiResp("", nil)
 	case pdu.DeliverSMID:
 		r = newResp(pdu.DeliverSMRespID)
 	case pdu.QuerySMID:

@@ -481,6 +481,49 @@ func TestSubmitSMRespErrorWithoutBody(t *testing.T) {
 	})
 }
 
+// TestErrorResponseBodies: what an error response carries. SMPP 3.4
+// leaves the body out for submit_sm_resp only (§4.4.2) among these:
+// data_sm_resp and deliver_sm_resp keep an empty message_id (§4.7.2,
+// §4.6.2), query_sm_resp its four fields empty (§4.8.2), submit_multi_resp
+// an empty message_id and no_unsuccess 0 (§4.5.2); cancel_sm_resp and
+// replace_sm_resp have no body. Each decodes to nothing past its fields.
+// Before, submit_multi_resp had one octet more (go-smpp writes an empty
+// unsuccess_sme as a NUL), which a reader takes for a TLV cut short.
+func TestErrorResponseBodies(t *testing.T) {
+	for _, tc := range []struct {
+		req  pdu.Body
+		body []byte
+	}{
+		{pdu.NewSubmitSM(nil), nil},
+		{smpp.NewSubmitMulti(nil), []byte{0, 0}},
+		{pdu.NewDeliverSM(), []byte{0}},
+		{smpp.NewPDU(smpp.DataSMID), []byte{0}},
+		{pdu.NewQuerySM(), []byte{0, 0, 0, 0}},
+		{smpp.NewPDU(smpp.CancelSMID), nil},
+		{smpp.NewPDU(smpp.ReplaceSMID), nil},
+	} {
+		id := tc.req.Header().ID
+		t.Run(id.String(), func(t *testing.T) {
+			r := smpp.ErrorResponse(tc.req, smpp.StatusInvalidDstAddr)
+			r.Header().Seq = 5
+			f, err := smpp.Encode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := frame(id|0x80000000, smpp.StatusInvalidDstAddr, 5, tc.body)
+			if !bytes.Equal(f, want) {
+				t.Fatalf("% x, want % x", f, want)
+			}
+			if int(binary.BigEndian.Uint32(f)) != len(f) {
+				t.Fatalf("command_length %d of %d octets", binary.BigEndian.Uint32(f), len(f))
+			}
+			if _, err := smpp.Decode(f); err != nil {
+				t.Fatalf("does not decode: %v", err)
+			}
+		})
+	}
+}
+
 // Session.Close runs exactly once per bound connection, however it ends.
 func TestServerSessionClosedOnce(t *testing.T) {
 	for _, tc := range []struct {
