@@ -60,6 +60,13 @@ func seedFrames(t testing.TB) map[string][]byte {
 		"truncated_submit_sm":  frame(pdu.SubmitSMID, 0, 14, submitSMBody("10086", "13712345678", "hello", 1)[:12]),
 		"tlv_past_end":         frame(pdu.SubmitSMID, 0, 15, submitSMBody("1", "2", "x", 0), []byte{0x04, 0x24, 0, 9, 1}),
 		"unknown_command":      frame(0x00000099, 0, 16),
+		// Fields longer than SMPP 3.4 gives them (FuzzCheckRequest).
+		"submit_sm_long_dest":   frame(pdu.SubmitSMID, 0, 17, submitSMBody("10086", strings.Repeat("1", 21), "hello", 1)),
+		"submit_sm_sm_len_255":  frame(pdu.SubmitSMID, 0, 18, submitSMBody("10086", "13712345678", strings.Repeat("a", 255), 1)),
+		"submit_multi_long_dl":  frame(pdu.SubmitMultiID, 0, 19, bytes.Replace(submitMulti, cs("group"), cs(strings.Repeat("g", 21)), 1)),
+		"bind_long_system_type": frame(pdu.BindTransceiverID, 0, 20, cs("ent1"), cs("secret"), cs(strings.Repeat("t", 13)), []byte{0x34, 0, 0}, cs("")),
+		"query_sm_long_id":      frame(pdu.QuerySMID, 0, 21, cs(strings.Repeat("9", 65)), []byte{1, 1}, cs("10086")),
+		"data_sm_long_source":   frame(smpp.DataSMID, 0, 22, cs(""), []byte{1, 1}, cs(strings.Repeat("1", 65)), []byte{1, 1}, cs("2"), []byte{0, 0, 0}),
 	}
 	for i, e := range extraPDUs() {
 		name := strings.NewReplacer(" ", "_", "§", "s").Replace(e.name)

@@ -136,3 +136,36 @@ func TestCheckRequest(t *testing.T) {
 		t.Errorf("checking a submit_sm: %v allocations, want 0", n)
 	}
 }
+
+// FuzzCheckRequest: whatever Decode accepts, the check never panics and
+// agrees with the sizes read the slow way (Str, in wire order): ok when
+// every C-Octet String is shorter than its size and short_message at
+// most 254 octets, else the first field too long and its status.
+func FuzzCheckRequest(f *testing.F) {
+	for _, s := range seedFrames(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := smpp.Decode(b)
+		if err != nil {
+			return
+		}
+		field, st, ok := smpp.CheckRequest(p)
+		wantField, wantSt := "", smpp.StatusOK
+		for _, l := range smpp.RequestLimits(p.Header().ID) {
+			if len(smpp.Str(p, pdufield.Name(l.Name))) >= l.Size {
+				wantField, wantSt = l.Name, l.Status
+				break
+			}
+		}
+		switch p.Header().ID {
+		case pdu.SubmitSMID, pdu.SubmitMultiID, smpp.ReplaceSMID:
+			if wantSt == smpp.StatusOK && len(smpp.Bytes(p, pdufield.ShortMessage)) > smpp.MaxShortMessage {
+				wantField, wantSt = "short_message", smpp.StatusInvalidMsgLen
+			}
+		}
+		if field != wantField || st != wantSt || ok != (wantSt == smpp.StatusOK) {
+			t.Fatalf("CheckRequest(% x) = %q %#x %v, want %q %#x", b, field, uint32(st), ok, wantField, uint32(wantSt))
+		}
+	})
+}
