@@ -268,6 +268,28 @@ func TestWireFieldLimits(t *testing.T) {
 	}
 }
 
+// TestWireFieldLimitsReceiver: a receiver may send no request the sizes
+// hold (SMPP 3.4 §2.3), so an over-long one is answered ESME_RINVBNDSTS,
+// as a well-formed one is, not with the field's status.
+func TestWireFieldLimitsReceiver(t *testing.T) {
+	r := wireRig(t)
+	nc, err := net.DialTimeout("tcp", r.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	e := &rawESME{t: t, nc: nc, r: bufio.NewReader(nc)}
+	e.send(pdu.BindReceiverID, 1, wcs("alice"), wcs("secret1"), wcs(""), []byte{0x34, 0, 0}, wcs(""))
+	e.expect(pdu.BindReceiverRespID, smpp.StatusOK, 1)
+	long := strings.Repeat("1", 25)
+	w := goodSM()
+	w.dst = long
+	e.send(pdu.SubmitSMID, 2, w.submitSM())
+	e.expect(pdu.SubmitSMRespID, smpp.StatusInvalidBindStatus, 2)
+	e.send(pdu.QuerySMID, 3, rawQuerySM(strings.Repeat("1", 65), ""))
+	e.expect(pdu.QuerySMRespID, smpp.StatusInvalidBindStatus, 3)
+}
+
 // TestWireSubmitMultiDests: a submit_multi dest_address entry longer than
 // SMPP 3.4 §4.5.1 gives it (21 octets with the NUL, an SME address or a
 // dl_name) is refused on its own in unsuccess_sme, ESME_RINVDSTADR or

@@ -31,8 +31,6 @@ const (
 	timeSize       = 17 // schedule_delivery_time, validity_period (§7.1.1: 16 characters)
 	systemIDSize   = 16 // bind_*'s system_id (§4.1.1)
 	passwordSize   = 9
-	systemTypeSize = 13
-	addrRangeSize  = 41
 )
 
 // fieldLimit is a C-Octet String of a request, its size with the NUL, and
@@ -44,14 +42,13 @@ type fieldLimit struct {
 }
 
 var (
-	// SMPP 3.4 §5.1.3 has a status for each of bind's fields but
-	// address_range, which names the ESME's own (source) addresses:
-	// ESME_RINVSRCADR, as jsmpp answers it.
+	// A bind is held to the sizes of the fields qxtd reads. system_type
+	// and address_range are not read: an ESME sending them too long (Kannel
+	// only warns about a long system-type, and sends it) still binds, as
+	// it did before the check.
 	bindLimits = []fieldLimit{
 		{pdufield.SystemID, systemIDSize, StatusInvalidSystemID},
 		{pdufield.Password, passwordSize, StatusInvalidPassword},
-		{pdufield.SystemType, systemTypeSize, StatusInvalidSystemType},
-		{pdufield.AddressRange, addrRangeSize, StatusInvalidSrcAddr},
 	}
 	serviceLimit   = fieldLimit{pdufield.ServiceType, serviceSize, StatusInvalidServiceType}
 	srcLimit       = fieldLimit{pdufield.SourceAddr, addrSize, StatusInvalidSrcAddr}

@@ -32,7 +32,6 @@ const (
 	StatusInvalidServiceType pdu.Status = 0x00000015
 	StatusInvalidESMClass    pdu.Status = 0x00000043
 	StatusSubmitFailed       pdu.Status = 0x00000045
-	StatusInvalidSystemType  pdu.Status = 0x00000053
 	StatusThrottled          pdu.Status = 0x00000058
 	StatusInvalidSchedule    pdu.Status = 0x00000061
 	StatusInvalidExpiry      pdu.Status = 0x00000062

@@ -569,12 +569,14 @@ func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bo
 		return sc.bind(ctx, c, p)
 	}
 	sc.mu.Lock()
-	sess := sc.session
+	sess, kind := sc.session, sc.kind
 	sc.mu.Unlock()
 	if sess == nil {
 		return errorResponse(p, StatusInvalidBindStatus)
 	}
-	if field, st, ok := checkRequest(p); !ok {
+	// A receiver may send none of the requests held to sizes: the
+	// session answers them ESME_RINVBNDSTS, whatever their fields.
+	if field, st, ok := checkRequest(p); !ok && kind != BindReceiver {
 		c.log.Info("field too long", "cmd", id.String(), "field", string(field), "status", fmt.Sprintf("%#x", uint32(st)))
 		return errorResponse(p, st)
 	}
