@@ -3,10 +3,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,8 +17,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,31 +83,20 @@ func TestSoakBindModes(t *testing.T) {
 
 // bmSoak is one phase: one daemon restarted at its faults.
 type bmSoak struct {
-	t         *testing.T
+	frontSoak
 	outbind   bool
 	receivers int // configured receivers (transmitter_receiver)
-	x         *chaos
 	sim       *smpp.Simulator
 	front     *bmFront
 	relay     *bmRelay // the SMSC's outbinds go through it (outbind)
-	cfg       string
-	began     time.Time
 
-	mu       sync.Mutex
-	d        *proc
-	procs    []*proc
-	gen      int
-	killGen  map[int]time.Time // when the daemon of a generation was killed
-	kills    []time.Time
+	// under mu
 	terms    []span
-	termTook []time.Duration
 	drops    []time.Time // the front dropped transmitters
-	events   []string
-	held     []bmOutage // receivers (or the outbind session) kept away
-	obAddr   string     // the daemon's outbind listener now
+	held     []bmOutage  // receivers (or the outbind session) kept away
+	obAddr   string      // the daemon's outbind listener now
 	replies  map[moKey]*twReply
 	rx       map[moKey][]time.Time
-	rcpts    map[string][]bmRcpt
 	outbinds int // sent by the SMSC
 	noise    map[string]int
 	answered []string // noise the outbind port answered
@@ -122,12 +107,6 @@ type bmOutage struct {
 	acceptedDuring      int // segments the SMSC took meanwhile
 	receiversAtEnd      int
 	rcptsBefore, rcptsA int // receipts at the ESMEs at its start and end
-}
-
-type bmRcpt struct {
-	account string
-	at      time.Time
-	state   smpp.MessageState
 }
 
 // bmEnterprises: T1 sends (esme1, esme2 over SMPP, web over HTTP); R1's
@@ -155,9 +134,8 @@ func runBindModes(t *testing.T, seed uint64, outbind bool) {
 	began := time.Now()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 100 * time.Millisecond, Seed: seed | 1, NoTransceiver: true,
 		Faults: smpp.Faults{Undeliv: 0.05}})
-	b := &bmSoak{t: t, outbind: outbind, x: newChaos(t), sim: sim, began: began,
-		killGen: map[int]time.Time{}, replies: map[moKey]*twReply{}, rx: map[moKey][]time.Time{},
-		rcpts: map[string][]bmRcpt{}, noise: map[string]int{}}
+	b := &bmSoak{frontSoak: newFrontSoak(t, began), outbind: outbind, sim: sim,
+		replies: map[moKey]*twReply{}, rx: map[moKey][]time.Time{}, noise: map[string]int{}}
 	b.front = newBMFront(t, simAddr)
 	mode := ""
 	if outbind {
@@ -276,61 +254,20 @@ enterprises:
 	end()
 	conns.Wait()
 	d := b.daemon()
-	stopped := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit 30 s after the last SIGTERM:\n%s", tail(d.log(), 100))
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after the last SIGTERM:\n%s", code, tail(d.log(), 100))
-	}
+	took := stopDaemon(t, d, "the last SIGTERM")
 	b.checkLogs(t)
-	t.Logf("last SIGTERM: exit in %v; SMSC binds now: %s", time.Since(stopped).Round(time.Millisecond), b.bindsNow())
+	t.Logf("last SIGTERM: exit in %v; SMSC binds now: %s", took.Round(time.Millisecond), b.bindsNow())
 	t.Logf("phase %v", time.Since(began).Round(time.Millisecond))
 	if t.Failed() {
 		t.Logf("seed %d; the last daemon's log:\n%s", seed, tail(d.log(), 150))
 	}
 }
 
-func (b *bmSoak) daemon() *proc {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.d
-}
-
-func (b *bmSoak) event(format string, args ...any) {
-	b.mu.Lock()
-	b.events = append(b.events, fmt.Sprintf(format, args...))
-	b.mu.Unlock()
-}
-
-func (b *bmSoak) lastEvent() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.events[len(b.events)-1]
-}
-
 // start runs a daemon on the configuration and points the ESMEs (and the
 // SMSC's outbinds) at it.
 func (b *bmSoak) start() {
 	t := b.t
-	// The front knows the new generation before the daemon binds: its
-	// first binds' submits are this daemon's, not the one before's (a
-	// duplicate would otherwise be blamed on the kill before it).
-	b.mu.Lock()
-	b.gen++
-	gen := b.gen
-	b.mu.Unlock()
-	b.front.gen.Store(int64(gen))
-	d := startDaemon(t, b.cfg)
-	b.mu.Lock()
-	b.d = d
-	b.procs = append(b.procs, d)
-	b.mu.Unlock()
+	d := b.startNext(&b.front.relayFront)
 	if b.relay != nil {
 		addr, _ := d.waitLog(t, "upstream outbind listening", 0, 10*time.Second)["addr"].(string)
 		b.mu.Lock()
@@ -442,18 +379,7 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		d := b.daemon()
 		b.down()
 		stopped := time.Now()
-		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-d.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no exit 30 s after SIGTERM:\n%s", tail(d.log(), 100))
-		}
-		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("exit %d after SIGTERM:\n%s", code, tail(d.log(), 100))
-		}
-		took := time.Since(stopped)
+		took := stopDaemon(t, d, "SIGTERM")
 		b.mu.Lock()
 		b.terms = append(b.terms, span{stopped, time.Now()})
 		b.termTook = append(b.termTook, took.Round(10*time.Millisecond))
@@ -464,15 +390,7 @@ func (b *bmSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 	case "kill -9":
 		d := b.daemon()
 		b.down()
-		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-d.exited
-		now := time.Now()
-		b.mu.Lock()
-		b.kills = append(b.kills, now)
-		b.killGen[b.gen] = now
-		b.mu.Unlock()
+		b.kill9(t, d)
 		b.start()
 		b.waitBinds(t, 10*time.Second)
 		b.event("kill -9, restarted")
@@ -599,31 +517,6 @@ func (b *bmSoak) warmUp(t *testing.T, e *chaosESME) {
 			}
 		}
 		return true
-	})
-}
-
-func (b *bmSoak) rcptCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, r := range b.rcpts {
-		n += len(r)
-	}
-	return n
-}
-
-// receiptHandler is an ESME's: its receipts by id, when they came.
-func (b *bmSoak) receiptHandler(account string) smpp.Handler {
-	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		rc, err := smpp.ParseReceipt(p)
-		if err != nil {
-			b.x.conflict("%s got a deliver_sm that is no receipt: %v", account, err)
-			return pdu.NewDeliverSMResp()
-		}
-		b.mu.Lock()
-		b.rcpts[rc.ID] = append(b.rcpts[rc.ID], bmRcpt{account: account, at: time.Now(), state: rc.State})
-		b.mu.Unlock()
-		return pdu.NewDeliverSMResp()
 	})
 }
 
@@ -881,14 +774,7 @@ func (b *bmSoak) explain(e *bmSubmit) string {
 	if killed && (e.relayed.IsZero() || (!e.relayed.After(k) && k.Sub(e.relayed) < time.Second)) {
 		return bmWhyKill
 	}
-	dropped := !e.connEnd.IsZero() && slices.ContainsFunc(drops, func(d time.Time) bool { return (e.connEnd.Sub(d)).Abs() < 200*time.Millisecond })
-	if dropped && (e.relayed.IsZero() || e.connEnd.Sub(e.relayed) < 100*time.Millisecond) {
-		return bmWhyCut
-	}
-	if !e.relayed.IsZero() && e.relayed.Sub(e.sent) > bmRespTimeout-100*time.Millisecond {
-		return bmWhyLate
-	}
-	return bmWhyUnexp
+	return explainCut(e, drops, bmRespTimeout)
 }
 
 // check verifies the guarantees once everything drained.
@@ -909,75 +795,15 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	}
 
 	// 3. Segments taken twice, each explained by the ledger.
-	b.front.mu.Lock()
-	byID := maps.Clone(b.front.byID)
-	submits := len(b.front.ledger)
-	b.front.mu.Unlock()
-	why, unexplainedDups, dups := explainCopies(copies, byID, b.began, b.explain)
+	why, dups, submits, killBound := b.front.checkCopies(t, &b.frontSoak, copies, b.explain, bmBinds, bmWindow)
 	b.mu.Lock()
 	kills := slices.Clone(b.kills)
 	terms := slices.Clone(b.terms)
 	b.mu.Unlock()
-	if len(unexplainedDups) > 0 {
-		t.Errorf("%d segments sent again although their answer came in time on a connection no drop or kill ended: %v", len(unexplainedDups), unexplainedDups[:min(10, len(unexplainedDups))])
-	}
-	killBound := len(kills) * bmBinds * bmWindow
-	if why[bmWhyKill] > killBound {
-		t.Errorf("%d segments sent again after %d kills: more than the windows allow (%d)", why[bmWhyKill], len(kills), killBound)
-	}
 
 	// 4. Receipts: every one asked at its ESME with its message's state,
 	// again after an answer only across a kill -9.
-	stateOf := map[string]smpp.MessageState{"delivered": smpp.StateDelivered, "undeliverable": smpp.StateUndeliverable}
-	waitCond(t, drain, "every receipt at its ESME", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		for id, w := range acked {
-			if w.receipt != "" && len(b.rcpts[id]) == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	rcptAgain, rcptUnexplained := 0, 0
-	stored := map[string]bool{}
-	for _, m := range outbox {
-		stored[m.ID] = true
-	}
-	b.mu.Lock()
-	for id, w := range acked {
-		rs := b.rcpts[id]
-		var times []time.Time
-		for _, r := range rs {
-			times = append(times, r.at)
-			if r.account != w.receipt {
-				t.Errorf("receipt of %s (%s's) reached %s", id, w.receipt, r.account)
-			}
-			if want, ok := stateOf[got[id].State]; ok && r.state != want {
-				t.Errorf("receipt of %s: state %d, the message is %s", id, r.state, got[id].State)
-			}
-		}
-		rcptAgain += max(0, len(rs)-1)
-		slices.SortFunc(times, time.Time.Compare)
-		if n := unexplained(times, 1, kills); n > 0 {
-			rcptUnexplained += n
-			t.Errorf("receipt of %s at %s %d times, %d of them again after an answer with no kill -9 between (at %v; kills at %v)", id, w.receipt, len(rs), n,
-				b.since(times...), b.since(kills...))
-		}
-	}
-	for id := range b.rcpts {
-		if _, ok := acked[id]; !ok {
-			// A message whose acknowledgement a kill cut off: stored, its
-			// receipt due all the same.
-			if !stored[id] {
-				t.Errorf("a receipt for %s, which no stored message has", id)
-			}
-		}
-	}
-	b.mu.Unlock()
-	if rcptAgain > len(kills)*2*bmDLRWindow {
-		t.Errorf("%d receipts sent again over %d kills, more than the receipt windows allow", rcptAgain, len(kills))
-	}
+	rcptAgain, rcptUnexplained := b.checkReceipts(t, drain, acked, got, outbox, bmDLRWindow)
 
 	// 5. Replies: each in R1's inbox and at rx1; a second copy only of a
 	// reply a try of which was cut; at rx1 again after an answer only
@@ -1105,8 +931,6 @@ func (b *bmSoak) check(t *testing.T, base, r1Key string) {
 	}
 }
 
-func (b *bmSoak) since(times ...time.Time) []time.Duration { return offsets(b.began, times...) }
-
 // offsets are times as offsets from began, to the millisecond.
 func offsets(began time.Time, times ...time.Time) []time.Duration {
 	out := make([]time.Duration, len(times))
@@ -1229,84 +1053,7 @@ func checkOutbox(t *testing.T, drain time.Duration, base, key string, acked map[
 
 // checkLogs: no daemon logged at error level.
 func (b *bmSoak) checkLogs(t *testing.T) {
-	b.mu.Lock()
-	procs := slices.Clone(b.procs)
-	b.mu.Unlock()
-	warns := map[string]int{}
-	for i, p := range procs {
-		for line := range strings.Lines(p.log()) {
-			var rec struct{ Level, Msg string }
-			if json.Unmarshal([]byte(line), &rec) != nil {
-				continue
-			}
-			switch rec.Level {
-			case "ERROR":
-				t.Errorf("daemon %d logged at error level: %s", i+1, strings.TrimSpace(line))
-			case "WARN":
-				warns[rec.Msg]++
-			}
-		}
-	}
-	t.Logf("warnings logged: %v", warns)
-}
-
-// bmSubmit is one submit_sm through the front and what became of its
-// answer.
-type bmSubmit struct {
-	gen, conn int
-	sent      time.Time // read from the daemon
-	relayed   time.Time // its answer written to the daemon
-	connEnd   time.Time
-	smscID    string
-}
-
-// submitLedger is a soak front's ledger of every submit_sm it relayed
-// and the fate of its answer (the bind-mode and TLS soaks' fronts embed
-// it); its methods run under the front's lock.
-type submitLedger struct {
-	ledger []*bmSubmit
-	byID   map[string]*bmSubmit // by the SMSC's id, lower case
-}
-
-// connLedger is one relayed connection's part of the ledger.
-type connLedger struct {
-	pending map[uint32]*bmSubmit // awaiting their answer, by sequence number
-	mine    []*bmSubmit
-}
-
-// sent notes the submit_sm of seq that the daemon sent on connection c
-// (conn, of the daemon of generation gen).
-func (l *submitLedger) sent(c *connLedger, gen, conn int, seq uint32) {
-	e := &bmSubmit{gen: gen, conn: conn, sent: time.Now()}
-	l.ledger = append(l.ledger, e)
-	c.mine = append(c.mine, e)
-	if c.pending == nil {
-		c.pending = map[uint32]*bmSubmit{}
-	}
-	c.pending[seq] = e
-}
-
-// answered notes the SMSC's submit_sm_resp fr on c and returns its
-// submit (nil: none pending); it stays pending for the caller to take
-// off once the answer is relayed or withheld.
-func (l *submitLedger) answered(c *connLedger, fr []byte) *bmSubmit {
-	e := c.pending[binary.BigEndian.Uint32(fr[12:])]
-	if e != nil && binary.BigEndian.Uint32(fr[8:]) == 0 {
-		smscID, _, _ := strings.Cut(string(fr[16:]), "\x00")
-		e.smscID = strings.ToLower(smscID)
-		if l.byID == nil {
-			l.byID = map[string]*bmSubmit{}
-		}
-		l.byID[e.smscID] = e
-	}
-	return e
-}
-
-// ended notes that c ended now.
-func (c *connLedger) ended(now time.Time) {
-	for _, e := range c.mine {
-		e.connEnd = now
-	}
+	t.Logf("warnings logged: %v", b.scanLogs(t, nil, nil))
 }
 
 // bmFront is the SMSC as the daemon sees it: a relay to the simulator
@@ -1315,75 +1062,44 @@ func (c *connLedger) ended(now time.Time) {
 // enquire_link of a session the SMSC lost with a generic_nack
 // ESME_RINVBNDSTS. Its ledger notes every submit_sm and its answer.
 type bmFront struct {
-	t            *testing.T
-	addr, target string
-	gen          atomic.Int64
+	relayFront
 
-	mu      sync.Mutex
-	ln      net.Listener
+	// under mu
 	conns   map[*bmConn]bool
-	nconn   int
 	keep    map[smpp.BindKind]bool // binds of this kind are closed at once
 	blocked map[smpp.BindKind]int  // binds closed so
 	binds   map[smpp.BindKind]int  // binds the SMSC answered OK
-	submitLedger
-	nacked int
-	wg     sync.WaitGroup
+	nacked  int
 }
 
 type bmConn struct {
-	f              *bmFront
-	id, gen        int
-	kind           smpp.BindKind // under f.mu
-	lost           bool          // under f.mu
-	client, server net.Conn
-	cw             sync.Mutex
-	once           sync.Once
-	connLedger     // under f.mu
+	*relayConn
+	f    *bmFront
+	kind smpp.BindKind // under f.mu
+	lost bool          // under f.mu
 }
 
 func newBMFront(t *testing.T, target string) *bmFront {
 	t.Helper()
-	f := &bmFront{t: t, target: target, conns: map[*bmConn]bool{}, keep: map[smpp.BindKind]bool{}, blocked: map[smpp.BindKind]int{},
+	f := &bmFront{conns: map[*bmConn]bool{}, keep: map[smpp.BindKind]bool{}, blocked: map[smpp.BindKind]int{},
 		binds: map[smpp.BindKind]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ln, f.addr = ln, ln.Addr().String()
-	f.wg.Go(f.serve)
-	t.Cleanup(func() {
-		_ = ln.Close()
-		f.mu.Lock()
-		conns := slices.Collect(maps.Keys(f.conns))
-		f.mu.Unlock()
-		for _, c := range conns {
-			c.close()
-		}
-		f.wg.Wait()
-	})
+	f.listen(t, target, f.handle, f.dropAll)
 	return f
 }
 
-func (f *bmFront) serve() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.DialTimeout("tcp", f.target, 2*time.Second)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		f.mu.Lock()
-		f.nconn++
-		fc := &bmConn{f: f, id: f.nconn, gen: int(f.gen.Load()), client: c, server: s}
-		f.conns[fc] = true
-		f.mu.Unlock()
-		f.wg.Go(fc.fromDaemon)
-		f.wg.Go(fc.fromSMSC)
+// handle relays one connection, its binds' kinds known.
+func (f *bmFront) handle(c net.Conn) {
+	s, err := net.DialTimeout("tcp", f.target, 2*time.Second)
+	if err != nil {
+		_ = c.Close()
+		return
 	}
+	f.mu.Lock()
+	fc := &bmConn{f: f}
+	fc.relayConn = f.relay(c, s, relayHooks{daemon: fc.fromDaemonHook, bound: fc.bound, closed: func() { delete(f.conns, fc) }})
+	f.conns[fc] = true
+	f.mu.Unlock()
+	f.run(fc.relayConn)
 }
 
 func (f *bmFront) block(kind smpp.BindKind, on bool) {
@@ -1442,28 +1158,6 @@ func (f *bmFront) loseAll() int {
 	return len(f.conns)
 }
 
-func (c *bmConn) close() {
-	c.once.Do(func() {
-		_ = c.client.Close()
-		_ = c.server.Close()
-		f := c.f
-		f.mu.Lock()
-		c.ended(time.Now())
-		delete(f.conns, c)
-		f.mu.Unlock()
-	})
-}
-
-func (c *bmConn) writeDaemon(frame []byte) bool {
-	c.cw.Lock()
-	defer c.cw.Unlock()
-	if _, err := c.client.Write(frame); err != nil {
-		c.close()
-		return false
-	}
-	return true
-}
-
 func bindKindOf(id pdu.ID) smpp.BindKind {
 	switch id {
 	case pdu.BindTransmitterID, pdu.BindTransmitterRespID:
@@ -1476,94 +1170,48 @@ func bindKindOf(id pdu.ID) smpp.BindKind {
 	return 0
 }
 
-func (c *bmConn) fromDaemon() {
-	defer c.close()
+// fromDaemonHook is the front's faults on the daemon's frames: a bind of
+// a kind kept away closed unanswered, the enquire_link of a session the
+// SMSC lost answered generic_nack ESME_RINVBNDSTS.
+func (c *bmConn) fromDaemonHook(id pdu.ID, seq uint32) relayVerdict {
 	f := c.f
-	br := bufio.NewReader(c.client)
-	for {
-		fr, err := readFrame(br)
-		if err != nil {
-			return
+	switch id {
+	case pdu.BindTransmitterID, pdu.BindReceiverID, pdu.BindTransceiverID:
+		kind := bindKindOf(id)
+		f.mu.Lock()
+		c.kind = kind
+		keep := f.keep[kind]
+		if keep {
+			f.blocked[kind]++
 		}
-		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
-		seq := binary.BigEndian.Uint32(fr[12:])
-		switch id {
-		case pdu.BindTransmitterID, pdu.BindReceiverID, pdu.BindTransceiverID:
-			kind := bindKindOf(id)
-			f.mu.Lock()
-			c.kind = kind
-			keep := f.keep[kind]
-			if keep {
-				f.blocked[kind]++
-			}
-			f.mu.Unlock()
-			if keep {
-				return // the SMSC away for this kind: closed unanswered
-			}
-		case pdu.EnquireLinkID:
-			f.mu.Lock()
-			lost := c.lost
-			if lost {
-				f.nacked++
-			}
-			f.mu.Unlock()
-			if lost {
-				nack := make([]byte, 16)
-				binary.BigEndian.PutUint32(nack[0:], 16)
-				binary.BigEndian.PutUint32(nack[4:], uint32(pdu.GenericNACKID))
-				binary.BigEndian.PutUint32(nack[8:], uint32(smpp.StatusInvalidBindStatus))
-				binary.BigEndian.PutUint32(nack[12:], seq)
-				if !c.writeDaemon(nack) {
-					return
-				}
-				continue
-			}
-		case pdu.SubmitSMID:
-			f.mu.Lock()
-			f.sent(&c.connLedger, c.gen, c.id, seq)
-			f.mu.Unlock()
+		f.mu.Unlock()
+		if keep {
+			return relayClose // the SMSC away for this kind: closed unanswered
 		}
-		if _, err := c.server.Write(fr); err != nil {
-			return
+	case pdu.EnquireLinkID:
+		f.mu.Lock()
+		lost := c.lost
+		if lost {
+			f.nacked++
+		}
+		f.mu.Unlock()
+		if lost {
+			nack := make([]byte, 16)
+			binary.BigEndian.PutUint32(nack[0:], 16)
+			binary.BigEndian.PutUint32(nack[4:], uint32(pdu.GenericNACKID))
+			binary.BigEndian.PutUint32(nack[8:], uint32(smpp.StatusInvalidBindStatus))
+			binary.BigEndian.PutUint32(nack[12:], seq)
+			if !c.writeDaemon(nack) {
+				return relayClose
+			}
+			return relaySkip
 		}
 	}
+	return relayOn
 }
 
-func (c *bmConn) fromSMSC() {
-	defer c.close()
-	f := c.f
-	br := bufio.NewReader(c.server)
-	for {
-		fr, err := readFrame(br)
-		if err != nil {
-			return
-		}
-		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
-		status := binary.BigEndian.Uint32(fr[8:])
-		var e *bmSubmit
-		switch id {
-		case pdu.SubmitSMRespID:
-			f.mu.Lock()
-			e = f.answered(&c.connLedger, fr)
-			delete(c.pending, binary.BigEndian.Uint32(fr[12:]))
-			f.mu.Unlock()
-		case pdu.BindTransmitterRespID, pdu.BindReceiverRespID, pdu.BindTransceiverRespID:
-			if status == 0 {
-				f.mu.Lock()
-				f.binds[bindKindOf(id)]++
-				f.mu.Unlock()
-			}
-		}
-		if !c.writeDaemon(fr) {
-			return
-		}
-		if e != nil {
-			f.mu.Lock()
-			e.relayed = time.Now()
-			f.mu.Unlock()
-		}
-	}
-}
+// bound counts a bind the SMSC answered OK by its kind (under f.mu).
+func (c *bmConn) bound(id pdu.ID) { c.f.binds[bindKindOf(id)]++ }
 
 // bmRelay carries the SMSC's outbind connections to the daemon's outbind
 // listener of the moment, byte for byte, so that the test can drop the

@@ -3,12 +3,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -83,7 +80,7 @@ func TestSoakUpstreamTLS(t *testing.T) {
 	tsWriteCA(t, caFile, ca1)
 
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 100 * time.Millisecond, Seed: seed | 1, Faults: smpp.Faults{Undeliv: 0.05}})
-	s := &tsSoak{t: t, x: newChaos(t), sim: sim, began: began, caNow: "ca1", killGen: map[int]time.Time{}, rcpts: map[string][]bmRcpt{}}
+	s := &tsSoak{frontSoak: newFrontSoak(t, began), sim: sim, caNow: "ca1"}
 	certs := map[string]tls.Certificate{}
 	issue := func(name string, ca *testCA, serial int64, host string) {
 		c, k := ca.issue(t, serial, host)
@@ -189,20 +186,9 @@ accounts:
 	end()
 	conns.Wait()
 	d := s.daemon()
-	stopped := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit 30 s after the last SIGTERM:\n%s", tail(d.log(), 100))
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit %d after the last SIGTERM:\n%s", code, tail(d.log(), 100))
-	}
+	took := stopDaemon(t, d, "the last SIGTERM")
 	s.checkLogs(t)
-	t.Logf("last SIGTERM: exit in %v; whole test %v (seed %d)", time.Since(stopped).Round(time.Millisecond), time.Since(began).Round(time.Millisecond), seed)
+	t.Logf("last SIGTERM: exit in %v; whole test %v (seed %d)", took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), seed)
 	if t.Failed() {
 		t.Logf("seed %d; the last daemon's log:\n%s", seed, tail(d.log(), 150))
 	}
@@ -221,29 +207,18 @@ func tsWriteCA(t *testing.T, path string, ca *testCA) {
 }
 
 type tsSoak struct {
-	t      *testing.T
-	x      *chaos
+	frontSoak
 	sim    *smpp.Simulator
 	front  *tlsFront
-	cfg    string
 	caFile string
 	ca2    *testCA
 	refuse map[string]bool // the certificates the daemon must refuse
-	began  time.Time
 
-	mu       sync.Mutex
-	caNow    string // the CA of tls_ca_file: ca1, then ca2
-	d        *proc
-	procs    []*proc
-	gen      int
-	killGen  map[int]time.Time
-	kills    []time.Time
-	termTook []time.Duration
-	events   []string
-	rcpts    map[string][]bmRcpt
-	wrong    []tsWrong
-	stalls   []tsStall
-	rotated  bool
+	// under mu
+	caNow   string // the CA of tls_ca_file: ca1, then ca2
+	wrong   []tsWrong
+	stalls  []tsStall
+	rotated bool
 }
 
 // tsWrong is one phase with a certificate the daemon must refuse.
@@ -264,40 +239,9 @@ type tsStall struct {
 	bindsAtEnd int
 }
 
-func (s *tsSoak) daemon() *proc {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.d
-}
-
-func (s *tsSoak) event(format string, args ...any) {
-	s.mu.Lock()
-	s.events = append(s.events, fmt.Sprintf(format, args...))
-	s.mu.Unlock()
-}
-
-func (s *tsSoak) lastEvent() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.events[len(s.events)-1]
-}
-
-// start runs the next daemon. The front knows its generation first: it
-// binds before startDaemon returns, and a connection counted to the
-// daemon before (killed, say) would have its cut answers blamed on the
-// kill.
+// start runs the next daemon and points the ESMEs at it.
 func (s *tsSoak) start() {
-	s.mu.Lock()
-	s.gen++
-	gen := s.gen
-	s.mu.Unlock()
-	s.front.gen.Store(int64(gen))
-	d := startDaemon(s.t, s.cfg)
-	s.mu.Lock()
-	s.d = d
-	s.procs = append(s.procs, d)
-	s.mu.Unlock()
-	s.x.net.set(d)
+	s.x.net.set(s.startNext(&s.front.relayFront))
 }
 
 // waitBinds waits until the SMSC has every transceiver bound, each
@@ -410,18 +354,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		d := s.daemon()
 		s.x.net.down()
 		stopped := time.Now()
-		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-d.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no exit 30 s after SIGTERM:\n%s", tail(d.log(), 100))
-		}
-		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("exit %d after SIGTERM:\n%s", code, tail(d.log(), 100))
-		}
-		took := time.Since(stopped)
+		took := stopDaemon(t, d, "SIGTERM")
 		s.mu.Lock()
 		s.termTook = append(s.termTook, took.Round(10*time.Millisecond))
 		s.mu.Unlock()
@@ -431,15 +364,7 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 	case "kill -9":
 		d := s.daemon()
 		s.x.net.down()
-		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-d.exited
-		now := time.Now()
-		s.mu.Lock()
-		s.kills = append(s.kills, now)
-		s.killGen[s.gen] = now
-		s.mu.Unlock()
+		now := s.kill9(t, d)
 		s.start()
 		s.waitBinds(t, 10*time.Second, name)
 		s.event("kill -9, restarted and bound again in %v", time.Since(now).Round(time.Millisecond))
@@ -447,22 +372,6 @@ func (s *tsSoak) fault(t *testing.T, name string, rng *rand.Rand) {
 		t.Fatalf("no fault %q", name)
 	}
 }
-
-func (s *tsSoak) receiptHandler(account string) smpp.Handler {
-	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		rc, err := smpp.ParseReceipt(p)
-		if err != nil {
-			s.x.conflict("%s got a deliver_sm that is no receipt: %v", account, err)
-			return pdu.NewDeliverSMResp()
-		}
-		s.mu.Lock()
-		s.rcpts[rc.ID] = append(s.rcpts[rc.ID], bmRcpt{account: account, at: time.Now(), state: rc.State})
-		s.mu.Unlock()
-		return pdu.NewDeliverSMResp()
-	})
-}
-
-func (s *tsSoak) since(times ...time.Time) []time.Duration { return offsets(s.began, times...) }
 
 // explain is why the copy e (nil: the front never read its answer) was
 // followed by another, as bmSoak.explain.
@@ -479,15 +388,7 @@ func (s *tsSoak) explain(e *bmSubmit) string {
 	if killed && endedByKill && (e.relayed.IsZero() || (!e.relayed.After(k) && k.Sub(e.relayed) < time.Second)) {
 		return bmWhyKill
 	}
-	drops := s.front.dropTimes()
-	dropped := !e.connEnd.IsZero() && slices.ContainsFunc(drops, func(d time.Time) bool { return (e.connEnd.Sub(d)).Abs() < 200*time.Millisecond })
-	if dropped && (e.relayed.IsZero() || e.connEnd.Sub(e.relayed) < 100*time.Millisecond) {
-		return bmWhyCut
-	}
-	if !e.relayed.IsZero() && e.relayed.Sub(e.sent) > tsRespTimeout-100*time.Millisecond {
-		return bmWhyLate
-	}
-	return bmWhyUnexp
+	return explainCut(e, s.front.dropTimes(), tsRespTimeout)
 }
 
 // check verifies the guarantees once everything drained.
@@ -503,74 +404,21 @@ func (s *tsSoak) check(t *testing.T, base string) {
 
 	// 3. Segments taken twice, each explained by the ledger.
 	f := s.front
-	f.mu.Lock()
-	byID := maps.Clone(f.byID)
-	submits := len(f.ledger)
-	f.mu.Unlock()
-	why, unexplainedDups, dups := explainCopies(copies, byID, s.began, s.explain)
+	why, dups, submits, killBound := f.checkCopies(t, &s.frontSoak, copies, s.explain, tsBinds, tsWindow)
 	s.mu.Lock()
 	kills := slices.Clone(s.kills)
 	s.mu.Unlock()
-	if len(unexplainedDups) > 0 {
-		t.Errorf("%d segments sent again although their answer came in time on a connection no drop or kill ended: %v", len(unexplainedDups), unexplainedDups[:min(10, len(unexplainedDups))])
-	}
-	killBound := len(kills) * tsBinds * tsWindow
-	if why[bmWhyKill] > killBound {
-		t.Errorf("%d segments sent again after %d kills: more than the windows allow (%d)", why[bmWhyKill], len(kills), killBound)
-	}
 
 	// 4. Receipts: every one asked at its ESME with its message's state,
 	// again after an answer only across a kill -9.
-	stateOf := map[string]smpp.MessageState{"delivered": smpp.StateDelivered, "undeliverable": smpp.StateUndeliverable}
-	waitCond(t, drain, "every receipt at its ESME", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for id, w := range acked {
-			if w.receipt != "" && len(s.rcpts[id]) == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	stored := map[string]bool{}
-	for _, m := range outbox {
-		stored[m.ID] = true
-	}
-	rcptAgain := 0
+	rcptAgain, _ := s.checkReceipts(t, drain, acked, got, outbox, tsDLRWindow)
 	s.mu.Lock()
-	for id, w := range acked {
-		rs := s.rcpts[id]
-		var times []time.Time
-		for _, r := range rs {
-			times = append(times, r.at)
-			if r.account != w.receipt {
-				t.Errorf("receipt of %s (%s's) reached %s", id, w.receipt, r.account)
-			}
-			if want, ok := stateOf[got[id].State]; ok && r.state != want {
-				t.Errorf("receipt of %s: state %d, the message is %s", id, r.state, got[id].State)
-			}
-		}
-		rcptAgain += max(0, len(rs)-1)
-		slices.SortFunc(times, time.Time.Compare)
-		if n := unexplained(times, 1, kills); n > 0 {
-			t.Errorf("receipt of %s at %s %d times, %d of them again after an answer with no kill -9 between (at %v; kills at %v)", id, w.receipt, len(rs), n,
-				s.since(times...), s.since(kills...))
-		}
-	}
-	for id := range s.rcpts {
-		if _, ok := acked[id]; !ok && !stored[id] {
-			t.Errorf("a receipt for %s, which no stored message has", id)
-		}
-	}
 	wrong := slices.Clone(s.wrong)
 	stalls := slices.Clone(s.stalls)
 	rotated := s.rotated
 	events := slices.Clone(s.events)
 	termTook := slices.Clone(s.termTook)
 	s.mu.Unlock()
-	if rcptAgain > len(kills)*2*tsDLRWindow {
-		t.Errorf("%d receipts sent again over %d kills, more than the receipt windows allow", rcptAgain, len(kills))
-	}
 
 	// 5. TLS: no handshake and no bind ever completed with a certificate
 	// the daemon must refuse; each such phase saw it refuse some (it
@@ -629,30 +477,12 @@ var tsAllowedErrors = map[string]string{}
 
 // checkLogs: no daemon logged at error level but for tsAllowedErrors.
 func (s *tsSoak) checkLogs(t *testing.T) {
-	s.mu.Lock()
-	procs := slices.Clone(s.procs)
-	s.mu.Unlock()
-	warns := map[string]int{}
 	tlsErrs := map[string]int{}
-	for i, p := range procs {
-		for line := range strings.Lines(p.log()) {
-			var rec struct{ Level, Msg, Err string }
-			if json.Unmarshal([]byte(line), &rec) != nil {
-				continue
-			}
-			switch rec.Level {
-			case "ERROR":
-				if _, ok := tsAllowedErrors[rec.Msg]; !ok {
-					t.Errorf("daemon %d logged at error level: %s", i+1, strings.TrimSpace(line))
-				}
-			case "WARN":
-				warns[rec.Msg]++
-				if rec.Msg == "upstream bind failed" {
-					tlsErrs[tsErrKind(rec.Err)]++
-				}
-			}
+	warns := s.scanLogs(t, tsAllowedErrors, func(msg, err string) {
+		if msg == "upstream bind failed" {
+			tlsErrs[tsErrKind(err)]++
 		}
-	}
+	})
 	t.Logf("warnings logged: %v; upstream bind failures by cause: %v", warns, tlsErrs)
 	// Each connection a stall held and the daemon gave up is a bind that
 	// timed out in its handshake, and says so.
@@ -682,19 +512,15 @@ func tsErrKind(err string) string {
 // the simulator in plaintext, with bmFront's ledger of submit_sm. It
 // counts the handshakes and binds by the certificate served.
 type tlsFront struct {
-	t            *testing.T
-	addr, target string
-	certs        map[string]tls.Certificate
-	gen          atomic.Int64
+	relayFront
+	certs map[string]tls.Certificate
 
-	mu       sync.Mutex
-	ln       net.Listener
+	// under mu
 	cur      string // the certificate served to new handshakes
 	stalled  bool
 	release  chan struct{}
 	held     []*tsHeld
 	conns    map[*tsConn]bool
-	nconn    int
 	hsOK     map[string]int
 	hsFailed map[string]int
 	binds    map[string]int
@@ -705,8 +531,6 @@ type tlsFront struct {
 	// after it.
 	releasedOK int
 	withheld   int
-	submitLedger
-	wg sync.WaitGroup
 }
 
 type tsHeld struct {
@@ -723,32 +547,19 @@ type tsPrefixConn struct {
 func (c *tsPrefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 type tsConn struct {
-	f          *tlsFront
-	id, gen    int
-	cert       string
-	bound      bool // under f.mu
-	client     net.Conn
-	server     net.Conn
-	cw         sync.Mutex
-	once       sync.Once
-	connLedger // under f.mu
+	*relayConn
+	f     *tlsFront
+	cert  string
+	bound bool // under f.mu
 }
 
 func newTLSFront(t *testing.T, target string, certs map[string]tls.Certificate, cur string) *tlsFront {
 	t.Helper()
-	f := &tlsFront{t: t, target: target, certs: certs, cur: cur, conns: map[*tsConn]bool{},
+	f := &tlsFront{certs: certs, cur: cur, conns: map[*tsConn]bool{},
 		hsOK: map[string]int{}, hsFailed: map[string]int{}, binds: map[string]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ln, f.addr = ln, ln.Addr().String()
-	f.wg.Go(f.serveLoop)
-	t.Cleanup(func() {
-		_ = ln.Close()
+	f.listen(t, target, f.handle, func() {
 		f.stall(false)
 		f.dropAll()
-		f.wg.Wait()
 	})
 	return f
 }
@@ -874,16 +685,6 @@ func (f *tlsFront) dropAll() int {
 	return len(conns)
 }
 
-func (f *tlsFront) serveLoop() {
-	for {
-		raw, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		f.wg.Go(func() { f.handle(raw) })
-	}
-}
-
 // handle takes one connection through its handshake (after a stall,
 // if one is on) and relays it.
 func (f *tlsFront) handle(raw net.Conn) {
@@ -960,99 +761,26 @@ func (f *tlsFront) handle(raw net.Conn) {
 	if released {
 		f.releasedOK++
 	}
-	f.nconn++
-	c := &tsConn{f: f, id: f.nconn, gen: int(f.gen.Load()), cert: cert, client: client, server: server}
+	c := &tsConn{f: f, cert: cert}
+	c.relayConn = f.relay(client, server, relayHooks{withhold: f.withholding, bound: c.bindOK, closed: func() { delete(f.conns, c) }})
 	f.conns[c] = true
 	f.mu.Unlock()
-	f.wg.Go(c.fromDaemon)
-	c.fromSMSC()
+	f.run(c.relayConn)
 }
 
-func (c *tsConn) close() {
-	c.once.Do(func() {
-		_ = c.client.Close()
-		_ = c.server.Close()
-		f := c.f
-		f.mu.Lock()
-		c.ended(time.Now())
-		delete(f.conns, c)
-		f.mu.Unlock()
-	})
-}
-
-func (c *tsConn) writeDaemon(frame []byte) bool {
-	c.cw.Lock()
-	defer c.cw.Unlock()
-	if _, err := c.client.Write(frame); err != nil {
-		c.close()
-		return false
+// withholding keeps a submit_sm_resp from the daemon while withhold is
+// on: still out for the daemon, the drop coming cuts it (under f.mu).
+func (f *tlsFront) withholding() bool {
+	if f.holdResp {
+		f.withheld++
+		return true
 	}
-	return true
+	return false
 }
 
-func (c *tsConn) fromDaemon() {
-	defer c.close()
-	f := c.f
-	br := bufio.NewReader(c.client)
-	for {
-		fr, err := readFrame(br)
-		if err != nil {
-			return
-		}
-		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
-		seq := binary.BigEndian.Uint32(fr[12:])
-		if id == pdu.SubmitSMID {
-			f.mu.Lock()
-			f.sent(&c.connLedger, c.gen, c.id, seq)
-			f.mu.Unlock()
-		}
-		if _, err := c.server.Write(fr); err != nil {
-			return
-		}
-	}
-}
-
-func (c *tsConn) fromSMSC() {
-	defer c.close()
-	f := c.f
-	br := bufio.NewReader(c.server)
-	for {
-		fr, err := readFrame(br)
-		if err != nil {
-			return
-		}
-		id := pdu.ID(binary.BigEndian.Uint32(fr[4:]))
-		status := binary.BigEndian.Uint32(fr[8:])
-		var e *bmSubmit
-		switch id {
-		case pdu.SubmitSMRespID:
-			seq := binary.BigEndian.Uint32(fr[12:])
-			f.mu.Lock()
-			e = f.answered(&c.connLedger, fr)
-			if f.holdResp {
-				// Withheld: still out for the daemon; the drop coming
-				// cuts it.
-				f.withheld++
-				f.mu.Unlock()
-				continue
-			}
-			delete(c.pending, seq)
-			f.mu.Unlock()
-		case pdu.BindTransmitterRespID, pdu.BindReceiverRespID, pdu.BindTransceiverRespID:
-			if status == 0 {
-				f.mu.Lock()
-				f.binds[c.cert]++
-				c.bound = true
-				f.mu.Unlock()
-			}
-		}
-		if !c.writeDaemon(fr) {
-			return
-		}
-		if e != nil {
-			f.mu.Lock()
-			e.relayed = time.Now()
-			f.mu.Unlock()
-		}
-	}
+// bindOK counts a bind the SMSC answered OK by the certificate of its
+// connection (under f.mu).
+func (c *tsConn) bindOK(pdu.ID) {
+	c.f.binds[c.cert]++
+	c.bound = true
 }
