@@ -155,6 +155,12 @@ type Config struct {
 	// segments due, in (0,1]; an enterprise alone may use every slot.
 	// Default DefaultTenantShare.
 	TenantShare float64
+	// FailoverAfter is how long an upstream may have no bind up before
+	// new messages for its carriers go to the next upstream that serves
+	// them (route); 0 routes to the first whatever its state (messages
+	// wait for it). Messages routed before stay with their upstream.
+	// Ignored in a cluster, where a node sees only its own binds.
+	FailoverAfter time.Duration
 	// OptOutKeywords are the replies that put their sender on the
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
@@ -432,6 +438,9 @@ type UpstreamHealth struct {
 	// OutbindSessions are the sessions bound as a receiver after the
 	// SMSC's outbind (UpstreamConfig.Outbind), now.
 	OutbindSessions int
+	// RoutedAround: it has had no bind up for Config.FailoverAfter, so
+	// new messages for its carriers go to the next upstream serving them.
+	RoutedAround bool
 }
 
 // Health is the state of every upstream, in configuration order.
@@ -460,10 +469,12 @@ func (h Health) Degraded() bool {
 // store takes writes.
 func (g *Gateway) Health() Health {
 	h := Health{StoreWritable: g.store == nil || g.store.Writable()}
+	now := time.Now()
 	for _, u := range g.ups {
 		h.Upstreams = append(h.Upstreams, UpstreamHealth{
 			Name: u.cfg.Name, BindsConfigured: len(u.clients), BindsUp: u.upCount(),
 			ReceiversConfigured: len(u.receivers), ReceiversUp: int(u.rxUp.Load()), OutbindSessions: int(u.outbound.Load()),
+			RoutedAround: u.routedAroundAt(now),
 		})
 	}
 	return h

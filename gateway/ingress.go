@@ -562,21 +562,51 @@ func fragmentText(frag segment.Fragment) (string, error) {
 	return text, nil
 }
 
-// route picks the upstream for a destination's carrier: the first that
-// lists the carrier, else the first that lists none (serves any); nil when
-// no upstream serves it.
+// route picks the upstream for a destination's carrier among those that
+// list it, else among those that list none (serve any): the first of them,
+// unless it has had no bind up for Config.FailoverAfter, then the next
+// that has not (failover); when none has, the first (its messages wait
+// for it). nil when no upstream serves the carrier.
 func (g *Gateway) route(carrier string) *upstream {
-	var any *upstream
+	listed := false
 	for _, u := range g.ups {
-		if len(u.cfg.Carriers) == 0 {
-			if any == nil {
-				any = u
-			}
-			continue
-		}
 		if slices.Contains(u.cfg.Carriers, carrier) {
-			return u
+			listed = true
+			break
 		}
 	}
-	return any
+	var first *upstream
+	var now time.Time
+	for _, u := range g.ups {
+		if listed != slices.Contains(u.cfg.Carriers, carrier) || !listed && len(u.cfg.Carriers) > 0 {
+			continue
+		}
+		if first == nil {
+			first = u
+		}
+		if u.downSince.Load() == 0 {
+			return g.routedFrom(first, u)
+		}
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if !u.routedAroundAt(now) {
+			return g.routedFrom(first, u)
+		}
+	}
+	return first
+}
+
+// routedFrom returns to, the upstream route chose; when that is not
+// first, the message was routed around first: counted, and logged once
+// an outage.
+func (g *Gateway) routedFrom(first, to *upstream) *upstream {
+	if to != first {
+		g.metrics.failedOver.WithLabelValues(first.cfg.Name, to.cfg.Name).Inc()
+		if !first.routedAround.Swap(true) {
+			g.log.Warn("upstream down: new messages for its carriers go to the next upstream that serves them",
+				"upstream", first.cfg.Name, "to", to.cfg.Name, "failover_after", g.cfg.FailoverAfter.String())
+		}
+	}
+	return to
 }

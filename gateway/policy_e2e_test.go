@@ -270,7 +270,6 @@ func TestRouteByCarrier(t *testing.T) {
 	l := listen(t)
 	go func() { _ = other.Serve(l) }()
 	t.Cleanup(func() { _ = other.Close() })
-	var pol *policy.Policy
 	r := newRig(t, rigOpts{
 		sim:      smpp.SimOptions{DLRDelay: time.Millisecond},
 		upstream: func(u *gateway.UpstreamConfig) { u.Carriers = []string{"china_mobile"} },
@@ -279,20 +278,7 @@ func TestRouteByCarrier(t *testing.T) {
 			up.Name, up.Addr, up.Carriers = "other", l.Addr().String(), []string{"china_unicom"}
 			c.Upstreams = append(c.Upstreams, up)
 		},
-		rules: func(t testing.TB, db *bbolt.DB) gateway.Policy {
-			var err error
-			pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
-				Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1, National: true, OffNet: true, NoWhitelist: true},
-				Users:      []policy.NewUser{{Name: "甲", SystemID: "alice", Password: "secret1"}},
-			}}}); err != nil {
-				t.Fatal(err)
-			}
-			return gateway.Rules{P: pol}
-		},
+		rules: anyNumberRules,
 	})
 	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
 	if err != nil {
@@ -315,6 +301,23 @@ func TestRouteByCarrier(t *testing.T) {
 	if got := other.Received(); len(got) != 1 || got[0].Dest != "13012345678" {
 		t.Fatalf("China Unicom upstream got %+v", got)
 	}
+}
+
+// anyNumberRules is the real policy with one enterprise, E1, whose user
+// alice (secret1) may send to any number of any carrier: for tests of
+// what happens after the rules, such as routing by carrier.
+func anyNumberRules(t testing.TB, db *bbolt.DB) gateway.Policy {
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
+		Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1, National: true, OffNet: true, NoWhitelist: true},
+		Users:      []policy.NewUser{{Name: "甲", SystemID: "alice", Password: "secret1"}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	return gateway.Rules{P: pol}
 }
 
 // TestWhitelistApprovalOverSMPP: a bind submitting to a number the

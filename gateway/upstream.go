@@ -52,6 +52,12 @@ type upstream struct {
 	unreadable atomic.Bool
 	upMu       sync.Mutex
 	upSig      chan struct{} // closed when a bind comes up (waitUp)
+	// downSince is when the last bind went down (UnixNano; at start, when
+	// the upstream was made), 0 while one is up: route's failover.
+	downSince atomic.Int64
+	// routedAround is set once a message was routed around it in this
+	// outage (one log line when it begins, one when it ends).
+	routedAround atomic.Bool
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -98,6 +104,7 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 
 		obSessions: make(map[*smpp.Conn]time.Time),
 	}
+	u.downSince.Store(time.Now().UnixNano())
 	if cfg.TPS > 0 {
 		u.limiter = rate.NewLimiter(rate.Limit(cfg.TPS), max(1, int(cfg.TPS/10)))
 	}
@@ -112,13 +119,18 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 		u.clients = append(u.clients, u.newClient(kind, log, func(up bool) {
 			u.bound[i].Store(up)
 			if up {
-				u.up.Add(1)
+				if u.up.Add(1) == 1 {
+					u.downSince.Store(0)
+					if u.routedAround.Swap(false) {
+						g.log.Info("upstream back: new messages for its carriers go to it again", "upstream", cfg.Name)
+					}
+				}
 				u.upMu.Lock()
 				close(u.upSig)
 				u.upSig = make(chan struct{})
 				u.upMu.Unlock()
-			} else {
-				u.up.Add(-1)
+			} else if u.up.Add(-1) == 0 {
+				u.downSince.Store(time.Now().UnixNano())
 			}
 		}))
 	}
@@ -171,6 +183,18 @@ func (u *upstream) newClient(kind smpp.BindKind, log *slog.Logger, onState func(
 }
 
 func (u *upstream) upCount() int { return int(u.up.Load()) }
+
+// routedAroundAt reports whether, at now, u has had no bind up for
+// FailoverAfter, so that route passes it by (never in a cluster, where
+// a node holding none of its binds sends through the nodes that do).
+func (u *upstream) routedAroundAt(now time.Time) bool {
+	after := u.g.cfg.FailoverAfter
+	if after <= 0 || u.g.cfg.Cluster != nil {
+		return false
+	}
+	since := u.downSince.Load()
+	return since != 0 && now.Sub(time.Unix(0, since)) >= after
+}
 
 // rebindReceivers takes down the receivers, and the sessions of the
 // SMSC's outbinds, that bound before at, when a transmitter found at that

@@ -348,12 +348,22 @@ type DeliveryConfig struct {
 	// TenantShare is the most of all upstream windows one enterprise's
 	// segments may hold while others have segments due, in (0, 1].
 	TenantShare float64 `mapstructure:"tenant_share"`
+	// FailoverAfter is how long an upstream may have no bind up before
+	// new messages for its carriers go to the next upstream serving
+	// them; 0 turns failover off.
+	FailoverAfter time.Duration `mapstructure:"failover_after"`
 }
 
 type LogConfig struct {
 	Level  string `mapstructure:"level"`  // debug | info | warn | error
 	Format string `mapstructure:"format"` // auto | json | text (logFormat)
 }
+
+// defaultFailoverAfter is delivery.failover_after's default: long enough
+// that a bind dropped and bound again (within upstreams[].reconnect_max,
+// 2 s) sends nothing elsewhere, short enough that an SMSC outage does not
+// hold new messages for long.
+const defaultFailoverAfter = 30 * time.Second
 
 // defaultValues are the defaults of the file's scalar keys, the one place
 // they are written: the README's configuration table is tested against
@@ -418,6 +428,7 @@ func defaultValues() map[string]any {
 		"delivery.dlr_retry":                       gateway.DefaultDLRRetry,
 		"delivery.dlr_window":                      gateway.DefaultDLRWindow,
 		"delivery.tenant_share":                    gateway.DefaultTenantShare,
+		"delivery.failover_after":                  defaultFailoverAfter,
 		"policy.home_province":                     "广东省",
 		"policy.default_tps":                       200,
 		"policy.bcrypt_cost":                       10,
@@ -733,6 +744,9 @@ func (c *Config) Validate() error {
 	// Written so that NaN (YAML's .nan, or "nan" from the environment)
 	// fails too: every comparison with it is false, and the gateway then
 	// held each enterprise to one slot of the windows.
+	if c.Delivery.FailoverAfter < 0 {
+		errs = append(errs, fmt.Errorf("delivery.failover_after: %v is negative (0 turns failover off)", c.Delivery.FailoverAfter))
+	}
 	if !(c.Delivery.TenantShare > 0 && c.Delivery.TenantShare <= 1) {
 		errs = append(errs, fmt.Errorf("delivery.tenant_share: %v is not a fraction in (0,1]", c.Delivery.TenantShare))
 	}

@@ -321,6 +321,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		DLRRetry:       cfg.Delivery.DLRRetry,
 		DLRWindow:      cfg.Delivery.DLRWindow,
 		TenantShare:    cfg.Delivery.TenantShare,
+		FailoverAfter:  cfg.Delivery.FailoverAfter,
 		OptOutKeywords: cfg.OptOut.Keywords,
 		ESMEIdle:       cfg.SMPP.Idle,
 		Retention:      cfg.Store.Retention,
@@ -746,7 +747,12 @@ func (d *daemon) health(mux *http.ServeMux) {
 			b.WriteString("degraded:")
 			for _, u := range h.Upstreams {
 				if u.BindsUp < u.BindsConfigured {
-					fmt.Fprintf(&b, " upstream %s %d/%d binds up;", u.Name, u.BindsUp, u.BindsConfigured)
+					fmt.Fprintf(&b, " upstream %s %d/%d binds up", u.Name, u.BindsUp, u.BindsConfigured)
+					if u.RoutedAround {
+						// delivery.failover_after: its carriers go elsewhere.
+						b.WriteString(", routed around")
+					}
+					b.WriteString(";")
 				}
 				if u.ReceiversUp < u.ReceiversConfigured {
 					// Sending goes on; the receipts and replies wait at

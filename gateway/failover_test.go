@@ -1,0 +1,153 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestRouteFailover: two upstreams serve China Mobile, "primary" first.
+// While the primary has binds up, messages go to it. Once it has had no
+// bind up for FailoverAfter, new messages go to "backup" (counted in
+// qxtd_upstream_failovers_total, Health says it is routed around), and
+// their receipts come back; messages routed to the primary before that
+// stay with it and go once it is back; and once it is back, new
+// messages go to it again. Every message reaches one SMSC, once, and its
+// receipt the ESME. Before, the first upstream listing the carrier took
+// every message, and they waited for it whatever the second could do.
+func TestRouteFailover(t *testing.T) {
+	const after = 300 * time.Millisecond
+	newSim := func() *smpp.Simulator {
+		return smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: time.Millisecond, Record: true})
+	}
+	serve := func(s *smpp.Simulator, l net.Listener) {
+		go func() { _ = s.Serve(l) }()
+		t.Cleanup(func() { _ = s.Close() })
+	}
+	primary, backup := newSim(), newSim()
+	pl, bl := listen(t), listen(t)
+	serve(primary, pl)
+	serve(backup, bl)
+	r := newRig(t, rigOpts{
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Name, u.Addr, u.Carriers = "primary", pl.Addr().String(), []string{"china_mobile"}
+			u.ReconnectMax = 100 * time.Millisecond
+		},
+		gwcfg: func(c *gateway.Config) {
+			up := c.Upstreams[0]
+			up.Name, up.Addr = "backup", bl.Addr().String()
+			c.Upstreams = append(c.Upstreams, up)
+			c.FailoverAfter = after
+		},
+		rules: anyNumberRules,
+	})
+	health := func(name string) gateway.UpstreamHealth {
+		for _, u := range r.gw.Health().Upstreams {
+			if u.Name == name {
+				return u
+			}
+		}
+		t.Fatalf("no upstream %s in Health", name)
+		return gateway.UpstreamHealth{}
+	}
+	waitHealth := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %s after 15 s: %+v", what, r.gw.Health().Upstreams)
+			}
+			tm := time.NewTimer(10 * time.Millisecond) // polling Health, which has no event to wait on
+			<-tm.C
+		}
+	}
+	waitHealth("both upstreams bound", func() bool { return health("primary").BindsUp == 2 && health("backup").BindsUp == 2 })
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	sent := 0
+	send := func(dst string) string {
+		t.Helper()
+		id, err := alice.submit(ctx, submitSM("1069", dst, "failover "+dst))
+		if err != nil {
+			t.Fatalf("submit to %s: %v", dst, err)
+		}
+		sent++
+		return id
+	}
+	failovers := func() float64 {
+		return counters(t, r)["qxtd_upstream_failovers_total,to=backup,upstream=primary"]
+	}
+
+	// 1. Both up: the primary takes China Mobile.
+	send("13712340001")
+	alice.waitReceipts(t, sent, 10*time.Second)
+
+	// 2. The primary's SMSC goes away. Until FailoverAfter has passed the
+	// messages are still routed to it and wait; then they go to the backup.
+	_ = primary.Close()
+	waitHealth("primary down", func() bool { return health("primary").BindsUp == 0 })
+	waiting := []string{"13712340002", "13712340003"}
+	if health("primary").RoutedAround {
+		t.Fatalf("primary routed around at once, want after %v", after)
+	}
+	for _, d := range waiting {
+		send(d)
+	}
+	waitHealth("primary routed around", func() bool { return health("primary").RoutedAround })
+	before := failovers()
+	for i := range 5 {
+		send(fmt.Sprintf("1371234100%d", i))
+	}
+	if got := failovers() - before; got != 5 {
+		t.Errorf("qxtd_upstream_failovers_total{primary,backup} rose by %v, want 5", got)
+	}
+	alice.waitReceipts(t, sent-len(waiting), 10*time.Second)
+
+	// 3. The primary comes back on its address: what waited goes to it,
+	// and so do new messages.
+	again := newSim()
+	l, err := net.Listen("tcp", pl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(again, l)
+	waitHealth("primary back", func() bool { return health("primary").BindsUp > 0 && !health("primary").RoutedAround })
+	send("13712342000")
+	alice.waitReceipts(t, sent, 15*time.Second)
+
+	where := map[string][]string{}
+	for name, s := range map[string]*smpp.Simulator{"primary": primary, "backup": backup, "primary again": again} {
+		for _, m := range s.Received() {
+			where[m.Dest] = append(where[m.Dest], name)
+		}
+	}
+	want := map[string]string{"13712340001": "primary", "13712342000": "primary again"}
+	for _, d := range waiting {
+		want[d] = "primary again"
+	}
+	for i := range 5 {
+		want[fmt.Sprintf("1371234100%d", i)] = "backup"
+	}
+	for d, w := range want {
+		if got := where[d]; len(got) != 1 || got[0] != w {
+			t.Errorf("%s reached %v, want %s once", d, got, w)
+		}
+	}
+	if len(where) != len(want) {
+		t.Errorf("the SMSCs got %d numbers, want %d: %v", len(where), len(want), where)
+	}
+	for id, rc := range alice.receipts() {
+		if rc.State != smpp.StateDelivered {
+			t.Errorf("receipt of %s: %v, want DELIVRD", id, rc.State)
+		}
+	}
+}
