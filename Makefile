@@ -31,11 +31,13 @@ vet:
 # gofmt, go vet and staticcheck (pinned as a tool in go.mod: `go tool`
 # builds it from the module cache, nothing to install). The soaks (make
 # soak) are built only with their tag: vet them too, so that a change that
-# breaks one fails here, not on the next soak.
+# breaks one fails here, not on the next soak. So is the generator of the
+# upgrade test's stores (cmd/qxtd/upgradegen_test.go).
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck ./...
 	$(GO) vet -tags soak ./...
+	$(GO) vet -tags upgradegen ./cmd/qxtd/
 
 # node-smpp (npm smpp), the JavaScript ESME and SMSC of gateway's
 # TestInteropNodeSMPP tests, pinned in its package-lock.json: npm ci
