@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,7 +246,9 @@ func TestUpgradeFromOlderStore(t *testing.T) {
 //     then) are matched and forwarded to the ESME with the older build's
 //     message_id, as are the receipts of everything sent now;
 //   - query_sm answers every message_id of the older build, DELIVERED in
-//     the end; and a new message gets an id the older build did not give.
+//     the end; and a new message gets an id the older build did not give;
+//   - the billing export has every part, delivered, with the SMSC ids of
+//     before the upgrade, and the bill of that month answers.
 func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 	t.Helper()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
@@ -434,6 +438,47 @@ func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 		if n := metricSum(t, d, `qxtd_queue_segments{state="`+state+`"}`); n != 0 {
 			t.Errorf("qxtd_queue_segments{state=%q} %v after every receipt came", state, n)
 		}
+	}
+
+	// The billing export has every part sent before and after, delivered,
+	// with the SMSC's ids of then; the bill of that month answers.
+	shanghai := time.FixedZone("CST", 8*3600)
+	month := st.Written.In(shanghai).Format("2006-01")
+	code, body := postJSON(t, "GET", "http://"+d.httpAddr+"/admin/v1/export/dlr?from="+month+"-01&to=2100-01-01&enterprise=T1", "test-token", "")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if code != http.StatusOK || err != nil || len(rows) < 1 {
+		t.Fatalf("DLR export: %d %v: %s", code, err, body)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	exported := map[string][][]string{}
+	for _, r := range rows[1:] {
+		exported[r[col["id"]]] = append(exported[r[col["id"]]], r)
+	}
+	for _, m := range st.Messages {
+		if m.Kind == "split" { // exported under the id of the joined message
+			continue
+		}
+		rs := exported[m.IDs[0]]
+		var smsc []string
+		for _, r := range rs {
+			if r[col["state"]] != "delivered" || r[col["billed"]] != "true" {
+				t.Errorf("DLR export of %s message %s: %v", m.Kind, m.IDs[0], r)
+			}
+			smsc = append(smsc, r[col["smsc_id"]])
+		}
+		if len(rs) == 0 {
+			t.Errorf("DLR export: no row of %s message %s", m.Kind, m.IDs[0])
+		}
+		slices.Sort(smsc) // SMSCIDs are in the order they reached the SMSC
+		if m.Kind == "sent" && !slices.Equal(smsc, slices.Sorted(slices.Values(m.SMSCIDs))) {
+			t.Errorf("DLR export of message %s: SMSC ids %v, the SMSC gave %v", m.IDs[0], smsc, m.SMSCIDs)
+		}
+	}
+	if code, body := postJSON(t, "GET", "http://"+d.httpAddr+"/admin/v1/bill?month="+month+"&enterprise=T1", "test-token", ""); code != http.StatusOK {
+		t.Errorf("bill of %s: %d %s", month, code, body)
 	}
 
 	d.stop(t)
