@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +26,49 @@ func (n *Node) Members() []Member {
 	n.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// PublishUpstreamsUp publishes in this node's member key the upstreams of
+// which it has a sending bind up (UpstreamUp, on every node, reads them).
+// Nothing is written when they did not change.
+func (n *Node) PublishUpstreamsUp(names []string) error {
+	esc := make([]string, len(names))
+	for i, name := range names {
+		esc[i] = url.QueryEscape(name) // a name may hold a comma
+	}
+	v := strings.Join(slices.Sorted(slices.Values(esc)), ",")
+	n.publishMu.Lock()
+	defer n.publishMu.Unlock()
+	if n.self.ReportsUp && n.self.UpstreamsUp == v {
+		return nil
+	}
+	m := n.self
+	m.ReportsUp, m.UpstreamsUp = true, v
+	val, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := n.opCtx()
+	defer cancel()
+	if _, err := n.cli.Put(ctx, n.memberKey(n.cfg.NodeID), string(val), clientv3.WithLease(n.sess.Lease())); err != nil {
+		return fmt.Errorf("cluster: publish upstreams up: %w", err)
+	}
+	n.self = m
+	return nil
+}
+
+// UpstreamUp reports whether, in the node's view, some live member has a
+// sending bind of upstream up, or may have: a member that does not
+// publish them (an earlier release) counts as up.
+func (n *Node) UpstreamUp(upstream string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.members {
+		if !m.ReportsUp || slices.Contains(strings.Split(m.UpstreamsUp, ","), url.QueryEscape(upstream)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Peer is the live member with id, if any.

@@ -89,3 +89,44 @@ func TestShare(t *testing.T) {
 		t.Fatalf("Share with no members = %v, want 90", got)
 	}
 }
+
+// TestUpstreamUp: what each node publishes of its upstreams' binds is
+// seen by the others (UpstreamUp), names with a comma included; a member
+// that publishes nothing (an earlier release) counts as having every
+// upstream up; publishing the same again writes nothing new.
+func TestUpstreamUp(t *testing.T) {
+	t.Parallel()
+	et := clustertest.Start(t)
+	n1 := join(t, et, 1, 2*time.Second)
+	n2 := join(t, et, 2, 2*time.Second)
+	waitFor(t, 3*time.Second, "two members", func() bool { return sameIDs(n2.Members(), 1, 2) })
+	// Neither publishes yet: both count as having anything up.
+	if !n2.UpstreamUp("cmcc") {
+		t.Fatal("UpstreamUp(cmcc) false with members that publish nothing")
+	}
+	if err := n1.PublishUpstreamsUp([]string{"cmcc", "a,b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.PublishUpstreamsUp(nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{n1, n2} {
+		waitFor(t, 3*time.Second, "node 1's upstreams seen", func() bool {
+			return n.UpstreamUp("cmcc") && n.UpstreamUp("a,b") && !n.UpstreamUp("a") && !n.UpstreamUp("cucc")
+		})
+	}
+	sig, cancel := n2.Subscribe()
+	defer cancel()
+	if err := n1.PublishUpstreamsUp([]string{"a,b", "cmcc"}); err != nil { // the same, in another order
+		t.Fatal(err)
+	}
+	if err := n1.PublishUpstreamsUp(nil); err != nil {
+		t.Fatal(err)
+	}
+	closed(t, sig, 3*time.Second, "no signal after node 1's upstreams went down")
+	waitFor(t, 3*time.Second, "cmcc down everywhere", func() bool { return !n2.UpstreamUp("cmcc") })
+	m, _ := n2.Peer(1)
+	if !m.ReportsUp || m.UpstreamsUp != "" || m.Name != "node-1" {
+		t.Fatalf("node 1 as node 2 sees it: %+v", m)
+	}
+}

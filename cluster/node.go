@@ -103,6 +103,12 @@ type Member struct {
 	Name    string    `json:"name"`
 	PeerURL string    `json:"peer_url,omitempty"`
 	Started time.Time `json:"started"`
+	// UpstreamsUp names, query-escaped, comma-separated and sorted, the upstreams of
+	// which the node has a sending bind up; ReportsUp says it publishes
+	// them (a node of an earlier release does not: its binds are
+	// unknown). Routing's failover reads them (UpstreamUp).
+	UpstreamsUp string `json:"upstreams_up,omitempty"`
+	ReportsUp   bool   `json:"reports_up,omitempty"`
 }
 
 // Node is this process's membership in the cluster: an etcd client, a lease
@@ -130,6 +136,10 @@ type Node struct {
 	lost      chan struct{}
 	closed    atomic.Bool
 	once      sync.Once
+
+	// publishMu orders PublishUpstreamsUp's writes of the member key:
+	// the last one written is the last one asked for.
+	publishMu sync.Mutex
 
 	mu       sync.Mutex
 	members  map[uint16]Member

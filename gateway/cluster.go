@@ -34,6 +34,13 @@ type Cluster interface {
 	// whole cluster, and returns the new claim: less than used + need when
 	// the cluster has no more.
 	QuotaGrow(ctx context.Context, enterprise, month string, used, need, limit int64) (int64, error)
+	// PublishUpstreamsUp tells the other nodes the upstreams of which this
+	// node has a sending bind up (routing's failover: failover.go).
+	PublishUpstreamsUp(names []string) error
+	// UpstreamUp reports whether some node, this one included, has a
+	// sending bind of upstream up as far as this node knows, or may have
+	// (a node that publishes nothing counts as up).
+	UpstreamUp(upstream string) bool
 }
 
 // BindSlot is one of an upstream's binds held by this node.

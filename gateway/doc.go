@@ -95,6 +95,8 @@
 //	dispatch.go  due segments from the store to the upstreams
 //	handover.go  the bounded queue of what the store hands over at commit
 //	upstream.go  one carrier SMSC: binds, answers, receipts in
+//	failover.go  since when an upstream has had no bind up, here or (cluster
+//	             mode) on any node: route's failover to the next upstream
 //	pace.go      each bind's adaptive rate after throttling
 //	dlr.go       receipts out to the ESMEs
 //	convert.go   receipts whose SMSC id matches only in the other base

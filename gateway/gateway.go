@@ -159,7 +159,7 @@ type Config struct {
 	// new messages for its carriers go to the next upstream that serves
 	// them (route); 0 routes to the first whatever its state (messages
 	// wait for it). Messages routed before stay with their upstream.
-	// Ignored in a cluster, where a node sees only its own binds.
+	// In a cluster, no bind up on any node (failover.go).
 	FailoverAfter time.Duration
 	// OptOutKeywords are the replies that put their sender on the
 	// enterprise's opt-out list (policy.IsOptOut); nil:
@@ -292,6 +292,9 @@ type Gateway struct {
 	// moOwnersDown: the nodes (by id) that did not take the last reply
 	// part handed to them, logged once as they fail (mojoin.go).
 	moOwnersDown moFull
+	// upSig wakes watchUpstreams: an upstream's first bind came up or
+	// its last went down here (failover.go).
+	upSig chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -315,6 +318,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 		log:     log,
 		metrics: newMetrics(reg, store),
 		byName:  make(map[string]*upstream),
+		upSig:   make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -378,6 +382,9 @@ func (g *Gateway) Start() {
 	}
 	if g.relay != nil {
 		g.wg.Go(func() { g.relay.run(g.ctx) })
+	}
+	if g.cfg.Cluster != nil {
+		g.wg.Go(func() { g.watchUpstreams(g.ctx) })
 	}
 }
 

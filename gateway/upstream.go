@@ -58,6 +58,10 @@ type upstream struct {
 	// routedAround is set once a message was routed around it in this
 	// outage (one log line when it begins, one when it ends).
 	routedAround atomic.Bool
+	// nowhereSince is downSince for the whole cluster: since when no
+	// node has had a bind of it up (UnixNano), 0 while one has
+	// (failover.go keeps it; in cluster mode only).
+	nowhereSince atomic.Int64
 
 	lateMu sync.Mutex
 	late   map[pdu.Body]lateReq // requests that timed out, for late answers
@@ -121,6 +125,8 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 			if up {
 				if u.up.Add(1) == 1 {
 					u.downSince.Store(0)
+					u.nowhereSince.Store(0)
+					g.upChanged()
 					if u.routedAround.Swap(false) {
 						g.log.Info("upstream back: new messages for its carriers go to it again", "upstream", cfg.Name)
 					}
@@ -131,6 +137,7 @@ func newUpstream(g *Gateway, cfg UpstreamConfig) *upstream {
 				u.upMu.Unlock()
 			} else if u.up.Add(-1) == 0 {
 				u.downSince.Store(time.Now().UnixNano())
+				g.upChanged()
 			}
 		}))
 	}
@@ -185,14 +192,18 @@ func (u *upstream) newClient(kind smpp.BindKind, log *slog.Logger, onState func(
 func (u *upstream) upCount() int { return int(u.up.Load()) }
 
 // routedAroundAt reports whether, at now, u has had no bind up for
-// FailoverAfter, so that route passes it by (never in a cluster, where
-// a node holding none of its binds sends through the nodes that do).
+// FailoverAfter, so that route passes it by. In a cluster, no bind up on
+// any node: a node holding none of its binds sends through those that
+// do (failover.go).
 func (u *upstream) routedAroundAt(now time.Time) bool {
 	after := u.g.cfg.FailoverAfter
-	if after <= 0 || u.g.cfg.Cluster != nil {
+	if after <= 0 {
 		return false
 	}
 	since := u.downSince.Load()
+	if u.g.cfg.Cluster != nil {
+		since = u.nowhereSince.Load()
+	}
 	return since != 0 && now.Sub(time.Unix(0, since)) >= after
 }
 

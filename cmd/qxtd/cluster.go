@@ -87,6 +87,14 @@ func (c *clusterGateway) AcquireBind(ctx context.Context, upstream string, recei
 	return s, nil
 }
 
+func (c *clusterGateway) PublishUpstreamsUp(names []string) error {
+	return c.node.PublishUpstreamsUp(names)
+}
+
+func (c *clusterGateway) UpstreamUp(upstream string) bool {
+	return c.node.UpstreamUp(upstream)
+}
+
 func (c *clusterGateway) QuotaClaim(enterprise, month string) int64 {
 	return c.quota.Claim(enterprise, month)
 }

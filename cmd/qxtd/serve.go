@@ -731,6 +731,9 @@ func (d *daemon) health(mux *http.ServeMux) {
 				if u.ReceiversConfigured > 0 {
 					fmt.Fprintf(&b, ", %d of %d receivers", u.ReceiversUp, u.ReceiversConfigured)
 				}
+				if u.RoutedAround {
+					b.WriteString(", routed around") // no node has a bind of it up
+				}
 				b.WriteString(";")
 			}
 			_, _ = io.WriteString(w, strings.TrimSuffix(b.String(), ";")+"\n")

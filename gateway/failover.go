@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// Failover between upstreams serving a carrier (route, Config.FailoverAfter)
+// needs to know since when an upstream has had no bind up. On one node
+// that is its own binds (upstream.downSince). In a cluster a node may hold
+// none of an upstream's binds while others send for it (submitrelay.go),
+// so every node publishes the upstreams it has a bind of up
+// (Cluster.PublishUpstreamsUp) and reads the others' (Cluster.UpstreamUp):
+// an upstream is routed around once no node has had a bind of it up for
+// FailoverAfter (upstream.nowhereSince).
+
+// upChanged wakes watchUpstreams: an upstream's first bind came up here,
+// or its last went down. It never blocks.
+func (g *Gateway) upChanged() {
+	select {
+	case g.upSig <- struct{}{}:
+	default:
+	}
+}
+
+// watchUpstreams, in cluster mode, publishes this node's upstreams up and
+// keeps each upstream's nowhereSince, at every change here or of the
+// members, until ctx ends. A publication that fails is tried again a
+// second later.
+func (g *Gateway) watchUpstreams(ctx context.Context) {
+	cl := g.cfg.Cluster
+	var retry <-chan time.Time
+	for {
+		changed := cl.Changed()
+		var up []string
+		now := time.Now().UnixNano()
+		for _, u := range g.ups {
+			here := u.upCount() > 0
+			if here {
+				up = append(up, u.cfg.Name)
+			}
+			if here || cl.UpstreamUp(u.cfg.Name) {
+				u.nowhereSince.Store(0)
+			} else {
+				u.nowhereSince.CompareAndSwap(0, now)
+			}
+		}
+		retry = nil
+		if err := cl.PublishUpstreamsUp(up); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			g.log.Warn("cluster: could not publish this node's upstreams up; retrying", "err", err)
+			retry = time.After(time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-g.upSig:
+		case <-retry:
+		}
+	}
+}
