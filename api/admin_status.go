@@ -152,6 +152,10 @@ type UpstreamStatus struct {
 	ReceiversUp         int    `json:"receivers_up"`
 	ReceiversConfigured int    `json:"receivers_configured"`
 	OutbindSessions     int    `json:"outbind_sessions"`
+	// RoutedAround: no bind of it up (in a cluster: on any node) for
+	// delivery.failover_after, so new messages for its carriers go to
+	// the next upstream serving them.
+	RoutedAround bool `json:"routed_around"`
 }
 
 // FailingWebhook is an enterprise whose receipt (or reply) endpoint
@@ -192,7 +196,8 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) 
 		out.StoreWritable = h.StoreWritable
 		for _, u := range h.Upstreams {
 			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured,
-				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured, OutbindSessions: u.OutbindSessions})
+				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured, OutbindSessions: u.OutbindSessions,
+				RoutedAround: u.RoutedAround})
 		}
 		for _, rc := range g.Refusals() {
 			out.Refusals = append(out.Refusals, RefusalStatus{Reason: rc.Reason, Count: rc.Count})

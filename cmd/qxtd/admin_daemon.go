@@ -81,6 +81,9 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				if u.OutbindSessions > 0 {
 					fmt.Fprintf(w, ", %d outbind sessions", u.OutbindSessions)
 				}
+				if u.RoutedAround {
+					fmt.Fprint(w, ", routed around (its carriers go to the next upstream)")
+				}
 				fmt.Fprintln(w)
 			}
 			for _, s := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled", "waiting"} {

@@ -101,6 +101,13 @@ func TestClusterFailover(t *testing.T) {
 	send("137200%d%%04d", "primary again")
 	waitCond(t, 20*time.Second, "both nodes routing around sim", func() bool { return routedAround(n1) && routedAround(n2) })
 	held := ids[waiting:]
+	// The admin status says so too, on the node without sim's bind as well.
+	for _, p := range nodes {
+		code, body := postJSON(t, http.MethodGet, "http://"+p.httpAddr+"/admin/v1/status", "test-token", "")
+		if code != http.StatusOK || !strings.Contains(body, `"name":"sim","binds_up":0,"binds_configured":1,"receivers_up":0,"receivers_configured":0,"outbind_sessions":0,"routed_around":true`) {
+			t.Errorf("admin status: %d %s, want sim routed around", code, body)
+		}
+	}
 	send("137300%d%%04d", "backup")
 	sink.waitAll(t, ids[waiting+len(held):], 30*time.Second)
 
