@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -13,6 +14,28 @@ import (
 // (Cluster.PublishUpstreamsUp) and reads the others' (Cluster.UpstreamUp):
 // an upstream is routed around once no node has had a bind of it up for
 // FailoverAfter (upstream.nowhereSince).
+
+// markFailovers sets each upstream's hasFailover: another upstream is a
+// candidate for one of its carriers (both list it, or both list none), so
+// that route can pass it by. One with none is never said to be routed
+// around: its messages wait for it whatever happens.
+func markFailovers(ups []*upstream) {
+	for _, u := range ups {
+		for _, v := range ups {
+			if v == u {
+				continue
+			}
+			both := len(u.cfg.Carriers) == 0 && len(v.cfg.Carriers) == 0
+			for _, c := range u.cfg.Carriers {
+				both = both || slices.Contains(v.cfg.Carriers, c)
+			}
+			if both {
+				u.hasFailover = true
+				break
+			}
+		}
+	}
+}
 
 // upChanged wakes watchUpstreams: an upstream's first bind came up here,
 // or its last went down. It never blocks.

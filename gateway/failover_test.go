@@ -151,3 +151,32 @@ func TestRouteFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteFailoverNeedsAnother: an upstream no other upstream could
+// stand in for (here the only one) is never said to be routed around,
+// however long it is down: its messages wait for it, and /readyz and the
+// admin status do not claim they go elsewhere.
+func TestRouteFailoverNeedsAnother(t *testing.T) {
+	r := newRig(t, rigOpts{gwcfg: func(c *gateway.Config) { c.FailoverAfter = time.Millisecond }})
+	deadline := time.Now().Add(15 * time.Second)
+	for r.gw.Health().Upstreams[0].BindsUp < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("binds not up")
+		}
+		tm := time.NewTimer(10 * time.Millisecond) // polling Health
+		<-tm.C
+	}
+	_ = r.sim.Close()
+	for r.gw.Health().Upstreams[0].BindsUp > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("binds not down")
+		}
+		tm := time.NewTimer(10 * time.Millisecond) // polling Health
+		<-tm.C
+	}
+	tm := time.NewTimer(20 * time.Millisecond) // FailoverAfter many times over
+	<-tm.C
+	if h := r.gw.Health().Upstreams[0]; h.RoutedAround {
+		t.Fatalf("the only upstream routed around: %+v", h)
+	}
+}

@@ -331,6 +331,7 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 		g.ups = append(g.ups, u)
 		g.byName[uc.Name] = u
 	}
+	markFailovers(g.ups)
 	g.metrics.upstreamsUp(g.ups, store)
 	g.disp = newDispatcher(g)
 	for _, u := range g.ups {

@@ -58,6 +58,9 @@ type upstream struct {
 	// routedAround is set once a message was routed around it in this
 	// outage (one log line when it begins, one when it ends).
 	routedAround atomic.Bool
+	// hasFailover: another upstream serves one of its carriers
+	// (markFailovers); without one it is never routed around.
+	hasFailover bool
 	// nowhereSince is downSince for the whole cluster: since when no
 	// node has had a bind of it up (UnixNano), 0 while one has
 	// (failover.go keeps it; in cluster mode only).
@@ -197,7 +200,7 @@ func (u *upstream) upCount() int { return int(u.up.Load()) }
 // do (failover.go).
 func (u *upstream) routedAroundAt(now time.Time) bool {
 	after := u.g.cfg.FailoverAfter
-	if after <= 0 {
+	if after <= 0 || !u.hasFailover {
 		return false
 	}
 	since := u.downSince.Load()
