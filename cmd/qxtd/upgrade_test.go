@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -80,38 +79,11 @@ const upgradeSignature = "【测试】"
 // messages, not their expiry.
 func writeUpgradeConfig(t *testing.T, dir, simAddr string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`smpp: { listen: 127.0.0.1:0, reassembly_timeout: 87600h }
-http: { listen: 127.0.0.1:0, admin_token: test-token }
-store: { path: %s, retention: 0s }
-simulator: { enabled: false }
-upstreams:
-  - name: sim
-    addr: %s
-    system_id: up
-    password: uppw
-    binds: 2
-    window: 50
-    resp_timeout: 2s
-delivery: { validity: 87600h, retry_min: 100ms, retry_max: 1s, dlr_retry: 500ms }
-policy: { bcrypt_cost: 4 }
-enterprises:
-  - code: T1
-    signature: "%s"
-    package: 12
-    national: true
-    offnet: true
-    no_whitelist: true
-    tps: 100000
-accounts:
-  - system_id: esme
-    password: secret1
-    enterprise: T1
-`, filepath.Join(dir, "qxtd.db"), simAddr, upgradeSignature)
-	path := filepath.Join(dir, "qxtd.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	cfg := writeConfig(t, dir, simAddr, "")
+	replaceInConfig(t, cfg, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, reassembly_timeout: 87600h }")
+	replaceInConfig(t, cfg, "store: { path: ", "store: { retention: 0s, path: ")
+	replaceInConfig(t, cfg, "delivery: { ", "delivery: { validity: 87600h, ")
+	return cfg
 }
 
 // submitUpg submits text to dst with a receipt requested: in
