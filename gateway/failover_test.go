@@ -110,6 +110,9 @@ func TestRouteFailover(t *testing.T) {
 	if got := failovers() - before; got != 5 {
 		t.Errorf("qxtd_upstream_failovers_total{primary,backup} rose by %v, want 5", got)
 	}
+	if g := counters(t, r); g["qxtd_upstream_routed_around,upstream=primary"] != 1 || g["qxtd_upstream_routed_around,upstream=backup"] != 0 {
+		t.Errorf("qxtd_upstream_routed_around: primary %v, backup %v; want 1, 0", g["qxtd_upstream_routed_around,upstream=primary"], g["qxtd_upstream_routed_around,upstream=backup"])
+	}
 	alice.waitReceipts(t, sent-len(waiting), 10*time.Second)
 
 	// 3. The primary comes back on its address: what waited goes to it,
@@ -123,6 +126,9 @@ func TestRouteFailover(t *testing.T) {
 	waitHealth("primary back", func() bool { return health("primary").BindsUp > 0 && !health("primary").RoutedAround })
 	send("13712342000")
 	alice.waitReceipts(t, sent, 15*time.Second)
+	if g := counters(t, r)["qxtd_upstream_routed_around,upstream=primary"]; g != 0 {
+		t.Errorf("qxtd_upstream_routed_around{primary} %v once it is back, want 0", g)
+	}
 
 	where := map[string][]string{}
 	for name, s := range map[string]*smpp.Simulator{"primary": primary, "backup": backup, "primary again": again} {

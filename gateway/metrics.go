@@ -265,6 +265,15 @@ func (m *Metrics) upstreamsUp(ups []*upstream, store *queue.Store) {
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(len(u.clients)) })
 		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qxtd_upstream_routed_around", Help: "1 while new messages for the upstream's carriers go to the next upstream serving them: no bind of it up (in a cluster: on any node) for delivery.failover_after; 0 otherwise, and always for one no other upstream could stand in for.",
+			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
+		}, func() float64 {
+			if u.routedAroundAt(time.Now()) {
+				return 1
+			}
+			return 0
+		})
+		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qxtd_upstream_receivers_up", Help: "Upstream receiver binds up now (upstreams[].bind_mode transmitter_receiver).",
 			ConstLabels: prometheus.Labels{"upstream": u.cfg.Name},
 		}, func() float64 { return float64(u.rxUp.Load()) })
