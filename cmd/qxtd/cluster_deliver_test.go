@@ -3,19 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/fiorix/go-smpp/smpp/pdu"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -55,47 +50,6 @@ func dialKind(t *testing.T, addr, systemID, password string, kind smpp.BindKind,
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// moSink records the replies (deliver_sm that are no receipt) an ESME gets.
-type moSink struct {
-	mu   sync.Mutex
-	got  []string // source → dest: text
-	wake chan struct{}
-}
-
-func (s *moSink) handler() smpp.Handler {
-	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		if _, err := smpp.ParseReceipt(p); errors.Is(err, smpp.ErrNotReceipt) {
-			s.mu.Lock()
-			s.got = append(s.got, smpp.Str(p, pdufield.SourceAddr)+" → "+smpp.Str(p, pdufield.DestinationAddr)+": "+string(smpp.Bytes(p, pdufield.ShortMessage)))
-			s.mu.Unlock()
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-		}
-		return pdu.NewDeliverSMResp()
-	})
-}
-
-func (s *moSink) wait(t *testing.T, n int, d time.Duration) []string {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		got := append([]string(nil), s.got...)
-		s.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		select {
-		case <-s.wake:
-		case <-deadline.C:
-			t.Fatalf("after %v: %d replies, want %d: %q", d, len(got), n, got)
-		}
-	}
 }
 
 // metricSum is the sum of the samples of p's /metrics whose line starts with
@@ -185,7 +139,8 @@ func TestClusterDeliverAcrossNodes(t *testing.T) {
 			t.Fatal("no node stored the reply")
 		}
 		other := nodes[at.id%len(nodes)]
-		sink := &moSink{wake: make(chan struct{}, 1)}
+		sink := newReplySink()
+		sink.dests = true
 		dialKind(t, other.proc.smppAddr, "esme4", "secret4", smpp.BindReceiver, sink.handler())
 		got := sink.wait(t, 1, 10*time.Second)
 		if got[0] != "13800000001 → 1065904: first" {

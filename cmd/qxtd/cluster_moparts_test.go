@@ -23,9 +23,10 @@ import (
 // replySink records the replies an ESME gets, their text decoded (UCS-2
 // or not), and wakes a waiter at each.
 type replySink struct {
-	mu   sync.Mutex
-	got  []string // source: text
-	wake chan struct{}
+	mu    sync.Mutex
+	got   []string // source: text (with dests, source → destination: text)
+	wake  chan struct{}
+	dests bool
 }
 
 func newReplySink() *replySink { return &replySink{wake: make(chan struct{}, 1)} }
@@ -44,8 +45,12 @@ func (s *replySink) handler() smpp.Handler {
 			}
 			text = string(utf16.Decode(u))
 		}
+		line := smpp.Str(p, pdufield.SourceAddr) + ": " + text
+		if s.dests {
+			line = smpp.Str(p, pdufield.SourceAddr) + " → " + smpp.Str(p, pdufield.DestinationAddr) + ": " + text
+		}
 		s.mu.Lock()
-		s.got = append(s.got, smpp.Str(p, pdufield.SourceAddr)+": "+text)
+		s.got = append(s.got, line)
 		s.mu.Unlock()
 		select {
 		case s.wake <- struct{}{}:
