@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,10 +20,7 @@ import (
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
-	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -500,7 +496,7 @@ func (b *bmSoak) warmUp(t *testing.T, e *chaosESME) {
 		b.mu.Lock()
 		b.replies[k] = r
 		b.mu.Unlock()
-		r.acked = b.inject(ctx, r, func() error { return b.sim.InjectMO(k.from, k.to, k.text) })
+		r.acked = injectReply(ctx, &b.mu, &b.x.net, r, func() error { return b.sim.InjectMO(k.from, k.to, k.text) }, nil)
 		keys = append(keys, k)
 	}
 	waitCond(t, 20*time.Second, "the warm-up's receipts and replies", func() bool {
@@ -523,16 +519,10 @@ func (b *bmSoak) warmUp(t *testing.T, e *chaosESME) {
 // replyHandler is rx1's: the replies, when they came.
 func (b *bmSoak) replyHandler() smpp.Handler {
 	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		if _, err := smpp.ParseReceipt(p); err == nil {
-			b.x.conflict("rx1 got a receipt")
+		k, ok := replyOf(b.x, p)
+		if !ok {
 			return pdu.NewDeliverSMResp()
 		}
-		text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
-			smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
-		if err != nil {
-			b.x.conflict("rx1: undecodable reply: %v", err)
-		}
-		k := moKey{smpp.Str(p, pdufield.SourceAddr), smpp.Str(p, pdufield.DestinationAddr), text}
 		b.mu.Lock()
 		b.rx[k] = append(b.rx[k], time.Now())
 		b.mu.Unlock()
@@ -575,41 +565,12 @@ func (b *bmSoak) replyLoop(ctx, drainCtx context.Context, rng *rand.Rand) {
 			defer func() { <-slots }()
 			sendCtx, cancel := context.WithTimeout(drainCtx, time.Minute)
 			defer cancel()
-			ok := b.inject(sendCtx, r, func() error { return b.sim.InjectMO(from, to, text) })
+			ok := injectReply(sendCtx, &b.mu, &b.x.net, r, func() error { return b.sim.InjectMO(from, to, text) }, nil)
 			b.mu.Lock()
 			r.acked = ok
 			b.mu.Unlock()
 		})
 	}
-}
-
-// inject sends a reply until it is answered OK, noting the tries whose
-// answer never came (the reply may be stored all the same).
-func (b *bmSoak) inject(ctx context.Context, r *twReply, send func() error) bool {
-	for ctx.Err() == nil {
-		began := time.Now()
-		err := send()
-		if errors.Is(err, smpp.ErrNoReceiver) {
-			b.x.net.after(ctx, 0) // none bound: nothing sent
-			continue
-		}
-		b.mu.Lock()
-		r.tries++
-		switch {
-		case err == nil:
-		case smppStatus(err) != 0:
-			r.refused++
-		default:
-			r.cut++
-			r.cutAt = append(r.cutAt, span{began, time.Now()})
-		}
-		b.mu.Unlock()
-		if err == nil {
-			return true
-		}
-		b.x.net.after(ctx, 0)
-	}
-	return false
 }
 
 // outbinder is the SMSC's side of outbind: whenever it has no session

@@ -364,34 +364,60 @@ func (tw *twFaults) phases(ctx context.Context, rng *rand.Rand, until time.Durat
 	}
 }
 
-// inject sends one deliver_sm until the daemon answers it OK, as an
-// SMSC does, noting each try that may have been stored unanswered.
+// inject sends one deliver_sm until the daemon answers it OK (injectReply).
 func (tw *twFaults) inject(ctx context.Context, r *twReply, send func() error) bool {
+	return injectReply(ctx, &tw.mu, &tw.x.net, r, send, func(st pdu.Status) { tw.refusals[st.Error()]++ })
+}
+
+// injectReply sends a reply (send: one deliver_sm) until the daemon
+// answers it OK, as an SMSC does, noting in r under mu each try whose
+// answer never came (cut: it may be stored all the same) or was an error
+// (refused, also under mu, if not nil). It waits for a daemon while none
+// is up or no receiver is bound; false when ctx ended first.
+func injectReply(ctx context.Context, mu *sync.Mutex, n *chaosNet, r *twReply, send func() error, refused func(pdu.Status)) bool {
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := send()
 		if errors.Is(err, smpp.ErrNoReceiver) {
-			tw.x.net.after(ctx, 0) // no bind: nothing sent
+			n.after(ctx, 0) // no bind: nothing sent
 			continue
 		}
-		tw.mu.Lock()
+		mu.Lock()
 		r.tries++
-		switch {
+		switch st := smppStatus(err); {
 		case err == nil:
-		case smppStatus(err) != 0:
+		case st != 0:
 			r.refused++
-			tw.refusals[smppStatus(err).Error()]++
+			if refused != nil {
+				refused(st)
+			}
 		default:
 			r.cut++
 			r.cutAt = append(r.cutAt, span{began, time.Now()})
 		}
-		tw.mu.Unlock()
+		mu.Unlock()
 		if err == nil {
 			return true
 		}
-		tw.x.net.after(ctx, 0)
+		n.after(ctx, 0)
 	}
 	return false
+}
+
+// replyOf is the reply a deliver_sm to rx1 carries, keyed by source,
+// destination and text; false (a conflict noted in x) for a receipt,
+// which rx1 never asked for.
+func replyOf(x *chaos, p pdu.Body) (moKey, bool) {
+	if _, err := smpp.ParseReceipt(p); err == nil {
+		x.conflict("rx1 got a receipt")
+		return moKey{}, false
+	}
+	text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
+		smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
+	if err != nil {
+		x.conflict("rx1: undecodable reply: %v", err)
+	}
+	return moKey{smpp.Str(p, pdufield.SourceAddr), smpp.Str(p, pdufield.DestinationAddr), text}, true
 }
 
 // replyLoop injects a reply about every 200 ms: one in six long (2–3
@@ -538,14 +564,9 @@ func (tw *twFaults) receiptHandler() smpp.Handler {
 // answered 0.2–0.7 s late.
 func (tw *twFaults) replyHandler() smpp.Handler {
 	return smpp.HandlerFunc(func(ctx context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		if _, err := smpp.ParseReceipt(p); err == nil {
-			tw.x.conflict("rx1 got a receipt")
+		k, ok := replyOf(tw.x, p)
+		if !ok {
 			return pdu.NewDeliverSMResp()
-		}
-		text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass),
-			smpp.Bytes(p, pdufield.ShortMessage), smpp.TLV(p, pdutlv.TagMessagePayload), false)
-		if err != nil {
-			tw.x.conflict("rx1: undecodable reply: %v", err)
 		}
 		arrived := time.Now()
 		tw.mu.Lock()
@@ -561,7 +582,6 @@ func (tw *twFaults) replyHandler() smpp.Handler {
 				return nil // the bind went: no answer
 			}
 		}
-		k := moKey{smpp.Str(p, pdufield.SourceAddr), smpp.Str(p, pdufield.DestinationAddr), text}
 		tw.mu.Lock()
 		tw.rx[k] = append(tw.rx[k], arrived)
 		tw.mu.Unlock()
