@@ -25,7 +25,11 @@ type dispatcher struct {
 	inflight map[queue.Key]flight
 	perEnt   map[string]int // parts in flight per enterprise
 	perUp    map[string]int // parts in flight per upstream (qxtd_upstream_window_in_use)
-	free     chan struct{}  // signalled when a job finishes
+	// full names the upstreams a scan passed due parts by for want of
+	// room (upRoom): the next part of one to finish makes a scan due, so
+	// those parts go as soon as there is room for them.
+	full map[string]bool
+	free chan struct{} // signalled when a job finishes
 	// hand receives the parts the store hands over at the commit that
 	// stored them (offer); handed holds them, oldest first, until they
 	// go out without being read back. rescan says the store may hold due
@@ -81,6 +85,7 @@ func newDispatcher(g *Gateway) *dispatcher {
 		inflight:  make(map[queue.Key]flight),
 		perEnt:    make(map[string]int),
 		perUp:     make(map[string]int),
+		full:      make(map[string]bool),
 		free:      make(chan struct{}, 1),
 		hand:      newHandOver[queue.Job](dueHandedMax(capacity)),
 		urgent:    newHandOver[queue.Job](dueHandedMax(capacity)),
@@ -148,8 +153,8 @@ func (d *dispatcher) takeUrgent(room int) []queue.Job {
 	kept := d.urgents[:0]
 	for _, h := range d.urgents {
 		switch {
-		case d.seen(h) || d.skip(h.v.Key):
-		case len(out) == room || d.laneRoom(h.v.Msg.Enterprise) <= 0:
+		case d.seen(h) || d.skip(h.v.Key) || d.unsendable(h.v):
+		case len(out) == room || d.laneRoom(h.v.Msg.Enterprise) <= 0 || d.upRoom(h.v.Msg.Upstream) <= 0:
 			kept = append(kept, h)
 		default:
 			d.takeInLane(h.v)
@@ -177,10 +182,10 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 			kept = append(kept, d.handed[i:]...)
 			break
 		}
-		if d.seen(h) || d.skip(h.v.Key) {
+		if d.seen(h) || d.skip(h.v.Key) || d.unsendable(h.v) {
 			continue
 		}
-		if share(h.v.Msg.Enterprise) <= 0 {
+		if share(h.v.Msg.Enterprise) <= 0 || d.upRoom(h.v.Msg.Upstream) <= 0 {
 			kept = append(kept, h)
 			continue
 		}
@@ -192,20 +197,50 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 	if len(out) == room || len(d.handed) == 0 {
 		return out
 	}
-	n := 0
-	for _, h := range d.handed {
+	kept = d.handed[:0] // their upstream's windows full, in order
+	for i, h := range d.handed {
 		if len(out) == room {
+			kept = append(kept, d.handed[i:]...)
 			break
 		}
-		n++
-		if d.seen(h) || d.skip(h.v.Key) {
+		if d.seen(h) || d.skip(h.v.Key) || d.unsendable(h.v) {
+			continue
+		}
+		if d.upRoom(h.v.Msg.Upstream) <= 0 {
+			kept = append(kept, h)
 			continue
 		}
 		d.take(h.v)
 		out = append(out, h.v)
 	}
-	d.handed = slices.Delete(d.handed, 0, n)
+	clear(d.handed[len(kept):])
+	d.handed = kept
 	return out
+}
+
+// upRoom is how many more parts of the upstream named up may go in
+// flight: its workers less those it has, so that handing it a part never
+// blocks (dispatcher.send) and one upstream's backlog never takes the
+// slots of the others; none while it cannot send (upstream.unavailable).
+// An upstream no longer configured has room: send fails its parts.
+// d.mu held.
+func (d *dispatcher) upRoom(up string) int {
+	u := d.g.byName[up]
+	switch {
+	case u == nil:
+		return d.capacity
+	case u.unavailable():
+		return 0
+	}
+	return u.workers() - d.perUp[up]
+}
+
+// unsendable reports whether j's upstream cannot send now: a part handed
+// over for it is left in the store, where a scan finds it once the
+// upstream is back (upChanged kicks one).
+func (d *dispatcher) unsendable(j queue.Job) bool {
+	u := d.g.byName[j.Msg.Upstream]
+	return u != nil && u.unavailable()
 }
 
 // seen reports whether the latest scan saw a handed-over part: the scan's
@@ -248,6 +283,10 @@ func (d *dispatcher) done(k queue.Key) {
 		}
 		if d.perUp[f.upstream]--; d.perUp[f.upstream] <= 0 {
 			delete(d.perUp, f.upstream)
+		}
+		if d.full[f.upstream] {
+			delete(d.full, f.upstream)
+			d.rescan = true
 		}
 	}
 	d.mu.Unlock()
@@ -371,9 +410,15 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	// worthwhile share of the windows is free (or all of them): each
 	// scan skips the whole in-flight set.
 	now := time.Now()
-	found, at, err := d.g.store.DueSharedAt(now, room, d.laneRoom, share, d.skip)
+	res, err := d.g.store.DueFor(now, queue.DueQuery{Limit: room, Priority: d.laneRoom, Share: share, Skip: d.skip, Room: d.upRoom})
 	if err != nil {
 		return nil, err
+	}
+	found, at := res.Jobs, res.At
+	for up := range res.PassedBy {
+		if u := d.g.byName[up]; u != nil && !u.unavailable() {
+			d.full[up] = true
+		}
 	}
 	d.lastScan, d.scanned, d.dueUntil = time.Now(), at, now
 	// Short of room: every due part was taken or is in flight. Full:

@@ -12,6 +12,8 @@ import (
 // enterprise while others wait, and no scan pending.
 func testDispatcher(capacity, entMax int) *dispatcher {
 	return &dispatcher{
+		g:    &Gateway{byName: map[string]*upstream{}},
+		full: make(map[string]bool),
 		wake: make(chan struct{}, 1), free: make(chan struct{}, 1),
 		capacity: capacity, entMax: entMax, hand: newHandOver[queue.Job](dueHandedMax(capacity)),
 		urgent: newHandOver[queue.Job](dueHandedMax(capacity)), perUrgent: make(map[string]int),
@@ -172,4 +174,37 @@ func jobsOf(hs []handed[queue.Job]) []queue.Job {
 		out = append(out, h.v)
 	}
 	return out
+}
+
+// The parts the store handed over go to an upstream only as far as it has
+// workers for them: the rest wait, in order, and go as its parts end; and
+// none to an upstream with no bind up: they stay in the store (where a
+// scan finds them once it is back) rather than hold the dispatcher up.
+func TestDispatcherHandOverUpstreamRoom(t *testing.T) {
+	d := testDispatcher(16, 16)
+	for _, name := range []string{"a", "down"} {
+		d.g.byName[name] = &upstream{g: d.g, cfg: UpstreamConfig{Name: name, Binds: 1, Window: 2}}
+	}
+	d.g.byName["a"].up.Store(1)
+	on := func(id uint64, up string) queue.Job {
+		j := job(id, "e")
+		j.Msg.Upstream = up
+		return j
+	}
+	d.offer([]queue.Job{on(1, "a"), on(2, "down"), on(3, "a"), on(4, "a"), on(5, "gone")}, 1)
+	d.pull()
+	got := d.takeHanded(16, func(string) int { return 16 })
+	if !slices.Equal(ids(got), []uint64{1, 3, 5}) {
+		t.Fatalf("taken %v, want [1 3 5]: a's two workers, none for down, the unconfigured one to be failed", ids(got))
+	}
+	if len(d.handed) != 1 || d.handed[0].v.Key.ID != 4 {
+		t.Fatalf("waiting: %v, want a's third", ids(jobsOf(d.handed)))
+	}
+	d.done(queue.Key{ID: 1})
+	if got := d.takeHanded(16, func(string) int { return 16 }); !slices.Equal(ids(got), []uint64{4}) {
+		t.Fatalf("after one of a's ended: taken %v, want [4]", ids(got))
+	}
+	if d.perUp["down"] != 0 {
+		t.Errorf("in flight to down: %d", d.perUp["down"])
+	}
 }

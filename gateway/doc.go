@@ -31,8 +31,11 @@
 //     store, at most the upstreams' windows (and their RecordingSlots:
 //     answered, waiting for the outcome's commit) in flight, one
 //     enterprise at most Config.TenantShare of the windows while others
-//     have segments due
-//     (queue.Store.DueShared); it pauses while the store cannot write.
+//     have segments due, one upstream at most its own workers, and none
+//     to an upstream with no bind up (queue.Store.DueFor: its segments
+//     wait in the store, passed by with one seek, so one carrier's
+//     outage or slow SMSC holds up no other's); it pauses while the
+//     store cannot write.
 //     New segments due at once come to it from the commit that stored
 //     them (queue.Store.SetDueCallback, a bounded queue: handover.go);
 //     it scans the store only when that may hold more (at the start,

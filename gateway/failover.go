@@ -37,9 +37,13 @@ func markFailovers(ups []*upstream) {
 	}
 }
 
-// upChanged wakes watchUpstreams: an upstream's first bind came up here,
-// or its last went down. It never blocks.
+// upChanged wakes watchUpstreams and the dispatcher: an upstream's first
+// bind came up here, or its last went down. The dispatcher hands an
+// upstream with no bind up nothing (dispatcher.upRoom), so the parts
+// left in the store for it are scanned for once it is back. It never
+// blocks.
 func (g *Gateway) upChanged() {
+	g.disp.kick()
 	select {
 	case g.upSig <- struct{}{}:
 	default:
@@ -63,7 +67,9 @@ func (g *Gateway) watchUpstreams(ctx context.Context) {
 				up = append(up, u.cfg.Name)
 			}
 			if here || cl.UpstreamUp(u.cfg.Name) {
-				u.nowhereSince.Store(0)
+				if u.nowhereSince.Swap(0) != 0 {
+					g.disp.kick() // its parts left in the store can go (dispatcher.upRoom)
+				}
 			} else {
 				u.nowhereSince.CompareAndSwap(0, now)
 			}

@@ -22,13 +22,8 @@ import (
 // every message, and they waited for it whatever the second could do.
 func TestRouteFailover(t *testing.T) {
 	const after = 300 * time.Millisecond
-	newSim := func() *smpp.Simulator {
-		return smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: time.Millisecond, Record: true})
-	}
-	serve := func(s *smpp.Simulator, l net.Listener) {
-		go func() { _ = s.Serve(l) }()
-		t.Cleanup(func() { _ = s.Close() })
-	}
+	newSim := func() *smpp.Simulator { return upSim(smpp.Faults{}) }
+	serve := func(s *smpp.Simulator, l net.Listener) { serveSim(t, s, l) }
 	primary, backup := newSim(), newSim()
 	pl, bl := listen(t), listen(t)
 	serve(primary, pl)
@@ -46,26 +41,8 @@ func TestRouteFailover(t *testing.T) {
 		},
 		rules: anyNumberRules,
 	})
-	health := func(name string) gateway.UpstreamHealth {
-		for _, u := range r.gw.Health().Upstreams {
-			if u.Name == name {
-				return u
-			}
-		}
-		t.Fatalf("no upstream %s in Health", name)
-		return gateway.UpstreamHealth{}
-	}
-	waitHealth := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("not %s after 15 s: %+v", what, r.gw.Health().Upstreams)
-			}
-			tm := time.NewTimer(10 * time.Millisecond) // polling Health, which has no event to wait on
-			<-tm.C
-		}
-	}
+	health := func(name string) gateway.UpstreamHealth { return upHealth(t, r, name) }
+	waitHealth := func(what string, ok func() bool) { t.Helper(); waitUpstreams(t, r, what, ok) }
 	waitHealth("both upstreams bound", func() bool { return health("primary").BindsUp == 2 && health("backup").BindsUp == 2 })
 	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
 	if err != nil {
@@ -184,5 +161,43 @@ func TestRouteFailoverNeedsAnother(t *testing.T) {
 	<-tm.C
 	if h := r.gw.Health().Upstreams[0]; h.RoutedAround {
 		t.Fatalf("the only upstream routed around: %+v", h)
+	}
+}
+
+// upSim is an SMSC for the tests of several upstreams: it keeps what it
+// accepts (Received) and sends each receipt at once, with faults f.
+func upSim(f smpp.Faults) *smpp.Simulator {
+	return smpp.NewSimulator(smpp.SimOptions{SystemID: "up", Password: "uppw", DLRDelay: time.Millisecond, Record: true, Faults: f})
+}
+
+// serveSim serves s on l until the test ends.
+func serveSim(t *testing.T, s *smpp.Simulator, l net.Listener) {
+	go func() { _ = s.Serve(l) }()
+	t.Cleanup(func() { _ = s.Close() })
+}
+
+// upHealth is the Health of r's upstream name.
+func upHealth(t *testing.T, r *rig, name string) gateway.UpstreamHealth {
+	t.Helper()
+	for _, u := range r.gw.Health().Upstreams {
+		if u.Name == name {
+			return u
+		}
+	}
+	t.Fatalf("no upstream %s in Health", name)
+	return gateway.UpstreamHealth{}
+}
+
+// waitUpstreams waits up to 15 s for ok, what r's upstreams' Health must
+// come to say.
+func waitUpstreams(t *testing.T, r *rig, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after 15 s: %+v", what, r.gw.Health().Upstreams)
+		}
+		tm := time.NewTimer(10 * time.Millisecond) // polling Health, which has no event to wait on
+		<-tm.C
 	}
 }

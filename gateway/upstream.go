@@ -224,6 +224,20 @@ func (u *upstream) rebindReceivers(at time.Time) {
 	u.endOutbindsBefore(at) // outbind.go
 }
 
+// unavailable reports whether u cannot send now: no bind of it is up
+// here and, in a cluster that relays submits, none on any node either.
+// The dispatcher hands such an upstream nothing (upRoom); a bind coming
+// up kicks it (upChanged, watchUpstreams).
+func (u *upstream) unavailable() bool {
+	if u.upCount() > 0 {
+		return false
+	}
+	if u.g.cfg.SubmitRelay == nil {
+		return true
+	}
+	return u.nowhereSince.Load() != 0 // kept in cluster mode (watchUpstreams)
+}
+
 // waitUp waits until at least one bind is up; false when ctx ended.
 func (u *upstream) waitUp(ctx context.Context) bool {
 	for {
@@ -360,7 +374,14 @@ const maxHeldBindLosses = 3
 // never due again while its acceptance is not on disk.
 func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 	g := u.g
-	defer g.disp.done(j.Key)
+	gaveBack := false
+	defer func() {
+		g.disp.done(j.Key)
+		if gaveBack {
+			// A bind may have come up since: look again.
+			g.disp.kick()
+		}
+	}()
 	for throttles, bindLosses := 0, 0; ; {
 		now := time.Now()
 		if !j.Msg.ValidUntil.IsZero() && now.After(j.Msg.ValidUntil) {
@@ -371,23 +392,24 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		}
 		b := u.pick(worker)
 		if !u.clients[b].Up() {
-			if g.cfg.SubmitRelay != nil && u.upCount() == 0 {
+			if u.unavailable() {
+				// No bind up here, nor (in a cluster) on any node: back to
+				// the store, where the part stays due and the dispatcher
+				// leaves it until a bind is up again (upRoom), rather than
+				// this worker holding it, and its slot, for the outage.
+				gaveBack = true
+				return
+			}
+			if u.upCount() == 0 {
 				// In a cluster a node may hold none of the binds: another
 				// node sends it (submitrelay.go), or it waits a moment.
-				if u.relay(ctx, j) {
+				if g.cfg.SubmitRelay != nil && u.relay(ctx, j) {
 					return
 				}
 				u.waitUpFor(ctx, relayPause)
 				if ctx.Err() != nil {
 					return // shutting down: the segment stays due in the store
 				}
-				continue
-			}
-			// No bind up: wait for any to come back rather than for this
-			// one, which may not (in a cluster its slot may be another
-			// node's now).
-			if !u.waitUp(ctx) {
-				return // shutting down: the segment stays due in the store
 			}
 			continue
 		}

@@ -273,6 +273,96 @@ func BenchmarkDueShared(b *testing.B) {
 	}
 }
 
+// BenchmarkDueForPassedBy is the dispatcher's scan while an upstream is
+// down with a backlog of n parts due before the others' (its Room 0): the
+// walk passes each by, decoding its message, to reach the 100 parts of
+// the upstream that can send. Its cost per scan grows with the backlog.
+func BenchmarkDueForPassedBy(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			s := openBench(b, Options{NoSync: true})
+			t0 := time.Now().Add(-time.Hour)
+			for i := 0; i < n+100; i += 1000 {
+				msgs := make([]*Message, min(1000, n+100-i))
+				for j := range msgs {
+					msgs[j] = benchMsg(i + j)
+					msgs[j].AcceptedAt = t0.Add(time.Duration(i+j) * time.Millisecond)
+					if i+j >= n {
+						msgs[j].Upstream = "cucc"
+					}
+				}
+				if err := s.Enqueue(context.Background(), msgs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			q := DueQuery{Limit: 100, Share: func(string) int { return 25 }, Room: func(up string) int {
+				if up == "cucc" {
+					return 100
+				}
+				return 0
+			}}
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := s.DueFor(now, q)
+				if err != nil || len(r.Jobs) != 100 {
+					b.Fatal(len(r.Jobs), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpenBuildsUDue is the first start of this release on a file of
+// an earlier one with 100,000 parts queued: Open builds the upstream due
+// keys from the due keys, reading each message once. The baseline is the
+// same Open on a file that has them.
+func BenchmarkOpenBuildsUDue(b *testing.B) {
+	const queued = 100000
+	path := filepath.Join(b.TempDir(), "q.db")
+	s, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < queued; i += 1000 {
+		msgs := make([]*Message, 1000)
+		for j := range msgs {
+			msgs[j] = benchMsg(i + j)
+		}
+		if err := s.Enqueue(context.Background(), msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for _, build := range []bool{true, false} {
+		b.Run(map[bool]string{true: "build", false: "baseline"}[build], func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				if build {
+					db, err := bolt.Open(path, 0o600, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUDue) }); err != nil {
+						b.Fatal(err)
+					}
+					db.Close()
+				}
+				b.StartTimer()
+				s, err := Open(path, Options{NoSync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
 // BenchmarkCommitWriteback is the disk's side of a commit, without bbolt:
 // the 30 pages a commit of a few messages writes (one pwrite each) and
 // bbolt's two fdatasyncs, the pages scattered over a 64 MiB file, in 17

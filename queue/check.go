@@ -88,8 +88,11 @@ func (v *violations) add(format string, args ...any) {
 // with the in-memory mirrors. Every bucket of allBuckets must exist.
 func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, map[string]usage, error) {
 	msgB, dueB, waitB := tx.Bucket(bucketMsg), tx.Bucket(bucketDue), tx.Bucket(bucketWait)
-	edueB := tx.Bucket(bucketEDue) // nil in a backup older than the index (Open builds it)
-	pdueB := tx.Bucket(bucketPDue) // nil in a backup older than priority was stored (no message has it)
+	// Both nil in a backup older than these indexes: Open builds them.
+	udueB, updueB := tx.Bucket(bucketUDue), tx.Bucket(bucketUPDue)
+	if updueB == nil {
+		udueB = nil
+	}
 	smscB, dlroutB := tx.Bucket(bucketSMSC), tx.Bucket(bucketDLROut)
 
 	purgedAny, _ := tx.Bucket(bucketPurged).Cursor().First()
@@ -150,12 +153,13 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 				if dueB.Get(timeKey(p.DueAt, k)) == nil {
 					bad("part %s: accepted without its due key", k)
 				}
-				if edueB != nil && edueB.Get(edueKey(m.Enterprise, p.DueAt, k)) == nil {
-					bad("part %s: accepted without its enterprise due key", k)
+				uk := udueKey(m.Upstream, m.Enterprise, p.DueAt, k)
+				if udueB != nil && udueB.Get(uk) == nil {
+					bad("part %s: accepted without its upstream due key", k)
 				}
 				if m.Priority {
 					nPDue++
-					if pdueB == nil || pdueB.Get(edueKey(m.Enterprise, p.DueAt, k)) == nil {
+					if udueB != nil && updueB.Get(uk) == nil {
 						bad("part %s: accepted with priority without its priority due key", k)
 					}
 				}
@@ -245,14 +249,11 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 	if n != nDue {
 		bad("%d due keys for %d accepted parts", n, nDue)
 	}
-	if edueB != nil {
-		if ne := edueB.Stats().KeyN; ne != nDue {
-			bad("%d enterprise due keys for %d accepted parts", ne, nDue)
+	if udueB != nil {
+		if ne := udueB.Stats().KeyN; ne != nDue {
+			bad("%d upstream due keys for %d accepted parts", ne, nDue)
 		}
-	}
-
-	if pdueB != nil {
-		if err := checkPDue(pdueB, msgB, nPDue, bad); err != nil {
+		if err := checkPDue(updueB, msgB, nPDue, bad); err != nil {
 			return counts, nil, err
 		}
 	}
@@ -355,18 +356,13 @@ func checkTx(tx *bolt.Tx, bad func(format string, args ...any)) ([stateEnd]int, 
 }
 
 // checkPDue verifies the priority due keys: each names an Accepted part
-// of a message sent with priority, under its enterprise and at its due
-// time, and there are as many as such parts (want).
+// of a message sent with priority, under its upstream and enterprise and
+// at its due time, and there are as many as such parts (want).
 func checkPDue(pdueB, msgB *bolt.Bucket, want int, bad func(format string, args ...any)) error {
 	n := 0
 	err := pdueB.ForEach(func(kb, _ []byte) error {
 		n++
-		i := bytes.IndexByte(kb, sep)
-		if i < 0 {
-			bad("priority due key %x malformed", kb)
-			return nil
-		}
-		_, k, ok := parseTimeKey(kb[i+1:])
+		_, _, _, k, ok := splitUdueKey(kb)
 		if !ok {
 			bad("priority due key %x malformed", kb)
 			return nil
@@ -384,8 +380,8 @@ func checkPDue(pdueB, msgB *bolt.Bucket, want int, bad func(format string, args 
 			bad("priority due key %s: no such part", k)
 		case !m.Priority || m.Parts[k.Part].State != StateAccepted:
 			bad("priority due key %s: part is %s, priority %v", k, m.Parts[k.Part].State, m.Priority)
-		case !bytes.Equal(kb, edueKey(m.Enterprise, m.Parts[k.Part].DueAt, k)):
-			bad("priority due key %x: part %s of %q due at %v", kb, k, m.Enterprise, m.Parts[k.Part].DueAt)
+		case !bytes.Equal(kb, udueKey(m.Upstream, m.Enterprise, m.Parts[k.Part].DueAt, k)):
+			bad("priority due key %x: part %s of %q on %q due at %v", kb, k, m.Enterprise, m.Upstream, m.Parts[k.Part].DueAt)
 		}
 		return nil
 	})

@@ -88,8 +88,9 @@
 //
 //	msg     id (8 BE)                                → message record (version byte, then fields)
 //	due     due time (Unix ns, 8 BE) | id | part (2) → empty   parts Accepted, due-time order
-//	edue    enterprise 0x00 due time | id | part     → empty   the same keys per enterprise (DueShared); built at Open if missing
-//	pdue    enterprise 0x00 due time | id | part     → empty   the edue keys of messages sent with priority, read first (DueSharedAt)
+//	udue    upstream 0x00 enterprise 0x00 due time | id | part → empty   the same keys per upstream and enterprise (DueFor); built at Open if missing
+//	updue   upstream 0x00 enterprise 0x00 due time | id | part → empty   the udue keys of messages sent with priority, read first (DueFor)
+//	        (files from before them had edue and pdue: the same keys without the upstream; Open builds udue and updue and deletes those)
 //	wait    submitted time (8 BE) | id | part        → empty   parts Submitted, oldest first
 //	smsc    upstream 0x00 canonical SMSC id          → id | part
 //	orphan  upstream 0x00 canonical SMSC id          → DLR record, received before its submit_sm_resp
@@ -116,8 +117,9 @@
 //	jobchunks job id (a bucket) → chunk (4 BE)        → an answer, as idem's: the rows one gateway call of the job sent (jobs.go)
 //
 // Hot paths never scan the store: Due walks the due keys from the first
-// (stopping at the first key later than now), DueSharedAt the pdue keys
-// and then the edue keys in the same way, PendingDLRs walks one
+// (stopping at the first key later than now), DueFor the updue keys
+// and then the udue keys in the same way, one seek past an upstream
+// without room however many parts it has due, PendingDLRs walks one
 // account's dlrout keys, DLR matching is at most three point lookups, and
 // every transition is point reads and writes. Account, Enterprise,
 // Upstream and Dest are at most 255 bytes and contain no NUL (Enqueue
@@ -147,11 +149,12 @@
 //     change both in one commit; StoreJoinedMO stores the joined MO in
 //     the commit that deletes its parts.
 //   - Every Accepted part has exactly one due key, at its DueAt, and one
-//     edue key under its Enterprise; every due key names an Accepted part.
-//     A message keeps Priority only while a part of it is Accepted; each
-//     such part has its edue key in pdue too, and every pdue key names
-//     one. A message without priority has no pdue key (its parts cost
-//     no more writes than before pdue), and its record is version 1.
+//     udue key under its Upstream and Enterprise; every due key names an
+//     Accepted part. A message keeps Priority only while a part of it is
+//     Accepted; each such part has its udue key in updue too, and every
+//     updue key names one. A message without priority has no updue key
+//     (its parts cost no more writes than before updue), and its record
+//     is version 1.
 //   - Every Submitted part has exactly one wait key, at its SubmittedAt;
 //     every wait key names a Submitted part.
 //   - Every SMSC id a part was accepted under (SMSCID and DupSMSCIDs) is

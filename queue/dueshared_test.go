@@ -77,10 +77,9 @@ func TestDueSharedTakesTurns(t *testing.T) {
 	}
 }
 
-// TestEnterpriseDueIndexFollowsParts: the per-enterprise due keys follow
-// every transition (Check compares them with the parts), and a file
-// written before the index existed gets it built at open.
-func TestEnterpriseDueIndexFollowsParts(t *testing.T) {
+// TestUpstreamDueIndexFollowsParts: the upstream due keys follow every
+// transition (Check compares them with the parts).
+func TestUpstreamDueIndexFollowsParts(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
 	ts.enqueue(entMsg("A", "13800000001"), entMsg("A", "13800000002"), entMsg("B", "13800000003"))
@@ -95,25 +94,105 @@ func TestEnterpriseDueIndexFollowsParts(t *testing.T) {
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
 	}
-	// An older file: no index. Opening it builds one.
-	if err := ts.Close(); err != nil {
-		t.Fatal(err)
+	if n := ts.bucketLen(bucketUDue); n != 2 {
+		t.Errorf("%d upstream due keys for 2 parts due", n)
 	}
-	db, err := bolt.Open(ts.path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketEDue) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	ts.open()
-	if err := ts.Check(); err != nil {
-		t.Fatalf("after building the index: %v", err)
-	}
-	jobs, err = ts.DueShared(time.Now().Add(2*time.Hour), 10, func(string) int { return 10 }, nil)
-	if err != nil || len(jobs) != 2 {
-		t.Fatalf("due after reopen: %d, %v", len(jobs), err)
+}
+
+// TestUpstreamDueIndexBuilt: a file written before the upstream due keys
+// existed — with the per-enterprise ones (edue, and pdue for priority), or
+// from before priority was stored (edue alone) — gets them built at open,
+// priority kept, and the old ones deleted. So does a file an earlier
+// release ran on after this one (it built edue again and kept udue stale:
+// here, udue missing a part and naming one at another time).
+func TestUpstreamDueIndexBuilt(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		withPDue, stale bool
+	}{{"edue and pdue", true, false}, {"edue", false, false}, {"edue beside a stale udue", true, true}} {
+		withPDue, stale := tc.withPDue, tc.stale
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newStore(t, Options{NoSync: true})
+			plain, otp, later := entMsg("A", "13800000001"), entMsg("B", "13800000002"), entMsg("A", "13800000003")
+			plain.Upstream, otp.Upstream, later.Upstream = "cm", "cu", "cm"
+			otp.Priority = withPDue
+			later.SendAt = time.Now().Add(time.Hour)
+			ts.enqueue(plain, otp, later)
+			if err := ts.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The layout before: enterprise | 0 | due time | id | part.
+			db, err := bolt.Open(ts.path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error {
+				if stale {
+					udue := tx.Bucket(bucketUDue)
+					if err := udue.Delete(udueKey(plain.Upstream, plain.Enterprise, plain.Parts[0].DueAt, Key{ID: plain.ID})); err != nil {
+						return err
+					}
+					if err := udue.Put(udueKey(later.Upstream, later.Enterprise, time.Unix(1, 0), Key{ID: later.ID}), nil); err != nil {
+						return err
+					}
+				} else {
+					for _, name := range [][]byte{bucketUDue, bucketUPDue} {
+						if err := tx.DeleteBucket(name); err != nil {
+							return err
+						}
+					}
+				}
+				edue, err := tx.CreateBucket(legacyEDue)
+				if err != nil {
+					return err
+				}
+				for _, m := range []*Message{plain, otp, later} {
+					if err := edue.Put(appendTimeKey(appendPrefix(nil, m.Enterprise), m.Parts[0].DueAt, Key{ID: m.ID}), nil); err != nil {
+						return err
+					}
+				}
+				if !withPDue {
+					return nil
+				}
+				pdue, err := tx.CreateBucket(legacyPDue)
+				if err != nil {
+					return err
+				}
+				return pdue.Put(appendTimeKey(appendPrefix(nil, otp.Enterprise), otp.Parts[0].DueAt, Key{ID: otp.ID}), nil)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			ts.open()
+			if err := ts.Check(); err != nil {
+				t.Fatalf("after building the index: %v", err)
+			}
+			err = ts.db.View(func(tx *bolt.Tx) error {
+				if tx.Bucket(legacyEDue) != nil || tx.Bucket(legacyPDue) != nil {
+					t.Errorf("the per-enterprise due keys are left")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPDue := 0
+			if withPDue {
+				wantPDue = 1
+			}
+			if n, p := ts.bucketLen(bucketUDue), ts.bucketLen(bucketUPDue); n != 3 || p != wantPDue {
+				t.Errorf("%d upstream due keys, %d priority; want 3, %d", n, p, wantPDue)
+			}
+			one := func(string) int { return 1 }
+			jobs, _, err := ts.DueSharedAt(time.Now().Add(time.Second), 1, one, one, nil)
+			if err != nil || len(jobs) != 1 {
+				t.Fatalf("due: %v, %v", keysOf(jobs), err)
+			}
+			if want := plain.ID; withPDue && jobs[0].Key.ID != otp.ID || !withPDue && jobs[0].Key.ID != want {
+				t.Errorf("first due %v (priority %v): want the priority message first, else cm's", jobs[0].Key, withPDue)
+			}
+		})
 	}
 }
 
@@ -192,5 +271,55 @@ func TestDueHandOver(t *testing.T) {
 	ts.enqueue(entMsg("C", "13800000005"))
 	if len(newer) != 1 {
 		t.Errorf("a stale remove took away the newer callback: %d parts handed", len(newer))
+	}
+}
+
+// TestDueForUpstreamRoom: the parts of an upstream without room are passed
+// by, named in PassedBy, and the walk goes on to the parts of the others
+// due after them, in the enterprise's share and in the fill-up; an
+// upstream with some room gets that many.
+func TestDueForUpstreamRoom(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	on := func(m *Message, up string) *Message { m.Upstream = up; return m }
+	var ms []*Message
+	for i := range 50 {
+		ms = append(ms, on(entMsg("A", fmt.Sprintf("1371000%04d", i)), "down"))
+	}
+	for i := range 3 {
+		ms = append(ms, on(entMsg("A", fmt.Sprintf("1301000%04d", i)), "cu"))
+	}
+	for i := range 5 {
+		ms = append(ms, on(entMsg("A", fmt.Sprintf("1331000%04d", i)), "ct"))
+	}
+	ts.enqueue(ms...)
+	room := map[string]int{"down": 0, "cu": 10, "ct": 2}
+	r, err := ts.DueFor(time.Now().Add(time.Second), DueQuery{
+		Limit: 100, Share: func(string) int { return 4 }, Room: func(up string) int { return room[up] },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, j := range r.Jobs {
+		got[j.Msg.Upstream]++
+	}
+	if got["down"] != 0 || got["cu"] != 3 || got["ct"] != 2 {
+		t.Errorf("took %v, want cu 3, ct 2 (its room), none of down's", got)
+	}
+	if len(r.PassedBy) != 2 || !r.PassedBy["down"] || !r.PassedBy["ct"] {
+		t.Errorf("passed by %v, want down and ct", r.PassedBy)
+	}
+	// Without Room every upstream has room: in name order, ct's 5,
+	// cu's 3, then down's.
+	r, err = ts.DueFor(time.Now().Add(time.Second), DueQuery{Limit: 10, Share: func(string) int { return 10 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]int{}
+	for _, j := range r.Jobs {
+		got[j.Msg.Upstream]++
+	}
+	if got["ct"] != 5 || got["cu"] != 3 || got["down"] != 2 || r.PassedBy != nil {
+		t.Errorf("no Room: took %v, passed by %v; want ct 5, cu 3, down 2", got, r.PassedBy)
 	}
 }

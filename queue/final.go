@@ -25,8 +25,7 @@ const finalPartLen = 8
 func builtAtOpen(name []byte) bool {
 	switch string(name) {
 	case string(bucketFinal), string(bucketFinalPart), // built from the messages
-		string(bucketEDue),     // built from due
-		string(bucketPDue),     // empty: messages from before have no priority
+		string(bucketUDue), string(bucketUPDue), // built from due
 		string(bucketHook),     // empty: messages from before have no receipt_url
 		string(bucketHookPost): // empty: no POST was kept before
 		return true

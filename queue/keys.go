@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/big"
@@ -12,17 +13,21 @@ import (
 
 // Bucket names. The layout is described in doc.go.
 var (
-	bucketMsg    = []byte("msg")
-	bucketDue    = []byte("due")
-	bucketEDue   = []byte("edue") // the due keys again, per enterprise (fair dispatch)
-	bucketPDue   = []byte("pdue") // the enterprise due keys again, of messages sent with priority
-	bucketWait   = []byte("wait")
-	bucketSMSC   = []byte("smsc")
-	bucketOrphan = []byte("orphan")
-	bucketDLROut = []byte("dlrout")
-	bucketRef    = []byte("ref")
-	bucketUsage  = []byte("usage")
-	bucketPurged = []byte("purged") // retention.go
+	bucketMsg   = []byte("msg")
+	bucketDue   = []byte("due")
+	bucketUDue  = []byte("udue")  // the due keys again, per upstream and enterprise (fair dispatch)
+	bucketUPDue = []byte("updue") // the upstream due keys again, of messages sent with priority
+	// The per-enterprise due keys of files from before the upstream ones
+	// (their keys lacked the upstream): Open builds udue and updue in
+	// their place and deletes them.
+	legacyEDue, legacyPDue = []byte("edue"), []byte("pdue")
+	bucketWait             = []byte("wait")
+	bucketSMSC             = []byte("smsc")
+	bucketOrphan           = []byte("orphan")
+	bucketDLROut           = []byte("dlrout")
+	bucketRef              = []byte("ref")
+	bucketUsage            = []byte("usage")
+	bucketPurged           = []byte("purged") // retention.go
 	// Messages the client split itself (fragments.go).
 	bucketFrag   = []byte("frag")   // parts waiting for the rest of their message
 	bucketFragID = []byte("fragid") // part id → its frag key
@@ -35,7 +40,7 @@ var (
 	bucketFinal     = []byte("final")     // seq → part
 	bucketFinalPart = []byte("finalpart") // part → seq
 
-	allBuckets = [][]byte{bucketMsg, bucketDue, bucketEDue, bucketPDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
+	allBuckets = [][]byte{bucketMsg, bucketDue, bucketUDue, bucketUPDue, bucketWait, bucketSMSC, bucketOrphan, bucketDLROut, bucketRef, bucketUsage, bucketPurged,
 		bucketFrag, bucketFragID, bucketFragN, bucketAlias, bucketHook, bucketFinal, bucketFinalPart, bucketHookPost}
 )
 
@@ -100,12 +105,27 @@ func appendSMSCKey(b []byte, upstream, canon string) []byte {
 	return append(appendPrefix(b, upstream), canon...)
 }
 
-func edueKey(enterprise string, at time.Time, k Key) []byte {
-	return appendEdueKey(make([]byte, 0, len(enterprise)+1+timeKeyLen), enterprise, at, k)
+func udueKey(upstream, enterprise string, at time.Time, k Key) []byte {
+	return appendUdueKey(make([]byte, 0, len(upstream)+1+len(enterprise)+1+timeKeyLen), upstream, enterprise, at, k)
 }
 
-func appendEdueKey(b []byte, enterprise string, at time.Time, k Key) []byte {
-	return appendTimeKey(appendPrefix(b, enterprise), at, k)
+func appendUdueKey(b []byte, upstream, enterprise string, at time.Time, k Key) []byte {
+	return appendTimeKey(appendPrefix(appendPrefix(b, upstream), enterprise), at, k)
+}
+
+// splitUdueKey is the upstream, enterprise, due time and part of an
+// upstream due key; ok is false for one that is malformed.
+func splitUdueKey(kb []byte) (upstream, enterprise []byte, ts int64, k Key, ok bool) {
+	i := bytes.IndexByte(kb, sep)
+	if i < 0 {
+		return nil, nil, 0, Key{}, false
+	}
+	j := bytes.IndexByte(kb[i+1:], sep)
+	if j < 0 {
+		return nil, nil, 0, Key{}, false
+	}
+	ts, k, ok = parseTimeKey(kb[i+1+j+1:])
+	return kb[:i], kb[i+1 : i+1+j], ts, k, ok
 }
 
 func dlroutKey(account string, id uint64) []byte {

@@ -96,7 +96,7 @@ func TestPriorityReadFirst(t *testing.T) {
 	}
 	ts.enqueue(backlog...)
 	ts.enqueue(entMsg("B", "13900000009"))
-	if n := ts.bucketLen(bucketPDue); n != 0 {
+	if n := ts.bucketLen(bucketUPDue); n != 0 {
 		t.Fatalf("%d priority due keys without a message sent with priority", n)
 	}
 	otp := entMsg("A", "13900000001")
@@ -105,7 +105,7 @@ func TestPriorityReadFirst(t *testing.T) {
 	otp2 := entMsg("A", "13900000002")
 	otp2.Priority = true
 	ts.enqueue(otp, otp2)
-	if n := ts.bucketLen(bucketPDue); n != 3 {
+	if n := ts.bucketLen(bucketUPDue); n != 3 {
 		t.Fatalf("%d priority due keys for 3 parts", n)
 	}
 	if n, err := ts.PriorityWaiting(); err != nil || n != 3 {
@@ -171,35 +171,11 @@ func TestPriorityReadFirst(t *testing.T) {
 	if err := ts.Fail(ctx, Key{otp2.ID, 0}, StateExpired, "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if n := ts.bucketLen(bucketPDue); n != 0 {
+	if n := ts.bucketLen(bucketUPDue); n != 0 {
 		t.Errorf("%d priority due keys left with no part waiting", n)
 	}
 	if n, err := ts.PriorityWaiting(); err != nil || n != 0 {
 		t.Errorf("PriorityWaiting %d, %v with none waiting: an operator would wait on it to go back a release", n, err)
-	}
-}
-
-// TestPriorityDueIndexAbsent: a file written before the priority due
-// index existed (no pdue bucket) opens, gets an empty one, and reads as
-// before.
-func TestPriorityDueIndexAbsent(t *testing.T) {
-	ts := newStore(t, Options{NoSync: true})
-	ts.enqueue(entMsg("A", "13800000001"))
-	if err := ts.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(ts.path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketPDue) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	ts.open()
-	one := func(string) int { return 1 }
-	if jobs, _, err := ts.DueSharedAt(time.Now().Add(time.Second), 10, one, one, nil); err != nil || len(jobs) != 1 {
-		t.Fatalf("due: %v, %v", keysOf(jobs), err)
 	}
 }
 

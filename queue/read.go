@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -86,62 +87,140 @@ func (s *Store) DueShared(now time.Time, limit int, share func(enterprise string
 // that pass costs one seek when there are none: nothing more for the
 // others.
 func (s *Store) DueSharedAt(now time.Time, limit int, priority, share func(enterprise string) int, skip func(Key) bool) ([]Job, Snapshot, error) {
+	r, err := s.DueFor(now, DueQuery{Limit: limit, Priority: priority, Share: share, Skip: skip})
+	return r.Jobs, r.At, err
+}
+
+// DueQuery says which due parts DueFor takes: DueSharedAt's arguments,
+// and how many parts of each upstream may be taken.
+type DueQuery struct {
+	Limit           int
+	Priority, Share func(enterprise string) int
+	Skip            func(Key) bool
+	// Room, when set, is how many parts of the upstream named may be
+	// taken (<= 0: none). The parts of an upstream without room are
+	// passed by (DueResult.PassedBy) with one seek, and the walk goes on
+	// to the next upstream: one that cannot send (its SMSC down, its
+	// windows full) must not hold up the others' parts behind its own.
+	Room func(upstream string) int
+}
+
+// DueResult is what DueFor found: the parts taken, the snapshot it read,
+// and the upstreams whose parts it stopped taking for want of Room while
+// it went on to take others' (nil when none; a walk that ended at Limit
+// names none).
+type DueResult struct {
+	Jobs     []Job
+	At       Snapshot
+	PassedBy map[string]bool
+}
+
+// DueFor is DueSharedAt with q.Room. The due keys it walks are ordered by
+// upstream, then enterprise, then due time (udue, updue): each pass takes
+// the upstreams in name order, each as far as its room goes, and in each
+// the enterprises' earliest parts, an enterprise's quota counted over all
+// the upstreams. So an upstream's backlog costs a scan one seek, however
+// long it is, once the upstream has no room.
+func (s *Store) DueFor(now time.Time, q DueQuery) (DueResult, error) {
+	limit, priority, share, skip, roomOf := q.Limit, q.Priority, q.Share, q.Skip, q.Room
+	var res DueResult
 	if limit <= 0 {
-		return nil, 0, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
+		return res, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
 	}
-	var snap Snapshot
 	until := max(timeNanos(now), 0)
 	jobs := make([]Job, 0, min(limit, 1024))
 	taken := make(map[Key]bool)
 	var ahead map[string]int // priority parts taken per enterprise, counted in its share
+	room := map[string]int{} // what is left of each upstream's room in this walk
+	left := func(up string) int {
+		n, ok := room[up]
+		if !ok {
+			n = limit
+			if roomOf != nil {
+				n = roomOf(up)
+			}
+			room[up] = n
+		}
+		return n
+	}
+	passBy := func(up string) {
+		if res.PassedBy == nil {
+			res.PassedBy = make(map[string]bool)
+		}
+		res.PassedBy[up] = true
+	}
 	err := s.view(func(tx *bolt.Tx) error {
-		snap = Snapshot(tx.ID())
+		res.At = Snapshot(tx.ID())
 		due := s.dueReader(tx)
-		// pass takes, in c's bucket of enterprise due keys, at most
+		// pass takes, in c's bucket of upstream due keys, at most
 		// quota(enterprise) - from(enterprise) of each enterprise's due
-		// parts, calling took for each.
+		// parts over all the upstreams, calling took for each.
 		pass := func(c *bolt.Cursor, quota func(enterprise string) int, from map[string]int, took func(ent string)) error {
+			count := maps.Clone(from)
+			if count == nil {
+				count = map[string]int{}
+			}
 			kb, _ := c.First()
 			for kb != nil && len(jobs) < limit {
 				i := bytes.IndexByte(kb, sep)
 				if i < 0 {
-					return fmt.Errorf("%w: enterprise due key %x", ErrCorrupt, kb)
+					return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
 				}
-				ent := string(kb[:i])
-				prefix := kb[: i+1 : i+1]
-				for n, q := from[ent], quota(ent); kb != nil && n < q && len(jobs) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
-					ts, k, ok := parseTimeKey(kb[i+1:])
-					if !ok {
-						return fmt.Errorf("%w: enterprise due key %x", ErrCorrupt, kb)
-					}
-					if ts > until {
+				up := string(kb[:i])
+				upPrefix := []byte(up + "\x00")
+				for kb != nil && len(jobs) < limit && bytes.HasPrefix(kb, upPrefix) {
+					if left(up) <= 0 {
+						passBy(up)
 						break
 					}
-					if taken[k] || skip != nil && skip(k) {
-						continue
+					e := bytes.IndexByte(kb[len(upPrefix):], sep)
+					if e < 0 {
+						return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
 					}
-					j, ok, err := due.job(k)
-					if err != nil {
-						return err
+					ent := string(kb[len(upPrefix) : len(upPrefix)+e])
+					entPrefix := append(upPrefix[:len(upPrefix):len(upPrefix)], ent+"\x00"...)
+					for q := quota(ent); kb != nil && count[ent] < q && len(jobs) < limit && left(up) > 0 && bytes.HasPrefix(kb, entPrefix); kb, _ = c.Next() {
+						ts, k, ok := parseTimeKey(kb[len(entPrefix):])
+						if !ok {
+							return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+						}
+						if ts > until {
+							break
+						}
+						if taken[k] || skip != nil && skip(k) {
+							continue
+						}
+						j, ok, err := due.job(k)
+						if err != nil {
+							return err
+						}
+						if !ok {
+							continue
+						}
+						jobs = append(jobs, j)
+						taken[k] = true
+						count[ent]++
+						room[up]--
+						if took != nil {
+							took(ent)
+						}
 					}
-					if !ok {
-						continue
+					if left(up) <= 0 && len(jobs) < limit && kb != nil && bytes.HasPrefix(kb, entPrefix) {
+						passBy(up) // more of its parts (or later ones), and the walk goes on
 					}
-					jobs = append(jobs, j)
-					taken[k] = true
-					n++
-					if took != nil {
-						took(ent)
-					}
+					// The upstream's next enterprise: the first key past
+					// this one's prefix.
+					entPrefix[len(entPrefix)-1] = sep + 1
+					kb, _ = c.Seek(entPrefix)
 				}
-				// The next enterprise: the first key past this one's prefix.
-				next := append([]byte(ent), sep+1)
-				kb, _ = c.Seek(next)
+				// The next upstream.
+				upPrefix[len(upPrefix)-1] = sep + 1
+				kb, _ = c.Seek(upPrefix)
 			}
 			return nil
 		}
 		if priority != nil {
-			err := pass(tx.Bucket(bucketPDue).Cursor(), priority, nil, func(ent string) {
+			err := pass(tx.Bucket(bucketUPDue).Cursor(), priority, nil, func(ent string) {
 				if ahead == nil {
 					ahead = make(map[string]int)
 				}
@@ -151,7 +230,7 @@ func (s *Store) DueSharedAt(now time.Time, limit int, priority, share func(enter
 				return err
 			}
 		}
-		c := tx.Bucket(bucketEDue).Cursor()
+		c := tx.Bucket(bucketUDue).Cursor()
 		if err := pass(c, share, ahead, nil); err != nil {
 			return err
 		}
@@ -161,9 +240,10 @@ func (s *Store) DueSharedAt(now time.Time, limit int, priority, share func(enter
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("queue: due: %w", err)
+		return DueResult{}, fmt.Errorf("queue: due: %w", err)
 	}
-	return jobs, snap, nil
+	res.Jobs = jobs
+	return res, nil
 }
 
 // dueReader turns due keys into Jobs within one read transaction,
@@ -199,6 +279,12 @@ func (r *dueReader) job(k Key) (Job, bool, error) {
 	}
 	if int(k.Part) >= len(m.Parts) {
 		r.s.reportDamaged("due/"+k.String(), "queue: due key without part (run Check)", "key", k.String())
+		return Job{}, false, nil
+	}
+	if st := m.Parts[k.Part].State; st != StateAccepted {
+		// Never sent: it was sent, or ended, already. (A due index left
+		// behind by a release that did not keep it: see Store.load.)
+		r.s.reportDamaged("due/"+k.String(), "queue: due key of a part not waiting to be sent (run Check)", "key", k.String(), "state", st.String())
 		return Job{}, false, nil
 	}
 	return Job{Key: k, Msg: m, Part: m.Parts[k.Part]}, true, nil
@@ -305,7 +391,7 @@ func (s *Store) Waiting(now time.Time, limit int) (int, error) {
 func (s *Store) PriorityWaiting() (int, error) {
 	n := 0
 	err := s.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketPDue); b != nil {
+		if b := tx.Bucket(bucketUPDue); b != nil {
 			n = b.Stats().KeyN
 		}
 		return tx.Bucket(bucketFrag).ForEach(func(_, v []byte) error {

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -462,7 +463,20 @@ func (opt Options) withDefaults() Options {
 // load creates the buckets and fills the in-memory mirrors.
 func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		hadEDue := tx.Bucket(bucketEDue) != nil
+		// An edue bucket beside udue means an earlier release ran on the
+		// file since this one built udue (it builds edue again, and keeps
+		// only that): udue is stale, built again from the due keys.
+		hadUDue := tx.Bucket(bucketUDue) != nil && tx.Bucket(legacyEDue) == nil
+		if !hadUDue {
+			for _, name := range [][]byte{bucketUDue, bucketUPDue} {
+				if tx.Bucket(name) == nil {
+					continue
+				}
+				if err := tx.DeleteBucket(name); err != nil {
+					return fmt.Errorf("bucket %s: %w", name, err)
+				}
+			}
+		}
 		hadFinal := tx.Bucket(bucketFinal) != nil
 		for _, name := range append(allBuckets[:len(allBuckets):len(allBuckets)], append(moBuckets, bucketMeta, bucketIdem, bucketJobs, bucketJobChunks)...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -474,8 +488,8 @@ func (s *Store) load() error {
 				return fmt.Errorf("final index: %w", err)
 			}
 		}
-		if !hadEDue {
-			return buildEDue(tx)
+		if !hadUDue {
+			return buildUDue(tx)
 		}
 		return nil
 	})
@@ -559,10 +573,15 @@ func (s *Store) nodeSequences() error {
 	})
 }
 
-// buildEDue fills the per-enterprise due index of a file written before
-// it existed, from the due keys.
-func buildEDue(tx *bolt.Tx) error {
-	msgB, edue := tx.Bucket(bucketMsg), tx.Bucket(bucketEDue)
+// buildUDue fills the upstream and enterprise due indexes (udue, updue)
+// of a file written before they existed, from the due keys, and deletes
+// the per-enterprise ones they replace (edue, pdue) if it has them. The
+// keys are put in their order: bbolt splits a node only at the commit,
+// and a million keys put at random into one would shift its entries a
+// million times each.
+func buildUDue(tx *bolt.Tx) error {
+	msgB, udue, updue := tx.Bucket(bucketMsg), tx.Bucket(bucketUDue), tx.Bucket(bucketUPDue)
+	var keys, pkeys [][]byte
 	c := tx.Bucket(bucketDue).Cursor()
 	for kb, _ := c.First(); kb != nil; kb, _ = c.Next() {
 		ts, k, ok := parseTimeKey(kb)
@@ -577,8 +596,30 @@ func buildEDue(tx *bolt.Tx) error {
 		if err != nil {
 			return fmt.Errorf("message %d: %w", k.ID, err)
 		}
-		if err := edue.Put(edueKey(m.Enterprise, time.Unix(0, ts), k), nil); err != nil {
-			return err
+		uk := udueKey(m.Upstream, m.Enterprise, time.Unix(0, ts), k)
+		keys = append(keys, uk)
+		if m.Priority {
+			pkeys = append(pkeys, uk)
+		}
+	}
+	for _, b := range []struct {
+		bucket *bolt.Bucket
+		keys   [][]byte
+	}{{udue, keys}, {updue, pkeys}} {
+		slices.SortFunc(b.keys, bytes.Compare)
+		b.bucket.FillPercent = 1 // in order: full pages
+		for _, k := range b.keys {
+			if err := b.bucket.Put(k, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range [][]byte{legacyEDue, legacyPDue} {
+		if tx.Bucket(name) == nil {
+			continue
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
 		}
 	}
 	return nil

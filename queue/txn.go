@@ -105,9 +105,9 @@ func (t *txn) timeKey(at time.Time, k Key) []byte {
 	return t.keyTime
 }
 
-// edueKey is edueKey(enterprise, at, k) in t.keyPrefix.
-func (t *txn) edueKey(enterprise string, at time.Time, k Key) []byte {
-	t.keyPrefix = appendEdueKey(t.keyPrefix[:0], enterprise, at, k)
+// udueKey is udueKey(upstream, enterprise, at, k) in t.keyPrefix.
+func (t *txn) udueKey(upstream, enterprise string, at time.Time, k Key) []byte {
+	t.keyPrefix = appendUdueKey(t.keyPrefix[:0], upstream, enterprise, at, k)
 	return t.keyPrefix
 }
 
@@ -243,8 +243,8 @@ const appendFill = 0.9
 type lazyBucket uint8
 
 const (
-	lazyEDue lazyBucket = iota
-	lazyPDue
+	lazyUDue lazyBucket = iota
+	lazyUPDue
 	lazyWait
 	lazySMSC
 	lazyOrphan
@@ -256,7 +256,7 @@ const (
 )
 
 var lazyBucketNames = [lazyBuckets][]byte{
-	lazyEDue: bucketEDue, lazyPDue: bucketPDue, lazyWait: bucketWait, lazySMSC: bucketSMSC, lazyOrphan: bucketOrphan,
+	lazyUDue: bucketUDue, lazyUPDue: bucketUPDue, lazyWait: bucketWait, lazySMSC: bucketSMSC, lazyOrphan: bucketOrphan,
 	lazyDLROut: bucketDLROut, lazyRef: bucketRef, lazyUsage: bucketUsage, lazyHook: bucketHook,
 }
 
@@ -271,8 +271,8 @@ func (t *txn) bucket(i lazyBucket) *bolt.Bucket {
 	return b
 }
 
-func (t *txn) edue() *bolt.Bucket   { return t.bucket(lazyEDue) }
-func (t *txn) pdue() *bolt.Bucket   { return t.bucket(lazyPDue) }
+func (t *txn) udue() *bolt.Bucket   { return t.bucket(lazyUDue) }
+func (t *txn) updue() *bolt.Bucket  { return t.bucket(lazyUPDue) }
 func (t *txn) wait() *bolt.Bucket   { return t.bucket(lazyWait) }
 func (t *txn) smsc() *bolt.Bucket   { return t.bucket(lazySMSC) }
 func (t *txn) orphan() *bolt.Bucket { return t.bucket(lazyOrphan) }
@@ -281,20 +281,20 @@ func (t *txn) ref() *bolt.Bucket    { return t.bucket(lazyRef) }
 func (t *txn) usage() *bolt.Bucket  { return t.bucket(lazyUsage) }
 func (t *txn) hook() *bolt.Bucket   { return t.bucket(lazyHook) }
 
-// putDue makes part k of m due at at: its due key and its enterprise's,
-// and for a message sent with priority its priority due key (the same
-// key as its enterprise's, in pdue). A message without priority writes
-// no more than before pdue existed.
+// putDue makes part k of m due at at: its due key and its upstream and
+// enterprise's, and for a message sent with priority its priority due key
+// (the same key, in updue). A message without priority writes no more
+// than before updue existed.
 func (t *txn) putDue(m *Message, at time.Time, k Key) error {
 	if err := t.due.Put(t.timeKey(at, k), nil); err != nil {
 		return err
 	}
-	ek := t.edueKey(m.Enterprise, at, k)
-	if err := t.edue().Put(ek, nil); err != nil {
+	ek := t.udueKey(m.Upstream, m.Enterprise, at, k)
+	if err := t.udue().Put(ek, nil); err != nil {
 		return err
 	}
 	if m.Priority {
-		return t.pdue().Put(ek, nil)
+		return t.updue().Put(ek, nil)
 	}
 	return nil
 }
@@ -304,12 +304,12 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 	if err := t.del(t.due, t.timeKey(at, k)); err != nil {
 		return err
 	}
-	ek := t.edueKey(m.Enterprise, at, k)
-	if err := t.del(t.edue(), ek); err != nil {
+	ek := t.udueKey(m.Upstream, m.Enterprise, at, k)
+	if err := t.del(t.udue(), ek); err != nil {
 		return err
 	}
 	if m.Priority {
-		return t.del(t.pdue(), ek)
+		return t.del(t.updue(), ek)
 	}
 	return nil
 }
