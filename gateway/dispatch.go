@@ -29,6 +29,9 @@ type dispatcher struct {
 	// room (upRoom): the next part of one to finish makes a scan due, so
 	// those parts go as soon as there is room for them.
 	full map[string]bool
+	// held names the upstreams whose queued messages are moving to
+	// another (moveQueuedTo): none of their parts goes in flight.
+	held map[string]bool
 	free chan struct{} // signalled when a job finishes
 	// hand receives the parts the store hands over at the commit that
 	// stored them (offer); handed holds them, oldest first, until they
@@ -86,6 +89,7 @@ func newDispatcher(g *Gateway) *dispatcher {
 		perEnt:    make(map[string]int),
 		perUp:     make(map[string]int),
 		full:      make(map[string]bool),
+		held:      make(map[string]bool),
 		free:      make(chan struct{}, 1),
 		hand:      newHandOver[queue.Job](dueHandedMax(capacity)),
 		urgent:    newHandOver[queue.Job](dueHandedMax(capacity)),
@@ -229,7 +233,7 @@ func (d *dispatcher) upRoom(up string) int {
 	switch {
 	case u == nil:
 		return d.capacity
-	case u.unavailable():
+	case u.unavailable() || d.held[up]:
 		return 0
 	}
 	return u.workers() - d.perUp[up]
@@ -240,7 +244,41 @@ func (d *dispatcher) upRoom(up string) int {
 // upstream is back (upChanged kicks one).
 func (d *dispatcher) unsendable(j queue.Job) bool {
 	u := d.g.byName[j.Msg.Upstream]
-	return u != nil && u.unavailable()
+	return u != nil && (u.unavailable() || d.held[j.Msg.Upstream])
+}
+
+// hold keeps the parts of the upstream named up out of flight until
+// release, drops those handed over for it (they are in the store, and
+// may move to another upstream: a copy here would still name this one),
+// and returns the parts of it in flight now.
+func (d *dispatcher) hold(up string) map[queue.Key]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.held[up] = true
+	d.pull()
+	drop := func(hs []handed[queue.Job]) []handed[queue.Job] {
+		kept := slices.DeleteFunc(hs, func(h handed[queue.Job]) bool { return h.v.Msg.Upstream == up })
+		if len(kept) < len(hs) {
+			d.rescan = true
+		}
+		return kept
+	}
+	d.handed, d.urgents = drop(d.handed), drop(d.urgents)
+	out := map[queue.Key]bool{}
+	for k, f := range d.inflight {
+		if f.upstream == up {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// release ends hold.
+func (d *dispatcher) release(up string) {
+	d.mu.Lock()
+	delete(d.held, up)
+	d.mu.Unlock()
+	d.kick()
 }
 
 // seen reports whether the latest scan saw a handed-over part: the scan's

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // Failover between upstreams serving a carrier (route, Config.FailoverAfter)
@@ -89,5 +91,86 @@ func (g *Gateway) watchUpstreams(ctx context.Context) {
 		case <-g.upSig:
 		case <-retry:
 		}
+	}
+}
+
+// moveQueuedEvery is how often moveQueued looks for upstreams routed
+// around, and moveQueuedBatch how many messages one store operation
+// moves (so that the commit loop serves the hot path in between).
+const (
+	moveQueuedEvery = time.Second
+	moveQueuedBatch = 1000
+)
+
+// moveQueued (Config.FailoverQueued), until ctx ends, moves the messages
+// queued for each upstream routed around to its stand-in (standIn),
+// every moveQueuedEvery: those routed to it before its outage, and those
+// it left at a restart. New messages already go to the stand-in (route).
+func (g *Gateway) moveQueued(ctx context.Context) {
+	t := time.NewTicker(moveQueuedEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, u := range g.ups {
+			if !u.routedAroundAt(now) {
+				continue
+			}
+			if v := g.standIn(u); v != nil {
+				g.moveQueuedTo(ctx, u, v)
+			}
+		}
+	}
+}
+
+// standIn is the upstream that u's queued messages can move to: the first
+// other one, in the configured order, with a bind up (here or, in a
+// cluster, on a node), that serves every carrier u serves (u a catch-all:
+// another catch-all) and makes its parts the same way (Segment), since
+// the parts are not made again. nil: none, and they wait for u.
+func (g *Gateway) standIn(u *upstream) *upstream {
+	for _, v := range g.ups {
+		if v == u || v.unavailable() || v.cfg.Segment != u.cfg.Segment {
+			continue
+		}
+		if len(u.cfg.Carriers) == 0 && len(v.cfg.Carriers) == 0 ||
+			len(u.cfg.Carriers) > 0 && !slices.ContainsFunc(u.cfg.Carriers, func(c string) bool { return !slices.Contains(v.cfg.Carriers, c) }) {
+			return v
+		}
+	}
+	return nil
+}
+
+// moveQueuedTo moves what is queued for u to v, a batch at a time, while
+// the dispatcher holds u's parts back (dispatcher.hold): a part it sent
+// through u meanwhile would have its SMSC id recorded under v. Parts in
+// flight when the hold began stay (queue.Store.Reroute's skip).
+func (g *Gateway) moveQueuedTo(ctx context.Context, u, v *upstream) {
+	inFlight := g.disp.hold(u.cfg.Name)
+	defer g.disp.release(u.cfg.Name)
+	skip := func(k queue.Key) bool { return inFlight[k] }
+	total := 0
+	for ctx.Err() == nil {
+		n, err := g.store.Reroute(ctx, u.cfg.Name, v.cfg.Name, moveQueuedBatch, skip)
+		if err != nil {
+			if ctx.Err() == nil {
+				g.log.Error("move queued messages to the next upstream", "upstream", u.cfg.Name, "to", v.cfg.Name, "err", err)
+			}
+			break
+		}
+		total += n
+		if n < moveQueuedBatch {
+			break
+		}
+	}
+	if total > 0 {
+		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, v.cfg.Name).Add(float64(total))
+		g.log.Info("upstream down: moved its queued messages to the next upstream that serves its carriers",
+			"upstream", u.cfg.Name, "to", v.cfg.Name, "messages", total)
+		g.disp.kick()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -24,23 +25,7 @@ func TestRouteFailover(t *testing.T) {
 	const after = 300 * time.Millisecond
 	newSim := func() *smpp.Simulator { return upSim(smpp.Faults{}) }
 	serve := func(s *smpp.Simulator, l net.Listener) { serveSim(t, s, l) }
-	primary, backup := newSim(), newSim()
-	pl, bl := listen(t), listen(t)
-	serve(primary, pl)
-	serve(backup, bl)
-	r := newRig(t, rigOpts{
-		upstream: func(u *gateway.UpstreamConfig) {
-			u.Name, u.Addr, u.Carriers = "primary", pl.Addr().String(), []string{"china_mobile"}
-			u.ReconnectMax = 100 * time.Millisecond
-		},
-		gwcfg: func(c *gateway.Config) {
-			up := c.Upstreams[0]
-			up.Name, up.Addr = "backup", bl.Addr().String()
-			c.Upstreams = append(c.Upstreams, up)
-			c.FailoverAfter = after
-		},
-		rules: anyNumberRules,
-	})
+	r, primary, backup, pl := failoverRig(t, after, nil)
 	health := func(name string) gateway.UpstreamHealth { return upHealth(t, r, name) }
 	waitHealth := func(what string, ok func() bool) { t.Helper(); waitUpstreams(t, r, what, ok) }
 	waitHealth("both upstreams bound", func() bool { return health("primary").BindsUp == 2 && health("backup").BindsUp == 2 })
@@ -200,4 +185,124 @@ func waitUpstreams(t *testing.T, r *rig, what string, ok func() bool) {
 		tm := time.NewTimer(10 * time.Millisecond) // polling Health, which has no event to wait on
 		<-tm.C
 	}
+}
+
+// TestRouteFailoverMovesQueued: with FailoverQueued, the messages queued
+// for an upstream that is routed around — routed to it before its
+// outage was FailoverAfter old — move to the backup, which makes its parts
+// the same way, and reach the ESME's receipts from there, each number
+// once; counted in qxtd_upstream_moved_queued_total. A backup that makes
+// parts another way (here SAR instead of a UDH) leaves them queued for
+// the primary, and they go once it is back.
+func TestRouteFailoverMovesQueued(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		same bool // the backup makes its parts as the primary does
+	}{{"same parts", true}, {"other parts", false}} {
+		t.Run(tc.name, func(t *testing.T) { routeFailoverMovesQueued(t, tc.same) })
+	}
+}
+
+func routeFailoverMovesQueued(t *testing.T, same bool) {
+	const after, queued = 300 * time.Millisecond, 40
+	r, primary, backup, pl := failoverRig(t, after, func(c *gateway.Config) {
+		if !same {
+			c.Upstreams[1].Segment.Concat = segment.ConcatSAR
+		}
+		c.FailoverQueued = true
+	})
+	health := func(name string) gateway.UpstreamHealth { return upHealth(t, r, name) }
+	waitUpstreams(t, r, "both upstreams bound", func() bool { return health("primary").BindsUp == 2 && health("backup").BindsUp == 2 })
+	_ = primary.Close()
+	waitUpstreams(t, r, "primary down", func() bool { return health("primary").BindsUp == 0 })
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i := range queued {
+		if _, err := alice.submit(ctx, submitSM("1069", fmt.Sprintf("137123%05d", i), "queued before failover")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if health("primary").RoutedAround {
+		t.Fatalf("routed around before %v: the messages did not queue for the primary", after)
+	}
+	moved := func() float64 { return counters(t, r)["qxtd_upstream_moved_queued_total,to=backup,upstream=primary"] }
+	var again *smpp.Simulator
+	if same {
+		alice.waitReceipts(t, queued, 15*time.Second)
+		if got := moved(); got != queued {
+			t.Errorf("qxtd_upstream_moved_queued_total{primary,backup} %v, want %d", got, queued)
+		}
+	} else {
+		waitUpstreams(t, r, "primary routed around", func() bool { return health("primary").RoutedAround })
+		// Two turns of moveQueued: nothing may move.
+		tm := time.NewTimer(2500 * time.Millisecond) // waiting for something that must not happen
+		<-tm.C
+		if n := len(alice.receipts()); n != 0 || moved() != 0 || len(backup.Received()) != 0 {
+			t.Fatalf("the backup makes parts another way, yet %d receipts, %v moved, %d at the backup", n, moved(), len(backup.Received()))
+		}
+		again = upSim(smpp.Faults{})
+		l, err := net.Listen("tcp", pl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveSim(t, again, l)
+		alice.waitReceipts(t, queued, 15*time.Second)
+	}
+	where := map[string]int{}
+	for _, s := range []*smpp.Simulator{backup, again} {
+		if s == nil {
+			continue
+		}
+		for _, m := range s.Received() {
+			where[m.Dest]++
+		}
+	}
+	want := backup
+	if !same {
+		want = again
+	}
+	if n := len(want.Received()); n != queued {
+		t.Errorf("%d messages at the SMSC they should reach, want %d", n, queued)
+	}
+	for d, n := range where {
+		if n != 1 {
+			t.Errorf("%s reached an SMSC %d times", d, n)
+		}
+	}
+	if err := r.store.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// failoverRig is a rig with two upstreams serving China Mobile, "primary"
+// first and "backup", each with an SMSC of its own (upSim), failover
+// after after, and cfg's changes to the configuration (nil: none). It
+// returns the primary's listener, on whose address a test brings the
+// primary back.
+func failoverRig(t *testing.T, after time.Duration, cfg func(*gateway.Config)) (r *rig, primary, backup *smpp.Simulator, pl net.Listener) {
+	primary, backup = upSim(smpp.Faults{}), upSim(smpp.Faults{})
+	pl, bl := listen(t), listen(t)
+	serveSim(t, primary, pl)
+	serveSim(t, backup, bl)
+	r = newRig(t, rigOpts{
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Name, u.Addr, u.Carriers = "primary", pl.Addr().String(), []string{"china_mobile"}
+			u.ReconnectMax = 100 * time.Millisecond
+		},
+		gwcfg: func(c *gateway.Config) {
+			up := c.Upstreams[0]
+			up.Name, up.Addr = "backup", bl.Addr().String()
+			c.Upstreams = append(c.Upstreams, up)
+			c.FailoverAfter = after
+			if cfg != nil {
+				cfg(c)
+			}
+		},
+		rules: anyNumberRules,
+	})
+	return r, primary, backup, pl
 }

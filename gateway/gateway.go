@@ -161,6 +161,13 @@ type Config struct {
 	// wait for it). Messages routed before stay with their upstream.
 	// In a cluster, no bind up on any node (failover.go).
 	FailoverAfter time.Duration
+	// FailoverQueued moves the messages queued for an upstream that is
+	// routed around (FailoverAfter) to the upstream new messages for its
+	// carriers go to, when that one serves every carrier it does and
+	// makes its parts the same way (the same Segment options): the
+	// parts are not made again. A message with a part sent already
+	// stays (failover.go: moveQueued).
+	FailoverQueued bool
 	// OptOutKeywords are the replies that put their sender on the
 	// enterprise's opt-out list (policy.IsOptOut); nil:
 	// policy.DefaultOptOutKeywords.
@@ -386,6 +393,9 @@ func (g *Gateway) Start() {
 	}
 	if g.cfg.Cluster != nil {
 		g.wg.Go(func() { g.watchUpstreams(g.ctx) })
+	}
+	if g.cfg.FailoverQueued && g.cfg.FailoverAfter > 0 && g.store != nil {
+		g.wg.Go(func() { g.moveQueued(g.ctx) })
 	}
 }
 

@@ -25,6 +25,7 @@ type Metrics struct {
 	esmeSubmit    prometheus.Histogram // accepted submit_sm: handled → submit_sm_resp (the commit included)
 	reconnects    *prometheus.CounterVec
 	failedOver    *prometheus.CounterVec
+	movedQueued   *prometheus.CounterVec
 	outbinds      *prometheus.CounterVec
 	recordRetries *prometheus.CounterVec
 	dlrs          *prometheus.CounterVec
@@ -82,6 +83,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}, []string{"upstream"}),
 		failedOver: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_failovers_total", Help: "Recipients routed to another upstream serving their carrier because this one (upstream) had no bind up for delivery.failover_after; to: the one they went to.",
+		}, []string{"upstream", "to"}),
+		movedQueued: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_upstream_moved_queued_total", Help: "Queued messages moved from an upstream routed around (upstream) to the one new messages for its carriers go to (to): delivery.failover_queued.",
 		}, []string{"upstream", "to"}),
 		outbinds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_upstream_outbinds_total", Help: "Connections to an upstream's outbind listener, by result: bound (a receiver after the SMSC's outbind), refused (not an outbind, or wrong credentials), failed (silent, cut, or the bind_receiver refused), full (at the cap of connections).",

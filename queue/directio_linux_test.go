@@ -25,7 +25,7 @@ func TestBackupBypassesPageCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 50 {
+	for i := range 70 { // over 500 pages in use
 		batch := make([]*Message, 100)
 		for j := range batch {
 			batch[j] = msg("alice", fmt.Sprintf("1380000%04d", i*100+j), 1+j%3)

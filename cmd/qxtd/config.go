@@ -352,6 +352,9 @@ type DeliveryConfig struct {
 	// new messages for its carriers go to the next upstream serving
 	// them; 0 turns failover off.
 	FailoverAfter time.Duration `mapstructure:"failover_after"`
+	// FailoverQueued moves the messages queued for an upstream routed
+	// around to the upstream new messages go to (gateway.Config).
+	FailoverQueued bool `mapstructure:"failover_queued"`
 }
 
 type LogConfig struct {
@@ -429,6 +432,7 @@ func defaultValues() map[string]any {
 		"delivery.dlr_window":                      gateway.DefaultDLRWindow,
 		"delivery.tenant_share":                    gateway.DefaultTenantShare,
 		"delivery.failover_after":                  defaultFailoverAfter,
+		"delivery.failover_queued":                 true,
 		"policy.home_province":                     "广东省",
 		"policy.default_tps":                       200,
 		"policy.bcrypt_cost":                       10,

@@ -322,6 +322,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		DLRWindow:      cfg.Delivery.DLRWindow,
 		TenantShare:    cfg.Delivery.TenantShare,
 		FailoverAfter:  cfg.Delivery.FailoverAfter,
+		FailoverQueued: cfg.Delivery.FailoverQueued,
 		OptOutKeywords: cfg.OptOut.Keywords,
 		ESMEIdle:       cfg.SMPP.Idle,
 		Retention:      cfg.Store.Retention,
