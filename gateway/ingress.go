@@ -342,9 +342,10 @@ func (g *Gateway) replaceSM(ctx context.Context, acct *Account, p pdu.Body) (pdu
 // no address-book group of the account (or a Policy without lists).
 const statusDLName pdu.Status = 0x00000034
 
-// statusNumDests is ESME_RINVNUMDESTS: more distribution lists in one
-// submit_multi than maxListsPerMulti.
-const statusNumDests pdu.Status = 0x00000033
+// statusNumDests is ESME_RINVNUMDESTS, here for more distribution lists
+// in one submit_multi than maxListsPerMulti (smpp.checkRequest refuses a
+// number_of_dests of 0 or over 254 with it).
+const statusNumDests = smpp.StatusInvalidNumDests
 
 // maxListsPerMulti bounds the distinct distribution list names of one
 // submit_multi, as maxGroupsPerSend does an HTTP group send's: each is a

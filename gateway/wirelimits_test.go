@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -349,4 +350,28 @@ func TestWireSubmitMultiDests(t *testing.T) {
 	// The session goes on.
 	e.send(pdu.SubmitSMID, 3, goodSM().submitSM())
 	e.expect(pdu.SubmitSMRespID, smpp.StatusOK, 3)
+}
+
+// TestWireSubmitMultiNumDests: a submit_multi with no dest_address, or
+// with 255 (SMPP 3.4 §4.5.1 allows 254), is refused whole with
+// ESME_RINVNUMDESTS, its sequence echoed, and the session goes on; 254
+// go. Before, 255 were taken, and none got ESME_RINVDSTADR.
+func TestWireSubmitMultiNumDests(t *testing.T) {
+	r := wireRig(t)
+	e := dialRawESME(t, r.addr, "alice", "secret1")
+	numbers := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("1371234%04d", i))
+		}
+		return out
+	}
+	e.send(pdu.SubmitMultiID, 2, goodSM().submitMulti(numbers(255)...))
+	e.expect(pdu.SubmitMultiRespID, smpp.StatusInvalidNumDests, 2)
+	e.send(pdu.SubmitMultiID, 3, goodSM().submitMulti())
+	e.expect(pdu.SubmitMultiRespID, smpp.StatusInvalidNumDests, 3)
+	// 254: taken, and held to the rules one by one (one of them the
+	// account may send to; the others are refused in unsuccess_sme).
+	e.send(pdu.SubmitMultiID, 4, goodSM().submitMulti(append(numbers(253), "13712345678")...))
+	e.expect(pdu.SubmitMultiRespID, smpp.StatusOK, 4)
 }

@@ -78,15 +78,46 @@ var requestLimits = map[pdu.ID][]fieldLimit{
 	ReplaceSMID:   {messageIDLimit, srcLimit, scheduleLimit, validityLimit},
 }
 
+// RefusedField is a command and one of its fields that checkRequest holds
+// to a bound (ServerOptions.OnFieldRefused).
+type RefusedField struct{ Command, Field string }
+
+// RefusedFields lists every command and field checkRequest may refuse.
+func RefusedFields() []RefusedField {
+	var out []RefusedField
+	for id, ls := range requestLimits {
+		for _, l := range ls {
+			out = append(out, RefusedField{id.String(), string(l.name)})
+		}
+		switch id {
+		case pdu.SubmitSMID, ReplaceSMID:
+			out = append(out, RefusedField{id.String(), string(pdufield.ShortMessage)})
+		case pdu.SubmitMultiID:
+			out = append(out, RefusedField{id.String(), string(pdufield.ShortMessage)}, RefusedField{id.String(), string(pdufield.NumberDests)})
+		}
+	}
+	return out
+}
+
+// MaxDests is the most dest_address entries one submit_multi may carry
+// (SMPP 3.4 §4.5.1, number_of_dests).
+const MaxDests = 254
+
 // checkRequest holds a request decoded from an ESME to the sizes of SMPP
 // 3.4: the first C-Octet String (in wire order) longer than its size gives
-// its status, then a short_message over 254 octets ESME_RINVMSGLEN. ok
-// when every field fits; field names the one that does not.
+// its status, then a submit_multi's number_of_dests of 0 or over MaxDests
+// ESME_RINVNUMDESTS, then a short_message over 254 octets ESME_RINVMSGLEN.
+// ok when every field fits; field names the one that does not.
 func checkRequest(p pdu.Body) (field pdufield.Name, st pdu.Status, ok bool) {
 	id := p.Header().ID
 	for _, l := range requestLimits[id] {
 		if cstrLen(p, l.name) >= l.size {
 			return l.name, l.st, false
+		}
+	}
+	if id == pdu.SubmitMultiID {
+		if n := len(Dests(p)); n == 0 || n > MaxDests {
+			return pdufield.NumberDests, StatusInvalidNumDests, false
 		}
 	}
 	switch id {

@@ -2,7 +2,10 @@ package smpp_test
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -95,6 +98,14 @@ func TestCheckRequest(t *testing.T) {
 	sm := func(src, dst string, n int) []byte {
 		return bytes.Join([][]byte{cs(""), {1, 1}, cs(src), {1, 1}, cs(dst), {0, 0, 0}, cs(""), cs(""), {0, 0, 0, 0}, {byte(n)}, bytes.Repeat([]byte("a"), n)}, nil)
 	}
+	// multi is a submit_multi's body to n SME addresses.
+	multi := func(n int) []byte {
+		b := bytes.Join([][]byte{cs(""), {1, 1}, cs("10690001"), {byte(n)}}, nil)
+		for i := range n {
+			b = append(append(b, 1, 1, 1), cs(fmt.Sprintf("1371234%04d", i))...)
+		}
+		return append(b, bytes.Join([][]byte{{0, 0, 0}, cs(""), cs(""), {0, 0, 0, 0}, {2}, []byte("hi")}, nil)...)
+	}
 	for _, tc := range []struct {
 		name  string
 		frame []byte
@@ -113,6 +124,9 @@ func TestCheckRequest(t *testing.T) {
 		{"replace_sm validity 17", frame(smpp.ReplaceSMID, 0, 1, cs("1"), []byte{1, 1}, cs(""), cs(""), cs(long(17)), []byte{0, 0, 0}), "validity_period", smpp.StatusInvalidExpiry},
 		{"bind system_type 13 is not held", frame(pdu.BindReceiverID, 0, 1, bindBody("a", "b", long(13), "")), "", smpp.StatusOK},
 		{"bind password 9", frame(pdu.BindReceiverID, 0, 1, bindBody("a", long(9), "", "")), "password", smpp.StatusInvalidPassword},
+		{"submit_multi of 254", frame(pdu.SubmitMultiID, 0, 1, multi(254)), "", smpp.StatusOK},
+		{"submit_multi of 255", frame(pdu.SubmitMultiID, 0, 1, multi(255)), "number_of_dests", smpp.StatusInvalidNumDests},
+		{"submit_multi of none", frame(pdu.SubmitMultiID, 0, 1, multi(0)), "number_of_dests", smpp.StatusInvalidNumDests},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := smpp.Decode(tc.frame)
@@ -166,4 +180,40 @@ func FuzzCheckRequest(f *testing.F) {
 			t.Fatalf("CheckRequest(% x) = %q %#x %v, want %q %#x", b, field, uint32(st), ok, wantField, uint32(wantSt))
 		}
 	})
+}
+
+// TestServerReportsRefusedFields: every request refused for a field out of
+// its bounds, a bind's included, is reported to OnFieldRefused with its
+// command and field (cmd/qxtd counts them in
+// qxtd_smpp_fields_refused_total), and only those; each pair reported is
+// one RefusedFields lists, so the daemon's series exist from the start.
+func TestServerReportsRefusedFields(t *testing.T) {
+	var mu sync.Mutex
+	var got []smpp.RefusedField
+	b := newRecBackend()
+	_, addr := startServer(t, b, smpp.ServerOptions{OnFieldRefused: func(command, field string) {
+		mu.Lock()
+		got = append(got, smpp.RefusedField{Command: command, Field: field})
+		mu.Unlock()
+	}})
+	p := dialPeer(t, addr)
+	p.send(frame(pdu.BindTransceiverID, 0, 1, bindBody(strings.Repeat("x", 16), "secret", "", "")))
+	p.expect(pdu.BindTransceiverRespID, smpp.StatusInvalidSystemID, 1)
+	p.bind(pdu.BindTransceiverID, "ent1", "secret", 2, smpp.StatusOK)
+	p.send(frame(pdu.SubmitSMID, 0, 3, submitSMBody("10086", strings.Repeat("1", 21), "hi", 0)))
+	p.expect(pdu.SubmitSMRespID, smpp.StatusInvalidDstAddr, 3)
+	p.send(frame(pdu.SubmitSMID, 0, 4, submitSMBody("10086", "13712345678", "hi", 0)))
+	p.expect(pdu.SubmitSMRespID, smpp.StatusOK, 4)
+	mu.Lock()
+	defer mu.Unlock()
+	want := []smpp.RefusedField{{"BindTransceiver", "system_id"}, {"SubmitSM", "destination_addr"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("reported %v, want %v", got, want)
+	}
+	all := smpp.RefusedFields()
+	for _, r := range want {
+		if !slices.Contains(all, r) {
+			t.Errorf("%v is not in RefusedFields", r)
+		}
+	}
 }

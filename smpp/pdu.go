@@ -30,6 +30,7 @@ const (
 	StatusReplaceFailed      pdu.Status = 0x00000013
 	StatusMsgQueueFull       pdu.Status = 0x00000014
 	StatusInvalidServiceType pdu.Status = 0x00000015
+	StatusInvalidNumDests    pdu.Status = 0x00000033 // ESME_RINVNUMDESTS: submit_multi's number_of_dests 0 or over MaxDests
 	StatusInvalidESMClass    pdu.Status = 0x00000043
 	StatusSubmitFailed       pdu.Status = 0x00000045
 	StatusThrottled          pdu.Status = 0x00000058

@@ -118,6 +118,10 @@ type ServerOptions struct {
 	// OnReject is called for every connection closed by a bound above,
 	// with one of the Reject* reasons.
 	OnReject func(reason string)
+	// OnFieldRefused is called for every request refused because a
+	// field is outside its SMPP 3.4 bounds (checkRequest), with the
+	// command's name and the field's (RefusedFields lists them all).
+	OnFieldRefused func(command, field string)
 	// LogLimit limits repetitive log lines per peer (the "remote"
 	// attribute every connection's lines carry) and message; its
 	// OnSuppress counts what was dropped.
@@ -137,6 +141,14 @@ const (
 
 // RejectReasons lists every reason OnReject may get.
 var RejectReasons = []string{RejectMaxConns, RejectUnboundPerIP, RejectUnboundPerNetwork, RejectEvictedIdle}
+
+// fieldRefused reports a request refused by checkRequest to
+// ServerOptions.OnFieldRefused.
+func (s *Server) fieldRefused(id pdu.ID, field pdufield.Name) {
+	if s.opt.OnFieldRefused != nil {
+		s.opt.OnFieldRefused(id.String(), string(field))
+	}
+}
 
 // EvictGrace is how long a connection stays unbound before it may be
 // closed to make room at MaxConns. A real ESME sends its bind as soon as
@@ -577,7 +589,8 @@ func (sc *serverConn) HandlePDU(ctx context.Context, c *Conn, p pdu.Body) pdu.Bo
 	// A receiver may send none of the requests held to sizes: the
 	// session answers them ESME_RINVBNDSTS, whatever their fields.
 	if field, st, ok := checkRequest(p); !ok && kind != BindReceiver {
-		c.log.Info("field too long", "cmd", id.String(), "field", string(field), "status", fmt.Sprintf("%#x", uint32(st)))
+		c.log.Info("field out of its SMPP bounds", "cmd", id.String(), "field", string(field), "status", fmt.Sprintf("%#x", uint32(st)))
+		sc.s.fieldRefused(id, field)
 		return errorResponse(p, st)
 	}
 	resp, err := sess.Handle(ctx, p)
@@ -628,6 +641,7 @@ func (sc *serverConn) bind(ctx context.Context, c *Conn, p pdu.Body) pdu.Body {
 	var err error
 	if field, st, ok := checkRequest(p); !ok {
 		err = fmt.Errorf("%s too long: %w", field, st)
+		sc.s.fieldRefused(p.Header().ID, field)
 	} else {
 		sess, err = sc.s.backend.Bind(ctx, req)
 	}

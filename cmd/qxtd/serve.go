@@ -456,6 +456,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		MaxConns:        cfg.SMPP.MaxConns,
 		MaxUnboundPerIP: cfg.SMPP.MaxUnboundPerIP,
 		OnReject:        hm.smppReject,
+		OnFieldRefused:  hm.fieldRefused,
 		LogLimit:        loglimit.Options{OnSuppress: hm.logSuppressed},
 		Conn: smpp.ConnOptions{
 			Window:        cfg.SMPP.Window,
