@@ -347,6 +347,12 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 			Name: "qxtd_upstream_window_in_use", Help: "Segments handed to the upstream's workers and not yet recorded: on its binds' windows, or answered and waiting for the store to commit the outcome.",
 			ConstLabels: prometheus.Labels{"upstream": name},
 		}, func() float64 { return g.disp.inflightOf(name) })
+		if store != nil {
+			promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "qxtd_upstream_queued_segments", Help: "Segments routed to the upstream and waiting for its SMSC to accept them (due now, or later: a retry, a scheduled send): its part of qxtd_queue_segments{state=\"accepted\"}. Grows while the upstream is down or slower than what comes in for it; the other upstreams' segments do not wait behind it.",
+				ConstLabels: prometheus.Labels{"upstream": name},
+			}, func() float64 { return float64(store.DueOf(name)) })
+		}
 	}
 	g.dlrs = newRouter(g)
 	g.mos = newMORouter(g)

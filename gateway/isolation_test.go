@@ -20,7 +20,7 @@ import (
 // full and then waited on it, so every other upstream stopped too: a
 // carrier's outage stopped them all. qxtd_upstream_window_in_use shows
 // the bound: cm holds nothing while down, at most its workers while
-// stalled.
+// stalled; qxtd_upstream_queued_segments shows cm's backlog.
 func TestUpstreamIsolation(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -88,7 +88,11 @@ func upstreamIsolation(t *testing.T, stalled bool) {
 			t.Errorf("receipt of %s, not one of cu's messages", id)
 		}
 	}
-	inUse := counters(t, r)["qxtd_upstream_window_in_use,upstream=cm"]
+	m := counters(t, r)
+	if q, qu := m["qxtd_upstream_queued_segments,upstream=cm"], m["qxtd_upstream_queued_segments,upstream=cu"]; q != backlog || qu != 0 {
+		t.Errorf("qxtd_upstream_queued_segments: cm %v, cu %v; want %d, 0", q, qu, backlog)
+	}
+	inUse := m["qxtd_upstream_window_in_use,upstream=cm"]
 	if !stalled && inUse != 0 {
 		t.Errorf("cm down: qxtd_upstream_window_in_use %v, want 0 (its parts wait in the store)", inUse)
 	}
@@ -108,6 +112,9 @@ func upstreamIsolation(t *testing.T, stalled bool) {
 		serveSim(t, cm, l)
 	}
 	alice.waitReceipts(t, backlog+len(cuIDs), 30*time.Second)
+	if q := counters(t, r)["qxtd_upstream_queued_segments,upstream=cm"]; q != 0 {
+		t.Errorf("cm's backlog gone, qxtd_upstream_queued_segments %v", q)
+	}
 	seen := map[string]int{}
 	for _, m := range cm.Received() {
 		seen[m.Dest]++

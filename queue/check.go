@@ -64,6 +64,20 @@ func (s *Store) Check() error {
 		if !maps.Equal(orphans, s.orphanN) {
 			bad("in-memory orphan counts %v, stored %v", s.orphanN, orphans)
 		}
+		due, err := countUDue(tx)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(due, s.dueN) {
+			bad("in-memory due counts per upstream %v, upstream due keys say %v", s.dueN, due)
+		}
+		if v := tx.Bucket(bucketMeta).Get(keyDueCounts); v != nil {
+			if c, err := decodeDueCounts(v); err != nil {
+				bad("stored due counts: %v", err)
+			} else if !maps.Equal(c, due) {
+				bad("stored due counts per upstream %v, upstream due keys say %v", c, due)
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -3,6 +3,8 @@ package queue
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -79,4 +81,78 @@ func storedCounts(tx *bolt.Tx) (c [stateEnd]int, ok bool, err error) {
 	}
 	c, err = decodeCounts(v)
 	return c, err == nil, err
+}
+
+// Persisted counts of the parts due per upstream (DueByUpstream,
+// qxtd_upstream_queued_segments): the udue keys under each upstream,
+// kept like the state counts, in the same transaction as every change of
+// them. A file without the key, or whose udue keys Open builds again, is
+// counted once from the udue keys and the key written then.
+var keyDueCounts = []byte("duecounts")
+
+const dueCountsVersion = 1
+
+// encodeDueCounts is the upstreams of c, in name order, each with its
+// count; those at 0 or below are left out.
+func encodeDueCounts(c map[string]int) []byte {
+	b := []byte{dueCountsVersion}
+	for _, up := range slices.Sorted(maps.Keys(c)) {
+		if c[up] <= 0 {
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(up)))
+		b = append(b, up...)
+		b = binary.AppendUvarint(b, uint64(c[up]))
+	}
+	return b
+}
+
+func decodeDueCounts(b []byte) (map[string]int, error) {
+	if len(b) == 0 || b[0] != dueCountsVersion {
+		return nil, fmt.Errorf("%w: due counts: unknown version", ErrCorrupt)
+	}
+	c := map[string]int{}
+	for b = b[1:]; len(b) > 0; {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > maxField || uint64(len(b)-k) < l {
+			return nil, fmt.Errorf("%w: due counts: bad name", ErrCorrupt)
+		}
+		up := string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n == 0 || n > 1<<62 {
+			return nil, fmt.Errorf("%w: due counts: bad value", ErrCorrupt)
+		}
+		c[up] = int(n)
+		b = b[k:]
+	}
+	return c, nil
+}
+
+// putDueCounts writes the due counts as they are once t commits.
+func (t *txn) putDueCounts() error {
+	t.s.memMu.RLock()
+	c := maps.Clone(t.s.dueN)
+	t.s.memMu.RUnlock()
+	if c == nil {
+		c = map[string]int{}
+	}
+	for _, d := range t.dueDelta {
+		c[d.upstream] += d.n
+	}
+	return t.tx.Bucket(bucketMeta).Put(keyDueCounts, encodeDueCounts(c))
+}
+
+// countUDue counts the udue keys of tx per upstream.
+func countUDue(tx *bolt.Tx) (map[string]int, error) {
+	c := map[string]int{}
+	cur := tx.Bucket(bucketUDue).Cursor()
+	for kb, _ := cur.First(); kb != nil; kb, _ = cur.Next() {
+		up, _, _, _, ok := splitUdueKey(kb)
+		if !ok {
+			return nil, fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+		}
+		c[string(up)]++
+	}
+	return c, nil
 }

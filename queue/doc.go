@@ -63,10 +63,11 @@
 // Reads (Due, DueShared, Get, PendingDLRs, ExportParts, Backup, Check) use read-only
 // transactions that run concurrently with the writer; everything they
 // return is decoded into fresh memory, never aliasing the database's
-// pages. Usage and Counts are served from in-memory mirrors that the commit
-// goroutine updates after each commit (loaded at Open: usage from its
-// bucket, counts from the meta bucket, which every commit that changes
-// them rewrites; a file without them is counted once by a scan: counts.go).
+// pages. Usage, Counts and DueOf are served from in-memory mirrors that
+// the commit goroutine updates after each commit (loaded at Open: usage
+// from its bucket, the state counts and the due parts per upstream from
+// the meta bucket, which every commit that changes them rewrites; a file
+// without them is counted once by a scan: counts.go).
 //
 // # Life cycle of a part
 //

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestReroute: the messages of an upstream whose every part waits move to
@@ -76,5 +78,65 @@ func TestReroute(t *testing.T) {
 	}
 	if _, err := ts.Reroute(ctx, "cm", "bad\x00name", 10, nil); err == nil {
 		t.Errorf("a NUL in the upstream's name: no error")
+	}
+}
+
+// TestDueOf: the parts due per upstream follow enqueues, submits, failures
+// and moves; a refused operation leaves them as they were; the count is
+// read back at open, and counted from the due keys when the file has
+// none.
+func TestDueOf(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	on := func(up, dest string, parts int) *Message {
+		m := entMsg("A", dest)
+		m.Upstream = up
+		for range parts - 1 {
+			m.Parts = append(m.Parts, Part{Body: []byte{1, 0xAB}})
+		}
+		return m
+	}
+	long, one, other := on("cm", "13800000001", 3), on("cm", "13800000002", 1), on("cu", "13000000003", 1)
+	ts.enqueue(long, one, other)
+	want := func(when string, cm, cu, b int) {
+		t.Helper()
+		if got := [3]int{ts.DueOf("cm"), ts.DueOf("cu"), ts.DueOf("cm-b")}; got != [3]int{cm, cu, b} {
+			t.Errorf("%s: due cm, cu, cm-b %v, want %v", when, got, [3]int{cm, cu, b})
+		}
+	}
+	want("enqueued", 4, 1, 0)
+	ts.submitted(Key{ID: long.ID, Part: 0}, "abc1")
+	if err := ts.Fail(ctx, Key{ID: other.ID}, StateRejected, "0x45", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want("one submitted, one failed", 3, 0, 0)
+	if err := ts.Retry(ctx, Key{ID: long.ID, Part: 0}, time.Now(), "x"); err == nil {
+		t.Fatal("a retry of a submitted part was taken")
+	}
+	want("a refused retry", 3, 0, 0)
+	if n, err := ts.Reroute(ctx, "cm", "cm-b", 10, nil); err != nil || n != 1 {
+		t.Fatalf("reroute: %d, %v", n, err)
+	}
+	want("one moved (long is partly sent)", 2, 0, 1)
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ts.open()
+	want("reopened", 2, 0, 1)
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(ts.path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyDueCounts) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ts.open()
+	want("reopened without the stored counts", 2, 0, 1)
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -169,6 +169,9 @@ type Store struct {
 	// orphanN counts the orphans kept per upstream (MaxOrphans); written
 	// only by the commit goroutine, after a commit (apply).
 	orphanN map[string]int
+	// dueN counts the parts due per upstream (their udue keys); written
+	// only by the commit goroutine, after a commit (apply).
+	dueN map[string]int
 
 	// gathering, when set (by tests), is told each time a commit starts
 	// to wait for company (gather).
@@ -423,6 +426,7 @@ func New(db *bolt.DB, opt Options) (*Store, error) {
 		done:     make(chan struct{}),
 		usage:    make(map[string]usage),
 		orphanN:  make(map[string]int),
+		dueN:     make(map[string]int),
 	}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", db.Path(), err)
@@ -489,6 +493,9 @@ func (s *Store) load() error {
 			}
 		}
 		if !hadUDue {
+			if err := tx.Bucket(bucketMeta).Delete(keyDueCounts); err != nil {
+				return err
+			}
 			return buildUDue(tx)
 		}
 		return nil
@@ -496,7 +503,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	counted := false
+	counted, dueCounted := false, false
 	err = s.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
 			u, err := decodeUsage(v)
@@ -518,6 +525,15 @@ func (s *Store) load() error {
 		if err != nil {
 			return err
 		}
+		if v := tx.Bucket(bucketMeta).Get(keyDueCounts); v != nil {
+			if s.dueN, err = decodeDueCounts(v); err != nil {
+				return err
+			}
+		} else if s.dueN, err = countUDue(tx); err != nil {
+			return err
+		} else {
+			dueCounted = true
+		}
 		if c, ok, err := storedCounts(tx); ok {
 			s.counts, counted = c, true
 			return nil
@@ -535,11 +551,16 @@ func (s *Store) load() error {
 			return nil
 		})
 	})
-	if err != nil || counted {
+	if err != nil || counted && !dueCounted {
 		return err
 	}
 	// Counted by scan: keep the result, so the next open reads it.
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if dueCounted {
+			if err := tx.Bucket(bucketMeta).Put(keyDueCounts, encodeDueCounts(s.dueN)); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketMeta).Put(keyCounts, encodeCounts(s.counts))
 	})
 }
@@ -889,6 +910,11 @@ func (s *Store) commit(batch []*op) {
 					return fmt.Errorf("counts: %w", err)
 				}
 			}
+			if len(t.dueDelta) > 0 {
+				if err := t.putDueCounts(); err != nil {
+					return fmt.Errorf("due counts: %w", err)
+				}
+			}
 			if s.opt.CommitFault != nil {
 				return s.opt.CommitFault()
 			}
@@ -950,7 +976,7 @@ func runOp(o *op, t *txn) (err error) {
 
 // apply folds a committed transaction's deltas into the in-memory mirrors.
 func (s *Store) apply(t *txn) {
-	if len(t.usageNow) == 0 && t.counts == [stateEnd]int{} && len(t.orphanDelta) == 0 {
+	if len(t.usageNow) == 0 && t.counts == [stateEnd]int{} && len(t.orphanDelta) == 0 && len(t.dueDelta) == 0 {
 		return
 	}
 	s.memMu.Lock()
@@ -958,6 +984,11 @@ func (s *Store) apply(t *txn) {
 	for _, d := range t.orphanDelta {
 		if s.orphanN[d.upstream] += d.n; s.orphanN[d.upstream] <= 0 {
 			delete(s.orphanN, d.upstream)
+		}
+	}
+	for _, d := range t.dueDelta {
+		if s.dueN[d.upstream] += d.n; s.dueN[d.upstream] <= 0 {
+			delete(s.dueN, d.upstream)
 		}
 	}
 	for key, e := range t.usageNow {
@@ -1033,6 +1064,15 @@ func (s *Store) Usage(enterprise, month string) (reserved, charged int64) {
 	u := s.usage[usageKey(enterprise, month)]
 	s.memMu.RUnlock()
 	return u.Reserved, u.Charged
+}
+
+// DueOf is the number of parts due (waiting for the SMSC to accept
+// them, now or later) routed to upstream, from in-memory counters kept
+// with each commit.
+func (s *Store) DueOf(upstream string) int {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	return s.dueN[upstream]
 }
 
 // Counts returns the number of parts in each state, from in-memory counters

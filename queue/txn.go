@@ -36,7 +36,11 @@ type txn struct {
 	// orphans the transaction carries (a flood of them, say).
 	orphanDelta []orphanDelta
 	orphanNet   map[string]int
-	cursors     map[*bolt.Bucket]*bolt.Cursor // see get
+	// dueDelta is the parts each operation made due (+1) and took out
+	// of the due keys (-1), per upstream, folded into Store.dueN after
+	// the commit (undone for a refused operation: restore).
+	dueDelta []orphanDelta
+	cursors  map[*bolt.Bucket]*bolt.Cursor // see get
 	// keyMsg, keyTime and keyPrefix are where the keys of the hot paths
 	// are built (msgKey, timeKey and the prefixed keys below), instead
 	// of in a new slice each: bbolt keeps no key it is given (Put copies
@@ -213,8 +217,8 @@ type usageEntry struct {
 }
 
 type checkpoint struct {
-	usage, ready, fresh, orphans int
-	counts                       [stateEnd]int
+	usage, ready, fresh, orphans, dues int
+	counts                             [stateEnd]int
 }
 
 func (t *txn) bind(tx *bolt.Tx) {
@@ -305,6 +309,7 @@ func (t *txn) putDue(m *Message, at time.Time, k Key) error {
 	if err := t.udue().Put(ek, nil); err != nil {
 		return err
 	}
+	t.dueDelta = append(t.dueDelta, orphanDelta{m.Upstream, 1})
 	if m.Priority {
 		return t.updue().Put(ek, nil)
 	}
@@ -320,6 +325,7 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 	if err := t.del(t.udue(), ek); err != nil {
 		return err
 	}
+	t.dueDelta = append(t.dueDelta, orphanDelta{m.Upstream, -1})
 	if m.Priority {
 		return t.del(t.updue(), ek)
 	}
@@ -327,7 +333,7 @@ func (t *txn) delDue(m *Message, at time.Time, k Key) error {
 }
 
 func (t *txn) checkpoint() checkpoint {
-	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), fresh: len(t.fresh), counts: t.counts, orphans: len(t.orphanDelta)}
+	return checkpoint{usage: len(t.usageDelta), ready: len(t.ready), fresh: len(t.fresh), counts: t.counts, orphans: len(t.orphanDelta), dues: len(t.dueDelta)}
 }
 
 func (t *txn) restore(c checkpoint) {
@@ -344,6 +350,7 @@ func (t *txn) restore(c checkpoint) {
 		t.orphanNet[d.upstream] -= d.n
 	}
 	t.orphanDelta = t.orphanDelta[:c.orphans]
+	t.dueDelta = t.dueDelta[:c.dues]
 }
 
 // getMsg loads message id; a missing one is a soft ErrNotFound.
