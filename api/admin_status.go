@@ -156,6 +156,9 @@ type UpstreamStatus struct {
 	// delivery.failover_after, so new messages for its carriers go to
 	// the next upstream serving them.
 	RoutedAround bool `json:"routed_around"`
+	// Queued is the segments routed to it that wait for its SMSC to
+	// accept them (in a cluster: this node's).
+	Queued int `json:"queued"`
 }
 
 // FailingWebhook is an enterprise whose receipt (or reply) endpoint
@@ -197,7 +200,7 @@ func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) 
 		for _, u := range h.Upstreams {
 			out.Upstreams = append(out.Upstreams, UpstreamStatus{Name: u.Name, BindsUp: u.BindsUp, BindsConfigured: u.BindsConfigured,
 				ReceiversUp: u.ReceiversUp, ReceiversConfigured: u.ReceiversConfigured, OutbindSessions: u.OutbindSessions,
-				RoutedAround: u.RoutedAround})
+				RoutedAround: u.RoutedAround, Queued: u.Queued})
 		}
 		for _, rc := range g.Refusals() {
 			out.Refusals = append(out.Refusals, RefusalStatus{Reason: rc.Reason, Count: rc.Count})

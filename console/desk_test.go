@@ -93,7 +93,7 @@ func TestDeskHome(t *testing.T) {
 	c := r.client()
 	c.opsLogin()
 	a := c.get("/ops/")
-	a.wantPage(t, "运行概况", "通道 sim", "通道 sim 接收连接", "存储", "正常", "白名单号码", `href="/ops/approvals#whitelist"`,
+	a.wantPage(t, "运行概况", "通道 sim", "通道 sim 接收连接", "待发 0 条", "存储", "正常", "白名单号码", `href="/ops/approvals#whitelist"`,
 		"已受理（待提交）", "接收成功", "等待定时或重试", "<code>not_whitelisted</code>", reasonZH("not_whitelisted"), "未出现的原因",
 		`id="failing-webhooks"`, "各企业最近一次回执推送和回复推送都已成功")
 	// The pending count: numPending.

@@ -465,6 +465,9 @@ type UpstreamHealth struct {
 	// RoutedAround: it has had no bind up for Config.FailoverAfter, so
 	// new messages for its carriers go to the next upstream serving them.
 	RoutedAround bool
+	// Queued is the segments routed to it waiting for its SMSC to accept
+	// them (queue.Store.DueOf): in a cluster, this node's.
+	Queued int
 }
 
 // Health is the state of every upstream, in configuration order.
@@ -500,6 +503,9 @@ func (g *Gateway) Health() Health {
 			ReceiversConfigured: len(u.receivers), ReceiversUp: int(u.rxUp.Load()), OutbindSessions: int(u.outbound.Load()),
 			RoutedAround: u.routedAroundAt(now),
 		})
+		if g.store != nil {
+			h.Upstreams[len(h.Upstreams)-1].Queued = g.store.DueOf(u.cfg.Name)
+		}
 	}
 	return h
 }

@@ -92,6 +92,9 @@ func upstreamIsolation(t *testing.T, stalled bool) {
 	if q, qu := m["qxtd_upstream_queued_segments,upstream=cm"], m["qxtd_upstream_queued_segments,upstream=cu"]; q != backlog || qu != 0 {
 		t.Errorf("qxtd_upstream_queued_segments: cm %v, cu %v; want %d, 0", q, qu, backlog)
 	}
+	if q := upHealth(t, r, "cm").Queued; q != backlog {
+		t.Errorf("Health: cm has %d queued, want %d", q, backlog)
+	}
 	inUse := m["qxtd_upstream_window_in_use,upstream=cm"]
 	if !stalled && inUse != 0 {
 		t.Errorf("cm down: qxtd_upstream_window_in_use %v, want 0 (its parts wait in the store)", inUse)

@@ -84,7 +84,7 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				if u.RoutedAround {
 					fmt.Fprint(w, ", routed around (its carriers go to the next upstream)")
 				}
-				fmt.Fprintln(w)
+				fmt.Fprintf(w, ", %d segments queued\n", u.Queued)
 			}
 			for _, s := range []string{"accepted", "submitted", "delivered", "undeliverable", "expired", "rejected", "unknown", "cancelled", "waiting"} {
 				if n, ok := st.Queue[s]; ok {

@@ -106,7 +106,7 @@ func TestClusterFailover(t *testing.T) {
 	// The admin status says so too, on the node without sim's bind as well.
 	for _, p := range nodes {
 		code, body := postJSON(t, http.MethodGet, "http://"+p.httpAddr+"/admin/v1/status", "test-token", "")
-		if code != http.StatusOK || !strings.Contains(body, `"name":"sim","binds_up":0,"binds_configured":1,"receivers_up":0,"receivers_configured":0,"outbind_sessions":0,"routed_around":true`) {
+		if code != http.StatusOK || !strings.Contains(body, `"name":"sim","binds_up":0,"binds_configured":1,"receivers_up":0,"receivers_configured":0,"outbind_sessions":0,"routed_around":true,"queued":`) {
 			t.Errorf("admin status: %d %s, want sim routed around", code, body)
 		}
 	}
