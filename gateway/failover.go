@@ -115,6 +115,9 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if !g.store.Writable() {
+			continue // the dispatcher waits for the disk (waitWritable); so does this
+		}
 		now := time.Now()
 		for _, u := range g.ups {
 			if !u.routedAroundAt(now) {
