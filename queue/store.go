@@ -469,8 +469,10 @@ func (s *Store) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		// An edue bucket beside udue means an earlier release ran on the
 		// file since this one built udue (it builds edue again, and keeps
-		// only that): udue is stale, built again from the due keys.
-		hadUDue := tx.Bucket(bucketUDue) != nil && tx.Bucket(legacyEDue) == nil
+		// only that): udue is stale, built again from the due keys. So
+		// is a udue whose ends disagree with the due keys
+		// (udueLooksCurrent): a release from before edue ran on it.
+		hadUDue := tx.Bucket(bucketUDue) != nil && tx.Bucket(legacyEDue) == nil && udueLooksCurrent(tx)
 		if !hadUDue {
 			for _, name := range [][]byte{bucketUDue, bucketUPDue} {
 				if tx.Bucket(name) == nil {
@@ -592,6 +594,72 @@ func (s *Store) nodeSequences() error {
 		}
 		return nil
 	})
+}
+
+// udueProbe is how many keys at each end udueLooksCurrent reads.
+const udueProbe = 64
+
+// udueLooksCurrent samples the upstream due keys against the due keys:
+// the first and last udueProbe due keys must have theirs, and the first
+// udueProbe upstream due keys must name parts waiting at that time. A
+// release from before 2026-12-02 keeps neither edue nor udue, so one that
+// ran on the file since this one leaves no other trace: what it queued is
+// due last and what it sent was due first. About 200 messages decoded at
+// Open; a file that fails is given its keys again (buildUDue).
+func udueLooksCurrent(tx *bolt.Tx) bool {
+	msgB, dueB, udueB := tx.Bucket(bucketMsg), tx.Bucket(bucketDue), tx.Bucket(bucketUDue)
+	if dueB == nil || udueB == nil {
+		return false
+	}
+	// waiting is part k of its message, if it is Accepted and due at ts.
+	waiting := func(ts int64, k Key) (*Message, bool) {
+		v := msgB.Get(msgKey(k.ID))
+		if v == nil {
+			return nil, false
+		}
+		m, err := DecodeMessage(v)
+		if err != nil || int(k.Part) >= len(m.Parts) {
+			return nil, false
+		}
+		p := m.Parts[k.Part]
+		return m, p.State == StateAccepted && timeNanos(p.DueAt) == ts
+	}
+	hasUDue := func(kb []byte) bool {
+		ts, k, ok := parseTimeKey(kb)
+		if !ok {
+			return true // Check reports it
+		}
+		m, ok := waiting(ts, k)
+		return !ok || udueB.Get(udueKey(m.Upstream, m.Enterprise, time.Unix(0, ts), k)) != nil
+	}
+	c := dueB.Cursor()
+	n := 0
+	for kb, _ := c.First(); kb != nil && n < udueProbe; kb, _ = c.Next() {
+		if !hasUDue(kb) {
+			return false
+		}
+		n++
+	}
+	n = 0
+	for kb, _ := c.Last(); kb != nil && n < udueProbe; kb, _ = c.Prev() {
+		if !hasUDue(kb) {
+			return false
+		}
+		n++
+	}
+	n = 0
+	uc := udueB.Cursor()
+	for kb, _ := uc.First(); kb != nil && n < udueProbe; kb, _ = uc.Next() {
+		_, _, ts, k, ok := splitUdueKey(kb)
+		if !ok {
+			return false
+		}
+		if _, ok := waiting(ts, k); !ok {
+			return false
+		}
+		n++
+	}
+	return true
 }
 
 // buildUDue fills the upstream and enterprise due indexes (udue, updue)
