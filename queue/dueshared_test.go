@@ -287,16 +287,15 @@ func TestDueHandOver(t *testing.T) {
 // upstream with some room gets that many.
 func TestDueForUpstreamRoom(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
-	on := func(m *Message, up string) *Message { m.Upstream = up; return m }
 	var ms []*Message
 	for i := range 50 {
-		ms = append(ms, on(entMsg("A", fmt.Sprintf("1371000%04d", i)), "down"))
+		ms = append(ms, upMsg("down", fmt.Sprintf("1371000%04d", i), 1))
 	}
 	for i := range 3 {
-		ms = append(ms, on(entMsg("A", fmt.Sprintf("1301000%04d", i)), "cu"))
+		ms = append(ms, upMsg("cu", fmt.Sprintf("1301000%04d", i), 1))
 	}
 	for i := range 5 {
-		ms = append(ms, on(entMsg("A", fmt.Sprintf("1331000%04d", i)), "ct"))
+		ms = append(ms, upMsg("ct", fmt.Sprintf("1331000%04d", i), 1))
 	}
 	ts.enqueue(ms...)
 	room := map[string]int{"down": 0, "cu": 10, "ct": 2}

@@ -17,16 +17,8 @@ import (
 func TestReroute(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
-	on := func(up, dest string, parts int) *Message {
-		m := entMsg("A", dest)
-		m.Upstream = up
-		for range parts - 1 {
-			m.Parts = append(m.Parts, Part{Body: []byte{1, 0xAB}})
-		}
-		return m
-	}
-	plain, long, partly, flying, later, other := on("cm", "13800000001", 1), on("cm", "13800000002", 3),
-		on("cm", "13800000003", 2), on("cm", "13800000004", 1), on("cm", "13800000005", 1), on("cu", "13000000006", 1)
+	plain, long, partly, flying, later, other := upMsg("cm", "13800000001", 1), upMsg("cm", "13800000002", 3),
+		upMsg("cm", "13800000003", 2), upMsg("cm", "13800000004", 1), upMsg("cm", "13800000005", 1), upMsg("cu", "13000000006", 1)
 	plain.Priority = true
 	later.SendAt = time.Now().Add(time.Hour)
 	ts.enqueue(plain, long, partly, flying, later, other)
@@ -88,15 +80,7 @@ func TestReroute(t *testing.T) {
 func TestDueOf(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	ctx := context.Background()
-	on := func(up, dest string, parts int) *Message {
-		m := entMsg("A", dest)
-		m.Upstream = up
-		for range parts - 1 {
-			m.Parts = append(m.Parts, Part{Body: []byte{1, 0xAB}})
-		}
-		return m
-	}
-	long, one, other := on("cm", "13800000001", 3), on("cm", "13800000002", 1), on("cu", "13000000003", 1)
+	long, one, other := upMsg("cm", "13800000001", 3), upMsg("cm", "13800000002", 1), upMsg("cu", "13000000003", 1)
 	ts.enqueue(long, one, other)
 	want := func(when string, cm, cu, b int) {
 		t.Helper()
@@ -139,4 +123,15 @@ func TestDueOf(t *testing.T) {
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// upMsg is a message of enterprise A to dest routed to upstream up, in
+// parts parts.
+func upMsg(up, dest string, parts int) *Message {
+	m := entMsg("A", dest)
+	m.Upstream = up
+	for range parts - 1 {
+		m.Parts = append(m.Parts, Part{Body: []byte{1, 0xAB}})
+	}
+	return m
 }
