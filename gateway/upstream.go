@@ -535,7 +535,10 @@ func (u *upstream) persist(ctx context.Context, k queue.Key, what string, write 
 	for tries := 1; ; tries++ {
 		err := write(context.WithoutCancel(ctx))
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, queue.ErrNotSynced):
+			// Not synced: written all the same (the store reads it, the
+			// next commit that syncs keeps it), and a record waits on
+			// no one's answer; writing it again would find it done.
 			if tries > 1 {
 				u.g.log.Info("outcome recorded after store failures", "upstream", u.cfg.Name,
 					"id", k.String(), "outcome", what, "tries", tries)

@@ -43,10 +43,9 @@ func (s *Store) Check() error {
 		if counts != s.counts {
 			bad("in-memory state counts %v, records say %v", s.counts, counts)
 		}
-		if c, ok, err := storedCounts(tx); err != nil {
-			bad("stored state counts: %v", err)
-		} else if ok && c != counts {
-			bad("stored state counts %v, records say %v", c, counts)
+		due, err := checkStoredCounts(tx, counts, bad)
+		if err != nil {
+			return err
 		}
 		mem := maps.Clone(s.usage)
 		maps.DeleteFunc(mem, func(_ string, u usage) bool { return u == (usage{}) })
@@ -64,19 +63,8 @@ func (s *Store) Check() error {
 		if !maps.Equal(orphans, s.orphanN) {
 			bad("in-memory orphan counts %v, stored %v", s.orphanN, orphans)
 		}
-		due, err := countUDue(tx)
-		if err != nil {
-			return err
-		}
 		if !maps.Equal(due, s.dueN) {
 			bad("in-memory due counts per upstream %v, upstream due keys say %v", s.dueN, due)
-		}
-		if v := tx.Bucket(bucketMeta).Get(keyDueCounts); v != nil {
-			if c, err := decodeDueCounts(v); err != nil {
-				bad("stored due counts: %v", err)
-			} else if !maps.Equal(c, due) {
-				bad("stored due counts per upstream %v, upstream due keys say %v", c, due)
-			}
 		}
 		return nil
 	})
@@ -84,6 +72,30 @@ func (s *Store) Check() error {
 		return fmt.Errorf("queue: check: %w", err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkStoredCounts compares the counts the meta bucket keeps (Open
+// trusts them rather than walk the store) with counts, the state counts
+// the records say, and with the upstream due keys, which it returns
+// counted. A file has them, so a backup's verification runs it too.
+func checkStoredCounts(tx *bolt.Tx, counts [stateEnd]int, bad func(format string, args ...any)) (map[string]int, error) {
+	if c, ok, err := storedCounts(tx); err != nil {
+		bad("stored state counts: %v", err)
+	} else if ok && c != counts {
+		bad("stored state counts %v, records say %v", c, counts)
+	}
+	due, err := countUDue(tx)
+	if err != nil {
+		return nil, err
+	}
+	if v := tx.Bucket(bucketMeta).Get(keyDueCounts); v != nil {
+		if c, err := decodeDueCounts(v); err != nil {
+			bad("stored due counts: %v", err)
+		} else if !maps.Equal(c, due) {
+			bad("stored due counts per upstream %v, upstream due keys say %v", c, due)
+		}
+	}
+	return due, nil
 }
 
 // violations collects what a consistency check finds: the first 50, each

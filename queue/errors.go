@@ -44,6 +44,13 @@ var (
 	// waited Options.OpenTimeout for its lock. Nothing was read.
 	ErrLocked = errors.New("the file is held by another process (is qxtd already running on it?)")
 
+	// ErrNotSynced: the commit was written but its last sync failed (an
+	// I/O error: a failing disk). What it wrote is in the store, and the
+	// next commit that syncs makes it durable, but the operation is not
+	// known durable, so it is reported failed: a caller that tries it
+	// again may then do it twice (a message sent twice), never lose it.
+	ErrNotSynced = errors.New("written, but the disk did not confirm it")
+
 	// ErrPanic: an operation panicked inside the commit loop; it was rolled
 	// back and the other operations of its batch were retried without it.
 	ErrPanic = errors.New("operation panicked")

@@ -123,6 +123,13 @@ type Options struct {
 	// Writable turns false. For fault-injection tests; leave it nil.
 	CommitFault func() error
 
+	// SyncFault, if set, is called after every commit that succeeded; a
+	// non-nil error is reported as bbolt reports a meta page whose
+	// fdatasync failed: the commit is visible to every later transaction,
+	// whether or not the disk has it. For fault-injection tests; leave it
+	// nil.
+	SyncFault func() error
+
 	// NodeID, in cluster mode, is this node's id (1..65535): every new
 	// message id (part ids of client-split messages included) and MO id
 	// is then in [NodeID<<48, (NodeID+1)<<48), so ids of different nodes
@@ -172,6 +179,14 @@ type Store struct {
 	// dueN counts the parts due per upstream (their udue keys); written
 	// only by the commit goroutine, after a commit (apply).
 	dueN map[string]int
+
+	// unsynced: the last commit was written but its meta page's sync
+	// failed, so the disk may hold only the state before it while bbolt
+	// builds on it (and reuses the pages it freed, which that state
+	// still needs). Until an empty commit syncs a meta page again
+	// (syncMeta), no commit writes a page. Only the commit goroutine
+	// reads or writes it.
+	unsynced bool
 
 	// gathering, when set (by tests), is told each time a commit starts
 	// to wait for company (gather).
@@ -945,12 +960,25 @@ func (s *Store) commit(batch []*op) {
 		}
 		live = append(live, o)
 	}
+	if s.unsynced && len(live) > 0 {
+		if err := s.syncMeta(); err != nil {
+			s.stats.failedCommits.Add(1)
+			for _, o := range live {
+				o.done <- fmt.Errorf("commit: waiting for the disk to confirm the last commit: %w", err)
+			}
+			return
+		}
+		s.unsynced = false
+		s.log.Info("queue: a commit synced again: the state the failed sync left is on disk")
+	}
 	results := make([]error, len(live))
 	for len(live) > 0 {
 		t := &txn{s: s}
 		bad, badErr := -1, error(nil)
 		began := time.Now()
+		var txid int
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			txid = tx.ID()
 			t.bind(tx)
 			for i, o := range live {
 				cp := t.checkpoint()
@@ -989,6 +1017,39 @@ func (s *Store) commit(batch []*op) {
 			syncFreelistIfShort(tx)
 			return nil
 		})
+		if err == nil && s.opt.SyncFault != nil {
+			err = s.opt.SyncFault()
+		}
+		if err != nil && bad < 0 && s.visible(txid) {
+			// bbolt wrote the meta page and its fdatasync failed (a
+			// failing disk): every later transaction reads what this
+			// one wrote, since bbolt reads its meta from the mapped
+			// file, and the next commit that syncs makes it durable.
+			// So the mirrors, the counts the next commit writes from
+			// them and the hand-offs take it as committed; no caller
+			// is told it is durable.
+			s.apply(t)
+			if len(t.hookEnts) > 0 && s.opt.OnHookReady != nil {
+				s.opt.OnHookReady(t.hookEnterprises())
+			}
+			if len(t.replyEnts) > 0 && s.opt.OnReplyReady != nil {
+				s.opt.OnReplyReady(t.replyEnterprises())
+			}
+			s.notify(t.ready, t.snapshot)
+			s.handDue(t)
+			s.unsynced = true
+			s.stats.lastFailed.Store(true)
+			s.stats.failedCommits.Add(1)
+			s.log.Error("queue: commit written but not synced: its operations are refused, what they wrote stays", "ops", len(live), "err", err)
+			for i, o := range live {
+				if results[i] != nil {
+					o.done <- results[i] // refused, nothing written: as true now as it would have been
+					continue
+				}
+				o.done <- fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
+			}
+			return
+		}
 		if err == nil {
 			if s.opt.OnCommit != nil {
 				s.opt.OnCommit(time.Since(began), len(live))
@@ -1185,6 +1246,36 @@ func (s *Store) NodeID() uint16 { return s.opt.NodeID }
 
 // Path is the path of the store's bbolt file.
 func (s *Store) Path() string { return s.db.Path() }
+
+// syncMeta commits a transaction that writes nothing but its meta page:
+// no page of the tree, no list of free pages (the next open walks the
+// file for it instead). Once its sync succeeds, the disk's newest meta
+// names the state every read sees, whatever the failed sync before it
+// lost; a torn write leaves the meta page before, whose pages nothing
+// has written since.
+func (s *Store) syncMeta() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		tx.DB().NoFreelistSync = true // reset by the next commit (syncFreelistIfShort)
+		return nil
+	})
+	if err == nil && s.opt.SyncFault != nil {
+		err = s.opt.SyncFault()
+	}
+	return err
+}
+
+// visible reports whether the write transaction txid is what a read
+// sees now: committed in this process, whatever its commit returned.
+func (s *Store) visible(txid int) bool {
+	if txid == 0 {
+		return false
+	}
+	seen := 0
+	if err := s.db.View(func(tx *bolt.Tx) error { seen = tx.ID(); return nil }); err != nil {
+		return false
+	}
+	return seen >= txid
+}
 
 // Writable reports whether the last commit succeeded (true before the
 // first): /readyz turns false while the disk refuses writes, and the
