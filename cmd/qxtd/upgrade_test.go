@@ -1,17 +1,20 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,13 +22,16 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/batch"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
 // Upgrades in place: a store written by an older build of qxtd, opened by
 // this one. testdata/upgrade/NAME.db.gz is a store an older build left
-// when it was stopped, NAME.json what it held (upgradeStore). Both are
+// when it was stopped, NAME.json what it held (upgradeStore), and
+// NAME.files.tar.gz, if there, what it left beside the store. They are
 // written by TestMakeUpgradeStore (upgradegen_test.go, build tag
 // upgradegen), which builds the older commit and drives it:
 //
@@ -41,6 +47,76 @@ type upgradeStore struct {
 	Stop     string       `json:"stop"`   // how it was stopped: sigterm or kill9
 	Written  time.Time    `json:"written"`
 	Messages []upgradeMsg `json:"messages"`
+
+	// What the older build got besides SMPP messages (upgradeExtras),
+	// none in stores written before 2026-12-06 (the generator of then):
+	// the checks of each run only when the store has it.
+	APIKeys   map[string]string `json:"api_keys,omitempty"` // system_id → the API key the older build issued
+	HTTP      []upgradeHTTP     `json:"http,omitempty"`
+	Jobs      []upgradeJob      `json:"jobs,omitempty"`
+	Replies   []upgradeReply    `json:"replies,omitempty"`
+	Reminders []upgradeReminder `json:"reminders,omitempty"`
+	// Files are what the older build left beside qxtd.db (the batch
+	// jobs' spool, qxtd.db.batches/…), paths relative to its directory,
+	// in NAME.files.tar.gz: a store is the file and these.
+	Files []string `json:"files,omitempty"`
+}
+
+// upgradeHTTP is one send over the HTTP API to the older build, queued at
+// the upgrade (the SMSC throttled everything): Route is /v1/messages or
+// /v1/messages/personalized, Key its Idempotency-Key ("" none), Body the
+// request and Answer the older build's answer; Dests[i] got Texts[i]
+// (unsigned) under IDs[i].
+type upgradeHTTP struct {
+	Account string   `json:"account"`
+	Route   string   `json:"route"`
+	Key     string   `json:"key,omitempty"`
+	Body    string   `json:"body"`
+	Answer  string   `json:"answer"`
+	Dests   []string `json:"dests"`
+	Texts   []string `json:"texts"`
+	IDs     []string `json:"ids"`
+}
+
+// upgradeJob is a batch job (POST /v1/batches, a CSV of Dests[i],Texts[i])
+// of Account: State "done" when it had ended before the stop, "running"
+// when the stop cut it (Accepted: the rows it had accepted when last
+// read before the stop, at least).
+type upgradeJob struct {
+	Account  string   `json:"account"`
+	ID       string   `json:"id"`
+	State    string   `json:"state"`
+	Accepted int      `json:"accepted"`
+	Dests    []string `json:"dests"`
+	Texts    []string `json:"texts"`
+}
+
+// upgradeReply is a reply (MO) the SMSC delivered to the older build for
+// the service number of enterprise T2 (upgradeEnterprise2): Forwarded when
+// T2's bind had acknowledged it before the stop, else it waited for a
+// bind (none was up at the stop).
+type upgradeReply struct {
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Text      string `json:"text"`
+	Forwarded bool   `json:"forwarded"`
+}
+
+// upgradeReminder is a reminder (POST /v1/reminders) of Account: Freq
+// "once" at Start, a few seconds after the stop, handed to the gateway
+// before it (IDs, its occurrence's messages); or one far ahead, its first
+// occurrence on Date (in week Week), pending.
+type upgradeReminder struct {
+	Account string    `json:"account"`
+	ID      string    `json:"id"`
+	Freq    string    `json:"freq"`
+	Body    string    `json:"body"` // the request
+	Text    string    `json:"text"`
+	To      string    `json:"to"`
+	Start   time.Time `json:"start"`
+	Week    string    `json:"week"`
+	Date    string    `json:"date"`
+	IDs     []string  `json:"ids,omitempty"`
 }
 
 // upgradeMsg is one message an ESME submitted to the older build. Kind:
@@ -77,14 +153,42 @@ const upgradeSignature = "【测试】"
 // knows: a store written months before the test runs must still hold
 // messages to send, split messages waiting for their parts and finished
 // messages, not their expiry.
-func writeUpgradeConfig(t *testing.T, dir, simAddr string) string {
+//
+// With extras (a store with upgradeExtras), a second enterprise,
+// upgradeEnterprise2, and its admin user esme2: a service number for
+// replies, and 10 messages a second so that a batch job of it spans the
+// older build's stop. T1 keeps sending its sources as given (a service
+// number would refuse the ESME's 10690001).
+func writeUpgradeConfig(t *testing.T, dir, simAddr string, extras bool) string {
 	t.Helper()
-	cfg := writeConfig(t, dir, simAddr, "")
+	extra := ""
+	if extras {
+		extra = "  - system_id: esme2\n    password: secret2\n    enterprise: T2\n    admin: true\n"
+	}
+	cfg := writeConfig(t, dir, simAddr, extra)
 	replaceInConfig(t, cfg, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, reassembly_timeout: 87600h }")
 	replaceInConfig(t, cfg, "store: { path: ", "store: { retention: 0s, path: ")
 	replaceInConfig(t, cfg, "delivery: { ", "delivery: { validity: 87600h, ")
+	if extras {
+		replaceInConfig(t, cfg, "\naccounts:\n", "\n"+upgradeEnterprise2+"accounts:\n")
+	}
 	return cfg
 }
+
+// upgradeEnterprise2 is T2 of writeUpgradeConfig's extras.
+const (
+	upgradeEnterprise2 = `  - code: T2
+    signature: "【回复】"
+    package: 12
+    national: true
+    offnet: true
+    no_whitelist: true
+    tps: 10
+    service_number: "1065902"
+`
+	upgradeServiceNumber = "1065902"
+	upgradeSignature2    = "【回复】"
+)
 
 // submitUpg submits text to dst with a receipt requested: in
 // short_message, or in message_payload if payload; schedule is
@@ -178,7 +282,73 @@ func readUpgradeStore(t *testing.T, base, dir string) upgradeStore {
 	if err := os.WriteFile(filepath.Join(dir, "qxtd.db"), db, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	restoreUpgradeFiles(t, base, dir, st.Files)
 	return st
+}
+
+// restoreUpgradeFiles writes what NAME.files.tar.gz holds into dir and
+// checks that every one of files, what the older build left beside its
+// store, is there: a store without them is not what the older build left
+// (its batch job could not resume). Nothing without files, and then no
+// archive may be there either.
+func restoreUpgradeFiles(t *testing.T, base, dir string, files []string) {
+	t.Helper()
+	name := base + ".files.tar.gz"
+	gz, err := os.ReadFile(name)
+	if len(files) == 0 {
+		if err == nil {
+			t.Fatalf("%s is there but %s.json lists no files", name, base)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s.json lists %d files beside the store: %v", base, len(files), err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		rel := filepath.Clean(filepath.FromSlash(h.Name))
+		if !filepath.IsLocal(rel) {
+			t.Fatalf("%s: %q is not beside the store", name, h.Name)
+		}
+		path := filepath.Join(dir, rel)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(path, 0o700)
+		case tar.TypeReg:
+			var b []byte
+			if b, err = io.ReadAll(tr); err == nil {
+				if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+					err = os.WriteFile(path, b, os.FileMode(h.Mode)&0o777)
+				}
+			}
+		default:
+			err = fmt.Errorf("type %c", h.Typeflag)
+		}
+		if err != nil {
+			t.Fatalf("%s: %s: %v", name, h.Name, err)
+		}
+	}
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(f))); err != nil {
+			t.Fatalf("%s: %s, left by the older build, not restored: %v", name, f, err)
+		}
+	}
+}
+
+// hasExtras says whether the store holds anything besides SMPP messages.
+func (st *upgradeStore) hasExtras() bool {
+	return len(st.HTTP)+len(st.Jobs)+len(st.Replies)+len(st.Reminders) > 0
 }
 
 // TestUpgradeFromOlderStore starts this build on every store of
@@ -220,11 +390,13 @@ func TestUpgradeFromOlderStore(t *testing.T) {
 //   - query_sm answers every message_id of the older build, DELIVERED in
 //     the end; and a new message gets an id the older build did not give;
 //   - the billing export has every part, delivered, with the SMSC ids of
-//     before the upgrade, and the bill of that month answers.
+//     before the upgrade, and the bill of that month answers;
+//   - what the older build got besides SMPP messages, if the store has
+//     any, is carried on (checkUpgradeExtras).
 func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 	t.Helper()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
-	cfg := writeUpgradeConfig(t, dir, simAddr)
+	cfg := writeUpgradeConfig(t, dir, simAddr, st.hasExtras())
 	d := startDaemon(t, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -406,6 +578,9 @@ func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 			t.Errorf("query_sm %s (of the older build) after its receipt: %+v, %v", id, a, err)
 		}
 	}
+	if st.hasExtras() {
+		checkUpgradeExtras(t, dir, d, sim, st)
+	}
 	for _, state := range []string{"accepted", "submitted"} {
 		if n := metricSum(t, d, `qxtd_queue_segments{state="`+state+`"}`); n != 0 {
 			t.Errorf("qxtd_queue_segments{state=%q} %v after every receipt came", state, n)
@@ -462,4 +637,351 @@ func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 			t.Logf("warning: %s", line)
 		}
 	}
+}
+
+// upgradeSigOf is the signature of the messages of an account of
+// writeUpgradeConfig.
+func upgradeSigOf(account string) string {
+	if account == "esme2" {
+		return upgradeSignature2
+	}
+	return upgradeSignature
+}
+
+// httpUpg sends body to url with the API key key and, unless idem is "",
+// the Idempotency-Key idem: the status, the body and the headers.
+func httpUpg(t *testing.T, method, url, key, idem, contentType, body string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, url, err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// getJSON GETs url with the API key key into v: the status and the body.
+func getJSON(t *testing.T, url, key string, v any) (int, string) {
+	t.Helper()
+	code, body, _ := httpUpg(t, http.MethodGet, url, key, "", "", "")
+	if code == http.StatusOK {
+		if err := json.Unmarshal([]byte(body), v); err != nil {
+			t.Fatalf("GET %s: %v: %s", url, err, body)
+		}
+	}
+	return code, body
+}
+
+// upgradeJobProgress is what GET /v1/batches/{id} says of a job.
+type upgradeJobProgress struct {
+	State                     string
+	RowsRead                  int `json:"rows_read"`
+	Accepted, Refused, Unsent int
+	Reason                    string
+}
+
+// upgradeInbox is GET /v1/inbox.
+type upgradeInbox struct {
+	Replies []struct {
+		From, To, Text string
+		Forwarded      bool
+	}
+}
+
+// upgradeWeek is GET /v1/reminders?week=.
+type upgradeWeek struct {
+	Occurrences []struct {
+		Reminder, Date, State string
+		MessageIDs            []string `json:"message_ids"`
+	}
+}
+
+// moSink binds as an ESME and counts the replies (deliver_sm that are not
+// receipts) forwarded to it, by the handset that sent them.
+type moSink struct {
+	mu   sync.Mutex
+	from map[string]int
+}
+
+func newMOSink() *moSink { return &moSink{from: map[string]int{}} }
+
+func (s *moSink) handler() smpp.Handler {
+	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if _, err := smpp.ParseReceipt(p); err != nil {
+			s.mu.Lock()
+			s.from[smpp.Str(p, pdufield.SourceAddr)]++
+			s.mu.Unlock()
+		}
+		return pdu.NewDeliverSMResp()
+	})
+}
+
+func (s *moSink) count(from string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.from[from]
+}
+
+// dialUpg binds systemID as a transceiver (its replies come to it).
+func dialUpg(t *testing.T, addr, systemID, password string, h smpp.Handler) *smpp.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := smpp.Dial(ctx, smpp.ClientOptions{
+		Addr: addr, SystemID: systemID, Password: password, Kind: smpp.BindTransceiver, Handler: h,
+		Conn: smpp.ConnOptions{Window: 64, RespTimeout: 5 * time.Second},
+	})
+	if err != nil {
+		t.Fatalf("bind %s: %v", systemID, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// checkUpgradeExtras checks, on this build started on the store (d), what
+// the older build got besides SMPP messages (st's extras; each only when
+// the store has it):
+//   - the API keys it issued still authenticate;
+//   - HTTP sends: a retry with the Idempotency-Key of a send answers the
+//     older build's answer byte for byte, replayed, and sends nothing,
+//     while the store is younger than the keys' 24 h (README, Idempotency
+//     keys; an older store's keys are forgotten by design);
+//   - batch jobs: the one the stop cut resumes and ends done with every
+//     row read and accepted once, its spooled file removed; the finished
+//     one reads done while younger than a day (batch.JobKeep), else is
+//     forgotten (404), as a finished job is;
+//   - replies: those waiting at the upgrade reach T2's bind once it binds,
+//     those forwarded before do not come again, and the inbox lists them
+//     all, forwarded;
+//   - reminders: each is still there; the one far ahead (some 300 days
+//     after the store was written) lists its occurrence, pending until
+//     its day nears; the one-off lists its messages and they go;
+//   - every message of these (HTTP sends, job rows, the reminder) reaches
+//     the SMSC once, signed, and ends delivered.
+func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, st upgradeStore) {
+	t.Helper()
+	base := "http://" + d.httpAddr
+	age := time.Since(st.Written)
+	for acct, key := range st.APIKeys {
+		if code, body, _ := httpUpg(t, http.MethodGet, base+"/v1/me", key, "", "", ""); code != http.StatusOK {
+			t.Errorf("the API key the older build issued %s: GET /v1/me %d %s", acct, code, body)
+		}
+	}
+	want := map[string]string{} // destination → the text the SMSC must get, once
+	type owned struct{ account, id string }
+	var delivered []owned // messages that must end delivered
+
+	for _, h := range st.HTTP {
+		for i, dst := range h.Dests {
+			want[dst] = segment.Sign(h.Texts[i], upgradeSigOf(h.Account), "")
+			delivered = append(delivered, owned{h.Account, h.IDs[i]})
+		}
+		if h.Key == "" {
+			continue
+		}
+		if age > api.IdempotencyTTL-10*time.Minute {
+			t.Logf("Idempotency-Key %s: the store is %v old, the keys are kept 24 h: not replayed (a retry now sends again, by design)", h.Key, age.Round(time.Hour))
+			continue
+		}
+		code, body, hdr := httpUpg(t, http.MethodPost, base+h.Route, st.APIKeys[h.Account], h.Key, "application/json", h.Body)
+		if code != http.StatusOK || body != h.Answer || hdr.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("retry of %s with Idempotency-Key %s after the upgrade: %d %s (replayed %q), want the older build's answer %s",
+				h.Route, h.Key, code, body, hdr.Get("Idempotent-Replayed"), h.Answer)
+		}
+	}
+
+	for _, j := range st.Jobs {
+		key := st.APIKeys[j.Account]
+		for i, dst := range j.Dests {
+			want[dst] = segment.Sign(j.Texts[i], upgradeSigOf(j.Account), "")
+		}
+		url := base + "/v1/batches/" + j.ID
+		var p upgradeJobProgress
+		if j.State == "done" && age > batch.JobKeep-10*time.Minute {
+			// Kept a day after its end, then forgotten: not an error.
+			if code, body := getJSON(t, url, key, &p); code != http.StatusNotFound {
+				t.Errorf("job %s, done %v before: %d %s, want 404 (finished jobs are kept a day)", j.ID, age.Round(time.Hour), code, body)
+			}
+			continue
+		}
+		waitCond(t, 30*time.Second, "job "+j.ID+" ("+j.State+" at the stop) ended", func() bool {
+			code, body := getJSON(t, url, key, &p)
+			if code != http.StatusOK {
+				t.Fatalf("job %s (%s at the stop) after the upgrade: %d %s", j.ID, j.State, code, body)
+			}
+			return p.State != "running"
+		})
+		if n := len(j.Dests); p.State != "done" || p.RowsRead != n || p.Accepted != n || p.Refused != 0 || p.Unsent != 0 {
+			t.Errorf("job %s (%s at the stop, %d rows accepted): %+v, want done with its %d rows read and accepted once", j.ID, j.State, j.Accepted, p, n)
+		}
+	}
+	if len(st.Jobs) > 0 {
+		// A job's file goes once its end is stored.
+		waitCond(t, 10*time.Second, "the jobs' spooled files removed", func() bool {
+			left, _ := filepath.Glob(filepath.Join(dir, "qxtd.db.batches", "qxtd-batch-*"))
+			return len(left) == 0
+		})
+	}
+
+	if len(st.Replies) > 0 {
+		mo := newMOSink()
+		dialUpg(t, d.smppAddr, "esme2", "secret2", mo.handler())
+		waitCond(t, 20*time.Second, "the replies waiting at the upgrade forwarded to T2's bind", func() bool {
+			for _, r := range st.Replies {
+				if !r.Forwarded && mo.count(r.From) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		var in upgradeInbox
+		waitCond(t, 10*time.Second, "the inbox listing every reply forwarded", func() bool {
+			if code, body := getJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+				t.Fatalf("inbox after the upgrade: %d %s", code, body)
+			}
+			n := 0
+			for _, got := range in.Replies {
+				n += boolInt(got.Forwarded)
+			}
+			return n >= len(st.Replies)
+		})
+		for _, r := range st.Replies {
+			n := 0
+			for _, got := range in.Replies {
+				if got.From == r.From && got.Text == r.Text && got.To == r.To && got.Forwarded {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("the inbox lists the reply of %s %q to %s %d times forwarded, want once: %+v", r.From, r.Text, r.To, n, in.Replies)
+			}
+			if k := mo.count(r.From); k != boolInt(!r.Forwarded) {
+				t.Errorf("the reply of %s (forwarded before the upgrade: %v) reached T2's bind %d times after it", r.From, r.Forwarded, k)
+			}
+		}
+		if len(in.Replies) != len(st.Replies) {
+			t.Errorf("the inbox lists %d replies, the older build got %d: %+v", len(in.Replies), len(st.Replies), in.Replies)
+		}
+	}
+
+	for _, r := range st.Reminders {
+		key := st.APIKeys[r.Account]
+		var series struct{ ID, Text, Freq string }
+		if code, body := getJSON(t, base+"/v1/reminders/"+r.ID, key, &series); code != http.StatusOK || series.Text != r.Text || series.Freq != r.Freq {
+			t.Errorf("reminder %s (%s) after the upgrade: %d %s", r.ID, r.Freq, code, body)
+		}
+		// An occurrence's record is kept 400 days.
+		if age < 390*24*time.Hour {
+			var wk upgradeWeek
+			if code, body := getJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
+				t.Errorf("reminders of %s: %d %s", r.Week, code, body)
+			}
+			wantState := "pending"
+			switch {
+			case r.Freq == "once":
+				wantState = "scheduled"
+			case time.Until(r.Start) < 25*time.Hour:
+				wantState = "" // its day has come (handed over, sent or missed): listed
+			}
+			found := false
+			for _, o := range wk.Occurrences {
+				if o.Reminder == r.ID && o.Date == r.Date {
+					found = true
+					if wantState != "" && (o.State != wantState || !slices.Equal(o.MessageIDs, r.IDs)) {
+						t.Errorf("reminder %s's occurrence %s after the upgrade: %s %v, want %s %v", r.ID, r.Date, o.State, o.MessageIDs, wantState, r.IDs)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("reminder %s's occurrence %s is not in week %s after the upgrade: %+v", r.ID, r.Date, r.Week, wk)
+			}
+		}
+		if r.Freq != "once" {
+			continue
+		}
+		// It goes at its time, a few seconds after the older build's stop.
+		if wait := time.Until(r.Start); wait > time.Minute {
+			t.Fatalf("reminder %s is due in %v: the store's clock is ahead of this one", r.ID, wait)
+		}
+		want[r.To] = segment.Sign(r.Text, upgradeSigOf(r.Account), "")
+		for _, id := range r.IDs {
+			delivered = append(delivered, owned{r.Account, id})
+		}
+	}
+
+	// Every message of them reaches the SMSC, once, as sent.
+	within := 40 * time.Second
+	if wait := time.Until(latestStart(st)); wait > 0 {
+		within += wait
+	}
+	waitCond(t, within, "every HTTP send, job row and reminder at the SMSC", func() bool {
+		for dst := range want {
+			if _, _, ok, _ := simText(sim, dst); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range st.Reminders {
+		if r.Freq == "once" {
+			for _, m := range sim.Received() {
+				if m.Dest == r.To && m.At.Before(r.Start.Add(-time.Second)) {
+					t.Errorf("reminder %s went at %v, due %v", r.ID, m.At, r.Start)
+				}
+			}
+		}
+	}
+	for _, id := range delivered {
+		var m struct{ State string }
+		waitCond(t, 20*time.Second, "message "+id.id+" delivered", func() bool {
+			code, body := getJSON(t, base+"/v1/messages/"+id.id, st.APIKeys[id.account], &m)
+			if code != http.StatusOK {
+				t.Fatalf("message %s of %s after the upgrade: %d %s", id.id, id.account, code, body)
+			}
+			return m.State == "delivered"
+		})
+	}
+	// The job rows have no id to ask: everything stored ends delivered.
+	waitCond(t, 20*time.Second, "every message delivered", func() bool {
+		return metricSum(t, d, `qxtd_queue_segments{state="accepted"}`)+metricSum(t, d, `qxtd_queue_segments{state="submitted"}`) == 0
+	})
+	for dst, text := range want {
+		if got, n, _, err := simText(sim, dst); err != nil || got != text || n != 1 {
+			t.Errorf("to %s the SMSC got %q (%d submit_sm, %v), want %q once", dst, got, n, err, text)
+		}
+	}
+}
+
+// latestStart is the time of the last one-off reminder of st (zero:
+// none).
+func latestStart(st upgradeStore) time.Time {
+	var last time.Time
+	for _, r := range st.Reminders {
+		if r.Freq == "once" && r.Start.After(last) {
+			last = r.Start
+		}
+	}
+	return last
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

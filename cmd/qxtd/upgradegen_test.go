@@ -3,10 +3,14 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/reminder"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -23,8 +28,11 @@ import (
 // .json (see upgrade_test.go): it builds qxtd at UPGRADEGEN_COMMIT from
 // this repository's history (in a git worktree it removes; or runs
 // UPGRADEGEN_BIN, built from that commit), has an ESME submit a mix of
-// messages to it (upgradeMsg's kinds) and stops it with UPGRADEGEN_STOP
-// (sigterm, the default, or kill9). UPGRADEGEN_OUT writes elsewhere than
+// messages to it (upgradeMsg's kinds), at a commit that has them
+// (extrasAt) also HTTP sends, batch jobs, replies and reminders
+// (genExtras), and stops it with UPGRADEGEN_STOP (sigterm, the default,
+// or kill9). What the build left beside qxtd.db (the batch jobs' spool)
+// goes to COMMIT-STOP.files.tar.gz. UPGRADEGEN_OUT writes elsewhere than
 // testdata/upgrade; UPGRADEGEN_CHECK=1 then starts this build on a copy
 // (checkUpgrade), as TestUpgradeFromOlderStore does. (Not QXTD_: the
 // daemon takes QXTD_ variables for configuration keys.) Not run by make test:
@@ -59,7 +67,8 @@ func TestMakeUpgradeStore(t *testing.T) {
 	dir := t.TempDir()
 	// Receipts only when injected: the messages sent stay waiting for theirs.
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: time.Hour})
-	cfg := writeUpgradeConfig(t, dir, simAddr)
+	extras := extrasAt(t, commit)
+	cfg := writeUpgradeConfig(t, dir, simAddr, extras)
 	d := startDaemonBin(t, bin, cfg)
 	sink := newSink()
 	c := dialESME(t, d.smppAddr, sink.handler())
@@ -135,6 +144,9 @@ func TestMakeUpgradeStore(t *testing.T) {
 		}
 		st.Messages = append(st.Messages, split)
 	}
+	if extras {
+		genExtras(t, d, sim, &st)
+	}
 
 	switch stop {
 	case "sigterm":
@@ -151,6 +163,21 @@ func TestMakeUpgradeStore(t *testing.T) {
 		}
 		if _, n, _, _ := simText(sim, m.Dest); n != 0 {
 			t.Fatalf("the %s message to %s reached the throttling SMSC", m.Kind, m.Dest)
+		}
+	}
+	var waiting []string // the extras' destinations
+	for _, h := range st.HTTP {
+		waiting = append(waiting, h.Dests...)
+	}
+	for _, j := range st.Jobs {
+		waiting = append(waiting, j.Dests...)
+	}
+	for _, r := range st.Reminders {
+		waiting = append(waiting, r.To)
+	}
+	for _, dst := range waiting {
+		if _, n, _, _ := simText(sim, dst); n != 0 {
+			t.Fatalf("the message to %s reached the throttling SMSC", dst)
 		}
 	}
 	for line := range strings.SplitSeq(d.log(), "\n") {
@@ -172,10 +199,6 @@ func TestMakeUpgradeStore(t *testing.T) {
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	js, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := filepath.Join(outDir, commit+"-"+stop)
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -183,10 +206,33 @@ func TestMakeUpgradeStore(t *testing.T) {
 	if err := os.WriteFile(base+".db.gz", gz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s: store %d bytes, %d gzipped", base, len(db), gz.Len())
+	// What the older build left beside its store (its batch jobs' spool):
+	// a store is the file and these.
+	if tgz, files := archiveBeside(t, dir); len(files) > 0 {
+		st.Files = files
+		if err := os.WriteFile(base+".files.tar.gz", tgz, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %v beside the store, %d bytes gzipped", base, files, len(tgz))
+		// A resumed job reads its file at the path stored, if it is
+		// still there: gone, as it is wherever the test runs later, so
+		// that UPGRADEGEN_CHECK reads the copies as TestUpgradeFromOlderStore does.
+		for _, f := range files {
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(f))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else if err := os.Remove(base + ".files.tar.gz"); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	js, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(base+".json", append(js, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s: store %d bytes, %d gzipped", base, len(db), gz.Len())
 
 	if os.Getenv("UPGRADEGEN_CHECK") == "1" {
 		t.Run("upgrade", func(t *testing.T) {
@@ -220,4 +266,278 @@ func buildCommit(t *testing.T, commit string) string {
 	}
 	t.Logf("built %s in %v", commit, time.Since(start))
 	return bin
+}
+
+// extrasAt says whether the build at commit has what upgradeExtras uses:
+// HTTP sends with Idempotency-Keys kept in the store, batch jobs that
+// resume, the inbox of replies to a service number, reminders. Older
+// stores keep the messages over SMPP only.
+func extrasAt(t *testing.T, commit string) bool {
+	t.Helper()
+	for _, f := range []string{"api/idemstore.go", "batch/store.go", "api/v1_inbox.go", "api/v1_reminders.go"} {
+		if err := exec.Command("git", "cat-file", "-e", commit+":"+f).Run(); err != nil {
+			t.Logf("%s has no %s: the store gets SMPP messages only", commit, f)
+			return false
+		}
+	}
+	return true
+}
+
+// genExtras has the older build d, while the SMSC throttles everything
+// (so that every message waits to be sent at the stop), get what is not
+// an SMPP message, into st: API keys; HTTP sends, two with an
+// Idempotency-Key; replies to T2's service number, two forwarded to its
+// bind and two waiting for one (no bind up at the stop); a batch job that
+// ended; reminders, one far ahead and a one-off due 25 s from now; and
+// last a batch job that the stop will cut (T2 goes at 10 messages a
+// second), returned once it has some of its rows accepted.
+func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
+	t.Helper()
+	base := "http://" + d.httpAddr
+	st.APIKeys = map[string]string{"esme": issueAPIKey(t, base, "esme"), "esme2": issueAPIKey(t, base, "esme2")}
+
+	// Replies: two forwarded to T2's bind, then, that bind gone, two that
+	// wait for the next.
+	mo := newMOSink()
+	c2 := dialUpg(t, d.smppAddr, "esme2", "secret2", mo.handler())
+	reply := func(from, text string, forwarded bool) {
+		t.Helper()
+		if err := sim.InjectMO(from, upgradeServiceNumber, text); err != nil {
+			t.Fatalf("reply from %s: %v", from, err)
+		}
+		st.Replies = append(st.Replies, upgradeReply{From: from, To: upgradeServiceNumber, Text: text, Forwarded: forwarded})
+	}
+	inboxSays := func(what string) {
+		t.Helper()
+		waitCond(t, 20*time.Second, "the inbox: "+what, func() bool {
+			var in upgradeInbox
+			if code, body := getJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+				t.Fatalf("inbox: %d %s", code, body)
+			}
+			for _, r := range st.Replies {
+				n := 0
+				for _, got := range in.Replies {
+					if got.From == r.From && got.Text == r.Text && got.Forwarded == r.Forwarded {
+						n++
+					}
+				}
+				if n != 1 {
+					return false
+				}
+			}
+			return len(in.Replies) == len(st.Replies)
+		})
+	}
+	reply("13700003001", "收到，谢谢", true)
+	reply("13700003002", "ok, see you at 3", true)
+	waitCond(t, 20*time.Second, "the first replies at T2's bind", func() bool {
+		return mo.count("13700003001") == 1 && mo.count("13700003002") == 1
+	})
+	inboxSays("the first replies forwarded")
+	bound := metricSum(t, d, "qxtd_esme_bound")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := c2.Unbind(ctx); err != nil {
+		t.Fatalf("unbind esme2: %v", err)
+	}
+	cancel()
+	_ = c2.Close()
+	waitCond(t, 10*time.Second, "T2's bind gone", func() bool { return metricSum(t, d, "qxtd_esme_bound") == bound-1 })
+	reply("13700003003", "升级时还没转发的回复", false)
+	reply("13700003004", "waiting for a bind", false)
+	inboxSays("the last replies not forwarded")
+
+	// HTTP sends of T1, two with a key.
+	send := func(route, key string, body any) {
+		t.Helper()
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, answer, _ := httpUpg(t, http.MethodPost, base+route, st.APIKeys["esme"], key, "application/json", string(b))
+		var res struct {
+			Results []struct{ To, Status, ID string }
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(answer), &res) != nil {
+			t.Fatalf("POST %s: %d %s", route, code, answer)
+		}
+		h := upgradeHTTP{Account: "esme", Route: route, Key: key, Body: string(b), Answer: answer}
+		for _, r := range res.Results {
+			if r.Status != "accepted" || r.ID == "" {
+				t.Fatalf("POST %s: %s", route, answer)
+			}
+			h.Dests, h.IDs = append(h.Dests, r.To), append(h.IDs, r.ID)
+		}
+		switch b := body.(type) {
+		case map[string]any:
+			for range h.Dests {
+				h.Texts = append(h.Texts, b["text"].(string))
+			}
+		case map[string][]map[string]string:
+			for _, m := range b["messages"] {
+				h.Texts = append(h.Texts, m["text"])
+			}
+		}
+		if len(h.Texts) != len(h.Dests) {
+			t.Fatalf("POST %s: %d results for %d texts: %s", route, len(h.Dests), len(h.Texts), answer)
+		}
+		st.HTTP = append(st.HTTP, h)
+	}
+	send("/v1/messages", "upg-http-1", map[string]any{"to": []string{"13700000001", "13700000002"}, "text": "HTTP 群发：升级时排队"})
+	send("/v1/messages", "", map[string]any{"to": []string{"13700000003"}, "text": "an HTTP send without a key"})
+	send("/v1/messages/personalized", "upg-http-2", map[string][]map[string]string{"messages": {
+		{"to": "13700000004", "text": "张三您好，验证码 384921"}, {"to": "13700000005", "text": "李四您好，验证码 902113"}}})
+
+	// A batch job of T2 that ends before the stop.
+	done := startJob(t, base, st.APIKeys["esme2"], "1370002", 3, "批量：升级前已完成的第")
+	waitCond(t, 20*time.Second, "the first job done", func() bool {
+		var p upgradeJobProgress
+		_, body := getJSON(t, base+"/v1/batches/"+done.ID, st.APIKeys["esme2"], &p)
+		if p.State != "running" && (p.State != "done" || p.Accepted != len(done.Dests)) {
+			t.Fatalf("the first job: %s", body)
+		}
+		done.Accepted = p.Accepted
+		return p.State == "done"
+	})
+	done.State = "done"
+	st.Jobs = append(st.Jobs, done)
+
+	// Reminders of esme: one far ahead, one due 25 s from now (after the
+	// stop), handed to the gateway at once.
+	// Far: a Monday some 300 days on (a reminder may start at most a
+	// year ahead), 09:00 in Shanghai.
+	far := time.Now().In(reminder.Shanghai).AddDate(0, 0, 300)
+	for far.Weekday() != time.Monday {
+		far = far.AddDate(0, 0, 1)
+	}
+	far = time.Date(far.Year(), far.Month(), far.Day(), 9, 0, 0, 0, reminder.Shanghai)
+	remind(t, base, st, upgradeReminder{Account: "esme", Freq: "weekly", Text: "明年的周会", To: "13700004002", Start: far},
+		`"weekdays":["mon"],"count":3,`)
+	remind(t, base, st, upgradeReminder{Account: "esme", Freq: "once", Text: "提醒：升级后发出", To: "13700004001",
+		Start: time.Now().Add(25 * time.Second).Truncate(time.Second)}, "")
+
+	// Last, a job the stop cuts: 60 rows at 10 a second.
+	running := startJob(t, base, st.APIKeys["esme2"], "1370001", 60, "批量：升级时还在发的第")
+	waitCond(t, 20*time.Second, "the second job under way", func() bool {
+		var p upgradeJobProgress
+		getJSON(t, base+"/v1/batches/"+running.ID, st.APIKeys["esme2"], &p)
+		if p.State != "running" {
+			t.Fatalf("the second job is %+v before the stop", p)
+		}
+		running.Accepted = p.Accepted
+		return p.Accepted >= 15
+	})
+	running.State = "running"
+	st.Jobs = append(st.Jobs, running)
+}
+
+// startJob posts a batch job of n rows to numbers prefix+0001… (prefix: 7
+// digits) with texts
+// text+row number.
+func startJob(t *testing.T, base, key, prefix string, n int, text string) upgradeJob {
+	t.Helper()
+	j := upgradeJob{Account: "esme2"}
+	var file strings.Builder
+	for i := 1; i <= n; i++ {
+		j.Dests = append(j.Dests, fmt.Sprintf("%s%04d", prefix, i))
+		j.Texts = append(j.Texts, fmt.Sprintf("%s%d行", text, i))
+		fmt.Fprintf(&file, "%s,%s\n", j.Dests[i-1], j.Texts[i-1])
+	}
+	code, body, _ := httpUpg(t, http.MethodPost, base+"/v1/batches", key, "", "text/csv", file.String())
+	var created struct {
+		JobID string `json:"job_id"`
+	}
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &created) != nil || created.JobID == "" {
+		t.Fatalf("batch: %d %s", code, body)
+	}
+	j.ID = created.JobID
+	return j
+}
+
+// remind sets r (rule: more fields of the request) and waits until its
+// first occurrence is listed: for a one-off, handed to the gateway
+// (scheduled, its message ids).
+func remind(t *testing.T, base string, st *upgradeStore, r upgradeReminder, rule string) {
+	t.Helper()
+	r.Body = fmt.Sprintf(`{"text":%q,"freq":%q,%s"start":%q,"to":[%q]}`, r.Text, r.Freq, rule, r.Start.Format(time.RFC3339), r.To)
+	key := st.APIKeys[r.Account]
+	code, body, _ := httpUpg(t, http.MethodPost, base+"/v1/reminders", key, "", "application/json", r.Body)
+	var created struct{ ID string }
+	if code != http.StatusCreated && code != http.StatusOK || json.Unmarshal([]byte(body), &created) != nil || created.ID == "" {
+		t.Fatalf("reminder: %d %s", code, body)
+	}
+	r.ID = created.ID
+	r.Week = reminder.WeekOf(r.Start).String()
+	r.Date = r.Start.In(reminder.Shanghai).Format(time.DateOnly)
+	waitCond(t, 10*time.Second, "reminder "+r.ID+" listed", func() bool {
+		var wk upgradeWeek
+		if code, body := getJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
+			t.Fatalf("reminders of %s: %d %s", r.Week, code, body)
+		}
+		for _, o := range wk.Occurrences {
+			if o.Reminder == r.ID && o.Date == r.Date {
+				r.IDs = o.MessageIDs
+				return r.Freq != "once" || o.State == "scheduled" && len(o.MessageIDs) > 0
+			}
+		}
+		return false
+	})
+	st.Reminders = append(st.Reminders, r)
+}
+
+// archiveBeside is a gzipped tar of everything in dir but the store and
+// the configuration the test wrote, and the paths it holds (files only,
+// relative, slash-separated); none: nil.
+func archiveBeside(t *testing.T, dir string) ([]byte, []string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	tw := tar.NewWriter(zw)
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil || rel == "." || rel == "qxtd.db" || rel == "qxtd.yaml" {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(rel)
+		h.ModTime, h.Uname, h.Gname, h.Uid, h.Gid = time.Time{}, "", "", 0, 0
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if !e.Type().IsRegular() {
+			if !e.IsDir() {
+				return fmt.Errorf("%s: neither a file nor a directory", rel)
+			}
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err == nil {
+			_, err = tw.Write(b)
+		}
+		files = append(files, h.Name)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		t.Fatalf("archiving what is beside the store: %v", err)
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	return buf.Bytes(), files
 }
