@@ -774,7 +774,6 @@ func dialUpg(t *testing.T, addr, systemID, password string, h smpp.Handler) *smp
 //   - every message of these (HTTP sends, job rows, the reminder) reaches
 //     the SMSC once, signed, and ends delivered.
 func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, st upgradeStore) {
-	t.Helper()
 	base := "http://" + d.httpAddr
 	age := time.Since(st.Written)
 	for acct, key := range st.APIKeys {
