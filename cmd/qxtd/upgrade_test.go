@@ -675,8 +675,8 @@ func httpUpg(t *testing.T, method, url, key, idem, contentType, body string) (in
 	return resp.StatusCode, string(b), resp.Header
 }
 
-// getJSON GETs url with the API key key into v: the status and the body.
-func getJSON(t *testing.T, url, key string, v any) (int, string) {
+// getUpgJSON GETs url with the API key key into v: the status and the body.
+func getUpgJSON(t *testing.T, url, key string, v any) (int, string) {
 	t.Helper()
 	code, body, _ := httpUpg(t, http.MethodGet, url, key, "", "", "")
 	if code == http.StatusOK {
@@ -815,13 +815,13 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 		if j.State == "done" && age > batch.JobKeep-10*time.Minute {
 			// Kept a day after its end, then forgotten: not an error.
 			// (Near the day, either: st.Written is a little before the end.)
-			if code, body := getJSON(t, url, key, &p); code != http.StatusNotFound && age > batch.JobKeep+10*time.Minute {
+			if code, body := getUpgJSON(t, url, key, &p); code != http.StatusNotFound && age > batch.JobKeep+10*time.Minute {
 				t.Errorf("job %s, done %v before: %d %s, want 404 (finished jobs are kept a day)", j.ID, age.Round(time.Hour), code, body)
 			}
 			continue
 		}
 		waitCond(t, 30*time.Second, "job "+j.ID+" ("+j.State+" at the stop) ended", func() bool {
-			code, body := getJSON(t, url, key, &p)
+			code, body := getUpgJSON(t, url, key, &p)
 			if code != http.StatusOK {
 				t.Fatalf("job %s (%s at the stop) after the upgrade: %d %s", j.ID, j.State, code, body)
 			}
@@ -852,7 +852,7 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 		})
 		var in upgradeInbox
 		waitCond(t, 10*time.Second, "the inbox listing every reply forwarded", func() bool {
-			if code, body := getJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+			if code, body := getUpgJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
 				t.Fatalf("inbox after the upgrade: %d %s", code, body)
 			}
 			n := 0
@@ -883,13 +883,13 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 	for _, r := range st.Reminders {
 		key := st.APIKeys[r.Account]
 		var series struct{ ID, Text, Freq string }
-		if code, body := getJSON(t, base+"/v1/reminders/"+r.ID, key, &series); code != http.StatusOK || series.Text != r.Text || series.Freq != r.Freq {
+		if code, body := getUpgJSON(t, base+"/v1/reminders/"+r.ID, key, &series); code != http.StatusOK || series.Text != r.Text || series.Freq != r.Freq {
 			t.Errorf("reminder %s (%s) after the upgrade: %d %s", r.ID, r.Freq, code, body)
 		}
 		// An occurrence's record is kept 400 days.
 		if age < 390*24*time.Hour {
 			var wk upgradeWeek
-			if code, body := getJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
+			if code, body := getUpgJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
 				t.Errorf("reminders of %s: %d %s", r.Week, code, body)
 			}
 			wantState := "pending"
@@ -958,7 +958,7 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 	for _, id := range delivered {
 		var m struct{ State string }
 		waitCond(t, 20*time.Second, "message "+id.id+" delivered", func() bool {
-			code, body := getJSON(t, base+"/v1/messages/"+id.id, st.APIKeys[id.account], &m)
+			code, body := getUpgJSON(t, base+"/v1/messages/"+id.id, st.APIKeys[id.account], &m)
 			if code != http.StatusOK {
 				t.Fatalf("message %s of %s after the upgrade: %d %s", id.id, id.account, code, body)
 			}

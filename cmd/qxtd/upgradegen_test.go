@@ -311,7 +311,7 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 		t.Helper()
 		waitCond(t, 20*time.Second, "the inbox: "+what, func() bool {
 			var in upgradeInbox
-			if code, body := getJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+			if code, body := getUpgJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
 				t.Fatalf("inbox: %d %s", code, body)
 			}
 			for _, r := range st.Replies {
@@ -391,7 +391,7 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 	done := startJob(t, base, st.APIKeys["esme2"], "1370002", 3, "批量：升级前已完成的第")
 	waitCond(t, 20*time.Second, "the first job done", func() bool {
 		var p upgradeJobProgress
-		_, body := getJSON(t, base+"/v1/batches/"+done.ID, st.APIKeys["esme2"], &p)
+		_, body := getUpgJSON(t, base+"/v1/batches/"+done.ID, st.APIKeys["esme2"], &p)
 		if p.State != "running" && (p.State != "done" || p.Accepted != len(done.Dests)) {
 			t.Fatalf("the first job: %s", body)
 		}
@@ -419,7 +419,7 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 	running := startJob(t, base, st.APIKeys["esme2"], "1370001", 60, "批量：升级时还在发的第")
 	waitCond(t, 20*time.Second, "the second job under way", func() bool {
 		var p upgradeJobProgress
-		getJSON(t, base+"/v1/batches/"+running.ID, st.APIKeys["esme2"], &p)
+		getUpgJSON(t, base+"/v1/batches/"+running.ID, st.APIKeys["esme2"], &p)
 		if p.State != "running" {
 			t.Fatalf("the second job is %+v before the stop", p)
 		}
@@ -470,7 +470,7 @@ func remind(t *testing.T, base string, st *upgradeStore, r upgradeReminder, rule
 	r.Date = r.Start.In(reminder.Shanghai).Format(time.DateOnly)
 	waitCond(t, 10*time.Second, "reminder "+r.ID+" listed", func() bool {
 		var wk upgradeWeek
-		if code, body := getJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
+		if code, body := getUpgJSON(t, base+"/v1/reminders?week="+r.Week, key, &wk); code != http.StatusOK {
 			t.Fatalf("reminders of %s: %d %s", r.Week, code, body)
 		}
 		for _, o := range wk.Occurrences {
