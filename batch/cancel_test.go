@@ -37,13 +37,19 @@ type storeRig struct {
 
 func newStoreRig(t *testing.T) *storeRig {
 	t.Helper()
+	return newStoreRigWith(t, queue.Options{})
+}
+
+// newStoreRigWith is newStoreRig with the store's options (its faults).
+func newStoreRigWith(t *testing.T, opt queue.Options) *storeRig {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := queue.OpenDB(filepath.Join(dir, "q.db"), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	store, err := queue.New(db, queue.Options{})
+	store, err := queue.New(db, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

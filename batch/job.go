@@ -22,7 +22,7 @@ const (
 const (
 	ReasonShutdown    = "shutdown"     // the daemon stopped it (with a Store it resumes)
 	ReasonInvalid     = "invalid"      // its file could not be read further
-	ReasonStoreError  = "store_error"  // the message store failed
+	ReasonStoreError  = "store_error"  // the message store failed (jobs of releases before 2026-12-06: a job now waits for the store)
 	ReasonAccountGone = "account_gone" // at resume, its user or enterprise was gone or disabled
 	ReasonFileGone    = "file_gone"    // at resume, its file could not be opened
 )

@@ -31,6 +31,7 @@ const (
 	jobsKept              = 1000 // finished jobs kept in all
 	rateBackoffMin        = 20 * time.Millisecond
 	rateBackoffMax        = time.Second
+	storeBackoffMax       = time.Second // a chunk's waits for a failing store
 )
 
 // MaxJobErrorBytes is what a job's listed row errors keep (rowErrorSize

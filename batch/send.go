@@ -117,6 +117,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 		req.Dests[i] = cr.number
 	}
 	backoff := rateBackoffMin
+	storeWait := false // logged that it waits for the store
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 { // the first attempt was paced by the caller
 			if err := r.pacer(j.ent).Wait(ctx); err != nil {
@@ -153,8 +154,32 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			backoff = min(2*backoff, rateBackoffMax)
 			continue
 		case errors.Is(err, gateway.ErrStore):
-			j.notSent(len(c.rows))
-			j.fail(ReasonStoreError, "the message store failed: the rows not yet accepted were not sent")
+			// The disk failed (full, or an I/O error): wait for it as
+			// the dispatcher does rather than end the job, whose rows
+			// would then need a new upload. A commit whose sync failed
+			// may have stored the chunk all the same: then its rows
+			// were taken, and are not sent again.
+			if ca, ok := r.storedChunk(j, c); ok {
+				for _, e := range ca.Errors[min(len(c.readErrs), len(ca.Errors)):] {
+					j.rowError(e)
+				}
+				j.ok(ca.Accepted)
+				return
+			}
+			if !storeWait {
+				storeWait = true
+				r.cfg.Logger.Warn("batch: the message store failed; the job's chunk waits for it", "job", j.id, "row", c.rows[0].row, "err", err)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				j.notSent(len(c.rows))
+				return
+			}
+			backoff = min(2*backoff, storeBackoffMax)
+			continue
 		case reason == policy.ReasonAccountDisabled.String(), reason == policy.ReasonNoSignature.String(), reason == "internal":
 			j.notSent(len(c.rows))
 			j.fail(reason, msg)
@@ -165,4 +190,22 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 		}
 		return
 	}
+}
+
+// storedChunk is the answer stored for chunk c of j, if a send whose
+// commit failed stored it all the same.
+func (r *Runner) storedChunk(j *Job, c chunk) (chunkAnswer, bool) {
+	if r.cfg.Store == nil {
+		return chunkAnswer{}, false
+	}
+	a, err := r.cfg.Store.JobChunk(j.id, uint32(c.rows[0].row))
+	if err != nil {
+		return chunkAnswer{}, false
+	}
+	ca, err := decodeChunk(a.Body)
+	if err != nil {
+		r.cfg.Logger.Error("batch: a chunk's stored answer does not decode; it is sent again", "job", j.id, "row", c.rows[0].row, "err", err)
+		return chunkAnswer{}, false
+	}
+	return ca, true
 }

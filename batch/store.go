@@ -29,6 +29,9 @@ type Store interface {
 	FinishJob(ctx context.Context, id string, record []byte) error
 	DeleteJobs(ctx context.Context, ids []string) error
 	Jobs(fn func(id string, record []byte, chunks []*queue.Answer) error) error
+	// JobChunk is the answer stored for one chunk, queue.ErrNotFound if
+	// none: after a failed commit, whether its rows were taken.
+	JobChunk(id string, chunk uint32) (*queue.Answer, error)
 }
 
 const jobRecordVersion = 1

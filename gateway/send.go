@@ -58,7 +58,11 @@ type SendResult struct {
 	Duplicate bool
 }
 
-// ErrStore means the store failed: nothing of the request was accepted.
+// ErrStore means the store failed: nothing of the request was
+// acknowledged. Nothing was stored either, but in one case: a commit the
+// disk took and did not confirm (queue.ErrNotSynced), whose messages go
+// out all the same; a retry with the same Idempotency-Key, or a job's
+// chunk, finds their answer stored and does not send them again.
 var ErrStore = errors.New("gateway: store unavailable")
 
 // Send checks, signs, encodes and durably stores one message per

@@ -80,6 +80,32 @@ func validJobID(id string) error {
 	return nil
 }
 
+// JobChunk reads the answer stored for job id's chunk (JobChunkKey's
+// chunk): ErrNotFound if there is none. A call whose commit failed may
+// have stored it all the same (ErrNotSynced): its rows were taken then.
+func (s *Store) JobChunk(id string, chunk uint32) (*Answer, error) {
+	key := JobChunkKey(id, chunk)
+	_, c, _ := splitChunkKey(key)
+	var a *Answer
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobChunks).Bucket([]byte(id))
+		if b == nil {
+			return ErrNotFound
+		}
+		v := b.Get(c)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		a, err = decodeAnswer([]byte(key), v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: job chunk: %w", err)
+	}
+	return a, nil
+}
+
 // SaveJob stores job id's record durably (it returns once committed),
 // replacing any before; its chunks' answers stay.
 func (s *Store) SaveJob(ctx context.Context, id string, record []byte) error {

@@ -1,0 +1,67 @@
+package batch
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// TestJobWaitsForFailingStore: a job whose store fails for a while (a full
+// disk, then one whose sync fails after the commit was written) waits and
+// goes on, each row stored once. Before 2026-12-06 it ended failed
+// (store_error) at the first failure, its remaining rows needing a new
+// upload (cmd/qxtd: TestSoakDiskErrors).
+func TestJobWaitsForFailingStore(t *testing.T) {
+	const rows = 12
+	eio := errors.New("input/output error")
+	var writeFails, syncFails atomic.Bool
+	s := newStoreRigWith(t, queue.Options{
+		CommitFault: func() error {
+			if writeFails.Load() {
+				return eio
+			}
+			return nil
+		},
+		SyncFault: func() error {
+			if syncFails.Load() {
+				return eio
+			}
+			return nil
+		},
+	})
+	j, _ := s.start(s.runner(nil), rows)
+	waitAccepted(t, j, 2)
+
+	failedBy := func(n uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); s.store.Stats().FailedCommits < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %d failed commits in 10 s: %d", n, s.store.Stats().FailedCommits)
+			}
+		}
+	}
+	// Commits fail before they are written: the job's next chunk is
+	// refused, and refused again.
+	writeFails.Store(true)
+	failedBy(2)
+	if p := j.Progress(false); p.State != JobRunning {
+		t.Fatalf("the store failing: %+v, want the job running", p)
+	}
+	// Then a commit is written and its sync fails: that chunk's rows are
+	// stored, its call refused, and the commits after it wait for a sync.
+	writeFails.Store(false)
+	syncFails.Store(true)
+	failedBy(s.store.Stats().FailedCommits + 2)
+	syncFails.Store(false)
+
+	waitDone(t, j)
+	if p := j.Progress(false); p.State != JobDone || p.RowsRead != rows || p.Accepted != rows {
+		t.Fatalf("the job's end: %+v, want done with %d rows read and accepted", p, rows)
+	}
+	if got := s.store.Counts()[queue.StateAccepted]; got != rows {
+		t.Errorf("%d messages stored, want %d: a row sent twice or left out", got, rows)
+	}
+}
