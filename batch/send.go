@@ -160,6 +160,12 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			// may have stored the chunk all the same: then its rows
 			// were taken, and are not sent again.
 			if ca, ok := r.storedChunk(j, c); ok {
+				// Counted once the disk has it: a power cut before
+				// then loses it, and a resumed job sends it again.
+				if !r.synced(ctx, backoff) {
+					j.notSent(len(c.rows))
+					return
+				}
 				for _, e := range ca.Errors[min(len(c.readErrs), len(ca.Errors)):] {
 					j.rowError(e)
 				}
@@ -189,6 +195,25 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			}
 		}
 		return
+	}
+}
+
+// synced waits until a commit of the store succeeds (Probe: after one
+// whose sync failed, the store's next commit syncs what it left first),
+// trying every wait, doubling to storeBackoffMax; false if ctx ended.
+func (r *Runner) synced(ctx context.Context, wait time.Duration) bool {
+	for {
+		if err := r.cfg.Store.Probe(ctx); err == nil {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		wait = min(2*wait, storeBackoffMax)
 	}
 }
 

@@ -32,6 +32,8 @@ type Store interface {
 	// JobChunk is the answer stored for one chunk, queue.ErrNotFound if
 	// none: after a failed commit, whether its rows were taken.
 	JobChunk(id string, chunk uint32) (*queue.Answer, error)
+	// Probe commits nothing: nil once the store commits again.
+	Probe(ctx context.Context) error
 }
 
 const jobRecordVersion = 1
