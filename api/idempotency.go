@@ -185,6 +185,14 @@ func (s *Server) runOnce(c *caller, r *http.Request, h func(*caller, http.Respon
 			return code, hdr, body, true
 		}
 	}
+	if sends && s.cfg.Store != nil {
+		switch code, hdr, body, found := s.storedAlone(r, e, rec); {
+		case found && code != 0:
+			return code, hdr, body, true
+		case found:
+			return refuse()
+		}
+	}
 	bodySum := func() []byte { return nil }
 	if h := bodyHash(r); h != nil {
 		tee := &summing{r: r.Body, h: h}
@@ -491,6 +499,35 @@ func (s *Server) saveAnswer(ctx context.Context, e *idemEntry, code int, hdr htt
 	}
 	s.user.idem.finishSaved(e, code, a.Size(), sum)
 	return true
+}
+
+// storedAlone looks in the store for an answer to e that this process
+// does not know of (found): a send whose commit was written and whose
+// sync failed (queue.ErrNotSynced) stored it with its messages and was
+// refused. Its messages go out, so a retry must not send them again: the
+// answer is replayed (its code, header and body), once a commit succeeds
+// again (the store syncs what that one left first). Until then, or for a
+// retry of another request, it writes the refusal to rec and code is 0.
+func (s *Server) storedAlone(r *http.Request, e *idemEntry, rec *recorder) (code int, hdr http.Header, body []byte, found bool) {
+	a, err := s.cfg.Store.LoadAnswer(e.key)
+	if err != nil || time.Since(a.At) > IdempotencyTTL { // expired, not deleted yet: forgotten
+		return 0, nil, nil, false
+	}
+	switch {
+	case !sameRequest(a.Sum, requestSum(r)):
+		writeKeyReused(rec)
+	case s.cfg.Store.Probe(r.Context()) != nil:
+		rec.hdr.Set("Retry-After", "2")
+		writeError(rec, http.StatusServiceUnavailable, "store_error",
+			"the first request with this Idempotency-Key was written but the disk has not confirmed it; nothing was sent again: retry")
+	case json.Unmarshal(a.Header, &hdr) != nil:
+		s.log.Error("idempotency key: the stored answer's header cannot be read", "key_enterprise", e.ent)
+		writeError(rec, http.StatusInternalServerError, "internal", "the first answer of this Idempotency-Key cannot be read; nothing was sent again")
+	default:
+		s.user.idem.finishSaved(e, a.Code, a.Size(), a.Sum)
+		return a.Code, hdr, a.Body, true
+	}
+	return 0, nil, nil, true
 }
 
 // loadAnswer reads a saved answer back from the store.

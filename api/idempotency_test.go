@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/smpp"
 )
 
 // TestIdempotencyKey: the same POST /v1/messages sent again with the same
@@ -934,5 +935,62 @@ func TestIdempotencyRefusalNotDrained(t *testing.T) {
 	}
 	if n := body.n.Load(); n > 16<<20 {
 		t.Fatalf("the server read %d MiB of a %d MiB body it refused", n>>20, size>>20)
+	}
+}
+
+// TestIdempotencyKeyAfterUnsyncedCommit: a keyed send whose commit was
+// written and whose sync failed (a failing disk) is refused, but its
+// message is stored and goes out. A retry with the key must not send it
+// again: while the disk still fails it is refused, once a commit succeeds
+// it replays the first answer. Before 2026-12-06 the retry sent it again
+// (the key's answer, stored with the message, was not known in memory).
+func TestIdempotencyKeyAfterUnsyncedCommit(t *testing.T) {
+	var failing atomic.Bool
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Record: true}, syncFault: func() error {
+		if failing.Load() {
+			return errors.New("fdatasync: input/output error")
+		}
+		return nil
+	}})
+	send := func(key string) (int, []byte, http.Header) {
+		t.Helper()
+		return keyedPost(t, r.url, "/v1/messages", r.keys["alice"], key, SendRequest{To: []string{uNumA1}, Text: "只发一次"})
+	}
+	// The first commit once the disk fails must be the send's: another
+	// write of the daemon's may take it, the send then refused unwritten.
+	key := ""
+	for try := 0; key == ""; try++ {
+		if try == 20 {
+			t.Fatal("in 20 tries, no send was the commit whose sync failed")
+		}
+		k := fmt.Sprintf("order-%d", try)
+		failing.Store(true)
+		if code, body, _ := send(k); code != http.StatusServiceUnavailable {
+			t.Fatalf("the send, its sync failing: %d %s, want 503", code, body)
+		}
+		if _, err := r.store.LoadAnswer("A\x00alice\x00/v1/messages\x00" + k); err == nil {
+			key = k
+			break
+		}
+		failing.Store(false)
+		if err := r.store.Probe(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body, hdr := send(key); code != http.StatusServiceUnavailable || hdr.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("its retry, the disk still failing: %d %s (replayed %q), want 503", code, body, hdr.Get("Idempotent-Replayed"))
+	}
+	failing.Store(false)
+	code, body, hdr := send(key)
+	var out SendResponse
+	if code != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" || json.Unmarshal(body, &out) != nil || len(out.Results) != 1 {
+		t.Fatalf("the retry once the disk is back: %d %s (replayed %q), want the stored answer replayed", code, body, hdr.Get("Idempotent-Replayed"))
+	}
+	r.waitState(r.keys["alice"], out.Results[0].ID, "delivered", 10*time.Second)
+	if code, _, hdr := send(key); code != http.StatusOK || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a retry after: %d (replayed %q)", code, hdr.Get("Idempotent-Replayed"))
+	}
+	if n := len(r.received(uNumA1)); n != 1 {
+		t.Fatalf("the SMSC got %d messages, want the key's one", n)
 	}
 }

@@ -49,6 +49,8 @@ type rigOptions struct {
 	noSync bool
 	// maxJobs is Config.MaxBatchJobs.
 	maxJobs int
+	// syncFault is the store's Options.SyncFault (nil: none).
+	syncFault func() error
 }
 
 // newBulkRig is the in-process daemon of the API tests (newUserRig is it
@@ -75,7 +77,8 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
 	r.store, err = queue.New(db, queue.Options{
-		NoSync: o.noSync,
+		NoSync:    o.noSync,
+		SyncFault: o.syncFault,
 		OnDLRReady: func(a string, ready []*queue.Message, at queue.Snapshot) {
 			gwMu.Lock()
 			g := gw

@@ -56,6 +56,14 @@
 // commits nothing to find out. Options.CommitFault fails commits on
 // purpose, for tests of what a full disk does to the callers.
 //
+// A commit whose meta page was written and whose sync then failed (an
+// I/O error) is what bbolt reads from then on, while the disk may hold
+// only the state before it: its operations fail with ErrNotSynced, but
+// the mirrors and hand-offs take it as committed, and no commit writes a
+// page until an empty one that writes only its meta page has synced
+// (syncMeta), since bbolt would reuse at once the pages that older state
+// needs. Options.SyncFault reports such failures on purpose.
+//
 // If a caller's context ends while it waits, the method returns ctx.Err()
 // at once, but the operation may still commit. An operation whose context
 // has ended before its batch starts is skipped.
