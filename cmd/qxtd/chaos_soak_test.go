@@ -61,6 +61,9 @@ func TestSoakChaos(t *testing.T) {
 type chaosDisk struct {
 	dir string                      // where store.path goes
 	cut func(rng *rand.Rand) string // after each kill: cuts the power and mounts what it kept
+	// fail, if set, starts (true) and ends a stretch in which the disk's
+	// fsyncs fail and lose what they were to write (TestSoakDiskErrors).
+	fail func(on bool)
 }
 
 // runChaosSoak is TestSoakChaos with seed; disk nil: the store in the
@@ -149,6 +152,23 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 			// what the last one left, and resumes the jobs.
 			gap = 300*time.Millisecond + time.Duration(rng.Int64N(int64(time.Second)))
 		}
+		if disk != nil && disk.fail != nil && rng.IntN(3) != 0 {
+			// A failing disk within the gap, sometimes still failing at
+			// the kill.
+			before := time.Duration(float64(gap) * (0.2 + 0.4*rng.Float64()))
+			failing := 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
+			tm := time.NewTimer(before) // the chaos schedule, not a wait for an event
+			<-tm.C
+			disk.fail(true)
+			tm = time.NewTimer(min(failing, gap-before))
+			<-tm.C
+			if failing < gap-before {
+				disk.fail(false)
+			}
+			t.Logf("fsyncs failing for %v, %v into the gap of %v%s", min(failing, gap-before).Round(time.Millisecond), before.Round(time.Millisecond),
+				gap.Round(time.Millisecond), map[bool]string{true: ", still at the kill"}[failing >= gap-before])
+			gap -= min(before+failing, gap)
+		}
 		tm := time.NewTimer(gap) // the chaos schedule, not a wait for an event
 		<-tm.C
 		if k == 1 {
@@ -167,8 +187,20 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 		x.net.set(d)
 		t.Logf("kill %d of %d after %v: %s", k+1, kills, gap.Round(time.Millisecond), x.killedAt[k])
 	}
-	// A last stretch of traffic on the daemon that stays up.
+	// A last stretch of traffic on the daemon that stays up: on a failing
+	// disk, failing for a second of it, so that the checks below read a
+	// daemon that went through failed commits without a restart since.
 	tm := time.NewTimer(2 * time.Second)
+	if disk != nil && disk.fail != nil {
+		tm.Reset(500 * time.Millisecond)
+		<-tm.C
+		disk.fail(true)
+		tm.Reset(time.Second)
+		<-tm.C
+		disk.fail(false)
+		t.Logf("fsyncs failing for 1s in the last stretch")
+		tm.Reset(500 * time.Millisecond)
+	}
 	<-tm.C
 	stopSubmitting()
 	drivers.Wait()
@@ -178,6 +210,12 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 
 	base = "http://" + d.httpAddr
 	x.check(t, sim, base, jobs)
+	// The store itself after the kills (and cuts): a backup is verified,
+	// its invariants and the counts Open trusts among them.
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if code, out, errs := runOps("backup", backup, "--api", base, "--token", "test-token"); code != 0 {
+		t.Errorf("qxtd backup after the chaos: exit %d: %s%s", code, out, errs)
+	}
 	t.Logf("drained and checked in %v; whole test %v", time.Since(chaosEnd).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 	if t.Failed() {
 		t.Logf("seed %d; the last daemon's log:\n%s", seed, tail(d.log(), 200))

@@ -74,7 +74,7 @@ func TestSoakClusterEtcd(t *testing.T) {
 	var pxs [3]*clustertest.Proxy // each node's way to etcd, to cut it off alone
 	for i := range x.nodes {
 		pxs[i] = etcd.NewProxy(t)
-		n := &clNode{id: i + 1, cfg: writeSoakClusterConfig(t, i+1, []string{pxs[i].Endpoint}, simAddr, binds)}
+		n := &clNode{id: i + 1, cfg: writeSoakClusterConfig(t, i+1, []string{pxs[i].Endpoint}, simAddr, binds, "")}
 		// Every node reaches the others' peer listeners from 127.0.0.1,
 		// where max_conns_per_addr (64) counts them together: two nodes'
 		// pools of up to 64 connections each then lock one another out

@@ -43,10 +43,22 @@ type lossyFS struct {
 	pending []nameChange          // names changed since
 	stats   lossyStats
 	cut     bool // cut: every operation fails with EIO
+	// failing: a file's fsync fails with EIO and, as Linux's writeback
+	// does after such an error, its blocks are no longer dirty: reads
+	// see what was written, but it never reaches the disk unless written
+	// again (TestSoakDiskErrors).
+	failing bool
 }
 
 type lossyStats struct {
-	Writes, FileSyncs, DirSyncs, NameChanges int
+	Writes, FileSyncs, DirSyncs, NameChanges, FailedSyncs int
+}
+
+// fail starts (on) or ends a stretch of failing fsyncs.
+func (l *lossyFS) fail(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failing = on
 }
 
 // nameChange is one change of the names: a file or directory made
@@ -471,6 +483,11 @@ func (f *lossyFile) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno 
 		return e
 	}
 	defer f.l.mu.Unlock()
+	if f.l.failing {
+		clear(f.dirty) // lost: Linux marks the pages clean after a failed writeback
+		f.l.stats.FailedSyncs++
+		return syscall.EIO
+	}
 	if f.resized {
 		f.synced = resize(f.synced, len(f.data))
 	}
