@@ -185,7 +185,7 @@ func runTwoWaySoak(t *testing.T, seed uint64, disk *chaosDisk) {
 			after := 300*time.Millisecond + time.Duration(rng.Int64N(int64(gap-800*time.Millisecond)))
 			actions.Go(func() { w.cancelJob(endCtx, bID, after) })
 		}
-		tm := time.NewTimer(gap) // the chaos schedule, not a wait for an event
+		tm := time.NewTimer(disk.failIn(t, rng, gap)) // the chaos schedule, not a wait for an event
 		<-tm.C
 		x.net.down()
 		how := "kill -9"
@@ -216,8 +216,7 @@ func runTwoWaySoak(t *testing.T, seed uint64, disk *chaosDisk) {
 		x.net.set(d)
 		t.Logf("%s (%d of %d) after %v: %s", how, k+1, restarts, gap.Round(time.Millisecond), w.counts())
 	}
-	tm := time.NewTimer(2 * time.Second) // a last stretch on the daemon that stays up
-	<-tm.C
+	disk.lastStretch(t) // a last stretch on the daemon that stays up
 	stopSubmitting()
 	drivers.Wait()
 	actions.Wait()

@@ -66,6 +66,47 @@ type chaosDisk struct {
 	fail func(on bool)
 }
 
+// failIn, on a disk that can fail, makes it fail in two gaps of three
+// between kills, for 0.5–2.5 s from a point drawn in the gap's first 60 %,
+// sometimes still failing at the gap's end (the kill). It returns what is
+// left of the gap to wait (all of it when it did nothing).
+func (d *chaosDisk) failIn(t *testing.T, rng *rand.Rand, gap time.Duration) time.Duration {
+	if d == nil || d.fail == nil || rng.IntN(3) == 0 {
+		return gap
+	}
+	before := time.Duration(float64(gap) * (0.2 + 0.4*rng.Float64()))
+	failing := 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
+	tm := time.NewTimer(before) // the chaos schedule, not a wait for an event
+	<-tm.C
+	d.fail(true)
+	tm.Reset(min(failing, gap-before))
+	<-tm.C
+	if failing < gap-before {
+		d.fail(false)
+	}
+	t.Logf("fsyncs failing for %v, %v into the gap of %v%s", min(failing, gap-before).Round(time.Millisecond), before.Round(time.Millisecond),
+		gap.Round(time.Millisecond), map[bool]string{true: ", still at its end"}[failing >= gap-before])
+	return gap - min(before+failing, gap)
+}
+
+// lastStretch waits out a soak's last 2 s of traffic; on a disk that can
+// fail, failing for the middle second, so that the checks read a daemon
+// that went through failed commits without a restart since.
+func (d *chaosDisk) lastStretch(t *testing.T) {
+	tm := time.NewTimer(2 * time.Second) // the chaos schedule, not a wait for an event
+	if d != nil && d.fail != nil {
+		tm.Reset(500 * time.Millisecond)
+		<-tm.C
+		d.fail(true)
+		tm.Reset(time.Second)
+		<-tm.C
+		d.fail(false)
+		t.Logf("fsyncs failing for 1s in the last stretch")
+		tm.Reset(500 * time.Millisecond)
+	}
+	<-tm.C
+}
+
 // runChaosSoak is TestSoakChaos with seed; disk nil: the store in the
 // test's temporary directory, killed -9 only.
 func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
@@ -152,24 +193,7 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 			// what the last one left, and resumes the jobs.
 			gap = 300*time.Millisecond + time.Duration(rng.Int64N(int64(time.Second)))
 		}
-		if disk != nil && disk.fail != nil && rng.IntN(3) != 0 {
-			// A failing disk within the gap, sometimes still failing at
-			// the kill.
-			before := time.Duration(float64(gap) * (0.2 + 0.4*rng.Float64()))
-			failing := 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
-			tm := time.NewTimer(before) // the chaos schedule, not a wait for an event
-			<-tm.C
-			disk.fail(true)
-			tm = time.NewTimer(min(failing, gap-before))
-			<-tm.C
-			if failing < gap-before {
-				disk.fail(false)
-			}
-			t.Logf("fsyncs failing for %v, %v into the gap of %v%s", min(failing, gap-before).Round(time.Millisecond), before.Round(time.Millisecond),
-				gap.Round(time.Millisecond), map[bool]string{true: ", still at the kill"}[failing >= gap-before])
-			gap -= min(before+failing, gap)
-		}
-		tm := time.NewTimer(gap) // the chaos schedule, not a wait for an event
+		tm := time.NewTimer(disk.failIn(t, rng, gap)) // the chaos schedule, not a wait for an event
 		<-tm.C
 		if k == 1 {
 			drivers.Go(func() { batch(2, 400) })
@@ -187,21 +211,8 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 		x.net.set(d)
 		t.Logf("kill %d of %d after %v: %s", k+1, kills, gap.Round(time.Millisecond), x.killedAt[k])
 	}
-	// A last stretch of traffic on the daemon that stays up: on a failing
-	// disk, failing for a second of it, so that the checks below read a
-	// daemon that went through failed commits without a restart since.
-	tm := time.NewTimer(2 * time.Second)
-	if disk != nil && disk.fail != nil {
-		tm.Reset(500 * time.Millisecond)
-		<-tm.C
-		disk.fail(true)
-		tm.Reset(time.Second)
-		<-tm.C
-		disk.fail(false)
-		t.Logf("fsyncs failing for 1s in the last stretch")
-		tm.Reset(500 * time.Millisecond)
-	}
-	<-tm.C
+	// A last stretch of traffic on the daemon that stays up.
+	disk.lastStretch(t)
 	stopSubmitting()
 	drivers.Wait()
 	chaosEnd := time.Now()

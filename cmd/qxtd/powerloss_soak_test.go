@@ -61,6 +61,16 @@ func TestSoakDiskErrors(t *testing.T) {
 	runChaosSoak(t, seed, lossyDisk(t, true))
 }
 
+// TestSoakDiskErrorsTwoWay is TestSoakPowerLossTwoWay on TestSoakDiskErrors'
+// failing disk: replies, opt-outs, reply webhooks, scheduled messages
+// cancelled and replaced, and batch jobs, over fsyncs failing between
+// the restarts (a SIGTERM among them). SOAK_DISKERRORS_TWOWAY_SEED
+// replays a seed.
+func TestSoakDiskErrorsTwoWay(t *testing.T) {
+	seed := soakSeed(t, "SOAK_DISKERRORS_TWOWAY_SEED")
+	runTwoWaySoak(t, seed, lossyDisk(t, true))
+}
+
 // lossyDisk mounts an empty lossyFS for a soak's store, in a directory the
 // daemon makes (as a first start on a new server does), and cuts its power
 // at each of the soak's kills; failing: the soak may also make its fsyncs
