@@ -558,7 +558,10 @@ func (w *twoWay) scheduleLoop(ctx context.Context, snd1 *chaosESME, rng *rand.Ra
 			resp, err := c.Request(rctx, p)
 			cancel()
 			if err != nil {
-				if smppStatus(err) != 0 {
+				// ESME_RSYSERR: the store failed (TestSoakDiskErrorsTwoWay's
+				// disk); written all the same if the commit's sync alone
+				// failed: a maybe, as a lost answer is.
+				if st := smppStatus(err); st != 0 && st != smpp.StatusSystemError {
 					w.conflict("scheduled submit to %s refused: %v", dest, err)
 				} else {
 					w.mu.Lock()
@@ -645,7 +648,10 @@ func (w *twoWay) cancelSched(ctx context.Context, cl *http.Client, snd1 *chaosES
 				outcome = "acked"
 			case st == pdu.Status(0x11): // ESME_RCANCELFAIL: sent (or cancelled by the lost try)
 				outcome = "refused"
-			case st != 0:
+			case st != 0 && st != smpp.StatusSystemError && st != smpp.StatusInvalidBindStatus:
+				// ESME_RSYSERR, the store failed: as lost (done if only
+				// its sync failed). ESME_RINVBNDSTS: sent as a stop's
+				// unbind crossed it, not run: as lost too.
 				w.conflict("cancel_sm %s: %v", s.id, err)
 				return
 			default:
@@ -703,7 +709,7 @@ func (w *twoWay) replaceSched(ctx context.Context, cl *http.Client, snd1 *chaosE
 				outcome = "acked"
 			case st == pdu.Status(0x13): // ESME_RREPLACEFAIL: no longer scheduled
 				outcome = "refused"
-			case st != 0:
+			case st != 0 && st != smpp.StatusSystemError && st != smpp.StatusInvalidBindStatus: // as cancel_sm's
 				w.conflict("replace_sm %s: %v", s.id, err)
 				return
 			default:
