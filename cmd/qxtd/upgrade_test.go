@@ -24,6 +24,7 @@ import (
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/batch"
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -395,6 +396,7 @@ func TestUpgradeFromOlderStore(t *testing.T) {
 //     any, is carried on (checkUpgradeExtras).
 func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 	t.Helper()
+	checkStoredKeys(t, dir, st)
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
 	cfg := writeUpgradeConfig(t, dir, simAddr, st.hasExtras())
 	d := startDaemon(t, cfg)
@@ -993,4 +995,52 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// checkStoredKeys reads, with this build's store, the Idempotency-Key
+// answers the older build kept (on a copy of dir/qxtd.db, before the
+// daemon opens it): each keyed HTTP send's answer is there, byte for byte,
+// whatever the store's age. The daemon replays them only within their
+// 24 h (checkUpgradeExtras), which this check does not depend on.
+func checkStoredKeys(t *testing.T, dir string, st upgradeStore) {
+	t.Helper()
+	var keyed []upgradeHTTP
+	for _, h := range st.HTTP {
+		if h.Key != "" {
+			keyed = append(keyed, h)
+		}
+	}
+	if len(keyed) == 0 {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "qxtd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := queue.Open(cp, queue.Options{NoSync: true})
+	if err != nil {
+		t.Fatalf("this build's store on a copy of the older build's: %v", err)
+	}
+	defer s.Close()
+	// The answers are listed without their bodies: their whole keys (the
+	// enterprise first) by user, route and key, then each read.
+	keys := map[string]string{}
+	err = s.Answers(func(a *queue.Answer, _ int) {
+		if _, rest, ok := strings.Cut(a.Key, "\x00"); ok {
+			keys[rest] = a.Key
+		}
+	})
+	if err != nil {
+		t.Fatalf("the kept answers: %v", err)
+	}
+	for _, h := range keyed {
+		a, err := s.LoadAnswer(keys[h.Account+"\x00"+h.Route+"\x00"+h.Key])
+		if err != nil || a.Code != http.StatusOK || string(a.Body) != h.Answer {
+			t.Errorf("Idempotency-Key %s of %s on %s: kept %+v (%v), want status 200 and the older build's answer %s", h.Key, h.Account, h.Route, a, err, h.Answer)
+		}
+	}
 }
