@@ -143,11 +143,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 		switch {
 		case reason == policy.ReasonRateLimited.String():
 			// Other traffic of the enterprise took the tokens: wait.
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep(ctx, backoff) {
 				j.notSent(len(c.rows))
 				return
 			}
@@ -176,11 +172,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 				storeWait = true
 				r.cfg.Logger.Warn("batch: the message store failed; the job's chunk waits for it", "job", j.id, "row", c.rows[0].row, "err", err)
 			}
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !sleep(ctx, backoff) {
 				j.notSent(len(c.rows))
 				return
 			}
@@ -206,14 +198,23 @@ func (r *Runner) synced(ctx context.Context, wait time.Duration) bool {
 		if err := r.cfg.Store.Probe(ctx); err == nil {
 			return true
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return false
 		}
 		wait = min(2*wait, storeBackoffMax)
+	}
+}
+
+// sleep waits d (a backoff between tries, not a wait for an event);
+// false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

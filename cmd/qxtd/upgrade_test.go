@@ -739,22 +739,6 @@ func (s *moSink) count(from string) int {
 	return s.from[from]
 }
 
-// dialUpg binds systemID as a transceiver (its replies come to it).
-func dialUpg(t *testing.T, addr, systemID, password string, h smpp.Handler) *smpp.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: addr, SystemID: systemID, Password: password, Kind: smpp.BindTransceiver, Handler: h,
-		Conn: smpp.ConnOptions{Window: 64, RespTimeout: 5 * time.Second},
-	})
-	if err != nil {
-		t.Fatalf("bind %s: %v", systemID, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // checkUpgradeExtras checks, on this build started on the store (d), what
 // the older build got besides SMPP messages (st's extras; each only when
 // the store has it):
@@ -843,7 +827,7 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 
 	if len(st.Replies) > 0 {
 		mo := newMOSink()
-		dialUpg(t, d.smppAddr, "esme2", "secret2", mo.handler())
+		dialAs(t, d.smppAddr, "esme2", "secret2", mo.handler())
 		waitCond(t, 20*time.Second, "the replies waiting at the upgrade forwarded to T2's bind", func() bool {
 			for _, r := range st.Replies {
 				if !r.Forwarded && mo.count(r.From) == 0 {

@@ -299,7 +299,7 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 	// Replies: two forwarded to T2's bind, then, that bind gone, two that
 	// wait for the next.
 	mo := newMOSink()
-	c2 := dialUpg(t, d.smppAddr, "esme2", "secret2", mo.handler())
+	c2 := dialAs(t, d.smppAddr, "esme2", "secret2", mo.handler())
 	reply := func(from, text string, forwarded bool) {
 		t.Helper()
 		if err := sim.InjectMO(from, upgradeServiceNumber, text); err != nil {
