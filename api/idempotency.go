@@ -521,7 +521,7 @@ func (s *Server) storedAlone(r *http.Request, e *idemEntry, rec *recorder) (code
 		writeError(rec, http.StatusServiceUnavailable, "store_error",
 			"the first request with this Idempotency-Key was written but the disk has not confirmed it; nothing was sent again: retry")
 	case json.Unmarshal(a.Header, &hdr) != nil:
-		s.log.Error("idempotency key: the stored answer's header cannot be read", "key_enterprise", e.ent)
+		s.log.Error("idempotency key: the stored answer's header cannot be read", "enterprise", e.ent)
 		writeError(rec, http.StatusInternalServerError, "internal", "the first answer of this Idempotency-Key cannot be read; nothing was sent again")
 	default:
 		s.user.idem.finishSaved(e, a.Code, a.Size(), a.Sum)

@@ -1251,8 +1251,11 @@ func (s *Store) Path() string { return s.db.Path() }
 // no page of the tree, no list of free pages (the next open walks the
 // file for it instead). Once its sync succeeds, the disk's newest meta
 // names the state every read sees, whatever the failed sync before it
-// lost; a torn write leaves the meta page before, whose pages nothing
-// has written since.
+// lost; until then a power cut leaves the state before that failed
+// commit, whose pages nothing has written since. Not covered: a power
+// cut that tears this very meta page's write (bbolt takes a meta page's
+// write as whole, as disks of 4 KiB sectors make it) would leave the
+// meta before that state, whose pages the failed commit may have reused.
 func (s *Store) syncMeta() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		tx.DB().NoFreelistSync = true // reset by the next commit (syncFreelistIfShort)
