@@ -166,6 +166,19 @@ func TestVerifyBackup(t *testing.T) {
 		{"broken invariant", withBolt(data, func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketDue).Put(timeKey(time.Unix(1, 0), Key{1 << 40, 0}), nil)
 		}), ErrCorrupt},
+		// The counts Open trusts, off from the records (a commit whose
+		// sync failed, before 2026-12-06): caught before a restore.
+		{"stored state counts off", withBolt(data, func(tx *bolt.Tx) error {
+			c, _, err := storedCounts(tx)
+			if err != nil {
+				return err
+			}
+			c[StateAccepted]++
+			return tx.Bucket(bucketMeta).Put(keyCounts, encodeCounts(c))
+		}), ErrCorrupt},
+		{"stored due counts off", withBolt(data, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyDueCounts, encodeDueCounts(map[string]int{"nowhere": 3}))
+		}), ErrCorrupt},
 		{"missing", nil, fs.ErrNotExist},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
