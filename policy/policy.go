@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,6 +24,8 @@ type Config struct {
 	// Shared makes the policy data shared by the nodes of a cluster
 	// (StoreOptions.Shared; cluster.Replica). nil: single node.
 	Shared Committer
+	// WriteGate: StoreOptions.WriteGate.
+	WriteGate func(context.Context) error
 }
 
 // Policy is the business-rule core: the account Store (embedded: its admin and
@@ -53,6 +56,7 @@ func New(db *bolt.DB, cfg Config) (*Policy, error) {
 		MaxPendingWhitelist: cfg.MaxPendingWhitelist,
 		Now:                 cfg.Now,
 		Shared:              cfg.Shared,
+		WriteGate:           cfg.WriteGate,
 	})
 	if err != nil {
 		return nil, err

@@ -267,6 +267,9 @@ func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 			return fn(tx, &ch)
 		}))
 	}
+	if err := s.gate(); err != nil {
+		return dbErr(err)
+	}
 	var next *snapshot
 	var ovs []Override
 	var ch change

@@ -49,6 +49,12 @@ type StoreOptions struct {
 	// the OnChange hook from what was applied to the local file, whichever
 	// node wrote it. nil: single node, plain db.Update (see Committer).
 	Shared Committer
+	// WriteGate, if set, is asked before every write to the local file
+	// without Shared; an error refuses the write. The daemon sets the
+	// queue's (queue.Store.WriteGate): after a commit whose sync failed,
+	// no writer of the shared file may reuse the pages the state on disk
+	// still needs until an empty commit has synced again.
+	WriteGate func(context.Context) error
 }
 
 // Committer sends writes of the policy buckets elsewhere before they
@@ -68,6 +74,20 @@ type StoreOptions struct {
 type Committer interface {
 	Update(ctx context.Context, fn func(tx *bolt.Tx) error) error
 	OnChange(fn func(tx *bolt.Tx, changed [][][]byte))
+}
+
+// gate asks opts.WriteGate, if set, whether the local file may be
+// written now.
+func (s *Store) gate() error {
+	if s.opts.WriteGate == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	if err := s.opts.WriteGate(ctx); err != nil {
+		return fmt.Errorf("policy: the state file cannot be written now: %w", err)
+	}
+	return nil
 }
 
 // sharedTimeout bounds one write through StoreOptions.Shared (the
@@ -192,6 +212,9 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 // opts.Shared in cluster mode (where fn may run more than once).
 func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 	if s.opts.Shared == nil {
+		if err := s.gate(); err != nil {
+			return err
+		}
 		return s.db.Update(fn)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)

@@ -187,6 +187,9 @@ type Store struct {
 	// (syncMeta), no commit writes a page. Only the commit goroutine
 	// reads or writes it.
 	unsynced bool
+	// unsyncedSeen mirrors unsynced for the other writers of the file
+	// (WriteGate).
+	unsyncedSeen atomic.Bool
 
 	// gathering, when set (by tests), is told each time a commit starts
 	// to wait for company (gather).
@@ -969,6 +972,7 @@ func (s *Store) commit(batch []*op) {
 			return
 		}
 		s.unsynced = false
+		s.unsyncedSeen.Store(false)
 		s.log.Info("queue: a commit synced again: the state the failed sync left is on disk")
 	}
 	results := make([]error, len(live))
@@ -1038,6 +1042,7 @@ func (s *Store) commit(batch []*op) {
 			s.notify(t.ready, t.snapshot)
 			s.handDue(t)
 			s.unsynced = true
+			s.unsyncedSeen.Store(true)
 			s.stats.lastFailed.Store(true)
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit written but not synced: its operations are refused, what they wrote stays", "ops", len(live), "err", err)
@@ -1265,6 +1270,19 @@ func (s *Store) syncMeta() error {
 		err = s.opt.SyncFault()
 	}
 	return err
+}
+
+// WriteGate is for the other writers of the store's file (the policy,
+// reminders: queue.OpenDB's peers): nil when they may write. After a
+// commit whose sync failed, bbolt reuses at once the pages that the
+// state on disk may still need, so no writer may write a page until the
+// empty commit that syncs again has succeeded: WriteGate runs it (Probe)
+// and returns its error if it fails.
+func (s *Store) WriteGate(ctx context.Context) error {
+	if !s.unsyncedSeen.Load() {
+		return nil
+	}
+	return s.Probe(ctx)
 }
 
 // visible reports whether the write transaction txid is what a read

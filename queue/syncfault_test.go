@@ -35,6 +35,10 @@ func TestCommitNotSynced(t *testing.T) {
 		first.CompareAndSwap(0, jobs[0].Key.ID)
 	})()
 
+	txns := ts.Stats().Txns
+	if err := ts.WriteGate(ctx); err != nil || ts.Stats().Txns != txns {
+		t.Fatalf("the write gate of a sound store: %v, %d commits (want none)", err, ts.Stats().Txns-txns)
+	}
 	failing.Store(true)
 	m := upMsg("cm", "13800000001", 2)
 	err := ts.Enqueue(ctx, m)
@@ -69,7 +73,14 @@ func TestCommitNotSynced(t *testing.T) {
 	if err := ts.Probe(ctx); err == nil {
 		t.Fatal("a probe succeeded with the sync failing")
 	}
+	// The file's other writers (the policy, reminders) wait the same way.
+	if err := ts.WriteGate(ctx); err == nil {
+		t.Fatal("the write gate open with the sync failing")
+	}
 	failing.Store(false)
+	if err := ts.WriteGate(ctx); err != nil {
+		t.Fatalf("the write gate once the sync succeeds: %v", err)
+	}
 	if err := ts.Probe(ctx); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
