@@ -62,7 +62,8 @@
 // the mirrors and hand-offs take it as committed, and no commit writes a
 // page until an empty one that writes only its meta page has synced
 // (syncMeta), since bbolt would reuse at once the pages that older state
-// needs. Options.SyncFault reports such failures on purpose.
+// needs; the file's other writers ask WriteGate before they write, for
+// the same reason. Options.SyncFault reports such failures on purpose.
 //
 // If a caller's context ends while it waits, the method returns ctx.Err()
 // at once, but the operation may still commit. An operation whose context
