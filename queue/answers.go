@@ -161,13 +161,23 @@ func (t *txn) putAnswer(ctx context.Context, stored []*Message, errs []error) er
 // LoadAnswer reads the answer kept under key: ErrNotFound if there is
 // none.
 func (s *Store) LoadAnswer(key string) (*Answer, error) {
+	a, err := s.readAnswer(key, []byte(key), func(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketIdem) })
+	if err != nil {
+		return nil, fmt.Errorf("queue: answer: %w", err)
+	}
+	return a, nil
+}
+
+// readAnswer decodes the answer kept under k in the bucket in gives
+// (nil: none), as the answer of key: ErrNotFound if there is none.
+func (s *Store) readAnswer(key string, k []byte, in func(*bolt.Tx) *bolt.Bucket) (*Answer, error) {
 	var a *Answer
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIdem)
+		b := in(tx)
 		if b == nil {
 			return ErrNotFound
 		}
-		v := b.Get([]byte(key))
+		v := b.Get(k)
 		if v == nil {
 			return ErrNotFound
 		}
@@ -175,10 +185,7 @@ func (s *Store) LoadAnswer(key string) (*Answer, error) {
 		a, err = decodeAnswer([]byte(key), v)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("queue: answer: %w", err)
-	}
-	return a, nil
+	return a, err
 }
 
 // DeleteAnswers forgets the answers kept under keys (those there are), in

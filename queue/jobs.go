@@ -86,20 +86,7 @@ func validJobID(id string) error {
 func (s *Store) JobChunk(id string, chunk uint32) (*Answer, error) {
 	key := JobChunkKey(id, chunk)
 	_, c, _ := splitChunkKey(key)
-	var a *Answer
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJobChunks).Bucket([]byte(id))
-		if b == nil {
-			return ErrNotFound
-		}
-		v := b.Get(c)
-		if v == nil {
-			return ErrNotFound
-		}
-		var err error
-		a, err = decodeAnswer([]byte(key), v)
-		return err
-	})
+	a, err := s.readAnswer(key, c, func(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketJobChunks).Bucket([]byte(id)) })
 	if err != nil {
 		return nil, fmt.Errorf("queue: job chunk: %w", err)
 	}
