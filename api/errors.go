@@ -43,6 +43,15 @@ func writeErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "exists", err.Error())
 	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, queue.ErrNotSynced):
+		// The change stands in the file (it is what every read sees)
+		// though the disk did not confirm it: look before trying again.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(),
+			"the change was written but the disk did not confirm it: it is in effect; read it back before trying again")
+	case errors.Is(err, queue.ErrWrite):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}

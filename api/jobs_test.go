@@ -100,8 +100,9 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 		t.Fatal(err)
 	}
 	packages := policy.PackageTable{{ID: 1, FeeFen: 100, Included: 3, OverageFen: 10}}
+	// The daemon's writers of the state file go through the store.
 	r.pol, err = policy.New(db, policy.Config{BcryptCost: 4, DefaultTPS: 1000, Packages: packages,
-		MaxWhitelist: o.maxWhitelist, MaxPendingWhitelist: o.maxPending})
+		MaxWhitelist: o.maxWhitelist, MaxPendingWhitelist: o.maxPending, Write: r.store.Update})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func newBulkRig(t testing.TB, o rigOptions) *userRig {
 	gwMu.Unlock()
 	r.gw = g
 	g.Start()
-	r.rem, err = reminder.New(reminder.Config{DB: db, Gateway: g, Policy: r.pol, Tick: time.Hour})
+	r.rem, err = reminder.New(reminder.Config{DB: db, Gateway: g, Policy: r.pol, Tick: time.Hour, Write: r.store.Update})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,6 +144,19 @@ func WithMaxTxnBytes(n int) ReplicaOption {
 	}
 }
 
+// WithWrite makes the Replica write the local file through write instead
+// of db.Update (the daemon's: queue.Store.Update, which the writers of
+// the one state file go through so that none writes a page after a
+// commit whose sync failed before the disk has confirmed one again). A
+// change it refuses is applied again from etcd on the watch's next try.
+func WithWrite(write func(ctx context.Context, fn func(tx *bolt.Tx) error) error) ReplicaOption {
+	return func(r *Replica) {
+		if write != nil {
+			r.write = write
+		}
+	}
+}
+
 // Replica mirrors bbolt buckets through etcd (see the top of this file).
 type Replica struct {
 	cli      *clientv3.Client
@@ -153,6 +166,7 @@ type Replica struct {
 	log      *slog.Logger
 	maxOps   int
 	maxBytes int
+	write    func(ctx context.Context, fn func(tx *bolt.Tx) error) error // WithWrite; db.Update by default
 
 	writeMu sync.Mutex // one Update of this node at a time
 
@@ -185,6 +199,7 @@ func OpenReplica(ctx context.Context, client *clientv3.Client, prefix string, db
 	}
 	r := &Replica{cli: client, prefix: prefix, db: db, match: match, log: log,
 		maxOps: defaultMaxOps, maxBytes: defaultMaxBytes, advance: make(chan struct{}), done: make(chan struct{})}
+	r.write = func(_ context.Context, fn func(tx *bolt.Tx) error) error { return db.Update(fn) }
 	for _, o := range opts {
 		o(r)
 	}
@@ -504,7 +519,7 @@ func (r *Replica) load(ctx context.Context, notify bool) error {
 	}
 
 	var onlyLocal, onlyRemote, differ int
-	err = r.db.Update(func(tx *bolt.Tx) error {
+	err = r.write(ctx, func(tx *bolt.Tx) error {
 		var local []op
 		var names [][]byte
 		err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
@@ -596,7 +611,13 @@ func (r *Replica) watch(ctx context.Context) {
 			if len(resp.Events) == 0 {
 				continue
 			}
-			if err := r.apply(resp.Events); err != nil {
+			if err := r.apply(ctx, resp.Events); err != nil {
+				if errors.Is(err, errLocalWrite) {
+					// The file refused the write (a failing disk): the
+					// next try watches again from what was applied.
+					r.log.Warn("cluster: replica: the local file refused the change; retrying", "err", err)
+					break
+				}
 				r.log.Error("cluster: replica: apply to the local file; reloading", "err", err)
 				reload = true
 				break
@@ -619,13 +640,19 @@ func (r *Replica) watch(ctx context.Context) {
 	}
 }
 
+// errLocalWrite marks an apply that the local file's writer refused (or
+// whose commit failed) while the change itself applied.
+var errLocalWrite = errors.New("cluster: replica: local write")
+
 // apply applies the events of one watch response in one transaction,
 // then runs the hooks.
-func (r *Replica) apply(events []*clientv3.Event) error {
+func (r *Replica) apply(ctx context.Context, events []*clientv3.Event) error {
 	var changed [][][]byte
 	var rev, dataRev int64
 	revKey := r.prefix + "data-rev"
-	err := r.db.Update(func(tx *bolt.Tx) error {
+	var fnErr error
+	err := r.write(ctx, func(tx *bolt.Tx) (err error) {
+		defer func() { fnErr = err }()
 		for _, ev := range events {
 			k := string(ev.Kv.Key)
 			rev = max(rev, ev.Kv.ModRevision)
@@ -652,6 +679,9 @@ func (r *Replica) apply(events []*clientv3.Event) error {
 		}
 		return nil
 	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("%w: %w", errLocalWrite, err)
+	}
 	if err != nil {
 		return err
 	}

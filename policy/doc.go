@@ -175,8 +175,12 @@
 //     signature change requests, and policy_applications for the
 //     applications for an account); the queue owns the rest
 //     (listed in the queue's doc).
-//     Neither reads nor writes the other's. Policy's writes are plain
-//     db.Update calls: they wait for the queue's commit like any writer.
+//     Neither reads nor writes the other's. Policy's writes are
+//     db.Update calls, or StoreOptions.Write's (the daemon's runs them
+//     through the queue's store, queue.Store.Update, which guards the
+//     file after a failed sync); they wait for the queue's commit like
+//     any writer. A write that fails after fn succeeded may still be
+//     what the file shows: the snapshot is then reloaded from the file.
 //   - In a cluster (StoreOptions.Shared / Config.Shared, a Committer such
 //     as cluster.Replica), the policy buckets are shared by the nodes: each
 //     write runs through the committer (its fn may run again after a

@@ -24,8 +24,8 @@ type Config struct {
 	// Shared makes the policy data shared by the nodes of a cluster
 	// (StoreOptions.Shared; cluster.Replica). nil: single node.
 	Shared Committer
-	// WriteGate: StoreOptions.WriteGate.
-	WriteGate func(context.Context) error
+	// Write: StoreOptions.Write.
+	Write func(ctx context.Context, fn func(tx *bolt.Tx) error) error
 }
 
 // Policy is the business-rule core: the account Store (embedded: its admin and
@@ -56,7 +56,7 @@ func New(db *bolt.DB, cfg Config) (*Policy, error) {
 		MaxPendingWhitelist: cfg.MaxPendingWhitelist,
 		Now:                 cfg.Now,
 		Shared:              cfg.Shared,
-		WriteGate:           cfg.WriteGate,
+		Write:               cfg.Write,
 	})
 	if err != nil {
 		return nil, err

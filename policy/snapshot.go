@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -267,13 +268,10 @@ func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 			return fn(tx, &ch)
 		}))
 	}
-	if err := s.gate(); err != nil {
-		return dbErr(err)
-	}
 	var next *snapshot
 	var ovs []Override
 	var ch change
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	fnFailed, err := s.local(func(tx *bolt.Tx) error {
 		if err := fn(tx, &ch); err != nil {
 			return err
 		}
@@ -286,6 +284,14 @@ func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 		}
 		return err
 	})
+	if err != nil && !fnFailed {
+		// The commit failed, but it may be what the file shows (its
+		// sync failed after bbolt wrote it): the snapshot follows the
+		// file, whichever it is.
+		if rerr := s.reload(); rerr != nil {
+			return errors.Join(dbErr(err), rerr)
+		}
+	}
 	if err != nil {
 		return dbErr(err)
 	}
@@ -378,6 +384,30 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 		return err
 	}
 	return b.Put([]byte(key), data)
+}
+
+// reload replaces the snapshot (and the classifier's overrides) with
+// what the file holds now: at the open, and after a failed commit that
+// the file may show.
+func (s *Store) reload() error {
+	var snap *snapshot
+	var ovs []Override
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if snap, err = loadAll(tx); err != nil {
+			return err
+		}
+		ovs, err = loadOverrides(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("policy: load: %w", err)
+	}
+	if err := s.cls.SetOverrides(ovs); err != nil {
+		return fmt.Errorf("policy: stored overrides: %w", err)
+	}
+	s.snap.Store(snap)
+	return nil
 }
 
 // applyShared is the hook of StoreOptions.Shared: it rebuilds the parts of

@@ -49,12 +49,14 @@ type StoreOptions struct {
 	// the OnChange hook from what was applied to the local file, whichever
 	// node wrote it. nil: single node, plain db.Update (see Committer).
 	Shared Committer
-	// WriteGate, if set, is asked before every write to the local file
-	// without Shared; an error refuses the write. The daemon sets the
-	// queue's (queue.Store.WriteGate): after a commit whose sync failed,
-	// no writer of the shared file may reuse the pages the state on disk
-	// still needs until an empty commit has synced again.
-	WriteGate func(context.Context) error
+	// Write, if set, runs every write to the local file without Shared
+	// instead of db.Update: the daemon's is the queue's
+	// (queue.Store.Update), which the writers of the one state file go
+	// through so that none writes a page after a commit whose sync
+	// failed before the disk has confirmed one again. A write it fails
+	// after fn succeeded may still be what the file shows (written, not
+	// synced): the snapshot is then reloaded from the file.
+	Write func(ctx context.Context, fn func(tx *bolt.Tx) error) error
 }
 
 // Committer sends writes of the policy buckets elsewhere before they
@@ -76,18 +78,26 @@ type Committer interface {
 	OnChange(fn func(tx *bolt.Tx, changed [][][]byte))
 }
 
-// gate asks opts.WriteGate, if set, whether the local file may be
-// written now.
-func (s *Store) gate() error {
-	if s.opts.WriteGate == nil {
-		return nil
+// local runs fn in a read-write transaction of the local file: through
+// opts.Write if set, else db.Update. fnFailed reports that the error is
+// fn's own (nothing written); any other error may leave fn's writes in
+// the file (see StoreOptions.Write).
+func (s *Store) local(fn func(tx *bolt.Tx) error) (fnFailed bool, err error) {
+	wrapped := func(tx *bolt.Tx) error {
+		err := fn(tx)
+		fnFailed = err != nil
+		return err
+	}
+	if s.opts.Write == nil {
+		return fnFailed, s.db.Update(wrapped)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()
-	if err := s.opts.WriteGate(ctx); err != nil {
-		return fmt.Errorf("policy: the state file cannot be written now: %w", err)
+	err = s.opts.Write(ctx, wrapped)
+	if err != nil && !fnFailed {
+		err = fmt.Errorf("policy: %w", err)
 	}
-	return nil
+	return fnFailed, err
 }
 
 // sharedTimeout bounds one write through StoreOptions.Shared (the
@@ -161,8 +171,6 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	if opts.Shared != nil {
 		opts.Shared.OnChange(s.applyShared) // before anything is loaded: see applyShared
 	}
-	var snap *snapshot
-	var ovs []Override
 	err = s.write(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -190,21 +198,9 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	// snapshot is stored, and a change it skipped is in what View reads.
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	err = db.View(func(tx *bolt.Tx) error {
-		var err error
-		if snap, err = loadAll(tx); err != nil {
-			return err
-		}
-		ovs, err = loadOverrides(tx)
-		return err
-	})
-	if err != nil {
+	if err := s.reload(); err != nil {
 		return nil, dbErr(err)
 	}
-	if err := s.cls.SetOverrides(ovs); err != nil {
-		return nil, fmt.Errorf("policy: stored overrides: %w", err)
-	}
-	s.snap.Store(snap)
 	return s, nil
 }
 
@@ -212,10 +208,8 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 // opts.Shared in cluster mode (where fn may run more than once).
 func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 	if s.opts.Shared == nil {
-		if err := s.gate(); err != nil {
-			return err
-		}
-		return s.db.Update(fn)
+		_, err := s.local(fn)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()

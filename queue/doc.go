@@ -62,7 +62,8 @@
 // the mirrors and hand-offs take it as committed, and no commit writes a
 // page until an empty one that writes only its meta page has synced
 // (syncMeta), since bbolt would reuse at once the pages that older state
-// needs; the file's other writers ask WriteGate before they write, for
+// needs; the file's other writers (the policy, reminders, a cluster's
+// replica) write through Update, which takes part in the same guard, for
 // the same reason. Options.SyncFault reports such failures on purpose.
 //
 // If a caller's context ends while it waits, the method returns ctx.Err()

@@ -51,6 +51,13 @@ var (
 	// again may then do it twice (a message sent twice), never lose it.
 	ErrNotSynced = errors.New("written, but the disk did not confirm it")
 
+	// ErrWrite: a write of the file's other writers (Store.Update) was
+	// not taken: its commit failed before bbolt wrote it, or the store
+	// refused it while the disk has not confirmed a commit since one
+	// whose sync failed. Nothing of it was written; it may be tried
+	// again.
+	ErrWrite = errors.New("the state file cannot be written now")
+
 	// ErrPanic: an operation panicked inside the commit loop; it was rolled
 	// back and the other operations of its batch were retried without it.
 	ErrPanic = errors.New("operation panicked")

@@ -180,16 +180,19 @@ type Store struct {
 	// only by the commit goroutine, after a commit (apply).
 	dueN map[string]int
 
+	// fileMu is held around every write transaction of the file (the
+	// commit loop's, Update's) together with the check of unsynced
+	// before it and the test of its visibility after it: no other
+	// writer's commit comes between a failed commit and that test (it
+	// compares transaction ids), nor between that test and the next
+	// write.
+	fileMu sync.Mutex
 	// unsynced: the last commit was written but its meta page's sync
 	// failed, so the disk may hold only the state before it while bbolt
 	// builds on it (and reuses the pages it freed, which that state
 	// still needs). Until an empty commit syncs a meta page again
-	// (syncMeta), no commit writes a page. Only the commit goroutine
-	// reads or writes it.
+	// (syncMeta), no commit writes a page. Guarded by fileMu.
 	unsynced bool
-	// unsyncedSeen mirrors unsynced for the other writers of the file
-	// (WriteGate).
-	unsyncedSeen atomic.Bool
 
 	// gathering, when set (by tests), is told each time a commit starts
 	// to wait for company (gather).
@@ -963,24 +966,21 @@ func (s *Store) commit(batch []*op) {
 		}
 		live = append(live, o)
 	}
-	if s.unsynced && len(live) > 0 {
-		if err := s.syncMeta(); err != nil {
-			s.stats.failedCommits.Add(1)
-			for _, o := range live {
-				o.done <- fmt.Errorf("commit: waiting for the disk to confirm the last commit: %w", err)
-			}
-			return
-		}
-		s.unsynced = false
-		s.unsyncedSeen.Store(false)
-		s.log.Info("queue: a commit synced again: the state the failed sync left is on disk")
-	}
 	results := make([]error, len(live))
 	for len(live) > 0 {
 		t := &txn{s: s}
 		bad, badErr := -1, error(nil)
 		began := time.Now()
 		var txid int
+		s.fileMu.Lock()
+		if err := s.resync(); err != nil {
+			s.fileMu.Unlock()
+			s.stats.failedCommits.Add(1)
+			for _, o := range live {
+				o.done <- err
+			}
+			return
+		}
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			txid = tx.ID()
 			t.bind(tx)
@@ -1024,7 +1024,12 @@ func (s *Store) commit(batch []*op) {
 		if err == nil && s.opt.SyncFault != nil {
 			err = s.opt.SyncFault()
 		}
-		if err != nil && bad < 0 && s.visible(txid) {
+		written := err != nil && bad < 0 && s.visible(txid)
+		if written {
+			s.unsynced = true
+		}
+		s.fileMu.Unlock()
+		if written {
 			// bbolt wrote the meta page and its fdatasync failed (a
 			// failing disk): every later transaction reads what this
 			// one wrote, since bbolt reads its meta from the mapped
@@ -1041,8 +1046,6 @@ func (s *Store) commit(batch []*op) {
 			}
 			s.notify(t.ready, t.snapshot)
 			s.handDue(t)
-			s.unsynced = true
-			s.unsyncedSeen.Store(true)
 			s.stats.lastFailed.Store(true)
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit written but not synced: its operations are refused, what they wrote stays", "ops", len(live), "err", err)
@@ -1272,17 +1275,75 @@ func (s *Store) syncMeta() error {
 	return err
 }
 
-// WriteGate is for the other writers of the store's file (the policy,
-// reminders: queue.OpenDB's peers): nil when they may write. After a
-// commit whose sync failed, bbolt reuses at once the pages that the
-// state on disk may still need, so no writer may write a page until the
-// empty commit that syncs again has succeeded: WriteGate runs it (Probe)
-// and returns its error if it fails.
-func (s *Store) WriteGate(ctx context.Context) error {
-	if !s.unsyncedSeen.Load() {
+// Update runs fn in a read-write transaction of the store's file, for
+// the file's other writers (the policy, reminders, a cluster's copy of
+// etcd's data: queue.OpenDB's peers), and returns fn's error or the
+// commit's. It takes part in the commit loop's guard of a failed sync:
+// after a commit whose sync failed, bbolt reuses at once the pages that
+// the state on disk may still need, so no writer may write a page until
+// an empty commit has synced again. Update runs that commit first (and
+// fails with ErrWrite, writing nothing, while it fails), and a commit of
+// fn's that is written but not synced seals the file the same way; it
+// then returns ErrNotSynced, fn's writes visible to every read from then
+// on. A commit that fails before bbolt wrote it returns ErrWrite.
+func (s *Store) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if err := s.resync(); err != nil {
+		s.stats.failedCommits.Add(1)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	var txid int
+	var fnErr error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		txid = tx.ID()
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err == nil && s.opt.SyncFault != nil {
+		err = s.opt.SyncFault()
+	}
+	switch {
+	case err == nil:
+		s.stats.lastFailed.Store(false)
+		return nil
+	case s.visible(txid):
+		s.unsynced = true
+		s.stats.lastFailed.Store(true)
+		s.stats.failedCommits.Add(1)
+		s.log.Error("queue: a write of the file's other writers written but not synced", "err", err)
+		return fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
+	default:
+		s.stats.lastFailed.Store(true)
+		s.stats.failedCommits.Add(1)
+		return fmt.Errorf("%w: commit: %w", ErrWrite, err)
+	}
+}
+
+// resync, with fileMu held, runs the empty commit that syncs the meta
+// page again if the last commit was written but not synced: no write
+// transaction may write a page before it succeeds (see unsynced).
+func (s *Store) resync() error {
+	if !s.unsynced {
 		return nil
 	}
-	return s.Probe(ctx)
+	if err := s.syncMeta(); err != nil {
+		return fmt.Errorf("commit: waiting for the disk to confirm the last commit: %w", err)
+	}
+	s.unsynced = false
+	s.log.Info("queue: a commit synced again: the state the failed sync left is on disk")
+	return nil
 }
 
 // visible reports whether the write transaction txid is what a read

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A commit whose last sync fails (bbolt wrote the meta page, the disk
@@ -19,14 +22,7 @@ import (
 // 2026-12-06 they missed it, and the state and due counts kept in the
 // file stayed wrong for good (Open trusts them).
 func TestCommitNotSynced(t *testing.T) {
-	var failing atomic.Bool
-	eio := errors.New("fdatasync: input/output error")
-	ts := newStore(t, Options{NoSync: true, SyncFault: func() error {
-		if failing.Load() {
-			return eio
-		}
-		return nil
-	}})
+	ts, failing, eio := failingStore(t)
 	ctx := context.Background()
 	var handed atomic.Int64
 	var first atomic.Uint64 // the id of the first message handed over
@@ -35,9 +31,8 @@ func TestCommitNotSynced(t *testing.T) {
 		first.CompareAndSwap(0, jobs[0].Key.ID)
 	})()
 
-	txns := ts.Stats().Txns
-	if err := ts.WriteGate(ctx); err != nil || ts.Stats().Txns != txns {
-		t.Fatalf("the write gate of a sound store: %v, %d commits (want none)", err, ts.Stats().Txns-txns)
+	if err := ts.Update(ctx, putOther("a")); err != nil {
+		t.Fatalf("another writer's write on a sound store: %v", err)
 	}
 	failing.Store(true)
 	m := upMsg("cm", "13800000001", 2)
@@ -73,13 +68,17 @@ func TestCommitNotSynced(t *testing.T) {
 	if err := ts.Probe(ctx); err == nil {
 		t.Fatal("a probe succeeded with the sync failing")
 	}
-	// The file's other writers (the policy, reminders) wait the same way.
-	if err := ts.WriteGate(ctx); err == nil {
-		t.Fatal("the write gate open with the sync failing")
+	// The file's other writers (the policy, reminders, a cluster's
+	// replica) wait the same way: nothing of theirs is written.
+	if err := ts.Update(ctx, putOther("b")); err == nil || errors.Is(err, ErrNotSynced) {
+		t.Fatalf("another writer's write with the sync failing: %v, want refused before it ran", err)
+	}
+	if got := readOther(t, ts); got != "a" {
+		t.Fatalf("the other writer's keys %q after the refused write, want a", got)
 	}
 	failing.Store(false)
-	if err := ts.WriteGate(ctx); err != nil {
-		t.Fatalf("the write gate once the sync succeeds: %v", err)
+	if err := ts.Update(ctx, putOther("b")); err != nil {
+		t.Fatalf("another writer's write once the sync succeeds: %v", err)
 	}
 	if err := ts.Probe(ctx); err != nil {
 		t.Fatalf("probe: %v", err)
@@ -140,4 +139,101 @@ func TestCommitNotSynced(t *testing.T) {
 	}
 	ts.opt.CommitFault = nil
 	ts.reopen()
+}
+
+// TestUpdateNotSynced: a write of the file's other writers (Update) whose
+// sync fails after bbolt wrote its meta page seals the file as the
+// queue's own commits do: it returns ErrNotSynced, its keys are what
+// reads see, and no commit of the queue writes a page until an empty
+// commit has synced. An error of fn is returned as is, nothing written.
+func TestUpdateNotSynced(t *testing.T) {
+	ts, failing, eio := failingStore(t)
+	ctx := context.Background()
+	mine := errors.New("invalid")
+	if err := ts.Update(ctx, func(tx *bolt.Tx) error {
+		if err := putOther("x")(tx); err != nil {
+			return err
+		}
+		return mine
+	}); err != mine {
+		t.Fatalf("fn's error: %v, want it as is", err)
+	}
+	if got := readOther(t, ts); got != "" || !ts.Writable() {
+		t.Fatalf("after fn's error: keys %q, writable %v; want none written, writable", got, ts.Writable())
+	}
+
+	failing.Store(true)
+	if err := ts.Update(ctx, putOther("a")); !errors.Is(err, ErrNotSynced) || !errors.Is(err, eio) {
+		t.Fatalf("a write on a failing sync: %v, want ErrNotSynced wrapping the disk's error", err)
+	}
+	if got := readOther(t, ts); got != "a" {
+		t.Fatalf("keys %q after the unsynced write, want a (bbolt reads what it wrote)", got)
+	}
+	if ts.Writable() {
+		t.Error("writable after a write that was not synced")
+	}
+	// Sealed: the queue's next commit does not run while the sync fails.
+	if err := ts.Enqueue(ctx, upMsg("cm", "13800000001", 1)); err == nil || errors.Is(err, ErrNotSynced) {
+		t.Fatalf("an enqueue after the unsynced write: %v, want refused before it ran", err)
+	}
+	if got := ts.DueOf("cm"); got != 0 {
+		t.Fatalf("due for cm %d after the refused enqueue, want 0", got)
+	}
+	failing.Store(false)
+	ts.enqueue(upMsg("cm", "13800000001", 1))
+	if !ts.Writable() || ts.DueOf("cm") != 1 {
+		t.Fatalf("after the sync came back: writable %v, due %d; want true, 1", ts.Writable(), ts.DueOf("cm"))
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Update(ctx, putOther("b")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a write after Close: %v, want ErrClosed", err)
+	}
+}
+
+var bucketOther = []byte("other_writer")
+
+// putOther is a write of another writer of the file: key k in a bucket
+// of its own.
+func putOther(k string) func(*bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketOther)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(k), []byte{1})
+	}
+}
+
+// readOther lists putOther's keys, joined.
+func readOther(t *testing.T, ts *testStore) string {
+	t.Helper()
+	var keys []string
+	if err := ts.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketOther); b != nil {
+			return b.ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(keys, "")
+}
+
+// failingStore is a store whose syncs fail with eio after bbolt wrote
+// each commit (Options.SyncFault) while failing is set.
+func failingStore(t *testing.T) (ts *testStore, failing *atomic.Bool, eio error) {
+	failing = new(atomic.Bool)
+	eio = errors.New("fdatasync: input/output error")
+	ts = newStore(t, Options{NoSync: true, SyncFault: func() error {
+		if failing.Load() {
+			return eio
+		}
+		return nil
+	}})
+	return ts, failing, eio
 }

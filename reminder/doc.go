@@ -37,7 +37,8 @@
 // every write) nor messages (queue), but a producer of messages like a
 // batch job, so they have their own bucket beside those of policy and
 // queue; a backup of the file holds them too. Every change is one
-// db.Update; the Service's mutex serialises changes with the scheduler's
+// db.Update (or Config.Write's: the daemon's goes through the queue's
+// store); the Service's mutex serialises changes with the scheduler's
 // pass, so a series is never changed between an occurrence's Send and
 // its record.
 //

@@ -2,10 +2,12 @@ package reminder
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +33,12 @@ type rig struct {
 	gw    *gateway.Gateway
 	svc   *Service
 	stop  func()
+	// failing makes the store's syncs fail (queue.Options.SyncFault,
+	// with errEIO) after bbolt wrote each commit.
+	failing atomic.Bool
 }
+
+var errEIO = errors.New("fdatasync: input/output error")
 
 const (
 	numAlice = "13712345678" // alice's registered mobile, whitelisted
@@ -55,11 +62,17 @@ func openRig(t *testing.T, path string, sim net.Addr, skew time.Duration, cfg Co
 		if g != nil {
 			g.OnDLRReady(a, ready, at)
 		}
+	}, SyncFault: func() error {
+		if r.failing.Load() {
+			return errEIO
+		}
+		return nil
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.pol, err = policy.New(r.db, policy.Config{BcryptCost: 4, DefaultTPS: 1000})
+	// The daemon's writers of the state file go through the store.
+	r.pol, err = policy.New(r.db, policy.Config{BcryptCost: 4, DefaultTPS: 1000, Write: r.store.Update})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +111,9 @@ func openRig(t *testing.T, path string, sim net.Addr, skew time.Duration, cfg Co
 	r.gw = g
 	g.Start()
 	cfg.DB, cfg.Gateway, cfg.Policy = r.db, g, r.pol
+	if cfg.Write == nil && cfg.Shared == nil {
+		cfg.Write = r.store.Update
+	}
 	if skew != 0 {
 		cfg.Now = func() time.Time { return time.Now().Add(skew) }
 	}

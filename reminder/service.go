@@ -79,9 +79,10 @@ type Config struct {
 	// Whether this node runs the scheduler (Run) is the daemon's choice: in
 	// a cluster, only the leader. nil: plain db.Update.
 	Shared policy.Committer
-	// WriteGate, if set, is asked before every write to DB without
-	// Shared (policy.StoreOptions.WriteGate); an error refuses it.
-	WriteGate func(context.Context) error
+	// Write, if set, runs every write to DB without Shared instead of
+	// db.Update (policy.StoreOptions.Write: the daemon's is
+	// queue.Store.Update).
+	Write func(ctx context.Context, fn func(tx *bolt.Tx) error) error
 }
 
 // sharedTimeout bounds one write through Config.Shared.
@@ -153,14 +154,12 @@ func New(cfg Config) (*Service, error) {
 // cfg.Shared in cluster mode (where fn may run more than once).
 func (s *Service) write(fn func(tx *bolt.Tx) error) error {
 	if s.cfg.Shared == nil {
-		if s.cfg.WriteGate != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
-			defer cancel()
-			if err := s.cfg.WriteGate(ctx); err != nil {
-				return fmt.Errorf("reminder: the state file cannot be written now: %w", err)
-			}
+		if s.cfg.Write == nil {
+			return s.cfg.DB.Update(fn)
 		}
-		return s.cfg.DB.Update(fn)
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		return s.cfg.Write(ctx, fn)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()

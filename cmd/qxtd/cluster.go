@@ -225,7 +225,9 @@ func (d *daemon) joinCluster(cfg ClusterConfig, db *bolt.DB) (*clusterState, err
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	cs.replica, err = cluster.OpenReplica(ctx, cs.node.Client(), cs.node.Prefix(), db, sharedBuckets, log)
+	// The node's copy of etcd's data is written through the store, as
+	// the policy's writes are on a single node (queue.Store.Update).
+	cs.replica, err = cluster.OpenReplica(ctx, cs.node.Client(), cs.node.Prefix(), db, sharedBuckets, log, cluster.WithWrite(d.store.Update))
 	if err != nil {
 		_ = cs.node.Close()
 		return nil, fmt.Errorf("cluster: shared state: %w", err)

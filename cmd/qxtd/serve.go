@@ -374,9 +374,10 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	if err != nil {
 		return nil, err
 	}
-	// The policy writes the store's file too: after a commit whose sync
-	// failed, it waits as the queue's commits do (queue.Store.WriteGate).
-	pcfg.WriteGate = d.store.WriteGate
+	// The policy writes the store's file too, through the store
+	// (queue.Store.Update): after a commit whose sync failed, no writer
+	// writes a page before the disk has confirmed one again.
+	pcfg.Write = d.store.Update
 	if d.cluster != nil {
 		pcfg.Shared = d.cluster.replica
 		gcfg.Cluster = d.cluster.gateway
@@ -486,7 +487,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	d.httpAddr = hl.Addr()
 	// The reminders' scheduler: its first pass sends what came due while
 	// the daemon was down (within reminders.grace).
-	rcfg := reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy, WriteGate: d.store.WriteGate,
+	rcfg := reminder.Config{DB: d.db, Gateway: d.gw, Policy: d.policy, Write: d.store.Update,
 		Grace: cfg.Reminders.Grace, Ahead: cfg.Reminders.Ahead, Logger: log.With("component", "reminders")}
 	d.load = &loadMeter{read: func() loadSample {
 		st := d.store.Stats()
