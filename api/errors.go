@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -52,6 +53,12 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, queue.ErrWrite):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
+	case errors.Is(err, context.DeadlineExceeded):
+		// In a cluster: etcd did not answer in time, or this node's
+		// disk has not taken the change that etcd holds already.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(),
+			"the change did not complete in time: it may be in effect; read it back before trying again")
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}

@@ -204,7 +204,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Help: "Bytes of pages the store's commits wrote: every commit rewrites whole pages, from each changed record up to its bucket's root, so per commit it hardly depends on what the commit carries.",
 		}, func() float64 { return float64(store.Stats().Written) })
 		f.NewCounterFunc(prometheus.CounterOpts{
-			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error).",
+			Name: "qxtd_store_commit_failures_total", Help: "Store commits that failed (disk full, I/O error), the empty commits tried every 50 ms while a failed sync waits for the disk included.",
 		}, func() float64 { return float64(store.Stats().FailedCommits) })
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qxtd_queue_waiting_segments",

@@ -58,13 +58,15 @@
 //
 // A commit whose meta page was written and whose sync then failed (an
 // I/O error) is what bbolt reads from then on, while the disk may hold
-// only the state before it: its operations fail with ErrNotSynced, but
-// the mirrors and hand-offs take it as committed, and no commit writes a
-// page until an empty one that writes only its meta page has synced
-// (syncMeta), since bbolt would reuse at once the pages that older state
-// needs; the file's other writers (the policy, reminders, a cluster's
-// replica) write through Update, which takes part in the same guard, for
-// the same reason. Options.SyncFault reports such failures on purpose.
+// only the state before it: its operations wait (Options.SyncWait) for
+// the empty commit that makes it durable, tried every syncRetry, and
+// fail with ErrNotSynced if none syncs in time; the mirrors and
+// hand-offs take it as committed at once, and no commit writes a page until
+// an empty one that writes only its meta page has synced (syncMeta),
+// since bbolt would reuse at once the pages that older state needs; the
+// file's other writers (the policy, reminders, a cluster's replica)
+// write through Update, which takes part in the same guard, for the
+// same reason. Options.SyncFault reports such failures on purpose.
 //
 // If a caller's context ends while it waits, the method returns ctx.Err()
 // at once, but the operation may still commit. An operation whose context

@@ -45,10 +45,13 @@ var (
 	ErrLocked = errors.New("the file is held by another process (is qxtd already running on it?)")
 
 	// ErrNotSynced: the commit was written but its last sync failed (an
-	// I/O error: a failing disk). What it wrote is in the store, and the
-	// next commit that syncs makes it durable, but the operation is not
-	// known durable, so it is reported failed: a caller that tries it
-	// again may then do it twice (a message sent twice), never lose it.
+	// I/O error: a failing disk), and the disk did not confirm it within
+	// Options.SyncWait either. What it wrote is in the store, and the
+	// next commit that syncs makes it durable (bbolt synced its pages
+	// before it wrote the meta page whose sync failed), but the
+	// operation is not known durable, so it is reported failed: a caller
+	// that tries it again may then do it twice (a message sent twice),
+	// never lose it.
 	ErrNotSynced = errors.New("written, but the disk did not confirm it")
 
 	// ErrWrite: a write of the file's other writers (Store.Update) was

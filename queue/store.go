@@ -130,6 +130,14 @@ type Options struct {
 	// nil.
 	SyncFault func() error
 
+	// SyncWait is how long an operation whose commit was written but not
+	// synced waits for the disk to confirm it before it fails with
+	// ErrNotSynced: the store tries the empty commit that makes it
+	// durable (syncMeta) every syncRetry meanwhile, and an operation it
+	// confirms succeeds, as if its commit had synced at once. Default
+	// 1s (DefaultSyncWait); negative: no wait.
+	SyncWait time.Duration
+
 	// NodeID, in cluster mode, is this node's id (1..65535): every new
 	// message id (part ids of client-split messages included) and MO id
 	// is then in [NodeID<<48, (NodeID+1)<<48), so ids of different nodes
@@ -187,6 +195,18 @@ type Store struct {
 	// compares transaction ids), nor between that test and the next
 	// write.
 	fileMu sync.Mutex
+	// held are the operations of commits written but not synced, waiting
+	// (until their deadline, SyncWait) for the empty commit that makes
+	// them durable; heldN mirrors len(held) for the commit loop's wait.
+	// Only while unsynced is an operation held: one whose commit an
+	// empty commit confirmed before it was held succeeds at once.
+	// Guarded by fileMu.
+	held  []heldOp
+	heldN atomic.Int32
+	// synced counts the empty commits that synced again (resync): a
+	// writer that waits for its own unsynced commit sees it confirmed
+	// when it moves. Guarded by fileMu.
+	synced uint64
 	// unsynced: the last commit was written but its meta page's sync
 	// failed, so the disk may hold only the state before it while bbolt
 	// builds on it (and reuses the pages it freed, which that state
@@ -478,6 +498,9 @@ func (opt Options) withDefaults() Options {
 	}
 	if opt.OpenTimeout <= 0 {
 		opt.OpenTimeout = time.Second
+	}
+	if opt.SyncWait == 0 {
+		opt.SyncWait = DefaultSyncWait
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -848,9 +871,15 @@ func (s *Store) loop() {
 	batch := make([]*op, 0, s.opt.MaxBatch)
 	delay := time.NewTimer(time.Hour)
 	delay.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	var retryAt time.Time
 	for {
-		o, ok := <-s.ops
+		o, ok := s.next(retry, &retryAt)
 		if !ok {
+			if s.heldN.Load() > 0 {
+				s.retryHeld(true)
+			}
 			return
 		}
 		batch = append(batch[:0], o)
@@ -875,6 +904,29 @@ func (s *Store) loop() {
 		s.commit(batch)
 		clear(batch) // drop references to finished ops
 	}
+}
+
+// next waits for the next operation. While operations wait for the disk
+// to confirm their commit (held), it tries the empty commit that does
+// every syncRetry meanwhile, and fails those whose wait is over.
+// retryAt is when to try next: operations arriving faster than
+// syncRetry do not put it off.
+func (s *Store) next(retry *time.Timer, retryAt *time.Time) (*op, bool) {
+	for s.heldN.Load() > 0 {
+		if wait := time.Until(*retryAt); wait > 0 {
+			retry.Reset(wait)
+			select {
+			case o, ok := <-s.ops:
+				retry.Stop()
+				return o, ok
+			case <-retry.C:
+			}
+		}
+		s.retryHeld(false)
+		*retryAt = time.Now().Add(syncRetry)
+	}
+	o, ok := <-s.ops
+	return o, ok
 }
 
 // commitFill is the batch at which a commit stops waiting for more
@@ -1025,6 +1077,7 @@ func (s *Store) commit(batch []*op) {
 			err = s.opt.SyncFault()
 		}
 		written := err != nil && bad < 0 && s.visible(txid)
+		mark := s.synced // moves when an empty commit confirms this one
 		if written {
 			s.unsynced = true
 		}
@@ -1048,14 +1101,24 @@ func (s *Store) commit(batch []*op) {
 			s.handDue(t)
 			s.stats.lastFailed.Store(true)
 			s.stats.failedCommits.Add(1)
-			s.log.Error("queue: commit written but not synced: its operations are refused, what they wrote stays", "ops", len(live), "err", err)
+			s.log.Error("queue: commit written but not synced: its operations wait for the disk to confirm it", "ops", len(live), "wait", s.opt.SyncWait, "err", err)
+			notSynced := fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
+			until := time.Now().Add(s.opt.SyncWait)
+			s.fileMu.Lock()
 			for i, o := range live {
-				if results[i] != nil {
+				switch {
+				case results[i] != nil:
 					o.done <- results[i] // refused, nothing written: as true now as it would have been
-					continue
+				case s.synced != mark:
+					o.done <- nil // another writer's empty commit confirmed it meanwhile
+				case s.opt.SyncWait <= 0:
+					o.done <- notSynced
+				default:
+					s.held = append(s.held, heldOp{o: o, until: until, err: notSynced})
 				}
-				o.done <- fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
 			}
+			s.heldN.Store(int32(len(s.held)))
+			s.fileMu.Unlock()
 			return
 		}
 		if err == nil {
@@ -1322,7 +1385,10 @@ func (s *Store) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		s.unsynced = true
 		s.stats.lastFailed.Store(true)
 		s.stats.failedCommits.Add(1)
-		s.log.Error("queue: a write of the file's other writers written but not synced", "err", err)
+		s.log.Error("queue: a write of the file's other writers written but not synced: it waits for the disk to confirm it", "wait", s.opt.SyncWait, "err", err)
+		if s.awaitSync(ctx) {
+			return nil
+		}
 		return fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
 	default:
 		s.stats.lastFailed.Store(true)
@@ -1331,9 +1397,44 @@ func (s *Store) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	}
 }
 
+// awaitSync, with fileMu held after a commit of Update's that was
+// written but not synced, waits up to SyncWait (or ctx's end) for an
+// empty commit that makes it durable, trying one every syncRetry; it
+// lets the other writers in between. true: confirmed.
+func (s *Store) awaitSync(ctx context.Context) bool {
+	if s.opt.SyncWait <= 0 {
+		return false
+	}
+	mark := s.synced
+	deadline := time.NewTimer(s.opt.SyncWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(syncRetry)
+	defer tick.Stop()
+	for {
+		s.fileMu.Unlock()
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			s.fileMu.Lock()
+			return s.synced != mark || s.resync() == nil
+		case <-ctx.Done():
+			s.fileMu.Lock()
+			return s.synced != mark
+		}
+		s.fileMu.Lock()
+		if s.synced != mark || s.resync() == nil {
+			return true
+		}
+		s.stats.failedCommits.Add(1)
+	}
+}
+
 // resync, with fileMu held, runs the empty commit that syncs the meta
 // page again if the last commit was written but not synced: no write
-// transaction may write a page before it succeeds (see unsynced).
+// transaction may write a page before it succeeds (see unsynced). Its
+// success makes the commits before it durable (their pages were synced
+// before their meta page was written, see ErrNotSynced), so the held
+// operations succeed.
 func (s *Store) resync() error {
 	if !s.unsynced {
 		return nil
@@ -1342,8 +1443,52 @@ func (s *Store) resync() error {
 		return fmt.Errorf("commit: waiting for the disk to confirm the last commit: %w", err)
 	}
 	s.unsynced = false
-	s.log.Info("queue: a commit synced again: the state the failed sync left is on disk")
+	s.synced++
+	s.stats.lastFailed.Store(false)
+	s.log.Info("queue: a commit synced again: the state the failed sync left is on disk", "confirmed", len(s.held))
+	for _, h := range s.held {
+		h.o.done <- nil
+	}
+	s.held = s.held[:0]
+	s.heldN.Store(0)
 	return nil
+}
+
+// heldOp is an operation of a commit written but not synced (held).
+type heldOp struct {
+	o     *op
+	until time.Time // when it fails with err if the disk has not confirmed it
+	err   error
+}
+
+// syncRetry is how often the commit loop tries the empty commit while
+// operations wait for it (held).
+const syncRetry = 50 * time.Millisecond
+
+// DefaultSyncWait is Options.SyncWait's default.
+const DefaultSyncWait = time.Second
+
+// retryHeld tries the empty commit for the held operations, and fails
+// those whose wait is over (all of them when final: the store closes).
+func (s *Store) retryHeld(final bool) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	if s.resync() == nil {
+		return
+	}
+	s.stats.failedCommits.Add(1)
+	now := time.Now()
+	kept := s.held[:0]
+	for _, h := range s.held {
+		if final || !now.Before(h.until) {
+			h.o.done <- h.err
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(s.held[len(kept):])
+	s.held = kept
+	s.heldN.Store(int32(len(kept)))
 }
 
 // visible reports whether the write transaction txid is what a read

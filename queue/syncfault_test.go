@@ -22,7 +22,7 @@ import (
 // 2026-12-06 they missed it, and the state and due counts kept in the
 // file stayed wrong for good (Open trusts them).
 func TestCommitNotSynced(t *testing.T) {
-	ts, failing, eio := failingStore(t)
+	ts, failing, eio := failingStore(t, -1)
 	ctx := context.Background()
 	var handed atomic.Int64
 	var first atomic.Uint64 // the id of the first message handed over
@@ -147,7 +147,7 @@ func TestCommitNotSynced(t *testing.T) {
 // reads see, and no commit of the queue writes a page until an empty
 // commit has synced. An error of fn is returned as is, nothing written.
 func TestUpdateNotSynced(t *testing.T) {
-	ts, failing, eio := failingStore(t)
+	ts, failing, eio := failingStore(t, -1)
 	ctx := context.Background()
 	mine := errors.New("invalid")
 	if err := ts.Update(ctx, func(tx *bolt.Tx) error {
@@ -225,15 +225,112 @@ func readOther(t *testing.T, ts *testStore) string {
 }
 
 // failingStore is a store whose syncs fail with eio after bbolt wrote
-// each commit (Options.SyncFault) while failing is set.
-func failingStore(t *testing.T) (ts *testStore, failing *atomic.Bool, eio error) {
+// each commit (Options.SyncFault) while failing is set; wait is its
+// SyncWait.
+func failingStore(t *testing.T, wait time.Duration) (ts *testStore, failing *atomic.Bool, eio error) {
 	failing = new(atomic.Bool)
 	eio = errors.New("fdatasync: input/output error")
-	ts = newStore(t, Options{NoSync: true, SyncFault: func() error {
+	ts = newStore(t, Options{NoSync: true, SyncWait: wait, SyncFault: func() error {
 		if failing.Load() {
 			return eio
 		}
 		return nil
 	}})
 	return ts, failing, eio
+}
+
+// TestNotSyncedConfirmedLater: an operation whose commit was written but
+// not synced waits (SyncWait) for the empty commit that makes it
+// durable, which the store tries meanwhile: a disk that answers again
+// within the wait confirms it, and the caller gets success, not a
+// refusal that a retry would turn into a second message. Past the wait,
+// or at Close, it fails with ErrNotSynced. The file's other writers
+// (Update) wait the same way.
+func TestNotSyncedConfirmedLater(t *testing.T) {
+	ts, failing, eio := failingStore(t, time.Minute)
+	ctx := context.Background()
+	failedAfter := func(n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for ts.Stats().FailedCommits < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d failed commits, want %d", ts.Stats().FailedCommits, n)
+			}
+			time.Sleep(time.Millisecond) // polling for the event, with a deadline
+		}
+	}
+	async := func(fn func() error) chan error {
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		return done
+	}
+	answer := func(done chan error, within time.Duration) error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(within):
+			t.Fatalf("no answer within %v", within)
+			return nil
+		}
+	}
+
+	// The queue's own operation: confirmed once the disk answers.
+	failing.Store(true)
+	enq := async(func() error { return ts.Enqueue(ctx, upMsg("cm", "13800000001", 2)) })
+	failedAfter(2) // its commit, and a try of the empty commit
+	select {
+	case err := <-enq:
+		t.Fatalf("the enqueue answered while the disk fails: %v", err)
+	default:
+	}
+	failing.Store(false)
+	if err := answer(enq, 5*time.Second); err != nil {
+		t.Fatalf("the enqueue once the disk answers: %v, want confirmed", err)
+	}
+	if !ts.Writable() {
+		t.Error("not writable after the empty commit synced")
+	}
+
+	// Another writer's: the same.
+	failing.Store(true)
+	failed := ts.Stats().FailedCommits
+	upd := async(func() error { return ts.Update(ctx, putOther("a")) })
+	failedAfter(failed + 1)
+	failing.Store(false)
+	if err := answer(upd, 5*time.Second); err != nil {
+		t.Fatalf("another writer's write once the disk answers: %v, want confirmed", err)
+	}
+
+	// At Close, a held operation fails at once, whatever its wait.
+	failing.Store(true)
+	failed = ts.Stats().FailedCommits
+	enq = async(func() error { return ts.Enqueue(ctx, upMsg("cm", "13800000002", 1)) })
+	failedAfter(failed + 1)
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := answer(enq, 5*time.Second); !errors.Is(err, ErrNotSynced) || !errors.Is(err, eio) {
+		t.Fatalf("a held enqueue at Close: %v, want ErrNotSynced", err)
+	}
+	failing.Store(false)
+	ts.open()
+	if got := ts.DueOf("cm"); got != 3 {
+		t.Fatalf("reopened: due for cm %d, want 3 (the refused one's pages stayed, as Linux keeps them)", got)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Past its wait, an operation fails with ErrNotSynced.
+	ts.opt.SyncWait = 100 * time.Millisecond
+	ts.reopen()
+	failing.Store(true)
+	if err := ts.Enqueue(ctx, upMsg("cm", "13800000003", 1)); !errors.Is(err, ErrNotSynced) {
+		t.Fatalf("an enqueue past its wait: %v, want ErrNotSynced", err)
+	}
+	if err := ts.Update(ctx, putOther("b")); err == nil || errors.Is(err, ErrNotSynced) {
+		t.Fatalf("another writer's write after it: %v, want refused before it wrote", err)
+	}
+	failing.Store(false)
 }
