@@ -64,6 +64,9 @@ type chaosDisk struct {
 	// fail, if set, starts (true) and ends a stretch in which the disk's
 	// fsyncs fail and lose what they were to write (TestSoakDiskErrors).
 	fail func(on bool)
+	// failedSyncs, with fail, is how many fsyncs failed on the disk (and
+	// the ones it was mounted from again after each cut).
+	failedSyncs func() int
 }
 
 // failIn, on a disk that can fail, makes it fail in two gaps of three

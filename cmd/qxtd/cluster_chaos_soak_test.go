@@ -62,13 +62,25 @@ import (
 //
 // SOAK_CLUSTER_SEED replays a seed.
 func TestSoakClusterChaos(t *testing.T) {
-	runClusterChaos(t, soakSeed(t, "SOAK_CLUSTER_SEED"), false)
+	runClusterChaos(t, soakSeed(t, "SOAK_CLUSTER_SEED"), clusterChaosOpts{})
 }
 
-// runClusterChaos is TestSoakClusterChaos with seed; lossy puts each
-// node's store on a disk of its own that loses its power at each of the
-// node's kills (TestSoakClusterPowerLoss).
-func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
+// clusterChaosOpts are the cluster soak's variants: the zero value is
+// TestSoakClusterChaos.
+type clusterChaosOpts struct {
+	// lossy puts each node's store on a disk of its own that loses its
+	// power at each of the node's kills (TestSoakClusterPowerLoss).
+	lossy bool
+	// failing (with lossy) makes those disks fail too: in a gap between
+	// kills one node's fsyncs fail for a while (chaosDisk.failIn), and one
+	// node's for a second in the last stretch; and contacts are added over
+	// HTTP throughout, each node's copy of etcd's shared data written
+	// through its failing store (TestSoakClusterDiskErrors).
+	failing bool
+}
+
+// runClusterChaos is TestSoakClusterChaos with seed, in the variant opts.
+func runClusterChaos(t *testing.T, seed uint64, opts clusterChaosOpts) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	// Two binds for three nodes: one node holds none and relays through
@@ -85,8 +97,8 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 	for i := range x.nodes {
 		n := &clNode{id: i + 1}
 		storeDir := ""
-		if lossy {
-			n.disk = lossyDisk(t, false)
+		if opts.lossy {
+			n.disk = lossyDisk(t, opts.failing)
 			storeDir = n.disk.dir
 		}
 		n.cfg = writeSoakClusterConfig(t, i+1, etcd.Endpoints, simAddr, binds, storeDir)
@@ -162,6 +174,14 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 		drivers.Go(func() { x.httpLoop(submitCtx, w, wrng) })
 	}
 	drivers.Go(func() { x.moLoop(submitCtx, sim) })
+	var contacts *clContacts
+	if opts.failing {
+		contacts = newClContacts(x, x.webKey)
+		for w := range 2 {
+			wrng := rand.New(rand.NewPCG(seed+uint64(200+w), 3))
+			drivers.Go(func() { contacts.loop(submitCtx, w, wrng) })
+		}
+	}
 	batchNode := x.nodes[rng.IntN(len(x.nodes))]
 	const batchRows = 500
 	drivers.Go(func() {
@@ -184,7 +204,14 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 		if k == quick {
 			gap = 300*time.Millisecond + time.Duration(rng.Int64N(int64(700*time.Millisecond)))
 		}
-		tm := time.NewTimer(gap) // the chaos schedule, not a wait for an event
+		var failed *clNode // the node whose disk failed in this gap, if any
+		wait := gap
+		if opts.failing {
+			failed = x.nodes[rng.IntN(len(x.nodes))]
+			t.Logf("node %d's disk may fail in the gap before kill %d", failed.id, k+1)
+			wait = failed.disk.failIn(t, rng, gap)
+		}
+		tm := time.NewTimer(wait) // the chaos schedule, not a wait for an event
 		<-tm.C
 		var victims []*clNode
 		leader := x.leader(t)
@@ -213,12 +240,20 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 		}
 		for _, v := range victims {
 			<-v.proc.exited
+			if contacts != nil {
+				contacts.noteLog(v.proc.log())
+			}
 		}
 		killedAt := time.Now()
 		for _, v := range victims {
 			if v.disk != nil {
 				t.Logf("power cut on node %d: %s", v.id, v.disk.cut(rng))
 			}
+		}
+		if failed != nil && !slices.Contains(victims, failed) {
+			// Its disk may still fail (failIn's failure reached the kill):
+			// not killed, it answers again from here.
+			failed.disk.fail(false)
 		}
 		x.events = append(x.events, clKill{nodes: victims, leader: slices.Contains(victims, leader)})
 		restart := 200*time.Millisecond + time.Duration(rng.Int64N(int64(1800*time.Millisecond)))
@@ -240,8 +275,17 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 			waitCond(t, 3*soakLeaseTTL, "one node leading the reminders after the leader's kill", func() bool { return x.leaderOrNil() != nil })
 		}
 	}
-	// A last stretch of traffic with every node up.
-	tm := time.NewTimer(3 * time.Second)
+	// A last stretch of traffic with every node up; with failing disks,
+	// one node's fails for its middle second (chaosDisk.lastStretch, 2 s)
+	// and the checks read a daemon that went through failed commits.
+	stretch := 3 * time.Second
+	if opts.failing {
+		n := x.nodes[rng.IntN(len(x.nodes))]
+		t.Logf("node %d's disk fails in the last stretch", n.id)
+		n.disk.lastStretch(t)
+		stretch -= 2 * time.Second // lastStretch's
+	}
+	tm := time.NewTimer(stretch) // the chaos schedule, not a wait for an event
 	<-tm.C
 	stopSubmitting()
 	drivers.Wait()
@@ -249,6 +293,15 @@ func runClusterChaos(t *testing.T, seed uint64, lossy bool) {
 	t.Logf("chaos over after %v: %s", chaosEnd.Sub(began).Round(time.Millisecond), x.counts())
 
 	x.check(t, sim, binds, batchNode, batchRows, esmes, []*clESME{split, esme4})
+	if contacts != nil {
+		contacts.check(t)
+		var failedSyncs []string
+		for _, n := range x.nodes {
+			failedSyncs = append(failedSyncs, fmt.Sprintf("node %d: %d fsyncs failed, %v commits failed since its last start",
+				n.id, n.disk.failedSyncs(), metricSum(t, n.proc, "qxtd_store_commit_failures_total")))
+		}
+		t.Logf("failing disks: %s", strings.Join(failedSyncs, "; "))
+	}
 	t.Logf("drained and checked in %v; whole test %v", time.Since(chaosEnd).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 

@@ -61,6 +61,13 @@ func (l *lossyFS) fail(on bool) {
 	l.failing = on
 }
 
+// failedSyncs is how many fsyncs failed on l.
+func (l *lossyFS) failedSyncs() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats.FailedSyncs
+}
+
 // nameChange is one change of the names: a file or directory made
 // (file nil), renamed or removed.
 type nameChange struct {
