@@ -569,7 +569,16 @@ func (s *Server) cancelBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		writeJobNotFound(w)
 		return
 	}
-	switch st := j.Cancel(); st {
+	st, err := j.Cancel()
+	if err != nil {
+		// Not stored: a restart would resume the job, so it is not
+		// cancelled, and the answer says so.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(),
+			"the cancel could not be stored (the disk failed): the job runs on; try again")
+		return
+	}
+	switch st {
 	case JobDone, JobFailed:
 		writeError(w, http.StatusConflict, "finished", "the job has already finished ("+st+")")
 		return

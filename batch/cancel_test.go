@@ -215,8 +215,8 @@ func TestCancelSurvivesACrash(t *testing.T) {
 	r1 := s.runner(st)
 	j, path := s.start(r1, 40)
 	waitAccepted(t, j, 2)
-	if was := j.Cancel(); was != JobRunning {
-		t.Fatalf("Cancel: was %s", was)
+	if was, err := j.Cancel(); err != nil || was != JobRunning {
+		t.Fatalf("Cancel: was %s (%v)", was, err)
 	}
 	waitDone(t, j)
 	before := j.Progress(false)
@@ -278,7 +278,7 @@ func TestJobDoneOnceStored(t *testing.T) {
 	// it stored its cancel over the last record, the restart below would
 	// end the job cancelled.
 	was := make(chan string, 1)
-	go func() { was <- j.Cancel() }()
+	go func() { w, _ := j.Cancel(); was <- w }()
 	release()
 	waitDone(t, j)
 	if p := j.Progress(false); p.State != JobDone || p.FinishedAt.IsZero() {
@@ -328,7 +328,9 @@ func TestMetrics(t *testing.T) {
 
 	c, _ := s.start(r, 40)
 	waitAccepted(t, c, 1)
-	c.Cancel()
+	if _, err := c.Cancel(); err != nil {
+		t.Fatal(err)
+	}
 	waitDone(t, c)
 	p := c.Progress(false)
 	if ended(JobCancelled) != 1 || rows("accepted") != float64(3+p.Accepted) || rows("unsent") != float64(p.Unsent) {

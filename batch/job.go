@@ -112,24 +112,31 @@ func (j *Job) Done() <-chan struct{} { return j.done }
 // Cancel stops a running job (it ends cancelled once the gateway calls in
 // flight are answered; wait on Done) and returns the state it was in.
 // With a Store the cancel is stored first, so that a crash before the job
-// ends does not resume it: a restart ends it cancelled instead.
-func (j *Job) Cancel() (was string) {
+// ends does not resume it: a restart ends it cancelled instead. If it
+// cannot be stored (the store failing), the job runs on and Cancel
+// returns the store's error: a cancel answered is a cancel kept.
+func (j *Job) Cancel() (was string, err error) {
 	j.storeMu.Lock()
 	j.mu.Lock()
 	was = j.state
 	first := was == JobRunning && !j.userCancel
-	if was == JobRunning {
-		j.userCancel = true
-	}
 	j.mu.Unlock()
 	if first && j.r != nil {
-		j.r.saveCancel(j)
+		if err := j.r.saveCancel(j); err != nil {
+			j.storeMu.Unlock()
+			return was, err
+		}
+	}
+	if was == JobRunning {
+		j.mu.Lock()
+		j.userCancel = true
+		j.mu.Unlock()
 	}
 	j.storeMu.Unlock()
 	if was == JobRunning {
 		j.cancel()
 	}
-	return was
+	return was, nil
 }
 
 func (j *Job) finished() bool {

@@ -267,16 +267,20 @@ func (r *Runner) ended(j *Job, p Progress) {
 }
 
 // saveCancel stores that j's user cancelled it (j.storeMu held). If it
-// cannot be, the job is cancelled all the same: a crash before its end is
-// stored then resumes it.
-func (r *Runner) saveCancel(j *Job) {
+// cannot be, the job is not cancelled (Cancel returns the error): before
+// 2026-12-06 it was, all the same, and a crash before its end was stored
+// resumed it, though its cancel had been answered.
+func (r *Runner) saveCancel(j *Job) error {
 	if r.cfg.Store == nil {
-		return
+		return nil
 	}
 	j.rec.Cancelled = true
 	if err := r.cfg.Store.SaveJob(context.Background(), j.id, j.record(false)); err != nil {
-		r.cfg.Logger.Error("batch: a job's cancel could not be stored (a crash before the job ends resumes it)", "job", j.id, "err", err)
+		j.rec.Cancelled = false
+		r.cfg.Logger.Warn("batch: a job's cancel could not be stored: it runs on", "job", j.id, "err", err)
+		return fmt.Errorf("batch: store the cancel: %w", err)
 	}
+	return nil
 }
 
 // Resume reads the stored jobs: the finished ones are listed again, and

@@ -70,3 +70,46 @@ func TestJobWaitsForFailingStore(t *testing.T) {
 		t.Errorf("%d messages stored, want %d: a row sent twice or left out", got, rows)
 	}
 }
+
+// TestCancelNotStored: a cancel that the store cannot take (the disk
+// failing) is refused, and the job runs on: a cancel answered must be a
+// cancel a restart keeps. Before 2026-12-06 the job was cancelled all
+// the same; a crash before its end was stored then resumed it and sent
+// every row (TestSoakDiskErrorsTwoWay: 2,000 rows sent after a cancel
+// answered at 125). Once the store takes writes again, the cancel goes
+// through and holds over a restart.
+func TestCancelNotStored(t *testing.T) {
+	eio := errors.New("input/output error")
+	var writeFails atomic.Bool
+	s := newStoreRigWith(t, queue.Options{CommitFault: func() error {
+		if writeFails.Load() {
+			return eio
+		}
+		return nil
+	}})
+	r := s.runner(nil)
+	j, _ := s.start(r, 40)
+	waitAccepted(t, j, 2)
+	writeFails.Store(true)
+	if was, err := j.Cancel(); !errors.Is(err, eio) || was != JobRunning {
+		t.Fatalf("a cancel the store refuses: was %s, %v; want running and the store's error", was, err)
+	}
+	writeFails.Store(false)
+	at := j.Progress(false).Accepted
+	waitAccepted(t, j, at+1) // it runs on
+	if p := j.Progress(false); p.State != JobRunning {
+		t.Fatalf("after the refused cancel: %+v, want running", p)
+	}
+	if was, err := j.Cancel(); err != nil || was != JobRunning {
+		t.Fatalf("the cancel again: was %s, %v", was, err)
+	}
+	waitDone(t, j)
+	p := j.Progress(false)
+	if p.State != JobCancelled {
+		t.Fatalf("after the cancel: %+v, want cancelled", p)
+	}
+	r.Close()
+	if again := s.resumed(j.ID()).Progress(false); again.State != JobCancelled || again.Accepted != p.Accepted {
+		t.Fatalf("after a restart: %+v, want cancelled with %d accepted", again, p.Accepted)
+	}
+}
