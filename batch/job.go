@@ -139,6 +139,14 @@ func (j *Job) Cancel() (was string, err error) {
 	return was, nil
 }
 
+// cancelled reports whether the job's user cancelled it (and the cancel
+// is stored).
+func (j *Job) cancelled() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.userCancel
+}
+
 func (j *Job) finished() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -157,8 +157,12 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			// were taken, and are not sent again.
 			if ca, ok := r.storedChunk(j, c); ok {
 				// Counted once the disk has it: a power cut before
-				// then loses it, and a resumed job sends it again.
-				if !r.synced(ctx, backoff) {
+				// then loses it, and a resumed job sends it again. A
+				// job cancelled meanwhile counts it all the same: its
+				// messages go out, and its end, stored after it, is
+				// durable only once it is (before 2026-12-06 it was
+				// counted unsent).
+				if !r.synced(ctx, backoff) && !j.cancelled() {
 					j.notSent(len(c.rows))
 					return
 				}

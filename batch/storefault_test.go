@@ -113,3 +113,40 @@ func TestCancelNotStored(t *testing.T) {
 		t.Fatalf("after a restart: %+v, want cancelled with %d accepted", again, p.Accepted)
 	}
 }
+
+// TestCancelWhileChunkUnconfirmed: a chunk whose commit was written but
+// not confirmed (the sync failing past the store's wait) is stored, and
+// its messages go out; the job waits for the disk before it counts it.
+// A cancel that comes as the disk answers again ends that wait: the
+// chunk is counted accepted, not unsent (before 2026-12-06 it was
+// counted unsent, its messages sent all the same).
+func TestCancelWhileChunkUnconfirmed(t *testing.T) {
+	eio := errors.New("input/output error")
+	var syncFails atomic.Bool
+	s := newStoreRigWith(t, queue.Options{SyncWait: 50 * time.Millisecond, SyncFault: func() error {
+		if syncFails.Load() {
+			return eio
+		}
+		return nil
+	}})
+	j, _ := s.start(s.runner(nil), 40)
+	waitAccepted(t, j, 2)
+	syncFails.Store(true)
+	// The chunk's commit, the store's tries for the wait, then the job's
+	// probes doubling to 320 ms: it sleeps long between them now.
+	for deadline := time.Now().Add(10 * time.Second); s.store.Stats().FailedCommits < 12; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not 12 failed commits in 10 s: %d", s.store.Stats().FailedCommits)
+		}
+	}
+	syncFails.Store(false)
+	if was, err := j.Cancel(); err != nil || was != JobRunning {
+		t.Fatalf("cancel: was %s, %v", was, err)
+	}
+	waitDone(t, j)
+	p := j.Progress(false)
+	stored := s.store.Counts()[queue.StateAccepted]
+	if p.State != JobCancelled || p.Accepted != stored || p.RowsRead != p.Accepted+p.Unsent {
+		t.Fatalf("cancelled: %+v, %d messages stored; want every stored row counted accepted", p, stored)
+	}
+}
