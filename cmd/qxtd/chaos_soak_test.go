@@ -110,6 +110,29 @@ func (d *chaosDisk) lastStretch(t *testing.T) {
 	<-tm.C
 }
 
+// syncLog counts in a daemon's log its store's commits written but not
+// synced, and the operations the empty commits that synced again
+// confirmed (queue.Options.SyncWait): how often a failing disk's
+// commits were answered as accepted after all.
+func syncLog(log string) string {
+	unsynced, resynced, confirmed := 0, 0, 0
+	for line := range strings.Lines(log) {
+		switch {
+		case strings.Contains(line, "commit written but not synced"), strings.Contains(line, "written but not synced: it waits"):
+			unsynced++
+		case strings.Contains(line, "a commit synced again"):
+			resynced++
+			var e struct {
+				Confirmed int `json:"confirmed"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil {
+				confirmed += e.Confirmed
+			}
+		}
+	}
+	return fmt.Sprintf("%d commits written but not synced, %d synced again after, confirming %d held operations", unsynced, resynced, confirmed)
+}
+
 // runChaosSoak is TestSoakChaos with seed; disk nil: the store in the
 // test's temporary directory, killed -9 only.
 func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
@@ -208,7 +231,7 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 		<-d.exited
 		x.killedAt = append(x.killedAt, x.counts())
 		if disk != nil {
-			t.Logf("power cut %d: %s", k+1, disk.cut(rng))
+			t.Logf("power cut %d: %s; the daemon's store: %s", k+1, disk.cut(rng), syncLog(d.log()))
 		}
 		d = startDaemon(t, cfg)
 		x.net.set(d)
@@ -220,6 +243,9 @@ func runChaosSoak(t *testing.T, seed uint64, disk *chaosDisk) {
 	drivers.Wait()
 	chaosEnd := time.Now()
 	t.Logf("chaos over after %v: %s", chaosEnd.Sub(began).Round(time.Millisecond), x.counts())
+	if disk != nil {
+		t.Logf("the last daemon's store: %s", syncLog(d.log()))
+	}
 	close(jobs)
 
 	base = "http://" + d.httpAddr
