@@ -80,6 +80,9 @@ type BatchJobList struct {
 // RowError is a refused row of a batch file or a contact import.
 type RowError = batch.RowError
 
+// RowRange is a range of a job's rows (its unsent_rows).
+type RowRange = batch.RowRange
+
 // jobState is the batch jobs of a Server (a field of Server): a
 // batch.Runner made at first use.
 type jobState struct {

@@ -43,17 +43,22 @@ type RowError struct {
 
 // Progress is a job as its owner sees it.
 type Progress struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"`    // batch | template
-	Account    string     `json:"account"` // the user who started it
-	File       string     `json:"file,omitempty"`
-	State      string     `json:"state"` // running | done | cancelled | failed
-	RowsRead   int        `json:"rows_read"`
-	Accepted   int        `json:"accepted"`
-	Refused    int        `json:"refused"`
-	Unsent     int        `json:"unsent"` // read but not sent: the job was cancelled or failed first
-	ErrorCount int        `json:"error_count"`
-	Errors     []RowError `json:"errors,omitempty"` // the first MaxJobErrors (or MaxJobErrorBytes), by row
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`    // batch | template
+	Account  string `json:"account"` // the user who started it
+	File     string `json:"file,omitempty"`
+	State    string `json:"state"` // running | done | cancelled | failed
+	RowsRead int    `json:"rows_read"`
+	Accepted int    `json:"accepted"`
+	Refused  int    `json:"refused"`
+	Unsent   int    `json:"unsent"` // read but not sent: the job was cancelled or failed first
+	// UnsentRows are the rows counted in Unsent, as ranges by row: not
+	// always the last rows read (the calls in flight at a cancel end in
+	// any order). At most MaxUnsentRanges; UnsentRowsCut past them.
+	UnsentRows    []RowRange `json:"unsent_rows,omitempty"`
+	UnsentRowsCut bool       `json:"unsent_rows_truncated,omitempty"`
+	ErrorCount    int        `json:"error_count"`
+	Errors        []RowError `json:"errors,omitempty"` // the first MaxJobErrors (or MaxJobErrorBytes), by row
 	// ErrorsCut: refused rows were counted but not listed, past
 	// MaxJobErrors or MaxJobErrorBytes.
 	ErrorsCut  bool      `json:"errors_truncated,omitempty"`
@@ -62,6 +67,16 @@ type Progress struct {
 	CreatedAt  time.Time `json:"created_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
+
+// RowRange is the rows From to To of a job's file (row numbers as in
+// RowError), both included.
+type RowRange struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// MaxUnsentRanges bounds the ranges of unsent rows a job keeps.
+const MaxUnsentRanges = 1000
 
 // Job is one batch job.
 type Job struct {
@@ -80,12 +95,17 @@ type Job struct {
 	// final is the state the job ended in, shown (state) once its last
 	// record is stored: whoever reads done knows a restart will not run
 	// the job again.
-	final      string
-	ended      time.Time
-	rowsRead   int
-	accepted   int
-	refused    int
-	unsent     int
+	final    string
+	ended    time.Time
+	rowsRead int
+	accepted int
+	refused  int
+	unsent   int
+	// unsentRows are the rows counted in unsent, as each call gave them
+	// (sorted and merged by progress); at most MaxUnsentRanges, past
+	// which unsentCut.
+	unsentRows []RowRange
+	unsentCut  bool
 	errCount   int
 	errs       []RowError
 	errBytes   int  // what errs keeps: rowErrorSize and the strings of each
@@ -187,10 +207,21 @@ func (j *Job) ok(n int) {
 	j.mu.Unlock()
 }
 
-func (j *Job) notSent(n int) {
+func (j *Job) notSent(rows []chunkRow) {
 	j.mu.Lock()
-	j.unsent += n
-	j.mu.Unlock()
+	defer j.mu.Unlock()
+	j.unsent += len(rows)
+	for _, cr := range rows {
+		if n := len(j.unsentRows); n > 0 && j.unsentRows[n-1].To == cr.row-1 {
+			j.unsentRows[n-1].To = cr.row
+			continue
+		}
+		if len(j.unsentRows) == MaxUnsentRanges {
+			j.unsentCut = true
+			continue
+		}
+		j.unsentRows = append(j.unsentRows, RowRange{cr.row, cr.row})
+	}
 }
 
 // rowErrorSize is what a kept RowError costs besides its strings.
@@ -276,9 +307,29 @@ func (j *Job) progress(withErrors, final bool) Progress {
 	case p.State == JobRunning:
 		p.FinishedAt = time.Time{} // ended, its record still being stored
 	}
+	p.UnsentRows, p.UnsentRowsCut = mergeRanges(j.unsentRows), j.unsentCut
 	if withErrors && len(j.errs) > 0 {
 		p.Errors = slices.Clone(j.errs)
 		slices.SortStableFunc(p.Errors, func(x, y RowError) int { return cmp.Compare(x.Row, y.Row) })
 	}
 	return p
+}
+
+// mergeRanges is rs sorted, with adjacent ranges joined, in new memory.
+func mergeRanges(rs []RowRange) []RowRange {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := slices.Clone(rs)
+	slices.SortFunc(out, func(x, y RowRange) int { return cmp.Compare(x.From, y.From) })
+	n := 0
+	for _, r := range out[1:] {
+		if r.From <= out[n].To+1 {
+			out[n].To = max(out[n].To, r.To)
+			continue
+		}
+		n++
+		out[n] = r
+	}
+	return out[:n+1]
 }

@@ -50,7 +50,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 				for range i {
 					<-sem
 				}
-				j.notSent(n)
+				j.notSent(c.rows)
 				return
 			}
 		}
@@ -59,7 +59,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			for range n {
 				<-sem
 			}
-			j.notSent(n)
+			j.notSent(c.rows)
 			return
 		}
 		wg.Add(1)
@@ -99,7 +99,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 		cur.rows = append(cur.rows, chunkRow{row.N, row.Number})
 	}
 	if ctx.Err() != nil {
-		j.notSent(len(cur.rows))
+		j.notSent(cur.rows)
 		cur = chunk{}
 	}
 	flush()
@@ -121,7 +121,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 { // the first attempt was paced by the caller
 			if err := r.pacer(j.ent).Wait(ctx); err != nil {
-				j.notSent(len(c.rows))
+				j.notSent(c.rows)
 				return
 			}
 		}
@@ -144,7 +144,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 		case reason == policy.ReasonRateLimited.String():
 			// Other traffic of the enterprise took the tokens: wait.
 			if !sleep(ctx, backoff) {
-				j.notSent(len(c.rows))
+				j.notSent(c.rows)
 				return
 			}
 			backoff = min(2*backoff, rateBackoffMax)
@@ -163,7 +163,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 				// durable only once it is (before 2026-12-06 it was
 				// counted unsent).
 				if !r.synced(ctx, backoff) && !j.cancelled() {
-					j.notSent(len(c.rows))
+					j.notSent(c.rows)
 					return
 				}
 				for _, e := range ca.Errors[min(len(c.readErrs), len(ca.Errors)):] {
@@ -177,13 +177,13 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 				r.cfg.Logger.Warn("batch: the message store failed; the job's chunk waits for it", "job", j.id, "row", c.rows[0].row, "err", err)
 			}
 			if !sleep(ctx, backoff) {
-				j.notSent(len(c.rows))
+				j.notSent(c.rows)
 				return
 			}
 			backoff = min(2*backoff, storeBackoffMax)
 			continue
 		case reason == policy.ReasonAccountDisabled.String(), reason == policy.ReasonNoSignature.String(), reason == "internal":
-			j.notSent(len(c.rows))
+			j.notSent(c.rows)
 			j.fail(reason, msg)
 		default: // the text: too_long, bad_text, binary_refused …
 			for _, cr := range c.rows {

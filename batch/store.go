@@ -346,6 +346,7 @@ func (r *Runner) restore(id string, rec *jobRecord) *Job {
 	if p := rec.Final; p != nil {
 		j.state, j.final, j.ended = p.State, p.State, p.FinishedAt
 		j.rowsRead, j.accepted, j.refused, j.unsent = p.RowsRead, p.Accepted, p.Refused, p.Unsent
+		j.unsentRows, j.unsentCut = p.UnsentRows, p.UnsentRowsCut
 		j.errCount, j.errs, j.errsCut = p.ErrorCount, p.Errors, p.ErrorsCut
 		j.failReason, j.failMsg = p.Reason, p.Message
 		j.rec.Final = nil

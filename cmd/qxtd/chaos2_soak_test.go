@@ -902,6 +902,7 @@ type jobErrors struct {
 		Number string
 		Reason string
 	}
+	UnsentRows []struct{ From, To int } `json:"unsent_rows"`
 }
 
 // smscCopy is one submit_sm the SMSC accepted, its text decoded.
@@ -1272,9 +1273,22 @@ func (w *twoWay) check(t *testing.T, sim *smpp.Simulator, base, jobAID, jobBID s
 			// waiting for a failing store may be unsent at the cancel
 			// while a later one was taken), but as many are stored as
 			// it counts, none past the rows it read.
+			// It lists which rows it did not send (unsent_rows), unless
+			// it ended at a restart: each row read is sent or listed.
+			unsent := map[int]bool{}
+			for _, rg := range pb.UnsentRows {
+				for row := rg.From; row <= rg.To; row++ {
+					unsent[row] = true
+				}
+			}
+			listed := len(unsent) == pb.Unsent
 			sentRows := 0
 			for i, d := range bt.dests {
-				if !named[d] && len(copies[d]) == 0 {
+				sent := named[d] || len(copies[d]) > 0
+				if listed && i < pb.RowsRead && sent == unsent[i+1] {
+					t.Errorf("batch 2: row %d to %s: sent %v, listed unsent %v", i+1, d, sent, unsent[i+1])
+				}
+				if !sent {
 					continue
 				}
 				sentRows++
@@ -1285,6 +1299,7 @@ func (w *twoWay) check(t *testing.T, sim *smpp.Simulator, base, jobAID, jobBID s
 			if sentRows != pb.Accepted {
 				t.Errorf("batch 2: %d rows sent, the cancelled job counts %d accepted", sentRows, pb.Accepted)
 			}
+			t.Logf("batch 2: unsent rows %v (listed: %v)", pb.UnsentRows, listed)
 			continue
 		}
 		for _, d := range bt.dests {
