@@ -1080,6 +1080,7 @@ func (s *Store) commit(batch []*op) {
 		mark := s.synced // moves when an empty commit confirms this one
 		if written {
 			s.unsynced = true
+			s.stats.lastFailed.Store(true) // under fileMu: before any resync that clears it
 		}
 		s.fileMu.Unlock()
 		if written {
@@ -1099,7 +1100,6 @@ func (s *Store) commit(batch []*op) {
 			}
 			s.notify(t.ready, t.snapshot)
 			s.handDue(t)
-			s.stats.lastFailed.Store(true)
 			s.stats.failedCommits.Add(1)
 			s.log.Error("queue: commit written but not synced: its operations wait for the disk to confirm it", "ops", len(live), "wait", s.opt.SyncWait, "err", err)
 			notSynced := fmt.Errorf("commit: %w: %w", ErrNotSynced, err)
