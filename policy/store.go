@@ -89,7 +89,8 @@ func (s *Store) local(fn func(tx *bolt.Tx) error) (fnFailed bool, err error) {
 		return err
 	}
 	if s.opts.Write == nil {
-		return fnFailed, s.db.Update(wrapped)
+		err = s.db.Update(wrapped) // before fnFailed is read: it sets it
+		return fnFailed, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()
