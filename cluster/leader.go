@@ -41,7 +41,11 @@ func (n *Node) Lead(ctx context.Context, name string, fn func(ctx context.Contex
 		if err := n.campaign(ctx, el, val); err != nil {
 			if ctx.Err() == nil && !errors.Is(err, concurrency.ErrSessionExpired) {
 				n.log.Warn("cluster: campaign", "leader", name, "err", err)
-				n.pause(n.cfg.TTL / 4)
+				// Lead's ctx, not the node's: a campaign that failed as
+				// etcd went away (before ctx ended) kept Lead in this
+				// pause 2.5 s after ctx ended (CI, 2026-12-06:
+				// TestLeadReturnsWhileEtcdUnreachable).
+				pause(ctx, n.cfg.TTL/4)
 			}
 			continue
 		}
