@@ -344,6 +344,10 @@ func TestServerEvictsLongestUnbound(t *testing.T) {
 	for i := range 40 { // four an address, sixteen a /24: 127.0.2.1–4, 127.0.3.1–4, 127.0.4.1–2
 		held = append(held, dialFrom(t, net.IPv4(127, 0, byte(2+i/16), byte(1+i%16/4)).String(), addr))
 	}
+	// A dial returns once the kernel has the connection, before the
+	// server's accept loop has stamped it: the clock moves only when all
+	// forty are stamped, or a late one would be too young to evict.
+	waitFor(t, "the server to take in forty connections", func() bool { return s.Sessions() == 40 })
 	// Within the grace: the newcomer is refused, nobody is closed.
 	advance(smpp.EvictGrace - time.Nanosecond)
 	dialFrom(t, "127.0.9.1", addr).expectClosed()
