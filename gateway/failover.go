@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
 )
 
 // Failover between upstreams serving a carrier (route, Config.FailoverAfter)
@@ -95,20 +97,27 @@ func (g *Gateway) watchUpstreams(ctx context.Context) {
 }
 
 // moveQueuedEvery is how often moveQueued looks for upstreams routed
-// around, and moveQueuedBatch how many messages one store operation
-// moves (so that the commit loop serves the hot path in between).
+// around; moveQueuedBatch how many messages one store operation moves
+// (so that the commit loop serves the hot path in between), and
+// moveQueuedScan how many it reads: the messages that cannot move (partly
+// sent, in flight, or counting other segments where they would go) are
+// read once a walk of the queue, not at every turn.
 const (
 	moveQueuedEvery = time.Second
 	moveQueuedBatch = 1000
+	moveQueuedScan  = 4 * moveQueuedBatch
 )
 
 // moveQueued (Config.FailoverQueued), until ctx ends, moves the messages
 // queued for each upstream routed around to its stand-in (standIn),
 // every moveQueuedEvery: those routed to it before its outage, and those
 // it left at a restart. New messages already go to the stand-in (route).
+// Each turn goes on where the last one stopped in the upstream's queue
+// (walks), and starts again from the top once it reached the end.
 func (g *Gateway) moveQueued(ctx context.Context) {
 	t := time.NewTicker(moveQueuedEvery)
 	defer t.Stop()
+	walks := map[string][]byte{} // by upstream: where its next turn resumes
 	for {
 		select {
 		case <-ctx.Done():
@@ -121,10 +130,11 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 		now := time.Now()
 		for _, u := range g.ups {
 			if !u.routedAroundAt(now) {
+				delete(walks, u.cfg.Name)
 				continue
 			}
 			if v := g.standIn(u); v != nil {
-				g.moveQueuedTo(ctx, u, v)
+				walks[u.cfg.Name] = g.moveQueuedTo(ctx, u, v, walks[u.cfg.Name])
 			}
 		}
 	}
@@ -132,12 +142,12 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 
 // standIn is the upstream that u's queued messages can move to: the first
 // other one, in the configured order, with a bind up (here or, in a
-// cluster, on a node), that serves every carrier u serves (u a catch-all:
-// another catch-all) and makes its parts the same way (Segment), since
-// the parts are not made again. nil: none, and they wait for u.
+// cluster, on a node) that serves every carrier u serves (u a catch-all:
+// another catch-all). nil: none, and they wait for u. One that makes its
+// parts another way gets them made again (remakeFor).
 func (g *Gateway) standIn(u *upstream) *upstream {
 	for _, v := range g.ups {
-		if v == u || v.unavailable() || v.cfg.Segment != u.cfg.Segment {
+		if v == u || v.unavailable() {
 			continue
 		}
 		if len(u.cfg.Carriers) == 0 && len(v.cfg.Carriers) == 0 ||
@@ -148,32 +158,69 @@ func (g *Gateway) standIn(u *upstream) *upstream {
 	return nil
 }
 
-// moveQueuedTo moves what is queued for u to v, a batch at a time, while
-// the dispatcher holds u's parts back (dispatcher.hold): a part it sent
-// through u meanwhile would have its SMSC id recorded under v. Parts in
-// flight when the hold began stay (queue.Store.Reroute's skip).
-func (g *Gateway) moveQueuedTo(ctx context.Context, u, v *upstream) {
+// sameParts reports whether upstreams configured with a and b make a
+// text's parts alike: the same concatenation, packing and alphabet
+// (MaxChars only limits what is accepted).
+func sameParts(a, b segment.Options) bool {
+	return a.Concat == b.Concat && a.GSMPacked == b.GSMPacked && a.Alphabet == b.Alphabet
+}
+
+// remakeFor makes a queued message's parts again from its signed text
+// for v, as Send would have made them had it been routed to v (no limit
+// on characters: it was accepted already). The store moves it only if
+// they count as many segments on the air as before (queue.RerouteOptions
+// .Remake): a text that would cost the enterprise more, or less, than it
+// was told stays for its upstream.
+func remakeFor(v *upstream) func(*queue.Message) (queue.Remade, bool) {
+	opt := v.cfg.Segment
+	opt.MaxChars = math.MaxInt32
+	return func(m *queue.Message) (queue.Remade, bool) {
+		plan, err := encode(m.Text, opt)
+		if err != nil {
+			return queue.Remade{}, false
+		}
+		return queue.Remade{Parts: plan.Parts, DataCoding: plan.DataCoding, Concat: uint8(opt.Concat), Weight: weightOf(plan)}, true
+	}
+}
+
+// moveQueuedTo moves what is queued for u to v, a batch at a time from
+// where (nil: the top of u's queue), while the dispatcher holds u's
+// parts back (dispatcher.hold): a part it sent through u meanwhile would
+// have its SMSC id recorded under v. Parts in flight when the hold began
+// stay (queue.RerouteOptions.Skip). It reads at most moveQueuedScan
+// messages a batch and returns where the next turn resumes (nil: the
+// top, this one having reached the end).
+func (g *Gateway) moveQueuedTo(ctx context.Context, u, v *upstream, where []byte) []byte {
 	inFlight := g.disp.hold(u.cfg.Name)
 	defer g.disp.release(u.cfg.Name)
-	skip := func(k queue.Key) bool { return inFlight[k] }
-	total := 0
+	opt := queue.RerouteOptions{Limit: moveQueuedBatch, Scan: moveQueuedScan, From: where,
+		Skip: func(k queue.Key) bool { return inFlight[k] }}
+	if !sameParts(u.cfg.Segment, v.cfg.Segment) {
+		opt.Remake = remakeFor(v)
+	}
+	var moved, remade, kept int
 	for ctx.Err() == nil {
-		n, err := g.store.Reroute(ctx, u.cfg.Name, v.cfg.Name, moveQueuedBatch, skip)
+		res, err := g.store.Reroute(ctx, u.cfg.Name, v.cfg.Name, opt)
 		if err != nil {
 			if ctx.Err() == nil {
 				g.log.Error("move queued messages to the next upstream", "upstream", u.cfg.Name, "to", v.cfg.Name, "err", err)
 			}
 			break
 		}
-		total += n
-		if n < moveQueuedBatch {
+		moved, remade, kept = moved+res.Moved, remade+res.Remade, kept+res.Kept
+		opt.From = res.Next
+		// A full batch goes on at once; a batch cut short by its reads
+		// waits for the next turn, so a queue of messages that cannot
+		// move costs moveQueuedScan reads a turn, not a walk of it.
+		if res.Done || res.Moved < moveQueuedBatch {
 			break
 		}
 	}
-	if total > 0 {
-		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, v.cfg.Name).Add(float64(total))
+	if moved > 0 {
+		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, v.cfg.Name).Add(float64(moved))
 		g.log.Info("upstream down: moved its queued messages to the next upstream that serves its carriers",
-			"upstream", u.cfg.Name, "to", v.cfg.Name, "messages", total)
+			"upstream", u.cfg.Name, "to", v.cfg.Name, "messages", moved, "parts_made_again", remade, "staying", kept)
 		g.disp.kick()
 	}
+	return opt.From
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,11 +190,15 @@ func waitUpstreams(t *testing.T, r *rig, what string, ok func() bool) {
 
 // TestRouteFailoverMovesQueued: with FailoverQueued, the messages queued
 // for an upstream that is routed around — routed to it before its
-// outage was FailoverAfter old — move to the backup, which makes its parts
-// the same way, and reach the ESME's receipts from there, each number
-// once; counted in qxtd_upstream_moved_queued_total. A backup that makes
-// parts another way (here SAR instead of a UDH) leaves them queued for
-// the primary, and they go once it is back.
+// outage was FailoverAfter old — move to the backup and reach the ESME's
+// receipts from there, each number at one SMSC only; counted in
+// qxtd_upstream_moved_queued_total. A backup that makes its parts another
+// way (here a UDH with a 16-bit reference instead of an 8-bit one) gets
+// them made again from the text when they count as many segments there
+// (105 characters: two parts either way), and leaves for the primary
+// those that would count other segments (134 characters: two parts of 67
+// with the primary's UDH, three of at most 66 with the backup's), which go
+// once it is back.
 func TestRouteFailoverMovesQueued(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -207,7 +212,7 @@ func routeFailoverMovesQueued(t *testing.T, same bool) {
 	const after, queued = 300 * time.Millisecond, 40
 	r, primary, backup, pl := failoverRig(t, after, func(c *gateway.Config) {
 		if !same {
-			c.Upstreams[1].Segment.Concat = segment.ConcatSAR
+			c.Upstreams[1].Segment.Concat = segment.ConcatUDH16
 		}
 		c.FailoverQueued = true
 	})
@@ -221,8 +226,18 @@ func routeFailoverMovesQueued(t *testing.T, same bool) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	// Signed with 【甲公司】 (5 characters), in UCS-2: 67 characters a part
+	// with an 8-bit reference, 66 with a 16-bit one.
+	fits, grows := strings.Repeat("m", 100), strings.Repeat("g", 129)
+	movable := map[string]bool{} // by number: should move to the backup
 	for i := range queued {
-		if _, err := alice.submit(ctx, submitSM("1069", fmt.Sprintf("137123%05d", i), "queued before failover")); err != nil {
+		text, dest := fits, fmt.Sprintf("137123%05d", i)
+		if !same && i%2 == 1 {
+			text = grows
+		} else {
+			movable[dest] = true
+		}
+		if _, err := alice.submit(ctx, submitSM("1069", dest, text)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,19 +245,17 @@ func routeFailoverMovesQueued(t *testing.T, same bool) {
 		t.Fatalf("routed around before %v: the messages did not queue for the primary", after)
 	}
 	moved := func() float64 { return counters(t, r)["qxtd_upstream_moved_queued_total,to=backup,upstream=primary"] }
+	alice.waitReceipts(t, len(movable), 15*time.Second)
+	if got := moved(); got != float64(len(movable)) {
+		t.Errorf("qxtd_upstream_moved_queued_total{primary,backup} %v, want %d", got, len(movable))
+	}
 	var again *smpp.Simulator
-	if same {
-		alice.waitReceipts(t, queued, 15*time.Second)
-		if got := moved(); got != queued {
-			t.Errorf("qxtd_upstream_moved_queued_total{primary,backup} %v, want %d", got, queued)
-		}
-	} else {
-		waitUpstreams(t, r, "primary routed around", func() bool { return health("primary").RoutedAround })
-		// Two turns of moveQueued: nothing may move.
+	if !same {
+		// Two more turns of moveQueued: the rest may not move.
 		tm := time.NewTimer(2500 * time.Millisecond) // waiting for something that must not happen
 		<-tm.C
-		if n := len(alice.receipts()); n != 0 || moved() != 0 || len(backup.Received()) != 0 {
-			t.Fatalf("the backup makes parts another way, yet %d receipts, %v moved, %d at the backup", n, moved(), len(backup.Received()))
+		if n, m := len(alice.receipts()), moved(); n != len(movable) || m != float64(len(movable)) {
+			t.Fatalf("the rest count other segments at the backup, yet %d receipts, %v moved; want %d", n, m, len(movable))
 		}
 		again = upSim(smpp.Faults{})
 		l, err := net.Listen("tcp", pl.Addr().String())
@@ -252,25 +265,39 @@ func routeFailoverMovesQueued(t *testing.T, same bool) {
 		serveSim(t, again, l)
 		alice.waitReceipts(t, queued, 15*time.Second)
 	}
-	where := map[string]int{}
+	// Each number at one SMSC, in two parts, with the header its
+	// upstream makes: IEI 0x08 (16-bit reference) at a backup making
+	// them so, 0x00 (8-bit) at the primary.
+	parts := map[string]map[*smpp.Simulator]int{}
 	for _, s := range []*smpp.Simulator{backup, again} {
 		if s == nil {
 			continue
 		}
 		for _, m := range s.Received() {
-			where[m.Dest]++
+			if parts[m.Dest] == nil {
+				parts[m.Dest] = map[*smpp.Simulator]int{}
+			}
+			parts[m.Dest][s]++
+			iei := byte(0x00)
+			if s == backup && !same {
+				iei = 0x08
+			}
+			if m.ESMClass&0x40 == 0 || len(m.ShortMessage) < 2 || m.ShortMessage[1] != iei {
+				t.Errorf("%s at the %s: esm_class %#x, short_message % x; want a UDH with IEI %#x",
+					m.Dest, map[bool]string{true: "backup", false: "primary"}[s == backup], m.ESMClass, m.ShortMessage[:min(8, len(m.ShortMessage))], iei)
+			}
 		}
 	}
-	want := backup
-	if !same {
-		want = again
+	if len(parts) != queued {
+		t.Errorf("%d numbers reached an SMSC, want %d", len(parts), queued)
 	}
-	if n := len(want.Received()); n != queued {
-		t.Errorf("%d messages at the SMSC they should reach, want %d", n, queued)
-	}
-	for d, n := range where {
-		if n != 1 {
-			t.Errorf("%s reached an SMSC %d times", d, n)
+	for d, by := range parts {
+		at := again
+		if movable[d] {
+			at = backup
+		}
+		if len(by) != 1 || by[at] != 2 {
+			t.Errorf("%s: parts by SMSC %v, want 2 at the %s only", d, by, map[bool]string{true: "backup", false: "primary"}[at == backup])
 		}
 	}
 	if err := r.store.Check(); err != nil {

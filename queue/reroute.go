@@ -4,37 +4,100 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 )
 
-// Reroute moves up to limit messages waiting for upstream from to upstream
-// to, and returns how many it moved. It moves only a message of from none
-// of whose parts has gone to the SMSC yet (every part Accepted: a message
-// partly sent stays, its SMSC ids and the rest of its parts belong with
-// one SMSC) and none of whose parts skip reports (in flight: skip may be
-// nil). Each part keeps its due time and attempts; its due keys move under
-// to (putDue), in the transaction that rewrites the message. The caller
-// sees that to can carry the parts as they were made: the same segment
-// options, since the parts are not made again.
+// RerouteOptions bound and shape one Reroute call.
+type RerouteOptions struct {
+	// Limit is the most messages the call moves (at least 1).
+	Limit int
+	// Scan is the most messages the call reads, moved or not (0: no
+	// bound). The messages that cannot move (partly sent, in flight, not
+	// remade) are read again only when a walk comes round to them, not
+	// at every call: the caller resumes at Next.
+	Scan int
+	// From is where the call starts in from's queue: a Next of an earlier
+	// call, or nil for the first message.
+	From []byte
+	// Skip reports a part in flight (nil: none is).
+	Skip func(Key) bool
+	// Remake, when to makes its parts differently from from (other
+	// segment options), makes a message's parts again for to from its
+	// text; false keeps the message where it is. A message moves only if
+	// its new parts count as many segments on the air as its old ones
+	// (Message.Segments), so that what was counted against the quota at
+	// acceptance, and told to the client, is what is sent and billed; the
+	// store keeps the others where they are whatever Remake says. nil:
+	// the parts move as they were made.
+	Remake func(*Message) (Remade, bool)
+}
+
+// Remade is a message's parts made again for another upstream: its
+// segment bodies, data_coding, concatenation mode and Weight there.
+type Remade struct {
+	Parts      [][]byte
+	DataCoding uint8
+	Concat     uint8
+	Weight     uint16
+}
+
+// RerouteResult is what one Reroute call did.
+type RerouteResult struct {
+	Moved int // messages moved (Remade ones included)
+	// Remade counts the moved messages whose parts were made again.
+	Remade int
+	// Kept counts the messages read that stay: partly sent, in flight,
+	// or not remade (Remake false, or another count of segments).
+	Kept int
+	// Next is where the next call resumes (RerouteOptions.From); nil
+	// once the call reached the end of from's queue (Done).
+	Next []byte
+	Done bool
+}
+
+// Reroute moves messages waiting for upstream from to upstream to, in the
+// order of from's due keys. It moves only a message of from none of whose
+// parts has gone to the SMSC yet (every part Accepted: a message partly
+// sent stays, its SMSC ids and the rest of its parts belong with one
+// SMSC) and none of whose parts opt.Skip reports (in flight). A moved
+// message's parts keep their due times and attempts, and their due keys
+// move under to (putDue) in the transaction that rewrites the message. A
+// message whose parts are made again (opt.Remake) gets parts due at the
+// earliest of its old ones, with the most attempts any had, and a new
+// concatenation reference if it has parts where it had one.
 //
-// Its cost is one seek in from's due keys and the messages it reads: up
-// to limit that move, and the messages of from that cannot move (partly
-// sent, in flight), read again at each call.
-func (s *Store) Reroute(ctx context.Context, from, to string, limit int, skip func(Key) bool) (int, error) {
-	if limit <= 0 || from == to {
-		return 0, nil
+// Its cost is a seek in from's due keys and the messages it reads: at
+// most opt.Scan, and it stops once opt.Limit have moved.
+func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions) (RerouteResult, error) {
+	if opt.Limit <= 0 || from == to {
+		return RerouteResult{Done: true}, nil
 	}
 	if err := checkKeyFields(keyField{"upstream", from, false}, keyField{"upstream", to, false}); err != nil {
-		return 0, fmt.Errorf("queue: reroute: %w", err)
+		return RerouteResult{}, fmt.Errorf("queue: reroute: %w", err)
 	}
-	var n int
+	var res RerouteResult
 	err := s.exec(ctx, func(t *txn) error {
-		n = 0
+		res = RerouteResult{}
 		// The messages first: the due keys change under the cursor.
 		prefix := appendPrefix(nil, from)
-		var msgs []*Message
+		start := prefix
+		if bytes.HasPrefix(opt.From, prefix) {
+			start = opt.From
+		}
+		type move struct {
+			m      *Message
+			remade *Remade
+		}
+		var moves []move
 		seen := map[uint64]bool{}
+		read := 0
 		c := t.udue().Cursor()
-		for kb, _ := c.Seek(prefix); kb != nil && bytes.HasPrefix(kb, prefix) && len(msgs) < limit; kb, _ = c.Next() {
+		kb, _ := c.Seek(start)
+		for ; kb != nil && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
+			if len(moves) >= opt.Limit || opt.Scan > 0 && read >= opt.Scan {
+				res.Next = bytes.Clone(kb)
+				break
+			}
 			_, _, _, k, ok := splitUdueKey(kb)
 			if !ok {
 				return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
@@ -47,17 +110,37 @@ func (s *Store) Reroute(ctx context.Context, from, to string, limit int, skip fu
 			if err != nil {
 				return fmt.Errorf("upstream due key %s: %w", k, err)
 			}
-			if m.Upstream == from && movable(m, skip) {
-				msgs = append(msgs, m)
+			read++
+			if m.Upstream != from || !movable(m, opt.Skip) {
+				res.Kept++
+				continue
 			}
+			if opt.Remake == nil {
+				moves = append(moves, move{m: m})
+				continue
+			}
+			r, ok := opt.Remake(m)
+			if !ok || !r.keeps(m) {
+				res.Kept++
+				continue
+			}
+			moves = append(moves, move{m: m, remade: &r})
 		}
-		for _, m := range msgs {
+		res.Done = res.Next == nil
+		for _, mv := range moves {
+			m := mv.m
 			for i := range m.Parts {
 				if err := t.delDue(m, m.Parts[i].DueAt, Key{ID: m.ID, Part: uint16(i)}); err != nil {
 					return err
 				}
 			}
 			m.Upstream = to
+			if mv.remade != nil {
+				if err := t.remake(m, mv.remade); err != nil {
+					return err
+				}
+				res.Remade++
+			}
 			for i := range m.Parts {
 				if err := t.putDue(m, m.Parts[i].DueAt, Key{ID: m.ID, Part: uint16(i)}); err != nil {
 					return err
@@ -66,14 +149,56 @@ func (s *Store) Reroute(ctx context.Context, from, to string, limit int, skip fu
 			if err := t.putMsg(m); err != nil {
 				return err
 			}
-			n++
+			res.Moved++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue: reroute %s to %s: %w", from, to, err)
+		return RerouteResult{}, fmt.Errorf("queue: reroute %s to %s: %w", from, to, err)
 	}
-	return n, nil
+	return res, nil
+}
+
+// keeps reports whether r holds parts the store can take for m: 1 to 255,
+// counting as many segments on the air as m's (Message.Segments).
+func (r *Remade) keeps(m *Message) bool {
+	n := len(r.Parts)
+	return n > 0 && n <= maxParts && int64(n)*max(int64(r.Weight), 1) == m.Segments()
+}
+
+// remake gives m (every part Accepted, its due keys deleted) r's parts:
+// due at the earliest of the old parts' times, with the most attempts
+// any had (the retry schedule goes on where it was), and a
+// concatenation reference while it has more than one part.
+func (t *txn) remake(m *Message, r *Remade) error {
+	var due time.Time
+	attempts := 0
+	for i, p := range m.Parts {
+		if i == 0 || p.DueAt.Before(due) {
+			due = p.DueAt
+		}
+		attempts = max(attempts, p.Attempts)
+	}
+	t.counts[StateAccepted] += len(r.Parts) - len(m.Parts)
+	m.DataCoding, m.Concat, m.Weight = r.DataCoding, r.Concat, 0
+	if r.Weight > 1 {
+		m.Weight = r.Weight
+	}
+	m.Parts = make([]Part, len(r.Parts))
+	for i, b := range r.Parts {
+		m.Parts[i] = Part{Body: bytes.Clone(b), State: StateAccepted, DueAt: due, Attempts: attempts}
+	}
+	switch {
+	case len(m.Parts) == 1:
+		m.Ref = 0
+	case m.Ref == 0:
+		ref, err := t.nextRef(m.Dest)
+		if err != nil {
+			return err
+		}
+		m.Ref = ref
+	}
+	return nil
 }
 
 // movable reports whether every part of m waits for the SMSC and none is

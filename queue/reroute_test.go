@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,13 +29,13 @@ func TestReroute(t *testing.T) {
 	}
 	skip := func(k Key) bool { return k.ID == flying.ID }
 
-	n, err := ts.Reroute(ctx, "cm", "cm-b", 2, skip)
-	if err != nil || n != 2 {
-		t.Fatalf("reroute with limit 2: %d, %v; want 2", n, err)
+	res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 2, Skip: skip})
+	if err != nil || res.Moved != 2 || res.Done || res.Next == nil {
+		t.Fatalf("reroute with limit 2: %+v, %v; want 2 moved, not done", res, err)
 	}
-	n, err = ts.Reroute(ctx, "cm", "cm-b", 100, skip)
-	if err != nil || n != 1 {
-		t.Fatalf("reroute the rest: %d, %v; want 1 (the partly sent and the one in flight stay)", n, err)
+	res, err = ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 100, Skip: skip})
+	if err != nil || res.Moved != 1 || res.Kept != 2 || !res.Done || res.Next != nil {
+		t.Fatalf("reroute the rest: %+v, %v; want 1 moved, 2 kept (the partly sent and the one in flight), done", res, err)
 	}
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
@@ -65,10 +66,10 @@ func TestReroute(t *testing.T) {
 	if ids := keysOf(r.Jobs); len(ids) != 3 { // plain, and long's parts 0 and 2
 		t.Errorf("due on cm-b: %v, want plain and long's two parts due now", ids)
 	}
-	if n, err := ts.Reroute(ctx, "cm", "cm", 10, nil); n != 0 || err != nil {
-		t.Errorf("reroute to itself: %d, %v", n, err)
+	if res, err := ts.Reroute(ctx, "cm", "cm", RerouteOptions{Limit: 10}); res.Moved != 0 || err != nil {
+		t.Errorf("reroute to itself: %+v, %v", res, err)
 	}
-	if _, err := ts.Reroute(ctx, "cm", "bad\x00name", 10, nil); err == nil {
+	if _, err := ts.Reroute(ctx, "cm", "bad\x00name", RerouteOptions{Limit: 10}); err == nil {
 		t.Errorf("a NUL in the upstream's name: no error")
 	}
 }
@@ -98,8 +99,8 @@ func TestDueOf(t *testing.T) {
 		t.Fatal("a retry of a submitted part was taken")
 	}
 	want("a refused retry", 3, 0, 0)
-	if n, err := ts.Reroute(ctx, "cm", "cm-b", 10, nil); err != nil || n != 1 {
-		t.Fatalf("reroute: %d, %v", n, err)
+	if res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10}); err != nil || res.Moved != 1 {
+		t.Fatalf("reroute: %+v, %v", res, err)
 	}
 	want("one moved (long is partly sent)", 2, 0, 1)
 	if err := ts.Close(); err != nil {
@@ -120,6 +121,127 @@ func TestDueOf(t *testing.T) {
 	db.Close()
 	ts.open()
 	want("reopened without the stored counts", 2, 0, 1)
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRerouteRemade: a message whose parts are made again for the
+// upstream it moves to gets the new parts, data_coding, concatenation
+// mode and weight, due at the earliest of its old parts with the most
+// attempts any had, its reference kept or taken as its parts need; one
+// whose new parts would count other segments on the air stays, and so
+// does one Remake declines. The store's counts and usage hold (Check).
+func TestRerouteRemade(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	// two parts → one payload part of weight 2; two parts → two others;
+	// one part → three parts (another count: stays); declined: stays.
+	toPayload, twoNew, grows, declined := upMsg("cm", "13800000001", 2), upMsg("cm", "13800000002", 2),
+		upMsg("cm", "13800000003", 1), upMsg("cm", "13800000004", 1)
+	single := upMsg("cm", "13800000005", 1) // one part → two parts of weight 0: 2 segments, not 1: stays
+	ts.enqueue(toPayload, twoNew, grows, declined, single)
+	later := time.Now().Add(time.Minute)
+	if err := ts.Retry(ctx, Key{ID: twoNew.ID, Part: 1}, later, "throttled"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := ts.Get(twoNew.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remade := map[uint64]Remade{
+		toPayload.ID: {Parts: [][]byte{[]byte("whole")}, DataCoding: 8, Concat: 2, Weight: 2},
+		twoNew.ID:    {Parts: [][]byte{[]byte("a"), []byte("b")}, DataCoding: 8, Concat: 1},
+		grows.ID:     {Parts: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, Concat: 1},
+		single.ID:    {Parts: [][]byte{[]byte("a"), []byte("b")}, Concat: 1},
+	}
+	res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Remake: func(m *Message) (Remade, bool) {
+		r, ok := remade[m.ID]
+		return r, ok
+	}})
+	if err != nil || res.Moved != 2 || res.Remade != 2 || res.Kept != 3 || !res.Done {
+		t.Fatalf("reroute: %+v, %v; want 2 moved and remade, 3 kept, done", res, err)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ts.Get(toPayload.ID)
+	if p.Upstream != "cm-b" || len(p.Parts) != 1 || string(p.Parts[0].Body) != "whole" || p.Weight != 2 || p.Ref != 0 ||
+		p.DataCoding != 8 || p.Concat != 2 || p.Segments() != 2 {
+		t.Errorf("to payload: %+v", p)
+	}
+	n, _ := ts.Get(twoNew.ID)
+	if n.Upstream != "cm-b" || len(n.Parts) != 2 || string(n.Parts[1].Body) != "b" || n.Ref != before.Ref || n.Weight != 0 {
+		t.Errorf("two new parts: %+v", n)
+	}
+	for i, part := range n.Parts {
+		if part.Attempts != 1 || !part.DueAt.Equal(before.Parts[0].DueAt) || part.State != StateAccepted {
+			t.Errorf("two new parts, part %d: attempts %d, due %v, state %v; want 1, %v (the earliest), accepted",
+				i, part.Attempts, part.DueAt, part.State, before.Parts[0].DueAt)
+		}
+	}
+	for _, m := range []*Message{grows, declined, single} {
+		if got, _ := ts.Get(m.ID); got.Upstream != "cm" || len(got.Parts) != len(m.Parts) {
+			t.Errorf("message to %s: on %q in %d parts, want kept on cm in %d", m.Dest, got.Upstream, len(got.Parts), len(m.Parts))
+		}
+	}
+	if got := [2]int{ts.DueOf("cm"), ts.DueOf("cm-b")}; got != [2]int{3, 3} {
+		t.Errorf("due on cm, cm-b: %v, want [3 3]", got)
+	}
+	// One part made into two on a message that had one: it takes a
+	// reference (two of weight 1 = the 2 segments of a payload part).
+	pay := upMsg("cm", "13800000006", 1)
+	pay.Weight = 2
+	ts.enqueue(pay)
+	res, err = ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Remake: func(m *Message) (Remade, bool) {
+		return Remade{Parts: [][]byte{[]byte("a"), []byte("b")}, Concat: 1}, m.ID == pay.ID
+	}})
+	if err != nil || res.Moved != 1 {
+		t.Fatalf("reroute the payload message: %+v, %v", res, err)
+	}
+	if got, _ := ts.Get(pay.ID); len(got.Parts) != 2 || got.Ref == 0 || got.Weight != 0 {
+		t.Errorf("payload made into two parts: %d parts, ref %d, weight %d; want 2, a ref, 0", len(got.Parts), got.Ref, got.Weight)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRerouteScan: a call reads at most Scan messages and says where the
+// next resumes; calls from there walk the queue once, reading each
+// message that cannot move once, and move what can.
+func TestRerouteScan(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	var msgs []*Message
+	for i := range 10 {
+		msgs = append(msgs, upMsg("cm", fmt.Sprintf("138000000%02d", i), 1))
+	}
+	ts.enqueue(msgs...)
+	stays := func(k Key) bool { return k.ID%2 == 0 } // in flight: half of them
+	var from []byte
+	moved, read, calls := 0, 0, 0
+	for {
+		res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Scan: 3, From: from, Skip: stays})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls++
+		moved, read = moved+res.Moved, read+res.Moved+res.Kept
+		if res.Moved+res.Kept > 3 {
+			t.Fatalf("call %d read %d messages, Scan 3", calls, res.Moved+res.Kept)
+		}
+		if res.Done {
+			break
+		}
+		from = res.Next
+		if calls > 10 {
+			t.Fatal("no end to the walk")
+		}
+	}
+	if moved != 5 || read != 10 || calls != 4 {
+		t.Errorf("walk: %d moved, %d read in %d calls; want 5, 10, 4", moved, read, calls)
+	}
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,8 +95,7 @@ func TestClusterFailover(t *testing.T) {
 
 	// 2. sim's SMSC goes away: what is sent at once is queued for it;
 	// once failover_after has passed, both nodes send to the backup, and
-	// move what was queued for sim there too (delivery.failover_queued:
-	// both upstreams make their parts the same way).
+	// move what was queued for sim there too (delivery.failover_queued).
 	_ = primary.Close()
 	waitCond(t, 20*time.Second, "sim down", func() bool { p, _ := primary.Binds("up"); return p == 0 })
 	waiting := len(ids)
