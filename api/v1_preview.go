@@ -9,13 +9,17 @@ import (
 
 // POST /v1/messages/preview: what sending a text would put on the air for
 // the caller — gateway.Preview, the signing and counting of the send path
-// itself. The console's live character counter posts to it on every
+// itself, for a recipient if the body names one (to). The console's live character counter posts to it on every
 // keystroke: it reads only the account (as a send does) and takes no
 // token of the enterprise's rate limit.
 
 // PreviewRequest is the body of POST /v1/messages/preview.
 type PreviewRequest struct {
 	Text string `json:"text"`
+	// To is a recipient to count for (optional): the text is counted
+	// with the options of the upstream its carrier goes to, and a number
+	// the send would refuse is the refusal.
+	To string `json:"to,omitempty"`
 }
 
 // PreviewResponse is the answer of POST /v1/messages/preview, and a row
@@ -43,7 +47,7 @@ func (s *Server) previewMessage(c *caller, w http.ResponseWriter, r *http.Reques
 	if !s.decodeSend(w, r, &req) {
 		return
 	}
-	p, err := s.preview(c, req.Text)
+	p, err := s.preview(c, req.Text, req.To)
 	if err != nil {
 		writeRefusal(w, err)
 		return
@@ -53,8 +57,8 @@ func (s *Server) previewMessage(c *caller, w http.ResponseWriter, r *http.Reques
 
 // preview is gateway.Preview as the wire shows it; an error is an
 // account-level refusal (disabled, no signature).
-func (s *Server) preview(c *caller, text string) (PreviewResponse, error) {
-	p, err := s.cfg.Gateway.Preview(c.acct, text)
+func (s *Server) preview(c *caller, text, to string) (PreviewResponse, error) {
+	p, err := s.cfg.Gateway.Preview(c.acct, text, to)
 	if err != nil {
 		return PreviewResponse{}, err
 	}

@@ -46,6 +46,18 @@ func TestMessagePreview(t *testing.T) {
 	}
 	r.wantError(http.StatusUnprocessableEntity, "too_long", "POST", "/v1/messages", r.keys["alice"],
 		SendRequest{To: []string{uNumA1}, Text: strings.Repeat("好", 500)})
+	// For a recipient: counted as for it; a number the send would refuse
+	// is the refusal, with the counts.
+	var to PreviewResponse
+	r.must(http.StatusOK, "POST", "/v1/messages/preview", r.keys["alice"], PreviewRequest{Text: "您好", To: uNumA1}, &to)
+	if to != (PreviewResponse{Signed: "【甲公司】您好", Chars: 7, Segments: 1, Encoding: "ucs2", MaxChars: 500}) {
+		t.Fatalf("to %s: %+v", uNumA1, to)
+	}
+	r.must(http.StatusOK, "POST", "/v1/messages/preview", r.keys["alice"], PreviewRequest{Text: "您好", To: "12345"}, &to)
+	if to.Segments != 1 || to.Refusal == nil || to.Refusal.Reason != "invalid_number" ||
+		to.Refusal.MessageZH != policy.ReasonInvalidNumber.MessageZH() {
+		t.Fatalf("to an invalid number: %+v %+v", to, to.Refusal)
+	}
 	// Empty: the signature alone.
 	if p := preview(r.keys["alice"], ""); p.Signed != "【甲公司】" || p.Chars != 5 || p.Segments != 1 || p.Refusal != nil {
 		t.Fatalf("empty: %+v", p)

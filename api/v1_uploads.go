@@ -188,7 +188,7 @@ func (s *Server) previewUpload(c *caller, w http.ResponseWriter, r *http.Request
 		if row.Reason != "" {
 			pr.Refusal = rowRefusal(row.Reason, row.Message)
 		} else {
-			p, err := s.preview(c, row.Text)
+			p, err := s.preview(c, row.Text, row.Number)
 			if err != nil {
 				writeRefusal(w, err)
 				return

@@ -84,6 +84,13 @@ func TestStagedUpload(t *testing.T) {
 	if rf := pv.Rows[0].Refusal; rf == nil || rf.Reason != "too_long" || pv.Rows[0].Chars != 503 {
 		t.Fatalf("too long: %+v", pv.Rows[0])
 	}
+	// A number the send would refuse is its row's refusal, with the counts.
+	bad := r.stage(key, "bad.csv", []byte("号码,金额\n12345,1\n"))
+	r.must(http.StatusOK, "GET", previewPath(bad.ID, "话费{金额}元", "号码"), key, nil, &pv)
+	if rf := pv.Rows[0].Refusal; len(pv.Rows) != 1 || rf == nil || rf.Reason != "invalid_number" || pv.Rows[0].Segments != 1 {
+		t.Fatalf("an invalid number: %+v", pv.Rows)
+	}
+	r.must(http.StatusNoContent, "DELETE", "/v1/uploads/"+bad.ID, key, nil, nil)
 	r.wantError(http.StatusBadRequest, "unknown_field", "GET", previewPath(up.ID, "{年龄}", "手机号码"), key, nil)
 	r.wantError(http.StatusBadRequest, "unknown_field", "GET", previewPath(up.ID, tmpl, "电话号"), key, nil)
 	r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/uploads/"+up.ID+"/preview", key, nil)

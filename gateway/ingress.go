@@ -569,6 +569,18 @@ func fragmentText(frag segment.Fragment) (string, error) {
 // that has not (failover); when none has, the first (its messages wait
 // for it). nil when no upstream serves the carrier.
 func (g *Gateway) route(carrier string) *upstream {
+	first, to := g.pick(carrier)
+	if first == nil {
+		return nil
+	}
+	return g.routedFrom(first, to)
+}
+
+// pick is route's choice without its count and log (a preview routes
+// nothing): the first upstream serving carrier, and the one a message
+// goes to now (first, unless it is routed around). nil, nil: none
+// serves it.
+func (g *Gateway) pick(carrier string) (first, to *upstream) {
 	listed := false
 	for _, u := range g.ups {
 		if slices.Contains(u.cfg.Carriers, carrier) {
@@ -576,7 +588,6 @@ func (g *Gateway) route(carrier string) *upstream {
 			break
 		}
 	}
-	var first *upstream
 	var now time.Time
 	for _, u := range g.ups {
 		if listed != slices.Contains(u.cfg.Carriers, carrier) || !listed && len(u.cfg.Carriers) > 0 {
@@ -586,16 +597,16 @@ func (g *Gateway) route(carrier string) *upstream {
 			first = u
 		}
 		if u.downSince.Load() == 0 {
-			return g.routedFrom(first, u)
+			return first, u
 		}
 		if now.IsZero() {
 			now = time.Now()
 		}
 		if !u.routedAroundAt(now) {
-			return g.routedFrom(first, u)
+			return first, u
 		}
 	}
-	return first
+	return first, first
 }
 
 // routedFrom returns to, the upstream route chose; when that is not

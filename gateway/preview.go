@@ -24,22 +24,53 @@ type Preview struct {
 
 // Preview signs and counts text for acct as Send does: the account as it
 // is now (Policy.Prepare: signatures may have changed since the bind),
-// segment.Sign, and the encoding of the first configured upstream's
-// segment.Options. Send encodes per upstream a recipient is routed to;
-// upstreams configured with other options can count differently, which
-// a preview without recipients cannot know. It takes no token of the
-// rate limit and reads nothing but what Prepare reads. An error is an
-// account-level refusal (disabled, no signature), as Send would answer.
+// segment.Sign, and the encoding of the segment.Options of the upstream
+// a message to to would go to now (route, without counting a failover).
+// Upstreams configured with other options can count differently, so an
+// empty to — a preview with no recipient yet, the console's counter
+// before a number is typed — counts with the first configured upstream's.
+// A to the send would refuse (an invalid number, out of scope, opted
+// out, not whitelisted, no upstream for its carrier) is the Refusal,
+// after any refusal of the text itself, which refuses every recipient.
+// It takes no token of the rate limit and reads nothing but what Prepare
+// and Admit read. An error is an account-level refusal (disabled, no
+// signature), as Send would answer.
 //
 // An empty text is previewed as the signatures alone (Send refuses an
 // empty text before it gets here; a console shows what the signature
 // costs before the first keystroke), with no Refusal.
-func (g *Gateway) Preview(acct *Account, text string) (Preview, error) {
+func (g *Gateway) Preview(acct *Account, text, to string) (Preview, error) {
 	acct, _, err := g.policy.Prepare(acct)
 	if err != nil {
 		return Preview{}, err
 	}
-	opt := g.ups[0].cfg.Segment // New refuses a gateway without upstreams
+	up := g.ups[0] // New refuses a gateway without upstreams
+	var refused error
+	if to != "" {
+		rcpt, err := g.policy.Admit(acct, to)
+		switch {
+		case err != nil:
+			refused = err
+		default:
+			if _, v := g.pick(rcpt.Carrier); v != nil {
+				up = v
+			} else {
+				refused = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
+			}
+		}
+	}
+	p, err := countText(acct, text, up.cfg.Segment)
+	if err != nil || p.Refusal != nil || refused == nil {
+		return p, err
+	}
+	if !errors.As(refused, &p.Refusal) {
+		return Preview{}, refused
+	}
+	return p, nil
+}
+
+// countText is Preview's signing and counting with one upstream's options.
+func countText(acct *Account, text string, opt segment.Options) (Preview, error) {
 	p := Preview{Signed: segment.Sign(text, acct.Signature, acct.UserSignature), MaxChars: opt.MaxChars}
 	if p.MaxChars == 0 {
 		p.MaxChars = segment.DefaultMaxChars

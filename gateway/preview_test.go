@@ -24,7 +24,7 @@ func TestPreview(t *testing.T) {
 	ent, _ := pol.Lookup("E1")
 	acct := gateway.AccountFor(u, ent)
 
-	p, err := r.gw.Preview(acct, "您好")
+	p, err := r.gw.Preview(acct, "您好", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,17 +41,17 @@ func TestPreview(t *testing.T) {
 		t.Fatalf("stored %q (%v), previewed %q", m.Text, err, p.Signed)
 	}
 	// Too long: counted whole, refused as Send refuses it.
-	p, err = r.gw.Preview(acct, strings.Repeat("长", 500))
+	p, err = r.gw.Preview(acct, strings.Repeat("长", 500), "")
 	if err != nil || p.Refusal == nil || p.Refusal.Reason != policy.ReasonTooLong || p.Chars != 505 || p.Segments != 8 {
 		t.Fatalf("too long: %+v %v", p, err)
 	}
 	// GSM text, two segments.
-	p, _ = r.gw.Preview(acct, strings.Repeat("a", 160))
+	p, _ = r.gw.Preview(acct, strings.Repeat("a", 160), "")
 	if p.Coding != segment.UCS2 || p.Segments != 3 { // the signature is Chinese: UCS-2
 		t.Fatalf("latin: %+v", p)
 	}
 	// Empty: the signature alone.
-	p, _ = r.gw.Preview(acct, "")
+	p, _ = r.gw.Preview(acct, "", "")
 	if p.Signed != "【甲公司】" || p.Chars != 5 || p.Segments != 1 || p.Refusal != nil {
 		t.Fatalf("empty: %+v", p)
 	}
@@ -59,7 +59,7 @@ func TestPreview(t *testing.T) {
 	if _, err := pol.UpdateEnterprise(op, "E1", func(e *policy.Enterprise) error { e.Disabled = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.gw.Preview(acct, "x"); err == nil {
+	if _, err := r.gw.Preview(acct, "x", ""); err == nil {
 		t.Fatal("preview of a disabled enterprise")
 	} else if reason, _ := policy.ReasonOf(err); reason != policy.ReasonAccountDisabled {
 		t.Fatalf("disabled: %v", err)
@@ -76,5 +76,66 @@ func TestPreview(t *testing.T) {
 	}
 	if len(counts) != len(policy.Reasons()) || counts["scope_offnet"] != 1 || counts["too_long"] != 0 || counts["account_disabled"] != 0 {
 		t.Fatalf("refusals %v", counts)
+	}
+}
+
+// TestPreviewRoutes: a preview for a recipient counts with the options of
+// the upstream a message to it would go to now — the backup's once the
+// primary is routed around — and counts no failover; one without counts
+// with the first upstream's; a number the send would refuse is the
+// refusal, after the text's own. What Send stores is what was previewed.
+func TestPreviewRoutes(t *testing.T) {
+	const after = 300 * time.Millisecond
+	r, primary, _, _ := failoverRig(t, after, func(c *gateway.Config) {
+		c.Upstreams[1].Segment.Concat = segment.ConcatUDH16
+	})
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	// Signed with 【甲公司】: 134 characters of UCS-2, two parts of 67 with
+	// the primary's 8-bit reference, three of at most 66 with the
+	// backup's 16-bit one.
+	text := strings.Repeat("g", 129)
+	segments := func(to string) int {
+		t.Helper()
+		p, err := r.gw.Preview(acct, text, to)
+		if err != nil || p.Refusal != nil {
+			t.Fatalf("preview to %q: %+v, %v", to, p, err)
+		}
+		return p.Segments
+	}
+	health := func(name string) gateway.UpstreamHealth { return upHealth(t, r, name) }
+	waitUpstreams(t, r, "both upstreams bound", func() bool { return health("primary").BindsUp == 2 && health("backup").BindsUp == 2 })
+	if a, b := segments(""), segments("13712345678"); a != 2 || b != 2 {
+		t.Fatalf("primary up: %d segments without a recipient, %d with; want 2, 2", a, b)
+	}
+	_ = primary.Close()
+	waitUpstreams(t, r, "primary routed around", func() bool { return health("primary").RoutedAround })
+	failovers := func() float64 {
+		return counters(t, r)["qxtd_upstream_failovers_total,to=backup,upstream=primary"]
+	}
+	if a, b := segments(""), segments("13712345678"); a != 2 || b != 3 {
+		t.Fatalf("primary routed around: %d segments without a recipient, %d with; want 2 (the first upstream's), 3 (the backup's)", a, b)
+	}
+	if n := failovers(); n != 0 {
+		t.Fatalf("previews counted %v failovers", n)
+	}
+	// A number the send would refuse; the text's own refusal first.
+	p, err := r.gw.Preview(acct, text, "12345")
+	if err != nil || p.Refusal == nil || p.Refusal.Reason != policy.ReasonInvalidNumber || p.Segments != 2 {
+		t.Fatalf("an invalid number: %+v, %v", p, err)
+	}
+	p, err = r.gw.Preview(acct, strings.Repeat("长", 500), "12345")
+	if err != nil || p.Refusal == nil || p.Refusal.Reason != policy.ReasonTooLong {
+		t.Fatalf("too long, to an invalid number: %+v, %v", p, err)
+	}
+	res, err := r.gw.Send(context.Background(), acct, gateway.SendRequest{Ingress: "http", Dests: []string{"13712345678"}, Text: text})
+	if err != nil || res[0].Err != nil {
+		t.Fatal(err, res)
+	}
+	m, err := r.store.Get(res[0].ID)
+	if err != nil || m.Upstream != "backup" || m.Segments() != 3 {
+		t.Fatalf("stored on %q in %d segments (%v); previewed 3 on the backup", m.Upstream, m.Segments(), err)
+	}
+	if n := failovers(); n != 1 {
+		t.Fatalf("%v failovers counted after one send, want 1", n)
 	}
 }

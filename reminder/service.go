@@ -281,7 +281,7 @@ func (s *Service) checkText(field string, owner *policy.User, text string) error
 	if !ok {
 		return nil // gone: the occurrence's send says so
 	}
-	p, err := s.cfg.Gateway.Preview(gateway.AccountFor(owner, ent), text)
+	p, err := s.cfg.Gateway.Preview(gateway.AccountFor(owner, ent), text, "")
 	switch {
 	case err != nil:
 		// An account-level refusal (disabled, no signature yet) may be
