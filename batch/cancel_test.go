@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,6 +242,15 @@ func TestCancelSurvivesACrash(t *testing.T) {
 	p := again.Progress(false)
 	if p.State != JobCancelled || p.Accepted != before.Accepted || p.RowsRead != p.Accepted+p.Refused+p.Unsent || p.FinishedAt.IsZero() {
 		t.Fatalf("after the restart: %+v; before it: %+v", p, before)
+	}
+	// The rows it lists unsent were unsent before it (the restart lists
+	// those up to the last stored call, the job those it read).
+	for _, rg := range p.UnsentRows {
+		for row := rg.From; row <= rg.To; row++ {
+			if !slices.ContainsFunc(before.UnsentRows, func(b RowRange) bool { return b.From <= row && row <= b.To }) {
+				t.Errorf("row %d listed unsent after the restart, not before it (%v)", row, before.UnsentRows)
+			}
+		}
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("the cancelled job's file after the restart: %v", err)

@@ -389,8 +389,9 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	// stop ends the job without reading its file again: failed for
 	// reason, or cancelled (no reason).
 	stop := func(reason, msg string, err error) error {
+		r.unsentBefore(j, rec, sent.rows, opts)
 		j.mu.Lock()
-		j.rowsRead = j.accepted + j.refused // the rows it is known to have read
+		j.rowsRead = j.accepted + j.refused + j.unsent // the rows it is known to have read
 		j.userCancel = reason == ""
 		j.mu.Unlock()
 		if reason != "" {
@@ -432,6 +433,46 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)
 	r.m.jobResumed()
 	return nil
+}
+
+// unsentBefore counts as unsent (Job.notSent) the rows of j's file, up to
+// the last its stored calls sent, that none of them sent: a job ended at
+// a restart (cancelled before its end was stored, or failed there) read
+// them, since it reads in order and sent a later one, and its calls in
+// flight at the stop ended in any order. Rows after the last sent are not
+// known to have been read, and are not listed; nor is any row when the
+// file cannot be read again (the job then fails file_gone or invalid).
+// sent is sorted. It parses the file up to that row once, at the start.
+func (r *Runner) unsentBefore(j *Job, rec *jobRecord, sent []int32, opts RowsOptions) {
+	if len(sent) == 0 {
+		return
+	}
+	last := int(sent[len(sent)-1])
+	f, err := openJobFile(rec.Path, opts.TempDir)
+	if err != nil {
+		return
+	}
+	opts.Format, opts.Template, opts.NumberColumn = rec.Rows.Format, rec.Rows.Template, rec.Rows.NumberColumn
+	rows, err := OpenRows(f, opts) // closes f
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	was := &sentRows{rows: sent}
+	var gap []chunkRow
+	for {
+		row, err := rows.Next()
+		if err != nil || row.N > last {
+			break
+		}
+		if !was.has(row.N) {
+			gap = append(gap, chunkRow{row: row.N, number: row.Number})
+		}
+	}
+	if len(gap) > 0 {
+		j.notSent(gap)
+		r.cfg.Logger.Info("batch: a job ended at the start lists the rows its last calls did not send", "job", j.id, "rows", len(gap))
+	}
 }
 
 // sentRows are the rows a resumed job sent before (its chunks'), in

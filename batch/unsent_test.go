@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -80,5 +82,33 @@ func TestMergeRanges(t *testing.T) {
 	}
 	if mergeRanges(nil) != nil {
 		t.Fatal("no ranges merged into some")
+	}
+}
+
+// TestUnsentBefore: a job ended at a restart lists as unsent the rows of
+// its file, up to the last its stored calls sent, that none of them sent
+// (their calls were in flight at the stop); not a blank line (never a
+// row), not a row its reader refused (stored with a call), not a row
+// past the last sent (not known to have been read).
+func TestUnsentBefore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "job.csv")
+	file := "13800138000,第1条\n\n13800138000,第3条\n13800138000,第4条\n,空号\n13800138000,第6条\n13800138000,第7条\n13800138000,第8条\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{})
+	defer r.Close()
+	j := &Job{id: "j"}
+	r.unsentBefore(j, &jobRecord{Path: path}, []int32{1, 5, 6}, RowsOptions{})
+	p := j.progress(false, true)
+	if p.Unsent != 2 || !slices.Equal(p.UnsentRows, []RowRange{{3, 4}}) {
+		t.Fatalf("unsent %d, rows %v; want 2, [3–4]", p.Unsent, p.UnsentRows)
+	}
+	// Nothing sent: nothing known read; a file gone: nothing listed.
+	j = &Job{id: "j"}
+	r.unsentBefore(j, &jobRecord{Path: path}, nil, RowsOptions{})
+	r.unsentBefore(j, &jobRecord{Path: path + ".gone"}, []int32{1, 6}, RowsOptions{})
+	if p := j.progress(false, true); p.Unsent != 0 || p.UnsentRows != nil {
+		t.Fatalf("unsent %d, rows %v; want none", p.Unsent, p.UnsentRows)
 	}
 }
