@@ -109,11 +109,12 @@ const (
 )
 
 // moveQueued (Config.FailoverQueued), until ctx ends, moves the messages
-// queued for each upstream routed around to its stand-in (standIn),
-// every moveQueuedEvery: those routed to it before its outage, and those
-// it left at a restart. New messages already go to the stand-in (route).
-// Each turn goes on where the last one stopped in the upstream's queue
-// (walks), and starts again from the top once it reached the end.
+// queued for each upstream routed around where a new message to their
+// number would go now (standInFor), every moveQueuedEvery: those routed
+// to it before its outage, and those it left at a restart. New messages
+// already go there (route). Each turn goes on where the last one stopped
+// in the upstream's queue (walks), and starts again from the top once it
+// reached the end.
 func (g *Gateway) moveQueued(ctx context.Context) {
 	t := time.NewTicker(moveQueuedEvery)
 	defer t.Stop()
@@ -133,29 +134,36 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 				delete(walks, u.cfg.Name)
 				continue
 			}
-			if v := g.standIn(u); v != nil {
-				walks[u.cfg.Name] = g.moveQueuedTo(ctx, u, v, walks[u.cfg.Name])
-			}
+			walks[u.cfg.Name] = g.moveQueuedFrom(ctx, u, walks[u.cfg.Name])
 		}
 	}
 }
 
-// standIn is the upstream that u's queued messages can move to: the first
-// other one, in the configured order, with a bind up (here or, in a
-// cluster, on a node) that serves every carrier u serves (u a catch-all:
-// another catch-all). nil: none, and they wait for u. One that makes its
-// parts another way gets them made again (remakeFor).
-func (g *Gateway) standIn(u *upstream) *upstream {
-	for _, v := range g.ups {
-		if v == u || v.unavailable() {
-			continue
-		}
-		if len(u.cfg.Carriers) == 0 && len(v.cfg.Carriers) == 0 ||
-			len(u.cfg.Carriers) > 0 && !slices.ContainsFunc(u.cfg.Carriers, func(c string) bool { return !slices.Contains(v.cfg.Carriers, c) }) {
-			return v
-		}
+// standInFor names the upstream a queued message of u moves to: the one
+// a new message to its number would go to now (pick, by the number's
+// carrier: CarrierLookup), if that is another upstream with a bind up
+// (here or, in a cluster, on a node); "" keeps it for u. So each message
+// goes where route sends its carrier's new ones, whichever upstream
+// serves it: an aggregator serving every carrier stands in for a
+// carrier's own upstream, and each carrier's own upstream for an
+// aggregator. One turn's answers are remembered by carrier.
+func (g *Gateway) standInFor(u *upstream) func(*queue.Message) string {
+	carrierOf := func(string) string { return "" }
+	if cl, ok := g.policy.(CarrierLookup); ok {
+		carrierOf = cl.CarrierOf
 	}
-	return nil
+	byCarrier := map[string]string{}
+	return func(m *queue.Message) string {
+		c := carrierOf(m.Dest)
+		to, ok := byCarrier[c]
+		if !ok {
+			if _, v := g.pick(c); v != nil && v != u && !v.unavailable() {
+				to = v.cfg.Name
+			}
+			byCarrier[c] = to
+		}
+		return to
+	}
 }
 
 // sameParts reports whether upstreams configured with a and b make a
@@ -165,49 +173,59 @@ func sameParts(a, b segment.Options) bool {
 	return a.Concat == b.Concat && a.GSMPacked == b.GSMPacked && a.Alphabet == b.Alphabet
 }
 
-// remakeFor makes a queued message's parts again from its signed text
-// for v, as Send would have made them had it been routed to v (no limit
-// on characters: it was accepted already). The store moves it only if
-// they count as many segments on the air as before (queue.RerouteOptions
-// .Remake): a text that would cost the enterprise more, or less, than it
-// was told stays for its upstream.
-func remakeFor(v *upstream) func(*queue.Message) (queue.Remade, bool) {
-	opt := v.cfg.Segment
-	opt.MaxChars = math.MaxInt32
-	return func(m *queue.Message) (queue.Remade, bool) {
+// remakeFrom makes a queued message's parts again, from its signed text,
+// for the upstream it moves to from u when that one makes them another
+// way, as Send would have made them had it been routed there (no limit
+// on characters: it was accepted already); nil when it makes them as u
+// does. The store moves it only if they count as many segments on the
+// air as before (queue.RerouteOptions.Remake): a text that would cost the
+// enterprise more, or less, than it was told stays for its upstream.
+func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.Remade, bool) {
+	return func(m *queue.Message, to string) (*queue.Remade, bool) {
+		v := g.byName[to]
+		if v == nil {
+			return nil, false
+		}
+		if sameParts(u.cfg.Segment, v.cfg.Segment) {
+			return nil, true
+		}
+		opt := v.cfg.Segment
+		opt.MaxChars = math.MaxInt32
 		plan, err := encode(m.Text, opt)
 		if err != nil {
-			return queue.Remade{}, false
+			return nil, false
 		}
-		return queue.Remade{Parts: plan.Parts, DataCoding: plan.DataCoding, Concat: uint8(opt.Concat), Weight: weightOf(plan)}, true
+		return &queue.Remade{Parts: plan.Parts, DataCoding: plan.DataCoding, Concat: uint8(opt.Concat), Weight: weightOf(plan)}, true
 	}
 }
 
-// moveQueuedTo moves what is queued for u to v, a batch at a time from
-// where (nil: the top of u's queue), while the dispatcher holds u's
-// parts back (dispatcher.hold): a part it sent through u meanwhile would
-// have its SMSC id recorded under v. Parts in flight when the hold began
-// stay (queue.RerouteOptions.Skip). It reads at most moveQueuedScan
-// messages a batch and returns where the next turn resumes (nil: the
-// top, this one having reached the end).
-func (g *Gateway) moveQueuedTo(ctx context.Context, u, v *upstream, where []byte) []byte {
+// moveQueuedFrom moves what is queued for u to its stand-ins, a batch at
+// a time from where (nil: the top of u's queue), while the dispatcher
+// holds u's parts back (dispatcher.hold): a part it sent through u
+// meanwhile would have its SMSC id recorded under another upstream.
+// Parts in flight when the hold began stay (queue.RerouteOptions.Skip).
+// It reads at most moveQueuedScan messages a batch and returns where the
+// next turn resumes (nil: the top, this one having reached the end).
+func (g *Gateway) moveQueuedFrom(ctx context.Context, u *upstream, where []byte) []byte {
 	inFlight := g.disp.hold(u.cfg.Name)
 	defer g.disp.release(u.cfg.Name)
 	opt := queue.RerouteOptions{Limit: moveQueuedBatch, Scan: moveQueuedScan, From: where,
+		Target: g.standInFor(u), Remake: g.remakeFrom(u),
 		Skip: func(k queue.Key) bool { return inFlight[k] }}
-	if !sameParts(u.cfg.Segment, v.cfg.Segment) {
-		opt.Remake = remakeFor(v)
-	}
-	var moved, remade, kept int
+	moved, by := 0, map[string]int{}
+	remade, kept := 0, 0
 	for ctx.Err() == nil {
-		res, err := g.store.Reroute(ctx, u.cfg.Name, v.cfg.Name, opt)
+		res, err := g.store.Reroute(ctx, u.cfg.Name, opt)
 		if err != nil {
 			if ctx.Err() == nil {
-				g.log.Error("move queued messages to the next upstream", "upstream", u.cfg.Name, "to", v.cfg.Name, "err", err)
+				g.log.Error("move queued messages to the upstreams standing in", "upstream", u.cfg.Name, "err", err)
 			}
 			break
 		}
 		moved, remade, kept = moved+res.Moved, remade+res.Remade, kept+res.Kept
+		for to, n := range res.By {
+			by[to] += n
+		}
 		opt.From = res.Next
 		// A full batch goes on at once; a batch cut short by its reads
 		// waits for the next turn, so a queue of messages that cannot
@@ -216,10 +234,14 @@ func (g *Gateway) moveQueuedTo(ctx context.Context, u, v *upstream, where []byte
 			break
 		}
 	}
-	if moved > 0 {
-		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, v.cfg.Name).Add(float64(moved))
+	for to, n := range by {
+		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, to).Add(float64(n))
 		g.log.Info("upstream down: moved its queued messages to the next upstream that serves its carriers",
-			"upstream", u.cfg.Name, "to", v.cfg.Name, "messages", moved, "parts_made_again", remade, "staying", kept)
+			"upstream", u.cfg.Name, "to", to, "messages", n)
+	}
+	if moved > 0 {
+		g.log.Info("upstream down: moved queued messages", "upstream", u.cfg.Name, "messages", moved,
+			"parts_made_again", remade, "staying", kept)
 		g.disp.kick()
 	}
 	return opt.From

@@ -333,3 +333,71 @@ func failoverRig(t *testing.T, after time.Duration, cfg func(*gateway.Config)) (
 	})
 	return r, primary, backup, pl
 }
+
+// TestRouteFailoverMovesQueuedByCarrier: the messages queued for an
+// aggregator serving two carriers, once it is routed around, go where new
+// messages to their numbers go: China Mobile's to the upstream of China
+// Mobile, China Unicom's to China Unicom's, though neither serves every
+// carrier the aggregator serves; each counted under its own stand-in.
+func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
+	const after, each = 300 * time.Millisecond, 10
+	cm, cu := upSim(smpp.Faults{}), upSim(smpp.Faults{})
+	cml, cul := listen(t), listen(t)
+	serveSim(t, cm, cml)
+	serveSim(t, cu, cul)
+	r := newRig(t, rigOpts{
+		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Name, u.Carriers, u.ReconnectMax = "agg", []string{"china_mobile", "china_unicom"}, 100*time.Millisecond
+		},
+		gwcfg: func(c *gateway.Config) {
+			for _, x := range []struct{ name, addr, carrier string }{{"cm", cml.Addr().String(), "china_mobile"}, {"cu", cul.Addr().String(), "china_unicom"}} {
+				up := c.Upstreams[0]
+				up.Name, up.Addr, up.Carriers = x.name, x.addr, []string{x.carrier}
+				c.Upstreams = append(c.Upstreams, up)
+			}
+			c.FailoverAfter, c.FailoverQueued = after, true
+		},
+		rules: anyNumberRules,
+	})
+	health := func(name string) gateway.UpstreamHealth { return upHealth(t, r, name) }
+	waitUpstreams(t, r, "all upstreams bound", func() bool {
+		return health("agg").BindsUp == 2 && health("cm").BindsUp == 2 && health("cu").BindsUp == 2
+	})
+	_ = r.sim.Close()
+	waitUpstreams(t, r, "the aggregator down", func() bool { return health("agg").BindsUp == 0 })
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "queued for the aggregator", RegisteredDelivery: 1}
+	for i := range each {
+		req.Dests = append(req.Dests, fmt.Sprintf("1380013%04d", i), fmt.Sprintf("1301234%04d", i))
+	}
+	res, err := r.gw.Send(t.Context(), acct, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res {
+		if x.Err != nil {
+			t.Fatal(x.Dest, x.Err)
+		}
+	}
+	if health("agg").RoutedAround {
+		t.Fatalf("routed around before %v: the messages did not queue for the aggregator", after)
+	}
+	waitUpstreams(t, r, "each carrier's messages at its own SMSC", func() bool {
+		return len(cm.Received()) == each && len(cu.Received()) == each
+	})
+	for s, prefix := range map[*smpp.Simulator]string{cm: "138", cu: "130"} {
+		for _, m := range s.Received() {
+			if !strings.HasPrefix(m.Dest, prefix) {
+				t.Errorf("%s reached the SMSC of the other carrier", m.Dest)
+			}
+		}
+	}
+	c := counters(t, r)
+	if a, b := c["qxtd_upstream_moved_queued_total,to=cm,upstream=agg"], c["qxtd_upstream_moved_queued_total,to=cu,upstream=agg"]; a != each || b != each {
+		t.Errorf("moved from agg: %v to cm, %v to cu; want %d each", a, b, each)
+	}
+	if err := r.store.Check(); err != nil {
+		t.Error(err)
+	}
+}

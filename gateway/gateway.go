@@ -162,12 +162,13 @@ type Config struct {
 	// In a cluster, no bind up on any node (failover.go).
 	FailoverAfter time.Duration
 	// FailoverQueued moves the messages queued for an upstream that is
-	// routed around (FailoverAfter) to the first other upstream with a
-	// bind up that serves every carrier it does. One that makes its
-	// parts another way (Segment's Concat, GSMPacked, Alphabet) gets them
-	// made again from the text, if they count as many segments there; a
-	// message that would count other segments stays, and so does one
-	// with a part sent already (failover.go: moveQueued).
+	// routed around (FailoverAfter) each where a new message to its
+	// number would go (route, by its carrier: CarrierLookup), if that
+	// upstream has a bind up. One that makes its parts another way
+	// (Segment's Concat, GSMPacked, Alphabet) gets them made again from
+	// the text, if they count as many segments there; a message that
+	// would count other segments stays, and so does one with a part sent
+	// already (failover.go: moveQueued).
 	FailoverQueued bool
 	// OptOutKeywords are the replies that put their sender on the
 	// enterprise's opt-out list (policy.IsOptOut); nil:

@@ -55,6 +55,15 @@ type DistributionLists interface {
 	ListNumbers(acct *Account, name string) ([]string, error)
 }
 
+// CarrierLookup is the optional part of a Policy that tells a stored
+// number's carrier without admitting it again (the Carrier Admit gave it
+// when it was accepted): moveQueued routes a queued message where a new
+// one to its number would go. Rules implements it; without it every
+// number's carrier is "" (served by the upstreams that list none).
+type CarrierLookup interface {
+	CarrierOf(number string) string
+}
+
 // ErrNoList is a distribution list name that names no list.
 var ErrNoList = errors.New("gateway: no such distribution list")
 

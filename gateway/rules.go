@@ -22,7 +22,18 @@ var (
 	_ Policy            = Rules{}
 	_ BindAuthenticator = Rules{}
 	_ DistributionLists = Rules{}
+	_ CarrierLookup     = Rules{}
 )
+
+// CarrierOf implements CarrierLookup: the carrier the policy's number
+// classification gives (Admit's), "" if it cannot read the number.
+func (r Rules) CarrierOf(number string) string {
+	c, err := r.P.Classify(number)
+	if err != nil {
+		return ""
+	}
+	return c.Carrier.String()
+}
 
 // ListNumbers implements DistributionLists: the group of that name in the
 // account's personal address book, else in its enterprise's (the book

@@ -89,6 +89,14 @@ func (p *Policy) CheckEnterprise(ent *Enterprise) error {
 // without a whitelist too. The Class is returned in every
 // case where the number could be read, for logs and HTTP answers.
 func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
+	return p.checkRecipient(ent, number)
+}
+
+// Classify reads a number as CheckRecipient does (its carrier, province
+// and forms), and checks nothing else: for a number admitted before.
+func (p *Policy) Classify(number string) (Class, error) { return p.cls.Classify(number) }
+
+func (p *Policy) checkRecipient(ent *Enterprise, number string) (Class, error) {
 	c, err := p.cls.Classify(number)
 	if err != nil {
 		return c, err

@@ -9,6 +9,11 @@ import (
 
 // RerouteOptions bound and shape one Reroute call.
 type RerouteOptions struct {
+	// To is the upstream a message moves to (Reroute's to). Target, when
+	// set, names it for each message instead ("" or from: it stays):
+	// messages of one upstream can go to others by their carrier.
+	To     string
+	Target func(*Message) string
 	// Limit is the most messages the call moves (at least 1).
 	Limit int
 	// Scan is the most messages the call reads, moved or not (0: no
@@ -21,15 +26,17 @@ type RerouteOptions struct {
 	From []byte
 	// Skip reports a part in flight (nil: none is).
 	Skip func(Key) bool
-	// Remake, when to makes its parts differently from from (other
-	// segment options), makes a message's parts again for to from its
-	// text; false keeps the message where it is. A message moves only if
-	// its new parts count as many segments on the air as its old ones
-	// (Message.Segments), so that what was counted against the quota at
-	// acceptance, and told to the client, is what is sent and billed; the
-	// store keeps the others where they are whatever Remake says. nil:
-	// the parts move as they were made.
-	Remake func(*Message) (Remade, bool)
+	// Remake, when set, is asked for each message that can move: nil and
+	// true when to makes its parts as from does (they move as they were
+	// made); its parts made again from its text for to, and true, when
+	// to makes them another way (other segment options); false keeps the
+	// message where it is. A message moves only if its new parts count
+	// as many segments on the air as its old ones (Message.Segments), so
+	// that what was counted against the quota at acceptance, and told to
+	// the client, is what is sent and billed; the store keeps the others
+	// where they are whatever Remake says. nil: every message moves with
+	// its parts as they were made.
+	Remake func(m *Message, to string) (*Remade, bool)
 }
 
 // Remade is a message's parts made again for another upstream: its
@@ -44,6 +51,8 @@ type Remade struct {
 // RerouteResult is what one Reroute call did.
 type RerouteResult struct {
 	Moved int // messages moved (Remade ones included)
+	// By counts the moved messages by the upstream they went to.
+	By map[string]int
 	// Remade counts the moved messages whose parts were made again.
 	Remade int
 	// Kept counts the messages read that stay: partly sent, in flight,
@@ -55,8 +64,8 @@ type RerouteResult struct {
 	Done bool
 }
 
-// Reroute moves messages waiting for upstream from to upstream to, in the
-// order of from's due keys. It moves only a message of from none of whose
+// Reroute moves messages waiting for upstream from to upstream opt.To
+// (or each to the one opt.Target names), in the order of from's due keys. It moves only a message of from none of whose
 // parts has gone to the SMSC yet (every part Accepted: a message partly
 // sent stays, its SMSC ids and the rest of its parts belong with one
 // SMSC) and none of whose parts opt.Skip reports (in flight). A moved
@@ -68,11 +77,15 @@ type RerouteResult struct {
 //
 // Its cost is a seek in from's due keys and the messages it reads: at
 // most opt.Scan, and it stops once opt.Limit have moved.
-func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions) (RerouteResult, error) {
-	if opt.Limit <= 0 || from == to {
+func (s *Store) Reroute(ctx context.Context, from string, opt RerouteOptions) (RerouteResult, error) {
+	if opt.Limit <= 0 || opt.Target == nil && from == opt.To {
 		return RerouteResult{Done: true}, nil
 	}
-	if err := checkKeyFields(keyField{"upstream", from, false}, keyField{"upstream", to, false}); err != nil {
+	target := opt.Target
+	if target == nil {
+		target = func(*Message) string { return opt.To }
+	}
+	if err := checkKeyFields(keyField{"upstream", from, false}); err != nil {
 		return RerouteResult{}, fmt.Errorf("queue: reroute: %w", err)
 	}
 	var res RerouteResult
@@ -86,6 +99,7 @@ func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions
 		}
 		type move struct {
 			m      *Message
+			to     string
 			remade *Remade
 		}
 		var moves []move
@@ -115,16 +129,21 @@ func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions
 				res.Kept++
 				continue
 			}
-			if opt.Remake == nil {
-				moves = append(moves, move{m: m})
-				continue
-			}
-			r, ok := opt.Remake(m)
-			if !ok || !r.keeps(m) {
+			to := target(m)
+			if to == "" || to == from || checkKeyFields(keyField{"upstream", to, false}) != nil {
 				res.Kept++
 				continue
 			}
-			moves = append(moves, move{m: m, remade: &r})
+			if opt.Remake == nil {
+				moves = append(moves, move{m: m, to: to})
+				continue
+			}
+			r, ok := opt.Remake(m, to)
+			if !ok || r != nil && !r.keeps(m) {
+				res.Kept++
+				continue
+			}
+			moves = append(moves, move{m: m, to: to, remade: r})
 		}
 		res.Done = res.Next == nil
 		for _, mv := range moves {
@@ -134,7 +153,11 @@ func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions
 					return err
 				}
 			}
-			m.Upstream = to
+			m.Upstream = mv.to
+			if res.By == nil {
+				res.By = map[string]int{}
+			}
+			res.By[mv.to]++
 			if mv.remade != nil {
 				if err := t.remake(m, mv.remade); err != nil {
 					return err
@@ -154,7 +177,7 @@ func (s *Store) Reroute(ctx context.Context, from, to string, opt RerouteOptions
 		return nil
 	})
 	if err != nil {
-		return RerouteResult{}, fmt.Errorf("queue: reroute %s to %s: %w", from, to, err)
+		return RerouteResult{}, fmt.Errorf("queue: reroute from %s: %w", from, err)
 	}
 	return res, nil
 }

@@ -29,11 +29,11 @@ func TestReroute(t *testing.T) {
 	}
 	skip := func(k Key) bool { return k.ID == flying.ID }
 
-	res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 2, Skip: skip})
+	res, err := ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 2, Skip: skip})
 	if err != nil || res.Moved != 2 || res.Done || res.Next == nil {
 		t.Fatalf("reroute with limit 2: %+v, %v; want 2 moved, not done", res, err)
 	}
-	res, err = ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 100, Skip: skip})
+	res, err = ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 100, Skip: skip})
 	if err != nil || res.Moved != 1 || res.Kept != 2 || !res.Done || res.Next != nil {
 		t.Fatalf("reroute the rest: %+v, %v; want 1 moved, 2 kept (the partly sent and the one in flight), done", res, err)
 	}
@@ -66,10 +66,10 @@ func TestReroute(t *testing.T) {
 	if ids := keysOf(r.Jobs); len(ids) != 3 { // plain, and long's parts 0 and 2
 		t.Errorf("due on cm-b: %v, want plain and long's two parts due now", ids)
 	}
-	if res, err := ts.Reroute(ctx, "cm", "cm", RerouteOptions{Limit: 10}); res.Moved != 0 || err != nil {
+	if res, err := ts.Reroute(ctx, "cm", RerouteOptions{To: "cm", Limit: 10}); res.Moved != 0 || err != nil {
 		t.Errorf("reroute to itself: %+v, %v", res, err)
 	}
-	if _, err := ts.Reroute(ctx, "cm", "bad\x00name", RerouteOptions{Limit: 10}); err == nil {
+	if _, err := ts.Reroute(ctx, "bad\x00name", RerouteOptions{To: "cm", Limit: 10}); err == nil {
 		t.Errorf("a NUL in the upstream's name: no error")
 	}
 }
@@ -99,7 +99,7 @@ func TestDueOf(t *testing.T) {
 		t.Fatal("a retry of a submitted part was taken")
 	}
 	want("a refused retry", 3, 0, 0)
-	if res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10}); err != nil || res.Moved != 1 {
+	if res, err := ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 10}); err != nil || res.Moved != 1 {
 		t.Fatalf("reroute: %+v, %v", res, err)
 	}
 	want("one moved (long is partly sent)", 2, 0, 1)
@@ -155,9 +155,9 @@ func TestRerouteRemade(t *testing.T) {
 		grows.ID:     {Parts: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, Concat: 1},
 		single.ID:    {Parts: [][]byte{[]byte("a"), []byte("b")}, Concat: 1},
 	}
-	res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Remake: func(m *Message) (Remade, bool) {
+	res, err := ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 10, Remake: func(m *Message, to string) (*Remade, bool) {
 		r, ok := remade[m.ID]
-		return r, ok
+		return &r, ok && to == "cm-b"
 	}})
 	if err != nil || res.Moved != 2 || res.Remade != 2 || res.Kept != 3 || !res.Done {
 		t.Fatalf("reroute: %+v, %v; want 2 moved and remade, 3 kept, done", res, err)
@@ -193,14 +193,48 @@ func TestRerouteRemade(t *testing.T) {
 	pay := upMsg("cm", "13800000006", 1)
 	pay.Weight = 2
 	ts.enqueue(pay)
-	res, err = ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Remake: func(m *Message) (Remade, bool) {
-		return Remade{Parts: [][]byte{[]byte("a"), []byte("b")}, Concat: 1}, m.ID == pay.ID
+	res, err = ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 10, Remake: func(m *Message, _ string) (*Remade, bool) {
+		return &Remade{Parts: [][]byte{[]byte("a"), []byte("b")}, Concat: 1}, m.ID == pay.ID
 	}})
 	if err != nil || res.Moved != 1 {
 		t.Fatalf("reroute the payload message: %+v, %v", res, err)
 	}
 	if got, _ := ts.Get(pay.ID); len(got.Parts) != 2 || got.Ref == 0 || got.Weight != 0 {
 		t.Errorf("payload made into two parts: %d parts, ref %d, weight %d; want 2, a ref, 0", len(got.Parts), got.Ref, got.Weight)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRerouteTarget: with Target, each message goes to the upstream it
+// names, or stays ("", its own); Remake is asked per target, nil moving
+// the parts as they were made; By counts the moves per upstream.
+func TestRerouteTarget(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	ctx := context.Background()
+	toB, toC, stays, same := upMsg("cm", "13800000001", 1), upMsg("cm", "13000000002", 1), upMsg("cm", "15300000003", 1), upMsg("cm", "13800000004", 2)
+	ts.enqueue(toB, toC, stays, same)
+	target := map[uint64]string{toB.ID: "b", toC.ID: "c", stays.ID: "", same.ID: "b"}
+	res, err := ts.Reroute(ctx, "cm", RerouteOptions{Limit: 10,
+		Target: func(m *Message) string { return target[m.ID] },
+		Remake: func(m *Message, to string) (*Remade, bool) {
+			if to == "c" {
+				return &Remade{Parts: [][]byte{[]byte("c")}, Concat: 3}, true
+			}
+			return nil, true
+		}})
+	if err != nil || res.Moved != 3 || res.Remade != 1 || res.Kept != 1 || res.By["b"] != 2 || res.By["c"] != 1 {
+		t.Fatalf("reroute by target: %+v, %v; want 3 moved (2 to b, 1 to c, remade), 1 kept", res, err)
+	}
+	for _, c := range []struct {
+		m      *Message
+		up     string
+		concat uint8
+	}{{toB, "b", 0}, {toC, "c", 3}, {stays, "cm", 0}, {same, "b", 0}} {
+		if got, _ := ts.Get(c.m.ID); got.Upstream != c.up || got.Concat != c.concat || len(got.Parts) != len(c.m.Parts) {
+			t.Errorf("message to %s: on %q, concat %d, %d parts; want %q, %d, %d", c.m.Dest, got.Upstream, got.Concat, len(got.Parts), c.up, c.concat, len(c.m.Parts))
+		}
 	}
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
@@ -222,7 +256,7 @@ func TestRerouteScan(t *testing.T) {
 	var from []byte
 	moved, read, calls := 0, 0, 0
 	for {
-		res, err := ts.Reroute(ctx, "cm", "cm-b", RerouteOptions{Limit: 10, Scan: 3, From: from, Skip: stays})
+		res, err := ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 10, Scan: 3, From: from, Skip: stays})
 		if err != nil {
 			t.Fatal(err)
 		}
