@@ -89,14 +89,6 @@ func (p *Policy) CheckEnterprise(ent *Enterprise) error {
 // without a whitelist too. The Class is returned in every
 // case where the number could be read, for logs and HTTP answers.
 func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
-	return p.checkRecipient(ent, number)
-}
-
-// Classify reads a number as CheckRecipient does (its carrier, province
-// and forms), and checks nothing else: for a number admitted before.
-func (p *Policy) Classify(number string) (Class, error) { return p.cls.Classify(number) }
-
-func (p *Policy) checkRecipient(ent *Enterprise, number string) (Class, error) {
 	c, err := p.cls.Classify(number)
 	if err != nil {
 		return c, err
@@ -116,6 +108,10 @@ func (p *Policy) checkRecipient(ent *Enterprise, number string) (Class, error) {
 	}
 	return c, refuse(ReasonNotWhitelisted, WhitelistDetail(c.E164, st, why, ok))
 }
+
+// Classify reads a number as CheckRecipient does (its carrier, province
+// and forms), and checks nothing else: for a number admitted before.
+func (p *Policy) Classify(number string) (Class, error) { return p.cls.Classify(number) }
 
 // WhitelistDetail is the Detail of a not_whitelisted refusal of e164:
 // absent (ok false), pending (awaits approval), or rejected (with the
