@@ -67,6 +67,14 @@ type UpstreamConfig struct {
 	// submit_sm_resp gave: ReceiptIDsAuto (the default, ""), ReceiptIDsSame,
 	// ReceiptIDsDecimal or ReceiptIDsHex (convert.go).
 	ReceiptIDs ReceiptIDs
+	// AcceptedFinal takes a receipt with message_state ACCEPTED (6,
+	// stat:ACCEPTD) for the message's end, as SMPP 3.4 counts the state
+	// final ("read on behalf of the subscriber by customer service"): the
+	// message ends unknown (not delivered, not billed). false, the
+	// default: an intermediate notification ("accepted, not yet
+	// delivered", as many SMSCs mean it and Kannel reads it), and a later
+	// receipt settles the message.
+	AcceptedFinal bool
 	// Dial opens the connections of its binds; nil is plain TCP (see
 	// smpp.ClientOptions.Dial: cmd/qxtd passes a TLS dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -745,7 +745,7 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 			"upstream", u.cfg.Name, "err", err)
 		return resp
 	}
-	state, final := receiptState(r.State)
+	state, final := receiptState(r.State, u.cfg.AcceptedFinal)
 	if !final {
 		return resp // an intermediate notification changes nothing we bill
 	}
@@ -797,8 +797,12 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	return resp
 }
 
-func receiptState(s smpp.MessageState) (queue.State, bool) {
+// receiptState is the state a receipt ends its message in, and false for
+// an intermediate notification (ENROUTE; ACCEPTD unless acceptedFinal).
+func receiptState(s smpp.MessageState, acceptedFinal bool) (queue.State, bool) {
 	switch s {
+	case smpp.StateAccepted:
+		return queue.StateUnknown, acceptedFinal
 	case smpp.StateDelivered:
 		return queue.StateDelivered, true
 	case smpp.StateExpired:

@@ -35,6 +35,10 @@ type Faults struct {
 	// destination starting with UndelivPrefix is undeliverable.
 	ThrottleFirst int
 	UndelivPrefix string
+	// AcceptedPrefix: every message to a destination starting with it
+	// gets ACCEPTD (message_state 6) as its receipt, which SMPP 3.4
+	// counts final and many SMSCs send as "accepted, not yet delivered".
+	AcceptedPrefix string
 	// Hold, when set, holds every submit_sm's answer (after RespDelay)
 	// until it is closed: for tests that need submits out at the SMSC
 	// when something happens, however slowly the machine runs.
@@ -410,6 +414,8 @@ func (ss *simSession) submit(ctx context.Context, p pdu.Body) (pdu.Body, error) 
 	switch {
 	case f.UndelivPrefix != "" && strings.HasPrefix(m.Dest, f.UndelivPrefix):
 		state, errCode = StateUndeliverable, "001"
+	case f.AcceptedPrefix != "" && strings.HasPrefix(m.Dest, f.AcceptedPrefix):
+		state = StateAccepted
 	case r2 < f.Undeliv:
 		state, errCode = StateUndeliverable, "001"
 	case r2 < f.Undeliv+f.Expire:

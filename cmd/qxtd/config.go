@@ -239,6 +239,9 @@ type UpstreamConfig struct {
 	Carriers        []string `mapstructure:"carriers"`      // carriers it serves; empty: any
 	// ReceiptIDs: gateway.ReceiptIDs (auto | same | decimal | hex).
 	ReceiptIDs string `mapstructure:"receipt_ids"`
+	// Acceptd: what a receipt with stat ACCEPTD is, intermediate (the
+	// default) or final (gateway.UpstreamConfig.AcceptedFinal).
+	Acceptd string `mapstructure:"acceptd"`
 	// TLS binds over TLS, verifying the SMSC's certificate against
 	// TLSCAFile (PEM bundle; empty: the system's roots) and TLSServerName
 	// (empty: the host of addr). TLSInsecureSkipVerify turns verification
@@ -479,6 +482,12 @@ const (
 	bindModeTx          = "transmitter"
 )
 
+// The values of upstreams[].acceptd.
+const (
+	acceptdIntermediate = "intermediate"
+	acceptdFinal        = "final"
+)
+
 // receivers is the gateway's UpstreamConfig.Receivers: 0 for transceivers.
 func (u UpstreamConfig) receivers() int {
 	if u.BindMode == bindModeTxRx {
@@ -517,6 +526,9 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 	if u.ReceiptIDs == "" {
 		u.ReceiptIDs = string(gateway.ReceiptIDsAuto)
+	}
+	if u.Acceptd == "" {
+		u.Acceptd = acceptdIntermediate
 	}
 	if u.DefaultAlphabet == "" {
 		u.DefaultAlphabet = segment.AlphabetGSM.String()
@@ -859,6 +871,9 @@ func (c *Config) Validate() error {
 		}
 		if _, ok := gateway.ParseReceiptIDs(u.ReceiptIDs); !ok {
 			errs = append(errs, fmt.Errorf("%s.receipt_ids: %q is not auto, same, decimal or hex", k, u.ReceiptIDs))
+		}
+		if u.Acceptd != acceptdIntermediate && u.Acceptd != acceptdFinal {
+			errs = append(errs, fmt.Errorf("%s.acceptd: %q is not intermediate or final", k, u.Acceptd))
 		}
 		for j, c := range u.Carriers {
 			if _, ok := policy.ParseCarrier(c); !ok {

@@ -37,6 +37,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-max-orphans.yaml":              "store.max_orphans: 0 must be positive",
 		"invalid-concat.yaml":                   `upstreams[0].concat: segment: bad options: concat mode "udh32"`,
 		"invalid-receipt-ids.yaml":              `upstreams[0].receipt_ids: "octal" is not auto, same, decimal or hex`,
+		"invalid-acceptd.yaml":                  `upstreams[0].acceptd: "sometimes" is not intermediate or final`,
 		"invalid-upstream-no-addr.yaml":         "upstreams[0].addr: required",
 		"invalid-bind-mode.yaml":                `upstreams[0].bind_mode: "transmitter+receiver" is not transceiver, transmitter_receiver or transmitter`,
 		"invalid-transmitter-no-outbind.yaml":   "upstreams[0].bind_mode: transmitter binds no receiver, and outbind_listen is empty",

@@ -363,11 +363,12 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Name: u.Name, Addr: u.Addr, SystemID: u.SystemID, Password: u.Password,
 			SystemType: u.SystemType, Binds: u.Binds, Receivers: u.receivers(), Window: u.Window, RecordingSlots: u.RecordingSlots, TPS: u.TPS,
 			RespTimeout: u.RespTimeout, EnquireLink: u.EnquireLink, ReconnectMax: u.ReconnectMax,
-			Segment:      segment.Options{Concat: concat, GSMPacked: u.GSMPacked, Alphabet: alphabet},
-			PassPriority: u.PassPriority,
-			Carriers:     carrierNames(u.Carriers),
-			ReceiptIDs:   receiptIDs,
-			Dial:         dial,
+			Segment:       segment.Options{Concat: concat, GSMPacked: u.GSMPacked, Alphabet: alphabet},
+			PassPriority:  u.PassPriority,
+			Carriers:      carrierNames(u.Carriers),
+			ReceiptIDs:    receiptIDs,
+			AcceptedFinal: u.Acceptd == acceptdFinal,
+			Dial:          dial,
 		})
 	}
 	pcfg, err := policyConfig(cfg)
