@@ -226,11 +226,14 @@ func (d *dispatcher) takeHanded(room int, share func(ent string) int) []queue.Jo
 // flight: its workers less those it has, so that handing it a part never
 // blocks (dispatcher.send) and one upstream's backlog never takes the
 // slots of the others; none while it cannot send (upstream.unavailable).
-// An upstream no longer configured has room: send fails its parts.
-// d.mu held.
+// An upstream no longer configured has none with Config.FailoverQueued
+// (moveQueued moves its parts where their carrier's go), else room: send
+// fails its parts. d.mu held.
 func (d *dispatcher) upRoom(up string) int {
 	u := d.g.byName[up]
 	switch {
+	case u == nil && d.g.cfg.FailoverQueued && d.g.store != nil:
+		return 0
 	case u == nil:
 		return d.capacity
 	case u.unavailable() || d.held[up]:

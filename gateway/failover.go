@@ -134,7 +134,15 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 				delete(walks, u.cfg.Name)
 				continue
 			}
-			walks[u.cfg.Name] = g.moveQueuedFrom(ctx, u, walks[u.cfg.Name])
+			walks[u.cfg.Name] = g.moveQueuedFrom(ctx, u.cfg.Name, u, walks[u.cfg.Name])
+		}
+		// Upstreams no longer configured (renamed, removed) whose
+		// messages wait in the store: they go where their carrier's new
+		// messages go, as from an upstream routed around for good.
+		for _, name := range g.store.DueUpstreams() {
+			if g.byName[name] == nil {
+				walks[name] = g.moveQueuedFrom(ctx, name, nil, walks[name])
+			}
 		}
 	}
 }
@@ -177,7 +185,8 @@ func sameParts(a, b segment.Options) bool {
 // for the upstream it moves to from u when that one makes them another
 // way, as Send would have made them had it been routed there (no limit
 // on characters: it was accepted already); nil when it makes them as u
-// does. The store moves it only if they count as many segments on the
+// does. u nil (an upstream no longer configured, whose options are not
+// known): always made again. The store moves it only if they count as many segments on the
 // air as before (queue.RerouteOptions.Remake): a text that would cost the
 // enterprise more, or less, than it was told stays for its upstream.
 func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.Remade, bool) {
@@ -186,7 +195,7 @@ func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.R
 		if v == nil {
 			return nil, false
 		}
-		if sameParts(u.cfg.Segment, v.cfg.Segment) {
+		if u != nil && sameParts(u.cfg.Segment, v.cfg.Segment) {
 			return nil, true
 		}
 		opt := v.cfg.Segment
@@ -199,26 +208,27 @@ func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.R
 	}
 }
 
-// moveQueuedFrom moves what is queued for u to its stand-ins, a batch at
-// a time from where (nil: the top of u's queue), while the dispatcher
-// holds u's parts back (dispatcher.hold): a part it sent through u
+// moveQueuedFrom moves what is queued for the upstream named from (u, or
+// nil when it is no longer configured) to its stand-ins, a batch at a
+// time from where (nil: the top of its queue), while the dispatcher
+// holds its parts back (dispatcher.hold): a part it sent through u
 // meanwhile would have its SMSC id recorded under another upstream.
 // Parts in flight when the hold began stay (queue.RerouteOptions.Skip).
 // It reads at most moveQueuedScan messages a batch and returns where the
 // next turn resumes (nil: the top, this one having reached the end).
-func (g *Gateway) moveQueuedFrom(ctx context.Context, u *upstream, where []byte) []byte {
-	inFlight := g.disp.hold(u.cfg.Name)
-	defer g.disp.release(u.cfg.Name)
+func (g *Gateway) moveQueuedFrom(ctx context.Context, from string, u *upstream, where []byte) []byte {
+	inFlight := g.disp.hold(from)
+	defer g.disp.release(from)
 	opt := queue.RerouteOptions{Limit: moveQueuedBatch, Scan: moveQueuedScan, From: where,
 		Target: g.standInFor(u), Remake: g.remakeFrom(u),
 		Skip: func(k queue.Key) bool { return inFlight[k] }}
 	moved, by := 0, map[string]int{}
 	remade, kept := 0, 0
 	for ctx.Err() == nil {
-		res, err := g.store.Reroute(ctx, u.cfg.Name, opt)
+		res, err := g.store.Reroute(ctx, from, opt)
 		if err != nil {
 			if ctx.Err() == nil {
-				g.log.Error("move queued messages to the upstreams standing in", "upstream", u.cfg.Name, "err", err)
+				g.log.Error("move queued messages to the upstreams standing in", "upstream", from, "err", err)
 			}
 			break
 		}
@@ -234,13 +244,16 @@ func (g *Gateway) moveQueuedFrom(ctx context.Context, u *upstream, where []byte)
 			break
 		}
 	}
+	what := "upstream down: moved its queued messages to the next upstream that serves its carriers"
+	if u == nil {
+		what = "upstream no longer configured: moved its queued messages to the upstream that serves their carrier now"
+	}
 	for to, n := range by {
-		g.metrics.movedQueued.WithLabelValues(u.cfg.Name, to).Add(float64(n))
-		g.log.Info("upstream down: moved its queued messages to the next upstream that serves its carriers",
-			"upstream", u.cfg.Name, "to", to, "messages", n)
+		g.metrics.movedQueued.WithLabelValues(from, to).Add(float64(n))
+		g.log.Info(what, "upstream", from, "to", to, "messages", n)
 	}
 	if moved > 0 {
-		g.log.Info("upstream down: moved queued messages", "upstream", u.cfg.Name, "messages", moved,
+		g.log.Info("moved queued messages", "upstream", from, "messages", moved,
 			"parts_made_again", remade, "staying", kept)
 		g.disp.kick()
 	}

@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"github.com/qxtd/qxtd/queue"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -399,5 +401,54 @@ func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
 	}
 	if err := r.store.Check(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestQueuedForRemovedUpstream: messages queued for an upstream that a
+// restart no longer has in its configuration (renamed here, "old" to
+// "new") are not failed no_route: they go where their carrier's new
+// messages go, their parts made again for it (its options are known, the
+// old one's are not), and are delivered; counted as moved.
+func TestQueuedForRemovedUpstream(t *testing.T) {
+	const short, long = 20, 5
+	path := filepath.Join(t.TempDir(), "q.db")
+	queued := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Name, u.Password = "old", "not the SMSC's" },
+		gwcfg:    func(c *gateway.Config) { c.FailoverQueued = true }})
+	e, err := queued.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitN(t, e, short, "1370000")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i := range long {
+		if _, err := e.submit(ctx, payloadSM(t, fmt.Sprintf("1370001%04d", i), strings.Repeat("长", 100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queued.stop()
+
+	r := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
+		upstream: func(u *gateway.UpstreamConfig) { u.Name, u.Segment.Concat = "new", segment.ConcatUDH16 },
+		gwcfg:    func(c *gateway.Config) { c.FailoverQueued = true }})
+	e2, err := r.bind("esme", "pw", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2.waitReceipts(t, short+long, 15*time.Second)
+	if n := len(r.sim.Received()); n != short+2*long {
+		t.Errorf("%d submit_sm at the SMSC, want %d (%d short, %d in two parts)", n, short+2*long, short, long)
+	}
+	for _, m := range r.sim.Received() {
+		if strings.HasPrefix(m.Dest, "1370001") && (len(m.ShortMessage) < 2 || m.ShortMessage[1] != 0x08) {
+			t.Errorf("%s: a part without the new upstream's 16-bit reference: % x", m.Dest, m.ShortMessage[:min(8, len(m.ShortMessage))])
+		}
+	}
+	if got := counters(t, r)["qxtd_upstream_moved_queued_total,to=new,upstream=old"]; got != short+long {
+		t.Errorf("moved from old to new: %v, want %d", got, short+long)
+	}
+	if n := r.store.Counts()[queue.StateRejected]; n != 0 {
+		t.Errorf("%d parts rejected", n)
 	}
 }

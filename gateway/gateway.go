@@ -176,7 +176,10 @@ type Config struct {
 	// (Segment's Concat, GSMPacked, Alphabet) gets them made again from
 	// the text, if they count as many segments there; a message that
 	// would count other segments stays, and so does one with a part sent
-	// already (failover.go: moveQueued).
+	// already (failover.go: moveQueued). The messages of an upstream no
+	// longer configured (renamed, removed) move the same way, their parts
+	// always made again (FailoverAfter 0 too); without FailoverQueued
+	// they fail no_route.
 	FailoverQueued bool
 	// OptOutKeywords are the replies that put their sender on the
 	// enterprise's opt-out list (policy.IsOptOut); nil:
@@ -410,7 +413,9 @@ func (g *Gateway) Start() {
 	if g.cfg.Cluster != nil {
 		g.wg.Go(func() { g.watchUpstreams(g.ctx) })
 	}
-	if g.cfg.FailoverQueued && g.cfg.FailoverAfter > 0 && g.store != nil {
+	if g.cfg.FailoverQueued && g.store != nil {
+		// Also with failover off (FailoverAfter 0): the messages of an
+		// upstream no longer configured move (and none is routed around).
 		g.wg.Go(func() { g.moveQueued(g.ctx) })
 	}
 }

@@ -1243,6 +1243,21 @@ func (s *Store) Usage(enterprise, month string) (reserved, charged int64) {
 	return u.Reserved, u.Charged
 }
 
+// DueUpstreams names the upstreams that have parts due (DueOf > 0), in
+// no order: those of the configuration, and any a message was routed to
+// before it left the configuration.
+func (s *Store) DueUpstreams() []string {
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	var out []string
+	for up, n := range s.dueN {
+		if n > 0 {
+			out = append(out, up)
+		}
+	}
+	return out
+}
+
 // DueOf is the number of parts due (waiting for the SMSC to accept
 // them, now or later) routed to upstream, from in-memory counters kept
 // with each commit.
