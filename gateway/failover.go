@@ -4,8 +4,11 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 )
@@ -155,23 +158,64 @@ func (g *Gateway) moveQueued(ctx context.Context) {
 // serves it: an aggregator serving every carrier stands in for a
 // carrier's own upstream, and each carrier's own upstream for an
 // aggregator. One turn's answers are remembered by carrier.
-func (g *Gateway) standInFor(u *upstream) func(*queue.Message) string {
+//
+// noRoute, when set, hears of each message whose carrier no upstream
+// serves at all now (an upstream no longer configured was its only one).
+func (g *Gateway) standInFor(u *upstream, noRoute func(*queue.Message)) func(*queue.Message) string {
 	carrierOf := func(string) string { return "" }
 	if cl, ok := g.policy.(CarrierLookup); ok {
 		carrierOf = cl.CarrierOf
 	}
-	byCarrier := map[string]string{}
+	type choice struct {
+		to   string
+		none bool // no upstream serves the carrier
+	}
+	byCarrier := map[string]choice{}
 	return func(m *queue.Message) string {
 		c := carrierOf(m.Dest)
-		to, ok := byCarrier[c]
+		ch, ok := byCarrier[c]
 		if !ok {
-			if _, v := g.pick(c); v != nil && v != u && !v.unavailable() {
-				to = v.cfg.Name
+			first, v := g.pick(c)
+			ch.none = first == nil
+			if v != nil && v != u && !v.unavailable() {
+				ch.to = v.cfg.Name
 			}
-			byCarrier[c] = to
+			byCarrier[c] = ch
 		}
-		return to
+		if ch.none && noRoute != nil {
+			noRoute(m)
+		}
+		return ch.to
 	}
+}
+
+// failNoRoute fails, refused no_route as a new message to its number
+// would be, each part of msgs: messages of an upstream no longer
+// configured whose carrier no upstream serves now. Concurrently, so that
+// they share the store's group commits; a part that cannot be failed
+// (the disk) is met again at the next walk.
+func (g *Gateway) failNoRoute(ctx context.Context, from string, msgs []*queue.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	now := time.Now()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for _, m := range msgs {
+		for i := range m.Parts {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if err := g.store.Fail(ctx, queue.Key{ID: m.ID, Part: uint16(i)}, queue.StateRejected, policy.ReasonNoRoute.String(), now); err != nil {
+					failed.Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	g.log.Warn("upstream no longer configured: its queued messages whose carrier no upstream serves now are refused no_route",
+		"upstream", from, "messages", len(msgs), "parts_not_failed", failed.Load())
 }
 
 // sameParts reports whether upstreams configured with a and b make a
@@ -219,8 +263,19 @@ func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.R
 func (g *Gateway) moveQueuedFrom(ctx context.Context, from string, u *upstream, where []byte) []byte {
 	inFlight := g.disp.hold(from)
 	defer g.disp.release(from)
+	var noRoute []*queue.Message
+	var onNoRoute func(*queue.Message)
+	if u == nil {
+		seen := map[uint64]bool{} // once, should the store run a transaction again
+		onNoRoute = func(m *queue.Message) {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				noRoute = append(noRoute, m)
+			}
+		}
+	}
 	opt := queue.RerouteOptions{Limit: moveQueuedBatch, Scan: moveQueuedScan, From: where,
-		Target: g.standInFor(u), Remake: g.remakeFrom(u),
+		Target: g.standInFor(u, onNoRoute), Remake: g.remakeFrom(u),
 		Skip: func(k queue.Key) bool { return inFlight[k] }}
 	moved, by := 0, map[string]int{}
 	remade, kept := 0, 0
@@ -244,6 +299,7 @@ func (g *Gateway) moveQueuedFrom(ctx context.Context, from string, u *upstream, 
 			break
 		}
 	}
+	g.failNoRoute(ctx, from, noRoute)
 	what := "upstream down: moved its queued messages to the next upstream that serves its carriers"
 	if u == nil {
 		what = "upstream no longer configured: moved its queued messages to the upstream that serves their carrier now"

@@ -452,3 +452,69 @@ func TestQueuedForRemovedUpstream(t *testing.T) {
 		t.Errorf("%d parts rejected", n)
 	}
 }
+
+// TestQueuedForRemovedUpstreamNoRoute: of the messages queued for an
+// upstream no longer configured, those whose carrier another upstream
+// serves go there; those whose carrier none serves now are refused
+// no_route, as a new message to the number would be, rather than wait
+// for good.
+func TestQueuedForRemovedUpstreamNoRoute(t *testing.T) {
+	const each = 5
+	path := filepath.Join(t.TempDir(), "q.db")
+	queued := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond}, rules: anyNumberRules,
+		upstream: func(u *gateway.UpstreamConfig) {
+			u.Name, u.Password, u.Carriers = "old", "not the SMSC's", []string{"china_mobile", "china_unicom"}
+		},
+		gwcfg: func(c *gateway.Config) { c.FailoverQueued = true }})
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "queued for old", RegisteredDelivery: 1}
+	for i := range each {
+		req.Dests = append(req.Dests, fmt.Sprintf("1380013%04d", i), fmt.Sprintf("1301234%04d", i))
+	}
+	res, err := queued.gw.Send(t.Context(), acct, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]uint64{}
+	for _, x := range res {
+		if x.Err != nil {
+			t.Fatal(x.Dest, x.Err)
+		}
+		ids[x.Dest] = x.ID
+	}
+	queued.stop()
+
+	r := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond}, rules: anyNumberRules,
+		upstream: func(u *gateway.UpstreamConfig) { u.Name, u.Carriers = "new", []string{"china_mobile"} },
+		gwcfg:    func(c *gateway.Config) { c.FailoverQueued = true }})
+	final := func(dest string) queue.State {
+		m, err := r.store.Get(ids[dest])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Parts[0].State
+	}
+	waitFor(t, 15*time.Second, "every message final", func() bool {
+		for d := range ids {
+			if !final(d).Final() {
+				return false
+			}
+		}
+		return true
+	})
+	for d := range ids {
+		want := queue.StateDelivered
+		if strings.HasPrefix(d, "130") {
+			want = queue.StateRejected
+		}
+		if got := final(d); got != want {
+			t.Errorf("%s: %v, want %v", d, got, want)
+		}
+	}
+	if m, _ := r.store.Get(ids["13012340000"]); m.Parts[0].ErrCode != "no_route" {
+		t.Errorf("China Unicom's: error %q, want no_route", m.Parts[0].ErrCode)
+	}
+	if n := len(r.sim.Received()); n != each {
+		t.Errorf("%d at the new upstream's SMSC, want the %d for China Mobile", n, each)
+	}
+}
