@@ -230,9 +230,10 @@ func sameParts(a, b segment.Options) bool {
 // way, as Send would have made them had it been routed there (no limit
 // on characters: it was accepted already); nil when it makes them as u
 // does. u nil (an upstream no longer configured, whose options are not
-// known): always made again. The store moves it only if they count as many segments on the
-// air as before (queue.RerouteOptions.Remake): a text that would cost the
-// enterprise more, or less, than it was told stays for its upstream.
+// known): always made again. The store moves it only if they count as
+// many segments on the air as before (queue.RerouteOptions.Remake): a
+// text that would cost the enterprise more, or less, than it was told
+// stays for its upstream.
 func (g *Gateway) remakeFrom(u *upstream) func(*queue.Message, string) (*queue.Remade, bool) {
 	return func(m *queue.Message, to string) (*queue.Remade, bool) {
 		v := g.byName[to]
@@ -274,8 +275,11 @@ func (g *Gateway) moveQueuedFrom(ctx context.Context, from string, u *upstream, 
 			}
 		}
 	}
+	// A message of an upstream no longer configured moves whatever its
+	// parts count where it goes (the reservation follows): it could
+	// never be sent otherwise.
 	opt := queue.RerouteOptions{Limit: moveQueuedBatch, Scan: moveQueuedScan, From: where,
-		Target: g.standInFor(u, onNoRoute), Remake: g.remakeFrom(u),
+		Target: g.standInFor(u, onNoRoute), Remake: g.remakeFrom(u), AnyCount: u == nil,
 		Skip: func(k queue.Key) bool { return inFlight[k] }}
 	moved, by := 0, map[string]int{}
 	remade, kept := 0, 0

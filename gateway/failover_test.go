@@ -408,7 +408,10 @@ func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
 // restart no longer has in its configuration (renamed here, "old" to
 // "new") are not failed no_route: they go where their carrier's new
 // messages go, their parts made again for it (its options are known, the
-// old one's are not), and are delivered; counted as moved.
+// old one's are not), and are delivered; counted as moved. One that
+// counts a segment more there (134 characters: 2 parts with old's 8-bit
+// reference, 3 with new's 16-bit one) goes all the same, its enterprise's
+// reservation growing with it: it could not be sent otherwise.
 func TestQueuedForRemovedUpstream(t *testing.T) {
 	const short, long = 20, 5
 	path := filepath.Join(t.TempDir(), "q.db")
@@ -427,6 +430,9 @@ func TestQueuedForRemovedUpstream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := e.submit(ctx, payloadSM(t, "13700020000", strings.Repeat("长", 130))); err != nil { // with 【测试】: 134
+		t.Fatal(err)
+	}
 	queued.stop()
 
 	r := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
@@ -436,17 +442,17 @@ func TestQueuedForRemovedUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2.waitReceipts(t, short+long, 15*time.Second)
-	if n := len(r.sim.Received()); n != short+2*long {
-		t.Errorf("%d submit_sm at the SMSC, want %d (%d short, %d in two parts)", n, short+2*long, short, long)
+	e2.waitReceipts(t, short+long+1, 15*time.Second)
+	if n := len(r.sim.Received()); n != short+2*long+3 {
+		t.Errorf("%d submit_sm at the SMSC, want %d (%d short, %d in two parts, one in three)", n, short+2*long+3, short, long)
 	}
 	for _, m := range r.sim.Received() {
-		if strings.HasPrefix(m.Dest, "1370001") && (len(m.ShortMessage) < 2 || m.ShortMessage[1] != 0x08) {
+		if !strings.HasPrefix(m.Dest, "1370000") && (len(m.ShortMessage) < 2 || m.ShortMessage[1] != 0x08) {
 			t.Errorf("%s: a part without the new upstream's 16-bit reference: % x", m.Dest, m.ShortMessage[:min(8, len(m.ShortMessage))])
 		}
 	}
-	if got := counters(t, r)["qxtd_upstream_moved_queued_total,to=new,upstream=old"]; got != short+long {
-		t.Errorf("moved from old to new: %v, want %d", got, short+long)
+	if got := counters(t, r)["qxtd_upstream_moved_queued_total,to=new,upstream=old"]; got != short+long+1 {
+		t.Errorf("moved from old to new: %v, want %d", got, short+long+1)
 	}
 	if n := r.store.Counts()[queue.StateRejected]; n != 0 {
 		t.Errorf("%d parts rejected", n)

@@ -37,6 +37,12 @@ type RerouteOptions struct {
 	// where they are whatever Remake says. nil: every message moves with
 	// its parts as they were made.
 	Remake func(m *Message, to string) (*Remade, bool)
+	// AnyCount moves a remade message whatever its new parts count, the
+	// enterprise's reservation for its billing month changed by the
+	// difference in the same transaction (no limit checked): for the
+	// messages of an upstream no longer configured, which could never be
+	// sent otherwise.
+	AnyCount bool
 }
 
 // Remade is a message's parts made again for another upstream: its
@@ -139,7 +145,7 @@ func (s *Store) Reroute(ctx context.Context, from string, opt RerouteOptions) (R
 				continue
 			}
 			r, ok := opt.Remake(m, to)
-			if !ok || r != nil && !r.keeps(m) {
+			if !ok || r != nil && !r.fits(m, opt.AnyCount) {
 				res.Kept++
 				continue
 			}
@@ -182,12 +188,16 @@ func (s *Store) Reroute(ctx context.Context, from string, opt RerouteOptions) (R
 	return res, nil
 }
 
-// keeps reports whether r holds parts the store can take for m: 1 to 255,
-// counting as many segments on the air as m's (Message.Segments).
-func (r *Remade) keeps(m *Message) bool {
+// fits reports whether r holds parts the store can take for m: 1 to 255,
+// counting as many segments on the air as m's (Message.Segments) unless
+// anyCount.
+func (r *Remade) fits(m *Message, anyCount bool) bool {
 	n := len(r.Parts)
-	return n > 0 && n <= maxParts && int64(n)*max(int64(r.Weight), 1) == m.Segments()
+	return n > 0 && n <= maxParts && (anyCount || r.segments() == m.Segments())
 }
+
+// segments is the segments on the air r's parts count (Message.Segments).
+func (r *Remade) segments() int64 { return int64(len(r.Parts)) * max(int64(r.Weight), 1) }
 
 // remake gives m (every part Accepted, its due keys deleted) r's parts:
 // due at the earliest of the old parts' times, with the most attempts
@@ -201,6 +211,11 @@ func (t *txn) remake(m *Message, r *Remade) error {
 			due = p.DueAt
 		}
 		attempts = max(attempts, p.Attempts)
+	}
+	if diff := r.segments() - m.Segments(); diff != 0 { // AnyCount
+		if err := t.addUsage(m, diff, 0); err != nil {
+			return err
+		}
 	}
 	t.counts[StateAccepted] += len(r.Parts) - len(m.Parts)
 	m.DataCoding, m.Concat, m.Weight = r.DataCoding, r.Concat, 0

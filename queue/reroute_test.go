@@ -205,6 +205,23 @@ func TestRerouteRemade(t *testing.T) {
 	if err := ts.Check(); err != nil {
 		t.Fatal(err)
 	}
+	// AnyCount: the one part made into three moves, and the enterprise's
+	// reservation grows by the two segments more.
+	g, _ := ts.Get(grows.ID)
+	month := BillingMonth(g.AcceptedAt)
+	reserved, _ := ts.Usage("A", month)
+	res, err = ts.Reroute(ctx, "cm", RerouteOptions{To: "cm-b", Limit: 10, AnyCount: true, Remake: func(m *Message, _ string) (*Remade, bool) {
+		return &Remade{Parts: [][]byte{[]byte("a"), []byte("b"), []byte("c")}, Concat: 1}, m.ID == grows.ID
+	}})
+	if err != nil || res.Moved != 1 {
+		t.Fatalf("reroute with AnyCount: %+v, %v", res, err)
+	}
+	if now, _ := ts.Usage("A", month); now != reserved+2 {
+		t.Errorf("reserved %d after the move, want %d", now, reserved+2)
+	}
+	if err := ts.Check(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRerouteTarget: with Target, each message goes to the upstream it
