@@ -368,20 +368,7 @@ func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
 	})
 	_ = r.sim.Close()
 	waitUpstreams(t, r, "the aggregator down", func() bool { return health("agg").BindsUp == 0 })
-	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
-	req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "queued for the aggregator", RegisteredDelivery: 1}
-	for i := range each {
-		req.Dests = append(req.Dests, fmt.Sprintf("1380013%04d", i), fmt.Sprintf("1301234%04d", i))
-	}
-	res, err := r.gw.Send(t.Context(), acct, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range res {
-		if x.Err != nil {
-			t.Fatal(x.Dest, x.Err)
-		}
-	}
+	sendBothCarriers(t, r, each)
 	if health("agg").RoutedAround {
 		t.Fatalf("routed around before %v: the messages did not queue for the aggregator", after)
 	}
@@ -472,20 +459,8 @@ func TestQueuedForRemovedUpstreamNoRoute(t *testing.T) {
 			u.Name, u.Password, u.Carriers = "old", "not the SMSC's", []string{"china_mobile", "china_unicom"}
 		},
 		gwcfg: func(c *gateway.Config) { c.FailoverQueued = true }})
-	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
-	req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "queued for old", RegisteredDelivery: 1}
-	for i := range each {
-		req.Dests = append(req.Dests, fmt.Sprintf("1380013%04d", i), fmt.Sprintf("1301234%04d", i))
-	}
-	res, err := queued.gw.Send(t.Context(), acct, req)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := map[string]uint64{}
-	for _, x := range res {
-		if x.Err != nil {
-			t.Fatal(x.Dest, x.Err)
-		}
+	for _, x := range sendBothCarriers(t, queued, each) {
 		ids[x.Dest] = x.ID
 	}
 	queued.stop()
@@ -523,4 +498,26 @@ func TestQueuedForRemovedUpstreamNoRoute(t *testing.T) {
 	if n := len(r.sim.Received()); n != each {
 		t.Errorf("%d at the new upstream's SMSC, want the %d for China Mobile", n, each)
 	}
+}
+
+// sendBothCarriers sends, as anyNumberRules' alice over HTTP, one message
+// to each of n China Mobile numbers (1380013…) and n China Unicom ones
+// (1301234…), and wants every one accepted.
+func sendBothCarriers(t *testing.T, r *rig, n int) []gateway.SendResult {
+	t.Helper()
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	req := gateway.SendRequest{Ingress: "http", Source: "1069", Text: "queued", RegisteredDelivery: 1}
+	for i := range n {
+		req.Dests = append(req.Dests, fmt.Sprintf("1380013%04d", i), fmt.Sprintf("1301234%04d", i))
+	}
+	res, err := r.gw.Send(t.Context(), acct, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res {
+		if x.Err != nil {
+			t.Fatal(x.Dest, x.Err)
+		}
+	}
+	return res
 }
