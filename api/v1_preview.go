@@ -9,9 +9,10 @@ import (
 
 // POST /v1/messages/preview: what sending a text would put on the air for
 // the caller — gateway.Preview, the signing and counting of the send path
-// itself, for a recipient if the body names one (to). The console's live character counter posts to it on every
-// keystroke: it reads only the account (as a send does) and takes no
-// token of the enterprise's rate limit.
+// itself, for a recipient if the body names one (to). The console's live
+// character counter posts to it on every keystroke: it reads only the
+// account (as a send does) and takes no token of the enterprise's rate
+// limit.
 
 // PreviewRequest is the body of POST /v1/messages/preview.
 type PreviewRequest struct {

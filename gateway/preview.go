@@ -47,16 +47,12 @@ func (g *Gateway) Preview(acct *Account, text, to string) (Preview, error) {
 	up := g.ups[0] // New refuses a gateway without upstreams
 	var refused error
 	if to != "" {
-		rcpt, err := g.policy.Admit(acct, to)
-		switch {
-		case err != nil:
+		if rcpt, err := g.policy.Admit(acct, to); err != nil {
 			refused = err
-		default:
-			if _, v := g.pick(rcpt.Carrier); v != nil {
-				up = v
-			} else {
-				refused = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
-			}
+		} else if _, v := g.pick(rcpt.Carrier); v != nil {
+			up = v
+		} else {
+			refused = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
 		}
 	}
 	p, err := countText(acct, text, up.cfg.Segment)

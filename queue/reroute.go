@@ -71,10 +71,11 @@ type RerouteResult struct {
 }
 
 // Reroute moves messages waiting for upstream from to upstream opt.To
-// (or each to the one opt.Target names), in the order of from's due keys. It moves only a message of from none of whose
-// parts has gone to the SMSC yet (every part Accepted: a message partly
-// sent stays, its SMSC ids and the rest of its parts belong with one
-// SMSC) and none of whose parts opt.Skip reports (in flight). A moved
+// (or each to the one opt.Target names), in the order of from's due
+// keys. It moves only a message of from none of whose parts has gone to
+// the SMSC yet (every part Accepted: a message partly sent stays, its
+// SMSC ids and the rest of its parts belong with one SMSC) and none of
+// whose parts opt.Skip reports (in flight). A moved
 // message's parts keep their due times and attempts, and their due keys
 // move under to (putDue) in the transaction that rewrites the message. A
 // message whose parts are made again (opt.Remake) gets parts due at the
