@@ -26,11 +26,15 @@ type PreviewRequest struct {
 // PreviewResponse is the answer of POST /v1/messages/preview, and a row
 // of an upload's preview (UploadPreviewRow).
 type PreviewResponse struct {
-	Signed   string `json:"signed"`    // the text with the enterprise (and user) signature
-	Chars    int    `json:"chars"`     // characters (code points) of signed
-	Segments int    `json:"segments"`  // the billing count
-	Encoding string `json:"encoding"`  // gsm7 | ucs2
-	MaxChars int    `json:"max_chars"` // the most characters a message may have, signatures included
+	Signed   string `json:"signed"`   // the text with the enterprise (and user) signature
+	Chars    int    `json:"chars"`    // characters (code points) of signed
+	Segments int    `json:"segments"` // the billing count
+	// SegmentsMax is the most segments through any upstream: more than
+	// segments when, without to, an upstream making its parts another
+	// way would count more.
+	SegmentsMax int    `json:"segments_max"`
+	Encoding    string `json:"encoding"`  // gsm7 | ucs2
+	MaxChars    int    `json:"max_chars"` // the most characters a message may have, signatures included
 	// Refusal is why the text would be refused (too_long, bad_text); null
 	// if it would be sent.
 	Refusal *PreviewRefusal `json:"refusal"`
@@ -67,7 +71,7 @@ func (s *Server) preview(c *caller, text, to string) (PreviewResponse, error) {
 }
 
 func previewResponse(p gateway.Preview) PreviewResponse {
-	out := PreviewResponse{Signed: p.Signed, Chars: p.Chars, Segments: p.Segments, Encoding: p.Coding.String(), MaxChars: p.MaxChars}
+	out := PreviewResponse{Signed: p.Signed, Chars: p.Chars, Segments: p.Segments, SegmentsMax: p.SegmentsMax, Encoding: p.Coding.String(), MaxChars: p.MaxChars}
 	if p.Refusal != nil {
 		reason, _, msg := policy.Describe(p.Refusal)
 		out.Refusal = &PreviewRefusal{Reason: reason, Message: msg, MessageZH: p.Refusal.Reason.MessageZH()}

@@ -21,7 +21,7 @@ func TestMessagePreview(t *testing.T) {
 		return p
 	}
 	p := preview(r.keys["alice"], "您好")
-	if p != (PreviewResponse{Signed: "【甲公司】您好", Chars: 7, Segments: 1, Encoding: "ucs2", MaxChars: 500}) {
+	if p != (PreviewResponse{Signed: "【甲公司】您好", Chars: 7, Segments: 1, SegmentsMax: 1, Encoding: "ucs2", MaxChars: 500}) {
 		t.Fatalf("preview %+v", p)
 	}
 	// al2 shows its name: the user signature after the text, as sent.
@@ -50,7 +50,7 @@ func TestMessagePreview(t *testing.T) {
 	// is the refusal, with the counts.
 	var to PreviewResponse
 	r.must(http.StatusOK, "POST", "/v1/messages/preview", r.keys["alice"], PreviewRequest{Text: "您好", To: uNumA1}, &to)
-	if to != (PreviewResponse{Signed: "【甲公司】您好", Chars: 7, Segments: 1, Encoding: "ucs2", MaxChars: 500}) {
+	if to != (PreviewResponse{Signed: "【甲公司】您好", Chars: 7, Segments: 1, SegmentsMax: 1, Encoding: "ucs2", MaxChars: 500}) {
 		t.Fatalf("to %s: %+v", uNumA1, to)
 	}
 	r.must(http.StatusOK, "POST", "/v1/messages/preview", r.keys["alice"], PreviewRequest{Text: "您好", To: "12345"}, &to)

@@ -37,3 +37,29 @@ func TestJobUnsentRows(t *testing.T) {
 		t.Fatalf("a job that sent every row lists unsent rows:\n%s", out)
 	}
 }
+
+// TestCounterSegmentsMax: the counter under a text box says when an
+// upstream making its parts another way would count more segments than
+// the count shown (the API's segments_max), and says nothing more when
+// every upstream counts alike.
+func TestCounterSegmentsMax(t *testing.T) {
+	pages, err := parseTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(v countView) string {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := pages["send_group"].t.ExecuteTemplate(&buf, "counter", v); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
+	}
+	out := render(countView{Chars: 134, Segments: 2, SegmentsMax: 3, MaxChars: 500, Encoding: "UCS-2"})
+	if !strings.Contains(out, "按 <b class=\"segs\">2</b> 条计费") || !strings.Contains(out, "最多 3 条") {
+		t.Fatalf("a text that counts 3 through another upstream:\n%s", out)
+	}
+	if out := render(countView{Chars: 7, Segments: 1, SegmentsMax: 1, MaxChars: 500}); strings.Contains(out, "segs-max") {
+		t.Fatalf("every upstream counts alike, yet:\n%s", out)
+	}
+}

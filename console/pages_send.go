@@ -45,6 +45,7 @@ var sendRoutes = []route{
 // text as it would be sent (signed, counted), or why it cannot be.
 type countView struct {
 	Chars, Segments, MaxChars int
+	SegmentsMax               int    // the most any upstream counts (the API's segments_max)
 	Encoding                  string // in Chinese
 	Sig                       string // the signatures the API adds, as shown
 	Refusal                   string // why the text would be refused (Chinese)
@@ -61,7 +62,7 @@ func (s *Server) count(q *req, text string) countView {
 		v.Refusal = zhError(err)
 		return v
 	}
-	v.Chars, v.Segments, v.MaxChars = p.Chars, p.Segments, p.MaxChars
+	v.Chars, v.Segments, v.MaxChars, v.SegmentsMax = p.Chars, p.Segments, p.MaxChars, p.SegmentsMax
 	v.Encoding = cmp.Or(encodingZH[p.Encoding], p.Encoding)
 	if p.Refusal != nil {
 		v.Refusal = cmp.Or(p.Refusal.MessageZH, reasonZH(p.Refusal.Reason))

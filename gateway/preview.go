@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"math"
 
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/segment"
@@ -11,11 +12,16 @@ import (
 // text signed as Send signs it, and what Send would count. The console's
 // live character counter asks for it on every keystroke.
 type Preview struct {
-	Signed   string         // the text with the enterprise and user signatures
-	Chars    int            // code points of Signed, the figure checked against MaxChars
-	Segments int            // the billing count (segment.Plan.Segments)
-	Coding   segment.Coding // segment.GSM7 or segment.UCS2
-	MaxChars int            // the most characters Send takes (signatures included)
+	Signed   string // the text with the enterprise and user signatures
+	Chars    int    // code points of Signed, the figure checked against MaxChars
+	Segments int    // the billing count (segment.Plan.Segments)
+	// SegmentsMax is the most segments the text counts through any
+	// configured upstream: more than Segments when an upstream making
+	// its parts another way counts more (a preview without a recipient
+	// cannot know where it goes). Segments with a recipient.
+	SegmentsMax int
+	Coding      segment.Coding // segment.GSM7 or segment.UCS2
+	MaxChars    int            // the most characters Send takes (signatures included)
 	// Refusal is why Send would refuse the text (too_long, bad_text); nil
 	// if it would take it. The counts are still those that can be made:
 	// a text too long is counted whole.
@@ -56,8 +62,24 @@ func (g *Gateway) Preview(acct *Account, text, to string) (Preview, error) {
 		}
 	}
 	p, err := countText(acct, text, up.cfg.Segment)
-	if err != nil || p.Refusal != nil || refused == nil {
+	if err != nil {
 		return p, err
+	}
+	p.SegmentsMax = p.Segments
+	if to == "" && p.Refusal == nil && p.Signed != "" {
+		for _, u := range g.ups[1:] {
+			if sameParts(u.cfg.Segment, up.cfg.Segment) {
+				continue
+			}
+			opt := u.cfg.Segment
+			opt.MaxChars = math.MaxInt32 // the first's limit is the one checked
+			if plan, err := encode(p.Signed, opt); err == nil {
+				p.SegmentsMax = max(p.SegmentsMax, plan.Segments())
+			}
+		}
+	}
+	if p.Refusal != nil || refused == nil {
+		return p, nil
 	}
 	if !errors.As(refused, &p.Refusal) {
 		return Preview{}, refused

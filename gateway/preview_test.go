@@ -107,6 +107,13 @@ func TestPreviewRoutes(t *testing.T) {
 	if a, b := segments(""), segments("13712345678"); a != 2 || b != 2 {
 		t.Fatalf("primary up: %d segments without a recipient, %d with; want 2, 2", a, b)
 	}
+	// Without a recipient the preview also says the most any upstream
+	// counts (the backup's 3); with one, its own count.
+	for to, want := range map[string]int{"": 3, "13712345678": 2} {
+		if p, err := r.gw.Preview(acct, text, to); err != nil || p.SegmentsMax != want {
+			t.Fatalf("preview to %q: SegmentsMax %d (%v), want %d", to, p.SegmentsMax, err, want)
+		}
+	}
 	_ = primary.Close()
 	waitUpstreams(t, r, "primary routed around", func() bool { return health("primary").RoutedAround })
 	failovers := func() float64 {
