@@ -242,8 +242,11 @@ type hotSM struct {
 	deliver bool // deliver_sm (go-smpp's field list has the UDH)
 	udh     bool // decoded deliver_sm with UDHI: only the maps hold its UDH
 	udhAt   int  // and where its short_message (UDH first) starts in body
-	built   bool
-	m       lazyMaps
+	// udhPayload: decoded deliver_sm with UDHI and sm_length 0, its UDH
+	// message_payload's (udhInPayload): no UDH fields, zero octets each.
+	udhPayload bool
+	built      bool
+	m          lazyMaps
 }
 
 var (
@@ -301,7 +304,11 @@ func decodeSM(h pdu.Header, frame []byte) (*hotSM, error) {
 		}
 	}
 	smLen := int(p.oct[octSMLength])
-	if p.deliver && p.oct[octESMClass]&0x40 != 0 {
+	// With sm_length 0 the UDH is message_payload's (SMPP 3.4 §5.2.12,
+	// §5.3.2.32), not read here: go-smpp would take the TLVs' first
+	// octet for a UDH length (udhInPayload).
+	p.udhPayload = p.deliver && p.oct[octESMClass]&0x40 != 0 && smLen == 0
+	if p.deliver && p.oct[octESMClass]&0x40 != 0 && smLen > 0 {
 		// go-smpp reads the UDH as information elements, udh_length
 		// counting down by each one's length + 2 (it may overshoot), and
 		// takes udh_length + 1 off sm_length.
@@ -416,6 +423,14 @@ func (p *hotSM) TLVFields() pdutlv.Map {
 // and a Set of every field would, short_message last.
 func (p *hotSM) maps() (pdufield.Map, pdutlv.Map) {
 	if !p.built {
+		if esm, ok := udhInPayload(p.h.ID, p.body); ok {
+			// As decode does: go-smpp would read the UDH from the TLVs.
+			c := bytes.Clone(p.body)
+			c[esm] &^= 0x40
+			f, t := decodeMaps(p.FieldList(), c)
+			withUDHInPayload(f, p.body[esm])
+			return f, t
+		}
 		return decodeMaps(p.FieldList(), p.body)
 	}
 	f := make(pdufield.Map, len(p.FieldList()))
@@ -495,7 +510,7 @@ func (p *hotSM) field(k pdufield.Name) (rawField, bool) {
 	case pdufield.UDHLength, pdufield.GSMUserData:
 		switch {
 		case !p.deliver:
-		case p.built: // the #73 work-around: empty SM values
+		case p.built, p.udhPayload: // the #73 work-around: empty SM values
 			return rawField{kind: fieldSM, b: []byte{}}, true
 		case p.udh:
 			return rawField{}, false // a UDHList: the maps have it

@@ -626,3 +626,38 @@ func TestNewSubmitSMCopies(t *testing.T) {
 		t.Errorf("sar_msg_ref_num % x", got)
 	}
 }
+
+// TestDeliverSMUDHInPayload: a deliver_sm whose UDH is message_payload's
+// (esm_class UDHI, sm_length 0: SMPP 3.4 §5.2.12, §5.3.2.32), as
+// NewOctetsPDU sends a binary reply of more than 254 octets, decodes, and
+// serializes back to its frame, with both decoders. go-smpp's own decoder
+// takes the TLVs' first octet for the UDH's length and refuses it.
+func TestDeliverSMUDHInPayload(t *testing.T) {
+	udh := []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}
+	data := bytes.Repeat([]byte{0xA5}, 300)
+	p := smpp.NewOctetsPDU(data, 0x04, udh, "13712345678", "10657500112", 1, 1)
+	p.Header().Seq = 7
+	frame, err := smpp.Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pdu.Decode(bytes.NewReader(frame)); err == nil {
+		t.Fatal("go-smpp decoded it: the work-around may go")
+	}
+	for name, decode := range map[string]func([]byte) (pdu.Body, error){"hot": smpp.Decode, "go-smpp's codec": smpp.DecodeCodec} {
+		got, err := decode(bytes.Clone(frame))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if esm, sm, pl := smpp.Byte(got, pdufield.ESMClass), smpp.Bytes(got, pdufield.ShortMessage), smpp.TLV(got, pdutlv.TagMessagePayload); esm != 0x40 || len(sm) != 0 || !bytes.Equal(pl, append(slices.Clone(udh), data...)) {
+			t.Fatalf("%s: esm_class 0x%02x, short_message % x, message_payload %d octets", name, esm, sm, len(pl))
+		}
+		if smpp.Byte(got, pdufield.DataCoding) != 0x04 || smpp.Str(got, pdufield.SourceAddr) != "13712345678" {
+			t.Fatalf("%s: fields %v", name, got.Fields())
+		}
+		var b bytes.Buffer
+		if err := got.SerializeTo(&b); err != nil || !bytes.Equal(b.Bytes(), frame) {
+			t.Fatalf("%s: serialized back as % x (%v), want % x", name, b.Bytes(), err, frame)
+		}
+	}
+}

@@ -232,6 +232,19 @@ func decode(frame []byte, hot bool) (p pdu.Body, err error) {
 		}
 		hh := h
 		p = &body{h: &hh, l: l, f: f, t: t}
+	} else if esm, ok := udhInPayload(h.ID, frame[pdu.HeaderLen:]); ok {
+		// go-smpp reads a deliver_sm's UDH after sm_length even when
+		// sm_length is 0 and the UDH is message_payload's: it takes the
+		// TLVs' first octet for the UDH's length and refuses the PDU (a
+		// reply of more than 254 octets with application ports, which
+		// qxtd itself sends: smpp.NewOctetsPDU). Decoded without UDHI,
+		// the esm_class then put back.
+		c := bytes.Clone(frame)
+		c[pdu.HeaderLen+esm] &^= 0x40
+		if p, err = pdu.Decode(bytes.NewReader(c)); err != nil {
+			return nil, fmt.Errorf("smpp: decode %s: %w", h.ID, err)
+		}
+		withUDHInPayload(p.Fields(), frame[pdu.HeaderLen+esm])
 	} else {
 		p, err = pdu.Decode(bytes.NewReader(frame))
 		if err != nil {
@@ -253,6 +266,48 @@ func decode(frame []byte, hot bool) (p pdu.Body, err error) {
 		}
 	}
 	return p, nil
+}
+
+// withUDHInPayload puts back into f, decoded without UDHI, the esm_class
+// esm; and zero octets for the UDH fields, not go-smpp's default UDH
+// length octet (#73, as built PDUs have), so that the PDU serializes
+// back to its frame.
+func withUDHInPayload(f pdufield.Map, esm byte) {
+	f[pdufield.ESMClass] = &pdufield.Fixed{Data: esm}
+	f[pdufield.UDHLength] = &pdufield.SM{Data: []byte{}}
+	f[pdufield.GSMUserData] = &pdufield.SM{Data: []byte{}}
+}
+
+// udhInPayload reports whether body is a deliver_sm's (id) with esm_class
+// UDHI and sm_length 0, and where in body its esm_class is.
+func udhInPayload(id pdu.ID, body []byte) (esm int, ok bool) {
+	if id != pdu.DeliverSMID {
+		return 0, false
+	}
+	r := bodyReader{b: body}
+	for _, f := range smLayout {
+		if f.str {
+			if _, ok := r.cstr(); !ok {
+				return 0, false
+			}
+			continue
+		}
+		at := r.pos
+		v, ok := r.octet()
+		if !ok {
+			return 0, false
+		}
+		switch f.i {
+		case octESMClass:
+			if v&0x40 == 0 {
+				return 0, false
+			}
+			esm = at
+		case octSMLength:
+			return esm, v == 0
+		}
+	}
+	return 0, false
 }
 
 // Str returns a C-octet string field, "" when absent (go-smpp leaves

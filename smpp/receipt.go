@@ -390,3 +390,24 @@ func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 	}
 	return NewDeliverSM(m)
 }
+
+// NewOctetsPDU builds a deliver_sm carrying a reply that is not text
+// (binary, to an application port, or in a coding qxtd does not read) as
+// the handset sent it: data_coding dc, the UDH udh (UDHL octet first; nil
+// for none, else esm_class UDHI is set) before the octets. User data
+// longer than short_message's 254 octets goes in message_payload, UDH
+// included, as SMPP 3.4 §5.3.2.32 allows.
+func NewOctetsPDU(octets []byte, dc uint8, udh []byte, src, dst string, srcTON, srcNPI uint8) pdu.Body {
+	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst, DataCoding: dc}
+	body := make([]byte, 0, len(udh)+len(octets))
+	body = append(append(body, udh...), octets...)
+	if len(udh) > 0 {
+		m.ESMClass = 0x40
+	}
+	if len(body) > 254 {
+		m.TLVs = []TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}
+	} else {
+		m.ShortMessage = body
+	}
+	return NewDeliverSM(m)
+}
