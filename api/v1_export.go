@@ -138,6 +138,14 @@ var replyColumns = []exportColumn[InboxItem]{
 		return "否"
 	}},
 	{"parts_missing", "缺失段数", func(m *InboxItem, _ bool) string { return strconv.Itoa(m.PartsMissing) }},
+	{"binary", "二进制内容", func(m *InboxItem, _ bool) string { return m.Binary }},
+	{"data_coding", "编码", func(m *InboxItem, _ bool) string {
+		if m.DataCoding == nil {
+			return ""
+		}
+		return strconv.Itoa(*m.DataCoding)
+	}},
+	{"udh", "UDH", func(m *InboxItem, _ bool) string { return m.UDH }},
 }
 
 // exportTime is a time of an export: RFC 3339 in UTC, or Beijing time for

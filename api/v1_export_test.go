@@ -299,6 +299,9 @@ func TestExportInbox(t *testing.T) {
 		if i == 0 {
 			m.PartsMissing = 2 // a long reply stored at the timeout
 		}
+		if i == 3 {
+			m.Text, m.Binary, m.DataCoding, m.UDH = "", []byte{0x01, 0xAB}, 0xF5, []byte{4, 5, 2, 0x23, 0xF4} // binary, to port 9204
+		}
 		if err := r.store.StoreMO(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +325,7 @@ func TestExportInbox(t *testing.T) {
 	for _, row := range rows[1:] {
 		texts = append(texts, row[5])
 	}
-	if want := []string{"第五条", "第四条", "=HYPERLINK(\"http://x\")", "第二条", "第一条"}; !slices.Equal(texts, want) || rows[0][5] != "text" {
+	if want := []string{"第五条", "", "=HYPERLINK(\"http://x\")", "第二条", "第一条"}; !slices.Equal(texts, want) || rows[0][5] != "text" {
 		t.Fatalf("texts %q, want %q", texts, want)
 	}
 	if rows[1][1] != uNumA3 || rows[1][3] != "12" || rows[1][4] != "alice" || rows[1][6] != t0.Add(4*time.Minute).UTC().Format(time.RFC3339) {
@@ -332,8 +335,15 @@ func TestExportInbox(t *testing.T) {
 	for _, row := range rows {
 		answered = append(answered, row[7:])
 	}
-	if want := [][]string{{"forwarded", "refused", "parts_missing"}, {"false", "false", "0"}, {"false", "true", "0"}, {"false", "false", "0"}, {"true", "false", "0"}, {"false", "false", "2"}}; !slices.EqualFunc(answered, want, slices.Equal) {
-		t.Fatalf("forwarded, refused and parts_missing columns %q, want %q", answered, want)
+	if want := [][]string{
+		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh"},
+		{"false", "false", "0", "", "", ""},
+		{"false", "true", "0", "01ab", "245", "04050223f4"},
+		{"false", "false", "0", "", "", ""},
+		{"true", "false", "0", "", "", ""},
+		{"false", "false", "2", "", "", ""},
+	}; !slices.EqualFunc(answered, want, slices.Equal) {
+		t.Fatalf("forwarded, refused, parts_missing and binary columns %q, want %q", answered, want)
 	}
 
 	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])

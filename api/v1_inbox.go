@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // GET /v1/inbox: the replies (MO) to the enterprise's service number,
@@ -31,6 +32,7 @@ type InboxItem struct {
 	// PartsMissing: the handset sent it in parts and this many never came
 	// within smpp.mo_reassembly_timeout; Text is the parts that came.
 	PartsMissing int `json:"parts_missing,omitempty"`
+	webhook.ReplyBinary
 }
 
 // InboxPage is the answer of GET /v1/inbox; Next is the before= of the
@@ -44,7 +46,7 @@ type InboxPage struct {
 func inboxItem(m *queue.MO) InboxItem {
 	return InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
 		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused,
-		PartsMissing: m.PartsMissing}
+		PartsMissing: m.PartsMissing, ReplyBinary: webhook.ReplyBinaryOf(m)}
 }
 
 // maxInboxNumber bounds the number= of GET /v1/inbox (characters): a

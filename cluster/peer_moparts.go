@@ -55,14 +55,20 @@ const (
 // bind received it read it. Its fields are gateway.PeerMOPart's: one
 // converts to the other.
 type PeerMOPart struct {
-	Upstream   string    `json:"upstream"` // the upstream's name, the same on every node
-	Source     string    `json:"source"`
-	Dest       string    `json:"dest"`
-	Ref        uint16    `json:"ref"`
-	Total      uint8     `json:"total"`
-	Seq        uint8     `json:"seq"`
-	Coding     uint8     `json:"coding"` // segment.Coding of Data
-	Data       []byte    `json:"data"`   // unpacked septets, UTF-16BE or octets
+	Upstream string `json:"upstream"` // the upstream's name, the same on every node
+	Source   string `json:"source"`
+	Dest     string `json:"dest"`
+	Ref      uint16 `json:"ref"`
+	Total    uint8  `json:"total"`
+	Seq      uint8  `json:"seq"`
+	Coding   uint8  `json:"coding"` // segment.Coding of Data
+	Data     []byte `json:"data"`   // unpacked septets, UTF-16BE or octets
+	// Binary: Data are octets not read as text, with the SMSC's
+	// data_coding and UDH (queue.MOPart's); a node from before binary
+	// replies leaves them out.
+	Binary     bool      `json:"binary,omitempty"`
+	DataCoding uint8     `json:"data_coding,omitempty"`
+	UDH        []byte    `json:"udh,omitempty"`
 	SourceTON  uint8     `json:"source_ton"`
 	SourceNPI  uint8     `json:"source_npi"`
 	ReceivedAt time.Time `json:"received_at"`

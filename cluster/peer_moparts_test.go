@@ -72,6 +72,15 @@ func TestPeerMOPart(t *testing.T) {
 		b.parts[0].Ref != p.Ref || b.parts[0].Seq != 2 || b.from[0] != 3 {
 		t.Fatalf("the owner stored %+v from %v, want %+v from node 3", b.parts, b.from, p)
 	}
+	// A binary part's coding and UDH go with it.
+	bin := p
+	bin.Seq, bin.Binary, bin.DataCoding, bin.UDH = 1, true, 0xF5, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}
+	if err := c.ForwardMOPart(ctx, srv.URL, bin); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.parts[1]; !got.Binary || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, bin.UDH) {
+		t.Fatalf("the owner stored %+v, want %+v", got, bin)
+	}
 	// A failed store is an error: the forwarding node keeps the part.
 	b.fail = errors.New("disk full")
 	if err := c.ForwardMOPart(ctx, srv.URL, p); !isStatus(err, http.StatusInternalServerError) {
@@ -102,8 +111,8 @@ func TestPeerMOPart(t *testing.T) {
 	if err := c.ForwardMOPart(ctx, plain.URL, p); !isStatus(err, http.StatusNotImplemented) {
 		t.Fatalf("backend without parts: %v, want 501", err)
 	}
-	if len(b.parts) != 1 {
-		t.Fatalf("%d parts stored, want 1", len(b.parts))
+	if len(b.parts) != 2 {
+		t.Fatalf("%d parts stored, want 2", len(b.parts))
 	}
 }
 

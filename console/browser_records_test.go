@@ -93,10 +93,15 @@ func TestBrowserRecords(t *testing.T) {
 		Text: "会议资料已收到，我们这边参加的有三个人，需要提前准备", Upstream: "sim", PartsMissing: 1}); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.store.StoreMO(context.Background(), &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001",
+		Binary: []byte{0x00, 0x01, 0xFF, 0x80, 0x02, 0x10}, DataCoding: 0xF5, UDH: []byte{6, 5, 4, 0x23, 0xF4, 0x23, 0xF0}, Upstream: "sim"}); err != nil {
+		t.Fatal(err)
+	}
 	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
 	b.waitText("main", "收到，准时参加", true)
 	b.waitText("table.list tbody", "接收程序拒收", false)
 	b.waitText("table.list tbody", "缺 1 段", false)
+	b.waitText("table.list tbody", "二进制 6 字节", false)
 	b.shot("inbox")
 	// 来自号码: the handset's number, as the person types it.
 	b.run("search the inbox", chromedp.SendKeys(chromedp.CSS(`#inbox-search input[name=number]`), "+86 "+numA1),

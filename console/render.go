@@ -215,6 +215,13 @@ var funcs = template.FuncMap{
 	"mib":     func(bytes float64) float64 { return bytes / (1 << 20) },
 	"deref":   func(p *float64) float64 { return *p }, // under a with that checked it
 	"percent": percent,
+	// clip is s cut to its first n bytes and "…" (for ASCII, as hex).
+	"clip": func(s string, n int) string {
+		if len(s) <= n {
+			return s
+		}
+		return s[:n] + "…"
+	},
 	"seq": func(n int) []int {
 		s := make([]int, n)
 		for i := range s {

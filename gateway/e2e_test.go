@@ -208,7 +208,7 @@ func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error)
 			if errors.Is(err, smpp.ErrNotReceipt) {
 				e.mu.Lock()
 				e.mos = append(e.mos, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
-					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.Bytes(p, pdufield.ShortMessage),
+					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.UserData(p), // its UDH first
 					TLVs: map[uint16][]byte{segment.TagMessagePayload: smpp.TLV(p, pdutlv.TagMessagePayload)}})
 				e.mu.Unlock()
 				select {

@@ -51,6 +51,11 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		SourceTON: smpp.Byte(p, pdufield.SourceAddrTON), SourceNPI: smpp.Byte(p, pdufield.SourceAddrNPI),
 		Upstream: upstream, ReceivedAt: time.Now(),
 	}
+	if err == nil && frag.Coding == segment.Octets {
+		// The SMSC's data_coding, not the alphabet's reading of 0x00:
+		// the octets go on as they came.
+		m.DataCoding = smpp.Byte(p, pdufield.DataCoding)
+	}
 	if info != nil {
 		switch g.receiveMOPart(ctx, m, frag, info) {
 		case partStored:
@@ -79,11 +84,17 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 // counted unless ctx ended (the caller's moCut), and returned.
 func (g *Gateway) storeWholeMO(ctx context.Context, m *queue.MO, frag segment.Fragment, parseErr error) error {
 	err := parseErr
-	if err == nil {
+	switch {
+	case err == nil && frag.Coding == segment.Octets:
+		// Not text (binary, a WAP port, a coding qxtd cannot read): the
+		// octets are kept and passed on as the handset sent them.
+		m.Binary, m.UDH = nonNil(frag.Data), frag.UDH
+	case err == nil:
 		m.Text, err = frag.Text()
 	}
 	if err != nil {
-		// Binary or undecodable: kept with an empty text, never dropped.
+		// Malformed (a broken UDH, no content): kept with an empty text,
+		// never dropped.
 		g.log.Warn("undecodable mobile-originated message", "upstream", m.Upstream, "err", err)
 	}
 	result := g.resolveMO(m)
@@ -96,6 +107,15 @@ func (g *Gateway) storeWholeMO(ctx context.Context, m *queue.MO, frag segment.Fr
 	}
 	g.moStored(ctx, m, result)
 	return nil
+}
+
+// nonNil is b, or an empty slice for nil: a binary reply's octets may be
+// none, and nil says the reply is text.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // moCut logs a reply whose connection to the SMSC ended while it waited
@@ -120,6 +140,7 @@ func parseMO(p pdu.Body, alphabet segment.Alphabet) (segment.Fragment, *segment.
 	frag, err := segment.ParseIncoming(segment.Incoming{
 		DataCoding: dc, ESMClass: smpp.Byte(p, pdufield.ESMClass),
 		ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
+		KeepOctets: true,
 	}, false)
 	if err != nil {
 		return frag, nil, err
@@ -285,6 +306,9 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 		return false // the user has no receiver bound: it waits
 	}
 	p := smpp.NewTextPDU(m.Text, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
+	if m.Binary != nil {
+		p = smpp.NewOctetsPDU(m.Binary, m.DataCoding, m.UDH, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err := c.Request(rctx, p)
 	cancel()

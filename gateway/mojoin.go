@@ -65,6 +65,9 @@ type PeerMOPart struct {
 	Seq        uint8     `json:"seq"`
 	Coding     uint8     `json:"coding"`
 	Data       []byte    `json:"data"`
+	Binary     bool      `json:"binary,omitempty"`
+	DataCoding uint8     `json:"data_coding,omitempty"`
+	UDH        []byte    `json:"udh,omitempty"`
 	SourceTON  uint8     `json:"source_ton"`
 	SourceNPI  uint8     `json:"source_npi"`
 	ReceivedAt time.Time `json:"received_at"`
@@ -90,7 +93,8 @@ func (g *Gateway) forwardMOPart(ctx context.Context, p *queue.MOPart) (out partO
 	fctx, cancel := context.WithTimeout(ctx, moForwardTimeout)
 	err := mp.ForwardMOPart(fctx, owner, PeerMOPart{
 		Upstream: p.Upstream, Source: p.Source, Dest: p.Dest, Ref: p.Ref, Total: p.Total, Seq: p.Seq,
-		Coding: p.Coding, Data: p.Data, SourceTON: p.SourceTON, SourceNPI: p.SourceNPI, ReceivedAt: p.ReceivedAt,
+		Coding: p.Coding, Data: p.Data, Binary: p.Binary, DataCoding: p.DataCoding, UDH: p.UDH,
+		SourceTON: p.SourceTON, SourceNPI: p.SourceNPI, ReceivedAt: p.ReceivedAt,
 	})
 	cancel()
 	switch {
@@ -138,6 +142,7 @@ func (g *Gateway) StorePeerMOPart(ctx context.Context, pp PeerMOPart) error {
 	p := &queue.MOPart{
 		MOPartGroup: queue.MOPartGroup{Upstream: pp.Upstream, Source: pp.Source, Dest: pp.Dest, Ref: pp.Ref, Total: pp.Total},
 		Seq:         pp.Seq, Coding: pp.Coding, Data: pp.Data,
+		Binary: pp.Binary, DataCoding: pp.DataCoding, UDH: pp.UDH,
 		SourceTON: pp.SourceTON, SourceNPI: pp.SourceNPI, ReceivedAt: m.ReceivedAt,
 	}
 	switch g.storeMOPart(ctx, m, p) {
@@ -147,7 +152,11 @@ func (g *Gateway) StorePeerMOPart(ctx context.Context, pp PeerMOPart) error {
 		return errors.New("gateway: peer reply part: not stored")
 	}
 	// partAlone: stored as a reply of its own, as on the bind's node.
-	if err := g.storeWholeMO(ctx, m, segment.Fragment{Coding: segment.Coding(pp.Coding), Data: pp.Data}, nil); err != nil {
+	frag := segment.Fragment{Coding: segment.Coding(pp.Coding), Data: pp.Data}
+	if pp.Binary {
+		frag.Coding, frag.UDH, m.DataCoding = segment.Octets, pp.UDH, pp.DataCoding
+	}
+	if err := g.storeWholeMO(ctx, m, frag, nil); err != nil {
 		return fmt.Errorf("gateway: peer reply part as a reply of its own: %w", err)
 	}
 	return nil

@@ -177,6 +177,22 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 	if got := inboxTexts(t, ownerStore); len(got) != 1 || got[0] != "hello world" {
 		t.Fatalf("the owner's inbox %q, want the reply joined", got)
 	}
+	// A binary reply (a WAP push) with its parts on two nodes: joined at
+	// the owner as the handset sent it, coding and ports kept.
+	binary := func(g *Gateway, seq byte, data ...byte) {
+		t.Helper()
+		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40, DataCoding: 0x04,
+			ShortMessage: append([]byte{11, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0, 3, 0x77, 2, seq}, data...)})
+		if resp := g.receiveMO(context.Background(), "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
+			t.Fatalf("binary part %d answered %v", seq, resp)
+		}
+	}
+	binary(b, 2, 0xFF)
+	binary(a, 1, 0x00, 0x01)
+	if list, _, err := ownerStore.Inbox("E1", queue.InboxFilter{}, 0, 10); err != nil || len(list) != 2 ||
+		!bytes.Equal(list[0].Binary, []byte{0x00, 0x01, 0xFF}) || list[0].DataCoding != 0x04 || !bytes.Equal(list[0].UDH, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}) {
+		t.Fatalf("the owner's inbox %+v (%v), want the binary reply joined", list, err)
+	}
 	for _, s := range []*queue.Store{aStore, bStore} {
 		if n, _, _ := s.MOPartsPending("sim"); n != 0 || len(inboxTexts(t, s)) != 0 {
 			t.Fatalf("a node that handed its parts over holds %d parts, replies %q", n, inboxTexts(t, s))
@@ -186,7 +202,7 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 	for ref := byte(2); ref <= 5; ref++ {
 		part(a, ref, 1, "first half "+string('0'+ref))
 	}
-	if got := inboxTexts(t, ownerStore); len(got) != 2 || got[0] != "first half 5" {
+	if got := inboxTexts(t, ownerStore); len(got) != 3 || got[0] != "first half 5" {
 		t.Fatalf("the owner's inbox %q, want the part past its cap as a reply of its own", got)
 	}
 	if n, _, _ := ownerStore.MOPartsPending("sim"); n != 3 {
@@ -199,13 +215,13 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 	if got := inboxTexts(t, aStore); len(got) != 1 || got[0] != "kept here" {
 		t.Fatalf("inbox of the node that kept its parts %q", got)
 	}
-	if mp.sent != 9 {
-		t.Errorf("%d parts handed over, want 9", mp.sent)
+	if mp.sent != 11 {
+		t.Errorf("%d parts handed over, want 11", mp.sent)
 	}
 	// A node that is the owner stores its parts without asking anyone.
 	mp.ok = false
 	part(b, 10, 1, "mine")
-	if mp.sent != 9 {
+	if mp.sent != 11 {
 		t.Errorf("a part of this node's own reply was handed over")
 	}
 	if err := owner.StorePeerMOPart(context.Background(), PeerMOPart{Upstream: "sim", Total: 2, Seq: 3}); err == nil {

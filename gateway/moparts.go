@@ -66,6 +66,9 @@ func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.F
 		Seq:         info.Seq, Coding: uint8(frag.Coding), Data: frag.Data,
 		SourceTON: m.SourceTON, SourceNPI: m.SourceNPI, ReceivedAt: m.ReceivedAt,
 	}
+	if frag.Coding == segment.Octets {
+		p.Binary, p.DataCoding, p.UDH = true, m.DataCoding, frag.UDH
+	}
 	if out, done := g.forwardMOPart(ctx, p); done {
 		return out
 	}
@@ -134,7 +137,10 @@ func (g *Gateway) joinMOParts(ctx context.Context, group queue.MOPartGroup, time
 	}
 	m := &queue.MO{
 		Source: group.Source, Dest: group.Dest, SourceTON: parts[0].SourceTON, SourceNPI: parts[0].SourceNPI,
-		Text: g.joinMOText(group, parts), Upstream: group.Upstream, PartsMissing: int(group.Total) - len(parts),
+		Upstream: group.Upstream, PartsMissing: int(group.Total) - len(parts),
+	}
+	if !joinMOBinary(m, parts) {
+		m.Text = g.joinMOText(group, parts)
 	}
 	// The latest part's arrival: the reply was whole (or given up on)
 	// then, and ids, which follow storing, stay close to arrival order.
@@ -160,6 +166,29 @@ func (g *Gateway) joinMOParts(ctx context.Context, group queue.MOPartGroup, time
 	g.metrics.moJoined.WithLabelValues(how).Inc()
 	g.moStored(ctx, m, result)
 	return nil
+}
+
+// joinMOBinary sets m's octets to parts' (in sequence order) when the
+// reply is binary, its first binary part's data_coding and UDH going with
+// them, and reports whether it was. A text part among binary ones (no
+// handset sends that) is joined as the data it was stored as.
+func joinMOBinary(m *queue.MO, parts []*queue.MOPart) bool {
+	first := -1
+	for i, p := range parts {
+		if p.Binary {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return false
+	}
+	m.DataCoding, m.UDH = parts[first].DataCoding, parts[first].UDH
+	m.Binary = []byte{}
+	for _, p := range parts {
+		m.Binary = append(m.Binary, p.Data...)
+	}
+	return true
 }
 
 // joinMOText decodes the parts together; parts that do not decode

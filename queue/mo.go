@@ -34,15 +34,23 @@ const moVersion = 1
 // no enterprise owns (kept, listed under "", never forwarded); Account ""
 // an MO of the enterprise as a whole (no user has its extension).
 type MO struct {
-	ID         uint64    `json:"-"`
-	Enterprise string    `json:"enterprise"`
-	Account    string    `json:"account,omitempty"`
-	Extension  string    `json:"extension,omitempty"`
-	Source     string    `json:"source"` // the handset
-	Dest       string    `json:"dest"`   // service number + extension, as the SMSC gave it
-	SourceTON  uint8     `json:"source_ton,omitempty"`
-	SourceNPI  uint8     `json:"source_npi,omitempty"`
-	Text       string    `json:"text"`
+	ID         uint64 `json:"-"`
+	Enterprise string `json:"enterprise"`
+	Account    string `json:"account,omitempty"`
+	Extension  string `json:"extension,omitempty"`
+	Source     string `json:"source"` // the handset
+	Dest       string `json:"dest"`   // service number + extension, as the SMSC gave it
+	SourceTON  uint8  `json:"source_ton,omitempty"`
+	SourceNPI  uint8  `json:"source_npi,omitempty"`
+	Text       string `json:"text"`
+	// Binary: the reply was not text (a binary data_coding, a WAP port,
+	// a coding qxtd cannot read): its octets as the handset sent them (a
+	// long reply's parts joined), Text empty. DataCoding and UDH (UDHL
+	// octet first, without concatenation IEs; nil when none) are the
+	// SMSC's, passed on with the octets.
+	Binary     []byte    `json:"binary,omitempty"`
+	DataCoding uint8     `json:"data_coding,omitempty"`
+	UDH        []byte    `json:"udh,omitempty"`
 	Upstream   string    `json:"upstream"`
 	ReceivedAt time.Time `json:"received_at"`
 	// ForwardedAt is when an ESME acknowledged it (zero: not yet, or
@@ -70,6 +78,13 @@ type MO struct {
 	// timeout; Text is the parts that came, joined in order (moparts.go).
 	PartsMissing int `json:"parts_missing,omitempty"`
 }
+
+// Bounds of a binary reply: 255 parts of a whole message_payload each
+// (far above what a handset sends), and a UDH (its length is one octet).
+const (
+	maxMOBinary = 255 * maxFragmentData
+	maxUDH      = 256
+)
 
 func moIndexKey(enterprise string, id uint64) []byte {
 	return prefixKey(enterprise, msgKey(id))
@@ -127,6 +142,9 @@ func validateMO(m *MO) error {
 	}
 	if m.OptOutPending && m.Enterprise == "" {
 		return fmt.Errorf("%w: an opt-out names no enterprise", ErrInvalid)
+	}
+	if len(m.Binary) > maxMOBinary || len(m.UDH) > maxUDH || m.Binary == nil && (m.DataCoding != 0 || m.UDH != nil) {
+		return fmt.Errorf("%w: %d octets of binary content, %d of UDH", ErrInvalid, len(m.Binary), len(m.UDH))
 	}
 	if m.PartsMissing < 0 || m.PartsMissing > 254 {
 		return fmt.Errorf("%w: %d parts missing", ErrInvalid, m.PartsMissing)

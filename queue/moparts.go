@@ -47,6 +47,10 @@ var (
 const (
 	moPartVersion  = 1
 	moPartNVersion = 1
+	// moPartBinaryVersion: a binary part's record, v1's fields then its
+	// data_coding and UDH. Text parts keep writing v1, which a release
+	// from before binary replies reads.
+	moPartBinaryVersion = 2
 )
 
 // MOPartGroup names the parts of one reply: the upstream they came on,
@@ -71,6 +75,12 @@ type MOPart struct {
 
 	Coding uint8  // opaque to queue (segment.Coding of Data)
 	Data   []byte // segment.Fragment.Data: unpacked septets, UTF-16BE or octets
+
+	// Binary: Data are octets not read as text; DataCoding and UDH are
+	// then the SMSC's, as MO's.
+	Binary     bool
+	DataCoding uint8
+	UDH        []byte
 
 	SourceTON, SourceNPI uint8
 	ReceivedAt           time.Time
@@ -127,7 +137,7 @@ func (s *Store) StoreMOPart(ctx context.Context, p *MOPart, lim MOPartLimits) (c
 	}
 	lim = lim.withDefaults()
 	rec := *p
-	rec.Data = slices.Clone(p.Data)
+	rec.Data, rec.UDH = slices.Clone(p.Data), slices.Clone(p.UDH)
 	if rec.ReceivedAt.IsZero() {
 		rec.ReceivedAt = time.Now()
 	}
@@ -179,6 +189,9 @@ func validMOPart(p *MOPart) error {
 	}
 	if len(p.Data) > maxFragmentData {
 		return fmt.Errorf("%w: %d octets of data", ErrInvalid, len(p.Data))
+	}
+	if len(p.UDH) > maxUDH || !p.Binary && (p.DataCoding != 0 || p.UDH != nil) {
+		return fmt.Errorf("%w: %d octets of UDH, data_coding 0x%02x for a text part", ErrInvalid, len(p.UDH), p.DataCoding)
 	}
 	return nil
 }
@@ -345,13 +358,21 @@ func parseMOPartKey(k []byte) (MOPartGroup, uint8, bool) {
 // encodeMOPart is a part's record; the group and sequence number are in
 // its key.
 func encodeMOPart(p *MOPart) []byte {
-	e := encoder{make([]byte, 0, 24+len(p.Data))}
-	e.u8(moPartVersion)
+	e := encoder{make([]byte, 0, 24+len(p.Data)+len(p.UDH))}
+	v := uint8(moPartVersion)
+	if p.Binary {
+		v = moPartBinaryVersion
+	}
+	e.u8(v)
 	e.time(p.ReceivedAt)
 	e.u8(p.Coding)
 	e.bytes(p.Data)
 	e.u8(p.SourceTON)
 	e.u8(p.SourceNPI)
+	if p.Binary {
+		e.u8(p.DataCoding)
+		e.bytes(p.UDH)
+	}
 	return e.b
 }
 
@@ -362,13 +383,26 @@ func decodeMOPart(k, v []byte) (*MOPart, error) {
 		return nil, fmt.Errorf("%w: moparts key %q malformed", ErrCorrupt, k)
 	}
 	d := newDecoder(v)
-	d.version(moPartVersion, "mo part")
+	version := d.u8("mo part version")
+	if d.err == nil && version != moPartVersion && version != moPartBinaryVersion {
+		d.fail("mo part: unknown version %d", version)
+	}
 	p := &MOPart{MOPartGroup: g, Seq: seq}
 	p.ReceivedAt = d.time("received_at")
 	p.Coding = d.u8("coding")
 	p.Data = d.bytes("data")
 	p.SourceTON = d.u8("source_ton")
 	p.SourceNPI = d.u8("source_npi")
+	if version == moPartBinaryVersion {
+		p.Binary = true
+		p.DataCoding = d.u8("data_coding")
+		if p.UDH = d.bytes("udh"); len(p.UDH) == 0 {
+			p.UDH = nil
+		}
+		if d.err == nil && len(p.UDH) > maxUDH {
+			d.fail("mo part: %d octets of UDH", len(p.UDH))
+		}
+	}
 	d.end("mo part")
 	if d.err == nil && len(p.Data) > maxFragmentData {
 		d.fail("mo part: %d octets of data", len(p.Data))

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -349,5 +350,59 @@ func TestMOPartsJoinedAgain(t *testing.T) {
 	ts.storeMOPart(moPart(9, 3, 2, "b"), MOPartLimits{})
 	if n := pending(); n != before+1 {
 		t.Fatalf("the late part: %d pending, want %d", n, before+1)
+	}
+}
+
+// TestMOBinaryKept: a binary part keeps its data_coding and UDH through
+// the store (its own record version), a text part beside it does not
+// take them, and a joined binary reply keeps its octets in the inbox;
+// fields a text reply or part cannot have are refused.
+func TestMOBinaryKept(t *testing.T) {
+	ts := newStore(t, Options{})
+	udh := []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}
+	bin := moPart(7, 2, 1, "\x00\xff")
+	bin.Binary, bin.DataCoding, bin.UDH = true, 0xF5, udh
+	ts.storeMOPart(bin, MOPartLimits{})
+	text := moPart(8, 2, 1, "hi")
+	ts.storeMOPart(text, MOPartLimits{})
+	parts, err := ts.MOParts(bin.MOPartGroup)
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("parts %v, %v", parts, err)
+	}
+	if p := parts[0]; !p.Binary || p.DataCoding != 0xF5 || !bytes.Equal(p.UDH, udh) || !bytes.Equal(p.Data, []byte{0, 0xff}) {
+		t.Fatalf("binary part read back as %+v", p)
+	}
+	if parts, _ := ts.MOParts(text.MOPartGroup); len(parts) != 1 || parts[0].Binary || parts[0].UDH != nil {
+		t.Fatalf("text part read back as %+v", parts[0])
+	}
+	last := moPart(7, 2, 2, "\x01")
+	last.Binary, last.DataCoding = true, 0xF5
+	ts.storeMOPart(last, MOPartLimits{})
+	parts, _ = ts.MOParts(bin.MOPartGroup)
+	m := &MO{Enterprise: "E1", Source: bin.Source, Dest: bin.Dest, Upstream: bin.Upstream,
+		Binary: []byte{0, 0xff, 1}, DataCoding: 0xF5, UDH: udh}
+	if err := ts.StoreJoinedMO(context.Background(), parts, m); err != nil {
+		t.Fatal(err)
+	}
+	list, _, err := ts.Inbox("E1", InboxFilter{}, 0, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("inbox %v, %v", list, err)
+	}
+	if got := list[0]; !bytes.Equal(got.Binary, m.Binary) || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, udh) || got.Text != "" {
+		t.Fatalf("joined binary reply read back as %+v", got)
+	}
+	for _, bad := range []*MO{
+		{Enterprise: "E1", Text: "x", DataCoding: 4},
+		{Enterprise: "E1", Text: "x", UDH: udh},
+		{Enterprise: "E1", Binary: make([]byte, maxMOBinary+1)},
+	} {
+		if err := ts.StoreMO(context.Background(), bad); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("StoreMO(dc %d, udh %d, %d octets): %v, want ErrInvalid", bad.DataCoding, len(bad.UDH), len(bad.Binary), err)
+		}
+	}
+	bad := moPart(9, 2, 1, "x")
+	bad.DataCoding = 4
+	if _, err := ts.StoreMOPart(context.Background(), bad, MOPartLimits{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a text part with a data_coding: %v, want ErrInvalid", err)
 	}
 }

@@ -131,6 +131,9 @@ func FuzzDecodeMOPart(f *testing.F) {
 		ReceivedAt: time.Unix(1_790_000_000, 5).UTC()}
 	f.Add(moPartKey(g, 2), encodeMOPart(p))
 	f.Add(moPartKey(g, 4), encodeMOPart(p)) // seq past total
+	bin := &MOPart{MOPartGroup: g, Seq: 1, Coding: 4, Data: []byte{0, 0xff}, Binary: true, DataCoding: 0xF5,
+		UDH: []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}, ReceivedAt: time.Unix(1_790_000_000, 5).UTC()}
+	f.Add(moPartKey(g, 1), encodeMOPart(bin))
 	f.Add([]byte("u\x00\x00\x00\x00\x01\x02\x00\x01"), []byte{moPartVersion, 0, 0, 0, 0, 0})
 	f.Add([]byte("cmcc"), encodeMOPartCount(moPartCount{Parts: 3, Bytes: 420}))
 	f.Fuzz(func(t *testing.T, k, v []byte) {

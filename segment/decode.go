@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -83,6 +84,28 @@ func ParseUDH(b []byte) (UDHInfo, []byte, error) {
 	return u, b[u.Len:], nil
 }
 
+// withoutConcat is udh (a whole UDH, UDHL first, that ParseUDH read)
+// without its concatenation IEs (0x00, 0x08), in a new slice; nil when
+// no other IE is left.
+func withoutConcat(udh []byte) []byte {
+	if len(udh) == 0 {
+		return nil
+	}
+	out := []byte{0}
+	for ies := udh[1:]; len(ies) >= 2 && 2+int(ies[1]) <= len(ies); {
+		n := 2 + int(ies[1])
+		if ies[0] != 0x00 && ies[0] != 0x08 {
+			out = append(out, ies[:n]...)
+		}
+		ies = ies[n:]
+	}
+	if len(out) == 1 {
+		return nil
+	}
+	out[0] = byte(len(out) - 1)
+	return out
+}
+
 // ParseSAR reads the values of the sar_msg_ref_num (2 octets),
 // sar_total_segments (1) and sar_segment_seqnum (1) TLVs into the same
 // shape as a UDH concatenation IE. All three must be present.
@@ -157,6 +180,12 @@ type Incoming struct {
 	SARTotal     []byte // sar_total_segments
 	SARSeq       []byte // sar_segment_seqnum
 	DestPort     []byte // destination_port
+	// KeepOctets: content that is not text (ErrBinary,
+	// ErrUnsupportedCoding, octets the coding forbids) is returned as a
+	// Fragment of Coding Octets, not refused. Replies take it: the
+	// enterprise gets what the handset sent (SIM applications, binary
+	// smart messages), never an empty text.
+	KeepOctets bool
 }
 
 // Fragment is one received part in a form that can be joined to the other
@@ -172,6 +201,10 @@ type Fragment struct {
 	// Info is the UDH content or the SAR values; nil when there was
 	// neither. Info.Concat says whether this is one part of several.
 	Info *UDHInfo
+	// UDH is, for Octets only, the part's UDH (its UDHL octet first)
+	// without the concatenation IEs: what the octets need to be read
+	// (application ports and the like); nil when nothing else was there.
+	UDH []byte
 }
 
 // ParseIncoming checks and unpacks one received message part. packedGSM
@@ -181,12 +214,18 @@ type Fragment struct {
 func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 	var f Fragment
 	c, err := codingOf(in.DataCoding)
-	if err != nil {
+	switch {
+	case err != nil && in.KeepOctets && (errors.Is(err, ErrBinary) || errors.Is(err, ErrUnsupportedCoding)):
+		c = Octets
+	case err != nil:
 		return f, err
 	}
 	f.Coding = c
 	if len(in.DestPort) == 2 && wapPort(uint16(in.DestPort[0])<<8|uint16(in.DestPort[1])) {
-		return f, fmt.Errorf("%w: destination_port TLV is a WAP port", ErrBinary)
+		if !in.KeepOctets {
+			return f, fmt.Errorf("%w: destination_port TLV is a WAP port", ErrBinary)
+		}
+		c, f.Coding = Octets, Octets
 	}
 	body := in.ShortMessage
 	switch {
@@ -204,9 +243,12 @@ func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 			return f, err
 		}
 		if u.Ports && wapPort(u.DestPort) {
-			return f, fmt.Errorf("%w: UDH destination port %d", ErrBinary, u.DestPort)
+			if !in.KeepOctets {
+				return f, fmt.Errorf("%w: UDH destination port %d", ErrBinary, u.DestPort)
+			}
+			c, f.Coding = Octets, Octets
 		}
-		f.Info, body, udhLen = &u, rest, u.Len
+		f.Info, f.UDH, body, udhLen = &u, body[:u.Len], rest, u.Len
 	}
 	if in.SARRef != nil || in.SARTotal != nil || in.SARSeq != nil {
 		s, err := ParseSAR(in.SARRef, in.SARTotal, in.SARSeq)
@@ -226,17 +268,26 @@ func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 			f.Data = unpackSeptets(body, packFill(udhLen))
 			break
 		}
-		if err := check7bit(body, "unpacked GSM"); err != nil {
+		if err := check7bit(body, "unpacked GSM"); err != nil && !in.KeepOctets {
 			return f, err
+		} else if err != nil {
+			f.Coding = Octets
 		}
 		f.Data = bytes.Clone(body)
 	case IA5:
-		if err := check7bit(body, "IA5"); err != nil {
+		if err := check7bit(body, "IA5"); err != nil && !in.KeepOctets {
 			return f, err
+		} else if err != nil {
+			f.Coding = Octets
 		}
 		f.Data = bytes.Clone(body)
 	default:
 		f.Data = bytes.Clone(body)
+	}
+	if f.Coding == Octets {
+		f.UDH = withoutConcat(f.UDH)
+	} else {
+		f.UDH = nil
 	}
 	if f.Data == nil {
 		f.Data = []byte{}
@@ -296,6 +347,8 @@ func decodeData(c Coding, data []byte) (string, error) {
 		// Lone surrogates become U+FFFD; a BOM is kept as a character.
 		s, err := utf16BE.NewDecoder().Bytes(data)
 		return string(s), err
+	case Octets:
+		return "", fmt.Errorf("%w: kept as octets", ErrBinary)
 	}
 	return "", fmt.Errorf("%w: coding %v", ErrUnsupportedCoding, c)
 }

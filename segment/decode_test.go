@@ -243,3 +243,67 @@ func TestTextBody(t *testing.T) {
 		}
 	}
 }
+
+// Replies keep what is not text as octets (Incoming.KeepOctets): the
+// coding that says so, the UDH without its concatenation IEs, the octets
+// after it as received; text codings read as before.
+func TestParseIncomingKeepOctets(t *testing.T) {
+	ports := []byte{0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0} // IE 0x05: ports 2948 ← 9200
+	concat := []byte{0x00, 0x03, 0x2A, 0x02, 0x01}
+	udh := func(ies ...[]byte) []byte {
+		b := []byte{0}
+		for _, ie := range ies {
+			b = append(b, ie...)
+		}
+		b[0] = byte(len(b) - 1)
+		return b
+	}
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+	bin := []byte{0x00, 0x01, 0xFF, 0x80, 0x1B}
+	for _, c := range []struct {
+		name      string
+		in        Incoming
+		coding    Coding
+		data, udh []byte
+		concat    bool
+		refused   error // without KeepOctets
+	}{
+		{name: "8-bit data", in: Incoming{DataCoding: 0x04, ShortMessage: bin}, coding: Octets, data: bin, refused: ErrBinary},
+		{name: "class 1 8-bit data, part 1 of 2 with ports", in: Incoming{DataCoding: 0xF5, ESMClass: 0x40, ShortMessage: cat(udh(ports, concat), bin)},
+			coding: Octets, data: bin, udh: udh(ports), concat: true, refused: ErrBinary},
+		{name: "concatenation alone leaves no UDH", in: Incoming{DataCoding: 0x04, ESMClass: 0x40, ShortMessage: cat(udh(concat), bin)},
+			coding: Octets, data: bin, concat: true, refused: ErrBinary},
+		{name: "text to a WAP port", in: Incoming{DataCoding: 0x00, ESMClass: 0x40, ShortMessage: cat(udh(concat, ports), []byte("wap"))},
+			coding: Octets, data: []byte("wap"), udh: udh(ports), concat: true, refused: ErrBinary},
+		{name: "WAP port in the TLV", in: Incoming{DataCoding: 0x00, ShortMessage: []byte("wap"), DestPort: []byte{0x0B, 0x84}},
+			coding: Octets, data: []byte("wap"), refused: ErrBinary},
+		{name: "Cyrillic", in: Incoming{DataCoding: 0x06, ShortMessage: []byte{0xC0, 0xC1}}, coding: Octets, data: []byte{0xC0, 0xC1}, refused: ErrUnsupportedCoding},
+		{name: "octets GSM forbids", in: Incoming{DataCoding: 0x00, ShortMessage: []byte{0x41, 0x80}}, coding: Octets, data: []byte{0x41, 0x80}, refused: ErrMalformed},
+		{name: "octets IA5 forbids", in: Incoming{DataCoding: 0x01, Payload: []byte{0xE9}}, coding: Octets, data: []byte{0xE9}, refused: ErrMalformed},
+		{name: "UCS-2 stays text", in: Incoming{DataCoding: 0x08, ESMClass: 0x40, ShortMessage: cat(udh(concat, ports[:0]), []byte{0x4F, 0x60})},
+			coding: UCS2, data: []byte{0x4F, 0x60}, concat: true},
+		{name: "GSM stays text", in: Incoming{DataCoding: 0x00, ShortMessage: []byte("hi@")}, coding: GSM7, data: []byte("hi@")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.in
+			_, err := ParseIncoming(in, false)
+			if c.refused != nil && !errors.Is(err, c.refused) || c.refused == nil && err != nil {
+				t.Fatalf("without KeepOctets: err %v, want %v", err, c.refused)
+			}
+			in.KeepOctets = true
+			f, err := ParseIncoming(in, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Coding != c.coding || !bytes.Equal(f.Data, c.data) || !bytes.Equal(f.UDH, c.udh) {
+				t.Fatalf("got %v % x udh % x, want %v % x udh % x", f.Coding, f.Data, f.UDH, c.coding, c.data, c.udh)
+			}
+			if got := f.Info != nil && f.Info.Concat; got != c.concat {
+				t.Fatalf("concatenated %v, want %v", got, c.concat)
+			}
+			if _, err := f.Text(); c.coding == Octets && !errors.Is(err, ErrBinary) {
+				t.Fatalf("Text of octets: %v, want ErrBinary", err)
+			}
+		})
+	}
+}

@@ -17,6 +17,10 @@ const (
 	UCS2                 // UTF-16BE, surrogate pairs allowed (data_coding 0x08)
 	IA5                  // IA5 / ASCII, one character per octet (data_coding 0x01); incoming only
 	Latin1               // ISO-8859-1 (data_coding 0x03); incoming only
+	// Octets: content not read as text, kept as received (incoming
+	// only, with Incoming.KeepOctets): a binary data_coding, a WAP
+	// port, a coding qxtd cannot read, or octets its coding forbids.
+	Octets
 )
 
 func (c Coding) String() string {
@@ -29,6 +33,8 @@ func (c Coding) String() string {
 		return "ia5"
 	case Latin1:
 		return "latin1"
+	case Octets:
+		return "octets"
 	}
 	return fmt.Sprintf("coding(%d)", uint8(c))
 }

@@ -118,7 +118,8 @@ func FuzzDecodeIncoming(f *testing.F) {
 	f.Add(byte(0x00), byte(0x40), []byte{0x05, 0x00, 0x03, 0x01, 0x01, 0x01, 0x90, 0x65, 0x36, 0xFB, 0x0D}, []byte(nil), true)
 	f.Add(byte(0xF5), byte(0x40), []byte{0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x01}, []byte(nil), false)
 	f.Add(byte(0x03), byte(0x00), []byte(nil), []byte{0xE9, 0x41}, false)
-	f.Add(byte(0x01), byte(0x00), []byte("me\x00home\x11\x1b\x65"), []byte(nil), false) // GSM under IA5
+	f.Add(byte(0x01), byte(0x00), []byte("me\x00home\x11\x1b\x65"), []byte(nil), false)                                                     // GSM under IA5
+	f.Add(byte(0x04), byte(0x40), []byte{0x0B, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0x03, 0x2A, 0x02, 0x01, 0xFF}, []byte(nil), false) // binary reply part
 	f.Fuzz(func(t *testing.T, dc, esm byte, sm, payload []byte, packed bool) {
 		text, _, err := DecodeIncoming(dc, esm, sm, payload, packed)
 		if err != nil {
@@ -132,7 +133,28 @@ func FuzzDecodeIncoming(f *testing.F) {
 		if !utf8.ValidString(text) {
 			t.Fatalf("invalid UTF-8 %q", text)
 		}
+		keepOctets(t, dc, esm, sm, payload, packed)
 	})
+}
+
+// keepOctets: as a reply, the same content is never refused as binary
+// or of an unknown coding, and the UDH kept with octets reads as a UDH
+// without concatenation.
+func keepOctets(t *testing.T, dc, esm byte, sm, payload []byte, packed bool) {
+	f, err := ParseIncoming(Incoming{DataCoding: dc, ESMClass: esm, ShortMessage: sm, Payload: payload, KeepOctets: true}, packed)
+	if errors.Is(err, ErrBinary) || errors.Is(err, ErrUnsupportedCoding) {
+		t.Fatalf("KeepOctets refused it: %v", err)
+	}
+	if err != nil || f.UDH == nil {
+		return
+	}
+	if f.Coding != Octets {
+		t.Fatalf("a UDH kept with %v", f.Coding)
+	}
+	u, rest, err := ParseUDH(f.UDH)
+	if err != nil || len(rest) != 0 || u.Concat {
+		t.Fatalf("kept UDH % x: %+v, %d left, %v", f.UDH, u, len(rest), err)
+	}
 }
 
 // FuzzUTF16BE: for valid UTF-8, appendUTF16BE gives the octets of x/text's

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -40,7 +41,31 @@ type Reply struct {
 	Account    string    `json:"account"`     // the user with that extension; "" = the enterprise
 	Text       string    `json:"text"`        // the reply's text ("" for a binary one)
 	ReceivedAt time.Time `json:"received_at"` // when qxtd received it from the SMSC
+	ReplyBinary
 }
+
+// ReplyBinary is, for a reply that is not text (a binary data_coding, an
+// application port, a coding qxtd does not read), what the handset sent,
+// passed on as it came (Text is then ""): its octets in hex, the SMSC's
+// data_coding, and the UDH without its concatenation IEs (hex, UDHL octet
+// first; "" for none). A text reply has none of them.
+type ReplyBinary struct {
+	Binary     string `json:"binary,omitempty"`
+	DataCoding *int   `json:"data_coding,omitempty"`
+	UDH        string `json:"udh,omitempty"`
+}
+
+// ReplyBinaryOf is m's ReplyBinary.
+func ReplyBinaryOf(m *queue.MO) ReplyBinary {
+	if m.Binary == nil {
+		return ReplyBinary{}
+	}
+	dc := int(m.DataCoding)
+	return ReplyBinary{Binary: hex.EncodeToString(m.Binary), DataCoding: &dc, UDH: hex.EncodeToString(m.UDH)}
+}
+
+// Octets is the number of octets of a binary reply (0 for text).
+func (b ReplyBinary) Octets() int { return len(b.Binary) / 2 }
 
 // ReplyBatch is the JSON body of a POST to an enterprise that takes
 // replies in batches (its reply_batch above 1): up to that many replies
@@ -52,7 +77,7 @@ type ReplyBatch struct {
 // ReplyOf builds the body of MO m's reply webhook.
 func ReplyOf(m *queue.MO) Reply {
 	return Reply{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
-		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt}
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, ReplyBinary: ReplyBinaryOf(m)}
 }
 
 // replyState is the Sender's state for replies, beside the receipts'.
@@ -289,7 +314,7 @@ func replyPosts(rs []queue.Reply, batch int) [][]queue.Reply {
 	var posts [][]queue.Reply
 	start, size := 0, 0
 	for i, rp := range rs {
-		n := len(rp.MO.Text)
+		n := len(rp.MO.Text) + 2*len(rp.MO.Binary) + 2*len(rp.MO.UDH)
 		if i > start && (i-start == batch || size+n > maxReplyBody) {
 			posts = append(posts, rs[start:i:i])
 			start, size = i, 0
