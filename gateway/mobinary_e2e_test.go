@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 	"github.com/qxtd/qxtd/webhook"
@@ -18,7 +20,8 @@ import (
 // with its application ports, the octets; a long one's parts joined, in
 // message_payload past 254 octets), at its reply_url (hex) and in its
 // inbox. Before, each was stored and forwarded as an empty text, and a
-// binary long reply's parts as empty replies of their own.
+// binary long reply's parts as empty replies of their own; a deliver_sm
+// from the SMSC with its UDH in message_payload was refused.
 func TestBinaryReplies(t *testing.T) {
 	r, pol := twoWayRig(t, rigOpts{})
 	posts := replyReceiver(t, r, pol, "whsec_binary")
@@ -57,17 +60,22 @@ func TestBinaryReplies(t *testing.T) {
 		{dc: 0x04, udh: header(wapPush), data: append(slices.Clone(first), second...), inPayload: true, lookLikeMO: "a WAP push in two parts, joined"},
 		{dc: 0x00, data: []byte{'h', 'i', 0x80}, lookLikeMO: "octets GSM 7-bit has no use for"},
 		{dc: 0x06, data: []byte{0xCF, 0xF0, 0xE8}, lookLikeMO: "Cyrillic (a coding qxtd does not read)"},
+		{dc: 0xF6, udh: header(ports), data: []byte{0x7F, 0x00}, lookLikeMO: "the SMSC's UDH in message_payload (go-smpp refused it)"},
 	}
 	injectParts(t, r, "13712345678", to, replyPart{coding: 0xF5, udh: header(ports), data: wants[0].data})
 	injectParts(t, r, "13712345678", to,
 		replyPart{coding: 0x04, udh: header([]byte{0x00, 0x03, 0x5A, 2, 2}, wapPush), data: second},
 		replyPart{coding: 0x04, udh: header(wapPush, []byte{0x00, 0x03, 0x5A, 2, 1}), data: first})
-	for _, w := range wants[2:] {
+	for _, w := range wants[2:4] {
 		if err := r.sim.InjectDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: to, DataCoding: w.dc, ShortMessage: w.data}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
+	if err := r.sim.InjectDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: to, ESMClass: 0x40, DataCoding: 0xF6,
+		TLVs: []smpp.TLVField{{Tag: pdutlv.TagMessagePayload, Value: append(header(ports), wants[4].data...)}}}); err != nil {
+		t.Fatal(err)
+	}
 	got := alice.waitMOs(t, len(wants))
 	if len(got) != len(wants) {
 		t.Fatalf("alice got %d replies, want %d", len(got), len(wants))
@@ -118,7 +126,7 @@ func TestBinaryReplies(t *testing.T) {
 		}
 	}
 	for key, want := range map[string]float64{
-		"qxtd_mo_received_total,result=matched": 4,
+		"qxtd_mo_received_total,result=matched": 5,
 		"qxtd_mo_joined_total,how=complete":     1,
 		"qxtd_mo_parts_total,outcome=stored":    2,
 	} {
