@@ -162,6 +162,10 @@ type Conn struct {
 	closed chan struct{}
 	errMu  sync.Mutex
 	err    error
+	// endedAt is when the session ended (closeWith), under errMu;
+	// unbindDone: it ended with an unbind answered (Ended).
+	endedAt    time.Time
+	unbindDone atomic.Bool
 
 	handlers sync.WaitGroup
 	loops    sync.WaitGroup
@@ -224,6 +228,20 @@ func (c *Conn) Err() error {
 	c.errMu.Lock()
 	defer c.errMu.Unlock()
 	return c.err
+}
+
+// Ended reports, once the session has ended (ok), when, and whether it
+// ended with an unbind answered: the peer's unbind_resp to ours (Unbind),
+// or our unbind_resp to the peer's written out. Every answer to the peer
+// went out before either, so unbound says the peer got them all; a
+// session cut (a drop, a failure, a close without unbind) may have lost
+// the last ones, and an SMSC sends their requests again. So may one a
+// Client took down because the SMSC had lost its bind (ErrBindLost,
+// ErrRebound), whose unbind is answered or not.
+func (c *Conn) Ended() (at time.Time, unbound, ok bool) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.endedAt, c.unbindDone.Load(), c.err != nil
 }
 
 // RemoteAddr is the peer's address.
@@ -476,7 +494,12 @@ func (c *Conn) unbindWith(ctx context.Context, reason error) error {
 		err = c.waitHandlers(ctx)
 	}
 	if err == nil {
-		_, err = c.exchange(ctx, pdu.NewUnbind())
+		// A session the SMSC had lost (a Client's ErrBindLost,
+		// ErrRebound) is no clean end, answered or not: what we answered
+		// on it while the SMSC did not have it bound may be gone.
+		if _, err = c.exchange(ctx, pdu.NewUnbind()); err == nil && reason == io.EOF {
+			c.unbindDone.Store(true)
+		}
 	}
 	c.closeWith(reason)
 	<-c.closed
@@ -536,7 +559,7 @@ func (c *Conn) fail(err error) {
 func (c *Conn) closeWith(err error) {
 	c.once.Do(func() {
 		c.errMu.Lock()
-		c.err = err
+		c.err, c.endedAt = err, time.Now()
 		c.errMu.Unlock()
 		c.cancel()
 		_ = c.nc.Close()
@@ -579,7 +602,9 @@ func (c *Conn) writeLoop() {
 				return
 			}
 			if f.closeAfter {
-				_ = w.Flush()
+				if w.Flush() == nil {
+					c.unbindDone.Store(true) // our unbind_resp is out
+				}
 				c.closeWith(io.EOF)
 				return
 			}

@@ -937,3 +937,74 @@ func TestConnHandlesEveryQueuedRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestConnEnded: a session tells how it ended: with an unbind answered
+// either way (the peer got every answer) or cut, and when.
+func TestConnEnded(t *testing.T) {
+	noHandler := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body { return nil })
+	ended := func(c *smpp.Conn) (time.Time, bool) {
+		t.Helper()
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the session did not end")
+		}
+		at, unbound, ok := c.Ended()
+		if !ok || at.IsZero() {
+			t.Fatalf("Ended: %v %v %v", at, unbound, ok)
+		}
+		return at, unbound
+	}
+	// The peer unbinds: answered, the session ends unbound.
+	c, p := newConnPeer(t, noHandler, smpp.ConnOptions{})
+	if _, _, ok := c.Ended(); ok {
+		t.Fatal("a running session reports an end")
+	}
+	before := time.Now()
+	p.send(frame(pdu.UnbindID, 0, 1))
+	p.expect(pdu.UnbindRespID, 0, 1)
+	if at, unbound := ended(c); !unbound || at.Before(before) {
+		t.Fatalf("the peer's unbind: unbound %v at %v", unbound, at)
+	}
+	// We unbind and the peer answers.
+	c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
+	done := make(chan error, 1)
+	go func() { done <- c.Unbind(testCtx(t)) }()
+	h, _ := p.next()
+	p.send(frame(pdu.UnbindRespID, 0, h.Seq))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, unbound := ended(c); !unbound {
+		t.Fatal("our unbind, answered: not unbound")
+	}
+	// A Client's unbind of a session whose bind the SMSC lost, answered:
+	// no clean end (what was answered on it may be gone).
+	c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
+	go func() { done <- smpp.UnbindWith(testCtx(t), c, smpp.ErrBindLost) }()
+	h, _ = p.next()
+	p.send(frame(pdu.UnbindRespID, 0, h.Seq))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, unbound := ended(c); unbound {
+		t.Fatal("a lost bind's unbind, answered: unbound")
+	}
+	// The peer drops the connection: cut.
+	c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
+	_ = p.nc.Close()
+	if _, unbound := ended(c); unbound {
+		t.Fatal("a dropped connection: unbound")
+	}
+	// Our unbind the peer never answers: cut too.
+	c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Unbind(ctx); err == nil {
+		t.Fatal("an unanswered unbind returned nil")
+	}
+	p.next()
+	if _, unbound := ended(c); unbound {
+		t.Fatal("an unanswered unbind: unbound")
+	}
+}

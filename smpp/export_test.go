@@ -1,6 +1,7 @@
 package smpp
 
 import (
+	"context"
 	"time"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
@@ -70,3 +71,6 @@ func RequestLimits(id pdu.ID) []FieldLimit {
 	}
 	return out
 }
+
+// UnbindWith is a Client's unbind of a session it takes down for reason.
+func UnbindWith(ctx context.Context, c *Conn, reason error) error { return c.unbindWith(ctx, reason) }
