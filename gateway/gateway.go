@@ -309,6 +309,9 @@ type Gateway struct {
 	// moFull: the upstreams whose reply parts are at their cap, logged
 	// once as they reach it (moparts.go).
 	moFull moFull
+	// moAgain: the replies stored lately, to know the SMSC's resends of
+	// those whose answers a cut may have lost (moagain.go).
+	moAgain moAgain
 	// moOwnersDown: the nodes (by id) that did not take the last reply
 	// part handed to them, logged once as they fail (mojoin.go).
 	moOwnersDown moFull

@@ -105,7 +105,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
 		}, []string{"outcome"}),
 		moReceived: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams stored, by result: matched, unmatched (kept, no enterprise owns the number); a reply the SMSC split counts once, when joined; store_error: a deliver_sm or data_sm not acknowledged (the store failed).",
+			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams stored, by result: matched, unmatched (kept, no enterprise owns the number); a reply the SMSC split counts once, when joined; store_error: a deliver_sm or data_sm not acknowledged (the store failed); again: the SMSC's resend of a reply stored just before its connection was cut, answered and not stored again.",
 		}, []string{"result"}),
 		moUnmatched: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_mo_unmatched_total", Help: "Mobile-originated messages kept for no enterprise (their destination is no service number).",
@@ -177,7 +177,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	}
 	m.dlrForward.WithLabelValues(dlrForwardRefused)
 	m.moForward.WithLabelValues(moForwardRefused)
-	for _, r := range []string{"matched", "unmatched", "store_error"} {
+	for _, r := range []string{"matched", "unmatched", "store_error", moAgainResult} {
 		m.moReceived.WithLabelValues(r)
 	}
 	for _, o := range []string{moPartStored, moPartAlone, moPartAgain, moPartForwarded, moPartForwardFailed} {

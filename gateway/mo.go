@@ -36,11 +36,12 @@ func (r Rules) ReplyTo(dest string) (policy.ReplyOwner, bool) { return r.P.Reply
 
 var _ ReplyRouter = Rules{}
 
-// receiveMO stores one MO and answers the SMSC: OK once stored, a system
-// error (the SMSC sends it again) when the store failed. A part of a long
-// reply (a concatenation UDH or SAR TLVs) is stored as a part until its
-// reply is whole (moparts.go).
-func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
+// receiveMO stores one MO that came on conn and answers the SMSC: OK once
+// stored, a system error (the SMSC sends it again) when the store failed.
+// A part of a long reply (a concatenation UDH or SAR TLVs) is stored as a
+// part until its reply is whole (moparts.go); the SMSC's resend of a
+// reply whose answer a cut lost is answered and not stored (moagain.go).
+func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream string, p pdu.Body, resp pdu.Body) pdu.Body {
 	var alphabet segment.Alphabet
 	if u, ok := g.byName[upstream]; ok {
 		alphabet = u.cfg.Segment.Alphabet
@@ -69,15 +70,52 @@ func (g *Gateway) receiveMO(ctx context.Context, upstream string, p pdu.Body, re
 		}
 		// partAlone: stored as a reply of its own, as before joining.
 	}
-	if err := g.storeWholeMO(ctx, m, frag, err); err != nil && ctx.Err() != nil {
-		g.moCut(upstream, err)
-		return nil
-	} else if err != nil {
-		resp.Header().Status = smpp.StatusSystemError
+	fp := moFingerprint(p)
+	if f := g.moAgain.racing(upstream, fp, conn); f != nil {
+		// The first copy's commit is under way on a cut connection: it
+		// decides whether this is its resend.
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil // the SMSC sends it again
+		}
+	}
+	if g.moAgain.again(upstream, fp, conn, m.ReceivedAt) {
+		g.metrics.moReceived.WithLabelValues(moAgainResult).Inc()
+		g.log.Debug("reply sent again by the SMSC after the connection it came on was cut: answered, not stored again", "upstream", upstream, "source", m.Source, "dest", m.Dest)
 		return resp
+	}
+	// Stored to the end whether or not the connection ends meanwhile: a
+	// commit given up at the connection's end may still have stored it
+	// (the queue commits an operation its transaction took in), unknown
+	// to the resend that follows. Stored and known, the resend is taken
+	// for what it is (it waits for this: racing). The handler does not
+	// wait past the connection's end, so that the session ends at once.
+	flight := g.moAgain.begin(upstream, fp, conn)
+	stored := make(chan error, 1)
+	parseErr := err
+	g.wg.Go(func() {
+		err := g.storeWholeMO(context.WithoutCancel(ctx), m, frag, parseErr)
+		g.moAgain.end(flight, err == nil, time.Now())
+		stored <- err
+	})
+	select {
+	case err = <-stored:
+	case <-ctx.Done():
+		// The connection ended: no answer can reach the SMSC, which
+		// sends the reply again.
+		g.moCut(upstream, ctx.Err())
+		return nil
+	}
+	if err != nil {
+		resp.Header().Status = smpp.StatusSystemError
 	}
 	return resp
 }
+
+// moAgainResult is the result of qxtd_mo_received_total for the SMSC's
+// resend of a reply stored before a cut (moagain.go).
+const moAgainResult = "again"
 
 // storeWholeMO stores m, with the text of frag (parseErr: frag did not
 // parse), as one reply and sends it on. A store failure is logged and

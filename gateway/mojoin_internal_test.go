@@ -75,7 +75,7 @@ func TestReplyJoinNotCutByTheConnection(t *testing.T) {
 	part := func(ctx context.Context, seq byte, text string) pdu.Body {
 		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40,
 			ShortMessage: append([]byte{5, 0, 3, 9, 2, seq}, text...)})
-		return g.receiveMO(ctx, "sim", p, smpp.NewDeliverSMResp())
+		return g.receiveMO(ctx, nil, "sim", p, smpp.NewDeliverSMResp())
 	}
 	if resp := part(context.Background(), 1, "joined though "); resp == nil || resp.Header().Status != 0 {
 		t.Fatalf("first part answered %v", resp)
@@ -167,7 +167,7 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 		t.Helper()
 		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40,
 			ShortMessage: append([]byte{5, 0, 3, ref, 2, seq}, text...)})
-		if resp := g.receiveMO(context.Background(), "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
+		if resp := g.receiveMO(context.Background(), nil, "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
 			t.Fatalf("part %d of ref %d answered %v", seq, ref, resp)
 		}
 	}
@@ -183,7 +183,7 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 		t.Helper()
 		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40, DataCoding: 0x04,
 			ShortMessage: append([]byte{11, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0, 3, 0x77, 2, seq}, data...)})
-		if resp := g.receiveMO(context.Background(), "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
+		if resp := g.receiveMO(context.Background(), nil, "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
 			t.Fatalf("binary part %d answered %v", seq, resp)
 		}
 	}

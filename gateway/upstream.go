@@ -728,7 +728,7 @@ func (u *upstream) handleSMSC(ctx context.Context, conn *smpp.Conn, p pdu.Body) 
 	}
 	r, err := smpp.ParseReceipt(p)
 	if errors.Is(err, smpp.ErrNotReceipt) {
-		return u.g.receiveMO(ctx, u.cfg.Name, p, resp) // a reply (mo.go)
+		return u.g.receiveMO(ctx, conn, u.cfg.Name, p, resp) // a reply (mo.go)
 	}
 	if err != nil {
 		// An acknowledgement of the handset's (SME delivery or user

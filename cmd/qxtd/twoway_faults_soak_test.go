@@ -822,6 +822,8 @@ func (tw *twFaults) check(t *testing.T, base string, procs []*proc) {
 					cause = "ended at a kill -9"
 				case cause == "ended":
 					t.Logf("reply %+v stored %d times; one copy's connection ended: relayed %v, ended %v", k, copies, rec.at.Sub(tw.began), rec.end.Sub(tw.began))
+				default:
+					t.Logf("reply %+v stored %d times; one copy's answer %s: relayed %v, ended %v", k, copies, cause, rec.at.Sub(tw.began), rec.end.Sub(tw.began))
 				}
 				dupCause[cause]++
 			}

@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// connPair is two smpp.Conn on the ends of a loopback connection.
+func connPair(t *testing.T) (a, b *smpp.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body { return nil })
+	a, b = smpp.NewConn(nc, none, smpp.ConnOptions{}), smpp.NewConn(<-accepted, none, smpp.ConnOptions{})
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a, b
+}
+
+func ended(t *testing.T, c *smpp.Conn) time.Time {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end")
+	}
+	at, _, _ := c.Ended()
+	return at
+}
+
+// TestMOAgainWindows: a reply is taken for a resend only if it was stored
+// at most moAgainBefore before its connection was cut, comes within
+// moAgainKeep of the cut, and only once; never while the connection is
+// up, nor after a clean unbind; and an upstream remembers at most
+// moAgainMax replies.
+func TestMOAgainWindows(t *testing.T) {
+	fp := func(s string) [32]byte { return moFingerprint(smpp.NewTextPDU(s, "13712345678", "106575001", 1, 1)) }
+	var a moAgain
+	now := time.Now()
+
+	up, _ := connPair(t)
+	a.stored("sim", fp("up"), up, now)
+	if a.again("sim", fp("up"), nil, now.Add(time.Second)) {
+		t.Fatal("taken for a resend while its connection is up")
+	}
+
+	cut, _ := connPair(t)
+	a.stored("sim", fp("old"), cut, now.Add(-moAgainBefore-time.Second))
+	a.stored("sim", fp("recent"), cut, now.Add(-moAgainBefore+time.Second))
+	a.stored("sim", fp("late"), cut, now)
+	_ = cut.Close()
+	end := ended(t, cut)
+	a.stored("sim", fp("after"), cut, end.Add(time.Millisecond)) // stored once the connection was gone
+	for _, c := range []struct {
+		text string
+		at   time.Time
+		want bool
+	}{
+		{"old", end, false},
+		{"recent", end.Add(time.Second), true},
+		{"recent", end.Add(time.Second), false}, // once
+		{"other", end, false},
+		{"after", end.Add(moAgainKeep - time.Second), true},
+		{"late", end.Add(moAgainKeep + time.Second), false}, // last: it forgets the rest
+	} {
+		if got := a.again("sim", fp(c.text), nil, c.at); got != c.want {
+			t.Errorf("%q at the cut %+v: taken %v, want %v", c.text, c.at.Sub(end), got, c.want)
+		}
+	}
+	if a.again("other-upstream", fp("late"), nil, end) {
+		t.Error("taken for another upstream's resend")
+	}
+
+	clean, peer := connPair(t)
+	a.stored("sim", fp("clean"), clean, time.Now())
+	if err := peer.Unbind(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, clean)
+	if a.again("sim", fp("clean"), nil, time.Now()) {
+		t.Error("taken for a resend after a clean unbind")
+	}
+
+	// A resend that comes while the first copy is still being stored
+	// waits for it: its resend once stored, a reply of its own if not.
+	first, later := connPair(t)
+	stored := a.begin("sim", fp("racing"), first)
+	failed := a.begin("sim", fp("failing"), first)
+	if a.racing("sim", fp("racing"), later) != nil {
+		t.Error("racing a reply whose connection is up")
+	}
+	_ = first.Close()
+	ended(t, first)
+	if a.racing("sim", fp("racing"), first) != nil {
+		t.Error("racing a reply of the same connection")
+	}
+	f := a.racing("sim", fp("racing"), later)
+	if f != stored || a.racing("sim", fp("failing"), later) != failed {
+		t.Fatal("the replies being stored on a cut connection not found")
+	}
+	a.end(stored, true, time.Now())
+	a.end(failed, false, time.Now())
+	<-f.done
+	if !a.again("sim", fp("racing"), nil, time.Now()) || a.again("sim", fp("failing"), nil, time.Now()) {
+		t.Error("a resend not taken once its first copy was stored, or taken although it was not")
+	}
+	if a.racing("sim", fp("racing"), later) != nil || len(a.storing) != 0 {
+		t.Errorf("replies still being stored: %v", a.storing)
+	}
+
+	// The answer to a resend cut too: the next copy is a resend as well,
+	// but not while the resend's connection is up.
+	cutOnce, _ := connPair(t)
+	second, _ := connPair(t)
+	a.stored("sim", fp("thrice"), cutOnce, time.Now())
+	_ = cutOnce.Close()
+	ended(t, cutOnce)
+	if !a.again("sim", fp("thrice"), second, time.Now()) {
+		t.Fatal("the resend not taken")
+	}
+	if a.again("sim", fp("thrice"), nil, time.Now()) {
+		t.Error("a third copy taken while the resend's connection is up")
+	}
+	_ = second.Close()
+	ended(t, second)
+	if !a.again("sim", fp("thrice"), nil, time.Now()) {
+		t.Error("a third copy not taken once the resend's connection was cut")
+	}
+
+	for i := range moAgainMax + 10 {
+		a.stored("busy", [32]byte{byte(i), byte(i >> 8)}, up, time.Now())
+	}
+	if n := len(a.ups["busy"]); n > moAgainMax {
+		t.Errorf("%d replies remembered, at most %d", n, moAgainMax)
+	}
+}
