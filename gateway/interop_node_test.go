@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -108,11 +109,18 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 	// bob: enterprise E2, service number 106575002 (his source), whose
 	// handsets' replies to that number reach him.
 	es := startScript(t, ctx, nodeSMPP, "node", "esme.js", host, port, "bob", "secret2",
-		"106575002", "13712345678", "13800000000", "1", mode)
+		"106575002", "13712345678", "13800000000", "2", mode)
 	var out []string
 	submitted := map[string]bool{}
 	receipts := map[string]string{}
-	var replies, multi, query, unbound string
+	var replies, binary, multi, query, unbound string
+	// A binary reply in two parts (8-bit data to the WAP push port), 256
+	// octets joined: to the ESME in message_payload, its UDH first.
+	wapPush := []byte{0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0}
+	octets := make([]byte, 256)
+	for i := range octets {
+		octets[i] = byte(i)
+	}
 	for line := range es.lines {
 		out = append(out, line)
 		f := strings.SplitN(line, " ", 4)
@@ -122,6 +130,14 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 			go func() {
 				if err := r.sim.InjectMO("13712345678", "106575002", "收到，谢谢 node"); err != nil && !errors.Is(err, context.Canceled) {
 					t.Errorf("inject the reply: %v", err)
+				}
+				for seq := byte(1); seq <= 2; seq++ {
+					udh := append([]byte{11, 0x00, 0x03, 0x77, 2, seq}, wapPush...)
+					sm := smpp.SM{SourceAddr: "13712345678", DestinationAddr: "106575002", ESMClass: 0x40, DataCoding: 0x04,
+						ShortMessage: append(udh, octets[int(seq-1)*128:int(seq)*128]...)}
+					if err := r.sim.InjectDeliverSM(sm); err != nil && !errors.Is(err, context.Canceled) {
+						t.Errorf("inject the binary reply's part %d: %v", seq, err)
+					}
 				}
 			}()
 		case "submitted", "data":
@@ -137,6 +153,8 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 			}
 		case "reply":
 			replies += line + "\n"
+		case "binary":
+			binary += line + "\n"
 		case "query":
 			query = line
 		case "unbound":
@@ -172,6 +190,10 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 	// The reply, UCS-2 from the simulator, as the library decodes it.
 	if want := `reply 13712345678 106575002 8 "收到，谢谢 node"` + "\n"; replies != want {
 		t.Errorf("replies node-smpp got:\n%swant\n%s", replies, want)
+	}
+	// The binary reply, joined, as the library read it from message_payload.
+	if want := "binary 13712345678 106575002 4 " + hex.EncodeToString(wapPush) + " " + hex.EncodeToString(octets) + "\n"; binary != want {
+		t.Errorf("binary replies node-smpp got:\n%swant\n%s", binary, want)
 	}
 	// query_sm: OK, DELIVERED (2), a final_date the library parsed.
 	if f := strings.Fields(query); len(f) != 5 || f[2] != "0x00000000" || f[3] != delivered || !strings.HasPrefix(f[4], "20") {
