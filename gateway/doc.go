@@ -106,9 +106,12 @@
 //	             (decimal for hex), applied once resp_timeout has passed
 //	mo.go        replies (MO) in from the SMSC: routed by service number
 //	             and extension, stored, forwarded to the enterprise's binds;
-//	             a TD reply opts its sender out (optout.go)
+//	             a TD reply opts its sender out (optout.go); one that is
+//	             not text kept and passed on as octets
 //	moparts.go   long replies the SMSC split: parts stored, then joined
 //	             into one reply (at the last part, or at the timeout)
+//	moagain.go   the SMSC's resend of a reply whose answer a cut lost:
+//	             answered, not stored again
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
 //	owners.go    cluster mode: query, cancel and replace of another node's message

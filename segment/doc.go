@@ -93,7 +93,11 @@
 // push (port 2948/2949/9200–9203 in a UDH port IE or destination_port) are
 // ErrBinary — this is how MMS is refused. Other codings are
 // ErrUnsupportedCoding. The text is taken from message_payload when
-// short_message is empty; both set is ErrMalformed.
+// short_message is empty; both set is ErrMalformed. With
+// Incoming.KeepOctets (replies), what is not text — binary, WAP push, a
+// coding not read, octets the coding forbids — is instead a Fragment of
+// Coding Octets: the octets as received, and the UDH less its
+// concatenation IEs.
 //
 // JoinText decodes the parts of one ESME-split message. It joins the raw
 // septets or UTF-16 units before decoding, so a surrogate or escape pair
