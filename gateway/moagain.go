@@ -180,7 +180,7 @@ func (a *moAgain) again(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 		if s.fp != fp {
 			continue
 		}
-		if end, unsure := s.unsure(); unsure && now.Sub(end) <= moAgainKeep {
+		if end, unsure, _ := s.unsure(); unsure && now.Sub(end) <= moAgainKeep {
 			list = append(list[:i:i], list[i+1:]...)
 			if conn != nil {
 				list = append(list, moSeen{fp: fp, at: now, conn: conn})
@@ -194,10 +194,11 @@ func (a *moAgain) again(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 
 // unsure reports whether s's answer may not have reached the SMSC: its
 // connection was cut (end) at most moAgainBefore after s was stored (or
-// before: stored once the connection was gone).
-func (s moSeen) unsure() (end time.Time, unsure bool) {
+// before: stored once the connection was gone). ended: the connection
+// ended, cut or not.
+func (s moSeen) unsure() (end time.Time, unsure, ended bool) {
 	end, unbound, ended := s.conn.Ended()
-	return end, ended && !unbound && !s.at.Before(end.Add(-moAgainBefore))
+	return end, ended && !unbound && !s.at.Before(end.Add(-moAgainBefore)), ended
 }
 
 // pruned is upstream's list, pruned at now and kept so.
@@ -219,8 +220,8 @@ func (a *moAgain) pruned(upstream string, now time.Time) []moSeen {
 func (a *moAgain) prune(list []moSeen, now time.Time) []moSeen {
 	n := 0
 	for _, s := range list {
-		end, unsure := s.unsure()
-		if _, _, ended := s.conn.Ended(); !ended && now.Sub(s.at) <= moAgainBefore || unsure && now.Sub(end) <= moAgainKeep {
+		end, unsure, ended := s.unsure()
+		if !ended && now.Sub(s.at) <= moAgainBefore || unsure && now.Sub(end) <= moAgainKeep {
 			break
 		}
 		n++

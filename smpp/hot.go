@@ -307,8 +307,9 @@ func decodeSM(h pdu.Header, frame []byte) (*hotSM, error) {
 	// With sm_length 0 the UDH is message_payload's (SMPP 3.4 §5.2.12,
 	// §5.3.2.32), not read here: go-smpp would take the TLVs' first
 	// octet for a UDH length (udhInPayload).
-	p.udhPayload = p.deliver && p.oct[octESMClass]&0x40 != 0 && smLen == 0
-	if p.deliver && p.oct[octESMClass]&0x40 != 0 && smLen > 0 {
+	udhi := p.deliver && p.oct[octESMClass]&0x40 != 0
+	p.udhPayload = udhi && smLen == 0
+	if udhi && smLen > 0 {
 		// go-smpp reads the UDH as information elements, udh_length
 		// counting down by each one's length + 2 (it may overshoot), and
 		// takes udh_length + 1 off sm_length.
