@@ -139,13 +139,18 @@ var replyColumns = []exportColumn[InboxItem]{
 	}},
 	{"parts_missing", "缺失段数", func(m *InboxItem, _ bool) string { return strconv.Itoa(m.PartsMissing) }},
 	{"binary", "二进制内容", func(m *InboxItem, _ bool) string { return m.Binary }},
-	{"data_coding", "编码", func(m *InboxItem, _ bool) string {
-		if m.DataCoding == nil {
-			return ""
-		}
-		return strconv.Itoa(*m.DataCoding)
-	}},
+	{"data_coding", "编码", func(m *InboxItem, _ bool) string { return optInt(m.DataCoding) }},
 	{"udh", "UDH", func(m *InboxItem, _ bool) string { return m.UDH }},
+	{"source_port", "源端口", func(m *InboxItem, _ bool) string { return optInt(m.SourcePort) }},
+	{"destination_port", "目的端口", func(m *InboxItem, _ bool) string { return optInt(m.DestinationPort) }},
+}
+
+// optInt is *v in decimal, "" for nil.
+func optInt(v *int) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.Itoa(*v)
 }
 
 // exportTime is a time of an export: RFC 3339 in UTC, or Beijing time for

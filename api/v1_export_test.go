@@ -300,7 +300,7 @@ func TestExportInbox(t *testing.T) {
 			m.PartsMissing = 2 // a long reply stored at the timeout
 		}
 		if i == 3 {
-			m.Text, m.Binary, m.DataCoding, m.UDH = "", []byte{0x01, 0xAB}, 0xF5, []byte{4, 5, 2, 0x23, 0xF4} // binary, to port 9204
+			m.Text, m.Binary, m.DataCoding, m.UDH = "", []byte{0x01, 0xAB}, 0xF5, []byte{6, 5, 4, 0x23, 0xF4, 0x23, 0xF0} // binary, to port 9204 from 9200
 		}
 		if err := r.store.StoreMO(t.Context(), m); err != nil {
 			t.Fatal(err)
@@ -336,12 +336,12 @@ func TestExportInbox(t *testing.T) {
 		answered = append(answered, row[7:])
 	}
 	if want := [][]string{
-		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh"},
-		{"false", "false", "0", "", "", ""},
-		{"false", "true", "0", "01ab", "245", "04050223f4"},
-		{"false", "false", "0", "", "", ""},
-		{"true", "false", "0", "", "", ""},
-		{"false", "false", "2", "", "", ""},
+		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh", "source_port", "destination_port"},
+		{"false", "false", "0", "", "", "", "", ""},
+		{"false", "true", "0", "01ab", "245", "06050423f423f0", "9200", "9204"},
+		{"false", "false", "0", "", "", "", "", ""},
+		{"true", "false", "0", "", "", "", "", ""},
+		{"false", "false", "2", "", "", "", "", ""},
 	}; !slices.EqualFunc(answered, want, slices.Equal) {
 		t.Fatalf("forwarded, refused, parts_missing and binary columns %q, want %q", answered, want)
 	}

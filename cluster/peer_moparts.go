@@ -64,11 +64,13 @@ type PeerMOPart struct {
 	Coding   uint8  `json:"coding"` // segment.Coding of Data
 	Data     []byte `json:"data"`   // unpacked septets, UTF-16BE or octets
 	// Binary: Data are octets not read as text, with the SMSC's
-	// data_coding and UDH (queue.MOPart's); a node from before binary
-	// replies leaves them out.
+	// data_coding, UDH and port TLVs (queue.MOPart's); a node from
+	// before binary replies (or their ports) leaves them out.
 	Binary     bool      `json:"binary,omitempty"`
 	DataCoding uint8     `json:"data_coding,omitempty"`
 	UDH        []byte    `json:"udh,omitempty"`
+	SourcePort *uint16   `json:"source_port,omitempty"`
+	DestPort   *uint16   `json:"destination_port,omitempty"`
 	SourceTON  uint8     `json:"source_ton"`
 	SourceNPI  uint8     `json:"source_npi"`
 	ReceivedAt time.Time `json:"received_at"`

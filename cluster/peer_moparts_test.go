@@ -72,13 +72,14 @@ func TestPeerMOPart(t *testing.T) {
 		b.parts[0].Ref != p.Ref || b.parts[0].Seq != 2 || b.from[0] != 3 {
 		t.Fatalf("the owner stored %+v from %v, want %+v from node 3", b.parts, b.from, p)
 	}
-	// A binary part's coding and UDH go with it.
+	// A binary part's coding, UDH and port TLVs go with it.
 	bin := p
-	bin.Seq, bin.Binary, bin.DataCoding, bin.UDH = 1, true, 0xF5, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}
+	dst := uint16(2948)
+	bin.Seq, bin.Binary, bin.DataCoding, bin.UDH, bin.DestPort = 1, true, 0xF5, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}, &dst
 	if err := c.ForwardMOPart(ctx, srv.URL, bin); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.parts[1]; !got.Binary || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, bin.UDH) {
+	if got := b.parts[1]; !got.Binary || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, bin.UDH) || got.SourcePort != nil || got.DestPort == nil || *got.DestPort != 2948 {
 		t.Fatalf("the owner stored %+v, want %+v", got, bin)
 	}
 	// A failed store is an error: the forwarding node keeps the part.

@@ -354,13 +354,13 @@ func TestInboxPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.get("/inbox").wantPage(t, "长回复的前半", `<span class="badge wait" title="这条长回复分段到达，有 2 段超时未到`, "缺 2 段")
-	// A binary reply: its size and first octets, its coding and UDH.
+	// A binary reply: its size and first octets, its coding, UDH and ports.
 	long := bytes.Repeat([]byte{0xAB}, 30)
 	if err := r.store.StoreMO(context.Background(), &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001",
 		Binary: long, DataCoding: 0xF5, UDH: []byte{6, 5, 4, 0x23, 0xF4, 0x23, 0xF0}, Upstream: "sim"}); err != nil {
 		t.Fatal(err)
 	}
-	c.get("/inbox").wantPage(t, "二进制 30 字节", "data_coding 245 和 UDH 06050423f423f0",
+	c.get("/inbox").wantPage(t, "二进制 30 字节", "data_coding 245 和 UDH 06050423f423f0；发往应用端口 9204（源端口 9200）",
 		`<code class="hex">`+strings.Repeat("ab", 24)+"…</code>")
 	b := r.client()
 	b.login("bob")

@@ -206,10 +206,16 @@ func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error)
 			}
 			rc, err := smpp.ParseReceipt(p)
 			if errors.Is(err, smpp.ErrNotReceipt) {
+				tlvs := map[uint16][]byte{segment.TagMessagePayload: smpp.TLV(p, pdutlv.TagMessagePayload)}
+				for _, tag := range []pdutlv.Tag{pdutlv.TagSourcePort, pdutlv.TagDestinationPort} {
+					if v := smpp.TLV(p, tag); v != nil {
+						tlvs[uint16(tag)] = v
+					}
+				}
 				e.mu.Lock()
 				e.mos = append(e.mos, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
 					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.UserData(p), // its UDH first
-					TLVs: map[uint16][]byte{segment.TagMessagePayload: smpp.TLV(p, pdutlv.TagMessagePayload)}})
+					TLVs: tlvs})
 				e.mu.Unlock()
 				select {
 				case e.got <- struct{}{}:

@@ -56,6 +56,7 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 		// The SMSC's data_coding, not the alphabet's reading of 0x00:
 		// the octets go on as they came.
 		m.DataCoding = smpp.Byte(p, pdufield.DataCoding)
+		m.SourcePort, m.DestPort = portTLVs(p)
 	}
 	if info != nil {
 		switch g.receiveMOPart(ctx, m, frag, info) {
@@ -178,7 +179,7 @@ func parseMO(p pdu.Body, alphabet segment.Alphabet) (segment.Fragment, *segment.
 	frag, err := segment.ParseIncoming(segment.Incoming{
 		DataCoding: dc, ESMClass: smpp.Byte(p, pdufield.ESMClass),
 		ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
-		KeepOctets: true,
+		DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true,
 	}, false)
 	if err != nil {
 		return frag, nil, err
@@ -196,6 +197,20 @@ func parseMO(p pdu.Body, alphabet segment.Alphabet) (segment.Fragment, *segment.
 		return frag, nil, nil
 	}
 	return frag, info, nil
+}
+
+// portTLVs reads p's source_port and destination_port TLVs: nil when
+// absent or not of the two octets SMPP 3.4 §5.3.2.6–7 gives them.
+func portTLVs(p pdu.Body) (src, dst *uint16) {
+	read := func(t pdutlv.Tag) *uint16 {
+		v := smpp.TLV(p, t)
+		if len(v) != 2 {
+			return nil
+		}
+		port := uint16(v[0])<<8 | uint16(v[1])
+		return &port
+	}
+	return read(pdutlv.TagSourcePort), read(pdutlv.TagDestinationPort)
 }
 
 // resolveMO sets m's owner from its destination (and its opt-out mark)
@@ -345,7 +360,8 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 	}
 	p := smpp.NewTextPDU(m.Text, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
 	if m.Binary != nil {
-		p = smpp.NewOctetsPDU(m.Binary, m.DataCoding, m.UDH, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
+		o := smpp.Octets{Data: m.Binary, DataCoding: m.DataCoding, UDH: m.UDH, SourcePort: m.SourcePort, DestPort: m.DestPort}
+		p = smpp.NewOctetsPDU(o, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	_, err := c.Request(rctx, p)

@@ -68,6 +68,8 @@ type PeerMOPart struct {
 	Binary     bool      `json:"binary,omitempty"`
 	DataCoding uint8     `json:"data_coding,omitempty"`
 	UDH        []byte    `json:"udh,omitempty"`
+	SourcePort *uint16   `json:"source_port,omitempty"`
+	DestPort   *uint16   `json:"destination_port,omitempty"`
 	SourceTON  uint8     `json:"source_ton"`
 	SourceNPI  uint8     `json:"source_npi"`
 	ReceivedAt time.Time `json:"received_at"`
@@ -94,7 +96,7 @@ func (g *Gateway) forwardMOPart(ctx context.Context, p *queue.MOPart) (out partO
 	err := mp.ForwardMOPart(fctx, owner, PeerMOPart{
 		Upstream: p.Upstream, Source: p.Source, Dest: p.Dest, Ref: p.Ref, Total: p.Total, Seq: p.Seq,
 		Coding: p.Coding, Data: p.Data, Binary: p.Binary, DataCoding: p.DataCoding, UDH: p.UDH,
-		SourceTON: p.SourceTON, SourceNPI: p.SourceNPI, ReceivedAt: p.ReceivedAt,
+		SourcePort: p.SourcePort, DestPort: p.DestPort, SourceTON: p.SourceTON, SourceNPI: p.SourceNPI, ReceivedAt: p.ReceivedAt,
 	})
 	cancel()
 	switch {
@@ -142,7 +144,7 @@ func (g *Gateway) StorePeerMOPart(ctx context.Context, pp PeerMOPart) error {
 	p := &queue.MOPart{
 		MOPartGroup: queue.MOPartGroup{Upstream: pp.Upstream, Source: pp.Source, Dest: pp.Dest, Ref: pp.Ref, Total: pp.Total},
 		Seq:         pp.Seq, Coding: pp.Coding, Data: pp.Data,
-		Binary: pp.Binary, DataCoding: pp.DataCoding, UDH: pp.UDH,
+		Binary: pp.Binary, DataCoding: pp.DataCoding, UDH: pp.UDH, SourcePort: pp.SourcePort, DestPort: pp.DestPort,
 		SourceTON: pp.SourceTON, SourceNPI: pp.SourceNPI, ReceivedAt: m.ReceivedAt,
 	}
 	switch g.storeMOPart(ctx, m, p) {
@@ -155,6 +157,7 @@ func (g *Gateway) StorePeerMOPart(ctx context.Context, pp PeerMOPart) error {
 	frag := segment.Fragment{Coding: segment.Coding(pp.Coding), Data: pp.Data}
 	if pp.Binary {
 		frag.Coding, frag.UDH, m.DataCoding = segment.Octets, pp.UDH, pp.DataCoding
+		m.SourcePort, m.DestPort = pp.SourcePort, pp.DestPort
 	}
 	if err := g.storeWholeMO(ctx, m, frag, nil); err != nil {
 		return fmt.Errorf("gateway: peer reply part as a reply of its own: %w", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qxtd/qxtd/policy"
@@ -178,11 +179,13 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 		t.Fatalf("the owner's inbox %q, want the reply joined", got)
 	}
 	// A binary reply (a WAP push) with its parts on two nodes: joined at
-	// the owner as the handset sent it, coding and ports kept.
+	// the owner as the handset sent it, coding, UDH ports and port TLV
+	// kept.
 	binary := func(g *Gateway, seq byte, data ...byte) {
 		t.Helper()
 		p := smpp.NewDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", ESMClass: 0x40, DataCoding: 0x04,
-			ShortMessage: append([]byte{11, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0, 3, 0x77, 2, seq}, data...)})
+			ShortMessage: append([]byte{11, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0, 3, 0x77, 2, seq}, data...),
+			TLVs:         []smpp.TLVField{{Tag: pdutlv.TagDestinationPort, Value: []byte{0x0B, 0x84}}}})
 		if resp := g.receiveMO(context.Background(), nil, "sim", p, smpp.NewDeliverSMResp()); resp == nil || resp.Header().Status != 0 {
 			t.Fatalf("binary part %d answered %v", seq, resp)
 		}
@@ -190,7 +193,8 @@ func TestReplyPartsHandedToOwner(t *testing.T) {
 	binary(b, 2, 0xFF)
 	binary(a, 1, 0x00, 0x01)
 	if list, _, err := ownerStore.Inbox("E1", queue.InboxFilter{}, 0, 10); err != nil || len(list) != 2 ||
-		!bytes.Equal(list[0].Binary, []byte{0x00, 0x01, 0xFF}) || list[0].DataCoding != 0x04 || !bytes.Equal(list[0].UDH, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}) {
+		!bytes.Equal(list[0].Binary, []byte{0x00, 0x01, 0xFF}) || list[0].DataCoding != 0x04 || !bytes.Equal(list[0].UDH, []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}) ||
+		list[0].SourcePort != nil || list[0].DestPort == nil || *list[0].DestPort != 2948 {
 		t.Fatalf("the owner's inbox %+v (%v), want the binary reply joined", list, err)
 	}
 	for _, s := range []*queue.Store{aStore, bStore} {

@@ -68,6 +68,7 @@ func (g *Gateway) receiveMOPart(ctx context.Context, m *queue.MO, frag segment.F
 	}
 	if frag.Coding == segment.Octets {
 		p.Binary, p.DataCoding, p.UDH = true, m.DataCoding, frag.UDH
+		p.SourcePort, p.DestPort = m.SourcePort, m.DestPort
 	}
 	if out, done := g.forwardMOPart(ctx, p); done {
 		return out
@@ -169,7 +170,8 @@ func (g *Gateway) joinMOParts(ctx context.Context, group queue.MOPartGroup, time
 }
 
 // joinMOBinary sets m's octets to parts' (in sequence order) when the
-// reply is binary, its first binary part's data_coding and UDH going with
+// reply is binary, its first binary part's data_coding, UDH and port
+// TLVs going with
 // them, and reports whether it was. A text part among binary ones (no
 // handset sends that) is joined as the data it was stored as.
 func joinMOBinary(m *queue.MO, parts []*queue.MOPart) bool {
@@ -184,6 +186,7 @@ func joinMOBinary(m *queue.MO, parts []*queue.MOPart) bool {
 		return false
 	}
 	m.DataCoding, m.UDH = parts[first].DataCoding, parts[first].UDH
+	m.SourcePort, m.DestPort = parts[first].SourcePort, parts[first].DestPort
 	m.Binary = []byte{}
 	for _, p := range parts {
 		m.Binary = append(m.Binary, p.Data...)

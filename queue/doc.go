@@ -328,6 +328,11 @@
 //     FragmentGroups fails on it (so its housekeeping of every pending
 //     group stops), as do the assembly of its group, its FragmentByID,
 //     Check and VerifyBackup. Parts without priority keep version 1.
+//   - A part of a binary reply waiting for the rest of its reply has a
+//     version 2 moparts record (3 with the port TLVs), which a release
+//     before binary replies (before 2026-12-06; before its evening for
+//     3) refuses as damaged, until the reply is joined. Text parts keep
+//     version 1.
 //   - Only Purge, PurgeMOs (retention) and PurgeOrphans delete. Without a Purge loop
 //     msg and smsc grow with traffic; ref always grows with the number of
 //     distinct destinations (two bytes each).

@@ -48,9 +48,14 @@ type MO struct {
 	// long reply's parts joined), Text empty. DataCoding and UDH (UDHL
 	// octet first, without concatenation IEs; nil when none) are the
 	// SMSC's, passed on with the octets.
-	Binary     []byte    `json:"binary,omitempty"`
-	DataCoding uint8     `json:"data_coding,omitempty"`
-	UDH        []byte    `json:"udh,omitempty"`
+	Binary     []byte `json:"binary,omitempty"`
+	DataCoding uint8  `json:"data_coding,omitempty"`
+	UDH        []byte `json:"udh,omitempty"`
+	// SourcePort and DestPort are a binary reply's source_port and
+	// destination_port TLVs (nil: absent), passed on as TLVs; ports the
+	// SMSC put in the UDH stay there.
+	SourcePort *uint16   `json:"source_port,omitempty"`
+	DestPort   *uint16   `json:"destination_port,omitempty"`
 	Upstream   string    `json:"upstream"`
 	ReceivedAt time.Time `json:"received_at"`
 	// ForwardedAt is when an ESME acknowledged it (zero: not yet, or
@@ -143,7 +148,7 @@ func validateMO(m *MO) error {
 	if m.OptOutPending && m.Enterprise == "" {
 		return fmt.Errorf("%w: an opt-out names no enterprise", ErrInvalid)
 	}
-	if len(m.Binary) > maxMOBinary || len(m.UDH) > maxUDH || m.Binary == nil && (m.DataCoding != 0 || m.UDH != nil) {
+	if len(m.Binary) > maxMOBinary || len(m.UDH) > maxUDH || m.Binary == nil && (m.DataCoding != 0 || m.UDH != nil || m.SourcePort != nil || m.DestPort != nil) {
 		return fmt.Errorf("%w: %d octets of binary content, %d of UDH", ErrInvalid, len(m.Binary), len(m.UDH))
 	}
 	if m.PartsMissing < 0 || m.PartsMissing > 254 {

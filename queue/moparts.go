@@ -51,6 +51,10 @@ const (
 	// data_coding and UDH. Text parts keep writing v1, which a release
 	// from before binary replies reads.
 	moPartBinaryVersion = 2
+	// moPartPortsVersion: a binary part with port TLVs, v2's fields then
+	// which ports are set (bit 0 source, bit 1 destination) and both.
+	// Parts without them keep writing v2.
+	moPartPortsVersion = 3
 )
 
 // MOPartGroup names the parts of one reply: the upstream they came on,
@@ -81,6 +85,8 @@ type MOPart struct {
 	Binary     bool
 	DataCoding uint8
 	UDH        []byte
+	// SourcePort and DestPort are a binary part's port TLVs, as MO's.
+	SourcePort, DestPort *uint16
 
 	SourceTON, SourceNPI uint8
 	ReceivedAt           time.Time
@@ -190,7 +196,7 @@ func validMOPart(p *MOPart) error {
 	if len(p.Data) > maxFragmentData {
 		return fmt.Errorf("%w: %d octets of data", ErrInvalid, len(p.Data))
 	}
-	if len(p.UDH) > maxUDH || !p.Binary && (p.DataCoding != 0 || p.UDH != nil) {
+	if len(p.UDH) > maxUDH || !p.Binary && (p.DataCoding != 0 || p.UDH != nil || p.SourcePort != nil || p.DestPort != nil) {
 		return fmt.Errorf("%w: %d octets of UDH, data_coding 0x%02x for a text part", ErrInvalid, len(p.UDH), p.DataCoding)
 	}
 	return nil
@@ -360,7 +366,10 @@ func parseMOPartKey(k []byte) (MOPartGroup, uint8, bool) {
 func encodeMOPart(p *MOPart) []byte {
 	e := encoder{make([]byte, 0, 24+len(p.Data)+len(p.UDH))}
 	v := uint8(moPartVersion)
-	if p.Binary {
+	switch {
+	case p.Binary && (p.SourcePort != nil || p.DestPort != nil):
+		v = moPartPortsVersion
+	case p.Binary:
 		v = moPartBinaryVersion
 	}
 	e.u8(v)
@@ -373,6 +382,19 @@ func encodeMOPart(p *MOPart) []byte {
 		e.u8(p.DataCoding)
 		e.bytes(p.UDH)
 	}
+	if v == moPartPortsVersion {
+		var set uint8
+		var src, dst uint16
+		if p.SourcePort != nil {
+			set, src = set|1, *p.SourcePort
+		}
+		if p.DestPort != nil {
+			set, dst = set|2, *p.DestPort
+		}
+		e.u8(set)
+		e.u16(src)
+		e.u16(dst)
+	}
 	return e.b
 }
 
@@ -384,7 +406,7 @@ func decodeMOPart(k, v []byte) (*MOPart, error) {
 	}
 	d := newDecoder(v)
 	version := d.u8("mo part version")
-	if d.err == nil && version != moPartVersion && version != moPartBinaryVersion {
+	if d.err == nil && version != moPartVersion && version != moPartBinaryVersion && version != moPartPortsVersion {
 		d.fail("mo part: unknown version %d", version)
 	}
 	p := &MOPart{MOPartGroup: g, Seq: seq}
@@ -393,7 +415,7 @@ func decodeMOPart(k, v []byte) (*MOPart, error) {
 	p.Data = d.bytes("data")
 	p.SourceTON = d.u8("source_ton")
 	p.SourceNPI = d.u8("source_npi")
-	if version == moPartBinaryVersion {
+	if version == moPartBinaryVersion || version == moPartPortsVersion {
 		p.Binary = true
 		p.DataCoding = d.u8("data_coding")
 		if p.UDH = d.bytes("udh"); len(p.UDH) == 0 {
@@ -401,6 +423,19 @@ func decodeMOPart(k, v []byte) (*MOPart, error) {
 		}
 		if d.err == nil && len(p.UDH) > maxUDH {
 			d.fail("mo part: %d octets of UDH", len(p.UDH))
+		}
+	}
+	if version == moPartPortsVersion {
+		set := d.u8("ports set")
+		src, dst := d.u16("source_port"), d.u16("destination_port")
+		if set&1 != 0 {
+			p.SourcePort = &src
+		}
+		if set&2 != 0 {
+			p.DestPort = &dst
+		}
+		if d.err == nil && (set == 0 || set > 3) {
+			d.fail("mo part: ports set 0x%02x", set)
 		}
 	}
 	d.end("mo part")

@@ -375,12 +375,27 @@ func TestMOBinaryKept(t *testing.T) {
 	if parts, _ := ts.MOParts(text.MOPartGroup); len(parts) != 1 || parts[0].Binary || parts[0].UDH != nil {
 		t.Fatalf("text part read back as %+v", parts[0])
 	}
+	// Port TLVs: a record of their own version, read back as they were;
+	// a part with one port keeps the other absent.
+	src, dst := uint16(0), uint16(0x23F4)
 	last := moPart(7, 2, 2, "\x01")
-	last.Binary, last.DataCoding = true, 0xF5
+	last.Binary, last.DataCoding, last.SourcePort, last.DestPort = true, 0xF5, &src, &dst
 	ts.storeMOPart(last, MOPartLimits{})
 	parts, _ = ts.MOParts(bin.MOPartGroup)
+	if len(parts) != 2 || parts[0].SourcePort != nil || parts[0].DestPort != nil ||
+		parts[1].SourcePort == nil || *parts[1].SourcePort != 0 || parts[1].DestPort == nil || *parts[1].DestPort != 0x23F4 {
+		t.Fatalf("ports read back as %+v", parts)
+	}
+	if v := encodeMOPart(parts[0]); v[0] != moPartBinaryVersion {
+		t.Fatalf("a binary part without ports written as version %d, want %d", v[0], moPartBinaryVersion)
+	}
+	one := *parts[1]
+	one.SourcePort = nil
+	if p, err := decodeMOPart(moPartKey(one.MOPartGroup, one.Seq), encodeMOPart(&one)); err != nil || p.SourcePort != nil || *p.DestPort != 0x23F4 {
+		t.Fatalf("destination port alone read back as %+v, %v", p, err)
+	}
 	m := &MO{Enterprise: "E1", Source: bin.Source, Dest: bin.Dest, Upstream: bin.Upstream,
-		Binary: []byte{0, 0xff, 1}, DataCoding: 0xF5, UDH: udh}
+		Binary: []byte{0, 0xff, 1}, DataCoding: 0xF5, UDH: udh, SourcePort: &src, DestPort: &dst}
 	if err := ts.StoreJoinedMO(context.Background(), parts, m); err != nil {
 		t.Fatal(err)
 	}
@@ -388,13 +403,15 @@ func TestMOBinaryKept(t *testing.T) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("inbox %v, %v", list, err)
 	}
-	if got := list[0]; !bytes.Equal(got.Binary, m.Binary) || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, udh) || got.Text != "" {
+	if got := list[0]; !bytes.Equal(got.Binary, m.Binary) || got.DataCoding != 0xF5 || !bytes.Equal(got.UDH, udh) || got.Text != "" ||
+		got.SourcePort == nil || *got.SourcePort != 0 || got.DestPort == nil || *got.DestPort != 0x23F4 {
 		t.Fatalf("joined binary reply read back as %+v", got)
 	}
 	for _, bad := range []*MO{
 		{Enterprise: "E1", Text: "x", DataCoding: 4},
 		{Enterprise: "E1", Text: "x", UDH: udh},
 		{Enterprise: "E1", Binary: make([]byte, maxMOBinary+1)},
+		{Enterprise: "E1", Text: "x", DestPort: &dst},
 	} {
 		if err := ts.StoreMO(context.Background(), bad); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("StoreMO(dc %d, udh %d, %d octets): %v, want ErrInvalid", bad.DataCoding, len(bad.UDH), len(bad.Binary), err)
@@ -404,5 +421,10 @@ func TestMOBinaryKept(t *testing.T) {
 	bad.DataCoding = 4
 	if _, err := ts.StoreMOPart(context.Background(), bad, MOPartLimits{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a text part with a data_coding: %v, want ErrInvalid", err)
+	}
+	bad = moPart(9, 2, 1, "x")
+	bad.SourcePort = &src
+	if _, err := ts.StoreMOPart(context.Background(), bad, MOPartLimits{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a text part with a port: %v, want ErrInvalid", err)
 	}
 }

@@ -134,6 +134,9 @@ func FuzzDecodeMOPart(f *testing.F) {
 	bin := &MOPart{MOPartGroup: g, Seq: 1, Coding: 4, Data: []byte{0, 0xff}, Binary: true, DataCoding: 0xF5,
 		UDH: []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}, ReceivedAt: time.Unix(1_790_000_000, 5).UTC()}
 	f.Add(moPartKey(g, 1), encodeMOPart(bin))
+	src, dst := uint16(9200), uint16(2948)
+	bin.SourcePort, bin.DestPort = &src, &dst
+	f.Add(moPartKey(g, 1), encodeMOPart(bin)) // port TLVs
 	f.Add([]byte("u\x00\x00\x00\x00\x01\x02\x00\x01"), []byte{moPartVersion, 0, 0, 0, 0, 0})
 	f.Add([]byte("cmcc"), encodeMOPartCount(moPartCount{Parts: 3, Bytes: 420}))
 	f.Fuzz(func(t *testing.T, k, v []byte) {

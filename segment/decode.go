@@ -181,8 +181,9 @@ type Incoming struct {
 	SARSeq       []byte // sar_segment_seqnum
 	DestPort     []byte // destination_port
 	// KeepOctets: content that is not text (ErrBinary,
-	// ErrUnsupportedCoding, octets the coding forbids) is returned as a
-	// Fragment of Coding Octets, not refused. Replies take it: the
+	// ErrUnsupportedCoding, octets the coding forbids) or is addressed
+	// to an application port (any, in the UDH or destination_port) is
+	// returned as a Fragment of Coding Octets, not refused. Replies take it: the
 	// enterprise gets what the handset sent (SIM applications, binary
 	// smart messages), never an empty text.
 	KeepOctets bool
@@ -221,11 +222,17 @@ func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 		return f, err
 	}
 	f.Coding = c
-	if len(in.DestPort) == 2 && wapPort(uint16(in.DestPort[0])<<8|uint16(in.DestPort[1])) {
-		if !in.KeepOctets {
+	// An application port (a TLV here, a UDH IE below) says the content
+	// is for an application on the handset, not a person: WAP push is
+	// refused from an ESME; a reply to any port is kept as octets, for
+	// the enterprise's application reads them, not qxtd.
+	if len(in.DestPort) == 2 {
+		if !in.KeepOctets && wapPort(uint16(in.DestPort[0])<<8|uint16(in.DestPort[1])) {
 			return f, fmt.Errorf("%w: destination_port TLV is a WAP port", ErrBinary)
 		}
-		c, f.Coding = Octets, Octets
+		if in.KeepOctets {
+			c, f.Coding = Octets, Octets
+		}
 	}
 	body := in.ShortMessage
 	switch {
@@ -242,10 +249,10 @@ func ParseIncoming(in Incoming, packedGSM bool) (Fragment, error) {
 		if err != nil {
 			return f, err
 		}
-		if u.Ports && wapPort(u.DestPort) {
-			if !in.KeepOctets {
-				return f, fmt.Errorf("%w: UDH destination port %d", ErrBinary, u.DestPort)
-			}
+		if u.Ports && !in.KeepOctets && wapPort(u.DestPort) {
+			return f, fmt.Errorf("%w: UDH destination port %d", ErrBinary, u.DestPort)
+		}
+		if u.Ports && in.KeepOctets {
 			c, f.Coding = Octets, Octets
 		}
 		f.Info, f.UDH, body, udhLen = &u, body[:u.Len], rest, u.Len

@@ -250,6 +250,7 @@ func TestTextBody(t *testing.T) {
 func TestParseIncomingKeepOctets(t *testing.T) {
 	ports := []byte{0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0} // IE 0x05: ports 2948 ← 9200
 	concat := []byte{0x00, 0x03, 0x2A, 0x02, 0x01}
+	vcard := []byte{0x04, 0x02, 0xE4, 0xE4} // IE 0x04: 8-bit ports 228 ← 228, not WAP
 	udh := func(ies ...[]byte) []byte {
 		b := []byte{0}
 		for _, ie := range ies {
@@ -277,6 +278,10 @@ func TestParseIncomingKeepOctets(t *testing.T) {
 			coding: Octets, data: []byte("wap"), udh: udh(ports), concat: true, refused: ErrBinary},
 		{name: "WAP port in the TLV", in: Incoming{DataCoding: 0x00, ShortMessage: []byte("wap"), DestPort: []byte{0x0B, 0x84}},
 			coding: Octets, data: []byte("wap"), refused: ErrBinary},
+		{name: "text to another port (UDH)", in: Incoming{DataCoding: 0x00, ESMClass: 0x40, ShortMessage: cat(udh(vcard), []byte("BEGIN:VCARD"))},
+			coding: Octets, data: []byte("BEGIN:VCARD"), udh: udh(vcard)},
+		{name: "UCS-2 to another port (TLV)", in: Incoming{DataCoding: 0x08, ShortMessage: []byte{0x4F, 0x60}, DestPort: []byte{0x23, 0xF4}},
+			coding: Octets, data: []byte{0x4F, 0x60}},
 		{name: "Cyrillic", in: Incoming{DataCoding: 0x06, ShortMessage: []byte{0xC0, 0xC1}}, coding: Octets, data: []byte{0xC0, 0xC1}, refused: ErrUnsupportedCoding},
 		{name: "octets GSM forbids", in: Incoming{DataCoding: 0x00, ShortMessage: []byte{0x41, 0x80}}, coding: Octets, data: []byte{0x41, 0x80}, refused: ErrMalformed},
 		{name: "octets IA5 forbids", in: Incoming{DataCoding: 0x01, Payload: []byte{0xE9}}, coding: Octets, data: []byte{0xE9}, refused: ErrMalformed},

@@ -94,8 +94,9 @@
 // ErrBinary — this is how MMS is refused. Other codings are
 // ErrUnsupportedCoding. The text is taken from message_payload when
 // short_message is empty; both set is ErrMalformed. With
-// Incoming.KeepOctets (replies), what is not text — binary, WAP push, a
-// coding not read, octets the coding forbids — is instead a Fragment of
+// Incoming.KeepOctets (replies), what is not text — binary, content for
+// an application port (WAP push or any other), a coding not read, octets
+// the coding forbids — is instead a Fragment of
 // Coding Octets: the octets as received, and the UDH less its
 // concatenation IEs.
 //

@@ -635,7 +635,7 @@ func TestNewSubmitSMCopies(t *testing.T) {
 func TestDeliverSMUDHInPayload(t *testing.T) {
 	udh := []byte{6, 5, 4, 0x0B, 0x84, 0x23, 0xF0}
 	data := bytes.Repeat([]byte{0xA5}, 300)
-	p := smpp.NewOctetsPDU(data, 0x04, udh, "13712345678", "10657500112", 1, 1)
+	p := smpp.NewOctetsPDU(smpp.Octets{Data: data, DataCoding: 0x04, UDH: udh}, "13712345678", "10657500112", 1, 1)
 	p.Header().Seq = 7
 	frame, err := smpp.Encode(p)
 	if err != nil {
@@ -658,6 +658,44 @@ func TestDeliverSMUDHInPayload(t *testing.T) {
 		var b bytes.Buffer
 		if err := got.SerializeTo(&b); err != nil || !bytes.Equal(b.Bytes(), frame) {
 			t.Fatalf("%s: serialized back as % x (%v), want % x", name, b.Bytes(), err, frame)
+		}
+	}
+}
+
+// TestOctetsPDUPorts: a binary reply's port TLVs reach the ESME as TLVs,
+// each only when the SMSC gave it, read alike by both decoders.
+func TestOctetsPDUPorts(t *testing.T) {
+	src, dst := uint16(0), uint16(5505)
+	for _, c := range []struct {
+		name     string
+		o        smpp.Octets
+		src, dst []byte
+	}{
+		{name: "both", o: smpp.Octets{Data: []byte{1, 2}, DataCoding: 0xF5, SourcePort: &src, DestPort: &dst}, src: []byte{0, 0}, dst: []byte{0x15, 0x81}},
+		{name: "destination only, with a UDH", o: smpp.Octets{Data: []byte{1}, DataCoding: 0x04, UDH: []byte{2, 0x0A, 0}, DestPort: &dst}, dst: []byte{0x15, 0x81}},
+		{name: "none", o: smpp.Octets{Data: []byte{1}, DataCoding: 0x04}},
+	} {
+		frame, err := smpp.Encode(smpp.NewOctetsPDU(c.o, "13712345678", "10657500112", 1, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, decode := range map[string]func([]byte) (pdu.Body, error){"hot": smpp.Decode, "go-smpp's codec": smpp.DecodeCodec} {
+			got, err := decode(bytes.Clone(frame))
+			if err != nil {
+				t.Fatalf("%s, %s: %v", c.name, name, err)
+			}
+			sp, dp := smpp.TLV(got, pdutlv.TagSourcePort), smpp.TLV(got, pdutlv.TagDestinationPort)
+			if !bytes.Equal(sp, c.src) || !bytes.Equal(dp, c.dst) {
+				t.Fatalf("%s, %s: source_port % x, destination_port % x", c.name, name, sp, dp)
+			}
+			// UserData reads the UDH back from the hot PDU only (go-smpp's
+			// maps split it off), which is what qxtd receives with.
+			if ud := smpp.UserData(got); name == "hot" && !bytes.Equal(ud, append(slices.Clone(c.o.UDH), c.o.Data...)) {
+				t.Fatalf("%s, %s: user data % x", c.name, name, ud)
+			}
+			if udhi := smpp.Byte(got, pdufield.ESMClass)&0x40 != 0; udhi != (c.o.UDH != nil) {
+				t.Fatalf("%s, %s: UDHI %v", c.name, name, udhi)
+			}
 		}
 	}
 }

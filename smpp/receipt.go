@@ -1,6 +1,7 @@
 package smpp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -391,23 +392,40 @@ func NewTextPDU(text, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 	return NewDeliverSM(m)
 }
 
-// NewOctetsPDU builds a deliver_sm carrying a reply that is not text
-// (binary, to an application port, or in a coding qxtd does not read) as
-// the handset sent it: data_coding dc, the UDH udh (UDHL octet first; nil
-// for none, else esm_class UDHI is set) before the octets. User data
-// longer than short_message's 254 octets goes in message_payload, UDH
-// included, as SMPP 3.4 §5.3.2.32 allows.
-func NewOctetsPDU(octets []byte, dc uint8, udh []byte, src, dst string, srcTON, srcNPI uint8) pdu.Body {
-	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst, DataCoding: dc}
-	body := make([]byte, 0, len(udh)+len(octets))
-	body = append(append(body, udh...), octets...)
-	if len(udh) > 0 {
+// Octets is a reply that is not text (binary, to an application port,
+// or in a coding qxtd does not read) as the handset sent it: the octets,
+// the SMSC's data_coding, the UDH (UDHL octet first; nil for none) and
+// the source_port and destination_port TLVs (nil: absent).
+type Octets struct {
+	Data                 []byte
+	DataCoding           uint8
+	UDH                  []byte
+	SourcePort, DestPort *uint16
+}
+
+// NewOctetsPDU builds a deliver_sm carrying o: data_coding o.DataCoding,
+// esm_class UDHI when there is a UDH, the UDH before the octets, and the
+// port TLVs o has. User data longer than short_message's 254 octets goes
+// in message_payload, UDH included, as SMPP 3.4 §5.3.2.32 allows.
+func NewOctetsPDU(o Octets, src, dst string, srcTON, srcNPI uint8) pdu.Body {
+	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst, DataCoding: o.DataCoding}
+	body := make([]byte, 0, len(o.UDH)+len(o.Data))
+	body = append(append(body, o.UDH...), o.Data...)
+	if len(o.UDH) > 0 {
 		m.ESMClass = 0x40
 	}
 	if len(body) > 254 {
 		m.TLVs = []TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}
 	} else {
 		m.ShortMessage = body
+	}
+	for _, t := range []struct {
+		tag  pdutlv.Tag
+		port *uint16
+	}{{pdutlv.TagSourcePort, o.SourcePort}, {pdutlv.TagDestinationPort, o.DestPort}} {
+		if t.port != nil {
+			m.TLVs = append(m.TLVs, TLVField{Tag: t.tag, Value: binary.BigEndian.AppendUint16(nil, *t.port)})
+		}
 	}
 	return NewDeliverSM(m)
 }

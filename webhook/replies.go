@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/segment"
 )
 
 // Replies pushed over HTTP (reply webhooks, like Kannel's sms-service
@@ -48,11 +49,15 @@ type Reply struct {
 // application port, a coding qxtd does not read), what the handset sent,
 // passed on as it came (Text is then ""): its octets in hex, the SMSC's
 // data_coding, and the UDH without its concatenation IEs (hex, UDHL octet
-// first; "" for none). A text reply has none of them.
+// first; "" for none). SourcePort and DestinationPort are its application
+// ports, from the SMSC's source_port and destination_port TLVs or else
+// from the UDH's port IE (absent: none). A text reply has none of them.
 type ReplyBinary struct {
-	Binary     string `json:"binary,omitempty"`
-	DataCoding *int   `json:"data_coding,omitempty"`
-	UDH        string `json:"udh,omitempty"`
+	Binary          string `json:"binary,omitempty"`
+	DataCoding      *int   `json:"data_coding,omitempty"`
+	UDH             string `json:"udh,omitempty"`
+	SourcePort      *int   `json:"source_port,omitempty"`
+	DestinationPort *int   `json:"destination_port,omitempty"`
 }
 
 // ReplyBinaryOf is m's ReplyBinary.
@@ -61,7 +66,20 @@ func ReplyBinaryOf(m *queue.MO) ReplyBinary {
 		return ReplyBinary{}
 	}
 	dc := int(m.DataCoding)
-	return ReplyBinary{Binary: hex.EncodeToString(m.Binary), DataCoding: &dc, UDH: hex.EncodeToString(m.UDH)}
+	b := ReplyBinary{Binary: hex.EncodeToString(m.Binary), DataCoding: &dc, UDH: hex.EncodeToString(m.UDH)}
+	if u, _, err := segment.ParseUDH(m.UDH); err == nil && u.Ports {
+		src, dst := int(u.SrcPort), int(u.DestPort)
+		b.SourcePort, b.DestinationPort = &src, &dst
+	}
+	if m.SourcePort != nil {
+		src := int(*m.SourcePort)
+		b.SourcePort = &src
+	}
+	if m.DestPort != nil {
+		dst := int(*m.DestPort)
+		b.DestinationPort = &dst
+	}
+	return b
 }
 
 // Octets is the number of octets of a binary reply (0 for text).
