@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -114,8 +116,9 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 	submitted := map[string]bool{}
 	receipts := map[string]string{}
 	var replies, binary, multi, query, unbound string
-	// A binary reply in two parts (8-bit data to the WAP push port), 256
-	// octets joined: to the ESME in message_payload, its UDH first.
+	// A binary reply in two parts (8-bit data to the WAP push port, in
+	// the UDH and a destination_port TLV), 256 octets joined: to the ESME
+	// in message_payload, its UDH first, the TLV after.
 	wapPush := []byte{0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0}
 	octets := make([]byte, 256)
 	for i := range octets {
@@ -134,7 +137,8 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 				for seq := byte(1); seq <= 2; seq++ {
 					udh := append([]byte{11, 0x00, 0x03, 0x77, 2, seq}, wapPush...)
 					sm := smpp.SM{SourceAddr: "13712345678", DestinationAddr: "106575002", ESMClass: 0x40, DataCoding: 0x04,
-						ShortMessage: append(udh, octets[int(seq-1)*128:int(seq)*128]...)}
+						ShortMessage: append(udh, octets[int(seq-1)*128:int(seq)*128]...),
+						TLVs:         []smpp.TLVField{{Tag: pdutlv.TagDestinationPort, Value: []byte{0x0B, 0x84}}}}
 					if err := r.sim.InjectDeliverSM(sm); err != nil && !errors.Is(err, context.Canceled) {
 						t.Errorf("inject the binary reply's part %d: %v", seq, err)
 					}
@@ -192,7 +196,7 @@ func testInteropNodeSMPP(t *testing.T, overTLS bool) {
 		t.Errorf("replies node-smpp got:\n%swant\n%s", replies, want)
 	}
 	// The binary reply, joined, as the library read it from message_payload.
-	if want := "binary 13712345678 106575002 4 " + hex.EncodeToString(wapPush) + " " + hex.EncodeToString(octets) + "\n"; binary != want {
+	if want := "binary 13712345678 106575002 4 " + hex.EncodeToString(wapPush) + " " + hex.EncodeToString(octets) + " -:2948\n"; binary != want {
 		t.Errorf("binary replies node-smpp got:\n%swant\n%s", binary, want)
 	}
 	// query_sm: OK, DELIVERED (2), a final_date the library parsed.

@@ -19,9 +19,11 @@
 //   multi <message_id> <no_unsuccess> [<destination>:0x<error_status_code> ...]
 //   receipt <receipted_message_id> <message_state> <short_message>
 //   reply <source_addr> <destination_addr> <data_coding> <text>
-//   binary <source_addr> <destination_addr> <data_coding> <UDH's IEs in hex> <octets in hex>
+//   binary <source_addr> <destination_addr> <data_coding> <UDH's IEs in hex> <octets in hex> <source_port>:<destination_port>
 //     (a reply of 8-bit data, data_coding 4, from short_message or, when
-//     that is empty, message_payload, as the library splits them)
+//     that is empty, message_payload, as the library splits them; the
+//     port TLVs as the library read them (its dest_port), '-' for one
+//     absent)
 //   query <message_id> 0x<command_status> <message_state> <final_date as ISO>
 //   unbound 0x<command_status>
 const smpp = require('smpp');
@@ -60,7 +62,9 @@ session.on('deliver_sm', (pdu) => {
 		const sm = pdu.short_message && pdu.short_message.message && pdu.short_message.message.length ?
 			pdu.short_message : pdu.message_payload;
 		const udh = sm && sm.udh ? Buffer.concat(sm.udh).toString('hex') : '-';
-		say('binary', pdu.source_addr, pdu.destination_addr, pdu.data_coding, udh, sm ? Buffer.from(sm.message).toString('hex') : '-');
+		const port = (p) => p === undefined ? '-' : String(p);
+		say('binary', pdu.source_addr, pdu.destination_addr, pdu.data_coding, udh, sm ? Buffer.from(sm.message).toString('hex') : '-',
+			port(pdu.source_port) + ':' + port(pdu.dest_port));
 		gotReplies++;
 	} else {
 		const body = text || (pdu.message_payload ? String(pdu.message_payload.message) : '');
