@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -155,7 +156,7 @@ max-messages = 5
 group = sms-service
 keyword = default
 catch-all = true
-get-url = "%s?from=%%p&to=%%P&text=%%a&coding=%%c"
+get-url = "%s?from=%%p&to=%%P&text=%%a&coding=%%c&udh=%%u&bin=%%b"
 omit-empty = true
 accept-x-kannel-headers = true
 `, admin, box, filepath.Join(k.dir, "bearerbox.log"), binds,
@@ -401,16 +402,24 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 			t.Fatal(err)
 		}
 	}
+	// And a binary one, 8-bit data to an application port (in the UDH):
+	// Kannel gets its coding, UDH and octets as the handset sent them.
+	binUDH, binData := []byte{6, 5, 4, 0x23, 0xF4, 0x23, 0xF0}, []byte{0x00, 0x01, 0xFF, 0x80, 0x25}
+	if err := r.sim.InjectDeliverSM(smpp.SM{SourceAddr: "13712345678", SourceAddrTON: 1, DestinationAddr: "10657500112",
+		ESMClass: 0x40, DataCoding: 0x04, ShortMessage: append(slices.Clone(binUDH), binData...)}); err != nil {
+		t.Fatal(err)
+	}
+	binaries := 1
 
 	// Each message: one acknowledgement and one delivery receipt (the
 	// long one's second part asked for none). And the reply.
 	// The refused one (a China Mobile number of another province, and
 	// E1 may not send there): a NACK (type 16) with qxtd's error code.
 	// The scheduled one: accepted (type 8), nothing more yet.
-	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 3}
+	want := map[string]int{"gsm/8": 1, "gsm/1": 1, "ucs2/8": 1, "ucs2/1": 1, "long/8": 1, "long/1": 1, "refused/16": 1, "later/8": 1, "mo": 4}
 	got := map[string]int{}
 	deadline := time.After(30 * time.Second)
-	for n := 0; n < 11; n++ {
+	for n := 0; n < 12; n++ {
 		select {
 		case h := <-hits:
 			switch h.path {
@@ -427,7 +436,14 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 				got["mo"]++
 				// Kannel writes a source of TON 1 (international, as the
 				// SMSC sent it and qxtd relays it) with a "+".
-				if strings.TrimPrefix(h.q.Get("from"), "+") != "13712345678" || h.q.Get("to") != "10657500112" || !replies[h.q.Get("text")] {
+				from, to := strings.TrimPrefix(h.q.Get("from"), "+"), h.q.Get("to")
+				switch {
+				case h.q.Get("coding") == "1": // 8-bit
+					if from != "13712345678" || to != "10657500112" || h.q.Get("udh") != string(binUDH) || h.q.Get("bin") != string(binData) {
+						t.Errorf("binary reply at Kannel from %s to %s: udh % x, octets % x, want % x, % x", from, to, h.q.Get("udh"), h.q.Get("bin"), binUDH, binData)
+					}
+					binaries--
+				case from != "13712345678" || to != "10657500112" || !replies[h.q.Get("text")]:
 					t.Errorf("reply at Kannel: %v", h.q)
 				}
 				delete(replies, h.q.Get("text"))
@@ -440,6 +456,9 @@ func testInteropKannel(t *testing.T, transceiver bool) {
 		if got[key] != n {
 			t.Errorf("%s: %d, want %d (all: %v)", key, got[key], n, got)
 		}
+	}
+	if binaries != 0 {
+		t.Errorf("Kannel got %d binary replies too few (8-bit, coding 1)", binaries)
 	}
 	later, _, err := r.store.List(queue.ListFilter{Enterprise: "E1", Scheduled: true}, 0, 10)
 	if err != nil || len(later) != 1 {
