@@ -110,8 +110,8 @@
 //	             not text kept and passed on as octets
 //	moparts.go   long replies the SMSC split: parts stored, then joined
 //	             into one reply (at the last part, or at the timeout)
-//	moagain.go   the SMSC's resend of a reply whose answer a cut lost:
-//	             answered, not stored again
+//	moagain.go   the SMSC's resend of a reply whose answer a cut (or the
+//	             end of the last run) lost: answered, not stored again
 //	maintain.go  retention purge and split-message housekeeping
 //	peers.go     cluster mode: receipts another node must match
 //	owners.go    cluster mode: query, cancel and replace of another node's message

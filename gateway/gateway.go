@@ -390,6 +390,13 @@ func (g *Gateway) Start() {
 		// New messages due at once come to the dispatcher from the
 		// commit that stored them, not from a scan of the store.
 		g.unhand = g.store.SetDueCallback(g.disp.offer)
+		// The replies stored just before the last run ended, whose
+		// answers that end may have cut: their resends are known.
+		if mos, err := g.store.RecentMOs(moAgainBefore, moAgainMax*len(g.ups)); err != nil {
+			g.log.Warn("replies stored before the last stop not read: the SMSC's resends of those whose answers the stop cut are stored again", "err", err)
+		} else {
+			g.moAgain.restarted(mos, time.Now())
+		}
 	}
 	for _, u := range g.ups {
 		u.start(g.ctx, &g.wg)

@@ -71,7 +71,14 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 		}
 		// partAlone: stored as a reply of its own, as before joining.
 	}
-	fp := moFingerprint(p)
+	// The fingerprint is of the content as stored, so that a restart can
+	// take it from the store (moAgain.restarted); a reply that did not
+	// decode is told apart by its raw user data.
+	var raw [][]byte
+	if g.fillMO(m, frag, err) != nil {
+		raw = [][]byte{smpp.UserData(p), smpp.TLV(p, pdutlv.TagMessagePayload)}
+	}
+	fp := moFingerprint(m, raw...)
 	if f := g.moAgain.racing(upstream, fp, conn); f != nil {
 		// The first copy's commit is under way on a cut connection: it
 		// decides whether this is its resend.
@@ -94,9 +101,8 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 	// wait past the connection's end, so that the session ends at once.
 	flight := g.moAgain.begin(upstream, fp, conn)
 	stored := make(chan error, 1)
-	parseErr := err
 	g.wg.Go(func() {
-		err := g.storeWholeMO(context.WithoutCancel(ctx), m, frag, parseErr)
+		err := g.storeFilledMO(context.WithoutCancel(ctx), m)
 		g.moAgain.end(flight, err == nil, time.Now())
 		stored <- err
 	})
@@ -119,23 +125,37 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 const moAgainResult = "again"
 
 // storeWholeMO stores m, with the text of frag (parseErr: frag did not
-// parse), as one reply and sends it on. A store failure is logged and
-// counted unless ctx ended (the caller's moCut), and returned.
+// parse), as one reply and sends it on (fillMO, storeFilledMO).
 func (g *Gateway) storeWholeMO(ctx context.Context, m *queue.MO, frag segment.Fragment, parseErr error) error {
+	g.fillMO(m, frag, parseErr)
+	return g.storeFilledMO(ctx, m)
+}
+
+// fillMO sets m's content from frag (parseErr: frag did not parse): its
+// octets, or its text. It returns the error of a reply that did not
+// decode, which is kept with an empty text, never dropped.
+func (g *Gateway) fillMO(m *queue.MO, frag segment.Fragment, parseErr error) error {
 	err := parseErr
 	switch {
 	case err == nil && frag.Coding == segment.Octets:
-		// Not text (binary, a WAP port, a coding qxtd cannot read): the
-		// octets are kept and passed on as the handset sent them.
+		// Not text (binary, an application port, a coding qxtd cannot
+		// read): the octets are kept and passed on as the handset sent
+		// them.
 		m.Binary, m.UDH = nonNil(frag.Data), frag.UDH
 	case err == nil:
 		m.Text, err = frag.Text()
 	}
 	if err != nil {
-		// Malformed (a broken UDH, no content): kept with an empty text,
-		// never dropped.
+		// Malformed (a broken UDH, no content).
 		g.log.Warn("undecodable mobile-originated message", "upstream", m.Upstream, "err", err)
 	}
+	return err
+}
+
+// storeFilledMO stores m (its content set: fillMO) as one reply and
+// sends it on. A store failure is logged and counted unless ctx ended
+// (the caller's moCut), and returned.
+func (g *Gateway) storeFilledMO(ctx context.Context, m *queue.MO) error {
 	result := g.resolveMO(m)
 	if err := g.store.StoreMO(ctx, m); err != nil {
 		if ctx.Err() == nil {

@@ -6,10 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fiorix/go-smpp/smpp/pdu"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
-	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
-
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -30,7 +27,16 @@ import (
 // and its replies are never taken for resends; nor is anything while the
 // connection it came on is up. A handset that sends
 // the very same text again within those minutes, right after such a cut,
-// is the price: its second reply is dropped. A long reply's parts are
+// is the price: its second reply is dropped.
+//
+// The end of a run (a crash, a kill -9, a stop) cuts every connection,
+// and what was answered is not on disk. At the start the replies stored
+// in the moAgainBefore before the newest one are read from the store and
+// taken as cut at the start (restarted), unless that newest one is older
+// than moAgainKeep: the fingerprint is of the content as stored, not of
+// the PDU, for that. The previous run's end is not known, so a run that
+// went on a while past its last reply, or a stop whose unbinds were
+// answered, has the same price for those minutes. A long reply's parts are
 // not looked at here: a part sent again replaces the one stored, and one
 // sent after its reply was joined is dropped (queue/mojoined.go).
 const (
@@ -129,11 +135,17 @@ type moSeen struct {
 	fp   [sha256.Size]byte
 	at   time.Time
 	conn *smpp.Conn
+	// restart: read from the store at a start at this time, conn nil
+	// (restarted): cut by the previous run's end.
+	restart time.Time
 }
 
-// moFingerprint is what a resend repeats of reply p: its addresses,
-// coding and content.
-func moFingerprint(p pdu.Body) [sha256.Size]byte {
+// moFingerprint is what a resend repeats of reply m (its content set:
+// fillMO): its addresses and content as stored, so that a restart can
+// take it from the store (restarted). raw, for a reply that did not
+// decode (stored with an empty text), is its user data, which tells such
+// replies apart; stored, they are not remembered across a restart.
+func moFingerprint(m *queue.MO, raw ...[]byte) [sha256.Size]byte {
 	h := sha256.New()
 	var n [4]byte
 	field := func(b []byte) {
@@ -141,15 +153,68 @@ func moFingerprint(p pdu.Body) [sha256.Size]byte {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	field([]byte{smpp.Byte(p, pdufield.SourceAddrTON), smpp.Byte(p, pdufield.SourceAddrNPI),
-		smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass)})
-	field([]byte(smpp.Str(p, pdufield.SourceAddr)))
-	field([]byte(smpp.Str(p, pdufield.DestinationAddr)))
-	field(smpp.UserData(p))
-	field(smpp.TLV(p, pdutlv.TagMessagePayload))
+	port := func(p *uint16) []byte {
+		if p == nil {
+			return nil
+		}
+		return []byte{1, byte(*p >> 8), byte(*p)}
+	}
+	binaryMark := byte(0)
+	if m.Binary != nil {
+		binaryMark = 1
+	}
+	field([]byte{m.SourceTON, m.SourceNPI, binaryMark, m.DataCoding})
+	field([]byte(m.Source))
+	field([]byte(m.Dest))
+	field([]byte(m.Text))
+	field(m.Binary)
+	field(m.UDH)
+	field(port(m.SourcePort))
+	field(port(m.DestPort))
+	for _, b := range raw {
+		field(b)
+	}
 	var fp [sha256.Size]byte
 	h.Sum(fp[:0])
 	return fp
+}
+
+// restarted remembers the replies stored just before the previous run
+// ended (a crash, a kill, a stop), read from the store at the start
+// (queue.Store.RecentMOs): that end cut every connection, and the SMSC
+// sends again, on its first bind after the start, the replies whose
+// answers it lost. They are taken as cut at now, for moAgainKeep from
+// the start. Replies stored with an empty text and no octets (they did
+// not decode: their fingerprint needs the raw PDU) are left out. So is
+// everything when the newest was stored more than moAgainKeep before
+// now: that run went on long after its last reply (its answers were out
+// long before its end), or was down longer than a cut is waited for.
+func (a *moAgain) restarted(mos []*queue.MO, now time.Time) {
+	var newest time.Time
+	for _, m := range mos {
+		if m.ReceivedAt.After(newest) {
+			newest = m.ReceivedAt
+		}
+	}
+	if now.Sub(newest) > moAgainKeep {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ups == nil {
+		a.ups = make(map[string][]moSeen)
+	}
+	for i := len(mos) - 1; i >= 0; i-- { // oldest first
+		m := mos[i]
+		if m.Text == "" && m.Binary == nil {
+			continue
+		}
+		list := a.ups[m.Upstream]
+		if len(list) >= moAgainMax {
+			list = list[len(list)-moAgainMax+1:]
+		}
+		a.ups[m.Upstream] = append(list, moSeen{fp: moFingerprint(m), at: m.ReceivedAt, restart: now})
+	}
 }
 
 // stored remembers a reply stored at now that came on conn (nil: not
@@ -197,6 +262,9 @@ func (a *moAgain) again(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 // before: stored once the connection was gone). ended: the connection
 // ended, cut or not.
 func (s moSeen) unsure() (end time.Time, unsure, ended bool) {
+	if !s.restart.IsZero() {
+		return s.restart, true, true
+	}
 	end, unbound, ended := s.conn.Ended()
 	return end, ended && !unbound && !s.at.Before(end.Add(-moAgainBefore)), ended
 }

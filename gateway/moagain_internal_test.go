@@ -8,6 +8,7 @@ import (
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 
+	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -51,7 +52,9 @@ func ended(t *testing.T, c *smpp.Conn) time.Time {
 // up, nor after a clean unbind; and an upstream remembers at most
 // moAgainMax replies.
 func TestMOAgainWindows(t *testing.T) {
-	fp := func(s string) [32]byte { return moFingerprint(smpp.NewTextPDU(s, "13712345678", "106575001", 1, 1)) }
+	fp := func(s string) [32]byte {
+		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", SourceTON: 1, SourceNPI: 1, Text: s})
+	}
 	var a moAgain
 	now := time.Now()
 
@@ -149,5 +152,47 @@ func TestMOAgainWindows(t *testing.T) {
 	}
 	if n := len(a.ups["busy"]); n > moAgainMax {
 		t.Errorf("%d replies remembered, at most %d", n, moAgainMax)
+	}
+}
+
+// TestMOAgainRestarted: replies read from the store at a start stand for
+// replies cut by the previous run's end, for moAgainKeep from the start,
+// each taken once; a reply that did not decode is not among them, nor is
+// anything when the newest was stored more than moAgainKeep before.
+func TestMOAgainRestarted(t *testing.T) {
+	start := time.Now()
+	mo := func(text string, at time.Time) *queue.MO {
+		return &queue.MO{Source: "13712345678", Dest: "106575001", SourceTON: 1, SourceNPI: 1, Text: text, Upstream: "sim", ReceivedAt: at}
+	}
+	bin := mo("", start.Add(-3*time.Second))
+	bin.Binary, bin.DataCoding = []byte{1, 2}, 4
+	recent := []*queue.MO{mo("Y", start.Add(-2*time.Second)), mo("", start.Add(-time.Second)), bin} // newest first
+	var a moAgain
+	a.restarted(recent, start)
+	if a.again("sim", moFingerprint(mo("", time.Time{})), nil, start) {
+		t.Error("a reply that did not decode (empty text) taken for a resend")
+	}
+	if a.again("other", moFingerprint(recent[0]), nil, start) {
+		t.Error("another upstream's reply taken for a resend")
+	}
+	if !a.again("sim", moFingerprint(bin), nil, start.Add(time.Second)) {
+		t.Error("the binary reply's resend stored again")
+	}
+	if !a.again("sim", moFingerprint(recent[0]), nil, start.Add(moAgainKeep-time.Second)) {
+		t.Error("the resend within moAgainKeep of the start stored again")
+	}
+	if a.again("sim", moFingerprint(recent[0]), nil, start.Add(moAgainKeep-time.Second)) {
+		t.Error("taken for a resend twice")
+	}
+
+	var late moAgain
+	late.restarted([]*queue.MO{mo("Y", start.Add(-2*time.Second))}, start)
+	if late.again("sim", moFingerprint(mo("Y", time.Time{})), nil, start.Add(moAgainKeep+time.Second)) {
+		t.Error("taken for a resend past moAgainKeep after the start")
+	}
+	var idle moAgain
+	idle.restarted([]*queue.MO{mo("Y", start.Add(-moAgainKeep-time.Second))}, start)
+	if idle.again("sim", moFingerprint(mo("Y", time.Time{})), nil, start) {
+		t.Error("taken for a resend though the last reply was stored more than moAgainKeep before the start")
 	}
 }

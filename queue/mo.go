@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -530,4 +531,51 @@ func (s *Store) PurgeMOs(ctx context.Context, cutoff time.Time, limit int) (purg
 		return 0, 0, fmt.Errorf("queue: purge mos: %w", err)
 	}
 	return purged, untaken, nil
+}
+
+// recentMOsSlack: RecentMOs goes on past this many MOs in a row older
+// than its window before it stops. Ids follow the commits, not the
+// arrivals: a reply joined from its parts, or one that waited for a slow
+// commit, has an id newer than its ReceivedAt says.
+const recentMOsSlack = 256
+
+// RecentMOs returns the MOs received at most window before the newest
+// one (by ReceivedAt), newest id first, at most max of them; none for a
+// store without MOs. A restart reads them to know the SMSC's resends of
+// the replies stored just before the previous run ended, whose answers
+// that end may have lost (gateway/moagain.go). It reads the newest ids
+// only: the scan stops recentMOsSlack MOs past the window's start.
+func (s *Store) RecentMOs(window time.Duration, max int) ([]*MO, error) {
+	var list []*MO
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMO).Cursor()
+		var newest time.Time
+		older := 0
+		for k, v := c.Last(); k != nil && len(list) < max && older < recentMOsSlack; k, v = c.Prev() {
+			m, err := decodeMO(k, v)
+			if err != nil {
+				return err
+			}
+			if newest.IsZero() {
+				newest = m.ReceivedAt
+			}
+			if m.ReceivedAt.After(newest) {
+				// Out of id order (above): the window's end moves up,
+				// and what it left is dropped.
+				newest = m.ReceivedAt
+				list = slices.DeleteFunc(list, func(x *MO) bool { return x.ReceivedAt.Before(newest.Add(-window)) })
+			}
+			if m.ReceivedAt.Before(newest.Add(-window)) {
+				older++
+				continue
+			}
+			older = 0
+			list = append(list, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: recent mos: %w", err)
+	}
+	return list, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -426,5 +427,48 @@ func TestMOBinaryKept(t *testing.T) {
 	bad.SourcePort = &src
 	if _, err := ts.StoreMOPart(context.Background(), bad, MOPartLimits{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a text part with a port: %v, want ErrInvalid", err)
+	}
+}
+
+// TestRecentMOs: the MOs received within the window before the newest,
+// newest id first, however their ids and times interleave, at most max;
+// the scan stops recentMOsSlack MOs past the window.
+func TestRecentMOs(t *testing.T) {
+	ts := newStore(t, Options{})
+	if list, err := ts.RecentMOs(10*time.Second, 100); err != nil || len(list) != 0 {
+		t.Fatalf("an empty store: %v, %v", list, err)
+	}
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	store := func(text string, at time.Time) {
+		t.Helper()
+		if err := ts.StoreMO(context.Background(), &MO{Enterprise: "E1", Source: "13712345678", Dest: "106575001", Text: text, Upstream: "sim", ReceivedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Far older, past the slack: never read.
+	store("ancient", t0.Add(-time.Hour))
+	for i := range recentMOsSlack {
+		store("old", t0.Add(-time.Minute+time.Duration(i)*time.Millisecond))
+	}
+	store("in", t0.Add(-20*time.Second)) // in the window once "late" raises its end
+	store("edge", t0.Add(-5*time.Second))
+	store("late", t0.Add(10*time.Second)) // received after "mid", committed before
+	store("mid", t0)
+	// An id newer than its time (a reply joined from its parts): read
+	// first, it opens the window, which the others then move up.
+	store("joined", t0.Add(-3*time.Minute))
+	list, err := ts.RecentMOs(30*time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, m := range list {
+		texts = append(texts, m.Text)
+	}
+	if want := []string{"mid", "late", "edge", "in"}; !slices.Equal(texts, want) {
+		t.Fatalf("recent MOs %q, want %q", texts, want)
+	}
+	if list, _ := ts.RecentMOs(30*time.Second, 2); len(list) != 2 || list[0].Text != "mid" {
+		t.Fatalf("at most 2: %v", list)
 	}
 }
