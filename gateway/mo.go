@@ -79,7 +79,7 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 		raw = [][]byte{smpp.UserData(p), smpp.TLV(p, pdutlv.TagMessagePayload)}
 	}
 	fp := moFingerprint(m, raw...)
-	if f := g.moAgain.racing(upstream, fp, conn); f != nil {
+	if f := g.moAgain.racing(upstream, fp, conn, m.ReceivedAt); f != nil {
 		// The first copy's commit is under way on a cut connection: it
 		// decides whether this is its resend.
 		select {
@@ -99,7 +99,7 @@ func (g *Gateway) receiveMO(ctx context.Context, conn *smpp.Conn, upstream strin
 	// to the resend that follows. Stored and known, the resend is taken
 	// for what it is (it waits for this: racing). The handler does not
 	// wait past the connection's end, so that the session ends at once.
-	flight := g.moAgain.begin(upstream, fp, conn)
+	flight := g.moAgain.begin(upstream, fp, conn, m.ReceivedAt)
 	stored := make(chan error, 1)
 	g.wg.Go(func() {
 		err := g.storeFilledMO(context.WithoutCancel(ctx), m)

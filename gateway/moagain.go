@@ -25,9 +25,9 @@ import (
 // and a resend that comes meanwhile waits for that commit. A session that
 // ended with an unbind answered delivered every answer (smpp.Conn.Ended),
 // and its replies are never taken for resends; nor is anything while the
-// connection it came on is up. A handset that sends
-// the very same text again within those minutes, right after such a cut,
-// is the price: its second reply is dropped.
+// connection it came on is up, unless its answer was late (moAgainLate).
+// A handset that sends the very same text again within those minutes,
+// right after such a cut, is the price: its second reply is dropped.
 //
 // The end of a run (a crash, a kill -9, a stop) cuts every connection,
 // and what was answered is not on disk. At the start the replies stored
@@ -46,6 +46,14 @@ const (
 	// moAgainKeep: how long after the cut the SMSC's resend is waited
 	// for. SMSCs send again on their next bind, seconds after it.
 	moAgainKeep = 10 * time.Minute
+	// moAgainLate: a reply stored this long after it came was answered
+	// late enough that the SMSC may have given up waiting (SMSCs wait
+	// seconds for a deliver_sm_resp; qxtd's commits take milliseconds,
+	// so such an answer is a slow disk's). The SMSC then sends it again
+	// on the same connection, still up: taken for a resend as after a
+	// cut, for moAgainKeep from the answer. So is one that comes while
+	// the first copy is still being stored this long after it came.
+	moAgainLate = 2 * time.Second
 	// moAgainMax bounds the replies remembered per upstream: the oldest
 	// are forgotten first.
 	moAgainMax = 20000
@@ -72,13 +80,14 @@ type moFlightKey struct {
 type moFlight struct {
 	key    moFlightKey
 	conn   *smpp.Conn
+	began  time.Time
 	done   chan struct{}
 	stored bool
 }
 
-// begin registers a reply about to be stored; end must follow.
-func (a *moAgain) begin(upstream string, fp [sha256.Size]byte, conn *smpp.Conn) *moFlight {
-	f := &moFlight{key: moFlightKey{upstream, fp}, conn: conn, done: make(chan struct{})}
+// begin registers a reply about to be stored (at now); end must follow.
+func (a *moAgain) begin(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, now time.Time) *moFlight {
+	f := &moFlight{key: moFlightKey{upstream, fp}, conn: conn, began: now, done: make(chan struct{})}
 	if conn == nil {
 		return f
 	}
@@ -91,7 +100,8 @@ func (a *moAgain) begin(upstream string, fp [sha256.Size]byte, conn *smpp.Conn) 
 	return f
 }
 
-// end records how f's store ended (at now), remembering it stored.
+// end records how f's store ended (at now), remembering it stored, and
+// answered late past moAgainLate.
 func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 	f.stored = stored
 	close(f.done)
@@ -113,18 +123,22 @@ func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 	}
 	a.mu.Unlock()
 	if stored {
-		a.stored(f.key.upstream, f.key.fp, f.conn, now)
+		var late time.Time
+		if now.Sub(f.began) > moAgainLate {
+			late = now
+		}
+		a.remember(f.key.upstream, moSeen{fp: f.key.fp, at: now, conn: f.conn, late: late}, now)
 	}
 }
 
 // racing is a reply the same as fp being stored, come on a connection
-// since cut (not conn): the reply fp may be its resend. Its done says
-// when it is known.
-func (a *moAgain) racing(upstream string, fp [sha256.Size]byte, conn *smpp.Conn) *moFlight {
+// since cut (not conn), or for longer than moAgainLate at now: the reply
+// fp may be its resend. Its done says when it is known.
+func (a *moAgain) racing(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, now time.Time) *moFlight {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, f := range a.storing[moFlightKey{upstream, fp}] {
-		if _, unbound, ended := f.conn.Ended(); f.conn != conn && ended && !unbound {
+		if _, unbound, ended := f.conn.Ended(); f.conn != conn && ended && !unbound || now.Sub(f.began) > moAgainLate {
 			return f
 		}
 	}
@@ -138,6 +152,8 @@ type moSeen struct {
 	// restart: read from the store at a start at this time, conn nil
 	// (restarted): cut by the previous run's end.
 	restart time.Time
+	// late: answered at this time, past moAgainLate (end).
+	late time.Time
 }
 
 // moFingerprint is what a resend repeats of reply m (its content set:
@@ -220,7 +236,13 @@ func (a *moAgain) restarted(mos []*queue.MO, now time.Time) {
 // stored remembers a reply stored at now that came on conn (nil: not
 // remembered).
 func (a *moAgain) stored(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, now time.Time) {
-	if conn == nil {
+	a.remember(upstream, moSeen{fp: fp, at: now, conn: conn}, now)
+}
+
+// remember adds s to upstream's list, pruned at now (s.conn nil: not
+// remembered).
+func (a *moAgain) remember(upstream string, s moSeen, now time.Time) {
+	if s.conn == nil {
 		return
 	}
 	a.mu.Lock()
@@ -229,7 +251,7 @@ func (a *moAgain) stored(upstream string, fp [sha256.Size]byte, conn *smpp.Conn,
 	if len(list) >= moAgainMax {
 		list = list[len(list)-moAgainMax+1:]
 	}
-	a.ups[upstream] = append(list, moSeen{fp: fp, at: now, conn: conn})
+	a.ups[upstream] = append(list, s)
 }
 
 // again reports whether a reply fp arriving at now on conn is the SMSC's
@@ -259,14 +281,19 @@ func (a *moAgain) again(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 
 // unsure reports whether s's answer may not have reached the SMSC: its
 // connection was cut (end) at most moAgainBefore after s was stored (or
-// before: stored once the connection was gone). ended: the connection
-// ended, cut or not.
+// before: stored once the connection was gone), or it was answered late
+// (end: then). ended: the connection ended, cut or not, or the answer
+// was late.
 func (s moSeen) unsure() (end time.Time, unsure, ended bool) {
 	if !s.restart.IsZero() {
 		return s.restart, true, true
 	}
 	end, unbound, ended := s.conn.Ended()
-	return end, ended && !unbound && !s.at.Before(end.Add(-moAgainBefore)), ended
+	cut := ended && !unbound && !s.at.Before(end.Add(-moAgainBefore))
+	if !cut && !s.late.IsZero() {
+		return s.late, true, true
+	}
+	return end, cut, ended
 }
 
 // pruned is upstream's list, pruned at now and kept so.

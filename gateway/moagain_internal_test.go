@@ -104,18 +104,18 @@ func TestMOAgainWindows(t *testing.T) {
 	// A resend that comes while the first copy is still being stored
 	// waits for it: its resend once stored, a reply of its own if not.
 	first, later := connPair(t)
-	stored := a.begin("sim", fp("racing"), first)
-	failed := a.begin("sim", fp("failing"), first)
-	if a.racing("sim", fp("racing"), later) != nil {
+	stored := a.begin("sim", fp("racing"), first, time.Now())
+	failed := a.begin("sim", fp("failing"), first, time.Now())
+	if a.racing("sim", fp("racing"), later, time.Now()) != nil {
 		t.Error("racing a reply whose connection is up")
 	}
 	_ = first.Close()
 	ended(t, first)
-	if a.racing("sim", fp("racing"), first) != nil {
+	if a.racing("sim", fp("racing"), first, time.Now()) != nil {
 		t.Error("racing a reply of the same connection")
 	}
-	f := a.racing("sim", fp("racing"), later)
-	if f != stored || a.racing("sim", fp("failing"), later) != failed {
+	f := a.racing("sim", fp("racing"), later, time.Now())
+	if f != stored || a.racing("sim", fp("failing"), later, time.Now()) != failed {
 		t.Fatal("the replies being stored on a cut connection not found")
 	}
 	a.end(stored, true, time.Now())
@@ -124,7 +124,7 @@ func TestMOAgainWindows(t *testing.T) {
 	if !a.again("sim", fp("racing"), nil, time.Now()) || a.again("sim", fp("failing"), nil, time.Now()) {
 		t.Error("a resend not taken once its first copy was stored, or taken although it was not")
 	}
-	if a.racing("sim", fp("racing"), later) != nil || len(a.storing) != 0 {
+	if a.racing("sim", fp("racing"), later, time.Now()) != nil || len(a.storing) != 0 {
 		t.Errorf("replies still being stored: %v", a.storing)
 	}
 
@@ -194,5 +194,44 @@ func TestMOAgainRestarted(t *testing.T) {
 	idle.restarted([]*queue.MO{mo("Y", start.Add(-moAgainKeep-time.Second))}, start)
 	if idle.again("sim", moFingerprint(mo("Y", time.Time{})), nil, start) {
 		t.Error("taken for a resend though the last reply was stored more than moAgainKeep before the start")
+	}
+}
+
+// TestMOAgainLate: a reply stored later than moAgainLate after it came
+// was answered too late for some SMSCs, which send it again on the same
+// connection, still up: taken for a resend, once, for moAgainKeep from
+// the answer. One answered in time is not; a copy that comes while the
+// first is stored past moAgainLate waits for it.
+func TestMOAgainLate(t *testing.T) {
+	fp := func(s string) [32]byte {
+		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
+	}
+	var a moAgain
+	up, _ := connPair(t)
+	t0 := time.Now()
+	late := a.begin("sim", fp("late"), up, t0)
+	if a.racing("sim", fp("late"), up, t0.Add(moAgainLate-time.Millisecond)) != nil {
+		t.Error("a copy racing one stored for less than moAgainLate")
+	}
+	if a.racing("sim", fp("late"), up, t0.Add(moAgainLate+time.Millisecond)) != late {
+		t.Error("a copy racing one stored for longer than moAgainLate does not wait for it")
+	}
+	a.end(late, true, t0.Add(moAgainLate+time.Second))
+	timely := a.begin("sim", fp("timely"), up, t0)
+	a.end(timely, true, t0.Add(moAgainLate-time.Millisecond))
+	answered := t0.Add(moAgainLate + time.Second)
+	if a.again("sim", fp("timely"), up, answered) {
+		t.Error("a reply answered in time taken for a resend on its live connection")
+	}
+	if !a.again("sim", fp("late"), up, answered.Add(moAgainKeep-time.Second)) {
+		t.Error("the resend of a reply answered late stored again")
+	}
+	if a.again("sim", fp("late"), up, answered.Add(moAgainKeep-time.Second)) {
+		t.Error("a third copy, on the live connection, taken for a resend")
+	}
+	older := a.begin("sim", fp("older"), up, t0)
+	a.end(older, true, answered)
+	if a.again("sim", fp("older"), up, answered.Add(moAgainKeep+time.Second)) {
+		t.Error("taken for a resend past moAgainKeep after the late answer")
 	}
 }
