@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
@@ -64,6 +65,9 @@ const (
 type moAgain struct {
 	mu  sync.Mutex
 	ups map[string][]moSeen // oldest first
+	// conns: the connections that remembered replies came on, while
+	// they are up (moConn).
+	conns map[*smpp.Conn]*moConn
 	// storing: the replies whose commit is under way, by upstream and
 	// fingerprint. The SMSC's resend often comes (on its next bind, a
 	// few ms after the cut) while the first copy is still being stored.
@@ -127,7 +131,7 @@ func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 		if now.Sub(f.began) > moAgainLate {
 			late = now
 		}
-		a.remember(f.key.upstream, moSeen{fp: f.key.fp, at: now, conn: f.conn, late: late}, now)
+		a.remember(f.key.upstream, f.conn, moSeen{fp: f.key.fp, at: now, late: late}, now)
 	}
 }
 
@@ -148,7 +152,7 @@ func (a *moAgain) racing(upstream string, fp [sha256.Size]byte, conn *smpp.Conn,
 type moSeen struct {
 	fp   [sha256.Size]byte
 	at   time.Time
-	conn *smpp.Conn
+	conn *moConn
 	// restart: read from the store at a start at this time, conn nil
 	// (restarted): cut by the previous run's end.
 	restart time.Time
@@ -236,17 +240,18 @@ func (a *moAgain) restarted(mos []*queue.MO, now time.Time) {
 // stored remembers a reply stored at now that came on conn (nil: not
 // remembered).
 func (a *moAgain) stored(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, now time.Time) {
-	a.remember(upstream, moSeen{fp: fp, at: now, conn: conn}, now)
+	a.remember(upstream, conn, moSeen{fp: fp, at: now}, now)
 }
 
-// remember adds s to upstream's list, pruned at now (s.conn nil: not
-// remembered).
-func (a *moAgain) remember(upstream string, s moSeen, now time.Time) {
-	if s.conn == nil {
+// remember adds s, come on conn, to upstream's list, pruned at now (conn
+// nil: not remembered).
+func (a *moAgain) remember(upstream string, conn *smpp.Conn, s moSeen, now time.Time) {
+	if conn == nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	s.conn = a.handle(conn)
 	list := a.pruned(upstream, now)
 	if len(list) >= moAgainMax {
 		list = list[len(list)-moAgainMax+1:]
@@ -270,7 +275,7 @@ func (a *moAgain) again(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 		if end, unsure, _ := s.unsure(); unsure && now.Sub(end) <= moAgainKeep {
 			list = append(list[:i:i], list[i+1:]...)
 			if conn != nil {
-				list = append(list, moSeen{fp: fp, at: now, conn: conn})
+				list = append(list, moSeen{fp: fp, at: now, conn: a.handle(conn)})
 			}
 			a.ups[upstream] = list
 			return true
@@ -288,7 +293,7 @@ func (s moSeen) unsure() (end time.Time, unsure, ended bool) {
 	if !s.restart.IsZero() {
 		return s.restart, true, true
 	}
-	end, unbound, ended := s.conn.Ended()
+	end, unbound, ended := s.conn.ended()
 	cut := ended && !unbound && !s.at.Before(end.Add(-moAgainBefore))
 	if !cut && !s.late.IsZero() {
 		return s.late, true, true
@@ -323,4 +328,60 @@ func (a *moAgain) prune(list []moSeen, now time.Time) []moSeen {
 	}
 	clear(list[:n])
 	return list[n:]
+}
+
+// moConn is a connection remembered replies came on: the connection
+// while it is up, then only how it ended. Replies are remembered up to
+// moAgainKeep after a cut, and a connection dropped and bound again and
+// again would otherwise keep that many dead connections (their channels
+// and buffers) alive.
+type moConn struct {
+	mu      sync.Mutex
+	conn    *smpp.Conn // nil once ended
+	end     time.Time
+	unbound bool
+}
+
+// handle is conn's moConn, made at its first remembered reply; a.mu is
+// held. The connection's end releases it (its context ends once Ended
+// reports the end).
+func (a *moAgain) handle(conn *smpp.Conn) *moConn {
+	if h, ok := a.conns[conn]; ok {
+		return h
+	}
+	if a.conns == nil {
+		a.conns = make(map[*smpp.Conn]*moConn)
+	}
+	h := &moConn{conn: conn}
+	a.conns[conn] = h
+	context.AfterFunc(conn.Context(), func() {
+		h.release()
+		a.mu.Lock()
+		delete(a.conns, conn)
+		a.mu.Unlock()
+	})
+	return h
+}
+
+// release keeps how the connection ended, not the connection.
+func (h *moConn) release() {
+	end, unbound, ok := h.conn.Ended()
+	if !ok {
+		// Not reported ended as its context ended (it always is):
+		// kept, read as it goes.
+		return
+	}
+	h.mu.Lock()
+	h.conn, h.end, h.unbound = nil, end, unbound
+	h.mu.Unlock()
+}
+
+// ended is smpp.Conn.Ended of the connection.
+func (h *moConn) ended() (at time.Time, unbound, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn == nil {
+		return h.end, h.unbound, true
+	}
+	return h.conn.Ended()
 }

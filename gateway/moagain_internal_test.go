@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/fiorix/go-smpp/smpp/pdu"
 
@@ -233,5 +236,63 @@ func TestMOAgainLate(t *testing.T) {
 	a.end(older, true, answered)
 	if a.again("sim", fp("older"), up, answered.Add(moAgainKeep+time.Second)) {
 		t.Error("taken for a resend past moAgainKeep after the late answer")
+	}
+}
+
+// TestMOAgainReleasesConns: replies remembered after their connection was
+// cut (up to moAgainKeep) keep how it ended, not the connection: an SMSC
+// that drops and binds again and again does not keep every dead
+// connection alive. What they are taken for does not change.
+func TestMOAgainReleasesConns(t *testing.T) {
+	fp := func(s string) [32]byte { return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s}) }
+	var a moAgain
+	var gone []weak.Pointer[smpp.Conn]
+	for i := range 20 {
+		func() {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, _ := l.Accept()
+				accepted <- c
+			}()
+			nc, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			none := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body { return nil })
+			c, peer := smpp.NewConn(nc, none, smpp.ConnOptions{}), smpp.NewConn(<-accepted, none, smpp.ConnOptions{})
+			a.stored("sim", fp(fmt.Sprint(i)), c, time.Now())
+			_ = peer.Close()
+			_ = c.Close()
+			<-c.Done()
+			<-peer.Done()
+			gone = append(gone, weak.Make(c))
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive := len(gone); alive > 0; {
+		runtime.GC()
+		alive = 0
+		for _, w := range gone {
+			if w.Value() != nil {
+				alive++
+			}
+		}
+		if alive > 0 && time.Now().After(deadline) {
+			a.mu.Lock()
+			n := len(a.conns)
+			a.mu.Unlock()
+			t.Fatalf("%d of %d cut connections still alive (%d held)", alive, len(gone), n)
+		}
+		runtime.Gosched()
+	}
+	for i := range 20 {
+		if !a.again("sim", fp(fmt.Sprint(i)), nil, time.Now()) {
+			t.Fatalf("reply %d: not taken for a resend once its connection was released", i)
+		}
 	}
 }
