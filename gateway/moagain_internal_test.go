@@ -244,7 +244,9 @@ func TestMOAgainLate(t *testing.T) {
 // that drops and binds again and again does not keep every dead
 // connection alive. What they are taken for does not change.
 func TestMOAgainReleasesConns(t *testing.T) {
-	fp := func(s string) [32]byte { return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s}) }
+	fp := func(s string) [32]byte {
+		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
+	}
 	var a moAgain
 	var gone []weak.Pointer[smpp.Conn]
 	for i := range 20 {
