@@ -392,11 +392,7 @@ func (g *Gateway) Start() {
 		g.unhand = g.store.SetDueCallback(g.disp.offer)
 		// The replies stored just before the last run ended, whose
 		// answers that end may have cut: their resends are known.
-		if mos, err := g.store.RecentMOs(moAgainBefore, moAgainMax*len(g.ups)); err != nil {
-			g.log.Warn("replies stored before the last stop not read: the SMSC's resends of those whose answers the stop cut are stored again", "err", err)
-		} else {
-			g.moAgain.restarted(mos, time.Now())
-		}
+		g.moRestart()
 	}
 	for _, u := range g.ups {
 		u.start(g.ctx, &g.wg)
@@ -440,6 +436,7 @@ func (g *Gateway) Stop() {
 	g.dlrs.stop()
 	g.mos.stop()
 	g.wg.Wait()
+	g.moStopped()
 }
 
 // Ready reports whether at least one upstream bind is up.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -35,9 +37,11 @@ import (
 // in the moAgainBefore before the newest one are read from the store and
 // taken as cut at the start (restarted), unless that newest one is older
 // than moAgainKeep: the fingerprint is of the content as stored, not of
-// the PDU, for that. The previous run's end is not known, so a run that
-// went on a while past its last reply, or a stop whose unbinds were
-// answered, has the same price for those minutes. A long reply's parts are
+// the PDU, for that. A stop that ended every session with an unbind
+// answered records so (moStopped), and the next start takes none. The
+// end of a crash is not known, so a crashed run that went on a while
+// past its last reply has the same price for those minutes. A long
+// reply's parts are
 // not looked at here: a part sent again replaces the one stored, and one
 // sent after its reply was joined is dropped (queue/mojoined.go).
 const (
@@ -384,4 +388,68 @@ func (h *moConn) ended() (at time.Time, unbound, ok bool) {
 		return h.end, h.unbound, true
 	}
 	return h.conn.Ended()
+}
+
+// moRestart, at the start, remembers the replies stored just before the
+// last run ended (restarted), unless that run recorded at its stop that
+// every one of them was answered (moStopped).
+func (g *Gateway) moRestart() {
+	mos, err := g.store.RecentMOs(moAgainBefore, moAgainMax*len(g.ups))
+	if err != nil {
+		g.log.Warn("replies stored before the last stop not read: the SMSC's resends of those whose answers the stop cut are stored again", "err", err)
+		return
+	}
+	at, answered, err := g.store.TakeRepliesAnswered(g.ctx)
+	if err != nil {
+		g.log.Warn("replies taken as unanswered at the last stop", "err", err)
+	}
+	var newest time.Time
+	for _, m := range mos {
+		if m.ReceivedAt.After(newest) {
+			newest = m.ReceivedAt
+		}
+	}
+	if err == nil && answered && !newest.After(at) {
+		g.log.Debug("the last stop answered every reply: none taken for the SMSC's resend", "stopped", at)
+		return
+	}
+	g.moAgain.restarted(mos, time.Now())
+}
+
+// moStopped, at the stop, records that every reply was answered to the
+// SMSC when every session they came on ended with an unbind answered and
+// no reply is being stored (moAgain.answered).
+func (g *Gateway) moStopped() {
+	if g.store == nil || !g.moAgain.answered(time.Now()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.store.MarkRepliesAnswered(ctx, time.Now()); err != nil {
+		level := slog.LevelWarn
+		if errors.Is(err, queue.ErrClosed) {
+			level = slog.LevelDebug
+		}
+		g.log.Log(ctx, level, "replies not recorded as answered at the stop: the next start takes the last ones for unanswered", "err", err)
+	}
+}
+
+// answered reports whether, at now, no remembered reply may have lost its
+// answer (none whose resend is still waited for: every session they came
+// on ended with an unbind answered, none was answered late or read at the
+// start within moAgainKeep) and none is being stored.
+func (a *moAgain) answered(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.storing) > 0 {
+		return false
+	}
+	for _, list := range a.ups {
+		for _, s := range list {
+			if end, unsure, ended := s.unsure(); !ended || unsure && now.Sub(end) <= moAgainKeep {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -298,3 +298,47 @@ func TestMOAgainReleasesConns(t *testing.T) {
 		}
 	}
 }
+
+// TestMOAgainAnswered: a stop records every reply answered only when no
+// remembered reply may still be sent again: none being stored, none on a
+// connection still up, cut, or answered late, none read at the start,
+// within moAgainKeep.
+func TestMOAgainAnswered(t *testing.T) {
+	fp := func(s string) [32]byte {
+		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
+	}
+	now := time.Now()
+	var a moAgain
+	if !a.answered(now) {
+		t.Fatal("nothing remembered: not answered")
+	}
+	clean, peer := connPair(t)
+	a.stored("sim", fp("clean"), clean, now)
+	if a.answered(now) {
+		t.Error("answered while the connection is up")
+	}
+	if err := peer.Unbind(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ended(t, clean)
+	if !a.answered(now) {
+		t.Error("not answered after a clean unbind")
+	}
+	f := a.begin("sim", fp("storing"), clean, now)
+	if a.answered(now) {
+		t.Error("answered while a reply is being stored")
+	}
+	a.end(f, false, now)
+	cut, _ := connPair(t)
+	a.stored("sim", fp("cut"), cut, now)
+	_ = cut.Close()
+	end := ended(t, cut)
+	if a.answered(end) || !a.answered(end.Add(moAgainKeep+time.Second)) {
+		t.Error("a cut reply: answered within moAgainKeep, or not after")
+	}
+	var r moAgain
+	r.restarted([]*queue.MO{{Source: "13712345678", Dest: "106575001", Text: "Y", Upstream: "sim", ReceivedAt: now}}, now)
+	if r.answered(now) || !r.answered(now.Add(moAgainKeep+time.Second)) {
+		t.Error("a reply read at the start: answered within moAgainKeep, or not after")
+	}
+}

@@ -128,6 +128,8 @@
 //	idem    api's Idempotency-Key                    → version | at | enterprise | code | sum | header | body   answers kept for retries (answers.go)
 //	jobs    batch job id                             → batch's record of the job (jobs.go)
 //	jobchunks job id (a bucket) → chunk (4 BE)        → an answer, as idem's: the rows one gateway call of the job sent (jobs.go)
+//	meta    "counts", "duecounts"                    → the state counts and the due parts per upstream (counts.go)
+//	        "replies_answered"                       → Unix ns (8 BE): a stop answered every reply stored before (MarkRepliesAnswered), until the next start takes it
 //
 // Hot paths never scan the store: Due walks the due keys from the first
 // (stopping at the first key later than now), DueFor the updue keys

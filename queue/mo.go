@@ -579,3 +579,42 @@ func (s *Store) RecentMOs(window time.Duration, max int) ([]*MO, error) {
 	}
 	return list, nil
 }
+
+// keyRepliesAnswered (meta): the time of MarkRepliesAnswered, until the
+// next start takes it.
+var keyRepliesAnswered = []byte("replies_answered")
+
+// MarkRepliesAnswered records that every reply stored up to at was
+// answered to the SMSC: a stop whose sessions with the SMSC all ended
+// with an unbind answered. The next start takes it (TakeRepliesAnswered)
+// and need not wait for resends of the last replies.
+func (s *Store) MarkRepliesAnswered(ctx context.Context, at time.Time) error {
+	err := s.exec(ctx, func(t *txn) error {
+		return t.tx.Bucket(bucketMeta).Put(keyRepliesAnswered, binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
+	})
+	if err != nil {
+		return fmt.Errorf("queue: mark replies answered: %w", err)
+	}
+	return nil
+}
+
+// TakeRepliesAnswered returns the time MarkRepliesAnswered recorded in the
+// last run (ok false: none, the run ended otherwise) and removes it, so
+// that it says nothing of this run's end. An error leaves it unknown.
+func (s *Store) TakeRepliesAnswered(ctx context.Context) (at time.Time, ok bool, err error) {
+	err = s.exec(ctx, func(t *txn) error {
+		b := t.tx.Bucket(bucketMeta)
+		v := b.Get(keyRepliesAnswered)
+		if v == nil {
+			return nil
+		}
+		if len(v) == 8 {
+			at, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+		}
+		return b.Delete(keyRepliesAnswered)
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("queue: take replies answered: %w", err)
+	}
+	return at, ok, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -470,5 +471,35 @@ func TestRecentMOs(t *testing.T) {
 	}
 	if list, _ := ts.RecentMOs(30*time.Second, 2); len(list) != 2 || list[0].Text != "mid" {
 		t.Fatalf("at most 2: %v", list)
+	}
+}
+
+// TestRepliesAnswered: the mark of a stop that answered every reply is
+// read once, by the next start, and says nothing of the run after it.
+func TestRepliesAnswered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.TakeRepliesAnswered(t.Context()); ok || err != nil {
+		t.Fatalf("a new store: marked %v, %v", ok, err)
+	}
+	at := time.Unix(1_796_000_000, 123).UTC()
+	if err := s.MarkRepliesAnswered(t.Context(), at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, ok, err := s.TakeRepliesAnswered(t.Context()); !ok || err != nil || !got.Equal(at) {
+		t.Fatalf("after the stop: %v %v %v, want %v", got, ok, err, at)
+	}
+	if _, ok, err := s.TakeRepliesAnswered(t.Context()); ok || err != nil {
+		t.Fatalf("taken twice: %v, %v", ok, err)
 	}
 }
