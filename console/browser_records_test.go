@@ -102,6 +102,7 @@ func TestBrowserRecords(t *testing.T) {
 	b.waitText("table.list tbody", "接收程序拒收", false)
 	b.waitText("table.list tbody", "缺 1 段", false)
 	b.waitText("table.list tbody", "二进制 6 字节", false)
+	b.waitText("table.list tbody", "端口 9204", false) // from its UDH
 	b.shot("inbox")
 	// 来自号码: the handset's number, as the person types it.
 	b.run("search the inbox", chromedp.SendKeys(chromedp.CSS(`#inbox-search input[name=number]`), "+86 "+numA1),

@@ -361,7 +361,7 @@ func TestInboxPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.get("/inbox").wantPage(t, "二进制 30 字节", "data_coding 245 和 UDH 06050423f423f0；发往应用端口 9204（源端口 9200）",
-		`<code class="hex">`+strings.Repeat("ab", 24)+"…</code>")
+		`<code class="hex">`+strings.Repeat("ab", 24)+`…</code> <span class="small">端口 9204</span>`)
 	b := r.client()
 	b.login("bob")
 	a := b.get("/inbox")
