@@ -399,7 +399,10 @@ func (g *Gateway) moRestart() {
 		g.log.Warn("replies stored before the last stop not read: the SMSC's resends of those whose answers the stop cut are stored again", "err", err)
 		return
 	}
-	at, answered, err := g.store.TakeRepliesAnswered(g.ctx)
+	// Bounded: a disk that does not commit holds up the start no longer.
+	ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+	at, answered, err := g.store.TakeRepliesAnswered(ctx)
+	cancel()
 	if err != nil {
 		g.log.Warn("replies taken as unanswered at the last stop", "err", err)
 	}
