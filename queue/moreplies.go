@@ -109,17 +109,25 @@ func (s *Store) ReplySummary(enterprise string, limit int) (HookSummary, error) 
 	return sum, nil
 }
 
+// maxDueReplyBytes bounds the content (text, octets, UDH) one DueReplies
+// returns, past its first reply: replies are short, but an SMSC may send
+// a reply of a whole message_payload (64 KiB) or a long one joined from
+// many, and a read of thousands of those would hold that many at once.
+const maxDueReplyBytes = 8 << 20
+
 // DueReplies returns up to limit reply webhooks of enterprise due at or
 // before now, oldest due first, leaving out the ids skip names (in
-// flight). next is when the enterprise's next one (neither returned nor
-// skipped) comes due: now if the limit ended the walk, its due time if
+// flight), and past the first at most maxDueReplyBytes of content. next
+// is when the enterprise's next one (neither returned nor skipped) comes
+// due: now if the limit or the bound ended the walk, its due time if
 // later, the zero time if it has no other. An MO record that is missing
 // or does not decode is reported (for Check) and left where it is.
 func (s *Store) DueReplies(enterprise string, now time.Time, limit int, skip func(id uint64) bool) (rs []Reply, next time.Time, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
+		size := 0
 		next = walkDue(tx.Bucket(bucketMOHook), enterprise, now, skip, func(id uint64, due time.Time, attempts int) (stop bool) {
-			if limit > 0 && len(rs) >= limit {
+			if limit > 0 && len(rs) >= limit || size >= maxDueReplyBytes {
 				return true
 			}
 			m, err := decodeMO(msgKey(id), moB.Get(msgKey(id)))
@@ -129,6 +137,7 @@ func (s *Store) DueReplies(enterprise string, now time.Time, limit int, skip fun
 				return false
 			}
 			rs = append(rs, Reply{Enterprise: enterprise, Due: due, Attempts: attempts, MO: m})
+			size += len(m.Text) + len(m.Binary) + len(m.UDH)
 			return false
 		})
 		return nil

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sync"
@@ -349,5 +350,39 @@ func TestRepliesDueNow(t *testing.T) {
 	}
 	if moved, more, err := ts.RepliesDueNow(ctx, "c", now, 10); err != nil || moved != 0 || more {
 		t.Errorf("an enterprise without replies: %d, %v, %v", moved, more, err)
+	}
+}
+
+// TestDueRepliesBounded: a read of due replies holds at most
+// maxDueReplyBytes of content past its first reply, whatever its limit,
+// and says more are due now.
+func TestDueRepliesBounded(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	t0 := time.Now().Add(-time.Minute)
+	big := bytes.Repeat([]byte{0xA5}, 3<<20)
+	for i := range 5 {
+		m := &MO{Enterprise: "E1", Source: "13712345678", Dest: "106575001", Upstream: "sim", ReplyURL: "https://crm.example.com/r",
+			Binary: big, DataCoding: 4, ReceivedAt: t0.Add(time.Duration(i) * time.Second)}
+		if err := ts.StoreMO(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	rs, next, err := ts.DueReplies("E1", now, 100, nil)
+	if err != nil || len(rs) != 3 || !next.Equal(now) {
+		t.Fatalf("read %d replies of 3 MiB (next %v, %v); want 3, the rest due now", len(rs), next, err)
+	}
+	rs, _, err = ts.DueReplies("E1", now, 100, func(id uint64) bool { return id <= rs[1].MO.ID })
+	if err != nil || len(rs) != 3 {
+		t.Fatalf("past the first two: %d replies, %v; want 3", len(rs), err)
+	}
+	// A reply larger than the bound is read, alone.
+	huge := &MO{Enterprise: "E2", Source: "13712345678", Dest: "106575001", Upstream: "sim", ReplyURL: "https://b.example.com/r",
+		Binary: bytes.Repeat([]byte{1}, maxDueReplyBytes+1), DataCoding: 4, ReceivedAt: t0}
+	if err := ts.StoreMO(context.Background(), huge); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _, err := ts.DueReplies("E2", now, 100, nil); err != nil || len(rs) != 1 {
+		t.Fatalf("a reply past the bound: %d read, %v", len(rs), err)
 	}
 }
