@@ -357,6 +357,8 @@ func onlyDigits(s string) string {
 // page, 0 at the end. A call reads at most MaxListScan MOs of the
 // enterprise, as List does: a filtered page can therefore hold fewer than
 // limit (even none) with a non-zero next; keep paging until next is 0.
+// So can a page whose replies hold maxDueReplyBytes of content (a page of
+// long ones would hold that much per request).
 func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int) (list []*MO, next uint64, err error) {
 	prefix := prefixKey(enterprise, nil)
 	digits := onlyDigits(f.Number)
@@ -383,12 +385,13 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 			}
 		}
 		var last uint64 // the last MO read
+		size := 0       // the content of list (maxDueReplyBytes)
 		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			rest := k[len(prefix):]
 			if len(rest) != 8 {
 				continue
 			}
-			if len(list) >= limit {
+			if len(list) >= limit || size >= maxDueReplyBytes {
 				next = list[len(list)-1].ID
 				return nil
 			}
@@ -404,6 +407,7 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 			last = m.ID
 			if f.match(m, digits) {
 				list = append(list, m)
+				size += len(m.Text) + len(m.Binary) + len(m.UDH)
 			}
 		}
 		return nil

@@ -355,7 +355,7 @@ func TestRepliesDueNow(t *testing.T) {
 
 // TestDueRepliesBounded: a read of due replies holds at most
 // maxDueReplyBytes of content past its first reply, whatever its limit,
-// and says more are due now.
+// and says more are due now; a page of the inbox likewise.
 func TestDueRepliesBounded(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	t0 := time.Now().Add(-time.Minute)
@@ -384,5 +384,21 @@ func TestDueRepliesBounded(t *testing.T) {
 	}
 	if rs, _, err := ts.DueReplies("E2", now, 100, nil); err != nil || len(rs) != 1 {
 		t.Fatalf("a reply past the bound: %d read, %v", len(rs), err)
+	}
+	// The inbox's pages likewise, paged on by next.
+	var pages []int
+	for before := uint64(0); ; {
+		list, next, err := ts.Inbox("E1", InboxFilter{}, before, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, len(list))
+		if next == 0 {
+			break
+		}
+		before = next
+	}
+	if !slices.Equal(pages, []int{3, 2}) {
+		t.Fatalf("inbox pages of %v replies of 3 MiB, want 3 then 2", pages)
 	}
 }
