@@ -355,7 +355,9 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 		if err != nil {
 			g.log.Error("pending replies", "enterprise", f.enterprise, "err", err)
 		}
-		more := len(mos) == moBatch
+		// Read again until a read is empty: a read ends at moBatch, or
+		// short of it at the store's bound on long replies' content.
+		more := len(mos) > 0
 		for _, m := range mos {
 			if ctx.Err() != nil {
 				return

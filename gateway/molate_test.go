@@ -5,40 +5,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 )
 
-// TestReplyAnsweredLateSentAgain: a reply whose commit took longer than
-// an SMSC may wait for its answer (a slow disk: 2.5 s here, qxtd's bound
-// is 2 s) is sent again by the SMSC on the same connection, still up:
-// that copy is answered and not stored. The handset's own repeat after
-// it is stored. Before, the late answer's resend was a second reply.
+// slowReplyTo makes the first reply's store take 2.5 s (its owner's
+// lookup, on the reply's own path: a slow commit would hold up whatever
+// else commits meanwhile too).
+type slowReplyTo struct {
+	gateway.Rules
+	slow *atomic.Bool
+}
+
+func (s slowReplyTo) ReplyTo(dest string) (policy.ReplyOwner, bool) {
+	if s.slow.CompareAndSwap(true, false) {
+		time.Sleep(2500 * time.Millisecond) // the slowness under test, not a wait for an event
+	}
+	return s.Rules.ReplyTo(dest)
+}
+
+// TestReplyAnsweredLateSentAgain: a reply stored later than an SMSC may
+// wait for its answer (2.5 s here; qxtd's bound is 2 s) is sent again by
+// the SMSC on the same connection, still up: that copy is answered and
+// not stored. The handset's own repeat after it is stored. Before, the
+// late answer's resend was a second reply.
 func TestReplyAnsweredLateSentAgain(t *testing.T) {
 	var slow atomic.Bool
-	r := newRig(t, rigOpts{store: func(o *queue.Options) {
-		o.CommitFault = func() error {
-			if slow.Load() {
-				time.Sleep(2500 * time.Millisecond) // the slow disk under test, not a wait for an event
-			}
-			return nil
-		}
-	}})
+	r, _ := twoWayRig(t, rigOpts{wrapRules: func(rules gateway.Rules) gateway.Policy { return slowReplyTo{Rules: rules, slow: &slow} }})
 	waitReady(t, r)
 	slow.Store(true)
-	if err := r.sim.InjectMO("13900000000", "1069", "Y"); err != nil {
-		t.Fatal(err)
-	}
-	slow.Store(false)
-	for range 2 { // the SMSC's resend, then the handset's repeat
-		if err := r.sim.InjectMO("13900000000", "1069", "Y"); err != nil {
+	for range 3 { // the reply, the SMSC's resend, the handset's repeat
+		if err := r.sim.InjectMO("13712345678", "10657500112", "Y"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	list, _, err := r.store.Inbox("", queue.InboxFilter{}, 0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := counters(t, r)["qxtd_mo_received_total,result=again"]; len(list) != 2 || got != 1 {
-		t.Fatalf("%d replies stored, %v taken for resends; want 2 and 1", len(list), got)
+	if got := counters(t, r)["qxtd_mo_received_total,result=again"]; len(inboxOf(t, r.store, "E1")) != 2 || got != 1 {
+		t.Fatalf("%d replies stored, %v taken for resends; want 2 and 1", len(inboxOf(t, r.store, "E1")), got)
 	}
 }

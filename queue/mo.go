@@ -195,13 +195,16 @@ func (t *txn) storeMO(m *MO) (uint64, error) {
 }
 
 // PendingMOs returns up to limit MOs of an enterprise still to forward,
-// oldest first, leaving out those skip names (in flight).
+// oldest first, leaving out those skip names (in flight), and past the
+// first at most maxDueReplyBytes of content: fewer than limit does not
+// say that none is left.
 func (s *Store) PendingMOs(enterprise string, limit int, skip func(id uint64) bool) ([]*MO, error) {
 	var out []*MO
 	prefix := prefixKey(enterprise, nil)
 	err := s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
 		c := tx.Bucket(bucketMOOut).Cursor()
+		size := 0
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			rest := k[len(prefix):]
 			if len(rest) != 8 {
@@ -215,7 +218,8 @@ func (s *Store) PendingMOs(enterprise string, limit int, skip func(id uint64) bo
 				return err
 			}
 			out = append(out, m)
-			if limit > 0 && len(out) >= limit {
+			size += len(m.Text) + len(m.Binary) + len(m.UDH)
+			if limit > 0 && len(out) >= limit || size >= maxDueReplyBytes {
 				break
 			}
 		}

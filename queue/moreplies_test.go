@@ -355,7 +355,8 @@ func TestRepliesDueNow(t *testing.T) {
 
 // TestDueRepliesBounded: a read of due replies holds at most
 // maxDueReplyBytes of content past its first reply, whatever its limit,
-// and says more are due now; a page of the inbox likewise.
+// and says more are due now; a read of the replies to forward and a
+// page of the inbox likewise.
 func TestDueRepliesBounded(t *testing.T) {
 	ts := newStore(t, Options{NoSync: true})
 	t0 := time.Now().Add(-time.Minute)
@@ -384,6 +385,10 @@ func TestDueRepliesBounded(t *testing.T) {
 	}
 	if rs, _, err := ts.DueReplies("E2", now, 100, nil); err != nil || len(rs) != 1 {
 		t.Fatalf("a reply past the bound: %d read, %v", len(rs), err)
+	}
+	// The forwarding to the ESMEs likewise (the gateway reads again).
+	if mos, err := ts.PendingMOs("E1", 64, nil); err != nil || len(mos) != 3 {
+		t.Fatalf("pending MOs: %d read, %v; want 3", len(mos), err)
 	}
 	// The inbox's pages likewise, paged on by next.
 	var pages []int
