@@ -166,6 +166,9 @@ type Conn struct {
 	// unbindDone: it ended with an unbind answered (Ended).
 	endedAt    time.Time
 	unbindDone atomic.Bool
+	// unbindClean: our unbind under way ends the session cleanly (its
+	// reason io.EOF): its answer sets unbindDone.
+	unbindClean atomic.Bool
 
 	handlers sync.WaitGroup
 	loops    sync.WaitGroup
@@ -497,6 +500,7 @@ func (c *Conn) unbindWith(ctx context.Context, reason error) error {
 		// A session the SMSC had lost (a Client's ErrBindLost,
 		// ErrRebound) is no clean end, answered or not: what we answered
 		// on it while the SMSC did not have it bound may be gone.
+		c.unbindClean.Store(reason == io.EOF)
 		if _, err = c.exchange(ctx, pdu.NewUnbind()); err == nil && reason == io.EOF {
 			c.unbindDone.Store(true)
 		}
@@ -835,6 +839,13 @@ func (c *Conn) deliverResponse(h pdu.Header, frame []byte) {
 	if !ok {
 		c.log.Debug("response to no request", "cmd", h.ID.String(), "seq", h.Seq)
 		return
+	}
+	if h.ID == pdu.UnbindRespID && h.Status == 0 && c.unbindClean.Load() {
+		// Recorded here, in the read loop, before it can read the peer's
+		// close that follows its unbind_resp and end the session: from
+		// unbindWith, after the exchange, Ended could report the session
+		// cut in between (the end's watchers read it once).
+		c.unbindDone.Store(true)
 	}
 	resp, err := Decode(frame)
 	if err != nil {

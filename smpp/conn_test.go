@@ -978,6 +978,29 @@ func TestConnEnded(t *testing.T) {
 	if _, unbound := ended(c); !unbound {
 		t.Fatal("our unbind, answered: not unbound")
 	}
+	// We unbind, and the peer answers and closes at once (as SMSCs, and
+	// qxtd's simulator, do): unbound, as read at the end of the session's
+	// context and at Done. The read loop may see the close before Unbind
+	// resumes from its answer: Ended said cut in about a third of such
+	// stops of the daemon, before the answer itself recorded the end.
+	for range 100 {
+		c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
+		atEnd := make(chan bool, 1)
+		context.AfterFunc(c.Context(), func() {
+			_, unbound, _ := c.Ended()
+			atEnd <- unbound
+		})
+		go func() { done <- c.Unbind(testCtx(t)) }()
+		h, _ = p.next()
+		p.send(frame(pdu.UnbindRespID, 0, h.Seq))
+		_ = p.nc.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, unbound := ended(c); !unbound || !<-atEnd {
+			t.Fatal("our unbind, answered, then the peer's close: not unbound")
+		}
+	}
 	// A Client's unbind of a session whose bind the SMSC lost, answered:
 	// no clean end (what was answered on it may be gone).
 	c, p = newConnPeer(t, noHandler, smpp.ConnOptions{})
