@@ -112,11 +112,15 @@ func (a *moAgain) begin(upstream string, fp [sha256.Size]byte, conn *smpp.Conn, 
 // answered late past moAgainLate.
 func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 	f.stored = stored
-	close(f.done)
+	// Closed once the reply is remembered, in the same hold of a.mu as
+	// it leaves storing: a resend that waited on done (racing), or comes
+	// meanwhile, finds it.
+	defer close(f.done)
 	if f.conn == nil {
 		return
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	list := a.storing[f.key]
 	for i, x := range list {
 		if x == f {
@@ -129,13 +133,12 @@ func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 	} else {
 		a.storing[f.key] = list
 	}
-	a.mu.Unlock()
 	if stored {
 		var late time.Time
 		if now.Sub(f.began) > moAgainLate {
 			late = now
 		}
-		a.remember(f.key.upstream, f.conn, moSeen{fp: f.key.fp, at: now, late: late}, now)
+		a.add(f.key.upstream, f.conn, moSeen{fp: f.key.fp, at: now, late: late}, now)
 	}
 }
 
@@ -250,11 +253,16 @@ func (a *moAgain) stored(upstream string, fp [sha256.Size]byte, conn *smpp.Conn,
 // remember adds s, come on conn, to upstream's list, pruned at now (conn
 // nil: not remembered).
 func (a *moAgain) remember(upstream string, conn *smpp.Conn, s moSeen, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.add(upstream, conn, s, now)
+}
+
+// add is remember with a.mu held.
+func (a *moAgain) add(upstream string, conn *smpp.Conn, s moSeen, now time.Time) {
 	if conn == nil {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	s.conn = a.handle(conn)
 	list := a.pruned(upstream, now)
 	if len(list) >= moAgainMax {

@@ -342,3 +342,33 @@ func TestMOAgainAnswered(t *testing.T) {
 		t.Error("a reply read at the start: answered within moAgainKeep, or not after")
 	}
 }
+
+// TestMOAgainRacingSeesStored: a resend that waited for its first copy's
+// commit (racing) finds it remembered as soon as it wakes: the copy is
+// remembered before its waiters are woken, not after.
+func TestMOAgainRacingSeesStored(t *testing.T) {
+	fp := func(s string) [32]byte {
+		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
+	}
+	cut, later := connPair(t)
+	_ = cut.Close()
+	ended(t, cut)
+	var a moAgain
+	for i := range 2000 {
+		key := fp(fmt.Sprint(i))
+		f := a.begin("sim", key, cut, time.Now())
+		w := a.racing("sim", key, later, time.Now())
+		if w != f {
+			t.Fatal("the copy on the cut connection not found racing")
+		}
+		taken := make(chan bool, 1)
+		go func() {
+			<-w.done
+			taken <- a.again("sim", key, later, time.Now())
+		}()
+		a.end(f, true, time.Now())
+		if !<-taken {
+			t.Fatalf("round %d: the resend that waited for its first copy stored again", i)
+		}
+	}
+}
