@@ -412,7 +412,7 @@ func (g *Gateway) moRestart() {
 	at, answered, err := g.store.TakeRepliesAnswered(ctx)
 	cancel()
 	if err != nil {
-		g.log.Warn("replies taken as unanswered at the last stop", "err", err)
+		g.log.Warn("the last stop's record of its replies answered not read: its last replies are taken as unanswered", "err", err)
 	}
 	var newest time.Time
 	for _, m := range mos {

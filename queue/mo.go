@@ -552,7 +552,8 @@ const recentMOsSlack = 256
 // store without MOs. A restart reads them to know the SMSC's resends of
 // the replies stored just before the previous run ended, whose answers
 // that end may have lost (gateway/moagain.go). It reads the newest ids
-// only: the scan stops recentMOsSlack MOs past the window's start.
+// only: the scan stops recentMOsSlack MOs past the window's start. A
+// record that does not decode is reported (for Check) and skipped.
 func (s *Store) RecentMOs(window time.Duration, max int) ([]*MO, error) {
 	var list []*MO
 	err := s.view(func(tx *bolt.Tx) error {
@@ -562,7 +563,10 @@ func (s *Store) RecentMOs(window time.Duration, max int) ([]*MO, error) {
 		for k, v := c.Last(); k != nil && len(list) < max && older < recentMOsSlack; k, v = c.Prev() {
 			m, err := decodeMO(k, v)
 			if err != nil {
-				return err
+				// One damaged record costs its own resend's check, not
+				// every other's.
+				s.reportDamaged(fmt.Sprintf("mo/%x", k), "queue: mo that does not read (run Check)", "err", err)
+				continue
 			}
 			if newest.IsZero() {
 				newest = m.ReceivedAt

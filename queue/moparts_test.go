@@ -472,6 +472,25 @@ func TestRecentMOs(t *testing.T) {
 	if list, _ := ts.RecentMOs(30*time.Second, 2); len(list) != 2 || list[0].Text != "mid" {
 		t.Fatalf("at most 2: %v", list)
 	}
+	// A record that does not decode, the newest: skipped, not an error.
+	bad := msgKey(1 << 40)
+	put := func(v []byte) {
+		t.Helper()
+		if err := ts.db.Update(func(tx *bolt.Tx) error {
+			if v == nil {
+				return tx.Bucket(bucketMO).Delete(bad)
+			}
+			return tx.Bucket(bucketMO).Put(bad, v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put([]byte{moVersion, '{'})
+	list, err = ts.RecentMOs(30*time.Second, 100)
+	put(nil) // the Cleanup's Check would report it
+	if err != nil || len(list) != 4 {
+		t.Fatalf("with a damaged record: %d MOs, %v; want the 4", len(list), err)
+	}
 }
 
 // TestRepliesAnswered: the mark of a stop that answered every reply is
