@@ -15,8 +15,18 @@ import (
 	"github.com/qxtd/qxtd/smpp"
 )
 
-// connPair is two smpp.Conn on the ends of a loopback connection.
+// connPair is two smpp.Conn on the ends of a loopback connection, closed
+// at the test's end.
 func connPair(t *testing.T) (a, b *smpp.Conn) {
+	t.Helper()
+	a, b = newConnPair(t)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a, b
+}
+
+// newConnPair is connPair without the cleanup, which would keep the
+// connections alive to the test's end.
+func newConnPair(t *testing.T) (a, b *smpp.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,9 +43,12 @@ func connPair(t *testing.T) (a, b *smpp.Conn) {
 		t.Fatal(err)
 	}
 	none := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body { return nil })
-	a, b = smpp.NewConn(nc, none, smpp.ConnOptions{}), smpp.NewConn(<-accepted, none, smpp.ConnOptions{})
-	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
-	return a, b
+	return smpp.NewConn(nc, none, smpp.ConnOptions{}), smpp.NewConn(<-accepted, none, smpp.ConnOptions{})
+}
+
+// textFP is the resend fingerprint of a text reply s from one handset.
+func textFP(s string) [32]byte {
+	return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", SourceTON: 1, SourceNPI: 1, Text: s})
 }
 
 func ended(t *testing.T, c *smpp.Conn) time.Time {
@@ -55,25 +68,22 @@ func ended(t *testing.T, c *smpp.Conn) time.Time {
 // up, nor after a clean unbind; and an upstream remembers at most
 // moAgainMax replies.
 func TestMOAgainWindows(t *testing.T) {
-	fp := func(s string) [32]byte {
-		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", SourceTON: 1, SourceNPI: 1, Text: s})
-	}
 	var a moAgain
 	now := time.Now()
 
 	up, _ := connPair(t)
-	a.stored("sim", fp("up"), up, now)
-	if a.again("sim", fp("up"), nil, now.Add(time.Second)) {
+	a.stored("sim", textFP("up"), up, now)
+	if a.again("sim", textFP("up"), nil, now.Add(time.Second)) {
 		t.Fatal("taken for a resend while its connection is up")
 	}
 
 	cut, _ := connPair(t)
-	a.stored("sim", fp("old"), cut, now.Add(-moAgainBefore-time.Second))
-	a.stored("sim", fp("recent"), cut, now.Add(-moAgainBefore+time.Second))
-	a.stored("sim", fp("late"), cut, now)
+	a.stored("sim", textFP("old"), cut, now.Add(-moAgainBefore-time.Second))
+	a.stored("sim", textFP("recent"), cut, now.Add(-moAgainBefore+time.Second))
+	a.stored("sim", textFP("late"), cut, now)
 	_ = cut.Close()
 	end := ended(t, cut)
-	a.stored("sim", fp("after"), cut, end.Add(time.Millisecond)) // stored once the connection was gone
+	a.stored("sim", textFP("after"), cut, end.Add(time.Millisecond)) // stored once the connection was gone
 	for _, c := range []struct {
 		text string
 		at   time.Time
@@ -86,48 +96,48 @@ func TestMOAgainWindows(t *testing.T) {
 		{"after", end.Add(moAgainKeep - time.Second), true},
 		{"late", end.Add(moAgainKeep + time.Second), false}, // last: it forgets the rest
 	} {
-		if got := a.again("sim", fp(c.text), nil, c.at); got != c.want {
+		if got := a.again("sim", textFP(c.text), nil, c.at); got != c.want {
 			t.Errorf("%q at the cut %+v: taken %v, want %v", c.text, c.at.Sub(end), got, c.want)
 		}
 	}
-	if a.again("other-upstream", fp("late"), nil, end) {
+	if a.again("other-upstream", textFP("late"), nil, end) {
 		t.Error("taken for another upstream's resend")
 	}
 
 	clean, peer := connPair(t)
-	a.stored("sim", fp("clean"), clean, time.Now())
+	a.stored("sim", textFP("clean"), clean, time.Now())
 	if err := peer.Unbind(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ended(t, clean)
-	if a.again("sim", fp("clean"), nil, time.Now()) {
+	if a.again("sim", textFP("clean"), nil, time.Now()) {
 		t.Error("taken for a resend after a clean unbind")
 	}
 
 	// A resend that comes while the first copy is still being stored
 	// waits for it: its resend once stored, a reply of its own if not.
 	first, later := connPair(t)
-	stored := a.begin("sim", fp("racing"), first, time.Now())
-	failed := a.begin("sim", fp("failing"), first, time.Now())
-	if a.racing("sim", fp("racing"), later, time.Now()) != nil {
+	stored := a.begin("sim", textFP("racing"), first, time.Now())
+	failed := a.begin("sim", textFP("failing"), first, time.Now())
+	if a.racing("sim", textFP("racing"), later, time.Now()) != nil {
 		t.Error("racing a reply whose connection is up")
 	}
 	_ = first.Close()
 	ended(t, first)
-	if a.racing("sim", fp("racing"), first, time.Now()) != nil {
+	if a.racing("sim", textFP("racing"), first, time.Now()) != nil {
 		t.Error("racing a reply of the same connection")
 	}
-	f := a.racing("sim", fp("racing"), later, time.Now())
-	if f != stored || a.racing("sim", fp("failing"), later, time.Now()) != failed {
+	f := a.racing("sim", textFP("racing"), later, time.Now())
+	if f != stored || a.racing("sim", textFP("failing"), later, time.Now()) != failed {
 		t.Fatal("the replies being stored on a cut connection not found")
 	}
 	a.end(stored, true, time.Now())
 	a.end(failed, false, time.Now())
 	<-f.done
-	if !a.again("sim", fp("racing"), nil, time.Now()) || a.again("sim", fp("failing"), nil, time.Now()) {
+	if !a.again("sim", textFP("racing"), nil, time.Now()) || a.again("sim", textFP("failing"), nil, time.Now()) {
 		t.Error("a resend not taken once its first copy was stored, or taken although it was not")
 	}
-	if a.racing("sim", fp("racing"), later, time.Now()) != nil || len(a.storing) != 0 {
+	if a.racing("sim", textFP("racing"), later, time.Now()) != nil || len(a.storing) != 0 {
 		t.Errorf("replies still being stored: %v", a.storing)
 	}
 
@@ -135,18 +145,18 @@ func TestMOAgainWindows(t *testing.T) {
 	// but not while the resend's connection is up.
 	cutOnce, _ := connPair(t)
 	second, _ := connPair(t)
-	a.stored("sim", fp("thrice"), cutOnce, time.Now())
+	a.stored("sim", textFP("thrice"), cutOnce, time.Now())
 	_ = cutOnce.Close()
 	ended(t, cutOnce)
-	if !a.again("sim", fp("thrice"), second, time.Now()) {
+	if !a.again("sim", textFP("thrice"), second, time.Now()) {
 		t.Fatal("the resend not taken")
 	}
-	if a.again("sim", fp("thrice"), nil, time.Now()) {
+	if a.again("sim", textFP("thrice"), nil, time.Now()) {
 		t.Error("a third copy taken while the resend's connection is up")
 	}
 	_ = second.Close()
 	ended(t, second)
-	if !a.again("sim", fp("thrice"), nil, time.Now()) {
+	if !a.again("sim", textFP("thrice"), nil, time.Now()) {
 		t.Error("a third copy not taken once the resend's connection was cut")
 	}
 
@@ -206,35 +216,32 @@ func TestMOAgainRestarted(t *testing.T) {
 // the answer. One answered in time is not; a copy that comes while the
 // first is stored past moAgainLate waits for it.
 func TestMOAgainLate(t *testing.T) {
-	fp := func(s string) [32]byte {
-		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
-	}
 	var a moAgain
 	up, _ := connPair(t)
 	t0 := time.Now()
-	late := a.begin("sim", fp("late"), up, t0)
-	if a.racing("sim", fp("late"), up, t0.Add(moAgainLate-time.Millisecond)) != nil {
+	late := a.begin("sim", textFP("late"), up, t0)
+	if a.racing("sim", textFP("late"), up, t0.Add(moAgainLate-time.Millisecond)) != nil {
 		t.Error("a copy racing one stored for less than moAgainLate")
 	}
-	if a.racing("sim", fp("late"), up, t0.Add(moAgainLate+time.Millisecond)) != late {
+	if a.racing("sim", textFP("late"), up, t0.Add(moAgainLate+time.Millisecond)) != late {
 		t.Error("a copy racing one stored for longer than moAgainLate does not wait for it")
 	}
 	a.end(late, true, t0.Add(moAgainLate+time.Second))
-	timely := a.begin("sim", fp("timely"), up, t0)
+	timely := a.begin("sim", textFP("timely"), up, t0)
 	a.end(timely, true, t0.Add(moAgainLate-time.Millisecond))
 	answered := t0.Add(moAgainLate + time.Second)
-	if a.again("sim", fp("timely"), up, answered) {
+	if a.again("sim", textFP("timely"), up, answered) {
 		t.Error("a reply answered in time taken for a resend on its live connection")
 	}
-	if !a.again("sim", fp("late"), up, answered.Add(moAgainKeep-time.Second)) {
+	if !a.again("sim", textFP("late"), up, answered.Add(moAgainKeep-time.Second)) {
 		t.Error("the resend of a reply answered late stored again")
 	}
-	if a.again("sim", fp("late"), up, answered.Add(moAgainKeep-time.Second)) {
+	if a.again("sim", textFP("late"), up, answered.Add(moAgainKeep-time.Second)) {
 		t.Error("a third copy, on the live connection, taken for a resend")
 	}
-	older := a.begin("sim", fp("older"), up, t0)
+	older := a.begin("sim", textFP("older"), up, t0)
 	a.end(older, true, answered)
-	if a.again("sim", fp("older"), up, answered.Add(moAgainKeep+time.Second)) {
+	if a.again("sim", textFP("older"), up, answered.Add(moAgainKeep+time.Second)) {
 		t.Error("taken for a resend past moAgainKeep after the late answer")
 	}
 }
@@ -244,36 +251,16 @@ func TestMOAgainLate(t *testing.T) {
 // that drops and binds again and again does not keep every dead
 // connection alive. What they are taken for does not change.
 func TestMOAgainReleasesConns(t *testing.T) {
-	fp := func(s string) [32]byte {
-		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
-	}
 	var a moAgain
 	var gone []weak.Pointer[smpp.Conn]
 	for i := range 20 {
-		func() {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			accepted := make(chan net.Conn, 1)
-			go func() {
-				c, _ := l.Accept()
-				accepted <- c
-			}()
-			nc, err := net.Dial("tcp", l.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			none := smpp.HandlerFunc(func(context.Context, *smpp.Conn, pdu.Body) pdu.Body { return nil })
-			c, peer := smpp.NewConn(nc, none, smpp.ConnOptions{}), smpp.NewConn(<-accepted, none, smpp.ConnOptions{})
-			a.stored("sim", fp(fmt.Sprint(i)), c, time.Now())
-			_ = peer.Close()
-			_ = c.Close()
-			<-c.Done()
-			<-peer.Done()
-			gone = append(gone, weak.Make(c))
-		}()
+		c, peer := newConnPair(t)
+		a.stored("sim", textFP(fmt.Sprint(i)), c, time.Now())
+		_ = peer.Close()
+		_ = c.Close()
+		<-c.Done()
+		<-peer.Done()
+		gone = append(gone, weak.Make(c))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for alive := len(gone); alive > 0; {
@@ -293,7 +280,7 @@ func TestMOAgainReleasesConns(t *testing.T) {
 		runtime.Gosched()
 	}
 	for i := range 20 {
-		if !a.again("sim", fp(fmt.Sprint(i)), nil, time.Now()) {
+		if !a.again("sim", textFP(fmt.Sprint(i)), nil, time.Now()) {
 			t.Fatalf("reply %d: not taken for a resend once its connection was released", i)
 		}
 	}
@@ -304,16 +291,13 @@ func TestMOAgainReleasesConns(t *testing.T) {
 // connection still up, cut, or answered late, none read at the start,
 // within moAgainKeep.
 func TestMOAgainAnswered(t *testing.T) {
-	fp := func(s string) [32]byte {
-		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
-	}
 	now := time.Now()
 	var a moAgain
 	if !a.answered(now) {
 		t.Fatal("nothing remembered: not answered")
 	}
 	clean, peer := connPair(t)
-	a.stored("sim", fp("clean"), clean, now)
+	a.stored("sim", textFP("clean"), clean, now)
 	if a.answered(now) {
 		t.Error("answered while the connection is up")
 	}
@@ -324,13 +308,13 @@ func TestMOAgainAnswered(t *testing.T) {
 	if !a.answered(now) {
 		t.Error("not answered after a clean unbind")
 	}
-	f := a.begin("sim", fp("storing"), clean, now)
+	f := a.begin("sim", textFP("storing"), clean, now)
 	if a.answered(now) {
 		t.Error("answered while a reply is being stored")
 	}
 	a.end(f, false, now)
 	cut, _ := connPair(t)
-	a.stored("sim", fp("cut"), cut, now)
+	a.stored("sim", textFP("cut"), cut, now)
 	_ = cut.Close()
 	end := ended(t, cut)
 	if a.answered(end) || !a.answered(end.Add(moAgainKeep+time.Second)) {
@@ -347,15 +331,12 @@ func TestMOAgainAnswered(t *testing.T) {
 // commit (racing) finds it remembered as soon as it wakes: the copy is
 // remembered before its waiters are woken, not after.
 func TestMOAgainRacingSeesStored(t *testing.T) {
-	fp := func(s string) [32]byte {
-		return moFingerprint(&queue.MO{Source: "13712345678", Dest: "106575001", Text: s})
-	}
 	cut, later := connPair(t)
 	_ = cut.Close()
 	ended(t, cut)
 	var a moAgain
 	for i := range 2000 {
-		key := fp(fmt.Sprint(i))
+		key := textFP(fmt.Sprint(i))
 		f := a.begin("sim", key, cut, time.Now())
 		w := a.racing("sim", key, later, time.Now())
 		if w != f {
