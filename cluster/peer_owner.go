@@ -37,6 +37,7 @@ type PeerAccount struct {
 	ServiceNumber string `json:"service_number,omitempty"`
 	ExtLen        int    `json:"ext_len,omitempty"`
 	Extension     string `json:"extension,omitempty"`
+	LongReplies   string `json:"long_replies,omitempty"` // carried for the conversion only: replies do not go this way
 }
 
 // PeerReplace is a replace at the owner: a zero SendAt leaves the send

@@ -23,6 +23,10 @@ type Account struct {
 	ServiceNumber string
 	ExtLen        int
 	Extension     string
+	// LongReplies is how a reply too long for one SMS goes to this
+	// account's binds (policy.User.LongReplies): "" whole in
+	// message_payload, or "udh8", "udh16", "sar" in parts.
+	LongReplies string
 }
 
 // Policy is the operator's rules as the gateway sees them. Rules adapts

@@ -78,7 +78,7 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 				nu.Role = RoleUser
 			}
 			u := User{Enterprise: nu.Enterprise, Name: nu.Name, Mobile: nu.Mobile, SystemID: nu.SystemID,
-				ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension, CreatedAt: now, UpdatedAt: now}
+				ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension, LongReplies: nu.LongReplies, CreatedAt: now, UpdatedAt: now}
 			if err := s.validUser(&u); err != nil {
 				return rep, fmt.Errorf("seed: %w", err)
 			}

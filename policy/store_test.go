@@ -83,6 +83,7 @@ func TestUserValidation(t *testing.T) {
 		{"bad mobile", func(u *NewUser) { u.Mobile = "020-88888888" }, ErrInvalid},
 		{"empty name", func(u *NewUser) { u.Name = "" }, ErrInvalid},
 		{"bad role", func(u *NewUser) { u.Role = 7 }, ErrInvalid},
+		{"bad long_replies", func(u *NewUser) { u.LongReplies = "udh7" }, ErrInvalid},
 		{"system_id taken (other enterprise)", func(u *NewUser) { u.SystemID = "b_admin" }, ErrExists},
 		{"name taken in enterprise", func(u *NewUser) { u.Name = "张三" }, ErrExists},
 		{"no such enterprise", func(u *NewUser) { u.Enterprise = "ZZ" }, ErrNotFound},
@@ -128,6 +129,22 @@ func TestSetPasswordAndUserUpdates(t *testing.T) {
 	u, err := f.p.UpdateUser(f.aAdmin, "a_user", UserUpdate{ShowSignature: &show, Role: &role})
 	if err != nil || !u.ShowSignature || u.Role != RoleAdmin {
 		t.Fatalf("admin update: %+v %v", u, err)
+	}
+	// How long replies reach its binds: stored lower case, "payload" as
+	// the default "", anything else refused.
+	for _, tc := range []struct{ in, want string }{{"UDH16", "udh16"}, {" sar ", "sar"}, {"payload", ""}, {"udh8", "udh8"}} {
+		lr := tc.in
+		u, err := f.p.UpdateUser(f.aAdmin, "a_user", UserUpdate{LongReplies: &lr})
+		if err != nil || u.LongReplies != tc.want {
+			t.Fatalf("long_replies %q: %+v %v", tc.in, u, err)
+		}
+		if got, _ := f.p.User(op, "a_user"); got.LongReplies != tc.want {
+			t.Fatalf("long_replies %q as read: %q", tc.in, got.LongReplies)
+		}
+	}
+	bad := "parts"
+	if _, err := f.p.UpdateUser(f.aAdmin, "a_user", UserUpdate{LongReplies: &bad}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("long_replies %q: %v", bad, err)
 	}
 	name := "张三"
 	if _, err := f.p.UpdateUser(f.aAdmin, "a_user", UserUpdate{Name: &name}); !errors.Is(err, ErrExists) {

@@ -70,9 +70,15 @@ type User struct {
 	// number (digits, at most the enterprise's ExtLen): its messages go
 	// out from the service number plus it, and replies to that number
 	// reach it. "" = the service number alone. Unique in the enterprise.
-	Extension string    `json:"extension,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Extension string `json:"extension,omitempty"`
+	// LongReplies is how a reply too long for one SMS reaches the user's
+	// SMPP binds: "" or "payload" whole in message_payload (SMPP 3.4
+	// §5.3.2.32), or in parts as a carrier SMSC delivers it: "udh8",
+	// "udh16" (a concatenation UDH, TS 23.040 §9.2.3.24.1/.8) or "sar"
+	// (the sar_* TLVs), for an ESME that reads short_message only.
+	LongReplies string    `json:"long_replies,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 type userRec struct {
@@ -91,6 +97,7 @@ type NewUser struct {
 	ShowSignature bool
 	Role          Role   // 0 = RoleUser
 	Extension     string // of the service number; "" = none
+	LongReplies   string // User.LongReplies
 }
 
 func (s *Store) validUser(u *User) error {
@@ -103,6 +110,11 @@ func (s *Store) validUser(u *User) error {
 	if u.Role != RoleUser && u.Role != RoleAdmin {
 		return invalid("user %s: role %d", u.SystemID, uint8(u.Role))
 	}
+	lr, ok := longReplies(u.LongReplies)
+	if !ok {
+		return invalid("user %s: long_replies %q (want payload, udh8, udh16 or sar)", u.SystemID, u.LongReplies)
+	}
+	u.LongReplies = lr
 	if u.Mobile == "" {
 		return nil // no registered mobile: no password reset by SMS
 	}
@@ -124,7 +136,7 @@ func (s *Store) CreateUser(a Actor, nu NewUser) (*User, error) {
 		nu.Role = RoleUser
 	}
 	u := User{Enterprise: nu.Enterprise, Name: nu.Name, Mobile: nu.Mobile, SystemID: nu.SystemID,
-		ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension}
+		ShowSignature: nu.ShowSignature, Role: nu.Role, Extension: nu.Extension, LongReplies: nu.LongReplies}
 	if err := s.validUser(&u); err != nil {
 		return nil, err
 	}
@@ -267,6 +279,7 @@ type UserUpdate struct {
 	Role          *Role
 	Disabled      *bool
 	Extension     *string // "" removes it
+	LongReplies   *string // "" = payload
 }
 
 // UpdateUser changes a user (its enterprise admins, or the operator). An
@@ -299,6 +312,9 @@ func (s *Store) UpdateUser(a Actor, systemID string, upd UserUpdate) (*User, err
 		}
 		if upd.Extension != nil {
 			rec.Extension = *upd.Extension
+		}
+		if upd.LongReplies != nil {
+			rec.LongReplies = *upd.LongReplies
 		}
 		if err := s.validUser(&rec.User); err != nil {
 			return err
@@ -424,4 +440,16 @@ func (s *Store) RevokeAPIKey(a Actor, systemID string) error {
 		rec.HasAPIKey = false
 		return nil
 	})
+}
+
+// longReplies is s as stored: lower case, "payload" stored as "" (the
+// default), and whether it is one of User.LongReplies' values.
+func longReplies(s string) (string, bool) {
+	switch s = strings.ToLower(strings.TrimSpace(s)); s {
+	case "", "payload":
+		return "", true
+	case "udh8", "udh16", "sar":
+		return s, true
+	}
+	return s, false
 }
