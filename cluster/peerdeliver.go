@@ -62,6 +62,15 @@ type PeerDelivery struct {
 	DoneDate   time.Time `json:"done_date,omitzero"`
 	State      uint8     `json:"state,omitempty"` // smpp.MessageState
 	Err        string    `json:"err,omitempty"`
+	// Reply only: a reply kept as octets, and the reply's id (the
+	// reference of its parts); gateway.PeerDelivery says more.
+	Octets     bool    `json:"octets,omitempty"`
+	Binary     []byte  `json:"binary,omitempty"`
+	DataCoding uint8   `json:"data_coding,omitempty"`
+	UDH        []byte  `json:"udh,omitempty"`
+	SourcePort *uint16 `json:"source_port,omitempty"`
+	DestPort   *uint16 `json:"dest_port,omitempty"`
+	MOID       uint64  `json:"mo_id,omitempty"`
 }
 
 // PeerDeliveryResult is what the receiving node did with a PeerDelivery.

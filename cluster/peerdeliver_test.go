@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ func (b *deliveringBackend) Deliver(ctx context.Context, ds []PeerDelivery) ([]P
 var _ PeerDeliverer = (*deliveringBackend)(nil)
 
 func TestPeerDeliver(t *testing.T) {
+	port0, port9204 := uint16(0), uint16(9204)
 	b := &deliveringBackend{}
 	srv := httptest.NewServer(PeerHandler(secret, b, nil))
 	t.Cleanup(srv.Close)
@@ -45,15 +47,18 @@ func TestPeerDeliver(t *testing.T) {
 		{Kind: DeliveryReceipt, Enterprise: "E", Account: "bound", Source: "13700000000", Dest: "1069", DestTON: 1,
 			ReceiptID: "42", Sub: 1, Dlvrd: 1, SubmitDate: done.Add(-time.Minute), DoneDate: done, State: 2, Err: "000", Text: "hi"},
 		{Kind: DeliveryMO, Enterprise: "E", Source: "13700000000", Dest: "106575001", Text: "你好"},
+		{Kind: DeliveryMO, Enterprise: "E", Account: "bound", Source: "13700000000", Dest: "106575001", MOID: 1<<48 | 7,
+			Octets: true, Binary: []byte{0, 1, 0xFF}, DataCoding: 0xF5, UDH: []byte{6, 5, 4, 0x23, 0xF4, 0, 0}, SourcePort: &port0, DestPort: &port9204},
 	}
 	res, err := c.Deliver(t.Context(), srv.URL, ds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 2 || res[0] != PeerDelivered || res[1] != PeerNoBind {
+	if len(res) != 3 || res[0] != PeerDelivered || res[1] != PeerNoBind || res[2] != PeerDelivered {
 		t.Errorf("results %v", res)
 	}
-	if len(b.got) != 2 || b.got[0] != ds[0] || b.got[1] != ds[1] || b.nodes[0] != 4 {
+	// A binary reply keeps its octets, coding, UDH, ports and id.
+	if !reflect.DeepEqual(b.got, ds) || b.nodes[0] != 4 {
 		t.Errorf("backend got %+v from %v", b.got, b.nodes)
 	}
 	if _, err := c.Deliver(t.Context(), srv.URL, make([]PeerDelivery, PeerMaxDeliveries+1)); err == nil {

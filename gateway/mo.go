@@ -283,6 +283,9 @@ type moRouter struct {
 type moBind struct {
 	account string
 	conn    *smpp.Conn
+	// long is how a long reply goes to this bind (Account.LongReplies,
+	// as the account was at its bind).
+	long string
 }
 
 type moForwarder struct {
@@ -303,7 +306,7 @@ func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
 		func(wake chan struct{}) *moForwarder { return &moForwarder{enterprise: acct.Enterprise, wake: wake} },
 		func(f *moForwarder) {
 			f.mu.Lock()
-			f.binds = append(f.binds, moBind{acct.SystemID, c})
+			f.binds = append(f.binds, moBind{acct.SystemID, c, acct.LongReplies})
 			f.mu.Unlock()
 		},
 		r.run)
@@ -327,8 +330,8 @@ func (r *moRouter) kick(enterprise string) { r.set.kick(enterprise) }
 
 func (r *moRouter) stop() { r.set.stop() }
 
-// conn picks a bind for an MO: account's, or any for account "".
-func (f *moForwarder) conn(account string) *smpp.Conn {
+// bind picks a bind for an MO: account's, or any for account "".
+func (f *moForwarder) bind(account string) (moBind, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(f.binds)
@@ -336,10 +339,10 @@ func (f *moForwarder) conn(account string) *smpp.Conn {
 		b := f.binds[(f.rr+i)%n]
 		if account == "" || b.account == account {
 			f.rr = (f.rr + i + 1) % n
-			return b.conn
+			return b, true
 		}
 	}
-	return nil
+	return moBind{}, false
 }
 
 const moBatch = 64
@@ -376,18 +379,21 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 }
 
 func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) bool {
-	c := f.conn(m.Account)
-	if c == nil {
+	b, ok := f.bind(m.Account)
+	if !ok {
 		return false // the user has no receiver bound: it waits
 	}
-	p := smpp.NewTextPDU(m.Text, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
-	if m.Binary != nil {
-		o := smpp.Octets{Data: m.Binary, DataCoding: m.DataCoding, UDH: m.UDH, SourcePort: m.SourcePort, DestPort: m.DestPort}
-		p = smpp.NewOctetsPDU(o, m.Source, m.Dest, m.SourceTON, m.SourceNPI)
+	var err error
+	for _, p := range replyPDUs(m, b.long) {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = b.conn.Request(rctx, p)
+		cancel()
+		if err != nil {
+			// The parts sent are sent again with the rest, with the
+			// same reference: the ESME's reassembly takes them once.
+			break
+		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	_, err := c.Request(rctx, p)
-	cancel()
 	outcome := "ok"
 	switch {
 	case refusedForGood(err):
@@ -409,6 +415,44 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, m *queue.MO) boo
 	}
 	r.g.metrics.moForward.WithLabelValues(outcome).Inc()
 	return true
+}
+
+// replyPDUs are the deliver_sm that carry m to a bind whose account takes
+// long replies as long says (Account.LongReplies): one, the whole reply,
+// in message_payload past short_message's 254 octets (long "", the
+// default); or, for "udh8", "udh16" and "sar", one when it fits one SMS
+// and else its parts, as a carrier SMSC delivers a long reply, each with
+// the reply's port TLVs. The reference is the reply's id (its low 8 or
+// 16 bits), so that parts sent again after an error or a restart carry
+// the one the ESME saw. A reply 255 parts cannot hold (a long
+// message_payload from the SMSC) goes whole, as does a text that did not
+// decode (stored empty).
+func replyPDUs(m *queue.MO, long string) []pdu.Body {
+	whole := func() []pdu.Body {
+		if m.Binary != nil {
+			o := smpp.Octets{Data: m.Binary, DataCoding: m.DataCoding, UDH: m.UDH, SourcePort: m.SourcePort, DestPort: m.DestPort}
+			return []pdu.Body{smpp.NewOctetsPDU(o, m.Source, m.Dest, m.SourceTON, m.SourceNPI)}
+		}
+		return []pdu.Body{smpp.NewTextPDU(m.Text, m.Source, m.Dest, m.SourceTON, m.SourceNPI)}
+	}
+	c, err := segment.ParseConcat(long)
+	if long == "" || err != nil || c == segment.ConcatPayload {
+		return whole()
+	}
+	var frames []segment.Frame
+	if m.Binary != nil {
+		frames, err = segment.OctetFrames(m.Binary, m.DataCoding, m.UDH, c, uint16(m.ID))
+	} else {
+		frames, err = segment.TextFrames(m.Text, c, uint16(m.ID))
+	}
+	if err != nil {
+		return whole()
+	}
+	pdus := make([]pdu.Body, len(frames))
+	for i, fr := range frames {
+		pdus[i] = smpp.NewFramePDU(fr, m.Source, m.Dest, m.SourceTON, m.SourceNPI, m.SourcePort, m.DestPort)
+	}
+	return pdus
 }
 
 // moForwardRefused is the outcome of qxtd_mo_forwarded_total for a reply

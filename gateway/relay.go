@@ -3,12 +3,15 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -89,6 +92,17 @@ type PeerDelivery struct {
 	DoneDate   time.Time `json:"done_date,omitzero"`
 	State      uint8     `json:"state,omitempty"`
 	Err        string    `json:"err,omitempty"`
+	// Reply only: a reply kept as octets (Octets; queue.MO.Binary, its
+	// data_coding, UDH and port TLVs), and the reply's id, whose low bits
+	// are the reference of its parts (replyPDUs). A node of an earlier
+	// release sends Text alone: a binary reply as an empty text.
+	Octets     bool    `json:"octets,omitempty"`
+	Binary     []byte  `json:"binary,omitempty"`
+	DataCoding uint8   `json:"data_coding,omitempty"`
+	UDH        []byte  `json:"udh,omitempty"`
+	SourcePort *uint16 `json:"source_port,omitempty"`
+	DestPort   *uint16 `json:"dest_port,omitempty"`
+	MOID       uint64  `json:"mo_id,omitempty"`
 }
 
 // PeerDeliveryResult is what a peer did with a PeerDelivery
@@ -427,34 +441,78 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 			}
 			byPeer[*to] = append(byPeer[*to], m)
 		}
-		for p, list := range byPeer {
-			ds := make([]PeerDelivery, len(list))
-			for k, m := range list {
-				ds[k] = PeerDelivery{Kind: DeliveryMO, Enterprise: enterprise, Account: m.Account,
-					Source: m.Source, SourceTON: m.SourceTON, SourceNPI: m.SourceNPI, Dest: m.Dest, Text: m.Text}
-			}
-			res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
-			for k, m := range list {
-				if res[k] != PeerDelivered && res[k] != PeerRefused {
-					skipped[m.ID] = true
+		for p, mos := range byPeer {
+			for list, ds := range peerReplyBatches(enterprise, mos) {
+				if !x.relayReplies(ctx, enterprise, p, list, ds, skipped) {
 					all = false
-					continue
 				}
-				if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now(), res[k] == PeerRefused); err != nil {
-					g.log.Error("ack relayed reply", "enterprise", enterprise, "id", m.ID, "err", err)
-					skipped[m.ID] = true
-					all = false
-					continue
-				}
-				outcome := "ok"
-				if res[k] == PeerRefused {
-					outcome = moForwardRefused
-				}
-				g.metrics.moForward.WithLabelValues(outcome).Inc()
 			}
 		}
 	}
 	return false
+}
+
+// peerReplyBatchBytes bounds the JSON of the replies one Deliver carries,
+// under the peer's body limit (cluster.PeerMaxBody, 4 MiB), as a read of
+// replies may hold 8 MiB of content (queue: maxDueReplyBytes). A reply
+// larger alone goes alone.
+const peerReplyBatchBytes = 2 << 20
+
+// peerReplyBatches yields mos in batches of at most peerReplyBatchBytes
+// of JSON (one reply at least), each with its deliveries.
+func peerReplyBatches(enterprise string, mos []*queue.MO) iter.Seq2[[]*queue.MO, []PeerDelivery] {
+	return func(yield func([]*queue.MO, []PeerDelivery) bool) {
+		var list []*queue.MO
+		var ds []PeerDelivery
+		size := 0
+		for _, m := range mos {
+			d := PeerDelivery{Kind: DeliveryMO, Enterprise: enterprise, Account: m.Account,
+				Source: m.Source, SourceTON: m.SourceTON, SourceNPI: m.SourceNPI, Dest: m.Dest, Text: m.Text, MOID: m.ID}
+			if m.Binary != nil {
+				d.Octets, d.Binary, d.DataCoding, d.UDH = true, m.Binary, m.DataCoding, m.UDH
+				d.SourcePort, d.DestPort = m.SourcePort, m.DestPort
+			}
+			b, _ := json.Marshal(d) // plain fields: it cannot fail
+			if len(list) > 0 && size+len(b) > peerReplyBatchBytes {
+				if !yield(list, ds) {
+					return
+				}
+				list, ds, size = nil, nil, 0
+			}
+			list, ds, size = append(list, m), append(ds, d), size+len(b)
+		}
+		if len(list) > 0 {
+			yield(list, ds)
+		}
+	}
+}
+
+// relayReplies hands list (as ds) to peer p and acknowledges what it
+// delivered, or the ESME refused for good; the others are skipped for
+// this pass (false).
+func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, list []*queue.MO, ds []PeerDelivery, skipped map[uint64]bool) bool {
+	g := x.g
+	all := true
+	res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
+	for k, m := range list {
+		if res[k] != PeerDelivered && res[k] != PeerRefused {
+			skipped[m.ID] = true
+			all = false
+			continue
+		}
+		if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now(), res[k] == PeerRefused); err != nil {
+			g.log.Error("ack relayed reply", "enterprise", enterprise, "id", m.ID, "err", err)
+			skipped[m.ID] = true
+			all = false
+			continue
+		}
+		outcome := "ok"
+		if res[k] == PeerRefused {
+			outcome = moForwardRefused
+		}
+		g.metrics.moForward.WithLabelValues(outcome).Inc()
+	}
+	return all
 }
 
 // deliver hands ds to the first of peers (then of more) that answers and
@@ -529,24 +587,37 @@ func (g *Gateway) DeliverForPeer(ctx context.Context, ds []PeerDelivery) ([]Peer
 
 func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDeliveryResult {
 	var c *smpp.Conn
+	var pdus []pdu.Body
 	switch d.Kind {
 	case DeliveryReceipt:
-		c = g.dlrs.local(d.Account)
+		if c = g.dlrs.local(d.Account); c != nil {
+			rc := smpp.Receipt{ID: d.ReceiptID, Sub: d.Sub, Dlvrd: d.Dlvrd, SubmitDate: d.SubmitDate, DoneDate: d.DoneDate,
+				State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
+			pdus = []pdu.Body{smpp.NewReceiptPDU(g.inReceiptZone(rc), d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)}
+		}
 	case DeliveryMO:
-		c = g.mos.local(d.Enterprise, d.Account)
+		if b, ok := g.mos.local(d.Enterprise, d.Account); ok {
+			m := &queue.MO{ID: d.MOID, Source: d.Source, SourceTON: d.SourceTON, SourceNPI: d.SourceNPI, Dest: d.Dest, Text: d.Text}
+			if d.Octets {
+				m.Binary, m.DataCoding, m.UDH, m.SourcePort, m.DestPort = d.Binary, d.DataCoding, d.UDH, d.SourcePort, d.DestPort
+				if m.Binary == nil {
+					m.Binary = []byte{}
+				}
+			}
+			c, pdus = b.conn, replyPDUs(m, b.long)
+		}
 	default:
 		return PeerFailed
 	}
 	if c == nil {
 		return PeerNoBind
 	}
-	body := smpp.NewTextPDU(d.Text, d.Source, d.Dest, d.SourceTON, d.SourceNPI)
-	if d.Kind == DeliveryReceipt {
-		rc := smpp.Receipt{ID: d.ReceiptID, Sub: d.Sub, Dlvrd: d.Dlvrd, SubmitDate: d.SubmitDate, DoneDate: d.DoneDate,
-			State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
-		body = smpp.NewReceiptPDU(g.inReceiptZone(rc), d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)
+	var err error
+	for _, p := range pdus {
+		if _, err = c.Request(ctx, p); err != nil {
+			break
+		}
 	}
-	_, err := c.Request(ctx, body)
 	switch {
 	case refusedForGood(err):
 		return PeerRefused
@@ -593,13 +664,13 @@ func (r *moRouter) bound(enterprise, account string) bool {
 	return false
 }
 
-// local picks a bind here for an MO of enterprise for account, or nil.
-func (r *moRouter) local(enterprise, account string) *smpp.Conn {
+// local picks a bind here for an MO of enterprise for account.
+func (r *moRouter) local(enterprise, account string) (moBind, bool) {
 	r.set.mu.Lock()
 	e := r.set.fw[enterprise]
 	r.set.mu.Unlock()
 	if e == nil {
-		return nil
+		return moBind{}, false
 	}
-	return e.f.conn(account)
+	return e.f.bind(account)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/qxtd/qxtd/cluster"
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -142,14 +143,15 @@ func (b relayBackend) Deliver(ctx context.Context, ds []cluster.PeerDelivery) ([
 // carrier and store, on the board, serving the peer protocol.
 type relayNode struct {
 	*rig
-	id uint16
+	id  uint16
+	pol *policy.Policy
 }
 
 func newRelayNode(t *testing.T, b *bindBoard, id uint16) *relayNode {
 	t.Helper()
 	n := &relayNode{id: id}
 	rel := &boardRelay{b: b, id: id, client: cluster.NewPeerClient(id, peerSecret, nil)}
-	n.rig, _ = twoWayRig(t, rigOpts{
+	n.rig, n.pol = twoWayRig(t, rigOpts{
 		sim:   smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
 		store: func(o *queue.Options) { o.NodeID = id },
 		gwcfg: func(c *gateway.Config) { c.Relay = rel },

@@ -15,6 +15,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -695,6 +696,42 @@ func TestOctetsPDUPorts(t *testing.T) {
 			}
 			if udhi := smpp.Byte(got, pdufield.ESMClass)&0x40 != 0; udhi != (c.o.UDH != nil) {
 				t.Fatalf("%s, %s: UDHI %v", c.name, name, udhi)
+			}
+		}
+	}
+}
+
+// TestFramePDU: a reply's part (segment.OctetFrames, TextFrames) goes
+// with its frame's esm_class, data_coding, short_message and SAR TLVs and
+// the reply's port TLVs, read alike by both decoders.
+func TestFramePDU(t *testing.T) {
+	dst := uint16(9204)
+	frames, err := segment.OctetFrames(make([]byte, 200), 0xF5, []byte{4, 0x04, 2, 0x23, 0xF4}, segment.ConcatSAR, 0x0102)
+	if err != nil || len(frames) != 2 {
+		t.Fatalf("%d frames, %v", len(frames), err)
+	}
+	for i, f := range frames {
+		frame, err := smpp.Encode(smpp.NewFramePDU(f, "13712345678", "10657500112", 1, 1, nil, &dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, decode := range map[string]func([]byte) (pdu.Body, error){"hot": smpp.Decode, "go-smpp's codec": smpp.DecodeCodec} {
+			got, err := decode(bytes.Clone(frame))
+			if err != nil {
+				t.Fatalf("part %d, %s: %v", i+1, name, err)
+			}
+			ref, total, seq := smpp.TLV(got, pdutlv.TagSarMsgRefNum), smpp.TLV(got, pdutlv.TagSarTotalSegments), smpp.TLV(got, pdutlv.TagSarSegmentSeqnum)
+			if !bytes.Equal(ref, []byte{1, 2}) || !bytes.Equal(total, []byte{2}) || !bytes.Equal(seq, []byte{byte(i + 1)}) {
+				t.Errorf("part %d, %s: SAR % x / % x / % x", i+1, name, ref, total, seq)
+			}
+			if dp := smpp.TLV(got, pdutlv.TagDestinationPort); !bytes.Equal(dp, []byte{0x23, 0xF4}) || smpp.TLV(got, pdutlv.TagSourcePort) != nil {
+				t.Errorf("part %d, %s: destination_port % x", i+1, name, dp)
+			}
+			if smpp.Byte(got, pdufield.DataCoding) != 0xF5 || smpp.Byte(got, pdufield.ESMClass) != 0x40 {
+				t.Errorf("part %d, %s: data_coding 0x%02x esm_class 0x%02x", i+1, name, smpp.Byte(got, pdufield.DataCoding), smpp.Byte(got, pdufield.ESMClass))
+			}
+			if ud := smpp.UserData(got); name == "hot" && !bytes.Equal(ud, f.ShortMessage) {
+				t.Errorf("part %d: user data % x, want % x", i+1, ud, f.ShortMessage)
 			}
 		}
 	}

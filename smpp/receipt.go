@@ -419,13 +419,36 @@ func NewOctetsPDU(o Octets, src, dst string, srcTON, srcNPI uint8) pdu.Body {
 	} else {
 		m.ShortMessage = body
 	}
+	m.TLVs = appendPorts(m.TLVs, o.SourcePort, o.DestPort)
+	return NewDeliverSM(m)
+}
+
+// NewFramePDU builds the deliver_sm of one frame of a reply that goes in
+// parts (segment.TextFrames, segment.OctetFrames): its esm_class,
+// data_coding, short_message and TLVs (the SAR ones, by tag), and the
+// port TLVs of the reply (nil: absent) in every part, as a UDH port IE is.
+func NewFramePDU(f segment.Frame, src, dst string, srcTON, srcNPI uint8, srcPort, dstPort *uint16) pdu.Body {
+	m := SM{SourceAddrTON: srcTON, SourceAddrNPI: srcNPI, SourceAddr: src, DestinationAddr: dst,
+		ESMClass: f.ESMClass, DataCoding: f.DataCoding, ShortMessage: f.ShortMessage}
+	for _, tag := range []uint16{segment.TagSARMsgRefNum, segment.TagSARTotalSegments, segment.TagSARSegmentSeqnum} {
+		if v, ok := f.TLVs[tag]; ok {
+			m.TLVs = append(m.TLVs, TLVField{Tag: pdutlv.Tag(tag), Value: v})
+		}
+	}
+	m.TLVs = appendPorts(m.TLVs, srcPort, dstPort)
+	return NewDeliverSM(m)
+}
+
+// appendPorts appends the source_port and destination_port TLVs of the
+// ports given (nil: absent).
+func appendPorts(tlvs []TLVField, src, dst *uint16) []TLVField {
 	for _, t := range []struct {
 		tag  pdutlv.Tag
 		port *uint16
-	}{{pdutlv.TagSourcePort, o.SourcePort}, {pdutlv.TagDestinationPort, o.DestPort}} {
+	}{{pdutlv.TagSourcePort, src}, {pdutlv.TagDestinationPort, dst}} {
 		if t.port != nil {
-			m.TLVs = append(m.TLVs, TLVField{Tag: t.tag, Value: binary.BigEndian.AppendUint16(nil, *t.port)})
+			tlvs = append(tlvs, TLVField{Tag: t.tag, Value: binary.BigEndian.AppendUint16(nil, *t.port)})
 		}
 	}
-	return NewDeliverSM(m)
+	return tlvs
 }
