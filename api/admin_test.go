@@ -239,7 +239,14 @@ func TestAdminFlow(t *testing.T) {
 	if adm.Role != "admin" || adm.Mobile != "+8613712345678" || adm.Enterprise != "ACME" {
 		t.Fatalf("user %+v", adm)
 	}
-	adminMust(c.CreateUser("ACME", NewUser{SystemID: "acme_u1", Password: "usr12345", Name: "Alice", ShowSignature: true})).get(t)
+	if adm.LongReplies != "payload" {
+		t.Fatalf("long_replies by default: %+v", adm)
+	}
+	u1 := adminMust(c.CreateUser("ACME", NewUser{SystemID: "acme_u1", Password: "usr12345", Name: "Alice", ShowSignature: true,
+		LongReplies: "udh16"})).get(t)
+	if u1.LongReplies != "udh16" {
+		t.Fatalf("long_replies udh16: %+v", u1)
+	}
 	slash := adminMust(c.CreateUser("ACME", NewUser{SystemID: "a/b?c%d", Password: "usr12345", Name: "Zed"})).get(t)
 	if got := adminMust(c.User(slash.SystemID)).get(t); got.Name != "Zed" {
 		t.Fatalf("escaped system_id: %+v", got)
@@ -255,6 +262,7 @@ func TestAdminFlow(t *testing.T) {
 		{"ACME", NewUser{SystemID: "acme_u2", Password: "short", Name: "Bob"}, 400, "invalid"},
 		{"ACME", NewUser{SystemID: "acme_u2", Password: "usr12345", Name: "Bob", Role: "root"}, 400, "invalid"},
 		{"ACME", NewUser{SystemID: "acme_u2", Password: "usr12345", Name: "Bob", Mobile: "010-12345678"}, 400, "invalid"},
+		{"ACME", NewUser{SystemID: "acme_u2", Password: "usr12345", Name: "Bob", LongReplies: "udh7"}, 400, "invalid"},
 		{"NOPE", NewUser{SystemID: "acme_u2", Password: "usr12345", Name: "Bob"}, 404, "not_found"},
 	} {
 		_, err := c.CreateUser(tc.code, tc.u)
@@ -450,8 +458,22 @@ func TestAdminFlow(t *testing.T) {
 		t.Fatalf("revoked key: %v", err)
 	}
 	u := adminMust(c.UpdateUser("acme_u1", UserPatch{ShowSignature: adminPtr(false), Role: adminPtr("admin"), Mobile: adminPtr("13712345670")})).get(t)
-	if u.ShowSignature || u.Role != "admin" || u.Mobile != "+8613712345670" {
+	if u.ShowSignature || u.Role != "admin" || u.Mobile != "+8613712345670" || u.LongReplies != "udh16" {
 		t.Fatalf("update user: %+v", u)
+	}
+	// long_replies alone is a change; what is stored is what the gateway
+	// reads at the user's next bind.
+	for _, tc := range []struct{ in, out, stored string }{{"SAR", "sar", "sar"}, {"udh8", "udh8", "udh8"}, {"payload", "payload", ""}} {
+		u = adminMust(c.UpdateUser("acme_u1", UserPatch{LongReplies: adminPtr(tc.in)})).get(t)
+		pu, err := e.pol.User(policy.OperatorActor("t"), "acme_u1")
+		if u.LongReplies != tc.out || err != nil || pu.LongReplies != tc.stored {
+			t.Fatalf("long_replies %q: %+v; stored %+v %v", tc.in, u, pu, err)
+		}
+	}
+	_, err = c.UpdateUser("acme_u1", UserPatch{LongReplies: adminPtr("udh7")})
+	wantAPIError(t, err, http.StatusBadRequest, "invalid")
+	if ae := (*APIError)(nil); !errors.As(err, &ae) || !strings.Contains(ae.Message, `long_replies "udh7" (want payload, udh8, udh16 or sar)`) {
+		t.Errorf("long_replies udh7: %v", err)
 	}
 	wantAPIError(t, c.Do("PATCH", "/admin/v1/users/acme_u1", UserPatch{}, nil), 400, "invalid")
 	if err := c.DeleteUser("acme_u1"); err != nil {

@@ -20,6 +20,10 @@ type NewUser struct {
 	ShowSignature bool   `json:"show_signature"`
 	Role          string `json:"role,omitempty"`      // "user" (default) or "admin"
 	Extension     string `json:"extension,omitempty"` // of the enterprise's service number
+	// LongReplies is how a reply too long for one SMS reaches the user's
+	// SMPP binds: "payload" (or "": whole, in message_payload), "udh8",
+	// "udh16" or "sar" (in parts); read at the user's next bind.
+	LongReplies string `json:"long_replies,omitempty"`
 }
 
 // UserPatch is the body of PATCH /admin/v1/users/{system_id}.
@@ -30,6 +34,7 @@ type UserPatch struct {
 	Role          *string `json:"role,omitempty"`
 	Disabled      *bool   `json:"disabled,omitempty"`
 	Extension     *string `json:"extension,omitempty"` // "" removes it
+	LongReplies   *string `json:"long_replies,omitempty"`
 }
 
 // User is a user as the API shows it (never a secret).
@@ -42,7 +47,8 @@ type User struct {
 	Role          string    `json:"role"`
 	Disabled      bool      `json:"disabled"`
 	HasAPIKey     bool      `json:"has_api_key"`
-	Extension     string    `json:"extension"` // of the service number; "" = none
+	Extension     string    `json:"extension"`    // of the service number; "" = none
+	LongReplies   string    `json:"long_replies"` // payload (the default), udh8, udh16 or sar
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 }
@@ -50,7 +56,16 @@ type User struct {
 func userOut(u *policy.User) User {
 	return User{SystemID: u.SystemID, Enterprise: u.Enterprise, Name: u.Name, Mobile: u.Mobile,
 		ShowSignature: u.ShowSignature, Role: u.Role.String(), Disabled: u.Disabled, HasAPIKey: u.HasAPIKey,
-		Extension: u.Extension, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+		Extension: u.Extension, LongReplies: longRepliesOut(u.LongReplies), CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+// longRepliesOut is a user's long_replies as the API shows it: the
+// default (stored "") by its name, payload.
+func longRepliesOut(s string) string {
+	if s == "" {
+		return "payload"
+	}
+	return s
 }
 
 // UserList is the answer of GET /admin/v1/enterprises/{code}/users.
@@ -93,7 +108,7 @@ func (s *Server) createUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 	}
 	u, err := s.cfg.Policy.CreateUser(a, policy.NewUser{Enterprise: r.PathValue("code"), Name: in.Name,
 		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role,
-		Extension: in.Extension})
+		Extension: in.Extension, LongReplies: in.LongReplies})
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -148,11 +163,11 @@ func (s *Server) updateUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 // PATCH /v1/users/{system_id}).
 func (s *Server) patchUser(a policy.Actor, sid string, in UserPatch) (*policy.User, error) {
 	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil && in.Disabled == nil &&
-		in.Extension == nil {
+		in.Extension == nil && in.LongReplies == nil {
 		return nil, invalidf("nothing to change")
 	}
 	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature, Disabled: in.Disabled,
-		Extension: in.Extension}
+		Extension: in.Extension, LongReplies: in.LongReplies}
 	if in.Role != nil {
 		role, err := parseRole(*in.Role)
 		if err != nil {

@@ -9,7 +9,8 @@ import (
 
 // The enterprise admin's users over /v1: list, add (within the enterprise's
 // cap, policy.Enterprise.UserCap), change (name, mobile, role, user
-// signature display, disabled) and reset a password. A user (not an admin)
+// signature display, disabled, extension, long replies) and reset a
+// password. A user (not an admin)
 // gets 403 forbidden; another enterprise's system_id is not_found, like one
 // that does not exist.
 
@@ -50,7 +51,7 @@ func (s *Server) addEnterpriseUser(c *caller, w http.ResponseWriter, r *http.Req
 	}
 	u, err := s.cfg.Policy.CreateUser(c.actor(), policy.NewUser{Enterprise: c.ent.Code, Name: in.Name,
 		Mobile: in.Mobile, SystemID: in.SystemID, Password: in.Password, ShowSignature: in.ShowSignature, Role: role,
-		Extension: in.Extension})
+		Extension: in.Extension, LongReplies: in.LongReplies})
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qxtd/qxtd/policy"
 )
 
 // The enterprise admin's users: add within the operator's cap, change,
@@ -41,13 +43,21 @@ func TestEnterpriseUsers(t *testing.T) {
 		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Role: "boss"})
 	r.wantError(http.StatusConflict, "exists", "POST", "/v1/users", amy,
 		NewUser{SystemID: "bob", Password: "abc12345", Name: "甲三"})
+	e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", LongReplies: "udh7"})
+	if !strings.Contains(e.Error.Message, `long_replies "udh7"`) || !strings.Contains(e.Error.Message, "payload, udh8, udh16 or sar") {
+		t.Errorf("long_replies refusal: %q", e.Error.Message)
+	}
 	var u User
 	r.must(http.StatusCreated, "POST", "/v1/users", amy,
-		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Mobile: "13712340001"}, &u)
-	if u.Enterprise != "A" || u.Role != "user" || u.Mobile != "+8613712340001" {
+		NewUser{SystemID: "a_new", Password: "abc12345", Name: "甲三", Mobile: "13712340001", LongReplies: "UDH8"}, &u)
+	if u.Enterprise != "A" || u.Role != "user" || u.Mobile != "+8613712340001" || u.LongReplies != "udh8" {
 		t.Fatalf("created: %+v", u)
 	}
-	e := r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
+	if pu, err := r.pol.User(policy.OperatorActor("t"), "a_new"); err != nil || pu.LongReplies != "udh8" {
+		t.Fatalf("a_new as stored: %+v %v", pu, err)
+	}
+	e = r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/users", amy,
 		NewUser{SystemID: "a_more", Password: "abc12345", Name: "甲四"})
 	if !strings.Contains(e.Error.Message, "cap") {
 		t.Errorf("cap refusal: %q", e.Error.Message)
@@ -60,6 +70,29 @@ func TestEnterpriseUsers(t *testing.T) {
 	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/amy", amy, UserPatch{Disabled: ptr(true)})
 	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/amy", amy, UserPatch{Role: ptr("user")})
 	r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/al2", amy, UserPatch{})
+
+	// How long replies reach al2's binds: sar, then back to the default
+	// (shown as payload); udh7 is refused and changes nothing.
+	r.must(http.StatusOK, "PATCH", "/v1/users/al2", amy, UserPatch{LongReplies: ptr("sar")}, &u)
+	if u.LongReplies != "sar" {
+		t.Fatalf("long_replies sar: %+v", u)
+	}
+	e = r.wantError(http.StatusBadRequest, "invalid", "PATCH", "/v1/users/al2", amy, UserPatch{LongReplies: ptr("udh7")})
+	if !strings.Contains(e.Error.Message, "long_replies") {
+		t.Errorf("long_replies refusal: %q", e.Error.Message)
+	}
+	r.must(http.StatusOK, "GET", "/v1/users", amy, nil, &list)
+	for _, lu := range list.Users {
+		if want := map[string]string{"al2": "sar", "a_new": "udh8"}[lu.SystemID]; want != "" && lu.LongReplies != want ||
+			want == "" && lu.LongReplies != "payload" {
+			t.Errorf("listed %s: long_replies %q", lu.SystemID, lu.LongReplies)
+		}
+	}
+	r.must(http.StatusOK, "PATCH", "/v1/users/al2", amy, UserPatch{LongReplies: ptr("payload")}, &u)
+	if pu, err := r.pol.User(policy.OperatorActor("t"), "al2"); err != nil || u.LongReplies != "payload" || pu.LongReplies != "" {
+		t.Fatalf("long_replies payload: %+v, stored %+v %v", u, pu, err)
+	}
+	r.wantError(http.StatusNotFound, "not_found", "PATCH", "/v1/users/bob", amy, UserPatch{LongReplies: ptr("udh8")})
 
 	// The user signature: on for al2, then turned off by the admin.
 	r.send(al2, SendRequest{To: []string{uNumA2}, Text: "签名开"})

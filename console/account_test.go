@@ -192,7 +192,8 @@ func TestUsersPage(t *testing.T) {
 	r := newRig(t)
 	amy := r.client()
 	amy.login("amy")
-	amy.get("/enterprise/users").wantPage(t, "用户管理", "甲用户", "alice", "al2", "甲管理员", "管理员", "添加用户", `data-label="用户签名"`)
+	amy.get("/enterprise/users").wantPage(t, "用户管理", "甲用户", "alice", "al2", "甲管理员", "管理员", "添加用户", `data-label="用户签名"`,
+		`<th>长短信回复</th>`, `<option value="payload" selected>整条 (message_payload)</option>`)
 
 	// alice is not an admin: no menu, and the API's refusal as a page.
 	alice := r.client()
@@ -232,11 +233,27 @@ func TestUsersPage(t *testing.T) {
 		t.Errorf("existing system_id: %d, want 409 已存在; body:\n%s", a.Status, a.Body)
 	}
 	wantFieldError(t, a, "system_id", "已存在")
+	// 长短信回复: a value not of the select is the API's refusal next to
+	// it, the choice kept; then al3 is added with 分段 UDH 8位.
+	add.Set("long_replies", "udh7")
+	a = amy.submit("/enterprise/users", "/enterprise/users", add)
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `value="al3"`) {
+		t.Errorf("long_replies udh7: %d, want 400 with the form kept", a.Status)
+	}
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", `long_replies &#34;udh7&#34; (want payload, udh8, udh16 or sar)`)
+	add.Set("long_replies", "udh8")
 	a = amy.submit("/enterprise/users", "/enterprise/users", add)
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/users" {
 		t.Fatalf("add: %d → %q; body:\n%s", a.Status, a.Location, a.Body)
 	}
-	amy.get("/enterprise/users").wantPage(t, "已添加用户 甲三（al3）", `id="user-al3"`)
+	pg := amy.get("/enterprise/users")
+	pg.wantPage(t, "已添加用户 甲三（al3）", `id="user-al3"`)
+	if row := userRow(t, pg.Body, "al3"); !strings.Contains(row, `<option value="udh8" selected>分段 UDH 8位</option>`) || strings.Count(row, "selected") != 1 {
+		t.Errorf("al3's row does not show 分段 UDH 8位 alone selected:\n%s", row)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("test"), "al3"); err != nil || u.LongReplies != "udh8" {
+		t.Errorf("al3 as stored: %+v %v", u, err)
+	}
 	if code := loginAs(r, "al3", "pass123"); code != http.StatusSeeOther {
 		t.Errorf("the new user logs in: %d", code)
 	}
@@ -253,6 +270,29 @@ func TestUsersPage(t *testing.T) {
 		t.Errorf("al3 after the switch: %+v %v", u, err)
 	}
 	amy.get("/enterprise/users").wantPage(t, "用户 al3 的用户签名已设为显示")
+	// 长短信回复 from al3's row: 分段 UDH 16位 at its next bind; udh7 refused on the row.
+	a = amy.submit("/enterprise/users", "/enterprise/users/al3/update", url.Values{"long_replies": {"udh16"}})
+	if a.Status != http.StatusSeeOther {
+		t.Fatalf("long_replies udh16: %d %s", a.Status, a.Body)
+	}
+	pg = amy.get("/enterprise/users")
+	pg.wantPage(t, "用户 al3 的长短信回复已设为分段 UDH 16位，该用户的 SMPP 客户端重新登录（重新连接）后生效。")
+	if row := userRow(t, pg.Body, "al3"); !strings.Contains(row, `<option value="udh16" selected>分段 UDH 16位</option>`) {
+		t.Errorf("al3's row after the change:\n%s", row)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("test"), "al3"); err != nil || u.LongReplies != "udh16" || !u.ShowSignature {
+		t.Errorf("al3 after 长短信回复: %+v %v", u, err)
+	}
+	a = amy.submit("/enterprise/users", "/enterprise/users/al3/update", url.Values{"long_replies": {"udh7"}})
+	if a.Status != http.StatusBadRequest {
+		t.Errorf("long_replies udh7 on the row: %d, want the API's 400", a.Status)
+	}
+	if row := userRow(t, a.Body, "al3"); !strings.Contains(row, `class="ferr" role="alert">输入有误`) || !strings.Contains(row, "long_replies") {
+		t.Errorf("no refusal of udh7 on al3's row:\n%s", row)
+	}
+	if u, _ := r.pol.User(policy.OperatorActor("test"), "al3"); u.LongReplies != "udh16" {
+		t.Errorf("a refused change changed al3: %q", u.LongReplies)
+	}
 	a = amy.submit("/enterprise/users", "/enterprise/users/al3/update", url.Values{"disabled": {"true"}})
 	if a.Status != http.StatusSeeOther {
 		t.Fatalf("disable: %d %s", a.Status, a.Body)
@@ -299,13 +339,16 @@ func TestUsersPage(t *testing.T) {
 		t.Errorf("bob sees A's users")
 	}
 	for _, action := range []string{"/enterprise/users/alice/update", "/enterprise/users/alice/password-reset"} {
-		a := bob.submit("/enterprise/users", action, url.Values{"disabled": {"true"}})
+		a := bob.submit("/enterprise/users", action, url.Values{"disabled": {"true"}, "long_replies": {"sar"}})
 		if a.Status != http.StatusNotFound || !strings.Contains(a.Body, "未找到") {
 			t.Errorf("bob %s: %d, want the 404 page", action, a.Status)
 		}
 	}
 	if code := loginAs(r, "alice", password); code != http.StatusSeeOther {
 		t.Errorf("alice after bob's attempts: login %d", code)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("test"), "alice"); err != nil || u.LongReplies != "" {
+		t.Errorf("alice's long_replies after bob's attempts: %+v %v", u, err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/webhook"
 )
 
@@ -109,11 +110,27 @@ func TestBrowserEnterpriseAdmin(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`input[name=system_id]`), "al3"),
 		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "pass123"),
 		chromedp.SendKeys(chromedp.CSS(`input[name=mobile]`), numA3),
+		chromedp.SetValue(chromedp.CSS(`#user-add select[name=long_replies]`), "sar"),
 		chromedp.Click(chromedp.CSS(`main section.card form button[type=submit]`)),
 	)
 	b.waitText(".notice", "已添加用户 甲三（al3）", false)
 	if s := b.text(`#user-al3 td[data-label="用户签名"]`); s != "不显示" {
 		t.Errorf("al3's user signature: %q, want 不显示", s)
+	}
+	const lrSel = `#user-al3 td[data-label="长短信回复"] select`
+	if v, s := b.selected(lrSel); v != "sar" || s != "分段 SAR" {
+		t.Errorf("al3's 长短信回复: %q %q, want sar 分段 SAR", v, s)
+	}
+	b.run("al3's 长短信回复: 分段 UDH 16位",
+		chromedp.SetValue(chromedp.CSS(lrSel), "udh16"),
+		chromedp.Click(chromedp.CSS(`#user-al3 td[data-label="长短信回复"] button`)),
+	)
+	b.waitText(".notice", "长短信回复已设为分段 UDH 16位", false)
+	if v, s := b.selected(lrSel); v != "udh16" || s != "分段 UDH 16位" {
+		t.Errorf("al3's 长短信回复: %q %q, want udh16 分段 UDH 16位", v, s)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("test"), "al3"); err != nil || u.LongReplies != "udh16" {
+		t.Errorf("al3 as stored: %+v %v", u, err)
 	}
 	b.run("show al3's user signature", chromedp.Click(chromedp.CSS(`#user-al3 form:nth-of-type(2) button`)))
 	b.waitText(".notice", "用户签名已设为显示", false)

@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
 )
 
 // The workflow of the issue: alice adds a whitelist number and sees it
@@ -103,6 +104,29 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	)
 	b.waitText(".notice[role=status]", "已保存企业 D 的修改", false)
 	b.waitText("#facts", "套餐 4：月租 300.00 元", false)
+	b.run("add a user to D, 长短信回复 分段 UDH 8位",
+		chromedp.SendKeys(chromedp.CSS(`#user-add input[name=name]`), "丁一"),
+		chromedp.SendKeys(chromedp.CSS(`#user-add input[name=system_id]`), "d1"),
+		chromedp.SendKeys(chromedp.CSS(`#user-add input[name=password]`), "pass123"),
+		chromedp.SetValue(chromedp.CSS(`#user-add select[name=long_replies]`), "udh8"),
+		chromedp.Click(chromedp.CSS(`#user-add button[type=submit]`)),
+	)
+	b.waitText(".notice[role=status]", "已添加用户 丁一（d1）", false)
+	const lrSel = `#user-d1 td[data-label="长短信回复"] select`
+	if v, s := b.selected(lrSel); v != "udh8" || s != "分段 UDH 8位" {
+		t.Errorf("d1's 长短信回复: %q %q, want udh8 分段 UDH 8位", v, s)
+	}
+	b.run("d1's 长短信回复 back to 整条",
+		chromedp.SetValue(chromedp.CSS(lrSel), "payload"),
+		chromedp.Click(chromedp.CSS(`#user-d1 td[data-label="长短信回复"] button`)),
+	)
+	b.waitText(".notice[role=status]", "用户 d1 的长短信回复已设为整条 (message_payload)", false)
+	if v, s := b.selected(lrSel); v != "payload" || s != "整条 (message_payload)" {
+		t.Errorf("d1's 长短信回复: %q %q, want payload 整条 (message_payload)", v, s)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("test"), "d1"); err != nil || u.LongReplies != "" {
+		t.Errorf("d1 as stored: %+v %v", u, err)
+	}
 	b.run("停用", chromedp.Click(chromedp.CSS(`#ent-toggle button[type=submit]`)))
 	b.waitText("#ent-state", "已停用", false)
 	b.shot("ops-enterprise")

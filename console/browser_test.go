@@ -176,6 +176,20 @@ func staleNode(err error) bool {
 		strings.Contains(s, "context with specified id")
 }
 
+// selected is the value and the text of the option chosen in the select
+// sel.
+func (b *browser) selected(sel string) (value, text string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	read := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.selectedOptions.length ? [e.value, e.selectedOptions[0].text] : null; })()`, sel)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](read))
+	if err != nil || len(got) != 2 {
+		b.t.Fatalf("read the choice of %s: %v %v", sel, got, err)
+	}
+	return got[0], got[1]
+}
+
 // text is the visible text of the first element matching sel.
 func (b *browser) text(sel string) string {
 	b.t.Helper()

@@ -54,7 +54,7 @@ var fieldLabel = map[string]string{
 	"service_number": "接入号", "ext_len": "扩展位数", "tps": "每秒条数", "cap_yuan": "月消费上限",
 	"max_users": "用户数上限", "system_id": "登录账号", "password": "密码", "mobile": "注册手机",
 	"role": "角色", "extension": "分机号", "reason": "原因", "month": "月份", "from": "开始日期", "to": "结束日期",
-	"enterprise": "企业",
+	"enterprise": "企业", "long_replies": "长短信回复",
 }
 
 // deskField is the form field an admin API message is about: policy's
@@ -75,7 +75,7 @@ func deskField(ae *api.APIError, fields []string) string {
 		}
 	}
 	for _, m := range []struct{ word, field string }{
-		{"group code", "code"}, {"ext_len", "ext_len"}, {"extension", "extension"}, {"service number", "service_number"},
+		{"long_replies", "long_replies"}, {"group code", "code"}, {"ext_len", "ext_len"}, {"extension", "extension"}, {"service number", "service_number"},
 		{"signature", "signature"}, {"package", "package"}, {"tps", "tps"}, {"cap", "cap_yuan"}, {"amount", "cap_yuan"},
 		{"max_users", "max_users"}, {"system_id", "system_id"}, {"password", "password"}, {"mobile", "mobile"},
 		{"role", "role"}, {"user name", "name"}, {"name ", "name"}, {"reason", "reason"}, {"month", "month"},
@@ -97,6 +97,7 @@ func deskField(ae *api.APIError, fields []string) string {
 // deskMessages are the Chinese of the admin API's most frequent
 // validation messages (policy's words), shown before the API's own.
 var deskMessages = []struct{ en, zh string }{
+	{"long_replies", "须为 " + longRepliesChoices},
 	{"needs a reason", "拒绝时须填写原因（企业可以看到）"},
 	{"reason: at most", "原因太长"},
 	{"is not in the package table", "套餐表中没有这个套餐"},
@@ -394,7 +395,7 @@ func (s *Server) opsEnterpriseState(q *req) {
 	q.redirect("/ops/enterprises/"+url.PathEscape(ec), msg)
 }
 
-var userFields = []string{"system_id", "password", "name", "mobile", "role", "extension"}
+var userFields = []string{"system_id", "password", "name", "mobile", "role", "extension", "long_replies"}
 
 func (s *Server) opsUserCreate(q *req) {
 	ec := q.r.PathValue("code")
@@ -404,6 +405,7 @@ func (s *Server) opsUserCreate(q *req) {
 		SystemID: strings.TrimSpace(f.Get("system_id")), Password: f.Get("password"),
 		Name: strings.TrimSpace(f.Get("name")), Mobile: strings.TrimSpace(f.Get("mobile")),
 		Role: f.Get("role"), Extension: strings.TrimSpace(f.Get("extension")), ShowSignature: f.Get("show_signature") != "",
+		LongReplies: f.Get("long_replies"),
 	}
 	var u api.User
 	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/users", in, &u); err != nil {
@@ -456,4 +458,33 @@ func (s *Server) opsUserPassword(q *req) {
 		return
 	}
 	q.redirect("/ops/enterprises/"+url.PathEscape(ec), "已为用户 "+sid+" 设置新密码。")
+}
+
+// opsUserUpdate changes a user's 长短信回复 (PATCH long_replies), from its
+// row of the enterprise's users.
+func (s *Server) opsUserUpdate(q *req) {
+	ec, sid := q.r.PathValue("code"), q.r.PathValue("sid")
+	var u api.User
+	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/users/"+pathSeg(sid), nil, &u); err != nil || u.Enterprise != ec {
+		if err == nil {
+			q.notFound()
+			return
+		}
+		q.fail(err)
+		return
+	}
+	lr := q.r.PostFormValue("long_replies")
+	err := s.opsCall(q.r, http.MethodPatch, "/admin/v1/users/"+pathSeg(sid), api.UserPatch{LongReplies: &lr}, &u)
+	if err != nil {
+		p := q.view(nil)
+		code, ok := q.deskErr(p, err, "long_replies")
+		if !ok {
+			return
+		}
+		p.Errors["lr:"+sid] = p.Errors["long_replies"]
+		delete(p.Errors, "long_replies")
+		s.opsEnterpriseAgain(q, p, code, true)
+		return
+	}
+	q.redirect("/ops/enterprises/"+url.PathEscape(ec), longRepliesDone(sid, u.LongReplies))
 }

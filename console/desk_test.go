@@ -18,7 +18,7 @@ var deskPages = []string{"/ops/", "/ops/enterprises", "/ops/enterprises/new", "/
 
 // deskPosts are the desk's forms' actions.
 var deskPosts = []string{"/ops/enterprises/new", "/ops/enterprises/A", "/ops/enterprises/A/state",
-	"/ops/enterprises/A/users", "/ops/enterprises/A/users/alice/password", "/ops/approvals/whitelist",
+	"/ops/enterprises/A/users", "/ops/enterprises/A/users/alice/password", "/ops/enterprises/A/users/alice/update", "/ops/approvals/whitelist",
 	"/ops/approvals/signatures/1/approve", "/ops/approvals/signatures/1/reject",
 	"/ops/approvals/applications/x/approve", "/ops/approvals/applications/x/reject", "/ops/logout"}
 
@@ -261,9 +261,41 @@ func TestDeskEnterprises(t *testing.T) {
 		t.Fatal("no user form")
 	}
 	wantFieldError(t, answer{Body: a.Body[i:]}, "password", "密码：密码须为 6–8 位")
+	// 长短信回复: a value not of the select is refused next to it, the
+	// operator's choice kept.
 	user.Set("password", "abc12345")
+	user.Set("long_replies", "udh7")
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
+	a.wantStatus(t, http.StatusBadRequest, `value="c1"`)
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "长短信回复：须为 整条 (message_payload)、分段 UDH 8位")
+	user.Set("long_replies", "udh16")
 	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user).wantRedirect(t, "/ops/enterprises/C")
-	c.get("/ops/enterprises/C").wantPage(t, "已添加用户 丙一（c1）", `id="user-c1"`)
+	pg := c.get("/ops/enterprises/C")
+	pg.wantPage(t, "已添加用户 丙一（c1）", `id="user-c1"`, "<th>长短信回复</th>")
+	if row := userRow(t, pg.Body, "c1"); !strings.Contains(row, `<option value="udh16" selected>分段 UDH 16位</option>`) ||
+		strings.Count(row, "selected") != 1 {
+		t.Errorf("c1's row does not show 分段 UDH 16位 alone selected:\n%s", row)
+	}
+	if u, err := r.pol.User(policy.OperatorActor("t"), "c1"); err != nil || u.LongReplies != "udh16" {
+		t.Errorf("c1 as stored: %+v %v", u, err)
+	}
+	// … changed from its row (at its next bind); udh7 refused on the row.
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/update", url.Values{"long_replies": {"sar"}}).wantRedirect(t, "/ops/enterprises/C")
+	pg = c.get("/ops/enterprises/C")
+	pg.wantPage(t, "用户 c1 的长短信回复已设为分段 SAR，该用户的 SMPP 客户端重新登录（重新连接）后生效。")
+	if row := userRow(t, pg.Body, "c1"); !strings.Contains(row, `<option value="sar" selected>分段 SAR</option>`) {
+		t.Errorf("c1's row after the change:\n%s", row)
+	}
+	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/update", url.Values{"long_replies": {"udh7"}})
+	a.wantStatus(t, http.StatusBadRequest)
+	if row := userRow(t, a.Body, "c1"); !strings.Contains(row, `<span class="ferr" role="alert">长短信回复：须为`) || !strings.Contains(row, `long_replies &#34;udh7&#34;`) {
+		t.Errorf("no refusal of udh7 on c1's row:\n%s", row)
+	}
+	if u, _ := r.pol.User(policy.OperatorActor("t"), "c1"); u.LongReplies != "sar" {
+		t.Errorf("a refused change changed c1: %q", u.LongReplies)
+	}
+	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/alice/update", url.Values{"long_replies": {"sar"}}).wantStatus(t, http.StatusNotFound, "未找到")
+	user.Del("long_replies")
 	user.Set("name", "丙二")
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
 	a.wantStatus(t, http.StatusConflict)
@@ -406,4 +438,18 @@ func TestDeskExport(t *testing.T) {
 	if a = c.get("/ops/export/dlr.csv?" + q.Encode()); strings.Contains(a.Body, ",alice,") {
 		t.Errorf("B's export has A's message:\n%s", a.Body)
 	}
+}
+
+// userRow is the row of a user's table (id user-SID) in a page.
+func userRow(t *testing.T, body, sid string) string {
+	t.Helper()
+	i := strings.Index(body, `<tr id="user-`+sid+`">`)
+	if i < 0 {
+		t.Fatalf("no row of %s:\n%s", sid, body)
+	}
+	row := body[i:]
+	if j := strings.Index(row, "</tr>"); j >= 0 {
+		row = row[:j]
+	}
+	return row
 }

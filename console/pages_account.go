@@ -211,8 +211,9 @@ func (s *Server) addUser(q *req) {
 		Mobile:        strings.TrimSpace(f.Get("mobile")),
 		Role:          f.Get("role"),
 		ShowSignature: f.Get("show_signature") != "",
+		LongReplies:   f.Get("long_replies"),
 	}
-	for _, k := range []string{"name", "system_id", "mobile", "role", "show_signature"} {
+	for _, k := range []string{"name", "system_id", "mobile", "role", "show_signature", "long_replies"} {
 		p.Form.Set(k, strings.TrimSpace(f.Get(k)))
 	}
 	var u api.User
@@ -221,7 +222,7 @@ func (s *Server) addUser(q *req) {
 			q.adminFail(err)
 			return
 		}
-		code, ok := q.fieldErr(p, err, "system_id", "password", "name", "mobile", "role")
+		code, ok := q.fieldErr(p, err, "system_id", "password", "name", "mobile", "role", "long_replies")
 		if !ok {
 			return
 		}
@@ -231,8 +232,8 @@ func (s *Server) addUser(q *req) {
 	q.redirect("/enterprise/users", "已添加用户 "+u.Name+"（"+u.SystemID+"）。")
 }
 
-// updateUser is one switch of a user: enabled/disabled or the user
-// signature shown or not (PATCH /v1/users/{system_id}).
+// updateUser is one switch of a user: enabled/disabled, the user
+// signature shown or not, or its 长短信回复 (PATCH /v1/users/{system_id}).
 func (s *Server) updateUser(q *req) {
 	sid := q.r.PathValue("sid")
 	var in api.UserPatch
@@ -246,6 +247,9 @@ func (s *Server) updateUser(q *req) {
 		b := v == "true"
 		in.ShowSignature = &b
 		done = "用户 " + sid + " 的用户签名已设为" + map[bool]string{true: "显示", false: "不显示"}[b] + "。"
+	}
+	if v := q.r.PostFormValue("long_replies"); v != "" {
+		in.LongReplies = &v
 	}
 	back := "/enterprise/users"
 	if q.r.PostFormValue("back") == "/enterprise/signature" {
@@ -272,7 +276,34 @@ func (s *Server) updateUser(q *req) {
 		s.usersAgain(q, p, code)
 		return
 	}
+	if in.LongReplies != nil {
+		done = longRepliesDone(sid, u.LongReplies)
+	}
 	q.redirect(back, done)
+}
+
+// longRepliesChoices are the 长短信回复 select's options, in words.
+const longRepliesChoices = "整条 (message_payload)、分段 UDH 8位、分段 UDH 16位 或 分段 SAR"
+
+// longRepliesZH is a user's long_replies as the 长短信回复 select words it.
+func longRepliesZH(v string) string {
+	switch v {
+	case "", "payload":
+		return "整条 (message_payload)"
+	case "udh8":
+		return "分段 UDH 8位"
+	case "udh16":
+		return "分段 UDH 16位"
+	case "sar":
+		return "分段 SAR"
+	}
+	return v
+}
+
+// longRepliesDone is the notice of a user's 长短信回复 changed to v: the
+// gateway reads it when the user binds.
+func longRepliesDone(sid, v string) string {
+	return "用户 " + sid + " 的长短信回复已设为" + longRepliesZH(v) + "，该用户的 SMPP 客户端重新登录（重新连接）后生效。"
 }
 
 // resetUserPassword sets a new password for a user of the enterprise; it

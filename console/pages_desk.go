@@ -26,6 +26,7 @@ var deskRoutes = []route{
 	{"POST /ops/enterprises/{code}/receipt-retry", (*Server).opsReceiptRetry},
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},
 	{"POST /ops/enterprises/{code}/users/{sid}/password", (*Server).opsUserPassword},
+	{"POST /ops/enterprises/{code}/users/{sid}/update", (*Server).opsUserUpdate},
 	{"GET /ops/approvals", (*Server).opsApprovals},
 	{"POST /ops/approvals/whitelist", (*Server).opsDecideWhitelist},
 	{"POST /ops/approvals/signatures/{id}/{decision}", (*Server).opsDecideSignature},

@@ -442,6 +442,11 @@ func (s *Store) RevokeAPIKey(a Actor, systemID string) error {
 	})
 }
 
+// ParseLongReplies is s as User.LongReplies stores it (lower case,
+// "payload" as "") and whether it is one of its values: for a caller that
+// checks one before it reaches the store (a configuration file).
+func ParseLongReplies(s string) (string, bool) { return longReplies(s) }
+
 // longReplies is s as stored: lower case, "payload" stored as "" (the
 // default), and whether it is one of User.LongReplies' values.
 func longReplies(s string) (string, bool) {

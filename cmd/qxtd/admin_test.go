@@ -126,13 +126,22 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"optouts", "export", "--format", "xml"}, code: 2, errOut: []string{"want csv or json"}},
 
 		{args: []string{"user", "add", "ACME", "acme_adm", "--name", "管理员", "--role", "admin", "--mobile", "13712345678", "--password", "adm12345"},
-			out: []string{"acme_adm", "+8613712345678"}},
-		{args: []string{"user", "add", "ACME", "acme_u1", "--name", "Alice", "--show-signature"}, stdin: "usr12345\n",
-			out: []string{"acme_u1"}, check: func(t *testing.T, _ string) {
+			out: []string{"acme_adm", "+8613712345678"}, check: func(t *testing.T, out string) {
+				if !strings.Contains(squeezeBlanks(out), "long_replies payload\n") {
+					t.Errorf("long_replies by default:\n%s", out)
+				}
+			}},
+		{args: []string{"user", "add", "ACME", "acme_u1", "--name", "Alice", "--show-signature", "--long-replies", "UDH16"}, stdin: "usr12345\n",
+			out: []string{"acme_u1"}, check: func(t *testing.T, out string) {
 				if _, _, err := pol.Authenticate("acme_u1", "usr12345"); err != nil {
 					t.Errorf("password from stdin: %v", err)
 				}
+				if u, err := pol.User(policy.OperatorActor("t"), "acme_u1"); err != nil || u.LongReplies != "udh16" || !strings.Contains(squeezeBlanks(out), "long_replies udh16\n") {
+					t.Errorf("--long-replies UDH16: %+v %v\n%s", u, err, out)
+				}
 			}},
+		{args: []string{"user", "add", "ACME", "acme_u2", "--name", "Bob", "--long-replies", "udh7", "--password", "usr12345"}, code: 1,
+			errOut: []string{"qxtd admin: invalid:", `long_replies "udh7" (want payload, udh8, udh16 or sar)`}},
 		{args: []string{"user", "add", "ACME", "acme_u2", "--name", "Bob"}, stdin: "", code: 2, errOut: []string{"no --password"}},
 		{args: []string{"user", "list", "ACME"}, out: []string{"SYSTEM_ID", "acme_adm", "管理员", "admin", "acme_u1", "Alice"}},
 		{args: []string{"user", "passwd", "acme_u1", "--password", "new12345"}, out: []string{"password set for acme_u1"},
@@ -153,7 +162,18 @@ func TestAdminCLI(t *testing.T) {
 		}},
 		{args: []string{"user", "apikey", "acme_u1", "--revoke"}, out: []string{"revoked"}},
 		{args: []string{"user", "set", "acme_u1", "--show-signature=false", "--role", "admin"}, out: []string{"show_signature", "no"}},
-		{args: []string{"user", "show", "acme_u1"}, out: []string{"admin"}},
+		{args: []string{"user", "set", "acme_u1", "--long-replies", "sar"}, check: func(t *testing.T, out string) {
+			if u, err := pol.User(policy.OperatorActor("t"), "acme_u1"); err != nil || u.LongReplies != "sar" || u.Role != policy.RoleAdmin ||
+				!strings.Contains(squeezeBlanks(out), "long_replies sar\n") {
+				t.Errorf("--long-replies sar: %+v %v\n%s", u, err, out)
+			}
+		}},
+		{args: []string{"user", "set", "acme_u1", "--long-replies", "udh7"}, code: 1, errOut: []string{"qxtd admin: invalid:", `long_replies "udh7"`}},
+		{args: []string{"user", "show", "acme_u1"}, out: []string{"admin"}, check: func(t *testing.T, out string) {
+			if !strings.Contains(squeezeBlanks(out), "long_replies sar\n") {
+				t.Errorf("show after a refused --long-replies udh7:\n%s", out)
+			}
+		}},
 		{args: []string{"user", "delete", "acme_u1"}, out: []string{"user acme_u1 deleted"}},
 		{args: []string{"user", "delete", "acme_u1"}, code: 1, errOut: []string{"not_found"}},
 

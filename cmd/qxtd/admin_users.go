@@ -37,12 +37,19 @@ func printUser(w io.Writer, u *api.User) {
 	if u.Extension != "" {
 		fmt.Fprintf(w, "extension\t%s\n", u.Extension)
 	}
+	if u.LongReplies != "" {
+		fmt.Fprintf(w, "long_replies\t%s\n", u.LongReplies)
+	}
 }
+
+// longRepliesUsage is the --long-replies flag's help.
+const longRepliesUsage = "how a reply too long for one SMS reaches the user's SMPP binds: payload (whole, in message_payload), " +
+	"udh8 or udh16 (in parts with a concatenation UDH), sar (in parts with the sar_* TLVs)"
 
 func (a *adminCLI) userAdd() *cobra.Command {
 	var in api.NewUser
 	var pw string
-	c := a.leaf("add CODE SYSTEM_ID --name N [--mobile M] [--role user|admin] [--show-signature] [--extension E] [--password P]",
+	c := a.leaf("add CODE SYSTEM_ID --name N [--mobile M] [--role user|admin] [--show-signature] [--extension E] [--long-replies payload|udh8|udh16|sar] [--password P]",
 		"Create a user of an enterprise", 2, 2, func(c *cobra.Command, cl *api.Client, args []string) error {
 			in.SystemID = args[1]
 			if in.Name == "" {
@@ -64,6 +71,7 @@ func (a *adminCLI) userAdd() *cobra.Command {
 	fs.StringVar(&in.Role, "role", "user", "user or admin")
 	fs.BoolVar(&in.ShowSignature, "show-signature", false, "append the user's name to its messages")
 	fs.StringVar(&in.Extension, "extension", "", "extension of the enterprise's service number (its messages' source, its replies)")
+	fs.StringVar(&in.LongReplies, "long-replies", "payload", longRepliesUsage)
 	fs.StringVar(&pw, "password", "", "SMPP password, 6–8 characters (default: read from stdin)")
 	return c
 }
@@ -94,9 +102,9 @@ func (a *adminCLI) userShow() *cobra.Command {
 }
 
 func (a *adminCLI) userSet() *cobra.Command {
-	var name, mobile, role, ext string
+	var name, mobile, role, ext, longReplies string
 	var show bool
-	c := a.leaf("set SYSTEM_ID [--name N] [--mobile M] [--role user|admin] [--show-signature=BOOL] [--extension E (\"\": none)]",
+	c := a.leaf("set SYSTEM_ID [--name N] [--mobile M] [--role user|admin] [--show-signature=BOOL] [--extension E (\"\": none)] [--long-replies payload|udh8|udh16|sar]",
 		"Change a user", 1, 1, func(c *cobra.Command, cl *api.Client, args []string) error {
 			var p api.UserPatch
 			set := c.Flags().Changed
@@ -115,6 +123,9 @@ func (a *adminCLI) userSet() *cobra.Command {
 			if set("extension") {
 				p.Extension = &ext
 			}
+			if set("long-replies") {
+				p.LongReplies = &longReplies
+			}
 			if p == (api.UserPatch{}) {
 				return usagef("user set: nothing to change")
 			}
@@ -130,6 +141,7 @@ func (a *adminCLI) userSet() *cobra.Command {
 	fs.StringVar(&role, "role", "", "user or admin")
 	fs.BoolVar(&show, "show-signature", false, "append the user's name to its messages")
 	fs.StringVar(&ext, "extension", "", "extension of the enterprise's service number; \"\" removes it")
+	fs.StringVar(&longReplies, "long-replies", "", longRepliesUsage+"; from the user's next bind")
 	return c
 }
 

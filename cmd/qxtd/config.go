@@ -274,6 +274,10 @@ type AccountConfig struct {
 	ShowSignature bool   `mapstructure:"show_signature"`
 	Admin         bool   `mapstructure:"admin"`     // enterprise admin
 	Extension     string `mapstructure:"extension"` // of its enterprise's service number; empty = none
+	// LongReplies is how a reply too long for one SMS reaches its SMPP
+	// binds (policy.User.LongReplies): payload (empty: the default),
+	// udh8, udh16 or sar.
+	LongReplies string `mapstructure:"long_replies"`
 
 	// PasswordFile holds Password instead: a path (secrets.go).
 	PasswordFile string `mapstructure:"password_file"`
@@ -898,6 +902,9 @@ func (c *Config) Validate() error {
 		}
 		if len(a.Password) > 8 {
 			errs = append(errs, fmt.Errorf("%s.password: %d characters; SMPP allows at most 8", k, len(a.Password)))
+		}
+		if _, ok := policy.ParseLongReplies(a.LongReplies); !ok {
+			errs = append(errs, fmt.Errorf("%s.long_replies: %q is not payload, udh8, udh16 or sar", k, a.LongReplies))
 		}
 	}
 	codes := map[string]bool{}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 )
 
 // The configuration fixtures are shared: the repository's top-level
@@ -49,6 +51,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,
 		"invalid-log-format.yaml":               `log.format: "yaml" is not auto, json or text`,
 		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
+		"invalid-account-long-replies.yaml":     `accounts[0].long_replies: "udh7" is not payload, udh8, udh16 or sar`,
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 		"invalid-dlr-window.yaml":               "delivery.dlr_window: 0 must be at least 1",
@@ -152,6 +155,54 @@ func TestConfigWhitelistBounds(t *testing.T) {
 	}
 	if pc.MaxWhitelist != 500_000 || pc.MaxPendingWhitelist != 20_000 {
 		t.Errorf("policy.Config bounds %d, %d; want the file's 500000, 20000", pc.MaxWhitelist, pc.MaxPendingWhitelist)
+	}
+}
+
+// TestSeedAccountLongReplies: accounts[].long_replies reaches the user
+// the file seeds as accounts[].extension does: when the user is created,
+// or over the store's with seed_force; a user that exists keeps its own
+// (the admin API's changes are not undone at the next start).
+func TestSeedAccountLongReplies(t *testing.T) {
+	t.Parallel()
+	cfg, err := LoadConfig(filepath.Join(configTestdata, "valid-full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Accounts[0]; a.SystemID != "demo" || a.LongReplies != "UDH16" {
+		t.Fatalf("accounts[0] as read: %+v", a)
+	}
+	cfg.Enterprises[0].ServiceNumber, cfg.Enterprises[0].ExtLen = "1065901", 2
+	cfg.Accounts[0].Extension = "12"
+	_, pol := adminServer(t)
+	seed := func(force bool) *policy.User {
+		t.Helper()
+		sd, err := seedData(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd.Force = force
+		if _, err := pol.Seed(context.Background(), sd); err != nil {
+			t.Fatal(err)
+		}
+		u, err := pol.User(policy.OperatorActor("t"), "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	if u := seed(false); u.LongReplies != "udh16" || u.Extension != "12" {
+		t.Fatalf("created: long_replies %q, extension %q; want udh16, 12", u.LongReplies, u.Extension)
+	}
+	cfg.Accounts[0].LongReplies, cfg.Accounts[0].Extension = "sar", "34"
+	if u := seed(false); u.LongReplies != "udh16" || u.Extension != "12" {
+		t.Errorf("seeded again: long_replies %q, extension %q; want both kept (udh16, 12)", u.LongReplies, u.Extension)
+	}
+	if u := seed(true); u.LongReplies != "sar" || u.Extension != "34" {
+		t.Errorf("seed_force: long_replies %q, extension %q; want the file's (sar, 34)", u.LongReplies, u.Extension)
+	}
+	cfg.Accounts[0].LongReplies = "payload"
+	if u := seed(true); u.LongReplies != "" {
+		t.Errorf("seed_force, payload: long_replies %q, want the default stored as \"\"", u.LongReplies)
 	}
 }
 

@@ -89,6 +89,7 @@ func seedData(c *Config) (policy.SeedData, error) {
 		d.Enterprises[i].Users = append(d.Enterprises[i].Users, policy.NewUser{
 			Enterprise: code, Name: name, Mobile: a.Mobile, SystemID: a.SystemID,
 			Password: a.Password, ShowSignature: a.ShowSignature, Role: role, Extension: a.Extension,
+			LongReplies: a.LongReplies,
 		})
 	}
 	for i, o := range c.Policy.Overrides {
