@@ -109,6 +109,11 @@ type Config struct {
 	// committed in batches off the window), so this many per round trip
 	// is the most receipts per second one account can take.
 	DLRWindow int
+	// MOWindow bounds the replies (MO) sent to one enterprise's binds and
+	// not yet answered: they go in the order they came, each once the
+	// one before it is on the wire, and their answers are awaited
+	// together. 1 sends one at a time.
+	MOWindow int
 	// ESMEIdle ends an ESME bind that sends nothing for this long.
 	ESMEIdle time.Duration
 	// MaxBindsPerAccount caps the ESME binds one account (system_id) holds
@@ -220,6 +225,7 @@ const (
 	DefaultRetryMax          = time.Minute
 	DefaultDLRRetry          = 30 * time.Second
 	DefaultDLRWindow         = 128
+	DefaultMOWindow          = 64
 	DefaultReceiptGrace      = 24 * time.Hour
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute
@@ -249,6 +255,9 @@ func (c *Config) defaults() {
 	}
 	if c.DLRWindow <= 0 {
 		c.DLRWindow = DefaultDLRWindow
+	}
+	if c.MOWindow <= 0 {
+		c.MOWindow = DefaultMOWindow
 	}
 	if c.ReceiptGrace <= 0 {
 		c.ReceiptGrace = DefaultReceiptGrace

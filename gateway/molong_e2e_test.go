@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,22 +21,20 @@ import (
 
 // partsESME is a receiver that records every deliver_sm it is sent,
 // reading only short_message and the TLVs, as a client library that
-// leaves message_payload to the application does, and answers the
-// deliver_sm numbered in refuse (1 the first) with ESME_RSYSERR.
+// leaves message_payload to the application does, in the order they came
+// on the wire (by sequence number: its handlers run side by side), and
+// answers ESME_RSYSERR to the first one refuse picks (nil: none).
 type partsESME struct {
-	mu     sync.Mutex
-	got    []segment.Incoming
-	n      int
-	refuse map[int]bool
-	wake   chan struct{}
+	mu      sync.Mutex
+	got     map[uint32]segment.Incoming
+	refuse  func(segment.Incoming) bool
+	refused bool
+	wake    chan struct{}
 }
 
-func bindPartsESME(t *testing.T, r *rig, systemID, password string, refuse ...int) *partsESME {
+func bindPartsESME(t *testing.T, r *rig, systemID, password string, refuse func(segment.Incoming) bool) *partsESME {
 	t.Helper()
-	e := &partsESME{refuse: map[int]bool{}, wake: make(chan struct{}, 1)}
-	for _, n := range refuse {
-		e.refuse[n] = true
-	}
+	e := &partsESME{got: map[uint32]segment.Incoming{}, refuse: refuse, wake: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
@@ -44,16 +44,17 @@ func bindPartsESME(t *testing.T, r *rig, systemID, password string, refuse ...in
 			if p.Header().ID != pdu.DeliverSMID {
 				return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
 			}
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.n++
-			if e.refuse[e.n] {
-				return smpp.ErrorResponse(p, 0x08) // ESME_RSYSERR: to be sent again
-			}
-			e.got = append(e.got, segment.Incoming{DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
+			in := segment.Incoming{DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
 				ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
 				SARRef: smpp.TLV(p, pdutlv.TagSarMsgRefNum), SARTotal: smpp.TLV(p, pdutlv.TagSarTotalSegments), SARSeq: smpp.TLV(p, pdutlv.TagSarSegmentSeqnum),
-				DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true})
+				DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.refuse != nil && !e.refused && e.refuse(in) {
+				e.refused = true
+				return smpp.ErrorResponse(p, 0x08) // ESME_RSYSERR: to be sent again
+			}
+			e.got[p.Header().Seq] = in
 			select {
 			case e.wake <- struct{}{}:
 			default:
@@ -68,14 +69,18 @@ func bindPartsESME(t *testing.T, r *rig, systemID, password string, refuse ...in
 	return e
 }
 
-// wait waits until n deliver_sm were taken.
+// wait waits until n deliver_sm were taken; they are returned in the
+// order they came.
 func (e *partsESME) wait(t *testing.T, n int) []segment.Incoming {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
 		e.mu.Lock()
-		got := append([]segment.Incoming(nil), e.got...)
+		var got []segment.Incoming
+		for _, seq := range slices.Sorted(maps.Keys(e.got)) {
+			got = append(got, e.got[seq])
+		}
 		e.mu.Unlock()
 		if len(got) >= n {
 			return got
@@ -156,8 +161,11 @@ func TestLongRepliesInParts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	alice := bindPartsESME(t, r, "alice", "secret1", 2) // refuses the text's second part once
-	bob := bindPartsESME(t, r, "bob", "secret2")
+	// alice refuses the GSM text's second part once.
+	alice := bindPartsESME(t, r, "alice", "secret1", func(in segment.Incoming) bool {
+		return in.DataCoding == 0x00 && len(in.ShortMessage) > 6 && in.ShortMessage[5] == 2
+	})
+	bob := bindPartsESME(t, r, "bob", "secret2", nil)
 	waitReady(t, r)
 
 	text := strings.Repeat("Hello {world} ", 15) // 210 septets (the braces escaped): two parts

@@ -27,7 +27,7 @@ func TestRelayedRepliesKeepOctets(t *testing.T) {
 	if _, err := n2.pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{LongReplies: &lr}); err != nil {
 		t.Fatal(err)
 	}
-	alice := bindPartsESME(t, n2.rig, "alice", "secret1")
+	alice := bindPartsESME(t, n2.rig, "alice", "secret1", nil)
 	bob, err := n2.bind("bob", "secret2", smpp.BindReceiver)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // twoWayRig: two enterprises with service numbers (E1 106575001 with
 // 2-digit extensions, alice on extension 12; E2 106575002), and E3
 // without one (sources relayed as before).
-func twoWayRig(t *testing.T, o rigOpts) (*rig, *policy.Policy) {
+func twoWayRig(t testing.TB, o rigOpts) (*rig, *policy.Policy) {
 	t.Helper()
 	var pol *policy.Policy
 	o.rules = func(t testing.TB, db *bbolt.DB) gateway.Policy {
@@ -251,7 +251,7 @@ func TestReplyKeptAcrossRestart(t *testing.T) {
 	}
 }
 
-func waitReady(t *testing.T, r *rig) {
+func waitReady(t testing.TB, r *rig) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

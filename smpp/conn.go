@@ -267,6 +267,30 @@ func (c *Conn) nextSeq() uint32 {
 // ErrTimeout but keeps the request, so a late answer still reaches
 // OnLateResponse instead of being taken for another request's.
 func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+	return c.request(ctx, p, nil)
+}
+
+// RequestQueued is Request, calling queued once p is in the queue of
+// frames to be written, or once Request fails before that: a caller
+// that starts its next request only after queued keeps its requests in
+// that order on the wire, while their answers are awaited together (a
+// window of replies to an ESME, in the order they came). queued is
+// called once, on the caller's goroutine, before RequestQueued returns.
+func (c *Conn) RequestQueued(ctx context.Context, p pdu.Body, queued func()) (pdu.Body, error) {
+	called := false
+	once := func() {
+		if !called {
+			called = true
+			queued()
+		}
+	}
+	defer once()
+	return c.request(ctx, p, once)
+}
+
+// request is Request with the queued callback of RequestQueued (nil:
+// none).
+func (c *Conn) request(ctx context.Context, p pdu.Body, queued func()) (pdu.Body, error) {
 	// A free slot is taken without the three-way select: a select locks
 	// every channel in it, and the contexts' Done channels are shared by
 	// every request in flight (hundreds of upstream workers).
@@ -291,12 +315,13 @@ func (c *Conn) Request(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 		// the session without unbind after its deadline.
 		return nil, ErrUnsent
 	}
-	return c.exchange(ctx, p)
+	return c.exchange(ctx, p, queued)
 }
 
 // exchange sends p and waits for its response (Request), its window slot
-// already taken.
-func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
+// already taken; queued (nil: none) is called once p is queued for the
+// writer.
+func (c *Conn) exchange(ctx context.Context, p pdu.Body, queued func()) (pdu.Body, error) {
 	seq := c.nextSeq()
 	p.Header().Seq = seq
 	frame, err := encode(p)
@@ -327,6 +352,9 @@ func (c *Conn) exchange(ctx context.Context, p pdu.Body) (pdu.Body, error) {
 			return nil, ErrUnsent // not queued for the writer
 		}
 		return nil, err
+	}
+	if queued != nil {
+		queued()
 	}
 	if c.sent != nil {
 		c.sent()
@@ -501,7 +529,7 @@ func (c *Conn) unbindWith(ctx context.Context, reason error) error {
 		// ErrRebound) is no clean end, answered or not: what we answered
 		// on it while the SMSC did not have it bound may be gone.
 		c.unbindClean.Store(reason == io.EOF)
-		if _, err = c.exchange(ctx, pdu.NewUnbind()); err == nil && reason == io.EOF {
+		if _, err = c.exchange(ctx, pdu.NewUnbind(), nil); err == nil && reason == io.EOF {
 			c.unbindDone.Store(true)
 		}
 	}

@@ -1031,3 +1031,53 @@ func TestConnEnded(t *testing.T) {
 		t.Fatal("an unanswered unbind: unbound")
 	}
 }
+
+// TestConnRequestQueued: requests each started once the one before it
+// called queued reach the peer in that order, all awaited together
+// (answered in reverse); queued is called once, also for a request that
+// fails before it is written.
+func TestConnRequestQueued(t *testing.T) {
+	const n = 40
+	c, p := newConnPeer(t, nil, smpp.ConnOptions{Window: n})
+	ctx := testCtx(t)
+	results := make([]<-chan reqResult, n)
+	for i := range n {
+		queued := make(chan struct{})
+		calls := atomic.Int32{}
+		results[i] = goResult(func() reqResult {
+			resp, err := c.RequestQueued(ctx, newSubmitSM("10086", "13712345678", fmt.Sprintf("msg-%03d", i), 0), func() {
+				if calls.Add(1) == 1 {
+					close(queued)
+				}
+			})
+			if calls.Load() != 1 {
+				t.Errorf("request %d: queued called %d times", i, calls.Load())
+			}
+			return reqResult{resp, err}
+		})
+		recvWithin(t, "queued", queued)
+	}
+	var seqs []uint32
+	for i := range n {
+		b := p.nextPDU()
+		if got, want := string(smpp.Bytes(b, pdufield.ShortMessage)), fmt.Sprintf("msg-%03d", i); got != want {
+			t.Fatalf("the peer's request %d is %q, want %q", i, got, want)
+		}
+		seqs = append(seqs, b.Header().Seq)
+	}
+	for i := n - 1; i >= 0; i-- {
+		p.sendPDU(submitResp(fmt.Sprint(i)), seqs[i])
+	}
+	for i, ch := range results {
+		if r := recvWithin(t, "response", ch); r.err != nil || smpp.Str(r.resp, pdufield.MessageID) != fmt.Sprint(i) {
+			t.Fatalf("request %d: %v", i, r.err)
+		}
+	}
+
+	// Closed: it fails before it is queued, and says so.
+	_ = c.Close()
+	called := false
+	if _, err := c.RequestQueued(ctx, newSubmitSM("1", "2", "x", 0), func() { called = true }); err == nil || !called {
+		t.Errorf("on a closed connection: err %v, queued called %v", err, called)
+	}
+}

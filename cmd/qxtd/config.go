@@ -352,6 +352,9 @@ type DeliveryConfig struct {
 	// DLRWindow bounds the receipts sent to one account's binds and not
 	// yet answered with deliver_sm_resp.
 	DLRWindow int `mapstructure:"dlr_window"`
+	// MOWindow bounds the replies (MO) sent to one enterprise's binds and
+	// not yet answered (gateway.Config.MOWindow).
+	MOWindow int `mapstructure:"mo_window"`
 	// TenantShare is the most of all upstream windows one enterprise's
 	// segments may hold while others have segments due, in (0, 1].
 	TenantShare float64 `mapstructure:"tenant_share"`
@@ -437,6 +440,7 @@ func defaultValues() map[string]any {
 		"delivery.retry_max":                       gateway.DefaultRetryMax,
 		"delivery.dlr_retry":                       gateway.DefaultDLRRetry,
 		"delivery.dlr_window":                      gateway.DefaultDLRWindow,
+		"delivery.mo_window":                       gateway.DefaultMOWindow,
 		"delivery.tenant_share":                    gateway.DefaultTenantShare,
 		"delivery.failover_after":                  defaultFailoverAfter,
 		"delivery.failover_queued":                 true,
@@ -677,7 +681,7 @@ func (c *Config) Validate() error {
 		{"smpp.max_binds_per_account", int64(c.SMPP.MaxBindsPerAccount)},
 		{"smpp.reassembly_max_groups", int64(c.SMPP.ReassemblyMaxGroups)}, {"smpp.reassembly_max_bytes", c.SMPP.ReassemblyMaxBytes},
 		{"smpp.mo_reassembly_max_parts", int64(c.SMPP.MOReassemblyMaxParts)}, {"smpp.mo_reassembly_max_bytes", c.SMPP.MOReassemblyMaxBytes},
-		{"delivery.dlr_window", int64(c.Delivery.DLRWindow)},
+		{"delivery.dlr_window", int64(c.Delivery.DLRWindow)}, {"delivery.mo_window", int64(c.Delivery.MOWindow)},
 	} {
 		if n.v < 1 {
 			errs = append(errs, fmt.Errorf("%s: %d must be at least 1", n.key, n.v))

@@ -55,6 +55,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-cap-yuan.yaml":                 `enterprises[0].cap_yuan: policy: invalid: amount "lots"`,
 		"invalid-http-max-conns.yaml":           "http.max_conns_per_addr: 0 must be at least 1",
 		"invalid-dlr-window.yaml":               "delivery.dlr_window: 0 must be at least 1",
+		"invalid-mo-window.yaml":                "delivery.mo_window: 0 must be at least 1",
 		"invalid-failover-after.yaml":           "delivery.failover_after: -5s is negative (0 turns failover off)",
 		"invalid-smpp-max-conns.yaml":           "smpp.max_unbound_per_ip: 0 must be at least 1",
 		"invalid-binds-per-account.yaml":        "smpp.max_binds_per_account: 0 must be at least 1",

@@ -320,6 +320,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		RetryMax:       cfg.Delivery.RetryMax,
 		DLRRetry:       cfg.Delivery.DLRRetry,
 		DLRWindow:      cfg.Delivery.DLRWindow,
+		MOWindow:       cfg.Delivery.MOWindow,
 		TenantShare:    cfg.Delivery.TenantShare,
 		FailoverAfter:  cfg.Delivery.FailoverAfter,
 		FailoverQueued: cfg.Delivery.FailoverQueued,
