@@ -301,6 +301,9 @@ type moForwarder struct {
 	// binds, or DLRRetry has passed): otherwise the next read would find
 	// them again at once.
 	held map[uint64]moHold
+	// rescan: a hold ended, so the run's next read starts from the
+	// first pending reply again, not from where it had read to.
+	rescan bool
 }
 
 // moHold is why a reply is held out of the forwarder's reads.
@@ -328,6 +331,7 @@ func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
 			for id, h := range f.held {
 				if h == moUnbound {
 					delete(f.held, id)
+					f.rescan = true
 				}
 			}
 			f.mu.Unlock()
@@ -394,10 +398,29 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	// Reads go on from the last reply read (after): a new reply has a
+	// larger id than every one before it, so a read from the first is
+	// needed only once a hold ended, and every DLRRetry for good
+	// measure. Otherwise each read would walk over the held replies
+	// first: a user with no bind and a backlog of 20,000 would cost a
+	// walk over them every read.
+	var after uint64
+	var first time.Time // of the last read from the first
 	for {
-		mos, err := g.store.PendingMOs(f.enterprise, g.cfg.MOWindow, skip)
+		f.mu.Lock()
+		if f.rescan || time.Since(first) >= g.cfg.DLRRetry {
+			after, f.rescan = 0, false
+		}
+		f.mu.Unlock()
+		if after == 0 {
+			first = time.Now()
+		}
+		mos, err := g.store.PendingMOsAfter(f.enterprise, after, g.cfg.MOWindow, skip)
 		if err != nil {
 			g.log.Error("pending replies", "enterprise", f.enterprise, "err", err)
+			f.mu.Lock()
+			f.rescan = true
+			f.mu.Unlock()
 		}
 		for _, m := range mos {
 			b, ok := f.bind(m.Account)
@@ -428,10 +451,11 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 				f.kick()
 			})
 		}
-		// Read again until a read is empty: what was read is held now,
-		// and more may be pending (a read ends at MOWindow, or short of
-		// it at the store's bound on long replies' content).
+		// Read on until a read is empty: more may be pending (a read ends
+		// at MOWindow, or short of it at the store's bound on long
+		// replies' content).
 		if len(mos) > 0 {
+			after = mos[len(mos)-1].ID
 			continue
 		}
 		if !waitWake(ctx, t, g.cfg.DLRRetry, f.wake) {
@@ -450,6 +474,7 @@ func (r *moRouter) hold(f *moForwarder, id uint64, why moHold) {
 		f.mu.Lock()
 		if f.held[id] == why {
 			delete(f.held, id)
+			f.rescan = true
 		}
 		f.mu.Unlock()
 		f.kick()

@@ -415,8 +415,9 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 	g := x.g
 	skipped := map[uint64]bool{} // left to a local bind, or no peer has the user
 	all := true
+	var after uint64 // read on from the last read's end: each reply once
 	for ctx.Err() == nil {
-		mos, err := g.store.PendingMOs(enterprise, moBatch, func(id uint64) bool { return skipped[id] })
+		mos, err := g.store.PendingMOsAfter(enterprise, after, moBatch, func(id uint64) bool { return skipped[id] })
 		if err != nil {
 			g.log.Error("pending replies to relay", "enterprise", enterprise, "err", err)
 			return false
@@ -424,6 +425,7 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 		if len(mos) == 0 {
 			return all
 		}
+		after = mos[len(mos)-1].ID
 		byPeer := map[Peer][]*queue.MO{}
 		for _, m := range mos {
 			var to *Peer

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -199,13 +200,27 @@ func (t *txn) storeMO(m *MO) (uint64, error) {
 // first at most maxDueReplyBytes of content: fewer than limit does not
 // say that none is left.
 func (s *Store) PendingMOs(enterprise string, limit int, skip func(id uint64) bool) ([]*MO, error) {
+	return s.PendingMOsAfter(enterprise, 0, limit, skip)
+}
+
+// PendingMOsAfter is PendingMOs from the first id after after (0: from
+// the first): a reader that goes on from the last id it read reads each
+// pending MO once a pass, however many it skips.
+func (s *Store) PendingMOsAfter(enterprise string, after uint64, limit int, skip func(id uint64) bool) ([]*MO, error) {
 	var out []*MO
 	prefix := prefixKey(enterprise, nil)
+	from := prefix
+	if after > 0 {
+		if after == math.MaxUint64 {
+			return nil, nil
+		}
+		from = moIndexKey(enterprise, after+1)
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
 		c := tx.Bucket(bucketMOOut).Cursor()
 		size := 0
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		for k, _ := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			rest := k[len(prefix):]
 			if len(rest) != 8 {
 				continue

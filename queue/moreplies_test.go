@@ -3,6 +3,8 @@ package queue
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -405,5 +407,52 @@ func TestDueRepliesBounded(t *testing.T) {
 	}
 	if !slices.Equal(pages, []int{3, 2}) {
 		t.Fatalf("inbox pages of %v replies of 3 MiB, want 3 then 2", pages)
+	}
+}
+
+// TestPendingMOsAfter: a read from an id on finds the enterprise's
+// pending MOs after it only, in order, with skip; past the last, none.
+func TestPendingMOsAfter(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	var ids []uint64
+	for i := range 10 {
+		ent := "E1"
+		if i%3 == 2 {
+			ent = "E0" // before E1 in the index
+		}
+		m := &MO{Enterprise: ent, Source: "13712345678", Dest: "106575001", Upstream: "sim", Text: fmt.Sprint(i), ReceivedAt: time.Now()}
+		if err := ts.StoreMO(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		if ent == "E1" {
+			ids = append(ids, m.ID)
+		}
+	}
+	read := func(after uint64, limit int, skip func(uint64) bool) []uint64 {
+		t.Helper()
+		mos, err := ts.PendingMOsAfter("E1", after, limit, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, m := range mos {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	if got := read(0, 100, nil); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Errorf("from the first: %v, want %v", got, ids)
+	}
+	if got := read(ids[2], 2, nil); fmt.Sprint(got) != fmt.Sprint(ids[3:5]) {
+		t.Errorf("after %d, 2: %v, want %v", ids[2], got, ids[3:5])
+	}
+	if got := read(ids[2], 100, func(id uint64) bool { return id == ids[4] }); fmt.Sprint(got) != fmt.Sprint(append(slices.Clone(ids[3:4]), ids[5:]...)) {
+		t.Errorf("after %d skipping %d: %v", ids[2], ids[4], got)
+	}
+	if got := read(ids[len(ids)-1], 100, nil); len(got) != 0 {
+		t.Errorf("after the last: %v", got)
+	}
+	if got := read(math.MaxUint64, 100, nil); len(got) != 0 {
+		t.Errorf("after the largest id: %v", got)
 	}
 }
