@@ -296,24 +296,14 @@ type moForwarder struct {
 	binds []moBind
 	rr    int
 	// held are the replies the run's reads skip: those in flight (being
-	// sent, or their acknowledgement committed), and those that failed
-	// (until DLRRetry has passed) or had no bind of their user (until one
-	// binds, or DLRRetry has passed): otherwise the next read would find
-	// them again at once.
-	held map[uint64]moHold
-	// rescan: a hold ended, so the run's next read starts from the
-	// first pending reply again, not from where it had read to.
+	// sent, or their acknowledgement committed), and those that failed,
+	// until DLRRetry has passed.
+	held map[uint64]struct{}
+	// rescan: the run's next read starts from the first pending reply
+	// again, not from where it had read to: a hold ended, or a bind came
+	// (a user that some replies passed over wait for).
 	rescan bool
 }
-
-// moHold is why a reply is held out of the forwarder's reads.
-type moHold uint8
-
-const (
-	moInFlight moHold = iota + 1
-	moFailed
-	moUnbound
-)
 
 func newMORouter(g *Gateway) *moRouter {
 	return &moRouter{g: g, set: newForwarders[*moForwarder]()}
@@ -322,18 +312,12 @@ func newMORouter(g *Gateway) *moRouter {
 func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
 	r.set.attach(r.g.ctx, acct.Enterprise,
 		func(wake chan struct{}) *moForwarder {
-			return &moForwarder{enterprise: acct.Enterprise, wake: wake, held: map[uint64]moHold{}}
+			return &moForwarder{enterprise: acct.Enterprise, wake: wake, held: map[uint64]struct{}{}}
 		},
 		func(f *moForwarder) {
 			f.mu.Lock()
 			f.binds = append(f.binds, moBind{acct.SystemID, c, acct.LongReplies})
-			// A new bind may be the user some replies wait for.
-			for id, h := range f.held {
-				if h == moUnbound {
-					delete(f.held, id)
-					f.rescan = true
-				}
-			}
+			f.rescan = true // it may be the user some replies wait for
 			f.mu.Unlock()
 		},
 		r.run)
@@ -382,8 +366,8 @@ const moBatch = 64
 // trip and a commit of its own: BenchmarkReplyForward measured a window
 // of 64 at 16 × the replies a second to an ESME on loopback, 56 × to one
 // answering in 10 ms. A reply that failed waits for the retry delay;
-// one whose user has no bind, for a bind or the retry delay; the others
-// go on meanwhile.
+// one whose user has no bind is passed over until a bind comes (or the
+// next read from the first); the others go on meanwhile.
 func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 	g := r.g
 	slots := make(chan struct{}, g.cfg.MOWindow)
@@ -394,16 +378,18 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 	skip := func(id uint64) bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.held[id] != 0
+		_, held := f.held[id]
+		return held
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	// Reads go on from the last reply read (after): a new reply has a
 	// larger id than every one before it, so a read from the first is
-	// needed only once a hold ended, and every DLRRetry for good
-	// measure. Otherwise each read would walk over the held replies
-	// first: a user with no bind and a backlog of 20,000 would cost a
-	// walk over them every read.
+	// needed only once a hold ended or a bind came (the user some replies
+	// passed over wait for), and every DLRRetry for good measure.
+	// Otherwise each read would walk over the replies passed over first:
+	// a user with no bind and a backlog of 20,000 would cost a walk over
+	// them every read.
 	var after uint64
 	var first time.Time // of the last read from the first
 	for {
@@ -425,7 +411,8 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 		for _, m := range mos {
 			b, ok := f.bind(m.Account)
 			if !ok {
-				r.hold(f, m.ID, moUnbound) // the user has no receiver bound: it waits
+				// The user has no receiver bound: it waits, passed over
+				// until a bind comes or the next read from the first.
 				continue
 			}
 			select {
@@ -434,7 +421,7 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 				return
 			}
 			f.mu.Lock()
-			f.held[m.ID] = moInFlight
+			f.held[m.ID] = struct{}{}
 			f.mu.Unlock()
 			prev, mine := turn, make(chan struct{})
 			turn = mine
@@ -445,7 +432,7 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 					delete(f.held, m.ID)
 					f.mu.Unlock()
 				} else {
-					r.hold(f, m.ID, moFailed)
+					r.retryLater(f, m.ID)
 				}
 				<-slots
 				f.kick()
@@ -464,18 +451,13 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 	}
 }
 
-// hold keeps reply id out of f's reads for DLRRetry (moFailed,
-// moUnbound; a bind attaching ends moUnbound sooner).
-func (r *moRouter) hold(f *moForwarder, id uint64, why moHold) {
-	f.mu.Lock()
-	f.held[id] = why
-	f.mu.Unlock()
+// retryLater keeps reply id, which failed, out of f's reads for
+// DLRRetry.
+func (r *moRouter) retryLater(f *moForwarder, id uint64) {
 	time.AfterFunc(r.g.cfg.DLRRetry, func() {
 		f.mu.Lock()
-		if f.held[id] == why {
-			delete(f.held, id)
-			f.rescan = true
-		}
+		delete(f.held, id)
+		f.rescan = true
 		f.mu.Unlock()
 		f.kick()
 	})
