@@ -53,6 +53,8 @@ type forwarder struct {
 	// receipt ids the ESME acknowledged while another was not: a retry
 	// sends only the rest. Dropped once the message is acknowledged.
 	acked map[uint64]map[string]bool
+	// pause: the ESME asked to slow down (esmePause).
+	pause esmePause
 }
 
 func newRouter(g *Gateway) *router {
@@ -260,6 +262,9 @@ func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Me
 		case <-ctx.Done():
 			return
 		case m := <-jobs:
+			if !f.pause.wait(ctx) {
+				return // stopping: m stays pending in the store
+			}
 			sent, ok := deliver(ctx, f, m)
 			f.mu.Lock()
 			f.sending--
@@ -378,7 +383,11 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := c.Request(rctx, p)
 		cancel()
+		throttled := f.pause.answered(err, time.Now(), r.g.cfg.RetryMin, r.g.cfg.RetryMax)
 		switch {
+		case throttled:
+			r.g.metrics.dlrForward.WithLabelValues(dlrForwardThrottled).Inc()
+			return sent, false
 		case refusedForGood(err):
 			// Answered, and for good: SMPP 3.4 §5.1.3 has ESME_RX_P_APPN
 			// (a permanent error) and ESME_RX_R_APPN (the ESME rejects
@@ -407,8 +416,12 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 }
 
 // dlrForwardRefused is the outcome of qxtd_dlrs_forwarded_total for a
-// receipt the ESME refused for good (refusedForGood).
-const dlrForwardRefused = "refused"
+// receipt the ESME refused for good (refusedForGood), dlrForwardThrottled
+// for one it answered ESME_RTHROTTLED or ESME_RMSGQFUL (esmePause).
+const (
+	dlrForwardRefused   = "refused"
+	dlrForwardThrottled = "throttled"
+)
 
 // refusedForGood reports whether err is an ESME's deliver_sm_resp saying
 // it will never take the deliver_sm (§5.1.3): ESME_RX_P_APPN or

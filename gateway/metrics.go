@@ -102,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Help: "Orphaned receipts matched later by their SMSC id in another base (decimal in the receipt, hex in submit_sm_resp, or the reverse), by result: matched or duplicate.",
 		}, []string{"result"}),
 		dlrForward: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
+			Name: "qxtd_dlrs_forwarded_total", Help: "Receipts sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again), throttled (answered ESME_RTHROTTLED or ESME_RMSGQFUL: sent again later, the account's receipts paused).",
 		}, []string{"outcome"}),
 		moReceived: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_mo_received_total", Help: "Mobile-originated messages (replies) from upstreams stored, by result: matched, unmatched (kept, no enterprise owns the number); a reply the SMSC split counts once, when joined; store_error: a deliver_sm or data_sm not acknowledged (the store failed); again: the SMSC's resend of a reply stored just before its connection was cut, answered and not stored again.",
@@ -120,7 +120,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_mo_purged_untaken_total", Help: "Replies (MO) of an enterprise purged at store.retention that no ESME had acknowledged and no reply webhook delivered (it read them in GET /v1/inbox, or never).",
 		}),
 		moForward: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again).",
+			Name: "qxtd_mo_forwarded_total", Help: "Mobile-originated messages sent to ESMEs, by outcome: ok, error (sent again later), refused (answered ESME_RX_P_APPN or ESME_RX_R_APPN: not sent again), throttled (answered ESME_RTHROTTLED or ESME_RMSGQFUL: sent again later, the enterprise's replies paused).",
 		}, []string{"outcome"}),
 		optOuts: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optouts_total", Help: "Numbers added to an enterprise's opt-out list by a reply of TD (退订); a repeated reply adds none.",
@@ -177,6 +177,8 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 	}
 	m.dlrForward.WithLabelValues(dlrForwardRefused)
 	m.moForward.WithLabelValues(moForwardRefused)
+	m.dlrForward.WithLabelValues(dlrForwardThrottled)
+	m.moForward.WithLabelValues(moForwardThrottled)
 	for _, r := range []string{"matched", "unmatched", "store_error", moAgainResult} {
 		m.moReceived.WithLabelValues(r)
 	}

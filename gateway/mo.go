@@ -299,6 +299,8 @@ type moForwarder struct {
 	// sent, or their acknowledgement committed), and those that failed,
 	// until DLRRetry has passed.
 	held map[uint64]struct{}
+	// pause: the ESME asked to slow down (esmePause).
+	pause esmePause
 	// rescan: the run's next read starts from the first pending reply
 	// again, not from where it had read to: a hold ended, or a bind came
 	// (a user that some replies passed over wait for).
@@ -420,6 +422,11 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 			case <-ctx.Done():
 				return
 			}
+			// After the slot: the answer that freed it may have asked
+			// for the pause.
+			if !f.pause.wait(ctx) {
+				return
+			}
 			f.mu.Lock()
 			f.held[m.ID] = struct{}{}
 			f.mu.Unlock()
@@ -495,6 +502,9 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 	answers.Wait()
 	outcome := "ok"
 	for _, err := range errs {
+		if f.pause.answered(err, time.Now(), r.g.cfg.RetryMin, r.g.cfg.RetryMax) && outcome == "ok" {
+			outcome = moForwardThrottled
+		}
 		switch {
 		case refusedForGood(err):
 			// ESME_RX_P_APPN or ESME_RX_R_APPN (SMPP 3.4 §5.1.3), to the
@@ -505,12 +515,12 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 			// counted refused.
 			outcome = moForwardRefused
 			r.g.log.Debug("reply refused for good by the ESME: not sent again", "enterprise", f.enterprise, "account", m.Account, "id", m.ID, "err", err)
-		case err != nil && outcome != moForwardRefused:
+		case err != nil && outcome == "ok":
 			outcome = "error"
 		}
 	}
-	if outcome == "error" {
-		r.g.metrics.moForward.WithLabelValues("error").Inc()
+	if outcome == "error" || outcome == moForwardThrottled {
+		r.g.metrics.moForward.WithLabelValues(outcome).Inc()
 		return false
 	}
 	if err := r.g.store.AckMO(context.WithoutCancel(ctx), f.enterprise, m.ID, time.Now(), outcome == moForwardRefused); err != nil {
@@ -559,6 +569,10 @@ func replyPDUs(m *queue.MO, long string) []pdu.Body {
 	return pdus
 }
 
-// moForwardRefused is the outcome of qxtd_mo_forwarded_total for a reply
-// the ESME refused for good (refusedForGood).
-const moForwardRefused = "refused"
+// moForwardRefused is the outcome of qxtd_mo_forwarded_total for a
+// reply the ESME refused for good (refusedForGood), moForwardThrottled
+// for one it answered ESME_RTHROTTLED or ESME_RMSGQFUL (esmePause).
+const (
+	moForwardRefused   = "refused"
+	moForwardThrottled = "throttled"
+)
