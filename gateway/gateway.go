@@ -75,6 +75,12 @@ type UpstreamConfig struct {
 	// delivered", as many SMSCs mean it and Kannel reads it), and a later
 	// receipt settles the message.
 	AcceptedFinal bool
+	// MORespTimeout is how long this SMSC waits for qxtd's
+	// deliver_sm_resp to a reply before it sends the reply again (its own
+	// setting; 0: 2 s, moAgainLate). A reply answered later than this
+	// (behind a slow disk) is taken as sent again: its next copy within
+	// moAgainKeep is answered and not stored.
+	MORespTimeout time.Duration
 	// Dial opens the connections of its binds; nil is plain TCP (see
 	// smpp.ClientOptions.Dial: cmd/qxtd passes a TLS dialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -226,6 +232,7 @@ const (
 	DefaultDLRRetry          = 30 * time.Second
 	DefaultDLRWindow         = 128
 	DefaultMOWindow          = 64
+	DefaultMORespTimeout     = moAgainLate
 	DefaultReceiptGrace      = 24 * time.Hour
 	DefaultESMEIdle          = 30 * time.Minute
 	DefaultReassemblyTimeout = 5 * time.Minute
@@ -362,6 +369,12 @@ func New(cfg Config, store *queue.Store, pol Policy, reg prometheus.Registerer, 
 		u := newUpstream(g, uc)
 		g.ups = append(g.ups, u)
 		g.byName[uc.Name] = u
+		if uc.MORespTimeout > 0 {
+			if g.moAgain.lateAfter == nil {
+				g.moAgain.lateAfter = make(map[string]time.Duration)
+			}
+			g.moAgain.lateAfter[uc.Name] = uc.MORespTimeout
+		}
 	}
 	markFailovers(g.ups)
 	g.metrics.upstreamsUp(g.ups, store)

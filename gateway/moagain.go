@@ -67,6 +67,11 @@ const (
 // moAgain remembers, per upstream, the replies stored lately and the
 // connection each came on, and those being stored.
 type moAgain struct {
+	// lateAfter: an upstream's moAgainLate, when configured
+	// (UpstreamConfig.MORespTimeout); set before the gateway starts,
+	// read-only after.
+	lateAfter map[string]time.Duration
+
 	mu  sync.Mutex
 	ups map[string][]moSeen // oldest first
 	// conns: the connections that remembered replies came on, while
@@ -135,7 +140,7 @@ func (a *moAgain) end(f *moFlight, stored bool, now time.Time) {
 	}
 	if stored {
 		var late time.Time
-		if now.Sub(f.began) > moAgainLate {
+		if now.Sub(f.began) > a.late(f.key.upstream) {
 			late = now
 		}
 		a.add(f.key.upstream, f.conn, moSeen{fp: f.key.fp, at: now, late: late}, now)
@@ -149,11 +154,20 @@ func (a *moAgain) racing(upstream string, fp [sha256.Size]byte, conn *smpp.Conn,
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, f := range a.storing[moFlightKey{upstream, fp}] {
-		if _, unbound, ended := f.conn.Ended(); f.conn != conn && ended && !unbound || now.Sub(f.began) > moAgainLate {
+		if _, unbound, ended := f.conn.Ended(); f.conn != conn && ended && !unbound || now.Sub(f.began) > a.late(upstream) {
 			return f
 		}
 	}
 	return nil
+}
+
+// late is upstream's line past which an answer was late: its
+// MORespTimeout, or moAgainLate.
+func (a *moAgain) late(upstream string) time.Duration {
+	if d, ok := a.lateAfter[upstream]; ok {
+		return d
+	}
+	return moAgainLate
 }
 
 type moSeen struct {

@@ -244,6 +244,20 @@ func TestMOAgainLate(t *testing.T) {
 	if a.again("sim", textFP("older"), up, answered.Add(moAgainKeep+time.Second)) {
 		t.Error("taken for a resend past moAgainKeep after the late answer")
 	}
+
+	// An upstream whose SMSC waits 300 ms (UpstreamConfig.MORespTimeout):
+	// late past that, where another upstream's line stays at 2 s.
+	b := moAgain{lateAfter: map[string]time.Duration{"fast": 300 * time.Millisecond}}
+	for _, upstream := range []string{"fast", "sim"} {
+		f := b.begin(upstream, textFP("400ms"), up, t0)
+		if got, want := b.racing(upstream, textFP("400ms"), up, t0.Add(400*time.Millisecond)) == f, upstream == "fast"; got != want {
+			t.Errorf("%s: a copy racing one stored for 400 ms waits for it: %v, want %v", upstream, got, want)
+		}
+		b.end(f, true, t0.Add(400*time.Millisecond))
+		if got, want := b.again(upstream, textFP("400ms"), up, t0.Add(time.Second)), upstream == "fast"; got != want {
+			t.Errorf("%s: a copy of one answered in 400 ms taken for a resend: %v, want %v", upstream, got, want)
+		}
+	}
 }
 
 // TestMOAgainReleasesConns: replies remembered after their connection was

@@ -225,7 +225,10 @@ type UpstreamConfig struct {
 	Window      int           `mapstructure:"window"`
 	TPS         float64       `mapstructure:"tps"`
 	RespTimeout time.Duration `mapstructure:"resp_timeout"`
-	EnquireLink time.Duration `mapstructure:"enquire_link"`
+	// MORespTimeout: how long the SMSC waits for our deliver_sm_resp to a
+	// reply before it sends it again (gateway.UpstreamConfig.MORespTimeout).
+	MORespTimeout time.Duration `mapstructure:"mo_resp_timeout"`
+	EnquireLink   time.Duration `mapstructure:"enquire_link"`
 	// RecordingSlots: gateway.UpstreamConfig.RecordingSlots.
 	RecordingSlots int `mapstructure:"recording_slots"`
 	// ReconnectMax caps the wait between attempts to bind again.
@@ -522,6 +525,9 @@ func (u *UpstreamConfig) setDefaults() {
 	}
 	if u.RespTimeout == 0 {
 		u.RespTimeout = gateway.DefaultRespTimeout
+	}
+	if u.MORespTimeout == 0 {
+		u.MORespTimeout = gateway.DefaultMORespTimeout
 	}
 	if u.EnquireLink == 0 {
 		u.EnquireLink = gateway.DefaultEnquireLink
@@ -838,7 +844,7 @@ func (c *Config) Validate() error {
 			{"binds", u.Binds, u.Binds < 0}, {"window", u.Window, u.Window < 0}, {"tps", u.TPS, u.TPS < 0},
 			{"resp_timeout", u.RespTimeout, u.RespTimeout < 0}, {"enquire_link", u.EnquireLink, u.EnquireLink < 0},
 			{"reconnect_max", u.ReconnectMax, u.ReconnectMax < 0}, {"recording_slots", u.RecordingSlots, u.RecordingSlots < 0},
-			{"receivers", u.Receivers, u.Receivers < 0},
+			{"receivers", u.Receivers, u.Receivers < 0}, {"mo_resp_timeout", u.MORespTimeout, u.MORespTimeout < 0},
 		} {
 			if n.neg {
 				errs = append(errs, fmt.Errorf("%s.%s: %v must not be negative", k, n.key, n.v))

@@ -133,8 +133,18 @@ func TestConfigValid(t *testing.T) {
 	}
 	u := cfg.Upstreams[0]
 	if u.Binds != gateway.DefaultBinds || u.Window != gateway.DefaultWindow || u.RespTimeout != gateway.DefaultRespTimeout ||
-		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" || u.ReceiptIDs != "auto" {
+		u.EnquireLink != gateway.DefaultEnquireLink || u.Concat != "udh8" || u.ReceiptIDs != "auto" || u.MORespTimeout != 2*time.Second {
 		t.Errorf("upstream defaults: %+v", u)
+	}
+	if cfg.Delivery.MOWindow != gateway.DefaultMOWindow {
+		t.Errorf("delivery.mo_window %d, want %d", cfg.Delivery.MOWindow, gateway.DefaultMOWindow)
+	}
+	full, err := LoadConfig(filepath.Join(configTestdata, "valid-full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Upstreams[0].MORespTimeout != 5*time.Second || full.Delivery.MOWindow != 16 {
+		t.Errorf("valid-full: mo_resp_timeout %v, mo_window %d; want the file's 5s, 16", full.Upstreams[0].MORespTimeout, full.Delivery.MOWindow)
 	}
 	if cfg.Store.Retention != 2160*time.Hour || cfg.Delivery.Validity != gateway.DefaultValidity || cfg.SMPP.Window != 64 ||
 		cfg.SMPP.ReceiptTimeZone != "Asia/Shanghai" {

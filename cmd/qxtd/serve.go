@@ -369,6 +369,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 			Carriers:      carrierNames(u.Carriers),
 			ReceiptIDs:    receiptIDs,
 			AcceptedFinal: u.Acceptd == acceptdFinal,
+			MORespTimeout: u.MORespTimeout,
 			Dial:          dial,
 		})
 	}
