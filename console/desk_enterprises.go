@@ -435,26 +435,13 @@ func (s *Server) opsUserCreate(q *req) {
 }
 
 func (s *Server) opsUserPassword(q *req) {
-	ec, sid := q.r.PathValue("code"), q.r.PathValue("sid")
-	var u api.User
-	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/users/"+pathSeg(sid), nil, &u); err != nil || u.Enterprise != ec {
-		if err == nil {
-			q.notFound()
-			return
-		}
-		q.fail(err)
+	ec, sid, ok := s.opsUserOf(q)
+	if !ok {
 		return
 	}
 	err := s.opsCall(q.r, http.MethodPut, "/admin/v1/users/"+pathSeg(sid)+"/password", api.PasswordSet{Password: q.r.PostFormValue("password")}, nil)
 	if err != nil {
-		p := q.view(nil)
-		code, ok := q.deskErr(p, err, "password")
-		if !ok {
-			return
-		}
-		p.Errors["pw:"+sid] = p.Errors["password"]
-		delete(p.Errors, "password")
-		s.opsEnterpriseAgain(q, p, code, true)
+		s.opsUserRowErr(q, err, "password", "pw:"+sid)
 		return
 	}
 	q.redirect("/ops/enterprises/"+url.PathEscape(ec), "已为用户 "+sid+" 设置新密码。")
@@ -463,28 +450,46 @@ func (s *Server) opsUserPassword(q *req) {
 // opsUserUpdate changes a user's 长短信回复 (PATCH long_replies), from its
 // row of the enterprise's users.
 func (s *Server) opsUserUpdate(q *req) {
-	ec, sid := q.r.PathValue("code"), q.r.PathValue("sid")
+	ec, sid, ok := s.opsUserOf(q)
+	if !ok {
+		return
+	}
+	lr := q.r.PostFormValue("long_replies")
+	var u api.User
+	err := s.opsCall(q.r, http.MethodPatch, "/admin/v1/users/"+pathSeg(sid), api.UserPatch{LongReplies: &lr}, &u)
+	if err != nil {
+		s.opsUserRowErr(q, err, "long_replies", "lr:"+sid)
+		return
+	}
+	q.redirect("/ops/enterprises/"+url.PathEscape(ec), longRepliesDone(sid, u.LongReplies))
+}
+
+// opsUserOf is the enterprise and user of a user row's form: false (the
+// page answered: not found, or the API's error) unless the user is of
+// that enterprise.
+func (s *Server) opsUserOf(q *req) (ec, sid string, ok bool) {
+	ec, sid = q.r.PathValue("code"), q.r.PathValue("sid")
 	var u api.User
 	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/users/"+pathSeg(sid), nil, &u); err != nil || u.Enterprise != ec {
 		if err == nil {
 			q.notFound()
-			return
+			return "", "", false
 		}
 		q.fail(err)
+		return "", "", false
+	}
+	return ec, sid, true
+}
+
+// opsUserRowErr shows the enterprise's page again with err, about field,
+// next to the user's row (key: "pw:" or "lr:" and its system_id).
+func (s *Server) opsUserRowErr(q *req, err error, field, key string) {
+	p := q.view(nil)
+	code, ok := q.deskErr(p, err, field)
+	if !ok {
 		return
 	}
-	lr := q.r.PostFormValue("long_replies")
-	err := s.opsCall(q.r, http.MethodPatch, "/admin/v1/users/"+pathSeg(sid), api.UserPatch{LongReplies: &lr}, &u)
-	if err != nil {
-		p := q.view(nil)
-		code, ok := q.deskErr(p, err, "long_replies")
-		if !ok {
-			return
-		}
-		p.Errors["lr:"+sid] = p.Errors["long_replies"]
-		delete(p.Errors, "long_replies")
-		s.opsEnterpriseAgain(q, p, code, true)
-		return
-	}
-	q.redirect("/ops/enterprises/"+url.PathEscape(ec), longRepliesDone(sid, u.LongReplies))
+	p.Errors[key] = p.Errors[field]
+	delete(p.Errors, field)
+	s.opsEnterpriseAgain(q, p, code, true)
 }

@@ -173,17 +173,34 @@ type esme struct {
 	// recipient) to the id it carried.
 	byRecipient map[string]string
 	got         chan struct{}
-	// mos are the replies (deliver_sm without the receipt bit) received.
-	mos []smpp.SimMessage
+	// mos are the replies (deliver_sm without the receipt bit) received,
+	// moSeqs their sequence numbers: the handlers run side by side, so
+	// the order they were appended in is not the order on the wire
+	// (waitMOs sorts by these).
+	mos    []smpp.SimMessage
+	moSeqs []uint32
+}
+
+// addMO records a reply that came with sequence number seq; e.mu held.
+func (e *esme) addMO(seq uint32, m smpp.SimMessage) {
+	e.mos = append(e.mos, m)
+	e.moSeqs = append(e.moSeqs, seq)
 }
 
 // dialHandler binds the account esme as a transceiver whose deliver_sm
 // go to h; the bind is closed at the test's end.
 func (r *rig) dialHandler(ctx context.Context, t *testing.T, h smpp.HandlerFunc) *smpp.Conn {
 	t.Helper()
+	return r.dialAs(ctx, t, "esme", "pw", smpp.BindTransceiver, 50, h)
+}
+
+// dialAs binds systemID as kind with a window of window requests, its
+// deliver_sm going to h; the bind is closed at the test's end.
+func (r *rig) dialAs(ctx context.Context, t *testing.T, systemID, password string, kind smpp.BindKind, window int, h smpp.HandlerFunc) *smpp.Conn {
+	t.Helper()
 	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: "esme", Password: "pw", Kind: smpp.BindTransceiver,
-		Conn:    smpp.ConnOptions{Window: 50, RespTimeout: 5 * time.Second},
+		Addr: r.addr, SystemID: systemID, Password: password, Kind: kind,
+		Conn:    smpp.ConnOptions{Window: window, RespTimeout: 5 * time.Second},
 		Handler: h,
 	})
 	if err != nil {
@@ -213,7 +230,7 @@ func (r *rig) bind(systemID, password string, kind smpp.BindKind) (*esme, error)
 					}
 				}
 				e.mu.Lock()
-				e.mos = append(e.mos, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
+				e.addMO(p.Header().Seq, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
 					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.UserData(p), // its UDH first
 					TLVs: tlvs})
 				e.mu.Unlock()

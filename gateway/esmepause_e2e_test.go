@@ -28,31 +28,23 @@ func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind sm
 	e := &throttlingESME{n: n, took: map[string]int{}, wake: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: systemID, Password: password, Kind: kind,
-		Conn: smpp.ConnOptions{Window: 64, RespTimeout: 5 * time.Second},
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			if p.Header().ID != pdu.DeliverSMID {
-				return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
-			}
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.times = append(e.times, time.Now())
-			if len(e.times) <= e.n {
-				return smpp.ErrorResponse(p, smpp.StatusThrottled)
-			}
-			e.took[string(smpp.UserData(p))]++
-			select {
-			case e.wake <- struct{}{}:
-			default:
-			}
-			return pdu.NewDeliverSMResp()
-		}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := r.dialAs(ctx, t, systemID, password, kind, 64, smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if p.Header().ID != pdu.DeliverSMID {
+			return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.times = append(e.times, time.Now())
+		if len(e.times) <= e.n {
+			return smpp.ErrorResponse(p, smpp.StatusThrottled)
+		}
+		e.took[string(smpp.UserData(p))]++
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+		return pdu.NewDeliverSMResp()
+	}))
 	return e, conn
 }
 

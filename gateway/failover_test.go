@@ -211,7 +211,9 @@ func TestRouteFailoverMovesQueued(t *testing.T) {
 }
 
 func routeFailoverMovesQueued(t *testing.T, same bool) {
-	const after, queued = 300 * time.Millisecond, 40
+	// after: long enough for the 40 submits below under -race on a busy
+	// machine (at 300 ms a CI-loaded run routed around before the last).
+	const after, queued = time.Second, 40
 	r, primary, backup, pl := failoverRig(t, after, func(c *gateway.Config) {
 		if !same {
 			c.Upstreams[1].Segment.Concat = segment.ConcatUDH16

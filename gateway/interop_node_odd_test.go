@@ -353,7 +353,7 @@ func bindCounting(t *testing.T, r *rig, systemID, password string) (*esme, func(
 			e.mu.Lock()
 			switch {
 			case errors.Is(err, smpp.ErrNotReceipt):
-				e.mos = append(e.mos, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
+				e.addMO(p.Header().Seq, smpp.SimMessage{Source: smpp.Str(p, pdufield.SourceAddr), Dest: smpp.Str(p, pdufield.DestinationAddr),
 					DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass), ShortMessage: smpp.Bytes(p, pdufield.ShortMessage),
 					TLVs: map[uint16][]byte{segment.TagMessagePayload: smpp.TLV(p, pdutlv.TagMessagePayload)}})
 			case err == nil:

@@ -37,35 +37,27 @@ func bindPartsESME(t *testing.T, r *rig, systemID, password string, refuse func(
 	e := &partsESME{got: map[uint32]segment.Incoming{}, refuse: refuse, wake: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: systemID, Password: password, Kind: smpp.BindReceiver,
-		Conn: smpp.ConnOptions{Window: 10, RespTimeout: 5 * time.Second},
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			if p.Header().ID != pdu.DeliverSMID {
-				return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
-			}
-			in := segment.Incoming{DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
-				ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
-				SARRef: smpp.TLV(p, pdutlv.TagSarMsgRefNum), SARTotal: smpp.TLV(p, pdutlv.TagSarTotalSegments), SARSeq: smpp.TLV(p, pdutlv.TagSarSegmentSeqnum),
-				DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true}
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if e.refuse != nil && !e.refused && e.refuse(in) {
-				e.refused = true
-				return smpp.ErrorResponse(p, 0x08) // ESME_RSYSERR: to be sent again
-			}
-			e.got[p.Header().Seq] = in
-			select {
-			case e.wake <- struct{}{}:
-			default:
-			}
-			return pdu.NewDeliverSMResp()
-		}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	r.dialAs(ctx, t, systemID, password, smpp.BindReceiver, 10, smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if p.Header().ID != pdu.DeliverSMID {
+			return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
+		}
+		in := segment.Incoming{DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
+			ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
+			SARRef: smpp.TLV(p, pdutlv.TagSarMsgRefNum), SARTotal: smpp.TLV(p, pdutlv.TagSarTotalSegments), SARSeq: smpp.TLV(p, pdutlv.TagSarSegmentSeqnum),
+			DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.refuse != nil && !e.refused && e.refuse(in) {
+			e.refused = true
+			return smpp.ErrorResponse(p, 0x08) // ESME_RSYSERR: to be sent again
+		}
+		e.got[p.Header().Seq] = in
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+		return pdu.NewDeliverSMResp()
+	}))
 	return e
 }
 

@@ -36,36 +36,28 @@ func bindWindowESME(t *testing.T, r *rig, systemID, password string) *windowESME
 	e := &windowESME{texts: map[uint32]string{}, wake: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := smpp.Dial(ctx, smpp.ClientOptions{
-		Addr: r.addr, SystemID: systemID, Password: password, Kind: smpp.BindReceiver,
-		Conn: smpp.ConnOptions{Window: 10, RespTimeout: 5 * time.Second},
-		Handler: smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-			text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass), smpp.UserData(p), nil, false)
-			if err != nil {
-				t.Error(err)
-			}
-			e.mu.Lock()
-			e.texts[p.Header().Seq] = text
-			e.open++
-			e.maxOpen = max(e.maxOpen, e.open)
-			e.mu.Unlock()
-			// The ESME's own work: answers come back out of order.
-			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
-			e.mu.Lock()
-			e.open--
-			e.answered++
-			e.mu.Unlock()
-			select {
-			case e.wake <- struct{}{}:
-			default:
-			}
-			return pdu.NewDeliverSMResp()
-		}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	r.dialAs(ctx, t, systemID, password, smpp.BindReceiver, 10, smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		text, _, err := segment.DecodeIncoming(smpp.Byte(p, pdufield.DataCoding), smpp.Byte(p, pdufield.ESMClass), smpp.UserData(p), nil, false)
+		if err != nil {
+			t.Error(err)
+		}
+		e.mu.Lock()
+		e.texts[p.Header().Seq] = text
+		e.open++
+		e.maxOpen = max(e.maxOpen, e.open)
+		e.mu.Unlock()
+		// The ESME's own work: answers come back out of order.
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+		e.mu.Lock()
+		e.open--
+		e.answered++
+		e.mu.Unlock()
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+		return pdu.NewDeliverSMResp()
+	}))
 	return e
 }
 

@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,10 +131,18 @@ func (e *esme) waitMOs(t *testing.T, n int) []smpp.SimMessage {
 	defer deadline.Stop()
 	for {
 		e.mu.Lock()
-		got := append([]smpp.SimMessage(nil), e.mos...)
+		order := make([]int, len(e.mos))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(e.moSeqs[a], e.moSeqs[b]) })
+		got := make([]smpp.SimMessage, len(order))
+		for i, k := range order {
+			got[i] = e.mos[k]
+		}
 		e.mu.Unlock()
 		if len(got) >= n {
-			return got
+			return got // in the order they came on the wire
 		}
 		select {
 		case <-e.got:
