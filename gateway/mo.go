@@ -296,9 +296,9 @@ type moForwarder struct {
 	binds []moBind
 	rr    int
 	// held are the replies the run's reads skip: those in flight (being
-	// sent, or their acknowledgement committed), and those that failed,
-	// until DLRRetry has passed.
-	held map[uint64]struct{}
+	// sent, or their acknowledgement committed: false), and those that
+	// failed (true), until DLRRetry has passed or a bind comes.
+	held map[uint64]bool
 	// pause: the ESME asked to slow down (esmePause).
 	pause esmePause
 	// rescan: the run's next read starts from the first pending reply
@@ -314,12 +314,20 @@ func newMORouter(g *Gateway) *moRouter {
 func (r *moRouter) attach(acct *Account, c *smpp.Conn) {
 	r.set.attach(r.g.ctx, acct.Enterprise,
 		func(wake chan struct{}) *moForwarder {
-			return &moForwarder{enterprise: acct.Enterprise, wake: wake, held: map[uint64]struct{}{}}
+			return &moForwarder{enterprise: acct.Enterprise, wake: wake, held: map[uint64]bool{}}
 		},
 		func(f *moForwarder) {
 			f.mu.Lock()
 			f.binds = append(f.binds, moBind{acct.SystemID, c, acct.LongReplies})
-			f.rescan = true // it may be the user some replies wait for
+			// It may be the user some replies wait for, or the ESME
+			// back after a drop that failed the replies in flight: they
+			// go now, not at the retry delay.
+			f.rescan = true
+			for id, failed := range f.held {
+				if failed {
+					delete(f.held, id)
+				}
+			}
 			f.mu.Unlock()
 		},
 		r.run)
@@ -428,7 +436,7 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 				return
 			}
 			f.mu.Lock()
-			f.held[m.ID] = struct{}{}
+			f.held[m.ID] = false
 			f.mu.Unlock()
 			prev, mine := turn, make(chan struct{})
 			turn = mine
@@ -459,12 +467,17 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 }
 
 // retryLater keeps reply id, which failed, out of f's reads for
-// DLRRetry.
+// DLRRetry, or until a bind comes.
 func (r *moRouter) retryLater(f *moForwarder, id uint64) {
+	f.mu.Lock()
+	f.held[id] = true
+	f.mu.Unlock()
 	time.AfterFunc(r.g.cfg.DLRRetry, func() {
 		f.mu.Lock()
-		delete(f.held, id)
-		f.rescan = true
+		if f.held[id] { // not released by a bind and sent again meanwhile
+			delete(f.held, id)
+			f.rescan = true
+		}
 		f.mu.Unlock()
 		f.kick()
 	})
@@ -478,17 +491,28 @@ func (f *moForwarder) kick() { wakeUp(f.wake) }
 // forwarded. false: it is to be sent again later. Parts sent again carry
 // the same reference (replyPDUs): the ESME joins each once.
 func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *queue.MO, prev <-chan struct{}, mine chan struct{}) bool {
-	pdus := replyPDUs(m, b.long)
-	errs := make([]error, len(pdus))
+	var pdus []pdu.Body
+	var errs []error
 	var answers sync.WaitGroup
 	func() {
 		defer close(mine)
 		select {
 		case <-prev:
 		case <-ctx.Done():
-			errs[0] = ctx.Err()
+			errs = []error{ctx.Err()}
 			return
 		}
+		// The bind chosen may have ended while the replies before this
+		// one went: another of the user's takes it.
+		select {
+		case <-b.conn.Done():
+			if nb, ok := f.bind(m.Account); ok {
+				b = nb
+			}
+		default:
+		}
+		pdus = replyPDUs(m, b.long)
+		errs = make([]error, len(pdus))
 		for i, p := range pdus {
 			queued := make(chan struct{})
 			answers.Go(func() {

@@ -150,3 +150,42 @@ func TestRepliesForAnUnboundUserWait(t *testing.T) {
 		}
 	}
 }
+
+// TestRepliesAfterADrop: replies in flight when the ESME's bind drops
+// go again as soon as it binds again, not at the retry delay (an hour
+// here), each taken once. Another bind of the enterprise (amy's) stays
+// up, so its forwarder, and what it holds back, goes on.
+func TestRepliesAfterADrop(t *testing.T) {
+	r, _ := twoWayRig(t, rigOpts{gwcfg: func(c *gateway.Config) { c.DLRRetry = time.Hour }})
+	waitReady(t, r)
+	bindWindowESME(t, r, "amy", "secret1")
+	const n = 20
+	for i := range n {
+		if err := r.sim.InjectMO("13712345678", "10657500112", fmt.Sprintf("r%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first bind drops at its first deliver_sm, answering none.
+	var once sync.Once
+	first := r.dialAs(t.Context(), t, "alice", "secret1", smpp.BindReceiver, 10, smpp.HandlerFunc(func(ctx context.Context, c *smpp.Conn, p pdu.Body) pdu.Body {
+		once.Do(func() { go c.Close() })
+		<-ctx.Done() // the session's: ended by the close
+		return nil
+	}))
+	<-first.Done()
+	waitFor(t, 10*time.Second, "the replies in flight failed", func() bool {
+		return counters(t, r)["qxtd_mo_forwarded_total,outcome=error"] > 0
+	})
+	e := bindWindowESME(t, r, "alice", "secret1")
+	got := e.wait(t, n) // within 20 s, where the retry delay is an hour
+	seen := map[string]bool{}
+	for _, text := range got {
+		if seen[text] {
+			t.Errorf("%q taken twice", text)
+		}
+		seen[text] = true
+	}
+	if len(seen) != n {
+		t.Errorf("took %d distinct replies, want %d", len(seen), n)
+	}
+}

@@ -457,7 +457,7 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 // peerReplyBatchBytes bounds the JSON of the replies one Deliver carries,
 // under the peer's body limit (cluster.PeerMaxBody, 4 MiB), as a read of
 // replies may hold 8 MiB of content (queue: maxDueReplyBytes). A reply
-// larger alone goes alone.
+// larger than that goes alone.
 const peerReplyBatchBytes = 2 << 20
 
 // peerReplyBatches yields mos in batches of at most peerReplyBatchBytes
