@@ -141,14 +141,24 @@ func (r *router) stop() { r.set.stop() }
 
 func (f *forwarder) kick() { wakeUp(f.wake) }
 
+// conn picks one of the account's binds, round robin, passing over any
+// that has ended and is not yet detached; nil when none is up.
 func (f *forwarder) conn() *smpp.Conn {
 	f.connMu.Lock()
 	defer f.connMu.Unlock()
-	if len(f.conns) == 0 {
-		return nil
+	for range f.conns {
+		f.rr++
+		if c := f.conns[f.rr%len(f.conns)]; !connEnded(c) {
+			return c
+		}
 	}
-	f.rr++
-	return f.conns[f.rr%len(f.conns)]
+	return nil
+}
+
+// connEnded reports whether c's session has ended (or is ending: its
+// context ends first, before its requests fail, and Done after them).
+func connEnded(c *smpp.Conn) bool {
+	return c.Context().Err() != nil
 }
 
 // run is one account's forwarder. The window bounds receipts sent and
@@ -265,9 +275,15 @@ func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Me
 			if !f.pause.wait(ctx) {
 				return // stopping: m stays pending in the store
 			}
-			sent, ok := deliver(ctx, f, m)
+			sent, ok, gone := deliver(ctx, f, m)
 			f.mu.Lock()
 			f.sending--
+			if !ok && gone {
+				// The bind it went to ended: another bind, or the next,
+				// takes it now, not at DLRRetry.
+				delete(f.inflight, m.ID)
+				f.rescan = true
+			}
 			f.mu.Unlock()
 			f.kick() // a slot is free
 			if ok {
@@ -276,6 +292,9 @@ func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Me
 				// dropped here is sent again on its next bind. The
 				// acker reads acks until every worker has stopped.
 				acks <- ackedDLR{id: m.ID, sent: sent}
+				continue
+			}
+			if gone {
 				continue
 			}
 			time.AfterFunc(r.g.cfg.DLRRetry, func() {
@@ -290,7 +309,8 @@ func (r *router) worker(ctx context.Context, f *forwarder, jobs <-chan *queue.Me
 }
 
 // deliverFunc sends a message's receipts to the ESME: router.deliver.
-type deliverFunc func(ctx context.Context, f *forwarder, m *queue.Message) (sent int, answered bool)
+// gone: not answered because the bind it went to ended.
+type deliverFunc func(ctx context.Context, f *forwarder, m *queue.Message) (sent int, answered, gone bool)
 
 // ackedDLR is a message whose receipts the ESME answered: sent is how
 // many receipts went out (for the metrics, counted once committed).
@@ -366,10 +386,10 @@ func (r *router) acker(ctx context.Context, f *forwarder, acks <-chan ackedDLR) 
 // means it must be tried again later; receipts already answered are not
 // sent again by this forwarder (a restart or another bind may repeat
 // them: receipts are at-least-once).
-func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (int, bool) {
+func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (int, bool, bool) {
 	c := f.conn()
 	if c == nil {
-		return 0, false
+		return 0, false, false
 	}
 	sent := 0
 	for _, rc := range ReceiptsFor(m) {
@@ -387,7 +407,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 		switch {
 		case throttled:
 			r.g.metrics.dlrForward.WithLabelValues(dlrForwardThrottled).Inc()
-			return sent, false
+			return sent, false, false
 		case refusedForGood(err):
 			// Answered, and for good: SMPP 3.4 §5.1.3 has ESME_RX_P_APPN
 			// (a permanent error) and ESME_RX_R_APPN (the ESME rejects
@@ -399,7 +419,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 			r.g.log.Debug("receipt refused by the ESME", "account", f.account, "id", rc.ID, "err", err)
 		case err != nil:
 			r.g.metrics.dlrForward.WithLabelValues("error").Inc()
-			return sent, false
+			return sent, false, connEnded(c)
 		default:
 			sent++
 		}
@@ -412,7 +432,7 @@ func (r *router) deliver(ctx context.Context, f *forwarder, m *queue.Message) (i
 			f.mu.Unlock()
 		}
 	}
-	return sent, true
+	return sent, true, false
 }
 
 // dlrForwardRefused is the outcome of qxtd_dlrs_forwarded_total for a

@@ -20,9 +20,9 @@ func TestWorkerHandsOverAnswersWhenStopping(t *testing.T) {
 		jobs := make(chan *queue.Message, 1)
 		acks := make(chan ackedDLR, 1)
 		jobs <- &queue.Message{ID: 7}
-		answeredAsStopping := func(context.Context, *forwarder, *queue.Message) (int, bool) {
+		answeredAsStopping := func(context.Context, *forwarder, *queue.Message) (int, bool, bool) {
 			cancel()
-			return 1, true
+			return 1, true, false
 		}
 		(&router{}).worker(ctx, f, jobs, acks, answeredAsStopping)
 		select {

@@ -351,14 +351,15 @@ func (r *moRouter) kick(enterprise string) { r.set.kick(enterprise) }
 
 func (r *moRouter) stop() { r.set.stop() }
 
-// bind picks a bind for an MO: account's, or any for account "".
+// bind picks a bind for an MO: account's, or any for account "", passing
+// over one that has ended and is not yet detached.
 func (f *moForwarder) bind(account string) (moBind, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(f.binds)
 	for i := range n {
 		b := f.binds[(f.rr+i)%n]
-		if account == "" || b.account == account {
+		if (account == "" || b.account == account) && !connEnded(b.conn) {
 			f.rr = (f.rr + i + 1) % n
 			return b, true
 		}
@@ -441,12 +442,15 @@ func (r *moRouter) run(ctx context.Context, f *moForwarder) {
 			prev, mine := turn, make(chan struct{})
 			turn = mine
 			sending.Go(func() {
-				ok := r.deliver(ctx, f, b, m, prev, mine)
-				if ok {
+				switch ok, gone := r.deliver(ctx, f, b, m, prev, mine); {
+				case ok || gone:
+					// Done; or its bind ended, and another bind (or the
+					// next to come) takes it now, not at DLRRetry.
 					f.mu.Lock()
 					delete(f.held, m.ID)
+					f.rescan = f.rescan || gone
 					f.mu.Unlock()
-				} else {
+				default:
 					r.retryLater(f, m.ID)
 				}
 				<-slots
@@ -488,9 +492,10 @@ func (f *moForwarder) kick() { wakeUp(f.wake) }
 // deliver sends m to bind b, every part, once the reply before it is
 // queued (prev closed), closing mine once its own parts are queued (or it
 // gave up), then waits for their answers and records the reply
-// forwarded. false: it is to be sent again later. Parts sent again carry
-// the same reference (replyPDUs): the ESME joins each once.
-func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *queue.MO, prev <-chan struct{}, mine chan struct{}) bool {
+// forwarded. ok false: it is to be sent again later; gone, because the
+// bind ended. Parts sent again carry the same reference (replyPDUs): the
+// ESME joins each once.
+func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *queue.MO, prev <-chan struct{}, mine chan struct{}) (ok, gone bool) {
 	var pdus []pdu.Body
 	var errs []error
 	var answers sync.WaitGroup
@@ -504,12 +509,10 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 		}
 		// The bind chosen may have ended while the replies before this
 		// one went: another of the user's takes it.
-		select {
-		case <-b.conn.Done():
+		if connEnded(b.conn) {
 			if nb, ok := f.bind(m.Account); ok {
 				b = nb
 			}
-		default:
 		}
 		pdus = replyPDUs(m, b.long)
 		errs = make([]error, len(pdus))
@@ -545,14 +548,14 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 	}
 	if outcome == "error" || outcome == moForwardThrottled {
 		r.g.metrics.moForward.WithLabelValues(outcome).Inc()
-		return false
+		return false, outcome == "error" && connEnded(b.conn)
 	}
 	if err := r.g.store.AckMO(context.WithoutCancel(ctx), f.enterprise, m.ID, time.Now(), outcome == moForwardRefused); err != nil {
 		r.g.log.Error("ack reply", "enterprise", f.enterprise, "id", m.ID, "err", err)
-		return false
+		return false, false
 	}
 	r.g.metrics.moForward.WithLabelValues(outcome).Inc()
-	return true
+	return true, false
 }
 
 // replyPDUs are the deliver_sm that carry m to a bind whose account takes
