@@ -41,16 +41,7 @@ func TestRepliesMoveToAnotherBind(t *testing.T) {
 	}
 	<-dropper.Done()
 	got := e.wait(t, n) // within 20 s, where the retry delay is an hour
-	seen := map[string]bool{}
-	for _, text := range got {
-		if seen[text] {
-			t.Errorf("%q taken twice", text)
-		}
-		seen[text] = true
-	}
-	if len(seen) != n {
-		t.Errorf("took %d distinct replies, want %d", len(seen), n)
-	}
+	takenOnce(t, got, n)
 }
 
 // TestReceiptsMoveToAnotherBind: the same for an account's receipts.

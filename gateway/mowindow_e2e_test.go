@@ -178,6 +178,12 @@ func TestRepliesAfterADrop(t *testing.T) {
 	})
 	e := bindWindowESME(t, r, "alice", "secret1")
 	got := e.wait(t, n) // within 20 s, where the retry delay is an hour
+	takenOnce(t, got, n)
+}
+
+// takenOnce checks that the ESME took n distinct replies, none twice.
+func takenOnce(t *testing.T, got []string, n int) {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, text := range got {
 		if seen[text] {

@@ -413,11 +413,12 @@ func (x *relay) receipts(ctx context.Context, account string, peers []Peer) bool
 // whole), until none is left (true) or one was not taken (false).
 func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBind) bool {
 	g := x.g
-	skipped := map[uint64]bool{} // left to a local bind, or no peer has the user
 	all := true
-	var after uint64 // read on from the last read's end: each reply once
+	// Read on from the last read's end: each reply once a pass, those
+	// left to a local bind, or whose user no peer has, passed over.
+	var after uint64
 	for ctx.Err() == nil {
-		mos, err := g.store.PendingMOsAfter(enterprise, after, moBatch, func(id uint64) bool { return skipped[id] })
+		mos, err := g.store.PendingMOsAfter(enterprise, after, moBatch, nil)
 		if err != nil {
 			g.log.Error("pending replies to relay", "enterprise", enterprise, "err", err)
 			return false
@@ -438,14 +439,13 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 				}
 			}
 			if to == nil {
-				skipped[m.ID] = true
 				continue
 			}
 			byPeer[*to] = append(byPeer[*to], m)
 		}
 		for p, mos := range byPeer {
 			for list, ds := range peerReplyBatches(enterprise, mos) {
-				if !x.relayReplies(ctx, enterprise, p, list, ds, skipped) {
+				if !x.relayReplies(ctx, enterprise, p, list, ds) {
 					all = false
 				}
 			}
@@ -490,21 +490,19 @@ func peerReplyBatches(enterprise string, mos []*queue.MO) iter.Seq2[[]*queue.MO,
 }
 
 // relayReplies hands list (as ds) to peer p and acknowledges what it
-// delivered, or the ESME refused for good; the others are skipped for
-// this pass (false).
-func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, list []*queue.MO, ds []PeerDelivery, skipped map[uint64]bool) bool {
+// delivered, or the ESME refused for good; the others wait for the
+// next pass (false).
+func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, list []*queue.MO, ds []PeerDelivery) bool {
 	g := x.g
 	all := true
 	res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
 	for k, m := range list {
 		if res[k] != PeerDelivered && res[k] != PeerRefused {
-			skipped[m.ID] = true
 			all = false
 			continue
 		}
 		if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now(), res[k] == PeerRefused); err != nil {
 			g.log.Error("ack relayed reply", "enterprise", enterprise, "id", m.ID, "err", err)
-			skipped[m.ID] = true
 			all = false
 			continue
 		}
