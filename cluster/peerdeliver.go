@@ -4,16 +4,16 @@ package cluster
 // and replies (MO) — for an ESME whose receiver bind is there and not here.
 //
 //	POST /peer/v1/deliver  {"deliveries":[PeerDelivery…]} (at most PeerMaxDeliveries)
-//	                       → {"results":["delivered"|"no_bind"|"failed"…]} in order
+//	                       → {"results":["delivered"|"refused"|"no_bind"|"throttled"|"failed"…]} in order
 //
 // The receiving node stores nothing: it sends each delivery as a
 // deliver_sm on one of its own binds of the account (a reply for the
 // enterprise as a whole: of any account of the enterprise) and answers
 // "delivered" only after that ESME's deliver_sm_resp. The sender keeps
 // every delivery in its store until it got "delivered" for it, and
-// acknowledges it there only then; "no_bind", "failed" or no answer at all
-// leave it pending, to be tried again (on that node, another, or locally
-// once the ESME binds here). So nothing is lost while a node is down, and
+// acknowledges it there only then ("refused" too); "no_bind",
+// "throttled", "failed" or no answer at all leave it pending, to be tried
+// again (on that node, another, or locally once the ESME binds here). So nothing is lost while a node is down, and
 // a delivery is repeated only when an answer was lost after the ESME had
 // it (a batch at most), as a local receipt is repeated when its
 // acknowledgement's commit fails: receipts and replies are at-least-once.
@@ -85,6 +85,11 @@ const (
 	// ESME_RX_R_APPN): answered, not to be sent again. A node of an
 	// earlier release reads it as not delivered and keeps the delivery.
 	PeerRefused PeerDeliveryResult = "refused"
+	// PeerThrottled: the ESME asked to slow down (ESME_RTHROTTLED,
+	// ESME_RMSGQFUL), or had and its pause held, so it was not sent:
+	// kept by the sender and tried again after a back-off. A node of an
+	// earlier release reads it as failed.
+	PeerThrottled PeerDeliveryResult = "throttled"
 )
 
 // PeerDeliverer is the optional part of a PeerBackend that serves POST

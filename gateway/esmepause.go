@@ -49,6 +49,13 @@ func (p *esmePause) answered(err error, now time.Time, lo, hi time.Duration) boo
 	return true
 }
 
+// paused reports whether a pause holds at now.
+func (p *esmePause) paused(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return now.Before(p.until)
+}
+
 // wait waits until the pause ends; false once ctx ended.
 func (p *esmePause) wait(ctx context.Context) bool {
 	for {

@@ -122,6 +122,11 @@ const (
 	// earlier release, not knowing it, keeps the delivery and tries
 	// again, as it did before.
 	PeerRefused PeerDeliveryResult = "refused"
+	// PeerThrottled: the ESME answered ESME_RTHROTTLED or ESME_RMSGQFUL,
+	// or had asked so and its pause held (esmePause): not delivered,
+	// kept and tried again after the back-off. A node of an earlier
+	// release reads it as failed, which it is.
+	PeerThrottled PeerDeliveryResult = "throttled"
 )
 
 // Relay tuning.
@@ -168,18 +173,18 @@ func newRelay(g *Gateway, r Relay) *relay {
 		dirty: make(map[string]bool), all: true}
 	x.relayed = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_relayed_total",
-		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), refused (the ESME refused it for good: done here, not sent again), no_bind (that node had no bind any more), failed (not acknowledged, or the node could not be asked): kept and tried again.",
+		Help: "Receipts and replies (kind) this node handed to another node for an ESME bound there, by result: delivered (the ESME acknowledged: done here), refused (the ESME refused it for good: done here, not sent again), no_bind (that node had no bind any more), throttled (the ESME asked to slow down there: kept and tried again after a back-off), failed (not acknowledged, or the node could not be asked): kept and tried again.",
 	}, []string{"kind", "result"})
 	x.served = promauto.With(g.metrics.reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "qxtd_cluster_deliveries_served_total",
-		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, refused, no_bind, failed.",
+		Help: "Receipts and replies (kind) another node handed this one for an ESME bound here, by result: delivered, refused, no_bind, throttled (the ESME asked to slow down: answered so, or not sent while its pause held), failed.",
 	}, []string{"kind", "result"})
 	promauto.With(g.metrics.reg).NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "qxtd_cluster_remote_receiver_binds",
 		Help: "Accounts with a receiver-capable ESME bind on another live node, counted once per node: where this node can hand receipts and replies.",
 	}, func() float64 { return float64(len(r.RemoteBinds())) })
 	for _, k := range []string{DeliveryReceipt, DeliveryMO} {
-		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerRefused, PeerNoBind, PeerFailed} {
+		for _, res := range []PeerDeliveryResult{PeerDelivered, PeerRefused, PeerNoBind, PeerThrottled, PeerFailed} {
 			x.relayed.WithLabelValues(k, string(res))
 			x.served.WithLabelValues(k, string(res))
 		}
@@ -445,9 +450,13 @@ func (x *relay) replies(ctx context.Context, enterprise string, binds []RemoteBi
 		}
 		for p, mos := range byPeer {
 			for list, ds := range peerReplyBatches(enterprise, mos) {
-				if !x.relayReplies(ctx, enterprise, p, list, ds) {
-					all = false
+				ok, throttled := x.relayReplies(ctx, enterprise, p, list, ds)
+				if throttled {
+					// The ESME asked to slow down: what is left waits
+					// for the back-off, not sent only to be refused.
+					return false
 				}
+				all = all && ok
 			}
 		}
 	}
@@ -491,14 +500,15 @@ func peerReplyBatches(enterprise string, mos []*queue.MO) iter.Seq2[[]*queue.MO,
 
 // relayReplies hands list (as ds) to peer p and acknowledges what it
 // delivered, or the ESME refused for good; the others wait for the
-// next pass (false).
-func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, list []*queue.MO, ds []PeerDelivery) bool {
+// next pass (ok false). throttled: the ESME asked to slow down.
+func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, list []*queue.MO, ds []PeerDelivery) (ok, throttled bool) {
 	g := x.g
 	all := true
 	res := x.deliver(ctx, DeliveryMO, []Peer{p}, nil, ds)
 	for k, m := range list {
 		if res[k] != PeerDelivered && res[k] != PeerRefused {
 			all = false
+			throttled = throttled || res[k] == PeerThrottled
 			continue
 		}
 		if err := g.store.AckMO(context.WithoutCancel(ctx), enterprise, m.ID, time.Now(), res[k] == PeerRefused); err != nil {
@@ -512,7 +522,7 @@ func (x *relay) relayReplies(ctx context.Context, enterprise string, p Peer, lis
 		}
 		g.metrics.moForward.WithLabelValues(outcome).Inc()
 	}
-	return all
+	return all, throttled
 }
 
 // deliver hands ds to the first of peers (then of more) that answers and
@@ -563,19 +573,34 @@ func (x *relay) deliver(ctx context.Context, kind string, peers, more []Peer, ds
 // (cluster.PeerDeliverer) on local binds: a receipt on a receiver bind of
 // its account, a reply on one of its user's (any of the enterprise's for
 // Account ""). Each result comes after the ESME's deliver_sm_resp
-// (PeerDelivered), or is PeerNoBind (none bound here) or PeerFailed. It
-// stores nothing: the sending node keeps what is not PeerDelivered.
+// (PeerDelivered), or is PeerNoBind (none bound here), PeerThrottled or
+// PeerFailed. It stores nothing: the sending node keeps what is not
+// PeerDelivered (or PeerRefused).
+//
+// As the local forwarders do, up to peerServeParallel go at once, and
+// an enterprise's replies reach the wire in the order they came: each
+// (all its parts) goes once the one before it is queued. The ESME's
+// answers are awaited together. An ESME that asked to slow down
+// (esmePause: the same pause as its local forwarder's) gets nothing new
+// until the pause ends: those deliveries are answered PeerThrottled
+// unsent, and the sending node backs off.
 func (g *Gateway) DeliverForPeer(ctx context.Context, ds []PeerDelivery) ([]PeerDeliveryResult, error) {
 	out := make([]PeerDeliveryResult, len(ds))
 	ctx, cancel := context.WithTimeout(ctx, peerServeTimeout)
 	defer cancel()
 	sem := make(chan struct{}, peerServeParallel)
+	turns := map[string]chan struct{}{} // enterprise → closed once its last reply started is queued
 	var wg sync.WaitGroup
 	for i, d := range ds {
 		sem <- struct{}{}
+		var prev, mine chan struct{}
+		if d.Kind == DeliveryMO {
+			prev, mine = turns[d.Enterprise], make(chan struct{})
+			turns[d.Enterprise] = mine
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i] = g.deliverForPeer(ctx, d)
+			out[i] = g.deliverForPeer(ctx, d, prev, mine)
 			if g.relay != nil {
 				g.relay.served.WithLabelValues(d.Kind, string(out[i])).Inc()
 			}
@@ -585,18 +610,36 @@ func (g *Gateway) DeliverForPeer(ctx context.Context, ds []PeerDelivery) ([]Peer
 	return out, nil
 }
 
-func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDeliveryResult {
+// deliverForPeer sends d once prev is closed (nil: at once), closing
+// mine (if any) once its deliver_sm are queued or it gave up, and
+// returns its result after the ESME's answers.
+func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery, prev <-chan struct{}, mine chan struct{}) PeerDeliveryResult {
+	queued := func() {
+		if mine != nil {
+			close(mine)
+			mine = nil
+		}
+	}
+	defer queued()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return PeerFailed
+		}
+	}
 	var c *smpp.Conn
+	var pause *esmePause
 	var pdus []pdu.Body
 	switch d.Kind {
 	case DeliveryReceipt:
-		if c = g.dlrs.local(d.Account); c != nil {
+		if c, pause = g.dlrs.local(d.Account); c != nil {
 			rc := smpp.Receipt{ID: d.ReceiptID, Sub: d.Sub, Dlvrd: d.Dlvrd, SubmitDate: d.SubmitDate, DoneDate: d.DoneDate,
 				State: smpp.MessageState(d.State), Err: d.Err, Text: d.Text}
 			pdus = []pdu.Body{smpp.NewReceiptPDU(g.inReceiptZone(rc), d.Source, d.Dest, d.SourceTON, d.SourceNPI, d.DestTON, d.DestNPI)}
 		}
 	case DeliveryMO:
-		if b, ok := g.mos.local(d.Enterprise, d.Account); ok {
+		if b, p, ok := g.mos.local(d.Enterprise, d.Account); ok {
 			m := &queue.MO{ID: d.MOID, Source: d.Source, SourceTON: d.SourceTON, SourceNPI: d.SourceNPI, Dest: d.Dest, Text: d.Text}
 			if d.Octets {
 				m.Binary, m.DataCoding, m.UDH, m.SourcePort, m.DestPort = d.Binary, d.DataCoding, d.UDH, d.SourcePort, d.DestPort
@@ -604,7 +647,7 @@ func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDelive
 					m.Binary = []byte{}
 				}
 			}
-			c, pdus = b.conn, replyPDUs(m, b.long)
+			c, pause, pdus = b.conn, p, replyPDUs(m, b.long)
 		}
 	default:
 		return PeerFailed
@@ -612,19 +655,31 @@ func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery) PeerDelive
 	if c == nil {
 		return PeerNoBind
 	}
-	var err error
-	for _, p := range pdus {
-		if _, err = c.Request(ctx, p); err != nil {
-			break
+	if pause.paused(time.Now()) {
+		return PeerThrottled
+	}
+	errs := make([]error, len(pdus))
+	var answers sync.WaitGroup
+	for i, p := range pdus {
+		sent := make(chan struct{})
+		answers.Go(func() { _, errs[i] = c.RequestQueued(ctx, p, func() { close(sent) }) })
+		<-sent
+	}
+	queued()
+	answers.Wait()
+	res := PeerDelivered
+	for _, err := range errs {
+		throttled := pause.answered(err, time.Now(), g.cfg.RetryMin, g.cfg.RetryMax)
+		switch {
+		case refusedForGood(err):
+			res = PeerRefused
+		case throttled && res == PeerDelivered:
+			res = PeerThrottled
+		case err != nil && res == PeerDelivered:
+			res = PeerFailed
 		}
 	}
-	switch {
-	case refusedForGood(err):
-		return PeerRefused
-	case err != nil:
-		return PeerFailed
-	}
-	return PeerDelivered
+	return res
 }
 
 // bound reports whether account has a receiver-capable bind here.
@@ -634,15 +689,16 @@ func (r *router) bound(account string) bool {
 	return r.set.fw[account] != nil
 }
 
-// local picks one of account's receiver-capable binds here, or nil.
-func (r *router) local(account string) *smpp.Conn {
+// local picks one of account's receiver-capable binds here, or nil, and
+// the pause its ESME asked for.
+func (r *router) local(account string) (*smpp.Conn, *esmePause) {
 	r.set.mu.Lock()
 	e := r.set.fw[account]
 	r.set.mu.Unlock()
 	if e == nil {
-		return nil
+		return nil, nil
 	}
-	return e.f.conn()
+	return e.f.conn(), &e.f.pause
 }
 
 // bound reports whether an MO for account ("" : the enterprise as a
@@ -664,13 +720,15 @@ func (r *moRouter) bound(enterprise, account string) bool {
 	return false
 }
 
-// local picks a bind here for an MO of enterprise for account.
-func (r *moRouter) local(enterprise, account string) (moBind, bool) {
+// local picks a bind here for an MO of enterprise for account, with the
+// pause the enterprise's ESMEs asked for.
+func (r *moRouter) local(enterprise, account string) (moBind, *esmePause, bool) {
 	r.set.mu.Lock()
 	e := r.set.fw[enterprise]
 	r.set.mu.Unlock()
 	if e == nil {
-		return moBind{}, false
+		return moBind{}, nil, false
 	}
-	return e.f.bind(account)
+	b, ok := e.f.bind(account)
+	return b, &e.f.pause, ok
 }

@@ -147,14 +147,19 @@ type relayNode struct {
 	pol *policy.Policy
 }
 
-func newRelayNode(t *testing.T, b *bindBoard, id uint16) *relayNode {
+func newRelayNode(t *testing.T, b *bindBoard, id uint16, cfg ...func(*gateway.Config)) *relayNode {
 	t.Helper()
 	n := &relayNode{id: id}
 	rel := &boardRelay{b: b, id: id, client: cluster.NewPeerClient(id, peerSecret, nil)}
 	n.rig, n.pol = twoWayRig(t, rigOpts{
 		sim:   smpp.SimOptions{DLRDelay: 10 * time.Millisecond},
 		store: func(o *queue.Options) { o.NodeID = id },
-		gwcfg: func(c *gateway.Config) { c.Relay = rel },
+		gwcfg: func(c *gateway.Config) {
+			c.Relay = rel
+			for _, f := range cfg {
+				f(c)
+			}
+		},
 	})
 	srv := httptest.NewServer(cluster.PeerHandler(peerSecret, relayBackend{peerBackend{n.gw}}, nil))
 	b.mu.Lock()

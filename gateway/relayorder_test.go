@@ -1,0 +1,175 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fiorix/go-smpp/smpp/pdu"
+
+	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// relayedTo waits until node 1 sees the receivers bound on node 2.
+func relayedTo(t *testing.T, b *bindBoard, n int) {
+	t.Helper()
+	eventually(t, 5*time.Second, "node 1 sees the receivers on node 2", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.binds[2]) == n
+	})
+}
+
+// TestRelayedRepliesInOrder: replies that came in on node 1 reach
+// alice's bind on node 2 in the order they came, however her ESME's
+// answers come back, several unanswered at once. Before, node 2 sent a
+// request's deliveries side by side, in whatever order its goroutines
+// ran.
+func TestRelayedRepliesInOrder(t *testing.T) {
+	const n = 200
+	b := newBoard()
+	n1 := newRelayNode(t, b, 1)
+	n2 := newRelayNode(t, b, 2)
+	var want []string
+	for i := range n {
+		text := fmt.Sprintf("r%03d", i)
+		if err := n1.sim.InjectMO("13712345678", "10657500112", text); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, text)
+	}
+	// Bound after the replies are stored: node 1 hands them over in
+	// requests of many.
+	e := bindWindowESME(t, n2.rig, "alice", "secret1")
+	relayedTo(t, b, 1)
+	got := e.wait(t, n)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("alice got %v\nwant %v", got, want)
+	}
+	e.mu.Lock()
+	maxOpen := e.maxOpen
+	e.mu.Unlock()
+	if maxOpen < 2 {
+		t.Errorf("at most %d unanswered at once: one at a time", maxOpen)
+	}
+	waitFor(t, 10*time.Second, "every reply acknowledged on node 1", func() bool {
+		pending, err := n1.store.PendingMOs("E1", 0, nil)
+		return err == nil && len(pending) == 0
+	})
+	if got := relayed(t, n1.rig, gateway.DeliveryMO, string(gateway.PeerDelivered)); got != n {
+		t.Errorf("node 1 counted %v replies delivered by node 2, want %d", got, n)
+	}
+}
+
+// slowThrottlingESME answers its first deliver_sm ESME_RTHROTTLED and
+// the others OK, each 5 ms after it came (several at once), recording
+// when each came and the texts it took.
+type slowThrottlingESME struct {
+	mu    sync.Mutex
+	times []time.Time
+	took  map[string]int
+	wake  chan struct{}
+}
+
+func bindSlowThrottlingESME(t *testing.T, r *rig, systemID, password string) *slowThrottlingESME {
+	t.Helper()
+	e := &slowThrottlingESME{took: map[string]int{}, wake: make(chan struct{}, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.dialAs(ctx, t, systemID, password, smpp.BindReceiver, 10, smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if p.Header().ID != pdu.DeliverSMID {
+			return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
+		}
+		e.mu.Lock()
+		e.times = append(e.times, time.Now())
+		first := len(e.times) == 1
+		e.mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // the ESME's own work
+		if first {
+			return smpp.ErrorResponse(p, smpp.StatusThrottled)
+		}
+		e.mu.Lock()
+		e.took[string(smpp.UserData(p))]++
+		e.mu.Unlock()
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+		return pdu.NewDeliverSMResp()
+	}))
+	return e
+}
+
+// wait waits until the ESME took n distinct deliver_sm.
+func (e *slowThrottlingESME) wait(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		e.mu.Lock()
+		got := len(e.took)
+		e.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-e.wake:
+		case <-deadline.C:
+			t.Fatalf("the ESME took %d, want %d", got, n)
+		}
+	}
+}
+
+// TestRelayedRepliesThrottled: an ESME on node 2 that answers a reply
+// node 1 handed over with ESME_RTHROTTLED gets nothing new for
+// delivery.retry_min, as from its local forwarder: what was in flight
+// (at most 32, node 2's deliveries at once) goes on, the rest of node
+// 1's request is answered "throttled" unsent, and node 1 backs off and
+// sends it later. Before, node 2 sent the whole request (64) regardless.
+// Every reply reaches the ESME once.
+func TestRelayedRepliesThrottled(t *testing.T) {
+	const n = 100
+	b := newBoard()
+	n1 := newRelayNode(t, b, 1)
+	n2 := newRelayNode(t, b, 2, func(c *gateway.Config) { c.RetryMin, c.RetryMax = 300*time.Millisecond, time.Second })
+	for i := range n {
+		if err := n1.sim.InjectMO("13712345678", "10657500112", fmt.Sprintf("r%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := bindSlowThrottlingESME(t, n2.rig, "alice", "secret1")
+	relayedTo(t, b, 1)
+	e.wait(t, n)
+	for text, k := range e.took {
+		if k != 1 {
+			t.Errorf("%q taken %d times", text, k)
+		}
+	}
+	e.mu.Lock()
+	times := slices.Clone(e.times)
+	e.mu.Unlock()
+	// In the pause's first half, only what was in flight at the throttle.
+	during := 0
+	for _, at := range times[1:] {
+		if at.Sub(times[0]) < 150*time.Millisecond {
+			during++
+		}
+	}
+	t.Logf("%d replies came within 150 ms of the throttle; %d deliver_sm in all", during, len(times))
+	if during > 40 {
+		t.Errorf("%d replies came within 150 ms of the throttle (retry_min 300 ms), want what was in flight (≤ 32)", during)
+	}
+	if got := counters(t, n2.rig)["qxtd_cluster_deliveries_served_total,kind=mo,result=throttled"]; got < 2 {
+		t.Errorf("node 2 answered %v deliveries throttled, want the throttled one and those held by the pause", got)
+	}
+	waitFor(t, 10*time.Second, "every reply acknowledged on node 1", func() bool {
+		return relayed(t, n1.rig, gateway.DeliveryMO, string(gateway.PeerDelivered)) == n
+	})
+	if got := relayed(t, n1.rig, gateway.DeliveryMO, string(gateway.PeerThrottled)); got < 2 {
+		t.Errorf("node 1 counted %v deliveries throttled", got)
+	}
+}
