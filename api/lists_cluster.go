@@ -77,7 +77,7 @@ type NodeListQuery struct {
 	List       string    // ListSent, ListScheduled or ListInbox
 	Enterprise string    // required
 	Account    string    // "": every account's
-	Number     string    // inbox: only replies from a number ending in these digits ("": any)
+	Number     string    // only replies from (inbox), messages to (outboxes), this number or one ending in these digits ("": any)
 	State      string    // outboxes: a state's name ("": any)
 	Outcome    string    // outboxes: received, failed, pending ("": any)
 	From, To   time.Time // AcceptedAt (outboxes) or ReceivedAt (inbox) at or after From, before To (zero: unbounded)
@@ -121,7 +121,7 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 		}
 		return out, nil
 	}
-	f := queue.ListFilter{Enterprise: q.Enterprise, Account: q.Account, From: q.From, To: q.To, Now: q.Now,
+	f := queue.ListFilter{Enterprise: q.Enterprise, Account: q.Account, Number: q.Number, From: q.From, To: q.To, Now: q.Now,
 		SendFrom: q.SendFrom, SendTo: q.SendTo}
 	switch q.List {
 	case ListSent:
@@ -340,7 +340,7 @@ func (s *Server) fetchStreams(ctx context.Context, q NodeListQuery, streams []*l
 				items, err = pageEntries(q.List, pg, nq.Limit)
 			}
 			if err == nil && st.Node != s.cfg.PeerLists.Self() {
-				items = inSendRange(q, items)
+				items = toNumber(q, inSendRange(q, items))
 			}
 			if err != nil {
 				s.log.Warn("list of a node unknown", "node", st.Node, "list", q.List, "enterprise", q.Enterprise, "err", err)
@@ -398,9 +398,19 @@ func inSendRange(q NodeListQuery, items []listEntry) []listEntry {
 	})
 }
 
+// toNumber drops the messages of another node's page that are not to
+// q's Number: a node older than number= on the outboxes ignores it, as
+// inSendRange's does send_from=.
+func toNumber(q NodeListQuery, items []listEntry) []listEntry {
+	if q.List == ListInbox || q.Number == "" {
+		return items
+	}
+	return slices.DeleteFunc(items, func(e listEntry) bool { return !queue.SameNumber(e.Msg.To, q.Number) })
+}
+
 // nodeQuery is the nodes' query of GET /v1/messages or /v1/scheduled (f).
 func nodeQuery(f queue.ListFilter, outcome string, limit int) NodeListQuery {
-	q := NodeListQuery{List: ListSent, Enterprise: f.Enterprise, Account: f.Account, Outcome: outcome,
+	q := NodeListQuery{List: ListSent, Enterprise: f.Enterprise, Account: f.Account, Number: f.Number, Outcome: outcome,
 		From: f.From, To: f.To, SendFrom: f.SendFrom, SendTo: f.SendTo, Now: f.Now, Limit: limit}
 	if f.Scheduled {
 		q.List = ListScheduled

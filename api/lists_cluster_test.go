@@ -367,3 +367,49 @@ func TestClusterScheduledSendRange(t *testing.T) {
 		t.Fatalf("the node was asked %+v", peer.asked)
 	}
 }
+
+// TestClusterOutboxNumber: in a cluster, GET /v1/messages's number= goes
+// to every node with the query, this node's store applies it, and the
+// page holds no message to another number even from a node that ignores
+// it (one not yet upgraded).
+func TestClusterOutboxNumber(t *testing.T) {
+	now := time.Now()
+	peer := &olderNode{}
+	for i, to := range []string{"13800138001", "13800138000", "13800138002"} {
+		peer.msgs = append(peer.msgs, Message{ID: strconv.FormatUint(2<<48|uint64(3-i), 10), To: to, Text: "peer " + to,
+			AcceptedAt: now.Add(-time.Duration(i) * time.Second)})
+	}
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, to := range []string{"13800138000", "13900139000", "+8613800138000"} {
+		m := &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: to, Text: "self " + to,
+			Parts: []queue.Part{{Body: []byte("x")}}}
+		if err := st.Enqueue(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{Store: st, PeerLists: peer})
+	w := httptest.NewRecorder()
+	s.clusterList(t.Context(), w, queue.ListFilter{Enterprise: "G1", Sent: true, Number: "138 0013 8000", Now: now}, "", "", 10)
+	var page MessagePage
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
+		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, m.Text)
+	}
+	slices.Sort(got)
+	want := []string{"peer 13800138000", "self +8613800138000", "self 13800138000"}
+	if !slices.Equal(got, want) || page.Partial || page.Next != "" {
+		t.Fatalf("page %q (next %q, partial %v), want %q", got, page.Next, page.Partial, want)
+	}
+	peer.mu.Lock()
+	defer peer.mu.Unlock()
+	if len(peer.asked) == 0 || peer.asked[0].Number != "138 0013 8000" {
+		t.Fatalf("the node was asked %+v", peer.asked)
+	}
+}

@@ -124,7 +124,16 @@ func TestExportMessages(t *testing.T) {
 	if code != http.StatusOK || bytes.Contains(body, []byte("导出")) || tr.Get(ExportRowsTrailer) != "0" {
 		t.Fatalf("another user's: %d %s", code, body)
 	}
-	for _, bad := range []string{"format=xlsx", "lang=fr", "state=lost", "from=yesterday"} {
+	// By the recipient: all three to uNumA1, none to another number.
+	code, _, tr = exportGet(t, r.url, "/v1/messages/export?number="+uNumA1[len(uNumA1)-4:], r.keys["alice"])
+	if code != http.StatusOK || tr.Get(ExportRowsTrailer) != "3" {
+		t.Fatalf("number=: %d, trailers %v", code, tr)
+	}
+	code, _, tr = exportGet(t, r.url, "/v1/messages/export?number="+uNumA2, r.keys["alice"])
+	if code != http.StatusOK || tr.Get(ExportRowsTrailer) != "0" {
+		t.Fatalf("number= another: %d, trailers %v", code, tr)
+	}
+	for _, bad := range []string{"format=xlsx", "lang=fr", "state=lost", "from=yesterday", "number=abc"} {
 		if code, body, _ := exportGet(t, r.url, "/v1/messages/export?"+bad, r.keys["alice"]); code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", bad, code, body)
 		}

@@ -49,9 +49,9 @@ func inboxItem(m *queue.MO) InboxItem {
 		PartsMissing: m.PartsMissing, ReplyBinary: webhook.ReplyBinaryOf(m)}
 }
 
-// maxInboxNumber bounds the number= of GET /v1/inbox (characters): a
-// number in any form, "+86 137-1234-5678" included.
-const maxInboxNumber = 32
+// maxNumberQuery bounds the number= of the inbox and the outboxes
+// (characters): a number in any form, "+86 137-1234-5678" included.
+const maxNumberQuery = 32
 
 func isDigit(r rune) bool { return r >= '0' && r <= '9' }
 
@@ -63,8 +63,8 @@ func inboxFilter(c *caller, w http.ResponseWriter, q url.Values) (f queue.InboxF
 	if !c.admin() {
 		f.Account = c.user.SystemID
 	}
-	if len(f.Number) > maxInboxNumber || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxInboxNumber))
+	if len(f.Number) > maxNumberQuery || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxNumberQuery))
 		return f, false
 	}
 	return f, timeRange(w, q, &f.From, &f.To)

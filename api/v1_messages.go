@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
@@ -337,7 +338,8 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 // listFilter reads the filters of GET /v1/messages, /v1/scheduled and
 // /v1/messages/export into f (its Sent or Scheduled set by the route): the
 // caller's enterprise; its own messages, or an admin's pick of account;
-// state, outcome, from and to (and send_from, send_to of the scheduled).
+// number, state, outcome, from and to (and send_from, send_to of the
+// scheduled).
 // !ok: a 400 was written. none: the caller asked for another user's
 // messages, of which it sees none.
 func listFilter(c *caller, w http.ResponseWriter, q url.Values, f *queue.ListFilter) (ok, none bool) {
@@ -349,6 +351,11 @@ func listFilter(c *caller, w http.ResponseWriter, q url.Values, f *queue.ListFil
 			return true, true
 		}
 		f.Account = c.user.SystemID
+	}
+	f.Number = q.Get("number")
+	if len(f.Number) > maxNumberQuery || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the recipient's number or its last digits (at most %d characters)", maxNumberQuery))
+		return false, false
 	}
 	if v := q.Get("state"); v != "" {
 		st, ok := queue.ParseState(v)

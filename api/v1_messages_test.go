@@ -207,7 +207,28 @@ func TestUserOutboxPaging(t *testing.T) {
 	if len(page.Messages) != 0 {
 		t.Fatalf("rejected: %d", len(page.Messages))
 	}
-	for _, bad := range []string{"state=bogus", "limit=0", "limit=1001", "limit=x", "after=-1", "from=yesterday"} {
+	// By the recipient, in any form: 4 each.
+	for _, n := range []string{uNumA2, "+86 139-2341-2345", "2345"} {
+		r.must(http.StatusOK, "GET", "/v1/messages?number="+url.QueryEscape(n), key, nil, &page)
+		if len(page.Messages) != 4 {
+			t.Fatalf("number %q: %d messages", n, len(page.Messages))
+		}
+		for _, m := range page.Messages {
+			if m.To != uNumA2 {
+				t.Fatalf("number %q: listed one to %s", n, m.To)
+			}
+		}
+	}
+	r.must(http.StatusOK, "GET", "/v1/scheduled?number="+uNumA1, key, nil, &page)
+	if len(page.Messages) != 1 || page.Messages[0].ID != sched.Results[0].ID {
+		t.Fatalf("scheduled to %s: %+v", uNumA1, page.Messages)
+	}
+	r.must(http.StatusOK, "GET", "/v1/scheduled?number="+uNumA2, key, nil, &page)
+	if len(page.Messages) != 0 {
+		t.Fatalf("scheduled to %s: %+v", uNumA2, page.Messages)
+	}
+	for _, bad := range []string{"state=bogus", "limit=0", "limit=1001", "limit=x", "after=-1", "from=yesterday",
+		"number=%2B-", "number=" + strings.Repeat("1", 33)} {
 		r.wantError(http.StatusBadRequest, "invalid", "GET", "/v1/messages?"+bad, key, nil)
 	}
 }

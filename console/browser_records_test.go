@@ -238,3 +238,58 @@ func (b *browser) fits(sel string) {
 		b.t.Errorf("%s overflows: its content %v wide in %v, its right edge at %v, the page %v wide, the window %v", sel, scroll, client, right, page, window)
 	}
 }
+
+// A person answers a reply and checks what was sent to that customer:
+// 收件箱's 回复 opens 短信群发 with the number filled in, 发给该号码的短信
+// opens 发件箱 narrowed to it, and 发件箱's 接收号码 finds another
+// customer's messages by the last digits typed; on a phone the search
+// and the inbox's new column fit the screen.
+func TestBrowserRecordsByNumber(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "会议通知：明早九点", d1.Add(9*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "快递已送达", d1.Add(10*time.Hour), time.Time{})
+	r.storeSentTo("+86"+numA1, "会议改到十点", d1.Add(11*time.Hour), time.Time{})
+	r.storeReply(numA1, "收到，十点见", time.Now())
+	b := newBrowser(t)
+	b.login(r.url, "amy") // an admin: the reply is to the enterprise's number
+
+	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
+	b.waitText("table.list tbody", "收到，十点见", false)
+	b.shot("inbox-answer")
+	b.run("what was sent to this number", chromedp.Click(chromedp.CSS(`table.list tbody a[href="/outbox?number=`+numA1+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#outbox-number`)))
+	b.waitText("table.list tbody", "会议改到十点", false)
+	if s := b.text("table.list tbody"); !strings.Contains(s, "会议通知：明早九点") || strings.Contains(s, "快递已送达") {
+		t.Errorf("发件箱 of %s: %q", numA1, s)
+	}
+	b.shot("outbox-number")
+
+	// Another customer, by the last digits typed in 接收号码.
+	b.run("search the outbox by number",
+		chromedp.Clear(chromedp.CSS(`#outbox-search input[name=number]`)),
+		chromedp.SendKeys(chromedp.CSS(`#outbox-search input[name=number]`), numA2[len(numA2)-4:]),
+		chromedp.Click(chromedp.CSS(`#outbox-search button`)))
+	b.waitText("table.list tbody", "快递已送达", false)
+	if s := b.text("table.list tbody"); strings.Contains(s, "会议") {
+		t.Errorf("发件箱 of …%s: %q", numA2[len(numA2)-4:], s)
+	}
+
+	// 回复 from 收件箱: the send form, the number in it.
+	b.run("answer the reply", chromedp.Navigate(r.url+"/inbox"))
+	b.run("click 回复", chromedp.Click(chromedp.CSS(`table.list tbody a.button[href="/send/group?to=`+numA1+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`textarea[name=to]`)))
+	if v, err := chromedp.Run(b.ctx, chromedp.Value(chromedp.CSS(`textarea[name=to]`))); err != nil || v != numA1 {
+		t.Errorf("短信群发's numbers: %q (%v), want %s", v, err, numA1)
+	}
+
+	b.mobile()
+	b.run("the outbox of a number on a phone", chromedp.Navigate(r.url+"/outbox?number="+numA1))
+	b.waitText("table.list tbody", "会议改到十点", false)
+	b.fits("#outbox-search")
+	b.shot("outbox-number-mobile")
+	b.run("the inbox on a phone", chromedp.Navigate(r.url+"/inbox"))
+	b.waitText("table.list tbody", "收到，十点见", false)
+	b.fits("table.list")
+	b.shot("inbox-answer-mobile")
+}

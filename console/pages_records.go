@@ -92,9 +92,14 @@ type outboxData struct {
 	Paged    bool        // not the first page
 	Missing  api.Missing // cluster mode: the nodes not asked (notice 部分节点暂时无法查询)
 	Days     dayRange    // 开始日期, 结束日期
-	// The links, with the tab and the dates: the first page, the next
-	// page, and the tab without the dates (显示全部日期).
-	FirstURL, NextURL, AllDaysURL string
+	// Number narrows the list to the messages to one number (number= of
+	// GET /v1/messages); BadNumber says why it was not taken. RepliesURL
+	// and SendURL are that number's replies (收件箱) and a message to it.
+	Number, BadNumber   string
+	RepliesURL, SendURL string
+	// The links, with the tab, the number and the dates: the first page,
+	// the next page, and the tab without the number and the dates (显示全部).
+	FirstURL, NextURL, AllURL string
 	// ExportURL is 导出: the tab and dates, every page, as a CSV.
 	ExportURL string
 }
@@ -102,11 +107,17 @@ type outboxData struct {
 func (s *Server) outbox(q *req) {
 	in := q.r.URL.Query()
 	d := outboxData{Outcome: in.Get("outcome"), Paged: in.Get("after") != "", Days: readDayRange(in)}
+	d.Number, d.BadNumber = readNumber(in)
 	keep := url.Values{}
 	if d.Outcome != "" {
 		keep.Set("outcome", d.Outcome)
 	}
-	d.AllDaysURL = link("/outbox", keep)
+	d.AllURL = link("/outbox", keep)
+	if d.Number != "" {
+		keep.Set("number", d.Number)
+		d.RepliesURL = link("/inbox", url.Values{"number": {d.Number}})
+		d.SendURL = link("/send/group", url.Values{"to": {d.Number}})
+	}
 	d.Days.keep(keep)
 	d.FirstURL = link("/outbox", keep)
 	for _, t := range outboxTabs {
@@ -114,11 +125,14 @@ func (s *Server) outbox(q *req) {
 		if t.Outcome != "" {
 			k.Set("outcome", t.Outcome)
 		}
+		if d.Number != "" {
+			k.Set("number", d.Number)
+		}
 		d.Days.keep(k)
 		t.URL = link("/outbox", k)
 		d.Tabs = append(d.Tabs, t)
 	}
-	if d.Days.Bad != "" {
+	if d.Days.Bad != "" || d.BadNumber != "" {
 		q.render(http.StatusBadRequest, "outbox", q.view(d))
 		return
 	}
@@ -127,6 +141,9 @@ func (s *Server) outbox(q *req) {
 		if x := in.Get(k); x != "" {
 			v.Set(k, x)
 		}
+	}
+	if d.Number != "" {
+		v.Set("number", d.Number)
 	}
 	d.Days.apiQuery(v)
 	var pg api.MessagePage
@@ -145,23 +162,25 @@ func (s *Server) outbox(q *req) {
 // outboxExport is 发件箱's 导出: its tab (outcome) and dates, every page,
 // as a CSV for Excel (GET /v1/messages/export with lang=zh).
 func (s *Server) outboxExport(q *req) {
-	s.listExport(q, "/outbox", "/v1/messages/export", "outcome", false)
+	s.listExport(q, "/outbox", "/v1/messages/export", false, "outcome", "number")
 }
 
-// listExport is the 导出 of the list page at page: the query parameter
-// param of the page (the tab's outcome, the inbox's number; "" none) and
-// its dates — of the send time with sendTime (定时发件箱) — every page, as a
-// CSV for Excel: the API's export at apiPath with lang=zh, streamed to the
-// browser as the API writes it. A refusal, which the API answers before
-// any row (too many exports at once, a node of the cluster that cannot be
-// asked), comes back to the page with the reason in Chinese.
-func (s *Server) listExport(q *req, page, apiPath, param string, sendTime bool) {
+// listExport is the 导出 of the list page at page: the query parameters
+// params of the page (the tab's outcome, the number) and its dates — of
+// the send time with sendTime (定时发件箱) — every page, as a CSV for Excel:
+// the API's export at apiPath with lang=zh, streamed to the browser as the
+// API writes it. A refusal, which the API answers before any row (too
+// many exports at once, a node of the cluster that cannot be asked),
+// comes back to the page with the reason in Chinese.
+func (s *Server) listExport(q *req, page, apiPath string, sendTime bool, params ...string) {
 	in := q.r.URL.Query()
 	days := readDayRange(in)
 	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
-	if x := strings.TrimSpace(in.Get(param)); param != "" && x != "" {
-		keep.Set(param, x)
-		v.Set(param, x)
+	for _, param := range params {
+		if x := strings.TrimSpace(in.Get(param)); x != "" {
+			keep.Set(param, x)
+			v.Set(param, x)
+		}
 	}
 	days.keep(keep)
 	if days.Bad != "" {
@@ -301,24 +320,34 @@ type scheduledData struct {
 	Paged    bool
 	Missing  api.Missing
 	Days     dayRange // 开始日期, 结束日期 of the send time
-	// The links, with the dates: the first page, the next, and 导出
-	// (every page as a CSV).
+	// Number narrows the list to the messages to one number;
+	// BadNumber says why it was not taken.
+	Number, BadNumber string
+	// The links, with the number and the dates: the first page, the
+	// next, and 导出 (every page as a CSV).
 	FirstURL, NextURL, ExportURL string
 }
 
 func (s *Server) scheduled(q *req) {
 	in := q.r.URL.Query()
 	d := scheduledData{Paged: in.Get("after") != "", Days: readDayRange(in)}
-	if d.Days.Bad != "" {
+	d.Number, d.BadNumber = readNumber(in)
+	if d.Days.Bad != "" || d.BadNumber != "" {
 		q.render(http.StatusBadRequest, "scheduled", q.view(d))
 		return
 	}
 	keep := url.Values{}
+	if d.Number != "" {
+		keep.Set("number", d.Number)
+	}
 	d.Days.keep(keep)
 	d.FirstURL = link("/scheduled", keep)
 	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	if x := in.Get("after"); x != "" {
 		v.Set("after", x)
+	}
+	if d.Number != "" {
+		v.Set("number", d.Number)
 	}
 	// By when the messages go out: what one looks for here is "what is
 	// sent on the 5th", not when it was written.
@@ -339,7 +368,7 @@ func (s *Server) scheduled(q *req) {
 // scheduledExport is 定时发件箱's 导出: the days its messages go out, every
 // page, as a CSV for Excel (GET /v1/scheduled/export with lang=zh).
 func (s *Server) scheduledExport(q *req) {
-	s.listExport(q, "/scheduled", "/v1/scheduled/export", "", true)
+	s.listExport(q, "/scheduled", "/v1/scheduled/export", true, "number")
 }
 
 // scheduledEditData is the form that changes a scheduled message.
@@ -451,15 +480,23 @@ type inboxData struct {
 	FirstURL, NextURL, ExportURL string
 }
 
-// maxInboxNumber is the API's bound on number= (characters).
-const maxInboxNumber = 32
+// maxNumber is the API's bound on number= (characters).
+const maxNumber = 32
+
+// readNumber reads the number= of 发件箱, 定时发件箱 and 收件箱: a number in
+// any form, or its last digits; bad says why it is not one.
+func readNumber(in url.Values) (number, bad string) {
+	number = strings.TrimSpace(in.Get("number"))
+	if number != "" && (len(number) > maxNumber || !strings.ContainsAny(number, "0123456789")) {
+		bad = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
+	}
+	return number, bad
+}
 
 func (s *Server) inbox(q *req) {
 	in := q.r.URL.Query()
-	d := inboxData{Paged: in.Get("before") != "", Number: strings.TrimSpace(in.Get("number")), Days: readDayRange(in)}
-	if d.Number != "" && (len(d.Number) > maxInboxNumber || !strings.ContainsAny(d.Number, "0123456789")) {
-		d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
-	}
+	d := inboxData{Paged: in.Get("before") != "", Days: readDayRange(in)}
+	d.Number, d.BadNumber = readNumber(in)
 	if d.BadNumber != "" || d.Days.Bad != "" {
 		q.render(http.StatusBadRequest, "inbox", q.view(d))
 		return
@@ -492,7 +529,7 @@ func (s *Server) inbox(q *req) {
 
 // inboxExport is 收件箱's 导出: the number and dates shown, every page, as
 // a CSV for Excel (GET /v1/inbox/export with lang=zh).
-func (s *Server) inboxExport(q *req) { s.listExport(q, "/inbox", "/v1/inbox/export", "number", false) }
+func (s *Server) inboxExport(q *req) { s.listExport(q, "/inbox", "/v1/inbox/export", false, "number") }
 
 // billingData is 费用: the month so far and the past bills (enterprise
 // admins only, as the API decides: Bills is nil and NoBills set otherwise).

@@ -360,6 +360,14 @@ func sameNumber(src, digits string) bool {
 	return strings.HasSuffix(src, digits) || len(src) >= 7 && strings.HasSuffix(digits, src)
 }
 
+// SameNumber reports whether number is the number asked (asked: a
+// number in any form, or its last digits), compared as digits the way
+// the inbox's and the outbox's Number filters compare them.
+func SameNumber(number, asked string) bool {
+	digits := onlyDigits(asked)
+	return digits != "" && sameNumber(onlyDigits(number), digits)
+}
+
 // onlyDigits is s without what is not an ASCII digit.
 func onlyDigits(s string) string {
 	return strings.Map(func(r rune) rune {

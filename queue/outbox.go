@@ -63,6 +63,13 @@ type ListFilter struct {
 	// outbox by the time its messages go out, which is what someone
 	// looking for tomorrow's messages means, not when they were written.
 	SendFrom, SendTo time.Time
+
+	// Number: only messages to this number, compared as digits as
+	// InboxFilter.Number compares a reply's source ("13712345678" finds
+	// "+8613712345678"), or to a number ending in these digits; "" any.
+	// "Did my message to this customer arrive?" is the question most
+	// asked of an outbox.
+	Number string
 }
 
 // Scheduled reports whether m is waiting for its send time at now: SendAt
@@ -113,6 +120,10 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 			return nil, 0, fmt.Errorf("queue: list: %w: state %d", ErrInvalid, uint8(st))
 		}
 	}
+	digits := onlyDigits(f.Number)
+	if f.Number != "" && digits == "" {
+		return nil, 0, fmt.Errorf("queue: list: %w: number %q has no digit", ErrInvalid, f.Number)
+	}
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
@@ -162,7 +173,7 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 				s.reportDamaged(damagedKey("list", id), "queue: outbox skips a message that does not decode (restore from a backup)", "id", id, "enterprise", f.Enterprise, "err", err)
 				continue
 			}
-			if !f.match(m, now) {
+			if !f.match(m, now, digits) {
 				continue
 			}
 			out = append(out, m)
@@ -181,8 +192,11 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 	return out, next, nil
 }
 
-func (f *ListFilter) match(m *Message, now time.Time) bool {
+// match reports whether m is one of f's; digits are f.Number's.
+func (f *ListFilter) match(m *Message, now time.Time, digits string) bool {
 	switch {
+	case digits != "" && !sameNumber(onlyDigits(m.Dest), digits):
+		return false
 	case f.State != 0 && m.State() != f.State:
 		return false
 	case f.States != nil && !slices.Contains(f.States, m.State()):

@@ -113,6 +113,18 @@ func TestListFiltersAndPaging(t *testing.T) {
 	if ms, _ := list(ListFilter{Enterprise: "A", From: from, To: to}, 0, 0); !slices.Equal(ids(ms), []uint64{a[5], a[4], a[3]}) {
 		t.Errorf("from/to: %v", ids(ms))
 	}
+	// By the recipient: in any form, or its last digits.
+	for _, n := range []string{"13800000001", "+86 138-0000-0001", "8613800000001", "0001"} {
+		if ms, _ := list(ListFilter{Enterprise: "A", Number: n}, 0, 0); !slices.Equal(ids(ms), []uint64{a[11], a[1]}) {
+			t.Errorf("number %q: %v", n, ids(ms))
+		}
+	}
+	if ms, _ := list(ListFilter{Enterprise: "A", Number: "99", Scheduled: true}, 0, 0); !slices.Equal(ids(ms), []uint64{future.ID}) {
+		t.Errorf("number 99, scheduled: %v", ids(ms))
+	}
+	if ms, _ := list(ListFilter{Enterprise: "A", Number: "13900000000"}, 0, 0); len(ms) != 0 {
+		t.Errorf("another enterprise's number: %v", ids(ms))
+	}
 	if ms, _ := list(ListFilter{Enterprise: "nobody"}, 0, 0); len(ms) != 0 {
 		t.Errorf("unknown enterprise: %v", ids(ms))
 	}
@@ -124,7 +136,7 @@ func TestListFiltersAndPaging(t *testing.T) {
 		t.Errorf("after the oldest: %v next %d", ids(ms), next)
 	}
 
-	for _, f := range []ListFilter{{}, {Enterprise: "A", Scheduled: true, Sent: true}, {Enterprise: "A", State: 77}} {
+	for _, f := range []ListFilter{{}, {Enterprise: "A", Scheduled: true, Sent: true}, {Enterprise: "A", State: 77}, {Enterprise: "A", Number: "+-"}} {
 		if _, _, err := s.List(f, 0, 0); !errors.Is(err, ErrInvalid) {
 			t.Errorf("list %+v: %v, want ErrInvalid", f, err)
 		}

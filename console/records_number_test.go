@@ -1,0 +1,91 @@
+package console
+
+import (
+	"context"
+	"encoding/csv"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/queue"
+)
+
+// storeSentTo puts a message of alice's to dest in the store, accepted
+// at at (sendAt: to go out then; zero: now).
+func (r *rig) storeSentTo(dest, text string, at, sendAt time.Time) {
+	r.t.Helper()
+	m := &queue.Message{Account: "alice", Enterprise: "A", Upstream: "sim", Source: "106575000001", Dest: dest,
+		Text: "【甲公司】" + text, AcceptedAt: at, SendAt: sendAt, Parts: []queue.Part{{Body: []byte(text)}}}
+	if err := r.store.Enqueue(context.Background(), m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// TestRecordsByNumber: 发件箱 and 定时发件箱 find the messages to one number
+// (接收号码, in any form or its last digits), kept by the tabs, the pages
+// and 导出; a number without digits is refused next to the field. 收件箱
+// links each reply to an answer (回复: 短信群发 with the number filled
+// in) and to what was sent to that number, and the outbox narrowed to
+// a number links back to its replies. Before, 发件箱 could be narrowed by
+// dates only: "did my message to this customer arrive?" meant paging.
+func TestRecordsByNumber(t *testing.T) {
+	r := newRig(t)
+	_, day1 := beijingDay(1)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "给一号", d1.Add(9*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "给二号", d1.Add(10*time.Hour), time.Time{})
+	r.storeSentTo("+86"+numA1, "再给一号", d1.Add(11*time.Hour), time.Time{})
+	r.storeSentTo(numA1, "明天给一号", time.Now(), time.Now().Add(26*time.Hour))
+	r.storeSentTo(numA2, "明天给二号", time.Now(), time.Now().Add(26*time.Hour))
+	r.storeReply(numA1, "一号的回复", time.Now())
+	c := r.client()
+	c.login("alice")
+
+	c.get("/outbox").wantPage(t, `<input name="number" type="search"`, "给一号", "给二号")
+	for _, n := range []string{numA1, "+86 " + numA1, numA1[len(numA1)-4:]} {
+		a := c.get("/outbox?number=" + url.QueryEscape(n))
+		a.wantPage(t, "给一号", "再给一号", `id="outbox-number"`, `<a href="/inbox?number=`+strings.ReplaceAll(url.QueryEscape(n), "+", "&#43;")+`">查看该号码的回复</a>`,
+			`<a href="/outbox">显示全部</a>`, `id="outbox-export" href="/outbox/export.csv?number=`+strings.ReplaceAll(url.QueryEscape(n), "+", "&#43;")+`"`)
+		if strings.Contains(a.Body, "给二号") || rows(a, "接收号码") != 2 {
+			t.Errorf("number %q: %d rows\n%s", n, rows(a, "接收号码"), a.Body)
+		}
+	}
+	// The tabs and the dates keep the number; 显示全部 keeps the tab only.
+	c.get("/outbox?outcome=pending&number="+numA2+"&from="+day1).wantPage(t, `<input type="hidden" name="outcome" value="pending">`,
+		`href="/outbox?from=`+day1+`&amp;number=`+numA2+`&amp;outcome=failed"`, `<a href="/outbox?outcome=pending">显示全部</a>`)
+	if a := c.get("/outbox?number=13000000000"); !strings.Contains(a.Body, "没有发给该号码的记录") || strings.Contains(a.Body, "<table") {
+		t.Errorf("a number sent nothing:\n%s", a.Body)
+	}
+	for _, page := range []string{"/outbox", "/scheduled"} {
+		if a := c.get(page + "?number=abc"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
+			t.Errorf("%s, a number without digits: %d\n%s", page, a.Status, a.Body)
+		}
+	}
+	// 导出 of one number: its rows only.
+	a := c.get("/outbox/export.csv?number=" + numA2)
+	recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(a.Body, "\uFEFF"))).ReadAll()
+	if a.Status != http.StatusOK || err != nil || len(recs) != 2 || recs[1][2] != numA2 {
+		t.Fatalf("export of %s: %d %v %q", numA2, a.Status, err, recs)
+	}
+
+	// 定时发件箱 likewise.
+	a = c.get("/scheduled?number=" + numA2)
+	a.wantPage(t, "明天给二号", `id="scheduled-export" href="/scheduled/export.csv?number=`+numA2+`"`)
+	if strings.Contains(a.Body, "明天给一号") {
+		t.Errorf("定时发件箱 of %s lists another number's", numA2)
+	}
+	a = c.get("/scheduled/export.csv?number=" + numA1)
+	recs, err = csv.NewReader(strings.NewReader(strings.TrimPrefix(a.Body, "\uFEFF"))).ReadAll()
+	if a.Status != http.StatusOK || err != nil || len(recs) != 2 || !strings.Contains(recs[1][4], "明天给一号") {
+		t.Fatalf("scheduled export of %s: %d %v %q", numA1, a.Status, err, recs)
+	}
+
+	// 收件箱: each reply links to an answer and to what was sent.
+	b := r.client()
+	b.login("amy")
+	b.get("/inbox").wantPage(t, "一号的回复", `<a class="button" href="/send/group?to=`+numA1+`" aria-label="回复 `+numA1+`">回复</a>`,
+		`<a href="/outbox?number=`+numA1+`"`)
+	b.get("/send/group?to="+numA1).wantPage(t, numA1+"</textarea>")
+}
