@@ -208,6 +208,54 @@ func (c *Client) SetReceiptSecret(code, secret string) (*ReceiptSecret, error) {
 	return call[ReceiptSecret](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/receipt-secret", ReceiptSecretRequest{Secret: secret})
 }
 
+// --- an enterprise's records ---
+
+// RecordQuery narrows EnterpriseMessages and EnterpriseInbox: the number
+// (any form, or its last digits), from and to (RFC 3339), the outbox's
+// outcome (received, failed, pending) and account, a page's cursor (the
+// last page's Next) and size (0: the server's).
+type RecordQuery struct {
+	Number, Outcome, Account string
+	From, To                 string
+	Cursor                   string
+	Limit                    int
+}
+
+func (q RecordQuery) values(cursorName string) string {
+	v := url.Values{}
+	for k, x := range map[string]string{"number": q.Number, "outcome": q.Outcome, "account": q.Account,
+		"from": q.From, "to": q.To, cursorName: q.Cursor} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// EnterpriseMessages is a page of an enterprise's sent outbox (every
+// user's), newest first.
+func (c *Client) EnterpriseMessages(code string, q RecordQuery) (*MessagePage, error) {
+	return call[MessagePage](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages"+q.values("after"), nil)
+}
+
+// EnterpriseMessage is one message of an enterprise, with its parts.
+func (c *Client) EnterpriseMessage(code, id string) (*Message, error) {
+	return call[Message](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages/"+seg(id), nil)
+}
+
+// EnterpriseInbox is a page of the replies to an enterprise, newest first
+// (q.Outcome and q.Account are not used).
+func (c *Client) EnterpriseInbox(code string, q RecordQuery) (*InboxPage, error) {
+	q.Outcome, q.Account = "", ""
+	return call[InboxPage](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/inbox"+q.values("before"), nil)
+}
+
 // --- users ---
 
 // CreateUser creates a user of an enterprise.

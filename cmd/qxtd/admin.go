@@ -49,6 +49,7 @@ func adminCmd() *cobra.Command {
 			a.ovList(), a.ovSet(), a.ovRemove()),
 		a.signatureCmd(),
 		a.applicationCmd(),
+		a.recordsCmd(),
 		group(&cobra.Command{Use: "daemon", Short: "The running daemon: health summary, log level"},
 			a.daemonStatus(), a.daemonLogLevel()),
 	)

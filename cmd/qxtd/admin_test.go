@@ -21,12 +21,19 @@ import (
 // adminServer runs the admin API on a real store behind 127.0.0.1.
 func adminServer(t *testing.T) (url string, pol *policy.Policy) {
 	t.Helper()
+	url, pol, _ = adminServerStore(t)
+	return url, pol
+}
+
+// adminServerStore is adminServer with its store.
+func adminServerStore(t *testing.T) (url string, pol *policy.Policy, q *queue.Store) {
+	t.Helper()
 	db, err := queue.OpenDB(filepath.Join(t.TempDir(), "qxtd.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() }) // after the store's Close (cleanups run last first)
-	q, err := queue.New(db, queue.Options{NoSync: true})
+	q, err = queue.New(db, queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +47,7 @@ func adminServer(t *testing.T) (url string, pol *policy.Policy) {
 		ts.Close()
 		q.Close()
 	})
-	return ts.URL, pol
+	return ts.URL, pol, q
 }
 
 // squeezeBlanks collapses runs of tableBlanks (table columns) to one space.
@@ -278,7 +285,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "list", "--bogus"}, code: 2, errOut: []string{"unknown flag: --bogus", "Run 'qxtd admin enterprise list --help' for usage."}},
 		{args: []string{"help"}, out: []string{"whitelist approve CODE (NUMBER... | --all-pending)", "user add CODE SYSTEM_ID --name N"}},
 		{args: []string{"enterprise", "list", "-h"}, out: []string{"qxtd admin enterprise list [flags]", "--api string"}},
-		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, daemon, enterprise, optouts, override, package, scope, signature, user, whitelist"}},
+		{args: []string{}, code: 2, errOut: []string{"qxtd admin: want a command: one of application, daemon, enterprise, optouts, override, package, records, scope, signature, user, whitelist"}},
 	}
 	for _, s := range steps {
 		args := append([]string{"admin"}, s.args...)

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+)
+
+// TestAdminRecords: the operator reads an enterprise's sent outbox (every
+// user's, narrowed by number as the enterprise's own), a message with its
+// parts, and its inbox, without logging in as the enterprise; another
+// enterprise's message is 404 under this one, as an unknown enterprise is.
+func TestAdminRecords(t *testing.T) {
+	r := newUserRig(t)
+	op0 := policy.OperatorActor("test")
+	if _, err := r.pol.UpdateEnterprise(op0, "A", func(e *policy.Enterprise) error {
+		e.ServiceNumber, e.ExtLen = "106575001", 2
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ext := "12"
+	if _, err := r.pol.UpdateUser(op0, "alice", policy.UserUpdate{Extension: &ext}); err != nil {
+		t.Fatal(err)
+	}
+	_, url0 := operatorServer(t, r, adminToken, nil)
+	op := &userRig{t: t, url: url0}
+	a1 := r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "给一号"}).Results[0].ID
+	a2 := r.send(r.keys["al2"], SendRequest{To: []string{uNumA2}, Text: "给二号"}).Results[0].ID
+	b1 := r.send(r.keys["bob"], SendRequest{To: []string{uNumA1}, Text: "乙的"}).Results[0].ID
+	r.waitState(r.keys["alice"], a1, "delivered", 10*time.Second)
+
+	var page MessagePage
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/A/messages", adminToken, nil, &page)
+	var ids []string
+	for _, m := range page.Messages {
+		ids = append(ids, m.ID)
+	}
+	if len(ids) != 2 || ids[0] != a2 || ids[1] != a1 {
+		t.Fatalf("A's outbox: %v, want [%s %s] (every user's, newest first)", ids, a2, a1)
+	}
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/A/messages?number="+url.QueryEscape("+86 "+uNumA1), adminToken, nil, &page)
+	if len(page.Messages) != 1 || page.Messages[0].ID != a1 {
+		t.Fatalf("A's messages to %s: %+v", uNumA1, page.Messages)
+	}
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/A/messages?account=al2", adminToken, nil, &page)
+	if len(page.Messages) != 1 || page.Messages[0].ID != a2 {
+		t.Fatalf("al2's: %+v", page.Messages)
+	}
+	var m Message
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/A/messages/"+a1, adminToken, nil, &m)
+	if m.ID != a1 || m.State != "delivered" || len(m.Parts) != 1 || m.Parts[0].SMSCID == "" {
+		t.Fatalf("message %s: %+v", a1, m)
+	}
+	op.wantError(http.StatusNotFound, "not_found", "GET", "/admin/v1/enterprises/A/messages/"+b1, adminToken, nil)
+	op.wantError(http.StatusNotFound, "not_found", "GET", "/admin/v1/enterprises/NOPE/messages", adminToken, nil)
+	op.wantError(http.StatusBadRequest, "invalid", "GET", "/admin/v1/enterprises/A/messages?number=abc", adminToken, nil)
+	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises/A/messages", "", nil)
+	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises/A/messages", r.keys["amy"], nil)
+
+	// The inbox, every extension's.
+	for _, dst := range []string{"10657500112", "106575001"} {
+		if err := r.sim.InjectMO(uNumA2, dst, "回复到"+dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var in InboxPage
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/A/inbox?number="+uNumA2, adminToken, nil, &in)
+	if len(in.Replies) != 2 || in.Replies[0].Text != "回复到106575001" || in.Replies[1].Account != "alice" {
+		t.Fatalf("A's inbox: %+v", in.Replies)
+	}
+	op.must(http.StatusOK, "GET", "/admin/v1/enterprises/B/inbox", adminToken, nil, &in)
+	if len(in.Replies) != 0 {
+		t.Fatalf("B's inbox: %+v", in.Replies)
+	}
+}

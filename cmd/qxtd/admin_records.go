@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// An enterprise's records for the operator: what a customer who calls
+// about a message or a reply is answered from (GET
+// /admin/v1/enterprises/{code}/messages, …/messages/{id}, …/inbox).
+
+func (a *adminCLI) recordsCmd() *cobra.Command {
+	return group(&cobra.Command{Use: "records", Short: "An enterprise's sent messages and replies: why a message was not received, whether a reply arrived"},
+		a.recSent(), a.recShow(), a.recReplies())
+}
+
+// recordFlags are the filters sent and replies share.
+func recordFlags(c *cobra.Command, q *api.RecordQuery, cursor string) {
+	fs := c.Flags()
+	fs.StringVar(&q.Number, "number", "", "only this number (any form, or its last digits)")
+	fs.StringVar(&q.From, "from", "", "at or after this time (RFC 3339)")
+	fs.StringVar(&q.To, "to", "", "before this time (RFC 3339)")
+	fs.StringVar(&q.Cursor, cursor, "", "the previous page's next")
+	fs.IntVar(&q.Limit, "limit", 0, "entries per page (default 100, at most 1000)")
+}
+
+func (a *adminCLI) recSent() *cobra.Command {
+	var q api.RecordQuery
+	c := a.leaf("sent CODE [--number N] [--outcome received|failed|pending] [--account SYSTEM_ID] [--from T] [--to T] [--after CURSOR] [--limit N]",
+		"List an enterprise's sent messages, newest first", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			page, err := cl.EnterpriseMessages(args[0], q)
+			if err != nil {
+				return err
+			}
+			return a.out(c, page, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tACCOUNT\tTO\tSTATE\tSEGMENTS\tERROR\tACCEPTED\tDONE\tTEXT")
+				for _, m := range page.Messages {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Account, m.To, m.State, m.Segments,
+						m.ErrorCode, localTime(m.AcceptedAt), localTime(m.DoneAt), clipText(m.Text, 40))
+				}
+				if page.Next != "" {
+					fmt.Fprintf(w, "more: --after %s\n", page.Next)
+				}
+				if page.Partial {
+					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
+				}
+			})
+		})
+	recordFlags(c, &q, "after")
+	c.Flags().StringVar(&q.Outcome, "outcome", "", "received, failed or pending")
+	c.Flags().StringVar(&q.Account, "account", "", "only this user's")
+	return c
+}
+
+func (a *adminCLI) recShow() *cobra.Command {
+	return a.leaf("show CODE ID", "Show one message of an enterprise with each part's SMSC id, error and receipt", 2, 2,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			m, err := cl.EnterpriseMessage(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return a.out(c, m, func(w io.Writer) {
+				fmt.Fprintf(w, "id\t%s\naccount\t%s\nto\t%s\nsource\t%s\nstate\t%s (%s)\nsegments\t%d\n", m.ID, m.Account, m.To, m.Source, m.State, m.StateZH, m.Segments)
+				if m.ErrorCode != "" {
+					fmt.Fprintf(w, "error\t%s\n", m.ErrorCode)
+				}
+				fmt.Fprintf(w, "accepted\t%s\nsubmitted\t%s\ndone\t%s\ntext\t%s\n", localTime(m.AcceptedAt), localTime(m.SubmittedAt), localTime(m.DoneAt), m.Text)
+				fmt.Fprintln(w, "PART\tSTATE\tSMSC ID\tERROR\tATTEMPTS\tSUBMITTED\tDONE")
+				for _, p := range m.Parts {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.Index+1, p.State, p.SMSCID, p.ErrorCode, p.Attempts, localTime(p.SubmittedAt), localTime(p.DoneAt))
+				}
+			})
+		})
+}
+
+func (a *adminCLI) recReplies() *cobra.Command {
+	var q api.RecordQuery
+	c := a.leaf("replies CODE [--number N] [--from T] [--to T] [--before CURSOR] [--limit N]",
+		"List the replies (MO) to an enterprise, newest first, and whether each reached it", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			page, err := cl.EnterpriseInbox(args[0], q)
+			if err != nil {
+				return err
+			}
+			return a.out(c, page, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tFROM\tTO\tACCOUNT\tRECEIVED\tFORWARDED\tTEXT")
+				for _, m := range page.Replies {
+					fwd := "no"
+					switch {
+					case m.Refused:
+						fwd = "refused"
+					case m.Forwarded:
+						fwd = "yes"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.From, m.To, m.Account, localTime(m.ReceivedAt), fwd, clipText(m.Text, 40))
+				}
+				if page.Next != "" {
+					fmt.Fprintf(w, "more: --before %s\n", page.Next)
+				}
+				if page.Partial {
+					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
+				}
+			})
+		})
+	recordFlags(c, &q, "before")
+	return c
+}
+
+// localTime is t in the local zone, "" for none.
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+// clipText is s cut to n characters, with "…" when cut.
+func clipText(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+)
+
+// TestAdminRecordsCLI: qxtd admin records sent and replies list an
+// enterprise's messages and replies, narrowed to a number, as tables and
+// as JSON; a bad number is the API's refusal.
+func TestAdminRecordsCLI(t *testing.T) {
+	t.Parallel()
+	url, pol, q := adminServerStore(t)
+	if _, err := pol.Seed(t.Context(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
+		Enterprise: policy.Enterprise{Code: "ACME", Name: "Acme", Signature: "【阿克米】", Package: 1, ServiceNumber: "106575009"},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"13800138000", "13900139000"} {
+		m := &queue.Message{Account: "acme1", Enterprise: "ACME", Upstream: "sim", Dest: to, Text: "【阿克米】发给" + to,
+			Parts: []queue.Part{{Body: []byte("x")}}}
+		if err := q.Enqueue(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.StoreMO(t.Context(), &queue.MO{Enterprise: "ACME", Source: "8613800138000", Dest: "106575009", Text: "收到了",
+		Upstream: "sim", ReceivedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runIO(strings.NewReader(""), append([]string{"admin", "--api", url, "--token", "tok", "records"}, args...), &stdout, &stderr)
+		return code, squeezeBlanks(stdout.String()), stderr.String()
+	}
+	code, out, errOut := run("sent", "ACME", "--number", "138 0013 8000")
+	if code != 0 || !strings.Contains(out, "acme1 13800138000 accepted 1") || strings.Contains(out, "13900139000") {
+		t.Fatalf("sent --number: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = run("sent", "ACME", "--json")
+	if code != 0 || strings.Count(out, `"to":`) != 2 {
+		t.Fatalf("sent --json: %d\n%s", code, out)
+	}
+	code, out, errOut = run("replies", "ACME", "--number", "13800138000")
+	if code != 0 || !strings.Contains(out, "8613800138000 106575009") || !strings.Contains(out, "收到了") || !strings.Contains(out, " no ") {
+		t.Fatalf("replies: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = run("sent", "ACME", "--number", "abc"); code != 1 || !strings.Contains(errOut, "invalid:") {
+		t.Fatalf("a bad number: %d %s", code, errOut)
+	}
+	if code, _, errOut = run("sent", "NOPE"); code != 1 || !strings.Contains(errOut, "not_found") {
+		t.Fatalf("an unknown enterprise: %d %s", code, errOut)
+	}
+}
