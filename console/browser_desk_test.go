@@ -228,3 +228,50 @@ func TestBrowserDesktopAfterMobile(t *testing.T) {
 		t.Errorf("after desktop(): %d px wide, want %d (1280 at the start: %d)", w, 1280, desk)
 	}
 }
+
+// A customer of enterprise A calls: "my message to 137… did not arrive,
+// and my customer says he replied". The account manager opens the
+// enterprise's 收发查询 from its page, finds the message by the number's
+// last digits, opens it (its parts, 为什么没有收到), then the replies from
+// that number; on a phone too.
+func TestBrowserDeskRecords(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "您的快递明天送达", d1.Add(9*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "会议改到三点", d1.Add(10*time.Hour), time.Time{})
+	r.storeReply(numA1, "好的，谢谢", time.Now())
+	b := newBrowser(t)
+	b.run("the account manager opens the desk", chromedp.Navigate(r.url+"/ops/enterprises/A"))
+	b.run("and logs in",
+		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+	)
+	b.waitText("h1", "（A）", false)
+	b.run("open 收发查询", chromedp.Navigate(r.url+"/ops/enterprises/A"), chromedp.WaitVisible(chromedp.CSS(`#ent-records`)),
+		chromedp.Click(chromedp.CSS(`#ent-records`)), chromedp.WaitVisible(chromedp.CSS(`#records-search`)))
+	b.waitText("#records tbody", "会议改到三点", false)
+	b.run("search by the last digits",
+		chromedp.SendKeys(chromedp.CSS(`#records-search input[name=number]`), numA1[len(numA1)-4:]),
+		chromedp.Click(chromedp.CSS(`#records-search button`)))
+	b.waitText("#records tbody", "您的快递明天送达", false)
+	if s := b.text("#records tbody"); strings.Contains(s, "会议改到三点") {
+		t.Errorf("narrowed to …%s: %q", numA1[len(numA1)-4:], s)
+	}
+	b.shot("ops-records")
+	b.run("open the message", chromedp.Click(chromedp.CSS(`#records tbody td[data-label="接收号码"] a`)))
+	b.waitText("main", "为什么没有收到？", false)
+	b.waitText("main", "分条明细", false)
+	b.shot("ops-record")
+	b.run("the replies", chromedp.Navigate(r.url+"/ops/enterprises/A/records?number="+numA1))
+	b.run("收到的回复", chromedp.Click(chromedp.CSS(`nav.tabs a[href*="box=inbox"]`)))
+	b.waitText("#records tbody", "好的，谢谢", false)
+	b.waitText("#records tbody", "未收取", false)
+	b.shot("ops-records-inbox")
+	b.mobile()
+	b.run("on a phone", chromedp.Reload())
+	b.waitText("#records tbody", "好的，谢谢", false)
+	b.fits("#records-search")
+	b.fits("#records")
+	b.shot("ops-records-inbox-mobile")
+}

@@ -27,6 +27,8 @@ var deskRoutes = []route{
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},
 	{"POST /ops/enterprises/{code}/users/{sid}/password", (*Server).opsUserPassword},
 	{"POST /ops/enterprises/{code}/users/{sid}/update", (*Server).opsUserUpdate},
+	{"GET /ops/enterprises/{code}/records", (*Server).opsRecords},
+	{"GET /ops/enterprises/{code}/records/{id}", (*Server).opsRecord},
 	{"GET /ops/approvals", (*Server).opsApprovals},
 	{"POST /ops/approvals/whitelist", (*Server).opsDecideWhitelist},
 	{"POST /ops/approvals/signatures/{id}/{decision}", (*Server).opsDecideSignature},

@@ -291,12 +291,24 @@ func with(q url.Values, k, v string) url.Values {
 	return c
 }
 
-// messageData is a message's detail page.
+// messageData is a message's detail page (the enterprise's, and the
+// desk's): Back is the list it came from.
 type messageData struct {
 	M      api.Message
 	Why    whyAnswer
 	Codes  []string // the Chinese of each part's error code ("" = none)
 	States []string // the Chinese of each part's state
+	Back   string
+	Ent    string // the desk's: the enterprise's code
+}
+
+func newMessageData(m api.Message, back string) messageData {
+	d := messageData{M: m, Why: whyFor(m), Back: back}
+	for _, p := range m.Parts {
+		d.Codes = append(d.Codes, codeZH(p.ErrorCode))
+		d.States = append(d.States, cmp.Or(partStateZH[p.State], p.State))
+	}
+	return d
 }
 
 func (s *Server) message(q *req) {
@@ -305,12 +317,7 @@ func (s *Server) message(q *req) {
 		q.fail(err)
 		return
 	}
-	d := messageData{M: m, Why: whyFor(m)}
-	for _, p := range m.Parts {
-		d.Codes = append(d.Codes, codeZH(p.ErrorCode))
-		d.States = append(d.States, cmp.Or(partStateZH[p.State], p.State))
-	}
-	q.render(http.StatusOK, "message", q.view(d))
+	q.render(http.StatusOK, "message", q.view(newMessageData(m, "/outbox")))
 }
 
 // scheduledData is the 定时发件箱.

@@ -1,0 +1,112 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// 收发查询 on the desk: an enterprise's sent messages and the replies to
+// it, narrowed to a number and Beijing dates, and a message's detail with
+// the enterprise's own "为什么没有收到？", from the admin API (GET
+// /admin/v1/enterprises/{code}/messages, …/{id}, …/inbox). A customer
+// who calls about a message to 138… or a reply that never reached them
+// is answered from here, without a login as the enterprise.
+
+// opsRecordsData is the page: Box "sent" (发出的短信) or "inbox" (收到的回复).
+type opsRecordsData struct {
+	Code              string
+	Box               string
+	Number, BadNumber string
+	Days              dayRange
+	Messages          []api.Message
+	Replies           []api.InboxItem
+	Missing           api.Missing
+	Paged             bool
+	// The links, with the box, the number and the dates: each box, the
+	// first page and the next.
+	SentURL, InboxURL, FirstURL, NextURL string
+}
+
+func (s *Server) opsRecords(q *req) {
+	in := q.r.URL.Query()
+	code := q.r.PathValue("code")
+	d := &opsRecordsData{Code: code, Box: "sent", Days: readDayRange(in)}
+	if in.Get("box") == "inbox" {
+		d.Box = "inbox"
+	}
+	d.Number, d.BadNumber = readNumber(in)
+	cursor := "after"
+	if d.Box == "inbox" {
+		cursor = "before"
+	}
+	d.Paged = in.Get(cursor) != ""
+	keep := url.Values{}
+	if d.Number != "" {
+		keep.Set("number", d.Number)
+	}
+	d.Days.keep(keep)
+	base := "/ops/enterprises/" + url.PathEscape(code) + "/records"
+	d.SentURL, d.InboxURL = link(base, keep), link(base, with(keep, "box", "inbox"))
+	if d.Box == "inbox" {
+		keep.Set("box", "inbox")
+	}
+	d.FirstURL = link(base, keep)
+	p := q.view(d)
+	if d.BadNumber != "" || d.Days.Bad != "" {
+		q.render(http.StatusBadRequest, "ops_records", p)
+		return
+	}
+	v := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	if d.Number != "" {
+		v.Set("number", d.Number)
+	}
+	if x := in.Get(cursor); x != "" {
+		v.Set(cursor, x)
+	}
+	d.Days.apiQuery(v)
+	api0 := "/admin/v1/enterprises/" + pathSeg(code)
+	var next string
+	var err error
+	if d.Box == "inbox" {
+		var pg api.InboxPage
+		err = s.opsCall(q.r, http.MethodGet, api0+"/inbox?"+v.Encode(), nil, &pg)
+		d.Replies, next, d.Missing = pg.Replies, pg.Next, pg.Missing
+	} else {
+		var pg api.MessagePage
+		err = s.opsCall(q.r, http.MethodGet, api0+"/messages?"+v.Encode(), nil, &pg)
+		d.Messages, next, d.Missing = pg.Messages, pg.Next, pg.Missing
+	}
+	if err != nil && isStatus(err, http.StatusNotFound) {
+		q.fail(err) // no such enterprise
+		return
+	}
+	if err != nil {
+		code, ok := q.deskErr(p, err, "number")
+		if !ok {
+			return
+		}
+		q.render(code, "ops_records", p)
+		return
+	}
+	if next != "" {
+		d.NextURL = link(base, with(keep, cursor, next))
+	}
+	q.render(http.StatusOK, "ops_records", p)
+}
+
+// opsRecord is one message's detail: each part's SMSC id, error and
+// times, and the enterprise's own answer to 为什么没有收到.
+func (s *Server) opsRecord(q *req) {
+	code := q.r.PathValue("code")
+	var m api.Message
+	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/enterprises/"+pathSeg(code)+"/messages/"+pathSeg(q.r.PathValue("id")), nil, &m); err != nil {
+		q.fail(err)
+		return
+	}
+	d := newMessageData(m, "/ops/enterprises/"+url.PathEscape(code)+"/records")
+	d.Ent = code
+	q.render(http.StatusOK, "ops_message", q.view(d))
+}

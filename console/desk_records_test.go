@@ -1,0 +1,66 @@
+package console
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDeskRecords: 收发查询 on the desk lists an enterprise's sent messages
+// (every user's) and the replies to it, narrowed to a number, and opens
+// a message's detail with its parts and 为什么没有收到; a number without
+// digits is refused next to the field; the enterprise's page links it.
+func TestDeskRecords(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "给一号的通知", d1.Add(9*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "给二号的通知", d1.Add(10*time.Hour), time.Time{})
+	r.storeReply(numA2, "二号的回复", time.Now())
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/enterprises/A").wantPage(t, `id="ent-records" href="/ops/enterprises/A/records"`)
+
+	a := c.get("/ops/enterprises/A/records")
+	a.wantPage(t, "收发查询（A）", "给一号的通知", "给二号的通知", `class="on" aria-current="page">发出的短信`)
+	a = c.get("/ops/enterprises/A/records?number=" + numA1[len(numA1)-4:])
+	a.wantPage(t, "给一号的通知")
+	if strings.Contains(a.Body, "给二号的通知") {
+		t.Errorf("narrowed to %s, lists another number's:\n%s", numA1, a.Body)
+	}
+	id := between(a.Body, `href="/ops/enterprises/A/records/`, `"`)
+	if id == "" {
+		t.Fatalf("no link to the message:\n%s", a.Body)
+	}
+	c.get("/ops/enterprises/A/records/"+id).wantPage(t, "短信详情", numA1, "为什么没有收到？", "分条明细",
+		`<a href="/ops/enterprises/A/records">« 返回收发查询</a>`)
+	if b := c.get("/ops/enterprises/A/records/" + id); strings.Contains(b.Body, "修改定时短信") {
+		t.Error("the desk's detail offers the enterprise's change of a scheduled message")
+	}
+
+	a = c.get("/ops/enterprises/A/records?box=inbox&number=" + numA2)
+	a.wantPage(t, "二号的回复", `class="on" aria-current="page">收到的回复`, "未收取", `<input type="hidden" name="box" value="inbox">`)
+	if a := c.get("/ops/enterprises/A/records?box=inbox&number=" + numA1); !strings.Contains(a.Body, "没有来自该号码的回复") {
+		t.Errorf("another number's replies:\n%s", a.Body)
+	}
+	if a := c.get("/ops/enterprises/A/records?number=abc"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
+		t.Errorf("a number without digits: %d\n%s", a.Status, a.Body)
+	}
+	if a := c.get("/ops/enterprises/NOPE/records"); a.Status != http.StatusNotFound {
+		t.Errorf("an unknown enterprise: %d", a.Status)
+	}
+	// The enterprise's own detail keeps its back link and its change link.
+	u := r.client()
+	u.login("alice")
+	u.get("/outbox/"+id).wantPage(t, "短信详情", `<a href="/outbox">« 返回发件箱</a>`)
+}
+
+// between is the text of s after the first before, up to the next after.
+func between(s, before, after string) string {
+	_, rest, ok := strings.Cut(s, before)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, after)
+	return v
+}
