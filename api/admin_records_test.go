@@ -5,8 +5,6 @@ import (
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/qxtd/qxtd/policy"
 )
 
 // TestAdminRecords: the operator reads an enterprise's sent outbox (every
@@ -15,17 +13,7 @@ import (
 // enterprise's message is 404 under this one, as an unknown enterprise is.
 func TestAdminRecords(t *testing.T) {
 	r := newUserRig(t)
-	op0 := policy.OperatorActor("test")
-	if _, err := r.pol.UpdateEnterprise(op0, "A", func(e *policy.Enterprise) error {
-		e.ServiceNumber, e.ExtLen = "106575001", 2
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ext := "12"
-	if _, err := r.pol.UpdateUser(op0, "alice", policy.UserUpdate{Extension: &ext}); err != nil {
-		t.Fatal(err)
-	}
+	r.serviceNumbers()
 	_, url0 := operatorServer(t, r, adminToken, nil)
 	op := &userRig{t: t, url: url0}
 	a1 := r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "给一号"}).Results[0].ID

@@ -333,33 +333,15 @@ func TestClusterScheduledSendRange(t *testing.T) {
 		peer.msgs = append(peer.msgs, Message{ID: strconv.FormatUint(2<<48|uint64(3-i), 10), Text: "peer " + at.Format(time.DateTime),
 			AcceptedAt: now.Add(-time.Duration(i) * time.Second), SendAt: at, Scheduled: true})
 	}
-	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	var mine []*queue.Message
 	for _, at := range []time.Time{d1.Add(2 * time.Hour), d2.Add(2 * time.Hour), d3.Add(2 * time.Hour)} {
-		m := &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: "13800138000", Text: "self " + at.Format(time.DateTime),
-			SendAt: at, Parts: []queue.Part{{Body: []byte("x")}}}
-		if err := st.Enqueue(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
+		mine = append(mine, &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: "13800138000", Text: "self " + at.Format(time.DateTime),
+			SendAt: at, Parts: []queue.Part{{Body: []byte("x")}}})
 	}
-	s := New(Config{Store: st, PeerLists: peer})
-	w := httptest.NewRecorder()
-	s.clusterList(t.Context(), w, queue.ListFilter{Enterprise: "G1", Scheduled: true, SendFrom: d2, SendTo: d3, Now: now}, "", "", 10)
-	var page MessagePage
-	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
-		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
-	}
-	var got []string
-	for _, m := range page.Messages {
-		got = append(got, m.Text)
-	}
-	slices.Sort(got)
+	got := pageOverOlderNode(t, peer, mine, queue.ListFilter{Enterprise: "G1", Scheduled: true, SendFrom: d2, SendTo: d3, Now: now})
 	want := []string{"peer " + d2.Add(time.Hour).Format(time.DateTime), "self " + d2.Add(2*time.Hour).Format(time.DateTime)}
-	if !slices.Equal(got, want) || page.Partial || page.Next != "" {
-		t.Fatalf("page %q (next %q, partial %v), want %q", got, page.Next, page.Partial, want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("page %q, want %q", got, want)
 	}
 	peer.mu.Lock()
 	defer peer.mu.Unlock()
@@ -379,37 +361,51 @@ func TestClusterOutboxNumber(t *testing.T) {
 		peer.msgs = append(peer.msgs, Message{ID: strconv.FormatUint(2<<48|uint64(3-i), 10), To: to, Text: "peer " + to,
 			AcceptedAt: now.Add(-time.Duration(i) * time.Second)})
 	}
-	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	var mine []*queue.Message
 	for _, to := range []string{"13800138000", "13900139000", "+8613800138000"} {
-		m := &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: to, Text: "self " + to,
-			Parts: []queue.Part{{Body: []byte("x")}}}
-		if err := st.Enqueue(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
+		mine = append(mine, &queue.Message{Account: "u", Enterprise: "G1", Upstream: "sim", Dest: to, Text: "self " + to,
+			Parts: []queue.Part{{Body: []byte("x")}}})
 	}
-	s := New(Config{Store: st, PeerLists: peer})
-	w := httptest.NewRecorder()
-	s.clusterList(t.Context(), w, queue.ListFilter{Enterprise: "G1", Sent: true, Number: "138 0013 8000", Now: now}, "", "", 10)
-	var page MessagePage
-	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
-		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
-	}
-	var got []string
-	for _, m := range page.Messages {
-		got = append(got, m.Text)
-	}
-	slices.Sort(got)
+	got := pageOverOlderNode(t, peer, mine, queue.ListFilter{Enterprise: "G1", Sent: true, Number: "138 0013 8000", Now: now})
 	want := []string{"peer 13800138000", "self +8613800138000", "self 13800138000"}
-	if !slices.Equal(got, want) || page.Partial || page.Next != "" {
-		t.Fatalf("page %q (next %q, partial %v), want %q", got, page.Next, page.Partial, want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("page %q, want %q", got, want)
 	}
 	peer.mu.Lock()
 	defer peer.mu.Unlock()
 	if len(peer.asked) == 0 || peer.asked[0].Number != "138 0013 8000" {
 		t.Fatalf("the node was asked %+v", peer.asked)
 	}
+}
+
+// pageOverOlderNode is clusterList's page of f on node 1, whose store
+// holds mine, beside peer as node 2: its texts, sorted. A page that is
+// partial or has a next fails the test.
+func pageOverOlderNode(t *testing.T, peer *olderNode, mine []*queue.Message, f queue.ListFilter) []string {
+	t.Helper()
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, m := range mine {
+		if err := st.Enqueue(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := httptest.NewRecorder()
+	New(Config{Store: st, PeerLists: peer}).clusterList(t.Context(), w, f, "", "", 10)
+	var page MessagePage
+	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
+		t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+	}
+	if page.Partial || page.Next != "" {
+		t.Fatalf("page partial %v, next %q", page.Partial, page.Next)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, m.Text)
+	}
+	slices.Sort(got)
+	return got
 }

@@ -14,29 +14,37 @@ import (
 	"github.com/qxtd/qxtd/queue"
 )
 
+// serviceNumbers gives enterprise A the service number 106575001 with
+// extensions of 2 digits, alice the extension 12 (her replies go to
+// 10657500112), and B the number 106575002.
+func (r *userRig) serviceNumbers() {
+	r.t.Helper()
+	op := policy.OperatorActor("test")
+	if _, err := r.pol.UpdateEnterprise(op, "A", func(e *policy.Enterprise) error {
+		e.ServiceNumber, e.ExtLen = "106575001", 2
+		return nil
+	}); err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.pol.UpdateEnterprise(op, "B", func(e *policy.Enterprise) error {
+		e.ServiceNumber = "106575002"
+		return nil
+	}); err != nil {
+		r.t.Fatal(err)
+	}
+	ext := "12"
+	if _, err := r.pol.UpdateUser(op, "alice", policy.UserUpdate{Extension: &ext}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // TestServiceNumberAndInboxOverHTTP: over HTTP, a source not of the
 // enterprise's service number is refused bad_source, an empty one goes
 // out as the number plus the user's extension; replies to it are listed
 // in the inbox, all to the admin, a user's own to the user.
 func TestServiceNumberAndInboxOverHTTP(t *testing.T) {
 	r := newUserRig(t)
-	op := policy.OperatorActor("test")
-	if _, err := r.pol.UpdateEnterprise(op, "A", func(e *policy.Enterprise) error {
-		e.ServiceNumber, e.ExtLen = "106575001", 2
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.pol.UpdateEnterprise(op, "B", func(e *policy.Enterprise) error {
-		e.ServiceNumber = "106575002"
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ext := "12"
-	if _, err := r.pol.UpdateUser(op, "alice", policy.UserUpdate{Extension: &ext}); err != nil {
-		t.Fatal(err)
-	}
+	r.serviceNumbers()
 	e := r.wantError(http.StatusUnprocessableEntity, "bad_source", "POST", "/v1/messages", r.keys["alice"],
 		SendRequest{To: []string{uNumA1}, Text: "冒充", Source: "106575002"})
 	if e.Error.Code != "0x00000409" {

@@ -228,12 +228,7 @@ func TestBrowserReceipts(t *testing.T) {
 
 	// The account manager sees the webhook amy set and tests it from the
 	// desk (its own login, in the same browser).
-	b.run("the account manager opens the enterprise",
-		chromedp.Navigate(r.url+"/ops/enterprises/A"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
-		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
-	)
+	b.opsLogin(r.url + "/ops/enterprises/A")
 	b.waitText("#ent-receipts", ep.URL+"/sms/receipts", false) // the login goes back to the page asked for
 	b.waitText("#ent-reply-url", ep.URL+"/sms/replies", false)
 	b.run("test the endpoint", chromedp.Click(chromedp.CSS(`#ent-receipt-test button`)))

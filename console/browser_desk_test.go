@@ -34,12 +34,7 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	b.waitText(".notice[role=status]", "待客户经理审批", false)
 	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "待审批")
 
-	b.run("the account manager opens the desk", chromedp.Navigate(r.url+"/ops/"))
-	b.run("and logs in",
-		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
-		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
-	)
+	b.opsLogin(r.url + "/ops/")
 	b.waitText("h1", "运行概况", false)
 	b.waitText("#pending", "白名单号码", false)
 	if got := b.text(`#pending a[href="/ops/approvals#whitelist"] b`); got != "2" { // numPending and alice's
@@ -241,15 +236,9 @@ func TestBrowserDeskRecords(t *testing.T) {
 	r.storeSentTo(numA2, "会议改到三点", d1.Add(10*time.Hour), time.Time{})
 	r.storeReply(numA1, "好的，谢谢", time.Now())
 	b := newBrowser(t)
-	b.run("the account manager opens the desk", chromedp.Navigate(r.url+"/ops/enterprises/A"))
-	b.run("and logs in",
-		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
-		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
-	)
+	b.opsLogin(r.url + "/ops/enterprises/A")
 	b.waitText("h1", "（A）", false)
-	b.run("open 收发查询", chromedp.Navigate(r.url+"/ops/enterprises/A"), chromedp.WaitVisible(chromedp.CSS(`#ent-records`)),
-		chromedp.Click(chromedp.CSS(`#ent-records`)), chromedp.WaitVisible(chromedp.CSS(`#records-search`)))
+	b.run("open 收发查询", chromedp.Click(chromedp.CSS(`#ent-records`)), chromedp.WaitVisible(chromedp.CSS(`#records-search`)))
 	b.waitText("#records tbody", "会议改到三点", false)
 	b.run("search by the last digits",
 		chromedp.SendKeys(chromedp.CSS(`#records-search input[name=number]`), numA1[len(numA1)-4:]),

@@ -260,6 +260,20 @@ func (b *browser) login(base, systemID string) {
 	)
 }
 
+// opsLogin opens the desk's page at pageURL, logs in with the operator
+// token there, and waits for the page asked for (the login goes back to
+// it).
+func (b *browser) opsLogin(pageURL string) {
+	b.t.Helper()
+	b.run("the account manager opens "+pageURL+" and logs in",
+		chromedp.Navigate(pageURL),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`nav.side`)),
+	)
+}
+
 // shot writes a PNG of the whole page to $QXTD_SCREENSHOTS/name.png
 // (`make screenshots`); without the variable it does nothing.
 func (b *browser) shot(name string) {

@@ -14,7 +14,8 @@ import (
 )
 
 // throttlingESME answers its first n deliver_sm ESME_RTHROTTLED and the
-// others OK, recording when each came and the texts it took.
+// others OK, each delay after it came (several at once), recording when
+// each came and the texts it took.
 type throttlingESME struct {
 	mu    sync.Mutex
 	n     int
@@ -23,7 +24,7 @@ type throttlingESME struct {
 	wake  chan struct{}
 }
 
-func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind smpp.BindKind, n int) (*throttlingESME, *smpp.Conn) {
+func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind smpp.BindKind, n int, delay time.Duration) (*throttlingESME, *smpp.Conn) {
 	t.Helper()
 	e := &throttlingESME{n: n, took: map[string]int{}, wake: make(chan struct{}, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -33,12 +34,16 @@ func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind sm
 			return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
 		}
 		e.mu.Lock()
-		defer e.mu.Unlock()
 		e.times = append(e.times, time.Now())
-		if len(e.times) <= e.n {
+		throttle := len(e.times) <= e.n
+		e.mu.Unlock()
+		time.Sleep(delay) // the ESME's own work (0: none)
+		if throttle {
 			return smpp.ErrorResponse(p, smpp.StatusThrottled)
 		}
+		e.mu.Lock()
 		e.took[string(smpp.UserData(p))]++
+		e.mu.Unlock()
 		select {
 		case e.wake <- struct{}{}:
 		default:
@@ -91,7 +96,7 @@ func TestESMEThrottledReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e, _ := bindThrottlingESME(t, r, "alice", "secret1", smpp.BindReceiver, 2)
+	e, _ := bindThrottlingESME(t, r, "alice", "secret1", smpp.BindReceiver, 2, 0)
 	e.wait(t, n)
 	// Two throttles in a row: 300 ms, then 600.
 	if d := e.pausedAfter(1); d < 290*time.Millisecond {
@@ -116,7 +121,7 @@ func TestESMEThrottledReceipts(t *testing.T) {
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}, gwcfg: func(c *gateway.Config) {
 		c.DLRWindow, c.RetryMin, c.RetryMax, c.DLRRetry = 1, 300*time.Millisecond, time.Second, 20*time.Millisecond
 	}})
-	e, conn := bindThrottlingESME(t, r, "esme", "pw", smpp.BindTransceiver, 1)
+	e, conn := bindThrottlingESME(t, r, "esme", "pw", smpp.BindTransceiver, 1, 0)
 	const n = 5
 	for i := range n {
 		p := submitSM("1069", fmt.Sprintf("1380000%04d", i), "m")

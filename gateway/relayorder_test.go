@@ -1,14 +1,10 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/fiorix/go-smpp/smpp/pdu"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/smpp"
@@ -65,65 +61,6 @@ func TestRelayedRepliesInOrder(t *testing.T) {
 	}
 }
 
-// slowThrottlingESME answers its first deliver_sm ESME_RTHROTTLED and
-// the others OK, each 5 ms after it came (several at once), recording
-// when each came and the texts it took.
-type slowThrottlingESME struct {
-	mu    sync.Mutex
-	times []time.Time
-	took  map[string]int
-	wake  chan struct{}
-}
-
-func bindSlowThrottlingESME(t *testing.T, r *rig, systemID, password string) *slowThrottlingESME {
-	t.Helper()
-	e := &slowThrottlingESME{took: map[string]int{}, wake: make(chan struct{}, 1)}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r.dialAs(ctx, t, systemID, password, smpp.BindReceiver, 10, smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
-		if p.Header().ID != pdu.DeliverSMID {
-			return smpp.ErrorResponse(p, smpp.StatusInvalidCommandID)
-		}
-		e.mu.Lock()
-		e.times = append(e.times, time.Now())
-		first := len(e.times) == 1
-		e.mu.Unlock()
-		time.Sleep(5 * time.Millisecond) // the ESME's own work
-		if first {
-			return smpp.ErrorResponse(p, smpp.StatusThrottled)
-		}
-		e.mu.Lock()
-		e.took[string(smpp.UserData(p))]++
-		e.mu.Unlock()
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
-		return pdu.NewDeliverSMResp()
-	}))
-	return e
-}
-
-// wait waits until the ESME took n distinct deliver_sm.
-func (e *slowThrottlingESME) wait(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		e.mu.Lock()
-		got := len(e.took)
-		e.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-e.wake:
-		case <-deadline.C:
-			t.Fatalf("the ESME took %d, want %d", got, n)
-		}
-	}
-}
-
 // TestRelayedRepliesThrottled: an ESME on node 2 that answers a reply
 // node 1 handed over with ESME_RTHROTTLED gets nothing new for
 // delivery.retry_min, as from its local forwarder: what was in flight
@@ -141,7 +78,7 @@ func TestRelayedRepliesThrottled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e := bindSlowThrottlingESME(t, n2.rig, "alice", "secret1")
+	e, _ := bindThrottlingESME(t, n2.rig, "alice", "secret1", smpp.BindReceiver, 1, 5*time.Millisecond)
 	relayedTo(t, b, 1)
 	e.wait(t, n)
 	for text, k := range e.took {
