@@ -243,6 +243,8 @@ func TestBrowserDeskRecords(t *testing.T) {
 	b.run("search by the last digits",
 		chromedp.SendKeys(chromedp.CSS(`#records-search input[name=number]`), numA1[len(numA1)-4:]),
 		chromedp.Click(chromedp.CSS(`#records-search button`)))
+	// The new page, not the one the search was typed on (it lists both).
+	b.waitText("#records-search", "显示全部", false)
 	b.waitText("#records tbody", "您的快递明天送达", false)
 	if s := b.text("#records tbody"); strings.Contains(s, "会议改到三点") {
 		t.Errorf("narrowed to …%s: %q", numA1[len(numA1)-4:], s)

@@ -257,8 +257,14 @@ func TestBrowserRecordsByNumber(t *testing.T) {
 	b.run("open 收件箱", chromedp.Navigate(r.url+"/inbox"))
 	b.waitText("table.list tbody", "收到，十点见", false)
 	b.shot("inbox-answer")
-	b.run("what was sent to this number", chromedp.Click(chromedp.CSS(`table.list tbody a[href="/outbox?number=`+numA1+`"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#outbox-number`)))
+	b.run("the thread with this number", chromedp.Click(chromedp.CSS(`table.list tbody a[href="/conversation?number=`+numA1+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conversation`)))
+	// Oldest first: the two messages, then the reply; another number's none.
+	if s := b.text("#conversation"); !inOrder(s, "会议通知：明早九点", "会议改到十点", "收到，十点见") || strings.Contains(s, "快递已送达") {
+		t.Errorf("往来记录 with %s: %q", numA1, s)
+	}
+	b.shot("conversation")
+	b.run("what was sent to this number", chromedp.Navigate(r.url+"/outbox?number="+numA1), chromedp.WaitVisible(chromedp.CSS(`#outbox-number`)))
 	b.waitText("table.list tbody", "会议改到十点", false)
 	if s := b.text("table.list tbody"); !strings.Contains(s, "会议通知：明早九点") || strings.Contains(s, "快递已送达") {
 		t.Errorf("发件箱 of %s: %q", numA1, s)
@@ -288,8 +294,24 @@ func TestBrowserRecordsByNumber(t *testing.T) {
 	b.waitText("table.list tbody", "会议改到十点", false)
 	b.fits("#outbox-search")
 	b.shot("outbox-number-mobile")
+	b.run("the thread on a phone", chromedp.Navigate(r.url+"/conversation?number="+numA1))
+	b.waitText("#conversation", "收到，十点见", false)
+	b.fits("#conversation")
+	b.shot("conversation-mobile")
 	b.run("the inbox on a phone", chromedp.Navigate(r.url+"/inbox"))
 	b.waitText("table.list tbody", "收到，十点见", false)
 	b.fits("table.list")
 	b.shot("inbox-answer-mobile")
+}
+
+// inOrder reports whether s holds each of parts, in this order.
+func inOrder(s string, parts ...string) bool {
+	for _, p := range parts {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return true
 }

@@ -19,6 +19,8 @@ import (
 type opsRecordsData struct {
 	Code              string
 	Box               string
+	Outcome           string      // the sent box's tab (outboxTabs)
+	Tabs              []outboxTab // its tabs, with the number and the dates
 	Number, BadNumber string
 	Days              dayRange
 	Messages          []api.Message
@@ -26,8 +28,8 @@ type opsRecordsData struct {
 	Missing           api.Missing
 	Paged             bool
 	// The links, with the box, the number and the dates: each box, the
-	// first page and the next.
-	SentURL, InboxURL, FirstURL, NextURL string
+	// first page and the next; AllURL the box alone (显示全部).
+	SentURL, InboxURL, FirstURL, NextURL, AllURL string
 }
 
 func (s *Server) opsRecords(q *req) {
@@ -38,20 +40,38 @@ func (s *Server) opsRecords(q *req) {
 		d.Box = "inbox"
 	}
 	d.Number, d.BadNumber = readNumber(in)
+	if d.Box == "sent" {
+		d.Outcome = in.Get("outcome")
+	}
 	cursor := "after"
 	if d.Box == "inbox" {
 		cursor = "before"
 	}
 	d.Paged = in.Get(cursor) != ""
+	base := "/ops/enterprises/" + url.PathEscape(code) + "/records"
+	d.AllURL = base
+	if d.Box == "inbox" {
+		d.AllURL = link(base, url.Values{"box": {"inbox"}})
+	}
 	keep := url.Values{}
 	if d.Number != "" {
 		keep.Set("number", d.Number)
 	}
 	d.Days.keep(keep)
-	base := "/ops/enterprises/" + url.PathEscape(code) + "/records"
 	d.SentURL, d.InboxURL = link(base, keep), link(base, with(keep, "box", "inbox"))
 	if d.Box == "inbox" {
 		keep.Set("box", "inbox")
+	} else {
+		for _, t := range outboxTabs {
+			t.URL = d.SentURL
+			if t.Outcome != "" {
+				t.URL = link(base, with(keep, "outcome", t.Outcome))
+			}
+			d.Tabs = append(d.Tabs, t)
+		}
+		if d.Outcome != "" {
+			keep.Set("outcome", d.Outcome)
+		}
 	}
 	d.FirstURL = link(base, keep)
 	p := q.view(d)
@@ -65,6 +85,9 @@ func (s *Server) opsRecords(q *req) {
 	}
 	if x := in.Get(cursor); x != "" {
 		v.Set(cursor, x)
+	}
+	if d.Outcome != "" {
+		v.Set("outcome", d.Outcome)
 	}
 	d.Days.apiQuery(v)
 	api0 := "/admin/v1/enterprises/" + pathSeg(code)

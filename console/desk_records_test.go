@@ -38,6 +38,13 @@ func TestDeskRecords(t *testing.T) {
 		t.Error("the desk's detail offers the enterprise's change of a scheduled message")
 	}
 
+	// The sent box's tabs keep the number; 接收失败 lists none of these.
+	a = c.get("/ops/enterprises/A/records?outcome=failed&number=" + numA1)
+	a.wantPage(t, `<input type="hidden" name="outcome" value="failed">`, `class="on" aria-current="page">接收失败`,
+		`href="/ops/enterprises/A/records?number=`+numA1+`&amp;outcome=received"`)
+	if strings.Contains(a.Body, "给一号的通知") {
+		t.Errorf("接收失败 lists a message not failed:\n%s", a.Body)
+	}
 	a = c.get("/ops/enterprises/A/records?box=inbox&number=" + numA2)
 	a.wantPage(t, "二号的回复", `class="on" aria-current="page">收到的回复`, "未收取", `<input type="hidden" name="box" value="inbox">`)
 	if a := c.get("/ops/enterprises/A/records?box=inbox&number=" + numA1); !strings.Contains(a.Body, "没有来自该号码的回复") {

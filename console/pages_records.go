@@ -30,6 +30,7 @@ var recordRoutes = []route{
 	{"POST /scheduled/{id}", (*Server).scheduledSave},
 	{"POST /scheduled/{id}/delete", (*Server).scheduledDelete},
 	{"GET /inbox", (*Server).inbox},
+	{"GET /conversation", (*Server).conversation},
 	{"GET /billing", (*Server).billing},
 }
 
@@ -93,10 +94,11 @@ type outboxData struct {
 	Missing  api.Missing // cluster mode: the nodes not asked (notice 部分节点暂时无法查询)
 	Days     dayRange    // 开始日期, 结束日期
 	// Number narrows the list to the messages to one number (number= of
-	// GET /v1/messages); BadNumber says why it was not taken. RepliesURL
-	// and SendURL are that number's replies (收件箱) and a message to it.
-	Number, BadNumber   string
-	RepliesURL, SendURL string
+	// GET /v1/messages); BadNumber says why it was not taken. RepliesURL,
+	// ThreadURL and SendURL are that number's replies (收件箱), its 往来记录
+	// and a message to it.
+	Number, BadNumber              string
+	RepliesURL, ThreadURL, SendURL string
 	// The links, with the tab, the number and the dates: the first page,
 	// the next page, and the tab without the number and the dates (显示全部).
 	FirstURL, NextURL, AllURL string
@@ -116,6 +118,7 @@ func (s *Server) outbox(q *req) {
 	if d.Number != "" {
 		keep.Set("number", d.Number)
 		d.RepliesURL = link("/inbox", url.Values{"number": {d.Number}})
+		d.ThreadURL = link("/conversation", url.Values{"number": {d.Number}})
 		d.SendURL = link("/send/group", url.Values{"to": {d.Number}})
 	}
 	d.Days.keep(keep)

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,60 @@ func TestRecordsByNumber(t *testing.T) {
 	b := r.client()
 	b.login("amy")
 	b.get("/inbox").wantPage(t, "一号的回复", `<a class="button" href="/send/group?to=`+numA1+`" aria-label="回复 `+numA1+`">回复</a>`,
-		`<a href="/outbox?number=`+numA1+`"`)
+		`<a href="/conversation?number=`+numA1+`"`)
 	b.get("/send/group?to="+numA1).wantPage(t, numA1+"</textarea>")
+}
+
+// TestConversation: 往来记录 with a number is the messages sent to it and
+// its replies in one thread, oldest first (a number in any form finds
+// it), each message linking to its detail; another number's are not in
+// it; a user sees her own half only; no number, or one without digits,
+// is refused next to the field. When one list has more than a page, the
+// other's items older than its oldest are left out (they would show
+// without what came between) and the page says where the earlier ones
+// are.
+func TestConversation(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "第一条通知", d1.Add(9*time.Hour), time.Time{})
+	r.storeReply(numA1, "第一次回复", d1.Add(10*time.Hour))
+	r.storeSentTo("+86"+numA1, "第二条通知", d1.Add(11*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "别人的通知", d1.Add(12*time.Hour), time.Time{})
+	r.storeReply(numA1, "第二次回复", d1.Add(13*time.Hour))
+	c := r.client()
+	c.login("amy")
+	a := c.get("/conversation?number=" + url.QueryEscape("+86 "+numA1))
+	a.wantPage(t, `id="conversation"`, `href="/send/group?to=%2B86&#43;`+numA1+`"`)
+	if !inOrder(a.Body, "第一条通知", "第一次回复", "第二条通知", "第二次回复") || strings.Contains(a.Body, "别人的通知") {
+		t.Errorf("the thread:\n%s", a.Body)
+	}
+	if strings.Count(a.Body, `<li class="out">`) != 2 || strings.Count(a.Body, `<li class="in">`) != 2 {
+		t.Errorf("2 sent and 2 replies, want each on its side:\n%s", a.Body)
+	}
+	if strings.Contains(a.Body, "更早的记录") {
+		t.Error("says earlier records exist")
+	}
+	for _, bad := range []string{"", "?number=abc"} {
+		if a := c.get("/conversation" + bad); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
+			t.Errorf("/conversation%s: %d", bad, a.Status)
+		}
+	}
+	// alice: her messages; the replies are to the enterprise's number
+	// (its admins'), not to her extension.
+	u := r.client()
+	u.login("alice")
+	if a := u.get("/conversation?number=" + numA1); !strings.Contains(a.Body, "第二条通知") || strings.Contains(a.Body, "第一次回复") {
+		t.Errorf("alice's thread:\n%s", a.Body)
+	}
+
+	// More than a page of messages: the replies older than the oldest
+	// message shown are left out.
+	for i := range conversationPage {
+		r.storeSentTo(numA1, "群发"+strconv.Itoa(i), d1.Add(14*time.Hour+time.Duration(i)*time.Second), time.Time{})
+	}
+	a = c.get("/conversation?number=" + numA1)
+	a.wantPage(t, "更早的记录见", "群发0", "群发99")
+	if strings.Contains(a.Body, "第二次回复") || strings.Contains(a.Body, "第二条通知") {
+		t.Errorf("a cut thread shows what is older than its oldest message:\n%.2000s", a.Body)
+	}
 }

@@ -1,0 +1,97 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/qxtd/qxtd/api"
+)
+
+// 往来记录: the messages sent to one number and the replies from it, in
+// one thread, oldest first, as a phone shows a conversation: what a
+// customer-service desk answering replies reads before it answers. Made
+// of the outbox's and the inbox's pages for the number (GET
+// /v1/messages?number=, GET /v1/inbox?number=), the caller's own (an
+// admin's: the enterprise's).
+
+// conversationPage is how many of each list the thread reads.
+const conversationPage = 100
+
+// convItem is one message of the thread: Sent (by the enterprise) or
+// Reply (from the number).
+type convItem struct {
+	At    time.Time
+	Sent  *api.Message
+	Reply *api.InboxItem
+}
+
+// conversationData is the 往来记录 page.
+type conversationData struct {
+	Number, BadNumber string
+	Items             []convItem // oldest first
+	// Older: earlier messages or replies exist than the first shown (in
+	// 发件箱 and 收件箱, by OutboxURL and InboxURL).
+	Older                        bool
+	Missing                      api.Missing
+	OutboxURL, InboxURL, SendURL string
+}
+
+func (s *Server) conversation(q *req) {
+	d := conversationData{}
+	d.Number, d.BadNumber = readNumber(q.r.URL.Query())
+	if d.Number == "" && d.BadNumber == "" {
+		d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
+	}
+	if d.BadNumber != "" {
+		q.render(http.StatusBadRequest, "conversation", q.view(d))
+		return
+	}
+	num := url.Values{"number": {d.Number}}
+	d.OutboxURL, d.InboxURL = link("/outbox", num), link("/inbox", num)
+	d.SendURL = link("/send/group", url.Values{"to": {d.Number}})
+	v := url.Values{"number": {d.Number}, "limit": {strconv.Itoa(conversationPage)}}
+	var sent api.MessagePage
+	if err := s.call(q.r, http.MethodGet, "/v1/messages?"+v.Encode(), nil, &sent); err != nil {
+		q.fail(err)
+		return
+	}
+	var in api.InboxPage
+	if err := s.call(q.r, http.MethodGet, "/v1/inbox?"+v.Encode(), nil, &in); err != nil {
+		q.fail(err)
+		return
+	}
+	d.Missing = api.Missing{Partial: sent.Partial || in.Partial}
+	for _, n := range slices.Concat(sent.MissingNodes, in.MissingNodes) {
+		if !slices.Contains(d.Missing.MissingNodes, n) {
+			d.Missing.MissingNodes = append(d.Missing.MissingNodes, n)
+		}
+	}
+	// Each list is newest first. Where one was cut (it has more), the
+	// other's items older than its oldest are left out: the thread would
+	// otherwise show them without the cut list's messages between them.
+	var since time.Time
+	if sent.Next != "" && len(sent.Messages) > 0 {
+		since = sent.Messages[len(sent.Messages)-1].AcceptedAt
+	}
+	if in.Next != "" && len(in.Replies) > 0 {
+		if at := in.Replies[len(in.Replies)-1].ReceivedAt; at.After(since) {
+			since = at
+		}
+	}
+	d.Older = sent.Next != "" || in.Next != ""
+	for i := range sent.Messages {
+		if m := &sent.Messages[i]; !m.AcceptedAt.Before(since) {
+			d.Items = append(d.Items, convItem{At: m.AcceptedAt, Sent: m})
+		}
+	}
+	for i := range in.Replies {
+		if m := &in.Replies[i]; !m.ReceivedAt.Before(since) {
+			d.Items = append(d.Items, convItem{At: m.ReceivedAt, Reply: m})
+		}
+	}
+	slices.SortStableFunc(d.Items, func(a, b convItem) int { return a.At.Compare(b.At) })
+	q.render(http.StatusOK, "conversation", q.view(d))
+}
