@@ -73,6 +73,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/enterprises/{code}/receipt-secret", s.setReceiptSecret},
 		{"POST /admin/v1/enterprises/{code}/receipt-test", s.adminReceiptTest},
 		{"POST /admin/v1/enterprises/{code}/receipt-retry", s.adminReceiptRetry},
+		{"GET /admin/v1/messages", s.adminTrace},
 		{"GET /admin/v1/enterprises/{code}/messages", s.adminMessages},
 		{"GET /admin/v1/enterprises/{code}/messages/{id}", s.adminMessage},
 		{"GET /admin/v1/enterprises/{code}/inbox", s.adminInbox},

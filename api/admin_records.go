@@ -1,7 +1,9 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
@@ -48,4 +50,19 @@ func (s *Server) adminInbox(a policy.Actor, w http.ResponseWriter, r *http.Reque
 	if c, ok := s.enterpriseCaller(a, w, r); ok {
 		s.listInbox(c, w, r)
 	}
+}
+
+// adminTrace is GET /admin/v1/messages?number=: every enterprise's sent
+// messages to a number, newest first, each naming its enterprise — the
+// operator's trace of a number whose owner complains of a message (who
+// sent it, when, with what signature). The number is required: the
+// operator lists no enterprise's messages wholesale here.
+func (s *Server) adminTrace(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
+	n := r.URL.Query().Get("number")
+	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the recipient's number or its last digits (at most %d characters)", maxNumberQuery))
+		return
+	}
+	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
+	s.list(c, w, r, queue.ListFilter{Sent: true, AllEnterprises: true})
 }

@@ -49,6 +49,27 @@ func TestAdminRecords(t *testing.T) {
 	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises/A/messages", "", nil)
 	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises/A/messages", r.keys["amy"], nil)
 
+	// The trace of a number: every enterprise's messages to it, each
+	// naming its enterprise; without a number, 400.
+	op.must(http.StatusOK, "GET", "/admin/v1/messages?number="+url.QueryEscape("+86 "+uNumA1), adminToken, nil, &page)
+	if len(page.Messages) != 2 || page.Messages[0].ID != b1 || page.Messages[0].Enterprise != "B" || page.Messages[1].ID != a1 || page.Messages[1].Enterprise != "A" {
+		t.Fatalf("the trace of %s: %+v", uNumA1, page.Messages)
+	}
+	op.must(http.StatusOK, "GET", "/admin/v1/messages?number="+uNumA2+"&account=al2", adminToken, nil, &page)
+	if len(page.Messages) != 1 || page.Messages[0].ID != a2 {
+		t.Fatalf("the trace of %s, al2's: %+v", uNumA2, page.Messages)
+	}
+	for _, bad := range []string{"", "?number=", "?number=abc", "?number=1&from=yesterday"} {
+		op.wantError(http.StatusBadRequest, "invalid", "GET", "/admin/v1/messages"+bad, adminToken, nil)
+	}
+	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/messages?number=1", r.keys["amy"], nil)
+	// An enterprise's own list never names the enterprise.
+	var own MessagePage
+	r.must(http.StatusOK, "GET", "/v1/messages", r.keys["amy"], nil, &own)
+	if len(own.Messages) == 0 || own.Messages[0].Enterprise != "" {
+		t.Fatalf("amy's outbox: %+v", own.Messages)
+	}
+
 	// The inbox, every extension's.
 	for _, dst := range []string{"10657500112", "106575001"} {
 		if err := r.sim.InjectMO(uNumA2, dst, "回复到"+dst); err != nil {

@@ -244,6 +244,12 @@ func (c *Client) EnterpriseMessages(code string, q RecordQuery) (*MessagePage, e
 	return call[MessagePage](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages"+q.values("after"), nil)
 }
 
+// TraceNumber is a page of every enterprise's sent messages to a number
+// (q.Number, required), newest first, each naming its enterprise.
+func (c *Client) TraceNumber(q RecordQuery) (*MessagePage, error) {
+	return call[MessagePage](c, http.MethodGet, "/admin/v1/messages"+q.values("after"), nil)
+}
+
 // EnterpriseMessage is one message of an enterprise, with its parts.
 func (c *Client) EnterpriseMessage(code, id string) (*Message, error) {
 	return call[Message](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages/"+seg(id), nil)

@@ -36,6 +36,10 @@ const (
 	ListSent      = "sent"
 	ListScheduled = "scheduled"
 	ListInbox     = "inbox"
+	// ListSentAll is every enterprise's sent messages to a number (the
+	// operator's trace; NodeListQuery.Enterprise ""). A node older than
+	// it refuses it and is named missing.
+	ListSentAll = "sent_all"
 )
 
 // Bounds of a cluster list.
@@ -106,8 +110,8 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 	if s.cfg.Store == nil {
 		return NodePage{}, fmt.Errorf("%w: messages are not configured", errNodeList)
 	}
-	if q.Enterprise == "" || q.Limit < 1 || q.Limit > MaxListLimit {
-		return NodePage{}, fmt.Errorf("%w: %w: enterprise and limit 1–%d", errNodeList, queue.ErrInvalid, MaxListLimit)
+	if (q.Enterprise == "") != (q.List == ListSentAll) || q.Limit < 1 || q.Limit > MaxListLimit {
+		return NodePage{}, fmt.Errorf("%w: %w: enterprise (none for %s) and limit 1–%d", errNodeList, queue.ErrInvalid, ListSentAll, MaxListLimit)
 	}
 	if q.List == ListInbox {
 		f := queue.InboxFilter{Account: q.Account, Number: q.Number, From: q.From, To: q.To}
@@ -126,6 +130,8 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 	switch q.List {
 	case ListSent:
 		f.Sent = true
+	case ListSentAll:
+		f.Sent, f.AllEnterprises = true, true
 	case ListScheduled:
 		f.Scheduled = true
 	default:
@@ -152,6 +158,9 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 	out := NodePage{Messages: make([]Message, len(ms)), Next: next}
 	for i, m := range ms {
 		out.Messages[i] = messageOut(m, f.Now, false)
+		if f.AllEnterprises {
+			out.Messages[i].Enterprise = m.Enterprise
+		}
 	}
 	return out, nil
 }
@@ -412,8 +421,11 @@ func toNumber(q NodeListQuery, items []listEntry) []listEntry {
 func nodeQuery(f queue.ListFilter, outcome string, limit int) NodeListQuery {
 	q := NodeListQuery{List: ListSent, Enterprise: f.Enterprise, Account: f.Account, Number: f.Number, Outcome: outcome,
 		From: f.From, To: f.To, SendFrom: f.SendFrom, SendTo: f.SendTo, Now: f.Now, Limit: limit}
-	if f.Scheduled {
+	switch {
+	case f.Scheduled:
 		q.List = ListScheduled
+	case f.AllEnterprises:
+		q.List = ListSentAll
 	}
 	if f.State != 0 {
 		q.State = f.State.String()

@@ -409,3 +409,40 @@ func pageOverOlderNode(t *testing.T, peer *olderNode, mine []*queue.Message, f q
 	slices.Sort(got)
 	return got
 }
+
+// TestNodePageSentAll: a node pages every enterprise's sent messages to a
+// number for another (the operator's trace), each naming its
+// enterprise; the query names no enterprise and needs a number, and an
+// enterprise's own lists still need theirs.
+func TestNodePageSentAll(t *testing.T) {
+	st, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, e := range []string{"G1", "G2"} {
+		for _, to := range []string{"13800138000", "13900139000"} {
+			if err := st.Enqueue(t.Context(), &queue.Message{Account: "u" + e, Enterprise: e, Upstream: "sim", Dest: to, Text: e + " " + to,
+				Parts: []queue.Part{{Body: []byte("x")}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s := New(Config{Store: st})
+	pg, err := s.NodePage(NodeListQuery{List: ListSentAll, Number: "13800138000", Limit: 10, Now: time.Now()})
+	if err != nil || len(pg.Messages) != 2 || pg.Messages[0].Enterprise != "G2" || pg.Messages[1].Enterprise != "G1" || pg.Messages[1].To != "13800138000" {
+		t.Fatalf("sent_all: %+v, %v", pg.Messages, err)
+	}
+	for _, q := range []NodeListQuery{
+		{List: ListSentAll, Limit: 10},                                          // no number
+		{List: ListSentAll, Enterprise: "G1", Number: "13800138000", Limit: 10}, // an enterprise
+		{List: ListSent, Number: "13800138000", Limit: 10},                      // an enterprise's own, without one
+	} {
+		if _, err := s.NodePage(q); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", q, err)
+		}
+	}
+	if q := nodeQuery(queue.ListFilter{Sent: true, AllEnterprises: true, Number: "1"}, "", 10); q.List != ListSentAll || q.Enterprise != "" || q.Number != "1" {
+		t.Errorf("the nodes' query of a trace: %+v", q)
+	}
+}

@@ -23,7 +23,8 @@ import (
 // Message is a message as the user API shows it.
 type Message struct {
 	ID          string    `json:"id"`
-	Account     string    `json:"account"` // the user who sent it
+	Enterprise  string    `json:"enterprise,omitempty"` // in the operator's trace of a number only (GET /admin/v1/messages)
+	Account     string    `json:"account"`              // the user who sent it
 	To          string    `json:"to"`
 	Source      string    `json:"source,omitempty"`
 	Text        string    `json:"text"` // as on the air, signatures included
@@ -237,6 +238,9 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 	page := MessagePage{Messages: make([]Message, len(ms))}
 	for i, m := range ms {
 		page.Messages[i] = messageOut(m, f.Now, false)
+		if f.AllEnterprises {
+			page.Messages[i].Enterprise = m.Enterprise
+		}
 	}
 	if next != 0 {
 		page.Next = strconv.FormatUint(next, 10)

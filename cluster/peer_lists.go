@@ -13,7 +13,10 @@ package cluster
 //	                                {"messages"|"replies":[…],"next":"C"} ("next" absent:
 //	                                it has nothing more)
 //
-// list is sent, scheduled or inbox; C is the node's own numeric cursor (an
+// list is sent, scheduled, inbox, or sent_all (every enterprise's sent
+// messages to number, enterprise empty: the operator's trace of a number;
+// a node older than it answers 400 and is named missing); C is the
+// node's own numeric cursor (an
 // id: its page begins below it); times are RFC 3339. 404 if the backend
 // is not a PeerListBackend (a node older than cluster lists): the asking
 // node names it missing. A page is bounded as the node's own API bounds
@@ -35,14 +38,14 @@ import (
 const PeerMaxListLimit = 1000
 
 // PeerLists are the lists a node pages for another.
-var PeerLists = []string{"sent", "scheduled", "inbox"}
+var PeerLists = []string{"sent", "scheduled", "inbox", "sent_all"}
 
 // PeerListQuery is one node's page of a list, as another asks it.
 type PeerListQuery struct {
 	List       string // one of PeerLists
-	Enterprise string // required
+	Enterprise string // required, but for sent_all (none)
 	Account    string
-	Number     string // inbox: the handset's number or its last digits
+	Number     string // the handset's number or its last digits (sent_all: required)
 	State      string
 	Outcome    string
 	From, To   time.Time
@@ -102,7 +105,10 @@ func parseListQuery(list string, v url.Values) (PeerListQuery, error) {
 	if !known {
 		return q, fmt.Errorf("list: one of %v", PeerLists)
 	}
-	if q.Enterprise == "" {
+	switch {
+	case list == "sent_all" && (q.Enterprise != "" || q.Number == ""):
+		return q, errors.New("sent_all: a number and no enterprise")
+	case list != "sent_all" && q.Enterprise == "":
 		return q, errors.New("enterprise: required")
 	}
 	n, err := strconv.Atoi(v.Get("limit"))

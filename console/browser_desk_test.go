@@ -259,8 +259,18 @@ func TestBrowserDeskRecords(t *testing.T) {
 	b.waitText("#records tbody", "好的，谢谢", false)
 	b.waitText("#records tbody", "未收取", false)
 	b.shot("ops-records-inbox")
+	// 号码查询: the same number across the enterprises, from the menu.
+	b.run("open 号码查询", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/trace"]`)), chromedp.WaitVisible(chromedp.CSS(`#trace-search`)))
+	b.run("trace the number",
+		chromedp.SendKeys(chromedp.CSS(`#trace-search input[name=number]`), numA1),
+		chromedp.Click(chromedp.CSS(`#trace-search button`)))
+	b.waitText("#trace tbody", "您的快递明天送达", false)
+	if s := b.text("#trace tbody"); !strings.Contains(s, "A") || strings.Contains(s, "会议改到三点") {
+		t.Errorf("号码查询 of %s: %q", numA1, s)
+	}
+	b.shot("ops-trace")
 	b.mobile()
-	b.run("on a phone", chromedp.Reload())
+	b.run("the replies on a phone", chromedp.Navigate(r.url+"/ops/enterprises/A/records?box=inbox&number="+numA1))
 	b.waitText("#records tbody", "好的，谢谢", false)
 	b.fits("#records-search")
 	b.fits("#records")

@@ -133,3 +133,56 @@ func (s *Server) opsRecord(q *req) {
 	d.Ent = code
 	q.render(http.StatusOK, "ops_message", q.view(d))
 }
+
+// opsTraceData is 号码查询: every enterprise's messages to one number.
+type opsTraceData struct {
+	Number, BadNumber string
+	Days              dayRange
+	Messages          []api.Message
+	Missing           api.Missing
+	Paged             bool
+	FirstURL, NextURL string
+}
+
+// opsTrace is 号码查询 (/ops/trace?number=): who sent what to a number,
+// across the enterprises, for its owner's complaint; each message links
+// to its detail in its enterprise's 收发查询.
+func (s *Server) opsTrace(q *req) {
+	in := q.r.URL.Query()
+	d := &opsTraceData{Days: readDayRange(in), Paged: in.Get("after") != ""}
+	d.Number, d.BadNumber = readNumber(in)
+	p := q.view(d)
+	if d.Number == "" && d.BadNumber == "" && !d.Days.Any() {
+		q.render(http.StatusOK, "ops_trace", p) // the empty form
+		return
+	}
+	if d.Number == "" && d.BadNumber == "" {
+		d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
+	}
+	if d.BadNumber != "" || d.Days.Bad != "" {
+		q.render(http.StatusBadRequest, "ops_trace", p)
+		return
+	}
+	keep := url.Values{"number": {d.Number}}
+	d.Days.keep(keep)
+	d.FirstURL = link("/ops/trace", keep)
+	v := url.Values{"number": {d.Number}, "limit": {strconv.Itoa(pageSize)}}
+	if x := in.Get("after"); x != "" {
+		v.Set("after", x)
+	}
+	d.Days.apiQuery(v)
+	var pg api.MessagePage
+	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/messages?"+v.Encode(), nil, &pg); err != nil {
+		code, ok := q.deskErr(p, err, "number")
+		if !ok {
+			return
+		}
+		q.render(code, "ops_trace", p)
+		return
+	}
+	d.Messages, d.Missing = pg.Messages, pg.Missing
+	if pg.Next != "" {
+		d.NextURL = link("/ops/trace", with(keep, "after", pg.Next))
+	}
+	q.render(http.StatusOK, "ops_trace", p)
+}

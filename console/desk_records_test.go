@@ -2,9 +2,12 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qxtd/qxtd/queue"
 )
 
 // TestDeskRecords: 收发查询 on the desk lists an enterprise's sent messages
@@ -70,4 +73,36 @@ func between(s, before, after string) string {
 	}
 	v, _, _ := strings.Cut(rest, after)
 	return v
+}
+
+// TestDeskTrace: 号码查询 finds every enterprise's messages to a number
+// (in any form), each naming its enterprise and linking to its detail;
+// the menu has it; an empty form asks, a number without digits is
+// refused next to the field.
+func TestDeskTrace(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "甲发给一号", d1.Add(9*time.Hour), time.Time{})
+	r.storeSentTo(numA2, "甲发给二号", d1.Add(10*time.Hour), time.Time{})
+	if err := r.store.Enqueue(t.Context(), &queue.Message{Account: "bob", Enterprise: "B", Upstream: "sim", Source: "1065750002", Dest: numA1,
+		Text: "【乙公司】乙发给一号", AcceptedAt: d1.Add(11 * time.Hour), Parts: []queue.Part{{Body: []byte("x")}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/").wantPage(t, `href="/ops/trace">号码查询</a>`)
+	c.get("/ops/trace").wantPage(t, `id="trace-search"`)
+	a := c.get("/ops/trace?number=" + url.QueryEscape("+86 "+numA1))
+	a.wantPage(t, "甲发给一号", "乙发给一号", `<a href="/ops/enterprises/B">B</a>`, `<a href="/ops/enterprises/A">A</a>`, `href="/ops/enterprises/B/records/`)
+	if strings.Contains(a.Body, "甲发给二号") || !inOrder(a.Body, "乙发给一号", "甲发给一号") {
+		t.Errorf("the trace of %s:\n%s", numA1, a.Body)
+	}
+	id := between(a.Body, `href="/ops/enterprises/B/records/`, `"`)
+	c.get("/ops/enterprises/B/records/"+id).wantPage(t, "乙发给一号", "为什么没有收到？")
+	if a := c.get("/ops/trace?number=abc"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
+		t.Errorf("a number without digits: %d", a.Status)
+	}
+	if a := c.get("/ops/trace?number=13000000000"); !strings.Contains(a.Body, "没有发给该号码的短信") {
+		t.Errorf("a number nobody sent to:\n%s", a.Body)
+	}
 }

@@ -50,7 +50,7 @@ var listScan = MaxListScan
 // ListFilter selects messages for List. Enterprise is required; every
 // other field is optional (its zero value does not filter).
 type ListFilter struct {
-	Enterprise string    // only this enterprise's messages (required)
+	Enterprise string    // only this enterprise's messages (required, unless AllEnterprises)
 	Account    string    // only this account's (user's) messages
 	State      State     // only messages whose Message.State is this
 	States     []State   // only messages whose Message.State is one of these (nil: any)
@@ -70,6 +70,13 @@ type ListFilter struct {
 	// "Did my message to this customer arrive?" is the question most
 	// asked of an outbox.
 	Number string
+
+	// AllEnterprises lists every enterprise's messages to Number (which
+	// it requires; Enterprise must be ""): the operator's trace of a
+	// number, as when its owner complains of a message and the sender
+	// is to be found. Said explicitly, so that a filter whose enterprise
+	// was left out by mistake lists nothing instead of everyone's.
+	AllEnterprises bool
 }
 
 // Scheduled reports whether m is waiting for its send time at now: SendAt
@@ -106,7 +113,10 @@ func ParseState(s string) (State, bool) {
 //
 // Another enterprise's messages are skipped without being decoded.
 func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64, error) {
-	if f.Enterprise == "" {
+	switch {
+	case f.AllEnterprises && (f.Enterprise != "" || f.Number == ""):
+		return nil, 0, fmt.Errorf("queue: list: %w: every enterprise's messages are listed to a number, with no enterprise", ErrInvalid)
+	case f.Enterprise == "" && !f.AllEnterprises:
 		return nil, 0, fmt.Errorf("queue: list: %w: enterprise is required", ErrInvalid)
 	}
 	if f.Scheduled && f.Sent {
@@ -165,7 +175,7 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 				s.reportDamaged(damagedKey("list", id), "queue: outbox skips a message that does not decode (restore from a backup)", "id", id, "err", "bad header")
 				continue
 			}
-			if !bytes.Equal(e, ent) || len(acct) > 0 && !bytes.Equal(a, acct) {
+			if !f.AllEnterprises && !bytes.Equal(e, ent) || len(acct) > 0 && !bytes.Equal(a, acct) {
 				continue
 			}
 			m, err := DecodeMessage(v)

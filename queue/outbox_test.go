@@ -125,6 +125,15 @@ func TestListFiltersAndPaging(t *testing.T) {
 	if ms, _ := list(ListFilter{Enterprise: "A", Number: "13900000000"}, 0, 0); len(ms) != 0 {
 		t.Errorf("another enterprise's number: %v", ids(ms))
 	}
+	// Every enterprise's, to a number: B's twelve, newest first.
+	all, _, err := s.List(ListFilter{AllEnterprises: true, Number: "13900000000"}, 0, 100)
+	if err != nil || len(all) != 12 || all[0].Enterprise != "B" || all[0].ID < all[11].ID {
+		t.Errorf("every enterprise's to 13900000000: %d (%v)", len(all), err)
+	}
+	all, _, _ = s.List(ListFilter{AllEnterprises: true, Number: "13800000001"}, 0, 100)
+	if !slices.Equal(ids(all), []uint64{a[11], a[1]}) {
+		t.Errorf("every enterprise's to 13800000001: %v", ids(all))
+	}
 	if ms, _ := list(ListFilter{Enterprise: "nobody"}, 0, 0); len(ms) != 0 {
 		t.Errorf("unknown enterprise: %v", ids(ms))
 	}
@@ -136,7 +145,8 @@ func TestListFiltersAndPaging(t *testing.T) {
 		t.Errorf("after the oldest: %v next %d", ids(ms), next)
 	}
 
-	for _, f := range []ListFilter{{}, {Enterprise: "A", Scheduled: true, Sent: true}, {Enterprise: "A", State: 77}, {Enterprise: "A", Number: "+-"}} {
+	for _, f := range []ListFilter{{}, {Enterprise: "A", Scheduled: true, Sent: true}, {Enterprise: "A", State: 77}, {Enterprise: "A", Number: "+-"},
+		{AllEnterprises: true}, {AllEnterprises: true, Enterprise: "A", Number: "1"}} {
 		if _, _, err := s.List(f, 0, 0); !errors.Is(err, ErrInvalid) {
 			t.Errorf("list %+v: %v, want ErrInvalid", f, err)
 		}

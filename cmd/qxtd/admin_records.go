@@ -16,7 +16,39 @@ import (
 
 func (a *adminCLI) recordsCmd() *cobra.Command {
 	return group(&cobra.Command{Use: "records", Short: "An enterprise's sent messages and replies: why a message was not received, whether a reply arrived"},
-		a.recSent(), a.recShow(), a.recReplies())
+		a.recSent(), a.recShow(), a.recReplies(), a.recTrace())
+}
+
+func (a *adminCLI) recTrace() *cobra.Command {
+	var q api.RecordQuery
+	c := a.leaf("trace NUMBER [--from T] [--to T] [--after CURSOR] [--limit N]",
+		"List every enterprise's sent messages to a number, newest first (who sent what, for a complaint)", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			q.Number = args[0]
+			page, err := cl.TraceNumber(q)
+			if err != nil {
+				return err
+			}
+			return a.out(c, page, func(w io.Writer) {
+				fmt.Fprintln(w, "ENTERPRISE\tID\tACCOUNT\tTO\tSOURCE\tSTATE\tACCEPTED\tTEXT")
+				for _, m := range page.Messages {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Enterprise, m.ID, m.Account, m.To, m.Source, m.State,
+						localTime(m.AcceptedAt), clipText(m.Text, 40))
+				}
+				if page.Next != "" {
+					fmt.Fprintf(w, "more: --after %s\n", page.Next)
+				}
+				if page.Partial {
+					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
+				}
+			})
+		})
+	fs := c.Flags()
+	fs.StringVar(&q.From, "from", "", "at or after this time (RFC 3339)")
+	fs.StringVar(&q.To, "to", "", "before this time (RFC 3339)")
+	fs.StringVar(&q.Cursor, "after", "", "the previous page's next")
+	fs.IntVar(&q.Limit, "limit", 0, "entries per page (default 100, at most 1000)")
+	return c
 }
 
 // recordFlags are the filters sent and replies share.

@@ -49,6 +49,10 @@ func TestAdminRecordsCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "8613800138000 106575009") || !strings.Contains(out, "收到了") || !strings.Contains(out, " no ") {
 		t.Fatalf("replies: %d\n%s\n%s", code, out, errOut)
 	}
+	code, out, errOut = run("trace", "+86 138 0013 8000")
+	if code != 0 || !strings.Contains(out, "ACME 1 acme1 13800138000") || strings.Contains(out, "13900139000") {
+		t.Fatalf("trace: %d\n%s\n%s", code, out, errOut)
+	}
 	if code, _, errOut = run("sent", "ACME", "--number", "abc"); code != 1 || !strings.Contains(errOut, "invalid:") {
 		t.Fatalf("a bad number: %d %s", code, errOut)
 	}

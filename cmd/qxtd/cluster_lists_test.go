@@ -132,6 +132,27 @@ func TestClusterLists(t *testing.T) {
 		}
 	})
 
+	t.Run("a number finds its messages on every node, and the operator's trace too", func(t *testing.T) {
+		// Messages 0 and 2 went through node 1, message 1 through node 2:
+		// "0000", "0001", "0002" end their numbers.
+		n := nodes[2]
+		code, body := postJSON(t, "GET", base(n)+"/v1/messages?number="+url.QueryEscape("+86 13800000001"), login(n), "")
+		var a listAnswer
+		if err := json.Unmarshal([]byte(body), &a); code != http.StatusOK || err != nil || len(a.Messages) != 1 || a.Messages[0].ID != sent[4] || a.Partial {
+			t.Errorf("node 3's outbox to 13800000001: %d %s", code, body)
+		}
+		for _, num := range []string{"13800000000", "13800000001"} {
+			code, body = postJSON(t, "GET", base(n)+"/admin/v1/messages?number="+num, "test-token", "")
+			var tr struct {
+				Messages []struct{ ID, Enterprise string }
+				Partial  bool
+			}
+			if err := json.Unmarshal([]byte(body), &tr); code != http.StatusOK || err != nil || len(tr.Messages) != 1 || tr.Messages[0].Enterprise == "" || tr.Partial {
+				t.Errorf("the trace of %s on node 3: %d %s", num, code, body)
+			}
+		}
+	})
+
 	t.Run("every node lists the replies", func(t *testing.T) {
 		for _, n := range nodes {
 			token := login(n)
