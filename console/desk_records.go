@@ -94,13 +94,15 @@ func (s *Server) opsRecords(q *req) {
 	var next string
 	var err error
 	if d.Box == "inbox" {
-		var pg api.InboxPage
-		err = s.opsCall(q.r, http.MethodGet, api0+"/inbox?"+v.Encode(), nil, &pg)
-		d.Replies, next, d.Missing = pg.Replies, pg.Next, pg.Missing
+		var pg *api.InboxPage
+		if pg, err = walkList(s.opsCallOf(q), api0+"/inbox", v, cursor, replyRows); err == nil {
+			d.Replies, next, d.Missing = pg.Replies, pg.Next, pg.Missing
+		}
 	} else {
-		var pg api.MessagePage
-		err = s.opsCall(q.r, http.MethodGet, api0+"/messages?"+v.Encode(), nil, &pg)
-		d.Messages, next, d.Missing = pg.Messages, pg.Next, pg.Missing
+		var pg *api.MessagePage
+		if pg, err = walkList(s.opsCallOf(q), api0+"/messages", v, cursor, messageRows); err == nil {
+			d.Messages, next, d.Missing = pg.Messages, pg.Next, pg.Missing
+		}
 	}
 	if err != nil && isStatus(err, http.StatusNotFound) {
 		q.fail(err) // no such enterprise
@@ -171,8 +173,8 @@ func (s *Server) opsTrace(q *req) {
 		v.Set("after", x)
 	}
 	d.Days.apiQuery(v)
-	var pg api.MessagePage
-	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/messages?"+v.Encode(), nil, &pg); err != nil {
+	pg, err := walkList(s.opsCallOf(q), "/admin/v1/messages", v, "after", messageRows)
+	if err != nil {
 		code, ok := q.deskErr(p, err, "number")
 		if !ok {
 			return

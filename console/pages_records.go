@@ -149,8 +149,8 @@ func (s *Server) outbox(q *req) {
 		v.Set("number", d.Number)
 	}
 	d.Days.apiQuery(v)
-	var pg api.MessagePage
-	if err := s.call(q.r, http.MethodGet, "/v1/messages?"+v.Encode(), nil, &pg); err != nil {
+	pg, err := walkList(s.userCall(q), "/v1/messages", v, "after", messageRows)
+	if err != nil {
 		q.fail(err)
 		return
 	}
@@ -362,8 +362,8 @@ func (s *Server) scheduled(q *req) {
 	// By when the messages go out: what one looks for here is "what is
 	// sent on the 5th", not when it was written.
 	d.Days.apiQueryAs(v, "send_from", "send_to")
-	var pg api.MessagePage
-	if err := s.call(q.r, http.MethodGet, "/v1/scheduled?"+v.Encode(), nil, &pg); err != nil {
+	pg, err := walkList(s.userCall(q), "/v1/scheduled", v, "after", messageRows)
+	if err != nil {
 		q.fail(err)
 		return
 	}
@@ -524,8 +524,8 @@ func (s *Server) inbox(q *req) {
 		}
 	}
 	d.Days.apiQuery(v)
-	var pg api.InboxPage
-	if err := s.call(q.r, http.MethodGet, "/v1/inbox?"+v.Encode(), nil, &pg); err != nil {
+	pg, err := walkList(s.userCall(q), "/v1/inbox", v, "before", replyRows)
+	if err != nil {
 		q.fail(err)
 		return
 	}
