@@ -263,6 +263,11 @@ func TestBrowserRecordsByNumber(t *testing.T) {
 	if s := b.text("#conversation"); !inOrder(s, "会议通知：明早九点", "会议改到十点", "收到，十点见") || strings.Contains(s, "快递已送达") {
 		t.Errorf("往来记录 with %s: %q", numA1, s)
 	}
+	b.run("answer in the thread",
+		chromedp.SendKeys(chromedp.CSS(`#conversation-reply textarea[name=text]`), "好的，十点见"),
+		chromedp.Click(chromedp.CSS(`#conversation-reply button[type=submit]`)))
+	b.waitText(".notice[role=status]", "已提交", false)
+	b.waitText("#conversation", "【甲公司】好的，十点见", false)
 	b.shot("conversation")
 	b.run("what was sent to this number", chromedp.Navigate(r.url+"/outbox?number="+numA1), chromedp.WaitVisible(chromedp.CSS(`#outbox-number`)))
 	b.waitText("table.list tbody", "会议改到十点", false)

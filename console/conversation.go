@@ -1,10 +1,12 @@
 package console
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/api"
@@ -40,13 +42,49 @@ type conversationData struct {
 }
 
 func (s *Server) conversation(q *req) {
+	s.conversationPage(q, q.r.URL.Query(), http.StatusOK, q.view(nil))
+}
+
+// conversationSend answers the number from its thread: the text as one
+// message to it (POST /v1/messages, once per form: its Idempotency-Key),
+// then the thread again, the message in it; a refusal is shown under the
+// text, the text kept.
+func (s *Server) conversationSend(q *req) {
+	number, text := strings.TrimSpace(q.r.PostFormValue("number")), q.r.PostFormValue("text")
+	in := url.Values{"number": {number}}
+	p := q.view(nil)
+	p.Form.Set("text", text)
+	var res api.SendResponse
+	_, err := s.callOnce(q.r, http.MethodPost, "/v1/messages", api.SendRequest{To: []string{number}, Text: text}, &res)
+	if err != nil {
+		code, ok := q.sendError(p, err, groupReasons, "text")
+		if !ok {
+			return
+		}
+		p.Errors["text"] = cmp.Or(p.Errors["text"], p.Errors["send"], p.Errors[""])
+		s.conversationPage(q, in, code, p)
+		return
+	}
+	if len(res.Results) == 1 && res.Results[0].Status == "refused" {
+		r := res.Results[0]
+		p.Errors["text"] = "未发送：" + rowZH(r.Reason) + "（" + r.Message + "）"
+		s.conversationPage(q, in, http.StatusUnprocessableEntity, p)
+		return
+	}
+	q.redirect(link("/conversation", in), "已提交，正在发送")
+}
+
+// conversationPage renders the thread with the number in query (the
+// page's, or the reply form's) as code, p holding the reply form's values and errors.
+func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 	d := conversationData{}
-	d.Number, d.BadNumber = readNumber(q.r.URL.Query())
+	p.D = &d
+	d.Number, d.BadNumber = readNumber(query)
 	if d.Number == "" && d.BadNumber == "" {
 		d.BadNumber = "请输入手机号码，或号码末尾的几位数字（最多 32 个字符）。"
 	}
 	if d.BadNumber != "" {
-		q.render(http.StatusBadRequest, "conversation", q.view(d))
+		q.render(http.StatusBadRequest, "conversation", p)
 		return
 	}
 	num := url.Values{"number": {d.Number}}
@@ -93,5 +131,5 @@ func (s *Server) conversation(q *req) {
 		}
 	}
 	slices.SortStableFunc(d.Items, func(a, b convItem) int { return a.At.Compare(b.At) })
-	q.render(http.StatusOK, "conversation", q.view(d))
+	q.render(code, "conversation", p)
 }

@@ -28,7 +28,7 @@ type opsRecordsData struct {
 	Missing           api.Missing
 	Paged             bool
 	// The links, with the box, the number and the dates: each box, the
-	// first page and the next; AllURL the box alone (显示全部).
+	// first page and the next; AllURL the box and the tab alone (显示全部).
 	SentURL, InboxURL, FirstURL, NextURL, AllURL string
 }
 
@@ -49,9 +49,12 @@ func (s *Server) opsRecords(q *req) {
 	}
 	d.Paged = in.Get(cursor) != ""
 	base := "/ops/enterprises/" + url.PathEscape(code) + "/records"
-	d.AllURL = base
-	if d.Box == "inbox" {
+	d.AllURL = base // the box and the tab alone
+	switch {
+	case d.Box == "inbox":
 		d.AllURL = link(base, url.Values{"box": {"inbox"}})
+	case d.Outcome != "":
+		d.AllURL = link(base, url.Values{"outcome": {d.Outcome}})
 	}
 	keep := url.Values{}
 	if d.Number != "" {

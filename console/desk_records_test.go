@@ -44,7 +44,7 @@ func TestDeskRecords(t *testing.T) {
 	// The sent box's tabs keep the number; 接收失败 lists none of these.
 	a = c.get("/ops/enterprises/A/records?outcome=failed&number=" + numA1)
 	a.wantPage(t, `<input type="hidden" name="outcome" value="failed">`, `class="on" aria-current="page">接收失败`,
-		`href="/ops/enterprises/A/records?number=`+numA1+`&amp;outcome=received"`)
+		`href="/ops/enterprises/A/records?number=`+numA1+`&amp;outcome=received"`, `<a href="/ops/enterprises/A/records?outcome=failed">显示全部</a>`)
 	if strings.Contains(a.Body, "给一号的通知") {
 		t.Errorf("接收失败 lists a message not failed:\n%s", a.Body)
 	}

@@ -31,6 +31,7 @@ var recordRoutes = []route{
 	{"POST /scheduled/{id}/delete", (*Server).scheduledDelete},
 	{"GET /inbox", (*Server).inbox},
 	{"GET /conversation", (*Server).conversation},
+	{"POST /conversation", (*Server).conversationSend},
 	{"GET /billing", (*Server).billing},
 }
 

@@ -178,3 +178,26 @@ func TestSearchWalksEmptyPages(t *testing.T) {
 		t.Errorf("号码查询 of %s:\n%.3000s", numA1, a.Body)
 	}
 }
+
+// TestConversationReply: 往来记录's form answers the number: the text goes
+// as one message to it, signed, and the thread shows it; a number the
+// enterprise may not reach is refused under the text, the text kept.
+func TestConversationReply(t *testing.T) {
+	r := newRig(t)
+	r.storeReply(numA1, "明天几点？", time.Now())
+	c := r.client()
+	c.login("amy")
+	c.get("/conversation?number="+numA1).wantPage(t, `id="conversation-reply"`, `<input type="hidden" name="number" value="`+numA1+`">`)
+	a := c.submit("/conversation?number="+numA1, "/conversation", url.Values{"number": {numA1}, "text": {"上午十点"}})
+	if a.Status != http.StatusSeeOther || a.Location != "/conversation?number="+numA1 {
+		t.Fatalf("the reply: %d %q\n%s", a.Status, a.Location, a.Body)
+	}
+	if a := c.get(a.Location); !inOrder(a.Body, "明天几点？", "【甲公司】上午十点") || !strings.Contains(a.Body, "已提交") {
+		t.Errorf("the thread after the reply:\n%s", a.Body)
+	}
+	// Not on the enterprise's whitelist.
+	a = c.submit("/conversation?number=13000000000", "/conversation", url.Values{"number": {"13000000000"}, "text": {"不该发出"}})
+	if a.Status != http.StatusUnprocessableEntity || !strings.Contains(a.Body, "未发送") || !strings.Contains(a.Body, "不该发出</textarea>") {
+		t.Errorf("a number not whitelisted: %d\n%s", a.Status, a.Body)
+	}
+}
