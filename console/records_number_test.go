@@ -195,6 +195,16 @@ func TestConversationReply(t *testing.T) {
 	if a := c.get(a.Location); !inOrder(a.Body, "明天几点？", "【甲公司】上午十点") || !strings.Contains(a.Body, "已提交") {
 		t.Errorf("the thread after the reply:\n%s", a.Body)
 	}
+	// The form posted twice (a double click, a reload): one message.
+	once := between(c.get("/conversation?number="+numA1).Body, "&amp;once=", `"`)
+	for range 2 {
+		if a := c.submit("/conversation?number="+numA1, "/conversation?once="+once, url.Values{"number": {numA1}, "text": {"只发一次"}}); a.Status != http.StatusSeeOther {
+			t.Fatalf("the reply, posted again: %d\n%s", a.Status, a.Body)
+		}
+	}
+	if n := strings.Count(c.get("/conversation?number="+numA1).Body, "【甲公司】只发一次"); n != 1 {
+		t.Errorf("posted twice with one form, the thread shows it %d times", n)
+	}
 	// Not on the enterprise's whitelist.
 	a = c.submit("/conversation?number=13000000000", "/conversation", url.Values{"number": {"13000000000"}, "text": {"不该发出"}})
 	if a.Status != http.StatusUnprocessableEntity || !strings.Contains(a.Body, "未发送") || !strings.Contains(a.Body, "不该发出</textarea>") {
