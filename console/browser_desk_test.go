@@ -259,6 +259,11 @@ func TestBrowserDeskRecords(t *testing.T) {
 	b.waitText("#records tbody", "好的，谢谢", false)
 	b.waitText("#records tbody", "未收取", false)
 	b.shot("ops-records-inbox")
+	b.run("往来记录", chromedp.Click(chromedp.CSS(`nav.tabs a[href*="box=thread"]`)), chromedp.WaitVisible(chromedp.CSS(`#records-thread`)))
+	if s := b.text("#records-thread"); !inOrder(s, "您的快递明天送达", "好的，谢谢") {
+		t.Errorf("the desk's thread with %s: %q", numA1, s)
+	}
+	b.shot("ops-records-thread")
 	// 号码查询: the same number across the enterprises, from the menu.
 	b.run("open 号码查询", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/trace"]`)), chromedp.WaitVisible(chromedp.CSS(`#trace-search`)))
 	b.run("trace the number",

@@ -101,15 +101,23 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 		q.fail(err)
 		return
 	}
-	d.Missing = api.Missing{Partial: sent.Partial || in.Partial}
+	d.Items, d.Older, d.Missing = thread(&sent, &in)
+	q.render(code, "conversation", p)
+}
+
+// thread merges a number's sent messages and replies (each list newest
+// first, as the API pages them) into one thread, oldest first. Where one
+// list was cut (it has more), the other's items older than its oldest
+// are left out: the thread would otherwise show them without the cut
+// list's messages between them. older: there are earlier items than
+// the thread shows.
+func thread(sent *api.MessagePage, in *api.InboxPage) (items []convItem, older bool, missing api.Missing) {
+	missing = api.Missing{Partial: sent.Partial || in.Partial}
 	for _, n := range slices.Concat(sent.MissingNodes, in.MissingNodes) {
-		if !slices.Contains(d.Missing.MissingNodes, n) {
-			d.Missing.MissingNodes = append(d.Missing.MissingNodes, n)
+		if !slices.Contains(missing.MissingNodes, n) {
+			missing.MissingNodes = append(missing.MissingNodes, n)
 		}
 	}
-	// Each list is newest first. Where one was cut (it has more), the
-	// other's items older than its oldest are left out: the thread would
-	// otherwise show them without the cut list's messages between them.
 	var since time.Time
 	if sent.Next != "" && len(sent.Messages) > 0 {
 		since = sent.Messages[len(sent.Messages)-1].AcceptedAt
@@ -119,17 +127,16 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 			since = at
 		}
 	}
-	d.Older = sent.Next != "" || in.Next != ""
 	for i := range sent.Messages {
 		if m := &sent.Messages[i]; !m.AcceptedAt.Before(since) {
-			d.Items = append(d.Items, convItem{At: m.AcceptedAt, Sent: m})
+			items = append(items, convItem{At: m.AcceptedAt, Sent: m})
 		}
 	}
 	for i := range in.Replies {
 		if m := &in.Replies[i]; !m.ReceivedAt.Before(since) {
-			d.Items = append(d.Items, convItem{At: m.ReceivedAt, Reply: m})
+			items = append(items, convItem{At: m.ReceivedAt, Reply: m})
 		}
 	}
-	slices.SortStableFunc(d.Items, func(a, b convItem) int { return a.At.Compare(b.At) })
-	q.render(code, "conversation", p)
+	slices.SortStableFunc(items, func(a, b convItem) int { return a.At.Compare(b.At) })
+	return items, sent.Next != "" || in.Next != "", missing
 }

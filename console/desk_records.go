@@ -15,7 +15,9 @@ import (
 // who calls about a message to 138… or a reply that never reached them
 // is answered from here, without a login as the enterprise.
 
-// opsRecordsData is the page: Box "sent" (发出的短信) or "inbox" (收到的回复).
+// opsRecordsData is the page: Box "sent" (发出的短信), "inbox" (收到的回复)
+// or "thread" (往来记录: one number's messages and replies, as the
+// enterprise's own 往来记录 shows them).
 type opsRecordsData struct {
 	Code              string
 	Box               string
@@ -25,19 +27,21 @@ type opsRecordsData struct {
 	Days              dayRange
 	Messages          []api.Message
 	Replies           []api.InboxItem
+	Thread            []convItem // box "thread" (往来记录): one number's, oldest first
+	Older             bool       // the thread has earlier items than it shows
 	Missing           api.Missing
 	Paged             bool
 	// The links, with the box, the number and the dates: each box, the
 	// first page and the next; AllURL the box and the tab alone (显示全部).
-	SentURL, InboxURL, FirstURL, NextURL, AllURL string
+	SentURL, InboxURL, ThreadURL, FirstURL, NextURL, AllURL string
 }
 
 func (s *Server) opsRecords(q *req) {
 	in := q.r.URL.Query()
 	code := q.r.PathValue("code")
 	d := &opsRecordsData{Code: code, Box: "sent", Days: readDayRange(in)}
-	if in.Get("box") == "inbox" {
-		d.Box = "inbox"
+	if b := in.Get("box"); b == "inbox" || b == "thread" {
+		d.Box = b
 	}
 	d.Number, d.BadNumber = readNumber(in)
 	if d.Box == "sent" {
@@ -51,8 +55,8 @@ func (s *Server) opsRecords(q *req) {
 	base := "/ops/enterprises/" + url.PathEscape(code) + "/records"
 	d.AllURL = base // the box and the tab alone
 	switch {
-	case d.Box == "inbox":
-		d.AllURL = link(base, url.Values{"box": {"inbox"}})
+	case d.Box != "sent":
+		d.AllURL = link(base, url.Values{"box": {d.Box}})
 	case d.Outcome != "":
 		d.AllURL = link(base, url.Values{"outcome": {d.Outcome}})
 	}
@@ -61,9 +65,9 @@ func (s *Server) opsRecords(q *req) {
 		keep.Set("number", d.Number)
 	}
 	d.Days.keep(keep)
-	d.SentURL, d.InboxURL = link(base, keep), link(base, with(keep, "box", "inbox"))
-	if d.Box == "inbox" {
-		keep.Set("box", "inbox")
+	d.SentURL, d.InboxURL, d.ThreadURL = link(base, keep), link(base, with(keep, "box", "inbox")), link(base, with(keep, "box", "thread"))
+	if d.Box != "sent" {
+		keep.Set("box", d.Box)
 	} else {
 		for _, t := range outboxTabs {
 			t.URL = d.SentURL
@@ -96,12 +100,25 @@ func (s *Server) opsRecords(q *req) {
 	api0 := "/admin/v1/enterprises/" + pathSeg(code)
 	var next string
 	var err error
-	if d.Box == "inbox" {
+	switch {
+	case d.Box == "thread" && d.Number == "":
+		// The thread is of one number: the form asks for it.
+	case d.Box == "thread":
+		v.Set("limit", strconv.Itoa(conversationPage))
+		var sent api.MessagePage
+		var replies api.InboxPage
+		if err = s.opsCall(q.r, http.MethodGet, api0+"/messages?"+v.Encode(), nil, &sent); err == nil {
+			err = s.opsCall(q.r, http.MethodGet, api0+"/inbox?"+v.Encode(), nil, &replies)
+		}
+		if err == nil {
+			d.Thread, d.Older, d.Missing = thread(&sent, &replies)
+		}
+	case d.Box == "inbox":
 		var pg *api.InboxPage
 		if pg, err = walkList(s.opsCallOf(q), api0+"/inbox", v, cursor, replyRows); err == nil {
 			d.Replies, next, d.Missing = pg.Replies, pg.Next, pg.Missing
 		}
-	} else {
+	default:
 		var pg *api.MessagePage
 		if pg, err = walkList(s.opsCallOf(q), api0+"/messages", v, cursor, messageRows); err == nil {
 			d.Messages, next, d.Missing = pg.Messages, pg.Next, pg.Missing

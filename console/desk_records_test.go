@@ -106,3 +106,22 @@ func TestDeskTrace(t *testing.T) {
 		t.Errorf("a number nobody sent to:\n%s", a.Body)
 	}
 }
+
+// TestDeskThread: 收发查询's 往来记录 shows one number's messages from the
+// enterprise and its replies in one thread, oldest first, each message
+// linking to its detail; without a number it asks for one.
+func TestDeskThread(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	r.storeSentTo(numA1, "请确认到访时间", d1.Add(9*time.Hour), time.Time{})
+	r.storeReply(numA1, "下午两点", d1.Add(10*time.Hour))
+	r.storeSentTo(numA2, "别人的", d1.Add(11*time.Hour), time.Time{})
+	c := r.client()
+	c.opsLogin()
+	c.get("/ops/enterprises/A/records?box=thread").wantPage(t, "输入手机号码，查看该企业发给它的短信与它的回复", `class="on" aria-current="page">往来记录`)
+	a := c.get("/ops/enterprises/A/records?box=thread&number=" + numA1)
+	a.wantPage(t, `id="records-thread"`, `href="/ops/enterprises/A/records/`, "SMPP 未收取", `<input type="hidden" name="box" value="thread">`)
+	if !inOrder(a.Body, "请确认到访时间", "下午两点") || strings.Contains(a.Body, "别人的") {
+		t.Errorf("the thread with %s:\n%s", numA1, a.Body)
+	}
+}
