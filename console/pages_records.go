@@ -103,7 +103,7 @@ type outboxData struct {
 	// The links, with the tab, the number and the dates: the first page,
 	// the next page, and the tab without the number and the dates (显示全部).
 	FirstURL, NextURL, AllURL string
-	// ExportURL is 导出: the tab and dates, every page, as a CSV.
+	// ExportURL is 导出: the tab, number and dates, every page, as a CSV.
 	ExportURL string
 }
 
@@ -163,8 +163,8 @@ func (s *Server) outbox(q *req) {
 	q.render(http.StatusOK, "outbox", q.view(d))
 }
 
-// outboxExport is 发件箱's 导出: its tab (outcome) and dates, every page,
-// as a CSV for Excel (GET /v1/messages/export with lang=zh).
+// outboxExport is 发件箱's 导出: its tab (outcome), number and dates,
+// every page, as a CSV for Excel (GET /v1/messages/export with lang=zh).
 func (s *Server) outboxExport(q *req) {
 	s.listExport(q, "/outbox", "/v1/messages/export", false, "outcome", "number")
 }
