@@ -39,6 +39,10 @@ type conversationData struct {
 	Older                        bool
 	Missing                      api.Missing
 	OutboxURL, InboxURL, SendURL string
+	// Numbers are the distinct numbers of the thread (their last 11
+	// digits) when more than one matched (last digits typed): the thread
+	// is then several, and the form, which answers one, is not shown.
+	Numbers []string
 }
 
 func (s *Server) conversation(q *req) {
@@ -102,6 +106,9 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 		return
 	}
 	d.Items, d.Older, d.Missing = thread(&sent, &in)
+	if ns := threadNumbers(d.Items); len(ns) > 1 {
+		d.Numbers = ns
+	}
 	q.render(code, "conversation", p)
 }
 
@@ -139,4 +146,30 @@ func thread(sent *api.MessagePage, in *api.InboxPage) (items []convItem, older b
 	}
 	slices.SortStableFunc(items, func(a, b convItem) int { return a.At.Compare(b.At) })
 	return items, sent.Next != "" || in.Next != "", missing
+}
+
+// threadNumbers are the distinct numbers of a thread's items, each as its
+// last 11 digits (a Chinese mobile number however it was written: 86 or
+// +86 first or not), in the order they first come.
+func threadNumbers(items []convItem) []string {
+	var out []string
+	for _, it := range items {
+		n := ""
+		if it.Sent != nil {
+			n = it.Sent.To
+		} else {
+			n = it.Reply.From
+		}
+		n = strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, n)
+		n = n[max(0, len(n)-11):]
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -120,6 +120,13 @@ func TestConversation(t *testing.T) {
 	if strings.Contains(a.Body, "更早的记录") {
 		t.Error("says earlier records exist")
 	}
+	// Last digits that two numbers share: both threads, each linked,
+	// and no form (it answers one number).
+	r.storeSentTo("13800005678", "另一个5678", d1.Add(14*time.Hour), time.Time{})
+	a = c.get("/conversation?number=5678")
+	if !strings.Contains(a.Body, "记录来自 2 个号码") || !strings.Contains(a.Body, `<a href="/conversation?number=13800005678">`) || strings.Contains(a.Body, `id="conversation-reply"`) {
+		t.Errorf("a thread of several numbers:\n%s", a.Body)
+	}
 	for _, bad := range []string{"", "?number=abc"} {
 		if a := c.get("/conversation" + bad); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入手机号码") {
 			t.Errorf("/conversation%s: %d", bad, a.Status)
