@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/queue"
 )
 
 // 往来记录: the messages sent to one number and the replies from it, in
@@ -39,9 +40,9 @@ type conversationData struct {
 	Older                        bool
 	Missing                      api.Missing
 	OutboxURL, InboxURL, SendURL string
-	// Numbers are the distinct numbers of the thread (their last 11
-	// digits) when more than one matched (last digits typed): the thread
-	// is then several, and the form, which answers one, is not shown.
+	// Numbers are the distinct numbers of the thread when more than one
+	// matched (last digits typed): the thread is then several, and the
+	// form, which answers one, is not shown.
 	Numbers []string
 }
 
@@ -94,22 +95,34 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 	num := url.Values{"number": {d.Number}}
 	d.OutboxURL, d.InboxURL = link("/outbox", num), link("/inbox", num)
 	d.SendURL = link("/send/group", url.Values{"to": {d.Number}})
-	v := url.Values{"number": {d.Number}, "limit": {strconv.Itoa(conversationPage)}}
-	var sent api.MessagePage
-	if err := s.call(q.r, http.MethodGet, "/v1/messages?"+v.Encode(), nil, &sent); err != nil {
+	var err error
+	d.Items, d.Older, d.Missing, err = threadOf(s.userCall(q), "/v1", url.Values{"number": {d.Number}})
+	if err != nil {
 		q.fail(err)
 		return
 	}
-	var in api.InboxPage
-	if err := s.call(q.r, http.MethodGet, "/v1/inbox?"+v.Encode(), nil, &in); err != nil {
-		q.fail(err)
-		return
-	}
-	d.Items, d.Older, d.Missing = thread(&sent, &in)
 	if ns := threadNumbers(d.Items); len(ns) > 1 {
 		d.Numbers = ns
 	}
 	q.render(code, "conversation", p)
+}
+
+// threadOf reads the last conversationPage messages sent to a number
+// and its replies (v: number= and any other filter) from the lists
+// under base (/v1, the user's; /admin/v1/enterprises/{code}, the
+// operator's, through call) and merges them (thread).
+func threadOf(call func(string, any) error, base string, v url.Values) ([]convItem, bool, api.Missing, error) {
+	v.Set("limit", strconv.Itoa(conversationPage))
+	var sent api.MessagePage
+	if err := call(base+"/messages?"+v.Encode(), &sent); err != nil {
+		return nil, false, api.Missing{}, err
+	}
+	var in api.InboxPage
+	if err := call(base+"/inbox?"+v.Encode(), &in); err != nil {
+		return nil, false, api.Missing{}, err
+	}
+	items, older, missing := thread(&sent, &in)
+	return items, older, missing, nil
 }
 
 // thread merges a number's sent messages and replies (each list newest
@@ -148,26 +161,19 @@ func thread(sent *api.MessagePage, in *api.InboxPage) (items []convItem, older b
 	return items, sent.Next != "" || in.Next != "", missing
 }
 
-// threadNumbers are the distinct numbers of a thread's items, each as its
-// last 11 digits (a Chinese mobile number however it was written: 86 or
-// +86 first or not), in the order they first come.
+// threadNumbers are the distinct numbers of a thread's items (as the
+// first of each was written), in the order they first come: one number in
+// any form (86 first or not) is one, as queue.SameNumber compares them.
 func threadNumbers(items []convItem) []string {
 	var out []string
 	for _, it := range items {
-		n := ""
+		var n string
 		if it.Sent != nil {
 			n = it.Sent.To
 		} else {
 			n = it.Reply.From
 		}
-		n = strings.Map(func(r rune) rune {
-			if r >= '0' && r <= '9' {
-				return r
-			}
-			return -1
-		}, n)
-		n = n[max(0, len(n)-11):]
-		if !slices.Contains(out, n) {
+		if !slices.ContainsFunc(out, func(o string) bool { return queue.SameNumber(n, o) || queue.SameNumber(o, n) }) {
 			out = append(out, n)
 		}
 	}

@@ -104,15 +104,7 @@ func (s *Server) opsRecords(q *req) {
 	case d.Box == "thread" && d.Number == "":
 		// The thread is of one number: the form asks for it.
 	case d.Box == "thread":
-		v.Set("limit", strconv.Itoa(conversationPage))
-		var sent api.MessagePage
-		var replies api.InboxPage
-		if err = s.opsCall(q.r, http.MethodGet, api0+"/messages?"+v.Encode(), nil, &sent); err == nil {
-			err = s.opsCall(q.r, http.MethodGet, api0+"/inbox?"+v.Encode(), nil, &replies)
-		}
-		if err == nil {
-			d.Thread, d.Older, d.Missing = thread(&sent, &replies)
-		}
+		d.Thread, d.Older, d.Missing, err = threadOf(s.opsCallOf(q), api0, v)
 	case d.Box == "inbox":
 		var pg *api.InboxPage
 		if pg, err = walkList(s.opsCallOf(q), api0+"/inbox", v, cursor, replyRows); err == nil {

@@ -35,12 +35,7 @@ func (a *adminCLI) recTrace() *cobra.Command {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Enterprise, m.ID, m.Account, m.To, m.Source, m.State,
 						localTime(m.AcceptedAt), clipText(m.Text, 40))
 				}
-				if page.Next != "" {
-					fmt.Fprintf(w, "more: --after %s\n", page.Next)
-				}
-				if page.Partial {
-					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
-				}
+				pageEnd(w, "after", page.Next, page.Missing)
 			})
 		})
 	fs := c.Flags()
@@ -76,12 +71,7 @@ func (a *adminCLI) recSent() *cobra.Command {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Account, m.To, m.State, m.Segments,
 						m.ErrorCode, localTime(m.AcceptedAt), localTime(m.DoneAt), clipText(m.Text, 40))
 				}
-				if page.Next != "" {
-					fmt.Fprintf(w, "more: --after %s\n", page.Next)
-				}
-				if page.Partial {
-					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
-				}
+				pageEnd(w, "after", page.Next, page.Missing)
 			})
 		})
 	recordFlags(c, &q, "after")
@@ -132,16 +122,22 @@ func (a *adminCLI) recReplies() *cobra.Command {
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.From, m.To, m.Account, localTime(m.ReceivedAt), fwd, clipText(m.Text, 40))
 				}
-				if page.Next != "" {
-					fmt.Fprintf(w, "more: --before %s\n", page.Next)
-				}
-				if page.Partial {
-					fmt.Fprintf(w, "partial: nodes %v could not be asked\n", page.MissingNodes)
-				}
+				pageEnd(w, "before", page.Next, page.Missing)
 			})
 		})
 	recordFlags(c, &q, "before")
 	return c
+}
+
+// pageEnd ends a page's table: the flag and cursor of the next page,
+// and the nodes of a cluster left out.
+func pageEnd(w io.Writer, flag, next string, m api.Missing) {
+	if next != "" {
+		fmt.Fprintf(w, "more: --%s %s\n", flag, next)
+	}
+	if m.Partial {
+		fmt.Fprintf(w, "partial: nodes %v could not be asked\n", m.MissingNodes)
+	}
 }
 
 // localTime is t in the local zone, "" for none.
