@@ -462,7 +462,7 @@ func TestAdminFlow(t *testing.T) {
 		t.Fatalf("update user: %+v", u)
 	}
 	// long_replies alone is a change; what is stored is what the gateway
-	// reads at the user's next bind.
+	// reads for its next reply.
 	for _, tc := range []struct{ in, out, stored string }{{"SAR", "sar", "sar"}, {"udh8", "udh8", "udh8"}, {"payload", "payload", ""}} {
 		u = adminMust(c.UpdateUser("acme_u1", UserPatch{LongReplies: adminPtr(tc.in)})).get(t)
 		pu, err := e.pol.User(policy.OperatorActor("t"), "acme_u1")

@@ -22,7 +22,7 @@ type NewUser struct {
 	Extension     string `json:"extension,omitempty"` // of the enterprise's service number
 	// LongReplies is how a reply too long for one SMS reaches the user's
 	// SMPP binds: "payload" (or "": whole, in message_payload), "udh8",
-	// "udh16" or "sar" (in parts); read at the user's next bind.
+	// "udh16" or "sar" (in parts); read for each reply.
 	LongReplies string `json:"long_replies,omitempty"`
 }
 

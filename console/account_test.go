@@ -270,13 +270,13 @@ func TestUsersPage(t *testing.T) {
 		t.Errorf("al3 after the switch: %+v %v", u, err)
 	}
 	amy.get("/enterprise/users").wantPage(t, "用户 al3 的用户签名已设为显示")
-	// 长短信回复 from al3's row: 分段 UDH 16位 at its next bind; udh7 refused on the row.
+	// 长短信回复 from al3's row: 分段 UDH 16位 from its next reply; udh7 refused on the row.
 	a = amy.submit("/enterprise/users", "/enterprise/users/al3/update", url.Values{"long_replies": {"udh16"}})
 	if a.Status != http.StatusSeeOther {
 		t.Fatalf("long_replies udh16: %d %s", a.Status, a.Body)
 	}
 	pg = amy.get("/enterprise/users")
-	pg.wantPage(t, "用户 al3 的长短信回复已设为分段 UDH 16位，该用户的 SMPP 客户端重新登录（重新连接）后生效。")
+	pg.wantPage(t, "用户 al3 的长短信回复已设为分段 UDH 16位，下一条回复即生效。")
 	if row := userRow(t, pg.Body, "al3"); !strings.Contains(row, `<option value="udh16" selected>分段 UDH 16位</option>`) {
 		t.Errorf("al3's row after the change:\n%s", row)
 	}

@@ -279,10 +279,10 @@ func TestDeskEnterprises(t *testing.T) {
 	if u, err := r.pol.User(policy.OperatorActor("t"), "c1"); err != nil || u.LongReplies != "udh16" {
 		t.Errorf("c1 as stored: %+v %v", u, err)
 	}
-	// … changed from its row (at its next bind); udh7 refused on the row.
+	// … changed from its row (from its next reply); udh7 refused on the row.
 	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/update", url.Values{"long_replies": {"sar"}}).wantRedirect(t, "/ops/enterprises/C")
 	pg = c.get("/ops/enterprises/C")
-	pg.wantPage(t, "用户 c1 的长短信回复已设为分段 SAR，该用户的 SMPP 客户端重新登录（重新连接）后生效。")
+	pg.wantPage(t, "用户 c1 的长短信回复已设为分段 SAR，下一条回复即生效。")
 	if row := userRow(t, pg.Body, "c1"); !strings.Contains(row, `<option value="sar" selected>分段 SAR</option>`) {
 		t.Errorf("c1's row after the change:\n%s", row)
 	}

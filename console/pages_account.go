@@ -303,7 +303,7 @@ func longRepliesZH(v string) string {
 // longRepliesDone is the notice of a user's 长短信回复 changed to v: the
 // gateway reads it when the user binds.
 func longRepliesDone(sid, v string) string {
-	return "用户 " + sid + " 的长短信回复已设为" + longRepliesZH(v) + "，该用户的 SMPP 客户端重新登录（重新连接）后生效。"
+	return "用户 " + sid + " 的长短信回复已设为" + longRepliesZH(v) + "，下一条回复即生效。"
 }
 
 // resetUserPassword sets a new password for a user of the enterprise; it

@@ -6,10 +6,16 @@ import "github.com/qxtd/qxtd/policy"
 // an SMPP bind and an HTTP call (API key or console login), so a message
 // is owned, billed and signed alike whatever the ingress.
 func AccountFor(u *policy.User, ent *policy.Enterprise) *Account {
-	a := &Account{SystemID: u.SystemID, Enterprise: ent.Code, Signature: ent.Signature, ReceiptURL: ent.Receipt.URL,
-		ServiceNumber: ent.ServiceNumber, ExtLen: ent.ExtLen, Extension: u.Extension, LongReplies: u.LongReplies}
+	return &Account{SystemID: u.SystemID, Enterprise: ent.Code, Signature: ent.Signature, UserSignature: userSignature(u),
+		ReceiptURL: ent.Receipt.URL, ServiceNumber: ent.ServiceNumber, ExtLen: ent.ExtLen, Extension: u.Extension,
+		LongReplies: u.LongReplies}
+}
+
+// userSignature is Account.UserSignature of u: its name after the
+// separator where it is shown, else "".
+func userSignature(u *policy.User) string {
 	if u.ShowSignature {
-		a.UserSignature = policy.UserSignatureSeparator + u.Name
+		return policy.UserSignatureSeparator + u.Name
 	}
-	return a
+	return ""
 }

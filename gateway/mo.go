@@ -283,8 +283,8 @@ type moRouter struct {
 type moBind struct {
 	account string
 	conn    *smpp.Conn
-	// long is how a long reply goes to this bind (Account.LongReplies,
-	// as the account was at its bind).
+	// long is how a long reply goes to this bind (Account.LongReplies)
+	// as the account was at its bind: what replyForm falls back on.
 	long string
 }
 
@@ -514,7 +514,7 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 				b = nb
 			}
 		}
-		pdus = replyPDUs(m, b.long)
+		pdus = replyPDUs(m, r.g.replyForm(b))
 		errs = make([]error, len(pdus))
 		for i, p := range pdus {
 			queued := make(chan struct{})
@@ -556,6 +556,20 @@ func (r *moRouter) deliver(ctx context.Context, f *moForwarder, b moBind, m *que
 	}
 	r.g.metrics.moForward.WithLabelValues(outcome).Inc()
 	return true, false
+}
+
+// replyForm is how a long reply goes to bind b now: its account's
+// long_replies as the policy has it (ReplyFormats), or as it was at the
+// bind. A reply sent again after the form changed goes in the new form:
+// an ESME whose form was changed because it could not read the old one
+// joined none of those parts.
+func (g *Gateway) replyForm(b moBind) string {
+	if rf, ok := g.policy.(ReplyFormats); ok {
+		if lr, ok := rf.LongRepliesOf(b.account); ok {
+			return lr
+		}
+	}
+	return b.long
 }
 
 // replyPDUs are the deliver_sm that carry m to a bind whose account takes

@@ -241,6 +241,59 @@ func TestLongRepliesInParts(t *testing.T) {
 	}
 }
 
+// TestLongRepliesFormChanged: the operator changes a bound user's
+// long_replies, and the next reply goes in the new form without the ESME
+// binding again: whole in message_payload, then in parts with a UDH, then
+// whole again. Before, a bind kept the form its user had when it bound,
+// so an ESME bound for weeks went on getting replies it could not read
+// until it was restarted.
+func TestLongRepliesFormChanged(t *testing.T) {
+	r, pol := twoWayRig(t, rigOpts{})
+	alice := bindPartsESME(t, r, "alice", "secret1", nil)
+	waitReady(t, r)
+	text := strings.Repeat("Hello {world} ", 15) // 210 septets: two parts
+	inject := func() {
+		t.Helper()
+		if err := r.sim.InjectDeliverSM(smpp.SM{SourceAddr: "13712345678", DestinationAddr: "10657500112", DataCoding: 0x00,
+			TLVs: []smpp.TLVField{{Tag: pdutlv.TagMessagePayload, Value: gsmOf(t, text)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setForm := func(form string) {
+		t.Helper()
+		if _, err := pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{LongReplies: &form}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Whole: all 240 octets in one deliver_sm (in short_message, which
+	// holds up to 254), with no UDH and no SAR TLVs.
+	whole := func(in segment.Incoming, when string) {
+		t.Helper()
+		if got, want := append(bytes.Clone(in.ShortMessage), in.Payload...), gsmOf(t, text); !bytes.Equal(got, want) || in.ESMClass&0x40 != 0 || in.SARRef != nil {
+			t.Errorf("%s: %d octets (want %d), esm_class 0x%02x, sar_msg_ref_num % x; want the reply whole",
+				when, len(got), len(want), in.ESMClass, in.SARRef)
+		}
+	}
+
+	inject() // alice binds with the default: whole
+	whole(alice.wait(t, 1)[0], "before the change")
+
+	setForm("udh8")
+	inject()
+	got := alice.wait(t, 3)
+	replies := assemble(t, got[1:])
+	if len(replies) != 1 || len(replies[0].frags) != 2 || replies[0].frags[0].Info.Ref16 {
+		t.Fatalf("after the change to udh8: %d replies, want one in 2 parts with an 8-bit reference", len(replies))
+	}
+	if s := joinedText(t, replies[0]); s != text {
+		t.Errorf("after the change to udh8 the parts read %q", s)
+	}
+
+	setForm("payload")
+	inject()
+	whole(alice.wait(t, 4)[3], "after the change back")
+}
+
 func joinedText(t *testing.T, lr longReply) string {
 	t.Helper()
 	frags := make([]*segment.Fragment, len(lr.frags))

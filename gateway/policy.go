@@ -68,6 +68,19 @@ type CarrierLookup interface {
 	CarrierOf(number string) string
 }
 
+// ReplyFormats is the optional part of a Policy that tells how an
+// account takes long replies now (Account.LongReplies): a user's
+// long_replies changed by the operator applies to the next reply to its
+// binds, not only once the ESME binds again (an ESME bound for weeks
+// would otherwise go on getting replies in a form it cannot read). Rules
+// implements it; without it a bind keeps the form its account had at
+// the bind.
+type ReplyFormats interface {
+	// LongRepliesOf is systemID's long_replies as it is now; false: the
+	// user is gone (the bind's own form stands).
+	LongRepliesOf(systemID string) (string, bool)
+}
+
 // ErrNoList is a distribution list name that names no list.
 var ErrNoList = errors.New("gateway: no such distribution list")
 

@@ -647,7 +647,7 @@ func (g *Gateway) deliverForPeer(ctx context.Context, d PeerDelivery, prev <-cha
 					m.Binary = []byte{}
 				}
 			}
-			c, pause, pdus = b.conn, p, replyPDUs(m, b.long)
+			c, pause, pdus = b.conn, p, replyPDUs(m, g.replyForm(b))
 		}
 	default:
 		return PeerFailed

@@ -98,6 +98,16 @@ func (r Rules) credentialVersion(systemID string) (credentialVersion, bool) {
 	return credentialVersion{user: u.UpdatedAt, enterprise: ent.UpdatedAt, code: ent.Code}, true
 }
 
+// LongRepliesOf implements ReplyFormats from the policy's in-memory
+// snapshot (no disk): a lookup a reply.
+func (r Rules) LongRepliesOf(systemID string) (string, bool) {
+	u, err := r.P.User(policy.OperatorActor("gateway"), systemID)
+	if err != nil {
+		return "", false
+	}
+	return u.LongReplies, true
+}
+
 // SystemAccount is the account qxtd's own messages (password resets, the
 // first password of an approved application) are sent as: no policy user
 // has to exist for it.
@@ -114,6 +124,7 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	if err := r.P.CheckEnterprise(ent); err != nil {
 		return nil, 0, err
 	}
+	a := *acct
 	if acct.SystemID != SystemAccount {
 		u, err := r.P.User(policy.OperatorActor("gateway"), acct.SystemID)
 		switch {
@@ -122,8 +133,11 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 		case u.Disabled:
 			return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+acct.SystemID)
 		}
+		// The user's own settings as they are now, as the enterprise's
+		// below: an ESME bound for weeks gets a changed user signature
+		// or extension with its next message, not at its next bind.
+		a.UserSignature, a.Extension, a.LongReplies = userSignature(u), u.Extension, u.LongReplies
 	}
-	a := *acct
 	a.Signature = ent.Signature
 	a.ServiceNumber, a.ExtLen = ent.ServiceNumber, ent.ExtLen
 	return &a, r.P.Limit(ent), nil

@@ -124,6 +124,41 @@ func TestServiceNumberSources(t *testing.T) {
 	}
 }
 
+// TestUserChangedWhileBound: the operator changes a bound user's
+// extension and shows its user signature, and the next message on the
+// same bind goes from the new extension, signed with the user's name.
+// Before, a bind kept the user as it was when it bound, so an ESME bound
+// for weeks sent from the old extension (its replies going to the new
+// one) until it was restarted.
+func TestUserChangedWhileBound(t *testing.T) {
+	r, pol := twoWayRig(t, rigOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	alice, err := r.bind("alice", "secret1", smpp.BindTransmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.submit(ctx, submitSM("", "13712345678", "before")); err != nil {
+		t.Fatal(err)
+	}
+	ext, show := "34", true
+	if _, err := pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{Extension: &ext, ShowSignature: &show}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.submit(ctx, submitSM("", "13712345678", "after")); err != nil {
+		t.Fatal(err)
+	}
+	got := r.waitReceived(t, 2)
+	for i, want := range []struct{ source, text string }{
+		{"10657500112", "【甲公司】before"},
+		{"10657500134", "【甲公司】after——甲"},
+	} {
+		if got[i].Source != want.source || moText(t, got[i]) != want.text {
+			t.Errorf("message %d: from %s reading %q, want from %s reading %q", i+1, got[i].Source, moText(t, got[i]), want.source, want.text)
+		}
+	}
+}
+
 // waitMOs waits until the ESME received n replies; their texts decoded.
 func (e *esme) waitMOs(t *testing.T, n int) []smpp.SimMessage {
 	t.Helper()

@@ -141,7 +141,7 @@ func (a *adminCLI) userSet() *cobra.Command {
 	fs.StringVar(&role, "role", "", "user or admin")
 	fs.BoolVar(&show, "show-signature", false, "append the user's name to its messages")
 	fs.StringVar(&ext, "extension", "", "extension of the enterprise's service number; \"\" removes it")
-	fs.StringVar(&longReplies, "long-replies", "", longRepliesUsage+"; from the user's next bind")
+	fs.StringVar(&longReplies, "long-replies", "", longRepliesUsage+"; from the next reply")
 	return c
 }
 
