@@ -143,7 +143,17 @@ var replyColumns = []exportColumn[InboxItem]{
 	{"udh", "UDH", func(m *InboxItem, _ bool) string { return m.UDH }},
 	{"source_port", "源端口", func(m *InboxItem, _ bool) string { return optInt(m.SourcePort) }},
 	{"destination_port", "目的端口", func(m *InboxItem, _ bool) string { return optInt(m.DestinationPort) }},
+	{"webhook", "推送状态", func(m *InboxItem, zh bool) string {
+		if zh {
+			return replyWebhookZH[m.Webhook]
+		}
+		return m.Webhook
+	}},
+	{"webhook_at", "推送时间", func(m *InboxItem, zh bool) string { return exportTime(m.WebhookAt, zh) }},
 }
+
+// replyWebhookZH is InboxItem.Webhook for people ("" for none).
+var replyWebhookZH = map[string]string{ReplyWebhookPending: "待推送", ReplyWebhookDelivered: "已推送", ReplyWebhookGaveUp: "已放弃"}
 
 // optInt is *v in decimal, "" for nil.
 func optInt(v *int) string {

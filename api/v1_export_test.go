@@ -311,6 +311,9 @@ func TestExportInbox(t *testing.T) {
 		if i == 3 {
 			m.Text, m.Binary, m.DataCoding, m.UDH = "", []byte{0x01, 0xAB}, 0xF5, []byte{6, 5, 4, 0x23, 0xF4, 0x23, 0xF0} // binary, to port 9204 from 9200
 		}
+		if i <= 2 { // the first three came while A had a reply URL
+			m.ReplyURL = "https://a.example/replies"
+		}
 		if err := r.store.StoreMO(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -320,6 +323,19 @@ func TestExportInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := r.store.AckMO(t.Context(), "A", ids[3], time.Now(), true); err != nil { // 第四条 refused
+		t.Fatal(err)
+	}
+	// Their POSTs: 第一条's waits, 第二条's was delivered, the third's
+	// given up.
+	due, _, err := r.store.DueReplies("A", time.Now().Add(time.Hour), 0, nil)
+	if err != nil || len(due) != 3 {
+		t.Fatalf("due replies: %d (%v)", len(due), err)
+	}
+	postedAt := t0.Add(30 * time.Minute)
+	if err := r.store.AckReplies(t.Context(), due[1:2], postedAt, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.AckReplies(t.Context(), due[2:3], time.Now(), true); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.store.StoreMO(t.Context(), &queue.MO{Enterprise: "B", Source: uNumA2, Dest: "106575002", Text: "乙公司的", Upstream: "sim", ReceivedAt: t0}); err != nil {
@@ -345,19 +361,30 @@ func TestExportInbox(t *testing.T) {
 		answered = append(answered, row[7:])
 	}
 	if want := [][]string{
-		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh", "source_port", "destination_port"},
-		{"false", "false", "0", "", "", "", "", ""},
-		{"false", "true", "0", "01ab", "245", "06050423f423f0", "9200", "9204"},
-		{"false", "false", "0", "", "", "", "", ""},
-		{"true", "false", "0", "", "", "", "", ""},
-		{"false", "false", "2", "", "", "", "", ""},
+		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh", "source_port", "destination_port", "webhook", "webhook_at"},
+		{"false", "false", "0", "", "", "", "", "", "", ""},
+		{"false", "true", "0", "01ab", "245", "06050423f423f0", "9200", "9204", "", ""},
+		{"false", "false", "0", "", "", "", "", "", "gave_up", ""},
+		{"true", "false", "0", "", "", "", "", "", "delivered", postedAt.UTC().Format(time.RFC3339)},
+		{"false", "false", "2", "", "", "", "", "", "pending", ""},
 	}; !slices.EqualFunc(answered, want, slices.Equal) {
-		t.Fatalf("forwarded, refused, parts_missing and binary columns %q, want %q", answered, want)
+		t.Fatalf("forwarded, refused, parts_missing, binary and webhook columns %q, want %q", answered, want)
+	}
+	// The list says the same.
+	var page InboxPage
+	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["amy"], nil, &page)
+	var states []string
+	for _, it := range page.Replies {
+		states = append(states, it.Webhook+"@"+exportTime(it.WebhookAt, false))
+	}
+	if want := []string{"@", "@", "gave_up@", "delivered@" + postedAt.UTC().Format(time.RFC3339), "pending@"}; !slices.Equal(states, want) {
+		t.Fatalf("GET /v1/inbox: webhook states %q, want %q", states, want)
 	}
 
 	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])
 	rows, err = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(body, []byte("\uFEFF")))).ReadAll()
-	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" || rows[0][8] != "被拒收" || rows[1][8] != "是" || rows[3][7] != "是" {
+	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" || rows[0][8] != "被拒收" || rows[1][8] != "是" || rows[3][7] != "是" ||
+		rows[0][15] != "推送状态" || rows[2][15] != "已放弃" || rows[3][15] != "已推送" || rows[4][15] != "待推送" || rows[1][15] != "" {
 		t.Fatalf("lang=zh, number=%s: %q (%v)", uNumA2, rows, err)
 	}
 	// alice (a user) sees the replies to her extension only.

@@ -32,7 +32,35 @@ type InboxItem struct {
 	// PartsMissing: the handset sent it in parts and this many never came
 	// within smpp.mo_reassembly_timeout; Text is the parts that came.
 	PartsMissing int `json:"parts_missing,omitempty"`
+	// Webhook is its POST to the enterprise's reply_url, for a reply
+	// that came while the enterprise had one ("" = none): "pending" (not
+	// yet answered 2xx; retried with back-off), "delivered" (answered 2xx
+	// at WebhookAt), or "gave_up" (webhooks.max_age passed, or the
+	// reply_url was removed, first). A reply may go both ways: Forwarded
+	// is its SMPP side.
+	Webhook   string    `json:"webhook,omitempty"`
+	WebhookAt time.Time `json:"webhook_at,omitzero"`
 	webhook.ReplyBinary
+}
+
+// The values of InboxItem.Webhook.
+const (
+	ReplyWebhookPending   = "pending"
+	ReplyWebhookDelivered = "delivered"
+	ReplyWebhookGaveUp    = "gave_up"
+)
+
+// replyWebhook is InboxItem.Webhook and WebhookAt of m.
+func replyWebhook(m *queue.MO) (string, time.Time) {
+	switch {
+	case m.ReplyURL == "":
+		return "", time.Time{}
+	case m.ReplyGaveUp:
+		return ReplyWebhookGaveUp, time.Time{}
+	case !m.PostedAt.IsZero():
+		return ReplyWebhookDelivered, m.PostedAt
+	}
+	return ReplyWebhookPending, time.Time{}
 }
 
 // InboxPage is the answer of GET /v1/inbox; Next is the before= of the
@@ -44,9 +72,11 @@ type InboxPage struct {
 }
 
 func inboxItem(m *queue.MO) InboxItem {
-	return InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
+	it := InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
 		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused,
 		PartsMissing: m.PartsMissing, ReplyBinary: webhook.ReplyBinaryOf(m)}
+	it.Webhook, it.WebhookAt = replyWebhook(m)
+	return it
 }
 
 // maxNumberQuery bounds the number= of the inbox and the outboxes

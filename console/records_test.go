@@ -308,6 +308,84 @@ func TestScheduledEditAndDelete(t *testing.T) {
 	}
 }
 
+// TestInboxReplyStates: each reply in 收件箱 and in the desk's 收发查询
+// says how it went on: an SMPP receiver took it, refused it or (without
+// a reply URL) has not yet; its POST to the reply URL was delivered,
+// waits or was given up. A reply that went by the reply URL shows no
+// SMPP 未收取, which would read as lost to an enterprise without a bind.
+func TestInboxReplyStates(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	store := func(text, replyURL string) *queue.MO {
+		m := &queue.MO{Enterprise: "A", Source: numA2, Dest: "106575000001", Text: text, Upstream: "sim", ReceivedAt: time.Now(), ReplyURL: replyURL}
+		if err := r.store.StoreMO(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const hook = "https://a.example/replies"
+	store("等待接收程序", "")
+	taken := store("接收程序已收", "")
+	refused := store("接收程序拒收的", "")
+	store("等待推送", hook)
+	store("已推送的", hook)
+	store("推送放弃的", hook)
+	both := store("两边都到了", hook)
+	for _, m := range []*queue.MO{taken, both} {
+		if err := r.store.AckMO(ctx, "A", m.ID, time.Now(), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.store.AckMO(ctx, "A", refused.ID, time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	due, _, err := r.store.DueReplies("A", time.Now().Add(time.Hour), 0, nil)
+	if err != nil || len(due) != 4 {
+		t.Fatalf("due replies: %d (%v)", len(due), err)
+	}
+	// due is by due time: 等待推送, 已推送的, 推送放弃的, 两边都到了.
+	if err := r.store.AckReplies(ctx, []queue.Reply{due[1], due[3]}, time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.AckReplies(ctx, due[2:3], time.Now(), true); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{ // a reply's 转发 cell: what it says, and what it must not
+		"等待接收程序":  {"SMPP 未收取"},
+		"接收程序已收":  {"SMPP 已收取"},
+		"接收程序拒收的": {"接收程序拒收"},
+		"等待推送":    {"待推送", "!SMPP"},
+		"已推送的":    {"已推送", "!SMPP"},
+		"推送放弃的":   {"推送已放弃", "!SMPP"},
+		"两边都到了":   {"SMPP 已收取", "已推送"},
+	}
+	c := r.client()
+	c.login("amy")
+	o := r.client()
+	o.opsLogin()
+	for _, page := range []string{c.get("/inbox").Body, o.get("/ops/enterprises/A/records?box=inbox").Body} {
+		rows := strings.Split(page, "<tr>")
+		for text, says := range want {
+			var row string
+			for _, r := range rows {
+				if strings.Contains(r, ">"+text+"<") {
+					row = r
+				}
+			}
+			if !strings.Contains(row, `data-label="转发">`) {
+				t.Fatalf("no row with %s and a 转发 cell in:\n%s", text, page)
+			}
+			_, cell, _ := strings.Cut(row, `data-label="转发">`)
+			cell, _, _ = strings.Cut(cell, "</td>")
+			for _, s := range says {
+				if no, ok := strings.CutPrefix(s, "!"); ok == strings.Contains(cell, no) {
+					t.Errorf("%s: the cell %q, want %q", text, cell, s)
+				}
+			}
+		}
+	}
+}
+
 func TestInboxPage(t *testing.T) {
 	r := newRig(t)
 	key := r.apiKey("alice")

@@ -111,7 +111,7 @@ func (a *adminCLI) recReplies() *cobra.Command {
 				return err
 			}
 			return a.out(c, page, func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tFROM\tTO\tACCOUNT\tRECEIVED\tFORWARDED\tTEXT")
+				fmt.Fprintln(w, "ID\tFROM\tTO\tACCOUNT\tRECEIVED\tFORWARDED\tWEBHOOK\tTEXT")
 				for _, m := range page.Replies {
 					fwd := "no"
 					switch {
@@ -120,7 +120,11 @@ func (a *adminCLI) recReplies() *cobra.Command {
 					case m.Forwarded:
 						fwd = "yes"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.From, m.To, m.Account, localTime(m.ReceivedAt), fwd, clipText(m.Text, 40))
+					hook := m.Webhook // pending, delivered, gave_up; "-": no reply URL
+					if hook == "" {
+						hook = "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.From, m.To, m.Account, localTime(m.ReceivedAt), fwd, hook, clipText(m.Text, 40))
 				}
 				pageEnd(w, "before", page.Next, page.Missing)
 			})
