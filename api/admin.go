@@ -77,6 +77,8 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"GET /admin/v1/enterprises/{code}/messages", s.adminMessages},
 		{"GET /admin/v1/enterprises/{code}/messages/{id}", s.adminMessage},
 		{"GET /admin/v1/enterprises/{code}/inbox", s.adminInbox},
+		{"GET /admin/v1/enterprises/{code}/messages/export", s.adminExportMessages},
+		{"GET /admin/v1/enterprises/{code}/inbox/export", s.adminExportInbox},
 
 		{"POST /admin/v1/enterprises/{code}/users", s.createUser},
 		{"GET /admin/v1/enterprises/{code}/users", s.listUsers},

@@ -52,6 +52,24 @@ func (s *Server) adminInbox(a policy.Actor, w http.ResponseWriter, r *http.Reque
 	}
 }
 
+// adminExportMessages is GET /admin/v1/enterprises/{code}/messages/export:
+// the sent outbox as GET /v1/messages/export writes it for an admin of
+// the enterprise, in the enterprise's own export slots (an account
+// manager's download cannot crowd out more than the enterprise's own).
+func (s *Server) adminExportMessages(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if c, ok := s.enterpriseCaller(a, w, r); ok {
+		s.exportMessages(c, w, r)
+	}
+}
+
+// adminExportInbox is GET /admin/v1/enterprises/{code}/inbox/export, as
+// GET /v1/inbox/export for an admin of the enterprise.
+func (s *Server) adminExportInbox(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if c, ok := s.enterpriseCaller(a, w, r); ok {
+		s.exportInbox(c, w, r)
+	}
+}
+
 // adminTrace is GET /admin/v1/messages?number=: every enterprise's sent
 // messages to a number, newest first, each naming its enterprise — the
 // operator's trace of a number whose owner complains of a message (who

@@ -1,6 +1,10 @@
 package api
 
 import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -85,4 +89,26 @@ func TestAdminRecords(t *testing.T) {
 	if len(in.Replies) != 0 {
 		t.Fatalf("B's inbox: %+v", in.Replies)
 	}
+
+	// The exports, through the Client, as A's own exports write them: its
+	// outbox narrowed to a number, its replies for people.
+	cl := &Client{Base: url0, Token: adminToken}
+	var buf bytes.Buffer
+	n, err := cl.ExportEnterpriseMessages(t.Context(), "A", RecordQuery{Number: uNumA1}, RecordExport{}, &buf)
+	rows, cerr := csv.NewReader(&buf).ReadAll()
+	if err != nil || cerr != nil || n != 1 || len(rows) != 2 || rows[0][0] != "id" || rows[1][0] != a1 {
+		t.Fatalf("A's outbox to %s exported: %d rows (%v, %v) %q", uNumA1, n, err, cerr, rows)
+	}
+	buf.Reset()
+	n, err = cl.ExportEnterpriseInbox(t.Context(), "A", RecordQuery{Number: uNumA2}, RecordExport{Lang: "zh"}, &buf)
+	rows, cerr = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(buf.Bytes(), []byte("\uFEFF")))).ReadAll()
+	if err != nil || cerr != nil || n != 2 || len(rows) != 3 || rows[0][1] != "来自" || rows[1][5] != "回复到106575001" {
+		t.Fatalf("A's replies exported: %d rows (%v, %v) %q", n, err, cerr, rows)
+	}
+	var ae *APIError
+	if _, err := cl.ExportEnterpriseInbox(t.Context(), "NOPE", RecordQuery{}, RecordExport{}, io.Discard); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Fatalf("an unknown enterprise's export: %v", err)
+	}
+	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/enterprises/A/messages/export", r.keys["amy"], nil)
+	op.wantError(http.StatusBadRequest, "invalid", "GET", "/admin/v1/enterprises/A/inbox/export?number=abc", adminToken, nil)
 }

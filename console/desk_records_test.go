@@ -31,7 +31,7 @@ func TestDeskRecords(t *testing.T) {
 	if strings.Contains(a.Body, "给二号的通知") {
 		t.Errorf("narrowed to %s, lists another number's:\n%s", numA1, a.Body)
 	}
-	id := between(a.Body, `href="/ops/enterprises/A/records/`, `"`)
+	id := between(a.Body, `<td data-label="接收号码"><a href="/ops/enterprises/A/records/`, `"`)
 	if id == "" {
 		t.Fatalf("no link to the message:\n%s", a.Body)
 	}
@@ -58,6 +58,30 @@ func TestDeskRecords(t *testing.T) {
 	}
 	if a := c.get("/ops/enterprises/NOPE/records"); a.Status != http.StatusNotFound {
 		t.Errorf("an unknown enterprise: %d", a.Status)
+	}
+
+	// 导出: the box shown, with its tab, number and dates, every page, as
+	// a CSV for Excel; none for the thread.
+	c.get("/ops/enterprises/A/records?number="+numA1).wantPage(t, `id="records-export" href="/ops/enterprises/A/records/export.csv?number=`+numA1+`"`)
+	c.get("/ops/enterprises/A/records?box=inbox&outcome=x").wantPage(t, `id="records-export" href="/ops/enterprises/A/records/export.csv?box=inbox"`)
+	if a := c.get("/ops/enterprises/A/records?box=thread&number=" + numA1); strings.Contains(a.Body, "records-export") {
+		t.Error("the thread offers an export")
+	}
+	e := c.get("/ops/enterprises/A/records/export.csv?number=" + numA1)
+	if e.Status != http.StatusOK || !strings.HasPrefix(e.Body, "\uFEFF消息ID,") || !strings.Contains(e.Body, "给一号的通知") ||
+		strings.Contains(e.Body, "给二号的通知") || !strings.Contains(e.Header.Get("Content-Disposition"), `"outbox-A.csv"`) {
+		t.Errorf("the sent box's export: %d %v\n%s", e.Status, e.Header, e.Body)
+	}
+	if e := c.get("/ops/enterprises/A/records/export.csv?outcome=failed&number=" + numA1); e.Status != http.StatusOK || strings.Contains(e.Body, "给一号的通知") {
+		t.Errorf("接收失败's export: %d\n%s", e.Status, e.Body)
+	}
+	e = c.get("/ops/enterprises/A/records/export.csv?box=inbox")
+	if e.Status != http.StatusOK || !strings.Contains(e.Body, "来自") || !strings.Contains(e.Body, "二号的回复") || !strings.Contains(e.Header.Get("Content-Disposition"), `"inbox-A.csv"`) {
+		t.Errorf("the replies' export: %d %v\n%s", e.Status, e.Header, e.Body)
+	}
+	// A date the export cannot take goes back to the box, saying why.
+	if e := c.get("/ops/enterprises/A/records/export.csv?box=inbox&from=yesterday"); e.Status != http.StatusSeeOther || !strings.HasPrefix(e.Location, "/ops/enterprises/A/records?box=inbox") {
+		t.Errorf("a bad date: %d → %q", e.Status, e.Location)
 	}
 	// The enterprise's own detail keeps its back link and its change link.
 	u := r.client()

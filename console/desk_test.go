@@ -14,7 +14,8 @@ import (
 
 // deskPages are the desk's pages (GET).
 var deskPages = []string{"/ops/", "/ops/enterprises", "/ops/enterprises/new", "/ops/enterprises/A",
-	"/ops/approvals", "/ops/bills", "/ops/bills.csv", "/ops/export", "/ops/export/dlr.csv?from=2026-01-01&to=2026-02-01"}
+	"/ops/approvals", "/ops/bills", "/ops/bills.csv", "/ops/export", "/ops/export/dlr.csv?from=2026-01-01&to=2026-02-01",
+	"/ops/enterprises/A/records", "/ops/enterprises/A/records/export.csv", "/ops/trace"}
 
 // deskPosts are the desk's forms' actions.
 var deskPosts = []string{"/ops/enterprises/new", "/ops/enterprises/A", "/ops/enterprises/A/state",

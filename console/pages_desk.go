@@ -29,6 +29,7 @@ var deskRoutes = []route{
 	{"POST /ops/enterprises/{code}/users/{sid}/update", (*Server).opsUserUpdate},
 	{"GET /ops/enterprises/{code}/records", (*Server).opsRecords},
 	{"GET /ops/enterprises/{code}/records/{id}", (*Server).opsRecord},
+	{"GET /ops/enterprises/{code}/records/export.csv", (*Server).opsRecordsExport},
 	{"GET /ops/trace", (*Server).opsTrace},
 	{"GET /ops/approvals", (*Server).opsApprovals},
 	{"POST /ops/approvals/whitelist", (*Server).opsDecideWhitelist},

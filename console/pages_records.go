@@ -166,20 +166,24 @@ func (s *Server) outbox(q *req) {
 // outboxExport is 发件箱's 导出: its tab (outcome), number and dates,
 // every page, as a CSV for Excel (GET /v1/messages/export with lang=zh).
 func (s *Server) outboxExport(q *req) {
-	s.listExport(q, "/outbox", "/v1/messages/export", false, "outcome", "number")
+	s.listExport(q, "/outbox", nil, "/v1/messages/export", false, "outcome", "number")
 }
 
-// listExport is the 导出 of the list page at page: the query parameters
-// params of the page (the tab's outcome, the number) and its dates — of
+// listExport is the 导出 of the list page at page (with the query fixed,
+// such as the desk's box): the query parameters params of the page (the
+// tab's outcome, the number) and its dates — of
 // the send time with sendTime (定时发件箱) — every page, as a CSV for Excel:
 // the API's export at apiPath with lang=zh, streamed to the browser as the
 // API writes it. A refusal, which the API answers before any row (too
 // many exports at once, a node of the cluster that cannot be asked),
 // comes back to the page with the reason in Chinese.
-func (s *Server) listExport(q *req, page, apiPath string, sendTime bool, params ...string) {
+func (s *Server) listExport(q *req, page string, fixed url.Values, apiPath string, sendTime bool, params ...string) {
 	in := q.r.URL.Query()
 	days := readDayRange(in)
-	keep, v := url.Values{}, url.Values{"format": {"csv"}, "lang": {"zh"}}
+	keep, v := maps.Clone(fixed), url.Values{"format": {"csv"}, "lang": {"zh"}}
+	if keep == nil {
+		keep = url.Values{}
+	}
 	for _, param := range params {
 		if x := strings.TrimSpace(in.Get(param)); x != "" {
 			keep.Set(param, x)
@@ -379,7 +383,7 @@ func (s *Server) scheduled(q *req) {
 // scheduledExport is 定时发件箱's 导出: the days its messages go out, every
 // page, as a CSV for Excel (GET /v1/scheduled/export with lang=zh).
 func (s *Server) scheduledExport(q *req) {
-	s.listExport(q, "/scheduled", "/v1/scheduled/export", true, "number")
+	s.listExport(q, "/scheduled", nil, "/v1/scheduled/export", true, "number")
 }
 
 // scheduledEditData is the form that changes a scheduled message.
@@ -540,7 +544,9 @@ func (s *Server) inbox(q *req) {
 
 // inboxExport is 收件箱's 导出: the number and dates shown, every page, as
 // a CSV for Excel (GET /v1/inbox/export with lang=zh).
-func (s *Server) inboxExport(q *req) { s.listExport(q, "/inbox", "/v1/inbox/export", false, "number") }
+func (s *Server) inboxExport(q *req) {
+	s.listExport(q, "/inbox", nil, "/v1/inbox/export", false, "number")
+}
 
 // billingData is 费用: the month so far and the past bills (enterprise
 // admins only, as the API decides: Bills is nil and NoBills set otherwise).

@@ -16,7 +16,47 @@ import (
 
 func (a *adminCLI) recordsCmd() *cobra.Command {
 	return group(&cobra.Command{Use: "records", Short: "An enterprise's sent messages and replies: why a message was not received, whether a reply arrived"},
-		a.recSent(), a.recShow(), a.recReplies(), a.recTrace())
+		a.recSent(), a.recShow(), a.recReplies(), a.recTrace(), a.recExport())
+}
+
+// recExport writes an enterprise's sent messages or its replies, every
+// page, to standard output, as the enterprise's own export does; the
+// rows the daemon counted go to standard error, and a file it did not
+// finish is an error (exit 1), whatever was written.
+func (a *adminCLI) recExport() *cobra.Command {
+	var q api.RecordQuery
+	var x api.RecordExport
+	c := a.leaf("export CODE sent|replies [--number N] [--outcome received|failed|pending] [--account SYSTEM_ID] [--from T] [--to T] [--format csv|jsonl] [--lang en|zh]",
+		"Export an enterprise's sent messages or replies (every page) to standard output", 2, 2,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			var rows int64
+			var err error
+			switch args[1] {
+			case "sent":
+				rows, err = cl.ExportEnterpriseMessages(c.Context(), args[0], q, x, c.OutOrStdout())
+			case "replies":
+				if q.Outcome != "" || q.Account != "" {
+					return usagef("records export replies: --outcome and --account are for sent")
+				}
+				rows, err = cl.ExportEnterpriseInbox(c.Context(), args[0], q, x, c.OutOrStdout())
+			default:
+				return usagef("records export: %q: want sent or replies", args[1])
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.ErrOrStderr(), "%d rows\n", rows)
+			return nil
+		})
+	fs := c.Flags()
+	fs.StringVar(&q.Number, "number", "", "only this number (any form, or its last digits)")
+	fs.StringVar(&q.Outcome, "outcome", "", "sent only: received, failed or pending")
+	fs.StringVar(&q.Account, "account", "", "sent only: this user's")
+	fs.StringVar(&q.From, "from", "", "at or after this time (RFC 3339)")
+	fs.StringVar(&q.To, "to", "", "before this time (RFC 3339)")
+	fs.StringVar(&x.Format, "format", "csv", "csv or jsonl")
+	fs.StringVar(&x.Lang, "lang", "", "zh: for Excel (a BOM, Chinese headers, Beijing times)")
+	return c
 }
 
 func (a *adminCLI) recTrace() *cobra.Command {

@@ -60,6 +60,21 @@ func TestAdminRecordsCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ACME 1 acme1 13800138000") || strings.Contains(out, "13900139000") {
 		t.Fatalf("trace: %d\n%s\n%s", code, out, errOut)
 	}
+	// export: the file to standard output, its rows to standard error.
+	code, out, errOut = run("export", "ACME", "sent", "--number", "13900139000")
+	if code != 0 || !strings.HasPrefix(out, "id,") || strings.Count(out, "\n") != 2 || !strings.Contains(out, "13900139000") || errOut != "1 rows\n" {
+		t.Fatalf("export sent: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = run("export", "ACME", "replies", "--lang", "zh")
+	if code != 0 || !strings.HasPrefix(out, "\uFEFF消息ID,来自") || !strings.Contains(out, "推送的") || !strings.Contains(out, "待推送") || errOut != "2 rows\n" {
+		t.Fatalf("export replies: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = run("export", "ACME", "inbox"); code != 2 || !strings.Contains(errOut, "want sent or replies") {
+		t.Fatalf("export inbox: %d %s", code, errOut)
+	}
+	if code, _, errOut = run("export", "ACME", "replies", "--outcome", "failed"); code != 2 || !strings.Contains(errOut, "for sent") {
+		t.Fatalf("export replies --outcome: %d %s", code, errOut)
+	}
 	if code, _, errOut = run("sent", "ACME", "--number", "abc"); code != 1 || !strings.Contains(errOut, "invalid:") {
 		t.Fatalf("a bad number: %d %s", code, errOut)
 	}
