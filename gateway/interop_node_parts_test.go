@@ -2,93 +2,11 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
-	"net"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
-
-	"github.com/qxtd/qxtd/policy"
 )
-
-// nodePart is one deliver_sm as node-smpp decoded it (a "deliver" line of
-// testdata/nodesmpp/parts.js).
-type nodePart struct {
-	line            string
-	src, dst        string
-	dataCoding, esm int
-	udh             []byte // the IEs, without the UDHL octet; nil: none
-	sar             bool   // the three SAR TLVs are there
-	ref, total, seq int    // from the concatenation IE or the SAR TLVs
-	concat          bool   // a concatenation IE or the SAR TLVs
-	udhIEI          int    // the concatenation IE's IEI, -1 for none
-	payload         string // message_payload's text length, "-" for none
-	text            string
-}
-
-// parseNodePart reads a "deliver" line: the UDH's IEs node-smpp split
-// (their concatenation IE read here, 0x00 with an 8-bit reference or 0x08
-// with a 16-bit one) and the SAR TLVs as it read them.
-func parseNodePart(t *testing.T, line string) nodePart {
-	t.Helper()
-	f := strings.SplitN(line, " ", 11)
-	if len(f) != 11 || f[0] != "deliver" {
-		t.Fatalf("node-smpp said %q, want a deliver line", line)
-	}
-	num := func(s string) int {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatalf("%q in %q: %v", s, line, err)
-		}
-		return n
-	}
-	p := nodePart{line: line, src: f[1], dst: f[2], dataCoding: num(f[3]), esm: num(f[4]), udhIEI: -1, payload: f[9]}
-	if err := json.Unmarshal([]byte(f[10]), &p.text); err != nil {
-		t.Fatalf("the text in %q: %v", line, err)
-	}
-	if f[5] != "-" {
-		udh, err := hex.DecodeString(f[5])
-		if err != nil {
-			t.Fatalf("the UDH in %q: %v", line, err)
-		}
-		p.udh = udh
-		for ie := udh; len(ie) > 0; {
-			if len(ie) < 2 || len(ie) < 2+int(ie[1]) {
-				t.Fatalf("the UDH in %q: a cut IE", line)
-			}
-			iei, d := ie[0], ie[2:2+int(ie[1])]
-			switch {
-			case iei == 0x00 && len(d) == 3:
-				p.ref, p.total, p.seq = int(d[0]), int(d[1]), int(d[2])
-			case iei == 0x08 && len(d) == 4:
-				p.ref, p.total, p.seq = int(d[0])<<8|int(d[1]), int(d[2]), int(d[3])
-			default:
-				ie = ie[2+len(d):]
-				continue
-			}
-			if p.concat {
-				t.Fatalf("the UDH in %q: two concatenation IEs", line)
-			}
-			p.concat, p.udhIEI = true, int(iei)
-			ie = ie[2+len(d):]
-		}
-	}
-	if sar := f[6:9]; sar[0] != "-" || sar[1] != "-" || sar[2] != "-" {
-		if slices.Contains(sar, "-") {
-			t.Fatalf("%q: only some of the SAR TLVs", line)
-		}
-		if p.concat {
-			t.Fatalf("%q: a concatenation IE and the SAR TLVs", line)
-		}
-		p.sar, p.concat = true, true
-		p.ref, p.total, p.seq = num(sar[0]), num(sar[1]), num(sar[2])
-	}
-	return p
-}
 
 // TestInteropNodeSMPPLongReplies: an ESME written with node-smpp (an
 // independent implementation, in JavaScript; testdata/nodesmpp/parts.js),
@@ -101,192 +19,22 @@ func parseNodePart(t *testing.T, line string) nodePart {
 // as the handset wrote it: a GSM one whose '€' (escape and 'e') would
 // straddle the first boundary if split naively, and goes whole to the
 // second part; a Chinese one in 3 parts; a short one whole, without a
-// UDH or SAR TLVs. Never in message_payload.
+// UDH or SAR TLVs. Never in message_payload. (interop_parts_test.go: the
+// set-up and checks it shares with TestInteropLibsmpp34LongReplies.)
 func TestInteropNodeSMPPLongReplies(t *testing.T) {
 	needNodeSMPP(t)
-	for _, tc := range []struct {
-		mode string
-		gsm  int // GSM septets a part holds (UCS-2: 67 and 66 alike)
-		iei  int // the concatenation IE, -1 for the SAR TLVs
-	}{
-		{"udh8", 153, 0x00},
-		{"udh16", 152, 0x08},
-		{"sar", 153, -1},
-	} {
-		t.Run(tc.mode, func(t *testing.T) { testInteropNodeSMPPLongReplies(t, tc.mode, tc.gsm, tc.iei) })
+	for _, tc := range longRepliesModes {
+		t.Run(tc.mode, func(t *testing.T) {
+			lt := newLongReplies(t, "node-smpp", tc.mode, tc.gsm, tc.iei)
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			es := startScript(t, ctx, nodeSMPP, "node", "parts.js", lt.host, lt.port, "alice", "secret1", strconv.Itoa(lt.deliveries))
+			// The text as node-smpp decoded it, JSON-encoded.
+			lt.run(t, es, func(t *testing.T, p *deliveredPart, last string) {
+				if err := json.Unmarshal([]byte(last), &p.text); err != nil {
+					t.Fatalf("the text in %q: %v", p.line, err)
+				}
+			})
+		})
 	}
-}
-
-// gsmBase holds only characters of the GSM basic table, many of them not
-// ASCII or at other codes than ASCII's ('@' 0x00, '$' 0x02, '_' 0x11).
-// node-smpp 0.5.1 decodes data_coding 0 with its own GSM 03.38 table
-// (defs.js gsmCoder.GSM, encodings.ASCII): every code of the basic table
-// and the ten of the extension table decode as GSM says (each one put
-// through 0.5.1's decoder once, by hand), letters such as Ä, Ö, Ñ, Ü and ß
-// included, so no character needs leaving out. It decodes each part on
-// its own: a part ending in an escape would read with a U+001B at its end
-// and the next with a plain 'e' where '€' was, so a split escape shows in
-// the joined text.
-const gsmBase = "Réponse @home: 5$ für Äpfel & Öl, süß? ÑÜ§¿ àèéùìò_ΔΦΓΛΩΠΨΣΘΞ ØøÅåÆæÉ £¥¤ 0123456789! "
-
-func testInteropNodeSMPPLongReplies(t *testing.T, mode string, perPart, iei int) {
-	r, pol := twoWayRig(t, rigOpts{})
-	// Read at bind: set before alice binds.
-	if _, err := pol.UpdateUser(policy.OperatorActor("test"), "alice", policy.UserUpdate{LongReplies: &mode}); err != nil {
-		t.Fatal(err)
-	}
-	waitReady(t, r)
-	host, port, err := net.SplitHostPort(r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The GSM reply: perPart-1 septets of the basic table, then '€' (the
-	// escape 0x1B and 0x65), which a naive split would cut after the
-	// escape, then escaped characters in the second part.
-	prefix := []rune(strings.Repeat(gsmBase, 3))[:perPart-1]
-	gsm := string(prefix) + "€ and [brackets], {braces}, ~, ^, | and \\ too. End."
-	// The UCS-2 reply: 150 Chinese characters, 3 parts of 67 (66 with a
-	// 16-bit reference).
-	chinese := strings.Repeat("这是一条很长的中文回复，", 12) + "请分段发送！"
-	if n := utf8.RuneCountInString(chinese); n != 150 {
-		t.Fatalf("the Chinese reply has %d characters, want 150", n)
-	}
-	short := "好的，收到"
-	want := []nodeReply{{gsm, 0, 2}, {chinese, 8, 3}, {short, 8, 1}}
-	deliveries := 0
-	for _, w := range want {
-		deliveries += w.parts
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	es := startScript(t, ctx, nodeSMPP, "node", "parts.js", host, port, "alice", "secret1", strconv.Itoa(deliveries))
-	if l := es.next(); l != "bound" {
-		t.Fatalf("node-smpp said %q, want bound", l)
-	}
-	for _, w := range want {
-		// alice: enterprise E1's service number 106575001 and her extension 12.
-		if err := r.sim.InjectMO("13712345678", "10657500112", w.text); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var out []string
-	var parts []nodePart
-	unbound := ""
-	for line := range es.lines {
-		out = append(out, line)
-		switch {
-		case strings.HasPrefix(line, "deliver "):
-			parts = append(parts, parseNodePart(t, line))
-		case strings.HasPrefix(line, "unbound "):
-			unbound = strings.TrimPrefix(line, "unbound ")
-		}
-	}
-	if err := es.wait(); err != nil {
-		t.Fatalf("node-smpp ESME: %v\nits output:\n%s", err, strings.Join(out, "\n"))
-	}
-	if unbound != "0x00000000" {
-		t.Errorf("unbind: %q, want 0x00000000", unbound)
-	}
-	if len(parts) != deliveries {
-		t.Fatalf("node-smpp got %d deliver_sm, want %d:\n%s", len(parts), deliveries, strings.Join(out, "\n"))
-	}
-
-	// Each part as the mode frames it; then joined by reference, in the
-	// order each reference first came, a part without a concatenation a
-	// reply of its own.
-	type reply struct {
-		ref   int
-		parts []nodePart
-	}
-	var replies []*reply
-	byRef := map[int]*reply{}
-	for _, p := range parts {
-		if p.src != "13712345678" || p.dst != "10657500112" || p.payload != "-" || strings.ContainsRune(p.text, 0x1B) {
-			t.Errorf("a part from %s to %s, message_payload %s, text %q: want from the handset to alice's number, "+
-				"no message_payload, no escape left in the text:\n%s", p.src, p.dst, p.payload, p.text, p.line)
-		}
-		if !p.concat {
-			if p.esm != 0 || p.udh != nil {
-				t.Errorf("a reply whole with esm_class 0x%02x and a UDH % x, want neither:\n%s", p.esm, p.udh, p.line)
-			}
-			replies = append(replies, &reply{ref: -1, parts: []nodePart{p}})
-			continue
-		}
-		switch {
-		case iei < 0 && (!p.sar || p.esm&0x40 != 0 || p.udh != nil):
-			t.Errorf("sar: a part with esm_class 0x%02x, UDH % x, SAR TLVs %v; want the TLVs, no UDHI, no UDH:\n%s", p.esm, p.udh, p.sar, p.line)
-		case iei >= 0 && (p.sar || p.esm != 0x40 || p.udhIEI != iei):
-			t.Errorf("%s: a part with esm_class 0x%02x, concatenation IE 0x%02x, SAR TLVs %v; want 0x40, 0x%02x, none:\n%s",
-				mode, p.esm, p.udhIEI, p.sar, iei, p.line)
-		}
-		rp, ok := byRef[p.ref]
-		if !ok {
-			rp = &reply{ref: p.ref}
-			byRef[p.ref] = rp
-			replies = append(replies, rp)
-		}
-		rp.parts = append(rp.parts, p)
-	}
-	var got []string
-	for _, rp := range replies {
-		n := len(rp.parts)
-		slices.SortFunc(rp.parts, func(a, b nodePart) int { return a.seq - b.seq })
-		var joined strings.Builder
-		for i, p := range rp.parts {
-			if rp.ref >= 0 && (p.total != n || p.seq != i+1) {
-				t.Errorf("reference %d: %d parts came, this one says part %d of %d (want %d of %d):\n%s", rp.ref, n, p.seq, p.total, i+1, n, p.line)
-			}
-			joined.WriteString(p.text)
-		}
-		text := joined.String()
-		got = append(got, text)
-		i := slices.IndexFunc(want, func(w nodeReply) bool { return w.text == text })
-		if i < 0 {
-			t.Errorf("node-smpp's parts join as %q, none of the replies:\n%s", text, partLines(rp.parts))
-			continue
-		}
-		w := want[i]
-		if n != w.parts || (w.parts == 1 && rp.ref >= 0) {
-			t.Errorf("%q in %d parts (reference %d, -1 for none), want %d (a reply that fits one SMS: without a UDH or SAR TLVs):\n%s",
-				text, n, rp.ref, w.parts, partLines(rp.parts))
-		}
-		for _, p := range rp.parts {
-			if p.dataCoding != w.dataCoding {
-				t.Errorf("a part of %q with data_coding %d, want %d:\n%s", text, p.dataCoding, w.dataCoding, p.line)
-			}
-		}
-		if w.text == gsm && n == 2 {
-			// The splitter moved the escape to the second part with its 'e'.
-			if s := rp.parts[1].text; !strings.HasPrefix(s, "€") || utf8.RuneCountInString(rp.parts[0].text) != perPart-1 {
-				t.Errorf("the GSM reply split as %q | %q, want '€' whole at the start of the second part", rp.parts[0].text, s)
-			}
-		}
-	}
-	slices.Sort(got)
-	wantTexts := []string{gsm, chinese, short}
-	slices.Sort(wantTexts)
-	if !slices.Equal(got, wantTexts) {
-		t.Errorf("node-smpp's parts join as %q, want %q:\n%s", got, wantTexts, strings.Join(out, "\n"))
-	}
-	// One acknowledgement a reply, not a part.
-	waitFor(t, 10*time.Second, "3 replies acknowledged", func() bool { return counters(t, r)["qxtd_mo_forwarded_total,outcome=ok"] == 3 })
-}
-
-// nodeReply is a reply the handset sends: its text, the data_coding
-// its parts come in and how many.
-type nodeReply struct {
-	text       string
-	dataCoding int
-	parts      int
-}
-
-// partLines are node-smpp's lines of parts, for a failure's message.
-func partLines(parts []nodePart) string {
-	var b strings.Builder
-	for _, p := range parts {
-		b.WriteString(p.line + "\n")
-	}
-	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -233,16 +234,22 @@ type script struct {
 	cmd    *exec.Cmd
 	lines  chan string
 	stderr strings.Builder
+	stdin  io.WriteCloser
 }
 
 // startScript runs name with args in dir until ctx ends; next reads its
-// output a line at a time.
+// output a line at a time. Its stdin is a pipe left open until it ends:
+// a program may take its closing as the test's end (as
+// testdata/libsmpp34/parts.c does), which /dev/null would say at once.
 func startScript(t *testing.T, ctx context.Context, dir, name string, args ...string) *script {
 	t.Helper()
 	s := &script{t: t, ctx: ctx, cmd: exec.CommandContext(ctx, name, args...), lines: make(chan string, 64)}
 	s.cmd.Dir = dir
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	s.cmd.Stderr = &s.stderr

@@ -47,31 +47,8 @@ static struct {
 static struct conn *dial(const char *host, const char *port, const char *name)
 {
     struct conn *c = &conns[nconns++];
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)atoi(port));
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        fail("address %s", host);
-    }
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        fail("connect %s:%s: %s", host, port, strerror(errno));
-    }
-    c->name = name;
-    c->open = 1;
+    connect_to(c, host, port, name);
     return c;
-}
-
-/* text is the NUL-ended text of n octets at b, for a line: '-' if empty. */
-static const char *field(const uint8_t *b, int n, char *out, int size)
-{
-    int k = 0;
-    for (int i = 0; i < n && b[i] && k < size - 1; i++) {
-        out[k++] = (char)b[i];
-    }
-    out[k] = 0;
-    return k ? out : "-";
 }
 
 /* appendixB copies the value of key (as "id:" or "stat:") in text to out. */

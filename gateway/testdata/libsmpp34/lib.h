@@ -1,9 +1,10 @@
 /*
- * What esme.c and smsc.c share: PDUs packed and unpacked by osmocom's
- * libsmpp34 (Debian's libsmpp34-dev, C: a fourth SMPP implementation,
- * independent of qxtd's, go-smpp's, Net::SMPP's and node-smpp's), framed
- * on TCP sockets read with poll, event lines on stdout, failures on
- * stderr (exit 1), and a deadline for the whole program.
+ * What esme.c, smsc.c and parts.c share: PDUs packed and unpacked by
+ * osmocom's libsmpp34 (Debian's libsmpp34-dev, C: a fourth SMPP
+ * implementation, independent of qxtd's, go-smpp's, Net::SMPP's and
+ * node-smpp's), framed on TCP sockets read with poll, event lines on
+ * stdout, failures on stderr (exit 1), and a deadline for the whole
+ * program.
  *
  * libsmpp34 only packs and unpacks: the sockets, the framing and the
  * sequence numbers are ours. It checks what it reads: an unknown
@@ -82,6 +83,24 @@ struct conn {
     int open;
     uint32_t kind; /* bound as: BIND_TRANSMITTER, BIND_RECEIVER, BIND_TRANSCEIVER; 0 */
 };
+
+/* connect_to opens c: a TCP connection to host (IPv4) and port, name its name in lines. */
+LIB void connect_to(struct conn *c, const char *host, const char *port, const char *name)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)atoi(port));
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        fail("address %s", host);
+    }
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        fail("connect %s:%s: %s", host, port, strerror(errno));
+    }
+    c->name = name;
+    c->open = 1;
+}
 
 static uint32_t next_seq = 1;
 
@@ -182,6 +201,17 @@ LIB const char *hex(const uint8_t *b, int n, char *out)
         sprintf(out + 2 * i, "%02x", b[i]);
     }
     return out;
+}
+
+/* field is the NUL-ended text of n octets at b, for a line: '-' if empty. */
+LIB const char *field(const uint8_t *b, int n, char *out, int size)
+{
+    int k = 0;
+    for (int i = 0; i < n && b[i] && k < size - 1; i++) {
+        out[k++] = (char)b[i];
+    }
+    out[k] = 0;
+    return k ? out : "-";
 }
 
 /* add_tlv puts a TLV of tag with len octets of val on list. */
