@@ -6,9 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,6 +59,14 @@ type upgradeStore struct {
 	Jobs      []upgradeJob      `json:"jobs,omitempty"`
 	Replies   []upgradeReply    `json:"replies,omitempty"`
 	Reminders []upgradeReminder `json:"reminders,omitempty"`
+	// ReplyUser and UserReplies: replies the older build kept for a user
+	// whose long_replies is udh8, none in stores of builds without long
+	// replies in parts, binary replies or replies joined from their parts
+	// (2026-12-06) or written by the generator before it drove them
+	// (2026-12-07): checked only when the store has them
+	// (checkUserReplies).
+	ReplyUser   *upgradeReplyUser  `json:"reply_user,omitempty"`
+	UserReplies []upgradeUserReply `json:"user_replies,omitempty"`
 	// Files are what the older build left beside qxtd.db (the batch
 	// jobs' spool, qxtd.db.batches/…), paths relative to its directory,
 	// in NAME.files.tar.gz: a store is the file and these.
@@ -101,6 +111,56 @@ type upgradeReply struct {
 	To        string `json:"to"`
 	Text      string `json:"text"`
 	Forwarded bool   `json:"forwarded"`
+}
+
+// upgradeReplyUser is a user of T2 the older build's admin API created
+// (T2 given ext_len 1 by it too), kept in its store only (not in the
+// configuration): replies to To, T2's service number and the user's
+// Extension, are the user's, and reach its SMPP binds as LongReplies says
+// (udh8: a reply too long for one SMS in parts). It never bound to the
+// older build.
+type upgradeReplyUser struct {
+	SystemID    string `json:"system_id"`
+	Password    string `json:"password"`
+	Extension   string `json:"extension"`
+	LongReplies string `json:"long_replies"`
+	To          string `json:"to"`
+}
+
+// upgradeUserReply is a reply the SMSC delivered to the older build for
+// ReplyUser, waiting for the user's bind at the stop. Kind:
+//   - long: a text too long for one SMS, in one deliver_sm
+//     (message_payload);
+//   - binary: Binary, octets of data_coding DataCoding (8-bit data), with
+//     a destination_port TLV (DestPort);
+//   - partial: sent by the SMSC in Parts (8-bit reference Ref), of which
+//     the first Before came before the stop, kept as parts; the rest come
+//     after the upgrade, and the new build joins them with those kept;
+//   - joined: sent in Parts, all before the stop: joined by the older
+//     build, not forwarded.
+//
+// Text is the whole text (all but binary); Delivered the deliver_sm that
+// carry it to the user's bind: its parts (udh8), 1 when it fits one SMS.
+type upgradeUserReply struct {
+	Kind       string   `json:"kind"`
+	From       string   `json:"from"`
+	Text       string   `json:"text,omitempty"`
+	Binary     []byte   `json:"binary,omitempty"`
+	DataCoding uint8    `json:"data_coding,omitempty"`
+	DestPort   uint16   `json:"dest_port,omitempty"`
+	Parts      []string `json:"parts,omitempty"`
+	Ref        uint8    `json:"ref,omitempty"`
+	Before     int      `json:"before,omitempty"`
+	Delivered  int      `json:"delivered"`
+}
+
+// upgradeMOPart is the deliver_sm of part seq of r (partial or joined) as
+// the SMSC sends it: an 8-bit concatenation UDH, the part's text in GSM
+// (unpacked) or UCS-2.
+func upgradeMOPart(r upgradeUserReply, to string, seq int) smpp.SM {
+	dc, body := segment.TextBody(r.Parts[seq-1])
+	return smpp.SM{SourceAddr: r.From, DestinationAddr: to, ESMClass: 0x40, DataCoding: dc,
+		ShortMessage: append(splitUDH(r.Ref, len(r.Parts), seq), body...)}
 }
 
 // upgradeReminder is a reminder (POST /v1/reminders) of Account: Freq
@@ -155,19 +215,28 @@ const upgradeSignature = "【测试】"
 // messages to send, split messages waiting for their parts and finished
 // messages, not their expiry.
 //
+// With replies (a store with UserReplies) a reassembly timeout of ten
+// years for the replies the SMSC split too, a key builds know since
+// 2026-12-06: a reply whose parts did not all come before the stop must
+// still wait for the rest, not be stored with parts missing at the start.
+//
 // With extras (a store with upgradeExtras), a second enterprise,
 // upgradeEnterprise2, and its admin user esme2: a service number for
 // replies, and 10 messages a second so that a batch job of it spans the
 // older build's stop. T1 keeps sending its sources as given (a service
 // number would refuse the ESME's 10690001).
-func writeUpgradeConfig(t *testing.T, dir, simAddr string, extras bool) string {
+func writeUpgradeConfig(t *testing.T, dir, simAddr string, extras, replies bool) string {
 	t.Helper()
 	extra := ""
 	if extras {
 		extra = "  - system_id: esme2\n    password: secret2\n    enterprise: T2\n    admin: true\n"
 	}
 	cfg := writeConfig(t, dir, simAddr, extra)
-	replaceInConfig(t, cfg, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, reassembly_timeout: 87600h }")
+	moTimeout := ""
+	if replies {
+		moTimeout = ", mo_reassembly_timeout: 87600h"
+	}
+	replaceInConfig(t, cfg, "smpp: { listen: 127.0.0.1:0 }", "smpp: { listen: 127.0.0.1:0, reassembly_timeout: 87600h"+moTimeout+" }")
 	replaceInConfig(t, cfg, "store: { path: ", "store: { retention: 0s, path: ")
 	replaceInConfig(t, cfg, "delivery: { ", "delivery: { validity: 87600h, ")
 	if extras {
@@ -349,7 +418,7 @@ func restoreUpgradeFiles(t *testing.T, base, dir string, files []string) {
 
 // hasExtras says whether the store holds anything besides SMPP messages.
 func (st *upgradeStore) hasExtras() bool {
-	return len(st.HTTP)+len(st.Jobs)+len(st.Replies)+len(st.Reminders) > 0
+	return len(st.HTTP)+len(st.Jobs)+len(st.Replies)+len(st.UserReplies)+len(st.Reminders) > 0
 }
 
 // TestUpgradeFromOlderStore starts this build on every store of
@@ -398,7 +467,7 @@ func checkUpgrade(t *testing.T, dir string, st upgradeStore) {
 	t.Helper()
 	checkStoredKeys(t, dir, st)
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
-	cfg := writeUpgradeConfig(t, dir, simAddr, st.hasExtras())
+	cfg := writeUpgradeConfig(t, dir, simAddr, st.hasExtras(), st.ReplyUser != nil)
 	d := startDaemon(t, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -700,8 +769,12 @@ type upgradeJobProgress struct {
 // upgradeInbox is GET /v1/inbox.
 type upgradeInbox struct {
 	Replies []struct {
-		From, To, Text string
-		Forwarded      bool
+		From, To, Text, Account string
+		Forwarded               bool
+		PartsMissing            int `json:"parts_missing"`
+		// A binary reply's octets (hex) and data_coding.
+		Binary     string
+		DataCoding *int `json:"data_coding"`
 	}
 }
 
@@ -739,6 +812,192 @@ func (s *moSink) count(from string) int {
 	return s.from[from]
 }
 
+// userReplySink binds as the store's ReplyUser and keeps every reply
+// (deliver_sm that is not a receipt) as an ESME reading short_message
+// and the TLVs sees it, by the handset that sent it, in the order they
+// came on the wire (by sequence number: its handlers run side by side).
+type userReplySink struct {
+	mu  sync.Mutex
+	got map[string]map[uint32]segment.Incoming
+}
+
+func (s *userReplySink) handler() smpp.Handler {
+	return smpp.HandlerFunc(func(_ context.Context, _ *smpp.Conn, p pdu.Body) pdu.Body {
+		if _, err := smpp.ParseReceipt(p); err == nil {
+			return pdu.NewDeliverSMResp()
+		}
+		in := segment.Incoming{DataCoding: smpp.Byte(p, pdufield.DataCoding), ESMClass: smpp.Byte(p, pdufield.ESMClass),
+			ShortMessage: smpp.UserData(p), Payload: smpp.TLV(p, pdutlv.TagMessagePayload),
+			SARRef: smpp.TLV(p, pdutlv.TagSarMsgRefNum), SARTotal: smpp.TLV(p, pdutlv.TagSarTotalSegments), SARSeq: smpp.TLV(p, pdutlv.TagSarSegmentSeqnum),
+			DestPort: smpp.TLV(p, pdutlv.TagDestinationPort), KeepOctets: true}
+		from := smpp.Str(p, pdufield.SourceAddr)
+		s.mu.Lock()
+		if s.got[from] == nil {
+			s.got[from] = map[uint32]segment.Incoming{}
+		}
+		s.got[from][p.Header().Seq] = in
+		s.mu.Unlock()
+		return pdu.NewDeliverSMResp()
+	})
+}
+
+// of is what came from the handset from, in the order it came.
+func (s *userReplySink) of(from string) []segment.Incoming {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []segment.Incoming
+	for _, seq := range slices.Sorted(maps.Keys(s.got[from])) {
+		out = append(out, s.got[from][seq])
+	}
+	return out
+}
+
+// checkUserReplies binds as the user the older build's replies wait for
+// (st.ReplyUser; nil, nothing done, when the store has none) and waits
+// until they reached it: those whole at the upgrade first, while the one
+// whose parts had not all come does not come; then its other parts,
+// injected now, complete it and it comes too. What came is checked once
+// the inbox lists every reply forwarded (userReplySink.inboxed).
+func checkUserReplies(t *testing.T, d *proc, sim *smpp.Simulator, st upgradeStore) *userReplySink {
+	t.Helper()
+	u := st.ReplyUser
+	if u == nil {
+		return nil
+	}
+	s := &userReplySink{got: map[string]map[uint32]segment.Incoming{}}
+	dialAs(t, d.smppAddr, u.SystemID, u.Password, s.handler())
+	// Forwarded once the user's bind answered every deliver_sm of it,
+	// which the sink took before: what it holds then is what came.
+	inbox := func() upgradeInbox {
+		var in upgradeInbox
+		if code, body := getUpgJSON(t, "http://"+d.httpAddr+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+			t.Fatalf("inbox after the upgrade: %d %s", code, body)
+		}
+		return in
+	}
+	forwarded := func(partial bool) func() bool {
+		return func() bool {
+			n, in := 0, inbox()
+			for _, r := range st.UserReplies {
+				for _, got := range in.Replies {
+					if got.From == r.From && got.Forwarded && (partial || r.Kind != "partial") {
+						n++
+					}
+				}
+				if !partial && r.Kind == "partial" {
+					n++
+				}
+			}
+			return n == len(st.UserReplies)
+		}
+	}
+	waitCond(t, 20*time.Second, "the user's replies whole at the upgrade forwarded to its bind", forwarded(false))
+	for _, r := range st.UserReplies {
+		if r.Kind != "partial" {
+			continue
+		}
+		if n := len(s.of(r.From)); n != 0 {
+			t.Errorf("the reply of %s, %d of its %d parts come before the upgrade, reached the user's bind (%d deliver_sm) before the rest came",
+				r.From, r.Before, len(r.Parts), n)
+		}
+		for _, got := range inbox().Replies {
+			if got.From == r.From {
+				t.Errorf("the reply of %s, %d of its %d parts come before the upgrade, is in the inbox before the rest came: %+v", r.From, r.Before, len(r.Parts), got)
+			}
+		}
+		for seq := r.Before + 1; seq <= len(r.Parts); seq++ {
+			waitCond(t, 20*time.Second, "an upstream bind to take a reply's part", func() bool {
+				return sim.InjectDeliverSM(upgradeMOPart(r, u.To, seq)) == nil
+			})
+		}
+	}
+	waitCond(t, 20*time.Second, "the reply completed after the upgrade forwarded to the user's bind", forwarded(true))
+	return s
+}
+
+// inboxed checks, once the inbox (in) lists every reply forwarded, so
+// that nothing more is to come, what reached the user's bind: every reply
+// once; a long one in parts as its long_replies (udh8) says — a
+// concatenation UDH of IE 0x00, one reference, parts 1 to n of n, in
+// short_message only — joined to its text; one that fits one SMS whole;
+// the binary one whole, its data_coding, octets and destination_port as
+// they came. And the inbox's line of each: once, to the user's number,
+// the user's, forwarded, with no part missing, its text or octets.
+func (s *userReplySink) inboxed(t *testing.T, st upgradeStore, in upgradeInbox) {
+	t.Helper()
+	for _, r := range st.UserReplies {
+		s.check(t, r)
+		n := 0
+		for _, got := range in.Replies {
+			if got.From != r.From {
+				continue
+			}
+			n++
+			ok := got.To == st.ReplyUser.To && got.Account == st.ReplyUser.SystemID && got.Forwarded && got.PartsMissing == 0
+			if r.Binary != nil {
+				ok = ok && got.Text == "" && got.Binary == hex.EncodeToString(r.Binary) && got.DataCoding != nil && *got.DataCoding == int(r.DataCoding)
+			} else {
+				ok = ok && got.Text == r.Text
+			}
+			if !ok {
+				t.Errorf("the inbox lists the %s reply of %s as %+v", r.Kind, r.From, got)
+			}
+		}
+		if n != 1 {
+			t.Errorf("the inbox lists the %s reply of %s %d times, want once", r.Kind, r.From, n)
+		}
+	}
+}
+
+// check checks reply r as the user's bind got it (inboxed).
+func (s *userReplySink) check(t *testing.T, r upgradeUserReply) {
+	t.Helper()
+	ins := s.of(r.From)
+	if len(ins) != r.Delivered {
+		var got []string
+		for _, in := range ins {
+			got = append(got, fmt.Sprintf("data_coding 0x%02x esm_class 0x%02x short_message of %d octets (% .8x…) message_payload of %d",
+				in.DataCoding, in.ESMClass, len(in.ShortMessage), in.ShortMessage, len(in.Payload)))
+		}
+		t.Errorf("the %s reply of %s reached the user's bind in %d deliver_sm, want %d: %q", r.Kind, r.From, len(ins), r.Delivered, got)
+		return
+	}
+	if r.Binary != nil {
+		in, port := ins[0], []byte{byte(r.DestPort >> 8), byte(r.DestPort)}
+		if in.DataCoding != r.DataCoding || in.ESMClass&0x40 != 0 || !bytes.Equal(in.ShortMessage, r.Binary) || len(in.Payload) != 0 || !bytes.Equal(in.DestPort, port) {
+			t.Errorf("the binary reply of %s reached the user's bind as data_coding 0x%02x, esm_class 0x%02x, short_message % x, message_payload % x, destination_port % x; want 0x%02x, no UDH, % x, none, % x",
+				r.From, in.DataCoding, in.ESMClass, in.ShortMessage, in.Payload, in.DestPort, r.DataCoding, r.Binary, port)
+		}
+		return
+	}
+	frags := make([]*segment.Fragment, len(ins))
+	for i, in := range ins {
+		um := in.ShortMessage
+		var whole, part bool
+		if r.Delivered == 1 {
+			whole = in.ESMClass&0x40 == 0
+		} else {
+			part = in.ESMClass&0x40 != 0 && len(um) >= 6 && bytes.Equal(um[:3], []byte{5, 0x00, 3}) &&
+				um[3] == ins[0].ShortMessage[3] && int(um[4]) == r.Delivered && int(um[5]) == i+1
+		}
+		if !whole && !part || len(in.Payload) != 0 || len(in.SARRef) != 0 {
+			t.Errorf("deliver_sm %d of %d of the %s reply of %s: esm_class 0x%02x, short_message % x, message_payload of %d octets, sar_msg_ref_num % x; want %s",
+				i+1, len(ins), r.Kind, r.From, in.ESMClass, um, len(in.Payload), in.SARRef,
+				map[bool]string{true: "it whole in short_message", false: "a UDH 05 00 03 of one reference, this part's number and the count"}[r.Delivered == 1])
+			return
+		}
+		f, err := segment.ParseIncoming(in, false)
+		if err != nil {
+			t.Errorf("deliver_sm %d of the %s reply of %s: %v", i+1, r.Kind, r.From, err)
+			return
+		}
+		frags[i] = &f
+	}
+	if text, err := segment.JoinText(frags); err != nil || text != r.Text {
+		t.Errorf("the %s reply of %s reached the user's bind as %q (%v), want %q", r.Kind, r.From, text, err, r.Text)
+	}
+}
+
 // checkUpgradeExtras checks, on this build started on the store (d), what
 // the older build got besides SMPP messages (st's extras; each only when
 // the store has it):
@@ -753,7 +1012,9 @@ func (s *moSink) count(from string) int {
 //     forgotten (404), as a finished job is;
 //   - replies: those waiting at the upgrade reach T2's bind once it binds,
 //     those forwarded before do not come again, and the inbox lists them
-//     all, forwarded;
+//     all, forwarded; those of the user whose long_replies is udh8 reach
+//     its bind, once, as it takes them, a reply whose parts had not all
+//     come once the rest come (checkUserReplies);
 //   - reminders: each is still there; the one far ahead (some 300 days
 //     after the store was written) lists its occurrence, pending until
 //     its day nears, and is deleted; the one-off lists its messages and
@@ -836,6 +1097,9 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 			}
 			return true
 		})
+		// The user's bind comes after T2's replies went to T2's: they
+		// go to any bind of T2, the user's replies to the user's only.
+		user := checkUserReplies(t, d, sim, st)
 		var in upgradeInbox
 		waitCond(t, 10*time.Second, "the inbox listing every reply forwarded", func() bool {
 			if code, body := getUpgJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
@@ -845,8 +1109,11 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 			for _, got := range in.Replies {
 				n += boolInt(got.Forwarded)
 			}
-			return n >= len(st.Replies)
+			return n >= len(st.Replies)+len(st.UserReplies)
 		})
+		if user != nil {
+			user.inboxed(t, st, in)
+		}
 		for _, r := range st.Replies {
 			n := 0
 			for _, got := range in.Replies {
@@ -861,8 +1128,8 @@ func checkUpgradeExtras(t *testing.T, dir string, d *proc, sim *smpp.Simulator, 
 				t.Errorf("the reply of %s (forwarded before the upgrade: %v) reached T2's bind %d times after it", r.From, r.Forwarded, k)
 			}
 		}
-		if len(in.Replies) != len(st.Replies) {
-			t.Errorf("the inbox lists %d replies, the older build got %d: %+v", len(in.Replies), len(st.Replies), in.Replies)
+		if len(in.Replies) != len(st.Replies)+len(st.UserReplies) {
+			t.Errorf("the inbox lists %d replies, the older build got %d (and %d of its user's): %+v", len(in.Replies), len(st.Replies), len(st.UserReplies), in.Replies)
 		}
 	}
 

@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
+
 	"github.com/qxtd/qxtd/reminder"
+	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -30,7 +33,9 @@ import (
 // UPGRADEGEN_BIN, built from that commit), has an ESME submit a mix of
 // messages to it (upgradeMsg's kinds), at a commit that has them
 // (extrasAt) also HTTP sends, batch jobs, replies and reminders
-// (genExtras), and stops it with UPGRADEGEN_STOP (sigterm, the default,
+// (genExtras), at one that has them (repliesAt) replies of a user that
+// takes long ones in parts, binary and split ones (genUserReplies), and
+// stops it with UPGRADEGEN_STOP (sigterm, the default,
 // or kill9). What the build left beside qxtd.db (the batch jobs' spool)
 // goes to COMMIT-STOP.files.tar.gz. UPGRADEGEN_OUT writes elsewhere than
 // testdata/upgrade; UPGRADEGEN_CHECK=1 then starts this build on a copy
@@ -68,7 +73,8 @@ func TestMakeUpgradeStore(t *testing.T) {
 	// Receipts only when injected: the messages sent stay waiting for theirs.
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: time.Hour})
 	extras := extrasAt(t, commit)
-	cfg := writeUpgradeConfig(t, dir, simAddr, extras)
+	replies := extras && repliesAt(t, commit)
+	cfg := writeUpgradeConfig(t, dir, simAddr, extras, replies)
 	d := startDaemonBin(t, bin, cfg)
 	sink := newSink()
 	c := dialESME(t, d.smppAddr, sink.handler())
@@ -145,7 +151,7 @@ func TestMakeUpgradeStore(t *testing.T) {
 		st.Messages = append(st.Messages, split)
 	}
 	if extras {
-		genExtras(t, d, sim, &st)
+		genExtras(t, d, sim, &st, replies)
 	}
 
 	switch stop {
@@ -283,6 +289,27 @@ func extrasAt(t *testing.T, commit string) bool {
 	return true
 }
 
+// repliesAt says whether the build at commit has what genUserReplies
+// uses: a user's long_replies (set through the admin API), binary replies
+// kept as octets, replies the SMSC split joined from parts stored as they
+// come (smpp.mo_reassembly_timeout, which writeUpgradeConfig then sets).
+func repliesAt(t *testing.T, commit string) bool {
+	t.Helper()
+	for _, w := range []struct{ path, text string }{
+		{"api/admin_users.go", `json:"long_replies,omitempty"`},
+		{"queue/mo.go", `json:"binary,omitempty"`},
+		{"gateway/moparts.go", "func (g *Gateway) joinMOParts("},
+		{"cmd/qxtd/config.go", `mapstructure:"mo_reassembly_timeout"`},
+	} {
+		b, err := exec.Command("git", "show", commit+":"+w.path).Output()
+		if err != nil || !bytes.Contains(b, []byte(w.text)) {
+			t.Logf("%s has no %s in %s: the store gets no replies of a user with long_replies", commit, w.text, w.path)
+			return false
+		}
+	}
+	return true
+}
+
 // genExtras has the older build d, while the SMSC throttles everything
 // (so that every message waits to be sent at the stop), get what is not
 // an SMPP message, into st: API keys; HTTP sends, two with an
@@ -290,8 +317,9 @@ func extrasAt(t *testing.T, commit string) bool {
 // bind and two waiting for one (no bind up at the stop); a batch job that
 // ended; reminders, one far ahead and a one-off due 25 s from now; and
 // last a batch job that the stop will cut (T2 goes at 10 messages a
-// second), returned once it has some of its rows accepted.
-func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
+// second), returned once it has some of its rows accepted. With replies,
+// after T2's, those of a user of T2 (genUserReplies).
+func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore, replies bool) {
 	t.Helper()
 	base := "http://" + d.httpAddr
 	st.APIKeys = map[string]string{"esme": issueAPIKey(t, base, "esme"), "esme2": issueAPIKey(t, base, "esme2")}
@@ -345,6 +373,9 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 	reply("13700003003", "升级时还没转发的回复", false)
 	reply("13700003004", "waiting for a bind", false)
 	inboxSays("the last replies not forwarded")
+	if replies {
+		genUserReplies(t, d, sim, st)
+	}
 
 	// HTTP sends of T1, two with a key.
 	send := func(route, key string, body any) {
@@ -428,6 +459,97 @@ func genExtras(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
 	})
 	running.State = "running"
 	st.Jobs = append(st.Jobs, running)
+}
+
+// genUserReplies has the older build d keep replies for a user of T2
+// that takes long replies in parts (long_replies udh8): T2 given ext_len
+// 1 and the user esme3, with extension 7, created through its admin API,
+// so that they are in its store only. The user never binds, so that
+// every reply waits for its bind at the stop: a GSM text of 300
+// characters with a '€' (2 parts to the user) and a Chinese one (3
+// parts), each in one deliver_sm; a binary reply (data_coding 0x04, a
+// destination_port); a reply the SMSC sent in 3 parts of which 2 came
+// (kept as parts, the third injected after the upgrade); and one of 2
+// parts that both came, joined. The counts of parts to the user are
+// those of TS 23.040 with an 8-bit concatenation UDH: 153 septets or 67
+// UCS-2 characters a part.
+func genUserReplies(t *testing.T, d *proc, sim *smpp.Simulator, st *upgradeStore) {
+	t.Helper()
+	base := "http://" + d.httpAddr
+	u := &upgradeReplyUser{SystemID: "esme3", Password: "secret3", Extension: "7", LongReplies: "udh8", To: upgradeServiceNumber + "7"}
+	if code, body := postJSON(t, http.MethodPatch, base+"/admin/v1/enterprises/T2", "test-token", `{"ext_len":1}`); code != http.StatusOK {
+		t.Fatalf("T2's ext_len: %d %s", code, body)
+	}
+	b, err := json.Marshal(map[string]string{"system_id": u.SystemID, "password": u.Password, "name": u.SystemID,
+		"extension": u.Extension, "long_replies": u.LongReplies})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T2/users", "test-token", string(b)); code != http.StatusCreated {
+		t.Fatalf("user %s: %d %s", u.SystemID, code, body)
+	}
+	st.ReplyUser = u
+
+	whole := func(r upgradeUserReply, sm smpp.SM) {
+		t.Helper()
+		sm.SourceAddr, sm.DestinationAddr = r.From, u.To
+		if err := sim.InjectDeliverSM(sm); err != nil {
+			t.Fatalf("the %s reply of %s: %v", r.Kind, r.From, err)
+		}
+		st.UserReplies = append(st.UserReplies, r)
+	}
+	gsm := []rune("A reply too long for one SMS, kept for the user's next bind: 20€ paid. ")
+	for len(gsm) < 300 {
+		gsm = append(gsm, []rune(" waiting")...)
+	}
+	long := upgradeUserReply{Kind: "long", From: "13700005001", Text: string(gsm[:300]), Delivered: 2} // 301 septets
+	dc, body := segment.TextBody(long.Text)
+	whole(long, smpp.SM{DataCoding: dc, TLVs: []smpp.TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}})
+	chinese := upgradeUserReply{Kind: "long", From: "13700005002", Text: strings.Repeat("升级前收到的长回复，", 15), Delivered: 3} // 150 characters
+	dc, body = segment.TextBody(chinese.Text)
+	whole(chinese, smpp.SM{DataCoding: dc, TLVs: []smpp.TLVField{{Tag: pdutlv.TagMessagePayload, Value: body}}})
+	bin := upgradeUserReply{Kind: "binary", From: "13700005003", DataCoding: 0x04, DestPort: 0x23F4, Delivered: 1}
+	for i := range 100 {
+		bin.Binary = append(bin.Binary, byte(i*5)) // 0x00 and 0xff among them
+	}
+	whole(bin, smpp.SM{DataCoding: bin.DataCoding, ShortMessage: bin.Binary,
+		TLVs: []smpp.TLVField{{Tag: pdutlv.TagDestinationPort, Value: []byte{byte(bin.DestPort >> 8), byte(bin.DestPort)}}}})
+
+	// In parts, as the SMSC split them: 60 UCS-2 characters or 100
+	// septets each.
+	parts := func(r upgradeUserReply) {
+		t.Helper()
+		r.Text = strings.Join(r.Parts, "")
+		for seq := 1; seq <= r.Before; seq++ {
+			if err := sim.InjectDeliverSM(upgradeMOPart(r, u.To, seq)); err != nil {
+				t.Fatalf("part %d of the %s reply of %s: %v", seq, r.Kind, r.From, err)
+			}
+		}
+		st.UserReplies = append(st.UserReplies, r)
+	}
+	parts(upgradeUserReply{Kind: "partial", From: "13700005004", Ref: 0xa1, Before: 2, Delivered: 3, Parts: []string{ // 180 characters
+		strings.Repeat("第一段", 20), strings.Repeat("第二段", 20), strings.Repeat("第三段：升级后才到。", 6)}})
+	parts(upgradeUserReply{Kind: "joined", From: "13700005005", Ref: 0xa2, Before: 2, Delivered: 2, Parts: []string{ // 200 septets
+		strings.Repeat("part one, ", 10), strings.Repeat("part two, ", 10)}})
+
+	// Stored, waiting for the user's bind: all but the one still in parts.
+	waitCond(t, 20*time.Second, "the inbox listing the user's replies", func() bool {
+		var in upgradeInbox
+		if code, body := getUpgJSON(t, base+"/v1/inbox?limit=100", st.APIKeys["esme2"], &in); code != http.StatusOK {
+			t.Fatalf("inbox: %d %s", code, body)
+		}
+		n := 0
+		for _, got := range in.Replies {
+			if got.Account != u.SystemID {
+				continue
+			}
+			if got.Forwarded || got.To != u.To || got.From == "13700005004" {
+				t.Fatalf("the inbox lists %+v", got)
+			}
+			n++
+		}
+		return n == len(st.UserReplies)-1
+	})
 }
 
 // startJob posts a batch job of n rows to numbers prefix+0001… (prefix: 7
