@@ -2,6 +2,7 @@ package console
 
 import (
 	"cmp"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -35,9 +36,9 @@ type convItem struct {
 type conversationData struct {
 	Number, BadNumber string
 	Items             []convItem // oldest first
-	// Older: earlier messages or replies exist than the first shown (in
-	// 发件箱 and 收件箱, by OutboxURL and InboxURL).
-	Older                        bool
+	// OlderURL is the page of the earlier messages and replies ("": none);
+	// LatestURL the first page, on a page of earlier ones.
+	OlderURL, LatestURL          string
 	Missing                      api.Missing
 	OutboxURL, InboxURL, SendURL string
 	// Numbers are the distinct numbers of the thread when more than one
@@ -95,11 +96,18 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 	num := url.Values{"number": {d.Number}}
 	d.OutboxURL, d.InboxURL = link("/outbox", num), link("/inbox", num)
 	d.SendURL = link("/send/group", url.Values{"to": {d.Number}})
-	var err error
-	d.Items, d.Older, d.Missing, err = threadOf(s.userCall(q), "/v1", url.Values{"number": {d.Number}})
+	pos := readThreadPos(query)
+	if pos != (threadPos{}) {
+		d.LatestURL = link("/conversation", num)
+	}
+	items, older, missing, err := threadOf(s.userCall(q), "/v1", num, pos)
 	if err != nil {
 		q.fail(err)
 		return
+	}
+	d.Items, d.Missing = items, missing
+	if older != nil {
+		d.OlderURL = link("/conversation", older.values(num))
 	}
 	if ns := threadNumbers(d.Items); len(ns) > 1 {
 		d.Numbers = ns
@@ -107,58 +115,182 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 	q.render(code, "conversation", p)
 }
 
-// threadOf reads the last conversationPage messages sent to a number
-// and its replies (v: number= and any other filter) from the lists
-// under base (/v1, the user's; /admin/v1/enterprises/{code}, the
-// operator's, through call) and merges them (thread).
-func threadOf(call func(string, any) error, base string, v url.Values) ([]convItem, bool, api.Missing, error) {
-	v.Set("limit", strconv.Itoa(conversationPage))
-	var sent api.MessagePage
-	if err := call(base+"/messages?"+v.Encode(), &sent); err != nil {
-		return nil, false, api.Missing{}, err
-	}
-	var in api.InboxPage
-	if err := call(base+"/inbox?"+v.Encode(), &in); err != nil {
-		return nil, false, api.Missing{}, err
-	}
-	items, older, missing := thread(&sent, &in)
-	return items, older, missing, nil
+// threadPos is where a page of a thread starts, in each of its two lists:
+// the list's cursor (the API's after= of the outbox, before= of the
+// inbox; "" its start) and the time its items are before (zero: any), or
+// done, the list read to its end. The next page's is made by thread from
+// what the page shows: a list whose every item was shown goes on from
+// its next; one whose older items were left out (the other list was cut
+// at a later time) reads its page again from the same cursor, before the
+// time of the cut. Nothing is shown twice or left out, ties at the cut
+// included, and each list is read through its own cursor, never walked
+// again from its newest to reach a time.
+type threadPos struct {
+	Sent, In listPos
 }
 
-// thread merges a number's sent messages and replies (each list newest
-// first, as the API pages them) into one thread, oldest first. Where one
-// list was cut (it has more), the other's items older than its oldest
-// are left out: the thread would otherwise show them without the cut
-// list's messages between them. older: there are earlier items than
-// the thread shows.
-func thread(sent *api.MessagePage, in *api.InboxPage) (items []convItem, older bool, missing api.Missing) {
+type listPos struct {
+	Cursor string
+	Before time.Time
+	Done   bool
+}
+
+// values are p's query parameters on a page's link (none for the first
+// page): sent, sent_before, in, in_before; "-" a list done.
+func (p threadPos) values(v url.Values) url.Values {
+	v = maps.Clone(v)
+	for _, l := range []struct {
+		name string
+		pos  listPos
+	}{{"sent", p.Sent}, {"in", p.In}} {
+		switch {
+		case l.pos.Done:
+			v.Set(l.name, "-")
+		case l.pos.Cursor != "":
+			v.Set(l.name, l.pos.Cursor)
+		}
+		if !l.pos.Before.IsZero() && !l.pos.Done {
+			v.Set(l.name+"_before", l.pos.Before.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	return v
+}
+
+// readThreadPos is the threadPos of a page's query; a time that does not
+// parse is no bound (the page then shows what its cursor reads).
+func readThreadPos(q url.Values) (p threadPos) {
+	for _, l := range []struct {
+		name string
+		pos  *listPos
+	}{{"sent", &p.Sent}, {"in", &p.In}} {
+		c := q.Get(l.name)
+		l.pos.Done = c == "-"
+		if !l.pos.Done {
+			l.pos.Cursor = c
+		}
+		if t, err := time.Parse(time.RFC3339Nano, q.Get(l.name+"_before")); err == nil {
+			l.pos.Before = t
+		}
+	}
+	return p
+}
+
+// threadOf reads a page of a thread, at pos, up to conversationPage
+// messages sent to a number and as many of its replies (v: number= and
+// any other filter), from the lists under base (/v1, the user's;
+// /admin/v1/enterprises/{code}, the operator's, through call), each
+// walked on past empty pages (walkList), and merges them (thread). next
+// is the position of the page before it, nil at the thread's start.
+func threadOf(call func(string, any) error, base string, v url.Values, pos threadPos) (items []convItem, next *threadPos, missing api.Missing, err error) {
+	v = maps.Clone(v)
+	v.Set("limit", strconv.Itoa(conversationPage))
+	read := func(l listPos, cursor string) url.Values {
+		q := maps.Clone(v)
+		if l.Cursor != "" {
+			q.Set(cursor, l.Cursor)
+		}
+		// Before the cut, and before the range's own end (the desk's
+		// dates), whichever comes first.
+		end, err := time.Parse(time.RFC3339Nano, q.Get("to"))
+		if !l.Before.IsZero() && (err != nil || l.Before.Before(end)) {
+			q.Set("to", l.Before.UTC().Format(time.RFC3339Nano))
+		}
+		return q
+	}
+	sent, in := &api.MessagePage{}, &api.InboxPage{}
+	sv, iv := read(pos.Sent, "after"), read(pos.In, "before")
+	if !pos.Sent.Done {
+		if sent, err = walkList(call, base+"/messages", sv, "after", messageRows); err != nil {
+			return nil, nil, missing, err
+		}
+	}
+	if !pos.In.Done {
+		if in, err = walkList(call, base+"/inbox", iv, "before", replyRows); err != nil {
+			return nil, nil, missing, err
+		}
+	}
+	// The cursors the pages read were at (walkList moves them on).
+	pos.Sent.Cursor, pos.In.Cursor = sv.Get("after"), iv.Get("before")
+	items, next, missing = thread(sent, in, pos)
+	return items, next, missing, nil
+}
+
+// thread merges a page of a number's sent messages and one of its
+// replies (each newest first, as the API pages them; read at pos) into
+// one thread, oldest first. Where one list was cut (it has more), the
+// other's items older than its oldest are left out: the thread would
+// otherwise show them without the cut list's messages between them; they
+// come on the next page (next; nil when neither list has more). A list
+// cut with no item (its messages past the store's read bound of a
+// request) shows nothing of the other list: the next page reads on.
+func thread(sent *api.MessagePage, in *api.InboxPage, pos threadPos) (items []convItem, next *threadPos, missing api.Missing) {
 	missing = api.Missing{Partial: sent.Partial || in.Partial}
 	for _, n := range slices.Concat(sent.MissingNodes, in.MissingNodes) {
 		if !slices.Contains(missing.MissingNodes, n) {
 			missing.MissingNodes = append(missing.MissingNodes, n)
 		}
 	}
+	sentAt := make([]time.Time, len(sent.Messages))
+	for i, m := range sent.Messages {
+		sentAt[i] = m.AcceptedAt
+	}
+	inAt := make([]time.Time, len(in.Replies))
+	for i, m := range in.Replies {
+		inAt[i] = m.ReceivedAt
+	}
+	// since: the items shown are at or after it (zero: all); blind: a
+	// list was cut with nothing in it.
 	var since time.Time
-	if sent.Next != "" && len(sent.Messages) > 0 {
-		since = sent.Messages[len(sent.Messages)-1].AcceptedAt
-	}
-	if in.Next != "" && len(in.Replies) > 0 {
-		if at := in.Replies[len(in.Replies)-1].ReceivedAt; at.After(since) {
-			since = at
+	blind := false
+	for _, l := range []struct {
+		at   []time.Time
+		next string
+	}{{sentAt, sent.Next}, {inAt, in.Next}} {
+		switch {
+		case l.next == "":
+		case len(l.at) == 0:
+			blind = true
+		case l.at[len(l.at)-1].After(since):
+			since = l.at[len(l.at)-1]
 		}
 	}
-	for i := range sent.Messages {
-		if m := &sent.Messages[i]; !m.AcceptedAt.Before(since) {
-			items = append(items, convItem{At: m.AcceptedAt, Sent: m})
+	if !blind {
+		for i := range sent.Messages {
+			if m := &sent.Messages[i]; !m.AcceptedAt.Before(since) {
+				items = append(items, convItem{At: m.AcceptedAt, Sent: m})
+			}
+		}
+		for i := range in.Replies {
+			if m := &in.Replies[i]; !m.ReceivedAt.Before(since) {
+				items = append(items, convItem{At: m.ReceivedAt, Reply: m})
+			}
+		}
+		slices.SortStableFunc(items, func(a, b convItem) int { return a.At.Compare(b.At) })
+	}
+	// Each list's position on the next page.
+	np := pos
+	for _, l := range []struct {
+		pos  *listPos
+		at   []time.Time
+		next string
+	}{{&np.Sent, sentAt, sent.Next}, {&np.In, inAt, in.Next}} {
+		switch {
+		case l.pos.Done:
+		case blind && len(l.at) > 0:
+			// Shown nothing: read again, as it was.
+		case len(l.at) > 0 && l.at[len(l.at)-1].Before(since):
+			// Items left out: the same page again, before the cut.
+			l.pos.Before = since
+		case l.next != "":
+			l.pos.Cursor = l.next
+		default:
+			l.pos.Done = true
 		}
 	}
-	for i := range in.Replies {
-		if m := &in.Replies[i]; !m.ReceivedAt.Before(since) {
-			items = append(items, convItem{At: m.ReceivedAt, Reply: m})
-		}
+	if np.Sent.Done && np.In.Done {
+		return items, nil, missing
 	}
-	slices.SortStableFunc(items, func(a, b convItem) int { return a.At.Compare(b.At) })
-	return items, sent.Next != "" || in.Next != "", missing
+	return items, &np, missing
 }
 
 // threadNumbers are the distinct numbers of a thread's items (as the

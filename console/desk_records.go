@@ -28,9 +28,10 @@ type opsRecordsData struct {
 	Messages          []api.Message
 	Replies           []api.InboxItem
 	Thread            []convItem // box "thread" (往来记录): one number's, oldest first
-	Older             bool       // the thread has earlier items than it shows
-	Missing           api.Missing
-	Paged             bool
+	// ThreadOlderURL is the thread's page of earlier items ("": none).
+	ThreadOlderURL string
+	Missing        api.Missing
+	Paged          bool
 	// The links, with the box, the number and the dates: each box, the
 	// first page and the next; AllURL the box and the tab alone (显示全部);
 	// ExportURL 导出 (the sent box, with its tab, and the replies).
@@ -94,7 +95,7 @@ func (s *Server) opsRecords(q *req) {
 	if d.Number != "" {
 		v.Set("number", d.Number)
 	}
-	if x := in.Get(cursor); x != "" {
+	if x := in.Get(cursor); x != "" && d.Box != "thread" {
 		v.Set(cursor, x)
 	}
 	if d.Outcome != "" {
@@ -108,7 +109,12 @@ func (s *Server) opsRecords(q *req) {
 	case d.Box == "thread" && d.Number == "":
 		// The thread is of one number: the form asks for it.
 	case d.Box == "thread":
-		d.Thread, d.Older, d.Missing, err = threadOf(s.opsCallOf(q), api0, v)
+		pos := readThreadPos(in)
+		d.Paged = pos != (threadPos{})
+		var older *threadPos
+		if d.Thread, older, d.Missing, err = threadOf(s.opsCallOf(q), api0, v, pos); older != nil {
+			d.ThreadOlderURL = link(base, older.values(keep))
+		}
 	case d.Box == "inbox":
 		var pg *api.InboxPage
 		if pg, err = walkList(s.opsCallOf(q), api0+"/inbox", v, cursor, replyRows); err == nil {

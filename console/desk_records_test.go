@@ -1,8 +1,10 @@
 package console
 
 import (
+	"html"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +149,22 @@ func TestDeskThread(t *testing.T) {
 	a.wantPage(t, `id="records-thread"`, `href="/ops/enterprises/A/records/`, "SMPP 未收取", `<input type="hidden" name="box" value="thread">`)
 	if !inOrder(a.Body, "请确认到访时间", "下午两点") || strings.Contains(a.Body, "别人的") {
 		t.Errorf("the thread with %s:\n%s", numA1, a.Body)
+	}
+	if strings.Contains(a.Body, `id="thread-pager"`) {
+		t.Error("a thread of one page offers another")
+	}
+	// More than a page: 更早的记录 on the desk's thread too, the box kept.
+	for i := range conversationPage {
+		r.storeSentTo(numA1, "群发"+strconv.Itoa(i), d1.Add(12*time.Hour+time.Duration(i)*time.Second), time.Time{})
+	}
+	a = c.get("/ops/enterprises/A/records?box=thread&number=" + numA1)
+	older := html.UnescapeString(between(a.Body, `rel="next" href="`, `"`))
+	if !strings.HasPrefix(older, "/ops/enterprises/A/records?box=thread&") || strings.Contains(a.Body, "下午两点") {
+		t.Fatalf("a cut thread's link to the earlier page %q:\n%s", older, a.Body)
+	}
+	b := c.get(older)
+	b.wantPage(t, "请确认到访时间", "下午两点", "回到最新")
+	if strings.Contains(b.Body, "】群发") || strings.Contains(b.Body, `rel="next"`) {
+		t.Errorf("the earlier page:\n%s", b.Body)
 	}
 }

@@ -3,8 +3,12 @@ package console
 import (
 	"context"
 	"encoding/csv"
+	"html"
+	"maps"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -146,9 +150,69 @@ func TestConversation(t *testing.T) {
 		r.storeSentTo(numA1, "群发"+strconv.Itoa(i), d1.Add(14*time.Hour+time.Duration(i)*time.Second), time.Time{})
 	}
 	a = c.get("/conversation?number=" + numA1)
-	a.wantPage(t, "更早的记录见", "群发0", "群发99")
+	a.wantPage(t, "每页最多各 100 条", "群发0", "群发99", `rel="next"`)
 	if strings.Contains(a.Body, "第二次回复") || strings.Contains(a.Body, "第二条通知") {
 		t.Errorf("a cut thread shows what is older than its oldest message:\n%.2000s", a.Body)
+	}
+	// 更早的记录: what was left out, in order, and no earlier page.
+	older := c.get(html.UnescapeString(between(a.Body, `rel="next" href="`, `"`)))
+	older.wantPage(t, "回到最新")
+	if !inOrder(older.Body, "第一条通知", "第一次回复", "第二条通知", "第二次回复") || strings.Contains(older.Body, "】群发") || strings.Contains(older.Body, `rel="next"`) {
+		t.Errorf("the earlier page:\n%s", older.Body)
+	}
+}
+
+// TestConversationPages: a thread of more than a page of each list, its
+// messages and replies interleaved, three messages and a reply at each
+// instant (so a page's cut falls between messages of one instant, and on
+// a reply at the instant of the cut), read page by page through
+// 更早的记录: every message and reply shows once, and the pages, last to
+// first, read in time order.
+func TestConversationPages(t *testing.T) {
+	r := newRig(t)
+	d1, _ := beijingDay(1)
+	group := map[string]int{} // each text's instant
+	for g := range 90 {
+		at := d1.Add(8*time.Hour + time.Duration(g)*time.Second)
+		for k := range 3 {
+			text := "通知" + strconv.Itoa(g) + "-" + strconv.Itoa(k)
+			r.storeSentTo(numA1, text, at, time.Time{})
+			group[text] = g
+		}
+		text := "回复" + strconv.Itoa(g)
+		r.storeReply(numA1, text, at)
+		group[text] = g
+	}
+	c := r.client()
+	c.login("amy")
+	bubble := regexp.MustCompile(`<div class="bubble">([^<]*)</div>`)
+	var pages [][]string
+	for path := "/conversation?number=" + numA1; path != ""; {
+		if len(pages) == 10 {
+			t.Fatal("more than 10 pages")
+		}
+		a := c.get(path)
+		var texts []string
+		for _, m := range bubble.FindAllStringSubmatch(a.Body, -1) {
+			texts = append(texts, strings.TrimPrefix(m[1], "【甲公司】"))
+		}
+		pages = append(pages, texts)
+		path = html.UnescapeString(between(a.Body, `rel="next" href="`, `"`))
+	}
+	var got []string
+	for _, p := range slices.Backward(pages) {
+		got = append(got, p...)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(maps.Keys(group))) {
+		t.Fatalf("%d pages hold %d items, want each of %d once: %q", len(pages), len(got), len(group), pages)
+	}
+	if len(pages) < 3 {
+		t.Errorf("%d pages, want 3 or more (100 of each list a page)", len(pages))
+	}
+	for i := 1; i < len(got); i++ { // items of one instant in any order
+		if group[got[i]] < group[got[i-1]] {
+			t.Errorf("%s shown before %s", got[i-1], got[i])
+		}
 	}
 }
 
