@@ -79,6 +79,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"GET /admin/v1/enterprises/{code}/inbox", s.adminInbox},
 		{"GET /admin/v1/enterprises/{code}/messages/export", s.adminExportMessages},
 		{"GET /admin/v1/enterprises/{code}/inbox/export", s.adminExportInbox},
+		{"GET /admin/v1/inbox", s.adminTraceReplies},
 
 		{"POST /admin/v1/enterprises/{code}/users", s.createUser},
 		{"GET /admin/v1/enterprises/{code}/users", s.listUsers},

@@ -31,12 +31,19 @@ func loadAdminOpenAPI(t *testing.T) openAPISpec {
 // documentedOp reports whether method+path (a concrete request path) is an
 // operation of the document, and which template it matched.
 func (d openAPISpec) documentedOp(method, path string) (string, bool) {
+	// Of the templates that match, the most specific (the fewest
+	// parameters: /messages/export before /messages/{id}), as the
+	// server's mux picks its route; not the first of a map's random order.
+	best, found := "", false
 	for tmpl, item := range d.Paths {
-		if _, ok := item[strings.ToLower(method)]; ok && pathMatches(tmpl, path) {
-			return tmpl, true
+		if _, ok := item[strings.ToLower(method)]; !ok || !pathMatches(tmpl, path) {
+			continue
+		}
+		if n, bn := strings.Count(tmpl, "{"), strings.Count(best, "{"); !found || n < bn || n == bn && tmpl < best {
+			best, found = tmpl, true
 		}
 	}
-	return "", false
+	return best, found
 }
 
 // adminCall sends method path with a JSON body (nil: none) and the token

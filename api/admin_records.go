@@ -84,3 +84,18 @@ func (s *Server) adminTrace(_ policy.Actor, w http.ResponseWriter, r *http.Reque
 	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
 	s.list(c, w, r, queue.ListFilter{Sent: true, AllEnterprises: true})
 }
+
+// adminTraceReplies is GET /admin/v1/inbox?number=: every enterprise's
+// replies from a handset, newest first, each naming its enterprise (""
+// for a reply to a number no enterprise has) — with the number's
+// opt-outs (GET /admin/v1/optouts?number=), the answer to "I replied TD
+// and still get messages". The number is required, as the trace's.
+func (s *Server) adminTraceReplies(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
+	n := r.URL.Query().Get("number")
+	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the handset's number or its last digits (at most %d characters)", maxNumberQuery))
+		return
+	}
+	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
+	s.inboxList(c, w, r, true)
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"fmt"
+	"github.com/qxtd/qxtd/policy"
 	"io"
 	"net/http"
 	"net/url"
@@ -89,6 +91,34 @@ func TestAdminRecords(t *testing.T) {
 	if len(in.Replies) != 0 {
 		t.Fatalf("B's inbox: %+v", in.Replies)
 	}
+
+	// The trace of a handset's replies: every enterprise's, each naming
+	// its enterprise; with the number's opt-outs.
+	if err := r.sim.InjectMO(uNumA2, "106575002", "TD"); err != nil { // to B: an opt-out
+		t.Fatal(err)
+	}
+	cl0 := &Client{Base: url0, Token: adminToken}
+	var trace *InboxPage
+	waitUntil(t, func() (bool, string) {
+		var err error
+		trace, err = cl0.TraceReplies(RecordQuery{Number: "+86 " + uNumA2})
+		return err == nil && len(trace.Replies) == 3, fmt.Sprintf("the trace of %s's replies: %+v %v", uNumA2, trace, err)
+	})
+	if trace.Replies[0].Enterprise != "B" || trace.Replies[0].Text != "TD" || trace.Replies[1].Enterprise != "A" || trace.Replies[2].Enterprise != "A" {
+		t.Fatalf("the trace of %s's replies: %+v", uNumA2, trace.Replies)
+	}
+	var outs []policy.OptOutEntry
+	waitUntil(t, func() (bool, string) {
+		var err error
+		outs, err = cl0.OptOutsOf(uNumA2)
+		return err == nil && len(outs) == 1, fmt.Sprintf("the opt-outs of %s: %+v %v", uNumA2, outs, err)
+	})
+	if outs[0].Enterprise != "B" || outs[0].Number != "+86"+uNumA2 {
+		t.Fatalf("the opt-outs of %s: %+v", uNumA2, outs)
+	}
+	op.wantError(http.StatusBadRequest, "invalid", "GET", "/admin/v1/inbox", adminToken, nil)
+	op.wantError(http.StatusUnprocessableEntity, "invalid_number", "GET", "/admin/v1/optouts?number=5678", adminToken, nil)
+	op.wantError(http.StatusUnauthorized, "unauthorized", "GET", "/admin/v1/inbox?number=1", r.keys["amy"], nil)
 
 	// The exports, through the Client, as A's own exports write them: its
 	// outbox narrowed to a number, its replies for people.

@@ -250,6 +250,24 @@ func (c *Client) TraceNumber(q RecordQuery) (*MessagePage, error) {
 	return call[MessagePage](c, http.MethodGet, "/admin/v1/messages"+q.values("after"), nil)
 }
 
+// TraceReplies is a page of every enterprise's replies from a number
+// (q.Number, required), newest first, each naming its enterprise (q.Outcome
+// and q.Account are not used).
+func (c *Client) TraceReplies(q RecordQuery) (*InboxPage, error) {
+	q.Outcome, q.Account = "", ""
+	return call[InboxPage](c, http.MethodGet, "/admin/v1/inbox"+q.values("before"), nil)
+}
+
+// OptOutsOf is a number's entries on every enterprise's opt-out list
+// (a whole mobile number in any form).
+func (c *Client) OptOutsOf(number string) ([]policy.OptOutEntry, error) {
+	var out []policy.OptOutEntry
+	if err := c.Do(http.MethodGet, "/admin/v1/optouts?"+url.Values{"number": {number}}.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnterpriseMessage is one message of an enterprise, with its parts.
 func (c *Client) EnterpriseMessage(code, id string) (*Message, error) {
 	return call[Message](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages/"+seg(id), nil)

@@ -40,7 +40,18 @@ const (
 	// operator's trace; NodeListQuery.Enterprise ""). A node older than
 	// it refuses it and is named missing.
 	ListSentAll = "sent_all"
+	// ListInboxAll is every enterprise's replies from a number (the
+	// operator's trace of a handset's replies), as ListSentAll.
+	ListInboxAll = "inbox_all"
 )
+
+// isInbox says whether list is of replies (the inbox, or every
+// enterprise's replies from a number).
+func isInbox(list string) bool { return list == ListInbox || list == ListInboxAll }
+
+// allEnterprises says whether list is one of every enterprise's (asked
+// with no enterprise).
+func allEnterprises(list string) bool { return list == ListSentAll || list == ListInboxAll }
 
 // Bounds of a cluster list.
 const (
@@ -110,18 +121,18 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 	if s.cfg.Store == nil {
 		return NodePage{}, fmt.Errorf("%w: messages are not configured", errNodeList)
 	}
-	if (q.Enterprise == "") != (q.List == ListSentAll) || q.Limit < 1 || q.Limit > MaxListLimit {
-		return NodePage{}, fmt.Errorf("%w: %w: enterprise (none for %s) and limit 1–%d", errNodeList, queue.ErrInvalid, ListSentAll, MaxListLimit)
+	if (q.Enterprise == "") != allEnterprises(q.List) || q.Limit < 1 || q.Limit > MaxListLimit {
+		return NodePage{}, fmt.Errorf("%w: %w: enterprise (none for %s and %s) and limit 1–%d", errNodeList, queue.ErrInvalid, ListSentAll, ListInboxAll, MaxListLimit)
 	}
-	if q.List == ListInbox {
-		f := queue.InboxFilter{Account: q.Account, Number: q.Number, From: q.From, To: q.To}
+	if isInbox(q.List) {
+		f := queue.InboxFilter{Account: q.Account, Number: q.Number, From: q.From, To: q.To, AllEnterprises: q.List == ListInboxAll}
 		list, next, err := s.cfg.Store.Inbox(q.Enterprise, f, q.Cursor, q.Limit)
 		if err != nil {
 			return NodePage{}, err
 		}
 		out := NodePage{Replies: make([]InboxItem, 0, len(list)), Next: next}
 		for _, m := range list {
-			out.Replies = append(out.Replies, inboxItem(m))
+			out.Replies = append(out.Replies, inboxItemOf(m, f.AllEnterprises))
 		}
 		return out, nil
 	}
@@ -365,7 +376,7 @@ func (s *Server) fetchStreams(ctx context.Context, q NodeListQuery, streams []*l
 // pageEntries are a node's page as entries to merge.
 func pageEntries(list string, pg NodePage, limit int) ([]listEntry, error) {
 	var out []listEntry
-	if list == ListInbox {
+	if isInbox(list) {
 		for i := range pg.Replies {
 			r := &pg.Replies[i]
 			id, err := strconv.ParseUint(r.ID, 10, 64)
@@ -411,7 +422,7 @@ func inSendRange(q NodeListQuery, items []listEntry) []listEntry {
 // q's Number: a node older than number= on the outboxes ignores it, as
 // inSendRange's does send_from=.
 func toNumber(q NodeListQuery, items []listEntry) []listEntry {
-	if q.List == ListInbox || q.Number == "" {
+	if isInbox(q.List) || q.Number == "" {
 		return items
 	}
 	return slices.DeleteFunc(items, func(e listEntry) bool { return !queue.SameNumber(e.Msg.To, q.Number) })
@@ -449,7 +460,11 @@ func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue
 
 // inboxNodeQuery is the nodes' query of GET /v1/inbox (f).
 func inboxNodeQuery(enterprise string, f queue.InboxFilter, limit int) NodeListQuery {
-	return NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: f.Account, Number: f.Number, From: f.From, To: f.To, Limit: limit}
+	q := NodeListQuery{List: ListInbox, Enterprise: enterprise, Account: f.Account, Number: f.Number, From: f.From, To: f.To, Limit: limit}
+	if f.AllEnterprises {
+		q.List = ListInboxAll
+	}
+	return q
 }
 
 // clusterInbox answers GET /v1/inbox in a cluster.

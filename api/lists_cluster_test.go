@@ -445,4 +445,27 @@ func TestNodePageSentAll(t *testing.T) {
 	if q := nodeQuery(queue.ListFilter{Sent: true, AllEnterprises: true, Number: "1"}, "", 10); q.List != ListSentAll || q.Enterprise != "" || q.Number != "1" {
 		t.Errorf("the nodes' query of a trace: %+v", q)
 	}
+
+	// inbox_all: every enterprise's replies from a number, each naming
+	// its enterprise; an enterprise's own inbox names none.
+	for _, e := range []string{"G1", "G2"} {
+		if err := st.StoreMO(t.Context(), &queue.MO{Enterprise: e, Source: "8613800138000", Dest: "10657", Text: e + " 回复", Upstream: "sim", ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pg, err = s.NodePage(NodeListQuery{List: ListInboxAll, Number: "138 0013 8000", Limit: 10})
+	if err != nil || len(pg.Replies) != 2 || pg.Replies[0].Enterprise != "G2" || pg.Replies[1].Enterprise != "G1" {
+		t.Fatalf("inbox_all: %+v, %v", pg.Replies, err)
+	}
+	if pg, err = s.NodePage(NodeListQuery{List: ListInbox, Enterprise: "G1", Limit: 10}); err != nil || len(pg.Replies) != 1 || pg.Replies[0].Enterprise != "" {
+		t.Fatalf("G1's inbox: %+v, %v", pg.Replies, err)
+	}
+	for _, q := range []NodeListQuery{{List: ListInboxAll, Limit: 10}, {List: ListInboxAll, Enterprise: "G1", Number: "1", Limit: 10}} {
+		if _, err := s.NodePage(q); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("%+v: %v, want ErrInvalid", q, err)
+		}
+	}
+	if q := inboxNodeQuery("", queue.InboxFilter{AllEnterprises: true, Number: "1"}, 10); q.List != ListInboxAll || q.Enterprise != "" {
+		t.Errorf("the nodes' query of a replies trace: %+v", q)
+	}
 }

@@ -18,11 +18,15 @@ import (
 
 // InboxItem is one reply as the API shows it.
 type InboxItem struct {
-	ID         string    `json:"id"`
-	From       string    `json:"from"` // the handset
-	To         string    `json:"to"`   // service number + extension
-	Extension  string    `json:"extension"`
-	Account    string    `json:"account"` // the user with that extension; "" = the enterprise
+	ID        string `json:"id"`
+	From      string `json:"from"` // the handset
+	To        string `json:"to"`   // service number + extension
+	Extension string `json:"extension"`
+	Account   string `json:"account"` // the user with that extension; "" = the enterprise
+	// Enterprise owns the reply: in the operator's trace of a number's
+	// replies only (GET /admin/v1/inbox), "" there for a reply to a
+	// number no enterprise has.
+	Enterprise string    `json:"enterprise,omitempty"`
 	Text       string    `json:"text"`
 	ReceivedAt time.Time `json:"received_at"`
 	Forwarded  bool      `json:"forwarded"` // an SMPP receiver acknowledged it
@@ -71,6 +75,16 @@ type InboxPage struct {
 	Missing             // cluster mode: the nodes whose replies are not in the page
 }
 
+// inboxItemOf is inboxItem, naming its enterprise in the operator's
+// trace of every enterprise's (all).
+func inboxItemOf(m *queue.MO, all bool) InboxItem {
+	it := inboxItem(m)
+	if all {
+		it.Enterprise = m.Enterprise
+	}
+	return it
+}
+
 func inboxItem(m *queue.MO) InboxItem {
 	it := InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
 		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused,
@@ -101,6 +115,12 @@ func inboxFilter(c *caller, w http.ResponseWriter, q url.Values) (f queue.InboxF
 }
 
 func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
+	s.inboxList(c, w, r, false)
+}
+
+// inboxList answers GET /v1/inbox for c, or (all) the operator's trace of
+// every enterprise's replies from a number (f.AllEnterprises).
+func (s *Server) inboxList(c *caller, w http.ResponseWriter, r *http.Request, all bool) {
 	if s.cfg.Store == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "messages are not configured")
 		return
@@ -128,6 +148,7 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	f.AllEnterprises = all
 	if s.cfg.PeerLists != nil {
 		s.clusterInbox(r.Context(), w, c.ent.Code, f, q.Get("before"), limit)
 		return
@@ -139,7 +160,7 @@ func (s *Server) listInbox(c *caller, w http.ResponseWriter, r *http.Request) {
 	}
 	out := InboxPage{Replies: make([]InboxItem, 0, len(list))}
 	for _, m := range list {
-		out.Replies = append(out.Replies, inboxItem(m))
+		out.Replies = append(out.Replies, inboxItemOf(m, all))
 	}
 	if next != 0 {
 		out.Next = strconv.FormatUint(next, 10)

@@ -61,6 +61,8 @@ func (s *Server) removeMyOptOut(c *caller, w http.ResponseWriter, r *http.Reques
 // exportOptOuts answers GET /admin/v1/optouts?enterprise=CODE&format=csv|json:
 // one enterprise's opt-outs, or every enterprise's without ?enterprise,
 // as a JSON array (the default) or CSV (enterprise,number,at,mo_id).
+// number= narrows it to one number's entries, on every list that has it
+// (a whole mobile number in any form; the lists are keyed by it).
 func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Request) {
 	if !s.accountStore(w) {
 		return
@@ -78,6 +80,17 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 	if code != "" {
 		if _, ok := s.cfg.Policy.Lookup(code); !ok {
 			writeError(w, http.StatusNotFound, "not_found", "enterprise "+code)
+			return
+		}
+	}
+	// One number's entries are read before the answer starts: a number
+	// that is no mobile is a 400.
+	number := r.URL.Query().Get("number")
+	var ofNumber []policy.OptOutEntry
+	if number != "" {
+		var err error
+		if ofNumber, err = s.cfg.Policy.OptOutsOf(a, number); err != nil {
+			writeErr(w, err)
 			return
 		}
 	}
@@ -110,6 +123,17 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 			return err
 		}
 		end = func() { _, _ = w.Write([]byte("]\n")) }
+	}
+	if number != "" {
+		for _, e := range ofNumber {
+			if code == "" || e.Enterprise == code {
+				if err := write(e); err != nil {
+					return
+				}
+			}
+		}
+		end()
+		return
 	}
 	if err := s.cfg.Policy.ExportOptOuts(a, code, write); err != nil {
 		s.log.Error("export opt-outs", "enterprise", code, "err", err)

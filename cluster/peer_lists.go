@@ -13,9 +13,10 @@ package cluster
 //	                                {"messages"|"replies":[…],"next":"C"} ("next" absent:
 //	                                it has nothing more)
 //
-// list is sent, scheduled, inbox, or sent_all (every enterprise's sent
+// list is sent, scheduled, inbox, sent_all (every enterprise's sent
 // messages to number, enterprise empty: the operator's trace of a number;
-// a node older than it answers 400 and is named missing); C is the
+// a node older than it answers 400 and is named missing) or inbox_all
+// (every enterprise's replies from number, as sent_all); C is the
 // node's own numeric cursor (an
 // id: its page begins below it); times are RFC 3339. 404 if the backend
 // is not a PeerListBackend (a node older than cluster lists): the asking
@@ -38,14 +39,14 @@ import (
 const PeerMaxListLimit = 1000
 
 // PeerLists are the lists a node pages for another.
-var PeerLists = []string{"sent", "scheduled", "inbox", "sent_all"}
+var PeerLists = []string{"sent", "scheduled", "inbox", "sent_all", "inbox_all"}
 
 // PeerListQuery is one node's page of a list, as another asks it.
 type PeerListQuery struct {
 	List       string // one of PeerLists
-	Enterprise string // required, but for sent_all (none)
+	Enterprise string // required, but for sent_all and inbox_all (none)
 	Account    string
-	Number     string // the handset's number or its last digits (sent_all: required)
+	Number     string // the handset's number or its last digits (sent_all, inbox_all: required)
 	State      string
 	Outcome    string
 	From, To   time.Time
@@ -106,9 +107,9 @@ func parseListQuery(list string, v url.Values) (PeerListQuery, error) {
 		return q, fmt.Errorf("list: one of %v", PeerLists)
 	}
 	switch {
-	case list == "sent_all" && (q.Enterprise != "" || q.Number == ""):
-		return q, errors.New("sent_all: a number and no enterprise")
-	case list != "sent_all" && q.Enterprise == "":
+	case (list == "sent_all" || list == "inbox_all") && (q.Enterprise != "" || q.Number == ""):
+		return q, fmt.Errorf("%s: a number and no enterprise", list)
+	case list != "sent_all" && list != "inbox_all" && q.Enterprise == "":
 		return q, errors.New("enterprise: required")
 	}
 	n, err := strconv.Atoi(v.Get("limit"))

@@ -274,6 +274,17 @@ func TestBrowserDeskRecords(t *testing.T) {
 		t.Errorf("号码查询 of %s: %q", numA1, s)
 	}
 	b.shot("ops-trace")
+	// 该号码的回复, from the tab: the number kept, its reply to A, and
+	// (it replied TD to A too) A's opt-out list holding it.
+	if _, err := r.pol.OptOut("A", numA1, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b.run("open the number's replies", chromedp.Click(chromedp.CSS(`nav.tabs a[href*="box=replies"]`)))
+	b.waitText("#trace tbody", "好的，谢谢", false)
+	if s := b.text("#trace-optouts"); !strings.Contains(s, "已退订") || !strings.Contains(s, "A") {
+		t.Errorf("the number's opt-outs: %q", s)
+	}
+	b.shot("ops-trace-replies")
 	b.mobile()
 	b.run("the replies on a phone", chromedp.Navigate(r.url+"/ops/enterprises/A/records?box=inbox&number="+numA1))
 	b.waitText("#records tbody", "好的，谢谢", false)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
 )
 
 // 收发查询 on the desk: an enterprise's sent messages and the replies to
@@ -172,22 +173,42 @@ func (s *Server) opsRecord(q *req) {
 	q.render(http.StatusOK, "ops_message", q.view(d))
 }
 
-// opsTraceData is 号码查询: every enterprise's messages to one number.
+// opsTraceData is 号码查询: every enterprise's messages to one number
+// (Box "sent") or its replies to any of them (Box "replies"), and the
+// enterprises whose opt-out list holds it.
 type opsTraceData struct {
 	Number, BadNumber string
+	Box               string
 	Days              dayRange
 	Messages          []api.Message
+	Replies           []api.InboxItem
 	Missing           api.Missing
 	Paged             bool
-	FirstURL, NextURL string
+	// OptOuts are the number's entries on the enterprises' opt-out lists;
+	// OptOutsKnown false: not asked (last digits name no entry).
+	OptOuts      []policy.OptOutEntry
+	OptOutsKnown bool
+	// The links, with the number and the dates: each box, the first page
+	// and the next.
+	SentURL, RepliesURL, FirstURL, NextURL string
 }
 
 // opsTrace is 号码查询 (/ops/trace?number=): who sent what to a number,
-// across the enterprises, for its owner's complaint; each message links
-// to its detail in its enterprise's 收发查询.
+// across the enterprises, for its owner's complaint, each message
+// linking to its detail in its enterprise's 收发查询; or (box=replies) what
+// the number replied to them, with its opt-outs: "I replied TD and still
+// get messages".
 func (s *Server) opsTrace(q *req) {
 	in := q.r.URL.Query()
-	d := &opsTraceData{Days: readDayRange(in), Paged: in.Get("after") != ""}
+	d := &opsTraceData{Box: "sent", Days: readDayRange(in)}
+	if in.Get("box") == "replies" {
+		d.Box = "replies"
+	}
+	cursor, list := "after", "/admin/v1/messages"
+	if d.Box == "replies" {
+		cursor, list = "before", "/admin/v1/inbox"
+	}
+	d.Paged = in.Get(cursor) != ""
 	d.Number, d.BadNumber = readNumber(in)
 	p := q.view(d)
 	if d.Number == "" && d.BadNumber == "" && !d.Days.Any() {
@@ -203,13 +224,35 @@ func (s *Server) opsTrace(q *req) {
 	}
 	keep := url.Values{"number": {d.Number}}
 	d.Days.keep(keep)
+	d.SentURL, d.RepliesURL = link("/ops/trace", keep), link("/ops/trace", with(keep, "box", "replies"))
+	if d.Box == "replies" {
+		keep.Set("box", "replies")
+	}
 	d.FirstURL = link("/ops/trace", keep)
 	v := url.Values{"number": {d.Number}, "limit": {strconv.Itoa(pageSize)}}
-	if x := in.Get("after"); x != "" {
-		v.Set("after", x)
+	if x := in.Get(cursor); x != "" {
+		v.Set(cursor, x)
 	}
 	d.Days.apiQuery(v)
-	pg, err := walkList(s.opsCallOf(q), "/admin/v1/messages", v, "after", messageRows)
+	var next string
+	err := s.opsCall(q.r, http.MethodGet, "/admin/v1/optouts?"+url.Values{"number": {d.Number}}.Encode(), nil, &d.OptOuts)
+	switch {
+	case err == nil:
+		d.OptOutsKnown = true
+	case isStatus(err, http.StatusUnprocessableEntity):
+		err = nil // last digits: no list's entry to ask for
+	}
+	if err == nil && d.Box == "replies" {
+		var pg *api.InboxPage
+		if pg, err = walkList(s.opsCallOf(q), list, v, cursor, replyRows); err == nil {
+			d.Replies, next, d.Missing = pg.Replies, pg.Next, pg.Missing
+		}
+	} else if err == nil {
+		var pg *api.MessagePage
+		if pg, err = walkList(s.opsCallOf(q), list, v, cursor, messageRows); err == nil {
+			d.Messages, next, d.Missing = pg.Messages, pg.Next, pg.Missing
+		}
+	}
 	if err != nil {
 		code, ok := q.deskErr(p, err, "number")
 		if !ok {
@@ -218,9 +261,8 @@ func (s *Server) opsTrace(q *req) {
 		q.render(code, "ops_trace", p)
 		return
 	}
-	d.Messages, d.Missing = pg.Messages, pg.Missing
-	if pg.Next != "" {
-		d.NextURL = link("/ops/trace", with(keep, "after", pg.Next))
+	if next != "" {
+		d.NextURL = link("/ops/trace", with(keep, cursor, next))
 	}
 	q.render(http.StatusOK, "ops_trace", p)
 }

@@ -131,6 +131,30 @@ func TestDeskTrace(t *testing.T) {
 	if a := c.get("/ops/trace?number=13000000000"); !strings.Contains(a.Body, "没有发给该号码的短信") {
 		t.Errorf("a number nobody sent to:\n%s", a.Body)
 	}
+
+	// 该号码的回复: every enterprise's, with its opt-outs (one replied TD
+	// to B), as the owner who "replied TD and still gets messages" asks.
+	a.wantPage(t, "退订记录：该号码不在任何企业的退订名单中")
+	r.storeReply(numA1, "收到", d1.Add(12*time.Hour))
+	td := &queue.MO{Enterprise: "B", Source: "86" + numA1, Dest: "1065750002", Text: "TD", Upstream: "sim", ReceivedAt: d1.Add(13 * time.Hour)}
+	if err := r.store.StoreMO(t.Context(), td); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pol.OptOut("B", numA1, td.ID, td.ReceivedAt); err != nil {
+		t.Fatal(err)
+	}
+	a = c.get("/ops/trace?box=replies&number=" + numA1)
+	a.wantPage(t, `class="on" aria-current="page">该号码的回复`, `<input type="hidden" name="box" value="replies">`, `id="optouts"`,
+		`<td data-label="企业"><a href="/ops/enterprises/B">B</a></td>`, `href="/ops/enterprises/B/records?box=inbox&amp;number=%2b86`+numA1+`"`)
+	if !inOrder(a.Body, `id="trace"`, ">TD<", ">收到<") || strings.Contains(a.Body, "甲发给一号") {
+		t.Errorf("the replies of %s:\n%s", numA1, a.Body)
+	}
+	if a := c.get("/ops/trace?box=replies&number=" + numA1[len(numA1)-4:]); !strings.Contains(a.Body, "输入完整的手机号码可查看") || !strings.Contains(a.Body, ">TD<") {
+		t.Errorf("the replies of last digits:\n%s", a.Body)
+	}
+	if a := c.get("/ops/trace?box=replies&number=13000000000"); !strings.Contains(a.Body, "没有该号码的回复") {
+		t.Errorf("a number that replied nothing:\n%s", a.Body)
+	}
 }
 
 // TestDeskThread: 收发查询's 往来记录 shows one number's messages from the

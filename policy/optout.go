@@ -215,6 +215,33 @@ func (s *Store) ExportOptOuts(a Actor, code string, fn func(OptOutEntry) error) 
 	}))
 }
 
+// OptOutsOf returns number's entry on every enterprise's opt-out list
+// that has it (the operator only), in enterprise order: what a handset
+// owner who says "I replied TD and still get messages" is answered from.
+// A number that is no Chinese mobile is an invalid_number refusal.
+func (s *Store) OptOutsOf(a Actor, number string) ([]OptOutEntry, error) {
+	if !a.Operator {
+		return nil, ErrForbidden
+	}
+	e164, err := s.cls.normalizeMobile(strings.TrimSpace(number))
+	if err != nil {
+		return nil, err
+	}
+	var out []OptOutEntry
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOptOuts).ForEachBucket(func(ck []byte) error {
+			v := tx.Bucket(bucketOptOuts).Bucket(ck).Get([]byte(e164))
+			if v == nil {
+				return nil
+			}
+			e, err := decodeOptOut(string(ck), []byte(e164), v)
+			out = append(out, e)
+			return err
+		})
+	})
+	return out, dbErr(err)
+}
+
 func decodeOptOut(code string, k, v []byte) (OptOutEntry, error) {
 	var m optMeta
 	if err := json.Unmarshal(v, &m); err != nil {

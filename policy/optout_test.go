@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestIsOptOut(t *testing.T) {
@@ -69,6 +70,30 @@ func TestOptOut(t *testing.T) {
 	}
 	if err := p.ExportOptOuts(op, "NOPE", func(OptOutEntry) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("export of an unknown enterprise: %v", err)
+	}
+	// One number's entries on every list: in any form; the operator only.
+	if _, err := p.OptOut(entB, "13712345678", 11, at.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	of, err := p.OptOutsOf(op, "+86 137 1234 5678")
+	moOf := map[string]uint64{}
+	for _, e := range of {
+		moOf[e.Enterprise] = e.MOID
+	}
+	if err != nil || len(of) != 2 || moOf[entA] != 7 || moOf[entB] != 11 || of[0].Enterprise > of[1].Enterprise {
+		t.Errorf("the opt-outs of 13712345678: %+v %v", of, err)
+	}
+	if of, err := p.OptOutsOf(op, "13912345678"); err != nil || len(of) != 0 {
+		t.Errorf("a number on no list: %+v %v", of, err)
+	}
+	if _, err := p.OptOutsOf(op, "5678"); !isReason(err, ReasonInvalidNumber) {
+		t.Errorf("last digits: %v", err)
+	}
+	if _, err := p.OptOutsOf(f.aAdmin, "13712345678"); err != ErrForbidden {
+		t.Errorf("an enterprise asks: %v", err)
+	}
+	if err := p.RemoveOptOut(op, entB, "13712345678"); err != nil {
+		t.Fatal(err)
 	}
 
 	// Removal: admins only; absent → not found.

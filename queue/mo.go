@@ -337,6 +337,11 @@ type InboxFilter struct {
 	// "13712345678"), or from a number ending in these digits; "" any.
 	Number   string
 	From, To time.Time // ReceivedAt at or after From, and before To (zero: unbounded)
+	// AllEnterprises: every enterprise's MOs, and those no enterprise
+	// owns (the operator's trace of a handset's replies). Number is then
+	// required, and Inbox's enterprise must be "": a filter that left the
+	// enterprise out by mistake lists nothing rather than everyone's.
+	AllEnterprises bool
 }
 
 func (f InboxFilter) match(m *MO, digits string) bool {
@@ -389,8 +394,13 @@ func onlyDigits(s string) string {
 func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int) (list []*MO, next uint64, err error) {
 	prefix := prefixKey(enterprise, nil)
 	digits := onlyDigits(f.Number)
-	if f.Number != "" && digits == "" {
+	switch {
+	case f.Number != "" && digits == "":
 		return nil, 0, fmt.Errorf("queue: inbox: %w: number %q has no digit", ErrInvalid, f.Number)
+	case f.AllEnterprises && (digits == "" || enterprise != ""):
+		return nil, 0, fmt.Errorf("queue: inbox: %w: every enterprise's replies are listed by number only", ErrInvalid)
+	case f.AllEnterprises:
+		return s.inboxAll(f, digits, before, limit)
 	}
 	err = s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
@@ -428,6 +438,52 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 			}
 			scanned++
 			m, err := decodeMO(rest, moB.Get(rest))
+			if err != nil {
+				return err
+			}
+			last = m.ID
+			if f.match(m, digits) {
+				list = append(list, m)
+				size += len(m.Text) + len(m.Binary) + len(m.UDH)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("queue: inbox: %w", err)
+	}
+	return list, next, nil
+}
+
+// inboxAll is Inbox of every enterprise's MOs from a number (f.Number's
+// digits): the MOs themselves, newest first, by id, with Inbox's bounds.
+func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int) (list []*MO, next uint64, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMO).Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else if k, _ = c.Seek(msgKey(before)); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		var last uint64 // the last MO read
+		size := 0
+		for scanned := 0; k != nil; k, v = c.Prev() {
+			if len(k) != 8 {
+				continue
+			}
+			if len(list) >= limit || size >= maxDueReplyBytes {
+				next = list[len(list)-1].ID
+				return nil
+			}
+			if scanned == listScan {
+				next = last
+				return nil
+			}
+			scanned++
+			m, err := decodeMO(k, v)
 			if err != nil {
 				return err
 			}

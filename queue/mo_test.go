@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -221,6 +222,44 @@ func TestInboxFilter(t *testing.T) {
 	}
 	if _, _, err := ts.Inbox("E1", InboxFilter{Number: "+-"}, 0, 3); err == nil {
 		t.Error("a number without a digit was taken")
+	}
+
+	// Every enterprise's: another enterprise's reply and one no
+	// enterprise owns come too, each with its owner, newest first; paged
+	// as one enterprise's is.
+	for _, e := range []string{"E2", ""} {
+		if err := ts.StoreMO(context.Background(), &MO{Enterprise: e, Source: "13712345678", Dest: "106575002", Text: "别处", Upstream: "sim", ReceivedAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	var before uint64
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("every enterprise's: no end to the pages")
+		}
+		list, next, err := ts.Inbox("", InboxFilter{Number: "+86 137 1234 5678", AllEnterprises: true}, before, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list {
+			got = append(got, m.Enterprise+"/"+strconv.Itoa(int(m.ID-ids[0])))
+		}
+		if next == 0 {
+			break
+		}
+		before = next
+	}
+	if want := []string{"/21", "E2/20", "E1/19", "E1/17", "E1/15", "E1/14", "E1/12", "E1/10", "E1/9", "E1/7", "E1/5", "E1/4", "E1/2", "E1/0"}; !slices.Equal(got, want) {
+		t.Errorf("every enterprise's replies from 13712345678: %v, want %v", got, want)
+	}
+	for _, bad := range []struct {
+		ent string
+		f   InboxFilter
+	}{{"", InboxFilter{AllEnterprises: true}}, {"E1", InboxFilter{AllEnterprises: true, Number: "5678"}}} {
+		if _, _, err := ts.Inbox(bad.ent, bad.f, 0, 3); !errors.Is(err, ErrInvalid) {
+			t.Errorf("every enterprise's, enterprise %q, number %q: %v, want ErrInvalid", bad.ent, bad.f.Number, err)
+		}
 	}
 }
 

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+
 	"github.com/spf13/cobra"
 
 	"github.com/qxtd/qxtd/api"
@@ -20,4 +23,27 @@ func (a *adminCLI) optOutExport() *cobra.Command {
 	c.Flags().StringVar(&code, "enterprise", "", "only this enterprise's list")
 	c.Flags().StringVar(&format, "format", "csv", "csv or json")
 	return c
+}
+
+// optOutsOf lists one number's entries on every enterprise's opt-out
+// list: with records trace --replies, what a handset owner who says "I
+// replied TD and still get messages" is answered from.
+func (a *adminCLI) optOutsOf() *cobra.Command {
+	return a.leaf("of NUMBER", "List the enterprises whose opt-out list holds a number (a whole mobile number, any form)", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			entries, err := cl.OptOutsOf(args[0])
+			if err != nil {
+				return err
+			}
+			return a.out(c, entries, func(w io.Writer) {
+				if len(entries) == 0 {
+					fmt.Fprintf(w, "%s is on no enterprise's opt-out list\n", args[0])
+					return
+				}
+				fmt.Fprintln(w, "ENTERPRISE\tNUMBER\tOPTED OUT\tREPLY")
+				for _, e := range entries {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", e.Enterprise, e.Number, localTime(e.At), e.MOID)
+				}
+			})
+		})
 }

@@ -61,10 +61,14 @@ func (a *adminCLI) recExport() *cobra.Command {
 
 func (a *adminCLI) recTrace() *cobra.Command {
 	var q api.RecordQuery
-	c := a.leaf("trace NUMBER [--from T] [--to T] [--after CURSOR] [--limit N]",
-		"List every enterprise's sent messages to a number, newest first (who sent what, for a complaint)", 1, 1,
+	var replies bool
+	c := a.leaf("trace NUMBER [--replies] [--from T] [--to T] [--after|--before CURSOR] [--limit N]",
+		"List every enterprise's sent messages to a number, or (--replies) its replies to any enterprise, newest first (for a complaint)", 1, 1,
 		func(c *cobra.Command, cl *api.Client, args []string) error {
 			q.Number = args[0]
+			if replies {
+				return a.traceReplies(c, cl, q)
+			}
 			page, err := cl.TraceNumber(q)
 			if err != nil {
 				return err
@@ -79,11 +83,43 @@ func (a *adminCLI) recTrace() *cobra.Command {
 			})
 		})
 	fs := c.Flags()
+	fs.BoolVar(&replies, "replies", false, "the number's replies to every enterprise instead (with optouts of NUMBER: \"I replied TD and still get messages\")")
 	fs.StringVar(&q.From, "from", "", "at or after this time (RFC 3339)")
 	fs.StringVar(&q.To, "to", "", "before this time (RFC 3339)")
 	fs.StringVar(&q.Cursor, "after", "", "the previous page's next")
+	fs.StringVar(&q.Cursor, "before", "", "the previous page's next (--replies)")
 	fs.IntVar(&q.Limit, "limit", 0, "entries per page (default 100, at most 1000)")
 	return c
+}
+
+// traceReplies is records trace --replies: the number's replies to every
+// enterprise, each with its enterprise and whether it reached it.
+func (a *adminCLI) traceReplies(c *cobra.Command, cl *api.Client, q api.RecordQuery) error {
+	page, err := cl.TraceReplies(q)
+	if err != nil {
+		return err
+	}
+	return a.out(c, page, func(w io.Writer) {
+		fmt.Fprintln(w, "ENTERPRISE\tID\tFROM\tTO\tRECEIVED\tFORWARDED\tWEBHOOK\tTEXT")
+		for _, m := range page.Replies {
+			fwd := "no"
+			switch {
+			case m.Refused:
+				fwd = "refused"
+			case m.Forwarded:
+				fwd = "yes"
+			}
+			ent, hook := m.Enterprise, m.Webhook
+			if ent == "" {
+				ent = "-" // a number no enterprise has
+			}
+			if hook == "" {
+				hook = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ent, m.ID, m.From, m.To, localTime(m.ReceivedAt), fwd, hook, clipText(m.Text, 40))
+		}
+		pageEnd(w, "before", page.Next, page.Missing)
+	})
 }
 
 // recordFlags are the filters sent and replies share.

@@ -60,6 +60,29 @@ func TestAdminRecordsCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "ACME 1 acme1 13800138000") || strings.Contains(out, "13900139000") {
 		t.Fatalf("trace: %d\n%s\n%s", code, out, errOut)
 	}
+	// The trace of the number's replies, and its opt-outs.
+	code, out, errOut = run("trace", "13800138000", "--replies")
+	if code != 0 || !regexp.MustCompile(`ACME \d+ 8613800138000 106575009 .* no pending 推送的\n`).MatchString(out) || !strings.Contains(out, "收到了") {
+		t.Fatalf("trace --replies: %d\n%s\n%s", code, out, errOut)
+	}
+	optouts := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := runIO(strings.NewReader(""), append([]string{"admin", "--api", url, "--token", "tok", "optouts"}, args...), &stdout, &stderr)
+		return code, squeezeBlanks(stdout.String()), stderr.String()
+	}
+	if code, out, errOut = optouts("of", "13800138000"); code != 0 || !strings.Contains(out, "13800138000 is on no enterprise's opt-out list") {
+		t.Fatalf("optouts of, none: %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := pol.OptOut("ACME", "13800138000", 2, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut = optouts("of", "+86 138 0013 8000"); code != 0 || !strings.Contains(out, "ACME +8613800138000 ") {
+		t.Fatalf("optouts of: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = optouts("of", "8000"); code != 1 || !strings.Contains(errOut, "invalid_number") {
+		t.Fatalf("optouts of last digits: %d %s", code, errOut)
+	}
+
 	// export: the file to standard output, its rows to standard error.
 	code, out, errOut = run("export", "ACME", "sent", "--number", "13900139000")
 	if code != 0 || !strings.HasPrefix(out, "id,") || strings.Count(out, "\n") != 2 || !strings.Contains(out, "13900139000") || errOut != "1 rows\n" {

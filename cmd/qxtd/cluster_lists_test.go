@@ -161,6 +161,18 @@ func TestClusterLists(t *testing.T) {
 				t.Errorf("node %d's inbox: %v, want 3 replies once each", n.id, ids)
 			}
 		}
+		// The operator's trace of a handset's replies, from every node.
+		for _, n := range nodes {
+			code, body := postJSON(t, "GET", base(n)+"/admin/v1/inbox?number=13712345671", "test-token", "")
+			var tr struct {
+				Replies []struct{ Text, Enterprise string }
+				Partial bool
+			}
+			if err := json.Unmarshal([]byte(body), &tr); code != http.StatusOK || err != nil || len(tr.Replies) != 1 ||
+				tr.Replies[0].Text != "回复1" || tr.Replies[0].Enterprise == "" || tr.Partial {
+				t.Errorf("node %d's trace of 13712345671's replies: %d %s", n.id, code, body)
+			}
+		}
 	})
 
 	t.Run("a node exports every node's messages and replies, one file each", func(t *testing.T) {
