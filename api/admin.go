@@ -74,11 +74,12 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/enterprises/{code}/receipt-test", s.adminReceiptTest},
 		{"POST /admin/v1/enterprises/{code}/receipt-retry", s.adminReceiptRetry},
 		{"GET /admin/v1/messages", s.adminTrace},
-		{"GET /admin/v1/enterprises/{code}/messages", s.adminMessages},
-		{"GET /admin/v1/enterprises/{code}/messages/{id}", s.adminMessage},
-		{"GET /admin/v1/enterprises/{code}/inbox", s.adminInbox},
-		{"GET /admin/v1/enterprises/{code}/messages/export", s.adminExportMessages},
-		{"GET /admin/v1/enterprises/{code}/inbox/export", s.adminExportInbox},
+		// An enterprise's records, as its admins see them (admin_records.go).
+		{"GET /admin/v1/enterprises/{code}/messages", s.asEnterpriseAdmin(s.listSent)},
+		{"GET /admin/v1/enterprises/{code}/messages/{id}", s.asEnterpriseAdmin(s.showMessage)},
+		{"GET /admin/v1/enterprises/{code}/inbox", s.asEnterpriseAdmin(s.listInbox)},
+		{"GET /admin/v1/enterprises/{code}/messages/export", s.asEnterpriseAdmin(s.exportMessages)},
+		{"GET /admin/v1/enterprises/{code}/inbox/export", s.asEnterpriseAdmin(s.exportInbox)},
 		{"GET /admin/v1/inbox", s.adminTraceReplies},
 
 		{"POST /admin/v1/enterprises/{code}/users", s.createUser},

@@ -31,71 +31,50 @@ func (s *Server) enterpriseCaller(a policy.Actor, w http.ResponseWriter, r *http
 	return &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: e, acct: &gateway.Account{Enterprise: e.Code}}, true
 }
 
-// adminMessages is GET /admin/v1/enterprises/{code}/messages.
-func (s *Server) adminMessages(a policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.enterpriseCaller(a, w, r); ok {
-		s.list(c, w, r, queue.ListFilter{Sent: true})
-	}
-}
-
-// adminMessage is GET /admin/v1/enterprises/{code}/messages/{id}.
-func (s *Server) adminMessage(a policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.enterpriseCaller(a, w, r); ok {
-		s.showMessage(c, w, r)
-	}
-}
-
-// adminInbox is GET /admin/v1/enterprises/{code}/inbox.
-func (s *Server) adminInbox(a policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.enterpriseCaller(a, w, r); ok {
-		s.listInbox(c, w, r)
-	}
-}
-
-// adminExportMessages is GET /admin/v1/enterprises/{code}/messages/export:
-// the sent outbox as GET /v1/messages/export writes it for an admin of
-// the enterprise, in the enterprise's own export slots (an account
-// manager's download cannot crowd out more than the enterprise's own).
-func (s *Server) adminExportMessages(a policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.enterpriseCaller(a, w, r); ok {
-		s.exportMessages(c, w, r)
-	}
-}
-
-// adminExportInbox is GET /admin/v1/enterprises/{code}/inbox/export, as
-// GET /v1/inbox/export for an admin of the enterprise.
-func (s *Server) adminExportInbox(a policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := s.enterpriseCaller(a, w, r); ok {
-		s.exportInbox(c, w, r)
+// asEnterpriseAdmin answers the operator's request for enterprise
+// {code}'s records with h, the enterprises' own handler, as for one of its
+// admins (enterpriseCaller): its sent outbox (GET /v1/messages), a
+// message, its inbox, their exports — the exports in the enterprise's own
+// slots, so an account manager's download crowds out no more than the
+// enterprise's own.
+func (s *Server) asEnterpriseAdmin(h func(*caller, http.ResponseWriter, *http.Request)) actorHandler {
+	return func(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+		if c, ok := s.enterpriseCaller(a, w, r); ok {
+			h(c, w, r)
+		}
 	}
 }
 
 // adminTrace is GET /admin/v1/messages?number=: every enterprise's sent
 // messages to a number, newest first, each naming its enterprise — the
 // operator's trace of a number whose owner complains of a message (who
-// sent it, when, with what signature). The number is required: the
-// operator lists no enterprise's messages wholesale here.
+// sent it, when, with what signature).
 func (s *Server) adminTrace(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
-	n := r.URL.Query().Get("number")
-	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the recipient's number or its last digits (at most %d characters)", maxNumberQuery))
-		return
+	if c, ok := traceCaller(w, r, "recipient"); ok {
+		s.list(c, w, r, queue.ListFilter{Sent: true, AllEnterprises: true})
 	}
-	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
-	s.list(c, w, r, queue.ListFilter{Sent: true, AllEnterprises: true})
 }
 
 // adminTraceReplies is GET /admin/v1/inbox?number=: every enterprise's
 // replies from a handset, newest first, each naming its enterprise (""
 // for a reply to a number no enterprise has) — with the number's
 // opt-outs (GET /admin/v1/optouts?number=), the answer to "I replied TD
-// and still get messages". The number is required, as the trace's.
+// and still get messages".
 func (s *Server) adminTraceReplies(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if c, ok := traceCaller(w, r, "handset"); ok {
+		s.inboxList(c, w, r, true)
+	}
+}
+
+// traceCaller is the caller of a trace across the enterprises (an admin
+// of none), once its number (whose: the recipient's, the handset's) is
+// there: the operator lists no enterprise's records wholesale here. false:
+// the 400 was written.
+func traceCaller(w http.ResponseWriter, r *http.Request, whose string) (*caller, bool) {
 	n := r.URL.Query().Get("number")
 	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the handset's number or its last digits (at most %d characters)", maxNumberQuery))
-		return
+		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the %s's number or its last digits (at most %d characters)", whose, maxNumberQuery))
+		return nil, false
 	}
-	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
-	s.inboxList(c, w, r, true)
+	return &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}, true
 }

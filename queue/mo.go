@@ -391,7 +391,7 @@ func onlyDigits(s string) string {
 // limit (even none) with a non-zero next; keep paging until next is 0.
 // So can a page whose replies hold maxDueReplyBytes of content (a page of
 // long ones would hold that much per request).
-func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int) (list []*MO, next uint64, err error) {
+func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int) ([]*MO, uint64, error) {
 	prefix := prefixKey(enterprise, nil)
 	digits := onlyDigits(f.Number)
 	switch {
@@ -402,7 +402,8 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 	case f.AllEnterprises:
 		return s.inboxAll(f, digits, before, limit)
 	}
-	err = s.view(func(tx *bolt.Tx) error {
+	pg := inboxPage{f: f, digits: digits, limit: limit}
+	err := s.view(func(tx *bolt.Tx) error {
 		moB := tx.Bucket(bucketMO)
 		c := tx.Bucket(bucketMOIn).Cursor()
 		var k []byte
@@ -421,44 +422,69 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 				k, _ = c.Prev()
 			}
 		}
-		var last uint64 // the last MO read
-		size := 0       // the content of list (maxDueReplyBytes)
-		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 			rest := k[len(prefix):]
 			if len(rest) != 8 {
 				continue
 			}
-			if len(list) >= limit || size >= maxDueReplyBytes {
-				next = list[len(list)-1].ID
+			if pg.full() {
 				return nil
 			}
-			if scanned == listScan {
-				next = last // the caller resumes below it
-				return nil
-			}
-			scanned++
 			m, err := decodeMO(rest, moB.Get(rest))
 			if err != nil {
 				return err
 			}
-			last = m.ID
-			if f.match(m, digits) {
-				list = append(list, m)
-				size += len(m.Text) + len(m.Binary) + len(m.UDH)
-			}
+			pg.add(m)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: inbox: %w", err)
 	}
-	return list, next, nil
+	return pg.list, pg.next, nil
+}
+
+// inboxPage gathers a page of the inbox as its MOs are read, newest
+// first: those f matches (digits: f.Number's), at most limit of them and
+// maxDueReplyBytes of their content, from at most listScan read.
+type inboxPage struct {
+	f          InboxFilter
+	digits     string
+	limit      int
+	list       []*MO
+	next, last uint64 // the page's next; the last MO read
+	size, read int
+}
+
+// full reports whether the page ends before the MO to be read next,
+// setting its next: below its last MO, or below the last read (the
+// caller resumes there).
+func (p *inboxPage) full() bool {
+	switch {
+	case len(p.list) >= p.limit || p.size >= maxDueReplyBytes:
+		p.next = p.list[len(p.list)-1].ID
+	case p.read == listScan:
+		p.next = p.last
+	default:
+		return false
+	}
+	return true
+}
+
+// add reads m into the page.
+func (p *inboxPage) add(m *MO) {
+	p.read, p.last = p.read+1, m.ID
+	if p.f.match(m, p.digits) {
+		p.list = append(p.list, m)
+		p.size += len(m.Text) + len(m.Binary) + len(m.UDH)
+	}
 }
 
 // inboxAll is Inbox of every enterprise's MOs from a number (f.Number's
 // digits): the MOs themselves, newest first, by id, with Inbox's bounds.
-func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int) (list []*MO, next uint64, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
+func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int) ([]*MO, uint64, error) {
+	pg := inboxPage{f: f, digits: digits, limit: limit}
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketMO).Cursor()
 		var k, v []byte
 		if before == 0 {
@@ -468,37 +494,25 @@ func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int)
 		} else {
 			k, v = c.Prev()
 		}
-		var last uint64 // the last MO read
-		size := 0
-		for scanned := 0; k != nil; k, v = c.Prev() {
+		for ; k != nil; k, v = c.Prev() {
 			if len(k) != 8 {
 				continue
 			}
-			if len(list) >= limit || size >= maxDueReplyBytes {
-				next = list[len(list)-1].ID
+			if pg.full() {
 				return nil
 			}
-			if scanned == listScan {
-				next = last
-				return nil
-			}
-			scanned++
 			m, err := decodeMO(k, v)
 			if err != nil {
 				return err
 			}
-			last = m.ID
-			if f.match(m, digits) {
-				list = append(list, m)
-				size += len(m.Text) + len(m.Binary) + len(m.UDH)
-			}
+			pg.add(m)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: inbox: %w", err)
 	}
-	return list, next, nil
+	return pg.list, pg.next, nil
 }
 
 // checkMOs verifies the MO indexes: every MO has its inbox key under its

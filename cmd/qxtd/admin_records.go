@@ -102,20 +102,11 @@ func (a *adminCLI) traceReplies(c *cobra.Command, cl *api.Client, q api.RecordQu
 	return a.out(c, page, func(w io.Writer) {
 		fmt.Fprintln(w, "ENTERPRISE\tID\tFROM\tTO\tRECEIVED\tFORWARDED\tWEBHOOK\tTEXT")
 		for _, m := range page.Replies {
-			fwd := "no"
-			switch {
-			case m.Refused:
-				fwd = "refused"
-			case m.Forwarded:
-				fwd = "yes"
-			}
-			ent, hook := m.Enterprise, m.Webhook
+			ent := m.Enterprise
 			if ent == "" {
 				ent = "-" // a number no enterprise has
 			}
-			if hook == "" {
-				hook = "-"
-			}
+			fwd, hook := replyStates(m)
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ent, m.ID, m.From, m.To, localTime(m.ReceivedAt), fwd, hook, clipText(m.Text, 40))
 		}
 		pageEnd(w, "before", page.Next, page.Missing)
@@ -189,17 +180,7 @@ func (a *adminCLI) recReplies() *cobra.Command {
 			return a.out(c, page, func(w io.Writer) {
 				fmt.Fprintln(w, "ID\tFROM\tTO\tACCOUNT\tRECEIVED\tFORWARDED\tWEBHOOK\tTEXT")
 				for _, m := range page.Replies {
-					fwd := "no"
-					switch {
-					case m.Refused:
-						fwd = "refused"
-					case m.Forwarded:
-						fwd = "yes"
-					}
-					hook := m.Webhook // pending, delivered, gave_up; "-": no reply URL
-					if hook == "" {
-						hook = "-"
-					}
+					fwd, hook := replyStates(m)
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.From, m.To, m.Account, localTime(m.ReceivedAt), fwd, hook, clipText(m.Text, 40))
 				}
 				pageEnd(w, "before", page.Next, page.Missing)
@@ -207,6 +188,22 @@ func (a *adminCLI) recReplies() *cobra.Command {
 		})
 	recordFlags(c, &q, "before")
 	return c
+}
+
+// replyStates are a reply's FORWARDED (yes, no, refused: its SMPP side)
+// and WEBHOOK (pending, delivered, gave_up; "-" without a reply URL).
+func replyStates(m api.InboxItem) (fwd, hook string) {
+	fwd, hook = "no", m.Webhook
+	switch {
+	case m.Refused:
+		fwd = "refused"
+	case m.Forwarded:
+		fwd = "yes"
+	}
+	if hook == "" {
+		hook = "-"
+	}
+	return fwd, hook
 }
 
 // pageEnd ends a page's table: the flag and cursor of the next page,
