@@ -60,6 +60,13 @@ func TestUserSendPerRecipientAndStatus(t *testing.T) {
 		t.Fatalf("a send with priority: %+v", out.Results)
 	}
 	r.waitReceived(uNumA2, "【甲公司】验证码 384921", 10*time.Second)
+	// … and in the outbox, as any other (before 2026-12-07 a priority
+	// message's record was left out of every list).
+	var outbox MessagePage
+	r.must(http.StatusOK, "GET", "/v1/messages?number="+uNumA2, key, nil, &outbox)
+	if len(outbox.Messages) != 2 || outbox.Messages[0].ID != out.Results[0].ID || outbox.Messages[1].ID != ok2.ID {
+		t.Fatalf("the outbox to %s: %+v, want the priority message and the one before it", uNumA2, outbox.Messages)
+	}
 
 	// A failed delivery shows the SMSC's error code.
 	r.sim.SetFaults(smpp.Faults{Undeliv: 1})

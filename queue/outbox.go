@@ -228,10 +228,11 @@ func (f *ListFilter) match(m *Message, now time.Time, digits string) bool {
 }
 
 // peekOwner reads the Account and Enterprise of an encoded message without
-// decoding the rest (see encodeMessage: version, id, account, enterprise).
-// The slices alias v.
+// decoding the rest (see encodeMessage: version, id, account, enterprise;
+// the extended version's second flags byte comes later). The slices alias
+// v.
 func peekOwner(v []byte) (account, enterprise []byte, ok bool) {
-	if len(v) < 1 || v[0] != msgVersion {
+	if len(v) < 1 || v[0] != msgVersion && v[0] != msgVersionExt {
 		return nil, nil, false
 	}
 	b := v[1:]
