@@ -120,10 +120,10 @@ func FuzzDecodeMessage(f *testing.F) {
 		if !reflect.DeepEqual(again, m) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", again, m)
 		}
-		// The lists' peek at the owner reads every record that decodes,
+		// The lists' peek at the owner and recipient reads every record that decodes,
 		// as it decodes (a priority record's version was once refused).
-		if a, e, ok := peekOwner(b); !ok || string(a) != m.Account || string(e) != m.Enterprise {
-			t.Fatalf("peekOwner: %q, %q, %v; the record's owner is %q, %q", a, e, ok, m.Account, m.Enterprise)
+		if a, e, d, ok := peekHead(b); !ok || string(a) != m.Account || string(e) != m.Enterprise || string(d) != m.Dest {
+			t.Fatalf("peekHead: %q, %q, %q, %v; the record's are %q, %q, %q", a, e, d, ok, m.Account, m.Enterprise, m.Dest)
 		}
 	})
 }

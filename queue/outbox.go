@@ -170,12 +170,13 @@ func (s *Store) List(f ListFilter, after uint64, limit int) ([]*Message, uint64,
 			}
 			id := binary.BigEndian.Uint64(k)
 			scanned, last = scanned+1, id
-			a, e, ok := peekOwner(v)
+			a, e, d, ok := peekHead(v)
 			if !ok {
 				s.reportDamaged(damagedKey("list", id), "queue: outbox skips a message that does not decode (restore from a backup)", "id", id, "err", "bad header")
 				continue
 			}
-			if !f.AllEnterprises && !bytes.Equal(e, ent) || len(acct) > 0 && !bytes.Equal(a, acct) {
+			if !f.AllEnterprises && !bytes.Equal(e, ent) || len(acct) > 0 && !bytes.Equal(a, acct) ||
+				digits != "" && !sameDigits(d, digits) {
 				continue
 			}
 			m, err := DecodeMessage(v)
@@ -227,18 +228,20 @@ func (f *ListFilter) match(m *Message, now time.Time, digits string) bool {
 	return true
 }
 
-// peekOwner reads the Account and Enterprise of an encoded message without
-// decoding the rest (see encodeMessage: version, id, account, enterprise;
-// the extended version's second flags byte comes later). The slices alias
-// v.
-func peekOwner(v []byte) (account, enterprise []byte, ok bool) {
+// peekHead reads the Account, Enterprise and Dest of an encoded message
+// without decoding the rest (see encodeMessage: version, id, account,
+// enterprise, source, dest; the extended version's second flags byte
+// comes later): the lists pass over another enterprise's messages, and a
+// search by number over those to other numbers, without decoding them.
+// The slices alias v.
+func peekHead(v []byte) (account, enterprise, dest []byte, ok bool) {
 	if len(v) < 1 || v[0] != msgVersion && v[0] != msgVersionExt {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	b := v[1:]
 	_, n := binary.Uvarint(b) // id
 	if n <= 0 {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	b = b[n:]
 	str := func() ([]byte, bool) {
@@ -250,13 +253,38 @@ func peekOwner(v []byte) (account, enterprise []byte, ok bool) {
 		b = b[n+int(l):]
 		return s, true
 	}
+
 	if account, ok = str(); !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
 	if enterprise, ok = str(); !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return account, enterprise, true
+	if _, ok = str(); !ok { // source
+		return nil, nil, nil, false
+	}
+	if dest, ok = str(); !ok {
+		return nil, nil, nil, false
+	}
+	return account, enterprise, dest, true
+}
+
+// sameDigits is sameNumber(onlyDigits(number), digits) without making
+// the string: number's digits end with digits, or (seven or more of
+// them) digits end with them.
+func sameDigits(number []byte, digits string) bool {
+	common, nd := 0, 0 // the digits number and digits end with alike; number's digits
+	for i := len(number) - 1; i >= 0; i-- {
+		c := number[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		if common == nd && nd < len(digits) && digits[len(digits)-1-nd] == c {
+			common++
+		}
+		nd++
+	}
+	return common == len(digits) || nd >= 7 && common == nd
 }
 
 // checkScheduled is the precondition of Cancel and Reschedule, inside the

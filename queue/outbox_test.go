@@ -391,25 +391,45 @@ func TestRescheduleKeepsRefsApart(t *testing.T) {
 	}
 }
 
-func TestPeekOwner(t *testing.T) {
+// TestPeekHead: the lists' peek at a record's owner and recipient reads
+// them as DecodeMessage does, for both record versions (a priority
+// message's too: before 2026-12-07 its version was refused, and the
+// message left out of every list), and never a wrong one from a
+// truncated record.
+func TestPeekHead(t *testing.T) {
+	urgent := msg("acct", "13800138000", 2)
+	urgent.Priority = true
 	for _, m := range []*Message{
-		{ID: 1, Account: "a", Enterprise: "E"},
-		{ID: 1 << 60, Account: string(make([]byte, 255)), Enterprise: ""},
+		{ID: 1, Account: "a", Enterprise: "E", Dest: "+86 138 0013 8000"},
+		{ID: 1 << 60, Account: string(make([]byte, 255)), Enterprise: "", Source: "1069", Dest: ""},
 		msg("acct", "1", 3),
+		urgent,
 	} {
 		b := encodeMessage(nil, m)
-		a, e, ok := peekOwner(b)
-		if !ok || string(a) != m.Account || string(e) != m.Enterprise {
-			t.Errorf("peek %q/%q: %q %q %v", m.Account, m.Enterprise, a, e, ok)
+		a, e, d, ok := peekHead(b)
+		if !ok || string(a) != m.Account || string(e) != m.Enterprise || string(d) != m.Dest {
+			t.Errorf("peek %q/%q/%q: %q %q %q %v", m.Account, m.Enterprise, m.Dest, a, e, d, ok)
 		}
 		for n := range len(b) { // truncated: no header, or the right one
-			if a, e, ok := peekOwner(b[:n]); ok && (string(a) != m.Account || string(e) != m.Enterprise) {
-				t.Errorf("truncated to %d: %q %q", n, a, e)
+			if a, e, d, ok := peekHead(b[:n]); ok && (string(a) != m.Account || string(e) != m.Enterprise || string(d) != m.Dest) {
+				t.Errorf("truncated to %d: %q %q %q", n, a, e, d)
 			}
 		}
 	}
-	if _, _, ok := peekOwner([]byte{2, 1, 0, 0}); ok {
+	if _, _, _, ok := peekHead([]byte{3, 1, 0, 0, 0, 0}); ok {
 		t.Error("unknown version accepted")
+	}
+}
+
+// TestSameDigits: the peek's comparison of a recipient with the number
+// asked is the store's own (sameNumber over the digits).
+func TestSameDigits(t *testing.T) {
+	for _, n := range []string{"+86 138-0013-8000", "8613800138000", "13800138000", "10086", "1008612", "", "+", "0013800138000"} {
+		for _, asked := range []string{"13800138000", "8613800138000", "8000", "0", "10086", "8613811008612", "1008612", "138001380001"} {
+			if got, want := sameDigits([]byte(n), asked), sameNumber(onlyDigits(n), asked); got != want {
+				t.Errorf("%q asked %q: %v, want %v", n, asked, got, want)
+			}
+		}
 	}
 }
 
