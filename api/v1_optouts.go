@@ -27,6 +27,20 @@ func (s *Server) listMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request
 	if !s.accountStore(w) {
 		return
 	}
+	if number := r.URL.Query().Get("number"); number != "" {
+		// One number, in any form: its entry, or none.
+		e, err := s.cfg.Policy.FindOptOut(policy.ActorFor(c.user), c.ent.Code, number)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		page := OptOutPage{Entries: []policy.OptOutEntry{}}
+		if e != nil {
+			page.Entries = append(page.Entries, *e)
+		}
+		writeJSON(w, http.StatusOK, page)
+		return
+	}
 	after, limit, err := pageQuery(r)
 	if err != nil {
 		writeErr(w, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,18 @@ func TestOptOutOverHTTP(t *testing.T) {
 	if len(page.Entries) != 0 {
 		t.Fatalf("B's opt-outs: %+v", page)
 	}
+	// One number, in any form: its entry on the caller's list, or none.
+	var one OptOutPage
+	r.must(http.StatusOK, "GET", "/v1/optouts?number="+url.QueryEscape("+86 "+uNumA1), r.keys["alice"], nil, &one)
+	if len(one.Entries) != 1 || one.Entries[0].Number != "+86"+uNumA1 {
+		t.Fatalf("A's entry of %s: %+v", uNumA1, one)
+	}
+	var bobs OptOutPage
+	r.must(http.StatusOK, "GET", "/v1/optouts?number="+uNumA1, r.keys["bob"], nil, &bobs)
+	if bobs.Entries == nil || len(bobs.Entries) != 0 {
+		t.Fatalf("B's entry of %s: %+v", uNumA1, bobs)
+	}
+	r.wantError(http.StatusUnprocessableEntity, "invalid_number", "GET", "/v1/optouts?number=5678", r.keys["alice"], nil)
 
 	// The operator's export, before the removal.
 	adminURL := r.adminAPI("op-token")

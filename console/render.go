@@ -200,10 +200,13 @@ func fieldOf(ae *api.APIError, fields []string) string {
 
 // funcs are the helpers templates may use.
 var funcs = template.FuncMap{
-	"dt":         func(t time.Time) string { return fmtTime(t, "2006-01-02 15:04") },
-	"dts":        func(t time.Time) string { return fmtTime(t, "2006-01-02 15:04:05") },
-	"date":       func(t time.Time) string { return fmtTime(t, "2006-01-02") },
-	"hasPrefix":  strings.HasPrefix,
+	"dt":        func(t time.Time) string { return fmtTime(t, "2006-01-02 15:04") },
+	"dts":       func(t time.Time) string { return fmtTime(t, "2006-01-02 15:04:05") },
+	"date":      func(t time.Time) string { return fmtTime(t, "2006-01-02") },
+	"hasPrefix": strings.HasPrefix,
+	// mobile is a Chinese mobile number as people write it: an E.164
+	// number (the opt-out lists') without its +86.
+	"mobile":     func(e164 string) string { return strings.TrimPrefix(e164, "+86") },
 	"stateClass": stateClass,
 	"reasonZH":   reasonZH,
 	"yuan":       yuan,

@@ -20,6 +20,7 @@ var enterpriseRoutes = concat(
 	bookRoutes,
 	accountRoutes,
 	receiptRoutes,
+	optOutRoutes,
 )
 
 // opsPublicRoutes is the account manager's login.

@@ -215,6 +215,35 @@ func (s *Store) ExportOptOuts(a Actor, code string, fn func(OptOutEntry) error) 
 	}))
 }
 
+// FindOptOut returns number's entry on the enterprise's opt-out list (any
+// member, or the operator), nil when it is not listed: the console's
+// search of the list by a number in any form. A number that is no
+// Chinese mobile is an invalid_number refusal.
+func (s *Store) FindOptOut(a Actor, code, number string) (*OptOutEntry, error) {
+	if !a.member(code) {
+		return nil, ErrForbidden
+	}
+	e164, err := s.cls.normalizeMobile(strings.TrimSpace(number))
+	if err != nil {
+		return nil, err
+	}
+	var out *OptOutEntry
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOptOuts).Bucket([]byte(code))
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(e164))
+		if v == nil {
+			return nil
+		}
+		e, err := decodeOptOut(code, []byte(e164), v)
+		out = &e
+		return err
+	})
+	return out, dbErr(err)
+}
+
 // OptOutsOf returns number's entry on every enterprise's opt-out list
 // that has it (the operator only), in enterprise order: what a handset
 // owner who says "I replied TD and still get messages" is answered from.

@@ -1,0 +1,125 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestOptOutsPage: 退订名单 lists the enterprise's opted-out numbers (not
+// another enterprise's), finds one in any form, says when a number is
+// not on it, and pages a long list; a plain user cannot remove; an admin
+// removes a number only once the customer's consent is ticked, after
+// which sends to it go out again.
+func TestOptOutsPage(t *testing.T) {
+	r := newRig(t)
+	t0 := time.Now().Add(-time.Hour)
+	for i, n := range []string{numA1, numA2} {
+		if _, err := r.pol.OptOut("A", n, uint64(i+1), t0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.pol.OptOut("B", numA3, 3, t0); err != nil {
+		t.Fatal(err)
+	}
+	u := r.client()
+	u.login("alice")
+	a := u.get("/optouts")
+	a.wantPage(t, `href="/optouts" class="on">退订名单</a>`, ">"+numA1+"<", ">"+numA2+"<", `href="/conversation?number=`+numA1+`"`)
+	if strings.Contains(a.Body, numA3) || strings.Contains(a.Body, ">移出名单</button>") {
+		t.Errorf("a user's list: another enterprise's number, or a remove button:\n%s", a.Body)
+	}
+	a = u.get("/optouts?number=" + url.QueryEscape("+86 137-1234-5678"))
+	if rows(a, "手机号码") != 1 || !strings.Contains(a.Body, ">"+numA1+"<") || strings.Contains(a.Body, numA2) {
+		t.Errorf("the search of %s:\n%s", numA1, a.Body)
+	}
+	u.get("/optouts?number="+numA3).wantPage(t, numA3+" 不在本企业的退订名单中")
+	if a := u.get("/optouts?number=5678"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入完整的手机号码") {
+		t.Errorf("last digits: %d\n%s", a.Status, a.Body)
+	}
+	// A plain user's remove is the API's refusal, shown; nothing removed.
+	u.submit("/optouts", "/optouts/remove", url.Values{"number": {numA1}, "consent": {"yes"}})
+	u.get("/optouts").wantPage(t, "未移出：", ">"+numA1+"<")
+
+	// The admin: without the consent ticked, nothing; with it, removed.
+	c := r.client()
+	c.login("amy")
+	c.get("/optouts").wantPage(t, "移出名单", `name="consent" value="yes" required`)
+	c.submit("/optouts", "/optouts/remove", url.Values{"number": {numA1}})
+	if a := c.get("/optouts"); !strings.Contains(a.Body, "未移出：请先确认") || !strings.Contains(a.Body, ">"+numA1+"<") {
+		t.Errorf("a remove without consent:\n%s", a.Body)
+	}
+	a = c.submit("/optouts", "/optouts/remove", url.Values{"number": {numA1}, "consent": {"yes"}})
+	if a.Status != http.StatusSeeOther || a.Location != "/optouts" {
+		t.Fatalf("the remove: %d → %q", a.Status, a.Location)
+	}
+	if a := c.get("/optouts"); !strings.Contains(a.Body, "已将 "+numA1+" 移出退订名单") || rows(a, "手机号码") != 1 {
+		t.Errorf("after the remove:\n%s", a.Body)
+	}
+	if r.pol.OptedOut("A", "+86"+numA1) || !r.pol.OptedOut("A", "+86"+numA2) {
+		t.Error("the policy's list after the remove")
+	}
+
+	// A long list pages by number.
+	for i := range optOutsPage + 5 {
+		if _, err := r.pol.OptOut("A", fmt.Sprintf("1380000%04d", i), 10, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a = c.get("/optouts")
+	next := unamp(between(a.Body, `rel="next" href="`, `"`))
+	if rows(a, "手机号码") != optOutsPage || !strings.HasPrefix(next, "/optouts?after=") {
+		t.Fatalf("the first page: %d rows, next %q", rows(a, "手机号码"), next)
+	}
+	a = c.get(next)
+	if n := rows(a, "手机号码"); n != 6 || !strings.Contains(a.Body, "回到第一页") || strings.Contains(a.Body, `rel="next"`) {
+		t.Errorf("the second page: %d rows, want 6 (%d in all)\n%s", n, optOutsPage+6, a.Body)
+	}
+}
+
+// TestBrowserOptOuts: an admin opens 退订名单 from the menu, finds the
+// customer who asked to receive messages again, ticks the consent and
+// takes the number off; the list says so. On a phone the table and the
+// form fit the screen.
+func TestBrowserOptOuts(t *testing.T) {
+	r := newRig(t)
+	for i, n := range []string{numA1, numA2} {
+		if _, err := r.pol.OptOut("A", n, uint64(i+1), time.Now().Add(-time.Duration(i+1)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newBrowser(t)
+	b.login(r.url, "amy")
+	b.run("open 退订名单", chromedp.Click(chromedp.CSS(`nav.side a[href="/optouts"]`)), chromedp.WaitVisible(chromedp.CSS(`#optouts`)))
+	if s := b.text("#optouts tbody"); !strings.Contains(s, numA1) || !strings.Contains(s, numA2) {
+		t.Fatalf("the list: %q", s)
+	}
+	b.shot("optouts")
+	b.run("find the customer",
+		chromedp.SendKeys(chromedp.CSS(`#optouts-search input[name=number]`), "+86 "+numA1),
+		chromedp.Click(chromedp.CSS(`#optouts-search button`)))
+	b.waitText("#optouts-search", "显示全部", false) // the search's page, not the list's
+	if s := b.text("#optouts tbody"); !strings.Contains(s, numA1) || strings.Contains(s, numA2) {
+		t.Fatalf("the search: %q", s)
+	}
+	b.run("take it off, with the consent",
+		chromedp.Click(chromedp.CSS(`#optouts input[name=consent]`)),
+		chromedp.Click(chromedp.CSS(`#optouts button[type=submit]`)))
+	b.waitText(".notice[role=status]", "移出退订名单", false)
+	if s := b.text("#optouts tbody"); strings.Contains(s, numA1) || !strings.Contains(s, numA2) {
+		t.Errorf("the list after the remove: %q", s)
+	}
+	if r.pol.OptedOut("A", "+86"+numA1) {
+		t.Error("still opted out in the policy")
+	}
+	b.mobile()
+	b.run("the list on a phone", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#optouts`)))
+	b.fits("#optouts")
+	b.fits("#optouts-search")
+	b.shot("optouts-mobile")
+}

@@ -1,0 +1,92 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/policy"
+)
+
+// 退订名单 (白名单 > 退订名单): the numbers that replied an opt-out keyword
+// (回复TD退订) to the enterprise, which its sends are refused
+// 该号码已回复退订 until an admin takes one off — when the customer asks
+// to receive the enterprise's messages again. Every user reads the list
+// and searches it by a number in any form; only admins remove (the API
+// decides: GET /v1/optouts, DELETE /v1/optouts/{number}).
+
+var optOutRoutes = []route{
+	{"GET /optouts", (*Server).optOuts},
+	{"POST /optouts/remove", (*Server).optOutRemove},
+}
+
+// optOutsPage is how many entries a page of the list shows.
+const optOutsPage = 100
+
+// optOutsData is the page: a page of the list (in number order, from
+// After), or (Number) one number's entry.
+type optOutsData struct {
+	Number, BadNumber string
+	Rows              []policy.OptOutEntry
+	Paged             bool   // a page after the first
+	NextURL, FirstURL string // the list's next page ("": none), its first
+}
+
+func (s *Server) optOuts(q *req) { s.optOutsPage(q, http.StatusOK, q.view(nil)) }
+
+func (s *Server) optOutsPage(q *req, code int, p *page) {
+	in := q.r.URL.Query()
+	d := &optOutsData{Number: strings.TrimSpace(in.Get("number")), FirstURL: "/optouts"}
+	p.D = d
+	var pg api.OptOutPage
+	if d.Number != "" {
+		err := s.call(q.r, http.MethodGet, "/v1/optouts?"+url.Values{"number": {d.Number}}.Encode(), nil, &pg)
+		if isStatus(err, http.StatusUnprocessableEntity) {
+			d.BadNumber = "请输入完整的手机号码（可带 +86、空格或短横线）。"
+			q.render(http.StatusBadRequest, "optouts", p)
+			return
+		}
+		if err != nil {
+			q.fail(err)
+			return
+		}
+		d.Rows = pg.Entries
+		q.render(code, "optouts", p)
+		return
+	}
+	v := url.Values{"limit": {strconv.Itoa(optOutsPage)}}
+	if a := in.Get("after"); a != "" {
+		v.Set("after", a)
+		d.Paged = true
+	}
+	if err := s.call(q.r, http.MethodGet, "/v1/optouts?"+v.Encode(), nil, &pg); err != nil {
+		q.fail(err)
+		return
+	}
+	d.Rows = pg.Entries
+	if pg.Next != "" {
+		d.NextURL = link("/optouts", url.Values{"after": {pg.Next}})
+	}
+	q.render(code, "optouts", p)
+}
+
+// optOutRemove takes a number off the list, once the admin has ticked
+// that the customer asked to receive messages again.
+func (s *Server) optOutRemove(q *req) {
+	number := strings.TrimSpace(q.r.PostFormValue("number"))
+	if q.r.PostFormValue("consent") != "yes" {
+		q.redirect(link("/optouts", url.Values{"number": {number}}), "未移出：请先确认该客户已同意再次接收本企业的短信。")
+		return
+	}
+	if err := s.call(q.r, http.MethodDelete, "/v1/optouts/"+pathSeg(number), nil, nil); err != nil {
+		if isStatus(err, http.StatusUnauthorized) {
+			q.fail(err)
+			return
+		}
+		q.redirect(link("/optouts", url.Values{"number": {number}}), "未移出："+zhError(err))
+		return
+	}
+	q.redirect("/optouts", "已将 "+number+" 移出退订名单，可以再次向它发送短信。")
+}
