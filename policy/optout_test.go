@@ -92,6 +92,16 @@ func TestOptOut(t *testing.T) {
 	if _, err := p.OptOutsOf(f.aAdmin, "13712345678"); err != ErrForbidden {
 		t.Errorf("an enterprise asks: %v", err)
 	}
+	// One enterprise's entry of a number: its members', in any form.
+	if e, err := p.FindOptOut(f.aUser, entA, "137 1234 5678"); err != nil || e == nil || e.MOID != 7 {
+		t.Errorf("A's entry of 13712345678: %+v %v", e, err)
+	}
+	if e, err := p.FindOptOut(f.aUser, entA, "13912345678"); err != nil || e != nil {
+		t.Errorf("A's entry of a number not listed: %+v %v", e, err)
+	}
+	if _, err := p.FindOptOut(f.bAdmin, entA, "13712345678"); err != ErrForbidden {
+		t.Errorf("B asks A's: %v", err)
+	}
 	if err := p.RemoveOptOut(op, entB, "13712345678"); err != nil {
 		t.Fatal(err)
 	}
