@@ -42,6 +42,10 @@ func TestOptOutsPage(t *testing.T) {
 	if a := u.get("/optouts?number=5678"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入完整的手机号码") {
 		t.Errorf("last digits: %d\n%s", a.Status, a.Body)
 	}
+	// A send to an opted-out number is refused, the row linking to its
+	// entry on the list.
+	a = u.submit("/send/group", "/send/group", url.Values{"to": {numA2}, "text": {"通知"}})
+	a.wantPage(t, "被拒绝的号码", `href="/optouts?number=`+numA2+`"`, "查看退订记录")
 	// A plain user's remove is the API's refusal, shown; nothing removed.
 	u.submit("/optouts", "/optouts/remove", url.Values{"number": {numA1}, "consent": {"yes"}})
 	u.get("/optouts").wantPage(t, "未移出：", ">"+numA1+"<")

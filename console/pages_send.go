@@ -109,6 +109,9 @@ type groupData struct {
 // refusedView is one refused recipient with its reason in Chinese.
 type refusedView struct {
 	To, Reason, Detail string
+	// OptedOut: refused because the number replied 退订: the row links
+	// to its entry on 退订名单 (where an admin can take it off).
+	OptedOut bool
 }
 
 func (s *Server) sendGroupPage(q *req) {
@@ -190,7 +193,7 @@ func (s *Server) sendGroup(q *req) {
 	d := groupData{Result: &res, Count: s.count(q, in.Text), Replayed: replayed}
 	for _, r := range res.Results {
 		if r.Status == "refused" {
-			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: r.Message})
+			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: r.Message, OptedOut: r.Reason == "opted_out"})
 		}
 	}
 	if in.SendAt != "" {
