@@ -150,6 +150,15 @@ var replyColumns = []exportColumn[InboxItem]{
 		return m.Webhook
 	}},
 	{"webhook_at", "推送时间", func(m *InboxItem, zh bool) string { return exportTime(m.WebhookAt, zh) }},
+	{"optout", "退订", func(m *InboxItem, zh bool) string {
+		switch {
+		case !zh:
+			return strconv.FormatBool(m.OptOut)
+		case m.OptOut:
+			return "是"
+		}
+		return "否"
+	}},
 }
 
 // replyWebhookZH is InboxItem.Webhook for people ("" for none).

@@ -304,6 +304,7 @@ func TestExportInbox(t *testing.T) {
 		m := &queue.MO{Enterprise: "A", Source: uNumA2, Dest: "106575001", Text: text, Upstream: "sim", ReceivedAt: t0.Add(time.Duration(i) * time.Minute)}
 		if i == 4 {
 			m.Account, m.Extension, m.Dest, m.Source = "alice", "12", "10657500112", uNumA3
+			m.OptOut = true // its text an opt-out keyword
 		}
 		if i == 0 {
 			m.PartsMissing = 2 // a long reply stored at the timeout
@@ -361,14 +362,14 @@ func TestExportInbox(t *testing.T) {
 		answered = append(answered, row[7:])
 	}
 	if want := [][]string{
-		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh", "source_port", "destination_port", "webhook", "webhook_at"},
-		{"false", "false", "0", "", "", "", "", "", "", ""},
-		{"false", "true", "0", "01ab", "245", "06050423f423f0", "9200", "9204", "", ""},
-		{"false", "false", "0", "", "", "", "", "", "gave_up", ""},
-		{"true", "false", "0", "", "", "", "", "", "delivered", postedAt.UTC().Format(time.RFC3339)},
-		{"false", "false", "2", "", "", "", "", "", "pending", ""},
+		{"forwarded", "refused", "parts_missing", "binary", "data_coding", "udh", "source_port", "destination_port", "webhook", "webhook_at", "optout"},
+		{"false", "false", "0", "", "", "", "", "", "", "", "true"},
+		{"false", "true", "0", "01ab", "245", "06050423f423f0", "9200", "9204", "", "", "false"},
+		{"false", "false", "0", "", "", "", "", "", "gave_up", "", "false"},
+		{"true", "false", "0", "", "", "", "", "", "delivered", postedAt.UTC().Format(time.RFC3339), "false"},
+		{"false", "false", "2", "", "", "", "", "", "pending", "", "false"},
 	}; !slices.EqualFunc(answered, want, slices.Equal) {
-		t.Fatalf("forwarded, refused, parts_missing, binary and webhook columns %q, want %q", answered, want)
+		t.Fatalf("forwarded, refused, parts_missing, binary, webhook and optout columns %q, want %q", answered, want)
 	}
 	// The list says the same.
 	var page InboxPage
@@ -384,7 +385,8 @@ func TestExportInbox(t *testing.T) {
 	_, body, _ = exportGet(t, r.url, "/v1/inbox/export?lang=zh&number="+uNumA2, r.keys["amy"])
 	rows, err = csv.NewReader(bytes.NewReader(bytes.TrimPrefix(body, []byte("\uFEFF")))).ReadAll()
 	if err != nil || len(rows) != 5 || rows[0][1] != "来自" || rows[2][5] != "'=HYPERLINK(\"http://x\")" || rows[1][7] != "否" || rows[0][8] != "被拒收" || rows[1][8] != "是" || rows[3][7] != "是" ||
-		rows[0][15] != "推送状态" || rows[2][15] != "已放弃" || rows[3][15] != "已推送" || rows[4][15] != "待推送" || rows[1][15] != "" {
+		rows[0][15] != "推送状态" || rows[2][15] != "已放弃" || rows[3][15] != "已推送" || rows[4][15] != "待推送" || rows[1][15] != "" ||
+		rows[0][17] != "退订" || rows[1][17] != "否" {
 		t.Fatalf("lang=zh, number=%s: %q (%v)", uNumA2, rows, err)
 	}
 	// alice (a user) sees the replies to her extension only.

@@ -36,6 +36,10 @@ type InboxItem struct {
 	// PartsMissing: the handset sent it in parts and this many never came
 	// within smpp.mo_reassembly_timeout; Text is the parts that came.
 	PartsMissing int `json:"parts_missing,omitempty"`
+	// OptOut: the text is an opt-out keyword (回复TD退订): the number went
+	// on the enterprise's opt-out list (GET /v1/optouts). Replies stored
+	// by a release before 2026-12-07 do not say it.
+	OptOut bool `json:"optout,omitempty"`
 	// Webhook is its POST to the enterprise's reply_url, for a reply
 	// that came while the enterprise had one ("" = none): "pending" (not
 	// yet answered 2xx; retried with back-off), "delivered" (answered 2xx
@@ -88,7 +92,7 @@ func inboxItemOf(m *queue.MO, all bool) InboxItem {
 func inboxItem(m *queue.MO) InboxItem {
 	it := InboxItem{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
 		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, Forwarded: !m.ForwardedAt.IsZero() && !m.Refused, Refused: m.Refused,
-		PartsMissing: m.PartsMissing, ReplyBinary: webhook.ReplyBinaryOf(m)}
+		PartsMissing: m.PartsMissing, OptOut: m.OptOut, ReplyBinary: webhook.ReplyBinaryOf(m)}
 	it.Webhook, it.WebhookAt = replyWebhook(m)
 	return it
 }

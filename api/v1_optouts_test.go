@@ -45,6 +45,17 @@ func TestOptOutOverHTTP(t *testing.T) {
 		t.Fatalf("B to A's opted-out number: %+v", res)
 	}
 
+	// The inbox says which reply opted out.
+	var in InboxPage
+	r.must(http.StatusOK, "GET", "/v1/inbox", r.keys["amy"], nil, &in)
+	optout := map[string]bool{}
+	for _, it := range in.Replies {
+		optout[it.Text] = it.OptOut
+	}
+	if len(optout) != 2 || !optout["TD。"] || optout["请退订吧"] {
+		t.Fatalf("the inbox's opt-out marks: %v", optout)
+	}
+
 	var page OptOutPage
 	r.must(http.StatusOK, "GET", "/v1/optouts", r.keys["alice"], nil, &page)
 	if len(page.Entries) != 1 || page.Entries[0].Number != "+86"+uNumA1 || page.Entries[0].MOID == 0 || page.Next != "" {

@@ -136,7 +136,7 @@ func TestDeskTrace(t *testing.T) {
 	// to B), as the owner who "replied TD and still gets messages" asks.
 	a.wantPage(t, "退订记录：该号码不在任何企业的退订名单中")
 	r.storeReply(numA1, "收到", d1.Add(12*time.Hour))
-	td := &queue.MO{Enterprise: "B", Source: "86" + numA1, Dest: "1065750002", Text: "TD", Upstream: "sim", ReceivedAt: d1.Add(13 * time.Hour)}
+	td := &queue.MO{Enterprise: "B", Source: "86" + numA1, Dest: "1065750002", Text: "TD", Upstream: "sim", ReceivedAt: d1.Add(13 * time.Hour), OptOut: true}
 	if err := r.store.StoreMO(t.Context(), td); err != nil {
 		t.Fatal(err)
 	}
@@ -146,10 +146,10 @@ func TestDeskTrace(t *testing.T) {
 	a = c.get("/ops/trace?box=replies&number=" + numA1)
 	a.wantPage(t, `class="on" aria-current="page">该号码的回复`, `<input type="hidden" name="box" value="replies">`, `id="optouts"`,
 		`<td data-label="企业"><a href="/ops/enterprises/B">B</a></td>`, `href="/ops/enterprises/B/records?box=inbox&amp;number=`+numA1+`"`)
-	if !inOrder(a.Body, `id="trace"`, ">TD<", ">收到<") || strings.Contains(a.Body, "甲发给一号") {
+	if !inOrder(a.Body, `id="trace"`, ">TD <span class=\"badge wait\" title=\"这条回复是退订", ">收到<") || strings.Contains(a.Body, "甲发给一号") {
 		t.Errorf("the replies of %s:\n%s", numA1, a.Body)
 	}
-	if a := c.get("/ops/trace?box=replies&number=" + numA1[len(numA1)-4:]); !strings.Contains(a.Body, "输入完整的手机号码可查看") || !strings.Contains(a.Body, ">TD<") {
+	if a := c.get("/ops/trace?box=replies&number=" + numA1[len(numA1)-4:]); !strings.Contains(a.Body, "输入完整的手机号码可查看") || !strings.Contains(a.Body, ">TD <span") {
 		t.Errorf("the replies of last digits:\n%s", a.Body)
 	}
 	if a := c.get("/ops/trace?box=replies&number=13000000000"); !strings.Contains(a.Body, "没有该号码的回复") {

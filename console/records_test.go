@@ -359,11 +359,19 @@ func TestInboxReplyStates(t *testing.T) {
 		"推送放弃的":   {"推送已放弃", "!SMPP"},
 		"两边都到了":   {"SMPP 已收取", "已推送"},
 	}
+	if err := r.store.StoreMO(ctx, &queue.MO{Enterprise: "A", Source: numA3, Dest: "106575000001", Text: "TD", Upstream: "sim",
+		ReceivedAt: time.Now(), OptOut: true}); err != nil {
+		t.Fatal(err)
+	}
 	c := r.client()
 	c.login("amy")
 	o := r.client()
 	o.opsLogin()
 	for _, page := range []string{c.get("/inbox").Body, o.get("/ops/enterprises/A/records?box=inbox").Body} {
+		// An opt-out reply is marked so.
+		if !strings.Contains(page, `>TD <span class="badge wait" title="这条回复是退订`) || strings.Count(page, `title="这条回复是退订`) != 1 {
+			t.Errorf("the opt-out reply's mark:\n%s", page)
+		}
 		rows := strings.Split(page, "<tr>")
 		for text, says := range want {
 			var row string

@@ -246,6 +246,7 @@ func (g *Gateway) resolveMO(m *queue.MO) string {
 	if m.Enterprise != "" {
 		_, ok := g.policy.(OptOutRecorder)
 		m.OptOutPending = ok && policy.IsOptOut(m.Text, g.optOutKeywords())
+		m.OptOut = m.OptOutPending
 	}
 	return result
 }

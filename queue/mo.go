@@ -80,6 +80,11 @@ type MO struct {
 	// could not be recorded then (the disk, a cluster's etcd away) is
 	// recorded later, not lost (PendingOptOuts).
 	OptOutPending bool `json:"optout_pending,omitempty"`
+	// OptOut: the reply is an opt-out keyword of an enterprise (回复TD),
+	// for good: what the inbox, its export and the reply webhook say of
+	// it, after OptOutPending is cleared. Replies stored by a release
+	// before 2026-12-07 lack it.
+	OptOut bool `json:"optout,omitempty"`
 	// PartsMissing: the reply was sent in parts (a concatenation UDH or
 	// SAR TLVs) and this many of them never came within the reassembly
 	// timeout; Text is the parts that came, joined in order (moparts.go).

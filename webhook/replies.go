@@ -42,6 +42,10 @@ type Reply struct {
 	Account    string    `json:"account"`     // the user with that extension; "" = the enterprise
 	Text       string    `json:"text"`        // the reply's text ("" for a binary one)
 	ReceivedAt time.Time `json:"received_at"` // when qxtd received it from the SMSC
+	// OptOut: the text is an opt-out keyword (回复TD退订): the number is
+	// on the enterprise's opt-out list, and its sends to it are refused
+	// opted_out (an integrator's CRM marks the customer unsubscribed).
+	OptOut bool `json:"optout,omitempty"`
 	ReplyBinary
 }
 
@@ -95,7 +99,7 @@ type ReplyBatch struct {
 // ReplyOf builds the body of MO m's reply webhook.
 func ReplyOf(m *queue.MO) Reply {
 	return Reply{ID: strconv.FormatUint(m.ID, 10), From: m.Source, To: m.Dest, Extension: m.Extension,
-		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, ReplyBinary: ReplyBinaryOf(m)}
+		Account: m.Account, Text: m.Text, ReceivedAt: m.ReceivedAt, OptOut: m.OptOut, ReplyBinary: ReplyBinaryOf(m)}
 }
 
 // replyState is the Sender's state for replies, beside the receipts'.

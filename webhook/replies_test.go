@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,9 @@ func TestReplySignedOnce(t *testing.T) {
 		got.Account != want.Account || got.Text != want.Text || !got.ReceivedAt.Equal(want.ReceivedAt) {
 		t.Fatalf("reply %+v, want %+v", got, want)
 	}
+	if bytes.Contains(p.body, []byte(`"optout"`)) {
+		t.Errorf("a reply that is no opt-out says optout: %s", p.body)
+	}
 	waitReplies(t, r, 0)
 	waitReplyCount(t, r, "delivered", 1)
 	list, _, err := r.store.Inbox("ent1", queue.InboxFilter{}, 0, 10)
@@ -88,6 +92,22 @@ func TestReplySignedOnce(t *testing.T) {
 	fm := finalMessage(t, r.store, "ent1", rcv.URL+"/dlr", queue.StateDelivered)
 	if p := rcv.next(t); p.receiptID != strconv.FormatUint(fm.ID, 10) || p.event != EventReceipt {
 		t.Fatalf("second POST %q (%s %q), want the receipt of %d (%q)", p.body, EventHeader, p.event, fm.ID, EventReceipt)
+	}
+}
+
+// TestReplyOptOutMarked: an opt-out reply (回复TD) says so in its POST,
+// for the enterprise's system to mark the customer unsubscribed.
+func TestReplyOptOutMarked(t *testing.T) {
+	rcv := newReceiver(t)
+	r := start(t, filepath.Join(t.TempDir(), "q.db"), Config{})
+	m := &queue.MO{Enterprise: "ent1", Source: "13712345678", Dest: "10657500000", Text: "TD", Upstream: "up",
+		ReceivedAt: time.Now(), ReplyURL: rcv.URL + "/mo", OptOut: true}
+	if err := r.store.StoreMO(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	p := rcv.next(t)
+	if got := decodeReply(t, p); got.ID != strconv.FormatUint(m.ID, 10) || !got.OptOut || !bytes.Contains(p.body, []byte(`"optout":true`)) {
+		t.Fatalf("the opt-out reply's POST: %s", p.body)
 	}
 }
 
