@@ -17,7 +17,7 @@ import (
 // 100,000 records of a number's trace in about 7 ms (the store peeks at
 // each record's owner and recipient, decoding only the number's), so ten
 // pages of the outboxes are about 15 ms of the store's time; the inbox's
-// replies, decoded each, cost more.
+// replies are peeked at likewise (BenchmarkInboxNumber: 20,000 in 2 ms).
 const walkPages = 10
 
 // walkList asks for the list at path (its query v, its cursor parameter

@@ -435,7 +435,11 @@ func (s *Store) Inbox(enterprise string, f InboxFilter, before uint64, limit int
 			if pg.full() {
 				return nil
 			}
-			m, err := decodeMO(rest, moB.Get(rest))
+			v := moB.Get(rest)
+			if pg.passes(rest, v) {
+				continue
+			}
+			m, err := decodeMO(rest, v)
 			if err != nil {
 				return err
 			}
@@ -485,6 +489,46 @@ func (p *inboxPage) add(m *MO) {
 	}
 }
 
+// passes reads over the MO of key k and record v without decoding it
+// when the page searches a number and the record's source is another:
+// its JSON is read up to the source only. A record it cannot peek at is
+// left to the decoder (which reports a damaged one).
+func (p *inboxPage) passes(k, v []byte) bool {
+	if p.digits == "" || len(k) != 8 {
+		return false
+	}
+	src, ok := peekMOSource(v)
+	if !ok || sameDigits(src, p.digits) {
+		return false
+	}
+	p.read, p.last = p.read+1, binary.BigEndian.Uint64(k)
+	return true
+}
+
+// moSourceField opens an MO record's source in its JSON (putMO: the
+// fields in MO's order, "source" after "enterprise", "account" and
+// "extension"). Inside a JSON string a quote is escaped, so the first
+// occurrence is the field's.
+var moSourceField = []byte(`,"source":"`)
+
+// peekMOSource is the source of an MO record as its JSON spells it, if
+// it needs no unescaping (a backslash: ok false, the decoder reads it).
+func peekMOSource(v []byte) ([]byte, bool) {
+	if len(v) < 1 || v[0] != moVersion {
+		return nil, false
+	}
+	i := bytes.Index(v, moSourceField)
+	if i < 0 {
+		return nil, false
+	}
+	rest := v[i+len(moSourceField):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return nil, false
+	}
+	return rest[:end], true
+}
+
 // inboxAll is Inbox of every enterprise's MOs from a number (f.Number's
 // digits): the MOs themselves, newest first, by id, with Inbox's bounds.
 func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int) ([]*MO, uint64, error) {
@@ -505,6 +549,9 @@ func (s *Store) inboxAll(f InboxFilter, digits string, before uint64, limit int)
 			}
 			if pg.full() {
 				return nil
+			}
+			if pg.passes(k, v) {
+				continue
 			}
 			m, err := decodeMO(k, v)
 			if err != nil {

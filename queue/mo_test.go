@@ -253,6 +253,15 @@ func TestInboxFilter(t *testing.T) {
 	if want := []string{"/21", "E2/20", "E1/19", "E1/17", "E1/15", "E1/14", "E1/12", "E1/10", "E1/9", "E1/7", "E1/5", "E1/4", "E1/2", "E1/0"}; !slices.Equal(got, want) {
 		t.Errorf("every enterprise's replies from 13712345678: %v, want %v", got, want)
 	}
+	// A source JSON escapes (the search's peek declines it): decoded, and
+	// found by its digits all the same.
+	odd := &MO{Enterprise: "E3", Source: "<13712345678>", Dest: "106575003", Text: "x", Upstream: "sim", ReceivedAt: t0}
+	if err := ts.StoreMO(context.Background(), odd); err != nil {
+		t.Fatal(err)
+	}
+	if list, _, err := ts.Inbox("E3", InboxFilter{Number: "13712345678"}, 0, 3); err != nil || len(list) != 1 || list[0].ID != odd.ID {
+		t.Errorf("a source with escapes: %v, %v", list, err)
+	}
 	for _, bad := range []struct {
 		ent string
 		f   InboxFilter

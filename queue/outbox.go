@@ -253,7 +253,6 @@ func peekHead(v []byte) (account, enterprise, dest []byte, ok bool) {
 		b = b[n+int(l):]
 		return s, true
 	}
-
 	if account, ok = str(); !ok {
 		return nil, nil, nil, false
 	}

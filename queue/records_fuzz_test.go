@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -237,6 +238,36 @@ func FuzzDecodeAnswer(f *testing.F) {
 		again, err := decodeAnswer([]byte("k"), encodeAnswer(a))
 		if err != nil || !reflect.DeepEqual(again, a) {
 			t.Fatalf("round trip: %+v, %v; want %+v", again, err, a)
+		}
+	})
+}
+
+// FuzzPeekMOSource: the inbox's peek at a stored reply's source, which
+// lets a search by number pass over the others without decoding them,
+// reads the source the record holds, whatever its other fields say
+// (another field's text may spell `,"source":"`), or declines (a source
+// JSON escapes); it never reads a wrong one.
+func FuzzPeekMOSource(f *testing.F) {
+	f.Add("T1", "alice", "12", "8613712345678", "TD")
+	f.Add("T1", `x","source":"139`, "", "13712345678", `,"source":"13800000000"`)
+	f.Add("", "", "", "<10086>", "")
+	f.Fuzz(func(t *testing.T, enterprise, account, extension, source, text string) {
+		m := &MO{ID: 7, Enterprise: enterprise, Account: account, Extension: extension, Source: source, Text: text}
+		data, err := json.Marshal(m)
+		if err != nil {
+			return // not a record putMO could write
+		}
+		v := append([]byte{moVersion}, data...)
+		src, ok := peekMOSource(v)
+		got, err := decodeMO(msgKey(7), v)
+		if err != nil {
+			t.Fatalf("a record putMO writes does not decode: %v", err)
+		}
+		if ok && string(src) != got.Source {
+			t.Fatalf("peeked source %q, the record's %q", src, got.Source)
+		}
+		if !ok && !bytes.Contains(data, []byte(`"source":"`)) {
+			t.Fatalf("no source field in %s", data)
 		}
 	})
 }
