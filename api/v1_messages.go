@@ -22,17 +22,21 @@ import (
 
 // Message is a message as the user API shows it.
 type Message struct {
-	ID          string    `json:"id"`
-	Enterprise  string    `json:"enterprise,omitempty"` // in the operator's trace of a number only (GET /admin/v1/messages)
-	Account     string    `json:"account"`              // the user who sent it
-	To          string    `json:"to"`
-	Source      string    `json:"source,omitempty"`
-	Text        string    `json:"text"` // as on the air, signatures included
-	State       string    `json:"state"`
-	StateZH     string    `json:"state_zh"`
-	Scheduled   bool      `json:"scheduled"` // waiting for its send time: can be changed or cancelled
-	Segments    int       `json:"segments"`
-	Receipt     bool      `json:"receipt"`
+	ID         string `json:"id"`
+	Enterprise string `json:"enterprise,omitempty"` // in the operator's trace of a number only (GET /admin/v1/messages)
+	Account    string `json:"account"`              // the user who sent it
+	To         string `json:"to"`
+	Source     string `json:"source,omitempty"`
+	Text       string `json:"text"` // as on the air, signatures included
+	State      string `json:"state"`
+	StateZH    string `json:"state_zh"`
+	Scheduled  bool   `json:"scheduled"` // waiting for its send time: can be changed or cancelled
+	Segments   int    `json:"segments"`
+	Receipt    bool   `json:"receipt"`
+	// Priority: while it waits, it goes ahead of the enterprise's backlog
+	// (the send's priority, or an SMPP priority_flag: a verification code
+	// behind a campaign). The store drops the mark once it is sent.
+	Priority    bool      `json:"priority,omitempty"`
 	ErrorCode   string    `json:"error_code,omitempty"` // the SMSC's error of the first part not delivered
 	AcceptedAt  time.Time `json:"accepted_at"`
 	SendAt      time.Time `json:"send_at,omitzero"`
@@ -104,6 +108,7 @@ func messageOut(m *queue.Message, now time.Time, parts bool) Message {
 		Scheduled:  m.Scheduled(now),
 		Segments:   len(m.Parts),
 		Receipt:    m.RegisteredDelivery&0x03 != 0,
+		Priority:   m.Priority,
 		AcceptedAt: m.AcceptedAt,
 		SendAt:     m.SendAt,
 		ValidUntil: m.ValidUntil,

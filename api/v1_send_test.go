@@ -60,12 +60,15 @@ func TestUserSendPerRecipientAndStatus(t *testing.T) {
 		t.Fatalf("a send with priority: %+v", out.Results)
 	}
 	r.waitReceived(uNumA2, "【甲公司】验证码 384921", 10*time.Second)
-	// … and in the outbox, as any other (before 2026-12-07 a priority
-	// message's record was left out of every list).
-	var outbox MessagePage
-	r.must(http.StatusOK, "GET", "/v1/messages?number="+uNumA2, key, nil, &outbox)
-	if len(outbox.Messages) != 2 || outbox.Messages[0].ID != out.Results[0].ID || outbox.Messages[1].ID != ok2.ID {
-		t.Fatalf("the outbox to %s: %+v, want the priority message and the one before it", uNumA2, outbox.Messages)
+	// A scheduled one with priority is listed while it waits, marked so
+	// (before 2026-12-07 a waiting priority message's record was left out
+	// of every list: 定时发件箱 never showed one).
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	sched := r.send(key, SendRequest{To: []string{uNumA1}, Text: "明天的验证码", Priority: true, SendAt: at.Format(time.RFC3339)})
+	var waiting MessagePage
+	r.must(http.StatusOK, "GET", "/v1/scheduled", key, nil, &waiting)
+	if len(waiting.Messages) != 1 || waiting.Messages[0].ID != sched.Results[0].ID || !waiting.Messages[0].Priority {
+		t.Fatalf("the scheduled outbox: %+v, want the priority message, marked", waiting.Messages)
 	}
 
 	// A failed delivery shows the SMSC's error code.

@@ -233,6 +233,17 @@ func TestScheduledEditAndDelete(t *testing.T) {
 	c := r.client()
 	c.login("alice")
 	c.get("/scheduled").wantPage(t, "定时发件箱", "【甲公司】明天开会", `href="/scheduled/`+id+`"`, `action="/scheduled/`+id+`/delete"`)
+	if strings.Contains(c.get("/scheduled").Body, ">优先<") {
+		t.Error("a message without priority marked 优先")
+	}
+	// One with priority is listed too (before 2026-12-07 a waiting
+	// priority message was left out of every list), marked 优先.
+	urgent := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "验证码 1234", SendAt: at.Format(time.RFC3339), Priority: true})[0]
+	c.get("/scheduled").wantPage(t, `href="/scheduled/`+urgent+`"`, `验证码 1234 <span class="badge" title="发出时排在本企业其他待发短信之前">优先</span>`)
+	c.get("/outbox/"+urgent).wantPage(t, "<dt>优先发送</dt>")
+	if a := c.submit("/scheduled", "/scheduled/"+urgent+"/delete", url.Values{}); a.Status != http.StatusSeeOther {
+		t.Fatalf("delete the priority one: %d", a.Status)
+	}
 	edit := "/scheduled/" + id
 	local := at.In(reminder.Shanghai).Format(localLayout)
 	a := c.get(edit)
