@@ -118,25 +118,9 @@ var replyColumns = []exportColumn[InboxItem]{
 	{"account", "账号", func(m *InboxItem, _ bool) string { return m.Account }},
 	{"text", "内容", func(m *InboxItem, _ bool) string { return m.Text }},
 	{"received_at", "接收时间", func(m *InboxItem, zh bool) string { return exportTime(m.ReceivedAt, zh) }},
-	{"forwarded", "已转发", func(m *InboxItem, zh bool) string {
-		switch {
-		case !zh:
-			return strconv.FormatBool(m.Forwarded)
-		case m.Forwarded:
-			return "是"
-		}
-		return "否"
-	}},
+	{"forwarded", "已转发", func(m *InboxItem, zh bool) string { return yesNo(m.Forwarded, zh) }},
 	// Last, so that a reader of the columns before it reads them as before.
-	{"refused", "被拒收", func(m *InboxItem, zh bool) string {
-		switch {
-		case !zh:
-			return strconv.FormatBool(m.Refused)
-		case m.Refused:
-			return "是"
-		}
-		return "否"
-	}},
+	{"refused", "被拒收", func(m *InboxItem, zh bool) string { return yesNo(m.Refused, zh) }},
 	{"parts_missing", "缺失段数", func(m *InboxItem, _ bool) string { return strconv.Itoa(m.PartsMissing) }},
 	{"binary", "二进制内容", func(m *InboxItem, _ bool) string { return m.Binary }},
 	{"data_coding", "编码", func(m *InboxItem, _ bool) string { return optInt(m.DataCoding) }},
@@ -150,19 +134,22 @@ var replyColumns = []exportColumn[InboxItem]{
 		return m.Webhook
 	}},
 	{"webhook_at", "推送时间", func(m *InboxItem, zh bool) string { return exportTime(m.WebhookAt, zh) }},
-	{"optout", "退订", func(m *InboxItem, zh bool) string {
-		switch {
-		case !zh:
-			return strconv.FormatBool(m.OptOut)
-		case m.OptOut:
-			return "是"
-		}
-		return "否"
-	}},
+	{"optout", "退订", func(m *InboxItem, zh bool) string { return yesNo(m.OptOut, zh) }},
 }
 
 // replyWebhookZH is InboxItem.Webhook for people ("" for none).
 var replyWebhookZH = map[string]string{ReplyWebhookPending: "待推送", ReplyWebhookDelivered: "已推送", ReplyWebhookGaveUp: "已放弃"}
+
+// yesNo is a yes-or-no cell: true / false, or 是 / 否 for people (zh).
+func yesNo(b, zh bool) string {
+	switch {
+	case !zh:
+		return strconv.FormatBool(b)
+	case b:
+		return "是"
+	}
+	return "否"
+}
 
 // optInt is *v in decimal, "" for nil.
 func optInt(v *int) string {
