@@ -165,6 +165,7 @@ func (s *Server) userRouteList() []userRoute {
 		{"POST", "/v1/users/{system_id}/password-reset", true, s.resetEnterpriseUserPassword},
 		// Opt-outs: numbers that replied TD (v1_optouts.go).
 		{"GET", "/v1/optouts", true, s.listMyOptOuts},
+		{"GET", "/v1/optouts/export", true, s.exportMyOptOuts},
 		{"DELETE", "/v1/optouts/{id}", true, s.removeMyOptOut},
 		{"GET", "/v1/whitelist", true, s.listMyWhitelist},
 		{"POST", "/v1/whitelist", true, s.addMyWhitelist},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
@@ -154,4 +155,48 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 		return
 	}
 	end()
+}
+
+// optOutColumns are the columns of the enterprise's export of its list
+// (GET /v1/optouts/export); for people (zh) the number as written in
+// China, without +86.
+var optOutColumns = []exportColumn[policy.OptOutEntry]{
+	{"number", "手机号码", func(e *policy.OptOutEntry, zh bool) string {
+		if zh {
+			return strings.TrimPrefix(e.Number, "+86")
+		}
+		return e.Number
+	}},
+	{"at", "退订时间", func(e *policy.OptOutEntry, zh bool) string { return exportTime(e.At, zh) }},
+	{"mo_id", "退订回复编号", func(e *policy.OptOutEntry, _ bool) string { return strconv.FormatUint(e.MOID, 10) }},
+}
+
+// exportMyOptOuts is GET /v1/optouts/export: the enterprise's whole
+// opt-out list as one file (CSV or JSON Lines, lang=zh for Excel), in
+// number order, written and bounded as the outbox's export (its slots,
+// the Qxtd-Rows trailer on a complete file): what an enterprise's CRM
+// takes to mark its customers unsubscribed. Every user of the
+// enterprise reads it, as the list.
+func (s *Server) exportMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) {
+		return
+	}
+	format, zh, ok := s.exportFormat(w, r.URL.Query())
+	if !ok {
+		return
+	}
+	a, after, done := policy.ActorFor(c.user), "", false
+	next := func() ([]policy.OptOutEntry, bool, error) {
+		if done {
+			return nil, false, nil
+		}
+		entries, n, err := s.cfg.Policy.ListOptOuts(a, c.ent.Code, after, policy.MaxPageSize)
+		if err != nil {
+			return nil, false, err
+		}
+		after, done = n, n == ""
+		return entries, !done, nil
+	}
+	exportFile(s, w, r, exportSpec[policy.OptOutEntry]{what: "optouts", ent: c.ent.Code, name: "optouts-" + c.ent.Code,
+		format: format, zh: zh, columns: optOutColumns, next: next})
 }

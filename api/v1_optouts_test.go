@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,20 @@ func TestOptOutOverHTTP(t *testing.T) {
 		t.Fatalf("B's entry of %s: %+v", uNumA1, bobs)
 	}
 	r.wantError(http.StatusUnprocessableEntity, "invalid_number", "GET", "/v1/optouts?number=5678", r.keys["alice"], nil)
+	// The whole list as a file: for a CRM, and for Excel (the number as
+	// written in China, Beijing time).
+	ecode, ebody, tr := exportGet(t, r.url, "/v1/optouts/export", r.keys["alice"])
+	if ecode != http.StatusOK || string(ebody) != "number,at,mo_id\n+86"+uNumA1+","+one.Entries[0].At.UTC().Format(time.RFC3339)+","+strconv.FormatUint(one.Entries[0].MOID, 10)+"\n" ||
+		tr.Get(ExportRowsTrailer) != "1" || !strings.Contains(tr.Get("Content-Disposition"), `"optouts-A.csv"`) {
+		t.Fatalf("the export: %d %q %v", ecode, ebody, tr)
+	}
+	_, ebody, _ = exportGet(t, r.url, "/v1/optouts/export?lang=zh", r.keys["alice"])
+	if !bytes.HasPrefix(ebody, []byte("\uFEFF手机号码,退订时间,退订回复编号\n"+uNumA1+",")) {
+		t.Fatalf("the export for Excel: %q", ebody)
+	}
+	if _, ebody, tr = exportGet(t, r.url, "/v1/optouts/export?format=jsonl", r.keys["bob"]); len(ebody) != 0 || tr.Get(ExportRowsTrailer) != "0" {
+		t.Fatalf("B's export: %q %v", ebody, tr)
+	}
 
 	// The operator's export, before the removal.
 	adminURL := r.adminAPI("op-token")

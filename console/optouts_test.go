@@ -30,7 +30,7 @@ func TestOptOutsPage(t *testing.T) {
 	u := r.client()
 	u.login("alice")
 	a := u.get("/optouts")
-	a.wantPage(t, `href="/optouts" class="on">退订名单</a>`, ">"+numA1+"<", ">"+numA2+"<", `href="/conversation?number=`+numA1+`"`)
+	a.wantPage(t, `href="/optouts" class="on">退订名单</a>`, `id="optouts-export" href="/optouts/export.csv"`, ">"+numA1+"<", ">"+numA2+"<", `href="/conversation?number=`+numA1+`"`)
 	if strings.Contains(a.Body, numA3) || strings.Contains(a.Body, ">移出名单</button>") {
 		t.Errorf("a user's list: another enterprise's number, or a remove button:\n%s", a.Body)
 	}
@@ -41,6 +41,12 @@ func TestOptOutsPage(t *testing.T) {
 	u.get("/optouts?number="+numA3).wantPage(t, numA3+" 不在本企业的退订名单中")
 	if a := u.get("/optouts?number=5678"); a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "请输入完整的手机号码") {
 		t.Errorf("last digits: %d\n%s", a.Status, a.Body)
+	}
+	// 导出: the whole list, for Excel.
+	a = u.get("/optouts/export.csv")
+	if a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\uFEFF手机号码,退订时间,退订回复编号\n") || !strings.Contains(a.Body, "\n"+numA1+",") ||
+		!strings.Contains(a.Body, "\n"+numA2+",") || strings.Contains(a.Body, numA3) {
+		t.Errorf("the export: %d\n%s", a.Status, a.Body)
 	}
 	// A send to an opted-out number is refused, the row linking to its
 	// entry on the list.

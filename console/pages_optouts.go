@@ -20,6 +20,13 @@ import (
 var optOutRoutes = []route{
 	{"GET /optouts", (*Server).optOuts},
 	{"POST /optouts/remove", (*Server).optOutRemove},
+	{"GET /optouts/export.csv", (*Server).optOutsExport},
+}
+
+// optOutsExport is 退订名单's 导出: the whole list as a CSV for Excel (GET
+// /v1/optouts/export with lang=zh), streamed as the API writes it.
+func (s *Server) optOutsExport(q *req) {
+	s.listExport(q, "/optouts", nil, "/v1/optouts/export", false)
 }
 
 // optOutsPage is how many entries a page of the list shows.
