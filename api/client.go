@@ -261,7 +261,7 @@ func (c *Client) TraceReplies(q RecordQuery) (*InboxPage, error) {
 // OptOutsOf is a number's entries on every enterprise's opt-out list
 // (a whole mobile number in any form).
 func (c *Client) OptOutsOf(number string) ([]policy.OptOutEntry, error) {
-	var out []policy.OptOutEntry
+	out := []policy.OptOutEntry{} // none: [], also as the CLI's JSON
 	if err := c.Do(http.MethodGet, "/admin/v1/optouts?"+url.Values{"number": {number}}.Encode(), nil, &out); err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 		}
 	}
 	// One number's entries are read before the answer starts: a number
-	// that is no mobile is a 400.
+	// that is no mobile is refused (422 invalid_number) with a status.
 	number := r.URL.Query().Get("number")
 	var ofNumber []policy.OptOutEntry
 	if number != "" {
