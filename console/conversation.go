@@ -30,6 +30,7 @@ type convItem struct {
 	At    time.Time
 	Sent  *api.Message
 	Reply *api.InboxItem
+	Link  string // a sent message's detail page
 }
 
 // conversationData is the 往来记录 page.
@@ -100,7 +101,7 @@ func (s *Server) conversationPage(q *req, query url.Values, code int, p *page) {
 	if pos != (threadPos{}) {
 		d.LatestURL = link("/conversation", num)
 	}
-	items, older, missing, err := threadOf(s.userCall(q), "/v1", num, pos)
+	items, older, missing, err := threadOf(s.userCall(q), "/v1", "/outbox", num, pos)
 	if err != nil {
 		q.fail(err)
 		return
@@ -179,9 +180,10 @@ func readThreadPos(q url.Values) (p threadPos) {
 // messages sent to a number and as many of its replies (v: number= and
 // any other filter), from the lists under base (/v1, the user's;
 // /admin/v1/enterprises/{code}, the operator's, through call), each
-// walked on past empty pages (walkList), and merges them (thread). next
-// is the position of the page before it, nil at the thread's start.
-func threadOf(call func(string, any) error, base string, v url.Values, pos threadPos) (items []convItem, next *threadPos, missing api.Missing, err error) {
+// walked on past empty pages (walkList), and merges them (thread), each
+// sent message linking to its detail under detail. next is the position
+// of the page before it, nil at the thread's start.
+func threadOf(call func(string, any) error, base, detail string, v url.Values, pos threadPos) (items []convItem, next *threadPos, missing api.Missing, err error) {
 	v = maps.Clone(v)
 	v.Set("limit", strconv.Itoa(conversationPage))
 	read := func(l listPos, cursor string) url.Values {
@@ -212,6 +214,11 @@ func threadOf(call func(string, any) error, base string, v url.Values, pos threa
 	// The cursors the pages read were at (walkList moves them on).
 	pos.Sent.Cursor, pos.In.Cursor = sv.Get("after"), iv.Get("before")
 	items, next, missing = thread(sent, in, pos)
+	for i := range items {
+		if m := items[i].Sent; m != nil {
+			items[i].Link = detail + "/" + url.PathEscape(m.ID)
+		}
+	}
 	return items, next, missing, nil
 }
 

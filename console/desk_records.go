@@ -113,7 +113,7 @@ func (s *Server) opsRecords(q *req) {
 		pos := readThreadPos(in)
 		d.Paged = pos != (threadPos{})
 		var older *threadPos
-		if d.Thread, older, d.Missing, err = threadOf(s.opsCallOf(q), api0, v, pos); older != nil {
+		if d.Thread, older, d.Missing, err = threadOf(s.opsCallOf(q), api0, base, v, pos); older != nil {
 			d.ThreadOlderURL = link(base, older.values(keep))
 		}
 	case d.Box == "inbox":
