@@ -129,6 +129,7 @@ type Node struct {
 
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
+	kaStop context.CancelFunc // ends keepAliveLoop's keepalive listener (Join's failure)
 	wg     sync.WaitGroup
 	// campaigns are Lead's elections' campaigns, which may outlive Lead
 	// until the client closes (campaign).
@@ -201,6 +202,9 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.cli = cli
 	fail := func(err error) (*Node, error) {
+		if n.kaStop != nil {
+			n.kaStop()
+		}
 		cli.Close()
 		return nil, err
 	}
@@ -210,17 +214,35 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("cluster: join: grant lease: %w", err))
 	}
+	// A keepalive listener of our own on the lease, besides the session's
+	// (which eats its answers): the quota fencing needs the time of the last
+	// answer. It is asked for first so that it sees the first answer; it
+	// ends with the session's context (Orphan, Close).
+	kaCtx, kaStop := context.WithCancel(context.Background())
+	n.kaStop = kaStop
+	ka, err := cli.KeepAlive(kaCtx, lease.ID)
+	if err != nil {
+		return fail(fmt.Errorf("cluster: join: keepalive: %w", err))
+	}
 	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(cfg.TTL/time.Second)), concurrency.WithLease(lease.ID))
 	if err != nil {
 		return fail(fmt.Errorf("cluster: join: keep lease alive: %w", err))
 	}
 	n.sess = sess
-	// A second keepalive listener on the same lease: the session eats its
-	// answers, and the quota fencing needs the time of the last one.
-	ka, err := cli.KeepAlive(sess.Ctx(), sess.Lease())
-	if err != nil {
+	context.AfterFunc(sess.Ctx(), kaStop)
+	// Until etcd has answered one keepalive, its client does not know the
+	// lease's ttl and gives the lease up DialTimeout+1 s after asking: a
+	// node whose etcd went down just after Join would stop in an outage far
+	// shorter than the ttl. So Join returns once the first answer came.
+	select {
+	case resp, ok := <-ka:
+		if !ok || resp.TTL <= 0 {
+			sess.Close()
+			return fail(fmt.Errorf("cluster: join: lease %x: no answer to its first keepalive (etcd down or the lease revoked)", int64(lease.ID)))
+		}
+	case <-ctx.Done():
 		sess.Close()
-		return fail(fmt.Errorf("cluster: join: keepalive: %w", err))
+		return fail(fmt.Errorf("cluster: join: wait for the lease's first keepalive answer: %w", ctx.Err()))
 	}
 	n.lastKeepAlive.Store(time.Now().UnixNano())
 

@@ -200,3 +200,32 @@ func TestReconnectsSoonAfterEtcdReturns(t *testing.T) {
 	default:
 	}
 }
+
+// TestJoinOutlivesAnEarlyOutage: an etcd that goes down right after Join
+// returns must not cost the node its lease in an outage far shorter than its
+// ttl. etcd's client gives a lease up DialTimeout+1 s after it first asked
+// to keep it alive unless an answer came by then (before one, it does not
+// know the ttl); Join returns only once the first answer came.
+func TestJoinOutlivesAnEarlyOutage(t *testing.T) {
+	et := clustertest.StartBehindProxy(t)
+	n, err := Join(ctxT(t, 10*time.Second), Config{Endpoints: et.Endpoints, NodeID: 1, TTL: 30 * time.Second,
+		DialTimeout: time.Second, PeerURL: "http://127.0.0.1:1"}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	et.Stop()
+	// Past the 2 s without an answer and the client's next check of it,
+	// which runs each second.
+	tm := time.NewTimer(3500 * time.Millisecond) // the outage
+	<-tm.C
+	et.Restart(t)
+	if _, err := n.Client().Get(ctxT(t, 10*time.Second), "k"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.Lost():
+		t.Fatal("lease lost in an outage of 3.5 s, its ttl 30 s")
+	default:
+	}
+}
