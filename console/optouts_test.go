@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/gateway"
 )
 
 // TestOptOutsPage: 退订名单 lists the enterprise's opted-out numbers (not
@@ -132,4 +136,36 @@ func TestBrowserOptOuts(t *testing.T) {
 	b.fits("#optouts")
 	b.fits("#optouts-search")
 	b.shot("optouts-mobile")
+}
+
+// TestStoppedForOptOut: a scheduled message whose number replied TD before
+// its time is not sent; its detail says why, not FAQ 6's causes, and
+// links to the number's opt-out (the enterprise's list; the desk's 号码查询).
+func TestStoppedForOptOut(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "周末大促", SendAt: time.Now().Add(24 * time.Hour).Format(time.RFC3339)})[0]
+	if _, err := r.pol.OptOut("A", numA1, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.gw.Reschedule(t.Context(), &gateway.Account{SystemID: "alice", Enterprise: "A"}, n, time.Now(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if m := r.waitState(key, id, "rejected"); m.ErrorCode != "opted_out" {
+		t.Fatalf("error code %q, want opted_out", m.ErrorCode)
+	}
+	c := r.client()
+	c.login("alice")
+	a := c.get("/outbox/" + id)
+	a.wantPage(t, "对方在这条短信发出之前回复了退订", "本平台的错误码：opted_out（该号码已回复退订）", `href="/optouts?number=`+numA1+`"`, "没有发出的短信不收费")
+	if strings.Contains(a.Body, "常见原因") {
+		t.Error("FAQ 6's causes listed for a message qxtd held back")
+	}
+	d := r.client()
+	d.opsLogin()
+	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "对方在这条短信发出之前回复了退订", `href="/ops/trace?number=`+numA1+`"`)
 }

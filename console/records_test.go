@@ -206,6 +206,10 @@ func TestWhyTable(t *testing.T) {
 	if w := whyFor(api.Message{State: "accepted", Scheduled: true}); !strings.Contains(w.Verdict, "定时待发") {
 		t.Errorf("scheduled: %q", w.Verdict)
 	}
+	if w := whyFor(api.Message{State: "rejected", ErrorCode: "opted_out", Segments: 1}); !w.OptedOut || len(w.Causes) != 0 ||
+		!strings.Contains(w.Verdict, "回复了退订") || !strings.Contains(w.Code, "opted_out（该号码已回复退订）") || !strings.Contains(w.Charge, "不收费") {
+		t.Errorf("stopped for an opt-out: %+v", w)
+	}
 	if w := whyFor(api.Message{State: "expired", ErrorCode: "002"}); !strings.Contains(w.Verdict, "关机") || !strings.Contains(w.Code, "002（有效期内未能送达") {
 		t.Errorf("expired: %+v", w)
 	}

@@ -19,6 +19,9 @@ type whyAnswer struct {
 	Causes  []string // the common causes to check (failures only)
 	Charge  string   // whether it is charged
 	Failed  bool     // a failed final state (接收失败 and the like)
+	// OptedOut: the number replied TD after the message was accepted,
+	// and qxtd did not send it; the page links to the number's opt-out.
+	OptedOut bool
 }
 
 // stateWhy says what each message state means to the person who sent it.
@@ -113,6 +116,14 @@ func whyFor(m api.Message) whyAnswer {
 	}
 	if m.ErrorCode != "" {
 		a.Code = "短信中心返回的错误码：" + codeZH(m.ErrorCode)
+	}
+	if st == "rejected" && m.ErrorCode == "opted_out" {
+		// Not the SMSC's, and none of FAQ 6's causes: the customer
+		// unsubscribed while the message waited (a scheduled one).
+		a.Verdict = "未发出：对方在这条短信发出之前回复了退订（TD），本平台按退订规定没有发出它。"
+		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
+		a.Causes, a.OptedOut = nil, true
+		a.Charge = "没有发出的短信不收费。"
 	}
 	return a
 }

@@ -39,6 +39,7 @@ type Metrics struct {
 	moForward     *prometheus.CounterVec
 	optOuts       prometheus.Counter
 	optOutErrors  prometheus.Counter
+	optOutStopped prometheus.Counter
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
 	dlrDelay      *prometheus.HistogramVec
@@ -127,6 +128,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}),
 		optOutErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optout_errors_total", Help: "Tries to record an opt-out reply's opt-out that failed (logged): the reply is stored, marked, and its opt-out tried again (1 s doubling to 30 s) until it is recorded.",
+		}),
+		optOutStopped: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_optout_stopped_total", Help: "Segments not sent because their number opted out (回复TD退订) of the enterprise's messages after the message was accepted (scheduled, retried, queued): failed rejected with error opted_out.",
 		}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome: ok, refused (credentials, a disabled account), over_cap (the account or its enterprise at its most binds up).",

@@ -81,6 +81,18 @@ type ReplyFormats interface {
 	LongRepliesOf(systemID string) (string, bool)
 }
 
+// OptOuts is the optional part of a Policy that says whether a number
+// replied TD (退订) to an enterprise since its message was accepted: a
+// scheduled campaign, or a message queued behind a down upstream, is not
+// sent to a customer who has opted out meanwhile (upstream.send). Rules
+// implements it; without it every accepted message goes.
+type OptOuts interface {
+	// OptedOut reports whether number, as a stored message holds it, is
+	// on the enterprise's opt-out list now. It runs before each part goes
+	// to the SMSC: it must not touch the disk.
+	OptedOut(enterprise, number string) bool
+}
+
 // ErrNoList is a distribution list name that names no list.
 var ErrNoList = errors.New("gateway: no such distribution list")
 

@@ -108,6 +108,11 @@ func (r Rules) LongRepliesOf(systemID string) (string, bool) {
 	return u.LongReplies, true
 }
 
+// OptedOut implements OptOuts from the policy's in-memory opt-out lists.
+func (r Rules) OptedOut(enterprise, number string) bool {
+	return r.P.OptedOutNational(enterprise, number)
+}
+
 // SystemAccount is the account qxtd's own messages (password resets, the
 // first password of an approved application) are sent as: no policy user
 // has to exist for it.

@@ -16,6 +16,7 @@ import (
 	"github.com/fiorix/go-smpp/smpp/pdu/pdutlv"
 	"golang.org/x/time/rate"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/segment"
 	"github.com/qxtd/qxtd/smpp"
@@ -368,6 +369,27 @@ const maxHeldThrottles = 16
 // backoff.
 const maxHeldBindLosses = 3
 
+// optedOutSince reports whether j's part must not go because its number
+// opted out (回复TD) of its enterprise's messages after the message was
+// accepted (OptOuts): a scheduled campaign, a retry, a message queued
+// behind a down upstream. The part is failed rejected opted_out instead,
+// as a new message to the number would be refused. A part of a message
+// another part of which went to the SMSC goes all the same: the customer
+// would get half a text. (The parts' copies in j.Msg may be a moment old,
+// so two parts checked at once may both go.)
+func (g *Gateway) optedOutSince(j queue.Job) bool {
+	oo, ok := g.policy.(OptOuts)
+	if !ok || !oo.OptedOut(j.Msg.Enterprise, j.Msg.Dest) {
+		return false
+	}
+	for i, p := range j.Msg.Parts {
+		if i != int(j.Key.Part) && (p.SMSCID != "" || !p.SubmittedAt.IsZero()) {
+			return false
+		}
+	}
+	return true
+}
+
 // send submits one segment and records the outcome durably. Whatever
 // happens, the job leaves the dispatcher's in-flight set — but only once
 // its outcome is recorded (persist), so a segment the SMSC accepted is
@@ -387,6 +409,13 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 		if !j.Msg.ValidUntil.IsZero() && now.After(j.Msg.ValidUntil) {
 			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
 				return g.store.Fail(ctx, j.Key, queue.StateExpired, "validity", now)
+			})
+			return
+		}
+		if g.optedOutSince(j) {
+			g.metrics.optOutStopped.Inc()
+			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
+				return g.store.Fail(ctx, j.Key, queue.StateRejected, policy.ReasonOptedOut.String(), now)
 			})
 			return
 		}

@@ -95,6 +95,25 @@ func (s *Store) OptedOut(code, e164 string) bool {
 	return ok
 }
 
+// OptedOutNational is OptedOut for a national number as a stored message
+// holds it ("13712345678"), read before each part goes to the SMSC: one map
+// lookup, no string built.
+func (s *Store) OptedOutNational(code, national string) bool {
+	if len(national) != 11 {
+		return false
+	}
+	var n uint64
+	for i := range len(national) {
+		c := national[i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	_, ok := s.snap.Load().opt[code][n]
+	return ok
+}
+
 // OptOut puts number (a handset's address as the SMSC gave it) on the
 // enterprise's opt-out list, with the time and id of the reply. It is
 // idempotent: a number already listed keeps its first entry and added is

@@ -48,6 +48,19 @@ func TestOptOut(t *testing.T) {
 	}
 	check(f.a, ReasonOptedOut)
 	check(f.b, 0)
+	// As a stored message holds the number (the gateway's check before
+	// each part goes): national digits only.
+	for _, tc := range []struct {
+		code, number string
+		want         bool
+	}{
+		{entA, "13712345678", true}, {entB, "13712345678", false}, {entA, "13712345679", false},
+		{entA, "+8613712345678", false}, {entA, "1371234567", false}, {entA, "1371234567x", false}, {"NOPE", "13712345678", false},
+	} {
+		if got := f.p.OptedOutNational(tc.code, tc.number); got != tc.want {
+			t.Errorf("OptedOutNational(%s, %q) = %v, want %v", tc.code, tc.number, got, tc.want)
+		}
+	}
 
 	// Durable: a reopened file still has it, with the reply's id and time.
 	f.db.Close()

@@ -101,6 +101,7 @@ func zeroSeries() []series {
 	add("qxtd_store_commit_failures_total")
 	add("qxtd_optouts_total")
 	add("qxtd_optout_errors_total")
+	add("qxtd_optout_stopped_total")
 	add("qxtd_batch_jobs_running")
 	add("qxtd_batch_jobs_resumed_total")
 	for _, st := range []string{batch.JobDone, batch.JobCancelled, batch.JobFailed} {
