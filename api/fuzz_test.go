@@ -379,6 +379,8 @@ func FuzzAccountBodies(f *testing.F) {
 		{method: "GET", path: "/v1/whitelist", param: paramQuery},
 		{method: "POST", path: "/v1/whitelist/import", param: paramHeader, header: "Content-Type"},
 		{method: "DELETE", path: "/v1/optouts/{}", param: paramPath},
+		{method: "POST", path: "/v1/optouts", contentType: "application/json"},
+		{method: "POST", path: "/v1/optouts/import", param: paramHeader, header: "Content-Type"},
 		{method: "GET", path: "/v1/optouts", param: paramQuery},
 		{method: "POST", path: "/v1/signature/requests", contentType: "application/json"},
 		{method: "GET", path: "/v1/signature/requests", param: paramQuery},
@@ -409,6 +411,9 @@ func FuzzAccountBodies(f *testing.F) {
 	ft.add(f, "GET", "/v1/whitelist", "state=nonsense&limit=-1", "")
 	ft.add(f, "POST", "/v1/whitelist/import", "text/csv", "号码,备注\n13800138000,张三\n")
 	ft.add(f, "DELETE", "/v1/optouts/{}", "13712345678", "")
+	ft.add(f, "POST", "/v1/optouts", "", `{"number":"13800138009"}`)
+	ft.add(f, "POST", "/v1/optouts", "", `{"numbers":["13800138010","13800138010","x",""]}`)
+	ft.add(f, "POST", "/v1/optouts/import", "text/csv", "号码\n13800138011\n1.38001E+10\n")
 	ft.add(f, "GET", "/v1/optouts", "after=+8613712345678&limit=99999999999999999999", "")
 	ft.add(f, "POST", "/v1/signature/requests", "", `{"signature":"【新名称】"}`)
 	ft.add(f, "POST", "/v1/signature/requests", "", `{"signature":"新名称"}`)

@@ -166,6 +166,8 @@ func (s *Server) userRouteList() []userRoute {
 		// Opt-outs: numbers that replied TD (v1_optouts.go).
 		{"GET", "/v1/optouts", true, s.listMyOptOuts},
 		{"GET", "/v1/optouts/export", true, s.exportMyOptOuts},
+		{"POST", "/v1/optouts", true, s.addMyOptOuts},
+		{"POST", "/v1/optouts/import", true, s.importMyOptOuts},
 		{"DELETE", "/v1/optouts/{id}", true, s.removeMyOptOut},
 		{"GET", "/v1/whitelist", true, s.listMyWhitelist},
 		{"POST", "/v1/whitelist", true, s.addMyWhitelist},

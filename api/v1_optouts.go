@@ -12,11 +12,13 @@ import (
 )
 
 // Opt-outs (回复TD退订): numbers that replied TD to the enterprise's
-// service number; sends to them are refused opted_out. Every user of the
-// enterprise lists them (GET /v1/optouts, paged by number); its admins
-// remove one (DELETE /v1/optouts/{id}, id = the number), after which
-// sends to it go out again. The operator exports every list
-// (GET /admin/v1/optouts).
+// service number, or that its users put there by hand (a customer who
+// asked another way, the list of an earlier platform: POST /v1/optouts,
+// POST /v1/optouts/import); sends to them are refused opted_out. Every
+// user of the enterprise lists them (GET /v1/optouts, paged by number)
+// and adds to them; its admins remove one (DELETE /v1/optouts/{id}, id =
+// the number), after which sends to it go out again. The operator
+// exports every list (GET /admin/v1/optouts).
 
 // OptOutPage is a page of an enterprise's opt-out list.
 type OptOutPage struct {
@@ -55,6 +57,53 @@ func (s *Server) listMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusOK, OptOutPage{Entries: nonNil(entries), Next: next})
 }
 
+// OptOutAdd is the body of POST /v1/optouts: one number, or a list.
+type OptOutAdd = WhitelistAdd
+
+// maxOptOutBody bounds an opt-out import file over /v1, as a whitelist's.
+const maxOptOutBody = maxWhitelistBody
+
+// addMyOptOuts is POST /v1/optouts: numbers put on the enterprise's
+// opt-out list by hand, as the whitelist's POST takes them (one number:
+// 201, 409 already_opted_out, 422; a list: 200 and the per-item result).
+func (s *Server) addMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request) {
+	numbers, single, ok := numbersIn(w, r)
+	if !ok || !s.accountStore(w) {
+		return
+	}
+	a := policy.ActorFor(c.user)
+	res, err := s.cfg.Policy.AddOptOuts(a, c.ent.Code, numbers)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.log.Info("opt-outs added", "user", a.Name, "enterprise", c.ent.Code, "rows", res.Rows, "added", res.Added)
+	writeAdded(w, res, single)
+}
+
+// importMyOptOuts is POST /v1/optouts/import: column A of a CSV or XLSX
+// file, as the whitelist's import reads it (the same bounds and slots).
+func (s *Server) importMyOptOuts(c *caller, w http.ResponseWriter, r *http.Request) {
+	if !s.accountStore(w) {
+		return
+	}
+	f, format, done, ok := s.importFile(w, r, maxOptOutBody, c.ent.Code)
+	if !ok {
+		return
+	}
+	defer done()
+	a := policy.ActorFor(c.user)
+	res, err := s.cfg.Policy.ImportOptOuts(a, c.ent.Code, f, format)
+	if err != nil {
+		if !writeSheetLimit(w, err) {
+			writeErr(w, err)
+		}
+		return
+	}
+	s.log.Info("opt-outs imported", "user", a.Name, "enterprise", c.ent.Code, "rows", res.Rows, "added", res.Added, "errors", len(res.Errors))
+	writeJSON(w, http.StatusOK, importOut(res))
+}
+
 func (s *Server) removeMyOptOut(c *caller, w http.ResponseWriter, r *http.Request) {
 	if !s.accountStore(w) {
 		return
@@ -75,7 +124,7 @@ func (s *Server) removeMyOptOut(c *caller, w http.ResponseWriter, r *http.Reques
 
 // exportOptOuts answers GET /admin/v1/optouts?enterprise=CODE&format=csv|json:
 // one enterprise's opt-outs, or every enterprise's without ?enterprise,
-// as a JSON array (the default) or CSV (enterprise,number,at,mo_id).
+// as a JSON array (the default) or CSV (enterprise,number,at,mo_id,by).
 // number= narrows it to one number's entries, on every list that has it
 // (a whole mobile number in any form; the lists are keyed by it).
 func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Request) {
@@ -116,9 +165,9 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"enterprise", "number", "at", "mo_id"})
+		_ = cw.Write([]string{"enterprise", "number", "at", "mo_id", "by"})
 		write = func(e policy.OptOutEntry) error {
-			return cw.Write([]string{e.Enterprise, e.Number, e.At.UTC().Format(time.RFC3339), strconv.FormatUint(e.MOID, 10)})
+			return cw.Write([]string{e.Enterprise, e.Number, e.At.UTC().Format(time.RFC3339), strconv.FormatUint(e.MOID, 10), e.By})
 		}
 		end = cw.Flush
 	} else {
@@ -169,6 +218,7 @@ var optOutColumns = []exportColumn[policy.OptOutEntry]{
 	}},
 	{"at", "退订时间", func(e *policy.OptOutEntry, zh bool) string { return exportTime(e.At, zh) }},
 	{"mo_id", "退订回复编号", func(e *policy.OptOutEntry, _ bool) string { return strconv.FormatUint(e.MOID, 10) }},
+	{"by", "手工添加人", func(e *policy.OptOutEntry, _ bool) string { return e.By }},
 }
 
 // exportMyOptOuts is GET /v1/optouts/export: the enterprise's whole

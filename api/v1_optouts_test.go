@@ -82,12 +82,12 @@ func TestOptOutOverHTTP(t *testing.T) {
 	// The whole list as a file: for a CRM, and for Excel (the number as
 	// written in China, Beijing time).
 	ecode, ebody, tr := exportGet(t, r.url, "/v1/optouts/export", r.keys["alice"])
-	if ecode != http.StatusOK || string(ebody) != "number,at,mo_id\n+86"+uNumA1+","+one.Entries[0].At.UTC().Format(time.RFC3339)+","+strconv.FormatUint(one.Entries[0].MOID, 10)+"\n" ||
+	if ecode != http.StatusOK || string(ebody) != "number,at,mo_id,by\n+86"+uNumA1+","+one.Entries[0].At.UTC().Format(time.RFC3339)+","+strconv.FormatUint(one.Entries[0].MOID, 10)+",\n" ||
 		tr.Get(ExportRowsTrailer) != "1" || !strings.Contains(tr.Get("Content-Disposition"), `"optouts-A.csv"`) {
 		t.Fatalf("the export: %d %q %v", ecode, ebody, tr)
 	}
 	_, ebody, _ = exportGet(t, r.url, "/v1/optouts/export?lang=zh", r.keys["alice"])
-	if !bytes.HasPrefix(ebody, []byte("\uFEFF手机号码,退订时间,退订回复编号\n"+uNumA1+",")) {
+	if !bytes.HasPrefix(ebody, []byte("\uFEFF手机号码,退订时间,退订回复编号,手工添加人\n"+uNumA1+",")) {
 		t.Fatalf("the export for Excel: %q", ebody)
 	}
 	if _, ebody, tr = exportGet(t, r.url, "/v1/optouts/export?format=jsonl", r.keys["bob"]); len(ebody) != 0 || tr.Get(ExportRowsTrailer) != "0" {
@@ -131,5 +131,58 @@ func TestOptOutOverHTTP(t *testing.T) {
 	r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/optouts/"+uNumA1, r.keys["amy"], nil)
 	if res := r.sendOne(r.keys["alice"], uNumA1); res.Status != "accepted" {
 		t.Fatalf("A after the removal: %+v", res)
+	}
+}
+
+// TestOptOutsAddedByHand: any user of an enterprise puts numbers on its
+// opt-out list (one: 201, 409 already there, 422 invalid; a list, a file:
+// every row accounted for); sends to them are refused opted_out at once,
+// another enterprise's are not; the entries and the export say who added
+// them.
+func TestOptOutsAddedByHand(t *testing.T) {
+	r := newUserRig(t)
+	var res policy.ImportResult
+	r.must(http.StatusCreated, "POST", "/v1/optouts", r.keys["alice"], OptOutAdd{Number: "137 1234 5678"}, &res)
+	if res.Added != 1 {
+		t.Fatalf("one number: %+v", res)
+	}
+	r.wantError(http.StatusConflict, "already_opted_out", "POST", "/v1/optouts", r.keys["amy"], OptOutAdd{Number: uNumA1})
+	r.wantError(http.StatusUnprocessableEntity, "invalid_number", "POST", "/v1/optouts", r.keys["alice"], OptOutAdd{Number: "5678"})
+	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/optouts", r.keys["alice"], OptOutAdd{Number: uNumA1, Numbers: []string{uNumA2}})
+	r.must(http.StatusOK, "POST", "/v1/optouts", r.keys["alice"], OptOutAdd{Numbers: []string{uNumA2, uNumA1, "x"}}, &res)
+	if res.Rows != 3 || res.Added != 1 || res.Duplicates != 1 || len(res.Errors) != 1 || res.Errors[0].Row != 3 {
+		t.Fatalf("a list: %+v", res)
+	}
+	for _, n := range []string{uNumA1, uNumA2} {
+		if got := r.sendOne(r.keys["alice"], n); got.Status != "refused" || got.Reason != "opted_out" {
+			t.Errorf("A to %s, added by hand: %+v", n, got)
+		}
+	}
+	if got := r.sendOne(r.keys["bob"], uNumA1); got.Status != "accepted" {
+		t.Errorf("B to A's number: %+v", got)
+	}
+	ct, body := multipartBody(t, "old.csv", []byte("手机号码\n13800138000\n"+uNumA1+"\n"), nil)
+	if code, b := r.c().upload("POST", "/v1/optouts/import", r.keys["alice"], ct, body, &res); code != http.StatusOK ||
+		res.HeaderRow != 1 || res.Rows != 2 || res.Added != 1 || res.Duplicates != 1 {
+		t.Fatalf("import: %d %s", code, b)
+	}
+	var page OptOutPage
+	r.must(http.StatusOK, "GET", "/v1/optouts", r.keys["bob"], nil, &page)
+	if len(page.Entries) != 0 {
+		t.Fatalf("B's list: %+v", page)
+	}
+	r.must(http.StatusOK, "GET", "/v1/optouts", r.keys["amy"], nil, &page)
+	if len(page.Entries) != 3 {
+		t.Fatalf("A's list: %+v", page)
+	}
+	for _, e := range page.Entries {
+		if e.By == "" || e.MOID != 0 {
+			t.Errorf("an entry added by hand: %+v", e)
+		}
+	}
+	_, ebody, tr := exportGet(t, r.url, "/v1/optouts/export", r.keys["alice"])
+	rows, err := csv.NewReader(bytes.NewReader(ebody)).ReadAll()
+	if err != nil || len(rows) != 4 || rows[1][3] != page.Entries[0].By || tr.Get(ExportRowsTrailer) != "3" {
+		t.Fatalf("the export: %q %v", ebody, err)
 	}
 }

@@ -51,27 +51,13 @@ func (s *Server) listMyWhitelist(c *caller, w http.ResponseWriter, r *http.Reque
 }
 
 func (s *Server) addMyWhitelist(c *caller, w http.ResponseWriter, r *http.Request) {
-	var in WhitelistAdd
-	if !decodeBody(w, r, &in) {
+	numbers, single, ok := numbersIn(w, r)
+	if !ok {
 		return
 	}
 	a, ok := s.callerWhitelist(c, w)
 	if !ok {
 		return
-	}
-	single := in.Number != ""
-	numbers := in.Numbers
-	switch {
-	case single && len(in.Numbers) > 0:
-		writeErr(w, invalidf("give number or numbers, not both"))
-		return
-	case single:
-		numbers = []string{in.Number}
-	default:
-		if err := checkList(numbers); err != nil {
-			writeErr(w, err)
-			return
-		}
 	}
 	res, err := s.cfg.Policy.AddWhitelist(a, c.ent.Code, numbers)
 	if err != nil {
@@ -79,7 +65,35 @@ func (s *Server) addMyWhitelist(c *caller, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	s.log.Info("whitelist added", "user", a.Name, "enterprise", c.ent.Code, "rows", res.Rows, "added", res.Added)
-	// One number: its fate is the answer's status.
+	writeAdded(w, res, single)
+}
+
+// numbersIn reads the body of a POST of one number or a list (WhitelistAdd,
+// OptOutAdd): the numbers and whether it was one. It answers a bad body.
+func numbersIn(w http.ResponseWriter, r *http.Request) (numbers []string, single, ok bool) {
+	var in WhitelistAdd
+	if !decodeBody(w, r, &in) {
+		return nil, false, false
+	}
+	single = in.Number != ""
+	switch {
+	case single && len(in.Numbers) > 0:
+		writeErr(w, invalidf("give number or numbers, not both"))
+		return nil, false, false
+	case single:
+		return []string{in.Number}, true, true
+	}
+	if err := checkList(in.Numbers); err != nil {
+		writeErr(w, err)
+		return nil, false, false
+	}
+	return in.Numbers, false, true
+}
+
+// writeAdded answers numbersIn's POST: one number's fate is the status
+// (201 added, 409 listed already, 422 refused), a list's 200 with the
+// account of every row.
+func writeAdded(w http.ResponseWriter, res policy.ImportResult, single bool) {
 	switch {
 	case single && len(res.Errors) == 1:
 		writeError(w, http.StatusUnprocessableEntity, res.Errors[0].Reason, res.Errors[0].Detail)

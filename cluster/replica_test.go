@@ -214,6 +214,17 @@ func TestReplicaPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen("opt-out", func() bool { return b.p.OptedOut(code, num) })
+	// A number added by hand on b, to a list that exists (patched in, one
+	// number, on a), and a removal on a.
+	const num2 = "+8613712345679"
+	if res, err := b.p.AddOptOuts(admin, code, []string{num2}); err != nil || res.Added != 1 {
+		t.Fatalf("add an opt-out by hand: %+v %v", res, err)
+	}
+	seen("opt-out by hand, on a", func() bool { return a.p.OptedOut(code, num2) })
+	if err := a.p.RemoveOptOut(admin, code, num); err != nil {
+		t.Fatal(err)
+	}
+	seen("opt-out removed", func() bool { return !b.p.OptedOut(code, num) && b.p.OptedOut(code, num2) })
 	t.Logf("worst replication latency: %v", worst)
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -149,6 +150,12 @@ func TestDeskTrace(t *testing.T) {
 	if !inOrder(a.Body, `id="trace"`, ">TD <span class=\"badge wait\" title=\"这条回复是退订", ">收到<") || strings.Contains(a.Body, "甲发给一号") {
 		t.Errorf("the replies of %s:\n%s", numA1, a.Body)
 	}
+	// A's customer asked A by phone: on A's list by hand, no reply to see.
+	if _, err := r.pol.AddOptOuts(policy.Actor{Enterprise: "A", Name: "甲", Admin: true}, "A", []string{numA1}); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/ops/trace?box=replies&number="+numA1).wantPage(t, `<td data-label="企业"><a href="/ops/enterprises/A">A</a></td>`,
+		"<td data-label=\"来源\">企业手工添加（甲）</td>")
 	if a := c.get("/ops/trace?box=replies&number=" + numA1[len(numA1)-4:]); !strings.Contains(a.Body, "输入完整的手机号码可查看") || !strings.Contains(a.Body, ">TD <span") {
 		t.Errorf("the replies of last digits:\n%s", a.Body)
 	}

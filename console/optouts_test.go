@@ -48,7 +48,7 @@ func TestOptOutsPage(t *testing.T) {
 	}
 	// 导出: the whole list, for Excel.
 	a = u.get("/optouts/export.csv")
-	if a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\uFEFF手机号码,退订时间,退订回复编号\n") || !strings.Contains(a.Body, "\n"+numA1+",") ||
+	if a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\uFEFF手机号码,退订时间,退订回复编号,手工添加人\n") || !strings.Contains(a.Body, "\n"+numA1+",") ||
 		!strings.Contains(a.Body, "\n"+numA2+",") || strings.Contains(a.Body, numA3) {
 		t.Errorf("the export: %d\n%s", a.Status, a.Body)
 	}
@@ -131,6 +131,16 @@ func TestBrowserOptOuts(t *testing.T) {
 	if r.pol.OptedOut("A", "+86"+numA1) {
 		t.Error("still opted out in the policy")
 	}
+	b.run("add two by hand",
+		chromedp.Click(chromedp.CSS(`#optouts-add-card summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#optouts-add textarea`)),
+		chromedp.SendKeys(chromedp.CSS(`#optouts-add textarea`), numA1+"\n"+numA3),
+		chromedp.Click(chromedp.CSS(`#optouts-add button[type=submit]`)))
+	b.waitText(".notice[role=status]", "新加入退订名单 2 个", false)
+	if s := b.text("#optouts tbody"); strings.Count(s, "手工添加") != 2 {
+		t.Errorf("the list after adding: %q", s)
+	}
+	b.shot("optouts-added")
 	b.mobile()
 	b.run("the list on a phone", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#optouts`)))
 	b.fits("#optouts")
@@ -168,4 +178,46 @@ func TestStoppedForOptOut(t *testing.T) {
 	d := r.client()
 	d.opsLogin()
 	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "对方在这条短信发出之前回复了退订", `href="/ops/trace?number=`+numA1+`"`)
+}
+
+// TestOptOutsAddedByHand: a plain user puts numbers on 退订名单 by hand,
+// one (back to its entry with a notice), several (each row accounted
+// for), or from a file; the list says who added each, and sends to them
+// are refused.
+func TestOptOutsAddedByHand(t *testing.T) {
+	r := newRig(t)
+	u := r.client()
+	u.login("alice")
+	u.get("/optouts").wantPage(t, "添加退订号码", `action="/optouts"`, `action="/optouts/import?csrf=`, "退订名单是空的")
+	a := u.submit("/optouts", "/optouts", url.Values{"numbers": {numA1}})
+	if a.Status != http.StatusSeeOther || !strings.Contains(a.Location, "number="+numA1) {
+		t.Fatalf("one number: %d %s", a.Status, a.Location)
+	}
+	u.get(a.Location).wantPage(t, "已将 "+numA1+" 加入退订名单", "手工添加（", `href="/conversation?number=`+numA1+`"`)
+	a = u.submit("/optouts", "/optouts", url.Values{"numbers": {numA2 + "\n" + numA1 + "\n5678"}})
+	a.wantStatus(t, http.StatusOK, "已提交 3 个号码：新加入退订名单 1 个，1 个已在名单中，1 个有误。", `id="optouts-result"`,
+		"号码已在退订名单中或与前面的行重复", "5678")
+	a = booksUpload(u, "/optouts", "/optouts/import", "old.csv", "手机号码\n"+numA3+"\n"+numA2+"\n")
+	a.wantStatus(t, http.StatusOK, "导入完成：读取 2 个号码：新加入退订名单 1 个，1 个已在名单中，0 个有误。")
+	if n := strings.Count(u.get("/optouts").Body, "手工添加（"); n != 3 {
+		t.Errorf("%d entries say they were added by hand, want 3", n)
+	}
+	c := &api.Client{Base: r.url, Token: r.apiKey("alice")}
+	var out api.SendResponse
+	if err := c.DoContext(t.Context(), http.MethodPost, "/v1/messages", api.SendRequest{To: []string{numA1, numA2, numA3}, Text: "促销"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Results) != 3 {
+		t.Fatalf("send: %+v", out)
+	}
+	for _, res := range out.Results {
+		if res.Status != "refused" || res.Reason != "opted_out" {
+			t.Errorf("send to %s: %+v", res.To, res)
+		}
+	}
+	// One that is no number: back to the form, the input kept.
+	a = u.submit("/optouts", "/optouts", url.Values{"numbers": {"5678"}})
+	if a.Status != http.StatusUnprocessableEntity || !strings.Contains(a.Body, ">5678</textarea>") {
+		t.Errorf("an invalid number: %d\n%s", a.Status, a.Body)
+	}
 }

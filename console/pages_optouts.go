@@ -11,14 +11,19 @@ import (
 )
 
 // 退订名单 (白名单 > 退订名单): the numbers that replied an opt-out keyword
-// (回复TD退订) to the enterprise, which its sends are refused
-// 该号码已回复退订 until an admin takes one off — when the customer asks
-// to receive the enterprise's messages again. Every user reads the list
-// and searches it by a number in any form; only admins remove (the API
-// decides: GET /v1/optouts, DELETE /v1/optouts/{number}).
+// (回复TD退订) to the enterprise, or that its users added themselves (a
+// customer who asked by phone, the list of an earlier platform), which
+// its sends are refused 该号码已回复退订 until an admin takes one off —
+// when the customer asks to receive the enterprise's messages again.
+// Every user reads the list, searches it by a number in any form and adds
+// numbers, typed or from a file; only admins remove (the API decides: GET
+// and POST /v1/optouts, POST /v1/optouts/import, DELETE
+// /v1/optouts/{number}).
 
 var optOutRoutes = []route{
 	{"GET /optouts", (*Server).optOuts},
+	{"POST /optouts", (*Server).optOutsAdd},
+	{"POST /optouts/import", (*Server).optOutsImport},
 	{"POST /optouts/remove", (*Server).optOutRemove},
 	{"GET /optouts/export.csv", (*Server).optOutsExport},
 }
@@ -39,13 +44,16 @@ type optOutsData struct {
 	Rows              []policy.OptOutEntry
 	Paged             bool   // a page after the first
 	NextURL, FirstURL string // the list's next page ("": none), its first
+	// Import is the API's account of numbers added by hand, typed or
+	// from a file (as the whitelist's).
+	Import *whitelistResult
 }
 
-func (s *Server) optOuts(q *req) { s.optOutsPage(q, http.StatusOK, q.view(nil)) }
+func (s *Server) optOuts(q *req) { s.optOutsPage(q, http.StatusOK, q.view(nil), nil) }
 
-func (s *Server) optOutsPage(q *req, code int, p *page) {
+func (s *Server) optOutsPage(q *req, code int, p *page, res *whitelistResult) {
 	in := q.r.URL.Query()
-	d := &optOutsData{Number: strings.TrimSpace(in.Get("number")), FirstURL: "/optouts"}
+	d := &optOutsData{Number: strings.TrimSpace(in.Get("number")), FirstURL: "/optouts", Import: res}
 	p.D = d
 	var pg api.OptOutPage
 	if d.Number != "" {
@@ -77,6 +85,60 @@ func (s *Server) optOutsPage(q *req, code int, p *page) {
 		d.NextURL = link("/optouts", url.Values{"after": {pg.Next}})
 	}
 	q.render(code, "optouts", p)
+}
+
+// optOutsAdd puts the typed numbers on the list (POST /v1/optouts): one
+// number goes back to the list with a notice, several show the account of
+// each.
+func (s *Server) optOutsAdd(q *req) {
+	p := q.view(nil)
+	raw := q.r.PostFormValue("numbers")
+	p.Form.Set("numbers", raw)
+	numbers := splitList(raw)
+	body := api.OptOutAdd{Numbers: numbers}
+	if len(numbers) == 1 {
+		body = api.OptOutAdd{Number: numbers[0]}
+	}
+	var res whitelistResult
+	if err := s.call(q.r, http.MethodPost, "/v1/optouts", body, &res); err != nil {
+		code, ok := q.formError(p, err, "numbers")
+		if !ok {
+			return
+		}
+		s.optOutsPage(q, code, p, nil)
+		return
+	}
+	if len(numbers) == 1 {
+		q.redirect(link("/optouts", url.Values{"number": {numbers[0]}}), "已将 "+numbers[0]+" 加入退订名单：本企业不会再向它发送短信。")
+		return
+	}
+	p.Form.Del("numbers") // taken: each row's account is below
+	p.Flash = optOutsNotice("已提交", res)
+	s.optOutsPage(q, http.StatusOK, p, &res)
+}
+
+// optOutsImport passes the browser's multipart body (the file alone) to
+// POST /v1/optouts/import unread and shows the API's account of every row.
+func (s *Server) optOutsImport(q *req) {
+	var res whitelistResult
+	err := s.upload(q.r, q.token, http.MethodPost, "/v1/optouts/import", q.r.Header.Get("Content-Type"), q.r.Body, &res)
+	p := q.view(nil)
+	if err != nil {
+		code, ok := q.formError(p, err, "file")
+		if !ok {
+			return
+		}
+		s.optOutsPage(q, code, p, nil)
+		return
+	}
+	p.Flash = optOutsNotice("导入完成：读取", res)
+	s.optOutsPage(q, http.StatusOK, p, &res)
+}
+
+// optOutsNotice is the one-line account of numbers added by hand.
+func optOutsNotice(what string, res whitelistResult) string {
+	return what + " " + strconv.Itoa(res.Rows) + " 个号码：新加入退订名单 " + strconv.Itoa(res.Added) + " 个，" +
+		strconv.Itoa(res.Duplicates) + " 个已在名单中，" + strconv.Itoa(len(res.Errors)) + " 个有误。"
 }
 
 // optOutRemove takes a number off the list, once the admin has ticked

@@ -3,11 +3,16 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/qxtd/qxtd/sheet"
 )
 
 // Opt-outs (回复TD退订): a handset that replies an opt-out keyword to an
@@ -21,18 +26,28 @@ var bucketOptOuts = []byte("policy_optouts") // code → bucket: E.164 → JSON 
 // configuration names none.
 var DefaultOptOutKeywords = []string{"TD", "T", "退订"}
 
-// OptOutEntry is one number of an enterprise's opt-out list.
+// OptOutEntry is one number of an enterprise's opt-out list: put there by
+// its reply (MOID) or by hand (By).
 type OptOutEntry struct {
 	Enterprise string    `json:"enterprise"`
-	Number     string    `json:"number"` // E.164
-	At         time.Time `json:"at"`     // when the reply was received
-	MOID       uint64    `json:"mo_id"`  // the reply's id (the inbox's)
+	Number     string    `json:"number"`       // E.164
+	At         time.Time `json:"at"`           // when the reply was received, or the number added
+	MOID       uint64    `json:"mo_id"`        // the reply's id (the inbox's); 0 for one added by hand
+	By         string    `json:"by,omitempty"` // who added it by hand (AddOptOuts); "" for a reply's
 }
 
 type optMeta struct {
 	At   time.Time `json:"at"`
 	MOID uint64    `json:"mo"`
+	By   string    `json:"by,omitempty"`
 }
+
+// DefaultMaxOptOuts bounds the numbers an enterprise puts on its opt-out
+// list itself (StoreOptions.MaxOptOuts): any user may, and a list without
+// a bound grew without end, all of it in memory. Each number takes about
+// 20 bytes there. Numbers a reply put there count too, but a reply is
+// never refused.
+const DefaultMaxOptOuts = 500_000
 
 // IsOptOut reports whether a reply's text is one of keywords, compared
 // case-insensitively after trimming spaces and punctuation at both ends:
@@ -53,10 +68,83 @@ func IsOptOut(text string, keywords []string) bool {
 }
 
 // optSnap is the opt-out lists in memory: code → national numbers.
-type optSnap map[string]map[uint64]struct{}
+type optSnap map[string]*optSet
 
-func loadOptOuts(tx *bolt.Tx, code string) (map[uint64]struct{}, error) {
-	set := map[uint64]struct{}{}
+// optShards is how many maps an opt-out list is held in. A write (a
+// reply of TD, a number added by hand) copies the maps it touches, not
+// the list: beside 500,000 numbers one map of the whole list took 24 ms
+// to copy at each reply, a shard of it about 2,000 numbers
+// (BenchmarkOptOutAtBound).
+const optShards = 256
+
+// optSet is one enterprise's opt-out list in memory, its national numbers
+// spread over optShards maps by their last digits. A published set is
+// never changed: a write builds the next one (with).
+type optSet struct {
+	shards [optShards]map[uint64]struct{}
+	n      int
+}
+
+func (o *optSet) has(nat uint64) bool {
+	if o == nil {
+		return false
+	}
+	_, ok := o.shards[nat%optShards][nat]
+	return ok
+}
+
+func (o *optSet) len() int {
+	if o == nil {
+		return 0
+	}
+	return o.n
+}
+
+// add puts nat in o, which is being built (not yet published).
+func (o *optSet) add(nat uint64) {
+	m := o.shards[nat%optShards]
+	if m == nil {
+		m = map[uint64]struct{}{}
+		o.shards[nat%optShards] = m
+	}
+	if _, ok := m[nat]; !ok {
+		m[nat] = struct{}{}
+		o.n++
+	}
+}
+
+// with is o with the numbers in (true) and out (false) of changes, as a new
+// set: the shards they touch are copied, the others shared with o.
+func (o *optSet) with(changes map[uint64]bool) *optSet {
+	next := &optSet{}
+	if o != nil {
+		*next = *o
+	}
+	copied := map[uint64]bool{}
+	for nat, in := range changes {
+		sh := nat % optShards
+		if !copied[sh] {
+			next.shards[sh] = maps.Clone(next.shards[sh])
+			if next.shards[sh] == nil {
+				next.shards[sh] = map[uint64]struct{}{}
+			}
+			copied[sh] = true
+		}
+		_, had := next.shards[sh][nat]
+		switch {
+		case in && !had:
+			next.shards[sh][nat] = struct{}{}
+			next.n++
+		case !in && had:
+			delete(next.shards[sh], nat)
+			next.n--
+		}
+	}
+	return next
+}
+
+func loadOptOuts(tx *bolt.Tx, code string) (*optSet, error) {
+	set := &optSet{}
 	b := tx.Bucket(bucketOptOuts).Bucket([]byte(code))
 	if b == nil {
 		return set, nil
@@ -66,7 +154,7 @@ func loadOptOuts(tx *bolt.Tx, code string) (map[uint64]struct{}, error) {
 		if !ok {
 			return fmt.Errorf("policy: opt-outs %q: bad entry %q", code, k)
 		}
-		set[nat] = struct{}{}
+		set.add(nat)
 		return nil
 	})
 	return set, err
@@ -76,7 +164,7 @@ func loadAllOptOuts(tx *bolt.Tx) (optSnap, error) {
 	all := optSnap{}
 	err := tx.Bucket(bucketOptOuts).ForEach(func(k, _ []byte) error {
 		set, err := loadOptOuts(tx, string(k))
-		if err == nil && len(set) > 0 {
+		if err == nil && set.len() > 0 {
 			all[string(k)] = set
 		}
 		return err
@@ -91,8 +179,7 @@ func (s *Store) OptedOut(code, e164 string) bool {
 	if !ok {
 		return false
 	}
-	_, ok = s.snap.Load().opt[code][nat]
-	return ok
+	return s.snap.Load().opt[code].has(nat)
 }
 
 // OptedOutNational is OptedOut for a national number as a stored message
@@ -110,8 +197,7 @@ func (s *Store) OptedOutNational(code, national string) bool {
 		}
 		n = n*10 + uint64(c-'0')
 	}
-	_, ok := s.snap.Load().opt[code][n]
-	return ok
+	return s.snap.Load().opt[code].has(n)
 }
 
 // OptOut puts number (a handset's address as the SMSC gave it) on the
@@ -126,12 +212,7 @@ func (s *Store) OptOut(code, number string, moID uint64, at time.Time) (added bo
 		return false, err
 	}
 	err = s.update(func(tx *bolt.Tx, ch *change) error {
-		if e, err := loadEnterprise(tx, code); err != nil {
-			return err
-		} else if e == nil {
-			return fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
-		}
-		b, err := tx.Bucket(bucketOptOuts).CreateBucketIfNotExists([]byte(code))
+		b, err := optBucket(tx, code)
 		if err != nil {
 			return err
 		}
@@ -142,10 +223,106 @@ func (s *Store) OptOut(code, number string, moID uint64, at time.Time) (added bo
 			return err
 		}
 		added = true
-		ch.opt = append(ch.opt, code)
+		ch.optKey(code, e164)
 		return nil
 	})
 	return added, err
+}
+
+// AddOptOuts puts numbers on the enterprise's opt-out list by hand (any of
+// its users, or the operator): customers who asked not to get its
+// messages another way (a call, its website, its app), or the list it
+// kept with an earlier SMS platform. Sends to them are refused opted_out
+// at once, and its messages waiting for them are not sent (the gateway's
+// check before each part goes). Invalid numbers are reported per item,
+// the others are added; a number already listed keeps its entry (reported
+// in Listed, RowOptedOut). Past StoreOptions.MaxOptOuts numbers on the
+// list each is refused per item, optout_limit, the items before it added.
+func (s *Store) AddOptOuts(a Actor, code string, numbers []string) (ImportResult, error) {
+	if !a.member(code) {
+		return ImportResult{}, ErrForbidden
+	}
+	return s.addOptOutRows(a, code, listRows(numbers), 0)
+}
+
+// ImportOptOuts adds column A of a file as AddOptOuts does, read as
+// ImportWhitelist reads its file (a first row without a digit is a
+// header). The caller bounds r's size.
+func (s *Store) ImportOptOuts(a Actor, code string, r io.Reader, f sheet.Format) (ImportResult, error) {
+	if !a.member(code) {
+		return ImportResult{}, ErrForbidden
+	}
+	rows, header, err := s.readNumberColumn(r, f)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return s.addOptOutRows(a, code, rows, header)
+}
+
+func (s *Store) addOptOutRows(a Actor, code string, rows []inputRow, header int) (ImportResult, error) {
+	res := ImportResult{Rows: len(rows), HeaderRow: header}
+	valid, errs := s.classifyRows(rows)
+	res.Errors = errs
+	now := s.now().UTC()
+	res0 := res
+	err := s.update(func(tx *bolt.Tx, ch *change) error {
+		res = res0                             // fn may run again (StoreOptions.Shared)
+		res.Errors = slices.Clone(res0.Errors) // its appends must not write into res0's array
+		b, err := optBucket(tx, code)
+		if err != nil {
+			return err
+		}
+		// From the snapshot, as whitelistSize: the state this write starts from.
+		total := s.snap.Load().opt[code].len()
+		seen := make(map[string]int, len(valid)) // E.164 → its first row
+		for _, r := range valid {
+			if first, ok := seen[r.e164]; ok {
+				res.Duplicates++
+				res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowOptedOut,
+					Detail: fmt.Sprintf("%s: repeats row %d", r.e164, first)})
+				continue
+			}
+			seen[r.e164] = r.row
+			if v := b.Get([]byte(r.e164)); v != nil {
+				old, err := decodeOptOut(code, []byte(r.e164), v)
+				if err != nil {
+					return err
+				}
+				res.Duplicates++
+				res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowOptedOut,
+					Detail: fmt.Sprintf("%s: on the opt-out list since %s", r.e164, old.At.Format(time.RFC3339))})
+				continue
+			}
+			if n := s.opts.MaxOptOuts; total >= n {
+				res.Errors = append(res.Errors, RowError{Row: r.row, Value: r.raw, Reason: RowOptOutLimit,
+					Detail: fmt.Sprintf("%s: the opt-out list holds at most %d numbers added by hand: ask the account manager", r.e164, n)})
+				continue
+			}
+			if err := putJSON(b, r.e164, optMeta{At: now, By: a.who()}); err != nil {
+				return err
+			}
+			ch.optKey(code, r.e164)
+			total++
+			res.Added++
+		}
+		return nil
+	})
+	if err != nil {
+		return ImportResult{}, err
+	}
+	slices.SortStableFunc(res.Errors, func(x, y RowError) int { return x.Row - y.Row })
+	return res, nil
+}
+
+// optBucket is the enterprise's opt-out list in a write, created if need
+// be; ErrNotFound if there is no such enterprise.
+func optBucket(tx *bolt.Tx, code string) (*bolt.Bucket, error) {
+	if e, err := loadEnterprise(tx, code); err != nil {
+		return nil, err
+	} else if e == nil {
+		return nil, fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
+	}
+	return tx.Bucket(bucketOptOuts).CreateBucketIfNotExists([]byte(code))
 }
 
 // RemoveOptOut takes number off the enterprise's opt-out list (its admins,
@@ -165,7 +342,7 @@ func (s *Store) RemoveOptOut(a Actor, code, number string) error {
 		if b == nil || b.Get([]byte(e164)) == nil {
 			return fmt.Errorf("%w: %s is not on the opt-out list", ErrNotFound, e164)
 		}
-		ch.opt = append(ch.opt, code)
+		ch.optKey(code, e164)
 		return b.Delete([]byte(e164))
 	})
 }
@@ -295,5 +472,5 @@ func decodeOptOut(code string, k, v []byte) (OptOutEntry, error) {
 	if err := json.Unmarshal(v, &m); err != nil {
 		return OptOutEntry{}, fmt.Errorf("policy: opt-out %s %q: %w", code, k, err)
 	}
-	return OptOutEntry{Enterprise: code, Number: string(k), At: m.At, MOID: m.MOID}, nil
+	return OptOutEntry{Enterprise: code, Number: string(k), At: m.At, MOID: m.MOID, By: m.By}, nil
 }

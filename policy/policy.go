@@ -20,7 +20,10 @@ type Config struct {
 	// DefaultMaxWhitelist, DefaultMaxPendingWhitelist).
 	MaxWhitelist        int
 	MaxPendingWhitelist int
-	Now                 func() time.Time
+	// The numbers an enterprise may put on its opt-out list itself (0:
+	// DefaultMaxOptOuts).
+	MaxOptOuts int
+	Now        func() time.Time
 	// Shared makes the policy data shared by the nodes of a cluster
 	// (StoreOptions.Shared; cluster.Replica). nil: single node.
 	Shared Committer
@@ -54,6 +57,7 @@ func New(db *bolt.DB, cfg Config) (*Policy, error) {
 		MaxImportRows:       cfg.MaxImportRows,
 		MaxWhitelist:        cfg.MaxWhitelist,
 		MaxPendingWhitelist: cfg.MaxPendingWhitelist,
+		MaxOptOuts:          cfg.MaxOptOuts,
 		Now:                 cfg.Now,
 		Shared:              cfg.Shared,
 		Write:               cfg.Write,

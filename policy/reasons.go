@@ -281,15 +281,17 @@ func Describe(err error) (reason, code, msg string) {
 // instead, and an empty or invalid number is ReasonInvalidNumber's
 // "invalid_number". This list is the only place they are defined.
 const (
-	RowEmptyText       = "empty_text"       // batch: column B (the text) is empty
-	RowEmptyField      = "empty_field"      // templated send: a {column} of the template is empty
-	RowNumberTruncated = "number_truncated" // the number is in scientific notation that lost digits
-	RowInvalidName     = "invalid_name"     // address book: the name is too long or not text
-	RowInvalidGroup    = "invalid_group"    // address book: a group name is invalid, or too many groups
-	RowContactsLimit   = "contacts_limit"   // address book: the book is full
-	RowAlreadyListed   = "already_listed"   // whitelist: the number is already on it (or repeated in the input)
-	RowWhitelistLimit  = "whitelist_limit"  // whitelist: the enterprise's whitelist is full (StoreOptions.MaxWhitelist)
-	RowPendingLimit    = "pending_limit"    // whitelist: too many of its entries await approval (StoreOptions.MaxPendingWhitelist)
+	RowEmptyText       = "empty_text"        // batch: column B (the text) is empty
+	RowEmptyField      = "empty_field"       // templated send: a {column} of the template is empty
+	RowNumberTruncated = "number_truncated"  // the number is in scientific notation that lost digits
+	RowInvalidName     = "invalid_name"      // address book: the name is too long or not text
+	RowInvalidGroup    = "invalid_group"     // address book: a group name is invalid, or too many groups
+	RowContactsLimit   = "contacts_limit"    // address book: the book is full
+	RowAlreadyListed   = "already_listed"    // whitelist: the number is already on it (or repeated in the input)
+	RowWhitelistLimit  = "whitelist_limit"   // whitelist: the enterprise's whitelist is full (StoreOptions.MaxWhitelist)
+	RowPendingLimit    = "pending_limit"     // whitelist: too many of its entries await approval (StoreOptions.MaxPendingWhitelist)
+	RowOptedOut        = "already_opted_out" // opt-outs: the number is already on the list (or repeats an earlier row)
+	RowOptOutLimit     = "optout_limit"      // opt-outs: the enterprise added the most numbers it may itself (StoreOptions.MaxOptOuts)
 )
 
 var rowReasons = []struct{ name, message, zh string }{
@@ -302,6 +304,8 @@ var rowReasons = []struct{ name, message, zh string }{
 	{RowAlreadyListed, "the number is already on the whitelist (the detail says in which state) or repeats an earlier row", "号码已在白名单中或与前面的行重复"},
 	{RowWhitelistLimit, "the enterprise's whitelist holds the most numbers it may, pending, approved and rejected together: remove numbers no longer needed first", "白名单号码已达上限（含待审批、已通过和已拒绝的号码），请先删除不再需要的号码"},
 	{RowPendingLimit, "the most numbers an enterprise may have awaiting the account manager's approval: add more once some are decided", "待审批的号码已达上限，请待客户经理审批后再添加"},
+	{RowOptedOut, "the number is already on the opt-out list (the detail says since when) or repeats an earlier row", "号码已在退订名单中或与前面的行重复"},
+	{RowOptOutLimit, "the opt-out list holds the most numbers an enterprise may add itself: ask the account manager", "退订名单号码已达上限，请联系客户经理"},
 }
 
 // RowReasons returns the row reasons, each with its meaning.

@@ -171,6 +171,26 @@ func patchWhitelist(tx *bolt.Tx, old wlSnap, code string, keys []string) (wlSnap
 	return ws, nil
 }
 
+// patchOptOuts is old with the numbers keys (E.164, put or deleted) read
+// again from tx: a reply of TD, or a number added by hand, costs a copy of
+// the shards it touches (optSet.with), not a read of the whole list from
+// the file.
+func patchOptOuts(tx *bolt.Tx, old *optSet, code string, keys []string) (*optSet, error) {
+	b := tx.Bucket(bucketOptOuts).Bucket([]byte(code))
+	if b == nil {
+		return nil, nil
+	}
+	changes := make(map[uint64]bool, len(keys))
+	for _, k := range keys {
+		nat, ok := nationalOf(k)
+		if !ok {
+			return nil, fmt.Errorf("policy: opt-outs %q: bad entry %q", code, k)
+		}
+		changes[nat] = b.Get([]byte(k)) != nil
+	}
+	return old.with(changes), nil
+}
+
 func loadUsers(tx *bolt.Tx, snap *snapshot) error {
 	snap.bySID = map[string]*userRec{}
 	snap.byKey = map[[sha256.Size]byte]*userRec{}
@@ -237,7 +257,8 @@ type change struct {
 	ents      []string            // enterprise records
 	wl        []string            // whitelists, reloaded whole
 	wlKeys    map[string][]string // whitelist → the entries put or deleted, patched in (wlKey)
-	opt       []string            // opt-out lists
+	opt       []string            // opt-out lists, reloaded whole
+	optKeys   map[string][]string // opt-out list → the numbers put or deleted, patched in (optKey)
 	users     bool
 	overrides bool
 }
@@ -249,6 +270,15 @@ func (ch *change) wlKey(code, e164 string) {
 		ch.wlKeys = map[string][]string{}
 	}
 	ch.wlKeys[code] = append(ch.wlKeys[code], e164)
+}
+
+// optKey records that number e164 of code's opt-out list was put or
+// deleted: rebuild patches it into the snapshot (patchOptOuts).
+func (ch *change) optKey(code, e164 string) {
+	if ch.optKeys == nil {
+		ch.optKeys = map[string][]string{}
+	}
+	ch.optKeys[code] = append(ch.optKeys[code], e164)
 }
 
 // update runs fn in one read-write transaction, rebuilds the touched parts of
@@ -353,14 +383,28 @@ func rebuild(tx *bolt.Tx, old *snapshot, ch *change) (*snapshot, error) {
 		}
 		next.ents[code] = &entSnap{ent: o.ent, wlSnap: wl}
 	}
-	if len(ch.opt) > 0 {
+	if len(ch.opt) > 0 || len(ch.optKeys) > 0 {
 		next.opt = maps.Clone(old.opt)
 		for _, code := range ch.opt {
 			set, err := loadOptOuts(tx, code)
 			if err != nil {
 				return nil, err
 			}
-			if len(set) == 0 {
+			if set.len() == 0 {
+				delete(next.opt, code)
+			} else {
+				next.opt[code] = set
+			}
+		}
+		for code, keys := range ch.optKeys {
+			if slices.Contains(ch.opt, code) {
+				continue // reloaded whole
+			}
+			set, err := patchOptOuts(tx, old.opt[code], code, keys)
+			if err != nil {
+				return nil, err
+			}
+			if set.len() == 0 {
 				delete(next.opt, code)
 			} else {
 				next.opt[code] = set
@@ -471,7 +515,11 @@ func changeOf(changed [][][]byte) (ch change, all bool) {
 					ch.wl = append(ch.wl, sub)
 				}
 			default:
-				ch.opt = append(ch.opt, sub)
+				if len(p) == 3 { // a number put or deleted
+					ch.optKey(sub, string(p[2]))
+				} else { // the list's bucket created or deleted
+					ch.opt = append(ch.opt, sub)
+				}
 			}
 		case string(bucketUsers):
 			ch.users = true

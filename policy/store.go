@@ -41,8 +41,12 @@ type StoreOptions struct {
 	// DefaultMaxPendingWhitelist): see AddWhitelist.
 	MaxWhitelist        int
 	MaxPendingWhitelist int
-	Now                 func() time.Time // nil: time.Now
-	Rand                io.Reader        // nil: crypto/rand.Reader
+	// MaxOptOuts bounds the numbers an enterprise puts on its opt-out
+	// list itself (0: DefaultMaxOptOuts): see AddOptOuts. Replies of TD
+	// are never refused.
+	MaxOptOuts int
+	Now        func() time.Time // nil: time.Now
+	Rand       io.Reader        // nil: crypto/rand.Reader
 	// Shared, when set, makes the policy buckets shared state of a
 	// cluster (cluster.Replica implements it): every write runs through
 	// Shared.Update instead of db.Update, and the snapshot is rebuilt by
@@ -148,6 +152,9 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	}
 	if opts.MaxPendingWhitelist <= 0 {
 		opts.MaxPendingWhitelist = DefaultMaxPendingWhitelist
+	}
+	if opts.MaxOptOuts <= 0 {
+		opts.MaxOptOuts = DefaultMaxOptOuts
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -248,30 +248,39 @@ func (s *Store) ImportWhitelist(a Actor, code string, r io.Reader, f sheet.Forma
 	if !a.member(code) {
 		return ImportResult{}, ErrForbidden
 	}
-	sr, err := openImport(r, f, s.opts.MaxImportRows)
+	rows, header, err := s.readNumberColumn(r, f)
 	if err != nil {
 		return ImportResult{}, err
 	}
+	return s.addRows(a, code, rows, header)
+}
+
+// readNumberColumn reads column A of an imported file of numbers (a
+// whitelist's, an opt-out list's): its rows with content, and 1 if the
+// first was taken as a header (its column A has no digit), else 0.
+func (s *Store) readNumberColumn(r io.Reader, f sheet.Format) (rows []inputRow, header int, err error) {
+	sr, err := openImport(r, f, s.opts.MaxImportRows)
+	if err != nil {
+		return nil, 0, err
+	}
 	defer sr.Close()
-	var rows []inputRow
 	for {
 		row, err := sr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return ImportResult{}, importErr(err)
+			return nil, 0, importErr(err)
 		}
 		v, whole := sheet.NumericCell(row.Cell(0))
 		rows = append(rows, inputRow{row: row.N, value: v, truncated: !whole})
 	}
-	header := 0
 	if len(rows) > 0 && rows[0].row == 1 && strings.TrimSpace(rows[0].value) != "" &&
 		!strings.ContainsAny(rows[0].value, "0123456789") {
 		header = 1
 		rows = rows[1:]
 	}
-	return s.addRows(a, code, rows, header)
+	return rows, header, nil
 }
 
 func tooManyRows(max int) error { return invalid("import: more than %d rows", max) }

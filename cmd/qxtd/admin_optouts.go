@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -40,9 +41,14 @@ func (a *adminCLI) optOutsOf() *cobra.Command {
 					fmt.Fprintf(w, "%s is on no enterprise's opt-out list\n", args[0])
 					return
 				}
-				fmt.Fprintln(w, "ENTERPRISE\tNUMBER\tOPTED OUT\tREPLY")
+				fmt.Fprintln(w, "ENTERPRISE\tNUMBER\tOPTED OUT\tBY")
 				for _, e := range entries {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", e.Enterprise, e.Number, localTime(e.At), e.MOID)
+					// A reply's id, or who at the enterprise added it by hand.
+					by := "reply " + strconv.FormatUint(e.MOID, 10)
+					if e.By != "" {
+						by = "hand: " + e.By
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Enterprise, e.Number, localTime(e.At), by)
 				}
 			})
 		})

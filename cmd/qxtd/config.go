@@ -56,6 +56,9 @@ type OptOutConfig struct {
 	// opt-out list, compared case-insensitively after trimming spaces and
 	// punctuation.
 	Keywords []string `mapstructure:"keywords"`
+	// MaxEntries bounds the numbers on one enterprise's opt-out list for
+	// its own additions (policy.Config.MaxOptOuts); replies always add.
+	MaxEntries int `mapstructure:"max_entries"`
 }
 
 // WebhooksConfig is the receipt webhooks' sender (package webhook).
@@ -462,6 +465,7 @@ func defaultValues() map[string]any {
 		"webhooks.max_age":                         24 * time.Hour,
 		"webhooks.secret_overlap":                  policy.ReceiptSecretOverlap,
 		"optout.keywords":                          slices.Clone(policy.DefaultOptOutKeywords),
+		"optout.max_entries":                       policy.DefaultMaxOptOuts,
 		"cluster.etcd_endpoints":                   []string{}, // empty: one node, no etcd
 		"cluster.node_id":                          0,
 		"cluster.name":                             "",
@@ -762,6 +766,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Webhooks.PerEnterprise > c.Webhooks.Workers {
 		errs = append(errs, fmt.Errorf("webhooks.per_enterprise: %d is more than webhooks.workers (%d)", c.Webhooks.PerEnterprise, c.Webhooks.Workers))
+	}
+	if c.OptOut.MaxEntries < 1 {
+		errs = append(errs, fmt.Errorf("optout.max_entries: %d, want at least 1", c.OptOut.MaxEntries))
 	}
 	if len(c.OptOut.Keywords) == 0 {
 		errs = append(errs, errors.New("optout.keywords: at least one keyword (replies could not opt out)"))

@@ -14,6 +14,7 @@ func policyConfig(c *Config) (policy.Config, error) {
 		BcryptCost:          c.Policy.BcryptCost,
 		MaxWhitelist:        c.Policy.WhitelistMaxEntries,
 		MaxPendingWhitelist: c.Policy.WhitelistMaxPending,
+		MaxOptOuts:          c.OptOut.MaxEntries,
 	}
 	for i, p := range c.Policy.Packages {
 		fee, err := policy.ParseYuan(p.FeeYuan)
