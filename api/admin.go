@@ -102,6 +102,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/whitelist/reject", s.decideEntries(policy.WhitelistRejected)},
 
 		{"GET /admin/v1/optouts", s.exportOptOuts},
+		{"POST /admin/v1/enterprises/{code}/optouts", s.addOptOuts},
 
 		{"POST /admin/v1/logout", s.operatorLogout},
 		{"GET /admin/v1/status", s.status},

@@ -268,6 +268,11 @@ func (c *Client) OptOutsOf(number string) ([]policy.OptOutEntry, error) {
 	return out, nil
 }
 
+// AddOptOuts puts numbers on an enterprise's opt-out list as the operator.
+func (c *Client) AddOptOuts(code string, numbers []string) (*policy.ImportResult, error) {
+	return call[policy.ImportResult](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/optouts", Numbers{Numbers: numbers})
+}
+
 // EnterpriseMessage is one message of an enterprise, with its parts.
 func (c *Client) EnterpriseMessage(code, id string) (*Message, error) {
 	return call[Message](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages/"+seg(id), nil)

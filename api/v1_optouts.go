@@ -122,6 +122,25 @@ func (s *Server) removeMyOptOut(c *caller, w http.ResponseWriter, r *http.Reques
 	}
 }
 
+// addOptOuts is POST /admin/v1/enterprises/{code}/optouts: the operator
+// puts numbers on an enterprise's opt-out list (a complaint about its
+// messages that reached the operator or the carrier: 号码查询 finds who
+// sent). The entries say the operator added them (by_operator).
+func (s *Server) addOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	numbers, ok := s.readNumbers(w, r)
+	if !ok {
+		return
+	}
+	code := r.PathValue("code")
+	res, err := s.cfg.Policy.AddOptOuts(a, code, numbers)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.audit(a, "opt-outs added", "enterprise", code, "rows", res.Rows, "added", res.Added, "errors", len(res.Errors))
+	writeJSON(w, http.StatusOK, importOut(res))
+}
+
 // exportOptOuts answers GET /admin/v1/optouts?enterprise=CODE&format=csv|json:
 // one enterprise's opt-outs, or every enterprise's without ?enterprise,
 // as a JSON array (the default) or CSV (enterprise,number,at,mo_id,by).

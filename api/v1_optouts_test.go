@@ -185,4 +185,21 @@ func TestOptOutsAddedByHand(t *testing.T) {
 	if err != nil || len(rows) != 4 || rows[1][3] != page.Entries[0].By || tr.Get(ExportRowsTrailer) != "3" {
 		t.Fatalf("the export: %q %v", ebody, err)
 	}
+
+	// A complaint that reached the operator: on A's list, said so.
+	admin := &Client{Base: r.adminAPI("op-token"), Token: "op-token"}
+	res2, err := admin.AddOptOuts("A", []string{"13800138001", uNumA1})
+	if err != nil || res2.Added != 1 || res2.Duplicates != 1 {
+		t.Fatalf("the operator's add: %+v %v", res2, err)
+	}
+	_, err = admin.AddOptOuts("NOPE", []string{"13800138001"})
+	wantAPIError(t, err, http.StatusNotFound, "not_found")
+	var mine OptOutPage
+	r.must(http.StatusOK, "GET", "/v1/optouts?number=13800138001", r.keys["alice"], nil, &mine)
+	if len(mine.Entries) != 1 || !mine.Entries[0].ByOperator || mine.Entries[0].By != "" {
+		t.Fatalf("the operator's entry on A's list: %+v", mine)
+	}
+	if got := r.sendOne(r.keys["alice"], "13800138001"); got.Status != "refused" || got.Reason != "opted_out" {
+		t.Errorf("A to the number the operator added: %+v", got)
+	}
 }

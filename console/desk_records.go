@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/policy"
@@ -191,6 +192,37 @@ type opsTraceData struct {
 	// The links, with the number and the dates: each box, the first page
 	// and the next.
 	SentURL, RepliesURL, FirstURL, NextURL string
+}
+
+// opsTraceOptOut is 号码查询's 加入该企业的退订名单: a handset owner who
+// complains about an enterprise's messages is put on its opt-out list
+// (POST /admin/v1/enterprises/{code}/optouts), back to the number's
+// replies, which show its opt-outs.
+func (s *Server) opsTraceOptOut(q *req) {
+	number := strings.TrimSpace(q.r.PostFormValue("number"))
+	ent := strings.TrimSpace(q.r.PostFormValue("enterprise"))
+	back := link("/ops/trace", url.Values{"number": {number}, "box": {"replies"}})
+	if ent == "" {
+		q.redirect(back, "未加入：请填写企业代码。")
+		return
+	}
+	var res policy.ImportResult
+	if err := s.opsCall(q.r, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ent)+"/optouts", api.Numbers{Numbers: []string{number}}, &res); err != nil {
+		if isStatus(err, http.StatusUnauthorized) {
+			q.fail(err)
+			return
+		}
+		q.redirect(back, "未加入："+zhError(err))
+		return
+	}
+	switch {
+	case len(res.Errors) > 0:
+		q.redirect(back, "未加入："+policy.RowReasonZH(res.Errors[0].Reason)+"。")
+	case res.Added == 0:
+		q.redirect(back, number+" 已在 "+ent+" 的退订名单中。")
+	default:
+		q.redirect(back, "已将 "+number+" 加入 "+ent+" 的退订名单：该企业发给它的短信会被拒绝，尚未发出的也不再发出。")
+	}
 }
 
 // opsTrace is 号码查询 (/ops/trace?number=): who sent what to a number,

@@ -156,6 +156,29 @@ func TestDeskTrace(t *testing.T) {
 	}
 	c.get("/ops/trace?box=replies&number="+numA1).wantPage(t, `<td data-label="企业"><a href="/ops/enterprises/A">A</a></td>`,
 		"<td data-label=\"来源\">企业手工添加（甲）</td>")
+	// A complaint about B reached the operator: 号码查询 puts the number on B's
+	// list; one already there, or no enterprise, says so.
+	if err := r.pol.RemoveOptOut(policy.Actor{Enterprise: "B", Admin: true}, "B", numA1); err != nil {
+		t.Fatal(err)
+	}
+	page := "/ops/trace?box=replies&number=" + numA1
+	c.get(page).wantPage(t, `action="/ops/trace/optout"`, `name="number" value="`+numA1+`"`)
+	a = c.submit(page, "/ops/trace/optout", url.Values{"number": {numA1}, "enterprise": {"B"}})
+	if a.Status != http.StatusSeeOther {
+		t.Fatalf("add to B's list: %d %s", a.Status, a.Body)
+	}
+	c.get(a.Location).wantPage(t, "已将 "+numA1+" 加入 B 的退订名单", "<td data-label=\"来源\">运营方添加</td>")
+	if !r.pol.OptedOut("B", "+86"+numA1) {
+		t.Error("not on B's list")
+	}
+	a = c.submit(page, "/ops/trace/optout", url.Values{"number": {numA1}, "enterprise": {"B"}})
+	c.get(a.Location).wantPage(t, numA1+" 已在 B 的退订名单中")
+	a = c.submit(page, "/ops/trace/optout", url.Values{"number": {numA1}, "enterprise": {"NOPE"}})
+	c.get(a.Location).wantPage(t, "未加入：")
+	// B's own list says the operator put it there.
+	bob := r.client()
+	bob.login("bob")
+	bob.get("/optouts").wantPage(t, "运营方添加（客户投诉）")
 	if a := c.get("/ops/trace?box=replies&number=" + numA1[len(numA1)-4:]); !strings.Contains(a.Body, "输入完整的手机号码可查看") || !strings.Contains(a.Body, ">TD <span") {
 		t.Errorf("the replies of last digits:\n%s", a.Body)
 	}

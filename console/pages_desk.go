@@ -31,6 +31,7 @@ var deskRoutes = []route{
 	{"GET /ops/enterprises/{code}/records/{id}", (*Server).opsRecord},
 	{"GET /ops/enterprises/{code}/records/export.csv", (*Server).opsRecordsExport},
 	{"GET /ops/trace", (*Server).opsTrace},
+	{"POST /ops/trace/optout", (*Server).opsTraceOptOut},
 	{"GET /ops/approvals", (*Server).opsApprovals},
 	{"POST /ops/approvals/whitelist", (*Server).opsDecideWhitelist},
 	{"POST /ops/approvals/signatures/{id}/{decision}", (*Server).opsDecideSignature},

@@ -33,13 +33,17 @@ type OptOutEntry struct {
 	Number     string    `json:"number"`       // E.164
 	At         time.Time `json:"at"`           // when the reply was received, or the number added
 	MOID       uint64    `json:"mo_id"`        // the reply's id (the inbox's); 0 for one added by hand
-	By         string    `json:"by,omitempty"` // who added it by hand (AddOptOuts); "" for a reply's
+	By         string    `json:"by,omitempty"` // who of the enterprise added it by hand (AddOptOuts); "" for a reply's
+	// ByOperator: the operator added it (a complaint that reached the
+	// operator or the carrier); By is then "".
+	ByOperator bool `json:"by_operator,omitempty"`
 }
 
 type optMeta struct {
 	At   time.Time `json:"at"`
 	MOID uint64    `json:"mo"`
 	By   string    `json:"by,omitempty"`
+	Op   bool      `json:"op,omitempty"`
 }
 
 // DefaultMaxOptOuts bounds the numbers an enterprise puts on its opt-out
@@ -231,8 +235,9 @@ func (s *Store) OptOut(code, number string, moID uint64, at time.Time) (added bo
 
 // AddOptOuts puts numbers on the enterprise's opt-out list by hand (any of
 // its users, or the operator): customers who asked not to get its
-// messages another way (a call, its website, its app), or the list it
-// kept with an earlier SMS platform. Sends to them are refused opted_out
+// messages another way (a call, its website, its app), the list it kept
+// with an earlier SMS platform, or (the operator) a complaint about it
+// that reached the operator or the carrier. Sends to them are refused opted_out
 // at once, and its messages waiting for them are not sent (the gateway's
 // check before each part goes). Invalid numbers are reported per item,
 // the others are added; a number already listed keeps its entry (reported
@@ -298,7 +303,11 @@ func (s *Store) addOptOutRows(a Actor, code string, rows []inputRow, header int)
 					Detail: fmt.Sprintf("%s: the opt-out list holds at most %d numbers added by hand: ask the account manager", r.e164, n)})
 				continue
 			}
-			if err := putJSON(b, r.e164, optMeta{At: now, By: a.who()}); err != nil {
+			m := optMeta{At: now, By: a.who()}
+			if a.Operator {
+				m = optMeta{At: now, Op: true}
+			}
+			if err := putJSON(b, r.e164, m); err != nil {
 				return err
 			}
 			ch.optKey(code, r.e164)
@@ -472,5 +481,5 @@ func decodeOptOut(code string, k, v []byte) (OptOutEntry, error) {
 	if err := json.Unmarshal(v, &m); err != nil {
 		return OptOutEntry{}, fmt.Errorf("policy: opt-out %s %q: %w", code, k, err)
 	}
-	return OptOutEntry{Enterprise: code, Number: string(k), At: m.At, MOID: m.MOID, By: m.By}, nil
+	return OptOutEntry{Enterprise: code, Number: string(k), At: m.At, MOID: m.MOID, By: m.By, ByOperator: m.Op}, nil
 }

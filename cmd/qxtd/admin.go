@@ -44,7 +44,7 @@ func adminCmd() *cobra.Command {
 		group(&cobra.Command{Use: "whitelist", Short: "Whitelists: the pending queue, decisions (numbers the operator adds are approved at once)"},
 			a.wlAdd(), a.wlImport(), a.wlList(), a.wlDecide(true), a.wlDecide(false), a.wlRemove(), a.wlPending()),
 		group(&cobra.Command{Use: "optouts", Short: "Opt-out lists (numbers that replied TD, 回复TD退订)"},
-			a.optOutExport(), a.optOutsOf()),
+			a.optOutExport(), a.optOutsOf(), a.optOutsAdd()),
 		group(&cobra.Command{Use: "override", Short: "Number overrides (ported numbers, block corrections)"},
 			a.ovList(), a.ovSet(), a.ovRemove()),
 		a.signatureCmd(),

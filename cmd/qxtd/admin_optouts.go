@@ -45,11 +45,28 @@ func (a *adminCLI) optOutsOf() *cobra.Command {
 				for _, e := range entries {
 					// A reply's id, or who at the enterprise added it by hand.
 					by := "reply " + strconv.FormatUint(e.MOID, 10)
-					if e.By != "" {
+					switch {
+					case e.ByOperator:
+						by = "operator"
+					case e.By != "":
 						by = "hand: " + e.By
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Enterprise, e.Number, localTime(e.At), by)
 				}
 			})
+		})
+}
+
+// optOutsAdd puts numbers on an enterprise's opt-out list: a complaint
+// about its messages that reached the operator (records trace finds who
+// sent to the number).
+func (a *adminCLI) optOutsAdd() *cobra.Command {
+	return a.leaf("add CODE NUMBER...", "Put numbers on an enterprise's opt-out list (its sends to them are refused, its waiting ones not sent)", 2, -1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			r, err := cl.AddOptOuts(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			return a.out(c, r, func(w io.Writer) { printImport(w, r) })
 		})
 }

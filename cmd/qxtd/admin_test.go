@@ -131,6 +131,12 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"optouts", "export", "--format", "json"}, out: []string{`"number":"+8613800138000"`, `"mo_id":5`}},
 		{args: []string{"optouts", "export", "--enterprise", "NOPE"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
 		{args: []string{"optouts", "export", "--format", "xml"}, code: 2, errOut: []string{"want csv or json"}},
+		// A complaint: the operator puts a number on ACME's list.
+		{args: []string{"optouts", "add", "ACME", "13800138009", "+8613800138000", "5678"},
+			out: []string{"rows 3: 1 added, 1 duplicates, 1 errors", "invalid_number"}},
+		{args: []string{"optouts", "of", "13800138009"}, out: []string{"ACME", "+8613800138009", "operator"}},
+		{args: []string{"optouts", "of", "13800138000"}, out: []string{"reply 5"}},
+		{args: []string{"optouts", "add", "NOPE", "13800138009"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
 
 		{args: []string{"user", "add", "ACME", "acme_adm", "--name", "管理员", "--role", "admin", "--mobile", "13712345678", "--password", "adm12345"},
 			out: []string{"acme_adm", "+8613712345678"}, check: func(t *testing.T, out string) {
