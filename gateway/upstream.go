@@ -375,8 +375,10 @@ const maxHeldBindLosses = 3
 // behind a down upstream. The part is failed rejected opted_out instead,
 // as a new message to the number would be refused. A part of a message
 // another part of which went to the SMSC goes all the same: the customer
-// would get half a text. (The parts' copies in j.Msg may be a moment old,
-// so two parts checked at once may both go.)
+// would get half a text. (The parts' copies in j.Msg may be a moment old:
+// a part checked in the instant its number opts out, while another part
+// of its message is on its way to the SMSC, is stopped, and that half
+// goes.)
 func (g *Gateway) optedOutSince(j queue.Job) bool {
 	oo, ok := g.policy.(OptOuts)
 	if !ok || !oo.OptedOut(j.Msg.Enterprise, j.Msg.Dest) {
