@@ -183,6 +183,11 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 	var end func()
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		name := "optouts"
+		if code != "" {
+			name += "-" + code
+		}
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.csv"`)
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"enterprise", "number", "at", "mo_id", "by"})
 		write = func(e policy.OptOutEntry) error {

@@ -156,6 +156,32 @@ func (s *Server) opsExportDLR(q *req) {
 	s.opsExportAgain(q, p, code)
 }
 
+// opsExportOptOuts streams the opt-out lists (one enterprise's, or every
+// enterprise's) as GET /admin/v1/optouts writes them in CSV: for a
+// carrier's or a regulator's request, or a complaint's follow-up. A
+// refusal (an unknown enterprise) is shown on the export form.
+func (s *Server) opsExportOptOuts(q *req) {
+	v := url.Values{"format": {"csv"}}
+	ent := strings.TrimSpace(q.r.URL.Query().Get("enterprise"))
+	if ent != "" {
+		v.Set("enterprise", ent)
+	}
+	cw := &catchError{w: q.w}
+	s.proxy(cw, q.r, q.token, "/admin/v1/optouts", v)
+	if cw.code < 400 {
+		return
+	}
+	ae := cw.refusal()
+	if ae.Status == http.StatusUnauthorized {
+		q.fail(ae)
+		return
+	}
+	p := q.view(nil)
+	p.Form.Set("optouts_enterprise", ent)
+	p.Errors["optouts_enterprise"] = zhError(ae)
+	s.opsExportAgain(q, p, ae.Status)
+}
+
 // catchError passes a download through as it comes, unless the API
 // refuses it (a 4xx or 5xx status before any row): that answer, a small
 // JSON error, is kept for the console to show on its form instead.

@@ -439,6 +439,27 @@ func TestDeskExport(t *testing.T) {
 	if a = c.get("/ops/export/dlr.csv?" + q.Encode()); strings.Contains(a.Body, ",alice,") {
 		t.Errorf("B's export has A's message:\n%s", a.Body)
 	}
+
+	// 退订名单导出: one enterprise's list or all, as a CSV; an unknown
+	// enterprise is said on the form.
+	if _, err := r.pol.OptOut("A", numA1, 7, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pol.AddOptOuts(policy.Actor{Enterprise: "B", Name: "乙", Admin: true}, "B", []string{numA2}); err != nil {
+		t.Fatal(err)
+	}
+	c.get("/ops/export").wantPage(t, "退订名单导出", `action="/ops/export/optouts.csv"`)
+	a = c.get("/ops/export/optouts.csv?enterprise=A")
+	a.wantStatus(t, http.StatusOK, "enterprise,number,at,mo_id,by\n", "A,+86"+numA1+",")
+	if strings.Contains(a.Body, numA2) || !strings.Contains(a.Header.Get("Content-Disposition"), `filename="optouts-A.csv"`) {
+		t.Errorf("A's opt-outs: %v\n%s", a.Header, a.Body)
+	}
+	c.get("/ops/export/optouts.csv").wantStatus(t, http.StatusOK, "A,+86"+numA1+",", "B,+86"+numA2+",", ",0,乙\n")
+	a = c.get("/ops/export/optouts.csv?enterprise=NOPE")
+	a.wantStatus(t, http.StatusNotFound, "退订名单导出")
+	if _, form, _ := strings.Cut(a.Body, `id="export-optouts"`); !strings.Contains(form, `class="ferr" role="alert">`) {
+		t.Errorf("an unknown enterprise, no error on the opt-outs' form:\n%s", a.Body)
+	}
 }
 
 // userRow is the row of a user's table (id user-SID) in a page.

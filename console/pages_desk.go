@@ -40,6 +40,7 @@ var deskRoutes = []route{
 	{"GET /ops/bills.csv", (*Server).opsBillsCSV},
 	{"GET /ops/export", (*Server).opsExportPage},
 	{"GET /ops/export/dlr.csv", (*Server).opsExportDLR},
+	{"GET /ops/export/optouts.csv", (*Server).opsExportOptOuts},
 }
 
 // --- 运行概况 ---
