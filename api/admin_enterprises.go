@@ -124,6 +124,7 @@ type EnterpriseDetail struct {
 	PackageInfo *policy.Package `json:"package_info"` // the package's tier; null if not in the table
 	Users       int             `json:"users"`
 	Whitelist   WhitelistCounts `json:"whitelist"`
+	OptOuts     int             `json:"optouts"` // numbers on its opt-out list (GET /admin/v1/optouts?enterprise= lists them)
 	Usage       Usage           `json:"usage"`
 	Receipts    ReceiptStatus   `json:"receipts"` // its pushed receipts (v1_receipts.go)
 	Replies     ReceiptStatus   `json:"replies"`  // its pushed replies, in the same terms (reply_status of GET /v1/receipt-webhook)
@@ -218,6 +219,7 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 	}
 	out.Whitelist = WhitelistCounts{Pending: counts[policy.WhitelistPending],
 		Approved: counts[policy.WhitelistApproved], Rejected: counts[policy.WhitelistRejected]}
+	out.OptOuts = p.OptOutCount(e.Code)
 	out.Usage = Usage{Month: month, Limit: p.Limit(e)}
 	if s.cfg.Store != nil {
 		u, partial, err := s.enterpriseUsage(r.Context(), code, month)

@@ -448,6 +448,7 @@ func TestDeskExport(t *testing.T) {
 	if _, err := r.pol.AddOptOuts(policy.Actor{Enterprise: "B", Name: "乙", Admin: true}, "B", []string{numA2}); err != nil {
 		t.Fatal(err)
 	}
+	c.get("/ops/enterprises/A").wantPage(t, `<dt>退订名单</dt><dd>1 个号码（<a href="/ops/export/optouts.csv?enterprise=A">导出</a>）</dd>`)
 	c.get("/ops/export").wantPage(t, "退订名单导出", `action="/ops/export/optouts.csv"`)
 	a = c.get("/ops/export/optouts.csv?enterprise=A")
 	a.wantStatus(t, http.StatusOK, "enterprise,number,at,mo_id,by\n", "A,+86"+numA1+",")

@@ -323,6 +323,10 @@ func (s *Store) addOptOutRows(a Actor, code string, rows []inputRow, header int)
 	return res, nil
 }
 
+// OptOutCount is how many numbers are on the enterprise's opt-out list
+// (from memory), for its detail.
+func (s *Store) OptOutCount(code string) int { return s.snap.Load().opt[code].len() }
+
 // optBucket is the enterprise's opt-out list in a write, created if need
 // be; ErrNotFound if there is no such enterprise.
 func optBucket(tx *bolt.Tx, code string) (*bolt.Bucket, error) {

@@ -244,6 +244,7 @@ func (a *adminCLI) entShow() *cobra.Command {
 				}
 				fmt.Fprintf(w, "users\t%d\n", d.Users)
 				fmt.Fprintf(w, "whitelist\t%d approved, %d pending, %d rejected\n", d.Whitelist.Approved, d.Whitelist.Pending, d.Whitelist.Rejected)
+				fmt.Fprintf(w, "optouts\t%d numbers\n", d.OptOuts)
 				limit := "no limit"
 				if d.Usage.Limit >= 0 {
 					limit = fmt.Sprintf("limit %d", d.Usage.Limit)

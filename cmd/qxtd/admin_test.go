@@ -260,7 +260,7 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"enterprise", "set", "ACME", "--reply-url", "https://crm.example.com/mo", "--reply-batch", "20"}, out: []string{"ACME"}},
 		{args: []string{"enterprise", "set", "ACME", "--reply-batch", "1001"}, code: 1, errOut: []string{"invalid:", "reply_batch 1001"}},
 		{args: []string{"enterprise", "show", "ACME", "--month", "2025-06"},
-			out: []string{"500.00 CNY/month, 6200 segments included, 0.09 CNY", "users 1", "6 approved, 0 pending, 1 rejected",
+			out: []string{"500.00 CNY/month, 6200 segments included, 0.09 CNY", "users 1", "6 approved, 0 pending, 1 rejected", "optouts 2 numbers",
 				"usage 2025-06 0 charged, 0 reserved, limit 7311", "receipts 0 pending, 0 retrying",
 				"replies 0 pending, 0 retrying", "reply_url https://crm.example.com/mo", "webhooks unsigned (no secret), up to 100 receipts a POST, up to 20 replies a POST"}},
 		{args: []string{"--json", "enterprise", "show", "ACME"}, check: func(t *testing.T, out string) {
@@ -268,7 +268,7 @@ func TestAdminCLI(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &d); err != nil {
 				t.Fatal(err)
 			}
-			if d.Enterprise.Code != "ACME" || d.Users != 1 || d.Whitelist.Approved != 6 || d.Usage.Limit != 7311 {
+			if d.Enterprise.Code != "ACME" || d.Users != 1 || d.Whitelist.Approved != 6 || d.OptOuts != 2 || d.Usage.Limit != 7311 {
 				t.Errorf("show: %+v", d)
 			}
 		}},
