@@ -166,7 +166,8 @@ func (s *Server) opsExportOptOuts(q *req) {
 	if ent != "" {
 		v.Set("enterprise", ent)
 	}
-	cw := &catchError{w: q.w}
+	// A BOM first: Excel then reads the names in the by column as UTF-8.
+	cw := &catchError{w: q.w, prefix: []byte("\uFEFF")}
 	s.proxy(cw, q.r, q.token, "/admin/v1/optouts", v)
 	if cw.code < 400 {
 		return
@@ -190,6 +191,8 @@ type catchError struct {
 	code  int
 	wrote bool
 	buf   bytes.Buffer
+	// prefix goes before a download passed through (a BOM, for Excel).
+	prefix []byte
 }
 
 func (c *catchError) Header() http.Header { return c.w.Header() }
@@ -217,6 +220,12 @@ func (c *catchError) WriteHeader(code int) {
 		for _, k := range []string{"Content-Type", "Content-Disposition", "Content-Length", "Trailer"} {
 			h.Del(k)
 		}
+		return
+	}
+	if len(c.prefix) > 0 {
+		c.w.Header().Del("Content-Length")
+		c.w.WriteHeader(code)
+		_, _ = c.w.Write(c.prefix)
 		return
 	}
 	c.w.WriteHeader(code)

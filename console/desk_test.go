@@ -451,7 +451,7 @@ func TestDeskExport(t *testing.T) {
 	c.get("/ops/enterprises/A").wantPage(t, `<dt>退订名单</dt><dd>1 个号码（<a href="/ops/export/optouts.csv?enterprise=A">导出</a>）</dd>`)
 	c.get("/ops/export").wantPage(t, "退订名单导出", `action="/ops/export/optouts.csv"`)
 	a = c.get("/ops/export/optouts.csv?enterprise=A")
-	a.wantStatus(t, http.StatusOK, "enterprise,number,at,mo_id,by\n", "A,+86"+numA1+",")
+	a.wantStatus(t, http.StatusOK, "\uFEFFenterprise,number,at,mo_id,by\n", "A,+86"+numA1+",")
 	if strings.Contains(a.Body, numA2) || !strings.Contains(a.Header.Get("Content-Disposition"), `filename="optouts-A.csv"`) {
 		t.Errorf("A's opt-outs: %v\n%s", a.Header, a.Body)
 	}
