@@ -101,7 +101,7 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 		return c, err
 	}
 	if p.OptedOut(ent.Code, c.E164) {
-		return c, refuse(ReasonOptedOut, c.E164+": replied to unsubscribe (退订); the enterprise may remove it from its opt-out list")
+		return c, refuse(ReasonOptedOut, c.E164+": unsubscribed (退订: a reply of TD, or asked another way and added to the list); the enterprise's admins may remove it once the customer agrees")
 	}
 	if ent.NoWhitelist {
 		return c, nil
