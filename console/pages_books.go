@@ -246,25 +246,13 @@ func (s *Server) whitelistPage(q *req, code int, res *whitelistResult, p *page) 
 }
 
 func (s *Server) whitelistAdd(q *req) {
-	p := q.view(nil)
-	raw := q.r.PostFormValue("numbers")
-	p.Form.Set("numbers", raw)
-	numbers := splitList(raw)
-	body := api.WhitelistAdd{Numbers: numbers}
-	if len(numbers) == 1 {
-		body = api.WhitelistAdd{Number: numbers[0]}
-	}
-	var res whitelistResult
-	if err := s.call(q.r, http.MethodPost, "/v1/whitelist", body, &res); err != nil {
-		code, ok := q.formError(p, err, "numbers")
-		if !ok {
-			return
-		}
-		s.whitelistPage(q, code, nil, p)
+	again := func(p *page, code int) { s.whitelistPage(q, code, nil, p) }
+	p, res, one, ok := s.addNumbers(q, "/v1/whitelist", again)
+	if !ok {
 		return
 	}
-	if len(numbers) == 1 {
-		q.redirect("/whitelist", "已添加 "+numbers[0]+"，待客户经理审批后生效。")
+	if one != "" {
+		q.redirect("/whitelist", "已添加 "+one+"，待客户经理审批后生效。")
 		return
 	}
 	p.Flash = "已提交 " + strconv.Itoa(res.Rows) + " 个号码：新增 " + strconv.Itoa(res.Added) + " 个待审批，" +
@@ -273,20 +261,51 @@ func (s *Server) whitelistAdd(q *req) {
 }
 
 func (s *Server) whitelistImport(q *req) {
-	var res whitelistResult
-	err := s.upload(q.r, q.token, http.MethodPost, "/v1/whitelist/import", q.r.Header.Get("Content-Type"), q.r.Body, &res)
-	p := q.view(nil)
-	if err != nil {
-		code, ok := q.formError(p, err, "file")
-		if !ok {
-			return
-		}
-		s.whitelistPage(q, code, nil, p)
+	again := func(p *page, code int) { s.whitelistPage(q, code, nil, p) }
+	p, res, ok := s.importNumbers(q, "/v1/whitelist/import", again)
+	if !ok {
 		return
 	}
 	p.Flash = "导入完成：读取 " + strconv.Itoa(res.Rows) + " 行，新增 " + strconv.Itoa(res.Added) + " 个待审批，" +
 		strconv.Itoa(res.Duplicates) + " 个已在白名单中，" + strconv.Itoa(len(res.Errors)) + " 行有误。"
 	s.whitelistPage(q, http.StatusOK, &res, p)
+}
+
+// addNumbers sends a form's typed numbers (白名单, 退订名单: its "numbers"
+// field) to path as one number or a list; the API answers one number with
+// a status of its own. A refusal is shown next to the field by again.
+// ok false: answered. one is the number when a single one was typed.
+func (s *Server) addNumbers(q *req, path string, again func(*page, int)) (p *page, res whitelistResult, one string, ok bool) {
+	p = q.view(nil)
+	raw := q.r.PostFormValue("numbers")
+	p.Form.Set("numbers", raw)
+	numbers := splitList(raw)
+	body := api.WhitelistAdd{Numbers: numbers}
+	if len(numbers) == 1 {
+		body, one = api.WhitelistAdd{Number: numbers[0]}, numbers[0]
+	}
+	if err := s.call(q.r, http.MethodPost, path, body, &res); err != nil {
+		if code, shown := q.formError(p, err, "numbers"); shown {
+			again(p, code)
+		}
+		return nil, res, "", false
+	}
+	return p, res, one, true
+}
+
+// importNumbers passes the browser's multipart body (the file alone) to
+// path unread and returns the API's account of every row; a refusal is
+// shown next to the file field by again. ok false: answered.
+func (s *Server) importNumbers(q *req, path string, again func(*page, int)) (p *page, res whitelistResult, ok bool) {
+	err := s.upload(q.r, q.token, http.MethodPost, path, q.r.Header.Get("Content-Type"), q.r.Body, &res)
+	p = q.view(nil)
+	if err != nil {
+		if code, shown := q.formError(p, err, "file"); shown {
+			again(p, code)
+		}
+		return nil, res, false
+	}
+	return p, res, true
 }
 
 func (s *Server) whitelistRemove(q *req) {

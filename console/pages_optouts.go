@@ -91,25 +91,13 @@ func (s *Server) optOutsPage(q *req, code int, p *page, res *whitelistResult) {
 // number goes back to the list with a notice, several show the account of
 // each.
 func (s *Server) optOutsAdd(q *req) {
-	p := q.view(nil)
-	raw := q.r.PostFormValue("numbers")
-	p.Form.Set("numbers", raw)
-	numbers := splitList(raw)
-	body := api.OptOutAdd{Numbers: numbers}
-	if len(numbers) == 1 {
-		body = api.OptOutAdd{Number: numbers[0]}
-	}
-	var res whitelistResult
-	if err := s.call(q.r, http.MethodPost, "/v1/optouts", body, &res); err != nil {
-		code, ok := q.formError(p, err, "numbers")
-		if !ok {
-			return
-		}
-		s.optOutsPage(q, code, p, nil)
+	again := func(p *page, code int) { s.optOutsPage(q, code, p, nil) }
+	p, res, one, ok := s.addNumbers(q, "/v1/optouts", again)
+	if !ok {
 		return
 	}
-	if len(numbers) == 1 {
-		q.redirect(link("/optouts", url.Values{"number": {numbers[0]}}), "已将 "+numbers[0]+" 加入退订名单：本企业不会再向它发送短信。")
+	if one != "" {
+		q.redirect(link("/optouts", url.Values{"number": {one}}), "已将 "+one+" 加入退订名单：本企业不会再向它发送短信。")
 		return
 	}
 	p.Form.Del("numbers") // taken: each row's account is below
@@ -117,18 +105,12 @@ func (s *Server) optOutsAdd(q *req) {
 	s.optOutsPage(q, http.StatusOK, p, &res)
 }
 
-// optOutsImport passes the browser's multipart body (the file alone) to
-// POST /v1/optouts/import unread and shows the API's account of every row.
+// optOutsImport passes the file to POST /v1/optouts/import and shows the
+// API's account of every row.
 func (s *Server) optOutsImport(q *req) {
-	var res whitelistResult
-	err := s.upload(q.r, q.token, http.MethodPost, "/v1/optouts/import", q.r.Header.Get("Content-Type"), q.r.Body, &res)
-	p := q.view(nil)
-	if err != nil {
-		code, ok := q.formError(p, err, "file")
-		if !ok {
-			return
-		}
-		s.optOutsPage(q, code, p, nil)
+	again := func(p *page, code int) { s.optOutsPage(q, code, p, nil) }
+	p, res, ok := s.importNumbers(q, "/v1/optouts/import", again)
+	if !ok {
 		return
 	}
 	p.Flash = optOutsNotice("导入完成：读取", res)
