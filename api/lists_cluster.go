@@ -169,6 +169,7 @@ func (s *Server) NodePage(q NodeListQuery) (NodePage, error) {
 	out := NodePage{Messages: make([]Message, len(ms)), Next: next}
 	for i, m := range ms {
 		out.Messages[i] = messageOut(m, f.Now, false)
+		s.markHeld(&out.Messages[i], m)
 		if f.AllEnterprises {
 			out.Messages[i].Enterprise = m.Enterprise
 		}

@@ -36,8 +36,13 @@ type Message struct {
 	// Priority: while it waits, it goes ahead of the enterprise's backlog
 	// (the send's priority, or an SMPP priority_flag: a verification code
 	// behind a campaign). The store drops the mark once it is sent.
-	Priority    bool      `json:"priority,omitempty"`
-	ErrorCode   string    `json:"error_code,omitempty"` // the SMSC's error of the first part not delivered
+	Priority  bool   `json:"priority,omitempty"`
+	ErrorCode string `json:"error_code,omitempty"` // the SMSC's error of the first part not delivered
+	// Held says why a message waiting to be sent does not go now:
+	// account_disabled while the operator has its enterprise disabled.
+	// It goes once the enterprise is enabled again (or expires, past
+	// valid_until). Absent when it goes in its turn.
+	Held        string    `json:"held,omitempty"`
 	AcceptedAt  time.Time `json:"accepted_at"`
 	SendAt      time.Time `json:"send_at,omitzero"`
 	ValidUntil  time.Time `json:"valid_until,omitzero"`
@@ -166,7 +171,27 @@ func (s *Server) showMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 
 func (s *Server) writeMessage(ctx context.Context, c *caller, w http.ResponseWriter, id uint64) {
 	if m, ok := s.visible(ctx, c, w, id); ok {
-		writeJSON(w, http.StatusOK, messageOut(m, time.Now(), true))
+		out := messageOut(m, time.Now(), true)
+		s.markHeld(&out, m)
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// markHeld sets out.Held, from m, when m waits to be sent and does not
+// go now, and then names its state 暂停发送 (unless it is scheduled: it
+// stays 定时待发, and is held when its time comes).
+func (s *Server) markHeld(out *Message, m *queue.Message) {
+	if s.cfg.Policy == nil || !s.cfg.Policy.Disabled(m.Enterprise) {
+		return
+	}
+	for _, p := range m.Parts {
+		if p.State == queue.StateAccepted {
+			out.Held = policy.ReasonAccountDisabled.String()
+			if !out.Scheduled {
+				out.StateZH = "暂停发送"
+			}
+			return
+		}
 	}
 }
 
@@ -243,6 +268,7 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 	page := MessagePage{Messages: make([]Message, len(ms))}
 	for i, m := range ms {
 		page.Messages[i] = messageOut(m, f.Now, false)
+		s.markHeld(&page.Messages[i], m)
 		if f.AllEnterprises {
 			page.Messages[i].Enterprise = m.Enterprise
 		}

@@ -388,9 +388,9 @@ func (s *Server) opsEnterpriseState(q *req) {
 		s.opsEnterpriseAgain(q, p, code, true)
 		return
 	}
-	msg := "已启用企业 " + ec + "。"
+	msg := "已启用企业 " + ec + "：暂停发送的短信继续发出。"
 	if dis {
-		msg = "已停用企业 " + ec + "：其用户不能再发送短信。"
+		msg = "已停用企业 " + ec + "：其用户不能再发送短信，已接收、尚未发出的短信暂停发送。"
 	}
 	q.redirect("/ops/enterprises/"+url.PathEscape(ec), msg)
 }

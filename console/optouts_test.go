@@ -171,13 +171,13 @@ func TestStoppedForOptOut(t *testing.T) {
 	c := r.client()
 	c.login("alice")
 	a := c.get("/outbox/" + id)
-	a.wantPage(t, "对方在这条短信发出之前回复了退订", "本平台的错误码：opted_out（该号码已回复退订）", `href="/optouts?number=`+numA1+`"`, "没有发出的短信不收费")
+	a.wantPage(t, "对方在这条短信发出之前已退订", "本平台的错误码：opted_out（该号码已退订）", `href="/optouts?number=`+numA1+`"`, "没有发出的短信不收费")
 	if strings.Contains(a.Body, "常见原因") {
 		t.Error("FAQ 6's causes listed for a message qxtd held back")
 	}
 	d := r.client()
 	d.opsLogin()
-	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "对方在这条短信发出之前回复了退订", `href="/ops/trace?number=`+numA1+`"`)
+	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "对方在这条短信发出之前已退订", `href="/ops/trace?number=`+numA1+`"`)
 }
 
 // TestOptOutsAddedByHand: a plain user puts numbers on 退订名单 by hand,

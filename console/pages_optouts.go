@@ -13,7 +13,7 @@ import (
 // 退订名单 (白名单 > 退订名单): the numbers that replied an opt-out keyword
 // (回复TD退订) to the enterprise, or that its users added themselves (a
 // customer who asked by phone, the list of an earlier platform), which
-// its sends are refused 该号码已回复退订 until an admin takes one off —
+// its sends are refused 该号码已退订 until an admin takes one off —
 // when the customer asks to receive the enterprise's messages again.
 // Every user reads the list, searches it by a number in any form and adds
 // numbers, typed or from a file; only admins remove (the API decides: GET

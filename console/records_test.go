@@ -207,8 +207,15 @@ func TestWhyTable(t *testing.T) {
 		t.Errorf("scheduled: %q", w.Verdict)
 	}
 	if w := whyFor(api.Message{State: "rejected", ErrorCode: "opted_out", Segments: 1}); !w.OptedOut || len(w.Causes) != 0 ||
-		!strings.Contains(w.Verdict, "回复了退订") || !strings.Contains(w.Code, "opted_out（该号码已回复退订）") || !strings.Contains(w.Charge, "不收费") {
+		!strings.Contains(w.Verdict, "已退订") || !strings.Contains(w.Code, "opted_out（该号码已退订）") || !strings.Contains(w.Charge, "不收费") {
 		t.Errorf("stopped for an opt-out: %+v", w)
+	}
+	if w := whyFor(api.Message{State: "accepted", StateZH: "暂停发送", Held: "account_disabled"}); !strings.HasPrefix(w.Verdict, "暂停发送：企业账号已被停用") ||
+		!strings.Contains(w.Code, "account_disabled（企业账号已停用）") || !strings.Contains(w.Charge, "没有发出的短信不收费") {
+		t.Errorf("held while the enterprise is disabled: %+v", w)
+	}
+	if w := whyFor(api.Message{State: "accepted", Scheduled: true, Held: "account_disabled"}); !strings.HasPrefix(w.Verdict, "定时待发") || !strings.Contains(w.Verdict, "停用期间这条短信不会发出") {
+		t.Errorf("scheduled and held: %+v", w)
 	}
 	if w := whyFor(api.Message{State: "expired", ErrorCode: "002"}); !strings.Contains(w.Verdict, "关机") || !strings.Contains(w.Code, "002（有效期内未能送达") {
 		t.Errorf("expired: %+v", w)

@@ -19,7 +19,7 @@ type whyAnswer struct {
 	Causes  []string // the common causes to check (failures only)
 	Charge  string   // whether it is charged
 	Failed  bool     // a failed final state (接收失败 and the like)
-	// OptedOut: the number replied TD after the message was accepted,
+	// OptedOut: the number opted out after the message was accepted,
 	// and qxtd did not send it; the page links to the number's opt-out.
 	OptedOut bool
 }
@@ -117,10 +117,22 @@ func whyFor(m api.Message) whyAnswer {
 	if m.ErrorCode != "" {
 		a.Code = "短信中心返回的错误码：" + codeZH(m.ErrorCode)
 	}
+	if m.Held == "account_disabled" {
+		// Not sent while the operator has the enterprise disabled
+		// (gateway.Disabling): it goes once enabled again.
+		held := "企业账号已被停用：停用期间这条短信不会发出；账号恢复使用后继续发送（超过有效期的不再发出）。"
+		if st == "scheduled" {
+			a.Verdict += "但" + held
+		} else {
+			a.Verdict = "暂停发送：" + held
+		}
+		a.Code = "本平台的错误码：" + codeZH(m.Held)
+		a.Charge = "没有发出的短信不收费；恢复发送后，只有接收成功的短信收费。"
+	}
 	if st == "rejected" && m.ErrorCode == "opted_out" {
 		// Not the SMSC's, and none of FAQ 6's causes: the customer
 		// unsubscribed while the message waited (a scheduled one).
-		a.Verdict = "未发出：对方在这条短信发出之前回复了退订（TD），本平台按退订规定没有发出它。"
+		a.Verdict = "未发出：对方在这条短信发出之前已退订（回复了 TD，或通过其他方式要求退订而被加入了退订名单），本平台按退订规定没有发出它。"
 		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
 		a.Causes, a.OptedOut = nil, true
 		a.Charge = "没有发出的短信不收费。"

@@ -244,10 +244,14 @@ func (d *dispatcher) upRoom(up string) int {
 
 // unsendable reports whether j's upstream cannot send now: a part handed
 // over for it is left in the store, where a scan finds it once the
-// upstream is back (upChanged kicks one).
+// upstream is back (upChanged kicks one). The same for a part of an
+// enterprise the operator disabled (Disabling): it waits in the store,
+// where the scans pass it by (queue.DueQuery.Hold), until the enterprise
+// is enabled again and the next scan takes it (one runs every idlePoll
+// while there is room).
 func (d *dispatcher) unsendable(j queue.Job) bool {
 	u := d.g.byName[j.Msg.Upstream]
-	return u != nil && (u.unavailable() || d.held[j.Msg.Upstream])
+	return u != nil && (u.unavailable() || d.held[j.Msg.Upstream]) || d.g.disabled(j.Msg.Enterprise)
 }
 
 // hold keeps the parts of the upstream named up out of flight until
@@ -451,7 +455,7 @@ func (d *dispatcher) next() ([]queue.Job, error) {
 	// worthwhile share of the windows is free (or all of them): each
 	// scan skips the whole in-flight set.
 	now := time.Now()
-	res, err := d.g.store.DueFor(now, queue.DueQuery{Limit: room, Priority: d.laneRoom, Share: share, Skip: d.skip, Room: d.upRoom})
+	res, err := d.g.store.DueFor(now, queue.DueQuery{Limit: room, Priority: d.laneRoom, Share: share, Skip: d.skip, Room: d.upRoom, Hold: d.g.disabled})
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,27 @@ import (
 	"github.com/qxtd/qxtd/smpp"
 )
 
+// submitLater submits text to dst over e, scheduled an hour ahead (with
+// priority_flag 1 if priority), and returns the message's id: a test
+// moves it to now (Gateway.Reschedule) once it has set the stage.
+func submitLater(ctx context.Context, t *testing.T, e *esme, dst, text string, priority bool) uint64 {
+	t.Helper()
+	p := submitSM("", dst, text)
+	_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000010000000R")
+	if priority {
+		_ = p.Fields().Set(pdufield.PriorityFlag, uint8(1))
+	}
+	id, err := e.submit(ctx, p)
+	if err != nil {
+		t.Fatalf("schedule %q to %s: %v", text, dst, err)
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestOptOutStopsWaitingMessages: E1's messages accepted for a number
 // before it replied TD, and not yet sent, are not sent once their turn
 // comes: a single-part one and every part of a long one get REJECTD
@@ -31,20 +52,7 @@ func TestOptOutStopsWaitingMessages(t *testing.T) {
 	}
 	// Scheduled an hour ahead: each is sent when the test moves it to
 	// now, after the opt-out, whatever the machine's pace.
-	later := func(dst, text string) uint64 {
-		t.Helper()
-		p := submitSM("", dst, text)
-		_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000010000000R")
-		id, err := alice.submit(ctx, p)
-		if err != nil {
-			t.Fatalf("schedule to %s: %v", dst, err)
-		}
-		n, err := strconv.ParseUint(id, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	later := func(dst, text string) uint64 { return submitLater(ctx, t, alice, dst, text, false) }
 	const optedOut, other = "13712345678", "13923412345"
 	single := later(optedOut, "sale today")
 	long := later(optedOut, strings.Repeat("a long sale text ", 12)) // 204 characters, signed in UCS-2: 4 parts

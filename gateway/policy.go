@@ -93,6 +93,19 @@ type OptOuts interface {
 	OptedOut(enterprise, number string) bool
 }
 
+// Disabling is the optional part of a Policy that says whether the
+// operator has disabled an enterprise: its messages accepted before, and
+// not yet sent, wait in the store until it is enabled again (the
+// dispatcher passes them by: dispatcher.held), rather than going to
+// customers on behalf of an enterprise stopped for spam complaints or
+// arrears. Rules implements it; without it every accepted message goes.
+type Disabling interface {
+	// Disabled reports whether the enterprise is disabled now. The
+	// dispatcher asks it of every enterprise with parts due at each scan
+	// and of each part it sends: it must not touch the disk.
+	Disabled(enterprise string) bool
+}
+
 // ErrNoList is a distribution list name that names no list.
 var ErrNoList = errors.New("gateway: no such distribution list")
 

@@ -113,6 +113,9 @@ func (r Rules) OptedOut(enterprise, number string) bool {
 	return r.P.OptedOutNational(enterprise, number)
 }
 
+// Disabled implements Disabling from the policy's enterprises in memory.
+func (r Rules) Disabled(enterprise string) bool { return r.P.Disabled(enterprise) }
+
 // SystemAccount is the account qxtd's own messages (password resets, the
 // first password of an approved application) are sent as: no policy user
 // has to exist for it.

@@ -369,6 +369,13 @@ const maxHeldThrottles = 16
 // backoff.
 const maxHeldBindLosses = 3
 
+// disabled reports whether the operator disabled enterprise ent
+// (Disabling): none of its parts goes to the SMSC until it is enabled.
+func (g *Gateway) disabled(ent string) bool {
+	dp, ok := g.policy.(Disabling)
+	return ok && dp.Disabled(ent)
+}
+
 // optedOutSince reports whether j's part must not go because its number
 // opted out (回复TD) of its enterprise's messages after the message was
 // accepted (OptOuts): a scheduled campaign, a retry, a message queued
@@ -412,6 +419,12 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
 				return g.store.Fail(ctx, j.Key, queue.StateExpired, "validity", now)
 			})
+			return
+		}
+		if g.disabled(j.Msg.Enterprise) {
+			// Disabled since the dispatcher took it: back to the store,
+			// where it waits (dispatcher.unsendable), unsent, until the
+			// enterprise is enabled again.
 			return
 		}
 		if g.optedOutSince(j) {

@@ -263,6 +263,14 @@ func (s *Store) Enterprises(a Actor) []Enterprise {
 	return out
 }
 
+// Disabled reports whether the enterprise code is disabled now, from
+// memory and without a copy: the dispatcher asks it of every enterprise
+// with parts due, at every scan. An unknown code is not.
+func (s *Store) Disabled(code string) bool {
+	es := s.snap.Load().ents[code]
+	return es != nil && es.ent.Disabled
+}
+
 // Lookup returns a copy of the current enterprise record, from memory. It is
 // for the daemon's own use after authentication (no actor check): refresh the
 // enterprise at each submission so that grants, caps and Disabled apply at once.

@@ -77,8 +77,9 @@ const (
 	// ReasonBadSource: the source address is not the enterprise's service
 	// number (接入号) plus an extension of at most its extension length.
 	ReasonBadSource
-	// ReasonOptedOut: the recipient replied TD (回复TD退订) to the
-	// enterprise and is on its opt-out list.
+	// ReasonOptedOut: the recipient is on the enterprise's opt-out list:
+	// it replied TD (回复TD退订), or the enterprise or the operator put it
+	// there for a customer who asked another way.
 	ReasonOptedOut
 
 	numReasons = iota - 1
@@ -125,7 +126,7 @@ var reasonTable = [numReasons + 1]reasonInfo{
 	ReasonStoreError:          {"store_error", StatusSystemError, "the message store failed: nothing was accepted; retry later", "存储失败，未接收，请稍后重试"},
 
 	ReasonBadSource: {"bad_source", 0x409, "the source is not the enterprise's service number plus an allowed extension", "发送号码不是本企业的接入号（或其扩展号）"},
-	ReasonOptedOut:  {"opted_out", 0x40A, "the recipient replied TD and is on the enterprise's opt-out list", "该号码已回复退订"},
+	ReasonOptedOut:  {"opted_out", 0x40A, "the recipient is on the enterprise's opt-out list (it replied TD, or asked another way)", "该号码已退订"},
 }
 
 // Vendor reports whether r's command_status is one of qxtd's own in the

@@ -329,3 +329,50 @@ func TestDueForUpstreamRoom(t *testing.T) {
 		t.Errorf("no Room: took %v, passed by %v; want ct 5, cu 3, down 2", got, r.PassedBy)
 	}
 }
+
+// TestDueForHold: an enterprise held (disabled by the operator) has none
+// of its parts taken, in any pass (priority, share, fill-up) and on any
+// upstream, and they stay due: taken again once it is no longer held. The
+// others' parts due after them are taken.
+func TestDueForHold(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	var ms []*Message
+	for i := range 20 {
+		m := upMsg([]string{"cm", "cu"}[i%2], fmt.Sprintf("1371000%04d", i), 1+i%3)
+		m.Enterprise = "A"
+		m.Priority = i%5 == 0
+		ms = append(ms, m)
+	}
+	for i := range 3 {
+		m := upMsg("cu", fmt.Sprintf("1301000%04d", i), 1)
+		m.Enterprise = "B"
+		ms = append(ms, m)
+	}
+	ts.enqueue(ms...)
+	due := time.Now().Add(time.Second)
+	asked := map[string]int{}
+	r, err := ts.DueFor(due, DueQuery{
+		Limit: 100, Priority: func(string) int { return 100 }, Share: func(string) int { return 2 },
+		Hold: func(ent string) bool { asked[ent]++; return ent == "A" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countByEnterprise(r.Jobs); got["A"] != 0 || got["B"] != 3 {
+		t.Errorf("A held: took %v, want B's 3 and none of A's", got)
+	}
+	if asked["A"] != 1 {
+		t.Errorf("Hold asked %d times of A in one walk, want once", asked["A"])
+	}
+	r, err = ts.DueFor(due, DueQuery{Limit: 100, Share: func(string) int { return 2 }, Hold: func(string) bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := 0
+	for _, m := range ms {
+		parts += len(m.Parts)
+	}
+	if len(r.Jobs) != parts {
+		t.Errorf("no longer held: took %d parts, want all %d", len(r.Jobs), parts)
+	}
+}

@@ -103,6 +103,11 @@ type DueQuery struct {
 	// to the next upstream: one that cannot send (its SMSC down, its
 	// windows full) must not hold up the others' parts behind its own.
 	Room func(upstream string) int
+	// Hold, when set, names the enterprises none of whose parts may be
+	// taken now (an enterprise the operator disabled): each pass goes
+	// by their parts with one seek per upstream, however many there
+	// are, and they stay due.
+	Hold func(enterprise string) bool
 }
 
 // DueResult is what DueFor found: the parts taken, the snapshot it read,
@@ -123,6 +128,18 @@ type DueResult struct {
 // long it is, once the upstream has no room.
 func (s *Store) DueFor(now time.Time, q DueQuery) (DueResult, error) {
 	limit, priority, share, skip, roomOf := q.Limit, q.Priority, q.Share, q.Skip, q.Room
+	held := map[string]bool{} // q.Hold's answers in this walk
+	hold := func(ent string) bool {
+		if q.Hold == nil {
+			return false
+		}
+		h, ok := held[ent]
+		if !ok {
+			h = q.Hold(ent)
+			held[ent] = h
+		}
+		return h
+	}
 	var res DueResult
 	if limit <= 0 {
 		return res, fmt.Errorf("queue: due: %w: limit %d", ErrInvalid, limit)
@@ -179,7 +196,11 @@ func (s *Store) DueFor(now time.Time, q DueQuery) (DueResult, error) {
 					}
 					ent := string(kb[len(upPrefix) : len(upPrefix)+e])
 					entPrefix := append(upPrefix[:len(upPrefix):len(upPrefix)], ent+"\x00"...)
-					for q := quota(ent); kb != nil && count[ent] < q && len(jobs) < limit && left(up) > 0 && bytes.HasPrefix(kb, entPrefix); kb, _ = c.Next() {
+					n := quota(ent)
+					if hold(ent) {
+						n = 0
+					}
+					for ; kb != nil && count[ent] < n && len(jobs) < limit && left(up) > 0 && bytes.HasPrefix(kb, entPrefix); kb, _ = c.Next() {
 						ts, k, ok := parseTimeKey(kb[len(entPrefix):])
 						if !ok {
 							return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)

@@ -1,0 +1,90 @@
+package console
+
+import (
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/qxtd/qxtd/api"
+	"github.com/qxtd/qxtd/gateway"
+)
+
+// TestHeldWhileDisabled: the desk disables A while a message of it
+// waits; when the message comes due it is 暂停发送 in 收发查询's 发送中
+// and on its detail (why, the code, not charged), the enterprise's page
+// says what happens to such messages, and once the desk enables A again
+// the message is delivered.
+func TestHeldWhileDisabled(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "周末大促", SendAt: time.Now().Add(24 * time.Hour).Format(time.RFC3339)})[0]
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.client()
+	d.opsLogin()
+	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"true"}}).wantRedirect(t, "/ops/enterprises/A")
+	d.get("/ops/enterprises/A").wantPage(t, "尚未发出的短信暂停发送", `id="ent-held"`, `href="/ops/enterprises/A/records?outcome=pending"`)
+	detail := "/ops/enterprises/A/records/" + id
+	d.get(detail).wantPage(t, "定时待发", "停用期间这条短信不会发出")
+	if err := r.gw.Reschedule(t.Context(), &gateway.Account{SystemID: "alice", Enterprise: "A"}, n, time.Now(), ""); err != nil {
+		t.Fatal(err)
+	}
+	d.get(detail).wantPage(t, "暂停发送：企业账号已被停用", "本平台的错误码：account_disabled（企业账号已停用）", "没有发出的短信不收费")
+	d.get("/ops/enterprises/A/records?outcome=pending").wantPage(t, ">暂停发送</a>")
+	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
+	d.get("/ops/enterprises/A").wantPage(t, "暂停发送的短信继续发出")
+	r.waitState(key, id, "delivered")
+	d.get(detail).wantPage(t, "接收成功")
+}
+
+// TestBrowserHeldAndStopped: in Chromium, a message stopped because its
+// number opted out says so on the sender's detail page; the desk disables
+// A with its button, and a message of A that comes due is 暂停发送 in
+// 收发查询's 发送中, and its detail says why.
+func TestBrowserHeldAndStopped(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	later := time.Now().Add(24 * time.Hour).Format(time.RFC3339)
+	ids := r.apiSend(key, api.SendRequest{To: []string{numA1, numA2}, Text: "周末大促，全场八折", SendAt: later})
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "A"}
+	now := func(id string) {
+		t.Helper()
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.gw.Reschedule(t.Context(), acct, n, time.Now(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.pol.OptOut("A", numA1, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	now(ids[0])
+	r.waitState(key, ids[0], "rejected")
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+	b.run("the stopped message", chromedp.Navigate(r.url+"/outbox/"+ids[0]))
+	b.waitText("main", "对方在这条短信发出之前", false)
+	b.shot("outbox-optedout")
+
+	d := newBrowser(t)
+	d.opsLogin(r.url + "/ops/enterprises/A")
+	d.waitText("#ent-state", "正常", false)
+	d.run("停用", chromedp.Click(chromedp.CSS(`#ent-toggle button[type=submit]`)))
+	d.waitText("#ent-state", "已停用", false)
+	d.waitText("#ent-held", "暂停发送", false)
+	d.shot("ops-enterprise-disabled")
+	now(ids[1])
+	d.run("its messages waiting", chromedp.Click(chromedp.CSS(`#ent-held a`)))
+	d.waitText("#records tbody", "暂停发送", false)
+	d.shot("ops-records-held")
+	d.run("open the held one", chromedp.Click(chromedp.CSS(`#records tbody td[data-label="状态"] a`)))
+	d.waitText("main", "暂停发送：企业账号已被停用", false)
+	d.shot("ops-record-held")
+}
