@@ -194,7 +194,7 @@ func (s *Server) importContacts(kind string) userHandler {
 		out := ContactImport{Rows: res.Rows, Added: res.Added, Updated: res.Updated, Unchanged: res.Unchanged,
 			Duplicates: res.Duplicates, HeaderRow: res.HeaderRow, Errors: []RowError{}}
 		for _, e := range res.Errors {
-			out.Errors = append(out.Errors, RowError{Row: e.Row, Number: e.Number, Reason: e.Reason, Message: e.Detail})
+			out.Errors = append(out.Errors, RowError{Row: e.Row, Number: e.Number, Reason: e.Reason, Message: e.Detail, DetailZH: e.DetailZH})
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

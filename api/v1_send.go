@@ -54,6 +54,9 @@ type RecipientResult struct {
 	Reason  string `json:"reason,omitempty"`
 	Code    string `json:"code,omitempty"` // "0x00000400"
 	Message string `json:"message,omitempty"`
+	// DetailZH is the refusal's detail in Chinese, as the consoles show
+	// it beside the reason's (message_zh of the reasons table).
+	DetailZH string `json:"detail_zh,omitempty"`
 }
 
 func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request) {
@@ -168,7 +171,7 @@ func sendResponse(res []gateway.SendResult) SendResponse {
 			continue
 		}
 		reason, code, msg := policy.Describe(rr.Err)
-		out.Results[i] = RecipientResult{To: rr.Dest, Status: "refused", Reason: reason, Code: code, Message: msg}
+		out.Results[i] = RecipientResult{To: rr.Dest, Status: "refused", Reason: reason, Code: code, Message: msg, DetailZH: policy.DetailZH(rr.Err)}
 		out.Refused++
 	}
 	return out

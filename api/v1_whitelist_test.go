@@ -204,7 +204,8 @@ func TestWhitelistRequests(t *testing.T) {
 	ir := r.importWhitelist(amy, "白名单.csv", []byte(csv))
 	if ir.Rows != 5 || ir.Added != 1 || ir.Duplicates != 2 || ir.HeaderRow != 1 || len(ir.Errors) != 2 || len(ir.Listed) != 2 ||
 		ir.Errors[0].Row != 4 || ir.Errors[1].Row != 5 || ir.Listed[0].Row != 3 || ir.Listed[1].Row != 6 ||
-		!strings.Contains(ir.Listed[0].Detail, "approved") || !strings.Contains(ir.Listed[1].Detail, "repeats row 2") {
+		!strings.Contains(ir.Listed[0].Detail, "approved") || !strings.Contains(ir.Listed[1].Detail, "repeats row 2") ||
+		!strings.Contains(ir.Listed[0].DetailZH, "已在白名单中，已通过审批") || !strings.Contains(ir.Listed[1].DetailZH, "与第 2 行重复") {
 		t.Errorf("CSV import: %+v", ir)
 	}
 	x := excelize.NewFile()
@@ -235,7 +236,8 @@ func TestWhitelistRequests(t *testing.T) {
 	r.must(http.StatusNoContent, "DELETE", "/v1/whitelist/"+n1, amy, nil, nil)
 	r.wantError(http.StatusNotFound, "not_found", "DELETE", "/v1/whitelist/86"+n1, amy, nil)
 	r.wantError(http.StatusForbidden, "forbidden", "DELETE", "/v1/whitelist/13712345003", alice, nil)
-	if res := r.sendOne(alice, n1); res.Reason != "not_whitelisted" || !strings.Contains(res.Message, "not on the whitelist") {
+	if res := r.sendOne(alice, n1); res.Reason != "not_whitelisted" || !strings.Contains(res.Message, "not on the whitelist") ||
+		res.DetailZH != "+86"+n1+"：不在白名单中" {
 		t.Errorf("send after removal: %+v", res)
 	}
 

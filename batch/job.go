@@ -39,6 +39,10 @@ type RowError struct {
 	Reason  string `json:"reason"`
 	Code    string `json:"code,omitempty"` // the SMPP command_status of a gateway refusal
 	Message string `json:"message"`
+	// DetailZH is the refusal's detail in Chinese, as the consoles show
+	// it beside the reason's (policy.Refusal.DetailZH); "" where none
+	// is written.
+	DetailZH string `json:"detail_zh,omitempty"`
 }
 
 // Progress is a job as its owner sees it.
@@ -241,7 +245,7 @@ func (j *Job) rowError(e RowError) {
 		return
 	}
 	e.clip()
-	size := rowErrorSize + len(e.Number) + len(e.Reason) + len(e.Code) + len(e.Message)
+	size := rowErrorSize + len(e.Number) + len(e.Reason) + len(e.Code) + len(e.Message) + len(e.DetailZH)
 	if j.errBytes+size > MaxJobErrorBytes {
 		j.errsCut = true // and no more after: the list is the first rows that fit
 		return
@@ -256,6 +260,7 @@ func (e *RowError) clip() {
 	e.Reason = Clip(e.Reason, maxKeptReason)
 	e.Code = Clip(e.Code, maxKeptReason)
 	e.Message = Clip(e.Message, maxKeptMessage)
+	e.DetailZH = Clip(e.DetailZH, maxKeptMessage)
 }
 
 // fail records the first fatal error and stops the job.

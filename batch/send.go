@@ -187,7 +187,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			j.fail(reason, msg)
 		default: // the text: too_long, bad_text, binary_refused …
 			for _, cr := range c.rows {
-				j.rowError(RowError{Row: cr.row, Number: cr.number, Reason: reason, Code: code, Message: msg})
+				j.rowError(RowError{Row: cr.row, Number: cr.number, Reason: reason, Code: code, Message: msg, DetailZH: policy.DetailZH(err)})
 			}
 		}
 		return

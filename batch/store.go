@@ -177,7 +177,8 @@ func (c chunk) outcome(res []gateway.SendResult) (accepted int, refused []RowErr
 			continue
 		}
 		reason, code, msg := policy.Describe(rr.Err)
-		refused = append(refused, RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg})
+		refused = append(refused, RowError{Row: c.rows[i].row, Number: c.rows[i].number, Reason: reason, Code: code, Message: msg,
+			DetailZH: policy.DetailZH(rr.Err)})
 	}
 	return accepted, refused
 }

@@ -140,7 +140,7 @@ func TestContactsPersonalBook(t *testing.T) {
 	// Import: the page, the result with each refused row in Chinese.
 	c.get("/contacts/import").wantPage(t, "个人通讯录 · 导入", "文件模板下载（CSV）", `enctype="multipart/form-data"`, `action="/contacts/import?csrf=`)
 	a = booksUpload(c, "/contacts/import", "/contacts/import", "book.csv", "姓名,号码,分组\n王五,13911112222,销售部\n坏号,12345,销售部\n李四改,"+numA2+",市场部\n")
-	a.wantPage(t, "导入结果", "导入完成：接受 2 行，1 行有误", "不是有效的中国手机号码", "12345")
+	a.wantPage(t, "导入结果", "导入完成：接受 2 行，1 行有误", "不是有效的中国手机号码", "12345", "8612345：不是有效的中国号码）")
 	c.get("/contacts").wantPage(t, "王五", "李四改", "已有 <b>2</b> 人")
 	a = booksUpload(c, "/contacts/import", "/contacts/import", "book.txt", "")
 	a.wantStatus(t, http.StatusBadRequest)

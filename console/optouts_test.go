@@ -196,7 +196,7 @@ func TestOptOutsAddedByHand(t *testing.T) {
 	u.get(a.Location).wantPage(t, "已将 "+numA1+" 加入退订名单", "手工添加（", `href="/conversation?number=`+numA1+`"`)
 	a = u.submit("/optouts", "/optouts", url.Values{"numbers": {numA2 + "\n" + numA1 + "\n5678"}})
 	a.wantStatus(t, http.StatusOK, "已提交 3 个号码：新加入退订名单 1 个，1 个已在名单中，1 个有误。", `id="optouts-result"`,
-		"号码已在退订名单中或与前面的行重复", "5678")
+		"号码已在退订名单中或与前面的行重复", "5678", "起已在退订名单中）", "：不是有效的中国号码）")
 	a = booksUpload(u, "/optouts", "/optouts/import", "old.csv", "手机号码\n"+numA3+"\n"+numA2+"\n")
 	a.wantStatus(t, http.StatusOK, "导入完成：读取 2 个号码：新加入退订名单 1 个，1 个已在名单中，0 个有误。")
 	if n := strings.Count(u.get("/optouts").Body, "手工添加（"); n != 3 {

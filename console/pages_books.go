@@ -210,10 +210,11 @@ type whitelistResult struct {
 }
 
 type whitelistRowErr struct {
-	Row    int    `json:"row"`
-	Value  string `json:"value"`
-	Reason string `json:"reason"`
-	Detail string `json:"detail"`
+	Row      int    `json:"row"`
+	Value    string `json:"value"`
+	Reason   string `json:"reason"`
+	Detail   string `json:"detail"`
+	DetailZH string `json:"detail_zh"`
 }
 
 func (s *Server) whitelist(q *req) { s.whitelistPage(q, http.StatusOK, nil, nil) }

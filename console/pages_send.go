@@ -193,7 +193,7 @@ func (s *Server) sendGroup(q *req) {
 	d := groupData{Result: &res, Count: s.count(q, in.Text), Replayed: replayed}
 	for _, r := range res.Results {
 		if r.Status == "refused" {
-			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: r.Message, OptedOut: r.Reason == "opted_out"})
+			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: cmp.Or(r.DetailZH, r.Message), OptedOut: r.Reason == "opted_out"})
 		}
 	}
 	if in.SendAt != "" {

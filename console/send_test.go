@@ -120,7 +120,7 @@ func TestSendGroup(t *testing.T) {
 	// Send: two whitelisted numbers (one from the group) and one not.
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1 + "、13900000099"}, "book": {"enterprise"}, "groups": {"总部"}, "text": {"明天上午九点开会"}})
 	a.wantPage(t, "发送结果", `<b class="accepted">2</b>`, `<b class="refused">1</b>`, "13900000099", "号码不在已审批的白名单内",
-		`href="/outbox"`, `href="/scheduled"`, "共 <b class=\"chars\">13</b> 字")
+		"8613900000099：不在白名单中）", `href="/outbox"`, `href="/scheduled"`, "共 <b class=\"chars\">13</b> 字")
 
 	// The same number twice, however written, and again in a group: one
 	// message, and the page says so.
@@ -196,12 +196,12 @@ func TestSendBatch(t *testing.T) {
 	job := a.Location
 	a = waitJob(t, c, job, "已完成")
 	a.wantPage(t, "批量发送", "批量.csv", `id="job-accepted">2<`, `id="job-refused">2<`, "号码不在已审批的白名单内", "13900000099",
-		`href="`+job+`/errors.csv"`, "下载错误明细")
+		"8613900000099：不在白名单中）", `href="`+job+`/errors.csv"`, "下载错误明细")
 	if strings.Contains(a.Body, "hx-trigger") {
 		t.Errorf("a finished job's page still polls:\n%s", a.Body)
 	}
 	a = c.get(job + "/errors.csv")
-	if a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\ufeff行号,号码,原因,说明\n") || !strings.Contains(a.Body, "13900000099,号码不在已审批的白名单内,") ||
+	if a.Status != http.StatusOK || !strings.HasPrefix(a.Body, "\ufeff行号,号码,原因,说明\n") || !strings.Contains(a.Body, "13900000099,号码不在已审批的白名单内,+8613900000099：不在白名单中\n") ||
 		!strings.Contains(a.Header.Get("Content-Type"), "text/csv") || !strings.Contains(a.Header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("errors.csv: %d %v %q", a.Status, a.Header, a.Body)
 	}

@@ -88,10 +88,10 @@ func (s *Store) loggedIn(snap *snapshot, rec *userRec) (*User, *Enterprise, erro
 		return nil, nil, ErrAuth
 	}
 	if es.ent.Disabled {
-		return nil, nil, refuse(ReasonAccountDisabled, "enterprise "+es.ent.Code)
+		return nil, nil, refuseZH(ReasonAccountDisabled, "enterprise "+es.ent.Code, "企业 "+es.ent.Code)
 	}
 	if rec.Disabled {
-		return nil, nil, refuse(ReasonAccountDisabled, "user "+rec.SystemID)
+		return nil, nil, refuseZH(ReasonAccountDisabled, "user "+rec.SystemID, "用户 "+rec.SystemID)
 	}
 	u, e := rec.User, es.ent
 	return &u, &e, nil

@@ -28,6 +28,9 @@ const (
 
 var carrierNames = [numCarriers]string{"unknown", "china_mobile", "china_unicom", "china_telecom", "china_broadnet"}
 
+// carrierZH names the carriers in the consoles' refusal details.
+var carrierZH = [numCarriers]string{"运营商未知的", "中国移动", "中国联通", "中国电信", "中国广电"}
+
 // String returns the stable name ("china_mobile", …), usable as a metric label.
 func (c Carrier) String() string {
 	if c >= numCarriers {
@@ -115,36 +118,43 @@ type Grants struct {
 //   - any other carrier, including CarrierUnknown → needs OffNet (scope_offnet).
 func ScopeCheck(c Class, g Grants, home string) error {
 	if !c.Mobile || c.Region != "CN" {
-		return refuse(ReasonInvalidNumber, c.invalidDetail())
+		return c.invalidNumber()
 	}
 	if c.Carrier == ChinaMobile {
 		if c.Province != "" && c.Province == home || g.National {
 			return nil
 		}
-		where := c.Province
+		where, whereZH := c.Province, c.Province
 		if where == "" {
-			where = "unknown province"
+			where, whereZH = "unknown province", "归属地未知"
 		}
-		return refuse(ReasonScopeNational, c.E164+": China Mobile, "+where)
+		return refuseZH(ReasonScopeNational, c.E164+": China Mobile, "+where, c.E164+"：中国移动，"+whereZH+"，不是本省号码")
 	}
 	if g.OffNet {
 		return nil
 	}
-	return refuse(ReasonScopeOffNet, c.E164+": "+c.Carrier.String())
+	return refuseZH(ReasonScopeOffNet, c.E164+": "+c.Carrier.String(), c.E164+"："+carrierZH[c.Carrier]+"号码")
 }
 
-func (c Class) invalidDetail() string {
+// invalidNumber is the invalid_number refusal of c: why it is not a
+// Chinese mobile number, in English and in Chinese.
+func (c Class) invalidNumber() error {
+	en, zh := c.invalidDetail()
+	return refuseZH(ReasonInvalidNumber, en, zh)
+}
+
+func (c Class) invalidDetail() (en, zh string) {
 	switch {
 	case c.E164 == "":
-		return "not a phone number"
+		return "not a phone number", "不是电话号码"
 	case c.Region != "CN" && c.Valid:
-		return c.E164 + ": foreign number (" + c.Region + ")"
+		return c.E164 + ": foreign number (" + c.Region + ")", c.E164 + "：境外号码（" + c.Region + "）"
 	case c.Region != "CN":
-		return c.E164 + ": not a valid number"
+		return c.E164 + ": not a valid number", c.E164 + "：不是有效的号码"
 	case c.Valid:
-		return c.E164 + ": not a mobile number"
+		return c.E164 + ": not a mobile number", c.E164 + "：不是手机号码"
 	default:
-		return c.E164 + ": not a valid Chinese number"
+		return c.E164 + ": not a valid Chinese number", c.E164 + "：不是有效的中国号码"
 	}
 }
 
@@ -312,7 +322,7 @@ const maxInput = 64
 // false, which ScopeCheck refuses.
 func (c *Classifier) Classify(number string) (Class, error) {
 	if len(number) > maxInput {
-		return Class{}, refuse(ReasonInvalidNumber, "not a phone number: too long")
+		return Class{}, refuseZH(ReasonInvalidNumber, "not a phone number: too long", "不是电话号码：位数太多")
 	}
 	st := c.st.Load()
 	var buf [16]byte
@@ -472,7 +482,7 @@ func computePrefix(national uint64, blocks map[string]Override) prefixInfo {
 func (c *Classifier) slowClassify(st *clsState, number string) (Class, error) {
 	num, err := phonenumbers.Parse(number, "CN")
 	if err != nil {
-		return Class{}, refuse(ReasonInvalidNumber, "not a phone number: "+strconv.Quote(number))
+		return Class{}, refuseZH(ReasonInvalidNumber, "not a phone number: "+strconv.Quote(number), "不是电话号码："+strconv.Quote(number))
 	}
 	nsn := phonenumbers.GetNationalSignificantNumber(num)
 	if num.GetCountryCode() == 86 && len(nsn) == 11 && nsn[0] == '1' && allDigits(nsn) {
@@ -498,7 +508,7 @@ func (c *Classifier) normalizeMobile(number string) (string, error) {
 		return "", err
 	}
 	if !cl.Mobile || cl.Region != "CN" {
-		return "", refuse(ReasonInvalidNumber, cl.invalidDetail())
+		return "", cl.invalidNumber()
 	}
 	return cl.E164, nil
 }

@@ -122,10 +122,11 @@ func (r *contactRec) contact(number string) Contact {
 // ContactRowError is one refused row of a contact import. Reason is
 // invalid_number, invalid_name, invalid_group or contacts_limit.
 type ContactRowError struct {
-	Row    int    `json:"row"`
-	Number string `json:"number"` // as in the file
-	Reason string `json:"reason"`
-	Detail string `json:"detail"`
+	Row      int    `json:"row"`
+	Number   string `json:"number"` // as in the file
+	Reason   string `json:"reason"`
+	Detail   string `json:"detail"`
+	DetailZH string `json:"detail_zh,omitempty"` // Detail in Chinese, as the consoles show it
 }
 
 // ContactImportResult accounts for every data row:
@@ -228,11 +229,11 @@ func splitGroups(cell string) []string {
 }
 
 // checkContact validates and normalises a contact; the error is a row
-// error reason and its detail.
-func (s *Store) checkContact(in ContactInput) (number string, rec contactRec, reason, detail string) {
+// error reason and its detail, in English and in Chinese.
+func (s *Store) checkContact(in ContactInput) (number string, rec contactRec, reason, detail, detailZH string) {
 	v := strings.TrimSpace(in.Number)
 	if v == "" {
-		return "", rec, ReasonInvalidNumber.String(), "empty number"
+		return "", rec, ReasonInvalidNumber.String(), "empty number", "号码为空"
 	}
 	e164, err := s.cls.normalizeMobile(v)
 	if err != nil {
@@ -241,17 +242,19 @@ func (s *Store) checkContact(in ContactInput) (number string, rec contactRec, re
 		if errors.As(err, &ref) {
 			detail = ref.Detail
 		}
-		return "", rec, ReasonInvalidNumber.String(), detail
+		return "", rec, ReasonInvalidNumber.String(), detail, DetailZH(err)
 	}
 	name := strings.TrimSpace(in.Name)
 	if err := validText("name", name, 1, maxContactNameLen); err != nil {
-		return "", rec, RowInvalidName, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		return "", rec, RowInvalidName, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "),
+			fmt.Sprintf("姓名须为 1 到 %d 个字的文字", maxContactNameLen)
 	}
 	groups, err := cleanGroups(in.Groups)
 	if err != nil {
-		return "", rec, RowInvalidGroup, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+		return "", rec, RowInvalidGroup, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "),
+			fmt.Sprintf("分组名称须为 1 到 %d 个字的文字，一个联系人最多 %d 个分组", maxGroupNameLen, MaxContactGroups)
 	}
-	return e164, contactRec{Name: name, Groups: groups}, "", ""
+	return e164, contactRec{Name: name, Groups: groups}, "", "", ""
 }
 
 // AddContact adds one contact to a book: ErrExists if its number is already
@@ -261,7 +264,7 @@ func (s *Store) AddContact(a Actor, b Book, in ContactInput) (*Contact, error) {
 	if err != nil {
 		return nil, err
 	}
-	number, rec, reason, detail := s.checkContact(in)
+	number, rec, reason, detail, _ := s.checkContact(in)
 	if reason != "" {
 		return nil, invalid("%s: %s", reason, detail)
 	}
@@ -454,12 +457,12 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 			return ContactImportResult{}, tooManyRows(MaxContactImportRows)
 		}
 		if !whole {
-			res.Errors = append(res.Errors, ContactRowError{Row: n, Number: cell(1), Reason: RowNumberTruncated, Detail: TruncatedDetail(num)})
+			res.Errors = append(res.Errors, ContactRowError{Row: n, Number: cell(1), Reason: RowNumberTruncated, Detail: TruncatedDetail(num), DetailZH: TruncatedDetailZH(num)})
 			continue
 		}
-		e164, rec, reason, detail := s.checkContact(ContactInput{Name: cell(0), Number: num, Groups: splitGroups(cell(2))})
+		e164, rec, reason, detail, detailZH := s.checkContact(ContactInput{Name: cell(0), Number: num, Groups: splitGroups(cell(2))})
 		if reason != "" {
-			res.Errors = append(res.Errors, ContactRowError{Row: n, Number: cell(1), Reason: reason, Detail: detail})
+			res.Errors = append(res.Errors, ContactRowError{Row: n, Number: cell(1), Reason: reason, Detail: detail, DetailZH: detailZH})
 			continue
 		}
 		rows = append(rows, row{n, cell(1), e164, rec})
@@ -472,7 +475,8 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 			merged, err := cleanGroups(append(slices.Clone(uniq[i].rec.Groups), r.rec.Groups...))
 			if err != nil {
 				res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: RowInvalidGroup,
-					Detail: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
+					Detail:   strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "),
+					DetailZH: fmt.Sprintf("与前面同号码的行合并后超过 %d 个分组", MaxContactGroups)})
 				continue
 			}
 			uniq[i].rec.Groups = merged
@@ -509,7 +513,8 @@ func (s *Store) ImportContacts(a Actor, b Book, r io.Reader, f sheet.Format) (Co
 			} else {
 				if count >= b.Limit() {
 					res.Errors = append(res.Errors, ContactRowError{Row: r.row, Number: r.raw, Reason: RowContactsLimit,
-						Detail: fmt.Sprintf("%s holds at most %d contacts", b, b.Limit())})
+						Detail:   fmt.Sprintf("%s holds at most %d contacts", b, b.Limit()),
+						DetailZH: fmt.Sprintf("通讯录最多 %d 个联系人", b.Limit())})
 					continue
 				}
 				count++

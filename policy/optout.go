@@ -284,7 +284,7 @@ func (s *Store) addOptOutRows(a Actor, code string, rows []inputRow, header int)
 			if first, ok := seen[r.e164]; ok {
 				res.Duplicates++
 				res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowOptedOut,
-					Detail: fmt.Sprintf("%s: repeats row %d", r.e164, first)})
+					Detail: fmt.Sprintf("%s: repeats row %d", r.e164, first), DetailZH: repeatsZH(r.e164, first)})
 				continue
 			}
 			seen[r.e164] = r.row
@@ -295,12 +295,14 @@ func (s *Store) addOptOutRows(a Actor, code string, rows []inputRow, header int)
 				}
 				res.Duplicates++
 				res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowOptedOut,
-					Detail: fmt.Sprintf("%s: on the opt-out list since %s", r.e164, old.At.Format(time.RFC3339))})
+					Detail:   fmt.Sprintf("%s: on the opt-out list since %s", r.e164, old.At.Format(time.RFC3339)),
+					DetailZH: fmt.Sprintf("%s：%s 起已在退订名单中", r.e164, old.At.In(shanghai).Format("2006-01-02 15:04"))})
 				continue
 			}
 			if n := s.opts.MaxOptOuts; total >= n {
 				res.Errors = append(res.Errors, RowError{Row: r.row, Value: r.raw, Reason: RowOptOutLimit,
-					Detail: fmt.Sprintf("%s: the opt-out list holds at most %d numbers added by hand: ask the account manager", r.e164, n)})
+					Detail:   fmt.Sprintf("%s: the opt-out list holds at most %d numbers added by hand: ask the account manager", r.e164, n),
+					DetailZH: fmt.Sprintf("%s：手工添加的退订号码最多 %d 个，请联系客户经理", r.e164, n)})
 				continue
 			}
 			m := optMeta{At: now, By: a.who()}

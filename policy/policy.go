@@ -76,10 +76,10 @@ func (p *Policy) HomeProvince() string { return p.home }
 // a fresh Lookup, since the operator may change either at any time.
 func (p *Policy) CheckEnterprise(ent *Enterprise) error {
 	if ent.Disabled {
-		return refuse(ReasonAccountDisabled, "enterprise "+ent.Code)
+		return refuseZH(ReasonAccountDisabled, "enterprise "+ent.Code, "企业 "+ent.Code)
 	}
 	if ent.Signature == "" {
-		return refuse(ReasonNoSignature, "enterprise "+ent.Code)
+		return refuseZH(ReasonNoSignature, "enterprise "+ent.Code, "企业 "+ent.Code)
 	}
 	return nil
 }
@@ -101,7 +101,8 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 		return c, err
 	}
 	if p.OptedOut(ent.Code, c.E164) {
-		return c, refuse(ReasonOptedOut, c.E164+": unsubscribed (退订: a reply of TD, or asked another way and added to the list); the enterprise's admins may remove it once the customer agrees")
+		return c, refuseZH(ReasonOptedOut, c.E164+": unsubscribed (退订: a reply of TD, or asked another way and added to the list); the enterprise's admins may remove it once the customer agrees",
+			c.E164+"：已退订（回复了 TD，或通过其他方式要求退订而被加入退订名单）；客户同意再次接收后，企业管理员可将其移出退订名单")
 	}
 	if ent.NoWhitelist {
 		return c, nil
@@ -110,7 +111,7 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	if ok && st == WhitelistApproved {
 		return c, nil
 	}
-	return c, refuse(ReasonNotWhitelisted, WhitelistDetail(c.E164, st, why, ok))
+	return c, refuseZH(ReasonNotWhitelisted, WhitelistDetail(c.E164, st, why, ok), WhitelistDetailZH(c.E164, st, why, ok))
 }
 
 // Classify reads a number as CheckRecipient does (its carrier, province
@@ -130,6 +131,21 @@ func WhitelistDetail(e164 string, st WhitelistState, why string, ok bool) string
 		return e164 + ": whitelist entry rejected by the account manager: " + why
 	}
 	return e164 + ": whitelist entry " + st.String()
+}
+
+// WhitelistDetailZH is WhitelistDetail in Chinese.
+func WhitelistDetailZH(e164 string, st WhitelistState, why string, ok bool) string {
+	switch {
+	case !ok:
+		return e164 + "：不在白名单中"
+	case st == WhitelistPending:
+		return e164 + "：白名单待审批，客户经理通过后才能发送"
+	case st == WhitelistRejected && why != "":
+		return e164 + "：白名单申请被客户经理拒绝：" + why
+	case st == WhitelistRejected:
+		return e164 + "：白名单申请被客户经理拒绝"
+	}
+	return e164 + "：白名单状态 " + st.String()
 }
 
 // UserSignatureSeparator goes between the text and a shown user signature

@@ -217,6 +217,9 @@ func (r *Reason) UnmarshalText(b []byte) error {
 type Refusal struct {
 	Reason
 	Detail string
+	// DetailZH is Detail for the people who read the consoles, in
+	// Chinese; "" where none is written (they show Detail then).
+	DetailZH string
 }
 
 func (e *Refusal) Error() string {
@@ -233,6 +236,21 @@ func (e *Refusal) Is(target error) bool {
 }
 
 func refuse(r Reason, detail string) error { return &Refusal{Reason: r, Detail: detail} }
+
+// refuseZH is refuse with the detail in Chinese too (Refusal.DetailZH).
+func refuseZH(r Reason, detail, zh string) error {
+	return &Refusal{Reason: r, Detail: detail, DetailZH: zh}
+}
+
+// DetailZH is err's refusal detail in Chinese (Refusal.DetailZH): ""
+// for no refusal, or one without.
+func DetailZH(err error) string {
+	var ref *Refusal
+	if errors.As(err, &ref) {
+		return ref.DetailZH
+	}
+	return ""
+}
 
 // ReasonOf returns the reason of the first *Refusal in err's chain.
 func ReasonOf(err error) (Reason, bool) {
@@ -341,4 +359,9 @@ func LookupRowReasonZH(name string) (string, bool) {
 // the cell value v.
 func TruncatedDetail(v string) string {
 	return fmt.Sprintf("%q is in scientific notation with digits missing: Excel cut the number short; format the column as text and type the numbers again", v)
+}
+
+// TruncatedDetailZH is TruncatedDetail in Chinese.
+func TruncatedDetailZH(v string) string {
+	return fmt.Sprintf("“%s”是科学计数法，缺了后面的数字：Excel 把号码截短了；请把这一列设为文本格式，再重新输入号码", v)
 }

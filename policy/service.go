@@ -112,7 +112,8 @@ func Source(serviceNumber string, extLen int, userExt, given string) (string, er
 	}
 	ext, ok := strings.CutPrefix(g, serviceNumber)
 	if !ok || len(ext) > extLen || !allDigits(ext) {
-		return "", refuse(ReasonBadSource, fmt.Sprintf("source %q: want %s plus at most %d digits", given, serviceNumber, extLen))
+		return "", refuseZH(ReasonBadSource, fmt.Sprintf("source %q: want %s plus at most %d digits", given, serviceNumber, extLen),
+			fmt.Sprintf("发送号码“%s”：应为接入号 %s 加至多 %d 位扩展号", given, serviceNumber, extLen))
 	}
 	return g, nil
 }

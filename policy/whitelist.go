@@ -104,6 +104,8 @@ type RowError struct {
 	Value  string `json:"value"`
 	Reason string `json:"reason"` // invalid_number or number_truncated
 	Detail string `json:"detail"`
+	// DetailZH is Detail in Chinese, as the consoles show it.
+	DetailZH string `json:"detail_zh,omitempty"`
 }
 
 func (e RowError) Error() string {
@@ -154,16 +156,35 @@ func listedDetail(e164 string, st WhitelistState) string {
 	return e164 + ": already on the whitelist, " + st.String()
 }
 
+// listedDetailZH is listedDetail in Chinese.
+func listedDetailZH(e164 string, st WhitelistState) string {
+	switch st {
+	case WhitelistPending:
+		return e164 + "：已在白名单中，等待客户经理审批"
+	case WhitelistApproved:
+		return e164 + "：已在白名单中，已通过审批"
+	case WhitelistRejected:
+		return e164 + "：已在白名单中，已被客户经理拒绝"
+	}
+	return e164 + "：已在白名单中"
+}
+
+// repeatsZH is the Chinese detail of a row whose number an earlier row
+// of the same list or file has.
+func repeatsZH(e164 string, first int) string {
+	return fmt.Sprintf("%s：与第 %d 行重复", e164, first)
+}
+
 // classifyRows normalises the rows' numbers; empty and invalid ones become errors.
 func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
 	for _, r := range rows {
 		v := strings.TrimSpace(r.value)
 		switch {
 		case v == "":
-			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: "empty number"})
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: "empty number", DetailZH: "号码为空"})
 			continue
 		case r.truncated:
-			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: RowNumberTruncated, Detail: TruncatedDetail(v)})
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: RowNumberTruncated, Detail: TruncatedDetail(v), DetailZH: TruncatedDetailZH(v)})
 			continue
 		}
 		e164, err := s.cls.normalizeMobile(v)
@@ -173,7 +194,7 @@ func (s *Store) classifyRows(rows []inputRow) (ok []validRow, errs []RowError) {
 			if errors.As(err, &ref) {
 				detail = ref.Detail
 			}
-			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: detail})
+			errs = append(errs, RowError{Row: r.row, Value: r.value, Reason: ReasonInvalidNumber.String(), Detail: detail, DetailZH: DetailZH(err)})
 			continue
 		}
 		ok = append(ok, validRow{r.row, r.value, e164})
@@ -313,7 +334,7 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 			if first, ok := seen[r.e164]; ok {
 				res.Duplicates++
 				res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowAlreadyListed,
-					Detail: fmt.Sprintf("%s: repeats row %d", r.e164, first)})
+					Detail: fmt.Sprintf("%s: repeats row %d", r.e164, first), DetailZH: repeatsZH(r.e164, first)})
 				continue
 			}
 			seen[r.e164] = r.row
@@ -327,7 +348,7 @@ func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (Impo
 				if old.State == target || old.State == WhitelistApproved && !a.Operator {
 					res.Duplicates++
 					res.Listed = append(res.Listed, RowError{Row: r.row, Value: r.raw, Reason: RowAlreadyListed,
-						Detail: listedDetail(r.e164, old.State)})
+						Detail: listedDetail(r.e164, old.State), DetailZH: listedDetailZH(r.e164, old.State)})
 					continue
 				}
 				if old.State == WhitelistPending || a.Operator {
@@ -386,11 +407,13 @@ func (s *Store) whitelistSize(code string) (total, pending int) {
 func (s *Store) overBounds(r validRow, oldState, target WhitelistState, total, pending int) *RowError {
 	if n := s.opts.MaxWhitelist; oldState == 0 && total >= n {
 		return &RowError{Row: r.row, Value: r.raw, Reason: RowWhitelistLimit,
-			Detail: fmt.Sprintf("%s: the whitelist holds at most %d numbers, pending, approved and rejected together: remove numbers no longer needed first", r.e164, n)}
+			Detail:   fmt.Sprintf("%s: the whitelist holds at most %d numbers, pending, approved and rejected together: remove numbers no longer needed first", r.e164, n),
+			DetailZH: fmt.Sprintf("%s：白名单最多 %d 个号码（待审批、已通过和已拒绝的合计），请先删除不再需要的号码", r.e164, n)}
 	}
 	if n := s.opts.MaxPendingWhitelist; target == WhitelistPending && pending >= n {
 		return &RowError{Row: r.row, Value: r.raw, Reason: RowPendingLimit,
-			Detail: fmt.Sprintf("%s: at most %d numbers may await the account manager's approval: add more once some are decided", r.e164, n)}
+			Detail:   fmt.Sprintf("%s: at most %d numbers may await the account manager's approval: add more once some are decided", r.e164, n),
+			DetailZH: fmt.Sprintf("%s：最多 %d 个号码同时等待客户经理审批，请待部分号码审批后再添加", r.e164, n)}
 	}
 	return nil
 }

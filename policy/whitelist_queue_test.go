@@ -90,7 +90,7 @@ func TestWhitelistPendingQueue(t *testing.T) {
 	}
 	wantRes := DecideResult{Changed: 2, Unchanged: 1,
 		NotFound: []EntryRef{{entA, "+8613712345003"}, {"NOSUCH", "+8613712345001"}},
-		Errors:   []RowError{{Row: 5, Value: "bad", Reason: ReasonInvalidNumber.String(), Detail: res.Errors[0].Detail}}}
+		Errors:   []RowError{{Row: 5, Value: "bad", Reason: ReasonInvalidNumber.String(), Detail: res.Errors[0].Detail, DetailZH: res.Errors[0].DetailZH}}}
 	if !reflect.DeepEqual(res, wantRes) {
 		t.Errorf("approve: %+v\nwant     %+v", res, wantRes)
 	}
@@ -148,8 +148,10 @@ func TestWhitelistAlreadyListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ImportResult{Rows: 3, Added: 1, Duplicates: 2, Listed: []RowError{
-		{Row: 1, Value: "13712345001", Reason: RowAlreadyListed, Detail: "+8613712345001: already on the whitelist, awaiting the account manager's approval"},
-		{Row: 2, Value: "13712345002", Reason: RowAlreadyListed, Detail: "+8613712345002: already on the whitelist, approved"},
+		{Row: 1, Value: "13712345001", Reason: RowAlreadyListed, Detail: "+8613712345001: already on the whitelist, awaiting the account manager's approval",
+			DetailZH: "+8613712345001：已在白名单中，等待客户经理审批"},
+		{Row: 2, Value: "13712345002", Reason: RowAlreadyListed, Detail: "+8613712345002: already on the whitelist, approved",
+			DetailZH: "+8613712345002：已在白名单中，已通过审批"},
 	}}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("re-add %+v\nwant %+v", res, want)

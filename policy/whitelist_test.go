@@ -21,9 +21,9 @@ func TestWhitelistLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ImportResult{Rows: 4, Added: 1, Duplicates: 1, Errors: []RowError{
-		{Row: 3, Value: "020-88888888", Reason: ReasonInvalidNumber.String(), Detail: "+862088888888: not a mobile number"},
-		{Row: 4, Value: "", Reason: ReasonInvalidNumber.String(), Detail: "empty number"},
-	}, Listed: []RowError{{Row: 2, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 1"}}}
+		{Row: 3, Value: "020-88888888", Reason: ReasonInvalidNumber.String(), Detail: "+862088888888: not a mobile number", DetailZH: "+862088888888：不是手机号码"},
+		{Row: 4, Value: "", Reason: ReasonInvalidNumber.String(), Detail: "empty number", DetailZH: "号码为空"},
+	}, Listed: []RowError{{Row: 2, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 1", DetailZH: "+8613712345678：与第 1 行重复"}}}
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("add: %+v\nwant %+v", res, want)
 	}
@@ -152,7 +152,7 @@ func TestImportCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkImport(t, res, ImportResult{Rows: 7, Added: 3, Duplicates: 1, HeaderRow: 1, Listed: []RowError{
-		{Row: 7, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2"}}}, []int{4, 6, 9})
+		{Row: 7, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2", DetailZH: "+8613712345678：与第 2 行重复"}}}, []int{4, 6, 9})
 
 	// Without header, the first row is data.
 	res, err = f.p.ImportWhitelist(f.aAdmin, entA, strings.NewReader("13712345600\r\n13712345601\r\n"), sheet.CSV)
@@ -228,7 +228,7 @@ func TestImportXLSX(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkImport(t, res, ImportResult{Rows: 6, Added: 3, Duplicates: 1, HeaderRow: 1, Listed: []RowError{
-		{Row: 8, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2"}}}, []int{4, 7})
+		{Row: 8, Value: "13712345678", Reason: RowAlreadyListed, Detail: "+8613712345678: repeats row 2", DetailZH: "+8613712345678：与第 2 行重复"}}}, []int{4, 7})
 	for _, n := range []string{"+8613712345678", "+8613800138000", "+8613916012345"} {
 		if st, ok := f.p.WhitelistStatus(entA, n); !ok || st != WhitelistPending {
 			t.Errorf("%s: %v %v", n, st, ok)
