@@ -96,7 +96,8 @@ type OptOuts interface {
 // Disabling is the optional part of a Policy that says whether the
 // operator has disabled an enterprise: its messages accepted before, and
 // not yet sent, wait in the store until it is enabled again (the
-// dispatcher passes them by: dispatcher.held), rather than going to
+// dispatcher passes them by: dispatcher.unsendable, queue.DueQuery.Hold;
+// a part taken just before is given back by upstream.send), rather than going to
 // customers on behalf of an enterprise stopped for spam complaints or
 // arrears. Rules implements it; without it every accepted message goes.
 type Disabling interface {

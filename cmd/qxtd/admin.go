@@ -151,7 +151,11 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 		tps = "default"
 	}
 	fmt.Fprintf(w, "tps\t%s\n", tps)
-	fmt.Fprintf(w, "disabled\t%s\n", yesNo(e.Disabled))
+	if e.Disabled {
+		fmt.Fprintf(w, "disabled\tyes (its messages waiting to be sent are held until it is enabled)\n")
+	} else {
+		fmt.Fprintf(w, "disabled\tno\n")
+	}
 	fmt.Fprintf(w, "no_whitelist\t%s\n", yesNo(e.NoWhitelist))
 	if e.ServiceNumber == "" {
 		fmt.Fprintf(w, "service_number\t(none: sources relayed as given)\n")
