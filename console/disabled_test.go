@@ -3,6 +3,7 @@ package console
 import (
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,11 @@ func TestHeldWhileDisabled(t *testing.T) {
 	if err := r.gw.Reschedule(t.Context(), &gateway.Account{SystemID: "alice", Enterprise: "A"}, n, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
-	d.get(detail).wantPage(t, "暂停发送：企业账号已被停用", "本平台的错误码：account_disabled（企业账号已停用）", "没有发出的短信不收费")
+	a := d.get(detail)
+	a.wantPage(t, "暂停发送：企业账号已被停用", "本平台的错误码：account_disabled（企业账号已停用）", "没有发出的短信不收费")
+	if strings.Contains(a.Body, "等待发送") {
+		t.Error("a held message's part says 等待发送")
+	}
 	d.get("/ops/enterprises/A/records?outcome=pending").wantPage(t, ">暂停发送</a>")
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
 	d.get("/ops/enterprises/A").wantPage(t, "暂停发送的短信继续发出")
@@ -87,4 +92,9 @@ func TestBrowserHeldAndStopped(t *testing.T) {
 	d.run("open the held one", chromedp.Click(chromedp.CSS(`#records tbody td[data-label="状态"] a`)))
 	d.waitText("main", "暂停发送：企业账号已被停用", false)
 	d.shot("ops-record-held")
+	d.mobile()
+	d.run("the held one on a phone", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`main`)))
+	d.waitText("main", "暂停发送：企业账号已被停用", false)
+	d.fits("main")
+	d.shot("ops-record-held-mobile")
 }

@@ -314,7 +314,11 @@ func newMessageData(m api.Message, back string) messageData {
 	d := messageData{M: m, Why: whyFor(m), Back: back}
 	for _, p := range m.Parts {
 		d.Codes = append(d.Codes, codeZH(p.ErrorCode))
-		d.States = append(d.States, cmp.Or(partStateZH[p.State], p.State))
+		st := cmp.Or(partStateZH[p.State], p.State)
+		if m.Held != "" && p.State == "accepted" {
+			st = "暂停发送" // as the message is: it does not go while held
+		}
+		d.States = append(d.States, st)
 	}
 	return d
 }
