@@ -103,6 +103,7 @@ func (s *Server) adminRouteList() []adminRoute {
 
 		{"GET /admin/v1/optouts", s.exportOptOuts},
 		{"POST /admin/v1/enterprises/{code}/optouts", s.addOptOuts},
+		{"POST /admin/v1/enterprises/{code}/held/drop", s.dropHeld},
 
 		{"POST /admin/v1/logout", s.operatorLogout},
 		{"GET /admin/v1/status", s.status},

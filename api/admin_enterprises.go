@@ -88,9 +88,12 @@ type Enterprise struct {
 	Disabled    bool   `json:"disabled"`
 	NoWhitelist bool   `json:"no_whitelist"`
 	MaxUsers    int    `json:"max_users"` // the cap in force (0 is shown as policy.DefaultMaxUsers)
-	ReceiptURL  string `json:"receipt_url,omitempty"`
-	ReplyURL    string `json:"reply_url,omitempty"`
-	ReceiptSig  bool   `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
+	// HeldDropped: when the operator dropped the messages the disabled
+	// enterprise held (POST …/held/drop); absent when none were.
+	HeldDropped *time.Time `json:"held_dropped,omitempty"`
+	ReceiptURL  string     `json:"receipt_url,omitempty"`
+	ReplyURL    string     `json:"reply_url,omitempty"`
+	ReceiptSig  bool       `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
 	// ReceiptBatch is how many receipts one POST may carry (1: one, the
 	// body a receipt; more: {"receipts": [...]}).
 	ReceiptBatch int `json:"receipt_batch"`
@@ -110,7 +113,24 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 		NoOverage: e.NoOverage, TPS: e.TPS, Disabled: e.Disabled, NoWhitelist: e.NoWhitelist, MaxUsers: e.UserCap(),
 		ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptSig: e.Receipt.Secret != "", ReceiptBatch: max(e.Receipt.Batch, 1),
 		ReplyBatch:    max(e.Receipt.ReplyBatch, 1),
-		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+		HeldDropped: timeOrNil(e.HeldDropped)}
+}
+
+// dropHeld answers POST /admin/v1/enterprises/{code}/held/drop: the
+// messages the disabled enterprise holds (accepted, not yet sent) are
+// failed rejected account_disabled by every node's housekeeping, within
+// its maintain interval (a minute), for as long as it stays disabled.
+// 400 invalid if it is not disabled.
+func (s *Server) dropHeld(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	e, err := s.cfg.Policy.DropHeld(a, code)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.audit(a, "held messages dropped", "enterprise", code)
+	writeJSON(w, http.StatusOK, enterpriseOut(e))
 }
 
 // EnterpriseList is the answer of GET /admin/v1/enterprises.

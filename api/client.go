@@ -273,6 +273,12 @@ func (c *Client) AddOptOuts(code string, numbers []string) (*policy.ImportResult
 	return call[policy.ImportResult](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/optouts", Numbers{Numbers: numbers})
 }
 
+// DropHeld drops the messages a disabled enterprise holds (every node
+// fails them, rejected account_disabled, within a minute).
+func (c *Client) DropHeld(code string) (*Enterprise, error) {
+	return call[Enterprise](c, http.MethodPost, "/admin/v1/enterprises/"+seg(code)+"/held/drop", nil)
+}
+
 // EnterpriseMessage is one message of an enterprise, with its parts.
 func (c *Client) EnterpriseMessage(code, id string) (*Message, error) {
 	return call[Message](c, http.MethodGet, "/admin/v1/enterprises/"+seg(code)+"/messages/"+seg(id), nil)

@@ -375,17 +375,39 @@ func (s *Server) opsEnterpriseUpdate(q *req) {
 	q.redirect(to, "已保存企业 "+ec+" 的修改，下一条短信起生效。")
 }
 
+// opsEnterpriseDropHeld is 放弃暂停发送的短信 of a disabled enterprise
+// (POST …/held/drop), once its box is ticked: they will never go.
+func (s *Server) opsEnterpriseDropHeld(q *req) {
+	ec := q.r.PathValue("code")
+	to := "/ops/enterprises/" + url.PathEscape(ec)
+	if q.r.PostFormValue("confirm") != "yes" {
+		q.redirect(to, "未放弃：请先勾选确认。")
+		return
+	}
+	if !s.entCall(q, http.MethodPost, "/admin/v1/enterprises/"+pathSeg(ec)+"/held/drop", nil) {
+		return
+	}
+	q.redirect(to, "已放弃企业 "+ec+" 暂停发送的短信：一分钟内它们都将标记为发送失败（account_disabled），不会发出，也不收费。")
+}
+
+// entCall makes the admin call of a form on an enterprise's page; on an
+// error it shows the page again saying it, and returns false.
+func (s *Server) entCall(q *req, method, path string, in any) bool {
+	if err := s.opsCall(q.r, method, path, in, nil); err != nil {
+		p := q.view(nil)
+		if code, ok := q.deskErr(p, err); ok {
+			s.opsEnterpriseAgain(q, p, code, true)
+		}
+		return false
+	}
+	return true
+}
+
 // opsEnterpriseState is 停用 / 启用 (PATCH disabled).
 func (s *Server) opsEnterpriseState(q *req) {
 	ec := q.r.PathValue("code")
 	dis := q.r.PostFormValue("disabled") == "true"
-	if err := s.opsCall(q.r, http.MethodPatch, "/admin/v1/enterprises/"+pathSeg(ec), api.EnterprisePatch{Disabled: &dis}, nil); err != nil {
-		p := q.view(nil)
-		code, ok := q.deskErr(p, err)
-		if !ok {
-			return
-		}
-		s.opsEnterpriseAgain(q, p, code, true)
+	if !s.entCall(q, http.MethodPatch, "/admin/v1/enterprises/"+pathSeg(ec), api.EnterprisePatch{Disabled: &dis}) {
 		return
 	}
 	msg := "已启用企业 " + ec + "：暂停发送的短信继续发出。"

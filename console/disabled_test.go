@@ -43,8 +43,61 @@ func TestHeldWhileDisabled(t *testing.T) {
 	d.get("/ops/enterprises/A/records?outcome=pending").wantPage(t, ">暂停发送</a>")
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
 	d.get("/ops/enterprises/A").wantPage(t, "暂停发送的短信继续发出")
+	if strings.Contains(d.get("/ops/enterprises/A").Body, `id="ent-drop-held"`) {
+		t.Error("an enabled enterprise offers to drop held messages")
+	}
 	r.waitState(key, id, "delivered")
 	d.get(detail).wantPage(t, "接收成功")
+}
+
+// TestDeskDropsHeld: the desk drops what disabled A holds, once its box
+// is ticked: the message ends rejected account_disabled (not charged),
+// the page says when they were dropped, and enabling A sends nothing of
+// it.
+func TestDeskDropsHeld(t *testing.T) {
+	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA1}, Text: "周末大促", SendAt: time.Now().Add(24 * time.Hour).Format(time.RFC3339)})[0]
+	d := r.client()
+	d.opsLogin()
+	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"true"}}).wantRedirect(t, "/ops/enterprises/A")
+	d.get("/ops/enterprises/A").wantPage(t, `id="ent-drop-held"`, `action="/ops/enterprises/A/held/drop"`, "放弃暂停发送的短信")
+	a := d.submit("/ops/enterprises/A", "/ops/enterprises/A/held/drop", url.Values{})
+	a.wantRedirect(t, "/ops/enterprises/A")
+	d.get(a.Location).wantPage(t, "未放弃：请先勾选确认。")
+	if e, _ := r.pol.Lookup("A"); !e.HeldDropped.IsZero() {
+		t.Fatal("dropped without the box ticked")
+	}
+	d.submit("/ops/enterprises/A", "/ops/enterprises/A/held/drop", url.Values{"confirm": {"yes"}}).wantRedirect(t, "/ops/enterprises/A")
+	d.get("/ops/enterprises/A").wantPage(t, `id="ent-dropped"`, "放弃该企业暂停发送的短信")
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := r.gw.Message(&gateway.Account{SystemID: "alice", Enterprise: "A"}, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.State().String() == "rejected" {
+			if m.Parts[0].ErrCode != "account_disabled" {
+				t.Errorf("the dropped message's error %q, want account_disabled", m.Parts[0].ErrCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dropped message is %s", m.State())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the store, with a deadline: no event to wait on
+	}
+	detail := "/ops/enterprises/A/records/" + id
+	d.get(detail).wantPage(t, "account_disabled（企业账号已停用）", "不收费")
+	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
+	if e, _ := r.pol.Lookup("A"); !e.HeldDropped.IsZero() {
+		t.Error("enabling A kept the drop")
+	}
+	d.get(detail).wantPage(t, "被拒绝")
 }
 
 // TestBrowserHeldAndStopped: in Chromium, a message stopped because its

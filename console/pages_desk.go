@@ -22,6 +22,7 @@ var deskRoutes = []route{
 	{"GET /ops/enterprises/{code}", (*Server).opsEnterprise},
 	{"POST /ops/enterprises/{code}", (*Server).opsEnterpriseUpdate},
 	{"POST /ops/enterprises/{code}/state", (*Server).opsEnterpriseState},
+	{"POST /ops/enterprises/{code}/held/drop", (*Server).opsEnterpriseDropHeld},
 	{"POST /ops/enterprises/{code}/receipt-test", (*Server).opsReceiptTest},
 	{"POST /ops/enterprises/{code}/receipt-retry", (*Server).opsReceiptRetry},
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},

@@ -150,6 +150,9 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 			Segment: segment.Options{Concat: segment.ConcatUDH8},
 		}},
 		RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		// Housekeeping (a disabled enterprise's dropped messages among
+		// it) within the tests' deadlines.
+		MaintainInterval: 200 * time.Millisecond,
 	}, r.store, gateway.Rules{P: r.pol}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)

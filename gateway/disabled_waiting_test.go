@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,37 @@ import (
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/smpp"
 )
+
+// setDisabled disables E1, or enables it, as the operator.
+func setDisabled(t *testing.T, pol *policy.Policy, on bool) {
+	t.Helper()
+	_, err := pol.UpdateEnterprise(policy.OperatorActor("ops"), "E1", func(e *policy.Enterprise) error {
+		e.Disabled = on
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendNow moves alice's scheduled messages ids to now, and returns how
+// many parts they have.
+func sendNow(ctx context.Context, t *testing.T, r *rig, ids []uint64) int {
+	t.Helper()
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	parts := 0
+	for _, id := range ids {
+		if err := r.gw.Reschedule(ctx, acct, id, time.Now(), ""); err != nil {
+			t.Fatalf("send %d now: %v", id, err)
+		}
+		m, err := r.gw.Message(acct, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts += len(m.Parts)
+	}
+	return parts
+}
 
 // TestDisabledEnterpriseHeld: the messages E1 had waiting when the
 // operator disabled it (a one-part one, a long one, one sent with
@@ -35,29 +67,9 @@ func TestDisabledEnterpriseHeld(t *testing.T) {
 		later(strings.Repeat("a long sale text ", 12), false), // 4 parts in UCS-2, signed
 		later("your code is 1234", true),
 	}
-	setDisabled := func(on bool) {
-		t.Helper()
-		_, err := pol.UpdateEnterprise(policy.OperatorActor("ops"), "E1", func(e *policy.Enterprise) error {
-			e.Disabled = on
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	setDisabled(true)
+	setDisabled(t, pol, true)
 	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
-	parts := 0
-	for _, id := range ids {
-		if err := r.gw.Reschedule(ctx, acct, id, time.Now(), ""); err != nil {
-			t.Fatalf("send %d now: %v", id, err)
-		}
-		m, err := r.gw.Message(acct, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts += len(m.Parts)
-	}
+	parts := sendNow(ctx, t, r, ids)
 	if parts != 6 {
 		t.Fatalf("E1's messages have %d parts, want 6", parts)
 	}
@@ -88,7 +100,7 @@ func TestDisabledEnterpriseHeld(t *testing.T) {
 		}
 	}
 
-	setDisabled(false)
+	setDisabled(t, pol, false)
 	got := r.waitReceived(t, 1+parts)
 	n := 0
 	for _, m := range got {
@@ -98,5 +110,68 @@ func TestDisabledEnterpriseHeld(t *testing.T) {
 	}
 	if n != parts || len(got) != 1+parts {
 		t.Errorf("after E1 was enabled the SMSC got %d of its %d parts (%d in all)", n, parts, len(got))
+	}
+}
+
+// TestDroppedHeld: the operator drops what disabled E1 holds: its
+// waiting messages (a one-part one and every part of a long one) end
+// rejected account_disabled, the ESME gets REJECTD receipts with
+// err:account_disabled, qxtd_held_dropped_total counts the parts, and
+// once E1 is enabled again none of them goes, while its new message
+// does.
+func TestDroppedHeld(t *testing.T) {
+	r, pol := twoWayRig(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MaintainInterval = 50 * time.Millisecond }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitReady(t, r)
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []uint64{
+		submitLater(ctx, t, alice, "13712345678", "sale today", false),
+		submitLater(ctx, t, alice, "13712345678", strings.Repeat("a long sale text ", 12), false),
+	}
+	op := policy.OperatorActor("ops")
+	if _, err := pol.DropHeld(op, "E1"); err == nil {
+		t.Fatal("dropped the held messages of an enterprise not disabled")
+	}
+	setDisabled(t, pol, true)
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+	parts := sendNow(ctx, t, r, ids)
+	e, err := pol.DropHeld(op, "E1")
+	if err != nil || e.HeldDropped.IsZero() {
+		t.Fatalf("drop: %v %+v", err, e)
+	}
+	rcs := alice.waitReceipts(t, len(ids), 10*time.Second)
+	for _, id := range ids {
+		rc := rcs[strconv.FormatUint(id, 10)]
+		if rc.State != smpp.StateRejected || rc.Err != "account_disabled" {
+			t.Errorf("message %d: receipt %s err:%s, want REJECTD err:account_disabled", id, rc.State.Stat(), rc.Err)
+		}
+		m, err := r.gw.Message(acct, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range m.Parts {
+			if p.State != queue.StateRejected || p.ErrCode != "account_disabled" {
+				t.Errorf("message %d part %d: %s %q", id, i, p.State, p.ErrCode)
+			}
+		}
+	}
+	if got := counters(t, r)["qxtd_held_dropped_total"]; got != float64(parts) {
+		t.Errorf("qxtd_held_dropped_total = %v, want %d", got, parts)
+	}
+	setDisabled(t, pol, false)
+	if e, _ := pol.Lookup("E1"); !e.HeldDropped.IsZero() {
+		t.Error("enabling E1 left its drop in place")
+	}
+	if _, err := alice.submit(ctx, submitSM("", "13923412345", "back again")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.waitReceived(t, 1) {
+		if strings.HasSuffix(m.Dest, "13712345678") {
+			t.Errorf("the SMSC got %q, dropped", m.ShortMessage)
+		}
 	}
 }

@@ -3,6 +3,9 @@ package gateway
 import (
 	"context"
 	"time"
+
+	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
 )
 
 // maintain purges finished messages past the retention period and
@@ -52,10 +55,61 @@ func (g *Gateway) maintain(ctx context.Context) {
 		if g.cfg.Retention > 0 {
 			g.purge(ctx, now.Add(-g.cfg.Retention))
 		}
+		g.dropHeld(ctx, now)
 		if n, err := g.store.PurgeOrphans(ctx, now.Add(-g.cfg.OrphanTTL), 10000); err != nil {
 			g.log.Error("purge orphan receipts", "err", err)
 		} else if n > 0 {
 			g.log.Info("dropped receipts that matched no message", "receipts", n)
+		}
+	}
+}
+
+// Dropping held messages: at most dropHeldBatch parts a commit, and
+// dropHeldMax parts an enterprise a run (the rest at the next run), so
+// that the commit loop keeps serving the hot path between batches.
+const (
+	dropHeldBatch = 1000
+	dropHeldMax   = 100_000
+)
+
+// dropHeld fails the waiting messages of each disabled enterprise whose
+// held messages the operator dropped (HeldDrops), rejected
+// account_disabled: not charged, their receipts going as for any refusal
+// after acceptance. It runs until the enterprise is enabled again, so a
+// node that was down at the drop, or a message a node accepted in the
+// moment the enterprise was disabled, is dropped too.
+func (g *Gateway) dropHeld(ctx context.Context, now time.Time) {
+	hd, ok := g.policy.(HeldDrops)
+	if !ok {
+		return
+	}
+	type drop struct {
+		enterprise string
+		at         time.Time
+	}
+	var drops []drop
+	hd.HeldDrops(func(ent string, at time.Time) { drops = append(drops, drop{ent, at}) })
+	for _, d := range drops {
+		total := 0
+		for total < dropHeldMax && ctx.Err() == nil {
+			// Every part waiting, not only those accepted before the
+			// drop's time: the enterprise accepts nothing while it is
+			// disabled, and a node's clock may run ahead of the one
+			// that recorded the drop.
+			n, more, err := g.store.FailHeld(ctx, d.enterprise, now, now, queue.StateRejected, policy.ReasonAccountDisabled.String(), dropHeldBatch)
+			if err != nil {
+				g.log.Error("drop held messages", "enterprise", d.enterprise, "err", err)
+				break
+			}
+			total += n
+			if !more || n == 0 {
+				break
+			}
+		}
+		if total > 0 {
+			g.metrics.heldDropped.Add(float64(total))
+			g.log.Info("dropped the held messages of a disabled enterprise", "enterprise", d.enterprise,
+				"dropped_at", d.at.Format(time.RFC3339), "parts", total)
 		}
 	}
 }

@@ -40,6 +40,7 @@ type Metrics struct {
 	optOuts       prometheus.Counter
 	optOutErrors  prometheus.Counter
 	optOutStopped prometheus.Counter
+	heldDropped   prometheus.Counter
 	binds         *prometheus.CounterVec
 	boundESMEs    *prometheus.GaugeVec
 	dlrDelay      *prometheus.HistogramVec
@@ -131,6 +132,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}),
 		optOutStopped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optout_stopped_total", Help: "Segments not sent because their number opted out (回复TD退订) of the enterprise's messages after the message was accepted (scheduled, retried, queued): failed rejected with error opted_out.",
+		}),
+		heldDropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_held_dropped_total", Help: "Segments of a disabled enterprise's waiting messages the operator dropped (DropHeld): failed rejected with error account_disabled, unsent.",
 		}),
 		binds: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "qxtd_esme_binds_total", Help: "ESME bind attempts, by kind and outcome: ok, refused (credentials, a disabled account), over_cap (the account or its enterprise at its most binds up).",

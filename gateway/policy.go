@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/qxtd/qxtd/policy"
 )
@@ -105,6 +106,15 @@ type Disabling interface {
 	// dispatcher asks it of every enterprise with parts due at each scan
 	// and of each part it sends: it must not touch the disk.
 	Disabled(enterprise string) bool
+}
+
+// HeldDrops is the optional part of a Policy that names the disabled
+// enterprises whose held messages the operator dropped (policy's
+// DropHeld), and when: housekeeping fails what this node's store holds
+// of them, rejected account_disabled (maintain.go). Rules implements it;
+// without it held messages wait until the enterprise is enabled again.
+type HeldDrops interface {
+	HeldDrops(fn func(enterprise string, at time.Time))
 }
 
 // ErrNoList is a distribution list name that names no list.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/qxtd/qxtd/policy"
 )
@@ -112,6 +113,9 @@ func (r Rules) LongRepliesOf(systemID string) (string, bool) {
 func (r Rules) OptedOut(enterprise, number string) bool {
 	return r.P.OptedOutNational(enterprise, number)
 }
+
+// HeldDrops implements HeldDrops from the policy's enterprises in memory.
+func (r Rules) HeldDrops(fn func(enterprise string, at time.Time)) { r.P.HeldDrops(fn) }
 
 // Disabled implements Disabling from the policy's enterprises in memory.
 func (r Rules) Disabled(enterprise string) bool { return r.P.Disabled(enterprise) }

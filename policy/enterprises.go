@@ -24,6 +24,12 @@ type Enterprise struct {
 	NoOverage bool   `json:"no_overage"`
 	TPS       int    `json:"tps"` // submissions per second, 0 = Config.DefaultTPS
 	Disabled  bool   `json:"disabled"`
+	// HeldDropped: when the operator dropped the messages the enterprise
+	// had waiting while disabled (DropHeld): every node fails those of
+	// its store not yet sent (the gateway's housekeeping), for as long as
+	// the enterprise stays disabled. Zero: none dropped; enabling the
+	// enterprise clears it.
+	HeldDropped time.Time `json:"held_dropped,omitzero"`
 	// NoWhitelist exempts the enterprise from the whitelist (an operator
 	// grant for the operator's own notification accounts, load tests and
 	// demos); scope rules still apply.
@@ -225,6 +231,9 @@ func (s *Store) updateEnterprise(code string, fn func(*Enterprise) error) (*Ente
 		if err := extensionsFit(tx, e); err != nil {
 			return err
 		}
+		if !e.Disabled {
+			e.HeldDropped = time.Time{} // enabled: what waits goes again
+		}
 		e.CreatedAt, e.UpdatedAt, e.PackageHistory = created, s.now(), hist
 		e.notePackage(prev, e.UpdatedAt)
 		ch.ents = append(ch.ents, code)
@@ -261,6 +270,32 @@ func (s *Store) Enterprises(a Actor) []Enterprise {
 	}
 	slices.SortFunc(out, func(x, y Enterprise) int { return strings.Compare(x.Code, y.Code) })
 	return out
+}
+
+// DropHeld drops the messages the disabled enterprise code holds (operator
+// only): Enterprise.HeldDropped becomes now, and every node's gateway
+// fails its messages of the enterprise still waiting to be sent, rejected
+// account_disabled (not charged; their receipts go as for any refusal
+// after acceptance), until the enterprise is enabled. ErrInvalid if the
+// enterprise is not disabled: its messages are not held, they go.
+func (s *Store) DropHeld(a Actor, code string) (*Enterprise, error) {
+	return s.UpdateEnterprise(a, code, func(e *Enterprise) error {
+		if !e.Disabled {
+			return invalid("enterprise %s is not disabled: its waiting messages are not held but sent; disable it first", code)
+		}
+		e.HeldDropped = s.now()
+		return nil
+	})
+}
+
+// HeldDrops calls fn with each disabled enterprise whose held messages
+// the operator dropped, and when (Enterprise.HeldDropped), from memory.
+func (s *Store) HeldDrops(fn func(code string, at time.Time)) {
+	for code, es := range s.snap.Load().ents {
+		if es.ent.Disabled && !es.ent.HeldDropped.IsZero() {
+			fn(code, es.ent.HeldDropped)
+		}
+	}
 }
 
 // Disabled reports whether the enterprise code is disabled now, from

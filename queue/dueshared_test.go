@@ -376,3 +376,99 @@ func TestDueForHold(t *testing.T) {
 		t.Errorf("no longer held: took %d parts, want all %d", len(r.Jobs), parts)
 	}
 }
+
+// TestFailHeld: the operator drops what disabled enterprise A holds: its
+// waiting parts accepted before the drop, on every upstream, priority and
+// scheduled ones included, end rejected with the code, their receipts
+// queued, a few at a time (limit); a message of A accepted after the
+// drop, one part of A already at the SMSC, and B's parts are left as
+// they are.
+func TestFailHeld(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	var aMsgs []*Message
+	for i := range 7 {
+		m := upMsg([]string{"cm", "cu"}[i%2], fmt.Sprintf("1371000%04d", i), 1+i%3)
+		m.Enterprise, m.Account = "A", "acct-A"
+		m.Priority = i == 3
+		if i == 5 {
+			m.SendAt = time.Now().Add(time.Hour) // scheduled
+			for j := range m.Parts {
+				m.Parts[j].DueAt = m.SendAt
+			}
+		}
+		aMsgs = append(aMsgs, m)
+	}
+	b := upMsg("cu", "13010000001", 2)
+	b.Enterprise = "B"
+	ts.enqueue(append(aMsgs, b)...)
+	sent := Key{aMsgs[1].ID, 0} // a part of a 2-part message at the SMSC already
+	ts.submitted(sent, "smsc-1")
+	before := time.Now()
+	late := upMsg("cm", "13710009999", 1)
+	late.Enterprise = "A"
+	late.AcceptedAt = before.Add(time.Second)
+	ts.enqueue(late)
+
+	want := -1 // A's parts waiting, accepted before the drop
+	for _, m := range aMsgs {
+		want += len(m.Parts)
+	}
+	total := 0
+	for round := 0; ; round++ {
+		n, more, err := ts.FailHeld(context.Background(), "A", before, time.Now(), StateRejected, "account_disabled", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 3 {
+			t.Fatalf("round %d ended %d parts, limit 3", round, n)
+		}
+		total += n
+		if !more || round > 10 {
+			break
+		}
+	}
+	if total != want {
+		t.Errorf("ended %d parts, want %d", total, want)
+	}
+	for _, m := range aMsgs {
+		got, err := ts.Get(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got.Parts {
+			if k := (Key{m.ID, uint16(i)}); k == sent {
+				if p.State != StateSubmitted {
+					t.Errorf("the part at the SMSC is %s", p.State)
+				}
+			} else if p.State != StateRejected || p.ErrCode != "account_disabled" {
+				t.Errorf("part %s: %s %q, want rejected account_disabled", Key{m.ID, uint16(i)}, p.State, p.ErrCode)
+			}
+		}
+	}
+	for _, id := range []uint64{late.ID, b.ID} {
+		got, err := ts.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := got.State(); st != StateAccepted {
+			t.Errorf("message %d (%s) is %s, want accepted", id, got.Enterprise, st)
+		}
+	}
+	r, err := ts.DueFor(time.Now().Add(2*time.Hour), DueQuery{Limit: 100, Share: func(string) int { return 100 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countByEnterprise(r.Jobs); got["A"] != 1 || got["B"] != 2 {
+		t.Errorf("due after the drop: %v, want A's late message and B's 2 parts", got)
+	}
+	dlrs, err := ts.PendingDLRs("acct-A", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dlrs) != len(aMsgs)-1 { // the half-sent one waits for its receipt
+		t.Errorf("%d receipts queued for A, want %d", len(dlrs), len(aMsgs)-1)
+	}
+	if _, _, err := ts.FailHeld(context.Background(), "A", before, time.Now(), StateDelivered, "", 3); !errors.Is(err, ErrInvalid) {
+		t.Errorf("delivered: %v, want ErrInvalid", err)
+	}
+}

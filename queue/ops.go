@@ -650,3 +650,76 @@ func (s *Store) PurgeOrphans(ctx context.Context, cutoff time.Time, limit int) (
 	}
 	return n, nil
 }
+
+// FailHeld ends up to limit parts of enterprise's messages accepted
+// before before that wait to be sent (Accepted, due now or later, on any
+// upstream), as state with errCode at time at: the operator dropped what
+// a disabled enterprise held (the scans pass its parts by: DueQuery.Hold).
+// Each part becomes final as Fail makes it (its reservation released,
+// its message's receipt queued once every part is final). A part of a
+// message accepted at or after before is left as it is. It returns how
+// many parts it ended, and more when it stopped at limit.
+func (s *Store) FailHeld(ctx context.Context, enterprise string, before, at time.Time, state State, errCode string, limit int) (n int, more bool, err error) {
+	if limit <= 0 {
+		return 0, false, fmt.Errorf("queue: fail held: %w: limit %d", ErrInvalid, limit)
+	}
+	if !state.Final() || state == StateDelivered {
+		return 0, false, fmt.Errorf("queue: fail held: %w: state %s", ErrInvalid, state)
+	}
+	err = s.exec(ctx, func(t *txn) error {
+		n, more = 0, false
+		// The keys first (up to limit of the enterprise's, every
+		// upstream's), then the changes: setFinal deletes due keys.
+		var keys []Key
+		c := t.udue().Cursor()
+		kb, _ := c.First()
+		for kb != nil && len(keys) < limit {
+			i := bytes.IndexByte(kb, sep)
+			if i < 0 {
+				return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+			}
+			prefix := append(append(append([]byte(nil), kb[:i]...), sep), enterprise...)
+			prefix = append(prefix, sep)
+			for kb, _ = c.Seek(prefix); kb != nil && len(keys) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
+				_, k, ok := parseTimeKey(kb[len(prefix):])
+				if !ok {
+					return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+				}
+				keys = append(keys, k)
+			}
+			more = len(keys) == limit
+			// The next upstream: the first key past this one's prefix.
+			next := append(append([]byte(nil), prefix[:i]...), sep+1)
+			kb, _ = c.Seek(next)
+		}
+		msgs, changed := make(map[uint64]*Message), make(map[uint64]bool)
+		for _, k := range keys {
+			m := msgs[k.ID]
+			if m == nil {
+				var err error
+				if m, err = t.getMsg(k.ID); err != nil {
+					return fmt.Errorf("due key %s: %w", k, err)
+				}
+				msgs[k.ID] = m
+			}
+			if !m.AcceptedAt.Before(before) || int(k.Part) >= len(m.Parts) || m.Parts[k.Part].State != StateAccepted {
+				continue
+			}
+			if err := t.setFinal(m, k.Part, state, at, errCode); err != nil {
+				return err
+			}
+			changed[m.ID] = true
+			n++
+		}
+		for id := range changed {
+			if err := t.putMsg(msgs[id]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("queue: fail held of %s: %w", enterprise, err)
+	}
+	return n, more, nil
+}

@@ -34,7 +34,7 @@ func adminCmd() *cobra.Command {
 		Short: "Enterprises, users, whitelists, scope, packages (qxtd admin help)",
 	},
 		group(&cobra.Command{Use: "enterprise", Short: "Enterprises (集团)"},
-			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret(), a.entReceiptTest(), a.entReceiptRetry()),
+			a.entAdd(), a.entList(), a.entShow(), a.entSet(), a.entReceiptSecret(), a.entReceiptTest(), a.entReceiptRetry(), a.entDropHeld()),
 		group(&cobra.Command{Use: "scope", Short: "National (全网) and off-net (外网) sending grants"},
 			a.scope(true), a.scope(false)),
 		group(&cobra.Command{Use: "package", Short: "Packages: the table, an enterprise's package"},
@@ -151,9 +151,12 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 		tps = "default"
 	}
 	fmt.Fprintf(w, "tps\t%s\n", tps)
-	if e.Disabled {
+	switch {
+	case e.Disabled && e.HeldDropped != nil:
+		fmt.Fprintf(w, "disabled\tyes (its waiting messages dropped at %s)\n", e.HeldDropped.Format(time.RFC3339))
+	case e.Disabled:
 		fmt.Fprintf(w, "disabled\tyes (its messages waiting to be sent are held until it is enabled)\n")
-	} else {
+	default:
 		fmt.Fprintf(w, "disabled\tno\n")
 	}
 	fmt.Fprintf(w, "no_whitelist\t%s\n", yesNo(e.NoWhitelist))
@@ -443,6 +446,19 @@ func (a *adminCLI) entReceiptRetry() *cobra.Command {
 		})
 	c.Flags().BoolVar(&reply, "reply", false, "post the replies (MO) waiting for a retry of their POST to reply_url, not the receipts")
 	return c
+}
+
+func (a *adminCLI) entDropHeld() *cobra.Command {
+	return a.leaf("drop-held CODE", "Drop the messages a disabled enterprise holds: failed rejected account_disabled, never sent", 1, 1,
+		func(c *cobra.Command, cl *api.Client, args []string) error {
+			e, err := cl.DropHeld(args[0])
+			if err != nil {
+				return err
+			}
+			return a.out(c, e, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: its held messages are dropped (every node fails them within a minute, while it stays disabled)\n", e.Code)
+			})
+		})
 }
 
 // given is v when the flag name was given on the command line, else nil:
