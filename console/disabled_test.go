@@ -69,7 +69,11 @@ func TestDeskDropsHeld(t *testing.T) {
 		t.Fatal("dropped without the box ticked")
 	}
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/held/drop", url.Values{"confirm": {"yes"}}).wantRedirect(t, "/ops/enterprises/A")
-	d.get("/ops/enterprises/A").wantPage(t, `id="ent-dropped"`, "放弃该企业暂停发送的短信")
+	a = d.get("/ops/enterprises/A")
+	a.wantPage(t, `id="ent-dropped"`, "放弃该企业暂停发送的短信")
+	if strings.Contains(a.Body, `id="ent-held"`) || strings.Contains(a.Body, `id="ent-drop-held"`) {
+		t.Error("after the drop the page still says the messages go once enabled, or offers the drop again")
+	}
 	n, err := strconv.ParseUint(id, 10, 64)
 	if err != nil {
 		t.Fatal(err)
