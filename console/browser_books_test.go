@@ -48,7 +48,8 @@ func TestBrowserWhitelist(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#wl-import button[type=submit]`)),
 	)
 	b.waitText("#wl-result", "有误", false)
-	if res := b.text("#wl-result"); !strings.Contains(res, "不是有效的中国手机号码") || !strings.Contains(res, "1390000") {
+	if res := b.text("#wl-result"); !strings.Contains(res, "不是有效的中国手机号码") || !strings.Contains(res, "1390000") ||
+		!strings.Contains(res, "：不是有效的中国号码") || strings.Contains(res, "not a") {
 		t.Errorf("import result: %q", res)
 	}
 	b.waitText(".notice[role=status]", "新增 2 个待审批", false)
@@ -94,7 +95,8 @@ func TestBrowserContacts(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#import button[type=submit]`)),
 	)
 	b.waitText("#import-result", "导入结果", false)
-	if res := b.text("#import-result"); !strings.Contains(res, "不是有效的中国手机号码") || !strings.Contains(res, "abc") {
+	if res := b.text("#import-result"); !strings.Contains(res, "不是有效的中国手机号码") || !strings.Contains(res, "abc") ||
+		!strings.Contains(res, "不是电话号码") || strings.Contains(res, "not a") {
 		t.Errorf("import result: %q", res)
 	}
 	b.waitText(".notice[role=status]", "接受 1 行，1 行有误", false)

@@ -50,14 +50,7 @@ func sendNow(ctx context.Context, t *testing.T, r *rig, ids []uint64) int {
 // another enterprise's message sent after them goes; they stay accepted,
 // and once E1 is enabled again every part of them goes.
 func TestDisabledEnterpriseHeld(t *testing.T) {
-	r, pol := twoWayRig(t, rigOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitReady(t, r)
-	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, pol, ctx, alice := aliceBound(t, rigOpts{})
 	// Scheduled an hour ahead, then moved to now once E1 is disabled.
 	later := func(text string, priority bool) uint64 {
 		return submitLater(ctx, t, alice, "13712345678", text, priority)
@@ -120,14 +113,7 @@ func TestDisabledEnterpriseHeld(t *testing.T) {
 // once E1 is enabled again none of them goes, while its new message
 // does.
 func TestDroppedHeld(t *testing.T) {
-	r, pol := twoWayRig(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MaintainInterval = 50 * time.Millisecond }})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitReady(t, r)
-	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, pol, ctx, alice := aliceBound(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MaintainInterval = 50 * time.Millisecond }})
 	ids := []uint64{
 		submitLater(ctx, t, alice, "13712345678", "sale today", false),
 		submitLater(ctx, t, alice, "13712345678", strings.Repeat("a long sale text ", 12), false),

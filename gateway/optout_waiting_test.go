@@ -14,6 +14,21 @@ import (
 	"github.com/qxtd/qxtd/smpp"
 )
 
+// aliceBound is twoWayRig(t, o) ready, with E1's alice bound as a
+// transceiver, and a context for the test (30 s).
+func aliceBound(t *testing.T, o rigOpts) (*rig, *policy.Policy, context.Context, *esme) {
+	t.Helper()
+	r, pol := twoWayRig(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	waitReady(t, r)
+	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, pol, ctx, alice
+}
+
 // submitLater submits text to dst over e, scheduled an hour ahead (with
 // priority_flag 1 if priority), and returns the message's id: a test
 // moves it to now (Gateway.Reschedule) once it has set the stage.
@@ -42,14 +57,7 @@ func submitLater(ctx context.Context, t *testing.T, e *esme, dst, text string, p
 // to another number goes; once E1's admin takes the number off the list,
 // a message still waiting for it goes too.
 func TestOptOutStopsWaitingMessages(t *testing.T) {
-	r, pol := twoWayRig(t, rigOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitReady(t, r)
-	alice, err := r.bind("alice", "secret1", smpp.BindTransceiver)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, pol, ctx, alice := aliceBound(t, rigOpts{})
 	// Scheduled an hour ahead: each is sent when the test moves it to
 	// now, after the opt-out, whatever the machine's pace.
 	later := func(dst, text string) uint64 { return submitLater(ctx, t, alice, dst, text, false) }
@@ -63,15 +71,7 @@ func TestOptOutStopsWaitingMessages(t *testing.T) {
 		t.Fatal(err) // acknowledged once the opt-out is recorded
 	}
 	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
-	now := func(id uint64) {
-		t.Helper()
-		if err := r.gw.Reschedule(ctx, acct, id, time.Now(), ""); err != nil {
-			t.Fatalf("send %d now: %v", id, err)
-		}
-	}
-	for _, id := range []uint64{single, long, toOther} {
-		now(id)
-	}
+	sendNow(ctx, t, r, []uint64{single, long, toOther})
 	rcs := alice.waitReceipts(t, 3, 10*time.Second)
 	for _, id := range []uint64{single, long} {
 		rc := rcs[strconv.FormatUint(id, 10)]
@@ -107,7 +107,7 @@ func TestOptOutStopsWaitingMessages(t *testing.T) {
 	if err := pol.RemoveOptOut(amy, "E1", optedOut); err != nil {
 		t.Fatal(err)
 	}
-	now(kept)
+	sendNow(ctx, t, r, []uint64{kept})
 	rc := alice.waitReceipts(t, 4, 10*time.Second)[strconv.FormatUint(kept, 10)]
 	if rc.State != smpp.StateDelivered {
 		t.Errorf("message waiting while the number was taken off the list: receipt %s err:%s, want DELIVRD", rc.State.Stat(), rc.Err)
