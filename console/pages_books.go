@@ -321,7 +321,7 @@ func (s *Server) whitelistRemove(q *req) {
 		s.whitelistPage(q, statusOf(err), nil, p)
 		return
 	}
-	q.redirect("/whitelist", "已从白名单删除 "+id+"。")
+	q.redirect("/whitelist", "已从白名单删除 "+id+"；发往该号码、还没有发出的短信也不再发出。")
 }
 
 func (s *Server) whitelistTemplate(q *req) {

@@ -210,6 +210,10 @@ func TestWhyTable(t *testing.T) {
 		!strings.Contains(w.Verdict, "已退订") || !strings.Contains(w.Code, "opted_out（该号码已退订）") || !strings.Contains(w.Charge, "不收费") {
 		t.Errorf("stopped for an opt-out: %+v", w)
 	}
+	if w := whyFor(api.Message{State: "rejected", ErrorCode: "not_whitelisted", Segments: 1}); !w.Unlisted || w.OptedOut || len(w.Causes) != 0 ||
+		!strings.Contains(w.Verdict, "白名单中删除") || !strings.Contains(w.Code, "not_whitelisted（号码不在已审批的白名单内）") || !strings.Contains(w.Charge, "不收费") {
+		t.Errorf("stopped off the whitelist: %+v", w)
+	}
 	if w := whyFor(api.Message{State: "accepted", StateZH: "暂停发送", Held: "account_disabled"}); !strings.HasPrefix(w.Verdict, "暂停发送：企业账号已被停用") ||
 		!strings.Contains(w.Code, "account_disabled（企业账号已停用）") || !strings.Contains(w.Charge, "没有发出的短信不收费") {
 		t.Errorf("held while the enterprise is disabled: %+v", w)

@@ -22,6 +22,10 @@ type whyAnswer struct {
 	// OptedOut: the number opted out after the message was accepted,
 	// and qxtd did not send it; the page links to the number's opt-out.
 	OptedOut bool
+	// Unlisted: the number left the enterprise's whitelist after the
+	// message was accepted, and qxtd did not send it; the page links to
+	// the whitelist.
+	Unlisted bool
 }
 
 // stateWhy says what each message state means to the person who sent it.
@@ -135,6 +139,15 @@ func whyFor(m api.Message) whyAnswer {
 		a.Verdict = "未发出：对方在这条短信发出之前已退订（回复了 TD，或通过其他方式要求退订而被加入了退订名单），本平台按退订规定没有发出它。"
 		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
 		a.Causes, a.OptedOut = nil, true
+		a.Charge = "没有发出的短信不收费。"
+	}
+	if st == "rejected" && m.ErrorCode == "not_whitelisted" {
+		// A refused submission is never stored: a stored message
+		// rejected not_whitelisted was accepted, and its number left the
+		// whitelist while it waited (gateway.Whitelists).
+		a.Verdict = "未发出：这个号码在这条短信发出之前已从本企业的白名单中删除（或其白名单审批被客户经理改为拒绝），本平台按白名单规定没有发出它。"
+		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
+		a.Causes, a.Unlisted = nil, true
 		a.Charge = "没有发出的短信不收费。"
 	}
 	return a

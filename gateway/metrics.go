@@ -40,13 +40,16 @@ type Metrics struct {
 	optOuts       prometheus.Counter
 	optOutErrors  prometheus.Counter
 	optOutStopped prometheus.Counter
-	heldDropped   prometheus.Counter
-	binds         *prometheus.CounterVec
-	boundESMEs    *prometheus.GaugeVec
-	dlrDelay      *prometheus.HistogramVec
-	commitSeconds prometheus.Histogram
-	commitOps     prometheus.Histogram
-	reg           prometheus.Registerer
+	// whitelistStopped: parts not sent because their number left the
+	// enterprise's whitelist after acceptance (Whitelists).
+	whitelistStopped prometheus.Counter
+	heldDropped      prometheus.Counter
+	binds            *prometheus.CounterVec
+	boundESMEs       *prometheus.GaugeVec
+	dlrDelay         *prometheus.HistogramVec
+	commitSeconds    prometheus.Histogram
+	commitOps        prometheus.Histogram
+	reg              prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
@@ -132,6 +135,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}),
 		optOutStopped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optout_stopped_total", Help: "Segments not sent because their number opted out (回复TD退订) of the enterprise's messages after the message was accepted (scheduled, retried, queued): failed rejected with error opted_out.",
+		}),
+		whitelistStopped: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_whitelist_stopped_total", Help: "Segments not sent because their number was no longer an approved whitelist entry of the enterprise when their turn came (taken off the whitelist, or its entry rejected, after the message was accepted): failed rejected with error not_whitelisted.",
 		}),
 		heldDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_held_dropped_total", Help: "Segments of a disabled enterprise's waiting messages the operator dropped (DropHeld): failed rejected with error account_disabled, unsent.",

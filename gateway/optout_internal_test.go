@@ -12,11 +12,13 @@ import (
 	"github.com/qxtd/qxtd/queue"
 )
 
-// TestOptedOutSinceHalfSent: a waiting part to a number that opted out is
-// stopped, unless another part of its message already went to the SMSC
-// (the customer would get half a text); a part failed before it, or one
-// only tried, does not count as gone.
-func TestOptedOutSinceHalfSent(t *testing.T) {
+// TestStoppedSinceHalfSent: a waiting part to a number that opted out, or
+// that is no longer an approved whitelist entry, is stopped, unless
+// another part of its message already went to the SMSC (the customer
+// would get half a text); a part failed before it, or one only tried,
+// does not count as gone. An enterprise without a whitelist, or unknown
+// (the operator's notifications), sends to any number it was admitted.
+func TestStoppedSinceHalfSent(t *testing.T) {
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "p.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -28,38 +30,57 @@ func TestOptedOutSinceHalfSent(t *testing.T) {
 	}
 	if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
 		Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1},
-		Whitelist:  []string{"13712345678"},
+		Whitelist:  []string{"13712345678", "13923412345", "13800138000", "13800138001"},
+	}, {
+		Enterprise: policy.Enterprise{Code: "E2", Name: "乙公司", Signature: "【乙公司】", Package: 1, NoWhitelist: true},
 	}}}); err != nil {
+		t.Fatal(err)
+	}
+	op := policy.OperatorActor("manager")
+	if _, err := pol.RemoveWhitelist(op, "E1", []string{"13800138000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pol.Reject(op, "E1", "the customer never agreed", "13800138001"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pol.OptOut("E1", "13712345678", 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	g := &Gateway{policy: Rules{P: pol}}
-	job := func(dest string, part int, parts ...queue.Part) queue.Job {
-		m := &queue.Message{Enterprise: "E1", Dest: dest, Parts: parts}
+	entJob := func(ent, dest string, part int, parts ...queue.Part) queue.Job {
+		m := &queue.Message{Enterprise: ent, Dest: dest, Parts: parts}
 		return queue.Job{Key: queue.Key{ID: 1, Part: uint16(part)}, Msg: m, Part: parts[part]}
 	}
+	job := func(dest string, part int, parts ...queue.Part) queue.Job { return entJob("E1", dest, part, parts...) }
+	const none = policy.Reason(0)
 	waiting := queue.Part{State: queue.StateAccepted}
 	for _, tc := range []struct {
 		what string
 		j    queue.Job
-		want bool
+		want policy.Reason
 	}{
-		{"a single part", job("13712345678", 0, waiting), true},
-		{"another number", job("13923412345", 0, waiting), false},
-		{"no part gone", job("13712345678", 1, waiting, waiting, waiting), true},
-		{"another part stopped before it", job("13712345678", 1, queue.Part{State: queue.StateRejected, ErrCode: "opted_out"}, waiting), true},
-		{"another part tried, unanswered", job("13712345678", 1, queue.Part{State: queue.StateAccepted, Attempts: 1}, waiting), true},
-		{"another part accepted by the SMSC", job("13712345678", 1, queue.Part{State: queue.StateSubmitted, SMSCID: "9", SubmittedAt: time.Now()}, waiting), false},
-		{"another part delivered", job("13712345678", 0, waiting, queue.Part{State: queue.StateDelivered, SMSCID: "9", SubmittedAt: time.Now()}), false},
-		{"this part sent before, retried", job("13712345678", 0, queue.Part{State: queue.StateAccepted, SMSCID: "8"}), true},
+		{"a single part", job("13712345678", 0, waiting), policy.ReasonOptedOut},
+		{"another number", job("13923412345", 0, waiting), none},
+		{"no part gone", job("13712345678", 1, waiting, waiting, waiting), policy.ReasonOptedOut},
+		{"another part stopped before it", job("13712345678", 1, queue.Part{State: queue.StateRejected, ErrCode: "opted_out"}, waiting), policy.ReasonOptedOut},
+		{"another part tried, unanswered", job("13712345678", 1, queue.Part{State: queue.StateAccepted, Attempts: 1}, waiting), policy.ReasonOptedOut},
+		{"another part accepted by the SMSC", job("13712345678", 1, queue.Part{State: queue.StateSubmitted, SMSCID: "9", SubmittedAt: time.Now()}, waiting), none},
+		{"another part delivered", job("13712345678", 0, waiting, queue.Part{State: queue.StateDelivered, SMSCID: "9", SubmittedAt: time.Now()}), none},
+		{"this part sent before, retried", job("13712345678", 0, queue.Part{State: queue.StateAccepted, SMSCID: "8"}), policy.ReasonOptedOut},
+		{"taken off the whitelist", job("13800138000", 0, waiting), policy.ReasonNotWhitelisted},
+		{"its entry rejected", job("13800138001", 1, waiting, waiting), policy.ReasonNotWhitelisted},
+		{"never on the whitelist", job("13600136000", 0, waiting), policy.ReasonNotWhitelisted},
+		{"off the whitelist, another part at the SMSC", job("13800138000", 1, queue.Part{State: queue.StateSubmitted, SMSCID: "9", SubmittedAt: time.Now()}, waiting), none},
+		{"an enterprise without a whitelist", entJob("E2", "13800138000", 0, waiting), none},
+		{"an unknown enterprise", entJob("qxtd-notices", "13800138000", 0, waiting), none},
+		{"a number the whitelist cannot hold", job("+8613800138000", 0, waiting), none},
 	} {
-		if got := g.optedOutSince(tc.j); got != tc.want {
-			t.Errorf("%s: stopped %v, want %v", tc.what, got, tc.want)
+		got, stop := g.stoppedSince(tc.j)
+		if stop != (tc.want != none) || got != tc.want {
+			t.Errorf("%s: stopped %v (%v), want %v", tc.what, stop, got, tc.want)
 		}
 	}
-	if (&Gateway{policy: StaticAccounts{}}).optedOutSince(job("13712345678", 0, waiting)) {
-		t.Error("a policy without opt-outs stopped a part")
+	if _, stop := (&Gateway{policy: StaticAccounts{}}).stoppedSince(job("13712345678", 0, waiting)); stop {
+		t.Error("a policy without opt-outs and whitelists stopped a part")
 	}
 }

@@ -94,6 +94,21 @@ type OptOuts interface {
 	OptedOut(enterprise, number string) bool
 }
 
+// Whitelists is the optional part of a Policy that says whether an
+// enterprise may still send to a number on its whitelist: a message
+// accepted for a number that its admins took off the whitelist since, or
+// whose entry the account manager rejected since (a customer who says he
+// never agreed), is not sent when its turn comes (upstream.send), as a new
+// message to it would be refused. Rules implements it; without it every
+// accepted message goes.
+type Whitelists interface {
+	// NotWhitelisted reports whether number, as a stored message holds
+	// it, is no approved whitelist entry of the enterprise now, which
+	// needs one. It runs before each part goes to the SMSC: it must not
+	// touch the disk.
+	NotWhitelisted(enterprise, number string) bool
+}
+
 // Disabling is the optional part of a Policy that says whether the
 // operator has disabled an enterprise: its messages accepted before, and
 // not yet sent, wait in the store until it is enabled again (the

@@ -24,6 +24,10 @@ var (
 	_ BindAuthenticator = Rules{}
 	_ DistributionLists = Rules{}
 	_ CarrierLookup     = Rules{}
+	_ OptOuts           = Rules{}
+	_ Whitelists        = Rules{}
+	_ Disabling         = Rules{}
+	_ HeldDrops         = Rules{}
 )
 
 // CarrierOf implements CarrierLookup: the carrier the policy's number
@@ -112,6 +116,12 @@ func (r Rules) LongRepliesOf(systemID string) (string, bool) {
 // OptedOut implements OptOuts from the policy's in-memory opt-out lists.
 func (r Rules) OptedOut(enterprise, number string) bool {
 	return r.P.OptedOutNational(enterprise, number)
+}
+
+// NotWhitelisted implements Whitelists from the policy's in-memory
+// whitelists.
+func (r Rules) NotWhitelisted(enterprise, number string) bool {
+	return r.P.NotWhitelistedNational(enterprise, number)
 }
 
 // HeldDrops implements HeldDrops from the policy's enterprises in memory.

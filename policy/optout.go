@@ -190,18 +190,25 @@ func (s *Store) OptedOut(code, e164 string) bool {
 // holds it ("13712345678"), read before each part goes to the SMSC: one map
 // lookup, no string built.
 func (s *Store) OptedOutNational(code, national string) bool {
+	n, ok := parseNational(national)
+	return ok && s.snap.Load().opt[code].has(n)
+}
+
+// parseNational reads an 11-digit national number as the snapshot's maps
+// key it, without building a string.
+func parseNational(national string) (uint64, bool) {
 	if len(national) != 11 {
-		return false
+		return 0, false
 	}
 	var n uint64
 	for i := range len(national) {
 		c := national[i]
 		if c < '0' || c > '9' {
-			return false
+			return 0, false
 		}
 		n = n*10 + uint64(c-'0')
 	}
-	return s.snap.Load().opt[code].has(n)
+	return n, true
 }
 
 // OptOut puts number (a handset's address as the SMSC gave it) on the

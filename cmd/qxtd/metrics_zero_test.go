@@ -102,6 +102,7 @@ func zeroSeries() []series {
 	add("qxtd_optouts_total")
 	add("qxtd_optout_errors_total")
 	add("qxtd_optout_stopped_total")
+	add("qxtd_whitelist_stopped_total")
 	add("qxtd_held_dropped_total")
 	add("qxtd_batch_jobs_running")
 	add("qxtd_batch_jobs_resumed_total")
