@@ -33,6 +33,8 @@ type APIError struct {
 	Status  int    // HTTP status
 	Reason  string // "not_found", "invalid", "not_whitelisted", …
 	Message string
+	// DetailZH: a refusal's detail in Chinese, when the answer has one.
+	DetailZH string
 }
 
 func (e *APIError) Error() string {
@@ -129,7 +131,7 @@ func ReadAPIError(resp *http.Response) error {
 	e := &APIError{Status: resp.StatusCode}
 	var b errorBody
 	if json.Unmarshal(data, &b) == nil && b.Error.Reason != "" {
-		e.Reason, e.Message = b.Error.Reason, b.Error.Message
+		e.Reason, e.Message, e.DetailZH = b.Error.Reason, b.Error.Message, b.Error.DetailZH
 		return e
 	}
 	// Not one of ours (a proxy, or no such route: the mux answers text).

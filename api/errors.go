@@ -18,8 +18,9 @@ import (
 // errorBody is every error answer.
 type errorBody struct {
 	Error struct {
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
+		Reason   string `json:"reason"`
+		Message  string `json:"message"`
+		DetailZH string `json:"detail_zh,omitempty"` // a policy refusal's (refusalBody)
 	} `json:"error"`
 }
 
@@ -32,7 +33,9 @@ func writeError(w http.ResponseWriter, code int, reason, msg string) {
 // writeErr maps store and policy errors to HTTP answers.
 func writeErr(w http.ResponseWriter, err error) {
 	if r, ok := policy.ReasonOf(err); ok {
-		writeError(w, http.StatusUnprocessableEntity, r.String(), err.Error())
+		var b errorBody
+		b.Error.Reason, b.Error.Message, b.Error.DetailZH = r.String(), err.Error(), policy.DetailZH(err)
+		writeJSON(w, http.StatusUnprocessableEntity, b)
 		return
 	}
 	switch {
@@ -84,6 +87,9 @@ type refusalBody struct {
 		Reason  string `json:"reason"`
 		Message string `json:"message"`
 		Code    string `json:"code,omitempty"`
+		// DetailZH: the refusal's detail in Chinese, as the consoles
+		// show it (the number, the count, the limit), when it has one.
+		DetailZH string `json:"detail_zh,omitempty"`
 	} `json:"error"`
 }
 
@@ -96,6 +102,7 @@ func writeRefusal(w http.ResponseWriter, err error) {
 	}
 	var b refusalBody
 	b.Error.Reason, b.Error.Code, b.Error.Message = policy.Describe(err)
+	b.Error.DetailZH = policy.DetailZH(err)
 	if b.Error.Reason == "internal" {
 		b.Error.Code = ""
 	}

@@ -91,11 +91,11 @@ func (s *Server) callerOf(tok string) (*caller, error) {
 		return nil, policy.ErrAuth
 	}
 	if ent.Disabled {
-		return nil, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+ent.Code)
+		return nil, policy.NewRefusalZH(policy.ReasonAccountDisabled, "enterprise "+ent.Code, "企业 "+ent.Code+" 已停用")
 	}
 	if u.Disabled {
 		s.user.sessions.end(tok)
-		return nil, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+u.SystemID)
+		return nil, policy.NewRefusalZH(policy.ReasonAccountDisabled, "user "+u.SystemID, "用户 "+u.SystemID+" 已停用")
 	}
 	return &caller{user: u, ent: ent, acct: gateway.AccountFor(u, ent), session: tok}, nil
 }

@@ -45,6 +45,9 @@ type PreviewRefusal struct {
 	Reason    string `json:"reason"`
 	Message   string `json:"message"`
 	MessageZH string `json:"message_zh"`
+	// DetailZH: the detail in Chinese (the number's province, the count
+	// past the limit), when the refusal has one.
+	DetailZH string `json:"detail_zh,omitempty"`
 }
 
 func (s *Server) previewMessage(c *caller, w http.ResponseWriter, r *http.Request) {
@@ -74,7 +77,7 @@ func previewResponse(p gateway.Preview) PreviewResponse {
 	out := PreviewResponse{Signed: p.Signed, Chars: p.Chars, Segments: p.Segments, SegmentsMax: p.SegmentsMax, Encoding: p.Coding.String(), MaxChars: p.MaxChars}
 	if p.Refusal != nil {
 		reason, _, msg := policy.Describe(p.Refusal)
-		out.Refusal = &PreviewRefusal{Reason: reason, Message: msg, MessageZH: p.Refusal.Reason.MessageZH()}
+		out.Refusal = &PreviewRefusal{Reason: reason, Message: msg, MessageZH: p.Refusal.Reason.MessageZH(), DetailZH: p.Refusal.DetailZH}
 	}
 	return out
 }

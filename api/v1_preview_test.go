@@ -41,7 +41,7 @@ func TestMessagePreview(t *testing.T) {
 	// Too long: 200 OK with the whole count and the refusal.
 	p = preview(r.keys["alice"], strings.Repeat("好", 500))
 	if p.Chars != 505 || p.Segments != 8 || p.Refusal == nil || p.Refusal.Reason != "too_long" ||
-		p.Refusal.MessageZH != policy.ReasonTooLong.MessageZH() || p.Refusal.Message == "" {
+		p.Refusal.MessageZH != policy.ReasonTooLong.MessageZH() || p.Refusal.Message == "" || p.Refusal.DetailZH != "共 505 个字（含签名），最多 500 个字" {
 		t.Fatalf("too long: %+v %+v", p, p.Refusal)
 	}
 	r.wantError(http.StatusUnprocessableEntity, "too_long", "POST", "/v1/messages", r.keys["alice"],

@@ -140,8 +140,8 @@ func TestUserSendErrors(t *testing.T) {
 	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: "x", SendAt: time.Now().AddDate(2, 0, 0).Format(time.RFC3339)})
 	r.wantError(http.StatusBadRequest, "invalid", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: "x", Source: "10657abc"})
 	e := r.wantError(http.StatusUnprocessableEntity, "too_long", "POST", "/v1/messages", key, SendRequest{To: []string{uNumA1}, Text: strings.Repeat("长", 600)})
-	if e.Error.Code != "0x00000406" {
-		t.Errorf("too_long code %q", e.Error.Code)
+	if e.Error.Code != "0x00000406" || e.Error.DetailZH != "共 605 个字（含签名），最多 500 个字" {
+		t.Errorf("too_long code %q, detail_zh %q", e.Error.Code, e.Error.DetailZH)
 	}
 	// An empty number is refused for itself, never dropped.
 	out := r.send(key, SendRequest{To: []string{"", uNumA1}, Text: "x"})

@@ -66,6 +66,9 @@ func (s *Server) count(q *req, text string) countView {
 	v.Encoding = cmp.Or(encodingZH[p.Encoding], p.Encoding)
 	if p.Refusal != nil {
 		v.Refusal = cmp.Or(p.Refusal.MessageZH, reasonZH(p.Refusal.Reason))
+		if d := p.Refusal.DetailZH; d != "" {
+			v.Refusal += "（" + d + "）"
+		}
 	}
 	return v
 }
@@ -193,7 +196,7 @@ func (s *Server) sendGroup(q *req) {
 	d := groupData{Result: &res, Count: s.count(q, in.Text), Replayed: replayed}
 	for _, r := range res.Results {
 		if r.Status == "refused" {
-			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: cmp.Or(r.DetailZH, r.Message), OptedOut: r.Reason == "opted_out"})
+			d.Refused = append(d.Refused, refusedView{To: r.To, Reason: rowZH(r.Reason), Detail: refusalDetail(r.Reason, r.Message, r.DetailZH), OptedOut: r.Reason == "opted_out"})
 		}
 	}
 	if in.SendAt != "" {

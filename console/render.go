@@ -209,9 +209,11 @@ var funcs = template.FuncMap{
 	"mobile":     func(e164 string) string { return strings.TrimPrefix(e164, "+86") },
 	"stateClass": stateClass,
 	"reasonZH":   reasonZH,
-	"yuan":       yuan,
-	"add":        func(a, b int) int { return a + b },
-	"nodeList":   nodeList,
+	// refusalDetail: what follows a refusal's Chinese reason (zh.go).
+	"refusalDetail": refusalDetail,
+	"yuan":          yuan,
+	"add":           func(a, b int) int { return a + b },
+	"nodeList":      nodeList,
 	// once is a fresh value for a send form's once parameter (callOnce):
 	// every rendering of the form its own.
 	"once":    newOnce,

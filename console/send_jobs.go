@@ -106,7 +106,7 @@ func (s *Server) jobErrorsCSV(q *req) {
 	w := csv.NewWriter(q.w)
 	_ = w.Write([]string{"行号", "号码", "原因", "说明"})
 	for _, e := range v.Rows {
-		_ = w.Write([]string{strconv.Itoa(e.Row), e.Number, e.ReasonZH, cmp.Or(e.DetailZH, e.Message)})
+		_ = w.Write([]string{strconv.Itoa(e.Row), e.Number, e.ReasonZH, refusalDetail(e.Reason, e.Message, e.DetailZH)})
 	}
 	w.Flush()
 }

@@ -146,7 +146,10 @@ func TestSendGroup(t *testing.T) {
 	fieldError(t, a.Body, "输入有误（to:")
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {strings.Repeat("长", 600)}})
 	a.wantStatus(t, http.StatusUnprocessableEntity, numA1+"</textarea>")
-	fieldError(t, a.Body, "短信超过500个字（含签名）")
+	fieldError(t, a.Body, "短信超过500个字（含签名）（共 605 个字（含签名），最多 500 个字）")
+	if strings.Contains(a.Body, "characters") {
+		t.Error("the too-long refusal says its detail in English")
+	}
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {"x"}, "send_at": {"明天"}})
 	a.wantStatus(t, http.StatusBadRequest)
 	fieldError(t, a.Body, "send_at")

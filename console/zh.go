@@ -82,10 +82,29 @@ func zhError(err error) string {
 			zh = reasonText["invalid"]
 		}
 	}
-	if d := detail(ae.Message); d != "" && !slices.Contains(noDetail, ae.Reason) {
+	if d := refusalDetail(ae.Reason, ae.Message, ae.DetailZH); d != "" && !slices.Contains(noDetail, ae.Reason) {
 		return zh + "（" + d + "）"
 	}
 	return zh
+}
+
+// refusalDetail is what a console shows after a refusal's Chinese reason:
+// the API's Chinese detail (detail_zh), else the English detail beyond
+// the reason's own English message (a number, a limit), never the reason
+// said again in English ("已超出本月套餐或消费上限（monthly package or
+// spending cap exhausted）").
+func refusalDetail(reason, msg, zh string) string {
+	if zh != "" {
+		return zh
+	}
+	d := detail(msg)
+	if r, ok := policy.ParseReason(reason); ok {
+		d = strings.TrimPrefix(d, r.String()+": ")
+		if rest, cut := strings.CutPrefix(d, r.Message()); cut {
+			d = strings.TrimPrefix(rest, ": ")
+		}
+	}
+	return d
 }
 
 // detail is the part of an API message that says more than its reason:

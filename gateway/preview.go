@@ -58,7 +58,7 @@ func (g *Gateway) Preview(acct *Account, text, to string) (Preview, error) {
 		} else if _, v := g.pick(rcpt.Carrier); v != nil {
 			up = v
 		} else {
-			refused = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
+			refused = noRoute(rcpt.Carrier)
 		}
 	}
 	p, err := countText(acct, text, up.cfg.Segment)

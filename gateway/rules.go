@@ -141,7 +141,7 @@ const SystemAccount = "qxtd-system"
 func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
-		return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists")
+		return nil, 0, policy.NewRefusalZH(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise+" no longer exists", "企业 "+acct.Enterprise+" 已不存在")
 	}
 	if err := r.P.CheckEnterprise(ent); err != nil {
 		return nil, 0, err
@@ -151,9 +151,9 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 		u, err := r.P.User(policy.OperatorActor("gateway"), acct.SystemID)
 		switch {
 		case err != nil || u.Enterprise != acct.Enterprise:
-			return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+acct.SystemID+" no longer exists")
+			return nil, 0, policy.NewRefusalZH(policy.ReasonAccountDisabled, "user "+acct.SystemID+" no longer exists", "用户 "+acct.SystemID+" 已不存在")
 		case u.Disabled:
-			return nil, 0, policy.NewRefusal(policy.ReasonAccountDisabled, "user "+acct.SystemID)
+			return nil, 0, policy.NewRefusalZH(policy.ReasonAccountDisabled, "user "+acct.SystemID, "用户 "+acct.SystemID+" 已停用")
 		}
 		// The user's own settings as they are now, as the enterprise's
 		// below: an ESME bound for weeks gets a changed user signature
@@ -177,7 +177,7 @@ func (r Rules) Allow(acct *Account) error {
 func (r Rules) Admit(acct *Account, dest string) (Recipient, error) {
 	ent, ok := r.P.Lookup(acct.Enterprise)
 	if !ok {
-		return Recipient{}, policy.NewRefusal(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise)
+		return Recipient{}, policy.NewRefusalZH(policy.ReasonAccountDisabled, "enterprise "+acct.Enterprise, "企业 "+acct.Enterprise+" 已不存在")
 	}
 	c, err := r.P.CheckRecipient(ent, dest)
 	if err != nil {

@@ -198,7 +198,7 @@ func settleDups(results []SendResult, dups [][2]int) {
 // request (no recipient, a text that cannot be encoded).
 func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoing, error) {
 	if len(req.Dests) == 0 {
-		return nil, policy.NewRefusal(policy.ReasonInvalidNumber, "no recipient")
+		return nil, policy.NewRefusalZH(policy.ReasonInvalidNumber, "no recipient", "没有收件人")
 	}
 	if req.SendAt.Before(now) {
 		req.SendAt = time.Time{} // in the past: at once
@@ -243,7 +243,7 @@ func (g *Gateway) build(acct *Account, req SendRequest, now time.Time) (*outgoin
 		}
 		up := g.route(rcpt.Carrier)
 		if up == nil {
-			b.results[i].Err = policy.NewRefusal(policy.ReasonNoRoute, "no upstream serves carrier "+rcpt.Carrier)
+			b.results[i].Err = noRoute(rcpt.Carrier)
 			continue
 		}
 		plan, ok := plans[up.cfg.Name]
@@ -324,13 +324,37 @@ func (g *Gateway) count(acct *Account, ingress string, results []SendResult) {
 // encoded is a refusal of the whole text.
 func encode(signed string, opt segment.Options) (*segment.Plan, error) {
 	plan, err := segment.Encode(signed, opt)
-	switch {
-	case errors.Is(err, segment.ErrTooLong):
-		return nil, policy.NewRefusal(policy.ReasonTooLong, err.Error())
-	case err != nil:
-		return nil, policy.NewRefusal(policy.ReasonBadText, err.Error())
+	if err != nil {
+		return nil, textRefusal(err)
 	}
 	return plan, nil
+}
+
+// textRefusal is the refusal of a text to send that segment cannot
+// encode, with its detail in Chinese where its sender may read it in a
+// console (the counts of one too long, an empty text).
+func textRefusal(err error) error {
+	var le *segment.LengthError
+	switch {
+	case errors.As(err, &le) && le.Segments > 0:
+		return policy.NewRefusalZH(policy.ReasonTooLong, err.Error(),
+			fmt.Sprintf("共 %d 个字，需要 %d 条短信，一条长短信最多 %d 条", le.Chars, le.Segments, le.MaxSegments))
+	case errors.As(err, &le):
+		return policy.NewRefusalZH(policy.ReasonTooLong, err.Error(), fmt.Sprintf("共 %d 个字（含签名），最多 %d 个字", le.Chars, le.Limit))
+	case errors.Is(err, segment.ErrTooLong):
+		return policy.NewRefusal(policy.ReasonTooLong, err.Error())
+	case errors.Is(err, segment.ErrEmpty):
+		return policy.NewRefusalZH(policy.ReasonBadText, err.Error(), "短信内容为空")
+	case errors.Is(err, segment.ErrNotUTF8):
+		return policy.NewRefusalZH(policy.ReasonBadText, err.Error(), "内容含有无效的字符（不是 UTF-8 文本）")
+	}
+	return policy.NewRefusal(policy.ReasonBadText, err.Error())
+}
+
+// noRoute is the refusal of a recipient whose carrier no upstream serves.
+func noRoute(carrier string) error {
+	c, _ := policy.ParseCarrier(carrier)
+	return policy.NewRefusalZH(policy.ReasonNoRoute, "no upstream serves carrier "+carrier, "没有通道发往"+c.ZH()+"号码")
 }
 
 // weightOf is the billable segments each stored part stands for: with

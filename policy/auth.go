@@ -88,10 +88,10 @@ func (s *Store) loggedIn(snap *snapshot, rec *userRec) (*User, *Enterprise, erro
 		return nil, nil, ErrAuth
 	}
 	if es.ent.Disabled {
-		return nil, nil, refuseZH(ReasonAccountDisabled, "enterprise "+es.ent.Code, "企业 "+es.ent.Code)
+		return nil, nil, refuseZH(ReasonAccountDisabled, "enterprise "+es.ent.Code, "企业 "+es.ent.Code+" 已停用")
 	}
 	if rec.Disabled {
-		return nil, nil, refuseZH(ReasonAccountDisabled, "user "+rec.SystemID, "用户 "+rec.SystemID)
+		return nil, nil, refuseZH(ReasonAccountDisabled, "user "+rec.SystemID, "用户 "+rec.SystemID+" 已停用")
 	}
 	u, e := rec.User, es.ent
 	return &u, &e, nil

@@ -31,6 +31,15 @@ var carrierNames = [numCarriers]string{"unknown", "china_mobile", "china_unicom"
 // carrierZH names the carriers in the consoles' refusal details.
 var carrierZH = [numCarriers]string{"运营商未知的", "中国移动", "中国联通", "中国电信", "中国广电"}
 
+// ZH is the carrier's Chinese name as refusal details put it before 号码
+// (中国联通号码; unknown: 运营商未知的号码).
+func (c Carrier) ZH() string {
+	if c < numCarriers {
+		return carrierZH[c]
+	}
+	return carrierZH[0]
+}
+
 // String returns the stable name ("china_mobile", …), usable as a metric label.
 func (c Carrier) String() string {
 	if c >= numCarriers {

@@ -76,7 +76,7 @@ func (p *Policy) HomeProvince() string { return p.home }
 // a fresh Lookup, since the operator may change either at any time.
 func (p *Policy) CheckEnterprise(ent *Enterprise) error {
 	if ent.Disabled {
-		return refuseZH(ReasonAccountDisabled, "enterprise "+ent.Code, "企业 "+ent.Code)
+		return refuseZH(ReasonAccountDisabled, "enterprise "+ent.Code, "企业 "+ent.Code+" 已停用")
 	}
 	if ent.Signature == "" {
 		return refuseZH(ReasonNoSignature, "enterprise "+ent.Code, "企业 "+ent.Code)

@@ -277,6 +277,10 @@ func ReasonTable() string {
 // ReasonTooLong, the gateway's routing → ReasonNoRoute, …).
 func NewRefusal(r Reason, detail string) error { return refuse(r, detail) }
 
+// NewRefusalZH is NewRefusal with the detail in Chinese too, for a
+// refusal its sender may see in a console (Refusal.DetailZH).
+func NewRefusalZH(r Reason, detail, zh string) error { return refuseZH(r, detail, zh) }
+
 // Describe is how the outcome of a send appears to its sender (an HTTP
 // answer, a batch row error): the refusal's reason, its command_status
 // ("0x00000400") and its message with the detail. An error that is no

@@ -204,7 +204,7 @@ func inspect(text string, opt Options) (textInfo, error) {
 		}
 	}
 	if ti.chars > limit {
-		return ti, fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, ti.chars, limit)
+		return ti, &LengthError{Chars: ti.chars, Limit: limit}
 	}
 	ti.units, ti.simple = utf16, !pairs
 	if ti.gsm {
@@ -298,7 +298,7 @@ func segmentCount(text string, ti textInfo, opt Options) (int, error) {
 		}
 	}
 	if n > maxSegments {
-		return n, fmt.Errorf("%w: %d segments, limit %d", ErrTooLong, n, maxSegments)
+		return n, &LengthError{Chars: ti.chars, Segments: n, MaxSegments: maxSegments}
 	}
 	return n, nil
 }
@@ -401,7 +401,7 @@ func MeasureText(text string, opt Options) (Measure, error) {
 	}
 	m.Segments, err = segmentCount(text, ti, opt)
 	if err == nil && ti.chars > limit {
-		err = fmt.Errorf("%w: %d characters, limit %d", ErrTooLong, ti.chars, limit)
+		err = &LengthError{Chars: ti.chars, Limit: limit}
 	}
 	return m, err
 }

@@ -118,6 +118,31 @@ func TestCountErrors(t *testing.T) {
 	}
 }
 
+// TestLengthError: a text too long says its counts to errors.As (the
+// consoles' Chinese detail), in characters or in segments, and its
+// message as before.
+func TestLengthError(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		opt  Options
+		want LengthError
+		msg  string
+	}{
+		{rep(han, 501), Options{}, LengthError{Chars: 501, Limit: 500}, "segment: message too long: 501 characters, limit 500"},
+		{rep("a", 71), Options{MaxChars: 70}, LengthError{Chars: 71, Limit: 70}, "segment: message too long: 71 characters, limit 70"},
+		{rep(han, 67*255+1), Options{MaxChars: 1 << 20}, LengthError{Chars: 67*255 + 1, Segments: 256, MaxSegments: 255}, "segment: message too long: 256 segments, limit 255"},
+	} {
+		_, err := Encode(tc.text, tc.opt)
+		var le *LengthError
+		if !errors.As(err, &le) || *le != tc.want || err.Error() != tc.msg {
+			t.Errorf("%d characters: %v (%+v), want %+v %q", len([]rune(tc.text)), err, le, tc.want, tc.msg)
+		}
+		if _, err := MeasureText(tc.text, tc.opt); !errors.As(err, &le) || le.Chars != tc.want.Chars {
+			t.Errorf("MeasureText of %d characters: %v", len([]rune(tc.text)), err)
+		}
+	}
+}
+
 func TestChooseCoding(t *testing.T) {
 	tests := []struct {
 		text  string

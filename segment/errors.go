@@ -1,6 +1,9 @@
 package segment
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors are sentinels, compared with errors.Is; the functions of this
 // package wrap them with context (%w), so the message says which limit or
@@ -45,3 +48,23 @@ var (
 	// (missing or repeated sequence numbers, mixed references).
 	ErrBadConcat = errors.New("segment: inconsistent concatenated parts")
 )
+
+// LengthError is ErrTooLong with its counts, for a refusal that says them
+// in another language than the message's (the consoles' Chinese):
+// errors.Is(err, ErrTooLong) holds, and errors.As finds the counts.
+type LengthError struct {
+	// Chars and Limit: the signed text's characters and Options.MaxChars;
+	// Segments (0 when the characters were over) and the 255 a message
+	// may have.
+	Chars, Limit          int
+	Segments, MaxSegments int
+}
+
+func (e *LengthError) Error() string {
+	if e.Segments > 0 {
+		return fmt.Sprintf("%v: %d segments, limit %d", ErrTooLong, e.Segments, e.MaxSegments)
+	}
+	return fmt.Sprintf("%v: %d characters, limit %d", ErrTooLong, e.Chars, e.Limit)
+}
+
+func (e *LengthError) Unwrap() error { return ErrTooLong }
