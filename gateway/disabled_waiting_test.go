@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fiorix/go-smpp/smpp/pdu/pdufield"
+
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
@@ -159,5 +161,58 @@ func TestDroppedHeld(t *testing.T) {
 		if strings.HasSuffix(m.Dest, "13712345678") {
 			t.Errorf("the SMSC got %q, dropped", m.ShortMessage)
 		}
+	}
+}
+
+// TestHeldExpires: a message a disabled enterprise holds whose validity
+// ends while it is held is expired then, its receipt EXPIRED sent and its
+// counter counted, without waiting for the enterprise to be enabled;
+// one still valid stays held, and goes once E1 is enabled.
+func TestHeldExpires(t *testing.T) {
+	r, pol, ctx, alice := aliceBound(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MaintainInterval = 50 * time.Millisecond }})
+	// Scheduled an hour ahead, valid 2 s past it: once moved to now (the
+	// validity moves along), it expires 2 s later.
+	p := submitSM("", "13712345678", strings.Repeat("a long sale text ", 12)) // 4 parts
+	_ = p.Fields().Set(pdufield.ScheduleDeliveryTime, "000000010000000R")
+	_ = p.Fields().Set(pdufield.ValidityPeriod, "000000010002000R")
+	sid, err := alice.submit(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := strconv.ParseUint(sid, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := submitLater(ctx, t, alice, "13923412345", "sale today", false)
+	setDisabled(t, pol, true)
+	parts := sendNow(ctx, t, r, []uint64{short})
+	sendNow(ctx, t, r, []uint64{valid})
+	acct := &gateway.Account{SystemID: "alice", Enterprise: "E1"}
+
+	rc := alice.waitReceipts(t, 1, 15*time.Second)[sid]
+	if rc.State != smpp.StateExpired {
+		t.Fatalf("receipt %s err:%s, want EXPIRED", rc.State.Stat(), rc.Err)
+	}
+	m, err := r.gw.Message(acct, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range m.Parts {
+		if p.State != queue.StateExpired || p.ErrCode != "validity" {
+			t.Errorf("part %d: %s %q, want expired validity", i, p.State, p.ErrCode)
+		}
+	}
+	if got := counters(t, r)["qxtd_held_expired_total"]; got != float64(parts) {
+		t.Errorf("qxtd_held_expired_total = %v, want %d", got, parts)
+	}
+	if m, err := r.gw.Message(acct, valid); err != nil || m.State() != queue.StateAccepted {
+		t.Fatalf("the message still valid: %v %v, want held (accepted)", m, err)
+	}
+	if n := len(r.sim.Received()); n != 0 {
+		t.Errorf("the SMSC got %d messages while E1 was disabled", n)
+	}
+	setDisabled(t, pol, false)
+	if got := r.waitReceived(t, 1); len(got) != 1 || !strings.HasSuffix(got[0].Dest, "13923412345") {
+		t.Errorf("after enabling, the SMSC got %+v, want the message still valid", got)
 	}
 }

@@ -328,6 +328,10 @@ type Gateway struct {
 	// moAgain: the replies stored lately, to know the SMSC's resends of
 	// those whose answers a cut may have lost (moagain.go).
 	moAgain moAgain
+	// heldAfter: where expireHeld goes on in each disabled enterprise's
+	// parts at its next run (queue.ExpireHeld's after); the maintain
+	// goroutine's own.
+	heldAfter map[string][]byte
 	// moOwnersDown: the nodes (by id) that did not take the last reply
 	// part handed to them, logged once as they fail (mojoin.go).
 	moOwnersDown moFull

@@ -44,6 +44,7 @@ type Metrics struct {
 	// enterprise's whitelist after acceptance (Whitelists).
 	whitelistStopped prometheus.Counter
 	heldDropped      prometheus.Counter
+	heldExpired      prometheus.Counter
 	binds            *prometheus.CounterVec
 	boundESMEs       *prometheus.GaugeVec
 	dlrDelay         *prometheus.HistogramVec
@@ -138,6 +139,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		}),
 		whitelistStopped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_whitelist_stopped_total", Help: "Segments not sent because their number was no longer an approved whitelist entry of the enterprise when their turn came (taken off the whitelist, or its entry rejected, after the message was accepted): failed rejected with error not_whitelisted.",
+		}),
+		heldExpired: f.NewCounter(prometheus.CounterOpts{
+			Name: "qxtd_held_expired_total", Help: "Segments of a disabled enterprise's waiting messages whose validity ended while they were held: failed expired (validity) by housekeeping, unsent.",
 		}),
 		heldDropped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_held_dropped_total", Help: "Segments of a disabled enterprise's waiting messages the operator dropped (DropHeld): failed rejected with error account_disabled, unsent.",

@@ -123,13 +123,15 @@ type Disabling interface {
 	Disabled(enterprise string) bool
 }
 
-// HeldDrops is the optional part of a Policy that names the disabled
-// enterprises whose held messages the operator dropped (policy's
-// DropHeld), and when: housekeeping fails what this node's store holds
-// of them, rejected account_disabled (maintain.go). Rules implements it;
-// without it held messages wait until the enterprise is enabled again.
-type HeldDrops interface {
-	HeldDrops(fn func(enterprise string, at time.Time))
+// Holds is the optional part of a Policy that names the disabled
+// enterprises (Disabling), each with when the operator dropped the
+// messages it holds (policy's DropHeld; zero: not dropped). Housekeeping
+// fails what this node's store holds of a dropped one, rejected
+// account_disabled, and the others' parts whose validity ended, expired,
+// since no worker takes them to find it (maintain.go). Rules implements
+// it; without it held messages wait until the enterprise is enabled again.
+type Holds interface {
+	Held(fn func(enterprise string, dropped time.Time))
 }
 
 // ErrNoList is a distribution list name that names no list.

@@ -27,7 +27,7 @@ var (
 	_ OptOuts           = Rules{}
 	_ Whitelists        = Rules{}
 	_ Disabling         = Rules{}
-	_ HeldDrops         = Rules{}
+	_ Holds             = Rules{}
 )
 
 // CarrierOf implements CarrierLookup: the carrier the policy's number
@@ -124,8 +124,8 @@ func (r Rules) NotWhitelisted(enterprise, number string) bool {
 	return r.P.NotWhitelistedNational(enterprise, number)
 }
 
-// HeldDrops implements HeldDrops from the policy's enterprises in memory.
-func (r Rules) HeldDrops(fn func(enterprise string, at time.Time)) { r.P.HeldDrops(fn) }
+// Held implements Holds from the policy's enterprises in memory.
+func (r Rules) Held(fn func(enterprise string, dropped time.Time)) { r.P.Held(fn) }
 
 // Disabled implements Disabling from the policy's enterprises in memory.
 func (r Rules) Disabled(enterprise string) bool { return r.P.Disabled(enterprise) }

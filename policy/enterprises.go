@@ -288,11 +288,12 @@ func (s *Store) DropHeld(a Actor, code string) (*Enterprise, error) {
 	})
 }
 
-// HeldDrops calls fn with each disabled enterprise whose held messages
-// the operator dropped, and when (Enterprise.HeldDropped), from memory.
-func (s *Store) HeldDrops(fn func(code string, at time.Time)) {
+// Held calls fn with each disabled enterprise, whose messages waiting to
+// be sent are held, and when the operator dropped them
+// (Enterprise.HeldDropped; zero: not dropped), from memory.
+func (s *Store) Held(fn func(code string, dropped time.Time)) {
 	for code, es := range s.snap.Load().ents {
-		if es.ent.Disabled && !es.ent.HeldDropped.IsZero() {
+		if es.ent.Disabled {
 			fn(code, es.ent.HeldDropped)
 		}
 	}

@@ -414,16 +414,17 @@ func TestFailHeld(t *testing.T) {
 		want += len(m.Parts)
 	}
 	total := 0
+	var after []byte
 	for round := 0; ; round++ {
-		n, more, err := ts.FailHeld(context.Background(), "A", before, time.Now(), StateRejected, "account_disabled", 3)
+		n, next, err := ts.FailHeld(context.Background(), "A", after, before, time.Now(), StateRejected, "account_disabled", 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n > 3 {
 			t.Fatalf("round %d ended %d parts, limit 3", round, n)
 		}
-		total += n
-		if !more || round > 10 {
+		total, after = total+n, next
+		if next == nil || round > 10 {
 			break
 		}
 	}
@@ -468,7 +469,89 @@ func TestFailHeld(t *testing.T) {
 	if len(dlrs) != len(aMsgs)-1 { // the half-sent one waits for its receipt
 		t.Errorf("%d receipts queued for A, want %d", len(dlrs), len(aMsgs)-1)
 	}
-	if _, _, err := ts.FailHeld(context.Background(), "A", before, time.Now(), StateDelivered, "", 3); !errors.Is(err, ErrInvalid) {
+	if _, _, err := ts.FailHeld(context.Background(), "A", nil, before, time.Now(), StateDelivered, "", 3); !errors.Is(err, ErrInvalid) {
 		t.Errorf("delivered: %v, want ErrInvalid", err)
+	}
+}
+
+// TestExpireHeld: a disabled enterprise's waiting parts whose validity
+// ended are expired, on every upstream, a few keys at a time (the walk
+// goes on after where it stopped until it reaches the last); parts still
+// valid or without a validity, a part already at the SMSC, and other
+// enterprises' expired parts (one whose code begins with A's, one that
+// sorts before it) are left as they are.
+func TestExpireHeld(t *testing.T) {
+	ts := newStore(t, Options{NoSync: true})
+	now := time.Now()
+	past, future := now.Add(-time.Minute), now.Add(time.Hour)
+	msg := func(ent, up string, parts int, valid time.Time) *Message {
+		m := upMsg(up, fmt.Sprintf("137%08d", len(ent)*1000+parts), parts)
+		m.Enterprise, m.Account, m.ValidUntil = ent, "acct-"+ent, valid
+		return m
+	}
+	var expired, kept []*Message
+	for i, up := range []string{"cm", "ct", "cu"} {
+		expired = append(expired, msg("A", up, 1+i, past))
+		kept = append(kept, msg("A", up, 2, future), msg("A", up, 1, time.Time{}))
+	}
+	halfSent := msg("A", "cm", 2, past)
+	others := []*Message{msg("AB", "cm", 1, past), msg("0", "ct", 2, past), msg("B", "cu", 1, past)}
+	ts.enqueue(append(append(append(append([]*Message(nil), expired...), kept...), halfSent), others...)...)
+	sent := Key{halfSent.ID, 0}
+	ts.submitted(sent, "smsc-1")
+
+	total, rounds := 0, 0
+	var after []byte
+	for {
+		n, next, err := ts.ExpireHeld(context.Background(), "A", after, now, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total, after, rounds = total+n, next, rounds+1
+		if next == nil || rounds > 20 {
+			break
+		}
+	}
+	// A has 1+2+3 expired parts, 9 kept and the half-sent's second: 16
+	// due keys, 2 a call.
+	if want := 1 + 2 + 3 + 1; total != want {
+		t.Errorf("expired %d parts, want %d", total, want)
+	}
+	if rounds != 8 && rounds != 9 {
+		t.Errorf("%d calls for 16 keys 2 at a time", rounds)
+	}
+	for _, m := range append(expired, halfSent) {
+		got, err := ts.Get(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got.Parts {
+			if k := (Key{m.ID, uint16(i)}); k == sent {
+				if p.State != StateSubmitted {
+					t.Errorf("the part at the SMSC is %s", p.State)
+				}
+			} else if p.State != StateExpired || p.ErrCode != "validity" {
+				t.Errorf("part %s: %s %q, want expired validity", k, p.State, p.ErrCode)
+			}
+		}
+	}
+	for _, m := range append(kept, others...) {
+		got, err := ts.Get(m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := got.State(); st != StateAccepted {
+			t.Errorf("message %d (%s, valid until %v) is %s, want accepted", m.ID, m.Enterprise, m.ValidUntil, st)
+		}
+	}
+	dlrs, err := ts.PendingDLRs("acct-A", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dlrs) != len(expired) { // the half-sent one waits for its receipt
+		t.Errorf("%d receipts queued for A, want %d", len(dlrs), len(expired))
+	}
+	if _, _, err := ts.ExpireHeld(context.Background(), "A", nil, now, 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("limit 0: %v, want ErrInvalid", err)
 	}
 }

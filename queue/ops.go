@@ -651,47 +651,51 @@ func (s *Store) PurgeOrphans(ctx context.Context, cutoff time.Time, limit int) (
 	return n, nil
 }
 
-// FailHeld ends up to limit parts of enterprise's messages accepted
-// before before that wait to be sent (Accepted, due now or later, on any
-// upstream), as state with errCode at time at: the operator dropped what
-// a disabled enterprise held (the scans pass its parts by: DueQuery.Hold).
-// Each part becomes final as Fail makes it (its reservation released,
-// its message's receipt queued once every part is final). A part of a
-// message accepted at or after before is left as it is. It returns how
-// many parts it ended, and more when it stopped at limit.
-func (s *Store) FailHeld(ctx context.Context, enterprise string, before, at time.Time, state State, errCode string, limit int) (n int, more bool, err error) {
-	if limit <= 0 {
-		return 0, false, fmt.Errorf("queue: fail held: %w: limit %d", ErrInvalid, limit)
-	}
+// FailHeld ends parts of enterprise's messages accepted before before
+// that wait to be sent (Accepted, due now or later, on any upstream), as
+// state with errCode at time at: the operator dropped what a disabled
+// enterprise held (the scans pass its parts by: DueQuery.Hold). Each part
+// becomes final as Fail makes it (its reservation released, its message's
+// receipt queued once every part is final). A part of a message accepted
+// at or after before is left as it is. It looks at up to limit of the
+// enterprise's due keys, those after after (nil: from the first), and
+// returns how many parts it ended and the after of the next call (nil:
+// it reached the last).
+func (s *Store) FailHeld(ctx context.Context, enterprise string, after []byte, before, at time.Time, state State, errCode string, limit int) (n int, next []byte, err error) {
 	if !state.Final() || state == StateDelivered {
-		return 0, false, fmt.Errorf("queue: fail held: %w: state %s", ErrInvalid, state)
+		return 0, nil, fmt.Errorf("queue: fail held: %w: state %s", ErrInvalid, state)
+	}
+	return s.endHeld(ctx, "fail held", enterprise, after, limit, func(m *Message) (State, string, bool) {
+		return state, errCode, m.AcceptedAt.Before(before)
+	}, at)
+}
+
+// ExpireHeld ends, expired with the error "validity" as a worker would
+// (upstream.send), the waiting parts of enterprise's messages whose
+// validity ended before at: a disabled enterprise's parts wait unsent
+// (DueQuery.Hold), so no worker takes them to find them expired, and
+// their receipts, and the quota they reserve, would wait for the
+// enterprise to be enabled. It looks at up to limit of the enterprise's
+// due keys after after (nil: from the first), as FailHeld does.
+func (s *Store) ExpireHeld(ctx context.Context, enterprise string, after []byte, at time.Time, limit int) (n int, next []byte, err error) {
+	return s.endHeld(ctx, "expire held", enterprise, after, limit, func(m *Message) (State, string, bool) {
+		return StateExpired, "validity", !m.ValidUntil.IsZero() && at.After(m.ValidUntil)
+	}, at)
+}
+
+// endHeld is FailHeld and ExpireHeld: end tells whether a waiting part's
+// message ends, and how.
+func (s *Store) endHeld(ctx context.Context, what, enterprise string, after []byte, limit int, end func(*Message) (State, string, bool), at time.Time) (n int, next []byte, err error) {
+	if limit <= 0 {
+		return 0, nil, fmt.Errorf("queue: %s: %w: limit %d", what, ErrInvalid, limit)
 	}
 	err = s.exec(ctx, func(t *txn) error {
-		n, more = 0, false
-		// The keys first (up to limit of the enterprise's, every
-		// upstream's), then the changes: setFinal deletes due keys.
-		var keys []Key
-		c := t.udue().Cursor()
-		kb, _ := c.First()
-		for kb != nil && len(keys) < limit {
-			i := bytes.IndexByte(kb, sep)
-			if i < 0 {
-				return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
-			}
-			prefix := append(append(append([]byte(nil), kb[:i]...), sep), enterprise...)
-			prefix = append(prefix, sep)
-			for kb, _ = c.Seek(prefix); kb != nil && len(keys) < limit && bytes.HasPrefix(kb, prefix); kb, _ = c.Next() {
-				_, k, ok := parseTimeKey(kb[len(prefix):])
-				if !ok {
-					return fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
-				}
-				keys = append(keys, k)
-			}
-			more = len(keys) == limit
-			// The next upstream: the first key past this one's prefix.
-			next := append(append([]byte(nil), prefix[:i]...), sep+1)
-			kb, _ = c.Seek(next)
+		// The keys first, then the changes: setFinal deletes due keys.
+		keys, last, err := heldKeys(t.udue().Cursor(), enterprise, after, limit)
+		if err != nil {
+			return err
 		}
+		n, next = 0, last
 		msgs, changed := make(map[uint64]*Message), make(map[uint64]bool)
 		for _, k := range keys {
 			m := msgs[k.ID]
@@ -702,10 +706,14 @@ func (s *Store) FailHeld(ctx context.Context, enterprise string, before, at time
 				}
 				msgs[k.ID] = m
 			}
-			if !m.AcceptedAt.Before(before) || int(k.Part) >= len(m.Parts) || m.Parts[k.Part].State != StateAccepted {
+			if int(k.Part) >= len(m.Parts) || m.Parts[k.Part].State != StateAccepted {
 				continue
 			}
-			if err := t.setFinal(m, k.Part, state, at, errCode); err != nil {
+			state, code, ok := end(m)
+			if !ok {
+				continue
+			}
+			if err := t.setFinal(m, k.Part, state, at, code); err != nil {
 				return err
 			}
 			changed[m.ID] = true
@@ -719,7 +727,47 @@ func (s *Store) FailHeld(ctx context.Context, enterprise string, before, at time
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("queue: fail held of %s: %w", enterprise, err)
+		return 0, nil, fmt.Errorf("queue: %s of %s: %w", what, enterprise, err)
 	}
-	return n, more, nil
+	return n, next, nil
+}
+
+// heldKeys collects up to limit due keys of enterprise's parts, on every
+// upstream (the due index is upstream, enterprise, due time, key), in key
+// order, from the first after after (nil: from the start). last is the
+// raw due key of the last one collected, for the next call's after, or
+// nil once the walk reached the end.
+func heldKeys(c *bolt.Cursor, enterprise string, after []byte, limit int) (keys []Key, last []byte, err error) {
+	var kb []byte
+	if after == nil {
+		kb, _ = c.First()
+	} else if kb, _ = c.Seek(after); bytes.Equal(kb, after) {
+		kb, _ = c.Next()
+	}
+	for kb != nil && len(keys) < limit {
+		i := bytes.IndexByte(kb, sep)
+		if i < 0 {
+			return nil, nil, fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+		}
+		prefix := append(append(append(append([]byte(nil), kb[:i]...), sep), enterprise...), sep)
+		switch {
+		case bytes.HasPrefix(kb, prefix):
+			_, k, ok := parseTimeKey(kb[len(prefix):])
+			if !ok {
+				return nil, nil, fmt.Errorf("%w: upstream due key %x", ErrCorrupt, kb)
+			}
+			keys, last = append(keys, k), append(last[:0], kb...)
+			kb, _ = c.Next()
+		case bytes.Compare(kb, prefix) < 0:
+			// Another enterprise's, before this one's on this upstream.
+			kb, _ = c.Seek(prefix)
+		default:
+			// Past this one's on this upstream: the next upstream.
+			kb, _ = c.Seek(append(append([]byte(nil), kb[:i]...), sep+1))
+		}
+	}
+	if kb == nil {
+		last = nil
+	}
+	return keys, last, nil
 }

@@ -104,6 +104,7 @@ func zeroSeries() []series {
 	add("qxtd_optout_stopped_total")
 	add("qxtd_whitelist_stopped_total")
 	add("qxtd_held_dropped_total")
+	add("qxtd_held_expired_total")
 	add("qxtd_batch_jobs_running")
 	add("qxtd_batch_jobs_resumed_total")
 	for _, st := range []string{batch.JobDone, batch.JobCancelled, batch.JobFailed} {
