@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 	"github.com/qxtd/qxtd/reminder"
 )
@@ -107,6 +108,14 @@ var messageColumns = []exportColumn[Message]{
 	{"send_at", "定时发送时间", func(m *Message, zh bool) string { return exportTime(m.SendAt, zh) }},
 	{"submitted_at", "发出时间", func(m *Message, zh bool) string { return exportTime(m.SubmittedAt, zh) }},
 	{"done_at", "完成时间", func(m *Message, zh bool) string { return exportTime(m.DoneAt, zh) }},
+	// Last, so that a reader of the columns before it reads them as
+	// before: why a message waiting does not go (Message.Held).
+	{"held", "暂停原因", func(m *Message, zh bool) string {
+		if r, ok := policy.ParseReason(m.Held); ok && zh {
+			return r.MessageZH()
+		}
+		return m.Held
+	}},
 }
 
 // replyColumns are the columns of the inbox's export.
@@ -354,6 +363,7 @@ func (s *Server) messagePages(ctx context.Context, f queue.ListFilter, outcome s
 			page := make([]Message, len(ms))
 			for i, m := range ms {
 				page[i] = messageOut(m, f.Now, false)
+				s.markHeld(&page[i], m)
 			}
 			after = next
 			return page, next != 0, nil

@@ -41,6 +41,12 @@ func TestHeldWhileDisabled(t *testing.T) {
 		t.Error("a held message's part says 等待发送")
 	}
 	d.get("/ops/enterprises/A/records?outcome=pending").wantPage(t, ">暂停发送</a>")
+	// 导出 says so too: its state, and why in the last column.
+	x := d.get("/ops/enterprises/A/records/export.csv?outcome=pending")
+	x.wantStatus(t, 200, "暂停原因", id)
+	if rows := strings.Split(strings.TrimSpace(x.Body), "\n"); len(rows) != 2 || !strings.Contains(rows[1], "暂停发送") || !strings.HasSuffix(strings.TrimSpace(rows[1]), "企业账号已停用") {
+		t.Errorf("the export of 发送中: %q", rows)
+	}
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
 	d.get("/ops/enterprises/A").wantPage(t, "暂停发送的短信继续发出")
 	if strings.Contains(d.get("/ops/enterprises/A").Body, `id="ent-drop-held"`) {

@@ -158,6 +158,17 @@ func TestStoppedForOptOut(t *testing.T) {
 	if _, err := r.pol.OptOut("A", numA1, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	mine, desk := stoppedAtItsTime(t, r, key, id, "opted_out")
+	mine.wantPage(t, "对方在这条短信发出之前已退订", "本平台的错误码：opted_out（该号码已退订）", `href="/optouts?number=`+numA1+`"`, "没有发出的短信不收费")
+	desk.wantPage(t, "对方在这条短信发出之前已退订", `href="/ops/trace?number=`+numA1+`"`)
+}
+
+// stoppedAtItsTime moves alice's scheduled message id to now and waits
+// for qxtd to stop it, rejected with the error code, unsent; it returns
+// the message's detail as alice and as the desk see it, having checked
+// that alice's lists none of FAQ 6's causes (they are the SMSC's).
+func stoppedAtItsTime(t *testing.T, r *rig, key, id, code string) (mine, desk answer) {
+	t.Helper()
 	n, err := strconv.ParseUint(id, 10, 64)
 	if err != nil {
 		t.Fatal(err)
@@ -165,19 +176,18 @@ func TestStoppedForOptOut(t *testing.T) {
 	if err := r.gw.Reschedule(t.Context(), &gateway.Account{SystemID: "alice", Enterprise: "A"}, n, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
-	if m := r.waitState(key, id, "rejected"); m.ErrorCode != "opted_out" {
-		t.Fatalf("error code %q, want opted_out", m.ErrorCode)
+	if m := r.waitState(key, id, "rejected"); m.ErrorCode != code {
+		t.Fatalf("error code %q, want %s", m.ErrorCode, code)
 	}
 	c := r.client()
 	c.login("alice")
-	a := c.get("/outbox/" + id)
-	a.wantPage(t, "对方在这条短信发出之前已退订", "本平台的错误码：opted_out（该号码已退订）", `href="/optouts?number=`+numA1+`"`, "没有发出的短信不收费")
-	if strings.Contains(a.Body, "常见原因") {
+	mine = c.get("/outbox/" + id)
+	if strings.Contains(mine.Body, "常见原因") {
 		t.Error("FAQ 6's causes listed for a message qxtd held back")
 	}
 	d := r.client()
 	d.opsLogin()
-	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "对方在这条短信发出之前已退订", `href="/ops/trace?number=`+numA1+`"`)
+	return mine, d.get("/ops/enterprises/A/records/" + id)
 }
 
 // TestOptOutsAddedByHand: a plain user puts numbers on 退订名单 by hand,

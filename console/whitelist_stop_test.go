@@ -3,13 +3,10 @@ package console
 import (
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/qxtd/qxtd/api"
-	"github.com/qxtd/qxtd/gateway"
 )
 
 // TestStoppedOffWhitelist: a scheduled message whose number the
@@ -29,24 +26,7 @@ func TestStoppedOffWhitelist(t *testing.T) {
 		t.Fatalf("delete: %d %s", a.Status, a.Body)
 	}
 	amy.get(a.Location).wantPage(t, "已从白名单删除 "+numA2+"；发往该号码、还没有发出的短信也不再发出")
-	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.gw.Reschedule(t.Context(), &gateway.Account{SystemID: "alice", Enterprise: "A"}, n, time.Now(), ""); err != nil {
-		t.Fatal(err)
-	}
-	if m := r.waitState(key, id, "rejected"); m.ErrorCode != "not_whitelisted" {
-		t.Fatalf("error code %q, want not_whitelisted", m.ErrorCode)
-	}
-	c := r.client()
-	c.login("alice")
-	p := c.get("/outbox/" + id)
-	p.wantPage(t, "这个号码在这条短信发出之前已从本企业的白名单中删除", "本平台的错误码：not_whitelisted（", `href="/whitelist"`, "没有发出的短信不收费")
-	if strings.Contains(p.Body, "常见原因") {
-		t.Error("FAQ 6's causes listed for a message qxtd held back")
-	}
-	d := r.client()
-	d.opsLogin()
-	d.get("/ops/enterprises/A/records/"+id).wantPage(t, "已从本企业的白名单中删除", `href="/ops/enterprises/A"`)
+	mine, desk := stoppedAtItsTime(t, r, key, id, "not_whitelisted")
+	mine.wantPage(t, "这个号码在这条短信发出之前已从本企业的白名单中删除", "本平台的错误码：not_whitelisted（", `href="/whitelist"`, "没有发出的短信不收费")
+	desk.wantPage(t, "已从本企业的白名单中删除", `href="/ops/enterprises/A"`)
 }
