@@ -689,6 +689,42 @@ func (s *Store) endHeld(ctx context.Context, what, enterprise string, after []by
 	if limit <= 0 {
 		return 0, nil, fmt.Errorf("queue: %s: %w: limit %d", what, ErrInvalid, limit)
 	}
+	// Read first: housekeeping asks of every disabled enterprise each
+	// run, most find nothing to end, and a write, even one that changes
+	// nothing, is a commit and a sync.
+	found := false
+	err = s.view(func(tx *bolt.Tx) error {
+		due, msgs := tx.Bucket(bucketUDue), tx.Bucket(bucketMsg)
+		if due == nil || msgs == nil {
+			return nil
+		}
+		keys, last, err := heldKeys(due.Cursor(), enterprise, after, limit)
+		if err != nil {
+			return err
+		}
+		next = last
+		for _, k := range keys {
+			v := msgs.Get(appendMsgKey(nil, k.ID))
+			if v == nil {
+				continue // ended meanwhile
+			}
+			m, err := DecodeMessage(v)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", k.ID, err)
+			}
+			if _, _, ok := end(m); ok && int(k.Part) < len(m.Parts) && m.Parts[k.Part].State == StateAccepted {
+				found = true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil || !found {
+		if err != nil {
+			return 0, nil, fmt.Errorf("queue: %s of %s: %w", what, enterprise, err)
+		}
+		return 0, next, nil
+	}
 	err = s.exec(ctx, func(t *txn) error {
 		// The keys first, then the changes: setFinal deletes due keys.
 		keys, last, err := heldKeys(t.udue().Cursor(), enterprise, after, limit)
