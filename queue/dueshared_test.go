@@ -551,6 +551,17 @@ func TestExpireHeld(t *testing.T) {
 	if len(dlrs) != len(expired) { // the half-sent one waits for its receipt
 		t.Errorf("%d receipts queued for A, want %d", len(dlrs), len(expired))
 	}
+	// Nothing left to end: a look commits nothing.
+	txns := ts.Stats().Txns
+	if n, _, err := ts.ExpireHeld(context.Background(), "A", nil, now, 100); err != nil || n != 0 {
+		t.Errorf("again: %d, %v", n, err)
+	}
+	if n, _, err := ts.FailHeld(context.Background(), "B", nil, now.Add(-time.Hour), now, StateRejected, "account_disabled", 100); err != nil || n != 0 {
+		t.Errorf("B's accepted after the cut: %d, %v", n, err)
+	}
+	if got := ts.Stats().Txns; got != txns {
+		t.Errorf("%d commits for looks that ended nothing", got-txns)
+	}
 	if _, _, err := ts.ExpireHeld(context.Background(), "A", nil, now, 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("limit 0: %v, want ErrInvalid", err)
 	}
