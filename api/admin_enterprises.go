@@ -91,9 +91,13 @@ type Enterprise struct {
 	// HeldDropped: when the operator dropped the messages the disabled
 	// enterprise held (POST …/held/drop); absent when none were.
 	HeldDropped *time.Time `json:"held_dropped,omitempty"`
-	ReceiptURL  string     `json:"receipt_url,omitempty"`
-	ReplyURL    string     `json:"reply_url,omitempty"`
-	ReceiptSig  bool       `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
+	// ScopeNarrowed: when the operator last withdrew national or offnet
+	// (its messages accepted before are checked against its scope again
+	// when they go); nil: never.
+	ScopeNarrowed *time.Time `json:"scope_narrowed,omitempty"`
+	ReceiptURL    string     `json:"receipt_url,omitempty"`
+	ReplyURL      string     `json:"reply_url,omitempty"`
+	ReceiptSig    bool       `json:"receipt_signed"` // a receipt secret is set (it is never shown again)
 	// ReceiptBatch is how many receipts one POST may carry (1: one, the
 	// body a receipt; more: {"receipts": [...]}).
 	ReceiptBatch int `json:"receipt_batch"`
@@ -114,7 +118,7 @@ func enterpriseOut(e *policy.Enterprise) Enterprise {
 		ReceiptURL: e.Receipt.URL, ReplyURL: e.Receipt.ReplyURL, ReceiptSig: e.Receipt.Secret != "", ReceiptBatch: max(e.Receipt.Batch, 1),
 		ReplyBatch:    max(e.Receipt.ReplyBatch, 1),
 		ServiceNumber: e.ServiceNumber, ExtLen: e.ExtLen, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
-		HeldDropped: timeOrNil(e.HeldDropped)}
+		HeldDropped: timeOrNil(e.HeldDropped), ScopeNarrowed: timeOrNil(e.ScopeNarrowed)}
 }
 
 // dropHeld answers POST /admin/v1/enterprises/{code}/held/drop: the

@@ -210,6 +210,12 @@ func TestWhyTable(t *testing.T) {
 		!strings.Contains(w.Verdict, "已退订") || !strings.Contains(w.Code, "opted_out（该号码已退订）") || !strings.Contains(w.Charge, "不收费") {
 		t.Errorf("stopped for an opt-out: %+v", w)
 	}
+	for code, grant := range map[string]string{"scope_national": "全网发送", "scope_offnet": "外网发送"} {
+		if w := whyFor(api.Message{State: "rejected", ErrorCode: code, Segments: 1}); len(w.Causes) != 0 || !strings.Contains(w.Verdict, "取消了本企业的"+grant+"权限") ||
+			!strings.Contains(w.Code, code+"（") || !strings.Contains(w.Charge, "不收费") {
+			t.Errorf("stopped, %s withdrawn: %+v", grant, w)
+		}
+	}
 	if w := whyFor(api.Message{State: "rejected", ErrorCode: "not_whitelisted", Segments: 1}); !w.Unlisted || w.OptedOut || len(w.Causes) != 0 ||
 		!strings.Contains(w.Verdict, "白名单中删除") || !strings.Contains(w.Code, "not_whitelisted（号码不在已审批的白名单内）") || !strings.Contains(w.Charge, "不收费") {
 		t.Errorf("stopped off the whitelist: %+v", w)

@@ -141,6 +141,18 @@ func whyFor(m api.Message) whyAnswer {
 		a.Causes, a.OptedOut = nil, true
 		a.Charge = "没有发出的短信不收费。"
 	}
+	if st == "rejected" && (m.ErrorCode == "scope_national" || m.ErrorCode == "scope_offnet") {
+		// Stored, so accepted: the operator withdrew the grant that let
+		// it reach this number while it waited (gateway.Stops).
+		grant := "全网发送"
+		if m.ErrorCode == "scope_offnet" {
+			grant = "外网发送"
+		}
+		a.Verdict = "未发出：这条短信发出之前，运营方取消了本企业的" + grant + "权限，这个号码已不在发送范围内，本平台没有发出它。如需继续发送，请联系客户经理。"
+		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
+		a.Causes = nil
+		a.Charge = "没有发出的短信不收费。"
+	}
 	if st == "rejected" && m.ErrorCode == "not_whitelisted" {
 		// A refused submission is never stored: a stored message
 		// rejected not_whitelisted was accepted, and its number left the

@@ -40,17 +40,17 @@ type Metrics struct {
 	optOuts       prometheus.Counter
 	optOutErrors  prometheus.Counter
 	optOutStopped prometheus.Counter
-	// whitelistStopped: parts not sent because their number left the
-	// enterprise's whitelist after acceptance (Whitelists).
-	whitelistStopped prometheus.Counter
-	heldDropped      prometheus.Counter
-	heldExpired      prometheus.Counter
-	binds            *prometheus.CounterVec
-	boundESMEs       *prometheus.GaugeVec
-	dlrDelay         *prometheus.HistogramVec
-	commitSeconds    prometheus.Histogram
-	commitOps        prometheus.Histogram
-	reg              prometheus.Registerer
+	// stopped: parts not sent because their number was out of scope,
+	// opted out or off the whitelist when their turn came (Stops).
+	stopped       *prometheus.CounterVec
+	heldDropped   prometheus.Counter
+	heldExpired   prometheus.Counter
+	binds         *prometheus.CounterVec
+	boundESMEs    *prometheus.GaugeVec
+	dlrDelay      *prometheus.HistogramVec
+	commitSeconds prometheus.Histogram
+	commitOps     prometheus.Histogram
+	reg           prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
@@ -137,9 +137,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		optOutStopped: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_optout_stopped_total", Help: "Segments not sent because their number opted out (回复TD退订) of the enterprise's messages after the message was accepted (scheduled, retried, queued): failed rejected with error opted_out.",
 		}),
-		whitelistStopped: f.NewCounter(prometheus.CounterOpts{
-			Name: "qxtd_whitelist_stopped_total", Help: "Segments not sent because their number was no longer an approved whitelist entry of the enterprise when their turn came (taken off the whitelist, or its entry rejected, after the message was accepted): failed rejected with error not_whitelisted.",
-		}),
+		stopped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "qxtd_stopped_total", Help: "Segments accepted and then not sent, because when their turn came a new message to their number would be refused, by reason: scope_national, scope_offnet (the operator withdrew the grant), opted_out (the number replied TD, or was put on the opt-out list), not_whitelisted (taken off the enterprise's whitelist, or its entry rejected): failed rejected with that error.",
+		}, []string{"reason"}),
 		heldExpired: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_held_expired_total", Help: "Segments of a disabled enterprise's waiting messages whose validity ended while they were held: failed expired (validity) by housekeeping, unsent.",
 		}),
@@ -194,6 +194,9 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		m.moForward.WithLabelValues(o)
 	}
 	m.dlrForward.WithLabelValues(dlrForwardRefused)
+	for _, r := range []policy.Reason{policy.ReasonScopeNational, policy.ReasonScopeOffNet, policy.ReasonOptedOut, policy.ReasonNotWhitelisted} {
+		m.stopped.WithLabelValues(r.String()) // Stops' reasons
+	}
 	m.moForward.WithLabelValues(moForwardRefused)
 	m.dlrForward.WithLabelValues(dlrForwardThrottled)
 	m.moForward.WithLabelValues(moForwardThrottled)

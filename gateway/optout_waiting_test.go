@@ -94,8 +94,11 @@ func TestOptOutStopsWaitingMessages(t *testing.T) {
 	if len(m.Parts) < 2 {
 		t.Fatalf("the long message has %d parts", len(m.Parts))
 	}
-	if got, want := counters(t, r)["qxtd_optout_stopped_total"], float64(1+len(m.Parts)); got != want {
-		t.Errorf("qxtd_optout_stopped_total = %v, want %v (one part and the long message's)", got, want)
+	c := counters(t, r)
+	for _, name := range []string{"qxtd_optout_stopped_total", "qxtd_stopped_total,reason=opted_out"} {
+		if got, want := c[name], float64(1+len(m.Parts)); got != want {
+			t.Errorf("%s = %v, want %v (one part and the long message's)", name, got, want)
+		}
 	}
 	for i, p := range m.Parts {
 		if p.State.String() != "rejected" || p.ErrCode != "opted_out" {

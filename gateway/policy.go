@@ -82,31 +82,20 @@ type ReplyFormats interface {
 	LongRepliesOf(systemID string) (string, bool)
 }
 
-// OptOuts is the optional part of a Policy that says whether a number
-// replied TD (退订) to an enterprise since its message was accepted: a
-// scheduled campaign, or a message queued behind a down upstream, is not
-// sent to a customer who has opted out meanwhile (upstream.send). Rules
-// implements it; without it every accepted message goes.
-type OptOuts interface {
-	// OptedOut reports whether number, as a stored message holds it, is
-	// on the enterprise's opt-out list now. It runs before each part goes
-	// to the SMSC: it must not touch the disk.
-	OptedOut(enterprise, number string) bool
-}
-
-// Whitelists is the optional part of a Policy that says whether an
-// enterprise may still send to a number on its whitelist: a message
-// accepted for a number that its admins took off the whitelist since, or
-// whose entry the account manager rejected since (a customer who says he
-// never agreed), is not sent when its turn comes (upstream.send), as a new
-// message to it would be refused. Rules implements it; without it every
-// accepted message goes.
-type Whitelists interface {
-	// NotWhitelisted reports whether number, as a stored message holds
-	// it, is no approved whitelist entry of the enterprise now, which
-	// needs one. It runs before each part goes to the SMSC: it must not
-	// touch the disk.
-	NotWhitelisted(enterprise, number string) bool
+// Stops is the optional part of a Policy that says whether a message
+// accepted earlier must no longer go, as a new one to its number would be
+// refused, and why: the number is out of the enterprise's scope since the
+// operator withdrew a grant (全网发送, 外网发送), opted out (回复TD) of its
+// messages since, or is no approved entry of its whitelist now (taken
+// off, its entry rejected: a customer who says he never agreed). A
+// scheduled campaign, a retry or a message queued behind a down upstream
+// is then not sent to the customer (upstream.send). Rules implements it;
+// without it every accepted message goes.
+type Stops interface {
+	// StopReason is asked before each part goes to the SMSC, with the
+	// number as the stored message holds it and when the message was
+	// accepted: it must not touch the disk.
+	StopReason(enterprise, number string, accepted time.Time) (policy.Reason, bool)
 }
 
 // Disabling is the optional part of a Policy that says whether the

@@ -24,8 +24,7 @@ var (
 	_ BindAuthenticator = Rules{}
 	_ DistributionLists = Rules{}
 	_ CarrierLookup     = Rules{}
-	_ OptOuts           = Rules{}
-	_ Whitelists        = Rules{}
+	_ Stops             = Rules{}
 	_ Disabling         = Rules{}
 	_ Holds             = Rules{}
 )
@@ -113,15 +112,9 @@ func (r Rules) LongRepliesOf(systemID string) (string, bool) {
 	return u.LongReplies, true
 }
 
-// OptedOut implements OptOuts from the policy's in-memory opt-out lists.
-func (r Rules) OptedOut(enterprise, number string) bool {
-	return r.P.OptedOutNational(enterprise, number)
-}
-
-// NotWhitelisted implements Whitelists from the policy's in-memory
-// whitelists.
-func (r Rules) NotWhitelisted(enterprise, number string) bool {
-	return r.P.NotWhitelistedNational(enterprise, number)
+// StopReason implements Stops from the policy's snapshot in memory.
+func (r Rules) StopReason(enterprise, number string, accepted time.Time) (policy.Reason, bool) {
+	return r.P.StopReason(enterprise, number, accepted)
 }
 
 // Held implements Holds from the policy's enterprises in memory.

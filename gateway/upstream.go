@@ -377,24 +377,22 @@ func (g *Gateway) disabled(ent string) bool {
 }
 
 // stoppedSince says why j's part must not go, although its message was
-// accepted: its number opted out (回复TD) of the enterprise's messages
-// since (OptOuts), or is no longer an approved entry of the enterprise's
-// whitelist (Whitelists): a scheduled campaign, a retry, a message queued
-// behind a down upstream. The part is failed rejected with that reason
-// instead, as a new message to the number would be refused. The opt-out
-// comes first, as at acceptance (policy.CheckRecipient). A part of a
-// message another part of which went to the SMSC goes all the same: the
-// customer would get half a text. (The parts' copies in j.Msg may be a
-// moment old: a part checked in the instant its number is stopped, while
-// another part of its message is on its way to the SMSC, is stopped, and
-// that half goes.)
+// accepted (Stops): a scheduled campaign, a retry, a message queued
+// behind a down upstream, whose number is out of the enterprise's scope,
+// opted out or off its whitelist since. The part is failed rejected with
+// that reason instead, as a new message to the number would be refused. A
+// part of a message another part of which went to the SMSC goes all the
+// same: the customer would get half a text. (The parts' copies in j.Msg
+// may be a moment old: a part checked in the instant its number is
+// stopped, while another part of its message is on its way to the SMSC,
+// is stopped, and that half goes.)
 func (g *Gateway) stoppedSince(j queue.Job) (policy.Reason, bool) {
-	var why policy.Reason
-	if oo, ok := g.policy.(OptOuts); ok && oo.OptedOut(j.Msg.Enterprise, j.Msg.Dest) {
-		why = policy.ReasonOptedOut
-	} else if wl, ok := g.policy.(Whitelists); ok && wl.NotWhitelisted(j.Msg.Enterprise, j.Msg.Dest) {
-		why = policy.ReasonNotWhitelisted
-	} else {
+	st, ok := g.policy.(Stops)
+	if !ok {
+		return 0, false
+	}
+	why, stop := st.StopReason(j.Msg.Enterprise, j.Msg.Dest, j.Msg.AcceptedAt)
+	if !stop {
 		return 0, false
 	}
 	for i, p := range j.Msg.Parts {
@@ -434,10 +432,9 @@ func (u *upstream) send(ctx context.Context, worker int, j queue.Job) {
 			return
 		}
 		if why, stop := g.stoppedSince(j); stop {
+			g.metrics.stopped.WithLabelValues(why.String()).Inc()
 			if why == policy.ReasonOptedOut {
 				g.metrics.optOutStopped.Inc()
-			} else {
-				g.metrics.whitelistStopped.Inc()
 			}
 			u.persist(ctx, j.Key, "fail", func(ctx context.Context) error {
 				return g.store.Fail(ctx, j.Key, queue.StateRejected, why.String(), now)

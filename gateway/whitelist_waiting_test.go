@@ -61,8 +61,8 @@ func TestWhitelistStopsWaitingMessages(t *testing.T) {
 		}
 	}
 	c := counters(t, r)
-	if got, want := c["qxtd_whitelist_stopped_total"], float64(1+len(m.Parts)); got != want {
-		t.Errorf("qxtd_whitelist_stopped_total = %v, want %v (one part and the long message's)", got, want)
+	if got, want := c["qxtd_stopped_total,reason=not_whitelisted"], float64(1+len(m.Parts)); got != want {
+		t.Errorf("qxtd_stopped_total{reason=not_whitelisted} = %v, want %v (one part and the long message's)", got, want)
 	}
 	if got := c["qxtd_optout_stopped_total"]; got != 0 {
 		t.Errorf("qxtd_optout_stopped_total = %v, want 0", got)
@@ -98,5 +98,53 @@ func TestRejectedEntryStopsWaitingMessages(t *testing.T) {
 	}
 	if n := len(r.sim.Received()); n != 0 {
 		t.Errorf("the SMSC got %d messages, want none", n)
+	}
+}
+
+// TestScopeNarrowedStopsWaitingMessages: E1's messages to another
+// province accepted while it had 全网发送 are not sent once the operator
+// withdraws the grant: REJECTD err:scope_national, the SMSC sees none;
+// its message to a home-province number goes; one still waiting when the
+// grant is given back goes too.
+func TestScopeNarrowedStopsWaitingMessages(t *testing.T) {
+	r, pol, ctx, alice := aliceBound(t, rigOpts{})
+	op := policy.OperatorActor("ops")
+	national := func(on bool) {
+		t.Helper()
+		if _, err := pol.UpdateEnterprise(op, "E1", func(e *policy.Enterprise) error { e.National = on; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const beijing, home = "13910001234", "13712345678"
+	national(true)
+	if _, err := pol.AddWhitelist(op, "E1", []string{beijing}); err != nil {
+		t.Fatal(err)
+	}
+	later := func(dst, text string) uint64 { return submitLater(ctx, t, alice, dst, text, false) }
+	out, in, kept := later(beijing, "sale today"), later(home, "sale today"), later(beijing, "sale tomorrow")
+	national(false)
+	if e, _ := pol.Lookup("E1"); e.ScopeNarrowed.IsZero() {
+		t.Fatal("withdrawing 全网发送 did not mark the enterprise's scope narrowed")
+	}
+	sendNow(ctx, t, r, []uint64{out, in})
+	rcs := alice.waitReceipts(t, 2, 10*time.Second)
+	if rc := rcs[strconv.FormatUint(out, 10)]; rc.State != smpp.StateRejected || rc.Err != "scope_national" {
+		t.Errorf("message to Beijing: receipt %s err:%s, want REJECTD err:scope_national", rc.State.Stat(), rc.Err)
+	}
+	if rc := rcs[strconv.FormatUint(in, 10)]; rc.State != smpp.StateDelivered {
+		t.Errorf("message to Guangdong: receipt %s, want DELIVRD", rc.State.Stat())
+	}
+	for _, m := range r.sim.Received() {
+		if strings.HasSuffix(m.Dest, beijing) {
+			t.Errorf("the SMSC got %q for Beijing", m.ShortMessage)
+		}
+	}
+	if got := counters(t, r)["qxtd_stopped_total,reason=scope_national"]; got != 1 {
+		t.Errorf("qxtd_stopped_total{reason=scope_national} = %v, want 1", got)
+	}
+	national(true)
+	sendNow(ctx, t, r, []uint64{kept})
+	if rc := alice.waitReceipts(t, 3, 10*time.Second)[strconv.FormatUint(kept, 10)]; rc.State != smpp.StateDelivered {
+		t.Errorf("message waiting while the grant was given back: receipt %s err:%s, want DELIVRD", rc.State.Stat(), rc.Err)
 	}
 }

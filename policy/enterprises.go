@@ -30,6 +30,11 @@ type Enterprise struct {
 	// the enterprise stays disabled. Zero: none dropped; enabling the
 	// enterprise clears it.
 	HeldDropped time.Time `json:"held_dropped,omitzero"`
+	// ScopeNarrowed: when the operator last withdrew a grant (National or
+	// OffNet): the enterprise's messages accepted before it and not yet
+	// sent are checked against its scope again when their turn comes
+	// (Policy.StopReason). Set by the store; zero: never withdrawn.
+	ScopeNarrowed time.Time `json:"scope_narrowed,omitzero"`
 	// NoWhitelist exempts the enterprise from the whitelist (an operator
 	// grant for the operator's own notification accounts, load tests and
 	// demos); scope rules still apply.
@@ -216,6 +221,7 @@ func (s *Store) updateEnterprise(code string, fn func(*Enterprise) error) (*Ente
 			return fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
 		}
 		created, prev, hist := e.CreatedAt, e.Package, slices.Clone(e.PackageHistory)
+		was, narrowed := e.Grants(), e.ScopeNarrowed
 		if err := fn(e); err != nil {
 			return err
 		}
@@ -235,6 +241,10 @@ func (s *Store) updateEnterprise(code string, fn func(*Enterprise) error) (*Ente
 			e.HeldDropped = time.Time{} // enabled: what waits goes again
 		}
 		e.CreatedAt, e.UpdatedAt, e.PackageHistory = created, s.now(), hist
+		e.ScopeNarrowed = narrowed
+		if now := e.Grants(); was.National && !now.National || was.OffNet && !now.OffNet {
+			e.ScopeNarrowed = e.UpdatedAt
+		}
 		e.notePackage(prev, e.UpdatedAt)
 		ch.ents = append(ch.ents, code)
 		out = *e

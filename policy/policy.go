@@ -114,6 +114,55 @@ func (p *Policy) CheckRecipient(ent *Enterprise, number string) (Class, error) {
 	return c, refuseZH(ReasonNotWhitelisted, WhitelistDetail(c.E164, st, why, ok), WhitelistDetailZH(c.E164, st, why, ok))
 }
 
+// scopeSettle is how long after a grant is withdrawn (ScopeNarrowed) a
+// message accepted may still have been admitted under the grant: the
+// policy's clock is cut to the second, and in a cluster another node
+// applies the change a moment later, its clock its own. Messages accepted
+// within it are checked again; checking one admitted under the narrower
+// scope costs a lookup and finds it in scope.
+const scopeSettle = time.Minute
+
+// StopReason says whether a message the enterprise code had accepted for
+// national (11 digits, as a stored message holds the number) at accepted
+// must no longer go, as a new one to the number would be refused, and
+// why, in CheckRecipient's order: out of the enterprise's scope since the
+// operator withdrew a grant (scope_national, scope_offnet), opted out
+// (opted_out), or no approved entry of its whitelist now (not_whitelisted:
+// taken off, rejected, or the enterprise's no_whitelist withdrawn). The
+// gateway asks it before each part goes to the SMSC: from memory, one
+// look at the snapshot, and a classification of the number only for a
+// message accepted before a grant was withdrawn. An unknown enterprise
+// (the operator's own notifications are sent as one that exists) or a
+// number it cannot read is not stopped: it was admitted once.
+func (p *Policy) StopReason(code, national string, accepted time.Time) (Reason, bool) {
+	n, ok := parseNational(national)
+	if !ok {
+		return 0, false
+	}
+	snap := p.snap.Load()
+	es := snap.ents[code]
+	if es == nil {
+		return 0, false
+	}
+	if nw := es.ent.ScopeNarrowed; !nw.IsZero() && accepted.Before(nw.Add(scopeSettle)) {
+		if c, err := p.cls.Classify(national); err == nil {
+			if r, ok := ReasonOf(ScopeCheck(c, es.ent.Grants(), p.home)); ok && (r == ReasonScopeNational || r == ReasonScopeOffNet) {
+				return r, true
+			}
+		}
+	}
+	if snap.opt[code].has(n) {
+		return ReasonOptedOut, true
+	}
+	if es.ent.NoWhitelist {
+		return 0, false
+	}
+	if st, ok := es.wl[n]; !ok || st != WhitelistApproved {
+		return ReasonNotWhitelisted, true
+	}
+	return 0, false
+}
+
 // Classify reads a number as CheckRecipient does (its carrier, province
 // and forms), and checks nothing else: for a number admitted before.
 func (p *Policy) Classify(number string) (Class, error) { return p.cls.Classify(number) }

@@ -557,27 +557,6 @@ func (s *Store) Allowed(code, e164 string) bool {
 	return ok && st == WhitelistApproved
 }
 
-// NotWhitelistedNational reports whether the enterprise may no longer
-// send to national (11 digits, as a stored message holds the number): it
-// needs a whitelist (not NoWhitelist) and the number is not an approved
-// entry of it now (taken off, rejected by the account manager). The
-// gateway asks it before each part of a message accepted earlier goes to
-// the SMSC, so it is memory only, without a copy. An unknown enterprise
-// (the operator's own notifications are sent as one that exists) or a
-// number it cannot read is not stopped: it was admitted once.
-func (s *Store) NotWhitelistedNational(code, national string) bool {
-	es := s.snap.Load().ents[code]
-	if es == nil || es.ent.NoWhitelist {
-		return false
-	}
-	n, ok := parseNational(national)
-	if !ok {
-		return false
-	}
-	st, ok := es.wl[n]
-	return !ok || st != WhitelistApproved
-}
-
 // WhitelistStatus returns the state of e164 in the enterprise's whitelist
 // (ok false: not on it). Memory only.
 func (s *Store) WhitelistStatus(code, e164 string) (WhitelistState, bool) {

@@ -1,0 +1,87 @@
+package policy
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStopReason: what a message accepted earlier meets when its turn
+// comes. Withdrawing a grant (not any other change, not giving it) marks
+// the enterprise's scope narrowed, and a message accepted before that (or
+// within scopeSettle after it) to a number now out of scope is stopped
+// scope_national or scope_offnet, before its opt-out and whitelist; one
+// accepted well after was admitted under the narrower scope. Then the
+// opt-out, then the whitelist (not for an enterprise exempt from it);
+// an unknown enterprise or an unreadable number is never stopped.
+func TestStopReason(t *testing.T) {
+	f := newFixture(t)
+	const beijing, unicom, home = "13910001234", "13012345678", "13712345678"
+	if _, err := f.p.AddWhitelist(op, entB, []string{beijing, unicom, home}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := f.clk.Now()
+	set := func(fn func(*Enterprise)) *Enterprise {
+		t.Helper()
+		e, err := f.p.UpdateEnterprise(op, entB, func(e *Enterprise) error { fn(e); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := set(func(e *Enterprise) { e.TPS = 5 }); !e.ScopeNarrowed.IsZero() {
+		t.Fatalf("another change marked the scope narrowed: %v", e.ScopeNarrowed)
+	}
+	for n, want := range map[string]Reason{beijing: 0, unicom: 0, home: 0, "13600136000": ReasonNotWhitelisted} {
+		if got, stop := f.p.StopReason(entB, n, accepted); got != want || stop != (want != 0) {
+			t.Errorf("full scope, %s: %v %v, want %v", n, got, stop, want)
+		}
+	}
+	f.clk.Advance(time.Hour)
+	narrowed := set(func(e *Enterprise) { e.National, e.OffNet = false, false }).ScopeNarrowed
+	if !narrowed.Equal(f.clk.Now()) {
+		t.Fatalf("scope narrowed at %v, want %v", narrowed, f.clk.Now())
+	}
+	for _, tc := range []struct {
+		number string
+		at     time.Time
+		want   Reason
+	}{
+		{beijing, accepted, ReasonScopeNational},
+		{unicom, accepted, ReasonScopeOffNet},
+		{home, accepted, 0},
+		{beijing, narrowed.Add(scopeSettle / 2), ReasonScopeNational}, // perhaps admitted by a node not yet told
+		{beijing, narrowed.Add(2 * scopeSettle), 0},                   // admitted under the narrower scope: not looked at
+		{"1391000123", accepted, 0},                                   // not a number a message holds
+	} {
+		if got, stop := f.p.StopReason(entB, tc.number, tc.at); got != tc.want || stop != (tc.want != 0) {
+			t.Errorf("narrowed, %s accepted at %v: %v %v, want %v", tc.number, tc.at, got, stop, tc.want)
+		}
+	}
+	if got, _ := f.p.StopReason("NOSUCH", beijing, accepted); got != 0 {
+		t.Errorf("an unknown enterprise: %v", got)
+	}
+	// Given back: in scope again; the mark stays, and costs a lookup.
+	if e := set(func(e *Enterprise) { e.National = true }); !e.ScopeNarrowed.Equal(narrowed) {
+		t.Errorf("giving the grant back moved the mark to %v", e.ScopeNarrowed)
+	}
+	if got, stop := f.p.StopReason(entB, beijing, accepted); stop {
+		t.Errorf("grant given back: %v", got)
+	}
+	// The opt-out, then the whitelist.
+	if _, err := f.p.OptOut(entB, home, 1, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.p.StopReason(entB, home, accepted); got != ReasonOptedOut {
+		t.Errorf("opted out: %v", got)
+	}
+	if _, err := f.p.RemoveWhitelist(op, entB, []string{beijing}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.p.StopReason(entB, beijing, accepted); got != ReasonNotWhitelisted {
+		t.Errorf("taken off the whitelist: %v", got)
+	}
+	set(func(e *Enterprise) { e.NoWhitelist = true })
+	if got, stop := f.p.StopReason(entB, beijing, accepted); stop {
+		t.Errorf("exempt from the whitelist: %v", got)
+	}
+}
