@@ -144,6 +144,9 @@ func printEnterprise(w io.Writer, e *api.Enterprise) {
 	fmt.Fprintf(w, "package\t%d\n", e.Package)
 	fmt.Fprintf(w, "national\t%s\n", yesNo(e.National))
 	fmt.Fprintf(w, "offnet\t%s\n", yesNo(e.OffNet))
+	if e.ScopeNarrowed != nil {
+		fmt.Fprintf(w, "scope_narrowed\t%s (a grant withdrawn: its messages accepted before and now out of scope are not sent)\n", e.ScopeNarrowed.Format(time.RFC3339))
+	}
 	fmt.Fprintf(w, "cap\t%s\n", capText(e))
 	fmt.Fprintf(w, "no_overage\t%s\n", yesNo(e.NoOverage))
 	tps := strconv.Itoa(e.TPS)

@@ -231,7 +231,7 @@ func TestAdminCLI(t *testing.T) {
 
 		{args: []string{"scope", "grant", "ACME", "national"}, out: []string{"national yes", "offnet no"}},
 		{args: []string{"scope", "grant", "ACME", "offnet"}, out: []string{"national yes", "offnet yes"}},
-		{args: []string{"scope", "revoke", "ACME", "national"}, out: []string{"national no", "offnet yes"}},
+		{args: []string{"scope", "revoke", "ACME", "national"}, out: []string{"national no", "offnet yes", "scope_narrowed\t20"}},
 		{args: []string{"scope", "grant", "ACME", "world"}, code: 2, errOut: []string{"national or offnet"}},
 		{args: []string{"package", "set", "ACME", "5"}, out: []string{"package 5"}},
 		{args: []string{"package", "set", "ACME", "13"}, code: 1, errOut: []string{"invalid:", "package 13"}},
