@@ -156,7 +156,7 @@ func whyFor(m api.Message) whyAnswer {
 	if st == "rejected" && m.ErrorCode == "not_whitelisted" {
 		// A refused submission is never stored: a stored message
 		// rejected not_whitelisted was accepted, and its number left the
-		// whitelist while it waited (gateway.Whitelists).
+		// whitelist while it waited (gateway.Stops).
 		a.Verdict = "未发出：这个号码在这条短信发出之前已从本企业的白名单中删除（或其白名单审批被客户经理改为拒绝），本平台按白名单规定没有发出它。"
 		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
 		a.Causes, a.Unlisted = nil, true
