@@ -28,6 +28,17 @@ type whyAnswer struct {
 	Unlisted bool
 }
 
+// stoppedWhy says why qxtd did not send a message it had accepted, by
+// the error it was rejected with (gateway.Stops): the number opted out,
+// left the whitelist, or is out of the scope since a grant was withdrawn,
+// while the message waited (a scheduled one, a retry).
+var stoppedWhy = map[string]string{
+	"opted_out":       "未发出：对方在这条短信发出之前已退订（回复了 TD，或通过其他方式要求退订而被加入了退订名单），本平台按退订规定没有发出它。",
+	"not_whitelisted": "未发出：这个号码在这条短信发出之前已从本企业的白名单中删除（或其白名单审批被客户经理改为拒绝），本平台按白名单规定没有发出它。",
+	"scope_national":  "未发出：这条短信发出之前，运营方取消了本企业的全网发送权限，这个号码已不在发送范围内，本平台没有发出它。如需继续发送，请联系客户经理。",
+	"scope_offnet":    "未发出：这条短信发出之前，运营方取消了本企业的外网发送权限，这个号码已不在发送范围内，本平台没有发出它。如需继续发送，请联系客户经理。",
+}
+
 // stateWhy says what each message state means to the person who sent it.
 var stateWhy = map[string]string{
 	"scheduled":     "定时待发：短信将在设定的发送时间发出；发出前可以在“定时发件箱”中修改或删除。",
@@ -133,34 +144,14 @@ func whyFor(m api.Message) whyAnswer {
 		a.Code = "本平台的错误码：" + codeZH(m.Held)
 		a.Charge = "没有发出的短信不收费；恢复发送后，只有接收成功的短信收费。"
 	}
-	if st == "rejected" && m.ErrorCode == "opted_out" {
-		// Not the SMSC's, and none of FAQ 6's causes: the customer
-		// unsubscribed while the message waited (a scheduled one).
-		a.Verdict = "未发出：对方在这条短信发出之前已退订（回复了 TD，或通过其他方式要求退订而被加入了退订名单），本平台按退订规定没有发出它。"
-		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
-		a.Causes, a.OptedOut = nil, true
+	if v, ok := stoppedWhy[m.ErrorCode]; ok && st == "rejected" {
+		// Not the SMSC's, and none of FAQ 6's causes: a refused
+		// submission is never stored, so this one was accepted, and
+		// qxtd did not send it because a new message to its number
+		// would have been refused when its turn came (gateway.Stops).
+		a.Verdict, a.Code, a.Causes = v, "本平台的错误码："+codeZH(m.ErrorCode), nil
 		a.Charge = "没有发出的短信不收费。"
-	}
-	if st == "rejected" && (m.ErrorCode == "scope_national" || m.ErrorCode == "scope_offnet") {
-		// Stored, so accepted: the operator withdrew the grant that let
-		// it reach this number while it waited (gateway.Stops).
-		grant := "全网发送"
-		if m.ErrorCode == "scope_offnet" {
-			grant = "外网发送"
-		}
-		a.Verdict = "未发出：这条短信发出之前，运营方取消了本企业的" + grant + "权限，这个号码已不在发送范围内，本平台没有发出它。如需继续发送，请联系客户经理。"
-		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
-		a.Causes = nil
-		a.Charge = "没有发出的短信不收费。"
-	}
-	if st == "rejected" && m.ErrorCode == "not_whitelisted" {
-		// A refused submission is never stored: a stored message
-		// rejected not_whitelisted was accepted, and its number left the
-		// whitelist while it waited (gateway.Stops).
-		a.Verdict = "未发出：这个号码在这条短信发出之前已从本企业的白名单中删除（或其白名单审批被客户经理改为拒绝），本平台按白名单规定没有发出它。"
-		a.Code = "本平台的错误码：" + codeZH(m.ErrorCode)
-		a.Causes, a.Unlisted = nil, true
-		a.Charge = "没有发出的短信不收费。"
+		a.OptedOut, a.Unlisted = m.ErrorCode == "opted_out", m.ErrorCode == "not_whitelisted"
 	}
 	return a
 }
