@@ -28,6 +28,8 @@ var deskRoutes = []route{
 	{"POST /ops/enterprises/{code}/users", (*Server).opsUserCreate},
 	{"POST /ops/enterprises/{code}/users/{sid}/password", (*Server).opsUserPassword},
 	{"POST /ops/enterprises/{code}/users/{sid}/update", (*Server).opsUserUpdate},
+	{"GET /ops/enterprises/{code}/whitelist", (*Server).opsWhitelist},
+	{"POST /ops/enterprises/{code}/whitelist/decide", (*Server).opsWhitelistDecide},
 	{"GET /ops/enterprises/{code}/records", (*Server).opsRecords},
 	{"GET /ops/enterprises/{code}/records/{id}", (*Server).opsRecord},
 	{"GET /ops/enterprises/{code}/records/export.csv", (*Server).opsRecordsExport},
