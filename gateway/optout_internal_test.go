@@ -93,8 +93,9 @@ func TestStoppedSinceHalfSent(t *testing.T) {
 	}
 }
 
-// BenchmarkStoppedSince: the checks before each part goes (opt-out, then
-// whitelist) for a number that passes both, E1 having a whitelist.
+// BenchmarkStoppedSince: the checks before each part goes (scope, opt-out,
+// whitelist: Policy.StopReason) for a number that passes them all, E1
+// having a whitelist.
 func BenchmarkStoppedSince(b *testing.B) {
 	g := stopFixture(b)
 	j := queue.Job{Key: queue.Key{ID: 1}, Msg: &queue.Message{Enterprise: "E1", Dest: "13923412345", Parts: []queue.Part{{State: queue.StateAccepted}}}}
