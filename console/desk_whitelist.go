@@ -16,12 +16,12 @@ import (
 // (gateway.Stops), and a rejected one approved again.
 
 // opsWhitelistData is the page: an enterprise's entries, a page of them
-// (State: the tab; After: the page's cursor) or the one Number looked up.
+// (State: the tab; Next: the next page's cursor) or the one Number looked up.
 type opsWhitelistData struct {
 	Code          string
 	Rows          []whitelistRow
-	State, After  string
-	Next, Number  string
+	State, Next   string
+	Number        string
 	NotFound      bool // Number is not on the whitelist
 	BadNumber     bool // Number is not an 11-digit mobile number
 	NoWhitelist   bool
@@ -34,7 +34,7 @@ const opsWhitelistPage = 100
 func (s *Server) opsWhitelist(q *req) {
 	code := q.r.PathValue("code")
 	qs := q.r.URL.Query()
-	d := &opsWhitelistData{Code: code, State: qs.Get("state"), After: qs.Get("after"),
+	d := &opsWhitelistData{Code: code, State: qs.Get("state"),
 		Number: strings.TrimSpace(qs.Get("number")), EnterpriseURL: "/ops/enterprises/" + url.PathEscape(code)}
 	var e api.Enterprise
 	if err := s.opsCall(q.r, http.MethodGet, "/admin/v1/enterprises/"+pathSeg(code), nil, &e); err != nil {
@@ -46,8 +46,8 @@ func (s *Server) opsWhitelist(q *req) {
 	if d.State != "" {
 		v.Set("state", d.State)
 	}
-	if d.After != "" {
-		v.Set("after", d.After)
+	if a := qs.Get("after"); a != "" {
+		v.Set("after", a)
 	}
 	if d.Number != "" {
 		// One number: the first entry after the number just below it.

@@ -63,6 +63,8 @@ func TestDeskWhitelist(t *testing.T) {
 // reason, and the page says so; on a phone the list fits.
 func TestBrowserDeskWhitelist(t *testing.T) {
 	r := newRig(t)
+	key := r.apiKey("alice")
+	id := r.apiSend(key, api.SendRequest{To: []string{numA2}, Text: "周末大促", SendAt: time.Now().Add(24 * time.Hour).Format(time.RFC3339)})[0]
 	d := newBrowser(t)
 	d.opsLogin(r.url + "/ops/enterprises/A")
 	d.run("白名单 查看、审批", chromedp.Click(chromedp.CSS(`#ent-whitelist`)))
@@ -82,4 +84,14 @@ func TestBrowserDeskWhitelist(t *testing.T) {
 	d.run("the list on a phone", chromedp.Navigate(r.url+"/ops/enterprises/A/whitelist"), chromedp.WaitVisible(chromedp.CSS(`#ops-whitelist`)))
 	d.fits("#ops-whitelist")
 	d.shot("ops-whitelist-mobile")
+
+	// alice's message waiting for it is not sent, and its detail says why.
+	stoppedAtItsTime(t, r, key, id, "not_whitelisted")
+	b := newBrowser(t)
+	b.login(r.url, "alice")
+	b.mobile()
+	b.run("the stopped message on a phone", chromedp.Navigate(r.url+"/outbox/"+id))
+	b.waitText("main", "已从本企业的白名单中删除", false)
+	b.fits("main")
+	b.shot("outbox-unlisted-mobile")
 }

@@ -712,7 +712,7 @@ func (s *Store) endHeld(ctx context.Context, what, enterprise string, after []by
 			if err != nil {
 				return fmt.Errorf("message %d: %w", k.ID, err)
 			}
-			if _, _, ok := end(m); ok && int(k.Part) < len(m.Parts) && m.Parts[k.Part].State == StateAccepted {
+			if _, _, ok := endsPart(m, k.Part, end); ok {
 				found = true
 				return nil
 			}
@@ -742,10 +742,7 @@ func (s *Store) endHeld(ctx context.Context, what, enterprise string, after []by
 				}
 				msgs[k.ID] = m
 			}
-			if int(k.Part) >= len(m.Parts) || m.Parts[k.Part].State != StateAccepted {
-				continue
-			}
-			state, code, ok := end(m)
+			state, code, ok := endsPart(m, k.Part, end)
 			if !ok {
 				continue
 			}
@@ -766,6 +763,15 @@ func (s *Store) endHeld(ctx context.Context, what, enterprise string, after []by
 		return 0, nil, fmt.Errorf("queue: %s of %s: %w", what, enterprise, err)
 	}
 	return n, next, nil
+}
+
+// endsPart is whether part of m, which a due key named, still waits and
+// ends by end (the same test for endHeld's read and its write).
+func endsPart(m *Message, part uint16, end func(*Message) (State, string, bool)) (State, string, bool) {
+	if int(part) >= len(m.Parts) || m.Parts[part].State != StateAccepted {
+		return 0, "", false
+	}
+	return end(m)
 }
 
 // heldKeys collects up to limit due keys of enterprise's parts, on every
