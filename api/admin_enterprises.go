@@ -174,7 +174,12 @@ func parseCap(s string) (int64, error) {
 	if strings.TrimSpace(s) == "" {
 		return 0, nil
 	}
-	return policy.ParseYuan(s)
+	v, err := policy.ParseYuan(s)
+	var fe *policy.FieldError
+	if errors.As(err, &fe) {
+		fe.Field = "cap_yuan"
+	}
+	return v, err
 }
 
 func (s *Server) createEnterprise(a policy.Actor, w http.ResponseWriter, r *http.Request) {

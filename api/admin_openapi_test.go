@@ -245,8 +245,8 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		props = append(props, p)
 	}
 	sort.Strings(props)
-	if want := jsonFields(reflect.TypeOf(refusalBody{}.Error)); !slices.Equal(props, want) {
-		t.Errorf("Error schema %v, refusalBody %v", props, want)
+	if want := errorFields(); !slices.Equal(props, want) {
+		t.Errorf("Error schema %v, errorBody %v", props, want)
 	}
 }
 

@@ -33,8 +33,11 @@ type APIError struct {
 	Status  int    // HTTP status
 	Reason  string // "not_found", "invalid", "not_whitelisted", …
 	Message string
-	// DetailZH: a refusal's detail in Chinese, when the answer has one.
+	// DetailZH: a refusal's detail, or an invalid field's rule, in
+	// Chinese, when the answer has one.
 	DetailZH string
+	// Field: the request's field an invalid answer is about, when one is.
+	Field string
 }
 
 func (e *APIError) Error() string {
@@ -131,7 +134,7 @@ func ReadAPIError(resp *http.Response) error {
 	e := &APIError{Status: resp.StatusCode}
 	var b errorBody
 	if json.Unmarshal(data, &b) == nil && b.Error.Reason != "" {
-		e.Reason, e.Message, e.DetailZH = b.Error.Reason, b.Error.Message, b.Error.DetailZH
+		e.Reason, e.Message, e.DetailZH, e.Field = b.Error.Reason, b.Error.Message, b.Error.DetailZH, b.Error.Field
 		return e
 	}
 	// Not one of ours (a proxy, or no such route: the mux answers text).

@@ -18,9 +18,17 @@ import (
 // errorBody is every error answer.
 type errorBody struct {
 	Error struct {
-		Reason   string `json:"reason"`
-		Message  string `json:"message"`
-		DetailZH string `json:"detail_zh,omitempty"` // a policy refusal's (refusalBody)
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+		// Code: the SMPP command_status of a refusal (writeRefusal).
+		Code string `json:"code,omitempty"`
+		// DetailZH: a refusal's detail, or an invalid field's rule, in
+		// Chinese, as the consoles show it (the number, the count, the
+		// limit), when it has one.
+		DetailZH string `json:"detail_zh,omitempty"`
+		// Field: the request's field an invalid answer is about
+		// (policy.FieldError), when one is.
+		Field string `json:"field,omitempty"`
 	} `json:"error"`
 }
 
@@ -46,7 +54,10 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, policy.ErrExists):
 		writeError(w, http.StatusConflict, "exists", err.Error())
 	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		var b errorBody
+		b.Error.Reason, b.Error.Message = "invalid", err.Error()
+		b.Error.Field, b.Error.DetailZH = policy.FieldOf(err), policy.DetailZH(err)
+		writeJSON(w, http.StatusBadRequest, b)
 	case errors.Is(err, queue.ErrNotSynced):
 		// The change stands in the file (it is what every read sees)
 		// though the disk did not confirm it: look before trying again.
@@ -80,19 +91,6 @@ func refusalStatus(reason string) int {
 	return http.StatusUnprocessableEntity
 }
 
-// refusalBody is an error answer that carries the SMPP command_status of
-// a refusal besides its reason (the error schema's optional "code").
-type refusalBody struct {
-	Error struct {
-		Reason  string `json:"reason"`
-		Message string `json:"message"`
-		Code    string `json:"code,omitempty"`
-		// DetailZH: the refusal's detail in Chinese, as the consoles
-		// show it (the number, the count, the limit), when it has one.
-		DetailZH string `json:"detail_zh,omitempty"`
-	} `json:"error"`
-}
-
 // writeRefusal answers a request-level refusal (the whole request, not one
 // recipient) or a store failure.
 func writeRefusal(w http.ResponseWriter, err error) {
@@ -100,7 +98,7 @@ func writeRefusal(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, policy.ReasonStoreError.String(), policy.ReasonStoreError.Message())
 		return
 	}
-	var b refusalBody
+	var b errorBody
 	b.Error.Reason, b.Error.Code, b.Error.Message = policy.Describe(err)
 	b.Error.DetailZH = policy.DetailZH(err)
 	if b.Error.Reason == "internal" {

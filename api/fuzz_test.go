@@ -211,7 +211,7 @@ func checkAnswer(t *testing.T, rt fuzzRoute, param string, body []byte, rec *htt
 	if code < 400 {
 		return
 	}
-	var e refusalBody
+	var e errorBody
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if !isJSON || dec.Decode(&e) != nil || dec.More() || e.Error.Reason == "" || e.Error.Message == "" {

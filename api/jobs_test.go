@@ -486,7 +486,7 @@ func TestBatchTemplate(t *testing.T) {
 	} {
 		ct, body := multipartBody(t, "bill.xlsx", tc.sheet, tc.fields)
 		code, b := r.c().upload("POST", "/v1/batches", key, ct, body, nil)
-		var e refusalBody
+		var e errorBody
 		_ = json.Unmarshal(b, &e)
 		if code != http.StatusBadRequest || e.Error.Reason != tc.reason || !strings.Contains(e.Error.Message, tc.msg) {
 			t.Errorf("%v: %d %s", tc.fields, code, b)

@@ -110,7 +110,7 @@ func TestStagedUploadBounded(t *testing.T) {
 		t.Helper()
 		ct, body := multipartBody(t, "a.csv", []byte(file), nil)
 		code, b := r.c().upload("POST", "/v1/uploads", key, ct, body, nil)
-		var e refusalBody
+		var e errorBody
 		_ = json.Unmarshal(b, &e)
 		if code != http.StatusUnprocessableEntity || e.Error.Reason != "file_limit" || !strings.Contains(e.Error.Message, "row 1:") {
 			t.Fatalf("%d %.200s", code, b)

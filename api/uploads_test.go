@@ -50,7 +50,7 @@ func TestUploadBombs(t *testing.T) {
 				runtime.ReadMemStats(&before)
 				code, b := r.c().upload("POST", rq.path, r.keys[rq.who], ct, body, nil)
 				runtime.ReadMemStats(&after)
-				var e refusalBody
+				var e errorBody
 				_ = json.Unmarshal(b, &e)
 				if code != http.StatusUnprocessableEntity || e.Error.Reason != "file_limit" {
 					t.Fatalf("%d bytes: %d %s", len(bomb.file), code, b)
@@ -91,7 +91,7 @@ func TestUploadLimiter(t *testing.T) {
 	post := func(who, path string) (int, string) {
 		ct, body := multipartBody(t, "通讯录.csv", file, nil)
 		code, b := r.c().upload("POST", path, r.keys[who], ct, body, nil)
-		var e refusalBody
+		var e errorBody
 		_ = json.Unmarshal(b, &e)
 		return code, e.Error.Reason
 	}

@@ -105,10 +105,10 @@ func (r *userRig) must(want int, method, path, token string, body, out any) []by
 
 // wantError checks an error answer's status and reason; it returns the
 // decoded error.
-func (r *userRig) wantError(want int, reason, method, path, token string, body any) refusalBody {
+func (r *userRig) wantError(want int, reason, method, path, token string, body any) errorBody {
 	r.t.Helper()
 	code, b := r.call(method, path, token, body, nil)
-	var e refusalBody
+	var e errorBody
 	if err := json.Unmarshal(b, &e); err != nil {
 		r.t.Fatalf("%s %s: %d, not a JSON error: %q", method, path, code, b)
 	}

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -142,4 +144,47 @@ func TestOpenAPIUserSchemas(t *testing.T) {
 		"UserPatch":         UserPatch{},
 		"UserPasswordReset": UserPasswordReset{},
 	})
+}
+
+// TestInvalidFieldAnswer: a value the rules refuse is answered invalid
+// with the field it is about and the rule in Chinese (field, detail_zh),
+// through the user API and the admin API and back in the Go client's
+// APIError; the English message is as before.
+func TestInvalidFieldAnswer(t *testing.T) {
+	r := newUserRig(t)
+	const tok = "op-token"
+	url := r.adminServer(tok)
+	amy := r.keys["amy"]
+	code, b := r.call("POST", "/v1/users", amy, NewUser{SystemID: "a new", Password: "abc12345", Name: "甲三"}, nil)
+	var eb errorBody
+	if err := json.Unmarshal(b, &eb); err != nil || code != http.StatusBadRequest || eb.Error.Reason != "invalid" {
+		t.Fatalf("a system_id with a space: %d %s", code, b)
+	}
+	if eb.Error.Field != "system_id" || !strings.Contains(eb.Error.DetailZH, "登录账号") || !strings.Contains(eb.Error.Message, "printable ASCII without spaces") {
+		t.Errorf("a system_id with a space: %+v, want field system_id, its rule in Chinese and in English", eb.Error)
+	}
+	c := &Client{Base: url, Token: tok}
+	for _, tc := range []struct {
+		patch     EnterprisePatch
+		field, zh string
+	}{
+		{EnterprisePatch{TPS: ptr(-1)}, "tps", "每秒条数"},
+		{EnterprisePatch{CapYuan: ptr("1.234")}, "cap_yuan", "金额"},
+		{EnterprisePatch{ServiceNumber: ptr("10a")}, "service_number", "接入号"},
+	} {
+		err := c.Do("PATCH", "/admin/v1/enterprises/A", tc.patch, nil)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Reason != "invalid" {
+			t.Fatalf("%s: %v, want 400 invalid", tc.field, err)
+		}
+		if ae.Field != tc.field || !strings.Contains(ae.DetailZH, tc.zh) {
+			t.Errorf("%s: field %q, detail_zh %q, want %s and %q in it", tc.field, ae.Field, ae.DetailZH, tc.field, tc.zh)
+		}
+	}
+	// An invalid answer about no field of the rules' names none.
+	err := c.Do("PATCH", "/admin/v1/enterprises/A", EnterprisePatch{}, nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Reason != "invalid" || ae.Field != "" {
+		t.Errorf("an empty patch: %#v, want invalid without a field", err)
+	}
 }

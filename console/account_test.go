@@ -226,7 +226,13 @@ func TestUsersPage(t *testing.T) {
 	if a.Status != http.StatusBadRequest {
 		t.Errorf("bad mobile: %d, want 400", a.Status)
 	}
-	wantFieldError(t, a, "mobile", "输入有误")
+	wantFieldError(t, a, "mobile", "输入有误（12 不是有效的中国大陆手机号码）")
+	// The rule of a field in Chinese (policy.FieldError), not in English.
+	a = amy.submit("/enterprise/users", "/enterprise/users", url.Values{"name": {"甲三"}, "system_id": {"al 3"}, "password": {"pass123"}})
+	wantFieldError(t, a, "system_id", "输入有误（登录账号只能用字母、数字或英文符号，不能有空格）")
+	if strings.Contains(a.Body, "printable ASCII") {
+		t.Error("a system_id with a space: the English rule shown")
+	}
 	dup := url.Values{"name": {"重复"}, "system_id": {"alice"}, "password": {"pass123"}, "role": {"user"}}
 	a = amy.submit("/enterprise/users", "/enterprise/users", dup)
 	if a.Status != http.StatusConflict || !strings.Contains(a.Body, "已存在") {
@@ -240,7 +246,7 @@ func TestUsersPage(t *testing.T) {
 	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `value="al3"`) {
 		t.Errorf("long_replies udh7: %d, want 400 with the form kept", a.Status)
 	}
-	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", `long_replies &#34;udh7&#34; (want payload, udh8, udh16 or sar)`)
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "输入有误（长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)")
 	add.Set("long_replies", "udh8")
 	a = amy.submit("/enterprise/users", "/enterprise/users", add)
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/users" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ var fieldLabel = map[string]string{
 // deskField is the form field an admin API message is about: policy's
 // messages name it in English ("group code …", "enterprise X: tps 0: …").
 func deskField(ae *api.APIError, fields []string) string {
+	if ae.Field != "" && slices.Contains(fields, ae.Field) {
+		return ae.Field // the API names it (policy.FieldError)
+	}
 	msg := strings.ToLower(ae.Message)
 	has := func(f string) bool {
 		for _, x := range fields {
@@ -94,23 +98,11 @@ func deskField(ae *api.APIError, fields []string) string {
 	return ""
 }
 
-// deskMessages are the Chinese of the admin API's most frequent
-// validation messages (policy's words), shown before the API's own.
+// deskMessages are the Chinese of the admin API's validation messages
+// that come without their own (a policy.FieldError has it, in
+// detail_zh), or whose words here are the form's own (long_replies'
+// choices as the form names them), shown before the API's English.
 var deskMessages = []struct{ en, zh string }{
-	{"long_replies", "须为 " + longRepliesChoices},
-	{"needs a reason", "拒绝时须填写原因（企业可以看到）"},
-	{"reason: at most", "原因太长"},
-	{"is not in the package table", "套餐表中没有这个套餐"},
-	{"only letters, digits", "只能包含字母、数字、- 和 _"},
-	{"group code", "集团编码须为 1–32 个字符"},
-	{"must be wrapped in 【】", "签名须用【】括起来"},
-	{"brackets inside", "签名内不能再有括号"},
-	{"without a service number", "没有接入号时扩展位数须为 0"},
-	{"service number", "接入号须为 3–20 位数字，且不能与其他企业的接入号重叠"},
-	{"tps", "每秒条数超出范围"},
-	{"amount", "金额格式有误（元，最多两位小数）"},
-	{"password:", "密码须为 6–8 位字母、数字或英文符号，不能有空格"},
-	{"system_id", "登录账号须为 1–15 位字母、数字或英文符号，不能有空格"},
 	{"want YYYY-MM", "请选择月份"},
 	{"is required", "必填"},
 	{"to is before from", "结束日期早于开始日期"},
@@ -129,14 +121,17 @@ func (q *req) deskErr(p *page, err error, fields ...string) (int, bool) {
 	if ae.Reason == "exists" {
 		msg = "已被使用（" + ae.Message + "）"
 	}
+	if ae.Reason == "invalid" && ae.DetailZH != "" {
+		msg = ae.DetailZH // the field's rule in Chinese (policy.FieldError)
+	}
 	for _, t := range deskMessages {
 		if ae.Reason == "invalid" && strings.Contains(ae.Message, t.en) {
 			msg = t.zh + "（" + ae.Message + "）"
 			break
 		}
 	}
-	if l := fieldLabel[f]; l != "" {
-		msg = l + "：" + msg
+	if l := fieldLabel[f]; l != "" && !strings.HasPrefix(msg, l) {
+		msg = l + "：" + msg // unless the Chinese names it already
 	}
 	p.Errors[f] = msg
 	return statusOf(err), true

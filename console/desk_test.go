@@ -204,7 +204,10 @@ func TestDeskEnterprises(t *testing.T) {
 	form := url.Values{"code": {"a b"}, "name": {"丙公司"}, "signature": {"【丙公司】"}, "package": {"2"}, "national": {"1"}}
 	a := c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
 	a.wantStatus(t, http.StatusBadRequest, `value="丙公司"`)
-	wantFieldError(t, a, "code", "集团编码：只能包含字母、数字、- 和 _")
+	wantFieldError(t, a, "code", "集团编码只能包含字母、数字、- 和 _")
+	if strings.Contains(a.Body, "only letters") {
+		t.Error("a bad group code: the English rule shown besides the Chinese")
+	}
 	form.Set("code", "A")
 	a = c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
 	a.wantStatus(t, http.StatusConflict)
@@ -213,7 +216,7 @@ func TestDeskEnterprises(t *testing.T) {
 	form.Set("package", "99")
 	a = c.submit("/ops/enterprises/new", "/ops/enterprises/new", form)
 	a.wantStatus(t, http.StatusBadRequest)
-	wantFieldError(t, a, "package", "套餐：套餐表中没有这个套餐")
+	wantFieldError(t, a, "package", "套餐表中没有套餐 99")
 	form.Set("package", "2")
 	c.submit("/ops/enterprises/new", "/ops/enterprises/new", form).wantRedirect(t, "/ops/enterprises/C")
 	e, ok := r.pol.Lookup("C")
@@ -228,7 +231,7 @@ func TestDeskEnterprises(t *testing.T) {
 		"ext_len": {"0"}, "tps": {"-5"}, "max_users": {"50"}}
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C", edit)
 	a.wantStatus(t, http.StatusBadRequest, `<option value="5" selected>`)
-	wantFieldError(t, a, "tps", "每秒条数")
+	wantFieldError(t, a, "tps", "每秒条数须为 0–100000")
 	if e, _ := r.pol.Lookup("C"); e.Package != 2 {
 		t.Errorf("a refused edit changed the package: %d", e.Package)
 	}
@@ -261,14 +264,14 @@ func TestDeskEnterprises(t *testing.T) {
 	if i < 0 {
 		t.Fatal("no user form")
 	}
-	wantFieldError(t, answer{Body: a.Body[i:]}, "password", "密码：密码须为 6–8 位")
+	wantFieldError(t, answer{Body: a.Body[i:]}, "password", "密码须为 6–8 位字母、数字或英文符号")
 	// 长短信回复: a value not of the select is refused next to it, the
 	// operator's choice kept.
 	user.Set("password", "abc12345")
 	user.Set("long_replies", "udh7")
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
 	a.wantStatus(t, http.StatusBadRequest, `value="c1"`)
-	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "长短信回复：须为 整条 (message_payload)、分段 UDH 8位")
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)")
 	user.Set("long_replies", "udh16")
 	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user).wantRedirect(t, "/ops/enterprises/C")
 	pg := c.get("/ops/enterprises/C")
@@ -289,7 +292,7 @@ func TestDeskEnterprises(t *testing.T) {
 	}
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/update", url.Values{"long_replies": {"udh7"}})
 	a.wantStatus(t, http.StatusBadRequest)
-	if row := userRow(t, a.Body, "c1"); !strings.Contains(row, `<span class="ferr" role="alert">长短信回复：须为`) || !strings.Contains(row, `long_replies &#34;udh7&#34;`) {
+	if row := userRow(t, a.Body, "c1"); !strings.Contains(row, `<span class="ferr" role="alert">长短信回复须为整条 (payload)`) || strings.Contains(row, `long_replies &#34;udh7&#34;`) {
 		t.Errorf("no refusal of udh7 on c1's row:\n%s", row)
 	}
 	if u, _ := r.pol.User(policy.OperatorActor("t"), "c1"); u.LongReplies != "sar" {

@@ -67,7 +67,7 @@ func (q *req) fieldErr(p *page, err error, fields ...string) (int, bool) {
 		delete(p.Errors, fieldOf(ae, fields))
 		f := accountField(ae, fields)
 		p.Errors[f] = accountErrZH(err)
-		if f == "password" && ae.Reason == "invalid" {
+		if f == "password" && ae.Reason == "invalid" && ae.DetailZH == "" {
 			// policy.ValidPassword's rule, the one invalid_password states.
 			p.Errors[f] = reasonText["invalid"] + "：" + reasonText["invalid_password"]
 		}
@@ -281,9 +281,6 @@ func (s *Server) updateUser(q *req) {
 	}
 	q.redirect(back, done)
 }
-
-// longRepliesChoices are the 长短信回复 select's options, in words.
-const longRepliesChoices = "整条 (message_payload)、分段 UDH 8位、分段 UDH 16位 或 分段 SAR"
 
 // longRepliesZH is a user's long_replies as the 长短信回复 select words it.
 func longRepliesZH(v string) string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -338,7 +339,15 @@ func (q *req) formErrorBy(p *page, err error, rules [][2]string) (int, bool) {
 	var ae *api.APIError
 	if msg, has := p.Errors[""]; has && errors.As(err, &ae) {
 		low := strings.ToLower(ae.Message)
+		if ae.Field != "" && slices.ContainsFunc(rules, func(r [2]string) bool { return r[1] == ae.Field }) {
+			// The API names the field (policy.FieldError): a rule naming
+			// it first places the error there.
+			rules = append([][2]string{{"", ae.Field}}, rules...)
+		}
 		if zh, detail := innerReason(ae.Message); zh != "" {
+			if ae.DetailZH != "" {
+				detail = ae.DetailZH
+			}
 			msg = zh + "（" + detail + "）"
 		}
 		for _, r := range rules {

@@ -86,7 +86,7 @@ func TestReceiptsPage(t *testing.T) {
 	}
 
 	a = amy.submit("/enterprise/receipts", "/enterprise/receipts", url.Values{"receipt_url": {"ftp://example.com/"}, "receipt_batch": {"5"}})
-	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `class="ferr"`) || !strings.Contains(a.Body, "only http and https") {
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `class="ferr"`) || !strings.Contains(a.Body, "输入有误（回执推送地址须以 http:// 或 https:// 开头）") {
 		t.Fatalf("bad URL: %d\n%s", a.Status, a.Body)
 	}
 	if !strings.Contains(a.Body, `value="ftp://example.com/"`) {

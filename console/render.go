@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,9 +184,13 @@ func (q *req) formError(p *page, err error, fields ...string) (status int, ok bo
 	return statusOf(err), true
 }
 
-// fieldOf is the form field an API error message names first ("to: …",
-// "password …", "send_at: …"), or "".
+// fieldOf is the form field an API error names: its field, else the
+// first one its message names ("to: …", "password …", "send_at: …"), or
+// "".
 func fieldOf(ae *api.APIError, fields []string) string {
+	if ae.Field != "" && slices.Contains(fields, ae.Field) {
+		return ae.Field // the API names it (policy.FieldError)
+	}
 	msg := strings.ToLower(ae.Message)
 	for _, f := range fields {
 		if strings.HasPrefix(msg, f+":") || strings.HasPrefix(msg, f+" ") || strings.Contains(msg, " "+f+":") {

@@ -102,22 +102,22 @@ func (s *Store) applicationNumber() (string, error) {
 // SubmitApplication does, without storing it (callers check before they
 // charge a rate limit). It does not look at the enterprises.
 func (s *Store) CheckApplication(na *NewApplication) error {
-	if err := validCode(na.GroupCode); err != nil {
+	if err := validCode("group_code", na.GroupCode); err != nil {
 		return err
 	}
-	if err := validText("enterprise name", na.Name, 1, 64); err != nil {
+	if err := validText(entNameField, na.Name, 1, 64); err != nil {
 		return err
 	}
 	m, err := s.cls.normalizeMobile(na.ContactMobile)
 	if err != nil {
-		return invalid("contact mobile %q: not a valid Chinese mobile number", na.ContactMobile)
+		return invalidField("contact_mobile", na.ContactMobile+" 不是有效的中国大陆手机号码", "contact mobile %q: not a valid Chinese mobile number", na.ContactMobile)
 	}
 	na.ContactMobile = m
 	if _, ok := s.opts.Packages.Lookup(na.Package); !ok {
-		return invalid("package %d is not in the package table", na.Package)
+		return invalidField("package", fmt.Sprintf("套餐表中没有套餐 %d", na.Package), "package %d is not in the package table", na.Package)
 	}
 	if na.Signature == "" {
-		return invalid("signature: required, e.g. 【某某公司】")
+		return invalidField("signature", "请填写签名，例如【某某公司】", "signature: required, e.g. 【某某公司】")
 	}
 	return ValidSignature(na.Signature)
 }
@@ -323,7 +323,7 @@ func (s *Store) RejectApplication(a Actor, number, reason string) (*Application,
 	if !a.Operator {
 		return nil, ErrForbidden
 	}
-	if err := validText("reason", reason, 1, maxRejectReason); err != nil {
+	if err := validText(reasonField, reason, 1, maxRejectReason); err != nil {
 		return nil, err
 	}
 	var out Application

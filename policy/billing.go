@@ -152,14 +152,14 @@ func ParseYuan(s string) (int64, error) {
 	s = strings.ReplaceAll(strings.TrimSpace(s), ",", "")
 	whole, frac, _ := strings.Cut(s, ".")
 	if whole == "" || len(frac) > 2 || !allDigits(whole) || !allDigits(frac) {
-		return 0, fmt.Errorf("%w: amount %q: want yuan with at most 2 decimals", ErrInvalid, orig)
+		return 0, invalidField("", "金额须为元，最多两位小数（如 1500 或 1500.00）", "amount %q: want yuan with at most 2 decimals", orig)
 	}
 	for len(frac) < 2 {
 		frac += "0"
 	}
 	y, err := strconv.ParseInt(whole, 10, 64)
 	if err != nil || y > (1<<62)/100 {
-		return 0, fmt.Errorf("%w: amount %q out of range", ErrInvalid, orig)
+		return 0, invalidField("", "金额超出范围", "amount %q out of range", orig)
 	}
 	f, _ := strconv.ParseInt(frac, 10, 64)
 	return y*100 + f, nil

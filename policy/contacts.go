@@ -205,13 +205,13 @@ func cleanGroups(in []string) ([]string, error) {
 		if g == "" || slices.Contains(out, g) {
 			continue
 		}
-		if err := validText("group", g, 1, maxGroupNameLen); err != nil {
+		if err := validText(groupField, g, 1, maxGroupNameLen); err != nil {
 			return nil, err
 		}
 		out = append(out, g)
 	}
 	if len(out) > MaxContactGroups {
-		return nil, invalid("groups: at most %d per contact", MaxContactGroups)
+		return nil, invalidField("groups", fmt.Sprintf("每个联系人最多 %d 个分组", MaxContactGroups), "groups: at most %d per contact", MaxContactGroups)
 	}
 	return out, nil
 }
@@ -227,6 +227,9 @@ func splitGroups(cell string) []string {
 		return false
 	})
 }
+
+// contactField is the field a checkContact reason is about.
+var contactField = map[string]string{ReasonInvalidNumber.String(): "number", RowInvalidName: "name", RowInvalidGroup: "groups"}
 
 // checkContact validates and normalises a contact; the error is a row
 // error reason and its detail, in English and in Chinese.
@@ -245,7 +248,7 @@ func (s *Store) checkContact(in ContactInput) (number string, rec contactRec, re
 		return "", rec, ReasonInvalidNumber.String(), detail, DetailZH(err)
 	}
 	name := strings.TrimSpace(in.Name)
-	if err := validText("name", name, 1, maxContactNameLen); err != nil {
+	if err := validText(contactNameField, name, 1, maxContactNameLen); err != nil {
 		return "", rec, RowInvalidName, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "),
 			fmt.Sprintf("姓名须为 1 到 %d 个字的文字", maxContactNameLen)
 	}
@@ -264,9 +267,9 @@ func (s *Store) AddContact(a Actor, b Book, in ContactInput) (*Contact, error) {
 	if err != nil {
 		return nil, err
 	}
-	number, rec, reason, detail, _ := s.checkContact(in)
+	number, rec, reason, detail, zh := s.checkContact(in)
 	if reason != "" {
-		return nil, invalid("%s: %s", reason, detail)
+		return nil, invalidField(contactField[reason], zh, "%s: %s", reason, detail)
 	}
 	rec.AddedAt, rec.AddedBy = s.now(), a.who()
 	err = s.write(func(tx *bolt.Tx) error {
@@ -401,7 +404,7 @@ func (s *Store) GroupNumbers(a Actor, b Book, groups []string) ([]string, error)
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return nil, invalid("group %s: no contact in %s", strings.Join(missing, ", "), b)
+		return nil, invalidField("groups", "分组 "+strings.Join(missing, "、")+" 中没有联系人", "group %s: no contact in %s", strings.Join(missing, ", "), b)
 	}
 	return out, nil
 }

@@ -121,23 +121,23 @@ func (e *Enterprise) notePackage(prev int, now time.Time) {
 func (e *Enterprise) Grants() Grants { return Grants{National: e.National, OffNet: e.OffNet} }
 
 func (s *Store) validEnterprise(e *Enterprise) error {
-	if err := validCode(e.Code); err != nil {
+	if err := validCode("code", e.Code); err != nil {
 		return err
 	}
-	if err := validText("enterprise name", e.Name, 1, 64); err != nil {
+	if err := validText(entNameField, e.Name, 1, 64); err != nil {
 		return err
 	}
 	if err := ValidSignature(e.Signature); err != nil {
 		return err
 	}
 	if _, ok := s.opts.Packages.Lookup(e.Package); !ok {
-		return invalid("enterprise %s: package %d is not in the package table", e.Code, e.Package)
+		return invalidField("package", fmt.Sprintf("套餐表中没有套餐 %d", e.Package), "enterprise %s: package %d is not in the package table", e.Code, e.Package)
 	}
 	if e.CapFen < 0 {
-		return invalid("enterprise %s: negative cap", e.Code)
+		return invalidField("cap_yuan", "月消费上限不能为负", "enterprise %s: negative cap", e.Code)
 	}
 	if e.TPS < 0 || e.TPS > 100_000 {
-		return invalid("enterprise %s: tps %d: 0–100000", e.Code, e.TPS)
+		return invalidField("tps", "每秒条数须为 0–100000（0：默认）", "enterprise %s: tps %d: 0–100000", e.Code, e.TPS)
 	}
 	if e.Receipt.URL != "" {
 		if err := CheckReceiptURL("receipt_url", e.Receipt.URL); err != nil {
@@ -150,13 +150,13 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 		}
 	}
 	if e.Receipt.Batch < 0 || e.Receipt.Batch > MaxReceiptBatch {
-		return invalid("enterprise %s: receipt_batch %d: 0 (one receipt a POST)–%d", e.Code, e.Receipt.Batch, MaxReceiptBatch)
+		return invalidField("receipt_batch", fmt.Sprintf("每次推送的回执数须为 0（一次一条）–%d", MaxReceiptBatch), "enterprise %s: receipt_batch %d: 0 (one receipt a POST)–%d", e.Code, e.Receipt.Batch, MaxReceiptBatch)
 	}
 	if e.Receipt.ReplyBatch < 0 || e.Receipt.ReplyBatch > MaxReceiptBatch {
-		return invalid("enterprise %s: reply_batch %d: 0 (one reply a POST)–%d", e.Code, e.Receipt.ReplyBatch, MaxReceiptBatch)
+		return invalidField("reply_batch", fmt.Sprintf("每次推送的回复数须为 0（一次一条）–%d", MaxReceiptBatch), "enterprise %s: reply_batch %d: 0 (one reply a POST)–%d", e.Code, e.Receipt.ReplyBatch, MaxReceiptBatch)
 	}
 	if e.MaxUsers < 0 || e.MaxUsers > MaxUsersLimit {
-		return invalid("enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
+		return invalidField("max_users", fmt.Sprintf("用户数上限须为 0（默认 %d）–%d", DefaultMaxUsers, MaxUsersLimit), "enterprise %s: max_users %d: 0 (default %d)–%d", e.Code, e.MaxUsers, DefaultMaxUsers, MaxUsersLimit)
 	}
 	return validServiceNumber(e)
 }
@@ -226,7 +226,7 @@ func (s *Store) updateEnterprise(code string, fn func(*Enterprise) error) (*Ente
 			return err
 		}
 		if e.Code != code {
-			return invalid("enterprise %s: the group code cannot change", code)
+			return invalidField("code", "集团编码不能修改", "enterprise %s: the group code cannot change", code)
 		}
 		if err := s.validEnterprise(e); err != nil {
 			return err
@@ -291,7 +291,7 @@ func (s *Store) Enterprises(a Actor) []Enterprise {
 func (s *Store) DropHeld(a Actor, code string) (*Enterprise, error) {
 	return s.UpdateEnterprise(a, code, func(e *Enterprise) error {
 		if !e.Disabled {
-			return invalid("enterprise %s is not disabled: its waiting messages are not held but sent; disable it first", code)
+			return invalidField("", "企业 "+code+" 没有停用：它等待发送的短信没有暂停，照常发送；请先停用", "enterprise %s is not disabled: its waiting messages are not held but sent; disable it first", code)
 		}
 		e.HeldDropped = s.now()
 		return nil

@@ -1,6 +1,9 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of the account store, grouped by when they occur. Policy refusals on
 // the sending path are *Refusal values instead (see reasons.go).
@@ -22,3 +25,41 @@ var (
 	// ErrClosed: the store's database was closed.
 	ErrClosed = errors.New("policy: store closed")
 )
+
+// FieldError is a value a field cannot take: ErrInvalid (errors.Is), with
+// the field's name as the APIs' requests spell it and the rule in
+// Chinese, so that a console puts the Chinese beside its field without
+// reading the English, and an API client knows the field without parsing
+// the message. The API answers it 400 invalid with "field" and
+// "detail_zh".
+type FieldError struct {
+	Field  string // "system_id", "tps", …; "" when no one field is wrong
+	Detail string // the English, as Error gives it after "policy: invalid: "
+	ZH     string // the Chinese, which the consoles show after 输入有误
+	is     error  // the sentinel it is (ErrUserCap); nil: ErrInvalid
+}
+
+func (e *FieldError) Error() string { return ErrInvalid.Error() + ": " + e.Detail }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *FieldError) Unwrap() error {
+	if e.is != nil {
+		return e.is
+	}
+	return ErrInvalid
+}
+
+// invalidField is a *FieldError: field, its Chinese, and the English
+// formatted as fmt.Sprintf(format, args...).
+func invalidField(field, zh, format string, args ...any) error {
+	return &FieldError{Field: field, Detail: fmt.Sprintf(format, args...), ZH: zh}
+}
+
+// FieldOf is the field err's FieldError names: "" for none.
+func FieldOf(err error) string {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}

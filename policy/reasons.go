@@ -242,12 +242,16 @@ func refuseZH(r Reason, detail, zh string) error {
 	return &Refusal{Reason: r, Detail: detail, DetailZH: zh}
 }
 
-// DetailZH is err's refusal detail in Chinese (Refusal.DetailZH): ""
-// for no refusal, or one without.
+// DetailZH is err's detail in Chinese: a refusal's (Refusal.DetailZH) or
+// a field's rule (FieldError.ZH); "" for neither, or one without.
 func DetailZH(err error) string {
 	var ref *Refusal
 	if errors.As(err, &ref) {
 		return ref.DetailZH
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.ZH
 	}
 	return ""
 }

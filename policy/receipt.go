@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"time"
 )
@@ -87,22 +88,29 @@ const MaxReceiptBatch = 1000
 // the field in the error (ErrInvalid). Where the URL points is checked
 // when it is used (package webhook: private addresses).
 func CheckReceiptURL(field, s string) error {
+	label := urlLabel[field]
+	if label == "" {
+		label = "地址"
+	}
 	if len(s) > MaxReceiptURL {
-		return invalid("%s: longer than %d bytes", field, MaxReceiptURL)
+		return invalidField(field, fmt.Sprintf("%s最长 %d 字节", label, MaxReceiptURL), "%s: longer than %d bytes", field, MaxReceiptURL)
 	}
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return invalid("%s: not a URL", field)
+		return invalidField(field, label+"不是网址", "%s: not a URL", field)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return invalid("%s: only http and https URLs are accepted, not %q", field, u.Scheme)
+		return invalidField(field, label+"须以 http:// 或 https:// 开头", "%s: only http and https URLs are accepted, not %q", field, u.Scheme)
 	case u.Host == "" || u.Hostname() == "":
-		return invalid("%s: the URL has no host", field)
+		return invalidField(field, label+"没有主机名", "%s: the URL has no host", field)
 	case u.User != nil:
-		return invalid("%s: user information in the URL is not accepted", field)
+		return invalidField(field, label+"不能含用户名或密码（用签名密钥验证推送）", "%s: user information in the URL is not accepted", field)
 	}
 	return nil
 }
+
+// urlLabel is the Chinese of CheckReceiptURL's fields.
+var urlLabel = map[string]string{"receipt_url": "回执推送地址", "reply_url": "回复推送地址", "url": "推送地址"}
 
 // NewReceiptSecret returns a fresh random secret (32 bytes, hex).
 func NewReceiptSecret() string {

@@ -18,15 +18,15 @@ const MaxAddrLen = 20
 func validServiceNumber(e *Enterprise) error {
 	if e.ServiceNumber == "" {
 		if e.ExtLen != 0 {
-			return invalid("enterprise %s: ext_len %d without a service number", e.Code, e.ExtLen)
+			return invalidField("ext_len", "没有接入号时扩展位数须为 0", "enterprise %s: ext_len %d without a service number", e.Code, e.ExtLen)
 		}
 		return nil
 	}
 	if len(e.ServiceNumber) < 3 || len(e.ServiceNumber) > MaxAddrLen || !allDigits(e.ServiceNumber) {
-		return invalid("enterprise %s: service number %q: 3–%d digits", e.Code, e.ServiceNumber, MaxAddrLen)
+		return invalidField("service_number", fmt.Sprintf("接入号须为 3–%d 位数字", MaxAddrLen), "enterprise %s: service number %q: 3–%d digits", e.Code, e.ServiceNumber, MaxAddrLen)
 	}
 	if e.ExtLen < 0 || len(e.ServiceNumber)+e.ExtLen > MaxAddrLen {
-		return invalid("enterprise %s: ext_len %d: 0–%d with service number %s", e.Code, e.ExtLen, MaxAddrLen-len(e.ServiceNumber), e.ServiceNumber)
+		return invalidField("ext_len", fmt.Sprintf("扩展位数须为 0–%d（接入号 %s 加扩展最多 %d 位）", MaxAddrLen-len(e.ServiceNumber), e.ServiceNumber, MaxAddrLen), "enterprise %s: ext_len %d: 0–%d with service number %s", e.Code, e.ExtLen, MaxAddrLen-len(e.ServiceNumber), e.ServiceNumber)
 	}
 	return nil
 }
@@ -62,7 +62,7 @@ func extensionsFit(tx *bolt.Tx, e *Enterprise) error {
 			return err
 		}
 		if u.Enterprise == e.Code && u.Extension != "" && (e.ServiceNumber == "" || len(u.Extension) > e.ExtLen) {
-			return invalid("enterprise %s: user %s has extension %s: ext_len %d or no service number leaves it out", e.Code, u.SystemID, u.Extension, e.ExtLen)
+			return invalidField("ext_len", fmt.Sprintf("用户 %s 的分机号 %s 将放不下（扩展位数 %d 或没有接入号）：请先改该用户的分机号", u.SystemID, u.Extension, e.ExtLen), "enterprise %s: user %s has extension %s: ext_len %d or no service number leaves it out", e.Code, u.SystemID, u.Extension, e.ExtLen)
 		}
 		return nil
 	})
@@ -79,7 +79,7 @@ func extensionTaken(tx *bolt.Tx, u *User) error {
 		return err
 	}
 	if !allDigits(u.Extension) || e.ServiceNumber == "" || len(u.Extension) > e.ExtLen {
-		return invalid("user %s: extension %q: digits, at most the enterprise's ext_len (%d), and a service number to extend", u.SystemID, u.Extension, e.ExtLen)
+		return invalidField("extension", fmt.Sprintf("分机号须为数字，最多 %d 位（企业的扩展位数），且企业须有接入号", e.ExtLen), "user %s: extension %q: digits, at most the enterprise's ext_len (%d), and a service number to extend", u.SystemID, u.Extension, e.ExtLen)
 	}
 	return tx.Bucket(bucketUsers).ForEach(func(_, v []byte) error {
 		var o User

@@ -62,7 +62,7 @@ func (s *Store) RequestSignature(a Actor, code, sig string) (*SignatureRequest, 
 		return nil, ErrForbidden
 	}
 	if sig == "" {
-		return nil, invalid("signature: required, e.g. 【某某公司】")
+		return nil, invalidField("signature", "请填写签名，例如【某某公司】", "signature: required, e.g. 【某某公司】")
 	}
 	if err := ValidSignature(sig); err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func (s *Store) RequestSignature(a Actor, code, sig string) (*SignatureRequest, 
 			return fmt.Errorf("%w: enterprise %s", ErrNotFound, code)
 		}
 		if e.Signature == sig {
-			return invalid("signature %s is already the enterprise's", sig)
+			return invalidField("signature", sig+" 已是企业的签名", "signature %s is already the enterprise's", sig)
 		}
 		req.Previous = e.Signature
 		b := tx.Bucket(bucketSignatures)
@@ -163,7 +163,7 @@ func (s *Store) DecideSignature(a Actor, id string, approve bool, reason string)
 		return nil, ErrForbidden
 	}
 	if !approve {
-		if err := validText("reason", reason, 1, 200); err != nil {
+		if err := validText(reasonField, reason, 1, 200); err != nil {
 			return nil, err
 		}
 	}
@@ -182,7 +182,7 @@ func (s *Store) DecideSignature(a Actor, id string, approve bool, reason string)
 			return err
 		}
 		if out.State != SignaturePending {
-			return invalid("signature request %s is %s, not pending", id, out.State)
+			return invalidField("", "该签名申请已处理（"+signatureStateZH[out.State]+"），不再待审批", "signature request %s is %s, not pending", id, out.State)
 		}
 		out.DecidedBy, out.DecidedAt = a.who(), s.now()
 		if approve {
@@ -208,4 +208,9 @@ func (s *Store) DecideSignature(a Actor, id string, approve bool, reason string)
 		return nil, err
 	}
 	return &out, nil
+}
+
+// signatureStateZH names a signature request's state in Chinese.
+var signatureStateZH = map[string]string{
+	SignaturePending: "待审批", SignatureApproved: "已通过", SignatureRejected: "已拒绝", SignatureSuperseded: "已被新的申请取代",
 }

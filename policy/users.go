@@ -104,15 +104,15 @@ func (s *Store) validUser(u *User) error {
 	if err := validSystemID(u.SystemID); err != nil {
 		return err
 	}
-	if err := validText("user name", u.Name, 1, 32); err != nil {
+	if err := validText(userNameField, u.Name, 1, 32); err != nil {
 		return err
 	}
 	if u.Role != RoleUser && u.Role != RoleAdmin {
-		return invalid("user %s: role %d", u.SystemID, uint8(u.Role))
+		return invalidField("role", "角色须为普通用户或管理员", "user %s: role %d", u.SystemID, uint8(u.Role))
 	}
 	lr, ok := longReplies(u.LongReplies)
 	if !ok {
-		return invalid("user %s: long_replies %q (want payload, udh8, udh16 or sar)", u.SystemID, u.LongReplies)
+		return invalidField("long_replies", "长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)、分段 UDH 16位 (udh16) 或分段 SAR (sar)", "user %s: long_replies %q (want payload, udh8, udh16 or sar)", u.SystemID, u.LongReplies)
 	}
 	u.LongReplies = lr
 	if u.Mobile == "" {
@@ -120,7 +120,7 @@ func (s *Store) validUser(u *User) error {
 	}
 	m, err := s.cls.normalizeMobile(u.Mobile)
 	if err != nil {
-		return invalid("user %s: mobile %q: not a valid Chinese mobile number", u.SystemID, u.Mobile)
+		return invalidField("mobile", u.Mobile+" 不是有效的中国大陆手机号码", "user %s: mobile %q: not a valid Chinese mobile number", u.SystemID, u.Mobile)
 	}
 	u.Mobile = m
 	return nil
@@ -206,7 +206,8 @@ func userCap(tx *bolt.Tx, code string) error {
 		}
 	}
 	if n >= e.UserCap() {
-		return fmt.Errorf("%w: enterprise %s has %d users, its cap (ask the account manager for more)", ErrUserCap, code, n)
+		return &FieldError{is: ErrUserCap, ZH: fmt.Sprintf("企业已有 %d 个用户，到了上限（请联系客户经理增加）", n),
+			Detail: fmt.Sprintf("user cap reached: enterprise %s has %d users, its cap (ask the account manager for more)", code, n)}
 	}
 	return nil
 }
@@ -291,7 +292,7 @@ func (s *Store) UpdateUser(a Actor, systemID string, upd UserUpdate) (*User, err
 	}
 	if !a.Operator && a.Name == systemID &&
 		(upd.Disabled != nil && *upd.Disabled || upd.Role != nil && *upd.Role != RoleAdmin) {
-		return nil, invalid("user %s: an admin cannot disable or demote itself", systemID)
+		return nil, invalidField("", "管理员不能停用自己，也不能取消自己的管理员身份", "user %s: an admin cannot disable or demote itself", systemID)
 	}
 	var out User
 	err := s.modifyUser(systemID, func(tx *bolt.Tx, rec *userRec) error {

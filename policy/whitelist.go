@@ -304,7 +304,9 @@ func (s *Store) readNumberColumn(r io.Reader, f sheet.Format) (rows []inputRow, 
 	return rows, header, nil
 }
 
-func tooManyRows(max int) error { return invalid("import: more than %d rows", max) }
+func tooManyRows(max int) error {
+	return invalidField("file", fmt.Sprintf("文件超过 %d 行：请分成几个文件上传", max), "import: more than %d rows", max)
+}
 
 func (s *Store) addRows(a Actor, code string, rows []inputRow, header int) (ImportResult, error) {
 	res := ImportResult{Rows: len(rows), HeaderRow: header}

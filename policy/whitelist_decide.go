@@ -25,12 +25,12 @@ func checkDecision(st WhitelistState, reason string) (string, error) {
 	case st != WhitelistApproved && st != WhitelistRejected:
 		return "", invalid("decision %v: want approved or rejected", st)
 	case st == WhitelistApproved && reason != "":
-		return "", invalid("an approval takes no reason")
+		return "", invalidField("reason", "通过时不填原因", "an approval takes no reason")
 	case st == WhitelistRejected && reason == "":
-		return "", invalid("a rejection needs a reason: the enterprise sees it")
+		return "", invalidField("reason", "拒绝时须填写原因（企业可以看到）", "a rejection needs a reason: the enterprise sees it")
 	case utf8.RuneCountInString(reason) > MaxDecisionReason || !utf8.ValidString(reason) ||
 		strings.ContainsFunc(reason, unicode.IsControl):
-		return "", invalid("reason: at most %d characters of text", MaxDecisionReason)
+		return "", invalidField("reason", fmt.Sprintf("原因最多 %d 个字，不能含控制字符", MaxDecisionReason), "reason: at most %d characters of text", MaxDecisionReason)
 	}
 	return reason, nil
 }
