@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,9 +148,11 @@ func TestDroppedHeld(t *testing.T) {
 			}
 		}
 	}
-	if got := counters(t, r)["qxtd_held_dropped_total"]; got != float64(parts) {
-		t.Errorf("qxtd_held_dropped_total = %v, want %d", got, parts)
-	}
+	// Counted after the store call that ended the parts, which may be
+	// after their receipts reached the ESME.
+	waitFor(t, 5*time.Second, fmt.Sprintf("qxtd_held_dropped_total at %d", parts), func() bool {
+		return counters(t, r)["qxtd_held_dropped_total"] == float64(parts)
+	})
 	setDisabled(t, pol, false)
 	if e, _ := pol.Lookup("E1"); !e.HeldDropped.IsZero() {
 		t.Error("enabling E1 left its drop in place")
@@ -202,9 +205,11 @@ func TestHeldExpires(t *testing.T) {
 			t.Errorf("part %d: %s %q, want expired validity", i, p.State, p.ErrCode)
 		}
 	}
-	if got := counters(t, r)["qxtd_held_expired_total"]; got != float64(parts) {
-		t.Errorf("qxtd_held_expired_total = %v, want %d", got, parts)
-	}
+	// Counted after the store call that ended the parts, which may be
+	// after their receipts reached the ESME.
+	waitFor(t, 5*time.Second, fmt.Sprintf("qxtd_held_expired_total at %d", parts), func() bool {
+		return counters(t, r)["qxtd_held_expired_total"] == float64(parts)
+	})
 	if m, err := r.gw.Message(acct, valid); err != nil || m.State() != queue.StateAccepted {
 		t.Fatalf("the message still valid: %v %v, want held (accepted)", m, err)
 	}

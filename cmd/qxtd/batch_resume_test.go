@@ -24,7 +24,7 @@ func TestBatchJobAcrossKill(t *testing.T) {
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")
 	d := startDaemon(t, cfg)
-	batchAcrossKill(t, "http://"+d.httpAddr, func() string {
+	batchAcrossKill(t, "http://"+d.httpAddr, 100, func() string {
 		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func TestBatchJobFromBackup(t *testing.T) {
 	// Restored on another machine: another directory, nothing of the
 	// first (its spool included), the same simulator as the SMSC.
 	moved := t.TempDir()
-	batchAcrossKill(t, "http://"+d.httpAddr, func() string {
+	batchAcrossKill(t, "http://"+d.httpAddr, 100, func() string {
 		if code, out, errs := runOps("backup", backup, "--api", "http://"+d.httpAddr, "--token", "test-token"); code != 0 {
 			t.Fatalf("qxtd backup: %d %q %q", code, out, errs)
 		}
@@ -90,9 +90,10 @@ func TestBatchJobFromBackup(t *testing.T) {
 // resumes its job once it is a member again (its enterprise's quota is
 // the cluster's), the usage read on another node.
 func TestClusterBatchJobAcrossKill(t *testing.T) {
+	t.Parallel()
 	nodes, _, _ := startCluster(t, 3, 2, smpp.SimOptions{}, writeClusterConfig)
 	n1 := nodes[0]
-	batchAcrossKill(t, "http://"+n1.proc.httpAddr, func() string {
+	batchAcrossKill(t, "http://"+n1.proc.httpAddr, 300, func() string {
 		if err := n1.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -103,14 +104,15 @@ func TestClusterBatchJobAcrossKill(t *testing.T) {
 }
 
 // batchAcrossKill uploads a 600-row batch to base as esme (enterprise T1,
-// paced at 100 rows a second), kills and restarts its daemon (restart
+// paced at tps, so that the kill comes mid-job: a cluster's nodes share
+// an enterprise's tps, so the node running the job has a third of it in
+// a cluster of three), kills and restarts its daemon (restart
 // returns its new base) with a third of the rows accepted, and checks
 // that the job ends done with every row accepted once: by the job, and
 // by the usage of T1 read on base and on others.
-func batchAcrossKill(t *testing.T, base string, restart func() string, others ...string) {
+func batchAcrossKill(t *testing.T, base string, tps int, restart func() string, others ...string) {
 	t.Helper()
-	// 100 rows a second, so that the kill comes mid-job.
-	if code, body := postJSON(t, http.MethodPatch, base+"/admin/v1/enterprises/T1", "test-token", `{"tps":100}`); code != http.StatusOK {
+	if code, body := postJSON(t, http.MethodPatch, base+"/admin/v1/enterprises/T1", "test-token", fmt.Sprintf(`{"tps":%d}`, tps)); code != http.StatusOK {
 		t.Fatalf("tps: %d %s", code, body)
 	}
 	key := issueAPIKey(t, base, "esme")

@@ -24,6 +24,7 @@ import (
 // node. When a node stops, the other takes its binds, the receiver
 // included, and receipts go on.
 func TestClusterTransmitterReceiver(t *testing.T) {
+	t.Parallel()
 	const binds, n = 2, 10
 	etcd := clustertest.Start(t)
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true})

@@ -80,6 +80,7 @@ func metricSum(t *testing.T, p *proc, prefix string) float64 {
 // than the one holding its messages' receipts or its replies gets them:
 // three daemons, one etcd, the simulator as carrier (one bind per node).
 func TestClusterDeliverAcrossNodes(t *testing.T) {
+	t.Parallel()
 	const binds = 3
 	nodes, sim, _ := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeDeliverConfig)
 	relayed := func(n *clusterNode, kind string) float64 {

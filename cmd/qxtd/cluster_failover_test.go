@@ -28,6 +28,7 @@ import (
 // Every number reaches one SMSC once and every receipt its ESME. Before,
 // a cluster ignored failover_after.
 func TestClusterFailover(t *testing.T) {
+	t.Parallel()
 	etcd := clustertest.Start(t)
 	primary, primaryAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond})
 	backup, backupAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond})

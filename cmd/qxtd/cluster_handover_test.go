@@ -19,6 +19,7 @@ import (
 // SMSC once, every receipt reaches the ESME, and the carrier never sees
 // more binds than it allows.
 func TestClusterHandoverDrainsTheBind(t *testing.T) {
+	t.Parallel()
 	const binds, n = 2, 20
 	etcd := clustertest.Start(t)
 	// Held, not delayed: the answers wait for the test, however slowly the

@@ -48,6 +48,7 @@ func writeHooksClusterConfig(t *testing.T, id int, endpoints []string, simAddr s
 // node's backoff; the minute's limit holds across the nodes; a node that
 // is down is named.
 func TestClusterReceiptWebhooks(t *testing.T) {
+	t.Parallel()
 	nodes, _, _ := startCluster(t, 3, 3, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeHooksClusterConfig)
 
 	var (
@@ -223,6 +224,7 @@ func TestClusterReceiptWebhooks(t *testing.T) {
 // a node that does not answer is named missing after hookStatusWait, not
 // after the peer timeout.
 func TestClusterHookStatusBounds(t *testing.T) {
+	t.Parallel()
 	et := clustertest.Start(t)
 	var asked atomic.Int32
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -311,6 +313,7 @@ func TestPeerHookPostCounts(t *testing.T) {
 // receipts' retry is not called in its place; a node that has it answers
 // what it did. The receipts' retry asks both as before.
 func TestClusterReplyRetryOlderNode(t *testing.T) {
+	t.Parallel()
 	et := clustertest.Start(t)
 	var newer, olderReceipts atomic.Int32
 	peer := func(count *atomic.Int32, paths ...string) *httptest.Server {

@@ -24,6 +24,7 @@ import (
 // send is refused with 503 and Retry-After, since node 3 cannot say
 // whether it ran the key, while a send without a key goes on.
 func TestClusterIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{UndelivPrefix: "1390020"}}, writeClusterConfig)
 	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
 	key := issueAPIKey(t, base(nodes[0]), "esme")
@@ -110,6 +111,7 @@ func TestClusterIdempotencyKey(t *testing.T) {
 // node's running request is still found; a node that cannot be reached
 // at all is an error (the send is refused).
 func TestClusterAnswersOlderNode(t *testing.T) {
+	t.Parallel()
 	et := clustertest.Start(t)
 	var state atomic.Value
 	state.Store(`{"state":"none"}`)

@@ -38,6 +38,7 @@ type listAnswer struct {
 // node that is down is named; a malformed cursor is refused; the
 // scheduled outbox narrowed by send time is narrowed on every node.
 func TestClusterLists(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
 		return withServiceNumber(t, writeClusterConfig(t, id, endpoints, simAddr, binds))
 	})

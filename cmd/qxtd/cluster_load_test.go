@@ -36,6 +36,7 @@ func (b fixedLoad) Load() (cluster.PeerLoad, bool) { b.asked.Add(1); return b.lo
 // answers are kept loadPeerTTL, so polling asks the others once a second
 // at most.
 func TestClusterLoadsBounded(t *testing.T) {
+	t.Parallel()
 	const secret = "cluster-test-secret-0123456789"
 	var asked atomic.Int32
 	us := 58.2
@@ -113,6 +114,7 @@ func TestClusterLoadsBounded(t *testing.T) {
 // marked partial when a member's list may have left some out (as many as
 // it names at most: 50, or 5 from a node of the release before).
 func TestClusterLoadOf(t *testing.T) {
+	t.Parallel()
 	if clusterLoadOf(nil) != nil {
 		t.Error("no member's load known: want none for the cluster")
 	}
@@ -169,6 +171,7 @@ func must(b []byte, err error) []byte {
 // members' last minute, with the messages each accepted and their
 // enterprise.
 func TestClusterLoads(t *testing.T) {
+	t.Parallel()
 	nodes, _, _ := startCluster(t, 2, 2, smpp.SimOptions{}, writeClusterConfig)
 	send := func(n *clusterNode, user, password string, count int) {
 		base := "http://" + n.proc.httpAddr

@@ -159,6 +159,7 @@ func partsMetric(t *testing.T, nodes []*clusterNode, outcome string) float64 {
 // had, in fragments at the reassembly timeout, and the opt-out was
 // missed.
 func TestClusterReplyPartsAcrossNodes(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 3, smpp.SimOptions{}, writeDeliverConfig)
 	waitOneBindEach(t, nodes)
 	sink := newReplySink()
@@ -270,6 +271,7 @@ func writeLongLeaseConfig(t *testing.T, id int, endpoints []string, simAddr stri
 // is then joined there, whole; one split over two nodes waits on both
 // (for the reassembly timeout: fragments), nothing lost.
 func TestClusterReplyPartsOwnerDown(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 3, smpp.SimOptions{}, writeLongLeaseConfig)
 	waitOneBindEach(t, nodes)
 	const to, src = "1065904", "13800000009"
@@ -335,6 +337,7 @@ func writeShortJoinConfig(t *testing.T, id int, endpoints []string, simAddr stri
 // starts again, the second waits on the node that took it for its
 // reassembly timeout; each part stored once in the cluster.
 func TestClusterReplyPartsOwnerDiesMidReply(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 3, smpp.SimOptions{}, writeShortJoinConfig)
 	waitOneBindEach(t, nodes)
 	const to, src, ref = "1065904", "13800000007", 31

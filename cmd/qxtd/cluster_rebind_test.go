@@ -26,6 +26,7 @@ const lostBindLog = "upstream SMSC answered ESME_RINVBNDSTS: it no longer has th
 // segment's ESME_RINVBNDSTS went back to its owner as the SMSC's verdict,
 // and the owner rejected the message for good.
 func TestClusterBindLostIsRebound(t *testing.T) {
+	t.Parallel()
 	const binds, n = 1, 5
 	nodes, sim, _ := startCluster(t, 2, binds, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeClusterConfig)
 	holder, relayer := nodes[0], nodes[1]

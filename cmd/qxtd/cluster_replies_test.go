@@ -20,6 +20,7 @@ import (
 // node; any node's GET /v1/receipt-webhook shows the replies' status
 // summed over the nodes, and its inbox lists them all.
 func TestClusterReplyWebhooks(t *testing.T) {
+	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
 		return withServiceNumber(t, writeHooksClusterConfig(t, id, endpoints, simAddr, binds))
 	})

@@ -93,6 +93,7 @@ func login(t *testing.T, httpAddr, systemID, password string) string {
 // finds nothing; with node 1 killed the answers are temporary failures,
 // not "not found".
 func TestClusterRouteToOwner(t *testing.T) {
+	t.Parallel()
 	const binds = 3
 	nodes, _, _ := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 50 * time.Millisecond}, writeClusterConfig)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -34,6 +34,7 @@ type usageAnswer struct {
 // usage and bills on any node sum them, and say which node is missing
 // when one is down.
 func TestClusterUsage(t *testing.T) {
+	t.Parallel()
 	const binds = 3
 	nodes, _, etcd := startCluster(t, 3, binds, smpp.SimOptions{DLRDelay: 20 * time.Millisecond}, writeClusterConfig)
 
