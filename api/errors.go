@@ -38,6 +38,14 @@ func writeError(w http.ResponseWriter, code int, reason, msg string) {
 	writeJSON(w, code, b)
 }
 
+// writeInvalid answers 400 invalid about one field of the request, with
+// its rule in Chinese, as a policy.FieldError is answered (writeErr).
+func writeInvalid(w http.ResponseWriter, field, zh, msg string) {
+	var b errorBody
+	b.Error.Reason, b.Error.Message, b.Error.Field, b.Error.DetailZH = "invalid", msg, field, zh
+	writeJSON(w, http.StatusBadRequest, b)
+}
+
 // writeErr maps store and policy errors to HTTP answers.
 func writeErr(w http.ResponseWriter, err error) {
 	if r, ok := policy.ReasonOf(err); ok {

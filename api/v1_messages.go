@@ -295,7 +295,7 @@ func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 	var sendAt time.Time
 	if p.SendAt != nil {
 		if *p.SendAt == "" {
-			writeError(w, http.StatusBadRequest, "invalid", "send_at: empty")
+			writeInvalid(w, "send_at", "请填写发送时间", "send_at: empty")
 			return
 		}
 		if sendAt, ok = parseTimeField(w, "send_at", *p.SendAt, time.Now()); !ok {
@@ -305,7 +305,7 @@ func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 	text := ""
 	if p.Text != nil {
 		if *p.Text == "" {
-			writeError(w, http.StatusBadRequest, "invalid", "text: empty")
+			writeInvalid(w, "text", "请填写短信内容", "text: empty")
 			return
 		}
 		text = *p.Text

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/reminder"
 )
 
@@ -139,13 +140,13 @@ func (req *ReminderRequest) merge(sp *reminder.Spec) error {
 	if req.To != nil {
 		sp.To = *req.To
 		if len(sp.To) > MaxRecipients {
-			return invalid("to: at most %d numbers", MaxRecipients)
+			return invalid("to", fmt.Sprintf("最多 %d 个号码", MaxRecipients), "to: at most %d numbers", MaxRecipients)
 		}
 	}
 	if req.Groups != nil {
 		sp.Groups = *req.Groups
 		if len(sp.Groups) > maxGroupsPerSend {
-			return invalid("groups: at most %d", maxGroupsPerSend)
+			return invalid("groups", fmt.Sprintf("最多 %d 个分组", maxGroupsPerSend), "groups: at most %d", maxGroupsPerSend)
 		}
 	}
 	if req.Book != nil {
@@ -153,7 +154,7 @@ func (req *ReminderRequest) merge(sp *reminder.Spec) error {
 	}
 	if req.Source != nil {
 		if err := checkSource(*req.Source); err != nil {
-			return invalid("%v", err)
+			return invalid("source", fmt.Sprintf("发送号码须为最多 %d 位数字", maxSourceLen), "%v", err)
 		}
 		sp.Source = *req.Source
 	}
@@ -163,10 +164,10 @@ func (req *ReminderRequest) merge(sp *reminder.Spec) error {
 	if req.Start != nil {
 		t, err := time.Parse(time.RFC3339, *req.Start)
 		if err != nil {
-			return invalid("start: not an RFC 3339 time (2026-12-07T09:00:00+08:00)")
+			return invalid("start", "开始时间格式有误", "start: not an RFC 3339 time (2026-12-07T09:00:00+08:00)")
 		}
 		if t.After(time.Now().Add(maxScheduleSpan)) {
-			return invalid("start: more than a year ahead")
+			return invalid("start", "开始时间最多在一年之内", "start: more than a year ahead")
 		}
 		sp.Rule.Start = t
 	}
@@ -175,7 +176,7 @@ func (req *ReminderRequest) merge(sp *reminder.Spec) error {
 		for _, d := range *req.Weekdays {
 			i := indexOf(weekdayNames, strings.ToLower(d))
 			if i < 0 {
-				return invalid("weekdays: %q: one of mon, tue, wed, thu, fri, sat, sun", d)
+				return invalid("weekdays", "星期有误", "weekdays: %q: one of mon, tue, wed, thu, fri, sat, sun", d)
 			}
 			sp.Rule.Weekdays = append(sp.Rule.Weekdays, time.Weekday(i))
 		}
@@ -204,14 +205,11 @@ func indexOf(xs []string, x string) int {
 	return -1
 }
 
-func invalid(format string, a ...any) error {
-	return reminderInvalid{msg: fmt.Sprintf(format, a...)}
+// invalid is a request's field a reminder cannot take (reminder.ErrInvalid),
+// with its rule in Chinese.
+func invalid(field, zh, format string, a ...any) error {
+	return policy.NewFieldError(reminder.ErrInvalid, field, zh, fmt.Sprintf(format, a...))
 }
-
-type reminderInvalid struct{ msg string }
-
-func (e reminderInvalid) Error() string { return e.msg }
-func (e reminderInvalid) Unwrap() error { return reminder.ErrInvalid }
 
 func reminderOut(r *reminder.Reminder) Reminder {
 	out := Reminder{ID: strconv.FormatUint(r.ID, 10), Account: r.Account, Text: r.Text, To: r.To, Groups: r.Groups,
@@ -388,7 +386,10 @@ func (s *Server) deleteOccurrence(c *caller, w http.ResponseWriter, r *http.Requ
 func writeReminderErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, reminder.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", strings.TrimPrefix(err.Error(), reminder.ErrInvalid.Error()+": "))
+		var b errorBody
+		b.Error.Reason, b.Error.Message = "invalid", strings.TrimPrefix(err.Error(), reminder.ErrInvalid.Error()+": ")
+		b.Error.Field, b.Error.DetailZH = policy.FieldOf(err), policy.DetailZH(err)
+		writeJSON(w, http.StatusBadRequest, b)
 	case errors.Is(err, reminder.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, reminder.ErrSent):

@@ -67,16 +67,16 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 	now := time.Now()
 	switch {
 	case len(req.To) == 0 && len(req.Groups) == 0:
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("to: 1 to %d numbers (or groups), got none", MaxRecipients))
+		writeInvalid(w, "to", "请填写接收号码", fmt.Sprintf("to: 1 to %d numbers (or groups), got none", MaxRecipients))
 		return
 	case len(req.To) > MaxRecipients:
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("to: 1 to %d numbers, got %d", MaxRecipients, len(req.To)))
+		writeInvalid(w, "to", fmt.Sprintf("一次最多 %d 个号码，填了 %d 个", MaxRecipients, len(req.To)), fmt.Sprintf("to: 1 to %d numbers, got %d", MaxRecipients, len(req.To)))
 		return
 	case req.Book != "" && len(req.Groups) == 0:
 		writeError(w, http.StatusBadRequest, "invalid", "book: only with groups")
 		return
 	case req.Text == "":
-		writeError(w, http.StatusBadRequest, "invalid", "text is required")
+		writeInvalid(w, "text", "请填写短信内容", "text is required")
 		return
 	}
 	common, ok := sendOptions(w, req.Source, req.SendAt, req.ValidUntil, req.Receipt, req.ReceiptURL, now)
@@ -128,7 +128,7 @@ func (s *Server) decodeSend(w http.ResponseWriter, r *http.Request, v any) bool 
 // the error answer itself.
 func sendOptions(w http.ResponseWriter, source, sendAtS, validUntilS string, receipt bool, receiptURL string, now time.Time) (gateway.SendRequest, bool) {
 	if err := checkSource(source); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		writeInvalid(w, "source", fmt.Sprintf("发送号码须为最多 %d 位数字", maxSourceLen), err.Error())
 		return gateway.SendRequest{}, false
 	}
 	if receiptURL != "" {
@@ -146,7 +146,7 @@ func sendOptions(w http.ResponseWriter, source, sendAtS, validUntilS string, rec
 		return gateway.SendRequest{}, false
 	}
 	if !validUntil.IsZero() && !validUntil.After(now) {
-		writeError(w, http.StatusBadRequest, "invalid", "valid_until: must be in the future")
+		writeInvalid(w, "valid_until", "有效期须晚于现在", "valid_until: must be in the future")
 		return gateway.SendRequest{}, false
 	}
 	out := gateway.SendRequest{Ingress: "http", Source: source, SendAt: sendAt, ValidUntil: validUntil, ReceiptURL: receiptURL}
@@ -239,6 +239,9 @@ func (s *Server) sendPersonalized(c *caller, w http.ResponseWriter, r *http.Requ
 	writeJSON(w, http.StatusOK, sendResponse(res))
 }
 
+// timeFieldZH names parseTimeField's fields in Chinese.
+var timeFieldZH = map[string]string{"send_at": "发送时间", "valid_until": "有效期"}
+
 // parseTimeField parses an optional RFC 3339 time no later than
 // maxScheduleSpan from now; it writes the error answer itself.
 func parseTimeField(w http.ResponseWriter, field, v string, now time.Time) (time.Time, bool) {
@@ -247,11 +250,11 @@ func parseTimeField(w http.ResponseWriter, field, v string, now time.Time) (time
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", field+": not an RFC 3339 time (2026-01-02T15:04:05+08:00)")
+		writeInvalid(w, field, timeFieldZH[field]+"格式有误（如 2026-01-02 15:04）", field+": not an RFC 3339 time (2026-01-02T15:04:05+08:00)")
 		return time.Time{}, false
 	}
 	if t.After(now.Add(maxScheduleSpan)) {
-		writeError(w, http.StatusBadRequest, "invalid", field+": more than a year ahead")
+		writeInvalid(w, field, timeFieldZH[field]+"最多在一年之内", field+": more than a year ahead")
 		return time.Time{}, false
 	}
 	return t, true

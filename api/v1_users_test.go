@@ -163,6 +163,21 @@ func TestInvalidFieldAnswer(t *testing.T) {
 	if eb.Error.Field != "system_id" || !strings.Contains(eb.Error.DetailZH, "登录账号") || !strings.Contains(eb.Error.Message, "printable ASCII without spaces") {
 		t.Errorf("a system_id with a space: %+v, want field system_id, its rule in Chinese and in English", eb.Error)
 	}
+	// The API's own checks of a send's fields too.
+	for _, tc := range []struct {
+		req       SendRequest
+		field, zh string
+	}{
+		{SendRequest{To: []string{"13800138000"}}, "text", "请填写短信内容"},
+		{SendRequest{Text: "x"}, "to", "请填写接收号码"},
+		{SendRequest{To: []string{"13800138000"}, Text: "x", SendAt: "明天"}, "send_at", "发送时间格式有误"},
+	} {
+		code, b := r.call("POST", "/v1/messages", amy, tc.req, nil)
+		var eb errorBody
+		if err := json.Unmarshal(b, &eb); err != nil || code != http.StatusBadRequest || eb.Error.Field != tc.field || !strings.Contains(eb.Error.DetailZH, tc.zh) {
+			t.Errorf("send %+v: %d %s, want 400 invalid about %s with %q", tc.req, code, b, tc.field, tc.zh)
+		}
+	}
 	c := &Client{Base: url, Token: tok}
 	for _, tc := range []struct {
 		patch     EnterprisePatch

@@ -322,15 +322,18 @@ func TestReminderPages(t *testing.T) {
 	bad := url.Values{"text": {""}, "date": {wed.Format(reminder.Date)}, "time": {"10:00"}, "freq": {"once"}, "to": {numA1}}
 	a = c.submit("/reminders/new", "/reminders/new", bad)
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "text: required")
+	fieldError(t, a.Body, "输入有误（请填写提醒内容）")
 	past := url.Values{"text": {"过去"}, "date": {"2020-01-06"}, "time": {"10:00"}, "freq": {"once"}, "to": {numA1}}
 	a = c.submit("/reminders/new", "/reminders/new", past)
 	a.wantStatus(t, http.StatusBadRequest, `value="2020-01-06"`)
-	fieldError(t, a.Body, "输入有误（the reminder is in the past")
+	fieldError(t, a.Body, "输入有误（提醒时间已过（2020-01-06 10:00））")
+	if strings.Contains(a.Body, "in the past") {
+		t.Error("a reminder in the past: the English rule shown")
+	}
 	noone := url.Values{"text": {"给自己"}, "date": {wed.Format(reminder.Date)}, "time": {"10:00"}, "freq": {"once"}}
-	fieldError(t, c.submit("/reminders/new", "/reminders/new", noone).Body, "registered mobile")
+	fieldError(t, c.submit("/reminders/new", "/reminders/new", noone).Body, "输入有误（您没有登记手机号码：请填写接收号码）")
 	weekly := url.Values{"text": {"周会"}, "date": {wed.Format(reminder.Date)}, "time": {"10:00"}, "freq": {"weekly"}, "to": {numA1}}
-	fieldError(t, c.submit("/reminders/new", "/reminders/new", weekly).Body, "no weekday chosen")
+	fieldError(t, c.submit("/reminders/new", "/reminders/new", weekly).Body, "输入有误（每周提醒请至少选一天）")
 
 	// The series: its form, changed.
 	c.get("/reminders/"+id).wantPage(t, "修改日程提醒", "季度例会", `value="`+wed.Format(reminder.Date)+`"`, `value="10:00"`, "删除整个日程")
@@ -347,7 +350,7 @@ func TestReminderPages(t *testing.T) {
 	c.get(a.Location).wantPage(t, "季度例会（提前）", "09:00", "已单独修改")
 	a = c.submit(occ, occ, url.Values{"date": {wed.AddDate(0, 0, 9).Format(reminder.Date)}, "time": {"09:00"}})
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "at most 7 days")
+	fieldError(t, a.Body, "输入有误（改期最多提前或推后 7 天）")
 
 	// Isolation: bob (B) and al2 (A, not an admin) see no such reminder.
 	for _, who := range []string{"bob", "al2"} {
@@ -389,7 +392,7 @@ func TestReminderLimitPages(t *testing.T) {
 	form := url.Values{"text": {long}, "date": {date}, "time": {"10:00"}, "freq": {"daily"}, "to": {numA1}}
 	a := c.submit("/reminders/new", "/reminders/new", form)
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "输入有误（text: 501 characters, at most 500 including the signature）")
+	fieldError(t, a.Body, "输入有误（共 501 个字，最多 500 个字（含签名））")
 
 	alice, err := r.pol.User(policy.OperatorActor("test"), "alice")
 	if err != nil {
@@ -415,7 +418,7 @@ func TestReminderLimitPages(t *testing.T) {
 	occ := "/reminders/" + strconv.FormatUint(first.ID, 10) + "/occurrences/" + date
 	a = c.submit(occ, occ, url.Values{"date": {date}, "time": {"10:00"}, "text": {strings.Repeat("提", 496)}})
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "输入有误（text: 501 characters with the signature (496 without), at most 500）")
+	fieldError(t, a.Body, "输入有误（共 501 个字（含签名），最多 500 个字）")
 }
 
 // A weekly reminder whose start is not one of its weekdays lands on the

@@ -283,7 +283,7 @@ func TestScheduledEditAndDelete(t *testing.T) {
 		t.Errorf("too long: %d\n%s", a.Status, a.Body)
 	}
 	a = c.submit(edit, edit, url.Values{"send_at": {"明天"}, "text": {"改了"}})
-	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "输入有误（send_at") || !strings.Contains(a.Body, `value="明天"`) {
+	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "输入有误（发送时间格式有误") || !strings.Contains(a.Body, `value="明天"`) {
 		t.Errorf("bad time: %d\n%s", a.Status, a.Body)
 	}
 	// Changed: new time (Asia/Shanghai) and text.

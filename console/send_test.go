@@ -143,7 +143,7 @@ func TestSendGroup(t *testing.T) {
 	// Refusals next to their field, the form kept (优先发送 too).
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {""}, "text": {"你好"}, "priority": {"1"}})
 	a.wantStatus(t, http.StatusBadRequest, "你好</textarea>", `name="priority" value="1" checked`)
-	fieldError(t, a.Body, "输入有误（to:")
+	fieldError(t, a.Body, "输入有误（请填写接收号码）")
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {strings.Repeat("长", 600)}})
 	a.wantStatus(t, http.StatusUnprocessableEntity, numA1+"</textarea>")
 	fieldError(t, a.Body, "短信超过500个字（含签名）（共 605 个字（含签名），最多 500 个字）")
@@ -152,7 +152,7 @@ func TestSendGroup(t *testing.T) {
 	}
 	a = c.submit("/send/group", "/send/group", url.Values{"to": {numA1}, "text": {"x"}, "send_at": {"明天"}})
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "send_at")
+	fieldError(t, a.Body, "输入有误（发送时间格式有误")
 	a = c.submit("/send/group", "/send/group", url.Values{"groups": {"没有这个组"}, "text": {"x"}})
 	if a.Status < 400 || !regexp.MustCompile(`(?s)name="groups".*<span class="ferr"`).MatchString(a.Body) {
 		t.Errorf("an unknown group: %d, no error after the groups:\n%s", a.Status, a.Body)
@@ -227,7 +227,7 @@ func TestSendBatch(t *testing.T) {
 	c.get("/scheduled").wantPage(t, "稍后发送", strings.Replace(at, "T", " ", 1))
 	a = sendUpload(c, "/send/batch", "/send/batch", url.Values{"send_at": {"下周"}}, "later.csv", numA1+",稍后发送\n")
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "send_at")
+	fieldError(t, a.Body, "输入有误（发送时间格式有误")
 
 	// bob (enterprise B) does not see alice's job.
 	bob := r.client()

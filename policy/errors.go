@@ -36,13 +36,22 @@ type FieldError struct {
 	Field  string // "system_id", "tps", …; "" when no one field is wrong
 	Detail string // the English, as Error gives it after "policy: invalid: "
 	ZH     string // the Chinese, which the consoles show after 输入有误
-	is     error  // the sentinel it is (ErrUserCap); nil: ErrInvalid
+	is     error  // the sentinel it is (ErrUserCap, reminder.ErrInvalid); nil: ErrInvalid
 }
 
-func (e *FieldError) Error() string { return ErrInvalid.Error() + ": " + e.Detail }
+// NewFieldError is a FieldError of another package's rules: errors.Is
+// is (which should itself be an invalid-input error, as
+// reminder.ErrInvalid is), and its message is is's then detail.
+func NewFieldError(is error, field, zh, detail string) *FieldError {
+	return &FieldError{Field: field, Detail: detail, ZH: zh, is: is}
+}
 
-// Unwrap makes errors.Is(err, ErrInvalid) hold.
-func (e *FieldError) Unwrap() error {
+func (e *FieldError) Error() string { return e.base().Error() + ": " + e.Detail }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold (or is, when set).
+func (e *FieldError) Unwrap() error { return e.base() }
+
+func (e *FieldError) base() error {
 	if e.is != nil {
 		return e.is
 	}

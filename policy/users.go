@@ -207,7 +207,7 @@ func userCap(tx *bolt.Tx, code string) error {
 	}
 	if n >= e.UserCap() {
 		return &FieldError{is: ErrUserCap, ZH: fmt.Sprintf("企业已有 %d 个用户，到了上限（请联系客户经理增加）", n),
-			Detail: fmt.Sprintf("user cap reached: enterprise %s has %d users, its cap (ask the account manager for more)", code, n)}
+			Detail: fmt.Sprintf("enterprise %s has %d users, its cap (ask the account manager for more)", code, n)}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/qxtd/qxtd/policy"
 )
 
 // Shanghai is the zone of every reminder's wall clock, its days and its
@@ -26,6 +28,13 @@ var ErrInvalid = errors.New("reminder: invalid")
 
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+}
+
+// invalidField is ErrInvalid about one field of the request, with its
+// rule in Chinese (policy.FieldError: the API answers field and
+// detail_zh, the consoles show the Chinese beside the field).
+func invalidField(field, zh, format string, a ...any) error {
+	return policy.NewFieldError(ErrInvalid, field, zh, fmt.Sprintf(format, a...))
 }
 
 // Freq is how often a reminder repeats.
@@ -86,67 +95,67 @@ type Occurrence struct {
 // the reason (wrapping ErrInvalid).
 func (r *Rule) Check(now time.Time) error {
 	if r.Start.IsZero() {
-		return invalid("start: required")
+		return invalidField("start", "请选择开始时间", "start: required")
 	}
 	if r.Before < 0 || r.Before > MaxBefore {
-		return invalid("before: 0 to %d minutes", MaxBefore)
+		return invalidField("before", fmt.Sprintf("提前时间须为 0–%d 分钟", MaxBefore), "before: 0 to %d minutes", MaxBefore)
 	}
 	if r.Count < 0 {
-		return invalid("count: not negative")
+		return invalidField("count", "次数不能为负", "count: not negative")
 	}
 	switch r.Freq {
 	case Once:
 		if len(r.Weekdays) > 0 || r.MonthDay != 0 || r.Until != "" || r.Count > 1 {
-			return invalid("a one-off reminder has no weekdays, month_day, until or count")
+			return invalidField("freq", "一次性提醒不能设星期、每月日期、截止日期或次数", "a one-off reminder has no weekdays, month_day, until or count")
 		}
 	case Daily, Workdays:
 		if len(r.Weekdays) > 0 || r.MonthDay != 0 {
-			return invalid("%s: no weekdays or month_day", r.Freq)
+			return invalidField("freq", "每天或工作日提醒不能设星期或每月日期", "%s: no weekdays or month_day", r.Freq)
 		}
 	case Weekly:
 		if len(r.Weekdays) == 0 {
-			return invalid("weekly: no weekday chosen")
+			return invalidField("weekdays", "每周提醒请至少选一天", "weekly: no weekday chosen")
 		}
 		for i, d := range r.Weekdays {
 			if d < time.Sunday || d > time.Saturday {
-				return invalid("weekly: weekday %d: 0 (Sunday) to 6 (Saturday)", d)
+				return invalidField("weekdays", "星期须为 0（周日）–6（周六）", "weekly: weekday %d: 0 (Sunday) to 6 (Saturday)", d)
 			}
 			if slices.Contains(r.Weekdays[:i], d) { // so a series keeps 7 at most
-				return invalid("weekly: weekday %s twice", d)
+				return invalidField("weekdays", "同一天选了两次", "weekly: weekday %s twice", d)
 			}
 		}
 		if r.MonthDay != 0 {
-			return invalid("weekly: no month_day")
+			return invalidField("month_day", "每周提醒不能设每月日期", "weekly: no month_day")
 		}
 	case Monthly:
 		if r.MonthDay < 0 || r.MonthDay > 31 {
-			return invalid("monthly: month_day 1 to 31")
+			return invalidField("month_day", "每月日期须为 1–31", "monthly: month_day 1 to 31")
 		}
 		if len(r.Weekdays) > 0 {
-			return invalid("monthly: no weekdays")
+			return invalidField("weekdays", "每月提醒不能设星期", "monthly: no weekdays")
 		}
 	default:
-		return invalid("freq: one of once, daily, workdays, weekly, monthly")
+		return invalidField("freq", "重复方式须为一次、每天、工作日、每周或每月", "freq: one of once, daily, workdays, weekly, monthly")
 	}
 	start := r.Start.In(Shanghai)
 	if r.Until != "" {
 		u, err := time.ParseInLocation(Date, r.Until, Shanghai)
 		if err != nil {
-			return invalid("until: not a date (2006-01-02)")
+			return invalidField("until", "截止日期须为日期，如 2026-12-31", "until: not a date (2006-01-02)")
 		}
 		if u.Before(day(start)) {
-			return invalid("until %s is before the start %s", r.Until, start.Format(Date))
+			return invalidField("until", "截止日期 "+r.Until+" 早于开始日期 "+start.Format(Date), "until %s is before the start %s", r.Until, start.Format(Date))
 		}
 	}
 	first, ok := r.first(time.Time{})
 	if !ok {
-		return invalid("the rule never fires: no %s between %s and %s", r.what(), start.Format(Date), r.Until)
+		return invalidField("freq", fmt.Sprintf("从 %s 到 %s 之间一次提醒也没有", start.Format(Date), r.Until), "the rule never fires: no %s between %s and %s", r.what(), start.Format(Date), r.Until)
 	}
 	if _, ok := r.first(now); !ok {
 		if r.Freq == Once {
-			return invalid("the reminder is in the past (%s)", first.SendAt.In(Shanghai).Format(time.RFC3339))
+			return invalidField("start", "提醒时间已过（"+first.SendAt.In(Shanghai).Format("2006-01-02 15:04")+"）", "the reminder is in the past (%s)", first.SendAt.In(Shanghai).Format(time.RFC3339))
 		}
-		return invalid("every occurrence of the rule is in the past")
+		return invalidField("start", "每一次提醒的时间都已过", "every occurrence of the rule is in the past")
 	}
 	return nil
 }

@@ -229,13 +229,13 @@ func (s *Service) Create(owner *policy.User, sp Spec) (*Reminder, error) {
 func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time) error {
 	switch {
 	case strings.TrimSpace(sp.Text) == "":
-		return invalid("text: required")
+		return invalidField("text", "请填写提醒内容", "text: required")
 	case sp.Book != "" && sp.Book != BookPersonal && sp.Book != BookEnterprise:
 		return invalid(`book: "personal" or "enterprise"`)
 	case sp.Book != "" && len(sp.Groups) == 0:
 		return invalid("book: only with groups")
 	case len(sp.To) == 0 && len(sp.Groups) == 0 && owner.Mobile == "":
-		return invalid("to: the user has no registered mobile; name the recipients")
+		return invalidField("to", "您没有登记手机号码：请填写接收号码", "to: the user has no registered mobile; name the recipients")
 	}
 	if err := s.checkText("text", owner, sp.Text); err != nil {
 		return err
@@ -247,7 +247,7 @@ func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time)
 		// it also bounds each of up to 1,000 numbers a series keeps.
 		if _, err := cls.Classify(n); err != nil {
 			_, _, msg := policy.Describe(err)
-			return invalid("to: %q: %s", clip(n), msg)
+			return invalidField("to", numberZH(clip(n), err), "to: %q: %s", clip(n), msg)
 		}
 	}
 	if err := sp.Rule.Check(now); err != nil {
@@ -272,7 +272,7 @@ func (s *Service) apply(r *Reminder, owner *policy.User, sp Spec, now time.Time)
 // when it is sent (too_long, in the week listing), as any message.
 func (s *Service) checkText(field string, owner *policy.User, text string) error {
 	if n := utf8.RuneCountInString(text); n > MaxText {
-		return invalid("%s: %d characters, at most %d including the signature", field, n, MaxText)
+		return invalidField(field, fmt.Sprintf("共 %d 个字，最多 %d 个字（含签名）", n, MaxText), "%s: %d characters, at most %d including the signature", field, n, MaxText)
 	}
 	if s.cfg.Gateway == nil { // a store without sending (the cluster's tests): the count above
 		return nil
@@ -290,10 +290,23 @@ func (s *Service) checkText(field string, owner *policy.User, text string) error
 	case p.Refusal == nil:
 		return nil
 	case p.Refusal.Reason == policy.ReasonTooLong:
-		return invalid("%s: %d characters with the signature (%d without), at most %d", field, p.Chars, utf8.RuneCountInString(text), p.MaxChars)
+		return invalidField(field, fmt.Sprintf("共 %d 个字（含签名），最多 %d 个字", p.Chars, p.MaxChars), "%s: %d characters with the signature (%d without), at most %d", field, p.Chars, utf8.RuneCountInString(text), p.MaxChars)
 	}
 	_, _, msg := policy.Describe(p.Refusal)
-	return invalid("%s: %s", field, msg)
+	zh := p.Refusal.Reason.MessageZH()
+	if d := policy.DetailZH(p.Refusal); d != "" {
+		zh += "（" + d + "）"
+	}
+	return invalidField(field, zh, "%s: %s", field, msg)
+}
+
+// numberZH says in Chinese why n is not a number to remind: the
+// classifier's Chinese detail, else that it is none.
+func numberZH(n string, err error) string {
+	if d := policy.DetailZH(err); d != "" {
+		return d
+	}
+	return n + " 不是手机号码"
 }
 
 // clip shortens a refused value for its error message.
@@ -424,10 +437,10 @@ func (s *Service) EditOccurrence(ctx context.Context, v Viewer, id uint64, date 
 		ex := r.Exceptions[date]
 		if !e.At.IsZero() {
 			if d := e.At.Sub(o.At); d > maxMove || d < -maxMove {
-				return ex, invalid("at: at most 7 days from the occurrence's day")
+				return ex, invalidField("at", "改期最多提前或推后 7 天", "at: at most 7 days from the occurrence's day")
 			}
 			if !e.At.Add(-time.Duration(r.Rule.Before) * time.Minute).After(now) {
-				return ex, invalid("at: the occurrence's message would be in the past")
+				return ex, invalidField("at", "改后的时间已过", "at: the occurrence's message would be in the past")
 			}
 			// 9999-12-31T20:00:00-08:00 is in 10000 in Asia/Shanghai.
 			if day(e.At).After(lastDay) {
