@@ -246,7 +246,7 @@ func TestUsersPage(t *testing.T) {
 	if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, `value="al3"`) {
 		t.Errorf("long_replies udh7: %d, want 400 with the form kept", a.Status)
 	}
-	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "输入有误（长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)")
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "输入有误（长短信回复须为 payload（整条 message_payload）、udh8（分段 UDH 8位）")
 	add.Set("long_replies", "udh8")
 	a = amy.submit("/enterprise/users", "/enterprise/users", add)
 	if a.Status != http.StatusSeeOther || a.Location != "/enterprise/users" {

@@ -138,6 +138,15 @@ func TestBrowserEnterpriseAdmin(t *testing.T) {
 		t.Errorf("al3's user signature: %q, want 显示", s)
 	}
 	b.shot("users")
+	// A login with a space: the rule in Chinese beside its field.
+	b.run("add a user with a space in its login",
+		chromedp.SendKeys(chromedp.CSS(`input[name=name]`), "甲四"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=system_id]`), "al 4"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "pass123"),
+		chromedp.Click(chromedp.CSS(`main section.card form button[type=submit]`)),
+	)
+	b.waitText(".ferr", "输入有误（登录账号只能用字母、数字或英文符号，不能有空格）", false)
+	b.shot("users-invalid")
 	b.mobile()
 	b.run("reload", chromedp.Reload())
 	b.waitText("h1", "用户管理", false)

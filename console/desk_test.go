@@ -271,7 +271,7 @@ func TestDeskEnterprises(t *testing.T) {
 	user.Set("long_replies", "udh7")
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user)
 	a.wantStatus(t, http.StatusBadRequest, `value="c1"`)
-	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)")
+	wantFieldError(t, answer{Body: a.Body[strings.Index(a.Body, `id="user-add"`):]}, "long_replies", "长短信回复须为 payload（整条 message_payload）、udh8（分段 UDH 8位）")
 	user.Set("long_replies", "udh16")
 	c.submit("/ops/enterprises/C", "/ops/enterprises/C/users", user).wantRedirect(t, "/ops/enterprises/C")
 	pg := c.get("/ops/enterprises/C")
@@ -292,7 +292,7 @@ func TestDeskEnterprises(t *testing.T) {
 	}
 	a = c.submit("/ops/enterprises/C", "/ops/enterprises/C/users/c1/update", url.Values{"long_replies": {"udh7"}})
 	a.wantStatus(t, http.StatusBadRequest)
-	if row := userRow(t, a.Body, "c1"); !strings.Contains(row, `<span class="ferr" role="alert">长短信回复须为整条 (payload)`) || strings.Contains(row, `long_replies &#34;udh7&#34;`) {
+	if row := userRow(t, a.Body, "c1"); !strings.Contains(row, `<span class="ferr" role="alert">长短信回复须为 payload（整条 message_payload）`) || strings.Contains(row, `long_replies &#34;udh7&#34;`) {
 		t.Errorf("no refusal of udh7 on c1's row:\n%s", row)
 	}
 	if u, _ := r.pol.User(policy.OperatorActor("t"), "c1"); u.LongReplies != "sar" {

@@ -112,7 +112,7 @@ func (s *Store) validUser(u *User) error {
 	}
 	lr, ok := longReplies(u.LongReplies)
 	if !ok {
-		return invalidField("long_replies", "长短信回复须为整条 (payload)、分段 UDH 8位 (udh8)、分段 UDH 16位 (udh16) 或分段 SAR (sar)", "user %s: long_replies %q (want payload, udh8, udh16 or sar)", u.SystemID, u.LongReplies)
+		return invalidField("long_replies", "长短信回复须为 payload（整条 message_payload）、udh8（分段 UDH 8位）、udh16（分段 UDH 16位）或 sar（分段 SAR）", "user %s: long_replies %q (want payload, udh8, udh16 or sar)", u.SystemID, u.LongReplies)
 	}
 	u.LongReplies = lr
 	if u.Mobile == "" {
