@@ -39,7 +39,8 @@ func writeError(w http.ResponseWriter, code int, reason, msg string) {
 }
 
 // writeInvalid answers 400 invalid about one field of the request, with
-// its rule in Chinese, as a policy.FieldError is answered (writeErr).
+// its rule in Chinese (field and zh "" when the answer has neither: the
+// request's shape, not one field's value).
 func writeInvalid(w http.ResponseWriter, field, zh, msg string) {
 	var b errorBody
 	b.Error.Reason, b.Error.Message, b.Error.Field, b.Error.DetailZH = "invalid", msg, field, zh
@@ -62,10 +63,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, policy.ErrExists):
 		writeError(w, http.StatusConflict, "exists", err.Error())
 	case errors.Is(err, policy.ErrInvalid), errors.Is(err, queue.ErrInvalid):
-		var b errorBody
-		b.Error.Reason, b.Error.Message = "invalid", err.Error()
-		b.Error.Field, b.Error.DetailZH = policy.FieldOf(err), policy.DetailZH(err)
-		writeJSON(w, http.StatusBadRequest, b)
+		writeInvalid(w, policy.FieldOf(err), policy.DetailZH(err), err.Error())
 	case errors.Is(err, queue.ErrNotSynced):
 		// The change stands in the file (it is what every read sees)
 		// though the disk did not confirm it: look before trying again.

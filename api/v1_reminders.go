@@ -386,10 +386,7 @@ func (s *Server) deleteOccurrence(c *caller, w http.ResponseWriter, r *http.Requ
 func writeReminderErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, reminder.ErrInvalid):
-		var b errorBody
-		b.Error.Reason, b.Error.Message = "invalid", strings.TrimPrefix(err.Error(), reminder.ErrInvalid.Error()+": ")
-		b.Error.Field, b.Error.DetailZH = policy.FieldOf(err), policy.DetailZH(err)
-		writeJSON(w, http.StatusBadRequest, b)
+		writeInvalid(w, policy.FieldOf(err), policy.DetailZH(err), strings.TrimPrefix(err.Error(), reminder.ErrInvalid.Error()+": "))
 	case errors.Is(err, reminder.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, reminder.ErrSent):

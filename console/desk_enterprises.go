@@ -100,8 +100,7 @@ func deskField(ae *api.APIError, fields []string) string {
 
 // deskMessages are the Chinese of the admin API's validation messages
 // that come without their own (a policy.FieldError has it, in
-// detail_zh), or whose words here are the form's own (long_replies'
-// choices as the form names them), shown before the API's English.
+// detail_zh), shown before the API's English.
 var deskMessages = []struct{ en, zh string }{
 	{"want YYYY-MM", "请选择月份"},
 	{"is required", "必填"},

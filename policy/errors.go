@@ -34,7 +34,7 @@ var (
 // "detail_zh".
 type FieldError struct {
 	Field  string // "system_id", "tps", …; "" when no one field is wrong
-	Detail string // the English, as Error gives it after "policy: invalid: "
+	Detail string // the English, as Error gives it after "policy: invalid: " (or is's message)
 	ZH     string // the Chinese, which the consoles show after 输入有误
 	is     error  // the sentinel it is (ErrUserCap, reminder.ErrInvalid); nil: ErrInvalid
 }
