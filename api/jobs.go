@@ -419,6 +419,15 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 		writeError(w, code, reason, msg)
 		return nil, false
 	}
+	// noFile: the form's file is missing or empty, as a person leaves it
+	// (a file input left empty sends an empty part), said in Chinese too.
+	noFile := func(zh, msg string) (*upload, bool) {
+		if up.path != "" {
+			_ = os.Remove(up.path)
+		}
+		writeInvalid(w, "file", zh, msg)
+		return nil, false
+	}
 	readFail := func(what string, err error) (*upload, bool) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -442,7 +451,7 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 			name := p.FormName()
 			if name == "file" || p.FileName() != "" {
 				if up.path != "" {
-					return fail(http.StatusBadRequest, "invalid", "one file per batch")
+					return noFile("一次只能上传一个文件", "one file per batch")
 				}
 				// Kept by the job or the staged upload and shown on every
 				// read: Go takes names of megabytes.
@@ -472,7 +481,7 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 			return up, true // a staged upload instead of a file (createBatch)
 		}
 		if up.path == "" {
-			return fail(http.StatusBadRequest, "invalid", `no file: send it as the multipart field "file"`)
+			return noFile("请选择文件", `no file: send it as the multipart field "file"`)
 		}
 	} else {
 		switch f := r.URL.Query().Get("format"); {
@@ -508,7 +517,7 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 	}
 	switch {
 	case len(head) == 0:
-		return fail(http.StatusBadRequest, "invalid", "the file is empty")
+		return noFile("没有选择文件，或文件是空的", "the file is empty")
 	case sheet.Sniff(head) == sheet.XLS:
 		return fail(http.StatusUnsupportedMediaType, "unsupported_media_type", "XLS (Excel 97–2003) files are not supported: save the sheet as .xlsx or .csv")
 	}

@@ -228,6 +228,10 @@ func TestSendBatch(t *testing.T) {
 	a = sendUpload(c, "/send/batch", "/send/batch", url.Values{"send_at": {"下周"}}, "later.csv", numA1+",稍后发送\n")
 	a.wantStatus(t, http.StatusBadRequest)
 	fieldError(t, a.Body, "输入有误（发送时间格式有误")
+	// 发送 with no file chosen: the browser sends the file part empty.
+	a = sendUpload(c, "/send/batch", "/send/batch", nil, "", "")
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "输入有误（没有选择文件，或文件是空的）")
 
 	// bob (enterprise B) does not see alice's job.
 	bob := r.client()
