@@ -308,8 +308,8 @@ func TestAdminFlow(t *testing.T) {
 	}
 	code, body, _ = adminRaw(t, "POST", e.url+"/admin/v1/enterprises/ACME/whitelist/import", "Bearer "+adminToken,
 		XLSXContentType, strings.NewReader("not a zip"))
-	if code != http.StatusBadRequest {
-		t.Fatalf("broken xlsx: %d %s", code, body)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `"field":"file"`) || !strings.Contains(string(body), "文件无法读取") {
+		t.Fatalf("broken xlsx: %d %s, want 400 invalid about the file, in Chinese too", code, body)
 	}
 
 	// The operator lists pending entries page by page.

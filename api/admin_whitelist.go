@@ -123,7 +123,7 @@ func (s *Server) importWhitelist(a policy.Actor, w http.ResponseWriter, r *http.
 		switch {
 		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("file larger than %d bytes", mbe.Limit))
-		case writeSheetLimit(w, err):
+		case writeSheetErr(w, err):
 		default:
 			writeErr(w, err)
 		}

@@ -186,7 +186,7 @@ func (s *Server) importContacts(kind string) userHandler {
 		defer done()
 		res, err := s.cfg.Policy.ImportContacts(a, b, f, format)
 		if err != nil {
-			if !writeSheetLimit(w, err) {
+			if !writeSheetErr(w, err) {
 				writeContactsErr(w, err)
 			}
 			return

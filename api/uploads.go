@@ -88,6 +88,34 @@ func (s *Server) importSlot(w http.ResponseWriter, ent string) (release func(), 
 	return release, ok
 }
 
+// writeSheetErr answers an error reading an uploaded file: a limit
+// (writeSheetLimit), or a file that is not what its format says (a
+// broken archive, a quote never closed) or of a format not read: 400
+// invalid about the file, in Chinese too. ok is false for any other
+// error.
+func writeSheetErr(w http.ResponseWriter, err error) bool {
+	if writeSheetLimit(w, err) {
+		return true
+	}
+	var se *sheet.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	var zh string
+	switch {
+	case errors.Is(err, sheet.ErrUnsupported):
+		zh = "不支持这种文件格式：请上传 .xlsx 或 .csv 文件"
+	case !errors.Is(err, sheet.ErrMalformed):
+		return false // a read error, not the file's
+	case se.Row > 0:
+		zh = fmt.Sprintf("文件第 %d 行无法读取：请用 Excel 另存为 .xlsx 或 .csv 文件后再上传", se.Row)
+	default:
+		zh = "文件无法读取：请用 Excel 另存为 .xlsx 或 .csv 文件后再上传"
+	}
+	writeInvalid(w, "file", zh, err.Error())
+	return true
+}
+
 // writeSheetLimit answers 422 file_limit for a file that passed one of
 // package sheet's limits (a cell, a shared string, a part of an XLSX
 // archive, rows); ok is false for any other error.

@@ -95,7 +95,7 @@ func (s *Server) importMyOptOuts(c *caller, w http.ResponseWriter, r *http.Reque
 	a := policy.ActorFor(c.user)
 	res, err := s.cfg.Policy.ImportOptOuts(a, c.ent.Code, f, format)
 	if err != nil {
-		if !writeSheetLimit(w, err) {
+		if !writeSheetErr(w, err) {
 			writeErr(w, err)
 		}
 		return

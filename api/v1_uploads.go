@@ -115,7 +115,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	release()
 	if err != nil {
 		_ = os.Remove(up.path)
-		if !writeSheetLimit(w, err) {
+		if !writeSheetErr(w, err) {
 			writeError(w, http.StatusBadRequest, "invalid", err.Error())
 		}
 		return
@@ -217,7 +217,7 @@ func writeRowsError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, fe.Reason, fe.Msg)
-	case writeSheetLimit(w, err):
+	case writeSheetErr(w, err):
 	default:
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	}

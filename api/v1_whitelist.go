@@ -118,7 +118,7 @@ func (s *Server) importMyWhitelist(c *caller, w http.ResponseWriter, r *http.Req
 	defer done()
 	res, err := s.cfg.Policy.ImportWhitelist(a, c.ent.Code, f, format)
 	if err != nil {
-		if !writeSheetLimit(w, err) {
+		if !writeSheetErr(w, err) {
 			writeWhitelistErr(w, err)
 		}
 		return

@@ -144,7 +144,10 @@ func TestContactsPersonalBook(t *testing.T) {
 	c.get("/contacts").wantPage(t, "王五", "李四改", "已有 <b>2</b> 人")
 	a = booksUpload(c, "/contacts/import", "/contacts/import", "book.txt", "")
 	a.wantStatus(t, http.StatusBadRequest)
-	fieldError(t, a.Body, "输入有误")
+	fieldError(t, a.Body, "输入有误（没有选择文件，或文件是空的）")
+	a = booksUpload(c, "/contacts/import", "/contacts/import", "book.xlsx", "PK\x03\x04 not really")
+	a.wantStatus(t, http.StatusBadRequest)
+	fieldError(t, a.Body, "输入有误（文件无法读取：请用 Excel 另存为 .xlsx 或 .csv 文件后再上传）")
 
 	// Templates are the API's files.
 	a = c.get("/contacts/template.csv")
