@@ -821,9 +821,26 @@ func TestBatchGlobalLimit(t *testing.T) {
 	id = r.c().startBatch(r.keys["carl"], "/v1/batches", "text/csv", []byte(b.String()))
 	r.srv.Close()
 	j := r.c().job(r.keys["carl"], id)
-	if j.State != JobFailed || j.Reason != "shutdown" {
+	if j.State != JobFailed || j.Reason != "shutdown" || j.DetailZH != "服务在任务完成前停止" {
 		t.Errorf("job after Close: %+v", j)
 	}
 	checkAccounted(t, j)
 	r.wantError(http.StatusServiceUnavailable, "unavailable", "POST", "/v1/batches?format=csv", r.keys["alice"], nil)
+}
+
+// TestBatchUnreadableRow: a CSV file whose third row cannot be read (it
+// is past the sheet's row limit, 1 MiB): the job sends the two rows
+// before it or counts them unsent, and fails invalid, saying from which
+// row in Chinese too (detail_zh).
+func TestBatchUnreadableRow(t *testing.T) {
+	r := newBulkRig(t, rigOptions{sim: smpp.SimOptions{}})
+	file := uNumA1 + ",一\n" + uNumA1 + ",二\n" + uNumA1 + "," + strings.Repeat("长", 400_000) + "\n" + uNumA1 + ",四\n"
+	id := r.c().startBatch(r.keys["alice"], "/v1/batches", "text/csv", []byte(file))
+	j := r.c().waitJob(r.keys["alice"], id, 20*time.Second, nil)
+	if j.State != JobFailed || j.Reason != "invalid" || j.Accepted+j.Unsent != 2 || j.Refused != 0 {
+		t.Fatalf("job %+v, want failed invalid with its 2 rows accepted or unsent", j)
+	}
+	if !strings.Contains(j.Message, "row 3") || !strings.HasPrefix(j.DetailZH, "文件第 3 行起无法读取") {
+		t.Errorf("message %q, detail_zh %q: want row 3 in both", j.Message, j.DetailZH)
+	}
 }

@@ -65,9 +65,12 @@ type Progress struct {
 	Errors        []RowError `json:"errors,omitempty"` // the first MaxJobErrors (or MaxJobErrorBytes), by row
 	// ErrorsCut: refused rows were counted but not listed, past
 	// MaxJobErrors or MaxJobErrorBytes.
-	ErrorsCut  bool      `json:"errors_truncated,omitempty"`
-	Reason     string    `json:"reason,omitempty"` // why a job failed
-	Message    string    `json:"message,omitempty"`
+	ErrorsCut bool   `json:"errors_truncated,omitempty"`
+	Reason    string `json:"reason,omitempty"` // why a job failed
+	Message   string `json:"message,omitempty"`
+	// DetailZH is Message for the people who read the consoles, in
+	// Chinese; "" where none is written.
+	DetailZH   string    `json:"detail_zh,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
@@ -116,6 +119,7 @@ type Job struct {
 	errsCut    bool // a row error was counted, not kept
 	failReason string
 	failMsg    string
+	failZH     string
 	userCancel bool
 	// rec is what the Runner's Store keeps of the job (store.go).
 	rec jobRecord
@@ -263,11 +267,12 @@ func (e *RowError) clip() {
 	e.DetailZH = Clip(e.DetailZH, maxKeptMessage)
 }
 
-// fail records the first fatal error and stops the job.
-func (j *Job) fail(reason, msg string) {
+// fail records the first fatal error (msg in English, zh in Chinese)
+// and stops the job.
+func (j *Job) fail(reason, msg, zh string) {
 	j.mu.Lock()
 	if j.failReason == "" {
-		j.failReason, j.failMsg = reason, Clip(msg, maxFailMessage) // msg may quote the file
+		j.failReason, j.failMsg, j.failZH = reason, Clip(msg, maxFailMessage), Clip(zh, maxFailMessage) // msg may quote the file
 	}
 	j.mu.Unlock()
 	j.cancel()
@@ -285,7 +290,7 @@ func (j *Job) end(ctxErr error, now time.Time) {
 	case j.userCancel:
 		j.final = JobCancelled
 	case ctxErr != nil:
-		j.final, j.failReason, j.failMsg = JobFailed, ReasonShutdown, "the daemon stopped before the job ended"
+		j.final, j.failReason, j.failMsg, j.failZH = JobFailed, ReasonShutdown, "the daemon stopped before the job ended", "服务在任务完成前停止"
 	default:
 		j.final = JobDone
 	}
@@ -304,7 +309,7 @@ func (j *Job) progress(withErrors, final bool) Progress {
 	defer j.mu.Unlock()
 	p := Progress{ID: j.id, Kind: j.kind, Account: j.owner, File: j.file, State: j.state,
 		RowsRead: j.rowsRead, Accepted: j.accepted, Refused: j.refused, Unsent: j.unsent,
-		ErrorCount: j.errCount, ErrorsCut: j.errsCut, Reason: j.failReason, Message: j.failMsg,
+		ErrorCount: j.errCount, ErrorsCut: j.errsCut, Reason: j.failReason, Message: j.failMsg, DetailZH: j.failZH,
 		CreatedAt: j.created, FinishedAt: j.ended}
 	switch {
 	case final:

@@ -3,12 +3,14 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/qxtd/qxtd/gateway"
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/sheet"
 )
 
 type chunkRow struct {
@@ -77,7 +79,7 @@ func (r *Runner) run(ctx context.Context, j *Job, acct *gateway.Account, req gat
 			break
 		}
 		if err != nil {
-			j.fail(ReasonInvalid, "the file cannot be read further: "+err.Error())
+			j.fail(ReasonInvalid, "the file cannot be read further: "+err.Error(), readZH(err))
 			break
 		}
 		if sent.has(row.N) {
@@ -184,7 +186,7 @@ func (r *Runner) sendChunk(ctx context.Context, j *Job, acct *gateway.Account, r
 			continue
 		case reason == policy.ReasonAccountDisabled.String(), reason == policy.ReasonNoSignature.String(), reason == "internal":
 			j.notSent(c.rows)
-			j.fail(reason, msg)
+			j.fail(reason, msg, policy.DetailZH(err))
 		default: // the text: too_long, bad_text, binary_refused …
 			for _, cr := range c.rows {
 				j.rowError(RowError{Row: cr.row, Number: cr.number, Reason: reason, Code: code, Message: msg, DetailZH: policy.DetailZH(err)})
@@ -238,4 +240,14 @@ func (r *Runner) storedChunk(j *Job, c chunk) (chunkAnswer, bool) {
 		return chunkAnswer{}, false
 	}
 	return ca, true
+}
+
+// readZH says in Chinese that a job's file could not be read further,
+// from the row it stopped at when the sheet says it.
+func readZH(err error) string {
+	var se *sheet.Error
+	if errors.As(err, &se) && se.Row > 0 {
+		return fmt.Sprintf("文件第 %d 行起无法读取，任务中止（请用 Excel 另存为 .xlsx 或 .csv 文件后，重新上传没有发送的行）", se.Row)
+	}
+	return "文件无法继续读取，任务中止（请用 Excel 另存为 .xlsx 或 .csv 文件后，重新上传没有发送的行）"
 }

@@ -349,7 +349,7 @@ func (r *Runner) restore(id string, rec *jobRecord) *Job {
 		j.rowsRead, j.accepted, j.refused, j.unsent = p.RowsRead, p.Accepted, p.Refused, p.Unsent
 		j.unsentRows, j.unsentCut = p.UnsentRows, p.UnsentRowsCut
 		j.errCount, j.errs, j.errsCut = p.ErrorCount, p.Errors, p.ErrorsCut
-		j.failReason, j.failMsg = p.Reason, p.Message
+		j.failReason, j.failMsg, j.failZH = p.Reason, p.Message, p.DetailZH
 		j.rec.Final = nil
 		close(j.done)
 	}
@@ -389,14 +389,14 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	j.cancel = cancel
 	// stop ends the job without reading its file again: failed for
 	// reason, or cancelled (no reason).
-	stop := func(reason, msg string, err error) error {
+	stop := func(reason, msg, zh string, err error) error {
 		r.unsentBefore(j, rec, sent.rows, opts)
 		j.mu.Lock()
 		j.rowsRead = j.accepted + j.refused + j.unsent // the rows it is known to have read
 		j.userCancel = reason == ""
 		j.mu.Unlock()
 		if reason != "" {
-			j.fail(reason, msg)
+			j.fail(reason, msg, zh)
 		}
 		j.end(nil, r.cfg.Now())
 		if r.finish(j) {
@@ -415,20 +415,23 @@ func (r *Runner) resume(j *Job, rec *jobRecord, chunks []chunkAnswer, account fu
 	if rec.Cancelled {
 		// Cancelled, and stopped before its end was stored: what its
 		// calls sent is counted, nothing more is.
-		return stop("", "", nil)
+		return stop("", "", "", nil)
 	}
 	acct, err := account(rec.Enterprise, rec.Owner)
 	if err != nil {
-		return stop(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not", err)
+		return stop(ReasonAccountGone, "the job's user or enterprise is gone or disabled: the rows not yet sent were not",
+			"任务的用户或企业已停用或已删除：尚未发送的行没有发送", err)
 	}
 	f, err := openJobFile(rec.Path, opts.TempDir)
 	if err != nil {
-		return stop(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not", err)
+		return stop(ReasonFileGone, "the job's file could not be read again after a restart: the rows not yet sent were not",
+			"服务重启后任务的文件无法再次打开：尚未发送的行没有发送", err)
 	}
 	opts.Format, opts.Template, opts.NumberColumn = rec.Rows.Format, rec.Rows.Template, rec.Rows.NumberColumn
 	rows, err := OpenRows(f, opts)
 	if err != nil {
-		return stop(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(), err)
+		return stop(ReasonInvalid, "the job's file could not be read again after a restart: "+err.Error(),
+			"服务重启后任务的文件无法再次读取：尚未发送的行没有发送", err)
 	}
 	path := f.Name() // where it is now: restored elsewhere, that copy goes at the end
 	r.launch(ctx, slot, j, JobSpec{Account: acct, Request: rec.Request, Finally: func() { _ = os.Remove(path) }}, rows, &sent)

@@ -36,6 +36,15 @@ func TestJobUnsentRows(t *testing.T) {
 	if out := render(api.BatchJob{ID: "j3", State: "done", RowsRead: 3, Accepted: 3}); strings.Contains(out, "job-unsent-rows") {
 		t.Fatalf("a job that sent every row lists unsent rows:\n%s", out)
 	}
+	// Why a failed job stopped: in Chinese when the API says it so.
+	out = render(api.BatchJob{ID: "j4", State: "failed", Reason: "invalid", Message: "the file cannot be read further: sheet: row 3: …",
+		DetailZH: "文件第 3 行起无法读取，任务中止（…）"})
+	if !strings.Contains(out, "（文件第 3 行起无法读取，任务中止（…））") || strings.Contains(out, "cannot be read") {
+		t.Fatalf("a job failed at row 3:\n%s", out)
+	}
+	if out := render(api.BatchJob{ID: "j5", State: "failed", Reason: "internal", Message: "boom"}); !strings.Contains(out, "（boom）") {
+		t.Fatalf("a job failed without a Chinese detail:\n%s", out)
+	}
 }
 
 // TestCounterSegmentsMax: the counter under a text box says when an
