@@ -821,7 +821,7 @@ func TestBatchGlobalLimit(t *testing.T) {
 	id = r.c().startBatch(r.keys["carl"], "/v1/batches", "text/csv", []byte(b.String()))
 	r.srv.Close()
 	j := r.c().job(r.keys["carl"], id)
-	if j.State != JobFailed || j.Reason != "shutdown" || j.DetailZH != "服务在任务完成前停止" {
+	if j.State != JobFailed || j.Reason != "shutdown" || j.DetailZH != "服务在任务完成前停止：重启后任务继续" {
 		t.Errorf("job after Close: %+v", j)
 	}
 	checkAccounted(t, j)

@@ -90,7 +90,7 @@ func (s *Server) importSlot(w http.ResponseWriter, ent string) (release func(), 
 
 // writeSheetErr answers an error reading an uploaded file: a limit
 // (writeSheetLimit), or a file that is not what its format says (a
-// broken archive, a quote never closed) or of a format not read: 400
+// broken XLSX archive, XML that cannot be parsed) or of a format not read: 400
 // invalid about the file, in Chinese too. ok is false for any other
 // error.
 func writeSheetErr(w http.ResponseWriter, err error) bool {

@@ -290,7 +290,7 @@ func (j *Job) end(ctxErr error, now time.Time) {
 	case j.userCancel:
 		j.final = JobCancelled
 	case ctxErr != nil:
-		j.final, j.failReason, j.failMsg, j.failZH = JobFailed, ReasonShutdown, "the daemon stopped before the job ended", "服务在任务完成前停止"
+		j.final, j.failReason, j.failMsg, j.failZH = JobFailed, ReasonShutdown, "the daemon stopped before the job ended", "服务在任务完成前停止：重启后任务继续"
 	default:
 		j.final = JobDone
 	}
