@@ -431,21 +431,7 @@ func TestFailHeld(t *testing.T) {
 	if total != want {
 		t.Errorf("ended %d parts, want %d", total, want)
 	}
-	for _, m := range aMsgs {
-		got, err := ts.Get(m.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, p := range got.Parts {
-			if k := (Key{m.ID, uint16(i)}); k == sent {
-				if p.State != StateSubmitted {
-					t.Errorf("the part at the SMSC is %s", p.State)
-				}
-			} else if p.State != StateRejected || p.ErrCode != "account_disabled" {
-				t.Errorf("part %s: %s %q, want rejected account_disabled", Key{m.ID, uint16(i)}, p.State, p.ErrCode)
-			}
-		}
-	}
+	ts.wantEnded(aMsgs, sent, StateRejected, "account_disabled")
 	for _, id := range []uint64{late.ID, b.ID} {
 		got, err := ts.Get(id)
 		if err != nil {
@@ -520,21 +506,7 @@ func TestExpireHeld(t *testing.T) {
 	if rounds != 8 && rounds != 9 {
 		t.Errorf("%d calls for 16 keys 2 at a time", rounds)
 	}
-	for _, m := range append(expired, halfSent) {
-		got, err := ts.Get(m.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, p := range got.Parts {
-			if k := (Key{m.ID, uint16(i)}); k == sent {
-				if p.State != StateSubmitted {
-					t.Errorf("the part at the SMSC is %s", p.State)
-				}
-			} else if p.State != StateExpired || p.ErrCode != "validity" {
-				t.Errorf("part %s: %s %q, want expired validity", k, p.State, p.ErrCode)
-			}
-		}
-	}
+	ts.wantEnded(append(expired, halfSent), sent, StateExpired, "validity")
 	for _, m := range append(kept, others...) {
 		got, err := ts.Get(m.ID)
 		if err != nil {
@@ -564,5 +536,27 @@ func TestExpireHeld(t *testing.T) {
 	}
 	if _, _, err := ts.ExpireHeld(context.Background(), "A", nil, now, 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("limit 0: %v, want ErrInvalid", err)
+	}
+}
+
+// wantEnded checks that every part of msgs ended state with code, but
+// the part sent, at the SMSC, which stays submitted (FailHeld and
+// ExpireHeld leave a half-sent message's other half to go).
+func (ts *testStore) wantEnded(msgs []*Message, sent Key, state State, code string) {
+	ts.t.Helper()
+	for _, m := range msgs {
+		got, err := ts.Get(m.ID)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		for i, p := range got.Parts {
+			if k := (Key{m.ID, uint16(i)}); k == sent {
+				if p.State != StateSubmitted {
+					ts.t.Errorf("the part at the SMSC is %s", p.State)
+				}
+			} else if p.State != state || p.ErrCode != code {
+				ts.t.Errorf("part %s: %s %q, want %s %s", k, p.State, p.ErrCode, state, code)
+			}
+		}
 	}
 }
