@@ -607,8 +607,8 @@ func TestIdempotencyAnswerStoredWithTheMessages(t *testing.T) {
 			t.Errorf("the group send's answer %s lacks %s", group, want)
 		}
 	}
-	if !bytes.Contains(personal, []byte(`"quota_exceeded"`)) {
-		t.Errorf("the personalized send's answer %s has no quota refusal", personal)
+	if !bytes.Contains(personal, []byte(`"quota_exceeded"`)) || !bytes.Contains(personal, []byte("本月可发 3 条，剩余 0 条")) {
+		t.Errorf("the personalized send's answer %s has no quota refusal with its detail", personal)
 	}
 	if n := r.srv.user.answersAlone.Load(); n != 0 {
 		t.Fatalf("%d answers saved in a commit of their own, want none: each went with its messages", n)

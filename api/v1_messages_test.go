@@ -324,6 +324,9 @@ func TestUserRescheduleSegments(t *testing.T) {
 	if e.Error.Code != "0x00000404" {
 		t.Errorf("quota code %q", e.Error.Code)
 	}
+	if want := "本月可发 3 条，剩余 1 条，改后的内容多需 2 条"; e.Error.DetailZH != want {
+		t.Errorf("quota detail_zh %q, want %q", e.Error.DetailZH, want)
+	}
 	wantUsage(2, 0)
 	if m = r.message(key, id); m.Segments != 2 || m.Text != "【丁公司】"+long {
 		t.Fatalf("changed by a refused edit: %+v", m)

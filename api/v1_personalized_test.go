@@ -105,6 +105,12 @@ func TestSendPersonalizedBounds(t *testing.T) {
 		if want := map[bool]string{true: "accepted", false: "refused"}[i < 3]; res.Status != want || (i >= 3 && res.Reason != "quota_exceeded") {
 			t.Errorf("D's message %d: %+v, want %s", i, res, want)
 		}
+		// A refusal for the quota tells what is left of the month and what
+		// the message needs, as the store counted them when it refused.
+		if i >= 3 && (res.DetailZH != "本月可发 3 条，剩余 0 条，本条需 1 条" ||
+			res.Message != "monthly package or spending cap exhausted: 3 segments this month, 0 left; the message needs 1") {
+			t.Errorf("D's message %d: detail %q / %q", i, res.DetailZH, res.Message)
+		}
 	}
 	// A retry with the same key gets the first answer; nothing more is sent.
 	first := postPersonalKeyed(t, r, alice, "pk-1")

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -57,8 +56,9 @@ func takeAnswer(ctx context.Context) *Answer {
 
 // render returns the function that renders a's answer for b's messages'
 // outcomes (errs, ids: by b.msgs' index) as b's results would then be,
-// for enqueueLimited; nil without a.
-func (a *Answer) render(b *outgoing) func(errs []error, ids []uint64) *queue.Answer {
+// for enqueueLimited (a refused message's quota refusal as g.settle
+// words it under limit); nil without a.
+func (a *Answer) render(b *outgoing, g *Gateway, limit int64) func(errs []error, ids []uint64) *queue.Answer {
 	if a == nil {
 		return nil
 	}
@@ -66,18 +66,19 @@ func (a *Answer) render(b *outgoing) func(errs []error, ids []uint64) *queue.Ans
 	return func(errs []error, ids []uint64) *queue.Answer {
 		res := slices.Clone(b.results)
 		for k := range b.msgs {
-			settleResult(&res[b.slots[k]], errs[k], ids[k])
+			g.settle(&res[b.slots[k]], errs[k], ids[k], limit)
 		}
 		settleDups(res, b.dups)
 		return &queue.Answer{Key: a.Key, Enterprise: a.Enterprise, At: a.At, Code: 200, Sum: sum, Header: a.Header, Body: a.Render(res), Book: a.Book}
 	}
 }
 
-// settleResult sets a stored message's result: its id, or the quota's
-// refusal (err).
-func settleResult(r *SendResult, err error, id uint64) {
+// settle sets a stored message's result: its id, or the quota's refusal
+// (err, under the enterprise's limit). It runs in the commit too (the
+// answer stored with the messages): what it writes depends on err alone.
+func (g *Gateway) settle(r *SendResult, err error, id uint64, limit int64) {
 	if err != nil {
-		r.Err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+		r.Err = g.quotaRefusal(err, limit)
 		return
 	}
 	r.ID = id

@@ -110,7 +110,7 @@ func (g *Gateway) rescheduleHere(ctx context.Context, acct *Account, id uint64, 
 	}
 	err = g.store.RescheduleWeighted(ctx, id, acct.Enterprise, sendAt, signed, plan.Parts, plan.DataCoding, weightOf(plan), limit)
 	if errors.Is(err, queue.ErrQuota) {
-		return policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+		return g.quotaRefusal(err, limit)
 	}
 	if err = storeErr(err); err == nil {
 		g.notify()

@@ -111,8 +111,9 @@ func (g *Gateway) storePart(ctx context.Context, acct *Account, p pdu.Body, frag
 	if limit >= 0 {
 		// The message's segments are known only once it is whole (and
 		// checked then, in the store); a quota already used up is known now.
-		if r, c := g.store.Usage(a.Enterprise, queue.BillingMonth(time.Now())); r+c >= limit {
-			return 0, group, false, policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+		month := queue.BillingMonth(time.Now())
+		if r, c := g.store.Usage(a.Enterprise, month); r+c >= limit {
+			return 0, group, false, g.quotaRefusal(&queue.QuotaError{Enterprise: a.Enterprise, Month: month, Reserved: r, Charged: c, Limit: limit}, limit)
 		}
 	}
 	group = queue.FragmentGroup{Account: a.SystemID, Source: req.Source, Dest: dest, Ref: frag.Info.Ref, Total: frag.Info.Total}
@@ -308,7 +309,7 @@ func (g *Gateway) storeAssembled(ctx context.Context, acct *Account, group queue
 	case errors.Is(err, queue.ErrFragmentsGone):
 		return err
 	case errors.Is(err, queue.ErrQuota):
-		err = policy.NewRefusal(policy.ReasonQuotaExceeded, "")
+		err = g.quotaRefusal(err, limit)
 		g.metrics.refused(err)
 		return err
 	case err != nil:

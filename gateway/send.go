@@ -142,12 +142,12 @@ func (g *Gateway) enqueue(ctx context.Context, acct *Account, limit int64, b *ou
 		// return before its transaction did (queue.WithAnswer).
 		ctx = context.WithoutCancel(ctx)
 	}
-	errs, stored, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs, ans.render(b))
+	errs, stored, err := g.enqueueLimited(ctx, acct.Enterprise, limit, b.msgs, ans.render(b, g, limit))
 	if err != nil {
 		return g.storeFailed(acct, err)
 	}
 	for k, m := range b.msgs {
-		settleResult(&b.results[b.slots[k]], errs[k], m.ID)
+		g.settle(&b.results[b.slots[k]], errs[k], m.ID, limit)
 	}
 	b.settleDups()
 	if stored != nil {

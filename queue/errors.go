@@ -1,6 +1,9 @@
 package queue
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by the Store, grouped by when they occur. Every error the
 // Store returns wraps one of these (or a context error, or an I/O error from
@@ -65,3 +68,27 @@ var (
 	// back and the other operations of its batch were retried without it.
 	ErrPanic = errors.New("operation panicked")
 )
+
+// QuotaError is an ErrQuota refusal (errors.Is) with the figures it was
+// refused on, read in the transaction that refused it, so that the
+// sender can be told how much of the month is left (the gateway's
+// quota_exceeded detail) without reading the counters again.
+type QuotaError struct {
+	Enterprise, Month string
+	Reserved, Charged int64 // the month's segments in flight and delivered
+	Need              int64 // the message's segments (More: its growth)
+	Limit             int64 // the limit checked (a cluster node's claim there)
+	More              bool  // a rescheduled text: Need is how many segments it adds
+}
+
+func (e *QuotaError) Error() string {
+	more := ""
+	if e.More {
+		more = " more"
+	}
+	return fmt.Sprintf("%v: enterprise %q %s: %d reserved + %d charged + %d%s > limit %d",
+		ErrQuota, e.Enterprise, e.Month, e.Reserved, e.Charged, e.Need, more, e.Limit)
+}
+
+// Unwrap makes errors.Is(err, ErrQuota) hold.
+func (e *QuotaError) Unwrap() error { return ErrQuota }

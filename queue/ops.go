@@ -120,7 +120,7 @@ func prepareNew(m *Message, now time.Time) *Message {
 	return c
 }
 
-// checkQuota returns an error wrapping ErrQuota (not an operation failure:
+// checkQuota returns a *QuotaError (ErrQuota; not an operation failure:
 // nothing is written) when storing m would take its enterprise past limit
 // this month; NoLimit never refuses. The second result is a hard error.
 func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
@@ -133,9 +133,8 @@ func (t *txn) checkQuota(m *Message, limit int64) (refused, err error) {
 		return nil, err
 	}
 	if u.Reserved+u.Charged+n > limit {
-		month := BillingMonth(m.AcceptedAt)
-		return fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d > limit %d",
-			ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, n, limit), nil
+		return &QuotaError{Enterprise: m.Enterprise, Month: BillingMonth(m.AcceptedAt),
+			Reserved: u.Reserved, Charged: u.Charged, Need: n, Limit: limit}, nil
 	}
 	return nil, nil
 }

@@ -398,8 +398,8 @@ func (s *Store) RescheduleWeighted(ctx context.Context, id uint64, enterprise st
 				return err
 			}
 			if u.Reserved+u.Charged+diff > limit {
-				return soft(fmt.Errorf("%w: enterprise %q %s: %d reserved + %d charged + %d more > limit %d",
-					ErrQuota, m.Enterprise, month, u.Reserved, u.Charged, diff, limit))
+				return soft(&QuotaError{Enterprise: m.Enterprise, Month: month,
+					Reserved: u.Reserved, Charged: u.Charged, Need: diff, Limit: limit, More: true})
 			}
 		}
 		// Preconditions hold: from here on the operation writes.

@@ -222,6 +222,14 @@ func TestClusterThreeNodes(t *testing.T) {
 		if accepted < included*9/10 {
 			t.Errorf("accepted only %d of %d included: blocks stranded on nodes", accepted, included)
 		}
+		// Over HTTP the refusal says the month's limit and what the
+		// message needs; not what is left, which a node does not know
+		// beyond its own claim.
+		base := "http://" + nodes[0].proc.httpAddr
+		code, body := postJSON(t, http.MethodPost, base+"/v1/messages", issueAPIKey(t, base, "esme3"), `{"to":["13900300001"],"text":"q"}`)
+		if code != http.StatusOK || !strings.Contains(body, `"quota_exceeded"`) || !strings.Contains(body, "本月可发 220 条，剩余不足本条所需的 1 条") {
+			t.Errorf("a send past the quota over HTTP: %d %s", code, body)
+		}
 	})
 
 	t.Run("load through all three with a kill -9: receipts all reach the ESMEs, nothing acknowledged is lost", func(t *testing.T) {
