@@ -153,7 +153,8 @@ func TestUserSendErrors(t *testing.T) {
 	carl := r.keys["carl"]
 	r.send(carl, SendRequest{To: []string{uNumA1}, Text: "one"})
 	code, b := r.call("POST", "/v1/messages", carl, SendRequest{To: []string{uNumA1}, Text: "two"}, nil)
-	if code != http.StatusTooManyRequests || !bytes.Contains(b, []byte(`"reason":"rate_limited"`)) || !bytes.Contains(b, []byte(`"code":"0x00000058"`)) {
+	if code != http.StatusTooManyRequests || !bytes.Contains(b, []byte(`"reason":"rate_limited"`)) || !bytes.Contains(b, []byte(`"code":"0x00000058"`)) ||
+		!bytes.Contains(b, []byte(`"detail_zh":"本企业每秒最多提交 1 次"`)) || !bytes.Contains(b, []byte(`retry later: the enterprise's limit: 1 a second`)) {
 		t.Fatalf("rate limit: %d %s", code, b)
 	}
 

@@ -221,6 +221,9 @@ func (p *Policy) Bill(ent *Enterprise, month string, delivered int64) (Bill, err
 // ESME_RTHROTTLED).
 func (p *Policy) Allow(code string) bool { return p.limiter.Allow(code) }
 
+// TPS is the enterprise's submission rate (RateLimiter.TPS).
+func (p *Policy) TPS(code string) int { return p.limiter.TPS(code) }
+
 // AllowN takes n tokens of the enterprise's rate limit.
 func (p *Policy) AllowN(code string, n int) bool { return p.limiter.AllowN(code, n) }
 

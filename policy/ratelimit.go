@@ -87,6 +87,19 @@ func (r *RateLimiter) AllowN(code string, n int) bool {
 	return el.lim.AllowN(r.now(), n)
 }
 
+// TPS is the enterprise's submission rate as Allow applies it, the whole
+// enterprise's (not a cluster node's share); 0 for an unknown enterprise.
+func (r *RateLimiter) TPS(code string) int {
+	es := r.store.snap.Load().ents[code]
+	if es == nil {
+		return 0
+	}
+	if es.ent.TPS <= 0 {
+		return r.defaultTPS
+	}
+	return es.ent.TPS
+}
+
 // SetNodes shares the enterprises' TPS among n live nodes of a cluster:
 // each bucket of this node refills at TPS/n (rounded up, at least 1) from
 // the next submission on. The cluster calls it when nodes join or leave,

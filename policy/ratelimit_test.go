@@ -44,6 +44,11 @@ func TestRateLimit(t *testing.T) {
 	if n := take(entB); n != 5 {
 		t.Errorf("after TPS change: %d", n)
 	}
+	// TPS, which a refusal tells the sender: the enterprise's own, else
+	// the default; nothing for an unknown one.
+	if a, b, x := f.p.TPS(entA), f.p.TPS(entB), f.p.TPS("nope"); a != 10 || b != 5 || x != 0 {
+		t.Errorf("TPS %d, %d, %d; want 10 (the default), 5 and 0", a, b, x)
+	}
 	// Unknown enterprises get nothing and no bucket.
 	for i := range 100 {
 		if f.p.Allow(string(rune('a' + i))) {
