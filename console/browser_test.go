@@ -36,8 +36,9 @@ func chromiumPath() string {
 	return ""
 }
 
-// browser is one headless Chromium per test: its own profile, so no
-// cookie crosses tests.
+// browser is one test's window in the shared headless Chromium: a
+// browser context of its own (as an incognito window), so no cookie or
+// storage crosses tests.
 type browser struct {
 	t      *testing.T
 	ctx    context.Context
@@ -48,11 +49,42 @@ type browser struct {
 // shotDir is where `make screenshots` collects a PNG of every page.
 var shotDir = os.Getenv("QXTD_SCREENSHOTS")
 
-func newBrowser(t *testing.T) *browser {
+// chromium is the one Chromium the browser tests of this test binary
+// share (TestMain stops it). A launch costs more CPU than most tests'
+// pages (about a second: a full browser with its own GPU and network
+// processes), and the suite opened some thirty.
+var chromium struct {
+	mu     sync.Mutex
+	ctx    context.Context // the browser's; done when it was stopped or died
+	cancel context.CancelFunc
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	chromium.mu.Lock()
+	if chromium.cancel != nil {
+		chromium.cancel()
+	}
+	chromium.mu.Unlock()
+	os.Exit(code)
+}
+
+// sharedChromium is the running shared Chromium, started if there is
+// none or the last one died (a test after it gets a new one).
+func sharedChromium(t *testing.T) context.Context {
 	t.Helper()
+	chromium.mu.Lock()
+	defer chromium.mu.Unlock()
+	if chromium.ctx != nil && chromium.ctx.Err() == nil {
+		return chromium.ctx
+	}
 	path := chromiumPath()
 	if path == "" {
 		t.Fatal("headless Chromium is required for the browser tests: apt-get install -y chromium (or set QXTD_CHROMIUM)")
+	}
+	profile, err := os.MkdirTemp("", "qxtd-chromium-")
+	if err != nil {
+		t.Fatal(err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -61,7 +93,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 900),
 		// The machine's network is closed: no background connections.
 		chromedp.Flag("disable-background-networking", true),
@@ -76,22 +108,59 @@ func newBrowser(t *testing.T) *browser {
 	// moments on a loaded machine: "chrome failed to start" with a
 	// crashpad dump) is tried again, twice at most: the launch is not
 	// what these tests test.
-	var ctx context.Context
-	var cancel, acancel context.CancelFunc
 	for try := 1; ; try++ {
-		var actx context.Context
-		actx, acancel = chromedp.NewExecAllocator(context.Background(), opts...)
-		ctx, cancel = chromedp.NewContext(actx)
+		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(actx)
+		err := chromedp.Do(ctx)
+		if err == nil {
+			chromium.ctx = ctx
+			chromium.cancel = func() {
+				cancel()
+				acancel()
+				os.RemoveAll(profile)
+			}
+			return ctx
+		}
+		cancel()
+		acancel()
+		if try == 3 {
+			os.RemoveAll(profile)
+			t.Fatalf("starting %s: %v", path, err)
+		}
+		t.Logf("starting %s (try %d): %v", path, try, err)
+	}
+}
+
+// stopChromium stops the shared Chromium if it is still shared's: the
+// next test starts another.
+func stopChromium(shared context.Context) {
+	chromium.mu.Lock()
+	defer chromium.mu.Unlock()
+	if chromium.ctx == shared {
+		chromium.cancel()
+		chromium.ctx, chromium.cancel = nil, nil
+	}
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	var ctx context.Context
+	var cancel context.CancelFunc
+	for try := 1; ; try++ {
+		shared := sharedChromium(t)
+		ctx, cancel = chromedp.NewContext(shared, chromedp.WithNewBrowserContext())
 		err := chromedp.Do(ctx)
 		if err == nil {
 			break
 		}
 		cancel()
-		acancel()
-		if try == 3 {
-			t.Fatalf("starting %s: %v", path, err)
+		if try == 2 {
+			t.Fatalf("a window of its own in Chromium: %v", err)
 		}
-		t.Logf("starting %s (try %d): %v", path, try, err)
+		// A browser that cannot open a window is not one to go on with
+		// (it died under an earlier test): a new one, once.
+		t.Logf("a window of its own in Chromium: %v; starting it again", err)
+		stopChromium(shared)
 	}
 	b := &browser{t: t, ctx: ctx}
 	// Every console error, uncaught exception and CSP violation the pages
@@ -113,9 +182,8 @@ func newBrowser(t *testing.T) *browser {
 		}
 	}()
 	t.Cleanup(func() {
-		cancel()
+		cancel() // closes the window and disposes of its browser context
 		<-done
-		acancel()
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		for _, e := range b.errors {
