@@ -235,7 +235,12 @@ func TestInteropNodeSMSCOdd(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.mode, func(t *testing.T) { testInteropNodeSMSCOdd(t, tc) })
+		t.Run(tc.mode, func(t *testing.T) {
+			// Each case has its own SMSC process and rig, and mostly
+			// waits for node to start.
+			t.Parallel()
+			testInteropNodeSMSCOdd(t, tc)
+		})
 	}
 }
 
