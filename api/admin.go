@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	_ "embed"
 	"fmt"
 	"net/http"
@@ -29,8 +30,10 @@ import (
 // types (stable snake_case JSON, also used by Client) sit beside the
 // handlers that use them.
 
-// operatorName is the audit name of the operator actor of the admin API.
-const operatorName = "admin-api"
+// OperatorName is the audit name of the operator actor of the admin
+// token (Config.AdminToken); an account manager's token acts under the
+// manager's name (Config.Managers).
+const OperatorName = "admin-api"
 
 // Request limits.
 const (
@@ -140,10 +143,11 @@ func (s *Server) adminRoutes() {
 	for _, rt := range s.adminOpenRouteList() {
 		s.mux.HandleFunc(rt.pattern, rt.h)
 	}
-	op := policy.OperatorActor(operatorName)
 	for _, rt := range s.adminRouteList() {
 		h := rt.h
-		s.mux.HandleFunc(rt.pattern, s.operator(func(w http.ResponseWriter, r *http.Request) { h(op, w, r) }))
+		s.mux.HandleFunc(rt.pattern, s.operator(func(w http.ResponseWriter, r *http.Request) {
+			h(policy.OperatorActor(operatorOf(r.Context())), w, r)
+		}))
 	}
 }
 
@@ -199,12 +203,27 @@ const operatorRefused = "admin token missing or wrong, or operator session ended
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)
-		if !ok || !s.operatorOK(tok) {
+		name := ""
+		if ok {
+			name, ok = s.operatorOK(tok)
+		}
+		if !ok {
 			writeError(w, http.StatusUnauthorized, "unauthorized", operatorRefused)
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, name)))
 	}
+}
+
+type operatorKey struct{}
+
+// operatorOf is the name the request's operator acts as (operator put
+// it there): an account manager's, or OperatorName.
+func operatorOf(ctx context.Context) string {
+	if n, _ := ctx.Value(operatorKey{}).(string); n != "" {
+		return n
+	}
+	return OperatorName
 }
 
 // Operator wraps a handler of the daemon's own (outside this package)

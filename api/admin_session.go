@@ -41,28 +41,45 @@ type OperatorLoginRequest struct {
 type OperatorLoginResponse struct {
 	Token     string `json:"token"`      // "qxo_…": send as "Authorization: Bearer <token>"
 	ExpiresIn int    `json:"expires_in"` // seconds of inactivity until it ends
+	// Name is whom the session acts as: the account manager whose token
+	// it was opened with, or "admin-api" for the admin token.
+	Name string `json:"name"`
 }
 
 // isOperatorSession tells an operator session token by its prefix.
 func isOperatorSession(tok string) bool { return strings.HasPrefix(tok, operatorPrefix) }
 
-// adminTokenOK compares tok with the configured operator token in
-// constant time; an empty configuration matches nothing.
-func (s *Server) adminTokenOK(tok string) bool {
-	return s.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1
+// operatorToken compares tok with the configured operator token and
+// each account manager's, every one in constant time (which one matched
+// does not show in the time taken), and names whose it is: OperatorName
+// for the admin token. An empty admin token matches nothing.
+func (s *Server) operatorToken(tok string) (name string, ok bool) {
+	if s.cfg.AdminToken == "" {
+		return "", false
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1 {
+		name, ok = OperatorName, true
+	}
+	for _, m := range s.cfg.Managers {
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(m.Token)) == 1 && !ok {
+			name, ok = m.Name, true
+		}
+	}
+	return name, ok
 }
 
-// operatorOK reports whether tok authenticates the operator: the
-// configured token, or a live operator session (whose expiry it slides).
-func (s *Server) operatorOK(tok string) bool {
+// operatorOK reports whether tok authenticates the operator, and as
+// whom: a configured token, or a live operator session (whose expiry it
+// slides) under the name of the token it was opened with.
+func (s *Server) operatorOK(tok string) (name string, ok bool) {
 	if s.cfg.AdminToken == "" {
-		return false // the admin API is disabled, sessions included
+		return "", false // the admin API is disabled, sessions included
 	}
 	if isOperatorSession(tok) {
-		_, ok := s.admin.sessions.touch(tok)
-		return ok
+		se, ok := s.admin.sessions.touch(tok)
+		return se.systemID, ok
 	}
-	return s.adminTokenOK(tok)
+	return s.operatorToken(tok)
 }
 
 // operatorLogin: POST /admin/v1/login (no authentication).
@@ -79,7 +96,8 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer l.gate.unhold(ip, prefix) // after the failure delay below
-	if !s.adminTokenOK(req.Token) {
+	name, ok := s.operatorToken(req.Token)
+	if !ok {
 		t := time.NewTimer(l.failed(ip, prefix))
 		select {
 		case <-t.C:
@@ -90,13 +108,13 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.succeeded(ip)
-	tok, err := s.admin.sessions.create(operatorName, "")
+	tok, err := s.admin.sessions.create(name, "")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	s.log.Info("admin: operator login", "addr", ip)
-	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second)})
+	s.log.Info("admin: operator login", "addr", ip, "operator", name)
+	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name})
 }
 
 // operatorLogout: POST /admin/v1/logout ends the session of the token

@@ -166,3 +166,62 @@ func TestAdminStatus(t *testing.T) {
 	_, err := (&Client{Base: url, Token: r.keys["amy"]}).Status()
 	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
 }
+
+// TestAccountManagers: each account manager's own token (Config.Managers)
+// is taken as the admin token is, directly and for a session, and what
+// the manager decides is recorded under the manager's name, not
+// "admin-api"; the admin token still acts as "admin-api", and another
+// manager's token is not mistaken for the first's.
+func TestAccountManagers(t *testing.T) {
+	r := newUserRig(t)
+	const zhang, li = "zhang-0123456789abcdef", "li-0123456789abcdef0"
+	s := New(Config{AdminToken: adminToken, Store: r.store, Policy: r.pol, Gateway: r.gw,
+		Managers: []Manager{{Name: "张经理", Token: zhang}, {Name: "李经理", Token: li}}})
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); s.Close() })
+
+	numbers := []string{"+8613712340001", "+8613712340002", "+8613712340003", "+8613712340004"}
+	for _, n := range numbers { // pending: the enterprise asks
+		r.must(http.StatusCreated, "POST", "/v1/whitelist", r.keys["alice"], WhitelistAdd{Number: n}, nil)
+	}
+	lr, err := (&Client{Base: hs.URL}).OperatorLogin(zhang)
+	if err != nil || lr.Name != "张经理" {
+		t.Fatalf("张经理's login: %+v, %v", lr, err)
+	}
+	for i, c := range []*Client{
+		{Base: hs.URL, Token: lr.Token}, // 张经理's session
+		{Base: hs.URL, Token: zhang},    // 张经理's token
+		{Base: hs.URL, Token: li},       // 李经理's token
+		{Base: hs.URL, Token: adminToken},
+	} {
+		if _, err := c.Approve("A", numbers[i:i+1], false); err != nil {
+			t.Fatalf("approve %s: %v", numbers[i], err)
+		}
+	}
+	page, err := (&Client{Base: hs.URL, Token: adminToken}).ListWhitelist("A", "approved", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]string{}
+	for _, e := range page.Entries {
+		by[e.Number] = e.DecidedBy
+	}
+	want := map[string]string{numbers[0]: "张经理", numbers[1]: "张经理", numbers[2]: "李经理", numbers[3]: OperatorName}
+	for n, w := range want {
+		if by[n] != w {
+			t.Errorf("%s decided by %q, want %q (all: %v)", n, by[n], w, by)
+		}
+	}
+	if lr, err := (&Client{Base: hs.URL}).OperatorLogin(adminToken); err != nil || lr.Name != OperatorName {
+		t.Errorf("the admin token's login: %+v, %v", lr, err)
+	}
+	// A token one character short of a manager's is no one's.
+	_, err = (&Client{Base: hs.URL, Token: zhang[:len(zhang)-1]}).Enterprises()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+	// Without an admin token the admin API is off, the managers' tokens too.
+	off := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, Managers: []Manager{{Name: "张经理", Token: zhang}}})
+	ho := httptest.NewServer(off.Handler())
+	t.Cleanup(func() { ho.Close(); off.Close() })
+	_, err = (&Client{Base: ho.URL, Token: zhang}).Enterprises()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+}

@@ -358,7 +358,7 @@ func TestAdminFlow(t *testing.T) {
 	}
 	approved := adminMust(c.ListWhitelist("ACME", "approved", "", 0)).get(t)
 	want := []string{"+8613500135000", "+8613712345678", "+8613712345679", "+8613800138000", "+8613900139000", "+8613900139001"}
-	if !slices.Equal(pageNumbers(approved), want) || approved.Entries[0].DecidedBy != operatorName {
+	if !slices.Equal(pageNumbers(approved), want) || approved.Entries[0].DecidedBy != OperatorName {
 		t.Fatalf("approved: %v (%+v)", pageNumbers(approved), approved.Entries[0])
 	}
 	if !e.pol.Allowed("ACME", "+8613712345678") || e.pol.Allowed("ACME", "+8613800138001") {
@@ -507,7 +507,7 @@ func TestAdminFlow(t *testing.T) {
 	}
 
 	// Every change is in the audit log, under the operator's name.
-	for _, s := range []string{"enterprise created", "whitelist decided", "override set", "user deleted", "actor=" + operatorName} {
+	for _, s := range []string{"enterprise created", "whitelist decided", "override set", "user deleted", "actor=" + OperatorName} {
 		if !strings.Contains(e.logs.String(), s) {
 			t.Errorf("log lacks %q", s)
 		}

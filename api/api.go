@@ -19,13 +19,24 @@ import (
 	"github.com/qxtd/qxtd/webhook"
 )
 
+// Manager is an account manager's credential: the name what it does is
+// recorded under, and its token.
+type Manager struct {
+	Name, Token string
+}
+
 // Config is what the API needs from the daemon.
 type Config struct {
-	// AdminToken authenticates the operator (account managers); empty
-	// disables the admin API (every call answers 401).
+	// AdminToken authenticates the operator (acting as OperatorName);
+	// empty disables the admin API (every call answers 401), Managers'
+	// tokens included.
 	AdminToken string
-	Store      *queue.Store
-	Policy     *policy.Policy
+	// Managers are the account managers, each with a token of their
+	// own: the admin token's powers, acting under their name (what they
+	// decide records it).
+	Managers []Manager
+	Store    *queue.Store
+	Policy   *policy.Policy
 	// Gateway accepts messages for the user API (/v1).
 	Gateway *gateway.Gateway
 	// Reminders keeps the reminders of /v1/reminders (nil: 503).

@@ -161,7 +161,7 @@ func TestApplicationRejected(t *testing.T) {
 	// No notifier: an approval is refused before anything changes.
 	wantAPIError(t, func() error { _, err := e.c.ApproveApplication(st.Number, ""); return err }(), http.StatusServiceUnavailable, "notifier_unavailable")
 	got := adminMust(e.c.RejectApplication(st.Number, "签名与企业名称不符")).get(t)
-	if got.State != "rejected" || got.Reason != "签名与企业名称不符" || got.DecidedBy != operatorName {
+	if got.State != "rejected" || got.Reason != "签名与企业名称不符" || got.DecidedBy != OperatorName {
 		t.Fatalf("reject %+v", got)
 	}
 	var seen ApplicationStatus

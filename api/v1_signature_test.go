@@ -70,7 +70,7 @@ func TestSignatureChange(t *testing.T) {
 	adm.wantError(http.StatusNotFound, "not_found", "POST", "/admin/v1/signature-requests/x1/approve", tok, nil)
 	var done policy.SignatureRequest
 	adm.must(http.StatusOK, "POST", "/admin/v1/signature-requests/"+req.ID+"/approve", tok, nil, &done)
-	if done.State != policy.SignatureApproved || done.DecidedBy != operatorName {
+	if done.State != policy.SignatureApproved || done.DecidedBy != OperatorName {
 		t.Fatalf("approved: %+v", done)
 	}
 	adm.wantError(http.StatusBadRequest, "invalid", "POST", "/admin/v1/signature-requests/"+req.ID+"/approve", tok, nil)

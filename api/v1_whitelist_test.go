@@ -181,7 +181,7 @@ func TestWhitelistRequests(t *testing.T) {
 		t.Errorf("reject: %+v", dr)
 	}
 	r.must(http.StatusOK, "GET", "/v1/whitelist?state=rejected", bob, nil, &page)
-	if len(page.Entries) != 1 || page.Entries[0].Reason != "号码不属于贵公司客户" || page.Entries[0].DecidedBy != operatorName || page.Entries[0].DecidedAt.IsZero() {
+	if len(page.Entries) != 1 || page.Entries[0].Reason != "号码不属于贵公司客户" || page.Entries[0].DecidedBy != OperatorName || page.Entries[0].DecidedAt.IsZero() {
 		t.Errorf("rejected entries: %+v", page.Entries)
 	}
 	if res := r.sendOne(bob, n2); res.Reason != "not_whitelisted" || !strings.Contains(res.Message, "rejected by the account manager: 号码不属于贵公司客户") {

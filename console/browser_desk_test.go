@@ -22,7 +22,10 @@ import (
 // enterprise with 全网发送, changes its package, disables it, and
 // downloads the month's bill.
 func TestBrowserDeskWorkflow(t *testing.T) {
-	r := newRig(t)
+	// 张经理 logs in with a token of her own: the header names her, and
+	// the enterprise sees her name beside what she approved.
+	const zhang = "zhang-token-0123456789"
+	r := newRig(t, func(c *api.Config) { c.Managers = []api.Manager{{Name: "张经理", Token: zhang}} })
 	b := newBrowser(t)
 	b.login(r.url, "alice")
 	b.run("alice adds a number",
@@ -34,8 +37,9 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	b.waitText(".notice[role=status]", "待客户经理审批", false)
 	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "待审批")
 
-	b.opsLogin(r.url + "/ops/")
+	b.opsLoginWith(r.url+"/ops/", zhang)
 	b.waitText("h1", "运行概况", false)
+	b.waitText("header .who", "张经理", false)
 	b.waitText("#pending", "白名单号码", false)
 	if got := b.text(`#pending a[href="/ops/approvals#whitelist"] b`); got != "2" { // numPending and alice's
 		t.Errorf("pending whitelist count %q, want 2", got)
@@ -55,7 +59,8 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 
 	b.run("alice's list", chromedp.Navigate(r.url+"/whitelist"))
 	b.waitText("#whitelist", "13900000031", false)
-	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "已通过")
+	wantRow(t, b.text(`#whitelist tbody`), "13900000031", "已通过", "张经理")
+	b.shot("whitelist-decided-by")
 
 	b.mobile()
 	b.run("phone: 待审批", chromedp.Navigate(r.url+"/ops/approvals"))
@@ -178,8 +183,9 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	})
 }
 
-// wantRow fails unless the list text has num with state after it.
-func wantRow(t *testing.T, list, num, state string) {
+// wantRow fails unless the list text has num with each of want after it
+// on its line (a state, who decided).
+func wantRow(t *testing.T, list, num string, want ...string) {
 	t.Helper()
 	i := strings.Index(list, num)
 	if i < 0 {
@@ -189,8 +195,10 @@ func wantRow(t *testing.T, list, num, state string) {
 	if j := strings.Index(line, "\n"); j >= 0 {
 		line = line[:j]
 	}
-	if !strings.Contains(line, state) {
-		t.Errorf("%s is not %s: %q", num, state, line)
+	for _, w := range want {
+		if !strings.Contains(line, w) {
+			t.Errorf("%s's row has no %s: %q", num, w, line)
+		}
 	}
 }
 

@@ -333,10 +333,17 @@ func (b *browser) login(base, systemID string) {
 // it).
 func (b *browser) opsLogin(pageURL string) {
 	b.t.Helper()
+	b.opsLoginWith(pageURL, opsToken_)
+}
+
+// opsLoginWith is opsLogin with token: an account manager's own
+// (api.Config.Managers).
+func (b *browser) opsLoginWith(pageURL, token string) {
+	b.t.Helper()
 	b.run("the account manager opens "+pageURL+" and logs in",
 		chromedp.Navigate(pageURL),
 		chromedp.WaitVisible(chromedp.CSS(`input[name=token]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), opsToken_),
+		chromedp.SendKeys(chromedp.CSS(`input[name=token]`), token),
 		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS(`nav.side`)),
 	)

@@ -479,3 +479,30 @@ func userRow(t *testing.T, body, sid string) string {
 	}
 	return row
 }
+
+// TestDeskAccountManager: an account manager logs in to the desk with
+// their own token (api.Config.Managers): the header names them, and the
+// entry they approve shows their name to the enterprise (白名单维护's 审批
+// column), not admin-api. Logging out forgets the name.
+func TestDeskAccountManager(t *testing.T) {
+	const token = "zhang-token-0123456789"
+	r := newRig(t, func(c *api.Config) { c.Managers = []api.Manager{{Name: "张经理", Token: token}} })
+	c := r.client()
+	a := c.submit("/ops/login", "/ops/login", url.Values{"token": {token}})
+	if a.Status != http.StatusSeeOther {
+		t.Fatalf("张经理's login: %d %s", a.Status, a.Body)
+	}
+	c.get("/ops/").wantPage(t, `<span class="who">张经理</span>`)
+	c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"approve": {"A|8613712345679"}}).wantRedirect(t, "/ops/approvals")
+	amy := r.client()
+	amy.login("amy")
+	a = amy.get("/whitelist?state=approved")
+	if i := strings.Index(a.Body, "13712345679"); i < 0 || !strings.Contains(a.Body[i:], "张经理") {
+		t.Errorf("the enterprise's whitelist does not show 张经理 beside 13712345679:\n%s", a.Body)
+	}
+	c.post("/ops/logout", url.Values{})
+	c.opsLogin() // the admin token: no manager's name
+	if a := c.get("/ops/"); strings.Contains(a.Body, "张经理") || strings.Contains(a.Body, `class="who"`) {
+		t.Errorf("the admin token's desk still shows 张经理:\n%s", a.Body)
+	}
+}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/qxtd/qxtd/api"
@@ -54,7 +55,7 @@ func (s *Server) opsLoginPage(q *req) {
 func (s *Server) opsLogin(q *req) {
 	p := q.view(nil)
 	p.Form.Set("next", q.r.PostFormValue("next"))
-	var out api.LoginResponse
+	var out api.OperatorLoginResponse
 	err := s.client(q.r, "").DoContext(q.r.Context(), http.MethodPost, "/admin/v1/login",
 		map[string]string{"token": q.r.PostFormValue("token")}, &out)
 	if err != nil {
@@ -66,12 +67,18 @@ func (s *Server) opsLogin(q *req) {
 		return
 	}
 	setCookie(q.w, q.r, opsCookie, out.Token, "/ops/", 0)
+	if out.Name != api.OperatorName { // the admin token's own is no one's name
+		setCookie(q.w, q.r, opsNameCookie, url.QueryEscape(out.Name), "/ops/", 0)
+	} else {
+		setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
+	}
 	q.redirect(localPath(q.r.PostFormValue("next"), "/ops/"), "")
 }
 
 func (s *Server) opsLogout(q *req) {
 	_ = s.opsCall(q.r, http.MethodPost, "/admin/v1/logout", nil, nil)
 	setCookie(q.w, q.r, opsCookie, "", "/ops/", -1)
+	setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
 	q.redirect("/ops/login", "您已安全退出。")
 }
 

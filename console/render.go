@@ -56,19 +56,24 @@ func parseTemplates() (map[string]*pageTemplate, error) {
 // its forms, the notice to show, the form's values and errors (after a
 // refused POST) and the page's own data D.
 type page struct {
-	Me     *api.Me
-	Ops    bool
-	CSRF   string
-	Path   string
-	Flash  string
-	Errors map[string]string // field → Chinese message ("" key: the whole form)
-	Form   url.Values
-	D      any
+	Me      *api.Me
+	Ops     bool
+	OpsName string // the account manager the desk's session acts as
+	CSRF    string
+	Path    string
+	Flash   string
+	Errors  map[string]string // field → Chinese message ("" key: the whole form)
+	Form    url.Values
+	D       any
 }
 
 // view is a page being prepared: handlers fill D, Errors and Form.
 func (q *req) view(d any) *page {
-	return &page{Me: q.me, Ops: q.ops, CSRF: q.csrf, Path: q.r.URL.Path, D: d, Form: url.Values{}, Errors: map[string]string{}}
+	p := &page{Me: q.me, Ops: q.ops, CSRF: q.csrf, Path: q.r.URL.Path, D: d, Form: url.Values{}, Errors: map[string]string{}}
+	if q.ops {
+		p.OpsName = opsName(q.r)
+	}
+	return p
 }
 
 // render writes a whole page (the layout around the page's "content").

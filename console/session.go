@@ -24,6 +24,7 @@ import (
 const (
 	sessionCookie = "qxtd_session" // the enterprise console's session token (qxs_…)
 	opsCookie     = "qxtd_ops"     // the account manager's session token (qxo_…), path /ops/
+	opsNameCookie = "qxtd_ops_who" // whom that session acts as (URL-escaped), for the header alone
 	preCookie     = "qxtd_pre"     // a random value that the login forms' CSRF token is bound to
 	flashCookie   = "qxtd_flash"   // a notice shown once on the next page
 	csrfField     = "csrf"         // the form field (or query parameter) of the token
@@ -35,6 +36,18 @@ func sessionToken(r *http.Request) string { return cookieValue(r, sessionCookie)
 
 // opsToken is the operator session token of r ("" = none).
 func opsToken(r *http.Request) string { return cookieValue(r, opsCookie) }
+
+// opsName is the name the desk's header shows (the account manager whose
+// token opened the session, api.OperatorLoginResponse.Name): read only
+// for display, never for what the session may do, which the API decides
+// from the session itself.
+func opsName(r *http.Request) string {
+	n, err := url.QueryUnescape(cookieValue(r, opsNameCookie))
+	if err != nil {
+		return ""
+	}
+	return n
+}
 
 func cookieValue(r *http.Request, name string) string {
 	c, err := r.Cookie(name)

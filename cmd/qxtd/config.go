@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -165,7 +167,25 @@ type HTTPConfig struct {
 
 	// AdminTokenFile holds AdminToken instead: a path (secrets.go).
 	AdminTokenFile string `mapstructure:"admin_token_file"`
+	// AccountManagers are the operator's people, each with a token of
+	// their own: the same powers as AdminToken, but what they decide
+	// (a whitelist entry, an application, a signature) and do is
+	// recorded under their name, not "admin-api".
+	AccountManagers []AccountManagerConfig `mapstructure:"account_managers"`
 }
+
+// AccountManagerConfig is one account manager (客户经理): the name the
+// records show and the token the desk's login takes.
+type AccountManagerConfig struct {
+	Name  string `mapstructure:"name"`
+	Token string `mapstructure:"token"`
+	// TokenFile holds Token instead: a path (secrets.go).
+	TokenFile string `mapstructure:"token_file"`
+}
+
+// maxManagerName bounds an account manager's name (in characters): it is
+// shown beside every decision.
+const maxManagerName = 32
 
 // maxCommitDelay bounds store.commit_delay: past a few milliseconds a
 // longer wait saves little more CPU (the batch fills first under any load
@@ -902,6 +922,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.HTTP.validateManagers()...)
 	ids := map[string]bool{}
 	for i, a := range c.Accounts {
 		k := fmt.Sprintf("accounts[%d]", i)
@@ -979,3 +1000,45 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// validateManagers checks http.account_managers: a name each, shown as
+// it is (printable, at most maxManagerName characters, not the admin
+// API's own "admin-api"), told apart from the others; a token each, as
+// long as the admin token must be and no one else's, and only with the
+// admin API on (an empty admin_token disables it, managers included).
+func (h *HTTPConfig) validateManagers() []error {
+	var errs []error
+	if len(h.AccountManagers) > 0 && h.AdminToken == "" {
+		errs = append(errs, errors.New("http.account_managers: set, but http.admin_token is empty (the admin API and the desk are off)"))
+	}
+	names := map[string]bool{}
+	tokens := map[string]bool{h.AdminToken: true}
+	for i, m := range h.AccountManagers {
+		k := fmt.Sprintf("http.account_managers[%d]", i)
+		switch n := utf8.RuneCountInString(m.Name); {
+		case strings.TrimSpace(m.Name) == "":
+			errs = append(errs, fmt.Errorf("%s.name: required", k))
+		case n > maxManagerName:
+			errs = append(errs, fmt.Errorf("%s.name: %d characters, at most %d", k, n, maxManagerName))
+		case strings.IndexFunc(m.Name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+			errs = append(errs, fmt.Errorf("%s.name: %q has a character that is not printable", k, m.Name))
+		case m.Name == api.OperatorName:
+			errs = append(errs, fmt.Errorf("%s.name: %q is the admin token's own name", k, m.Name))
+		case names[m.Name]:
+			errs = append(errs, fmt.Errorf("%s.name: %q used twice", k, m.Name))
+		}
+		names[m.Name] = true
+		switch {
+		case len(m.Token) < minManagerToken:
+			errs = append(errs, fmt.Errorf("%s.token: %d characters, at least %d (a long random one: openssl rand -hex 24)", k, len(m.Token), minManagerToken))
+		case tokens[m.Token]:
+			errs = append(errs, fmt.Errorf("%s.token: the same as another manager's or http.admin_token: each needs its own", k))
+		}
+		tokens[m.Token] = true
+	}
+	return errs
+}
+
+// minManagerToken is the shortest account manager's token taken: a
+// token is the whole of the credential.
+const minManagerToken = 16

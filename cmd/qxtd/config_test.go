@@ -238,7 +238,7 @@ func TestReadmeConfigTable(t *testing.T) {
 	withUpstream.Upstreams[0].setDefaults()
 	values := map[string]reflect.Value{}
 	flattenConfig(reflect.ValueOf(withUpstream), "", values)
-	for _, list := range []string{"upstreams[]", "enterprises[]", "accounts[]", "policy.packages[]", "policy.overrides[]"} {
+	for _, list := range []string{"upstreams[]", "enterprises[]", "accounts[]", "policy.packages[]", "policy.overrides[]", "http.account_managers[]"} {
 		values[list] = listValue(reflect.ValueOf(*def), list)
 	}
 	keys := configKeys(reflect.TypeOf(Config{}), "")

@@ -35,7 +35,7 @@ type apiFlags struct {
 
 func (o *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.base, "api", "http://127.0.0.1:8080", "the daemon's HTTP address")
-	fs.StringVar(&o.token, "token", "", "the operator token, http.admin_token (default $QXTD_ADMIN_TOKEN)")
+	fs.StringVar(&o.token, "token", "", "the operator token, http.admin_token or an account manager's (default $QXTD_ADMIN_TOKEN)")
 }
 
 // client returns the admin API client of c's flags; the token comes from

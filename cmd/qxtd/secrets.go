@@ -66,6 +66,10 @@ func (c *Config) secretRefs() []secretRef {
 		refs = append(refs, secretRef{fmt.Sprintf("upstreams[%d].password", i), &u.Password, &u.PasswordFile},
 			secretRef{fmt.Sprintf("upstreams[%d].outbind_password", i), &u.OutbindPassword, &u.OutbindPasswordFile})
 	}
+	for i := range c.HTTP.AccountManagers {
+		m := &c.HTTP.AccountManagers[i]
+		refs = append(refs, secretRef{fmt.Sprintf("http.account_managers[%d].token", i), &m.Token, &m.TokenFile})
+	}
 	for i := range c.Accounts {
 		a := &c.Accounts[i]
 		refs = append(refs, secretRef{fmt.Sprintf("accounts[%d].password", i), &a.Password, &a.PasswordFile})

@@ -269,6 +269,7 @@ func TestEnvKeys(t *testing.T) {
 func TestSecretRefsComplete(t *testing.T) {
 	t.Parallel()
 	cfg := Config{Upstreams: make([]UpstreamConfig, 1), Accounts: make([]AccountConfig, 1)}
+	cfg.HTTP.AccountManagers = make([]AccountManagerConfig, 1)
 	var refs []string
 	for _, r := range cfg.secretRefs() {
 		refs = append(refs, strings.NewReplacer("[0]", "[]").Replace(r.key))

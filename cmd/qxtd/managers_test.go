@@ -1,0 +1,86 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qxtd/qxtd/smpp"
+)
+
+// TestAccountManagersConfig: http.account_managers is checked as the
+// README says, every error naming its key.
+func TestAccountManagersConfig(t *testing.T) {
+	t.Parallel()
+	const up = "upstreams:\n  - name: smsc\n    addr: 127.0.0.1:2776\n    system_id: qxtd\n    password: qxtd\n"
+	for _, c := range []struct{ http, err string }{
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789}, {name: 李经理, token: li-0123456789abc}]}`, ""},
+		{`{account_managers: [{name: 张经理, token: zhang-0123456789}]}`, "http.account_managers: set, but http.admin_token is empty"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{token: zhang-0123456789}]}`, "http.account_managers[0].name: required"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: short}]}`, "http.account_managers[0].token: 5 characters, at least 16"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: admin-token-0123456789}]}`, "http.account_managers[0].token: the same as another manager's or http.admin_token"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789}, {name: 张经理, token: zhang-0123456789x}]}`, `http.account_managers[1].name: "张经理" used twice`},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789}, {name: 李经理, token: zhang-0123456789}]}`, "http.account_managers[1].token: the same as another manager's"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: admin-api, token: zhang-0123456789}]}`, `http.account_managers[0].name: "admin-api" is the admin token's own name`},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: "` + strings.Repeat("经", 33) + `", token: zhang-0123456789}]}`, "http.account_managers[0].name: 33 characters, at most 32"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: "张\u0007", token: zhang-0123456789}]}`, "http.account_managers[0].name: \"张\\a\" has a character that is not printable"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, tokn: zhang-0123456789}]}`, "http.account_managers[0].tokn: unknown key"},
+	} {
+		_, err := parseConfig("qxtd.yaml", []byte("http: "+c.http+"\n"+up), nil)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s: %v", c.http, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: %v, want %q", c.http, err, c.err)
+		}
+		if err != nil && strings.Contains(err.Error(), "0123456789") {
+			t.Errorf("%s: the error shows a token: %v", c.http, err)
+		}
+	}
+}
+
+// TestAccountManagerDecides: the daemon takes an account manager's token
+// (from its token_file) for the admin API, and the whitelist entry the
+// manager approves says so to the enterprise: decided_by 张经理, not
+// admin-api.
+func TestAccountManagerDecides(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "zhang.token")
+	const token = "zhang-token-0123456789abcdef"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	path := writeConfig(t, dir, simAddr, "")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "admin_token: test-token }",
+		"admin_token: test-token, account_managers: [{name: 张经理, token_file: "+tokenFile+"}] }", 1)
+	if cfg == string(b) {
+		t.Fatal("the test configuration's http line changed: the manager was not added")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, path)
+	base := "http://" + d.httpAddr
+	key := issueAPIKey(t, base, "esme")
+	if code, body := postJSON(t, http.MethodPost, base+"/v1/whitelist", key, `{"number":"13712340001"}`); code != http.StatusCreated {
+		t.Fatalf("the enterprise asks for a number: %d %s", code, body)
+	}
+	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T1/whitelist/approve", token, `{"numbers":["13712340001"]}`); code != http.StatusOK {
+		t.Fatalf("张经理 approves: %d %s", code, body)
+	}
+	code, body := postJSON(t, http.MethodGet, base+"/v1/whitelist?state=approved", key, "")
+	if code != http.StatusOK || !strings.Contains(body, `"decided_by":"张经理"`) {
+		t.Fatalf("the enterprise's approved numbers: %d %s, want decided_by 张经理", code, body)
+	}
+	if strings.Contains(d.log(), token) {
+		t.Error("the daemon's log shows the manager's token")
+	}
+}
