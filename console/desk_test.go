@@ -505,4 +505,15 @@ func TestDeskAccountManager(t *testing.T) {
 	if a := c.get("/ops/"); strings.Contains(a.Body, "张经理") || strings.Contains(a.Body, `class="who"`) {
 		t.Errorf("the admin token's desk still shows 张经理:\n%s", a.Body)
 	}
+	// What the admin token decides and what the configuration seeded are
+	// named in Chinese, not admin-api and seed.
+	if _, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "A", Admin: true, Name: "amy"}, "A", []string{"13900000041"}); err != nil {
+		t.Fatal(err)
+	}
+	c.submit("/ops/approvals", "/ops/approvals/whitelist", url.Values{"approve": {"A|8613900000041"}}).wantRedirect(t, "/ops/approvals")
+	a = amy.get("/whitelist")
+	if i := strings.Index(a.Body, "13900000041"); i < 0 || !strings.Contains(a.Body[i:], "客户经理") ||
+		!strings.Contains(a.Body, "开户导入") || strings.Contains(a.Body, "admin-api") || strings.Contains(a.Body, " seed<") {
+		t.Errorf("the enterprise's whitelist names the admin token or the seeding in English:\n%s", a.Body)
+	}
 }

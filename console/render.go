@@ -219,6 +219,7 @@ var funcs = template.FuncMap{
 	"mobile":     func(e164 string) string { return strings.TrimPrefix(e164, "+86") },
 	"stateClass": stateClass,
 	"reasonZH":   reasonZH,
+	"actorZH":    actorZH,
 	// refusalDetail: what follows a refusal's Chinese reason (zh.go).
 	"refusalDetail": refusalDetail,
 	"yuan":          yuan,

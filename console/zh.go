@@ -144,3 +144,16 @@ func stateClass(state string) string {
 		return "wait"
 	}
 }
+
+// actorZH is who added or decided a whitelist entry, as the pages show
+// it: the admin token's own name and the configuration's seeding in
+// Chinese; a user's system_id and an account manager's name as they are.
+func actorZH(name string) string {
+	switch name {
+	case api.OperatorName:
+		return "客户经理"
+	case "seed":
+		return "开户导入"
+	}
+	return name
+}
