@@ -77,9 +77,28 @@ func (s *Server) operatorOK(tok string) (name string, ok bool) {
 	}
 	if isOperatorSession(tok) {
 		se, ok := s.admin.sessions.touch(tok)
-		return se.systemID, ok
+		if !ok || !s.knownOperator(se.systemID) {
+			return "", false
+		}
+		return se.systemID, true
 	}
 	return s.operatorToken(tok)
+}
+
+// knownOperator reports whether name is still one the configuration
+// names: a manager taken out of http.account_managers (and the daemon
+// restarted) loses the sessions it opened, which in a cluster outlive
+// the restart in etcd.
+func (s *Server) knownOperator(name string) bool {
+	if name == OperatorName {
+		return true
+	}
+	for _, m := range s.cfg.Managers {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // operatorLogin: POST /admin/v1/login (no authentication).

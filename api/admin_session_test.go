@@ -218,6 +218,26 @@ func TestAccountManagers(t *testing.T) {
 	// A token one character short of a manager's is no one's.
 	_, err = (&Client{Base: hs.URL, Token: zhang[:len(zhang)-1]}).Enterprises()
 	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+	// 张经理 taken out of the configuration: the session 张经理 opened
+	// is no longer taken (in a cluster it would outlive the restart).
+	gone := New(Config{AdminToken: adminToken, Store: r.store, Policy: r.pol, Gateway: r.gw,
+		Managers: []Manager{{Name: "李经理", Token: li}}})
+	hg := httptest.NewServer(gone.Handler())
+	t.Cleanup(func() { hg.Close(); gone.Close() })
+	ls, err := (&Client{Base: hg.URL}).OperatorLogin(li)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Client{Base: hg.URL, Token: ls.Token}).Enterprises(); err != nil {
+		t.Fatalf("李经理's session: %v", err)
+	}
+	zs, err := gone.admin.sessions.create("张经理", "") // as a shared session store would still hold it
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Client{Base: hg.URL, Token: zs}).Enterprises()
+	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+
 	// Without an admin token the admin API is off, the managers' tokens too.
 	off := New(Config{Store: r.store, Policy: r.pol, Gateway: r.gw, Managers: []Manager{{Name: "张经理", Token: zhang}}})
 	ho := httptest.NewServer(off.Handler())

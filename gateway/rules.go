@@ -162,7 +162,7 @@ func (r Rules) Prepare(acct *Account) (*Account, int64, error) {
 // Allow implements Policy with the enterprise's token bucket.
 func (r Rules) Allow(acct *Account) error {
 	if !r.P.Allow(acct.Enterprise) {
-		// The rate, so that a sender refused told how fast it may go.
+		// The rate, so that a refused sender is told how fast it may go.
 		tps := strconv.Itoa(r.P.TPS(acct.Enterprise))
 		return policy.NewRefusalZH(policy.ReasonRateLimited, "the enterprise's limit: "+tps+" a second", "本企业每秒最多提交 "+tps+" 次")
 	}
