@@ -78,6 +78,10 @@ func sharedChromium(t *testing.T) context.Context {
 	if chromium.ctx != nil && chromium.ctx.Err() == nil {
 		return chromium.ctx
 	}
+	if chromium.cancel != nil { // one that died: its process reaped, its profile removed
+		chromium.cancel()
+		chromium.ctx, chromium.cancel = nil, nil
+	}
 	path := chromiumPath()
 	if path == "" {
 		t.Fatal("headless Chromium is required for the browser tests: apt-get install -y chromium (or set QXTD_CHROMIUM)")

@@ -1003,9 +1003,9 @@ func (c *Config) Validate() error {
 
 // validateManagers checks http.account_managers: a name each, shown as
 // it is (printable, at most maxManagerName characters, not the admin
-// API's own "admin-api"), told apart from the others; a token each, as
-// long as the admin token must be and no one else's, and only with the
-// admin API on (an empty admin_token disables it, managers included).
+// API's own "admin-api"), told apart from the others; a token each, of
+// minManagerToken characters or more and no one else's, and only with
+// the admin API on (an empty admin_token disables it, managers included).
 func (h *HTTPConfig) validateManagers() []error {
 	var errs []error
 	if len(h.AccountManagers) > 0 && h.AdminToken == "" {
