@@ -39,6 +39,19 @@ func TestAccountManagersConfig(t *testing.T) {
 			t.Errorf("%s: the error shows a token: %v", c.http, err)
 		}
 	}
+	// A SIGHUP does not apply a changed manager: the reload names it as
+	// needing a restart (configDiff's keys fall to restart_required).
+	a, err := parseConfig("qxtd.yaml", []byte("http: {admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789}]}\n"+up), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseConfig("qxtd.yaml", []byte("http: {admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-9876543210}]}\n"+up), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := configDiff(a, b); len(d) != 1 || !strings.HasPrefix(d[0], "http.account_managers[0]") {
+		t.Errorf("a manager's new token: changed keys %v, want the manager's", d)
+	}
 }
 
 // TestAccountManagerDecides: the daemon takes an account manager's token
