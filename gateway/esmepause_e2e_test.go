@@ -20,8 +20,12 @@ type throttlingESME struct {
 	mu    sync.Mutex
 	n     int
 	times []time.Time
-	took  map[string]int
-	wake  chan struct{}
+	// throttled is when each ESME_RTHROTTLED answer was written: a
+	// machine under load can run the throttled deliver_sm's handler
+	// late, after other answers let more in.
+	throttled []time.Time
+	took      map[string]int
+	wake      chan struct{}
 }
 
 func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind smpp.BindKind, n int, delay time.Duration) (*throttlingESME, *smpp.Conn) {
@@ -39,6 +43,9 @@ func bindThrottlingESME(t *testing.T, r *rig, systemID, password string, kind sm
 		e.mu.Unlock()
 		time.Sleep(delay) // the ESME's own work (0: none)
 		if throttle {
+			e.mu.Lock()
+			e.throttled = append(e.throttled, time.Now())
+			e.mu.Unlock()
 			return smpp.ErrorResponse(p, smpp.StatusThrottled)
 		}
 		e.mu.Lock()
