@@ -152,7 +152,7 @@ func actorZH(name string) string {
 	switch name {
 	case api.OperatorName:
 		return "客户经理"
-	case "seed":
+	case policy.SeedActor:
 		return "开户导入"
 	}
 	return name

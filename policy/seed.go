@@ -216,7 +216,7 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 					rep.WhitelistKept++
 					continue
 				}
-				val, err := encodeEntry(WhitelistApproved, &wlMeta{AddedAt: now, AddedBy: "seed", DecidedAt: now, DecidedBy: "seed"})
+				val, err := encodeEntry(WhitelistApproved, &wlMeta{AddedAt: now, AddedBy: SeedActor, DecidedAt: now, DecidedBy: SeedActor})
 				if err != nil {
 					return err
 				}
@@ -249,3 +249,8 @@ func (s *Store) Seed(ctx context.Context, d SeedData) (SeedReport, error) {
 	}
 	return rep, nil
 }
+
+// SeedActor is who added and approved the whitelist entries seeding
+// wrote (the configuration's enterprises[].whitelist): their added_by
+// and decided_by.
+const SeedActor = "seed"
