@@ -37,6 +37,9 @@ func RawFrame(p pdu.Body) ([]byte, bool) {
 // InboundLen is how many of the peer's requests await our answer.
 func (c *Conn) InboundLen() int { return len(c.inbox) }
 
+// Unbinding reports whether Unbind has begun on c (no request may start).
+func (c *Conn) Unbinding() bool { return c.unbound.Load() }
+
 // AfterSend makes c's Request call fn once its frame is queued for the
 // writer, before it waits for the answer. Set it before the first Request.
 func (c *Conn) AfterSend(fn func()) { c.sent = fn }
