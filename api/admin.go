@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +20,11 @@ import (
 // reference of every route; a test keeps it equal to adminRoutePatterns
 // and to the wire types. ADMIN.md explains them in prose.
 //
-// Handlers take the acting policy.Actor as a parameter: today every route is
-// reached with the operator token and acts as OperatorActor("admin-api");
-// enterprise admins and users (issue 5) will reach the same handlers through
-// another authentication wrapper that passes policy.ActorFor(user), and the
-// policy package enforces what each actor may do.
+// Handlers take the acting policy.Actor as a parameter: the admin token's
+// (OperatorActor(OperatorName)), or an account manager's, under its name
+// and over its portfolio when it has one (policy.ManagerActor; the routes
+// it may call: portfolioRoutes); the policy package enforces what each
+// actor may do.
 //
 // Authentication: "Authorization: Bearer <token>" with the operator token of
 // the configuration (Config.AdminToken), checked by operator. The wire
@@ -144,11 +145,77 @@ func (s *Server) adminRoutes() {
 		s.mux.HandleFunc(rt.pattern, rt.h)
 	}
 	for _, rt := range s.adminRouteList() {
-		h := rt.h
-		s.mux.HandleFunc(rt.pattern, s.operator(func(w http.ResponseWriter, r *http.Request) {
-			h(policy.OperatorActor(operatorOf(r.Context())), w, r)
+		h, pattern := rt.h, rt.pattern
+		inPath := strings.Contains(pattern, "{code}")
+		s.mux.HandleFunc(pattern, s.operator(func(w http.ResponseWriter, r *http.Request) {
+			a := s.actorOf(r.Context())
+			switch {
+			case !a.Scoped():
+			case inPath:
+				if code := r.PathValue("code"); !a.Serves(code) {
+					writeNotServed(w, a, code)
+					return
+				}
+			case !portfolioRoutes[pattern]:
+				writeNotServed(w, a, "")
+				return
+			}
+			h(a, w, r)
 		}))
 	}
+}
+
+// portfolioRoutes are the admin routes without {code} in their path that
+// an account manager with a portfolio (Manager.Enterprises) may call: the
+// policy store keeps each to the manager's enterprises (a list holds
+// theirs only, another's item is refused), or it shows no enterprise's
+// data (status, packages, overrides). A route with {code} is checked
+// against the portfolio before its handler runs; any other is the
+// operator of every enterprise's, refused to a portfolio: creating
+// enterprises, the applications to open one, changing the overrides, the
+// traces of a number across every enterprise, the password reset by
+// group code, and the daemon's own operations (Server.Operator).
+var portfolioRoutes = map[string]bool{
+	"GET /admin/v1/enterprises":                      true,
+	"GET /admin/v1/users/{system_id}":                true,
+	"PATCH /admin/v1/users/{system_id}":              true,
+	"DELETE /admin/v1/users/{system_id}":             true,
+	"PUT /admin/v1/users/{system_id}/password":       true,
+	"POST /admin/v1/users/{system_id}/apikey":        true,
+	"DELETE /admin/v1/users/{system_id}/apikey":      true,
+	"GET /admin/v1/whitelist/pending":                true,
+	"POST /admin/v1/whitelist/approve":               true,
+	"POST /admin/v1/whitelist/reject":                true,
+	"GET /admin/v1/optouts":                          true,
+	"POST /admin/v1/logout":                          true,
+	"GET /admin/v1/status":                           true,
+	"GET /admin/v1/packages":                         true,
+	"GET /admin/v1/overrides":                        true,
+	"GET /admin/v1/signature-requests":               true,
+	"POST /admin/v1/signature-requests/{id}/approve": true,
+	"POST /admin/v1/signature-requests/{id}/reject":  true,
+}
+
+// actorOf is the actor of a request the operator check let in.
+func (s *Server) actorOf(ctx context.Context) policy.Actor {
+	a, _ := s.operatorActor(operatorOf(ctx))
+	return a
+}
+
+// writeNotServed answers 403 to an account manager with a portfolio: code
+// is not one of its enterprises, or ("") the route is the operator of
+// every enterprise's.
+func writeNotServed(w http.ResponseWriter, a policy.Actor, code string) {
+	var b errorBody
+	b.Error.Reason = "forbidden"
+	if code != "" {
+		b.Error.Message = fmt.Sprintf("enterprise %s is not one of account manager %s's (http.account_managers[].enterprises)", code, a.Name)
+		b.Error.DetailZH = fmt.Sprintf("企业 %s 不在客户经理%s负责的企业之中", code, a.Name)
+	} else {
+		b.Error.Message = fmt.Sprintf("account manager %s serves some enterprises only: this is for the operator of every enterprise (the admin token, or a manager without enterprises)", a.Name)
+		b.Error.DetailZH = fmt.Sprintf("客户经理%s只负责部分企业，此操作须由负责全部企业的客户经理办理", a.Name)
+	}
+	writeJSON(w, http.StatusForbidden, b)
 }
 
 // plainRoute is an admin route whose handler takes no actor: the open
@@ -227,8 +294,12 @@ func operatorOf(ctx context.Context) string {
 }
 
 // Operator wraps a handler of the daemon's own (outside this package)
-// with the operator check (token or operator session).
-func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc { return s.operator(h) }
+// with the operator check (token or operator session); an account
+// manager with a portfolio is refused: the daemon's operations are the
+// operator of every enterprise's.
+func (s *Server) Operator(h http.HandlerFunc) http.HandlerFunc {
+	return s.operator(s.everyEnterprise(h))
+}
 
 // Status is a plain acknowledgement.
 type Status struct {

@@ -44,6 +44,10 @@ type OperatorLoginResponse struct {
 	// Name is whom the session acts as: the account manager whose token
 	// it was opened with, or "admin-api" for the admin token.
 	Name string `json:"name"`
+	// Enterprises are the group codes the account manager serves (its
+	// portfolio, http.account_managers[].enterprises); absent: every
+	// enterprise.
+	Enterprises []string `json:"enterprises,omitempty"`
 }
 
 // isOperatorSession tells an operator session token by its prefix.
@@ -90,15 +94,23 @@ func (s *Server) operatorOK(tok string) (name string, ok bool) {
 // restarted) loses the sessions it opened, which in a cluster outlive
 // the restart in etcd.
 func (s *Server) knownOperator(name string) bool {
+	_, ok := s.operatorActor(name)
+	return ok
+}
+
+// operatorActor is the actor the operator named name acts as: the
+// admin token's (OperatorName), or a configured manager's, with its
+// portfolio; false for a name the configuration does not have.
+func (s *Server) operatorActor(name string) (policy.Actor, bool) {
 	if name == OperatorName {
-		return true
+		return policy.OperatorActor(name), true
 	}
 	for _, m := range s.cfg.Managers {
 		if m.Name == name {
-			return true
+			return policy.ManagerActor(name, m.Enterprises), true
 		}
 	}
-	return false
+	return policy.Actor{}, false
 }
 
 // operatorLogin: POST /admin/v1/login (no authentication).
@@ -133,7 +145,8 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("admin: operator login", "addr", ip, "operator", name)
-	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name})
+	a, _ := s.operatorActor(name)
+	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name, Enterprises: a.Scope})
 }
 
 // operatorLogout: POST /admin/v1/logout ends the session of the token

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
@@ -187,12 +188,16 @@ type RefusalStatus struct {
 	Count  uint64 `json:"count"`
 }
 
-func (s *Server) status(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
+func (s *Server) status(a policy.Actor, w http.ResponseWriter, r *http.Request) {
 	out := SystemStatus{Upstreams: []UpstreamStatus{}, Queue: map[string]int{}, Refusals: []RefusalStatus{},
 		ReceiptWebhooksFailing: []FailingWebhook{}, ReplyWebhooksFailing: []FailingWebhook{}}
 	if h := s.cfg.Webhooks; h != nil {
-		out.ReceiptWebhooksFailing = failingWebhooks(h.Failing(maxFailingWebhooks))
-		out.ReplyWebhooksFailing = failingWebhooks(h.FailingReplies(maxFailingWebhooks))
+		// An account manager with a portfolio is told of its own
+		// enterprises' endpoints (whom it calls); the rest of the status
+		// is the daemon's, no one enterprise's.
+		served := func(f FailingWebhook) bool { return !a.Serves(f.Enterprise) }
+		out.ReceiptWebhooksFailing = slices.DeleteFunc(failingWebhooks(h.Failing(maxFailingWebhooks)), served)
+		out.ReplyWebhooksFailing = slices.DeleteFunc(failingWebhooks(h.FailingReplies(maxFailingWebhooks)), served)
 	}
 	if g := s.cfg.Gateway; g != nil {
 		h := g.Health()

@@ -20,9 +20,12 @@ import (
 )
 
 // Manager is an account manager's credential: the name what it does is
-// recorded under, and its token.
+// recorded under, and its token; Enterprises, when given, are the group
+// codes it serves (its portfolio): it is the operator of those and of no
+// other, and what belongs to no one enterprise is not its to do.
 type Manager struct {
 	Name, Token string
+	Enterprises []string
 }
 
 // Config is what the API needs from the daemon.
@@ -33,7 +36,7 @@ type Config struct {
 	AdminToken string
 	// Managers are the account managers, each with a token of their
 	// own: the admin token's powers, acting under their name (what they
-	// decide records it).
+	// decide records it), or over their own enterprises only.
 	Managers []Manager
 	Store    *queue.Store
 	Policy   *policy.Policy

@@ -47,6 +47,19 @@ func (s *Server) opsRoutes() {
 	}
 }
 
+// everyEnterprise refuses h to an account manager with a portfolio: it is
+// the operator of every enterprise's (a backup of the whole store, the
+// daemon's own operations).
+func (s *Server) everyEnterprise(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a := s.actorOf(r.Context()); a.Scoped() {
+			writeNotServed(w, a, "")
+			return
+		}
+		h(w, r)
+	}
+}
+
 // opsRouteList is every operations endpoint (admin.openapi.yaml documents
 // each); registered behind the operator check.
 func (s *Server) opsRouteList() []plainRoute {
@@ -54,7 +67,7 @@ func (s *Server) opsRouteList() []plainRoute {
 	return []plainRoute{
 		{"GET /admin/v1/export/dlr", s.exportDLR},
 		{"GET /admin/v1/bill", s.bill},
-		{"GET /admin/v1/backup", func(w http.ResponseWriter, r *http.Request) {
+		{"GET /admin/v1/backup", s.everyEnterprise(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case backups <- struct{}{}:
 				defer func() { <-backups }()
@@ -62,7 +75,7 @@ func (s *Server) opsRouteList() []plainRoute {
 			default:
 				writeError(w, http.StatusConflict, "busy", "another backup is running")
 			}
-		}},
+		})},
 	}
 }
 
@@ -116,6 +129,12 @@ func (l *lazyHeader) Write(p []byte) (int, error) {
 // or ?after=CURSOR[&enterprise=][&format=] (the parts final since the cursor).
 func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	// An account manager with a portfolio exports one of its
+	// enterprises' receipts at a time, never every enterprise's.
+	if a := s.actorOf(r.Context()); a.Scoped() && !a.Serves(q.Get("enterprise")) {
+		writeNotServed(w, a, q.Get("enterprise"))
+		return
+	}
 	if q.Has("after") {
 		s.exportFinal(w, r)
 		return
@@ -347,6 +366,11 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	}
 	end := start.AddDate(0, 1, 0)
 	only := r.URL.Query().Get("enterprise")
+	a := s.actorOf(r.Context())
+	if only != "" && a.Scoped() && !a.Serves(only) {
+		writeNotServed(w, a, only)
+		return
+	}
 
 	// Every node's usage of the month (usage_cluster.go); a line lacking
 	// some is marked partial.
@@ -381,6 +405,9 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]BillLine, 0, len(codes))
 	for code, e := range codes {
+		if !a.Serves(code) {
+			continue // not one of the account manager's enterprises
+		}
 		line := s.billLine(code, e, month, byEnt[code])
 		line.Missing = missingOf(missing)
 		out = append(out, line)

@@ -160,6 +160,14 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 		writeErr(w, invalidf("format %q: want csv or json", format))
 		return
 	}
+	// Refused before the answer starts (ExportOptOuts would refuse it
+	// too, once the status is out): an account manager with a portfolio
+	// exports one of its enterprises' lists, never every enterprise's.
+	// One number's entries (OptOutsOf) are its enterprises' only.
+	if number := r.URL.Query().Get("number"); a.Scoped() && number == "" && !a.Serves(code) {
+		writeNotServed(w, a, code)
+		return
+	}
 	if code != "" {
 		if _, ok := s.cfg.Policy.Lookup(code); !ok {
 			writeError(w, http.StatusNotFound, "not_found", "enterprise "+code)

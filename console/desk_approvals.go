@@ -49,6 +49,9 @@ func (s *Server) pendingSignatures(q *req) ([]policy.SignatureRequest, error) {
 }
 
 func (s *Server) pendingApplications(q *req) ([]api.Application, error) {
+	if opsScope(q.r) != nil {
+		return nil, nil // not a portfolio's: the desk does not show them
+	}
 	var l struct {
 		Applications []api.Application `json:"applications"`
 	}

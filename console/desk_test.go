@@ -517,3 +517,51 @@ func TestDeskAccountManager(t *testing.T) {
 		t.Errorf("the enterprise's whitelist names the admin token or the seeding in English:\n%s", a.Body)
 	}
 }
+
+// TestDeskManagerPortfolio: an account manager who serves A only (its
+// portfolio) sees A's on the desk: the header says so; the pending
+// entries, the enterprises and the export's choices are A's; what is not
+// its to do (开户申请, 新建企业, 号码查询 across every enterprise) is not
+// offered; B's page is refused in Chinese. The admin token's desk has
+// them all again.
+func TestDeskManagerPortfolio(t *testing.T) {
+	const token = "li-token-0123456789ab"
+	r := newRig(t, func(c *api.Config) {
+		c.Managers = []api.Manager{{Name: "李经理", Token: token, Enterprises: []string{"A"}}}
+	})
+	if _, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "B", Admin: true, Name: "bob"}, "B", []string{"13900000051"}); err != nil {
+		t.Fatal(err)
+	}
+	c := r.client()
+	if a := c.submit("/ops/login", "/ops/login", url.Values{"token": {token}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("李经理's login: %d %s", a.Status, a.Body)
+	}
+	notOffered := func(path string, not ...string) {
+		t.Helper()
+		a := c.get(path)
+		a.wantPage(t, `<span class="who">李经理 · 负责 A</span>`)
+		for _, n := range not {
+			if strings.Contains(a.Body, n) {
+				t.Errorf("%s offers %q to 李经理 (A's):\n%s", path, n, a.Body)
+			}
+		}
+	}
+	notOffered("/ops/", "开户申请", `href="/ops/trace"`)
+	notOffered("/ops/approvals", "开户申请", "13900000051")
+	c.get("/ops/approvals").wantPage(t, "13712345679") // A's pending entry
+	notOffered("/ops/enterprises", "新建企业", "乙公司")
+	c.get("/ops/enterprises").wantPage(t, "甲公司")
+	notOffered("/ops/export", "全部企业", "乙公司")
+	a := c.get("/ops/enterprises/B")
+	if a.Status != http.StatusForbidden || !strings.Contains(a.Body, "无权执行此操作（企业 B 不在客户经理李经理负责的企业之中）") {
+		t.Errorf("B's page to 李经理: %d, want 403 with the reason in Chinese:\n%s", a.Status, a.Body)
+	}
+	c.post("/ops/logout", url.Values{})
+	c.opsLogin() // the admin token: every enterprise
+	a = c.get("/ops/enterprises")
+	a.wantPage(t, "新建企业", "乙公司")
+	if strings.Contains(a.Body, "负责 A") {
+		t.Errorf("the admin token's desk still shows 李经理's portfolio:\n%s", a.Body)
+	}
+	c.get("/ops/approvals").wantPage(t, "开户申请", "13900000051")
+}

@@ -72,6 +72,11 @@ func (s *Server) opsLogin(q *req) {
 	} else {
 		setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
 	}
+	if len(out.Enterprises) > 0 {
+		setCookie(q.w, q.r, opsScopeCookie, url.QueryEscape(strings.Join(out.Enterprises, ",")), "/ops/", 0)
+	} else {
+		setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
+	}
 	q.redirect(localPath(q.r.PostFormValue("next"), "/ops/"), "")
 }
 
@@ -79,6 +84,7 @@ func (s *Server) opsLogout(q *req) {
 	_ = s.opsCall(q.r, http.MethodPost, "/admin/v1/logout", nil, nil)
 	setCookie(q.w, q.r, opsCookie, "", "/ops/", -1)
 	setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
+	setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
 	q.redirect("/ops/login", "您已安全退出。")
 }
 

@@ -59,19 +59,22 @@ type page struct {
 	Me      *api.Me
 	Ops     bool
 	OpsName string // the account manager the desk's session acts as
-	CSRF    string
-	Path    string
-	Flash   string
-	Errors  map[string]string // field → Chinese message ("" key: the whole form)
-	Form    url.Values
-	D       any
+	// OpsScope is the group codes that manager serves (nil: every
+	// enterprise): the desk leaves out what is not its to do.
+	OpsScope []string
+	CSRF     string
+	Path     string
+	Flash    string
+	Errors   map[string]string // field → Chinese message ("" key: the whole form)
+	Form     url.Values
+	D        any
 }
 
 // view is a page being prepared: handlers fill D, Errors and Form.
 func (q *req) view(d any) *page {
 	p := &page{Me: q.me, Ops: q.ops, CSRF: q.csrf, Path: q.r.URL.Path, D: d, Form: url.Values{}, Errors: map[string]string{}}
 	if q.ops {
-		p.OpsName = opsName(q.r)
+		p.OpsName, p.OpsScope = opsName(q.r), opsScope(q.r)
 	}
 	return p
 }

@@ -151,7 +151,7 @@ type GroupCount struct {
 func (s *Store) bookKey(a Actor, b Book, write bool) ([]byte, error) {
 	snap := s.snap.Load()
 	if snap.ents[b.Enterprise] == nil {
-		if a.Operator {
+		if a.Everywhere() {
 			return nil, fmt.Errorf("%w: enterprise %s", ErrNotFound, b.Enterprise)
 		}
 		return nil, ErrForbidden
@@ -162,7 +162,7 @@ func (s *Store) bookKey(a Actor, b Book, write bool) ([]byte, error) {
 		}
 		return []byte("enterprise"), nil
 	}
-	if !a.Operator && (a.Enterprise != b.Enterprise || a.Name != b.User) {
+	if !a.Serves(b.Enterprise) && (a.Enterprise != b.Enterprise || a.Name != b.User) {
 		return nil, ErrForbidden
 	}
 	rec := snap.bySID[b.User]

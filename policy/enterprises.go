@@ -161,9 +161,10 @@ func (s *Store) validEnterprise(e *Enterprise) error {
 	return validServiceNumber(e)
 }
 
-// CreateEnterprise creates an enterprise (operator only).
+// CreateEnterprise creates an enterprise (the operator of every enterprise
+// only: a manager with a portfolio is given new ones in the configuration).
 func (s *Store) CreateEnterprise(a Actor, e Enterprise) (*Enterprise, error) {
-	if !a.Operator {
+	if !a.Everywhere() {
 		return nil, ErrForbidden
 	}
 	if err := s.validEnterprise(&e); err != nil {
@@ -190,10 +191,10 @@ func (s *Store) CreateEnterprise(a Actor, e Enterprise) (*Enterprise, error) {
 	return &e, nil
 }
 
-// UpdateEnterprise changes an enterprise (operator only): fn edits a copy, which
+// UpdateEnterprise changes an enterprise (its operator only): fn edits a copy, which
 // is validated and stored. The code cannot change.
 func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) error) (*Enterprise, error) {
-	if !a.Operator {
+	if !a.Serves(code) {
 		return nil, ErrForbidden
 	}
 	return s.updateEnterprise(code, fn)
@@ -204,7 +205,7 @@ func (s *Store) UpdateEnterprise(a Actor, code string, fn func(*Enterprise) erro
 // enterprise's own admins' (self-service: they run the endpoint the
 // receipts go to). fn edits a copy, validated as UpdateEnterprise's.
 func (s *Store) SetReceiptHook(a Actor, code string, fn func(*ReceiptHook) error) (*Enterprise, error) {
-	if !a.Operator && !(a.Admin && a.member(code)) {
+	if !a.admin(code) {
 		return nil, ErrForbidden
 	}
 	return s.updateEnterprise(code, func(e *Enterprise) error { return fn(&e.Receipt) })

@@ -404,10 +404,11 @@ func (s *Store) ListOptOuts(a Actor, code, after string, limit int) (entries []O
 }
 
 // ExportOptOuts calls fn for every opt-out of the enterprise code, or of
-// every enterprise when code is "" (operator only), in enterprise then
+// every enterprise when code is "" (the operator of every enterprise
+// only; of code, its operator only), in enterprise then
 // number order, inside one read transaction: fn should write, not block.
 func (s *Store) ExportOptOuts(a Actor, code string, fn func(OptOutEntry) error) error {
-	if !a.Operator {
+	if code == "" && !a.Everywhere() || code != "" && !a.Serves(code) {
 		return ErrForbidden
 	}
 	return dbErr(s.db.View(func(tx *bolt.Tx) error {
@@ -463,7 +464,8 @@ func (s *Store) FindOptOut(a Actor, code, number string) (*OptOutEntry, error) {
 }
 
 // OptOutsOf returns number's entry on every enterprise's opt-out list
-// that has it (the operator only), in enterprise order: what a handset
+// that has it (the operator only; a manager's own enterprises' lists
+// only), in enterprise order: what a handset
 // owner who says "I replied TD and still get messages" is answered from.
 // A number that is no Chinese mobile is an invalid_number refusal.
 func (s *Store) OptOutsOf(a Actor, number string) ([]OptOutEntry, error) {
@@ -478,7 +480,7 @@ func (s *Store) OptOutsOf(a Actor, number string) ([]OptOutEntry, error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketOptOuts).ForEachBucket(func(ck []byte) error {
 			v := tx.Bucket(bucketOptOuts).Bucket(ck).Get([]byte(e164))
-			if v == nil {
+			if v == nil || !a.Serves(string(ck)) {
 				return nil
 			}
 			e, err := decodeOptOut(string(ck), []byte(e164), v)

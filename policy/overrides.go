@@ -9,9 +9,10 @@ import (
 // Number overrides (operator only): 携号转网 and number-block corrections.
 
 // SetOverride adds or replaces an override of the classifier (携号转网 and
-// number-block corrections). Operator only; effective immediately.
+// number-block corrections). The operator of every enterprise only;
+// effective immediately.
 func (s *Store) SetOverride(a Actor, o Override) error {
-	if !a.Operator {
+	if !a.Everywhere() {
 		return ErrForbidden
 	}
 	n, err := o.normalize()
@@ -24,9 +25,9 @@ func (s *Store) SetOverride(a Actor, o Override) error {
 	})
 }
 
-// RemoveOverride removes the override of prefix (operator only).
+// RemoveOverride removes the override of prefix (as SetOverride).
 func (s *Store) RemoveOverride(a Actor, prefix string) error {
-	if !a.Operator {
+	if !a.Everywhere() {
 		return ErrForbidden
 	}
 	p, err := normalizePrefix(prefix)

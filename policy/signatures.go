@@ -124,7 +124,8 @@ func (s *Store) RequestSignature(a Actor, code, sig string) (*SignatureRequest, 
 }
 
 // SignatureRequests lists requests, newest first: for the operator of every
-// enterprise (code "") or of one, for an enterprise's members of their own;
+// enterprise it serves (code "") or of one, for an enterprise's members of
+// their own;
 // state "" lists every state.
 func (s *Store) SignatureRequests(a Actor, code, state string) ([]SignatureRequest, error) {
 	if code == "" && !a.Operator || code != "" && !a.member(code) {
@@ -142,7 +143,7 @@ func (s *Store) SignatureRequests(a Actor, code, state string) ([]SignatureReque
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
-			if (code == "" || r.Enterprise == code) && (state == "" || r.State == state) {
+			if (code == "" && a.member(r.Enterprise) || r.Enterprise == code) && (state == "" || r.State == state) {
 				out = append(out, r)
 			}
 			return nil
@@ -156,7 +157,8 @@ func (s *Store) SignatureRequests(a Actor, code, state string) ([]SignatureReque
 }
 
 // DecideSignature approves (setting the enterprise's signature in the same
-// transaction) or rejects, with a reason, a pending request (operator only).
+// transaction) or rejects, with a reason, a pending request (its
+// enterprise's operator only).
 // A request that is not pending is ErrInvalid.
 func (s *Store) DecideSignature(a Actor, id string, approve bool, reason string) (*SignatureRequest, error) {
 	if !a.Operator {
@@ -180,6 +182,9 @@ func (s *Store) DecideSignature(a Actor, id string, approve bool, reason string)
 		}
 		if err := json.Unmarshal(v, &out); err != nil {
 			return err
+		}
+		if !a.Serves(out.Enterprise) {
+			return fmt.Errorf("%w: enterprise %s", ErrForbidden, out.Enterprise)
 		}
 		if out.State != SignaturePending {
 			return invalidField("", "该签名申请已处理（"+signatureStateZH[out.State]+"），不再待审批", "signature request %s is %s, not pending", id, out.State)

@@ -234,7 +234,7 @@ func nameTaken(tx *bolt.Tx, ent, name, except string) error {
 func (s *Store) userFor(a Actor, systemID string, needAdmin bool) (*userRec, error) {
 	rec := s.snap.Load().bySID[systemID]
 	if rec == nil {
-		if a.Operator {
+		if a.Everywhere() {
 			return nil, fmt.Errorf("%w: user %s", ErrNotFound, systemID)
 		}
 		return nil, ErrForbidden

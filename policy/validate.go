@@ -15,6 +15,10 @@ func invalid(format string, args ...any) error {
 
 // validCode checks a group code, the field named field in the request
 // ("code" for an enterprise, "group_code" for an application).
+// ValidGroupCode checks an enterprise's group code as CreateEnterprise
+// does (for codes named elsewhere: the configuration's).
+func ValidGroupCode(code string) error { return validCode("code", code) }
+
 func validCode(field, code string) error {
 	if code == "" || len(code) > 32 {
 		return invalidField(field, "集团编码须为 1–32 个字符", "group code %q: 1–32 characters", code)

@@ -50,11 +50,11 @@ func decider(a Actor, st WhitelistState, reason string, now time.Time) func(*bol
 }
 
 // DecideWhitelist sets numbers of an enterprise's whitelist to Approved or
-// Rejected (operator only); a rejection needs a reason, which the
+// Rejected (its operator only); a rejection needs a reason, which the
 // enterprise sees in its list and in the refusal of a send to the number.
 // numbers == nil decides every pending entry.
 func (s *Store) DecideWhitelist(a Actor, code string, st WhitelistState, reason string, numbers []string) (BulkResult, error) {
-	if !a.Operator {
+	if !a.Serves(code) {
 		return BulkResult{}, ErrForbidden
 	}
 	reason, err := checkDecision(st, reason)
@@ -124,11 +124,18 @@ type DecideResult struct {
 }
 
 // DecideEntries approves or rejects entries of any enterprises' whitelists
-// in one transaction (operator only): the account manager's queue. A
+// in one transaction (operator only, each entry's): the account manager's queue. A
 // rejection needs a reason.
 func (s *Store) DecideEntries(a Actor, st WhitelistState, reason string, refs []EntryRef) (DecideResult, error) {
 	if !a.Operator {
 		return DecideResult{}, ErrForbidden
+	}
+	// A manager's request naming an enterprise not its own is refused
+	// whole: deciding the rest would leave the caller to find out which.
+	for _, r := range refs {
+		if !a.Serves(r.Enterprise) {
+			return DecideResult{}, fmt.Errorf("%w: enterprise %s", ErrForbidden, r.Enterprise)
+		}
 	}
 	reason, err := checkDecision(st, reason)
 	if err != nil {
@@ -223,7 +230,7 @@ func parsePendingCursor(c string) (PendingEntry, error) {
 // ListPending returns up to limit pending entries of every enterprise,
 // oldest first (then by enterprise and number), after the cursor `after`
 // ("": from the oldest); next is the cursor of the following page, "" at
-// the end. Operator only; it reads the file.
+// the end. Operator only (a manager's own enterprises'); it reads the file.
 func (s *Store) ListPending(a Actor, after string, limit int) (entries []PendingEntry, next string, err error) {
 	if !a.Operator {
 		return nil, "", ErrForbidden
@@ -241,7 +248,7 @@ func (s *Store) ListPending(a Actor, after string, limit int) (entries []Pending
 		root := tx.Bucket(bucketWhitelist)
 		return root.ForEach(func(code, v []byte) error {
 			b := root.Bucket(code)
-			if v != nil || b == nil {
+			if v != nil || b == nil || !a.Serves(string(code)) {
 				return nil
 			}
 			return b.ForEach(func(k, v []byte) error {

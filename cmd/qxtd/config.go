@@ -181,6 +181,10 @@ type AccountManagerConfig struct {
 	Token string `mapstructure:"token"`
 	// TokenFile holds Token instead: a path (secrets.go).
 	TokenFile string `mapstructure:"token_file"`
+	// Enterprises are the group codes the manager serves (its
+	// portfolio): it is the operator of those only. None: of every
+	// enterprise, as the admin token.
+	Enterprises []string `mapstructure:"enterprises"`
 }
 
 // maxManagerName bounds an account manager's name (in characters): it is
@@ -1005,7 +1009,9 @@ func (c *Config) Validate() error {
 // it is (printable, at most maxManagerName characters, not the admin
 // API's own "admin-api"), told apart from the others; a token each, of
 // minManagerToken characters or more and no one else's, and only with
-// the admin API on (an empty admin_token disables it, managers included).
+// the admin API on (an empty admin_token disables it, managers included);
+// its enterprises, if any, group codes each listed once (whether they
+// exist is the store's: serve warns of those that do not).
 func (h *HTTPConfig) validateManagers() []error {
 	var errs []error
 	if len(h.AccountManagers) > 0 && h.AdminToken == "" {
@@ -1035,6 +1041,16 @@ func (h *HTTPConfig) validateManagers() []error {
 			errs = append(errs, fmt.Errorf("%s.token: the same as another manager's or http.admin_token: each needs its own", k))
 		}
 		tokens[m.Token] = true
+		seen := map[string]bool{}
+		for j, code := range m.Enterprises {
+			switch err := policy.ValidGroupCode(code); {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s.enterprises[%d]: %w", k, j, err))
+			case seen[code]:
+				errs = append(errs, fmt.Errorf("%s.enterprises[%d]: %q listed twice", k, j, code))
+			}
+			seen[code] = true
+		}
 	}
 	return errs
 }

@@ -27,6 +27,9 @@ func TestAccountManagersConfig(t *testing.T) {
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: "` + strings.Repeat("经", 33) + `", token: zhang-0123456789}]}`, "http.account_managers[0].name: 33 characters, at most 32"},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: "张\u0007", token: zhang-0123456789}]}`, "http.account_managers[0].name: \"张\\a\" has a character that is not printable"},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, tokn: zhang-0123456789}]}`, "http.account_managers[0].tokn: unknown key"},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, GD0200002]}]}`, ""},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, "GD 02"]}]}`, `http.account_managers[0].enterprises[1]: policy: invalid: group code "GD 02": only letters, digits, - and _`},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, GD0755001]}]}`, `http.account_managers[0].enterprises[1]: "GD0755001" listed twice`},
 	} {
 		_, err := parseConfig("qxtd.yaml", []byte("http: "+c.http+"\n"+up), nil)
 		switch {
@@ -63,6 +66,7 @@ func TestAccountManagerDecides(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "zhang.token")
 	const token = "zhang-token-0123456789abcdef"
+	const liToken = "li-token-0123456789abcdef"
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +77,7 @@ func TestAccountManagerDecides(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(b), "admin_token: test-token }",
-		"admin_token: test-token, account_managers: [{name: 张经理, token_file: "+tokenFile+"}] }", 1)
+		"admin_token: test-token, account_managers: [{name: 张经理, token_file: "+tokenFile+"}, {name: 李经理, token: "+liToken+", enterprises: [T9]}] }", 1)
 	if cfg == string(b) {
 		t.Fatal("the test configuration's http line changed: the manager was not added")
 	}
@@ -86,6 +90,14 @@ func TestAccountManagerDecides(t *testing.T) {
 	if code, body := postJSON(t, http.MethodPost, base+"/v1/whitelist", key, `{"number":"13712340001"}`); code != http.StatusCreated {
 		t.Fatalf("the enterprise asks for a number: %d %s", code, body)
 	}
+	// 李经理 serves T9 only (not opened yet: the log says so).
+	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T1/whitelist/approve", liToken, `{"numbers":["13712340001"]}`); code != http.StatusForbidden ||
+		!strings.Contains(body, "企业 T1 不在客户经理李经理负责的企业之中") {
+		t.Fatalf("李经理 (T9's) approves for T1: %d %s, want 403 forbidden", code, body)
+	}
+	if !strings.Contains(d.log(), "an account manager's enterprise does not exist (yet)") || !strings.Contains(d.log(), `"enterprise":"T9"`) {
+		t.Errorf("no warning of 李经理's T9 in the log:\n%s", d.log())
+	}
 	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T1/whitelist/approve", token, `{"numbers":["13712340001"]}`); code != http.StatusOK {
 		t.Fatalf("张经理 approves: %d %s", code, body)
 	}
@@ -93,7 +105,7 @@ func TestAccountManagerDecides(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `"decided_by":"张经理"`) {
 		t.Fatalf("the enterprise's approved numbers: %d %s, want decided_by 张经理", code, body)
 	}
-	if strings.Contains(d.log(), token) {
-		t.Error("the daemon's log shows the manager's token")
+	if strings.Contains(d.log(), token) || strings.Contains(d.log(), liToken) {
+		t.Error("the daemon's log shows a manager's token")
 	}
 }

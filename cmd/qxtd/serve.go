@@ -504,7 +504,15 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, ReceiptSecretOverlap: cfg.Webhooks.SecretOverlap, Load: d.load.status, Logger: log.With("component", "api"),
 		Registerer: reg}
 	for _, m := range cfg.HTTP.AccountManagers {
-		acfg.Managers = append(acfg.Managers, api.Manager{Name: m.Name, Token: m.Token})
+		acfg.Managers = append(acfg.Managers, api.Manager{Name: m.Name, Token: m.Token, Enterprises: m.Enterprises})
+		for _, code := range m.Enterprises {
+			// Not an error: the enterprise may be opened later (by
+			// the admin token). A typo would leave the manager
+			// without it, so say so.
+			if _, ok := d.policy.Lookup(code); !ok {
+				log.Warn("an account manager's enterprise does not exist (yet)", "manager", m.Name, "enterprise", code)
+			}
+		}
 	}
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
