@@ -194,6 +194,39 @@ func TestAccountManagerPortfolio(t *testing.T) {
 	if !slices.ContainsFunc(page.Entries, func(e policy.WhitelistEntry) bool { return e.Number == numA && e.DecidedBy == "张经理" }) {
 		t.Errorf("A's approved entries %+v: %s not decided by 张经理", page.Entries, numA)
 	}
+	// The traces of a number: A's and B's messages to it, a reply to
+	// each; 张经理's trace holds A's.
+	r.serviceNumbers()
+	a1 := r.send(r.keys["alice"], SendRequest{To: []string{uNumA1}, Text: "甲的"}).Results[0].ID
+	r.send(r.keys["bob"], SendRequest{To: []string{uNumA1}, Text: "乙的"})
+	var trace MessagePage
+	if status, _, raw = call(zhang, "GET", "/admin/v1/messages?number="+uNumA1, nil); status != http.StatusOK {
+		t.Fatalf("张经理's trace: %d %s", status, raw)
+	}
+	if err := json.Unmarshal(raw, &trace); err != nil || len(trace.Messages) != 1 || trace.Messages[0].ID != a1 || trace.Messages[0].Enterprise != "A" {
+		t.Errorf("张经理's trace of %s: %s, want A's %s only", uNumA1, raw, a1)
+	}
+	for _, dst := range []string{"106575001", "106575002"} { // A's, B's
+		if err := r.sim.InjectMO(uNumA1, dst, "回复"+dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var replies InboxPage
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, _, raw = call(adminToken, "GET", "/admin/v1/inbox?number="+uNumA1, nil)
+		if err := json.Unmarshal(raw, &replies); err == nil && len(replies.Replies) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the operator's trace of %s's replies: %s, want 2", uNumA1, raw)
+		}
+		time.Sleep(20 * time.Millisecond) // poll: the MO is stored by the gateway, nothing to wait on here
+	}
+	_, _, raw = call(zhang, "GET", "/admin/v1/inbox?number="+uNumA1, nil)
+	if err := json.Unmarshal(raw, &replies); err != nil || len(replies.Replies) != 1 || replies.Replies[0].Enterprise != "A" {
+		t.Errorf("张经理's trace of %s's replies: %s, want A's only", uNumA1, raw)
+	}
+
 	// The login says whose the session is, and over what.
 	lr, err := (&Client{Base: hs.URL}).OperatorLogin(zhang)
 	if err != nil || lr.Name != "张经理" || !slices.Equal(lr.Enterprises, []string{"A", "C"}) {

@@ -49,8 +49,8 @@ func (s *Server) asEnterpriseAdmin(h func(*caller, http.ResponseWriter, *http.Re
 // messages to a number, newest first, each naming its enterprise — the
 // operator's trace of a number whose owner complains of a message (who
 // sent it, when, with what signature).
-func (s *Server) adminTrace(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := traceCaller(w, r, "recipient"); ok {
+func (s *Server) adminTrace(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if c, ok := traceCaller(a, w, r, "recipient"); ok {
 		s.list(c, w, r, queue.ListFilter{Sent: true, AllEnterprises: true})
 	}
 }
@@ -60,21 +60,27 @@ func (s *Server) adminTrace(_ policy.Actor, w http.ResponseWriter, r *http.Reque
 // for a reply to a number no enterprise has) — with the number's
 // opt-outs (GET /admin/v1/optouts?number=), the answer to "I replied TD
 // and still get messages".
-func (s *Server) adminTraceReplies(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
-	if c, ok := traceCaller(w, r, "handset"); ok {
+func (s *Server) adminTraceReplies(a policy.Actor, w http.ResponseWriter, r *http.Request) {
+	if c, ok := traceCaller(a, w, r, "handset"); ok {
 		s.inboxList(c, w, r, true)
 	}
 }
 
 // traceCaller is the caller of a trace across the enterprises (an admin
 // of none), once its number (whose: the recipient's, the handset's) is
-// there: the operator lists no enterprise's records wholesale here. false:
-// the 400 was written.
-func traceCaller(w http.ResponseWriter, r *http.Request, whose string) (*caller, bool) {
+// there: the operator lists no enterprise's records wholesale here; an
+// account manager with a portfolio lists its enterprises' only (a page
+// may then hold fewer than its limit, and go on). false: the 400 was
+// written.
+func traceCaller(a policy.Actor, w http.ResponseWriter, r *http.Request, whose string) (*caller, bool) {
 	n := r.URL.Query().Get("number")
 	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the %s's number or its last digits (at most %d characters)", whose, maxNumberQuery))
 		return nil, false
 	}
-	return &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}, true
+	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}
+	if a.Scoped() {
+		c.serves = a.Serves
+	}
+	return c, true
 }

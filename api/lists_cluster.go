@@ -446,15 +446,17 @@ func nodeQuery(f queue.ListFilter, outcome string, limit int) NodeListQuery {
 }
 
 // clusterList answers GET /v1/messages or /v1/scheduled (f) in a cluster.
-func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, f queue.ListFilter, outcome, cursor string, limit int) {
+func (s *Server) clusterList(ctx context.Context, w http.ResponseWriter, c *caller, f queue.ListFilter, outcome, cursor string, limit int) {
 	streams, unknown, ok := s.listStreams(ctx, w, "after", cursor)
 	if !ok {
 		return
 	}
 	taken, next, missing := s.clusterPage(ctx, nodeQuery(f, outcome, limit), streams, unknown)
-	page := MessagePage{Messages: make([]Message, len(taken)), Next: next, Missing: missing}
-	for i, e := range taken {
-		page.Messages[i] = *e.Msg
+	page := MessagePage{Messages: make([]Message, 0, len(taken)), Next: next, Missing: missing}
+	for _, e := range taken {
+		if c.listed(e.Msg.Enterprise) {
+			page.Messages = append(page.Messages, *e.Msg)
+		}
 	}
 	writeJSON(w, http.StatusOK, page)
 }
@@ -469,15 +471,17 @@ func inboxNodeQuery(enterprise string, f queue.InboxFilter, limit int) NodeListQ
 }
 
 // clusterInbox answers GET /v1/inbox in a cluster.
-func (s *Server) clusterInbox(ctx context.Context, w http.ResponseWriter, enterprise string, f queue.InboxFilter, cursor string, limit int) {
+func (s *Server) clusterInbox(ctx context.Context, w http.ResponseWriter, c *caller, f queue.InboxFilter, cursor string, limit int) {
 	streams, unknown, ok := s.listStreams(ctx, w, "before", cursor)
 	if !ok {
 		return
 	}
-	taken, next, missing := s.clusterPage(ctx, inboxNodeQuery(enterprise, f, limit), streams, unknown)
-	page := InboxPage{Replies: make([]InboxItem, len(taken)), Next: next, Missing: missing}
-	for i, e := range taken {
-		page.Replies[i] = *e.Reply
+	taken, next, missing := s.clusterPage(ctx, inboxNodeQuery(c.ent.Code, f, limit), streams, unknown)
+	page := InboxPage{Replies: make([]InboxItem, 0, len(taken)), Next: next, Missing: missing}
+	for _, e := range taken {
+		if c.listed(e.Reply.Enterprise) {
+			page.Replies = append(page.Replies, *e.Reply)
+		}
 	}
 	writeJSON(w, http.StatusOK, page)
 }

@@ -394,7 +394,7 @@ func pageOverOlderNode(t *testing.T, peer *olderNode, mine []*queue.Message, f q
 		}
 	}
 	w := httptest.NewRecorder()
-	New(Config{Store: st, PeerLists: peer}).clusterList(t.Context(), w, f, "", "", 10)
+	New(Config{Store: st, PeerLists: peer}).clusterList(t.Context(), w, &caller{}, f, "", "", 10)
 	var page MessagePage
 	if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil || w.Code != 200 {
 		t.Fatalf("%d %s: %v", w.Code, w.Body, err)

@@ -73,7 +73,14 @@ type caller struct {
 	ent     *policy.Enterprise
 	acct    *gateway.Account
 	session string // the console token, "" for an API key
+	// serves, of an account manager's trace across enterprises, is
+	// which enterprises' records it lists (nil: every one's).
+	serves func(code string) bool
 }
+
+// listed reports whether c's list across enterprises shows a record of
+// enterprise code.
+func (c *caller) listed(code string) bool { return c.serves == nil || c.serves(code) }
 
 // admin reports whether the caller sees the whole enterprise's messages.
 func (c *caller) admin() bool { return c.user.Role == policy.RoleAdmin }

@@ -154,7 +154,7 @@ func (s *Server) inboxList(c *caller, w http.ResponseWriter, r *http.Request, al
 	}
 	f.AllEnterprises = all
 	if s.cfg.PeerLists != nil {
-		s.clusterInbox(r.Context(), w, c.ent.Code, f, q.Get("before"), limit)
+		s.clusterInbox(r.Context(), w, c, f, q.Get("before"), limit)
 		return
 	}
 	list, next, err := s.cfg.Store.Inbox(c.ent.Code, f, before, limit)
@@ -164,7 +164,9 @@ func (s *Server) inboxList(c *caller, w http.ResponseWriter, r *http.Request, al
 	}
 	out := InboxPage{Replies: make([]InboxItem, 0, len(list))}
 	for _, m := range list {
-		out.Replies = append(out.Replies, inboxItemOf(m, all))
+		if c.listed(m.Enterprise) {
+			out.Replies = append(out.Replies, inboxItemOf(m, all))
+		}
 	}
 	if next != 0 {
 		out.Next = strconv.FormatUint(next, 10)

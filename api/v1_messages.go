@@ -256,7 +256,7 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 		limit = n
 	}
 	if s.cfg.PeerLists != nil {
-		s.clusterList(r.Context(), w, f, q.Get("outcome"), q.Get("after"), limit)
+		s.clusterList(r.Context(), w, c, f, q.Get("outcome"), q.Get("after"), limit)
 		return
 	}
 	ms, next, err := s.cfg.Store.List(f, after, limit)
@@ -265,13 +265,17 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 		writeOutboxErr(w, fmt.Errorf("%w: %w", gateway.ErrStore, err))
 		return
 	}
-	page := MessagePage{Messages: make([]Message, len(ms))}
-	for i, m := range ms {
-		page.Messages[i] = messageOut(m, f.Now, false)
-		s.markHeld(&page.Messages[i], m)
-		if f.AllEnterprises {
-			page.Messages[i].Enterprise = m.Enterprise
+	page := MessagePage{Messages: make([]Message, 0, len(ms))}
+	for _, m := range ms {
+		if !c.listed(m.Enterprise) {
+			continue
 		}
+		out := messageOut(m, f.Now, false)
+		s.markHeld(&out, m)
+		if f.AllEnterprises {
+			out.Enterprise = m.Enterprise
+		}
+		page.Messages = append(page.Messages, out)
 	}
 	if next != 0 {
 		page.Next = strconv.FormatUint(next, 10)

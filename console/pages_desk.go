@@ -14,6 +14,9 @@ import (
 // CSV) and 回执导出 (the API's DLR export streamed through). Every figure
 // and every rule is the admin API's (/admin/v1, as the operator session).
 
+// An account manager with a portfolio sees its enterprises' only (the
+// API keeps every list to them), and is not offered what belongs to no
+// one enterprise (page.OpsScope).
 var deskRoutes = []route{
 	{"GET /ops/{$}", (*Server).opsHome},
 	{"GET /ops/enterprises", (*Server).opsEnterprises},
