@@ -40,7 +40,10 @@ type listAnswer struct {
 func TestClusterLists(t *testing.T) {
 	t.Parallel()
 	nodes, sim, _ := startCluster(t, 3, 2, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
-		return withServiceNumber(t, writeClusterConfig(t, id, endpoints, simAddr, binds))
+		path := withServiceNumber(t, writeClusterConfig(t, id, endpoints, simAddr, binds))
+		// Two account managers with portfolios: T1's (esme's) and T2's.
+		return rewriteConfig(t, path, "admin_token: test-token }", "admin_token: test-token, account_managers: ["+
+			"{name: 张经理, token: "+mgrT1Token+", enterprises: [T1]}, {name: 李经理, token: "+mgrT2Token+", enterprises: [T2]}] }")
 	})
 	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
 	if code, body := postJSON(t, "PATCH", base(nodes[0])+"/admin/v1/users/esme", "test-token", `{"role":"admin"}`); code != http.StatusOK {
@@ -151,6 +154,39 @@ func TestClusterLists(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &tr); code != http.StatusOK || err != nil || len(tr.Messages) != 1 || tr.Messages[0].Enterprise == "" || tr.Partial {
 				t.Errorf("the trace of %s on node 3: %d %s", num, code, body)
 			}
+		}
+	})
+
+	t.Run("a manager's traces hold its enterprises' records, on every node", func(t *testing.T) {
+		// 李经理's session, opened on node 1, is taken on node 2 (etcd
+		// holds it) over T2 only, as the configuration has it.
+		code, body := postJSON(t, "POST", base(nodes[0])+"/admin/v1/login", "", `{"token":"`+mgrT2Token+`"}`)
+		var lr struct{ Token string }
+		if err := json.Unmarshal([]byte(body), &lr); code != http.StatusOK || err != nil {
+			t.Fatalf("李经理's login on node 1: %d %s", code, body)
+		}
+		for _, c := range []struct {
+			who, token string
+			want       int
+		}{{"张经理", mgrT1Token, 1}, {"李经理's session", lr.Token, 0}} {
+			for _, n := range nodes[1:] {
+				code, body := postJSON(t, "GET", base(n)+"/admin/v1/messages?number=13800000000", c.token, "")
+				var tr struct {
+					Messages []struct{ Enterprise string }
+					Partial  bool
+				}
+				if err := json.Unmarshal([]byte(body), &tr); code != http.StatusOK || err != nil || len(tr.Messages) != c.want || tr.Partial {
+					t.Errorf("%s's trace of 13800000000 on node %d: %d %s, want %d message(s)", c.who, n.id, code, body, c.want)
+				}
+				code, body = postJSON(t, "GET", base(n)+"/admin/v1/inbox?number=13712345671", c.token, "")
+				var rt struct{ Replies []struct{ Enterprise string } }
+				if err := json.Unmarshal([]byte(body), &rt); code != http.StatusOK || err != nil || len(rt.Replies) != c.want {
+					t.Errorf("%s's trace of 13712345671's replies on node %d: %d %s, want %d", c.who, n.id, code, body, c.want)
+				}
+			}
+		}
+		if code, body := postJSON(t, "GET", base(nodes[1])+"/admin/v1/enterprises/T1/messages", lr.Token, ""); code != http.StatusForbidden {
+			t.Errorf("李经理's session reads T1's outbox on node 2: %d %s", code, body)
 		}
 	})
 
@@ -287,6 +323,27 @@ func withServiceNumber(t *testing.T, path string) string {
 	cfg := strings.Replace(string(b), "no_whitelist: true, tps: 100000 }", `no_whitelist: true, tps: 100000, service_number: "1065901", ext_len: 2 }`, 1)
 	if cfg == string(b) {
 		t.Fatal("no enterprise T1 in the configuration")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The account managers' tokens of TestClusterLists.
+const mgrT1Token, mgrT2Token = "zhang-token-0123456789", "li-token-0123456789ab"
+
+// rewriteConfig replaces old with new in the configuration file at path
+// (once; the test fails if old is not there) and returns path.
+func rewriteConfig(t *testing.T, path, old, new string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), old, new, 1)
+	if cfg == string(b) {
+		t.Fatalf("%q is not in the configuration", old)
 	}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
