@@ -315,8 +315,24 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return decodeJSON(w, r, v, s.admin.maxJSON)
 }
 
-func invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{policy.ErrInvalid}, args...)...)
+// invalidZH is a request's field that cannot take its value
+// (policy.ErrInvalid, "policy: invalid: " then the English formatted as
+// fmt.Sprintf(format, args...)), with the rule in Chinese: writeErr
+// answers it 400 invalid with "field" and "detail_zh" (field "": the
+// request's shape, not one field's value).
+func invalidZH(field, zh, format string, args ...any) error {
+	return policy.NewFieldError(policy.ErrInvalid, field, zh, fmt.Sprintf(format, args...))
+}
+
+// withZH is err, package policy's plain ErrInvalid about a request's
+// field (a role, a state, a carrier that is none), as invalidZH: the same
+// message, with field and the rule in Chinese. Any other err is err.
+func withZH(err error, field, zh string) error {
+	detail, ok := strings.CutPrefix(err.Error(), policy.ErrInvalid.Error()+": ")
+	if !ok || policy.FieldOf(err) != "" {
+		return err
+	}
+	return policy.NewFieldError(policy.ErrInvalid, field, zh, detail)
 }
 
 func (s *Server) audit(a policy.Actor, action string, args ...any) {

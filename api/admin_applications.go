@@ -94,7 +94,7 @@ func (s *Server) listApplications(a policy.Actor, w http.ResponseWriter, r *http
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxApplicationList {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit: 1–%d", maxApplicationList))
+			writeInvalid(w, "limit", fmt.Sprintf("每页条数须为 1–%d", maxApplicationList), fmt.Sprintf("limit: 1–%d", maxApplicationList))
 			return
 		}
 		limit = n
@@ -157,7 +157,7 @@ func (s *Server) rejectApplication(a policy.Actor, w http.ResponseWriter, r *htt
 		return
 	}
 	if in.Reason == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "reason: required (the applicant sees it)")
+		writeInvalid(w, "reason", "拒绝时须填写原因（申请人可以看到）", "reason: required (the applicant sees it)")
 		return
 	}
 	app, err := s.cfg.Policy.RejectApplication(a, r.PathValue("number"), in.Reason)

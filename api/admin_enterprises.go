@@ -219,7 +219,7 @@ func (s *Server) showEnterprise(a policy.Actor, w http.ResponseWriter, r *http.R
 	if month == "" {
 		month = policy.MonthOf(time.Now())
 	} else if _, err := time.Parse("2006-01", month); err != nil {
-		writeErr(w, invalidf("month %q: want YYYY-MM", month))
+		writeErr(w, invalidZH("month", monthZH, "month %q: want YYYY-MM", month))
 		return
 	}
 	p := s.cfg.Policy
@@ -267,7 +267,7 @@ func (s *Server) updateEnterprise(a policy.Actor, w http.ResponseWriter, r *http
 		return
 	}
 	if in.empty() {
-		writeErr(w, invalidf("nothing to change"))
+		writeErr(w, invalidZH("", "没有要修改的内容", "nothing to change"))
 		return
 	}
 	var capFen int64

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -32,7 +33,7 @@ func (s *Server) setReceiptSecret(a policy.Actor, w http.ResponseWriter, r *http
 	if in.Secret == "" {
 		in.Secret = policy.NewReceiptSecret()
 	} else if n := len(in.Secret); n < 16 || n > 128 {
-		writeErr(w, invalidf("secret: 16 to 128 bytes, got %d", n))
+		writeErr(w, invalidZH("secret", fmt.Sprintf("签名密钥须为 16–128 字节，填了 %d 字节", n), "secret: 16 to 128 bytes, got %d", n))
 		return
 	}
 	now := time.Now()

@@ -66,6 +66,9 @@ func (s *Server) adminTraceReplies(a policy.Actor, w http.ResponseWriter, r *htt
 	}
 }
 
+// numberZH names traceCaller's whose in Chinese.
+var numberZH = map[string]string{"recipient": "接收号码", "handset": "手机号码"}
+
 // traceCaller is the caller of a trace across the enterprises (an admin
 // of none), once its number (whose: the recipient's, the handset's) is
 // there: the operator lists no enterprise's records wholesale here; an
@@ -75,7 +78,8 @@ func (s *Server) adminTraceReplies(a policy.Actor, w http.ResponseWriter, r *htt
 func traceCaller(a policy.Actor, w http.ResponseWriter, r *http.Request, whose string) (*caller, bool) {
 	n := r.URL.Query().Get("number")
 	if n == "" || len(n) > maxNumberQuery || strings.IndexFunc(n, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: required, the %s's number or its last digits (at most %d characters)", whose, maxNumberQuery))
+		writeInvalid(w, "number", fmt.Sprintf("请填写%s或其尾号（最多 %d 个字符）", numberZH[whose], maxNumberQuery),
+			fmt.Sprintf("number: required, the %s's number or its last digits (at most %d characters)", whose, maxNumberQuery))
 		return nil, false
 	}
 	c := &caller{user: &policy.User{Role: policy.RoleAdmin}, ent: &policy.Enterprise{}}

@@ -154,7 +154,7 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 func (s *Server) operatorLogout(_ policy.Actor, w http.ResponseWriter, r *http.Request) {
 	tok, _ := bearerToken(r)
 	if !isOperatorSession(tok) {
-		writeError(w, http.StatusBadRequest, "invalid", "logout ends operator sessions; the configured token is changed in the configuration")
+		writeInvalid(w, "", "退出登录只用于运营人员的登录会话；配置的令牌请在配置文件中更换", "logout ends operator sessions; the configured token is changed in the configuration")
 		return
 	}
 	s.admin.sessions.end(tok)

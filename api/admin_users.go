@@ -91,7 +91,7 @@ func parseRole(s string) (policy.Role, error) {
 	}
 	var r policy.Role
 	if err := r.UnmarshalText([]byte(s)); err != nil {
-		return 0, err
+		return 0, withZH(err, "role", "角色须为 user（普通用户）或 admin（管理员）")
 	}
 	return r, nil
 }
@@ -164,7 +164,7 @@ func (s *Server) updateUser(a policy.Actor, w http.ResponseWriter, r *http.Reque
 func (s *Server) patchUser(a policy.Actor, sid string, in UserPatch) (*policy.User, error) {
 	if in.Name == nil && in.Mobile == nil && in.ShowSignature == nil && in.Role == nil && in.Disabled == nil &&
 		in.Extension == nil && in.LongReplies == nil {
-		return nil, invalidf("nothing to change")
+		return nil, invalidZH("", "没有要修改的内容", "nothing to change")
 	}
 	upd := policy.UserUpdate{Name: in.Name, Mobile: in.Mobile, ShowSignature: in.ShowSignature, Disabled: in.Disabled,
 		Extension: in.Extension, LongReplies: in.LongReplies}

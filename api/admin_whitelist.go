@@ -64,9 +64,9 @@ func (s *Server) readNumbers(w http.ResponseWriter, r *http.Request) ([]string, 
 func checkList(numbers []string) error {
 	switch {
 	case len(numbers) == 0:
-		return invalidf("numbers: at least one number is required")
+		return invalidZH("numbers", "请至少填写一个号码", "numbers: at least one number is required")
 	case len(numbers) > maxListItems:
-		return invalidf("numbers: at most %d per request (import a file for more)", maxListItems)
+		return invalidZH("numbers", fmt.Sprintf("一次最多 %d 个号码（更多请导入文件）", maxListItems), "numbers: at most %d per request (import a file for more)", maxListItems)
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func pageQuery(r *http.Request) (after string, limit int, err error) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return "", 0, invalidf("limit %q: want a number from 1 to %d", v, policy.MaxPageSize)
+			return "", 0, invalidZH("limit", fmt.Sprintf("每页条数须为 1–%d", policy.MaxPageSize), "limit %q: want a number from 1 to %d", v, policy.MaxPageSize)
 		}
 		limit = n
 	}
@@ -160,7 +160,7 @@ func (s *Server) writeWhitelistPage(a policy.Actor, code string, w http.Response
 	var st policy.WhitelistState
 	if v := r.URL.Query().Get("state"); v != "" && v != "all" {
 		if err := st.UnmarshalText([]byte(v)); err != nil {
-			writeErr(w, err)
+			writeErr(w, withZH(err, "state", "状态须为 pending（待审批）、approved（已通过）、rejected（已拒绝）或 all"))
 			return
 		}
 	}
@@ -188,7 +188,7 @@ func (s *Server) decideWhitelist(st policy.WhitelistState) actorHandler {
 		var numbers []string
 		switch {
 		case in.AllPending && len(in.Numbers) > 0:
-			writeErr(w, invalidf("give either numbers or all_pending, not both"))
+			writeErr(w, invalidZH("", "号码（numbers）和全部待审批（all_pending）只能二选一", "give either numbers or all_pending, not both"))
 			return
 		case !in.AllPending:
 			if err := checkList(in.Numbers); err != nil {
@@ -261,10 +261,10 @@ func (s *Server) decideEntries(st policy.WhitelistState) actorHandler {
 		}
 		switch {
 		case len(in.Entries) == 0:
-			writeErr(w, invalidf("entries: at least one {enterprise, number} is required"))
+			writeErr(w, invalidZH("entries", "请至少选择一条（企业、号码）", "entries: at least one {enterprise, number} is required"))
 			return
 		case len(in.Entries) > maxListItems:
-			writeErr(w, invalidf("entries: at most %d per request", maxListItems))
+			writeErr(w, invalidZH("entries", fmt.Sprintf("一次最多 %d 条", maxListItems), "entries: at most %d per request", maxListItems))
 			return
 		}
 		res, err := s.cfg.Policy.DecideEntries(a, st, in.Reason, in.Entries)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,11 +171,33 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) bool
 		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
 		case errors.Is(err, io.EOF):
-			writeError(w, http.StatusBadRequest, "invalid", "request body: a JSON object is required")
+			writeInvalid(w, "", "请求内容须为一个 JSON 对象", "request body: a JSON object is required")
 		default:
-			writeError(w, http.StatusBadRequest, "invalid", "request body: "+err.Error())
+			field, zh := jsonErrZH(err)
+			writeInvalid(w, field, zh, "request body: "+err.Error())
 		}
 		return false
 	}
 	return true
+}
+
+// jsonErrZH is the field (as the body spells it; "" for the body as a
+// whole) and the Chinese of a body decodeJSON cannot take.
+func jsonErrZH(err error) (field, zh string) {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return te.Field, te.Field + " 的值类型有误"
+	case errors.As(err, &te):
+		return "", "请求内容须为一个 JSON 对象"
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return "", "请求内容不是有效的 JSON"
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if f, err := strconv.Unquote(name); err == nil {
+			return f, "不支持的字段 " + name + "（请检查拼写）"
+		}
+	}
+	return "", "请求内容须为一个 JSON 对象"
 }

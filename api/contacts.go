@@ -228,14 +228,14 @@ func (s *Server) expandGroups(c *caller, w http.ResponseWriter, to, groups []str
 		kind = bookPersonal
 	case bookPersonal, bookEnterprise:
 	default:
-		writeError(w, http.StatusBadRequest, "invalid", `book: "personal" or "enterprise"`)
+		writeInvalid(w, "book", "通讯录须为 personal（个人）或 enterprise（企业）", `book: "personal" or "enterprise"`)
 		return nil, false
 	}
 	if !s.accountStore(w) {
 		return nil, false
 	}
 	if len(groups) > maxGroupsPerSend {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("groups: at most %d", maxGroupsPerSend))
+		writeInvalid(w, "groups", fmt.Sprintf("最多 %d 个分组", maxGroupsPerSend), fmt.Sprintf("groups: at most %d", maxGroupsPerSend))
 		return nil, false
 	}
 	numbers, err := s.cfg.Policy.GroupNumbers(policy.ActorFor(c.user), bookOf(c, kind), groups)

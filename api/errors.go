@@ -47,6 +47,14 @@ func writeInvalid(w http.ResponseWriter, field, zh, msg string) {
 	writeJSON(w, http.StatusBadRequest, b)
 }
 
+// Chinese rules that several invalid answers share.
+const (
+	// pageCursorZH: a list's after= or before= that is not a next.
+	pageCursorZH = "翻页参数无效：请使用上一页返回的 next"
+	// monthZH: a month= that is not YYYY-MM (ParseMonth).
+	monthZH = "月份格式须为 YYYY-MM，如 2026-01"
+)
+
 // writeErr maps store and policy errors to HTTP answers.
 func writeErr(w http.ResponseWriter, err error) {
 	if r, ok := policy.ReasonOf(err); ok {

@@ -86,7 +86,8 @@ func (s *Server) keyed(h func(*caller, http.ResponseWriter, *http.Request), send
 			return
 		}
 		if len(key) > maxIdempotencyKey || strings.IndexFunc(key, notKeyChar) >= 0 {
-			writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key: at most 128 printable ASCII characters (a UUID, an order number)")
+			writeInvalid(w, "Idempotency-Key", "Idempotency-Key 最多 128 个可打印的 ASCII 字符（如 UUID、订单号）",
+				"Idempotency-Key: at most 128 printable ASCII characters (a UUID, an order number)")
 			return
 		}
 		// The enterprise first, up to the first NUL: another node

@@ -279,7 +279,7 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 	var opts batchOptions
 	for name, vs := range r.URL.Query() {
 		if len(vs) > 0 && !opts.set(name, vs[0]) && name != "format" {
-			writeError(w, http.StatusBadRequest, "invalid", "unknown parameter "+strconv.Quote(name))
+			writeInvalid(w, name, "不支持的参数 "+strconv.Quote(name), "unknown parameter "+strconv.Quote(name))
 			return
 		}
 	}
@@ -305,13 +305,13 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 		}
 		if opts.upload != "" && up.path != "" {
 			_ = os.Remove(up.path)
-			writeError(w, http.StatusBadRequest, "invalid", "upload: give a file or a staged upload, not both")
+			writeInvalid(w, "upload", "上传文件和已暂存的文件（upload）只能二选一", "upload: give a file or a staged upload, not both")
 			return
 		}
 	}
 	if opts.upload != "" {
 		if opts.template == "" {
-			writeError(w, http.StatusBadRequest, "invalid", "template: required with a staged upload (it is a templated send)")
+			writeInvalid(w, "template", "使用已暂存的文件时须填写短信模板（这是模板发送）", "template: required with a staged upload (it is a templated send)")
 			return
 		}
 		su := s.jobs.staged.take(opts.upload, visibleTo(c)) // consumed: a second use is 404
@@ -337,16 +337,16 @@ func (s *Server) createBatch(c *caller, w http.ResponseWriter, r *http.Request) 
 	req := gateway.SendRequest{Ingress: "batch", Source: opts.source}
 	switch {
 	case checkSource(opts.source) != nil:
-		writeError(w, http.StatusBadRequest, "invalid", checkSource(opts.source).Error())
+		writeInvalid(w, "source", fmt.Sprintf("发送号码须为最多 %d 位数字", maxSourceLen), checkSource(opts.source).Error())
 		return
 	case opts.receipt != "" && opts.receipt != "true" && opts.receipt != "false":
-		writeError(w, http.StatusBadRequest, "invalid", "receipt: true or false")
+		writeInvalid(w, "receipt", "状态报告（receipt）须为 true 或 false", "receipt: true or false")
 		return
 	case utf8Len(opts.template) > maxTemplateLen:
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("template: at most %d characters", maxTemplateLen))
+		writeInvalid(w, "template", fmt.Sprintf("短信模板最多 %d 个字", maxTemplateLen), fmt.Sprintf("template: at most %d characters", maxTemplateLen))
 		return
 	case opts.template == "" && opts.numberColumn != "":
-		writeError(w, http.StatusBadRequest, "invalid", "number_column: only with a template")
+		writeInvalid(w, "number_column", "号码列（number_column）只用于模板发送", "number_column: only with a template")
 		return
 	}
 	if opts.receipt == "true" {
@@ -419,26 +419,32 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 		writeError(w, code, reason, msg)
 		return nil, false
 	}
-	// noFile: the form's file is missing or empty, as a person leaves it
-	// (a file input left empty sends an empty part), said in Chinese too.
-	noFile := func(zh, msg string) (*upload, bool) {
+	// invalid: 400 invalid about field, with its rule in Chinese.
+	invalid := func(field, zh, msg string) (*upload, bool) {
 		if up.path != "" {
 			_ = os.Remove(up.path)
 		}
-		writeInvalid(w, "file", zh, msg)
+		writeInvalid(w, field, zh, msg)
 		return nil, false
 	}
+	// noFile: the form's file is missing or empty, as a person leaves it
+	// (a file input left empty sends an empty part), said in Chinese too.
+	noFile := func(zh, msg string) (*upload, bool) { return invalid("file", zh, msg) }
 	readFail := func(what string, err error) (*upload, bool) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return fail(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
 		}
-		return fail(http.StatusBadRequest, "invalid", what+": "+err.Error())
+		field := ""
+		if what == "upload" {
+			field = "file"
+		}
+		return invalid(field, "上传的内容不完整或无法读取：请重新上传", what+": "+err.Error())
 	}
 	if strings.HasPrefix(mt, "multipart/") {
 		mr, err := r.MultipartReader()
 		if err != nil {
-			return fail(http.StatusBadRequest, "invalid", "multipart body: "+err.Error())
+			return invalid("", "请求内容不是有效的 multipart/form-data 表单", "multipart body: "+err.Error())
 		}
 		for {
 			p, err := mr.NextPart()
@@ -471,10 +477,10 @@ func (s *Server) spoolUpload(w http.ResponseWriter, r *http.Request, limit int64
 				return readFail("multipart body", err)
 			}
 			if len(v) > maxFormField {
-				return fail(http.StatusBadRequest, "invalid", "field "+name+": too long")
+				return invalid(name, fmt.Sprintf("表单字段 %s 太长（最多 %d 字节）", name, maxFormField), "field "+name+": too long")
 			}
 			if !opts.set(name, string(v)) {
-				return fail(http.StatusBadRequest, "invalid", "unknown field "+strconv.Quote(name))
+				return invalid(name, "不支持的表单字段 "+strconv.Quote(name), "unknown field "+strconv.Quote(name))
 			}
 		}
 		if up.path == "" && opts.upload != "" {

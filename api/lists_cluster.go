@@ -261,11 +261,12 @@ func (s *Server) listStreams(ctx context.Context, w http.ResponseWriter, param, 
 	if cursor != "" {
 		var err error
 		if from, err = parseListCursor(cursor); err != nil {
-			msg := param + ": the next of the previous page"
+			msg, zh := param+": the next of the previous page", pageCursorZH
 			if _, numeric := canonicalUint(cursor, 64); numeric {
 				msg = param + ": in a cluster a cursor is the next of a page of this list (c1.…), not a message id; start again without " + param
+				zh = "翻页参数无效：集群中须使用上一页返回的 next（c1.…），不是短信编号；请去掉 " + param + " 从第一页开始"
 			}
-			writeError(w, http.StatusBadRequest, "invalid", msg)
+			writeInvalid(w, param, zh, msg)
 			return nil, false, false
 		}
 	}

@@ -100,6 +100,9 @@ func ParseWindowTime(s string) (time.Time, error) {
 	return t, nil
 }
 
+// windowZH names the from= and to= of an export in Chinese.
+var windowZH = map[string]string{"from": "开始时间", "to": "结束时间"}
+
 // ParseMonth reads a billing month "2006-01" and returns its first
 // instant in Asia/Shanghai.
 func ParseMonth(s string) (time.Time, error) {
@@ -146,18 +149,18 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 	}{{"from", &from}, {"to", &to}} {
 		v := q.Get(b.name)
 		if v == "" {
-			writeError(w, http.StatusBadRequest, "invalid", b.name+" is required (RFC 3339 or YYYY-MM-DD), or after (a cursor)")
+			writeInvalid(w, b.name, "请填写"+windowZH[b.name]+"（YYYY-MM-DD 或 RFC 3339），或用 after（游标）", b.name+" is required (RFC 3339 or YYYY-MM-DD), or after (a cursor)")
 			return
 		}
 		t, err := ParseWindowTime(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", b.name+": "+err.Error())
+			writeInvalid(w, b.name, windowZH[b.name]+"须为 YYYY-MM-DD（北京时间）或 RFC 3339 时间", b.name+": "+err.Error())
 			return
 		}
 		*b.t = t
 	}
 	if to.Before(from) {
-		writeError(w, http.StatusBadRequest, "invalid", "to is before from")
+		writeInvalid(w, "to", "结束时间早于开始时间", "to is before from")
 		return
 	}
 	name := fmt.Sprintf("dlr-%s-%s", from.In(shanghai).Format("20060102T150405"), to.In(shanghai).Format("20060102T150405"))
@@ -172,12 +175,12 @@ func (s *Server) exportDLR(w http.ResponseWriter, r *http.Request) {
 func (s *Server) exportFinal(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Has("from") || q.Has("to") {
-		writeError(w, http.StatusBadRequest, "invalid", "after (a cursor) and a from/to window exclude each other")
+		writeInvalid(w, "after", "after（游标）和 from/to 时间段不能同时使用", "after (a cursor) and a from/to window exclude each other")
 		return
 	}
 	after, err := queue.ParseCursor(q.Get("after"))
 	if err != nil {
-		writeErr(w, err)
+		writeInvalid(w, "after", "游标无效：请使用本系统上次导出返回的游标", err.Error())
 		return
 	}
 	until, err := s.cfg.Store.FinalCursor()
@@ -186,7 +189,8 @@ func (s *Server) exportFinal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if after > until {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("cursor %s is ahead of this store (at %s): not one of its cursors, or the store was restored from an older backup", after, until))
+		writeInvalid(w, "after", "游标超出本系统的数据范围：不是本系统的游标，或数据已从较早的备份恢复",
+			fmt.Sprintf("cursor %s is ahead of this store (at %s): not one of its cursors, or the store was restored from an older backup", after, until))
 		return
 	}
 	w.Header().Set(NextCursorHeader, until.String())
@@ -216,7 +220,7 @@ func (s *Server) streamRows(w http.ResponseWriter, r *http.Request, name string,
 	ctype := map[string]string{queue.FormatCSV: "text/csv; charset=utf-8", queue.FormatJSONL: "application/x-ndjson"}[format]
 	if ctype == "" {
 		w.Header().Del(NextCursorHeader)
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
+		writeInvalid(w, "format", "导出格式须为 csv 或 jsonl", fmt.Sprintf("format %q: want csv or jsonl", format))
 		return
 	}
 	ent := q.Get("enterprise")
@@ -361,7 +365,7 @@ func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
 	month := r.URL.Query().Get("month")
 	start, err := ParseMonth(month)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		writeInvalid(w, "month", monthZH, err.Error())
 		return
 	}
 	end := start.AddDate(0, 1, 0)

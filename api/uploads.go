@@ -144,7 +144,7 @@ func (s *Server) importFile(w http.ResponseWriter, r *http.Request, limit int64,
 	}
 	if opts != (batchOptions{}) {
 		os.Remove(up.path)
-		writeError(w, http.StatusBadRequest, "invalid", "an import takes only the file")
+		writeInvalid(w, "", "导入只需上传文件，不带其他参数", "an import takes only the file")
 		return nil, 0, nil, false
 	}
 	release, ok := s.importSlot(w, ent)

@@ -89,6 +89,14 @@ func applicationStatus(a *policy.Application) ApplicationStatus {
 	return st
 }
 
+// applyRequiredZH says in Chinese that apply's field is required.
+var applyRequiredZH = map[string]string{
+	"group_code":     "请填写集团编码",
+	"name":           "请填写企业名称",
+	"contact_mobile": "请填写联系人手机号码",
+	"signature":      "请填写签名，例如【某某公司】",
+}
+
 // required names the first empty field of a request, "" if none.
 func required(fields ...string) string {
 	for i := 0; i+1 < len(fields); i += 2 {
@@ -110,11 +118,11 @@ func (s *Server) apply(_ *caller, w http.ResponseWriter, r *http.Request) {
 	}
 	if f := required("group_code", in.GroupCode, "name", in.Name, "contact_mobile", in.ContactMobile,
 		"signature", in.Signature); f != "" {
-		writeError(w, http.StatusBadRequest, "invalid", f+": required")
+		writeInvalid(w, f, applyRequiredZH[f], f+": required")
 		return
 	}
 	if in.Package == 0 {
-		writeError(w, http.StatusBadRequest, "invalid", "package: required (a package number of the table)")
+		writeInvalid(w, "package", "请选择套餐（套餐表中的编号）", "package: required (a package number of the table)")
 		return
 	}
 	na := policy.NewApplication{GroupCode: in.GroupCode, Name: in.Name, ContactMobile: in.ContactMobile,

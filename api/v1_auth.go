@@ -188,7 +188,7 @@ func clientPrefix(r *http.Request) string { return smpp.SourcePrefix(r.RemoteAdd
 
 func (s *Server) logout(c *caller, w http.ResponseWriter, _ *http.Request) {
 	if c.session == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "logout ends console sessions; an API key is revoked by an admin")
+		writeInvalid(w, "", "退出登录只用于控制台的登录会话；API 密钥请由管理员吊销", "logout ends console sessions; an API key is revoked by an admin")
 		return
 	}
 	s.user.sessions.end(c.session)

@@ -237,7 +237,7 @@ func (s *Server) exportFormat(w http.ResponseWriter, q url.Values) (format strin
 	}
 	format = cmp.Or(q.Get("format"), queue.FormatCSV)
 	if format != queue.FormatCSV && format != queue.FormatJSONL {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("format %q: want csv or jsonl", format))
+		writeInvalid(w, "format", "导出格式须为 csv 或 jsonl", fmt.Sprintf("format %q: want csv or jsonl", format))
 		return "", false, false
 	}
 	switch q.Get("lang") {
@@ -245,7 +245,7 @@ func (s *Server) exportFormat(w http.ResponseWriter, q url.Values) (format strin
 	case "zh":
 		zh = true
 	default:
-		writeError(w, http.StatusBadRequest, "invalid", "lang: en or zh")
+		writeInvalid(w, "lang", "语言须为 en（英文）或 zh（中文）", "lang: en or zh")
 		return "", false, false
 	}
 	return format, zh, true

@@ -112,7 +112,8 @@ func inboxFilter(c *caller, w http.ResponseWriter, q url.Values) (f queue.InboxF
 		f.Account = c.user.SystemID
 	}
 	if len(f.Number) > maxNumberQuery || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxNumberQuery))
+		writeInvalid(w, "number", fmt.Sprintf("号码须为手机号码或其尾号（最多 %d 个字符）", maxNumberQuery),
+			fmt.Sprintf("number: the handset's number or its last digits (at most %d characters)", maxNumberQuery))
 		return f, false
 	}
 	return f, timeRange(w, q, &f.From, &f.To)
@@ -134,7 +135,7 @@ func (s *Server) inboxList(c *caller, w http.ResponseWriter, r *http.Request, al
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			writeError(w, http.StatusBadRequest, "invalid", "limit: 1–"+strconv.Itoa(MaxListLimit))
+			writeInvalid(w, "limit", fmt.Sprintf("每页条数须为 1–%d", MaxListLimit), "limit: 1–"+strconv.Itoa(MaxListLimit))
 			return
 		}
 		limit = n
@@ -143,7 +144,7 @@ func (s *Server) inboxList(c *caller, w http.ResponseWriter, r *http.Request, al
 	if v := q.Get("before"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterInbox)
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n == 0 {
-			writeError(w, http.StatusBadRequest, "invalid", "before: an id from next")
+			writeInvalid(w, "before", pageCursorZH, "before: an id from next")
 			return
 		}
 		before = n

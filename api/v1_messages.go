@@ -242,7 +242,7 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 	if v := q.Get("after"); v != "" && s.cfg.PeerLists == nil { // a cluster's cursor is not a number (clusterList)
 		var err error
 		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", "after: the next cursor of the previous page")
+			writeInvalid(w, "after", pageCursorZH, "after: the next cursor of the previous page")
 			return
 		}
 	}
@@ -250,7 +250,7 @@ func (s *Server) list(c *caller, w http.ResponseWriter, r *http.Request, f queue
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("limit: 1 to %d", MaxListLimit))
+			writeInvalid(w, "limit", fmt.Sprintf("每页条数须为 1–%d", MaxListLimit), fmt.Sprintf("limit: 1 to %d", MaxListLimit))
 			return
 		}
 		limit = n
@@ -293,7 +293,7 @@ func (s *Server) editMessage(c *caller, w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	if p.SendAt == nil && p.Text == nil {
-		writeError(w, http.StatusBadRequest, "invalid", "send_at or text is required")
+		writeInvalid(w, "", "请填写发送时间或短信内容（至少一项）", "send_at or text is required")
 		return
 	}
 	var sendAt time.Time
@@ -368,7 +368,9 @@ func writeOutboxErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "not_scheduled",
 			fmt.Sprintf("the message is not waiting for its send time (already sent, being sent, or due within %v): it can no longer be changed or cancelled", queue.ScheduleMargin))
 	case errors.Is(err, queue.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		// Only a new text makes one (Reschedule): more parts than
+		// a concatenated message can have.
+		writeInvalid(w, "text", "短信内容太长：拆分后的条数超出上限", err.Error())
 	default:
 		writeRefusal(w, err)
 	}
@@ -393,13 +395,15 @@ func listFilter(c *caller, w http.ResponseWriter, q url.Values, f *queue.ListFil
 	}
 	f.Number = q.Get("number")
 	if len(f.Number) > maxNumberQuery || f.Number != "" && strings.IndexFunc(f.Number, isDigit) < 0 {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("number: the recipient's number or its last digits (at most %d characters)", maxNumberQuery))
+		writeInvalid(w, "number", fmt.Sprintf("号码须为接收号码或其尾号（最多 %d 个字符）", maxNumberQuery),
+			fmt.Sprintf("number: the recipient's number or its last digits (at most %d characters)", maxNumberQuery))
 		return false, false
 	}
 	if v := q.Get("state"); v != "" {
 		st, ok := queue.ParseState(v)
 		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid", "state: one of accepted, submitted, delivered, undeliverable, expired, rejected, unknown, cancelled")
+			writeInvalid(w, "state", "状态须为 accepted、submitted、delivered、undeliverable、expired、rejected、unknown 或 cancelled",
+				"state: one of accepted, submitted, delivered, undeliverable, expired, rejected, unknown, cancelled")
 			return false, false
 		}
 		f.State = st
@@ -407,7 +411,7 @@ func listFilter(c *caller, w http.ResponseWriter, q url.Values, f *queue.ListFil
 	if v := q.Get("outcome"); v != "" {
 		sts, ok := outcomeStates[v]
 		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid", "outcome: one of received, failed, pending")
+			writeInvalid(w, "outcome", "结果须为 received（接收成功）、failed（接收失败）或 pending（发送中）", "outcome: one of received, failed, pending")
 			return false, false
 		}
 		f.States = sts
@@ -437,11 +441,14 @@ func sendRange(w http.ResponseWriter, q url.Values, f *queue.ListFilter) bool {
 		return false
 	}
 	if !f.SendFrom.IsZero() && !f.SendTo.IsZero() && f.SendTo.Before(f.SendFrom) {
-		writeError(w, http.StatusBadRequest, "invalid", "send_to is before send_from")
+		writeInvalid(w, "send_to", "定时时间段的结束（send_to）早于开始（send_from）", "send_to is before send_from")
 		return false
 	}
 	return true
 }
+
+// rangeZH names namedRange's parameters in Chinese.
+var rangeZH = map[string]string{"from": "开始时间", "to": "结束时间", "send_from": "定时时间起点", "send_to": "定时时间终点"}
 
 // namedRange reads the query parameters fromName and toName as RFC 3339
 // times (absent: zero), or writes the 400 naming the one that is not.
@@ -453,7 +460,7 @@ func namedRange(w http.ResponseWriter, q url.Values, fromName, toName string, fr
 		if v := q.Get(p.name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, "invalid", p.name+": not an RFC 3339 time")
+				writeInvalid(w, p.name, rangeZH[p.name]+"须为 RFC 3339 时间（如 2026-01-02T15:04:05+08:00）", p.name+": not an RFC 3339 time")
 				return false
 			}
 			*p.dst = t

@@ -157,7 +157,7 @@ func (s *Server) exportOptOuts(a policy.Actor, w http.ResponseWriter, r *http.Re
 		format = "json"
 	case "csv", "json":
 	default:
-		writeErr(w, invalidf("format %q: want csv or json", format))
+		writeErr(w, invalidZH("format", "导出格式须为 csv 或 json", "format %q: want csv or json", format))
 		return
 	}
 	// Refused before the answer starts (ExportOptOuts would refuse it

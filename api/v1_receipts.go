@@ -220,7 +220,8 @@ func (s *Server) patchReceiptWebhook(c *caller, w http.ResponseWriter, r *http.R
 		return
 	}
 	if in.ReceiptURL == nil && in.ReplyURL == nil && in.ReceiptBatch == nil && in.ReplyBatch == nil {
-		writeErr(w, invalidf("nothing to change: give receipt_url, reply_url, receipt_batch or reply_batch"))
+		writeErr(w, invalidZH("", "没有要修改的内容：请填写 receipt_url、reply_url、receipt_batch 或 reply_batch",
+			"nothing to change: give receipt_url, reply_url, receipt_batch or reply_batch"))
 		return
 	}
 	e, err := s.cfg.Policy.SetReceiptHook(c.actor(), c.ent.Code, func(h *policy.ReceiptHook) error {
@@ -307,7 +308,7 @@ func (s *Server) receiptTest(w http.ResponseWriter, r *http.Request, e *policy.E
 		in.URL = setURL
 	}
 	if in.URL == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "url: no "+key+" is set; name one to test")
+		writeInvalid(w, "url", "尚未设置"+hookURLZH[key]+"：请填写要测试的地址", "url: no "+key+" is set; name one to test")
 		return
 	}
 	if err := policy.CheckReceiptURL("url", in.URL); err != nil {
@@ -388,6 +389,9 @@ func kindPlural(reply bool) string {
 	return "receipts"
 }
 
+// hookURLZH names receiptTest's URL settings in Chinese.
+var hookURLZH = map[string]string{"receipt_url": "回执推送地址", "reply_url": "回复推送地址"}
+
 // webhookKind reads the kind a body names: "receipt" or none (reply
 // false), "reply" (true); anything else is answered 400 invalid (ok
 // false).
@@ -398,7 +402,7 @@ func webhookKind(w http.ResponseWriter, kind string) (reply, ok bool) {
 	case "reply":
 		return true, true
 	}
-	writeError(w, http.StatusBadRequest, "invalid", `kind: "receipt" or "reply"`)
+	writeInvalid(w, "kind", "类型须为 receipt（状态报告）或 reply（回复）", `kind: "receipt" or "reply"`)
 	return false, false
 }
 

@@ -350,13 +350,13 @@ func (s *Server) editOccurrence(c *caller, w http.ResponseWriter, r *http.Reques
 	if req.At != "" {
 		t, err := time.Parse(time.RFC3339, req.At)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", "at: not an RFC 3339 time")
+			writeInvalid(w, "at", "发送时间格式有误（如 2026-12-07T09:00:00+08:00）", "at: not an RFC 3339 time")
 			return
 		}
 		e.At = t
 	}
 	if e.At.IsZero() && e.Text == "" {
-		writeError(w, http.StatusBadRequest, "invalid", "at or text: one is required")
+		writeInvalid(w, "", "请填写发送时间或短信内容（至少一项）", "at or text: one is required")
 		return
 	}
 	if err := svc.EditOccurrence(r.Context(), viewer(c), id, r.PathValue("date"), e); err != nil {

@@ -73,7 +73,7 @@ func (s *Server) sendMessages(c *caller, w http.ResponseWriter, r *http.Request)
 		writeInvalid(w, "to", fmt.Sprintf("一次最多 %d 个号码，填了 %d 个", MaxRecipients, len(req.To)), fmt.Sprintf("to: 1 to %d numbers, got %d", MaxRecipients, len(req.To)))
 		return
 	case req.Book != "" && len(req.Groups) == 0:
-		writeError(w, http.StatusBadRequest, "invalid", "book: only with groups")
+		writeInvalid(w, "book", "只有按分组发送时才能选择通讯录（book）", "book: only with groups")
 		return
 	case req.Text == "":
 		writeInvalid(w, "text", "请填写短信内容", "text is required")
@@ -208,16 +208,16 @@ func (s *Server) sendPersonalized(c *caller, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	if n := len(req.Messages); n == 0 || n > MaxRecipients {
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("messages: 1 to %d, got %d", MaxRecipients, n))
+		writeInvalid(w, "messages", fmt.Sprintf("一次须发 1–%d 条，填了 %d 条", MaxRecipients, n), fmt.Sprintf("messages: 1 to %d, got %d", MaxRecipients, n))
 		return
 	}
 	for i, m := range req.Messages {
 		switch {
 		case m.To == "":
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("messages[%d].to is required", i))
+			writeInvalid(w, fmt.Sprintf("messages[%d].to", i), fmt.Sprintf("第 %d 条（messages[%d]）请填写接收号码", i+1, i), fmt.Sprintf("messages[%d].to is required", i))
 			return
 		case m.Text == "":
-			writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("messages[%d].text is required", i))
+			writeInvalid(w, fmt.Sprintf("messages[%d].text", i), fmt.Sprintf("第 %d 条（messages[%d]）请填写短信内容", i+1, i), fmt.Sprintf("messages[%d].text is required", i))
 			return
 		}
 	}

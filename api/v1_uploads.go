@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/qxtd/qxtd/batch"
 )
@@ -70,7 +71,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	}
 	for name := range r.URL.Query() {
 		if name != "format" {
-			writeError(w, http.StatusBadRequest, "invalid", "unknown parameter "+strconv.Quote(name))
+			writeInvalid(w, name, "不支持的参数 "+strconv.Quote(name), "unknown parameter "+strconv.Quote(name))
 			return
 		}
 	}
@@ -94,7 +95,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	}
 	if opts != (batchOptions{}) {
 		_ = os.Remove(up.path)
-		writeError(w, http.StatusBadRequest, "invalid", "an upload takes only the file (the template comes with the preview or the send)")
+		writeInvalid(w, "", "上传只需文件，不带其他参数（模板在预览或发送时填写）", "an upload takes only the file (the template comes with the preview or the send)")
 		return
 	}
 	release, ok := s.importSlot(w, c.ent.Code)
@@ -116,7 +117,7 @@ func (s *Server) stageUpload(c *caller, w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		_ = os.Remove(up.path)
 		if !writeSheetErr(w, err) {
-			writeError(w, http.StatusBadRequest, "invalid", err.Error())
+			writeInvalid(w, "file", fileErrZH(err), err.Error())
 		}
 		return
 	}
@@ -144,17 +145,17 @@ func (s *Server) previewUpload(c *caller, w http.ResponseWriter, r *http.Request
 	q := r.URL.Query()
 	for name := range q {
 		if name != "template" && name != "number_column" {
-			writeError(w, http.StatusBadRequest, "invalid", "unknown parameter "+strconv.Quote(name))
+			writeInvalid(w, name, "不支持的参数 "+strconv.Quote(name), "unknown parameter "+strconv.Quote(name))
 			return
 		}
 	}
 	tmpl := q.Get("template")
 	switch {
 	case tmpl == "":
-		writeError(w, http.StatusBadRequest, "invalid", "template: required")
+		writeInvalid(w, "template", "请填写短信模板", "template: required")
 		return
 	case utf8Len(tmpl) > maxTemplateLen:
-		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("template: at most %d characters", maxTemplateLen))
+		writeInvalid(w, "template", fmt.Sprintf("短信模板最多 %d 个字", maxTemplateLen), fmt.Sprintf("template: at most %d characters", maxTemplateLen))
 		return
 	case s.cfg.Gateway == nil:
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "sending is not configured")
@@ -209,16 +210,57 @@ func (s *Server) deleteUpload(c *caller, w http.ResponseWriter, r *http.Request)
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// fileErrZH is the Chinese of a batch file that cannot be read (package
+// batch's errors other than a sheet's, which writeSheetErr answers).
+func fileErrZH(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "no data row below its header"):
+		return "文件在标题行下面没有数据"
+	case strings.Contains(msg, "has no header row"):
+		return "文件没有标题行"
+	case strings.Contains(msg, "has no rows"):
+		return "文件是空的：没有任何行"
+	}
+	return "文件无法读取：请用 Excel 另存为 .xlsx 或 .csv 文件后再上传"
+}
+
+// templateErrZH is the field and the Chinese of a template (or number
+// column) that package batch refuses as invalid (batch.FieldError), by
+// its English.
+func templateErrZH(msg string) (field, zh string) {
+	switch {
+	case strings.HasPrefix(msg, "number_column is required"):
+		return "number_column", "找不到号码列：没有标题为“号码”或“手机号”的列，请指定号码列（number_column）"
+	case strings.HasSuffix(msg, "two columns have that header"):
+		return "template", "模板字段对应的列标题重复：请让各列标题不同"
+	case strings.HasPrefix(msg, "template: not UTF-8"):
+		return "template", "短信模板须为 UTF-8 文本"
+	case strings.HasPrefix(msg, "template: {"):
+		return "template", "短信模板中的 { 没有闭合（大括号本身请写成 {{）"
+	case strings.HasPrefix(msg, "template: }"):
+		return "template", "短信模板中的 } 前面没有 {（大括号本身请写成 }}）"
+	case strings.HasPrefix(msg, "template: empty or malformed field"):
+		return "template", "短信模板中有空的或格式有误的 {列名}"
+	case strings.HasPrefix(msg, "template: no {column} field"):
+		return "template", "短信模板中没有 {列名}（所有号码发同样内容请用批量文件或分组发送）"
+	}
+	return "template", "短信模板有误"
+}
+
 // writeRowsError answers an error of batch.OpenRows: a template or number
 // column that does not fit the header (400 unknown_field / invalid), a
 // sheet limit (422 file_limit), or a file that cannot be read (400).
 func writeRowsError(w http.ResponseWriter, err error) {
 	var fe *batch.FieldError
 	switch {
+	case errors.As(err, &fe) && fe.Reason == "invalid":
+		field, zh := templateErrZH(fe.Msg)
+		writeInvalid(w, field, zh, fe.Msg)
 	case errors.As(err, &fe):
 		writeError(w, http.StatusBadRequest, fe.Reason, fe.Msg)
 	case writeSheetErr(w, err):
 	default:
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		writeInvalid(w, "file", fileErrZH(err), err.Error())
 	}
 }

@@ -96,7 +96,7 @@ func (s *Server) bills(c *caller, w http.ResponseWriter, r *http.Request) {
 	first, now := policy.MonthOf(c.ent.CreatedAt), s.cfg.Policy.Month()
 	if m := r.URL.Query().Get("month"); m != "" {
 		if _, err := ParseMonth(m); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid", err.Error())
+			writeInvalid(w, "month", monthZH, err.Error())
 			return
 		}
 		if m < first || m > now {

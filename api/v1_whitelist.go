@@ -78,7 +78,7 @@ func numbersIn(w http.ResponseWriter, r *http.Request) (numbers []string, single
 	single = in.Number != ""
 	switch {
 	case single && len(in.Numbers) > 0:
-		writeErr(w, invalidf("give number or numbers, not both"))
+		writeErr(w, invalidZH("", "一个号码（number）和号码列表（numbers）只能二选一", "give number or numbers, not both"))
 		return nil, false, false
 	case single:
 		return []string{in.Number}, true, true
