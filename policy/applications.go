@@ -205,7 +205,7 @@ func (s *Store) Applications(a Actor, state string, limit int) ([]Application, e
 	switch state {
 	case "", ApplicationPending, ApplicationApproved, ApplicationRejected:
 	default:
-		return nil, invalid("state %q: pending, approved or rejected", state)
+		return nil, invalidField("state", "状态须为 pending（待审批）、approved（已开户）、rejected（已拒绝）或 all", "state %q: pending, approved or rejected", state)
 	}
 	var out []Application
 	err := s.db.View(func(tx *bolt.Tx) error {

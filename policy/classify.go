@@ -193,7 +193,7 @@ func normalizePrefix(prefix string) (string, error) {
 		p = p[2:]
 	}
 	if !allDigits(p) || p == "" || p[0] != '1' || !(len(p) == 11 || len(p) >= 3 && len(p) <= 7) {
-		return "", fmt.Errorf("%w: override prefix %q: want an 11-digit mobile number or a 3–7 digit block starting with 1", ErrInvalid, prefix)
+		return "", invalidField("prefix", "号段须为 11 位手机号码，或以 1 开头的 3–7 位号段", "override prefix %q: want an 11-digit mobile number or a 3–7 digit block starting with 1", prefix)
 	}
 	return p, nil
 }
@@ -205,12 +205,12 @@ func (o Override) normalize() (Override, error) {
 	}
 	o.Prefix = p
 	if o.Carrier >= numCarriers {
-		return o, fmt.Errorf("%w: override %s: carrier %d", ErrInvalid, p, uint8(o.Carrier))
+		return o, invalidField("carrier", "运营商须为中国移动、中国联通、中国电信或中国广电", "override %s: carrier %d", p, uint8(o.Carrier))
 	}
 	if o.Province != "" {
 		full, ok := NormalizeProvince(o.Province)
 		if !ok {
-			return o, fmt.Errorf("%w: override %s: unknown province %q", ErrInvalid, p, o.Province)
+			return o, invalidField("province", fmt.Sprintf("没有这个省份：%q（如 广东、广东省）", o.Province), "override %s: unknown province %q", p, o.Province)
 		}
 		o.Province = full
 	}

@@ -134,7 +134,7 @@ func (s *Store) SignatureRequests(a Actor, code, state string) ([]SignatureReque
 	switch state {
 	case "", SignaturePending, SignatureApproved, SignatureRejected, SignatureSuperseded:
 	default:
-		return nil, invalid("state %q: pending, approved, rejected or superseded", state)
+		return nil, invalidField("state", "状态须为 pending（待审批）、approved（已通过）、rejected（已拒绝）或 superseded（已被新申请取代）", "state %q: pending, approved, rejected or superseded", state)
 	}
 	out := []SignatureRequest{}
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -218,11 +218,11 @@ func pendingLess(a, b PendingEntry) int {
 func parsePendingCursor(c string) (PendingEntry, error) {
 	i, j := strings.IndexByte(c, '.'), strings.LastIndexByte(c, '.')
 	if i < 0 || j <= i {
-		return PendingEntry{}, invalid("after %q: not a cursor of this list", c)
+		return PendingEntry{}, invalidField("after", "翻页参数无效：请使用上一页返回的 next", "after %q: not a cursor of this list", c)
 	}
 	ns, err := strconv.ParseInt(c[:i], 10, 64)
 	if err != nil {
-		return PendingEntry{}, invalid("after %q: not a cursor of this list", c)
+		return PendingEntry{}, invalidField("after", "翻页参数无效：请使用上一页返回的 next", "after %q: not a cursor of this list", c)
 	}
 	return PendingEntry{Enterprise: c[i+1 : j], WhitelistEntry: WhitelistEntry{Number: "+" + c[j+1:], AddedAt: time.Unix(0, ns).UTC()}}, nil
 }
