@@ -138,7 +138,7 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 			Name: "qxtd_optout_stopped_total", Help: "Segments not sent because their number opted out (回复TD退订) of the enterprise's messages after the message was accepted (scheduled, retried, queued): failed rejected with error opted_out.",
 		}),
 		stopped: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "qxtd_stopped_total", Help: "Segments accepted and then not sent, because when their turn came a new message to their number would be refused, by reason: scope_national, scope_offnet (the operator withdrew the grant), opted_out (the number replied TD, or was put on the opt-out list), not_whitelisted (taken off the enterprise's whitelist, or its entry rejected): failed rejected with that error.",
+			Name: "qxtd_stopped_total", Help: "Segments accepted and then not sent, because when their turn came a new message to their number would be refused, by reason: scope_national, scope_offnet (the operator withdrew the grant), opted_out (the number replied TD, or was put on the opt-out list), not_whitelisted (taken off the enterprise's whitelist, or its entry rejected), account_disabled (the user who sent it disabled, deleted or moved since): failed rejected with that error.",
 		}, []string{"reason"}),
 		heldExpired: f.NewCounter(prometheus.CounterOpts{
 			Name: "qxtd_held_expired_total", Help: "Segments of a disabled enterprise's waiting messages whose validity ended while they were held: failed expired (validity) by housekeeping, unsent.",
@@ -194,8 +194,8 @@ func newMetrics(reg prometheus.Registerer, store *queue.Store) *Metrics {
 		m.moForward.WithLabelValues(o)
 	}
 	m.dlrForward.WithLabelValues(dlrForwardRefused)
-	for _, r := range []policy.Reason{policy.ReasonScopeNational, policy.ReasonScopeOffNet, policy.ReasonOptedOut, policy.ReasonNotWhitelisted} {
-		m.stopped.WithLabelValues(r.String()) // Stops' reasons
+	for _, r := range []policy.Reason{policy.ReasonScopeNational, policy.ReasonScopeOffNet, policy.ReasonOptedOut, policy.ReasonNotWhitelisted, policy.ReasonAccountDisabled} {
+		m.stopped.WithLabelValues(r.String()) // Stops' and UserStops' reasons
 	}
 	m.moForward.WithLabelValues(moForwardRefused)
 	m.dlrForward.WithLabelValues(dlrForwardThrottled)

@@ -29,12 +29,18 @@ func stopFixture(t testing.TB) *Gateway {
 	if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: []policy.SeedEnterprise{{
 		Enterprise: policy.Enterprise{Code: "E1", Name: "甲公司", Signature: "【甲公司】", Package: 1},
 		Whitelist:  []string{"13712345678", "13923412345", "13800138000", "13800138001"},
+		Users: []policy.NewUser{{Name: "甲", SystemID: "alice", Password: "secret1"},
+			{Name: "甲二", SystemID: "al2", Password: "secret1"}},
 	}, {
 		Enterprise: policy.Enterprise{Code: "E2", Name: "乙公司", Signature: "【乙公司】", Package: 1, NoWhitelist: true},
+		Users:      []policy.NewUser{{Name: "乙", SystemID: "bob", Password: "secret1"}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 	op := policy.OperatorActor("manager")
+	if _, err := pol.UpdateUser(op, "al2", policy.UserUpdate{Disabled: new(true)}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pol.RemoveWhitelist(op, "E1", []string{"13800138000"}); err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +61,16 @@ func stopFixture(t testing.TB) *Gateway {
 // (the operator's notifications), sends to any number it was admitted.
 func TestStoppedSinceHalfSent(t *testing.T) {
 	g := stopFixture(t)
-	entJob := func(ent, dest string, part int, parts ...queue.Part) queue.Job {
-		m := &queue.Message{Enterprise: ent, Dest: dest, Parts: parts}
+	acctJob := func(ent, acct, dest string, part int, parts ...queue.Part) queue.Job {
+		m := &queue.Message{Enterprise: ent, Account: acct, Dest: dest, Parts: parts}
 		return queue.Job{Key: queue.Key{ID: 1, Part: uint16(part)}, Msg: m, Part: parts[part]}
+	}
+	entJob := func(ent, dest string, part int, parts ...queue.Part) queue.Job {
+		acct := map[string]string{"E1": "alice", "E2": "bob"}[ent]
+		if acct == "" {
+			acct = SystemAccount // the operator's notifications
+		}
+		return acctJob(ent, acct, dest, part, parts...)
 	}
 	job := func(dest string, part int, parts ...queue.Part) queue.Job { return entJob("E1", dest, part, parts...) }
 	const none = policy.Reason(0)
@@ -80,6 +93,10 @@ func TestStoppedSinceHalfSent(t *testing.T) {
 		{"never on the whitelist", job("13600136000", 0, waiting), policy.ReasonNotWhitelisted},
 		{"off the whitelist, another part at the SMSC", job("13800138000", 1, queue.Part{State: queue.StateSubmitted, SMSCID: "9", SubmittedAt: time.Now()}, waiting), none},
 		{"an enterprise without a whitelist", entJob("E2", "13800138000", 0, waiting), none},
+		{"its user disabled since", acctJob("E1", "al2", "13923412345", 0, waiting), policy.ReasonAccountDisabled},
+		{"its user deleted since", acctJob("E1", "gone", "13923412345", 0, waiting), policy.ReasonAccountDisabled},
+		{"its user moved to another enterprise", acctJob("E1", "bob", "13923412345", 0, waiting), policy.ReasonAccountDisabled},
+		{"its user disabled, another part at the SMSC", acctJob("E1", "al2", "13923412345", 1, queue.Part{State: queue.StateSubmitted, SMSCID: "9", SubmittedAt: time.Now()}, waiting), none},
 		{"an unknown enterprise", entJob("qxtd-notices", "13800138000", 0, waiting), none},
 		{"a number the whitelist cannot hold", job("+8613800138000", 0, waiting), none},
 	} {
@@ -93,12 +110,12 @@ func TestStoppedSinceHalfSent(t *testing.T) {
 	}
 }
 
-// BenchmarkStoppedSince: the checks before each part goes (scope, opt-out,
-// whitelist: Policy.StopReason) for a number that passes them all, E1
-// having a whitelist.
+// BenchmarkStoppedSince: the checks before each part goes (its user:
+// Policy.UserStopped; scope, opt-out, whitelist: Policy.StopReason) for
+// a user and a number that pass them all, E1 having a whitelist.
 func BenchmarkStoppedSince(b *testing.B) {
 	g := stopFixture(b)
-	j := queue.Job{Key: queue.Key{ID: 1}, Msg: &queue.Message{Enterprise: "E1", Dest: "13923412345", Parts: []queue.Part{{State: queue.StateAccepted}}}}
+	j := queue.Job{Key: queue.Key{ID: 1}, Msg: &queue.Message{Enterprise: "E1", Account: "alice", Dest: "13923412345", Parts: []queue.Part{{State: queue.StateAccepted}}}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, stop := g.stoppedSince(j); stop {

@@ -98,6 +98,19 @@ type Stops interface {
 	StopReason(enterprise, number string, accepted time.Time) (policy.Reason, bool)
 }
 
+// UserStops is the optional part of a Policy that says whether the user
+// a message was accepted from may no longer send it: disabled by its
+// enterprise's admin (an employee who left, an account abused), deleted,
+// or moved since. Its parts not yet sent are failed rejected
+// account_disabled, as a new message of the user would be refused (a
+// scheduled one due after the user is enabled again goes). Rules
+// implements it.
+type UserStops interface {
+	// UserStopped is asked before each part goes to the SMSC, beside
+	// StopReason: it must not touch the disk.
+	UserStopped(enterprise, account string) bool
+}
+
 // Disabling is the optional part of a Policy that says whether the
 // operator has disabled an enterprise: its messages accepted before, and
 // not yet sent, wait in the store until it is enabled again (the

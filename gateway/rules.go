@@ -118,6 +118,12 @@ func (r Rules) StopReason(enterprise, number string, accepted time.Time) (policy
 	return r.P.StopReason(enterprise, number, accepted)
 }
 
+// UserStopped implements UserStops from the policy's users in memory;
+// the daemon's own account (SystemAccount) is no user's.
+func (r Rules) UserStopped(enterprise, account string) bool {
+	return account != SystemAccount && r.P.UserStopped(enterprise, account)
+}
+
 // Held implements Holds from the policy's enterprises in memory.
 func (r Rules) Held(fn func(enterprise string, dropped time.Time)) { r.P.Held(fn) }
 

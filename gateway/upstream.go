@@ -387,11 +387,13 @@ func (g *Gateway) disabled(ent string) bool {
 // stopped, while another part of its message is on its way to the SMSC,
 // is stopped, and that half goes.)
 func (g *Gateway) stoppedSince(j queue.Job) (policy.Reason, bool) {
-	st, ok := g.policy.(Stops)
-	if !ok {
-		return 0, false
+	var why policy.Reason
+	stop := false
+	if us, ok := g.policy.(UserStops); ok && us.UserStopped(j.Msg.Enterprise, j.Msg.Account) {
+		why, stop = policy.ReasonAccountDisabled, true
+	} else if st, ok := g.policy.(Stops); ok {
+		why, stop = st.StopReason(j.Msg.Enterprise, j.Msg.Dest, j.Msg.AcceptedAt)
 	}
-	why, stop := st.StopReason(j.Msg.Enterprise, j.Msg.Dest, j.Msg.AcceptedAt)
 	if !stop {
 		return 0, false
 	}

@@ -163,6 +163,18 @@ func (p *Policy) StopReason(code, national string, accepted time.Time) (Reason, 
 	return 0, false
 }
 
+// UserStopped says whether the user systemID, who had a message of
+// enterprise code accepted, may no longer send it, as a new one of it
+// would be refused (account_disabled): disabled since, deleted, or moved
+// to another enterprise. The gateway asks it before each part goes to the
+// SMSC, beside StopReason: from memory, one look at the snapshot. The
+// caller leaves out accounts that are no user's (the daemon's own
+// notifications): here every account is a user's, or was.
+func (p *Policy) UserStopped(code, systemID string) bool {
+	rec := p.snap.Load().bySID[systemID]
+	return rec == nil || rec.Disabled || rec.Enterprise != code
+}
+
 // Classify reads a number as CheckRecipient does (its carrier, province
 // and forms), and checks nothing else: for a number admitted before.
 func (p *Policy) Classify(number string) (Class, error) { return p.cls.Classify(number) }

@@ -102,7 +102,7 @@ func zeroSeries() []series {
 	add("qxtd_optouts_total")
 	add("qxtd_optout_errors_total")
 	add("qxtd_optout_stopped_total")
-	for _, r := range []policy.Reason{policy.ReasonScopeNational, policy.ReasonScopeOffNet, policy.ReasonOptedOut, policy.ReasonNotWhitelisted} {
+	for _, r := range []policy.Reason{policy.ReasonScopeNational, policy.ReasonScopeOffNet, policy.ReasonOptedOut, policy.ReasonNotWhitelisted, policy.ReasonAccountDisabled} {
 		add("qxtd_stopped_total", "reason", r.String())
 	}
 	add("qxtd_held_dropped_total")
