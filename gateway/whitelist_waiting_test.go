@@ -148,3 +148,34 @@ func TestScopeNarrowedStopsWaitingMessages(t *testing.T) {
 		t.Errorf("message waiting while the grant was given back: receipt %s err:%s, want DELIVRD", rc.State.Stat(), rc.Err)
 	}
 }
+
+// TestPortedNumberStopsWaitingMessages: E1 (no 外网发送) had a message to
+// a China Mobile number of Guangdong accepted; before its turn the number
+// is ported to China Unicom (the operator's override, 携号转网). The
+// message is failed rejected scope_offnet, as a new one would be refused;
+// one to a number not ported goes.
+func TestPortedNumberStopsWaitingMessages(t *testing.T) {
+	r, pol, ctx, alice := aliceBound(t, rigOpts{})
+	const ported, kept = "13712345678", "13923412345"
+	out := submitLater(ctx, t, alice, ported, "sale today", false)
+	in := submitLater(ctx, t, alice, kept, "sale today", false)
+	if err := pol.SetOverride(policy.OperatorActor("ops"), policy.Override{Prefix: ported, Carrier: policy.ChinaUnicom, Province: "广东"}); err != nil {
+		t.Fatal(err)
+	}
+	sendNow(ctx, t, r, []uint64{out, in})
+	rcs := alice.waitReceipts(t, 2, 10*time.Second)
+	if rc := rcs[strconv.FormatUint(out, 10)]; rc.State != smpp.StateRejected || rc.Err != "scope_offnet" {
+		t.Errorf("message to the ported number: receipt %s err:%s, want REJECTD err:scope_offnet", rc.State.Stat(), rc.Err)
+	}
+	if rc := rcs[strconv.FormatUint(in, 10)]; rc.State != smpp.StateDelivered {
+		t.Errorf("message to a number not ported: receipt %s, want DELIVRD", rc.State.Stat())
+	}
+	for _, m := range r.sim.Received() {
+		if strings.HasSuffix(m.Dest, ported) {
+			t.Errorf("the SMSC got %q for the ported number", m.ShortMessage)
+		}
+	}
+	if got := counters(t, r)["qxtd_stopped_total,reason=scope_offnet"]; got != 1 {
+		t.Errorf("qxtd_stopped_total{reason=scope_offnet} = %v, want 1", got)
+	}
+}

@@ -85,3 +85,53 @@ func TestStopReason(t *testing.T) {
 		t.Errorf("exempt from the whitelist: %v", got)
 	}
 }
+
+// TestStopReasonAfterOverride: a number ported to another carrier after
+// a message to it was accepted (携号转网: the operator sets an override)
+// is classified again when the message's turn comes, and stopped
+// scope_offnet for an enterprise without 外网发送; one accepted well after
+// the change was admitted under it and is not looked at; the override
+// removed, the number is in scope again. A daemon started with overrides
+// classifies again what was accepted before it started (a change while it
+// was down is not known).
+func TestStopReasonAfterOverride(t *testing.T) {
+	f := newFixture(t)
+	const home = "13712345678" // China Mobile, Guangdong: in A's scope
+	if _, err := f.p.AddWhitelist(op, entA, []string{home}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := f.clk.Now()
+	if got, stop := f.p.StopReason(entA, home, accepted); stop {
+		t.Fatalf("before the override: %v", got)
+	}
+	f.clk.Advance(time.Hour)
+	if err := f.p.SetOverride(op, Override{Prefix: home, Carrier: ChinaUnicom, Province: "广东"}); err != nil {
+		t.Fatal(err)
+	}
+	changed := f.clk.Now()
+	for _, tc := range []struct {
+		at   time.Time
+		want Reason
+	}{
+		{accepted, ReasonScopeOffNet},
+		{changed.Add(scopeSettle / 2), ReasonScopeOffNet}, // perhaps admitted by a node not yet told
+		{changed.Add(2 * scopeSettle), 0},                 // admitted under the override: not looked at
+	} {
+		if got, stop := f.p.StopReason(entA, home, tc.at); got != tc.want || stop != (tc.want != 0) {
+			t.Errorf("ported, accepted at %v: %v %v, want %v", tc.at, got, stop, tc.want)
+		}
+	}
+	// Started again with the override: what was accepted before is
+	// classified again.
+	f.clk.Advance(time.Hour)
+	p2 := newPolicy(t, f.db, f.clk)
+	if got, _ := p2.StopReason(entA, home, f.clk.Now().Add(-time.Minute)); got != ReasonScopeOffNet {
+		t.Errorf("after a start with the override: %v, want scope_offnet", got)
+	}
+	if err := f.p.RemoveOverride(op, home); err != nil {
+		t.Fatal(err)
+	}
+	if got, stop := f.p.StopReason(entA, home, accepted); stop {
+		t.Errorf("override removed: %v", got)
+	}
+}

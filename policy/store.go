@@ -122,8 +122,14 @@ type Store struct {
 	mu    sync.Mutex // serialises writes and the publication of their snapshot
 	pubMu sync.Mutex // with opts.Shared: serialises the publications of the hook and of OpenStore
 	snap  atomic.Pointer[snapshot]
-	dummy []byte // bcrypt hash compared against for unknown system_ids
-	sem   chan struct{}
+	// ovChanged is when the number overrides last changed here (Unix
+	// ns; at start, the start if there are any): a message accepted
+	// before it has its number classified again when its turn comes
+	// (StopReason), a number ported (携号转网) meanwhile being perhaps
+	// out of its enterprise's scope now.
+	ovChanged atomic.Int64
+	dummy     []byte // bcrypt hash compared against for unknown system_ids
+	sem       chan struct{}
 }
 
 // OpenStore opens (creating the buckets if needed) the policy data in db and
