@@ -36,7 +36,7 @@ func TestHeldWhileDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := d.get(detail)
-	a.wantPage(t, "暂停发送：企业账号已被停用", "本平台的错误码：account_disabled（企业账号已停用）", "没有发出的短信不收费")
+	a.wantPage(t, "暂停发送：企业账号已被停用", "本平台的错误码：account_disabled（账号已停用（企业或用户））", "没有发出的短信不收费")
 	if strings.Contains(a.Body, "等待发送") {
 		t.Error("a held message's part says 等待发送")
 	}
@@ -44,7 +44,7 @@ func TestHeldWhileDisabled(t *testing.T) {
 	// 导出 says so too: its state, and why in the last column.
 	x := d.get("/ops/enterprises/A/records/export.csv?outcome=pending")
 	x.wantStatus(t, 200, "暂停原因", id)
-	if rows := strings.Split(strings.TrimSpace(x.Body), "\n"); len(rows) != 2 || !strings.Contains(rows[1], "暂停发送") || !strings.HasSuffix(strings.TrimSpace(rows[1]), "企业账号已停用") {
+	if rows := strings.Split(strings.TrimSpace(x.Body), "\n"); len(rows) != 2 || !strings.Contains(rows[1], "暂停发送") || !strings.HasSuffix(strings.TrimSpace(rows[1]), "账号已停用（企业或用户）") {
 		t.Errorf("the export of 发送中: %q", rows)
 	}
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
@@ -102,7 +102,7 @@ func TestDeskDropsHeld(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling the store, with a deadline: no event to wait on
 	}
 	detail := "/ops/enterprises/A/records/" + id
-	d.get(detail).wantPage(t, "account_disabled（企业账号已停用）", "不收费")
+	d.get(detail).wantPage(t, "account_disabled（账号已停用（企业或用户））", "不收费")
 	d.submit("/ops/enterprises/A", "/ops/enterprises/A/state", url.Values{"disabled": {"false"}}).wantRedirect(t, "/ops/enterprises/A")
 	if e, _ := r.pol.Lookup("A"); !e.HeldDropped.IsZero() {
 		t.Error("enabling A kept the drop")

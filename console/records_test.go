@@ -221,7 +221,7 @@ func TestWhyTable(t *testing.T) {
 		t.Errorf("stopped off the whitelist: %+v", w)
 	}
 	if w := whyFor(api.Message{State: "accepted", StateZH: "暂停发送", Held: "account_disabled"}); !strings.HasPrefix(w.Verdict, "暂停发送：企业账号已被停用") ||
-		!strings.Contains(w.Code, "account_disabled（企业账号已停用）") || !strings.Contains(w.Charge, "没有发出的短信不收费") {
+		!strings.Contains(w.Code, "account_disabled（账号已停用（企业或用户））") || !strings.Contains(w.Charge, "没有发出的短信不收费") {
 		t.Errorf("held while the enterprise is disabled: %+v", w)
 	}
 	if w := whyFor(api.Message{State: "accepted", Scheduled: true, Held: "account_disabled"}); !strings.HasPrefix(w.Verdict, "定时待发") || !strings.Contains(w.Verdict, "停用期间这条短信不会发出") {

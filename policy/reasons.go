@@ -41,7 +41,8 @@ const (
 	ReasonTooLong
 	// ReasonNoSignature: the enterprise has no enterprise signature yet.
 	ReasonNoSignature
-	// ReasonAccountDisabled: the enterprise is disabled by the operator.
+	// ReasonAccountDisabled: the enterprise is disabled by the operator,
+	// or the user by its enterprise (deleted, moved).
 	ReasonAccountDisabled
 	// ReasonRateLimited: the enterprise's submission rate is exceeded. This one
 	// maps to the standard ESME_RTHROTTLED: clients retry it on their own.
@@ -114,7 +115,7 @@ var reasonTable = [numReasons + 1]reasonInfo{
 	ReasonBinaryRefused:   {"binary_refused", 0x405, "binary, MMS and WAP-push content is not supported", "不支持彩信、二进制或WAP推送"},
 	ReasonTooLong:         {"too_long", 0x406, "message longer than 500 characters including signatures", "短信超过500个字（含签名）"},
 	ReasonNoSignature:     {"no_signature", 0x407, "the enterprise has no enterprise signature", "企业未设置企业签名"},
-	ReasonAccountDisabled: {"account_disabled", 0x408, "the enterprise account is disabled", "企业账号已停用"},
+	ReasonAccountDisabled: {"account_disabled", 0x408, "the account is disabled (the enterprise, or the user)", "账号已停用（企业或用户）"},
 	ReasonRateLimited:     {"rate_limited", StatusThrottled, "submission rate limit exceeded, retry later", "提交速度超限，请稍后重试"},
 
 	ReasonBadText:             {"bad_text", StatusInvalidMsgLen, "text that cannot be decoded (odd UCS-2 length, unsupported data_coding, malformed header)", "短信内容无法解码"},
