@@ -324,17 +324,6 @@ func invalidZH(field, zh, format string, args ...any) error {
 	return policy.NewFieldError(policy.ErrInvalid, field, zh, fmt.Sprintf(format, args...))
 }
 
-// withZH is err, package policy's plain ErrInvalid about a request's
-// field (a role, a state, a carrier that is none), as invalidZH: the same
-// message, with field and the rule in Chinese. Any other err is err.
-func withZH(err error, field, zh string) error {
-	detail, ok := strings.CutPrefix(err.Error(), policy.ErrInvalid.Error()+": ")
-	if !ok || policy.FieldOf(err) != "" {
-		return err
-	}
-	return policy.NewFieldError(policy.ErrInvalid, field, zh, detail)
-}
-
 func (s *Server) audit(a policy.Actor, action string, args ...any) {
 	s.log.Info("admin: "+action, append([]any{"actor", a.Name}, args...)...)
 }

@@ -37,7 +37,7 @@ func (s *Server) setOverride(a policy.Actor, w http.ResponseWriter, r *http.Requ
 	o := policy.Override{Prefix: r.PathValue("prefix"), Province: in.Province}
 	if in.Carrier != "" {
 		if err := o.Carrier.UnmarshalText([]byte(in.Carrier)); err != nil {
-			writeErr(w, withZH(err, "carrier", "运营商须为 china_mobile、china_unicom、china_telecom 或 china_broadnet（也可填中文名，如中国移动）"))
+			writeErr(w, err) // a FieldError: field carrier, its rule in Chinese
 			return
 		}
 	}

@@ -91,7 +91,7 @@ func parseRole(s string) (policy.Role, error) {
 	}
 	var r policy.Role
 	if err := r.UnmarshalText([]byte(s)); err != nil {
-		return 0, withZH(err, "role", "角色须为 user（普通用户）或 admin（管理员）")
+		return 0, err // a FieldError: field role, its rule in Chinese
 	}
 	return r, nil
 }

@@ -160,7 +160,7 @@ func (s *Server) writeWhitelistPage(a policy.Actor, code string, w http.Response
 	var st policy.WhitelistState
 	if v := r.URL.Query().Get("state"); v != "" && v != "all" {
 		if err := st.UnmarshalText([]byte(v)); err != nil {
-			writeErr(w, withZH(err, "state", "状态须为 pending（待审批）、approved（已通过）、rejected（已拒绝）或 all"))
+			writeErr(w, err) // a FieldError: field state, its rule in Chinese
 			return
 		}
 	}

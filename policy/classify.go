@@ -78,7 +78,7 @@ func (c Carrier) MarshalText() ([]byte, error) {
 func (c *Carrier) UnmarshalText(b []byte) error {
 	v, ok := ParseCarrier(string(b))
 	if !ok {
-		return fmt.Errorf("%w: unknown carrier %q", ErrInvalid, b)
+		return invalidField("carrier", "运营商须为 china_mobile、china_unicom、china_telecom 或 china_broadnet（也可填中文名，如中国移动）", "unknown carrier %q", b)
 	}
 	*c = v
 	return nil

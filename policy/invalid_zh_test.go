@@ -12,6 +12,9 @@ func TestStoreInvalidsInChinese(t *testing.T) {
 	_, appErr := f.p.Applications(op, "maybe", 10)
 	_, sigErr := f.p.SignatureRequests(op, "", "maybe")
 	_, _, curErr := f.p.ListPending(op, "not-a-cursor", 10)
+	var carrier Carrier
+	var role Role
+	var state WhitelistState
 	for _, c := range []struct {
 		what, field string
 		err         error
@@ -22,6 +25,9 @@ func TestStoreInvalidsInChinese(t *testing.T) {
 		{"applications state", "state", appErr},
 		{"signature requests state", "state", sigErr},
 		{"pending cursor", "after", curErr},
+		{"a carrier's name", "carrier", carrier.UnmarshalText([]byte("moon-mobile"))},
+		{"a role's name", "role", role.UnmarshalText([]byte("boss"))},
+		{"a whitelist state's name", "state", state.UnmarshalText([]byte("maybe"))},
 	} {
 		if !errors.Is(c.err, ErrInvalid) || FieldOf(c.err) != c.field || DetailZH(c.err) == "" {
 			t.Errorf("%s: %v (field %q, zh %q), want invalid about %q with its Chinese", c.what, c.err, FieldOf(c.err), DetailZH(c.err), c.field)

@@ -50,7 +50,7 @@ func (r *Role) UnmarshalText(b []byte) error {
 	case "admin":
 		*r = RoleAdmin
 	default:
-		return fmt.Errorf("%w: unknown role %q", ErrInvalid, b)
+		return invalidField("role", "角色须为 user（普通用户）或 admin（管理员）", "unknown role %q", b)
 	}
 	return nil
 }

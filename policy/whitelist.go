@@ -53,7 +53,7 @@ func (s *WhitelistState) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: unknown whitelist state %q", ErrInvalid, b)
+	return invalidField("state", "状态须为 pending（待审批）、approved（已通过）、rejected（已拒绝）或 all", "unknown whitelist state %q", b)
 }
 
 // WhitelistEntry is one number of an enterprise's whitelist.
