@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/qxtd/qxtd/policy"
+	"github.com/qxtd/qxtd/queue"
+	"github.com/qxtd/qxtd/webhook"
 )
 
 // An account manager with a portfolio (Manager.Enterprises: A and C) is
@@ -238,5 +241,48 @@ func TestAccountManagerPortfolio(t *testing.T) {
 	// The admin token is the operator of every enterprise.
 	if status, _, raw := call(adminToken, "GET", "/admin/v1/enterprises/B", nil); status != http.StatusOK {
 		t.Errorf("B with the admin token: %d %s", status, raw)
+	}
+}
+
+// TestPortfolioFailingWebhooks: the failing webhooks of GET
+// /admin/v1/status are kept to a manager's portfolio before the list is
+// cut: A's endpoint, failing since after 110 others', is the one A's
+// manager is told of; the admin token sees the list cut at its bound.
+func TestPortfolioFailingWebhooks(t *testing.T) {
+	r := newUserRig(t)
+	base := time.Now().Add(-time.Hour)
+	kept := map[string][]queue.HookPost{}
+	for i := range maxFailingWebhooks + 10 {
+		kept[fmt.Sprintf("X%02d", i)] = []queue.HookPost{{At: base.Add(time.Duration(i) * time.Second), URL: "https://x.example/r", Err: "refused",
+			FailingSince: base.Add(time.Duration(i) * time.Second)}}
+	}
+	kept["A"] = []queue.HookPost{{At: base.Add(time.Minute * 30), URL: "https://a.example/r", Err: "refused", FailingSince: base.Add(30 * time.Minute)}}
+	if err := r.store.SaveHookPosts(t.Context(), kept); err != nil {
+		t.Fatal(err)
+	}
+	snd, err := webhook.New(webhook.Config{Store: r.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const zhang = "zhang-0123456789abcdef"
+	s := New(Config{AdminToken: adminToken, Store: r.store, Policy: r.pol, Gateway: r.gw, Webhooks: snd,
+		Managers: []Manager{{Name: "张经理", Token: zhang, Enterprises: []string{"A"}}}})
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); s.Close() })
+	for tok, want := range map[string][]string{zhang: {"A"}, adminToken: nil} {
+		st, err := (&Client{Base: hs.URL, Token: tok}).Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range st.ReceiptWebhooksFailing {
+			got = append(got, f.Enterprise)
+		}
+		switch {
+		case want != nil && !slices.Equal(got, want):
+			t.Errorf("张经理's failing webhooks: %v, want %v", got, want)
+		case want == nil && (len(got) != maxFailingWebhooks || slices.Contains(got, "A")):
+			t.Errorf("the admin token's failing webhooks: %d, A among them %v; want the %d failing longest", len(got), slices.Contains(got, "A"), maxFailingWebhooks)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -193,11 +194,19 @@ func (s *Server) status(a policy.Actor, w http.ResponseWriter, r *http.Request) 
 		ReceiptWebhooksFailing: []FailingWebhook{}, ReplyWebhooksFailing: []FailingWebhook{}}
 	if h := s.cfg.Webhooks; h != nil {
 		// An account manager with a portfolio is told of its own
-		// enterprises' endpoints (whom it calls); the rest of the status
-		// is the daemon's, no one enterprise's.
-		served := func(f FailingWebhook) bool { return !a.Serves(f.Enterprise) }
-		out.ReceiptWebhooksFailing = slices.DeleteFunc(failingWebhooks(h.Failing(maxFailingWebhooks)), served)
-		out.ReplyWebhooksFailing = slices.DeleteFunc(failingWebhooks(h.FailingReplies(maxFailingWebhooks)), served)
+		// enterprises' endpoints (whom it calls), kept to them before the
+		// list is cut (the sender's list is one entry per enterprise, in
+		// memory); the rest of the status is the daemon's.
+		limit := maxFailingWebhooks
+		if a.Scoped() {
+			limit = math.MaxInt
+		}
+		served := func(fs []webhook.Failing) []FailingWebhook {
+			kept := slices.DeleteFunc(failingWebhooks(fs), func(f FailingWebhook) bool { return !a.Serves(f.Enterprise) })
+			return kept[:min(len(kept), maxFailingWebhooks)]
+		}
+		out.ReceiptWebhooksFailing = served(h.Failing(limit))
+		out.ReplyWebhooksFailing = served(h.FailingReplies(limit))
 	}
 	if g := s.cfg.Gateway; g != nil {
 		h := g.Health()
