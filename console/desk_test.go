@@ -552,7 +552,7 @@ func TestDeskManagerPortfolio(t *testing.T) {
 	c.get("/ops/enterprises").wantPage(t, "甲公司")
 	notOffered("/ops/export", "全部企业", "乙公司")
 	// 号码查询 is hers too, over A.
-	c.get("/ops/trace?number="+numA1).wantPage(t, "号码查询", "您负责的企业：A")
+	c.get("/ops/trace?number="+numA1).wantPage(t, "号码查询", "您负责的企业：A", "该号码不在您负责的任何企业的退订名单中")
 	a := c.get("/ops/enterprises/B")
 	if a.Status != http.StatusForbidden || !strings.Contains(a.Body, "无权执行此操作（企业 B 不在客户经理李经理负责的企业之中）") {
 		t.Errorf("B's page to 李经理: %d, want 403 with the reason in Chinese:\n%s", a.Status, a.Body)
