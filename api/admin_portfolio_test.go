@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -244,11 +245,13 @@ func TestAccountManagerPortfolio(t *testing.T) {
 	}
 }
 
-// TestPortfolioFailingWebhooks: the failing webhooks of GET
-// /admin/v1/status are kept to a manager's portfolio before the list is
-// cut: A's endpoint, failing since after 110 others', is the one A's
-// manager is told of; the admin token sees the list cut at its bound.
-func TestPortfolioFailingWebhooks(t *testing.T) {
+// TestPortfolioStatus: GET /admin/v1/status tells a manager of its
+// portfolio only where it names enterprises. The failing webhooks are kept
+// to it before the list is cut: A's endpoint, failing since after 110
+// others', is the one A's manager is told of; the admin token sees the
+// list cut at its bound. The loads' top senders (this node's, each
+// member's, the cluster's) are asked for among the manager's enterprises.
+func TestPortfolioStatus(t *testing.T) {
 	r := newUserRig(t)
 	base := time.Now().Add(-time.Hour)
 	kept := map[string][]queue.HookPost{}
@@ -265,14 +268,46 @@ func TestPortfolioFailingWebhooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	const zhang = "zhang-0123456789abcdef"
+	// The daemon ranks the senders among those keep holds (cmd/qxtd's
+	// TestLoadTopEnterprises): here, the three that sent, kept.
+	senders := func(keep func(string) bool) []EnterpriseLoad {
+		out := []EnterpriseLoad{}
+		for _, e := range []string{"X00", "A", "B"} {
+			if keep == nil || keep(e) {
+				out = append(out, EnterpriseLoad{Enterprise: e, Accepted: 1})
+			}
+		}
+		return out
+	}
 	s := New(Config{AdminToken: adminToken, Store: r.store, Policy: r.pol, Gateway: r.gw, Webhooks: snd,
-		Managers: []Manager{{Name: "张经理", Token: zhang, Enterprises: []string{"A"}}}})
+		Managers: []Manager{{Name: "张经理", Token: zhang, Enterprises: []string{"A"}}},
+		Load: func(keep func(string) bool) *LoadStatus {
+			return &LoadStatus{Seconds: 60, TopEnterprises: senders(keep)}
+		},
+		ClusterStatus: func(_ context.Context, keep func(string) bool) *ClusterStatus {
+			return &ClusterStatus{Node: 1, Members: []ClusterMember{{ID: 1, Load: &LoadStatus{Seconds: 60, TopEnterprises: senders(keep)}}},
+				Load: &ClusterLoad{Members: 1, TopEnterprises: senders(keep)}}
+		}})
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { hs.Close(); s.Close() })
 	for tok, want := range map[string][]string{zhang: {"A"}, adminToken: nil} {
 		st, err := (&Client{Base: hs.URL, Token: tok}).Status()
 		if err != nil {
 			t.Fatal(err)
+		}
+		wantTop := []string{"X00", "A", "B"}
+		if want != nil {
+			wantTop = want
+		}
+		for what, top := range map[string][]EnterpriseLoad{"this node's": st.Load.TopEnterprises,
+			"the member's": st.Cluster.Members[0].Load.TopEnterprises, "the cluster's": st.Cluster.Load.TopEnterprises} {
+			var got []string
+			for _, e := range top {
+				got = append(got, e.Enterprise)
+			}
+			if !slices.Equal(got, wantTop) {
+				t.Errorf("%s top senders to %s: %v, want %v", what, map[bool]string{true: "张经理", false: "the admin token"}[want != nil], got, wantTop)
+			}
 		}
 		var got []string
 		for _, f := range st.ReceiptWebhooksFailing {

@@ -232,11 +232,18 @@ func (s *Server) status(a policy.Actor, w http.ResponseWriter, r *http.Request) 
 		}
 		out.Queue["waiting"] = n
 	}
+	// The enterprises that sent the most are, to a manager with a
+	// portfolio, those of its own that did: ranked among them, not cut
+	// from the daemon's five (which would name others' and hide its own).
+	var keep func(string) bool
+	if a.Scoped() {
+		keep = a.Serves
+	}
 	if f := s.cfg.Load; f != nil {
-		out.Load = f()
+		out.Load = f(keep)
 	}
 	if f := s.cfg.ClusterStatus; f != nil {
-		out.Cluster = f(r.Context())
+		out.Cluster = f(r.Context(), keep)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -71,12 +71,15 @@ type Config struct {
 	PeerUsage PeerUsage
 	// ClusterStatus, in a cluster, is this node's view of it for GET
 	// /admin/v1/status (admin_status.go), the members' loads included as
-	// far as they answer while ctx lasts. nil: a node of its own.
-	ClusterStatus func(ctx context.Context) *ClusterStatus
+	// far as they answer while ctx lasts. keep, when not nil, holds the
+	// enterprises the caller may see (an account manager's portfolio):
+	// the loads' top enterprises are ranked among those only. nil: a node
+	// of its own.
+	ClusterStatus func(ctx context.Context, keep func(enterprise string) bool) *ClusterStatus
 	// Load is how busy this node was over its last minute, for GET
 	// /admin/v1/status (the daemon samples its counters: load.go). nil:
-	// left out.
-	Load func() *LoadStatus
+	// left out. keep is as ClusterStatus's.
+	Load func(keep func(enterprise string) bool) *LoadStatus
 	// Webhooks is this node's receipt webhook sender: the status of GET
 	// /v1/receipt-webhook, its test receipts and retry-now (v1_receipts.go).
 	// nil: those answer 503, and the status is left out.

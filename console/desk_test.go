@@ -124,7 +124,7 @@ func TestDeskHomeLoad(t *testing.T) {
 			{Name: "unicom", Slots: 100},
 			{Name: "ctcc", TPS: 500, PacePerSecond: &none, Slots: 10},
 		}}
-	r := newRig(t, func(cfg *api.Config) { cfg.Load = func() *api.LoadStatus { return load } })
+	r := newRig(t, func(cfg *api.Config) { cfg.Load = func(func(string) bool) *api.LoadStatus { return load } })
 	c := r.client()
 	c.opsLogin()
 	c.get("/ops/").wantPage(t, `id="load"`, "负载（最近 60 秒）", "1238.6 条/秒", "共 74070 条", "0.45 核",
@@ -527,6 +527,16 @@ func TestDeskManagerPortfolio(t *testing.T) {
 	const token = "li-token-0123456789ab"
 	r := newRig(t, func(c *api.Config) {
 		c.Managers = []api.Manager{{Name: "李经理", Token: token, Enterprises: []string{"A"}}}
+		// The daemon ranks the top senders among those keep holds.
+		c.Load = func(keep func(string) bool) *api.LoadStatus {
+			st := &api.LoadStatus{Seconds: 60, Accepted: 900, TopEnterprises: []api.EnterpriseLoad{}}
+			for _, e := range []api.EnterpriseLoad{{Enterprise: "B", Accepted: 600}, {Enterprise: "A", Accepted: 300}} {
+				if keep == nil || keep(e.Enterprise) {
+					st.TopEnterprises = append(st.TopEnterprises, e)
+				}
+			}
+			return st
+		}
 	})
 	if _, err := r.pol.AddWhitelist(policy.Actor{Enterprise: "B", Admin: true, Name: "bob"}, "B", []string{"13900000051"}); err != nil {
 		t.Fatal(err)
@@ -545,7 +555,11 @@ func TestDeskManagerPortfolio(t *testing.T) {
 			}
 		}
 	}
-	notOffered("/ops/", "开户申请")
+	notOffered("/ops/", "开户申请", `href="/ops/enterprises/B"`)
+	// The senders are hers; the daemon's figures are said to be the
+	// whole gateway's.
+	c.get("/ops/").wantPage(t, "您负责的企业中发送最多的", `<a href="/ops/enterprises/A">A</a>`, "33%",
+		"队列、负载与拒绝统计为整个网关的数字", "启动以来的拒绝（按原因，整个网关）")
 	notOffered("/ops/approvals", "开户申请", "13900000051")
 	c.get("/ops/approvals").wantPage(t, "13712345679") // A's pending entry
 	notOffered("/ops/enterprises", "新建企业", "乙公司")
@@ -565,4 +579,9 @@ func TestDeskManagerPortfolio(t *testing.T) {
 		t.Errorf("the admin token's desk still shows 李经理's portfolio:\n%s", a.Body)
 	}
 	c.get("/ops/approvals").wantPage(t, "开户申请", "13900000051")
+	a = c.get("/ops/")
+	a.wantPage(t, "<h3>发送最多的企业</h3>", `<a href="/ops/enterprises/B">B</a>`, `<a href="/ops/enterprises/A">A</a>`)
+	if strings.Contains(a.Body, "整个网关") {
+		t.Errorf("the admin token's desk home speaks of a portfolio:\n%s", a.Body)
+	}
 }

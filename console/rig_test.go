@@ -178,7 +178,7 @@ func newRig(t *testing.T, opts ...func(*api.Config)) *rig {
 	}
 	hooksRef.Store(hooks)
 	acfg := api.Config{AdminToken: opsToken_, Store: r.store, Policy: r.pol, Gateway: g, Reminders: rem, Clock: r.clock.Now,
-		ClusterStatus: func(context.Context) *api.ClusterStatus { return r.cluster.Load() }, Webhooks: hooks}
+		ClusterStatus: func(context.Context, func(string) bool) *api.ClusterStatus { return r.cluster.Load() }, Webhooks: hooks}
 	for _, o := range opts {
 		o(&acfg)
 	}

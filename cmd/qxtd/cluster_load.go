@@ -45,8 +45,13 @@ var _ cluster.PeerLoadBackend = peerLoadBackend{}
 // minute.
 const peerTopSenders = 50
 
-func (b peerLoadBackend) Load() (cluster.PeerLoad, bool) {
-	st := b.load.statusTop(peerTopSenders)
+func (b peerLoadBackend) Load() (cluster.PeerLoad, bool) { return b.loadOf(nil) }
+
+// loadOf is Load naming of the enterprises that sent the most those keep
+// holds (nil: all): this node's own part of a status asked for by an
+// account manager with a portfolio.
+func (b peerLoadBackend) loadOf(keep func(string) bool) (cluster.PeerLoad, bool) {
+	st := b.load.statusTop(peerTopSenders, keep)
 	if st == nil {
 		return cluster.PeerLoad{}, false
 	}
@@ -65,15 +70,22 @@ func (b peerLoadBackend) Load() (cluster.PeerLoad, bool) {
 }
 
 // loadStatusOf is a member's answer in the API's terms (the rates are
-// derived: they are not on the wire).
-func loadStatusOf(l cluster.PeerLoad) *api.LoadStatus {
+// derived: they are not on the wire), its top senders those keep holds
+// (nil: all).
+func loadStatusOf(l cluster.PeerLoad, keep func(string) bool) *api.LoadStatus {
 	if l.Seconds <= 0 {
 		return nil
 	}
 	out := &api.LoadStatus{Seconds: l.Seconds, Accepted: l.Accepted, AcceptedPerSecond: float64(l.Accepted) / l.Seconds,
 		CPUCores: l.CPUCores, CPUMicrosPerMessage: l.CPUMicrosPerMessage, CommitsPerSecond: l.CommitsPerSecond,
 		WrittenBytesPerSecond: l.WrittenBytesPerSecond, TopEnterprises: []api.EnterpriseLoad{}}
-	for _, e := range l.TopEnterprises[:min(len(l.TopEnterprises), topSenders)] {
+	for _, e := range l.TopEnterprises {
+		if len(out.TopEnterprises) == topSenders {
+			break
+		}
+		if keep != nil && !keep(e.Enterprise) {
+			continue
+		}
 		out.TopEnterprises = append(out.TopEnterprises, api.EnterpriseLoad{Enterprise: e.Enterprise, Accepted: e.Accepted,
 			AcceptedPerSecond: float64(e.Accepted) / l.Seconds})
 	}
@@ -90,7 +102,7 @@ func loadStatusOf(l cluster.PeerLoad) *api.LoadStatus {
 type clusterLoads struct {
 	node   *cluster.Node
 	client *cluster.PeerClient
-	self   func() (cluster.PeerLoad, bool) // this node's, as the others get it (peerLoadBackend.Load)
+	self   func(keep func(string) bool) (cluster.PeerLoad, bool) // this node's, as the others get it (peerLoadBackend.loadOf)
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -100,15 +112,19 @@ type clusterLoads struct {
 }
 
 func (d *daemon) clusterLoads(cfg *Config) *clusterLoads {
-	return &clusterLoads{node: d.cluster.node, self: peerLoadBackend{load: d.load}.Load, log: d.log.With("component", "cluster"), now: time.Now,
+	return &clusterLoads{node: d.cluster.node, self: peerLoadBackend{load: d.load}.loadOf, log: d.log.With("component", "cluster"), now: time.Now,
 		client: cluster.NewPeerClient(d.cluster.node.ID(), []byte(cfg.Cluster.Secret), d.cluster.peerHTTP)}
 }
 
 // fill sets each member's Load: this node's own, the others' as they
 // answered within loadPeerWait (asked again once loadPeerTTL passed); and
-// the cluster's, the members' added up.
-func (c *clusterLoads) fill(ctx context.Context, st *api.ClusterStatus) {
-	self, selfOK := c.self()
+// the cluster's, the members' added up. keep, when not nil, is the
+// enterprises the top senders are of (an account manager's portfolio):
+// this node ranks its own among them; the others' are what they named,
+// their 50 that sent the most, kept to those (TopPartial says when an
+// enterprise may be missing).
+func (c *clusterLoads) fill(ctx context.Context, st *api.ClusterStatus, keep func(string) bool) {
+	self, selfOK := c.self(keep)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	loads := c.loads
@@ -126,18 +142,19 @@ func (c *clusterLoads) fill(ctx context.Context, st *api.ClusterStatus) {
 			l, ok = self, selfOK
 		}
 		if ok {
-			m.Load = loadStatusOf(l)
+			m.Load = loadStatusOf(l, keep)
 		}
 		if m.Load != nil {
 			known = append(known, l)
 		}
 	}
-	st.Load = clusterLoadOf(known)
+	st.Load = clusterLoadOf(known, keep)
 }
 
 // clusterLoadOf adds up the members' loads (each over its own span, about
-// a minute: the rates are added, not the spans); nil for none.
-func clusterLoadOf(loads []cluster.PeerLoad) *api.ClusterLoad {
+// a minute: the rates are added, not the spans), their top senders those
+// keep holds (nil: all); nil for none.
+func clusterLoadOf(loads []cluster.PeerLoad, keep func(string) bool) *api.ClusterLoad {
 	if len(loads) == 0 {
 		return nil
 	}
@@ -155,6 +172,9 @@ func clusterLoadOf(loads []cluster.PeerLoad) *api.ClusterLoad {
 			out.TopPartial = true
 		}
 		for _, e := range l.TopEnterprises {
+			if keep != nil && !keep(e.Enterprise) {
+				continue
+			}
 			sum := byEnt[e.Enterprise]
 			if sum == nil {
 				sum = &api.EnterpriseLoad{Enterprise: e.Enterprise}

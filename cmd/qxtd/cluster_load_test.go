@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -58,13 +59,13 @@ func TestClusterLoadsBounded(t *testing.T) {
 	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
 	self := cluster.PeerLoad{Seconds: 60, Accepted: 10, TopEnterprises: []cluster.PeerEnterpriseLoad{{Enterprise: "E2", Accepted: 10}}, TopLimit: peerTopSenders}
 	c := &clusterLoads{client: cluster.NewPeerClient(1, []byte(secret), &http.Client{Timeout: 10 * time.Second}),
-		self: func() (cluster.PeerLoad, bool) { return self, true }, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+		self: func(func(string) bool) (cluster.PeerLoad, bool) { return self, true }, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 	members := func() *api.ClusterStatus {
 		return &api.ClusterStatus{Node: 1, Members: []api.ClusterMember{{ID: 1}, {ID: 2, PeerURL: up.URL}, {ID: 3, PeerURL: hung.URL}}}
 	}
 	st := members()
 	start := time.Now()
-	c.fill(t.Context(), st)
+	c.fill(t.Context(), st, nil)
 	if took := time.Since(start); took < loadPeerWait || took > loadPeerWait+3*time.Second { // slack for a loaded CI machine; the peer timeout would be 10 s
 		t.Errorf("a status beside a hung member took %v, want about %v", took, loadPeerWait)
 	}
@@ -91,7 +92,7 @@ func TestClusterLoadsBounded(t *testing.T) {
 	now = now.Add(loadPeerTTL / 2)
 	st = members()
 	start = time.Now()
-	c.fill(t.Context(), st)
+	c.fill(t.Context(), st, nil)
 	if took := time.Since(start); took > loadPeerWait/2 || asked.Load() != 1 || st.Members[1].Load == nil {
 		t.Errorf("within %v of the last round: took %v, node 2 asked %d times, its load %+v; want the kept answers",
 			loadPeerTTL, took, asked.Load(), st.Members[1].Load)
@@ -99,11 +100,11 @@ func TestClusterLoadsBounded(t *testing.T) {
 	now = now.Add(loadPeerTTL)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	c.fill(ctx, members()) // its caller gives up: the round is not kept
+	c.fill(ctx, members(), nil) // its caller gives up: the round is not kept
 	if asked.Load() != 2 {
 		t.Errorf("after %v: node 2 asked %d times, want 2", loadPeerTTL, asked.Load())
 	}
-	c.fill(t.Context(), members())
+	c.fill(t.Context(), members(), nil)
 	if asked.Load() != 3 {
 		t.Errorf("after a round cut short: node 2 asked %d times, want 3 (asked again)", asked.Load())
 	}
@@ -115,7 +116,7 @@ func TestClusterLoadsBounded(t *testing.T) {
 // it names at most: 50, or 5 from a node of the release before).
 func TestClusterLoadOf(t *testing.T) {
 	t.Parallel()
-	if clusterLoadOf(nil) != nil {
+	if clusterLoadOf(nil, nil) != nil {
 		t.Error("no member's load known: want none for the cluster")
 	}
 	top := func(pairs ...any) []cluster.PeerEnterpriseLoad {
@@ -129,7 +130,7 @@ func TestClusterLoadOf(t *testing.T) {
 	// is second on both, sends the most.
 	a := cluster.PeerLoad{Seconds: 60, Accepted: 1000, CPUCores: 0.5, TopLimit: peerTopSenders, TopEnterprises: top("E1", 500, "E3", 400, "E9", 100)}
 	b := cluster.PeerLoad{Seconds: 30, Accepted: 900, CPUCores: 0.25, TopLimit: peerTopSenders, TopEnterprises: top("E2", 450, "E3", 300, "E8", 75, "E7", 75)}
-	got := clusterLoadOf([]cluster.PeerLoad{a, b})
+	got := clusterLoadOf([]cluster.PeerLoad{a, b}, nil)
 	want := &api.ClusterLoad{Members: 2, Accepted: 1900, AcceptedPerSecond: 1000.0/60 + 900.0/30, CPUCores: 0.75,
 		TopEnterprises: []api.EnterpriseLoad{{Enterprise: "E3", Accepted: 700, AcceptedPerSecond: 400.0/60 + 300.0/30},
 			{Enterprise: "E1", Accepted: 500, AcceptedPerSecond: 500.0 / 60}, {Enterprise: "E2", Accepted: 450, AcceptedPerSecond: 15},
@@ -141,21 +142,47 @@ func TestClusterLoadOf(t *testing.T) {
 		t.Errorf("two members:\n got %s\nwant %s", g, w)
 	}
 
+	// An account manager serving E7, E8 and E9: its own, added up from
+	// what the members named, however low they rank among all.
+	served := func(e string) bool { return e == "E7" || e == "E8" || e == "E9" }
+	got = clusterLoadOf([]cluster.PeerLoad{a, b}, served)
+	want.TopEnterprises = []api.EnterpriseLoad{{Enterprise: "E9", Accepted: 100, AcceptedPerSecond: 100.0 / 60},
+		{Enterprise: "E7", Accepted: 75, AcceptedPerSecond: 2.5}, {Enterprise: "E8", Accepted: 75, AcceptedPerSecond: 2.5}}
+	if g, w := must(json.Marshal(got.TopEnterprises)), must(json.Marshal(want.TopEnterprises)); string(g) != string(w) || got.Accepted != 1900 {
+		t.Errorf("a portfolio's:\n got %s (of %d)\nwant %s", g, got.Accepted, w)
+	}
+	// A member's own list: the portfolio's among the 50 it named, not
+	// the portfolio's among its first five.
+	many := cluster.PeerLoad{Seconds: 60, Accepted: 600, TopLimit: peerTopSenders}
+	for i := range 6 {
+		many.TopEnterprises = append(many.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: fmt.Sprintf("E%d", i+4), Accepted: uint64(100 - i)})
+	}
+	var names []string
+	for _, e := range loadStatusOf(many, served).TopEnterprises {
+		names = append(names, e.Enterprise)
+	}
+	if !slices.Equal(names, []string{"E7", "E8", "E9"}) {
+		t.Errorf("a member's top senders of a portfolio: %v, want E7 E8 E9", names)
+	}
+	if n := len(loadStatusOf(many, nil).TopEnterprises); n != topSenders {
+		t.Errorf("a member's top senders: %d, want %d", n, topSenders)
+	}
+
 	full := a
 	full.TopEnterprises = nil
 	for i := range peerTopSenders {
 		full.TopEnterprises = append(full.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: fmt.Sprintf("F%02d", i), Accepted: 10})
 	}
-	if !clusterLoadOf([]cluster.PeerLoad{full, b}).TopPartial {
+	if !clusterLoadOf([]cluster.PeerLoad{full, b}, nil).TopPartial {
 		t.Errorf("a member that named %d: the counts not marked partial", peerTopSenders)
 	}
 	old := b
 	old.TopLimit = 0 // the release before: five at most
-	if clusterLoadOf([]cluster.PeerLoad{a, old}).TopPartial {
+	if clusterLoadOf([]cluster.PeerLoad{a, old}, nil).TopPartial {
 		t.Error("a member of the release before that named four: marked partial")
 	}
 	old.TopEnterprises = append(old.TopEnterprises, cluster.PeerEnterpriseLoad{Enterprise: "E6", Accepted: 1})
-	if !clusterLoadOf([]cluster.PeerLoad{a, old}).TopPartial {
+	if !clusterLoadOf([]cluster.PeerLoad{a, old}, nil).TopPartial {
 		t.Error("a member of the release before that named five: not marked partial")
 	}
 }

@@ -86,12 +86,16 @@ func (m *loadMeter) add(s loadSample) {
 // status is the load from the oldest sample within loadWindow to now (just
 // after a start, from the first sample; if sampling stalled, from the
 // newest); nil before any sample.
-func (m *loadMeter) status() *api.LoadStatus { return m.statusTop(topSenders) }
+// keep, when not nil, is the enterprises the top senders are ranked among
+// (an account manager's portfolio).
+func (m *loadMeter) status(keep func(string) bool) *api.LoadStatus {
+	return m.statusTop(topSenders, keep)
+}
 
 // statusTop is status naming the top enterprises that sent the most
 // (peerTopSenders for another node's status, which adds the members'
-// up).
-func (m *loadMeter) statusTop(top int) *api.LoadStatus {
+// up), of those keep holds (nil: all).
+func (m *loadMeter) statusTop(top int, keep func(string) bool) *api.LoadStatus {
 	now := m.read()
 	m.mu.Lock()
 	var from loadSample
@@ -118,7 +122,7 @@ func (m *loadMeter) statusTop(top int) *api.LoadStatus {
 		WrittenBytesPerSecond: float64(now.written-from.written) / secs,
 	}
 	st.AcceptedPerSecond = float64(st.Accepted) / secs
-	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs, top)
+	st.TopEnterprises = topOf(from.byEnterprise, now.byEnterprise, secs, top, keep)
 	st.Upstreams = upstreamsOf(from.upstreams, now.upstreams, secs)
 	if st.Accepted > 0 {
 		us := float64((now.cpu - from.cpu).Microseconds()) / float64(st.Accepted)
@@ -129,12 +133,12 @@ func (m *loadMeter) statusTop(top int) *api.LoadStatus {
 
 // topOf is the n enterprises that accepted the most between the counts
 // from and now, the most first (by code at a tie), none that accepted
-// nothing in the span.
-func topOf(from, now map[string]uint64, secs float64, n int) []api.EnterpriseLoad {
+// nothing in the span, of those keep holds (nil: all).
+func topOf(from, now map[string]uint64, secs float64, n int, keep func(string) bool) []api.EnterpriseLoad {
 	top := []api.EnterpriseLoad{}
 	for ent, n := range now {
 		d := n - from[ent] // a counter only grows; absent in from is 0
-		if d == 0 {
+		if d == 0 || (keep != nil && !keep(ent)) {
 			continue
 		}
 		top = append(top, api.EnterpriseLoad{Enterprise: ent, Accepted: d})

@@ -31,12 +31,12 @@ func TestLoadMeter(t *testing.T) {
 		cur = loadSample{at: t0.Add(at), cpu: cpu, accepted: accepted, commits: commits, written: written}
 		mu.Unlock()
 	}
-	if st := m.status(); st != nil {
+	if st := m.status(nil); st != nil {
 		t.Fatalf("before any sample: %+v", st)
 	}
 	m.add(cur)
 	set(2*time.Second, 0, 0, 4, 4096)
-	st := m.status()
+	st := m.status(nil)
 	if st == nil || st.Seconds != 2 || st.Accepted != 0 || st.CPUMicrosPerMessage != nil || st.CommitsPerSecond != 2 || st.WrittenBytesPerSecond != 2048 {
 		t.Fatalf("2 s after the start, nothing accepted: %+v", st)
 	}
@@ -51,7 +51,7 @@ func TestLoadMeter(t *testing.T) {
 		t.Errorf("%d samples kept, want 13 (a minute and its start)", n)
 	}
 	set(24*loadEvery+2*time.Second, 12*time.Second+100*time.Millisecond, 24_100, 12_050, 24<<20)
-	st = m.status()
+	st = m.status(nil)
 	// From the sample 57 s before (at 65 s: 13,000 messages, 6.5 s of CPU).
 	if st == nil || st.Seconds != 57 || st.Accepted != 11_100 || st.CPUMicrosPerMessage == nil ||
 		int(*st.CPUMicrosPerMessage) != 504 || st.CommitsPerSecond != 5550.0/57 || int(st.CPUCores*1000) != 98 {
@@ -73,7 +73,7 @@ func TestLoadTopEnterprises(t *testing.T) {
 	m.add(loadSample{at: t0.Add(10 * time.Second), byEnterprise: map[string]uint64{
 		"big-before": 1_000_000, "a": 100, "b": 0, "c": 0, "d": 45, "e": 0, "f": 0,
 	}})
-	st := m.status()
+	st := m.status(nil)
 	want := []api.EnterpriseLoad{
 		{Enterprise: "a", Accepted: 400, AcceptedPerSecond: 400.0 / 60},
 		{Enterprise: "b", Accepted: 300, AcceptedPerSecond: 5},
@@ -84,10 +84,21 @@ func TestLoadTopEnterprises(t *testing.T) {
 	if st == nil || st.Seconds != 60 || !slices.Equal(st.TopEnterprises, want) {
 		t.Fatalf("top enterprises of the last minute:\n got %+v\nwant %+v", st, want)
 	}
+	// An account manager serving c, d and f: its three, ranked among
+	// themselves; d and f are not in the daemon's five.
+	served := func(e string) bool { return e == "c" || e == "d" || e == "f" }
+	want = []api.EnterpriseLoad{
+		{Enterprise: "c", Accepted: 300, AcceptedPerSecond: 5},
+		{Enterprise: "f", Accepted: 10, AcceptedPerSecond: 10.0 / 60},
+		{Enterprise: "d", Accepted: 5, AcceptedPerSecond: 5.0 / 60},
+	}
+	if st := m.status(served); st == nil || !slices.Equal(st.TopEnterprises, want) {
+		t.Fatalf("top enterprises of a portfolio:\n got %+v\nwant %+v", st, want)
+	}
 	cur.at = t0.Add(11 * time.Second)
 	cur.byEnterprise = map[string]uint64{"big-before": 1_000_000, "a": 100, "d": 45}
 	m.samples = m.samples[1:]
-	if st := m.status(); st == nil || st.TopEnterprises == nil || len(st.TopEnterprises) != 0 {
+	if st := m.status(nil); st == nil || st.TopEnterprises == nil || len(st.TopEnterprises) != 0 {
 		t.Fatalf("nothing accepted in the span: %+v", st)
 	}
 }

@@ -518,9 +518,9 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
 		loads := d.clusterLoads(cfg) // cluster_load.go
-		acfg.ClusterStatus = func(ctx context.Context) *api.ClusterStatus {
+		acfg.ClusterStatus = func(ctx context.Context, keep func(string) bool) *api.ClusterStatus {
 			st := d.cluster.status()
-			loads.fill(ctx, st)
+			loads.fill(ctx, st, keep)
 			return st
 		}
 		if acfg.PeerUsage, err = d.clusterUsage(cfg); err != nil { // cluster_usage.go
