@@ -280,8 +280,30 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "unauthorized", operatorRefused)
 			return
 		}
+		// A read-only manager is refused whatever is not a read here, the
+		// one door of every operator route (the daemon's own included),
+		// so that a route added later cannot forget it.
+		if a, _ := s.operatorActor(name); a.ReadOnly && !readOnlyAllowed(r) {
+			writeReadOnly(w, a)
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, name)))
 	}
+}
+
+// readOnlyAllowed reports whether a read-only manager may make request r:
+// a read (GET or HEAD; none of those changes anything), or its logout.
+func readOnlyAllowed(r *http.Request) bool {
+	return r.Method == http.MethodGet || r.Method == http.MethodHead || r.Pattern == "POST /admin/v1/logout"
+}
+
+// writeReadOnly answers 403 to a read-only account manager's change.
+func writeReadOnly(w http.ResponseWriter, a policy.Actor) {
+	var b errorBody
+	b.Error.Reason = "forbidden"
+	b.Error.Message = fmt.Sprintf("account manager %s is read-only (http.account_managers[].read_only): it may look, not change", a.Name)
+	b.Error.DetailZH = fmt.Sprintf("客户经理%s为只读账号，只能查看，不能修改", a.Name)
+	writeJSON(w, http.StatusForbidden, b)
 }
 
 type operatorKey struct{}

@@ -35,26 +35,7 @@ func TestAccountManagerPortfolio(t *testing.T) {
 	t.Cleanup(func() { hs.Close(); s.Close() })
 	call := func(tok, method, path string, body any) (int, errorBody, []byte) {
 		t.Helper()
-		var rd io.Reader = http.NoBody
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequest(method, hs.URL+path, rd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var e errorBody
-		_ = json.Unmarshal(b, &e)
-		return resp.StatusCode, e, b
+		return operatorCall(t, hs.URL, tok, method, path, body)
 	}
 
 	// B's things to point at: a pending entry, a signature request.
@@ -320,4 +301,31 @@ func TestPortfolioStatus(t *testing.T) {
 			t.Errorf("the admin token's failing webhooks: %d, A among them %v; want the %d failing longest", len(got), slices.Contains(got, "A"), maxFailingWebhooks)
 		}
 	}
+}
+
+// operatorCall sends an admin request with JSON body (nil: none) and
+// token tok to the server at base: its status, its error's body decoded
+// (when it is one) and the body.
+func operatorCall(t *testing.T, base, tok, method, path string, body any) (int, errorBody, []byte) {
+	t.Helper()
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e errorBody
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e, b
 }

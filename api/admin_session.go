@@ -48,6 +48,9 @@ type OperatorLoginResponse struct {
 	// portfolio, http.account_managers[].enterprises); absent: every
 	// enterprise.
 	Enterprises []string `json:"enterprises,omitempty"`
+	// ReadOnly: the account manager may read and change nothing
+	// (http.account_managers[].read_only).
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // isOperatorSession tells an operator session token by its prefix.
@@ -107,7 +110,9 @@ func (s *Server) operatorActor(name string) (policy.Actor, bool) {
 	}
 	for _, m := range s.cfg.Managers {
 		if m.Name == name {
-			return policy.ManagerActor(name, m.Enterprises), true
+			a := policy.ManagerActor(name, m.Enterprises)
+			a.ReadOnly = m.ReadOnly
+			return a, true
 		}
 	}
 	return policy.Actor{}, false
@@ -146,7 +151,7 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin: operator login", "addr", ip, "operator", name)
 	a, _ := s.operatorActor(name)
-	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name, Enterprises: a.Scope})
+	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name, Enterprises: a.Scope, ReadOnly: a.ReadOnly})
 }
 
 // operatorLogout: POST /admin/v1/logout ends the session of the token

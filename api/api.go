@@ -27,6 +27,10 @@ import (
 type Manager struct {
 	Name, Token string
 	Enterprises []string
+	// ReadOnly: the manager may read what its portfolio holds (records,
+	// traces, bills, exports, the lists) and change nothing; the backup
+	// too is refused to it.
+	ReadOnly bool
 }
 
 // Config is what the API needs from the daemon.

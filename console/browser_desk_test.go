@@ -325,3 +325,28 @@ func TestBrowserDeskPortfolio(t *testing.T) {
 	}
 	b.shot("ops-portfolio-approvals")
 }
+
+// TestBrowserDeskReadOnly (Chromium): a read-only manager's header says
+// 只读; 待审批 lists the pending number with no button to decide it, and
+// an enterprise's page shows its facts and users with nothing to change.
+func TestBrowserDeskReadOnly(t *testing.T) {
+	const chen = "chen-readonly-0123456789"
+	r := newRig(t, func(c *api.Config) {
+		c.Managers = []api.Manager{{Name: "陈客服", Token: chen, ReadOnly: true}}
+	})
+	b := newBrowser(t)
+	b.opsLoginWith(r.url+"/ops/", chen)
+	b.waitText("header .who", "陈客服 · 只读", false)
+	b.run("open 待审批", chromedp.Click(chromedp.CSS(`nav.side a[href="/ops/approvals"]`)))
+	b.waitText("#whitelist", "13712345679", false)
+	if n := b.count("main button"); n != 0 {
+		t.Errorf("陈客服's 待审批 has %d buttons, want none", n)
+	}
+	b.shot("ops-readonly-approvals")
+	b.run("open A", chromedp.Navigate(r.url+"/ops/enterprises/A"))
+	b.waitText("#users", "alice", false)
+	if n := b.count("main form[method=post]"); n != 0 {
+		t.Errorf("陈客服's page of A has %d forms that change something, want none", n)
+	}
+	b.shot("ops-readonly-enterprise")
+}

@@ -262,6 +262,18 @@ func (b *browser) selected(sel string) (value, text string) {
 	return got[0], got[1]
 }
 
+// count is how many elements of the page match sel.
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)))
+	if err != nil {
+		b.t.Fatalf("count %s: %v", sel, err)
+	}
+	return n
+}
+
 // text is the visible text of the first element matching sel.
 func (b *browser) text(sel string) string {
 	b.t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -583,5 +584,48 @@ func TestDeskManagerPortfolio(t *testing.T) {
 	a.wantPage(t, "<h3>发送最多的企业</h3>", `<a href="/ops/enterprises/B">B</a>`, `<a href="/ops/enterprises/A">A</a>`)
 	if strings.Contains(a.Body, "整个网关") {
 		t.Errorf("the admin token's desk home speaks of a portfolio:\n%s", a.Body)
+	}
+}
+
+// TestDeskReadOnly: a read-only account manager's desk (客服, an auditor)
+// shows what the manager serves and no form that changes anything: no
+// page it can open posts anywhere but its logout. A change posted all the
+// same is refused by the API, and the desk says why.
+func TestDeskReadOnly(t *testing.T) {
+	const token = "wang-readonly-0123456789"
+	r := newRig(t, func(c *api.Config) {
+		c.Managers = []api.Manager{{Name: "王客服", Token: token, ReadOnly: true}}
+	})
+	c := r.client()
+	if a := c.submit("/ops/login", "/ops/login", url.Values{"token": {token}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("王客服's login: %d %s", a.Status, a.Body)
+	}
+	posts := regexp.MustCompile(`method="post" action="([^"]*)"`)
+	for _, path := range []string{"/ops/", "/ops/enterprises", "/ops/enterprises/A", "/ops/enterprises/A/whitelist",
+		"/ops/approvals", "/ops/bills", "/ops/export", "/ops/enterprises/A/records", "/ops/trace?number=" + numA1} {
+		a := c.get(path)
+		a.wantPage(t, `<span class="who">王客服 · 只读</span>`)
+		for _, m := range posts.FindAllStringSubmatch(a.Body, -1) {
+			if m[1] != "/ops/logout" {
+				t.Errorf("%s offers a change to 王客服 (read-only): a form posting to %s", path, m[1])
+			}
+		}
+	}
+	c.get("/ops/approvals").wantPage(t, numPending, "您是只读账号：只能查看")
+	c.get("/ops/enterprises/A").wantPage(t, `id="ent-whitelist">查看</a>`, "整条 (message_payload)")
+	a := c.submit("/ops/enterprises/A/whitelist", "/ops/enterprises/A/whitelist/decide", url.Values{"number": {numPending}, "decision": {"approve"}})
+	if a.Status != http.StatusSeeOther {
+		t.Fatalf("an approval posted by 王客服: %d, want 303 back to the list:\n%s", a.Status, a.Body)
+	}
+	c.get(a.Location).wantPage(t, "未变更：无权执行此操作（客户经理王客服为只读账号，只能查看，不能修改）")
+	c.get("/ops/approvals").wantPage(t, numPending) // still pending
+
+	// The admin token's desk has those forms (the check above can fail).
+	c.post("/ops/logout", url.Values{"csrf": {c.csrf("/ops/")}})
+	c.opsLogin()
+	a = c.get("/ops/enterprises/A")
+	a.wantPage(t, `id="ent-toggle"`, `id="user-add"`, `id="ent-form"`)
+	if strings.Contains(a.Body, "· 只读") {
+		t.Errorf("the admin token's desk says 只读:\n%s", a.Body)
 	}
 }

@@ -77,6 +77,11 @@ func (s *Server) opsLogin(q *req) {
 	} else {
 		setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
 	}
+	if out.ReadOnly {
+		setCookie(q.w, q.r, opsROCookie, "1", "/ops/", 0)
+	} else {
+		setCookie(q.w, q.r, opsROCookie, "", "/ops/", -1)
+	}
 	q.redirect(localPath(q.r.PostFormValue("next"), "/ops/"), "")
 }
 
@@ -85,6 +90,7 @@ func (s *Server) opsLogout(q *req) {
 	setCookie(q.w, q.r, opsCookie, "", "/ops/", -1)
 	setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
 	setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
+	setCookie(q.w, q.r, opsROCookie, "", "/ops/", -1)
 	q.redirect("/ops/login", "您已安全退出。")
 }
 

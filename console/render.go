@@ -62,19 +62,22 @@ type page struct {
 	// OpsScope is the group codes that manager serves (nil: every
 	// enterprise): the desk leaves out what is not its to do.
 	OpsScope []string
-	CSRF     string
-	Path     string
-	Flash    string
-	Errors   map[string]string // field → Chinese message ("" key: the whole form)
-	Form     url.Values
-	D        any
+	// OpsReadOnly: that manager may look and not change; the desk shows
+	// no form that changes anything.
+	OpsReadOnly bool
+	CSRF        string
+	Path        string
+	Flash       string
+	Errors      map[string]string // field → Chinese message ("" key: the whole form)
+	Form        url.Values
+	D           any
 }
 
 // view is a page being prepared: handlers fill D, Errors and Form.
 func (q *req) view(d any) *page {
 	p := &page{Me: q.me, Ops: q.ops, CSRF: q.csrf, Path: q.r.URL.Path, D: d, Form: url.Values{}, Errors: map[string]string{}}
 	if q.ops {
-		p.OpsName, p.OpsScope = opsName(q.r), opsScope(q.r)
+		p.OpsName, p.OpsScope, p.OpsReadOnly = opsName(q.r), opsScope(q.r), opsReadOnly(q.r)
 	}
 	return p
 }

@@ -29,10 +29,13 @@ const (
 	// the group codes that session's manager serves (URL-escaped, comma
 	// separated; none: every enterprise), for what the desk shows alone
 	opsScopeCookie = "qxtd_ops_scope"
-	preCookie      = "qxtd_pre"     // a random value that the login forms' CSRF token is bound to
-	flashCookie    = "qxtd_flash"   // a notice shown once on the next page
-	csrfField      = "csrf"         // the form field (or query parameter) of the token
-	csrfHeader     = "X-CSRF-Token" // htmx sends the token as this header
+	// "1": that session's manager is read-only, for what the desk shows
+	// alone
+	opsROCookie = "qxtd_ops_ro"
+	preCookie   = "qxtd_pre"     // a random value that the login forms' CSRF token is bound to
+	flashCookie = "qxtd_flash"   // a notice shown once on the next page
+	csrfField   = "csrf"         // the form field (or query parameter) of the token
+	csrfHeader  = "X-CSRF-Token" // htmx sends the token as this header
 )
 
 // sessionToken is the enterprise session token of r ("" = none).
@@ -64,6 +67,11 @@ func opsScope(r *http.Request) []string {
 	}
 	return strings.Split(v, ",")
 }
+
+// opsReadOnly reports whether the account manager of r's session is
+// read-only, as its login answered: the desk then shows no form that
+// changes anything (the API refuses them all).
+func opsReadOnly(r *http.Request) bool { return cookieValue(r, opsROCookie) == "1" }
 
 func cookieValue(r *http.Request, name string) string {
 	c, err := r.Cookie(name)

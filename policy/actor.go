@@ -16,6 +16,10 @@ type Actor struct {
 	Enterprise string // enterprise actors: their group code
 	Admin      bool   // enterprise admin
 	Name       string // for the audit fields: operator login, or the user's system_id
+	// ReadOnly is an operator that may look and not change: an account
+	// manager configured read_only (客服, an auditor). The admin API
+	// refuses it every request but a read, before any handler runs.
+	ReadOnly bool
 }
 
 // OperatorActor returns the operator actor with the given audit name.

@@ -185,6 +185,9 @@ type AccountManagerConfig struct {
 	// portfolio): it is the operator of those only. None: of every
 	// enterprise, as the admin token.
 	Enterprises []string `mapstructure:"enterprises"`
+	// ReadOnly: the manager may look at what it serves and change
+	// nothing (客服 answering complaints, an auditor).
+	ReadOnly bool `mapstructure:"read_only"`
 }
 
 // maxManagerName bounds an account manager's name (in characters): it is

@@ -28,6 +28,8 @@ func TestAccountManagersConfig(t *testing.T) {
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: "张\u0007", token: zhang-0123456789}]}`, "http.account_managers[0].name: \"张\\a\" has a character that is not printable"},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, tokn: zhang-0123456789}]}`, "http.account_managers[0].tokn: unknown key"},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, GD0200002]}]}`, ""},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 王客服, token: wang-0123456789a, read_only: true, enterprises: [GD0755001]}]}`, ""},
+		{`{admin_token: admin-token-0123456789, account_managers: [{name: 王客服, token: wang-0123456789a, read_only: "yes"}]}`, "http.account_managers[0].read_only"},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, "GD 02"]}]}`, `http.account_managers[0].enterprises[1]: policy: invalid: group code "GD 02": only letters, digits, - and _`},
 		{`{admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789, enterprises: [GD0755001, GD0755001]}]}`, `http.account_managers[0].enterprises[1]: "GD0755001" listed twice`},
 	} {
@@ -67,6 +69,7 @@ func TestAccountManagerDecides(t *testing.T) {
 	tokenFile := filepath.Join(dir, "zhang.token")
 	const token = "zhang-token-0123456789abcdef"
 	const liToken = "li-token-0123456789abcdef"
+	const roToken = "wang-readonly-0123456789"
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +80,7 @@ func TestAccountManagerDecides(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(b), "admin_token: test-token }",
-		"admin_token: test-token, account_managers: [{name: 张经理, token_file: "+tokenFile+"}, {name: 李经理, token: "+liToken+", enterprises: [T9]}] }", 1)
+		"admin_token: test-token, account_managers: [{name: 张经理, token_file: "+tokenFile+"}, {name: 李经理, token: "+liToken+", enterprises: [T9]}, {name: 王客服, token: "+roToken+", read_only: true}] }", 1)
 	if cfg == string(b) {
 		t.Fatal("the test configuration's http line changed: the manager was not added")
 	}
@@ -98,6 +101,17 @@ func TestAccountManagerDecides(t *testing.T) {
 	if !strings.Contains(d.log(), "an account manager's enterprise does not exist (yet)") || !strings.Contains(d.log(), `"enterprise":"T9"`) {
 		t.Errorf("no warning of 李经理's T9 in the log:\n%s", d.log())
 	}
+	// 王客服 is read-only: it sees T1's pending number, approves nothing,
+	// and the daemon's own route refuses it too.
+	if code, body := postJSON(t, http.MethodGet, base+"/admin/v1/enterprises/T1/whitelist?state=pending", roToken, ""); code != http.StatusOK || !strings.Contains(body, "13712340001") {
+		t.Errorf("王客服 (read-only) reads T1's pending numbers: %d %s", code, body)
+	}
+	for _, req := range [][3]string{{http.MethodPost, "/admin/v1/enterprises/T1/whitelist/approve", `{"numbers":["13712340001"]}`},
+		{http.MethodPut, "/admin/v1/log-level", `{"level":"debug"}`}} {
+		if code, body := postJSON(t, req[0], base+req[1], roToken, req[2]); code != http.StatusForbidden || !strings.Contains(body, "客户经理王客服为只读账号") {
+			t.Errorf("王客服 (read-only): %s %s: %d %s, want 403 forbidden", req[0], req[1], code, body)
+		}
+	}
 	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T1/whitelist/approve", token, `{"numbers":["13712340001"]}`); code != http.StatusOK {
 		t.Fatalf("张经理 approves: %d %s", code, body)
 	}
@@ -105,7 +119,7 @@ func TestAccountManagerDecides(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `"decided_by":"张经理"`) {
 		t.Fatalf("the enterprise's approved numbers: %d %s, want decided_by 张经理", code, body)
 	}
-	if strings.Contains(d.log(), token) || strings.Contains(d.log(), liToken) {
+	if strings.Contains(d.log(), token) || strings.Contains(d.log(), liToken) || strings.Contains(d.log(), roToken) {
 		t.Error("the daemon's log shows a manager's token")
 	}
 }

@@ -504,7 +504,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, ReceiptSecretOverlap: cfg.Webhooks.SecretOverlap, Load: d.load.status, Logger: log.With("component", "api"),
 		Registerer: reg}
 	for _, m := range cfg.HTTP.AccountManagers {
-		acfg.Managers = append(acfg.Managers, api.Manager{Name: m.Name, Token: m.Token, Enterprises: m.Enterprises})
+		acfg.Managers = append(acfg.Managers, api.Manager{Name: m.Name, Token: m.Token, Enterprises: m.Enterprises, ReadOnly: m.ReadOnly})
 		for _, code := range m.Enterprises {
 			// Not an error: the enterprise may be opened later (by
 			// the admin token). A typo would leave the manager
