@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,12 @@ type adminState struct {
 	maxImport    int64         // maxImportBody
 	sessions     *sessionStore // operator sessions (admin_session.go)
 	logins       loginThrottle // failed operator logins, per address
+	// managers is Config.Managers, then what SetManagers gave: read on
+	// every request, replaced whole on a reload. loginMu orders a login's
+	// token check and session against SetManagers' ending of the sessions
+	// of a manager taken out or given another token.
+	managers atomic.Pointer[[]Manager]
+	loginMu  sync.RWMutex
 }
 
 // actorHandler is an admin handler; a is who acts.

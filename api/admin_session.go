@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func (s *Server) operatorToken(tok string) (name string, ok bool) {
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) == 1 {
 		name, ok = OperatorName, true
 	}
-	for _, m := range s.cfg.Managers {
+	for _, m := range *s.admin.managers.Load() {
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(m.Token)) == 1 && !ok {
 			name, ok = m.Name, true
 		}
@@ -108,7 +109,7 @@ func (s *Server) operatorActor(name string) (policy.Actor, bool) {
 	if name == OperatorName {
 		return policy.OperatorActor(name), true
 	}
-	for _, m := range s.cfg.Managers {
+	for _, m := range *s.admin.managers.Load() {
 		if m.Name == name {
 			a := policy.ManagerActor(name, m.Enterprises)
 			a.ReadOnly = m.ReadOnly
@@ -132,8 +133,10 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer l.gate.unhold(ip, prefix) // after the failure delay below
+	s.admin.loginMu.RLock()
 	name, ok := s.operatorToken(req.Token)
 	if !ok {
+		s.admin.loginMu.RUnlock()
 		t := time.NewTimer(l.failed(ip, prefix))
 		select {
 		case <-t.C:
@@ -145,6 +148,7 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	l.succeeded(ip)
 	tok, err := s.admin.sessions.create(name, "")
+	s.admin.loginMu.RUnlock()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return
@@ -164,4 +168,23 @@ func (s *Server) operatorLogout(_ policy.Actor, w http.ResponseWriter, r *http.R
 	}
 	s.admin.sessions.end(tok)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// SetManagers replaces the account managers (a configuration reload):
+// from the next request on, their tokens, names, portfolios and
+// read-only are the new ones. The sessions of a manager taken out, or
+// given another token, end on every node (a token that leaked is rotated
+// by a reload, and what was opened with it goes too); those of a manager
+// whose portfolio or read-only changed go on under the new rules, which
+// each request reads.
+func (s *Server) SetManagers(ms []Manager) {
+	ms = slices.Clone(ms)
+	s.admin.loginMu.Lock()
+	defer s.admin.loginMu.Unlock()
+	old := *s.admin.managers.Swap(&ms)
+	for _, o := range old {
+		if i := slices.IndexFunc(ms, func(m Manager) bool { return m.Name == o.Name }); i < 0 || ms[i].Token != o.Token {
+			s.admin.sessions.endUser(o.Name, "")
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,8 @@ type Config struct {
 	AdminToken string
 	// Managers are the account managers, each with a token of their
 	// own: the admin token's powers, acting under their name (what they
-	// decide records it), or over their own enterprises only.
+	// decide records it), or over their own enterprises only. Replaced
+	// at run time by SetManagers.
 	Managers []Manager
 	Store    *queue.Store
 	Policy   *policy.Policy
@@ -131,6 +133,8 @@ func New(cfg Config) *Server {
 		cfg.ReceiptSecretOverlap = policy.ReceiptSecretOverlap
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	ms := slices.Clone(cfg.Managers)
+	s.admin.managers.Store(&ms)
 	s.routes()
 	return s
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/qxtd/qxtd/smpp"
 )
@@ -44,8 +48,8 @@ func TestAccountManagersConfig(t *testing.T) {
 			t.Errorf("%s: the error shows a token: %v", c.http, err)
 		}
 	}
-	// A SIGHUP does not apply a changed manager: the reload names it as
-	// needing a restart (configDiff's keys fall to restart_required).
+	// configDiff names a changed manager's key, which a SIGHUP applies
+	// (TestReloadAccountManagers).
 	a, err := parseConfig("qxtd.yaml", []byte("http: {admin_token: admin-token-0123456789, account_managers: [{name: 张经理, token: zhang-0123456789}]}\n"+up), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +124,103 @@ func TestAccountManagerDecides(t *testing.T) {
 		t.Fatalf("the enterprise's approved numbers: %d %s, want decided_by 张经理", code, body)
 	}
 	if strings.Contains(d.log(), token) || strings.Contains(d.log(), liToken) || strings.Contains(d.log(), roToken) {
+		t.Error("the daemon's log shows a manager's token")
+	}
+}
+
+// TestReloadAccountManagers: a SIGHUP applies http.account_managers to the
+// running daemon, its SMPP binds and everything else untouched. A token
+// rotated by a reload is refused at once, and so are the sessions opened
+// with the old one; a manager added works; a manager whose portfolio
+// changed keeps its session under the new portfolio. With the admin token
+// changed too, the managers wait for the restart as the admin token does.
+func TestReloadAccountManagers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const (
+		oldTok = "zhang-old-0123456789abcdef"
+		newTok = "zhang-new-0123456789abcdef"
+		liTok  = "li-readonly-0123456789abc"
+	)
+	_, simAddr := startSim(t, smpp.SimOptions{})
+	path := rewriteConfig(t, writeConfig(t, dir, simAddr, ""), "admin_token: test-token }",
+		"admin_token: test-token, account_managers: [{name: 张经理, token: "+oldTok+"}] }")
+	d := startDaemon(t, path)
+	base := "http://" + d.httpAddr
+	key := issueAPIKey(t, base, "esme")
+	if code, body := postJSON(t, http.MethodPost, base+"/v1/whitelist", key, `{"number":"13712340001"}`); code != http.StatusCreated {
+		t.Fatalf("the enterprise asks for a number: %d %s", code, body)
+	}
+	login := func(tok string) string {
+		t.Helper()
+		code, body := postJSON(t, http.MethodPost, base+"/admin/v1/login", "", `{"token":"`+tok+`"}`)
+		var out struct{ Token string }
+		if err := json.Unmarshal([]byte(body), &out); code != http.StatusOK || err != nil {
+			t.Fatalf("login: %d %s", code, body)
+		}
+		return out.Token
+	}
+	status := func(method, path, tok, body string) int {
+		t.Helper()
+		code, _ := postJSON(t, method, base+path, tok, body)
+		return code
+	}
+	reload := func(n int, old, new string) map[string]any {
+		t.Helper()
+		rewriteConfig(t, path, old, new)
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		return d.waitLog(t, "configuration reloaded", n, 30*time.Second)
+	}
+	oldSession := login(oldTok)
+
+	// 1. 张经理's token rotated, 李经理 added (read-only).
+	rec := reload(0, "account_managers: [{name: 张经理, token: "+oldTok+"}]",
+		"account_managers: [{name: 张经理, token: "+newTok+"}, {name: 李经理, token: "+liTok+", read_only: true}]")
+	if applied, restart := strs(rec["applied"]), strs(rec["restart_required"]); !slices.Contains(applied, "http.account_managers[0].token") ||
+		!slices.Contains(applied, "http.account_managers[1]") || len(restart) != 0 {
+		t.Errorf("reload: applied %v, restart_required %v; want the managers' keys applied", applied, restart)
+	}
+	for what, got := range map[string]int{
+		"the old token":            status(http.MethodGet, "/admin/v1/enterprises", oldTok, ""),
+		"the old token's session":  status(http.MethodGet, "/admin/v1/enterprises", oldSession, ""),
+		"the new token":            status(http.MethodGet, "/admin/v1/enterprises", newTok, ""),
+		"李经理 reads":                status(http.MethodGet, "/admin/v1/enterprises/T1/whitelist?state=pending", liTok, ""),
+		"李经理 approves (read-only)": status(http.MethodPost, "/admin/v1/enterprises/T1/whitelist/approve", liTok, `{"numbers":["13712340001"]}`),
+	} {
+		want := map[string]int{"the old token": 401, "the old token's session": 401, "the new token": 200, "李经理 reads": 200, "李经理 approves (read-only)": 403}[what]
+		if got != want {
+			t.Errorf("after the reload, %s: %d, want %d", what, got, want)
+		}
+	}
+
+	// 2. 张经理 given a portfolio that is not T1: the session goes on,
+	// under it.
+	session := login(newTok)
+	rec = reload(1, "{name: 张经理, token: "+newTok+"}", "{name: 张经理, token: "+newTok+", enterprises: [T9]}")
+	if applied := strs(rec["applied"]); !slices.Equal(applied, []string{"http.account_managers[0].enterprises"}) {
+		t.Errorf("reload: applied %v, want 张经理's enterprises", applied)
+	}
+	if code, body := postJSON(t, http.MethodPost, base+"/admin/v1/enterprises/T1/whitelist/approve", session, `{"numbers":["13712340001"]}`); code != http.StatusForbidden ||
+		!strings.Contains(body, "企业 T1 不在客户经理张经理负责的企业之中") {
+		t.Errorf("张经理's session approves for T1 after its portfolio became T9: %d %s", code, body)
+	}
+	if got := status(http.MethodGet, "/admin/v1/enterprises/T9", session, ""); got == http.StatusForbidden || got == http.StatusUnauthorized {
+		t.Errorf("张经理's session reads T9's (not opened yet): %d, want allowed (404)", got)
+	}
+
+	// 3. The admin token and a manager changed together: both wait.
+	reload(2, "admin_token: test-token,", "admin_token: test-token-2,")
+	rec = reload(3, "{name: 李经理, token: "+liTok+", read_only: true}", "{name: 李经理, token: "+liTok+"}")
+	if applied, restart := strs(rec["applied"]), strs(rec["restart_required"]); slices.Contains(applied, "http.account_managers[1].read_only") ||
+		!slices.Contains(restart, "http.account_managers[1].read_only") || !slices.Contains(restart, "http.admin_token") {
+		t.Errorf("with the admin token changed: applied %v, restart_required %v; want the manager's change waiting", applied, restart)
+	}
+	if got := status(http.MethodPost, "/admin/v1/enterprises/T1/whitelist/approve", liTok, `{"numbers":["13712340001"]}`); got != http.StatusForbidden {
+		t.Errorf("李经理 approves after a reload that could not apply: %d, want 403 (still read-only)", got)
+	}
+	if strings.Contains(d.log(), oldTok) || strings.Contains(d.log(), newTok) || strings.Contains(d.log(), liTok) {
 		t.Error("the daemon's log shows a manager's token")
 	}
 }

@@ -25,7 +25,12 @@ import (
 //   - upstreams[].tps, for an upstream started with a cap (0 lifts it);
 //   - enterprises, accounts and policy.overrides, seeded as at start and
 //     never with policy.seed_force: what does not exist yet is created,
-//     what exists is kept as the admins left it.
+//     what exists is kept as the admins left it;
+//   - http.account_managers (after the seeding, so that a manager may be
+//     given an enterprise the same file opens), unless http.admin_token
+//     changed too: a manager's token is checked against the admin
+//     token's, and that one needs a restart. A manager taken out or
+//     given another token loses the sessions it opened (api.SetManagers).
 //
 // Every other changed key (listen addresses, the store, timeouts, the
 // upstreams' addresses and credentials, …) is logged as needing a restart,
@@ -87,8 +92,12 @@ func (d *daemon) applyConfig(ctx context.Context, path string) error {
 	cur.Upstreams = slices.Clone(cur.Upstreams)
 	var applied, restart, ignored []string
 	seed := false
-	for _, k := range configDiff(d.cfg, next) {
+	diff := configDiff(d.cfg, next)
+	var managers []string // the changed keys of http.account_managers
+	for _, k := range diff {
 		switch {
+		case hasKeyPrefix(k, "http.account_managers") && !slices.Contains(diff, "http.admin_token"):
+			managers = append(managers, k)
 		case k == "log.level":
 			applied = append(applied, k)
 		case k == "policy.seed_force":
@@ -121,6 +130,11 @@ func (d *daemon) applyConfig(ctx context.Context, path string) error {
 			"users_created", rep.UsersCreated, "users_kept", rep.UsersKept,
 			"whitelist_added", rep.WhitelistAdded, "whitelist_kept", rep.WhitelistKept,
 			"overrides_added", rep.OverridesAdded, "overrides_kept", rep.OverridesKept}
+	}
+	if len(managers) > 0 {
+		d.api.SetManagers(d.managers(next))
+		cur.HTTP.AccountManagers = next.HTTP.AccountManagers
+		applied = append(applied, managers...)
 	}
 	if slices.Contains(applied, "log.level") {
 		var lv slog.Level

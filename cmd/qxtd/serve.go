@@ -503,17 +503,7 @@ func start(cfg *Config, log *slog.Logger, level *slog.LevelVar) (_ *daemon, err 
 	acfg := api.Config{AdminToken: cfg.HTTP.AdminToken, Store: d.store, Policy: d.policy, Gateway: d.gw,
 		WriteTimeout: cfg.HTTP.WriteTimeout, Webhooks: d.hooks, ReceiptSecretOverlap: cfg.Webhooks.SecretOverlap, Load: d.load.status, Logger: log.With("component", "api"),
 		Registerer: reg}
-	for _, m := range cfg.HTTP.AccountManagers {
-		acfg.Managers = append(acfg.Managers, api.Manager{Name: m.Name, Token: m.Token, Enterprises: m.Enterprises, ReadOnly: m.ReadOnly})
-		for _, code := range m.Enterprises {
-			// Not an error: the enterprise may be opened later (by
-			// the admin token). A typo would leave the manager
-			// without it, so say so.
-			if _, ok := d.policy.Lookup(code); !ok {
-				log.Warn("an account manager's enterprise does not exist (yet)", "manager", m.Name, "enterprise", code)
-			}
-		}
-	}
+	acfg.Managers = d.managers(cfg)
 	if d.cluster != nil {
 		rcfg.Shared = d.cluster.replica
 		acfg.Sessions = d.cluster.sessions
@@ -851,4 +841,21 @@ func tuneGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memLimit)
 	}
+}
+
+// managers is cfg's account managers as the API takes them, at start and
+// on a reload. A group code that names no enterprise is not an error (the
+// admin token may open it later), but a typo would leave the manager
+// without it: the log says so.
+func (d *daemon) managers(cfg *Config) []api.Manager {
+	var out []api.Manager
+	for _, m := range cfg.HTTP.AccountManagers {
+		out = append(out, api.Manager{Name: m.Name, Token: m.Token, Enterprises: m.Enterprises, ReadOnly: m.ReadOnly})
+		for _, code := range m.Enterprises {
+			if _, ok := d.policy.Lookup(code); !ok {
+				d.log.Warn("an account manager's enterprise does not exist (yet)", "manager", m.Name, "enterprise", code)
+			}
+		}
+	}
+	return out
 }
