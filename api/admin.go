@@ -117,6 +117,7 @@ func (s *Server) adminRouteList() []adminRoute {
 		{"POST /admin/v1/enterprises/{code}/held/drop", s.dropHeld},
 
 		{"POST /admin/v1/logout", s.operatorLogout},
+		{"GET /admin/v1/session", s.showOperatorSession},
 		{"GET /admin/v1/status", s.status},
 		{"GET /admin/v1/packages", s.listPackages},
 
@@ -197,6 +198,7 @@ var portfolioRoutes = map[string]bool{
 	"POST /admin/v1/whitelist/reject":                true,
 	"GET /admin/v1/optouts":                          true,
 	"POST /admin/v1/logout":                          true,
+	"GET /admin/v1/session":                          true, // the manager's own name and portfolio
 	"GET /admin/v1/status":                           true,
 	"GET /admin/v1/packages":                         true,
 	"GET /admin/v1/overrides":                        true,

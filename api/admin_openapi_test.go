@@ -166,6 +166,7 @@ func TestAdminOpenAPISchemas(t *testing.T) {
 		"Status":                Status{},
 		"OperatorLoginRequest":  OperatorLoginRequest{},
 		"OperatorLoginResponse": OperatorLoginResponse{},
+		"OperatorSession":       OperatorSession{},
 		"SystemStatus":          SystemStatus{},
 		"FailingWebhook":        FailingWebhook{},
 		"UpstreamStatus":        UpstreamStatus{},

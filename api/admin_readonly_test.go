@@ -90,6 +90,9 @@ func TestAccountManagerReadOnly(t *testing.T) {
 		EntryDecision{Entries: []policy.EntryRef{{Enterprise: "A", Number: num}}}); status != http.StatusForbidden {
 		t.Errorf("an approval by the session: %d %s, want 403", status, raw)
 	}
+	if who, err := (&Client{Base: hs.URL, Token: login.Token}).OperatorSession(); err != nil || who.Name != "客服小李" || !who.ReadOnly || who.Enterprises != nil {
+		t.Errorf("the session's GET /admin/v1/session: %+v %v, want 客服小李, read-only, every enterprise", who, err)
+	}
 	if status, _, raw := operatorCall(t, hs.URL, login.Token, "GET", "/admin/v1/whitelist/pending", nil); status != http.StatusOK || !strings.Contains(string(raw), num) {
 		t.Errorf("the pending list to the session: %d %s", status, raw)
 	}

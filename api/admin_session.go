@@ -42,6 +42,14 @@ type OperatorLoginRequest struct {
 type OperatorLoginResponse struct {
 	Token     string `json:"token"`      // "qxo_…": send as "Authorization: Bearer <token>"
 	ExpiresIn int    `json:"expires_in"` // seconds of inactivity until it ends
+	OperatorSession
+}
+
+// OperatorSession is whom an operator token or session acts as, and what
+// it may do: the answer of GET /admin/v1/session, and part of the
+// login's. A reload may change it for a session already open, so the
+// desk asks on every page.
+type OperatorSession struct {
 	// Name is whom the session acts as: the account manager whose token
 	// it was opened with, or "admin-api" for the admin token.
 	Name string `json:"name"`
@@ -155,7 +163,16 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin: operator login", "addr", ip, "operator", name)
 	a, _ := s.operatorActor(name)
-	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), Name: name, Enterprises: a.Scope, ReadOnly: a.ReadOnly})
+	writeJSON(w, http.StatusOK, OperatorLoginResponse{Token: tok, ExpiresIn: int(SessionIdle / time.Second), OperatorSession: operatorSession(a)})
+}
+
+func operatorSession(a policy.Actor) OperatorSession {
+	return OperatorSession{Name: a.Name, Enterprises: a.Scope, ReadOnly: a.ReadOnly}
+}
+
+// showOperatorSession: GET /admin/v1/session.
+func (s *Server) showOperatorSession(a policy.Actor, w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, operatorSession(a))
 }
 
 // operatorLogout: POST /admin/v1/logout ends the session of the token

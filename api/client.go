@@ -631,6 +631,12 @@ func (c *Client) OperatorLogout() error {
 	return c.Do(http.MethodPost, "/admin/v1/logout", nil, nil)
 }
 
+// OperatorSession is whom c.Token (an operator token or session) acts as
+// now, and what it may do (GET /admin/v1/session).
+func (c *Client) OperatorSession() (*OperatorSession, error) {
+	return call[OperatorSession](c, http.MethodGet, "/admin/v1/session", nil)
+}
+
 // Status is the daemon's health summary (GET /admin/v1/status).
 func (c *Client) Status() (*SystemStatus, error) {
 	return call[SystemStatus](c, http.MethodGet, "/admin/v1/status", nil)

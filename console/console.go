@@ -160,8 +160,27 @@ type req struct {
 	r     *http.Request
 	me    *api.Me
 	ops   bool
-	token string // the session token the API is called with
-	csrf  string // the token this page's forms carry
+	token string               // the session token the API is called with
+	csrf  string               // the token this page's forms carry
+	who   *api.OperatorSession // the desk's: whom its session acts as (opsWho)
+}
+
+// opsWho is whom the desk's session acts as and what it may do, as the
+// API says on this request (GET /admin/v1/session, asked once a
+// request): the header's name and portfolio, and what the desk offers.
+// Asked on every page, not kept from the login, so that a reload that
+// gives a manager another portfolio or makes it read-only shows on its
+// next page. What the session may do is the API's to decide; this only
+// shapes the page. A failed call is an empty answer: the page's own calls
+// report the session's end.
+func (q *req) opsWho() api.OperatorSession {
+	if q.who == nil {
+		q.who = &api.OperatorSession{}
+		if q.token != "" {
+			_ = q.s.opsCall(q.r, http.MethodGet, "/admin/v1/session", nil, q.who)
+		}
+	}
+	return *q.who
 }
 
 // public serves a page without a session (login, forgotten password);

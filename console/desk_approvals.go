@@ -49,7 +49,7 @@ func (s *Server) pendingSignatures(q *req) ([]policy.SignatureRequest, error) {
 }
 
 func (s *Server) pendingApplications(q *req) ([]api.Application, error) {
-	if opsScope(q.r) != nil {
+	if q.opsWho().Enterprises != nil {
 		return nil, nil // not a portfolio's: the desk does not show them
 	}
 	var l struct {

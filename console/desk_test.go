@@ -629,3 +629,36 @@ func TestDeskReadOnly(t *testing.T) {
 		t.Errorf("the admin token's desk says 只读:\n%s", a.Body)
 	}
 }
+
+// TestDeskFollowsReload: the desk asks the API whom its session acts as
+// on every page, so a reload that changes a manager (api.SetManagers)
+// shows on the manager's next page without a new login: given a
+// portfolio and made read-only, its header says so and its pages offer
+// nothing to change; its token rotated, it is back at the login.
+func TestDeskFollowsReload(t *testing.T) {
+	const token = "zhao-token-0123456789ab"
+	r := newRig(t, func(c *api.Config) {
+		c.Managers = []api.Manager{{Name: "赵经理", Token: token}}
+	})
+	c := r.client()
+	if a := c.submit("/ops/login", "/ops/login", url.Values{"token": {token}}); a.Status != http.StatusSeeOther {
+		t.Fatalf("赵经理's login: %d %s", a.Status, a.Body)
+	}
+	c.get("/ops/enterprises/A").wantPage(t, `<span class="who">赵经理</span>`, `id="ent-toggle"`)
+	c.get("/ops/approvals").wantPage(t, `id="applications"`)
+
+	r.api.SetManagers([]api.Manager{{Name: "赵经理", Token: token, Enterprises: []string{"A"}, ReadOnly: true}})
+	a := c.get("/ops/enterprises/A")
+	a.wantPage(t, `<span class="who">赵经理 · 负责 A · 只读</span>`)
+	if strings.Contains(a.Body, `id="ent-toggle"`) {
+		t.Errorf("A's page still offers 停用 to 赵经理, now read-only:\n%s", a.Body)
+	}
+	if a := c.get("/ops/approvals"); strings.Contains(a.Body, `id="applications"`) {
+		t.Errorf("待审批 still offers 开户申请 to 赵经理, now serving A:\n%s", a.Body)
+	}
+
+	r.api.SetManagers([]api.Manager{{Name: "赵经理", Token: token + "x", Enterprises: []string{"A"}}})
+	if a := c.get("/ops/enterprises/A"); a.Status != http.StatusSeeOther || !strings.HasPrefix(a.Location, "/ops/login") {
+		t.Errorf("赵经理's page after the token was rotated: %d to %q, want the login", a.Status, a.Location)
+	}
+}

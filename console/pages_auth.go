@@ -2,7 +2,6 @@ package console
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/qxtd/qxtd/api"
@@ -67,30 +66,12 @@ func (s *Server) opsLogin(q *req) {
 		return
 	}
 	setCookie(q.w, q.r, opsCookie, out.Token, "/ops/", 0)
-	if out.Name != api.OperatorName { // the admin token's own is no one's name
-		setCookie(q.w, q.r, opsNameCookie, url.QueryEscape(out.Name), "/ops/", 0)
-	} else {
-		setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
-	}
-	if len(out.Enterprises) > 0 {
-		setCookie(q.w, q.r, opsScopeCookie, url.QueryEscape(strings.Join(out.Enterprises, ",")), "/ops/", 0)
-	} else {
-		setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
-	}
-	if out.ReadOnly {
-		setCookie(q.w, q.r, opsROCookie, "1", "/ops/", 0)
-	} else {
-		setCookie(q.w, q.r, opsROCookie, "", "/ops/", -1)
-	}
 	q.redirect(localPath(q.r.PostFormValue("next"), "/ops/"), "")
 }
 
 func (s *Server) opsLogout(q *req) {
 	_ = s.opsCall(q.r, http.MethodPost, "/admin/v1/logout", nil, nil)
 	setCookie(q.w, q.r, opsCookie, "", "/ops/", -1)
-	setCookie(q.w, q.r, opsNameCookie, "", "/ops/", -1)
-	setCookie(q.w, q.r, opsScopeCookie, "", "/ops/", -1)
-	setCookie(q.w, q.r, opsROCookie, "", "/ops/", -1)
 	q.redirect("/ops/login", "您已安全退出。")
 }
 

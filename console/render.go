@@ -77,7 +77,11 @@ type page struct {
 func (q *req) view(d any) *page {
 	p := &page{Me: q.me, Ops: q.ops, CSRF: q.csrf, Path: q.r.URL.Path, D: d, Form: url.Values{}, Errors: map[string]string{}}
 	if q.ops {
-		p.OpsName, p.OpsScope, p.OpsReadOnly = opsName(q.r), opsScope(q.r), opsReadOnly(q.r)
+		who := q.opsWho()
+		if who.Name != api.OperatorName { // the admin token's own is no one's name
+			p.OpsName = who.Name
+		}
+		p.OpsScope, p.OpsReadOnly = who.Enterprises, who.ReadOnly
 	}
 	return p
 }

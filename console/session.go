@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // Sessions and CSRF. The console keeps no session table of its own: a
@@ -25,17 +24,10 @@ import (
 const (
 	sessionCookie = "qxtd_session" // the enterprise console's session token (qxs_…)
 	opsCookie     = "qxtd_ops"     // the account manager's session token (qxo_…), path /ops/
-	opsNameCookie = "qxtd_ops_who" // whom that session acts as (URL-escaped), for the header alone
-	// the group codes that session's manager serves (URL-escaped, comma
-	// separated; none: every enterprise), for what the desk shows alone
-	opsScopeCookie = "qxtd_ops_scope"
-	// "1": that session's manager is read-only, for what the desk shows
-	// alone
-	opsROCookie = "qxtd_ops_ro"
-	preCookie   = "qxtd_pre"     // a random value that the login forms' CSRF token is bound to
-	flashCookie = "qxtd_flash"   // a notice shown once on the next page
-	csrfField   = "csrf"         // the form field (or query parameter) of the token
-	csrfHeader  = "X-CSRF-Token" // htmx sends the token as this header
+	preCookie     = "qxtd_pre"     // a random value that the login forms' CSRF token is bound to
+	flashCookie   = "qxtd_flash"   // a notice shown once on the next page
+	csrfField     = "csrf"         // the form field (or query parameter) of the token
+	csrfHeader    = "X-CSRF-Token" // htmx sends the token as this header
 )
 
 // sessionToken is the enterprise session token of r ("" = none).
@@ -43,35 +35,6 @@ func sessionToken(r *http.Request) string { return cookieValue(r, sessionCookie)
 
 // opsToken is the operator session token of r ("" = none).
 func opsToken(r *http.Request) string { return cookieValue(r, opsCookie) }
-
-// opsName is the name the desk's header shows (the account manager whose
-// token opened the session, api.OperatorLoginResponse.Name): read only
-// for display, never for what the session may do, which the API decides
-// from the session itself.
-func opsName(r *http.Request) string {
-	n, err := url.QueryUnescape(cookieValue(r, opsNameCookie))
-	if err != nil {
-		return ""
-	}
-	return n
-}
-
-// opsScope is the group codes the account manager of r's session serves,
-// as its login answered (nil: every enterprise). For what the desk offers
-// alone (no 开户申请, no 新建企业 to a manager with a portfolio): what
-// the session may do is the API's to decide.
-func opsScope(r *http.Request) []string {
-	v, err := url.QueryUnescape(cookieValue(r, opsScopeCookie))
-	if err != nil || v == "" {
-		return nil
-	}
-	return strings.Split(v, ",")
-}
-
-// opsReadOnly reports whether the account manager of r's session is
-// read-only, as its login answered: the desk then shows no form that
-// changes anything (the API refuses them all).
-func opsReadOnly(r *http.Request) bool { return cookieValue(r, opsROCookie) == "1" }
 
 func cookieValue(r *http.Request, name string) string {
 	c, err := r.Cookie(name)
