@@ -612,7 +612,7 @@ func TestDeskReadOnly(t *testing.T) {
 		}
 	}
 	c.get("/ops/approvals").wantPage(t, numPending, "您是只读账号：只能查看")
-	c.get("/ops/enterprises/A").wantPage(t, `id="ent-whitelist">查看</a>`, "整条 (message_payload)")
+	c.get("/ops/enterprises/A").wantPage(t, `id="ent-whitelist">查看</a>`, "整条 (message_payload)", `<dd id="ent-limits">每秒条数为默认；月消费不设上限</dd>`)
 	a := c.submit("/ops/enterprises/A/whitelist", "/ops/enterprises/A/whitelist/decide", url.Values{"number": {numPending}, "decision": {"approve"}})
 	if a.Status != http.StatusSeeOther {
 		t.Fatalf("an approval posted by 王客服: %d, want 303 back to the list:\n%s", a.Status, a.Body)
