@@ -151,7 +151,40 @@ func (r *loginRig) flood(n int) *sync.Map {
 // correct login from another address answers in under a second (each
 // of three in a row), and so does one from an address the user logged
 // in from before while an attacker floods from that same address.
+//
+// A machine whose cores other work holds (make test's other packages, a
+// shared CI host) can stretch one measurement past the bound; a lockout
+// (a correct login waiting behind the flood's queue) misses it every
+// time, so a miss is measured again once, on a fresh rig, as the bind
+// flood's test does.
 func TestLoginFlood(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		var quiet, worst, nd time.Duration
+		// A subtest: its rig and flood end with it, before another.
+		t.Run(fmt.Sprintf("attempt %d", attempt), func(t *testing.T) { quiet, worst, nd = loginUnderFlood(t) })
+		if t.Failed() {
+			return
+		}
+		// The bound is relative to one unloaded login (bcrypt is several
+		// times slower under -race, and the machine is shared), with a
+		// floor of the 1 s: without the gate a correct login
+		// waits behind the flood's queue, 10 s and more.
+		limit := max(time.Second, 8*quiet)
+		if worst <= limit && nd <= limit {
+			return
+		}
+		if attempt == 2 {
+			t.Errorf("a correct login under the flood took %v (shared address: %v), want < %v (twice)", worst, nd, limit)
+			return
+		}
+		t.Logf("a correct login under the flood took %v (shared address: %v), want < %v: measuring again", worst, nd, limit)
+	}
+}
+
+// loginUnderFlood starts a rig, floods it, and times a correct login:
+// unloaded (quiet), the worst of three under the flood from other
+// addresses, and one from an address an attacker floods too (nd).
+func loginUnderFlood(t *testing.T) (quiet, worst, nd time.Duration) {
 	r := newLoginRig(t)
 	real := clientFrom("127.0.0.1")
 	ctx := context.Background()
@@ -167,7 +200,6 @@ func TestLoginFlood(t *testing.T) {
 	}
 
 	codes := r.flood(200)
-	var worst time.Duration
 	for i := range 3 {
 		code, d, err := r.login(ctx, clientFrom(fmt.Sprintf("127.0.0.%d", 2+i)), "alice", "secret1")
 		if err != nil || code != http.StatusOK {
@@ -188,7 +220,7 @@ func TestLoginFlood(t *testing.T) {
 			}
 		}()
 	}
-	code, nd, err := r.login(ctx, nat, "alice", "secret1")
+	code, nd, err = r.login(ctx, nat, "alice", "secret1")
 	cancel()
 	wg.Wait()
 	if err != nil || code != http.StatusOK {
@@ -201,14 +233,7 @@ func TestLoginFlood(t *testing.T) {
 	})
 	t.Logf("correct login: %v unloaded; under a 200-address flood %v (worst of 3), from a shared flooded address %v; attackers' answers %v; waiting now %d",
 		quiet, worst, nd, summary, r.srv.user.logins.gate.queued())
-	// The bound is relative to one unloaded login (bcrypt is several
-	// times slower under -race, and the machine is shared), with a floor
-	// of the 1 s: without the gate a correct login waits behind
-	// the flood's queue, 10 s and more.
-	limit := max(time.Second, 8*quiet)
-	if worst > limit || nd > limit {
-		t.Errorf("a correct login under the flood took %v (shared address: %v), want < %v", worst, nd, limit)
-	}
+	return quiet, worst, nd
 }
 
 // TestLoginGateHungUp: a login whose client hung up while it waited
