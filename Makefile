@@ -46,12 +46,8 @@ NODESMPP := gateway/testdata/nodesmpp
 $(NODESMPP)/node_modules/.package-lock.json: $(NODESMPP)/package-lock.json
 	npm ci --no-audit --no-fund --prefix $(NODESMPP)
 
-# The packages whose tests take longest go first: go test runs as many
-# packages at once as there are cores (two here), starting them in the
-# order given, and a long one started last would run on alone at the end.
-SLOW_PKGS := ./cmd/qxtd ./gateway ./console ./cluster ./api ./queue
 test: lint $(NODESMPP)/node_modules/.package-lock.json
-	$(GO) test -race -count=1 -timeout 8m $(SLOW_PKGS) $(filter-out $(patsubst ./%,$(shell $(GO) list -m)/%,$(SLOW_PKGS)),$(shell $(GO) list ./...))
+	$(GO) test -race -count=1 -timeout 8m ./...
 
 # A PNG of every console page (desktop and phone sizes), written by the
 # browser suite in headless Chromium, for a reviewer to look at.

@@ -19,7 +19,6 @@ const promtoolInstall = "apt-get install -y --no-install-recommends prometheus"
 // stays silent on nearby ones (promtool test rules, configs/alerts_test.yml).
 // A missing promtool fails the test: the rules would go unchecked.
 func TestAlertRules(t *testing.T) {
-	t.Parallel()
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Fatalf("promtool not found (%v): install it with %s", err, promtoolInstall)

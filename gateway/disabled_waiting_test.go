@@ -172,7 +172,6 @@ func TestDroppedHeld(t *testing.T) {
 // counter counted, without waiting for the enterprise to be enabled;
 // one still valid stays held, and goes once E1 is enabled.
 func TestHeldExpires(t *testing.T) {
-	t.Parallel()
 	r, pol, ctx, alice := aliceBound(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MaintainInterval = 50 * time.Millisecond }})
 	// Scheduled an hour ahead, valid 2 s past it: once moved to now (the
 	// validity moves along), it expires 2 s later.

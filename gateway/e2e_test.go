@@ -326,7 +326,6 @@ func (e *esme) submit(ctx context.Context, p pdu.Body) (string, error) {
 // auto each is matched by conversion, and the gateway says once which
 // receipt_ids to set.
 func TestEndToEndWindowedSubmitAndReceipts(t *testing.T) {
-	t.Parallel()
 	var logs lockedBuffer
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: 10 * time.Millisecond, ReceiptDecimal: true},
 		log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
@@ -721,7 +720,6 @@ func TestReceiptsHandedOverExactlyOnce(t *testing.T) {
 // cancelled with cancel_sm, never reaches the SMSC and its receipt says
 // DELETED; a message already sent cannot be cancelled.
 func TestCancelAndReplaceSM(t *testing.T) {
-	t.Parallel()
 	r := newRig(t, rigOpts{sim: smpp.SimOptions{DLRDelay: time.Millisecond}})
 	e, err := r.bind("esme", "pw", smpp.BindTransceiver)
 	if err != nil {

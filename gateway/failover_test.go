@@ -202,7 +202,6 @@ func waitUpstreams(t *testing.T, r *rig, what string, ok func() bool) {
 // with the primary's UDH, three of at most 66 with the backup's), which go
 // once it is back.
 func TestRouteFailoverMovesQueued(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		same bool // the backup makes its parts as the primary does
@@ -345,7 +344,6 @@ func failoverRig(t *testing.T, after time.Duration, cfg func(*gateway.Config)) (
 // Mobile, China Unicom's to China Unicom's, though neither serves every
 // carrier the aggregator serves; each counted under its own stand-in.
 func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
-	t.Parallel()
 	const after, each = 300 * time.Millisecond, 10
 	cm, cu := upSim(smpp.Faults{}), upSim(smpp.Faults{})
 	cml, cul := listen(t), listen(t)
@@ -404,7 +402,6 @@ func TestRouteFailoverMovesQueuedByCarrier(t *testing.T) {
 // reference, 3 with new's 16-bit one) goes all the same, its enterprise's
 // reservation growing with it: it could not be sent otherwise.
 func TestQueuedForRemovedUpstream(t *testing.T) {
-	t.Parallel()
 	const short, long = 20, 5
 	path := filepath.Join(t.TempDir(), "q.db")
 	queued := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond},
@@ -457,7 +454,6 @@ func TestQueuedForRemovedUpstream(t *testing.T) {
 // no_route, as a new message to the number would be, rather than wait
 // for good.
 func TestQueuedForRemovedUpstreamNoRoute(t *testing.T) {
-	t.Parallel()
 	const each = 5
 	path := filepath.Join(t.TempDir(), "q.db")
 	queued := newRig(t, rigOpts{dbPath: path, sim: smpp.SimOptions{DLRDelay: time.Millisecond}, rules: anyNumberRules,

@@ -45,7 +45,6 @@ func submitN(t *testing.T, e *esme, n int, prefix string) []string {
 // queue, dropped connections, late or missing answers — every accepted
 // message ends with a receipt at the ESME.
 func TestUpstreamFaults(t *testing.T) {
-	t.Parallel()
 	cases := []struct {
 		name   string
 		faults smpp.Faults

@@ -33,7 +33,6 @@ func (h holding) Held(fn func(string, time.Time)) {
 // parts past their validity behind more than a run's worth of valid ones
 // are expired at the second run, and the third begins again at the first.
 func TestExpireHeldGoesOn(t *testing.T) {
-	t.Parallel()
 	store, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 // the bound: cm holds nothing while down, at most its workers while
 // stalled; qxtd_upstream_queued_segments shows cm's backlog.
 func TestUpstreamIsolation(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		stalled bool // bound and answering nothing, rather than gone

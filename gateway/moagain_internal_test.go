@@ -345,7 +345,6 @@ func TestMOAgainAnswered(t *testing.T) {
 // commit (racing) finds it remembered as soon as it wakes: the copy is
 // remembered before its waiters are woken, not after.
 func TestMOAgainRacingSeesStored(t *testing.T) {
-	t.Parallel()
 	cut, later := connPair(t)
 	_ = cut.Close()
 	ended(t, cut)

@@ -30,7 +30,6 @@ func (s slowReplyTo) ReplyTo(dest string) (policy.ReplyOwner, bool) {
 // not stored. The handset's own repeat after it is stored. Before, the
 // late answer's resend was a second reply.
 func TestReplyAnsweredLateSentAgain(t *testing.T) {
-	t.Parallel()
 	var slow atomic.Bool
 	r, _ := twoWayRig(t, rigOpts{wrapRules: func(rules gateway.Rules) gateway.Policy { return slowReplyTo{Rules: rules, slow: &slow} }})
 	waitReady(t, r)

@@ -13,7 +13,6 @@ import (
 // (a read of replies holds up to 8 MiB of content), all of them, in
 // order; a reply larger than the bound goes alone.
 func TestPeerReplyBatches(t *testing.T) {
-	t.Parallel()
 	var mos []*queue.MO
 	for i, n := range []int{700 << 10, 700 << 10, 10, 700 << 10, 3 << 20, 5, 900 << 10, 900 << 10} {
 		m := &queue.MO{ID: uint64(i + 1), Source: "13712345678", Dest: "106575001", DataCoding: 0xF5, Binary: make([]byte, n)}

@@ -93,7 +93,6 @@ func (e *windowESME) wait(t *testing.T, n int) []string {
 // a commit each (534 a second on loopback, 71 to an ESME answering in
 // 10 ms: BenchmarkReplyForward).
 func TestRepliesWindowed(t *testing.T) {
-	t.Parallel()
 	const window, n = 8, 200
 	r, _ := twoWayRig(t, rigOpts{gwcfg: func(c *gateway.Config) { c.MOWindow = window }})
 	waitReady(t, r)

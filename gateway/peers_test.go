@@ -471,7 +471,6 @@ func peerStatus(err error, status int) bool {
 // node A recorded the submission is unknown to A at first; B keeps it and
 // offers it again until A matches it.
 func TestReceiptBeforeOwnerSubmitted(t *testing.T) {
-	t.Parallel()
 	car, addr := newCarrier(t)
 	a := newNode(t, 1, addr, "")
 	b := newNode(t, 2, addr, "")

@@ -386,7 +386,6 @@ func TestDisabledUserOpenBind(t *testing.T) {
 // refused in unsuccess_sme by its number, and a name that is no group is
 // ESME_RINVDLNAME. unsuccess_sme counts at most 255 entries.
 func TestSubmitMultiDistributionList(t *testing.T) {
-	t.Parallel()
 	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
 	u, err := pol.User(policy.OperatorActor("test"), "alice")
 	if err != nil {

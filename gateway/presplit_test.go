@@ -404,7 +404,6 @@ func TestPresplitQueueFull(t *testing.T) {
 // past its monthly cap once joined and re-segmented is rejected as a
 // whole, every part with a REJECTD receipt, nothing reserved.
 func TestPresplitPolicy(t *testing.T) {
-	t.Parallel()
 	r, pol := policyRig(t, smpp.SimOptions{DLRDelay: time.Millisecond})
 	setTPS := func(tps int) {
 		t.Helper()

@@ -43,7 +43,6 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // windows and the recording slots; once the store writes again everything
 // is recorded and delivered, each message exactly once at the SMSC.
 func TestStoreFailureHoldsAcceptedParts(t *testing.T) {
-	t.Parallel()
 	for _, slots := range []int{0, 10} {
 		t.Run(fmt.Sprintf("recording_slots=%d", slots), func(t *testing.T) { testStoreFailureHolds(t, slots) })
 	}
@@ -243,7 +242,6 @@ func TestUpstreamSeriesStartAtZero(t *testing.T) {
 // as the store takes writes again (not a DLRRetry later, a minute here),
 // sends it again, and the second acknowledgement is recorded.
 func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
-	t.Parallel()
 	var armed atomic.Bool
 	r := newRig(t, rigOpts{
 		sim: smpp.SimOptions{DLRDelay: time.Millisecond},
@@ -301,7 +299,6 @@ func TestReceiptSentAgainAfterFailedAck(t *testing.T) {
 // store takes writes again, then sends it once more and the
 // acknowledgement is recorded.
 func TestReceiptsPausedWhileStoreFails(t *testing.T) {
-	t.Parallel()
 	var failing atomic.Bool
 	r := newRig(t, rigOpts{
 		sim: smpp.SimOptions{DLRDelay: time.Millisecond},

@@ -332,7 +332,6 @@ func (f failingOptOuts) OptOut(enterprise, number string, moID uint64, at time.T
 // a stop. Before, a failed recording was logged and dropped: the number
 // kept receiving the enterprise's messages.
 func TestOptOutRecordedLater(t *testing.T) {
-	t.Parallel()
 	path := filepath.Join(t.TempDir(), "state.db")
 	var failing atomic.Bool
 	var tries atomic.Int32

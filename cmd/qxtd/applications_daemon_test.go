@@ -19,7 +19,6 @@ import (
 // approves it, the first password reaches the contact mobile by SMS through
 // qxtd itself, and the new admin binds over SMPP with it.
 func TestApplicationAcrossRestart(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")

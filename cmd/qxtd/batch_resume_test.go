@@ -20,7 +20,6 @@ import (
 // accepted once (the enterprise's usage counts each message once, the
 // job counts each row once) and the job ends done, its file removed.
 func TestBatchJobAcrossKill(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")
@@ -47,7 +46,6 @@ func TestBatchJobAcrossKill(t *testing.T) {
 // accepted once in the restored store (those accepted after the backup
 // were lost with the machine, and are sent again, as any message is).
 func TestBatchJobFromBackup(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")

@@ -94,7 +94,6 @@ func TestClusterTransmitterReceiver(t *testing.T) {
 // bind_receiver, the receipts come in on it, and the admin status counts
 // the session. A stop unbinds it and exits 0.
 func TestDaemonOutbind(t *testing.T) {
-	t.Parallel()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, NoTransceiver: true})
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "outbind.password")

@@ -293,7 +293,6 @@ func submit(ctx context.Context, c *smpp.Conn, dst, text string) (string, error)
 // message acknowledged before the kill reaches the SMSC and that its
 // receipt reaches the ESME.
 func TestCrashKill9(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 50 * time.Millisecond})
 	cfg := writeConfig(t, dir, simAddr, "")
@@ -375,7 +374,6 @@ func TestCrashKill9(t *testing.T) {
 // TestGracefulShutdown: SIGTERM makes the daemon unbind its ESMEs, keep
 // what it has not sent, and exit 0; a restart delivers the rest.
 func TestGracefulShutdown(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	// An upstream that throttles everything keeps messages in the store.
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond, Faults: smpp.Faults{Throttle: 1}})
@@ -423,7 +421,6 @@ func TestGracefulShutdown(t *testing.T) {
 // so a restart sends none of them again (each would reach a handset
 // twice). The SMSC holds its answers until the stop has begun.
 func TestGracefulShutdownWaitsForTheSMSC(t *testing.T) {
-	t.Parallel()
 	const n = 10
 	dir := t.TempDir()
 	// Held, not delayed: with a fixed delay, a slow machine had the first
@@ -536,7 +533,6 @@ func submitEach(ctx context.Context, t *testing.T, c *smpp.Conn, dstFormat strin
 // answers slowly when SIGTERM comes are answered before it is unbound, and
 // their answers recorded: after the restart none is sent again.
 func TestGracefulShutdownSendsReceiptsOnce(t *testing.T) {
-	t.Parallel()
 	const n = 10
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond})
@@ -812,7 +808,6 @@ func TestPasswordResetSMS(t *testing.T) {
 // TestScheduledAcrossRestart: a message due while the daemon is down goes
 // out once, at once, after the restart.
 func TestScheduledAcrossRestart(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")

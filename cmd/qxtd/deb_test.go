@@ -41,7 +41,6 @@ var debTools = map[string]string{
 // extracted binary, must pass systemd-analyze verify without a warning.
 // systemd itself does not run here: the unit is verified, not started.
 func TestDebianPackage(t *testing.T) {
-	t.Parallel()
 	for tool, pkg := range debTools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (apt-get install -y %s; .ci/run does): %v", tool, pkg, err)

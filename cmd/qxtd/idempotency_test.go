@@ -18,7 +18,6 @@ import (
 // the first answer, and the SMSC gets the message once. A new key sends
 // again.
 func TestIdempotencyKeyAcrossKill(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	sim, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 10 * time.Millisecond})
 	cfg := writeConfig(t, dir, simAddr, "")

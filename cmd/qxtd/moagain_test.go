@@ -18,7 +18,6 @@ import (
 // are stored. Before, each resend was a second copy in the inbox, at the
 // receiver and at the reply webhook.
 func TestReplyResentAfterKill9(t *testing.T) {
-	t.Parallel()
 	sim, path := replyDaemonConfig(t)
 	d := startDaemon(t, path)
 	injectUntilAnswered(t, sim, "Y")
@@ -48,7 +47,6 @@ func TestReplyResentAfterKill9(t *testing.T) {
 // answered delivered every answer, and records so: after the start, the
 // same reply again is the handset's, and stored.
 func TestReplyRepeatedAfterCleanStop(t *testing.T) {
-	t.Parallel()
 	sim, path := replyDaemonConfig(t)
 	d := startDaemon(t, path)
 	injectUntilAnswered(t, sim, "Y")

@@ -47,7 +47,6 @@ func TestServeWritesProfiles(t *testing.T) {
 // one line that tells an operator a slow start was the walk of a file a
 // crash left (README: Operating, **Restarts**). A clean stop, then a start, logs it again.
 func TestStoreOpenedLogged(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	_, simAddr := startSim(t, smpp.SimOptions{})
 	cfg := writeConfig(t, dir, simAddr, "")

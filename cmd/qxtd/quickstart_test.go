@@ -31,7 +31,6 @@ func freePort(t *testing.T) string {
 // by side) and `qxtd send` with its defaults get a DELIVRD receipt, and a
 // number off the whitelist is refused 0x400.
 func TestQuickStart(t *testing.T) {
-	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "qxtd.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,6 @@ func writeReplyConfig(t *testing.T, simAddr, replyURL, extra string) string {
 // GET /v1/receipt-webhook shows the reply_url and the batch; the reply
 // webhooks' metrics count it.
 func TestReplyWebhookEndToEnd(t *testing.T) {
-	t.Parallel()
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	rcv, posts := hookReceiver(t)
 	// The reply_url line is followed by reply_batch, in the same mapping.
@@ -108,7 +107,6 @@ func TestReplyWebhookEndToEnd(t *testing.T) {
 // (not after its backoff), a second one within the minute is refused, and
 // the receipts' retry is not held up by it.
 func TestReplyWebhookOperationsEndToEnd(t *testing.T) {
-	t.Parallel()
 	sim, simAddr := startSim(t, smpp.SimOptions{})
 	var refuse atomic.Bool
 	refuse.Store(true)

@@ -60,7 +60,6 @@ func TestSdNotify(t *testing.T) {
 // TestDaemonNotifiesReady: the real daemon sends READY=1 only once its
 // listeners accept (what Type=notify relies on), and STOPPING=1 on SIGTERM.
 func TestDaemonNotifiesReady(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	conn, path := listenNotify(t, dir)
 	_, simAddr := startSim(t, smpp.SimOptions{})

@@ -52,7 +52,6 @@ func bindWith(t *testing.T, addr, systemID, password string) *smpp.Conn {
 // serve --check (good, with warnings, and failing) or in the daemon's log
 // at debug level, through a good and a failed reload and a shutdown.
 func TestSecretsNeverLogged(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	const (
 		adminToken = "adm-Q7f3c1e9b2d4-token"

@@ -173,7 +173,6 @@ func startTLSSim(t *testing.T, ca *testCA) *tlsSMSC {
 // served by the next handshake after SIGHUP (its serial), while the bound
 // ESME goes on; a bad file at the next SIGHUP keeps the certificate served.
 func TestDaemonTLS(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "qxtd-test-ca")
 	smsc := startTLSSim(t, ca)

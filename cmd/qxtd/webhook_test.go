@@ -27,7 +27,6 @@ type hookPost struct {
 // http(s) is refused; and an endpoint that never answers does not slow
 // sending (the receipts wait in the store, not in the send path).
 func TestReceiptWebhookEndToEnd(t *testing.T) {
-	t.Parallel()
 	d, base := hookDaemon(t)
 	good, posts := hookReceiver(t)
 	hang := make(chan struct{})
@@ -119,7 +118,6 @@ func TestReceiptWebhookEndToEnd(t *testing.T) {
 // a group send as {"receipts": [...]} bodies, each receipt once, signed;
 // a receipt_batch over the bound is refused with its name.
 func TestReceiptWebhookBatchedEndToEnd(t *testing.T) {
-	t.Parallel()
 	d, base := hookDaemon(t)
 	rcv, posts := hookReceiver(t)
 
@@ -226,7 +224,6 @@ func hookSecretAndLogin(t *testing.T, base string) (secret, token string) {
 // the endpoint signed with that secret; a real send's receipt then goes
 // to the URL the admin set, signed the same.
 func TestReceiptWebhookSelfServiceEndToEnd(t *testing.T) {
-	t.Parallel()
 	_, base := hookDaemon(t)
 	rcv, posts := hookReceiver(t)
 	if code, body := postJSON(t, "PATCH", base+"/admin/v1/users/esme", "test-token", `{"role":"admin"}`); code != http.StatusOK {
@@ -346,7 +343,6 @@ func nextHookPost(t *testing.T, posts <-chan hookPost) hookPost {
 // waiting for the next POST. What a kill can lose is the POSTs since the
 // last periodic save (webhook.SaveEvery); the test kills after one.
 func TestReceiptWebhookFailuresAcrossRestart(t *testing.T) {
-	t.Parallel()
 	_, simAddr := startSim(t, smpp.SimOptions{DLRDelay: 20 * time.Millisecond})
 	cfg := writeConfig(t, t.TempDir(), simAddr, "webhooks: { allow_private: true }\nlog: { level: debug }\n")
 	d := startDaemon(t, cfg)
