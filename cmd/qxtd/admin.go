@@ -50,8 +50,8 @@ func adminCmd() *cobra.Command {
 		a.signatureCmd(),
 		a.applicationCmd(),
 		a.recordsCmd(),
-		group(&cobra.Command{Use: "daemon", Short: "The running daemon: health summary, log level"},
-			a.daemonStatus(), a.daemonLogLevel()),
+		group(&cobra.Command{Use: "daemon", Short: "The running daemon: health summary, log level, whom the token acts as"},
+			a.daemonStatus(), a.daemonLogLevel(), a.daemonWhoami()),
 	)
 	pf := c.PersistentFlags()
 	a.register(pf)

@@ -30,6 +30,27 @@ func (a *adminCLI) packageList() *cobra.Command {
 	})
 }
 
+// daemonWhoami prints whom the token acts as: a token pasted from a
+// password manager, or a manager's after a reload, is checked without
+// trying a change.
+func (a *adminCLI) daemonWhoami() *cobra.Command {
+	return a.leaf("whoami", "Whom the token acts as: the account manager, its enterprises, read-only", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
+		who, err := cl.OperatorSession()
+		if err != nil {
+			return err
+		}
+		return a.out(c, who, func(w io.Writer) {
+			fmt.Fprintf(w, "name\t%s\n", who.Name)
+			if who.Enterprises == nil {
+				fmt.Fprintln(w, "enterprises\tevery enterprise")
+			} else {
+				fmt.Fprintf(w, "enterprises\t%s\n", strings.Join(who.Enterprises, ", "))
+			}
+			fmt.Fprintf(w, "read_only\t%s\n", yesNo(who.ReadOnly))
+		})
+	})
+}
+
 func (a *adminCLI) daemonStatus() *cobra.Command {
 	return a.leaf("status", "Binds, store, queue, refusals and the last minute's load of the running daemon", 0, 0, func(c *cobra.Command, cl *api.Client, _ []string) error {
 		st, err := cl.Status()

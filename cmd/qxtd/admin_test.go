@@ -115,6 +115,8 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"package", "list"}, out: []string{"ID", "FEE", "20.00 CNY", "0.10 CNY"}},
 		{args: []string{"package", "list", "--json"}, out: []string{`"fee_yuan": "20.00"`}},
 		{args: []string{"daemon", "status"}, out: []string{"store_writable", "yes", "queue waiting"}},
+		{args: []string{"daemon", "whoami"}, out: []string{"name\tadmin-api", "enterprises\tevery enterprise", "read_only\tno"}},
+		{args: []string{"daemon", "whoami", "--json"}, out: []string{`"name": "admin-api"`}},
 		{args: []string{"daemon", "log-level", "loud"}, code: 2, errOut: []string{"want debug, info, warn or error"}},
 		{args: []string{"daemon", "log-level", "debug"}, code: 1, errOut: []string{"qxtd admin: not_found:"}},
 
