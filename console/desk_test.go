@@ -620,6 +620,22 @@ func TestDeskReadOnly(t *testing.T) {
 	c.get(a.Location).wantPage(t, "未变更：无权执行此操作（客户经理王客服为只读账号，只能查看，不能修改）")
 	c.get("/ops/approvals").wantPage(t, numPending) // still pending
 
+	// A disabled enterprise's page: no 启用, no 放弃暂停发送的短信.
+	req, _ := http.NewRequest(http.MethodPatch, r.url+"/admin/v1/enterprises/A", strings.NewReader(`{"disabled":true}`))
+	req.Header.Set("Authorization", "Bearer "+opsToken_)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("disabling A: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	a = c.get("/ops/enterprises/A")
+	a.wantPage(t, `id="ent-state">已停用`)
+	for _, m := range posts.FindAllStringSubmatch(a.Body, -1) {
+		if m[1] != "/ops/logout" {
+			t.Errorf("disabled A's page offers a change to 王客服 (read-only): a form posting to %s", m[1])
+		}
+	}
+
 	// The admin token's desk has those forms (the check above can fail).
 	c.post("/ops/logout", url.Values{"csrf": {c.csrf("/ops/")}})
 	c.opsLogin()
