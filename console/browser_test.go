@@ -274,6 +274,13 @@ func (b *browser) count(sel string) int {
 	return n
 }
 
+// docParsed is true (JavaScript) once the page's HTML has been parsed
+// whole. Chromium parses a page as it arrives and runs scripts between
+// the parser's turns, so an element above a table can show while the
+// table has only its first rows: TestBrowserDeskWorkflow once read one
+// row of five beside the notice above them (fresh-clone CI at c7cfe81).
+const docParsed = `document.readyState !== "loading"`
+
 // text is the visible text of the first element matching sel.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
@@ -282,7 +289,9 @@ func (b *browser) text(sel string) string {
 	// One evaluation finds the element and reads it: a query and a
 	// separate read (chromedp.Text) fail with "No node with given id"
 	// when htmx swaps the element in between (a page settling in place).
-	read := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.offsetParent !== null ? e.innerText : null; })()`, sel)
+	// Not while the page is still being parsed: a table read then may
+	// hold its first rows only (docParsed).
+	read := fmt.Sprintf(`(() => { if (!(%s)) return null; const e = document.querySelector(%q); return e && e.offsetParent !== null ? e.innerText : null; })()`, docParsed, sel)
 	for {
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[*string](read))
 		if err == nil && s != nil {
@@ -304,7 +313,7 @@ func (b *browser) text(sel string) string {
 func (b *browser) waitText(sel, want string, reload bool) {
 	b.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	shows := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.offsetParent !== null && e.innerText.includes(%q); })()`, sel, want)
+	shows := fmt.Sprintf(`(() => { if (!(%s)) return false; const e = document.querySelector(%q); return !!e && e.offsetParent !== null && e.innerText.includes(%q); })()`, docParsed, sel, want)
 	for {
 		ctx, cancel := context.WithDeadline(b.ctx, deadline)
 		var err error
