@@ -612,6 +612,9 @@ func TestDeskReadOnly(t *testing.T) {
 		}
 	}
 	c.get("/ops/approvals").wantPage(t, numPending, "您是只读账号：只能查看")
+	if a := c.get("/ops/"); !strings.Contains(a.Body, ">查看待审批</a>") || strings.Contains(a.Body, "去审批") {
+		t.Errorf("the home offers 去审批 to 王客服 (read-only), want 查看待审批:\n%s", a.Body)
+	}
 	c.get("/ops/enterprises/A").wantPage(t, `id="ent-whitelist">查看</a>`, "整条 (message_payload)", `<dd id="ent-limits">每秒条数为默认；月消费不设上限</dd>`)
 	a := c.submit("/ops/enterprises/A/whitelist", "/ops/enterprises/A/whitelist/decide", url.Values{"number": {numPending}, "decision": {"approve"}})
 	if a.Status != http.StatusSeeOther {
