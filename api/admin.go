@@ -207,9 +207,10 @@ var portfolioRoutes = map[string]bool{
 	"POST /admin/v1/signature-requests/{id}/reject":  true,
 }
 
-// actorOf is the actor of a request the operator check let in.
+// actorOf is the actor of a request the operator check let in, as it
+// resolved it; outside that check, the zero actor, which may do nothing.
 func (s *Server) actorOf(ctx context.Context) policy.Actor {
-	a, _ := s.operatorActor(operatorOf(ctx))
+	a, _ := ctx.Value(operatorKey{}).(policy.Actor)
 	return a
 }
 
@@ -281,9 +282,14 @@ const operatorRefused = "admin token missing or wrong, or operator session ended
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearerToken(r)
-		name := ""
+		var a policy.Actor
 		if ok {
-			name, ok = s.operatorOK(tok)
+			var name string
+			if name, ok = s.operatorOK(tok); ok {
+				// Resolved once: the handler acts as this actor even
+				// if a reload (SetManagers) comes meanwhile.
+				a, ok = s.operatorActor(name)
+			}
 		}
 		if !ok {
 			writeError(w, http.StatusUnauthorized, "unauthorized", operatorRefused)
@@ -292,11 +298,11 @@ func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 		// A read-only manager is refused whatever is not a read here, the
 		// one door of every operator route (the daemon's own included),
 		// so that a route added later cannot forget it.
-		if a, _ := s.operatorActor(name); a.ReadOnly && !readOnlyAllowed(r) {
+		if a.ReadOnly && !readOnlyAllowed(r) {
 			writeReadOnly(w, a)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, name)))
+		h(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, a)))
 	}
 }
 
@@ -315,16 +321,8 @@ func writeReadOnly(w http.ResponseWriter, a policy.Actor) {
 	writeJSON(w, http.StatusForbidden, b)
 }
 
+// operatorKey holds the policy.Actor the operator check resolved.
 type operatorKey struct{}
-
-// operatorOf is the name the request's operator acts as (operator put
-// it there): an account manager's, or OperatorName.
-func operatorOf(ctx context.Context) string {
-	if n, _ := ctx.Value(operatorKey{}).(string); n != "" {
-		return n
-	}
-	return OperatorName
-}
 
 // Operator wraps a handler of the daemon's own (outside this package)
 // with the operator check (token or operator session); an account
