@@ -126,13 +126,15 @@ const scopeSettle = time.Minute
 // national (11 digits, as a stored message holds the number) at accepted
 // must no longer go, as a new one to the number would be refused, and
 // why, in CheckRecipient's order: out of the enterprise's scope since the
-// operator withdrew a grant or changed the number overrides (a number
-// ported to another carrier: scope_national, scope_offnet), opted out
+// operator withdrew a grant, changed the number overrides (a number
+// ported to another carrier) or started the daemon with another home
+// province (scope_national, scope_offnet), opted out
 // (opted_out), or no approved entry of its whitelist now (not_whitelisted:
 // taken off, rejected, or the enterprise's no_whitelist withdrawn). The
 // gateway asks it before each part goes to the SMSC: from memory, one
 // look at the snapshot, and a classification of the number only for a
-// message accepted before a grant was withdrawn or the overrides changed. An unknown enterprise
+// message accepted before a grant was withdrawn, the overrides changed
+// or the daemon started. An unknown enterprise
 // (the operator's own notifications are sent as one that exists) or a
 // number it cannot read is not stopped: it was admitted once.
 func (p *Policy) StopReason(code, national string, accepted time.Time) (Reason, bool) {
@@ -145,7 +147,7 @@ func (p *Policy) StopReason(code, national string, accepted time.Time) (Reason, 
 	if es == nil {
 		return 0, false
 	}
-	nw, ov := es.ent.ScopeNarrowed, p.ovChanged.Load()
+	nw, ov := es.ent.ScopeNarrowed, p.classChanged.Load()
 	if !nw.IsZero() && accepted.Before(nw.Add(scopeSettle)) || ov != 0 && accepted.Before(time.Unix(0, ov).Add(scopeSettle)) {
 		if c, err := p.cls.Classify(national); err == nil {
 			if r, ok := ReasonOf(ScopeCheck(c, es.ent.Grants(), p.home)); ok && (r == ReasonScopeNational || r == ReasonScopeOffNet) {

@@ -329,7 +329,7 @@ func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 		if err := s.cls.SetOverrides(ovs); err != nil {
 			return err // cannot happen: overrides are validated before they are stored
 		}
-		s.ovChanged.Store(s.now().UnixNano())
+		s.classChanged.Store(s.now().UnixNano())
 	}
 	s.snap.Store(next)
 	return nil
@@ -451,11 +451,11 @@ func (s *Store) reload() error {
 	if err := s.cls.SetOverrides(ovs); err != nil {
 		return fmt.Errorf("policy: stored overrides: %w", err)
 	}
-	if len(ovs) > 0 {
-		// Whether they changed while the daemon was down is not known:
-		// what was accepted before is classified again at its turn.
-		s.ovChanged.Store(s.now().UnixNano())
-	}
+	// Whether the overrides, the home province or the number table
+	// changed while the daemon was down is not known: what was accepted
+	// before is classified again at its turn (tens of ns a number, once
+	// for each message waiting at the start).
+	s.classChanged.Store(s.now().UnixNano())
 	s.snap.Store(snap)
 	return nil
 }
@@ -487,7 +487,7 @@ func (s *Store) applyShared(tx *bolt.Tx, changed [][][]byte) {
 	if all || ch.overrides {
 		if ovs, err := loadOverrides(tx); err == nil {
 			_ = s.cls.SetOverrides(ovs)
-			s.ovChanged.Store(s.now().UnixNano()) // another node's change
+			s.classChanged.Store(s.now().UnixNano()) // another node's change
 		}
 	}
 	s.snap.Store(next)

@@ -135,3 +135,60 @@ func TestStopReasonAfterOverride(t *testing.T) {
 		t.Errorf("override removed: %v", got)
 	}
 }
+
+// TestStopReasonAfterHomeProvince: a daemon started with another home
+// province (policy.home_province corrected, say) classifies again what
+// its enterprises had accepted before it started: for an enterprise
+// without 全网发送, a message waiting for a number of the old home province
+// is out of its scope now (scope_national), and one for the new home
+// province's number is not stopped. One accepted well after the start
+// was admitted under the new province and is not looked at. Started
+// again with the same province, nothing waiting is stopped.
+func TestStopReasonAfterHomeProvince(t *testing.T) {
+	f := newFixture(t)
+	const guangdong, beijing = "13712345678", "13910001234"
+	for _, code := range []string{entA, entB} {
+		if _, err := f.p.AddWhitelist(op, code, []string{guangdong, beijing}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accepted := f.clk.Now()
+	if got, stop := f.p.StopReason(entA, guangdong, accepted); stop {
+		t.Fatalf("home province 广东: %v", got)
+	}
+	start := func(home string) *Policy {
+		t.Helper()
+		f.clk.Advance(time.Hour)
+		cfg := testConfig(f.clk)
+		cfg.HomeProvince = home
+		p, err := New(f.db, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	same := start("广东省")
+	if got, stop := same.StopReason(entA, guangdong, accepted); stop {
+		t.Errorf("started again with 广东省: %v", got)
+	}
+	moved := start("北京")
+	started := f.clk.Now()
+	for _, tc := range []struct {
+		number string
+		at     time.Time
+		want   Reason
+	}{
+		{guangdong, accepted, ReasonScopeNational},
+		{beijing, accepted, 0},
+		{guangdong, started.Add(scopeSettle / 2), ReasonScopeNational},
+		{guangdong, started.Add(2 * scopeSettle), 0}, // admitted under 北京: not looked at
+	} {
+		if got, stop := moved.StopReason(entA, tc.number, tc.at); got != tc.want || stop != (tc.want != 0) {
+			t.Errorf("home province 北京, %s accepted at %v: %v %v, want %v", tc.number, tc.at, got, stop, tc.want)
+		}
+	}
+	// An enterprise with 全网发送 sends to every province.
+	if got, stop := moved.StopReason(entB, guangdong, accepted); stop {
+		t.Errorf("an enterprise with 全网发送: %v", got)
+	}
+}

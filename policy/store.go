@@ -122,14 +122,16 @@ type Store struct {
 	mu    sync.Mutex // serialises writes and the publication of their snapshot
 	pubMu sync.Mutex // with opts.Shared: serialises the publications of the hook and of OpenStore
 	snap  atomic.Pointer[snapshot]
-	// ovChanged is when the number overrides last changed here (Unix
-	// ns; at start, the start if there are any): a message accepted
-	// before it has its number classified again when its turn comes
-	// (StopReason), a number ported (携号转网) meanwhile being perhaps
-	// out of its enterprise's scope now.
-	ovChanged atomic.Int64
-	dummy     []byte // bcrypt hash compared against for unknown system_ids
-	sem       chan struct{}
+	// classChanged is when what reads a number into its enterprise's
+	// scope last changed here (Unix ns): the number overrides, or the
+	// start, which may bring another home province (policy.home_province)
+	// or number table. A message accepted before it has its number
+	// classified again when its turn comes (StopReason): a number ported
+	// (携号转网) meanwhile, or of the old home province, may be out of its
+	// enterprise's scope now.
+	classChanged atomic.Int64
+	dummy        []byte // bcrypt hash compared against for unknown system_ids
+	sem          chan struct{}
 }
 
 // OpenStore opens (creating the buckets if needed) the policy data in db and
