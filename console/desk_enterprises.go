@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -152,6 +153,19 @@ type opsEntFormData struct {
 
 func (s *Server) opsEnterpriseNewPage(q *req) {
 	p := q.view(nil)
+	// Only a manager of every enterprise may create one (the API refuses
+	// the others): one who types the address is told so, not given an
+	// empty page or a form that fails.
+	switch {
+	case p.OpsReadOnly:
+		p.Errors[""] = fmt.Sprintf("无权执行此操作：客户经理%s为只读账号，只能查看，不能新建企业。", p.OpsName)
+	case p.OpsScope != nil:
+		p.Errors[""] = "无权执行此操作：您只负责部分企业，新建企业请由负责全部企业的客户经理办理。"
+	}
+	if p.Errors[""] != "" {
+		q.render(http.StatusForbidden, "error", p)
+		return
+	}
 	p.Form.Set("package", "1")
 	s.opsEnterpriseNewAgain(q, p, http.StatusOK)
 }

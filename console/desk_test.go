@@ -568,6 +568,10 @@ func TestDeskManagerPortfolio(t *testing.T) {
 	notOffered("/ops/export", "全部企业", "乙公司")
 	// 号码查询 is hers too, over A.
 	c.get("/ops/trace?number="+numA1).wantPage(t, "号码查询", "您负责的企业：A", "该号码不在您负责的任何企业的退订名单中")
+	// The address of 新建企业 typed: refused, and why (not a form that fails).
+	if a := c.get("/ops/enterprises/new"); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "您只负责部分企业，新建企业请由负责全部企业的客户经理办理") || strings.Contains(a.Body, `id="ent-form"`) {
+		t.Errorf("新建企业 to 李经理: %d, want 403 with the reason and no form:\n%s", a.Status, a.Body)
+	}
 	a := c.get("/ops/enterprises/B")
 	if a.Status != http.StatusForbidden || !strings.Contains(a.Body, "无权执行此操作（企业 B 不在客户经理李经理负责的企业之中）") {
 		t.Errorf("B's page to 李经理: %d, want 403 with the reason in Chinese:\n%s", a.Status, a.Body)
@@ -612,6 +616,9 @@ func TestDeskReadOnly(t *testing.T) {
 		}
 	}
 	c.get("/ops/approvals").wantPage(t, numPending, "您是只读账号：只能查看")
+	if a := c.get("/ops/enterprises/new"); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "客户经理王客服为只读账号，只能查看，不能新建企业") || strings.Contains(a.Body, `id="ent-form"`) {
+		t.Errorf("新建企业 to 王客服 (read-only): %d, want 403 with the reason and no form:\n%s", a.Status, a.Body)
+	}
 	if a := c.get("/ops/"); !strings.Contains(a.Body, ">查看待审批</a>") || strings.Contains(a.Body, "去审批") {
 		t.Errorf("the home offers 去审批 to 王客服 (read-only), want 查看待审批:\n%s", a.Body)
 	}
