@@ -111,6 +111,12 @@ type ClusterStatus struct {
 	// Load is the members' last minutes added up: the cluster's load and
 	// whom it is for. Absent when no member's load is known.
 	Load *ClusterLoad `json:"load,omitempty"`
+	// ConfigDiffers names the parts of the configuration that each node
+	// reads from its own file and that the members have unlike
+	// ("account_managers": a token rotated or a manager removed on some
+	// nodes only, still taken on the others): reload every node with the
+	// same file. Absent when they agree.
+	ConfigDiffers []string `json:"config_differs,omitempty"`
 }
 
 // ClusterLoad is the cluster's load: its members' last minutes added up.
@@ -139,6 +145,11 @@ type ClusterMember struct {
 	Name    string    `json:"name"`
 	PeerURL string    `json:"peer_url"`
 	Started time.Time `json:"started"`
+	// AccountManagers is a digest of the member's account managers
+	// (http.account_managers as it runs: names, tokens, portfolios,
+	// read-only), alike on members whose managers are alike and showing
+	// nothing of them; absent for none, or a member of an earlier release.
+	AccountManagers string `json:"account_managers,omitempty"`
 	// Load is the member's last minute, as the answering node's own Load;
 	// absent when it did not answer within 2 s (hung, unreachable, or
 	// just started), which the status does not wait longer for.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -37,13 +38,43 @@ func (n *Node) PublishUpstreamsUp(names []string) error {
 		esc[i] = url.QueryEscape(name) // a name may hold a comma
 	}
 	v := strings.Join(slices.Sorted(slices.Values(esc)), ",")
+	return n.publishSelf("upstreams up", func(m *Member) bool {
+		if m.ReportsUp && m.UpstreamsUp == v {
+			return false
+		}
+		m.ReportsUp, m.UpstreamsUp = true, v
+		return true
+	})
+}
+
+// PublishDigest publishes in this node's member key the digest of a part
+// of its configuration (Member.Digests), after a reload changed it;
+// Differing, on every node, compares them. Nothing is written when it did
+// not change.
+func (n *Node) PublishDigest(part, digest string) error {
+	return n.publishSelf("digest of "+part, func(m *Member) bool {
+		if m.Digests[part] == digest {
+			return false
+		}
+		m.Digests = maps.Clone(m.Digests)
+		if m.Digests == nil {
+			m.Digests = map[string]string{}
+		}
+		m.Digests[part] = digest
+		return true
+	})
+}
+
+// publishSelf rewrites this node's member key with change applied to what
+// it holds, unless change says nothing changed. publishMu orders the
+// writes: the last one written is the last one asked for.
+func (n *Node) publishSelf(what string, change func(*Member) bool) error {
 	n.publishMu.Lock()
 	defer n.publishMu.Unlock()
-	if n.self.ReportsUp && n.self.UpstreamsUp == v {
+	m := n.self
+	if !change(&m) {
 		return nil
 	}
-	m := n.self
-	m.ReportsUp, m.UpstreamsUp = true, v
 	val, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -51,10 +82,36 @@ func (n *Node) PublishUpstreamsUp(names []string) error {
 	ctx, cancel := n.opCtx()
 	defer cancel()
 	if _, err := n.cli.Put(ctx, n.memberKey(n.cfg.NodeID), string(val), clientv3.WithLease(n.sess.Lease())); err != nil {
-		return fmt.Errorf("cluster: publish upstreams up: %w", err)
+		return fmt.Errorf("cluster: publish %s: %w", what, err)
 	}
 	n.self = m
 	return nil
+}
+
+// Differing names the parts of the configuration (Member.Digests) that
+// the live members publish unlike, sorted, in the node's view: a node
+// reloaded and another not yet, or their files apart. A member that does
+// not publish a part is not compared on it.
+func (n *Node) Differing() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return differing(slices.Collect(maps.Values(n.members)))
+}
+
+func differing(members []Member) []string {
+	seen := map[string]string{}
+	var out []string
+	for _, m := range members {
+		for part, d := range m.Digests {
+			if was, ok := seen[part]; !ok {
+				seen[part] = d
+			} else if was != d && !slices.Contains(out, part) {
+				out = append(out, part)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // UpstreamUp reports whether, in the node's view, some live member has a
@@ -125,7 +182,7 @@ func (n *Node) relistMembers(ctx context.Context) (int64, error) {
 	n.mu.Lock()
 	changed := len(view) != len(n.members)
 	for id, m := range view {
-		if old, ok := n.members[id]; !ok || old != m {
+		if old, ok := n.members[id]; !ok || !old.equal(m) {
 			changed = true
 		}
 	}
@@ -135,6 +192,12 @@ func (n *Node) relistMembers(ctx context.Context) (int64, error) {
 	}
 	n.mu.Unlock()
 	return resp.Header.Revision, nil
+}
+
+// equal: the same member key's value.
+func (m Member) equal(o Member) bool {
+	return m.ID == o.ID && m.Name == o.Name && m.PeerURL == o.PeerURL && m.Started.Equal(o.Started) &&
+		m.UpstreamsUp == o.UpstreamsUp && m.ReportsUp == o.ReportsUp && maps.Equal(m.Digests, o.Digests)
 }
 
 func (n *Node) decodeMember(prefix string, kv *mvccpb.KeyValue) (Member, bool) {

@@ -1,8 +1,13 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qxtd/qxtd/cluster/clustertest"
 )
@@ -129,4 +134,99 @@ func TestUpstreamUp(t *testing.T) {
 	if !m.ReportsUp || m.UpstreamsUp != "" || m.Name != "node-1" {
 		t.Fatalf("node 1 as node 2 sees it: %+v", m)
 	}
+}
+
+// TestDiffering: the digests of the configuration's parts each node
+// publishes (at its join, then after a reload) are compared in every
+// node's view: nodes that publish one alike do not differ, one that
+// publishes another does (on every node, in the metric too), and agree
+// again once it is published alike. A node that publishes no digest of a
+// part (an earlier release) is not compared on it; publishing the same
+// digest again writes nothing.
+func TestDiffering(t *testing.T) {
+	t.Parallel()
+	et := clustertest.Start(t)
+	joinWith := func(id uint16, digests map[string]string) *Node {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n, err := Join(ctx, Config{Endpoints: et.Endpoints, NodeID: id, TTL: 2 * time.Second, PeerURL: "http://127.0.0.1:1", Digests: digests}, testLog(t))
+		if err != nil {
+			t.Fatalf("join node %d: %v", id, err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	n1 := joinWith(1, map[string]string{"account_managers": "aaa"})
+	n2 := joinWith(2, map[string]string{"account_managers": "aaa"})
+	n3 := joinWith(3, nil) // an earlier release
+	nodes := []*Node{n1, n2, n3}
+	want := func(what string, parts ...string) {
+		t.Helper()
+		for i, n := range nodes {
+			waitFor(t, 3*time.Second, fmt.Sprintf("%s, in node %d's view: differing %v", what, i+1, parts), func() bool {
+				return sameIDs(n.Members(), 1, 2, 3) && slices.Equal(n.Differing(), parts)
+			})
+		}
+	}
+	want("joined alike")
+	if err := n2.PublishDigest("account_managers", "bbb"); err != nil {
+		t.Fatal(err)
+	}
+	want("node 2 reloaded, node 1 not yet", "account_managers")
+	reg := prometheus.NewRegistry()
+	if err := n3.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if got := differsGauge(t, reg, "account_managers"); got != 1 {
+		t.Errorf("qxtd_cluster_config_differs{part=account_managers} = %v, want 1", got)
+	}
+	rev := func() int64 {
+		t.Helper()
+		resp, err := n2.Client().Get(context.Background(), n2.memberKey(2))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("node 2's member key: %v %v", resp, err)
+		}
+		return resp.Kvs[0].ModRevision
+	}
+	before := rev()
+	if err := n2.PublishDigest("account_managers", "bbb"); err != nil { // the same again: nothing written
+		t.Fatal(err)
+	}
+	if after := rev(); after != before {
+		t.Errorf("publishing the same digest again wrote node 2's member key (revision %d, then %d)", before, after)
+	}
+	if err := n1.PublishDigest("account_managers", "bbb"); err != nil {
+		t.Fatal(err)
+	}
+	want("both reloaded")
+	if got := differsGauge(t, reg, "account_managers"); got != 0 {
+		t.Errorf("qxtd_cluster_config_differs{part=account_managers} = %v, want 0", got)
+	}
+	if m, _ := n3.Peer(1); m.Digests["account_managers"] != "bbb" || m.Name != "node-1" || m.PeerURL != "http://127.0.0.1:1" {
+		t.Errorf("node 1 as node 3 sees it: %+v", m)
+	}
+}
+
+// differsGauge is qxtd_cluster_config_differs{part} as reg gathers it
+// (-1: absent).
+func differsGauge(t *testing.T, reg *prometheus.Registry, part string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "qxtd_cluster_config_differs" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "part" && l.GetValue() == part {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ func (n *Node) RegisterMetrics(reg prometheus.Registerer) error {
 type collector struct {
 	n                                                               *Node
 	descMembers, descRequests, descLeaseLost, descSlots, descLeader *prometheus.Desc
+	descDiffers                                                     *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*collector)(nil)
@@ -34,6 +37,8 @@ func newCollector(n *Node) *collector {
 			"Bind slots this node holds, by semaphore name.", []string{"name"}, nil),
 		descLeader: prometheus.NewDesc("qxtd_cluster_is_leader",
 			"1 while this node leads the named leadership.", []string{"name"}, nil),
+		descDiffers: prometheus.NewDesc("qxtd_cluster_config_differs",
+			"1 while the live members publish unlike digests of the named part of their configuration (account_managers): a node not reloaded yet, or configured apart.", []string{"part"}, nil),
 	}
 }
 
@@ -43,6 +48,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.descLeaseLost
 	ch <- c.descSlots
 	ch <- c.descLeader
+	ch <- c.descDiffers
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -57,6 +63,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range n.leading {
 		leading[k] = v
 	}
+	parts := map[string]bool{}
+	for _, m := range n.members {
+		for part := range m.Digests {
+			parts[part] = false
+		}
+	}
+	for _, part := range differing(slices.Collect(maps.Values(n.members))) {
+		parts[part] = true
+	}
 	n.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(c.descMembers, prometheus.GaugeValue, float64(members))
 	ch <- prometheus.MustNewConstMetric(c.descRequests, prometheus.CounterValue, float64(n.Requests()))
@@ -70,6 +85,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.descLeader, prometheus.GaugeValue, v, name)
+	}
+	for _, part := range sortedKeys(parts) {
+		v := 0.0
+		if parts[part] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.descDiffers, prometheus.GaugeValue, v, part)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ type Config struct {
 	Username, Password string
 	// TLS, when set, is used for the client connections.
 	TLS *tls.Config
+	// Digests are the node's Member.Digests at its join; PublishDigest
+	// changes one later (a reload).
+	Digests map[string]string
 }
 
 // Validate checks cfg and fills its defaults.
@@ -109,6 +113,13 @@ type Member struct {
 	// unknown). Routing's failover reads them (UpstreamUp).
 	UpstreamsUp string `json:"upstreams_up,omitempty"`
 	ReportsUp   bool   `json:"reports_up,omitempty"`
+	// Digests are digests of parts of the node's configuration that
+	// every node should have alike but reads from its own file
+	// ("account_managers": who may act as the operator), so that nodes
+	// reloaded at different times, or configured apart, can be told
+	// (Differing). A part a node does not publish (an earlier release)
+	// is not compared.
+	Digests map[string]string `json:"digests,omitempty"`
 }
 
 // Node is this process's membership in the cluster: an etcd client, a lease
@@ -247,7 +258,7 @@ func Join(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.lastKeepAlive.Store(time.Now().UnixNano())
 
 	n.started = time.Now().UTC().Truncate(time.Millisecond)
-	n.self = Member{ID: cfg.NodeID, Name: cfg.Name, PeerURL: cfg.PeerURL, Started: n.started}
+	n.self = Member{ID: cfg.NodeID, Name: cfg.Name, PeerURL: cfg.PeerURL, Started: n.started, Digests: maps.Clone(cfg.Digests)}
 	val, _ := json.Marshal(n.self)
 	key := n.memberKey(cfg.NodeID)
 	resp, err := cli.Txn(ctx).

@@ -192,6 +192,17 @@ func TestDeskHomeCluster(t *testing.T) {
 	}
 	st.Load.TopPartial = true
 	c.get("/ops/").wantPage(t, "≥ 11.7 条/秒", "≥ 700", "表中的条数是下限")
+	if strings.Contains(a.Body, "cluster-managers-differ") || strings.Contains(a.Body, "客户经理配置") {
+		t.Error("nodes whose managers agree shown as unlike")
+	}
+
+	// Nodes running unlike account managers (one reloaded, one not): a
+	// warning, and each node's digest (none for node-1, an earlier release).
+	st.Members[1].AccountManagers, st.Members[2].AccountManagers = "76613896558daddd", "ee8e009f232fe6ae"
+	st.ConfigDiffers = []string{"account_managers"}
+	c.get("/ops/").wantPage(t, `id="cluster-managers-differ"`, "各节点的客户经理配置（http.account_managers）不一致",
+		"<th>客户经理配置</th>", `<td data-label="客户经理配置"><code>76613896558daddd</code></td>`,
+		`<td data-label="客户经理配置"><code>ee8e009f232fe6ae</code></td>`, `<td data-label="客户经理配置"><code>无</code></td>`)
 }
 
 func TestDeskEnterprises(t *testing.T) {

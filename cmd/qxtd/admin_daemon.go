@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -80,6 +81,16 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 						self = " (this node)"
 					}
 					fmt.Fprintf(w, "node %d %s%s\t%s\n", m.ID, m.Name, self, memberLoad(m.Load))
+				}
+				for _, part := range cl.ConfigDiffers {
+					var each []string
+					for _, m := range cl.Members {
+						if part == digestManagers {
+							each = append(each, fmt.Sprintf("node %d %s", m.ID, cmp.Or(m.AccountManagers, "none")))
+						}
+					}
+					fmt.Fprintf(w, "cluster config differs\t%s unlike between the nodes (%s): reload every node with the same file\n",
+						part, strings.Join(each, ", "))
 				}
 				if l := cl.Load; l != nil {
 					fmt.Fprintf(w, "cluster load (%d of %d nodes)\t%.1f msg/s accepted (%d), %.2f CPU cores\n",

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -206,6 +209,7 @@ func (d *daemon) joinCluster(cfg ClusterConfig, db *bolt.DB) (*clusterState, err
 		Endpoints: cfg.EtcdEndpoints, NodeID: uint16(cfg.NodeID), Name: cfg.Name,
 		PeerURL: peerURL, Prefix: cfg.Prefix, TTL: cfg.LeaseTTL,
 		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
+		Digests: map[string]string{digestManagers: managersDigest(d.cfg.HTTP.AccountManagers)},
 	}
 	// A node restarted right after a crash finds its id still held by its
 	// previous lease: it waits for that to expire (at most lease_ttl), as
@@ -294,14 +298,43 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 
 // status is this node's view of the cluster for GET /admin/v1/status.
 func (cs *clusterState) status() *api.ClusterStatus {
-	out := &api.ClusterStatus{Node: cs.node.ID(), Members: []api.ClusterMember{}, Leads: cs.node.Leads()}
+	out := &api.ClusterStatus{Node: cs.node.ID(), Members: []api.ClusterMember{}, Leads: cs.node.Leads(),
+		ConfigDiffers: cs.node.Differing()}
 	if out.Leads == nil {
 		out.Leads = []string{}
 	}
 	for _, m := range cs.node.Members() {
-		out.Members = append(out.Members, api.ClusterMember{ID: m.ID, Name: m.Name, PeerURL: m.PeerURL, Started: m.Started})
+		out.Members = append(out.Members, api.ClusterMember{ID: m.ID, Name: m.Name, PeerURL: m.PeerURL, Started: m.Started,
+			AccountManagers: m.Digests[digestManagers]})
 	}
 	return out
+}
+
+// digestManagers is the part of the configuration, of those the nodes
+// compare (cluster.Member.Digests), that says who may act as the
+// operator: every node checks tokens against its own file, so a node not
+// reloaded after a token was rotated would still take the old one.
+const digestManagers = "account_managers"
+
+// managersDigest is a digest of the account managers (http.account_managers)
+// that tells two nodes' apart without showing anything of them: each
+// manager's name, its token's SHA-256, its portfolio (sorted) and whether
+// it is read-only, the managers sorted by name; 16 hex digits. Alike on
+// nodes whose managers are alike, whatever the order in their files or
+// whether a token is in the file or in token_file. "" for none.
+func managersDigest(ms []AccountManagerConfig) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	lines := make([]string, 0, len(ms))
+	for _, m := range ms {
+		tok := sha256.Sum256([]byte(m.Token))
+		ents := slices.Sorted(slices.Values(m.Enterprises))
+		lines = append(lines, fmt.Sprintf("%q %x %q %t", m.Name, tok, ents, m.ReadOnly))
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:8])
 }
 
 // peerAddr is where the other nodes reach this one; nil outside a cluster.
