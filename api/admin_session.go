@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
@@ -93,7 +95,11 @@ func (s *Server) operatorOK(tok string) (name string, ok bool) {
 	}
 	if isOperatorSession(tok) {
 		se, ok := s.admin.sessions.touch(tok)
-		if !ok || !s.knownOperator(se.systemID) {
+		if !ok {
+			return "", false
+		}
+		cur, ok := s.operatorTokenOf(se.systemID)
+		if !ok || subtle.ConstantTimeCompare([]byte(se.enterprise), []byte(operatorBinding(tok, cur))) != 1 {
 			return "", false
 		}
 		return se.systemID, true
@@ -101,13 +107,40 @@ func (s *Server) operatorOK(tok string) (name string, ok bool) {
 	return s.operatorToken(tok)
 }
 
-// knownOperator reports whether name is still one the configuration
-// names: a manager taken out of http.account_managers (and the daemon
-// restarted) loses the sessions it opened, which in a cluster outlive
-// the restart in etcd.
-func (s *Server) knownOperator(name string) bool {
-	_, ok := s.operatorActor(name)
-	return ok
+// operatorTokenOf is the token the configuration now gives the operator
+// named name (the admin token for OperatorName); false for a name it does
+// not have (a manager taken out).
+func (s *Server) operatorTokenOf(name string) (string, bool) {
+	if name == OperatorName {
+		return s.cfg.AdminToken, true
+	}
+	for _, m := range *s.admin.managers.Load() {
+		if m.Name == name {
+			return m.Token, true
+		}
+	}
+	return "", false
+}
+
+// operatorBinding ties an operator session (session, its own token) to
+// the configured token it was opened with: kept in the session's
+// enterprise (an operator's is otherwise ""), it holds only while the
+// configuration gives the operator that token still. So a token rotated
+// or a manager taken out ends the sessions opened with the old one, by a
+// reload or a restart, whichever node opened them (in a cluster the
+// sessions live in etcd and outlive a node's restart): without it, a
+// session opened with an admin token that leaked went on after the token
+// was changed. Salted with the session's own token, which is never
+// stored, so what etcd or a backup holds tells nothing of the configured
+// token. A session of an earlier release (no binding) is refused: its
+// operator logs in again.
+func operatorBinding(session, configured string) string {
+	h := sha256.New()
+	h.Write([]byte("qxtd operator session\x00"))
+	h.Write([]byte(session))
+	h.Write([]byte{0})
+	h.Write([]byte(configured))
+	return "t1." + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // operatorActor is the actor the operator named name acts as: the
@@ -155,7 +188,7 @@ func (s *Server) operatorLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.succeeded(ip)
-	tok, err := s.admin.sessions.create(name, "")
+	tok, err := s.admin.sessions.createBound(name, func(session string) string { return operatorBinding(session, req.Token) })
 	s.admin.loginMu.RUnlock()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())

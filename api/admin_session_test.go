@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -244,4 +246,80 @@ func TestAccountManagers(t *testing.T) {
 	t.Cleanup(func() { ho.Close(); off.Close() })
 	_, err = (&Client{Base: ho.URL, Token: zhang}).Enterprises()
 	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+}
+
+// TestOperatorSessionsBoundToToken: an operator session holds only while
+// the configuration gives its operator the token it was opened with. In
+// a cluster the sessions live in etcd and outlive a node's restart: a
+// node started with another admin token, or a manager's token rotated,
+// no longer takes the sessions opened with the old one (a leaked token's
+// sessions end with it); a node whose tokens did not change takes them
+// still. What the store keeps tells nothing of the configured token, and
+// a session without a binding (an earlier release's) is refused.
+func TestOperatorSessionsBoundToToken(t *testing.T) {
+	r := newUserRig(t)
+	shared := &mapSessions{}
+	const (
+		admin2 = "another-admin-token-0123456789"
+		zhang1 = "zhang-0123456789abcdef"
+		zhang2 = "zhang-rotated-0123456789"
+	)
+	node := func(adminTok, zhangTok string) string {
+		t.Helper()
+		s := New(Config{AdminToken: adminTok, Store: r.store, Policy: r.pol, Gateway: r.gw, Sessions: shared,
+			Managers: []Manager{{Name: "张经理", Token: zhangTok}, {Name: "李经理", Token: "li-0123456789abcdef0"}}})
+		hs := httptest.NewServer(s.Handler())
+		t.Cleanup(func() { hs.Close(); s.Close() })
+		return hs.URL
+	}
+	first := node(adminToken, zhang1)
+	login := func(tok string) string {
+		t.Helper()
+		lr, err := (&Client{Base: first}).OperatorLogin(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lr.Token
+	}
+	adminSession, zhangSession := login(adminToken), login(zhang1)
+	liSession := login("li-0123456789abcdef0")
+	works := func(base, session string) bool {
+		_, err := (&Client{Base: base, Token: session}).OperatorSession()
+		return err == nil
+	}
+	same := node(adminToken, zhang1) // restarted, nothing changed
+	for name, se := range map[string]string{"the admin token's": adminSession, "张经理's": zhangSession, "李经理's": liSession} {
+		if !works(first, se) || !works(same, se) {
+			t.Errorf("%s session refused by a node whose tokens did not change", name)
+		}
+	}
+	changed := node(admin2, zhang2) // the admin token and 张经理's changed
+	for name, want := range map[string]bool{"the admin token's": false, "张经理's": false, "李经理's": true} {
+		se := map[string]string{"the admin token's": adminSession, "张经理's": zhangSession, "李经理's": liSession}[name]
+		if got := works(changed, se); got != want {
+			t.Errorf("a node started with the new tokens takes %s old session: %v, want %v", name, got, want)
+		}
+	}
+	// What the store keeps of the sessions: no token, no hash of one.
+	shared.mu.Lock()
+	for _, v := range shared.m {
+		for _, tok := range []string{adminToken, zhang1} {
+			sum := sha256.Sum256([]byte(tok))
+			if strings.Contains(v[2], tok) || strings.Contains(v[2], hex.EncodeToString(sum[:8])) {
+				t.Errorf("a session's record %q shows the token %q", v, tok)
+			}
+		}
+		if !strings.HasPrefix(v[2], "t1.") {
+			t.Errorf("an operator session's record %q has no binding", v)
+		}
+	}
+	shared.mu.Unlock()
+	// An earlier release's session: no binding.
+	old, err := (&sessionStore{shared: shared, kind: SessionOperator, prefix: operatorPrefix}).create(OperatorName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if works(first, old) {
+		t.Error("a session without a binding is taken")
+	}
 }

@@ -137,11 +137,19 @@ func isSessionToken(tok string) bool { return strings.HasPrefix(tok, sessionPref
 
 // create starts a session for a user and returns its token.
 func (s *sessionStore) create(systemID, enterprise string) (string, error) {
+	return s.createBound(systemID, func(string) string { return enterprise })
+}
+
+// createBound starts a session whose enterprise is bind(its token): an
+// operator session's binding to the token it was opened with
+// (operatorBinding), which needs the session's own token.
+func (s *sessionStore) createBound(systemID string, bind func(token string) string) (string, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
 	token := s.prefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	enterprise := bind(token)
 	if s.shared != nil {
 		if err := s.shared.Create(tokenKey(token), s.kind, systemID, enterprise); err != nil {
 			return "", err
