@@ -178,9 +178,12 @@ func TestReloadAccountManagers(t *testing.T) {
 	// 1. 张经理's token rotated, 李经理 added (read-only).
 	rec := reload(0, "account_managers: [{name: 张经理, token: "+oldTok+"}]",
 		"account_managers: [{name: 张经理, token: "+newTok+"}, {name: 李经理, token: "+liTok+", read_only: true}]")
-	if applied, restart := strs(rec["applied"]), strs(rec["restart_required"]); !slices.Contains(applied, "http.account_managers[0].token") ||
-		!slices.Contains(applied, "http.account_managers[1]") || len(restart) != 0 {
+	applied, restart := strs(rec["applied"]), strs(rec["restart_required"])
+	if !slices.Contains(applied, "http.account_managers[0].token") || !slices.Contains(applied, "http.account_managers[1]") || len(restart) != 0 {
 		t.Errorf("reload: applied %v, restart_required %v; want the managers' keys applied", applied, restart)
+	}
+	if slices.ContainsFunc(applied, func(k string) bool { return strings.HasPrefix(k, "http.account_managers[1].") }) {
+		t.Errorf("reload: applied %v names the fields of the manager added besides the manager", applied)
 	}
 	for what, got := range map[string]int{
 		"the old token":            status(http.MethodGet, "/admin/v1/enterprises", oldTok, ""),

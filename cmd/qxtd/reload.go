@@ -165,7 +165,7 @@ func (d *daemon) applyConfig(ctx context.Context, path string) error {
 	}
 	d.cfg = &cur
 
-	args := []any{"config", path, "applied", applied, "restart_required", restart}
+	args := []any{"config", path, "applied", wholeEntries(applied), "restart_required", wholeEntries(restart)}
 	if len(ignored) > 0 {
 		args = append(args, "ignored", ignored)
 	}
@@ -206,6 +206,22 @@ func configDiff(a, b *Config) []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// wholeEntries leaves out of keys those of the fields of a list entry
+// that is in keys itself (added or taken out whole): the log names
+// "http.account_managers[2]", not each of its fields besides.
+func wholeEntries(keys []string) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		whole := slices.ContainsFunc(keys, func(e string) bool {
+			return strings.HasSuffix(e, "]") && strings.HasPrefix(k, e+".")
+		})
+		if !whole {
+			out = append(out, k)
+		}
+	}
 	return out
 }
 
