@@ -176,23 +176,32 @@ func TestCloseStopsGoroutines(t *testing.T) {
 // after a 6.25 s outage came at least 7.4 s in, over a second late; a
 // node whose etcd was down 2.5 s of a 4 s lease_ttl so reached it only
 // after its lease ran out, and stopped (TestSoakClusterEtcd, seed 2).
+//
+// A machine whose cores other work holds (make test's other packages) can
+// stretch the reconnection past the bound; the default back-off misses
+// it every time, so a miss is measured again once, over a second outage.
 func TestReconnectsSoonAfterEtcdReturns(t *testing.T) {
 	et := clustertest.StartBehindProxy(t)
 	n := join(t, et, 1, 30*time.Second)
-	et.Stop()
-	// Past the default back-off's fourth try (at most 6.19 s in, jitter
-	// included) and before its fifth (at least 7.4 s).
-	tm := time.NewTimer(6250 * time.Millisecond) // the outage
-	<-tm.C
-	et.Restart(t)
-	back := time.Now()
-	if _, err := n.Client().Get(ctxT(t, 10*time.Second), "k"); err != nil {
-		t.Fatal(err)
-	}
-	took := time.Since(back)
-	t.Logf("reached again %v after etcd came back", took)
-	if took > 900*time.Millisecond {
-		t.Fatalf("etcd reached again %v after it came back, want at most 900ms", took.Round(time.Millisecond))
+	for attempt := 1; ; attempt++ {
+		et.Stop()
+		// Past the default back-off's fourth try (at most 6.19 s in, jitter
+		// included) and before its fifth (at least 7.4 s).
+		tm := time.NewTimer(6250 * time.Millisecond) // the outage
+		<-tm.C
+		et.Restart(t)
+		back := time.Now()
+		if _, err := n.Client().Get(ctxT(t, 10*time.Second), "k"); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(back)
+		t.Logf("outage %d: reached again %v after etcd came back", attempt, took)
+		if took <= 900*time.Millisecond {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("etcd reached again %v after it came back (twice over 900ms), want at most 900ms", took.Round(time.Millisecond))
+		}
 	}
 	select {
 	case <-n.Lost():
