@@ -454,8 +454,11 @@ func (s *Store) reload() error {
 	// Whether the overrides, the home province or the number table
 	// changed while the daemon was down is not known: what was accepted
 	// before is classified again at its turn (tens of ns a number, once
-	// for each message waiting at the start).
-	s.classChanged.Store(s.now().UnixNano())
+	// for each message waiting at the start). What is accepted from now
+	// on is admitted under what was just loaded: the mark is set
+	// scopeSettle back (StopReason adds it), to the nanosecond, not
+	// the second (a restart can take less than one).
+	s.classChanged.Store(s.opts.Now().Add(-scopeSettle).UnixNano())
 	s.snap.Store(snap)
 	return nil
 }

@@ -138,11 +138,11 @@ func TestStopReasonAfterOverride(t *testing.T) {
 
 // TestStopReasonAfterHomeProvince: a daemon started with another home
 // province (policy.home_province corrected, say) classifies again what
-// its enterprises had accepted before it started: for an enterprise
+// its enterprises had accepted before it started, to the nanosecond: for an enterprise
 // without 全网发送, a message waiting for a number of the old home province
 // is out of its scope now (scope_national), and one for the new home
-// province's number is not stopped. One accepted well after the start
-// was admitted under the new province and is not looked at. Started
+// province's number is not stopped. One accepted from the start on was
+// admitted under the new province and is not looked at. Started
 // again with the same province, nothing waiting is stopped.
 func TestStopReasonAfterHomeProvince(t *testing.T) {
 	f := newFixture(t)
@@ -180,8 +180,8 @@ func TestStopReasonAfterHomeProvince(t *testing.T) {
 	}{
 		{guangdong, accepted, ReasonScopeNational},
 		{beijing, accepted, 0},
-		{guangdong, started.Add(scopeSettle / 2), ReasonScopeNational},
-		{guangdong, started.Add(2 * scopeSettle), 0}, // admitted under 北京: not looked at
+		{guangdong, started.Add(-time.Millisecond), ReasonScopeNational}, // the previous process's last
+		{guangdong, started, 0},                                          // admitted under 北京: not looked at
 	} {
 		if got, stop := moved.StopReason(entA, tc.number, tc.at); got != tc.want || stop != (tc.want != 0) {
 			t.Errorf("home province 北京, %s accepted at %v: %v %v, want %v", tc.number, tc.at, got, stop, tc.want)
