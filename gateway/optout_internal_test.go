@@ -62,7 +62,9 @@ func stopFixture(t testing.TB) *Gateway {
 func TestStoppedSinceHalfSent(t *testing.T) {
 	g := stopFixture(t)
 	acctJob := func(ent, acct, dest string, part int, parts ...queue.Part) queue.Job {
-		m := &queue.Message{Enterprise: ent, Account: acct, Dest: dest, Parts: parts}
+		// Accepted by this process (a message accepted before the policy
+		// was opened would have its number classified again).
+		m := &queue.Message{Enterprise: ent, Account: acct, Dest: dest, Parts: parts, AcceptedAt: time.Now()}
 		return queue.Job{Key: queue.Key{ID: 1, Part: uint16(part)}, Msg: m, Part: parts[part]}
 	}
 	entJob := func(ent, dest string, part int, parts ...queue.Part) queue.Job {
@@ -104,6 +106,14 @@ func TestStoppedSinceHalfSent(t *testing.T) {
 		if stop != (tc.want != none) || got != tc.want {
 			t.Errorf("%s: stopped %v (%v), want %v", tc.what, stop, got, tc.want)
 		}
+	}
+	// Accepted before the daemon started: its number is classified again
+	// (the home province may have changed meanwhile); to Beijing, E1 has
+	// no 全网发送.
+	before := job("13800138000", 0, waiting)
+	before.Msg.AcceptedAt = time.Now().Add(-time.Hour)
+	if got, _ := g.stoppedSince(before); got != policy.ReasonScopeNational {
+		t.Errorf("accepted before the start, to Beijing: %v, want scope_national", got)
 	}
 	if _, stop := (&Gateway{policy: StaticAccounts{}}).stoppedSince(job("13712345678", 0, waiting)); stop {
 		t.Error("a policy without opt-outs and whitelists stopped a part")
