@@ -112,10 +112,12 @@ type ClusterStatus struct {
 	// whom it is for. Absent when no member's load is known.
 	Load *ClusterLoad `json:"load,omitempty"`
 	// ConfigDiffers names the parts of the configuration that each node
-	// reads from its own file and that the members have unlike
-	// ("account_managers": a token rotated or a manager removed on some
-	// nodes only, still taken on the others): reload every node with the
-	// same file. Absent when they agree.
+	// reads from its own file and that the members have unlike:
+	// "account_managers" (a token rotated or a manager removed on some
+	// nodes only, still taken on the others: reload every node with the
+	// same file), "home_province" (nodes admit different numbers),
+	// "packages" (nodes count other limits and bill other fees): restart
+	// them with the same file. Absent when they agree.
 	ConfigDiffers []string `json:"config_differs,omitempty"`
 }
 
@@ -145,11 +147,13 @@ type ClusterMember struct {
 	Name    string    `json:"name"`
 	PeerURL string    `json:"peer_url"`
 	Started time.Time `json:"started"`
-	// AccountManagers is a digest of the member's account managers
-	// (http.account_managers as it runs: names, tokens, portfolios,
-	// read-only), alike on members whose managers are alike and showing
-	// nothing of them; absent for none, or a member of an earlier release.
-	AccountManagers string `json:"account_managers,omitempty"`
+	// ConfigDigests are digests of the parts of the member's
+	// configuration, as it runs, that the members compare (ConfigDiffers):
+	// account_managers (names, tokens, portfolios, read-only: showing
+	// nothing of them; absent for none), home_province, packages (the
+	// package table). Alike on members whose parts are alike; absent for
+	// a member of an earlier release.
+	ConfigDigests map[string]string `json:"config_digests,omitempty"`
 	// Load is the member's last minute, as the answering node's own Load;
 	// absent when it did not answer within 2 s (hung, unreachable, or
 	// just started), which the status does not wait longer for.

@@ -71,9 +71,9 @@ func TestBrowserDeskWorkflow(t *testing.T) {
 	// The same desk on a node of a cluster: its nodes, what it leads,
 	// and that node-1 runs other account managers (not reloaded yet).
 	r.cluster.Store(&api.ClusterStatus{Node: 2, Leads: []string{"reminders"}, ConfigDiffers: []string{"account_managers"}, Members: []api.ClusterMember{
-		{ID: 1, Name: "node-1", PeerURL: "http://10.0.0.21:7101", Started: time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC), AccountManagers: "76613896558daddd"},
-		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.22:7101", Started: time.Date(2026, 12, 2, 3, 4, 9, 0, time.UTC), AccountManagers: "ee8e009f232fe6ae"},
-		{ID: 3, Name: "node-3", PeerURL: "http://10.0.0.23:7101", Started: time.Date(2026, 12, 2, 3, 5, 1, 0, time.UTC), AccountManagers: "ee8e009f232fe6ae"},
+		{ID: 1, Name: "node-1", PeerURL: "http://10.0.0.21:7101", Started: time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC), ConfigDigests: map[string]string{"account_managers": "76613896558daddd"}},
+		{ID: 2, Name: "node-2", PeerURL: "http://10.0.0.22:7101", Started: time.Date(2026, 12, 2, 3, 4, 9, 0, time.UTC), ConfigDigests: map[string]string{"account_managers": "ee8e009f232fe6ae"}},
+		{ID: 3, Name: "node-3", PeerURL: "http://10.0.0.23:7101", Started: time.Date(2026, 12, 2, 3, 5, 1, 0, time.UTC), ConfigDigests: map[string]string{"account_managers": "ee8e009f232fe6ae"}},
 	}})
 	b.run("a cluster node's desk", chromedp.Navigate(r.url+"/ops/"))
 	b.waitText("#cluster", "node-3", false)

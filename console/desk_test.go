@@ -192,17 +192,25 @@ func TestDeskHomeCluster(t *testing.T) {
 	}
 	st.Load.TopPartial = true
 	c.get("/ops/").wantPage(t, "≥ 11.7 条/秒", "≥ 700", "表中的条数是下限")
-	if strings.Contains(a.Body, "cluster-managers-differ") || strings.Contains(a.Body, "客户经理配置") {
-		t.Error("nodes whose managers agree shown as unlike")
+	if strings.Contains(a.Body, "cluster-managers-differ") || strings.Contains(a.Body, "配置摘要") {
+		t.Error("nodes whose configurations agree shown as unlike")
 	}
 
-	// Nodes running unlike account managers (one reloaded, one not): a
-	// warning, and each node's digest (none for node-1, an earlier release).
-	st.Members[1].AccountManagers, st.Members[2].AccountManagers = "76613896558daddd", "ee8e009f232fe6ae"
-	st.ConfigDiffers = []string{"account_managers"}
-	c.get("/ops/").wantPage(t, `id="cluster-managers-differ"`, "各节点的客户经理配置（http.account_managers）不一致",
-		"<th>客户经理配置</th>", `<td data-label="客户经理配置"><code>76613896558daddd</code></td>`,
-		`<td data-label="客户经理配置"><code>ee8e009f232fe6ae</code></td>`, `<td data-label="客户经理配置"><code>无</code></td>`)
+	// Nodes running unlike account managers (one reloaded, one not) and
+	// package tables: a warning each, and each node's digests of those
+	// (none for node-1, an earlier release).
+	st.Members[1].ConfigDigests = map[string]string{"account_managers": "76613896558daddd", "packages": "aaaa000011112222", "home_province": "1234"}
+	st.Members[2].ConfigDigests = map[string]string{"account_managers": "ee8e009f232fe6ae", "packages": "bbbb000011112222", "home_province": "1234"}
+	st.ConfigDiffers = []string{"account_managers", "packages"}
+	a = c.get("/ops/")
+	a.wantPage(t, `id="cluster-managers-differ"`, "各节点的客户经理配置（http.account_managers）不一致", "并重新加载",
+		`id="cluster-packages-differ"`, "各节点的套餐表（policy.packages）不一致", "<th>配置摘要</th>",
+		`<td data-label="配置摘要">客户经理 <code>76613896558daddd</code><br>套餐表 <code>aaaa000011112222</code></td>`,
+		`<td data-label="配置摘要">客户经理 <code>ee8e009f232fe6ae</code><br>套餐表 <code>bbbb000011112222</code></td>`,
+		`<td data-label="配置摘要">客户经理 <code>无</code><br>套餐表 <code>无</code></td>`)
+	if strings.Contains(a.Body, "cluster-home-differ") || strings.Contains(a.Body, "本省 <code>") {
+		t.Error("the home province shown as unlike, the nodes agreeing on it")
+	}
 }
 
 func TestDeskEnterprises(t *testing.T) {

@@ -241,6 +241,19 @@ var funcs = template.FuncMap{
 	"mib":     func(bytes float64) float64 { return bytes / (1 << 20) },
 	"deref":   func(p *float64) float64 { return *p }, // under a with that checked it
 	"percent": percent,
+	// configPartZH names a part of the configuration the cluster's
+	// nodes compare (api.ClusterStatus.ConfigDiffers).
+	"configPartZH": func(part string) string {
+		switch part {
+		case "account_managers":
+			return "客户经理"
+		case "home_province":
+			return "本省"
+		case "packages":
+			return "套餐表"
+		}
+		return part
+	},
 	// clip is s cut to its first n bytes and "…" (for ASCII, as hex).
 	"clip": func(s string, n int) string {
 		if len(s) <= n {

@@ -85,12 +85,13 @@ func (a *adminCLI) daemonStatus() *cobra.Command {
 				for _, part := range cl.ConfigDiffers {
 					var each []string
 					for _, m := range cl.Members {
-						if part == digestManagers {
-							each = append(each, fmt.Sprintf("node %d %s", m.ID, cmp.Or(m.AccountManagers, "none")))
-						}
+						each = append(each, fmt.Sprintf("node %d %s", m.ID, cmp.Or(m.ConfigDigests[part], "none")))
 					}
-					fmt.Fprintf(w, "cluster config differs\t%s unlike between the nodes (%s): reload every node with the same file\n",
-						part, strings.Join(each, ", "))
+					fix := "restart every node with the same file"
+					if part == digestManagers {
+						fix = "reload every node with the same file"
+					}
+					fmt.Fprintf(w, "cluster config differs\t%s unlike between the nodes (%s): %s\n", part, strings.Join(each, ", "), fix)
 				}
 				if l := cl.Load; l != nil {
 					fmt.Fprintf(w, "cluster load (%d of %d nodes)\t%.1f msg/s accepted (%d), %.2f CPU cores\n",

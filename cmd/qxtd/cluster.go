@@ -22,6 +22,7 @@ import (
 	"github.com/qxtd/qxtd/api"
 	"github.com/qxtd/qxtd/cluster"
 	"github.com/qxtd/qxtd/gateway"
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/queue"
 )
 
@@ -209,7 +210,7 @@ func (d *daemon) joinCluster(cfg ClusterConfig, db *bolt.DB) (*clusterState, err
 		Endpoints: cfg.EtcdEndpoints, NodeID: uint16(cfg.NodeID), Name: cfg.Name,
 		PeerURL: peerURL, Prefix: cfg.Prefix, TTL: cfg.LeaseTTL,
 		Username: cfg.EtcdUsername, Password: cfg.EtcdPassword,
-		Digests: map[string]string{digestManagers: managersDigest(d.cfg.HTTP.AccountManagers)},
+		Digests: configDigests(d.cfg),
 	}
 	// A node restarted right after a crash finds its id still held by its
 	// previous lease: it waits for that to expire (at most lease_ttl), as
@@ -305,16 +306,54 @@ func (cs *clusterState) status() *api.ClusterStatus {
 	}
 	for _, m := range cs.node.Members() {
 		out.Members = append(out.Members, api.ClusterMember{ID: m.ID, Name: m.Name, PeerURL: m.PeerURL, Started: m.Started,
-			AccountManagers: m.Digests[digestManagers]})
+			ConfigDigests: m.Digests})
 	}
 	return out
 }
 
-// digestManagers is the part of the configuration, of those the nodes
-// compare (cluster.Member.Digests), that says who may act as the
-// operator: every node checks tokens against its own file, so a node not
-// reloaded after a token was rotated would still take the old one.
-const digestManagers = "account_managers"
+// The parts of the configuration that every node reads from its own file
+// and that the nodes compare (cluster.Member.Digests): nodes that have
+// them unlike answer differently.
+const (
+	// digestManagers says who may act as the operator: each node checks
+	// tokens against its own file, so a node not reloaded after a token
+	// was rotated would still take the old one. A reload changes it.
+	digestManagers = "account_managers"
+	// digestHome is policy.home_province: which numbers an enterprise
+	// without 全网发送 may reach. A restart changes it.
+	digestHome = "home_province"
+	// digestPackages is the package table (policy.packages, or the
+	// FAQ's): the fees and monthly limits, so the quota and the bills.
+	// A restart changes it.
+	digestPackages = "packages"
+)
+
+// configDigests are the digests of c's parts that the nodes compare.
+func configDigests(c *Config) map[string]string {
+	out := map[string]string{digestManagers: managersDigest(c.HTTP.AccountManagers)}
+	if home, ok := policy.NormalizeProvince(c.Policy.HomeProvince); ok {
+		out[digestHome] = digestOf([]string{home})
+	}
+	if pc, err := policyConfig(c); err == nil { // validated at load
+		table := pc.Packages
+		if len(table) == 0 {
+			table = policy.DefaultPackages()
+		}
+		lines := make([]string, len(table))
+		for i, p := range table {
+			lines[i] = fmt.Sprintf("%d %d %d %d", p.ID, p.FeeFen, p.Included, p.OverageFen)
+		}
+		out[digestPackages] = digestOf(lines)
+	}
+	return out
+}
+
+// digestOf is 16 hex digits of the SHA-256 of lines, sorted.
+func digestOf(lines []string) string {
+	lines = slices.Sorted(slices.Values(lines))
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:8])
+}
 
 // managersDigest is a digest of the account managers (http.account_managers)
 // that tells two nodes' apart without showing anything of them: each
@@ -332,9 +371,7 @@ func managersDigest(ms []AccountManagerConfig) string {
 		ents := slices.Sorted(slices.Values(m.Enterprises))
 		lines = append(lines, fmt.Sprintf("%q %x %q %t", m.Name, tok, ents, m.ReadOnly))
 	}
-	slices.Sort(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return hex.EncodeToString(sum[:8])
+	return digestOf(lines)
 }
 
 // peerAddr is where the other nodes reach this one; nil outside a cluster.

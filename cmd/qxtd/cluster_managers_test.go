@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qxtd/qxtd/policy"
 	"github.com/qxtd/qxtd/smpp"
 )
 
@@ -21,7 +24,9 @@ import (
 // qxtd_cluster_config_differs say when they are unlike: after node 2 alone
 // is reloaded with 张经理's new token (node 1 still takes the old one,
 // the hazard shown), and no longer once node 1 is reloaded alike. The
-// digest shows nothing of the tokens.
+// digest shows nothing of the tokens. Node 2 was started with another
+// home province: that differs throughout (a restart changes it); the
+// package tables agree.
 func TestClusterManagersDiffer(t *testing.T) {
 	t.Parallel()
 	const (
@@ -31,15 +36,19 @@ func TestClusterManagersDiffer(t *testing.T) {
 	oldManagers := "account_managers: [{name: 张经理, token: " + oldTok + ", enterprises: [T1]}]"
 	newManagers := "account_managers: [{name: 张经理, token: " + newTok + ", enterprises: [T1]}]"
 	nodes, _, _ := startCluster(t, 2, 1, smpp.SimOptions{}, func(t *testing.T, id int, endpoints []string, simAddr string, binds int) string {
-		return rewriteConfig(t, writeClusterConfig(t, id, endpoints, simAddr, binds), "admin_token: test-token }",
+		path := rewriteConfig(t, writeClusterConfig(t, id, endpoints, simAddr, binds), "admin_token: test-token }",
 			"admin_token: test-token, "+oldManagers+" }")
+		if id == 2 { // started with another home province: unlike from the start
+			path = rewriteConfig(t, path, "policy: { bcrypt_cost: 4,", "policy: { home_province: 浙江, bcrypt_cost: 4,")
+		}
+		return path
 	})
 	base := func(n *clusterNode) string { return "http://" + n.proc.httpAddr }
 	type status struct {
 		Cluster struct {
 			Members []struct {
-				ID              uint16 `json:"id"`
-				AccountManagers string `json:"account_managers"`
+				ID            uint16            `json:"id"`
+				ConfigDigests map[string]string `json:"config_digests"`
 			} `json:"members"`
 			ConfigDiffers []string `json:"config_differs"`
 		} `json:"cluster"`
@@ -53,23 +62,28 @@ func TestClusterManagersDiffer(t *testing.T) {
 		}
 		return st, body
 	}
-	digests := func(st status) []string {
+	digests := func(st status, part string) []string {
 		var out []string
 		for _, m := range st.Cluster.Members {
-			out = append(out, m.AccountManagers)
+			out = append(out, m.ConfigDigests[part])
 		}
 		return out
 	}
-	// differ waits until every node sees the members' digests differ (or
-	// agree), both nodes published.
+	// differ waits until every node sees the members' managers differ (or
+	// agree), both nodes published; the home province differs throughout,
+	// the package table never.
 	differ := func(want bool) {
 		t.Helper()
+		wantParts := []string{"home_province"}
+		if want {
+			wantParts = []string{"account_managers", "home_province"}
+		}
 		for _, n := range nodes {
 			waitCond(t, 10*time.Second, "node's view of the managers' digests", func() bool {
 				st, _ := statusOf(n)
-				d := digests(st)
+				d, p := digests(st, "account_managers"), digests(st, "packages")
 				return len(d) == 2 && d[0] != "" && d[1] != "" && (d[0] != d[1]) == want &&
-					slices.Equal(st.Cluster.ConfigDiffers, map[bool][]string{true: {"account_managers"}}[want])
+					p[0] != "" && p[0] == p[1] && slices.Equal(st.Cluster.ConfigDiffers, wantParts)
 			})
 		}
 	}
@@ -105,7 +119,8 @@ func TestClusterManagersDiffer(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	if c := runIO(strings.NewReader(""), []string{"admin", "--api", base(nodes[0]), "--token", "test-token", "daemon", "status"}, &stdout, &stderr); c != 0 ||
-		!regexp.MustCompile(`cluster config differs +account_managers unlike between the nodes \(node 1 [0-9a-f]{16}, node 2 [0-9a-f]{16}\)`).MatchString(stdout.String()) {
+		!regexp.MustCompile(`cluster config differs +account_managers unlike between the nodes \(node 1 [0-9a-f]{16}, node 2 [0-9a-f]{16}\): reload every node`).MatchString(stdout.String()) ||
+		!regexp.MustCompile(`cluster config differs +home_province unlike between the nodes \(node 1 [0-9a-f]{16}, node 2 [0-9a-f]{16}\): restart every node`).MatchString(stdout.String()) {
 		t.Errorf("daemon status: exit %d, want the line cluster config differs:\n%s%s", c, stdout.String(), stderr.String())
 	}
 
@@ -117,6 +132,9 @@ func TestClusterManagersDiffer(t *testing.T) {
 	if v := metricSum(t, nodes[0].proc, `qxtd_cluster_config_differs{part="account_managers"}`); v != 0 {
 		t.Errorf("both reloaded: node 1's qxtd_cluster_config_differs{part=account_managers} = %v, want 0", v)
 	}
+	if v := metricSum(t, nodes[0].proc, `qxtd_cluster_config_differs{part="home_province"}`); v != 1 {
+		t.Errorf("node 1's qxtd_cluster_config_differs{part=home_province} = %v, want 1", v)
+	}
 }
 
 // code is the status of GET /admin/v1/session on base with tok.
@@ -125,3 +143,58 @@ func code(t *testing.T, base, tok string) int {
 	c, _ := postJSON(t, http.MethodGet, base+"/admin/v1/session", tok, "")
 	return c
 }
+
+// TestConfigDigests: the digests the nodes compare are alike for files
+// alike in what runs, whatever their order or spelling: the managers in
+// another order (their portfolios too), the home province as 广东 or
+// 广东省, no package table or the FAQ's written out. A token, a portfolio,
+// read_only, the province or a price changed each changes its digest.
+func TestConfigDigests(t *testing.T) {
+	base := func() *Config {
+		c := &Config{}
+		c.Policy.HomeProvince = "广东"
+		c.HTTP.AccountManagers = []AccountManagerConfig{
+			{Name: "张经理", Token: "zhang-0123456789abcdef", Enterprises: []string{"T1", "T2"}},
+			{Name: "李经理", Token: "li-0123456789abcdef0"},
+		}
+		return c
+	}
+	ref := configDigests(base())
+	for _, part := range []string{digestManagers, digestHome, digestPackages} {
+		if len(ref[part]) != 16 {
+			t.Fatalf("%s digest %q, want 16 hex digits", part, ref[part])
+		}
+	}
+	same := base()
+	same.Policy.HomeProvince = "广东省"
+	same.HTTP.AccountManagers[0], same.HTTP.AccountManagers[1] = same.HTTP.AccountManagers[1], same.HTTP.AccountManagers[0]
+	same.HTTP.AccountManagers[1].Enterprises = []string{"T2", "T1"}
+	for _, p := range policy.DefaultPackages() {
+		same.Policy.Packages = append(same.Policy.Packages, PackageConfig{ID: p.ID, FeeYuan: yuanOf(p.FeeFen), Included: p.Included, OverageYuan: yuanOf(p.OverageFen)})
+	}
+	if got := configDigests(same); !maps.Equal(got, ref) {
+		t.Errorf("alike files: %v, want %v", got, ref)
+	}
+	for what, change := range map[string]func(*Config) string{
+		"a token":      func(c *Config) string { c.HTTP.AccountManagers[0].Token += "x"; return digestManagers },
+		"a portfolio":  func(c *Config) string { c.HTTP.AccountManagers[1].Enterprises = []string{"T3"}; return digestManagers },
+		"read_only":    func(c *Config) string { c.HTTP.AccountManagers[1].ReadOnly = true; return digestManagers },
+		"the province": func(c *Config) string { c.Policy.HomeProvince = "浙江"; return digestHome },
+		"a price": func(c *Config) string {
+			c.Policy.Packages = []PackageConfig{{ID: 1, FeeYuan: "20", Included: 220, OverageYuan: "0.11"}}
+			return digestPackages
+		},
+	} {
+		c := base()
+		part := change(c)
+		got := configDigests(c)
+		for _, p := range []string{digestManagers, digestHome, digestPackages} {
+			if changed := got[p] != ref[p]; changed != (p == part) {
+				t.Errorf("%s changed: %s digest changed %v", what, p, changed)
+			}
+		}
+	}
+}
+
+// yuanOf writes fen as policy.ParseYuan reads it.
+func yuanOf(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
