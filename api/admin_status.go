@@ -115,7 +115,8 @@ type ClusterStatus struct {
 	// reads from its own file and that the members have unlike:
 	// "account_managers" (a token rotated or a manager removed on some
 	// nodes only, still taken on the others: reload every node with the
-	// same file), "home_province" (nodes admit different numbers),
+	// same file), "admin_token" (a token refused on some nodes),
+	// "home_province" (nodes admit different numbers),
 	// "packages" (nodes count other limits and bill other fees): restart
 	// them with the same file. Absent when they agree.
 	ConfigDiffers []string `json:"config_differs,omitempty"`
@@ -150,7 +151,7 @@ type ClusterMember struct {
 	// ConfigDigests are digests of the parts of the member's
 	// configuration, as it runs, that the members compare (ConfigDiffers):
 	// account_managers (names, tokens, portfolios, read-only: showing
-	// nothing of them; absent for none), home_province, packages (the
+	// nothing of them; absent for none), admin_token, home_province, packages (the
 	// package table). Alike on members whose parts are alike; absent for
 	// a member of an earlier release.
 	ConfigDigests map[string]string `json:"config_digests,omitempty"`

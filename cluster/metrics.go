@@ -38,7 +38,7 @@ func newCollector(n *Node) *collector {
 		descLeader: prometheus.NewDesc("qxtd_cluster_is_leader",
 			"1 while this node leads the named leadership.", []string{"name"}, nil),
 		descDiffers: prometheus.NewDesc("qxtd_cluster_config_differs",
-			"1 while the live members publish unlike digests of the named part of their configuration (account_managers, home_province, packages): a node not reloaded or restarted yet, or configured apart.", []string{"part"}, nil),
+			"1 while the live members publish unlike digests of the named part of their configuration (account_managers, admin_token, home_province, packages): a node not reloaded or restarted yet, or configured apart.", []string{"part"}, nil),
 	}
 }
 

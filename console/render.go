@@ -247,6 +247,8 @@ var funcs = template.FuncMap{
 		switch part {
 		case "account_managers":
 			return "客户经理"
+		case "admin_token":
+			return "管理员令牌"
 		case "home_province":
 			return "本省"
 		case "packages":

@@ -319,6 +319,9 @@ const (
 	// tokens against its own file, so a node not reloaded after a token
 	// was rotated would still take the old one. A reload changes it.
 	digestManagers = "account_managers"
+	// digestAdmin is http.admin_token: a node started with another one
+	// refuses the CLI and the desk the others take. A restart changes it.
+	digestAdmin = "admin_token"
 	// digestHome is policy.home_province: which numbers an enterprise
 	// without 全网发送 may reach. A restart changes it.
 	digestHome = "home_province"
@@ -331,6 +334,10 @@ const (
 // configDigests are the digests of c's parts that the nodes compare.
 func configDigests(c *Config) map[string]string {
 	out := map[string]string{digestManagers: managersDigest(c.HTTP.AccountManagers)}
+	if c.HTTP.AdminToken != "" {
+		tok := sha256.Sum256([]byte(c.HTTP.AdminToken))
+		out[digestAdmin] = digestOf([]string{hex.EncodeToString(tok[:])})
+	}
 	if home, ok := policy.NormalizeProvince(c.Policy.HomeProvince); ok {
 		out[digestHome] = digestOf([]string{home})
 	}

@@ -148,10 +148,12 @@ func code(t *testing.T, base, tok string) int {
 // alike in what runs, whatever their order or spelling: the managers in
 // another order (their portfolios too), the home province as 广东 or
 // 广东省, no package table or the FAQ's written out. A token, a portfolio,
-// read_only, the province or a price changed each changes its digest.
+// read_only, the admin token, the province or a price changed each
+// changes its digest.
 func TestConfigDigests(t *testing.T) {
 	base := func() *Config {
 		c := &Config{}
+		c.HTTP.AdminToken = "admin-0123456789abcdef"
 		c.Policy.HomeProvince = "广东"
 		c.HTTP.AccountManagers = []AccountManagerConfig{
 			{Name: "张经理", Token: "zhang-0123456789abcdef", Enterprises: []string{"T1", "T2"}},
@@ -160,7 +162,7 @@ func TestConfigDigests(t *testing.T) {
 		return c
 	}
 	ref := configDigests(base())
-	for _, part := range []string{digestManagers, digestHome, digestPackages} {
+	for _, part := range []string{digestManagers, digestAdmin, digestHome, digestPackages} {
 		if len(ref[part]) != 16 {
 			t.Fatalf("%s digest %q, want 16 hex digits", part, ref[part])
 		}
@@ -176,10 +178,11 @@ func TestConfigDigests(t *testing.T) {
 		t.Errorf("alike files: %v, want %v", got, ref)
 	}
 	for what, change := range map[string]func(*Config) string{
-		"a token":      func(c *Config) string { c.HTTP.AccountManagers[0].Token += "x"; return digestManagers },
-		"a portfolio":  func(c *Config) string { c.HTTP.AccountManagers[1].Enterprises = []string{"T3"}; return digestManagers },
-		"read_only":    func(c *Config) string { c.HTTP.AccountManagers[1].ReadOnly = true; return digestManagers },
-		"the province": func(c *Config) string { c.Policy.HomeProvince = "浙江"; return digestHome },
+		"a token":         func(c *Config) string { c.HTTP.AccountManagers[0].Token += "x"; return digestManagers },
+		"a portfolio":     func(c *Config) string { c.HTTP.AccountManagers[1].Enterprises = []string{"T3"}; return digestManagers },
+		"read_only":       func(c *Config) string { c.HTTP.AccountManagers[1].ReadOnly = true; return digestManagers },
+		"the province":    func(c *Config) string { c.Policy.HomeProvince = "浙江"; return digestHome },
+		"the admin token": func(c *Config) string { c.HTTP.AdminToken += "x"; return digestAdmin },
 		"a price": func(c *Config) string {
 			c.Policy.Packages = []PackageConfig{{ID: 1, FeeYuan: "20", Included: 220, OverageYuan: "0.11"}}
 			return digestPackages
@@ -188,7 +191,7 @@ func TestConfigDigests(t *testing.T) {
 		c := base()
 		part := change(c)
 		got := configDigests(c)
-		for _, p := range []string{digestManagers, digestHome, digestPackages} {
+		for _, p := range []string{digestManagers, digestAdmin, digestHome, digestPackages} {
 			if changed := got[p] != ref[p]; changed != (p == part) {
 				t.Errorf("%s changed: %s digest changed %v", what, p, changed)
 			}
