@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -331,15 +332,18 @@ const (
 	digestPackages = "packages"
 )
 
-// configDigests are the digests of c's parts that the nodes compare.
+// configDigests are the digests of c's parts that the nodes compare,
+// keyed with cluster.secret (HMAC-SHA256): the nodes share it, and
+// whoever reads the digests (in etcd, or in the status, which every
+// account manager may) cannot try guesses of a token against them.
 func configDigests(c *Config) map[string]string {
-	out := map[string]string{digestManagers: managersDigest(c.HTTP.AccountManagers)}
+	key := []byte(c.Cluster.Secret)
+	out := map[string]string{digestManagers: managersDigest(key, c.HTTP.AccountManagers)}
 	if c.HTTP.AdminToken != "" {
-		tok := sha256.Sum256([]byte(c.HTTP.AdminToken))
-		out[digestAdmin] = digestOf([]string{hex.EncodeToString(tok[:])})
+		out[digestAdmin] = digestOf(key, []string{c.HTTP.AdminToken})
 	}
 	if home, ok := policy.NormalizeProvince(c.Policy.HomeProvince); ok {
-		out[digestHome] = digestOf([]string{home})
+		out[digestHome] = digestOf(key, []string{home})
 	}
 	if pc, err := policyConfig(c); err == nil { // validated at load
 		table := pc.Packages
@@ -350,35 +354,35 @@ func configDigests(c *Config) map[string]string {
 		for i, p := range table {
 			lines[i] = fmt.Sprintf("%d %d %d %d", p.ID, p.FeeFen, p.Included, p.OverageFen)
 		}
-		out[digestPackages] = digestOf(lines)
+		out[digestPackages] = digestOf(key, lines)
 	}
 	return out
 }
 
-// digestOf is 16 hex digits of the SHA-256 of lines, sorted.
-func digestOf(lines []string) string {
+// digestOf is 16 hex digits of the HMAC-SHA256 under key of lines, sorted.
+func digestOf(key []byte, lines []string) string {
 	lines = slices.Sorted(slices.Values(lines))
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return hex.EncodeToString(sum[:8])
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// managersDigest is a digest of the account managers (http.account_managers)
-// that tells two nodes' apart without showing anything of them: each
-// manager's name, its token's SHA-256, its portfolio (sorted) and whether
-// it is read-only, the managers sorted by name; 16 hex digits. Alike on
+// managersDigest is a digest under key of the account managers
+// (http.account_managers) that tells two nodes' apart without showing
+// anything of them: each manager's name, token, portfolio (sorted) and
+// whether it is read-only, the managers sorted; 16 hex digits. Alike on
 // nodes whose managers are alike, whatever the order in their files or
 // whether a token is in the file or in token_file. "" for none.
-func managersDigest(ms []AccountManagerConfig) string {
+func managersDigest(key []byte, ms []AccountManagerConfig) string {
 	if len(ms) == 0 {
 		return ""
 	}
 	lines := make([]string, 0, len(ms))
 	for _, m := range ms {
-		tok := sha256.Sum256([]byte(m.Token))
 		ents := slices.Sorted(slices.Values(m.Enterprises))
-		lines = append(lines, fmt.Sprintf("%q %x %q %t", m.Name, tok, ents, m.ReadOnly))
+		lines = append(lines, fmt.Sprintf("%q %q %q %t", m.Name, m.Token, ents, m.ReadOnly))
 	}
-	return digestOf(lines)
+	return digestOf(key, lines)
 }
 
 // peerAddr is where the other nodes reach this one; nil outside a cluster.

@@ -153,6 +153,7 @@ func code(t *testing.T, base, tok string) int {
 func TestConfigDigests(t *testing.T) {
 	base := func() *Config {
 		c := &Config{}
+		c.Cluster.Secret = "cluster-secret-0123456789"
 		c.HTTP.AdminToken = "admin-0123456789abcdef"
 		c.Policy.HomeProvince = "广东"
 		c.HTTP.AccountManagers = []AccountManagerConfig{
@@ -176,6 +177,14 @@ func TestConfigDigests(t *testing.T) {
 	}
 	if got := configDigests(same); !maps.Equal(got, ref) {
 		t.Errorf("alike files: %v, want %v", got, ref)
+	}
+	// Keyed with the cluster's secret: another key, every digest another.
+	other := base()
+	other.Cluster.Secret += "x"
+	for part, d := range configDigests(other) {
+		if d == ref[part] {
+			t.Errorf("%s: the same digest under another cluster.secret", part)
+		}
 	}
 	for what, change := range map[string]func(*Config) string{
 		"a token":         func(c *Config) string { c.HTTP.AccountManagers[0].Token += "x"; return digestManagers },

@@ -138,7 +138,7 @@ func (d *daemon) applyConfig(ctx context.Context, path string) error {
 		if d.cluster != nil {
 			// The other nodes compare it with theirs (GET /admin/v1/status's
 			// config_differs): a node not reloaded yet shows.
-			if err := d.cluster.node.PublishDigest(digestManagers, managersDigest(next.HTTP.AccountManagers)); err != nil {
+			if err := d.cluster.node.PublishDigest(digestManagers, managersDigest([]byte(d.cfg.Cluster.Secret), next.HTTP.AccountManagers)); err != nil {
 				d.log.Warn("reload: the account managers' digest not published to the cluster; the other nodes compare an old one until the next reload", "err", err)
 			}
 		}
