@@ -151,7 +151,8 @@ type ClusterMember struct {
 	// ConfigDigests are digests of the parts of the member's
 	// configuration, as it runs, that the members compare (ConfigDiffers):
 	// account_managers (names, tokens, portfolios, read-only: showing
-	// nothing of them; absent for none), admin_token, home_province, packages (the
+	// nothing of them; absent for none), admin_token, home_province (the
+	// province's name itself), packages (the
 	// package table). Alike on members whose parts are alike; absent for
 	// a member of an earlier release.
 	ConfigDigests map[string]string `json:"config_digests,omitempty"`

@@ -332,8 +332,9 @@ const (
 	digestPackages = "packages"
 )
 
-// configDigests are the digests of c's parts that the nodes compare,
-// keyed with cluster.secret (HMAC-SHA256): the nodes share it, and
+// configDigests are the digests of c's parts that the nodes compare (the
+// home province as its name), keyed with cluster.secret (HMAC-SHA256):
+// the nodes share it, and
 // whoever reads the digests (in etcd, or in the status, which every
 // account manager may) cannot try guesses of a token against them.
 func configDigests(c *Config) map[string]string {
@@ -343,7 +344,7 @@ func configDigests(c *Config) map[string]string {
 		out[digestAdmin] = digestOf(key, []string{c.HTTP.AdminToken})
 	}
 	if home, ok := policy.NormalizeProvince(c.Policy.HomeProvince); ok {
-		out[digestHome] = digestOf(key, []string{home})
+		out[digestHome] = home // no secret: the name itself tells the operator more
 	}
 	if pc, err := policyConfig(c); err == nil { // validated at load
 		table := pc.Packages
