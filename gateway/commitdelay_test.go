@@ -73,28 +73,40 @@ func TestCommitDelayHoldsSubmittedRecordsOnlyWithAnIdleWorker(t *testing.T) {
 			{"one worker", 1, 1, false},
 		} {
 			t.Run(knob.name+"/"+c.name, func(t *testing.T) {
-				r, e := holdRig(t, time.Hour, knob.set, func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window })
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				id := submitOne(ctx, t, e, "record")
-				r.waitReceived(t, 1)
-				answered := time.Now() // about when the SMSC answered
-				for {
-					m, err := r.store.Get(id)
-					if err != nil {
-						t.Fatal(err)
+				recorded := func() time.Duration {
+					r, e := holdRig(t, time.Hour, knob.set, func(u *gateway.UpstreamConfig) { u.Binds, u.Window = c.binds, c.window })
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					id := submitOne(ctx, t, e, "record")
+					r.waitReceived(t, 1)
+					answered := time.Now() // about when the SMSC answered
+					for {
+						m, err := r.store.Get(id)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if m.Parts[0].State == queue.StateSubmitted {
+							break
+						}
+						if ctx.Err() != nil {
+							t.Fatalf("part still %s", m.Parts[0].State)
+						}
+						waitABit(ctx)
 					}
-					if m.Parts[0].State == queue.StateSubmitted {
-						break
-					}
-					if ctx.Err() != nil {
-						t.Fatalf("part still %s", m.Parts[0].State)
-					}
-					waitABit(ctx)
+					return time.Since(answered)
 				}
-				took := time.Since(answered)
+				took := recorded()
 				if c.held && took < delay/2 {
-					t.Errorf("with idle workers the SMSC's answer was recorded %v after it: not held for company", took)
+					// A held record goes with any commit that comes meanwhile
+					// (once under make test's load, at 20 ms: a write of the
+					// rig's starting bind, perhaps, made late); one never
+					// held misses it every time, so it is measured again
+					// once, on a fresh rig.
+					t.Logf("with idle workers the SMSC's answer was recorded %v after it: measuring again", took)
+					took = recorded()
+				}
+				if c.held && took < delay/2 {
+					t.Errorf("with idle workers the SMSC's answer was recorded %v after it (twice): not held for company", took)
 				}
 				if !c.held && took >= delay/2 {
 					t.Errorf("with the only worker busy the SMSC's answer was recorded %v after it: held", took)
