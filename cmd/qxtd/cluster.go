@@ -334,9 +334,9 @@ const (
 
 // configDigests are the digests of c's parts that the nodes compare (the
 // home province as its name), keyed with cluster.secret (HMAC-SHA256):
-// the nodes share it, and
-// whoever reads the digests (in etcd, or in the status, which every
-// account manager may) cannot try guesses of a token against them.
+// the nodes share it, and whoever reads the digests (in etcd, or in the
+// status, which every account manager may) cannot try guesses of a token
+// against them.
 func configDigests(c *Config) map[string]string {
 	key := []byte(c.Cluster.Secret)
 	out := map[string]string{digestManagers: managersDigest(key, c.HTTP.AccountManagers)}
