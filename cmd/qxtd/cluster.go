@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -273,9 +275,14 @@ func (d *daemon) startCluster(cfg *Config, reg prometheus.Registerer, conns *con
 	ctx, run := context.WithCancel(context.Background())
 	cs.run = run
 	cs.wg.Go(func() {
+		var differ []string // the parts unlike when last logged (this goroutine's)
 		cs.gateway.run(ctx, func(live int) {
 			d.policy.SetNodes(live)
 			d.gw.PeersChanged()
+			if now := cs.node.Differing(); !slices.Equal(now, differ) {
+				differ = now
+				logDiffering(log, cs.node.Members(), now)
+			}
 		})
 	})
 	cs.wg.Go(func() {
@@ -310,6 +317,26 @@ func (cs *clusterState) status() *api.ClusterStatus {
 			ConfigDigests: m.Digests})
 	}
 	return out
+}
+
+// logDiffering says in the log which parts of the configuration the live
+// members have unlike since the last change of the membership, with each
+// member's digest of them, or that they agree again: the log of every
+// node says so once, beside the status, the metric and the alert.
+func logDiffering(log *slog.Logger, members []cluster.Member, parts []string) {
+	if len(parts) == 0 {
+		log.Info("cluster: the nodes' configurations agree")
+		return
+	}
+	args := []any{"parts", parts}
+	for _, m := range members {
+		var each []string
+		for _, p := range parts {
+			each = append(each, p+"="+cmp.Or(m.Digests[p], "none"))
+		}
+		args = append(args, fmt.Sprintf("node_%d", m.ID), strings.Join(each, " "))
+	}
+	log.Warn("cluster: the nodes run parts of their configuration unlike; give every node the same file, then reload (account_managers) or restart (the others) each", args...)
 }
 
 // The parts of the configuration that every node reads from its own file

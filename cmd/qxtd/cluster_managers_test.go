@@ -96,8 +96,24 @@ func TestClusterManagersDiffer(t *testing.T) {
 		}
 		n.proc.waitLog(t, "configuration reloaded", seen, 30*time.Second)
 	}
+	// logged waits for n's log to say the nodes run parts unlike.
+	logged := func(n *clusterNode, parts ...string) {
+		t.Helper()
+		const msg = "cluster: the nodes run parts of their configuration unlike; give every node the same file, then reload (account_managers) or restart (the others) each"
+		for skip := 0; ; skip++ {
+			rec := n.proc.waitLog(t, msg, skip, 10*time.Second)
+			if slices.Equal(strs(rec["parts"]), parts) {
+				if d, _ := rec["node_2"].(string); !strings.Contains(d, "home_province=浙江省") {
+					t.Errorf("node %d's log of the parts unlike: node 2's %q, want its home province", n.id, d)
+				}
+				return
+			}
+		}
+	}
+	logged(nodes[0], "home_province")
 	reload(nodes[1], 0)
 	differ(true)
+	logged(nodes[0], "account_managers", "home_province")
 	for what, got := range map[string]int{
 		"node 1, the old token": code(t, base(nodes[0]), oldTok),
 		"node 2, the old token": code(t, base(nodes[1]), oldTok),
