@@ -190,6 +190,59 @@ func TestClusterLists(t *testing.T) {
 		}
 	})
 
+	t.Run("a manager's top senders are its enterprises', over every node", func(t *testing.T) {
+		// T1 sent through node 1 and node 2 (esme is T1's): the cluster's
+		// top senders add up both nodes' counts; 李经理 (T2) has none of
+		// them, 张经理 (T1) and the admin token see T1's.
+		for _, c := range []struct {
+			who, token string
+			want       []string
+		}{{"张经理", mgrT1Token, []string{"T1"}}, {"李经理", mgrT2Token, nil}, {"the admin token", "test-token", []string{"T1"}}} {
+			var st struct {
+				Cluster struct {
+					Members []struct {
+						ID   uint16
+						Load *struct {
+							TopEnterprises []struct{ Enterprise string } `json:"top_enterprises"`
+						}
+					}
+					Load *struct {
+						Members        int
+						TopEnterprises []struct {
+							Enterprise string
+							Accepted   uint64
+						} `json:"top_enterprises"`
+					}
+				}
+			}
+			waitCond(t, 10*time.Second, c.who+"'s cluster load of every node", func() bool {
+				code, body := postJSON(t, "GET", base(nodes[2])+"/admin/v1/status", c.token, "")
+				if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+					t.Fatalf("%s's status on node 3: %d %s", c.who, code, body)
+				}
+				return st.Cluster.Load != nil && st.Cluster.Load.Members == 3
+			})
+			var got []string
+			var accepted uint64
+			for _, e := range st.Cluster.Load.TopEnterprises {
+				got, accepted = append(got, e.Enterprise), accepted+e.Accepted
+			}
+			if !slices.Equal(got, c.want) || len(c.want) > 0 && (accepted < 1 || accepted > 6) {
+				t.Errorf("%s's cluster top senders on node 3: %v (%d accepted), want %v (1 to 6: T1's sends through nodes 1 and 2 of the last minute)", c.who, got, accepted, c.want)
+			}
+			for _, m := range st.Cluster.Members {
+				if m.Load == nil {
+					continue // answered the cluster's load, then not this one's: not a portfolio matter
+				}
+				for _, e := range m.Load.TopEnterprises {
+					if !slices.Contains(c.want, e.Enterprise) {
+						t.Errorf("%s sees node %d's top sender %s", c.who, m.ID, e.Enterprise)
+					}
+				}
+			}
+		}
+	})
+
 	t.Run("every node lists the replies", func(t *testing.T) {
 		for _, n := range nodes {
 			token := login(n)
