@@ -90,3 +90,81 @@ func BenchmarkOutboxPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeskPage renders the account manager's desk pages the way a
+// browser asks for them (the console in-process with a logged-in
+// manager's session, the API behind it in-process), beside its baseline:
+// GET /admin/v1/session alone, the call every desk page makes first to
+// learn whom its session acts as (console.req.opsWho). The ratio is that
+// call's share of a page.
+func BenchmarkDeskPage(b *testing.B) {
+	db, err := queue.OpenDB(filepath.Join(b.TempDir(), "q.db"), queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	store, err := queue.New(db, queue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	pol, err := policy.New(db, policy.Config{BcryptCost: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ents []policy.SeedEnterprise
+	for _, code := range []string{"A", "B", "C"} {
+		ents = append(ents, policy.SeedEnterprise{Enterprise: policy.Enterprise{Code: code, Name: code + "公司", Signature: "【" + code + "公司】", Package: 3}})
+	}
+	if _, err := pol.Seed(context.Background(), policy.SeedData{Enterprises: ents}); err != nil {
+		b.Fatal(err)
+	}
+	const token = "zhang-bench-0123456789"
+	srv := api.New(api.Config{Store: store, Policy: pol, AdminToken: "bench-admin-token-0123456789",
+		Managers: []api.Manager{{Name: "张经理", Token: token, Enterprises: []string{"A", "B"}}}})
+	defer srv.Close()
+	con, err := New(Config{API: srv.Handler()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, apiH := con.Handler(), srv.Handler()
+	var login api.OperatorLoginResponse
+	c := &api.Client{Base: apiBase, HTTP: &http.Client{Transport: inproc{h: apiH, remote: "127.0.0.1:1"}}}
+	if err := c.DoContext(context.Background(), http.MethodPost, "/admin/v1/login", api.OperatorLoginRequest{Token: token}, &login); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+		api              bool
+	}{
+		{"session", "/admin/v1/session", `"name":"张经理"`, true}, // the baseline: opsWho's call alone
+		{"home", "/ops/", "张经理 · 负责 A、B", false},
+		{"enterprises", "/ops/enterprises", "B公司", false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			get := func() *httptest.ResponseRecorder {
+				req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+				req.RemoteAddr = "127.0.0.1:1"
+				target := h
+				if tc.api {
+					req.Header.Set("Authorization", "Bearer "+login.Token)
+					target = apiH
+				} else {
+					req.AddCookie(&http.Cookie{Name: opsCookie, Value: login.Token})
+				}
+				w := httptest.NewRecorder()
+				target.ServeHTTP(w, req)
+				return w
+			}
+			if w := get(); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), tc.want) {
+				b.Fatalf("GET %s: %d\n%s", tc.path, w.Code, w.Body.String())
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if w := get(); w.Code != http.StatusOK {
+					b.Fatalf("GET %s: %d", tc.path, w.Code)
+				}
+			}
+		})
+	}
+}
