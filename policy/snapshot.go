@@ -329,7 +329,7 @@ func (s *Store) update(fn func(tx *bolt.Tx, ch *change) error) error {
 		if err := s.cls.SetOverrides(ovs); err != nil {
 			return err // cannot happen: overrides are validated before they are stored
 		}
-		s.classChanged.Store(s.now().UnixNano())
+		s.markClassChanged(s.now())
 	}
 	s.snap.Store(next)
 	return nil
@@ -458,9 +458,21 @@ func (s *Store) reload() error {
 	// on is admitted under what was just loaded: the mark is set
 	// scopeSettle back (StopReason adds it), to the nanosecond, not
 	// the second (a restart can take less than one).
-	s.classChanged.Store(s.opts.Now().Add(-scopeSettle).UnixNano())
+	s.markClassChanged(s.opts.Now().Add(-scopeSettle))
 	s.snap.Store(snap)
 	return nil
+}
+
+// markClassChanged moves the mark of classChanged to t, never back: a
+// reload after a failed commit (its mark scopeSettle back) must not
+// shorten the settle of an overrides change made a moment before.
+func (s *Store) markClassChanged(t time.Time) {
+	for {
+		was := s.classChanged.Load()
+		if t.UnixNano() <= was || s.classChanged.CompareAndSwap(was, t.UnixNano()) {
+			return
+		}
+	}
 }
 
 // applyShared is the hook of StoreOptions.Shared: it rebuilds the parts of
@@ -490,7 +502,7 @@ func (s *Store) applyShared(tx *bolt.Tx, changed [][][]byte) {
 	if all || ch.overrides {
 		if ovs, err := loadOverrides(tx); err == nil {
 			_ = s.cls.SetOverrides(ovs)
-			s.classChanged.Store(s.now().UnixNano()) // another node's change
+			s.markClassChanged(s.now()) // another node's change
 		}
 	}
 	s.snap.Store(next)

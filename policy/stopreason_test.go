@@ -109,6 +109,12 @@ func TestStopReasonAfterOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := f.clk.Now()
+	// A reload of the file (after a failed commit) marks what was
+	// accepted before it, and does not shorten the change's settle.
+	f.clk.Advance(time.Second)
+	if err := f.p.reload(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		at   time.Time
 		want Reason
