@@ -351,4 +351,10 @@ func TestBrowserDeskReadOnly(t *testing.T) {
 		t.Errorf("陈客服's page of A has %d forms that change something, want none", n)
 	}
 	b.shot("ops-readonly-enterprise")
+	b.run("type 新建企业's address", chromedp.Navigate(r.url+"/ops/enterprises/new"))
+	b.waitText(".error", "客户经理陈客服为只读账号，只能查看，不能新建企业", false)
+	if n := b.count("#ent-form"); n != 0 {
+		t.Error("陈客服 is shown the form of a new enterprise")
+	}
+	b.shot("ops-readonly-new")
 }
