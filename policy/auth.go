@@ -24,10 +24,17 @@ import (
 // every concurrent bind allocate 64 MiB, a memory DoS on a small gateway.
 const (
 	DefaultBcryptCost = 10
-	MinPasswordLen    = 6
-	MaxPasswordLen    = 8  // SMPP 3.4 password: C-Octet String of at most 9 octets
-	MaxSystemIDLen    = 15 // SMPP 3.4 system_id: C-Octet String of at most 16 octets
-	apiKeyPrefix      = "qxtd_"
+	// MaxBcryptCost bounds policy.bcrypt_cost and the cost a stored hash
+	// may name: 16 is 64 × the default's work (about 4.5 s a bind here),
+	// beyond any useful setting. A hash of a higher cost can only come
+	// from a damaged file or a hostile write (a cluster's etcd): checked
+	// at its cost (up to 31: 2^21 × the default) it would hold an
+	// AuthConcurrency slot for days and lock every bind out behind it.
+	MaxBcryptCost  = 16
+	MinPasswordLen = 6
+	MaxPasswordLen = 8  // SMPP 3.4 password: C-Octet String of at most 9 octets
+	MaxSystemIDLen = 15 // SMPP 3.4 system_id: C-Octet String of at most 16 octets
+	apiKeyPrefix   = "qxtd_"
 )
 
 // dummyHashDefault is a bcrypt hash, at DefaultBcryptCost, of a password
@@ -68,6 +75,9 @@ func (s *Store) Authenticate(systemID, password string) (*User, *Enterprise, err
 	hash := s.dummy
 	if rec != nil {
 		hash = rec.PassHash
+		if c, err := bcrypt.Cost(hash); err != nil || c > MaxBcryptCost {
+			hash, rec = s.dummy, nil // damaged: refused as a wrong password, after the same work
+		}
 	}
 	pw := password
 	if len(pw) > 72 { // bcrypt's limit: still spend the time

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,5 +173,55 @@ func TestResetPassword(t *testing.T) {
 			t.Fatal("password repeats")
 		}
 		seen[pw] = true
+	}
+}
+
+// TestAuthenticateDamagedHash: a stored hash that names a cost above
+// MaxBcryptCost can only come from a damaged file (FuzzStoreRecords found
+// one: a digit of "$2a$04$" changed) or a hostile write. Checked at its
+// cost (31: 2^21 × a bind at the default) it would hold one of the store's
+// AuthConcurrency slots for days and lock every bind out behind it; it is
+// refused like a wrong password, after the store's own cost of work, and
+// the other users log in meanwhile.
+func TestAuthenticateDamagedHash(t *testing.T) {
+	f := newFixture(t)
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		var rec userRec
+		if err := json.Unmarshal(b.Get([]byte("a_user")), &rec); err != nil {
+			return err
+		}
+		if c, err := bcrypt.Cost(rec.PassHash); err != nil || c != bcrypt.MinCost {
+			return fmt.Errorf("the fixture's hash: cost %d, %v", c, err)
+		}
+		rec.PassHash = []byte(strings.Replace(string(rec.PassHash), "$04$", "$31$", 1))
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("a_user"), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPolicy(t, f.db, f.clk) // the snapshot read from the file again
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Authenticate("a_user", "secret2")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != ErrAuth {
+			t.Fatalf("a hash of cost 31: %v, want ErrAuth", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a hash of cost 31 was checked at its cost: no answer in 20 s")
+	}
+	if _, _, err := p.Authenticate("a_admin", "secret1"); err != nil {
+		t.Fatalf("another user beside the damaged one: %v", err)
+	}
+	if _, err := New(f.db, Config{BcryptCost: MaxBcryptCost + 1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("policy.bcrypt_cost %d: %v, want ErrInvalid", MaxBcryptCost+1, err)
 	}
 }

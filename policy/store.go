@@ -146,8 +146,8 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = DefaultBcryptCost
 	}
-	if opts.BcryptCost < bcrypt.MinCost || opts.BcryptCost > bcrypt.MaxCost {
-		return nil, fmt.Errorf("%w: bcrypt cost %d", ErrInvalid, opts.BcryptCost)
+	if opts.BcryptCost < bcrypt.MinCost || opts.BcryptCost > MaxBcryptCost {
+		return nil, fmt.Errorf("%w: bcrypt cost %d: %d–%d", ErrInvalid, opts.BcryptCost, bcrypt.MinCost, MaxBcryptCost)
 	}
 	if opts.AuthConcurrency <= 0 {
 		opts.AuthConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
