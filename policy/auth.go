@@ -31,6 +31,7 @@ const (
 	// at its cost (up to 31: 2^21 × the default) it would hold an
 	// AuthConcurrency slot for days and lock every bind out behind it.
 	MaxBcryptCost  = 16
+	MinBcryptCost  = bcrypt.MinCost // 4: what tests use
 	MinPasswordLen = 6
 	MaxPasswordLen = 8  // SMPP 3.4 password: C-Octet String of at most 9 octets
 	MaxSystemIDLen = 15 // SMPP 3.4 system_id: C-Octet String of at most 16 octets

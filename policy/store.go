@@ -13,7 +13,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Bucket names: everything of this package lives under "policy_" buckets of
@@ -146,8 +145,8 @@ func OpenStore(db *bolt.DB, opts StoreOptions) (*Store, error) {
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = DefaultBcryptCost
 	}
-	if opts.BcryptCost < bcrypt.MinCost || opts.BcryptCost > MaxBcryptCost {
-		return nil, fmt.Errorf("%w: bcrypt cost %d: %d–%d", ErrInvalid, opts.BcryptCost, bcrypt.MinCost, MaxBcryptCost)
+	if opts.BcryptCost < MinBcryptCost || opts.BcryptCost > MaxBcryptCost {
+		return nil, fmt.Errorf("%w: bcrypt cost %d: %d–%d", ErrInvalid, opts.BcryptCost, MinBcryptCost, MaxBcryptCost)
 	}
 	if opts.AuthConcurrency <= 0 {
 		opts.AuthConcurrency = max(1, runtime.GOMAXPROCS(0)/2)

@@ -990,6 +990,9 @@ func (c *Config) Validate() error {
 		// Pending entries are entries: the larger bound could never be met.
 		errs = append(errs, fmt.Errorf("policy.whitelist_max_pending: %d is more than policy.whitelist_max_entries (%d)", p.WhitelistMaxPending, p.WhitelistMaxEntries))
 	}
+	if b := c.Policy.BcryptCost; b != 0 && (b < policy.MinBcryptCost || b > policy.MaxBcryptCost) {
+		errs = append(errs, fmt.Errorf("policy.bcrypt_cost: %d is not %d–%d", b, policy.MinBcryptCost, policy.MaxBcryptCost))
+	}
 	if _, ok := policy.NormalizeProvince(c.Policy.HomeProvince); !ok {
 		errs = append(errs, fmt.Errorf("policy.home_province: %q is not a province", c.Policy.HomeProvince))
 	}

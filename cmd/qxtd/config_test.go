@@ -49,6 +49,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-upstream-carrier.yaml":         `upstreams[0].carriers[1]: "vodafone" is not a carrier`,
 		"invalid-no-upstreams.yaml":             "upstreams: at least one is required",
 		"invalid-log-level.yaml":                `log.level: "verbose" is not debug, info, warn or error`,
+		"invalid-bcrypt-cost.yaml":              "policy.bcrypt_cost: 20 is not 4–16",
 		"invalid-log-format.yaml":               `log.format: "yaml" is not auto, json or text`,
 		"invalid-account-password.yaml":         "accounts[0].password: 13 characters; SMPP allows at most 8",
 		"invalid-account-long-replies.yaml":     `accounts[0].long_replies: "udh7" is not payload, udh8, udh16 or sar`,
