@@ -151,8 +151,9 @@ func TestCheckRequest(t *testing.T) {
 
 // FuzzCheckRequest: whatever Decode accepts, the check never panics and
 // agrees with the sizes read the slow way (Str, in wire order): ok when
-// every C-Octet String is shorter than its size and short_message at
-// most 254 octets, else the first field too long and its status.
+// every C-Octet String is shorter than its size, a submit_multi has 1–254
+// destinations and short_message is at most 254 octets, else the first
+// field out of bounds and its status.
 func FuzzCheckRequest(f *testing.F) {
 	for _, s := range seedFrames(f) {
 		f.Add(s)
@@ -169,6 +170,9 @@ func FuzzCheckRequest(f *testing.F) {
 				wantField, wantSt = l.Name, l.Status
 				break
 			}
+		}
+		if n := len(smpp.Dests(p)); p.Header().ID == pdu.SubmitMultiID && wantSt == smpp.StatusOK && (n == 0 || n > smpp.MaxDests) {
+			wantField, wantSt = "number_of_dests", smpp.StatusInvalidNumDests
 		}
 		switch p.Header().ID {
 		case pdu.SubmitSMID, pdu.SubmitMultiID, smpp.ReplaceSMID:
